@@ -1,0 +1,1 @@
+"""Estimation of fine-tuning performance for subsets of sources, on cached gradients."""

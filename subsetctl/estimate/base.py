@@ -1,0 +1,94 @@
+"""The estimator interface every search strategy talks to.
+
+A subset is a boolean mask over the auxiliary sources (the target is always included).
+An estimator maps masks to the estimated target validation loss ``L_hat(S)``
+(DESIGN.md section 2, step 4) plus per-subset diagnostics.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class FeatureSet:
+    """Cached per-example features, grouped by source, as the estimators need them.
+
+    Attributes:
+        target: name of the target task.
+        sources: names of the auxiliary sources, in mask order.
+        target_train_x / target_train_f: the target's training rows, (n_t, d) and (n_t,).
+        source_train_x / source_train_f: one array per source, aligned with ``sources``.
+        val_x / val_f: the target's validation rows, where L_hat is evaluated.
+        source_repr / target_repr: optional mean last-layer hidden states (for the
+            representation-similarity baseline).
+    """
+
+    target: str
+    sources: list[str]
+    target_train_x: np.ndarray
+    target_train_f: np.ndarray
+    source_train_x: list[np.ndarray]
+    source_train_f: list[np.ndarray]
+    val_x: np.ndarray
+    val_f: np.ndarray
+    source_repr: np.ndarray | None = None
+    target_repr: np.ndarray | None = None
+
+    @property
+    def d(self) -> int:
+        return int(self.val_x.shape[1])
+
+    @property
+    def n_sources(self) -> int:
+        return len(self.sources)
+
+
+@dataclass
+class EstimateBatch:
+    """Results for m subsets: ``loss`` (m,), ``w_norm`` (m,), ``iterations`` (m,),
+    ``converged`` (m,) bool. ``loss`` is NaN where the solver failed."""
+
+    loss: np.ndarray
+    w_norm: np.ndarray
+    iterations: np.ndarray
+    converged: np.ndarray
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class SubsetEstimator(ABC):
+    """Estimates target validation loss for subsets of sources.
+
+    Strategies see only ``sources`` and ``estimate``; they never touch gradients.
+    """
+
+    #: one-line description shown by ``subsetctl ls``
+    description: str = ""
+
+    @property
+    @abstractmethod
+    def sources(self) -> list[str]:
+        """Source names in mask order."""
+
+    @abstractmethod
+    def estimate(self, masks: np.ndarray) -> EstimateBatch:
+        """Estimate every subset in ``masks`` (m, n_sources) bool."""
+
+    def masks_for(self, subsets: list[list[str]]) -> np.ndarray:
+        """Masks for subsets given by source names; unknown names are errors."""
+        from subsetctl.errors import UserError
+
+        index = {name: i for i, name in enumerate(self.sources)}
+        masks = np.zeros((len(subsets), len(self.sources)), dtype=bool)
+        for row, subset in enumerate(subsets):
+            for name in subset:
+                if name not in index:
+                    raise UserError(
+                        f"Unknown source {name!r} in subset {subset}. Known sources: "
+                        f"{', '.join(self.sources)}."
+                    )
+                masks[row, index[name]] = True
+        return masks

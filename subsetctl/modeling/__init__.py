@@ -1,0 +1,1 @@
+"""Models: resolution (packaged, local, hub), LoRA, the output function f, training."""

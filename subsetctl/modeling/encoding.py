@@ -1,0 +1,98 @@
+"""Turn (prompt, response) pairs into token tensors with a response mask.
+
+The response mask marks the gold response tokens: the positions whose log-odds make up
+the output function f (see :mod:`subsetctl.modeling.outputs`). Prompts are rendered
+with the tokenizer's chat template when it has one, and truncated from the *left* when
+an example is longer than ``max_length`` so that the response survives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+from subsetctl.errors import UserError
+
+
+@dataclass
+class EncodedExample:
+    """One tokenized example: ``input_ids`` and a same-length 0/1 ``response_mask``."""
+
+    input_ids: list[int]
+    response_mask: list[int]
+    truncated: bool
+
+
+def render_prompt(tokenizer: Any, prompt: str) -> str:
+    """The text that precedes the response: the chat template's user turn plus the
+    generation prompt when the tokenizer has a chat template, else the prompt and a
+    newline."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        )
+    return prompt + "\n"
+
+
+def encode_causal_lm(
+    tokenizer: Any, prompt: str, response: str, max_length: int, source: str = "?", row: int = -1
+) -> EncodedExample:
+    """Tokenize one causal-LM example; the response ends with the EOS token."""
+    if not response or not response.strip():
+        raise UserError(
+            f"Source {source!r}, row {row}: the response is empty. Every training example needs "
+            "a gold response; drop or fix that row."
+        )
+    prompt_ids = tokenizer(render_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"]
+    response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
+    if tokenizer.eos_token_id is not None:
+        response_ids = response_ids + [tokenizer.eos_token_id]
+    truncated = False
+    if len(response_ids) > max_length - 1:
+        response_ids = response_ids[: max_length - 1]
+        truncated = True
+    room = max_length - len(response_ids)
+    if len(prompt_ids) > room:
+        prompt_ids = prompt_ids[len(prompt_ids) - room :]
+        truncated = True
+    ids = list(prompt_ids) + list(response_ids)
+    mask = [0] * len(prompt_ids) + [1] * len(response_ids)
+    if len(prompt_ids) == 0:  # the first token has no prediction; never count it
+        mask[0] = 0
+    return EncodedExample(ids, mask, truncated)
+
+
+def pad_id(tokenizer: Any) -> int:
+    """A usable pad token id (falls back to EOS, then 0, for tokenizers without one)."""
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if candidate is not None:
+            return int(candidate)
+    return 0
+
+
+def collate_causal_lm(examples: Sequence[EncodedExample], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad a batch: ``input_ids``, ``attention_mask``, ``response_mask`` (B, T)."""
+    length = max(len(e.input_ids) for e in examples)
+    ids = torch.full((len(examples), length), pad_token_id, dtype=torch.long)
+    attn = torch.zeros((len(examples), length), dtype=torch.long)
+    resp = torch.zeros((len(examples), length), dtype=torch.bool)
+    for i, e in enumerate(examples):
+        n = len(e.input_ids)
+        ids[i, :n] = torch.tensor(e.input_ids)
+        attn[i, :n] = 1
+        resp[i, :n] = torch.tensor(e.response_mask, dtype=torch.bool)
+    return {"input_ids": ids, "attention_mask": attn, "response_mask": resp}
+
+
+def encode_classifier(
+    tokenizer: Any, texts: Sequence[str], labels: Sequence[int], max_length: int
+) -> dict[str, torch.Tensor]:
+    """Tokenize a batch of classifier inputs (truncated from the right, padded)."""
+    enc = tokenizer(list(texts), truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+    return {
+        "input_ids": enc["input_ids"],
+        "attention_mask": enc["attention_mask"],
+        "labels": torch.tensor(list(labels), dtype=torch.long),
+    }
