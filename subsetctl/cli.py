@@ -1,0 +1,276 @@
+"""Command-line interface: parse arguments, call :mod:`subsetctl.api`, render results.
+
+Exit codes: 0 ok, 1 user error (bad spec, missing file, locked project...), 2 usage
+error (unknown option, missing argument). User errors print one paragraph, never a
+traceback; set ``SUBSETCTL_DEBUG=1`` to see tracebacks of internal errors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from subsetctl import __version__
+from subsetctl.errors import UserError
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+class _Group(click.Group):
+    """A click group that turns user errors into exit code 1 without a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            _console(stderr=True).print(f"[bold red]error:[/bold red] {exc}", markup=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            _console(stderr=True).print("interrupted; finished work is kept, `subsetctl run` resumes.")
+            sys.exit(130)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as exc:  # an internal error: say so plainly
+            if os.environ.get("SUBSETCTL_DEBUG"):
+                raise
+            _console(stderr=True).print(
+                f"[bold red]internal error:[/bold red] {type(exc).__name__}: {exc}\n"
+                "This is a bug in subsetctl, not in your spec. Finished stages are kept. "
+                "Re-run with SUBSETCTL_DEBUG=1 for the traceback and report it."
+            )
+            sys.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="subsetctl")
+def main() -> None:
+    """subsetctl: choose which auxiliary data sources to fine-tune a language model on.
+
+    A YAML spec names the base model, the target task and the candidate sources;
+    `subsetctl run` meta-initializes a LoRA adapter, caches projected per-example
+    gradients, estimates fine-tuning on many subsets on CPUs, searches, fine-tunes the
+    pick and reports. All state lives in the project directory; runs resume.
+    """
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--template", "-t", default="quickstart", show_default=True, help="quickstart or minimal.")
+@click.option("--force", is_flag=True, help="Overwrite an existing subsetctl.yaml.")
+def init(directory: Path, template: str, force: bool) -> None:
+    """Create a project directory with a commented spec."""
+    from subsetctl.api import init_project
+
+    path = init_project(directory, template, force)
+    console = _console()
+    console.print(f"Created {path} (template {template}).")
+    console.print(f"Next: subsetctl validate {path} && subsetctl plan {directory} && subsetctl run {directory}")
+
+
+@main.command()
+@click.argument("specs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def validate(specs: tuple[Path, ...], fmt: str) -> None:
+    """Check spec files without loading a model (exit 1 if any is invalid)."""
+    from subsetctl.api import validate_spec_file
+    from subsetctl.spec import SPEC_FILENAME
+
+    reports = []
+    for spec in specs:
+        path = spec / SPEC_FILENAME if spec.is_dir() else spec
+        reports.append(validate_spec_file(path))
+    if fmt == "json":
+        click.echo(json.dumps([r.to_dict() for r in reports], indent=2))
+    else:
+        console = _console()
+        for report in reports:
+            if report.ok:
+                console.print(f"[green]✓[/green] {report.file} is valid")
+            else:
+                console.print(f"[red]✗[/red] {report.file}: {len(report.issues)} problem(s)")
+                for issue in report.issues:
+                    console.print(f"  {issue.render()}", markup=False)
+    if not all(r.ok for r in reports):
+        sys.exit(1)
+
+
+@main.command()
+def schema() -> None:
+    """Print the JSON schema of the spec."""
+    from subsetctl.api import schema_text
+
+    click.echo(schema_text(), nl=False)
+
+
+def _status_table(statuses: list[Any], title: str) -> Any:
+    from rich.table import Table
+
+    colors = {"up to date": "green", "stale": "yellow", "never run": "cyan", "disabled": "dim", "corrupt": "red"}
+    table = Table(title=title, title_justify="left")
+    table.add_column("stage")
+    table.add_column("status")
+    table.add_column("run would")
+    table.add_column("why")
+    for s in statuses:
+        color = colors.get(s.state, "white")
+        table.add_row(s.name, f"[{color}]{s.state}[/{color}]", "run" if s.will_run else "skip", "; ".join(s.reasons))
+    return table
+
+
+@main.command()
+@click.argument("directory", required=False, type=click.Path(path_type=Path))
+@click.argument("overrides", nargs=-1)
+@click.option("--until", help="Plan only up to this stage.")
+@click.option("--force", multiple=True, help="Plan as if this stage were forced.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, force: tuple[str, ...], fmt: str) -> None:
+    """Show each stage's status and what `run` would do (no side effects)."""
+    from subsetctl.api import plan_project
+
+    directory, overrides = _split_dir(directory, overrides)
+    project, spec, statuses = plan_project(directory, list(overrides), until, list(force))
+    if fmt == "json":
+        click.echo(json.dumps([s.to_dict() for s in statuses], indent=2))
+        return
+    console = _console()
+    console.print(_status_table(statuses, f"plan for {project.root}"))
+    if spec.model.trust_remote_code:
+        console.print("[yellow]model.trust_remote_code is ON: model code from the model folder will run.[/yellow]")
+    todo = [s.name for s in statuses if s.will_run]
+    console.print(f"run would execute: {', '.join(todo)}" if todo else "Everything is up to date; `run` would do nothing.")
+
+
+def _split_dir(directory: Path | None, overrides: tuple[str, ...]) -> tuple[Path | None, tuple[str, ...]]:
+    """`subsetctl run a=b` (no directory): the first argument is an override."""
+    if directory is not None and "=" in str(directory) and not Path(directory).exists():
+        return None, (str(directory), *overrides)
+    return directory, overrides
+
+
+@main.command()
+@click.argument("directory", required=False, type=click.Path(path_type=Path))
+@click.argument("overrides", nargs=-1)
+@click.option("--until", help="Stop after this stage.")
+@click.option("--force", multiple=True, help="Re-run this stage even if up to date (repeatable).")
+@click.option("--shard", help="gradients stage: compute only shard i/N of the rows (e.g. 0/4).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def run(
+    directory: Path | None, overrides: tuple[str, ...], until: str | None, force: tuple[str, ...],
+    shard: str | None, quiet: bool,
+) -> None:
+    """Run every stale stage in order; resume where the last run stopped.
+
+    Extra arguments are `key=value` overrides of the spec, e.g. gradients.d=256 or
+    sources[0].max_examples=50; they are type-checked and saved with the run.
+    """
+    from subsetctl.api import run_project
+    from subsetctl.reporter import RichReporter
+
+    directory, overrides = _split_dir(directory, overrides)
+    options: dict[str, Any] = {}
+    if shard:
+        try:
+            index, count = (int(x) for x in shard.split("/"))
+            assert 0 <= index < count
+        except (ValueError, AssertionError):
+            raise click.BadParameter("expected i/N with 0 <= i < N, e.g. 0/4", param_hint="--shard") from None
+        options["shard"] = (index, count)
+    reporter = RichReporter(quiet=quiet)
+    results = run_project(directory, list(overrides), until, list(force), reporter, options)
+    ran = [r for r in results if r["action"] == "ran"]
+    console = _console()
+    if not ran:
+        console.print("Everything is up to date; nothing to do.")
+    else:
+        total = sum(r["seconds"] for r in ran)
+        console.print(f"Ran {', '.join(r['stage'] for r in ran)} in {total:.1f} s.")
+    if not until:
+        from subsetctl.api import load_project
+
+        project, _ = load_project(directory, list(overrides))
+        _print_report(project.root, console)
+
+
+def _print_report(root: Path, console: Any) -> None:
+    try:
+        from subsetctl.report.terminal import render_report
+    except ImportError:
+        return
+    render_report(root, console)
+
+
+@main.command()
+@click.argument("directory", required=False, type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+def report(directory: Path | None, fmt: str) -> None:
+    """Show the results of the last run (read-only; works during a run)."""
+    from subsetctl.project import Project
+    from subsetctl.report.terminal import load_report_data, render_report
+
+    project = Project.find(directory)
+    if fmt == "json":
+        click.echo(json.dumps(load_report_data(project.root), indent=2, default=str))
+    elif fmt == "markdown":
+        path = project.root / "report.md"
+        if not path.is_file():
+            raise UserError(f"No report.md in {project.root} yet; run `subsetctl run {project.root}` first.")
+        click.echo(path.read_text(encoding="utf-8"))
+    else:
+        render_report(project.root, _console())
+
+
+@main.command(name="ls")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def ls_command(fmt: str) -> None:
+    """List registered loaders, strategies, estimators, projectors and packaged models."""
+    from rich.table import Table
+
+    from subsetctl.api import list_plugins
+
+    plugins = list_plugins()
+    if fmt == "json":
+        click.echo(json.dumps(plugins, indent=2, default=str))
+        return
+    console = _console()
+    for kind, rows in plugins.items():
+        table = Table(title=kind, title_justify="left")
+        table.add_column("name", style="bold")
+        table.add_column("description")
+        for row in rows:
+            desc = row["description"]
+            if row.get("params"):
+                desc += "\n[dim]" + ", ".join(f"{p['name']}={p['default']!r}" for p in row["params"]) + "[/dim]"
+            table.add_row(row["name"], desc)
+        console.print(table)
+
+
+@main.command()
+@click.argument("directory", required=False, type=click.Path(path_type=Path))
+def doctor(directory: Path | None) -> None:
+    """Check the environment and say what to do about each problem."""
+    from subsetctl.doctor import run_checks
+
+    console = _console()
+    problems = 0
+    for check in run_checks(directory):
+        mark = "[green]✓[/green]" if check.ok else "[red]✗[/red]"
+        console.print(f"{mark} {check.name}: {check.detail}")
+        if not check.ok:
+            problems += 1
+            if check.advice:
+                console.print(f"    → {check.advice}")
+    if problems:
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,252 @@
+"""Checks of the data part of a spec that need no model and no data generation.
+
+``subsetctl validate`` calls :func:`check_sources` after the schema validation: it
+finds the mistakes that would otherwise surface minutes into a run (a missing file, a
+misspelt reasoning-gym task or evals name, an unregistered plugin loader, a classifier
+without a label column, split counts larger than a generator's size). Heavy packages
+are imported only when a source needs them (reasoning-gym for its task names, the
+loader registry for plugins); ``evals`` is never imported, only located.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from subsetctl.errors import UserError
+from subsetctl.spec import (
+    EvalsLoader,
+    HuggingFaceLoader,
+    LoaderBase,
+    PluginLoader,
+    ReasoningGymLoader,
+    SourceSpec,
+    Spec,
+    SpecIssue,
+    format_path,
+    key_lines,
+)
+
+
+class _Issues:
+    """Collects issues, filling the line number from the YAML text when known."""
+
+    def __init__(self, file: str, lines: dict[tuple[Any, ...], int]):
+        self.file = file
+        self.lines = lines
+        self.found: list[SpecIssue] = []
+
+    def add(self, loc: tuple[Any, ...], message: str) -> None:
+        line = None
+        for cut in range(len(loc), -1, -1):
+            if loc[:cut] in self.lines:
+                line = self.lines[loc[:cut]]
+                break
+        self.found.append(SpecIssue(file=self.file, line=line, key=format_path(loc), message=message))
+
+
+def _resolve(path: str, base_dir: Path) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else base_dir / p
+
+
+def _looks_local(path: str) -> bool:
+    """A huggingface loader path the user meant as a local path, not a hub id."""
+    return path.startswith(("/", "./", "../", "~", ".\\")) or Path(path).suffix in (
+        ".json",
+        ".jsonl",
+        ".csv",
+        ".parquet",
+        ".py",
+    )
+
+
+def _known_size(source: SourceSpec) -> int | None:
+    """The number of examples, when it is known without loading anything."""
+    sizes = []
+    if isinstance(source.loader, ReasoningGymLoader):
+        sizes.append(source.loader.size)
+    if source.max_examples is not None:
+        sizes.append(source.max_examples)
+    return min(sizes) if sizes else None
+
+
+def _check_split(source: SourceSpec, loc: tuple[Any, ...], is_target: bool, issues: _Issues) -> None:
+    from subsetctl.data.prepare import split_counts
+
+    split = source.split
+    if is_target:
+        for name in ("validation", "test"):
+            if not getattr(split, name):
+                issues.add(
+                    loc + ("split", name),
+                    f"the target needs {name} examples (split.{name} > 0): "
+                    + (
+                        "it chooses the checkpoint and scores subsets"
+                        if name == "validation"
+                        else "the final fine-tunes are evaluated on it"
+                    ),
+                )
+    if not split.train and not is_target:
+        issues.add(loc + ("split", "train"), "a source needs training examples (split.train > 0)")
+    n = _known_size(source)
+    if n is None:
+        return
+    counts = split_counts(split, n)
+    if sum(counts.values()) > n:
+        issues.add(
+            loc + ("split",),
+            f"asks for {sum(counts.values())} examples (train={counts['train']}, validation="
+            f"{counts['validation']}, test={counts['test']}) but the source has {n}",
+        )
+    for name in ("validation", "test"):
+        if is_target and getattr(split, name) and counts[name] == 0:
+            issues.add(
+                loc + ("split", name),
+                f"{getattr(split, name)!r} of {n} examples gives no {name} examples",
+            )
+
+
+def _check_file_loader(
+    loader: LoaderBase, loc: tuple[Any, ...], base_dir: Path, kind: str, issues: _Issues
+) -> None:
+    path_value = getattr(loader, "path", None)
+    if isinstance(loader, HuggingFaceLoader):
+        if _looks_local(loader.path) and not _resolve(loader.path, base_dir).exists():
+            issues.add(
+                loc + ("path",), f"local dataset path {_resolve(loader.path, base_dir)} does not exist"
+            )
+        for i, data_file in enumerate(loader.data_files or []):
+            if any(ch in data_file for ch in "*?[") or "://" in data_file:
+                continue
+            if (
+                not _resolve(data_file, base_dir).exists()
+                and not (_resolve(loader.path, base_dir) / data_file).exists()
+            ):
+                issues.add(
+                    loc + ("data_files", i), f"data file {_resolve(data_file, base_dir)} does not exist"
+                )
+    elif path_value is not None:
+        resolved = _resolve(path_value, base_dir)
+        if not resolved.exists():
+            issues.add(
+                loc + ("path",),
+                f"file {resolved} does not exist (relative paths resolve against the spec's folder)",
+            )
+        elif not resolved.is_file():
+            issues.add(loc + ("path",), f"{resolved} is not a file")
+    if kind == "classifier" and not loader.label_field:
+        issues.add(loc + ("label_field",), "model.kind is classifier: name the label column with label_field")
+    if kind == "causal-lm" and not loader.response_field:
+        issues.add(
+            loc + ("response_field",), "model.kind is causal-lm: name the response column with response_field"
+        )
+
+
+def _check_reasoning_gym(loader: ReasoningGymLoader, loc: tuple[Any, ...], issues: _Issues) -> None:
+    from subsetctl.data.loaders import close_names, reasoning_gym_tasks
+
+    tasks = reasoning_gym_tasks()
+    if loader.task not in tasks:
+        issues.add(
+            loc + ("task",), f"unknown reasoning-gym task {loader.task!r}. {close_names(loader.task, tasks)}"
+        )
+        return
+    from reasoning_gym.factory import DATASETS
+
+    config_cls = DATASETS[loader.task][1]
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    for key in loader.config:
+        if key in ("seed", "size"):
+            issues.add(loc + ("config", key), f"set {key} with loader.{key}, not inside loader.config")
+        elif key not in fields:
+            options = ", ".join(sorted(fields - {"seed", "size"})) or "(none)"
+            issues.add(
+                loc + ("config", key), f"task {loader.task!r} has no option {key!r}; its options: {options}"
+            )
+
+
+def _check_evals(loader: EvalsLoader, loc: tuple[Any, ...], issues: _Issues) -> None:
+    from subsetctl.data.loaders import (
+        EVALS_INSTALL_HINT,
+        close_names,
+        evals_data_dir,
+        evals_files,
+        evals_names,
+    )
+
+    data_dir = evals_data_dir()
+    if data_dir is None:
+        issues.add(loc, f"the evals loader needs the `evals` package data: `{EVALS_INSTALL_HINT}`")
+        return
+    folder = data_dir / loader.name
+    if not folder.is_dir():
+        issues.add(
+            loc + ("name",),
+            f"unknown eval {loader.name!r}. {close_names(loader.name, evals_names(data_dir))}",
+        )
+        return
+    files = evals_files(folder)
+    if loader.file is not None and loader.file not in files:
+        issues.add(
+            loc + ("file",),
+            f"eval {loader.name!r} has no file {loader.file!r}; its files: {', '.join(files) or '(none)'}",
+        )
+    elif loader.file is None and not files:
+        issues.add(loc + ("name",), f"eval {loader.name!r} has no .jsonl file")
+
+
+def _check_plugin(loader: PluginLoader, loc: tuple[Any, ...], issues: _Issues) -> None:
+    from subsetctl.registry import LOADERS
+
+    try:
+        LOADERS.get(loader.name)
+    except UserError as exc:
+        issues.add(loc + ("name",), str(exc))
+
+
+def check_sources(spec: Spec, spec_path: Path, text: str | None = None) -> list[SpecIssue]:
+    """Problems with the target and sources that show without loading any data.
+
+    Args:
+        spec: the validated spec.
+        spec_path: the spec file (relative data paths resolve against its folder).
+        text: the spec's YAML text, to give each issue a line number; read from
+            ``spec_path`` when omitted (no line numbers if it cannot be read).
+
+    Returns:
+        The issues found, keyed like ``sources[3].loader.path``; empty when all is well.
+    """
+    spec_path = Path(spec_path)
+    if text is None:
+        try:
+            text = spec_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            text = ""
+    issues = _Issues(str(spec_path), key_lines(text) if text else {})
+    base_dir = spec_path.parent
+    kind = spec.model.kind
+    if any(isinstance(s.loader, PluginLoader) for s in [spec.target, *spec.sources]):
+        from subsetctl.registry import load_plugin_string
+
+        for i, plugin in enumerate(spec.plugins):
+            try:
+                load_plugin_string(plugin)
+            except UserError as exc:
+                issues.add(("plugins", i), str(exc))
+    entries: list[tuple[tuple[Any, ...], SourceSpec, bool]] = [(("target",), spec.target, True)]
+    entries += [(("sources", i), s, False) for i, s in enumerate(spec.sources)]
+    for loc, source, is_target in entries:
+        loader = source.loader
+        lloc = loc + ("loader",)
+        if isinstance(loader, LoaderBase):
+            _check_file_loader(loader, lloc, base_dir, kind, issues)
+        elif isinstance(loader, ReasoningGymLoader):
+            _check_reasoning_gym(loader, lloc, issues)
+        elif isinstance(loader, EvalsLoader):
+            _check_evals(loader, lloc, issues)
+        elif isinstance(loader, PluginLoader):
+            _check_plugin(loader, lloc, issues)
+        _check_split(source, loc, is_target, issues)
+    return issues.found

@@ -1,0 +1,685 @@
+"""Source loaders: each turns one kind of data source into a ``datasets.Dataset`` with
+the common columns every later stage reads.
+
+Common columns (see :data:`COLUMNS`):
+
+- ``source`` (str): the source name;
+- ``prompt`` (str): the prompt / input text;
+- ``response`` (str): the gold response ("" for classifiers);
+- ``label`` (int): the class id (-1 for causal-lm);
+- ``label_text`` (str): the class name as written in the data ("" for causal-lm);
+- ``metadata`` (str): a JSON object with everything else known about the row;
+- ``row`` (int): the row's index in the loaded data, before any shuffling.
+
+Labels: a loader maps label *texts* to ids by :func:`label_vocabulary` over its own
+rows only. The ids of different sources therefore do not agree; the data stage
+recomputes one vocabulary over the target and all sources from ``label_text`` and
+re-encodes every source with it (:func:`encode_labels`), so after the data stage
+``label`` means the same class everywhere and the vocabulary is saved next to the data.
+
+Every loader is registered in :data:`subsetctl.registry.LOADERS` under the spec's
+``type`` name and has the signature ``(options, ctx: LoadContext) -> Dataset``.
+Errors the user can fix (missing file, missing column, bad encoding, bad JSON, empty
+file, unknown task) raise :class:`~subsetctl.errors.UserError` naming the source, the
+file and what to do.
+
+File loaders read with the json module, pandas or pyarrow and build the dataset in
+memory with ``Dataset.from_dict`` rather than ``Dataset.from_json``/``from_csv``: that
+gives line-numbered errors, tolerates columns whose type varies between rows, and
+writes nothing into the Hugging Face cache. The ``huggingface`` loader uses
+``datasets.load_dataset``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import json
+import math
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from datasets import Dataset, Features, Value
+
+from subsetctl.errors import UserError
+from subsetctl.registry import LOADERS
+from subsetctl.spec import (
+    CsvLoader,
+    EvalsLoader,
+    HuggingFaceLoader,
+    JsonlLoader,
+    LoaderBase,
+    ParquetLoader,
+    PluginLoader,
+    ReasoningGymLoader,
+)
+
+Kind = Literal["causal-lm", "classifier"]
+
+#: The columns of every prepared dataset, in order.
+COLUMNS: tuple[str, ...] = ("source", "prompt", "response", "label", "label_text", "metadata", "row")
+
+#: Their arrow types.
+FEATURES = Features(
+    {
+        "source": Value("string"),
+        "prompt": Value("string"),
+        "response": Value("string"),
+        "label": Value("int64"),
+        "label_text": Value("string"),
+        "metadata": Value("string"),
+        "row": Value("int64"),
+    }
+)
+
+EVALS_INSTALL_HINT = "pip install --no-deps evals==3.0.1.post1"
+
+
+@dataclass(frozen=True)
+class LoadContext:
+    """What a loader needs to know besides its options.
+
+    Attributes:
+        source_name: the source's name (goes into the ``source`` column and messages).
+        base_dir: the spec file's folder; relative paths resolve against it.
+        kind: ``causal-lm`` (prompt -> response) or ``classifier`` (text -> label).
+        seed: the source's seed (``source.seed`` or the project seed).
+    """
+
+    source_name: str
+    base_dir: Path
+    kind: Kind
+    seed: int
+
+
+def empty_dataset() -> Dataset:
+    """A dataset with the common columns and no rows."""
+    return Dataset.from_dict({name: [] for name in COLUMNS}, features=FEATURES)
+
+
+# ------------------------------------------------------------------------ labels
+
+
+_INT_LABEL = re.compile(r"-?\d{1,18}")
+
+
+def _label_sort_key(text: str) -> tuple[int, int, str]:
+    """Integer labels sort numerically (so "2" < "10"), before any other text."""
+    if _INT_LABEL.fullmatch(text):
+        return (0, int(text), "")
+    return (1, 0, text)
+
+
+def label_vocabulary(texts: Iterable[str]) -> list[str]:
+    """The sorted unique label names; a label's id is its index in this list.
+
+    Integer-like names sort numerically, so labels 0/1 keep ids 0/1."""
+    return sorted(set(texts), key=_label_sort_key)
+
+
+def encode_labels(texts: list[str], vocabulary: list[str]) -> list[int]:
+    """Label ids of ``texts`` in ``vocabulary``; texts not in it raise ``KeyError``."""
+    index = {name: i for i, name in enumerate(vocabulary)}
+    return [index[t] for t in texts]
+
+
+def label_to_text(value: Any) -> str:
+    """The canonical text of a raw label value: booleans become "0"/"1", integral
+    floats lose their ".0", strings are stripped of surrounding whitespace."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, str):
+        return value.strip()
+    return value_to_text(value)
+
+
+# ------------------------------------------------------------------------ values
+
+
+def value_to_text(value: Any) -> str:
+    """A cell as text: strings unchanged, numbers via ``str``, anything else as JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bool, int, float)):
+        return str(value)
+    return json.dumps(value, ensure_ascii=False, default=str, sort_keys=True)
+
+
+def _metadata_json(extra: dict[str, Any]) -> str:
+    """Serialize a row's metadata. ASCII-escaped so any Python string (even a lone
+    surrogate from a ``\\ud800`` JSON escape) survives the UTF-8 arrow column."""
+    return json.dumps(extra, ensure_ascii=True, default=str, sort_keys=True)
+
+
+def _check_utf8(text: str, source: str, where: str, locate: str, column: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UserError(
+            f"Source {source!r}: {where}, {locate}: the {column!r} value contains an invalid "
+            "unicode escape (a lone surrogate such as \\ud800). Fix that value in the file."
+        ) from None
+    return text
+
+
+# --------------------------------------------------------------- common columns
+
+
+def _where(path: Path) -> str:
+    return f"file {path}"
+
+
+def _missing_column(source: str, where: str, column: str, option: str, available: Iterable[str]) -> UserError:
+    names = sorted(set(available))
+    listed = ", ".join(repr(n) for n in names) if names else "(none)"
+    return UserError(
+        f"Source {source!r}: {where} has no column {column!r} (asked for by loader.{option}). "
+        f"Available columns: {listed}. Set loader.{option} to one of them or fix the data."
+    )
+
+
+def _required_fields(options: LoaderBase, ctx: LoadContext) -> tuple[str, str]:
+    """(name of the answer option, column) for the model kind; errors if unset."""
+    if ctx.kind == "classifier":
+        if not options.label_field:
+            raise UserError(
+                f"Source {ctx.source_name!r}: model.kind is classifier but loader.label_field is "
+                "not set. Name the column holding the class label with loader.label_field."
+            )
+        return "label_field", options.label_field
+    if not options.response_field:
+        raise UserError(
+            f"Source {ctx.source_name!r}: model.kind is causal-lm but loader.response_field is "
+            "not set. Name the column holding the gold response with loader.response_field."
+        )
+    return "response_field", options.response_field
+
+
+def build_common(
+    records: list[dict[str, Any]],
+    prompt_field: str,
+    answer_field: str,
+    answer_option: str,
+    ctx: LoadContext,
+    where: str,
+    locate: Callable[[int], str],
+    available: Iterable[str],
+) -> Dataset:
+    """Map raw records onto the common columns.
+
+    Args:
+        records: one dict per row, in file order.
+        prompt_field: the key holding the prompt.
+        answer_field: the key holding the response (causal-lm) or label (classifier).
+        answer_option: the spec option that named ``answer_field`` (for messages).
+        ctx: the load context (source name and model kind).
+        where: "file /abs/path" or similar, for messages.
+        locate: row index -> "line 12" (or "row 12"), for messages.
+        available: every column name the data has, for messages.
+
+    Other keys of a record go into its ``metadata`` JSON; a ``metadata`` key holding an
+    object (or a JSON object string) is merged into it instead of being nested.
+    """
+    source = ctx.source_name
+    available = list(available)
+    if not records:
+        raise UserError(f"Source {source!r}: {where} has no examples. Give a file with at least one row.")
+    for field, option in ((prompt_field, "prompt_field"), (answer_field, answer_option)):
+        if not any(field in r for r in records):
+            raise _missing_column(source, where, field, option, available)
+    classifier = ctx.kind == "classifier"
+    skip = {prompt_field, answer_field, "source", "row", "label_text"}
+    columns: dict[str, list[Any]] = {name: [] for name in COLUMNS}
+    for i, record in enumerate(records):
+        values = {}
+        for field, option in ((prompt_field, "prompt_field"), (answer_field, answer_option)):
+            value = record.get(field)
+            if value is None:
+                raise UserError(
+                    f"Source {source!r}: {where}, {locate(i)}: {field!r} (loader.{option}) is "
+                    "missing or null. Every row needs it; fix or drop that row."
+                )
+            values[field] = value
+        prompt = _check_utf8(value_to_text(values[prompt_field]), source, where, locate(i), prompt_field)
+        if classifier:
+            response = ""
+            label_text = _check_utf8(
+                label_to_text(values[answer_field]), source, where, locate(i), answer_field
+            )
+        else:
+            response = _check_utf8(
+                value_to_text(values[answer_field]), source, where, locate(i), answer_field
+            )
+            label_text = ""
+        extra: dict[str, Any] = {}
+        for key, value in record.items():
+            if key in skip:
+                continue
+            if key == "metadata":
+                parsed = value
+                if isinstance(value, str):
+                    try:
+                        parsed = json.loads(value)
+                    except (ValueError, RecursionError):
+                        parsed = value
+                if isinstance(parsed, dict):
+                    extra.update(parsed)
+                    continue
+            extra[key] = value
+        columns["source"].append(source)
+        columns["prompt"].append(prompt)
+        columns["response"].append(response)
+        columns["label_text"].append(label_text)
+        columns["metadata"].append(_metadata_json(extra))
+        columns["row"].append(i)
+    if classifier:
+        columns["label"] = encode_labels(columns["label_text"], label_vocabulary(columns["label_text"]))
+    else:
+        columns["label"] = [-1] * len(records)
+    return Dataset.from_dict(columns, features=FEATURES)
+
+
+def _from_options(
+    records: list[dict[str, Any]],
+    options: LoaderBase,
+    ctx: LoadContext,
+    where: str,
+    locate: Callable[[int], str],
+    available: Iterable[str],
+) -> Dataset:
+    answer_option, answer_field = _required_fields(options, ctx)
+    return build_common(
+        records, options.prompt_field, answer_field, answer_option, ctx, where, locate, available
+    )
+
+
+# ------------------------------------------------------------------------- files
+
+
+def resolve_path(path: str, base_dir: Path) -> Path:
+    """``path`` with ``~`` expanded, made absolute against ``base_dir`` if relative."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else (base_dir / p)
+
+
+def _existing_file(path_option: str, ctx: LoadContext) -> Path:
+    path = resolve_path(path_option, ctx.base_dir)
+    if not path.exists():
+        raise UserError(
+            f"Source {ctx.source_name!r}: loader.path {path_option!r} does not exist (looked for "
+            f"{path}; relative paths resolve against the spec's folder {ctx.base_dir}). "
+            "Fix loader.path or create the file."
+        )
+    if not path.is_file():
+        raise UserError(
+            f"Source {ctx.source_name!r}: loader.path {path} is not a file. Point loader.path "
+            "at the data file itself."
+        )
+    return path
+
+
+def _read_text(path: Path, source: str) -> str:
+    """The file decoded as UTF-8 (a leading BOM is dropped)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"Source {source!r}: cannot read file {path}: {exc.strerror}.") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise UserError(
+            f"Source {source!r}: file {path} is not valid UTF-8 (byte {exc.start}, line {line}). "
+            "Re-save it as UTF-8."
+        ) from None
+
+
+def parse_jsonl(path: Path, source: str) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a JSON Lines file.
+
+    Lines are split on newlines only (not on the other characters ``str.splitlines``
+    treats as line breaks, which may appear inside JSON strings)."""
+    text = _read_text(path, source)
+    rows: list[tuple[int, dict[str, Any]]] = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(
+                f"Source {source!r}: file {path}, line {number}: invalid JSON ({exc.msg} at "
+                f"column {exc.colno}). Each line of a .jsonl file must be one JSON object."
+            ) from None
+        except (ValueError, RecursionError) as exc:
+            raise UserError(
+                f"Source {source!r}: file {path}, line {number}: invalid JSON ({exc}). Each line "
+                "of a .jsonl file must be one JSON object."
+            ) from None
+        if not isinstance(value, dict):
+            raise UserError(
+                f"Source {source!r}: file {path}, line {number}: expected a JSON object "
+                f'({{"prompt": ..., ...}}), got a JSON {type(value).__name__}.'
+            )
+        rows.append((number, value))
+    if not rows:
+        raise UserError(f"Source {source!r}: file {path} is empty. Give a file with at least one row.")
+    return rows
+
+
+@LOADERS.register("jsonl")
+def load_jsonl(options: JsonlLoader, ctx: LoadContext) -> Dataset:
+    """A local JSON Lines file, one example (a JSON object) per line."""
+    path = _existing_file(options.path, ctx)
+    parsed = parse_jsonl(path, ctx.source_name)
+    records = [record for _, record in parsed]
+    lines = [number for number, _ in parsed]
+    available = {key for record in records for key in record}
+    return _from_options(records, options, ctx, _where(path), lambda i: f"line {lines[i]}", available)
+
+
+@LOADERS.register("csv")
+def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
+    """A local CSV file with a header row; every cell is read as text."""
+    import pandas as pd
+
+    path = _existing_file(options.path, ctx)
+    _read_text(path, ctx.source_name)  # a clear message for non-UTF-8 files
+    try:
+        frame = pd.read_csv(
+            path, sep=options.delimiter, dtype=str, keep_default_na=False, encoding="utf-8-sig"
+        )
+    except pd.errors.EmptyDataError:
+        raise UserError(
+            f"Source {ctx.source_name!r}: file {path} is empty. Give a CSV file with a header "
+            "row and at least one example."
+        ) from None
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise UserError(
+            f"Source {ctx.source_name!r}: file {path} is not valid CSV ({exc}). Check the "
+            f"delimiter (loader.delimiter is {options.delimiter!r}) and the quoting."
+        ) from None
+    columns = [str(c) for c in frame.columns]
+    frame.columns = columns
+    records = frame.to_dict("records")
+    return _from_options(records, options, ctx, _where(path), lambda i: f"line {i + 2}", columns)
+
+
+@LOADERS.register("parquet")
+def load_parquet(options: ParquetLoader, ctx: LoadContext) -> Dataset:
+    """A local Parquet file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = _existing_file(options.path, ctx)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise UserError(
+            f"Source {ctx.source_name!r}: file {path} could not be read as Parquet ({exc}). "
+            "Check that it is a Parquet file."
+        ) from None
+    if table.num_rows == 0:
+        raise UserError(f"Source {ctx.source_name!r}: file {path} is empty (no rows).")
+    records = table.to_pylist()
+    return _from_options(records, options, ctx, _where(path), lambda i: f"row {i}", table.column_names)
+
+
+# ------------------------------------------------------------------- huggingface
+
+
+@LOADERS.register("huggingface")
+def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
+    """Anything ``datasets.load_dataset`` reads: a local folder or a hub id."""
+    import datasets
+
+    local = resolve_path(options.path, ctx.base_dir)
+    path = str(local) if local.exists() else options.path
+    data_files = None
+    if options.data_files:
+        data_files = [
+            str(resolve_path(f, ctx.base_dir)) if resolve_path(f, ctx.base_dir).exists() else f
+            for f in options.data_files
+        ]
+    where = f"dataset {path!r}" + (f" (configuration {options.name!r})" if options.name else "")
+    try:
+        loaded = datasets.load_dataset(path, options.name, split=options.split, data_files=data_files)
+    except Exception as exc:  # noqa: BLE001  (load_dataset fails in many library-specific ways)
+        raise UserError(
+            f"Source {ctx.source_name!r}: datasets.load_dataset could not load {where}, split "
+            f"{options.split!r}: {type(exc).__name__}: {exc}. Check loader.path, loader.name, "
+            "loader.split and loader.data_files (hub ids need network access)."
+        ) from None
+    if not isinstance(loaded, Dataset):
+        raise UserError(
+            f"Source {ctx.source_name!r}: {where} did not give one split as a Dataset (got "
+            f"{type(loaded).__name__}). Set loader.split."
+        )
+    records = loaded.to_list()
+    return _from_options(records, options, ctx, where, lambda i: f"row {i}", loaded.column_names)
+
+
+# ----------------------------------------------------------------- reasoning-gym
+
+
+def reasoning_gym_tasks() -> list[str]:
+    """Names of reasoning-gym's registered task generators."""
+    import reasoning_gym  # noqa: F401  (importing registers the generators)
+    from reasoning_gym.factory import DATASETS
+
+    return sorted(DATASETS)
+
+
+def close_names(name: str, names: Iterable[str], n: int = 5) -> str:
+    """ "Did you mean ...?" text for an unknown name."""
+    names = list(names)
+    close = difflib.get_close_matches(name, names, n=n, cutoff=0.5)
+    if close:
+        return "Did you mean " + ", ".join(repr(c) for c in close) + "?"
+    return "Known names include " + ", ".join(repr(c) for c in names[:10]) + "."
+
+
+@LOADERS.register("reasoning_gym")
+def load_reasoning_gym(options: ReasoningGymLoader, ctx: LoadContext) -> Dataset:
+    """A reasoning-gym task generator: question -> prompt, answer -> response.
+
+    Each row's metadata is the generator's metadata plus ``rg_task``, ``rg_seed``,
+    ``rg_size``, ``rg_index`` and ``rg_config``: enough to rebuild the exact entry
+    (``reasoning_gym.create_dataset(rg_task, size=rg_size, seed=rg_seed,
+    **rg_config)[rg_index]``) and score an answer with its ``score_answer``."""
+    import reasoning_gym
+
+    tasks = reasoning_gym_tasks()
+    if options.task not in tasks:
+        raise UserError(
+            f"Source {ctx.source_name!r}: loader.task {options.task!r} is not a reasoning-gym "
+            f"task. {close_names(options.task, tasks)} `subsetctl ls` lists them all."
+        )
+    seed = options.seed if options.seed is not None else ctx.seed
+    try:
+        generator = reasoning_gym.create_dataset(options.task, size=options.size, seed=seed, **options.config)
+    except (TypeError, ValueError, AssertionError) as exc:
+        raise UserError(
+            f"Source {ctx.source_name!r}: reasoning-gym task {options.task!r} rejected "
+            f"loader.config {options.config!r}: {exc}. Fix loader.config."
+        ) from None
+    records = []
+    for index in range(options.size):
+        entry = generator[index]
+        meta = dict(entry.get("metadata") or {})
+        meta.update(
+            rg_task=options.task, rg_seed=seed, rg_size=options.size, rg_index=index, rg_config=options.config
+        )
+        records.append({"question": entry["question"], "answer": entry["answer"], "metadata": meta})
+    where = f"reasoning-gym task {options.task!r}"
+    return build_common(
+        records,
+        "question",
+        "answer",
+        "task",
+        ctx,
+        where,
+        lambda i: f"entry {i}",
+        ["question", "answer", "metadata"],
+    )
+
+
+# ------------------------------------------------------------------------- evals
+
+
+def evals_data_dir() -> Path | None:
+    """``evals/registry/data`` of the installed ``evals`` package, or None.
+
+    Found with ``importlib.util.find_spec`` so that the heavy package is never imported."""
+    spec = importlib.util.find_spec("evals")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations))) / "registry" / "data"
+    return folder if folder.is_dir() else None
+
+
+def evals_names(data_dir: Path) -> list[str]:
+    """The eval folders under ``data_dir``."""
+    return sorted(p.name for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
+
+
+def evals_files(folder: Path) -> list[str]:
+    """The JSONL files of one eval folder, as sorted relative POSIX paths."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.jsonl") if p.is_file())
+
+
+def evals_file(options: EvalsLoader, source: str) -> Path:
+    """The JSONL file an evals loader reads; UserError when it cannot be found."""
+    data_dir = evals_data_dir()
+    if data_dir is None:
+        raise UserError(
+            f"Source {source!r}: the evals loader needs the `evals` package's data files, "
+            f"which are not installed. Install them with `{EVALS_INSTALL_HINT}`."
+        )
+    folder = data_dir / options.name
+    if not folder.is_dir():
+        raise UserError(
+            f"Source {source!r}: loader.name {options.name!r} is not an eval under {data_dir}. "
+            f"{close_names(options.name, evals_names(data_dir))}"
+        )
+    files = evals_files(folder)
+    if options.file is None:
+        if not files:
+            raise UserError(f"Source {source!r}: eval {options.name!r} ({folder}) has no .jsonl file.")
+        return folder / files[0]
+    if options.file not in files:
+        listed = ", ".join(repr(f) for f in files) or "(none)"
+        raise UserError(
+            f"Source {source!r}: loader.file {options.file!r} is not in eval {options.name!r} "
+            f"({folder}). Its files: {listed}."
+        )
+    return folder / options.file
+
+
+def _evals_prompt(value: Any) -> str | None:
+    """The prompt of an evals ``input``: the contents of its chat messages joined by
+    blank lines (system, user and few-shot assistant turns, in order), or the text."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        parts = []
+        for message in value:
+            content = message.get("content") if isinstance(message, dict) else message
+            if content is not None:
+                parts.append(value_to_text(content))
+        return "\n\n".join(parts)
+    if value is None:
+        return None
+    return value_to_text(value)
+
+
+@LOADERS.register("evals")
+def load_evals(options: EvalsLoader, ctx: LoadContext) -> Dataset:
+    """A task from the `evals` package: chat ``input`` -> prompt, ``ideal`` -> response.
+
+    A list ``ideal`` (several accepted answers) gives its first item as the response;
+    the whole list stays in the metadata as ``ideal_all``."""
+    path = evals_file(options, ctx.source_name)
+    parsed = parse_jsonl(path, ctx.source_name)
+    records = []
+    for number, record in parsed:
+        ideal = record.get("ideal")
+        if isinstance(ideal, list):
+            ideal_all = ideal
+            ideal = ideal[0] if ideal else None
+        else:
+            ideal_all = [ideal] if ideal is not None else []
+        if ideal is None:
+            raise UserError(
+                f"Source {ctx.source_name!r}: file {path}, line {number} has no 'ideal' answer. "
+                f"Eval {options.name!r} is probably model-graded; choose an eval with ideal answers."
+            )
+        extra = {k: v for k, v in record.items() if k not in ("input", "ideal")}
+        extra.update(evals_name=options.name, evals_file=path.name, ideal_all=ideal_all)
+        records.append({"prompt": _evals_prompt(record.get("input")), "ideal": ideal, "metadata": extra})
+    lines = [number for number, _ in parsed]
+    return build_common(
+        records,
+        "prompt",
+        "ideal",
+        "name",
+        ctx,
+        f"file {path}",
+        lambda i: f"line {lines[i]}",
+        ["input", "ideal"],
+    )
+
+
+# ------------------------------------------------------------------------ plugin
+
+#: Built-in loader types and their option models (a plugin entry may name one).
+BUILTIN_OPTION_MODELS: dict[str, type] = {
+    "jsonl": JsonlLoader,
+    "csv": CsvLoader,
+    "parquet": ParquetLoader,
+    "huggingface": HuggingFaceLoader,
+    "reasoning_gym": ReasoningGymLoader,
+    "evals": EvalsLoader,
+}
+
+
+@LOADERS.register("plugin")
+def load_plugin(options: PluginLoader, ctx: LoadContext) -> Dataset:
+    """A loader registered by a third party, called as ``fn(options: dict, ctx)``.
+
+    It must return a ``datasets.Dataset`` with a ``prompt`` column and a ``response``
+    (causal-lm) or ``label`` (classifier) column; other columns (and a ``metadata``
+    column holding objects) become the metadata."""
+    from pydantic import ValidationError
+
+    if options.name == "plugin":
+        raise UserError(f"Source {ctx.source_name!r}: loader.name cannot be 'plugin' itself.")
+    fn = LOADERS.get(options.name)
+    call_options: Any = options.options
+    model = BUILTIN_OPTION_MODELS.get(options.name)
+    if model is not None:
+        try:
+            call_options = model.model_validate({"type": options.name, **options.options})
+        except ValidationError as exc:
+            raise UserError(
+                f"Source {ctx.source_name!r}: loader.options are not valid for the built-in "
+                f"loader {options.name!r}: {exc}"
+            ) from None
+    result = fn(call_options, ctx)
+    if not isinstance(result, Dataset):
+        raise UserError(
+            f"Source {ctx.source_name!r}: loader plugin {options.name!r} returned "
+            f"{type(result).__name__}, not a datasets.Dataset. Fix the plugin."
+        )
+    if model is not None:
+        return result
+    answer = "label" if ctx.kind == "classifier" else "response"
+    where = f"the dataset returned by loader plugin {options.name!r}"
+    return build_common(
+        result.to_list(), "prompt", answer, "name", ctx, where, lambda i: f"row {i}", result.column_names
+    )

@@ -1,0 +1,199 @@
+"""Prepare one source: load it, subsample, shuffle, corrupt (if asked) and split it.
+
+Everything is deterministic given the seed (``source.seed`` or the project seed,
+carried in :class:`~subsetctl.data.loaders.LoadContext`):
+
+1. load with the registered loader of the spec's ``loader.type``;
+2. draw one seeded permutation of the rows; ``max_examples`` keeps its first rows;
+3. ``corrupt.shuffle_responses`` (a *negative control*: the source keeps its prompts
+   but its answers belong to other prompts, so fine-tuning on it should hurt) moves
+   every response/label to another row along one random cycle, a derangement: no row
+   keeps its own answer (rows that share an answer text still look unchanged);
+4. split along the permutation: test first, then validation, then train, so growing
+   the train split never moves rows into or out of the held-out splits.
+
+Split sizes: an ``int`` is a count, a ``float`` a fraction of the examples kept. When
+the fractions add up to 1, rounding leftovers go to the largest remainders so that
+every example is used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from datasets import Dataset
+
+from subsetctl.data.loaders import COLUMNS, FEATURES, LoadContext, empty_dataset
+from subsetctl.errors import UserError
+from subsetctl.registry import LOADERS
+from subsetctl.spec import SourceSpec, SplitSpec, TargetSpec
+
+SPLITS: tuple[str, ...] = ("train", "validation", "test")
+
+# Independent random streams derived from one seed.
+_STREAM_ORDER = 0
+_STREAM_CORRUPT = 1
+
+
+@contextlib.contextmanager
+def quiet_datasets() -> Iterator[None]:
+    """Silence the ``datasets`` progress bars (nothing below the CLI prints) and restore
+    the previous setting afterwards."""
+    from datasets import utils as hf_utils
+
+    was_disabled = hf_utils.are_progress_bars_disabled()
+    hf_utils.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            hf_utils.enable_progress_bars()
+
+
+def load_source(source: SourceSpec, ctx: LoadContext) -> Dataset:
+    """The source's rows with the common columns, via the loader registered for its
+    ``loader.type``."""
+    loader = LOADERS.get(source.loader.type)
+    with quiet_datasets():
+        dataset = loader(source.loader, ctx)
+    if not isinstance(dataset, Dataset) or set(COLUMNS) - set(dataset.column_names):
+        raise UserError(
+            f"Source {source.name!r}: the {source.loader.type!r} loader did not return a "
+            f"dataset with the columns {', '.join(COLUMNS)}."
+        )
+    return dataset
+
+
+def split_counts(split: SplitSpec, n: int) -> dict[str, int]:
+    """Rows per split for ``n`` examples: ints are counts, floats fractions of ``n``.
+
+    Fractions are floored; when they sum to 1 the leftover rows go to the fractions with
+    the largest remainders (ties: train, validation, test). Never more than ``n`` rows
+    are handed out by fractions; counts are checked by the caller."""
+    sizes = {name: getattr(split, name) for name in SPLITS}
+    counts = {name: v for name, v in sizes.items() if isinstance(v, int)}
+    fractions = {name: float(v) for name, v in sizes.items() if not isinstance(v, int)}
+    exact = {name: f * n for name, f in fractions.items()}
+    for name, value in exact.items():
+        counts[name] = math.floor(value + 1e-9)
+    if fractions and abs(sum(fractions.values()) - 1.0) < 1e-9:
+        leftover = n - sum(counts[name] for name in fractions)
+        order = sorted(fractions, key=lambda name: (-(exact[name] - counts[name]), SPLITS.index(name)))
+        for name in order[: max(leftover, 0)]:
+            counts[name] += 1
+    return {name: counts[name] for name in SPLITS}
+
+
+def _describe_split(split: SplitSpec) -> str:
+    return ", ".join(f"{name}={getattr(split, name)!r}" for name in SPLITS)
+
+
+def derangement(n: int, rng: np.random.Generator) -> np.ndarray:
+    """A random permutation with no fixed point (for n >= 2): one random cycle through
+    all rows. ``out[i]`` is the row whose answer row ``i`` receives."""
+    order = rng.permutation(n)
+    out = np.arange(n)
+    if n >= 2:
+        out[order] = np.roll(order, -1)
+    return out
+
+
+def shuffle_responses(dataset: Dataset, seed: int) -> Dataset:
+    """Move each row's response, label and label_text to another row (a seeded
+    derangement); prompts stay. Each row's metadata records ``shuffled_from_row``, the
+    original ``row`` its answer came from, so the corruption is traceable."""
+    n = len(dataset)
+    source_of = derangement(n, np.random.default_rng([seed, _STREAM_CORRUPT]))
+    columns = dataset.to_dict()
+    out = dict(columns)
+    for name in ("response", "label", "label_text"):
+        out[name] = [columns[name][j] for j in source_of]
+    metadata = []
+    for i, j in enumerate(source_of):
+        meta = json.loads(columns["metadata"][i])
+        meta["shuffled_from_row"] = int(columns["row"][j])
+        metadata.append(json.dumps(meta, ensure_ascii=True, sort_keys=True))
+    out["metadata"] = metadata
+    return Dataset.from_dict(out, features=FEATURES)
+
+
+def prepare_source(
+    source: SourceSpec, ctx: LoadContext, warnings: list[str] | None = None
+) -> dict[str, Dataset]:
+    """Load, subsample, shuffle, corrupt and split one source (or the target).
+
+    Args:
+        source: the source's spec (a :class:`TargetSpec` for the target).
+        ctx: load context; ``ctx.seed`` seeds every random choice.
+        warnings: if given, non-fatal problems are appended to it as messages.
+
+    Returns:
+        ``{"train": ..., "validation": ..., "test": ...}``; every key is present, a
+        split of size 0 is an empty dataset with the common columns.
+
+    Raises:
+        UserError: the source is empty, or asks for more rows than it has, or (the
+        target) its validation split would be empty.
+    """
+    dataset = load_source(source, ctx)
+    n_loaded = len(dataset)
+    if n_loaded == 0:
+        raise UserError(f"Source {source.name!r} has no examples. Check its loader settings.")
+    order = np.random.default_rng([ctx.seed, _STREAM_ORDER]).permutation(n_loaded)
+    if source.max_examples is not None:
+        order = order[: source.max_examples]
+    n = len(order)
+    counts = split_counts(source.split, n)
+    asked = sum(counts.values())
+    if asked > n:
+        kept = f"{n} examples" + (
+            f" (max_examples={source.max_examples} of {n_loaded} loaded)"
+            if source.max_examples is not None and source.max_examples < n_loaded
+            else ""
+        )
+        raise UserError(
+            f"Source {source.name!r}: split asks for {asked} examples "
+            f"({_describe_split(source.split)} -> train={counts['train']}, "
+            f"validation={counts['validation']}, test={counts['test']}) but it has only {kept}. "
+            "Lower the split counts, use fractions, or raise max_examples / the loader's size."
+        )
+    for name in SPLITS:
+        requested = getattr(source.split, name)
+        if requested and counts[name] == 0:
+            if isinstance(source, TargetSpec) and name == "validation":
+                raise UserError(
+                    f"Target {source.name!r}: split.validation={requested!r} of {n} examples "
+                    "gives no validation examples. Raise split.validation or use more data."
+                )
+            if warnings is not None:
+                warnings.append(
+                    f"Source {source.name!r}: split.{name}={requested!r} of {n} examples gives "
+                    f"0 {name} examples."
+                )
+    if counts["train"] == 0 and not isinstance(source, TargetSpec) and warnings is not None:
+        warnings.append(f"Source {source.name!r} has no training examples; it cannot change any fine-tune.")
+    kept_rows = dataset.select(order.tolist())
+    if source.corrupt.shuffle_responses:
+        if n < 2 and warnings is not None:
+            warnings.append(
+                f"Source {source.name!r}: shuffle_responses needs at least 2 examples; it has {n}, "
+                "so its answers are unchanged."
+            )
+        kept_rows = shuffle_responses(kept_rows, ctx.seed)
+    out: dict[str, Dataset] = {}
+    start = 0
+    for name in ("test", "validation", "train"):
+        count = counts[name]
+        out[name] = kept_rows.select(range(start, start + count)) if count else empty_dataset()
+        start += count
+    return {name: out[name] for name in SPLITS}
+
+
+def split_summary(splits: dict[str, Dataset]) -> dict[str, Any]:
+    """``{split: number of rows}``."""
+    return {name: len(ds) for name, ds in splits.items()}

@@ -1,0 +1,265 @@
+"""The data stage: prepare the target and every source and save them in the project.
+
+Layout of the stage folder ``out_dir``::
+
+    out_dir/<name>/<split>/    one ``Dataset.save_to_disk`` folder per non-empty split
+                               (an empty split has no folder: ``load_split`` gives an
+                               empty dataset; ``datasets`` cannot reload 0-row saves)
+    out_dir/data.json          the summary returned by :func:`run_data_stage`
+
+Each source is written into a hidden temporary folder and renamed into place, so a
+crash leaves either the previous copy or the new one, never half a source. For a
+classifier, one label vocabulary is built over the target and all sources (from
+``label_text``) and every split is re-encoded with it; it is saved in ``data.json``
+(:func:`label_names`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from collections.abc import Callable
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset
+
+from subsetctl.data.loaders import (
+    FEATURES,
+    LoadContext,
+    empty_dataset,
+    encode_labels,
+    evals_data_dir,
+    label_vocabulary,
+    resolve_path,
+)
+from subsetctl.data.prepare import SPLITS, prepare_source, quiet_datasets, split_summary
+from subsetctl.errors import UserError
+from subsetctl.project import atomic_write_json, sha256_file
+from subsetctl.registry import load_plugin_string
+from subsetctl.spec import HuggingFaceLoader, SourceSpec, Spec
+
+SUMMARY_FILE = "data.json"
+_TMP_PREFIX = ".tmp-"
+_OLD_PREFIX = ".old-"
+
+Progress = Callable[[int, int], None]
+
+
+def source_context(spec: Spec, source: SourceSpec, spec_dir: Path) -> LoadContext:
+    """The load context of ``source``: its seed is ``source.seed`` or the project seed."""
+    seed = source.seed if source.seed is not None else spec.project.seed
+    return LoadContext(source_name=source.name, base_dir=Path(spec_dir), kind=spec.model.kind, seed=seed)
+
+
+def _apply_vocabulary(dataset: Dataset, vocabulary: list[str]) -> Dataset:
+    columns = dataset.to_dict()
+    columns["label"] = encode_labels(columns["label_text"], vocabulary)
+    return Dataset.from_dict(columns, features=FEATURES)
+
+
+def _label_warnings(target: str, prepared: dict[str, dict[str, Dataset]]) -> list[str]:
+    """Classes a source has that the target never uses: harmless but worth knowing."""
+    target_labels = {t for ds in prepared[target].values() for t in ds["label_text"]}
+    warnings = []
+    for name, splits in prepared.items():
+        if name == target:
+            continue
+        extra = sorted({t for ds in splits.values() for t in ds["label_text"]} - target_labels)
+        if extra:
+            shown = ", ".join(repr(t) for t in extra[:5]) + (" ..." if len(extra) > 5 else "")
+            warnings.append(f"Source {name!r} has labels the target never uses: {shown}.")
+    return warnings
+
+
+def _clean_leftovers(out_dir: Path) -> None:
+    """Remove temporary folders a crashed run left behind."""
+    for path in out_dir.iterdir():
+        if path.is_dir() and path.name.startswith((_TMP_PREFIX, _OLD_PREFIX)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _write_source(out_dir: Path, name: str, splits: dict[str, Dataset]) -> None:
+    """Save all splits of one source to ``out_dir/name`` via a temporary folder."""
+    tag = uuid.uuid4().hex[:8]
+    tmp = out_dir / f"{_TMP_PREFIX}{name}-{tag}"
+    tmp.mkdir(parents=True)
+    try:
+        for split, dataset in splits.items():
+            if len(dataset):  # datasets cannot load back a saved 0-row dataset; see load_split
+                dataset.flatten_indices().save_to_disk(str(tmp / split))
+        final = out_dir / name
+        old = out_dir / f"{_OLD_PREFIX}{name}-{tag}"
+        if final.exists():
+            final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def run_data_stage(
+    spec: Spec, spec_dir: Path, out_dir: Path, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Prepare the target and every source and save them under ``out_dir``.
+
+    Args:
+        spec: the validated spec.
+        spec_dir: the spec file's folder (relative data paths resolve against it).
+        out_dir: the stage folder.
+        progress: optional ``progress(done, total)``, called after each source is prepared.
+
+    Returns:
+        A JSON-able summary, also written to ``out_dir/data.json``::
+
+            {"target": name, "kind": "causal-lm" | "classifier",
+             "counts": {name: {"train": n, "validation": n, "test": n}},
+             "labels": [label names] | None, "warnings": [messages]}
+
+        (Counts sit under ``counts`` so a source named "warnings" cannot collide.)
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _clean_leftovers(out_dir)
+    for plugin in spec.plugins:
+        load_plugin_string(plugin)
+    everything = [spec.target, *spec.sources]
+    warnings: list[str] = []
+    prepared: dict[str, dict[str, Dataset]] = {}
+    for done, source in enumerate(everything, start=1):
+        prepared[source.name] = prepare_source(source, source_context(spec, source, spec_dir), warnings)
+        if progress is not None:
+            progress(done, len(everything))
+    labels: list[str] | None = None
+    if spec.model.kind == "classifier":
+        labels = label_vocabulary(
+            t for splits in prepared.values() for ds in splits.values() for t in ds["label_text"]
+        )
+        if len(labels) < 2:
+            raise UserError(
+                f"The classifier data has {len(labels)} distinct label(s) ({labels}) over the "
+                "target and all sources; a classifier needs at least 2. Check loader.label_field."
+            )
+        prepared = {
+            name: {split: _apply_vocabulary(ds, labels) for split, ds in splits.items()}
+            for name, splits in prepared.items()
+        }
+        warnings.extend(_label_warnings(spec.target.name, prepared))
+    with quiet_datasets():
+        for name, splits in prepared.items():
+            _write_source(out_dir, name, splits)
+    summary = {
+        "target": spec.target.name,
+        "kind": spec.model.kind,
+        "counts": {name: split_summary(splits) for name, splits in prepared.items()},
+        "labels": labels,
+        "warnings": warnings,
+    }
+    atomic_write_json(out_dir / SUMMARY_FILE, summary)
+    return summary
+
+
+def _missing_data(data_dir: Path, what: str) -> UserError:
+    return UserError(
+        f"No prepared data for {what} in {data_dir}. Run the data stage first "
+        "(`subsetctl run`), or check the name."
+    )
+
+
+def load_split(data_dir: Path, name: str, split: str) -> Dataset:
+    """One saved split (memory-mapped); an empty dataset for a split of size 0."""
+    if split not in SPLITS:
+        raise UserError(f"Unknown split {split!r}; splits are {', '.join(SPLITS)}.")
+    folder = Path(data_dir) / name
+    if not folder.is_dir():
+        raise _missing_data(data_dir, repr(name))
+    path = folder / split
+    if not path.exists():
+        return empty_dataset()  # empty splits are not saved (see the module docstring)
+    if not (path / "dataset_info.json").is_file():
+        raise _missing_data(data_dir, f"{name!r} split {split!r}")
+    with quiet_datasets():
+        return Dataset.load_from_disk(str(path))
+
+
+def load_all(data_dir: Path, spec: Spec) -> dict[str, dict[str, Dataset]]:
+    """``{name: {split: Dataset}}`` for the target and every source of ``spec``."""
+    return {
+        s.name: {split: load_split(data_dir, s.name, split) for split in SPLITS}
+        for s in [spec.target, *spec.sources]
+    }
+
+
+def read_summary(data_dir: Path) -> dict[str, Any]:
+    """The summary :func:`run_data_stage` wrote."""
+    path = Path(data_dir) / SUMMARY_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise _missing_data(data_dir, "the summary (data.json)") from None
+
+
+def label_names(data_dir: Path) -> list[str] | None:
+    """The shared classifier label vocabulary (``label`` id -> name), None for causal-lm."""
+    return read_summary(data_dir).get("labels")
+
+
+# ------------------------------------------------------------------ fingerprints
+
+
+def _file_fingerprint(path: Path) -> dict[str, Any]:
+    """Size and sha256 of a local file, or that it is missing."""
+    if not path.is_file():
+        return {"path": str(path), "missing": True}
+    return {"path": str(path), "size": path.stat().st_size, "sha256": sha256_file(path)}
+
+
+def _tree_fingerprint(path: Path) -> dict[str, Any]:
+    """A file's fingerprint, or the fingerprints of every file under a folder."""
+    if path.is_dir():
+        files = sorted(
+            p for p in path.rglob("*") if p.is_file() and ".cache" not in p.relative_to(path).parts
+        )
+        return {
+            "path": str(path),
+            "files": {p.relative_to(path).as_posix(): _file_fingerprint(p) for p in files},
+        }
+    return _file_fingerprint(path)
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return importlib_metadata.version(distribution)
+    except importlib_metadata.PackageNotFoundError:
+        return None
+
+
+def source_fingerprint_inputs(source: SourceSpec, spec_dir: Path) -> dict[str, Any]:
+    """What a source's data depends on besides its spec: local data files (size and
+    sha256, so editing one makes the data stage stale; modification times are left out
+    so that copying a project or touching a file does not) and, for generated or
+    packaged data, the version of the package that produces it."""
+    loader = source.loader
+    spec_dir = Path(spec_dir)
+    if loader.type in ("jsonl", "csv", "parquet"):
+        return {"file": _file_fingerprint(resolve_path(loader.path, spec_dir))}
+    if isinstance(loader, HuggingFaceLoader):
+        out: dict[str, Any] = {"datasets": _version("datasets")}
+        local = resolve_path(loader.path, spec_dir)
+        if local.exists():
+            out["path"] = _tree_fingerprint(local)
+        if loader.data_files:
+            out["data_files"] = [
+                _tree_fingerprint(resolve_path(f, spec_dir)) if resolve_path(f, spec_dir).exists() else f
+                for f in loader.data_files
+            ]
+        return out
+    if loader.type == "reasoning_gym":
+        return {"reasoning_gym": _version("reasoning-gym") or _version("reasoning_gym")}
+    if loader.type == "evals":
+        data_dir = evals_data_dir()
+        return {"evals": _version("evals"), "installed": data_dir is not None}
+    return {}

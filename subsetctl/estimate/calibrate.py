@@ -1,0 +1,247 @@
+"""Calibrate the estimator on a few real fine-tunes: choose lambda, fit an affine map.
+
+DESIGN.md section 6 found that lambda decides how well estimates rank subsets and that
+the raw level of ``L_hat`` is biased, while an affine map fitted on a few true
+fine-tunes removes most of the bias. Given the true losses ``y_k`` of k subsets
+(fine-tuned for real by ``verify``) and, for every lambda of a grid, the raw estimates of
+the same k subsets, :func:`calibrate`:
+
+1. drops subsets whose true value is NaN (a diverged fine-tune), saying which and why;
+2. picks the lambda whose raw estimates rank the subsets most like the truth (Spearman;
+   ties go to the larger lambda, the more conservative, less overfit model);
+3. fits ``calibrated = slope * raw + intercept`` by least squares at that lambda;
+4. reports the leave-one-out median relative error of the calibrated estimate (each
+   subset predicted by a map fitted on the others), so the error shown is held out.
+
+With fewer than ``MIN_K`` usable subsets calibration is off: the result keeps the
+best-ranking lambda it could find (or the default) with the identity map and says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.stats import rankdata
+
+from subsetctl.errors import UserError
+
+#: Fewest usable true fine-tunes for which an affine map is fitted.
+MIN_K = 4
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation with average ranks for ties; NaN when either side is
+    constant or fewer than 2 points."""
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    if len(a) < 2:
+        return float("nan")
+    ra = rankdata(a) - (len(a) + 1) / 2.0
+    rb = rankdata(b) - (len(b) + 1) / 2.0
+    denom = np.sqrt((ra @ ra) * (rb @ rb))
+    if denom == 0:
+        return float("nan")
+    return float((ra @ rb) / denom)
+
+
+def _fit_affine(raw: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Least-squares ``y ~ slope * raw + intercept``; a constant ``raw`` gives slope 0."""
+    if np.ptp(raw) == 0:
+        return 0.0, float(np.mean(y))
+    slope, intercept = np.polyfit(raw, y, 1)
+    return float(slope), float(intercept)
+
+
+def _loo_rel_errors(raw: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Relative error of each point predicted by the affine map fitted on the others."""
+    errs = np.empty(len(y))
+    for i in range(len(y)):
+        keep = np.arange(len(y)) != i
+        slope, intercept = _fit_affine(raw[keep], y[keep])
+        pred = slope * raw[i] + intercept
+        errs[i] = abs(pred - y[i]) / max(abs(y[i]), 1e-12)
+    return errs
+
+
+def _rel_errors(pred: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return np.abs(pred - y) / np.maximum(np.abs(y), 1e-12)
+
+
+@dataclass
+class Calibration:
+    """The chosen lambda and affine map, with the evidence behind them.
+
+    Attributes:
+        lam: chosen lambda.
+        slope / intercept: ``calibrated = slope * raw + intercept`` (identity when
+            ``enabled`` is False).
+        loo_median_rel_err: median leave-one-out relative error of the calibrated
+            estimate at ``lam`` (NaN when disabled).
+        spearman: Spearman rank correlation of the raw estimates at ``lam`` with the
+            true values.
+        per_lambda: for every lambda of the grid, ``{"spearman", "raw_median_rel_err",
+            "loo_median_rel_err", "n"}``.
+        enabled: whether the affine map is in use.
+        notes: human-readable remarks (excluded subsets, why calibration is off...).
+    """
+
+    lam: float
+    slope: float
+    intercept: float
+    loo_median_rel_err: float
+    spearman: float
+    per_lambda: dict[float, dict[str, float]] = field(default_factory=dict)
+    enabled: bool = True
+    notes: list[str] = field(default_factory=list)
+
+    def apply(self, raw: np.ndarray | float) -> np.ndarray:
+        """Calibrated estimates for raw estimates at ``lam`` (unchanged when disabled)."""
+        raw = np.asarray(raw, dtype=float)
+        if not self.enabled:
+            return raw.copy()
+        return self.slope * raw + self.intercept
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (NaN becomes None; lambdas become a list)."""
+
+        def clean(v: float) -> float | None:
+            return None if v is None or not np.isfinite(v) else float(v)
+
+        return {
+            "lam": float(self.lam),
+            "slope": float(self.slope),
+            "intercept": float(self.intercept),
+            "loo_median_rel_err": clean(self.loo_median_rel_err),
+            "spearman": clean(self.spearman),
+            "per_lambda": [
+                {"lam": float(lam), **{k: clean(v) for k, v in stats.items()}}
+                for lam, stats in sorted(self.per_lambda.items())
+            ],
+            "enabled": bool(self.enabled),
+            "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Calibration:
+        """Inverse of :meth:`to_dict`."""
+
+        def num(v: Any) -> float:
+            return float("nan") if v is None else float(v)
+
+        per_lambda = {
+            float(row["lam"]): {k: num(v) for k, v in row.items() if k != "lam"}
+            for row in data.get("per_lambda", [])
+        }
+        return cls(
+            lam=float(data["lam"]),
+            slope=float(data["slope"]),
+            intercept=float(data["intercept"]),
+            loo_median_rel_err=num(data.get("loo_median_rel_err")),
+            spearman=num(data.get("spearman")),
+            per_lambda=per_lambda,
+            enabled=bool(data.get("enabled", True)),
+            notes=list(data.get("notes", [])),
+        )
+
+
+def calibrate(
+    y_true: Sequence[float] | np.ndarray,
+    raw_by_lambda: Mapping[float, Sequence[float] | np.ndarray],
+    labels: Sequence[str] | None = None,
+    default_lam: float | None = None,
+) -> Calibration:
+    """Choose lambda by rank agreement and fit the affine map (see the module docstring).
+
+    Args:
+        y_true: true target losses of k fine-tuned subsets; NaN marks a diverged run.
+        raw_by_lambda: lambda -> raw estimates (k,) of the same subsets, same order.
+        labels: optional names of the k subsets, used in notes.
+        default_lam: lambda to report when no lambda can be ranked (too few subsets);
+            defaults to the largest lambda of the grid.
+
+    Raises:
+        UserError: empty grid, or an estimate array whose length is not k.
+    """
+    y = np.asarray(y_true, dtype=float)
+    k = len(y)
+    if not raw_by_lambda:
+        raise UserError("Calibration needs raw estimates for at least one lambda.")
+    grid = sorted(float(lam) for lam in raw_by_lambda)
+    raws: dict[float, np.ndarray] = {}
+    for lam, values in raw_by_lambda.items():
+        arr = np.asarray(values, dtype=float)
+        if arr.shape != (k,):
+            raise UserError(
+                f"Calibration got {k} true values but {arr.shape} raw estimates for "
+                f"lambda={lam}; give one estimate per fine-tuned subset, in the same order."
+            )
+        raws[float(lam)] = arr
+    names = list(labels) if labels is not None else [f"subset #{i}" for i in range(k)]
+    notes: list[str] = []
+    valid = np.isfinite(y)
+    for i in np.flatnonzero(~valid):
+        notes.append(f"{names[i]} excluded: its true loss is NaN (the fine-tune diverged).")
+
+    per_lambda: dict[float, dict[str, float]] = {}
+    for lam in grid:
+        ok = valid & np.isfinite(raws[lam])
+        for i in np.flatnonzero(valid & ~np.isfinite(raws[lam])):
+            notes.append(f"{names[i]} excluded at lambda={lam:g}: its estimate is NaN.")
+        n = int(ok.sum())
+        raw, yy = raws[lam][ok], y[ok]
+        stats = {
+            "spearman": spearman(raw, yy) if n >= 3 else float("nan"),
+            "raw_median_rel_err": float(np.median(_rel_errors(raw, yy))) if n else float("nan"),
+            "loo_median_rel_err": (
+                float(np.median(_loo_rel_errors(raw, yy))) if n >= MIN_K else float("nan")
+            ),
+            "n": float(n),
+        }
+        per_lambda[lam] = stats
+
+    def score(lam: float) -> float:
+        s = per_lambda[lam]["spearman"]
+        return s if np.isfinite(s) else -np.inf
+
+    best = max(score(lam) for lam in grid)
+    if np.isfinite(best):
+        chosen = max(lam for lam in grid if score(lam) >= best - 1e-12)
+    else:
+        chosen = float(default_lam) if default_lam is not None else grid[-1]
+    stats = per_lambda.get(chosen)
+    n_ok = int(stats["n"]) if stats else 0
+    if n_ok < MIN_K:
+        notes.append(
+            f"Calibration is off: {n_ok} usable fine-tuned subsets, at least {MIN_K} are "
+            "needed to fit and check the affine map; estimates are reported raw."
+        )
+        return Calibration(
+            lam=chosen,
+            slope=1.0,
+            intercept=0.0,
+            loo_median_rel_err=float("nan"),
+            spearman=stats["spearman"] if stats else float("nan"),
+            per_lambda=per_lambda,
+            enabled=False,
+            notes=notes,
+        )
+    ok = valid & np.isfinite(raws[chosen])
+    slope, intercept = _fit_affine(raws[chosen][ok], y[ok])
+    if slope <= 0:
+        notes.append(
+            f"The fitted slope at lambda={chosen:g} is {slope:.3g} (not positive): the raw "
+            "estimates do not track the true losses; treat calibrated values with care."
+        )
+    return Calibration(
+        lam=chosen,
+        slope=slope,
+        intercept=intercept,
+        loo_median_rel_err=stats["loo_median_rel_err"],
+        spearman=stats["spearman"],
+        per_lambda=per_lambda,
+        enabled=True,
+        notes=notes,
+    )

@@ -1,0 +1,595 @@
+"""Offset logistic regression solvers: the built-in ``exact`` and ``fast`` estimators.
+
+For a subset S of sources, DESIGN.md section 2 step 4 defines
+
+    w_S   = argmin_w  mean_i softplus(-(f_i + x_i^T w)) + lam * ||w||^2
+    L_hat = mean_j softplus(-(f_j + x_j^T w_S))
+
+where i runs over the training rows of the target and of every source in S, and j over
+the target's validation rows.
+
+Rows are organised in *blocks*: block 0 is the target's training rows, block k + 1 the
+rows of source k. A subset is a boolean mask over sources; prepending a ``True`` column
+for the target gives its *extended mask* over blocks.
+
+* :class:`FastEstimator` precomputes, per block, sufficient statistics of the objective
+  at ``w = 0`` (row count, gradient sum, curvature sum, loss sum). For any subset the
+  quadratic model of the objective at 0 is a masked sum of these, so ``w_S`` is one
+  Newton step whose cost, O(|S| d^2 + d^3), does not depend on the number of rows.
+* :class:`ExactEstimator` solves the problem to a gradient-norm tolerance with a
+  truncated Newton method (Newton-CG): warm start at the fast solution, Newton
+  directions from preconditioned conjugate gradients whose preconditioner is the
+  ``w = 0`` Hessian (already known from the statistics), and an Armijo backtracking line
+  search. Many subsets are solved together so that every pass over a block of rows is
+  a matrix-matrix product over all the subsets that contain it.
+
+A mask's result does not depend on the other masks of its batch beyond floating-point
+round-off (BLAS kernels may round differently for different matrix widths); the same
+batches give bit-for-bit the same numbers, which the executors rely on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from subsetctl.errors import UserError
+from subsetctl.estimate.base import EstimateBatch, FeatureSet, SubsetEstimator
+from subsetctl.registry import ESTIMATORS
+
+DEFAULT_LAMBDA: float = 1.0
+"""Default ridge weight ``lam`` of the offset logistic regression.
+
+``lam`` stands in for how far fine-tuning moves the parameters, and it decides how well
+estimates rank subsets. In the measurement of DESIGN.md section 6 (SmolLM2-135M, LoRA
+r=8, d=256) ``lam = 1`` ranked nine real fine-tunes best against the surrogate-SGD
+fine-tune (Spearman 0.98) and on par with ``lam = 0.1`` against the AdamW fine-tune,
+while weak regularisation (1e-4 .. 1e-2) ranked close to random. It is only a starting
+point: projects should calibrate ``lam`` on a few real fine-tunes
+(:mod:`subsetctl.estimate.calibrate`).
+"""
+
+#: Armijo sufficient-decrease constant of the exact solver's line search.
+_ARMIJO_C1 = 1e-4
+#: Most step halvings before a subset's line search is declared stalled.
+_MAX_BACKTRACKS = 30
+#: Most conjugate-gradient iterations per Newton step.
+_MAX_CG = 50
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def softplus_neg(z: np.ndarray) -> np.ndarray:
+    """``softplus(-z) = log(1 + exp(-z))``, computed without overflow."""
+    return np.logaddexp(0.0, -z)
+
+
+def _loss_and_sigmoid(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``softplus(-z)`` and ``sigmoid(-z)`` sharing one ``exp``."""
+    e = np.exp(-np.abs(z))
+    loss = np.maximum(-z, 0.0) + np.log1p(e)
+    inv = 1.0 / (1.0 + e)
+    sig_neg = np.where(z >= 0, e * inv, inv)
+    return loss, sig_neg
+
+
+def _mask_rows(m: int) -> int:
+    """Rows the masks are padded to: matrix products with a single row or column use a
+    different BLAS routine (gemv), whose rounding differs from gemm's."""
+    return max(m, 2)
+
+
+def extend_masks(masks: np.ndarray, n_sources: int) -> np.ndarray:
+    """Validate ``masks`` (m, n_sources) and prepend the always-present target column.
+
+    A 1-D mask is taken as a single subset. Raises :class:`UserError` on a shape that
+    does not match the sources.
+    """
+    arr = np.asarray(masks)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.shape[1] != n_sources:
+        raise UserError(
+            f"Subset masks must have shape (m, {n_sources}) (one column per source), got "
+            f"{arr.shape}. Build masks with estimator.masks_for([[source names], ...])."
+        )
+    if arr.dtype != bool:
+        if not np.isin(arr, (0, 1)).all():
+            raise UserError("Subset masks must be boolean (or 0/1); got other values.")
+        arr = arr.astype(bool)
+    ext = np.ones((arr.shape[0], n_sources + 1), dtype=bool)
+    ext[:, 1:] = arr
+    return ext
+
+
+def _check_lambda(lam: float) -> float:
+    lam = float(lam)
+    if not np.isfinite(lam) or lam <= 0:
+        raise UserError(
+            f"The estimator's lambda must be a positive number, got {lam}. Without ridge "
+            "regularisation the offset logistic regression can diverge; try 1.0 or "
+            "calibrate it (subsetctl.estimate.calibrate)."
+        )
+    return lam
+
+
+def _as_blocks(features: FeatureSet) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Check the arrays of ``features`` and return (x blocks, f blocks), target first."""
+    d = features.d
+    if len(features.source_train_x) != len(features.sources) or len(
+        features.source_train_f
+    ) != len(features.sources):
+        raise UserError(
+            f"The feature set lists {len(features.sources)} sources but holds "
+            f"{len(features.source_train_x)} x arrays and {len(features.source_train_f)} "
+            "f arrays; rebuild the gradient store."
+        )
+    names = [f"target {features.target!r} (train)"] + [
+        f"source {s!r}" for s in features.sources
+    ]
+    xs = [features.target_train_x, *features.source_train_x]
+    fs = [features.target_train_f, *features.source_train_f]
+    pairs = [*zip(names, xs, fs), (f"target {features.target!r} (validation)",
+                                   features.val_x, features.val_f)]
+    for name, x, f in pairs:
+        x = np.asarray(x)
+        f = np.asarray(f)
+        if x.ndim != 2 or x.shape[1] != d or f.shape != (x.shape[0],):
+            raise UserError(
+                f"Gradient features of {name} have shapes x={x.shape}, f={f.shape}; "
+                f"expected (n, {d}) and (n,). Rebuild the gradient store."
+            )
+        if not (np.isfinite(x).all() and np.isfinite(f).all()):
+            raise UserError(
+                f"Gradient features of {name} contain NaN or infinite values (a diverged "
+                "meta-initialisation?). Rebuild the gradient store."
+            )
+    if features.val_x.shape[0] == 0:
+        raise UserError(
+            f"Target {features.target!r} has no validation rows, so L_hat cannot be "
+            "evaluated; give the target a validation split."
+        )
+    xs = [np.ascontiguousarray(x, dtype=np.float64) for x in xs]
+    fs = [np.ascontiguousarray(f, dtype=np.float64) for f in fs]
+    return xs, fs
+
+
+def _hash_arrays(parts: list[np.ndarray], extra: str) -> str:
+    h = hashlib.sha256(extra.encode())
+    for a in parts:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.data)
+    return h.hexdigest()[:16]
+
+
+def _empty_batch() -> EstimateBatch:
+    return EstimateBatch(
+        loss=np.zeros(0),
+        w_norm=np.zeros(0),
+        iterations=np.zeros(0, dtype=np.int64),
+        converged=np.zeros(0, dtype=bool),
+    )
+
+
+# ----------------------------------------------------------------- sufficient stats
+
+
+class SufficientStats:
+    """Per-block statistics of the objective at ``w = 0``.
+
+    Attributes (B = number of blocks = 1 + number of sources):
+        counts: (B,) rows per block.
+        grad: (B, d) ``sum_i -sigmoid(-f_i) x_i``.
+        hess: (B, d, d) ``sum_i sigmoid(f_i) sigmoid(-f_i) x_i x_i^T``.
+        loss: (B,) ``sum_i softplus(-f_i)``.
+    """
+
+    def __init__(
+        self, counts: np.ndarray, grad: np.ndarray, hess: np.ndarray, loss: np.ndarray
+    ) -> None:
+        self.counts = counts
+        self.grad = grad
+        self.hess = hess
+        self.loss = loss
+
+    @classmethod
+    def from_blocks(cls, xs: list[np.ndarray], fs: list[np.ndarray]) -> SufficientStats:
+        d = xs[0].shape[1]
+        b = len(xs)
+        counts = np.array([x.shape[0] for x in xs], dtype=np.float64)
+        grad = np.zeros((b, d))
+        hess = np.zeros((b, d, d))
+        loss = np.zeros(b)
+        for k, (x, f) in enumerate(zip(xs, fs)):
+            if x.shape[0] == 0:
+                continue
+            lo, sn = _loss_and_sigmoid(f)
+            grad[k] = -(sn @ x)
+            hess[k] = (x * (sn * (1.0 - sn))[:, None]).T @ x
+            loss[k] = lo.sum()
+        return cls(counts, grad, hess, loss)
+
+    @property
+    def d(self) -> int:
+        return int(self.grad.shape[1])
+
+    def system(self, ext: np.ndarray, lam: float) -> tuple[np.ndarray, ...]:
+        """Masked sums for extended masks ``ext`` (m, B): row counts ``n`` (m,), mean
+        gradient ``g`` (m, d), Hessian ``H`` (m, d, d) including ``2 lam I``, and the
+        objective at 0, ``F0`` (m,)."""
+        m = ext.shape[0]
+        d = self.d
+        e = np.zeros((_mask_rows(m), ext.shape[1]))
+        e[:m] = ext
+        n = (e @ self.counts)[:m]
+        g = (e @ self.grad)[:m] / n[:, None]
+        hess = (e @ self.hess.reshape(len(self.counts), d * d))[:m].reshape(m, d, d)
+        hess /= n[:, None, None]
+        hess[:, np.arange(d), np.arange(d)] += 2.0 * lam
+        f0 = (e @ self.loss)[:m] / n
+        return n, g, hess, f0
+
+
+def _solve_many(hess: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Solve ``hess[k] w[k] = -g[k]`` for every k; rows that fail come back NaN with
+    ``ok = False`` instead of failing the whole batch."""
+    try:
+        return -np.linalg.solve(hess, g[..., None])[..., 0], np.ones(len(g), dtype=bool)
+    except np.linalg.LinAlgError:
+        w = np.full_like(g, np.nan)
+        ok = np.zeros(len(g), dtype=bool)
+        for k in range(len(g)):
+            try:
+                w[k] = -np.linalg.solve(hess[k], g[k])
+                ok[k] = True
+            except np.linalg.LinAlgError:
+                pass
+        return w, ok
+
+
+def _val_loss(val_x: np.ndarray, val_f: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """L_hat for each row of ``w`` (m, d): mean softplus(-(f_j + x_j^T w))."""
+    m = w.shape[0]
+    wp = np.zeros((_mask_rows(m), w.shape[1]))
+    wp[:m] = w
+    z = (val_x @ wp.T)[:, :m] + val_f[:, None]
+    return softplus_neg(z).mean(axis=0)
+
+
+# ---------------------------------------------------------------------- fast
+
+
+@ESTIMATORS.register(
+    "fast", "One Newton step from w=0 on per-source sufficient statistics (no row passes)"
+)
+class FastEstimator(SubsetEstimator):
+    """One Newton step of the offset logistic regression from ``w = 0``.
+
+    Per-source statistics at ``w = 0`` (see :class:`SufficientStats`) give, for any
+    subset, the exact gradient and Hessian at 0; ``w_S = -H_S^{-1} g_S`` is the minimiser
+    of the quadratic model, and ``L_hat`` is then evaluated exactly on the validation
+    rows. Masks are solved in batches (masked sums of stacked statistics, then a batched
+    ``numpy.linalg.solve``), so a subset costs O(|S| d^2 + d^3) regardless of row counts.
+
+    Pickling ships only the statistics and the validation rows (a few MB at d = 128).
+    """
+
+    description = "one Newton step on per-source statistics; ranks like exact, ~ms/subset"
+
+    def __init__(self, features: FeatureSet, lam: float = DEFAULT_LAMBDA) -> None:
+        self.lam = _check_lambda(lam)
+        xs, fs = _as_blocks(features)
+        self._sources = list(features.sources)
+        self.stats = SufficientStats.from_blocks(xs, fs)
+        self.val_x = np.ascontiguousarray(features.val_x, dtype=np.float64)
+        self.val_f = np.ascontiguousarray(features.val_f, dtype=np.float64)
+
+    @property
+    def sources(self) -> list[str]:
+        return self._sources
+
+    def fingerprint(self) -> str:
+        """Short hash of everything the results depend on (class, lambda, statistics,
+        validation rows): the key of a :class:`SubsetResultsStore`."""
+        s = self.stats
+        return _hash_arrays(
+            [s.counts, s.grad, s.hess, s.loss, self.val_x, self.val_f],
+            f"fast|lam={self.lam!r}|{','.join(self._sources)}",
+        )
+
+    def solve_extended(self, ext: np.ndarray) -> tuple[np.ndarray, ...]:
+        """For extended masks: ``(w, ok, n, g, H, F0)``, the Newton step from 0 and the
+        quantities it was built from (reused by :class:`ExactEstimator`)."""
+        n, g, hess, f0 = self.stats.system(ext, self.lam)
+        w, ok = _solve_many(hess, g)
+        return w, ok, n, g, hess, f0
+
+    def estimate(self, masks: np.ndarray) -> EstimateBatch:
+        ext = extend_masks(masks, len(self._sources))
+        if ext.shape[0] == 0:
+            return _empty_batch()
+        w, ok, *_ = self.solve_extended(ext)
+        loss = np.full(len(w), np.nan)
+        if ok.any():
+            loss[ok] = _val_loss(self.val_x, self.val_f, w[ok])
+        ok &= np.isfinite(loss)
+        return EstimateBatch(
+            loss=loss,
+            w_norm=np.linalg.norm(w, axis=1),
+            iterations=np.ones(len(w), dtype=np.int64),
+            converged=ok,
+        )
+
+
+# ---------------------------------------------------------------------- exact
+
+
+class _Plan:
+    """Which masks of a batch contain each block: ``cols[b]`` indexes the masks whose
+    extended mask includes block b. Single-column products are padded to two columns
+    (``_mask_rows``): BLAS computes those with gemv, which rounds differently."""
+
+    def __init__(self, ext: np.ndarray) -> None:
+        self.ext = ext
+        self.cols = [np.flatnonzero(ext[:, b]) for b in range(ext.shape[1])]
+
+    @staticmethod
+    def padded(cols: np.ndarray) -> np.ndarray:
+        return np.repeat(cols, 2) if cols.size == 1 else cols
+
+
+class _Rows:
+    """The training rows of all blocks in one contiguous array, plus block offsets."""
+
+    def __init__(self, x: np.ndarray, f: np.ndarray, offsets: np.ndarray) -> None:
+        self.x = x
+        self.f = f
+        self.offsets = offsets
+
+    def block(self, b: int) -> tuple[np.ndarray, np.ndarray]:
+        lo, hi = self.offsets[b], self.offsets[b + 1]
+        return self.x[lo:hi], self.f[lo:hi]
+
+
+@ESTIMATORS.register(
+    "exact", "Offset logistic regression solved to tolerance (Newton-CG over all rows)"
+)
+class ExactEstimator(SubsetEstimator):
+    """Solves the offset logistic regression of each subset to ``||grad|| <= tol``.
+
+    Method (per batch of up to ``chunk_size`` masks, all advanced together):
+
+    1. warm start at the :class:`FastEstimator` solution (one exact Newton step from 0,
+       obtained from statistics); a subset whose warm start is worse than ``w = 0`` starts
+       at 0 instead;
+    2. Newton direction by preconditioned conjugate gradients with Hessian-vector
+       products over the subset's rows; preconditioner ``H_S(0)^{-1}`` from statistics;
+       CG stops at relative residual ``min(0.5, sqrt(||grad||))`` (superlinear
+       convergence);
+    3. Armijo backtracking line search per subset.
+
+    ``iterations`` counts Newton steps after the warm start (0 when the warm start already
+    meets ``tol``). A subset that hits ``max_iter`` or whose line search stalls is
+    reported with ``converged = False`` and the loss at its last iterate.
+
+    Pickling ships all training rows (N x d float64); executors memory-map them.
+    """
+
+    description = "offset logistic regression solved to tolerance (reference estimator)"
+
+    def __init__(
+        self,
+        features: FeatureSet,
+        lam: float = DEFAULT_LAMBDA,
+        max_iter: int = 50,
+        tol: float = 1e-6,
+        chunk_size: int = 64,
+    ) -> None:
+        if max_iter < 0 or tol <= 0 or chunk_size < 1:
+            raise UserError(
+                f"Exact estimator settings must satisfy max_iter >= 0, tol > 0 and "
+                f"chunk_size >= 1; got max_iter={max_iter}, tol={tol}, "
+                f"chunk_size={chunk_size}."
+            )
+        self.lam = _check_lambda(lam)
+        self.max_iter = int(max_iter)
+        self.tol = float(tol)
+        self.chunk_size = int(chunk_size)
+        self.fast = FastEstimator(features, self.lam)
+        xs, fs = _as_blocks(features)
+        offsets = np.zeros(len(xs) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([x.shape[0] for x in xs])
+        self.rows = _Rows(np.concatenate(xs, axis=0), np.concatenate(fs), offsets)
+
+    @property
+    def sources(self) -> list[str]:
+        return self.fast.sources
+
+    def fingerprint(self) -> str:
+        """Short hash of the class, solver settings, training rows and validation rows."""
+        return _hash_arrays(
+            [self.rows.x, self.rows.f, self.rows.offsets, self.fast.val_x, self.fast.val_f],
+            f"exact|lam={self.lam!r}|tol={self.tol!r}|max_iter={self.max_iter}|"
+            f"{','.join(self.sources)}",
+        )
+
+    # -- passes over rows -----------------------------------------------------------
+
+    def _evaluate(
+        self, plan: _Plan, n: np.ndarray, w: np.ndarray, want_curv: bool
+    ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray | None]]:
+        """Objective ``F`` (m,), gradient ``G`` (m, d) and, if asked, per-block row
+        curvatures ``sigmoid(z) sigmoid(-z)`` (n_b, padded m_b) at ``w`` (m, d)."""
+        m, d = w.shape
+        loss = np.zeros(m)
+        grad = np.zeros((m, d))
+        curv: list[np.ndarray | None] = []
+        for b, cols in enumerate(plan.cols):
+            if cols.size == 0:
+                curv.append(None)
+                continue
+            xb, fb = self.rows.block(b)
+            pc = _Plan.padded(cols)
+            z = xb @ w[pc].T
+            z += fb[:, None]
+            lo, sn = _loss_and_sigmoid(z)
+            k = cols.size
+            loss[cols] += lo.sum(axis=0)[:k]
+            grad[cols] -= (xb.T @ sn).T[:k]
+            curv.append(sn * (1.0 - sn) if want_curv else None)
+        f = loss / n + self.lam * np.einsum("ij,ij->i", w, w)
+        g = grad / n[:, None] + 2.0 * self.lam * w
+        return f, g, curv
+
+    def _hvp(
+        self, plan: _Plan, n: np.ndarray, curv: list[np.ndarray | None], v: np.ndarray
+    ) -> np.ndarray:
+        """Hessian-vector products ``H(w) v`` for every mask, with curvatures from
+        :meth:`_evaluate` at ``w``."""
+        out = np.zeros_like(v)
+        for b, cols in enumerate(plan.cols):
+            if cols.size == 0:
+                continue
+            xb, _ = self.rows.block(b)
+            t = xb @ v[_Plan.padded(cols)].T
+            t *= curv[b]
+            out[cols] += (xb.T @ t).T[: cols.size]
+        return out / n[:, None] + 2.0 * self.lam * v
+
+    @staticmethod
+    def _slice_curv(
+        plan: _Plan, curv: list[np.ndarray | None], sel: np.ndarray
+    ) -> tuple[_Plan, list[np.ndarray | None]]:
+        """Restrict a plan and its curvatures to the masks ``sel`` (sorted indexes)."""
+        if sel.size == plan.ext.shape[0]:
+            return plan, curv
+        sub = _Plan(plan.ext[sel])
+        out: list[np.ndarray | None] = []
+        for b, cols in enumerate(sub.cols):
+            if cols.size == 0:
+                out.append(None)
+                continue
+            pos = np.searchsorted(plan.cols[b], sel[cols])
+            out.append(curv[b][:, _Plan.padded(pos)])
+        return sub, out
+
+    def _pcg(
+        self,
+        plan: _Plan,
+        n: np.ndarray,
+        curv: list[np.ndarray | None],
+        g: np.ndarray,
+        minv: np.ndarray,
+    ) -> np.ndarray:
+        """Approximately solve ``H p = -g`` per mask by preconditioned CG."""
+        gn = np.linalg.norm(g, axis=1)
+        thresh = np.minimum(0.5, np.sqrt(gn)) * gn
+        x = np.zeros_like(g)
+        r = -g
+        z = np.matmul(minv, r[..., None])[..., 0]
+        p = z.copy()
+        rz = np.einsum("ij,ij->i", r, z)
+        live = np.ones(len(g), dtype=bool)
+        for _ in range(_MAX_CG):
+            hp = self._hvp(plan, n, curv, p)
+            php = np.einsum("ij,ij->i", p, hp)
+            live &= php > 0
+            a = np.where(live, rz / np.where(live, php, 1.0), 0.0)
+            x += a[:, None] * p
+            r -= a[:, None] * hp
+            live &= np.linalg.norm(r, axis=1) > thresh
+            if not live.any():
+                break
+            z = np.matmul(minv, r[..., None])[..., 0]
+            rz_new = np.einsum("ij,ij->i", r, z)
+            beta = np.where(live, rz_new / np.where(rz != 0, rz, 1.0), 0.0)
+            p = z + beta[:, None] * p
+            rz = rz_new
+        return x
+
+    # -- driver ---------------------------------------------------------------------
+
+    def _solve_chunk(self, ext: np.ndarray) -> EstimateBatch:
+        m = ext.shape[0]
+        w, ok, n, _, hess, f0 = self.fast.solve_extended(ext)
+        w = np.where(ok[:, None], w, 0.0)
+        minv = np.linalg.inv(hess)
+        plan = _Plan(ext)
+        f, g, curv = self._evaluate(plan, n, w, want_curv=True)
+        worse = ~(f <= f0)
+        if worse.any():
+            w[worse] = 0.0
+            f, g, curv = self._evaluate(plan, n, w, want_curv=True)
+        iters = np.zeros(m, dtype=np.int64)
+        stalled = np.zeros(m, dtype=bool)
+        # `curv` holds row curvatures for the masks `curv_rows` under `plan`; they are
+        # valid at the current w for the masks flagged in `curv_ok`.
+        curv_rows = np.arange(m)
+        curv_ok = np.ones(m, dtype=bool)
+        for _ in range(self.max_iter):
+            todo = np.flatnonzero((np.linalg.norm(g, axis=1) > self.tol) & ~stalled)
+            if todo.size == 0:
+                break
+            if curv_ok[todo].all():
+                sel = np.searchsorted(curv_rows, todo)
+                sub, sub_curv = self._slice_curv(plan, curv, sel)
+            else:
+                sub = _Plan(ext[todo])
+                _, _, sub_curv = self._evaluate(sub, n[todo], w[todo], want_curv=True)
+            step = self._pcg(sub, n[todo], sub_curv, g[todo], minv[todo])
+            g_todo = g[todo]
+            slope = np.einsum("ij,ij->i", g_todo, step)
+            bad = ~(slope < 0)
+            if bad.any():  # not a descent direction (round-off): use steepest descent
+                step[bad] = -g_todo[bad]
+                slope[bad] = -np.einsum("ij,ij->i", g_todo[bad], g_todo[bad])
+            iters[todo] += 1
+            # line search: the full step for every mask, then halve where Armijo fails
+            f_old = f[todo]
+            w_try = w[todo] + step
+            f_try, g_try, c_try = self._evaluate(sub, n[todo], w_try, want_curv=True)
+            accept = f_try <= f_old + _ARMIJO_C1 * slope + 1e-15 * np.abs(f_old)
+            plan, curv, curv_rows = sub, c_try, todo
+            curv_ok[:] = False
+            curv_ok[todo[accept]] = True
+            ok_rows = todo[accept]
+            w[ok_rows], f[ok_rows], g[ok_rows] = w_try[accept], f_try[accept], g_try[accept]
+            pending = np.flatnonzero(~accept)
+            alpha = 1.0
+            for _bt in range(_MAX_BACKTRACKS):
+                if pending.size == 0:
+                    break
+                alpha *= 0.5
+                rows = todo[pending]
+                w_bt = w[rows] + alpha * step[pending]
+                f_bt, g_bt, _ = self._evaluate(_Plan(ext[rows]), n[rows], w_bt, False)
+                tol_f = 1e-15 * np.abs(f[rows])
+                acc = f_bt <= f[rows] + _ARMIJO_C1 * alpha * slope[pending] + tol_f
+                w[rows[acc]], f[rows[acc]], g[rows[acc]] = w_bt[acc], f_bt[acc], g_bt[acc]
+                pending = pending[~acc]
+            stalled[todo[pending]] = True
+        converged = np.linalg.norm(g, axis=1) <= self.tol
+        return EstimateBatch(
+            loss=_val_loss(self.fast.val_x, self.fast.val_f, w),
+            w_norm=np.linalg.norm(w, axis=1),
+            iterations=iters,
+            converged=converged,
+        )
+
+    def estimate(self, masks: np.ndarray) -> EstimateBatch:
+        ext = extend_masks(masks, len(self.sources))
+        if ext.shape[0] == 0:
+            return _empty_batch()
+        parts = [
+            self._solve_chunk(ext[i : i + self.chunk_size])
+            for i in range(0, ext.shape[0], self.chunk_size)
+        ]
+        return EstimateBatch(
+            loss=np.concatenate([p.loss for p in parts]),
+            w_norm=np.concatenate([p.w_norm for p in parts]),
+            iterations=np.concatenate([p.iterations for p in parts]),
+            converged=np.concatenate([p.converged for p in parts]),
+        )

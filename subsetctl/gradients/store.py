@@ -1,0 +1,303 @@
+"""The gradient store: f_i, x_i and hidden-state means for every row, on disk, resumable.
+
+Layout of a store directory::
+
+    info.json     model, adapter fingerprint, projector, seed, d, p, n_rows, h (+ shard);
+                  written last at creation, by atomic rename: its presence marks a store
+    rows.json     the row table, one {"source", "split", "index"} object per row
+    features.npy  (N, d) float32 projected gradients x_i   (np.lib.format.open_memmap)
+    outputs.npy   (N,)   float32 model outputs f_i
+    repr.npy      (N, h) float32 mean last-layer hidden states (absent when h is 0)
+    written.npy   (N,)   bool, True once a row's data is flushed to disk
+
+``write`` flushes the data before it marks the bitmap, so a killed run never marks a row
+it did not finish; ``compute_store`` resumes at the first unwritten batch. A large job can
+be split into shards (``shard_rows``) that write their own stores, which
+``merge_shards`` joins into one complete store.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from subsetctl.errors import StaleArtifactError, UserError
+
+INFO = "info.json"
+ROWS = "rows.json"
+FEATURES = "features.npy"
+OUTPUTS = "outputs.npy"
+REPR = "repr.npy"
+WRITTEN = "written.npy"
+
+MERGE_BLOCK = 4096
+"""Rows copied per write when merging shards."""
+
+CHECKED_KEYS = ("model", "adapter", "projector", "seed", "d")
+"""The info keys whose mismatch makes a store stale (see :meth:`GradientStore.check_info`)."""
+
+
+def _atomic_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=1, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _numpy(a: Any) -> np.ndarray:
+    """A float32 numpy array from a numpy array or a (possibly grad-tracking) tensor."""
+    if hasattr(a, "detach"):
+        a = a.detach().cpu().numpy()
+    return np.asarray(a, dtype=np.float32)
+
+
+class GradientStore:
+    """A directory of per-row gradient features; open with :meth:`create` or :meth:`open`."""
+
+    def __init__(self, path: Path, info: dict[str, Any], rows: list[dict[str, Any]], mode: str) -> None:
+        self.path = Path(path)
+        self.info = info
+        self.rows = rows
+        self.n_rows = int(info["n_rows"])
+        self.d = int(info["d"])
+        self.h = int(info.get("h", 0))
+        self.features = np.load(self.path / FEATURES, mmap_mode=mode)
+        self.outputs = np.load(self.path / OUTPUTS, mmap_mode=mode)
+        self.repr = np.load(self.path / REPR, mmap_mode=mode) if self.h else None
+        self.written = np.load(self.path / WRITTEN, mmap_mode=mode)
+
+    # ----------------------------------------------------------------- lifecycle
+    @classmethod
+    def create(
+        cls, path: str | Path, rows: Sequence[Mapping[str, Any]], d: int, h: int, info: Mapping[str, Any]
+    ) -> "GradientStore":
+        """Create an empty store for ``rows`` (overwriting any store already at ``path``).
+
+        ``info`` describes what the features depend on (model, adapter, projector, seed,
+        p, ...); ``n_rows``, ``d`` and ``h`` are added to it.
+        """
+        path = Path(path)
+        if path.exists():
+            shutil.rmtree(path)
+        path.mkdir(parents=True)
+        n = len(rows)
+        full_info = {**dict(info), "n_rows": n, "d": int(d), "h": int(h)}
+        with open(path / ROWS, "w") as fh:
+            json.dump([dict(r) for r in rows], fh)
+        for name, shape, dtype in (
+            (FEATURES, (n, d), np.float32),
+            (OUTPUTS, (n,), np.float32),
+            (WRITTEN, (n,), np.bool_),
+        ) + (((REPR, (n, h), np.float32),) if h else ()):
+            arr = np.lib.format.open_memmap(path / name, mode="w+", dtype=dtype, shape=shape)
+            arr.flush()
+            del arr
+        _atomic_json(path / INFO, full_info)
+        return cls.open(path, writable=True)
+
+    @classmethod
+    def open(cls, path: str | Path, writable: bool = True) -> "GradientStore":
+        """Open an existing store; raises StaleArtifactError when ``path`` holds none."""
+        path = Path(path)
+        if not (path / INFO).exists():
+            raise StaleArtifactError(
+                f"{path} holds no complete gradient store (info.json is missing: creation was "
+                "interrupted or the folder was edited). Re-run the gradients stage."
+            )
+        info = json.loads((path / INFO).read_text())
+        rows = json.loads((path / ROWS).read_text())
+        return cls(path, info, rows, "r+" if writable else "r")
+
+    # ----------------------------------------------------------------- state
+    def write(self, row_indices: Sequence[int] | np.ndarray, f: Any, x: Any, repr: Any = None) -> None:
+        """Write rows (store-local indices) and mark them written after the data is flushed."""
+        idx = np.asarray(row_indices, dtype=np.int64)
+        f_, x_ = _numpy(f).reshape(-1), _numpy(x)
+        if x_.shape != (len(idx), self.d) or f_.shape != (len(idx),):
+            raise ValueError(f"write got f {f_.shape} and x {x_.shape} for {len(idx)} rows of d={self.d}")
+        self.features[idx] = x_
+        self.outputs[idx] = f_
+        self.features.flush()
+        self.outputs.flush()
+        if self.repr is not None:
+            if repr is None:
+                raise ValueError("this store keeps hidden-state means (h > 0); pass repr")
+            self.repr[idx] = _numpy(repr)
+            self.repr.flush()
+        self.written[idx] = True
+        self.written.flush()
+
+    def first_unwritten(self) -> int | None:
+        """Index of the first row not yet written, or None when the store is complete."""
+        missing = np.flatnonzero(~np.asarray(self.written))
+        return int(missing[0]) if missing.size else None
+
+    def missing_rows(self) -> np.ndarray:
+        """Indices of all rows not yet written."""
+        return np.flatnonzero(~np.asarray(self.written))
+
+    @property
+    def complete(self) -> bool:
+        """True when every row is written."""
+        return bool(np.all(self.written))
+
+    @property
+    def row_offset(self) -> int:
+        """Global index of this store's first row (non-zero for a shard)."""
+        return int(self.info.get("shard", {}).get("start", 0))
+
+    def check_info(self, expected: Mapping[str, Any]) -> None:
+        """Raise StaleArtifactError when a key of ``expected`` differs from the store's info.
+
+        The callers pass :data:`CHECKED_KEYS` (model, adapter, projector, seed, d): a store
+        taken at another adapter or with another projection must never be mixed in.
+        """
+        diffs = [
+            f"{k}: stored {self.info.get(k)!r}, expected {v!r}"
+            for k, v in expected.items()
+            if self.info.get(k) != v
+        ]
+        if diffs:
+            raise StaleArtifactError(
+                f"The gradient store at {self.path} was computed with different settings ("
+                + "; ".join(diffs)
+                + "). Re-run gradients (subsetctl run recomputes the stage) instead of mixing them."
+            )
+
+
+# --------------------------------------------------------------------- compute
+@dataclass
+class ComputeCounts:
+    """Rows computed in this call and rows skipped because they were already written."""
+
+    computed: int
+    skipped: int
+
+
+def compute_store(
+    engine: Any,
+    make_batch: Callable[[list[int]], dict[str, Any]],
+    store: GradientStore,
+    batch_size: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> ComputeCounts:
+    """Fill ``store`` batch by batch, resuming after the last complete batch.
+
+    Batches are the fixed blocks ``[k * batch_size, (k + 1) * batch_size)`` of the store's
+    rows, so a resumed or sharded run pads and computes every row exactly as an
+    uninterrupted one does. ``make_batch`` gets *global* row indices (store-local index +
+    :attr:`GradientStore.row_offset`) and returns a collated batch for ``engine.compute``.
+    """
+    if batch_size < 1:
+        raise UserError(f"gradients.batch_size={batch_size} must be at least 1.")
+    n = store.n_rows
+    computed = skipped = 0
+    written = np.asarray(store.written)
+    for start in range(0, n, batch_size):
+        local = list(range(start, min(n, start + batch_size)))
+        if written[local].all():
+            skipped += len(local)
+        else:
+            result = engine.compute(make_batch([i + store.row_offset for i in local]))
+            store.write(local, result.f, result.x, result.repr if store.h else None)
+            computed += len(local)
+        if progress is not None:
+            progress(computed + skipped, n)
+    return ComputeCounts(computed=computed, skipped=skipped)
+
+
+# --------------------------------------------------------------------- shards
+def shard_rows(n_rows: int, shard_index: int, n_shards: int, batch_size: int = 1) -> range:
+    """The contiguous, batch-aligned rows of shard ``shard_index`` (0-based) of ``n_shards``.
+
+    Batches of ``batch_size`` rows are dealt out in contiguous runs as evenly as possible;
+    the shards are disjoint and cover ``range(n_rows)``. A shard may be empty when there
+    are more shards than batches.
+    """
+    if n_shards < 1 or not 0 <= shard_index < n_shards:
+        raise UserError(f"Shard {shard_index} of {n_shards} does not exist; use 0 <= index < count.")
+    n_batches = math.ceil(n_rows / batch_size)
+    first = shard_index * n_batches // n_shards
+    last = (shard_index + 1) * n_batches // n_shards
+    return range(min(n_rows, first * batch_size), min(n_rows, last * batch_size))
+
+
+def shard_dir(base: str | Path, shard_index: int, n_shards: int) -> Path:
+    """Directory of one shard's store: ``<base>/shard-<index>-of-<count>`` (0-based index)."""
+    return Path(base) / f"shard-{shard_index}-of-{n_shards}"
+
+
+def create_shard_store(
+    base: str | Path,
+    rows: Sequence[Mapping[str, Any]],
+    d: int,
+    h: int,
+    info: Mapping[str, Any],
+    shard_index: int,
+    n_shards: int,
+    batch_size: int,
+) -> GradientStore:
+    """Create the store of one shard: its slice of ``rows`` under :func:`shard_dir`."""
+    span = shard_rows(len(rows), shard_index, n_shards, batch_size)
+    shard = {"index": shard_index, "count": n_shards, "start": span.start, "stop": span.stop,
+             "total_rows": len(rows)}
+    return GradientStore.create(
+        shard_dir(base, shard_index, n_shards), list(rows[span.start : span.stop]), d, h,
+        {**dict(info), "shard": shard},
+    )
+
+
+def merge_shards(paths: Sequence[str | Path], out_path: str | Path) -> GradientStore:
+    """Join complete shard stores into one store at ``out_path``.
+
+    Refuses (StaleArtifactError) when the shards' info differ, a shard is incomplete, or
+    the shards do not tile all rows exactly once.
+    """
+    stores = sorted((GradientStore.open(p, writable=False) for p in paths), key=lambda s: s.row_offset)
+    if not stores:
+        raise UserError("merge_shards needs at least one shard store.")
+
+    def common(info: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in info.items() if k not in ("shard", "n_rows")}
+
+    base = common(stores[0].info)
+    total = stores[0].info.get("shard", {}).get("total_rows", stores[0].n_rows)
+    expect = 0
+    for s in stores:
+        if common(s.info) != base:
+            raise StaleArtifactError(
+                f"Shard {s.path} was computed with other settings than {stores[0].path}; re-run "
+                "gradients for the mismatched shards before merging."
+            )
+        if not s.complete:
+            raise StaleArtifactError(
+                f"Shard {s.path} is incomplete ({len(s.missing_rows())} rows missing); finish it "
+                "(re-run that shard) before merging."
+            )
+        if s.row_offset != expect:
+            raise StaleArtifactError(
+                f"The shards do not tile the rows: expected a shard starting at row {expect}, found "
+                f"{s.path} starting at {s.row_offset}. Pass every shard exactly once."
+            )
+        expect += s.n_rows
+    if expect != total:
+        raise StaleArtifactError(
+            f"The shards cover {expect} of {total} rows; compute and pass the missing shards."
+        )
+    rows = [r for s in stores for r in s.rows]
+    out = GradientStore.create(out_path, rows, base["d"], base.get("h", 0), base)
+    for s in stores:
+        for a in range(0, s.n_rows, MERGE_BLOCK):  # bounded memory for big shards
+            b = min(s.n_rows, a + MERGE_BLOCK)
+            idx = np.arange(s.row_offset + a, s.row_offset + b)
+            out.write(idx, s.outputs[a:b], s.features[a:b], s.repr[a:b] if out.h else None)
+    return out

@@ -1,0 +1,311 @@
+"""Held-out evaluation of a fine-tuned model: test losses plus a task metric.
+
+Causal LMs generate greedily (left-padded batches, bounded by ``max_new_tokens``) and
+are scored per row: reasoning-gym rows (``metadata`` holds ``rg_task``) with the task's
+own ``score_answer``, other rows by normalized exact match. Classifiers report accuracy
+and macro-F1. Per-example predictions come back so reports can show them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from subsetctl.errors import UserError
+from subsetctl.modeling.encoding import pad_id, render_prompt
+from subsetctl.modeling.outputs import surrogate_loss
+from subsetctl.modeling.train import per_example_outputs
+
+METRICS: tuple[str, ...] = ("auto", "exact_match", "reasoning_gym", "accuracy")
+MIN_TEST_EXAMPLES = 10
+
+_WS = re.compile(r"\s+")
+
+
+# --------------------------------------------------------------------------- exact match
+
+
+def normalize_answer(text: str) -> str:
+    """Strip, lowercase, collapse whitespace and drop one trailing period."""
+    text = _WS.sub(" ", str(text).strip().lower())
+    if text.endswith("."):
+        text = text[:-1].rstrip()
+    return text
+
+
+def _as_number(text: str) -> float | None:
+    candidate = text.replace(",", "") if re.fullmatch(r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?", text) else text
+    try:
+        value = float(candidate)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def exact_match(prediction: str, gold: str) -> float:
+    """1.0 when the normalized strings agree, or both parse as the same number
+    ("4.0" vs "4", "1,000" vs "1000"); else 0.0."""
+    p, g = normalize_answer(prediction), normalize_answer(gold)
+    if p == g:
+        return 1.0
+    pn, gn = _as_number(p), _as_number(g)
+    if pn is not None and gn is not None:
+        return 1.0 if math.isclose(pn, gn, rel_tol=1e-9, abs_tol=1e-12) else 0.0
+    return 0.0
+
+
+# --------------------------------------------------------------------------- reasoning-gym
+
+
+def _metadata(example: dict) -> dict[str, Any]:
+    raw = example.get("metadata")
+    if isinstance(raw, dict):
+        return raw
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except (TypeError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+class ReasoningGymScorer:
+    """Scores answers with reasoning-gym's per-task ``score_answer``; one dataset object
+    (the scorer) is built per task and reused."""
+
+    def __init__(self) -> None:
+        self._by_task: dict[str, Any] = {}
+
+    def _dataset(self, task: str) -> Any:
+        if task not in self._by_task:
+            import reasoning_gym
+
+            try:
+                self._by_task[task] = reasoning_gym.create_dataset(task, size=1, seed=0)
+            except Exception as exc:
+                raise UserError(
+                    f"reasoning-gym has no usable task {task!r} to score answers with ({exc}). "
+                    "Check the rows' rg_task metadata or the installed reasoning-gym version."
+                ) from exc
+        return self._by_task[task]
+
+    def score(self, prediction: str, example: dict) -> float:
+        """Score in [0, 1] of ``prediction`` for a row whose metadata names ``rg_task``."""
+        meta = _metadata(example)
+        task = meta.get("rg_task")
+        if not task:
+            raise UserError(
+                f"Row {example.get('row')} of source {example.get('source')!r} has no rg_task in "
+                "its metadata, so reasoning-gym cannot score it; use metric 'exact_match'."
+            )
+        entry = {"question": example.get("prompt", ""), "answer": example.get("response", ""), "metadata": meta}
+        return float(self._dataset(str(task)).score_answer(prediction, entry))
+
+
+# --------------------------------------------------------------------------- generation
+
+
+def generate_answers(
+    model: Any, tokenizer: Any, prompts: Sequence[str], max_length: int, max_new_tokens: int, batch_size: int
+) -> list[str]:
+    """Greedy answers for ``prompts``: left-padded batches, prompts rendered as in
+    training (chat template) and truncated from the left; only new tokens are decoded."""
+    from transformers import GenerationConfig
+
+    pad = pad_id(tokenizer)
+    eos = tokenizer.eos_token_id
+    gen_config = GenerationConfig(
+        max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad, eos_token_id=eos
+    )
+    device = next(model.parameters()).device
+    room = max(1, max_length - max_new_tokens)
+    encoded = [
+        tokenizer(render_prompt(tokenizer, p), add_special_tokens=False)["input_ids"][-room:] for p in prompts
+    ]
+    answers: list[str] = [""] * len(prompts)
+    order = np.argsort([len(e) for e in encoded], kind="stable")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(order), max(1, batch_size)):
+                idx = order[start : start + max(1, batch_size)]
+                width = max(len(encoded[i]) for i in idx)
+                ids = torch.full((len(idx), width), pad, dtype=torch.long)
+                attn = torch.zeros((len(idx), width), dtype=torch.long)
+                for row, i in enumerate(idx):
+                    seq = encoded[i]
+                    ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
+                    attn[row, width - len(seq) :] = 1
+                out = model.generate(
+                    input_ids=ids.to(device), attention_mask=attn.to(device), generation_config=gen_config
+                )
+                for row, i in enumerate(idx):
+                    answers[i] = tokenizer.decode(out[row, width:], skip_special_tokens=True).strip()
+    finally:
+        model.train(was_training)
+    return answers
+
+
+# --------------------------------------------------------------------------- classifier metrics
+
+
+def macro_f1(predictions: Sequence[int], labels: Sequence[int]) -> float:
+    """Unweighted mean F1 over the classes present in labels or predictions."""
+    classes = sorted(set(labels) | set(predictions))
+    scores = []
+    for c in classes:
+        tp = sum(1 for p, y in zip(predictions, labels) if p == c and y == c)
+        fp = sum(1 for p, y in zip(predictions, labels) if p == c and y != c)
+        fn = sum(1 for p, y in zip(predictions, labels) if p != c and y == c)
+        denom = 2 * tp + fp + fn
+        scores.append(2 * tp / denom if denom else 0.0)
+    return float(np.mean(scores)) if scores else 0.0
+
+
+def _classify(model: Any, tokenizer: Any, examples: Sequence[dict], max_length: int, batch_size: int) -> list[int]:
+    from subsetctl.modeling.encoding import encode_classifier
+
+    device = next(model.parameters()).device
+    preds: list[int] = []
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(examples), max(1, batch_size)):
+                chunk = examples[start : start + max(1, batch_size)]
+                batch = encode_classifier(
+                    tokenizer, [str(e["prompt"]) for e in chunk], [int(e["label"]) for e in chunk], max_length
+                )
+                logits = model(
+                    input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)
+                ).logits
+                preds.extend(int(x) for x in logits.argmax(dim=-1).cpu())
+    finally:
+        model.train(was_training)
+    return preds
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def evaluate_model(
+    model: Any,
+    tokenizer: Any,
+    examples: Sequence[dict],
+    kind: str,
+    max_length: int,
+    max_new_tokens: int = 32,
+    batch_size: int = 8,
+    metric: str = "auto",
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``model`` on held-out ``examples``.
+
+    Args:
+        metric: "auto" (reasoning-gym score for rows with ``rg_task``, exact match for other
+            causal-LM rows, accuracy for classifiers), or force "exact_match",
+            "reasoning_gym" or "accuracy".
+
+    Returns:
+        ``{"n", "kind", "metric", "score", "loss_ce", "loss_surrogate", "metrics",
+        "predictions", "warnings"}``; ``score`` is the mean task metric in [0, 1],
+        ``metrics`` holds every computed metric (``macro_f1`` for classifiers) and
+        ``predictions`` one dict per example (source, row, prediction, gold, score).
+    """
+    if metric not in METRICS:
+        raise UserError(f"Unknown metric {metric!r}; use one of: {', '.join(METRICS)}.")
+    if kind not in ("causal-lm", "classifier"):
+        raise UserError(f"Unknown model kind {kind!r}; use 'causal-lm' or 'classifier'.")
+    if not examples:
+        raise UserError("The test split is empty; there is nothing to evaluate. Give the target a test split.")
+    if kind == "classifier" and metric in ("exact_match", "reasoning_gym"):
+        raise UserError(f"Metric {metric!r} is for generated answers; a classifier uses 'accuracy'.")
+    if kind == "causal-lm" and metric == "accuracy":
+        raise UserError("Metric 'accuracy' is for classifiers; a causal LM uses 'exact_match' or 'reasoning_gym'.")
+
+    examples = list(examples)
+    warnings: list[str] = []
+    if len(examples) < MIN_TEST_EXAMPLES:
+        warnings.append(
+            f"The test split has only {len(examples)} examples (< {MIN_TEST_EXAMPLES}); the task "
+            "metric is too noisy to compare subsets."
+        )
+    if progress:
+        progress(f"Computing test losses on {len(examples)} examples")
+    outputs = per_example_outputs(model, tokenizer, examples, kind, max_length, batch_size)
+    loss_ce = float(outputs["ce"].mean())
+    loss_sur = float(surrogate_loss(torch.from_numpy(outputs["f"])).mean())
+
+    predictions: list[dict[str, Any]] = []
+    metrics: dict[str, float] = {}
+    if kind == "classifier":
+        labels = [int(e["label"]) for e in examples]
+        preds = _classify(model, tokenizer, examples, max_length, batch_size)
+        for e, p, y in zip(examples, preds, labels):
+            predictions.append(
+                {"source": e.get("source"), "row": e.get("row"), "prediction": p, "gold": y, "score": float(p == y)}
+            )
+        metrics["accuracy"] = float(np.mean([p == y for p, y in zip(preds, labels)]))
+        metrics["macro_f1"] = macro_f1(preds, labels)
+        used = "accuracy"
+    else:
+        if progress:
+            progress(f"Generating answers for {len(examples)} examples")
+        answers = generate_answers(
+            model, tokenizer, [str(e["prompt"]) for e in examples], max_length, max_new_tokens, batch_size
+        )
+        rg_scorer = ReasoningGymScorer()
+        has_rg = [bool(_metadata(e).get("rg_task")) for e in examples]
+        if metric == "reasoning_gym" and not all(has_rg):
+            raise UserError(
+                "Metric 'reasoning_gym' needs every test row to carry rg_task in its metadata; "
+                f"{has_rg.count(False)} rows do not. Use metric 'auto' or 'exact_match'."
+            )
+        em_scores, rg_scores = [], []
+        for e, answer, rg_row in zip(examples, answers, has_rg):
+            em = exact_match(answer, str(e.get("response", "")))
+            em_scores.append(em)
+            use_rg = rg_row and metric in ("auto", "reasoning_gym")
+            score = rg_scorer.score(answer, e) if use_rg else em
+            if use_rg:
+                rg_scores.append(score)
+            predictions.append(
+                {
+                    "source": e.get("source"),
+                    "row": e.get("row"),
+                    "prediction": answer,
+                    "gold": e.get("response"),
+                    "score": score,
+                    "scorer": "reasoning_gym" if use_rg else "exact_match",
+                }
+            )
+        metrics["exact_match"] = float(np.mean(em_scores))
+        if rg_scores:
+            metrics["reasoning_gym"] = float(np.mean(rg_scores))
+        if metric == "exact_match":
+            used = "exact_match"
+        elif all(has_rg):
+            used = "reasoning_gym"
+        elif any(has_rg):
+            used = "mixed"
+        else:
+            used = "exact_match"
+    score = float(np.mean([p["score"] for p in predictions]))
+    return {
+        "n": len(examples),
+        "kind": kind,
+        "metric": used,
+        "score": score,
+        "loss_ce": loss_ce,
+        "loss_surrogate": loss_sur,
+        "metrics": metrics,
+        "predictions": predictions,
+        "warnings": warnings,
+    }

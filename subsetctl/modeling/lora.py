@@ -1,0 +1,225 @@
+"""LoRA adapters: attach, save, load, fingerprint, count.
+
+theta in DESIGN.md is the LoRA parameters only; base weights stay frozen. For
+classifiers the new classification head is trained as well (peft ``modules_to_save``),
+since a random head cannot be left frozen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any, Iterable
+
+from subsetctl.errors import UserError
+
+#: Default LoRA target modules by transformers ``model_type`` (attention query and value).
+DEFAULT_TARGETS: dict[str, list[str]] = {
+    "llama": ["q_proj", "v_proj"],
+    "mistral": ["q_proj", "v_proj"],
+    "qwen2": ["q_proj", "v_proj"],
+    "qwen3": ["q_proj", "v_proj"],
+    "gemma": ["q_proj", "v_proj"],
+    "gemma2": ["q_proj", "v_proj"],
+    "phi3": ["qkv_proj"],
+    "gpt2": ["c_attn"],
+    "gpt_neox": ["query_key_value"],
+    "bert": ["query", "value"],
+    "roberta": ["query", "value"],
+    "xlm-roberta": ["query", "value"],
+    "distilbert": ["q_lin", "v_lin"],
+    "t5": ["q", "v"],
+}
+
+#: Attribute names transformers uses for sequence-classification heads.
+_HEAD_NAMES = ("classifier", "score")
+
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+
+
+@contextlib.contextmanager
+def _quiet_peft():
+    """Hide peft's use of a deprecated transformers API (a FutureWarning the user cannot act
+    on); nothing below the CLI should print."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
+def default_target_modules(model: Any) -> list[str]:
+    """The default LoRA targets for ``model``'s architecture, or a UserError asking the
+    spec to name them."""
+    model_type = getattr(model.config, "model_type", None)
+    if model_type in DEFAULT_TARGETS:
+        return list(DEFAULT_TARGETS[model_type])
+    raise UserError(
+        f"No default LoRA target modules are known for architecture {model_type!r}. Name them "
+        "in the spec (lora.target_modules, e.g. the attention query/value projection names); "
+        f"known defaults: {', '.join(f'{k}: {v}' for k, v in sorted(DEFAULT_TARGETS.items()))}."
+    )
+
+
+def classifier_head_names(model: Any) -> list[str]:
+    """Names of the classification head modules of a sequence-classification model."""
+    names = [n for n in _HEAD_NAMES if hasattr(model, n)]
+    if not names:
+        raise UserError(
+            f"The classifier model ({type(model).__name__}) has no 'classifier' or 'score' head "
+            "module, so its head cannot be trained alongside LoRA. Use an "
+            "AutoModelForSequenceClassification-compatible model."
+        )
+    return names
+
+
+def apply_lora(
+    model: Any,
+    r: int = 8,
+    alpha: float = 16.0,
+    dropout: float = 0.0,
+    target_modules: list[str] | None = None,
+    kind: str = "causal-lm",
+    seed: int | None = 0,
+) -> Any:
+    """Wrap ``model`` (in place) in a peft LoRA model; only LoRA (and a classifier's
+    head) stays trainable.
+
+    Args:
+        r, alpha, dropout: LoRA rank, scaling numerator and dropout.
+        target_modules: module names to adapt; ``None`` takes the architecture default.
+        kind: "causal-lm" or "classifier" (the head is added to ``modules_to_save``).
+        seed: seeds the LoRA A initialization so the same settings give the same theta_0;
+            ``None`` leaves the global RNG alone.
+    """
+    import torch
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    targets = list(target_modules) if target_modules else default_target_modules(model)
+    present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    missing = [t for t in targets if t not in present]
+    if missing:
+        raise UserError(
+            f"LoRA target modules {missing} do not exist in the model "
+            f"({getattr(model.config, 'model_type', '?')}). Linear layers it has include: "
+            f"{', '.join(sorted(_linear_names(model))[:20])}. Fix lora.target_modules."
+        )
+    config = LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=targets,
+        task_type=TaskType.SEQ_CLS if kind == "classifier" else TaskType.CAUSAL_LM,
+        modules_to_save=classifier_head_names(model) if kind == "classifier" else None,
+    )
+    with _quiet_peft():
+        if seed is None:
+            return get_peft_model(model, config)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return get_peft_model(model, config)
+
+
+def _linear_names(model: Any) -> set[str]:
+    import torch
+
+    return {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+
+
+def save_adapter(model: Any, path: str | Path) -> Path:
+    """Save a peft model's adapter (peft format) at ``path``, atomically: written into a
+    sibling temporary folder, then renamed over any previous adapter."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        model.save_pretrained(str(tmp))
+        replace_dir(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def replace_dir(src: Path, dst: Path) -> None:
+    """Move folder ``src`` to ``dst``, replacing ``dst``; the old ``dst`` is first renamed
+    aside so that at every moment ``dst`` is either the old or the new complete folder
+    (or absent, briefly, never half-written)."""
+    old = None
+    if dst.exists():
+        old = dst.parent / f".{dst.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(dst, old)
+    os.replace(src, dst)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _check_adapter_dir(path: Path) -> None:
+    if not (path / "adapter_config.json").is_file():
+        raise UserError(
+            f"{path} is not a LoRA adapter folder (no adapter_config.json). Run the stage that "
+            "writes it again, or point at the folder saved by subsetctl."
+        )
+
+
+def load_adapter(base_model: Any, path: str | Path, trainable: bool = False) -> Any:
+    """Attach the adapter saved at ``path`` to a fresh (un-wrapped) base model.
+
+    ``trainable=True`` leaves the LoRA parameters (and a classifier head) trainable, for
+    continuing fine-tuning from theta*; otherwise everything is frozen.
+    """
+    from peft import PeftModel
+
+    path = Path(path)
+    _check_adapter_dir(path)
+    with _quiet_peft():
+        return PeftModel.from_pretrained(base_model, str(path), is_trainable=trainable)
+
+
+def load_adapter_weights(model: Any, path: str | Path) -> None:
+    """Overwrite, in place, the adapter weights of an already-wrapped peft model with those
+    saved at ``path`` (cheaper than reloading the base model, e.g. between verify runs)."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    _check_adapter_dir(path)
+    state = load_file(str(path / ADAPTER_WEIGHTS))
+    result = set_peft_model_state_dict(model, state)
+    unexpected = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k or "modules_to_save" in k]
+    if unexpected:
+        raise UserError(
+            f"The adapter at {path} does not fit this model (unexpected weights such as "
+            f"{unexpected[0]!r}). It was trained with other LoRA settings or another base model."
+        )
+
+
+def adapter_fingerprint(path: str | Path) -> str:
+    """sha256 over the adapter's tensors (sorted names, dtypes, shapes and bytes), so two
+    saves of the same weights fingerprint the same regardless of file metadata."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    _check_adapter_dir(path)
+    state = load_file(str(path / ADAPTER_WEIGHTS))
+    return tensors_fingerprint(state.items())
+
+
+def tensors_fingerprint(items: Iterable[tuple[str, Any]]) -> str:
+    """sha256 of named tensors, order-independent."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(items, key=lambda kv: kv[0]):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.view(-1).view(dtype=torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def count_trainable(model: Any) -> int:
+    """Number of trainable parameters (LoRA plus any ``modules_to_save``): p in DESIGN.md."""
+    return int(sum(p.numel() for p in model.parameters() if p.requires_grad))

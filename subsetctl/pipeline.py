@@ -1,0 +1,317 @@
+"""The stage graph: plan what is stale and why, run it in order, resume.
+
+A stage's fingerprint hashes its spec slice, the *output digests* of its upstream stages
+(a hash of their artifact checksums), extra inputs (e.g. data file hashes) and the
+package version. A stage is up to date when its manifest holds the same fingerprint
+and its artifacts still match their checksums. Re-running an upstream stage that
+produces identical artifacts therefore does not cascade (as in DVC).
+
+Work in progress lives in the stage folder next to a ``work.json`` naming the
+fingerprint it belongs to: a killed run with an unchanged spec resumes from it; a
+changed spec wipes it first.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from subsetctl import __version__
+from subsetctl.errors import UserError
+from subsetctl.project import Project, atomic_write_json, fingerprint, verify_checksums
+from subsetctl.reporter import Reporter, SilentReporter
+from subsetctl.spec import Spec
+
+
+def _dig(data: Any, dotted: str) -> Any:
+    node = data
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': [1, 2]}} -> {'a.b[0]': 1, 'a.b[1]': 2}."""
+    out: dict[str, Any] = {}
+    if isinstance(data, dict):
+        for key, value in data.items():
+            out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    elif isinstance(data, list):
+        if not data:
+            out[prefix] = []
+        for i, value in enumerate(data):
+            out.update(flatten(value, f"{prefix}[{i}]"))
+    else:
+        out[prefix] = data
+    return out
+
+
+def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Dotted keys whose values differ between two spec slices."""
+    a, b = flatten(old), flatten(new)
+    return sorted(k for k in set(a) | set(b) if a.get(k, "<unset>") != b.get(k, "<unset>"))
+
+
+@dataclass
+class StageContext:
+    """What a stage gets when it runs."""
+
+    spec: Spec
+    project: Project
+    reporter: Reporter
+    out_dir: Path
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def spec_dir(self) -> Path:
+        return self.project.root
+
+    def upstream_dir(self, stage: str) -> Path:
+        return self.project.stage_dir(stage)
+
+    def upstream_manifest(self, stage: str) -> dict[str, Any]:
+        manifest = self.project.read_manifest(stage)
+        if manifest is None:
+            raise UserError(f"Stage {stage!r} has not run yet; run `subsetctl run {self.project.root}`.")
+        return manifest
+
+
+class Stage(ABC):
+    """One step of the pipeline. Subclasses set the class attributes and ``run``."""
+
+    name: str = ""
+    description: str = ""
+    after: tuple[str, ...] = ()
+    spec_keys: tuple[str, ...] = ()
+
+    def enabled(self, spec: Spec) -> bool:
+        return True
+
+    def extra_inputs(self, spec: Spec, project: Project) -> dict[str, Any]:
+        """Inputs outside the spec that should invalidate the stage (file hashes...)."""
+        return {}
+
+    def spec_slice(self, spec: Spec) -> dict[str, Any]:
+        dumped = spec.model_dump(mode="json")
+        return {key: _dig(dumped, key) for key in self.spec_keys}
+
+    @abstractmethod
+    def run(self, ctx: StageContext) -> dict[str, Any]:
+        """Do the work, write artifacts into ``ctx.out_dir``, return a JSON summary."""
+
+
+@dataclass
+class StageStatus:
+    name: str
+    state: str  # "up to date" | "stale" | "never run" | "disabled" | "corrupt"
+    reasons: list[str]
+    will_run: bool
+    fingerprint: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stage": self.name, "state": self.state, "reasons": self.reasons, "will_run": self.will_run}
+
+
+def library_versions() -> dict[str, str]:
+    """Versions saved with every artifact, for reproducibility."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"subsetctl": __version__}
+    for name in ("torch", "transformers", "peft", "datasets", "numpy", "joblib", "reasoning-gym"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+class Pipeline:
+    """Plans and runs a list of stages on one project."""
+
+    def __init__(self, project: Project, spec: Spec, stages: list[Stage], reporter: Reporter | None = None):
+        self.project = project
+        self.spec = spec
+        self.stages = stages
+        self.by_name = {s.name: s for s in stages}
+        self.reporter = reporter or SilentReporter()
+
+    def stage_names(self) -> list[str]:
+        return [s.name for s in self.stages]
+
+    def _check_stage(self, name: str | None) -> None:
+        if name is not None and name not in self.by_name:
+            raise UserError(f"Unknown stage {name!r}. Stages: {', '.join(self.stage_names())}.")
+
+    def _current(self, stage: Stage, digests: dict[str, str | None]) -> tuple[str | None, dict[str, Any]]:
+        """The fingerprint a stage would have now (None when an upstream has no output yet)."""
+        upstream = {name: digests.get(name) for name in stage.after if self.by_name[name].enabled(self.spec)}
+        inputs = {
+            "slice": stage.spec_slice(self.spec),
+            "upstream": upstream,
+            "extra": stage.extra_inputs(self.spec, self.project),
+            "version": __version__,
+        }
+        if any(v is None for v in upstream.values()):
+            return None, inputs
+        return fingerprint(inputs), inputs
+
+    def plan(self, force: set[str] | None = None, until: str | None = None) -> list[StageStatus]:
+        """Status of every stage and whether `run` would run it. No side effects."""
+        force = force or set()
+        for name in force:
+            self._check_stage(name)
+        self._check_stage(until)
+        statuses: list[StageStatus] = []
+        digests: dict[str, str | None] = {}
+        rerun: set[str] = set()
+        reached_until = False
+        for stage in self.stages:
+            if not stage.enabled(self.spec):
+                statuses.append(StageStatus(stage.name, "disabled", ["switched off in the spec"], False))
+                continue
+            manifest = self.project.read_manifest(stage.name)
+            fp, inputs = self._current(stage, digests)
+            reasons: list[str] = []
+            if manifest is None:
+                state = "never run"
+            elif manifest.get("corrupt"):
+                state, reasons = "corrupt", ["manifest.json is unreadable"]
+            else:
+                problems = verify_checksums(self.project.stage_dir(stage.name), manifest.get("artifacts", {}))
+                if problems:
+                    state, reasons = "corrupt", problems
+                elif fp is not None and manifest.get("fingerprint") == fp:
+                    state = "up to date"
+                else:
+                    state = "stale"
+                    old = manifest.get("inputs", {})
+                    keys = changed_keys(old.get("slice", {}), inputs["slice"])
+                    if keys:
+                        shown = ", ".join(keys[:6]) + (f" (+{len(keys) - 6} more)" if len(keys) > 6 else "")
+                        reasons.append(f"spec changed: {shown}")
+                    for up in stage.after:
+                        if up in rerun:
+                            reasons.append(f"upstream {up} will re-run")
+                        elif old.get("upstream", {}).get(up) != inputs["upstream"].get(up):
+                            reasons.append(f"upstream {up} changed")
+                    if old.get("extra") != inputs["extra"]:
+                        reasons.append("input files changed")
+                    if old.get("version") != inputs["version"]:
+                        reasons.append(f"subsetctl version changed ({old.get('version')} -> {__version__})")
+                    if not reasons:
+                        reasons.append("inputs changed")
+            if stage.name in force:
+                reasons.append("forced with --force")
+            will_run = not reached_until and (state != "up to date" or stage.name in force or any(u in rerun for u in stage.after))
+            if will_run and state == "up to date":
+                state = "stale"
+                if not reasons:
+                    reasons = [f"upstream {u} will re-run" for u in stage.after if u in rerun]
+            if will_run:
+                rerun.add(stage.name)
+                digests[stage.name] = None
+            else:
+                digests[stage.name] = manifest.get("output_digest") if manifest else None
+            statuses.append(StageStatus(stage.name, state, reasons, will_run, fp))
+            if until is not None and stage.name == until:
+                reached_until = True
+        return statuses
+
+    def run(
+        self,
+        until: str | None = None,
+        force: set[str] | None = None,
+        options: dict[str, Any] | None = None,
+        on_stage: Callable[[str, str], None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Run every stale stage in order (up to ``until``); returns what each did."""
+        force = force or set()
+        for name in force:
+            self._check_stage(name)
+        self._check_stage(until)
+        results: list[dict[str, Any]] = []
+        digests: dict[str, str | None] = {}
+        with self.project.lock(notice=self.reporter.warn):
+            for stage in self.stages:
+                if not stage.enabled(self.spec):
+                    results.append({"stage": stage.name, "action": "disabled"})
+                    continue
+                manifest = self.project.read_manifest(stage.name)
+                fp, inputs = self._current(stage, digests)
+                up_to_date = (
+                    manifest is not None
+                    and not manifest.get("corrupt")
+                    and fp is not None
+                    and manifest.get("fingerprint") == fp
+                    and stage.name not in force
+                )
+                if up_to_date:
+                    problems = verify_checksums(self.project.stage_dir(stage.name), manifest.get("artifacts", {}))
+                    if problems:
+                        self.reporter.warn(
+                            f"Stage {stage.name}: artifacts fail their checksums ({'; '.join(problems[:3])}); "
+                            "re-running the stage."
+                        )
+                        up_to_date = False
+                if up_to_date:
+                    assert manifest is not None
+                    digests[stage.name] = manifest["output_digest"]
+                    results.append({"stage": stage.name, "action": "up to date", "seconds": 0.0})
+                else:
+                    if fp is None:
+                        fp, inputs = self._current(stage, digests)
+                    manifest = self._run_stage(stage, fp, inputs, options or {}, on_stage)
+                    digests[stage.name] = manifest["output_digest"]
+                    results.append({"stage": stage.name, "action": "ran", "seconds": manifest["seconds"]})
+                if until is not None and stage.name == until:
+                    break
+        return results
+
+    def _run_stage(
+        self,
+        stage: Stage,
+        fp: str | None,
+        inputs: dict[str, Any],
+        options: dict[str, Any],
+        on_stage: Callable[[str, str], None] | None,
+    ) -> dict[str, Any]:
+        out_dir = self.project.stage_dir(stage.name)
+        work_marker = out_dir / "work.json"
+        if work_marker.is_file():
+            try:
+                previous = json.loads(work_marker.read_text()).get("fingerprint")
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                previous = None
+            if previous != fp:
+                self.reporter.info(f"[dim]{stage.name}: inputs changed, discarding earlier partial work[/dim]")
+                self.project.reset_stage(stage.name)
+        self.project.invalidate(stage.name)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(work_marker, {"fingerprint": fp})
+        if on_stage:
+            on_stage(stage.name, stage.description)
+        start = time.perf_counter()
+        ctx = StageContext(self.spec, self.project, self.reporter, out_dir, options)
+        summary = stage.run(ctx)
+        seconds = time.perf_counter() - start
+        atomic_write_json(out_dir / "resolved_spec.json", self.spec.model_dump(mode="json"))
+        from subsetctl.project import artifact_checksums
+
+        artifacts = {
+            k: v for k, v in artifact_checksums(out_dir).items() if k not in ("resolved_spec.json", "work.json")
+        }
+        manifest = {
+            "stage": stage.name,
+            "fingerprint": fp,
+            "inputs": inputs,
+            "output_digest": fingerprint(artifacts),
+            "summary": summary,
+            "seconds": round(seconds, 3),
+            "versions": library_versions(),
+        }
+        self.project.write_manifest(stage.name, manifest)
+        return manifest

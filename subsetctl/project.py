@@ -1,0 +1,207 @@
+"""The project directory: spec file, state folder, lock, manifests and atomic writes.
+
+Layout::
+
+    DIR/subsetctl.yaml          the spec (single source of truth)
+    DIR/.subsetctl/lock         exclusive lock of a running `run` (holds the PID)
+    DIR/.subsetctl/<stage>/     a stage's artifacts
+    DIR/.subsetctl/<stage>/manifest.json
+                                written last, by atomic rename: the commit point
+
+A manifest records the stage fingerprint, the spec slice it was computed from, the
+upstream fingerprints, the package and library versions, and a checksum of every
+artifact file, so that corruption is detected instead of silently used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from subsetctl.errors import LockedError, UserError
+from subsetctl.spec import SPEC_FILENAME
+
+STATE_DIRNAME = ".subsetctl"
+MANIFEST = "manifest.json"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old or the new file, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fingerprint(data: Any) -> str:
+    """A short stable hash of JSON-able data."""
+    text = json.dumps(data, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def artifact_checksums(folder: Path, exclude: tuple[str, ...] = (MANIFEST, "checkpoints", "work")) -> dict[str, dict[str, Any]]:
+    """sha256 and size of every file under ``folder`` except work-in-progress parts."""
+    out: dict[str, dict[str, Any]] = {}
+    if not folder.exists():
+        return out
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder)
+        if not path.is_file() or rel.parts[0] in exclude or path.name.startswith(".") or path.name.endswith(".lock"):
+            continue
+        out[rel.as_posix()] = {"size": path.stat().st_size, "sha256": sha256_file(path)}
+    return out
+
+
+def verify_checksums(folder: Path, recorded: dict[str, dict[str, Any]]) -> list[str]:
+    """Names of recorded artifacts that are missing, truncated or altered."""
+    problems = []
+    for rel, meta in recorded.items():
+        path = folder / rel
+        if not path.is_file():
+            problems.append(f"{rel} is missing")
+        elif path.stat().st_size != meta["size"]:
+            problems.append(f"{rel} has size {path.stat().st_size}, expected {meta['size']}")
+        elif sha256_file(path) != meta["sha256"]:
+            problems.append(f"{rel} does not match its checksum")
+    return problems
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError as exc:
+        return exc.errno == errno.EPERM
+    return True
+
+
+@dataclass
+class Project:
+    """A project directory holding ``subsetctl.yaml`` and the ``.subsetctl`` state."""
+
+    root: Path
+
+    @classmethod
+    def find(cls, path: str | Path | None) -> "Project":
+        """The project at ``path`` (a directory or its spec file); errors if none."""
+        p = Path(path or ".").expanduser()
+        if p.is_file():
+            p = p.parent
+        if not (p / SPEC_FILENAME).is_file():
+            raise UserError(
+                f"{p} is not a subsetctl project: it has no {SPEC_FILENAME}. "
+                f"Create one with `subsetctl init {p}`."
+            )
+        return cls(p.resolve())
+
+    @property
+    def spec_path(self) -> Path:
+        return self.root / SPEC_FILENAME
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / STATE_DIRNAME
+
+    def stage_dir(self, stage: str) -> Path:
+        return self.state_dir / stage
+
+    def inside(self, path: Path) -> Path:
+        """``path`` resolved, refusing anything outside the project directory."""
+        resolved = path.resolve()
+        if resolved != self.root and self.root not in resolved.parents:
+            raise UserError(f"Refusing to write {resolved}: it is outside the project {self.root}.")
+        return resolved
+
+    # ------------------------------------------------------------------ manifests
+
+    def read_manifest(self, stage: str) -> dict[str, Any] | None:
+        path = self.stage_dir(stage) / MANIFEST
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return {"corrupt": True}
+
+    def write_manifest(self, stage: str, manifest: dict[str, Any]) -> None:
+        folder = self.stage_dir(stage)
+        manifest = dict(manifest)
+        manifest["artifacts"] = artifact_checksums(folder)
+        manifest["written_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        atomic_write_json(folder / MANIFEST, manifest)
+
+    def invalidate(self, stage: str) -> None:
+        """Remove a stage's commit point (its artifacts stay for resuming)."""
+        with contextlib.suppress(FileNotFoundError):
+            (self.stage_dir(stage) / MANIFEST).unlink()
+
+    def reset_stage(self, stage: str) -> None:
+        """Delete a stage's artifacts entirely."""
+        shutil.rmtree(self.stage_dir(stage), ignore_errors=True)
+
+    # ----------------------------------------------------------------------- lock
+
+    @contextlib.contextmanager
+    def lock(self, notice: Any = None) -> Iterator[None]:
+        """Hold the project's exclusive run lock; a second holder gets a LockedError
+        naming the PID. A lock left by a dead process is taken over (the kernel drops
+        flock locks when a process dies; the PID file tells us whose it was)."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        path = self.state_dir / "lock"
+        handle = open(path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise LockedError(
+                f"Project {self.root} is locked by a running `subsetctl run` (PID {holder}). "
+                "Wait for it to finish or stop that process; `plan` and `report` work meanwhile."
+            ) from None
+        handle.seek(0)
+        previous = handle.read().strip()
+        if previous and previous.isdigit() and int(previous) != os.getpid() and notice is not None:
+            if not _pid_alive(int(previous)):
+                notice(f"Took over a stale lock left by PID {previous}, which is no longer running.")
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            handle.flush()
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            handle.close()

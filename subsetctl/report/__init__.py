@@ -1,0 +1,1 @@
+"""Reports: terminal tables, report.md / report.json and PNG plots."""

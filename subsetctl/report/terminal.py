@@ -1,0 +1,58 @@
+"""Render what a project's stages produced, read-only (works during a run)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from subsetctl.errors import UserError
+from subsetctl.project import Project
+
+
+def load_report_data(root: Path) -> dict[str, Any]:
+    """Everything the report shows, from the stage manifests (nothing is recomputed)."""
+    project = Project(root)
+    stages: dict[str, Any] = {}
+    if project.state_dir.is_dir():
+        for folder in sorted(project.state_dir.iterdir()):
+            if folder.is_dir():
+                manifest = project.read_manifest(folder.name)
+                if manifest and not manifest.get("corrupt"):
+                    stages[folder.name] = {
+                        "seconds": manifest.get("seconds"),
+                        "summary": manifest.get("summary", {}),
+                        "written_at": manifest.get("written_at"),
+                    }
+    if not stages:
+        raise UserError(
+            f"Nothing to report in {root}: no stage has finished yet. Run `subsetctl run {root}` first "
+            f"(`subsetctl plan {root}` shows what it would do)."
+        )
+    report_json = root / "report.json"
+    data: dict[str, Any] = {"project": str(root), "stages": stages}
+    if report_json.is_file():
+        try:
+            data["report"] = json.loads(report_json.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            pass
+    return data
+
+
+def render_report(root: Path, console: Any) -> None:
+    """Print the report; the full results tables come from report.json when present."""
+    from rich.table import Table
+
+    data = load_report_data(root)
+    full = data.get("report")
+    if full:
+        from subsetctl.report.render import render_full_report
+
+        render_full_report(full, console)
+    table = Table(title="stages", title_justify="left")
+    table.add_column("stage")
+    table.add_column("seconds", justify="right")
+    table.add_column("finished")
+    for name, info in data["stages"].items():
+        table.add_row(name, f"{info['seconds']:.1f}" if info["seconds"] is not None else "-", str(info["written_at"]))
+    console.print(table)

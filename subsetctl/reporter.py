@@ -1,0 +1,105 @@
+"""How code below the CLI talks to the user: a Reporter it is handed.
+
+Stages never print. They call ``reporter.info/warn`` and wrap long work in
+``reporter.progress(...)``. The CLI hands in a :class:`RichReporter` (rich progress bars
+with ETA); tests and library users get :class:`SilentReporter` (which still records
+messages, so tests can assert on notices).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Protocol
+
+
+class ProgressTask(Protocol):
+    def update(self, completed: int, **fields: Any) -> None: ...
+
+
+class Reporter(Protocol):
+    def info(self, message: str) -> None: ...
+
+    def warn(self, message: str) -> None: ...
+
+    def progress(self, description: str, total: int) -> contextlib.AbstractContextManager[ProgressTask]: ...
+
+
+@dataclass
+class _NullTask:
+    updates: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+
+    def update(self, completed: int, **fields: Any) -> None:
+        self.updates.append((completed, fields))
+
+
+@dataclass
+class SilentReporter:
+    """Records messages instead of printing them."""
+
+    messages: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def info(self, message: str) -> None:
+        self.messages.append(message)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+    @contextlib.contextmanager
+    def progress(self, description: str, total: int) -> Iterator[_NullTask]:
+        yield _NullTask()
+
+
+class _RichTask:
+    def __init__(self, progress: Any, task_id: Any) -> None:
+        self._progress = progress
+        self._task_id = task_id
+
+    def update(self, completed: int, **fields: Any) -> None:
+        info = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items() if v is not None)
+        self._progress.update(self._task_id, completed=completed, info=info)
+
+
+class RichReporter:
+    """Terminal output through rich: notices on stderr, progress bars with ETA."""
+
+    def __init__(self, console: Any = None, quiet: bool = False) -> None:
+        from rich.console import Console
+
+        self.console = console or Console(stderr=True)
+        self.quiet = quiet
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            self.console.print(message, highlight=False)
+
+    def warn(self, message: str) -> None:
+        self.console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+
+    @contextlib.contextmanager
+    def progress(self, description: str, total: int) -> Iterator[ProgressTask]:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        if self.quiet:
+            yield _NullTask()
+            return
+        columns = (
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+        )
+        with Progress(*columns, console=self.console, transient=False) as progress:
+            task_id = progress.add_task(description, total=total, info="")
+            yield _RichTask(progress, task_id)

@@ -1,0 +1,233 @@
+"""Baseline selections the estimator-based strategies are compared against.
+
+None of these consults the estimator to choose; each estimates its choice once so the
+report can put its ``L_hat`` next to the others.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from subsetctl.errors import UserError
+from subsetctl.estimate.base import FeatureSet, SubsetEstimator
+from subsetctl.registry import STRATEGIES
+from subsetctl.search.base import (
+    SearchContext,
+    Strategy,
+    StrategyParams,
+    StrategyResult,
+    SubsetMemo,
+)
+
+
+def _result(
+    name: str,
+    memo: SubsetMemo,
+    selected: list[str],
+    scores: dict[str, float] | None = None,
+    notices: list[str] | None = None,
+    diagnostics: dict | None = None,
+) -> StrategyResult:
+    """Estimate the selection once and wrap it in a result."""
+    loss = memo.loss_of(selected)
+    order = {s: i for i, s in enumerate(memo.sources)}
+    return StrategyResult(
+        strategy=name,
+        selected=sorted(selected, key=order.__getitem__),
+        scores=scores or {},
+        estimated_loss=loss,
+        trace=memo.trace,
+        notices=(notices or []) + memo.notices(),
+        diagnostics={**(diagnostics or {}), **memo.diagnostics()},
+    )
+
+
+@STRATEGIES.register("all", "baseline: every source")
+class AllSources(Strategy):
+    """Keep every source (the usual multitask mix)."""
+
+    name = "all"
+    description = "baseline: every source"
+    Params = StrategyParams
+
+    def run(
+        self, estimator: SubsetEstimator, context: SearchContext, params: StrategyParams
+    ) -> StrategyResult:
+        memo = SubsetMemo(estimator, context, self.name)
+        return _result(self.name, memo, list(memo.sources))
+
+
+@STRATEGIES.register("target_only", "baseline: no auxiliary source")
+class TargetOnly(Strategy):
+    """Keep no source: fine-tune on the target alone."""
+
+    name = "target_only"
+    description = "baseline: no auxiliary source"
+    Params = StrategyParams
+
+    def run(
+        self, estimator: SubsetEstimator, context: SearchContext, params: StrategyParams
+    ) -> StrategyResult:
+        memo = SubsetMemo(estimator, context, self.name)
+        return _result(self.name, memo, [])
+
+
+class RandomParams(StrategyParams):
+    """Size of the random pick."""
+
+    like: str | None = Field(
+        None, description="pick as many sources as this earlier strategy selected"
+    )
+    k: int | None = Field(None, ge=0, description="pick this many sources (when 'like' is not set)")
+
+    @model_validator(mode="after")
+    def _one_size(self) -> RandomParams:
+        if (self.like is None) == (self.k is None):
+            raise ValueError("set exactly one of 'like' (a strategy name) or 'k' (a number)")
+        return self
+
+
+@STRATEGIES.register("random", "baseline: a seeded random pick of a given size")
+class RandomPick(Strategy):
+    """A seeded random subset, as large as another strategy's pick or of size k."""
+
+    name = "random"
+    description = "baseline: a seeded random pick of a given size"
+    Params = RandomParams
+
+    def run(
+        self, estimator: SubsetEstimator, context: SearchContext, params: RandomParams
+    ) -> StrategyResult:
+        memo = SubsetMemo(estimator, context, self.name)
+        n = len(memo.sources)
+        notices = []
+        if params.like is not None:
+            if params.like not in context.other_selections:
+                ran = ", ".join(sorted(context.other_selections)) or "(none yet)"
+                raise UserError(
+                    f"The random baseline is sized like {params.like!r}, which has not run "
+                    f"before it. Strategies that ran earlier: {ran}. List {params.like!r} "
+                    "before 'random' under search.strategies, or set params.k instead."
+                )
+            k = len(context.other_selections[params.like])
+        else:
+            k = int(params.k or 0)
+        if k > n:
+            notices.append(f"k={k} exceeds the {n} sources; kept all of them.")
+            k = n
+        rng = np.random.default_rng(context.seed)
+        pick = sorted(rng.choice(n, size=k, replace=False).tolist()) if k else []
+        return _result(
+            self.name, memo, [memo.sources[i] for i in pick], notices=notices, diagnostics={"k": k}
+        )
+
+
+class SimilarityParams(StrategyParams):
+    """How to turn similarities into a selection."""
+
+    top_k: int | None = Field(
+        None, ge=0, description="keep the top_k most similar sources (overrides threshold)"
+    )
+    threshold: float = Field(0.0, description="keep sources with cosine similarity above this")
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity; 0.0 when either vector is zero."""
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    return float(a @ b / (na * nb)) if na > 0 and nb > 0 else 0.0
+
+
+def _select_similar(
+    name: str, memo: SubsetMemo, sims: np.ndarray, params: SimilarityParams
+) -> StrategyResult:
+    notices = []
+    if params.top_k is not None:
+        k = params.top_k
+        if k > len(sims):
+            notices.append(f"top_k={k} exceeds the {len(sims)} sources; kept all of them.")
+        order = np.argsort(-sims, kind="stable")[:k]
+        keep = np.zeros(len(sims), dtype=bool)
+        keep[order] = True
+    else:
+        keep = sims > params.threshold
+    return _result(
+        name,
+        memo,
+        memo.names(keep),
+        scores={s: float(v) for s, v in zip(memo.sources, sims)},
+        notices=notices,
+    )
+
+
+def _features(context: SearchContext, strategy: str) -> FeatureSet:
+    if context.features is None:
+        raise UserError(
+            f"Strategy {strategy!r} needs the cached gradient features, which this search "
+            "was not given. Run the gradients stage first."
+        )
+    return context.features
+
+
+@STRATEGIES.register("gradient_similarity", "baseline: cosine of mean gradients (LESS-style)")
+class GradientSimilarity(Strategy):
+    """Keep sources whose mean projected gradient points like the target's (LESS-style).
+
+    Score of source k = cosine(mean of k's training rows x_i, mean of the target's training
+    rows x_i), where x_i is the projected gradient of the model output f_i.
+
+    Known failure, shown in the tests: a source whose gradients point the target's way
+    but that pushes much too far (far more rows, or rows whose outputs f_i are very low
+    so the fitted step overshoots) has cosine close to 1 and is picked first, although
+    adding it raises the target's validation loss. Cosine sees direction, not size or
+    the curvature of the loss; the estimator-based strategies see the resulting loss.
+    """
+
+    name = "gradient_similarity"
+    description = "baseline: cosine of mean gradients (LESS-style)"
+    Params = SimilarityParams
+
+    def run(
+        self, estimator: SubsetEstimator, context: SearchContext, params: SimilarityParams
+    ) -> StrategyResult:
+        features = _features(context, self.name)
+        memo = SubsetMemo(estimator, context, self.name)
+        target = np.asarray(features.target_train_x, dtype=float).mean(axis=0)
+        sims = np.array(
+            [
+                cosine(np.asarray(x, dtype=float).mean(axis=0), target) if len(x) else 0.0
+                for x in features.source_train_x
+            ]
+        )
+        return _select_similar(self.name, memo, sims, params)
+
+
+@STRATEGIES.register("representation_similarity", "baseline: cosine of mean representations")
+class RepresentationSimilarity(Strategy):
+    """Keep sources whose mean hidden representation is close (cosine) to the target's."""
+
+    name = "representation_similarity"
+    description = "baseline: cosine of mean representations"
+    Params = SimilarityParams
+
+    def run(
+        self, estimator: SubsetEstimator, context: SearchContext, params: SimilarityParams
+    ) -> StrategyResult:
+        features = _features(context, self.name)
+        if features.source_repr is None or features.target_repr is None:
+            raise UserError(
+                "Strategy 'representation_similarity' needs mean hidden representations "
+                "of the target and each source, which the gradient store does not hold. "
+                "Re-run the gradients stage with representations enabled, or drop this "
+                "strategy from search.strategies."
+            )
+        reprs = np.asarray(features.source_repr, dtype=float)
+        target = np.asarray(features.target_repr, dtype=float).reshape(-1)
+        if reprs.shape != (len(features.sources), target.shape[0]):
+            raise UserError(
+                f"The stored representations have shape {reprs.shape}, expected "
+                f"({len(features.sources)}, {target.shape[0]}). Re-run the gradients stage."
+            )
+        memo = SubsetMemo(estimator, context, self.name)
+        sims = np.array([cosine(r, target) for r in reprs])
+        return _select_similar(self.name, memo, sims, params)

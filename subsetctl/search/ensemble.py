@@ -1,0 +1,362 @@
+"""Strategies that score sources from many estimated subsets at once.
+
+``random_ensemble`` and ``surrogate`` estimate m random subsets of a fixed size (the same
+subsets for the same seed, m and alpha, so a caching estimator answers the second one for
+free); ``exhaustive`` estimates every subset of a small source set.
+
+Scores follow the package convention: higher = more helpful. With subsets of one fixed
+size, every inclusion displaces another source, so the scores of ``random_ensemble`` and
+``surrogate`` say how a source compares with the *average* source, not whether adding it
+beats the target alone. ``select: sweep`` settles how many of the ranked sources to keep
+by estimating the top-k prefixes directly; ``exhaustive`` scores (the Banzhaf value of
+each source) do measure the absolute effect.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+from scipy.stats import spearmanr
+
+from subsetctl.errors import UserError
+from subsetctl.estimate.base import SubsetEstimator
+from subsetctl.registry import STRATEGIES
+from subsetctl.search.base import (
+    SearchContext,
+    Strategy,
+    StrategyParams,
+    StrategyResult,
+    SubsetMemo,
+)
+
+SelectMode = Literal["sign", "threshold", "top_k", "sweep"]
+
+
+class SelectionParams(StrategyParams):
+    """How to turn per-source scores into a selection (shared by scoring strategies)."""
+
+    select: SelectMode = Field(
+        "sign",
+        description=(
+            "sign: keep sources with a positive score; threshold: score > threshold; "
+            "top_k: the top_k best; sweep: estimate the best-k prefixes for k=0..n "
+            "and keep the one with the lowest estimated loss"
+        ),
+    )
+    threshold: float = Field(0.0, description="score cut-off for select: threshold")
+    top_k: int | None = Field(None, ge=0, description="number of sources for select: top_k")
+
+    @model_validator(mode="after")
+    def _top_k_needed(self) -> SelectionParams:
+        if self.select == "top_k" and self.top_k is None:
+            raise ValueError("select: top_k needs the parameter top_k (how many sources to keep)")
+        return self
+
+
+class RandomSubsetParams(SelectionParams):
+    """Parameters of the random fixed-size subsets both ensemble strategies estimate."""
+
+    m: int = Field(200, ge=1, description="number of distinct random subsets to estimate")
+    alpha: float = Field(
+        0.5, gt=0.0, le=1.0, description="subset size as a share of the sources, round(alpha*n)"
+    )
+
+
+def sample_subsets(
+    n: int, size: int, m: int, rng: np.random.Generator
+) -> tuple[np.ndarray, list[str]]:
+    """``m`` distinct subsets of ``size`` out of ``n`` sources, as an (m, n) bool array.
+
+    When ``m`` exceeds the number of distinct subsets it is capped (with a notice);
+    when it is close to that number, subsets are drawn from the full enumeration
+    without replacement rather than by rejection.
+    """
+    total = math.comb(n, size)
+    notices: list[str] = []
+    if m > total:
+        notices.append(
+            f"Asked for m={m} subsets but only {total} distinct subsets of size {size} "
+            f"exist among {n} sources; estimated all {total}."
+        )
+        m = total
+    if 2 * m > total:
+        combos = list(itertools.combinations(range(n), size))
+        pick = np.sort(rng.choice(total, size=m, replace=False))
+        chosen = [combos[i] for i in pick]
+    else:
+        seen: set[tuple[int, ...]] = set()
+        chosen = []
+        while len(chosen) < m:
+            combo = tuple(sorted(rng.choice(n, size=size, replace=False).tolist()))
+            if combo not in seen:
+                seen.add(combo)
+                chosen.append(combo)
+    masks = np.zeros((m, n), dtype=bool)
+    for row, combo in enumerate(chosen):
+        masks[row, list(combo)] = True
+    return masks, notices
+
+
+def subset_size(n: int, alpha: float, strategy: str) -> tuple[int, list[str]]:
+    """``round(alpha * n)`` clamped to ``1..n-1`` (a size of n says nothing per source)."""
+    if n < 2:
+        raise UserError(
+            f"Strategy {strategy!r} needs at least 2 sources to compare subsets; there "
+            f"are {n}. Use the 'exhaustive' strategy instead."
+        )
+    raw = int(round(alpha * n))
+    size = min(max(1, raw), n - 1)
+    notices = []
+    if size != raw:
+        notices.append(
+            f"alpha={alpha} gives subsets of {raw} of {n} sources; used {size} so that "
+            "every source is both in and out of some subsets."
+        )
+    return size, notices
+
+
+def mean_difference_scores(
+    masks: np.ndarray, losses: np.ndarray, sources: list[str]
+) -> tuple[np.ndarray, list[str]]:
+    """Score k = mean L_hat of subsets without k minus mean of subsets with k.
+
+    Higher = more helpful. Failed (NaN) estimates are ignored; a source that is in all
+    or none of the remaining subsets gets 0.0 and a notice.
+    """
+    ok = np.isfinite(losses)
+    masks, losses = masks[ok], losses[ok]
+    scores = np.zeros(masks.shape[1])
+    undefined = []
+    for k in range(masks.shape[1]):
+        inside = masks[:, k]
+        if inside.all() or not inside.any():
+            undefined.append(sources[k])
+            continue
+        scores[k] = losses[~inside].mean() - losses[inside].mean()
+    notices = []
+    if undefined:
+        notices.append(
+            f"Sources {undefined} were in all or none of the estimated subsets; their score "
+            "is set to 0. Increase m."
+        )
+    return scores, notices
+
+
+def select_by_scores(
+    memo: SubsetMemo, scores: np.ndarray, params: SelectionParams
+) -> tuple[np.ndarray, float | None, dict, list[str]]:
+    """Apply the selection rule; returns (mask, estimated loss, diagnostics, notices).
+
+    The selected subset is estimated once (or found in the sweep) so every result
+    carries its ``L_hat``.
+    """
+    n = len(scores)
+    order = np.argsort(-scores, kind="stable")
+    notices: list[str] = []
+    diagnostics: dict = {}
+    mask = np.zeros(n, dtype=bool)
+    if params.select == "sign":
+        mask = scores > 0
+    elif params.select == "threshold":
+        mask = scores > params.threshold
+    elif params.select == "top_k":
+        k = int(params.top_k or 0)
+        if k > n:
+            notices.append(f"top_k={k} exceeds the {n} sources; kept all of them.")
+            k = n
+        mask[order[:k]] = True
+    else:  # sweep
+        prefixes = np.zeros((n + 1, n), dtype=bool)
+        for k in range(1, n + 1):
+            prefixes[k, order[:k]] = True
+        prefix_losses = memo.losses(prefixes)
+        diagnostics["sweep"] = [
+            {"k": k, "loss": float(v) if np.isfinite(v) else None}
+            for k, v in enumerate(prefix_losses)
+        ]
+        if not np.isfinite(prefix_losses).any():
+            raise UserError(
+                "The estimator failed on every subset of the sweep; check the estimator "
+                "settings (for example a larger lambda)."
+            )
+        mask = prefixes[int(np.nanargmin(prefix_losses))]
+    return mask, memo.loss_of(memo.names(mask)), diagnostics, notices
+
+
+def _scores_dict(sources: list[str], scores: np.ndarray) -> dict[str, float]:
+    return {s: float(v) for s, v in zip(sources, scores)}
+
+
+def _estimate_random_subsets(
+    memo: SubsetMemo, context: SearchContext, params: RandomSubsetParams, strategy: str
+) -> tuple[np.ndarray, np.ndarray, int, list[str]]:
+    """Sample and estimate the random subsets; the rng depends only on the seed."""
+    n = len(memo.sources)
+    size, notices = subset_size(n, params.alpha, strategy)
+    rng = np.random.default_rng(context.seed)
+    masks, more = sample_subsets(n, size, params.m, rng)
+    losses = memo.losses(masks)
+    if not np.isfinite(losses).any():
+        raise UserError(
+            f"The estimator failed on all {len(losses)} subsets of {strategy!r}; check the "
+            "estimator settings (for example a larger lambda)."
+        )
+    return masks, losses, size, notices + more
+
+
+@STRATEGIES.register("random_ensemble", "score sources by mean L_hat over random subsets")
+class RandomEnsemble(Strategy):
+    """Estimate m random subsets of size round(alpha*n) and score each source by how
+    much lower the estimated loss is in subsets that contain it (DESIGN.md section 2.5)."""
+
+    name = "random_ensemble"
+    description = "score sources by mean L_hat over random subsets"
+    Params = RandomSubsetParams
+
+    def run(
+        self, estimator: SubsetEstimator, context: SearchContext, params: RandomSubsetParams
+    ) -> StrategyResult:
+        memo = SubsetMemo(estimator, context, self.name)
+        masks, losses, size, notices = _estimate_random_subsets(memo, context, params, self.name)
+        scores, more = mean_difference_scores(masks, losses, memo.sources)
+        mask, loss, diag, sel_notices = select_by_scores(memo, scores, params)
+        return StrategyResult(
+            strategy=self.name,
+            selected=memo.names(mask),
+            scores=_scores_dict(memo.sources, scores),
+            estimated_loss=loss,
+            trace=memo.trace,
+            notices=notices + more + sel_notices + memo.notices(),
+            diagnostics={"subset_size": size, "n_subsets": len(masks), **diag, **memo.diagnostics()},
+        )
+
+
+class SurrogateParams(RandomSubsetParams):
+    """Random subsets plus a ridge fit of L_hat on subset indicators."""
+
+    ridge: float = Field(1.0, gt=0.0, description="ridge penalty of the linear surrogate")
+    holdout: float = Field(
+        0.2, ge=0.0, lt=1.0, description="share of subsets held out to measure the fit (R^2, Spearman)"
+    )
+
+
+def fit_ridge(x: np.ndarray, y: np.ndarray, ridge: float) -> tuple[np.ndarray, float]:
+    """Closed-form ridge regression with an unpenalized intercept: (coef, intercept)."""
+    x_mean, y_mean = x.mean(axis=0), y.mean()
+    xc, yc = x - x_mean, y - y_mean
+    coef = np.linalg.solve(xc.T @ xc + ridge * np.eye(x.shape[1]), xc.T @ yc)
+    return coef, float(y_mean - x_mean @ coef)
+
+
+@STRATEGIES.register("surrogate", "ridge surrogate of L_hat on subset indicators")
+class Surrogate(Strategy):
+    """Fit L_hat(S) ~ b + sum_k c_k [k in S] by ridge on random subsets; score = -c_k.
+
+    A share of the subsets is held out to report how well the linear surrogate predicts
+    unseen subsets (R^2 and Spearman in ``diagnostics``); the scores come from a refit on
+    all subsets. With the same seed, m and alpha it estimates the same subsets as
+    ``random_ensemble``.
+    """
+
+    name = "surrogate"
+    description = "ridge surrogate of L_hat on subset indicators"
+    Params = SurrogateParams
+
+    def run(
+        self, estimator: SubsetEstimator, context: SearchContext, params: SurrogateParams
+    ) -> StrategyResult:
+        memo = SubsetMemo(estimator, context, self.name)
+        masks, losses, size, notices = _estimate_random_subsets(memo, context, params, self.name)
+        ok = np.isfinite(losses)
+        x, y = masks[ok].astype(float), losses[ok]
+        diagnostics: dict = {"subset_size": size, "n_subsets": len(masks)}
+        n_hold = int(round(params.holdout * len(y)))
+        if params.holdout > 0 and (n_hold < 2 or len(y) - n_hold < 2):
+            notices.append(
+                f"Too few subsets ({len(y)}) to hold out {params.holdout:.0%} for a fit check; "
+                "increase m."
+            )
+        elif n_hold >= 2:
+            perm = np.random.default_rng(context.seed + 1).permutation(len(y))
+            hold, train = perm[:n_hold], perm[n_hold:]
+            coef, intercept = fit_ridge(x[train], y[train], params.ridge)
+            pred = x[hold] @ coef + intercept
+            ss_tot = float(((y[hold] - y[hold].mean()) ** 2).sum())
+            r2 = 1.0 - float(((y[hold] - pred) ** 2).sum()) / ss_tot if ss_tot > 0 else None
+            rho = spearmanr(pred, y[hold]).statistic if np.ptp(pred) > 0 and ss_tot > 0 else None
+            diagnostics.update(
+                holdout_r2=r2,
+                holdout_spearman=None if rho is None or not np.isfinite(rho) else float(rho),
+                n_train=int(len(train)),
+                n_holdout=int(n_hold),
+            )
+        coef, intercept = fit_ridge(x, y, params.ridge)
+        diagnostics["intercept"] = intercept
+        scores = -coef
+        mask, loss, diag, sel_notices = select_by_scores(memo, scores, params)
+        return StrategyResult(
+            strategy=self.name,
+            selected=memo.names(mask),
+            scores=_scores_dict(memo.sources, scores),
+            estimated_loss=loss,
+            trace=memo.trace,
+            notices=notices + sel_notices + memo.notices(),
+            diagnostics={**diagnostics, **diag, **memo.diagnostics()},
+        )
+
+
+class ExhaustiveParams(StrategyParams):
+    """Limits of the exhaustive search."""
+
+    max_sources: int = Field(
+        12, ge=1, le=20, description="refuse to run above this many sources (2^n subsets)"
+    )
+
+
+@STRATEGIES.register("exhaustive", "estimate every subset (small n) and keep the best")
+class Exhaustive(Strategy):
+    """Estimate all 2^n subsets and keep the one with the lowest L_hat.
+
+    Scores are the mean-difference scores over all subsets (the Banzhaf value of each
+    source under L_hat), so they measure the absolute effect of adding a source.
+    """
+
+    name = "exhaustive"
+    description = "estimate every subset (small n) and keep the best"
+    Params = ExhaustiveParams
+
+    def run(
+        self, estimator: SubsetEstimator, context: SearchContext, params: ExhaustiveParams
+    ) -> StrategyResult:
+        n = len(estimator.sources)
+        if n > params.max_sources:
+            raise UserError(
+                f"The exhaustive strategy would estimate 2^{n} = {2**n} subsets of {n} "
+                f"sources, above its limit of {params.max_sources} sources. Use "
+                "'random_ensemble' (or 'surrogate') for this many sources, or raise "
+                "search.strategies[...].params.max_sources (at most 20)."
+            )
+        memo = SubsetMemo(estimator, context, self.name)
+        codes = np.arange(2**n)
+        masks = ((codes[:, None] >> np.arange(n)[None, :]) & 1).astype(bool)
+        losses = memo.losses(masks)
+        if not np.isfinite(losses).any():
+            raise UserError(
+                "The estimator failed on every subset; check the estimator settings "
+                "(for example a larger lambda)."
+            )
+        scores, notices = mean_difference_scores(masks, losses, memo.sources)
+        best = int(np.nanargmin(losses))
+        return StrategyResult(
+            strategy=self.name,
+            selected=memo.names(masks[best]),
+            scores=_scores_dict(memo.sources, scores),
+            estimated_loss=float(losses[best]),
+            trace=memo.trace,
+            notices=notices + memo.notices(),
+            diagnostics={"n_subsets": len(masks), **memo.diagnostics()},
+        )

@@ -1,0 +1,130 @@
+"""Greedy forward and backward selection on estimated losses.
+
+Each round estimates every one-source change of the current subset in a single batched
+``estimate`` call, takes the best, and stops when no change lowers L_hat by more than
+``min_improvement``. Scores (higher = more helpful):
+
+- forward: the loss drop when the source was added; for sources never added, the loss
+  drop adding them to the final subset would give (negative when they hurt);
+- backward: the loss rise removing the source from the final subset would cause; for
+  sources removed, minus the loss drop their removal gave.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field
+
+from subsetctl.estimate.base import SubsetEstimator
+from subsetctl.registry import STRATEGIES
+from subsetctl.search.base import (
+    SearchContext,
+    Strategy,
+    StrategyParams,
+    StrategyResult,
+    SubsetMemo,
+)
+
+
+class GreedyParams(StrategyParams):
+    """Stopping rules of greedy selection."""
+
+    min_improvement: float = Field(
+        0.0, ge=0.0, description="stop when the best step lowers L_hat by no more than this"
+    )
+    max_steps: int | None = Field(
+        None, ge=1, description="stop after this many accepted steps (None: no limit)"
+    )
+
+
+def _greedy(
+    memo: SubsetMemo, context: SearchContext, params: GreedyParams, forward: bool
+) -> tuple[np.ndarray, float | None, np.ndarray, list[dict], list[str]]:
+    """Run greedy selection; returns (mask, loss, scores, steps, notices)."""
+    n = len(memo.sources)
+    current = np.zeros(n, dtype=bool) if forward else np.ones(n, dtype=bool)
+    current_loss = float(memo.losses(current[None, :])[0])
+    notices: list[str] = []
+    if not np.isfinite(current_loss):
+        notices.append(
+            "The estimator failed on the starting subset; the first step compares "
+            "candidates only with one another."
+        )
+    scores = np.full(n, np.nan)
+    steps: list[dict] = []
+    while params.max_steps is None or len(steps) < params.max_steps:
+        candidates = np.flatnonzero(~current if forward else current)
+        if len(candidates) == 0:
+            break
+        masks = np.repeat(current[None, :], len(candidates), axis=0)
+        masks[np.arange(len(candidates)), candidates] = forward
+        losses = memo.losses(masks)
+        base = current_loss if np.isfinite(current_loss) else np.nanmax(losses)
+        gains = base - losses  # positive = the step lowers the loss
+        # forward: gain of adding = helpfulness; backward: gain of removing = harm
+        scores[candidates] = gains if forward else -gains
+        if not np.isfinite(gains).any():
+            notices.append("The estimator failed on every candidate step; stopped.")
+            break
+        best = int(np.nanargmax(gains))
+        if not gains[best] > params.min_improvement and np.isfinite(current_loss):
+            break
+        k = int(candidates[best])
+        current[k] = forward
+        current_loss = float(losses[best])
+        steps.append(
+            {
+                "source": memo.sources[k],
+                "action": "add" if forward else "remove",
+                "loss": current_loss,
+                "improvement": float(gains[best]),
+            }
+        )
+        context.report(
+            f"{'forward' if forward else 'backward'}: step {len(steps)}", len(steps), n
+        )
+    # sources whose score was never computed (max_steps stop before they were tried)
+    if np.isnan(scores).any():
+        scores = np.nan_to_num(scores, nan=0.0)
+    loss = current_loss if np.isfinite(current_loss) else None
+    return current, loss, scores, steps, notices
+
+
+class _Greedy(Strategy):
+    """Shared run() of forward and backward selection."""
+
+    forward: bool = True
+    Params = GreedyParams
+
+    def run(
+        self, estimator: SubsetEstimator, context: SearchContext, params: GreedyParams
+    ) -> StrategyResult:
+        memo = SubsetMemo(estimator, context, self.name)
+        mask, loss, scores, steps, notices = _greedy(memo, context, params, self.forward)
+        return StrategyResult(
+            strategy=self.name,
+            selected=memo.names(mask),
+            scores={s: float(v) for s, v in zip(memo.sources, scores)},
+            estimated_loss=loss,
+            trace=memo.trace,
+            notices=notices + memo.notices(),
+            diagnostics={"steps": steps, **memo.diagnostics()},
+        )
+
+
+@STRATEGIES.register("forward", "greedy forward selection from the target alone")
+class Forward(_Greedy):
+    """Start from the target alone; add the source that lowers L_hat most, until none does."""
+
+    name = "forward"
+    description = "greedy forward selection from the target alone"
+    forward = True
+
+
+@STRATEGIES.register("backward", "greedy backward elimination from all sources")
+class Backward(_Greedy):
+    """Start from all sources; remove the source whose removal lowers L_hat most, until none does."""
+
+    name = "backward"
+    description = "greedy backward elimination from all sources"
+    forward = False

@@ -1,0 +1,612 @@
+"""The YAML spec: pydantic v2 models that are the single source of truth of a run.
+
+Everything a run does is decided by one ``subsetctl.yaml``. This module defines its
+schema (``subsetctl schema`` prints it), loads it safely, applies ``key=value``
+overrides and turns validation errors into messages that name the file, the line and
+the key path (``sources[3].loader.path``). It imports nothing heavy (no torch), so
+``validate``, ``schema`` and ``plan`` start fast.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from subsetctl.errors import SpecError
+
+SPEC_FILENAME = "subsetctl.yaml"
+SCHEMA_URL = "https://raw.githubusercontent.com/subsetctl/subsetctl/main/specs/subsetctl.schema.json"
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+
+
+class StrictModel(BaseModel):
+    """Base for every spec section: unknown keys are errors, values are validated on
+    assignment so overrides are type-checked too."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --------------------------------------------------------------------------- project
+
+
+class ProjectSpec(StrictModel):
+    name: str = Field("subsetctl-project", description="Project name, shown in reports.")
+    seed: int = Field(0, ge=0, description="Global seed; stages derive their seeds from it.")
+
+
+# ----------------------------------------------------------------------------- model
+
+
+class LoraSpec(StrictModel):
+    r: int = Field(8, ge=1, le=1024, description="LoRA rank.")
+    alpha: float = Field(16.0, gt=0, description="LoRA alpha (scaling = alpha / r).")
+    dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout during training.")
+    target_modules: list[str] | None = Field(
+        None,
+        description="Module names to adapt; default per architecture "
+        "(Llama: q_proj, v_proj; BERT: query, value).",
+    )
+
+
+class ModelSpec(StrictModel):
+    source: str = Field(
+        "smollm2-135m-instruct",
+        description="A packaged model name (see `subsetctl ls`), a local folder, or a "
+        "Hugging Face hub id (needs network access).",
+    )
+    kind: Literal["causal-lm", "classifier"] = Field(
+        "causal-lm", description="causal-lm: prompt -> response; classifier: text -> label."
+    )
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="Weights dtype (float32 on CPU)."
+    )
+    max_length: int = Field(
+        128, ge=8, le=32768, description="Max tokens per example; prompts are cut from the left."
+    )
+    num_labels: int | None = Field(
+        None, ge=2, description="Classifier only: number of classes (default: from the data)."
+    )
+    trust_remote_code: bool = Field(
+        False, description="Allow model code from the model folder/hub. Off unless you trust it."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto = CUDA when available, else CPU."
+    )
+    lora: LoraSpec = Field(default_factory=LoraSpec, description="LoRA adapter settings.")
+
+
+# ------------------------------------------------------------------------------ data
+
+
+class LoaderBase(StrictModel):
+    """Options shared by file loaders: which columns hold the prompt and the answer."""
+
+    prompt_field: str = Field("prompt", description="Column holding the prompt / input text.")
+    response_field: str | None = Field(
+        "response", description="Column holding the gold response (causal-lm)."
+    )
+    label_field: str | None = Field(
+        None, description="Column holding the class label (classifier)."
+    )
+
+
+class JsonlLoader(LoaderBase):
+    """A local JSON Lines file, one example per line."""
+
+    type: Literal["jsonl"]
+    path: str = Field(description="Path to the .jsonl file, relative to the spec file.")
+
+
+class CsvLoader(LoaderBase):
+    """A local CSV file with a header row."""
+
+    type: Literal["csv"]
+    path: str = Field(description="Path to the .csv file, relative to the spec file.")
+    delimiter: str = Field(",", min_length=1, max_length=1, description="Field delimiter.")
+
+
+class ParquetLoader(LoaderBase):
+    """A local Parquet file."""
+
+    type: Literal["parquet"]
+    path: str = Field(description="Path to the .parquet file, relative to the spec file.")
+
+
+class HuggingFaceLoader(LoaderBase):
+    """Any dataset `datasets.load_dataset` can read: a hub id or a local folder/script."""
+
+    type: Literal["huggingface"]
+    path: str = Field(description="Hub dataset id or local path given to datasets.load_dataset.")
+    name: str | None = Field(None, description="Dataset configuration name.")
+    split: str = Field("train", description="Which split to read.")
+    data_files: list[str] | None = Field(None, description="Explicit data files, if any.")
+
+
+class ReasoningGymLoader(StrictModel):
+    """A reasoning-gym procedural task generator (offline, seeded, with answer checkers)."""
+
+    type: Literal["reasoning_gym"]
+    task: str = Field(description="reasoning-gym dataset name, e.g. basic_arithmetic.")
+    size: int = Field(100, ge=1, le=1_000_000, description="How many examples to generate.")
+    seed: int | None = Field(None, ge=0, description="Generator seed (default: the source seed).")
+    config: dict[str, Any] = Field(
+        default_factory=dict, description="Extra keyword options for the generator."
+    )
+
+
+class EvalsLoader(StrictModel):
+    """A task shipped in the `evals` package (chat-format input with an `ideal` answer)."""
+
+    type: Literal["evals"]
+    name: str = Field(description="Folder under evals/registry/data, e.g. 'born-first'.")
+    file: str | None = Field(None, description="JSONL file inside it (default: the first).")
+
+
+class PluginLoader(StrictModel):
+    """A third-party loader registered under the `subsetctl.loaders` entry-point group."""
+
+    type: Literal["plugin"]
+    name: str = Field(description="Registered loader name (see `subsetctl ls`).")
+    options: dict[str, Any] = Field(default_factory=dict, description="Options for the loader.")
+
+
+LoaderSpec = Annotated[
+    Union[
+        JsonlLoader,
+        CsvLoader,
+        ParquetLoader,
+        HuggingFaceLoader,
+        ReasoningGymLoader,
+        EvalsLoader,
+        PluginLoader,
+    ],
+    Field(discriminator="type"),
+]
+
+SplitSize = Union[Annotated[int, Field(ge=0)], Annotated[float, Field(ge=0.0, le=1.0)]]
+
+
+class SplitSpec(StrictModel):
+    """Split sizes: an int is a count, a float in [0, 1] a fraction of the examples."""
+
+    train: SplitSize = Field(1.0, description="Training examples (count or fraction).")
+    validation: SplitSize = Field(0, description="Validation examples (count or fraction).")
+    test: SplitSize = Field(0, description="Held-out test examples (count or fraction).")
+
+    @model_validator(mode="after")
+    def _fractions_sum(self) -> "SplitSpec":
+        fractions = [v for v in (self.train, self.validation, self.test) if isinstance(v, float)]
+        if sum(fractions) > 1.0 + 1e-9:
+            raise ValueError("split fractions add up to more than 1.0")
+        return self
+
+
+class CorruptSpec(StrictModel):
+    """Deliberate corruption, e.g. a negative control that should be dropped."""
+
+    shuffle_responses: bool = Field(
+        False,
+        description="Shuffle responses (labels) across examples: the source keeps its "
+        "prompts but its answers become wrong. A planted harmful source.",
+    )
+
+
+class SourceSpec(StrictModel):
+    name: str = Field(description="Unique name of the source.", pattern=NAME_PATTERN)
+    loader: LoaderSpec = Field(description="Where the examples come from.")
+    split: SplitSpec = Field(default_factory=SplitSpec, description="Split sizes.")
+    max_examples: int | None = Field(
+        None, ge=1, description="Keep at most this many examples (after shuffling by seed)."
+    )
+    seed: int | None = Field(None, ge=0, description="Seed for shuffling/splitting (default: project seed).")
+    corrupt: CorruptSpec = Field(default_factory=CorruptSpec, description="Planted corruption.")
+
+
+def _default_target_split() -> SplitSpec:
+    return SplitSpec(train=0.5, validation=0.25, test=0.25)
+
+
+class TargetSpec(SourceSpec):
+    split: SplitSpec = Field(
+        default_factory=_default_target_split,
+        description="Split sizes; the target needs train, validation and test examples.",
+    )
+
+    @model_validator(mode="after")
+    def _needs_validation(self) -> "TargetSpec":
+        if self.split.validation == 0:
+            raise ValueError("the target needs validation examples (split.validation > 0)")
+        return self
+
+
+# ---------------------------------------------------------------------------- stages
+
+
+class TrainSpec(StrictModel):
+    """Settings shared by every LoRA training run."""
+
+    steps: int = Field(40, ge=1, description="Optimizer steps.")
+    batch_size: int = Field(8, ge=1, description="Examples per micro-batch.")
+    grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
+    lr: float = Field(1e-3, gt=0, description="Learning rate.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    checkpoint_every: int = Field(10, ge=1, description="Save a resumable checkpoint every N steps.")
+
+
+class MetaInitSpec(TrainSpec):
+    """Multitask LoRA training on target + all sources: theta*."""
+
+    eval_every: int = Field(10, ge=1, description="Evaluate target validation loss every N steps.")
+
+
+class GradientsSpec(StrictModel):
+    d: int = Field(128, ge=1, le=65536, description="Projection dimension.")
+    projector: str = Field("rademacher", description="Registered projector name.")
+    batch_size: int = Field(8, ge=1, description="Examples per gradient batch.")
+    memory_budget_mb: float = Field(
+        256, gt=0, description="Most memory the projection matrix may hold at once."
+    )
+    seed: int | None = Field(None, ge=0, description="Projection seed (default: project seed).")
+
+
+class EstimateSpec(StrictModel):
+    estimator: str = Field("fast", description="Registered estimator: fast, exact, true_finetune.")
+    lam: float = Field(
+        1.0, gt=0, description="L2 regularization lambda (replaced by calibration when on)."
+    )
+    max_iter: int = Field(50, ge=1, description="Exact solver: max Newton/L-BFGS iterations.")
+
+
+class CalibrateSpec(StrictModel):
+    enabled: bool = Field(True, description="Choose lambda and an affine map from verify's fine-tunes.")
+    lambda_grid: list[float] = Field(
+        [0.01, 0.1, 0.3, 1.0, 3.0, 10.0], min_length=1, description="Lambdas to choose from."
+    )
+    against: Literal["ce", "surrogate"] = Field(
+        "ce", description="Which verify fine-tune to calibrate against."
+    )
+
+    @field_validator("lambda_grid")
+    @classmethod
+    def _positive(cls, grid: list[float]) -> list[float]:
+        bad = [v for v in grid if not v > 0]
+        if bad:
+            raise ValueError(f"lambda_grid values must be positive, got {bad}")
+        return grid
+
+
+class StrategySpec(StrictModel):
+    name: str = Field(description="Registered strategy name (see `subsetctl ls`).")
+    params: dict[str, Any] = Field(default_factory=dict, description="Strategy parameters.")
+    label: str | None = Field(None, description="Name to report it under (default: name).")
+
+
+def _default_strategies() -> list[StrategySpec]:
+    return [StrategySpec(name="random_ensemble")]
+
+
+class SearchSpec(StrictModel):
+    strategies: list[StrategySpec] = Field(
+        default_factory=_default_strategies, min_length=1, description="Strategies to run."
+    )
+    final: str | None = Field(
+        None, description="Which strategy's pick is fine-tuned as 'selected' (default: first)."
+    )
+
+
+class FinetuneSpec(TrainSpec):
+    enabled: bool = Field(True, description="Fine-tune the base model on each selection.")
+    baselines: list[str] = Field(
+        ["all", "target_only"], description="Baseline selections fine-tuned with the same budget."
+    )
+
+
+class EvaluateSpec(StrictModel):
+    max_new_tokens: int = Field(16, ge=1, le=4096, description="Greedy generation bound.")
+    batch_size: int = Field(16, ge=1, description="Evaluation batch size.")
+    metric: Literal["auto", "exact_match", "reasoning_gym", "accuracy"] = Field(
+        "auto", description="Task metric; auto picks reasoning_gym / accuracy / exact_match."
+    )
+
+
+class VerifySpec(StrictModel):
+    enabled: bool = Field(False, description="Fine-tune k random subsets for real from theta*.")
+    k: int = Field(8, ge=1, le=1000, description="Number of random subsets (empty and all included).")
+    steps: int = Field(15, ge=1, description="Optimizer steps per real fine-tune.")
+    batch_size: int = Field(8, ge=1, description="Batch size per real fine-tune.")
+    kinds: list[Literal["ce", "surrogate"]] = Field(
+        ["ce", "surrogate"],
+        min_length=1,
+        description="ce: AdamW on token cross-entropy (what users run); surrogate: SGD on "
+        "mean softplus(-f) (what the estimate models).",
+    )
+    lr_ce: float = Field(5e-4, gt=0, description="AdamW learning rate of the ce fine-tune.")
+    lr_surrogate: float = Field(0.05, gt=0, description="SGD learning rate of the surrogate fine-tune.")
+
+
+class ReportSpec(StrictModel):
+    plots: bool = Field(True, description="Write PNG plots next to report.md.")
+
+
+class ExecutorSpec(StrictModel):
+    backend: Literal["loky", "threading", "dask", "sequential"] = Field(
+        "loky", description="Parallel backend for estimating subsets."
+    )
+    n_jobs: int = Field(2, ge=1, le=4096, description="Parallel workers.")
+    address: str | None = Field(
+        None, description="Dask scheduler address; none starts a LocalCluster."
+    )
+    batch_size: int | None = Field(None, ge=1, description="Subsets per task (default: automatic).")
+
+
+# ------------------------------------------------------------------------------ spec
+
+
+class Spec(StrictModel):
+    """A subsetctl project: base model, target task, auxiliary sources, stage settings."""
+
+    project: ProjectSpec = Field(default_factory=ProjectSpec, description="Name and seed.")
+    model: ModelSpec = Field(default_factory=ModelSpec, description="Base model and LoRA.")
+    target: TargetSpec = Field(description="The task to fine-tune for.")
+    sources: list[SourceSpec] = Field(min_length=1, description="Candidate auxiliary sources.")
+    meta_init: MetaInitSpec = Field(default_factory=MetaInitSpec, description="Meta-initialization.")
+    gradients: GradientsSpec = Field(default_factory=GradientsSpec, description="Gradient store.")
+    estimate: EstimateSpec = Field(default_factory=EstimateSpec, description="Subset estimator.")
+    verify: VerifySpec = Field(default_factory=VerifySpec, description="Real fine-tunes of k subsets.")
+    calibrate: CalibrateSpec = Field(default_factory=CalibrateSpec, description="Calibration.")
+    search: SearchSpec = Field(default_factory=SearchSpec, description="Search strategies.")
+    finetune: FinetuneSpec = Field(
+        default_factory=lambda: FinetuneSpec(steps=40, lr=1e-3), description="Final fine-tunes."
+    )
+    evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec, description="Test evaluation.")
+    report: ReportSpec = Field(default_factory=ReportSpec, description="Report output.")
+    executor: ExecutorSpec = Field(default_factory=ExecutorSpec, description="Parallelism.")
+    plugins: list[str] = Field(
+        default_factory=list, description="Extra plugins to import, as 'module:attr' strings."
+    )
+
+    @model_validator(mode="after")
+    def _names(self) -> "Spec":
+        seen: dict[str, int] = {}
+        for i, source in enumerate(self.sources):
+            if source.name in seen:
+                raise ValueError(
+                    f"duplicate source name {source.name!r} (sources[{seen[source.name]}] and "
+                    f"sources[{i}]); names must be unique"
+                )
+            seen[source.name] = i
+            if source.name == self.target.name:
+                raise ValueError(
+                    f"sources[{i}] has the target's name {source.name!r}; the target is always "
+                    "included and must not also be listed as a source"
+                )
+        return self
+
+
+# ---------------------------------------------------------------------- loading
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON schema of the spec (what `subsetctl schema` prints)."""
+    schema = Spec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "subsetctl spec"
+    return schema
+
+
+class _LineLoader(yaml.SafeLoader):
+    """Safe loader (no arbitrary objects) used only to read line numbers."""
+
+
+def key_lines(text: str) -> dict[tuple[Any, ...], int]:
+    """Map each key path in a YAML document to its 1-based line number."""
+    lines: dict[tuple[Any, ...], int] = {}
+    try:
+        root = yaml.compose(text, Loader=_LineLoader)
+    except yaml.YAMLError:
+        return lines
+
+    def walk(node: Any, path: tuple[Any, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                sub = path + (key_node.value,)
+                lines[sub] = key_node.start_mark.line + 1
+                walk(value_node, sub)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                lines[path + (i,)] = item.start_mark.line + 1
+                walk(item, path + (i,))
+
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def format_path(loc: tuple[Any, ...]) -> str:
+    """('sources', 3, 'loader', 'path') -> 'sources[3].loader.path'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Drop pydantic's union-tag parts (e.g. 'jsonl', 'int', 'float') from a location."""
+    keep: list[Any] = []
+    for part in loc:
+        if isinstance(part, str) and (
+            part in {"jsonl", "csv", "parquet", "huggingface", "reasoning_gym", "evals", "plugin"}
+            or part.startswith(("int", "float", "constrained-", "function-"))
+        ):
+            continue
+        keep.append(part)
+    return tuple(keep)
+
+
+class SpecIssue(BaseModel):
+    """One problem found in a spec, with where it is."""
+
+    file: str
+    line: int | None
+    key: str
+    message: str
+
+    def render(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.key}: {self.message}"
+
+
+def issues_from_validation(
+    exc: ValidationError, file: str, lines: dict[tuple[Any, ...], int]
+) -> list[SpecIssue]:
+    """Turn pydantic errors into SpecIssues naming file, line and key path."""
+    found: list[SpecIssue] = []
+    for err in exc.errors():
+        loc = _clean_loc(tuple(err["loc"]))
+        line = None
+        for cut in range(len(loc), -1, -1):
+            if loc[:cut] in lines:
+                line = lines[loc[:cut]]
+                break
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown key (check its spelling; `subsetctl schema` lists the keys)"
+        elif err["type"] == "missing":
+            message = "required key is missing"
+        elif message.startswith("Value error, "):
+            message = message[len("Value error, ") :]
+        found.append(SpecIssue(file=file, line=line, key=format_path(loc), message=message))
+    return found
+
+
+def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
+    """Read a spec file as a dict with the safe loader; errors name the file and line."""
+    try:
+        raw_bytes = path.read_bytes()
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such spec file. Create one with `subsetctl init DIR`.") from None
+    except IsADirectoryError:
+        raise SpecError(f"{path} is a directory; give the spec file (usually {SPEC_FILENAME}).") from None
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read the spec file: {exc.strerror}.") from None
+    try:
+        text = raw_bytes.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            f"{path}: the spec is not valid UTF-8 (byte {exc.start}). Save it as UTF-8."
+        ) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(f"{where}: malformed YAML: {problem}. Fix the syntax and retry.") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SpecError(
+            f"{path}: the spec must be a YAML mapping of keys (project, model, target, "
+            f"sources, ...), not a {type(data).__name__}."
+        )
+    return data, text
+
+
+def validate_data(data: dict[str, Any], file: str, text: str = "") -> tuple[Spec | None, list[SpecIssue]]:
+    """Validate a raw spec dict; returns the Spec or the list of issues."""
+    try:
+        return Spec.model_validate(data), []
+    except ValidationError as exc:
+        return None, issues_from_validation(exc, file, key_lines(text) if text else {})
+
+
+def load_spec(path: Path, overrides: list[str] | None = None) -> Spec:
+    """Load, override and validate a spec; raise SpecError with every issue found."""
+    data, text = read_yaml(path)
+    if overrides:
+        data = apply_overrides(data, overrides)
+    spec, issues = validate_data(data, str(path), text)
+    if issues:
+        raise SpecError(
+            f"{path} is not a valid spec:\n" + "\n".join("  " + i.render() for i in issues)
+        )
+    assert spec is not None
+    return spec
+
+
+# -------------------------------------------------------------------- overrides
+
+_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def parse_key_path(key: str) -> list[str | int]:
+    """'sources[0].max_examples' -> ['sources', 0, 'max_examples']."""
+    parts: list[str | int] = []
+    pos = 0
+    key = key.strip()
+    while pos < len(key):
+        if key[pos] == ".":
+            pos += 1
+            continue
+        match = _TOKEN.match(key, pos)
+        if not match:
+            raise SpecError(f"Override key {key!r} is not a dotted key path like a.b[0].c.")
+        parts.append(match.group(1) if match.group(1) is not None else int(match.group(2)))
+        pos = match.end()
+    if not parts:
+        raise SpecError(f"Override key {key!r} is empty.")
+    return parts
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key=value`` overrides (values parsed as YAML) to a copy of ``data``."""
+    out = copy.deepcopy(data)
+    for item in overrides:
+        if "=" not in item:
+            raise SpecError(f"Override {item!r} must look like key=value (e.g. gradients.d=256).")
+        key, raw_value = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw_value) if raw_value != "" else ""
+        except yaml.YAMLError:
+            value = raw_value
+        parts = parse_key_path(key)
+        node: Any = out
+        for i, part in enumerate(parts[:-1]):
+            nxt = parts[i + 1]
+            if isinstance(part, int):
+                if not isinstance(node, list) or part >= len(node):
+                    raise SpecError(f"Override {item!r}: {format_path(tuple(parts[: i + 1]))} does not exist.")
+                node = node[part]
+            else:
+                if not isinstance(node, dict):
+                    raise SpecError(f"Override {item!r}: {format_path(tuple(parts[:i]))} is not a mapping.")
+                if part not in node or node[part] is None:
+                    if isinstance(nxt, int):
+                        raise SpecError(f"Override {item!r}: {format_path(tuple(parts[: i + 1]))} does not exist.")
+                    node[part] = {}
+                node = node[part]
+        last = parts[-1]
+        if isinstance(last, int):
+            if not isinstance(node, list) or last >= len(node):
+                raise SpecError(f"Override {item!r}: {format_path(tuple(parts))} does not exist.")
+            node[last] = value
+        else:
+            if not isinstance(node, dict):
+                raise SpecError(f"Override {item!r}: {format_path(tuple(parts[:-1]))} is not a mapping.")
+            node[last] = value
+    return out
+
+
+def spec_slice(spec: Spec, keys: list[str]) -> dict[str, Any]:
+    """The JSON-able part of the spec a stage depends on (used in fingerprints)."""
+    dumped = spec.model_dump(mode="json")
+    return {key: dumped[key] for key in keys}

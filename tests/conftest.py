@@ -1,0 +1,36 @@
+"""Shared fixtures: small projects built on local files so tests need no model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def jsonl_project(tmp_path: Path) -> Path:
+    """A project with a JSONL target and two JSONL sources (no model needed for data)."""
+    write_jsonl(tmp_path / "target.jsonl", [{"prompt": f"{i}+1=", "response": str(i + 1)} for i in range(20)])
+    write_jsonl(tmp_path / "a.jsonl", [{"prompt": f"{i}+2=", "response": str(i + 2)} for i in range(10)])
+    write_jsonl(tmp_path / "b.jsonl", [{"prompt": f"say {i}", "response": f"{i}"} for i in range(10)])
+    spec = {
+        "project": {"name": "t", "seed": 0},
+        "target": {
+            "name": "target",
+            "loader": {"type": "jsonl", "path": "target.jsonl"},
+            "split": {"train": 10, "validation": 5, "test": 5},
+        },
+        "sources": [
+            {"name": "a", "loader": {"type": "jsonl", "path": "a.jsonl"}},
+            {"name": "b", "loader": {"type": "jsonl", "path": "b.jsonl"}},
+        ],
+    }
+    (tmp_path / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    return tmp_path

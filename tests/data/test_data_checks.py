@@ -1,0 +1,87 @@
+"""check_sources: problems found from the spec alone, with keys and line numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from data_helpers import qa_rows, write_jsonl
+
+from subsetctl.data.checks import check_sources
+from subsetctl.data.loaders import evals_data_dir
+from subsetctl.spec import Spec
+
+GOOD = """\
+target:
+  name: tgt
+  loader:
+    type: jsonl
+    path: data/t.jsonl
+  split: {train: 0.5, validation: 0.25, test: 0.25}
+sources:
+  - name: rg
+    loader:
+      type: reasoning_gym
+      task: basic_arithmetic
+      size: 10
+"""
+
+
+def _check(tmp_path: Path, text: str) -> dict[str, str]:
+    path = tmp_path / "subsetctl.yaml"
+    path.write_text(text)
+    spec = Spec.model_validate(yaml.safe_load(text))
+    return {issue.key: issue for issue in check_sources(spec, path)}  # type: ignore[misc]
+
+
+def test_good_spec_has_no_issues(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    assert _check(tmp_path, GOOD) == {}
+
+
+def test_missing_file_has_key_line_and_resolved_path(tmp_path: Path) -> None:
+    issues = _check(tmp_path, GOOD)
+    issue = issues["target.loader.path"]
+    assert issue.line == 5
+    assert str(tmp_path / "data" / "t.jsonl") in issue.message
+
+
+def test_many_issues(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    text = (
+        GOOD.replace("test: 0.25}", "test: 0}")
+        + """\
+  - name: typo
+    loader: {type: reasoning_gym, task: basic_arithmetc}
+  - name: badcfg
+    loader: {type: reasoning_gym, task: basic_arithmetic, size: 5, config: {bogus: 1}}
+    split: {train: 4, validation: 3}
+  - name: plug
+    loader: {type: plugin, name: no_such_loader}
+  - name: nores
+    loader: {type: jsonl, path: data/t.jsonl, response_field: null}
+  - name: ev
+    loader: {type: evals, name: shape_in_shap}
+"""
+    )
+    issues = _check(tmp_path, text)
+    assert "target.split.test" in issues
+    assert "basic_arithmetic" in issues["sources[1].loader.task"].message
+    assert issues["sources[1].loader.task"].line == 14
+    assert "bogus" in issues["sources[2].loader.config.bogus"].message
+    assert "7 examples" in issues["sources[2].split"].message
+    assert "no_such_loader" in issues["sources[3].loader.name"].message
+    assert "sources[4].loader.response_field" in issues
+    if evals_data_dir() is not None:
+        assert "shape_in_shape" in issues["sources[5].loader.name"].message
+    else:
+        assert "sources[5].loader" in issues
+
+
+def test_classifier_needs_label_field(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    issues = _check(tmp_path, "model: {kind: classifier}\n" + GOOD)
+    assert "target.loader.label_field" in issues

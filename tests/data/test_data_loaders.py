@@ -1,0 +1,352 @@
+"""Each loader on small local files, and every bad-input case it must explain."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from data_helpers import qa_rows, write_jsonl
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from subsetctl.data.loaders import (
+    COLUMNS,
+    LoadContext,
+    evals_data_dir,
+    label_vocabulary,
+    load_csv,
+    load_evals,
+    load_huggingface,
+    load_jsonl,
+    load_parquet,
+    load_plugin,
+    load_reasoning_gym,
+)
+from subsetctl.errors import UserError
+from subsetctl.registry import LOADERS
+from subsetctl.spec import (
+    CsvLoader,
+    EvalsLoader,
+    HuggingFaceLoader,
+    JsonlLoader,
+    ParquetLoader,
+    PluginLoader,
+    ReasoningGymLoader,
+)
+
+
+def test_registry_has_every_loader_type() -> None:
+    for name in ("jsonl", "csv", "parquet", "huggingface", "reasoning_gym", "evals", "plugin"):
+        assert callable(LOADERS.get(name))
+
+
+# ------------------------------------------------------------------------- jsonl
+
+
+def test_jsonl_maps_fields_and_keeps_extras(tmp_path: Path, make_ctx) -> None:
+    rows = [{"q": "2+2?", "a": 4, "topic": "math"}, {"q": "3+3?", "a": "6", "topic": "math"}]
+    write_jsonl(tmp_path / "d.jsonl", rows)
+    ds = load_jsonl(
+        JsonlLoader(type="jsonl", path="d.jsonl", prompt_field="q", response_field="a"), make_ctx("s1")
+    )
+    assert ds.column_names == list(COLUMNS)
+    assert ds["prompt"] == ["2+2?", "3+3?"]
+    assert ds["response"] == ["4", "6"]
+    assert ds["label"] == [-1, -1]
+    assert ds["source"] == ["s1", "s1"]
+    assert ds["row"] == [0, 1]
+    assert json.loads(ds["metadata"][0]) == {"topic": "math"}
+
+
+def test_jsonl_classifier_labels_by_sorted_value(tmp_path: Path, make_ctx) -> None:
+    rows = [{"text": "t", "y": "pos"}, {"text": "u", "y": "neg"}, {"text": "v", "y": "pos"}]
+    write_jsonl(tmp_path / "c.jsonl", rows)
+    options = JsonlLoader(type="jsonl", path="c.jsonl", prompt_field="text", label_field="y")
+    ds = load_jsonl(options, make_ctx(kind="classifier"))
+    assert ds["label_text"] == ["pos", "neg", "pos"]
+    assert ds["label"] == [1, 0, 1]
+    assert ds["response"] == ["", "", ""]
+
+
+def test_label_vocabulary_sorts_integers_numerically() -> None:
+    assert label_vocabulary(["10", "2", "0"]) == ["0", "2", "10"]
+    assert label_vocabulary(["b", "a", "1"]) == ["1", "a", "b"]
+
+
+def test_jsonl_missing_file(tmp_path: Path, make_ctx) -> None:
+    with pytest.raises(UserError, match=r"'src'.*nope\.jsonl.*does not exist"):
+        load_jsonl(JsonlLoader(type="jsonl", path="nope.jsonl"), make_ctx())
+
+
+def test_jsonl_missing_column_lists_available(tmp_path: Path, make_ctx) -> None:
+    write_jsonl(tmp_path / "d.jsonl", [{"question": "x", "response": "y"}])
+    with pytest.raises(UserError) as err:
+        load_jsonl(JsonlLoader(type="jsonl", path="d.jsonl"), make_ctx())
+    text = str(err.value)
+    assert "'prompt'" in text and "'question'" in text and "d.jsonl" in text and "'src'" in text
+
+
+def test_jsonl_null_value_names_the_line(tmp_path: Path, make_ctx) -> None:
+    write_jsonl(tmp_path / "d.jsonl", [{"prompt": "x", "response": "y"}, {"prompt": "x", "response": None}])
+    with pytest.raises(UserError, match="line 2"):
+        load_jsonl(JsonlLoader(type="jsonl", path="d.jsonl"), make_ctx())
+
+
+def test_jsonl_non_utf8(tmp_path: Path, make_ctx) -> None:
+    (tmp_path / "d.jsonl").write_bytes(b'{"prompt": "caf\xe9", "response": "x"}\n')
+    with pytest.raises(UserError, match=r"d\.jsonl is not valid UTF-8"):
+        load_jsonl(JsonlLoader(type="jsonl", path="d.jsonl"), make_ctx())
+
+
+def test_jsonl_invalid_line_number(tmp_path: Path, make_ctx) -> None:
+    (tmp_path / "d.jsonl").write_text('{"prompt": "a", "response": "b"}\n\n{"prompt": oops}\n')
+    with pytest.raises(UserError, match=r"d\.jsonl, line 3: invalid JSON"):
+        load_jsonl(JsonlLoader(type="jsonl", path="d.jsonl"), make_ctx())
+
+
+def test_jsonl_non_object_line(tmp_path: Path, make_ctx) -> None:
+    (tmp_path / "d.jsonl").write_text("[1, 2]\n")
+    with pytest.raises(UserError, match="line 1: expected a JSON object"):
+        load_jsonl(JsonlLoader(type="jsonl", path="d.jsonl"), make_ctx())
+
+
+@pytest.mark.parametrize("content", ["", "\n\n  \n"])
+def test_jsonl_empty_file(tmp_path: Path, make_ctx, content: str) -> None:
+    (tmp_path / "d.jsonl").write_text(content)
+    with pytest.raises(UserError, match=r"d\.jsonl is empty"):
+        load_jsonl(JsonlLoader(type="jsonl", path="d.jsonl"), make_ctx())
+
+
+def test_jsonl_directory_is_not_a_file(tmp_path: Path, make_ctx) -> None:
+    (tmp_path / "d.jsonl").mkdir()
+    with pytest.raises(UserError, match="not a file"):
+        load_jsonl(JsonlLoader(type="jsonl", path="d.jsonl"), make_ctx())
+
+
+def test_classifier_without_label_field(tmp_path: Path, make_ctx) -> None:
+    write_jsonl(tmp_path / "d.jsonl", qa_rows(2))
+    with pytest.raises(UserError, match="label_field"):
+        load_jsonl(JsonlLoader(type="jsonl", path="d.jsonl"), make_ctx(kind="classifier"))
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+_lines = st.one_of(
+    st.text(max_size=30),
+    st.dictionaries(st.sampled_from(["prompt", "response", "x"]), _json_values, max_size=3).map(json.dumps),
+    _json_values.map(json.dumps),
+)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(_lines, max_size=6), raw=st.binary(max_size=20), use_raw=st.booleans())
+def test_jsonl_random_content_only_raises_user_error(
+    tmp_path: Path, lines: list[str], raw: bytes, use_raw: bool
+) -> None:
+    path = tmp_path / "fuzz.jsonl"
+    if use_raw:
+        path.write_bytes(raw)
+    else:
+        path.write_bytes("\n".join(lines).encode("utf-8", "surrogatepass"))
+    ctx = LoadContext("fuzz", tmp_path, "causal-lm", 0)
+    try:
+        ds = load_jsonl(JsonlLoader(type="jsonl", path="fuzz.jsonl"), ctx)
+    except UserError as exc:
+        assert "fuzz" in str(exc)
+    else:
+        assert len(ds) >= 1 and ds.column_names == list(COLUMNS)
+
+
+# ------------------------------------------------------------------- csv/parquet
+
+
+def test_csv_loader(tmp_path: Path, make_ctx) -> None:
+    (tmp_path / "d.csv").write_text("text;label;note\nhello;1;x\nbye;0;\n")
+    options = CsvLoader(type="csv", path="d.csv", delimiter=";", prompt_field="text", label_field="label")
+    ds = load_csv(options, make_ctx(kind="classifier"))
+    assert ds["prompt"] == ["hello", "bye"]
+    assert ds["label"] == [1, 0]
+    assert json.loads(ds["metadata"][1]) == {"note": ""}
+
+
+def test_csv_errors(tmp_path: Path, make_ctx) -> None:
+    (tmp_path / "e.csv").write_text("")
+    with pytest.raises(UserError, match=r"e\.csv is empty"):
+        load_csv(CsvLoader(type="csv", path="e.csv"), make_ctx())
+    (tmp_path / "h.csv").write_text("prompt,response\n")
+    with pytest.raises(UserError, match=r"h\.csv has no examples"):
+        load_csv(CsvLoader(type="csv", path="h.csv"), make_ctx())
+    (tmp_path / "m.csv").write_text("prompt,answer\na,b\n")
+    with pytest.raises(UserError, match=r"m\.csv has no column 'response'.*'answer'"):
+        load_csv(CsvLoader(type="csv", path="m.csv"), make_ctx())
+    (tmp_path / "b.csv").write_bytes(b"prompt,response\n\xff\xfe,x\n")
+    with pytest.raises(UserError, match=r"b\.csv is not valid UTF-8"):
+        load_csv(CsvLoader(type="csv", path="b.csv"), make_ctx())
+
+
+def test_parquet_loader(tmp_path: Path, make_ctx) -> None:
+    pd.DataFrame({"prompt": ["a", "b"], "response": ["x", "y"], "n": [1, 2]}).to_parquet(
+        tmp_path / "d.parquet"
+    )
+    ds = load_parquet(ParquetLoader(type="parquet", path="d.parquet"), make_ctx())
+    assert ds["prompt"] == ["a", "b"] and ds["response"] == ["x", "y"]
+    assert json.loads(ds["metadata"][1]) == {"n": 2}
+
+
+def test_parquet_errors(tmp_path: Path, make_ctx) -> None:
+    (tmp_path / "bad.parquet").write_text("not parquet")
+    with pytest.raises(UserError, match=r"bad\.parquet could not be read as Parquet"):
+        load_parquet(ParquetLoader(type="parquet", path="bad.parquet"), make_ctx())
+    pd.DataFrame({"prompt": pd.Series([], dtype=str), "response": pd.Series([], dtype=str)}).to_parquet(
+        tmp_path / "empty.parquet"
+    )
+    with pytest.raises(UserError, match=r"empty\.parquet is empty"):
+        load_parquet(ParquetLoader(type="parquet", path="empty.parquet"), make_ctx())
+
+
+# ------------------------------------------------------------------- huggingface
+
+
+def test_huggingface_local_json_folder(tmp_path: Path, make_ctx) -> None:
+    folder = tmp_path / "hfdata"
+    folder.mkdir()
+    write_jsonl(folder / "train.jsonl", [{"input": f"i{k}", "output": f"o{k}"} for k in range(4)])
+    options = HuggingFaceLoader(
+        type="huggingface", path="hfdata", prompt_field="input", response_field="output"
+    )
+    ds = load_huggingface(options, make_ctx("hf"))
+    assert ds["prompt"] == ["i0", "i1", "i2", "i3"] and ds["response"][3] == "o3"
+    assert set(ds["source"]) == {"hf"}
+
+
+def test_huggingface_bad_split(tmp_path: Path, make_ctx) -> None:
+    folder = tmp_path / "hfdata"
+    folder.mkdir()
+    write_jsonl(folder / "train.jsonl", qa_rows(2))
+    with pytest.raises(UserError, match=r"'src'.*split 'nosuch'"):
+        load_huggingface(HuggingFaceLoader(type="huggingface", path="hfdata", split="nosuch"), make_ctx())
+
+
+# ----------------------------------------------------------------- reasoning-gym
+
+
+def test_reasoning_gym_metadata_rebuilds_and_scores(make_ctx) -> None:
+    import reasoning_gym
+
+    ds = load_reasoning_gym(
+        ReasoningGymLoader(type="reasoning_gym", task="basic_arithmetic", size=5), make_ctx(seed=7)
+    )
+    assert len(ds) == 5
+    meta = json.loads(ds["metadata"][3])
+    assert (meta["rg_task"], meta["rg_seed"], meta["rg_size"], meta["rg_index"]) == (
+        "basic_arithmetic",
+        7,
+        5,
+        3,
+    )
+    generator = reasoning_gym.create_dataset(
+        meta["rg_task"], size=meta["rg_size"], seed=meta["rg_seed"], **meta["rg_config"]
+    )
+    entry = generator[meta["rg_index"]]
+    assert entry["question"] == ds["prompt"][3]
+    assert generator.score_answer(ds["response"][3], entry) == 1.0
+
+
+def test_reasoning_gym_seed_option_overrides_context(make_ctx) -> None:
+    a = load_reasoning_gym(
+        ReasoningGymLoader(type="reasoning_gym", task="leg_counting", size=3, seed=1), make_ctx(seed=5)
+    )
+    b = load_reasoning_gym(
+        ReasoningGymLoader(type="reasoning_gym", task="leg_counting", size=3, seed=1), make_ctx(seed=9)
+    )
+    c = load_reasoning_gym(
+        ReasoningGymLoader(type="reasoning_gym", task="leg_counting", size=3), make_ctx(seed=9)
+    )
+    assert a["prompt"] == b["prompt"] != c["prompt"]
+
+
+def test_reasoning_gym_unknown_task_suggests(make_ctx) -> None:
+    with pytest.raises(UserError, match=r"'basic_arithmetc'.*basic_arithmetic"):
+        load_reasoning_gym(ReasoningGymLoader(type="reasoning_gym", task="basic_arithmetc"), make_ctx())
+
+
+def test_reasoning_gym_bad_config(make_ctx) -> None:
+    options = ReasoningGymLoader(type="reasoning_gym", task="basic_arithmetic", size=2, config={"bogus": 1})
+    with pytest.raises(UserError, match="bogus"):
+        load_reasoning_gym(options, make_ctx())
+
+
+# ------------------------------------------------------------------------- evals
+
+needs_evals = pytest.mark.skipif(evals_data_dir() is None, reason="evals package data not installed")
+
+
+@needs_evals
+def test_evals_loader(make_ctx) -> None:
+    ds = load_evals(EvalsLoader(type="evals", name="shape_in_shape"), make_ctx("ev"))
+    assert len(ds) > 10
+    assert "helpful assistant" in ds["prompt"][0] and "rectangle" in ds["prompt"][0]
+    assert set(ds["response"]) <= {"yes", "no"}
+    meta = json.loads(ds["metadata"][0])
+    assert meta["evals_name"] == "shape_in_shape" and meta["ideal_all"] == [ds["response"][0]]
+
+
+@needs_evals
+def test_evals_unknown_name_and_file(make_ctx) -> None:
+    with pytest.raises(UserError, match=r"'shape_in_shap'.*shape_in_shape"):
+        load_evals(EvalsLoader(type="evals", name="shape_in_shap"), make_ctx())
+    with pytest.raises(UserError, match="shape_in_shape.jsonl"):
+        load_evals(EvalsLoader(type="evals", name="shape_in_shape", file="nope.jsonl"), make_ctx())
+
+
+def test_evals_missing_package(monkeypatch: pytest.MonkeyPatch, make_ctx) -> None:
+    monkeypatch.setattr("subsetctl.data.loaders.evals_data_dir", lambda: None)
+    with pytest.raises(UserError, match="pip install --no-deps evals"):
+        load_evals(EvalsLoader(type="evals", name="x"), make_ctx())
+
+
+# ------------------------------------------------------------------------ plugin
+
+
+def test_plugin_loader_normalizes_output(make_ctx) -> None:
+    from datasets import Dataset
+
+    def my_loader(options: dict, ctx: LoadContext) -> Dataset:
+        """Test loader."""
+        n = options["n"]
+        return Dataset.from_dict(
+            {"prompt": [f"p{i}" for i in range(n)], "response": ["r"] * n, "tag": ["t"] * n}
+        )
+
+    LOADERS.add("test_plugin_loader", my_loader, "test")
+    ds = load_plugin(PluginLoader(type="plugin", name="test_plugin_loader", options={"n": 3}), make_ctx("pl"))
+    assert ds.column_names == list(COLUMNS)
+    assert ds["prompt"] == ["p0", "p1", "p2"] and ds["source"] == ["pl"] * 3
+    assert json.loads(ds["metadata"][0]) == {"tag": "t"}
+
+
+def test_plugin_can_name_builtin_loader(tmp_path: Path, make_ctx) -> None:
+    write_jsonl(tmp_path / "d.jsonl", qa_rows(2))
+    ds = load_plugin(PluginLoader(type="plugin", name="jsonl", options={"path": "d.jsonl"}), make_ctx())
+    assert ds["response"] == ["a0", "a1"]
+
+
+def test_plugin_unknown_name(make_ctx) -> None:
+    with pytest.raises(UserError, match="nonexistent_loader"):
+        load_plugin(PluginLoader(type="plugin", name="nonexistent_loader"), make_ctx())
+
+
+def test_jsonl_lone_surrogate(tmp_path: Path, make_ctx) -> None:
+    (tmp_path / "d.jsonl").write_text('{"prompt": "ok", "response": "x", "note": "\\ud800"}\n')
+    ds = load_jsonl(JsonlLoader(type="jsonl", path="d.jsonl"), make_ctx())
+    assert json.loads(ds["metadata"][0]) == {"note": "\ud800"}
+    (tmp_path / "e.jsonl").write_text('{"prompt": "\\ud800", "response": "x"}\n')
+    with pytest.raises(UserError, match=r"e\.jsonl, line 1.*surrogate"):
+        load_jsonl(JsonlLoader(type="jsonl", path="e.jsonl"), make_ctx())

@@ -1,0 +1,157 @@
+"""prepare_source: deterministic shuffling, splits, max_examples, corruption."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from data_helpers import qa_rows, write_jsonl
+
+from subsetctl.data.loaders import COLUMNS
+from subsetctl.data.prepare import derangement, prepare_source, split_counts
+from subsetctl.errors import UserError
+from subsetctl.spec import SourceSpec, SplitSpec, TargetSpec
+
+
+def _source(tmp_path: Path, n: int = 20, **kwargs) -> SourceSpec:
+    write_jsonl(tmp_path / "d.jsonl", qa_rows(n))
+    return SourceSpec(name="src", loader={"type": "jsonl", "path": "d.jsonl"}, **kwargs)
+
+
+def _rows(splits) -> dict[str, list[int]]:
+    return {name: list(ds["row"]) for name, ds in splits.items()}
+
+
+def test_same_seed_same_rows_other_seed_other_rows(tmp_path: Path, make_ctx) -> None:
+    source = _source(tmp_path, split={"train": 10, "validation": 5, "test": 5})
+    a = _rows(prepare_source(source, make_ctx(seed=1)))
+    b = _rows(prepare_source(source, make_ctx(seed=1)))
+    c = _rows(prepare_source(source, make_ctx(seed=2)))
+    assert a == b
+    assert a != c
+    everything = a["train"] + a["validation"] + a["test"]
+    assert sorted(everything) == list(range(20))
+    assert everything[:10] != sorted(everything[:10])  # actually shuffled
+
+
+def test_counts_and_unused_rows(tmp_path: Path, make_ctx) -> None:
+    splits = prepare_source(_source(tmp_path, split={"train": 7, "validation": 2, "test": 0}), make_ctx())
+    assert {k: len(v) for k, v in splits.items()} == {"train": 7, "validation": 2, "test": 0}
+    assert splits["test"].column_names == list(COLUMNS)
+
+
+def test_fractions_use_every_row(tmp_path: Path, make_ctx) -> None:
+    target = TargetSpec(name="t", loader={"type": "jsonl", "path": "d.jsonl"})
+    write_jsonl(tmp_path / "d.jsonl", qa_rows(10))
+    splits = prepare_source(target, make_ctx("t"))
+    sizes = {k: len(v) for k, v in splits.items()}
+    assert (
+        sum(sizes.values()) == 10 and sizes["train"] == 5 and sizes["validation"] >= 2 and sizes["test"] >= 2
+    )
+
+
+def test_split_counts_mixed_and_remainders() -> None:
+    assert split_counts(SplitSpec(train=0.5, validation=0.25, test=0.25), 7) == {
+        "train": 3,
+        "validation": 2,
+        "test": 2,
+    }
+    assert split_counts(SplitSpec(train=0.5, validation=3, test=0), 10) == {
+        "train": 5,
+        "validation": 3,
+        "test": 0,
+    }
+    assert split_counts(SplitSpec(train=1.0), 13) == {"train": 13, "validation": 0, "test": 0}
+
+
+def test_held_out_rows_do_not_depend_on_train_size(tmp_path: Path, make_ctx) -> None:
+    small = _rows(
+        prepare_source(_source(tmp_path, split={"train": 5, "validation": 3, "test": 4}), make_ctx())
+    )
+    big = _rows(
+        prepare_source(_source(tmp_path, split={"train": 13, "validation": 3, "test": 4}), make_ctx())
+    )
+    assert small["test"] == big["test"] and small["validation"] == big["validation"]
+
+
+def test_max_examples(tmp_path: Path, make_ctx) -> None:
+    splits = prepare_source(_source(tmp_path, n=30, max_examples=8), make_ctx())
+    rows = list(splits["train"]["row"])
+    assert len(rows) == 8 and len(set(rows)) == 8
+    assert rows != list(range(8))  # a seeded sample, not the first rows
+
+
+def test_too_many_requested_names_source_and_sizes(tmp_path: Path, make_ctx) -> None:
+    source = _source(tmp_path, n=10, split={"train": 8, "validation": 5, "test": 0})
+    with pytest.raises(UserError, match=r"'src'.*13 examples.*only 10"):
+        prepare_source(source, make_ctx())
+    source = _source(tmp_path, n=10, max_examples=4, split={"train": 5})
+    with pytest.raises(UserError, match=r"only 4 examples \(max_examples=4 of 10 loaded\)"):
+        prepare_source(source, make_ctx())
+
+
+def test_target_without_validation_rows(tmp_path: Path, make_ctx) -> None:
+    write_jsonl(tmp_path / "d.jsonl", qa_rows(3))
+    target = TargetSpec(
+        name="t",
+        loader={"type": "jsonl", "path": "d.jsonl"},
+        split={"train": 0.8, "validation": 0.1, "test": 0},
+    )
+    with pytest.raises(UserError, match="no validation examples"):
+        prepare_source(target, make_ctx("t"))
+
+
+def test_zero_row_split_warns(tmp_path: Path, make_ctx) -> None:
+    warnings: list[str] = []
+    prepare_source(_source(tmp_path, n=5, split={"train": 0.9, "test": 0.1}), make_ctx(), warnings)
+    assert any("split.test" in w for w in warnings)
+
+
+def test_shuffle_responses_is_a_derangement(tmp_path: Path, make_ctx) -> None:
+    clean = prepare_source(_source(tmp_path, n=25), make_ctx())["train"]
+    bad = prepare_source(_source(tmp_path, n=25, corrupt={"shuffle_responses": True}), make_ctx())["train"]
+    assert bad["prompt"] == clean["prompt"] and bad["row"] == clean["row"]
+    assert Counter(bad["response"]) == Counter(clean["response"])
+    for prompt, response, meta in zip(bad["prompt"], bad["response"], bad["metadata"]):
+        assert response != "a" + prompt[1:-1]  # prompt "q7?" owned response "a7"
+        assert json.loads(meta)["shuffled_from_row"] == int(response[1:])
+
+
+def test_shuffle_responses_moves_labels(tmp_path: Path, make_ctx) -> None:
+    write_jsonl(tmp_path / "c.jsonl", [{"prompt": f"p{i}", "y": "ab"[i % 2]} for i in range(10)])
+    source = SourceSpec(
+        name="c",
+        loader={"type": "jsonl", "path": "c.jsonl", "label_field": "y"},
+        corrupt={"shuffle_responses": True},
+    )
+    ds = prepare_source(source, make_ctx(kind="classifier"))["train"]
+    assert Counter(ds["label_text"]) == Counter({"a": 5, "b": 5})
+    assert all(label == "ab".index(text) for label, text in zip(ds["label"], ds["label_text"]))
+    assert any(text != "ab"[row % 2] for text, row in zip(ds["label_text"], ds["row"]))
+
+
+def test_derangement_has_no_fixed_point() -> None:
+    rng = np.random.default_rng(0)
+    for n in range(2, 30):
+        perm = derangement(n, rng)
+        assert sorted(perm) == list(range(n)) and not any(perm == np.arange(n))
+
+
+def test_empty_source(tmp_path: Path, make_ctx) -> None:
+    (tmp_path / "d.jsonl").write_text("\n")
+    with pytest.raises(UserError, match="empty"):
+        prepare_source(SourceSpec(name="src", loader={"type": "jsonl", "path": "d.jsonl"}), make_ctx())
+
+
+def test_reasoning_gym_source(make_ctx) -> None:
+    source = SourceSpec(
+        name="rg",
+        loader={"type": "reasoning_gym", "task": "basic_arithmetic", "size": 12},
+        split={"train": 8, "validation": 4},
+    )
+    splits = prepare_source(source, make_ctx("rg", seed=3))
+    assert len(splits["train"]) == 8 and len(splits["validation"]) == 4
+    assert json.loads(splits["train"]["metadata"][0])["rg_seed"] == 3

@@ -1,0 +1,136 @@
+"""run_data_stage round trip, shared label vocabulary, crash safety, fingerprints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from data_helpers import qa_rows, write_jsonl
+from datasets import Dataset
+
+from subsetctl.data.stage import label_names, load_all, load_split, run_data_stage, source_fingerprint_inputs
+from subsetctl.errors import UserError
+from subsetctl.spec import Spec
+
+
+def _spec(tmp_path: Path) -> Spec:
+    write_jsonl(tmp_path / "target.jsonl", qa_rows(12, "t"))
+    write_jsonl(tmp_path / "aux.jsonl", qa_rows(6, "x"))
+    return Spec.model_validate(
+        {
+            "project": {"seed": 4},
+            "target": {"name": "tgt", "loader": {"type": "jsonl", "path": "target.jsonl"}},
+            "sources": [
+                {
+                    "name": "aux",
+                    "loader": {"type": "jsonl", "path": "aux.jsonl"},
+                    "corrupt": {"shuffle_responses": True},
+                },
+                {
+                    "name": "rg",
+                    "loader": {"type": "reasoning_gym", "task": "leg_counting", "size": 5},
+                    "seed": 11,
+                },
+            ],
+        }
+    )
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    spec = _spec(tmp_path)
+    out = tmp_path / "out"
+    calls: list[tuple[int, int]] = []
+    summary = run_data_stage(spec, tmp_path, out, progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+    assert summary["counts"] == {
+        "tgt": {"train": 6, "validation": 3, "test": 3},
+        "aux": {"train": 6, "validation": 0, "test": 0},
+        "rg": {"train": 5, "validation": 0, "test": 0},
+    }
+    assert summary["target"] == "tgt" and summary["labels"] is None
+    json.dumps(summary)  # JSON-able
+    assert json.loads((out / "data.json").read_text()) == summary
+    loaded = load_all(out, spec)
+    assert set(loaded) == {"tgt", "aux", "rg"}
+    assert len(loaded["tgt"]["validation"]) == 3
+    assert json.loads(loaded["rg"]["train"]["metadata"][0])["rg_seed"] == 11
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    # same spec, same data
+    again = run_data_stage(spec, tmp_path, out)
+    assert again == summary
+    assert load_split(out, "tgt", "train").to_list() == loaded["tgt"]["train"].to_list()
+
+
+def test_load_split_missing(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="Run the data stage"):
+        load_split(tmp_path, "nope", "train")
+    with pytest.raises(UserError, match="Unknown split"):
+        load_split(tmp_path, "nope", "dev")
+
+
+def test_crash_keeps_previous_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = _spec(tmp_path)
+    out = tmp_path / "out"
+    run_data_stage(spec, tmp_path, out)
+    before = load_split(out, "tgt", "train").to_list()
+    real_save = Dataset.save_to_disk
+
+    def failing_save(self: Dataset, path: str, *args, **kwargs) -> None:
+        real_save(self, path, *args, **kwargs)
+        if path.endswith("validation"):
+            raise RuntimeError("disk full")
+
+    monkeypatch.setattr(Dataset, "save_to_disk", failing_save)
+    spec.project.seed = 99
+    with pytest.raises(RuntimeError):
+        run_data_stage(spec, tmp_path, out)
+    monkeypatch.undo()
+    assert load_split(out, "tgt", "train").to_list() == before
+    assert not [p for p in out.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_classifier_shares_one_vocabulary(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "t.jsonl", [{"text": f"t{i}", "y": ["neg", "pos"][i % 2]} for i in range(8)])
+    write_jsonl(tmp_path / "s.jsonl", [{"text": f"s{i}", "y": ["pos", "neutral"][i % 2]} for i in range(4)])
+    spec = Spec.model_validate(
+        {
+            "model": {"kind": "classifier"},
+            "target": {
+                "name": "t",
+                "loader": {"type": "jsonl", "path": "t.jsonl", "label_field": "y", "prompt_field": "text"},
+            },
+            "sources": [
+                {
+                    "name": "s",
+                    "loader": {
+                        "type": "jsonl",
+                        "path": "s.jsonl",
+                        "label_field": "y",
+                        "prompt_field": "text",
+                    },
+                }
+            ],
+        }
+    )
+    out = tmp_path / "out"
+    summary = run_data_stage(spec, tmp_path, out)
+    assert summary["labels"] == ["neg", "neutral", "pos"] == label_names(out)
+    assert any("'neutral'" in w for w in summary["warnings"])
+    for splits in load_all(out, spec).values():
+        for ds in splits.values():
+            for label, text in zip(ds["label"], ds["label_text"]):
+                assert summary["labels"][label] == text
+
+
+def test_fingerprint_follows_file_content(tmp_path: Path) -> None:
+    spec = _spec(tmp_path)
+    source = spec.sources[0]
+    first = source_fingerprint_inputs(source, tmp_path)
+    assert first == source_fingerprint_inputs(source, tmp_path)
+    assert first["file"]["sha256"] and first["file"]["size"] > 0
+    write_jsonl(tmp_path / "aux.jsonl", qa_rows(6, "y"))
+    assert source_fingerprint_inputs(source, tmp_path) != first
+    (tmp_path / "aux.jsonl").unlink()
+    assert source_fingerprint_inputs(source, tmp_path)["file"]["missing"] is True
+    assert "reasoning_gym" in source_fingerprint_inputs(spec.sources[1], tmp_path)

@@ -1,0 +1,83 @@
+"""Random projections: determinism, memory-budget independence, statistics, errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from subsetctl.errors import UnknownPluginError, UserError
+from subsetctl.gradients.projectors import UNIT_ROWS, GaussianProjector, RademacherProjector, make_projector
+from subsetctl.registry import PROJECTORS
+
+P_ROWS = 3 * UNIT_ROWS + 123  # several units and a ragged last one
+
+
+@pytest.mark.parametrize("cls", [RademacherProjector, GaussianProjector])
+def test_deterministic_and_budget_independent(cls: type) -> None:
+    G = torch.randn(5, P_ROWS, generator=torch.Generator().manual_seed(0))
+    cached = cls(p=P_ROWS, d=24, seed=7)  # fits the default budget: fully cached
+    streamed = cls(p=P_ROWS, d=24, seed=7, memory_budget_mb=0.01)  # regenerates unit by unit
+    assert cached.cached_rows == P_ROWS and streamed.cached_rows == 0
+    a, b = cached.project(G), streamed.project(G)
+    assert torch.equal(a, b)
+    assert torch.equal(a, cached.project(G))  # same again from the cache
+    # a budget that caches a prefix and streams the rest agrees too
+    partial = cls(p=P_ROWS, d=24, seed=7, memory_budget_mb=2 * UNIT_ROWS * 24 * 4 / 2**20 + 1e-6)
+    assert 0 < partial.cached_rows < P_ROWS
+    assert torch.equal(partial.project(G), a)
+    assert torch.equal(cached.matrix(), streamed.rows(0, streamed.n_units))
+    torch.testing.assert_close(a, G @ cached.matrix(), rtol=1e-5, atol=1e-5)
+    other = cls(p=P_ROWS, d=24, seed=8).project(G)
+    assert (other - a).norm() > 0.5 * a.norm()
+
+
+def test_chunks_equal_concatenation() -> None:
+    proj = RademacherProjector(p=P_ROWS, d=16, seed=1, memory_budget_mb=0.01)
+    widths = [100, UNIT_ROWS, 2000, P_ROWS - 100 - UNIT_ROWS - 2000]
+    chunks = [torch.randn(3, w) for w in widths]
+    torch.testing.assert_close(proj.project_chunks(chunks), proj.project(torch.cat(chunks, 1)),
+                               rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError):
+        proj.project_chunks(chunks[:-1])
+
+
+def test_same_across_processes() -> None:
+    code = (
+        "import torch; from subsetctl.gradients.projectors import RademacherProjector as R, GaussianProjector as N;"
+        "print(repr(R(p=3000, d=8, seed=11).matrix().sum().item()), repr(N(p=3000, d=8, seed=11).matrix()[:, 3].sum().item()))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    here = (RademacherProjector(p=3000, d=8, seed=11).matrix().sum().item(),
+            GaussianProjector(p=3000, d=8, seed=11).matrix()[:, 3].sum().item())
+    assert [float(x) for x in out] == list(here)
+
+
+@pytest.mark.parametrize("cls", [RademacherProjector, GaussianProjector])
+def test_entries_have_the_right_distribution(cls: type) -> None:
+    d = 64
+    P = cls(p=4000, d=d, seed=3).matrix()
+    assert P.shape == (4000, d)
+    assert abs(float((P**2).mean()) * d - 1.0) < 0.02  # variance 1/d
+    assert abs(float(P.mean()) * d**0.5) < 0.02
+    if cls is RademacherProjector:
+        assert torch.all(P.abs() == 1 / d**0.5)
+    # columns nearly orthogonal: P^T P ~= (p/d) I, so inner products are preserved on average
+    C = P.T @ P * (d / 4000)
+    assert float((C - torch.eye(d)).abs().max()) < 0.15
+
+
+def test_d_larger_than_p_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="p=10; lower gradients.d"):
+        RademacherProjector(p=10, d=11, seed=0)
+    with pytest.raises(UserError):
+        GaussianProjector(p=10, d=0, seed=0)
+
+
+def test_registry() -> None:
+    assert {"rademacher", "gaussian"} <= set(PROJECTORS.names())
+    assert isinstance(make_projector("gaussian", p=100, d=4, seed=0), GaussianProjector)
+    with pytest.raises(UnknownPluginError):
+        make_projector("sparse", p=100, d=4, seed=0)

@@ -1,0 +1,128 @@
+"""The gradient store: resume, shards and merge, staleness checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from gradfixtures import causal_batch, tiny_llama_lora
+
+from subsetctl.errors import StaleArtifactError
+from subsetctl.gradients.engine import PerExampleGradientEngine, parameter_fingerprint, trainable_parameters
+from subsetctl.gradients.projectors import RademacherProjector
+from subsetctl.gradients.store import (
+    GradientStore,
+    compute_store,
+    create_shard_store,
+    merge_shards,
+    shard_dir,
+    shard_rows,
+)
+
+N, BS, D = 11, 3, 16
+LENGTHS = [5 + (7 * i) % 9 for i in range(N)]
+FILES = ("features.npy", "outputs.npy", "repr.npy", "written.npy")
+
+
+@pytest.fixture(scope="module")
+def setup() -> tuple[PerExampleGradientEngine, dict, list[dict]]:
+    model = tiny_llama_lora()
+    p = sum(t.numel() for _, t in trainable_parameters(model))
+    proj = RademacherProjector(p=p, d=D, seed=4)
+    engine = PerExampleGradientEngine(model, proj)
+    info = {"model": "tiny-llama", "adapter": parameter_fingerprint(model), "projector": "rademacher",
+            "seed": 4, "p": p}
+    rows = [{"source": "s" + str(i % 2), "split": "train", "index": i} for i in range(N)]
+    return engine, info, rows
+
+
+def make_batch(rows: list[int]) -> dict[str, torch.Tensor]:
+    """Every row has fixed tokens (seeded by its global index); rows are padded per batch."""
+    parts = [causal_batch([LENGTHS[r]], seed=100 + r) for r in rows]
+    T = max(LENGTHS[r] for r in rows)
+    out = {}
+    for key in parts[0]:
+        padded = [torch.nn.functional.pad(b[key], (0, T - b[key].shape[1])) for b in parts]
+        out[key] = torch.cat(padded)
+    return out
+
+
+def test_write_reopen_resume(tmp_path: Path, setup) -> None:
+    engine, info, rows = setup
+    full = GradientStore.create(tmp_path / "full", rows, D, 64, info)
+    c = compute_store(engine, make_batch, full, BS)
+    assert (c.computed, c.skipped) == (N, 0) and full.complete
+
+    store = GradientStore.create(tmp_path / "half", rows, D, 64, info)
+    assert store.first_unwritten() == 0 and not store.complete
+    first = engine.compute(make_batch([0, 1, 2]))
+    second = engine.compute(make_batch([3, 4, 5]))
+    store.write([0, 1, 2], first.f, first.x, first.repr)
+    store.write([3, 4, 5], second.f, second.x, second.repr)
+    del store
+    reopened = GradientStore.open(tmp_path / "half")
+    assert reopened.first_unwritten() == 6
+    assert list(reopened.missing_rows()) == list(range(6, N))
+    assert reopened.rows == rows and reopened.info["d"] == D and reopened.info["n_rows"] == N
+    seen: list[tuple[int, int]] = []
+    c = compute_store(engine, make_batch, reopened, BS, progress=lambda a, b: seen.append((a, b)))
+    assert (c.computed, c.skipped) == (N - 6, 6)
+    assert seen[-1] == (N, N)
+    assert reopened.complete and reopened.first_unwritten() is None
+    for name in FILES:
+        assert np.array_equal(np.load(tmp_path / "half" / name), np.load(tmp_path / "full" / name))
+    c = compute_store(engine, make_batch, reopened, BS)
+    assert (c.computed, c.skipped) == (0, N)
+
+
+def test_shards_merge_to_the_unsharded_store(tmp_path: Path, setup) -> None:
+    engine, info, rows = setup
+    full = GradientStore.create(tmp_path / "full", rows, D, 64, info)
+    compute_store(engine, make_batch, full, BS)
+    n_shards = 3
+    for i in range(n_shards):
+        shard = create_shard_store(tmp_path / "shards", rows, D, 64, info, i, n_shards, BS)
+        compute_store(engine, make_batch, shard, BS)
+    paths = [shard_dir(tmp_path / "shards", i, n_shards) for i in range(n_shards)]
+    with pytest.raises(StaleArtifactError, match="cover"):
+        merge_shards(paths[:2], tmp_path / "bad")
+    merged = merge_shards(paths[::-1], tmp_path / "merged")
+    assert merged.complete and merged.rows == rows
+    for name in FILES:
+        assert np.array_equal(np.load(tmp_path / "merged" / name), np.load(tmp_path / "full" / name))
+
+
+def test_merge_refuses_mismatch_and_incomplete(tmp_path: Path, setup) -> None:
+    engine, info, rows = setup
+    a = create_shard_store(tmp_path, rows, D, 0, info, 0, 2, BS)
+    b = create_shard_store(tmp_path, rows, D, 0, info, 1, 2, BS)
+    compute_store(engine, make_batch, a, BS)
+    with pytest.raises(StaleArtifactError, match="incomplete"):
+        merge_shards([a.path, b.path], tmp_path / "m")
+    b = create_shard_store(tmp_path, rows, D, 0, {**info, "seed": 5}, 1, 2, BS)
+    compute_store(engine, make_batch, b, BS)
+    with pytest.raises(StaleArtifactError, match="other settings"):
+        merge_shards([a.path, b.path], tmp_path / "m")
+
+
+def test_shard_rows_tile_batch_aligned() -> None:
+    for n, k, bs in [(11, 3, 3), (100, 7, 8), (5, 4, 2), (0, 2, 4), (9, 1, 4)]:
+        spans = [shard_rows(n, i, k, bs) for i in range(k)]
+        assert [r for s in spans for r in s] == list(range(n))
+        assert all(s.start % bs == 0 for s in spans if len(s))
+    sizes = [len(shard_rows(100, i, 7, 8)) for i in range(7)]
+    assert max(sizes) - min(sizes) <= 8
+
+
+def test_check_info(tmp_path: Path, setup) -> None:
+    _, info, rows = setup
+    store = GradientStore.create(tmp_path / "s", rows, D, 0, info)
+    store.check_info({"model": "tiny-llama", "seed": 4, "d": D})
+    with pytest.raises(StaleArtifactError, match="re-run gradients|Re-run gradients"):
+        store.check_info({"model": "tiny-llama", "adapter": "0000", "d": D})
+    with pytest.raises(StaleArtifactError, match="d: stored 16, expected 32"):
+        store.check_info({"d": 32})
+    with pytest.raises(StaleArtifactError):
+        GradientStore.open(tmp_path / "nothing-here")

@@ -1,0 +1,84 @@
+"""LoRA: defaults per architecture, frozen base, classifier head, save/load/fingerprint."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from subsetctl.errors import UserError
+from subsetctl.modeling.lora import (
+    adapter_fingerprint,
+    apply_lora,
+    count_trainable,
+    load_adapter,
+    load_adapter_weights,
+    save_adapter,
+)
+from subsetctl.modeling.resolve import resolve_model
+
+
+def test_llama_lora_defaults_and_frozen_base(tiny_llama_dir) -> None:
+    model, _, _ = resolve_model(str(tiny_llama_dir), "causal-lm")
+    total = sum(p.numel() for p in model.parameters())
+    peft_model = apply_lora(model, r=4, alpha=8, kind="causal-lm")
+    trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    assert any("q_proj" in n for n in trainable) and any("v_proj" in n for n in trainable)
+    assert not any("k_proj" in n for n in trainable)
+    # 2 layers x 2 modules x (A: r x in + B: out x r); q: 64->64, v: 64->32 (2 kv heads)
+    expected = 2 * ((4 * 64 + 64 * 4) + (4 * 64 + 32 * 4))
+    assert count_trainable(peft_model) == expected
+    base_frozen = [p.requires_grad for n, p in peft_model.named_parameters() if "lora_" not in n]
+    assert not any(base_frozen) and len(base_frozen) > 0
+    assert count_trainable(peft_model) < total
+
+
+def test_bert_classifier_keeps_head_trainable(tiny_bert_dir) -> None:
+    model, _, _ = resolve_model(str(tiny_bert_dir), "classifier", num_labels=2)
+    peft_model = apply_lora(model, r=2, kind="classifier")
+    trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+    assert any("query" in n and "lora_A" in n for n in trainable)
+    assert any("value" in n and "lora_B" in n for n in trainable)
+    assert any("classifier" in n and "modules_to_save" in n for n in trainable)
+
+
+def test_unknown_target_module_is_user_error(tiny_llama_dir) -> None:
+    model, _, _ = resolve_model(str(tiny_llama_dir), "causal-lm")
+    with pytest.raises(UserError, match="c_attn"):
+        apply_lora(model, target_modules=["c_attn"])
+
+
+def test_same_seed_same_init_and_save_load_roundtrip(tiny_llama_dir, tmp_path) -> None:
+    a = apply_lora(resolve_model(str(tiny_llama_dir), "causal-lm")[0], r=4, seed=3)
+    b = apply_lora(resolve_model(str(tiny_llama_dir), "causal-lm")[0], r=4, seed=3)
+    save_adapter(a, tmp_path / "a")
+    save_adapter(b, tmp_path / "b")
+    assert adapter_fingerprint(tmp_path / "a") == adapter_fingerprint(tmp_path / "b")
+
+    with torch.no_grad():  # change the weights: fingerprint must change, reload must match
+        for n, p in a.named_parameters():
+            if "lora_B" in n:
+                p.add_(0.5)
+    save_adapter(a, tmp_path / "a")  # overwrite in place (atomic replace)
+    assert adapter_fingerprint(tmp_path / "a") != adapter_fingerprint(tmp_path / "b")
+
+    loaded = load_adapter(resolve_model(str(tiny_llama_dir), "causal-lm")[0], tmp_path / "a", trainable=False)
+    assert count_trainable(loaded) == 0
+    ref = dict(a.named_parameters())
+    for n, p in loaded.named_parameters():
+        if "lora_" in n:
+            assert torch.equal(p, ref[n])
+
+    trainable = load_adapter(resolve_model(str(tiny_llama_dir), "causal-lm")[0], tmp_path / "a", trainable=True)
+    assert count_trainable(trainable) == count_trainable(a)
+
+    load_adapter_weights(b, tmp_path / "a")  # in place, no reload of the base model
+    for n, p in b.named_parameters():
+        if "lora_" in n:
+            assert torch.equal(p, ref[n])
+
+
+def test_load_adapter_from_non_adapter_folder(tiny_llama_dir, tmp_path) -> None:
+    model, _, _ = resolve_model(str(tiny_llama_dir), "causal-lm")
+    with pytest.raises(UserError, match="adapter_config.json"):
+        load_adapter(model, tmp_path)

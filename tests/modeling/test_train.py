@@ -1,0 +1,185 @@
+"""The LoRA trainer: data order, learning, resume equivalence, best checkpoint, f/loss."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from modelfixtures import causal_rows, classifier_rows
+from safetensors.torch import load_file
+
+from subsetctl.errors import UserError
+from subsetctl.modeling.lora import apply_lora
+from subsetctl.modeling.resolve import resolve_model
+from subsetctl.modeling.train import TrainConfig, batch_order, compute_f, evaluate_loss, train_lora
+
+
+def _llama(folder, seed=0, dropout=0.0):
+    model, tok, _ = resolve_model(str(folder), "causal-lm")
+    return apply_lora(model, r=4, alpha=8, dropout=dropout, seed=seed), tok
+
+
+def _adapter(out_dir):
+    return load_file(str(out_dir / "adapter" / "adapter_model.safetensors"))
+
+
+def test_batch_order_depends_only_on_n_steps_batch_seed() -> None:
+    a = batch_order(10, 7, 4, seed=1)
+    assert a == batch_order(10, 7, 4, seed=1)
+    assert a != batch_order(10, 7, 4, seed=2)
+    assert len(a) == 7 and all(len(b) == 4 for b in a)
+    flat = [i for b in a for i in b]
+    assert sorted(flat[:10]) == list(range(10))  # each pass is a permutation
+    assert sorted(flat[10:20]) == list(range(10))
+    with pytest.raises(UserError):
+        batch_order(0, 3, 2, 0)
+
+
+def test_config_validation_and_epoch_steps() -> None:
+    with pytest.raises(UserError, match="steps"):
+        TrainConfig().validate()
+    with pytest.raises(UserError, match="optimizer"):
+        TrainConfig(steps=2, optimizer="lion").validate()  # type: ignore[arg-type]
+    cfg = TrainConfig(epochs=2, batch_size=4, grad_accum=2)
+    assert cfg.total_steps(20) == 5
+    warm = TrainConfig(steps=10, lr=1.0, warmup=4)
+    assert warm.lr_at(1) == 0.25 and warm.lr_at(4) == 1.0 and warm.lr_at(9) == 1.0
+
+
+@pytest.mark.parametrize("objective", ["ce", "surrogate"])
+def test_training_reduces_loss(tiny_llama_dir, tmp_path, objective) -> None:
+    model, tok = _llama(tiny_llama_dir)
+    rows = causal_rows()
+    before = evaluate_loss(model, tok, rows, "causal-lm", 32, objective=objective)
+    calls = []
+    cfg = TrainConfig(steps=12, batch_size=4, lr=1e-2, objective=objective, max_length=32)
+    result = train_lora(model, tok, rows, cfg, tmp_path, "causal-lm", progress=lambda *a: calls.append(a))
+    after = evaluate_loss(model, tok, rows, "causal-lm", 32, objective=objective)
+    assert after < before - 0.05
+    assert result.steps == 12 and not result.diverged and result.best_step == 12
+    assert [c[0] for c in calls] == list(range(1, 13)) and all(c[1] == 12 for c in calls)
+    assert (tmp_path / "adapter" / "adapter_config.json").is_file()
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step-12"]
+
+
+def _crash_at(step):
+    def progress(s, total, loss, eval_loss):
+        if s == step:
+            raise KeyboardInterrupt("simulated kill")
+
+    return progress
+
+
+@pytest.mark.parametrize("crash_step", [3, 4])
+def test_resume_matches_uninterrupted_run(tiny_llama_dir, tmp_path, crash_step) -> None:
+    rows = causal_rows()
+    # dropout > 0 so the RNG state must be restored too; AdamW state must be restored
+    cfg = TrainConfig(steps=6, batch_size=3, lr=5e-3, max_length=32, checkpoint_every=2, seed=5)
+
+    model, tok = _llama(tiny_llama_dir, dropout=0.1)
+    full = train_lora(model, tok, rows, cfg, tmp_path / "full", "causal-lm")
+
+    model, tok = _llama(tiny_llama_dir, dropout=0.1)
+    with pytest.raises(KeyboardInterrupt):
+        train_lora(model, tok, rows, cfg, tmp_path / "crash", "causal-lm", progress=_crash_at(crash_step))
+    assert not (tmp_path / "crash" / "adapter").exists()
+    model, tok = _llama(tiny_llama_dir, dropout=0.1)  # a fresh process would start like this
+    resumed = train_lora(model, tok, rows, cfg, tmp_path / "crash", "causal-lm")
+    assert resumed.resumed_from == 4 if crash_step == 4 else resumed.resumed_from == 2
+    assert resumed.train_losses == pytest.approx(full.train_losses, abs=1e-6)
+
+    a, b = _adapter(tmp_path / "full"), _adapter(tmp_path / "crash")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0)
+    # lora_B starts at zero and training moved it, so the equality above is not trivial
+    assert any(float(v.abs().max()) > 1e-4 for k, v in a.items() if "lora_B" in k)
+
+
+def test_resume_refuses_other_run_and_finished_run_is_idempotent(tiny_llama_dir, tmp_path) -> None:
+    rows = causal_rows()
+    cfg = TrainConfig(steps=2, batch_size=4, max_length=32)
+    model, tok = _llama(tiny_llama_dir)
+    first = train_lora(model, tok, rows, cfg, tmp_path, "causal-lm")
+    model, tok = _llama(tiny_llama_dir)
+    again = train_lora(model, tok, rows, cfg, tmp_path, "causal-lm")
+    assert again.resumed_from == 2 and again.train_losses == first.train_losses
+    model, tok = _llama(tiny_llama_dir)
+    with pytest.raises(UserError, match="different training run"):
+        train_lora(model, tok, rows[:5], cfg, tmp_path, "causal-lm")
+    model, tok = _llama(tiny_llama_dir)
+    fresh = train_lora(model, tok, rows[:5], cfg, tmp_path, "causal-lm", resume=False)
+    assert fresh.resumed_from == 0
+
+
+def test_best_checkpoint_by_eval_loss(tiny_llama_dir, tmp_path) -> None:
+    rows = causal_rows()
+    train, val = rows[:6], rows[6:]
+    # a large SGD step on the surrogate overshoots: the best validation step is not the last
+    cfg = TrainConfig(steps=8, batch_size=3, lr=3.0, optimizer="sgd", objective="surrogate",
+                      max_length=32, eval_every=1)
+    model, tok = _llama(tiny_llama_dir)
+    seen = []
+    result = train_lora(model, tok, train, cfg, tmp_path, "causal-lm", eval_examples=val,
+                        progress=lambda s, t, l, e: seen.append(e))
+    assert all(e is not None for e in seen)
+    losses = result.eval_losses
+    finite = {k: v for k, v in losses.items() if math.isfinite(v)}
+    assert result.best_step == min(finite, key=finite.get)
+    assert result.best_eval_loss == pytest.approx(finite[result.best_step])
+    kept = sorted(int(p.name[5:]) for p in (tmp_path / "checkpoints").iterdir())
+    assert set(kept) == {result.best_step, max(losses)}
+    # the model and the saved adapter hold the best weights
+    assert evaluate_loss(model, tok, val, "causal-lm", 32) == pytest.approx(result.best_eval_loss, abs=1e-5)
+    state = json.loads((tmp_path / "checkpoints" / f"step-{max(losses)}" / "trainer_state.json").read_text())
+    assert state["best_step"] == result.best_step and state["data_position"] == max(losses) * 3
+
+
+def test_divergence_is_flagged(tiny_llama_dir, tmp_path) -> None:
+    rows = causal_rows()
+    cfg = TrainConfig(steps=5, batch_size=4, max_length=32)
+    model, tok = _llama(tiny_llama_dir)
+
+    def poison(step, total, loss, eval_loss):  # weights blow up after step 2
+        if step == 2:
+            with torch.no_grad():
+                for p in model.parameters():
+                    if p.requires_grad:
+                        p.fill_(float("nan"))
+
+    result = train_lora(model, tok, rows, cfg, tmp_path, "causal-lm", progress=poison)
+    assert result.diverged and result.steps == 2 and len(result.train_losses) == 2
+    saved = _adapter(tmp_path)  # no checkpoint yet: the starting weights, never NaN ones
+    assert all(bool(torch.isfinite(v).all()) for v in saved.values())
+    assert all(float(v.abs().max()) == 0.0 for k, v in saved.items() if "lora_B" in k)
+
+
+def test_compute_f_matches_surrogate_and_single_token_ce(tiny_llama_dir) -> None:
+    model, tok = _llama(tiny_llama_dir)
+    rows = causal_rows()
+    f = compute_f(model, tok, rows, "causal-lm", 32, batch_size=3)
+    f1 = compute_f(model, tok, rows, "causal-lm", 32, batch_size=1)
+    assert f.shape == (8,) and np.allclose(f, f1, atol=1e-5)  # batching/padding does not matter
+    sur = evaluate_loss(model, tok, rows, "causal-lm", 32, objective="surrogate")
+    assert sur == pytest.approx(float(np.mean(np.logaddexp(0, -f))), rel=1e-6)
+    ce = evaluate_loss(model, tok, rows, "causal-lm", 32, objective="ce")
+    assert ce > 0 and ce != pytest.approx(sur)
+
+
+def test_classifier_training_and_f(tiny_bert_dir, tmp_path) -> None:
+    model, tok, _ = resolve_model(str(tiny_bert_dir), "classifier", num_labels=2)
+    model = apply_lora(model, r=4, kind="classifier")
+    rows = classifier_rows()
+    before = evaluate_loss(model, tok, rows, "classifier", 16, objective="ce")
+    # 2 classes: the gold class's log-odds is the logit margin, so softplus(-f) equals CE
+    sur = evaluate_loss(model, tok, rows, "classifier", 16, objective="surrogate")
+    assert sur == pytest.approx(before, rel=1e-5)
+    cfg = TrainConfig(steps=15, batch_size=4, lr=2e-2, max_length=16)
+    train_lora(model, tok, rows, cfg, tmp_path, "classifier")
+    assert evaluate_loss(model, tok, rows, "classifier", 16, objective="ce") < before - 0.05
+    bad = [dict(rows[0], label=-1)]
+    with pytest.raises(UserError, match="label"):
+        compute_f(model, tok, bad, "classifier", 16)

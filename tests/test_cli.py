@@ -1,0 +1,117 @@
+"""The CLI end to end on a JSONL project (data stage only: no model needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from click.testing import CliRunner
+
+from subsetctl.cli import main
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_init_writes_schema_line_and_valid_spec(tmp_path: Path) -> None:
+    result = invoke("init", str(tmp_path / "demo"))
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "demo" / "subsetctl.yaml").read_text()
+    assert text.startswith("# yaml-language-server: $schema=")
+    assert invoke("validate", str(tmp_path / "demo" / "subsetctl.yaml")).exit_code == 0
+    again = invoke("init", str(tmp_path / "demo"))
+    assert again.exit_code == 1 and "already exists" in again.output
+
+
+def test_init_minimal_template_is_valid(tmp_path: Path) -> None:
+    assert invoke("init", str(tmp_path / "m"), "--template", "minimal").exit_code == 0
+    assert (tmp_path / "m" / "target.jsonl").is_file()
+    assert invoke("validate", str(tmp_path / "m")).exit_code == 0
+
+
+def test_validate_reports_file_line_and_key(jsonl_project: Path) -> None:
+    spec = yaml.safe_load((jsonl_project / "subsetctl.yaml").read_text())
+    spec["sources"][1]["loader"]["path"] = "missing.jsonl"
+    spec["gradients"] = {"d": "many"}
+    (jsonl_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    result = invoke("validate", str(jsonl_project / "subsetctl.yaml"), "--format", "json")
+    assert result.exit_code == 1
+    [report] = json.loads(result.output)
+    keys = {e["key"] for e in report["errors"]}
+    assert "gradients.d" in keys
+    assert all(e["line"] for e in report["errors"])
+
+
+def test_validate_reports_missing_file(jsonl_project: Path) -> None:
+    (jsonl_project / "b.jsonl").unlink()
+    result = invoke("validate", str(jsonl_project / "subsetctl.yaml"))
+    assert result.exit_code == 1
+    assert "sources[1].loader.path" in result.output
+
+
+def test_usage_error_exits_2() -> None:
+    assert CliRunner().invoke(main, ["run", "--no-such-option"]).exit_code == 2
+
+
+def test_plan_run_until_data_then_noop_then_change_one_source(jsonl_project: Path) -> None:
+    root = str(jsonl_project)
+    plan = invoke("plan", root, "--format", "json")
+    assert plan.exit_code == 0
+    assert json.loads(plan.output)[0] == {"stage": "data", "state": "never run", "reasons": [], "will_run": True}
+    assert not (jsonl_project / ".subsetctl").exists()  # plan has no side effects
+
+    first = invoke("run", root, "--until", "data", "-q")
+    assert first.exit_code == 0, first.output
+    assert "Ran data" in first.output
+    second = invoke("run", root, "--until", "data", "-q")
+    assert "up to date" in second.output
+
+    result = invoke("plan", root, "sources[0].max_examples=5", "--format", "json")
+    data_status = json.loads(result.output)[0]
+    assert data_status["state"] == "stale"
+    assert "sources[0].max_examples" in data_status["reasons"][0]
+
+    (jsonl_project / "a.jsonl").write_text('{"prompt": "x", "response": "y"}\n' * 12)
+    result = json.loads(invoke("plan", root, "--format", "json").output)[0]
+    assert result["state"] == "stale" and "input files changed" in result["reasons"]
+
+
+def test_run_override_is_recorded(jsonl_project: Path) -> None:
+    result = invoke("run", str(jsonl_project), "--until", "data", "-q", "sources[0].max_examples=4")
+    assert result.exit_code == 0, result.output
+    resolved = json.loads((jsonl_project / ".subsetctl" / "data" / "resolved_spec.json").read_text())
+    assert resolved["sources"][0]["max_examples"] == 4
+
+
+def test_bad_override_is_a_user_error(jsonl_project: Path) -> None:
+    result = invoke("run", str(jsonl_project), "--until", "data", "gradients.d=abc")
+    assert result.exit_code == 1
+    assert "gradients.d" in result.output
+
+
+def test_unknown_stage_and_missing_project(tmp_path: Path, jsonl_project: Path) -> None:
+    result = invoke("run", str(jsonl_project), "--until", "nope")
+    assert result.exit_code == 1 and "Unknown stage" in result.output
+    result = invoke("plan", str(tmp_path / "nothing"))
+    assert result.exit_code == 1 and "subsetctl init" in result.output
+
+
+def test_report_before_run_says_what_to_do(jsonl_project: Path) -> None:
+    result = invoke("report", str(jsonl_project))
+    assert result.exit_code == 1 and "subsetctl run" in result.output
+
+
+def test_ls_lists_every_kind() -> None:
+    result = invoke("ls", "--format", "json")
+    assert result.exit_code == 0
+    data = json.loads(result.output)
+    assert {"loaders", "strategies", "estimators", "projectors", "models"} <= set(data)
+    assert "jsonl" in [r["name"] for r in data["loaders"]]
+    assert all(r["description"] for kind in data.values() for r in kind)
+
+
+def test_schema_command_prints_json() -> None:
+    result = invoke("schema")
+    assert json.loads(result.output)["title"] == "subsetctl spec"

@@ -1,0 +1,83 @@
+"""Project state: lock, manifests, checksums, corruption detection."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from subsetctl.api import plan_project, run_project
+from subsetctl.errors import LockedError
+from subsetctl.project import Project, atomic_write_json, verify_checksums
+from subsetctl.reporter import SilentReporter
+
+
+def test_second_lock_names_holder_pid(tmp_path: Path) -> None:
+    project = Project(tmp_path)
+    code = (
+        "import sys, time; from pathlib import Path; from subsetctl.project import Project\n"
+        f"with Project(Path({str(tmp_path)!r})).lock():\n    print('locked', flush=True); time.sleep(30)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(LockedError, match=str(holder.pid)):
+            with project.lock():
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    messages: list[str] = []
+    with project.lock(notice=messages.append):
+        pass
+    assert messages and "stale lock" in messages[0] and str(holder.pid) in messages[0]
+
+
+def test_checksums_detect_truncation(tmp_path: Path) -> None:
+    project = Project(tmp_path)
+    folder = project.stage_dir("x")
+    folder.mkdir(parents=True)
+    (folder / "a.bin").write_bytes(b"0123456789")
+    project.write_manifest("x", {"fingerprint": "f"})
+    manifest = project.read_manifest("x")
+    assert verify_checksums(folder, manifest["artifacts"]) == []
+    (folder / "a.bin").write_bytes(b"01234")
+    assert verify_checksums(folder, manifest["artifacts"])
+
+
+def test_corrupted_data_artifact_reruns_stage(jsonl_project: Path) -> None:
+    run_project(jsonl_project, until="data")
+    data_dir = jsonl_project / ".subsetctl" / "data"
+    arrow = next(p for p in data_dir.rglob("*.arrow"))
+    arrow.write_bytes(arrow.read_bytes()[:-10])
+    _, _, statuses = plan_project(jsonl_project, until="data")
+    assert statuses[0].state == "corrupt"
+    reporter = SilentReporter()
+    results = run_project(jsonl_project, until="data", reporter=reporter)
+    assert results[0]["action"] == "ran"
+    assert any("checksums" in w for w in reporter.warnings)
+    _, _, statuses = plan_project(jsonl_project, until="data")
+    assert statuses[0].state == "up to date"
+
+
+def test_corrupt_manifest_is_not_trusted(jsonl_project: Path) -> None:
+    run_project(jsonl_project, until="data")
+    (jsonl_project / ".subsetctl" / "data" / "manifest.json").write_text("{not json")
+    _, _, statuses = plan_project(jsonl_project, until="data")
+    assert statuses[0].state == "corrupt"
+
+
+def test_atomic_write_leaves_no_temp_files(tmp_path: Path) -> None:
+    atomic_write_json(tmp_path / "x.json", {"a": 1})
+    assert os.listdir(tmp_path) == ["x.json"]
+
+
+def test_inside_refuses_paths_outside(tmp_path: Path) -> None:
+    from subsetctl.errors import UserError
+
+    project = Project(tmp_path)
+    with pytest.raises(UserError):
+        project.inside(tmp_path / ".." / "elsewhere")

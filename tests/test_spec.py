@@ -1,0 +1,127 @@
+"""The spec schema: defaults, unknown keys, error locations, overrides, schema file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from subsetctl.errors import SpecError
+from subsetctl.spec import (
+    Spec,
+    apply_overrides,
+    json_schema,
+    key_lines,
+    load_spec,
+    parse_key_path,
+    validate_data,
+)
+
+MINIMAL = {
+    "target": {"name": "t", "loader": {"type": "jsonl", "path": "t.jsonl"}},
+    "sources": [{"name": "s", "loader": {"type": "jsonl", "path": "s.jsonl"}}],
+}
+
+
+def test_minimal_spec_gets_defaults() -> None:
+    spec = Spec.model_validate(MINIMAL)
+    assert spec.gradients.d == 128
+    assert spec.executor.backend == "loky"
+    assert spec.model.trust_remote_code is False
+    assert spec.target.split.validation == 0.25
+
+
+def test_unknown_key_names_path_and_line() -> None:
+    text = "target:\n  name: t\n  loader: {type: jsonl, path: t.jsonl}\nsources:\n  - name: s\n    loader:\n      type: jsonl\n      path: s.jsonl\n      colour: red\n"
+    import yaml
+
+    spec, issues = validate_data(yaml.safe_load(text), "x.yaml", text)
+    assert spec is None
+    assert [i.key for i in issues] == ["sources[0].loader.colour"]
+    assert issues[0].line == 9
+    assert "unknown key" in issues[0].message
+
+
+@pytest.mark.parametrize(
+    "mutate, key",
+    [
+        (lambda d: d["sources"].append(dict(d["sources"][0])), "(top level)"),
+        (lambda d: d["sources"].append({"name": "t", "loader": {"type": "jsonl", "path": "x"}}), "(top level)"),
+        (lambda d: d.update(gradients={"d": -3}), "gradients.d"),
+        (lambda d: d.update(calibrate={"lambda_grid": [1.0, 0.0]}), "calibrate.lambda_grid"),
+        (lambda d: d["target"].update(split={"train": 0.9, "validation": 0.5}), "target.split"),
+    ],
+)
+def test_invalid_values_are_reported(mutate, key) -> None:
+    import copy
+
+    data = copy.deepcopy(MINIMAL)
+    mutate(data)
+    spec, issues = validate_data(data, "x.yaml")
+    assert spec is None
+    assert key in [i.key for i in issues]
+
+
+def test_duplicate_and_target_names_messages() -> None:
+    import copy
+
+    data = copy.deepcopy(MINIMAL)
+    data["sources"].append({"name": "s", "loader": {"type": "jsonl", "path": "y"}})
+    _, issues = validate_data(data, "x.yaml")
+    assert "duplicate source name 's'" in issues[0].message
+    data = copy.deepcopy(MINIMAL)
+    data["sources"][0]["name"] = "t"
+    _, issues = validate_data(data, "x.yaml")
+    assert "target" in issues[0].message
+
+
+def test_overrides_with_indices_are_type_checked(tmp_path: Path) -> None:
+    assert parse_key_path("sources[0].max_examples") == ["sources", 0, "max_examples"]
+    data = apply_overrides(MINIMAL, ["sources[0].max_examples=50", "gradients.d=256"])
+    spec = Spec.model_validate(data)
+    assert spec.sources[0].max_examples == 50 and spec.gradients.d == 256
+    assert "max_examples" not in MINIMAL["sources"][0]  # the input is not mutated
+    bad = apply_overrides(MINIMAL, ["gradients.d=lots"])
+    _, issues = validate_data(bad, "x")
+    assert issues[0].key == "gradients.d"
+    with pytest.raises(SpecError):
+        apply_overrides(MINIMAL, ["sources[5].name=x"])
+    with pytest.raises(SpecError):
+        apply_overrides(MINIMAL, ["no-equals-sign"])
+
+
+def test_load_spec_errors(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="no such spec file"):
+        load_spec(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("target: [unclosed\n", encoding="utf-8")
+    with pytest.raises(SpecError, match="malformed YAML"):
+        load_spec(bad)
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(SpecError, match="UTF-8"):
+        load_spec(binary)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("42\n", encoding="utf-8")
+    with pytest.raises(SpecError, match="mapping"):
+        load_spec(scalar)
+
+
+def test_yaml_tags_are_refused(tmp_path: Path) -> None:
+    evil = tmp_path / "evil.yaml"
+    evil.write_text("!!python/object/apply:os.system ['echo hacked']\n", encoding="utf-8")
+    with pytest.raises(SpecError):
+        load_spec(evil)
+
+
+def test_key_lines_maps_nested_paths() -> None:
+    lines = key_lines("a:\n  b:\n    - x: 1\n    - y: 2\n")
+    assert lines[("a", "b", 1, "y")] == 4
+
+
+def test_schema_file_is_in_sync() -> None:
+    """specs/subsetctl.schema.json must equal `subsetctl schema` (regenerate with
+    `subsetctl schema > specs/subsetctl.schema.json`)."""
+    path = Path(__file__).resolve().parents[1] / "specs" / "subsetctl.schema.json"
+    assert json.loads(path.read_text()) == json_schema()
