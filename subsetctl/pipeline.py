@@ -265,6 +265,9 @@ class Pipeline:
                     if fp is None:
                         fp, inputs = self._current(stage, digests)
                     manifest = self._run_stage(stage, fp, inputs, options or {}, on_stage)
+                    if manifest is None:
+                        results.append({"stage": stage.name, "action": "partial", "seconds": 0.0})
+                        break
                     digests[stage.name] = manifest["output_digest"]
                     results.append({"stage": stage.name, "action": "ran", "seconds": manifest["seconds"]})
                 if until is not None and stage.name == until:
@@ -278,7 +281,7 @@ class Pipeline:
         inputs: dict[str, Any],
         options: dict[str, Any],
         on_stage: Callable[[str, str], None] | None,
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | None:
         out_dir = self.project.stage_dir(stage.name)
         work_marker = out_dir / "work.json"
         if work_marker.is_file():
@@ -298,6 +301,8 @@ class Pipeline:
         ctx = StageContext(self.spec, self.project, self.reporter, out_dir, options)
         summary = stage.run(ctx)
         seconds = time.perf_counter() - start
+        if summary.get("incomplete"):
+            return None  # e.g. one shard of the gradients: nothing to commit yet
         atomic_write_json(out_dir / "resolved_spec.json", self.spec.model_dump(mode="json"))
         from subsetctl.project import artifact_checksums
 

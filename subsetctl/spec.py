@@ -302,8 +302,11 @@ class SearchSpec(StrictModel):
 
 class FinetuneSpec(TrainSpec):
     enabled: bool = Field(True, description="Fine-tune the base model on each selection.")
-    baselines: list[str] = Field(
+    baselines: list[Literal["all", "target_only"]] = Field(
         ["all", "target_only"], description="Baseline selections fine-tuned with the same budget."
+    )
+    seeds: int = Field(
+        1, ge=1, le=100, description="Fine-tune each selection with this many seeds (mean ± std)."
     )
 
 

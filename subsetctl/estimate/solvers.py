@@ -512,7 +512,7 @@ class ExactEstimator(SubsetEstimator):
 
     # -- driver ---------------------------------------------------------------------
 
-    def _solve_chunk(self, ext: np.ndarray) -> EstimateBatch:
+    def _solve_chunk(self, ext: np.ndarray) -> tuple[np.ndarray, EstimateBatch]:
         m = ext.shape[0]
         w, ok, n, _, hess, f0 = self.fast.solve_extended(ext)
         w = np.where(ok[:, None], w, 0.0)
@@ -572,24 +572,29 @@ class ExactEstimator(SubsetEstimator):
                 pending = pending[~acc]
             stalled[todo[pending]] = True
         converged = np.linalg.norm(g, axis=1) <= self.tol
-        return EstimateBatch(
+        return w, EstimateBatch(
             loss=_val_loss(self.fast.val_x, self.fast.val_f, w),
             w_norm=np.linalg.norm(w, axis=1),
             iterations=iters,
             converged=converged,
         )
 
-    def estimate(self, masks: np.ndarray) -> EstimateBatch:
+    def solve(self, masks: np.ndarray) -> tuple[np.ndarray, EstimateBatch]:
+        """The solutions ``w_S`` (m, d) of the masks and their :class:`EstimateBatch`."""
         ext = extend_masks(masks, len(self.sources))
         if ext.shape[0] == 0:
-            return _empty_batch()
-        parts = [
+            return np.zeros((0, self.fast.stats.d)), _empty_batch()
+        solved = [
             self._solve_chunk(ext[i : i + self.chunk_size])
             for i in range(0, ext.shape[0], self.chunk_size)
         ]
-        return EstimateBatch(
+        parts = [b for _, b in solved]
+        return np.concatenate([w for w, _ in solved]), EstimateBatch(
             loss=np.concatenate([p.loss for p in parts]),
             w_norm=np.concatenate([p.w_norm for p in parts]),
             iterations=np.concatenate([p.iterations for p in parts]),
             converged=np.concatenate([p.converged for p in parts]),
         )
+
+    def estimate(self, masks: np.ndarray) -> EstimateBatch:
+        return self.solve(masks)[1]

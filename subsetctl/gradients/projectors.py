@@ -9,9 +9,10 @@ index and d, never on the memory budget or on how a gradient is split into chunk
 are identical across calls and processes.
 
 Memory: when the whole of P fits in ``memory_budget_mb`` it is generated once and kept
-(fast path). Otherwise half of the budget caches a prefix of P and a
-quarter is the working block that the remaining rows stream through, so the projector's
-own memory stays within the budget (at least one unit is always used, so budgets below
+(fast path). Otherwise half of the budget caches a prefix of P and a quarter is the
+working block that the remaining units stream through (plus the generator's scratch,
+a quarter of the block for Rademacher), so the projector's own memory stays within the
+budget (at least one unit is always used, so budgets below
 one unit, ``UNIT_ROWS * d * 4`` bytes, are rounded up to that).
 """
 
@@ -24,6 +25,7 @@ from abc import ABC, abstractmethod
 from typing import Any, Sequence
 
 import torch
+import torch.nn.functional as F
 
 from subsetctl.errors import UserError
 from subsetctl.registry import PROJECTORS
@@ -76,7 +78,7 @@ class Projector(ABC):
         self.n_units = math.ceil(self.p / UNIT_ROWS)
         budget = self.memory_budget_mb * 2**20
         unit_bytes = UNIT_ROWS * self.d * _BYTES
-        if self.p * self.d * _BYTES <= budget:
+        if self.n_units * unit_bytes <= budget:
             self.cached_units = self.n_units
             self.working_units = 0
         else:
@@ -86,21 +88,22 @@ class Projector(ABC):
 
     # ----------------------------------------------------------------- generation
     @abstractmethod
-    def _fill_unit(self, out: torch.Tensor, generator: torch.Generator) -> None:
-        """Fill ``out`` (rows x d, contiguous float32) with one unit's scaled entries."""
+    def _generate(self, start_unit: int, stop_unit: int, generator: torch.Generator) -> torch.Tensor:
+        """Units ``[start_unit, stop_unit)`` of P as a (k, UNIT_ROWS, d) float32 tensor.
+
+        Unit u must come from ``generator.manual_seed(unit_seed(self.seed, u))`` alone, so
+        that it does not depend on which other units are generated with it. Rows past p
+        (in the last unit) may hold anything: they only ever meet zero gradient entries.
+        """
+
+    def units(self, start_unit: int, stop_unit: int) -> torch.Tensor:
+        """Generate units ``[start_unit, stop_unit)`` of P, (k, UNIT_ROWS, d), no caching."""
+        return self._generate(start_unit, stop_unit, torch.Generator(device="cpu"))
 
     def rows(self, start_unit: int, stop_unit: int) -> torch.Tensor:
-        """Generate rows of P for units ``[start_unit, stop_unit)`` (no caching)."""
-        lo = start_unit * UNIT_ROWS
+        """Rows of P for units ``[start_unit, stop_unit)``, (rows, d), trimmed at p."""
         hi = min(self.p, stop_unit * UNIT_ROWS)
-        block = torch.empty((hi - lo, self.d), dtype=torch.float32)
-        gen = torch.Generator(device="cpu")
-        for u in range(start_unit, stop_unit):
-            a = u * UNIT_ROWS - lo
-            b = min(hi, (u + 1) * UNIT_ROWS) - lo
-            gen.manual_seed(unit_seed(self.seed, u))
-            self._fill_unit(block[a:b], gen)
-        return block
+        return self.units(start_unit, stop_unit).view(-1, self.d)[: hi - start_unit * UNIT_ROWS]
 
     def matrix(self) -> torch.Tensor:
         """The whole of P (p x d). Only for small p (tests, debugging): ignores the budget."""
@@ -113,7 +116,7 @@ class Projector(ABC):
 
     def _cached(self) -> torch.Tensor:
         if self._cache is None:
-            self._cache = self.rows(0, self.cached_units)
+            self._cache = self.units(0, self.cached_units)
         return self._cache
 
     # ----------------------------------------------------------------- projection
@@ -129,40 +132,54 @@ class Projector(ABC):
         ``chunks[k]`` is (B, n_k) and covers rows ``[o_k, o_k + n_k)`` of P with
         ``o_k = n_0 + ... + n_{k-1}``; the widths must add up to p. Typically one chunk
         per parameter tensor, flattened, in the engine's fixed parameter order.
+
+        Each unit's product ``G[:, unit] @ P[unit]`` is one entry of a batched matmul over
+        the units of a block and the products are summed in unit order. Results are the
+        same bit for bit for the same p, d, seed and budget; across budgets P is identical
+        and only the BLAS kernel's rounding may differ (about 1e-7 relative).
         """
         if not chunks:
             raise ValueError("project_chunks needs at least one chunk")
         widths = [int(c.shape[1]) for c in chunks]
         if sum(widths) != self.p:
             raise ValueError(f"chunks cover {sum(widths)} coordinates but the projector has p={self.p}")
-        batch = int(chunks[0].shape[0])
-        out = torch.zeros((batch, self.d), dtype=torch.float32)
         offsets = [0]
         for w in widths:
             offsets.append(offsets[-1] + w)
-
-        def accumulate(lo: int, P_rows: torch.Tensor) -> None:
-            # One addmm per (unit, chunk) overlap, whatever the block size: the summation
-            # order, hence the result bit for bit, does not depend on the memory budget.
-            hi = lo + P_rows.shape[0]
-            for ulo in range(lo, hi, UNIT_ROWS):
-                uhi = min(hi, ulo + UNIT_ROWS)
-                k = bisect.bisect_right(offsets, ulo) - 1
-                while k < len(chunks) and offsets[k] < uhi:
-                    a, b = max(ulo, offsets[k]), min(uhi, offsets[k + 1])
-                    if a < b:
-                        piece = chunks[k][:, a - offsets[k] : b - offsets[k]].to(torch.float32)
-                        out.addmm_(piece, P_rows[a - lo : b - lo])
-                    k += 1
-
+        out = torch.zeros((int(chunks[0].shape[0]), self.d), dtype=torch.float32)
         if self.cached_units:
-            accumulate(0, self._cached())
+            self._accumulate(out, self._gather(chunks, offsets, 0, self.cached_units), self._cached())
+        gen = torch.Generator(device="cpu")
         unit = self.cached_units
         while unit < self.n_units:
             stop = min(self.n_units, unit + self.working_units)
-            accumulate(unit * UNIT_ROWS, self.rows(unit, stop))
+            block = self._generate(unit, stop, gen)
+            self._accumulate(out, self._gather(chunks, offsets, unit, stop), block)
+            del block
             unit = stop
         return out
+
+    @staticmethod
+    def _gather(chunks: Sequence[torch.Tensor], offsets: list[int], start_unit: int, stop_unit: int) -> torch.Tensor:
+        """The gradient columns of units ``[start_unit, stop_unit)`` as one (B, k * UNIT_ROWS)
+        float32 matrix, zero past p."""
+        lo, hi = start_unit * UNIT_ROWS, stop_unit * UNIT_ROWS
+        G = torch.zeros((int(chunks[0].shape[0]), hi - lo), dtype=torch.float32)
+        k = bisect.bisect_right(offsets, lo) - 1
+        while k < len(chunks) and offsets[k] < hi:
+            a, b = max(lo, offsets[k]), min(hi, offsets[k + 1])
+            if a < b:
+                G[:, a - lo : b - lo] = chunks[k][:, a - offsets[k] : b - offsets[k]]
+            k += 1
+        return G
+
+    @staticmethod
+    def _accumulate(out: torch.Tensor, G: torch.Tensor, P_units: torch.Tensor) -> None:
+        """``out += G @ P`` as a batched matmul over units, summed in unit order."""
+        k = P_units.shape[0]
+        per_unit = torch.bmm(G.view(G.shape[0], k, UNIT_ROWS).transpose(0, 1), P_units)
+        for i in range(k):
+            out += per_unit[i]
 
     def describe(self) -> dict[str, Any]:
         """What determines P: recorded in the gradient store's info and checked on reuse."""
@@ -171,7 +188,8 @@ class Projector(ABC):
 
 @PROJECTORS.register("rademacher", "Random signs +-1/sqrt(d), regenerated block by block from the seed.")
 class RademacherProjector(Projector):
-    """Random signs +-1/sqrt(d): 64 signs per generated random word, so cheap to regenerate."""
+    """Random signs +-1/sqrt(d): one random byte gives 8 signs (a table lookup), so cheap
+    to regenerate."""
 
     name = "rademacher"
 
@@ -181,16 +199,14 @@ class RademacherProjector(Projector):
         table = ((torch.arange(256).unsqueeze(1) >> bits) & 1).to(torch.float32)
         self._table = (table * 2.0 - 1.0) * self.scale  # byte value -> its 8 signs
 
-    def _fill_unit(self, out: torch.Tensor, generator: torch.Generator) -> None:
-        n = out.numel()
-        words = torch.randint(
-            -(2**63), 2**63 - 1, (math.ceil(n / 64),), dtype=torch.int64, generator=generator
-        )
-        byte_idx = words.view(torch.uint8)[: math.ceil(n / 8)].long()
-        if n % 8 == 0:
-            torch.index_select(self._table, 0, byte_idx, out=out.view(-1, 8))
-        else:
-            out.view(-1).copy_(self._table[byte_idx].view(-1)[:n])
+    def _generate(self, start_unit: int, stop_unit: int, generator: torch.Generator) -> torch.Tensor:
+        per_unit = UNIT_ROWS * self.d // 8  # random bytes per unit, 8 signs each
+        k = stop_unit - start_unit
+        idx = torch.empty(k * per_unit, dtype=torch.int64)
+        for i in range(k):
+            generator.manual_seed(unit_seed(self.seed, start_unit + i))
+            torch.randint(0, 256, (per_unit,), generator=generator, out=idx[i * per_unit : (i + 1) * per_unit])
+        return F.embedding(idx, self._table).view(k, UNIT_ROWS, self.d)
 
 
 @PROJECTORS.register("gaussian", "Standard normal entries scaled 1/sqrt(d), regenerated from the seed.")
@@ -199,8 +215,12 @@ class GaussianProjector(Projector):
 
     name = "gaussian"
 
-    def _fill_unit(self, out: torch.Tensor, generator: torch.Generator) -> None:
-        out.normal_(0.0, self.scale, generator=generator)
+    def _generate(self, start_unit: int, stop_unit: int, generator: torch.Generator) -> torch.Tensor:
+        block = torch.empty((stop_unit - start_unit, UNIT_ROWS, self.d), dtype=torch.float32)
+        for i in range(stop_unit - start_unit):
+            generator.manual_seed(unit_seed(self.seed, start_unit + i))
+            block[i].normal_(0.0, self.scale, generator=generator)
+        return block
 
 
 def make_projector(name: str, p: int, d: int, seed: int, memory_budget_mb: float = 64) -> Projector:

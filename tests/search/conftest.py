@@ -24,11 +24,18 @@ from scipy.special import expit
 from subsetctl.estimate.base import EstimateBatch, FeatureSet, SubsetEstimator
 
 HELPFUL = ["help1", "help2", "help3"]
-HARMFUL = ["flip1", "flip2", "huge"]
+HARMFUL = ["flip1", "flip2", "flip3"]
 NEUTRAL = ["noise1", "noise2"]
+#: the planted store's sources, interleaved so that no strategy profits from order
+SOURCES = ["help1", "flip1", "noise1", "help2", "flip2", "help3", "noise2", "flip3"]
+#: the store where gradient similarity is fooled by FOOLER
+FOOLED_SOURCES = ["help1", "huge", "help2", "noise1"]
 FOOLER = "huge"
-SOURCES = ["help1", "flip1", "noise1", "help2", "huge", "flip2", "help3", "noise2"]
 LAM = 1e-2
+D = 24
+N_BLOCKS = 3
+OFF_BLOCK = 0.1
+W_NORM = 2.0
 
 
 def _rows(
@@ -36,12 +43,16 @@ def _rows(
     n: int,
     w: np.ndarray,
     theta0: np.ndarray,
+    scale: np.ndarray | None = None,
     label_noise: float = 0.0,
     flip: bool = False,
     f_shift: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(x, f) rows of a logistic model: x = y z, f = y z^T theta0 + f_shift."""
+    """(x, f) rows of a logistic model: inputs z (per-coordinate ``scale``), labels
+    y = sign(z^T w) with ``label_noise``, x = y z, f = y z^T theta0 + f_shift."""
     z = rng.standard_normal((n, w.shape[0]))
+    if scale is not None:
+        z = z * scale
     y = np.sign(z @ w)
     y[y == 0] = 1.0
     y[rng.random(n) < label_noise] *= -1
@@ -51,32 +62,46 @@ def _rows(
     return x, x @ theta0 + f_shift
 
 
-def make_planted_features(seed: int = 0, d: int = 20) -> FeatureSet:
-    """The synthetic store described in the module docstring."""
+def make_store(sources: list[str], seed: int = 0) -> FeatureSet:
+    """A synthetic store whose source kinds are given by their names.
+
+    ``helpK`` (K = 1..3) has inputs concentrated on the K-th third of the coordinates,
+    labelled by the target's direction ``w_true``: each teaches a different part of
+    ``w_true``, so their benefits add up instead of saturating. ``flipK`` is the target's
+    kind of data with flipped labels. ``noiseK`` is labelled by a direction orthogonal to
+    ``w_true``. ``huge`` has many clean rows labelled along the target's mean training
+    gradient (cosine near 1) whose outputs f are very low, so the fit overshoots.
+    """
     rng = np.random.default_rng(seed)
-    w_true = rng.standard_normal(d)
-    w_true /= np.linalg.norm(w_true)
-    w_perp = rng.standard_normal(d)
-    w_perp -= (w_perp @ w_true) * w_true
-    w_perp /= np.linalg.norm(w_perp)
-    theta0 = 0.3 * w_true
-    t_x, t_f = _rows(rng, 16, w_true, theta0, label_noise=0.1)
+    w_true = rng.standard_normal(D)
+    w_true *= W_NORM / np.linalg.norm(w_true)
+    w_perp = rng.standard_normal(D)
+    w_perp -= (w_perp @ w_true) / (w_true @ w_true) * w_true
+    theta0 = 0.1 * w_true
+    t_x, t_f = _rows(rng, 12, w_true, theta0, label_noise=0.1)
     v_x, v_f = _rows(rng, 400, w_true, theta0, label_noise=0.1)
+    u = t_x.mean(axis=0)
     xs, fs = [], []
-    for name in SOURCES:
-        if name.startswith("help"):
-            x, f = _rows(rng, 40, w_true, theta0, label_noise=0.1)
-        elif name.startswith("flip"):
-            x, f = _rows(rng, 40, w_true, theta0, label_noise=0.1, flip=True)
-        elif name == "huge":
-            x, f = _rows(rng, 400, w_true, theta0, f_shift=-8.0)
-        else:
+    for name in sources:
+        kind, index = name.rstrip("0123456789"), int(name[-1]) if name[-1].isdigit() else 1
+        if kind == "help":
+            scale = np.full(D, OFF_BLOCK)
+            block = D // N_BLOCKS
+            scale[(index - 1) * block : index * block] = 1.0
+            x, f = _rows(rng, 80, w_true, theta0, scale=scale, label_noise=0.05)
+        elif kind == "flip":
+            x, f = _rows(rng, 60, w_true, theta0, label_noise=0.1, flip=True)
+        elif kind == "noise":
             x, f = _rows(rng, 40, w_perp, theta0)
+        elif kind == "huge":
+            x, f = _rows(rng, 200, u, theta0, f_shift=-8.0)
+        else:
+            raise ValueError(f"unknown source kind in {name!r}")
         xs.append(x)
         fs.append(f)
     return FeatureSet(
         target="target",
-        sources=list(SOURCES),
+        sources=list(sources),
         target_train_x=t_x,
         target_train_f=t_f,
         source_train_x=xs,
@@ -84,6 +109,11 @@ def make_planted_features(seed: int = 0, d: int = 20) -> FeatureSet:
         val_x=v_x,
         val_f=v_f,
     )
+
+
+def make_planted_features(seed: int = 0) -> FeatureSet:
+    """The main planted store (helpful, harmful and neutral sources)."""
+    return make_store(SOURCES, seed)
 
 
 def _softplus(z: np.ndarray) -> np.ndarray:

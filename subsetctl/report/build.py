@@ -1,0 +1,47 @@
+"""Gather every stage's results into one JSON-able report (report.json)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from subsetctl.project import Project
+
+
+def _read(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def build_report(project: Project) -> dict[str, Any]:
+    """The report's content from the stage artifacts (nothing is recomputed)."""
+    state = project.state_dir
+    report: dict[str, Any] = {"project": project.root.name, "stages": {}}
+    for stage in ("data", "meta_init", "gradients", "verify", "calibrate", "search", "finetune", "evaluate"):
+        manifest = project.read_manifest(stage)
+        if manifest and not manifest.get("corrupt"):
+            report["stages"][stage] = {"seconds": manifest.get("seconds"), "summary": manifest.get("summary")}
+    selections = _read(state / "search" / "selections.json")
+    if selections:
+        report["sources"] = selections["sources"]
+        report["final"] = selections["final"]
+        report["strategies"] = {
+            label: {
+                "strategy": r["strategy"], "selected": r["selected"], "scores": r["scores"],
+                "estimated_loss_raw": r.get("estimated_loss_raw"),
+                "estimated_loss_calibrated": r.get("estimated_loss_calibrated"),
+                "n_evaluated": len(r.get("trace", [])), "notices": r.get("notices", []),
+                "diagnostics": r.get("diagnostics", {}),
+            }
+            for label, r in selections["strategies"].items()
+        }
+        report["baselines"] = selections["baselines"]
+        report["calibration"] = selections["calibration"]
+    calibrate = _read(state / "calibrate" / "calibration.json")
+    if calibrate and calibrate.get("kinds"):
+        report["verify"] = calibrate["kinds"]
+    metrics = _read(state / "evaluate" / "metrics.json")
+    if metrics:
+        report["test_metrics"] = metrics["metrics"]
+        report["test_warnings"] = metrics.get("warnings", [])
+    return report

@@ -1,0 +1,55 @@
+"""report.md: the same content as the terminal report, as Markdown with plots."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
+    lines = [f"# subsetctl report: {report['project']}", ""]
+    if "strategies" in report:
+        cal = report.get("calibration", {})
+        state = "calibrated" if cal.get("enabled") else "raw (uncalibrated)"
+        lines += [f"Final pick: **{report['final']}**. Estimates are {state}; lambda = {_fmt(cal.get('lam'))}.", ""]
+        lines += ["## Selections", "", "| strategy | selected sources | est. loss (raw) | est. loss (calibrated) |", "|---|---|---|---|"]
+        for label, r in report["strategies"].items():
+            lines.append(f"| {label} | {', '.join(r['selected']) or '(none)'} | {_fmt(r['estimated_loss_raw'])} | {_fmt(r['estimated_loss_calibrated'])} |")
+        for label, r in report.get("baselines", {}).items():
+            lines.append(f"| {label} (baseline) | {len(r['selected'])} sources | {_fmt(r['estimated_loss_raw'])} | {_fmt(r['estimated_loss_calibrated'])} |")
+        lines.append("")
+        scored = {k: v for k, v in report["strategies"].items() if v["scores"]}
+        if scored:
+            lines += ["## Per-source scores (higher = more helpful)", "", "| source | " + " | ".join(scored) + " |",
+                      "|---|" + "---|" * len(scored)]
+            for s in report["sources"]:
+                lines.append(f"| {s} | " + " | ".join(_fmt(v["scores"].get(s)) + (" ✓" if s in v["selected"] else "") for v in scored.values()) + " |")
+            lines.append("")
+    if report.get("verify"):
+        lines += ["## Estimated vs. true (verify)", "", "| fine-tune | lambda | Spearman (raw) | LOO median rel. error (calibrated) | k |", "|---|---|---|---|---|"]
+        for kind, v in report["verify"].items():
+            c = v["calibration"]
+            lines.append(f"| {kind} | {_fmt(c['lam'])} | {_fmt(c['spearman'], 3)} | {_fmt(c['loo_median_rel_err'], 3)} | {len(v['subsets'])} |")
+        lines.append("")
+    if report.get("test_metrics"):
+        lines += ["## Test metrics", "", "| selection | metric | score | test loss | seeds |", "|---|---|---|---|---|"]
+        for label, m in report["test_metrics"].items():
+            score = _fmt(m["score_mean"], 3) + (f" ± {m['score_std']:.3f}" if m.get("score_std") else "")
+            lines.append(f"| {label} | {m['metric']} | {score} | {_fmt(m['loss_mean'], 4)} | {m['seeds']} |")
+        for w in report.get("test_warnings", []):
+            lines.append(f"\n> {w}")
+        lines.append("")
+    lines += ["## Time per stage", "", "| stage | seconds |", "|---|---|"]
+    for stage, info in report["stages"].items():
+        lines.append(f"| {stage} | {_fmt(info['seconds'], 4)} |")
+    lines.append("")
+    for title, rel in plots.items():
+        lines += [f"![{title}]({rel})", ""]
+    return "\n".join(lines)

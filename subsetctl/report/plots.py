@@ -1,0 +1,83 @@
+"""PNG plots referenced from report.md (matplotlib, headless Agg backend)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def source_scores(report: dict[str, Any], path: Path) -> Path | None:
+    """Bar chart of per-source scores (higher = more helpful) for each scoring strategy."""
+    scored = {k: v for k, v in report.get("strategies", {}).items() if v.get("scores")}
+    if not scored:
+        return None
+    plt = _plt()
+    sources = report["sources"]
+    fig, axes = plt.subplots(len(scored), 1, figsize=(8, 2.6 * len(scored)), squeeze=False)
+    for ax, (label, r) in zip(axes[:, 0], scored.items()):
+        values = [r["scores"].get(s) or 0.0 for s in sources]
+        colors = ["tab:green" if s in r["selected"] else "tab:gray" for s in sources]
+        ax.bar(range(len(sources)), values, color=colors)
+        ax.axhline(0, color="black", linewidth=0.6)
+        ax.set_xticks(range(len(sources)), sources, rotation=40, ha="right", fontsize=8)
+        ax.set_title(f"{label}: per-source score (green = selected)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def estimated_vs_true(report: dict[str, Any], path: Path) -> Path | None:
+    """Scatter of estimated vs. true loss per verify subset, raw and calibrated, per kind."""
+    verify = report.get("verify")
+    if not verify:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(verify), figsize=(5 * len(verify), 4.4), squeeze=False)
+    for ax, (kind, v) in zip(axes[0], verify.items()):
+        pairs = [(t, r, c) for t, r, c in zip(v["true"], v["raw"], v["calibrated"]) if t is not None]
+        if not pairs:
+            continue
+        t, r, c = zip(*pairs)
+        ax.scatter(t, r, label="raw", marker="o", alpha=0.7)
+        ax.scatter(t, c, label="calibrated", marker="x")
+        lo, hi = min(min(t), min(r), min(c)), max(max(t), max(r), max(c))
+        ax.plot([lo, hi], [lo, hi], color="black", linewidth=0.8, label="y = x")
+        cal = v["calibration"]
+        ax.set_title(f"{kind} fine-tune (lambda={cal['lam']:g}, Spearman={cal['spearman'] or float('nan'):.2f})", fontsize=9)
+        ax.set_xlabel("true target validation loss")
+        ax.set_ylabel("estimated")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def test_metric(report: dict[str, Any], path: Path) -> Path | None:
+    """Test metric of each strategy and baseline."""
+    metrics = report.get("test_metrics")
+    if not metrics:
+        return None
+    plt = _plt()
+    labels = list(metrics)
+    means = [metrics[k]["score_mean"] for k in labels]
+    stds = [metrics[k]["score_std"] or 0.0 for k in labels]
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(labels)), 3.6))
+    ax.bar(labels, means, yerr=stds, color=["tab:blue" if k not in ("all", "target_only") else "tab:gray" for k in labels])
+    ax.set_ylabel(f"test {metrics[labels[0]]['metric']}")
+    ax.set_title("test metric by selection", fontsize=9)
+    plt.setp(ax.get_xticklabels(), rotation=30, ha="right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

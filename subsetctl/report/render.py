@@ -1,0 +1,50 @@
+"""The rich terminal report, from report.json's content."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _f(v: Any, digits: int = 4) -> str:
+    return "–" if v is None else (f"{v:.{digits}g}" if isinstance(v, float) else str(v))
+
+
+def render_full_report(report: dict[str, Any], console: Any) -> None:
+    from rich.table import Table
+
+    if "strategies" in report:
+        cal = report.get("calibration", {})
+        table = Table(title=f"selections (final: {report['final']}; lambda={_f(cal.get('lam'))}, "
+                            f"{'calibrated' if cal.get('enabled') else 'raw estimates'})", title_justify="left")
+        for col in ("strategy", "selected", "est. loss raw", "est. loss cal."):
+            table.add_column(col)
+        for label, r in report["strategies"].items():
+            table.add_row(label, ", ".join(r["selected"]) or "(none)", _f(r["estimated_loss_raw"]), _f(r["estimated_loss_calibrated"]))
+        for label, r in report.get("baselines", {}).items():
+            table.add_row(f"[dim]{label}[/dim]", f"[dim]{len(r['selected'])} sources[/dim]", _f(r["estimated_loss_raw"]), _f(r["estimated_loss_calibrated"]))
+        console.print(table)
+        scored = {k: v for k, v in report["strategies"].items() if v["scores"]}
+        if scored:
+            t = Table(title="per-source scores (higher = more helpful; ✓ selected)", title_justify="left")
+            t.add_column("source")
+            for k in scored:
+                t.add_column(k, justify="right")
+            for s in report["sources"]:
+                t.add_row(s, *[_f(v["scores"].get(s), 3) + (" ✓" if s in v["selected"] else "  ") for v in scored.values()])
+            console.print(t)
+    if report.get("verify"):
+        t = Table(title="estimated vs. true (verify)", title_justify="left")
+        for col in ("fine-tune", "lambda", "Spearman raw", "LOO median rel. err (cal.)", "k"):
+            t.add_column(col)
+        for kind, v in report["verify"].items():
+            c = v["calibration"]
+            t.add_row(kind, _f(c["lam"]), _f(c["spearman"], 3), _f(c["loo_median_rel_err"], 3), str(len(v["subsets"])))
+        console.print(t)
+    if report.get("test_metrics"):
+        t = Table(title="test metrics (target's held-out split)", title_justify="left")
+        for col in ("selection", "metric", "score", "test loss", "seeds"):
+            t.add_column(col)
+        for label, m in report["test_metrics"].items():
+            score = _f(m["score_mean"], 3) + (f" ± {m['score_std']:.3f}" if m.get("score_std") else "")
+            t.add_row(label, m["metric"], score, _f(m["loss_mean"]), str(m["seeds"]))
+        console.print(t)

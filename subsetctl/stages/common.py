@@ -1,0 +1,125 @@
+"""Helpers shared by the model stages: examples from the data stage, the base model
+with a fresh LoRA adapter, training configs and progress wiring."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from typing import Any, Iterator
+
+from subsetctl.pipeline import StageContext
+from subsetctl.spec import Spec, TrainSpec
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch so a stage is reproducible from the spec."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def examples(ctx: StageContext, name: str, split: str) -> list[dict[str, Any]]:
+    """Rows of one source split as dicts (empty list when the split is empty)."""
+    from subsetctl.data.stage import load_split
+    from subsetctl.errors import UserError
+
+    try:
+        dataset = load_split(ctx.upstream_dir("data"), name, split)
+    except UserError:
+        if split == "train":
+            raise
+        return []
+    return [dict(row) for row in dataset]
+
+
+def source_names(spec: Spec) -> list[str]:
+    return [s.name for s in spec.sources]
+
+
+def num_labels(ctx: StageContext) -> int | None:
+    """Classifier head size: from the spec, else from the data's label vocabulary."""
+    if ctx.spec.model.kind != "classifier":
+        return None
+    if ctx.spec.model.num_labels:
+        return ctx.spec.model.num_labels
+    from subsetctl.data.stage import label_names
+
+    names = label_names(ctx.upstream_dir("data"))
+    return len(names) if names else 2
+
+
+def device_for(spec: Spec) -> str:
+    import torch
+
+    if spec.model.device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return spec.model.device
+
+
+def base_model(ctx: StageContext) -> tuple[Any, Any, dict[str, Any]]:
+    """The base model and tokenizer from the spec (converted once when packaged)."""
+    from subsetctl.modeling.resolve import resolve_model
+
+    spec = ctx.spec.model
+    return resolve_model(
+        spec.source,
+        kind=spec.kind,
+        dtype=spec.dtype,
+        trust_remote_code=spec.trust_remote_code,
+        num_labels=num_labels(ctx),
+        progress=ctx.reporter.info,
+    )
+
+
+def lora_model(
+    ctx: StageContext, adapter_dir: Any = None, trainable: bool = True, seed: int | None = None
+) -> tuple[Any, Any, dict[str, Any]]:
+    """Base model wrapped with LoRA: fresh (seeded) or loaded from ``adapter_dir``."""
+    from subsetctl.modeling.lora import apply_lora, load_adapter_weights
+
+    model, tokenizer, info = base_model(ctx)
+    lora = ctx.spec.model.lora
+    targets = lora.target_modules or info.get("lora_targets")
+    model = apply_lora(
+        model, r=lora.r, alpha=lora.alpha, dropout=lora.dropout, target_modules=targets,
+        kind=ctx.spec.model.kind, seed=ctx.spec.project.seed if seed is None else seed,
+    )
+    if adapter_dir is not None:
+        load_adapter_weights(model, adapter_dir)
+    if not trainable:
+        for p in model.parameters():
+            p.requires_grad_(False)
+    model.to(device_for(ctx.spec))
+    return model, tokenizer, info
+
+
+def train_config(section: TrainSpec, spec: Spec, objective: str, optimizer: str, seed: int, **extra: Any) -> Any:
+    from subsetctl.modeling.train import TrainConfig
+
+    return TrainConfig(
+        steps=section.steps,
+        batch_size=section.batch_size,
+        grad_accum=section.grad_accum,
+        lr=section.lr,
+        optimizer=optimizer,
+        objective=objective,
+        max_length=spec.model.max_length,
+        seed=seed,
+        checkpoint_every=section.checkpoint_every,
+        weight_decay=section.weight_decay,
+        **extra,
+    )
+
+
+@contextlib.contextmanager
+def train_progress(ctx: StageContext, description: str, total: int) -> Iterator[Any]:
+    """A progress callback for train_lora showing loss and validation loss."""
+    with ctx.reporter.progress(description, total=total) as task:
+
+        def callback(step: int, total_steps: int, loss: float, eval_loss: float | None) -> None:
+            task.update(step, loss=loss, val=eval_loss)
+
+        yield callback

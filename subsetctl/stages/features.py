@@ -1,0 +1,66 @@
+"""Bridge from the gradient store to the estimators: a FeatureSet, and the estimator
+the spec names (optionally with calibrated lambda), wrapped in the results cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from subsetctl.estimate.base import FeatureSet, SubsetEstimator
+from subsetctl.spec import Spec
+
+
+def load_features(store_dir: Path, spec: Spec) -> FeatureSet:
+    """Group the store's rows by source and split into a FeatureSet (float64 copies)."""
+    from subsetctl.gradients.store import GradientStore
+
+    store = GradientStore.open(store_dir, writable=False)
+    x = np.asarray(store.features, dtype=np.float64)
+    f = np.asarray(store.outputs, dtype=np.float64)
+    rep = np.asarray(store.repr, dtype=np.float64) if store.repr is not None else None
+    source_of = np.array([r["source"] for r in store.rows])
+    split_of = np.array([r["split"] for r in store.rows])
+
+    def pick(name: str, split: str) -> np.ndarray:
+        return np.flatnonzero((source_of == name) & (split_of == split))
+
+    target = spec.target.name
+    sources = [s.name for s in spec.sources]
+    t_train, t_val = pick(target, "train"), pick(target, "validation")
+    src_rows = [pick(name, "train") for name in sources]
+    source_repr = target_repr = None
+    if rep is not None and rep.shape[1] > 0:
+        target_repr = rep[t_train].mean(axis=0)
+        source_repr = np.stack([rep[r].mean(axis=0) if len(r) else np.zeros(rep.shape[1]) for r in src_rows])
+    return FeatureSet(
+        target=target,
+        sources=sources,
+        target_train_x=x[t_train],
+        target_train_f=f[t_train],
+        source_train_x=[x[r] for r in src_rows],
+        source_train_f=[f[r] for r in src_rows],
+        val_x=x[t_val],
+        val_f=f[t_val],
+        source_repr=source_repr,
+        target_repr=target_repr,
+    )
+
+
+def make_estimator(spec: Spec, features: FeatureSet, lam: float) -> SubsetEstimator:
+    """The estimator named by ``estimate.estimator`` at regularization ``lam``."""
+    import inspect
+
+    from subsetctl.registry import ESTIMATORS
+
+    cls = ESTIMATORS.get(spec.estimate.estimator)
+    kwargs: dict[str, Any] = {"lam": lam}
+    if "max_iter" in inspect.signature(cls).parameters:
+        kwargs["max_iter"] = spec.estimate.max_iter
+    return cls(features, **kwargs)
+
+
+def executor_kwargs(spec: Spec) -> dict[str, Any]:
+    ex = spec.executor
+    return {"backend": ex.backend, "n_jobs": ex.n_jobs, "address": ex.address, "batch_size": ex.batch_size}

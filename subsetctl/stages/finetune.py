@@ -1,0 +1,106 @@
+"""The finetune stage: LoRA fine-tune of the *base* model (not theta*) on target + the
+selected sources, for every strategy and the baselines, all with the same budget
+(steps, batch size, learning rate) so the comparison is fair.
+
+Identical selections are trained once and shared. Each run resumes from its own
+checkpoints; finished runs are recorded in ``runs.json`` at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from typing import Any
+
+from subsetctl.pipeline import Stage, StageContext
+from subsetctl.project import atomic_write_json, atomic_write_text
+from subsetctl.stages import common
+
+RUNS = "runs.json"
+
+
+def selections(ctx: StageContext) -> dict[str, list[str]]:
+    """label -> selected sources, for every strategy and baseline to fine-tune."""
+    data = json.loads((ctx.upstream_dir("search") / "selections.json").read_text())
+    out = {label: list(r["selected"]) for label, r in data["strategies"].items()}
+    sources = data["sources"]
+    for baseline in ctx.spec.finetune.baselines:
+        out.setdefault(baseline, list(sources) if baseline == "all" else [])
+    return out
+
+
+def run_key(subset: list[str], seed: int) -> str:
+    return hashlib.sha256(json.dumps([sorted(subset), seed]).encode()).hexdigest()[:12]
+
+
+def model_card(label_list: list[str], subset: list[str], ctx: StageContext, result: Any) -> str:
+    spec = ctx.spec
+    return (
+        f"# subsetctl adapter: {', '.join(label_list)}\n\n"
+        f"LoRA adapter (peft format) for `{spec.model.source}`, fine-tuned by subsetctl on the target "
+        f"`{spec.target.name}` plus {len(subset)} selected source(s): {', '.join(subset) or '(none)'}.\n\n"
+        f"- steps: {result.steps}, batch size: {spec.finetune.batch_size}, lr: {spec.finetune.lr}\n"
+        f"- LoRA: r={spec.model.lora.r}, alpha={spec.model.lora.alpha}\n"
+        f"- final train loss: {result.train_losses[-1] if result.train_losses else 'n/a'}\n"
+        f"- project: {spec.project.name}, seed {spec.project.seed}\n\n"
+        "Load with `peft.PeftModel.from_pretrained(base_model, this_folder)`. Test metrics are in the "
+        "project's report.md.\n"
+    )
+
+
+class FinetuneStage(Stage):
+    name = "finetune"
+    description = "fine-tune the base model on each selection and baseline"
+    after = ("data", "search")
+    spec_keys = ("project.seed", "model", "finetune")
+
+    def enabled(self, spec: Any) -> bool:
+        return bool(spec.finetune.enabled)
+
+    def run(self, ctx: StageContext) -> dict[str, Any]:
+        from subsetctl.modeling.train import train_lora
+
+        spec = ctx.spec
+        picks = selections(ctx)
+        path = ctx.out_dir / RUNS
+        runs: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+        target_train = common.examples(ctx, spec.target.name, "train")
+        validation = common.examples(ctx, spec.target.name, "validation")
+        by_key: dict[str, dict[str, Any]] = {}
+        for label, subset in picks.items():
+            if not subset and label != "target_only":
+                ctx.reporter.warn(f"{label} selected no source: it is fine-tuned on the target only.")
+            for s in range(spec.finetune.seeds):
+                seed = spec.project.seed + s
+                key = run_key(subset, seed)
+                by_key.setdefault(key, {"subset": subset, "seed": seed, "labels": []})["labels"].append(label)
+        todo = [k for k in by_key if k not in runs]
+        with ctx.reporter.progress("finetune runs", total=len(by_key)) as task:
+            task.update(len(by_key) - len(todo))
+            for key in todo:
+                job = by_key[key]
+                common.seed_everything(job["seed"])
+                model, tokenizer, _ = common.lora_model(ctx, seed=job["seed"])
+                train = list(target_train)
+                for name in job["subset"]:
+                    train.extend(common.examples(ctx, name, "train"))
+                config = common.train_config(spec.finetune, spec, objective="ce", optimizer="adamw",
+                                             seed=job["seed"], eval_objective="ce")
+                run_dir = ctx.out_dir / "runs" / key
+                with common.train_progress(ctx, f"  {'/'.join(job['labels'])} (seed {job['seed']})",
+                                           spec.finetune.steps) as progress:
+                    result = train_lora(model, tokenizer, train, config, run_dir, kind=spec.model.kind,
+                                        eval_examples=validation, progress=progress)
+                atomic_write_text(run_dir / "adapter" / "README.md", model_card(job["labels"], job["subset"], ctx, result))
+                shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+                runs[key] = {"subset": job["subset"], "seed": job["seed"], "steps": result.steps,
+                             "best_step": result.best_step, "best_val_loss": result.best_eval_loss,
+                             "diverged": result.diverged,
+                             "last_train_loss": result.train_losses[-1] if result.train_losses else None}
+                atomic_write_json(path, runs)
+                task.update(len(runs))
+        labels = {label: [run_key(subset, spec.project.seed + s) for s in range(spec.finetune.seeds)]
+                  for label, subset in picks.items()}
+        atomic_write_json(ctx.out_dir / "labels.json", {"labels": labels, "selections": picks})
+        return {"runs": len(by_key), "labels": {k: len(v) for k, v in picks.items()}}

@@ -1,0 +1,205 @@
+"""The gradients stage: f_i(theta*) and x_i = P^T grad f_i for every train and
+validation row of the target and the sources, in a resumable memmap store.
+
+``run --shard i/N`` computes only shard i of N (disjoint rows, e.g. one per GPU or
+machine) into ``shards/``; a later plain ``run`` merges complete shards, or computes
+whatever rows are still missing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from subsetctl.pipeline import Stage, StageContext
+from subsetctl.stages import common
+
+SPLITS = ("train", "validation")
+
+
+def row_table(ctx: StageContext) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The store's rows (source, split, index) and the matching examples, in order."""
+    rows: list[dict[str, Any]] = []
+    items: list[dict[str, Any]] = []
+    for name in [ctx.spec.target.name, *common.source_names(ctx.spec)]:
+        for split in SPLITS:
+            for i, example in enumerate(common.examples(ctx, name, split)):
+                rows.append({"source": name, "split": split, "index": i})
+                items.append(example)
+    return rows, items
+
+
+class BatchMaker:
+    """Encodes rows into the batches the gradient engine takes; counts truncations."""
+
+    def __init__(self, tokenizer: Any, items: list[dict[str, Any]], kind: str, max_length: int, device: str):
+        self.tokenizer = tokenizer
+        self.items = items
+        self.kind = kind
+        self.max_length = max_length
+        self.device = device
+        self.truncated = 0
+
+    def __call__(self, indices: list[int]) -> dict[str, Any]:
+        from subsetctl.modeling.encoding import (
+            collate_causal_lm,
+            encode_causal_lm,
+            encode_classifier,
+            pad_id,
+        )
+
+        chosen = [self.items[i] for i in indices]
+        if self.kind == "classifier":
+            batch = encode_classifier(
+                self.tokenizer, [e["prompt"] for e in chosen], [int(e["label"]) for e in chosen], self.max_length
+            )
+        else:
+            encoded = [
+                encode_causal_lm(self.tokenizer, e["prompt"], e["response"], self.max_length, e["source"], e.get("row", -1))
+                for e in chosen
+            ]
+            self.truncated += sum(e.truncated for e in encoded)
+            batch = collate_causal_lm(encoded, pad_id(self.tokenizer))
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+
+class GradientsStage(Stage):
+    name = "gradients"
+    description = "per-example f and projected gradients at theta*"
+    after = ("data", "meta_init")
+    spec_keys = ("project.seed", "model", "gradients")
+
+    def run(self, ctx: StageContext) -> dict[str, Any]:
+        import torch
+
+        from subsetctl.errors import UserError
+        from subsetctl.gradients.engine import PerExampleGradientEngine
+        from subsetctl.gradients.projectors import make_projector
+        from subsetctl.gradients.store import (
+            GradientStore,
+            compute_store,
+            create_shard_store,
+            merge_shards,
+            shard_dir,
+        )
+        from subsetctl.modeling.lora import adapter_fingerprint, count_trainable
+
+        spec = ctx.spec
+        seed = spec.gradients.seed if spec.gradients.seed is not None else spec.project.seed
+        adapter = ctx.upstream_dir("meta_init") / "adapter"
+        rows, items = row_table(ctx)
+        model, tokenizer, model_info = common.lora_model(ctx, adapter_dir=adapter, trainable=True)
+        model.eval()
+        p = count_trainable(model)
+        if spec.gradients.d > p:
+            raise UserError(
+                f"gradients.d={spec.gradients.d} exceeds the number of trainable LoRA parameters "
+                f"p={p}; lower gradients.d (e.g. {min(128, p)}) or raise model.lora.r."
+            )
+        info = {
+            "model": model_info.get("source"),
+            "model_config": model_info.get("config_hash"),
+            "adapter_fingerprint": adapter_fingerprint(adapter),
+            "projector": spec.gradients.projector,
+            "seed": seed,
+            "p": p,
+            "kind": spec.model.kind,
+            "max_length": spec.model.max_length,
+        }
+        d = spec.gradients.d
+        hidden = int(getattr(model.config, "hidden_size", 0) or 0)
+        self._check_disk(ctx.out_dir, len(rows), d, hidden)
+        projector = make_projector(spec.gradients.projector, p, d, seed, spec.gradients.memory_budget_mb)
+        engine = PerExampleGradientEngine(model, projector, kind=spec.model.kind)
+        make_batch = BatchMaker(tokenizer, items, spec.model.kind, spec.model.max_length, common.device_for(spec))
+        batch_size = spec.gradients.batch_size
+        shard = ctx.options.get("shard")
+        shards_dir = ctx.out_dir / "shards"
+        store_dir = ctx.out_dir / "store"
+
+        if shard is not None:
+            index, count = shard
+            path = shard_dir(shards_dir, index, count)
+            store = self._open_or_create(path, info, lambda: create_shard_store(
+                shards_dir, rows, d, hidden, info, index, count, batch_size))
+            counts = self._fill(ctx, engine, make_batch, store, batch_size, f"gradients shard {index}/{count}")
+            ctx.reporter.info(
+                f"Shard {index}/{count}: {counts.computed} rows computed, {counts.skipped} already there. "
+                "Run without --shard once every shard is done to merge them."
+            )
+            return {"incomplete": True, "shard": [index, count], "rows": store.n_rows}
+
+        complete_shards = [p for p in sorted(shards_dir.glob("shard-*-of-*")) if self._complete(p, info)]
+        if complete_shards and not self._complete(store_dir, info):
+            try:
+                merge_shards(complete_shards, store_dir)
+                ctx.reporter.info(f"Merged {len(complete_shards)} gradient shards.")
+            except UserError as exc:
+                ctx.reporter.warn(f"Could not merge shards ({exc}); computing the missing rows here.")
+        store = self._open_or_create(store_dir, info, lambda: GradientStore.create(store_dir, rows, d, hidden, info))
+        counts = self._fill(ctx, engine, make_batch, store, batch_size, "gradients")
+        if make_batch.truncated:
+            ctx.reporter.warn(
+                f"{make_batch.truncated} examples were longer than model.max_length="
+                f"{spec.model.max_length}; their prompts were cut from the left."
+            )
+        f = torch.as_tensor(store.outputs[:])
+        return {
+            "rows": store.n_rows,
+            "computed": counts.computed,
+            "reused": counts.skipped,
+            "d": d,
+            "p": p,
+            "projector": spec.gradients.projector,
+            "truncated": make_batch.truncated,
+            "mean_f": float(f.mean()),
+            "adapter_fingerprint": info["adapter_fingerprint"],
+        }
+
+    @staticmethod
+    def _complete(path: Path, info: dict[str, Any]) -> bool:
+        from subsetctl.errors import UserError
+        from subsetctl.gradients.store import GradientStore
+
+        try:
+            store = GradientStore.open(path, writable=False)
+            store.check_info(info)
+        except (UserError, OSError, ValueError):
+            return False
+        return store.complete
+
+    @staticmethod
+    def _open_or_create(path: Path, info: dict[str, Any], create: Any) -> Any:
+        from subsetctl.errors import UserError
+        from subsetctl.gradients.store import GradientStore
+
+        try:
+            store = GradientStore.open(path, writable=True)
+            store.check_info(info)
+            return store
+        except (UserError, OSError, ValueError):
+            return create()
+
+    @staticmethod
+    def _fill(ctx: StageContext, engine: Any, make_batch: Any, store: Any, batch_size: int, label: str) -> Any:
+        import torch
+
+        from subsetctl.gradients.store import compute_store
+
+        with ctx.reporter.progress(label, total=store.n_rows) as task, torch.enable_grad():
+            return compute_store(engine, make_batch, store, batch_size, progress=lambda done, total: task.update(done))
+
+    @staticmethod
+    def _check_disk(folder: Path, n_rows: int, d: int, hidden: int) -> None:
+        import shutil
+
+        from subsetctl.errors import UserError
+
+        need = n_rows * (d + hidden + 2) * 4 * 2  # store, plus room for a merge copy
+        folder.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(folder).free
+        if free < need:
+            raise UserError(
+                f"The gradient store needs about {need / 1e9:.2f} GB but only {free / 1e9:.2f} GB is free "
+                f"in {folder}. Free disk space or lower gradients.d."
+            )

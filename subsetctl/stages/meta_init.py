@@ -1,0 +1,62 @@
+"""The meta_init stage: multitask LoRA training on target + all sources -> theta*.
+
+The adapter with the best target validation loss (mean softplus(-f), the quantity the
+estimator predicts) is kept. Checkpoints make a killed run resume with optimizer state
+and data order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from subsetctl.pipeline import Stage, StageContext
+from subsetctl.stages import common
+
+
+class MetaInitStage(Stage):
+    name = "meta_init"
+    description = "multitask LoRA on target + all sources (theta*)"
+    after = ("data",)
+    spec_keys = ("project.seed", "model", "meta_init")
+
+    def run(self, ctx: StageContext) -> dict[str, Any]:
+        from subsetctl.modeling.lora import adapter_fingerprint, count_trainable
+        from subsetctl.modeling.train import train_lora
+
+        spec = ctx.spec
+        common.seed_everything(spec.project.seed)
+        train: list[dict[str, Any]] = []
+        for name in [spec.target.name, *common.source_names(spec)]:
+            train.extend(common.examples(ctx, name, "train"))
+        validation = common.examples(ctx, spec.target.name, "validation")
+        model, tokenizer, info = common.lora_model(ctx)
+        config = common.train_config(
+            spec.meta_init, spec, objective="ce", optimizer="adamw", seed=spec.project.seed,
+            eval_every=spec.meta_init.eval_every, eval_objective="surrogate",
+        )
+        with common.train_progress(ctx, "meta_init", spec.meta_init.steps) as progress:
+            result = train_lora(
+                model, tokenizer, train, config, ctx.out_dir, kind=spec.model.kind,
+                eval_examples=validation, progress=progress,
+            )
+        if result.resumed_from:
+            ctx.reporter.info(f"meta_init resumed from step {result.resumed_from}")
+        if result.diverged:
+            from subsetctl.errors import UserError
+
+            raise UserError(
+                "meta_init diverged (the loss became NaN or infinite). Lower meta_init.lr or raise "
+                "meta_init.batch_size, then run again."
+            )
+        return {
+            "model": {k: v for k, v in info.items() if isinstance(v, (str, int, float, list))},
+            "trainable_parameters": count_trainable(model),
+            "train_examples": len(train),
+            "steps": result.steps,
+            "best_step": result.best_step,
+            "best_val_loss": result.best_eval_loss,
+            "first_train_loss": result.train_losses[0] if result.train_losses else None,
+            "last_train_loss": result.train_losses[-1] if result.train_losses else None,
+            "adapter": "adapter",
+            "adapter_fingerprint": adapter_fingerprint(result.adapter_dir),
+        }

@@ -1,0 +1,98 @@
+"""The search stage: run every strategy of the spec against the (calibrated) estimator.
+
+All strategies share one persistent results store (``subsets/``): a subset estimated by
+one strategy is never estimated again by another, and a killed search resumes without
+re-estimating what finished. Raw and calibrated estimates are both kept.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from subsetctl.pipeline import Stage, StageContext
+from subsetctl.project import atomic_write_json, fingerprint
+from subsetctl.stages.calibrate import read_calibration
+from subsetctl.stages.features import executor_kwargs, load_features, make_estimator
+
+SELECTIONS = "selections.json"
+
+
+def _calibrated(cal: Any, value: float | None) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return float(np.asarray(cal.apply(np.array([value])))[0])
+
+
+class SearchStage(Stage):
+    name = "search"
+    description = "estimate subsets and run the search strategies"
+    after = ("gradients", "calibrate")
+    spec_keys = ("project.seed", "estimate", "search", "executor.backend", "plugins")
+
+    def run(self, ctx: StageContext) -> dict[str, Any]:
+        from subsetctl.estimate.results import CachedEstimator, SubsetResultsStore
+        from subsetctl.registry import STRATEGIES
+        from subsetctl.search.base import SearchContext, parse_params
+
+        spec = ctx.spec
+        features = load_features(ctx.upstream_dir("gradients") / "store", spec)
+        cal = read_calibration(ctx)
+        estimator = make_estimator(spec, features, cal.lam)
+        gradients_digest = ctx.upstream_manifest("gradients")["output_digest"]
+        key = fingerprint({"estimator": spec.estimate.estimator, "lam": cal.lam,
+                           "max_iter": spec.estimate.max_iter, "features": gradients_digest})
+        store = SubsetResultsStore(ctx.out_dir / "subsets", features.sources, key)
+        cached = CachedEstimator(estimator, store, executor_kwargs(spec))
+        results: dict[str, Any] = {}
+        other: dict[str, list[str]] = {}
+        with ctx.reporter.progress("search", total=len(spec.search.strategies)) as task:
+            for i, entry in enumerate(spec.search.strategies):
+                label = entry.label or entry.name
+                cls = STRATEGIES.get(entry.name)
+                params = parse_params(cls, entry.params, f"search.strategies[{i}].params")
+                search_ctx = SearchContext(
+                    sources=features.sources, seed=spec.project.seed, features=features,
+                    other_selections=dict(other),
+                )
+                result = cls().run(cached, search_ctx, params)
+                for notice in result.notices:
+                    ctx.reporter.warn(f"{label}: {notice}")
+                record = result.to_dict()
+                record["label"] = label
+                record["params"] = params.model_dump(mode="json")
+                record["estimated_loss_raw"] = record["estimated_loss"]
+                record["estimated_loss_calibrated"] = _calibrated(cal, result.estimated_loss)
+                results[label] = record
+                other[label] = list(result.selected)
+                task.update(i + 1)
+        final = spec.search.final or (spec.search.strategies[0].label or spec.search.strategies[0].name)
+        baseline = {}
+        for name, subset in (("all", features.sources), ("target_only", [])):
+            raw = float(cached.estimate(cached.masks_for([subset])).loss[0])
+            baseline[name] = {"selected": list(subset), "estimated_loss_raw": raw,
+                              "estimated_loss_calibrated": _calibrated(cal, raw)}
+        masks, batch = store.results()
+        atomic_write_json(ctx.out_dir / SELECTIONS, {
+            "final": final,
+            "strategies": results,
+            "baselines": baseline,
+            "calibration": cal.to_dict(),
+            "sources": features.sources,
+        })
+        not_converged = int(np.sum(~np.asarray(batch.converged, dtype=bool))) if len(masks) else 0
+        if not_converged:
+            ctx.reporter.warn(f"{not_converged} subset estimates did not converge; they are flagged in the results.")
+        return {
+            "final": final,
+            "selected": results[final]["selected"],
+            "strategies": {k: v["selected"] for k, v in results.items()},
+            "subsets_estimated": int(len(masks)),
+            "computed_now": cached.computed,
+            "reused": cached.reused,
+            "not_converged": not_converged,
+            "lambda": cal.lam,
+            "calibrated": cal.enabled,
+        }

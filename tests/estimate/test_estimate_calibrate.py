@@ -1,0 +1,81 @@
+"""Tests of lambda selection and affine calibration on a few true fine-tunes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from subsetctl.errors import UserError
+from subsetctl.estimate.calibrate import Calibration, calibrate, spearman
+
+
+def _grid(y: np.ndarray) -> dict[float, np.ndarray]:
+    rng = np.random.default_rng(0)
+    good = 0.8 * y + 0.1 + rng.normal(0, 0.002, len(y))  # same ranks, biased level
+    return {
+        1e-2: rng.permutation(y) * 0.7,  # scrambled ranks
+        1e-1: 1.0 - y,  # reversed ranks
+        1.0: good,
+        10.0: np.full(len(y), 0.3),  # constant: no rank information
+    }
+
+
+def test_picks_the_lambda_whose_ranks_match_and_fits_the_bias() -> None:
+    y = np.array([0.61, 0.55, 0.72, 0.48, 0.66, 0.59, 0.70, 0.52])
+    cal = calibrate(y, _grid(y))
+    assert cal.enabled and cal.lam == 1.0
+    assert cal.spearman == pytest.approx(1.0)
+    assert cal.slope == pytest.approx(1 / 0.8, rel=0.05)
+    assert cal.loo_median_rel_err < 0.01
+    np.testing.assert_allclose(cal.apply(_grid(y)[1.0]), y, rtol=0.01)
+    assert cal.per_lambda[1e-1]["spearman"] == pytest.approx(-1.0)
+    assert np.isnan(cal.per_lambda[10.0]["spearman"])
+
+
+def test_ties_go_to_the_larger_lambda() -> None:
+    y = np.array([0.3, 0.5, 0.4, 0.6, 0.2])
+    cal = calibrate(y, {0.1: y * 2, 1.0: y + 1, 0.5: y - 0.1})
+    assert cal.lam == 1.0
+
+
+def test_nan_true_values_are_excluded_with_a_reason() -> None:
+    y = np.array([0.61, np.nan, 0.72, 0.48, 0.66, 0.59])
+    raw = {1.0: np.array([0.5, 0.1, 0.6, 0.4, 0.55, 0.48])}
+    cal = calibrate(y, raw, labels=["s0", "s1", "s2", "s3", "s4", "s5"])
+    assert cal.enabled and cal.per_lambda[1.0]["n"] == 5
+    assert any("s1" in note and "diverged" in note for note in cal.notes)
+    assert np.isfinite(cal.slope) and np.isfinite(cal.loo_median_rel_err)
+
+
+def test_fewer_than_four_usable_subsets_disables_calibration() -> None:
+    y = np.array([0.5, 0.6, np.nan, 0.4])
+    cal = calibrate(y, {0.1: np.array([1.0, 2.0, 3.0, 0.5]), 1.0: np.array([0.3, 0.4, 0.1, 0.2])})
+    assert not cal.enabled
+    assert any("off" in note for note in cal.notes)
+    raw = np.array([0.25, 0.35])
+    np.testing.assert_array_equal(cal.apply(raw), raw)
+    assert cal.lam == 1.0  # ranks still usable with 3 points: 1.0 matches, 0.1 does too -> larger
+
+
+def test_json_round_trip() -> None:
+    y = np.array([0.61, 0.55, 0.72, 0.48, 0.66])
+    cal = calibrate(y, _grid(y))
+    text = json.dumps(cal.to_dict())
+    back = Calibration.from_dict(json.loads(text))
+    assert back.lam == cal.lam and back.slope == cal.slope and back.notes == cal.notes
+    assert set(back.per_lambda) == set(cal.per_lambda)
+    np.testing.assert_array_equal(back.apply(np.array([0.4])), cal.apply(np.array([0.4])))
+
+
+def test_mismatched_lengths_are_user_errors() -> None:
+    with pytest.raises(UserError, match="raw estimates"):
+        calibrate([0.1, 0.2, 0.3, 0.4], {1.0: [0.1, 0.2]})
+    with pytest.raises(UserError):
+        calibrate([0.1, 0.2], {})
+
+
+def test_spearman_handles_ties_and_constants() -> None:
+    assert spearman(np.array([1, 2, 2, 3]), np.array([1, 2, 2, 3])) == pytest.approx(1.0)
+    assert np.isnan(spearman(np.array([1.0, 1.0, 1.0]), np.array([1.0, 2.0, 3.0])))

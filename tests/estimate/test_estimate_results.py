@@ -1,0 +1,147 @@
+"""Tests of the persistent subset results store and the cached estimator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from estfixtures import random_masks
+
+from subsetctl.errors import UserError
+from subsetctl.estimate.base import EstimateBatch, FeatureSet, SubsetEstimator
+from subsetctl.estimate.results import CachedEstimator, SubsetResultsStore
+from subsetctl.estimate.solvers import FastEstimator
+
+
+class CountingEstimator(SubsetEstimator):
+    """Wraps an estimator and records every mask it is asked to solve."""
+
+    def __init__(self, inner: SubsetEstimator) -> None:
+        self.inner = inner
+        self.calls: list[np.ndarray] = []
+
+    @property
+    def sources(self) -> list[str]:
+        return self.inner.sources
+
+    def estimate(self, masks: np.ndarray) -> EstimateBatch:
+        self.calls.append(np.array(masks))
+        return self.inner.estimate(masks)
+
+    @property
+    def solved(self) -> int:
+        return sum(len(c) for c in self.calls)
+
+
+@pytest.fixture
+def fast(small_features: FeatureSet) -> FastEstimator:
+    return FastEstimator(small_features)
+
+
+def _distinct_masks(n: int, n_sources: int, seed: int) -> np.ndarray:
+    masks = np.unique(random_masks(4 * n, n_sources, seed=seed), axis=0)
+    return masks[np.random.default_rng(seed).permutation(len(masks))[:n]]
+
+
+def test_resume_computes_only_the_rest(tmp_path: Path, fast: FastEstimator) -> None:
+    masks = _distinct_masks(30, len(fast.sources), seed=1)
+    key = fast.fingerprint()
+    first = CountingEstimator(fast)
+    cached = CachedEstimator(first, SubsetResultsStore(tmp_path, fast.sources, key),
+                             {"backend": "sequential"}, chunk_size=4)
+    cached.estimate(masks[:15])
+    assert (cached.computed, cached.reused) == (15, 0)
+
+    # a new process: reopen the store from disk
+    second = CountingEstimator(fast)
+    store = SubsetResultsStore(tmp_path, fast.sources, key)
+    assert store.reset_reason is None and len(store) == 15
+    reopened = CachedEstimator(second, store, {"backend": "sequential"}, chunk_size=4)
+    got = reopened.estimate(masks)
+    assert (reopened.computed, reopened.reused) == (15, 15)
+    assert second.solved == 15
+    solved = np.concatenate(second.calls)
+    assert {m.tobytes() for m in solved} == {m.tobytes() for m in masks[15:]}
+    np.testing.assert_array_equal(got.loss, fast.estimate(masks).loss)
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_duplicates_within_a_request_are_solved_once(tmp_path: Path, fast: FastEstimator) -> None:
+    base = _distinct_masks(5, len(fast.sources), seed=2)
+    masks = base[[0, 1, 0, 2, 1, 3, 4, 4]]
+    inner = CountingEstimator(fast)
+    cached = CachedEstimator(inner, SubsetResultsStore(tmp_path, fast.sources, "k"))
+    progress: list[tuple[int, int]] = []
+    cached.progress = lambda d, t: progress.append((d, t))
+    got = cached.estimate(masks)
+    assert inner.solved == 5 and cached.computed == 5 and cached.reused == 3
+    np.testing.assert_array_equal(got.loss, fast.estimate(masks).loss)
+    assert progress[-1] == (8, 8)
+    again = cached.estimate(masks[::-1])
+    np.testing.assert_array_equal(again.loss, got.loss[::-1])
+    assert inner.solved == 5 and cached.reused == 11
+
+
+def test_killed_run_keeps_finished_chunks(tmp_path: Path, fast: FastEstimator) -> None:
+    class Dies(CountingEstimator):
+        def estimate(self, masks: np.ndarray) -> EstimateBatch:
+            if self.calls:
+                raise KeyboardInterrupt
+            return super().estimate(masks)
+
+    masks = _distinct_masks(12, len(fast.sources), seed=3)
+    store = SubsetResultsStore(tmp_path, fast.sources, "k")
+    cached = CachedEstimator(Dies(fast), store, {"backend": "sequential"}, chunk_size=5)
+    with pytest.raises(KeyboardInterrupt):
+        cached.estimate(masks)
+    reopened = SubsetResultsStore(tmp_path, fast.sources, "k")
+    found, got = reopened.lookup(masks)
+    assert found.tolist() == [True] * 5 + [False] * 7
+    np.testing.assert_array_equal(got.loss[:5], fast.estimate(masks[:5]).loss)
+    assert np.isnan(got.loss[5:]).all()
+    assert {m.tobytes() for m in reopened.pending()} == {m.tobytes() for m in masks[5:]}
+
+
+def test_key_change_resets_the_store(tmp_path: Path, fast: FastEstimator) -> None:
+    masks = _distinct_masks(6, len(fast.sources), seed=4)
+    store = SubsetResultsStore(tmp_path, fast.sources, "key-a")
+    store.add(masks, fast.estimate(masks))
+    assert SubsetResultsStore(tmp_path, fast.sources, "key-a").lookup(masks)[0].all()
+    other = SubsetResultsStore(tmp_path, fast.sources, "key-b")
+    assert other.reset_reason is not None and "key" in other.reset_reason
+    assert len(other) == 0 and not other.lookup(masks)[0].any()
+    # the old key's results are gone for good
+    assert len(SubsetResultsStore(tmp_path, fast.sources, "key-a")) == 0
+
+
+def test_source_change_resets_and_mismatch_is_refused(tmp_path: Path, fast: FastEstimator) -> None:
+    masks = _distinct_masks(3, len(fast.sources), seed=5)
+    SubsetResultsStore(tmp_path, fast.sources, "k").add(masks, fast.estimate(masks))
+    renamed = [s + "x" for s in fast.sources]
+    store = SubsetResultsStore(tmp_path, renamed, "k")
+    assert store.reset_reason is not None and len(store) == 0
+    with pytest.raises(UserError, match="sources"):
+        CachedEstimator(fast, store)
+
+
+def test_corrupt_data_file_resets(tmp_path: Path, fast: FastEstimator) -> None:
+    masks = _distinct_masks(3, len(fast.sources), seed=6)
+    SubsetResultsStore(tmp_path, fast.sources, "k").add(masks, fast.estimate(masks))
+    (tmp_path / "subsets.npz").write_bytes(b"not a zip")
+    store = SubsetResultsStore(tmp_path, fast.sources, "k")
+    assert store.reset_reason is not None and len(store) == 0
+
+
+def test_results_round_trip_metrics(tmp_path: Path) -> None:
+    store = SubsetResultsStore(tmp_path, ["a", "b", "c"], "k")
+    masks = np.array([[1, 0, 1], [0, 0, 0]], dtype=bool)
+    batch = EstimateBatch(loss=np.array([0.5, np.nan]), w_norm=np.array([1.0, 2.0]),
+                          iterations=np.array([3, 50]), converged=np.array([True, False]))
+    store.add(masks, batch)
+    found, got = SubsetResultsStore(tmp_path, ["a", "b", "c"], "k").lookup(masks[::-1])
+    assert found.all()
+    assert got.iterations.tolist() == [50, 3] and got.converged.tolist() == [False, True]
+    assert np.isnan(got.loss[0]) and got.loss[1] == 0.5
+    all_masks, all_batch = store.results()
+    np.testing.assert_array_equal(all_masks, masks)

@@ -1,0 +1,154 @@
+"""Tests of the exact and fast offset-logistic estimators."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize
+
+from subsetctl.errors import UserError
+from subsetctl.estimate.base import FeatureSet
+from subsetctl.estimate.calibrate import spearman
+from subsetctl.estimate.solvers import DEFAULT_LAMBDA, ExactEstimator, FastEstimator
+from subsetctl.estimate.synthetic import make_synthetic_features
+from subsetctl.registry import ESTIMATORS
+
+from estfixtures import random_masks
+
+
+def _rows(features: FeatureSet, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    idx = np.flatnonzero(mask)
+    x = np.concatenate([features.target_train_x] + [features.source_train_x[k] for k in idx])
+    f = np.concatenate([features.target_train_f] + [features.source_train_f[k] for k in idx])
+    return x, f
+
+
+def _objective(x: np.ndarray, f: np.ndarray, lam: float):
+    def fun(w: np.ndarray) -> tuple[float, np.ndarray]:
+        z = f + x @ w
+        sig_neg = 1.0 / (1.0 + np.exp(z))
+        value = np.logaddexp(0.0, -z).mean() + lam * w @ w
+        return value, -(x.T @ sig_neg) / len(f) + 2 * lam * w
+
+    return fun
+
+
+def test_registered_under_their_names() -> None:
+    assert ESTIMATORS.get("exact") is ExactEstimator
+    assert ESTIMATORS.get("fast") is FastEstimator
+
+
+@pytest.mark.parametrize("lam", [0.02, DEFAULT_LAMBDA])
+def test_exact_matches_scipy_and_gradient_vanishes(small_features: FeatureSet, lam: float) -> None:
+    est = ExactEstimator(small_features, lam=lam, tol=1e-9)
+    masks = random_masks(6, small_features.n_sources, seed=1)
+    w, batch = est.solve(masks)
+    assert batch.converged.all()
+    for i, mask in enumerate(masks):
+        fun = _objective(*_rows(small_features, mask), lam)
+        _, grad = fun(w[i])
+        assert np.linalg.norm(grad) < 1e-8
+        ref = minimize(fun, np.zeros(w.shape[1]), jac=True, method="L-BFGS-B",
+                       options={"gtol": 1e-10, "ftol": 1e-16, "maxiter": 5000})
+        ref_loss = np.logaddexp(0.0, -(small_features.val_f + small_features.val_x @ ref.x)).mean()
+        assert batch.loss[i] == pytest.approx(ref_loss, rel=1e-6)
+        assert batch.w_norm[i] == pytest.approx(np.linalg.norm(w[i]), rel=1e-12)
+        assert fun(w[i])[0] <= fun(ref.x)[0] + 1e-12
+
+
+def test_fast_ranks_like_exact(small_features: FeatureSet) -> None:
+    masks = random_masks(60, small_features.n_sources, seed=2)
+    exact = ExactEstimator(small_features).estimate(masks)
+    fast = FastEstimator(small_features).estimate(masks)
+    assert spearman(fast.loss, exact.loss) >= 0.95
+    assert fast.converged.all() and (fast.iterations == 1).all()
+
+
+def test_fast_is_one_exact_newton_step(small_features: FeatureSet) -> None:
+    """With max_iter=0 the exact solver stops at its warm start, the fast solution."""
+    masks = random_masks(5, small_features.n_sources, seed=4)
+    fast = FastEstimator(small_features, lam=0.3).estimate(masks)
+    exact0 = ExactEstimator(small_features, lam=0.3, max_iter=0).estimate(masks)
+    np.testing.assert_allclose(exact0.loss, fast.loss, rtol=1e-12)
+
+
+def test_non_converged_is_flagged_with_a_finite_loss(small_features: FeatureSet) -> None:
+    est = ExactEstimator(small_features, lam=0.01, max_iter=1, tol=1e-14)
+    batch = est.estimate(random_masks(4, small_features.n_sources, seed=5))
+    assert not batch.converged.any()
+    assert np.isfinite(batch.loss).all()
+    assert (batch.iterations == 1).all()
+
+
+def test_empty_mask_is_target_only(small_features: FeatureSet) -> None:
+    n = small_features.n_sources
+    target_only = FeatureSet(
+        target="t", sources=["a"], target_train_x=small_features.target_train_x,
+        target_train_f=small_features.target_train_f,
+        source_train_x=[small_features.source_train_x[0]],
+        source_train_f=[small_features.source_train_f[0]],
+        val_x=small_features.val_x, val_f=small_features.val_f,
+    )
+    for cls in (ExactEstimator, FastEstimator):
+        full = cls(small_features).estimate(np.zeros((1, n), dtype=bool))
+        ref = cls(target_only).estimate(np.zeros((1, 1), dtype=bool))
+        assert np.isfinite(full.loss[0])
+        assert full.loss[0] == pytest.approx(ref.loss[0], rel=1e-12)
+
+
+def test_zero_masks_give_an_empty_batch(small_features: FeatureSet) -> None:
+    batch = ExactEstimator(small_features).estimate(np.zeros((0, small_features.n_sources)))
+    assert batch.loss.shape == (0,)
+
+
+def test_planted_truth(small_features: FeatureSet) -> None:
+    """Adding a helpful source lowers L_hat; adding a harmful one raises it."""
+    est = ExactEstimator(small_features)
+    names = small_features.sources
+    base = ["src05", "src06"]
+    masks = est.masks_for([base, base + [names[0]], base + [names[1]],
+                           base + [names[2]], base + [names[3]]])
+    loss = est.estimate(masks).loss
+    assert loss[1] < loss[0] and loss[2] < loss[0]
+    assert loss[3] > loss[0] and loss[4] > loss[0]
+
+
+def test_unknown_source_name_is_a_user_error(small_features: FeatureSet) -> None:
+    est = FastEstimator(small_features)
+    with pytest.raises(UserError, match="nope"):
+        est.masks_for([["src00", "nope"]])
+
+
+def test_bad_inputs_are_user_errors(small_features: FeatureSet) -> None:
+    with pytest.raises(UserError, match="lambda"):
+        FastEstimator(small_features, lam=0.0)
+    with pytest.raises(UserError, match="shape"):
+        FastEstimator(small_features).estimate(np.zeros((2, 3), dtype=bool))
+    broken = make_synthetic_features(n_sources=2, rows_per_source=10, d=4, n_target_train=5,
+                                     n_val=5)
+    broken.source_train_f[1] = broken.source_train_f[1].copy()
+    broken.source_train_f[1][0] = np.nan
+    with pytest.raises(UserError, match="src01"):
+        ExactEstimator(broken)
+
+
+def test_batch_composition_changes_only_round_off(small_features: FeatureSet) -> None:
+    est = ExactEstimator(small_features, lam=0.1, chunk_size=7)
+    masks = random_masks(15, small_features.n_sources, seed=9)
+    together = est.estimate(masks)
+    alone = [est.estimate(m[None]) for m in masks]
+    np.testing.assert_allclose([a.loss[0] for a in alone], together.loss, rtol=1e-12)
+
+
+def test_pickle_roundtrip_and_fast_ships_only_statistics(small_features: FeatureSet) -> None:
+    fast = FastEstimator(small_features)
+    exact = ExactEstimator(small_features)
+    masks = random_masks(3, small_features.n_sources, seed=11)
+    for est in (fast, exact):
+        clone = pickle.loads(pickle.dumps(est))
+        np.testing.assert_array_equal(clone.estimate(masks).loss, est.estimate(masks).loss)
+        assert clone.fingerprint() == est.fingerprint()
+    assert len(pickle.dumps(fast)) < len(pickle.dumps(exact)) / 2
+    assert FastEstimator(small_features, lam=0.5).fingerprint() != fast.fingerprint()

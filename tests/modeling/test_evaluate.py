@@ -1,0 +1,124 @@
+"""Evaluation: answer normalization, reasoning-gym scoring, generation, classifier metrics."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from modelfixtures import causal_rows, classifier_rows
+
+import subsetctl.modeling.evaluate as ev
+from subsetctl.errors import UserError
+from subsetctl.modeling.evaluate import (
+    ReasoningGymScorer,
+    evaluate_model,
+    exact_match,
+    generate_answers,
+    macro_f1,
+    normalize_answer,
+)
+from subsetctl.modeling.lora import apply_lora
+from subsetctl.modeling.resolve import resolve_model
+from subsetctl.modeling.train import evaluate_loss
+
+
+@pytest.mark.parametrize(
+    "pred, gold, expected",
+    [
+        ("  Paris. ", "paris", 1.0),
+        ("New   York\n City", "new york city", 1.0),
+        ("4.0", "4", 1.0),
+        ("-4", "-4.", 1.0),
+        ("1,000", "1000", 1.0),
+        ("4.5", "4", 0.0),
+        ("paris, france", "paris", 0.0),
+        ("", "x", 0.0),
+        ("1e3", "1000", 1.0),
+        ("nan", "nan", 1.0),  # equal strings; NaN is never compared numerically
+    ],
+)
+def test_exact_match(pred, gold, expected) -> None:
+    assert exact_match(pred, gold) == expected
+
+
+def test_normalize_answer() -> None:
+    assert normalize_answer("  A  B.  ") == "a b"
+    assert normalize_answer("3.") == "3"
+    assert normalize_answer("...") == ".."
+
+
+def _rg_rows(task: str, n: int, seed: int = 7) -> list[dict]:
+    import reasoning_gym
+
+    data = reasoning_gym.create_dataset(task, size=n, seed=seed)
+    rows = []
+    for i in range(n):
+        e = data[i]
+        meta = dict(e["metadata"], rg_task=task)
+        rows.append({"source": task, "prompt": e["question"], "response": e["answer"], "label": -1,
+                     "metadata": json.dumps(meta, default=list), "row": i})
+    return rows
+
+
+def test_reasoning_gym_scores_real_rows() -> None:
+    scorer = ReasoningGymScorer()
+    for task in ("basic_arithmetic", "word_sorting"):
+        for row in _rg_rows(task, 2):
+            assert scorer.score(row["response"], row) == 1.0
+            assert scorer.score("definitely wrong", row) < 1.0
+    assert set(scorer._by_task) == {"basic_arithmetic", "word_sorting"}  # one scorer per task
+    with pytest.raises(UserError, match="rg_task"):
+        scorer.score("1", causal_rows()[0])
+
+
+def test_auto_metric_dispatch_with_perfect_answers(monkeypatch, tiny_llama_dir) -> None:
+    model, tok, _ = resolve_model(str(tiny_llama_dir), "causal-lm")
+    rows = _rg_rows("basic_arithmetic", 3) + causal_rows()[:2]
+    monkeypatch.setattr(ev, "generate_answers", lambda m, t, prompts, *a: [r["response"] for r in rows])
+    out = evaluate_model(model, tok, rows, "causal-lm", max_length=96, max_new_tokens=4)
+    assert out["score"] == 1.0 and out["metric"] == "mixed"
+    assert [p["scorer"] for p in out["predictions"]] == ["reasoning_gym"] * 3 + ["exact_match"] * 2
+    assert out["metrics"]["reasoning_gym"] == 1.0 and out["metrics"]["exact_match"] == 1.0
+    assert any("only 5 examples" in w for w in out["warnings"])
+    with pytest.raises(UserError, match="rg_task"):
+        evaluate_model(model, tok, rows, "causal-lm", 96, 4, metric="reasoning_gym")
+
+
+def test_generation_left_padding_matches_unbatched(tiny_llama_dir) -> None:
+    model, tok, _ = resolve_model(str(tiny_llama_dir), "causal-lm")
+    model = apply_lora(model, r=2)
+    prompts = ["1+1", "a much longer prompt here", "xy"]
+    batched = generate_answers(model, tok, prompts, max_length=64, max_new_tokens=6, batch_size=3)
+    single = [generate_answers(model, tok, [p], 64, 6, 1)[0] for p in prompts]
+    assert batched == single
+    assert all(len(a) <= 6 for a in batched)  # char tokenizer: at most 6 new characters
+    assert not any(a.startswith(p) for a, p in zip(batched, prompts))  # prompt not echoed
+
+
+def test_evaluate_model_losses_match_and_predictions(tiny_llama_dir) -> None:
+    model, tok, _ = resolve_model(str(tiny_llama_dir), "causal-lm")
+    rows = causal_rows() * 2
+    out = evaluate_model(model, tok, rows, "causal-lm", max_length=32, max_new_tokens=3, batch_size=4)
+    assert out["n"] == 16 and len(out["predictions"]) == 16 and out["warnings"] == []
+    assert out["loss_surrogate"] == pytest.approx(evaluate_loss(model, tok, rows, "causal-lm", 32), rel=1e-6)
+    assert out["loss_ce"] == pytest.approx(evaluate_loss(model, tok, rows, "causal-lm", 32, objective="ce"), rel=1e-6)
+    assert out["metric"] == "exact_match" and 0.0 <= out["score"] <= 1.0
+
+
+def test_classifier_accuracy_and_macro_f1(tiny_bert_dir) -> None:
+    model, tok, _ = resolve_model(str(tiny_bert_dir), "classifier", num_labels=2)
+    rows = classifier_rows(12)
+    out = evaluate_model(model, tok, rows, "classifier", max_length=16, batch_size=5)
+    preds = [p["prediction"] for p in out["predictions"]]
+    labels = [r["label"] for r in rows]
+    assert out["metrics"]["accuracy"] == pytest.approx(sum(p == y for p, y in zip(preds, labels)) / 12)
+    assert out["metric"] == "accuracy" and out["score"] == out["metrics"]["accuracy"]
+    assert out["metrics"]["macro_f1"] == pytest.approx(macro_f1(preds, labels))
+    with pytest.raises(UserError):
+        evaluate_model(model, tok, rows, "classifier", 16, metric="exact_match")
+
+
+def test_macro_f1_hand_computed() -> None:
+    # class 0: tp=1 fp=1 fn=1 -> F1 0.5; class 1: tp=1 fp=1 fn=1 -> 0.5; class 2: tp=1 -> 1
+    assert macro_f1([0, 1, 1, 0, 2], [0, 0, 1, 1, 2]) == pytest.approx(2 / 3)
+    assert macro_f1([1, 1], [1, 1]) == 1.0
