@@ -69,9 +69,9 @@ def _run_from_file(path: str, masks: np.ndarray) -> EstimateBatch:
 
 def _temp_dir(nbytes: int) -> str:
     shm = Path("/dev/shm")
-    if shm.is_dir() and os.access(shm, os.W_OK):
-        if shutil.disk_usage(shm).free > 2 * nbytes + (64 << 20):
-            return tempfile.mkdtemp(prefix="subsetctl-", dir=shm)
+    roomy = shm.is_dir() and os.access(shm, os.W_OK)
+    if roomy and shutil.disk_usage(shm).free > 2 * nbytes + (64 << 20):
+        return tempfile.mkdtemp(prefix="subsetctl-", dir=shm)
     return tempfile.mkdtemp(prefix="subsetctl-")
 
 
@@ -152,9 +152,7 @@ def _dask_results(
         client = Client(cluster, set_as_default=False)
     try:
         shipped = client.scatter(estimator, broadcast=True)
-        futures = [
-            client.submit(_run_batch, shipped, masks[s], pure=False) for s in slices
-        ]
+        futures = [client.submit(_run_batch, shipped, masks[s], pure=False) for s in slices]
         position = {f.key: i for i, f in enumerate(futures)}
         results: list[EstimateBatch | None] = [None] * len(futures)
         for fut in as_completed(futures, loop=client.loop):
@@ -198,9 +196,7 @@ def estimate_parallel(
         UserError: unknown backend, bad ``n_jobs``/``batch_size``, unreachable scheduler.
     """
     if backend not in BACKENDS:
-        raise UserError(
-            f"Unknown executor backend {backend!r}; choose one of {', '.join(BACKENDS)}."
-        )
+        raise UserError(f"Unknown executor backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
     if n_jobs < 1:
         raise UserError(f"n_jobs must be at least 1, got {n_jobs}.")
     if batch_size is not None and batch_size < 1:
@@ -209,9 +205,7 @@ def estimate_parallel(
     if masks.ndim == 1:
         masks = masks[None, :]
     if masks.ndim != 2 or masks.shape[1] != len(estimator.sources):
-        raise UserError(
-            f"Subset masks must have shape (m, {len(estimator.sources)}), got {masks.shape}."
-        )
+        raise UserError(f"Subset masks must have shape (m, {len(estimator.sources)}), got {masks.shape}.")
     total = len(masks)
     if total == 0:
         return empty_batch(0)
@@ -232,9 +226,7 @@ def estimate_parallel(
             advance(i)
         return concat_batches(parts)
     if backend == "dask":
-        parts = _dask_results(
-            estimator, masks, slices, n_jobs, address, connect_timeout, advance
-        )
+        parts = _dask_results(estimator, masks, slices, n_jobs, address, connect_timeout, advance)
         return concat_batches(parts)
     parts = []
     for i, part in enumerate(_joblib_results(estimator, masks, slices, backend, n_jobs)):

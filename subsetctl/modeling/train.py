@@ -23,9 +23,10 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -33,7 +34,6 @@ import torch.nn.functional as F
 
 from subsetctl.errors import UserError
 from subsetctl.modeling.encoding import (
-    EncodedExample,
     collate_causal_lm,
     encode_causal_lm,
     encode_classifier,
@@ -285,7 +285,9 @@ def _make_optimizer(params: list[torch.nn.Parameter], config: TrainConfig) -> to
     return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def _run_fingerprint(config: TrainConfig, examples: Sequence[dict], eval_examples: Sequence[dict] | None, kind: str) -> str:
+def _run_fingerprint(
+    config: TrainConfig, examples: Sequence[dict], eval_examples: Sequence[dict] | None, kind: str
+) -> str:
     """Hash of everything that must match for a checkpoint to be resumable."""
     digest = hashlib.sha256()
     settings = asdict(config)
@@ -324,7 +326,10 @@ def _write_checkpoint(
         tmp.mkdir()
         model.save_pretrained(str(tmp / "adapter"))
         torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
-        torch.save({"cpu": torch.get_rng_state()}, tmp / RNG_FILE)
+        rng = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        torch.save(rng, tmp / RNG_FILE)
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))
         replace_dir(tmp, final)
     finally:
@@ -407,7 +412,7 @@ def train_lora(
     best_step, best_loss = 0, math.inf
     existing = _step_dirs(ckpt_root)
     if existing and resume:
-        last_step, last_dir = existing[-1]
+        _last_step, last_dir = existing[-1]
         state = json.loads((last_dir / STATE_FILE).read_text())
         if state.get("fingerprint") != fingerprint:
             raise UserError(
@@ -416,7 +421,10 @@ def train_lora(
             )
         load_adapter_weights(model, last_dir / "adapter")
         optimizer.load_state_dict(torch.load(last_dir / OPTIMIZER_FILE, weights_only=True))
-        torch.set_rng_state(torch.load(last_dir / RNG_FILE, weights_only=True)["cpu"])
+        rng = torch.load(last_dir / RNG_FILE, weights_only=True)
+        torch.set_rng_state(rng["cpu"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
         start_step = int(state["step"])
         train_losses = [float(x) for x in state["train_losses"]]
         eval_losses = {int(k): float(v) for k, v in state["eval_losses"].items()}

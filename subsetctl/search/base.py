@@ -21,8 +21,9 @@ import math
 import types
 import typing
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -118,9 +119,7 @@ class StrategyResult:
             "selected": list(self.selected),
             "scores": {k: _json_float(v) for k, v in self.scores.items()},
             "estimated_loss": _json_float(self.estimated_loss),
-            "trace": [
-                {"subset": list(t["subset"]), "loss": _json_float(t["loss"])} for t in self.trace
-            ],
+            "trace": [{"subset": list(t["subset"]), "loss": _json_float(t["loss"])} for t in self.trace],
             "notices": list(self.notices),
             "diagnostics": _json_value(self.diagnostics),
         }
@@ -131,13 +130,8 @@ class StrategyResult:
         return cls(
             strategy=str(data["strategy"]),
             selected=list(data["selected"]),
-            scores={
-                k: (float("nan") if v is None else float(v))
-                for k, v in data.get("scores", {}).items()
-            },
-            estimated_loss=(
-                None if data.get("estimated_loss") is None else float(data["estimated_loss"])
-            ),
+            scores={k: (float("nan") if v is None else float(v)) for k, v in data.get("scores", {}).items()},
+            estimated_loss=(None if data.get("estimated_loss") is None else float(data["estimated_loss"])),
             trace=[
                 {"subset": list(t["subset"]), "loss": None if t["loss"] is None else float(t["loss"])}
                 for t in data.get("trace", [])
@@ -241,9 +235,7 @@ class SubsetMemo:
                 failed = not math.isfinite(value)
                 self.n_failed += int(failed)
                 self.n_not_converged += int(not failed and not converged[j])
-                self.trace.append(
-                    {"subset": self.names(masks[i]), "loss": None if failed else value}
-                )
+                self.trace.append({"subset": self.names(masks[i]), "loss": None if failed else value})
             self.context.report(
                 f"{self.label}: estimated {start + len(rows)}/{len(todo)} subsets",
                 start + len(rows),

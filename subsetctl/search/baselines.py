@@ -76,9 +76,7 @@ class TargetOnly(Strategy):
 class RandomParams(StrategyParams):
     """Size of the random pick."""
 
-    like: str | None = Field(
-        None, description="pick as many sources as this earlier strategy selected"
-    )
+    like: str | None = Field(None, description="pick as many sources as this earlier strategy selected")
     k: int | None = Field(None, ge=0, description="pick this many sources (when 'like' is not set)")
 
     @model_validator(mode="after")
@@ -96,9 +94,7 @@ class RandomPick(Strategy):
     description = "baseline: a seeded random pick of a given size"
     Params = RandomParams
 
-    def run(
-        self, estimator: SubsetEstimator, context: SearchContext, params: RandomParams
-    ) -> StrategyResult:
+    def run(self, estimator: SubsetEstimator, context: SearchContext, params: RandomParams) -> StrategyResult:
         memo = SubsetMemo(estimator, context, self.name)
         n = len(memo.sources)
         notices = []

@@ -66,9 +66,7 @@ class RandomSubsetParams(SelectionParams):
     )
 
 
-def sample_subsets(
-    n: int, size: int, m: int, rng: np.random.Generator
-) -> tuple[np.ndarray, list[str]]:
+def sample_subsets(n: int, size: int, m: int, rng: np.random.Generator) -> tuple[np.ndarray, list[str]]:
     """``m`` distinct subsets of ``size`` out of ``n`` sources, as an (m, n) bool array.
 
     When ``m`` exceeds the number of distinct subsets it is capped (with a notice);
@@ -108,7 +106,7 @@ def subset_size(n: int, alpha: float, strategy: str) -> tuple[int, list[str]]:
             f"Strategy {strategy!r} needs at least 2 sources to compare subsets; there "
             f"are {n}. Use the 'exhaustive' strategy instead."
         )
-    raw = int(round(alpha * n))
+    raw = round(alpha * n)
     size = min(max(1, raw), n - 1)
     notices = []
     if size != raw:
@@ -175,8 +173,7 @@ def select_by_scores(
             prefixes[k, order[:k]] = True
         prefix_losses = memo.losses(prefixes)
         diagnostics["sweep"] = [
-            {"k": k, "loss": float(v) if np.isfinite(v) else None}
-            for k, v in enumerate(prefix_losses)
+            {"k": k, "loss": float(v) if np.isfinite(v) else None} for k, v in enumerate(prefix_losses)
         ]
         if not np.isfinite(prefix_losses).any():
             raise UserError(
@@ -274,11 +271,10 @@ class Surrogate(Strategy):
         ok = np.isfinite(losses)
         x, y = masks[ok].astype(float), losses[ok]
         diagnostics: dict = {"subset_size": size, "n_subsets": len(masks)}
-        n_hold = int(round(params.holdout * len(y)))
+        n_hold = round(params.holdout * len(y))
         if params.holdout > 0 and (n_hold < 2 or len(y) - n_hold < 2):
             notices.append(
-                f"Too few subsets ({len(y)}) to hold out {params.holdout:.0%} for a fit check; "
-                "increase m."
+                f"Too few subsets ({len(y)}) to hold out {params.holdout:.0%} for a fit check; increase m."
             )
         elif n_hold >= 2:
             perm = np.random.default_rng(context.seed + 1).permutation(len(y))
@@ -291,7 +287,7 @@ class Surrogate(Strategy):
             diagnostics.update(
                 holdout_r2=r2,
                 holdout_spearman=None if rho is None or not np.isfinite(rho) else float(rho),
-                n_train=int(len(train)),
+                n_train=len(train),
                 n_holdout=int(n_hold),
             )
         coef, intercept = fit_ridge(x, y, params.ridge)

@@ -80,9 +80,7 @@ def _greedy(
                 "improvement": float(gains[best]),
             }
         )
-        context.report(
-            f"{'forward' if forward else 'backward'}: step {len(steps)}", len(steps), n
-        )
+        context.report(f"{'forward' if forward else 'backward'}: step {len(steps)}", len(steps), n)
     # sources whose score was never computed (max_steps stop before they were tried)
     if np.isnan(scores).any():
         scores = np.nan_to_num(scores, nan=0.0)
@@ -96,9 +94,7 @@ class _Greedy(Strategy):
     forward: bool = True
     Params = GreedyParams
 
-    def run(
-        self, estimator: SubsetEstimator, context: SearchContext, params: GreedyParams
-    ) -> StrategyResult:
+    def run(self, estimator: SubsetEstimator, context: SearchContext, params: GreedyParams) -> StrategyResult:
         memo = SubsetMemo(estimator, context, self.name)
         mask, loss, scores, steps, notices = _greedy(memo, context, params, self.forward)
         return StrategyResult(

@@ -33,10 +33,10 @@ BASELINE_STRATEGIES = (
 )
 
 __all__ = [
-    "AllSources",
-    "Backward",
     "BASELINE_STRATEGIES",
     "ESTIMATOR_STRATEGIES",
+    "AllSources",
+    "Backward",
     "Exhaustive",
     "Forward",
     "GradientSimilarity",

@@ -30,8 +30,9 @@ def test_loky_and_threading_equal_sequential(exact: ExactEstimator) -> None:
     masks = random_masks(37, len(exact.sources), seed=1)
     seen: list[tuple[int, int]] = []
     seq = estimate_parallel(exact, masks, backend="sequential", batch_size=5)
-    loky = estimate_parallel(exact, masks, backend="loky", n_jobs=2, batch_size=5,
-                             progress=lambda d, t: seen.append((d, t)))
+    loky = estimate_parallel(
+        exact, masks, backend="loky", n_jobs=2, batch_size=5, progress=lambda d, t: seen.append((d, t))
+    )
     threads = estimate_parallel(exact, masks, backend="threading", n_jobs=2, batch_size=5)
     _assert_same(seq, loky)
     _assert_same(seq, threads)
@@ -57,10 +58,10 @@ def test_dask_scheduler_address_equals_sequential(small_features: FeatureSet) ->
     fast = FastEstimator(small_features)
     masks = random_masks(30, small_features.n_sources, seed=3)
     seq = estimate_parallel(fast, masks, backend="sequential", batch_size=7)
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                      dashboard_address=None, silence_logs=logging.ERROR) as cluster:
-        got = estimate_parallel(fast, masks, backend="dask", address=cluster.scheduler_address,
-                                batch_size=7)
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
+    ) as cluster:
+        got = estimate_parallel(fast, masks, backend="dask", address=cluster.scheduler_address, batch_size=7)
     _assert_same(seq, got)
 
 
@@ -68,8 +69,13 @@ def test_unreachable_dask_scheduler_is_a_quick_user_error(small_features: Featur
     fast = FastEstimator(small_features)
     start = time.perf_counter()
     with pytest.raises(UserError, match="tcp://127.0.0.1:9"):
-        estimate_parallel(fast, random_masks(2, 10, seed=0), backend="dask",
-                          address="tcp://127.0.0.1:9", connect_timeout=1.0)
+        estimate_parallel(
+            fast,
+            random_masks(2, 10, seed=0),
+            backend="dask",
+            address="tcp://127.0.0.1:9",
+            connect_timeout=1.0,
+        )
     assert time.perf_counter() - start < 15
 
 

@@ -6,6 +6,7 @@ import pickle
 
 import numpy as np
 import pytest
+from estfixtures import random_masks
 from scipy.optimize import minimize
 
 from subsetctl.errors import UserError
@@ -14,8 +15,6 @@ from subsetctl.estimate.calibrate import spearman
 from subsetctl.estimate.solvers import DEFAULT_LAMBDA, ExactEstimator, FastEstimator
 from subsetctl.estimate.synthetic import make_synthetic_features
 from subsetctl.registry import ESTIMATORS
-
-from estfixtures import random_masks
 
 
 def _rows(features: FeatureSet, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -50,8 +49,13 @@ def test_exact_matches_scipy_and_gradient_vanishes(small_features: FeatureSet, l
         fun = _objective(*_rows(small_features, mask), lam)
         _, grad = fun(w[i])
         assert np.linalg.norm(grad) < 1e-8
-        ref = minimize(fun, np.zeros(w.shape[1]), jac=True, method="L-BFGS-B",
-                       options={"gtol": 1e-10, "ftol": 1e-16, "maxiter": 5000})
+        ref = minimize(
+            fun,
+            np.zeros(w.shape[1]),
+            jac=True,
+            method="L-BFGS-B",
+            options={"gtol": 1e-10, "ftol": 1e-16, "maxiter": 5000},
+        )
         ref_loss = np.logaddexp(0.0, -(small_features.val_f + small_features.val_x @ ref.x)).mean()
         assert batch.loss[i] == pytest.approx(ref_loss, rel=1e-6)
         assert batch.w_norm[i] == pytest.approx(np.linalg.norm(w[i]), rel=1e-12)
@@ -85,11 +89,14 @@ def test_non_converged_is_flagged_with_a_finite_loss(small_features: FeatureSet)
 def test_empty_mask_is_target_only(small_features: FeatureSet) -> None:
     n = small_features.n_sources
     target_only = FeatureSet(
-        target="t", sources=["a"], target_train_x=small_features.target_train_x,
+        target="t",
+        sources=["a"],
+        target_train_x=small_features.target_train_x,
         target_train_f=small_features.target_train_f,
         source_train_x=[small_features.source_train_x[0]],
         source_train_f=[small_features.source_train_f[0]],
-        val_x=small_features.val_x, val_f=small_features.val_f,
+        val_x=small_features.val_x,
+        val_f=small_features.val_f,
     )
     for cls in (ExactEstimator, FastEstimator):
         full = cls(small_features).estimate(np.zeros((1, n), dtype=bool))
@@ -108,8 +115,7 @@ def test_planted_truth(small_features: FeatureSet) -> None:
     est = ExactEstimator(small_features)
     names = small_features.sources
     base = ["src05", "src06"]
-    masks = est.masks_for([base, base + [names[0]], base + [names[1]],
-                           base + [names[2]], base + [names[3]]])
+    masks = est.masks_for([base, base + [names[0]], base + [names[1]], base + [names[2]], base + [names[3]]])
     loss = est.estimate(masks).loss
     assert loss[1] < loss[0] and loss[2] < loss[0]
     assert loss[3] > loss[0] and loss[4] > loss[0]
@@ -126,8 +132,7 @@ def test_bad_inputs_are_user_errors(small_features: FeatureSet) -> None:
         FastEstimator(small_features, lam=0.0)
     with pytest.raises(UserError, match="shape"):
         FastEstimator(small_features).estimate(np.zeros((2, 3), dtype=bool))
-    broken = make_synthetic_features(n_sources=2, rows_per_source=10, d=4, n_target_train=5,
-                                     n_val=5)
+    broken = make_synthetic_features(n_sources=2, rows_per_source=10, d=4, n_target_train=5, n_val=5)
     broken.source_train_f[1] = broken.source_train_f[1].copy()
     broken.source_train_f[1][0] = np.nan
     with pytest.raises(UserError, match="src01"):
@@ -152,3 +157,11 @@ def test_pickle_roundtrip_and_fast_ships_only_statistics(small_features: Feature
         assert clone.fingerprint() == est.fingerprint()
     assert len(pickle.dumps(fast)) < len(pickle.dumps(exact)) / 2
     assert FastEstimator(small_features, lam=0.5).fingerprint() != fast.fingerprint()
+
+
+def test_fast_chunking_changes_only_round_off(small_features: FeatureSet) -> None:
+    masks = random_masks(10, small_features.n_sources, seed=12)
+    whole = FastEstimator(small_features).estimate(masks)
+    chunked = FastEstimator(small_features, chunk_size=3).estimate(masks)
+    np.testing.assert_allclose(chunked.loss, whole.loss, rtol=1e-12)
+    np.testing.assert_allclose(chunked.w_norm, whole.w_norm, rtol=1e-12)

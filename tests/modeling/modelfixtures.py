@@ -42,7 +42,13 @@ def classifier_rows(n: int = 12) -> list[dict]:
     """Rows for a 2-class classifier: label 1 when the text mentions 'good'."""
     words = ["good movie", "bad film", "good plot", "bad acting", "really good", "very bad"]
     return [
-        {"source": "sent", "prompt": words[i % len(words)], "response": "", "label": int("good" in words[i % len(words)]),
-         "metadata": "{}", "row": i}
+        {
+            "source": "sent",
+            "prompt": words[i % len(words)],
+            "response": "",
+            "label": int("good" in words[i % len(words)]),
+            "metadata": "{}",
+            "row": i,
+        }
         for i in range(n)
     ]

@@ -55,8 +55,16 @@ def _rg_rows(task: str, n: int, seed: int = 7) -> list[dict]:
     for i in range(n):
         e = data[i]
         meta = dict(e["metadata"], rg_task=task)
-        rows.append({"source": task, "prompt": e["question"], "response": e["answer"], "label": -1,
-                     "metadata": json.dumps(meta, default=list), "row": i})
+        rows.append(
+            {
+                "source": task,
+                "prompt": e["question"],
+                "response": e["answer"],
+                "label": -1,
+                "metadata": json.dumps(meta, default=list),
+                "row": i,
+            }
+        )
     return rows
 
 
@@ -101,7 +109,9 @@ def test_evaluate_model_losses_match_and_predictions(tiny_llama_dir) -> None:
     out = evaluate_model(model, tok, rows, "causal-lm", max_length=32, max_new_tokens=3, batch_size=4)
     assert out["n"] == 16 and len(out["predictions"]) == 16 and out["warnings"] == []
     assert out["loss_surrogate"] == pytest.approx(evaluate_loss(model, tok, rows, "causal-lm", 32), rel=1e-6)
-    assert out["loss_ce"] == pytest.approx(evaluate_loss(model, tok, rows, "causal-lm", 32, objective="ce"), rel=1e-6)
+    assert out["loss_ce"] == pytest.approx(
+        evaluate_loss(model, tok, rows, "causal-lm", 32, objective="ce"), rel=1e-6
+    )
     assert out["metric"] == "exact_match" and 0.0 <= out["score"] <= 1.0
 
 

@@ -69,7 +69,9 @@ def test_same_seed_same_init_and_save_load_roundtrip(tiny_llama_dir, tmp_path) -
         if "lora_" in n:
             assert torch.equal(p, ref[n])
 
-    trainable = load_adapter(resolve_model(str(tiny_llama_dir), "causal-lm")[0], tmp_path / "a", trainable=True)
+    trainable = load_adapter(
+        resolve_model(str(tiny_llama_dir), "causal-lm")[0], tmp_path / "a", trainable=True
+    )
     assert count_trainable(trainable) == count_trainable(a)
 
     load_adapter_weights(b, tmp_path / "a")  # in place, no reload of the base model

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 def test_smollm2_converts_once_reloads_fast_and_computes_f(tmp_path, capfd) -> None:
     notices: list[str] = []
     t0 = time.perf_counter()
-    model, tok, info = resolve_model(
+    _model, tok, info = resolve_model(
         "smollm2-135m-instruct", "causal-lm", cache_dir=tmp_path, progress=notices.append
     )
     first = time.perf_counter() - t0
@@ -31,25 +31,43 @@ def test_smollm2_converts_once_reloads_fast_and_computes_f(tmp_path, capfd) -> N
     assert tok.pad_token is not None and tok.chat_template
 
     t0 = time.perf_counter()
-    again, _, info2 = resolve_model("smollm2-135m-instruct", "causal-lm", cache_dir=tmp_path,
-                                    progress=notices.append)
+    again, _, info2 = resolve_model(
+        "smollm2-135m-instruct", "causal-lm", cache_dir=tmp_path, progress=notices.append
+    )
     second = time.perf_counter() - t0
     assert len(notices) == 2  # no second conversion
     assert info2["config_hash"] == info["config_hash"]
     assert second < 2.0 and second < first / 5, (first, second)
 
     rows = [
-        {"source": "t", "prompt": "What is 2 + 2?", "response": "2 + 2 = 4", "label": -1,
-         "metadata": "{}", "row": 0},
-        {"source": "t", "prompt": "Name the capital of France.", "response": "The capital of France is Paris.",
-         "label": -1, "metadata": "{}", "row": 1},
+        {
+            "source": "t",
+            "prompt": "What is 2 + 2?",
+            "response": "2 + 2 = 4",
+            "label": -1,
+            "metadata": "{}",
+            "row": 0,
+        },
+        {
+            "source": "t",
+            "prompt": "Name the capital of France.",
+            "response": "The capital of France is Paris.",
+            "label": -1,
+            "metadata": "{}",
+            "row": 1,
+        },
     ]
     f = compute_f(again, tok, rows, "causal-lm", max_length=64, batch_size=2)
     assert f.shape == (2,) and np.isfinite(f).all()
     # a sensible instruct model prefers the right answer over a wrong one
-    wrong = compute_f(again, tok, [dict(rows[0], response="2 + 2 = 7"),
-                                   dict(rows[1], response="The capital of France is Rome.")],
-                      "causal-lm", 64, 2)
+    wrong = compute_f(
+        again,
+        tok,
+        [dict(rows[0], response="2 + 2 = 7"), dict(rows[1], response="The capital of France is Rome.")],
+        "causal-lm",
+        64,
+        2,
+    )
     assert (f > wrong).all(), (f, wrong)
     answer = generate_answers(again, tok, ["Name the capital of France."], 64, 12, 1)[0]
     assert "Paris" in answer, answer

@@ -42,7 +42,7 @@ def test_local_folder_loads_and_pad_falls_back_to_eos(tiny_llama_dir) -> None:
 def test_classifier_head_is_deterministic(tiny_bert_dir) -> None:
     import torch
 
-    m1, tok, info = resolve_model(str(tiny_bert_dir), "classifier", num_labels=3)
+    m1, tok, _info = resolve_model(str(tiny_bert_dir), "classifier", num_labels=3)
     m2, _, _ = resolve_model(str(tiny_bert_dir), "classifier", num_labels=3)
     assert m1.config.num_labels == 3 and tok.pad_token is not None
     assert torch.equal(m1.classifier.weight, m2.classifier.weight)
@@ -79,6 +79,31 @@ def test_bad_kind_dtype_and_packaged_kind() -> None:
 
 
 def test_packaged_minilm_classifier_loads() -> None:
-    model, tok, info = resolve_model("all-minilm-l6-v2", "classifier", num_labels=2)
+    model, _tok, info = resolve_model("all-minilm-l6-v2", "classifier", num_labels=2)
     assert info["origin"] == "packaged" and info["architecture"] == "bert"
     assert info["lora_targets"] == ["query", "value"] and model.config.num_labels == 2
+
+
+def test_unreachable_hub_fails_fast_without_retries(monkeypatch, tmp_path) -> None:
+    import socket
+    import time
+
+    import huggingface_hub.constants as hc
+
+    from subsetctl.modeling import resolve
+
+    for var in ("HF_HUB_OFFLINE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", False, raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+
+    def no_network(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    assert resolve.hub_reachable() is False
+    t0 = time.perf_counter()
+    with pytest.raises(UserError, match="unreachable") as err:
+        resolve_model("some-org/not-cached-anywhere", "causal-lm")
+    assert time.perf_counter() - t0 < 10  # no minute of client retries
+    assert "all-minilm-l6-v2" in str(err.value)

@@ -119,12 +119,21 @@ def test_best_checkpoint_by_eval_loss(tiny_llama_dir, tmp_path) -> None:
     rows = causal_rows()
     train, val = rows[:6], rows[6:]
     # a large SGD step on the surrogate overshoots: the best validation step is not the last
-    cfg = TrainConfig(steps=8, batch_size=3, lr=3.0, optimizer="sgd", objective="surrogate",
-                      max_length=32, eval_every=1)
+    cfg = TrainConfig(
+        steps=8, batch_size=3, lr=3.0, optimizer="sgd", objective="surrogate", max_length=32, eval_every=1
+    )
     model, tok = _llama(tiny_llama_dir)
     seen = []
-    result = train_lora(model, tok, train, cfg, tmp_path, "causal-lm", eval_examples=val,
-                        progress=lambda s, t, l, e: seen.append(e))
+    result = train_lora(
+        model,
+        tok,
+        train,
+        cfg,
+        tmp_path,
+        "causal-lm",
+        eval_examples=val,
+        progress=lambda s, t, l, e: seen.append(e),
+    )
     assert all(e is not None for e in seen)
     losses = result.eval_losses
     finite = {k: v for k, v in losses.items() if math.isfinite(v)}

@@ -1,0 +1,165 @@
+"""The strategy interface: params, registry look-ups, results and the estimate memo."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from searchfixtures import SOURCES, CountingEstimator
+
+from subsetctl.errors import UnknownPluginError, UserError
+from subsetctl.estimate.base import EstimateBatch, SubsetEstimator
+from subsetctl.registry import STRATEGIES
+from subsetctl.search import (
+    SearchContext,
+    StrategyResult,
+    SubsetMemo,
+    describe_params,
+    parse_params,
+    run_strategy,
+)
+from subsetctl.search.strategies import BASELINE_STRATEGIES, ESTIMATOR_STRATEGIES
+
+
+class Recorder(SubsetEstimator):
+    """Loss = number of selected sources; NaN for masks with source 0 when asked."""
+
+    def __init__(self, n: int, fail_first: bool = False) -> None:
+        self.names = [f"s{i}" for i in range(n)]
+        self.fail_first = fail_first
+        self.calls: list[np.ndarray] = []
+
+    @property
+    def sources(self) -> list[str]:
+        return self.names
+
+    def estimate(self, masks: np.ndarray) -> EstimateBatch:
+        self.calls.append(np.array(masks))
+        loss = masks.sum(axis=1).astype(float)
+        if self.fail_first:
+            loss[masks[:, 0]] = np.nan
+        m = len(masks)
+        return EstimateBatch(loss, np.zeros(m), np.ones(m, dtype=int), np.ones(m, dtype=bool))
+
+
+def test_every_builtin_is_registered_with_documented_params() -> None:
+    names = STRATEGIES.names()
+    for name in ESTIMATOR_STRATEGIES + BASELINE_STRATEGIES:
+        assert name in names
+        cls = STRATEGIES.get(name)
+        assert cls.name == name and cls.description
+        for pname, ptype, default, description in describe_params(cls):
+            assert description, f"{name}.{pname} has no description"
+            assert ptype
+            assert cls.Params.model_fields[pname].default == default
+
+
+def test_describe_params_renders_literal_and_optional_types() -> None:
+    rows = {r[0]: r for r in describe_params(STRATEGIES.get("random_ensemble"))}
+    assert rows["select"][1] == "sign|threshold|top_k|sweep"
+    assert rows["top_k"][1] == "int | None"
+    assert rows["m"][2] == 200
+
+
+def test_unknown_strategy_lists_registered_ones() -> None:
+    with pytest.raises(UnknownPluginError) as info:
+        run_strategy("randm_ensemble", Recorder(3), SearchContext(sources=["s0", "s1", "s2"]))
+    for name in ("random_ensemble", "forward", "gradient_similarity"):
+        assert name in str(info.value)
+
+
+def test_wrong_param_type_names_the_key() -> None:
+    cls = STRATEGIES.get("random_ensemble")
+    with pytest.raises(UserError) as info:
+        parse_params(cls, {"m": "many"}, "search.strategies[0].params")
+    assert "search.strategies[0].params.m" in str(info.value)
+    assert "'many'" in str(info.value)
+
+
+def test_unknown_param_is_refused_with_valid_keys() -> None:
+    with pytest.raises(UserError) as info:
+        parse_params(STRATEGIES.get("forward"), {"min_improvment": 0.1}, "search.strategies[2].params")
+    msg = str(info.value)
+    assert "search.strategies[2].params.min_improvment" in msg
+    assert "min_improvement" in msg.split("Valid keys:")[1]
+
+
+def test_cross_field_param_error_names_the_block() -> None:
+    with pytest.raises(UserError) as info:
+        parse_params(STRATEGIES.get("surrogate"), {"select": "top_k"}, "search.strategies[1].params")
+    assert "search.strategies[1].params" in str(info.value)
+    assert "top_k" in str(info.value)
+
+
+def test_params_must_be_a_mapping() -> None:
+    with pytest.raises(UserError, match="must be a mapping"):
+        parse_params(STRATEGIES.get("forward"), [1, 2], "search.strategies[0].params")  # type: ignore[arg-type]
+
+
+def test_mismatched_sources_are_refused() -> None:
+    with pytest.raises(UserError, match="differ"):
+        run_strategy("all", Recorder(3), SearchContext(sources=["a", "b", "c"]))
+
+
+def test_result_round_trips_through_json() -> None:
+    result = StrategyResult(
+        strategy="x",
+        selected=["a"],
+        scores={"a": 0.5, "b": float("nan")},
+        estimated_loss=float("inf"),
+        trace=[{"subset": ["a"], "loss": 0.25}, {"subset": [], "loss": None}],
+        notices=["note"],
+        diagnostics={"arr": np.arange(2), "v": np.float64(1.5), "bad": float("nan")},
+    )
+    data = json.loads(json.dumps(result.to_dict(), allow_nan=False))
+    assert data["scores"]["b"] is None and data["estimated_loss"] is None
+    assert data["diagnostics"] == {"arr": [0, 1], "v": 1.5, "bad": None}
+    back = StrategyResult.from_dict(data)
+    assert back.selected == ["a"] and back.trace == result.trace
+    assert math.isnan(back.scores["b"]) and back.scores["a"] == 0.5
+
+
+def test_memo_dedupes_and_batches() -> None:
+    est = Recorder(3)
+    memo = SubsetMemo(est, SearchContext(sources=est.sources), "t")
+    masks = np.array([[1, 0, 0], [1, 0, 0], [0, 1, 1]], dtype=bool)
+    assert memo.losses(masks).tolist() == [1.0, 1.0, 2.0]
+    assert len(est.calls) == 1 and len(est.calls[0]) == 2
+    assert memo.losses(masks[:1]).tolist() == [1.0]
+    assert len(est.calls) == 1
+    assert [t["subset"] for t in memo.trace] == [["s0"], ["s1", "s2"]]
+
+
+def test_memo_chunks_report_progress_and_count_failures() -> None:
+    est = Recorder(4, fail_first=True)
+    events: list[tuple[str, int, int]] = []
+    ctx = SearchContext(
+        sources=est.sources, progress=lambda msg, done, total: events.append((msg, done, total))
+    )
+    memo = SubsetMemo(est, ctx, "t", chunk_size=5)
+    codes = np.arange(16)
+    masks = ((codes[:, None] >> np.arange(4)) & 1).astype(bool)
+    losses = memo.losses(masks)
+    assert len(est.calls) == 4
+    assert [e[1:] for e in events] == [(5, 16), (10, 16), (15, 16), (16, 16)]
+    assert np.isnan(losses[masks[:, 0]]).all()
+    assert memo.n_failed == 8
+    assert any("failed" in n for n in memo.notices())
+    assert all(t["loss"] is None for t in memo.trace if "s0" in t["subset"])
+
+
+def test_failed_estimates_are_left_out_of_selection() -> None:
+    est = Recorder(4, fail_first=True)
+    result = run_strategy("exhaustive", est, SearchContext(sources=est.sources))
+    assert result.selected == []
+    assert any("failed" in n for n in result.notices)
+    json.dumps(result.to_dict(), allow_nan=False)
+
+
+def test_progress_callback_sees_strategy_work(estimator: CountingEstimator) -> None:
+    events: list[str] = []
+    ctx = SearchContext(sources=list(SOURCES), progress=lambda msg, done, total: events.append(msg))
+    run_strategy("forward", estimator, ctx, {})
+    assert any(e.startswith("forward") for e in events)

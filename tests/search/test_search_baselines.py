@@ -1,0 +1,65 @@
+"""Baselines: sizes, seeds, similarity inputs and their errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from searchfixtures import SOURCES, CountingEstimator
+
+from subsetctl.errors import UserError
+from subsetctl.estimate.base import FeatureSet
+from subsetctl.search import SearchContext, run_strategy
+
+
+def test_all_and_target_only_estimate_their_pick(estimator: CountingEstimator) -> None:
+    ctx = SearchContext(sources=list(SOURCES))
+    everything = run_strategy("all", estimator, ctx)
+    nothing = run_strategy("target_only", estimator, ctx)
+    assert everything.selected == list(SOURCES) and nothing.selected == []
+    assert everything.estimated_loss is not None and nothing.estimated_loss is not None
+    assert len(everything.trace) == len(nothing.trace) == 1
+
+
+def test_random_is_sized_like_another_pick_and_seeded(estimator: CountingEstimator) -> None:
+    ctx = SearchContext(
+        sources=list(SOURCES), seed=7, other_selections={"forward": ["help1", "help2", "help3"]}
+    )
+    a = run_strategy("random", estimator, ctx, {"like": "forward"})
+    b = run_strategy("random", estimator, ctx, {"like": "forward"})
+    assert len(a.selected) == 3 and a.selected == b.selected
+    assert a.selected == [s for s in SOURCES if s in a.selected]
+    assert len(run_strategy("random", estimator, ctx, {"k": 5}).selected) == 5
+
+
+def test_random_needs_an_earlier_strategy_or_k(estimator: CountingEstimator) -> None:
+    ctx = SearchContext(sources=list(SOURCES), other_selections={"all": list(SOURCES)})
+    with pytest.raises(UserError, match="has not run"):
+        run_strategy("random", estimator, ctx, {"like": "forward"})
+    with pytest.raises(UserError, match="exactly one"):
+        run_strategy("random", estimator, ctx, {}, where="search.strategies[3].params")
+
+
+def test_similarity_baselines_need_features(estimator: CountingEstimator) -> None:
+    ctx = SearchContext(sources=list(SOURCES))
+    with pytest.raises(UserError, match="gradient features"):
+        run_strategy("gradient_similarity", estimator, ctx)
+
+
+def test_representation_similarity(estimator: CountingEstimator, planted_features: FeatureSet) -> None:
+    ctx = SearchContext(sources=list(SOURCES), features=planted_features)
+    with pytest.raises(UserError, match="representations"):
+        run_strategy("representation_similarity", estimator, ctx)
+    reprs = np.zeros((len(SOURCES), 3))
+    reprs[:, 0] = 1.0
+    reprs[SOURCES.index("noise2")] = [0.0, 1.0, 0.0]
+    reprs[SOURCES.index("flip1")] = [-1.0, 0.0, 0.0]
+    with_repr = FeatureSet(
+        **{**planted_features.__dict__, "source_repr": reprs, "target_repr": np.array([1.0, 0.2, 0.0])}
+    )
+    ctx = SearchContext(sources=list(SOURCES), features=with_repr)
+    result = run_strategy("representation_similarity", estimator, ctx, {"threshold": 0.5})
+    assert "flip1" not in result.selected and "noise2" not in result.selected
+    assert len(result.selected) == len(SOURCES) - 2
+    assert result.scores["flip1"] < 0 < result.scores["noise2"] < result.scores["help1"]
+    top = run_strategy("representation_similarity", estimator, ctx, {"top_k": 2})
+    assert len(top.selected) == 2 and "noise2" not in top.selected

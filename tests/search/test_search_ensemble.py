@@ -1,0 +1,106 @@
+"""Random subsets, caps and limits of the ensemble strategies."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from searchfixtures import SOURCES, Additive, CountingEstimator
+
+from subsetctl.errors import UserError
+from subsetctl.search import SearchContext, run_strategy
+from subsetctl.search.ensemble import fit_ridge, mean_difference_scores, sample_subsets
+
+
+@pytest.mark.parametrize("n, size, m", [(8, 4, 10), (8, 4, 60), (8, 4, 70), (20, 10, 500), (5, 1, 5)])
+def test_sample_subsets_are_distinct_and_sized(n: int, size: int, m: int) -> None:
+    masks, notices = sample_subsets(n, size, m, np.random.default_rng(0))
+    assert masks.shape == (m, n) and not notices
+    assert (masks.sum(axis=1) == size).all()
+    assert len({row.tobytes() for row in masks}) == m
+
+
+def test_m_above_distinct_subsets_is_capped_with_notice(estimator: CountingEstimator) -> None:
+    result = run_strategy("random_ensemble", estimator, SearchContext(sources=list(SOURCES)), {"m": 100})
+    total = math.comb(len(SOURCES), 4)
+    assert result.diagnostics["n_subsets"] == total
+    assert any(f"only {total} distinct" in n for n in result.notices)
+
+
+def test_alpha_is_clamped_so_scores_exist() -> None:
+    est = Additive([0.1, -0.1, 0.2])
+    result = run_strategy("random_ensemble", est, SearchContext(sources=est.sources), {"alpha": 1.0})
+    assert result.diagnostics["subset_size"] == 2
+    assert any("alpha=1.0" in n for n in result.notices)
+
+
+def test_single_source_ensemble_points_to_exhaustive() -> None:
+    est = Additive([0.1])
+    with pytest.raises(UserError, match="exhaustive"):
+        run_strategy("random_ensemble", est, SearchContext(sources=est.sources))
+
+
+def test_scores_recover_additive_effects() -> None:
+    effects = [0.3, -0.2, 0.05, -0.4, 0.1, 0.0]
+    est = Additive(effects)
+    ctx = SearchContext(sources=est.sources, seed=1)
+    ens = run_strategy("random_ensemble", est, ctx, {"m": 20, "select": "sweep"})
+    sur = run_strategy("surrogate", est, ctx, {"m": 20, "ridge": 1e-6, "select": "sweep"})
+    exh = run_strategy("exhaustive", est, ctx)
+    for result in (ens, sur, exh):
+        assert result.selected == ["s0", "s2", "s4"]
+        order = sorted(result.scores, key=result.scores.get, reverse=True)
+        assert order[:3] == ["s0", "s4", "s2"]
+    # exhaustive scores are absolute effects (Banzhaf values of an additive game)
+    assert [exh.scores[s] for s in est.sources] == pytest.approx(effects)
+    assert sur.diagnostics["holdout_r2"] == pytest.approx(1.0, abs=1e-6)
+    assert sur.diagnostics["holdout_spearman"] == pytest.approx(1.0)
+    sweep = ens.diagnostics["sweep"]
+    assert [s["k"] for s in sweep] == list(range(7))
+
+
+def test_top_k_larger_than_n_keeps_all_with_notice() -> None:
+    est = Additive([0.1, 0.2, -0.1])
+    result = run_strategy(
+        "random_ensemble", est, SearchContext(sources=est.sources), {"select": "top_k", "top_k": 5}
+    )
+    assert result.selected == est.sources
+    assert any("top_k=5" in n for n in result.notices)
+
+
+def test_surrogate_with_too_few_subsets_skips_holdout() -> None:
+    est = Additive([0.1, 0.2, -0.1])
+    result = run_strategy("surrogate", est, SearchContext(sources=est.sources), {"m": 3, "holdout": 0.2})
+    assert "holdout_r2" not in result.diagnostics
+    assert any("hold out" in n for n in result.notices)
+
+
+def test_surrogate_reuses_the_ensemble_subsets(estimator: CountingEstimator) -> None:
+    ctx = SearchContext(sources=list(SOURCES), seed=5)
+    ens = run_strategy("random_ensemble", estimator, ctx, {"m": 25})
+    sur = run_strategy("surrogate", estimator, ctx, {"m": 25})
+    assert [t["subset"] for t in ens.trace[:25]] == [t["subset"] for t in sur.trace[:25]]
+
+
+def test_exhaustive_refuses_more_than_12_sources() -> None:
+    est = Additive([0.0] * 13)
+    with pytest.raises(UserError) as info:
+        run_strategy("exhaustive", est, SearchContext(sources=est.sources))
+    assert "random_ensemble" in str(info.value) and "13" in str(info.value)
+
+
+def test_mean_difference_scores_undefined_source_gets_zero() -> None:
+    masks = np.array([[1, 1, 0], [1, 0, 1]], dtype=bool)
+    scores, notices = mean_difference_scores(masks, np.array([1.0, 2.0]), ["a", "b", "c"])
+    assert scores[0] == 0.0 and scores[1] == pytest.approx(1.0)
+    assert notices and "'a'" in notices[0]
+
+
+def test_fit_ridge_recovers_linear_model() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.random((50, 4)) > 0.5
+    y = 2.0 + x @ np.array([0.5, -1.0, 0.0, 0.25])
+    coef, intercept = fit_ridge(x.astype(float), y, 1e-9)
+    assert coef == pytest.approx([0.5, -1.0, 0.0, 0.25], abs=1e-6)
+    assert intercept == pytest.approx(2.0, abs=1e-6)
