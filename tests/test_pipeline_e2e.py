@@ -36,3 +36,32 @@ def test_cli_run_prints_report(tiny_project: Path) -> None:
     assert "selections" in result.output and "test metrics" in result.output
     report = CliRunner().invoke(main, ["report", str(tiny_project)])
     assert report.exit_code == 0 and "per-source scores" in report.output
+
+
+def test_verify_and_calibrate_on_tiny_model(tiny_project: Path) -> None:
+    overrides = ["verify.enabled=true", "verify.k=5", "verify.steps=2", "verify.batch_size=4",
+                 "finetune.enabled=false", "calibrate.lambda_grid=[0.1, 1.0, 10.0]"]
+    run_project(tiny_project, overrides)
+    results = json.loads((tiny_project / ".subsetctl" / "verify" / "results.json").read_text())
+    assert {r["kind"] for r in results} == {"ce", "surrogate"}
+    assert len(results) == 10
+    subsets = [r["subset"] for r in results if r["kind"] == "ce"]
+    assert [] in subsets and ["a", "b", "bad"] in subsets
+    calibration = json.loads((tiny_project / ".subsetctl" / "calibrate" / "calibration.json").read_text())
+    for kind in ("ce", "surrogate"):
+        entry = calibration["kinds"][kind]
+        assert len(entry["raw"]) == len(entry["true"]) == 5
+        assert entry["calibration"]["lam"] in (0.1, 1.0, 10.0)
+    report = json.loads((tiny_project / "report.json").read_text())
+    assert set(report["verify"]) == {"ce", "surrogate"}
+    assert (tiny_project / "plots" / "estimated_vs_true.png").is_file()
+
+
+def test_true_finetune_estimator_drives_a_strategy(tiny_project: Path) -> None:
+    overrides = ["estimate.estimator=true_finetune", "verify.steps=1", "verify.kinds=[ce]",
+                 "search.strategies=[{name: forward, params: {max_steps: 1}}]", "finetune.enabled=false"]
+    run_project(tiny_project, overrides)
+    selections = json.loads((tiny_project / ".subsetctl" / "search" / "selections.json").read_text())
+    trace = selections["strategies"]["forward"]["trace"]
+    assert len(trace) >= 4  # target only + one addition per source, each a real fine-tune
+    assert all(t["loss"] is not None and t["loss"] > 0 for t in trace)

@@ -38,7 +38,7 @@ class CalibrateStage(Stage):
                 y = np.array([np.nan if r["true"] is None else r["true"] for r in rows], dtype=float)
                 raw_by_lambda = {}
                 for lam in grid:
-                    estimator = make_estimator(spec, features, lam)
+                    estimator = _calibration_estimator(spec, features, lam)
                     raw_by_lambda[lam] = estimator.estimate(estimator.masks_for([r["subset"] for r in rows])).loss
                 labels = ["+".join(r["subset"]) or "(target only)" for r in rows]
                 if spec.calibrate.enabled:
@@ -71,6 +71,16 @@ class CalibrateStage(Stage):
         atomic_write_json(ctx.out_dir / CALIBRATION, out)
         return {"lambda": primary.lam, "calibrated": primary.enabled, "slope": primary.slope,
                 "intercept": primary.intercept, "loo_median_rel_err": primary.loo_median_rel_err}
+
+
+def _calibration_estimator(spec: Any, features: Any, lam: float) -> Any:
+    """The spec's estimator, or the fast one when the spec's needs a model (true_finetune
+    has no lambda to calibrate)."""
+    from subsetctl.registry import ESTIMATORS
+
+    if getattr(ESTIMATORS.get(spec.estimate.estimator), "needs_model", False):
+        return ESTIMATORS.get("fast")(features, lam=lam)
+    return make_estimator(spec, features, lam)
 
 
 def read_calibration(ctx: StageContext) -> Any:

@@ -48,13 +48,21 @@ def load_features(store_dir: Path, spec: Spec) -> FeatureSet:
     )
 
 
-def make_estimator(spec: Spec, features: FeatureSet, lam: float) -> SubsetEstimator:
-    """The estimator named by ``estimate.estimator`` at regularization ``lam``."""
+def make_estimator(spec: Spec, features: FeatureSet, lam: float, ctx: Any = None) -> SubsetEstimator:
+    """The estimator named by ``estimate.estimator`` at regularization ``lam``.
+
+    Estimators that need the model (``needs_model``, e.g. ``true_finetune``) are built from
+    the stage context ``ctx`` instead of the cached features."""
     import inspect
 
+    from subsetctl.errors import UserError
     from subsetctl.registry import ESTIMATORS
 
     cls = ESTIMATORS.get(spec.estimate.estimator)
+    if getattr(cls, "needs_model", False):
+        if ctx is None:
+            raise UserError(f"The {spec.estimate.estimator!r} estimator cannot be used here; use fast or exact.")
+        return cls(ctx)
     kwargs: dict[str, Any] = {"lam": lam}
     if "max_iter" in inspect.signature(cls).parameters:
         kwargs["max_iter"] = spec.estimate.max_iter

@@ -40,12 +40,16 @@ class SearchStage(Stage):
         spec = ctx.spec
         features = load_features(ctx.upstream_dir("gradients") / "store", spec)
         cal = read_calibration(ctx)
-        estimator = make_estimator(spec, features, cal.lam)
+        estimator = make_estimator(spec, features, cal.lam, ctx)
+        in_process = bool(getattr(estimator, "needs_model", False))
         gradients_digest = ctx.upstream_manifest("gradients")["output_digest"]
         key = fingerprint({"estimator": spec.estimate.estimator, "lam": cal.lam,
                            "max_iter": spec.estimate.max_iter, "features": gradients_digest})
         store = SubsetResultsStore(ctx.out_dir / "subsets", features.sources, key)
-        cached = CachedEstimator(estimator, store, executor_kwargs(spec))
+        kwargs = executor_kwargs(spec)
+        if in_process:  # a model-backed estimator cannot be shipped to workers
+            kwargs.update(backend="sequential", n_jobs=1)
+        cached = CachedEstimator(estimator, store, kwargs, chunk_size=1 if in_process else 256)
         results: dict[str, Any] = {}
         other: dict[str, list[str]] = {}
         with ctx.reporter.progress("search", total=len(spec.search.strategies)) as task:
