@@ -103,4 +103,5 @@ class FinetuneStage(Stage):
         labels = {label: [run_key(subset, spec.project.seed + s) for s in range(spec.finetune.seeds)]
                   for label, subset in picks.items()}
         atomic_write_json(ctx.out_dir / "labels.json", {"labels": labels, "selections": picks})
-        return {"runs": len(by_key), "labels": {k: len(v) for k, v in picks.items()}}
+        return {"runs": len(by_key), "trained_now": len(todo), "reused_runs": len(by_key) - len(todo),
+                "labels": {k: len(v) for k, v in picks.items()}}

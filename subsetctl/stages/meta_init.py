@@ -53,6 +53,7 @@ class MetaInitStage(Stage):
             "trainable_parameters": count_trainable(model),
             "train_examples": len(train),
             "steps": result.steps,
+            "resumed_from": result.resumed_from,
             "best_step": result.best_step,
             "best_val_loss": result.best_eval_loss,
             "first_train_loss": result.train_losses[0] if result.train_losses else None,

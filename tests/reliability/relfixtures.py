@@ -39,14 +39,14 @@ def write_data(folder: Path) -> None:
     """The target and source files every reliability project uses."""
     folder.mkdir(parents=True, exist_ok=True)
     write_jsonl(folder / "target.jsonl", [{"prompt": f"{i}+1=", "response": str(i + 1)} for i in range(20)])
-    write_jsonl(folder / "a.jsonl", [{"prompt": f"{i}+2=", "response": str(i + 2)} for i in range(10)])
-    write_jsonl(folder / "b.jsonl", [{"prompt": f"say {i}", "response": f"{i}"} for i in range(10)])
+    write_jsonl(folder / "a.jsonl", [{"prompt": f"{i}+2=", "response": str(i + 2)} for i in range(40)])
+    write_jsonl(folder / "b.jsonl", [{"prompt": f"say {i}", "response": f"{i}"} for i in range(40)])
 
 
 def crash_spec(model_dir: Path) -> dict[str, Any]:
     """A whole-pipeline spec whose long stages last long enough to be killed inside:
-    40 meta_init steps (checkpoint every 5), gradients in batches of 2, forward +
-    exhaustive search (several saved estimate chunks) and 10-step fine-tunes."""
+    40 meta_init steps (checkpoint every 5), 105 gradient rows in batches of 2, forward +
+    exhaustive search (several saved estimate chunks) and 30-step fine-tunes."""
     return {
         "project": {"name": "crash", "seed": 0},
         "model": {"source": str(model_dir), "max_length": 32, "lora": {"r": 2, "alpha": 4}},
@@ -60,9 +60,9 @@ def crash_spec(model_dir: Path) -> dict[str, Any]:
         ],
         "meta_init": {"steps": 40, "batch_size": 4, "eval_every": 5, "checkpoint_every": 5},
         "gradients": {"d": 16, "batch_size": 2},
-        "search": {"strategies": [{"name": "forward", "params": {"min_improvement": -1.0}},
+        "search": {"strategies": [{"name": "forward"},
                                   {"name": "exhaustive"}]},
-        "finetune": {"steps": 12, "batch_size": 4, "checkpoint_every": 2},
+        "finetune": {"steps": 30, "batch_size": 4, "checkpoint_every": 3},
         "evaluate": {"max_new_tokens": 2},
         "report": {"plots": False},
         "executor": {"backend": "sequential", "n_jobs": 1},
