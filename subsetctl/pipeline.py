@@ -249,13 +249,21 @@ class Pipeline:
                     and manifest.get("fingerprint") == fp
                     and stage.name not in force
                 )
+                if manifest is not None and manifest.get("corrupt"):
+                    # nothing it lists can be verified: never resume from those artifacts
+                    self.reporter.warn(
+                        f"Stage {stage.name}: its manifest.json is unreadable (corrupt); discarding the "
+                        "stage's artifacts and re-running it."
+                    )
+                    self.project.reset_stage(stage.name)
                 if up_to_date:
                     problems = verify_checksums(self.project.stage_dir(stage.name), manifest.get("artifacts", {}))
                     if problems:
                         self.reporter.warn(
                             f"Stage {stage.name}: artifacts fail their checksums ({'; '.join(problems[:3])}); "
-                            "re-running the stage."
+                            "discarding them and re-running the stage."
                         )
+                        self.project.reset_stage(stage.name)  # a resume would reuse the damaged rows
                         up_to_date = False
                 if up_to_date:
                     assert manifest is not None
@@ -264,6 +272,8 @@ class Pipeline:
                 else:
                     if fp is None:
                         fp, inputs = self._current(stage, digests)
+                    if stage.name in force:  # --force means recompute, not resume
+                        self.project.reset_stage(stage.name)
                     manifest = self._run_stage(stage, fp, inputs, options or {}, on_stage)
                     if manifest is None:
                         results.append({"stage": stage.name, "action": "partial", "seconds": 0.0})

@@ -75,7 +75,9 @@ class RichReporter:
             self.console.print(message, highlight=False)
 
     def warn(self, message: str) -> None:
-        self.console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+        from rich.markup import escape
+
+        self.console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False)
 
     @contextlib.contextmanager
     def progress(self, description: str, total: int) -> Iterator[ProgressTask]:

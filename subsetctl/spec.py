@@ -284,7 +284,9 @@ class CalibrateSpec(StrictModel):
 class StrategySpec(StrictModel):
     name: str = Field(description="Registered strategy name (see `subsetctl ls`).")
     params: dict[str, Any] = Field(default_factory=dict, description="Strategy parameters.")
-    label: str | None = Field(None, description="Name to report it under (default: name).")
+    label: str | None = Field(
+        None, description="Name to report it under (default: name).", pattern=NAME_PATTERN
+    )
 
 
 def _default_strategies() -> list[StrategySpec]:
@@ -412,7 +414,7 @@ def key_lines(text: str) -> dict[tuple[Any, ...], int]:
     lines: dict[tuple[Any, ...], int] = {}
     try:
         root = yaml.compose(text, Loader=_LineLoader)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         return lines
 
     def walk(node: Any, path: tuple[Any, ...]) -> None:
@@ -426,8 +428,11 @@ def key_lines(text: str) -> dict[tuple[Any, ...], int]:
                 lines[path + (i,)] = item.start_mark.line + 1
                 walk(item, path + (i,))
 
-    if root is not None:
-        walk(root, ())
+    try:
+        if root is not None:
+            walk(root, ())
+    except RecursionError:  # absurdly deep nesting: the issues simply carry no line
+        return {}
     return lines
 
 
@@ -514,6 +519,8 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise SpecError(f"{where}: malformed YAML: {problem}. Fix the syntax and retry.") from None
+    except RecursionError:
+        raise SpecError(f"{path}: the YAML is nested too deeply to be a spec. Fix the file and retry.") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -81,3 +81,19 @@ def test_inside_refuses_paths_outside(tmp_path: Path) -> None:
     project = Project(tmp_path)
     with pytest.raises(UserError):
         project.inside(tmp_path / ".." / "elsewhere")
+
+
+def test_force_recomputes_and_moved_project_stays_up_to_date(jsonl_project: Path, tmp_path: Path) -> None:
+    import shutil
+
+    run_project(jsonl_project, until="data")
+    marker = jsonl_project / ".subsetctl" / "data" / "leftover.txt"
+    marker.write_text("partial work of an earlier attempt")
+    results = run_project(jsonl_project, until="data", force=["data"])
+    assert results[0]["action"] == "ran"
+    assert not marker.exists()  # forced stages start from scratch instead of resuming
+
+    moved = tmp_path / "moved"
+    shutil.copytree(jsonl_project, moved)
+    _, _, statuses = plan_project(moved, until="data")
+    assert statuses[0].state == "up to date"

@@ -211,10 +211,11 @@ def label_names(data_dir: Path) -> list[str] | None:
 
 
 def _file_fingerprint(path: Path) -> dict[str, Any]:
-    """Size and sha256 of a local file, or that it is missing."""
+    """Size and sha256 of a local file, or that it is missing. The path itself is left
+    out (the spec slice holds it, relative to the spec), so a moved project stays valid."""
     if not path.is_file():
-        return {"path": str(path), "missing": True}
-    return {"path": str(path), "size": path.stat().st_size, "sha256": sha256_file(path)}
+        return {"missing": True}
+    return {"size": path.stat().st_size, "sha256": sha256_file(path)}
 
 
 def _tree_fingerprint(path: Path) -> dict[str, Any]:
@@ -224,7 +225,6 @@ def _tree_fingerprint(path: Path) -> dict[str, Any]:
             p for p in path.rglob("*") if p.is_file() and ".cache" not in p.relative_to(path).parts
         )
         return {
-            "path": str(path),
             "files": {p.relative_to(path).as_posix(): _file_fingerprint(p) for p in files},
         }
     return _file_fingerprint(path)

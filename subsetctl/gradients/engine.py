@@ -11,15 +11,18 @@ LoRA (``lora_A`` / ``lora_B`` are ``nn.Linear``; the LoRA scaling is applied aft
 ``lora_B`` so it is inside the output gradient) and linear heads in ``modules_to_save``.
 Any other trainable parameter is refused with a clear message.
 
-On CPU this beats ``torch.func`` (``vmap(grad(functional_call))``), which re-runs the
-whole model per example inside vmap and keeps B copies of every activation.
+Chosen over ``torch.func`` (``vmap(grad(functional_call))``): that computes the same
+per-example gradients but differentiates per example inside vmap (B weight-gradient
+computations of every LoRA matrix instead of one einsum) and does not run through
+Hugging Face models' mask construction reliably; the hook path costs about one training
+step per batch (see benchmarks/gradients.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -117,6 +120,15 @@ class PerExampleGradientEngine:
             raise ValueError(f"projector has p={projector.p} but the model has {self.p} trainable entries")
         self._modules = list({id(s.module): s.module for s in self.slots}.values())
 
+    @property
+    def hidden_size(self) -> int:
+        """Width h of the ``repr`` rows (the model's hidden size), for sizing the store."""
+        config = getattr(self.model, "config", None)
+        size = getattr(config, "hidden_size", None)
+        if size is None:
+            raise ValueError("the model's config has no hidden_size; size the store from a computed batch")
+        return int(size)
+
     # ----------------------------------------------------------------- hooks
     def _capture(self) -> tuple[dict[int, list[tuple[torch.Tensor, torch.Tensor]]], list[Any]]:
         records: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {id(m): [] for m in self._modules}
@@ -140,7 +152,9 @@ class PerExampleGradientEngine:
         rep = (last * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
         return f, rep
 
-    def per_example_gradients(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    def per_example_gradients(
+        self, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """f (B,), repr (B, h) and the per-example gradient chunks, one (B, numel) per
         parameter in :attr:`param_names` order (unprojected)."""
         was_training = self.model.training
@@ -180,18 +194,3 @@ class PerExampleGradientEngine:
         f, rep, chunks = self.per_example_gradients(batch)
         x = self.projector.project_chunks(chunks)
         return BatchGradients(f=f.cpu(), x=x.cpu(), repr=rep.cpu())
-
-    def iter_compute(
-        self,
-        batches: Iterator[dict[str, torch.Tensor]],
-        progress: Callable[[int, int], None] | None = None,
-        total: int = 0,
-    ) -> Iterator[BatchGradients]:
-        """Compute batch after batch, reporting examples done through ``progress``."""
-        done = 0
-        for batch in batches:
-            result = self.compute(batch)
-            done += int(result.f.shape[0])
-            if progress is not None:
-                progress(done, total)
-            yield result

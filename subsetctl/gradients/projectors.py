@@ -10,8 +10,8 @@ are identical across calls and processes.
 
 Memory: when the whole of P fits in ``memory_budget_mb`` it is generated once and kept
 (fast path). Otherwise half of the budget caches a prefix of P and a quarter is the
-working block that the remaining units stream through (plus the generator's scratch,
-a quarter of the block for Rademacher), so the projector's own memory stays within the
+working block that the remaining units stream through (allocated once; plus the
+generator's scratch, a quarter of the block for Rademacher), so the projector's own memory stays within the
 budget (at least one unit is always used, so budgets below
 one unit, ``UNIT_ROWS * d * 4`` bytes, are rounded up to that).
 """
@@ -22,10 +22,10 @@ import bisect
 import hashlib
 import math
 from abc import ABC, abstractmethod
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from subsetctl.errors import UserError
 from subsetctl.registry import PROJECTORS
@@ -84,12 +84,14 @@ class Projector(ABC):
         else:
             self.cached_units = min(self.n_units, int(budget * 0.5 // unit_bytes))
             self.working_units = max(1, int(budget * 0.25 // unit_bytes))
-        self._cache: torch.Tensor | None = None  # rows [0, cached_rows) of P, built lazily
+        self._cache: torch.Tensor | None = None  # units [0, cached_units) of P, built lazily
+        self._work: torch.Tensor | None = None  # the streaming block, reused across calls
 
     # ----------------------------------------------------------------- generation
     @abstractmethod
-    def _generate(self, start_unit: int, stop_unit: int, generator: torch.Generator) -> torch.Tensor:
-        """Units ``[start_unit, stop_unit)`` of P as a (k, UNIT_ROWS, d) float32 tensor.
+    def _fill(self, block: torch.Tensor, start_unit: int, generator: torch.Generator) -> None:
+        """Fill ``block`` (k, UNIT_ROWS, d), contiguous float32, with units
+        ``[start_unit, start_unit + k)`` of P, in place.
 
         Unit u must come from ``generator.manual_seed(unit_seed(self.seed, u))`` alone, so
         that it does not depend on which other units are generated with it. Rows past p
@@ -98,7 +100,9 @@ class Projector(ABC):
 
     def units(self, start_unit: int, stop_unit: int) -> torch.Tensor:
         """Generate units ``[start_unit, stop_unit)`` of P, (k, UNIT_ROWS, d), no caching."""
-        return self._generate(start_unit, stop_unit, torch.Generator(device="cpu"))
+        block = torch.empty((stop_unit - start_unit, UNIT_ROWS, self.d), dtype=torch.float32)
+        self._fill(block, start_unit, torch.Generator(device="cpu"))
+        return block
 
     def rows(self, start_unit: int, stop_unit: int) -> torch.Tensor:
         """Rows of P for units ``[start_unit, stop_unit)``, (rows, d), trimmed at p."""
@@ -113,6 +117,12 @@ class Projector(ABC):
     def cached_rows(self) -> int:
         """How many leading rows of P are kept in memory between calls."""
         return min(self.p, self.cached_units * UNIT_ROWS)
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes of P-related buffers held between calls (cache, working block, scratch)."""
+        held = [self._cache, self._work, getattr(self, "_scratch", None)]
+        return sum(t.numel() * t.element_size() for t in held if t is not None)
 
     def _cached(self) -> torch.Tensor:
         if self._cache is None:
@@ -153,14 +163,23 @@ class Projector(ABC):
         unit = self.cached_units
         while unit < self.n_units:
             stop = min(self.n_units, unit + self.working_units)
-            block = self._generate(unit, stop, gen)
+            block = self._working()[: stop - unit]
+            self._fill(block, unit, gen)
             self._accumulate(out, self._gather(chunks, offsets, unit, stop), block)
-            del block
             unit = stop
         return out
 
+    def _working(self) -> torch.Tensor:
+        """The working block, allocated once and reused: fresh allocations of this size
+        cost page faults on every call and fragment the heap."""
+        if self._work is None:
+            self._work = torch.empty((self.working_units, UNIT_ROWS, self.d), dtype=torch.float32)
+        return self._work
+
     @staticmethod
-    def _gather(chunks: Sequence[torch.Tensor], offsets: list[int], start_unit: int, stop_unit: int) -> torch.Tensor:
+    def _gather(
+        chunks: Sequence[torch.Tensor], offsets: list[int], start_unit: int, stop_unit: int
+    ) -> torch.Tensor:
         """The gradient columns of units ``[start_unit, stop_unit)`` as one (B, k * UNIT_ROWS)
         float32 matrix, zero past p."""
         lo, hi = start_unit * UNIT_ROWS, stop_unit * UNIT_ROWS
@@ -198,15 +217,23 @@ class RademacherProjector(Projector):
         bits = torch.arange(8)
         table = ((torch.arange(256).unsqueeze(1) >> bits) & 1).to(torch.float32)
         self._table = (table * 2.0 - 1.0) * self.scale  # byte value -> its 8 signs
+        self._scratch: torch.Tensor | None = None  # random bytes (as int64) of a working block
 
-    def _generate(self, start_unit: int, stop_unit: int, generator: torch.Generator) -> torch.Tensor:
+    def _fill(self, block: torch.Tensor, start_unit: int, generator: torch.Generator) -> None:
         per_unit = UNIT_ROWS * self.d // 8  # random bytes per unit, 8 signs each
-        k = stop_unit - start_unit
-        idx = torch.empty(k * per_unit, dtype=torch.int64)
+        k = block.shape[0]
+        if k <= self.working_units:  # streaming: reuse the scratch indices
+            if self._scratch is None:
+                self._scratch = torch.empty(self.working_units * per_unit, dtype=torch.int64)
+            idx = self._scratch[: k * per_unit]
+        else:  # building the cache, once
+            idx = torch.empty(k * per_unit, dtype=torch.int64)
         for i in range(k):
             generator.manual_seed(unit_seed(self.seed, start_unit + i))
-            torch.randint(0, 256, (per_unit,), generator=generator, out=idx[i * per_unit : (i + 1) * per_unit])
-        return F.embedding(idx, self._table).view(k, UNIT_ROWS, self.d)
+            torch.randint(
+                0, 256, (per_unit,), generator=generator, out=idx[i * per_unit : (i + 1) * per_unit]
+            )
+        torch.index_select(self._table, 0, idx, out=block.view(-1, 8))
 
 
 @PROJECTORS.register("gaussian", "Standard normal entries scaled 1/sqrt(d), regenerated from the seed.")
@@ -215,12 +242,10 @@ class GaussianProjector(Projector):
 
     name = "gaussian"
 
-    def _generate(self, start_unit: int, stop_unit: int, generator: torch.Generator) -> torch.Tensor:
-        block = torch.empty((stop_unit - start_unit, UNIT_ROWS, self.d), dtype=torch.float32)
-        for i in range(stop_unit - start_unit):
+    def _fill(self, block: torch.Tensor, start_unit: int, generator: torch.Generator) -> None:
+        for i in range(block.shape[0]):
             generator.manual_seed(unit_seed(self.seed, start_unit + i))
             block[i].normal_(0.0, self.scale, generator=generator)
-        return block
 
 
 def make_projector(name: str, p: int, d: int, seed: int, memory_budget_mb: float = 64) -> Projector:

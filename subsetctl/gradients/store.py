@@ -22,9 +22,10 @@ import json
 import math
 import os
 import shutil
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -79,7 +80,7 @@ class GradientStore:
     @classmethod
     def create(
         cls, path: str | Path, rows: Sequence[Mapping[str, Any]], d: int, h: int, info: Mapping[str, Any]
-    ) -> "GradientStore":
+    ) -> GradientStore:
         """Create an empty store for ``rows`` (overwriting any store already at ``path``).
 
         ``info`` describes what the features depend on (model, adapter, projector, seed,
@@ -105,7 +106,7 @@ class GradientStore:
         return cls.open(path, writable=True)
 
     @classmethod
-    def open(cls, path: str | Path, writable: bool = True) -> "GradientStore":
+    def open(cls, path: str | Path, writable: bool = True) -> GradientStore:
         """Open an existing store; raises StaleArtifactError when ``path`` holds none."""
         path = Path(path)
         if not (path / INFO).exists():
@@ -248,10 +249,18 @@ def create_shard_store(
 ) -> GradientStore:
     """Create the store of one shard: its slice of ``rows`` under :func:`shard_dir`."""
     span = shard_rows(len(rows), shard_index, n_shards, batch_size)
-    shard = {"index": shard_index, "count": n_shards, "start": span.start, "stop": span.stop,
-             "total_rows": len(rows)}
+    shard = {
+        "index": shard_index,
+        "count": n_shards,
+        "start": span.start,
+        "stop": span.stop,
+        "total_rows": len(rows),
+    }
     return GradientStore.create(
-        shard_dir(base, shard_index, n_shards), list(rows[span.start : span.stop]), d, h,
+        shard_dir(base, shard_index, n_shards),
+        list(rows[span.start : span.stop]),
+        d,
+        h,
         {**dict(info), "shard": shard},
     )
 

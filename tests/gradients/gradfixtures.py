@@ -16,8 +16,13 @@ def tiny_llama_lora(seed: int = 0) -> torch.nn.Module:
     that the lora_A gradients are not trivially zero."""
     torch.manual_seed(seed)
     cfg = LlamaConfig(
-        hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-        intermediate_size=128, vocab_size=VOCAB, max_position_embeddings=64,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=128,
+        vocab_size=VOCAB,
+        max_position_embeddings=64,
     )
     model = LlamaForCausalLM(cfg)
     model = get_peft_model(
@@ -51,14 +56,24 @@ def tiny_bert_lora(modules_to_save: list[str] | None = None) -> torch.nn.Module:
     """A 2-layer random BERT classifier (3 labels) with LoRA r=4 on query, value."""
     torch.manual_seed(0)
     cfg = BertConfig(
-        vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=64, max_position_embeddings=64, num_labels=3,
+        vocab_size=VOCAB,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        num_labels=3,
     )
     model = BertForSequenceClassification(cfg)
     model = get_peft_model(
         model,
-        LoraConfig(r=4, lora_alpha=8, target_modules=["query", "value"], lora_dropout=0.1,
-                   modules_to_save=modules_to_save),
+        LoraConfig(
+            r=4,
+            lora_alpha=8,
+            target_modules=["query", "value"],
+            lora_dropout=0.1,
+            modules_to_save=modules_to_save,
+        ),
     )
     with torch.no_grad():
         for name, p in model.named_parameters():

@@ -63,14 +63,15 @@ def test_f_and_repr_match_plain_forward() -> None:
     engine = PerExampleGradientEngine(model, RademacherProjector(p=_p(model), d=16, seed=0))
     out = engine.compute(batch)
     with torch.no_grad():
-        plain = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                      output_hidden_states=True)
+        plain = model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True
+        )
     f = causal_lm_f(plain.logits, batch["input_ids"], batch["response_mask"])
     torch.testing.assert_close(out.f, f, rtol=1e-5, atol=1e-5)
     m = batch["attention_mask"].unsqueeze(-1).float()
     rep = (plain.hidden_states[-1] * m).sum(1) / m.sum(1)
     torch.testing.assert_close(out.repr, rep, rtol=1e-5, atol=1e-5)
-    assert out.x.shape == (len(LENGTHS), 16) and out.repr.shape == (len(LENGTHS), 64)
+    assert out.x.shape == (len(LENGTHS), 16) and out.repr.shape == (len(LENGTHS), engine.hidden_size)
 
 
 def test_first_order_approximation_in_projected_space() -> None:

@@ -39,12 +39,28 @@ def test_deterministic_and_budget_independent(cls: type) -> None:
     assert (other - a).norm() > 0.5 * a.norm()
 
 
+@pytest.mark.parametrize("budget_mb", [0.5, 1.0, 3.0])
+def test_buffers_stay_within_the_budget(budget_mb: float) -> None:
+    d = 32  # one unit is 128 KB
+    p = 40 * UNIT_ROWS + 5  # a dense P would be 5 MB
+    proj = RademacherProjector(p=p, d=d, seed=0, memory_budget_mb=budget_mb)
+    x = proj.project(torch.randn(4, p))
+    assert 0 < proj.cached_rows < p
+    assert 0 < proj.held_bytes <= budget_mb * 2**20
+    ref = torch.randn(4, p)
+    torch.testing.assert_close(
+        RademacherProjector(p=p, d=d, seed=0).project(ref), proj.project(ref), rtol=1e-5, atol=1e-4
+    )
+    assert x.shape == (4, d)
+
+
 def test_chunks_equal_concatenation() -> None:
     proj = RademacherProjector(p=P_ROWS, d=16, seed=1, memory_budget_mb=0.01)
     widths = [100, UNIT_ROWS, 2000, P_ROWS - 100 - UNIT_ROWS - 2000]
     chunks = [torch.randn(3, w) for w in widths]
-    torch.testing.assert_close(proj.project_chunks(chunks), proj.project(torch.cat(chunks, 1)),
-                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        proj.project_chunks(chunks), proj.project(torch.cat(chunks, 1)), rtol=1e-5, atol=1e-5
+    )
     with pytest.raises(ValueError):
         proj.project_chunks(chunks[:-1])
 
@@ -54,9 +70,13 @@ def test_same_across_processes() -> None:
         "import torch; from subsetctl.gradients.projectors import RademacherProjector as R, GaussianProjector as N;"
         "print(repr(R(p=3000, d=8, seed=11).matrix().sum().item()), repr(N(p=3000, d=8, seed=11).matrix()[:, 3].sum().item()))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    here = (RademacherProjector(p=3000, d=8, seed=11).matrix().sum().item(),
-            GaussianProjector(p=3000, d=8, seed=11).matrix()[:, 3].sum().item())
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    here = (
+        RademacherProjector(p=3000, d=8, seed=11).matrix().sum().item(),
+        GaussianProjector(p=3000, d=8, seed=11).matrix()[:, 3].sum().item(),
+    )
     assert [float(x) for x in out] == list(here)
 
 

@@ -32,8 +32,13 @@ def setup() -> tuple[PerExampleGradientEngine, dict, list[dict]]:
     p = sum(t.numel() for _, t in trainable_parameters(model))
     proj = RademacherProjector(p=p, d=D, seed=4)
     engine = PerExampleGradientEngine(model, proj)
-    info = {"model": "tiny-llama", "adapter": parameter_fingerprint(model), "projector": "rademacher",
-            "seed": 4, "p": p}
+    info = {
+        "model": "tiny-llama",
+        "adapter": parameter_fingerprint(model),
+        "projector": "rademacher",
+        "seed": 4,
+        "p": p,
+    }
     rows = [{"source": "s" + str(i % 2), "split": "train", "index": i} for i in range(N)]
     return engine, info, rows
 

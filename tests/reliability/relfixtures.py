@@ -99,17 +99,17 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 
 def start_run(project: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """``python -m subsetctl.cli run PROJECT -q`` in a new process (output to files)."""
-    out = open(project / "run.out", "ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "subsetctl.cli", "run", str(project), "-q", *args],
-        stdout=out, stderr=subprocess.STDOUT, env=env or subprocess_env(), cwd=str(project),
-    )
+    with open(project / "run.out", "ab") as out:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "subsetctl.cli", "run", str(project), "-q", *args],
+            stdout=out, stderr=subprocess.STDOUT, env=env or subprocess_env(), cwd=str(project),
+        )
 
 
 def run_cli(project: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     """Run one CLI command to completion in a subprocess and return its result."""
     return subprocess.run(
-        [sys.executable, "-m", "subsetctl.cli", *args], capture_output=True, text=True,
+        [sys.executable, "-m", "subsetctl.cli", *args], check=False, capture_output=True, text=True,
         env=env or subprocess_env(), timeout=timeout, cwd=str(project),
     )
 
@@ -187,3 +187,42 @@ def with_changes(spec: dict[str, Any], **sections: dict[str, Any]) -> dict[str, 
     for key, value in sections.items():
         out.setdefault(key, {}).update(value)
     return out
+
+
+def data_spec() -> dict[str, Any]:
+    """A spec whose data stage needs no model (for lock and fuzz tests)."""
+    return {
+        "project": {"name": "data-only", "seed": 0},
+        "target": {"name": "target", "loader": {"type": "jsonl", "path": "target.jsonl"},
+                   "split": {"train": 10, "validation": 5, "test": 5}},
+        "sources": [{"name": "a", "loader": {"type": "jsonl", "path": "a.jsonl"}},
+                    {"name": "b", "loader": {"type": "jsonl", "path": "b.jsonl"}}],
+    }
+
+
+def small_spec(model_dir: Path) -> dict[str, Any]:
+    """The crash spec cut down so a whole run takes a few seconds."""
+    spec = crash_spec(model_dir)
+    spec["meta_init"] = {"steps": 4, "batch_size": 4, "eval_every": 2, "checkpoint_every": 2}
+    spec["gradients"] = {"d": 16, "batch_size": 8}
+    spec["search"] = {"strategies": [{"name": "exhaustive"}]}
+    spec["finetune"] = {"steps": 2, "batch_size": 4}
+    spec["plugins"] = []
+    return spec
+
+
+HOLD_LOCK = """
+import sys, time
+from subsetctl.project import Project
+with Project.find(sys.argv[1]).lock():
+    print("locked", flush=True)
+    time.sleep(600)
+"""
+
+
+def hold_lock(project: Path) -> subprocess.Popen[str]:
+    """A subprocess that holds the project's run lock until killed (returns once held)."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(project)], stdout=subprocess.PIPE,
+                            text=True, env=subprocess_env())
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+    return proc

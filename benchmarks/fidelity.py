@@ -1,0 +1,64 @@
+"""Fidelity of the estimate against real fine-tuning, on the quickstart project.
+
+Runs meta_init, gradients, k real fine-tunes of each kind (cross-entropy/AdamW and
+surrogate/SGD) from theta*, and calibration; prints one JSON line at the end:
+spearman_ce, spearman_surrogate, calibrated_median_rel_err_ce,
+calibrated_median_rel_err_surrogate, lambda, k, seconds (plus per-lambda details).
+
+    python benchmarks/fidelity.py [--k 8] [key=value overrides...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from _common import stage_seconds, work_project
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--k", type=int, default=8)
+    parser.add_argument("--name", default="fidelity")
+    parser.add_argument("--fresh", action="store_true")
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args()
+
+    from subsetctl.api import run_project
+    from subsetctl.reporter import RichReporter
+
+    folder = work_project(args.name, fresh=args.fresh)
+    overrides = [
+        "verify.enabled=true", f"verify.k={args.k}", "verify.kinds=[ce, surrogate]",
+        "finetune.enabled=false", *args.overrides,
+    ]
+    start = time.perf_counter()
+    run_project(folder, overrides, until="calibrate", reporter=RichReporter())
+    wall = time.perf_counter() - start
+    data = json.loads((folder / ".subsetctl" / "calibrate" / "calibration.json").read_text())
+    out: dict = {"k": args.k, "overrides": args.overrides}
+    for kind in ("ce", "surrogate"):
+        entry = data["kinds"].get(kind)
+        if not entry:
+            continue
+        cal = entry["calibration"]
+        out[f"spearman_{kind}"] = cal["spearman"]
+        out[f"calibrated_median_rel_err_{kind}"] = cal["loo_median_rel_err"]
+        out[f"lambda_{kind}"] = cal["lam"]
+        out[f"per_lambda_{kind}"] = {str(r["lam"]): {k: r.get(k) for k in ("spearman", "loo_median_rel_err")}
+                                     for r in cal["per_lambda"]}
+        out[f"true_{kind}"] = entry["true"]
+        out[f"raw_{kind}"] = entry["raw"]
+    out["lambda"] = data["primary"]["lam"]
+    out["subsets"] = data["kinds"][next(iter(data["kinds"]))]["subsets"]
+    seconds = stage_seconds(folder)
+    out["stage_seconds"] = seconds
+    out["seconds"] = round(sum(seconds.get(s, 0.0) for s in ("data", "meta_init", "gradients", "verify", "calibrate")), 1)
+    out["wall_this_invocation"] = round(wall, 1)
+    sys.stdout.write(json.dumps(out) + "\n")
+
+
+if __name__ == "__main__":
+    main()

