@@ -69,6 +69,7 @@ class RichReporter:
 
         self.console = console or Console(stderr=True)
         self.quiet = quiet
+        self._active: Any = None
 
     def info(self, message: str) -> None:
         if not self.quiet:
@@ -81,6 +82,8 @@ class RichReporter:
 
     @contextlib.contextmanager
     def progress(self, description: str, total: int) -> Iterator[ProgressTask]:
+        """A progress bar; nested calls add a bar to the display already shown (rich
+        allows one live display at a time)."""
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -93,6 +96,10 @@ class RichReporter:
         if self.quiet:
             yield _NullTask()
             return
+        if self._active is not None:
+            task_id = self._active.add_task(description, total=total, info="")
+            yield _RichTask(self._active, task_id)
+            return
         columns = (
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -103,5 +110,9 @@ class RichReporter:
             TextColumn("{task.fields[info]}"),
         )
         with Progress(*columns, console=self.console, transient=False) as progress:
-            task_id = progress.add_task(description, total=total, info="")
-            yield _RichTask(progress, task_id)
+            self._active = progress
+            try:
+                task_id = progress.add_task(description, total=total, info="")
+                yield _RichTask(progress, task_id)
+            finally:
+                self._active = None
