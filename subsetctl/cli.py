@@ -199,10 +199,9 @@ def run(
         total = sum(r["seconds"] for r in ran)
         console.print(f"Ran {', '.join(r['stage'] for r in ran)} in {total:.1f} s.")
     if not until:
-        from subsetctl.api import load_project
+        from subsetctl.project import Project
 
-        project, _ = load_project(directory, list(overrides))
-        _print_report(project.root, console)
+        _print_report(Project.find(directory).root, console)
 
 
 def _print_report(root: Path, console: Any) -> None:

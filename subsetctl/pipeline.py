@@ -16,13 +16,14 @@ from __future__ import annotations
 import json
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from subsetctl import __version__
 from subsetctl.errors import UserError
-from subsetctl.project import Project, atomic_write_json, fingerprint, verify_checksums
+from subsetctl.project import Project, artifact_checksums, atomic_write_json, fingerprint, verify_checksums
 from subsetctl.reporter import Reporter, SilentReporter
 from subsetctl.spec import Spec
 
@@ -314,8 +315,6 @@ class Pipeline:
         if summary.get("incomplete"):
             return None  # e.g. one shard of the gradients: nothing to commit yet
         atomic_write_json(out_dir / "resolved_spec.json", self.spec.model_dump(mode="json"))
-        from subsetctl.project import artifact_checksums
-
         artifacts = {
             k: v for k, v in artifact_checksums(out_dir).items() if k not in ("resolved_spec.json", "work.json")
         }

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))  # shared helpers: tests/tinymodels.py
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -39,37 +42,14 @@ def jsonl_project(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer random Llama with a char tokenizer, saved to a folder."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parent))
     from tinymodels import save_tiny_llama
 
     return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
-def tiny_project_spec(model_dir: Path) -> dict:
-    """A whole-pipeline spec on JSONL data and a tiny model: runs in seconds."""
-    return {
-        "project": {"name": "tiny", "seed": 0},
-        "model": {"source": str(model_dir), "max_length": 32, "lora": {"r": 2, "alpha": 4}},
-        "target": {"name": "target", "loader": {"type": "jsonl", "path": "target.jsonl"},
-                   "split": {"train": 10, "validation": 5, "test": 5}},
-        "sources": [
-            {"name": "a", "loader": {"type": "jsonl", "path": "a.jsonl"}},
-            {"name": "b", "loader": {"type": "jsonl", "path": "b.jsonl"}},
-            {"name": "bad", "loader": {"type": "jsonl", "path": "target.jsonl"},
-             "corrupt": {"shuffle_responses": True}, "max_examples": 10},
-        ],
-        "meta_init": {"steps": 4, "batch_size": 4, "eval_every": 2, "checkpoint_every": 2},
-        "gradients": {"d": 16, "batch_size": 4},
-        "search": {"strategies": [{"name": "exhaustive"}, {"name": "gradient_similarity"}]},
-        "finetune": {"steps": 2, "batch_size": 4},
-        "evaluate": {"max_new_tokens": 3},
-        "executor": {"backend": "sequential", "n_jobs": 1},
-    }
-
-
 @pytest.fixture
 def tiny_project(jsonl_project: Path, tiny_llama: Path) -> Path:
+    from tinymodels import tiny_project_spec
+
     (jsonl_project / "subsetctl.yaml").write_text(yaml.safe_dump(tiny_project_spec(tiny_llama), sort_keys=False))
     return jsonl_project

@@ -1,4 +1,5 @@
-"""Tiny random-config models saved to folders, for end-to-end tests (no download)."""
+"""Tiny random-config models saved to folders and a whole-pipeline spec on them, shared by
+the end-to-end, modeling and reliability tests (no download)."""
 
 from __future__ import annotations
 
@@ -32,3 +33,25 @@ def save_tiny_llama(folder: Path) -> Path:
     LlamaForCausalLM(config).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+def tiny_project_spec(model_dir: Path) -> dict:
+    """A whole-pipeline spec on JSONL data and a tiny model: runs in seconds."""
+    return {
+        "project": {"name": "tiny", "seed": 0},
+        "model": {"source": str(model_dir), "max_length": 32, "lora": {"r": 2, "alpha": 4}},
+        "target": {"name": "target", "loader": {"type": "jsonl", "path": "target.jsonl"},
+                   "split": {"train": 10, "validation": 5, "test": 5}},
+        "sources": [
+            {"name": "a", "loader": {"type": "jsonl", "path": "a.jsonl"}},
+            {"name": "b", "loader": {"type": "jsonl", "path": "b.jsonl"}},
+            {"name": "bad", "loader": {"type": "jsonl", "path": "target.jsonl"},
+             "corrupt": {"shuffle_responses": True}, "max_examples": 10},
+        ],
+        "meta_init": {"steps": 4, "batch_size": 4, "eval_every": 2, "checkpoint_every": 2},
+        "gradients": {"d": 16, "batch_size": 4},
+        "search": {"strategies": [{"name": "exhaustive"}, {"name": "gradient_similarity"}]},
+        "finetune": {"steps": 2, "batch_size": 4},
+        "evaluate": {"max_new_tokens": 3},
+        "executor": {"backend": "sequential", "n_jobs": 1},
+    }

@@ -33,13 +33,14 @@ class CalibrateStage(Stage):
         if spec.verify.enabled and verify_results.is_file():
             runs = json.loads(verify_results.read_text())
             grid = sorted(set(spec.calibrate.lambda_grid) | {spec.estimate.lam})
+            # one estimator per lambda (building one precomputes statistics), shared by every kind
+            estimators = {lam: _calibration_estimator(spec, features, lam) for lam in grid}
             for kind in sorted({r["kind"] for r in runs}):
                 rows = sorted((r for r in runs if r["kind"] == kind), key=lambda r: r["index"])
                 y = np.array([np.nan if r["true"] is None else r["true"] for r in rows], dtype=float)
-                raw_by_lambda = {}
-                for lam in grid:
-                    estimator = _calibration_estimator(spec, features, lam)
-                    raw_by_lambda[lam] = estimator.estimate(estimator.masks_for([r["subset"] for r in rows])).loss
+                raw_by_lambda = {
+                    lam: est.estimate(est.masks_for([r["subset"] for r in rows])).loss for lam, est in estimators.items()
+                }
                 labels = ["+".join(r["subset"]) or "(target only)" for r in rows]
                 if spec.calibrate.enabled:
                     cal = calibrate(y, raw_by_lambda, labels=labels, default_lam=spec.estimate.lam)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import random
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from subsetctl.pipeline import StageContext
 from subsetctl.spec import Spec, TrainSpec

@@ -70,14 +70,13 @@ class GradientsStage(Stage):
     spec_keys = ("project.seed", "model", "gradients")
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
-        import torch
+        import numpy as np
 
         from subsetctl.errors import UserError
         from subsetctl.gradients.engine import PerExampleGradientEngine
         from subsetctl.gradients.projectors import make_projector
         from subsetctl.gradients.store import (
             GradientStore,
-            compute_store,
             create_shard_store,
             merge_shards,
             shard_dir,
@@ -143,7 +142,6 @@ class GradientsStage(Stage):
                 f"{make_batch.truncated} examples were longer than model.max_length="
                 f"{spec.model.max_length}; their prompts were cut from the left."
             )
-        f = torch.as_tensor(store.outputs[:])
         return {
             "rows": store.n_rows,
             "computed": counts.computed,
@@ -152,7 +150,7 @@ class GradientsStage(Stage):
             "p": p,
             "projector": spec.gradients.projector,
             "truncated": make_batch.truncated,
-            "mean_f": float(f.mean()),
+            "mean_f": float(np.mean(store.outputs)),
             "adapter_fingerprint": info["adapter_fingerprint"],
         }
 

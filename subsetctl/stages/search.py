@@ -93,7 +93,7 @@ class SearchStage(Stage):
             "final": final,
             "selected": results[final]["selected"],
             "strategies": {k: v["selected"] for k, v in results.items()},
-            "subsets_estimated": int(len(masks)),
+            "subsets_estimated": len(masks),
             "computed_now": cached.computed,
             "reused": cached.reused,
             "not_converged": not_converged,

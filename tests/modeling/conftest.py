@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from modelfixtures import make_char_tokenizer
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -31,26 +30,9 @@ def one_torch_thread():
 @pytest.fixture(scope="session")
 def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Folder with a 2-layer random Llama and a char tokenizer (no pad token)."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from tinymodels import save_tiny_llama
 
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tok = make_char_tokenizer()
-    config = LlamaConfig(
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        intermediate_size=128,
-        vocab_size=len(tok),
-        eos_token_id=tok.eos_token_id,
-        bos_token_id=tok.eos_token_id,
-        max_position_embeddings=256,
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
 @pytest.fixture(scope="session")

@@ -1,22 +1,8 @@
-"""Helpers for the modeling tests: a char tokenizer and example rows (a uniquely named
-module, not conftest, so other test folders' helpers cannot shadow it)."""
+"""Helpers for the modeling tests: example rows (a uniquely named module, not conftest,
+so other test folders' helpers cannot shadow it). The tiny model and its char tokenizer
+are in tests/tinymodels.py."""
 
 from __future__ import annotations
-
-import string
-
-
-def make_char_tokenizer():
-    """A character-level fast tokenizer with EOS but no pad token."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    chars = ["<eos>", "<unk>"] + list(string.printable[:95])
-    tk = Tokenizer(models.WordLevel({c: i for i, c in enumerate(chars)}, unk_token="<unk>"))
-    tk.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    tk.decoder = decoders.Fuse()
-    return PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<eos>", unk_token="<unk>")
-
 
 ARITH = [
     ("1+1", "2"),

@@ -47,27 +47,20 @@ def crash_spec(model_dir: Path) -> dict[str, Any]:
     """A whole-pipeline spec whose long stages last long enough to be killed inside:
     40 meta_init steps (checkpoint every 5), 105 gradient rows in batches of 2, forward +
     exhaustive search (several saved estimate chunks) and 30-step fine-tunes."""
-    return {
-        "project": {"name": "crash", "seed": 0},
-        "model": {"source": str(model_dir), "max_length": 32, "lora": {"r": 2, "alpha": 4}},
-        "target": {"name": "target", "loader": {"type": "jsonl", "path": "target.jsonl"},
-                   "split": {"train": 10, "validation": 5, "test": 5}},
-        "sources": [
-            {"name": "a", "loader": {"type": "jsonl", "path": "a.jsonl"}},
-            {"name": "b", "loader": {"type": "jsonl", "path": "b.jsonl"}},
-            {"name": "bad", "loader": {"type": "jsonl", "path": "target.jsonl"},
-             "corrupt": {"shuffle_responses": True}, "max_examples": 10},
-        ],
-        "meta_init": {"steps": 40, "batch_size": 4, "eval_every": 5, "checkpoint_every": 5},
-        "gradients": {"d": 16, "batch_size": 2},
-        "search": {"strategies": [{"name": "forward"},
-                                  {"name": "exhaustive"}]},
-        "finetune": {"steps": 30, "batch_size": 4, "checkpoint_every": 3},
-        "evaluate": {"max_new_tokens": 2},
-        "report": {"plots": False},
-        "executor": {"backend": "sequential", "n_jobs": 1},
-        "plugins": ["relkill:PLUGIN"],
-    }
+    from tinymodels import tiny_project_spec
+
+    spec = tiny_project_spec(model_dir)
+    spec["project"]["name"] = "crash"
+    spec.update(
+        meta_init={"steps": 40, "batch_size": 4, "eval_every": 5, "checkpoint_every": 5},
+        gradients={"d": 16, "batch_size": 2},
+        search={"strategies": [{"name": "forward"}, {"name": "exhaustive"}]},
+        finetune={"steps": 30, "batch_size": 4, "checkpoint_every": 3},
+        evaluate={"max_new_tokens": 2},
+        report={"plots": False},
+        plugins=["relkill:PLUGIN"],
+    )
+    return spec
 
 
 def make_project(folder: Path, spec: dict[str, Any]) -> Path:
