@@ -1,9 +1,11 @@
 """Fidelity of the estimate against real fine-tuning, on the quickstart project.
 
 Runs meta_init, gradients, k real fine-tunes of each kind (cross-entropy/AdamW and
-surrogate/SGD) from theta*, and calibration; prints one JSON line at the end:
+surrogate/SGD) from theta*, and calibration (choosing the estimator among
+calibrate.estimators and lambda per kind); prints one JSON line at the end:
 spearman_ce, spearman_surrogate, calibrated_median_rel_err_ce,
-calibrated_median_rel_err_surrogate, lambda, k, seconds (plus per-lambda details).
+calibrated_median_rel_err_surrogate, lambda, k, seconds (plus per-estimator and
+per-lambda details).
 
     python benchmarks/fidelity.py [--k 8] [key=value overrides...]
 """
@@ -46,12 +48,19 @@ def main() -> None:
         cal = entry["calibration"]
         out[f"spearman_{kind}"] = cal["spearman"]
         out[f"calibrated_median_rel_err_{kind}"] = cal["loo_median_rel_err"]
+        out[f"estimator_{kind}"] = entry.get("estimator")
         out[f"lambda_{kind}"] = cal["lam"]
-        out[f"per_lambda_{kind}"] = {str(r["lam"]): {k: r.get(k) for k in ("spearman", "loo_median_rel_err")}
-                                     for r in cal["per_lambda"]}
+        out[f"per_estimator_{kind}"] = {
+            name: {"lam": c["calibration"]["lam"], "spearman": c["calibration"]["spearman"],
+                   "loo_median_rel_err": c["calibration"]["loo_median_rel_err"],
+                   "per_lambda": {str(r["lam"]): [r.get("spearman"), r.get("loo_median_rel_err")]
+                                  for r in c["calibration"]["per_lambda"]}}
+            for name, c in entry.get("candidates", {}).items()
+        }
         out[f"true_{kind}"] = entry["true"]
         out[f"raw_{kind}"] = entry["raw"]
     out["lambda"] = data["primary"]["lam"]
+    out["estimator"] = data["primary"].get("estimator")
     out["subsets"] = data["kinds"][next(iter(data["kinds"]))]["subsets"]
     seconds = stage_seconds(folder)
     out["stage_seconds"] = seconds

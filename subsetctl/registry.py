@@ -107,7 +107,9 @@ PROJECTORS: Registry[Any] = Registry(
     "projector", "subsetctl.projectors", ("subsetctl.gradients.projectors",)
 )
 ESTIMATORS: Registry[Any] = Registry(
-    "estimator", "subsetctl.estimators", ("subsetctl.estimate.solvers", "subsetctl.stages.real_finetune")
+    "estimator",
+    "subsetctl.estimators",
+    ("subsetctl.estimate.solvers", "subsetctl.estimate.dynamics", "subsetctl.stages.real_finetune"),
 )
 STRATEGIES: Registry[Any] = Registry(
     "strategy", "subsetctl.strategies", ("subsetctl.search.strategies",)

@@ -255,12 +255,31 @@ class GradientsSpec(StrictModel):
     seed: int | None = Field(None, ge=0, description="Projection seed (default: project seed).")
 
 
+class SimulatedFinetuneSpec(StrictModel):
+    """The fine-tune the ``linear_sgd`` estimator simulates (default: verify's surrogate run)."""
+
+    steps: int | None = Field(None, ge=1, description="SGD steps (default: verify.steps).")
+    batch_size: int | None = Field(None, ge=1, description="Batch size (default: verify.batch_size).")
+    lr: float | None = Field(None, gt=0, description="SGD learning rate (default: verify.lr_surrogate).")
+    replay: bool = Field(
+        True,
+        description="Replay the real fine-tune's batch sequence (true) or take full-batch steps "
+        "(false: no batch-sampling noise).",
+    )
+
+
 class EstimateSpec(StrictModel):
-    estimator: str = Field("fast", description="Registered estimator: fast, exact, true_finetune.")
+    estimator: str = Field(
+        "fast", description="Registered estimator: fast, exact, linear_sgd, true_finetune."
+    )
     lam: float = Field(
         1.0, gt=0, description="L2 regularization lambda (replaced by calibration when on)."
     )
     max_iter: int = Field(50, ge=1, description="Exact solver: max Newton/L-BFGS iterations.")
+    sgd: SimulatedFinetuneSpec = Field(
+        default_factory=SimulatedFinetuneSpec,
+        description="linear_sgd estimator: the fine-tune it simulates.",
+    )
 
 
 class CalibrateSpec(StrictModel):
@@ -270,6 +289,11 @@ class CalibrateSpec(StrictModel):
     )
     against: Literal["ce", "surrogate"] = Field(
         "ce", description="Which verify fine-tune to calibrate against."
+    )
+    estimators: list[str] = Field(
+        default_factory=list,
+        description="Estimators to choose from together with lambda, by the same rank agreement "
+        "(e.g. [fast, linear_sgd]); empty: only estimate.estimator.",
     )
 
     @field_validator("lambda_grid")

@@ -57,6 +57,23 @@ def test_verify_and_calibrate_on_tiny_model(tiny_project: Path) -> None:
     assert (tiny_project / "plots" / "estimated_vs_true.png").is_file()
 
 
+def test_calibration_chooses_among_estimators_and_search_uses_the_choice(tiny_project: Path) -> None:
+    overrides = ["verify.enabled=true", "verify.k=5", "verify.steps=2", "verify.batch_size=4",
+                 "verify.kinds=[surrogate]", "verify.lr_surrogate=0.01", "finetune.enabled=false",
+                 "calibrate.estimators=[fast, linear_sgd]", "calibrate.against=surrogate",
+                 "calibrate.lambda_grid=[0.1, 10.0]"]
+    run_project(tiny_project, overrides)
+    calibration = json.loads((tiny_project / ".subsetctl" / "calibrate" / "calibration.json").read_text())
+    entry = calibration["kinds"]["surrogate"]
+    assert set(entry["candidates"]) == {"fast", "linear_sgd"}
+    best = max(c["calibration"]["spearman"] for c in entry["candidates"].values())
+    assert entry["calibration"]["spearman"] == best
+    assert calibration["primary"]["estimator"] == entry["estimator"]
+    summary = json.loads((tiny_project / ".subsetctl" / "search" / "manifest.json").read_text())["summary"]
+    assert summary["estimator"] == entry["estimator"]
+    assert entry["estimator"] in (tiny_project / "report.md").read_text()
+
+
 def test_true_finetune_estimator_drives_a_strategy(tiny_project: Path) -> None:
     overrides = ["estimate.estimator=true_finetune", "verify.steps=1", "verify.kinds=[ce]",
                  "search.strategies=[{name: forward, params: {max_steps: 1}}]", "finetune.enabled=false"]

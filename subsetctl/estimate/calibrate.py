@@ -86,6 +86,7 @@ class Calibration:
             "loo_median_rel_err", "n"}``.
         enabled: whether the affine map is in use.
         notes: human-readable remarks (excluded subsets, why calibration is off...).
+        estimator: the estimator these numbers belong to (None: the spec's own).
     """
 
     lam: float
@@ -96,6 +97,7 @@ class Calibration:
     per_lambda: dict[float, dict[str, float]] = field(default_factory=dict)
     enabled: bool = True
     notes: list[str] = field(default_factory=list)
+    estimator: str | None = None
 
     def apply(self, raw: np.ndarray | float) -> np.ndarray:
         """Calibrated estimates for raw estimates at ``lam`` (unchanged when disabled)."""
@@ -122,6 +124,7 @@ class Calibration:
             ],
             "enabled": bool(self.enabled),
             "notes": list(self.notes),
+            "estimator": self.estimator,
         }
 
     @classmethod
@@ -144,6 +147,7 @@ class Calibration:
             per_lambda=per_lambda,
             enabled=bool(data.get("enabled", True)),
             notes=list(data.get("notes", [])),
+            estimator=data.get("estimator"),
         )
 
 
@@ -245,3 +249,22 @@ def calibrate(
         enabled=True,
         notes=notes,
     )
+
+
+def choose_estimator(candidates: Mapping[str, Calibration]) -> Calibration:
+    """The calibration whose raw estimates rank the true losses best, across estimators.
+
+    ``candidates`` maps estimator name -> its :func:`calibrate` result, in order of
+    preference: a tie (equal Spearman, or no usable Spearman anywhere) goes to the
+    earlier one, so the spec's own estimator wins unless another ranks strictly better.
+    """
+    if not candidates:
+        raise UserError("Calibration needs at least one estimator to choose from.")
+    best_name, best_score = None, -np.inf
+    for name, cal in candidates.items():
+        score = cal.spearman if np.isfinite(cal.spearman) else -np.inf
+        if best_name is None or score > best_score + 1e-12:
+            best_name, best_score = name, score
+    chosen = candidates[best_name]
+    chosen.estimator = best_name
+    return chosen

@@ -18,7 +18,7 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     if "strategies" in report:
         cal = report.get("calibration", {})
         state = "calibrated" if cal.get("enabled") else "raw (uncalibrated)"
-        lines += [f"Final pick: **{report['final']}**. Estimates are {state}; lambda = {_fmt(cal.get('lam'))}.", ""]
+        lines += [f"Final pick: **{report['final']}**. Estimates are {state}; estimator {cal.get('estimator') or '-'}, lambda = {_fmt(cal.get('lam'))}.", ""]
         lines += ["## Selections", "", "| strategy | selected sources | est. loss (raw) | est. loss (calibrated) |", "|---|---|---|---|"]
         for label, r in report["strategies"].items():
             lines.append(f"| {label} | {', '.join(r['selected']) or '(none)'} | {_fmt(r['estimated_loss_raw'])} | {_fmt(r['estimated_loss_calibrated'])} |")
@@ -33,10 +33,10 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
                 lines.append(f"| {s} | " + " | ".join(_fmt(v["scores"].get(s)) + (" ✓" if s in v["selected"] else "") for v in scored.values()) + " |")
             lines.append("")
     if report.get("verify"):
-        lines += ["## Estimated vs. true (verify)", "", "| fine-tune | lambda | Spearman (raw) | LOO median rel. error (calibrated) | k |", "|---|---|---|---|---|"]
+        lines += ["## Estimated vs. true (verify)", "", "| fine-tune | estimator | lambda | Spearman (raw) | LOO median rel. error (calibrated) | k |", "|---|---|---|---|---|---|"]
         for kind, v in report["verify"].items():
             c = v["calibration"]
-            lines.append(f"| {kind} | {_fmt(c['lam'])} | {_fmt(c['spearman'], 3)} | {_fmt(c['loo_median_rel_err'], 3)} | {len(v['subsets'])} |")
+            lines.append(f"| {kind} | {v.get('estimator') or '-'} | {_fmt(c['lam'])} | {_fmt(c['spearman'], 3)} | {_fmt(c['loo_median_rel_err'], 3)} | {len(v['subsets'])} |")
         lines.append("")
     if report.get("test_metrics"):
         lines += ["## Test metrics", "", "| selection | metric | score | test loss | seeds |", "|---|---|---|---|---|"]

@@ -53,7 +53,8 @@ def estimated_vs_true(report: dict[str, Any], path: Path) -> Path | None:
         lo, hi = min(min(t), min(r), min(c)), max(max(t), max(r), max(c))
         ax.plot([lo, hi], [lo, hi], color="black", linewidth=0.8, label="y = x")
         cal = v["calibration"]
-        ax.set_title(f"{kind} fine-tune (lambda={cal['lam']:g}, Spearman={cal['spearman'] or float('nan'):.2f})", fontsize=9)
+        ax.set_title(f"{kind} fine-tune ({v.get('estimator') or 'estimator'}, lambda={cal['lam']:g}, "
+                     f"Spearman={cal['spearman'] or float('nan'):.2f})", fontsize=9)
         ax.set_xlabel("true target validation loss")
         ax.set_ylabel("estimated")
         ax.legend(fontsize=8)

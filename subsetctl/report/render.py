@@ -14,7 +14,8 @@ def render_full_report(report: dict[str, Any], console: Any) -> None:
 
     if "strategies" in report:
         cal = report.get("calibration", {})
-        table = Table(title=f"selections (final: {report['final']}; lambda={_f(cal.get('lam'))}, "
+        table = Table(title=f"selections (final: {report['final']}; {cal.get('estimator') or 'estimator'} "
+                            f"lambda={_f(cal.get('lam'))}, "
                             f"{'calibrated' if cal.get('enabled') else 'raw estimates'})", title_justify="left")
         for col in ("strategy", "selected", "est. loss raw", "est. loss cal."):
             table.add_column(col)
@@ -34,11 +35,12 @@ def render_full_report(report: dict[str, Any], console: Any) -> None:
             console.print(t)
     if report.get("verify"):
         t = Table(title="estimated vs. true (verify)", title_justify="left")
-        for col in ("fine-tune", "lambda", "Spearman raw", "LOO median rel. err (cal.)", "k"):
+        for col in ("fine-tune", "estimator", "lambda", "Spearman raw", "LOO median rel. err (cal.)", "k"):
             t.add_column(col)
         for kind, v in report["verify"].items():
             c = v["calibration"]
-            t.add_row(kind, _f(c["lam"]), _f(c["spearman"], 3), _f(c["loo_median_rel_err"], 3), str(len(v["subsets"])))
+            t.add_row(kind, str(v.get("estimator") or "-"), _f(c["lam"]), _f(c["spearman"], 3),
+                      _f(c["loo_median_rel_err"], 3), str(len(v["subsets"])))
         console.print(t)
     if report.get("test_metrics"):
         t = Table(title="test metrics (target's held-out split)", title_justify="left")

@@ -1,7 +1,8 @@
-"""The calibrate stage: choose lambda and an affine map raw -> calibrated estimate from
-verify's real fine-tunes (DESIGN.md section 6). Without verify (or with calibration
-off, or fewer than 4 usable fine-tunes) it records the spec's lambda and the identity
-map, labeled uncalibrated, so later stages always read one file."""
+"""The calibrate stage: choose lambda (and, with ``calibrate.estimators``, the estimator)
+and an affine map raw -> calibrated estimate from verify's real fine-tunes (DESIGN.md
+section 6). Without verify (or with calibration off, or fewer than 4 usable fine-tunes)
+it records the spec's estimator and lambda and the identity map, labeled uncalibrated,
+so later stages always read one file."""
 
 from __future__ import annotations
 
@@ -21,10 +22,10 @@ class CalibrateStage(Stage):
     name = "calibrate"
     description = "choose lambda and calibrate estimates against verify"
     after = ("gradients", "verify")
-    spec_keys = ("estimate", "calibrate", "verify.enabled")
+    spec_keys = ("project.seed", "estimate", "calibrate", "verify.enabled")
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
-        from subsetctl.estimate.calibrate import Calibration, calibrate, spearman
+        from subsetctl.estimate.calibrate import Calibration
 
         spec = ctx.spec
         features = load_features(ctx.upstream_dir("gradients") / "store", spec)
@@ -32,33 +33,13 @@ class CalibrateStage(Stage):
         out: dict[str, Any] = {"kinds": {}}
         if spec.verify.enabled and verify_results.is_file():
             runs = json.loads(verify_results.read_text())
+            names = candidate_estimators(spec)
             grid = sorted(set(spec.calibrate.lambda_grid) | {spec.estimate.lam})
-            # one estimator per lambda (building one precomputes statistics), shared by every kind
-            estimators = {lam: _calibration_estimator(spec, features, lam) for lam in grid}
+            # one estimator per (name, lambda) (building one precomputes statistics), shared by every kind
+            estimators = {(name, lam): make_estimator(spec, features, lam, name=name) for name in names for lam in grid}
             for kind in sorted({r["kind"] for r in runs}):
                 rows = sorted((r for r in runs if r["kind"] == kind), key=lambda r: r["index"])
-                y = np.array([np.nan if r["true"] is None else r["true"] for r in rows], dtype=float)
-                raw_by_lambda = {
-                    lam: est.estimate(est.masks_for([r["subset"] for r in rows])).loss for lam, est in estimators.items()
-                }
-                labels = ["+".join(r["subset"]) or "(target only)" for r in rows]
-                if spec.calibrate.enabled:
-                    cal = calibrate(y, raw_by_lambda, labels=labels, default_lam=spec.estimate.lam)
-                else:
-                    cal = calibrate(y, {spec.estimate.lam: raw_by_lambda[spec.estimate.lam]}, labels=labels,
-                                    default_lam=spec.estimate.lam)
-                raw = np.asarray(raw_by_lambda[cal.lam])
-                out["kinds"][kind] = {
-                    "calibration": cal.to_dict(),
-                    "subsets": [r["subset"] for r in rows],
-                    "true": [None if not np.isfinite(v) else float(v) for v in y],
-                    "raw": [float(v) for v in raw],
-                    "calibrated": [float(v) for v in np.asarray(cal.apply(raw))],
-                    "spearman_raw_by_lambda": {str(lam): spearman(np.asarray(v), y) for lam, v in raw_by_lambda.items()},
-                }
-                if not cal.enabled:
-                    for note in cal.notes:
-                        ctx.reporter.warn(f"calibration ({kind}): {note}")
+                out["kinds"][kind] = self._calibrate_kind(ctx, rows, names, grid, estimators)
             chosen = out["kinds"].get(spec.calibrate.against) or next(iter(out["kinds"].values()))
             primary = Calibration.from_dict(chosen["calibration"])
             if not spec.calibrate.enabled:
@@ -66,22 +47,70 @@ class CalibrateStage(Stage):
         else:
             primary = Calibration(lam=spec.estimate.lam, slope=1.0, intercept=0.0, loo_median_rel_err=float("nan"),
                                   spearman=float("nan"), per_lambda={}, enabled=False,
-                                  notes=["verify is off: raw estimates at the spec's lambda, uncalibrated"])
+                                  notes=["verify is off: raw estimates at the spec's lambda, uncalibrated"],
+                                  estimator=spec.estimate.estimator)
         out["primary"] = primary.to_dict()
         out["against"] = spec.calibrate.against
         atomic_write_json(ctx.out_dir / CALIBRATION, out)
-        return {"lambda": primary.lam, "calibrated": primary.enabled, "slope": primary.slope,
-                "intercept": primary.intercept, "loo_median_rel_err": primary.loo_median_rel_err}
+        return {"estimator": primary.estimator, "lambda": primary.lam, "calibrated": primary.enabled,
+                "slope": primary.slope, "intercept": primary.intercept,
+                "loo_median_rel_err": primary.loo_median_rel_err}
+
+    @staticmethod
+    def _calibrate_kind(ctx: StageContext, rows: list[dict[str, Any]], names: list[str], grid: list[float],
+                        estimators: dict[tuple[str, float], Any]) -> dict[str, Any]:
+        """Calibrate every candidate estimator against one kind of fine-tune; keep the best."""
+        from subsetctl.estimate.calibrate import calibrate, choose_estimator, spearman
+
+        spec = ctx.spec
+        y = np.array([np.nan if r["true"] is None else r["true"] for r in rows], dtype=float)
+        labels = ["+".join(r["subset"]) or "(target only)" for r in rows]
+        subsets = [r["subset"] for r in rows]
+        candidates, raws = {}, {}
+        for name in names:
+            raw_by_lambda = {lam: estimators[(name, lam)].estimate(estimators[(name, lam)].masks_for(subsets)).loss
+                             for lam in grid}
+            if spec.calibrate.enabled:
+                cal = calibrate(y, raw_by_lambda, labels=labels, default_lam=spec.estimate.lam)
+            else:
+                cal = calibrate(y, {spec.estimate.lam: raw_by_lambda[spec.estimate.lam]}, labels=labels,
+                                default_lam=spec.estimate.lam)
+            cal.estimator = name
+            candidates[name], raws[name] = cal, raw_by_lambda
+        chosen = choose_estimator(candidates)
+        raw = np.asarray(raws[chosen.estimator][chosen.lam])
+        if not chosen.enabled:
+            for note in chosen.notes:
+                ctx.reporter.warn(f"calibration ({rows[0]['kind']}): {note}")
+        return {
+            "estimator": chosen.estimator,
+            "calibration": chosen.to_dict(),
+            "subsets": subsets,
+            "true": [None if not np.isfinite(v) else float(v) for v in y],
+            "raw": [float(v) for v in raw],
+            "calibrated": [float(v) for v in np.asarray(chosen.apply(raw))],
+            "spearman_raw_by_lambda": {str(lam): spearman(np.asarray(v), y)
+                                       for lam, v in raws[chosen.estimator].items()},
+            "candidates": {name: {"calibration": cal.to_dict(), "raw": [float(v) for v in raws[name][cal.lam]]}
+                           for name, cal in candidates.items()},
+        }
 
 
-def _calibration_estimator(spec: Any, features: Any, lam: float) -> Any:
-    """The spec's estimator, or the fast one when the spec's needs a model (true_finetune
-    has no lambda to calibrate)."""
+def candidate_estimators(spec: Any) -> list[str]:
+    """The estimators calibration chooses among: the spec's first, then calibrate.estimators.
+
+    Model-backed estimators (true_finetune) have nothing to calibrate and are replaced by
+    ``fast``; unknown names are user errors naming the registered ones."""
     from subsetctl.registry import ESTIMATORS
 
-    if getattr(ESTIMATORS.get(spec.estimate.estimator), "needs_model", False):
-        return ESTIMATORS.get("fast")(features, lam=lam)
-    return make_estimator(spec, features, lam)
+    names: list[str] = []
+    extra = spec.calibrate.estimators if spec.calibrate.enabled else []
+    for name in [spec.estimate.estimator, *extra]:
+        if getattr(ESTIMATORS.get(name), "needs_model", False):
+            name = "fast"
+        if name not in names:
+            names.append(name)
+    return names
 
 
 def read_calibration(ctx: StageContext) -> Any:

@@ -48,8 +48,10 @@ def load_features(store_dir: Path, spec: Spec) -> FeatureSet:
     )
 
 
-def make_estimator(spec: Spec, features: FeatureSet, lam: float, ctx: Any = None) -> SubsetEstimator:
-    """The estimator named by ``estimate.estimator`` at regularization ``lam``.
+def make_estimator(
+    spec: Spec, features: FeatureSet, lam: float, ctx: Any = None, name: str | None = None
+) -> SubsetEstimator:
+    """The estimator ``name`` (default: ``estimate.estimator``) at regularization ``lam``.
 
     Estimators that need the model (``needs_model``, e.g. ``true_finetune``) are built from
     the stage context ``ctx`` instead of the cached features."""
@@ -58,15 +60,31 @@ def make_estimator(spec: Spec, features: FeatureSet, lam: float, ctx: Any = None
     from subsetctl.errors import UserError
     from subsetctl.registry import ESTIMATORS
 
-    cls = ESTIMATORS.get(spec.estimate.estimator)
+    name = name or spec.estimate.estimator
+    cls = ESTIMATORS.get(name)
     if getattr(cls, "needs_model", False):
         if ctx is None:
-            raise UserError(f"The {spec.estimate.estimator!r} estimator cannot be used here; use fast or exact.")
+            raise UserError(f"The {name!r} estimator cannot be used here; use fast, exact or linear_sgd.")
         return cls(ctx)
     kwargs: dict[str, Any] = {"lam": lam}
-    if "max_iter" in inspect.signature(cls).parameters:
+    accepted = inspect.signature(cls).parameters
+    if "max_iter" in accepted:
         kwargs["max_iter"] = spec.estimate.max_iter
+    kwargs.update({k: v for k, v in simulated_finetune(spec).items() if k in accepted})
     return cls(features, **kwargs)
+
+
+def simulated_finetune(spec: Spec) -> dict[str, Any]:
+    """The fine-tune a simulating estimator (``linear_sgd``) replays: ``estimate.sgd``,
+    with unset values taken from verify's surrogate fine-tune and the project seed."""
+    sgd, verify = spec.estimate.sgd, spec.verify
+    return {
+        "steps": sgd.steps or verify.steps,
+        "batch_size": sgd.batch_size or verify.batch_size,
+        "lr": sgd.lr or verify.lr_surrogate,
+        "seed": spec.project.seed,
+        "replay": sgd.replay,
+    }
 
 
 def executor_kwargs(spec: Spec) -> dict[str, Any]:

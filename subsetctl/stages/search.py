@@ -15,7 +15,7 @@ import numpy as np
 from subsetctl.pipeline import Stage, StageContext
 from subsetctl.project import atomic_write_json, fingerprint
 from subsetctl.stages.calibrate import read_calibration
-from subsetctl.stages.features import executor_kwargs, load_features, make_estimator
+from subsetctl.stages.features import executor_kwargs, load_features, make_estimator, simulated_finetune
 
 SELECTIONS = "selections.json"
 
@@ -26,11 +26,22 @@ def _calibrated(cal: Any, value: float | None) -> float | None:
     return float(np.asarray(cal.apply(np.array([value])))[0])
 
 
+def estimator_name(spec: Any, cal: Any) -> str:
+    """The estimator the search uses: the one calibration chose, except that a model-backed
+    estimator named by the spec (true_finetune, which calibration cannot evaluate) stays."""
+    from subsetctl.registry import ESTIMATORS
+
+    if getattr(ESTIMATORS.get(spec.estimate.estimator), "needs_model", False):
+        return spec.estimate.estimator
+    return cal.estimator or spec.estimate.estimator
+
+
 class SearchStage(Stage):
     name = "search"
     description = "estimate subsets and run the search strategies"
     after = ("gradients", "calibrate")
-    spec_keys = ("project.seed", "estimate", "search", "executor.backend", "plugins")
+    spec_keys = ("project.seed", "estimate", "search", "executor.backend", "plugins",
+                 "verify.steps", "verify.batch_size", "verify.lr_surrogate")
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         from subsetctl.estimate.results import CachedEstimator, SubsetResultsStore
@@ -40,11 +51,13 @@ class SearchStage(Stage):
         spec = ctx.spec
         features = load_features(ctx.upstream_dir("gradients") / "store", spec)
         cal = read_calibration(ctx)
-        estimator = make_estimator(spec, features, cal.lam, ctx)
+        estimator_used = estimator_name(spec, cal)
+        estimator = make_estimator(spec, features, cal.lam, ctx, name=estimator_used)
         in_process = bool(getattr(estimator, "needs_model", False))
         gradients_digest = ctx.upstream_manifest("gradients")["output_digest"]
-        key = fingerprint({"estimator": spec.estimate.estimator, "lam": cal.lam,
-                           "max_iter": spec.estimate.max_iter, "features": gradients_digest})
+        key = fingerprint({"estimator": estimator_used, "lam": cal.lam, "max_iter": spec.estimate.max_iter,
+                           "features": gradients_digest,
+                           **({"sgd": simulated_finetune(spec)} if estimator_used == "linear_sgd" else {})})
         store = SubsetResultsStore(ctx.out_dir / "subsets", features.sources, key)
         kwargs = executor_kwargs(spec)
         if in_process:  # a model-backed estimator cannot be shipped to workers
@@ -97,6 +110,7 @@ class SearchStage(Stage):
             "computed_now": cached.computed,
             "reused": cached.reused,
             "not_converged": not_converged,
+            "estimator": estimator_used,
             "lambda": cal.lam,
             "calibrated": cal.enabled,
         }

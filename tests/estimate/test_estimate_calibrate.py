@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from subsetctl.errors import UserError
-from subsetctl.estimate.calibrate import Calibration, calibrate, spearman
+from subsetctl.estimate.calibrate import Calibration, calibrate, choose_estimator, spearman
 
 
 def _grid(y: np.ndarray) -> dict[float, np.ndarray]:
@@ -79,3 +79,16 @@ def test_mismatched_lengths_are_user_errors() -> None:
 def test_spearman_handles_ties_and_constants() -> None:
     assert spearman(np.array([1, 2, 2, 3]), np.array([1, 2, 2, 3])) == pytest.approx(1.0)
     assert np.isnan(spearman(np.array([1.0, 1.0, 1.0]), np.array([1.0, 2.0, 3.0])))
+
+
+def test_choose_estimator_prefers_better_ranks_and_breaks_ties_by_order() -> None:
+    y = np.array([0.61, 0.55, 0.72, 0.48, 0.66, 0.59])
+    good = calibrate(y, {1.0: y * 0.5 + 0.2})
+    worse = calibrate(y, {1.0: np.array([0.61, 0.72, 0.55, 0.48, 0.66, 0.59])})
+    assert choose_estimator({"fast": worse, "linear_sgd": good}).estimator == "linear_sgd"
+    tied = calibrate(y, {3.0: y + 1})
+    chosen = choose_estimator({"fast": good, "linear_sgd": tied})
+    assert chosen.estimator == "fast" and chosen.lam == 1.0
+    assert Calibration.from_dict(json.loads(json.dumps(chosen.to_dict()))).estimator == "fast"
+    with pytest.raises(UserError):
+        choose_estimator({})
