@@ -48,6 +48,7 @@ def main() -> None:
         cal = entry["calibration"]
         out[f"spearman_{kind}"] = cal["spearman"]
         out[f"calibrated_median_rel_err_{kind}"] = cal["loo_median_rel_err"]
+        out[f"calibrated_median_rel_err_with_selection_{kind}"] = entry.get("loo_median_rel_err_with_selection")
         out[f"estimator_{kind}"] = entry.get("estimator")
         out[f"lambda_{kind}"] = cal["lam"]
         out[f"per_estimator_{kind}"] = {

@@ -114,6 +114,7 @@ def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIss
         issue(("search", "final"), f"{spec.search.final!r} is not one of the strategies ({', '.join(labels)})")
     for registry, loc, name in (
         (ESTIMATORS, ("estimate", "estimator"), spec.estimate.estimator),
+        *((ESTIMATORS, ("calibrate", "estimators", i), n) for i, n in enumerate(spec.calibrate.estimators)),
         (PROJECTORS, ("gradients", "projector"), spec.gradients.projector),
     ):
         try:

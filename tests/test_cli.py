@@ -51,6 +51,17 @@ def test_validate_reports_missing_file(jsonl_project: Path) -> None:
     assert "sources[1].loader.path" in result.output
 
 
+def test_validate_names_an_unknown_calibration_estimator(jsonl_project: Path) -> None:
+    spec = yaml.safe_load((jsonl_project / "subsetctl.yaml").read_text())
+    spec["calibrate"] = {"estimators": ["fast", "nope"]}
+    (jsonl_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    result = invoke("validate", str(jsonl_project / "subsetctl.yaml"), "--format", "json")
+    assert result.exit_code == 1
+    [report] = json.loads(result.output)
+    [error] = report["errors"]
+    assert error["key"] == "calibrate.estimators[1]" and "linear_sgd" in error["message"]
+
+
 def test_usage_error_exits_2() -> None:
     assert CliRunner().invoke(main, ["run", "--no-such-option"]).exit_code == 2
 

@@ -268,3 +268,35 @@ def choose_estimator(candidates: Mapping[str, Calibration]) -> Calibration:
     chosen = candidates[best_name]
     chosen.estimator = best_name
     return chosen
+
+
+def selection_loo_rel_errors(y_true: Sequence[float] | np.ndarray, raw_by_candidate: Mapping[Any, np.ndarray]) -> np.ndarray:
+    """Leave-one-out relative errors with the *choice* held out too.
+
+    For each usable subset i, the candidate (estimator, lambda) is chosen by Spearman on
+    the other subsets alone (ties to the earlier candidate, so order candidates by
+    preference), the affine map is fitted on them, and subset i is predicted. Unlike
+    :attr:`Calibration.loo_median_rel_err`, whose lambda was chosen with subset i in view,
+    nothing about subset i reaches its own prediction. NaN where a subset's truth is NaN.
+    """
+    y = np.asarray(y_true, dtype=float)
+    raws = {key: np.asarray(v, dtype=float) for key, v in raw_by_candidate.items()}
+    errs = np.full(len(y), np.nan)
+    for i in np.flatnonzero(np.isfinite(y)):
+        best_key, best = None, -np.inf
+        for key, raw in raws.items():
+            keep = np.isfinite(y) & np.isfinite(raw)
+            keep[i] = False
+            if keep.sum() < 3 or not np.isfinite(raw[i]):
+                continue
+            score = spearman(raw[keep], y[keep])
+            if np.isfinite(score) and score > best + 1e-12:
+                best_key, best = key, score
+        if best_key is None:
+            continue
+        raw = raws[best_key]
+        keep = np.isfinite(y) & np.isfinite(raw)
+        keep[i] = False
+        slope, intercept = _fit_affine(raw[keep], y[keep])
+        errs[i] = abs(slope * raw[i] + intercept - y[i]) / max(abs(y[i]), 1e-12)
+    return errs

@@ -48,7 +48,7 @@ def _sigmoid_neg(z: np.ndarray) -> np.ndarray:
 
 @ESTIMATORS.register(
     "linear_sgd",
-    "replays the surrogate SGD fine-tune (steps, lr, batches) on the linearized model; wants large d",
+    "Replays the surrogate SGD fine-tune (steps, lr, batches) on the linearized model; wants large d",
 )
 class LinearSGDEstimator(SubsetEstimator):
     """Simulated SGD on the linearized surrogate objective (see the module docstring).

@@ -60,7 +60,7 @@ class CalibrateStage(Stage):
     def _calibrate_kind(ctx: StageContext, rows: list[dict[str, Any]], names: list[str], grid: list[float],
                         estimators: dict[tuple[str, float], Any]) -> dict[str, Any]:
         """Calibrate every candidate estimator against one kind of fine-tune; keep the best."""
-        from subsetctl.estimate.calibrate import calibrate, choose_estimator, spearman
+        from subsetctl.estimate.calibrate import calibrate, choose_estimator, selection_loo_rel_errors, spearman
 
         spec = ctx.spec
         y = np.array([np.nan if r["true"] is None else r["true"] for r in rows], dtype=float)
@@ -78,6 +78,10 @@ class CalibrateStage(Stage):
             cal.estimator = name
             candidates[name], raws[name] = cal, raw_by_lambda
         chosen = choose_estimator(candidates)
+        # the same choice, redone without each held-out subset (preference: estimator order, larger lambda)
+        ordered = {(name, lam): raws[name][lam] for name in names for lam in sorted(raws[name], reverse=True)}
+        nested = selection_loo_rel_errors(y, ordered) if spec.calibrate.enabled else np.array([])
+        nested = nested[np.isfinite(nested)]
         raw = np.asarray(raws[chosen.estimator][chosen.lam])
         if not chosen.enabled:
             for note in chosen.notes:
@@ -89,6 +93,7 @@ class CalibrateStage(Stage):
             "true": [None if not np.isfinite(v) else float(v) for v in y],
             "raw": [float(v) for v in raw],
             "calibrated": [float(v) for v in np.asarray(chosen.apply(raw))],
+            "loo_median_rel_err_with_selection": float(np.median(nested)) if len(nested) else None,
             "spearman_raw_by_lambda": {str(lam): spearman(np.asarray(v), y)
                                        for lam, v in raws[chosen.estimator].items()},
             "candidates": {name: {"calibration": cal.to_dict(), "raw": [float(v) for v in raws[name][cal.lam]]}

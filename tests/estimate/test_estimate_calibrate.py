@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from subsetctl.errors import UserError
-from subsetctl.estimate.calibrate import Calibration, calibrate, choose_estimator, spearman
+from subsetctl.estimate.calibrate import (
+    Calibration,
+    calibrate,
+    choose_estimator,
+    selection_loo_rel_errors,
+    spearman,
+)
 
 
 def _grid(y: np.ndarray) -> dict[float, np.ndarray]:
@@ -92,3 +98,15 @@ def test_choose_estimator_prefers_better_ranks_and_breaks_ties_by_order() -> Non
     assert Calibration.from_dict(json.loads(json.dumps(chosen.to_dict()))).estimator == "fast"
     with pytest.raises(UserError):
         choose_estimator({})
+
+
+def test_selection_loo_holds_out_the_choice_too() -> None:
+    y = np.array([0.61, 0.55, 0.72, 0.48, 0.66, 0.59, np.nan, 0.52])
+    rng = np.random.default_rng(1)
+    exact = 2.0 * np.nan_to_num(y) - 0.3
+    noise = rng.permutation(np.nan_to_num(y))
+    errs = selection_loo_rel_errors(y, {("fast", 1.0): noise, ("linear_sgd", 1.0): exact})
+    assert np.isnan(errs[6]) and np.isfinite(errs[[0, 1, 2, 3, 4, 5, 7]]).all()
+    assert np.nanmax(errs) < 1e-9  # the affine candidate wins on every held-out fold
+    noisy_only = selection_loo_rel_errors(y, {("fast", 1.0): noise})
+    assert np.nanmedian(noisy_only) > 0.01
