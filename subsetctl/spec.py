@@ -356,7 +356,14 @@ class VerifySpec(StrictModel):
         "mean softplus(-f) (what the estimate models).",
     )
     lr_ce: float = Field(5e-4, gt=0, description="AdamW learning rate of the ce fine-tune.")
-    lr_surrogate: float = Field(0.05, gt=0, description="SGD learning rate of the surrogate fine-tune.")
+    lr_surrogate: float = Field(
+        0.002,
+        gt=0,
+        description="SGD learning rate of the surrogate fine-tune. Small on purpose: this run checks "
+        "the estimate in the regime it models (measured on SmolLM2: at 0.01 x 15 steps the real run "
+        "already drops the loss a quarter less than its linearization; at 0.002 the drops agree within "
+        "10% and rank subsets alike).",
+    )
 
 
 class ReportSpec(StrictModel):
