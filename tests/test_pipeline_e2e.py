@@ -74,6 +74,16 @@ def test_calibration_chooses_among_estimators_and_search_uses_the_choice(tiny_pr
     assert entry["estimator"] in (tiny_project / "report.md").read_text()
 
 
+def test_report_after_a_partial_run_shows_what_exists(tiny_project: Path) -> None:
+    overrides = ["verify.enabled=true", "verify.k=4", "verify.steps=1", "verify.batch_size=4",
+                 "verify.kinds=[surrogate]"]
+    run_project(tiny_project, overrides, until="calibrate")
+    assert not (tiny_project / "report.json").exists()
+    result = CliRunner().invoke(main, ["report", str(tiny_project)])
+    assert result.exit_code == 0, result.output
+    assert "estimated vs. true" in result.output and "surrogate" in result.output
+
+
 def test_true_finetune_estimator_drives_a_strategy(tiny_project: Path) -> None:
     overrides = ["estimate.estimator=true_finetune", "verify.steps=1", "verify.kinds=[ce]",
                  "search.strategies=[{name: forward, params: {max_steps: 1}}]", "finetune.enabled=false"]

@@ -36,6 +36,10 @@ def load_report_data(root: Path) -> dict[str, Any]:
             data["report"] = json.loads(report_json.read_text(encoding="utf-8"))
         except json.JSONDecodeError:
             pass
+    if "report" not in data:  # the report stage has not run (e.g. `run --until calibrate`)
+        from subsetctl.report.build import build_report
+
+        data["report"] = build_report(project)
     return data
 
 
