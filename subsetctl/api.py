@@ -211,7 +211,7 @@ def list_plugins() -> dict[str, list[dict[str, Any]]]:
                         {"name": n, "type": t, "default": d, "description": desc}
                         for n, t, d, desc in describe_params(entry.obj)
                     ]
-                except Exception:  # a third-party strategy without Params
+                except Exception:  # noqa: BLE001 - a third-party strategy without Params
                     row["params"] = []
             rows.append(row)
         out[kind] = rows

@@ -24,9 +24,10 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from subsetctl.errors import LockedError, UserError
 from subsetctl.spec import SPEC_FILENAME
@@ -111,7 +112,7 @@ class Project:
     root: Path
 
     @classmethod
-    def find(cls, path: str | Path | None) -> "Project":
+    def find(cls, path: str | Path | None) -> Project:
         """The project at ``path`` (a directory or its spec file); errors if none."""
         p = Path(path or ".").expanduser()
         if p.is_file():
@@ -177,7 +178,7 @@ class Project:
         flock locks when a process dies; the PID file tells us whose it was)."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         path = self.state_dir / "lock"
-        handle = open(path, "a+", encoding="utf-8")
+        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the whole run, closed in finally
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -190,9 +191,9 @@ class Project:
             ) from None
         handle.seek(0)
         previous = handle.read().strip()
-        if previous and previous.isdigit() and int(previous) != os.getpid() and notice is not None:
-            if not _pid_alive(int(previous)):
-                notice(f"Took over a stale lock left by PID {previous}, which is no longer running.")
+        stale = previous.isdigit() and int(previous) != os.getpid() and not _pid_alive(int(previous))
+        if stale and notice is not None:
+            notice(f"Took over a stale lock left by PID {previous}, which is no longer running.")
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))

@@ -10,9 +10,10 @@ importing :mod:`subsetctl.registry` stays cheap (no torch).
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from subsetctl.errors import UnknownPluginError, UserError
 

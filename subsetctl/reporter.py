@@ -9,8 +9,9 @@ messages, so tests can assert on notices).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 
 class ProgressTask(Protocol):

@@ -157,19 +157,11 @@ class PluginLoader(StrictModel):
 
 
 LoaderSpec = Annotated[
-    Union[
-        JsonlLoader,
-        CsvLoader,
-        ParquetLoader,
-        HuggingFaceLoader,
-        ReasoningGymLoader,
-        EvalsLoader,
-        PluginLoader,
-    ],
+    JsonlLoader | CsvLoader | ParquetLoader | HuggingFaceLoader | ReasoningGymLoader | EvalsLoader | PluginLoader,
     Field(discriminator="type"),
 ]
 
-SplitSize = Union[Annotated[int, Field(ge=0)], Annotated[float, Field(ge=0.0, le=1.0)]]
+SplitSize = Union[Annotated[int, Field(ge=0)], Annotated[float, Field(ge=0.0, le=1.0)]]  # noqa: UP007
 
 
 class SplitSpec(StrictModel):
@@ -180,7 +172,7 @@ class SplitSpec(StrictModel):
     test: SplitSize = Field(0, description="Held-out test examples (count or fraction).")
 
     @model_validator(mode="after")
-    def _fractions_sum(self) -> "SplitSpec":
+    def _fractions_sum(self) -> SplitSpec:
         fractions = [v for v in (self.train, self.validation, self.test) if isinstance(v, float)]
         if sum(fractions) > 1.0 + 1e-9:
             raise ValueError("split fractions add up to more than 1.0")
@@ -219,7 +211,7 @@ class TargetSpec(SourceSpec):
     )
 
     @model_validator(mode="after")
-    def _needs_validation(self) -> "TargetSpec":
+    def _needs_validation(self) -> TargetSpec:
         if self.split.validation == 0:
             raise ValueError("the target needs validation examples (split.validation > 0)")
         return self
@@ -408,7 +400,7 @@ class Spec(StrictModel):
     )
 
     @model_validator(mode="after")
-    def _names(self) -> "Spec":
+    def _names(self) -> Spec:
         seen: dict[str, int] = {}
         for i, source in enumerate(self.sources):
             if source.name in seen:

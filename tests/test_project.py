@@ -24,9 +24,8 @@ def test_second_lock_names_holder_pid(tmp_path: Path) -> None:
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(LockedError, match=str(holder.pid)):
-            with project.lock():
-                pass
+        with pytest.raises(LockedError, match=str(holder.pid)), project.lock():
+            pass
     finally:
         holder.kill()
         holder.wait()

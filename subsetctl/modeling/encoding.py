@@ -8,8 +8,9 @@ an example is longer than ``max_length`` so that the response survives.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 

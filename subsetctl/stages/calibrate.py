@@ -60,7 +60,12 @@ class CalibrateStage(Stage):
     def _calibrate_kind(ctx: StageContext, rows: list[dict[str, Any]], names: list[str], grid: list[float],
                         estimators: dict[tuple[str, float], Any]) -> dict[str, Any]:
         """Calibrate every candidate estimator against one kind of fine-tune; keep the best."""
-        from subsetctl.estimate.calibrate import calibrate, choose_estimator, selection_loo_rel_errors, spearman
+        from subsetctl.estimate.calibrate import (
+            calibrate,
+            choose_estimator,
+            selection_loo_rel_errors,
+            spearman,
+        )
 
         spec = ctx.spec
         y = np.array([np.nan if r["true"] is None else r["true"] for r in rows], dtype=float)
