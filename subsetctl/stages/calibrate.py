@@ -17,6 +17,9 @@ from subsetctl.stages.features import load_features, make_estimator
 
 CALIBRATION = "calibration.json"
 
+#: Below this rank agreement with verify's fine-tunes the stage warns that rankings are weak.
+WEAK_SPEARMAN = 0.5
+
 
 class CalibrateStage(Stage):
     name = "calibrate"
@@ -88,9 +91,16 @@ class CalibrateStage(Stage):
         nested = selection_loo_rel_errors(y, ordered) if spec.calibrate.enabled else np.array([])
         nested = nested[np.isfinite(nested)]
         raw = np.asarray(raws[chosen.estimator][chosen.lam])
+        kind = rows[0]["kind"]
         if not chosen.enabled:
             for note in chosen.notes:
-                ctx.reporter.warn(f"calibration ({rows[0]['kind']}): {note}")
+                ctx.reporter.warn(f"calibration ({kind}): {note}")
+        elif np.isfinite(chosen.spearman) and chosen.spearman < WEAK_SPEARMAN:
+            ctx.reporter.warn(
+                f"calibration ({kind}): the best estimate ({chosen.estimator}, lambda={chosen.lam:g}) ranks the "
+                f"{len(rows)} real {kind} fine-tunes at Spearman {chosen.spearman:.2f}; rankings from the search "
+                "are weak evidence for this kind of fine-tune (README, Measured > Fidelity, says why)."
+            )
         return {
             "estimator": chosen.estimator,
             "calibration": chosen.to_dict(),

@@ -1,0 +1,52 @@
+"""The calibrate stage's per-kind choice, on stand-in estimators (no model needed)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+from subsetctl.estimate.base import EstimateBatch
+from subsetctl.reporter import SilentReporter
+from subsetctl.stages.calibrate import CalibrateStage
+
+
+class Fixed:
+    """An estimator returning given losses for the subsets in the given order."""
+
+    def __init__(self, values: list[float]) -> None:
+        self.values = np.array(values)
+
+    def masks_for(self, subsets: list[list[str]]) -> np.ndarray:
+        return np.eye(len(subsets), dtype=bool)
+
+    def estimate(self, masks: np.ndarray) -> EstimateBatch:
+        n = len(masks)
+        return EstimateBatch(loss=self.values[:n], w_norm=np.zeros(n), iterations=np.ones(n, int),
+                             converged=np.ones(n, bool))
+
+
+def _run(raw_fast: list[float], raw_sgd: list[float], truth: list[float]) -> tuple[dict, SilentReporter]:
+    reporter = SilentReporter()
+    spec = SimpleNamespace(calibrate=SimpleNamespace(enabled=True), estimate=SimpleNamespace(lam=1.0))
+    ctx = SimpleNamespace(spec=spec, reporter=reporter)
+    rows = [{"kind": "ce", "index": i, "subset": [f"s{i}"], "true": t} for i, t in enumerate(truth)]
+    estimators = {("fast", 1.0): Fixed(raw_fast), ("linear_sgd", 1.0): Fixed(raw_sgd)}
+    out = CalibrateStage._calibrate_kind(ctx, rows, ["fast", "linear_sgd"], [1.0], estimators)
+    return out, reporter
+
+
+def test_the_better_ranking_estimator_is_chosen_and_recorded() -> None:
+    truth = [0.5, 0.7, 0.6, 0.9, 0.8]
+    out, reporter = _run([0.9, 0.5, 0.6, 0.7, 0.8], [x * 2 + 0.1 for x in truth], truth)
+    assert out["estimator"] == "linear_sgd" and out["calibration"]["spearman"] == 1.0
+    assert set(out["candidates"]) == {"fast", "linear_sgd"}
+    assert out["loo_median_rel_err_with_selection"] < 1e-9
+    assert not reporter.warnings
+
+
+def test_weak_rank_agreement_is_warned_about() -> None:
+    truth = [0.5, 0.7, 0.6, 0.9, 0.8]
+    out, reporter = _run([0.9, 0.5, 0.6, 0.7, 0.8], [0.8, 0.7, 0.9, 0.5, 0.6], truth)
+    assert out["calibration"]["spearman"] < 0.5
+    assert any("weak evidence" in w for w in reporter.warnings)
