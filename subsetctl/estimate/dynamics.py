@@ -37,7 +37,7 @@ import numpy as np
 
 from subsetctl.errors import UserError
 from subsetctl.estimate.base import EstimateBatch, FeatureSet, SubsetEstimator
-from subsetctl.estimate.solvers import _as_blocks, _empty_batch, _hash_arrays, extend_masks
+from subsetctl.estimate.solvers import _as_blocks, _empty_batch, _hash_arrays, _Rows, _val_loss, extend_masks
 from subsetctl.registry import ESTIMATORS
 
 
@@ -87,12 +87,8 @@ class LinearSGDEstimator(SubsetEstimator):
         self.lam = float(lam)
         self.steps, self.lr, self.batch_size = int(steps), float(lr), int(batch_size)
         self.seed, self.replay, self.chunk_size = int(seed), bool(replay), int(chunk_size)
-        xs, fs = _as_blocks(features)
         self._sources = list(features.sources)
-        self.block_sizes = np.array([len(f) for f in fs], dtype=np.int64)
-        self.offsets = np.concatenate([[0], np.cumsum(self.block_sizes)])
-        self.train_x = np.concatenate(xs)
-        self.train_f = np.concatenate(fs)
+        self.rows = _Rows.stack(*_as_blocks(features))  # train rows of all blocks, target first
         self.val_x = np.ascontiguousarray(features.val_x, dtype=np.float64)
         self.val_f = np.ascontiguousarray(features.val_f, dtype=np.float64)
 
@@ -104,44 +100,45 @@ class LinearSGDEstimator(SubsetEstimator):
         """Short hash of the settings and features the results depend on."""
         settings = (f"linear_sgd|lam={self.lam!r}|steps={self.steps}|lr={self.lr!r}|bs={self.batch_size}"
                     f"|seed={self.seed}|replay={self.replay}|{','.join(self._sources)}")
-        return _hash_arrays([self.train_x, self.train_f, self.val_x, self.val_f], settings)
+        return _hash_arrays([self.rows.x, self.rows.f, self.val_x, self.val_f], settings)
 
     # ------------------------------------------------------------------ helpers
     def _pool(self, ext_row: np.ndarray) -> np.ndarray:
         """Global row indices of one subset's training pool, in the real fine-tune's order."""
-        blocks = np.flatnonzero(ext_row)
-        return np.concatenate([np.arange(self.offsets[b], self.offsets[b + 1]) for b in blocks])
+        offsets = self.rows.offsets
+        return np.concatenate([np.arange(offsets[b], offsets[b + 1]) for b in np.flatnonzero(ext_row)])
 
     def _replay_indices(self, ext: np.ndarray) -> np.ndarray:
         """(m, steps, batch_size) global row indices of every subset's batches."""
-        from subsetctl.modeling.train import batch_order
+        from subsetctl.modeling.train import batch_order_array
 
         out = np.empty((len(ext), self.steps, self.batch_size), dtype=np.int64)
         for k, row in enumerate(ext):
             pool = self._pool(row)
-            out[k] = pool[np.asarray(batch_order(len(pool), self.steps, self.batch_size, self.seed))]
+            out[k] = pool[batch_order_array(len(pool), self.steps, self.batch_size, self.seed)]
         return out
 
     def _simulate_replay(self, ext: np.ndarray) -> np.ndarray:
         idx = self._replay_indices(ext)
-        w = np.zeros((len(ext), self.train_x.shape[1]))
+        w = np.zeros((len(ext), self.rows.x.shape[1]))
         decay = 1.0 - 2.0 * self.lr * self.lam
         for t in range(self.steps):
-            xb = self.train_x[idx[:, t]]  # (m, B, d)
-            margin = self.train_f[idx[:, t]] + np.einsum("mbd,md->mb", xb, w)
+            xb = self.rows.x[idx[:, t]]  # (m, B, d)
+            margin = self.rows.f[idx[:, t]] + np.einsum("mbd,md->mb", xb, w)
             step = np.einsum("mb,mbd->md", _sigmoid_neg(margin), xb) / self.batch_size
             w = decay * w + self.lr * step
         return w
 
     def _simulate_full(self, ext: np.ndarray) -> np.ndarray:
-        member = ext[:, np.repeat(np.arange(len(self.block_sizes)), self.block_sizes)].T.astype(np.float64)
+        x, f, sizes = self.rows.x, self.rows.f, np.diff(self.rows.offsets)
+        member = ext[:, np.repeat(np.arange(len(sizes)), sizes)].T.astype(np.float64)  # (n, m)
         pool = member.sum(axis=0)  # (m,)
-        w = np.zeros((len(ext), self.train_x.shape[1]))
+        w = np.zeros((len(ext), x.shape[1]))
         decay = 1.0 - 2.0 * self.lr * self.lam
         for _ in range(self.steps):
-            margin = self.train_f[:, None] + self.train_x @ w.T  # (n, m)
+            margin = f[:, None] + x @ w.T  # (n, m)
             weights = _sigmoid_neg(margin) * member / pool
-            w = decay * w + self.lr * (weights.T @ self.train_x)
+            w = decay * w + self.lr * (weights.T @ x)
         return w
 
     # ------------------------------------------------------------------ estimate
@@ -153,8 +150,7 @@ class LinearSGDEstimator(SubsetEstimator):
         for start in range(0, len(ext), self.chunk_size):
             chunk = ext[start : start + self.chunk_size]
             w = self._simulate_replay(chunk) if self.replay else self._simulate_full(chunk)
-            margin = self.val_f[None, :] + w @ self.val_x.T
-            losses.append(np.logaddexp(0.0, -margin).mean(axis=1))
+            losses.append(_val_loss(self.val_x, self.val_f, w))
             norms.append(np.linalg.norm(w, axis=1))
         loss = np.concatenate(losses)
         ok = np.isfinite(loss)

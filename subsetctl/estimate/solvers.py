@@ -370,6 +370,13 @@ class _Rows:
         self.f = f
         self.offsets = offsets
 
+    @classmethod
+    def stack(cls, xs: list[np.ndarray], fs: list[np.ndarray]) -> _Rows:
+        """Concatenate per-block rows (target first, then the sources in mask order)."""
+        offsets = np.zeros(len(xs) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([x.shape[0] for x in xs])
+        return cls(np.concatenate(xs, axis=0), np.concatenate(fs), offsets)
+
     def block(self, b: int) -> tuple[np.ndarray, np.ndarray]:
         lo, hi = self.offsets[b], self.offsets[b + 1]
         return self.x[lo:hi], self.f[lo:hi]
@@ -418,10 +425,7 @@ class ExactEstimator(SubsetEstimator):
         self.tol = float(tol)
         self.chunk_size = int(chunk_size)
         self.fast = FastEstimator(features, self.lam)
-        xs, fs = _as_blocks(features)
-        offsets = np.zeros(len(xs) + 1, dtype=np.int64)
-        offsets[1:] = np.cumsum([x.shape[0] for x in xs])
-        self.rows = _Rows(np.concatenate(xs, axis=0), np.concatenate(fs), offsets)
+        self.rows = _Rows.stack(*_as_blocks(features))
 
     @property
     def sources(self) -> list[str]:

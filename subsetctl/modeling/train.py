@@ -141,14 +141,18 @@ def batch_order(n: int, steps: int, batch_size: int, seed: int) -> list[list[int
     consecutive batches, so each example is seen equally often; a batch may straddle two
     passes (and repeat an example when ``n < batch_size``).
     """
+    return batch_order_array(n, steps, batch_size, seed).tolist()
+
+
+def batch_order_array(n: int, steps: int, batch_size: int, seed: int) -> np.ndarray:
+    """:func:`batch_order` as a (steps, batch_size) int64 array (for simulating many
+    fine-tunes without building Python lists of every permutation)."""
     if n < 1:
         raise UserError("There are no training examples; the selected sources are empty.")
     rng = np.random.default_rng(seed)
     needed = steps * batch_size
-    stream: list[int] = []
-    while len(stream) < needed:
-        stream.extend(int(i) for i in rng.permutation(n))
-    return [stream[k * batch_size : (k + 1) * batch_size] for k in range(steps)]
+    passes = [rng.permutation(n) for _ in range(-(-needed // n))]
+    return np.concatenate(passes)[:needed].reshape(steps, batch_size)
 
 
 # --------------------------------------------------------------------------- batches

@@ -55,8 +55,6 @@ def make_estimator(
 
     Estimators that need the model (``needs_model``, e.g. ``true_finetune``) are built from
     the stage context ``ctx`` instead of the cached features."""
-    import inspect
-
     from subsetctl.errors import UserError
     from subsetctl.registry import ESTIMATORS
 
@@ -66,12 +64,20 @@ def make_estimator(
         if ctx is None:
             raise UserError(f"The {name!r} estimator cannot be used here; use fast, exact or linear_sgd.")
         return cls(ctx)
-    kwargs: dict[str, Any] = {"lam": lam}
-    accepted = inspect.signature(cls).parameters
-    if "max_iter" in accepted:
-        kwargs["max_iter"] = spec.estimate.max_iter
-    kwargs.update({k: v for k, v in simulated_finetune(spec).items() if k in accepted})
-    return cls(features, **kwargs)
+    return cls(features, lam=lam, **estimator_settings(spec, name))
+
+
+def estimator_settings(spec: Spec, name: str) -> dict[str, Any]:
+    """The spec settings (besides lambda) that estimator ``name`` is built with: those of
+    ``estimate.max_iter`` and the simulated fine-tune that its constructor accepts. The
+    search stage keys its results cache on them too."""
+    import inspect
+
+    from subsetctl.registry import ESTIMATORS
+
+    accepted = inspect.signature(ESTIMATORS.get(name)).parameters
+    offered = {"max_iter": spec.estimate.max_iter, **simulated_finetune(spec)}
+    return {k: v for k, v in offered.items() if k in accepted}
 
 
 def simulated_finetune(spec: Spec) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import numpy as np
 from subsetctl.pipeline import Stage, StageContext
 from subsetctl.project import atomic_write_json, fingerprint
 from subsetctl.stages.calibrate import read_calibration
-from subsetctl.stages.features import executor_kwargs, load_features, make_estimator, simulated_finetune
+from subsetctl.stages.features import estimator_settings, executor_kwargs, load_features, make_estimator
 
 SELECTIONS = "selections.json"
 
@@ -56,8 +56,7 @@ class SearchStage(Stage):
         in_process = bool(getattr(estimator, "needs_model", False))
         gradients_digest = ctx.upstream_manifest("gradients")["output_digest"]
         key = fingerprint({"estimator": estimator_used, "lam": cal.lam, "max_iter": spec.estimate.max_iter,
-                           "features": gradients_digest,
-                           **({"sgd": simulated_finetune(spec)} if estimator_used == "linear_sgd" else {})})
+                           "features": gradients_digest, **estimator_settings(spec, estimator_used)})
         store = SubsetResultsStore(ctx.out_dir / "subsets", features.sources, key)
         kwargs = executor_kwargs(spec)
         if in_process:  # a model-backed estimator cannot be shipped to workers

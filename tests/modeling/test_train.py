@@ -14,7 +14,14 @@ from safetensors.torch import load_file
 from subsetctl.errors import UserError
 from subsetctl.modeling.lora import apply_lora
 from subsetctl.modeling.resolve import resolve_model
-from subsetctl.modeling.train import TrainConfig, batch_order, compute_f, evaluate_loss, train_lora
+from subsetctl.modeling.train import (
+    TrainConfig,
+    batch_order,
+    batch_order_array,
+    compute_f,
+    evaluate_loss,
+    train_lora,
+)
 
 
 def _llama(folder, seed=0, dropout=0.0):
@@ -36,6 +43,17 @@ def test_batch_order_depends_only_on_n_steps_batch_seed() -> None:
     assert sorted(flat[10:20]) == list(range(10))
     with pytest.raises(UserError):
         batch_order(0, 3, 2, 0)
+
+
+@pytest.mark.parametrize("n, steps, batch", [(1, 3, 4), (3, 5, 8), (32, 15, 8), (296, 30, 16)])
+def test_batch_order_is_the_seeded_permutation_stream(n: int, steps: int, batch: int) -> None:
+    """The stream, written out plainly: fixed by seed, so runs and simulations agree."""
+    rng = np.random.default_rng(4)
+    stream: list[int] = []
+    while len(stream) < steps * batch:
+        stream.extend(int(i) for i in rng.permutation(n))
+    assert batch_order(n, steps, batch, seed=4) == [stream[k * batch : (k + 1) * batch] for k in range(steps)]
+    np.testing.assert_array_equal(batch_order_array(n, steps, batch, 4), np.array(batch_order(n, steps, batch, 4)))
 
 
 def test_config_validation_and_epoch_steps() -> None:
