@@ -5,7 +5,8 @@ surrogate/SGD) from theta*, and calibration (choosing the estimator among
 calibrate.estimators and lambda per kind); prints one JSON line at the end:
 spearman_ce, spearman_surrogate, calibrated_median_rel_err_ce,
 calibrated_median_rel_err_surrogate, lambda, k, seconds (plus per-estimator and
-per-lambda details).
+per-lambda details; with verify.repeats=r > 1, repeat_spearman_<kind>, the real runs' own
+seed-to-seed rank agreement, the ceiling for any estimate).
 
     python benchmarks/fidelity.py [--k 16] [key=value overrides...]
 
@@ -65,6 +66,8 @@ def main() -> None:
                                   for r in c["calibration"]["per_lambda"]}}
             for name, c in entry.get("candidates", {}).items()
         }
+        out[f"repeats_{kind}"] = entry.get("repeats", 1)
+        out[f"repeat_spearman_{kind}"] = entry.get("repeat_spearman")
         out[f"true_{kind}"] = entry["true"]
         out[f"raw_{kind}"] = entry["raw"]
     out["lambda"] = data["primary"]["lam"]

@@ -54,6 +54,7 @@ class Registry(Generic[T]):
             doc = description or (getattr(obj, "__doc__", None) or "").strip().splitlines()
             text = doc if isinstance(doc, str) else (doc[0] if doc else "")
             self._entries[name] = Entry(name=name, obj=obj, description=text)
+            _label_class(obj, name, text)
             return obj
 
         return decorator
@@ -61,6 +62,7 @@ class Registry(Generic[T]):
     def add(self, name: str, obj: T, description: str, origin: str = "built-in") -> None:
         """Register ``obj`` directly (used for entry points and ``plugins:``)."""
         self._entries[name] = Entry(name=name, obj=obj, description=description, origin=origin)
+        _label_class(obj, name, description)
 
     def _load(self) -> None:
         if self._loaded:
@@ -140,3 +142,13 @@ def load_plugin_string(spec: str) -> Any:
     if not hasattr(module, attr):
         raise UserError(f"Plugin module {module_name!r} has no attribute {attr!r}.")
     return getattr(module, attr)
+
+
+def _label_class(obj: Any, name: str, description: str) -> None:
+    """Give a registered class that declares ``name``/``description`` attributes but leaves
+    them empty (e.g. a Strategy subclass) the registered ones, so each is written once."""
+    if not isinstance(obj, type):
+        return
+    for attr, value in (("name", name), ("description", description)):
+        if hasattr(obj, attr) and not getattr(obj, attr) and attr not in vars(obj):
+            setattr(obj, attr, value)

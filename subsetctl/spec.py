@@ -356,6 +356,14 @@ class VerifySpec(StrictModel):
         "already drops the loss a quarter less than its linearization; at 0.002 the drops agree within "
         "10% and rank subsets alike).",
     )
+    repeats: int = Field(
+        1,
+        ge=1,
+        le=10,
+        description="Fine-tune each subset this many times, with batch-order seeds project.seed + r. "
+        "Calibration fits the mean over repeats, and the report shows how well the repeats rank the "
+        "subsets alike: the ceiling for any estimate's Spearman against one run.",
+    )
 
 
 class ReportSpec(StrictModel):

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-
-def _fmt(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return str(value)
+from subsetctl.report.cells import fmt as _fmt
+from subsetctl.report.cells import repeats_cell
 
 
 def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
@@ -33,10 +28,10 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
                 lines.append(f"| {s} | " + " | ".join(_fmt(v["scores"].get(s)) + (" ✓" if s in v["selected"] else "") for v in scored.values()) + " |")
             lines.append("")
     if report.get("verify"):
-        lines += ["## Estimated vs. true (verify)", "", "| fine-tune | estimator | lambda | Spearman (raw) | LOO median rel. error (calibrated) | k |", "|---|---|---|---|---|---|"]
+        lines += ["## Estimated vs. true (verify)", "", "| fine-tune | estimator | lambda | Spearman (raw) | LOO median rel. error (calibrated) | k | repeats (their Spearman) |", "|---|---|---|---|---|---|---|"]
         for kind, v in report["verify"].items():
             c = v["calibration"]
-            lines.append(f"| {kind} | {v.get('estimator') or '-'} | {_fmt(c['lam'])} | {_fmt(c['spearman'], 3)} | {_fmt(c['loo_median_rel_err'], 3)} | {len(v['subsets'])} |")
+            lines.append(f"| {kind} | {v.get('estimator') or '-'} | {_fmt(c['lam'])} | {_fmt(c['spearman'], 3)} | {_fmt(c['loo_median_rel_err'], 3)} | {len(v['subsets'])} | {repeats_cell(v)} |")
         lines.append("")
     if report.get("test_metrics"):
         lines += ["## Test metrics", "", "| selection | metric | score | test loss | seeds |", "|---|---|---|---|---|"]

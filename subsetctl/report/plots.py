@@ -37,7 +37,8 @@ def source_scores(report: dict[str, Any], path: Path) -> Path | None:
 
 
 def estimated_vs_true(report: dict[str, Any], path: Path) -> Path | None:
-    """Scatter of estimated vs. true loss per verify subset, raw and calibrated, per kind."""
+    """Scatter of estimated vs. true loss per verify subset, raw and calibrated, per kind
+    (the true loss is the mean over verify's repeats; a gray bar spans the repeats)."""
     verify = report.get("verify")
     if not verify:
         return None
@@ -48,6 +49,11 @@ def estimated_vs_true(report: dict[str, Any], path: Path) -> Path | None:
         if not pairs:
             continue
         t, r, c = zip(*pairs)
+        spans = [(min(f), max(f), raw) for reps, raw in zip(v.get("true_repeats") or [], v["raw"])
+                 if len(f := [x for x in reps if x is not None]) > 1]
+        if spans:  # the spread of the true loss over verify's repeats (seeds), at the raw estimate
+            lo_t, hi_t, at = zip(*spans)
+            ax.hlines(at, lo_t, hi_t, color="gray", linewidth=1.0, label="range over repeats")
         ax.scatter(t, r, label="raw", marker="o", alpha=0.7)
         ax.scatter(t, c, label="calibrated", marker="x")
         lo, hi = min(min(t), min(r), min(c)), max(max(t), max(r), max(c))

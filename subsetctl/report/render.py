@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-
-def _f(v: Any, digits: int = 4) -> str:
-    return "–" if v is None else (f"{v:.{digits}g}" if isinstance(v, float) else str(v))
+from subsetctl.report.cells import fmt as _f
+from subsetctl.report.cells import repeats_cell
 
 
 def render_full_report(report: dict[str, Any], console: Any) -> None:
@@ -35,12 +34,13 @@ def render_full_report(report: dict[str, Any], console: Any) -> None:
             console.print(t)
     if report.get("verify"):
         t = Table(title="estimated vs. true (verify)", title_justify="left")
-        for col in ("fine-tune", "estimator", "lambda", "Spearman raw", "LOO median rel. err (cal.)", "k"):
+        for col in ("fine-tune", "estimator", "lambda", "Spearman raw", "LOO median rel. err (cal.)", "k",
+                    "repeats (their Spearman)"):
             t.add_column(col)
         for kind, v in report["verify"].items():
             c = v["calibration"]
             t.add_row(kind, str(v.get("estimator") or "-"), _f(c["lam"]), _f(c["spearman"], 3),
-                      _f(c["loo_median_rel_err"], 3), str(len(v["subsets"])))
+                      _f(c["loo_median_rel_err"], 3), str(len(v["subsets"])), repeats_cell(v))
         console.print(t)
     if report.get("test_metrics"):
         t = Table(title="test metrics (target's held-out split)", title_justify="left")

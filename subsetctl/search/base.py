@@ -150,11 +150,11 @@ class StrategyParams(BaseModel):
 class Strategy(ABC):
     """A way of choosing sources from subset-loss estimates.
 
-    Subclasses set ``name``, ``description`` (one line, shown by ``subsetctl ls``) and
-    ``Params`` (a :class:`StrategyParams` subclass whose fields all have a default and a
-    description), and implement :meth:`run`. Register with
-    ``@STRATEGIES.register(name, description)`` or the ``subsetctl.strategies``
-    entry-point group.
+    Subclasses set ``Params`` (a :class:`StrategyParams` subclass whose fields all have a
+    default and a description) and implement :meth:`run`. Register with
+    ``@STRATEGIES.register(name, description)``, which also sets the class's ``name`` and
+    ``description`` (one line, shown by ``subsetctl ls``), or through the
+    ``subsetctl.strategies`` entry-point group.
     """
 
     name: ClassVar[str] = ""

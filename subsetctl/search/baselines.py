@@ -47,8 +47,6 @@ def _result(
 class AllSources(Strategy):
     """Keep every source (the usual multitask mix)."""
 
-    name = "all"
-    description = "baseline: every source"
     Params = StrategyParams
 
     def run(
@@ -62,8 +60,6 @@ class AllSources(Strategy):
 class TargetOnly(Strategy):
     """Keep no source: fine-tune on the target alone."""
 
-    name = "target_only"
-    description = "baseline: no auxiliary source"
     Params = StrategyParams
 
     def run(
@@ -90,8 +86,6 @@ class RandomParams(StrategyParams):
 class RandomPick(Strategy):
     """A seeded random subset, as large as another strategy's pick or of size k."""
 
-    name = "random"
-    description = "baseline: a seeded random pick of a given size"
     Params = RandomParams
 
     def run(self, estimator: SubsetEstimator, context: SearchContext, params: RandomParams) -> StrategyResult:
@@ -179,8 +173,6 @@ class GradientSimilarity(Strategy):
     the curvature of the loss; the estimator-based strategies see the resulting loss.
     """
 
-    name = "gradient_similarity"
-    description = "baseline: cosine of mean gradients (LESS-style)"
     Params = SimilarityParams
 
     def run(
@@ -202,8 +194,6 @@ class GradientSimilarity(Strategy):
 class RepresentationSimilarity(Strategy):
     """Keep sources whose mean hidden representation is close (cosine) to the target's."""
 
-    name = "representation_similarity"
-    description = "baseline: cosine of mean representations"
     Params = SimilarityParams
 
     def run(

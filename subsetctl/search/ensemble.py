@@ -210,8 +210,6 @@ class RandomEnsemble(Strategy):
     """Estimate m random subsets of size round(alpha*n) and score each source by how
     much lower the estimated loss is in subsets that contain it (DESIGN.md section 2.5)."""
 
-    name = "random_ensemble"
-    description = "score sources by mean L_hat over random subsets"
     Params = RandomSubsetParams
 
     def run(
@@ -259,8 +257,6 @@ class Surrogate(Strategy):
     ``random_ensemble``.
     """
 
-    name = "surrogate"
-    description = "ridge surrogate of L_hat on subset indicators"
     Params = SurrogateParams
 
     def run(
@@ -321,8 +317,6 @@ class Exhaustive(Strategy):
     source under L_hat), so they measure the absolute effect of adding a source.
     """
 
-    name = "exhaustive"
-    description = "estimate every subset (small n) and keep the best"
     Params = ExhaustiveParams
 
     def run(

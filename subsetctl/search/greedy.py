@@ -112,8 +112,6 @@ class _Greedy(Strategy):
 class Forward(_Greedy):
     """Start from the target alone; add the source that lowers L_hat most, until none does."""
 
-    name = "forward"
-    description = "greedy forward selection from the target alone"
     forward = True
 
 
@@ -121,6 +119,4 @@ class Forward(_Greedy):
 class Backward(_Greedy):
     """Start from all sources; remove the source whose removal lowers L_hat most, until none does."""
 
-    name = "backward"
-    description = "greedy backward elimination from all sources"
     forward = False

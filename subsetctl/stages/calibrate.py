@@ -14,6 +14,7 @@ import numpy as np
 from subsetctl.pipeline import Stage, StageContext
 from subsetctl.project import atomic_write_json
 from subsetctl.stages.features import load_features, make_estimator
+from subsetctl.stages.verify import mean_over_repeats, repeat_agreement
 
 CALIBRATION = "calibration.json"
 
@@ -41,8 +42,12 @@ class CalibrateStage(Stage):
             # one estimator per (name, lambda) (building one precomputes statistics), shared by every kind
             estimators = {(name, lam): make_estimator(spec, features, lam, name=name) for name in names for lam in grid}
             for kind in sorted({r["kind"] for r in runs}):
-                rows = sorted((r for r in runs if r["kind"] == kind), key=lambda r: r["index"])
-                out["kinds"][kind] = self._calibrate_kind(ctx, rows, names, grid, estimators)
+                rows = mean_over_repeats(runs, kind)
+                entry = self._calibrate_kind(ctx, rows, names, grid, estimators)
+                entry["repeats"] = max(len(r["true_repeats"]) for r in rows)
+                entry["true_repeats"] = [r["true_repeats"] for r in rows]
+                entry["repeat_spearman"] = repeat_agreement(runs, kind)
+                out["kinds"][kind] = entry
             chosen = out["kinds"].get(spec.calibrate.against) or next(iter(out["kinds"].values()))
             primary = Calibration.from_dict(chosen["calibration"])
             if not spec.calibrate.enabled:
@@ -62,7 +67,8 @@ class CalibrateStage(Stage):
     @staticmethod
     def _calibrate_kind(ctx: StageContext, rows: list[dict[str, Any]], names: list[str], grid: list[float],
                         estimators: dict[tuple[str, float], Any]) -> dict[str, Any]:
-        """Calibrate every candidate estimator against one kind of fine-tune; keep the best."""
+        """Calibrate every candidate estimator against one kind of fine-tune (one row per
+        subset, its true loss the mean over verify's repeats); keep the best."""
         from subsetctl.estimate.calibrate import (
             calibrate,
             choose_estimator,

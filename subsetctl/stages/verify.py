@@ -6,7 +6,11 @@ validation rows), for each kind of fine-tune the spec asks for:
 - ``surrogate``: SGD on mean softplus(-f_i) (what the linearized estimate models).
 
 Every kind uses the same subsets, the same seed (batch sequence) and the same steps.
-Each finished run is recorded at once, so a killed stage resumes at the next run.
+With ``verify.repeats`` > 1 every (kind, subset) is fine-tuned again with batch-order
+seeds project.seed + r; calibration fits the mean over repeats and the stage reports how
+well the repeats rank the subsets alike (the ceiling for any estimate's Spearman against
+a single run). Each finished run is recorded at once, so a killed stage resumes at the
+next run.
 """
 
 from __future__ import annotations
@@ -59,23 +63,29 @@ class VerifyStage(Stage):
         subsets = verify_subsets(common.source_names(spec), v.k, spec.project.seed)
         path = ctx.out_dir / RESULTS
         done: list[dict[str, Any]] = json.loads(path.read_text()) if path.is_file() else []
-        finished = {(r["kind"], r["index"]) for r in done}
+        finished = {(r["kind"], r["index"], r.get("repeat", 0)) for r in done}
         finetuner: RealFinetuner | None = None
-        with ctx.reporter.progress("verify fine-tunes", total=len(subsets) * len(v.kinds)) as task:
+        total = len(subsets) * len(v.kinds) * v.repeats
+        with ctx.reporter.progress("verify fine-tunes", total=total) as task:
             task.update(len(finished))
-            for kind in v.kinds:
-                for index, subset in enumerate(subsets):
-                    if (kind, index) in finished:
-                        continue
-                    if finetuner is None:
-                        finetuner = RealFinetuner(ctx, kind)
-                    finetuner.kind = kind
-                    out = finetuner.run(subset, ctx.out_dir / "work" / f"{kind}-{index}")
-                    if out["diverged"]:
-                        ctx.reporter.warn(f"verify: the {kind} fine-tune of subset {subset} diverged; it is excluded.")
-                    done.append({"kind": kind, "index": index, "subset": subset, **out})
-                    atomic_write_json(path, done)
-                    task.update(len(done))
+            # one full pass over kinds x subsets per repeat, so a stopped stage has whole passes first
+            for repeat in range(v.repeats):
+                seed = spec.project.seed + repeat
+                for kind in v.kinds:
+                    for index, subset in enumerate(subsets):
+                        if (kind, index, repeat) in finished:
+                            continue
+                        if finetuner is None:
+                            finetuner = RealFinetuner(ctx, kind)
+                        finetuner.kind = kind
+                        out = finetuner.run(subset, ctx.out_dir / "work" / f"{kind}-{index}-{repeat}", seed=seed)
+                        if out["diverged"]:
+                            ctx.reporter.warn(f"verify: the {kind} fine-tune of subset {subset} (seed {seed}) "
+                                              "diverged; it is excluded.")
+                        done.append({"kind": kind, "index": index, "repeat": repeat, "seed": seed,
+                                     "subset": subset, **out})
+                        atomic_write_json(path, done)
+                        task.update(len(done))
         shutil.rmtree(ctx.out_dir / "work", ignore_errors=True)
         if finetuner is None:
             finetuner = RealFinetuner(ctx, v.kinds[0])
@@ -85,6 +95,49 @@ class VerifyStage(Stage):
         theta = evaluate_loss(finetuner.model, finetuner.tokenizer, finetuner.validation, spec.model.kind,
                               spec.model.max_length, batch_size=16, objective="surrogate")
         atomic_write_json(ctx.out_dir / "subsets.json", {"subsets": subsets, "theta_star_loss": theta})
-        return {"k": len(subsets), "kinds": list(v.kinds), "runs": len(done),
+        agreement = {kind: repeat_agreement(done, kind) for kind in v.kinds} if v.repeats > 1 else {}
+        return {"k": len(subsets), "kinds": list(v.kinds), "repeats": v.repeats, "runs": len(done),
+                "repeat_spearman": agreement,
                 "diverged": sum(bool(r["diverged"]) for r in done), "theta_star_val_loss": theta,
                 "seconds_per_finetune": float(np.mean([r["seconds"] for r in done])) if done else None}
+
+
+def mean_over_repeats(runs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    """One row per subset of ``kind`` (by index): ``true`` is the mean over the repeats that
+    did not diverge (None when every repeat diverged); ``true_repeats`` lists each repeat's
+    value (None for a diverged one), in repeat order."""
+    by_index: dict[int, list[dict[str, Any]]] = {}
+    for r in runs:
+        if r["kind"] == kind:
+            by_index.setdefault(r["index"], []).append(r)
+    rows = []
+    for index in sorted(by_index):
+        reps = sorted(by_index[index], key=lambda r: r.get("repeat", 0))
+        values = [r["true"] for r in reps]
+        finite = [x for x in values if x is not None and np.isfinite(x)]
+        rows.append({"kind": kind, "index": index, "subset": reps[0]["subset"],
+                     "true": float(np.mean(finite)) if finite else None, "true_repeats": values,
+                     "diverged": not finite})
+    return rows
+
+
+def repeat_agreement(runs: list[dict[str, Any]], kind: str) -> float | None:
+    """Mean Spearman, over pairs of repeats, between the true losses two repeats give the
+    same subsets (subsets finite in both): how reproducible the ranking of one real
+    fine-tune is. None with fewer than two repeats or three shared subsets."""
+    from subsetctl.estimate.calibrate import spearman
+
+    by_repeat: dict[int, dict[int, float]] = {}
+    for r in runs:
+        if r["kind"] == kind and r["true"] is not None and np.isfinite(r["true"]):
+            by_repeat.setdefault(r.get("repeat", 0), {})[r["index"]] = r["true"]
+    repeats = sorted(by_repeat)
+    scores = []
+    for i, a in enumerate(repeats):
+        for b in repeats[i + 1:]:
+            shared = sorted(set(by_repeat[a]) & set(by_repeat[b]))
+            if len(shared) >= 3:
+                scores.append(spearman(np.array([by_repeat[a][j] for j in shared]),
+                                       np.array([by_repeat[b][j] for j in shared])))
+    scores = [x for x in scores if np.isfinite(x)]
+    return float(np.mean(scores)) if scores else None

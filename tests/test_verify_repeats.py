@@ -1,0 +1,72 @@
+"""verify.repeats: per-subset means over repeats and the repeats' own rank agreement."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from subsetctl.stages.verify import mean_over_repeats, repeat_agreement
+
+
+def _run(kind: str, index: int, repeat: int | None, true: float | None) -> dict:
+    row = {"kind": kind, "index": index, "subset": [f"s{index}"], "true": true, "diverged": true is None}
+    if repeat is not None:
+        row["repeat"] = repeat
+    return row
+
+
+def test_mean_over_repeats_averages_finite_values_and_keeps_each() -> None:
+    runs = [_run("ce", 0, 0, 1.0), _run("ce", 0, 1, 3.0), _run("ce", 1, 1, None), _run("ce", 1, 0, 2.0),
+            _run("surrogate", 0, 0, 9.0)]
+    rows = mean_over_repeats(runs, "ce")
+    assert [r["index"] for r in rows] == [0, 1]
+    assert rows[0]["true"] == pytest.approx(2.0) and rows[0]["true_repeats"] == [1.0, 3.0]
+    assert rows[1]["true"] == pytest.approx(2.0) and rows[1]["true_repeats"] == [2.0, None]  # repeat order
+    assert not rows[1]["diverged"]
+
+
+def test_a_subset_whose_every_repeat_diverged_has_no_true_value() -> None:
+    rows = mean_over_repeats([_run("ce", 0, 0, None), _run("ce", 0, 1, None)], "ce")
+    assert rows[0]["true"] is None and rows[0]["diverged"]
+
+
+def test_results_from_before_repeats_count_as_repeat_zero() -> None:
+    rows = mean_over_repeats([_run("ce", 0, None, 1.5), _run("ce", 1, None, 2.5)], "ce")
+    assert [r["true"] for r in rows] == [1.5, 2.5]
+    assert repeat_agreement([_run("ce", i, None, float(i)) for i in range(4)], "ce") is None  # one repeat
+
+
+def test_repeat_agreement_is_the_mean_pairwise_spearman() -> None:
+    first = [1.0, 2.0, 3.0, 4.0]
+    same = [_run("ce", i, 0, v) for i, v in enumerate(first)] + [_run("ce", i, 1, v + 10) for i, v in enumerate(first)]
+    assert repeat_agreement(same, "ce") == pytest.approx(1.0)
+    reversed_ = [_run("ce", i, 0, v) for i, v in enumerate(first)] + [_run("ce", i, 1, -v) for i, v in enumerate(first)]
+    assert repeat_agreement(reversed_, "ce") == pytest.approx(-1.0)
+    three = same + [_run("ce", i, 2, -v) for i, v in enumerate(first)]  # pairs: +1, -1, -1
+    assert repeat_agreement(three, "ce") == pytest.approx(-1.0 / 3.0)
+    # a diverged run drops that subset from the pairs it is in; fewer than 3 shared subsets: no score
+    sparse = [_run("ce", 0, 0, 1.0), _run("ce", 1, 0, 2.0), _run("ce", 0, 1, 1.0), _run("ce", 1, 1, None)]
+    assert repeat_agreement(sparse, "ce") is None
+
+
+def test_verify_repeats_on_a_tiny_model(tiny_project: Path) -> None:
+    from subsetctl.api import run_project
+
+    overrides = ["verify.enabled=true", "verify.k=4", "verify.steps=2", "verify.batch_size=4", "verify.repeats=2",
+                 "verify.kinds=[ce]", "finetune.enabled=false", "calibrate.lambda_grid=[1.0]"]
+    run_project(tiny_project, overrides)
+    state = tiny_project / ".subsetctl"
+    results = json.loads((state / "verify" / "results.json").read_text())
+    assert sorted((r["index"], r["repeat"], r["seed"]) for r in results) == [
+        (i, r, r) for i in range(4) for r in range(2)]  # project.seed 0 -> seeds 0, 1
+    entry = json.loads((state / "calibrate" / "calibration.json").read_text())["kinds"]["ce"]
+    assert entry["repeats"] == 2 and entry["repeat_spearman"] is not None
+    for true, reps in zip(entry["true"], entry["true_repeats"]):
+        assert true == pytest.approx(sum(reps) / 2)
+    # different batch sequences give different real outcomes for a non-empty subset
+    assert any(reps[0] != reps[1] for reps in entry["true_repeats"])
+    report = json.loads((tiny_project / "report.json").read_text())
+    assert report["verify"]["ce"]["repeats"] == 2
+    assert "| 2 (" in (tiny_project / "report.md").read_text()
