@@ -126,3 +126,24 @@ def test_ls_lists_every_kind() -> None:
 def test_schema_command_prints_json() -> None:
     result = invoke("schema")
     assert json.loads(result.output)["title"] == "subsetctl spec"
+
+
+def test_validate_and_plan_do_not_import_torch_or_datasets(jsonl_project: Path) -> None:
+    """Checking a spec and planning stay quick (seconds, not the ~4 s torch + datasets take
+    to import): they must not pull in the heavy libraries."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from subsetctl.cli import main\n"
+        "for args in (['validate', sys.argv[1] + '/subsetctl.yaml'], ['plan', sys.argv[1]]):\n"
+        "    try:\n"
+        "        main(args, standalone_mode=False)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print('HEAVY', sorted(m for m in ('torch', 'datasets', 'transformers', 'scipy.stats') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(jsonl_project)], capture_output=True, text=True, check=True)
+    assert "is valid" in out.stdout and "plan for" in out.stdout
+    assert "HEAVY []" in out.stdout, out.stdout[-500:]

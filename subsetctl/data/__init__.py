@@ -26,7 +26,7 @@ _EXPORTS = {
     "load_split": "subsetctl.data.stage",
     "load_all": "subsetctl.data.stage",
     "label_names": "subsetctl.data.stage",
-    "source_fingerprint_inputs": "subsetctl.data.stage",
+    "source_fingerprint_inputs": "subsetctl.data.fingerprint",
     "check_sources": "subsetctl.data.checks",
 }
 

@@ -33,6 +33,7 @@ writes nothing into the Hugging Face cache. The ``huggingface`` loader uses
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib.util
 import json
 import math
@@ -40,9 +41,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
-
-from datasets import Dataset, Features, Value
+from typing import TYPE_CHECKING, Any, Literal
 
 from subsetctl.errors import UserError
 from subsetctl.registry import LOADERS
@@ -57,23 +56,33 @@ from subsetctl.spec import (
     ReasoningGymLoader,
 )
 
+if TYPE_CHECKING:
+    from datasets import Dataset, Features
+
 Kind = Literal["causal-lm", "classifier"]
 
 #: The columns of every prepared dataset, in order.
 COLUMNS: tuple[str, ...] = ("source", "prompt", "response", "label", "label_text", "metadata", "row")
 
-#: Their arrow types.
-FEATURES = Features(
-    {
-        "source": Value("string"),
-        "prompt": Value("string"),
-        "response": Value("string"),
-        "label": Value("int64"),
-        "label_text": Value("string"),
-        "metadata": Value("string"),
-        "row": Value("int64"),
-    }
-)
+
+
+@functools.cache
+def dataset_features() -> Features:
+    """The arrow types of :data:`COLUMNS` (built on first use: importing ``datasets`` takes
+    a second, and validating a spec does not need it)."""
+    from datasets import Features, Value
+
+    return Features(
+        {
+            "source": Value("string"),
+            "prompt": Value("string"),
+            "response": Value("string"),
+            "label": Value("int64"),
+            "label_text": Value("string"),
+            "metadata": Value("string"),
+            "row": Value("int64"),
+        }
+    )
 
 EVALS_INSTALL_HINT = "pip install --no-deps evals==3.0.1.post1"
 
@@ -97,7 +106,9 @@ class LoadContext:
 
 def empty_dataset() -> Dataset:
     """A dataset with the common columns and no rows."""
-    return Dataset.from_dict({name: [] for name in COLUMNS}, features=FEATURES)
+    from datasets import Dataset
+
+    return Dataset.from_dict({name: [] for name in COLUMNS}, features=dataset_features())
 
 
 # ------------------------------------------------------------------------ labels
@@ -281,7 +292,9 @@ def build_common(
         columns["label"] = encode_labels(columns["label_text"], label_vocabulary(columns["label_text"]))
     else:
         columns["label"] = [-1] * len(records)
-    return Dataset.from_dict(columns, features=FEATURES)
+    from datasets import Dataset
+
+    return Dataset.from_dict(columns, features=dataset_features())
 
 
 def _from_options(
@@ -455,7 +468,7 @@ def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
             f"{options.split!r}: {type(exc).__name__}: {exc}. Check loader.path, loader.name, "
             "loader.split and loader.data_files (hub ids need network access)."
         ) from None
-    if not isinstance(loaded, Dataset):
+    if not isinstance(loaded, datasets.Dataset):
         raise UserError(
             f"Source {ctx.source_name!r}: {where} did not give one split as a Dataset (got "
             f"{type(loaded).__name__}). Set loader.split."
@@ -671,6 +684,8 @@ def load_plugin(options: PluginLoader, ctx: LoadContext) -> Dataset:
                 f"loader {options.name!r}: {exc}"
             ) from None
     result = fn(call_options, ctx)
+    from datasets import Dataset
+
     if not isinstance(result, Dataset):
         raise UserError(
             f"Source {ctx.source_name!r}: loader plugin {options.name!r} returned "

@@ -23,15 +23,17 @@ import contextlib
 import json
 import math
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from datasets import Dataset
 
-from subsetctl.data.loaders import COLUMNS, FEATURES, LoadContext, empty_dataset
+from subsetctl.data.loaders import COLUMNS, LoadContext, dataset_features, empty_dataset
 from subsetctl.errors import UserError
 from subsetctl.registry import LOADERS
 from subsetctl.spec import SourceSpec, SplitSpec, TargetSpec
+
+if TYPE_CHECKING:  # datasets is imported where used: validating a spec does not need it
+    from datasets import Dataset
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 
@@ -58,6 +60,8 @@ def quiet_datasets() -> Iterator[None]:
 def load_source(source: SourceSpec, ctx: LoadContext) -> Dataset:
     """The source's rows with the common columns, via the loader registered for its
     ``loader.type``."""
+    from datasets import Dataset
+
     loader = LOADERS.get(source.loader.type)
     with quiet_datasets():
         dataset = loader(source.loader, ctx)
@@ -119,7 +123,9 @@ def shuffle_responses(dataset: Dataset, seed: int) -> Dataset:
         meta["shuffled_from_row"] = int(columns["row"][j])
         metadata.append(json.dumps(meta, ensure_ascii=True, sort_keys=True))
     out["metadata"] = metadata
-    return Dataset.from_dict(out, features=FEATURES)
+    from datasets import Dataset
+
+    return Dataset.from_dict(out, features=dataset_features())
 
 
 def prepare_source(

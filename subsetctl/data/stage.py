@@ -20,26 +20,23 @@ import json
 import shutil
 import uuid
 from collections.abc import Callable
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
 from datasets import Dataset
 
 from subsetctl.data.loaders import (
-    FEATURES,
     LoadContext,
+    dataset_features,
     empty_dataset,
     encode_labels,
-    evals_data_dir,
     label_vocabulary,
-    resolve_path,
 )
 from subsetctl.data.prepare import SPLITS, prepare_source, quiet_datasets, split_summary
 from subsetctl.errors import UserError
-from subsetctl.project import atomic_write_json, sha256_file
+from subsetctl.project import atomic_write_json
 from subsetctl.registry import load_plugin_string
-from subsetctl.spec import HuggingFaceLoader, SourceSpec, Spec
+from subsetctl.spec import SourceSpec, Spec
 
 SUMMARY_FILE = "data.json"
 _TMP_PREFIX = ".tmp-"
@@ -57,7 +54,7 @@ def source_context(spec: Spec, source: SourceSpec, spec_dir: Path) -> LoadContex
 def _apply_vocabulary(dataset: Dataset, vocabulary: list[str]) -> Dataset:
     columns = dataset.to_dict()
     columns["label"] = encode_labels(columns["label_text"], vocabulary)
-    return Dataset.from_dict(columns, features=FEATURES)
+    return Dataset.from_dict(columns, features=dataset_features())
 
 
 def _label_warnings(target: str, prepared: dict[str, dict[str, Dataset]]) -> list[str]:
@@ -205,61 +202,3 @@ def read_summary(data_dir: Path) -> dict[str, Any]:
 def label_names(data_dir: Path) -> list[str] | None:
     """The shared classifier label vocabulary (``label`` id -> name), None for causal-lm."""
     return read_summary(data_dir).get("labels")
-
-
-# ------------------------------------------------------------------ fingerprints
-
-
-def _file_fingerprint(path: Path) -> dict[str, Any]:
-    """Size and sha256 of a local file, or that it is missing. The path itself is left
-    out (the spec slice holds it, relative to the spec), so a moved project stays valid."""
-    if not path.is_file():
-        return {"missing": True}
-    return {"size": path.stat().st_size, "sha256": sha256_file(path)}
-
-
-def _tree_fingerprint(path: Path) -> dict[str, Any]:
-    """A file's fingerprint, or the fingerprints of every file under a folder."""
-    if path.is_dir():
-        files = sorted(
-            p for p in path.rglob("*") if p.is_file() and ".cache" not in p.relative_to(path).parts
-        )
-        return {
-            "files": {p.relative_to(path).as_posix(): _file_fingerprint(p) for p in files},
-        }
-    return _file_fingerprint(path)
-
-
-def _version(distribution: str) -> str | None:
-    try:
-        return importlib_metadata.version(distribution)
-    except importlib_metadata.PackageNotFoundError:
-        return None
-
-
-def source_fingerprint_inputs(source: SourceSpec, spec_dir: Path) -> dict[str, Any]:
-    """What a source's data depends on besides its spec: local data files (size and
-    sha256, so editing one makes the data stage stale; modification times are left out
-    so that copying a project or touching a file does not) and, for generated or
-    packaged data, the version of the package that produces it."""
-    loader = source.loader
-    spec_dir = Path(spec_dir)
-    if loader.type in ("jsonl", "csv", "parquet"):
-        return {"file": _file_fingerprint(resolve_path(loader.path, spec_dir))}
-    if isinstance(loader, HuggingFaceLoader):
-        out: dict[str, Any] = {"datasets": _version("datasets")}
-        local = resolve_path(loader.path, spec_dir)
-        if local.exists():
-            out["path"] = _tree_fingerprint(local)
-        if loader.data_files:
-            out["data_files"] = [
-                _tree_fingerprint(resolve_path(f, spec_dir)) if resolve_path(f, spec_dir).exists() else f
-                for f in loader.data_files
-            ]
-        return out
-    if loader.type == "reasoning_gym":
-        return {"reasoning_gym": _version("reasoning-gym") or _version("reasoning_gym")}
-    if loader.type == "evals":
-        data_dir = evals_data_dir()
-        return {"evals": _version("evals"), "installed": data_dir is not None}
-    return {}

@@ -23,12 +23,13 @@ import hashlib
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from subsetctl.errors import UserError
 from subsetctl.registry import PROJECTORS
+
+if TYPE_CHECKING:  # torch is imported where used, so validating a spec stays fast
+    import torch
 
 UNIT_ROWS = 1024
 """Rows of P generated from one seeded generator; the unit of regeneration and caching."""
@@ -100,6 +101,8 @@ class Projector(ABC):
 
     def units(self, start_unit: int, stop_unit: int) -> torch.Tensor:
         """Generate units ``[start_unit, stop_unit)`` of P, (k, UNIT_ROWS, d), no caching."""
+        import torch
+
         block = torch.empty((stop_unit - start_unit, UNIT_ROWS, self.d), dtype=torch.float32)
         self._fill(block, start_unit, torch.Generator(device="cpu"))
         return block
@@ -148,6 +151,8 @@ class Projector(ABC):
         same bit for bit for the same p, d, seed and budget; across budgets P is identical
         and only the BLAS kernel's rounding may differ (about 1e-7 relative).
         """
+        import torch
+
         if not chunks:
             raise ValueError("project_chunks needs at least one chunk")
         widths = [int(c.shape[1]) for c in chunks]
@@ -172,6 +177,8 @@ class Projector(ABC):
     def _working(self) -> torch.Tensor:
         """The working block, allocated once and reused: fresh allocations of this size
         cost page faults on every call and fragment the heap."""
+        import torch
+
         if self._work is None:
             self._work = torch.empty((self.working_units, UNIT_ROWS, self.d), dtype=torch.float32)
         return self._work
@@ -182,6 +189,8 @@ class Projector(ABC):
     ) -> torch.Tensor:
         """The gradient columns of units ``[start_unit, stop_unit)`` as one (B, k * UNIT_ROWS)
         float32 matrix, zero past p."""
+        import torch
+
         lo, hi = start_unit * UNIT_ROWS, stop_unit * UNIT_ROWS
         G = torch.zeros((int(chunks[0].shape[0]), hi - lo), dtype=torch.float32)
         k = bisect.bisect_right(offsets, lo) - 1
@@ -195,6 +204,8 @@ class Projector(ABC):
     @staticmethod
     def _accumulate(out: torch.Tensor, G: torch.Tensor, P_units: torch.Tensor) -> None:
         """``out += G @ P`` as a batched matmul over units, summed in unit order."""
+        import torch
+
         k = P_units.shape[0]
         per_unit = torch.bmm(G.view(G.shape[0], k, UNIT_ROWS).transpose(0, 1), P_units)
         for i in range(k):
@@ -213,6 +224,8 @@ class RademacherProjector(Projector):
     name = "rademacher"
 
     def __init__(self, p: int, d: int, seed: int, memory_budget_mb: float = 64) -> None:
+        import torch
+
         super().__init__(p, d, seed, memory_budget_mb)
         bits = torch.arange(8)
         table = ((torch.arange(256).unsqueeze(1) >> bits) & 1).to(torch.float32)
@@ -220,6 +233,8 @@ class RademacherProjector(Projector):
         self._scratch: torch.Tensor | None = None  # random bytes (as int64) of a working block
 
     def _fill(self, block: torch.Tensor, start_unit: int, generator: torch.Generator) -> None:
+        import torch
+
         per_unit = UNIT_ROWS * self.d // 8  # random bytes per unit, 8 signs each
         k = block.shape[0]
         if k <= self.working_units:  # streaming: reuse the scratch indices

@@ -20,7 +20,6 @@ from typing import Literal
 
 import numpy as np
 from pydantic import Field, model_validator
-from scipy.stats import spearmanr
 
 from subsetctl.errors import UserError
 from subsetctl.estimate.base import SubsetEstimator
@@ -279,6 +278,8 @@ class Surrogate(Strategy):
             pred = x[hold] @ coef + intercept
             ss_tot = float(((y[hold] - y[hold].mean()) ** 2).sum())
             r2 = 1.0 - float(((y[hold] - pred) ** 2).sum()) / ss_tot if ss_tot > 0 else None
+            from scipy.stats import spearmanr
+
             rho = spearmanr(pred, y[hold]).statistic if np.ptp(pred) > 0 and ss_tot > 0 else None
             diagnostics.update(
                 holdout_r2=r2,

@@ -17,7 +17,7 @@ class DataStage(Stage):
     spec_keys = ("project.seed", "model.kind", "target", "sources", "plugins")
 
     def extra_inputs(self, spec: Spec, project: Project) -> dict[str, Any]:
-        from subsetctl.data.stage import source_fingerprint_inputs
+        from subsetctl.data.fingerprint import source_fingerprint_inputs
 
         return {
             s.name: source_fingerprint_inputs(s, project.root) for s in [spec.target, *spec.sources]

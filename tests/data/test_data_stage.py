@@ -9,7 +9,8 @@ import pytest
 from data_helpers import qa_rows, write_jsonl
 from datasets import Dataset
 
-from subsetctl.data.stage import label_names, load_all, load_split, run_data_stage, source_fingerprint_inputs
+from subsetctl.data.fingerprint import source_fingerprint_inputs
+from subsetctl.data.stage import label_names, load_all, load_split, run_data_stage
 from subsetctl.errors import UserError
 from subsetctl.spec import Spec
 
