@@ -70,3 +70,30 @@ def test_verify_repeats_on_a_tiny_model(tiny_project: Path) -> None:
     report = json.loads((tiny_project / "report.json").read_text())
     assert report["verify"]["ce"]["repeats"] == 2
     assert "| 2 (" in (tiny_project / "report.md").read_text()
+
+
+def test_verify_reuses_finished_fine_tunes_when_its_settings_change(tiny_project: Path) -> None:
+    """Raising k keeps the runs already done (the stage folder is reset, the run cache is
+    not); a changed learning rate is a different run and is not reused."""
+    from subsetctl.api import run_project
+
+    base = ["verify.enabled=true", "verify.steps=2", "verify.batch_size=4", "verify.kinds=[ce]",
+            "finetune.enabled=false", "calibrate.lambda_grid=[1.0]"]
+    state = tiny_project / ".subsetctl"
+
+    def verify_summary() -> dict:
+        return json.loads((state / "verify" / "manifest.json").read_text())["summary"]
+
+    def results() -> dict:
+        rows = json.loads((state / "verify" / "results.json").read_text())
+        return {(tuple(r["subset"]), r["seed"]): r["true"] for r in rows}
+
+    run_project(tiny_project, [*base, "verify.k=3"], until="verify")
+    first = results()
+    assert verify_summary()["reused"] == 0 and len(first) == 3
+    run_project(tiny_project, [*base, "verify.k=4"], until="verify")
+    second = results()
+    assert verify_summary()["reused"] == 3 and len(second) == 4
+    assert all(second[key] == value for key, value in first.items())
+    run_project(tiny_project, [*base, "verify.k=4", "verify.lr_ce=0.003"], until="verify")
+    assert verify_summary()["reused"] == 0

@@ -11,6 +11,11 @@ seeds project.seed + r; calibration fits the mean over repeats and the stage rep
 well the repeats rank the subsets alike (the ceiling for any estimate's Spearman against
 a single run). Each finished run is recorded at once, so a killed stage resumes at the
 next run.
+
+Every finished run is also kept in ``.subsetctl/cache/verify/`` under a key of all it
+depends on (theta*, the prepared data, the model, kind, subset, seed and budget), and
+reused from there: raising ``verify.k`` or ``verify.repeats``, or changing one kind's
+learning rate, re-runs only the fine-tunes whose inputs changed.
 """
 
 from __future__ import annotations
@@ -21,11 +26,14 @@ from typing import Any
 
 import numpy as np
 
+from subsetctl import __version__
 from subsetctl.pipeline import Stage, StageContext
-from subsetctl.project import atomic_write_json
+from subsetctl.project import atomic_write_json, fingerprint
 from subsetctl.stages import common
 
 RESULTS = "results.json"
+#: Where finished runs are kept across changes of the verify settings (under .subsetctl/).
+RUN_CACHE = ("cache", "verify")
 
 
 def verify_subsets(sources: list[str], k: int, seed: int) -> list[list[str]]:
@@ -65,6 +73,8 @@ class VerifyStage(Stage):
         done: list[dict[str, Any]] = json.loads(path.read_text()) if path.is_file() else []
         finished = {(r["kind"], r["index"], r.get("repeat", 0)) for r in done}
         finetuner: RealFinetuner | None = None
+        cache = RunCache(ctx)
+        reused = 0
         total = len(subsets) * len(v.kinds) * v.repeats
         with ctx.reporter.progress("verify fine-tunes", total=total) as task:
             task.update(len(finished))
@@ -75,10 +85,15 @@ class VerifyStage(Stage):
                     for index, subset in enumerate(subsets):
                         if (kind, index, repeat) in finished:
                             continue
-                        if finetuner is None:
-                            finetuner = RealFinetuner(ctx, kind)
-                        finetuner.kind = kind
-                        out = finetuner.run(subset, ctx.out_dir / "work" / f"{kind}-{index}-{repeat}", seed=seed)
+                        out = cache.get(kind, subset, seed)
+                        if out is None:
+                            if finetuner is None:
+                                finetuner = RealFinetuner(ctx, kind)
+                            finetuner.kind = kind
+                            out = finetuner.run(subset, ctx.out_dir / "work" / f"{kind}-{index}-{repeat}", seed=seed)
+                            cache.put(kind, subset, seed, out)
+                        else:
+                            reused += 1
                         if out["diverged"]:
                             ctx.reporter.warn(f"verify: the {kind} fine-tune of subset {subset} (seed {seed}) "
                                               "diverged; it is excluded.")
@@ -96,10 +111,47 @@ class VerifyStage(Stage):
                               spec.model.max_length, batch_size=16, objective="surrogate")
         atomic_write_json(ctx.out_dir / "subsets.json", {"subsets": subsets, "theta_star_loss": theta})
         agreement = {kind: repeat_agreement(done, kind) for kind in v.kinds} if v.repeats > 1 else {}
-        return {"k": len(subsets), "kinds": list(v.kinds), "repeats": v.repeats, "runs": len(done),
+        if reused:
+            ctx.reporter.info(f"verify: reused {reused} fine-tune(s) finished by an earlier run with the same inputs.")
+        return {"k": len(subsets), "kinds": list(v.kinds), "repeats": v.repeats, "runs": len(done), "reused": reused,
                 "repeat_spearman": agreement,
                 "diverged": sum(bool(r["diverged"]) for r in done), "theta_star_val_loss": theta,
                 "seconds_per_finetune": float(np.mean([r["seconds"] for r in done])) if done else None}
+
+
+class RunCache:
+    """Finished verify fine-tunes, one JSON file each, keyed by everything the result
+    depends on, in the project's state folder (outside the stage folder, which is reset
+    when the verify settings change)."""
+
+    def __init__(self, ctx: StageContext) -> None:
+        spec = ctx.spec
+        self.folder = ctx.project.state_dir.joinpath(*RUN_CACHE)
+        self.spec = spec
+        self.base = {
+            "theta_star": ctx.upstream_manifest("meta_init")["output_digest"],
+            "data": ctx.upstream_manifest("data")["output_digest"],
+            "model": spec.model.model_dump(mode="json"),
+            "grad_accum": spec.meta_init.grad_accum,
+            "steps": spec.verify.steps,
+            "batch_size": spec.verify.batch_size,
+            "version": __version__,
+        }
+
+    def key(self, kind: str, subset: list[str], seed: int) -> str:
+        lr = self.spec.verify.lr_ce if kind == "ce" else self.spec.verify.lr_surrogate
+        return fingerprint({**self.base, "kind": kind, "subset": list(subset), "seed": seed, "lr": lr})
+
+    def get(self, kind: str, subset: list[str], seed: int) -> dict[str, Any] | None:
+        path = self.folder / f"{self.key(kind, subset, seed)}.json"
+        try:
+            return json.loads(path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+            return None
+
+    def put(self, kind: str, subset: list[str], seed: int, result: dict[str, Any]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.folder / f"{self.key(kind, subset, seed)}.json", result)
 
 
 def mean_over_repeats(runs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
