@@ -65,15 +65,20 @@ def _template_files(template: str) -> list[Any]:
 
 @dataclass
 class ValidationReport:
+    """What validating one spec file found: errors (``issues``, the spec is unusable) and
+    warnings (valid settings that will not do what they likely mean)."""
+
     file: str
     issues: list[SpecIssue] = field(default_factory=list)
+    warnings: list[SpecIssue] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.issues
 
     def to_dict(self) -> dict[str, Any]:
-        return {"file": self.file, "valid": self.ok, "errors": [i.model_dump() for i in self.issues]}
+        return {"file": self.file, "valid": self.ok, "errors": [i.model_dump() for i in self.issues],
+                "warnings": [w.model_dump() for w in self.warnings]}
 
 
 def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue]:
@@ -124,6 +129,38 @@ def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIss
     return found
 
 
+def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue]:
+    """Valid settings that will not do what they likely mean, said by ``validate``,
+    ``plan`` and ``run`` before any fine-tune is spent on them (the stages concerned say
+    it again when they run)."""
+    from subsetctl.spec import MIN_CALIBRATION_K, format_path
+
+    lines = key_lines(text) if text else {}
+    found: list[SpecIssue] = []
+
+    def warn(loc: tuple[Any, ...], message: str) -> None:
+        found.append(SpecIssue(file=str(spec_path), line=lines.get(loc), key=format_path(loc), message=message))
+
+    verify = spec.verify
+    if not verify.enabled:
+        return found
+    distinct = 2 ** len(spec.sources)
+    if verify.k > distinct:
+        warn(("verify", "k"), f"{verify.k} subsets asked for, but {len(spec.sources)} source(s) have only "
+                              f"{distinct} distinct subsets; verify will fine-tune {distinct}.")
+    if spec.calibrate.enabled and min(verify.k, distinct) < MIN_CALIBRATION_K:
+        warn(("verify", "k"), f"{min(verify.k, distinct)} real fine-tune(s) per kind are too few to calibrate "
+                              f"(at least {MIN_CALIBRATION_K} are needed): calibration will be off and the "
+                              "estimates stay raw. Use verify.k >= 4 (6-10 is typical) or set "
+                              "calibrate.enabled: false.")
+    if spec.calibrate.against not in verify.kinds:
+        warn(("calibrate", "against"), f"{spec.calibrate.against!r} is not among verify.kinds "
+                                       f"({', '.join(verify.kinds)}): calibration will use the "
+                                       f"{verify.kinds[0]!r} fine-tunes. Add it to verify.kinds or change "
+                                       "calibrate.against.")
+    return found
+
+
 def validate_spec_file(path: Path, overrides: list[str] | None = None) -> ValidationReport:
     """Validate one spec file: YAML, schema, then the semantic checks."""
     report = ValidationReport(file=str(path))
@@ -138,6 +175,7 @@ def validate_spec_file(path: Path, overrides: list[str] | None = None) -> Valida
     report.issues.extend(issues)
     if spec is not None:
         report.issues.extend(semantic_issues(spec, path, text))
+        report.warnings.extend(spec_warnings(spec, path, text))
     return report
 
 
@@ -154,6 +192,15 @@ def load_project(directory: str | Path | None, overrides: list[str] | None = Non
         data = apply_overrides(data, overrides)
     spec = Spec.model_validate(data)
     return project, spec
+
+
+def project_warnings(project: Project, spec: Spec) -> list[SpecIssue]:
+    """``spec_warnings`` for a loaded project (with the spec file's line numbers)."""
+    try:
+        _, text = read_yaml(project.spec_path)
+    except SpecError:
+        text = ""
+    return spec_warnings(spec, project.spec_path, text)
 
 
 def make_pipeline(project: Project, spec: Spec, reporter: Reporter | None = None) -> Pipeline:
@@ -186,6 +233,8 @@ def run_project(
     project, spec = load_project(directory, overrides)
     pipeline = make_pipeline(project, spec, reporter)
     rep = reporter or SilentReporter()
+    for warning in project_warnings(project, spec):
+        rep.warn(warning.render())
     return pipeline.run(
         until=until,
         force=set(force or []),

@@ -86,6 +86,8 @@ def init(directory: Path, template: str, force: bool) -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def validate(specs: tuple[Path, ...], fmt: str) -> None:
     """Check spec files without loading a model (exit 1 if any is invalid)."""
+    from rich.markup import escape
+
     from subsetctl.api import validate_spec_file
     from subsetctl.spec import SPEC_FILENAME
 
@@ -104,6 +106,8 @@ def validate(specs: tuple[Path, ...], fmt: str) -> None:
                 console.print(f"[red]✗[/red] {report.file}: {len(report.issues)} problem(s)")
                 for issue in report.issues:
                     console.print(f"  {issue.render()}", markup=False)
+            for warning in report.warnings:
+                console.print(f"  [yellow]warning:[/yellow] {escape(warning.render())}")
     if not all(r.ok for r in reports):
         sys.exit(1)
 
@@ -139,7 +143,9 @@ def _status_table(statuses: list[Any], title: str) -> Any:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, force: tuple[str, ...], fmt: str) -> None:
     """Show each stage's status and what `run` would do (no side effects)."""
-    from subsetctl.api import plan_project
+    from rich.markup import escape
+
+    from subsetctl.api import plan_project, project_warnings
 
     directory, overrides = _split_dir(directory, overrides)
     project, spec, statuses = plan_project(directory, list(overrides), until, list(force))
@@ -148,6 +154,8 @@ def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, 
         return
     console = _console()
     console.print(_status_table(statuses, f"plan for {project.root}"))
+    for warning in project_warnings(project, spec):
+        console.print(f"[yellow]warning:[/yellow] {escape(warning.render())}")
     if spec.model.trust_remote_code:
         console.print("[yellow]model.trust_remote_code is ON: model code from the model folder will run.[/yellow]")
     todo = [s.name for s in statuses if s.will_run]

@@ -274,6 +274,10 @@ class EstimateSpec(StrictModel):
     )
 
 
+#: Calibration needs at least this many usable real fine-tunes (verify.k); with fewer it is off.
+MIN_CALIBRATION_K = 4
+
+
 class CalibrateSpec(StrictModel):
     enabled: bool = Field(True, description="Choose lambda and an affine map from verify's fine-tunes.")
     lambda_grid: list[float] = Field(

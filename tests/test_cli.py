@@ -147,3 +147,41 @@ def test_validate_and_plan_do_not_import_torch_or_datasets(jsonl_project: Path) 
     out = subprocess.run([sys.executable, "-c", code, str(jsonl_project)], capture_output=True, text=True, check=True)
     assert "is valid" in out.stdout and "plan for" in out.stdout
     assert "HEAVY []" in out.stdout, out.stdout[-500:]
+
+
+def test_validate_plan_and_run_warn_about_settings_that_defeat_calibration(jsonl_project: Path) -> None:
+    """Valid settings that would waste real fine-tunes are said before any run: exit 0,
+    the key and the fix named; sensible settings say nothing."""
+    from subsetctl.api import run_project
+    from subsetctl.reporter import SilentReporter
+
+    path = jsonl_project / "subsetctl.yaml"
+    spec = yaml.safe_load(path.read_text())
+    spec["verify"] = {"enabled": True, "k": 3, "kinds": ["ce"]}
+    spec["calibrate"] = {"against": "surrogate"}
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+
+    result = invoke("validate", str(path))
+    assert result.exit_code == 0, result.output
+    assert "verify.k: 3 real fine-tune(s) per kind are too few to calibrate" in " ".join(result.output.split())
+    report = json.loads(invoke("validate", str(path), "--format", "json").output)[0]
+    assert report["valid"] and [w["key"] for w in report["warnings"]] == ["verify.k", "calibrate.against"]
+    assert all(w["line"] for w in report["warnings"])  # points at the spec's lines
+    plan = invoke("plan", str(jsonl_project))
+    assert plan.exit_code == 0 and "calibrate.against: 'surrogate' is not among verify.kinds" in " ".join(
+        plan.output.split())
+    reporter = SilentReporter()
+    run_project(jsonl_project, until="data", reporter=reporter)
+    assert len(reporter.warnings) == 2 and "verify.k" in reporter.warnings[0]
+
+    # 2 sources have 4 distinct subsets: k = 5 is capped (said), and 4 are enough to calibrate
+    spec["verify"] = {"enabled": True, "k": 5}
+    spec["calibrate"] = {}
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    report = json.loads(invoke("validate", str(path), "--format", "json").output)[0]
+    assert [w["message"] for w in report["warnings"]] == [
+        "5 subsets asked for, but 2 source(s) have only 4 distinct subsets; verify will fine-tune 4."]
+
+    spec["verify"] = {"enabled": True, "k": 4}
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    assert json.loads(invoke("validate", str(path), "--format", "json").output)[0]["warnings"] == []

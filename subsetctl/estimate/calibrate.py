@@ -27,9 +27,10 @@ import numpy as np
 from scipy.stats import rankdata
 
 from subsetctl.errors import UserError
+from subsetctl.spec import MIN_CALIBRATION_K
 
 #: Fewest usable true fine-tunes for which an affine map is fitted.
-MIN_K = 4
+MIN_K = MIN_CALIBRATION_K
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
