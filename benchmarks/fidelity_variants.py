@@ -10,8 +10,9 @@ the two mixed configurations:
 - ``ce_sgd``: the token cross-entropy with SGD (``--ce-sgd-lr``; SGD on token CE needs a
   larger step than on softplus(-f) to move the loss comparably);
 
-and prints, per variant, its Spearman against each of the pipeline's two kinds and
-against the calibrated estimates of the estimator the calibrate stage chose for each kind.
+and prints, per variant, its Spearman against each of verify's two kinds (mean over repeats) and
+against the raw estimates of each candidate estimator at the lambda calibration chose for
+it, per kind.
 
 Run ``python benchmarks/fidelity.py`` first (this reads its project in
 benchmarks/_work/fidelity, or ``--name``); prints one JSON line at the end.
@@ -22,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,6 +44,7 @@ def main() -> None:
     from subsetctl.project import atomic_write_json
     from subsetctl.reporter import RichReporter
     from subsetctl.stages.real_finetune import RealFinetuner
+    from subsetctl.stages.verify import mean_over_repeats
 
     folder = work_project(args.name)
     state = folder / ".subsetctl"
@@ -66,11 +67,12 @@ def main() -> None:
         for index, subset in enumerate(subsets):
             if str(index) in runs:
                 continue
-            runs[str(index)] = _run(finetuner, subset, objective, optimizer, lr, folder / "variants-work")
+            result = finetuner.run(subset, folder / "variants-work", objective=objective, optimizer=optimizer, lr=lr)
+            runs[str(index)] = result["true"]
             atomic_write_json(cache_path, done)
             print(f"{key} {index + 1}/{len(subsets)}: {runs[str(index)]}", flush=True)
 
-    truth = {kind: _true_by_index(verify_runs, kind) for kind in spec.verify.kinds}
+    truth = {kind: _floats([r["true"] for r in mean_over_repeats(verify_runs, kind)]) for kind in spec.verify.kinds}
     estimates = {}  # each candidate estimator at the lambda calibration chose for it, per kind
     for kind, entry in calibration["kinds"].items():
         order = [entry["subsets"].index(s) for s in subsets]
@@ -78,12 +80,12 @@ def main() -> None:
             estimates[f"{name}_for_{kind}"] = [candidate["raw"][i] for i in order]
     out: dict[str, Any] = {"k": len(subsets), "seconds": round(time.perf_counter() - start, 1)}
     for key, runs in done.items():
-        values = np.array([runs[str(i)] if runs.get(str(i)) is not None else np.nan for i in range(len(subsets))])
+        values = _floats([runs.get(str(i)) for i in range(len(subsets))])
         for kind, real in truth.items():
             ok = np.isfinite(values) & np.isfinite(real)
             out[f"{key}_vs_{kind}_real"] = round(spearman(values[ok], real[ok]), 3)
         for kind, est in estimates.items():
-            est = np.array(est, dtype=float)
+            est = _floats(est)
             ok = np.isfinite(values) & np.isfinite(est)
             out[f"{key}_vs_{kind}_estimate"] = round(spearman(values[ok], est[ok]), 3)
     print(json.dumps(out))
@@ -96,34 +98,9 @@ def _overrides(resolved: dict[str, Any]) -> list[str]:
             f"verify.batch_size={v['batch_size']}", f"verify.lr_ce={v['lr_ce']}"]
 
 
-def _run(finetuner: Any, subset: list[str], objective: str, optimizer: str, lr: float, work: Path) -> float | None:
-    """One fine-tune from theta* with an explicit objective and optimizer; the true value
-    is, as in verify, the mean softplus(-f_j) over the target's validation rows."""
-    import math
-    import shutil
-
-    from subsetctl.modeling.lora import load_adapter_weights
-    from subsetctl.modeling.train import evaluate_loss, train_lora
-    from subsetctl.stages import common
-
-    spec = finetuner.ctx.spec
-    load_adapter_weights(finetuner.model, finetuner.theta_star)
-    train = finetuner.target_train + [e for name in subset for e in finetuner.per_source[name]]
-    config = common.train_config(spec.meta_init, spec, objective=objective, optimizer=optimizer, seed=spec.project.seed)
-    config.steps, config.batch_size, config.lr = spec.verify.steps, spec.verify.batch_size, lr
-    config.checkpoint_every, config.weight_decay = 0, 0.0
-    result = train_lora(finetuner.model, finetuner.tokenizer, train, config, work, kind=spec.model.kind)
-    shutil.rmtree(work, ignore_errors=True)
-    if result.diverged:
-        return None
-    true = evaluate_loss(finetuner.model, finetuner.tokenizer, finetuner.validation, spec.model.kind,
-                         spec.model.max_length, batch_size=16, objective="surrogate")
-    return true if math.isfinite(true) else None
-
-
-def _true_by_index(runs: list[dict[str, Any]], kind: str) -> np.ndarray:
-    rows = sorted((r for r in runs if r["kind"] == kind and r.get("repeat", 0) == 0), key=lambda r: r["index"])
-    return np.array([r["true"] if r["true"] is not None else np.nan for r in rows], dtype=float)
+def _floats(values: list[float | None]) -> np.ndarray:
+    """Loss values as floats, NaN where a run diverged or is missing (None)."""
+    return np.array([np.nan if v is None else v for v in values], dtype=float)
 
 
 if __name__ == "__main__":

@@ -179,28 +179,24 @@ def validate_spec_file(path: Path, overrides: list[str] | None = None) -> Valida
     return report
 
 
-def load_project(directory: str | Path | None, overrides: list[str] | None = None) -> tuple[Project, Spec]:
+def load_project(
+    directory: str | Path | None, overrides: list[str] | None = None, reporter: Reporter | None = None,
+) -> tuple[Project, Spec]:
     """Find the project, load and validate its spec (with overrides); every problem
-    raised as one SpecError."""
+    raised as one SpecError. The validation's warnings go to ``reporter`` when given."""
     project = Project.find(directory)
     report = validate_spec_file(project.spec_path, overrides)
     if not report.ok:
         lines = "\n".join("  " + i.render() for i in report.issues)
         raise SpecError(f"{project.spec_path} is not a valid spec:\n{lines}")
+    if reporter is not None:
+        for warning in report.warnings:
+            reporter.warn(warning.render())
     data, _ = read_yaml(project.spec_path)
     if overrides:
         data = apply_overrides(data, overrides)
     spec = Spec.model_validate(data)
     return project, spec
-
-
-def project_warnings(project: Project, spec: Spec) -> list[SpecIssue]:
-    """``spec_warnings`` for a loaded project (with the spec file's line numbers)."""
-    try:
-        _, text = read_yaml(project.spec_path)
-    except SpecError:
-        text = ""
-    return spec_warnings(spec, project.spec_path, text)
 
 
 def make_pipeline(project: Project, spec: Spec, reporter: Reporter | None = None) -> Pipeline:
@@ -214,9 +210,10 @@ def make_pipeline(project: Project, spec: Spec, reporter: Reporter | None = None
 
 def plan_project(
     directory: str | Path | None, overrides: list[str] | None = None, until: str | None = None,
-    force: list[str] | None = None,
+    force: list[str] | None = None, reporter: Reporter | None = None,
 ) -> tuple[Project, Spec, list[StageStatus]]:
-    project, spec = load_project(directory, overrides)
+    """Each stage's status and what ``run`` would do; the spec's warnings go to ``reporter``."""
+    project, spec = load_project(directory, overrides, reporter)
     pipeline = make_pipeline(project, spec)
     return project, spec, pipeline.plan(force=set(force or []), until=until)
 
@@ -230,11 +227,9 @@ def run_project(
     options: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Run every stale stage; returns one record per stage (action, seconds)."""
-    project, spec = load_project(directory, overrides)
-    pipeline = make_pipeline(project, spec, reporter)
     rep = reporter or SilentReporter()
-    for warning in project_warnings(project, spec):
-        rep.warn(warning.render())
+    project, spec = load_project(directory, overrides, rep)
+    pipeline = make_pipeline(project, spec, reporter)
     return pipeline.run(
         until=until,
         force=set(force or []),

@@ -143,19 +143,16 @@ def _status_table(statuses: list[Any], title: str) -> Any:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, force: tuple[str, ...], fmt: str) -> None:
     """Show each stage's status and what `run` would do (no side effects)."""
-    from rich.markup import escape
-
-    from subsetctl.api import plan_project, project_warnings
+    from subsetctl.api import plan_project
+    from subsetctl.reporter import RichReporter
 
     directory, overrides = _split_dir(directory, overrides)
-    project, spec, statuses = plan_project(directory, list(overrides), until, list(force))
+    project, spec, statuses = plan_project(directory, list(overrides), until, list(force), RichReporter())
     if fmt == "json":
         click.echo(json.dumps([s.to_dict() for s in statuses], indent=2))
         return
     console = _console()
     console.print(_status_table(statuses, f"plan for {project.root}"))
-    for warning in project_warnings(project, spec):
-        console.print(f"[yellow]warning:[/yellow] {escape(warning.render())}")
     if spec.model.trust_remote_code:
         console.print("[yellow]model.trust_remote_code is ON: model code from the model folder will run.[/yellow]")
     todo = [s.name for s in statuses if s.will_run]

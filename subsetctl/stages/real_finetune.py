@@ -40,10 +40,14 @@ class RealFinetuner:
         self.per_source = {name: common.examples(ctx, name, "train") for name in common.source_names(spec)}
         self.seconds: list[float] = []
 
-    def run(self, subset: list[str], work_dir: Path, seed: int | None = None) -> dict[str, Any]:
+    def run(self, subset: list[str], work_dir: Path, seed: int | None = None, objective: str | None = None,
+            optimizer: str | None = None, lr: float | None = None) -> dict[str, Any]:
         """Fine-tune on target + ``subset``; returns true loss (None if diverged) and stats.
 
-        ``seed`` sets the batch sequence (default: the project seed, as the estimate assumes)."""
+        ``seed`` sets the batch sequence (default: the project seed, as the estimate assumes).
+        ``objective``, ``optimizer`` and ``lr`` default to those of ``self.kind`` (ce: token
+        cross-entropy, AdamW, verify.lr_ce; surrogate: softplus(-f), SGD, verify.lr_surrogate);
+        benchmarks/fidelity_variants.py mixes them."""
         from subsetctl.modeling.lora import load_adapter_weights
         from subsetctl.modeling.train import evaluate_loss, train_lora
 
@@ -52,11 +56,11 @@ class RealFinetuner:
         load_adapter_weights(self.model, self.theta_star)
         train = self.target_train + [e for name in subset for e in self.per_source[name]]
         ce = self.kind == "ce"
-        config = common.train_config(spec.meta_init, spec, objective="ce" if ce else "surrogate",
-                                     optimizer="adamw" if ce else "sgd",
+        config = common.train_config(spec.meta_init, spec, objective=objective or ("ce" if ce else "surrogate"),
+                                     optimizer=optimizer or ("adamw" if ce else "sgd"),
                                      seed=spec.project.seed if seed is None else seed)
         config.steps, config.batch_size = self.steps, self.batch_size
-        config.lr = spec.verify.lr_ce if ce else spec.verify.lr_surrogate
+        config.lr = lr or (spec.verify.lr_ce if ce else spec.verify.lr_surrogate)
         config.checkpoint_every, config.weight_decay = 0, 0.0
         result = train_lora(self.model, self.tokenizer, train, config, work_dir, kind=spec.model.kind)
         true = float("nan")
