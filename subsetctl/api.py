@@ -6,6 +6,7 @@ Tests call these functions directly; ``cli.py`` only parses arguments and render
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -71,6 +72,8 @@ class ValidationReport:
     file: str
     issues: list[SpecIssue] = field(default_factory=list)
     warnings: list[SpecIssue] = field(default_factory=list)
+    #: the validated spec (with overrides applied) when the schema accepted it
+    spec: Spec | None = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -81,18 +84,26 @@ class ValidationReport:
                 "warnings": [w.model_dump() for w in self.warnings]}
 
 
+def _issue_collector(spec_path: Path, text: str, found: list[SpecIssue]) -> Callable[[tuple[Any, ...], str], None]:
+    """A function that appends one SpecIssue for a key (its line looked up in the YAML
+    ``text``) to ``found``; shared by the error and the warning checks."""
+    from subsetctl.spec import format_path
+
+    lines = key_lines(text) if text else {}
+
+    def add(loc: tuple[Any, ...], message: str) -> None:
+        found.append(SpecIssue(file=str(spec_path), line=lines.get(loc), key=format_path(loc), message=message))
+
+    return add
+
+
 def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue]:
     """Checks beyond the schema that need no model: files, names, plugins."""
     from subsetctl.data.checks import check_sources
     from subsetctl.registry import ESTIMATORS, PROJECTORS, STRATEGIES, load_plugin_string
 
-    lines = key_lines(text) if text else {}
     found: list[SpecIssue] = []
-
-    def issue(loc: tuple[Any, ...], message: str) -> None:
-        from subsetctl.spec import format_path
-
-        found.append(SpecIssue(file=str(spec_path), line=lines.get(loc), key=format_path(loc), message=message))
+    issue = _issue_collector(spec_path, text, found)
 
     for i, plugin in enumerate(spec.plugins):
         try:
@@ -133,13 +144,10 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
     """Valid settings that will not do what they likely mean, said by ``validate``,
     ``plan`` and ``run`` before any fine-tune is spent on them (the stages concerned say
     it again when they run)."""
-    from subsetctl.spec import MIN_CALIBRATION_K, format_path
+    from subsetctl.spec import MIN_CALIBRATION_K
 
-    lines = key_lines(text) if text else {}
     found: list[SpecIssue] = []
-
-    def warn(loc: tuple[Any, ...], message: str) -> None:
-        found.append(SpecIssue(file=str(spec_path), line=lines.get(loc), key=format_path(loc), message=message))
+    warn = _issue_collector(spec_path, text, found)
 
     verify = spec.verify
     if not verify.enabled:
@@ -173,6 +181,7 @@ def validate_spec_file(path: Path, overrides: list[str] | None = None) -> Valida
         return report
     spec, issues = validate_data(data, str(path), text)
     report.issues.extend(issues)
+    report.spec = spec
     if spec is not None:
         report.issues.extend(semantic_issues(spec, path, text))
         report.warnings.extend(spec_warnings(spec, path, text))
@@ -186,17 +195,13 @@ def load_project(
     raised as one SpecError. The validation's warnings go to ``reporter`` when given."""
     project = Project.find(directory)
     report = validate_spec_file(project.spec_path, overrides)
-    if not report.ok:
+    if not report.ok or report.spec is None:
         lines = "\n".join("  " + i.render() for i in report.issues)
         raise SpecError(f"{project.spec_path} is not a valid spec:\n{lines}")
     if reporter is not None:
         for warning in report.warnings:
             reporter.warn(warning.render())
-    data, _ = read_yaml(project.spec_path)
-    if overrides:
-        data = apply_overrides(data, overrides)
-    spec = Spec.model_validate(data)
-    return project, spec
+    return project, report.spec
 
 
 def make_pipeline(project: Project, spec: Spec, reporter: Reporter | None = None) -> Pipeline:
