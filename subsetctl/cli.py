@@ -82,17 +82,18 @@ def init(directory: Path, template: str, force: bool) -> None:
 
 
 @main.command()
-@click.argument("specs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("specs", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def validate(specs: tuple[Path, ...], fmt: str) -> None:
-    """Check spec files without loading a model (exit 1 if any is invalid)."""
+    """Check spec files (or project directories; default: the current directory's
+    subsetctl.yaml) without loading a model (exit 1 if any is invalid)."""
     from rich.markup import escape
 
     from subsetctl.api import validate_spec_file
     from subsetctl.spec import SPEC_FILENAME
 
     reports = []
-    for spec in specs:
+    for spec in specs or (Path("."),):
         path = spec / SPEC_FILENAME if spec.is_dir() else spec
         reports.append(validate_spec_file(path))
     if fmt == "json":

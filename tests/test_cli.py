@@ -31,6 +31,16 @@ def test_init_minimal_template_is_valid(tmp_path: Path) -> None:
     assert invoke("validate", str(tmp_path / "m")).exit_code == 0
 
 
+def test_validate_without_arguments_checks_the_current_directory(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    missing = invoke("validate")
+    assert missing.exit_code == 1 and "no such spec file" in missing.output
+    assert invoke("init", "m", "--template", "minimal").exit_code == 0
+    monkeypatch.chdir(tmp_path / "m")
+    result = invoke("validate")
+    assert result.exit_code == 0 and "subsetctl.yaml is valid" in result.output
+
+
 def test_validate_reports_file_line_and_key(jsonl_project: Path) -> None:
     spec = yaml.safe_load((jsonl_project / "subsetctl.yaml").read_text())
     spec["sources"][1]["loader"]["path"] = "missing.jsonl"
