@@ -36,6 +36,10 @@ def test_cli_run_prints_report(tiny_project: Path) -> None:
     assert "selections" in result.output and "test metrics" in result.output
     report = CliRunner().invoke(main, ["report", str(tiny_project)])
     assert report.exit_code == 0 and "per-source scores" in report.output
+    # the stages table lists the stages in the order they run, not alphabetically
+    stage_rows = report.output.split("\nstages")[-1]
+    positions = [stage_rows.index(f" {name} ") for name in ("data", "meta_init", "gradients", "calibrate", "report")]
+    assert positions == sorted(positions)
 
 
 def test_verify_and_calibrate_on_tiny_model(tiny_project: Path) -> None:

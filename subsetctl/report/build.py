@@ -15,9 +15,13 @@ def _read(path: Path) -> Any:
 
 def build_report(project: Project) -> dict[str, Any]:
     """The report's content from the stage artifacts (nothing is recomputed)."""
+    from subsetctl.stages import stage_names
+
     state = project.state_dir
     report: dict[str, Any] = {"project": project.root.name, "stages": {}}
-    for stage in ("data", "meta_init", "gradients", "verify", "calibrate", "search", "finetune", "evaluate"):
+    for stage in stage_names():
+        if stage == "report":  # the stage writing this report has no manifest yet
+            continue
         manifest = project.read_manifest(stage)
         if manifest and not manifest.get("corrupt"):
             report["stages"][stage] = {"seconds": manifest.get("seconds"), "summary": manifest.get("summary")}

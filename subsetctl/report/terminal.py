@@ -12,10 +12,14 @@ from subsetctl.project import Project
 
 def load_report_data(root: Path) -> dict[str, Any]:
     """Everything the report shows, from the stage manifests (nothing is recomputed)."""
+    from subsetctl.stages import stage_names
+
     project = Project(root)
     stages: dict[str, Any] = {}
+    order = {name: i for i, name in enumerate(stage_names())}
     if project.state_dir.is_dir():
-        for folder in sorted(project.state_dir.iterdir()):
+        folders = sorted(project.state_dir.iterdir(), key=lambda f: (order.get(f.name, len(order)), f.name))
+        for folder in folders:
             if folder.is_dir():
                 manifest = project.read_manifest(folder.name)
                 if manifest and not manifest.get("corrupt"):

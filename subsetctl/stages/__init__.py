@@ -8,11 +8,29 @@ from subsetctl.pipeline import Stage
 
 def all_stages() -> list[Stage]:
     """Every stage, in execution order."""
+    from subsetctl.stages.calibrate import CalibrateStage
     from subsetctl.stages.data import DataStage
+    from subsetctl.stages.evaluate import EvaluateStage
+    from subsetctl.stages.finetune import FinetuneStage
+    from subsetctl.stages.gradients import GradientsStage
+    from subsetctl.stages.meta_init import MetaInitStage
+    from subsetctl.stages.report import ReportStage
+    from subsetctl.stages.search import SearchStage
+    from subsetctl.stages.verify import VerifyStage
 
-    stages: list[Stage] = [DataStage()]
-    try:
-        from subsetctl.stages.later import later_stages
-    except ImportError:  # pragma: no cover - while stages are being added
-        return stages
-    return stages + later_stages()
+    return [
+        DataStage(),
+        MetaInitStage(),
+        GradientsStage(),
+        VerifyStage(),
+        CalibrateStage(),
+        SearchStage(),
+        FinetuneStage(),
+        EvaluateStage(),
+        ReportStage(),
+    ]
+
+
+def stage_names() -> list[str]:
+    """The stages' names in execution order (what reports list them by)."""
+    return [stage.name for stage in all_stages()]
