@@ -55,6 +55,17 @@ class _Group(click.Group):
             sys.exit(1)
 
 
+def _stage_option(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Check --until/--force stage names as usage errors (exit 2) before any work starts."""
+    from subsetctl.stages import stage_names
+
+    names = stage_names()
+    for name in value if isinstance(value, tuple) else ([value] if value else []):
+        if name not in names:
+            raise click.BadParameter(f"{name!r} is not a stage; the stages are {', '.join(names)}.")
+    return value
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="subsetctl")
 def main() -> None:
@@ -139,8 +150,8 @@ def _status_table(statuses: list[Any], title: str) -> Any:
 @main.command()
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 @click.argument("overrides", nargs=-1)
-@click.option("--until", help="Plan only up to this stage.")
-@click.option("--force", multiple=True, help="Plan as if this stage were forced.")
+@click.option("--until", callback=_stage_option, help="Plan only up to this stage.")
+@click.option("--force", multiple=True, callback=_stage_option, help="Plan as if this stage were forced.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, force: tuple[str, ...], fmt: str) -> None:
     """Show each stage's status and what `run` would do (no side effects)."""
@@ -170,8 +181,8 @@ def _split_dir(directory: Path | None, overrides: tuple[str, ...]) -> tuple[Path
 @main.command()
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 @click.argument("overrides", nargs=-1)
-@click.option("--until", help="Stop after this stage.")
-@click.option("--force", multiple=True, help="Re-run this stage even if up to date (repeatable).")
+@click.option("--until", callback=_stage_option, help="Stop after this stage.")
+@click.option("--force", multiple=True, callback=_stage_option, help="Re-run this stage even if up to date (repeatable).")
 @click.option("--shard", help="gradients stage: compute only shard i/N of the rows (e.g. 0/4).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def run(

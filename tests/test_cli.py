@@ -114,7 +114,10 @@ def test_bad_override_is_a_user_error(jsonl_project: Path) -> None:
 
 def test_unknown_stage_and_missing_project(tmp_path: Path, jsonl_project: Path) -> None:
     result = invoke("run", str(jsonl_project), "--until", "nope")
-    assert result.exit_code == 1 and "Unknown stage" in result.output
+    assert result.exit_code == 2 and "'nope' is not a stage" in result.output  # usage error, nothing run
+    assert not (jsonl_project / ".subsetctl" / "data").exists()
+    result = invoke("plan", str(jsonl_project), "--force", "gradients", "--force", "nope")
+    assert result.exit_code == 2 and "--force" in result.output
     result = invoke("plan", str(tmp_path / "nothing"))
     assert result.exit_code == 1 and "subsetctl init" in result.output
 
