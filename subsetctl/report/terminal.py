@@ -16,18 +16,14 @@ def load_report_data(root: Path) -> dict[str, Any]:
 
     project = Project(root)
     stages: dict[str, Any] = {}
-    order = {name: i for i, name in enumerate(stage_names())}
-    if project.state_dir.is_dir():
-        folders = sorted(project.state_dir.iterdir(), key=lambda f: (order.get(f.name, len(order)), f.name))
-        for folder in folders:
-            if folder.is_dir():
-                manifest = project.read_manifest(folder.name)
-                if manifest and not manifest.get("corrupt"):
-                    stages[folder.name] = {
-                        "seconds": manifest.get("seconds"),
-                        "summary": manifest.get("summary", {}),
-                        "written_at": manifest.get("written_at"),
-                    }
+    for name in stage_names():  # in execution order
+        manifest = project.read_manifest(name)
+        if manifest and not manifest.get("corrupt"):
+            stages[name] = {
+                "seconds": manifest.get("seconds"),
+                "summary": manifest.get("summary", {}),
+                "written_at": manifest.get("written_at"),
+            }
     if not stages:
         raise UserError(
             f"Nothing to report in {root}: no stage has finished yet. Run `subsetctl run {root}` first "
