@@ -22,6 +22,7 @@ from subsetctl.spec import (
     Spec,
     SpecIssue,
     apply_overrides,
+    attribute_overrides,
     json_schema,
     key_lines,
     read_yaml,
@@ -185,6 +186,9 @@ def validate_spec_file(path: Path, overrides: list[str] | None = None) -> Valida
     if spec is not None:
         report.issues.extend(semantic_issues(spec, path, text))
         report.warnings.extend(spec_warnings(spec, path, text))
+    if overrides:
+        report.issues = attribute_overrides(report.issues, overrides)
+        report.warnings = attribute_overrides(report.warnings, overrides)
     return report
 
 

@@ -651,6 +651,35 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return out
 
 
+def attribute_overrides(issues: list[SpecIssue], overrides: list[str]) -> list[SpecIssue]:
+    """Point issues under an overridden key at the command-line override that set it.
+
+    Without this, ``run . estimate.lam=-1`` would be reported at the line of the file's
+    own ``lam:``, which holds a valid value; the user would look in the wrong place. An
+    issue is attributed when its key is the override's, or one lies under the other."""
+    blamed: list[tuple[str, str]] = []
+    for item in overrides:
+        try:
+            blamed.append((format_path(tuple(parse_key_path(item.split("=", 1)[0]))), item))
+        except SpecError:
+            continue
+    out = []
+    for issue in issues:
+        for key, item in reversed(blamed):  # the last override of a key is the one in effect
+            if _same_branch(issue.key, key):
+                issue = issue.model_copy(update={
+                    "line": None, "message": f"{issue.message} (set on the command line: {item})"})
+                break
+        out.append(issue)
+    return out
+
+
+def _same_branch(a: str, b: str) -> bool:
+    """Whether key paths ``a`` and ``b`` are equal or one lies under the other (an
+    override ``foo.bar=1`` makes the unknown key ``foo``)."""
+    return a == b or any(long.startswith((short + ".", short + "[")) for short, long in ((a, b), (b, a)))
+
+
 def spec_slice(spec: Spec, keys: list[str]) -> dict[str, Any]:
     """The JSON-able part of the spec a stage depends on (used in fingerprints)."""
     dumped = spec.model_dump(mode="json")
