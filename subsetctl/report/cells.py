@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -12,6 +13,25 @@ def fmt(value: Any, digits: int = 4) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}g}"
     return str(value)
+
+
+def loss_cell(value: Any) -> str:
+    """A loss with 4 significant digits, trailing zeros kept so a column lines up
+    (1.400, not 1.4); "–" for a missing value."""
+    return f"{value:#.4g}" if isinstance(value, float) else fmt(value)
+
+
+def percent_cell(value: Any) -> str:
+    """A fraction as a percentage with two significant digits (0.0391 -> 3.9%)."""
+    if not isinstance(value, float) or math.isnan(value):
+        return "–"
+    return f"{value * 100:.2g}%"
+
+
+def calibrated_loss_cell(row: dict[str, Any], calibrated: bool) -> str:
+    """The calibrated estimate, or "–" when calibration is off (the map is the identity
+    then, and repeating the raw value under "calibrated" would suggest otherwise)."""
+    return loss_cell(row.get("estimated_loss_calibrated")) if calibrated else "–"
 
 
 def repeats_cell(verify_entry: dict[str, Any]) -> str:

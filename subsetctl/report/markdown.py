@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from subsetctl.report.cells import calibrated_loss_cell, loss_cell, percent_cell, repeats_cell
 from subsetctl.report.cells import fmt as _fmt
-from subsetctl.report.cells import repeats_cell
 
 
 def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
@@ -16,9 +16,11 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
         lines += [f"Final pick: **{report['final']}**. Estimates are {state}; estimator {cal.get('estimator') or '-'}, lambda = {_fmt(cal.get('lam'))}.", ""]
         lines += ["## Selections", "", "| strategy | selected sources | est. loss (raw) | est. loss (calibrated) |", "|---|---|---|---|"]
         for label, r in report["strategies"].items():
-            lines.append(f"| {label} | {', '.join(r['selected']) or '(none)'} | {_fmt(r['estimated_loss_raw'])} | {_fmt(r['estimated_loss_calibrated'])} |")
+            lines.append(f"| {label} | {', '.join(r['selected']) or '(none)'} | {loss_cell(r['estimated_loss_raw'])} | "
+                         f"{calibrated_loss_cell(r, bool(cal.get('enabled')))} |")
         for label, r in report.get("baselines", {}).items():
-            lines.append(f"| {label} (baseline) | {len(r['selected'])} sources | {_fmt(r['estimated_loss_raw'])} | {_fmt(r['estimated_loss_calibrated'])} |")
+            lines.append(f"| {label} (baseline) | {len(r['selected'])} sources | {loss_cell(r['estimated_loss_raw'])} | "
+                         f"{calibrated_loss_cell(r, bool(cal.get('enabled')))} |")
         lines.append("")
         scored = {k: v for k, v in report["strategies"].items() if v["scores"]}
         if scored:
@@ -31,13 +33,13 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
         lines += ["## Estimated vs. true (verify)", "", "| fine-tune | estimator | lambda | Spearman (raw) | LOO median rel. error (calibrated) | k | repeats (their Spearman) |", "|---|---|---|---|---|---|---|"]
         for kind, v in report["verify"].items():
             c = v["calibration"]
-            lines.append(f"| {kind} | {v.get('estimator') or '-'} | {_fmt(c['lam'])} | {_fmt(c['spearman'], 3)} | {_fmt(c['loo_median_rel_err'], 3)} | {len(v['subsets'])} | {repeats_cell(v)} |")
+            lines.append(f"| {kind} | {v.get('estimator') or '-'} | {_fmt(c['lam'])} | {_fmt(c['spearman'], 3)} | {percent_cell(c['loo_median_rel_err'])} | {len(v['subsets'])} | {repeats_cell(v)} |")
         lines.append("")
     if report.get("test_metrics"):
         lines += ["## Test metrics", "", "| selection | metric | score | test loss | seeds |", "|---|---|---|---|---|"]
         for label, m in report["test_metrics"].items():
             score = _fmt(m["score_mean"], 3) + (f" ± {m['score_std']:.3f}" if m.get("score_std") else "")
-            lines.append(f"| {label} | {m['metric']} | {score} | {_fmt(m['loss_mean'], 4)} | {m['seeds']} |")
+            lines.append(f"| {label} | {m['metric']} | {score} | {loss_cell(m['loss_mean'])} | {m['seeds']} |")
         for w in report.get("test_warnings", []):
             lines.append(f"\n> {w}")
         lines.append("")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from subsetctl.report.cells import calibrated_loss_cell, loss_cell, percent_cell, repeats_cell
 from subsetctl.report.cells import fmt as _f
-from subsetctl.report.cells import repeats_cell
 
 
 def render_full_report(report: dict[str, Any], console: Any) -> None:
@@ -17,11 +17,13 @@ def render_full_report(report: dict[str, Any], console: Any) -> None:
                             f"lambda={_f(cal.get('lam'))}, "
                             f"{'calibrated' if cal.get('enabled') else 'raw estimates'})", title_justify="left")
         for col in ("strategy", "selected", "est. loss raw", "est. loss cal."):
-            table.add_column(col)
+            table.add_column(col, justify="left" if col in ("strategy", "selected") else "right")
         for label, r in report["strategies"].items():
-            table.add_row(label, ", ".join(r["selected"]) or "(none)", _f(r["estimated_loss_raw"]), _f(r["estimated_loss_calibrated"]))
+            table.add_row(label, ", ".join(r["selected"]) or "(none)", loss_cell(r["estimated_loss_raw"]),
+                          calibrated_loss_cell(r, bool(cal.get("enabled"))))
         for label, r in report.get("baselines", {}).items():
-            table.add_row(f"[dim]{label}[/dim]", f"[dim]{len(r['selected'])} sources[/dim]", _f(r["estimated_loss_raw"]), _f(r["estimated_loss_calibrated"]))
+            table.add_row(f"[dim]{label}[/dim]", f"[dim]{len(r['selected'])} sources[/dim]",
+                          loss_cell(r["estimated_loss_raw"]), calibrated_loss_cell(r, bool(cal.get("enabled"))))
         console.print(table)
         scored = {k: v for k, v in report["strategies"].items() if v["scores"]}
         if scored:
@@ -40,7 +42,7 @@ def render_full_report(report: dict[str, Any], console: Any) -> None:
         for kind, v in report["verify"].items():
             c = v["calibration"]
             t.add_row(kind, str(v.get("estimator") or "-"), _f(c["lam"]), _f(c["spearman"], 3),
-                      _f(c["loo_median_rel_err"], 3), str(len(v["subsets"])), repeats_cell(v))
+                      percent_cell(c["loo_median_rel_err"]), str(len(v["subsets"])), repeats_cell(v))
         console.print(t)
     if report.get("test_metrics"):
         t = Table(title="test metrics (target's held-out split)", title_justify="left")
@@ -48,5 +50,5 @@ def render_full_report(report: dict[str, Any], console: Any) -> None:
             t.add_column(col)
         for label, m in report["test_metrics"].items():
             score = _f(m["score_mean"], 3) + (f" ± {m['score_std']:.3f}" if m.get("score_std") else "")
-            t.add_row(label, m["metric"], score, _f(m["loss_mean"]), str(m["seeds"]))
+            t.add_row(label, m["metric"], score, loss_cell(m["loss_mean"]), str(m["seeds"]))
         console.print(t)
