@@ -96,6 +96,11 @@ class Stage(ABC):
         """Inputs outside the spec that should invalidate the stage (file hashes...)."""
         return {}
 
+    def missing_outputs(self, project: Project, manifest: dict[str, Any]) -> list[str]:
+        """Files this stage writes outside its state folder (e.g. report.md in the project
+        root) that are gone; a stage with any missing is re-run rather than up to date."""
+        return []
+
     def spec_slice(self, spec: Spec) -> dict[str, Any]:
         dumped = spec.model_dump(mode="json")
         return {key: _dig(dumped, key) for key in self.spec_keys}
@@ -186,7 +191,9 @@ class Pipeline:
                 if problems:
                     state, reasons = "corrupt", problems
                 elif fp is not None and manifest.get("fingerprint") == fp:
-                    state = "up to date"
+                    missing = stage.missing_outputs(self.project, manifest)
+                    state = "stale" if missing else "up to date"
+                    reasons = [f"outputs missing: {', '.join(missing)}"] if missing else []
                 else:
                     state = "stale"
                     old = manifest.get("inputs", {})
@@ -265,6 +272,13 @@ class Pipeline:
                             "discarding them and re-running the stage."
                         )
                         self.project.reset_stage(stage.name)  # a resume would reuse the damaged rows
+                        up_to_date = False
+                if up_to_date:
+                    assert manifest is not None
+                    missing = stage.missing_outputs(self.project, manifest)
+                    if missing:
+                        self.reporter.info(f"[dim]{stage.name}: outputs missing ({', '.join(missing)}), "
+                                           "running it again[/dim]")
                         up_to_date = False
                 if up_to_date:
                     assert manifest is not None

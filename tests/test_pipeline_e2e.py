@@ -24,6 +24,16 @@ def test_full_run_then_noop_then_partial_rerun(tiny_project: Path) -> None:
     again = run_project(tiny_project)
     assert all(r["action"] in ("up to date", "disabled") for r in again)
 
+    # deleting an output of the report stage (outside its state folder) brings it back on the next run
+    (tiny_project / "report.md").unlink()
+    (tiny_project / "plots" / "source_scores.png").unlink()
+    report_status = {s.name: s for s in plan_project(tiny_project)[2]}["report"]
+    assert report_status.will_run and "report.md" in report_status.reasons[0]
+    assert "plots/source_scores.png" in report_status.reasons[0]
+    again = run_project(tiny_project)
+    assert [r["stage"] for r in again if r["action"] == "ran"] == ["report"]
+    assert (tiny_project / "report.md").is_file() and (tiny_project / "plots" / "source_scores.png").is_file()
+
     # a search-only change re-runs search and what depends on it, not the model stages
     statuses = {s.name: s for s in plan_project(tiny_project, ["search.strategies[0].name=forward"])[2]}
     assert not statuses["meta_init"].will_run and not statuses["gradients"].will_run

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from subsetctl.pipeline import Stage, StageContext
-from subsetctl.project import atomic_write_json, atomic_write_text
+from subsetctl.project import Project, atomic_write_json, atomic_write_text
 
 
 class ReportStage(Stage):
@@ -13,6 +13,11 @@ class ReportStage(Stage):
     description = "write report.md, report.json and plots"
     after = ("search", "calibrate", "evaluate")
     spec_keys = ("report",)
+
+    def missing_outputs(self, project: Project, manifest: dict[str, Any]) -> list[str]:
+        """report.md, report.json and the plots the last run wrote, if deleted since."""
+        written = ["report.md", "report.json", *manifest.get("summary", {}).get("plots", [])]
+        return [name for name in written if not (project.root / name).is_file()]
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         from subsetctl.report import plots
