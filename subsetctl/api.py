@@ -28,8 +28,7 @@ from subsetctl.spec import (
     read_yaml,
     validate_data,
 )
-
-TEMPLATES = ("quickstart", "minimal")
+from subsetctl.templates import TEMPLATES
 
 
 def template_text(name: str) -> str:

@@ -17,6 +17,7 @@ import click
 
 from subsetctl import __version__
 from subsetctl.errors import UserError
+from subsetctl.templates import TEMPLATES
 
 
 def _console(stderr: bool = False) -> Any:
@@ -80,7 +81,8 @@ def main() -> None:
 
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--template", "-t", default="quickstart", show_default=True, help="quickstart or minimal.")
+@click.option("--template", "-t", type=click.Choice(TEMPLATES), default="quickstart", show_default=True,
+              help="The commented spec to start from.")
 @click.option("--force", is_flag=True, help="Overwrite an existing subsetctl.yaml.")
 def init(directory: Path, template: str, force: bool) -> None:
     """Create a project directory with a commented spec."""

@@ -267,7 +267,7 @@ class EstimateSpec(StrictModel):
     lam: float = Field(
         1.0, gt=0, description="L2 regularization lambda (replaced by calibration when on)."
     )
-    max_iter: int = Field(50, ge=1, description="Exact solver: max Newton/L-BFGS iterations.")
+    max_iter: int = Field(50, ge=1, description="Exact solver: max Newton-CG iterations.")
     sgd: SimulatedFinetuneSpec = Field(
         default_factory=SimulatedFinetuneSpec,
         description="linear_sgd estimator: the fine-tune it simulates.",
@@ -364,7 +364,7 @@ class VerifySpec(StrictModel):
         1,
         ge=1,
         le=10,
-        description="Fine-tune each subset this many times, with batch-order seeds project.seed + r. "
+        description="Fine-tune each subset this many times, with batch-order seeds project.seed, ..., project.seed + r - 1. "
         "Calibration fits the mean over repeats, and the report shows how well the repeats rank the "
         "subsets alike: the ceiling for any estimate's Spearman against one run.",
     )

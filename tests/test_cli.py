@@ -30,6 +30,9 @@ def test_init_minimal_template_is_valid(tmp_path: Path) -> None:
     assert invoke("init", str(tmp_path / "m"), "--template", "minimal").exit_code == 0
     assert (tmp_path / "m" / "target.jsonl").is_file()
     assert invoke("validate", str(tmp_path / "m")).exit_code == 0
+    unknown = invoke("init", str(tmp_path / "u"), "--template", "nope")
+    assert unknown.exit_code == 2 and "quickstart" in unknown.output  # usage error listing the templates
+    assert not (tmp_path / "u").exists()
 
 
 def test_validate_without_arguments_checks_the_current_directory(tmp_path: Path, monkeypatch) -> None:
