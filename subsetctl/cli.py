@@ -185,7 +185,8 @@ def _split_dir(directory: Path | None, overrides: tuple[str, ...]) -> tuple[Path
 @click.argument("overrides", nargs=-1)
 @click.option("--until", callback=_stage_option, help="Stop after this stage.")
 @click.option("--force", multiple=True, callback=_stage_option, help="Re-run this stage even if up to date (repeatable).")
-@click.option("--shard", help="gradients stage: compute only shard i/N of the rows (e.g. 0/4).")
+@click.option("--shard", help="gradients stage: compute only shard i/N of the rows (e.g. 0/4); shards of one "
+              "project may run at the same time, on several GPUs or machines sharing the directory.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def run(
     directory: Path | None, overrides: tuple[str, ...], until: str | None, force: tuple[str, ...],
@@ -212,6 +213,11 @@ def run(
     results = run_project(directory, list(overrides), until, list(force), reporter, options)
     ran = [r for r in results if r["action"] == "ran"]
     console = _console()
+    if any(r["action"] == "partial" for r in results):  # a shard of the gradients: nothing to report yet
+        done = f"Ran {', '.join(r['stage'] for r in ran)}; then " if ran else ""
+        console.print(f"{done}gradients shard {shard} is done. When every shard is, `subsetctl run` without "
+                      "--shard merges them and goes on.")
+        return
     if not ran:
         console.print("Everything is up to date; nothing to do.")
     else:

@@ -236,68 +236,152 @@ class Pipeline:
         options: dict[str, Any] | None = None,
         on_stage: Callable[[str, str], None] | None = None,
     ) -> list[dict[str, Any]]:
-        """Run every stale stage in order (up to ``until``); returns what each did."""
+        """Run every stale stage in order (up to ``until``); returns what each did.
+
+        With ``options["shard"] = (i, N)`` only shard i of N of the gradients stage is
+        computed (see :meth:`_run_shard`)."""
         force = force or set()
+        options = options or {}
         for name in force:
             self._check_stage(name)
         self._check_stage(until)
+        if options.get("shard") is not None:
+            return self._run_shard(force, options, on_stage)
+        with self.project.lock(notice=self.reporter.warn):
+            return self._run_stages(until, force, options, on_stage)
+
+    def _run_shard(
+        self, force: set[str], options: dict[str, Any], on_stage: Callable[[str, str], None] | None
+    ) -> list[dict[str, Any]]:
+        """`run --shard i/N`: the stages before gradients (when one must run) under the
+        exclusive lock, which also readies the gradients folder; then shard i of the
+        gradient rows under the shared lock, so that shards started at once on several
+        GPUs or machines sharing the project directory run side by side. A plain `run`
+        afterwards merges the complete shards."""
+        if force:
+            raise UserError(
+                "--force cannot be combined with --shard (forcing a stage while other shards run would "
+                "delete their work). Run `subsetctl run DIR --force STAGE --until meta_init` first, then the shards."
+            )
+        names = self.stage_names()
+        if "gradients" not in names:
+            raise UserError("--shard splits the gradients stage, which this pipeline does not have.")
+        before = names[names.index("gradients") - 1]
+        gradients = self.stages[names.index("gradients")]
+        results: list[dict[str, Any]] = []
+        pending = [s for s in self.plan(until=before) if s.will_run]
+        if pending or not self._work_dir_ready(gradients):
+            with self.project.lock(notice=self.reporter.warn):
+                results = self._run_stages(before, set(), {}, on_stage)
+                status = {s.name: s for s in self.plan(until="gradients")}["gradients"]
+                if status.state == "corrupt":  # never resume shards next to damaged artifacts
+                    self.project.reset_stage(gradients.name)
+                if status.will_run and self._work_fingerprint(gradients) != status.fingerprint:
+                    self._prepare_work_dir(gradients, status.fingerprint)
+        with self.project.lock(notice=self.reporter.warn, shared=True):
+            shard_results = self._run_stages("gradients", set(), options, on_stage, shared=True)
+        done = {r["stage"] for r in results}
+        return results + [r for r in shard_results if r["stage"] not in done]
+
+    def _work_dir_ready(self, stage: Stage) -> bool:
+        """Whether ``stage`` is up to date or its folder holds partial work for its current inputs."""
+        status = {s.name: s for s in self.plan(until=stage.name)}[stage.name]
+        if status.state == "corrupt":
+            return False
+        return not status.will_run or (status.fingerprint is not None
+                                        and self._work_fingerprint(stage) == status.fingerprint)
+
+    def _run_stages(
+        self,
+        until: str | None,
+        force: set[str],
+        options: dict[str, Any],
+        on_stage: Callable[[str, str], None] | None,
+        shared: bool = False,
+    ) -> list[dict[str, Any]]:
+        """The stage loop of :meth:`run`, under a lock the caller holds. ``shared`` (shard
+        runs, holding the lock shared): stages before ``until`` must already be up to
+        date, and ``until``'s folder is used as it is, never reset."""
         results: list[dict[str, Any]] = []
         digests: dict[str, str | None] = {}
-        with self.project.lock(notice=self.reporter.warn):
-            for stage in self.stages:
-                if not stage.enabled(self.spec):
-                    results.append({"stage": stage.name, "action": "disabled"})
-                    continue
-                manifest = self.project.read_manifest(stage.name)
-                fp, inputs = self._current(stage, digests)
-                up_to_date = (
-                    manifest is not None
-                    and not manifest.get("corrupt")
-                    and fp is not None
-                    and manifest.get("fingerprint") == fp
-                    and stage.name not in force
+        for stage in self.stages:
+            if not stage.enabled(self.spec):
+                results.append({"stage": stage.name, "action": "disabled"})
+                continue
+            manifest = self.project.read_manifest(stage.name)
+            fp, inputs = self._current(stage, digests)
+            up_to_date = (
+                manifest is not None
+                and not manifest.get("corrupt")
+                and fp is not None
+                and manifest.get("fingerprint") == fp
+                and stage.name not in force
+            )
+            if shared and not up_to_date and stage.name != until:
+                raise UserError(
+                    f"Stage {stage.name} changed while shards were starting (another `run` on this project?). "
+                    "Start the shard again."
                 )
-                if manifest is not None and manifest.get("corrupt"):
-                    # nothing it lists can be verified: never resume from those artifacts
+            if manifest is not None and manifest.get("corrupt"):
+                # nothing it lists can be verified: never resume from those artifacts
+                self.reporter.warn(
+                    f"Stage {stage.name}: its manifest.json is unreadable (corrupt); discarding the "
+                    "stage's artifacts and re-running it."
+                )
+                self.project.reset_stage(stage.name)
+            if up_to_date:
+                problems = verify_checksums(self.project.stage_dir(stage.name), manifest.get("artifacts", {}))
+                if problems:
                     self.reporter.warn(
-                        f"Stage {stage.name}: its manifest.json is unreadable (corrupt); discarding the "
-                        "stage's artifacts and re-running it."
+                        f"Stage {stage.name}: artifacts fail their checksums ({'; '.join(problems[:3])}); "
+                        "discarding them and re-running the stage."
                     )
+                    self.project.reset_stage(stage.name)  # a resume would reuse the damaged rows
+                    up_to_date = False
+            if up_to_date:
+                assert manifest is not None
+                missing = stage.missing_outputs(self.project, manifest)
+                if missing:
+                    self.reporter.info(f"[dim]{stage.name}: outputs missing ({', '.join(missing)}), "
+                                       "running it again[/dim]")
+                    up_to_date = False
+            if up_to_date:
+                assert manifest is not None
+                digests[stage.name] = manifest["output_digest"]
+                results.append({"stage": stage.name, "action": "up to date", "seconds": 0.0})
+            else:
+                if fp is None:
+                    fp, inputs = self._current(stage, digests)
+                if stage.name in force:  # --force means recompute, not resume
                     self.project.reset_stage(stage.name)
-                if up_to_date:
-                    problems = verify_checksums(self.project.stage_dir(stage.name), manifest.get("artifacts", {}))
-                    if problems:
-                        self.reporter.warn(
-                            f"Stage {stage.name}: artifacts fail their checksums ({'; '.join(problems[:3])}); "
-                            "discarding them and re-running the stage."
-                        )
-                        self.project.reset_stage(stage.name)  # a resume would reuse the damaged rows
-                        up_to_date = False
-                if up_to_date:
-                    assert manifest is not None
-                    missing = stage.missing_outputs(self.project, manifest)
-                    if missing:
-                        self.reporter.info(f"[dim]{stage.name}: outputs missing ({', '.join(missing)}), "
-                                           "running it again[/dim]")
-                        up_to_date = False
-                if up_to_date:
-                    assert manifest is not None
-                    digests[stage.name] = manifest["output_digest"]
-                    results.append({"stage": stage.name, "action": "up to date", "seconds": 0.0})
-                else:
-                    if fp is None:
-                        fp, inputs = self._current(stage, digests)
-                    if stage.name in force:  # --force means recompute, not resume
-                        self.project.reset_stage(stage.name)
-                    manifest = self._run_stage(stage, fp, inputs, options or {}, on_stage)
-                    if manifest is None:
-                        results.append({"stage": stage.name, "action": "partial", "seconds": 0.0})
-                        break
-                    digests[stage.name] = manifest["output_digest"]
-                    results.append({"stage": stage.name, "action": "ran", "seconds": manifest["seconds"]})
-                if until is not None and stage.name == until:
+                manifest = self._run_stage(stage, fp, inputs, options, on_stage, shared)
+                if manifest is None:
+                    results.append({"stage": stage.name, "action": "partial", "seconds": 0.0})
                     break
+                digests[stage.name] = manifest["output_digest"]
+                results.append({"stage": stage.name, "action": "ran", "seconds": manifest["seconds"]})
+            if until is not None and stage.name == until:
+                break
         return results
+
+    def _work_fingerprint(self, stage: Stage) -> str | None:
+        """The inputs fingerprint of the partial work in ``stage``'s folder (work.json), if any."""
+        try:
+            return json.loads((self.project.stage_dir(stage.name) / "work.json").read_text()).get("fingerprint")
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            return None
+
+    def _prepare_work_dir(self, stage: Stage, fp: str | None) -> None:
+        """Ready ``stage``'s folder for a run with inputs ``fp``: partial work for other
+        inputs is discarded, the commit point removed, and the inputs recorded (work.json)."""
+        out_dir = self.project.stage_dir(stage.name)
+        work_marker = out_dir / "work.json"
+        if work_marker.is_file() and self._work_fingerprint(stage) != fp:
+            self.reporter.info(f"[dim]{stage.name}: inputs changed, discarding earlier partial work[/dim]")
+            self.project.reset_stage(stage.name)
+        self.project.invalidate(stage.name)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(work_marker, {"fingerprint": fp})
 
     def _run_stage(
         self,
@@ -306,20 +390,16 @@ class Pipeline:
         inputs: dict[str, Any],
         options: dict[str, Any],
         on_stage: Callable[[str, str], None] | None,
+        shared: bool = False,
     ) -> dict[str, Any] | None:
         out_dir = self.project.stage_dir(stage.name)
-        work_marker = out_dir / "work.json"
-        if work_marker.is_file():
-            try:
-                previous = json.loads(work_marker.read_text()).get("fingerprint")
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                previous = None
-            if previous != fp:
-                self.reporter.info(f"[dim]{stage.name}: inputs changed, discarding earlier partial work[/dim]")
-                self.project.reset_stage(stage.name)
-        self.project.invalidate(stage.name)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(work_marker, {"fingerprint": fp})
+        if not shared:
+            self._prepare_work_dir(stage, fp)
+        elif self._work_fingerprint(stage) != fp:
+            raise UserError(
+                f"Stage {stage.name}'s inputs changed while shards were starting (another `run` on this "
+                "project?). Start the shard again."
+            )
         if on_stage:
             on_stage(stage.name, stage.description)
         start = time.perf_counter()

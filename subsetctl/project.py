@@ -3,7 +3,7 @@
 Layout::
 
     DIR/subsetctl.yaml          the spec (single source of truth)
-    DIR/.subsetctl/lock         exclusive lock of a running `run` (holds the PID)
+    DIR/.subsetctl/lock         lock of a running `run` (exclusive, holds the PID; shared by `run --shard`)
     DIR/.subsetctl/<stage>/     a stage's artifacts
     DIR/.subsetctl/<stage>/manifest.json
                                 written last, by atomic rename: the commit point
@@ -97,6 +97,25 @@ def verify_checksums(folder: Path, recorded: dict[str, dict[str, Any]]) -> list[
     return problems
 
 
+@contextlib.contextmanager
+def exclusive_file_lock(path: Path, busy_message: str) -> Iterator[None]:
+    """Hold an exclusive flock on ``path`` (created if missing) for the block; raise
+    LockedError(``busy_message``) at once if another process holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - closed in finally
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise LockedError(busy_message) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    finally:
+        handle.close()
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -172,23 +191,36 @@ class Project:
     # ----------------------------------------------------------------------- lock
 
     @contextlib.contextmanager
-    def lock(self, notice: Any = None) -> Iterator[None]:
-        """Hold the project's exclusive run lock; a second holder gets a LockedError
-        naming the PID. A lock left by a dead process is taken over (the kernel drops
-        flock locks when a process dies; the PID file tells us whose it was)."""
+    def lock(self, notice: Any = None, shared: bool = False) -> Iterator[None]:
+        """Hold the project's run lock; a conflicting holder gets a LockedError naming it.
+
+        A plain `run` holds it exclusively (and writes its PID into the lock file); the
+        shard runs of the gradients stage (`run --shard i/N`) hold it shared, so shards
+        started on several GPUs or machines that share the project directory run at the
+        same time while no plain `run` can. A lock left by a dead process is taken over
+        (the kernel drops flock locks when a process dies; the PID file tells us whose it was)."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         path = self.state_dir / "lock"
         handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the whole run, closed in finally
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle.fileno(), (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except OSError:
             handle.seek(0)
-            holder = handle.read().strip() or "unknown"
+            holder = handle.read().strip()
             handle.close()
-            raise LockedError(
-                f"Project {self.root} is locked by a running `subsetctl run` (PID {holder}). "
-                "Wait for it to finish or stop that process; `plan` and `report` work meanwhile."
-            ) from None
+            # exclusive holders write their PID; an empty file means shard runs hold it shared
+            who = (f"a running `subsetctl run` (PID {holder}). Wait for it to finish or stop that process"
+                   if holder else "running `subsetctl run --shard` processes. Wait for them to finish or stop them")
+            raise LockedError(f"Project {self.root} is locked by {who}; `plan` and `report` work meanwhile.") from None
+        if shared:
+            handle.truncate(0)  # any PID there is a dead exclusive holder's: no exclusive holder can be alive now
+            handle.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+                handle.close()
+            return
         handle.seek(0)
         previous = handle.read().strip()
         stale = previous.isdigit() and int(previous) != os.getpid() and not _pid_alive(int(previous))

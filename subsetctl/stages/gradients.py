@@ -117,18 +117,23 @@ class GradientsStage(Stage):
         store_dir = ctx.out_dir / "store"
 
         if shard is not None:
+            from subsetctl.project import exclusive_file_lock
+
             index, count = shard
             path = shard_dir(shards_dir, index, count)
-            store = self._open_or_create(path, info, lambda: create_shard_store(
-                shards_dir, rows, d, hidden, info, index, count, batch_size))
-            counts = self._fill(ctx, engine, make_batch, store, batch_size, f"gradients shard {index}/{count}")
+            busy = (f"Shard {index}/{count} of the gradients is already being computed by another "
+                    f"`subsetctl run --shard {index}/{count}` on {ctx.project.root}; start a different shard.")
+            with exclusive_file_lock(path.with_name(path.name + ".lock"), busy):
+                store = self._open_or_create(path, info, lambda: create_shard_store(
+                    shards_dir, rows, d, hidden, info, index, count, batch_size))
+                counts = self._fill(ctx, engine, make_batch, store, batch_size, f"gradients shard {index}/{count}")
             ctx.reporter.info(
                 f"Shard {index}/{count}: {counts.computed} rows computed, {counts.skipped} already there. "
                 "Run without --shard once every shard is done to merge them."
             )
             return {"incomplete": True, "shard": [index, count], "rows": store.n_rows}
 
-        complete_shards = [p for p in sorted(shards_dir.glob("shard-*-of-*")) if self._complete(p, info)]
+        complete_shards = [p for p in sorted(shards_dir.glob("shard-*-of-*")) if p.is_dir() and self._complete(p, info)]
         if complete_shards and not self._complete(store_dir, info):
             try:
                 merge_shards(complete_shards, store_dir)

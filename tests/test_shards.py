@@ -1,0 +1,99 @@
+"""`run --shard i/N`: shards of the gradients stage run side by side (shared project lock),
+a plain `run` is kept out meanwhile, and afterwards merges them into the store an
+unsharded run computes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from subsetctl.api import run_project
+from subsetctl.cli import main
+from subsetctl.errors import LockedError, UserError
+from subsetctl.project import Project, exclusive_file_lock
+
+
+def _hold_lock(root: Path, shared: bool) -> subprocess.Popen:
+    """Another process holding the project lock (as a running `run` or `run --shard` would)."""
+    code = (
+        "import sys, time; from pathlib import Path; from subsetctl.project import Project\n"
+        f"with Project(Path({str(root)!r})).lock(shared={shared}):\n    print('locked', flush=True); time.sleep(60)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def _release(holder: subprocess.Popen) -> None:
+    holder.kill()
+    holder.wait()
+
+
+def test_shared_lock_admits_shards_and_keeps_plain_runs_out(tmp_path: Path) -> None:
+    project = Project(tmp_path)
+    holder = _hold_lock(tmp_path, shared=True)
+    try:
+        with project.lock(shared=True):  # a second shard: fine
+            pass
+        with pytest.raises(LockedError, match="run --shard"), project.lock():
+            pass
+    finally:
+        _release(holder)
+    holder = _hold_lock(tmp_path, shared=False)
+    try:
+        with pytest.raises(LockedError, match=str(holder.pid)), project.lock(shared=True):
+            pass
+    finally:
+        _release(holder)
+    with project.lock(shared=True):  # the dead exclusive holder's PID does not block or confuse anyone
+        pass
+    with project.lock():
+        pass
+
+
+def test_shards_run_alongside_each_other_then_merge(tiny_project: Path) -> None:
+    first = run_project(tiny_project, options={"shard": (0, 2)})
+    assert [(r["stage"], r["action"]) for r in first] == [("data", "ran"), ("meta_init", "ran"),
+                                                          ("gradients", "partial")]
+    holder = _hold_lock(tiny_project, shared=True)  # shard 0 "still running" in another process
+    try:
+        second = run_project(tiny_project, options={"shard": (1, 2)})
+        assert [(r["stage"], r["action"]) for r in second][-1] == ("gradients", "partial")
+        assert all(r["action"] == "up to date" for r in second[:-1])
+        with pytest.raises(LockedError, match="run --shard"):
+            run_project(tiny_project, until="gradients")  # a plain run waits for the shards
+    finally:
+        _release(holder)
+
+    merged = run_project(tiny_project, until="gradients")
+    assert merged[-1] == {"stage": "gradients", "action": "ran", "seconds": merged[-1]["seconds"]}
+    state = tiny_project / ".subsetctl" / "gradients"
+    summary = json.loads((state / "manifest.json").read_text())["summary"]
+    assert summary["computed"] == 0 and summary["reused"] == summary["rows"]  # every row came from the shards
+    sharded = np.load(state / "store" / "features.npy")
+
+    run_project(tiny_project, until="gradients", force=["gradients"])  # the same rows, unsharded
+    assert summary["rows"] == len(np.load(state / "store" / "features.npy"))
+    np.testing.assert_allclose(np.load(state / "store" / "features.npy"), sharded, rtol=1e-5, atol=1e-6)
+
+
+def test_one_shard_twice_and_force_with_shard_are_refused(tiny_project: Path) -> None:
+    run_project(tiny_project, until="meta_init")
+    shard_lock = tiny_project / ".subsetctl" / "gradients" / "shards" / "shard-0-of-2.lock"
+    with exclusive_file_lock(shard_lock, "held by the test"), pytest.raises(LockedError, match="already being"):
+        run_project(tiny_project, options={"shard": (0, 2)})
+    with pytest.raises(UserError, match="--force cannot be combined with --shard"):
+        run_project(tiny_project, force=["gradients"], options={"shard": (0, 2)})
+
+
+def test_cli_shard_run_says_what_is_left(tiny_project: Path) -> None:
+    result = CliRunner().invoke(main, ["run", str(tiny_project), "-q", "--shard", "1/2"])
+    assert result.exit_code == 0, result.output
+    assert "gradients shard 1/2 is done" in result.output and "without --shard merges" in result.output
+    assert "Everything is up to date" not in result.output and "selections" not in result.output
