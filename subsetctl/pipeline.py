@@ -322,6 +322,9 @@ class Pipeline:
                     f"Stage {stage.name} changed while shards were starting (another `run` on this project?). "
                     "Start the shard again."
                 )
+            if shared and manifest is not None and manifest.get("corrupt"):
+                raise UserError(f"Stage {stage.name}'s manifest.json became unreadable while shards were "
+                                "starting; start the shard again.")
             if manifest is not None and manifest.get("corrupt"):
                 # nothing it lists can be verified: never resume from those artifacts
                 self.reporter.warn(
@@ -331,6 +334,11 @@ class Pipeline:
                 self.project.reset_stage(stage.name)
             if up_to_date:
                 problems = verify_checksums(self.project.stage_dir(stage.name), manifest.get("artifacts", {}))
+                if problems and shared:  # resetting it would pull the ground from under the other shards
+                    raise UserError(
+                        f"Stage {stage.name}: artifacts fail their checksums ({'; '.join(problems[:3])}). Stop the "
+                        "shard runs, then `subsetctl run DIR --until meta_init` recomputes it; start the shards again."
+                    )
                 if problems:
                     self.reporter.warn(
                         f"Stage {stage.name}: artifacts fail their checksums ({'; '.join(problems[:3])}); "

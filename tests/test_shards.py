@@ -97,3 +97,12 @@ def test_cli_shard_run_says_what_is_left(tiny_project: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "gradients shard 1/2 is done" in result.output and "without --shard merges" in result.output
     assert "Everything is up to date" not in result.output and "selections" not in result.output
+
+
+def test_a_damaged_upstream_stage_is_recomputed_once_before_the_shard(tiny_project: Path) -> None:
+    run_project(tiny_project, until="meta_init")
+    adapter = next((tiny_project / ".subsetctl" / "meta_init" / "adapter").glob("*.safetensors"))
+    adapter.write_bytes(adapter.read_bytes()[:100])  # truncated: fails its checksum
+    results = run_project(tiny_project, options={"shard": (0, 2)})
+    assert [(r["stage"], r["action"]) for r in results] == [("data", "up to date"), ("meta_init", "ran"),
+                                                            ("gradients", "partial")]
