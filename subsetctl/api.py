@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from subsetctl.errors import SpecError, UserError
+from subsetctl.errors import SpecError, SpecFileError, UserError
 from subsetctl.pipeline import Pipeline, StageStatus
 from subsetctl.project import Project, atomic_write_text
 from subsetctl.reporter import Reporter, SilentReporter
@@ -120,9 +120,21 @@ def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIss
         try:
             from subsetctl.search.base import parse_params
 
-            parse_params(cls, strategy.params, f"search.strategies[{i}].params")
+            params = parse_params(cls, strategy.params, f"search.strategies[{i}].params")
         except UserError as exc:
             issue(("search", "strategies", i, "params"), str(exc))
+            continue
+        earlier = [s.label or s.name for s in spec.search.strategies[:i]]
+        problem = cls.check_spec(params, len(spec.sources), earlier)
+        if problem:
+            issue(("search", "strategies", i, "params"), problem)
+    metric = spec.evaluate.metric
+    if spec.model.kind == "classifier" and metric in ("exact_match", "reasoning_gym"):
+        issue(("evaluate", "metric"), f"{metric!r} scores generated answers; a classifier (model.kind) is "
+                                      "scored with 'accuracy' (or 'auto').")
+    if spec.model.kind == "causal-lm" and metric == "accuracy":
+        issue(("evaluate", "metric"), "'accuracy' is for classifiers; a causal LM (model.kind) is scored with "
+                                      "'exact_match', 'reasoning_gym' or 'auto'.")
     labels = [s.label or s.name for s in spec.search.strategies]
     if len(set(labels)) != len(labels):
         issue(("search", "strategies"), "two strategies share a name; give one a distinct `label`")
@@ -174,10 +186,17 @@ def validate_spec_file(path: Path, overrides: list[str] | None = None) -> Valida
     report = ValidationReport(file=str(path))
     try:
         data, text = read_yaml(path)
+    except SpecFileError as exc:
+        report.issues.append(SpecIssue(file=str(path), line=exc.line, key="(file)", message=exc.problem))
+        return report
+    except SpecError as exc:
+        report.issues.append(SpecIssue(file=str(path), line=None, key="(file)", message=str(exc)))
+        return report
+    try:
         if overrides:
             data = apply_overrides(data, overrides)
     except SpecError as exc:
-        report.issues.append(SpecIssue(file=str(path), line=None, key="(file)", message=str(exc)))
+        report.issues.append(SpecIssue(file="command line", line=None, key="overrides", message=str(exc)))
         return report
     spec, issues = validate_data(data, str(path), text)
     report.issues.extend(issues)

@@ -31,7 +31,10 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            except OSError as exc:
+                raise _environment_error(exc) or exc
         except UserError as exc:
             from rich.markup import escape
 
@@ -54,6 +57,26 @@ class _Group(click.Group):
                 "Re-run with SUBSETCTL_DEBUG=1 for the traceback and report it."
             )
             sys.exit(1)
+
+
+def _environment_error(exc: OSError) -> UserError | None:
+    """A UserError for file-system conditions the user fixes (read-only or unwritable
+    folder, full disk); None for anything else, which stays an internal error."""
+    import errno
+
+    where = f" {exc.filename}" if exc.filename else ""
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return UserError(
+            f"Cannot write{where}: {exc.strerror}. subsetctl keeps all its state in the project "
+            "directory (.subsetctl/, report.md, plots/); make it writable, or copy the project somewhere "
+            "writable and run it there. Finished stages are kept."
+        )
+    if exc.errno == errno.ENOSPC:
+        return UserError(
+            f"No space left on the device (writing{where}). Free disk space (the gradient store and checkpoints "
+            "are the large files) and run again: finished work is kept and resumed."
+        )
+    return None
 
 
 def _stage_option(ctx: click.Context, param: click.Parameter, value: Any) -> Any:

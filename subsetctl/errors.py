@@ -15,6 +15,17 @@ class SpecError(UserError):
     """The spec file is malformed or invalid."""
 
 
+class SpecFileError(SpecError):
+    """The spec file cannot be read as a YAML mapping; ``line`` (1-based, or None) and
+    ``problem`` let `validate` list it like any other issue, without repeating the path."""
+
+    def __init__(self, path: object, problem: str, line: int | None = None) -> None:
+        self.line = line
+        self.problem = problem
+        where = f"{path}:{line}" if line else str(path)
+        super().__init__(f"{where}: {problem}")
+
+
 class UnknownPluginError(UserError):
     """A name was asked of a registry that does not know it."""
 

@@ -30,6 +30,11 @@ class Entry(Generic[T]):
     origin: str = "built-in"
 
 
+def _plural(kind: str) -> str:
+    """'strategy' -> 'strategies', 'loader' -> 'loaders'."""
+    return kind[:-1] + "ies" if kind.endswith("y") else kind + "s"
+
+
 @dataclass
 class Registry(Generic[T]):
     """A registry of one kind of plugin.
@@ -90,8 +95,8 @@ class Registry(Generic[T]):
         if name not in self._entries:
             known = ", ".join(sorted(self._entries)) or "(none)"
             raise UnknownPluginError(
-                f"Unknown {self.kind} {name!r}. Registered {self.kind}s: {known}. "
-                f"Third-party {self.kind}s register through the entry-point group "
+                f"Unknown {self.kind} {name!r}. Registered {_plural(self.kind)}: {known}. "
+                f"Third-party {_plural(self.kind)} register through the entry-point group "
                 f"{self.group!r} or a 'module:attr' line under 'plugins:' in the spec."
             )
         return self._entries[name].obj

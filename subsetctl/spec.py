@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from subsetctl.errors import SpecError
+from subsetctl.errors import SpecError, SpecFileError
 
 SPEC_FILENAME = "subsetctl.yaml"
 SCHEMA_URL = "https://raw.githubusercontent.com/subsetctl/subsetctl/main/specs/subsetctl.schema.json"
@@ -536,34 +536,58 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
     try:
         raw_bytes = path.read_bytes()
     except FileNotFoundError:
-        raise SpecError(f"{path}: no such spec file. Create one with `subsetctl init DIR`.") from None
+        raise SpecFileError(path, "no such spec file. Create one with `subsetctl init DIR`.") from None
     except IsADirectoryError:
         raise SpecError(f"{path} is a directory; give the spec file (usually {SPEC_FILENAME}).") from None
     except OSError as exc:
-        raise SpecError(f"{path}: cannot read the spec file: {exc.strerror}.") from None
+        raise SpecFileError(path, f"cannot read the spec file: {exc.strerror}.") from None
     try:
         text = raw_bytes.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SpecError(
-            f"{path}: the spec is not valid UTF-8 (byte {exc.start}). Save it as UTF-8."
-        ) from None
+        raise SpecFileError(path, f"the spec is not valid UTF-8 (byte {exc.start}). Save it as UTF-8.") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except _DuplicateKeyError as exc:
+        raise SpecFileError(
+            path, f"key {exc.key_path!r} appears twice in one mapping (lines {exc.first_line} and {exc.line}); "
+            "YAML would silently keep only the last one. Merge the two into one.", exc.line) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpecError(f"{where}: malformed YAML: {problem}. Fix the syntax and retry.") from None
+        raise SpecFileError(path, f"malformed YAML: {problem}. Fix the syntax and retry.",
+                            mark.line + 1 if mark is not None else None) from None
     except RecursionError:
-        raise SpecError(f"{path}: the YAML is nested too deeply to be a spec. Fix the file and retry.") from None
+        raise SpecFileError(path, "the YAML is nested too deeply to be a spec. Fix the file and retry.") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise SpecError(
-            f"{path}: the spec must be a YAML mapping of keys (project, model, target, "
+        raise SpecFileError(
+            path, "the spec must be a YAML mapping of keys (project, model, target, "
             f"sources, ...), not a {type(data).__name__}."
         )
     return data, text
+
+
+class _DuplicateKeyError(yaml.YAMLError):
+    def __init__(self, key_path: str, line: int, first_line: int) -> None:
+        super().__init__(f"duplicate key {key_path}")
+        self.key_path, self.line, self.first_line = key_path, line, first_line
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """The safe loader, except that a key given twice in one mapping is an error (plain
+    YAML keeps the last one, so half of a spec could vanish without a word)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise _DuplicateKeyError(str(key), line, seen[key])
+            if isinstance(key, str | int | float | bool):
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 def validate_data(data: dict[str, Any], file: str, text: str = "") -> tuple[Spec | None, list[SpecIssue]]:

@@ -77,17 +77,14 @@ def _check_split(source: SourceSpec, loc: tuple[Any, ...], is_target: bool, issu
 
     split = source.split
     if is_target:
-        for name in ("validation", "test"):
+        why = {
+            "train": "every fine-tune (and the target_only baseline) trains on the target's own rows",
+            "validation": "it chooses the checkpoint and scores subsets",
+            "test": "the final fine-tunes are evaluated on it",
+        }
+        for name in ("train", "validation", "test"):
             if not getattr(split, name):
-                issues.add(
-                    loc + ("split", name),
-                    f"the target needs {name} examples (split.{name} > 0): "
-                    + (
-                        "it chooses the checkpoint and scores subsets"
-                        if name == "validation"
-                        else "the final fine-tunes are evaluated on it"
-                    ),
-                )
+                issues.add(loc + ("split", name), f"the target needs {name} examples (split.{name} > 0): {why[name]}")
     if not split.train and not is_target:
         issues.add(loc + ("split", "train"), "a source needs training examples (split.train > 0)")
     n = _known_size(source)

@@ -144,7 +144,7 @@ def prepare_source(
 
     Raises:
         UserError: the source is empty, or asks for more rows than it has, or (the
-        target) its validation split would be empty.
+        target) its train or validation split would be empty.
     """
     dataset = load_source(source, ctx)
     n_loaded = len(dataset)
@@ -167,6 +167,12 @@ def prepare_source(
             f"({_describe_split(source.split)} -> train={counts['train']}, "
             f"validation={counts['validation']}, test={counts['test']}) but it has only {kept}. "
             "Lower the split counts, use fractions, or raise max_examples / the loader's size."
+        )
+    if isinstance(source, TargetSpec) and counts["train"] == 0:
+        raise UserError(
+            f"Target {source.name!r}: split.train={source.split.train!r} of {n} examples gives no training "
+            "examples, but every fine-tune (and the target_only baseline) trains on the target's own "
+            "training rows. Raise target.split.train (a count >= 1 or a larger fraction)."
         )
     for name in SPLITS:
         requested = getattr(source.split, name)

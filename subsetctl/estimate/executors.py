@@ -135,6 +135,11 @@ def _dask_results(
     if address is not None:
         try:
             client = Client(address, timeout=f"{connect_timeout}s", set_as_default=False)
+        except ValueError as exc:  # e.g. no port: dask cannot parse it
+            raise UserError(
+                f"executor.address {address!r} is not a Dask scheduler address ({exc}). Use the form "
+                "tcp://HOST:PORT (what `dask scheduler` prints), or drop the address to use a local cluster."
+            ) from exc
         except (OSError, TimeoutError) as exc:
             raise UserError(
                 f"Could not reach the Dask scheduler at {address!r} within "

@@ -232,13 +232,14 @@ def evaluate_model(
         raise UserError(f"Unknown model kind {kind!r}; use 'causal-lm' or 'classifier'.")
     if not examples:
         raise UserError(
-            "The test split is empty; there is nothing to evaluate. Give the target a test split."
+            "The test split is empty; there is nothing to evaluate. Give the target a test split "
+            "(target.split.test)."
         )
     if kind == "classifier" and metric in ("exact_match", "reasoning_gym"):
-        raise UserError(f"Metric {metric!r} is for generated answers; a classifier uses 'accuracy'.")
+        raise UserError(f"evaluate.metric {metric!r} is for generated answers; a classifier uses 'accuracy'.")
     if kind == "causal-lm" and metric == "accuracy":
         raise UserError(
-            "Metric 'accuracy' is for classifiers; a causal LM uses 'exact_match' or 'reasoning_gym'."
+            "evaluate.metric 'accuracy' is for classifiers; a causal LM uses 'exact_match' or 'reasoning_gym'."
         )
 
     examples = list(examples)

@@ -230,16 +230,19 @@ def resolve_model(
         if not (folder / "config.json").is_file():
             raise UserError(
                 f"The folder {folder} has no config.json, so it is not a Hugging Face model "
-                "folder. Point base_model at the folder that holds config.json and the weights "
+                "folder. Point model.source at the folder that holds config.json and the weights "
                 f"(as written by save_pretrained), or use a packaged model ({_packaged_hint()})."
             )
         location = str(folder)
+        from safetensors import SafetensorError
+
         try:
             model, tokenizer = _load(location, kind, dtype, trust_remote_code, num_labels)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, SafetensorError) as exc:  # SafetensorError: a truncated or damaged weights file
             raise UserError(
                 f"Could not load the model folder {folder}: {exc}. Check that it holds the "
-                "weights and tokenizer files written by save_pretrained."
+                "weights and tokenizer files written by save_pretrained (a half-finished copy or "
+                "download leaves a weights file that cannot be read: copy it again)."
             ) from exc
     else:
         location = source

@@ -167,6 +167,13 @@ class Strategy(ABC):
     ) -> StrategyResult:
         """Search and return the selection; estimator traffic goes through :class:`SubsetMemo`."""
 
+    @classmethod
+    def check_spec(cls, params: StrategyParams, n_sources: int, earlier: list[str]) -> str | None:
+        """A problem with these params that the spec already shows (``earlier``: the labels
+        of the strategies listed before this one), said by `validate` before any stage
+        runs; None when there is none. :meth:`run` still checks at run time."""
+        return None
+
 
 class SubsetMemo:
     """Batched, de-duplicated access to an estimator for the length of one strategy run.

@@ -88,6 +88,14 @@ class RandomPick(Strategy):
 
     Params = RandomParams
 
+    @classmethod
+    def check_spec(cls, params: RandomParams, n_sources: int, earlier: list[str]) -> str | None:
+        if params.like is not None and params.like not in earlier:
+            listed = ", ".join(earlier) or "none"
+            return (f"like: {params.like!r} must name a strategy listed before this one (listed before it: "
+                    f"{listed}); add it above, fix the name, or set k instead.")
+        return None
+
     def run(self, estimator: SubsetEstimator, context: SearchContext, params: RandomParams) -> StrategyResult:
         memo = SubsetMemo(estimator, context, self.name)
         n = len(memo.sources)

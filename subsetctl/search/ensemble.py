@@ -320,6 +320,14 @@ class Exhaustive(Strategy):
 
     Params = ExhaustiveParams
 
+    @classmethod
+    def check_spec(cls, params: ExhaustiveParams, n_sources: int, earlier: list[str]) -> str | None:
+        if n_sources > params.max_sources:
+            return (f"exhaustive would estimate 2^{n_sources} subsets of {n_sources} sources, above its limit "
+                    f"of max_sources={params.max_sources}. Use random_ensemble (or surrogate), or raise "
+                    "params.max_sources (at most 20).")
+        return None
+
     def run(
         self, estimator: SubsetEstimator, context: SearchContext, params: ExhaustiveParams
     ) -> StrategyResult:
@@ -329,7 +337,7 @@ class Exhaustive(Strategy):
                 f"The exhaustive strategy would estimate 2^{n} = {2**n} subsets of {n} "
                 f"sources, above its limit of {params.max_sources} sources. Use "
                 "'random_ensemble' (or 'surrogate') for this many sources, or raise "
-                "search.strategies[...].params.max_sources (at most 20)."
+                "its params.max_sources under search.strategies (at most 20)."
             )
         memo = SubsetMemo(estimator, context, self.name)
         codes = np.arange(2**n)

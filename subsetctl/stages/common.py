@@ -57,6 +57,13 @@ def device_for(spec: Spec) -> str:
 
     if spec.model.device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if spec.model.device.startswith("cuda") and not torch.cuda.is_available():
+        from subsetctl.errors import UserError
+
+        raise UserError(
+            f"model.device is {spec.model.device!r}, but this torch ({torch.__version__}) sees no CUDA GPU. "
+            "Use model.device: auto (GPU when there is one) or cpu, or install a CUDA build of torch."
+        )
     return spec.model.device
 
 

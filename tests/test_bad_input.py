@@ -1,0 +1,134 @@
+"""User mistakes found by fuzzing the CLI: each is a one-paragraph user error naming the
+file, key or folder (exit 1), found as early as the spec allows, never an internal error."""
+
+from __future__ import annotations
+
+import errno
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from subsetctl.api import validate_spec_file
+from subsetctl.cli import _environment_error, main
+from subsetctl.errors import UserError
+from subsetctl.registry import STRATEGIES
+from subsetctl.spec import Spec, load_spec
+
+BASE = {
+    "target": {"name": "t", "loader": {"type": "jsonl", "path": "t.jsonl"}, "split": {"train": 4, "validation": 2, "test": 2}},
+    "sources": [{"name": f"s{i}", "loader": {"type": "jsonl", "path": "t.jsonl"}} for i in range(3)],
+}
+
+
+def _spec_file(tmp_path: Path, data: dict, text: str | None = None) -> Path:
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps({"prompt": f"{i}", "response": "x"}) + "\n"
+                                              for i in range(8)))
+    path = tmp_path / "subsetctl.yaml"
+    path.write_text(text if text is not None else yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _issues(path: Path) -> list[str]:
+    return [issue.render() for issue in validate_spec_file(path).issues]
+
+
+def test_a_key_given_twice_is_an_error_not_silently_dropped(tmp_path: Path) -> None:
+    text = yaml.safe_dump(BASE, sort_keys=False) + "gradients:\n  d: 8\n  batch_size: 4\ngradients:\n  d: 16\n"
+    path = _spec_file(tmp_path, BASE, text)
+    (issue,) = _issues(path)
+    assert "key 'gradients' appears twice" in issue and f"{path}:" in issue
+    with pytest.raises(UserError, match="appears twice"):
+        load_spec(path)
+
+
+def test_malformed_yaml_is_listed_once_with_its_line(tmp_path: Path) -> None:
+    path = _spec_file(tmp_path, BASE, "project: {name: x\n")
+    report = validate_spec_file(path)
+    (issue,) = report.issues
+    assert issue.line == 2 and issue.message.startswith("malformed YAML")
+    assert issue.render().count(str(path)) == 1
+
+
+def test_strategy_problems_the_spec_shows_are_found_by_validate(tmp_path: Path) -> None:
+    data = {**BASE, "search": {"strategies": [
+        {"name": "forward"},
+        {"name": "random", "params": {"like": "nonexistent"}},
+        {"name": "exhaustive", "params": {"max_sources": 2}},
+    ]}}
+    issues = _issues(_spec_file(tmp_path, data))
+    assert any("search.strategies[1].params" in i and "'nonexistent'" in i and "forward" in i for i in issues)
+    assert any("search.strategies[2].params" in i and "2^3" in i for i in issues)
+    data["search"]["strategies"][1]["params"]["like"] = "forward"
+    data["search"]["strategies"][2]["params"]["max_sources"] = 3
+    assert _issues(_spec_file(tmp_path, data)) == []
+
+
+def test_metric_that_does_not_fit_the_model_kind(tmp_path: Path) -> None:
+    issues = _issues(_spec_file(tmp_path, {**BASE, "evaluate": {"metric": "accuracy"}}))
+    assert any("evaluate.metric" in i and "classifiers" in i for i in issues)
+
+
+def test_target_without_training_rows_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    data = {**BASE, "target": {**BASE["target"], "split": {"train": 0, "validation": 2, "test": 2}}}
+    _spec_file(tmp_path, data)
+    result = CliRunner().invoke(main, ["run", str(tmp_path), "--until", "data", "-q"])
+    assert result.exit_code == 1 and "target.split.train" in result.output
+    assert "internal error" not in result.output and not (tmp_path / ".subsetctl" / "data").exists()
+    # a fraction that rounds to no rows is only known once the data is read: the data stage says so
+    data["target"]["split"]["train"] = 0.01
+    _spec_file(tmp_path, data)
+    result = CliRunner().invoke(main, ["run", str(tmp_path), "--until", "data", "-q"])
+    assert result.exit_code == 1 and "target.split.train" in result.output and "internal error" not in result.output
+
+
+def test_cuda_device_without_cuda_is_a_user_error() -> None:
+    import torch
+
+    from subsetctl.stages.common import device_for
+
+    spec = Spec.model_validate({**BASE, "model": {"device": "cuda"}})
+    if torch.cuda.is_available():
+        assert device_for(spec) == "cuda"
+    else:
+        with pytest.raises(UserError, match="model.device"):
+            device_for(spec)
+
+
+def test_dask_address_without_a_port_is_a_user_error() -> None:
+    import numpy as np
+
+    from subsetctl.estimate.executors import estimate_parallel
+
+    class _Never:  # the address is refused before anything is estimated
+        sources = ("a",)
+
+    with pytest.raises(UserError, match="executor.address"):
+        estimate_parallel(_Never(), np.zeros((2, 1), dtype=bool), backend="dask", address="not-an-address")
+
+
+def test_unwritable_folder_and_full_disk_are_user_errors() -> None:
+    read_only = _environment_error(OSError(errno.EROFS, "Read-only file system", "/p/.subsetctl"))
+    assert read_only is not None and "/p/.subsetctl" in str(read_only) and "writable" in str(read_only)
+    full = _environment_error(OSError(errno.ENOSPC, "No space left on device", "/p/x"))
+    assert full is not None and "Free disk space" in str(full)
+    assert _environment_error(OSError(errno.ENOENT, "No such file")) is None  # stays an internal error
+
+
+def test_truncated_weights_file_is_a_user_error(tiny_llama: Path, tmp_path: Path) -> None:
+    from subsetctl.modeling.resolve import resolve_model
+
+    copy = tmp_path / "model"
+    shutil.copytree(tiny_llama, copy)
+    weights = next(copy.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(UserError, match="Could not load the model folder"):
+        resolve_model(str(copy), "causal-lm")
+
+
+def test_unknown_plugin_message_uses_the_right_plural() -> None:
+    with pytest.raises(UserError, match="Registered strategies: "):
+        STRATEGIES.get("nope")
