@@ -49,7 +49,8 @@ class LoraSpec(StrictModel):
     dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout during training.")
     target_modules: list[str] | None = Field(
         None,
-        description="Module names to adapt; default per architecture "
+        min_length=1,
+        description="Module names to adapt; leave the key out for the default per architecture "
         "(Llama: q_proj, v_proj; BERT: query, value).",
     )
 
@@ -527,7 +528,9 @@ def issues_from_validation(
             message = "required key is missing"
         elif message.startswith("Value error, "):
             message = message[len("Value error, ") :]
-        found.append(SpecIssue(file=file, line=line, key=format_path(loc), message=message))
+        issue = SpecIssue(file=file, line=line, key=format_path(loc), message=message)
+        if issue not in found:  # a union (count or fraction) fails once per member, alike
+            found.append(issue)
     return found
 
 

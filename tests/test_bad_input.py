@@ -132,3 +132,11 @@ def test_truncated_weights_file_is_a_user_error(tiny_llama: Path, tmp_path: Path
 def test_unknown_plugin_message_uses_the_right_plural() -> None:
     with pytest.raises(UserError, match="Registered strategies: "):
         STRATEGIES.get("nope")
+
+
+def test_union_errors_are_listed_once_and_empty_lora_modules_are_refused(tmp_path: Path) -> None:
+    data = {**BASE, "target": {**BASE["target"], "split": {"train": -1, "validation": 2, "test": 2}},
+            "model": {"lora": {"target_modules": []}}}
+    issues = _issues(_spec_file(tmp_path, data))
+    assert sum("target.split.train" in i for i in issues) == 1  # int and float members failed alike: one issue
+    assert any("model.lora.target_modules" in i for i in issues)
