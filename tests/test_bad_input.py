@@ -140,3 +140,14 @@ def test_union_errors_are_listed_once_and_empty_lora_modules_are_refused(tmp_pat
     issues = _issues(_spec_file(tmp_path, data))
     assert sum("target.split.train" in i for i in issues) == 1  # int and float members failed alike: one issue
     assert any("model.lora.target_modules" in i for i in issues)
+
+
+def test_model_folder_without_tokenizer_says_which_files_it_has(tiny_llama: Path, tmp_path: Path) -> None:
+    from subsetctl.modeling.resolve import resolve_model
+
+    copy = tmp_path / "model"
+    shutil.copytree(tiny_llama, copy)
+    for path in copy.glob("tokenizer*"):
+        path.unlink()
+    with pytest.raises(UserError, match="no tokenizer files .* holds: config.json"):
+        resolve_model(str(copy), "causal-lm")

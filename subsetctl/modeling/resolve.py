@@ -35,6 +35,10 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*/[A-Za-z0-9][A-Za-z0-9_.\-]*$
 #: Config keys that change with the saving library, not with the model.
 _VOLATILE_CONFIG_KEYS = ("_name_or_path", "transformers_version", "_commit_hash")
 
+#: Files any one of which holds a tokenizer's vocabulary (fast, SentencePiece, WordPiece, BPE).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model",
+                   "vocab.txt", "vocab.json")
+
 
 def packaged_names() -> list[str]:
     """Names of the packaged models (for error messages and ``subsetctl ls``)."""
@@ -234,13 +238,19 @@ def resolve_model(
                 f"(as written by save_pretrained), or use a packaged model ({_packaged_hint()})."
             )
         location = str(folder)
+        if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+            present = ", ".join(sorted(p.name for p in folder.iterdir())[:12]) or "nothing"
+            raise UserError(
+                f"The model folder {folder} has no tokenizer files (one of {', '.join(TOKENIZER_FILES)}); it "
+                f"holds: {present}. Save the tokenizer there too (tokenizer.save_pretrained(folder))."
+            )
         from safetensors import SafetensorError
 
         try:
             model, tokenizer = _load(location, kind, dtype, trust_remote_code, num_labels)
         except (OSError, ValueError, SafetensorError) as exc:  # SafetensorError: a truncated or damaged weights file
             raise UserError(
-                f"Could not load the model folder {folder}: {exc}. Check that it holds the "
+                f"Could not load the model folder {folder}: {_first_sentence(exc)} Check that it holds the "
                 "weights and tokenizer files written by save_pretrained (a half-finished copy or "
                 "download leaves a weights file that cannot be read: copy it again)."
             ) from exc
@@ -270,3 +280,12 @@ def resolve_model(
     info["config_hash"] = config_hash(model.config)
     info["num_parameters"] = int(sum(p.numel() for p in model.parameters()))
     return model, tokenizer, info
+
+
+def _first_sentence(exc: BaseException, limit: int = 300) -> str:
+    """The first line of a loader's message, shortened: transformers' tokenizer errors run
+    to several numbered paragraphs that bury what is wrong (a file is missing)."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0].strip()
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return text if text.endswith((".", "…")) else text + "."
+
