@@ -67,9 +67,9 @@ def _environment_error(exc: OSError) -> UserError | None:
     where = f" {exc.filename}" if exc.filename else ""
     if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return UserError(
-            f"Cannot write{where}: {exc.strerror}. subsetctl keeps all its state in the project "
-            "directory (.subsetctl/, report.md, plots/); make it writable, or copy the project somewhere "
-            "writable and run it there. Finished stages are kept."
+            f"Cannot use{where}: {exc.strerror}. subsetctl reads the spec, data and model files and keeps "
+            "all its state in the project directory (.subsetctl/, report.md, plots/); fix the permissions, "
+            "or copy the project somewhere writable and run it there. Finished stages are kept."
         )
     if exc.errno == errno.ENOSPC:
         return UserError(

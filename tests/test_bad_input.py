@@ -112,7 +112,7 @@ def test_dask_address_without_a_port_is_a_user_error() -> None:
 
 def test_unwritable_folder_and_full_disk_are_user_errors() -> None:
     read_only = _environment_error(OSError(errno.EROFS, "Read-only file system", "/p/.subsetctl"))
-    assert read_only is not None and "/p/.subsetctl" in str(read_only) and "writable" in str(read_only)
+    assert read_only is not None and "/p/.subsetctl" in str(read_only) and "permissions" in str(read_only)
     full = _environment_error(OSError(errno.ENOSPC, "No space left on device", "/p/x"))
     assert full is not None and "Free disk space" in str(full)
     assert _environment_error(OSError(errno.ENOENT, "No such file")) is None  # stays an internal error
