@@ -151,7 +151,8 @@ class Strategy(ABC):
     """A way of choosing sources from subset-loss estimates.
 
     Subclasses set ``Params`` (a :class:`StrategyParams` subclass whose fields all have a
-    default and a description) and implement :meth:`run`. Register with
+    default and a description) and implement :meth:`run`; :meth:`check_spec` may report
+    problems the spec alone shows, so that `validate` finds them before any stage runs. Register with
     ``@STRATEGIES.register(name, description)``, which also sets the class's ``name`` and
     ``description`` (one line, shown by ``subsetctl ls``), or through the
     ``subsetctl.strategies`` entry-point group.
