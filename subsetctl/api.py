@@ -138,6 +138,11 @@ def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIss
     labels = [s.label or s.name for s in spec.search.strategies]
     if len(set(labels)) != len(labels):
         issue(("search", "strategies"), "two strategies share a name; give one a distinct `label`")
+    for i, label in enumerate(labels):
+        if label in spec.finetune.baselines:
+            issue(("search", "strategies", i), f"reported as {label!r}, like the {label} baseline in "
+                                               "finetune.baselines: their results would be mixed up. Give the "
+                                               "strategy another `label`.")
     if spec.search.final is not None and spec.search.final not in labels:
         issue(("search", "final"), f"{spec.search.final!r} is not one of the strategies ({', '.join(labels)})")
     for registry, loc, name in (

@@ -143,7 +143,15 @@ def load_plugin_string(spec: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise UserError(f"Plugin module {module_name!r} could not be imported: {exc}.") from exc
+        raise UserError(
+            f"Plugin module {module_name!r} could not be imported: {exc}. Install the package that provides "
+            "it, or put the module's folder on PYTHONPATH."
+        ) from exc
+    except Exception as exc:  # the plugin's own code failed while importing: its author's to fix
+        raise UserError(
+            f"Plugin module {module_name!r} raised {type(exc).__name__} while being imported: {exc}. "
+            "Fix the plugin or remove it from plugins:."
+        ) from exc
     if not hasattr(module, attr):
         raise UserError(f"Plugin module {module_name!r} has no attribute {attr!r}.")
     return getattr(module, attr)

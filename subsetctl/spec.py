@@ -370,6 +370,13 @@ class VerifySpec(StrictModel):
         "subsets alike: the ceiling for any estimate's Spearman against one run.",
     )
 
+    @field_validator("kinds")
+    @classmethod
+    def _distinct_kinds(cls, kinds: list[str]) -> list[str]:
+        if len(set(kinds)) != len(kinds):
+            raise ValueError(f"each kind at most once, got {kinds} (use verify.repeats to fine-tune again)")
+        return kinds
+
 
 class ReportSpec(StrictModel):
     plots: bool = Field(True, description="Write PNG plots next to report.md.")

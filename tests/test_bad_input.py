@@ -151,3 +151,40 @@ def test_model_folder_without_tokenizer_says_which_files_it_has(tiny_llama: Path
         path.unlink()
     with pytest.raises(UserError, match="no tokenizer files .* holds: config.json"):
         resolve_model(str(copy), "causal-lm")
+
+
+def test_plugin_module_that_raises_on_import(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "plugmods").mkdir()
+    (tmp_path / "plugmods" / "boom_on_import.py").write_text("raise RuntimeError('broken on purpose')\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "plugmods"))
+    issues = _issues(_spec_file(tmp_path, {**BASE, "plugins": ["boom_on_import:x"]}))
+    assert any(i.startswith(f"{tmp_path / 'subsetctl.yaml'}:") and "plugins[0]" in i
+               and "raised RuntimeError while being imported: broken on purpose" in i for i in issues)
+
+
+def test_strategy_label_that_collides_with_a_baseline(tmp_path: Path) -> None:
+    data = {**BASE, "search": {"strategies": [{"name": "forward"},
+                                              {"name": "gradient_similarity", "label": "target_only"}]}}
+    issues = _issues(_spec_file(tmp_path, data))
+    assert any("search.strategies[1]" in i and "target_only baseline" in i for i in issues)
+    data["finetune"] = {"baselines": ["all"]}  # no target_only baseline: the label is free
+    assert _issues(_spec_file(tmp_path, data)) == []
+
+
+def test_a_verify_kind_listed_twice(tmp_path: Path) -> None:
+    issues = _issues(_spec_file(tmp_path, {**BASE, "verify": {"enabled": True, "kinds": ["ce", "ce"]}}))
+    assert any("verify.kinds" in i and "verify.repeats" in i for i in issues)
+
+
+def test_classifier_head_smaller_than_the_label_vocabulary(monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from subsetctl.stages import common
+
+    monkeypatch.setattr("subsetctl.data.stage.label_names", lambda data_dir: ["cat", "dog", "pos"])
+    ctx = SimpleNamespace(spec=SimpleNamespace(model=SimpleNamespace(kind="classifier", num_labels=2)),
+                          upstream_dir=lambda stage: Path("."))
+    with pytest.raises(UserError, match="model.num_labels is 2, but .* 3 labels .*at least 3"):
+        common.num_labels(ctx)
+    ctx.spec.model.num_labels = 4  # room to spare is fine
+    assert common.num_labels(ctx) == 4

@@ -448,7 +448,8 @@ def load_parquet(options: ParquetLoader, ctx: LoadContext) -> Dataset:
 
 @LOADERS.register("huggingface")
 def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
-    """Anything ``datasets.load_dataset`` reads: a local folder or a hub id."""
+    """Anything ``datasets.load_dataset`` reads: a local folder or a hub id; a folder written
+    by ``save_to_disk`` is read with ``datasets.load_from_disk``."""
     import datasets
 
     local = resolve_path(options.path, ctx.base_dir)
@@ -460,8 +461,21 @@ def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
             for f in options.data_files
         ]
     where = f"dataset {path!r}" + (f" (configuration {options.name!r})" if options.name else "")
+    saved_to_disk = local.is_dir() and ((local / "state.json").is_file() or (local / "dataset_dict.json").is_file())
     try:
-        loaded = datasets.load_dataset(path, options.name, split=options.split, data_files=data_files)
+        if saved_to_disk:  # written by Dataset(Dict).save_to_disk, which load_dataset refuses
+            loaded = datasets.load_from_disk(str(local))
+            if isinstance(loaded, datasets.DatasetDict):
+                if options.split not in loaded:
+                    raise UserError(
+                        f"Source {ctx.source_name!r}: {where} has the splits {', '.join(loaded)}, not "
+                        f"{options.split!r}. Set loader.split to one of them."
+                    )
+                loaded = loaded[options.split]
+        else:
+            loaded = datasets.load_dataset(path, options.name, split=options.split, data_files=data_files)
+    except UserError:
+        raise
     except Exception as exc:  # noqa: BLE001  (load_dataset fails in many library-specific ways)
         raise UserError(
             f"Source {ctx.source_name!r}: datasets.load_dataset could not load {where}, split "
@@ -683,7 +697,15 @@ def load_plugin(options: PluginLoader, ctx: LoadContext) -> Dataset:
                 f"Source {ctx.source_name!r}: loader.options are not valid for the built-in "
                 f"loader {options.name!r}: {exc}"
             ) from None
-    result = fn(call_options, ctx)
+    try:
+        result = fn(call_options, ctx)
+    except UserError:
+        raise
+    except Exception as exc:  # the plugin's own code failed: say whose it is
+        raise UserError(
+            f"Source {ctx.source_name!r}: loader plugin {options.name!r} raised {type(exc).__name__}: {exc}. "
+            "Fix the plugin or its options under loader.options."
+        ) from exc
     from datasets import Dataset
 
     if not isinstance(result, Dataset):

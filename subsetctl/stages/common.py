@@ -44,11 +44,20 @@ def num_labels(ctx: StageContext) -> int | None:
     """Classifier head size: from the spec, else from the data's label vocabulary."""
     if ctx.spec.model.kind != "classifier":
         return None
-    if ctx.spec.model.num_labels:
-        return ctx.spec.model.num_labels
     from subsetctl.data.stage import label_names
 
     names = label_names(ctx.upstream_dir("data"))
+    asked = ctx.spec.model.num_labels
+    if asked and names and asked < len(names):
+        from subsetctl.errors import UserError
+
+        raise UserError(
+            f"model.num_labels is {asked}, but the target and sources use {len(names)} labels "
+            f"({', '.join(map(str, names[:10]))}{', ...' if len(names) > 10 else ''}). Raise model.num_labels "
+            f"to at least {len(names)}, or leave it out to size the head from the data."
+        )
+    if asked:
+        return asked
     return len(names) if names else 2
 
 

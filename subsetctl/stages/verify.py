@@ -95,8 +95,9 @@ class VerifyStage(Stage):
                         else:
                             reused += 1
                         if out["diverged"]:
+                            lr_key = "verify.lr_ce" if kind == "ce" else "verify.lr_surrogate"
                             ctx.reporter.warn(f"verify: the {kind} fine-tune of subset {subset} (seed {seed}) "
-                                              "diverged; it is excluded.")
+                                              f"diverged; it is excluded. If many do, lower {lr_key}.")
                         done.append({"kind": kind, "index": index, "repeat": repeat, "seed": seed,
                                      "subset": subset, **out})
                         atomic_write_json(path, done)

@@ -350,3 +350,25 @@ def test_jsonl_lone_surrogate(tmp_path: Path, make_ctx) -> None:
     (tmp_path / "e.jsonl").write_text('{"prompt": "\\ud800", "response": "x"}\n')
     with pytest.raises(UserError, match=r"e\.jsonl, line 1.*surrogate"):
         load_jsonl(JsonlLoader(type="jsonl", path="e.jsonl"), make_ctx())
+
+
+def test_plugin_loader_that_raises_is_a_user_error_naming_it(make_ctx) -> None:
+    def broken(options: dict, ctx: LoadContext):
+        raise ValueError("my loader failed")
+
+    LOADERS.add("test_broken_loader", broken, "test")
+    with pytest.raises(UserError, match="loader plugin 'test_broken_loader' raised ValueError: my loader failed"):
+        load_plugin(PluginLoader(type="plugin", name="test_broken_loader"), make_ctx("pl"))
+
+
+def test_huggingface_folder_written_by_save_to_disk(tmp_path: Path, make_ctx) -> None:
+    from datasets import Dataset, DatasetDict
+
+    rows = {"prompt": ["p0", "p1"], "response": ["r0", "r1"]}
+    Dataset.from_dict(rows).save_to_disk(str(tmp_path / "one"))
+    ds = load_huggingface(HuggingFaceLoader(type="huggingface", path="one"), make_ctx())
+    assert ds["prompt"] == ["p0", "p1"]
+    DatasetDict({"train": Dataset.from_dict(rows)}).save_to_disk(str(tmp_path / "dict"))
+    assert load_huggingface(HuggingFaceLoader(type="huggingface", path="dict"), make_ctx())["response"] == ["r0", "r1"]
+    with pytest.raises(UserError, match="has the splits train, not 'test'"):
+        load_huggingface(HuggingFaceLoader(type="huggingface", path="dict", split="test"), make_ctx())
