@@ -272,10 +272,16 @@ def report(directory: Path | None, fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps(load_report_data(project.root), indent=2, default=str))
     elif fmt == "markdown":
+        from subsetctl.report.markdown import render_markdown
+        from subsetctl.report.terminal import outdated_note
+
+        data = load_report_data(project.root)
         path = project.root / "report.md"
-        if not path.is_file():
-            raise UserError(f"No report.md in {project.root} yet; run `subsetctl run {project.root}` first.")
-        click.echo(path.read_text(encoding="utf-8"))
+        current = "report" in data["stages"] and "report" not in data["outdated"] and path.is_file()
+        # report.md as written (with its plots) when current; else the same content from the stages
+        text = path.read_text(encoding="utf-8") if current else render_markdown(data["report"], {})
+        note = outdated_note(data)
+        click.echo(text + (f"\n> {note}\n" if note else ""))
     else:
         render_report(project.root, _console())
 

@@ -106,3 +106,23 @@ def test_true_finetune_estimator_drives_a_strategy(tiny_project: Path) -> None:
     trace = selections["strategies"]["forward"]["trace"]
     assert len(trace) >= 4  # target only + one addition per source, each a real fine-tune
     assert all(t["loss"] is not None and t["loss"] > 0 for t in trace)
+
+
+def test_report_leaves_out_results_an_upstream_change_made_outdated(tiny_project: Path) -> None:
+    from subsetctl.report.terminal import load_report_data
+
+    run_project(tiny_project)
+    run_project(tiny_project, ["search.strategies=[{name: forward}]"], until="search")
+    data = load_report_data(tiny_project)
+    assert set(data["outdated"]) == {"finetune", "evaluate", "report"}
+    assert set(data["report"]["strategies"]) == {"forward"}  # the new search, not report.json's
+    assert "test_metrics" not in data["report"]  # fine-tuned on the old selections: left out
+    runner = CliRunner()
+    text = runner.invoke(main, ["report", str(tiny_project)])
+    assert text.exit_code == 0 and "Not shown: the results of finetune, evaluate" in text.output
+    markdown = runner.invoke(main, ["report", str(tiny_project), "--format", "markdown"])
+    assert markdown.exit_code == 0 and "| forward |" in markdown.output and "exhaustive" not in markdown.output
+
+    run_project(tiny_project, ["search.strategies=[{name: forward}]"])  # brings them up to date
+    data = load_report_data(tiny_project)
+    assert data["outdated"] == [] and "forward" in data["report"]["test_metrics"]

@@ -13,8 +13,30 @@ def _read(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-def build_report(project: Project) -> dict[str, Any]:
-    """The report's content from the stage artifacts (nothing is recomputed)."""
+def outdated_stages(project: Project) -> list[str]:
+    """Finished stages whose results no longer follow from their upstream stages' current
+    outputs: an upstream stage re-ran with different results since (e.g. `run --until
+    search` after a change to the strategies leaves finetune and evaluate from the old
+    search), or depends on such a stage. Read from the manifests alone (no spec needed):
+    each records the output digests of its upstream stages when it ran."""
+    from subsetctl.stages import stage_names
+
+    outdated: list[str] = []
+    for stage in stage_names():
+        manifest = project.read_manifest(stage)
+        if not manifest or manifest.get("corrupt"):
+            continue
+        for upstream, digest in manifest.get("inputs", {}).get("upstream", {}).items():
+            current = project.read_manifest(upstream)
+            if upstream in outdated or not current or current.get("output_digest") != digest:
+                outdated.append(stage)
+                break
+    return outdated
+
+
+def build_report(project: Project, skip: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
+    """The report's content from the stage artifacts (nothing is recomputed); the results
+    of the stages in ``skip`` (outdated ones) are left out."""
     from subsetctl.stages import stage_names
 
     state = project.state_dir
@@ -25,7 +47,7 @@ def build_report(project: Project) -> dict[str, Any]:
         manifest = project.read_manifest(stage)
         if manifest and not manifest.get("corrupt"):
             report["stages"][stage] = {"seconds": manifest.get("seconds"), "summary": manifest.get("summary")}
-    selections = _read(state / "search" / "selections.json")
+    selections = None if "search" in skip else _read(state / "search" / "selections.json")
     if selections:
         report["sources"] = selections["sources"]
         report["final"] = selections["final"]
@@ -41,10 +63,10 @@ def build_report(project: Project) -> dict[str, Any]:
         }
         report["baselines"] = selections["baselines"]
         report["calibration"] = selections["calibration"]
-    calibrate = _read(state / "calibrate" / "calibration.json")
+    calibrate = None if "calibrate" in skip else _read(state / "calibrate" / "calibration.json")
     if calibrate and calibrate.get("kinds"):
         report["verify"] = calibrate["kinds"]
-    metrics = _read(state / "evaluate" / "metrics.json")
+    metrics = None if "evaluate" in skip else _read(state / "evaluate" / "metrics.json")
     if metrics:
         report["test_metrics"] = metrics["metrics"]
         report["test_warnings"] = metrics.get("warnings", [])

@@ -29,18 +29,28 @@ def load_report_data(root: Path) -> dict[str, Any]:
             f"Nothing to report in {root}: no stage has finished yet. Run `subsetctl run {root}` first "
             f"(`subsetctl plan {root}` shows what it would do)."
         )
+    from subsetctl.report.build import build_report, outdated_stages
+
+    outdated = outdated_stages(project)
+    data: dict[str, Any] = {"project": str(root), "stages": stages, "outdated": outdated}
     report_json = root / "report.json"
-    data: dict[str, Any] = {"project": str(root), "stages": stages}
-    if report_json.is_file():
+    if report_json.is_file() and "report" in stages and "report" not in outdated:
         try:
             data["report"] = json.loads(report_json.read_text(encoding="utf-8"))
         except json.JSONDecodeError:
             pass
-    if "report" not in data:  # the report stage has not run (e.g. `run --until calibrate`)
-        from subsetctl.report.build import build_report
-
-        data["report"] = build_report(project)
+    if "report" not in data:  # no current report stage (e.g. `run --until calibrate`): from the stages
+        data["report"] = build_report(project, skip=set(outdated))
     return data
+
+
+def outdated_note(data: dict[str, Any]) -> str | None:
+    """One line saying which stages' results are left out as outdated, and what to do."""
+    shown = [s for s in data.get("outdated", []) if s != "report"]
+    if not shown:
+        return None
+    return (f"Not shown: the results of {', '.join(shown)}, from an earlier run (an upstream stage changed "
+            f"since). `subsetctl run {data['project']}` brings them up to date.")
 
 
 def render_report(root: Path, console: Any) -> None:
@@ -53,6 +63,11 @@ def render_report(root: Path, console: Any) -> None:
         from subsetctl.report.render import render_full_report
 
         render_full_report(full, console)
+    note = outdated_note(data)
+    if note:
+        from rich.markup import escape
+
+        console.print(f"[yellow]{escape(note)}[/yellow]")
     table = Table(title="stages", title_justify="left")
     table.add_column("stage")
     table.add_column("seconds", justify="right")
