@@ -65,6 +65,9 @@ class StageContext:
     project: Project
     reporter: Reporter
     out_dir: Path
+    #: run options: ``shard`` (i, N) for the gradients stage; ``forced`` when the stage runs
+    #: because of --force, so stages that keep results across runs (verify, finetune,
+    #: evaluate) compute them again instead of reusing them
     options: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -360,9 +363,11 @@ class Pipeline:
             else:
                 if fp is None:
                     fp, inputs = self._current(stage, digests)
-                if stage.name in force:  # --force means recompute, not resume
+                stage_options = options
+                if stage.name in force:  # --force means recompute: not resume, nor reuse cached results
                     self.project.reset_stage(stage.name)
-                manifest = self._run_stage(stage, fp, inputs, options, on_stage, shared)
+                    stage_options = {**options, "forced": True}
+                manifest = self._run_stage(stage, fp, inputs, stage_options, on_stage, shared)
                 if manifest is None:
                     results.append({"stage": stage.name, "action": "partial", "seconds": 0.0})
                     break

@@ -126,3 +126,27 @@ def test_report_leaves_out_results_an_upstream_change_made_outdated(tiny_project
     run_project(tiny_project, ["search.strategies=[{name: forward}]"])  # brings them up to date
     data = load_report_data(tiny_project)
     assert data["outdated"] == [] and "forward" in data["report"]["test_metrics"]
+
+
+def test_finetune_and_evaluate_reuse_what_an_upstream_change_left_the_same(tiny_project: Path) -> None:
+    def summary(stage: str) -> dict:
+        return json.loads((tiny_project / ".subsetctl" / stage / "manifest.json").read_text())["summary"]
+
+    run_project(tiny_project)
+    n = summary("finetune")["runs"]
+    assert summary("finetune")["trained_now"] == n and summary("evaluate")["reused"] == 0
+    metrics = json.loads((tiny_project / ".subsetctl" / "evaluate" / "metrics.json").read_text())["metrics"]
+
+    run_project(tiny_project, ["finetune.seeds=2"])  # seed 0's runs are reused, only seed 1's trained
+    assert summary("finetune")["runs"] == 2 * n
+    assert summary("finetune")["trained_now"] == n and summary("finetune")["reused_runs"] == n
+    assert summary("evaluate")["reused"] == n
+    again = json.loads((tiny_project / ".subsetctl" / "evaluate" / "per_run.json").read_text())
+    assert len(again) == 2 * n
+
+    run_project(tiny_project, ["finetune.seeds=1"])  # back: everything from the caches, same metrics
+    assert summary("finetune")["trained_now"] == 0 and summary("evaluate")["reused"] == n
+    assert json.loads((tiny_project / ".subsetctl" / "evaluate" / "metrics.json").read_text())["metrics"] == metrics
+
+    run_project(tiny_project, force=["finetune"])  # --force trains again instead of reusing
+    assert summary("finetune")["trained_now"] == n

@@ -97,3 +97,5 @@ def test_verify_reuses_finished_fine_tunes_when_its_settings_change(tiny_project
     assert all(second[key] == value for key, value in first.items())
     run_project(tiny_project, [*base, "verify.k=4", "verify.lr_ce=0.003"], until="verify")
     assert verify_summary()["reused"] == 0
+    run_project(tiny_project, [*base, "verify.k=4", "verify.lr_ce=0.003"], until="verify", force=["verify"])
+    assert verify_summary()["reused"] == 0 and verify_summary()["runs"] == 4  # --force fine-tunes again

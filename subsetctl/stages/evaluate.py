@@ -1,6 +1,8 @@
 """The evaluate stage: every fine-tuned adapter on the target's held-out test split:
 the loss and the task metric (reasoning-gym's own scorer, exact match, or accuracy and
-macro-F1), with mean ± std over seeds."""
+macro-F1), with mean ± std over seeds. Each adapter's result is also kept in
+``.subsetctl/cache/evaluate/``, keyed by the adapter's checksums, the data, the model and
+the evaluate settings, so re-running the stage evaluates only adapters it has not seen."""
 
 from __future__ import annotations
 
@@ -9,9 +11,25 @@ from typing import Any
 
 import numpy as np
 
+from subsetctl import __version__
 from subsetctl.pipeline import Stage, StageContext
-from subsetctl.project import atomic_write_json
+from subsetctl.project import atomic_write_json, fingerprint
 from subsetctl.stages import common
+
+RESULT_CACHE = ("cache", "evaluate")
+
+
+def result_cache_key(ctx: StageContext, run: str) -> str:
+    """Everything one adapter's test result depends on: the adapter's files (their
+    checksums in the finetune manifest; the model card aside), the data, the model and
+    the evaluate settings."""
+    artifacts = ctx.upstream_manifest("finetune").get("artifacts", {})
+    prefix = f"runs/{run}/adapter/"
+    adapter = {p[len(prefix):]: a["sha256"] for p, a in artifacts.items()
+               if p.startswith(prefix) and not p.endswith("README.md")}
+    return fingerprint({"adapter": adapter, "data": ctx.upstream_manifest("data")["output_digest"],
+                        "model": ctx.spec.model.model_dump(mode="json"),
+                        "evaluate": ctx.spec.evaluate.model_dump(mode="json"), "version": __version__})
 
 
 class EvaluateStage(Stage):
@@ -34,12 +52,24 @@ class EvaluateStage(Stage):
         per_run_path = ctx.out_dir / "per_run.json"
         per_run: dict[str, Any] = json.loads(per_run_path.read_text()) if per_run_path.is_file() else {}
         keys = sorted({k for ks in labels.values() for k in ks})
+        cache = ctx.project.state_dir.joinpath(*RESULT_CACHE)
         model = tokenizer = None
+        reused = 0
         with ctx.reporter.progress("evaluate", total=len(keys)) as task:
             task.update(sum(k in per_run for k in keys))
             for key in keys:
                 if key in per_run:
                     continue
+                cached = cache / f"{result_cache_key(ctx, key)}.json"
+                if cached.is_file() and not ctx.options.get("forced"):  # this adapter was evaluated before
+                    try:
+                        per_run[key] = json.loads(cached.read_text())
+                        reused += 1
+                        atomic_write_json(per_run_path, per_run)
+                        task.update(sum(k in per_run for k in keys))
+                        continue
+                    except (json.JSONDecodeError, UnicodeDecodeError):
+                        pass
                 if model is None:
                     model, tokenizer, _ = common.lora_model(ctx, trainable=False)
                 load_adapter_weights(model, ft / "runs" / key / "adapter")
@@ -47,8 +77,11 @@ class EvaluateStage(Stage):
                                         max_new_tokens=spec.evaluate.max_new_tokens,
                                         batch_size=spec.evaluate.batch_size, metric=spec.evaluate.metric)
                 per_run[key] = result
+                atomic_write_json(cached, result)
                 atomic_write_json(per_run_path, per_run)
                 task.update(sum(k in per_run for k in keys))
+        if reused:
+            ctx.reporter.info(f"evaluate: reused {reused} result(s) of adapters evaluated by an earlier run.")
         warnings = sorted({w for r in per_run.values() for w in r.get("warnings", [])})
         for w in warnings:
             ctx.reporter.warn(w)
@@ -63,4 +96,5 @@ class EvaluateStage(Stage):
                 "seeds": len(ks), "n_test": per_run[ks[0]]["n"],
             }
         atomic_write_json(ctx.out_dir / "metrics.json", {"metrics": table, "warnings": warnings})
-        return {"metrics": {k: round(v["score_mean"], 4) for k, v in table.items()}, "n_test": len(test)}
+        return {"metrics": {k: round(v["score_mean"], 4) for k, v in table.items()}, "n_test": len(test),
+                "reused": reused}

@@ -3,21 +3,28 @@ selected sources, for every strategy and the baselines, all with the same budget
 (steps, batch size, learning rate) so the comparison is fair.
 
 Identical selections are trained once and shared. Each run resumes from its own
-checkpoints; finished runs are recorded in ``runs.json`` at once.
+checkpoints; finished runs are recorded in ``runs.json`` at once, and their adapters kept
+in ``.subsetctl/cache/finetune/`` under a key of all a run depends on, so that a change
+upstream (another search, a new seed count, verify settings) trains only the runs whose
+inputs changed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+from pathlib import Path
 from typing import Any
 
+from subsetctl import __version__
 from subsetctl.pipeline import Stage, StageContext
-from subsetctl.project import atomic_write_json, atomic_write_text
+from subsetctl.project import atomic_write_json, atomic_write_text, fingerprint
 from subsetctl.stages import common
 
 RUNS = "runs.json"
+ADAPTER_CACHE = ("cache", "finetune")
 
 
 def selections(ctx: StageContext) -> dict[str, list[str]]:
@@ -34,15 +41,55 @@ def run_key(subset: list[str], seed: int) -> str:
     return hashlib.sha256(json.dumps([sorted(subset), seed]).encode()).hexdigest()[:12]
 
 
-def model_card(label_list: list[str], subset: list[str], ctx: StageContext, result: Any) -> str:
+class AdapterCache:
+    """Finished fine-tunes (adapter and run record) kept outside the stage folder, which is
+    reset whenever the stage's inputs change, keyed by everything one run depends on: the
+    data, the model settings, the training settings, the subset and the seed."""
+
+    def __init__(self, ctx: StageContext) -> None:
+        spec = ctx.spec
+        self.folder = ctx.project.state_dir.joinpath(*ADAPTER_CACHE)
+        self.base = {
+            "data": ctx.upstream_manifest("data")["output_digest"],
+            "model": spec.model.model_dump(mode="json"),
+            "train": spec.finetune.model_dump(mode="json", exclude={"enabled", "baselines", "seeds"}),
+            "version": __version__,
+        }
+
+    def _entry(self, subset: list[str], seed: int) -> Path:
+        return self.folder / fingerprint({**self.base, "subset": sorted(subset), "seed": seed})
+
+    def restore(self, subset: list[str], seed: int, run_dir: Path) -> dict[str, Any] | None:
+        """Copy a cached adapter into ``run_dir``; its record, or None when not cached."""
+        entry = self._entry(subset, seed)
+        try:
+            record = json.loads((entry / "record.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        shutil.rmtree(run_dir, ignore_errors=True)
+        shutil.copytree(entry / "adapter", run_dir / "adapter")
+        return record
+
+    def store(self, subset: list[str], seed: int, run_dir: Path, record: dict[str, Any]) -> None:
+        """Keep a finished run: written aside, then renamed into place (never half an entry)."""
+        entry = self._entry(subset, seed)
+        partial = entry.with_name(entry.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(run_dir / "adapter", partial / "adapter")
+        atomic_write_json(partial / "record.json", record)
+        shutil.rmtree(entry, ignore_errors=True)
+        os.replace(partial, entry)
+
+
+def model_card(label_list: list[str], subset: list[str], ctx: StageContext, record: dict[str, Any]) -> str:
     spec = ctx.spec
     return (
         f"# subsetctl adapter: {', '.join(label_list)}\n\n"
         f"LoRA adapter (peft format) for `{spec.model.source}`, fine-tuned by subsetctl on the target "
         f"`{spec.target.name}` plus {len(subset)} selected source(s): {', '.join(subset) or '(none)'}.\n\n"
-        f"- steps: {result.steps}, batch size: {spec.finetune.batch_size}, lr: {spec.finetune.lr}\n"
+        f"- steps: {record['steps']}, batch size: {spec.finetune.batch_size}, lr: {spec.finetune.lr}\n"
         f"- LoRA: r={spec.model.lora.r}, alpha={spec.model.lora.alpha}\n"
-        f"- final train loss: {result.train_losses[-1] if result.train_losses else 'n/a'}\n"
+        f"- final train loss: {record['last_train_loss'] if record['last_train_loss'] is not None else 'n/a'}\n"
         f"- project: {spec.project.name}, seed {spec.project.seed}\n\n"
         "Load with `peft.PeftModel.from_pretrained(base_model, this_folder)`. Test metrics are in the "
         "project's report.md.\n"
@@ -76,10 +123,22 @@ class FinetuneStage(Stage):
                 key = run_key(subset, seed)
                 by_key.setdefault(key, {"subset": subset, "seed": seed, "labels": []})["labels"].append(label)
         todo = [k for k in by_key if k not in runs]
+        cache = AdapterCache(ctx)
+        restored = 0
         with ctx.reporter.progress("finetune runs", total=len(by_key)) as task:
             task.update(len(by_key) - len(todo))
             for key in todo:
                 job = by_key[key]
+                run_dir = ctx.out_dir / "runs" / key
+                record = None if ctx.options.get("forced") else cache.restore(job["subset"], job["seed"], run_dir)
+                if record is not None:  # trained by an earlier run with the same inputs
+                    restored += 1
+                    atomic_write_text(run_dir / "adapter" / "README.md",
+                                      model_card(job["labels"], job["subset"], ctx, record))
+                    runs[key] = record
+                    atomic_write_json(path, runs)
+                    task.update(len(runs))
+                    continue
                 common.seed_everything(job["seed"])
                 model, tokenizer, _ = common.lora_model(ctx, seed=job["seed"])
                 train = list(target_train)
@@ -87,21 +146,25 @@ class FinetuneStage(Stage):
                     train.extend(common.examples(ctx, name, "train"))
                 config = common.train_config(spec.finetune, spec, objective="ce", optimizer="adamw",
                                              seed=job["seed"], eval_objective="ce")
-                run_dir = ctx.out_dir / "runs" / key
                 with common.train_progress(ctx, f"  {'/'.join(job['labels'])} (seed {job['seed']})",
                                            spec.finetune.steps) as progress:
                     result = train_lora(model, tokenizer, train, config, run_dir, kind=spec.model.kind,
                                         eval_examples=validation, progress=progress)
-                atomic_write_text(run_dir / "adapter" / "README.md", model_card(job["labels"], job["subset"], ctx, result))
                 shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
                 runs[key] = {"subset": job["subset"], "seed": job["seed"], "steps": result.steps,
                              "best_step": result.best_step, "best_val_loss": result.best_eval_loss,
                              "diverged": result.diverged,
                              "last_train_loss": result.train_losses[-1] if result.train_losses else None}
+                atomic_write_text(run_dir / "adapter" / "README.md",
+                                  model_card(job["labels"], job["subset"], ctx, runs[key]))
+                cache.store(job["subset"], job["seed"], run_dir, runs[key])
                 atomic_write_json(path, runs)
                 task.update(len(runs))
         labels = {label: [run_key(subset, spec.project.seed + s) for s in range(spec.finetune.seeds)]
                   for label, subset in picks.items()}
         atomic_write_json(ctx.out_dir / "labels.json", {"labels": labels, "selections": picks})
-        return {"runs": len(by_key), "trained_now": len(todo), "reused_runs": len(by_key) - len(todo),
+        if restored:
+            ctx.reporter.info(f"finetune: reused {restored} run(s) trained by an earlier run with the same inputs.")
+        return {"runs": len(by_key), "trained_now": len(todo) - restored,
+                "reused_runs": len(by_key) - len(todo) + restored,
                 "labels": {k: len(v) for k, v in picks.items()}}
