@@ -43,3 +43,12 @@ def test_calibrated_column_only_when_calibrated() -> None:
     render_full_report(_report(False), Console(file=buffer, width=200))
     text = buffer.getvalue()
     assert "1.400" in text and "1.523" not in text and "3.9%" in text
+
+
+def test_test_metric_cells_show_the_spread_over_seeds() -> None:
+    from subsetctl.report.cells import test_metric_cells
+
+    one = {"score_mean": 0.5, "score_std": None, "loss_mean": 2.0, "loss_std": None}
+    assert test_metric_cells(one) == ("0.5", "2.000")
+    three = {"score_mean": 0.5, "score_std": 0.0, "loss_mean": 2.0, "loss_std": 0.01234}
+    assert test_metric_cells(three) == ("0.5 ± 0.000", "2.000 ± 0.012")

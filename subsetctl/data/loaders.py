@@ -693,9 +693,10 @@ def load_plugin(options: PluginLoader, ctx: LoadContext) -> Dataset:
         try:
             call_options = model.model_validate({"type": options.name, **options.options})
         except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(options)'}: {e['msg']}" for e in exc.errors())
             raise UserError(
                 f"Source {ctx.source_name!r}: loader.options are not valid for the built-in "
-                f"loader {options.name!r}: {exc}"
+                f"loader {options.name!r}: {problems}. `subsetctl schema` lists that loader's keys."
             ) from None
     try:
         result = fn(call_options, ctx)

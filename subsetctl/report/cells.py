@@ -34,6 +34,18 @@ def calibrated_loss_cell(row: dict[str, Any], calibrated: bool) -> str:
     return loss_cell(row.get("estimated_loss_calibrated")) if calibrated else "–"
 
 
+def test_metric_cells(metrics: dict[str, Any]) -> tuple[str, str]:
+    """The score and test-loss cells of one selection: mean, and ± std over seeds when
+    there are several (a std of 0 is shown too: the seeds agreed)."""
+    score = fmt(metrics["score_mean"], 3)
+    loss = loss_cell(metrics["loss_mean"])
+    if metrics.get("score_std") is not None:
+        score += f" ± {metrics['score_std']:.3f}"
+    if metrics.get("loss_std") is not None:
+        loss += f" ± {metrics['loss_std']:.3f}"
+    return score, loss
+
+
 def repeats_cell(verify_entry: dict[str, Any]) -> str:
     """How many times verify fine-tuned each subset, and (with more than one) the mean
     Spearman between repeats: the ceiling for any estimate's Spearman against one run."""

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from subsetctl.report.cells import calibrated_loss_cell, loss_cell, percent_cell, repeats_cell
+from subsetctl.report.cells import (
+    calibrated_loss_cell,
+    loss_cell,
+    percent_cell,
+    repeats_cell,
+    test_metric_cells,
+)
 from subsetctl.report.cells import fmt as _fmt
 
 
@@ -38,8 +44,8 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     if report.get("test_metrics"):
         lines += ["## Test metrics", "", "| selection | metric | score | test loss | seeds |", "|---|---|---|---|---|"]
         for label, m in report["test_metrics"].items():
-            score = _fmt(m["score_mean"], 3) + (f" ± {m['score_std']:.3f}" if m.get("score_std") else "")
-            lines.append(f"| {label} | {m['metric']} | {score} | {loss_cell(m['loss_mean'])} | {m['seeds']} |")
+            score, loss = test_metric_cells(m)
+            lines.append(f"| {label} | {m['metric']} | {score} | {loss} | {m['seeds']} |")
         for w in report.get("test_warnings", []):
             lines.append(f"\n> {w}")
         lines.append("")

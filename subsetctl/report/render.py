@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from subsetctl.report.cells import calibrated_loss_cell, loss_cell, percent_cell, repeats_cell
+from subsetctl.report.cells import (
+    calibrated_loss_cell,
+    loss_cell,
+    percent_cell,
+    repeats_cell,
+    test_metric_cells,
+)
 from subsetctl.report.cells import fmt as _f
 
 
@@ -49,6 +55,6 @@ def render_full_report(report: dict[str, Any], console: Any) -> None:
         for col in ("selection", "metric", "score", "test loss", "seeds"):
             t.add_column(col)
         for label, m in report["test_metrics"].items():
-            score = _f(m["score_mean"], 3) + (f" ± {m['score_std']:.3f}" if m.get("score_std") else "")
-            t.add_row(label, m["metric"], score, loss_cell(m["loss_mean"]), str(m["seeds"]))
+            score, loss = test_metric_cells(m)
+            t.add_row(label, m["metric"], score, loss, str(m["seeds"]))
         console.print(t)
