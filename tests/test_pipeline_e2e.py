@@ -150,3 +150,15 @@ def test_finetune_and_evaluate_reuse_what_an_upstream_change_left_the_same(tiny_
 
     run_project(tiny_project, force=["finetune"])  # --force trains again instead of reusing
     assert summary("finetune")["trained_now"] == n
+
+
+def test_calibration_against_a_kind_verify_did_not_run_is_recorded_and_reported(tiny_project: Path) -> None:
+    overrides = ["verify.enabled=true", "verify.k=4", "verify.steps=1", "verify.batch_size=4",
+                 "verify.kinds=[surrogate]", "calibrate.against=ce", "finetune.enabled=false"]
+    run_project(tiny_project, overrides)
+    calibration = json.loads((tiny_project / ".subsetctl" / "calibrate" / "calibration.json").read_text())
+    assert calibration["against"] == "surrogate"  # the kind actually used, not the one asked for
+    assert any("calibrate.against is 'ce'" in note for note in calibration["primary"]["notes"])
+    assert "> calibration: calibrate.against is 'ce'" in (tiny_project / "report.md").read_text()
+    text = CliRunner().invoke(main, ["report", str(tiny_project)])
+    assert "calibration: calibrate.against is 'ce'" in text.output

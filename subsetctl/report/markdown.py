@@ -28,6 +28,7 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
             lines.append(f"| {label} (baseline) | {len(r['selected'])} sources | {loss_cell(r['estimated_loss_raw'])} | "
                          f"{calibrated_loss_cell(r, bool(cal.get('enabled')))} |")
         lines.append("")
+        lines += [f"> calibration: {note}" for note in cal.get("notes", [])] + ([""] if cal.get("notes") else [])
         scored = {k: v for k, v in report["strategies"].items() if v["scores"]}
         if scored:
             lines += ["## Per-source scores (higher = more helpful)", "", "| source | " + " | ".join(scored) + " |",

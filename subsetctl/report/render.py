@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
+
 from subsetctl.report.cells import (
     calibrated_loss_cell,
     loss_cell,
@@ -31,6 +33,8 @@ def render_full_report(report: dict[str, Any], console: Any) -> None:
             table.add_row(f"[dim]{label}[/dim]", f"[dim]{len(r['selected'])} sources[/dim]",
                           loss_cell(r["estimated_loss_raw"]), calibrated_loss_cell(r, bool(cal.get("enabled"))))
         console.print(table)
+        for note in cal.get("notes", []):
+            console.print(f"[dim]calibration: {escape(note)}[/dim]")
         scored = {k: v for k, v in report["strategies"].items() if v["scores"]}
         if scored:
             t = Table(title="per-source scores (higher = more helpful; ✓ selected)", title_justify="left")

@@ -35,6 +35,7 @@ class CalibrateStage(Stage):
         features = load_features(ctx.upstream_dir("gradients") / "store", spec)
         verify_results = ctx.upstream_dir("verify") / "results.json"
         out: dict[str, Any] = {"kinds": {}}
+        against = spec.calibrate.against  # the kind the primary calibration comes from
         if spec.verify.enabled and verify_results.is_file():
             runs = json.loads(verify_results.read_text())
             names = candidate_estimators(spec)
@@ -48,8 +49,11 @@ class CalibrateStage(Stage):
                 entry["true_repeats"] = [r["true_repeats"] for r in rows]
                 entry["repeat_spearman"] = repeat_agreement(runs, kind)
                 out["kinds"][kind] = entry
-            chosen = out["kinds"].get(spec.calibrate.against) or next(iter(out["kinds"].values()))
-            primary = Calibration.from_dict(chosen["calibration"])
+            against = spec.calibrate.against if spec.calibrate.against in out["kinds"] else next(iter(out["kinds"]))
+            primary = Calibration.from_dict(out["kinds"][against]["calibration"])
+            if against != spec.calibrate.against:
+                primary.notes.append(f"calibrate.against is {spec.calibrate.against!r}, but verify ran no such "
+                                     f"fine-tunes: calibrated against the {against!r} ones instead")
             if not spec.calibrate.enabled:
                 primary.enabled = False
         else:
@@ -58,7 +62,7 @@ class CalibrateStage(Stage):
                                   notes=["verify is off: raw estimates at the spec's lambda, uncalibrated"],
                                   estimator=spec.estimate.estimator)
         out["primary"] = primary.to_dict()
-        out["against"] = spec.calibrate.against
+        out["against"] = against
         atomic_write_json(ctx.out_dir / CALIBRATION, out)
         return {"estimator": primary.estimator, "lambda": primary.lam, "calibrated": primary.enabled,
                 "slope": primary.slope, "intercept": primary.intercept,
