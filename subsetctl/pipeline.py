@@ -272,8 +272,12 @@ class Pipeline:
         before = names[names.index("gradients") - 1]
         gradients = self.stages[names.index("gradients")]
         results: list[dict[str, Any]] = []
-        pending = [s for s in self.plan(until=before) if s.will_run]
-        if pending or not self._work_dir_ready(gradients):
+        statuses = {s.name: s for s in self.plan(until="gradients")}
+        pending = any(statuses[name].will_run for name in names[: names.index("gradients")])
+        status = statuses["gradients"]
+        ready = status.state != "corrupt" and (
+            not status.will_run or self._work_fingerprint(gradients) == status.fingerprint)
+        if pending or not ready:
             with self.project.lock(notice=self.reporter.warn):
                 results = self._run_stages(before, set(), {}, on_stage)
                 status = {s.name: s for s in self.plan(until="gradients")}["gradients"]
@@ -285,14 +289,6 @@ class Pipeline:
             shard_results = self._run_stages("gradients", set(), options, on_stage, shared=True)
         done = {r["stage"] for r in results}
         return results + [r for r in shard_results if r["stage"] not in done]
-
-    def _work_dir_ready(self, stage: Stage) -> bool:
-        """Whether ``stage`` is up to date or its folder holds partial work for its current inputs."""
-        status = {s.name: s for s in self.plan(until=stage.name)}[stage.name]
-        if status.state == "corrupt":
-            return False
-        return not status.will_run or (status.fingerprint is not None
-                                        and self._work_fingerprint(stage) == status.fingerprint)
 
     def _run_stages(
         self,

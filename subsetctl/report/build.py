@@ -21,13 +21,13 @@ def outdated_stages(project: Project) -> list[str]:
     each records the output digests of its upstream stages when it ran."""
     from subsetctl.stages import stage_names
 
+    manifests = {stage: project.read_manifest(stage) for stage in stage_names()}
     outdated: list[str] = []
-    for stage in stage_names():
-        manifest = project.read_manifest(stage)
+    for stage, manifest in manifests.items():
         if not manifest or manifest.get("corrupt"):
             continue
         for upstream, digest in manifest.get("inputs", {}).get("upstream", {}).items():
-            current = project.read_manifest(upstream)
+            current = manifests.get(upstream)
             if upstream in outdated or not current or current.get("output_digest") != digest:
                 outdated.append(stage)
                 break

@@ -19,17 +19,20 @@ from subsetctl.stages import common
 RESULT_CACHE = ("cache", "evaluate")
 
 
-def result_cache_key(ctx: StageContext, run: str) -> str:
-    """Everything one adapter's test result depends on: the adapter's files (their
-    checksums in the finetune manifest; the model card aside), the data, the model and
-    the evaluate settings."""
+def result_cache_keys(ctx: StageContext, runs: list[str]) -> dict[str, str]:
+    """run -> the key of its result in the cache: everything one adapter's test result
+    depends on, i.e. the adapter's files (their checksums in the finetune manifest; the
+    model card aside), the data, the model and the evaluate settings."""
     artifacts = ctx.upstream_manifest("finetune").get("artifacts", {})
-    prefix = f"runs/{run}/adapter/"
-    adapter = {p[len(prefix):]: a["sha256"] for p, a in artifacts.items()
-               if p.startswith(prefix) and not p.endswith("README.md")}
-    return fingerprint({"adapter": adapter, "data": ctx.upstream_manifest("data")["output_digest"],
-                        "model": ctx.spec.model.model_dump(mode="json"),
-                        "evaluate": ctx.spec.evaluate.model_dump(mode="json"), "version": __version__})
+    base = {"data": ctx.upstream_manifest("data")["output_digest"], "model": ctx.spec.model.model_dump(mode="json"),
+            "evaluate": ctx.spec.evaluate.model_dump(mode="json"), "version": __version__}
+
+    def adapter(run: str) -> dict[str, str]:
+        prefix = f"runs/{run}/adapter/"
+        return {p[len(prefix):]: a["sha256"] for p, a in artifacts.items()
+                if p.startswith(prefix) and not p.endswith("README.md")}
+
+    return {run: fingerprint({**base, "adapter": adapter(run)}) for run in runs}
 
 
 class EvaluateStage(Stage):
@@ -53,6 +56,7 @@ class EvaluateStage(Stage):
         per_run: dict[str, Any] = json.loads(per_run_path.read_text()) if per_run_path.is_file() else {}
         keys = sorted({k for ks in labels.values() for k in ks})
         cache = ctx.project.state_dir.joinpath(*RESULT_CACHE)
+        cache_keys = result_cache_keys(ctx, [k for k in keys if k not in per_run])
         model = tokenizer = None
         reused = 0
         with ctx.reporter.progress("evaluate", total=len(keys)) as task:
@@ -60,7 +64,7 @@ class EvaluateStage(Stage):
             for key in keys:
                 if key in per_run:
                     continue
-                cached = cache / f"{result_cache_key(ctx, key)}.json"
+                cached = cache / f"{cache_keys[key]}.json"
                 if cached.is_file() and not ctx.options.get("forced"):  # this adapter was evaluated before
                     try:
                         per_run[key] = json.loads(cached.read_text())
