@@ -263,7 +263,11 @@ def _print_report(root: Path, console: Any) -> None:
 @main.command()
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
-def report(directory: Path | None, fmt: str) -> None:
+@click.option("--all-sources", is_flag=True,
+              help="List every source in the text report (by default, with more than 30 sources, the "
+                   "per-source table shows the 20 highest and 10 lowest scoring and long selections are "
+                   "summarized).")
+def report(directory: Path | None, fmt: str, all_sources: bool) -> None:
     """Show the results of the last run (read-only; works during a run)."""
     from subsetctl.project import Project
     from subsetctl.report.terminal import load_report_data, render_report
@@ -283,7 +287,7 @@ def report(directory: Path | None, fmt: str) -> None:
         note = outdated_note(data)
         click.echo(text + (f"\n> {note}\n" if note else ""))
     else:
-        render_report(project.root, _console())
+        render_report(project.root, _console(), all_sources=all_sources)
 
 
 @main.command(name="ls")

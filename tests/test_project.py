@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from subsetctl.api import plan_project, run_project
 from subsetctl.errors import LockedError
-from subsetctl.project import Project, atomic_write_json, verify_checksums
+from subsetctl.project import Project, _new_file_mode, atomic_write_json, verify_checksums
 from subsetctl.reporter import SilentReporter
 
 
@@ -72,6 +73,19 @@ def test_corrupt_manifest_is_not_trusted(jsonl_project: Path) -> None:
 def test_atomic_write_leaves_no_temp_files(tmp_path: Path) -> None:
     atomic_write_json(tmp_path / "x.json", {"a": 1})
     assert os.listdir(tmp_path) == ["x.json"]
+
+
+def test_atomic_writes_get_the_umask_mode_not_mkstemps_0600(tmp_path: Path) -> None:
+    """report.md and artifacts must be readable like any file the user creates (0o644 under
+    umask 022), not private as a bare mkstemp file would be."""
+    previous = os.umask(0o022)
+    _new_file_mode.cache_clear()
+    try:
+        atomic_write_json(tmp_path / "x.json", {"a": 1})
+    finally:
+        os.umask(previous)
+        _new_file_mode.cache_clear()
+    assert stat.S_IMODE((tmp_path / "x.json").stat().st_mode) == 0o644
 
 
 def test_inside_refuses_paths_outside(tmp_path: Path) -> None:

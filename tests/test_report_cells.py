@@ -4,11 +4,13 @@ does not repeat its raw estimates under "calibrated"."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
+import pytest
 from rich.console import Console
 
-from subsetctl.report.cells import loss_cell, percent_cell
+from subsetctl.report.cells import loss_cell, percent_cell, score_table_rows, selected_cell
 from subsetctl.report.markdown import render_markdown
 from subsetctl.report.render import render_full_report
 
@@ -52,3 +54,70 @@ def test_test_metric_cells_show_the_spread_over_seeds() -> None:
     assert test_metric_cells(one) == ("0.5", "2.000")
     three = {"score_mean": 0.5, "score_std": 0.0, "loss_mean": 2.0, "loss_std": 0.01234}
     assert test_metric_cells(three) == ("0.5 ± 0.000", "2.000 ± 0.012")
+
+
+def _many_sources_report(n: int) -> dict[str, Any]:
+    """n sources, source i scored i (so s{n-1} scores highest); forward selects all of them."""
+    sources = [f"s{i:04d}" for i in range(n)]
+    scores = {s: float(i) for i, s in enumerate(sources)}
+    row = {"selected": sources, "scores": scores, "estimated_loss_raw": 1.4}
+    return {"project": "p", "final": "forward", "sources": sources,
+            "calibration": {"enabled": False, "estimator": "fast", "lam": 1.0},
+            "strategies": {"forward": row}, "stages": {}}
+
+
+def test_selected_cell_summarizes_long_selections() -> None:
+    assert selected_cell([]) == "(none)"
+    assert selected_cell(["a", "b"]) == "a, b"
+    names = [f"s{i}" for i in range(20)]
+    assert selected_cell(names, 3) == "20 sources: s0, s1, s2, … (+17 more)"
+    assert selected_cell(names, None) == ", ".join(names)
+
+
+def test_score_table_rows_keep_the_extremes_of_many_sources() -> None:
+    sources = ["a", "b", "c"]
+    assert score_table_rows(sources, {"a": 1.0}) == (sources, 0)  # few: all, spec order
+    many = [f"s{i}" for i in range(100)]
+    rows, left_out = score_table_rows(many, {s: float(i) for i, s in enumerate(many)} | {"s50": None},
+                                      top=3, bottom=2)
+    assert rows == ["s99", "s98", "s97", None, "s0", "s50"] and left_out == 95  # a missing score is lowest
+
+
+def test_terminal_report_with_a_thousand_sources_stays_short_unless_asked() -> None:
+    report = _many_sources_report(1000)
+    buffer = io.StringIO()
+    render_full_report(report, Console(file=buffer, width=200))
+    short = buffer.getvalue()
+    assert "1000 sources: s0000" in short and "(+992 more)" in short
+    assert "s0999" in short and "s0980" in short and "s0979" not in short and "s0009" in short
+    assert "… 970 more" in short and "--all-sources" in short
+    assert len(short.splitlines()) < 60
+    buffer = io.StringIO()
+    render_full_report(report, Console(file=buffer, width=200), all_sources=True)
+    full = buffer.getvalue()
+    assert all(f"s{i:04d}" in full for i in range(1000)) and "left out" not in full and "(+" not in full
+    markdown = render_markdown(report, {})
+    assert "<details><summary>1000 sources</summary>s0000, s0001" in markdown
+    assert all(f"| s{i:04d} |" in markdown for i in range(1000))
+
+
+def test_score_plot_sorts_and_unlabels_many_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from subsetctl.report import plots
+
+    captured: dict[str, Any] = {}
+    real = plots._plt
+
+    def spying_plt() -> Any:
+        plt = real()
+        monkeypatch.setattr(plt, "close", lambda fig: captured.setdefault("fig", fig))
+        return plt
+
+    monkeypatch.setattr(plots, "_plt", spying_plt)
+    assert plots.source_scores(_many_sources_report(200), tmp_path / "s.png") == tmp_path / "s.png"
+    ax = captured["fig"].axes[0]
+    assert list(ax.get_xticks()) == []
+    heights = [bar.get_height() for bar in ax.patches]
+    assert heights == sorted(heights, reverse=True) and heights[0] == 199.0
+    captured.clear()
+    plots.source_scores(_many_sources_report(5), tmp_path / "few.png")
+    assert [t.get_text() for t in captured["fig"].axes[0].get_xticklabels()] == [f"s{i:04d}" for i in range(5)]

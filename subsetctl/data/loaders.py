@@ -104,8 +104,14 @@ class LoadContext:
     seed: int
 
 
+@functools.cache
 def empty_dataset() -> Dataset:
-    """A dataset with the common columns and no rows."""
+    """A dataset with the common columns and no rows.
+
+    Built once per process and shared: ``Dataset.from_dict`` fingerprints the table with
+    dill (about 2.5 ms), which with a thousand sources whose validation and test splits are
+    empty was a quarter of the data stage. Datasets are immutable here (no in-place
+    ``set_format``), so sharing one is safe."""
     from datasets import Dataset
 
     return Dataset.from_dict({name: [] for name in COLUMNS}, features=dataset_features())

@@ -22,8 +22,6 @@ Layout of the store folder:
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,7 @@ import numpy as np
 
 from subsetctl.errors import UserError
 from subsetctl.estimate.base import EstimateBatch, SubsetEstimator
+from subsetctl.project import atomic_write
 
 FORMAT_VERSION = 1
 META_FILE = "store.json"
@@ -100,21 +99,6 @@ def _as_masks(masks: np.ndarray, n: int) -> np.ndarray:
 def _row_keys(masks: np.ndarray) -> list[bytes]:
     packed = np.packbits(masks, axis=1)
     return [row.tobytes() for row in packed]
-
-
-def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    """Write ``path`` through a temporary file in the same folder and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode) as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 # ------------------------------------------------------------------------ store
@@ -198,7 +182,7 @@ class SubsetResultsStore:
 
     def _write_meta(self) -> None:
         text = json.dumps({"format": FORMAT_VERSION, "key": self.key, "sources": self.sources}, indent=1)
-        _atomic_write(self.path / META_FILE, lambda fh: fh.write(text), mode="w")
+        atomic_write(self.path / META_FILE, lambda fh: fh.write(text))
 
     def _save(self) -> None:
         arrays = {
@@ -209,7 +193,7 @@ class SubsetResultsStore:
             "converged": self._batch.converged,
             "completed": self._completed,
         }
-        _atomic_write(self.path / DATA_FILE, lambda fh: np.savez(fh, **arrays))
+        atomic_write(self.path / DATA_FILE, lambda fh: np.savez(fh, **arrays), mode="wb")
 
     def _index_of(self) -> dict[bytes, int]:
         if not hasattr(self, "_index"):

@@ -52,3 +52,32 @@ def repeats_cell(verify_entry: dict[str, Any]) -> str:
     repeats = int(verify_entry.get("repeats") or 1)
     agreement = verify_entry.get("repeat_spearman")
     return f"{repeats} ({fmt(agreement, 3)})" if repeats > 1 else "1"
+
+
+SELECTED_SHOWN = 8
+"""Source names a terminal selection cell lists before it summarizes the rest."""
+
+
+def selected_cell(names: list[str], limit: int | None = SELECTED_SHOWN) -> str:
+    """The selected sources of one strategy: all names up to ``limit`` (None: no limit),
+    else the count, the first ``limit`` names and how many more, so one selection of a
+    thousand sources does not fill the terminal."""
+    if not names:
+        return "(none)"
+    if limit is None or len(names) <= limit:
+        return ", ".join(names)
+    return f"{len(names)} sources: {', '.join(names[:limit])}, … (+{len(names) - limit} more)"
+
+
+def score_table_rows(sources: list[str], scores: dict[str, float | None], top: int = 20,
+                     bottom: int = 10) -> tuple[list[str | None], int]:
+    """The sources a per-source score table shows, and how many it leaves out.
+
+    Up to ``top + bottom`` sources, all are shown in spec order. Beyond that, the ``top``
+    highest and ``bottom`` lowest by ``scores`` (missing scores count as lowest), with
+    ``None`` marking the gap between them: the sources a user decides on are the extremes.
+    """
+    if len(sources) <= top + bottom:
+        return list(sources), 0
+    ranked = sorted(sources, key=lambda s: (scores.get(s) is None, -(scores.get(s) or 0.0)))
+    return [*ranked[:top], None, *ranked[-bottom:]], len(sources) - top - bottom

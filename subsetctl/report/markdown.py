@@ -5,13 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 from subsetctl.report.cells import (
+    SELECTED_SHOWN,
     calibrated_loss_cell,
     loss_cell,
     percent_cell,
     repeats_cell,
+    selected_cell,
     test_metric_cells,
 )
 from subsetctl.report.cells import fmt as _fmt
+
+
+def _selected_md(names: list[str]) -> str:
+    """All selected names; a long list folds behind its count (a <details> element, which
+    GitHub and most Markdown viewers render inside a table cell)."""
+    if len(names) <= SELECTED_SHOWN:
+        return selected_cell(names)
+    return f"<details><summary>{len(names)} sources</summary>{selected_cell(names, None)}</details>"
 
 
 def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
@@ -22,7 +32,7 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
         lines += [f"Final pick: **{report['final']}**. Estimates are {state}; estimator {cal.get('estimator') or '-'}, lambda = {_fmt(cal.get('lam'))}.", ""]
         lines += ["## Selections", "", "| strategy | selected sources | est. loss (raw) | est. loss (calibrated) |", "|---|---|---|---|"]
         for label, r in report["strategies"].items():
-            lines.append(f"| {label} | {', '.join(r['selected']) or '(none)'} | {loss_cell(r['estimated_loss_raw'])} | "
+            lines.append(f"| {label} | {_selected_md(r['selected'])} | {loss_cell(r['estimated_loss_raw'])} | "
                          f"{calibrated_loss_cell(r, bool(cal.get('enabled')))} |")
         for label, r in report.get("baselines", {}).items():
             lines.append(f"| {label} (baseline) | {len(r['selected'])} sources | {loss_cell(r['estimated_loss_raw'])} | "

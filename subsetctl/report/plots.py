@@ -15,20 +15,35 @@ def _plt() -> Any:
     return plt
 
 
+LABELLED_SOURCES = 40
+"""Up to this many sources, the score plot names every bar; beyond it, bars are sorted by
+score and unnamed (report.md's table names them)."""
+
+
 def source_scores(report: dict[str, Any], path: Path) -> Path | None:
-    """Bar chart of per-source scores (higher = more helpful) for each scoring strategy."""
+    """Bar chart of per-source scores (higher = more helpful) for each scoring strategy.
+
+    Up to :data:`LABELLED_SOURCES` sources, one named bar per source in spec order; with
+    more (thousands of candidate sources), each strategy's scores sorted from highest to
+    lowest without names, which still shows how many help and by how much."""
     scored = {k: v for k, v in report.get("strategies", {}).items() if v.get("scores")}
     if not scored:
         return None
     plt = _plt()
     sources = report["sources"]
+    many = len(sources) > LABELLED_SOURCES
     fig, axes = plt.subplots(len(scored), 1, figsize=(8, 2.6 * len(scored)), squeeze=False)
     for ax, (label, r) in zip(axes[:, 0], scored.items()):
-        values = [r["scores"].get(s) or 0.0 for s in sources]
-        colors = ["tab:green" if s in r["selected"] else "tab:gray" for s in sources]
-        ax.bar(range(len(sources)), values, color=colors)
+        order = sorted(sources, key=lambda s: -(r["scores"].get(s) or 0.0)) if many else sources
+        values = [r["scores"].get(s) or 0.0 for s in order]
+        colors = ["tab:green" if s in r["selected"] else "tab:gray" for s in order]
+        ax.bar(range(len(order)), values, color=colors, width=1.0 if many else 0.8)
         ax.axhline(0, color="black", linewidth=0.6)
-        ax.set_xticks(range(len(sources)), sources, rotation=40, ha="right", fontsize=8)
+        if many:
+            ax.set_xticks([])
+            ax.set_xlabel(f"{len(order)} sources, highest score first (names in report.md)", fontsize=8)
+        else:
+            ax.set_xticks(range(len(order)), order, rotation=40, ha="right", fontsize=8)
         ax.set_title(f"{label}: per-source score (green = selected)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

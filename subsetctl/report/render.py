@@ -7,16 +7,22 @@ from typing import Any
 from rich.markup import escape
 
 from subsetctl.report.cells import (
+    SELECTED_SHOWN,
     calibrated_loss_cell,
     loss_cell,
     percent_cell,
     repeats_cell,
+    score_table_rows,
+    selected_cell,
     test_metric_cells,
 )
 from subsetctl.report.cells import fmt as _f
 
 
-def render_full_report(report: dict[str, Any], console: Any) -> None:
+def render_full_report(report: dict[str, Any], console: Any, all_sources: bool = False) -> None:
+    """Print the selections, per-source scores, verify and test tables. With many sources,
+    long selections are summarized and the score table shows the highest and lowest
+    scoring sources only, unless ``all_sources`` (report.md and report.json list all)."""
     from rich.table import Table
 
     if "strategies" in report:
@@ -27,8 +33,8 @@ def render_full_report(report: dict[str, Any], console: Any) -> None:
         for col in ("strategy", "selected", "est. loss raw", "est. loss cal."):
             table.add_column(col, justify="left" if col in ("strategy", "selected") else "right")
         for label, r in report["strategies"].items():
-            table.add_row(label, ", ".join(r["selected"]) or "(none)", loss_cell(r["estimated_loss_raw"]),
-                          calibrated_loss_cell(r, bool(cal.get("enabled"))))
+            table.add_row(label, selected_cell(r["selected"], None if all_sources else SELECTED_SHOWN),
+                          loss_cell(r["estimated_loss_raw"]), calibrated_loss_cell(r, bool(cal.get("enabled"))))
         for label, r in report.get("baselines", {}).items():
             table.add_row(f"[dim]{label}[/dim]", f"[dim]{len(r['selected'])} sources[/dim]",
                           loss_cell(r["estimated_loss_raw"]), calibrated_loss_cell(r, bool(cal.get("enabled"))))
@@ -37,11 +43,20 @@ def render_full_report(report: dict[str, Any], console: Any) -> None:
             console.print(f"[dim]calibration: {escape(note)}[/dim]")
         scored = {k: v for k, v in report["strategies"].items() if v["scores"]}
         if scored:
-            t = Table(title="per-source scores (higher = more helpful; ✓ selected)", title_justify="left")
+            ranking = report["final"] if report.get("final") in scored else next(iter(scored))
+            rows, left_out = ((list(report["sources"]), 0) if all_sources
+                              else score_table_rows(report["sources"], scored[ranking]["scores"]))
+            caption = (f"{left_out} sources in between are left out (the highest and lowest by {ranking} are "
+                       "shown); `subsetctl report --all-sources` or report.md lists all") if left_out else None
+            t = Table(title="per-source scores (higher = more helpful; ✓ selected)", title_justify="left",
+                      caption=caption, caption_justify="left")
             t.add_column("source")
             for k in scored:
                 t.add_column(k, justify="right")
-            for s in report["sources"]:
+            for s in rows:
+                if s is None:
+                    t.add_row(f"[dim]… {left_out} more[/dim]", *["[dim]…[/dim]"] * len(scored))
+                    continue
                 t.add_row(s, *[_f(v["scores"].get(s), 3) + (" ✓" if s in v["selected"] else "  ") for v in scored.values()])
             console.print(t)
     if report.get("verify"):

@@ -53,8 +53,9 @@ def outdated_note(data: dict[str, Any]) -> str | None:
             f"since). `subsetctl run {data['project']}` brings them up to date.")
 
 
-def render_report(root: Path, console: Any) -> None:
-    """Print the report; the full results tables come from report.json when present."""
+def render_report(root: Path, console: Any, all_sources: bool = False) -> None:
+    """Print the report; the full results tables come from report.json when present.
+    ``all_sources`` lists every source instead of the highest and lowest scoring ones."""
     from rich.table import Table
 
     data = load_report_data(root)
@@ -62,7 +63,7 @@ def render_report(root: Path, console: Any) -> None:
     if full:
         from subsetctl.report.render import render_full_report
 
-        render_full_report(full, console)
+        render_full_report(full, console, all_sources=all_sources)
     note = outdated_note(data)
     if note:
         from rich.markup import escape
