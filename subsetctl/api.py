@@ -110,7 +110,8 @@ def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIss
             load_plugin_string(plugin)
         except UserError as exc:
             issue(("plugins", i), str(exc))
-    found.extend(check_sources(spec, spec_path, text))
+    # check_sources loads the plugins too (it needs them for plugin loaders): list a broken one once
+    found.extend(i for i in check_sources(spec, spec_path, text) if i not in found)
     for i, strategy in enumerate(spec.search.strategies):
         try:
             cls = STRATEGIES.get(strategy.name)

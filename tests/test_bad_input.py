@@ -162,6 +162,14 @@ def test_plugin_module_that_raises_on_import(tmp_path: Path, monkeypatch) -> Non
                and "raised RuntimeError while being imported: broken on purpose" in i for i in issues)
 
 
+def test_a_broken_plugin_used_by_a_plugin_loader_is_listed_once(tmp_path: Path) -> None:
+    data = {**BASE, "plugins": ["no_such_plugin_module:x"],
+            "sources": [*BASE["sources"], {"name": "p", "loader": {"type": "plugin", "name": "mine"}}]}
+    issues = _issues(_spec_file(tmp_path, data))
+    assert sum("plugins[0]" in i for i in issues) == 1
+    assert any("sources[3].loader.name" in i for i in issues)  # and the loader it would have registered
+
+
 def test_strategy_label_that_collides_with_a_baseline(tmp_path: Path) -> None:
     data = {**BASE, "search": {"strategies": [{"name": "forward"},
                                               {"name": "gradient_similarity", "label": "target_only"}]}}
