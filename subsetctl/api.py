@@ -110,6 +110,12 @@ def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIss
             load_plugin_string(plugin)
         except UserError as exc:
             issue(("plugins", i), str(exc))
+    from subsetctl.modeling.resolve import classify_model_source, model_location
+
+    try:  # a mistyped local folder shows here, not after the data stage has run
+        classify_model_source(model_location(spec.model.source, spec_path.parent))
+    except UserError as exc:
+        issue(("model", "source"), str(exc))
     # check_sources loads the plugins too (it needs them for plugin loaders): list a broken one once
     found.extend(i for i in check_sources(spec, spec_path, text) if i not in found)
     for i, strategy in enumerate(spec.search.strategies):
@@ -162,11 +168,18 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
     """Valid settings that will not do what they likely mean, said by ``validate``,
     ``plan`` and ``run`` before any fine-tune is spent on them (the stages concerned say
     it again when they run)."""
+    from subsetctl.modeling.resolve import folder_a_hub_id_shadows
     from subsetctl.spec import MIN_CALIBRATION_K
 
     found: list[SpecIssue] = []
     warn = _issue_collector(spec_path, text, found)
 
+    folder = folder_a_hub_id_shadows(spec.model.source, spec_path.parent)
+    if folder is not None:
+        inside = ", ".join(sorted(p.name for p in folder.iterdir() if p.is_dir())[:8]) or "no folders"
+        warn(("model", "source"), f"{spec.model.source!r} is not a folder, so it will be fetched from the "
+                                  f"Hugging Face hub as an 'org/name' id, but {folder} is a local folder "
+                                  f"(holding {inside}): if you meant a model in it, fix the name.")
     verify = spec.verify
     if not verify.enabled:
         return found

@@ -125,6 +125,15 @@ class StageStatus:
         return {"stage": self.name, "state": self.state, "reasons": self.reasons, "will_run": self.will_run}
 
 
+def _changed_inputs(old: Any, new: dict[str, Any]) -> str:
+    """Which extra inputs differ, for `plan`: the sources whose data files changed, or the
+    model folder (``model_files``, from a model stage)."""
+    old = old if isinstance(old, dict) else {}
+    names = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    shown = ["model folder (model.source)" if k == "model_files" else k for k in names]
+    return ", ".join(shown[:6]) + (f" (+{len(shown) - 6} more)" if len(shown) > 6 else "")
+
+
 def library_versions() -> dict[str, str]:
     """Versions saved with every artifact, for reproducibility."""
     from importlib.metadata import PackageNotFoundError, version
@@ -210,7 +219,7 @@ class Pipeline:
                         elif old.get("upstream", {}).get(up) != inputs["upstream"].get(up):
                             reasons.append(f"upstream {up} changed")
                     if old.get("extra") != inputs["extra"]:
-                        reasons.append("input files changed")
+                        reasons.append(f"input files changed: {_changed_inputs(old.get('extra'), inputs['extra'])}")
                     if old.get("version") != inputs["version"]:
                         reasons.append(f"subsetctl version changed ({old.get('version')} -> {__version__})")
                     if not reasons:

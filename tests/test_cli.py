@@ -100,7 +100,7 @@ def test_plan_run_until_data_then_noop_then_change_one_source(jsonl_project: Pat
 
     (jsonl_project / "a.jsonl").write_text('{"prompt": "x", "response": "y"}\n' * 12)
     result = json.loads(invoke("plan", root, "--format", "json").output)[0]
-    assert result["state"] == "stale" and "input files changed" in result["reasons"]
+    assert result["state"] == "stale" and result["reasons"] == ["input files changed: a"]  # names the source
 
 
 def test_run_override_is_recorded(jsonl_project: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from subsetctl.api import plan_project, run_project
+from subsetctl.api import plan_project, run_project, validate_spec_file
 from subsetctl.cli import main
 
 
@@ -162,3 +162,47 @@ def test_calibration_against_a_kind_verify_did_not_run_is_recorded_and_reported(
     assert "> calibration: calibrate.against is 'ce'" in (tiny_project / "report.md").read_text()
     text = CliRunner().invoke(main, ["report", str(tiny_project)])
     assert "calibration: calibrate.against is 'ce'" in text.output
+
+
+def test_a_replaced_local_model_makes_the_model_stages_stale_and_relative_paths_follow_the_spec(
+    tiny_project: Path, tiny_llama: Path, tmp_path_factory, monkeypatch
+) -> None:
+    """model.source relative to the spec's folder works from any working directory, and a
+    checkpoint replaced at the same path re-runs every stage that loads the model (and is
+    not served from the finetune/evaluate caches); data-only stages stay up to date."""
+    import shutil
+
+    import torch
+    import yaml
+
+    shutil.copytree(tiny_llama, tiny_project / "models" / "base")
+    spec = yaml.safe_load((tiny_project / "subsetctl.yaml").read_text())
+    spec["model"]["source"] = "models/base"
+    (tiny_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))  # not the project folder
+    assert validate_spec_file(tiny_project / "subsetctl.yaml").issues == []
+    run_project(tiny_project)
+    assert all(not s.will_run for s in plan_project(tiny_project)[2])
+
+    from safetensors.torch import load_file, save_file
+
+    weights = tiny_project / "models" / "base" / "model.safetensors"
+    tensors = load_file(weights)
+    save_file({k: v + 0.01 * torch.ones_like(v) for k, v in tensors.items()}, weights, metadata={"format": "pt"})
+    statuses = {s.name: s for s in plan_project(tiny_project)[2]}
+    assert {n for n, s in statuses.items() if s.will_run} >= {"meta_init", "gradients", "finetune", "evaluate"}
+    assert not statuses["data"].will_run
+    assert statuses["meta_init"].reasons == ["input files changed: model folder (model.source)"]
+    run_project(tiny_project)
+    finetune = json.loads((tiny_project / ".subsetctl" / "finetune" / "manifest.json").read_text())["summary"]
+    assert finetune["trained_now"] == finetune["runs"] and finetune.get("reused_runs", 0) == 0
+
+    # mistyped folders are caught before anything runs: an error when the name cannot be a
+    # hub id, a warning when it could (models/bsae) but models/ is a local folder
+    for source, errors, warnings in (("./models/bsae", ["model.source"], []),
+                                     ("models/bsae", [], ["model.source"])):
+        spec["model"]["source"] = source
+        (tiny_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+        report = validate_spec_file(tiny_project / "subsetctl.yaml")
+        assert [i.key for i in report.issues] == errors and [w.key for w in report.warnings] == warnings
+    assert "holding base" in report.warnings[0].message

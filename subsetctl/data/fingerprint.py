@@ -13,28 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from subsetctl.data.loaders import evals_data_dir, resolve_path
-from subsetctl.project import sha256_file
+from subsetctl.filehash import file_fingerprint, tree_fingerprint
 from subsetctl.spec import HuggingFaceLoader, SourceSpec
-
-
-def _file_fingerprint(path: Path) -> dict[str, Any]:
-    """Size and sha256 of a local file, or that it is missing. The path itself is left
-    out (the spec slice holds it, relative to the spec), so a moved project stays valid."""
-    if not path.is_file():
-        return {"missing": True}
-    return {"size": path.stat().st_size, "sha256": sha256_file(path)}
-
-
-def _tree_fingerprint(path: Path) -> dict[str, Any]:
-    """A file's fingerprint, or the fingerprints of every file under a folder."""
-    if path.is_dir():
-        files = sorted(
-            p for p in path.rglob("*") if p.is_file() and ".cache" not in p.relative_to(path).parts
-        )
-        return {
-            "files": {p.relative_to(path).as_posix(): _file_fingerprint(p) for p in files},
-        }
-    return _file_fingerprint(path)
 
 
 def _version(distribution: str) -> str | None:
@@ -48,19 +28,20 @@ def source_fingerprint_inputs(source: SourceSpec, spec_dir: Path) -> dict[str, A
     """What a source's data depends on besides its spec: local data files (size and
     sha256, so editing one makes the data stage stale; modification times are left out
     so that copying a project or touching a file does not) and, for generated or
-    packaged data, the version of the package that produces it."""
+    packaged data, the version of the package that produces it. File hashes are cached
+    in the project (see :mod:`subsetctl.filehash`)."""
     loader = source.loader
     spec_dir = Path(spec_dir)
     if loader.type in ("jsonl", "csv", "parquet"):
-        return {"file": _file_fingerprint(resolve_path(loader.path, spec_dir))}
+        return {"file": file_fingerprint(resolve_path(loader.path, spec_dir), spec_dir)}
     if isinstance(loader, HuggingFaceLoader):
         out: dict[str, Any] = {"datasets": _version("datasets")}
         local = resolve_path(loader.path, spec_dir)
         if local.exists():
-            out["path"] = _tree_fingerprint(local)
+            out["path"] = tree_fingerprint(local, spec_dir)
         if loader.data_files:
             out["data_files"] = [
-                _tree_fingerprint(resolve_path(f, spec_dir)) if resolve_path(f, spec_dir).exists() else f
+                tree_fingerprint(resolve_path(f, spec_dir), spec_dir) if resolve_path(f, spec_dir).exists() else f
                 for f in loader.data_files
             ]
         return out

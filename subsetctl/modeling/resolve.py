@@ -163,7 +163,52 @@ def _load(
     return model, tokenizer
 
 
-def _classify_source(source: str) -> str:
+def model_location(source: str, spec_dir: Path | None) -> str:
+    """What ``model.source`` names, with a relative folder resolved like a data path.
+
+    A relative path is taken against the spec's folder (so ``model.source: ckpt/base`` in
+    ``myproj/subsetctl.yaml`` works from any working directory, as data paths do); when
+    no such folder is there, against the working directory, as before. Packaged names,
+    absolute paths and hub ids come back unchanged."""
+    if source in packaged_names() or spec_dir is None:
+        return source
+    path = Path(source).expanduser()
+    if not path.is_absolute() and (Path(spec_dir) / path).is_dir():
+        return str((Path(spec_dir) / path).resolve())
+    return source
+
+
+def folder_a_hub_id_shadows(source: str, spec_dir: Path | None) -> Path | None:
+    """For a ``model.source`` that is no folder but looks like a hub id (``models/bsae``):
+    the local folder its first part names, when there is one (next to the spec or in the
+    working directory). A mistyped local path is far likelier than a hub organization
+    that happens to share a local folder's name, so ``validate`` warns about it."""
+    if source in packaged_names() or not _HUB_ID.match(source):
+        return None
+    if Path(model_location(source, spec_dir)).expanduser().is_dir():
+        return None
+    first = source.split("/", 1)[0]
+    for base in ([Path(spec_dir)] if spec_dir is not None else []) + [Path.cwd()]:
+        if (base / first).is_dir():
+            return (base / first).resolve()
+    return None
+
+
+def model_fingerprint_inputs(source: str, spec_dir: Path | None) -> dict[str, Any]:
+    """What the model stages depend on besides ``model.source`` itself: for a local
+    folder, the size and sha256 of every file in it (so a retrained or replaced checkpoint
+    at the same path makes meta_init, gradients, verify, finetune and evaluate stale;
+    hashes are cached, see :mod:`subsetctl.filehash`). Packaged models are pinned by their
+    package version and hub ids by the spec, so they add nothing."""
+    location = model_location(source, spec_dir)
+    if source in packaged_names() or not Path(location).expanduser().is_dir():
+        return {}
+    from subsetctl.filehash import tree_fingerprint
+
+    return {"model_files": tree_fingerprint(Path(location).expanduser(), spec_dir)}
+
+
+def classify_model_source(source: str) -> str:
     """ "packaged", "local" or "hub"; raises a UserError for anything else."""
     if source in packaged_names():
         return "packaged"
@@ -214,7 +259,7 @@ def resolve_model(
     if kind not in KINDS:
         raise UserError(f"Unknown model kind {kind!r}; use one of: {', '.join(KINDS)}.")
     _torch_dtype(dtype)
-    origin = _classify_source(source)
+    origin = classify_model_source(source)
     info: dict[str, Any] = {"source": source, "origin": origin, "kind": kind, "dtype": dtype}
 
     if origin == "packaged":

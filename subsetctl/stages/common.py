@@ -8,8 +8,20 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
-from subsetctl.pipeline import StageContext
+from subsetctl.pipeline import Stage, StageContext
+from subsetctl.project import Project
 from subsetctl.spec import Spec, TrainSpec
+
+
+class ModelStage(Stage):
+    """A stage that loads the base model: a local model folder's files are among its inputs,
+    so replacing the checkpoint at ``model.source`` makes it stale (see
+    :func:`subsetctl.modeling.resolve.model_fingerprint_inputs`)."""
+
+    def extra_inputs(self, spec: Spec, project: Project) -> dict[str, Any]:
+        from subsetctl.modeling.resolve import model_fingerprint_inputs
+
+        return model_fingerprint_inputs(spec.model.source, project.root)
 
 
 def seed_everything(seed: int) -> None:
@@ -78,11 +90,11 @@ def device_for(spec: Spec) -> str:
 
 def base_model(ctx: StageContext) -> tuple[Any, Any, dict[str, Any]]:
     """The base model and tokenizer from the spec (converted once when packaged)."""
-    from subsetctl.modeling.resolve import resolve_model
+    from subsetctl.modeling.resolve import model_location, resolve_model
 
     spec = ctx.spec.model
     return resolve_model(
-        spec.source,
+        model_location(spec.source, ctx.project.root),
         kind=spec.kind,
         dtype=spec.dtype,
         trust_remote_code=spec.trust_remote_code,

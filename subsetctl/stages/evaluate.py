@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from subsetctl import __version__
-from subsetctl.pipeline import Stage, StageContext
+from subsetctl.modeling.resolve import model_fingerprint_inputs
+from subsetctl.pipeline import StageContext
 from subsetctl.project import atomic_write_json, fingerprint
 from subsetctl.stages import common
 
@@ -25,7 +26,8 @@ def result_cache_keys(ctx: StageContext, runs: list[str]) -> dict[str, str]:
     model card aside), the data, the model and the evaluate settings."""
     artifacts = ctx.upstream_manifest("finetune").get("artifacts", {})
     base = {"data": ctx.upstream_manifest("data")["output_digest"], "model": ctx.spec.model.model_dump(mode="json"),
-            "evaluate": ctx.spec.evaluate.model_dump(mode="json"), "version": __version__}
+            "evaluate": ctx.spec.evaluate.model_dump(mode="json"), "version": __version__,
+            **model_fingerprint_inputs(ctx.spec.model.source, ctx.project.root)}  # a local folder's files
 
     def adapter(run: str) -> dict[str, str]:
         prefix = f"runs/{run}/adapter/"
@@ -35,7 +37,7 @@ def result_cache_keys(ctx: StageContext, runs: list[str]) -> dict[str, str]:
     return {run: fingerprint({**base, "adapter": adapter(run)}) for run in runs}
 
 
-class EvaluateStage(Stage):
+class EvaluateStage(common.ModelStage):
     name = "evaluate"
     description = "test-split metrics of every fine-tuned selection"
     after = ("data", "finetune")

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from subsetctl import __version__
-from subsetctl.pipeline import Stage, StageContext
+from subsetctl.modeling.resolve import model_fingerprint_inputs
+from subsetctl.pipeline import StageContext
 from subsetctl.project import atomic_write_json, atomic_write_text, fingerprint
 from subsetctl.stages import common
 
@@ -54,6 +55,7 @@ class AdapterCache:
             "model": spec.model.model_dump(mode="json"),
             "train": spec.finetune.model_dump(mode="json", exclude={"enabled", "baselines", "seeds"}),
             "version": __version__,
+            **model_fingerprint_inputs(spec.model.source, ctx.project.root),  # a local folder's files
         }
 
     def _entry(self, subset: list[str], seed: int) -> Path:
@@ -96,7 +98,7 @@ def model_card(label_list: list[str], subset: list[str], ctx: StageContext, reco
     )
 
 
-class FinetuneStage(Stage):
+class FinetuneStage(common.ModelStage):
     name = "finetune"
     description = "fine-tune the base model on each selection and baseline"
     after = ("data", "search")

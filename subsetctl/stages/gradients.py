@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from subsetctl.pipeline import Stage, StageContext
+from subsetctl.pipeline import StageContext
 from subsetctl.stages import common
 
 SPLITS = ("train", "validation")
@@ -63,7 +63,7 @@ class BatchMaker:
         return {k: v.to(self.device) for k, v in batch.items()}
 
 
-class GradientsStage(Stage):
+class GradientsStage(common.ModelStage):
     name = "gradients"
     description = "per-example f and projected gradients at theta*"
     after = ("data", "meta_init")

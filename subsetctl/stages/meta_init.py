@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from subsetctl.pipeline import Stage, StageContext
+from subsetctl.pipeline import StageContext
 from subsetctl.stages import common
 
 
-class MetaInitStage(Stage):
+class MetaInitStage(common.ModelStage):
     name = "meta_init"
     description = "multitask LoRA on target + all sources (theta*)"
     after = ("data",)

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from subsetctl import __version__
-from subsetctl.pipeline import Stage, StageContext
+from subsetctl.pipeline import StageContext
 from subsetctl.project import atomic_write_json, fingerprint
 from subsetctl.stages import common
 
@@ -53,7 +53,7 @@ def verify_subsets(sources: list[str], k: int, seed: int) -> list[list[str]]:
     return [list(s) for s in chosen[:k]]
 
 
-class VerifyStage(Stage):
+class VerifyStage(common.ModelStage):
     name = "verify"
     description = "real fine-tunes of k random subsets from theta*"
     after = ("data", "meta_init")

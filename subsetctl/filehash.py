@@ -1,0 +1,91 @@
+"""Content fingerprints of the local files a project reads (data files, model folders),
+with a cache so that a multi-GB model folder is hashed once, not on every `plan`.
+
+A stage is stale when a file it reads changes, so its fingerprint must follow the file's
+content (size and sha256), not its path or modification time: a copied project or a
+touched file stays up to date. Hashing is the cost: a 7B model's weights take tens of
+seconds, and fingerprints are computed by every `plan` and several times per `run`.
+:class:`HashCache` therefore remembers each file's sha256 under its (path, size,
+modification time, inode) and hashes again only when one of those changes. The cache
+lives in the project's state folder (``.subsetctl/cache/file_hashes.json``, safe to
+delete); a project that has never run gets an in-memory cache only, so `plan` and
+`validate` leave a fresh folder untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from subsetctl.project import STATE_DIRNAME, atomic_write_json, sha256_file
+
+CACHE_FILE = ("cache", "file_hashes.json")
+
+_CACHES: dict[Path, HashCache] = {}
+
+
+class HashCache:
+    """sha256 of files keyed by their stat; persisted under ``root`` when it has a state folder."""
+
+    def __init__(self, root: Path | None) -> None:
+        self.path = root / STATE_DIRNAME / Path(*CACHE_FILE) if root is not None else None
+        self.entries: dict[str, dict[str, Any]] = {}
+        if self.path is not None:
+            try:
+                loaded = json.loads(self.path.read_text(encoding="utf-8"))
+                self.entries = loaded if isinstance(loaded, dict) else {}
+            except (OSError, ValueError):
+                self.entries = {}
+
+    @staticmethod
+    def _stamp(stat: os.stat_result) -> list[int]:
+        return [stat.st_size, stat.st_mtime_ns, stat.st_ino]
+
+    def sha256(self, path: Path) -> str:
+        """The file's sha256, from the cache while its size, mtime and inode are unchanged."""
+        key = str(path.resolve())
+        stamp = self._stamp(path.stat())
+        entry = self.entries.get(key)
+        if isinstance(entry, dict) and entry.get("stat") == stamp and isinstance(entry.get("sha256"), str):
+            return entry["sha256"]
+        digest = sha256_file(path)
+        self.entries[key] = {"stat": stamp, "sha256": digest}
+        self._save()
+        return digest
+
+    def _save(self) -> None:
+        if self.path is None or not self.path.parent.parent.is_dir():  # no state folder: memory only
+            return
+        try:
+            atomic_write_json(self.path, self.entries)
+        except OSError:  # read-only project: hashing still works, only slower next time
+            pass
+
+
+def hash_cache(root: Path | None) -> HashCache:
+    """The process-wide cache of ``root``'s project (one instance per project root)."""
+    key = Path(root).resolve() if root is not None else Path("/")
+    if key not in _CACHES:
+        _CACHES[key] = HashCache(Path(root) if root is not None else None)
+    return _CACHES[key]
+
+
+def file_fingerprint(path: Path, root: Path | None = None) -> dict[str, Any]:
+    """Size and sha256 of a local file, or that it is missing. The path itself is left
+    out (the spec holds it, relative to the spec), so a moved project stays valid."""
+    if not path.is_file():
+        return {"missing": True}
+    return {"size": path.stat().st_size, "sha256": hash_cache(root).sha256(path)}
+
+
+def tree_fingerprint(path: Path, root: Path | None = None) -> dict[str, Any]:
+    """A file's fingerprint, or the fingerprints of every file under a folder (a
+    ``.cache`` folder inside it, where tools keep their own state, is left out)."""
+    if path.is_dir():
+        files = sorted(
+            p for p in path.rglob("*") if p.is_file() and ".cache" not in p.relative_to(path).parts
+        )
+        return {"files": {p.relative_to(path).as_posix(): file_fingerprint(p, root) for p in files}}
+    return file_fingerprint(path, root)

@@ -1,0 +1,63 @@
+"""File fingerprints follow content, and a file is hashed again only when it changes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from subsetctl import filehash
+from subsetctl.filehash import file_fingerprint, tree_fingerprint
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(filehash, "_CACHES", {})
+
+
+def _count_hashes(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    hashed: list[Path] = []
+    real = filehash.sha256_file
+
+    def counting(path: Path, *args: object) -> str:
+        hashed.append(path)
+        return real(path, *args)
+
+    monkeypatch.setattr(filehash, "sha256_file", counting)
+    return hashed
+
+
+def test_unchanged_files_are_not_hashed_again_even_in_a_new_process(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / ".subsetctl").mkdir()
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "weights.bin").write_bytes(b"\0" * 1000)
+    hashed = _count_hashes(monkeypatch)
+    first = tree_fingerprint(folder, tmp_path)
+    assert len(hashed) == 2 and set(first["files"]) == {"config.json", "weights.bin"}
+    monkeypatch.setattr(filehash, "_CACHES", {})  # as a new process: the cache comes from disk
+    assert tree_fingerprint(folder, tmp_path) == first and len(hashed) == 2
+    assert (tmp_path / ".subsetctl" / "cache" / "file_hashes.json").is_file()
+
+    (folder / "weights.bin").write_bytes(b"\1" * 1000)  # same size, new content
+    changed = tree_fingerprint(folder, tmp_path)
+    assert len(hashed) == 3 and changed["files"]["weights.bin"] != first["files"]["weights.bin"]
+    assert changed["files"]["config.json"] == first["files"]["config.json"]
+
+
+def test_a_project_that_never_ran_gets_no_state_folder(tmp_path: Path) -> None:
+    (tmp_path / "data.jsonl").write_text("{}\n")
+    assert file_fingerprint(tmp_path / "data.jsonl", tmp_path)["size"] == 3
+    assert not (tmp_path / ".subsetctl").exists()
+    assert file_fingerprint(tmp_path / "missing.jsonl", tmp_path) == {"missing": True}
+
+
+def test_a_damaged_cache_file_is_ignored(tmp_path: Path) -> None:
+    (tmp_path / ".subsetctl" / "cache").mkdir(parents=True)
+    (tmp_path / ".subsetctl" / "cache" / "file_hashes.json").write_text("{not json")
+    (tmp_path / "f.txt").write_text("abc")
+    fp = file_fingerprint(tmp_path / "f.txt", tmp_path)
+    assert fp["sha256"] == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert json.loads((tmp_path / ".subsetctl" / "cache" / "file_hashes.json").read_text())
