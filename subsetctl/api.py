@@ -23,6 +23,7 @@ from subsetctl.spec import (
     SpecIssue,
     apply_overrides,
     attribute_overrides,
+    blame_source_files,
     json_schema,
     key_lines,
     read_yaml,
@@ -221,8 +222,9 @@ def validate_spec_file(path: Path, overrides: list[str] | None = None) -> Valida
     report.issues.extend(issues)
     report.spec = spec
     if spec is not None:
-        report.issues.extend(semantic_issues(spec, path, text))
-        report.warnings.extend(spec_warnings(spec, path, text))
+        lines = key_lines(text) if text else {}
+        report.issues.extend(blame_source_files(semantic_issues(spec, path, text), spec._source_origins, lines))
+        report.warnings.extend(blame_source_files(spec_warnings(spec, path, text), spec._source_origins, lines))
     if overrides:
         report.issues = attribute_overrides(report.issues, overrides)
         report.warnings = attribute_overrides(report.warnings, overrides)

@@ -94,7 +94,7 @@ def check_disk(folder: Path) -> Check:
 def check_project(directory: Path) -> tuple[list[Check], Any]:
     """The project's spec is valid; returns the checks and the Spec (None if invalid)."""
     from subsetctl.api import validate_spec_file
-    from subsetctl.spec import SPEC_FILENAME, Spec, read_yaml
+    from subsetctl.spec import SPEC_FILENAME
 
     path = directory / SPEC_FILENAME if directory.is_dir() else directory
     report = validate_spec_file(path)
@@ -102,8 +102,7 @@ def check_project(directory: Path) -> tuple[list[Check], Any]:
         first = report.issues[0].render()
         return [Check("project spec", False, f"{len(report.issues)} problem(s), first: {first}",
                       f"Run `subsetctl validate {path}` and fix what it lists.")], None
-    data, _ = read_yaml(path)
-    return [Check("project spec", True, f"{path} is valid")], Spec.model_validate(data)
+    return [Check("project spec", True, f"{path} is valid")], report.spec
 
 
 def check_dask(spec: Any) -> Check:

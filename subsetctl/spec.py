@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from subsetctl.errors import SpecError, SpecFileError
 
@@ -190,15 +198,89 @@ class CorruptSpec(StrictModel):
     )
 
 
-class SourceSpec(StrictModel):
-    name: str = Field(description="Unique name of the source.", pattern=NAME_PATTERN)
-    loader: LoaderSpec = Field(description="Where the examples come from.")
+class SourceSettings(StrictModel):
+    """How a source's examples are sampled and split (shared by listed sources and groups)."""
+
     split: SplitSpec = Field(default_factory=SplitSpec, description="Split sizes.")
     max_examples: int | None = Field(
         None, ge=1, description="Keep at most this many examples (after shuffling by seed)."
     )
     seed: int | None = Field(None, ge=0, description="Seed for shuffling/splitting (default: project seed).")
     corrupt: CorruptSpec = Field(default_factory=CorruptSpec, description="Planted corruption.")
+
+
+class SourceSpec(SourceSettings):
+    name: str = Field(description="Unique name of the source.", pattern=NAME_PATTERN)
+    loader: LoaderSpec = Field(description="Where the examples come from.")
+
+
+class JsonlFiles(LoaderBase):
+    """Each file is a JSON Lines file."""
+
+    type: Literal["jsonl"]
+
+
+class CsvFiles(LoaderBase):
+    """Each file is a CSV file with a header row."""
+
+    type: Literal["csv"]
+    delimiter: str = Field(",", min_length=1, max_length=1, description="Field delimiter.")
+
+
+class ParquetFiles(LoaderBase):
+    """Each file is a Parquet file."""
+
+    type: Literal["parquet"]
+
+
+FilesLoaderSpec = Annotated[JsonlFiles | CsvFiles | ParquetFiles, Field(discriminator="type")]
+
+
+class SourceFilesSpec(SourceSettings):
+    """Many sources at once: one source per file matching ``files``, named after the file
+    (its path below the glob's fixed folder, without the extension; ``/`` becomes ``.``).
+    For dozens to thousands of candidate datasets kept as files in a folder. The settings
+    (split, max_examples, seed, corrupt) apply to each source."""
+
+    files: str = Field(
+        description="Glob relative to the spec file, e.g. data/sources/*.jsonl ('**' matches "
+        "folders at any depth). Files are taken in sorted order; a file added later is a new "
+        "source (the data stage becomes stale).",
+        min_length=1,
+    )
+    loader: FilesLoaderSpec = Field(
+        description="How to read each file: the jsonl, csv or parquet loader's options, without path."
+    )
+    name_prefix: str = Field(
+        "", pattern=r"^[A-Za-z0-9_.\-]{0,32}$", description="Put before each file's name to make the source name."
+    )
+
+    def matching_files(self, spec_dir: Path) -> list[Path]:
+        """The files the glob matches, sorted, relative to ``spec_dir``."""
+        return sorted(p.relative_to(spec_dir) for p in Path(spec_dir).glob(self.files) if p.is_file())
+
+    def source_name(self, relative: Path) -> str:
+        """The source name of one matched file: prefix + its path below the glob's fixed
+        leading folders (``data/sources`` for ``data/sources/**/*.jsonl``), without the
+        extension, ``/`` as ``.``; characters a name cannot hold become ``_``."""
+        fixed: list[str] = []
+        for part in Path(self.files).parts[:-1]:
+            if any(c in part for c in "*?["):
+                break
+            fixed.append(part)
+        parts = list(relative.parts)
+        if parts[: len(fixed)] == fixed:
+            parts = parts[len(fixed):]
+        stem = ".".join([*parts[:-1], Path(parts[-1]).stem])
+        name = re.sub(r"[^A-Za-z0-9_.\-]", "_", self.name_prefix + stem).lstrip("_.-") or "source"
+        return name[:64]
+
+    def expand(self, spec_dir: Path) -> list[dict[str, Any]]:
+        """One source entry (a dict ready for :class:`SourceSpec`) per matching file."""
+        settings = self.model_dump(mode="json", include={"split", "max_examples", "seed", "corrupt"})
+        loader = self.loader.model_dump(mode="json")
+        return [{"name": self.source_name(rel), "loader": {**loader, "path": rel.as_posix()}, **settings}
+                for rel in self.matching_files(spec_dir)]
 
 
 def _default_target_split() -> SplitSpec:
@@ -402,7 +484,14 @@ class Spec(StrictModel):
     project: ProjectSpec = Field(default_factory=ProjectSpec, description="Name and seed.")
     model: ModelSpec = Field(default_factory=ModelSpec, description="Base model and LoRA.")
     target: TargetSpec = Field(description="The task to fine-tune for.")
-    sources: list[SourceSpec] = Field(min_length=1, description="Candidate auxiliary sources.")
+    sources: list[SourceSpec] = Field(
+        default_factory=list, description="Candidate auxiliary sources (with source_files: at least one in all)."
+    )
+    source_files: list[SourceFilesSpec] = Field(
+        default_factory=list,
+        description="Groups of sources read from files matching a glob, one source per file; they "
+        "are added after `sources` when the spec is loaded (resolved specs list them one by one).",
+    )
     meta_init: MetaInitSpec = Field(default_factory=MetaInitSpec, description="Meta-initialization.")
     gradients: GradientsSpec = Field(default_factory=GradientsSpec, description="Gradient store.")
     estimate: EstimateSpec = Field(default_factory=EstimateSpec, description="Subset estimator.")
@@ -418,9 +507,13 @@ class Spec(StrictModel):
     plugins: list[str] = Field(
         default_factory=list, description="Extra plugins to import, as 'module:attr' strings."
     )
+    #: index in ``sources`` -> (source_files group, file) for sources expanded from a group
+    _source_origins: dict[int, tuple[int, str]] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _names(self) -> Spec:
+        if not self.sources and not self.source_files:
+            raise ValueError("no sources: list at least one under `sources` (or a `source_files` group)")
         seen: dict[str, int] = {}
         for i, source in enumerate(self.sources):
             if source.name in seen:
@@ -601,11 +694,81 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def validate_data(data: dict[str, Any], file: str, text: str = "") -> tuple[Spec | None, list[SpecIssue]]:
-    """Validate a raw spec dict; returns the Spec or the list of issues."""
+    """Validate a raw spec dict; returns the Spec or the list of issues.
+
+    ``source_files`` groups are expanded here, against the folder of ``file``: the Spec
+    returned lists every source under ``sources`` (groups' after the listed ones) and has
+    no groups left, so stages, fingerprints and resolved specs see plain sources."""
+    lines = key_lines(text) if text else {}
     try:
-        return Spec.model_validate(data), []
+        spec = Spec.model_validate(data)
     except ValidationError as exc:
-        return None, issues_from_validation(exc, file, key_lines(text) if text else {})
+        return None, issues_from_validation(exc, file, lines)
+    if not spec.source_files:
+        return spec, []
+    return expand_source_files(spec, Path(file).parent, file, lines)
+
+
+def expand_source_files(
+    spec: Spec, spec_dir: Path, file: str, lines: dict[tuple[Any, ...], int]
+) -> tuple[Spec | None, list[SpecIssue]]:
+    """``spec`` with its ``source_files`` groups turned into sources, one per matched file.
+
+    Problems with an expanded source (a name taken twice, a file name that makes no valid
+    source name) are reported under the group's key and line, naming the file."""
+    issues: list[SpecIssue] = []
+    entries = [s.model_dump(mode="json") for s in spec.sources]
+    origin: dict[int, tuple[int, str]] = {}  # index in the expanded list -> (group, file)
+    for g, group in enumerate(spec.source_files):
+        expanded = group.expand(spec_dir)
+        if not expanded:
+            issues.append(SpecIssue(
+                file=file, line=lines.get(("source_files", g, "files")), key=f"source_files[{g}].files",
+                message=f"{group.files!r} matches no file in {Path(spec_dir).resolve()}. Check the pattern (relative to the "
+                        "spec file; '**' for subfolders) or remove the group."))
+        for entry in expanded:
+            origin[len(entries)] = (g, entry["loader"]["path"])
+            entries.append(entry)
+    if issues:
+        return None, issues
+    data = spec.model_dump(mode="json", exclude={"source_files"})
+    try:
+        expanded = Spec.model_validate({**data, "sources": entries})
+    except ValidationError as exc:
+        return None, blame_source_files(issues_from_validation(exc, file, lines), origin, lines)
+    expanded._source_origins = origin
+    return expanded, []
+
+
+def blame_source_files(
+    issues: list[SpecIssue], origin: dict[int, tuple[int, str]], lines: dict[tuple[Any, ...], int]
+) -> list[SpecIssue]:
+    """Issues about a source expanded from a ``source_files`` group, keyed by the group and
+    the file (``source_files[0] (data/a.jsonl).split``) at the group's line, instead of by
+    an index ``sources[i]`` the spec file does not have. The same problem in many files of
+    one group (a group setting that fits none of them) is listed once, with the count."""
+    out: list[SpecIssue] = []
+    same: dict[tuple[int, str, str], tuple[SpecIssue, list[str]]] = {}
+    for issue in issues:
+        match = re.match(r"sources\[(\d+)\]", issue.key)
+        if match and int(match.group(1)) in origin:
+            g, path = origin[int(match.group(1))]
+            suffix = issue.key[match.end():]
+            issue.key, issue.line = f"source_files[{g}] ({path}){suffix}", lines.get(("source_files", g))
+            if (g, suffix, issue.message) in same:
+                same[(g, suffix, issue.message)][1].append(path)
+                continue
+            same[(g, suffix, issue.message)] = (issue, [path])
+        for index, (g, path) in origin.items():  # messages that name sources[i] (duplicate names)
+            if re.search(rf"sources\[{index}\](?!\d)", issue.message):
+                issue.message = re.sub(rf"sources\[{index}\](?!\d)", f"source_files[{g}] ({path})", issue.message)
+                if issue.key == "(top level)":
+                    issue.key, issue.line = f"source_files[{g}] ({path})", lines.get(("source_files", g))
+        out.append(issue)
+    for (g, suffix, _), (issue, paths) in same.items():
+        if len(paths) > 1:
+            issue.key = f"source_files[{g}] ({paths[0]} and {len(paths) - 1} more files){suffix}"
+    return out
 
 
 def load_spec(path: Path, overrides: list[str] | None = None) -> Spec:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from subsetctl.errors import SpecError
 from subsetctl.spec import (
@@ -125,3 +126,62 @@ def test_schema_file_is_in_sync() -> None:
     `subsetctl schema > specs/subsetctl.schema.json`)."""
     path = Path(__file__).resolve().parents[1] / "specs" / "subsetctl.schema.json"
     assert json.loads(path.read_text()) == json_schema()
+
+
+def _files_project(tmp_path: Path, groups: list[dict], sources: list[dict] | None = None) -> Path:
+    folder = tmp_path / "data" / "sources"
+    (folder / "sub").mkdir(parents=True)
+    for rel in ("a.jsonl", "b.jsonl", "sub/c d.jsonl"):
+        (folder / rel).write_text('{"prompt": "1", "response": "2"}\n' * 4)
+    (tmp_path / "t.jsonl").write_text('{"prompt": "1", "response": "2"}\n' * 8)
+    spec = {"target": {"name": "t", "loader": {"type": "jsonl", "path": "t.jsonl"},
+                       "split": {"train": 4, "validation": 2, "test": 2}},
+            "sources": sources or [], "source_files": groups}
+    path = tmp_path / "subsetctl.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def test_source_files_expand_to_one_source_per_file(tmp_path: Path) -> None:
+    listed = [{"name": "listed", "loader": {"type": "jsonl", "path": "t.jsonl"}}]
+    path = _files_project(tmp_path, [{"files": "data/sources/**/*.jsonl", "loader": {"type": "jsonl"},
+                                      "max_examples": 3, "name_prefix": "f-"}], listed)
+    spec = load_spec(path)
+    assert [s.name for s in spec.sources] == ["listed", "f-a", "f-b", "f-sub.c_d"]
+    assert spec.sources[3].loader.path == "data/sources/sub/c d.jsonl" and spec.sources[3].max_examples == 3
+    assert spec.source_files == []  # resolved specs list plain sources; re-validating them is stable
+    assert Spec.model_validate(spec.model_dump(mode="json")).model_dump() == spec.model_dump()
+    flat = load_spec(_files_project(tmp_path / "x", [{"files": "data/sources/*.jsonl", "loader": {"type": "jsonl"}}]))
+    assert [s.name for s in flat.sources] == ["a", "b"]
+
+
+def test_source_files_problems_name_the_group_and_file(tmp_path: Path) -> None:
+    from subsetctl.api import validate_spec_file
+
+    path = _files_project(tmp_path, [{"files": "data/none/*.csv", "loader": {"type": "csv"}}])
+    (issue,) = validate_spec_file(path).issues
+    assert issue.key == "source_files[0].files" and "matches no file" in issue.message and issue.line
+    path = _files_project(tmp_path / "x", [{"files": "data/sources/*.jsonl", "loader": {"type": "jsonl"}}],
+                          [{"name": "a", "loader": {"type": "jsonl", "path": "t.jsonl"}}])
+    (issue,) = validate_spec_file(path).issues
+    assert issue.key == "source_files[0] (data/sources/a.jsonl)" and "duplicate source name 'a'" in issue.message
+    assert issue.line == key_lines(path.read_text())[("source_files", 0)]
+    path = _files_project(tmp_path / "y", [{"files": "data/sources/**/*.jsonl", "loader": {"type": "jsonl"},
+                                            "split": {"train": 0, "test": 1.0}}])
+    (issue,) = validate_spec_file(path).issues  # one problem of every file: listed once
+    assert issue.key == "source_files[0] (data/sources/a.jsonl and 2 more files).split.train"
+    assert "needs training examples" in issue.message
+
+
+def test_a_file_added_to_a_source_files_group_makes_the_data_stage_stale(tmp_path: Path) -> None:
+    from subsetctl.api import plan_project, run_project
+
+    _files_project(tmp_path, [{"files": "data/sources/*.jsonl", "loader": {"type": "jsonl"}}])
+    run_project(tmp_path, until="data")
+    assert not {s.name: s for s in plan_project(tmp_path)[2]}["data"].will_run
+    (tmp_path / "data" / "sources" / "new.jsonl").write_text('{"prompt": "1", "response": "2"}\n' * 4)
+    data = {s.name: s for s in plan_project(tmp_path)[2]}["data"]
+    assert data.will_run and "sources[2]" in data.reasons[0]
+    run_project(tmp_path, until="data")
+    counts = json.loads((tmp_path / ".subsetctl" / "data" / "data.json").read_text())["counts"]
+    assert set(counts) == {"t", "a", "b", "new"}
