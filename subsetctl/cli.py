@@ -7,7 +7,6 @@ traceback; set ``SUBSETCTL_DEBUG=1`` to see tracebacks of internal errors.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -90,6 +89,13 @@ def _stage_option(ctx: click.Context, param: click.Parameter, value: Any) -> Any
     return value
 
 
+def _echo_json(data: Any) -> None:
+    """Print strict JSON (NaN as null, so jq and JavaScript can read it)."""
+    from subsetctl.project import json_text
+
+    click.echo(json_text(data, indent=2))
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="subsetctl")
 def main() -> None:
@@ -133,7 +139,7 @@ def validate(specs: tuple[Path, ...], fmt: str) -> None:
         path = spec / SPEC_FILENAME if spec.is_dir() else spec
         reports.append(validate_spec_file(path))
     if fmt == "json":
-        click.echo(json.dumps([r.to_dict() for r in reports], indent=2))
+        _echo_json([r.to_dict() for r in reports])
     else:
         console = _console()
         for report in reports:
@@ -186,7 +192,7 @@ def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, 
     directory, overrides = _split_dir(directory, overrides)
     project, spec, statuses = plan_project(directory, list(overrides), until, list(force), RichReporter())
     if fmt == "json":
-        click.echo(json.dumps([s.to_dict() for s in statuses], indent=2))
+        _echo_json([s.to_dict() for s in statuses])
         return
     console = _console()
     console.print(_status_table(statuses, f"plan for {project.root}"))
@@ -274,7 +280,7 @@ def report(directory: Path | None, fmt: str, all_sources: bool) -> None:
 
     project = Project.find(directory)
     if fmt == "json":
-        click.echo(json.dumps(load_report_data(project.root), indent=2, default=str))
+        _echo_json(load_report_data(project.root))
     elif fmt == "markdown":
         from subsetctl.report.markdown import render_markdown
         from subsetctl.report.terminal import outdated_note
@@ -300,7 +306,7 @@ def ls_command(fmt: str) -> None:
 
     plugins = list_plugins()
     if fmt == "json":
-        click.echo(json.dumps(plugins, indent=2, default=str))
+        _echo_json(plugins)
         return
     console = _console()
     for kind, rows in plugins.items():

@@ -21,6 +21,7 @@ import fcntl
 import functools
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -70,8 +71,26 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda handle: handle.write(text))
 
 
+def finite_json(data: Any) -> Any:
+    """``data`` with every NaN or infinite float replaced by None: Python's json writes
+    them as the bare words NaN/Infinity, which is not JSON (JavaScript, jq and strict
+    parsers reject the whole file). Every reader here treats None as "no value"."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: finite_json(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite_json(v) for v in data]
+    return data
+
+
+def json_text(data: Any, **kwargs: Any) -> str:
+    """Strict JSON text of ``data`` (non-finite floats as null; see :func:`finite_json})."""
+    return json.dumps(finite_json(data), allow_nan=False, default=str, **kwargs)
+
+
 def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    atomic_write_text(path, json_text(data, indent=2, sort_keys=True) + "\n")
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

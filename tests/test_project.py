@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -86,6 +87,16 @@ def test_atomic_writes_get_the_umask_mode_not_mkstemps_0600(tmp_path: Path) -> N
         os.umask(previous)
         _new_file_mode.cache_clear()
     assert stat.S_IMODE((tmp_path / "x.json").stat().st_mode) == 0o644
+
+
+def test_json_artifacts_are_strict_json(tmp_path: Path) -> None:
+    """NaN/inf become null: Python would write the bare word NaN, which strict parsers reject."""
+    atomic_write_json(tmp_path / "x.json", {"a": float("nan"), "b": [1.5, float("inf")], "c": (2, -float("inf"))})
+    def reject(word: str) -> None:
+        raise ValueError(word)
+
+    assert json.loads((tmp_path / "x.json").read_text(), parse_constant=reject) == {"a": None, "b": [1.5, None],
+                                                                                   "c": [2, None]}
 
 
 def test_inside_refuses_paths_outside(tmp_path: Path) -> None:
