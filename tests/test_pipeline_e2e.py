@@ -154,6 +154,18 @@ def test_finetune_and_evaluate_reuse_what_an_upstream_change_left_the_same(tiny_
     run_project(tiny_project, force=["finetune"])  # --force trains again instead of reusing
     assert summary("finetune")["trained_now"] == n
 
+    # removing a source changes the data stage, but runs that never read it stay cached:
+    # target_only (and any selection without that source) is neither retrained nor re-evaluated
+    import yaml
+
+    spec = yaml.safe_load((tiny_project / "subsetctl.yaml").read_text())
+    spec["sources"] = [s for s in spec["sources"] if s["name"] != "b"]
+    (tiny_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    run_project(tiny_project)
+    assert summary("finetune")["reused_runs"] >= 1 and summary("evaluate")["reused"] >= 1
+    records = json.loads((tiny_project / ".subsetctl" / "finetune" / "runs.json").read_text())
+    assert all("b" not in r["subset"] for r in records.values())
+
 
 def test_calibration_against_a_kind_verify_did_not_run_is_recorded_and_reported(tiny_project: Path) -> None:
     overrides = ["verify.enabled=true", "verify.k=4", "verify.steps=1", "verify.batch_size=4",

@@ -52,6 +52,26 @@ def source_names(spec: Spec) -> list[str]:
     return [s.name for s in spec.sources]
 
 
+class DataFiles:
+    """Checksums of the data stage's files by source, read once from its manifest: what
+    one fine-tune or evaluation reads, so that the caches of finished runs are keyed on
+    the sources a run uses rather than on the whole data stage (adding or removing one
+    source then leaves the other runs' cached results valid)."""
+
+    def __init__(self, ctx: StageContext) -> None:
+        manifest = ctx.upstream_manifest("data")
+        self.by_source: dict[str, dict[str, str]] = {}
+        for path, meta in manifest.get("artifacts", {}).items():
+            name, _, rest = path.partition("/")
+            if rest:
+                self.by_source.setdefault(name, {})[rest] = meta["sha256"]
+        self.labels = (manifest.get("summary") or {}).get("labels")  # the classifier head's classes
+
+    def of(self, names: list[str]) -> dict[str, Any]:
+        """The files of ``names`` (sorted) and the label vocabulary, for a cache key."""
+        return {"files": {n: self.by_source.get(n, {}) for n in sorted(names)}, "labels": self.labels}
+
+
 def num_labels(ctx: StageContext) -> int | None:
     """Classifier head size: from the spec, else from the data's label vocabulary."""
     if ctx.spec.model.kind != "classifier":

@@ -23,9 +23,11 @@ RESULT_CACHE = ("cache", "evaluate")
 def result_cache_keys(ctx: StageContext, runs: list[str]) -> dict[str, str]:
     """run -> the key of its result in the cache: everything one adapter's test result
     depends on, i.e. the adapter's files (their checksums in the finetune manifest; the
-    model card aside), the data, the model and the evaluate settings."""
+    model card aside), the target's data (its test split is what is scored), the model
+    and the evaluate settings."""
     artifacts = ctx.upstream_manifest("finetune").get("artifacts", {})
-    base = {"data": ctx.upstream_manifest("data")["output_digest"], "model": ctx.spec.model.model_dump(mode="json"),
+    base = {"data": common.DataFiles(ctx).of([ctx.spec.target.name]),  # the target's test split is read
+            "model": ctx.spec.model.model_dump(mode="json"),
             "evaluate": ctx.spec.evaluate.model_dump(mode="json"), "version": __version__,
             **model_fingerprint_inputs(ctx.spec.model.source, ctx.project.root)}  # a local folder's files
 

@@ -45,13 +45,15 @@ def run_key(subset: list[str], seed: int) -> str:
 class AdapterCache:
     """Finished fine-tunes (adapter and run record) kept outside the stage folder, which is
     reset whenever the stage's inputs change, keyed by everything one run depends on: the
-    data, the model settings, the training settings, the subset and the seed."""
+    data it trains and validates on (the target's and its subset's files, and the label
+    vocabulary), the model settings, the training settings, the subset and the seed."""
 
     def __init__(self, ctx: StageContext) -> None:
         spec = ctx.spec
         self.folder = ctx.project.state_dir.joinpath(*ADAPTER_CACHE)
+        self.data = common.DataFiles(ctx)
+        self.target = spec.target.name
         self.base = {
-            "data": ctx.upstream_manifest("data")["output_digest"],
             "model": spec.model.model_dump(mode="json"),
             "train": spec.finetune.model_dump(mode="json", exclude={"enabled", "baselines", "seeds"}),
             "version": __version__,
@@ -59,7 +61,8 @@ class AdapterCache:
         }
 
     def _entry(self, subset: list[str], seed: int) -> Path:
-        return self.folder / fingerprint({**self.base, "subset": sorted(subset), "seed": seed})
+        data = self.data.of([self.target, *subset])
+        return self.folder / fingerprint({**self.base, "data": data, "subset": sorted(subset), "seed": seed})
 
     def restore(self, subset: list[str], seed: int, run_dir: Path) -> dict[str, Any] | None:
         """Copy a cached adapter into ``run_dir``; its record, or None when not cached."""
