@@ -255,15 +255,15 @@ def run(
     if not until:
         from subsetctl.project import Project
 
-        _print_report(Project.find(directory).root, console)
+        _print_report(Project.find(directory).root, console, list(overrides))
 
 
-def _print_report(root: Path, console: Any) -> None:
+def _print_report(root: Path, console: Any, overrides: list[str] | None = None) -> None:
     try:
         from subsetctl.report.terminal import render_report
     except ImportError:
         return
-    render_report(root, console)
+    render_report(root, console, overrides=overrides)
 
 
 @main.command()
@@ -291,7 +291,8 @@ def report(directory: Path | None, fmt: str, all_sources: bool) -> None:
         # report.md as written (with its plots) when current; else the same content from the stages
         text = path.read_text(encoding="utf-8") if current else render_markdown(data["report"], {})
         note = outdated_note(data)
-        click.echo(text + (f"\n> {note}\n" if note else ""))
+        quoted = "\n".join(f"> {line}" for line in note.splitlines()) if note else ""
+        click.echo(text + (f"\n{quoted}\n" if note else ""))
     else:
         render_report(project.root, _console(), all_sources=all_sources)
 

@@ -221,3 +221,28 @@ def test_a_replaced_local_model_makes_the_model_stages_stale_and_relative_paths_
         report = validate_spec_file(tiny_project / "subsetctl.yaml")
         assert [i.key for i in report.issues] == errors and [w.key for w in report.warnings] == warnings
     assert "holding base" in report.warnings[0].message
+
+
+def test_report_says_when_the_spec_moved_past_its_results(tiny_project: Path) -> None:
+    import yaml
+
+    runner = CliRunner()
+    result = runner.invoke(main, ["run", str(tiny_project), "-q", "finetune.steps=1"])
+    assert result.exit_code == 0 and "test metrics" in result.output
+    assert "changed since these results" not in result.output  # the run's report sees its overrides
+    data = json.loads(runner.invoke(main, ["report", str(tiny_project), "--format", "json"]).output)
+    assert data["stale"] == ["finetune", "evaluate", "report"]  # the file still says steps: 2
+    spec = yaml.safe_load((tiny_project / "subsetctl.yaml").read_text())
+    spec["finetune"]["steps"] = 1
+    (tiny_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    text = runner.invoke(main, ["report", str(tiny_project)]).output
+    assert "changed since these results" not in text
+    spec["meta_init"]["steps"] = 3
+    (tiny_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    text = runner.invoke(main, ["report", str(tiny_project)], terminal_width=300).output
+    assert "changed since these results: meta_init, gradients, calibrate, search, finetune, evaluate, report" in text
+    markdown = runner.invoke(main, ["report", str(tiny_project), "--format", "markdown"]).output
+    assert "> The spec or its input files changed since these results" in markdown
+    (tiny_project / "subsetctl.yaml").write_text("target: {}\n")
+    data = json.loads(runner.invoke(main, ["report", str(tiny_project), "--format", "json"]).output)
+    assert data["stale"] == [] and "not a valid spec" in data["spec_problem"]

@@ -10,8 +10,12 @@ from subsetctl.errors import UserError
 from subsetctl.project import Project
 
 
-def load_report_data(root: Path) -> dict[str, Any]:
-    """Everything the report shows, from the stage manifests (nothing is recomputed)."""
+def load_report_data(root: Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Everything the report shows, from the stage manifests (nothing is recomputed).
+
+    ``stale`` lists the stages whose shown results no longer match the spec (with
+    ``overrides``, as a run with them would see it) or its input files: what `plan` says
+    a run would redo; ``spec_problem`` says why that could not be checked."""
     from subsetctl.stages import stage_names
 
     project = Project(root)
@@ -41,24 +45,50 @@ def load_report_data(root: Path) -> dict[str, Any]:
             pass
     if "report" not in data:  # no current report stage (e.g. `run --until calibrate`): from the stages
         data["report"] = build_report(project, skip=set(outdated))
+    data["stale"], data["spec_problem"] = _stale_against_spec(root, overrides, stages, outdated)
     return data
 
 
+def _stale_against_spec(
+    root: Path, overrides: list[str] | None, stages: dict[str, Any], outdated: list[str]
+) -> tuple[list[str], str | None]:
+    """Stages with results whose spec slice or input files changed since (read-only: the
+    same check as `plan`). An invalid spec cannot be compared: its problem is returned."""
+    from subsetctl.api import plan_project
+
+    try:
+        statuses = plan_project(root, overrides)[2]
+    except UserError as exc:
+        return [], str(exc).splitlines()[0]
+    return [s.name for s in statuses if s.name in stages and s.name not in outdated
+            and s.state in ("stale", "corrupt")], None
+
+
 def outdated_note(data: dict[str, Any]) -> str | None:
-    """One line saying which stages' results are left out as outdated, and what to do."""
+    """Lines saying which stages' results are left out as outdated, which shown results
+    the spec has moved past, and what to do; None when the report is current."""
+    notes = []
     shown = [s for s in data.get("outdated", []) if s != "report"]
-    if not shown:
-        return None
-    return (f"Not shown: the results of {', '.join(shown)}, from an earlier run (an upstream stage changed "
-            f"since). `subsetctl run {data['project']}` brings them up to date.")
+    if shown:
+        notes.append(f"Not shown: the results of {', '.join(shown)}, from an earlier run (an upstream stage "
+                     f"changed since). `subsetctl run {data['project']}` brings them up to date.")
+    stale = data.get("stale") or []
+    if stale:
+        notes.append(f"The spec or its input files changed since these results: {', '.join(stale)} would re-run "
+                     f"(`subsetctl plan {data['project']}` says why; a run with key=value overrides counts as "
+                     "a change of the spec for the next run without them).")
+    if data.get("spec_problem"):
+        notes.append(f"The spec does not validate now, so these results could not be checked against it: "
+                     f"{data['spec_problem']}")
+    return "\n".join(notes) or None
 
 
-def render_report(root: Path, console: Any, all_sources: bool = False) -> None:
+def render_report(root: Path, console: Any, all_sources: bool = False, overrides: list[str] | None = None) -> None:
     """Print the report; the full results tables come from report.json when present.
     ``all_sources`` lists every source instead of the highest and lowest scoring ones."""
     from rich.table import Table
 
-    data = load_report_data(root)
+    data = load_report_data(root, overrides)
     full = data.get("report")
     if full:
         from subsetctl.report.render import render_full_report
