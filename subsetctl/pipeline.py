@@ -52,9 +52,37 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """Dotted keys whose values differ between two spec slices."""
+    """Dotted keys whose values differ between two spec slices.
+
+    Sources are compared by name, not by list position: adding or removing one would
+    otherwise shift every later index and list all their keys as changed. They are
+    described as ``sources: added a; removed b; changed c`` (or ``reordered``)."""
+    old_sources, new_sources = old.get("sources"), new.get("sources")
+    described: list[str] = []
+    if isinstance(old_sources, list) and isinstance(new_sources, list) and old_sources != new_sources:
+        described = [_describe_sources(old_sources, new_sources)]
+        old = {k: v for k, v in old.items() if k != "sources"}
+        new = {k: v for k, v in new.items() if k != "sources"}
     a, b = flatten(old), flatten(new)
-    return sorted(k for k in set(a) | set(b) if a.get(k, "<unset>") != b.get(k, "<unset>"))
+    return described + sorted(k for k in set(a) | set(b) if a.get(k, "<unset>") != b.get(k, "<unset>"))
+
+
+def _describe_sources(old: list[Any], new: list[Any]) -> str:
+    """``sources: added x, y; removed z; changed w`` from two lists of source dicts."""
+    def by_name(items: list[Any]) -> dict[str, Any]:
+        return {str(s.get("name")) if isinstance(s, dict) else str(i): s for i, s in enumerate(items)}
+
+    def what_changed(name: str) -> str:  # "a (max_examples)": the keys, when few
+        keys = changed_keys(a[name], b[name]) if isinstance(a[name], dict) and isinstance(b[name], dict) else []
+        return f"{name} ({', '.join(keys)})" if 0 < len(keys) <= 3 else name
+
+    a, b = by_name(old), by_name(new)
+    parts = []
+    for word, names in (("added", [n for n in b if n not in a]), ("removed", [n for n in a if n not in b]),
+                        ("changed", [what_changed(n) for n in b if n in a and a[n] != b[n]])):
+        if names:
+            parts.append(f"{word} {', '.join(names[:5])}" + (f" (+{len(names) - 5} more)" if len(names) > 5 else ""))
+    return "sources: " + ("; ".join(parts) if parts else "reordered")
 
 
 @dataclass
@@ -125,13 +153,21 @@ class StageStatus:
         return {"stage": self.name, "state": self.state, "reasons": self.reasons, "will_run": self.will_run}
 
 
-def _changed_inputs(old: Any, new: dict[str, Any]) -> str:
-    """Which extra inputs differ, for `plan`: the sources whose data files changed, or the
-    model folder (``model_files``, from a model stage)."""
+def _changed_inputs(old: Any, new: dict[str, Any]) -> str | None:
+    """Why the extra inputs differ, for `plan`: the sources whose data files changed, or
+    the model folder (``model_files``, from a model stage). A source added or removed is
+    left to the spec's reason; a model folder the earlier run did not record (it predates
+    model fingerprints) is said as such, not as a change."""
     old = old if isinstance(old, dict) else {}
-    names = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-    shown = ["model folder (model.source)" if k == "model_files" else k for k in names]
-    return ", ".join(shown[:6]) + (f" (+{len(shown) - 6} more)" if len(shown) > 6 else "")
+    changed = sorted(k for k in set(old) & set(new) if old[k] != new[k])
+    shown = ["model folder (model.source)" if k == "model_files" else k for k in changed]
+    parts = []
+    if shown:
+        parts.append("input files changed: " + ", ".join(shown[:6]) + (f" (+{len(shown) - 6} more)" if len(shown) > 6 else ""))
+    if "model_files" in new and "model_files" not in old:
+        parts.append("the model folder's files were not recorded by the run that made these results "
+                     "(an older subsetctl), so they cannot be checked")
+    return "; ".join(parts) or None
 
 
 def library_versions() -> dict[str, str]:
@@ -218,8 +254,9 @@ class Pipeline:
                             reasons.append(f"upstream {up} will re-run")
                         elif old.get("upstream", {}).get(up) != inputs["upstream"].get(up):
                             reasons.append(f"upstream {up} changed")
-                    if old.get("extra") != inputs["extra"]:
-                        reasons.append(f"input files changed: {_changed_inputs(old.get('extra'), inputs['extra'])}")
+                    extra = _changed_inputs(old.get("extra"), inputs["extra"])
+                    if extra:
+                        reasons.append(extra)
                     if old.get("version") != inputs["version"]:
                         reasons.append(f"subsetctl version changed ({old.get('version')} -> {__version__})")
                     if not reasons:

@@ -96,7 +96,7 @@ def test_plan_run_until_data_then_noop_then_change_one_source(jsonl_project: Pat
     result = invoke("plan", root, "sources[0].max_examples=5", "--format", "json")
     data_status = json.loads(result.output)[0]
     assert data_status["state"] == "stale"
-    assert "sources[0].max_examples" in data_status["reasons"][0]
+    assert data_status["reasons"] == ["spec changed: sources: changed a (max_examples)"]
 
     (jsonl_project / "a.jsonl").write_text('{"prompt": "x", "response": "y"}\n' * 12)
     result = json.loads(invoke("plan", root, "--format", "json").output)[0]
@@ -205,3 +205,16 @@ def test_validate_plan_and_run_warn_about_settings_that_defeat_calibration(jsonl
     spec["verify"] = {"enabled": True, "k": 4}
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     assert json.loads(invoke("validate", str(path), "--format", "json").output)[0]["warnings"] == []
+
+
+def test_plan_names_sources_added_removed_and_changed(jsonl_project: Path) -> None:
+    import yaml
+
+    root = str(jsonl_project)
+    assert invoke("run", root, "--until", "data", "-q").exit_code == 0
+    spec = yaml.safe_load((jsonl_project / "subsetctl.yaml").read_text())
+    spec["sources"] = [{"name": "c", "loader": {"type": "jsonl", "path": "a.jsonl"}}, spec["sources"][1]]
+    spec["sources"][1]["max_examples"] = 3
+    (jsonl_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    data = json.loads(invoke("plan", root, "--format", "json").output)[0]
+    assert data["reasons"] == ["spec changed: sources: added c; removed a; changed b (max_examples)"]

@@ -181,7 +181,7 @@ def test_a_file_added_to_a_source_files_group_makes_the_data_stage_stale(tmp_pat
     assert not {s.name: s for s in plan_project(tmp_path)[2]}["data"].will_run
     (tmp_path / "data" / "sources" / "new.jsonl").write_text('{"prompt": "1", "response": "2"}\n' * 4)
     data = {s.name: s for s in plan_project(tmp_path)[2]}["data"]
-    assert data.will_run and "sources[2]" in data.reasons[0]
+    assert data.will_run and data.reasons == ["spec changed: sources: added new"]
     run_project(tmp_path, until="data")
     counts = json.loads((tmp_path / ".subsetctl" / "data" / "data.json").read_text())["counts"]
     assert set(counts) == {"t", "a", "b", "new"}
