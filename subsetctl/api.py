@@ -181,6 +181,10 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
         warn(("model", "source"), f"{spec.model.source!r} is not a folder, so it will be fetched from the "
                                   f"Hugging Face hub as an 'org/name' id, but {folder} is a local folder "
                                   f"(holding {inside}): if you meant a model in it, fix the name.")
+    from subsetctl.data.checks import hub_lookalike_warnings
+
+    for loc, message in hub_lookalike_warnings(spec, spec_path.parent):
+        warn(loc, message)
     verify = spec.verify
     if not verify.enabled:
         return found

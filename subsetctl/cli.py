@@ -128,16 +128,21 @@ def init(directory: Path, template: str, force: bool) -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def validate(specs: tuple[Path, ...], fmt: str) -> None:
     """Check spec files (or project directories; default: the current directory's
-    subsetctl.yaml) without loading a model (exit 1 if any is invalid)."""
+    subsetctl.yaml) without loading a model (exit 1 if any is invalid).
+
+    Arguments of the form key=value (that are not existing files) are overrides, applied
+    to every spec as `plan` and `run` would apply them."""
     from rich.markup import escape
 
     from subsetctl.api import validate_spec_file
     from subsetctl.spec import SPEC_FILENAME
 
+    overrides = [str(a) for a in specs if "=" in str(a) and not a.exists()]
+    paths = [a for a in specs if str(a) not in overrides]
     reports = []
-    for spec in specs or (Path("."),):
+    for spec in paths or [Path(".")]:
         path = spec / SPEC_FILENAME if spec.is_dir() else spec
-        reports.append(validate_spec_file(path))
+        reports.append(validate_spec_file(path, overrides))
     if fmt == "json":
         _echo_json([r.to_dict() for r in reports])
     else:

@@ -170,6 +170,17 @@ def test_a_broken_plugin_used_by_a_plugin_loader_is_listed_once(tmp_path: Path) 
     assert any("sources[3].loader.name" in i for i in issues)  # and the loader it would have registered
 
 
+def test_a_hub_dataset_id_that_looks_like_a_mistyped_local_folder_warns(tmp_path: Path) -> None:
+    (tmp_path / "hf_double").mkdir()
+    source = {"name": "hf", "loader": {"type": "huggingface", "path": "hf_dubble"}}
+    report = validate_spec_file(_spec_file(tmp_path, {**BASE, "sources": [*BASE["sources"], source]}))
+    assert report.issues == []
+    (warning,) = report.warnings
+    assert warning.key == "sources[3].loader.path" and "./hf_double" in warning.message and warning.line
+    source["loader"]["path"] = "squad"  # an ordinary hub id: nothing to say
+    assert validate_spec_file(_spec_file(tmp_path, {**BASE, "sources": [*BASE["sources"], source]})).warnings == []
+
+
 def test_strategy_label_that_collides_with_a_baseline(tmp_path: Path) -> None:
     data = {**BASE, "search": {"strategies": [{"name": "forward"},
                                               {"name": "gradient_similarity", "label": "target_only"}]}}

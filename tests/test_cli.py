@@ -45,6 +45,15 @@ def test_validate_without_arguments_checks_the_current_directory(tmp_path: Path,
     assert result.exit_code == 0 and "subsetctl.yaml is valid" in result.output
 
 
+def test_validate_takes_key_value_overrides_like_plan_and_run(jsonl_project: Path, monkeypatch) -> None:
+    good = invoke("validate", str(jsonl_project), "gradients.d=64")
+    assert good.exit_code == 0, good.output
+    bad = invoke("validate", str(jsonl_project), "gradients.d=many")
+    assert bad.exit_code == 1 and "gradients.d" in bad.output and "command line" in bad.output
+    monkeypatch.chdir(jsonl_project)  # overrides alone: the current directory's spec
+    assert invoke("validate", "sources[0].max_examples=3").exit_code == 0
+
+
 def test_validate_reports_file_line_and_key(jsonl_project: Path) -> None:
     spec = yaml.safe_load((jsonl_project / "subsetctl.yaml").read_text())
     spec["sources"][1]["loader"]["path"] = "missing.jsonl"

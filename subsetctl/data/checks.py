@@ -11,6 +11,7 @@ loader registry for plugins); ``evals`` is never imported, only located.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from pathlib import Path
 from typing import Any
 
@@ -247,3 +248,30 @@ def check_sources(spec: Spec, spec_path: Path, text: str | None = None) -> list[
             _check_plugin(loader, lloc, issues)
         _check_split(source, loc, is_target, issues)
     return issues.found
+
+
+def hub_lookalike_warnings(spec: Spec, spec_dir: Path) -> list[tuple[tuple[Any, ...], str]]:
+    """``huggingface`` loader paths that are not local, so `datasets` will look them up on
+    the hub (slowly, with retries, and failing offline), but that resemble a folder next
+    to the spec: most likely a mistyped local dataset. ``(key, message)`` pairs, for
+    warnings (a hub id is valid, so this is not an error)."""
+    try:
+        local = sorted(p.name for p in Path(spec_dir).iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:
+        return []
+    found = []
+    entries = [(("target",), spec.target)] + [(("sources", i), s) for i, s in enumerate(spec.sources)]
+    for loc, source in entries:
+        loader = source.loader
+        if not isinstance(loader, HuggingFaceLoader) or _looks_local(loader.path):
+            continue
+        if _resolve(loader.path, Path(spec_dir)).exists():
+            continue
+        first = loader.path.split("/", 1)[0]
+        close = [first] if first in local else difflib.get_close_matches(first, local, n=3, cutoff=0.75)
+        if close:
+            message = (f"{loader.path!r} is not a local path, so it will be looked up on the Hugging Face hub, "
+                       f"but the spec's folder has {', '.join('./' + c for c in close)}: if you meant a local "
+                       "dataset, write the path with ./ (a mistyped local path then fails at once).")
+            found.append((loc + ("loader", "path"), message))
+    return found
