@@ -22,6 +22,10 @@ def test_full_run_then_noop_then_partial_rerun(tiny_project: Path) -> None:
     assert set(report["strategies"]) == {"exhaustive", "gradient_similarity"}
     assert set(report["test_metrics"]) >= {"exhaustive", "all", "target_only"}
     assert (tiny_project / "report.md").read_text().startswith("# subsetctl report")
+    for label, folders in report["adapters"].items():  # where to find each selection's adapters
+        assert label in report["test_metrics"] and all((tiny_project / f / "adapter_config.json").is_file()
+                                                       for f in folders)
+        assert f"| {label} | `{folders[0]}` |" in (tiny_project / "report.md").read_text()
     assert (tiny_project / "plots" / "source_scores.png").is_file()
 
     again = run_project(tiny_project)
@@ -47,6 +51,7 @@ def test_cli_run_prints_report(tiny_project: Path) -> None:
     result = CliRunner().invoke(main, ["run", str(tiny_project), "-q"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "selections" in result.output and "test metrics" in result.output
+    assert "adapter of the final pick (exhaustive): .subsetctl/finetune/runs/" in result.output
     report = CliRunner().invoke(main, ["report", str(tiny_project)])
     assert report.exit_code == 0 and "per-source scores" in report.output
     # the stages table lists the stages in the order they run, not alphabetically

@@ -66,6 +66,10 @@ def build_report(project: Project, skip: frozenset[str] | set[str] = frozenset()
     calibrate = None if "calibrate" in skip else _read(state / "calibrate" / "calibration.json")
     if calibrate and calibrate.get("kinds"):
         report["verify"] = calibrate["kinds"]
+    finetuned = None if "finetune" in skip else _read(state / "finetune" / "labels.json")
+    if finetuned:  # where each selection's LoRA adapters are, one per seed (relative to the project)
+        report["adapters"] = {label: [f".subsetctl/finetune/runs/{run}/adapter" for run in runs]
+                              for label, runs in finetuned["labels"].items()}
     metrics = None if "evaluate" in skip else _read(state / "evaluate" / "metrics.json")
     if metrics:
         report["test_metrics"] = metrics["metrics"]

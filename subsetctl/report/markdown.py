@@ -60,6 +60,13 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
         for w in report.get("test_warnings", []):
             lines.append(f"\n> {w}")
         lines.append("")
+    if report.get("adapters"):
+        lines += ["## Fine-tuned adapters", "",
+                  ("LoRA adapters in peft format (`peft.PeftModel.from_pretrained(base_model, folder)`), "
+                   "relative to the project folder; one per seed."), "", "| selection | adapter folder(s) |", "|---|---|"]
+        for label, folders in report["adapters"].items():
+            lines.append(f"| {label} | {'<br>'.join(f'`{f}`' for f in folders)} |")
+        lines.append("")
     lines += ["## Time per stage", "", "| stage | seconds |", "|---|---|"]
     for stage, info in report["stages"].items():
         lines.append(f"| {stage} | {_fmt(info['seconds'], 4)} |")

@@ -77,3 +77,8 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
             score, loss = test_metric_cells(m)
             t.add_row(label, m["metric"], score, loss, str(m["seeds"]))
         console.print(t)
+    final = report.get("final")
+    if final and report.get("adapters", {}).get(final):
+        console.print(f"adapter of the final pick ({escape(final)}): {escape(report['adapters'][final][0])}"
+                      + (f" (+{len(report['adapters'][final]) - 1} more seeds)" if len(report["adapters"][final]) > 1 else "")
+                      + " [dim](report.md lists every selection's)[/dim]")
