@@ -53,11 +53,11 @@ class Registry(Generic[T]):
 
     def register(self, name: str, description: str | None = None) -> Callable[[T], T]:
         """Decorator registering ``obj`` under ``name``; the description defaults to
-        the first line of its docstring."""
+        the first paragraph of its docstring (a sentence wrapped over lines stays whole)."""
 
         def decorator(obj: T) -> T:
-            doc = description or (getattr(obj, "__doc__", None) or "").strip().splitlines()
-            text = doc if isinstance(doc, str) else (doc[0] if doc else "")
+            first_paragraph = (getattr(obj, "__doc__", None) or "").strip().split("\n\n")[0]
+            text = description or " ".join(first_paragraph.split())
             self._entries[name] = Entry(name=name, obj=obj, description=text)
             _label_class(obj, name, text)
             return obj
