@@ -432,7 +432,8 @@ class Pipeline:
         out_dir = self.project.stage_dir(stage.name)
         work_marker = out_dir / "work.json"
         if work_marker.is_file() and self._work_fingerprint(stage) != fp:
-            self.reporter.info(f"[dim]{stage.name}: inputs changed, discarding earlier partial work[/dim]")
+            if self.project.read_manifest(stage.name) is None:  # an unfinished run, not a finished stage
+                self.reporter.info(f"[dim]{stage.name}: inputs changed, discarding earlier partial work[/dim]")
             self.project.reset_stage(stage.name)
         self.project.invalidate(stage.name)
         out_dir.mkdir(parents=True, exist_ok=True)

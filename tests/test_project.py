@@ -121,3 +121,20 @@ def test_force_recomputes_and_moved_project_stays_up_to_date(jsonl_project: Path
     shutil.copytree(jsonl_project, moved)
     _, _, statuses = plan_project(moved, until="data")
     assert statuses[0].state == "up to date"
+
+
+def test_rerunning_a_finished_stage_does_not_claim_partial_work_was_discarded(jsonl_project: Path) -> None:
+    class Recording(SilentReporter):
+        def __init__(self) -> None:
+            self.messages: list[str] = []
+
+        def info(self, message: str) -> None:
+            self.messages.append(message)
+
+    run_project(jsonl_project, until="data")
+    reporter = Recording()
+    run_project(jsonl_project, ["sources[0].max_examples=5"], until="data", reporter=reporter)
+    assert not any("partial work" in m for m in reporter.messages)
+    (jsonl_project / ".subsetctl" / "data" / "manifest.json").unlink()  # as if killed before the commit
+    run_project(jsonl_project, until="data", reporter=reporter)
+    assert any("discarding earlier partial work" in m for m in reporter.messages)
