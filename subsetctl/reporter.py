@@ -58,18 +58,62 @@ class _RichTask:
         self._task_id = task_id
 
     def update(self, completed: int, **fields: Any) -> None:
-        info = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items() if v is not None)
-        self._progress.update(self._task_id, completed=completed, info=info)
+        self._progress.update(self._task_id, completed=completed, info=_fields_text(fields))
+
+
+def _fields_text(fields: dict[str, Any]) -> str:
+    return "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items() if v is not None)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class _LogTask:
+    """Progress as plain lines, for a log file: when stderr is not a terminal, rich draws
+    its bars only once, at the end, so a batch job's log would show nothing while a stage
+    runs. A line at the start, then at most one every ``every`` seconds, and at the end."""
+
+    def __init__(self, console: Any, description: str, total: int, every: float) -> None:
+        import time
+
+        self._clock = time.monotonic
+        self.console, self.description, self.total, self.every = console, description, total, every
+        self.started = self._clock()
+        self.last_line = self.started
+        self.done = -1
+        self._line(0, {})
+
+    def _line(self, completed: int, fields: dict[str, Any]) -> None:
+        from rich.markup import escape
+
+        elapsed = self._clock() - self.started
+        eta = elapsed / completed * (self.total - completed) if 0 < completed < self.total else None
+        text = f"{self.description}: {completed}/{self.total}  elapsed {_duration(elapsed)}"
+        text += f"  eta {_duration(eta)}" if eta is not None else ""
+        info = _fields_text(fields)
+        self.console.print(escape(text + (f"  {info}" if info else "")), highlight=False, soft_wrap=True)
+        self.last_line = self._clock()
+
+    def update(self, completed: int, **fields: Any) -> None:
+        if completed == self.done:
+            return
+        self.done = completed
+        if completed >= self.total or self._clock() - self.last_line >= self.every:
+            self._line(completed, fields)
 
 
 class RichReporter:
     """Terminal output through rich: notices on stderr, progress bars with ETA."""
 
-    def __init__(self, console: Any = None, quiet: bool = False) -> None:
+    def __init__(self, console: Any = None, quiet: bool = False, log_every: float = 30.0) -> None:
         from rich.console import Console
 
         self.console = console or Console(stderr=True)
         self.quiet = quiet
+        #: seconds between progress lines when stderr is not a terminal (a log file)
+        self.log_every = log_every
         self._active: Any = None
 
     def info(self, message: str) -> None:
@@ -96,6 +140,9 @@ class RichReporter:
 
         if self.quiet:
             yield _NullTask()
+            return
+        if not self.console.is_terminal:  # a log file: plain lines instead of a bar drawn at the end
+            yield _LogTask(self.console, description, total, self.log_every)
             return
         if self._active is not None:
             task_id = self._active.add_task(description, total=total, info="")

@@ -1,0 +1,31 @@
+"""Progress output: bars on a terminal, plain lines in a log file."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from subsetctl.reporter import RichReporter
+
+
+def test_progress_in_a_log_file_is_plain_lines_as_it_goes() -> None:
+    log = io.StringIO()
+    reporter = RichReporter(console=Console(file=log, force_terminal=False, width=200), log_every=3600)
+    with reporter.progress("meta_init", total=4) as task:
+        assert log.getvalue().splitlines() == ["meta_init: 0/4  elapsed 0:00:00"]  # said at once
+        task.update(1, loss=0.5)
+        task.update(2, loss=0.4)
+        assert len(log.getvalue().splitlines()) == 1  # throttled: at most one line per log_every
+        task.update(4, loss=0.25, val=0.3)
+    lines = log.getvalue().splitlines()
+    assert lines[-1] == "meta_init: 4/4  elapsed 0:00:00  loss=0.25  val=0.3" and len(lines) == 2
+
+    log = io.StringIO()
+    reporter = RichReporter(console=Console(file=log, force_terminal=False, width=200), log_every=0)
+    with reporter.progress("gradients", total=3) as task:
+        for done in (1, 2, 3):
+            task.update(done)
+    assert [line.split("  ")[0] for line in log.getvalue().splitlines()] == [
+        "gradients: 0/3", "gradients: 1/3", "gradients: 2/3", "gradients: 3/3"]
+    assert "eta" in log.getvalue().splitlines()[1]
