@@ -53,7 +53,7 @@ def test_test_metric_cells_show_the_spread_over_seeds() -> None:
     one = {"score_mean": 0.5, "score_std": None, "loss_mean": 2.0, "loss_std": None}
     assert test_metric_cells(one) == ("0.5", "2.000")
     three = {"score_mean": 0.5, "score_std": 0.0, "loss_mean": 2.0, "loss_std": 0.01234}
-    assert test_metric_cells(three) == ("0.5 ± 0.000", "2.000 ± 0.012")
+    assert test_metric_cells(three) == ("0.500 ± 0.000", "2.000 ± 0.012")
 
 
 def _many_sources_report(n: int) -> dict[str, Any]:
@@ -101,18 +101,26 @@ def test_terminal_report_with_a_thousand_sources_stays_short_unless_asked() -> N
     assert all(f"| s{i:04d} |" in markdown for i in range(1000))
 
 
-def test_score_plot_sorts_and_unlabels_many_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def captured(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The figure a plot function draws, caught where it would be closed."""
     from subsetctl.report import plots
 
-    captured: dict[str, Any] = {}
+    figures: dict[str, Any] = {}
     real = plots._plt
 
     def spying_plt() -> Any:
         plt = real()
-        monkeypatch.setattr(plt, "close", lambda fig: captured.setdefault("fig", fig))
+        monkeypatch.setattr(plt, "close", lambda fig: figures.setdefault("fig", fig))
         return plt
 
     monkeypatch.setattr(plots, "_plt", spying_plt)
+    return figures
+
+
+def test_score_plot_sorts_and_unlabels_many_sources(tmp_path: Path, captured: dict[str, Any]) -> None:
+    from subsetctl.report import plots
+
     assert plots.source_scores(_many_sources_report(200), tmp_path / "s.png") == tmp_path / "s.png"
     ax = captured["fig"].axes[0]
     assert list(ax.get_xticks()) == []
@@ -121,3 +129,13 @@ def test_score_plot_sorts_and_unlabels_many_sources(tmp_path: Path, monkeypatch:
     captured.clear()
     plots.source_scores(_many_sources_report(5), tmp_path / "few.png")
     assert [t.get_text() for t in captured["fig"].axes[0].get_xticklabels()] == [f"s{i:04d}" for i in range(5)]
+
+
+def test_baselines_and_all_zero_scores_read_plainly(tmp_path: Path, captured: dict[str, Any]) -> None:
+    from subsetctl.report import plots
+    from subsetctl.report.cells import baseline_cell
+
+    assert baseline_cell([]) == "(none)" and baseline_cell(["a", "b"]) == "2 sources"
+    metrics = {k: {"metric": "exact_match", "score_mean": 0.0, "score_std": None} for k in ("forward", "all")}
+    plots.test_metric({"test_metrics": metrics}, tmp_path / "t.png")
+    assert captured["fig"].axes[0].get_ylim() == (0.0, 1.0)  # no negative axis for scores that are all 0

@@ -39,8 +39,8 @@ def test_metric_cells(metrics: dict[str, Any]) -> tuple[str, str]:
     there are several (a std of 0 is shown too: the seeds agreed)."""
     score = fmt(metrics["score_mean"], 3)
     loss = loss_cell(metrics["loss_mean"])
-    if metrics.get("score_std") is not None:
-        score += f" ± {metrics['score_std']:.3f}"
+    if metrics.get("score_std") is not None:  # same decimals on both sides: 0.000 ± 0.000, not 0 ± 0.000
+        score = f"{metrics['score_mean']:.3f} ± {metrics['score_std']:.3f}"
     if metrics.get("loss_std") is not None:
         loss += f" ± {metrics['loss_std']:.3f}"
     return score, loss
@@ -56,6 +56,11 @@ def repeats_cell(verify_entry: dict[str, Any]) -> str:
 
 SELECTED_SHOWN = 8
 """Source names a terminal selection cell lists before it summarizes the rest."""
+
+
+def baseline_cell(names: list[str]) -> str:
+    """A baseline's sources by count ("(none)" for target_only, as for an empty selection)."""
+    return f"{len(names)} sources" if names else "(none)"
 
 
 def selected_cell(names: list[str], limit: int | None = SELECTED_SHOWN) -> str:

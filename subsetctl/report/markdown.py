@@ -6,6 +6,7 @@ from typing import Any
 
 from subsetctl.report.cells import (
     SELECTED_SHOWN,
+    baseline_cell,
     calibrated_loss_cell,
     loss_cell,
     percent_cell,
@@ -35,7 +36,7 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
             lines.append(f"| {label} | {_selected_md(r['selected'])} | {loss_cell(r['estimated_loss_raw'])} | "
                          f"{calibrated_loss_cell(r, bool(cal.get('enabled')))} |")
         for label, r in report.get("baselines", {}).items():
-            lines.append(f"| {label} (baseline) | {len(r['selected'])} sources | {loss_cell(r['estimated_loss_raw'])} | "
+            lines.append(f"| {label} (baseline) | {baseline_cell(r['selected'])} | {loss_cell(r['estimated_loss_raw'])} | "
                          f"{calibrated_loss_cell(r, bool(cal.get('enabled')))} |")
         lines.append("")
         lines += [f"> calibration: {note}" for note in cal.get("notes", [])] + ([""] if cal.get("notes") else [])

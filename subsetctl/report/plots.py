@@ -78,6 +78,9 @@ def estimated_vs_true(report: dict[str, Any], path: Path) -> Path | None:
                      f"Spearman={cal['spearman'] or float('nan'):.2f})", fontsize=9)
         ax.set_xlabel("true target validation loss")
         ax.set_ylabel("estimated")
+        ax.ticklabel_format(useOffset=False)  # close losses: plain ticks, not an offset
+        ax.xaxis.set_major_locator(plt.MaxNLocator(5))
+        ax.yaxis.set_major_locator(plt.MaxNLocator(6))
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -97,6 +100,9 @@ def test_metric(report: dict[str, Any], path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(labels)), 3.6))
     ax.bar(labels, means, yerr=stds, color=["tab:blue" if k not in ("all", "target_only") else "tab:gray" for k in labels])
     ax.set_ylabel(f"test {metrics[labels[0]]['metric']}")
+    tops = [m + s for m, s in zip(means, stds) if m is not None]
+    if tops and min(m for m in means if m is not None) >= 0:  # scores: a zero baseline, never a negative axis
+        ax.set_ylim(0, max(tops) * 1.15 if max(tops) > 0 else 1.0)
     ax.set_title("test metric by selection", fontsize=9)
     plt.setp(ax.get_xticklabels(), rotation=30, ha="right", fontsize=8)
     fig.tight_layout()

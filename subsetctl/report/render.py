@@ -8,6 +8,7 @@ from rich.markup import escape
 
 from subsetctl.report.cells import (
     SELECTED_SHOWN,
+    baseline_cell,
     calibrated_loss_cell,
     loss_cell,
     percent_cell,
@@ -30,13 +31,13 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
         table = Table(title=f"selections (final: {report['final']}; {cal.get('estimator') or 'estimator'} "
                             f"lambda={_f(cal.get('lam'))}, "
                             f"{'calibrated' if cal.get('enabled') else 'raw estimates'})", title_justify="left")
-        for col in ("strategy", "selected", "est. loss raw", "est. loss cal."):
-            table.add_column(col, justify="left" if col in ("strategy", "selected") else "right")
+        for col in ("strategy", "selected", "est. loss raw", "est. loss cal."):  # fold long names, never cut them
+            table.add_column(col, justify="left" if col in ("strategy", "selected") else "right", overflow="fold")
         for label, r in report["strategies"].items():
             table.add_row(label, selected_cell(r["selected"], None if all_sources else SELECTED_SHOWN),
                           loss_cell(r["estimated_loss_raw"]), calibrated_loss_cell(r, bool(cal.get("enabled"))))
         for label, r in report.get("baselines", {}).items():
-            table.add_row(f"[dim]{label}[/dim]", f"[dim]{len(r['selected'])} sources[/dim]",
+            table.add_row(f"[dim]{label}[/dim]", f"[dim]{baseline_cell(r['selected'])}[/dim]",
                           loss_cell(r["estimated_loss_raw"]), calibrated_loss_cell(r, bool(cal.get("enabled"))))
         console.print(table)
         for note in cal.get("notes", []):

@@ -24,7 +24,7 @@ WEAK_SPEARMAN = 0.5
 
 class CalibrateStage(Stage):
     name = "calibrate"
-    description = "choose lambda and calibrate estimates against verify"
+    description = "choose lambda and calibrate estimates against verify's real fine-tunes (when verify is on)"
     after = ("gradients", "verify")
     spec_keys = ("project.seed", "estimate", "calibrate", "verify.enabled")
 
