@@ -171,7 +171,8 @@ def schema() -> None:
 def _status_table(statuses: list[Any], title: str) -> Any:
     from rich.table import Table
 
-    colors = {"up to date": "green", "stale": "yellow", "never run": "cyan", "disabled": "dim", "corrupt": "red"}
+    colors = {"up to date": "green", "stale": "yellow", "never run": "cyan", "unfinished": "magenta", "disabled": "dim",
+              "corrupt": "red"}
     table = Table(title=title, title_justify="left")
     table.add_column("stage")
     table.add_column("status")

@@ -144,7 +144,7 @@ class Stage(ABC):
 @dataclass
 class StageStatus:
     name: str
-    state: str  # "up to date" | "stale" | "never run" | "disabled" | "corrupt"
+    state: str  # "up to date" | "stale" | "never run" | "unfinished" | "disabled" | "corrupt"
     reasons: list[str]
     will_run: bool
     fingerprint: str | None = None
@@ -232,6 +232,12 @@ class Pipeline:
             reasons: list[str] = []
             if manifest is None:
                 state = "never run"
+                work = self._work_fingerprint(stage)
+                if work is not None and fp is not None and work == fp:  # stopped partway (Ctrl-C, a crash)
+                    state = "unfinished"
+                    reasons.append("a run stopped partway; `run` resumes its work")
+                elif work is not None and fp is not None:
+                    reasons.append("earlier unfinished work was for other inputs; `run` starts over")
             elif manifest.get("corrupt"):
                 state, reasons = "corrupt", ["manifest.json is unreadable"]
             else:

@@ -138,3 +138,12 @@ def test_rerunning_a_finished_stage_does_not_claim_partial_work_was_discarded(js
     (jsonl_project / ".subsetctl" / "data" / "manifest.json").unlink()  # as if killed before the commit
     run_project(jsonl_project, until="data", reporter=reporter)
     assert any("discarding earlier partial work" in m for m in reporter.messages)
+
+
+def test_plan_tells_an_unfinished_stage_from_one_never_run(jsonl_project: Path) -> None:
+    run_project(jsonl_project, until="data")
+    (jsonl_project / ".subsetctl" / "data" / "manifest.json").unlink()  # as if stopped before the commit
+    data = plan_project(jsonl_project)[2][0]
+    assert data.state == "unfinished" and data.will_run and "resumes" in data.reasons[0]
+    data = plan_project(jsonl_project, ["sources[0].max_examples=3"])[2][0]
+    assert data.state == "never run" and "starts over" in data.reasons[0]
