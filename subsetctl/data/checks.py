@@ -10,8 +10,10 @@ loader registry for plugins); ``evals`` is never imported, only located.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import difflib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -134,12 +136,54 @@ def _check_file_loader(
             )
         elif not resolved.is_file():
             issues.add(loc + ("path",), f"{resolved} is not a file")
+        else:
+            _check_columns(loader, resolved, loc, kind, issues)
     if kind == "classifier" and not loader.label_field:
         issues.add(loc + ("label_field",), "model.kind is classifier: name the label column with label_field")
     if kind == "causal-lm" and not loader.response_field:
         issues.add(
             loc + ("response_field",), "model.kind is causal-lm: name the response column with response_field"
         )
+
+
+def _first_columns(loader: LoaderBase, path: Path) -> list[str] | None:
+    """The column names a file loader will find, from the file's head (the first JSONL
+    object, the CSV header, the Parquet schema); None when they cannot be read cheaply (the
+    data stage then says what is wrong)."""
+    try:
+        if loader.type == "jsonl":
+            with open(path, encoding="utf-8") as handle:
+                for line in handle:
+                    if line.strip():
+                        first = json.loads(line)
+                        return list(first) if isinstance(first, dict) else None
+            return None
+        if loader.type == "csv":
+            with open(path, encoding="utf-8-sig", newline="") as handle:
+                return next(csv.reader(handle, delimiter=loader.delimiter), None)
+        if loader.type == "parquet":
+            import pyarrow.parquet as pq
+
+            return list(pq.read_schema(path).names)
+    except (OSError, ValueError, UnicodeDecodeError, csv.Error, ImportError, RecursionError):
+        return None  # the data stage reads the whole file and says what is wrong
+    return None
+
+
+def _check_columns(loader: LoaderBase, path: Path, loc: tuple[Any, ...], kind: str, issues: _Issues) -> None:
+    """Every column the loader asks for is in the file (all of them at once, before any
+    run; the data stage checks every row later)."""
+    columns = _first_columns(loader, path)
+    if columns is None:
+        return
+    wanted = {"prompt_field": loader.prompt_field}
+    wanted["label_field" if kind == "classifier" else "response_field"] = (
+        loader.label_field if kind == "classifier" else loader.response_field)
+    listed = ", ".join(repr(c) for c in columns) or "(none)"
+    for option, column in wanted.items():
+        if column and column not in columns:
+            issues.add(loc + (option,), f"the file has no column {column!r} (its first row has {listed}); "
+                                        f"set {option} to one of them or fix the data")
 
 
 def _check_reasoning_gym(loader: ReasoningGymLoader, loc: tuple[Any, ...], issues: _Issues) -> None:

@@ -85,3 +85,27 @@ def test_classifier_needs_label_field(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
     issues = _check(tmp_path, "model: {kind: classifier}\n" + GOOD)
     assert "target.loader.label_field" in issues
+
+
+def test_missing_columns_are_all_found_from_the_files_heads(tmp_path: Path) -> None:
+    import pandas as pd
+
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    (tmp_path / "data" / "s.csv").write_text("question;answer\nq;a\n")
+    pd.DataFrame({"text": ["x"], "gold": ["y"]}).to_parquet(tmp_path / "data" / "s.parquet")
+    text = GOOD + """\
+  - name: c
+    loader: {type: csv, path: data/s.csv, delimiter: ";", prompt_field: question, response_field: reply}
+  - name: p
+    loader: {type: parquet, path: data/s.parquet, prompt_field: prompt, response_field: gold}
+  - name: j
+    loader: {type: jsonl, path: data/t.jsonl, prompt_field: q}
+"""
+    issues = _check(tmp_path, text)
+    assert set(issues) == {"sources[1].loader.response_field", "sources[2].loader.prompt_field",
+                           "sources[3].loader.prompt_field"}
+    assert "no column 'reply'" in issues["sources[1].loader.response_field"].message
+    assert "'question', 'answer'" in issues["sources[1].loader.response_field"].message
+    assert "'text', 'gold'" in issues["sources[2].loader.prompt_field"].message
+    assert issues["sources[3].loader.prompt_field"].line == 18  # the loader's line
