@@ -10,6 +10,7 @@ the key path (``sources[3].loader.path``). It imports nothing heavy (no torch), 
 from __future__ import annotations
 
 import copy
+import glob
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -243,9 +244,9 @@ class SourceFilesSpec(SourceSettings):
     (split, max_examples, seed, corrupt) apply to each source."""
 
     files: str = Field(
-        description="Glob relative to the spec file, e.g. data/sources/*.jsonl ('**' matches "
-        "folders at any depth). Files are taken in sorted order; a file added later is a new "
-        "source (the data stage becomes stale).",
+        description="Glob relative to the spec file (or absolute), e.g. data/sources/*.jsonl ('**' "
+        "matches folders at any depth; hidden files are skipped). Files are taken in sorted order; a "
+        "file added later is a new source (the data stage becomes stale).",
         min_length=1,
     )
     loader: FilesLoaderSpec = Field(
@@ -256,8 +257,10 @@ class SourceFilesSpec(SourceSettings):
     )
 
     def matching_files(self, spec_dir: Path) -> list[Path]:
-        """The files the glob matches, sorted, relative to ``spec_dir``."""
-        return sorted(p.relative_to(spec_dir) for p in Path(spec_dir).glob(self.files) if p.is_file())
+        """The files the glob matches, sorted: relative to ``spec_dir`` as written (``..``
+        included), or absolute for an absolute pattern; hidden files are skipped."""
+        matches = glob.glob(self.files, root_dir=spec_dir, recursive=True)
+        return sorted(Path(m) for m in matches if (Path(spec_dir) / m).is_file())
 
     def source_name(self, relative: Path) -> str:
         """The source name of one matched file: prefix + its path below the glob's fixed

@@ -153,6 +153,10 @@ def test_source_files_expand_to_one_source_per_file(tmp_path: Path) -> None:
     assert Spec.model_validate(spec.model_dump(mode="json")).model_dump() == spec.model_dump()
     flat = load_spec(_files_project(tmp_path / "x", [{"files": "data/sources/*.jsonl", "loader": {"type": "jsonl"}}]))
     assert [s.name for s in flat.sources] == ["a", "b"]
+    pool = tmp_path / "x" / "data" / "sources"  # a pool outside the project: absolute, or through ..
+    for pattern, path in ((f"{pool}/*.jsonl", f"{pool}/a.jsonl"), ("../../x/data/sources/*.jsonl", "../../x/data/sources/a.jsonl")):
+        spec = load_spec(_files_project(tmp_path / "y" / str(len(pattern)), [{"files": pattern, "loader": {"type": "jsonl"}}]))
+        assert (spec.sources[0].name, spec.sources[0].loader.path) == ("a", path)
 
 
 def test_source_files_problems_name_the_group_and_file(tmp_path: Path) -> None:
