@@ -17,7 +17,6 @@ from subsetctl.pipeline import Pipeline, StageStatus
 from subsetctl.project import Project, atomic_write_text
 from subsetctl.reporter import Reporter, SilentReporter
 from subsetctl.spec import (
-    SCHEMA_URL,
     SPEC_FILENAME,
     Spec,
     SpecIssue,
@@ -39,18 +38,24 @@ def template_text(name: str) -> str:
     return resources.files("subsetctl.templates").joinpath(f"{name}.yaml").read_text(encoding="utf-8")
 
 
+SCHEMA_FILENAME = "subsetctl.schema.json"
+
+
 def init_project(directory: Path, template: str = "quickstart", force: bool = False) -> Path:
-    """Create ``directory`` with a commented ``subsetctl.yaml``; never overwrites one
-    unless ``force``."""
+    """Create ``directory`` with a commented ``subsetctl.yaml`` (and the JSON schema it
+    points editors at); never overwrites a spec unless ``force``."""
     text = template_text(template)
     spec_path = directory / SPEC_FILENAME
     if spec_path.exists() and not force:
         raise UserError(f"{spec_path} already exists; pass --force to overwrite it.")
     directory.mkdir(parents=True, exist_ok=True)
-    header = f"# yaml-language-server: $schema={SCHEMA_URL}\n"
-    if not text.startswith("# yaml-language-server"):
-        text = header + text
-    atomic_write_text(spec_path, text)
+    # editors validate and complete the spec against the schema of the installed version,
+    # written next to it (no network needed; `subsetctl schema` regenerates it after an upgrade)
+    body = text.split("\n", 1)[1] if text.startswith("# yaml-language-server") else text
+    atomic_write_text(spec_path, f"# yaml-language-server: $schema={SCHEMA_FILENAME}\n" + body)
+    schema_path = directory / SCHEMA_FILENAME
+    if force or not schema_path.exists():
+        atomic_write_text(schema_path, schema_text())
     for extra in _template_files(template):
         target = directory / extra.name
         if not target.exists():

@@ -29,7 +29,6 @@ from pydantic import (
 from subsetctl.errors import SpecError, SpecFileError
 
 SPEC_FILENAME = "subsetctl.yaml"
-SCHEMA_URL = "https://raw.githubusercontent.com/subsetctl/subsetctl/main/specs/subsetctl.schema.json"
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 

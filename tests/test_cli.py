@@ -20,7 +20,10 @@ def test_init_writes_schema_line_and_valid_spec(tmp_path: Path) -> None:
     result = invoke("init", str(tmp_path / "demo"))
     assert result.exit_code == 0, result.output
     text = (tmp_path / "demo" / "subsetctl.yaml").read_text()
-    assert text.startswith("# yaml-language-server: $schema=")
+    first, second = text.splitlines()[:2]  # the installed version's schema, next to the spec: works offline
+    assert first == "# yaml-language-server: $schema=subsetctl.schema.json" and "yaml-language-server" not in second
+    schema = json.loads((tmp_path / "demo" / "subsetctl.schema.json").read_text())
+    assert schema == json.loads(invoke("schema").output)
     assert invoke("validate", str(tmp_path / "demo" / "subsetctl.yaml")).exit_code == 0
     again = invoke("init", str(tmp_path / "demo"))
     assert again.exit_code == 1 and "already exists" in again.output
