@@ -53,9 +53,7 @@ def init_project(directory: Path, template: str = "quickstart", force: bool = Fa
     # written next to it (no network needed; `subsetctl schema` regenerates it after an upgrade)
     body = text.split("\n", 1)[1] if text.startswith("# yaml-language-server") else text
     atomic_write_text(spec_path, f"# yaml-language-server: $schema={SCHEMA_FILENAME}\n" + body)
-    schema_path = directory / SCHEMA_FILENAME
-    if force or not schema_path.exists():
-        atomic_write_text(schema_path, schema_text())
+    atomic_write_text(directory / SCHEMA_FILENAME, schema_text())  # generated: always this version's
     for extra in _template_files(template):
         target = directory / extra.name
         if not target.exists():
@@ -116,10 +114,10 @@ def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIss
             load_plugin_string(plugin)
         except UserError as exc:
             issue(("plugins", i), str(exc))
-    from subsetctl.modeling.resolve import classify_model_source, model_location
+    from subsetctl.modeling.resolve import check_model_folder
 
     try:  # a mistyped local folder shows here, not after the data stage has run
-        classify_model_source(model_location(spec.model.source, spec_path.parent))
+        check_model_folder(spec.model.source, spec_path.parent)
     except UserError as exc:
         issue(("model", "source"), str(exc))
     # check_sources loads the plugins too (it needs them for plugin loaders): list a broken one once

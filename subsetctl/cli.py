@@ -8,6 +8,7 @@ traceback; set ``SUBSETCTL_DEBUG=1`` to see tracebacks of internal errors.
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -119,8 +120,11 @@ def init(directory: Path, template: str, force: bool) -> None:
 
     path = init_project(directory, template, force)
     console = _console()
-    console.print(f"Created {path} (template {template}).")
-    console.print(f"Next: subsetctl validate {path} && subsetctl plan {directory} && subsetctl run {directory}")
+    console.print(f"Created {path} (template {template}) and its schema for editors, subsetctl.schema.json.",
+                  highlight=False)
+    spec_arg, dir_arg = shlex.quote(str(path)), shlex.quote(str(directory))  # copy-pasteable with spaces
+    console.print(f"Next: subsetctl validate {spec_arg} && subsetctl plan {dir_arg} && subsetctl run {dir_arg}",
+                  highlight=False, markup=False)
 
 
 @main.command()

@@ -8,12 +8,13 @@ seconds, and fingerprints are computed by every `plan` and several times per `ru
 :class:`HashCache` therefore remembers each file's sha256 under its (path, size,
 modification time, inode) and hashes again only when one of those changes. The cache
 lives in the project's state folder (``.subsetctl/cache/file_hashes.json``, safe to
-delete); a project that has never run gets an in-memory cache only, so `plan` and
-`validate` leave a fresh folder untouched.
+delete), written once when the command exits; a project that has never run gets an
+in-memory cache only, so `plan` and `validate` leave a fresh folder untouched.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 from pathlib import Path
@@ -32,6 +33,7 @@ class HashCache:
     def __init__(self, root: Path | None) -> None:
         self.path = root / STATE_DIRNAME / Path(*CACHE_FILE) if root is not None else None
         self.entries: dict[str, dict[str, Any]] = {}
+        self.dirty = False
         if self.path is not None:
             try:
                 loaded = json.loads(self.path.read_text(encoding="utf-8"))
@@ -52,24 +54,36 @@ class HashCache:
             return entry["sha256"]
         digest = sha256_file(path)
         self.entries[key] = {"stat": stamp, "sha256": digest}
-        self._save()
+        self.dirty = True
         return digest
 
-    def _save(self) -> None:
-        if self.path is None or not self.path.parent.parent.is_dir():  # no state folder: memory only
+    def flush(self) -> None:
+        """Write the cache if it changed: once per command (at exit), not once per file,
+        which with thousands of files rewrote the whole cache thousands of times."""
+        if not self.dirty or self.path is None or not self.path.parent.parent.is_dir():  # no state folder
             return
         try:
             atomic_write_json(self.path, self.entries)
+            self.dirty = False
         except OSError:  # read-only project: hashing still works, only slower next time
             pass
 
 
 def hash_cache(root: Path | None) -> HashCache:
-    """The process-wide cache of ``root``'s project (one instance per project root)."""
+    """The process-wide cache of ``root``'s project (one instance per project root),
+    written back when the process exits (see :func:`flush_hash_caches`)."""
+    if not _CACHES:
+        atexit.register(flush_hash_caches)
     key = Path(root).resolve() if root is not None else Path("/")
     if key not in _CACHES:
         _CACHES[key] = HashCache(Path(root) if root is not None else None)
     return _CACHES[key]
+
+
+def flush_hash_caches() -> None:
+    """Write every changed cache (at exit; a killed process only loses time next run)."""
+    for cache in list(_CACHES.values()):
+        cache.flush()
 
 
 def file_fingerprint(path: Path, root: Path | None = None) -> dict[str, Any]:

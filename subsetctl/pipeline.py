@@ -437,6 +437,8 @@ class Pipeline:
         inputs is discarded, the commit point removed, and the inputs recorded (work.json)."""
         out_dir = self.project.stage_dir(stage.name)
         work_marker = out_dir / "work.json"
+        if work_marker.exists() and not work_marker.is_file():  # damaged (e.g. a folder): start clean
+            self.project.reset_stage(stage.name)
         if work_marker.is_file() and self._work_fingerprint(stage) != fp:
             if self.project.read_manifest(stage.name) is None:  # an unfinished run, not a finished stage
                 self.reporter.info(f"[dim]{stage.name}: inputs changed, discarding earlier partial work[/dim]")

@@ -117,13 +117,14 @@ class RichReporter:
         self._active: Any = None
 
     def info(self, message: str) -> None:
-        if not self.quiet:
-            self.console.print(message, highlight=False)
+        if not self.quiet:  # in a log file, one message is one line (not wrapped at 80 columns)
+            self.console.print(message, highlight=False, soft_wrap=not self.console.is_terminal)
 
     def warn(self, message: str) -> None:
         from rich.markup import escape
 
-        self.console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False)
+        self.console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False,
+                           soft_wrap=not self.console.is_terminal)
 
     @contextlib.contextmanager
     def progress(self, description: str, total: int) -> Iterator[ProgressTask]:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import copy
 import glob
+import hashlib
 import re
+import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -31,6 +33,9 @@ from subsetctl.errors import SpecError, SpecFileError
 SPEC_FILENAME = "subsetctl.yaml"
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+#: names a source (or the target) cannot take: the data stage keeps one folder per source
+#: next to these files of its own
+RESERVED_SOURCE_NAMES = frozenset({"manifest.json", "resolved_spec.json", "work.json", "data.json"})
 
 
 class StrictModel(BaseModel):
@@ -66,6 +71,7 @@ class LoraSpec(StrictModel):
 class ModelSpec(StrictModel):
     source: str = Field(
         "smollm2-135m-instruct",
+        min_length=1,
         description="A packaged model name (see `subsetctl ls`), a local folder, or a "
         "Hugging Face hub id (needs network access).",
     )
@@ -258,7 +264,7 @@ class SourceFilesSpec(SourceSettings):
     def matching_files(self, spec_dir: Path) -> list[Path]:
         """The files the glob matches, sorted: relative to ``spec_dir`` as written (``..``
         included), or absolute for an absolute pattern; hidden files are skipped."""
-        matches = glob.glob(self.files, root_dir=spec_dir, recursive=True)
+        matches = glob.glob(str(Path(self.files).expanduser()), root_dir=spec_dir, recursive=True)
         return sorted(Path(m) for m in matches if (Path(spec_dir) / m).is_file())
 
     def source_name(self, relative: Path) -> str:
@@ -266,15 +272,21 @@ class SourceFilesSpec(SourceSettings):
         leading folders (``data/sources`` for ``data/sources/**/*.jsonl``), without the
         extension, ``/`` as ``.``; characters a name cannot hold become ``_``."""
         fixed: list[str] = []
-        for part in Path(self.files).parts[:-1]:
+        for part in Path(self.files).expanduser().parts[:-1]:
             if any(c in part for c in "*?["):
                 break
             fixed.append(part)
         parts = list(relative.parts)
         if parts[: len(fixed)] == fixed:
             parts = parts[len(fixed):]
-        stem = ".".join([*parts[:-1], Path(parts[-1]).stem])
-        name = re.sub(r"[^A-Za-z0-9_.\-]", "_", self.name_prefix + stem).lstrip("_.-") or "source"
+        def ascii_part(text: str) -> str:  # é -> e; what has no ASCII form is dropped
+            return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+
+        file_stem = ascii_part(Path(parts[-1]).stem)
+        if not re.search(r"[A-Za-z0-9]", file_stem):  # nothing left of the name (中文.jsonl): a stable id
+            file_stem = f"file-{hashlib.sha1(relative.as_posix().encode()).hexdigest()[:8]}"
+        stem = ".".join([*(ascii_part(p) for p in parts[:-1]), file_stem])
+        name = re.sub(r"[^A-Za-z0-9_.\-]", "_", self.name_prefix + stem).lstrip("_.-")
         return name[:64]
 
     def expand(self, spec_dir: Path) -> list[dict[str, Any]]:
@@ -514,21 +526,27 @@ class Spec(StrictModel):
 
     @model_validator(mode="after")
     def _names(self) -> Spec:
+        """Every name problem at once: reserved names, names taken twice, the target's name."""
         if not self.sources and not self.source_files:
             raise ValueError("no sources: list at least one under `sources` (or a `source_files` group)")
+        problems: list[str] = []
+        if self.target.name in RESERVED_SOURCE_NAMES:
+            problems.append(f"the target's name {self.target.name!r} is reserved (the data stage keeps a file "
+                            "of that name); rename it")
         seen: dict[str, int] = {}
         for i, source in enumerate(self.sources):
+            if source.name in RESERVED_SOURCE_NAMES:
+                problems.append(f"sources[{i}] is named {source.name!r}, a name the data stage keeps for its own "
+                                "file; rename it")
             if source.name in seen:
-                raise ValueError(
-                    f"duplicate source name {source.name!r} (sources[{seen[source.name]}] and "
-                    f"sources[{i}]); names must be unique"
-                )
-            seen[source.name] = i
+                problems.append(f"duplicate source name {source.name!r} (sources[{seen[source.name]}] and "
+                                f"sources[{i}]); names must be unique")
+            seen.setdefault(source.name, i)
             if source.name == self.target.name:
-                raise ValueError(
-                    f"sources[{i}] has the target's name {source.name!r}; the target is always "
-                    "included and must not also be listed as a source"
-                )
+                problems.append(f"sources[{i}] has the target's name {source.name!r}; the target is always "
+                                "included and must not also be listed as a source")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
 
@@ -721,13 +739,19 @@ def expand_source_files(
     issues: list[SpecIssue] = []
     entries = [s.model_dump(mode="json") for s in spec.sources]
     origin: dict[int, tuple[int, str]] = {}  # index in the expanded list -> (group, file)
+    target_path = getattr(spec.target.loader, "path", None)
+    target_file = (Path(spec_dir) / Path(target_path).expanduser()).resolve() if target_path else None
     for g, group in enumerate(spec.source_files):
-        expanded = group.expand(spec_dir)
+        # the target's own file is never also a source (it is always included): a glob over the
+        # data folder may well match it
+        expanded = [e for e in group.expand(spec_dir)
+                    if (Path(spec_dir) / Path(e["loader"]["path"]).expanduser()).resolve() != target_file]
         if not expanded:
             issues.append(SpecIssue(
                 file=file, line=lines.get(("source_files", g, "files")), key=f"source_files[{g}].files",
-                message=f"{group.files!r} matches no file in {Path(spec_dir).resolve()}. Check the pattern (relative to the "
-                        "spec file; '**' for subfolders) or remove the group."))
+                message=f"{group.files!r} matches no file (a relative pattern is taken in {Path(spec_dir).resolve()}; "
+                        "'**' matches subfolders; the target's own file is left out). Check the pattern or remove "
+                        "the group."))
         for entry in expanded:
             origin[len(entries)] = (g, entry["loader"]["path"])
             entries.append(entry)
@@ -740,6 +764,19 @@ def expand_source_files(
         return None, blame_source_files(issues_from_validation(exc, file, lines), origin, lines)
     expanded._source_origins = origin
     return expanded, []
+
+
+def _line_of(group: tuple[Any, ...], suffix: str, lines: dict[tuple[Any, ...], int]) -> int | None:
+    """The line of the deepest key of ``group`` + ``suffix`` (".loader.response_field") the
+    YAML has: a group's problem points at the group's own setting when it is written."""
+    try:
+        parts = tuple(parse_key_path(suffix.lstrip("."))) if suffix.strip(".") else ()
+    except SpecError:
+        parts = ()
+    for cut in range(len(parts), -1, -1):
+        if group + parts[:cut] in lines:
+            return lines[group + parts[:cut]]
+    return None
 
 
 def blame_source_files(
@@ -756,7 +793,7 @@ def blame_source_files(
         if match and int(match.group(1)) in origin:
             g, path = origin[int(match.group(1))]
             suffix = issue.key[match.end():]
-            issue.key, issue.line = f"source_files[{g}] ({path}){suffix}", lines.get(("source_files", g))
+            issue.key, issue.line = f"source_files[{g}] ({path}){suffix}", _line_of(("source_files", g), suffix, lines)
             if (g, suffix, issue.message) in same:
                 same[(g, suffix, issue.message)][1].append(path)
                 continue
@@ -799,6 +836,8 @@ def parse_key_path(key: str) -> list[str | int]:
     key = key.strip()
     while pos < len(key):
         if key[pos] == ".":
+            if pos == 0 or pos + 1 >= len(key) or key[pos + 1] in ".[":  # "a..b", ".a", "a.", "a.[0]"
+                raise SpecError(f"Override key {key!r} is not a dotted key path like a.b[0].c (an empty part).")
             pos += 1
             continue
         match = _TOKEN.match(key, pos)
@@ -864,8 +903,9 @@ def attribute_overrides(issues: list[SpecIssue], overrides: list[str]) -> list[S
             continue
     out = []
     for issue in issues:
+        plain_key = re.sub(r"^(source_files\[\d+\]) \([^)]*\)", r"\1", issue.key)  # a group's file named in it
         for key, item in reversed(blamed):  # the last override of a key is the one in effect
-            if _same_branch(issue.key, key):
+            if _same_branch(plain_key, key):
                 issue = issue.model_copy(update={
                     "line": None, "message": f"{issue.message} (set on the command line: {item})"})
                 break

@@ -37,6 +37,7 @@ def test_unchanged_files_are_not_hashed_again_even_in_a_new_process(tmp_path: Pa
     hashed = _count_hashes(monkeypatch)
     first = tree_fingerprint(folder, tmp_path)
     assert len(hashed) == 2 and set(first["files"]) == {"config.json", "weights.bin"}
+    filehash.flush_hash_caches()  # at exit
     monkeypatch.setattr(filehash, "_CACHES", {})  # as a new process: the cache comes from disk
     assert tree_fingerprint(folder, tmp_path) == first and len(hashed) == 2
     assert (tmp_path / ".subsetctl" / "cache" / "file_hashes.json").is_file()
@@ -60,4 +61,19 @@ def test_a_damaged_cache_file_is_ignored(tmp_path: Path) -> None:
     (tmp_path / "f.txt").write_text("abc")
     fp = file_fingerprint(tmp_path / "f.txt", tmp_path)
     assert fp["sha256"] == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    filehash.flush_hash_caches()
     assert json.loads((tmp_path / ".subsetctl" / "cache" / "file_hashes.json").read_text())
+
+
+def test_the_cache_is_written_once_per_command_not_once_per_file(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / ".subsetctl").mkdir()
+    for i in range(50):
+        (tmp_path / f"s{i}.jsonl").write_text("{}\n")
+    writes: list[Path] = []
+    monkeypatch.setattr(filehash, "atomic_write_json", lambda path, data: writes.append(path))
+    for i in range(50):
+        file_fingerprint(tmp_path / f"s{i}.jsonl", tmp_path)
+    assert writes == []
+    filehash.flush_hash_caches()
+    filehash.flush_hash_caches()  # nothing new: no second write
+    assert len(writes) == 1

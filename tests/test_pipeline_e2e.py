@@ -251,3 +251,4 @@ def test_report_says_when_the_spec_moved_past_its_results(tiny_project: Path) ->
     (tiny_project / "subsetctl.yaml").write_text("target: {}\n")
     data = json.loads(runner.invoke(main, ["report", str(tiny_project), "--format", "json"]).output)
     assert data["stale"] == [] and "not a valid spec" in data["spec_problem"]
+    assert "target.name: required key is missing" in data["spec_problem"]  # the problem itself, not just a colon

@@ -159,6 +159,17 @@ def test_source_files_expand_to_one_source_per_file(tmp_path: Path) -> None:
         assert (spec.sources[0].name, spec.sources[0].loader.path) == ("a", path)
 
 
+def test_source_files_names_for_any_file_name_and_the_target_left_out(tmp_path: Path) -> None:
+    path = _files_project(tmp_path, [{"files": "**/*.jsonl", "loader": {"type": "jsonl"}}])
+    pool = tmp_path / "data" / "sources"
+    for name in ("中文.jsonl", "русский.jsonl", "café.jsonl"):
+        (pool / name).write_text('{"prompt": "1", "response": "2"}\n' * 4)
+    names = [s.name for s in load_spec(path).sources]  # t.jsonl (the target's file) is matched, and left out
+    assert "t" not in names and "data.sources.cafe" in names
+    ids = [n for n in names if n.startswith("data.sources.file-")]
+    assert len(ids) == 2 and len(set(ids)) == 2  # no letters to keep: distinct, stable ids
+
+
 def test_source_files_problems_name_the_group_and_file(tmp_path: Path) -> None:
     from subsetctl.api import validate_spec_file
 
@@ -189,3 +200,16 @@ def test_a_file_added_to_a_source_files_group_makes_the_data_stage_stale(tmp_pat
     run_project(tmp_path, until="data")
     counts = json.loads((tmp_path / ".subsetctl" / "data" / "data.json").read_text())["counts"]
     assert set(counts) == {"t", "a", "b", "new"}
+
+
+def test_group_problems_point_at_the_setting_and_at_an_override(tmp_path: Path) -> None:
+    from subsetctl.api import validate_spec_file
+
+    path = _files_project(tmp_path, [{"files": "data/sources/*.jsonl", "loader": {"type": "jsonl", "response_field": "x"}}])
+    (issue,) = validate_spec_file(path).issues
+    assert issue.key == "source_files[0] (data/sources/a.jsonl and 1 more files).loader.response_field"
+    assert issue.line == key_lines(path.read_text())[("source_files", 0, "loader", "response_field")]
+    (issue,) = validate_spec_file(path, ["source_files[0].loader.response_field=y"]).issues
+    assert issue.line is None and issue.message.endswith("(set on the command line: source_files[0].loader.response_field=y)")
+    with pytest.raises(SpecError, match="empty part"):
+        apply_overrides({}, ["gradients..d=1"])

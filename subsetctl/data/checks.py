@@ -146,43 +146,65 @@ def _check_file_loader(
         )
 
 
-def _first_columns(loader: LoaderBase, path: Path) -> list[str] | None:
-    """The column names a file loader will find, from the file's head (the first JSONL
-    object, the CSV header, the Parquet schema); None when they cannot be read cheaply (the
-    data stage then says what is wrong)."""
+def _file_head(loader: LoaderBase, path: Path) -> tuple[list[str] | None, str | None]:
+    """``(columns, problem)`` from a file's head, read as the loader will read it (the first
+    JSONL object, the CSV header, the Parquet schema): the columns, or what makes the file
+    unreadable (empty, not JSON Lines, not Parquet). ``(None, None)`` when neither can be
+    said cheaply; the data stage, which reads every row, then has the last word."""
     try:
         if loader.type == "jsonl":
-            with open(path, encoding="utf-8") as handle:
-                for line in handle:
-                    if line.strip():
+            with open(path, encoding="utf-8-sig") as handle:  # the loader, too, accepts a BOM
+                for number, line in enumerate(handle, start=1):
+                    if not line.strip():
+                        continue
+                    try:
                         first = json.loads(line)
-                        return list(first) if isinstance(first, dict) else None
-            return None
+                    except ValueError as exc:
+                        return None, f"line {number} is not JSON ({exc.args[0].split(':')[0]}): not a JSON Lines file"
+                    if not isinstance(first, dict):
+                        return None, (f"line {number} is a JSON {type(first).__name__}, not an object: each line "
+                                      "must be one example like {\"prompt\": ..., \"response\": ...}")
+                    return list(first), None
+            return None, "the file is empty"
         if loader.type == "csv":
             with open(path, encoding="utf-8-sig", newline="") as handle:
-                return next(csv.reader(handle, delimiter=loader.delimiter), None)
+                header = next(csv.reader(handle, delimiter=loader.delimiter), None)
+            return (header, None) if header else (None, "the file is empty")
         if loader.type == "parquet":
+            import pyarrow as pa
             import pyarrow.parquet as pq
 
-            return list(pq.read_schema(path).names)
-    except (OSError, ValueError, UnicodeDecodeError, csv.Error, ImportError, RecursionError):
-        return None  # the data stage reads the whole file and says what is wrong
-    return None
+            try:
+                return list(pq.read_schema(path).names), None
+            except (pa.ArrowException, OSError, ValueError) as exc:
+                return None, f"not a Parquet file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+    except (OSError, UnicodeDecodeError, csv.Error, ImportError, RecursionError):
+        return None, None
+    return None, None
 
 
 def _check_columns(loader: LoaderBase, path: Path, loc: tuple[Any, ...], kind: str, issues: _Issues) -> None:
-    """Every column the loader asks for is in the file (all of them at once, before any
-    run; the data stage checks every row later)."""
-    columns = _first_columns(loader, path)
+    """The file can be read as its loader's type and has every column the loader asks
+    for (all problems at once, before any run; the data stage checks every row later)."""
+    columns, problem = _file_head(loader, path)
+    if problem:
+        issues.add(loc + ("path",), f"{path.name}: {problem}")
+        return
     if columns is None:
         return
     wanted = {"prompt_field": loader.prompt_field}
     wanted["label_field" if kind == "classifier" else "response_field"] = (
         loader.label_field if kind == "classifier" else loader.response_field)
     listed = ", ".join(repr(c) for c in columns) or "(none)"
+    where = "its schema has" if loader.type == "parquet" else "its first row has"
+    hint = ""
+    if loader.type == "csv" and len(columns) == 1:
+        other = next((d for d in (";", "\t", "|", ",") if d != loader.delimiter and d in columns[0]), None)
+        if other:
+            hint = f" (is the delimiter {other!r}? set loader.delimiter)"
     for option, column in wanted.items():
         if column and column not in columns:
-            issues.add(loc + (option,), f"the file has no column {column!r} (its first row has {listed}); "
+            issues.add(loc + (option,), f"the file has no column {column!r} ({where} {listed}){hint}; "
                                         f"set {option} to one of them or fix the data")
 
 

@@ -194,6 +194,25 @@ def folder_a_hub_id_shadows(source: str, spec_dir: Path | None) -> Path | None:
     return None
 
 
+def check_model_folder(source: str, spec_dir: Path | None) -> None:
+    """Raise the UserError :func:`resolve_model` would, for what validate can see without
+    loading anything: a source that is no packaged model, folder or hub id, or a folder
+    without config.json (``.``, a parent folder of the model, an empty string)."""
+    location = model_location(source, spec_dir)
+    if classify_model_source(location) != "local":
+        return
+    folder = Path(location).expanduser().resolve()
+    if not (folder / "config.json").is_file():
+        inside = sorted(p.name for p in folder.iterdir() if (p / "config.json").is_file())[:5]
+        hint = f" Its subfolders {', '.join(inside)} hold one: point model.source at the model's own folder." \
+            if inside else ""
+        raise UserError(
+            f"The folder {folder} has no config.json, so it is not a Hugging Face model folder.{hint} Point "
+            "model.source at the folder that holds config.json and the weights (as written by "
+            f"save_pretrained), or use a packaged model ({_packaged_hint()})."
+        )
+
+
 def model_fingerprint_inputs(source: str, spec_dir: Path | None) -> dict[str, Any]:
     """What the model stages depend on besides ``model.source`` itself: for a local
     folder, the size and sha256 of every file in it (so a retrained or replaced checkpoint
@@ -201,11 +220,12 @@ def model_fingerprint_inputs(source: str, spec_dir: Path | None) -> dict[str, An
     hashes are cached, see :mod:`subsetctl.filehash`). Packaged models are pinned by their
     package version and hub ids by the spec, so they add nothing."""
     location = model_location(source, spec_dir)
-    if source in packaged_names() or not Path(location).expanduser().is_dir():
-        return {}
+    folder = Path(location).expanduser()
+    if source in packaged_names() or not (folder / "config.json").is_file():  # not a model folder: nothing to
+        return {}  # hash (validate and the model stages say what is wrong; never hash a whole unrelated tree)
     from subsetctl.filehash import tree_fingerprint
 
-    return {"model_files": tree_fingerprint(Path(location).expanduser(), spec_dir)}
+    return {"model_files": tree_fingerprint(folder, spec_dir)}
 
 
 def classify_model_source(source: str) -> str:

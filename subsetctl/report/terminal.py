@@ -58,8 +58,10 @@ def _stale_against_spec(
 
     try:
         statuses = plan_project(root, overrides)[2]
-    except UserError as exc:
-        return [], str(exc).splitlines()[0]
+    except UserError as exc:  # "<file> is not a valid spec:" then one line per problem: say the first
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        more = f" (and {len(lines) - 2} more; `subsetctl validate` lists them)" if len(lines) > 2 else ""
+        return [], " ".join(lines[:2]) + more
     return [s.name for s in statuses if s.name in stages and s.name not in outdated
             and s.state in ("stale", "corrupt")], None
 
