@@ -206,6 +206,10 @@ def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, 
         return
     console = _console()
     console.print(_status_table(statuses, f"plan for {project.root}"))
+    running = project.run_in_progress()
+    if running:
+        console.print(f"[yellow]A `subsetctl run` (PID {running}) is working on this project now: these statuses "
+                      "change as its stages finish.[/yellow]")
     if spec.model.trust_remote_code:
         console.print("[yellow]model.trust_remote_code is ON: model code from the model folder will run.[/yellow]")
     todo = [s.name for s in statuses if s.will_run]

@@ -227,6 +227,21 @@ class Project:
 
     # ----------------------------------------------------------------------- lock
 
+    def run_in_progress(self) -> str | None:
+        """The PID of a plain `run` holding the lock right now, or None, so `plan` can say its
+        statuses are moving. A shared probe, released at once: it never stands in the way of
+        shard runs (shared too), and of a starting `run` only for that instant."""
+        path = self.state_dir / "lock"
+        if not path.is_file():
+            return None
+        with open(path, encoding="utf-8") as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                return handle.read().strip() or "unknown"
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        return None
+
     @contextlib.contextmanager
     def lock(self, notice: Any = None, shared: bool = False) -> Iterator[None]:
         """Hold the project's run lock; a conflicting holder gets a LockedError naming it.

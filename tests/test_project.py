@@ -24,13 +24,16 @@ def test_second_lock_names_holder_pid(tmp_path: Path) -> None:
         f"with Project(Path({str(tmp_path)!r})).lock():\n    print('locked', flush=True); time.sleep(30)\n"
     )
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert project.run_in_progress() is None
     try:
         assert holder.stdout.readline().strip() == "locked"
+        assert project.run_in_progress() == str(holder.pid)  # plan says a run is working
         with pytest.raises(LockedError, match=str(holder.pid)), project.lock():
             pass
     finally:
         holder.kill()
         holder.wait()
+    assert project.run_in_progress() is None  # the holder died: nothing runs (its PID is still in the file)
     messages: list[str] = []
     with project.lock(notice=messages.append):
         pass
