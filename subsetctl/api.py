@@ -254,13 +254,15 @@ def load_project(
     return project, report.spec
 
 
-def make_pipeline(project: Project, spec: Spec, reporter: Reporter | None = None) -> Pipeline:
+def make_pipeline(
+    project: Project, spec: Spec, reporter: Reporter | None = None, overrides: list[str] | None = None
+) -> Pipeline:
     from subsetctl.registry import load_plugin_string
     from subsetctl.stages import all_stages
 
     for plugin in spec.plugins:
         load_plugin_string(plugin)
-    return Pipeline(project, spec, all_stages(), reporter or SilentReporter())
+    return Pipeline(project, spec, all_stages(), reporter or SilentReporter(), overrides)
 
 
 def plan_project(
@@ -284,7 +286,7 @@ def run_project(
     """Run every stale stage; returns one record per stage (action, seconds)."""
     rep = reporter or SilentReporter()
     project, spec = load_project(directory, overrides, rep)
-    pipeline = make_pipeline(project, spec, reporter)
+    pipeline = make_pipeline(project, spec, reporter, overrides)
     return pipeline.run(
         until=until,
         force=set(force or []),

@@ -153,6 +153,24 @@ class StageStatus:
         return {"stage": self.name, "state": self.state, "reasons": self.reasons, "will_run": self.will_run}
 
 
+def _overrides_note(overrides: Any, keys: list[str]) -> str:
+    """" (the last run set x=1 on the command line)" when a changed key was overridden then:
+    the file did not change, the earlier run's command line did."""
+    if not isinstance(overrides, list):
+        return ""
+    from subsetctl.spec import format_path, parse_key_path, same_branch
+
+    hits = []
+    for item in overrides:
+        try:
+            key = format_path(tuple(parse_key_path(str(item).split("=", 1)[0])))
+        except UserError:
+            continue
+        if any(same_branch(key, k) or (k.startswith("sources:") and key.startswith("sources")) for k in keys):
+            hits.append(str(item))
+    return f" (the last run set {', '.join(hits)} on the command line)" if hits else ""
+
+
 def _changed_inputs(old: Any, new: dict[str, Any]) -> str | None:
     """Why the extra inputs differ, for `plan`: the sources whose data files changed, or
     the model folder (``model_files``, from a model stage). A source added or removed is
@@ -186,12 +204,16 @@ def library_versions() -> dict[str, str]:
 class Pipeline:
     """Plans and runs a list of stages on one project."""
 
-    def __init__(self, project: Project, spec: Spec, stages: list[Stage], reporter: Reporter | None = None):
+    def __init__(self, project: Project, spec: Spec, stages: list[Stage], reporter: Reporter | None = None,
+                 overrides: list[str] | None = None):
         self.project = project
         self.spec = spec
         self.stages = stages
         self.by_name = {s.name: s for s in stages}
         self.reporter = reporter or SilentReporter()
+        #: the command line's key=value overrides, recorded in each manifest so that `plan`
+        #: can say a later "spec changed" comes from them (they are in ``spec`` already)
+        self.overrides = list(overrides or [])
 
     def stage_names(self) -> list[str]:
         return [s.name for s in self.stages]
@@ -254,7 +276,7 @@ class Pipeline:
                     keys = changed_keys(old.get("slice", {}), inputs["slice"])
                     if keys:
                         shown = ", ".join(keys[:6]) + (f" (+{len(keys) - 6} more)" if len(keys) > 6 else "")
-                        reasons.append(f"spec changed: {shown}")
+                        reasons.append(f"spec changed: {shown}" + _overrides_note(manifest.get("overrides"), keys))
                     for up in stage.after:
                         if up in rerun:
                             reasons.append(f"upstream {up} will re-run")
@@ -483,6 +505,7 @@ class Pipeline:
             "output_digest": fingerprint(artifacts),
             "summary": summary,
             "seconds": round(seconds, 3),
+            "overrides": self.overrides,
             "versions": library_versions(),
         }
         self.project.write_manifest(stage.name, manifest)

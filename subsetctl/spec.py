@@ -905,7 +905,7 @@ def attribute_overrides(issues: list[SpecIssue], overrides: list[str]) -> list[S
     for issue in issues:
         plain_key = re.sub(r"^(source_files\[\d+\]) \([^)]*\)", r"\1", issue.key)  # a group's file named in it
         for key, item in reversed(blamed):  # the last override of a key is the one in effect
-            if _same_branch(plain_key, key):
+            if same_branch(plain_key, key):
                 issue = issue.model_copy(update={
                     "line": None, "message": f"{issue.message} (set on the command line: {item})"})
                 break
@@ -913,7 +913,7 @@ def attribute_overrides(issues: list[SpecIssue], overrides: list[str]) -> list[S
     return out
 
 
-def _same_branch(a: str, b: str) -> bool:
+def same_branch(a: str, b: str) -> bool:
     """Whether key paths ``a`` and ``b`` are equal or one lies under the other (an
     override ``foo.bar=1`` makes the unknown key ``foo``)."""
     return a == b or any(long.startswith((short + ".", short + "[")) for short, long in ((a, b), (b, a)))

@@ -230,3 +230,13 @@ def test_plan_names_sources_added_removed_and_changed(jsonl_project: Path) -> No
     (jsonl_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     data = json.loads(invoke("plan", root, "--format", "json").output)[0]
     assert data["reasons"] == ["spec changed: sources: added c; removed a; changed b (max_examples)"]
+
+
+def test_plan_says_a_change_came_from_the_last_runs_command_line(jsonl_project: Path) -> None:
+    root = str(jsonl_project)
+    assert invoke("run", root, "--until", "data", "-q", "sources[0].max_examples=3").exit_code == 0
+    data = json.loads(invoke("plan", root, "--format", "json").output)[0]
+    expected = ("spec changed: sources: changed a (max_examples) "
+                "(the last run set sources[0].max_examples=3 on the command line)")
+    assert data["reasons"] == [expected]
+    assert json.loads(invoke("plan", root, "sources[0].max_examples=3", "--format", "json").output)[0]["reasons"] == []
