@@ -230,8 +230,8 @@ def validate_spec_file(path: Path, overrides: list[str] | None = None) -> Valida
     report.spec = spec
     if spec is not None:
         lines = key_lines(text) if text else {}
-        report.issues.extend(blame_source_files(semantic_issues(spec, path, text), spec._source_origins, lines))
-        report.warnings.extend(blame_source_files(spec_warnings(spec, path, text), spec._source_origins, lines))
+        report.issues.extend(blame_source_files(semantic_issues(spec, path, text), spec.source_origins, lines))
+        report.warnings.extend(blame_source_files(spec_warnings(spec, path, text), spec.source_origins, lines))
     if overrides:
         report.issues = attribute_overrides(report.issues, overrides)
         report.warnings = attribute_overrides(report.warnings, overrides)

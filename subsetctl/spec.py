@@ -524,6 +524,12 @@ class Spec(StrictModel):
     #: index in ``sources`` -> (source_files group, file) for sources expanded from a group
     _source_origins: dict[int, tuple[int, str]] = PrivateAttr(default_factory=dict)
 
+    @property
+    def source_origins(self) -> dict[int, tuple[int, str]]:
+        """Which ``source_files`` group and file each expanded source came from, by its
+        index in ``sources`` (empty for a spec without groups): to blame its problems there."""
+        return self._source_origins
+
     @model_validator(mode="after")
     def _names(self) -> Spec:
         """Every name problem at once: reserved names, names taken twice, the target's name."""
