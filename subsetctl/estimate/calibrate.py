@@ -8,7 +8,8 @@ the same k subsets, :func:`calibrate`:
 
 1. drops subsets whose true value is NaN (a diverged fine-tune), saying which and why;
 2. picks the lambda whose raw estimates rank the subsets most like the truth (Spearman;
-   ties go to the larger lambda, the more conservative, less overfit model);
+   among lambdas that rank equally well, the one whose calibrated estimates are closest
+   (leave-one-out error), then the larger, more conservative one);
 3. fits ``calibrated = slope * raw + intercept`` by least squares at that lambda;
 4. reports the leave-one-out median relative error of the calibrated estimate (each
    subset predicted by a map fitted on the others), so the error shown is held out.
@@ -65,6 +66,24 @@ def _loo_rel_errors(raw: np.ndarray, y: np.ndarray) -> np.ndarray:
         pred = slope * raw[i] + intercept
         errs[i] = abs(pred - y[i]) / max(abs(y[i]), 1e-12)
     return errs
+
+
+def _nan_last(value: float) -> float:
+    """A sort key that puts NaN (no value) after every number."""
+    return value if np.isfinite(value) else np.inf
+
+
+def _pick_lambda(scored: list[tuple[float, float, float]]) -> tuple[float, float] | None:
+    """``(lam, spearman)`` of the best ``(lam, spearman, loo_error)``: highest Spearman, then
+    lowest leave-one-out error, then the larger lambda (the rule of :func:`calibrate`)."""
+    usable = [t for t in scored if np.isfinite(t[1])]
+    if not usable:
+        return None
+    best = max(t[1] for t in usable)
+    tied = [t for t in usable if t[1] >= best - 1e-12]
+    closest = min(_nan_last(t[2]) for t in tied)
+    lam, spear, _ = max((t for t in tied if _nan_last(t[2]) <= closest + 1e-9), key=lambda t: t[0])
+    return lam, spear
 
 
 def _rel_errors(pred: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -207,13 +226,9 @@ def calibrate(
         }
         per_lambda[lam] = stats
 
-    def score(lam: float) -> float:
-        s = per_lambda[lam]["spearman"]
-        return s if np.isfinite(s) else -np.inf
-
-    best = max(score(lam) for lam in grid)
-    if np.isfinite(best):
-        chosen = max(lam for lam in grid if score(lam) >= best - 1e-12)
+    pick = _pick_lambda([(lam, per_lambda[lam]["spearman"], per_lambda[lam]["loo_median_rel_err"]) for lam in grid])
+    if pick is not None:
+        chosen = pick[0]
     else:
         chosen = float(default_lam) if default_lam is not None else grid[-1]
     stats = per_lambda.get(chosen)
@@ -271,28 +286,38 @@ def choose_estimator(candidates: Mapping[str, Calibration]) -> Calibration:
     return chosen
 
 
-def selection_loo_rel_errors(y_true: Sequence[float] | np.ndarray, raw_by_candidate: Mapping[Any, np.ndarray]) -> np.ndarray:
+def selection_loo_rel_errors(
+    y_true: Sequence[float] | np.ndarray, raw_by_candidate: Mapping[tuple[str, float], np.ndarray]
+) -> np.ndarray:
     """Leave-one-out relative errors with the *choice* held out too.
 
-    For each usable subset i, the candidate (estimator, lambda) is chosen by Spearman on
-    the other subsets alone (ties to the earlier candidate, so order candidates by
-    preference), the affine map is fitted on them, and subset i is predicted. Unlike
-    :attr:`Calibration.loo_median_rel_err`, whose lambda was chosen with subset i in view,
-    nothing about subset i reaches its own prediction. NaN where a subset's truth is NaN.
+    ``raw_by_candidate`` maps ``(estimator, lambda)`` to raw estimates, estimators in order
+    of preference. For each usable subset i, the choice is redone on the other subsets
+    alone, by the same rule as :func:`calibrate` and :func:`choose_estimator` (per
+    estimator: highest Spearman, then lowest leave-one-out error, then larger lambda;
+    across estimators: highest Spearman, ties to the earlier one); the affine map is
+    fitted on them and subset i predicted. Unlike :attr:`Calibration.loo_median_rel_err`,
+    whose lambda was chosen with subset i in view, nothing about subset i reaches its own
+    prediction. NaN where a subset's truth is NaN.
     """
     y = np.asarray(y_true, dtype=float)
     raws = {key: np.asarray(v, dtype=float) for key, v in raw_by_candidate.items()}
+    estimators = list(dict.fromkeys(name for name, _ in raws))
     errs = np.full(len(y), np.nan)
     for i in np.flatnonzero(np.isfinite(y)):
         best_key, best = None, -np.inf
-        for key, raw in raws.items():
-            keep = np.isfinite(y) & np.isfinite(raw)
-            keep[i] = False
-            if keep.sum() < 3 or not np.isfinite(raw[i]):
-                continue
-            score = spearman(raw[keep], y[keep])
-            if np.isfinite(score) and score > best + 1e-12:
-                best_key, best = key, score
+        for name in estimators:
+            scored = []
+            for (est, lam), raw in raws.items():
+                keep = np.isfinite(y) & np.isfinite(raw)
+                keep[i] = False
+                if est != name or keep.sum() < 3 or not np.isfinite(raw[i]):
+                    continue
+                loo = float(np.median(_loo_rel_errors(raw[keep], y[keep]))) if keep.sum() >= MIN_K else np.nan
+                scored.append((lam, spearman(raw[keep], y[keep]), loo))
+            pick = _pick_lambda(scored)
+            if pick is not None and pick[1] > best + 1e-12:
+                best_key, best = (name, pick[0]), pick[1]
         if best_key is None:
             continue
         raw = raws[best_key]

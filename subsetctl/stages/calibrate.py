@@ -96,8 +96,8 @@ class CalibrateStage(Stage):
             cal.estimator = name
             candidates[name], raws[name] = cal, raw_by_lambda
         chosen = choose_estimator(candidates)
-        # the same choice, redone without each held-out subset (preference: estimator order, larger lambda)
-        ordered = {(name, lam): raws[name][lam] for name in names for lam in sorted(raws[name], reverse=True)}
+        # the same choice, redone without each held-out subset (estimators in order of preference)
+        ordered = {(name, lam): raws[name][lam] for name in names for lam in sorted(raws[name])}
         nested = selection_loo_rel_errors(y, ordered) if spec.calibrate.enabled else np.array([])
         nested = nested[np.isfinite(nested)]
         raw = np.asarray(raws[chosen.estimator][chosen.lam])

@@ -40,10 +40,21 @@ def test_picks_the_lambda_whose_ranks_match_and_fits_the_bias() -> None:
     assert np.isnan(cal.per_lambda[10.0]["spearman"])
 
 
-def test_ties_go_to_the_larger_lambda() -> None:
+def test_ties_go_to_the_closer_calibration_then_the_larger_lambda() -> None:
     y = np.array([0.3, 0.5, 0.4, 0.6, 0.2])
-    cal = calibrate(y, {0.1: y * 2, 1.0: y + 1, 0.5: y - 0.1})
+    cal = calibrate(y, {0.1: y * 2, 1.0: y + 1, 0.5: y - 0.1})  # all exact after the affine map
     assert cal.lam == 1.0
+    # same ranking everywhere, but lambda 10's estimates bend (not affine): its calibrated
+    # values are further off, so the equally ranking lambda 0.1 is chosen
+    cal = calibrate(y, {0.1: y * 2 + 0.01 * np.array([1, -1, 1, -1, 1]), 10.0: np.exp(8 * y)})
+    assert cal.per_lambda[0.1]["spearman"] == cal.per_lambda[10.0]["spearman"] == 1.0
+    assert cal.per_lambda[0.1]["loo_median_rel_err"] < cal.per_lambda[10.0]["loo_median_rel_err"]
+    assert cal.lam == 0.1
+    # the held-out replica of the choice follows the same rule
+    held_out = selection_loo_rel_errors(y, {("fast", 0.1): y * 2 + 0.01 * np.array([1, -1, 1, -1, 1]),
+                                            ("fast", 10.0): np.exp(8 * y)})
+    only_small = selection_loo_rel_errors(y, {("fast", 0.1): y * 2 + 0.01 * np.array([1, -1, 1, -1, 1])})
+    assert np.allclose(held_out, only_small)
 
 
 def test_nan_true_values_are_excluded_with_a_reason() -> None:
