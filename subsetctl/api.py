@@ -180,7 +180,10 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
 
     folder = folder_a_hub_id_shadows(spec.model.source, spec_path.parent)
     if folder is not None:
-        inside = ", ".join(sorted(p.name for p in folder.iterdir() if p.is_dir())[:8]) or "no folders"
+        try:
+            inside = ", ".join(sorted(p.name for p in folder.iterdir() if p.is_dir())[:8]) or "no folders"
+        except OSError:
+            inside = "contents unreadable"
         warn(("model", "source"), f"{spec.model.source!r} is not a folder, so it will be fetched from the "
                                   f"Hugging Face hub as an 'org/name' id, but {folder} is a local folder "
                                   f"(holding {inside}): if you meant a model in it, fix the name.")

@@ -128,9 +128,9 @@ def init(directory: Path, template: str, force: bool) -> None:
 
 
 @main.command()
-@click.argument("specs", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("specs", nargs=-1)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def validate(specs: tuple[Path, ...], fmt: str) -> None:
+def validate(specs: tuple[str, ...], fmt: str) -> None:
     """Check spec files (or project directories; default: the current directory's
     subsetctl.yaml) without loading a model (exit 1 if any is invalid).
 
@@ -141,8 +141,8 @@ def validate(specs: tuple[Path, ...], fmt: str) -> None:
     from subsetctl.api import validate_spec_file
     from subsetctl.spec import SPEC_FILENAME
 
-    overrides = [str(a) for a in specs if "=" in str(a) and not a.exists()]
-    paths = [a for a in specs if str(a) not in overrides]
+    overrides = [a for a in specs if "=" in a and not Path(a).exists()]  # as typed: a Path would drop "//"
+    paths = [Path(a) for a in specs if a not in overrides]
     reports = []
     for spec in paths or [Path(".")]:
         path = spec / SPEC_FILENAME if spec.is_dir() else spec

@@ -6,7 +6,7 @@ content (size and sha256), not its path or modification time: a copied project o
 touched file stays up to date. Hashing is the cost: a 7B model's weights take tens of
 seconds, and fingerprints are computed by every `plan` and several times per `run`.
 :class:`HashCache` therefore remembers each file's sha256 under its (path, size,
-modification time, inode) and hashes again only when one of those changes. The cache
+modification and change times, inode) and hashes again only when one of those changes. The cache
 lives in the project's state folder (``.subsetctl/cache/file_hashes.json``, safe to
 delete), written once when the command exits; a project that has never run gets an
 in-memory cache only, so `plan` and `validate` leave a fresh folder untouched.
@@ -43,7 +43,8 @@ class HashCache:
 
     @staticmethod
     def _stamp(stat: os.stat_result) -> list[int]:
-        return [stat.st_size, stat.st_mtime_ns, stat.st_ino]
+        # ctime too: unlike mtime it cannot be set back (`cp -p`, `touch -r` over a file)
+        return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
 
     def sha256(self, path: Path) -> str:
         """The file's sha256, from the cache while its size, mtime and inode are unchanged."""

@@ -166,7 +166,8 @@ def _overrides_note(overrides: Any, keys: list[str]) -> str:
             key = format_path(tuple(parse_key_path(str(item).split("=", 1)[0])))
         except UserError:
             continue
-        if any(same_branch(key, k) or (k.startswith("sources:") and key.startswith("sources")) for k in keys):
+        if any(same_branch(key, k) or (k.startswith("sources:") and key.startswith(("sources", "source_files")))
+               for k in keys):
             hits.append(str(item))
     return f" (the last run set {', '.join(hits)} on the command line)" if hits else ""
 

@@ -153,6 +153,20 @@ def exclusive_file_lock(path: Path, busy_message: str) -> Iterator[None]:
         handle.close()
 
 
+def _flock_briefly(handle: Any, mode: int, attempts: int = 5, pause: float = 0.1) -> None:
+    """flock without waiting on a real holder, but through a momentary one: `plan` probes
+    the lock (shared, released at once), and a `run` starting in that instant should not
+    fail. Raises OSError when the lock is still held after ``attempts``."""
+    for attempt in range(attempts):
+        try:
+            fcntl.flock(handle.fileno(), mode | fcntl.LOCK_NB)
+            return
+        except OSError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(pause)
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -255,7 +269,7 @@ class Project:
         path = self.state_dir / "lock"
         handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the whole run, closed in finally
         try:
-            fcntl.flock(handle.fileno(), (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+            _flock_briefly(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         except OSError:
             handle.seek(0)
             holder = handle.read().strip()

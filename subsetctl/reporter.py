@@ -83,6 +83,8 @@ class _LogTask:
         self.started = self._clock()
         self.last_line = self.started
         self.done = -1
+        self.shown = 0
+        self.fields: dict[str, Any] = {}
         self._line(0, {})
 
     def _line(self, completed: int, fields: dict[str, Any]) -> None:
@@ -95,13 +97,20 @@ class _LogTask:
         info = _fields_text(fields)
         self.console.print(escape(text + (f"  {info}" if info else "")), highlight=False, soft_wrap=True)
         self.last_line = self._clock()
+        self.shown = completed
 
     def update(self, completed: int, **fields: Any) -> None:
         if completed == self.done:
             return
-        self.done = completed
+        self.done, self.fields = completed, fields
         if completed >= self.total or self._clock() - self.last_line >= self.every:
             self._line(completed, fields)
+
+    def close(self) -> None:
+        """The last count, when the work ended short of the total (a diverged run stops
+        early) or after the last line shown: a log always says where a stage got to."""
+        if self.done > self.shown:
+            self._line(self.done, self.fields)
 
 
 class RichReporter:
@@ -143,7 +152,11 @@ class RichReporter:
             yield _NullTask()
             return
         if not self.console.is_terminal:  # a log file: plain lines instead of a bar drawn at the end
-            yield _LogTask(self.console, description, total, self.log_every)
+            task = _LogTask(self.console, description, total, self.log_every)
+            try:
+                yield task
+            finally:
+                task.close()
             return
         if self._active is not None:
             task_id = self._active.add_task(description, total=total, info="")

@@ -35,7 +35,8 @@ SPEC_FILENAME = "subsetctl.yaml"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 #: names a source (or the target) cannot take: the data stage keeps one folder per source
 #: next to these files of its own
-RESERVED_SOURCE_NAMES = frozenset({"manifest.json", "resolved_spec.json", "work.json", "data.json"})
+RESERVED_SOURCE_NAMES = frozenset({"manifest.json", "resolved_spec.json", "work.json", "data.json",
+                                   "work", "checkpoints"})  # the last two: left out of a stage's checksums
 
 
 class StrictModel(BaseModel):
@@ -287,7 +288,9 @@ class SourceFilesSpec(SourceSettings):
             file_stem = f"file-{hashlib.sha1(relative.as_posix().encode()).hexdigest()[:8]}"
         stem = ".".join([*(ascii_part(p) for p in parts[:-1]), file_stem])
         name = re.sub(r"[^A-Za-z0-9_.\-]", "_", self.name_prefix + stem).lstrip("_.-")
-        return name[:64]
+        if len(name) > 64:  # long names that share their first characters must stay distinct
+            name = f"{name[:55]}-{hashlib.sha1(relative.as_posix().encode()).hexdigest()[:8]}"
+        return name
 
     def expand(self, spec_dir: Path) -> list[dict[str, Any]]:
         """One source entry (a dict ready for :class:`SourceSpec`) per matching file."""
@@ -806,7 +809,8 @@ def blame_source_files(
             same[(g, suffix, issue.message)] = (issue, [path])
         for index, (g, path) in origin.items():  # messages that name sources[i] (duplicate names)
             if re.search(rf"sources\[{index}\](?!\d)", issue.message):
-                issue.message = re.sub(rf"sources\[{index}\](?!\d)", f"source_files[{g}] ({path})", issue.message)
+                where = f"source_files[{g}] ({path})"  # a function: a backslash in a file name is not an escape
+                issue.message = re.sub(rf"sources\[{index}\](?!\d)", lambda _m, w=where: w, issue.message)
                 if issue.key == "(top level)":
                     issue.key, issue.line = f"source_files[{g}] ({path})", lines.get(("source_files", g))
         out.append(issue)
@@ -909,7 +913,7 @@ def attribute_overrides(issues: list[SpecIssue], overrides: list[str]) -> list[S
             continue
     out = []
     for issue in issues:
-        plain_key = re.sub(r"^(source_files\[\d+\]) \([^)]*\)", r"\1", issue.key)  # a group's file named in it
+        plain_key = re.sub(r"^(source_files\[\d+\]) \(.*\)(?=[.\[]|$)", r"\1", issue.key)  # a group's file named in it
         for key, item in reversed(blamed):  # the last override of a key is the one in effect
             if same_branch(plain_key, key):
                 issue = issue.model_copy(update={

@@ -240,3 +240,11 @@ def test_plan_says_a_change_came_from_the_last_runs_command_line(jsonl_project: 
                 "(the last run set sources[0].max_examples=3 on the command line)")
     assert data["reasons"] == [expected]
     assert json.loads(invoke("plan", root, "sources[0].max_examples=3", "--format", "json").output)[0]["reasons"] == []
+
+
+def test_the_override_note_covers_source_files_groups() -> None:
+    from subsetctl.pipeline import _overrides_note
+
+    keys = ["sources: changed a (max_examples)"]
+    assert "source_files[0].max_examples=3" in _overrides_note(["source_files[0].max_examples=3"], keys)
+    assert _overrides_note(["gradients.d=8"], keys) == ""

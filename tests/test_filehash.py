@@ -77,3 +77,15 @@ def test_the_cache_is_written_once_per_command_not_once_per_file(tmp_path: Path,
     filehash.flush_hash_caches()
     filehash.flush_hash_caches()  # nothing new: no second write
     assert len(writes) == 1
+
+
+def test_a_rewrite_with_its_old_mtime_put_back_is_still_seen(tmp_path: Path, monkeypatch) -> None:
+    import os
+
+    path = tmp_path / "w.bin"
+    path.write_bytes(b"\0" * 100)
+    first = file_fingerprint(path, tmp_path)["sha256"]
+    stat = path.stat()
+    path.write_bytes(b"\1" * 100)  # same size, as `cp -p` over it would leave it
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert file_fingerprint(path, tmp_path)["sha256"] != first

@@ -150,3 +150,20 @@ def test_plan_tells_an_unfinished_stage_from_one_never_run(jsonl_project: Path) 
     assert data.state == "unfinished" and data.will_run and "resumes" in data.reasons[0]
     data = plan_project(jsonl_project, ["sources[0].max_examples=3"])[2][0]
     assert data.state == "never run" and "starts over" in data.reasons[0]
+
+
+def test_a_momentary_holder_of_the_lock_does_not_fail_a_starting_run(tmp_path: Path) -> None:
+    """`plan` probes the lock (shared, released at once); a `run` starting then still gets it."""
+    import fcntl
+    import threading
+
+    project = Project(tmp_path)
+    project.state_dir.mkdir(parents=True)
+    probe = open(project.state_dir / "lock", "a+")  # noqa: SIM115 - closed below
+    fcntl.flock(probe.fileno(), fcntl.LOCK_SH)
+    threading.Timer(0.15, lambda: fcntl.flock(probe.fileno(), fcntl.LOCK_UN)).start()
+    try:
+        with project.lock():
+            pass
+    finally:
+        probe.close()

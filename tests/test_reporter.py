@@ -29,3 +29,11 @@ def test_progress_in_a_log_file_is_plain_lines_as_it_goes() -> None:
     assert [line.split("  ")[0] for line in log.getvalue().splitlines()] == [
         "gradients: 0/3", "gradients: 1/3", "gradients: 2/3", "gradients: 3/3"]
     assert "eta" in log.getvalue().splitlines()[1]
+
+
+def test_a_log_says_where_work_stopped_short_of_its_total() -> None:
+    log = io.StringIO()
+    reporter = RichReporter(console=Console(file=log, force_terminal=False, width=200), log_every=3600)
+    with reporter.progress("meta_init", total=100) as task:
+        task.update(40, loss=1.5)  # diverged: the loop ends here
+    assert log.getvalue().splitlines()[-1].startswith("meta_init: 40/100")

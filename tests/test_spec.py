@@ -213,3 +213,30 @@ def test_group_problems_point_at_the_setting_and_at_an_override(tmp_path: Path) 
     assert issue.line is None and issue.message.endswith("(set on the command line: source_files[0].loader.response_field=y)")
     with pytest.raises(SpecError, match="empty part"):
         apply_overrides({}, ["gradients..d=1"])
+
+
+def test_source_files_edge_names_reserved_backslash_parenthesis_long(tmp_path: Path) -> None:
+    from subsetctl.api import validate_spec_file
+
+    groups = [{"files": "data/sources/*.jsonl", "loader": {"type": "jsonl"}}]
+    path = _files_project(tmp_path, groups)
+    pool = tmp_path / "data" / "sources"
+    (pool / "work.jsonl").write_text('{"prompt": "1", "response": "2"}\n')  # "work": left out of checksums
+    (issue,) = validate_spec_file(path).issues
+    assert "work" in issue.message and "keeps for its own file" in issue.message
+    (pool / "work.jsonl").unlink()
+    (pool / "a\\1.jsonl").write_text('{"prompt": "1", "response": "2"}\n')  # a backslash: a name clash,
+    (pool / "a_1.jsonl").write_text('{"prompt": "1", "response": "2"}\n')  # reported, not a crash
+    (issue,) = validate_spec_file(path).issues
+    assert "duplicate source name 'a_1'" in issue.message
+    for name in ("a\\1.jsonl", "a_1.jsonl"):
+        (pool / name).unlink()
+    (pool / "x (copy).jsonl").write_text('{"q": "1", "response": "2"}\n')
+    (issue,) = validate_spec_file(path, ["source_files[0].loader.response_field=response"]).issues
+    assert issue.key == "source_files[0] (data/sources/x (copy).jsonl).loader.prompt_field"
+    (pool / "x (copy).jsonl").unlink()
+    long = ["p" * 70 + "1.jsonl", "p" * 70 + "2.jsonl"]
+    for name in long:
+        (pool / name).write_text('{"prompt": "1", "response": "2"}\n')
+    names = [s.name for s in load_spec(path).sources]
+    assert len(set(names)) == 4 and all(len(n) <= 64 for n in names)  # cut, but distinct

@@ -168,7 +168,8 @@ def _file_head(loader: LoaderBase, path: Path) -> tuple[list[str] | None, str | 
             return None, "the file is empty"
         if loader.type == "csv":
             with open(path, encoding="utf-8-sig", newline="") as handle:
-                header = next(csv.reader(handle, delimiter=loader.delimiter), None)
+                header = next((row for row in csv.reader(handle, delimiter=loader.delimiter) if row), None)  # pandas
+                # skips blank lines before the header too
             return (header, None) if header else (None, "the file is empty")
         if loader.type == "parquet":
             import pyarrow as pa

@@ -203,7 +203,10 @@ def check_model_folder(source: str, spec_dir: Path | None) -> None:
         return
     folder = Path(location).expanduser().resolve()
     if not (folder / "config.json").is_file():
-        inside = sorted(p.name for p in folder.iterdir() if (p / "config.json").is_file())[:5]
+        try:
+            inside = sorted(p.name for p in folder.iterdir() if (p / "config.json").is_file())[:5]
+        except OSError:  # an unreadable folder: no hint
+            inside = []
         hint = f" Its subfolders {', '.join(inside)} hold one: point model.source at the model's own folder." \
             if inside else ""
         raise UserError(

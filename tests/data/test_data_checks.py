@@ -92,7 +92,7 @@ def test_missing_columns_are_all_found_from_the_files_heads(tmp_path: Path) -> N
 
     (tmp_path / "data").mkdir()
     write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
-    (tmp_path / "data" / "s.csv").write_text("question;answer\nq;a\n")
+    (tmp_path / "data" / "s.csv").write_text("\nquestion;answer\nq;a\n")  # a blank line first, as pandas allows
     pd.DataFrame({"text": ["x"], "gold": ["y"]}).to_parquet(tmp_path / "data" / "s.parquet")
     text = GOOD + """\
   - name: c
