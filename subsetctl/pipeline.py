@@ -67,6 +67,11 @@ def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return described + sorted(k for k in set(a) | set(b) if a.get(k, "<unset>") != b.get(k, "<unset>"))
 
 
+def _listed(items: list[str], limit: int = 6) -> str:
+    """``a, b, c (+4 more)``: the first ``limit`` items of a plan reason's list."""
+    return ", ".join(items[:limit]) + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
+
+
 def _describe_sources(old: list[Any], new: list[Any]) -> str:
     """``sources: added x, y; removed z; changed w`` from two lists of source dicts."""
     def by_name(items: list[Any]) -> dict[str, Any]:
@@ -81,7 +86,7 @@ def _describe_sources(old: list[Any], new: list[Any]) -> str:
     for word, names in (("added", [n for n in b if n not in a]), ("removed", [n for n in a if n not in b]),
                         ("changed", [what_changed(n) for n in b if n in a and a[n] != b[n]])):
         if names:
-            parts.append(f"{word} {', '.join(names[:5])}" + (f" (+{len(names) - 5} more)" if len(names) > 5 else ""))
+            parts.append(f"{word} {_listed(names, 5)}")
     return "sources: " + ("; ".join(parts) if parts else "reordered")
 
 
@@ -158,17 +163,11 @@ def _overrides_note(overrides: Any, keys: list[str]) -> str:
     the file did not change, the earlier run's command line did."""
     if not isinstance(overrides, list):
         return ""
-    from subsetctl.spec import format_path, parse_key_path, same_branch
+    from subsetctl.spec import override_keys, same_branch
 
-    hits = []
-    for item in overrides:
-        try:
-            key = format_path(tuple(parse_key_path(str(item).split("=", 1)[0])))
-        except UserError:
-            continue
-        if any(same_branch(key, k) or (k.startswith("sources:") and key.startswith(("sources", "source_files")))
-               for k in keys):
-            hits.append(str(item))
+    hits = [item for key, item in override_keys(overrides)
+            if any(same_branch(key, k) or (k.startswith("sources:") and key.startswith(("sources", "source_files")))
+                   for k in keys)]
     return f" (the last run set {', '.join(hits)} on the command line)" if hits else ""
 
 
@@ -182,7 +181,7 @@ def _changed_inputs(old: Any, new: dict[str, Any]) -> str | None:
     shown = ["model folder (model.source)" if k == "model_files" else k for k in changed]
     parts = []
     if shown:
-        parts.append("input files changed: " + ", ".join(shown[:6]) + (f" (+{len(shown) - 6} more)" if len(shown) > 6 else ""))
+        parts.append(f"input files changed: {_listed(shown)}")
     if "model_files" in new and "model_files" not in old:
         parts.append("the model folder's files were not recorded by the run that made these results "
                      "(an older subsetctl), so they cannot be checked")
@@ -276,8 +275,7 @@ class Pipeline:
                     old = manifest.get("inputs", {})
                     keys = changed_keys(old.get("slice", {}), inputs["slice"])
                     if keys:
-                        shown = ", ".join(keys[:6]) + (f" (+{len(keys) - 6} more)" if len(keys) > 6 else "")
-                        reasons.append(f"spec changed: {shown}" + _overrides_note(manifest.get("overrides"), keys))
+                        reasons.append(f"spec changed: {_listed(keys)}" + _overrides_note(manifest.get("overrides"), keys))
                     for up in stage.after:
                         if up in rerun:
                             reasons.append(f"upstream {up} will re-run")

@@ -283,13 +283,14 @@ class SourceFilesSpec(SourceSettings):
         def ascii_part(text: str) -> str:  # é -> e; what has no ASCII form is dropped
             return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
 
+        file_id = hashlib.sha1(relative.as_posix().encode()).hexdigest()[:8]  # stable, distinct per file
         file_stem = ascii_part(Path(parts[-1]).stem)
-        if not re.search(r"[A-Za-z0-9]", file_stem):  # nothing left of the name (中文.jsonl): a stable id
-            file_stem = f"file-{hashlib.sha1(relative.as_posix().encode()).hexdigest()[:8]}"
+        if not re.search(r"[A-Za-z0-9]", file_stem):  # nothing left of the name (中文.jsonl)
+            file_stem = f"file-{file_id}"
         stem = ".".join([*(ascii_part(p) for p in parts[:-1]), file_stem])
         name = re.sub(r"[^A-Za-z0-9_.\-]", "_", self.name_prefix + stem).lstrip("_.-")
         if len(name) > 64:  # long names that share their first characters must stay distinct
-            name = f"{name[:55]}-{hashlib.sha1(relative.as_posix().encode()).hexdigest()[:8]}"
+            name = f"{name[:55]}-{file_id}"
         return name
 
     def expand(self, spec_dir: Path) -> list[dict[str, Any]]:
@@ -625,6 +626,15 @@ def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(keep)
 
 
+def line_of_key(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int | None:
+    """The line of ``loc``, or of its deepest part the YAML writes (a default value that is
+    wrong points at the section holding it); None when nothing of it is written."""
+    for cut in range(len(loc), -1, -1):
+        if loc[:cut] in lines:
+            return lines[loc[:cut]]
+    return None
+
+
 class SpecIssue(BaseModel):
     """One problem found in a spec, with where it is."""
 
@@ -645,11 +655,7 @@ def issues_from_validation(
     found: list[SpecIssue] = []
     for err in exc.errors():
         loc = _clean_loc(tuple(err["loc"]))
-        line = None
-        for cut in range(len(loc), -1, -1):
-            if loc[:cut] in lines:
-                line = lines[loc[:cut]]
-                break
+        line = line_of_key(loc, lines)
         message = err["msg"]
         if err["type"] == "extra_forbidden":
             message = "unknown key (check its spelling; `subsetctl schema` lists the keys)"
@@ -782,10 +788,7 @@ def _line_of(group: tuple[Any, ...], suffix: str, lines: dict[tuple[Any, ...], i
         parts = tuple(parse_key_path(suffix.lstrip("."))) if suffix.strip(".") else ()
     except SpecError:
         parts = ()
-    for cut in range(len(parts), -1, -1):
-        if group + parts[:cut] in lines:
-            return lines[group + parts[:cut]]
-    return None
+    return line_of_key(group + parts, lines)
 
 
 def blame_source_files(
@@ -899,18 +902,25 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return out
 
 
+def override_keys(overrides: list[str]) -> list[tuple[str, str]]:
+    """``(key path, override)`` for each well-formed ``key=value`` override, in order
+    (``sources[0].max_examples=3`` -> ``("sources[0].max_examples", ...)``)."""
+    keys = []
+    for item in overrides:
+        try:
+            keys.append((format_path(tuple(parse_key_path(str(item).split("=", 1)[0]))), str(item)))
+        except SpecError:
+            continue
+    return keys
+
+
 def attribute_overrides(issues: list[SpecIssue], overrides: list[str]) -> list[SpecIssue]:
     """Point issues under an overridden key at the command-line override that set it.
 
     Without this, ``run . estimate.lam=-1`` would be reported at the line of the file's
     own ``lam:``, which holds a valid value; the user would look in the wrong place. An
     issue is attributed when its key is the override's, or one lies under the other."""
-    blamed: list[tuple[str, str]] = []
-    for item in overrides:
-        try:
-            blamed.append((format_path(tuple(parse_key_path(item.split("=", 1)[0]))), item))
-        except SpecError:
-            continue
+    blamed = override_keys(overrides)
     out = []
     for issue in issues:
         plain_key = re.sub(r"^(source_files\[\d+\]) \(.*\)(?=[.\[]|$)", r"\1", issue.key)  # a group's file named in it

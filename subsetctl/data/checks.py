@@ -29,6 +29,7 @@ from subsetctl.spec import (
     SpecIssue,
     format_path,
     key_lines,
+    line_of_key,
 )
 
 
@@ -41,11 +42,7 @@ class _Issues:
         self.found: list[SpecIssue] = []
 
     def add(self, loc: tuple[Any, ...], message: str) -> None:
-        line = None
-        for cut in range(len(loc), -1, -1):
-            if loc[:cut] in self.lines:
-                line = self.lines[loc[:cut]]
-                break
+        line = line_of_key(loc, self.lines)
         self.found.append(SpecIssue(file=self.file, line=line, key=format_path(loc), message=message))
 
 

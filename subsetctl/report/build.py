@@ -68,7 +68,10 @@ def build_report(project: Project, skip: frozenset[str] | set[str] = frozenset()
         report["verify"] = calibrate["kinds"]
     finetuned = None if "finetune" in skip else _read(state / "finetune" / "labels.json")
     if finetuned:  # where each selection's LoRA adapters are, one per seed (relative to the project)
-        report["adapters"] = {label: [f".subsetctl/finetune/runs/{run}/adapter" for run in runs]
+        from subsetctl.project import STATE_DIRNAME
+        from subsetctl.stages.finetune import adapter_relpath
+
+        report["adapters"] = {label: [f"{STATE_DIRNAME}/finetune/{adapter_relpath(run)}" for run in runs]
                               for label, runs in finetuned["labels"].items()}
     metrics = None if "evaluate" in skip else _read(state / "evaluate" / "metrics.json")
     if metrics:

@@ -16,6 +16,7 @@ from subsetctl.modeling.resolve import model_fingerprint_inputs
 from subsetctl.pipeline import StageContext
 from subsetctl.project import atomic_write_json, fingerprint
 from subsetctl.stages import common
+from subsetctl.stages.finetune import adapter_relpath
 
 RESULT_CACHE = ("cache", "evaluate")
 
@@ -32,7 +33,7 @@ def result_cache_keys(ctx: StageContext, runs: list[str]) -> dict[str, str]:
             **model_fingerprint_inputs(ctx.spec.model.source, ctx.project.root)}  # a local folder's files
 
     def adapter(run: str) -> dict[str, str]:
-        prefix = f"runs/{run}/adapter/"
+        prefix = f"{adapter_relpath(run)}/"
         return {p[len(prefix):]: a["sha256"] for p, a in artifacts.items()
                 if p.startswith(prefix) and not p.endswith("README.md")}
 
@@ -80,7 +81,7 @@ class EvaluateStage(common.ModelStage):
                         pass
                 if model is None:
                     model, tokenizer, _ = common.lora_model(ctx, trainable=False)
-                load_adapter_weights(model, ft / "runs" / key / "adapter")
+                load_adapter_weights(model, ft / adapter_relpath(key))
                 result = evaluate_model(model, tokenizer, test, spec.model.kind, spec.model.max_length,
                                         max_new_tokens=spec.evaluate.max_new_tokens,
                                         batch_size=spec.evaluate.batch_size, metric=spec.evaluate.metric)

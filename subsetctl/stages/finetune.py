@@ -38,6 +38,12 @@ def selections(ctx: StageContext) -> dict[str, list[str]]:
     return out
 
 
+def adapter_relpath(run: str) -> str:
+    """Where run ``run``'s LoRA adapter lies, relative to the finetune stage's folder (read
+    by evaluate and named in the report)."""
+    return f"runs/{run}/adapter"
+
+
 def run_key(subset: list[str], seed: int) -> str:
     return hashlib.sha256(json.dumps([sorted(subset), seed]).encode()).hexdigest()[:12]
 
