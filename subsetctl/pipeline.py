@@ -124,6 +124,9 @@ class Stage(ABC):
     description: str = ""
     after: tuple[str, ...] = ()
     spec_keys: tuple[str, ...] = ()
+    #: top-level folders of the stage's own folder that hold work in progress (resumable
+    #: checkpoints, half-done runs): left out of its checksums and output digest
+    scratch: tuple[str, ...] = ()
 
     def enabled(self, spec: Spec) -> bool:
         return True
@@ -494,18 +497,17 @@ class Pipeline:
         if summary.get("incomplete"):
             return None  # e.g. one shard of the gradients: nothing to commit yet
         atomic_write_json(out_dir / "resolved_spec.json", self.spec.model_dump(mode="json"))
-        artifacts = {
-            k: v for k, v in artifact_checksums(out_dir).items() if k not in ("resolved_spec.json", "work.json")
-        }
+        artifacts = artifact_checksums(out_dir, stage.scratch)
+        outputs = {k: v for k, v in artifacts.items() if k not in ("resolved_spec.json", "work.json")}
         manifest = {
             "stage": stage.name,
             "fingerprint": fp,
             "inputs": inputs,
-            "output_digest": fingerprint(artifacts),
+            "output_digest": fingerprint(outputs),
             "summary": summary,
             "seconds": round(seconds, 3),
             "overrides": self.overrides,
             "versions": library_versions(),
         }
-        self.project.write_manifest(stage.name, manifest)
+        self.project.write_manifest(stage.name, manifest, artifacts)
         return manifest

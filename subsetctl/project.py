@@ -107,8 +107,12 @@ def fingerprint(data: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def artifact_checksums(folder: Path, exclude: tuple[str, ...] = (MANIFEST, "checkpoints", "work")) -> dict[str, dict[str, Any]]:
-    """sha256 and size of every file under ``folder`` except work-in-progress parts."""
+def artifact_checksums(folder: Path, scratch: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
+    """sha256 and size of every file under ``folder``, except the manifest, hidden files,
+    lock files and the top-level ``scratch`` folders (a stage's work in progress, such as
+    meta_init's checkpoints). Scratch is per stage so that a data source named like
+    another stage's scratch folder is still tracked."""
+    exclude = (MANIFEST, *scratch)
     out: dict[str, dict[str, Any]] = {}
     if not folder.exists():
         return out
@@ -223,10 +227,14 @@ class Project:
         except (json.JSONDecodeError, UnicodeDecodeError):
             return {"corrupt": True}
 
-    def write_manifest(self, stage: str, manifest: dict[str, Any]) -> None:
+    def write_manifest(
+        self, stage: str, manifest: dict[str, Any], artifacts: dict[str, dict[str, Any]] | None = None
+    ) -> None:
+        """Commit ``stage``: write its manifest with the checksums of its artifacts
+        (``artifacts`` when the caller has them already, else every file in its folder)."""
         folder = self.stage_dir(stage)
         manifest = dict(manifest)
-        manifest["artifacts"] = artifact_checksums(folder)
+        manifest["artifacts"] = artifact_checksums(folder) if artifacts is None else artifacts
         manifest["written_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         atomic_write_json(folder / MANIFEST, manifest)
 

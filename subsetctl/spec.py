@@ -35,8 +35,7 @@ SPEC_FILENAME = "subsetctl.yaml"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 #: names a source (or the target) cannot take: the data stage keeps one folder per source
 #: next to these files of its own
-RESERVED_SOURCE_NAMES = frozenset({"manifest.json", "resolved_spec.json", "work.json", "data.json",
-                                   "work", "checkpoints"})  # the last two: left out of a stage's checksums
+RESERVED_SOURCE_NAMES = frozenset({"manifest.json", "resolved_spec.json", "work.json", "data.json"})
 
 
 class StrictModel(BaseModel):

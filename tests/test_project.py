@@ -13,7 +13,7 @@ import pytest
 
 from subsetctl.api import plan_project, run_project
 from subsetctl.errors import LockedError
-from subsetctl.project import Project, _new_file_mode, atomic_write_json, verify_checksums
+from subsetctl.project import Project, _new_file_mode, artifact_checksums, atomic_write_json, verify_checksums
 from subsetctl.reporter import SilentReporter
 
 
@@ -65,6 +65,26 @@ def test_corrupted_data_artifact_reruns_stage(jsonl_project: Path) -> None:
     assert any("checksums" in w for w in reporter.warnings)
     _, _, statuses = plan_project(jsonl_project, until="data")
     assert statuses[0].state == "up to date"
+
+
+@pytest.mark.parametrize("name", ["work", "checkpoints"])
+def test_sources_named_like_another_stages_scratch_folder_are_tracked(jsonl_project: Path, name: str) -> None:
+    """meta_init keeps checkpoints/ and verify work/ out of their checksums; the data stage
+    keeps one folder per source, so a source with that name must still be checksummed."""
+    overrides = [f"sources[0].name={name}"]
+    run_project(jsonl_project, overrides, until="data")
+    arrow = next((jsonl_project / ".subsetctl" / "data" / name).rglob("*.arrow"))
+    arrow.write_bytes(arrow.read_bytes()[:-10])
+    _, _, statuses = plan_project(jsonl_project, overrides, until="data")
+    assert statuses[0].state == "corrupt"
+
+
+def test_scratch_folders_are_left_out_of_checksums(tmp_path: Path) -> None:
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "half.bin").write_bytes(b"1")
+    (tmp_path / "kept.bin").write_bytes(b"2")
+    assert set(artifact_checksums(tmp_path, ("work",))) == {"kept.bin"}
+    assert set(artifact_checksums(tmp_path)) == {"kept.bin", "work/half.bin"}
 
 
 def test_corrupt_manifest_is_not_trusted(jsonl_project: Path) -> None:

@@ -221,9 +221,12 @@ def test_source_files_edge_names_reserved_backslash_parenthesis_long(tmp_path: P
     groups = [{"files": "data/sources/*.jsonl", "loader": {"type": "jsonl"}}]
     path = _files_project(tmp_path, groups)
     pool = tmp_path / "data" / "sources"
-    (pool / "work.jsonl").write_text('{"prompt": "1", "response": "2"}\n')  # "work": left out of checksums
+    (pool / "data.json.jsonl").write_text('{"prompt": "1", "response": "2"}\n')  # the data stage's own file
     (issue,) = validate_spec_file(path).issues
-    assert "work" in issue.message and "keeps for its own file" in issue.message
+    assert "data.json" in issue.message and "keeps for its own file" in issue.message
+    (pool / "data.json.jsonl").unlink()
+    (pool / "work.jsonl").write_text('{"prompt": "1", "response": "2"}\n')  # another stage's scratch name: fine
+    assert validate_spec_file(path).ok
     (pool / "work.jsonl").unlink()
     (pool / "a\\1.jsonl").write_text('{"prompt": "1", "response": "2"}\n')  # a backslash: a name clash,
     (pool / "a_1.jsonl").write_text('{"prompt": "1", "response": "2"}\n')  # reported, not a crash

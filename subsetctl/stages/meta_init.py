@@ -15,6 +15,7 @@ from subsetctl.stages import common
 
 class MetaInitStage(common.ModelStage):
     name = "meta_init"
+    scratch = ("checkpoints",)  # resumable training state
     description = "multitask LoRA on target + all sources (theta*)"
     after = ("data",)
     spec_keys = ("project.seed", "model", "meta_init")

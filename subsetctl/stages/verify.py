@@ -55,6 +55,7 @@ def verify_subsets(sources: list[str], k: int, seed: int) -> list[list[str]]:
 
 class VerifyStage(common.ModelStage):
     name = "verify"
+    scratch = ("work",)  # the real fine-tune under way
     description = "real fine-tunes of k random subsets from theta*"
     after = ("data", "meta_init")
     spec_keys = ("project.seed", "model", "meta_init.weight_decay", "verify")
