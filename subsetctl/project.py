@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from subsetctl.errors import LockedError, UserError
 from subsetctl.spec import SPEC_FILENAME
@@ -139,22 +139,34 @@ def verify_checksums(folder: Path, recorded: dict[str, dict[str, Any]]) -> list[
 
 
 @contextlib.contextmanager
-def exclusive_file_lock(path: Path, busy_message: str) -> Iterator[None]:
-    """Hold an exclusive flock on ``path`` (created if missing) for the block; raise
-    LockedError(``busy_message``) at once if another process holds it."""
+def _flocked(path: Path, mode: int, on_busy: Callable[[str], Exception], attempts: int = 1) -> Iterator[IO[str]]:
+    """Open ``path`` (created if missing) and hold an flock of ``mode`` on it for the block.
+
+    When another process holds a conflicting lock (still, after ``attempts`` tries a tenth
+    of a second apart), raise ``on_busy(text of the file)``: lock files hold their
+    holder's PID, so the error can say who it is."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - closed in finally
     try:
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _flock_briefly(handle, mode, attempts)
         except OSError:
-            raise LockedError(busy_message) from None
+            handle.seek(0)
+            raise on_busy(handle.read().strip()) from None
         try:
-            yield
+            yield handle
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
     finally:
         handle.close()
+
+
+@contextlib.contextmanager
+def exclusive_file_lock(path: Path, busy_message: str) -> Iterator[None]:
+    """Hold an exclusive flock on ``path`` (created if missing) for the block; raise
+    LockedError(``busy_message``) at once if another process holds it."""
+    with _flocked(path, fcntl.LOCK_EX, lambda _holder: LockedError(busy_message)):
+        yield
 
 
 def _flock_briefly(handle: Any, mode: int, attempts: int = 5, pause: float = 0.1) -> None:
@@ -273,42 +285,31 @@ class Project:
         started on several GPUs or machines that share the project directory run at the
         same time while no plain `run` can. A lock left by a dead process is taken over
         (the kernel drops flock locks when a process dies; the PID file tells us whose it was)."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        path = self.state_dir / "lock"
-        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the whole run, closed in finally
-        try:
-            _flock_briefly(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-        except OSError:
-            handle.seek(0)
-            holder = handle.read().strip()
-            handle.close()
+        def busy(holder: str) -> LockedError:
             # exclusive holders write their PID; an empty file means shard runs hold it shared
             who = (f"a running `subsetctl run` (PID {holder}). Wait for it to finish or stop that process"
                    if holder else "running `subsetctl run --shard` processes. Wait for them to finish or stop them")
-            raise LockedError(f"Project {self.root} is locked by {who}; `plan` and `report` work meanwhile.") from None
-        if shared:
-            handle.truncate(0)  # any PID there is a dead exclusive holder's: no exclusive holder can be alive now
+            return LockedError(f"Project {self.root} is locked by {who}; `plan` and `report` work meanwhile.")
+
+        mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+        with _flocked(self.state_dir / "lock", mode, busy, attempts=5) as handle:
+            if shared:
+                handle.truncate(0)  # any PID there is a dead exclusive holder's: none can be alive now
+                handle.flush()
+                yield
+                return
+            handle.seek(0)
+            previous = handle.read().strip()
+            stale = previous.isdigit() and int(previous) != os.getpid() and not _pid_alive(int(previous))
+            if stale and notice is not None:
+                notice(f"Took over a stale lock left by PID {previous}, which is no longer running.")
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
             handle.flush()
             try:
                 yield
             finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-                handle.close()
-            return
-        handle.seek(0)
-        previous = handle.read().strip()
-        stale = previous.isdigit() and int(previous) != os.getpid() and not _pid_alive(int(previous))
-        if stale and notice is not None:
-            notice(f"Took over a stale lock left by PID {previous}, which is no longer running.")
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        try:
-            yield
-        finally:
-            handle.seek(0)
-            handle.truncate()
-            handle.flush()
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-            handle.close()
+                handle.seek(0)
+                handle.truncate()
+                handle.flush()
