@@ -4,6 +4,7 @@ does not repeat its raw estimates under "calibrated"."""
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +130,22 @@ def test_score_plot_sorts_and_unlabels_many_sources(tmp_path: Path, captured: di
     captured.clear()
     plots.source_scores(_many_sources_report(5), tmp_path / "few.png")
     assert [t.get_text() for t in captured["fig"].axes[0].get_xticklabels()] == [f"s{i:04d}" for i in range(5)]
+
+
+def test_score_plot_and_table_put_unscored_sources_last(tmp_path: Path, captured: dict[str, Any]) -> None:
+    """A missing score is neither drawn as 0 (between positive and negative scores) nor
+    ranked differently by the plot and the terminal table."""
+    from subsetctl.report import plots
+
+    report = _many_sources_report(60)
+    scores = report["strategies"]["forward"]["scores"]
+    scores.update({"s0000": -5.0, "s0001": None, "s0002": None})
+    plots.source_scores(report, tmp_path / "s.png")
+    heights = [bar.get_height() for bar in captured["fig"].axes[0].patches]
+    assert heights[:-2] == sorted(heights[:-2], reverse=True) and heights[-3] == -5.0
+    assert all(math.isnan(h) for h in heights[-2:])
+    rows, _ = score_table_rows(report["sources"], scores, top=5, bottom=3)
+    assert rows[-3:] == ["s0000", "s0001", "s0002"]
 
 
 def test_baselines_and_all_zero_scores_read_plainly(tmp_path: Path, captured: dict[str, Any]) -> None:

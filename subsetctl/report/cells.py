@@ -74,6 +74,12 @@ def selected_cell(names: list[str], limit: int | None = SELECTED_SHOWN) -> str:
     return f"{len(names)} sources: {', '.join(names[:limit])}, … (+{len(names) - limit} more)"
 
 
+def ranked_by_score(sources: list[str], scores: dict[str, float | None]) -> list[str]:
+    """``sources`` from the highest score to the lowest, those without a score last (the
+    order of both the terminal's score table and the score plot with many sources)."""
+    return sorted(sources, key=lambda s: (scores.get(s) is None, -(scores.get(s) or 0.0)))
+
+
 def score_table_rows(sources: list[str], scores: dict[str, float | None], top: int = 20,
                      bottom: int = 10) -> tuple[list[str | None], int]:
     """The sources a per-source score table shows, and how many it leaves out.
@@ -84,5 +90,5 @@ def score_table_rows(sources: list[str], scores: dict[str, float | None], top: i
     """
     if len(sources) <= top + bottom:
         return list(sources), 0
-    ranked = sorted(sources, key=lambda s: (scores.get(s) is None, -(scores.get(s) or 0.0)))
+    ranked = ranked_by_score(sources, scores)
     return [*ranked[:top], None, *ranked[-bottom:]], len(sources) - top - bottom

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
+
+from subsetctl.report.cells import ranked_by_score
 
 
 def _plt() -> Any:
@@ -34,8 +37,8 @@ def source_scores(report: dict[str, Any], path: Path) -> Path | None:
     many = len(sources) > LABELLED_SOURCES
     fig, axes = plt.subplots(len(scored), 1, figsize=(8, 2.6 * len(scored)), squeeze=False)
     for ax, (label, r) in zip(axes[:, 0], scored.items()):
-        order = sorted(sources, key=lambda s: -(r["scores"].get(s) or 0.0)) if many else sources
-        values = [r["scores"].get(s) or 0.0 for s in order]
+        order = ranked_by_score(sources, r["scores"]) if many else sources
+        values = [math.nan if r["scores"].get(s) is None else r["scores"][s] for s in order]  # no bar
         colors = ["tab:green" if s in r["selected"] else "tab:gray" for s in order]
         ax.bar(range(len(order)), values, color=colors, width=1.0 if many else 0.8)
         ax.axhline(0, color="black", linewidth=0.6)
