@@ -17,7 +17,8 @@ import json
 import os
 import re
 import socket
-from collections.abc import Callable, Iterator
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
@@ -38,6 +39,24 @@ _VOLATILE_CONFIG_KEYS = ("_name_or_path", "transformers_version", "_commit_hash"
 #: Files any one of which holds a tokenizer's vocabulary (fast, SentencePiece, WordPiece, BPE).
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model",
                    "vocab.txt", "vocab.json")
+
+#: transformers ``model_type``s of encoder-only families: bidirectional attention, trained
+#: as masked LMs. ``AutoModelForCausalLM`` maps many of them to a causal-LM class anyway
+#: (BertLMHeadModel, RobertaForCausalLM, ...), which is only causal with ``is_decoder: true``
+#: in config.json and otherwise gets a random LM head; the others it cannot load at all.
+ENCODER_ONLY_MODEL_TYPES: frozenset[str] = frozenset({
+    "albert", "bert", "bert-generation", "big_bird", "camembert", "convbert", "data2vec-text",
+    "deberta", "deberta-v2", "distilbert", "electra", "ernie", "esm", "funnel", "ibert", "layoutlm",
+    "longformer", "megatron-bert", "mobilebert", "modernbert", "mpnet", "nezha", "rembert", "roberta",
+    "roberta-prelayernorm", "roc_bert", "roformer", "squeezebert", "xlm-roberta", "xlm-roberta-xl", "xmod",
+})
+
+#: Class-name endings of generative heads in config.json's ``architectures``.
+_CAUSAL_HEAD_SUFFIXES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
+
+#: (model path, checkpoint labels, project labels) of head re-initializations already
+#: reported in this process: every stage (and every fine-tune job) loads the base model again.
+_HEAD_NOTICES_GIVEN: set[tuple[str, int, int]] = set()
 
 
 def packaged_names() -> list[str]:
@@ -92,6 +111,88 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+def not_a_causal_lm(config: Mapping[str, Any]) -> str | None:
+    """Why a model whose config.json holds ``config`` cannot be loaded as a causal-lm, or
+    None when it can (or when that cannot be told from the config).
+
+    The rule, in order:
+
+    - custom modeling code (``auto_map``) or ``is_decoder: true``: loadable. An encoder
+      family's checkpoint trained as a decoder says ``is_decoder: true``;
+    - a ``model_type`` in :data:`ENCODER_ONLY_MODEL_TYPES` (bert, roberta, deberta, ...): not
+      loadable, since ``AutoModelForCausalLM`` would build it with bidirectional attention
+      and a random LM head, so every loss, gradient and generation would be meaningless;
+    - ``architectures`` naming a masked-LM head (``...ForMaskedLM``) and no generative head
+      (``...ForCausalLM``, ``...LMHeadModel``, ``...ForConditionalGeneration``): an encoder of
+      a family not listed above, so not loadable either;
+    - anything else: loadable.
+
+    ``is_decoder`` alone cannot decide it: decoder configs such as llama, qwen2 or gpt2 have
+    no such field, and some (gpt_neox, trocr) carry ``is_decoder: false`` by default. Nor
+    can "no causal head in ``architectures``": decoders are often saved headless
+    (``LlamaModel``) or as classifiers, and still load usefully when their LM head is tied
+    to the embeddings.
+    """
+    if config.get("auto_map") or config.get("is_decoder") is True:
+        return None
+    model_type = config.get("model_type")
+    if model_type in ENCODER_ONLY_MODEL_TYPES:
+        return f"an encoder-only model (model_type {model_type!r}, without is_decoder: true)"
+    architectures = [a for a in config.get("architectures") or [] if isinstance(a, str)]
+    masked = [a for a in architectures if a.endswith("ForMaskedLM")]
+    if masked and not any(a.endswith(_CAUSAL_HEAD_SUFFIXES) for a in architectures):
+        return f"an encoder-only model (a masked-LM head, {masked[0]})"
+    return None
+
+
+def _causal_packaged_hint() -> str:
+    """The packaged models that load as a causal-lm, for error messages."""
+    names = [n for n in packaged_names() if "causal-lm" in getattr(PACKAGED_MODELS.get(n), "kinds", ())]
+    return ", ".join(names) or "none installed"
+
+
+def _refuse_non_causal(config: Mapping[str, Any], where: str) -> None:
+    """Raise a UserError when :func:`not_a_causal_lm` refuses ``config``; ``where`` names the
+    model in the message ("The model folder /x", "The hub model 'org/name'")."""
+    reason = not_a_causal_lm(config)
+    if reason is not None:
+        raise UserError(
+            f"{where} holds {reason}, so it cannot be loaded as a causal-lm: transformers would give it "
+            "a random LM head on bidirectional attention (or not load it at all) and every result would "
+            "be meaningless. Set "
+            "model.kind: classifier to fine-tune it as a sequence classifier, or point model.source at a "
+            f"decoder (causal) language model (packaged: {_causal_packaged_hint()})."
+        )
+
+
+def _reinitialized_head_labels(mismatched: Iterable[Any], num_labels: int, where: str) -> int | None:
+    """The checkpoint's label count when loading replaced its classification head (all of
+    ``mismatched``, transformers' ``(key, checkpoint shape, model shape)`` triples, differ
+    only in the label dimension), else None. Any other size mismatch means the weights do
+    not fit their own config.json: a UserError, rather than silently random weights."""
+    old_labels: set[int] = set()
+    for key, old, new in sorted(mismatched, key=lambda m: str(m[0])):
+        old, new = tuple(old), tuple(new)
+        if len(old) == len(new) >= 1 and old[1:] == new[1:] and new[0] == num_labels:
+            old_labels.add(int(old[0]))
+            continue
+        raise UserError(
+            f"{where} does not fit its own config.json: {key} has shape {old} in the checkpoint but {new} "
+            "in the model. Save the model again with save_pretrained, or fix config.json."
+        )
+    return max(old_labels) if old_labels else None
+
+
+def _notify(message: str, warn: Callable[[str], None] | None, progress: Callable[[str], None] | None) -> None:
+    """Say ``message`` through ``warn``, else ``progress``, else as a Python warning."""
+    if warn is not None:
+        warn(message)
+    elif progress is not None:
+        progress(f"warning: {message}")
+    else:
+        warnings.warn(message, UserWarning, stacklevel=3)
+
+
 def _torch_dtype(dtype: str) -> Any:
     import torch
 
@@ -133,14 +234,27 @@ def _load(
     trust_remote_code: bool,
     num_labels: int | None,
     local_files_only: bool = False,
-) -> tuple[Any, Any]:
+    where: str | None = None,
+) -> tuple[Any, Any, int | None]:
     """``from_pretrained`` for the tokenizer and the model of the requested kind.
 
     The random parts of a freshly loaded model (a new classification head) are drawn
     under a fixed seed so the same source always gives the same starting weights.
+    A causal-lm whose config describes an encoder is refused (:func:`not_a_causal_lm`).
+    A classifier checkpoint whose head has another label count than ``num_labels`` (a
+    fine-tuned sentiment or NLI model) gets a new head; the third value returned is then
+    the checkpoint's label count, else None. ``where`` names the model in messages.
     """
     import torch
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+    )
+
+    where = where or f"The model {location!r}"
+    replaced_head: int | None = None
 
     kwargs: dict[str, Any] = {
         "dtype": _torch_dtype(dtype),
@@ -153,14 +267,23 @@ def _load(
         )
         torch.manual_seed(0)
         if kind == "causal-lm":
+            config = AutoConfig.from_pretrained(
+                location, trust_remote_code=trust_remote_code, local_files_only=local_files_only
+            )
+            _refuse_non_causal(config.to_dict(), where)
             model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
         else:
             if num_labels is not None:
                 kwargs["num_labels"] = num_labels
-            model = AutoModelForSequenceClassification.from_pretrained(location, **kwargs)
+            model, loading = AutoModelForSequenceClassification.from_pretrained(
+                location, ignore_mismatched_sizes=True, output_loading_info=True, **kwargs
+            )
+            replaced_head = _reinitialized_head_labels(
+                loading.get("mismatched_keys") or (), model.config.num_labels, where
+            )
     ensure_pad_token(tokenizer, model)
     model.eval()
-    return model, tokenizer
+    return model, tokenizer, replaced_head
 
 
 def model_location(source: str, spec_dir: Path | None) -> str:
@@ -194,10 +317,12 @@ def folder_a_hub_id_shadows(source: str, spec_dir: Path | None) -> Path | None:
     return None
 
 
-def check_model_folder(source: str, spec_dir: Path | None) -> None:
+def check_model_folder(source: str, spec_dir: Path | None, kind: str | None = None) -> None:
     """Raise the UserError :func:`resolve_model` would, for what validate can see without
-    loading anything: a source that is no packaged model, folder or hub id, or a folder
-    without config.json (``.``, a parent folder of the model, an empty string)."""
+    loading anything: a source that is no packaged model, folder or hub id, a folder
+    without config.json (``.``, a parent folder of the model, an empty string), or, with
+    ``kind`` "causal-lm", a folder whose config.json describes an encoder-only model
+    (:func:`not_a_causal_lm`; only json is read, transformers is not imported)."""
     location = model_location(source, spec_dir)
     if classify_model_source(location) != "local":
         return
@@ -214,6 +339,13 @@ def check_model_folder(source: str, spec_dir: Path | None) -> None:
             "model.source at the folder that holds config.json and the weights (as written by "
             f"save_pretrained), or use a packaged model ({_packaged_hint()})."
         )
+    if kind == "causal-lm":
+        try:
+            config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # unreadable or not json: loading the model says so
+            return
+        if isinstance(config, dict):
+            _refuse_non_causal(config, f"The model folder {folder}")
 
 
 def model_fingerprint_inputs(source: str, spec_dir: Path | None) -> dict[str, Any]:
@@ -261,18 +393,22 @@ def resolve_model(
     num_labels: int | None = None,
     cache_dir: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> tuple[Any, Any, dict[str, Any]]:
     """Load ``source`` as a model of ``kind`` plus its tokenizer.
 
     Args:
         source: packaged name, local folder, or hub id ``org/name``.
-        kind: "causal-lm" (AutoModelForCausalLM) or "classifier"
-            (AutoModelForSequenceClassification; the head is new unless the folder has one).
+        kind: "causal-lm" (AutoModelForCausalLM; an encoder-only model is a UserError) or
+            "classifier" (AutoModelForSequenceClassification; the head is new unless the
+            folder has one with ``num_labels`` outputs: one of another size is replaced).
         dtype: "float32" (default), "bfloat16" or "float16".
         trust_remote_code: passed to ``from_pretrained``; off unless the spec asks.
         num_labels: classifier head size (ignored for causal LMs).
         cache_dir: where packaged models are converted (default: user cache).
         progress: receives one-line notices (e.g. the one-time GGUF conversion).
+        warn: receives one-line warnings (a replaced classification head, once per
+            process); without it they go to ``progress``, else to :func:`warnings.warn`.
 
     Returns:
         ``(model, tokenizer, info)``; the model is in eval mode, the tokenizer has a pad
@@ -296,7 +432,8 @@ def resolve_model(
         folder = entry.locate(Path(cache_dir) if cache_dir is not None else None, progress)
         location = str(folder)
         info["lora_targets"] = list(entry.lora_targets)
-        model, tokenizer = _load(location, kind, dtype, trust_remote_code, num_labels)
+        where = f"The packaged model {source!r}"
+        model, tokenizer, replaced_head = _load(location, kind, dtype, trust_remote_code, num_labels, where=where)
     elif origin == "local":
         folder = Path(source).expanduser().resolve()
         if not (folder / "config.json").is_file():
@@ -314,8 +451,11 @@ def resolve_model(
             )
         from safetensors import SafetensorError
 
+        where = f"The model folder {folder}"
         try:
-            model, tokenizer = _load(location, kind, dtype, trust_remote_code, num_labels)
+            model, tokenizer, replaced_head = _load(
+                location, kind, dtype, trust_remote_code, num_labels, where=where
+            )
         except (OSError, ValueError, SafetensorError) as exc:  # SafetensorError: a truncated or damaged weights file
             raise UserError(
                 f"Could not load the model folder {folder}: {_first_sentence(exc)} Check that it holds the "
@@ -326,8 +466,11 @@ def resolve_model(
         location = source
         offline = not hub_reachable()  # offline: only the local HF cache can serve it
         info["hub_offline"] = offline
+        where = f"The hub model {source!r}"
         try:
-            model, tokenizer = _load(location, kind, dtype, trust_remote_code, num_labels, offline)
+            model, tokenizer, replaced_head = _load(
+                location, kind, dtype, trust_remote_code, num_labels, offline, where=where
+            )
         except UserError:
             raise
         except Exception as exc:  # offline, unreachable, gated, missing: all the user's to fix
@@ -343,6 +486,14 @@ def resolve_model(
                 "model folder; if the id is misspelled, fix it."
             ) from exc
 
+    if replaced_head is not None and (location, replaced_head, model.config.num_labels) not in _HEAD_NOTICES_GIVEN:
+        _HEAD_NOTICES_GIVEN.add((location, replaced_head, model.config.num_labels))
+        _notify(
+            f"{where} has a classification head with {replaced_head} labels, but this project has "
+            f"{model.config.num_labels}: the head is re-initialized (seeded) for {model.config.num_labels} "
+            "labels and trained from scratch; the rest of the checkpoint is used as saved.",
+            warn, progress,
+        )
     info["path"] = location
     info["architecture"] = getattr(model.config, "model_type", "unknown")
     info["config_hash"] = config_hash(model.config)

@@ -120,6 +120,7 @@ def base_model(ctx: StageContext) -> tuple[Any, Any, dict[str, Any]]:
         trust_remote_code=spec.trust_remote_code,
         num_labels=num_labels(ctx),
         progress=ctx.reporter.info,
+        warn=ctx.reporter.warn,
     )
 
 

