@@ -18,6 +18,8 @@ from typing import Any
 
 MIN_FREE_GB = 2.0
 """Less free disk than this in the project directory is reported as a problem."""
+DASK_ADVICE = "pip install 'subsetctl[dask]' (dask and distributed), or set executor.backend: loky."
+"""What to do when the spec sets ``executor.backend: dask`` and dask is missing."""
 
 
 @dataclass
@@ -105,15 +107,19 @@ def check_project(directory: Path) -> tuple[list[Check], Any]:
     return [Check("project spec", True, f"{path} is valid")], report.spec
 
 
+def dask_importable() -> bool:
+    """dask and distributed are installed (found without importing them)."""
+    return importlib.util.find_spec("dask") is not None and importlib.util.find_spec("distributed") is not None
+
+
 def check_dask(spec: Any) -> Check:
     """dask.distributed importable; a problem only when the spec asks for the dask backend."""
-    present = importlib.util.find_spec("dask") is not None and importlib.util.find_spec("distributed") is not None
+    present = dask_importable()
     needed = spec is not None and spec.executor.backend == "dask"
     if present:
         return Check("dask", True, "installed")
     if needed:
-        return Check("dask", False, "missing, and the spec sets executor.backend: dask",
-                     "pip install 'subsetctl[dask]' (dask and distributed), or set executor.backend: loky.")
+        return Check("dask", False, "missing, and the spec sets executor.backend: dask", DASK_ADVICE)
     return Check("dask", True, "not installed (only needed for executor.backend: dask)")
 
 

@@ -9,22 +9,35 @@ sequential one.
 Shipping the estimator: for loky it is written once per call with :func:`joblib.dump`
 to a temporary folder (``/dev/shm`` when it has room) and workers load it memory-mapped,
 once per process; so the exact estimator's rows (N x d float64) are shared, not copied
-per task. For Dask it is scattered once to every worker.
+per task. For Dask it is scattered once per call to every worker.
+
+Dask clients (and the LocalCluster started when no ``address`` is given) are opened on
+first use and kept for the rest of the process, one per settings, so a search that
+estimates step by step does not start a cluster per step; :func:`close_dask_clients`
+closes them (it runs at exit). Dask problems a user can fix (dask not installed, a
+malformed or unreachable address, no workers, workers without subsetctl) are UserErrors.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
+from subsetctl import __version__
 from subsetctl.errors import UserError
 from subsetctl.estimate.base import EstimateBatch, SubsetEstimator
 from subsetctl.estimate.results import concat_batches, empty_batch
@@ -120,6 +133,160 @@ def _joblib_results(
         shutil.rmtree(folder, ignore_errors=True)
 
 
+# ------------------------------------------------------------------------------ dask
+
+
+@dataclass
+class _DaskConnection:
+    """A Dask client and, when this module started it, the LocalCluster it talks to."""
+
+    client: Any
+    cluster: Any | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.client.status == "running"
+
+    def close(self) -> None:
+        """Close the client, then the cluster; neither raises (this runs at exit too)."""
+        with contextlib.suppress(Exception):
+            self.client.close()
+        if self.cluster is not None:
+            with contextlib.suppress(Exception):
+                self.cluster.close()
+
+
+#: Open Dask connections, one per ``(address, n_jobs)``, reused by every call of the
+#: process (a greedy search calls once per step: starting a LocalCluster each time cost
+#: seconds per call). Closed by :func:`close_dask_clients`, at the latest at exit.
+_DASK_CONNECTIONS: dict[tuple[str | None, int | None], _DaskConnection] = {}
+_DASK_LOCK = threading.Lock()
+_DASK_AT_EXIT = False
+
+_MISSING_MODULE = re.compile(r"No module named '([^']+)'")
+
+
+def _import_dask() -> ModuleType:
+    """The ``dask.distributed`` module, or a UserError saying how to install it."""
+    try:
+        import dask.distributed
+    except ImportError as exc:
+        from subsetctl.doctor import DASK_ADVICE
+
+        raise UserError(f"executor.backend is dask, but dask is not installed here ({exc}). {DASK_ADVICE}") from exc
+    return dask.distributed
+
+
+def _bad_address(address: str, reason: Exception) -> UserError:
+    return UserError(
+        f"executor.address {address!r} is not a Dask scheduler address ({reason}). Use the form "
+        "tcp://HOST:PORT (what `dask scheduler` prints), or drop the address to use a local cluster."
+    )
+
+
+def check_dask_address(address: str) -> None:
+    """Raise a UserError unless ``address`` is a Dask scheduler address: ``tcp://HOST:PORT``
+    (or ``tls://``, ``ws://``, ``ucx://``), ``inproc://...`` or ``HOST:PORT``.
+
+    Checked before connecting: a Client half-built from a malformed address is closed by
+    its ``__del__`` at exit, after a hang and with a stray traceback.
+    """
+    from distributed.comm.addressing import parse_address, parse_host_port
+    from distributed.comm.registry import get_backend
+
+    try:
+        scheme, location = parse_address(address)
+        get_backend(scheme)
+        if scheme != "inproc":
+            parse_host_port(location)  # no default port: "localhost" alone is refused
+    except (ValueError, TypeError) as exc:
+        raise _bad_address(address, exc) from exc
+
+
+def _connect_dask(dd: ModuleType, n_jobs: int, address: str | None, connect_timeout: float) -> _DaskConnection:
+    """A new client: of the scheduler at ``address``, else of a new LocalCluster with
+    ``n_jobs`` single-threaded worker processes."""
+    if address is None:
+        cluster = dd.LocalCluster(
+            n_workers=n_jobs,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        )
+        return _DaskConnection(dd.Client(cluster, set_as_default=False), cluster)
+    check_dask_address(address)
+    try:
+        return _DaskConnection(dd.Client(address, timeout=f"{connect_timeout}s", set_as_default=False))
+    except ValueError as exc:  # a form the check above let through but dask refuses
+        raise _bad_address(address, exc) from exc
+    except (OSError, TimeoutError) as exc:
+        raise UserError(
+            f"Could not reach the Dask scheduler at {address!r} within "
+            f"{connect_timeout:g} s ({exc}). Start it (`dask scheduler`), check the "
+            "address and port, or drop the address to use a local cluster."
+        ) from exc
+
+
+def _dask_client(n_jobs: int, address: str | None, connect_timeout: float) -> Any:
+    """The process's client for these settings, connected on first use and reused after
+    (a connection that was closed or lost is replaced)."""
+    global _DASK_AT_EXIT
+    dd = _import_dask()
+    key = (address, None if address is not None else n_jobs)
+    with _DASK_LOCK:
+        conn = _DASK_CONNECTIONS.get(key)
+        if conn is not None and not conn.alive:
+            del _DASK_CONNECTIONS[key]
+            conn.close()
+            conn = None
+        if conn is None:
+            conn = _connect_dask(dd, n_jobs, address, connect_timeout)
+            _DASK_CONNECTIONS[key] = conn
+            if not _DASK_AT_EXIT:  # registered after distributed's own exit hooks, so it runs before them
+                atexit.register(close_dask_clients)
+                _DASK_AT_EXIT = True
+        return conn.client
+
+
+def close_dask_clients() -> None:
+    """Close every Dask client (and LocalCluster) this module opened; the next ``dask``
+    call connects again. Safe to call any time; runs at interpreter exit."""
+    with _DASK_LOCK:
+        conns = list(_DASK_CONNECTIONS.values())
+        _DASK_CONNECTIONS.clear()
+    for conn in conns:
+        conn.close()
+
+
+def _require_workers(client: Any, address: str, timeout: float) -> None:
+    """Wait up to ``timeout`` s for one worker at the scheduler ``address``, else a UserError
+    (scattering to no worker fails with an opaque TimeoutError)."""
+    try:
+        client.wait_for_workers(1, timeout=timeout)
+    except TimeoutError as exc:
+        raise UserError(
+            f"No Dask workers are connected to the scheduler at {address!r} (waited {timeout:g} s). "
+            f"Start at least one with `dask worker {address}` on a machine with subsetctl installed, "
+            "or drop executor.address to use a local cluster."
+        ) from exc
+
+
+def _worker_import_error(exc: BaseException, address: str | None) -> UserError | None:
+    """A UserError for a worker that cannot import a module the estimator needs (the
+    scheduler reports it as a bare ``Exception('ModuleNotFoundError(...)')``), else None."""
+    if not isinstance(exc, ImportError) and type(exc) is not Exception:
+        return None
+    found = _MISSING_MODULE.search(str(exc))
+    if found is None:
+        return None
+    module = found.group(1)
+    where = f"at {address!r}" if address else "of the local cluster"
+    need = (f"subsetctl {__version__} installed (the same version as here)" if module.split(".")[0] == "subsetctl"
+            else f"{module!r} importable (subsetctl {__version__} and the spec's plugins installed, as here)")
+    return UserError(f"The Dask workers {where} cannot import {module!r}: every worker must have {need}.")
+
+
 def _dask_results(
     estimator: SubsetEstimator,
     masks: np.ndarray,
@@ -129,34 +296,18 @@ def _dask_results(
     connect_timeout: float,
     progress: Callable[[int], None],
 ) -> list[EstimateBatch]:
-    from dask.distributed import Client, LocalCluster, as_completed
-
-    cluster = None
+    """Estimate every slice of ``masks`` on the process's Dask client for these settings;
+    results in the order of ``slices``, ``progress(i)`` called as slice ``i`` finishes."""
+    client = _dask_client(n_jobs, address, connect_timeout)
     if address is not None:
-        try:
-            client = Client(address, timeout=f"{connect_timeout}s", set_as_default=False)
-        except ValueError as exc:  # e.g. no port: dask cannot parse it
-            raise UserError(
-                f"executor.address {address!r} is not a Dask scheduler address ({exc}). Use the form "
-                "tcp://HOST:PORT (what `dask scheduler` prints), or drop the address to use a local cluster."
-            ) from exc
-        except (OSError, TimeoutError) as exc:
-            raise UserError(
-                f"Could not reach the Dask scheduler at {address!r} within "
-                f"{connect_timeout:g} s ({exc}). Start it (`dask scheduler`), check the "
-                "address and port, or drop the address to use a local cluster."
-            ) from exc
-    else:
-        cluster = LocalCluster(
-            n_workers=n_jobs,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            silence_logs=logging.ERROR,
-        )
-        client = Client(cluster, set_as_default=False)
+        _require_workers(client, address, connect_timeout)
+    from dask.distributed import as_completed
+
+    futures: list[Any] = []
     try:
-        shipped = client.scatter(estimator, broadcast=True)
+        # hash=False: a fresh key per call. With the default content hash, the previous
+        # call's release of the same key can race this scatter and drop the data.
+        shipped = client.scatter(estimator, broadcast=True, hash=False)
         futures = [client.submit(_run_batch, shipped, masks[s], pure=False) for s in slices]
         position = {f.key: i for i, f in enumerate(futures)}
         results: list[EstimateBatch | None] = [None] * len(futures)
@@ -165,10 +316,14 @@ def _dask_results(
             results[i] = fut.result()
             progress(i)
         return [r for r in results if r is not None]
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+    except BaseException as exc:
+        if futures:  # the cluster outlives this call: stop what it would still compute
+            with contextlib.suppress(Exception):
+                client.cancel(futures)
+        problem = _worker_import_error(exc, address)
+        if problem is not None:
+            raise problem from exc
+        raise
 
 
 def estimate_parallel(
@@ -189,7 +344,7 @@ def estimate_parallel(
         n_jobs: joblib workers, or workers of the local Dask cluster.
         address: Dask scheduler address (``"tcp://host:8786"``); without it a
             ``LocalCluster(n_workers=n_jobs, threads_per_worker=1, processes=True)`` is
-            started and closed for this call.
+            started on first use and reused by later calls (see :func:`close_dask_clients`).
         batch_size: masks per task; default :func:`default_batch_size`.
         progress: called as ``progress(masks_done, masks_total)`` as batches finish.
         connect_timeout: seconds to wait for the Dask scheduler at ``address``.
@@ -198,7 +353,9 @@ def estimate_parallel(
         One :class:`EstimateBatch` in the order of ``masks``.
 
     Raises:
-        UserError: unknown backend, bad ``n_jobs``/``batch_size``, unreachable scheduler.
+        UserError: unknown backend, bad ``n_jobs``/``batch_size``; for Dask: not
+            installed, malformed or unreachable address, no workers, or workers that
+            cannot import subsetctl.
     """
     if backend not in BACKENDS:
         raise UserError(f"Unknown executor backend {backend!r}; choose one of {', '.join(BACKENDS)}.")

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
+import logging
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -10,7 +17,13 @@ from estfixtures import random_masks
 
 from subsetctl.errors import UserError
 from subsetctl.estimate.base import EstimateBatch, FeatureSet
-from subsetctl.estimate.executors import default_batch_size, estimate_parallel
+from subsetctl.estimate.executors import (
+    _worker_import_error,
+    check_dask_address,
+    close_dask_clients,
+    default_batch_size,
+    estimate_parallel,
+)
 from subsetctl.estimate.solvers import ExactEstimator, FastEstimator
 
 
@@ -24,6 +37,28 @@ def _assert_same(a: EstimateBatch, b: EstimateBatch) -> None:
 @pytest.fixture(scope="module")
 def exact(small_features: FeatureSet) -> ExactEstimator:
     return ExactEstimator(small_features, lam=0.1)
+
+
+@pytest.fixture(autouse=True)
+def _no_dask_client_left() -> Iterator[None]:
+    """Dask clients outlive a call; each test starts without one and leaves none."""
+    close_dask_clients()
+    yield
+    close_dask_clients()
+
+
+@contextmanager
+def _scheduler(n_workers: int, processes: bool) -> Iterator[str]:
+    """A LocalCluster's scheduler address; the executor's client to it is closed before
+    the cluster (else it logs failed reconnects)."""
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=processes,
+                      dashboard_address=None, silence_logs=logging.ERROR) as cluster:
+        try:
+            yield cluster.scheduler_address
+        finally:
+            close_dask_clients()
 
 
 def test_loky_and_threading_equal_sequential(exact: ExactEstimator) -> None:
@@ -51,18 +86,123 @@ def test_dask_local_cluster_equals_loky(exact: ExactEstimator) -> None:
 
 
 def test_dask_scheduler_address_equals_sequential(small_features: FeatureSet) -> None:
-    import logging
-
-    from dask.distributed import LocalCluster
-
     fast = FastEstimator(small_features)
     masks = random_masks(30, small_features.n_sources, seed=3)
     seq = estimate_parallel(fast, masks, backend="sequential", batch_size=7)
-    with LocalCluster(
-        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
-    ) as cluster:
-        got = estimate_parallel(fast, masks, backend="dask", address=cluster.scheduler_address, batch_size=7)
+    with _scheduler(n_workers=1, processes=True) as address:
+        got = estimate_parallel(fast, masks, backend="dask", address=address, batch_size=7)
     _assert_same(seq, got)
+
+
+def test_dask_local_cluster_is_started_once_and_reused(
+    small_features: FeatureSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A greedy search estimates step by step: one LocalCluster serves every call (one
+    per call made it ~20x slower than sequential), and close_dask_clients closes it."""
+    import dask.distributed
+
+    started: list[Any] = []
+    real = dask.distributed.LocalCluster
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        started.append(real(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(dask.distributed, "LocalCluster", counting)
+    fast = FastEstimator(small_features)
+    for seed in range(3):  # the same estimator scattered again each call (no key clash)
+        masks = random_masks(9, small_features.n_sources, seed=seed)
+        got = estimate_parallel(fast, masks, backend="dask", n_jobs=1, batch_size=4)
+        _assert_same(estimate_parallel(fast, masks, backend="sequential", batch_size=4), got)
+    assert len(started) == 1
+    close_dask_clients()
+    assert started[0].status.name == "closed"
+
+
+def test_dask_not_installed_says_how_to_install(small_features: FeatureSet, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("dask", "dask.distributed", "distributed"):
+        monkeypatch.setitem(sys.modules, name, None)  # import fails as if not installed
+    with pytest.raises(UserError, match=r"dask is not installed.*pip install 'subsetctl\[dask\]'"):
+        estimate_parallel(FastEstimator(small_features), random_masks(3, 10, seed=0), backend="dask")
+
+
+def test_validate_warns_when_the_dask_backend_is_set_without_dask(
+    jsonl_project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from subsetctl.api import validate_spec_file
+
+    path = jsonl_project / "subsetctl.yaml"
+
+    def dask_warnings() -> list[str]:
+        report = validate_spec_file(path, ["executor.backend=dask"])
+        return [w.render() for w in report.warnings if w.key == "executor.backend"]
+
+    assert dask_warnings() == []  # installed here
+    for name in ("dask", "distributed"):
+        monkeypatch.setitem(sys.modules, name, None)
+    (warning,) = dask_warnings()
+    assert "pip install 'subsetctl[dask]'" in warning and "search stage" in warning
+
+
+def test_dask_scheduler_without_workers_is_a_user_error(small_features: FeatureSet) -> None:
+    with _scheduler(n_workers=0, processes=False) as address:
+        start = time.perf_counter()
+        with pytest.raises(UserError, match="No Dask workers") as info:
+            estimate_parallel(FastEstimator(small_features), random_masks(3, 10, seed=0), backend="dask",
+                              address=address, connect_timeout=0.5)
+        assert time.perf_counter() - start < 5
+    assert f"dask worker {address}" in str(info.value)
+
+
+class _UnimportableOnWorkers(FastEstimator):
+    """Unpickles by importing a module the workers lack, like a worker without subsetctl."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return importlib.import_module, ("subsetctl_plugin_not_on_workers",)
+
+
+def test_dask_workers_that_cannot_import_are_a_user_error(small_features: FeatureSet) -> None:
+    with (
+        _scheduler(n_workers=1, processes=True) as address,
+        pytest.raises(UserError, match="cannot import 'subsetctl_plugin_not_on_workers'"),
+    ):
+        estimate_parallel(_UnimportableOnWorkers(small_features), random_masks(3, 10, seed=0),
+                          backend="dask", address=address)
+
+
+def test_worker_import_errors_name_subsetctl_and_its_version() -> None:
+    from subsetctl import __version__
+
+    # how the scheduler reports a worker's failed unpickling
+    wrapped = Exception('ModuleNotFoundError("No module named \'subsetctl\'")')
+    problem = _worker_import_error(wrapped, "tcp://10.0.0.1:8786")
+    assert problem is not None
+    assert "tcp://10.0.0.1:8786" in str(problem) and f"subsetctl {__version__} installed" in str(problem)
+    assert _worker_import_error(ModuleNotFoundError("No module named 'subsetctl.estimate'"), None) is not None
+    assert _worker_import_error(ValueError("No module named 'x'"), None) is None  # an estimator's own error
+    assert _worker_import_error(Exception("boom"), None) is None
+
+
+@pytest.mark.parametrize("address", ["localhost", "http://127.0.0.1:8786", "tcp://localhost", "tcp://h:port"])
+def test_malformed_dask_address_is_refused_before_connecting(
+    address: str, small_features: FeatureSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No Client is built: a half-built one hung ~10 s at exit and printed a traceback."""
+    import dask.distributed
+
+    def no_client(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a Client was built for a malformed address")
+
+    monkeypatch.setattr(dask.distributed, "Client", no_client)
+    with pytest.raises(UserError, match="is not a Dask scheduler address.*tcp://HOST:PORT"):
+        estimate_parallel(FastEstimator(small_features), random_masks(2, 10, seed=0), backend="dask",
+                          address=address)
+
+
+@pytest.mark.parametrize("address", ["tcp://127.0.0.1:8786", "127.0.0.1:8786", "tls://sched:8786",
+                                     "tcp://[::1]:8786", "inproc://192.0.2.2/123/1"])
+def test_well_formed_dask_addresses_pass_the_check(address: str) -> None:
+    check_dask_address(address)
 
 
 def test_unreachable_dask_scheduler_is_a_quick_user_error(small_features: FeatureSet) -> None:
