@@ -117,7 +117,7 @@ def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIss
     from subsetctl.modeling.resolve import check_model_folder
 
     try:  # a mistyped local folder shows here, not after the data stage has run
-        check_model_folder(spec.model.source, spec_path.parent)
+        check_model_folder(spec.model.source, spec_path.parent, spec.model.kind)
     except UserError as exc:
         issue(("model", "source"), str(exc))
     # check_sources loads the plugins too (it needs them for plugin loaders): list a broken one once
@@ -139,6 +139,15 @@ def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIss
         problem = cls.check_spec(params, len(spec.sources), earlier)
         if problem:
             issue(("search", "strategies", i, "params"), problem)
+    from subsetctl.doctor import dask_importable
+
+    if spec.executor.backend == "dask" and spec.executor.address and dask_importable():
+        from subsetctl.estimate.executors import check_dask_address
+
+        try:  # a malformed address would only be found after the gradients stage
+            check_dask_address(spec.executor.address)
+        except UserError as exc:
+            issue(("executor", "address"), str(exc))
     metric = spec.evaluate.metric
     if spec.model.kind == "classifier" and metric in ("exact_match", "reasoning_gym"):
         issue(("evaluate", "metric"), f"{metric!r} scores generated answers; a classifier (model.kind) is "
@@ -191,6 +200,15 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
 
     for loc, message in hub_lookalike_warnings(spec, spec_path.parent):
         warn(loc, message)
+    from subsetctl.doctor import check_dask
+
+    dask = check_dask(spec)
+    if not dask.ok:  # executor.backend: dask without dask installed here
+        warn(("executor", "backend"), f"dask is not installed here, so the search stage would stop with an "
+                                      f"error after the stages before it have run: {dask.advice}")
+    if spec.executor.address and spec.executor.backend != "dask":
+        warn(("executor", "address"), f"is only used by executor.backend: dask; with "
+                                      f"{spec.executor.backend!r} the estimates run on this machine.")
     verify = spec.verify
     if not verify.enabled:
         return found
@@ -298,13 +316,22 @@ def run_project(
     )
 
 
-def list_plugins() -> dict[str, list[dict[str, Any]]]:
-    """Registered plugins of every kind, with one-line descriptions."""
-    from subsetctl.registry import ALL_REGISTRIES
+def list_plugins(directory: str | Path | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Registered plugins of every kind, with one-line descriptions and where each comes
+    from; with ``directory``, also those its spec's ``plugins:`` register. Installed entry
+    points that fail to import are listed with ``error`` (the reason) instead."""
+    from subsetctl.registry import ALL_REGISTRIES, load_plugin_string
 
+    if directory is not None:
+        _, spec = load_project(directory)
+        for plugin in spec.plugins:
+            load_plugin_string(plugin)
     out: dict[str, list[dict[str, Any]]] = {}
     for kind, registry in ALL_REGISTRIES.items():
-        rows = []
+        rows: list[dict[str, Any]] = [
+            {"name": name, "description": "failed to import", "origin": "entry point", "error": why}
+            for name, why in registry.broken().items()
+        ]
         for entry in registry.entries():
             row: dict[str, Any] = {"name": entry.name, "description": entry.description, "origin": entry.origin}
             if kind == "strategies":
@@ -318,7 +345,7 @@ def list_plugins() -> dict[str, list[dict[str, Any]]]:
                 except Exception:  # noqa: BLE001 - a third-party strategy without Params
                     row["params"] = []
             rows.append(row)
-        out[kind] = rows
+        out[kind] = sorted(rows, key=lambda r: r["name"])
     return out
 
 

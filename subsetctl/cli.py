@@ -175,7 +175,7 @@ def schema() -> None:
 def _status_table(statuses: list[Any], title: str) -> Any:
     from rich.table import Table
 
-    colors = {"up to date": "green", "stale": "yellow", "never run": "cyan", "unfinished": "magenta", "disabled": "dim",
+    colors = {"up to date": "green", "stale": "yellow", "never run": "cyan", "unfinished": "magenta", "running": "blue", "disabled": "dim",
               "corrupt": "red"}
     table = Table(title=title, title_justify="left")
     table.add_column("stage")
@@ -201,12 +201,14 @@ def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, 
 
     directory, overrides = _split_dir(directory, overrides)
     project, spec, statuses = plan_project(directory, list(overrides), until, list(force), RichReporter())
+    running = project.run_in_progress()
+    if running:
+        _mark_running(statuses, running)
     if fmt == "json":
         _echo_json([s.to_dict() for s in statuses])
         return
     console = _console()
     console.print(_status_table(statuses, f"plan for {project.root}"))
-    running = project.run_in_progress()
     if running:
         console.print(f"[yellow]A `subsetctl run` (PID {running}) is working on this project now: these statuses "
                       "change as its stages finish.[/yellow]")
@@ -214,6 +216,16 @@ def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, 
         console.print("[yellow]model.trust_remote_code is ON: model code from the model folder will run.[/yellow]")
     todo = [s.name for s in statuses if s.will_run]
     console.print(f"run would execute: {', '.join(todo)}" if todo else "Everything is up to date; `run` would do nothing.")
+
+
+def _mark_running(statuses: list[Any], pid: str) -> None:
+    """While a `run` holds the project, the first stage with unfinished work for the current
+    inputs is the one it is computing: say "running", not "a run stopped partway"."""
+    for status in statuses:
+        if status.state == "unfinished":
+            status.state = "running"
+            status.reasons = [f"`subsetctl run` (PID {pid}) is computing it now"]
+            return
 
 
 def _split_dir(directory: Path | None, overrides: tuple[str, ...]) -> tuple[Path | None, tuple[str, ...]]:
@@ -284,9 +296,9 @@ def _print_report(root: Path, console: Any, overrides: list[str] | None = None) 
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
 @click.option("--all-sources", is_flag=True,
-              help="List every source in the text report (by default, with more than 30 sources, the "
-                   "per-source table shows the 20 highest and 10 lowest scoring and long selections are "
-                   "summarized).")
+              help="List every source in the text report, highest score first (by default, with more "
+                   "than 30 sources, the per-source table shows the 20 highest and 10 lowest scoring and "
+                   "long selections are summarized).")
 def report(directory: Path | None, fmt: str, all_sources: bool) -> None:
     """Show the results of the last run (read-only; works during a run)."""
     from subsetctl.project import Project
@@ -312,14 +324,19 @@ def report(directory: Path | None, fmt: str, all_sources: bool) -> None:
 
 
 @main.command(name="ls")
+@click.argument("directory", required=False, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def ls_command(fmt: str) -> None:
-    """List registered loaders, strategies, estimators, projectors and packaged models."""
+def ls_command(directory: Path | None, fmt: str) -> None:
+    """List registered loaders, strategies, estimators, projectors and packaged models.
+
+    With DIRECTORY (a project or its spec file), also the plugins its spec's `plugins:`
+    list registers. Installed plugins that fail to import are listed with the reason."""
+    from rich.markup import escape
     from rich.table import Table
 
     from subsetctl.api import list_plugins
 
-    plugins = list_plugins()
+    plugins = list_plugins(directory)
     if fmt == "json":
         _echo_json(plugins)
         return
@@ -329,10 +346,15 @@ def ls_command(fmt: str) -> None:
         table.add_column("name", style="bold")
         table.add_column("description")
         for row in rows:
-            desc = row["description"]
+            if row.get("error"):
+                table.add_row(f"[red]{escape(row['name'])}[/red]", f"[red]{escape(row['error'])}[/red]")
+                continue
+            desc = escape(row["description"])
+            if row["origin"] != "built-in":
+                desc += f" [dim]({escape(row['origin'])})[/dim]"
             if row.get("params"):
-                desc += "\n[dim]" + ", ".join(f"{p['name']}={p['default']!r}" for p in row["params"]) + "[/dim]"
-            table.add_row(row["name"], desc)
+                desc += "\n[dim]" + escape(", ".join(f"{p['name']}={p['default']!r}" for p in row["params"])) + "[/dim]"
+            table.add_row(escape(row["name"]), desc)
         console.print(table)
 
 

@@ -49,6 +49,7 @@ class Registry(Generic[T]):
     group: str
     builtin_modules: tuple[str, ...] = ()
     _entries: dict[str, Entry[T]] = field(default_factory=dict)
+    _broken: dict[str, str] = field(default_factory=dict)  # entry-point name -> why it failed to import
     _loaded: bool = False
 
     def register(self, name: str, description: str | None = None) -> Callable[[T], T]:
@@ -58,7 +59,7 @@ class Registry(Generic[T]):
         def decorator(obj: T) -> T:
             first_paragraph = (getattr(obj, "__doc__", None) or "").strip().split("\n\n")[0]
             text = description or " ".join(first_paragraph.split())
-            self._entries[name] = Entry(name=name, obj=obj, description=text)
+            self._entries[name] = Entry(name=name, obj=obj, description=text, origin=_origin(obj))
             _label_class(obj, name, text)
             return obj
 
@@ -70,6 +71,9 @@ class Registry(Generic[T]):
         _label_class(obj, name, description)
 
     def _load(self) -> None:
+        """Import the built-in modules, then every installed entry point of the group. An
+        entry point that fails to import is recorded (see :meth:`broken`) and skipped: one
+        broken third-party package must not stop projects that do not use it."""
         if self._loaded:
             return
         self._loaded = True
@@ -80,26 +84,45 @@ class Registry(Generic[T]):
                 continue
             try:
                 obj = ep.load()
-            except Exception as exc:  # a broken plugin must not break the tool
-                raise UserError(
-                    f"The {self.kind} plugin {ep.name!r} (entry point {ep.value!r} in group "
-                    f"{self.group!r}) failed to import: {exc}. Fix or uninstall that package."
-                ) from exc
+            except Exception as exc:  # noqa: BLE001 - the plugin's own code: its author's to fix
+                self._broken[ep.name] = (
+                    f"The {self.kind} plugin {ep.name!r} (entry point {ep.value!r} in group {self.group!r}) "
+                    f"failed to import: {type(exc).__name__}: {exc}. Fix or uninstall that package."
+                )
+                continue
             doc = (getattr(obj, "__doc__", None) or "").strip().splitlines()
             self.add(ep.name, obj, doc[0] if doc else "", origin=f"entry point {ep.value}")
 
     def get(self, name: str) -> T:
-        """Return the plugin called ``name`` or raise a :class:`UnknownPluginError`
-        that lists the registered names."""
+        """Return the plugin called ``name``; raise why, if it is an installed plugin that
+        failed to import, or an :class:`UnknownPluginError` that lists the registered names."""
         self._load()
-        if name not in self._entries:
-            known = ", ".join(sorted(self._entries)) or "(none)"
-            raise UnknownPluginError(
-                f"Unknown {self.kind} {name!r}. Registered {_plural(self.kind)}: {known}. "
-                f"Third-party {_plural(self.kind)} register through the entry-point group "
-                f"{self.group!r} or a 'module:attr' line under 'plugins:' in the spec."
-            )
-        return self._entries[name].obj
+        if name in self._entries:
+            return self._entries[name].obj
+        if name in self._broken:
+            raise UserError(self._broken[name])
+        known = ", ".join(sorted(self._entries)) or "(none)"
+        raise UnknownPluginError(
+            f"Unknown {self.kind} {name!r}. Registered {_plural(self.kind)}: {known}. "
+            f"Third-party {_plural(self.kind)} register through the entry-point group "
+            f"{self.group!r}, or with `@{self.variable}.register({name!r})` (from subsetctl.registry) in a "
+            "module named under 'plugins:' in the spec; `subsetctl ls PROJECT` lists what a spec registers."
+        )
+
+    @property
+    def variable(self) -> str:
+        """The name this registry has in :mod:`subsetctl.registry` ("STRATEGIES")."""
+        return _plural(self.kind).upper().replace(" ", "_")
+
+    def origin(self, name: str) -> str:
+        """Where the plugin ``name`` comes from: "built-in", "module x.y" or "entry point ..."."""
+        self._load()
+        return self._entries[name].origin
+
+    def broken(self) -> dict[str, str]:
+        """Installed entry points of this kind that failed to import, with the reason."""
+        self._load()
+        return dict(self._broken)
 
     def names(self) -> list[str]:
         self._load()
@@ -154,7 +177,42 @@ def load_plugin_string(spec: str) -> Any:
         ) from exc
     if not hasattr(module, attr):
         raise UserError(f"Plugin module {module_name!r} has no attribute {attr!r}.")
-    return getattr(module, attr)
+    obj = getattr(module, attr)
+    _register_named_class(obj, spec)
+    return obj
+
+
+def _register_named_class(obj: Any, spec: str) -> None:
+    """Register a strategy or estimator class named in ``plugins:`` that its module did not
+    register itself, under its ``name`` attribute: the spec line says which class is
+    meant, so it need not be decorated too. A class without a ``name`` is an error that
+    says how to name it."""
+    from subsetctl.estimate.base import SubsetEstimator
+    from subsetctl.search.base import Strategy
+
+    if not isinstance(obj, type):
+        return
+    for base, registry in ((Strategy, STRATEGIES), (SubsetEstimator, ESTIMATORS)):
+        if not issubclass(obj, base) or obj is base:
+            continue
+        if any(entry.obj is obj for entry in registry.entries()):
+            return
+        name = getattr(obj, "name", "")
+        if not name:
+            raise UserError(
+                f"Plugin {spec!r} is a {registry.kind} class without a name: decorate it with "
+                f"`@{registry.variable}.register(\"my_{registry.kind}\")` (from subsetctl.registry import "
+                f"{registry.variable}) or give it a class attribute `name = \"my_{registry.kind}\"`."
+            )
+        doc = (obj.__doc__ or "").strip().split("\n\n")[0]
+        registry.add(name, obj, getattr(obj, "description", "") or " ".join(doc.split()), origin=f"plugins: {spec}")
+        return
+
+
+def _origin(obj: Any) -> str:
+    """ "built-in" for subsetctl's own plugins, else the module that registered ``obj``."""
+    module = getattr(obj, "__module__", None) or ""
+    return "built-in" if module == "subsetctl" or module.startswith("subsetctl.") else f"module {module}"
 
 
 def _label_class(obj: Any, name: str, description: str) -> None:

@@ -172,6 +172,30 @@ def test_plan_tells_an_unfinished_stage_from_one_never_run(jsonl_project: Path) 
     assert data.state == "never run" and "starts over" in data.reasons[0]
 
 
+def test_plan_says_running_for_the_stage_a_live_run_is_computing(jsonl_project: Path) -> None:
+    from click.testing import CliRunner
+
+    from subsetctl.cli import main
+
+    run_project(jsonl_project, until="data")
+    (jsonl_project / ".subsetctl" / "data" / "manifest.json").unlink()  # a run working on the data stage
+    code = (
+        "import sys, time; from pathlib import Path; from subsetctl.project import Project\n"
+        f"with Project(Path({str(jsonl_project)!r})).lock():\n    print('locked', flush=True); time.sleep(30)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        result = CliRunner().invoke(main, ["plan", str(jsonl_project), "--until", "data", "--format", "json"])
+    finally:
+        holder.kill()
+        holder.wait()
+    data = json.loads(result.output)[0]
+    assert data["stage"] == "data" and data["state"] == "running" and str(holder.pid) in data["reasons"][0]
+    result = CliRunner().invoke(main, ["plan", str(jsonl_project), "--until", "data", "--format", "json"])
+    assert json.loads(result.output)[0]["state"] == "unfinished"  # the run died: it resumes
+
+
 def test_a_momentary_holder_of_the_lock_does_not_fail_a_starting_run(tmp_path: Path) -> None:
     """`plan` probes the lock (shared, released at once); a `run` starting then still gets it."""
     import fcntl

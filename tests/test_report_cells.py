@@ -146,6 +146,8 @@ def test_score_plot_and_table_put_unscored_sources_last(tmp_path: Path, captured
     assert all(math.isnan(h) for h in heights[-2:])
     rows, _ = score_table_rows(report["sources"], scores, top=5, bottom=3)
     assert rows[-3:] == ["s0000", "s0001", "s0002"]
+    rows, left_out = score_table_rows(report["sources"], scores, top=5, bottom=3, everything=True)  # --all-sources
+    assert left_out == 0 and rows[:2] == ["s0059", "s0058"] and rows[-3:] == ["s0000", "s0001", "s0002"]
 
 
 def test_baselines_and_all_zero_scores_read_plainly(tmp_path: Path, captured: dict[str, Any]) -> None:

@@ -81,14 +81,17 @@ def ranked_by_score(sources: list[str], scores: dict[str, float | None]) -> list
 
 
 def score_table_rows(sources: list[str], scores: dict[str, float | None], top: int = 20,
-                     bottom: int = 10) -> tuple[list[str | None], int]:
+                     bottom: int = 10, everything: bool = False) -> tuple[list[str | None], int]:
     """The sources a per-source score table shows, and how many it leaves out.
 
     Up to ``top + bottom`` sources, all are shown in spec order. Beyond that, the ``top``
     highest and ``bottom`` lowest by ``scores`` (missing scores count as lowest), with
-    ``None`` marking the gap between them: the sources a user decides on are the extremes.
+    ``None`` marking the gap between them: the sources a user decides on are the extremes;
+    or, with ``everything``, all of them in that same order.
     """
     if len(sources) <= top + bottom:
         return list(sources), 0
     ranked = ranked_by_score(sources, scores)
+    if everything:
+        return list(ranked), 0
     return [*ranked[:top], None, *ranked[-bottom:]], len(sources) - top - bottom

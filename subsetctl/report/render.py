@@ -45,8 +45,7 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
         scored = {k: v for k, v in report["strategies"].items() if v["scores"]}
         if scored:
             ranking = report["final"] if report.get("final") in scored else next(iter(scored))
-            rows, left_out = ((list(report["sources"]), 0) if all_sources
-                              else score_table_rows(report["sources"], scored[ranking]["scores"]))
+            rows, left_out = score_table_rows(report["sources"], scored[ranking]["scores"], everything=all_sources)
             caption = (f"{left_out} sources in between are left out (the highest and lowest by {ranking} are "
                        "shown); `subsetctl report --all-sources` or report.md lists all") if left_out else None
             t = Table(title="per-source scores (higher = more helpful; ✓ selected)", title_justify="left",

@@ -307,7 +307,7 @@ def parse_params(strategy_cls: type[Strategy], raw: dict[str, Any] | None, where
     if not isinstance(raw, dict):
         raise UserError(
             f"{where} must be a mapping of parameter names to values, got "
-            f"{type(raw).__name__}. See `subsetctl ls strategies` for the parameters of "
+            f"{type(raw).__name__}. `subsetctl ls` lists the parameters of "
             f"{strategy_cls.name!r}."
         )
     try:
@@ -327,7 +327,7 @@ def parse_params(strategy_cls: type[Strategy], raw: dict[str, Any] | None, where
         raise UserError(
             f"Invalid parameters for strategy {strategy_cls.name!r}: "
             + "; ".join(problems)
-            + f". Valid keys: {valid}. Run `subsetctl ls strategies` for their types and defaults."
+            + f". Valid keys: {valid}. `subsetctl ls` lists their defaults."
         ) from None
 
 

@@ -161,10 +161,13 @@ class FinetuneStage(common.ModelStage):
                                            spec.finetune.steps) as progress:
                     result = train_lora(model, tokenizer, train, config, run_dir, kind=spec.model.kind,
                                         eval_examples=validation, progress=progress)
+                if result.resumed_from:
+                    ctx.reporter.info(f"finetune {'/'.join(job['labels'])} (seed {job['seed']}) resumed from "
+                                      f"step {result.resumed_from} of an interrupted run")
                 shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
                 runs[key] = {"subset": job["subset"], "seed": job["seed"], "steps": result.steps,
                              "best_step": result.best_step, "best_val_loss": result.best_eval_loss,
-                             "diverged": result.diverged,
+                             "diverged": result.diverged, "resumed_from": result.resumed_from,
                              "last_train_loss": result.train_losses[-1] if result.train_losses else None}
                 atomic_write_text(run_dir / "adapter" / "README.md",
                                   model_card(job["labels"], job["subset"], ctx, runs[key]))

@@ -1,13 +1,17 @@
 """The search stage: run every strategy of the spec against the (calibrated) estimator.
 
-All strategies share one persistent results store (``subsets/``): a subset estimated by
-one strategy is never estimated again by another, and a killed search resumes without
-re-estimating what finished. Raw and calibrated estimates are both kept.
+All strategies share one persistent results store, kept in ``.subsetctl/cache/search/``
+under a key of the estimator, lambda, features and sources: a subset estimated by one
+strategy is never estimated again by another, a killed search resumes without
+re-estimating what finished, and a search re-run for another reason (a strategy added,
+other parameters, another executor) reuses every estimate it can. Raw and calibrated
+estimates are both kept.
 """
 
 from __future__ import annotations
 
 import math
+import shutil
 from typing import Any
 
 import numpy as np
@@ -18,6 +22,7 @@ from subsetctl.stages.calibrate import read_calibration
 from subsetctl.stages.features import estimator_settings, executor_kwargs, load_features, make_estimator
 
 SELECTIONS = "selections.json"
+SUBSET_CACHE = ("cache", "search")
 
 
 def _calibrated(cal: Any, value: float | None) -> float | None:
@@ -36,14 +41,56 @@ def estimator_name(spec: Any, cal: Any) -> str:
     return cal.estimator or spec.estimate.estimator
 
 
+def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any, params: Any) -> Any:
+    """Run one strategy and check what it returns. A third-party strategy's failure is the
+    plugin author's to fix, so it is reported as such (estimates made so far stay in the
+    store), and a result that is not a StrategyResult, or selects sources the project
+    does not have, is refused here rather than breaking finetune later."""
+    from subsetctl.errors import UserError
+    from subsetctl.registry import STRATEGIES
+    from subsetctl.search.base import StrategyResult
+
+    origin = STRATEGIES.origin(name)
+    try:
+        result = cls().run(estimator, context, params)
+    except (UserError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        if origin == "built-in":
+            raise
+        raise UserError(
+            f"Strategy {label!r} ({origin}) raised {type(exc).__name__}: {exc}. This is an error in the "
+            "plugin, not in subsetctl: fix it and run again (the subset estimates made so far are kept)."
+        ) from exc
+    where = f"Strategy {label!r} ({origin})"
+    if not isinstance(result, StrategyResult):
+        raise UserError(f"{where} returned a {type(result).__name__}; a strategy's run() must return a "
+                        "subsetctl.search.base.StrategyResult.")
+    unknown = [s for s in result.selected if s not in context.sources]
+    if unknown:
+        raise UserError(f"{where} selected {', '.join(map(repr, unknown))}, which are not sources of this "
+                        f"project (sources: {', '.join(context.sources)}).")
+    return result
+
+
 class SearchStage(Stage):
     name = "search"
     description = "estimate subsets and run the search strategies"
     after = ("gradients", "calibrate")
-    spec_keys = ("project.seed", "estimate", "search", "executor.backend", "plugins",
+    # not "executor": every backend gives the same estimates (only how fast)
+    spec_keys = ("project.seed", "estimate", "search", "plugins",
                  "verify.steps", "verify.batch_size", "verify.lr_surrogate")
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
+        try:
+            return self._search(ctx)
+        finally:
+            if ctx.spec.executor.backend == "dask":  # the client lives for the stage, not the whole run
+                from subsetctl.estimate.executors import close_dask_clients
+
+                close_dask_clients()
+
+    def _search(self, ctx: StageContext) -> dict[str, Any]:
         from subsetctl.estimate.results import CachedEstimator, SubsetResultsStore
         from subsetctl.registry import STRATEGIES
         from subsetctl.search.base import SearchContext, parse_params
@@ -57,7 +104,10 @@ class SearchStage(Stage):
         gradients_digest = ctx.upstream_manifest("gradients")["output_digest"]
         key = fingerprint({"estimator": estimator_used, "lam": cal.lam, "max_iter": spec.estimate.max_iter,
                            "features": gradients_digest, **estimator_settings(spec, estimator_used)})
-        store = SubsetResultsStore(ctx.out_dir / "subsets", features.sources, key)
+        store_dir = ctx.project.state_dir.joinpath(*SUBSET_CACHE, fingerprint({"key": key, "sources": features.sources}))
+        if ctx.options.get("forced"):  # --force recomputes every estimate
+            shutil.rmtree(store_dir, ignore_errors=True)
+        store = SubsetResultsStore(store_dir, features.sources, key)
         kwargs = executor_kwargs(spec)
         if in_process:  # a model-backed estimator cannot be shipped to workers
             kwargs.update(backend="sequential", n_jobs=1)
@@ -73,7 +123,7 @@ class SearchStage(Stage):
                     sources=features.sources, seed=spec.project.seed, features=features,
                     other_selections=dict(other),
                 )
-                result = cls().run(cached, search_ctx, params)
+                result = _run_strategy(cls, entry.name, label, cached, search_ctx, params)
                 for notice in result.notices:
                     ctx.reporter.warn(f"{label}: {notice}")
                 record = result.to_dict()
@@ -106,6 +156,7 @@ class SearchStage(Stage):
             "selected": results[final]["selected"],
             "strategies": {k: v["selected"] for k, v in results.items()},
             "subsets_estimated": len(masks),
+            "subsets_store": store_dir.relative_to(ctx.project.root).as_posix(),
             "computed_now": cached.computed,
             "reused": cached.reused,
             "not_converged": not_converged,

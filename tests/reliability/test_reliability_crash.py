@@ -98,7 +98,7 @@ def test_kill_inside_search_keeps_finished_estimates(tmp_path: Path, reference: 
     kill_after = int(RNG.integers(1, adds))
     proc = rf.start_run(project, env=rf.subprocess_env(RELTEST_KILL_AFTER_ADDS=str(kill_after)))
     assert proc.wait(timeout=240) == -9, (project / "run.out").read_text()
-    subsets = project / rf.STATE / "search" / "subsets"
+    (subsets,) = (project / rf.STATE / "cache" / "search").iterdir()  # the one estimator's store
     partial = rf.subset_results(subsets)
     assert partial and not (project / rf.STATE / "search" / "manifest.json").exists()
 
@@ -107,7 +107,8 @@ def test_kill_inside_search_keeps_finished_estimates(tmp_path: Path, reference: 
     ref_summary = rf.manifest(reference["project"], "search")["summary"]
     assert summary["computed_now"] == ref_summary["computed_now"] - len(partial), (summary, ref_summary)
     assert summary["reused"] > ref_summary["reused"]
-    got, want = rf.subset_results(subsets), rf.subset_results(reference["project"] / rf.STATE / "search" / "subsets")
+    reference_store = reference["project"] / rf.manifest(reference["project"], "search")["summary"]["subsets_store"]
+    got, want = rf.subset_results(subsets), rf.subset_results(reference_store)
     assert got.keys() == want.keys()
     for key in want:
         np.testing.assert_allclose(got[key][:2], want[key][:2], rtol=0, atol=1e-10)
@@ -147,6 +148,7 @@ def test_kill_inside_finetune_keeps_finished_runs(tmp_path: Path, reference: dic
         assert (folder / "runs" / key / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns == mtime
     runs = json.loads((folder / "runs.json").read_text())
     assert runs.keys() == ref_runs.keys()
+    assert max(runs[k]["resumed_from"] for k in runs if k not in finished) >= kill_at  # from its checkpoint
     for key in ref_runs:
         assert runs[key]["steps"] == ref_runs[key]["steps"]
         rf.assert_adapters_close(folder / "runs" / key / "adapter",

@@ -113,6 +113,75 @@ def test_plugin_module_registers_a_strategy_and_a_loader(
     assert "relplug_first_source" in names
 
 
+BAD_PLUGIN_MODULE = '''
+"""Strategies that go wrong in the ways a plugin author's do, and one not decorated."""
+from subsetctl.registry import STRATEGIES
+from subsetctl.search.base import Strategy, StrategyParams, StrategyResult
+
+
+class Undecorated(Strategy):
+    """Keep the last source (registered by being named under plugins:)."""
+
+    name = "relplug_undecorated"
+
+    def run(self, estimator, context, params):
+        chosen = [context.sources[-1]]
+        loss = float(estimator.estimate(estimator.masks_for([chosen])).loss[0])
+        return StrategyResult(strategy=self.name, selected=chosen, estimated_loss=loss)
+
+
+@STRATEGIES.register("relplug_crash", "raises")
+class Crash(Strategy):
+    def run(self, estimator, context, params):
+        estimator.estimate(estimator.masks_for([[context.sources[0]]]))
+        return {}["nope"]
+
+
+@STRATEGIES.register("relplug_list", "returns a list")
+class ReturnsList(Strategy):
+    def run(self, estimator, context, params):
+        return [context.sources[0]]
+
+
+@STRATEGIES.register("relplug_ghost", "selects a source the project lacks")
+class Ghost(Strategy):
+    def run(self, estimator, context, params):
+        return StrategyResult(strategy=self.name, selected=["zzz"])
+'''
+
+
+def test_plugin_strategy_mistakes_are_blamed_on_the_plugin_and_nothing_is_committed(
+    tmp_path: Path, tiny_llama: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from subsetctl.errors import UserError
+
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "relplug_bad.py").write_text(textwrap.dedent(BAD_PLUGIN_MODULE))
+    monkeypatch.syspath_prepend(str(plugins))
+    spec = rf.small_spec(tiny_llama)
+    spec["plugins"] = ["relplug_bad:Undecorated"]  # a class named there is registered by its `name`
+    spec["search"] = {"strategies": [{"name": "relplug_undecorated"}]}
+    project = rf.make_project(tmp_path / "p", spec)
+    run_project(project, until="search")
+    search = project / ".subsetctl" / "search"
+    assert json.loads((search / "selections.json").read_text())["strategies"]["relplug_undecorated"]["selected"] == ["bad"]
+    for name, needle in (("relplug_crash", "raised KeyError: 'nope'. This is an error in the plugin"),
+                         ("relplug_list", "returned a list"),
+                         ("relplug_ghost", "selected 'zzz', which are not sources")):
+        with pytest.raises(UserError, match=needle) as caught:
+            run_project(project, [f"search.strategies[0].name={name}"], until="search")
+        assert "module relplug_bad" in str(caught.value)
+        assert not (search / "manifest.json").exists()  # refused before the stage committed
+    # another strategy list re-runs the search, but the estimates made so far are reused
+    run_project(project, ["search.strategies=[{name: relplug_undecorated}, {name: exhaustive}]"], until="search")
+    summary = rf.manifest(project, "search")["summary"]
+    assert summary["reused"] >= 2 and summary["subsets_store"].startswith(".subsetctl/cache/search/")
+    listed = CliRunner().invoke(main, ["ls", str(project), "--format", "json"])
+    row = next(r for r in json.loads(listed.output)["strategies"] if r["name"] == "relplug_undecorated")
+    assert row["origin"] == "plugins: relplug_bad:Undecorated"
+
+
 @pytest.mark.parametrize("change, needle", [
     ({"plugins": ["no_such_module_xyz:thing"]}, "could not be imported"),
     ({"plugins": ["os"]}, "module:attr"),
