@@ -13,9 +13,10 @@ import copy
 import glob
 import hashlib
 import re
+import types
 import unicodedata
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -43,6 +44,39 @@ class StrictModel(BaseModel):
     assignment so overrides are type-checked too."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data: Any) -> Any:
+        """pydantic takes ``true`` as 1 for a number, and YAML reads ``yes``/``on`` as true:
+        ``seed: yes`` or ``n_jobs: on`` would pass as 1. A number field gets the boolean
+        wrapped instead, so its own validation refuses it at the field's key and line, and
+        :func:`issues_from_validation` says what happened."""
+        if not isinstance(data, dict):
+            return data
+        booleans = {key for key, value in data.items() if isinstance(value, bool)
+                    and key in cls.model_fields and _is_number_type(cls.model_fields[key].annotation)}
+        return {k: (_BooleanForNumber(v) if k in booleans else v) for k, v in data.items()} if booleans else data
+
+
+class _BooleanForNumber:
+    """A boolean given for a number field: no number type accepts it."""
+
+    def __init__(self, value: bool) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return str(self.value).lower()
+
+
+def _is_number_type(annotation: Any) -> bool:
+    """int or float, optionally ``| None`` (bool itself, a subclass of int, is not a number here)."""
+    if get_origin(annotation) is Annotated:
+        return _is_number_type(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, types.UnionType):
+        members = [a for a in get_args(annotation) if a is not type(None)]
+        return bool(members) and all(_is_number_type(a) for a in members)
+    return annotation in (int, float)
 
 
 # --------------------------------------------------------------------------- project
@@ -662,6 +696,9 @@ def issues_from_validation(
             message = "required key is missing"
         elif message.startswith("Value error, "):
             message = message[len("Value error, ") :]
+        elif isinstance(err.get("input"), _BooleanForNumber):
+            message = (f"expected a number, got the boolean {err['input']!r} (YAML reads true/false, yes/no "
+                       "and on/off as booleans)")
         issue = SpecIssue(file=file, line=line, key=format_path(loc), message=message)
         if issue not in found:  # a union (count or fraction) fails once per member, alike
             found.append(issue)

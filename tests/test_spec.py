@@ -243,3 +243,18 @@ def test_source_files_edge_names_reserved_backslash_parenthesis_long(tmp_path: P
         (pool / name).write_text('{"prompt": "1", "response": "2"}\n')
     names = [s.name for s in load_spec(path).sources]
     assert len(set(names)) == 4 and all(len(n) <= 64 for n in names)  # cut, but distinct
+
+
+def test_a_boolean_for_a_number_is_refused_at_its_key_and_line(jsonl_project: Path) -> None:
+    """pydantic would take `true` as 1, and YAML reads yes/on as true: `seed: yes` passed as 1."""
+    from subsetctl.api import validate_spec_file
+
+    path = jsonl_project / "subsetctl.yaml"
+    path.write_text(path.read_text().replace("seed: 0", "seed: yes"))
+    (issue,) = validate_spec_file(path).issues
+    assert issue.key == "project.seed" and issue.line == 3
+    assert issue.message.startswith("expected a number, got the boolean true")
+    path.write_text(path.read_text().replace("seed: yes", "seed: 0"))
+    issues = validate_spec_file(path, ["gradients.d=off", "target.split.train=on", "meta_init.lr=true"]).issues
+    assert [i.key for i in issues] == ["target.split.train", "meta_init.lr", "gradients.d"]
+    assert validate_spec_file(path, ["verify.enabled=yes", "report.plots=off"]).ok  # real booleans stay
