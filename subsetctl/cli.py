@@ -203,7 +203,7 @@ def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, 
     project, spec, statuses = plan_project(directory, list(overrides), until, list(force), RichReporter())
     running = project.run_in_progress()
     if running:
-        _mark_running(statuses, running)
+        _mark_running(statuses, project.stage_in_progress(running), running)
     if fmt == "json":
         _echo_json([s.to_dict() for s in statuses])
         return
@@ -218,14 +218,14 @@ def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, 
     console.print(f"run would execute: {', '.join(todo)}" if todo else "Everything is up to date; `run` would do nothing.")
 
 
-def _mark_running(statuses: list[Any], pid: str) -> None:
-    """While a `run` holds the project, the first stage with unfinished work for the current
-    inputs is the one it is computing: say "running", not "a run stopped partway"."""
+def _mark_running(statuses: list[Any], stage: str | None, pid: str) -> None:
+    """Say "running" for the stage a live `run` is computing, whatever its status would be
+    otherwise ("unfinished: a run stopped partway", or "never run" when that run was
+    started with other overrides)."""
     for status in statuses:
-        if status.state == "unfinished":
+        if status.name == stage:
             status.state = "running"
             status.reasons = [f"`subsetctl run` (PID {pid}) is computing it now"]
-            return
 
 
 def _split_dir(directory: Path | None, overrides: tuple[str, ...]) -> tuple[Path | None, tuple[str, ...]]:
@@ -296,9 +296,9 @@ def _print_report(root: Path, console: Any, overrides: list[str] | None = None) 
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
 @click.option("--all-sources", is_flag=True,
-              help="List every source in the text report, highest score first (by default, with more "
-                   "than 30 sources, the per-source table shows the 20 highest and 10 lowest scoring and "
-                   "long selections are summarized).")
+              help="List every source in the text report (with more than 30, highest score first; by "
+                   "default the per-source table then shows the 20 highest and 10 lowest scoring and long "
+                   "selections are summarized).")
 def report(directory: Path | None, fmt: str, all_sources: bool) -> None:
     """Show the results of the last run (read-only; works during a run)."""
     from subsetctl.project import Project

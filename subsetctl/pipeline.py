@@ -14,6 +14,7 @@ changed spec wipes it first.
 from __future__ import annotations
 
 import json
+import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -469,7 +470,7 @@ class Pipeline:
             self.project.reset_stage(stage.name)
         self.project.invalidate(stage.name)
         out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(work_marker, {"fingerprint": fp})
+        atomic_write_json(work_marker, {"fingerprint": fp, "pid": os.getpid()})  # pid: `plan` says "running"
 
     def _run_stage(
         self,

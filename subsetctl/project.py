@@ -276,6 +276,19 @@ class Project:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
         return None
 
+    def stage_in_progress(self, pid: str) -> str | None:
+        """The stage the `run` with process id ``pid`` is computing: the one whose work
+        marker (work.json, written as a stage starts) names that process and that has not
+        committed (no manifest) yet."""
+        for marker in sorted(self.state_dir.glob("*/work.json")):
+            try:
+                owner = json.loads(marker.read_text(encoding="utf-8")).get("pid")
+            except (OSError, ValueError, AttributeError):
+                continue
+            if str(owner) == pid and not (marker.parent / MANIFEST).exists():
+                return marker.parent.name
+        return None
+
     @contextlib.contextmanager
     def lock(self, notice: Any = None, shared: bool = False) -> Iterator[None]:
         """Hold the project's run lock; a conflicting holder gets a LockedError naming it.

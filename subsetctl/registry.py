@@ -197,10 +197,15 @@ def _register_named_class(obj: Any, spec: str) -> None:
             continue
         if any(entry.obj is obj for entry in registry.entries()):
             return
-        name = getattr(obj, "name", "")
+        name = vars(obj).get("name", "")  # its own: a subclass of a built-in inherits the built-in's name
+        if name in registry.names():
+            raise UserError(
+                f"Plugin {spec!r} is named {name!r}, like the {registry.kind} from {registry.origin(name)}: "
+                "give the class another `name`."
+            )
         if not name:
             raise UserError(
-                f"Plugin {spec!r} is a {registry.kind} class without a name: decorate it with "
+                f"Plugin {spec!r} is a {registry.kind} class without a name of its own: decorate it with "
                 f"`@{registry.variable}.register(\"my_{registry.kind}\")` (from subsetctl.registry import "
                 f"{registry.variable}) or give it a class attribute `name = \"my_{registry.kind}\"`."
             )

@@ -184,14 +184,20 @@ def test_plan_says_running_for_the_stage_a_live_run_is_computing(jsonl_project: 
         f"with Project(Path({str(jsonl_project)!r})).lock():\n    print('locked', flush=True); time.sleep(30)\n"
     )
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    marker = jsonl_project / ".subsetctl" / "data" / "work.json"
+    plan = ["plan", str(jsonl_project), "--until", "data", "--format", "json"]
     try:
         assert holder.stdout.readline().strip() == "locked"
-        result = CliRunner().invoke(main, ["plan", str(jsonl_project), "--until", "data", "--format", "json"])
+        marker.write_text(json.dumps({**json.loads(marker.read_text()), "pid": holder.pid}))  # its stage
+        result = CliRunner().invoke(main, plan)
+        marker.write_text(json.dumps({**json.loads(marker.read_text()), "pid": 1}))  # left by another run
+        other = CliRunner().invoke(main, plan)
     finally:
         holder.kill()
         holder.wait()
     data = json.loads(result.output)[0]
     assert data["stage"] == "data" and data["state"] == "running" and str(holder.pid) in data["reasons"][0]
+    assert json.loads(other.output)[0]["state"] == "unfinished"
     result = CliRunner().invoke(main, ["plan", str(jsonl_project), "--until", "data", "--format", "json"])
     assert json.loads(result.output)[0]["state"] == "unfinished"  # the run died: it resumes
 

@@ -91,5 +91,15 @@ def test_a_plugins_class_without_a_name_says_how_to_register_it(tmp_path, monkey
         "from subsetctl.search.base import Strategy\n\nclass Nameless(Strategy):\n"
         "    def run(self, estimator, context, params):\n        return None\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(UserError, match=r"without a name: decorate it with `@STRATEGIES.register"):
+    with pytest.raises(UserError, match=r"without a name of its own: decorate it with `@STRATEGIES.register"):
         load_plugin_string("nameless_plugin:Nameless")
+    (tmp_path / "tweaked_plugin.py").write_text(  # inherits "forward": must not replace the built-in
+        "from subsetctl.search.greedy import Forward as ForwardStrategy\n\nclass Tweaked(ForwardStrategy):\n    pass\n\n"
+        "class Renamed(ForwardStrategy):\n    name = 'forward'\n")
+    with pytest.raises(UserError, match="without a name of its own"):
+        load_plugin_string("tweaked_plugin:Tweaked")
+    with pytest.raises(UserError, match="is named 'forward', like the strategy from built-in"):
+        load_plugin_string("tweaked_plugin:Renamed")
+    from subsetctl.registry import STRATEGIES
+
+    assert STRATEGIES.origin("forward") == "built-in"

@@ -214,7 +214,11 @@ def _connect_dask(dd: ModuleType, n_jobs: int, address: str | None, connect_time
             dashboard_address=None,
             silence_logs=logging.ERROR,
         )
-        return _DaskConnection(dd.Client(cluster, set_as_default=False), cluster)
+        try:
+            return _DaskConnection(dd.Client(cluster, set_as_default=False), cluster)
+        except BaseException:  # the cluster just started would outlive the failed client
+            cluster.close()
+            raise
     check_dask_address(address)
     try:
         return _DaskConnection(dd.Client(address, timeout=f"{connect_timeout}s", set_as_default=False))

@@ -22,6 +22,7 @@ Layout of the store folder:
 from __future__ import annotations
 
 import json
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -153,7 +154,7 @@ class SubsetResultsStore:
         if reason is None and data_path.exists():
             try:
                 self._load(data_path)
-            except (OSError, ValueError, KeyError) as exc:
+            except (OSError, ValueError, KeyError, IndexError, zipfile.BadZipFile) as exc:  # truncated, bit flips
                 reason = f"its {DATA_FILE} was unreadable ({exc})"
         if reason is not None:
             self.reset_reason = f"The subset results store at {self.path} was reset: {reason}."
@@ -179,6 +180,10 @@ class SubsetResultsStore:
                 converged=data["converged"].astype(bool),
             )
             self._completed = data["completed"].astype(bool)
+        rows = {len(masks), len(self._batch.loss), len(self._batch.w_norm), len(self._batch.iterations),
+                len(self._batch.converged), len(self._completed)}
+        if len(rows) != 1:
+            raise ValueError(f"its arrays have different numbers of rows ({sorted(rows)})")
 
     def _write_meta(self) -> None:
         text = json.dumps({"format": FORMAT_VERSION, "key": self.key, "sources": self.sources}, indent=1)

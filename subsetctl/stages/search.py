@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import shutil
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,45 @@ def estimator_name(spec: Any, cal: Any) -> str:
     return cal.estimator or spec.estimate.estimator
 
 
+def _store_dir(ctx: StageContext, estimator: str, key: str, sources: list[str], in_process: bool) -> Path:
+    """Where the search keeps its subset estimates.
+
+    Those of an estimator working on the cached gradients go to ``.subsetctl/cache/search``
+    under a key of all they depend on (``key``: estimator, lambda, its settings and the
+    gradient features; plus the sources, subsetctl's version and where the estimator
+    comes from), so a search re-run for another strategy list reuses them. A model-backed
+    estimator (``true_finetune``) depends on settings the key does not hold (verify's
+    budget, the model); its estimates stay in the stage's folder, discarded with it."""
+    from subsetctl import __version__
+    from subsetctl.registry import ESTIMATORS
+
+    if in_process:
+        return ctx.out_dir / "subsets"
+    origin = ESTIMATORS.origin(estimator)
+    where = {"key": key, "sources": sources, "version": __version__, "origin": origin,
+             "plugins": [] if origin == "built-in" else list(ctx.spec.plugins)}
+    return ctx.project.state_dir.joinpath(*SUBSET_CACHE, fingerprint(where))
+
+
+class _OwnErrors:
+    """The estimator as a strategy sees it: errors raised while estimating (a dask worker
+    lost, a store that cannot be written) are marked as subsetctl's own, so that they are
+    not blamed on a plugin strategy that asked for the estimates."""
+
+    def __init__(self, estimator: Any) -> None:
+        self._estimator = estimator
+
+    def estimate(self, masks: Any) -> Any:
+        try:
+            return self._estimator.estimate(masks)
+        except Exception as exc:
+            exc.raised_by_subsetctl = True  # type: ignore[attr-defined]
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._estimator, name)
+
+
 def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any, params: Any) -> Any:
     """Run one strategy and check what it returns. A third-party strategy's failure is the
     plugin author's to fix, so it is reported as such (estimates made so far stay in the
@@ -52,11 +92,11 @@ def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any,
 
     origin = STRATEGIES.origin(name)
     try:
-        result = cls().run(estimator, context, params)
+        result = cls().run(estimator if origin == "built-in" else _OwnErrors(estimator), context, params)
     except (UserError, KeyboardInterrupt):
         raise
     except Exception as exc:
-        if origin == "built-in":
+        if origin == "built-in" or getattr(exc, "raised_by_subsetctl", False):
             raise
         raise UserError(
             f"Strategy {label!r} ({origin}) raised {type(exc).__name__}: {exc}. This is an error in the "
@@ -104,10 +144,12 @@ class SearchStage(Stage):
         gradients_digest = ctx.upstream_manifest("gradients")["output_digest"]
         key = fingerprint({"estimator": estimator_used, "lam": cal.lam, "max_iter": spec.estimate.max_iter,
                            "features": gradients_digest, **estimator_settings(spec, estimator_used)})
-        store_dir = ctx.project.state_dir.joinpath(*SUBSET_CACHE, fingerprint({"key": key, "sources": features.sources}))
+        store_dir = _store_dir(ctx, estimator_used, key, features.sources, in_process)
         if ctx.options.get("forced"):  # --force recomputes every estimate
             shutil.rmtree(store_dir, ignore_errors=True)
         store = SubsetResultsStore(store_dir, features.sources, key)
+        if store.reset_reason:
+            ctx.reporter.warn(f"{store.reset_reason} Its subsets are estimated again.")
         kwargs = executor_kwargs(spec)
         if in_process:  # a model-backed estimator cannot be shipped to workers
             kwargs.update(backend="sequential", n_jobs=1)

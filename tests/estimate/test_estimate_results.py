@@ -136,6 +136,31 @@ def test_corrupt_data_file_resets(tmp_path: Path, fast: FastEstimator) -> None:
     assert store.reset_reason is not None and len(store) == 0
 
 
+@pytest.mark.parametrize("damage", ["truncate", "flip", "rows"])
+def test_damaged_zip_or_inconsistent_arrays_reset_the_store(tmp_path: Path, fast: FastEstimator, damage: str) -> None:
+    """np.load raises zipfile.BadZipFile (not ValueError) for a truncated or bit-flipped
+    file; the store lives in the cache, without checksums, so it must recover by itself."""
+    masks = _distinct_masks(4, len(fast.sources), seed=7)
+    SubsetResultsStore(tmp_path, fast.sources, "k").add(masks, fast.estimate(masks))
+    path = tmp_path / "subsets.npz"
+    data = bytearray(path.read_bytes())
+    if damage == "truncate":
+        path.write_bytes(bytes(data[: len(data) // 2]))
+    elif damage == "flip":
+        with np.load(path) as arrays:
+            arrays_bytes = arrays["loss"].tobytes()
+        at = bytes(data).index(arrays_bytes)  # a byte inside the stored loss array: a CRC error on reading
+        data[at] ^= 0xFF
+        path.write_bytes(bytes(data))
+    else:
+        with np.load(path) as arrays:
+            kept = {k: arrays[k] for k in arrays.files}
+        kept["loss"] = kept["loss"][:-1]
+        np.savez(path, **kept)
+    store = SubsetResultsStore(tmp_path, fast.sources, "k")
+    assert store.reset_reason is not None and "unreadable" in store.reset_reason and len(store) == 0
+
+
 def test_results_round_trip_metrics(tmp_path: Path) -> None:
     store = SubsetResultsStore(tmp_path, ["a", "b", "c"], "k")
     masks = np.array([[1, 0, 1], [0, 0, 0]], dtype=bool)

@@ -174,9 +174,12 @@ def test_plugin_strategy_mistakes_are_blamed_on_the_plugin_and_nothing_is_commit
         assert "module relplug_bad" in str(caught.value)
         assert not (search / "manifest.json").exists()  # refused before the stage committed
     # another strategy list re-runs the search, but the estimates made so far are reused
+    (store,) = (project / ".subsetctl" / "cache" / "search").iterdir()
+    before = rf.subset_results(store)  # the first run's subsets, and the one relplug_crash estimated
     run_project(project, ["search.strategies=[{name: relplug_undecorated}, {name: exhaustive}]"], until="search")
     summary = rf.manifest(project, "search")["summary"]
-    assert summary["reused"] >= 2 and summary["subsets_store"].startswith(".subsetctl/cache/search/")
+    assert summary["subsets_store"] == store.relative_to(project).as_posix()
+    assert len(before) == 4 and summary["computed_now"] == 2 ** 3 - len(before)  # exhaustive: 3 sources
     listed = CliRunner().invoke(main, ["ls", str(project), "--format", "json"])
     row = next(r for r in json.loads(listed.output)["strategies"] if r["name"] == "relplug_undecorated")
     assert row["origin"] == "plugins: relplug_bad:Undecorated"

@@ -1,0 +1,49 @@
+"""Who is blamed when a plugin strategy fails: the plugin for its own errors, subsetctl for
+errors raised while estimating on the plugin's behalf."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from subsetctl.errors import UserError
+from subsetctl.registry import STRATEGIES
+from subsetctl.search.base import SearchContext, Strategy, StrategyParams, StrategyResult
+from subsetctl.stages.search import _run_strategy
+
+
+class _FailingEstimator:
+    """An estimator whose estimate() fails as a lost dask worker would."""
+
+    sources = ("a", "b")
+
+    def masks_for(self, subsets: list[list[str]]) -> np.ndarray:
+        return np.array([[s in subset for s in self.sources] for subset in subsets], dtype=bool)
+
+    def estimate(self, masks: np.ndarray) -> Any:
+        raise RuntimeError("worker lost")
+
+
+@STRATEGIES.register("test_plugin_asks_for_estimates", "a plugin that only asks for estimates")
+class _AsksForEstimates(Strategy):
+    def run(self, estimator: Any, context: SearchContext, params: StrategyParams) -> StrategyResult:
+        estimator.estimate(estimator.masks_for([["a"]]))
+        return StrategyResult(strategy=self.name, selected=["a"])
+
+
+@STRATEGIES.register("test_plugin_own_bug", "a plugin with a bug of its own")
+class _OwnBug(Strategy):
+    def run(self, estimator: Any, context: SearchContext, params: StrategyParams) -> StrategyResult:
+        raise ZeroDivisionError("plugin arithmetic")
+
+
+def test_errors_while_estimating_are_not_blamed_on_the_plugin() -> None:
+    context = SearchContext(sources=["a", "b"])
+    assert STRATEGIES.origin("test_plugin_asks_for_estimates").startswith("module ")
+    with pytest.raises(RuntimeError, match="worker lost"):  # subsetctl's: shown as an internal error
+        _run_strategy(_AsksForEstimates, "test_plugin_asks_for_estimates", "p", _FailingEstimator(), context,
+                      StrategyParams())
+    with pytest.raises(UserError, match="raised ZeroDivisionError: plugin arithmetic. This is an error in the plugin"):
+        _run_strategy(_OwnBug, "test_plugin_own_bug", "p", _FailingEstimator(), context, StrategyParams())
