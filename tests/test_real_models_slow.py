@@ -34,5 +34,7 @@ def test_minilm_classifier_reference_spec_end_to_end(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["test_metrics"]["all"]["metric"] == "accuracy"
     assert 0.0 <= report["test_metrics"]["exhaustive"]["score_mean"] <= 1.0
+    assert 0.0 <= report["test_metrics"]["exhaustive"]["macro_f1_mean"] <= 1.0  # documented beside accuracy
+    assert "| macro-F1 |" in (tmp_path / "report.md").read_text()
     rep = report["strategies"]["representation_similarity"]
     assert len(rep["selected"]) == 1 and len(rep["scores"]) == 3

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from subsetctl.report.cells import loss_cell, percent_cell, score_table_rows, selected_cell
+from subsetctl.report.cells import loss_cell, macro_f1_cell, percent_cell, score_table_rows, selected_cell
 from subsetctl.report.markdown import render_markdown
 from subsetctl.report.render import render_full_report
 
@@ -158,3 +158,9 @@ def test_baselines_and_all_zero_scores_read_plainly(tmp_path: Path, captured: di
     metrics = {k: {"metric": "exact_match", "score_mean": 0.0, "score_std": None} for k in ("forward", "all")}
     plots.test_metric({"test_metrics": metrics}, tmp_path / "t.png")
     assert captured["fig"].axes[0].get_ylim() == (0.0, 1.0)  # no negative axis for scores that are all 0
+
+
+def test_macro_f1_cell_shows_mean_and_seed_spread() -> None:
+    assert macro_f1_cell({"score_mean": 0.5}) == "–"  # a causal LM: no macro-F1
+    assert macro_f1_cell({"macro_f1_mean": 0.4, "macro_f1_std": None}) == "0.4"
+    assert macro_f1_cell({"macro_f1_mean": 0.4, "macro_f1_std": 0.05}) == "0.400 ± 0.050"

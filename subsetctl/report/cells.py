@@ -46,6 +46,15 @@ def test_metric_cells(metrics: dict[str, Any]) -> tuple[str, str]:
     return score, loss
 
 
+def macro_f1_cell(metrics: dict[str, Any]) -> str:
+    """A classifier selection's macro-F1 (mean, ± std over seeds), "–" when not computed."""
+    mean = metrics.get("macro_f1_mean")
+    if mean is None:
+        return "–"
+    std = metrics.get("macro_f1_std")
+    return f"{mean:.3f} ± {std:.3f}" if std is not None else fmt(mean, 3)
+
+
 def repeats_cell(verify_entry: dict[str, Any]) -> str:
     """How many times verify fine-tuned each subset, and (with more than one) the mean
     Spearman between repeats: the ceiling for any estimate's Spearman against one run."""

@@ -9,6 +9,7 @@ from subsetctl.report.cells import (
     baseline_cell,
     calibrated_loss_cell,
     loss_cell,
+    macro_f1_cell,
     percent_cell,
     repeats_cell,
     selected_cell,
@@ -54,10 +55,13 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
             lines.append(f"| {kind} | {v.get('estimator') or '-'} | {_fmt(c['lam'])} | {_fmt(c['spearman'], 3)} | {percent_cell(c['loo_median_rel_err'])} | {len(v['subsets'])} | {repeats_cell(v)} |")
         lines.append("")
     if report.get("test_metrics"):
-        lines += ["## Test metrics", "", "| selection | metric | score | test loss | seeds |", "|---|---|---|---|---|"]
+        f1 = any("macro_f1_mean" in m for m in report["test_metrics"].values())
+        lines += ["## Test metrics", "", "| selection | metric | score |" + (" macro-F1 |" if f1 else "")
+                  + " test loss | seeds |", "|---|---|---|" + ("---|" if f1 else "") + "---|---|"]
         for label, m in report["test_metrics"].items():
             score, loss = test_metric_cells(m)
-            lines.append(f"| {label} | {m['metric']} | {score} | {loss} | {m['seeds']} |")
+            f1_cell = f" {macro_f1_cell(m)} |" if f1 else ""
+            lines.append(f"| {label} | {m['metric']} | {score} |{f1_cell} {loss} | {m['seeds']} |")
         for w in report.get("test_warnings", []):
             lines.append(f"\n> {w}")
         lines.append("")

@@ -11,6 +11,7 @@ from subsetctl.report.cells import (
     baseline_cell,
     calibrated_loss_cell,
     loss_cell,
+    macro_f1_cell,
     percent_cell,
     repeats_cell,
     score_table_rows,
@@ -71,11 +72,12 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
         console.print(t)
     if report.get("test_metrics"):
         t = Table(title="test metrics (target's held-out split)", title_justify="left")
-        for col in ("selection", "metric", "score", "test loss", "seeds"):
+        f1 = any("macro_f1_mean" in m for m in report["test_metrics"].values())
+        for col in ("selection", "metric", "score", *(["macro-F1"] if f1 else []), "test loss", "seeds"):
             t.add_column(col)
         for label, m in report["test_metrics"].items():
             score, loss = test_metric_cells(m)
-            t.add_row(label, m["metric"], score, loss, str(m["seeds"]))
+            t.add_row(label, m["metric"], score, *([macro_f1_cell(m)] if f1 else []), loss, str(m["seeds"]))
         console.print(t)
     final = report.get("final")
     if final and report.get("adapters", {}).get(final):

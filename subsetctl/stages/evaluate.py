@@ -104,6 +104,10 @@ class EvaluateStage(common.ModelStage):
                 "loss_mean": float(losses.mean()), "loss_std": float(losses.std()) if len(ks) > 1 else None,
                 "seeds": len(ks), "n_test": per_run[ks[0]]["n"],
             }
+            f1 = [per_run[k].get("metrics", {}).get("macro_f1") for k in ks]
+            if all(v is not None for v in f1):  # classifiers: macro-F1 beside accuracy
+                table[label]["macro_f1_mean"] = float(np.mean(f1))
+                table[label]["macro_f1_std"] = float(np.std(f1)) if len(ks) > 1 else None
         atomic_write_json(ctx.out_dir / "metrics.json", {"metrics": table, "warnings": warnings})
         return {"metrics": {k: round(v["score_mean"], 4) for k, v in table.items()}, "n_test": len(test),
                 "reused": reused}
