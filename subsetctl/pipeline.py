@@ -277,9 +277,14 @@ class Pipeline:
                 else:
                     state = "stale"
                     old = manifest.get("inputs", {})
-                    keys = changed_keys(old.get("slice", {}), inputs["slice"])
+                    old_slice = old.get("slice", {})
+                    dropped = sorted(set(old_slice) - set(inputs["slice"]))  # a newer subsetctl reads less
+                    keys = changed_keys({k: v for k, v in old_slice.items() if k not in dropped}, inputs["slice"])
                     if keys:
                         reasons.append(f"spec changed: {_listed(keys)}" + _overrides_note(manifest.get("overrides"), keys))
+                    if dropped:
+                        reasons.append(f"this subsetctl no longer reads {_listed(dropped)} for this stage (the spec "
+                                       "did not change)")
                     for up in stage.after:
                         if up in rerun:
                             reasons.append(f"upstream {up} will re-run")
@@ -298,7 +303,8 @@ class Pipeline:
             if will_run and state == "up to date":
                 state = "stale"
                 if not reasons:
-                    reasons = [f"upstream {u} will re-run" for u in stage.after if u in rerun]
+                    reasons = [f"upstream {u} will re-run (skipped if what {u} produces is unchanged)"
+                               for u in stage.after if u in rerun]
             if will_run:
                 rerun.add(stage.name)
                 digests[stage.name] = None

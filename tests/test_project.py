@@ -217,3 +217,17 @@ def test_a_momentary_holder_of_the_lock_does_not_fail_a_starting_run(tmp_path: P
             pass
     finally:
         probe.close()
+
+
+def test_plan_says_when_a_newer_subsetctl_reads_fewer_spec_keys(jsonl_project: Path) -> None:
+    """A stage recorded by an older subsetctl with a key it no longer reads (the search's
+    executor.backend) re-runs once; plan must not claim the spec changed."""
+    run_project(jsonl_project, until="data")
+    path = jsonl_project / ".subsetctl" / "data" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["inputs"]["slice"]["executor.backend"] = "loky"
+    manifest["fingerprint"] = "recorded-by-an-older-version"
+    path.write_text(json.dumps(manifest))
+    data = plan_project(jsonl_project, until="data")[2][0]
+    assert data.state == "stale"
+    assert data.reasons == ["this subsetctl no longer reads executor.backend for this stage (the spec did not change)"]
