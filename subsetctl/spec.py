@@ -193,8 +193,8 @@ class EvalsLoader(StrictModel):
     """A task shipped in the `evals` package (chat-format input with an `ideal` answer)."""
 
     type: Literal["evals"]
-    name: str = Field(description="Folder under evals/registry/data, e.g. 'born-first'.")
-    file: str | None = Field(None, description="JSONL file inside it (default: the first).")
+    name: str = Field(description="Folder under evals/registry/data, e.g. 'born_first'.")
+    file: str | None = Field(None, description="JSONL file inside it (default: samples.jsonl when present, else the first).")
 
 
 class PluginLoader(StrictModel):

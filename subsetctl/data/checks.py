@@ -207,12 +207,14 @@ def _check_columns(loader: LoaderBase, path: Path, loc: tuple[Any, ...], kind: s
 
 
 def _check_reasoning_gym(loader: ReasoningGymLoader, loc: tuple[Any, ...], issues: _Issues) -> None:
-    from subsetctl.data.loaders import close_names, reasoning_gym_tasks
+    from subsetctl.data.loaders import close_names, reasoning_gym_task_hint, reasoning_gym_tasks
 
     tasks = reasoning_gym_tasks()
     if loader.task not in tasks:
         issues.add(
-            loc + ("task",), f"unknown reasoning-gym task {loader.task!r}. {close_names(loader.task, tasks)}"
+            loc + ("task",),
+            f"unknown reasoning-gym task {loader.task!r}. {close_names(loader.task, tasks)} "
+            f"{reasoning_gym_task_hint(tasks)}",
         )
         return
     from reasoning_gym.factory import DATASETS
@@ -233,6 +235,7 @@ def _check_evals(loader: EvalsLoader, loc: tuple[Any, ...], issues: _Issues) -> 
     from subsetctl.data.loaders import (
         EVALS_INSTALL_HINT,
         close_names,
+        default_evals_file,
         evals_data_dir,
         evals_files,
         evals_names,
@@ -257,6 +260,30 @@ def _check_evals(loader: EvalsLoader, loc: tuple[Any, ...], issues: _Issues) -> 
         )
     elif loader.file is None and not files:
         issues.add(loc + ("name",), f"eval {loader.name!r} has no .jsonl file")
+    else:
+        chosen = loader.file or default_evals_file(files)
+        if not _first_object_has_ideal(folder / chosen):
+            others = ", ".join(f for f in files if f != chosen)
+            issues.add(
+                loc + ("file" if loader.file else "name",),
+                f"the first sample of eval {loader.name!r} file {chosen!r} has no 'ideal' answer (the eval is "
+                "probably model-graded); choose an eval with ideal answers"
+                + (f" or another of its files with loader.file ({others})" if others else ""),
+            )
+
+
+def _first_object_has_ideal(path: Path) -> bool:
+    """Whether the first JSON object of an evals file has an ``ideal`` answer; True when
+    that cannot be said cheaply (unreadable or not JSON: the data stage says why)."""
+    try:
+        with open(path, encoding="utf-8-sig") as handle:
+            for line in handle:
+                if line.strip():
+                    first = json.loads(line)
+                    return not isinstance(first, dict) or first.get("ideal") not in (None, [])
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return True
+    return True
 
 
 def _check_plugin(loader: PluginLoader, loc: tuple[Any, ...], issues: _Issues) -> None:

@@ -8,13 +8,16 @@ fingerprints) do not import ``datasets``.
 
 from __future__ import annotations
 
+import inspect
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-from subsetctl.data.loaders import evals_data_dir, resolve_path
+from subsetctl.data.loaders import BUILTIN_OPTION_MODELS, evals_data_dir, resolve_path
+from subsetctl.errors import UserError
 from subsetctl.filehash import file_fingerprint, tree_fingerprint
-from subsetctl.spec import HuggingFaceLoader, SourceSpec
+from subsetctl.project import STATE_DIRNAME
+from subsetctl.spec import HuggingFaceLoader, PluginLoader, SourceSpec
 
 
 def _version(distribution: str) -> str | None:
@@ -50,4 +53,84 @@ def source_fingerprint_inputs(source: SourceSpec, spec_dir: Path) -> dict[str, A
     if loader.type == "evals":
         data_dir = evals_data_dir()
         return {"evals": _version("evals"), "installed": data_dir is not None}
+    if isinstance(loader, PluginLoader):
+        return plugin_fingerprint_inputs(source, loader, spec_dir)
     return {}
+
+
+def plugin_fingerprint_inputs(source: SourceSpec, loader: PluginLoader, spec_dir: Path) -> dict[str, Any]:
+    """What a plugin loader's data depends on, as far as it can be known without running it.
+
+    The loader's ``name`` and ``options`` are in the spec, so changing them already makes
+    the data stage stale. Besides them:
+
+    - a plugin that names a built-in loader (``name: jsonl``) with valid options gets
+      that loader's inputs (its file, package version, ...);
+    - otherwise, ``code``: the sha256 of the source file of the module that defines the
+      registered loader function (``inspect.getsourcefile``), so editing the plugin makes
+      the data stage stale; other modules it imports are not followed;
+    - ``paths``: every string in the options (at any depth) that names an existing file
+      or folder, relative to the spec's folder or absolute, with its content fingerprint
+      (a folder: every file under it), so editing the data a plugin reads through its
+      options makes the data stage stale. The spec's folder itself, the folders above it
+      and the project's state folder are left out.
+
+    Files a plugin finds on its own (a path written in its code, a download) are not
+    seen: force the data stage (``subsetctl run --force data``) after changing them.
+    File hashes are cached like every other data file's."""
+    from pydantic import ValidationError
+
+    from subsetctl.registry import LOADERS
+
+    model = BUILTIN_OPTION_MODELS.get(loader.name)
+    if model is not None:
+        try:
+            options = model.model_validate({"type": loader.name, **loader.options})
+        except ValidationError:  # the data stage says why
+            return {"builtin": loader.name, "valid": False}
+        return {"builtin": source_fingerprint_inputs(source.model_copy(update={"loader": options}), spec_dir)}
+    out: dict[str, Any] = {"code": None}
+    try:
+        fn = LOADERS.get(loader.name)
+    except UserError:  # not registered (yet): validate and the data stage report it
+        fn = None
+    if fn is not None:
+        out["code"] = _code_fingerprint(fn, spec_dir)
+    paths = _option_paths(loader.options, (), Path(spec_dir))
+    out["paths"] = {key: tree_fingerprint(path, spec_dir) for key, path in paths.items()}
+    return out
+
+
+def _code_fingerprint(fn: Any, spec_dir: Path) -> dict[str, Any] | None:
+    """The content fingerprint of the file defining ``fn`` (a function, class or callable
+    object), or None when it has no Python source file (a builtin, a C extension)."""
+    target = fn if inspect.isroutine(fn) or inspect.isclass(fn) else type(fn)
+    try:
+        name = inspect.getsourcefile(inspect.unwrap(target))
+    except (TypeError, ValueError):
+        return None
+    return file_fingerprint(Path(name), spec_dir) if name else None
+
+
+def _option_paths(value: Any, key: tuple[str, ...], spec_dir: Path) -> dict[str, Path]:
+    """``{"files[1]": path}`` for each string in an options tree naming an existing file
+    or folder (see :func:`plugin_fingerprint_inputs` for what is left out)."""
+    found: dict[str, Path] = {}
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found.update(_option_paths(v, (*key, str(k)), spec_dir))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found.update(_option_paths(v, (*key[:-1], f"{key[-1] if key else ''}[{i}]"), spec_dir))
+    elif isinstance(value, str) and value.strip() and "\n" not in value and len(value) < 4096:
+        try:
+            path = resolve_path(value, spec_dir)
+            if not path.exists():
+                return found
+            resolved, root = path.resolve(), spec_dir.resolve()
+        except (OSError, ValueError, RuntimeError):  # not a path at all (a NUL byte, a loop)
+            return found
+        if resolved == root or resolved in root.parents or (root / STATE_DIRNAME) in (resolved, *resolved.parents):
+            return found
+        found[".".join(key) or "(options)"] = path
+    return found

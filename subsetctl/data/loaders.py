@@ -191,13 +191,28 @@ def _where(path: Path) -> str:
     return f"file {path}"
 
 
-def _missing_column(source: str, where: str, column: str, option: str, available: Iterable[str]) -> UserError:
+def _missing_column(
+    source: str, where: str, column: str, option: str | None, available: Iterable[str], fix: str | None = None
+) -> UserError:
+    """The error for a column the data lacks. ``option`` is the spec option that named the
+    column (the advice is then to change it); ``None`` when the loader's columns are fixed,
+    and ``fix`` then says what to do instead."""
     names = sorted(set(available))
     listed = ", ".join(repr(n) for n in names) if names else "(none)"
+    if option is None:
+        return UserError(
+            f"Source {source!r}: {where} has no column {column!r}. Available columns: {listed}. "
+            f"{fix or 'Fix the data.'}"
+        )
     return UserError(
         f"Source {source!r}: {where} has no column {column!r} (asked for by loader.{option}). "
         f"Available columns: {listed}. Set loader.{option} to one of them or fix the data."
     )
+
+
+def _named(field: str, option: str | None) -> str:
+    """``'response' (loader.response_field)``, or just ``'response'`` for a fixed column."""
+    return f"{field!r} (loader.{option})" if option else repr(field)
 
 
 def _required_fields(options: LoaderBase, ctx: LoadContext) -> tuple[str, str]:
@@ -221,11 +236,12 @@ def build_common(
     records: list[dict[str, Any]],
     prompt_field: str,
     answer_field: str,
-    answer_option: str,
+    answer_option: str | None,
     ctx: LoadContext,
     where: str,
     locate: Callable[[int], str],
     available: Iterable[str],
+    fix: str | None = None,
 ) -> Dataset:
     """Map raw records onto the common columns.
 
@@ -233,11 +249,21 @@ def build_common(
         records: one dict per row, in file order.
         prompt_field: the key holding the prompt.
         answer_field: the key holding the response (causal-lm) or label (classifier).
-        answer_option: the spec option that named ``answer_field`` (for messages).
+        answer_option: the spec option that named ``answer_field`` (for messages), with
+            ``prompt_field`` naming the prompt; ``None`` when the loader's columns are fixed
+            (plugins, reasoning-gym, evals), so no option can rename them.
         ctx: the load context (source name and model kind).
         where: "file /abs/path" or similar, for messages.
         locate: row index -> "line 12" (or "row 12"), for messages.
         available: every column name the data has, for messages.
+        fix: with fixed columns, what to do about a missing or empty one (for messages).
+
+    Every row needs a prompt and an answer that are not missing or null, and the answer
+    (the gold response, or the class label) must not be empty or only whitespace: a
+    causal-lm example without response tokens has nothing to train or score, and a blank
+    label would become a class of its own. A CSV row with too few cells reads as empty
+    cells, so it fails here too. An empty prompt is allowed (a prompt-less example is a
+    plain text continuation; see :func:`subsetctl.modeling.encoding.encode_causal_lm`).
 
     Other keys of a record go into its ``metadata`` JSON; a ``metadata`` key holding an
     object (or a JSON object string) is merged into it instead of being nested.
@@ -246,33 +272,38 @@ def build_common(
     available = list(available)
     if not records:
         raise UserError(f"Source {source!r}: {where} has no examples. Give a file with at least one row.")
-    for field, option in ((prompt_field, "prompt_field"), (answer_field, answer_option)):
+    prompt_option = "prompt_field" if answer_option else None
+    for field, option in ((prompt_field, prompt_option), (answer_field, answer_option)):
         if not any(field in r for r in records):
-            raise _missing_column(source, where, field, option, available)
+            raise _missing_column(source, where, field, option, available, fix)
     classifier = ctx.kind == "classifier"
+    what = "a class label" if classifier else "a gold response"
+    advice = f" {fix}" if fix and not answer_option else ""
     skip = {prompt_field, answer_field, "source", "row", "label_text"}
     columns: dict[str, list[Any]] = {name: [] for name in COLUMNS}
     for i, record in enumerate(records):
         values = {}
-        for field, option in ((prompt_field, "prompt_field"), (answer_field, answer_option)):
+        for field, option in ((prompt_field, prompt_option), (answer_field, answer_option)):
             value = record.get(field)
             if value is None:
                 raise UserError(
-                    f"Source {source!r}: {where}, {locate(i)}: {field!r} (loader.{option}) is "
-                    "missing or null. Every row needs it; fix or drop that row."
+                    f"Source {source!r}: {where}, {locate(i)}: {_named(field, option)} is "
+                    f"missing or null. Every row needs it; fix or drop that row.{advice}"
                 )
             values[field] = value
         prompt = _check_utf8(value_to_text(values[prompt_field]), source, where, locate(i), prompt_field)
+        answer = label_to_text(values[answer_field]) if classifier else value_to_text(values[answer_field])
+        if not answer.strip():
+            raise UserError(
+                f"Source {source!r}: {where}, {locate(i)}: {_named(answer_field, answer_option)} is "
+                f"empty{' (only whitespace)' if answer else ''}. "
+                f"Every row needs {what}; fix or drop that row.{advice}"
+            )
+        answer = _check_utf8(answer, source, where, locate(i), answer_field)
         if classifier:
-            response = ""
-            label_text = _check_utf8(
-                label_to_text(values[answer_field]), source, where, locate(i), answer_field
-            )
+            response, label_text = "", answer
         else:
-            response = _check_utf8(
-                value_to_text(values[answer_field]), source, where, locate(i), answer_field
-            )
-            label_text = ""
+            response, label_text = answer, ""
         extra: dict[str, Any] = {}
         for key, value in record.items():
             if key in skip:
@@ -402,13 +433,35 @@ def load_jsonl(options: JsonlLoader, ctx: LoadContext) -> Dataset:
     return _from_options(records, options, ctx, _where(path), lambda i: f"line {lines[i]}", available)
 
 
+def csv_record_lines(text: str, delimiter: str) -> list[int] | None:
+    """The file line on which each data row of a CSV text starts (the header excluded),
+    read with the csv module the way pandas reads it (lines holding only whitespace are
+    skipped, a quoted cell may span lines); None when the csv module cannot read it."""
+    import csv
+    import io
+
+    starts: list[int] = []
+    try:
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        previous = 0
+        for row in reader:
+            start, previous = previous + 1, reader.line_num
+            if len(row) <= 1 and not "".join(row).strip():
+                continue
+            starts.append(start)
+    except (csv.Error, TypeError, ValueError):  # e.g. a delimiter the csv module refuses
+        return None
+    return starts[1:]
+
+
 @LOADERS.register("csv")
 def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
-    """A local CSV file with a header row; every cell is read as text."""
+    """A local CSV file with a header row; every cell is read as text. Messages name the
+    file line of a row (found with :func:`csv_record_lines`; the header is line 1)."""
     import pandas as pd
 
     path = _existing_file(options.path, ctx)
-    _read_text(path, ctx.source_name)  # a clear message for non-UTF-8 files
+    text = _read_text(path, ctx.source_name)  # a clear message for non-UTF-8 files
     try:
         frame = pd.read_csv(
             path, sep=options.delimiter, dtype=str, keep_default_na=False, encoding="utf-8-sig"
@@ -419,14 +472,18 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
             "row and at least one example."
         ) from None
     except (pd.errors.ParserError, ValueError) as exc:
+        problem = " ".join(str(exc).split())  # pandas ends its tokenizer messages with a newline
         raise UserError(
-            f"Source {ctx.source_name!r}: file {path} is not valid CSV ({exc}). Check the "
+            f"Source {ctx.source_name!r}: file {path} is not valid CSV ({problem}). Check the "
             f"delimiter (loader.delimiter is {options.delimiter!r}) and the quoting."
         ) from None
     columns = [str(c) for c in frame.columns]
     frame.columns = columns
     records = frame.to_dict("records")
-    return _from_options(records, options, ctx, _where(path), lambda i: f"line {i + 2}", columns)
+    lines = csv_record_lines(text, options.delimiter)
+    if lines is None or len(lines) != len(records):  # read differently: count from the header
+        lines = [i + 2 for i in range(len(records))]
+    return _from_options(records, options, ctx, _where(path), lambda i: f"line {lines[i]}", columns)
 
 
 @LOADERS.register("parquet")
@@ -450,6 +507,47 @@ def load_parquet(options: ParquetLoader, ctx: LoadContext) -> Dataset:
 
 
 # ------------------------------------------------------------------- huggingface
+
+
+def describe_exception(exc: BaseException, limit: int = 300) -> str:
+    """``"Type: message"`` of ``exc`` followed by its causes (``__cause__``, else
+    ``__context__``) as ``(caused by Type: message)``: library errors such as
+    ``DatasetGenerationError`` say only that something failed and keep the reason in
+    their cause. Whitespace is flattened, each message is cut to ``limit`` characters and
+    a cause repeating its effect's text is left out."""
+
+    def one(e: BaseException) -> str:
+        text = " ".join(str(e).split())
+        text = text if len(text) <= limit else text[: limit - 3] + "..."
+        return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+    parts = [one(exc)]
+    seen = {id(exc)}
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and id(cause) not in seen and len(parts) < 5:
+        seen.add(id(cause))
+        text = one(cause)
+        if text not in parts:
+            parts.append(text)
+        cause = cause.__cause__ or cause.__context__
+    return parts[0] + "".join(f" (caused by {p})" for p in parts[1:])
+
+
+def _check_single_split(loaded: Any, options: HuggingFaceLoader, source: str, where: str) -> None:
+    """A plain ``Dataset.save_to_disk`` folder holds one dataset, not named splits: it is
+    read whole for the default ``loader.split`` (``train``); any other split must be the
+    one it was saved from (when the folder records it), instead of being ignored. (Whether
+    the spec wrote ``split: train`` or left the default cannot be told apart once
+    ``source_files`` are expanded, so ``train`` always reads the whole dataset.)"""
+    saved = str(loaded.split) if getattr(loaded, "split", None) is not None else None
+    if options.split in ("train", saved):
+        return
+    held = f"only the split {saved!r}" if saved else "one dataset without named splits"
+    raise UserError(
+        f"Source {source!r}: {where} was written by Dataset.save_to_disk and holds {held}, so "
+        f"loader.split {options.split!r} cannot select anything from it. Remove loader.split to read "
+        "all its rows, or save a DatasetDict (DatasetDict.save_to_disk) that has that split."
+    )
 
 
 @LOADERS.register("huggingface")
@@ -478,6 +576,8 @@ def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
                         f"{options.split!r}. Set loader.split to one of them."
                     )
                 loaded = loaded[options.split]
+            else:
+                _check_single_split(loaded, options, ctx.source_name, where)
         else:
             loaded = datasets.load_dataset(path, options.name, split=options.split, data_files=data_files)
     except UserError:
@@ -485,8 +585,9 @@ def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
     except Exception as exc:  # noqa: BLE001  (load_dataset fails in many library-specific ways)
         raise UserError(
             f"Source {ctx.source_name!r}: datasets.load_dataset could not load {where}, split "
-            f"{options.split!r}: {type(exc).__name__}: {exc}. Check loader.path, loader.name, "
-            "loader.split and loader.data_files (hub ids need network access)."
+            f"{options.split!r}: {describe_exception(exc)}. Check loader.path, loader.name, "
+            "loader.split and loader.data_files (hub ids need network access; the files of one "
+            "dataset must have the same columns with the same types)."
         ) from None
     if not isinstance(loaded, datasets.Dataset):
         raise UserError(
@@ -506,6 +607,14 @@ def reasoning_gym_tasks() -> list[str]:
     from reasoning_gym.factory import DATASETS
 
     return sorted(DATASETS)
+
+
+def reasoning_gym_task_hint(tasks: list[str]) -> str:
+    """How to see every reasoning-gym task (`subsetctl ls` lists loaders, not tasks)."""
+    return (
+        f"The installed reasoning-gym has {len(tasks)} tasks; list them with "
+        "`python -c \"import reasoning_gym; print(*sorted(reasoning_gym.factory.DATASETS))\"`."
+    )
 
 
 def close_names(name: str, names: Iterable[str], n: int = 5) -> str:
@@ -531,7 +640,7 @@ def load_reasoning_gym(options: ReasoningGymLoader, ctx: LoadContext) -> Dataset
     if options.task not in tasks:
         raise UserError(
             f"Source {ctx.source_name!r}: loader.task {options.task!r} is not a reasoning-gym "
-            f"task. {close_names(options.task, tasks)} `subsetctl ls` lists them all."
+            f"task. {close_names(options.task, tasks)} {reasoning_gym_task_hint(tasks)}"
         )
     seed = options.seed if options.seed is not None else ctx.seed
     try:
@@ -554,11 +663,12 @@ def load_reasoning_gym(options: ReasoningGymLoader, ctx: LoadContext) -> Dataset
         records,
         "question",
         "answer",
-        "task",
+        None,
         ctx,
         where,
         lambda i: f"entry {i}",
         ["question", "answer", "metadata"],
+        fix="The generator made an unusable entry: try another loader.seed or loader.config.",
     )
 
 
@@ -586,6 +696,21 @@ def evals_files(folder: Path) -> list[str]:
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.jsonl") if p.is_file())
 
 
+#: The file an eval's samples are usually in; its other files are often few-shot examples.
+EVALS_SAMPLES_FILE = "samples.jsonl"
+
+
+def default_evals_file(files: list[str]) -> str:
+    """The file read when ``loader.file`` is not set: ``samples.jsonl`` when the eval has
+    one (its other files are typically few-shot or labelled variants: ``fewshot.jsonl``
+    sorts first in ``anagrams``), else the first file in sorted order. ``files`` is
+    :func:`evals_files`'s non-empty list."""
+    if EVALS_SAMPLES_FILE in files:
+        return EVALS_SAMPLES_FILE
+    nested = [f for f in files if f.rsplit("/", 1)[-1] == EVALS_SAMPLES_FILE]
+    return nested[0] if nested else files[0]
+
+
 def evals_file(options: EvalsLoader, source: str) -> Path:
     """The JSONL file an evals loader reads; UserError when it cannot be found."""
     data_dir = evals_data_dir()
@@ -604,7 +729,7 @@ def evals_file(options: EvalsLoader, source: str) -> Path:
     if options.file is None:
         if not files:
             raise UserError(f"Source {source!r}: eval {options.name!r} ({folder}) has no .jsonl file.")
-        return folder / files[0]
+        return folder / default_evals_file(files)
     if options.file not in files:
         listed = ", ".join(repr(f) for f in files) or "(none)"
         raise UserError(
@@ -650,7 +775,7 @@ def load_evals(options: EvalsLoader, ctx: LoadContext) -> Dataset:
         if ideal is None:
             raise UserError(
                 f"Source {ctx.source_name!r}: file {path}, line {number} has no 'ideal' answer. "
-                f"Eval {options.name!r} is probably model-graded; choose an eval with ideal answers."
+                f"{_evals_no_ideal_advice(options, path)}"
             )
         extra = {k: v for k, v in record.items() if k not in ("input", "ideal")}
         extra.update(evals_name=options.name, evals_file=path.name, ideal_all=ideal_all)
@@ -660,12 +785,29 @@ def load_evals(options: EvalsLoader, ctx: LoadContext) -> Dataset:
         records,
         "prompt",
         "ideal",
-        "name",
+        None,
         ctx,
         f"file {path}",
         lambda i: f"line {lines[i]}",
         ["input", "ideal"],
+        fix="Choose an eval (loader.name) or file (loader.file) whose every sample has an 'ideal' answer.",
     )
+
+
+def _evals_no_ideal_advice(options: EvalsLoader, path: Path) -> str:
+    """What to do about a sample without an ``ideal`` answer: choose another file when the
+    eval has several (besides its samples, an eval may ship few-shot or model-graded
+    files), else another eval (this one is probably model-graded)."""
+    data_dir = evals_data_dir()
+    folder = data_dir / options.name if data_dir is not None else path.parent
+    others = [f for f in evals_files(folder) if folder / f != path] if folder.is_dir() else []
+    if others:
+        listed = ", ".join(repr(f) for f in others)
+        return (
+            f"Eval {options.name!r} has other files ({listed}): choose one with ideal answers with "
+            "loader.file, or choose another eval (this file is probably model-graded)."
+        )
+    return f"Eval {options.name!r} is probably model-graded; choose an eval with ideal answers."
 
 
 # ------------------------------------------------------------------------ plugin
@@ -724,6 +866,11 @@ def load_plugin(options: PluginLoader, ctx: LoadContext) -> Dataset:
         return result
     answer = "label" if ctx.kind == "classifier" else "response"
     where = f"the dataset returned by loader plugin {options.name!r}"
+    fix = (
+        f"A loader plugin must return a dataset with a 'prompt' column and, for model.kind {ctx.kind}, "
+        f"a {answer!r} column (these names are fixed; no option renames them): fix the plugin "
+        f"{options.name!r} or its loader.options."
+    )
     return build_common(
-        result.to_list(), "prompt", answer, "name", ctx, where, lambda i: f"row {i}", result.column_names
+        result.to_list(), "prompt", answer, None, ctx, where, lambda i: f"row {i}", result.column_names, fix
     )

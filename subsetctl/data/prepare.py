@@ -93,6 +93,20 @@ def split_counts(split: SplitSpec, n: int) -> dict[str, int]:
     return {name: counts[name] for name in SPLITS}
 
 
+def _too_few_advice(source: SourceSpec, capped: bool, asked: int, n_loaded: int) -> str:
+    """What to do when the split asks for more rows than a source has: raise
+    ``max_examples`` only when it is what cut the rows (and the loader has enough), raise a
+    generator's ``size``, else give the source more data."""
+    advice = "Lower the split counts or use fractions"
+    if capped and asked <= n_loaded:
+        return f"{advice}, or raise max_examples (the source has {n_loaded} examples)."
+    if source.loader.type == "reasoning_gym":
+        more = f"raise loader.size (now {n_loaded})"
+    else:
+        more = f"add rows to the source's data (its loader gave {n_loaded})"
+    return f"{advice}, or {more}" + (" and raise max_examples." if capped else ".")
+
+
 def _describe_split(split: SplitSpec) -> str:
     return ", ".join(f"{name}={getattr(split, name)!r}" for name in SPLITS)
 
@@ -157,16 +171,13 @@ def prepare_source(
     counts = split_counts(source.split, n)
     asked = sum(counts.values())
     if asked > n:
-        kept = f"{n} examples" + (
-            f" (max_examples={source.max_examples} of {n_loaded} loaded)"
-            if source.max_examples is not None and source.max_examples < n_loaded
-            else ""
-        )
+        capped = source.max_examples is not None and source.max_examples < n_loaded
+        kept = f"{n} examples" + (f" (max_examples={source.max_examples} of {n_loaded} loaded)" if capped else "")
         raise UserError(
             f"Source {source.name!r}: split asks for {asked} examples "
             f"({_describe_split(source.split)} -> train={counts['train']}, "
             f"validation={counts['validation']}, test={counts['test']}) but it has only {kept}. "
-            "Lower the split counts, use fractions, or raise max_examples / the loader's size."
+            f"{_too_few_advice(source, capped, asked, n_loaded)}"
         )
     if isinstance(source, TargetSpec) and counts["train"] == 0:
         raise UserError(

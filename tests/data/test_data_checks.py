@@ -109,3 +109,37 @@ def test_missing_columns_are_all_found_from_the_files_heads(tmp_path: Path) -> N
     assert "'question', 'answer'" in issues["sources[1].loader.response_field"].message
     assert "'text', 'gold'" in issues["sources[2].loader.prompt_field"].message
     assert issues["sources[3].loader.prompt_field"].line == 18  # the loader's line
+
+
+def test_evals_checks_the_default_files_first_sample_for_ideal(tmp_path: Path) -> None:
+    if evals_data_dir() is None:
+        return
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    text = GOOD + """\
+  - name: ana
+    loader: {type: evals, name: anagrams}
+  - name: graded
+    loader: {type: evals, name: already_said_that}
+"""
+    issues = _check(tmp_path, text)
+    assert "sources[1].loader.name" not in issues  # samples.jsonl has ideal answers, fewshot.jsonl sorts first
+    message = issues["sources[2].loader.name"].message
+    assert "has no 'ideal' answer" in message and "model-graded" in message
+
+
+def test_evals_first_line_check(tmp_path: Path) -> None:
+    from subsetctl.data.checks import _first_object_has_ideal
+
+    write_jsonl(tmp_path / "a.jsonl", [{"input": "x", "ideal": "y"}])
+    write_jsonl(tmp_path / "b.jsonl", [{"input": "x"}])
+    (tmp_path / "c.jsonl").write_text("\nnot json\n")
+    assert _first_object_has_ideal(tmp_path / "a.jsonl")
+    assert not _first_object_has_ideal(tmp_path / "b.jsonl")
+    assert _first_object_has_ideal(tmp_path / "c.jsonl")  # the data stage explains that one
+
+
+def test_unknown_reasoning_gym_task_says_how_to_list_tasks(tmp_path: Path) -> None:
+    issues = _check(tmp_path, GOOD.replace("task: basic_arithmetic", "task: chain_sums"))
+    message = issues["sources[0].loader.task"].message
+    assert "'chain_sum'" in message and "reasoning_gym.factory.DATASETS" in message

@@ -372,3 +372,137 @@ def test_huggingface_folder_written_by_save_to_disk(tmp_path: Path, make_ctx) ->
     assert load_huggingface(HuggingFaceLoader(type="huggingface", path="dict"), make_ctx())["response"] == ["r0", "r1"]
     with pytest.raises(UserError, match="has the splits train, not 'test'"):
         load_huggingface(HuggingFaceLoader(type="huggingface", path="dict", split="test"), make_ctx())
+
+
+# ------------------------------------------------------- empty answers (walkthrough)
+
+
+@pytest.mark.parametrize("response", ["", "   ", "\n\t"])
+def test_jsonl_empty_response_names_file_and_line(tmp_path: Path, make_ctx, response: str) -> None:
+    write_jsonl(tmp_path / "d.jsonl", [*qa_rows(3), {"prompt": "x", "response": response}])
+    with pytest.raises(UserError) as err:
+        load_jsonl(JsonlLoader(type="jsonl", path="d.jsonl"), make_ctx())
+    text = str(err.value)
+    assert f"file {tmp_path / 'd.jsonl'}, line 4: 'response' (loader.response_field) is empty" in text
+    assert "gold response" in text and "\n" not in text
+
+
+def test_empty_prompt_is_allowed(tmp_path: Path, make_ctx) -> None:
+    write_jsonl(tmp_path / "d.jsonl", [{"prompt": "", "response": "continuation"}])
+    assert load_jsonl(JsonlLoader(type="jsonl", path="d.jsonl"), make_ctx())["prompt"] == [""]
+
+
+def test_csv_empty_or_missing_response_cell_names_the_file_line(tmp_path: Path, make_ctx) -> None:
+    # a blank line and a quoted cell spanning two lines before the bad rows: lines are file lines
+    (tmp_path / "d.csv").write_text('prompt,response\n\na,"two\nlines"\nb,\nc\n')
+    with pytest.raises(UserError, match=r"d\.csv, line 5: 'response' \(loader\.response_field\) is empty"):
+        load_csv(CsvLoader(type="csv", path="d.csv"), make_ctx())
+    (tmp_path / "s.csv").write_text("prompt,response\na,x\nshort row\n")  # missing cell reads as ""
+    with pytest.raises(UserError, match=r"s\.csv, line 3: 'response'.* is empty"):
+        load_csv(CsvLoader(type="csv", path="s.csv"), make_ctx())
+
+
+@pytest.mark.parametrize("label", ["", "  "])
+def test_csv_blank_label_is_an_error_not_a_class(tmp_path: Path, make_ctx, label: str) -> None:
+    (tmp_path / "d.csv").write_text(f"text,label\nc0,neg\nc1,pos\nc2,{label}\n")
+    options = CsvLoader(type="csv", path="d.csv", prompt_field="text", label_field="label")
+    with pytest.raises(UserError, match=r"d\.csv, line 4: 'label' \(loader\.label_field\) is empty.*class label"):
+        load_csv(options, make_ctx(kind="classifier"))
+
+
+def test_jsonl_blank_label_is_an_error(tmp_path: Path, make_ctx) -> None:
+    write_jsonl(tmp_path / "d.jsonl", [{"text": "a", "y": "pos"}, {"text": "b", "y": " "}])
+    options = JsonlLoader(type="jsonl", path="d.jsonl", prompt_field="text", label_field="y")
+    with pytest.raises(UserError, match=r"line 2: 'y' \(loader\.label_field\) is empty"):
+        load_jsonl(options, make_ctx(kind="classifier"))
+
+
+def test_csv_parse_error_is_one_line(tmp_path: Path, make_ctx) -> None:
+    (tmp_path / "d.csv").write_text("prompt,response\na,b\na,b,c\n")
+    with pytest.raises(UserError) as err:
+        load_csv(CsvLoader(type="csv", path="d.csv"), make_ctx())
+    assert "is not valid CSV (Error tokenizing data." in str(err.value)
+    assert "\n" not in str(err.value) and "saw 3)" in str(err.value)
+
+
+# ------------------------------------------------------ huggingface (walkthrough)
+
+
+def test_huggingface_mixed_types_error_names_the_cause(tmp_path: Path, make_ctx) -> None:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    write_jsonl(folder / "a.jsonl", [{"prompt": "a", "response": "b"}])
+    write_jsonl(folder / "b.jsonl", [{"prompt": "a", "response": [1, 2]}])
+    with pytest.raises(UserError, match=r"DatasetGenerationError: .*\(caused by \w+: .*cast"):
+        load_huggingface(HuggingFaceLoader(type="huggingface", path="mixed"), make_ctx())
+
+
+def test_huggingface_split_on_a_single_saved_dataset(tmp_path: Path, make_ctx) -> None:
+    from datasets import Dataset
+
+    rows = {"prompt": ["p0", "p1"], "response": ["r0", "r1"]}
+    Dataset.from_dict(rows).save_to_disk(str(tmp_path / "one"))
+    with pytest.raises(UserError, match=r"Dataset\.save_to_disk.*without named splits.*loader\.split 'test'"):
+        load_huggingface(HuggingFaceLoader(type="huggingface", path="one", split="test"), make_ctx())
+    for split in (None, "train"):  # the default reads the whole dataset, as before
+        options = HuggingFaceLoader(type="huggingface", path="one", **({"split": split} if split else {}))
+        assert load_huggingface(options, make_ctx())["prompt"] == ["p0", "p1"]
+    Dataset.from_dict(rows, split="test").save_to_disk(str(tmp_path / "named"))
+    assert len(load_huggingface(HuggingFaceLoader(type="huggingface", path="named", split="test"), make_ctx())) == 2
+    with pytest.raises(UserError, match=r"holds only the split 'test'.*loader\.split 'validation'"):
+        load_huggingface(HuggingFaceLoader(type="huggingface", path="named", split="validation"), make_ctx())
+
+
+# -------------------------------------------------- plugin/rg/evals (walkthrough)
+
+
+def test_plugin_missing_answer_column_says_what_the_plugin_must_return(make_ctx) -> None:
+    from datasets import Dataset
+
+    LOADERS.add("test_noresp_loader", lambda options, ctx: Dataset.from_dict({"prompt": ["p"]}), "test")
+    with pytest.raises(UserError) as err:
+        load_plugin(PluginLoader(type="plugin", name="test_noresp_loader"), make_ctx("pl"))
+    text = str(err.value)
+    assert "has no column 'response'" in text and "must return" in text
+    assert "loader.name" not in text and "Set loader." not in text
+    with pytest.raises(UserError, match=r"no column 'label'.*model\.kind classifier"):
+        load_plugin(PluginLoader(type="plugin", name="test_noresp_loader"), make_ctx("pl", kind="classifier"))
+
+
+def test_plugin_empty_response_is_an_error(make_ctx) -> None:
+    from datasets import Dataset
+
+    LOADERS.add(
+        "test_emptyresp_loader", lambda options, ctx: Dataset.from_dict({"prompt": ["p", "q"], "response": ["r", ""]}),
+        "test",
+    )
+    with pytest.raises(UserError, match=r"row 1: 'response' is empty.*must return"):
+        load_plugin(PluginLoader(type="plugin", name="test_emptyresp_loader"), make_ctx("pl"))
+
+
+def test_reasoning_gym_unknown_task_says_how_to_list_tasks(make_ctx) -> None:
+    with pytest.raises(UserError) as err:
+        load_reasoning_gym(ReasoningGymLoader(type="reasoning_gym", task="chain_sums"), make_ctx())
+    text = str(err.value)
+    assert "subsetctl ls" not in text and "'chain_sum'" in text
+    assert "reasoning_gym.factory.DATASETS" in text
+
+
+@needs_evals
+def test_evals_default_file_prefers_samples(make_ctx) -> None:
+    from subsetctl.data.loaders import evals_file
+
+    assert evals_file(EvalsLoader(type="evals", name="anagrams"), "s").name == "samples.jsonl"
+    explicit = EvalsLoader(type="evals", name="anagrams", file="fewshot.jsonl")
+    assert evals_file(explicit, "s").name == "fewshot.jsonl"
+    assert evals_file(EvalsLoader(type="evals", name="born_first"), "s").name == "born_first.jsonl"
+    ds = load_evals(EvalsLoader(type="evals", name="anagrams"), make_ctx())
+    assert json.loads(ds["metadata"][0])["evals_file"] == "samples.jsonl"
+
+
+def test_evals_default_file_rule() -> None:
+    from subsetctl.data.loaders import default_evals_file
+
+    assert default_evals_file(["fewshot.jsonl", "samples.jsonl"]) == "samples.jsonl"
+    assert default_evals_file(["a/fewshot.jsonl", "a/samples.jsonl"]) == "a/samples.jsonl"
+    assert default_evals_file(["b.jsonl", "c.jsonl"]) == "b.jsonl"

@@ -155,3 +155,21 @@ def test_reasoning_gym_source(make_ctx) -> None:
     splits = prepare_source(source, make_ctx("rg", seed=3))
     assert len(splits["train"]) == 8 and len(splits["validation"]) == 4
     assert json.loads(splits["train"]["metadata"][0])["rg_seed"] == 3
+
+
+def test_too_many_requested_advice_fits_the_case(tmp_path: Path, make_ctx) -> None:
+    # max_examples far above the rows: raising it cannot help
+    source = _source(tmp_path, n=10, max_examples=1000, split={"train": 8, "validation": 5})
+    with pytest.raises(UserError) as err:
+        prepare_source(source, make_ctx())
+    assert "max_examples" not in str(err.value) and "size" not in str(err.value)
+    assert "add rows to the source's data (its loader gave 10)" in str(err.value)
+    # max_examples cut the rows and the file has enough: raise it
+    source = _source(tmp_path, n=10, max_examples=4, split={"train": 5})
+    with pytest.raises(UserError, match=r"raise max_examples \(the source has 10 examples\)"):
+        prepare_source(source, make_ctx())
+    # a generator: raise its size
+    source = SourceSpec(name="rg", loader={"type": "reasoning_gym", "task": "leg_counting", "size": 3},
+                        split={"train": 5})
+    with pytest.raises(UserError, match=r"raise loader\.size \(now 3\)\.$"):
+        prepare_source(source, make_ctx())

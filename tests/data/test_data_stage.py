@@ -12,7 +12,7 @@ from datasets import Dataset
 from subsetctl.data.fingerprint import source_fingerprint_inputs
 from subsetctl.data.stage import label_names, load_all, load_split, run_data_stage
 from subsetctl.errors import UserError
-from subsetctl.spec import Spec
+from subsetctl.spec import SourceSpec, Spec
 
 
 def _spec(tmp_path: Path) -> Spec:
@@ -135,3 +135,63 @@ def test_fingerprint_follows_file_content(tmp_path: Path) -> None:
     (tmp_path / "aux.jsonl").unlink()
     assert source_fingerprint_inputs(source, tmp_path)["file"]["missing"] is True
     assert "reasoning_gym" in source_fingerprint_inputs(spec.sources[1], tmp_path)
+
+
+PLUGIN_MODULE = '''
+import json
+from datasets import Dataset
+from subsetctl.registry import LOADERS
+
+@LOADERS.register("test_fp_plugin", "reads a JSON array file")
+def load(options, ctx):
+    return Dataset.from_list(json.loads((ctx.base_dir / options["file"]).read_text()))
+'''
+
+
+def test_fingerprint_of_a_plugin_loader_follows_its_code_and_option_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from subsetctl.registry import load_plugin_string
+
+    (tmp_path / "fp_plugin_mod.py").write_text(PLUGIN_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    load_plugin_string("fp_plugin_mod:load")
+    (tmp_path / "rows.json").write_text(json.dumps([{"prompt": "p", "response": "r"}]))
+    (tmp_path / "more").mkdir()
+    (tmp_path / "more" / "x.txt").write_text("x")
+    (tmp_path / ".subsetctl").mkdir()
+    options = {"file": "rows.json", "n": 3, "words": "hello", "nested": {"dirs": ["more", "."]},
+               "state": ".subsetctl", "parent": ".."}
+    source = SourceSpec(name="p", loader={"type": "plugin", "name": "test_fp_plugin", "options": options})
+    first = source_fingerprint_inputs(source, tmp_path)
+    assert set(first["paths"]) == {"file", "nested.dirs[0]"}  # not the spec folder, above it or the state
+    assert first["code"]["sha256"] and first["paths"]["file"]["sha256"]
+    assert source_fingerprint_inputs(source, tmp_path) == first
+    (tmp_path / "rows.json").write_text(json.dumps([{"prompt": "p", "response": "changed"}]))
+    second = source_fingerprint_inputs(source, tmp_path)
+    assert second["paths"] != first["paths"] and second["code"] == first["code"]
+    (tmp_path / "more" / "y.txt").write_text("y")
+    third = source_fingerprint_inputs(source, tmp_path)
+    assert third["paths"]["nested.dirs[0]"] != second["paths"]["nested.dirs[0]"]
+    (tmp_path / "fp_plugin_mod.py").write_text(PLUGIN_MODULE + "# edited\n")
+    assert source_fingerprint_inputs(source, tmp_path)["code"] != first["code"]
+
+
+def test_fingerprint_of_plugin_naming_a_builtin_or_nothing_registered(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "d.jsonl", qa_rows(3))
+    source = SourceSpec(name="p", loader={"type": "plugin", "name": "jsonl", "options": {"path": "d.jsonl"}})
+    first = source_fingerprint_inputs(source, tmp_path)
+    assert first["builtin"]["file"]["sha256"]
+    write_jsonl(tmp_path / "d.jsonl", qa_rows(4))
+    assert source_fingerprint_inputs(source, tmp_path) != first
+    unknown = SourceSpec(name="u", loader={"type": "plugin", "name": "no_such_loader_here"})
+    assert source_fingerprint_inputs(unknown, tmp_path) == {"code": None, "paths": {}}
+
+
+def test_data_stage_stops_at_an_empty_target_response(tmp_path: Path) -> None:
+    spec = _spec(tmp_path)
+    rows = qa_rows(12, "t")
+    rows[4]["response"] = " "
+    write_jsonl(tmp_path / "target.jsonl", rows)
+    with pytest.raises(UserError, match=r"target\.jsonl, line 5: 'response' \(loader\.response_field\) is empty"):
+        run_data_stage(spec, tmp_path, tmp_path / "out")
