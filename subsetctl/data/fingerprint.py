@@ -13,7 +13,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-from subsetctl.data.loaders import BUILTIN_OPTION_MODELS, evals_data_dir, resolve_path
+from subsetctl.data.loaders import BUILTIN_OPTION_MODELS, evals_data_dir, evals_file, resolve_path
 from subsetctl.errors import UserError
 from subsetctl.filehash import file_fingerprint, tree_fingerprint
 from subsetctl.project import STATE_DIRNAME
@@ -52,7 +52,12 @@ def source_fingerprint_inputs(source: SourceSpec, spec_dir: Path) -> dict[str, A
         return {"reasoning_gym": _version("reasoning-gym") or _version("reasoning_gym")}
     if loader.type == "evals":
         data_dir = evals_data_dir()
-        return {"evals": _version("evals"), "installed": data_dir is not None}
+        out = {"evals": _version("evals"), "installed": data_dir is not None}
+        try:  # the file read (the default changed once: samples.jsonl first)
+            out["file"] = evals_file(loader, source.name).name
+        except UserError:  # validate and the data stage say what is wrong
+            pass
+        return out
     if isinstance(loader, PluginLoader):
         return plugin_fingerprint_inputs(source, loader, spec_dir)
     return {}
@@ -69,14 +74,16 @@ def plugin_fingerprint_inputs(source: SourceSpec, loader: PluginLoader, spec_dir
     - otherwise, ``code``: the sha256 of the source file of the module that defines the
       registered loader function (``inspect.getsourcefile``), so editing the plugin makes
       the data stage stale; other modules it imports are not followed;
-    - ``paths``: every string in the options (at any depth) that names an existing file
-      or folder, relative to the spec's folder or absolute, with its content fingerprint
-      (a folder: every file under it), so editing the data a plugin reads through its
-      options makes the data stage stale. The spec's folder itself, the folders above it
-      and the project's state folder are left out.
+    - ``paths``: every string in the options (at any depth) that names an existing file,
+      relative to the spec's folder or absolute, with its content fingerprint, so editing
+      the data a plugin reads through its options makes the data stage stale. Folders are
+      not followed (a cache or temporary folder would change on every run, or hold more
+      than is worth hashing at each `plan`), nor are the project's own outputs (its state
+      folder, report.md, report.json, plots/); an unreadable file is recorded as such.
 
-    Files a plugin finds on its own (a path written in its code, a download) are not
-    seen: force the data stage (``subsetctl run --force data``) after changing them.
+    Files a plugin finds on its own (a folder's contents, a path written in its code, a
+    download) are not seen: force the data stage (``subsetctl run --force data``) after
+    changing them.
     File hashes are cached like every other data file's."""
     from pydantic import ValidationError
 
@@ -97,8 +104,17 @@ def plugin_fingerprint_inputs(source: SourceSpec, loader: PluginLoader, spec_dir
     if fn is not None:
         out["code"] = _code_fingerprint(fn, spec_dir)
     paths = _option_paths(loader.options, (), Path(spec_dir))
-    out["paths"] = {key: tree_fingerprint(path, spec_dir) for key, path in paths.items()}
+    out["paths"] = {key: _file_or_unreadable(path, spec_dir) for key, path in paths.items()}
     return out
+
+
+def _file_or_unreadable(path: Path, spec_dir: Path) -> dict[str, Any]:
+    """The content fingerprint of ``path``, or ``{"unreadable": ...}``: a file the plugin
+    may never open must not stop `plan`."""
+    try:
+        return file_fingerprint(path, spec_dir)
+    except OSError as exc:
+        return {"unreadable": exc.strerror or type(exc).__name__}
 
 
 def _code_fingerprint(fn: Any, spec_dir: Path) -> dict[str, Any] | None:
@@ -114,7 +130,7 @@ def _code_fingerprint(fn: Any, spec_dir: Path) -> dict[str, Any] | None:
 
 def _option_paths(value: Any, key: tuple[str, ...], spec_dir: Path) -> dict[str, Path]:
     """``{"files[1]": path}`` for each string in an options tree naming an existing file
-    or folder (see :func:`plugin_fingerprint_inputs` for what is left out)."""
+    (not a folder; see :func:`plugin_fingerprint_inputs` for what is left out)."""
     found: dict[str, Path] = {}
     if isinstance(value, dict):
         for k, v in value.items():
@@ -125,12 +141,13 @@ def _option_paths(value: Any, key: tuple[str, ...], spec_dir: Path) -> dict[str,
     elif isinstance(value, str) and value.strip() and "\n" not in value and len(value) < 4096:
         try:
             path = resolve_path(value, spec_dir)
-            if not path.exists():
+            if not path.is_file():
                 return found
             resolved, root = path.resolve(), spec_dir.resolve()
         except (OSError, ValueError, RuntimeError):  # not a path at all (a NUL byte, a loop)
             return found
-        if resolved == root or resolved in root.parents or (root / STATE_DIRNAME) in (resolved, *resolved.parents):
+        outputs = (root / STATE_DIRNAME, root / "plots", root / "report.md", root / "report.json")
+        if any(o == resolved or o in resolved.parents for o in outputs):
             return found
         found[".".join(key) or "(options)"] = path
     return found

@@ -40,6 +40,7 @@ import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -96,12 +97,16 @@ class LoadContext:
         base_dir: the spec file's folder; relative paths resolve against it.
         kind: ``causal-lm`` (prompt -> response) or ``classifier`` (text -> label).
         seed: the source's seed (``source.seed`` or the project seed).
+        notices: non-fatal problems found while loading, for the data stage's warnings.
     """
 
     source_name: str
     base_dir: Path
     kind: Kind
     seed: int
+    #: non-fatal problems found while loading (rows left out, options that do not apply);
+    #: the data stage reports them as warnings
+    notices: list[str] = dataclass_field(default_factory=list, compare=False)
 
 
 @functools.cache
@@ -173,12 +178,14 @@ def _metadata_json(extra: dict[str, Any]) -> str:
     return json.dumps(extra, ensure_ascii=True, default=str, sort_keys=True)
 
 
-def _check_utf8(text: str, source: str, where: str, locate: str, column: str) -> str:
+def _check_utf8(text: str, source: str, where: str, locate: Callable[[], str], column: str) -> str:
+    """``text``, unless it holds a lone surrogate (``locate()`` names the row, only then:
+    finding a CSV row's file line reads the file again)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise UserError(
-            f"Source {source!r}: {where}, {locate}: the {column!r} value contains an invalid "
+            f"Source {source!r}: {where}, {locate()}: the {column!r} value contains an invalid "
             "unicode escape (a lone surrogate such as \\ud800). Fix that value in the file."
         ) from None
     return text
@@ -258,11 +265,12 @@ def build_common(
         available: every column name the data has, for messages.
         fix: with fixed columns, what to do about a missing or empty one (for messages).
 
-    Every row needs a prompt and an answer that are not missing or null, and the answer
-    (the gold response, or the class label) must not be empty or only whitespace: a
-    causal-lm example without response tokens has nothing to train or score, and a blank
-    label would become a class of its own. A CSV row with too few cells reads as empty
-    cells, so it fails here too. An empty prompt is allowed (a prompt-less example is a
+    Every row needs a prompt and an answer that are not missing or null (an error naming
+    the row). A row whose answer (the gold response, or the class label) is empty or only
+    whitespace is left out with a notice in ``ctx.notices``: a causal-lm example without
+    response tokens has nothing to train or score, and a blank label would become a class
+    of its own; every row blank is an error. A CSV row with too few cells reads as empty
+    cells, so it is left out too. An empty prompt is allowed (a prompt-less example is a
     plain text continuation; see :func:`subsetctl.modeling.encoding.encode_causal_lm`).
 
     Other keys of a record go into its ``metadata`` JSON; a ``metadata`` key holding an
@@ -281,6 +289,7 @@ def build_common(
     advice = f" {fix}" if fix and not answer_option else ""
     skip = {prompt_field, answer_field, "source", "row", "label_text"}
     columns: dict[str, list[Any]] = {name: [] for name in COLUMNS}
+    blank: list[int] = []
     for i, record in enumerate(records):
         values = {}
         for field, option in ((prompt_field, prompt_option), (answer_field, answer_option)):
@@ -291,15 +300,12 @@ def build_common(
                     f"missing or null. Every row needs it; fix or drop that row.{advice}"
                 )
             values[field] = value
-        prompt = _check_utf8(value_to_text(values[prompt_field]), source, where, locate(i), prompt_field)
+        prompt = _check_utf8(value_to_text(values[prompt_field]), source, where, functools.partial(locate, i), prompt_field)
         answer = label_to_text(values[answer_field]) if classifier else value_to_text(values[answer_field])
-        if not answer.strip():
-            raise UserError(
-                f"Source {source!r}: {where}, {locate(i)}: {_named(answer_field, answer_option)} is "
-                f"empty{' (only whitespace)' if answer else ''}. "
-                f"Every row needs {what}; fix or drop that row.{advice}"
-            )
-        answer = _check_utf8(answer, source, where, locate(i), answer_field)
+        if not answer.strip():  # nothing to train or score on: left out (below) rather than fatal
+            blank.append(i)
+            continue
+        answer = _check_utf8(answer, source, where, functools.partial(locate, i), answer_field)
         if classifier:
             response, label_text = "", answer
         else:
@@ -325,10 +331,12 @@ def build_common(
         columns["label_text"].append(label_text)
         columns["metadata"].append(_metadata_json(extra))
         columns["row"].append(i)
+    if blank:
+        _note_blank_answers(blank, len(records), ctx, where, locate, _named(answer_field, answer_option), what, advice)
     if classifier:
         columns["label"] = encode_labels(columns["label_text"], label_vocabulary(columns["label_text"]))
     else:
-        columns["label"] = [-1] * len(records)
+        columns["label"] = [-1] * len(columns["row"])
     from datasets import Dataset
 
     return Dataset.from_dict(columns, features=dataset_features())
@@ -433,6 +441,24 @@ def load_jsonl(options: JsonlLoader, ctx: LoadContext) -> Dataset:
     return _from_options(records, options, ctx, _where(path), lambda i: f"line {lines[i]}", available)
 
 
+def _note_blank_answers(blank: list[int], total: int, ctx: LoadContext, where: str, locate: Callable[[int], str],
+                        named: str, what: str, advice: str) -> None:
+    """Rows whose answer is empty or only whitespace have nothing to train or score on:
+    they are left out with a notice naming their lines (a few blank gold answers are
+    common in public datasets, and rows a `max_examples` cut drops anyway must not stop
+    the run); an error when every row is blank."""
+    shown = ", ".join(locate(i) for i in blank[:5]) + (f" (+{len(blank) - 5} more)" if len(blank) > 5 else "")
+    if len(blank) == total:
+        raise UserError(
+            f"Source {ctx.source_name!r}: {where}: {named} is empty in every row ({shown}). Every row "
+            f"needs {what}; check that the loader reads the right column.{advice}"
+        )
+    ctx.notices.append(
+        f"Source {ctx.source_name!r}: {where}: {len(blank)} of {total} rows have an empty {named} ({shown}); "
+        f"they are left out (every row needs {what})."
+    )
+
+
 def csv_record_lines(text: str, delimiter: str) -> list[int] | None:
     """The file line on which each data row of a CSV text starts (the header excluded),
     read with the csv module the way pandas reads it (lines holding only whitespace are
@@ -441,7 +467,9 @@ def csv_record_lines(text: str, delimiter: str) -> list[int] | None:
     import io
 
     starts: list[int] = []
+    limit = csv.field_size_limit()
     try:
+        csv.field_size_limit(max(limit, len(text)))  # long multi-line cells are where lines matter
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
         previous = 0
         for row in reader:
@@ -451,6 +479,8 @@ def csv_record_lines(text: str, delimiter: str) -> list[int] | None:
             starts.append(start)
     except (csv.Error, TypeError, ValueError):  # e.g. a delimiter the csv module refuses
         return None
+    finally:
+        csv.field_size_limit(limit)
     return starts[1:]
 
 
@@ -461,7 +491,7 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
     import pandas as pd
 
     path = _existing_file(options.path, ctx)
-    text = _read_text(path, ctx.source_name)  # a clear message for non-UTF-8 files
+    _read_text(path, ctx.source_name)  # a clear message for non-UTF-8 files
     try:
         frame = pd.read_csv(
             path, sep=options.delimiter, dtype=str, keep_default_na=False, encoding="utf-8-sig"
@@ -480,10 +510,15 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
     columns = [str(c) for c in frame.columns]
     frame.columns = columns
     records = frame.to_dict("records")
-    lines = csv_record_lines(text, options.delimiter)
-    if lines is None or len(lines) != len(records):  # read differently: count from the header
-        lines = [i + 2 for i in range(len(records))]
-    return _from_options(records, options, ctx, _where(path), lambda i: f"line {lines[i]}", columns)
+    # the line mapping reads the file again, only when a message needs a line
+    @functools.cache
+    def lines() -> list[int]:
+        found = csv_record_lines(_read_text(path, ctx.source_name), options.delimiter)
+        if found is None or len(found) != len(records):  # read differently: count from the header
+            return [i + 2 for i in range(len(records))]
+        return found
+
+    return _from_options(records, options, ctx, _where(path), lambda i: f"line {lines()[i]}", columns)
 
 
 @LOADERS.register("parquet")
@@ -521,32 +556,41 @@ def describe_exception(exc: BaseException, limit: int = 300) -> str:
         text = text if len(text) <= limit else text[: limit - 3] + "..."
         return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
+    def cause_of(e: BaseException) -> BaseException | None:
+        return e.__cause__ or (None if e.__suppress_context__ else e.__context__)
+
     parts = [one(exc)]
     seen = {id(exc)}
-    cause = exc.__cause__ or exc.__context__
+    cause = cause_of(exc)
     while cause is not None and id(cause) not in seen and len(parts) < 5:
         seen.add(id(cause))
         text = one(cause)
         if text not in parts:
             parts.append(text)
-        cause = cause.__cause__ or cause.__context__
+        cause = cause_of(cause)
     return parts[0] + "".join(f" (caused by {p})" for p in parts[1:])
 
 
-def _check_single_split(loaded: Any, options: HuggingFaceLoader, source: str, where: str) -> None:
+def _check_single_split(
+    loaded: Any, options: HuggingFaceLoader, source: str, where: str, notices: list[str]
+) -> None:
     """A plain ``Dataset.save_to_disk`` folder holds one dataset, not named splits: it is
     read whole for the default ``loader.split`` (``train``); any other split must be the
     one it was saved from (when the folder records it), instead of being ignored. (Whether
     the spec wrote ``split: train`` or left the default cannot be told apart once
     ``source_files`` are expanded, so ``train`` always reads the whole dataset.)"""
     saved = str(loaded.split) if getattr(loaded, "split", None) is not None else None
-    if options.split in ("train", saved):
+    # what datasets records is loose ("test[:50%]", "validation+test", "train" after a
+    # train_test_split of train, None after concatenate_datasets): compare base names
+    # only, and say so rather than refuse a folder that loads fine
+    names = {part.split("[")[0].strip() for part in saved.split("+")} if saved else set()
+    if options.split == "train" or options.split in names:
         return
-    held = f"only the split {saved!r}" if saved else "one dataset without named splits"
-    raise UserError(
-        f"Source {source!r}: {where} was written by Dataset.save_to_disk and holds {held}, so "
-        f"loader.split {options.split!r} cannot select anything from it. Remove loader.split to read "
-        "all its rows, or save a DatasetDict (DatasetDict.save_to_disk) that has that split."
+    held = f"the split {saved!r}" if saved else "one dataset without named splits"
+    notices.append(
+        f"Source {source!r}: {where} was written by Dataset.save_to_disk and holds {held}: loader.split "
+        f"{options.split!r} does not apply, so all its rows are read. Remove loader.split, or save a "
+        "DatasetDict (DatasetDict.save_to_disk) with that split."
     )
 
 
@@ -577,7 +621,7 @@ def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
                     )
                 loaded = loaded[options.split]
             else:
-                _check_single_split(loaded, options, ctx.source_name, where)
+                _check_single_split(loaded, options, ctx.source_name, where, ctx.notices)
         else:
             loaded = datasets.load_dataset(path, options.name, split=options.split, data_files=data_files)
     except UserError:

@@ -161,6 +161,8 @@ def prepare_source(
         target) its train or validation split would be empty.
     """
     dataset = load_source(source, ctx)
+    if warnings is not None:
+        warnings.extend(ctx.notices)
     n_loaded = len(dataset)
     if n_loaded == 0:
         raise UserError(f"Source {source.name!r} has no examples. Check its loader settings.")

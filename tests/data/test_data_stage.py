@@ -160,19 +160,21 @@ def test_fingerprint_of_a_plugin_loader_follows_its_code_and_option_files(
     (tmp_path / "more").mkdir()
     (tmp_path / "more" / "x.txt").write_text("x")
     (tmp_path / ".subsetctl").mkdir()
-    options = {"file": "rows.json", "n": 3, "words": "hello", "nested": {"dirs": ["more", "."]},
-               "state": ".subsetctl", "parent": ".."}
+    (tmp_path / "report.md").write_text("the project's own output")
+    options = {"file": "rows.json", "n": 3, "words": "hello", "nested": {"files": ["more/x.txt", "more"]},
+               "state": ".subsetctl", "parent": "..", "output": "report.md"}
     source = SourceSpec(name="p", loader={"type": "plugin", "name": "test_fp_plugin", "options": options})
     first = source_fingerprint_inputs(source, tmp_path)
-    assert set(first["paths"]) == {"file", "nested.dirs[0]"}  # not the spec folder, above it or the state
+    # files only: not folders (caches change every run), the spec folder, the state or the outputs
+    assert set(first["paths"]) == {"file", "nested.files[0]"}
     assert first["code"]["sha256"] and first["paths"]["file"]["sha256"]
     assert source_fingerprint_inputs(source, tmp_path) == first
     (tmp_path / "rows.json").write_text(json.dumps([{"prompt": "p", "response": "changed"}]))
     second = source_fingerprint_inputs(source, tmp_path)
     assert second["paths"] != first["paths"] and second["code"] == first["code"]
-    (tmp_path / "more" / "y.txt").write_text("y")
-    third = source_fingerprint_inputs(source, tmp_path)
-    assert third["paths"]["nested.dirs[0]"] != second["paths"]["nested.dirs[0]"]
+    (tmp_path / "more" / "y.txt").write_text("y")  # a new file in a named folder: not followed
+    (tmp_path / "report.md").write_text("rewritten by the report stage")
+    assert source_fingerprint_inputs(source, tmp_path) == second
     (tmp_path / "fp_plugin_mod.py").write_text(PLUGIN_MODULE + "# edited\n")
     assert source_fingerprint_inputs(source, tmp_path)["code"] != first["code"]
 
@@ -188,10 +190,14 @@ def test_fingerprint_of_plugin_naming_a_builtin_or_nothing_registered(tmp_path: 
     assert source_fingerprint_inputs(unknown, tmp_path) == {"code": None, "paths": {}}
 
 
-def test_data_stage_stops_at_an_empty_target_response(tmp_path: Path) -> None:
+def test_data_stage_leaves_out_an_empty_target_response_and_warns(tmp_path: Path) -> None:
+    """A blank gold answer used to pass the data stage and stop evaluate (a test row) after
+    every training stage; now the row is left out at once, with a warning naming its line."""
     spec = _spec(tmp_path)
     rows = qa_rows(12, "t")
     rows[4]["response"] = " "
     write_jsonl(tmp_path / "target.jsonl", rows)
-    with pytest.raises(UserError, match=r"target\.jsonl, line 5: 'response' \(loader\.response_field\) is empty"):
-        run_data_stage(spec, tmp_path, tmp_path / "out")
+    summary = run_data_stage(spec, tmp_path, tmp_path / "out")
+    assert sum(summary["counts"]["tgt"].values()) == 11
+    assert any("target.jsonl: 1 of 12 rows have an empty 'response' (loader.response_field) (line 5)" in w
+               for w in summary["warnings"])
