@@ -43,7 +43,7 @@ class StrictModel(BaseModel):
     """Base for every spec section: unknown keys are errors, values are validated on
     assignment so overrides are type-checked too."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -415,7 +415,9 @@ MIN_CALIBRATION_K = 4
 class CalibrateSpec(StrictModel):
     enabled: bool = Field(True, description="Choose lambda and an affine map from verify's fine-tunes.")
     lambda_grid: list[float] = Field(
-        [0.01, 0.1, 0.3, 1.0, 3.0, 10.0], min_length=1, description="Lambdas to choose from."
+        [0.01, 0.1, 0.3, 1.0, 3.0, 10.0], min_length=1,
+        description="Lambdas to choose from (one value pins lambda); estimate.lam is kept when lambda "
+                    "cannot be chosen (verify off, or fewer than 4 usable fine-tunes).",
     )
     against: Literal["ce", "surrogate"] = Field(
         "ce", description="Which verify fine-tune to calibrate against."

@@ -50,3 +50,15 @@ def test_weak_rank_agreement_is_warned_about() -> None:
     out, reporter = _run([0.9, 0.5, 0.6, 0.7, 0.8], [0.8, 0.7, 0.9, 0.5, 0.6], truth)
     assert out["calibration"]["spearman"] < 0.5
     assert any("weak evidence" in w for w in reporter.warnings)
+
+
+def test_lambda_is_chosen_from_the_grid_only_so_one_value_pins_it() -> None:
+    """The spec's estimate.lam is estimated too (kept when lambda cannot be chosen) but is
+    not a candidate: `calibrate.lambda_grid: [0.01]` used to end with lambda 1."""
+    truth = [0.5, 0.7, 0.6, 0.9, 0.8]
+    spec = SimpleNamespace(calibrate=SimpleNamespace(enabled=True), estimate=SimpleNamespace(lam=1.0))
+    ctx = SimpleNamespace(spec=spec, reporter=SilentReporter())
+    rows = [{"kind": "ce", "index": i, "subset": [f"s{i}"], "true": t} for i, t in enumerate(truth)]
+    estimators = {("fast", 1.0): Fixed(truth), ("fast", 0.01): Fixed([0.9, 0.5, 0.6, 0.7, 0.8])}
+    out = CalibrateStage._calibrate_kind(ctx, rows, ["fast"], [0.01, 1.0], estimators, [0.01])
+    assert out["calibration"]["lam"] == 0.01  # though lambda 1 ranks the runs perfectly

@@ -107,13 +107,17 @@ def test_report_after_a_partial_run_shows_what_exists(tiny_project: Path) -> Non
 
 
 def test_true_finetune_estimator_drives_a_strategy(tiny_project: Path) -> None:
-    overrides = ["estimate.estimator=true_finetune", "verify.steps=1", "verify.kinds=[ce]",
+    overrides = ["estimate.estimator=true_finetune", "verify.enabled=true", "verify.k=4", "verify.steps=1",
+                 "verify.kinds=[ce]",
                  "search.strategies=[{name: forward, params: {max_steps: 1}}]", "finetune.enabled=false"]
     run_project(tiny_project, overrides)
     selections = json.loads((tiny_project / ".subsetctl" / "search" / "selections.json").read_text())
     trace = selections["strategies"]["forward"]["trace"]
     assert len(trace) >= 4  # target only + one addition per source, each a real fine-tune
     assert all(t["loss"] is not None and t["loss"] > 0 for t in trace)
+    calibration = selections["calibration"]  # real losses: neither labelled fast nor calibrated
+    assert calibration["estimator"] == "true_finetune" and not calibration["enabled"]
+    assert any("fine-tunes for real" in note for note in calibration["notes"])
 
 
 def test_report_leaves_out_results_an_upstream_change_made_outdated(tiny_project: Path) -> None:

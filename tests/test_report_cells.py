@@ -11,7 +11,16 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from subsetctl.report.cells import loss_cell, macro_f1_cell, percent_cell, score_table_rows, selected_cell
+from subsetctl.report.cells import (
+    calibration_state,
+    loss_cell,
+    macro_f1_cell,
+    percent_cell,
+    score_table_rows,
+    selected_cell,
+    verify_k_cell,
+    verify_notes,
+)
 from subsetctl.report.markdown import render_markdown
 from subsetctl.report.render import render_full_report
 
@@ -164,3 +173,13 @@ def test_macro_f1_cell_shows_mean_and_seed_spread() -> None:
     assert macro_f1_cell({"score_mean": 0.5}) == "–"  # a causal LM: no macro-F1
     assert macro_f1_cell({"macro_f1_mean": 0.4, "macro_f1_std": None}) == "0.4"
     assert macro_f1_cell({"macro_f1_mean": 0.4, "macro_f1_std": 0.05}) == "0.400 ± 0.050"
+
+
+def test_verify_cells_say_what_was_usable_what_was_calibrated_against_and_every_kinds_notes() -> None:
+    entry = {"subsets": [[], ["a"], ["b"]], "true": [1.0, None, 2.0],
+             "calibration": {"notes": ["(target only) excluded: diverged", "shared"]}}
+    assert verify_k_cell(entry) == "2 of 3" and verify_k_cell({**entry, "true": [1.0, 1.0, 2.0]}) == "3"
+    assert calibration_state({"enabled": True}, "ce") == "calibrated against the ce fine-tunes"
+    assert calibration_state({"enabled": False}, "ce") == "raw estimates"
+    report = {"calibration": {"notes": ["shared"]}, "verify": {"surrogate": entry}}
+    assert verify_notes(report) == ["surrogate: (target only) excluded: diverged"]  # the primary's shown already

@@ -258,3 +258,20 @@ def test_a_boolean_for_a_number_is_refused_at_its_key_and_line(jsonl_project: Pa
     issues = validate_spec_file(path, ["gradients.d=off", "target.split.train=on", "meta_init.lr=true"]).issues
     assert [i.key for i in issues] == ["target.split.train", "meta_init.lr", "gradients.d"]
     assert validate_spec_file(path, ["verify.enabled=yes", "report.plots=off"]).ok  # real booleans stay
+
+
+def test_validate_refuses_infinite_numbers_and_random_subsets_of_one_source(jsonl_project: Path) -> None:
+    """Both used to pass validate and stop `run` late: at calibrate (after verify's real
+    fine-tunes) and at search."""
+    from subsetctl.api import validate_spec_file
+
+    path = jsonl_project / "subsetctl.yaml"
+    issues = validate_spec_file(path, ["calibrate.lambda_grid=[.inf]", "verify.lr_ce=.nan"]).issues
+    assert {i.key for i in issues} == {"calibrate.lambda_grid[0]", "verify.lr_ce"}
+    (issue,) = validate_spec_file(path, ["search.strategies=[{name: random_ensemble, params: {threshold: .nan}}]"]).issues
+    assert issue.key == "search.strategies[0].params" and "finite" in issue.message
+    one = ["sources=[{name: a, loader: {type: jsonl, path: a.jsonl}}]"]
+    for name in ("random_ensemble", "surrogate"):
+        (issue,) = validate_spec_file(path, [*one, f"search.strategies=[{{name: {name}}}]"]).issues
+        assert issue.key == "search.strategies[0].params" and "needs at least 2 sources" in issue.message
+    assert validate_spec_file(path, [*one, "search.strategies=[{name: exhaustive}]"]).ok

@@ -183,8 +183,8 @@ def calibrate(
         y_true: true target losses of k fine-tuned subsets; NaN marks a diverged run.
         raw_by_lambda: lambda -> raw estimates (k,) of the same subsets, same order.
         labels: optional names of the k subsets, used in notes.
-        default_lam: lambda to report when no lambda can be ranked (too few subsets);
-            defaults to the largest lambda of the grid.
+        default_lam: lambda to keep when lambda cannot be chosen (fewer than ``MIN_K``
+            usable subsets; it need not be in the grid); defaults to the grid's largest.
 
     Raises:
         UserError: empty grid, or an estimate array whose length is not k.
@@ -226,13 +226,16 @@ def calibrate(
         }
         per_lambda[lam] = stats
 
-    pick = _pick_lambda([(lam, per_lambda[lam]["spearman"], per_lambda[lam]["loo_median_rel_err"]) for lam in grid])
+    enough = max(stats["n"] for stats in per_lambda.values()) >= MIN_K
+    # with too few usable subsets a Spearman over 3 points would pick lambda by chance
+    pick = _pick_lambda([(lam, per_lambda[lam]["spearman"], per_lambda[lam]["loo_median_rel_err"])
+                         for lam in grid]) if enough else None
     if pick is not None:
         chosen = pick[0]
     else:
         chosen = float(default_lam) if default_lam is not None else grid[-1]
     stats = per_lambda.get(chosen)
-    n_ok = int(stats["n"]) if stats else 0
+    n_ok = int(stats["n"]) if stats else int(max(s["n"] for s in per_lambda.values()))
     if n_ok < MIN_K:
         notes.append(
             f"Calibration is off: {n_ok} usable fine-tuned subsets, at least {MIN_K} are "

@@ -66,6 +66,7 @@ def build_report(project: Project, skip: frozenset[str] | set[str] = frozenset()
     calibrate = None if "calibrate" in skip else _read(state / "calibrate" / "calibration.json")
     if calibrate and calibrate.get("kinds"):
         report["verify"] = calibrate["kinds"]
+        report["calibration_against"] = calibrate.get("against")  # the verify kind the map was fitted to
     finetuned = None if "finetune" in skip else _read(state / "finetune" / "labels.json")
     if finetuned:  # where each selection's LoRA adapters are, one per seed (relative to the project)
         from subsetctl.project import STATE_DIRNAME

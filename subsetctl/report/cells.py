@@ -55,6 +55,29 @@ def macro_f1_cell(metrics: dict[str, Any]) -> str:
     return f"{mean:.3f} ± {std:.3f}" if std is not None else fmt(mean, 3)
 
 
+def verify_k_cell(verify_entry: dict[str, Any]) -> str:
+    """How many subsets verify fine-tuned, as "usable of k" when some were excluded (a
+    diverged run has no true loss)."""
+    k = len(verify_entry["subsets"])
+    usable = sum(t is not None for t in verify_entry.get("true", []))
+    return f"{usable} of {k}" if usable < k else str(k)
+
+
+def calibration_state(cal: dict[str, Any], against: str | None) -> str:
+    """ "calibrated against ce" or "raw estimates", for report headers."""
+    if not cal.get("enabled"):
+        return "raw estimates"
+    return f"calibrated against the {against} fine-tunes" if against else "calibrated"
+
+
+def verify_notes(report: dict[str, Any]) -> list[str]:
+    """Every verify kind's calibration notes (diverged runs excluded, ...) not already among
+    the primary calibration's, prefixed with the kind."""
+    shown = set(report.get("calibration", {}).get("notes", []))
+    return [f"{kind}: {note}" for kind, v in report.get("verify", {}).items()
+            for note in v["calibration"].get("notes", []) if note not in shown]
+
+
 def repeats_cell(verify_entry: dict[str, Any]) -> str:
     """How many times verify fine-tuned each subset, and (with more than one) the mean
     Spearman between repeats: the ceiling for any estimate's Spearman against one run."""

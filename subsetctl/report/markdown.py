@@ -8,12 +8,15 @@ from subsetctl.report.cells import (
     SELECTED_SHOWN,
     baseline_cell,
     calibrated_loss_cell,
+    calibration_state,
     loss_cell,
     macro_f1_cell,
     percent_cell,
     repeats_cell,
     selected_cell,
     test_metric_cells,
+    verify_k_cell,
+    verify_notes,
 )
 from subsetctl.report.cells import fmt as _fmt
 
@@ -30,7 +33,7 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     lines = [f"# subsetctl report: {report['project']}", ""]
     if "strategies" in report:
         cal = report.get("calibration", {})
-        state = "calibrated" if cal.get("enabled") else "raw (uncalibrated)"
+        state = calibration_state(cal, report.get("calibration_against")) if cal.get("enabled") else "raw (uncalibrated)"
         lines += [f"Final pick: **{report['final']}**. Estimates are {state}; estimator {cal.get('estimator') or '-'}, lambda = {_fmt(cal.get('lam'))}.", ""]
         lines += ["## Selections", "", "| strategy | selected sources | est. loss (raw) | est. loss (calibrated) |", "|---|---|---|---|"]
         for label, r in report["strategies"].items():
@@ -52,8 +55,9 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
         lines += ["## Estimated vs. true (verify)", "", "| fine-tune | estimator | lambda | Spearman (raw) | LOO median rel. error (calibrated) | k | repeats (their Spearman) |", "|---|---|---|---|---|---|---|"]
         for kind, v in report["verify"].items():
             c = v["calibration"]
-            lines.append(f"| {kind} | {v.get('estimator') or '-'} | {_fmt(c['lam'])} | {_fmt(c['spearman'], 3)} | {percent_cell(c['loo_median_rel_err'])} | {len(v['subsets'])} | {repeats_cell(v)} |")
+            lines.append(f"| {kind} | {v.get('estimator') or '-'} | {_fmt(c['lam'])} | {_fmt(c['spearman'], 3)} | {percent_cell(c['loo_median_rel_err'])} | {verify_k_cell(v)} | {repeats_cell(v)} |")
         lines.append("")
+        lines += [f"> verify {note}" for note in verify_notes(report)] + ([""] if verify_notes(report) else [])
     if report.get("test_metrics"):
         f1 = any("macro_f1_mean" in m for m in report["test_metrics"].values())
         lines += ["## Test metrics", "", "| selection | metric | score |" + (" macro-F1 |" if f1 else "")

@@ -10,6 +10,7 @@ from subsetctl.report.cells import (
     SELECTED_SHOWN,
     baseline_cell,
     calibrated_loss_cell,
+    calibration_state,
     loss_cell,
     macro_f1_cell,
     percent_cell,
@@ -17,6 +18,8 @@ from subsetctl.report.cells import (
     score_table_rows,
     selected_cell,
     test_metric_cells,
+    verify_k_cell,
+    verify_notes,
 )
 from subsetctl.report.cells import fmt as _f
 
@@ -31,7 +34,7 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
         cal = report.get("calibration", {})
         table = Table(title=f"selections (final: {report['final']}; {cal.get('estimator') or 'estimator'} "
                             f"lambda={_f(cal.get('lam'))}, "
-                            f"{'calibrated' if cal.get('enabled') else 'raw estimates'})", title_justify="left")
+                            f"{calibration_state(cal, report.get('calibration_against'))})", title_justify="left")
         for col in ("strategy", "selected", "est. loss raw", "est. loss cal."):  # fold long names, never cut them
             table.add_column(col, justify="left" if col in ("strategy", "selected") else "right", overflow="fold")
         for label, r in report["strategies"].items():
@@ -68,8 +71,10 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
         for kind, v in report["verify"].items():
             c = v["calibration"]
             t.add_row(kind, str(v.get("estimator") or "-"), _f(c["lam"]), _f(c["spearman"], 3),
-                      percent_cell(c["loo_median_rel_err"]), str(len(v["subsets"])), repeats_cell(v))
+                      percent_cell(c["loo_median_rel_err"]), verify_k_cell(v), repeats_cell(v))
         console.print(t)
+        for note in verify_notes(report):
+            console.print(f"[dim]verify {escape(note)}[/dim]")
     if report.get("test_metrics"):
         t = Table(title="test metrics (target's held-out split)", title_justify="left")
         f1 = any("macro_f1_mean" in m for m in report["test_metrics"].values())

@@ -142,9 +142,10 @@ class StrategyResult:
 
 
 class StrategyParams(BaseModel):
-    """Base for strategy parameter models: unknown keys are errors, not silently ignored."""
+    """Base for strategy parameter models: unknown keys are errors, not silently ignored;
+    infinite and NaN numbers are refused (YAML reads `.inf` and `.nan`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Strategy(ABC):

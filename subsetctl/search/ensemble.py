@@ -98,13 +98,19 @@ def sample_subsets(n: int, size: int, m: int, rng: np.random.Generator) -> tuple
     return masks, notices
 
 
+def _too_few_sources(n: int, strategy: str) -> str | None:
+    """Why random subsets of ``n`` sources cannot score them (fewer than 2), or None."""
+    if n >= 2:
+        return None
+    return (f"Strategy {strategy!r} needs at least 2 sources to compare subsets; there "
+            f"{'is' if n == 1 else 'are'} {n}. Use the 'exhaustive' strategy instead.")
+
+
 def subset_size(n: int, alpha: float, strategy: str) -> tuple[int, list[str]]:
     """``round(alpha * n)`` clamped to ``1..n-1`` (a size of n says nothing per source)."""
-    if n < 2:
-        raise UserError(
-            f"Strategy {strategy!r} needs at least 2 sources to compare subsets; there "
-            f"are {n}. Use the 'exhaustive' strategy instead."
-        )
+    problem = _too_few_sources(n, strategy)
+    if problem:
+        raise UserError(problem)
     raw = round(alpha * n)
     size = min(max(1, raw), n - 1)
     notices = []
@@ -211,6 +217,10 @@ class RandomEnsemble(Strategy):
 
     Params = RandomSubsetParams
 
+    @classmethod
+    def check_spec(cls, params: StrategyParams, n_sources: int, earlier: list[str]) -> str | None:
+        return _too_few_sources(n_sources, cls.name)
+
     def run(
         self, estimator: SubsetEstimator, context: SearchContext, params: RandomSubsetParams
     ) -> StrategyResult:
@@ -257,6 +267,10 @@ class Surrogate(Strategy):
     """
 
     Params = SurrogateParams
+
+    @classmethod
+    def check_spec(cls, params: StrategyParams, n_sources: int, earlier: list[str]) -> str | None:
+        return _too_few_sources(n_sources, cls.name)
 
     def run(
         self, estimator: SubsetEstimator, context: SearchContext, params: SurrogateParams

@@ -39,12 +39,14 @@ class CalibrateStage(Stage):
         if spec.verify.enabled and verify_results.is_file():
             runs = json.loads(verify_results.read_text())
             names = candidate_estimators(spec)
+            # estimates at the spec's lambda too: what is kept when lambda cannot be chosen
             grid = sorted(set(spec.calibrate.lambda_grid) | {spec.estimate.lam})
             # one estimator per (name, lambda) (building one precomputes statistics), shared by every kind
             estimators = {(name, lam): make_estimator(spec, features, lam, name=name) for name in names for lam in grid}
             for kind in sorted({r["kind"] for r in runs}):
                 rows = mean_over_repeats(runs, kind)
-                entry = self._calibrate_kind(ctx, rows, names, grid, estimators)
+                entry = self._calibrate_kind(ctx, rows, names, grid, estimators,
+                                             sorted(set(spec.calibrate.lambda_grid)))
                 entry["repeats"] = max(len(r["true_repeats"]) for r in rows)
                 entry["true_repeats"] = [r["true_repeats"] for r in rows]
                 entry["repeat_spearman"] = repeat_agreement(runs, kind)
@@ -56,6 +58,9 @@ class CalibrateStage(Stage):
                                      f"fine-tunes: calibrated against the {against!r} ones instead")
             if not spec.calibrate.enabled:
                 primary.enabled = False
+                primary.notes.append(f"calibrate.enabled is false: raw estimates at the spec's lambda "
+                                     f"({spec.estimate.lam:g}); the verify table's calibrated error says what "
+                                     "calibration would give")
         else:
             primary = Calibration(lam=spec.estimate.lam, slope=1.0, intercept=0.0, loo_median_rel_err=float("nan"),
                                   spearman=float("nan"), per_lambda={}, enabled=False,
@@ -70,9 +75,11 @@ class CalibrateStage(Stage):
 
     @staticmethod
     def _calibrate_kind(ctx: StageContext, rows: list[dict[str, Any]], names: list[str], grid: list[float],
-                        estimators: dict[tuple[str, float], Any]) -> dict[str, Any]:
+                        estimators: dict[tuple[str, float], Any],
+                        choose_from: list[float] | None = None) -> dict[str, Any]:
         """Calibrate every candidate estimator against one kind of fine-tune (one row per
-        subset, its true loss the mean over verify's repeats); keep the best."""
+        subset, its true loss the mean over verify's repeats); keep the best. ``grid``: the
+        lambdas estimated; ``choose_from``: those lambda is chosen among (default: all)."""
         from subsetctl.estimate.calibrate import (
             calibrate,
             choose_estimator,
@@ -88,8 +95,9 @@ class CalibrateStage(Stage):
         for name in names:
             raw_by_lambda = {lam: estimators[(name, lam)].estimate(estimators[(name, lam)].masks_for(subsets)).loss
                              for lam in grid}
-            if spec.calibrate.enabled:
-                cal = calibrate(y, raw_by_lambda, labels=labels, default_lam=spec.estimate.lam)
+            if spec.calibrate.enabled:  # lambda is chosen from the grid alone
+                chosen_from = {lam: raw_by_lambda[lam] for lam in choose_from or grid}
+                cal = calibrate(y, chosen_from, labels=labels, default_lam=spec.estimate.lam)
             else:
                 cal = calibrate(y, {spec.estimate.lam: raw_by_lambda[spec.estimate.lam]}, labels=labels,
                                 default_lam=spec.estimate.lam)
@@ -97,7 +105,7 @@ class CalibrateStage(Stage):
             candidates[name], raws[name] = cal, raw_by_lambda
         chosen = choose_estimator(candidates)
         # the same choice, redone without each held-out subset (estimators in order of preference)
-        ordered = {(name, lam): raws[name][lam] for name in names for lam in sorted(raws[name])}
+        ordered = {(name, lam): raws[name][lam] for name in names for lam in sorted(set(choose_from or grid))}
         nested = selection_loo_rel_errors(y, ordered) if spec.calibrate.enabled else np.array([])
         nested = nested[np.isfinite(nested)]
         raw = np.asarray(raws[chosen.estimator][chosen.lam])

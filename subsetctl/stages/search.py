@@ -10,6 +10,7 @@ estimates are both kept.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 from pathlib import Path
@@ -139,6 +140,10 @@ class SearchStage(Stage):
         features = load_features(ctx.upstream_dir("gradients") / "store", spec)
         cal = read_calibration(ctx)
         estimator_used = estimator_name(spec, cal)
+        if estimator_used != cal.estimator:  # true_finetune: its estimates are real losses, not calibrated
+            cal = dataclasses.replace(cal, enabled=False, estimator=estimator_used, notes=[
+                *cal.notes, (f"the search uses {estimator_used}, which fine-tunes for real: its estimates are "
+                             "real losses and are not calibrated")])
         estimator = make_estimator(spec, features, cal.lam, ctx, name=estimator_used)
         in_process = bool(getattr(estimator, "needs_model", False))
         gradients_digest = ctx.upstream_manifest("gradients")["output_digest"]

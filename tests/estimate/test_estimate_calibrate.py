@@ -121,3 +121,12 @@ def test_selection_loo_holds_out_the_choice_too() -> None:
     assert np.nanmax(errs) < 1e-9  # the affine candidate wins on every held-out fold
     noisy_only = selection_loo_rel_errors(y, {("fast", 1.0): noise})
     assert np.nanmedian(noisy_only) > 0.01
+
+
+def test_too_few_subsets_keep_the_default_lambda_instead_of_a_three_point_spearman() -> None:
+    from subsetctl.estimate.calibrate import calibrate
+
+    y = np.array([1.0, 2.0, 3.0])
+    cal = calibrate(y, {0.1: -y, 1.0: y * 0.5, 10.0: y}, default_lam=0.3)
+    assert not cal.enabled and cal.lam == 0.3  # used to be 10: every lambda tied on 3 points
+    assert "3 usable fine-tuned subsets" in cal.notes[-1]
