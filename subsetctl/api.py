@@ -91,12 +91,13 @@ class ValidationReport:
 def _issue_collector(spec_path: Path, text: str, found: list[SpecIssue]) -> Callable[[tuple[Any, ...], str], None]:
     """A function that appends one SpecIssue for a key (its line looked up in the YAML
     ``text``) to ``found``; shared by the error and the warning checks."""
-    from subsetctl.spec import format_path
+    from subsetctl.spec import format_path, line_of_key
 
     lines = key_lines(text) if text else {}
 
-    def add(loc: tuple[Any, ...], message: str) -> None:
-        found.append(SpecIssue(file=str(spec_path), line=lines.get(loc), key=format_path(loc), message=message))
+    def add(loc: tuple[Any, ...], message: str) -> None:  # a key the YAML leaves out: its section's line
+        found.append(SpecIssue(file=str(spec_path), line=line_of_key(loc, lines), key=format_path(loc),
+                               message=message))
 
     return add
 

@@ -164,6 +164,7 @@ def test_baselines_and_all_zero_scores_read_plainly(tmp_path: Path, captured: di
     from subsetctl.report.cells import baseline_cell
 
     assert baseline_cell([]) == "(none)" and baseline_cell(["a", "b"]) == "2 sources"
+    assert baseline_cell(["a"]) == "1 source"
     metrics = {k: {"metric": "exact_match", "score_mean": 0.0, "score_std": None} for k in ("forward", "all")}
     plots.test_metric({"test_metrics": metrics}, tmp_path / "t.png")
     assert captured["fig"].axes[0].get_ylim() == (0.0, 1.0)  # no negative axis for scores that are all 0

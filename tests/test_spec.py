@@ -275,3 +275,17 @@ def test_validate_refuses_infinite_numbers_and_random_subsets_of_one_source(json
         (issue,) = validate_spec_file(path, [*one, f"search.strategies=[{{name: {name}}}]"]).issues
         assert issue.key == "search.strategies[0].params" and "needs at least 2 sources" in issue.message
     assert validate_spec_file(path, [*one, "search.strategies=[{name: exhaustive}]"]).ok
+
+
+def test_a_semantic_issue_on_an_unwritten_key_points_at_its_section(jsonl_project: Path) -> None:
+    from subsetctl.api import validate_spec_file
+
+    path = jsonl_project / "subsetctl.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["sources"] = data["sources"][:1]
+    data["search"] = {"strategies": [{"name": "surrogate"}]}  # no params key written
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    (issue,) = validate_spec_file(path).issues
+    written = path.read_text().splitlines()
+    assert issue.key == "search.strategies[0].params" and issue.line is not None
+    assert "surrogate" in written[issue.line - 1]  # the strategy's own line

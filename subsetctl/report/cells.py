@@ -92,7 +92,9 @@ SELECTED_SHOWN = 8
 
 def baseline_cell(names: list[str]) -> str:
     """A baseline's sources by count ("(none)" for target_only, as for an empty selection)."""
-    return f"{len(names)} sources" if names else "(none)"
+    if not names:
+        return "(none)"
+    return f"{len(names)} source{'s' if len(names) != 1 else ''}"
 
 
 def selected_cell(names: list[str], limit: int | None = SELECTED_SHOWN) -> str:
