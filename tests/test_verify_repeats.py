@@ -99,3 +99,9 @@ def test_verify_reuses_finished_fine_tunes_when_its_settings_change(tiny_project
     assert verify_summary()["reused"] == 0
     run_project(tiny_project, [*base, "verify.k=4", "verify.lr_ce=0.003"], until="verify", force=["verify"])
     assert verify_summary()["reused"] == 0 and verify_summary()["runs"] == 4  # --force fine-tunes again
+    # as if stopped after two runs: the stage resumes from results.json and says so
+    rows = json.loads((state / "verify" / "results.json").read_text())
+    (state / "verify" / "results.json").write_text(json.dumps(rows[:2]))
+    (state / "verify" / "manifest.json").unlink()
+    run_project(tiny_project, [*base, "verify.k=4", "verify.lr_ce=0.003"], until="verify")
+    assert verify_summary()["resumed"] == 2 and verify_summary()["reused"] == 2  # the other two from the cache

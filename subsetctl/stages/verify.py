@@ -115,7 +115,10 @@ class VerifyStage(common.ModelStage):
         agreement = {kind: repeat_agreement(done, kind) for kind in v.kinds} if v.repeats > 1 else {}
         if reused:
             ctx.reporter.info(f"verify: reused {reused} fine-tune(s) finished by an earlier run with the same inputs.")
+        if finished:
+            ctx.reporter.info(f"verify: resumed with {len(finished)} fine-tune(s) an interrupted run had finished.")
         return {"k": len(subsets), "kinds": list(v.kinds), "repeats": v.repeats, "runs": len(done), "reused": reused,
+                "resumed": len(finished),
                 "repeat_spearman": agreement,
                 "diverged": sum(bool(r["diverged"]) for r in done), "theta_star_val_loss": theta,
                 "seconds_per_finetune": float(np.mean([r["seconds"] for r in done])) if done else None}
