@@ -226,7 +226,15 @@ def calibrate(
         }
         per_lambda[lam] = stats
 
-    enough = max(stats["n"] for stats in per_lambda.values()) >= MIN_K
+    yv = y[valid]
+    constant = len(yv) >= 2 and float(np.ptp(yv)) <= 1e-9 * max(1.0, float(np.abs(yv).mean()))
+    if constant:  # nothing to rank or fit: a near-zero error here would look like a perfect estimate
+        notes.append(
+            f"Calibration is off: every usable fine-tune ended at the same loss ({float(yv[0]):.6g}), so the "
+            "real runs cannot rank the subsets (a learning rate so high that every run blew up to the same "
+            "value, or so low that none moved); check verify's learning rates."
+        )
+    enough = max(stats["n"] for stats in per_lambda.values()) >= MIN_K and not constant
     # with too few usable subsets a Spearman over 3 points would pick lambda by chance
     pick = _pick_lambda([(lam, per_lambda[lam]["spearman"], per_lambda[lam]["loo_median_rel_err"])
                          for lam in grid]) if enough else None
@@ -236,11 +244,12 @@ def calibrate(
         chosen = float(default_lam) if default_lam is not None else grid[-1]
     stats = per_lambda.get(chosen)
     n_ok = int(stats["n"]) if stats else int(max(s["n"] for s in per_lambda.values()))
-    if n_ok < MIN_K:
-        notes.append(
-            f"Calibration is off: {n_ok} usable fine-tuned subsets, at least {MIN_K} are "
-            "needed to fit and check the affine map; estimates are reported raw."
-        )
+    if n_ok < MIN_K or constant:
+        if not constant:
+            notes.append(
+                f"Calibration is off: {n_ok} usable fine-tuned subsets, at least {MIN_K} are "
+                "needed to fit and check the affine map; estimates are reported raw."
+            )
         return Calibration(
             lam=chosen,
             slope=1.0,

@@ -149,6 +149,11 @@ def mean_difference_scores(
     return scores, notices
 
 
+SCORE_NOISE = 1e-8
+"""A score (a difference of estimated losses) this close to 0 is rounding noise: ``select:
+sign`` keeps only sources scoring above it."""
+
+
 def select_by_scores(
     memo: SubsetMemo, scores: np.ndarray, params: SelectionParams
 ) -> tuple[np.ndarray, float | None, dict, list[str]]:
@@ -163,7 +168,11 @@ def select_by_scores(
     diagnostics: dict = {}
     mask = np.zeros(n, dtype=bool)
     if params.select == "sign":
-        mask = scores > 0
+        mask = scores > SCORE_NOISE
+        noise = int(np.sum((scores > 0) & ~mask))
+        if noise:
+            notices.append(f"{noise} source(s) scored above 0 by less than {SCORE_NOISE:g} (rounding noise of "
+                           "the estimates, e.g. identical sources) and are not selected.")
     elif params.select == "threshold":
         mask = scores > params.threshold
     elif params.select == "top_k":

@@ -130,3 +130,14 @@ def test_too_few_subsets_keep_the_default_lambda_instead_of_a_three_point_spearm
     cal = calibrate(y, {0.1: -y, 1.0: y * 0.5, 10.0: y}, default_lam=0.3)
     assert not cal.enabled and cal.lam == 0.3  # used to be 10: every lambda tied on 3 points
     assert "3 usable fine-tuned subsets" in cal.notes[-1]
+
+
+def test_real_runs_that_all_end_at_one_loss_turn_calibration_off() -> None:
+    """Blown-up runs that stay finite (all 4.574711) showed a 1.9e-14% error: a perfect
+    estimator, by appearance."""
+    from subsetctl.estimate.calibrate import calibrate
+
+    y = np.full(6, 4.574711)
+    cal = calibrate(y, {1.0: np.linspace(1.0, 2.0, 6), 10.0: np.linspace(2.0, 1.0, 6)}, default_lam=1.0)
+    assert not cal.enabled and cal.lam == 1.0 and not np.isfinite(cal.loo_median_rel_err)
+    assert "ended at the same loss (4.57471)" in cal.notes[-1]

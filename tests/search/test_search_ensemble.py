@@ -69,6 +69,18 @@ def test_top_k_larger_than_n_keeps_all_with_notice() -> None:
     assert any("top_k=5" in n for n in result.notices)
 
 
+def test_sign_selection_ignores_scores_within_rounding_noise() -> None:
+    """Two identical harmful sources scored ±6e-9 (rounding): one used to be selected."""
+    from subsetctl.search.base import SubsetMemo
+    from subsetctl.search.ensemble import RandomSubsetParams, select_by_scores
+
+    est = Additive([0.2, 0.0, 0.0])
+    memo = SubsetMemo(est, SearchContext(sources=est.sources), "random_ensemble")
+    mask, _, _, notices = select_by_scores(memo, np.array([0.2, 6.4e-9, -6.4e-9]), RandomSubsetParams(select="sign"))
+    assert mask.tolist() == [True, False, False]
+    assert any("1 source(s) scored above 0 by less than 1e-08" in n for n in notices)
+
+
 def test_surrogate_with_too_few_subsets_skips_holdout() -> None:
     est = Additive([0.1, 0.2, -0.1])
     result = run_strategy("surrogate", est, SearchContext(sources=est.sources), {"m": 3, "holdout": 0.2})
