@@ -182,5 +182,7 @@ def test_verify_cells_say_what_was_usable_what_was_calibrated_against_and_every_
     assert verify_k_cell(entry) == "2 of 3" and verify_k_cell({**entry, "true": [1.0, 1.0, 2.0]}) == "3"
     assert calibration_state({"enabled": True}, "ce") == "calibrated against the ce fine-tunes"
     assert calibration_state({"enabled": False}, "ce") == "raw estimates"
-    report = {"calibration": {"notes": ["shared"]}, "verify": {"surrogate": entry}}
+    report = {"calibration": {"notes": ["shared"]}, "calibration_against": "surrogate", "verify": {"surrogate": entry}}
     assert verify_notes(report) == ["surrogate: (target only) excluded: diverged"]  # the primary's shown already
+    report["calibration_against"] = "ce"  # the same sentence about another kind is another fact
+    assert verify_notes(report) == ["surrogate: (target only) excluded: diverged", "surrogate: shared"]

@@ -54,7 +54,9 @@ def source_fingerprint_inputs(source: SourceSpec, spec_dir: Path) -> dict[str, A
         data_dir = evals_data_dir()
         out = {"evals": _version("evals"), "installed": data_dir is not None}
         try:  # the file read (the default changed once: samples.jsonl first)
-            out["file"] = evals_file(loader, source.name).name
+            chosen = evals_file(loader, source.name)  # relative to the evals data folder when it is inside
+            out["file"] = chosen.relative_to(data_dir).as_posix() if data_dir and chosen.is_relative_to(data_dir) \
+                else chosen.name
         except UserError:  # validate and the data stage say what is wrong
             pass
         return out

@@ -234,32 +234,33 @@ def calibrate(
             "real runs cannot rank the subsets (a learning rate so high that every run blew up to the same "
             "value, or so low that none moved); check verify's learning rates."
         )
-    enough = max(stats["n"] for stats in per_lambda.values()) >= MIN_K and not constant
-    # with too few usable subsets a Spearman over 3 points would pick lambda by chance
-    pick = _pick_lambda([(lam, per_lambda[lam]["spearman"], per_lambda[lam]["loo_median_rel_err"])
-                         for lam in grid]) if enough else None
-    if pick is not None:
-        chosen = pick[0]
-    else:
-        chosen = float(default_lam) if default_lam is not None else grid[-1]
-    stats = per_lambda.get(chosen)
-    n_ok = int(stats["n"]) if stats else int(max(s["n"] for s in per_lambda.values()))
-    if n_ok < MIN_K or constant:
-        if not constant:
+    n_usable = int(max(stats["n"] for stats in per_lambda.values()))
+    # only lambdas with MIN_K usable subsets compete: a Spearman over 3 points picks by chance
+    pick = None if constant else _pick_lambda([
+        (lam, per_lambda[lam]["spearman"], per_lambda[lam]["loo_median_rel_err"])
+        for lam in grid if per_lambda[lam]["n"] >= MIN_K])
+    if pick is None:
+        if n_usable < MIN_K:
             notes.append(
-                f"Calibration is off: {n_ok} usable fine-tuned subsets, at least {MIN_K} are "
+                f"Calibration is off: {n_usable} usable fine-tuned subsets, at least {MIN_K} are "
                 "needed to fit and check the affine map; estimates are reported raw."
             )
+        elif not constant:
+            notes.append("Calibration is off: no lambda's estimates rank the fine-tuned subsets (the estimates "
+                         "are the same for every subset); estimates are reported raw.")
+        # no Spearman either: choose_estimator must not prefer one estimator on this evidence
         return Calibration(
-            lam=chosen,
+            lam=float(default_lam) if default_lam is not None else grid[-1],
             slope=1.0,
             intercept=0.0,
             loo_median_rel_err=float("nan"),
-            spearman=stats["spearman"] if stats else float("nan"),
+            spearman=float("nan"),
             per_lambda=per_lambda,
             enabled=False,
             notes=notes,
         )
+    chosen = pick[0]
+    stats = per_lambda[chosen]
     ok = valid & np.isfinite(raws[chosen])
     slope, intercept = _fit_affine(raws[chosen][ok], y[ok])
     if slope <= 0:
@@ -310,7 +311,8 @@ def selection_loo_rel_errors(
     across estimators: highest Spearman, ties to the earlier one); the affine map is
     fitted on them and subset i predicted. Unlike :attr:`Calibration.loo_median_rel_err`,
     whose lambda was chosen with subset i in view, nothing about subset i reaches its own
-    prediction. NaN where a subset's truth is NaN.
+    prediction. NaN where a subset's truth is NaN, or where the other subsets are fewer
+    than ``MIN_K`` (calibration would be off there).
     """
     y = np.asarray(y_true, dtype=float)
     raws = {key: np.asarray(v, dtype=float) for key, v in raw_by_candidate.items()}
@@ -323,10 +325,9 @@ def selection_loo_rel_errors(
             for (est, lam), raw in raws.items():
                 keep = np.isfinite(y) & np.isfinite(raw)
                 keep[i] = False
-                if est != name or keep.sum() < 3 or not np.isfinite(raw[i]):
+                if est != name or keep.sum() < MIN_K or not np.isfinite(raw[i]):  # as calibrate(): MIN_K
                     continue
-                loo = float(np.median(_loo_rel_errors(raw[keep], y[keep]))) if keep.sum() >= MIN_K else np.nan
-                scored.append((lam, spearman(raw[keep], y[keep]), loo))
+                scored.append((lam, spearman(raw[keep], y[keep]), float(np.median(_loo_rel_errors(raw[keep], y[keep])))))
             pick = _pick_lambda(scored)
             if pick is not None and pick[1] > best + 1e-12:
                 best_key, best = (name, pick[0]), pick[1]

@@ -71,11 +71,13 @@ def calibration_state(cal: dict[str, Any], against: str | None) -> str:
 
 
 def verify_notes(report: dict[str, Any]) -> list[str]:
-    """Every verify kind's calibration notes (diverged runs excluded, ...) not already among
-    the primary calibration's, prefixed with the kind."""
-    shown = set(report.get("calibration", {}).get("notes", []))
+    """Every verify kind's calibration notes (diverged runs excluded, ...), prefixed with the
+    kind, except the calibrated-against kind's notes the primary calibration shows already
+    (the same sentence about another kind is another fact)."""
+    against = report.get("calibration_against")
+    shown = set(report.get("calibration", {}).get("notes", []))  # the against kind's, shown above
     return [f"{kind}: {note}" for kind, v in report.get("verify", {}).items()
-            for note in v["calibration"].get("notes", []) if note not in shown]
+            for note in v["calibration"].get("notes", []) if kind != against or note not in shown]
 
 
 def repeats_cell(verify_entry: dict[str, Any]) -> str:

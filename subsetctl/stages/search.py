@@ -133,14 +133,14 @@ class SearchStage(Stage):
 
     def _search(self, ctx: StageContext) -> dict[str, Any]:
         from subsetctl.estimate.results import CachedEstimator, SubsetResultsStore
-        from subsetctl.registry import STRATEGIES
+        from subsetctl.registry import ESTIMATORS, STRATEGIES
         from subsetctl.search.base import SearchContext, parse_params
 
         spec = ctx.spec
         features = load_features(ctx.upstream_dir("gradients") / "store", spec)
         cal = read_calibration(ctx)
         estimator_used = estimator_name(spec, cal)
-        if estimator_used != cal.estimator:  # true_finetune: its estimates are real losses, not calibrated
+        if getattr(ESTIMATORS.get(estimator_used), "needs_model", False):  # true_finetune: real losses
             cal = dataclasses.replace(cal, enabled=False, estimator=estimator_used, notes=[
                 *cal.notes, (f"the search uses {estimator_used}, which fine-tunes for real: its estimates are "
                              "real losses and are not calibrated")])

@@ -141,3 +141,19 @@ def test_real_runs_that_all_end_at_one_loss_turn_calibration_off() -> None:
     cal = calibrate(y, {1.0: np.linspace(1.0, 2.0, 6), 10.0: np.linspace(2.0, 1.0, 6)}, default_lam=1.0)
     assert not cal.enabled and cal.lam == 1.0 and not np.isfinite(cal.loo_median_rel_err)
     assert "ended at the same loss (4.57471)" in cal.notes[-1]
+
+
+def test_no_rankable_lambda_or_too_few_runs_give_no_evidence_for_an_estimator() -> None:
+    """Constant estimates (no Spearman) with the spec's lambda outside the grid raised a
+    KeyError; three usable runs let choose_estimator swap estimators on a 3-point Spearman."""
+    from subsetctl.estimate.calibrate import calibrate, choose_estimator
+
+    y = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    cal = calibrate(y, {0.1: np.ones(5), 1.0: np.full(5, 2.0)}, default_lam=0.5)
+    assert not cal.enabled and cal.lam == 0.5 and "rank" in cal.notes[-1]
+    few = np.array([1.0, 2.0, 3.0, np.nan, np.nan])
+    fast = calibrate(few, {1.0: -few}, default_lam=1.0)
+    sgd = calibrate(few, {1.0: few}, default_lam=1.0)
+    fast.estimator, sgd.estimator = "fast", "linear_sgd"
+    assert np.isnan(fast.spearman) and np.isnan(sgd.spearman)
+    assert choose_estimator({"fast": fast, "linear_sgd": sgd}).estimator == "fast"  # the spec's, not a 3-point pick
