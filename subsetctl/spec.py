@@ -54,9 +54,17 @@ class StrictModel(BaseModel):
         :func:`issues_from_validation` says what happened."""
         if not isinstance(data, dict):
             return data
-        booleans = {key for key, value in data.items() if isinstance(value, bool)
-                    and key in cls.model_fields and _is_number_type(cls.model_fields[key].annotation)}
-        return {k: (_BooleanForNumber(v) if k in booleans else v) for k, v in data.items()} if booleans else data
+        out = dict(data)
+        for key, value in data.items():
+            field = cls.model_fields.get(key)
+            if field is None:
+                continue
+            if isinstance(value, bool) and _is_number_type(field.annotation):
+                out[key] = _BooleanForNumber(value)
+            elif isinstance(value, list) and get_origin(field.annotation) is list \
+                    and _is_number_type(get_args(field.annotation)[0]):  # lambda_grid: [yes]
+                out[key] = [_BooleanForNumber(v) if isinstance(v, bool) else v for v in value]
+        return out
 
 
 class _BooleanForNumber:

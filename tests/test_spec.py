@@ -255,8 +255,9 @@ def test_a_boolean_for_a_number_is_refused_at_its_key_and_line(jsonl_project: Pa
     assert issue.key == "project.seed" and issue.line == 3
     assert issue.message.startswith("expected a number, got the boolean true")
     path.write_text(path.read_text().replace("seed: yes", "seed: 0"))
-    issues = validate_spec_file(path, ["gradients.d=off", "target.split.train=on", "meta_init.lr=true"]).issues
-    assert [i.key for i in issues] == ["target.split.train", "meta_init.lr", "gradients.d"]
+    issues = validate_spec_file(path, ["gradients.d=off", "target.split.train=on", "meta_init.lr=true",
+                                       "calibrate.lambda_grid=[1, yes]"]).issues
+    assert [i.key for i in issues] == ["target.split.train", "meta_init.lr", "gradients.d", "calibrate.lambda_grid[1]"]
     assert validate_spec_file(path, ["verify.enabled=yes", "report.plots=off"]).ok  # real booleans stay
 
 
