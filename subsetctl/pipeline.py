@@ -13,7 +13,6 @@ changed spec wipes it first.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from abc import ABC, abstractmethod
@@ -24,7 +23,14 @@ from typing import Any
 
 from subsetctl import __version__
 from subsetctl.errors import UserError
-from subsetctl.project import Project, artifact_checksums, atomic_write_json, fingerprint, verify_checksums
+from subsetctl.project import (
+    WORK_MARKER,
+    Project,
+    artifact_checksums,
+    atomic_write_json,
+    fingerprint,
+    verify_checksums,
+)
 from subsetctl.reporter import Reporter, SilentReporter
 from subsetctl.spec import Spec
 
@@ -458,16 +464,13 @@ class Pipeline:
 
     def _work_fingerprint(self, stage: Stage) -> str | None:
         """The inputs fingerprint of the partial work in ``stage``'s folder (work.json), if any."""
-        try:
-            return json.loads((self.project.stage_dir(stage.name) / "work.json").read_text()).get("fingerprint")
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-            return None
+        return self.project.read_work_marker(stage.name).get("fingerprint")
 
     def _prepare_work_dir(self, stage: Stage, fp: str | None) -> None:
         """Ready ``stage``'s folder for a run with inputs ``fp``: partial work for other
         inputs is discarded, the commit point removed, and the inputs recorded (work.json)."""
         out_dir = self.project.stage_dir(stage.name)
-        work_marker = out_dir / "work.json"
+        work_marker = out_dir / WORK_MARKER
         if work_marker.exists() and not work_marker.is_file():  # damaged (e.g. a folder): start clean
             self.project.reset_stage(stage.name)
         if work_marker.is_file() and self._work_fingerprint(stage) != fp:
@@ -505,7 +508,7 @@ class Pipeline:
             return None  # e.g. one shard of the gradients: nothing to commit yet
         atomic_write_json(out_dir / "resolved_spec.json", self.spec.model_dump(mode="json"))
         artifacts = artifact_checksums(out_dir, stage.scratch)
-        outputs = {k: v for k, v in artifacts.items() if k not in ("resolved_spec.json", "work.json")}
+        outputs = {k: v for k, v in artifacts.items() if k not in ("resolved_spec.json", WORK_MARKER)}
         manifest = {
             "stage": stage.name,
             "fingerprint": fp,

@@ -36,6 +36,8 @@ from subsetctl.spec import SPEC_FILENAME
 
 STATE_DIRNAME = ".subsetctl"
 MANIFEST = "manifest.json"
+#: a stage folder's record of the run working in it: its inputs fingerprint and PID
+WORK_MARKER = "work.json"
 
 
 @functools.cache
@@ -276,17 +278,22 @@ class Project:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
         return None
 
+    def read_work_marker(self, stage: str) -> dict[str, Any]:
+        """``stage``'s work marker (work.json, written as a stage starts: the inputs
+        fingerprint and the PID of the run working on it); empty when missing or unreadable."""
+        try:
+            marker = json.loads((self.stage_dir(stage) / WORK_MARKER).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return marker if isinstance(marker, dict) else {}
+
     def stage_in_progress(self, pid: str) -> str | None:
         """The stage the `run` with process id ``pid`` is computing: the one whose work
-        marker (work.json, written as a stage starts) names that process and that has not
-        committed (no manifest) yet."""
-        for marker in sorted(self.state_dir.glob("*/work.json")):
-            try:
-                owner = json.loads(marker.read_text(encoding="utf-8")).get("pid")
-            except (OSError, ValueError, AttributeError):
-                continue
-            if str(owner) == pid and not (marker.parent / MANIFEST).exists():
-                return marker.parent.name
+        marker names that process and that has not committed (no manifest) yet."""
+        for marker in sorted(self.state_dir.glob(f"*/{WORK_MARKER}")):
+            stage = marker.parent.name
+            if str(self.read_work_marker(stage).get("pid")) == pid and not (marker.parent / MANIFEST).exists():
+                return stage
         return None
 
     @contextlib.contextmanager

@@ -45,8 +45,7 @@ class CalibrateStage(Stage):
             estimators = {(name, lam): make_estimator(spec, features, lam, name=name) for name in names for lam in grid}
             for kind in sorted({r["kind"] for r in runs}):
                 rows = mean_over_repeats(runs, kind)
-                entry = self._calibrate_kind(ctx, rows, names, grid, estimators,
-                                             sorted(set(spec.calibrate.lambda_grid)))
+                entry = self._calibrate_kind(ctx, rows, names, grid, estimators, spec.calibrate.lambda_grid)
                 entry["repeats"] = max(len(r["true_repeats"]) for r in rows)
                 entry["true_repeats"] = [r["true_repeats"] for r in rows]
                 entry["repeat_spearman"] = repeat_agreement(runs, kind)
@@ -88,6 +87,7 @@ class CalibrateStage(Stage):
         )
 
         spec = ctx.spec
+        choice_grid = sorted(set(choose_from or grid))  # the lambdas lambda is chosen among
         y = np.array([np.nan if r["true"] is None else r["true"] for r in rows], dtype=float)
         labels = ["+".join(r["subset"]) or "(target only)" for r in rows]
         subsets = [r["subset"] for r in rows]
@@ -96,8 +96,8 @@ class CalibrateStage(Stage):
             raw_by_lambda = {lam: estimators[(name, lam)].estimate(estimators[(name, lam)].masks_for(subsets)).loss
                              for lam in grid}
             if spec.calibrate.enabled:  # lambda is chosen from the grid alone
-                chosen_from = {lam: raw_by_lambda[lam] for lam in choose_from or grid}
-                cal = calibrate(y, chosen_from, labels=labels, default_lam=spec.estimate.lam)
+                cal = calibrate(y, {lam: raw_by_lambda[lam] for lam in choice_grid}, labels=labels,
+                                default_lam=spec.estimate.lam)
             else:
                 cal = calibrate(y, {spec.estimate.lam: raw_by_lambda[spec.estimate.lam]}, labels=labels,
                                 default_lam=spec.estimate.lam)
@@ -105,7 +105,7 @@ class CalibrateStage(Stage):
             candidates[name], raws[name] = cal, raw_by_lambda
         chosen = choose_estimator(candidates)
         # the same choice, redone without each held-out subset (estimators in order of preference)
-        ordered = {(name, lam): raws[name][lam] for name in names for lam in sorted(set(choose_from or grid))}
+        ordered = {(name, lam): raws[name][lam] for name in names for lam in choice_grid}
         nested = selection_loo_rel_errors(y, ordered) if spec.calibrate.enabled else np.array([])
         nested = nested[np.isfinite(nested)]
         raw = np.asarray(raws[chosen.estimator][chosen.lam])

@@ -133,19 +133,19 @@ class SearchStage(Stage):
 
     def _search(self, ctx: StageContext) -> dict[str, Any]:
         from subsetctl.estimate.results import CachedEstimator, SubsetResultsStore
-        from subsetctl.registry import ESTIMATORS, STRATEGIES
+        from subsetctl.registry import STRATEGIES
         from subsetctl.search.base import SearchContext, parse_params
 
         spec = ctx.spec
         features = load_features(ctx.upstream_dir("gradients") / "store", spec)
         cal = read_calibration(ctx)
         estimator_used = estimator_name(spec, cal)
-        if getattr(ESTIMATORS.get(estimator_used), "needs_model", False):  # true_finetune: real losses
+        estimator = make_estimator(spec, features, cal.lam, ctx, name=estimator_used)
+        in_process = bool(getattr(estimator, "needs_model", False))
+        if in_process:  # true_finetune: its estimates are real losses
             cal = dataclasses.replace(cal, enabled=False, estimator=estimator_used, notes=[
                 *cal.notes, (f"the search uses {estimator_used}, which fine-tunes for real: its estimates are "
                              "real losses and are not calibrated")])
-        estimator = make_estimator(spec, features, cal.lam, ctx, name=estimator_used)
-        in_process = bool(getattr(estimator, "needs_model", False))
         gradients_digest = ctx.upstream_manifest("gradients")["output_digest"]
         key = fingerprint({"estimator": estimator_used, "lam": cal.lam, "max_iter": spec.estimate.max_iter,
                            "features": gradients_digest, **estimator_settings(spec, estimator_used)})

@@ -87,13 +87,18 @@ REGISTERED = True
 '''
 
 
+def _importable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: str, source: str) -> None:
+    """Write ``source`` as module ``module`` into a folder put on sys.path for the test."""
+    plugins = tmp_path / "plugins"
+    plugins.mkdir(exist_ok=True)
+    (plugins / f"{module}.py").write_text(textwrap.dedent(source))
+    monkeypatch.syspath_prepend(str(plugins))
+
+
 def test_plugin_module_registers_a_strategy_and_a_loader(
     tmp_path: Path, tiny_llama: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    plugins = tmp_path / "plugins"
-    plugins.mkdir()
-    (plugins / "relplug_module.py").write_text(textwrap.dedent(PLUGIN_MODULE))
-    monkeypatch.syspath_prepend(str(plugins))
+    _importable(tmp_path, monkeypatch, "relplug_module", PLUGIN_MODULE)
     spec = rf.small_spec(tiny_llama)
     spec["plugins"] = ["relplug_module:REGISTERED"]
     spec["sources"].append({"name": "counting", "loader": {"type": "plugin", "name": "relplug_counting",
@@ -155,10 +160,7 @@ def test_plugin_strategy_mistakes_are_blamed_on_the_plugin_and_nothing_is_commit
 ) -> None:
     from subsetctl.errors import UserError
 
-    plugins = tmp_path / "plugins"
-    plugins.mkdir()
-    (plugins / "relplug_bad.py").write_text(textwrap.dedent(BAD_PLUGIN_MODULE))
-    monkeypatch.syspath_prepend(str(plugins))
+    _importable(tmp_path, monkeypatch, "relplug_bad", BAD_PLUGIN_MODULE)
     spec = rf.small_spec(tiny_llama)
     spec["plugins"] = ["relplug_bad:Undecorated"]  # a class named there is registered by its `name`
     spec["search"] = {"strategies": [{"name": "relplug_undecorated"}]}
