@@ -462,11 +462,12 @@ def _note_blank_answers(blank: list[int], total: int, ctx: LoadContext, where: s
 def csv_record_lines(text: str, delimiter: str) -> list[int] | None:
     """The file line on which each data row of a CSV text starts (the header excluded),
     read with the csv module the way pandas reads it (lines holding only whitespace are
-    skipped, a quoted cell may span lines); None when the csv module cannot read it."""
+    skipped, a line holding a quoted empty cell ``""`` is a row, a quoted cell may span lines); None when the csv module cannot read it."""
     import csv
     import io
 
     starts: list[int] = []
+    raw_lines = io.StringIO(text, newline="").readlines()  # the lines csv.reader counts
     limit = csv.field_size_limit()
     try:
         csv.field_size_limit(max(limit, len(text)))  # long multi-line cells are where lines matter
@@ -474,8 +475,8 @@ def csv_record_lines(text: str, delimiter: str) -> list[int] | None:
         previous = 0
         for row in reader:
             start, previous = previous + 1, reader.line_num
-            if len(row) <= 1 and not "".join(row).strip():
-                continue
+            if len(row) <= 1 and not "".join(row).strip() and '"' not in raw_lines[start - 1]:
+                continue  # a blank or whitespace-only line; a quoted empty cell ("") is a row
             starts.append(start)
     except (csv.Error, TypeError, ValueError):  # e.g. a delimiter the csv module refuses
         return None

@@ -409,6 +409,14 @@ def test_csv_empty_or_missing_response_cells_name_the_file_lines(tmp_path: Path,
     assert "(line 4)" in ctx.notices[0]
 
 
+def test_csv_line_holding_only_a_quoted_empty_cell_is_a_row_for_the_line_numbers(tmp_path: Path, make_ctx) -> None:
+    # pandas reads `""` as a row (and skips the whitespace-only line): later lines stay exact
+    (tmp_path / "d.csv").write_text('prompt,response\n""\n   \nb,\nc,ok\n')
+    ctx = make_ctx()
+    assert load_csv(CsvLoader(type="csv", path="d.csv"), ctx)["prompt"] == ["c"]
+    assert "2 of 3 rows have an empty 'response' (loader.response_field) (line 2, line 4)" in ctx.notices[0]
+
+
 @pytest.mark.parametrize("label", ["", "  "])
 def test_csv_blank_label_is_left_out_not_a_class(tmp_path: Path, make_ctx, label: str) -> None:
     (tmp_path / "d.csv").write_text(f"text,label\nc0,neg\nc1,pos\nc2,{label}\n")
