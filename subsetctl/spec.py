@@ -10,6 +10,7 @@ the key path (``sources[3].loader.path``). It imports nothing heavy (no torch), 
 from __future__ import annotations
 
 import copy
+import difflib
 import glob
 import hashlib
 import re
@@ -28,6 +29,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 
 from subsetctl.errors import SpecError, SpecFileError
 
@@ -156,14 +158,14 @@ class LoaderBase(StrictModel):
 class JsonlLoader(LoaderBase):
     """A local JSON Lines file, one example per line."""
 
-    type: Literal["jsonl"]
+    type: Literal["jsonl"] = Field(description="Loader type: a local JSON Lines file.")
     path: str = Field(description="Path to the .jsonl file, relative to the spec file.")
 
 
 class CsvLoader(LoaderBase):
     """A local CSV file with a header row."""
 
-    type: Literal["csv"]
+    type: Literal["csv"] = Field(description="Loader type: a local CSV file with a header row.")
     path: str = Field(description="Path to the .csv file, relative to the spec file.")
     delimiter: str = Field(",", min_length=1, max_length=1, description="Field delimiter.")
 
@@ -171,14 +173,14 @@ class CsvLoader(LoaderBase):
 class ParquetLoader(LoaderBase):
     """A local Parquet file."""
 
-    type: Literal["parquet"]
+    type: Literal["parquet"] = Field(description="Loader type: a local Parquet file.")
     path: str = Field(description="Path to the .parquet file, relative to the spec file.")
 
 
 class HuggingFaceLoader(LoaderBase):
     """Any dataset `datasets.load_dataset` can read: a hub id or a local folder/script."""
 
-    type: Literal["huggingface"]
+    type: Literal["huggingface"] = Field(description="Loader type: datasets.load_dataset on a hub id or a local folder.")
     path: str = Field(description="Hub dataset id or local path given to datasets.load_dataset.")
     name: str | None = Field(None, description="Dataset configuration name.")
     split: str = Field("train", description="Which split to read.")
@@ -188,7 +190,7 @@ class HuggingFaceLoader(LoaderBase):
 class ReasoningGymLoader(StrictModel):
     """A reasoning-gym procedural task generator (offline, seeded, with answer checkers)."""
 
-    type: Literal["reasoning_gym"]
+    type: Literal["reasoning_gym"] = Field(description="Loader type: a reasoning-gym task generator.")
     task: str = Field(description="reasoning-gym dataset name, e.g. basic_arithmetic.")
     size: int = Field(100, ge=1, le=1_000_000, description="How many examples to generate.")
     seed: int | None = Field(None, ge=0, description="Generator seed (default: the source seed).")
@@ -200,7 +202,7 @@ class ReasoningGymLoader(StrictModel):
 class EvalsLoader(StrictModel):
     """A task shipped in the `evals` package (chat-format input with an `ideal` answer)."""
 
-    type: Literal["evals"]
+    type: Literal["evals"] = Field(description="Loader type: a task from the `evals` package.")
     name: str = Field(description="Folder under evals/registry/data, e.g. 'born_first'.")
     file: str | None = Field(None, description="JSONL file inside it (default: samples.jsonl when present, else the first).")
 
@@ -208,7 +210,7 @@ class EvalsLoader(StrictModel):
 class PluginLoader(StrictModel):
     """A third-party loader registered under the `subsetctl.loaders` entry-point group."""
 
-    type: Literal["plugin"]
+    type: Literal["plugin"] = Field(description="Loader type: a third-party loader registered by a plugin.")
     name: str = Field(description="Registered loader name (see `subsetctl ls`).")
     options: dict[str, Any] = Field(default_factory=dict, description="Options for the loader.")
 
@@ -265,20 +267,20 @@ class SourceSpec(SourceSettings):
 class JsonlFiles(LoaderBase):
     """Each file is a JSON Lines file."""
 
-    type: Literal["jsonl"]
+    type: Literal["jsonl"] = Field(description="Loader type: a local JSON Lines file.")
 
 
 class CsvFiles(LoaderBase):
     """Each file is a CSV file with a header row."""
 
-    type: Literal["csv"]
+    type: Literal["csv"] = Field(description="Loader type: a local CSV file with a header row.")
     delimiter: str = Field(",", min_length=1, max_length=1, description="Field delimiter.")
 
 
 class ParquetFiles(LoaderBase):
     """Each file is a Parquet file."""
 
-    type: Literal["parquet"]
+    type: Literal["parquet"] = Field(description="Loader type: a local Parquet file.")
 
 
 FilesLoaderSpec = Annotated[JsonlFiles | CsvFiles | ParquetFiles, Field(discriminator="type")]
@@ -606,9 +608,21 @@ class Spec(StrictModel):
 # ---------------------------------------------------------------------- loading
 
 
+class _SchemaWithFactoryDefaults(GenerateJsonSchema):
+    """Pydantic leaves a field built by ``default_factory`` without a ``default`` in the
+    schema; the schema is the spec's reference, so those defaults are written out too."""
+
+    def default_schema(self, schema: Any) -> JsonSchemaValue:
+        factory = schema.get("default_factory")
+        if factory is not None and not schema.get("default_factory_takes_data"):
+            schema = {**schema, "default": factory()}
+            del schema["default_factory"]
+        return super().default_schema(schema)
+
+
 def json_schema() -> dict[str, Any]:
     """The JSON schema of the spec (what `subsetctl schema` prints)."""
-    schema = Spec.model_json_schema()
+    schema = Spec.model_json_schema(schema_generator=_SchemaWithFactoryDefaults)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "subsetctl spec"
     return schema
@@ -696,23 +710,56 @@ def issues_from_validation(
 ) -> list[SpecIssue]:
     """Turn pydantic errors into SpecIssues naming file, line and key path."""
     found: list[SpecIssue] = []
-    for err in exc.errors():
+    errors = exc.errors()
+    # a count-or-fraction key fails once as an integer and once as a number: say it once
+    number_failed = {tuple(e["loc"])[:-1] for e in errors if e["type"] in ("float_parsing", "float_type")}
+    for err in errors:
+        if err["type"] in ("int_parsing", "int_type") and tuple(err["loc"])[:-1] in number_failed:
+            continue
         loc = _clean_loc(tuple(err["loc"]))
-        line = line_of_key(loc, lines)
-        message = err["msg"]
-        if err["type"] == "extra_forbidden":
-            message = "unknown key (check its spelling; `subsetctl schema` lists the keys)"
-        elif err["type"] == "missing":
-            message = "required key is missing"
-        elif message.startswith("Value error, "):
-            message = message[len("Value error, ") :]
-        elif isinstance(err.get("input"), _BooleanForNumber):
-            message = (f"expected a number, got the boolean {err['input']!r} (YAML reads true/false, yes/no "
-                       "and on/off as booleans)")
-        issue = SpecIssue(file=file, line=line, key=format_path(loc), message=message)
+        message = _plain_message(err)
+        if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            loc = (*loc, err["ctx"]["discriminator"].strip("'"))  # blame the `type:` line itself
+        issue = SpecIssue(file=file, line=line_of_key(loc, lines), key=format_path(loc), message=message)
         if issue not in found:  # a union (count or fraction) fails once per member, alike
             found.append(issue)
     return found
+
+
+def _plain_message(err: Any) -> str:
+    """A pydantic error's message in the spec's terms: what is wrong and what to write."""
+    kind, value, message = err["type"], err.get("input"), err["msg"]
+    if kind == "extra_forbidden":
+        return "unknown key (check its spelling; `subsetctl schema` lists the keys)"
+    if kind == "missing":
+        return "required key is missing"
+    if isinstance(value, _BooleanForNumber):
+        return (f"expected a number, got the boolean {value!r} (YAML reads true/false, yes/no "
+                "and on/off as booleans)")
+    if kind == "union_tag_invalid":  # `type: json` on a loader
+        tag, expected = err["ctx"]["tag"], [t.strip(" '") for t in err["ctx"]["expected_tags"].split(",")]
+        close = difflib.get_close_matches(tag, expected, n=1, cutoff=0.5)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        plugin = "; a loader from a plugin is `type: plugin` with its `name`" if "plugin" in expected else ""
+        return f"unknown loader type {tag!r}{hint}. The types are {', '.join(expected)}{plugin}."
+    if kind == "union_tag_not_found":
+        types = ("jsonl, csv or parquet" if "source_files" in err["loc"]
+                 else "jsonl, csv, parquet, huggingface, reasoning_gym, evals or plugin")
+        return f"the loader needs a `type` ({types})"
+    if kind in ("model_type", "dict_type"):
+        return f"expected a mapping of keys (key: value), got {_describe_value(value)}"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"expected a whole number, got {_describe_value(value)}"
+    if kind in ("float_parsing", "float_type"):
+        return f"expected a number, got {_describe_value(value)}"
+    return message.removeprefix("Value error, ")
+
+
+def _describe_value(value: Any) -> str:
+    """``'a.jsonl'`` -> "the text 'a.jsonl'": what a wrong value was read as."""
+    kinds = {str: "the text", list: "a list", dict: "a mapping", type(None): "nothing (null)"}
+    word = kinds.get(type(value), f"the {type(value).__name__}")
+    return word if value is None else f"{word} {value!r}" if len(repr(value)) <= 60 else word
 
 
 def read_yaml(path: Path) -> tuple[dict[str, Any], str]:

@@ -290,3 +290,40 @@ def test_a_semantic_issue_on_an_unwritten_key_points_at_its_section(jsonl_projec
     written = path.read_text().splitlines()
     assert issue.key == "search.strategies[0].params" and issue.line is not None
     assert "surrogate" in written[issue.line - 1]  # the strategy's own line
+
+
+def test_wrong_types_and_loader_types_get_messages_in_the_specs_terms() -> None:
+    """pydantic's own texts ("Input tag 'json' found using 'type' does not match...", one
+    message per union member, "instance of SourceSpec") said neither what to write nor where."""
+    text = ("target:\n  name: t\n  loader:\n    path: t.jsonl\n    type: json\n"
+            "  split: {train: half, validation: 0.25}\nsources:\n  - s.jsonl\ngradients: {d: 1.5}\n")
+    spec, issues = validate_data(yaml.safe_load(text), "x.yaml", text)
+    assert spec is None
+    by_key = {i.key: i for i in issues}
+    assert set(by_key) == {"target.loader.type", "target.split.train", "sources[0]", "gradients.d"}
+    tag = by_key["target.loader.type"]
+    assert tag.line == 5 and tag.message.startswith("unknown loader type 'json' (did you mean 'jsonl'?)")
+    assert "`type: plugin`" in tag.message
+    assert by_key["target.split.train"].message == "expected a number, got the text 'half'"  # once, not per member
+    assert by_key["sources[0]"].message == "expected a mapping of keys (key: value), got the text 's.jsonl'"
+    assert by_key["gradients.d"].message == "expected a whole number, got the float 1.5"
+    data = yaml.safe_load(text.replace("    type: json\n", ""))
+    data["sources"], data["target"]["split"], data["gradients"] = [], {"train": 0.5, "validation": 0.25}, {}
+    data["source_files"] = [{"files": "*.jsonl", "loader": {"type": "huggingface"}}]
+    _, issues = validate_data(data, "x.yaml")
+    assert [(i.key, i.message) for i in issues] == [
+        ("target.loader.type", ("the loader needs a `type` (jsonl, csv, parquet, huggingface, reasoning_gym, "
+                                "evals or plugin)")),
+        ("source_files[0].loader.type", "unknown loader type 'huggingface'. The types are jsonl, csv, parquet."),
+    ]
+
+
+def test_schema_shows_the_defaults_built_by_factories() -> None:
+    """`subsetctl schema` is the reference: sections, lists and the target's own split
+    default (not the general train-only one) must show their defaults."""
+    schema = json_schema()
+    target_split = schema["$defs"]["TargetSpec"]["properties"]["split"]["default"]
+    assert target_split == {"train": 0.5, "validation": 0.25, "test": 0.25}
+    assert schema["$defs"]["SearchSpec"]["properties"]["strategies"]["default"][0]["name"] == "random_ensemble"
+    assert schema["properties"]["gradients"]["default"]["d"] == 128
+    assert "description" in schema["$defs"]["JsonlLoader"]["properties"]["type"]

@@ -318,13 +318,12 @@ def parse_params(strategy_cls: type[Strategy], raw: dict[str, Any] | None, where
         problems = []
         for err in exc.errors():
             loc = ".".join(str(p) for p in err["loc"])
-            key = f"{where}.{loc}" if loc else where
-            msg = err["msg"]
+            msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 msg = "is not a parameter of this strategy"
             elif "input" in err and err["type"] not in ("missing",) and loc:
                 msg = f"{msg} (got {err['input']!r})"
-            problems.append(f"{key}: {msg}")
+            problems.append(f"{where}.{loc}: {msg}" if loc else f"{where}: {msg}")
         raise UserError(
             f"Invalid parameters for strategy {strategy_cls.name!r}: "
             + "; ".join(problems)
