@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from subsetctl.errors import SpecError, SpecFileError, UserError
+from subsetctl.errors import SpecError, SpecFileError, UnknownPluginError, UserError
 from subsetctl.pipeline import Pipeline, StageStatus
 from subsetctl.project import Project, atomic_write_text
 from subsetctl.reporter import Reporter, SilentReporter
@@ -110,24 +110,36 @@ def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIss
     found: list[SpecIssue] = []
     issue = _issue_collector(spec_path, text, found)
 
+    failed_plugins: list[str] = []
     for i, plugin in enumerate(spec.plugins):
         try:
             load_plugin_string(plugin)
         except UserError as exc:
             issue(("plugins", i), str(exc))
+            failed_plugins.append(f"plugins[{i}] ({plugin})")
+
+    def unknown_name(exc: UserError) -> str:
+        """An unknown name is most likely one the broken plugin would register: say so
+        first, instead of sending the user off to register it again."""
+        if failed_plugins and isinstance(exc, UnknownPluginError):
+            return (f"unknown {exc.kind} {exc.name!r}, probably one that {', '.join(failed_plugins)} registers: "
+                    "that plugin failed to import (see its problem); fix the import first.")
+        return str(exc)
     from subsetctl.modeling.resolve import check_model_folder
 
     try:  # a mistyped local folder shows here, not after the data stage has run
         check_model_folder(spec.model.source, spec_path.parent, spec.model.kind)
     except UserError as exc:
         issue(("model", "source"), str(exc))
+    for loc, message in _unreachable_hub_ids(spec, spec_path.parent):
+        issue(loc, message)
     # check_sources loads the plugins too (it needs them for plugin loaders): list a broken one once
     found.extend(i for i in check_sources(spec, spec_path, text) if i not in found)
     for i, strategy in enumerate(spec.search.strategies):
         try:
             cls = STRATEGIES.get(strategy.name)
         except UserError as exc:
-            issue(("search", "strategies", i, "name"), str(exc))
+            issue(("search", "strategies", i, "name"), unknown_name(exc))
             continue
         try:
             from subsetctl.search.base import parse_params
@@ -174,8 +186,34 @@ def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIss
         try:
             registry.get(name)
         except UserError as exc:
-            issue(loc, str(exc))
+            issue(loc, unknown_name(exc))
     return found
+
+
+def _unreachable_hub_ids(spec: Spec, spec_dir: Path) -> list[tuple[tuple[Any, ...], str]]:
+    """The hub ids (model and datasets) the spec needs that the local Hugging Face cache
+    does not hold, when the hub cannot be reached: ``(key, message)`` pairs. The network
+    is probed only when there is such an id (a TCP connect, at most 3 s)."""
+    from subsetctl.data.checks import uncached_hub_datasets
+    from subsetctl.hub import hub_reachable, model_cached, unreachable_reason
+    from subsetctl.modeling.resolve import classify_model_source, model_location
+
+    needed: list[tuple[tuple[Any, ...], str, str]] = []
+    try:
+        location = model_location(spec.model.source, spec_dir)
+        if classify_model_source(location) == "hub" and not model_cached(location):
+            needed.append((("model", "source"), location, "model"))
+    except UserError:  # not a model source at all: check_model_folder says so
+        pass
+    needed += [(loc, path, "dataset") for loc, path in uncached_hub_datasets(spec, spec_dir)]
+    if not needed or hub_reachable():
+        return []
+    instead = {"model": "a packaged model (`subsetctl ls`) or a local model folder",
+               "dataset": "a local copy (a save_to_disk folder, or its files with the jsonl, csv or parquet loader)"}
+    return [(loc, (f"{name!r} is a Hugging Face hub id that is not in the local Hugging Face cache, and "
+                   f"{unreachable_reason()}. Use {instead[what]}, or run once where the hub is reachable (it then "
+                   "loads offline from the cache)."))
+            for loc, name, what in needed]
 
 
 def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue]:

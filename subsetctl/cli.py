@@ -112,7 +112,8 @@ def main() -> None:
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--template", "-t", type=click.Choice(TEMPLATES), default="quickstart", show_default=True,
-              help="The commented spec to start from.")
+              help="The commented spec to start from: quickstart (reasoning-gym sources, no files) or minimal "
+                   "(also writes three small JSONL files it reads).")
 @click.option("--force", is_flag=True, help="Overwrite an existing subsetctl.yaml.")
 def init(directory: Path, template: str, force: bool) -> None:
     """Create a project directory with a commented spec."""
@@ -129,7 +130,8 @@ def init(directory: Path, template: str, force: bool) -> None:
 
 @main.command()
 @click.argument("specs", nargs=-1)
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: one object per spec with its problems and warnings, for scripts.")
 def validate(specs: tuple[str, ...], fmt: str) -> None:
     """Check spec files (or project directories; default: the current directory's
     subsetctl.yaml) without loading a model (exit 1 if any is invalid).
@@ -192,10 +194,15 @@ def _status_table(statuses: list[Any], title: str) -> Any:
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 @click.argument("overrides", nargs=-1)
 @click.option("--until", callback=_stage_option, help="Plan only up to this stage.")
-@click.option("--force", multiple=True, callback=_stage_option, help="Plan as if this stage were forced.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--force", multiple=True, callback=_stage_option,
+              help="Plan as if this stage were forced (repeatable).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: each stage's status, whether run would run it and why, for scripts.")
 def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, force: tuple[str, ...], fmt: str) -> None:
-    """Show each stage's status and what `run` would do (no side effects)."""
+    """Show each stage's status and what `run` would do (no side effects).
+
+    DIRECTORY is the project (default: the current directory); extra `key=value`
+    arguments are spec overrides, planned as `run` would apply them."""
     from subsetctl.api import plan_project
     from subsetctl.reporter import RichReporter
 
@@ -249,7 +256,7 @@ def run(
 ) -> None:
     """Run every stale stage in order; resume where the last run stopped.
 
-    Extra arguments are `key=value` overrides of the spec, e.g. gradients.d=256 or
+    DIRECTORY is the project (default: the current directory). Extra arguments are `key=value` overrides of the spec, e.g. gradients.d=256 or
     sources[0].max_examples=50; they are type-checked and saved with the run.
     """
     from subsetctl.api import run_project
@@ -294,13 +301,17 @@ def _print_report(root: Path, console: Any, overrides: list[str] | None = None) 
 
 @main.command()
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True,
+              help="json: {project (its folder), stages, outdated, stale, spec_problem, report (report.json's "
+                   "content)}; markdown: report.md.")
 @click.option("--all-sources", is_flag=True,
               help="List every source in the text report (with more than 30, highest score first; by "
                    "default the per-source table then shows the 20 highest and 10 lowest scoring and long "
                    "selections are summarized).")
 def report(directory: Path | None, fmt: str, all_sources: bool) -> None:
-    """Show the results of the last run (read-only; works during a run)."""
+    """Show the results of the last run (read-only; works during a run).
+
+    DIRECTORY is the project (default: the current directory)."""
     from subsetctl.project import Project
     from subsetctl.report.terminal import load_report_data, render_report
 
@@ -325,7 +336,8 @@ def report(directory: Path | None, fmt: str, all_sources: bool) -> None:
 
 @main.command(name="ls")
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: every kind's entries with description, parameters and origin, for scripts.")
 def ls_command(directory: Path | None, fmt: str) -> None:
     """List registered loaders, strategies, estimators, projectors and packaged models.
 
@@ -361,7 +373,9 @@ def ls_command(directory: Path | None, fmt: str) -> None:
 @main.command()
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 def doctor(directory: Path | None) -> None:
-    """Check the environment and say what to do about each problem."""
+    """Check the environment and say what to do about each problem.
+
+    With DIRECTORY (a project), also that its spec validates and its disk has room."""
     from rich.markup import escape
 
     from subsetctl.doctor import run_checks

@@ -88,7 +88,7 @@ def check_disk(folder: Path) -> Check:
         where = where.parent
     free_gb = shutil.disk_usage(where).free / 1e9
     ok = free_gb >= MIN_FREE_GB
-    return Check("disk", ok, f"{free_gb:.1f} GB free in {folder}",
+    return Check("disk", ok, f"{free_gb:.1f} GB free in {where}",  # the folder itself may not exist yet
                  "" if ok else f"Free disk space ({MIN_FREE_GB:.0f} GB or more) or move the project to "
                                "a larger disk; the gradient store and checkpoints need room.")
 

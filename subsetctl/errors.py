@@ -27,7 +27,11 @@ class SpecFileError(SpecError):
 
 
 class UnknownPluginError(UserError):
-    """A name was asked of a registry that does not know it."""
+    """A name was asked of a registry that does not know it (``kind`` "strategy", ...)."""
+
+    def __init__(self, message: str, kind: str = "", name: str = "") -> None:
+        super().__init__(message)
+        self.kind, self.name = kind, name
 
 
 class LockedError(UserError):

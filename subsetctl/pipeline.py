@@ -147,6 +147,11 @@ class Stage(ABC):
         root) that are gone; a stage with any missing is re-run rather than up to date."""
         return []
 
+    def unfinished_note(self, project: Project) -> str | None:
+        """What ``plan`` says of this stage's unfinished work, when a generic "a run
+        stopped partway" would mislead (gradient shards computed on purpose)."""
+        return None
+
     def spec_slice(self, spec: Spec) -> dict[str, Any]:
         dumped = spec.model_dump(mode="json")
         return {key: _dig(dumped, key) for key in self.spec_keys}
@@ -267,7 +272,7 @@ class Pipeline:
                 work = self._work_fingerprint(stage)
                 if work is not None and fp is not None and work == fp:  # stopped partway (Ctrl-C, a crash)
                     state = "unfinished"
-                    reasons.append("a run stopped partway; `run` resumes its work")
+                    reasons.append(stage.unfinished_note(self.project) or "a run stopped partway; `run` resumes its work")
                 elif work is not None and fp is not None:
                     reasons.append("earlier unfinished work was for other inputs; `run` starts over")
             elif manifest.get("corrupt"):

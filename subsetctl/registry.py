@@ -10,6 +10,7 @@ importing :mod:`subsetctl.registry` stays cheap (no torch).
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -18,6 +19,14 @@ from typing import Any, Generic, TypeVar
 from subsetctl.errors import UnknownPluginError, UserError
 
 T = TypeVar("T")
+
+
+def doc_summary(obj: Any) -> str:
+    """The first paragraph of ``obj``'s docstring as one line for ``subsetctl ls``, with
+    Sphinx markup made plain (``:func:`name``` and double backticks become `name`)."""
+    first = (getattr(obj, "__doc__", None) or "").strip().split("\n\n")[0]
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"`\1`", " ".join(first.split()))
+    return text.replace("``", "`")
 
 
 @dataclass
@@ -57,8 +66,7 @@ class Registry(Generic[T]):
         the first paragraph of its docstring (a sentence wrapped over lines stays whole)."""
 
         def decorator(obj: T) -> T:
-            first_paragraph = (getattr(obj, "__doc__", None) or "").strip().split("\n\n")[0]
-            text = description or " ".join(first_paragraph.split())
+            text = description or doc_summary(obj)
             self._entries[name] = Entry(name=name, obj=obj, description=text, origin=_origin(obj))
             _label_class(obj, name, text)
             return obj
@@ -90,8 +98,7 @@ class Registry(Generic[T]):
                     f"failed to import: {type(exc).__name__}: {exc}. Fix or uninstall that package."
                 )
                 continue
-            doc = (getattr(obj, "__doc__", None) or "").strip().splitlines()
-            self.add(ep.name, obj, doc[0] if doc else "", origin=f"entry point {ep.value}")
+            self.add(ep.name, obj, doc_summary(obj), origin=f"entry point {ep.value}")
 
     def get(self, name: str) -> T:
         """Return the plugin called ``name``; raise why, if it is an installed plugin that
@@ -106,7 +113,8 @@ class Registry(Generic[T]):
             f"Unknown {self.kind} {name!r}. Registered {_plural(self.kind)}: {known}. "
             f"Third-party {_plural(self.kind)} register through the entry-point group "
             f"{self.group!r}, or with `@{self.variable}.register({name!r})` (from subsetctl.registry) in a "
-            "module named under 'plugins:' in the spec; `subsetctl ls PROJECT` lists what a spec registers."
+            "module named under 'plugins:' in the spec; `subsetctl ls PROJECT` lists what a spec registers.",
+            kind=self.kind, name=name,
         )
 
     @property
@@ -209,8 +217,7 @@ def _register_named_class(obj: Any, spec: str) -> None:
                 f"`@{registry.variable}.register(\"my_{registry.kind}\")` (from subsetctl.registry import "
                 f"{registry.variable}) or give it a class attribute `name = \"my_{registry.kind}\"`."
             )
-        doc = (obj.__doc__ or "").strip().split("\n\n")[0]
-        registry.add(name, obj, getattr(obj, "description", "") or " ".join(doc.split()), origin=f"plugins: {spec}")
+        registry.add(name, obj, getattr(obj, "description", "") or doc_summary(obj), origin=f"plugins: {spec}")
         return
 
 

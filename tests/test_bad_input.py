@@ -170,7 +170,8 @@ def test_a_broken_plugin_used_by_a_plugin_loader_is_listed_once(tmp_path: Path) 
     assert any("sources[3].loader.name" in i for i in issues)  # and the loader it would have registered
 
 
-def test_a_hub_dataset_id_that_looks_like_a_mistyped_local_folder_warns(tmp_path: Path) -> None:
+def test_a_hub_dataset_id_that_looks_like_a_mistyped_local_folder_warns(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("subsetctl.hub.hub_reachable", lambda timeout=3.0: True)  # a hub id is valid online
     (tmp_path / "hf_double").mkdir()
     source = {"name": "hf", "loader": {"type": "huggingface", "path": "hf_dubble"}}
     report = validate_spec_file(_spec_file(tmp_path, {**BASE, "sources": [*BASE["sources"], source]}))
@@ -179,6 +180,62 @@ def test_a_hub_dataset_id_that_looks_like_a_mistyped_local_folder_warns(tmp_path
     assert warning.key == "sources[3].loader.path" and "./hf_double" in warning.message and warning.line
     source["loader"]["path"] = "squad"  # an ordinary hub id: nothing to say
     assert validate_spec_file(_spec_file(tmp_path, {**BASE, "sources": [*BASE["sources"], source]})).warnings == []
+
+
+def test_hub_ids_that_cannot_be_loaded_offline_fail_validate_at_once(tmp_path: Path, monkeypatch) -> None:
+    """An offline machine used to pass validate, run the stages before, and then spend half
+    a minute in the hub client's retries per dataset; the model failed only at meta_init."""
+    import time
+
+    from subsetctl.data.loaders import LoadContext, load_huggingface
+    from subsetctl.spec import HuggingFaceLoader
+
+    hub_cache, datasets_cache = tmp_path / "hub", tmp_path / "datasets"
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(hub_cache))
+    monkeypatch.setattr("datasets.config.HF_DATASETS_CACHE", str(datasets_cache))
+    reachable = {"now": False}
+    monkeypatch.setattr("subsetctl.hub.hub_reachable", lambda timeout=3.0: reachable["now"])
+    data = {**BASE, "model": {"source": "some-org/some-model"},
+            "sources": [*BASE["sources"], {"name": "hf", "loader": {"type": "huggingface", "path": "org/data"}},
+                        {"name": "js", "loader": {"type": "huggingface", "path": "json",
+                                                  "data_files": ["t.jsonl"]}}]}
+    path = _spec_file(tmp_path, data)
+    issues = validate_spec_file(path).issues
+    assert [i.key for i in issues] == ["model.source", "sources[3].loader.path"]  # `json` is a file builder
+    assert "'org/data' is a Hugging Face hub id that is not in the local Hugging Face cache" in issues[1].message
+    assert "cannot be reached" in issues[1].message and "save_to_disk" in issues[1].message
+    t0 = time.perf_counter()
+    with pytest.raises(UserError, match="not in the local Hugging Face cache|does not hold it"):
+        load_huggingface(HuggingFaceLoader(type="huggingface", path="org/data"),
+                         LoadContext(source_name="hf", base_dir=tmp_path, kind="causal-lm", seed=0))
+    assert time.perf_counter() - t0 < 5  # no retries
+    (datasets_cache / "org___data").mkdir(parents=True)  # prepared earlier: datasets falls back to it
+    (hub_cache / "models--some-org--some-model" / "snapshots" / "abc").mkdir(parents=True)
+    (hub_cache / "models--some-org--some-model" / "snapshots" / "abc" / "config.json").write_text("{}")
+    (hub_cache / "models--some-org--some-model" / "refs").mkdir()
+    (hub_cache / "models--some-org--some-model" / "refs" / "main").write_text("abc")
+    assert validate_spec_file(path).issues == []
+    shutil.rmtree(datasets_cache)
+    reachable["now"] = True  # online: a hub id is fine
+    assert validate_spec_file(path).issues == []
+
+
+def test_a_name_from_a_plugin_that_failed_to_import_is_blamed_on_the_import(tmp_path: Path) -> None:
+    """The unknown-name message used to send the user off to register a strategy that the
+    broken plugin module already registers."""
+    data = {**BASE, "plugins": ["no_such_module_here:Best"], "search": {"strategies": [{"name": "best"}]},
+            "estimate": {"estimator": "nope"}}
+    issues = validate_spec_file(_spec_file(tmp_path, data)).issues
+    by_key = {i.key: i.message for i in issues}
+    assert "could not be imported" in by_key["plugins[0]"]
+    assert by_key["search.strategies[0].name"] == (
+        "unknown strategy 'best', probably one that plugins[0] (no_such_module_here:Best) registers: that plugin "
+        "failed to import (see its problem); fix the import first.")
+    assert by_key["estimate.estimator"].startswith("unknown estimator 'nope', probably")
+    data.pop("plugins")  # no broken plugin: the full list of registered names
+    issues = validate_spec_file(_spec_file(tmp_path, data)).issues
+    assert next(i for i in issues if i.key == "search.strategies[0].name").message.startswith(
+        "Unknown strategy 'best'. Registered strategies:")
 
 
 def test_strategy_label_that_collides_with_a_baseline(tmp_path: Path) -> None:

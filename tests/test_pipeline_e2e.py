@@ -222,7 +222,9 @@ def test_a_replaced_local_model_makes_the_model_stages_stale_and_relative_paths_
     assert finetune["trained_now"] == finetune["runs"] and finetune.get("reused_runs", 0) == 0
 
     # mistyped folders are caught before anything runs: an error when the name cannot be a
-    # hub id, a warning when it could (models/bsae) but models/ is a local folder
+    # hub id, a warning when it could (models/bsae) but models/ is a local folder (online:
+    # offline, an uncached hub id is an error of its own)
+    monkeypatch.setattr("subsetctl.hub.hub_reachable", lambda timeout=3.0: True)
     for source, errors, warnings in (("./models/bsae", ["model.source"], []),
                                      ("models/bsae", [], ["model.source"])):
         spec["model"]["source"] = source

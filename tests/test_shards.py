@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from subsetctl.api import run_project
+from subsetctl.api import plan_project, run_project
 from subsetctl.cli import main
 from subsetctl.errors import LockedError, UserError
 from subsetctl.project import Project, exclusive_file_lock
@@ -61,6 +61,10 @@ def test_shards_run_alongside_each_other_then_merge(tiny_project: Path) -> None:
     first = run_project(tiny_project, options={"shard": (0, 2)})
     assert [(r["stage"], r["action"]) for r in first] == [("data", "ran"), ("meta_init", "ran"),
                                                           ("gradients", "partial")]
+    (gradients,) = [s for s in plan_project(tiny_project)[2] if s.name == "gradients"]
+    assert gradients.state == "unfinished"  # not "a run stopped partway": shards were asked for
+    assert gradients.reasons == [("1 of 2 gradient shards done; compute the others with `run --shard i/2`, then "
+                                  "`run` merges them (it computes any rows still missing itself)")]
     holder = _hold_lock(tiny_project, shared=True)  # shard 0 "still running" in another process
     try:
         second = run_project(tiny_project, options={"shard": (1, 2)})

@@ -341,6 +341,24 @@ def check_sources(spec: Spec, spec_path: Path, text: str | None = None) -> list[
     return issues.found
 
 
+def uncached_hub_datasets(spec: Spec, spec_dir: Path) -> list[tuple[tuple[Any, ...], str]]:
+    """``(key, path)`` of the ``huggingface`` loaders that name a hub dataset which the
+    local caches do not hold: those need the hub to be reachable."""
+    from subsetctl.hub import dataset_cached, is_file_builder
+
+    found = []
+    entries = [(("target",), spec.target)] + [(("sources", i), s) for i, s in enumerate(spec.sources)]
+    for loc, source in entries:
+        loader = source.loader
+        if not isinstance(loader, HuggingFaceLoader) or _looks_local(loader.path):
+            continue
+        if _resolve(loader.path, Path(spec_dir)).exists() or is_file_builder(loader.path):
+            continue
+        if not dataset_cached(loader.path):
+            found.append((loc + ("loader", "path"), loader.path))
+    return found
+
+
 def hub_lookalike_warnings(spec: Spec, spec_dir: Path) -> list[tuple[tuple[Any, ...], str]]:
     """``huggingface`` loader paths that are not local, so `datasets` will look them up on
     the hub (slowly, with retries, and failing offline), but that resemble a folder next

@@ -488,7 +488,9 @@ def csv_record_lines(text: str, delimiter: str) -> list[int] | None:
 @LOADERS.register("csv")
 def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
     """A local CSV file with a header row; every cell is read as text. Messages name the
-    file line of a row (found with :func:`csv_record_lines`; the header is line 1)."""
+    file line of a row (the header is line 1).
+
+    Lines are found with :func:`csv_record_lines`, only when a message needs one."""
     import pandas as pd
 
     path = _existing_file(options.path, ctx)
@@ -595,6 +597,21 @@ def _check_single_split(
     )
 
 
+def _refuse_unreachable_hub_dataset(path: str, local: Path, source_name: str) -> None:
+    """A hub dataset that is in no local cache, on a machine that cannot reach the hub,
+    fails at once instead of after the hub client's half minute of retries (``validate``
+    says the same before any stage runs)."""
+    from subsetctl.hub import dataset_cached, hub_reachable, is_file_builder, unreachable_reason
+
+    if local.exists() or is_file_builder(path) or dataset_cached(path) or hub_reachable():
+        return
+    raise UserError(
+        f"Source {source_name!r}: {path!r} is a Hugging Face hub dataset id, but {unreachable_reason()} and "
+        "the local Hugging Face cache does not hold it. Point loader.path at a local copy (a folder written by "
+        "save_to_disk, or use the jsonl, csv or parquet loader on its files), or run where the hub is reachable."
+    )
+
+
 @LOADERS.register("huggingface")
 def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
     """Anything ``datasets.load_dataset`` reads: a local folder or a hub id; a folder written
@@ -610,6 +627,7 @@ def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
             for f in options.data_files
         ]
     where = f"dataset {path!r}" + (f" (configuration {options.name!r})" if options.name else "")
+    _refuse_unreachable_hub_dataset(path, local, ctx.source_name)
     saved_to_disk = local.is_dir() and ((local / "state.json").is_file() or (local / "dataset_dict.json").is_file())
     try:
         if saved_to_disk:  # written by Dataset(Dict).save_to_disk, which load_dataset refuses

@@ -14,16 +14,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import re
-import socket
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlparse
 
 from subsetctl.errors import UserError
+from subsetctl.hub import hub_reachable
 from subsetctl.registry import PACKAGED_MODELS
 
 Kind = Literal["causal-lm", "classifier"]
@@ -201,32 +199,6 @@ def _torch_dtype(dtype: str) -> Any:
     return getattr(torch, dtype)
 
 
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face hub's host accepts a TCP connection within ``timeout`` s.
-
-    Without this check an offline machine spends about a minute in the hub client's
-    retries before failing. With a proxy configured the answer cannot be judged from
-    here, so the hub is assumed reachable; ``HF_HUB_OFFLINE`` means unreachable.
-    """
-    try:
-        import huggingface_hub.constants as hub_constants
-
-        if getattr(hub_constants, "HF_HUB_OFFLINE", False):
-            return False
-    except ImportError:  # pragma: no cover - transformers depends on huggingface_hub
-        pass
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-        return False
-    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return True
-    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 def _load(
     location: str,
     kind: str,
@@ -317,12 +289,30 @@ def folder_a_hub_id_shadows(source: str, spec_dir: Path | None) -> Path | None:
     return None
 
 
+def _check_packaged_kind(source: str, kind: str) -> None:
+    """Raise a UserError when the packaged model ``source`` cannot be loaded as ``kind``
+    (the encoder all-minilm-l6-v2 as a causal-lm); the hint names only packaged models
+    that can."""
+    entry = PACKAGED_MODELS.get(source)
+    if kind in entry.kinds:
+        return
+    fitting = [n for n in packaged_names() if kind in getattr(PACKAGED_MODELS.get(n), "kinds", ())]
+    raise UserError(
+        f"The packaged model {source!r} ({entry.architecture}) cannot be loaded as a {kind}; it supports: "
+        f"{', '.join(entry.kinds)}. Change model.kind, or pick a packaged model that loads as a {kind} "
+        f"({', '.join(fitting) or 'none installed'}) or a folder or hub id of one."
+    )
+
+
 def check_model_folder(source: str, spec_dir: Path | None, kind: str | None = None) -> None:
     """Raise the UserError :func:`resolve_model` would, for what validate can see without
-    loading anything: a source that is no packaged model, folder or hub id, a folder
-    without config.json (``.``, a parent folder of the model, an empty string), or, with
-    ``kind`` "causal-lm", a folder whose config.json describes an encoder-only model
-    (:func:`not_a_causal_lm`; only json is read, transformers is not imported)."""
+    loading anything: a source that is no packaged model, folder or hub id, a packaged
+    model that does not load as ``kind``, a folder without config.json (``.``, a parent
+    folder of the model, an empty string), or, with ``kind`` "causal-lm", a folder whose
+    config.json describes an encoder-only model (:func:`not_a_causal_lm`; only json is
+    read, transformers is not imported)."""
+    if kind is not None and source in packaged_names():
+        _check_packaged_kind(source, kind)
     location = model_location(source, spec_dir)
     if classify_model_source(location) != "local":
         return
@@ -423,12 +413,7 @@ def resolve_model(
 
     if origin == "packaged":
         entry = PACKAGED_MODELS.get(source)
-        if kind not in entry.kinds:
-            raise UserError(
-                f"The packaged model {source!r} ({entry.architecture}) cannot be loaded as a "
-                f"{kind}; it supports: {', '.join(entry.kinds)}. Change the model kind or pick "
-                f"another packaged model ({_packaged_hint()})."
-            )
+        _check_packaged_kind(source, kind)
         folder = entry.locate(Path(cache_dir) if cache_dir is not None else None, progress)
         location = str(folder)
         info["lora_targets"] = list(entry.lora_targets)

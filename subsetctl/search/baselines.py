@@ -82,7 +82,9 @@ class RandomParams(StrategyParams):
         return self
 
 
-@STRATEGIES.register("random", "baseline: a seeded random pick of a given size")
+@STRATEGIES.register(
+    "random", "baseline: a seeded random pick of a given size; set exactly one of k (its size) or like (the size "
+    "of an earlier strategy's pick)")
 class RandomPick(Strategy):
     """A seeded random subset, as large as another strategy's pick or of size k."""
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from subsetctl.errors import UserError
 from subsetctl.pipeline import StageContext
+from subsetctl.project import Project
 from subsetctl.stages import common
 
 SPLITS = ("train", "validation")
@@ -72,7 +74,6 @@ class GradientsStage(common.ModelStage):
     def run(self, ctx: StageContext) -> dict[str, Any]:
         import numpy as np
 
-        from subsetctl.errors import UserError
         from subsetctl.gradients.engine import PerExampleGradientEngine
         from subsetctl.gradients.projectors import make_projector
         from subsetctl.gradients.store import (
@@ -159,9 +160,28 @@ class GradientsStage(common.ModelStage):
             "adapter_fingerprint": info["adapter_fingerprint"],
         }
 
+    def unfinished_note(self, project: Project) -> str | None:
+        """With shards computed by ``run --shard i/N``: how many are done, and what is next."""
+        from subsetctl.gradients.store import GradientStore
+
+        found: dict[int, list[bool]] = {}
+        for path in sorted((project.stage_dir(self.name) / "shards").glob("shard-*-of-*")):
+            parts = path.name.split("-")  # shard-<i>-of-<N>
+            if not path.is_dir() or len(parts) != 4 or not parts[3].isdigit():
+                continue
+            try:
+                done = GradientStore.open(path, writable=False).complete
+            except (UserError, OSError, ValueError):
+                done = False
+            found.setdefault(int(parts[3]), []).append(done)
+        if not found:
+            return None
+        count, states = max(found.items(), key=lambda item: len(item[1]))
+        return (f"{sum(states)} of {count} gradient shards done; compute the others with `run --shard i/{count}`, "
+                f"then `run` merges them (it computes any rows still missing itself)")
+
     @staticmethod
     def _complete(path: Path, info: dict[str, Any]) -> bool:
-        from subsetctl.errors import UserError
         from subsetctl.gradients.store import GradientStore
 
         try:
@@ -173,7 +193,6 @@ class GradientsStage(common.ModelStage):
 
     @staticmethod
     def _open_or_create(path: Path, info: dict[str, Any], create: Any) -> Any:
-        from subsetctl.errors import UserError
         from subsetctl.gradients.store import GradientStore
 
         try:
@@ -196,7 +215,6 @@ class GradientsStage(common.ModelStage):
     def _check_disk(folder: Path, n_rows: int, d: int, hidden: int) -> None:
         import shutil
 
-        from subsetctl.errors import UserError
 
         need = n_rows * (d + hidden + 2) * 4 * 2  # store, plus room for a merge copy
         folder.mkdir(parents=True, exist_ok=True)

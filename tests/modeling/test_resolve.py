@@ -228,7 +228,10 @@ def test_validate_check_refuses_encoder_folder_for_causal_lm_only(tiny_bert_dir,
     check_model_folder(str(tiny_bert_dir), None, "classifier")
     check_model_folder(str(tiny_bert_dir), None)  # no kind: folder checks only, as before
     check_model_folder(str(tiny_llama_dir), None, "causal-lm")
-    check_model_folder("all-minilm-l6-v2", None, "causal-lm")  # packaged: resolve_model says it
+    check_model_folder("all-minilm-l6-v2", None, "classifier")
+    with pytest.raises(UserError, match="cannot be loaded as a causal-lm") as err:  # packaged: known without loading
+        check_model_folder("all-minilm-l6-v2", None, "causal-lm")
+    assert "loads as a causal-lm (smollm2-135m-instruct)" in str(err.value)  # the hint leaves minilm out
 
 
 @pytest.mark.parametrize(

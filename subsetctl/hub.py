@@ -1,0 +1,89 @@
+"""Reaching the Hugging Face hub, and what the local Hugging Face cache already holds.
+
+A model or dataset named by a hub id loads on a machine without network only from the
+local cache. Without a check, an offline run learns that after about half a minute of
+the hub client's retries, and only once the stages before have run; ``validate`` (and so
+``plan`` and ``run``) asks these questions first and fails at once, naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+#: ``datasets.load_dataset`` builder names that read local files, not hub datasets
+#: (the fallback when the installed datasets' own list cannot be read).
+_FILE_BUILDERS = frozenset({"arrow", "csv", "json", "pandas", "parquet", "text", "xml", "webdataset",
+                            "imagefolder", "audiofolder", "videofolder"})
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub's host accepts a TCP connection within ``timeout`` s.
+
+    Without this check an offline machine spends about a minute in the hub client's
+    retries before failing. With a proxy configured the answer cannot be judged from
+    here, so the hub is assumed reachable; ``HF_HUB_OFFLINE`` means unreachable.
+    """
+    try:
+        import huggingface_hub.constants as hub_constants
+
+        if getattr(hub_constants, "HF_HUB_OFFLINE", False):
+            return False
+    except ImportError:  # pragma: no cover - transformers depends on huggingface_hub
+        pass
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    try:
+        with socket.create_connection((hub_host(), 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def hub_host() -> str:
+    """The hub's host name (``HF_ENDPOINT`` may point at a mirror)."""
+    return urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+
+
+def model_cached(repo_id: str) -> bool:
+    """Whether the local Hugging Face cache holds the config of the hub model ``repo_id``
+    (so ``from_pretrained`` can load it offline)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except ValueError:  # not a valid repo id: loading says so
+        return False
+
+
+def is_file_builder(path: str) -> bool:
+    """Whether ``path`` names one of datasets' file builders (``json`` with data_files)."""
+    try:
+        from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES
+
+        return path in _PACKAGED_DATASETS_MODULES
+    except ImportError:  # a datasets release that moved it
+        return path in _FILE_BUILDERS
+
+
+def dataset_cached(path: str) -> bool:
+    """Whether the local caches hold anything of the hub dataset ``path``: the files
+    huggingface_hub downloaded or the tables datasets prepared (datasets falls back to
+    either when the hub cannot be reached)."""
+    import datasets.config
+    import huggingface_hub.constants as hub_constants
+
+    candidates = [Path(hub_constants.HF_HUB_CACHE) / f"datasets--{path.replace('/', '--')}",
+                  Path(datasets.config.HF_DATASETS_CACHE) / path.replace("/", "___")]
+    return any(p.is_dir() for p in candidates)
+
+
+def unreachable_reason() -> str:
+    """Why the hub cannot be used, for messages."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return "HF_HUB_OFFLINE is set"
+    return f"{hub_host()} cannot be reached from this machine"
