@@ -346,17 +346,17 @@ def uncached_hub_datasets(spec: Spec, spec_dir: Path) -> list[tuple[tuple[Any, .
     local caches do not hold: those need the hub to be reachable."""
     from subsetctl.hub import dataset_cached, is_file_builder
 
-    found = []
+    return [(loc, loader.path) for loc, loader in _non_local_hf_loaders(spec, spec_dir)
+            if not is_file_builder(loader.path) and not dataset_cached(loader.path)]
+
+
+def _non_local_hf_loaders(spec: Spec, spec_dir: Path) -> list[tuple[tuple[Any, ...], HuggingFaceLoader]]:
+    """``(key of loader.path, loader)`` of the target's and sources' ``huggingface``
+    loaders whose path is no local file or folder, so `datasets` looks it up by name."""
     entries = [(("target",), spec.target)] + [(("sources", i), s) for i, s in enumerate(spec.sources)]
-    for loc, source in entries:
-        loader = source.loader
-        if not isinstance(loader, HuggingFaceLoader) or _looks_local(loader.path):
-            continue
-        if _resolve(loader.path, Path(spec_dir)).exists() or is_file_builder(loader.path):
-            continue
-        if not dataset_cached(loader.path):
-            found.append((loc + ("loader", "path"), loader.path))
-    return found
+    return [(loc + ("loader", "path"), source.loader) for loc, source in entries
+            if isinstance(source.loader, HuggingFaceLoader) and not _looks_local(source.loader.path)
+            and not _resolve(source.loader.path, Path(spec_dir)).exists()]
 
 
 def hub_lookalike_warnings(spec: Spec, spec_dir: Path) -> list[tuple[tuple[Any, ...], str]]:
@@ -369,18 +369,12 @@ def hub_lookalike_warnings(spec: Spec, spec_dir: Path) -> list[tuple[tuple[Any, 
     except OSError:
         return []
     found = []
-    entries = [(("target",), spec.target)] + [(("sources", i), s) for i, s in enumerate(spec.sources)]
-    for loc, source in entries:
-        loader = source.loader
-        if not isinstance(loader, HuggingFaceLoader) or _looks_local(loader.path):
-            continue
-        if _resolve(loader.path, Path(spec_dir)).exists():
-            continue
+    for loc, loader in _non_local_hf_loaders(spec, spec_dir):
         first = loader.path.split("/", 1)[0]
         close = [first] if first in local else difflib.get_close_matches(first, local, n=3, cutoff=0.75)
         if close:
             message = (f"{loader.path!r} is not a local path, so it will be looked up on the Hugging Face hub, "
                        f"but the spec's folder has {', '.join('./' + c for c in close)}: if you meant a local "
                        "dataset, write the path with ./ (a mistyped local path then fails at once).")
-            found.append((loc + ("loader", "path"), message))
+            found.append((loc, message))
     return found
