@@ -161,6 +161,9 @@ def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIss
             check_dask_address(spec.executor.address)
         except UserError as exc:
             issue(("executor", "address"), str(exc))
+    unstable = _unstable_linear_sgd(spec, [spec.estimate.lam]) if spec.estimate.estimator == "linear_sgd" else []
+    for message in unstable:  # the search's estimate: found before any gradient is computed
+        issue(("estimate", "lam"), f"{message}.")
     metric = spec.evaluate.metric
     if spec.model.kind == "classifier" and metric in ("exact_match", "reasoning_gym"):
         issue(("evaluate", "metric"), f"{metric!r} scores generated answers; a classifier (model.kind) is "
@@ -216,6 +219,16 @@ def _unreachable_hub_ids(spec: Spec, spec_dir: Path) -> list[tuple[tuple[Any, ..
             for loc, name, what in needed]
 
 
+def _unstable_linear_sgd(spec: Spec, lambdas: list[float]) -> list[str]:
+    """Why ``linear_sgd`` diverges at each of ``lambdas`` with the spec's simulated
+    learning rate (none for the lambdas where it is stable)."""
+    from subsetctl.estimate.dynamics import unstable_weight_decay
+    from subsetctl.stages.features import simulated_finetune
+
+    lr = simulated_finetune(spec)["lr"]
+    return [m for m in (unstable_weight_decay(lr, lam) for lam in lambdas) if m]
+
+
 def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue]:
     """Valid settings that will not do what they likely mean, said by ``validate``,
     ``plan`` and ``run`` before any fine-tune is spent on them (the stages concerned say
@@ -251,6 +264,10 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
     verify = spec.verify
     if not verify.enabled:
         return found
+    if spec.calibrate.enabled and "linear_sgd" in [spec.estimate.estimator, *spec.calibrate.estimators]:
+        for message in _unstable_linear_sgd(spec, [lam for lam in spec.calibrate.lambda_grid
+                                                   if lam != spec.estimate.lam]):
+            warn(("calibrate", "lambda_grid"), f"linear_sgd leaves this lambda out: {message}.")
     distinct = 2 ** len(spec.sources)
     if verify.k > distinct:
         warn(("verify", "k"), f"{verify.k} subsets asked for, but {len(spec.sources)} source(s) have only "

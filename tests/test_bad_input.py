@@ -238,6 +238,17 @@ def test_a_name_from_a_plugin_that_failed_to_import_is_blamed_on_the_import(tmp_
         "Unknown strategy 'best'. Registered strategies:")
 
 
+def test_linear_sgd_settings_that_diverge_are_found_by_validate(tmp_path: Path) -> None:
+    path = _spec_file(tmp_path, {**BASE, "estimate": {"estimator": "linear_sgd", "sgd": {"lr": 10}}})
+    (issue,) = validate_spec_file(path).issues
+    assert issue.key == "estimate.lam" and "diverges at learning rate 10 and lambda 1" in issue.message
+    data = {**BASE, "estimate": {"estimator": "linear_sgd", "lam": 0.1, "sgd": {"lr": 0.5}},
+            "verify": {"enabled": True, "k": 4}}
+    report = validate_spec_file(_spec_file(tmp_path, data))
+    assert report.issues == []  # the grid's lambdas 3 and 10 are left out by calibrate, with a warning
+    assert [w.message.split(": ")[1].split(" and lambda ")[1] for w in report.warnings] == ["3", "10"]
+
+
 def test_strategy_label_that_collides_with_a_baseline(tmp_path: Path) -> None:
     data = {**BASE, "search": {"strategies": [{"name": "forward"},
                                               {"name": "gradient_similarity", "label": "target_only"}]}}

@@ -62,3 +62,19 @@ def test_lambda_is_chosen_from_the_grid_only_so_one_value_pins_it() -> None:
     estimators = {("fast", 1.0): Fixed(truth), ("fast", 0.01): Fixed([0.9, 0.5, 0.6, 0.7, 0.8])}
     out = CalibrateStage._calibrate_kind(ctx, rows, ["fast"], [0.01, 1.0], estimators, [0.01])
     assert out["calibration"]["lam"] == 0.01  # though lambda 1 ranks the runs perfectly
+
+
+def test_an_estimator_missing_some_lambdas_competes_on_the_rest() -> None:
+    """linear_sgd refuses lambdas where its simulated weight decay diverges (lr*lambda >= 1);
+    the stage leaves those pairs out, and a candidate with none left drops out."""
+    truth = [0.5, 0.7, 0.6, 0.9, 0.8]
+    spec = SimpleNamespace(calibrate=SimpleNamespace(enabled=True), estimate=SimpleNamespace(lam=1.0))
+    ctx = SimpleNamespace(spec=spec, reporter=SilentReporter())
+    rows = [{"kind": "ce", "index": i, "subset": [f"s{i}"], "true": t} for i, t in enumerate(truth)]
+    shuffled = [0.9, 0.5, 0.6, 0.7, 0.8]
+    estimators = {("fast", 1.0): Fixed(shuffled), ("fast", 10.0): Fixed(shuffled), ("linear_sgd", 1.0): Fixed(truth)}
+    out = CalibrateStage._calibrate_kind(ctx, rows, ["fast", "linear_sgd"], [1.0, 10.0], estimators)
+    assert (out["estimator"], out["calibration"]["lam"]) == ("linear_sgd", 1.0)
+    assert set(out["candidates"]) == {"fast", "linear_sgd"}
+    out = CalibrateStage._calibrate_kind(ctx, rows, ["fast", "linear_sgd"], [10.0], {("fast", 10.0): Fixed(truth)})
+    assert set(out["candidates"]) == {"fast"}

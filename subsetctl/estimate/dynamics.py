@@ -46,6 +46,20 @@ def _sigmoid_neg(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 - np.tanh(0.5 * z))
 
 
+def unstable_weight_decay(lr: float, lam: float) -> str | None:
+    """Why the simulated run at learning rate ``lr`` and penalty ``lam`` diverges, or None.
+
+    Each step multiplies ``w`` by ``1 - 2 lr lam``; from ``lr * lam >= 1`` on that factor is
+    -1 or below, so ``w`` flips sign and grows every step whatever the data: the estimates
+    reach 1e90 and a search would rank subsets by noise (a real SGD run with that weight
+    decay diverges too)."""
+    if lr * lam < 1:
+        return None
+    return (f"the simulated fine-tune diverges at learning rate {lr:g} and lambda {lam:g}: each step multiplies "
+            f"the displacement by 1 - 2*lr*lambda = {1 - 2 * lr * lam:g}, so lr*lambda must stay below 1. Lower "
+            "estimate.sgd.lr (default: verify.lr_surrogate) or lambda (estimate.lam, calibrate.lambda_grid)")
+
+
 @ESTIMATORS.register(
     "linear_sgd",
     "Replays the surrogate SGD fine-tune (steps, lr, batches) on the linearized model; wants large d",
@@ -84,6 +98,9 @@ class LinearSGDEstimator(SubsetEstimator):
                 raise UserError(f"The linear_sgd estimator's {name} must be at least 1, got {value}.")
         if not (lr > 0 and math.isfinite(lr)):
             raise UserError(f"The linear_sgd estimator's learning rate must be positive, got {lr}.")
+        unstable = unstable_weight_decay(float(lr), float(lam))
+        if unstable:
+            raise UserError(f"The linear_sgd estimator cannot be used: {unstable}.")
         self.lam = float(lam)
         self.steps, self.lr, self.batch_size = int(steps), float(lr), int(batch_size)
         self.seed, self.replay, self.chunk_size = int(seed), bool(replay), int(chunk_size)

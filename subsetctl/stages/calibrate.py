@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from subsetctl.errors import UserError
 from subsetctl.pipeline import Stage, StageContext
 from subsetctl.project import atomic_write_json
 from subsetctl.stages.features import load_features, make_estimator
@@ -41,8 +42,17 @@ class CalibrateStage(Stage):
             names = candidate_estimators(spec)
             # estimates at the spec's lambda too: what is kept when lambda cannot be chosen
             grid = sorted(set(spec.calibrate.lambda_grid) | {spec.estimate.lam})
-            # one estimator per (name, lambda) (building one precomputes statistics), shared by every kind
-            estimators = {(name, lam): make_estimator(spec, features, lam, name=name) for name in names for lam in grid}
+            # one estimator per (name, lambda) (building one precomputes statistics), shared by every kind;
+            # a lambda an estimator refuses (linear_sgd's diverging weight decay) is left out for it
+            estimators = {}
+            for name in names:
+                for lam in grid:
+                    try:
+                        estimators[(name, lam)] = make_estimator(spec, features, lam, name=name)
+                    except UserError as exc:
+                        if name == spec.estimate.estimator and lam == spec.estimate.lam:
+                            raise  # the estimate the search falls back to: nothing can stand in
+                        ctx.reporter.warn(f"calibrate: {name} at lambda={lam:g} left out: {exc}")
             for kind in sorted({r["kind"] for r in runs}):
                 rows = mean_over_repeats(runs, kind)
                 entry = self._calibrate_kind(ctx, rows, names, grid, estimators, spec.calibrate.lambda_grid)
@@ -94,18 +104,21 @@ class CalibrateStage(Stage):
         candidates, raws = {}, {}
         for name in names:
             raw_by_lambda = {lam: estimators[(name, lam)].estimate(estimators[(name, lam)].masks_for(subsets)).loss
-                             for lam in grid}
-            if spec.calibrate.enabled:  # lambda is chosen from the grid alone
-                cal = calibrate(y, {lam: raw_by_lambda[lam] for lam in choice_grid}, labels=labels,
+                             for lam in grid if (name, lam) in estimators}
+            usable = [lam for lam in choice_grid if lam in raw_by_lambda]
+            if spec.calibrate.enabled and usable:  # lambda is chosen from the grid alone
+                cal = calibrate(y, {lam: raw_by_lambda[lam] for lam in usable}, labels=labels,
                                 default_lam=spec.estimate.lam)
-            else:
+            elif spec.estimate.lam in raw_by_lambda:
                 cal = calibrate(y, {spec.estimate.lam: raw_by_lambda[spec.estimate.lam]}, labels=labels,
                                 default_lam=spec.estimate.lam)
+            else:  # an extra candidate with no lambda it accepts: not a candidate
+                continue
             cal.estimator = name
             candidates[name], raws[name] = cal, raw_by_lambda
         chosen = choose_estimator(candidates)
         # the same choice, redone without each held-out subset (estimators in order of preference)
-        ordered = {(name, lam): raws[name][lam] for name in names for lam in choice_grid}
+        ordered = {(name, lam): raws[name][lam] for name in raws for lam in choice_grid if lam in raws[name]}
         nested = selection_loo_rel_errors(y, ordered) if spec.calibrate.enabled else np.array([])
         nested = nested[np.isfinite(nested)]
         raw = np.asarray(raws[chosen.estimator][chosen.lam])

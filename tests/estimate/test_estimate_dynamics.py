@@ -88,3 +88,12 @@ def test_planted_truth(small_features: FeatureSet) -> None:
 def test_bad_settings_are_user_errors(small_features: FeatureSet, kwargs: dict) -> None:
     with pytest.raises(UserError):
         LinearSGDEstimator(small_features, **kwargs)
+
+
+def test_a_diverging_weight_decay_is_refused(small_features: FeatureSet) -> None:
+    """At lr*lambda >= 1 every step flips and grows w: estimates reached 1e90 and the search
+    picked subsets by noise (lr 10, lambda 1), without a word."""
+    with pytest.raises(UserError, match=r"diverges at learning rate 10 and lambda 1: .* = -19"):
+        LinearSGDEstimator(small_features, lam=1.0, lr=10.0)
+    stable = LinearSGDEstimator(small_features, lam=1.9, lr=0.5)  # lr*lambda 0.95: damped, not divergent
+    assert np.isfinite(stable.estimate(np.eye(small_features.n_sources, dtype=bool)).loss).all()
