@@ -41,11 +41,8 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 RESERVED_SOURCE_NAMES = frozenset({"manifest.json", "resolved_spec.json", "work.json", "data.json"})
 
 
-class StrictModel(BaseModel):
-    """Base for every spec section: unknown keys are errors, values are validated on
-    assignment so overrides are type-checked too."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+class NoBooleansForNumbers(BaseModel):
+    """Base for models read from YAML: a boolean is no number (see the validator)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -67,6 +64,13 @@ class StrictModel(BaseModel):
                     and _is_number_type(get_args(field.annotation)[0]):  # lambda_grid: [yes]
                 out[key] = [_BooleanForNumber(v) if isinstance(v, bool) else v for v in value]
         return out
+
+
+class StrictModel(NoBooleansForNumbers):
+    """Base for every spec section: unknown keys are errors, values are validated on
+    assignment so overrides are type-checked too."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class _BooleanForNumber:
@@ -717,7 +721,7 @@ def issues_from_validation(
         if err["type"] in ("int_parsing", "int_type") and tuple(err["loc"])[:-1] in number_failed:
             continue
         loc = _clean_loc(tuple(err["loc"]))
-        message = _plain_message(err)
+        message = plain_error_message(err)
         if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
             loc = (*loc, err["ctx"]["discriminator"].strip("'"))  # blame the `type:` line itself
         issue = SpecIssue(file=file, line=line_of_key(loc, lines), key=format_path(loc), message=message)
@@ -726,7 +730,7 @@ def issues_from_validation(
     return found
 
 
-def _plain_message(err: Any) -> str:
+def plain_error_message(err: Any) -> str:
     """A pydantic error's message in the spec's terms: what is wrong and what to write."""
     kind, value, message = err["type"], err.get("input"), err["msg"]
     if kind == "extra_forbidden":

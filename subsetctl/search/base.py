@@ -26,10 +26,11 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ConfigDict, ValidationError
 
 from subsetctl.errors import UserError
 from subsetctl.estimate.base import FeatureSet, SubsetEstimator
+from subsetctl.spec import NoBooleansForNumbers, plain_error_message
 
 #: ``progress(message, done, total)``: called by strategies as batches finish.
 ProgressFn = Callable[[str, int, int], None]
@@ -141,9 +142,10 @@ class StrategyResult:
         )
 
 
-class StrategyParams(BaseModel):
+class StrategyParams(NoBooleansForNumbers):
     """Base for strategy parameter models: unknown keys are errors, not silently ignored;
-    infinite and NaN numbers are refused (YAML reads `.inf` and `.nan`)."""
+    infinite and NaN numbers and booleans for numbers are refused (YAML reads `.inf`,
+    `.nan` and `yes`/`on`)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -318,10 +320,11 @@ def parse_params(strategy_cls: type[Strategy], raw: dict[str, Any] | None, where
         problems = []
         for err in exc.errors():
             loc = ".".join(str(p) for p in err["loc"])
-            msg = err["msg"].removeprefix("Value error, ")
+            msg = plain_error_message(err)
             if err["type"] == "extra_forbidden":
                 msg = "is not a parameter of this strategy"
-            elif "input" in err and err["type"] not in ("missing",) and loc:
+            elif msg == err["msg"].removeprefix("Value error, ") and "input" in err and err["type"] != "missing" \
+                    and loc:  # pydantic's own text: say what was given
                 msg = f"{msg} (got {err['input']!r})"
             problems.append(f"{where}.{loc}: {msg}" if loc else f"{where}: {msg}")
         raise UserError(

@@ -53,6 +53,10 @@ class SelectionParams(StrategyParams):
     def _top_k_needed(self) -> SelectionParams:
         if self.select == "top_k" and self.top_k is None:
             raise ValueError("select: top_k needs the parameter top_k (how many sources to keep)")
+        for key in ("top_k", "threshold"):  # set, but the selection rule never reads it
+            if getattr(self, key) != type(self).model_fields[key].default and self.select != key:
+                raise ValueError(f"{key} is only used with select: {key}, but select is {self.select!r}; "
+                                 f"add select: {key}, or remove {key}")
         return self
 
 

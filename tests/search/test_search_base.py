@@ -93,6 +93,25 @@ def test_cross_field_param_error_names_the_block() -> None:
     assert "top_k" in str(info.value)
 
 
+@pytest.mark.parametrize("name", ["random_ensemble", "surrogate"])
+def test_a_cut_off_the_selection_rule_never_reads_is_refused(name: str) -> None:
+    """top_k: 1 without select: top_k used to be ignored without a word (3 sources kept)."""
+    with pytest.raises(UserError, match="top_k is only used with select: top_k, but select is 'sign'"):
+        parse_params(STRATEGIES.get(name), {"top_k": 1}, "params")
+    with pytest.raises(UserError, match="threshold is only used with select: threshold"):
+        parse_params(STRATEGIES.get(name), {"select": "top_k", "top_k": 2, "threshold": 0.5}, "params")
+    assert parse_params(STRATEGIES.get(name), {"select": "top_k", "top_k": 1}, "params").top_k == 1
+    assert parse_params(STRATEGIES.get(name), {"threshold": 0.0, "top_k": None}, "params")  # the defaults, dumped
+
+
+@pytest.mark.parametrize("params", [{"top_k": False}, {"m": True}, {"alpha": True}])
+def test_strategy_params_refuse_booleans_for_numbers(params: dict) -> None:
+    """YAML reads no/on/yes as booleans; `top_k: no` kept nothing, `m: on` ran one subset."""
+    name = "gradient_similarity" if "top_k" in params else "random_ensemble"
+    with pytest.raises(UserError, match="expected a number, got the boolean"):
+        parse_params(STRATEGIES.get(name), params, "params")
+
+
 def test_params_must_be_a_mapping() -> None:
     with pytest.raises(UserError, match="must be a mapping"):
         parse_params(STRATEGIES.get("forward"), [1, 2], "search.strategies[0].params")  # type: ignore[arg-type]
