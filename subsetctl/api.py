@@ -181,6 +181,11 @@ def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIss
                                                "strategy another `label`.")
     if spec.search.final is not None and spec.search.final not in labels:
         issue(("search", "final"), f"{spec.search.final!r} is not one of the strategies ({', '.join(labels)})")
+    for i, name in enumerate(spec.calibrate.estimators):
+        if getattr(ESTIMATORS.get(name) if name in ESTIMATORS.names() else None, "needs_model", False):
+            issue(("calibrate", "estimators", i), f"{name!r} fine-tunes for real: its estimates are real losses, "
+                                                  "so there is nothing to calibrate or choose. Remove it here (as "
+                                                  "estimate.estimator it is used as it is).")
     for registry, loc, name in (
         (ESTIMATORS, ("estimate", "estimator"), spec.estimate.estimator),
         *((ESTIMATORS, ("calibrate", "estimators", i), n) for i, n in enumerate(spec.calibrate.estimators)),

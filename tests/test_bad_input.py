@@ -249,6 +249,13 @@ def test_linear_sgd_settings_that_diverge_are_found_by_validate(tmp_path: Path) 
     assert [w.message.split(": ")[1].split(" and lambda ")[1] for w in report.warnings] == ["3", "10"]
 
 
+def test_true_finetune_among_the_estimators_calibration_chooses_is_refused(tmp_path: Path) -> None:
+    """It was silently replaced by fast: verify's candidates listed fast alone."""
+    path = _spec_file(tmp_path, {**BASE, "calibrate": {"estimators": ["fast", "true_finetune"]}})
+    (issue,) = validate_spec_file(path).issues
+    assert issue.key == "calibrate.estimators[1]" and "nothing to calibrate or choose" in issue.message
+
+
 def test_strategy_label_that_collides_with_a_baseline(tmp_path: Path) -> None:
     data = {**BASE, "search": {"strategies": [{"name": "forward"},
                                               {"name": "gradient_similarity", "label": "target_only"}]}}

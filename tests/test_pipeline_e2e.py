@@ -104,6 +104,12 @@ def test_report_after_a_partial_run_shows_what_exists(tiny_project: Path) -> Non
     result = CliRunner().invoke(main, ["report", str(tiny_project)])
     assert result.exit_code == 0, result.output
     assert "estimated vs. true" in result.output and "surrogate" in result.output
+    # calibration switched off: the primary map is the identity (it kept the fitted slope and
+    # intercept, which a reader applying them would have got wrong); the kind keeps its fit
+    run_project(tiny_project, [*overrides, "calibrate.enabled=false"], until="calibrate")
+    calibration = json.loads((tiny_project / ".subsetctl" / "calibrate" / "calibration.json").read_text())
+    primary = calibration["primary"]
+    assert (primary["enabled"], primary["slope"], primary["intercept"]) == (False, 1.0, 0.0)
 
 
 def test_true_finetune_estimator_drives_a_strategy(tiny_project: Path) -> None:
@@ -118,6 +124,9 @@ def test_true_finetune_estimator_drives_a_strategy(tiny_project: Path) -> None:
     calibration = selections["calibration"]  # real losses: neither labelled fast nor calibrated
     assert calibration["estimator"] == "true_finetune" and not calibration["enabled"]
     assert any("fine-tunes for real" in note for note in calibration["notes"])
+    assert (calibration["lam"], calibration["slope"], calibration["intercept"]) == (None, 1.0, 0.0)  # no lambda
+    text = CliRunner().invoke(main, ["report", str(tiny_project)]).output
+    assert "true_finetune lambda=–" in text  # the report showed the spec's lambda 1, which it never used
 
 
 def test_report_leaves_out_results_an_upstream_change_made_outdated(tiny_project: Path) -> None:

@@ -186,3 +186,20 @@ def test_verify_cells_say_what_was_usable_what_was_calibrated_against_and_every_
     assert verify_notes(report) == ["surrogate: (target only) excluded: diverged"]  # the primary's shown already
     report["calibration_against"] = "ce"  # the same sentence about another kind is another fact
     assert verify_notes(report) == ["surrogate: (target only) excluded: diverged", "surrogate: shared"]
+
+
+def test_search_notices_and_test_warnings_are_in_every_format() -> None:
+    """Unconverged solves and a tiny test split were said during `run` and kept in
+    report.json only (test warnings in report.md too): the terminal report dropped both."""
+    report = _report(True)
+    report["strategies"]["forward"]["notices"] = ["The solver did not converge on 8 of 16 subsets."]
+    report["test_metrics"] = {"forward": {"metric": "exact_match", "score_mean": 0.5, "loss_mean": 1.2, "seeds": 1}}
+    report["test_warnings"] = ["The test split has only 6 examples (< 10)."]
+    buffer = io.StringIO()
+    render_full_report(report, Console(file=buffer, width=200))
+    text = buffer.getvalue()
+    assert "search forward: The solver did not converge on 8 of 16 subsets." in text
+    assert "test metrics: The test split has only 6 examples (< 10)." in text
+    markdown = render_markdown(report, {})
+    assert "> search forward: The solver did not converge on 8 of 16 subsets." in markdown
+    assert "> The test split has only 6 examples (< 10)." in markdown

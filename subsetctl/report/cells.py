@@ -80,6 +80,13 @@ def verify_notes(report: dict[str, Any]) -> list[str]:
             for note in v["calibration"].get("notes", []) if kind != against or note not in shown]
 
 
+def strategy_notes(report: dict[str, Any]) -> list[str]:
+    """Each strategy's notices from the search (unconverged solves, too few distinct
+    subsets, ...), prefixed with its label: they were said while `run` ran and belong
+    in every report, not in report.json alone."""
+    return [f"{label}: {note}" for label, r in report.get("strategies", {}).items() for note in r.get("notices", [])]
+
+
 def repeats_cell(verify_entry: dict[str, Any]) -> str:
     """How many times verify fine-tuned each subset, and (with more than one) the mean
     Spearman between repeats: the ceiling for any estimate's Spearman against one run."""

@@ -14,6 +14,7 @@ from subsetctl.report.cells import (
     percent_cell,
     repeats_cell,
     selected_cell,
+    strategy_notes,
     test_metric_cells,
     verify_k_cell,
     verify_notes,
@@ -44,6 +45,7 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
                          f"{calibrated_loss_cell(r, bool(cal.get('enabled')))} |")
         lines.append("")
         lines += [f"> calibration: {note}" for note in cal.get("notes", [])] + ([""] if cal.get("notes") else [])
+        lines += [f"> search {note}" for note in strategy_notes(report)] + ([""] if strategy_notes(report) else [])
         scored = {k: v for k, v in report["strategies"].items() if v["scores"]}
         if scored:
             lines += ["## Per-source scores (higher = more helpful)", "", "| source | " + " | ".join(scored) + " |",

@@ -17,6 +17,7 @@ from subsetctl.report.cells import (
     repeats_cell,
     score_table_rows,
     selected_cell,
+    strategy_notes,
     test_metric_cells,
     verify_k_cell,
     verify_notes,
@@ -46,6 +47,8 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
         console.print(table)
         for note in cal.get("notes", []):
             console.print(f"[dim]calibration: {escape(note)}[/dim]")
+        for note in strategy_notes(report):
+            console.print(f"[dim]search {escape(note)}[/dim]")
         scored = {k: v for k, v in report["strategies"].items() if v["scores"]}
         if scored:
             ranking = report["final"] if report.get("final") in scored else next(iter(scored))
@@ -88,6 +91,8 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
             score, loss = test_metric_cells(m)
             t.add_row(label, m["metric"], score, *([macro_f1_cell(m)] if f1 else []), loss, str(m["seeds"]))
         console.print(t)
+        for warning in report.get("test_warnings", []):
+            console.print(f"[yellow]test metrics: {escape(warning)}[/yellow]")
     final = report.get("final")
     if final and report.get("adapters", {}).get(final):
         console.print(f"adapter of the final pick ({escape(final)}): {escape(report['adapters'][final][0])}"

@@ -295,8 +295,10 @@ class Surrogate(Strategy):
         diagnostics: dict = {"subset_size": size, "n_subsets": len(masks)}
         n_hold = round(params.holdout * len(y))
         if params.holdout > 0 and (n_hold < 2 or len(y) - n_hold < 2):
+            more = ("increase m" if len(masks) >= params.m else
+                    f"these are all the distinct subsets of size {size}, so a larger m cannot add any")
             notices.append(
-                f"Too few subsets ({len(y)}) to hold out {params.holdout:.0%} for a fit check; increase m."
+                f"Too few subsets ({len(y)}) to hold out {params.holdout:.0%} for a fit check; {more}."
             )
         elif n_hold >= 2:
             perm = np.random.default_rng(context.seed + 1).permutation(len(y))

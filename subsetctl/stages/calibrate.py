@@ -66,7 +66,9 @@ class CalibrateStage(Stage):
                 primary.notes.append(f"calibrate.against is {spec.calibrate.against!r}, but verify ran no such "
                                      f"fine-tunes: calibrated against the {against!r} ones instead")
             if not spec.calibrate.enabled:
-                primary.enabled = False
+                # the identity map, as whenever calibration is off: a reader applying slope and intercept
+                # must get the raw estimates the search uses (the fit stays in the kind's entry)
+                primary.enabled, primary.slope, primary.intercept = False, 1.0, 0.0
                 primary.notes.append(f"calibrate.enabled is false: raw estimates at the spec's lambda "
                                      f"({spec.estimate.lam:g}); the verify table's calibrated error says what "
                                      "calibration would give")

@@ -14,6 +14,7 @@ from typing import Any
 from subsetctl.errors import UserError
 from subsetctl.pipeline import StageContext
 from subsetctl.project import Project
+from subsetctl.spec import Spec
 from subsetctl.stages import common
 
 SPLITS = ("train", "validation")
@@ -70,6 +71,17 @@ class GradientsStage(common.ModelStage):
     description = "per-example f and projected gradients at theta*"
     after = ("data", "meta_init")
     spec_keys = ("project.seed", "model", "gradients")
+
+    def spec_slice(self, spec: Spec) -> dict[str, Any]:
+        """``gradients.memory_budget_mb`` always counts as its default: the projection matrix
+        is the same under any budget (only the BLAS rounding of its products may differ,
+        about 1e-7 relative), so a budget raised to go faster must not recompute the stage it
+        speeds up. (The default, not leaving the key out, keeps the fingerprints of projects
+        computed before this rule.)"""
+        spec_slice = super().spec_slice(spec)
+        default = type(spec.gradients)().model_dump(mode="json")["memory_budget_mb"]  # as dumped: 256.0, not 256
+        spec_slice["gradients"] = {**spec_slice["gradients"], "memory_budget_mb": default}
+        return spec_slice
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         import numpy as np

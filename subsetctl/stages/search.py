@@ -192,7 +192,9 @@ class SearchStage(Stage):
             "final": final,
             "strategies": results,
             "baselines": baseline,
-            "calibration": cal.to_dict(),
+            # a real fine-tune has no lambda and no map: report.json says so instead of showing the spec's
+            "calibration": {**cal.to_dict(), "lam": None, "slope": 1.0, "intercept": 0.0} if in_process
+            else cal.to_dict(),
             "sources": features.sources,
         })
         not_converged = int(np.sum(~np.asarray(batch.converged, dtype=bool))) if len(masks) else 0
