@@ -6,6 +6,7 @@ Tests call these functions directly; ``cli.py`` only parses arguments and render
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -263,6 +264,13 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
     if not dask.ok:  # executor.backend: dask without dask installed here
         warn(("executor", "backend"), f"dask is not installed here, so the search stage would stop with an "
                                       f"error after the stages before it have run: {dask.advice}")
+    cores = os.cpu_count() or 1
+    local = spec.executor.backend in ("loky", "threading") or (spec.executor.backend == "dask"
+                                                               and not spec.executor.address)
+    if local and spec.executor.n_jobs > 2 * cores:
+        warn(("executor", "n_jobs"), f"{spec.executor.n_jobs} workers on a machine with {cores} cores: the estimates "
+                                     "are CPU-bound, so workers beyond the cores only add start-up time and memory "
+                                     f"(each a process with its own copy of the features). Use at most {cores}.")
     if spec.executor.address and spec.executor.backend != "dask":
         warn(("executor", "address"), f"is only used by executor.backend: dask; with "
                                       f"{spec.executor.backend!r} the estimates run on this machine.")

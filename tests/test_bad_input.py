@@ -256,6 +256,17 @@ def test_true_finetune_among_the_estimators_calibration_chooses_is_refused(tmp_p
     assert issue.key == "calibrate.estimators[1]" and "nothing to calibrate or choose" in issue.message
 
 
+def test_more_local_workers_than_cores_is_a_warning(tmp_path: Path) -> None:
+    import os
+
+    many = 2 * (os.cpu_count() or 1) + 1
+    report = validate_spec_file(_spec_file(tmp_path, {**BASE, "executor": {"backend": "loky", "n_jobs": many}}))
+    assert report.issues == [] and [w.key for w in report.warnings] == ["executor.n_jobs"]
+    remote = {"backend": "dask", "n_jobs": many, "address": "tcp://127.0.0.1:8786"}  # the cluster's own cores
+    assert not [w for w in validate_spec_file(_spec_file(tmp_path, {**BASE, "executor": remote})).warnings
+                if w.key == "executor.n_jobs"]
+
+
 def test_strategy_label_that_collides_with_a_baseline(tmp_path: Path) -> None:
     data = {**BASE, "search": {"strategies": [{"name": "forward"},
                                               {"name": "gradient_similarity", "label": "target_only"}]}}

@@ -395,7 +395,8 @@ def estimate_parallel(
         parts = _dask_results(estimator, masks, slices, n_jobs, address, connect_timeout, advance)
         return concat_batches(parts)
     parts = []
-    for i, part in enumerate(_joblib_results(estimator, masks, slices, backend, n_jobs)):
+    # no more workers than tasks: each extra loky process is started (and torn down) for nothing
+    for i, part in enumerate(_joblib_results(estimator, masks, slices, backend, min(n_jobs, len(slices)))):
         parts.append(part)
         advance(i)
     return concat_batches(parts)

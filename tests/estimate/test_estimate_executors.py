@@ -78,6 +78,21 @@ def test_loky_and_threading_equal_sequential(exact: ExactEstimator) -> None:
     assert len(seen) == 8
 
 
+def test_joblib_starts_no_more_workers_than_tasks(exact: ExactEstimator, monkeypatch) -> None:
+    """executor.n_jobs=1000 on 16 subsets started ~1000 loky processes and hung for minutes."""
+    from subsetctl.estimate import executors
+
+    asked: list[int] = []
+    real = executors._joblib_results
+    monkeypatch.setattr(executors, "_joblib_results",
+                        lambda est, masks, slices, backend, n_jobs: asked.append(n_jobs) or real(
+                            est, masks, slices, backend, n_jobs))
+    masks = random_masks(9, len(exact.sources), seed=2)
+    result = estimate_parallel(exact, masks, backend="threading", n_jobs=1000, batch_size=3)
+    assert asked == [3]  # three batches
+    _assert_same(result, estimate_parallel(exact, masks, backend="sequential", batch_size=3))
+
+
 def test_dask_local_cluster_equals_loky(exact: ExactEstimator) -> None:
     masks = random_masks(20, len(exact.sources), seed=2)
     loky = estimate_parallel(exact, masks, backend="loky", n_jobs=2, batch_size=4)
