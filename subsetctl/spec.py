@@ -1022,12 +1022,20 @@ def attribute_overrides(issues: list[SpecIssue], overrides: list[str]) -> list[S
     for issue in issues:
         plain_key = re.sub(r"^(source_files\[\d+\]) \(.*\)(?=[.\[]|$)", r"\1", issue.key)  # a group's file named in it
         for key, item in reversed(blamed):  # the last override of a key is the one in effect
-            if same_branch(plain_key, key):
+            if same_branch(plain_key, key) or _selects_meaning_of(key, plain_key):
                 issue = issue.model_copy(update={
                     "line": None, "message": f"{issue.message} (set on the command line: {item})"})
                 break
         out.append(issue)
     return out
+
+
+def _selects_meaning_of(override: str, key: str) -> bool:
+    """Whether the override sets a ``name`` or ``type`` beside ``key``: a strategy's name
+    decides which params are valid, a loader's type which options are, so an override
+    ``search.strategies[3].name=random`` is what made its ``params`` wrong."""
+    parent, _, leaf = override.rpartition(".")
+    return leaf in ("name", "type") and bool(parent) and key.startswith(parent + ".")
 
 
 def same_branch(a: str, b: str) -> bool:

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from subsetctl.report.cells import (
     calibration_state,
+    fmt,
     loss_cell,
     macro_f1_cell,
     percent_cell,
@@ -42,6 +43,7 @@ def test_loss_and_percent_cells() -> None:
     assert loss_cell(1.4) == "1.400" and loss_cell(1.38449) == "1.384" and loss_cell(None) == "–"
     assert percent_cell(0.0391) == "3.9%" and percent_cell(0.00037) == "0.037%"
     assert percent_cell(None) == "–" and percent_cell(float("nan")) == "–"
+    assert fmt(-0.0, 3) == "0" and fmt(-0.00012, 3) == "-0.00012"  # surrogate with m: 1 showed "-0"
 
 
 def test_calibrated_column_only_when_calibrated() -> None:

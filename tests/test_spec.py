@@ -327,3 +327,17 @@ def test_schema_shows_the_defaults_built_by_factories() -> None:
     assert schema["$defs"]["SearchSpec"]["properties"]["strategies"]["default"][0]["name"] == "random_ensemble"
     assert schema["properties"]["gradients"]["default"]["d"] == 128
     assert "description" in schema["$defs"]["JsonlLoader"]["properties"]["type"]
+
+
+def test_an_override_of_a_name_or_type_is_blamed_for_its_siblings() -> None:
+    """`search.strategies[3].name=random` made the file's params invalid; the issue named the
+    file's line of another strategy and not the override."""
+    from subsetctl.spec import SpecIssue, attribute_overrides
+
+    params = SpecIssue(file="x.yaml", line=21, key="search.strategies[3].params", message="set exactly one")
+    other = SpecIssue(file="x.yaml", line=9, key="search.strategies[30].params", message="bad")
+    blamed, untouched = attribute_overrides([params, other], ["search.strategies[3].name=random"])
+    assert blamed.line is None and blamed.message.endswith("(set on the command line: search.strategies[3].name=random)")
+    assert untouched == other
+    (loader,) = attribute_overrides([params.model_copy(update={"key": "target.loader.path"})], ["target.loader.type=csv"])
+    assert loader.line is None

@@ -7,11 +7,13 @@ from typing import Any
 
 
 def fmt(value: Any, digits: int = 4) -> str:
-    """A number with ``digits`` significant digits; "–" for a missing value."""
+    """A number with ``digits`` significant digits; "–" for a missing value; a value that
+    rounds to zero is "0", never "-0" (a score of -1e-17 is no sign of harm)."""
     if value is None:
         return "–"
     if isinstance(value, float):
-        return f"{value:.{digits}g}"
+        text = f"{value:.{digits}g}"
+        return "0" if text in ("-0", "-0.0") else text
     return str(value)
 
 
