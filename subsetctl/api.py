@@ -103,6 +103,36 @@ def _issue_collector(spec_path: Path, text: str, found: list[SpecIssue]) -> Call
     return add
 
 
+def _parse_strategy_params(cls: Any, params: Any, index: int) -> Any:
+    """The validated params of the strategy at ``search.strategies[index]``."""
+    from subsetctl.search.base import parse_params
+
+    return parse_params(cls, params, f"search.strategies[{index}].params")
+
+
+def _param_issues_of_an_invalid_spec(data: Any, path: Path, text: str) -> list[SpecIssue]:
+    """Strategy parameter problems, for a spec the schema already refused: they are
+    otherwise checked only once the rest is valid, so a user fixing the listed problems
+    would meet them in a second round. Only strategies whose name is registered."""
+    from subsetctl.registry import STRATEGIES
+
+    found: list[SpecIssue] = []
+    issue = _issue_collector(path, text, found)
+    search = data.get("search") if isinstance(data, dict) else None
+    strategies = search.get("strategies") if isinstance(search, dict) else None
+    if not isinstance(strategies, list):
+        return found
+    for i, entry in enumerate(strategies):
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or name not in STRATEGIES.names():
+            continue
+        try:
+            _parse_strategy_params(STRATEGIES.get(name), entry.get("params"), i)
+        except UserError as exc:
+            issue(("search", "strategies", i, "params"), str(exc))
+    return found
+
+
 def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue]:
     """Checks beyond the schema that need no model: files, names, plugins."""
     from subsetctl.data.checks import check_sources
@@ -143,9 +173,7 @@ def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIss
             issue(("search", "strategies", i, "name"), unknown_name(exc))
             continue
         try:
-            from subsetctl.search.base import parse_params
-
-            params = parse_params(cls, strategy.params, f"search.strategies[{i}].params")
+            params = _parse_strategy_params(cls, strategy.params, i)
         except UserError as exc:
             issue(("search", "strategies", i, "params"), str(exc))
             continue
@@ -318,6 +346,8 @@ def validate_spec_file(path: Path, overrides: list[str] | None = None) -> Valida
     spec, issues = validate_data(data, str(path), text)
     report.issues.extend(issues)
     report.spec = spec
+    if spec is None:
+        report.issues.extend(i for i in _param_issues_of_an_invalid_spec(data, path, text) if i not in issues)
     if spec is not None:
         lines = key_lines(text) if text else {}
         report.issues.extend(blame_source_files(semantic_issues(spec, path, text), spec.source_origins, lines))

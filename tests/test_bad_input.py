@@ -267,6 +267,15 @@ def test_more_local_workers_than_cores_is_a_warning(tmp_path: Path) -> None:
                 if w.key == "executor.n_jobs"]
 
 
+def test_strategy_param_problems_come_with_the_schema_problems_not_in_a_second_round(tmp_path: Path) -> None:
+    data = {**BASE, "gradients": {"d": 0}, "search": {"strategies": [
+        {"name": "random_ensemble", "params": {"m": 0}}, {"name": "forward"}, {"name": "not_registered"}]}}
+    keys = [i.key for i in validate_spec_file(_spec_file(tmp_path, data)).issues]
+    assert keys == ["gradients.d", "search.strategies[0].params"]  # the unknown name: once the rest is valid
+    for broken in ({**BASE, "gradients": {"d": 0}, "search": []}, {**BASE, "gradients": {"d": 0}, "search": None}):
+        assert next(i.key for i in validate_spec_file(_spec_file(tmp_path, broken)).issues) == "gradients.d"
+
+
 def test_strategy_label_that_collides_with_a_baseline(tmp_path: Path) -> None:
     data = {**BASE, "search": {"strategies": [{"name": "forward"},
                                               {"name": "gradient_similarity", "label": "target_only"}]}}
