@@ -41,7 +41,7 @@ WORK_MARKER = "work.json"
 
 
 @functools.cache
-def _new_file_mode() -> int:
+def new_file_mode() -> int:
     """The mode a plainly created file gets under this process's umask (0o644 under the usual
     022). ``tempfile.mkstemp`` creates 0o600 files, which would leave report.md and every
     artifact unreadable to the rest of a team sharing the project directory."""
@@ -56,7 +56,7 @@ def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> N
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, _new_file_mode())
+        os.fchmod(fd, new_file_mode())
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
             write(handle)
             handle.flush()

@@ -13,7 +13,7 @@ import pytest
 
 from subsetctl.api import plan_project, run_project
 from subsetctl.errors import LockedError
-from subsetctl.project import Project, _new_file_mode, artifact_checksums, atomic_write_json, verify_checksums
+from subsetctl.project import Project, artifact_checksums, atomic_write_json, new_file_mode, verify_checksums
 from subsetctl.reporter import SilentReporter
 
 
@@ -103,12 +103,12 @@ def test_atomic_writes_get_the_umask_mode_not_mkstemps_0600(tmp_path: Path) -> N
     """report.md and artifacts must be readable like any file the user creates (0o644 under
     umask 022), not private as a bare mkstemp file would be."""
     previous = os.umask(0o022)
-    _new_file_mode.cache_clear()
+    new_file_mode.cache_clear()
     try:
         atomic_write_json(tmp_path / "x.json", {"a": 1})
     finally:
         os.umask(previous)
-        _new_file_mode.cache_clear()
+        new_file_mode.cache_clear()
     assert stat.S_IMODE((tmp_path / "x.json").stat().st_mode) == 0o644
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import uuid
@@ -130,6 +131,31 @@ def _linear_names(model: Any) -> set[str]:
     return {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
 
 
+def write_adapter(model: Any, folder: str | Path) -> None:
+    """``model.save_pretrained(folder)``, made reproducible and shareable.
+
+    peft writes ``target_modules`` from a set, in an order that follows the process's
+    string hash seed: identical weights gave a different adapter_config.json, so a
+    different output digest, and re-ran every stage after meta_init about every other
+    time. The config is rewritten with sorted lists and keys. safetensors creates the
+    weights file 0600; every file gets the mode the umask gives other artifacts, so a
+    team sharing the project can read the adapters."""
+    from subsetctl.project import new_file_mode
+
+    folder = Path(folder)
+    model.save_pretrained(str(folder))
+    config_path = folder / "adapter_config.json"
+    if config_path.is_file():
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        for key, value in config.items():
+            if isinstance(value, list) and all(isinstance(v, str) for v in value):
+                config[key] = sorted(value)
+        config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    for path in folder.rglob("*"):
+        if path.is_file():
+            path.chmod(new_file_mode())
+
+
 def save_adapter(model: Any, path: str | Path) -> Path:
     """Save a peft model's adapter (peft format) at ``path``, atomically: written into a
     sibling temporary folder, then renamed over any previous adapter."""
@@ -137,7 +163,7 @@ def save_adapter(model: Any, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
-        model.save_pretrained(str(tmp))
+        write_adapter(model, tmp)
         replace_dir(tmp, path)
     finally:
         if tmp.exists():

@@ -39,7 +39,7 @@ from subsetctl.modeling.encoding import (
     encode_classifier,
     pad_id,
 )
-from subsetctl.modeling.lora import load_adapter_weights, replace_dir, save_adapter
+from subsetctl.modeling.lora import load_adapter_weights, replace_dir, save_adapter, write_adapter
 from subsetctl.modeling.outputs import causal_lm_f, causal_lm_token_ce, classifier_f, surrogate_loss
 
 Objective = Literal["ce", "surrogate"]
@@ -328,7 +328,7 @@ def _write_checkpoint(
     tmp = ckpt_root / f".step-{step}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         tmp.mkdir()
-        model.save_pretrained(str(tmp / "adapter"))
+        write_adapter(model, tmp / "adapter")
         torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
         rng = {"cpu": torch.get_rng_state()}
         if torch.cuda.is_available():

@@ -84,3 +84,30 @@ def test_load_adapter_from_non_adapter_folder(tiny_llama_dir, tmp_path) -> None:
     model, _, _ = resolve_model(str(tiny_llama_dir), "causal-lm")
     with pytest.raises(UserError, match="adapter_config.json"):
         load_adapter(model, tmp_path)
+
+
+def test_saved_adapters_are_byte_identical_across_processes_and_readable(tiny_llama_dir, tmp_path) -> None:
+    """peft writes target_modules from a set, in the order of the process's string hash seed:
+    the same weights gave another adapter_config.json (so another output digest) and re-ran
+    every stage after meta_init about every other time. safetensors wrote the weights 0600."""
+    import os
+    import stat
+    import subprocess
+    import sys
+
+    from subsetctl.project import new_file_mode
+
+    code = ("import sys; from subsetctl.modeling.lora import apply_lora, save_adapter; "
+            "from subsetctl.modeling.resolve import resolve_model; "
+            "m = resolve_model(sys.argv[1], 'causal-lm')[0]; "
+            "save_adapter(apply_lora(m, r=2, seed=0, target_modules=['q_proj', 'k_proj', 'v_proj', 'o_proj']), "
+            "sys.argv[2])")
+    configs = set()
+    for hash_seed in ("0", "1", "2", "3"):
+        out = tmp_path / f"seed{hash_seed}"
+        subprocess.run([sys.executable, "-c", code, str(tiny_llama_dir), str(out)], check=True,
+                       env={**os.environ, "PYTHONHASHSEED": hash_seed})
+        configs.add((out / "adapter_config.json").read_bytes())
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()}
+        assert set(modes.values()) == {new_file_mode()}, modes
+    assert len(configs) == 1
