@@ -114,7 +114,7 @@ def artifact_checksums(folder: Path, scratch: tuple[str, ...] = ()) -> dict[str,
     lock files and the top-level ``scratch`` folders (a stage's work in progress, such as
     meta_init's checkpoints). Scratch is per stage so that a data source named like
     another stage's scratch folder is still tracked."""
-    exclude = (MANIFEST, *scratch)
+    exclude = (MANIFEST, WORK_MARKER, *scratch)  # work.json: bookkeeping of unfinished work, not an output
     out: dict[str, dict[str, Any]] = {}
     if not folder.exists():
         return out
@@ -130,6 +130,8 @@ def verify_checksums(folder: Path, recorded: dict[str, dict[str, Any]]) -> list[
     """Names of recorded artifacts that are missing, truncated or altered."""
     problems = []
     for rel, meta in recorded.items():
+        if rel == WORK_MARKER:  # recorded by older builds; bookkeeping, not an output
+            continue
         path = folder / rel
         if not path.is_file():
             problems.append(f"{rel} is missing")

@@ -231,3 +231,15 @@ def test_plan_says_when_a_newer_subsetctl_reads_fewer_spec_keys(jsonl_project: P
     data = plan_project(jsonl_project, until="data")[2][0]
     assert data.state == "stale"
     assert data.reasons == ["this subsetctl no longer reads executor.backend for this stage (the spec did not change)"]
+
+
+def test_work_marker_is_bookkeeping_not_a_checksummed_artifact(tmp_path: Path) -> None:
+    """A damaged work.json in a finished stage threw the whole stage away as corrupt."""
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "x.npy").write_bytes(b"x")
+    (tmp_path / "work.json").write_text('{"fingerprint": "f"}')
+    recorded = artifact_checksums(tmp_path)
+    assert set(recorded) == {"store/x.npy"}
+    older = {**recorded, "work.json": {"size": 1, "sha256": "0"}}  # as builds before this one recorded it
+    (tmp_path / "work.json").write_text("zz")
+    assert verify_checksums(tmp_path, older) == []

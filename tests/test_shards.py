@@ -84,6 +84,7 @@ def test_shards_run_alongside_each_other_then_merge(tiny_project: Path) -> None:
     state = tiny_project / ".subsetctl" / "gradients"
     summary = json.loads((state / "manifest.json").read_text())["summary"]
     assert summary["computed"] == 0 and summary["reused"] == summary["rows"]  # every row came from the shards
+    assert not (state / "shards").exists()  # merged: no second copy of the store left behind
     sharded = np.load(state / "store" / "features.npy")
 
     run_project(tiny_project, until="gradients", force=["gradients"])  # the same rows, unsharded

@@ -14,7 +14,7 @@ import os
 import shutil
 import uuid
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +192,25 @@ def _check_adapter_dir(path: Path) -> None:
         )
 
 
+@contextlib.contextmanager
+def _damaged_adapter_is_a_user_error(path: Path) -> Iterator[None]:
+    """A truncated or altered weights file (a full disk, a bad copy) is the user's to fix by
+    re-running the stage that wrote it, not an internal error repeated on every run."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except (SafetensorError, OSError, ValueError) as exc:
+        parts = path.resolve().parts
+        stage = parts[parts.index(".subsetctl") + 1] if ".subsetctl" in parts[:-1] else None
+        stage = "finetune" if stage == "cache" else stage  # a cached fine-tune
+        again = f"`subsetctl run --force {stage}`" if stage else "the stage that wrote it"
+        raise UserError(
+            f"The LoRA adapter at {path} cannot be read ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}): "
+            f"its files are damaged. Compute it again with {again}."
+        ) from exc
+
+
 def load_adapter(base_model: Any, path: str | Path, trainable: bool = False) -> Any:
     """Attach the adapter saved at ``path`` to a fresh (un-wrapped) base model.
 
@@ -202,7 +221,7 @@ def load_adapter(base_model: Any, path: str | Path, trainable: bool = False) -> 
 
     path = Path(path)
     _check_adapter_dir(path)
-    with _quiet_peft():
+    with _quiet_peft(), _damaged_adapter_is_a_user_error(path):
         return PeftModel.from_pretrained(base_model, str(path), is_trainable=trainable)
 
 
@@ -214,7 +233,8 @@ def load_adapter_weights(model: Any, path: str | Path) -> None:
 
     path = Path(path)
     _check_adapter_dir(path)
-    state = load_file(str(path / ADAPTER_WEIGHTS))
+    with _damaged_adapter_is_a_user_error(path):
+        state = load_file(str(path / ADAPTER_WEIGHTS))
     result = set_peft_model_state_dict(model, state)
     unexpected = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k or "modules_to_save" in k]
     if unexpected:
@@ -231,7 +251,8 @@ def adapter_fingerprint(path: str | Path) -> str:
 
     path = Path(path)
     _check_adapter_dir(path)
-    state = load_file(str(path / ADAPTER_WEIGHTS))
+    with _damaged_adapter_is_a_user_error(path):
+        state = load_file(str(path / ADAPTER_WEIGHTS))
     return tensors_fingerprint(state.items())
 
 

@@ -129,6 +129,7 @@ class TrainResult:
     diverged: bool
     resumed_from: int = 0
     eval_losses: dict[int, float] = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)  # e.g. a damaged checkpoint skipped on resume
 
 
 # --------------------------------------------------------------------------- data order
@@ -305,6 +306,41 @@ def _run_fingerprint(
     return digest.hexdigest()
 
 
+def _read_latest_checkpoint(
+    existing: list[tuple[int, Path]], fingerprint: str, out_dir: Path, notices: list[str]
+) -> tuple[Path, dict[str, Any], dict[str, Any], dict[str, Any]] | None:
+    """The newest checkpoint that reads whole: ``(folder, state, optimizer state, rng)``,
+    every file read before anything is applied, so a damaged one (a power loss, a full
+    disk) costs the steps since the one before it, not an error on every run. Damaged ones
+    are deleted with a notice; None when none is left (training starts over). Checkpoints
+    of another run are an error."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    for step, folder in reversed(existing):
+        try:
+            state = json.loads((folder / STATE_FILE).read_text())
+            if state.get("fingerprint") != fingerprint:
+                raise UserError(
+                    f"{out_dir} holds checkpoints of a different training run (other settings or "
+                    "examples). Delete that folder or train into another one."
+                )
+            load_file(str(folder / "adapter" / "adapter_model.safetensors"))  # readable before it is applied
+            optimizer_state = torch.load(folder / OPTIMIZER_FILE, weights_only=True)
+            rng = torch.load(folder / RNG_FILE, weights_only=True)
+            int(state["step"]), list(state["train_losses"]), dict(state["eval_losses"]), int(state["best_step"])
+        except UserError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as exc:
+            notices.append(f"checkpoint {folder} is damaged ({type(exc).__name__}: "
+                           f"{' '.join(str(exc).split())[:120]}); it is deleted and training resumes from the "
+                           "one before it, or starts over")
+            shutil.rmtree(folder, ignore_errors=True)
+            continue
+        return folder, state, optimizer_state, rng
+    return None
+
+
 def _step_dirs(ckpt_root: Path) -> list[tuple[int, Path]]:
     if not ckpt_root.is_dir():
         return []
@@ -415,17 +451,12 @@ def train_lora(
     eval_losses: dict[int, float] = {}
     best_step, best_loss = 0, math.inf
     existing = _step_dirs(ckpt_root)
-    if existing and resume:
-        _last_step, last_dir = existing[-1]
-        state = json.loads((last_dir / STATE_FILE).read_text())
-        if state.get("fingerprint") != fingerprint:
-            raise UserError(
-                f"{out_dir} holds checkpoints of a different training run (other settings or "
-                "examples). Delete that folder or train into another one."
-            )
+    notices: list[str] = []
+    restored = _read_latest_checkpoint(existing, fingerprint, out_dir, notices) if existing and resume else None
+    if restored is not None:
+        last_dir, state, optimizer_state, rng = restored
         load_adapter_weights(model, last_dir / "adapter")
-        optimizer.load_state_dict(torch.load(last_dir / OPTIMIZER_FILE, weights_only=True))
-        rng = torch.load(last_dir / RNG_FILE, weights_only=True)
+        optimizer.load_state_dict(optimizer_state)
         torch.set_rng_state(rng["cpu"])
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
@@ -536,4 +567,5 @@ def train_lora(
         diverged=diverged,
         resumed_from=start_step,
         eval_losses=eval_losses,
+        notices=notices,
     )

@@ -21,11 +21,19 @@ from typing import Any
 from subsetctl import __version__
 from subsetctl.modeling.resolve import model_fingerprint_inputs
 from subsetctl.pipeline import StageContext
-from subsetctl.project import atomic_write_json, atomic_write_text, fingerprint
+from subsetctl.project import (
+    artifact_checksums,
+    atomic_write_json,
+    atomic_write_text,
+    fingerprint,
+    verify_checksums,
+)
 from subsetctl.stages import common
 
 RUNS = "runs.json"
 ADAPTER_CACHE = ("cache", "finetune")
+#: size and sha256 of each file of a cached adapter, checked before it is reused
+CHECKSUMS = "checksums.json"
 
 
 def selections(ctx: StageContext) -> dict[str, list[str]]:
@@ -56,6 +64,7 @@ class AdapterCache:
 
     def __init__(self, ctx: StageContext) -> None:
         spec = ctx.spec
+        self.reporter = ctx.reporter
         self.folder = ctx.project.state_dir.joinpath(*ADAPTER_CACHE)
         self.data = common.DataFiles(ctx)
         self.target = spec.target.name
@@ -71,11 +80,21 @@ class AdapterCache:
         return self.folder / fingerprint({**self.base, "data": data, "subset": sorted(subset), "seed": seed})
 
     def restore(self, subset: list[str], seed: int, run_dir: Path) -> dict[str, Any] | None:
-        """Copy a cached adapter into ``run_dir``; its record, or None when not cached."""
+        """Copy a cached adapter into ``run_dir``; its record, or None when not cached. An
+        entry whose adapter files fail their checksums (a damaged disk, a truncated copy) is
+        deleted with a warning, so the run is trained again instead of the damage being
+        committed and every later evaluate failing on it."""
         entry = self._entry(subset, seed)
         try:
             record = json.loads((entry / "record.json").read_text())
+            checksums = json.loads((entry / CHECKSUMS).read_text()) if (entry / CHECKSUMS).is_file() else None
         except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        problems = verify_checksums(entry / "adapter", checksums) if checksums is not None else []
+        if problems:  # (entries from before checksums were kept have none to check)
+            self.reporter.warn(f"The cached fine-tune {entry} is damaged ({'; '.join(problems[:3])}); it is "
+                               "deleted and the run is trained again.")
+            shutil.rmtree(entry, ignore_errors=True)
             return None
         shutil.rmtree(run_dir, ignore_errors=True)
         shutil.copytree(entry / "adapter", run_dir / "adapter")
@@ -87,6 +106,7 @@ class AdapterCache:
         partial = entry.with_name(entry.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         shutil.copytree(run_dir / "adapter", partial / "adapter")
+        atomic_write_json(partial / CHECKSUMS, artifact_checksums(partial / "adapter"))
         atomic_write_json(partial / "record.json", record)
         shutil.rmtree(entry, ignore_errors=True)
         os.replace(partial, entry)
@@ -161,6 +181,8 @@ class FinetuneStage(common.ModelStage):
                                            spec.finetune.steps) as progress:
                     result = train_lora(model, tokenizer, train, config, run_dir, kind=spec.model.kind,
                                         eval_examples=validation, progress=progress)
+                for notice in result.notices:
+                    ctx.reporter.warn(f"finetune {'/'.join(job['labels'])} (seed {job['seed']}): {notice}")
                 if result.resumed_from:
                     ctx.reporter.info(f"finetune {'/'.join(job['labels'])} (seed {job['seed']}) resumed from "
                                       f"step {result.resumed_from} of an interrupted run")

@@ -155,6 +155,10 @@ class GradientsStage(common.ModelStage):
                 ctx.reporter.warn(f"Could not merge shards ({exc}); computing the missing rows here.")
         store = self._open_or_create(store_dir, info, lambda: GradientStore.create(store_dir, rows, d, hidden, info))
         counts = self._fill(ctx, engine, make_batch, store, batch_size, "gradients")
+        if shards_dir.exists():  # merged (or recomputed): a second full copy of the store, and not an output
+            import shutil
+
+            shutil.rmtree(shards_dir, ignore_errors=True)
         if make_batch.truncated:
             ctx.reporter.warn(
                 f"{make_batch.truncated} examples were longer than model.max_length="

@@ -91,19 +91,24 @@ def _crash_at(step):
     return progress
 
 
-@pytest.mark.parametrize("crash_step", [3, 4])
-def test_resume_matches_uninterrupted_run(tiny_llama_dir, tmp_path, crash_step) -> None:
+def _full_run_and_a_crashed_one(tiny_llama_dir, tmp_path, crash_step):
+    """A 6-step run to the end in ``full/`` and the same run killed at ``crash_step`` in
+    ``crash/`` (checkpoints every 2 steps); returns the full run, the rows and the config."""
     rows = causal_rows()
     # dropout > 0 so the RNG state must be restored too; AdamW state must be restored
     cfg = TrainConfig(steps=6, batch_size=3, lr=5e-3, max_length=32, checkpoint_every=2, seed=5)
-
     model, tok = _llama(tiny_llama_dir, dropout=0.1)
     full = train_lora(model, tok, rows, cfg, tmp_path / "full", "causal-lm")
-
     model, tok = _llama(tiny_llama_dir, dropout=0.1)
     with pytest.raises(KeyboardInterrupt):
         train_lora(model, tok, rows, cfg, tmp_path / "crash", "causal-lm", progress=_crash_at(crash_step))
     assert not (tmp_path / "crash" / "adapter").exists()
+    return full, rows, cfg
+
+
+@pytest.mark.parametrize("crash_step", [3, 4])
+def test_resume_matches_uninterrupted_run(tiny_llama_dir, tmp_path, crash_step) -> None:
+    full, rows, cfg = _full_run_and_a_crashed_one(tiny_llama_dir, tmp_path, crash_step)
     model, tok = _llama(tiny_llama_dir, dropout=0.1)  # a fresh process would start like this
     resumed = train_lora(model, tok, rows, cfg, tmp_path / "crash", "causal-lm")
     assert resumed.resumed_from == 4 if crash_step == 4 else resumed.resumed_from == 2
@@ -115,6 +120,24 @@ def test_resume_matches_uninterrupted_run(tiny_llama_dir, tmp_path, crash_step) 
         torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0)
     # lora_B starts at zero and training moved it, so the equality above is not trivial
     assert any(float(v.abs().max()) > 1e-4 for k, v in a.items() if "lora_B" in k)
+
+
+@pytest.mark.parametrize("damaged", ["optimizer.pt", "adapter/adapter_model.safetensors"])
+def test_a_damaged_checkpoint_falls_back_and_still_matches(tiny_llama_dir, tmp_path, damaged) -> None:
+    """A truncated checkpoint file (power loss, full disk) was an internal error on every
+    run; now the run resumes from an earlier checkpoint, or starts over, with a notice."""
+    full, rows, cfg = _full_run_and_a_crashed_one(tiny_llama_dir, tmp_path, 5)
+    newest = max((tmp_path / "crash" / "checkpoints").glob("step-*"), key=lambda p: int(p.name[5:]))
+    path = newest / damaged
+    path.write_bytes(path.read_bytes()[:50])
+    model, tok = _llama(tiny_llama_dir, dropout=0.1)
+    resumed = train_lora(model, tok, rows, cfg, tmp_path / "crash", "causal-lm")
+    assert resumed.resumed_from < int(newest.name[5:])
+    assert len(resumed.notices) == 1 and f"checkpoint {newest} is damaged" in resumed.notices[0]
+    assert resumed.train_losses == pytest.approx(full.train_losses, abs=1e-6)
+    a, b = _adapter(tmp_path / "full"), _adapter(tmp_path / "crash")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0)
 
 
 def test_resume_refuses_other_run_and_finished_run_is_idempotent(tiny_llama_dir, tmp_path) -> None:

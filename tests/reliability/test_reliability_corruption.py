@@ -115,3 +115,31 @@ def test_cli_shows_corrupt_in_plan_and_a_notice_in_run(project: Path) -> None:
     assert run.exit_code == 0, run.output
     assert "fail their checksums" in run.output and "re-running" in run.output
     assert "Ran gradients" in run.output
+
+
+def test_a_damaged_cached_fine_tune_is_trained_again_not_reused(project: Path) -> None:
+    """A damaged cache entry was copied back unchecked ("reused"), committed with fresh
+    checksums, and evaluate then failed with an internal error on every later run."""
+    cached = sorted((project / rf.STATE / "cache" / "finetune").glob("*/adapter/adapter_model.safetensors"))
+    assert cached
+    for path in cached:
+        truncate(path)
+    reporter = SilentReporter()
+    run_project(project, ["finetune.seeds=2"], reporter=reporter)  # re-runs finetune: seed 0 from the cache
+    assert sum("cached fine-tune" in w and "is damaged" in w for w in reporter.warnings) == len(cached)
+    summary = rf.manifest(project, "finetune")["summary"]
+    assert summary["trained_now"] == summary["runs"], summary  # nothing damaged was reused
+    assert rf.manifest(project, "evaluate")
+
+
+def test_a_damaged_adapter_that_reaches_a_loader_is_a_user_error(project: Path) -> None:
+    """Entries cached before checksums were kept are not checked: loading one must name
+    the folder and the fix, not print an internal error."""
+    from subsetctl.errors import UserError
+    from subsetctl.modeling.lora import adapter_fingerprint
+
+    adapter = next((project / rf.STATE / "finetune").rglob("adapter_model.safetensors"))
+    truncate(adapter)
+    with pytest.raises(UserError, match=r"cannot be read .* damaged\. Compute it again with `subsetctl run --force "
+                                        r"finetune`"):
+        adapter_fingerprint(adapter.parent)
