@@ -34,7 +34,12 @@ class _Group(click.Group):
             try:
                 return super().invoke(ctx)
             except OSError as exc:
-                raise _environment_error(exc) or exc
+                user_error = _environment_error(exc)
+                if user_error is not None and os.environ.get("SUBSETCTL_DEBUG"):
+                    import traceback
+
+                    traceback.print_exc()  # where it happened; the one-paragraph message follows
+                raise user_error or exc
         except UserError as exc:
             from rich.markup import escape
 
@@ -64,12 +69,18 @@ def _environment_error(exc: OSError) -> UserError | None:
     folder, full disk); None for anything else, which stays an internal error."""
     import errno
 
-    where = f" {exc.filename}" if exc.filename else ""
+    notes = getattr(exc, "__notes__", [])  # the pipeline notes the stage and its folder
+    where = f" {exc.filename}" if exc.filename else (f" in {notes[-1]}" if notes else "")
     if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return UserError(
             f"Cannot use{where}: {exc.strerror}. subsetctl reads the spec, data and model files and keeps "
             "all its state in the project directory (.subsetctl/, report.md, plots/); fix the permissions, "
             "or copy the project somewhere writable and run it there. Finished stages are kept."
+        )
+    if exc.errno in (errno.EISDIR, errno.ENOTDIR) and exc.filename:
+        return UserError(
+            f"Cannot use {exc.filename}: {exc.strerror}. subsetctl expects a file there (or a folder in a path "
+            "where a file is); something else put it there. Move it aside and run again."
         )
     if exc.errno == errno.ENOSPC:
         return UserError(

@@ -507,7 +507,11 @@ class Pipeline:
             on_stage(stage.name, stage.description)
         start = time.perf_counter()
         ctx = StageContext(self.spec, self.project, self.reporter, out_dir, options)
-        summary = stage.run(ctx)
+        try:
+            summary = stage.run(ctx)
+        except OSError as exc:  # a full disk often names no file: say which stage was writing where
+            exc.add_note(f"stage {stage.name}, under {out_dir}")
+            raise
         seconds = time.perf_counter() - start
         if summary.get("incomplete"):
             return None  # e.g. one shard of the gradients: nothing to commit yet

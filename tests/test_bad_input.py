@@ -116,6 +116,11 @@ def test_unwritable_folder_and_full_disk_are_user_errors() -> None:
     full = _environment_error(OSError(errno.ENOSPC, "No space left on device", "/p/x"))
     assert full is not None and "Free disk space" in str(full)
     assert _environment_error(OSError(errno.ENOENT, "No such file")) is None  # stays an internal error
+    lock_folder = _environment_error(IsADirectoryError(errno.EISDIR, "Is a directory", "/p/.subsetctl/lock"))
+    assert lock_folder is not None and "Cannot use /p/.subsetctl/lock: Is a directory" in str(lock_folder)
+    unnamed = OSError(errno.ENOSPC, "No space left on device")  # numpy and torch writes name no file
+    unnamed.add_note("stage gradients, under /p/.subsetctl/gradients")
+    assert "(writing in stage gradients, under /p/.subsetctl/gradients)" in str(_environment_error(unnamed))
 
 
 def test_truncated_weights_file_is_a_user_error(tiny_llama: Path, tmp_path: Path) -> None:
