@@ -232,8 +232,14 @@ def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, 
                       "change as its stages finish.[/yellow]")
     if spec.model.trust_remote_code:
         console.print("[yellow]model.trust_remote_code is ON: model code from the model folder will run.[/yellow]")
-    todo = [s.name for s in statuses if s.will_run]
-    console.print(f"run would execute: {', '.join(todo)}" if todo else "Everything is up to date; `run` would do nothing.")
+    todo = [s.name for s in statuses if s.will_run and not s.conditional]
+    maybe = [s.name for s in statuses if s.will_run and s.conditional]
+    if todo or maybe:
+        console.print(f"run would execute: {', '.join(todo) or 'nothing for certain'}"
+                      + (f"; then, only if what the stages before them produce changes: {', '.join(maybe)}"
+                         if maybe else ""))
+    else:
+        console.print("Everything is up to date; `run` would do nothing.")
 
 
 def _mark_running(statuses: list[Any], stage: str | None, pid: str) -> None:

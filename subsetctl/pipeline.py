@@ -168,9 +168,13 @@ class StageStatus:
     reasons: list[str]
     will_run: bool
     fingerprint: str | None = None
+    #: runs only if an upstream stage that re-runs produces something different (its own
+    #: inputs are unchanged): `run` skips it when that output comes out the same
+    conditional: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"stage": self.name, "state": self.state, "reasons": self.reasons, "will_run": self.will_run}
+        return {"stage": self.name, "state": self.state, "reasons": self.reasons, "will_run": self.will_run,
+                "conditional": self.conditional}
 
 
 def _overrides_note(overrides: Any, keys: list[str]) -> str:
@@ -313,15 +317,18 @@ class Pipeline:
             will_run = not reached_until and (state != "up to date" or stage.name in force or any(u in rerun for u in stage.after))
             if will_run and state == "up to date":
                 state = "stale"
-                if not reasons:
-                    reasons = [f"upstream {u} will re-run (skipped if what {u} produces is unchanged)"
-                               for u in stage.after if u in rerun]
+            upstream_only = [f"upstream {u} will re-run" for u in stage.after if u in rerun]
+            conditional = will_run and state == "stale" and set(reasons) <= set(upstream_only)
+            if conditional:  # nothing of its own changed: it re-runs only if that upstream's output does
+                ups = [u for u in stage.after if u in rerun]
+                whose = "its" if len(ups) == 1 else "their"
+                reasons = [f"upstream {', '.join(ups)} will re-run (skipped if {whose} output is unchanged)"]
             if will_run:
                 rerun.add(stage.name)
                 digests[stage.name] = None
             else:
                 digests[stage.name] = manifest.get("output_digest") if manifest else None
-            statuses.append(StageStatus(stage.name, state, reasons, will_run, fp))
+            statuses.append(StageStatus(stage.name, state, reasons, will_run, fp, conditional))
             if until is not None and stage.name == until:
                 reached_until = True
         return statuses

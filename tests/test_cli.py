@@ -96,7 +96,8 @@ def test_plan_run_until_data_then_noop_then_change_one_source(jsonl_project: Pat
     root = str(jsonl_project)
     plan = invoke("plan", root, "--format", "json")
     assert plan.exit_code == 0
-    assert json.loads(plan.output)[0] == {"stage": "data", "state": "never run", "reasons": [], "will_run": True}
+    assert json.loads(plan.output)[0] == {"stage": "data", "state": "never run", "reasons": [], "will_run": True,
+                                          "conditional": False}
     assert not (jsonl_project / ".subsetctl").exists()  # plan has no side effects
 
     first = invoke("run", root, "--until", "data", "-q")
@@ -248,3 +249,22 @@ def test_the_override_note_covers_source_files_groups() -> None:
     keys = ["sources: changed a (max_examples)"]
     assert "source_files[0].max_examples=3" in _overrides_note(["source_files[0].max_examples=3"], keys)
     assert _overrides_note(["gradients.d=8"], keys) == ""
+
+
+def test_plan_says_which_stages_run_only_if_an_upstream_output_changes(tiny_project: Path) -> None:
+    """`plan --force data` listed every stage after data as running; `run` then re-ran data
+    alone (same output): those stages are now listed as conditional."""
+    from subsetctl.api import plan_project, run_project
+
+    run_project(tiny_project, until="gradients")
+    statuses = {s.name: s for s in plan_project(tiny_project, force=["data"], until="gradients")[2]}
+    assert statuses["data"].will_run and not statuses["data"].conditional
+    assert statuses["meta_init"].conditional and statuses["gradients"].conditional
+    assert statuses["meta_init"].reasons == ["upstream data will re-run (skipped if its output is unchanged)"]
+    result = CliRunner().invoke(main, ["plan", str(tiny_project), "--force", "data", "--until", "gradients"])
+    assert ("run would execute: data; then, only if what the stages before them produce changes: meta_init, "
+            "gradients") in " ".join(result.output.split())
+    ran = [r["stage"] for r in run_project(tiny_project, until="gradients", force=["data"]) if r["action"] == "ran"]
+    assert ran == ["data"]  # what plan said for certain
+    changed = {s.name: s for s in plan_project(tiny_project, ["meta_init.lr=0.01"], until="gradients")[2]}
+    assert not changed["meta_init"].conditional and changed["gradients"].conditional
