@@ -126,6 +126,8 @@ def _param_issues_of_an_invalid_spec(data: Any, path: Path, text: str) -> list[S
         name = entry.get("name") if isinstance(entry, dict) else None
         if not isinstance(name, str) or name not in STRATEGIES.names():
             continue
+        if not isinstance(entry.get("params"), dict | None):  # the schema's message says it already
+            continue
         try:
             _parse_strategy_params(STRATEGIES.get(name), entry.get("params"), i)
         except UserError as exc:
@@ -162,8 +164,6 @@ def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIss
         check_model_folder(spec.model.source, spec_path.parent, spec.model.kind)
     except UserError as exc:
         issue(("model", "source"), str(exc))
-    for loc, message in _unreachable_hub_ids(spec, spec_path.parent):
-        issue(loc, message)
     # check_sources loads the plugins too (it needs them for plugin loaders): list a broken one once
     found.extend(i for i in check_sources(spec, spec_path, text) if i not in found)
     for i, strategy in enumerate(spec.search.strategies):
@@ -227,7 +227,7 @@ def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIss
     return found
 
 
-def _unreachable_hub_ids(spec: Spec, spec_dir: Path) -> list[tuple[tuple[Any, ...], str]]:
+def unreachable_hub_ids(spec: Spec, spec_dir: Path) -> list[tuple[tuple[Any, ...], str]]:
     """The hub ids (model and datasets) the spec needs that the local Hugging Face cache
     does not hold, when the hub cannot be reached: ``(key, message)`` pairs. The network
     is probed only when there is such an id (a TCP connect, at most 3 s)."""
@@ -248,8 +248,8 @@ def _unreachable_hub_ids(spec: Spec, spec_dir: Path) -> list[tuple[tuple[Any, ..
     instead = {"model": "a packaged model (`subsetctl ls`) or a local model folder",
                "dataset": "a local copy (a save_to_disk folder, or its files with the jsonl, csv or parquet loader)"}
     return [(loc, (f"{name!r} is a Hugging Face hub id that is not in the local Hugging Face cache, and "
-                   f"{unreachable_reason()}. Use {instead[what]}, or run once where the hub is reachable (it then "
-                   "loads offline from the cache)."))
+                   f"{unreachable_reason()}: a stage that still has to load it will fail. Use {instead[what]}, or "
+                   "run once where the hub is reachable (it then loads offline from the cache)."))
             for loc, name, what in needed]
 
 
@@ -286,6 +286,10 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
 
     for loc, message in hub_lookalike_warnings(spec, spec_path.parent):
         warn(loc, message)
+    # a warning, not an error: a project whose data (and model stages) ran online stays
+    # plannable and reportable offline; the loaders fail at once when one is still needed
+    for loc, message in unreachable_hub_ids(spec, spec_path.parent):
+        warn(loc, message)
     from subsetctl.doctor import check_dask
 
     dask = check_dask(spec)
@@ -296,9 +300,10 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
     local = spec.executor.backend in ("loky", "threading") or (spec.executor.backend == "dask"
                                                                and not spec.executor.address)
     if local and spec.executor.n_jobs > 2 * cores:
+        each = "" if spec.executor.backend == "threading" else " (each a process with its own copy of the features)"
         warn(("executor", "n_jobs"), f"{spec.executor.n_jobs} workers on a machine with {cores} cores: the estimates "
-                                     "are CPU-bound, so workers beyond the cores only add start-up time and memory "
-                                     f"(each a process with its own copy of the features). Use at most {cores}.")
+                                     f"are CPU-bound, so workers beyond the cores only add start-up time and "
+                                     f"memory{each}. Use at most {cores}.")
     if spec.executor.address and spec.executor.backend != "dask":
         warn(("executor", "address"), f"is only used by executor.backend: dask; with "
                                       f"{spec.executor.backend!r} the estimates run on this machine.")

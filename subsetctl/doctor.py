@@ -107,6 +107,19 @@ def check_project(directory: Path) -> tuple[list[Check], Any]:
     return [Check("project spec", True, f"{path} is valid")], report.spec
 
 
+def check_hub(spec: Any, spec_dir: Path) -> Check | None:
+    """The hub ids the spec names load here (reachable hub, or in the local cache); None
+    when it names none that would need the hub."""
+    from subsetctl.api import unreachable_hub_ids
+    from subsetctl.spec import format_path
+
+    missing = unreachable_hub_ids(spec, spec_dir)
+    if not missing:
+        return None
+    names = ", ".join(format_path(loc) for loc, _ in missing)
+    return Check("hub access", False, f"{len(missing)} hub id(s) cannot be loaded here ({names})", missing[0][1])
+
+
 def dask_importable() -> bool:
     """dask and distributed are installed (found without importing them)."""
     return importlib.util.find_spec("dask") is not None and importlib.util.find_spec("distributed") is not None
@@ -134,6 +147,10 @@ def run_checks(directory: Path | None = None) -> list[Check]:
         else:
             project_checks, spec = check_project(Path(directory))
             checks.extend(project_checks)
+            hub = check_hub(spec, Path(directory) if Path(directory).is_dir() else Path(directory).parent) \
+                if spec is not None else None
+            if hub is not None:
+                checks.append(hub)
     checks.append(check_dask(spec))
     checks.append(check_disk(Path(directory) if directory is not None else Path.cwd()))
     return checks

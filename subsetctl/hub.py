@@ -9,14 +9,18 @@ the hub client's retries, and only once the stages before have run; ``validate``
 from __future__ import annotations
 
 import os
+import re
 import socket
+import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
-#: ``datasets.load_dataset`` builder names that read local files, not hub datasets
-#: (the fallback when the installed datasets' own list cannot be read).
-_FILE_BUILDERS = frozenset({"arrow", "csv", "json", "pandas", "parquet", "text", "xml", "webdataset",
-                            "imagefolder", "audiofolder", "videofolder"})
+#: ``datasets.load_dataset`` builder names that read local files, not hub datasets (as
+#: of datasets 4; the installed release's own list is used when datasets is imported).
+_FILE_BUILDERS = frozenset({
+    "arrow", "audiofolder", "csv", "eval", "hdf5", "imagefolder", "json", "pandas", "parquet", "pdffolder",
+    "sql", "text", "videofolder", "webdataset", "xml",
+})
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
@@ -37,10 +41,12 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
     if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
         return True
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = url.port or (80 if url.scheme == "http" else 443)  # a mirror may serve on its own port
     try:
-        with socket.create_connection((hub_host(), 443), timeout=timeout):
+        with socket.create_connection((hub_host(), port), timeout=timeout):
             return True
-    except OSError:
+    except (OSError, ValueError):
         return False
 
 
@@ -61,25 +67,33 @@ def model_cached(repo_id: str) -> bool:
 
 
 def is_file_builder(path: str) -> bool:
-    """Whether ``path`` names one of datasets' file builders (``json`` with data_files)."""
-    try:
-        from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES
-
-        return path in _PACKAGED_DATASETS_MODULES
-    except ImportError:  # a datasets release that moved it
-        return path in _FILE_BUILDERS
+    """Whether ``path`` names one of datasets' file builders (``json`` with data_files).
+    The installed datasets' own list when it is imported already; importing it only to
+    ask would add most of a second to every `validate`."""
+    loaded = sys.modules.get("datasets.packaged_modules")
+    return path in getattr(loaded, "_PACKAGED_DATASETS_MODULES", _FILE_BUILDERS)
 
 
 def dataset_cached(path: str) -> bool:
     """Whether the local caches hold anything of the hub dataset ``path``: the files
     huggingface_hub downloaded or the tables datasets prepared (datasets falls back to
-    either when the hub cannot be reached)."""
-    import datasets.config
+    either when the hub cannot be reached). Found from the cache folders' names, as
+    datasets writes them (``org___name`` with the name in snake case), without importing
+    datasets."""
     import huggingface_hub.constants as hub_constants
 
+    namespace, _, name = path.rpartition("/")
+    prepared = Path(os.environ.get("HF_DATASETS_CACHE") or Path(hub_constants.HF_HOME) / "datasets")
     candidates = [Path(hub_constants.HF_HUB_CACHE) / f"datasets--{path.replace('/', '--')}",
-                  Path(datasets.config.HF_DATASETS_CACHE) / path.replace("/", "___")]
+                  prepared / path.replace("/", "___"),
+                  prepared / ((f"{namespace}___" if namespace else "") + _snake_case(name))]
     return any(p.is_dir() for p in candidates)
+
+
+def _snake_case(name: str) -> str:
+    """``MetaMathQA`` -> ``meta_math_qa``, as datasets names a builder's cache folder."""
+    name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
+    return re.sub(r"([a-z\d])([A-Z])", r"\1_\2", name).lower()
 
 
 def unreachable_reason() -> str:

@@ -715,10 +715,15 @@ def issues_from_validation(
     """Turn pydantic errors into SpecIssues naming file, line and key path."""
     found: list[SpecIssue] = []
     errors = exc.errors()
+
+    def union_member(err: Any) -> tuple[Any, ...] | None:  # the key, when err is one member of a union
+        loc = tuple(err["loc"])
+        return _clean_loc(loc) if _clean_loc(loc) != loc else None
+
     # a count-or-fraction key fails once as an integer and once as a number: say it once
-    number_failed = {tuple(e["loc"])[:-1] for e in errors if e["type"] in ("float_parsing", "float_type")}
+    number_failed = {union_member(e) for e in errors if e["type"] in ("float_parsing", "float_type")} - {None}
     for err in errors:
-        if err["type"] in ("int_parsing", "int_type") and tuple(err["loc"])[:-1] in number_failed:
+        if err["type"] in ("int_parsing", "int_type") and union_member(err) in number_failed:
             continue
         loc = _clean_loc(tuple(err["loc"]))
         message = plain_error_message(err)
@@ -742,7 +747,7 @@ def plain_error_message(err: Any) -> str:
                 "and on/off as booleans)")
     if kind == "union_tag_invalid":  # `type: json` on a loader
         tag, expected = err["ctx"]["tag"], [t.strip(" '") for t in err["ctx"]["expected_tags"].split(",")]
-        close = difflib.get_close_matches(tag, expected, n=1, cutoff=0.5)
+        close = difflib.get_close_matches(tag.lower(), expected, n=1, cutoff=0.5)  # JSONL -> jsonl
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         plugin = "; a loader from a plugin is `type: plugin` with its `name`" if "plugin" in expected else ""
         return f"unknown loader type {tag!r}{hint}. The types are {', '.join(expected)}{plugin}."
@@ -1031,11 +1036,15 @@ def attribute_overrides(issues: list[SpecIssue], overrides: list[str]) -> list[S
 
 
 def _selects_meaning_of(override: str, key: str) -> bool:
-    """Whether the override sets a ``name`` or ``type`` beside ``key``: a strategy's name
-    decides which params are valid, a loader's type which options are, so an override
-    ``search.strategies[3].name=random`` is what made its ``params`` wrong."""
-    parent, _, leaf = override.rpartition(".")
-    return leaf in ("name", "type") and bool(parent) and key.startswith(parent + ".")
+    """Whether the override sets what decides ``key``'s meaning: a strategy's name decides
+    which params are valid, a loader's type which options are, so an override
+    ``search.strategies[3].name=random`` is what made its ``params`` wrong. (Other
+    ``name`` keys, a source's or a dataset configuration's, decide nothing beside them.)"""
+    selects = re.fullmatch(r"(search\.strategies\[\d+\])\.name|(.*\.loader)\.type", override)
+    if selects is None:
+        return False
+    parent = selects.group(1) or selects.group(2)
+    return key.startswith(parent + ".")
 
 
 def same_branch(a: str, b: str) -> bool:

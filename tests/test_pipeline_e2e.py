@@ -232,7 +232,7 @@ def test_a_replaced_local_model_makes_the_model_stages_stale_and_relative_paths_
 
     # mistyped folders are caught before anything runs: an error when the name cannot be a
     # hub id, a warning when it could (models/bsae) but models/ is a local folder (online:
-    # offline, an uncached hub id is an error of its own)
+    # offline, an uncached hub id is a warning of its own)
     monkeypatch.setattr("subsetctl.hub.hub_reachable", lambda timeout=3.0: True)
     for source, errors, warnings in (("./models/bsae", ["model.source"], []),
                                      ("models/bsae", [], ["model.source"])):

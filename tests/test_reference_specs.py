@@ -20,8 +20,8 @@ def test_there_are_reference_specs() -> None:
 
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_reference_spec_validates(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Where the hub is reachable: hub-llama-gpu.yaml names hub ids, which validate refuses
-    offline (see test_hub_ids_that_cannot_be_loaded_offline_fail_validate_at_once)."""
+    """Where the hub is reachable: hub-llama-gpu.yaml names hub ids, which validate warns
+    about offline (see test_hub_ids_that_cannot_be_loaded_offline_are_said_at_once)."""
     import importlib.util
 
     monkeypatch.setattr("subsetctl.hub.hub_reachable", lambda timeout=3.0: True)

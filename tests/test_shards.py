@@ -69,6 +69,8 @@ def test_shards_run_alongside_each_other_then_merge(tiny_project: Path) -> None:
     try:
         second = run_project(tiny_project, options={"shard": (1, 2)})
         assert [(r["stage"], r["action"]) for r in second][-1] == ("gradients", "partial")
+        (gradients,) = [s for s in plan_project(tiny_project)[2] if s.name == "gradients"]
+        assert gradients.reasons == ["all 2 gradient shards done; `run` merges them"]
         assert all(r["action"] == "up to date" for r in second[:-1])
         with pytest.raises(LockedError, match="run --shard"):
             run_project(tiny_project, until="gradients")  # a plain run waits for the shards

@@ -341,3 +341,24 @@ def test_an_override_of_a_name_or_type_is_blamed_for_its_siblings() -> None:
     assert untouched == other
     (loader,) = attribute_overrides([params.model_copy(update={"key": "target.loader.path"})], ["target.loader.type=csv"])
     assert loader.line is None
+
+
+def test_a_whole_number_error_beside_a_number_error_is_kept() -> None:
+    """Only a count-or-fraction key's two union messages are merged: `d: abc` next to
+    `memory_budget_mb: xyz` lost the error on d."""
+    import copy
+
+    data = copy.deepcopy(MINIMAL)
+    data["gradients"] = {"d": "abc", "memory_budget_mb": "xyz"}
+    _, issues = validate_data(data, "x.yaml")
+    assert [i.key for i in issues] == ["gradients.d", "gradients.memory_budget_mb"]
+
+
+def test_only_a_strategy_name_or_a_loader_type_is_blamed_for_its_siblings() -> None:
+    from subsetctl.spec import SpecIssue, attribute_overrides
+
+    path = SpecIssue(file="x.yaml", line=8, key="sources[0].loader.path", message="file does not exist")
+    seed = SpecIssue(file="x.yaml", line=3, key="project.seed", message="bad")
+    assert attribute_overrides([path], ["sources[0].name=alpha"]) == [path]  # a source's name decides nothing
+    assert attribute_overrides([seed], ["project.name=zz"]) == [seed]
+    assert attribute_overrides([path], ["sources[0].loader.name=cfg"]) == [path]  # a dataset configuration

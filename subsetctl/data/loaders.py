@@ -603,7 +603,8 @@ def _refuse_unreachable_hub_dataset(path: str, local: Path, source_name: str) ->
     says the same before any stage runs)."""
     from subsetctl.hub import dataset_cached, hub_reachable, is_file_builder, unreachable_reason
 
-    if local.exists() or is_file_builder(path) or dataset_cached(path) or hub_reachable():
+    if path.startswith((".", "/", "~")) or local.exists() or is_file_builder(path) or dataset_cached(path) \
+            or hub_reachable():  # a path meant as local: load_dataset says it is missing
         return
     raise UserError(
         f"Source {source_name!r}: {path!r} is a Hugging Face hub dataset id, but {unreachable_reason()} and "

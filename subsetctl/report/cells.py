@@ -7,8 +7,8 @@ from typing import Any
 
 
 def fmt(value: Any, digits: int = 4) -> str:
-    """A number with ``digits`` significant digits; "–" for a missing value; a value that
-    rounds to zero is "0", never "-0" (a score of -1e-17 is no sign of harm)."""
+    """A number with ``digits`` significant digits; "–" for a missing value; negative zero
+    is "0", never "-0" (a score that is exactly zero is no sign of harm)."""
     if value is None:
         return "–"
     if isinstance(value, float):

@@ -52,7 +52,8 @@ class CalibrateStage(Stage):
                     except UserError as exc:
                         if name == spec.estimate.estimator and lam == spec.estimate.lam:
                             raise  # the estimate the search falls back to: nothing can stand in
-                        ctx.reporter.warn(f"calibrate: {name} at lambda={lam:g} left out: {exc}")
+                        if spec.calibrate.enabled:  # (off, the grid only shows what calibration would give)
+                            ctx.reporter.warn(f"calibrate: {name} at lambda={lam:g} left out: {exc}")
             for kind in sorted({r["kind"] for r in runs}):
                 rows = mean_over_repeats(runs, kind)
                 entry = self._calibrate_kind(ctx, rows, names, grid, estimators, spec.calibrate.lambda_grid)

@@ -193,6 +193,8 @@ class GradientsStage(common.ModelStage):
         if not found:
             return None
         count, states = max(found.items(), key=lambda item: len(item[1]))
+        if sum(states) == count:
+            return f"all {count} gradient shards done; `run` merges them"
         return (f"{sum(states)} of {count} gradient shards done; compute the others with `run --shard i/{count}`, "
                 f"then `run` merges them (it computes any rows still missing itself)")
 

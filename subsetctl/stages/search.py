@@ -210,6 +210,6 @@ class SearchStage(Stage):
             "reused": cached.reused,
             "not_converged": not_converged,
             "estimator": estimator_used,
-            "lambda": cal.lam,
+            "lambda": None if in_process else cal.lam,  # a real fine-tune has no lambda
             "calibrated": cal.enabled,
         }

@@ -257,3 +257,29 @@ def test_not_a_causal_lm_rule(config: dict, refused: bool) -> None:
     from subsetctl.modeling.resolve import not_a_causal_lm
 
     assert (not_a_causal_lm(config) is not None) == refused
+
+
+@pytest.mark.parametrize(("endpoint", "address"), [
+    ("http://127.0.0.1:18080", ("127.0.0.1", 18080)),  # a mirror on its own port was probed on 443
+    ("https://hub.example.org", ("hub.example.org", 443)),
+    ("http://hub.example.org", ("hub.example.org", 80)),
+])
+def test_the_hub_probe_follows_hf_endpoints_port(monkeypatch, endpoint: str, address: tuple) -> None:
+    import socket
+
+    import huggingface_hub.constants as hc
+
+    from subsetctl import hub
+
+    for var in ("HF_HUB_OFFLINE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", False, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    probed = []
+
+    def connect(where, timeout):
+        probed.append(where)
+        raise OSError("refused")
+
+    monkeypatch.setattr(socket, "create_connection", connect)
+    assert hub.hub_reachable() is False and probed == [address]
