@@ -151,13 +151,20 @@ def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIss
             issue(("plugins", i), str(exc))
             failed_plugins.append(f"plugins[{i}] ({plugin})")
 
-    def unknown_name(exc: UserError) -> str:
+    def unknown_name(exc: UserError, registry: Any) -> str:
         """An unknown name is most likely one the broken plugin would register: say so
-        first, instead of sending the user off to register it again."""
-        if failed_plugins and isinstance(exc, UnknownPluginError):
-            return (f"unknown {exc.kind} {exc.name!r}, probably one that {', '.join(failed_plugins)} registers: "
-                    "that plugin failed to import (see its problem); fix the import first.")
-        return str(exc)
+        first, instead of sending the user off to register it again; unless it is a near
+        miss of a registered name (random_ensembel), which is a typo."""
+        import difflib
+
+        if not (failed_plugins and isinstance(exc, UnknownPluginError)):
+            return str(exc)
+        close = difflib.get_close_matches(exc.name, registry.names(), n=1, cutoff=0.8)
+        if close:
+            return f"unknown {exc.kind} {exc.name!r}; did you mean {close[0]!r}?"
+        return (f"unknown {exc.kind} {exc.name!r}, probably one that {', '.join(failed_plugins)} registers: "
+                "that plugin failed to import (see its problem); fix the import first.")
+
     from subsetctl.modeling.resolve import check_model_folder
 
     try:  # a mistyped local folder shows here, not after the data stage has run
@@ -170,7 +177,7 @@ def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIss
         try:
             cls = STRATEGIES.get(strategy.name)
         except UserError as exc:
-            issue(("search", "strategies", i, "name"), unknown_name(exc))
+            issue(("search", "strategies", i, "name"), unknown_name(exc, STRATEGIES))
             continue
         try:
             params = _parse_strategy_params(cls, strategy.params, i)
@@ -223,7 +230,7 @@ def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIss
         try:
             registry.get(name)
         except UserError as exc:
-            issue(loc, unknown_name(exc))
+            issue(loc, unknown_name(exc, registry))
     return found
 
 

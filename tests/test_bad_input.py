@@ -246,6 +246,10 @@ def test_a_name_from_a_plugin_that_failed_to_import_is_blamed_on_the_import(tmp_
         "unknown strategy 'best', probably one that plugins[0] (no_such_module_here:Best) registers: that plugin "
         "failed to import (see its problem); fix the import first.")
     assert by_key["estimate.estimator"].startswith("unknown estimator 'nope', probably")
+    data["search"]["strategies"][0]["name"] = "random_ensembel"  # a typo of a built-in, not the plugin's
+    issues = validate_spec_file(_spec_file(tmp_path, data)).issues
+    assert next(i.message for i in issues if i.key == "search.strategies[0].name") == (
+        "unknown strategy 'random_ensembel'; did you mean 'random_ensemble'?")
     data.pop("plugins")  # no broken plugin: the full list of registered names
     issues = validate_spec_file(_spec_file(tmp_path, data)).issues
     assert next(i for i in issues if i.key == "search.strategies[0].name").message.startswith(
