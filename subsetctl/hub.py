@@ -16,10 +16,12 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 #: ``datasets.load_dataset`` builder names that read local files, not hub datasets (as
-#: of datasets 4; the installed release's own list is used when datasets is imported).
+#: of datasets 5.2, plus older ones; the installed release's own list is used when
+#: datasets is imported already).
 _FILE_BUILDERS = frozenset({
-    "arrow", "audiofolder", "csv", "eval", "hdf5", "imagefolder", "json", "pandas", "parquet", "pdffolder",
-    "sql", "text", "videofolder", "webdataset", "xml",
+    "arrow", "audiofolder", "conll", "csv", "eval", "fasta", "fastq", "genbank", "harbor", "hdf5", "iceberg",
+    "imagefolder", "json", "lance", "meshfolder", "mmcif", "niftifolder", "pandas", "parquet", "pdb", "pdffolder",
+    "sql", "text", "tsfile", "videofolder", "vortex", "webdataset", "xml",
 })
 
 
@@ -42,8 +44,8 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
         return True
     url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    port = url.port or (80 if url.scheme == "http" else 443)  # a mirror may serve on its own port
     try:
+        port = url.port or (80 if url.scheme == "http" else 443)  # a mirror may serve on its own port
         with socket.create_connection((hub_host(), port), timeout=timeout):
             return True
     except (OSError, ValueError):

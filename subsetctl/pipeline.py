@@ -308,6 +308,9 @@ class Pipeline:
                     extra = _changed_inputs(old.get("extra"), inputs["extra"])
                     if extra:
                         reasons.append(extra)
+                    missing = stage.missing_outputs(self.project, manifest)
+                    if missing:  # runs whatever its upstream produces: not conditional
+                        reasons.append(f"outputs missing: {', '.join(missing)}")
                     if old.get("version") != inputs["version"]:
                         reasons.append(f"subsetctl version changed ({old.get('version')} -> {__version__})")
                     if not reasons:

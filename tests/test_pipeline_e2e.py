@@ -37,6 +37,10 @@ def test_full_run_then_noop_then_partial_rerun(tiny_project: Path) -> None:
     report_status = {s.name: s for s in plan_project(tiny_project)[2]}["report"]
     assert report_status.will_run and "report.md" in report_status.reasons[0]
     assert "plots/source_scores.png" in report_status.reasons[0]
+    # also when an upstream re-runs: it runs for certain, not only if the upstream's output changes
+    forced = {s.name: s for s in plan_project(tiny_project, force=["data"])[2]}
+    assert forced["report"].will_run and not forced["report"].conditional and forced["evaluate"].conditional
+    assert any("outputs missing: report.md" in r for r in forced["report"].reasons)
     again = run_project(tiny_project)
     assert [r["stage"] for r in again if r["action"] == "ran"] == ["report"]
     assert (tiny_project / "report.md").is_file() and (tiny_project / "plots" / "source_scores.png").is_file()

@@ -194,21 +194,35 @@ def _check_adapter_dir(path: Path) -> None:
 
 @contextlib.contextmanager
 def _damaged_adapter_is_a_user_error(path: Path) -> Iterator[None]:
-    """A truncated or altered weights file (a full disk, a bad copy) is the user's to fix by
-    re-running the stage that wrote it, not an internal error repeated on every run."""
+    """A truncated or altered adapter file (a full disk, a bad copy) is the user's to fix by
+    re-running the stage that wrote it, not an internal error repeated on every run. A
+    file this process may not read is not damaged (the CLI's permissions message says
+    so), and peft's ValueErrors about a model that does not fit are not damage either."""
+    import errno
+
     from safetensors import SafetensorError
 
     try:
         yield
-    except (SafetensorError, OSError, ValueError) as exc:
-        parts = path.resolve().parts
-        stage = parts[parts.index(".subsetctl") + 1] if ".subsetctl" in parts[:-1] else None
-        stage = "finetune" if stage == "cache" else stage  # a cached fine-tune
-        again = f"`subsetctl run --force {stage}`" if stage else "the stage that wrote it"
-        raise UserError(
-            f"The LoRA adapter at {path} cannot be read ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}): "
-            f"its files are damaged. Compute it again with {again}."
-        ) from exc
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        raise _damaged(path, exc) from exc
+    except (SafetensorError, json.JSONDecodeError) as exc:
+        raise _damaged(path, exc) from exc
+
+
+def _damaged(path: Path, exc: BaseException) -> UserError:
+    """The UserError for the adapter at ``path`` whose files cannot be read (``exc``),
+    naming the ``--force`` stage that computes it again."""
+    parts = path.resolve().parts
+    stage = parts[parts.index(".subsetctl") + 1] if ".subsetctl" in parts[:-1] else None
+    stage = "finetune" if stage == "cache" else stage  # a cached fine-tune
+    again = f"`subsetctl run --force {stage}`" if stage else "the stage that wrote it"
+    return UserError(
+        f"The LoRA adapter at {path} cannot be read ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}): "
+        f"its files are damaged. Compute it again with {again}."
+    )
 
 
 def load_adapter(base_model: Any, path: str | Path, trainable: bool = False) -> Any:

@@ -314,7 +314,6 @@ def _read_latest_checkpoint(
     disk) costs the steps since the one before it, not an error on every run. Damaged ones
     are deleted with a notice; None when none is left (training starts over). Checkpoints
     of another run are an error."""
-    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     for step, folder in reversed(existing):
@@ -326,12 +325,14 @@ def _read_latest_checkpoint(
                     "examples). Delete that folder or train into another one."
                 )
             load_file(str(folder / "adapter" / "adapter_model.safetensors"))  # readable before it is applied
+            json.loads((folder / "adapter" / "adapter_config.json").read_text())
             optimizer_state = torch.load(folder / OPTIMIZER_FILE, weights_only=True)
             rng = torch.load(folder / RNG_FILE, weights_only=True)
+            rng["cpu"], state["best_eval_loss"]  # present before anything is applied
             int(state["step"]), list(state["train_losses"]), dict(state["eval_losses"]), int(state["best_step"])
         except UserError:
             raise
-        except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as exc:
+        except Exception as exc:  # noqa: BLE001 - any damage (EOFError on an empty file, IndexError, ...)
             notices.append(f"checkpoint {folder} is damaged ({type(exc).__name__}: "
                            f"{' '.join(str(exc).split())[:120]}); it is deleted and training resumes from the "
                            "one before it, or starts over")

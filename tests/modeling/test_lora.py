@@ -111,3 +111,22 @@ def test_saved_adapters_are_byte_identical_across_processes_and_readable(tiny_ll
         modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()}
         assert set(modes.values()) == {new_file_mode()}, modes
     assert len(configs) == 1
+
+
+def test_an_adapter_this_process_may_not_read_is_not_called_damaged(tiny_llama_dir, tmp_path, monkeypatch) -> None:
+    """Adapters written 0600 by an older build and read by a teammate: the advice must be
+    about permissions (the CLI's message), not "damaged, compute it again"."""
+    import errno
+
+    import safetensors.torch
+
+    from subsetctl.modeling.lora import adapter_fingerprint
+
+    save_adapter(apply_lora(resolve_model(str(tiny_llama_dir), "causal-lm")[0], r=2, seed=0), tmp_path / "a")
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "a"))
+
+    monkeypatch.setattr(safetensors.torch, "load_file", refuse)
+    with pytest.raises(PermissionError):
+        adapter_fingerprint(tmp_path / "a")

@@ -122,14 +122,15 @@ def test_resume_matches_uninterrupted_run(tiny_llama_dir, tmp_path, crash_step) 
     assert any(float(v.abs().max()) > 1e-4 for k, v in a.items() if "lora_B" in k)
 
 
-@pytest.mark.parametrize("damaged", ["optimizer.pt", "adapter/adapter_model.safetensors"])
-def test_a_damaged_checkpoint_falls_back_and_still_matches(tiny_llama_dir, tmp_path, damaged) -> None:
+@pytest.mark.parametrize(("damaged", "keep"), [("optimizer.pt", 50), ("optimizer.pt", 0), ("rng.pt", 1),
+                                              ("adapter/adapter_model.safetensors", 50), ("trainer_state.json", 3)])
+def test_a_damaged_checkpoint_falls_back_and_still_matches(tiny_llama_dir, tmp_path, damaged, keep) -> None:
     """A truncated checkpoint file (power loss, full disk) was an internal error on every
     run; now the run resumes from an earlier checkpoint, or starts over, with a notice."""
     full, rows, cfg = _full_run_and_a_crashed_one(tiny_llama_dir, tmp_path, 5)
     newest = max((tmp_path / "crash" / "checkpoints").glob("step-*"), key=lambda p: int(p.name[5:]))
     path = newest / damaged
-    path.write_bytes(path.read_bytes()[:50])
+    path.write_bytes(path.read_bytes()[:keep])  # an empty file (power loss) raised EOFError
     model, tok = _llama(tiny_llama_dir, dropout=0.1)
     resumed = train_lora(model, tok, rows, cfg, tmp_path / "crash", "causal-lm")
     assert resumed.resumed_from < int(newest.name[5:])
@@ -233,3 +234,20 @@ def test_classifier_training_and_f(tiny_bert_dir, tmp_path) -> None:
     bad = [dict(rows[0], label=-1)]
     with pytest.raises(UserError, match="label"):
         compute_f(model, tok, bad, "classifier", 16)
+
+
+def test_a_damaged_newest_checkpoint_resumes_from_the_one_before(tiny_llama_dir, tmp_path) -> None:
+    import shutil
+
+    full, rows, cfg = _full_run_and_a_crashed_one(tiny_llama_dir, tmp_path, 3)
+    ckpts = tmp_path / "crash" / "checkpoints"
+    shutil.copytree(ckpts / "step-2", tmp_path / "step-2")  # pruned once step 4 is written: keep a copy
+    model, tok = _llama(tiny_llama_dir, dropout=0.1)
+    with pytest.raises(KeyboardInterrupt):
+        train_lora(model, tok, rows, cfg, tmp_path / "crash", "causal-lm", progress=_crash_at(5))
+    shutil.copytree(tmp_path / "step-2", ckpts / "step-2")
+    (ckpts / "step-4" / "optimizer.pt").write_bytes(b"")
+    model, tok = _llama(tiny_llama_dir, dropout=0.1)
+    resumed = train_lora(model, tok, rows, cfg, tmp_path / "crash", "causal-lm")
+    assert resumed.resumed_from == 2 and "step-4 is damaged" in resumed.notices[0]
+    assert resumed.train_losses == pytest.approx(full.train_losses, abs=1e-6)
