@@ -104,3 +104,17 @@ def tree_fingerprint(path: Path, root: Path | None = None) -> dict[str, Any]:
         )
         return {"files": {p.relative_to(path).as_posix(): file_fingerprint(p, root) for p in files}}
     return file_fingerprint(path, root)
+
+
+def code_fingerprint(obj: Any, root: Path | None = None) -> dict[str, Any] | None:
+    """The content fingerprint of the source file defining ``obj`` (a function, class or
+    callable object), or None when it has no Python source file (a builtin, a C
+    extension). Other modules that file imports are not followed."""
+    import inspect
+
+    target = obj if inspect.isroutine(obj) or inspect.isclass(obj) else type(obj)
+    try:
+        name = inspect.getsourcefile(inspect.unwrap(target))
+    except (TypeError, ValueError):
+        return None
+    return file_fingerprint(Path(name), root) if name else None

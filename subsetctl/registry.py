@@ -9,8 +9,10 @@ importing :mod:`subsetctl.registry` stays cheap (no torch).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -91,8 +93,9 @@ class Registry(Generic[T]):
             if ep.name in self._entries:
                 continue
             try:
-                obj = ep.load()
-            except Exception as exc:  # noqa: BLE001 - the plugin's own code: its author's to fix
+                with contextlib.redirect_stdout(sys.stderr):  # a print at import must not corrupt --format json
+                    obj = ep.load()
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - the plugin's own code: its author's to fix
                 self._broken[ep.name] = (
                     f"The {self.kind} plugin {ep.name!r} (entry point {ep.value!r} in group {self.group!r}) "
                     f"failed to import: {type(exc).__name__}: {exc}. Fix or uninstall that package."
@@ -121,6 +124,18 @@ class Registry(Generic[T]):
     def variable(self) -> str:
         """The name this registry has in :mod:`subsetctl.registry` ("STRATEGIES")."""
         return _plural(self.kind).upper().replace(" ", "_")
+
+    def code_fingerprint(self, name: str, root: Any = None) -> dict[str, Any] | None:
+        """The content fingerprint of the file defining plugin ``name``, so that editing a
+        plugin makes the stages using it stale; None for built-ins (pinned by subsetctl's
+        version) and for names not registered (validate says so)."""
+        from subsetctl.filehash import code_fingerprint
+
+        try:
+            obj = self.get(name)
+        except UserError:
+            return None
+        return None if self.origin(name) == "built-in" else code_fingerprint(obj, root)
 
     def origin(self, name: str) -> str:
         """Where the plugin ``name`` comes from: "built-in", "module x.y" or "entry point ..."."""
@@ -172,13 +187,14 @@ def load_plugin_string(spec: str) -> Any:
         raise UserError(f"Plugin {spec!r} must look like 'package.module:attr'.")
     module_name, attr = spec.split(":", 1)
     try:
-        module = importlib.import_module(module_name)
+        with contextlib.redirect_stdout(sys.stderr):  # a print at import must not corrupt --format json
+            module = importlib.import_module(module_name)
     except ImportError as exc:
         raise UserError(
             f"Plugin module {module_name!r} could not be imported: {exc}. Install the package that provides "
             "it, or put the module's folder on PYTHONPATH."
         ) from exc
-    except Exception as exc:  # the plugin's own code failed while importing: its author's to fix
+    except (Exception, SystemExit) as exc:  # the plugin's own code failed (or exited) while importing
         raise UserError(
             f"Plugin module {module_name!r} raised {type(exc).__name__} while being imported: {exc}. "
             "Fix the plugin or remove it from plugins:."
@@ -235,3 +251,18 @@ def _label_class(obj: Any, name: str, description: str) -> None:
     for attr, value in (("name", name), ("description", description)):
         if hasattr(obj, attr) and not getattr(obj, attr) and attr not in vars(obj):
             setattr(obj, attr, value)
+
+
+def plugin_code_inputs(plugins: list[str], uses: list[tuple[Registry[Any], str]], root: Any = None) -> dict[str, Any]:
+    """``{"plugin code": {"strategy best_single": <fingerprint>, ...}}`` for the plugins in
+    ``uses`` that are not built in (after importing the spec's ``plugins:``), for a
+    stage's fingerprint: editing a plugin's file makes the stages using it stale. Empty
+    when every plugin used is built in, so such projects' fingerprints do not change."""
+    for spec in plugins:
+        try:
+            load_plugin_string(spec)
+        except UserError:  # validate says why
+            pass
+    found = {f"{registry.kind} {name}": registry.code_fingerprint(name, root) for registry, name in uses}
+    found = {key: value for key, value in found.items() if value is not None}
+    return {"plugin code": found} if found else {}

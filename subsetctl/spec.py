@@ -218,6 +218,33 @@ class PluginLoader(StrictModel):
     name: str = Field(description="Registered loader name (see `subsetctl ls`).")
     options: dict[str, Any] = Field(default_factory=dict, description="Options for the loader.")
 
+    @field_validator("options")
+    @classmethod
+    def _json_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """Options are saved in the resolved spec and fingerprinted as JSON: a YAML set
+        (its order changes from run to run, so the data stage never stayed up to date), a
+        date, or .inf/.nan (all written as null, so a change went unseen) would not
+        round-trip."""
+        import math
+
+        def check(value: Any, where: str) -> None:
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    if not isinstance(key, str):
+                        raise ValueError(f"options{where}: key {key!r} is not text; JSON keys are strings")  # noqa: TRY004 - pydantic reports ValueErrors
+                    check(item, f"{where}.{key}")
+            elif isinstance(value, list):
+                for i, item in enumerate(value):
+                    check(item, f"{where}[{i}]")
+            elif isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"options{where}: {value} cannot be saved as JSON; give a finite number or text")
+            elif not isinstance(value, str | int | float | bool | type(None)):
+                raise ValueError(f"options{where}: a {type(value).__name__} ({value!r}) cannot be saved as JSON; "
+                                 "use a list, a mapping, text or a number")
+
+        check(options, "")
+        return options
+
 
 LoaderSpec = Annotated[
     JsonlLoader | CsvLoader | ParquetLoader | HuggingFaceLoader | ReasoningGymLoader | EvalsLoader | PluginLoader,

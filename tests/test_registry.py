@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
 from typing import ClassVar
 
 from subsetctl.registry import STRATEGIES, Registry
@@ -103,3 +106,72 @@ def test_a_plugins_class_without_a_name_says_how_to_register_it(tmp_path, monkey
     from subsetctl.registry import STRATEGIES
 
     assert STRATEGIES.origin("forward") == "built-in"
+
+
+def test_editing_a_plugin_estimator_or_strategy_makes_the_search_stale(tiny_project: Path, monkeypatch) -> None:
+    """Only plugin loaders were tracked: an edited estimator left the search "up to date"
+    and a re-run reused the old estimates from the search cache."""
+    import yaml
+
+    from subsetctl.api import plan_project, run_project
+
+    plugin = tiny_project / "sizey_plugin.py"
+    source = '''
+import numpy as np
+from subsetctl.estimate.base import SubsetEstimator
+from subsetctl.estimate.solvers import FastEstimator
+from subsetctl.registry import ESTIMATORS
+
+@ESTIMATORS.register("sizey", "fast plus a size penalty")
+class SizeEstimator(SubsetEstimator):
+    def __init__(self, features, lam=1e-3):
+        self._fast = FastEstimator(features, lam=lam)
+        self._sources = list(features.sources)
+    @property
+    def sources(self):
+        return self._sources
+    def estimate(self, masks):
+        b = self._fast.estimate(masks)
+        b.loss = b.loss + PENALTY * np.asarray(masks).sum(axis=1)
+        return b
+'''
+    plugin.write_text(source.replace("PENALTY", "0.001"))
+    monkeypatch.syspath_prepend(str(tiny_project))
+    spec = yaml.safe_load((tiny_project / "subsetctl.yaml").read_text())
+    spec["plugins"] = ["sizey_plugin:SizeEstimator"]
+    spec["estimate"] = {**spec.get("estimate", {}), "estimator": "sizey"}
+    (tiny_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    run_project(tiny_project, until="search")
+    assert all(not s.will_run for s in plan_project(tiny_project, until="search")[2])
+    selections = tiny_project / ".subsetctl" / "search" / "selections.json"
+    before = json.loads(selections.read_text())["baselines"]["all"]["estimated_loss_raw"]
+
+    plugin.write_text(source.replace("PENALTY", "0.5"))
+    sys.modules.pop("sizey_plugin")  # a new `subsetctl` process imports the edited file
+    statuses = {s.name: s for s in plan_project(tiny_project, until="search")[2]}
+    assert statuses["search"].will_run and not statuses["gradients"].will_run
+    assert "input files changed: plugin code" in "; ".join(statuses["search"].reasons)
+    run_project(tiny_project, until="search")
+    after = json.loads(selections.read_text())["baselines"]["all"]["estimated_loss_raw"]
+    assert after > before + 0.5  # the new penalty's estimates, not the cached ones
+    sys.modules.pop("sizey_plugin")
+
+
+def test_a_plugin_that_prints_or_exits_at_import(tmp_path: Path, monkeypatch, capsys) -> None:
+    """A print at import went to stdout and broke every `--format json`; `sys.exit()` in a
+    plugin ended the CLI with exit 0 and no word."""
+    import pytest
+
+    from subsetctl.errors import UserError
+    from subsetctl.registry import load_plugin_string
+
+    (tmp_path / "chatty_plugin.py").write_text("print('hello from the plugin')\nclass X:\n    pass\n")
+    (tmp_path / "exiting_plugin.py").write_text("import sys\nsys.exit()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    load_plugin_string("chatty_plugin:X")
+    out = capsys.readouterr()
+    assert out.out == "" and "hello from the plugin" in out.err
+    with pytest.raises(UserError, match="'exiting_plugin' raised SystemExit while being imported"):
+        load_plugin_string("exiting_plugin:X")
+    for name in ("chatty_plugin", "exiting_plugin"):
+        sys.modules.pop(name, None)

@@ -362,3 +362,13 @@ def test_only_a_strategy_name_or_a_loader_type_is_blamed_for_its_siblings() -> N
     assert attribute_overrides([path], ["sources[0].name=alpha"]) == [path]  # a source's name decides nothing
     assert attribute_overrides([seed], ["project.name=zz"]) == [seed]
     assert attribute_overrides([path], ["sources[0].loader.name=cfg"]) == [path]  # a dataset configuration
+
+
+@pytest.mark.parametrize(("value", "says"), [("!!set {a, b}", "a set"), (".inf", "cannot be saved as JSON"),
+                                             ("2024-01-01", "a date"), ("{1: x}", "key 1 is not text")])
+def test_plugin_loader_options_must_round_trip_through_json(value: str, says: str) -> None:
+    """A set made the data stage stale on every run; .inf -> -.inf went unseen (both null)."""
+    text = ("target:\n  name: t\n  loader: {type: jsonl, path: t.jsonl}\nsources:\n"
+            f"  - name: s\n    loader: {{type: plugin, name: x, options: {{v: [1, {value}]}}}}\n")
+    spec, issues = validate_data(yaml.safe_load(text), "x.yaml", text)
+    assert spec is None and issues[0].key == "sources[0].loader.options" and says in issues[0].message

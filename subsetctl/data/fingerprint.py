@@ -8,14 +8,13 @@ fingerprints) do not import ``datasets``.
 
 from __future__ import annotations
 
-import inspect
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
 from subsetctl.data.loaders import BUILTIN_OPTION_MODELS, evals_data_dir, evals_file, resolve_path
 from subsetctl.errors import UserError
-from subsetctl.filehash import file_fingerprint, tree_fingerprint
+from subsetctl.filehash import code_fingerprint, file_fingerprint, tree_fingerprint
 from subsetctl.project import STATE_DIRNAME
 from subsetctl.spec import HuggingFaceLoader, PluginLoader, SourceSpec
 
@@ -104,7 +103,7 @@ def plugin_fingerprint_inputs(source: SourceSpec, loader: PluginLoader, spec_dir
     except UserError:  # not registered (yet): validate and the data stage report it
         fn = None
     if fn is not None:
-        out["code"] = _code_fingerprint(fn, spec_dir)
+        out["code"] = code_fingerprint(fn, spec_dir)
     paths = _option_paths(loader.options, (), Path(spec_dir))
     out["paths"] = {key: _file_or_unreadable(path, spec_dir) for key, path in paths.items()}
     return out
@@ -117,17 +116,6 @@ def _file_or_unreadable(path: Path, spec_dir: Path) -> dict[str, Any]:
         return file_fingerprint(path, spec_dir)
     except OSError as exc:
         return {"unreadable": exc.strerror or type(exc).__name__}
-
-
-def _code_fingerprint(fn: Any, spec_dir: Path) -> dict[str, Any] | None:
-    """The content fingerprint of the file defining ``fn`` (a function, class or callable
-    object), or None when it has no Python source file (a builtin, a C extension)."""
-    target = fn if inspect.isroutine(fn) or inspect.isclass(fn) else type(fn)
-    try:
-        name = inspect.getsourcefile(inspect.unwrap(target))
-    except (TypeError, ValueError):
-        return None
-    return file_fingerprint(Path(name), spec_dir) if name else None
 
 
 def _option_paths(value: Any, key: tuple[str, ...], spec_dir: Path) -> dict[str, Path]:

@@ -29,6 +29,13 @@ class CalibrateStage(Stage):
     after = ("gradients", "verify")
     spec_keys = ("project.seed", "estimate", "calibrate", "verify.enabled")
 
+    def extra_inputs(self, spec: Any, project: Any) -> dict[str, Any]:
+        """The files of plugin estimators among the candidates."""
+        from subsetctl.registry import ESTIMATORS, plugin_code_inputs
+
+        names = [spec.estimate.estimator, *spec.calibrate.estimators]
+        return plugin_code_inputs(spec.plugins, [(ESTIMATORS, name) for name in names], project.root)
+
     def run(self, ctx: StageContext) -> dict[str, Any]:
         from subsetctl.estimate.calibrate import Calibration
 

@@ -72,6 +72,13 @@ class GradientsStage(common.ModelStage):
     after = ("data", "meta_init")
     spec_keys = ("project.seed", "model", "gradients")
 
+    def extra_inputs(self, spec: Spec, project: Project) -> dict[str, Any]:
+        """The model folder's files, and the file of a plugin projector."""
+        from subsetctl.registry import PROJECTORS, plugin_code_inputs
+
+        return {**super().extra_inputs(spec, project),
+                **plugin_code_inputs(spec.plugins, [(PROJECTORS, spec.gradients.projector)], project.root)}
+
     def spec_slice(self, spec: Spec) -> dict[str, Any]:
         """``gradients.memory_budget_mb`` always counts as its default: the projection matrix
         is the same under any budget (only the BLAS rounding of its products may differ,
@@ -118,6 +125,11 @@ class GradientsStage(common.ModelStage):
             "kind": spec.model.kind,
             "max_length": spec.model.max_length,
         }
+        from subsetctl.registry import PROJECTORS
+
+        projector_code = PROJECTORS.code_fingerprint(spec.gradients.projector, ctx.project.root)
+        if projector_code is not None:  # rows of an edited plugin projector must not mix with the old ones
+            info["projector_code"] = projector_code
         d = spec.gradients.d
         hidden = int(getattr(model.config, "hidden_size", 0) or 0)
         self._check_disk(ctx.out_dir, len(rows), d, hidden)

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from subsetctl.pipeline import Stage, StageContext
-from subsetctl.project import atomic_write_json, fingerprint
+from subsetctl.project import Project, atomic_write_json, fingerprint
+from subsetctl.spec import Spec
 from subsetctl.stages.calibrate import read_calibration
 from subsetctl.stages.features import estimator_settings, executor_kwargs, load_features, make_estimator
 
@@ -60,6 +61,9 @@ def _store_dir(ctx: StageContext, estimator: str, key: str, sources: list[str], 
     origin = ESTIMATORS.origin(estimator)
     where = {"key": key, "sources": sources, "version": __version__, "origin": origin,
              "plugins": [] if origin == "built-in" else list(ctx.spec.plugins)}
+    code = ESTIMATORS.code_fingerprint(estimator, ctx.project.root)
+    if code is not None:  # an edited plugin estimator must not reuse its old estimates
+        where["code"] = code
     return ctx.project.state_dir.joinpath(*SUBSET_CACHE, fingerprint(where))
 
 
@@ -121,6 +125,13 @@ class SearchStage(Stage):
     # not "executor": every backend gives the same estimates (only how fast)
     spec_keys = ("project.seed", "estimate", "search", "plugins",
                  "verify.steps", "verify.batch_size", "verify.lr_surrogate")
+
+    def extra_inputs(self, spec: Spec, project: Project) -> dict[str, Any]:
+        """The files of plugin estimators and strategies (editing one re-runs the search)."""
+        from subsetctl.registry import ESTIMATORS, STRATEGIES, plugin_code_inputs
+
+        uses = [(ESTIMATORS, spec.estimate.estimator), *((STRATEGIES, s.name) for s in spec.search.strategies)]
+        return plugin_code_inputs(spec.plugins, uses, project.root)
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         try:
