@@ -201,6 +201,12 @@ def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIss
     for message in unstable:  # the search's estimate: found before any gradient is computed
         issue(("estimate", "lam"), f"{message}.")
     metric = spec.evaluate.metric
+    if spec.model.kind == "causal-lm" and spec.evaluate.max_new_tokens >= spec.model.max_length:
+        issue(("evaluate", "max_new_tokens"), f"{spec.evaluate.max_new_tokens} new tokens leave no room for the "
+                                               f"prompt in model.max_length={spec.model.max_length} (prompts are "
+                                               "cut to max_length - max_new_tokens tokens, at least 1, so every "
+                                               "test prompt would be cut to its last token). Lower "
+                                               "evaluate.max_new_tokens or raise model.max_length.")
     if spec.model.kind == "classifier" and metric in ("exact_match", "reasoning_gym"):
         issue(("evaluate", "metric"), f"{metric!r} scores generated answers; a classifier (model.kind) is "
                                       "scored with 'accuracy' (or 'auto').")
@@ -303,6 +309,11 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
     if not dask.ok:  # executor.backend: dask without dask installed here
         warn(("executor", "backend"), f"dask is not installed here, so the search stage would stop with an "
                                       f"error after the stages before it have run: {dask.advice}")
+    if spec.evaluate.metric == "reasoning_gym" and spec.target.loader.type not in ("reasoning_gym", "plugin"):
+        warn(("evaluate", "metric"), f"'reasoning_gym' scores rows that carry reasoning-gym metadata (rg_task), "
+                                     f"which the reasoning_gym loader writes; a {spec.target.loader.type} target "
+                                     "has none unless its rows do, and evaluate would stop after every fine-tune. "
+                                     "Use 'exact_match' or 'auto'.")
     cores = os.cpu_count() or 1
     local = spec.executor.backend in ("loky", "threading") or (spec.executor.backend == "dask"
                                                                and not spec.executor.address)

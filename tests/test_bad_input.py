@@ -325,3 +325,20 @@ def test_classifier_head_smaller_than_the_label_vocabulary(monkeypatch) -> None:
         common.num_labels(ctx)
     ctx.spec.model.num_labels = 4  # room to spare is fine
     assert common.num_labels(ctx) == 4
+
+
+def test_evaluate_settings_that_fail_after_every_fine_tune_are_found_first(tmp_path: Path) -> None:
+    """max_new_tokens >= max_length cut every test prompt to one token (garbage scores, exit
+    0); reasoning_gym on a JSONL target failed at evaluate, after all the training."""
+    data = {**BASE, "model": {"max_length": 32}, "evaluate": {"max_new_tokens": 32}}
+    (issue,) = validate_spec_file(_spec_file(tmp_path, data)).issues
+    assert issue.key == "evaluate.max_new_tokens" and "leave no room for the prompt" in issue.message
+    report = validate_spec_file(_spec_file(tmp_path, {**BASE, "evaluate": {"metric": "reasoning_gym"}}))
+    assert report.issues == [] and [w.key for w in report.warnings] == ["evaluate.metric"]
+
+
+def test_a_target_test_split_that_rounds_to_nothing_stops_the_data_stage(jsonl_project: Path) -> None:
+    from subsetctl.api import run_project
+
+    with pytest.raises(UserError, match=r"split.test=0.01 of \d+ examples gives no test examples"):
+        run_project(jsonl_project, ["target.split={train: 0.9, validation: 0.09, test: 0.01}"], until="data")

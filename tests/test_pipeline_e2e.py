@@ -145,6 +145,13 @@ def test_report_leaves_out_results_an_upstream_change_made_outdated(tiny_project
     runner = CliRunner()
     text = runner.invoke(main, ["report", str(tiny_project)])
     assert text.exit_code == 0 and "Not shown: the results of finetune, evaluate" in text.output
+    # the report stage itself leaves them out too (report.md and report.json showed the old test metrics)
+    run_project(tiny_project, ["search.strategies=[{name: forward}]", "finetune.enabled=false"])
+    written = json.loads((tiny_project / "report.json").read_text())
+    assert "test_metrics" not in written and "adapters" not in written
+    assert set(written["left_out"]) >= {"finetune", "evaluate"}
+    assert "## Test metrics" not in (tiny_project / "report.md").read_text()
+    assert "> Left out: the results of " in (tiny_project / "report.md").read_text()
     markdown = runner.invoke(main, ["report", str(tiny_project), "--format", "markdown"])
     assert markdown.exit_code == 0 and "| forward |" in markdown.output and "exhaustive" not in markdown.output
 

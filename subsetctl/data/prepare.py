@@ -190,10 +190,12 @@ def prepare_source(
     for name in SPLITS:
         requested = getattr(source.split, name)
         if requested and counts[name] == 0:
-            if isinstance(source, TargetSpec) and name == "validation":
+            if isinstance(source, TargetSpec) and name in ("validation", "test"):
+                # both are needed (calibration and selection; the final scores): an empty one
+                # must stop the data stage, not evaluate after every fine-tune
                 raise UserError(
-                    f"Target {source.name!r}: split.validation={requested!r} of {n} examples "
-                    "gives no validation examples. Raise split.validation or use more data."
+                    f"Target {source.name!r}: split.{name}={requested!r} of {n} examples "
+                    f"gives no {name} examples. Raise target.split.{name} or use more data."
                 )
             if warnings is not None:
                 warnings.append(

@@ -78,23 +78,26 @@ def _metadata(example: dict) -> dict[str, Any]:
 
 class ReasoningGymScorer:
     """Scores answers with reasoning-gym's per-task ``score_answer``; one dataset object
-    (the scorer) is built per task and reused."""
+    (the scorer) is built per task and generator config, and reused. The config matters:
+    some tasks' ``score_answer`` reads it (decimal_arithmetic's tolerance follows its
+    number of decimal places), so a scorer with the default config misjudged answers."""
 
     def __init__(self) -> None:
         self._by_task: dict[str, Any] = {}
 
-    def _dataset(self, task: str) -> Any:
-        if task not in self._by_task:
+    def _dataset(self, task: str, config: dict[str, Any] | None = None) -> Any:
+        key = f"{task}|{json.dumps(config or {}, sort_keys=True, default=str)}"
+        if key not in self._by_task:
             import reasoning_gym
 
             try:
-                self._by_task[task] = reasoning_gym.create_dataset(task, size=1, seed=0)
+                self._by_task[key] = reasoning_gym.create_dataset(task, size=1, seed=0, **(config or {}))
             except Exception as exc:
                 raise UserError(
                     f"reasoning-gym has no usable task {task!r} to score answers with ({exc}). "
                     "Check the rows' rg_task metadata or the installed reasoning-gym version."
                 ) from exc
-        return self._by_task[task]
+        return self._by_task[key]
 
     def score(self, prediction: str, example: dict) -> float:
         """Score in [0, 1] of ``prediction`` for a row whose metadata names ``rg_task``."""
@@ -110,7 +113,9 @@ class ReasoningGymScorer:
             "answer": example.get("response", ""),
             "metadata": meta,
         }
-        return float(self._dataset(str(task)).score_answer(prediction, entry))
+        config = meta.get("rg_config")
+        return float(self._dataset(str(task), config if isinstance(config, dict) else None)
+                     .score_answer(prediction, entry))
 
 
 # --------------------------------------------------------------------------- generation

@@ -78,6 +78,10 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
         for label, folders in report["adapters"].items():
             lines.append(f"| {label} | {'<br>'.join(f'`{f}`' for f in folders)} |")
         lines.append("")
+    if report.get("left_out"):
+        note = (f"> Left out: the results of {', '.join(report['left_out'])}, from an earlier run; the stages "
+                "before them have changed since (run them again, or switch them back on, to see new ones).")
+        lines += [note, ""]
     lines += ["## Time per stage", "", "| stage | seconds |", "|---|---|"]
     for stage, info in report["stages"].items():
         lines.append(f"| {stage} | {_fmt(info['seconds'], 4)} |")

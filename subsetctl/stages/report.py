@@ -21,10 +21,15 @@ class ReportStage(Stage):
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         from subsetctl.report import plots
-        from subsetctl.report.build import build_report
+        from subsetctl.report.build import build_report, outdated_stages
         from subsetctl.report.markdown import render_markdown
 
-        report = build_report(ctx.project)
+        # results an upstream change made outdated (finetune switched off after a new search,
+        # `run --until search`) are left out, as `subsetctl report` leaves them out
+        outdated = set(outdated_stages(ctx.project))
+        report = build_report(ctx.project, skip=outdated)
+        if outdated:
+            report["left_out"] = sorted(outdated)
         written: dict[str, str] = {}
         if ctx.spec.report.plots:
             folder = ctx.project.inside(ctx.project.root / "plots")

@@ -74,7 +74,7 @@ def test_reasoning_gym_scores_real_rows() -> None:
         for row in _rg_rows(task, 2):
             assert scorer.score(row["response"], row) == 1.0
             assert scorer.score("definitely wrong", row) < 1.0
-    assert set(scorer._by_task) == {"basic_arithmetic", "word_sorting"}  # one scorer per task
+    assert sorted(key.split("|")[0] for key in scorer._by_task) == ["basic_arithmetic", "word_sorting"]  # one each
     with pytest.raises(UserError, match="rg_task"):
         scorer.score("1", causal_rows()[0])
 
@@ -132,3 +132,13 @@ def test_macro_f1_hand_computed() -> None:
     # class 0: tp=1 fp=1 fn=1 -> F1 0.5; class 1: tp=1 fp=1 fn=1 -> 0.5; class 2: tp=1 -> 1
     assert macro_f1([0, 1, 1, 0, 2], [0, 0, 1, 1, 2]) == pytest.approx(2 / 3)
     assert macro_f1([1, 1], [1, 1]) == 1.0
+
+
+def test_reasoning_gym_scores_with_the_generator_config_of_the_row() -> None:
+    """decimal_arithmetic's tolerance follows its config: with one decimal place -2.36 is
+    right for -2.4 (the task's own scorer says 1.0); the default-config scorer said 0."""
+    scorer = ReasoningGymScorer()
+    config = {"min_num_decimal_places": 1, "max_num_decimal_places": 1}
+    row = {"prompt": "q", "response": "-2.4", "metadata": {"rg_task": "decimal_arithmetic", "rg_config": config}}
+    assert scorer.score("-2.36", row) == 1.0
+    assert scorer.score("-2.36", {**row, "metadata": {"rg_task": "decimal_arithmetic"}}) == 0.0  # default config
