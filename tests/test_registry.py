@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import ClassVar
+
+import pytest
 
 from subsetctl.registry import STRATEGIES, Registry
 
@@ -175,3 +178,67 @@ def test_a_plugin_that_prints_or_exits_at_import(tmp_path: Path, monkeypatch, ca
         load_plugin_string("exiting_plugin:X")
     for name in ("chatty_plugin", "exiting_plugin"):
         sys.modules.pop(name, None)
+
+
+@pytest.mark.parametrize(("body", "says"), [
+    ("raise RuntimeError('boom in estimate')", "failed while estimating subsets: RuntimeError: boom in estimate"),
+    ("return np.zeros(len(masks))", "returned a ndarray from estimate(); it must return an EstimateBatch"),
+])
+def test_a_failing_plugin_estimator_is_blamed_not_called_a_subsetctl_bug(
+        tiny_project: Path, monkeypatch, body: str, says: str) -> None:
+    import yaml
+
+    from subsetctl.api import run_project
+    from subsetctl.errors import UserError
+
+    (tiny_project / "broken_est.py").write_text(f'''
+import numpy as np
+from subsetctl.estimate.base import SubsetEstimator
+from subsetctl.registry import ESTIMATORS
+
+@ESTIMATORS.register("broken", "a broken estimator")
+class Broken(SubsetEstimator):
+    def __init__(self, features, lam=1.0):
+        self._sources = list(features.sources)
+    @property
+    def sources(self):
+        return self._sources
+    def estimate(self, masks):
+        {body}
+''')
+    monkeypatch.syspath_prepend(str(tiny_project))
+    sys.modules.pop("broken_est", None)
+    spec = yaml.safe_load((tiny_project / "subsetctl.yaml").read_text())
+    spec["plugins"], spec["estimate"] = ["broken_est:Broken"], {"estimator": "broken"}
+    spec["executor"] = {"backend": "sequential"}
+    (tiny_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    with pytest.raises(UserError, match=re.escape(f"The estimator plugin 'broken' (module broken_est) {says}")):
+        run_project(tiny_project, until="search")
+    sys.modules.pop("broken_est", None)
+
+
+def test_a_plugin_projector_giving_nan_is_blamed_at_the_gradients_stage(tiny_project: Path, monkeypatch) -> None:
+    """NaN projections passed the gradients stage and the search then blamed meta-init."""
+    import yaml
+
+    from subsetctl.api import run_project
+    from subsetctl.errors import UserError
+
+    (tiny_project / "nan_proj.py").write_text('''
+from subsetctl.gradients.projectors import GaussianProjector
+from subsetctl.registry import PROJECTORS
+
+@PROJECTORS.register("nanny", "NaN everywhere")
+class Nanny(GaussianProjector):
+    def project_chunks(self, chunks):
+        return super().project_chunks(chunks) * float("nan")
+''')
+    monkeypatch.syspath_prepend(str(tiny_project))
+    sys.modules.pop("nan_proj", None)
+    spec = yaml.safe_load((tiny_project / "subsetctl.yaml").read_text())
+    spec["plugins"] = ["nan_proj:Nanny"]
+    spec["gradients"] = {**spec.get("gradients", {}), "projector": "nanny"}
+    (tiny_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    with pytest.raises(UserError, match=re.escape("The projector plugin 'nanny' (module nan_proj) returned NaN")):
+        run_project(tiny_project, until="gradients")
+    sys.modules.pop("nan_proj", None)

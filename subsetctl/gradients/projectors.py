@@ -266,4 +266,10 @@ class GaussianProjector(Projector):
 def make_projector(name: str, p: int, d: int, seed: int, memory_budget_mb: float = 64) -> Projector:
     """Build the registered projector ``name`` (raises UnknownPluginError for unknown names)."""
     cls = PROJECTORS.get(name)
-    return cls(p=p, d=d, seed=seed, memory_budget_mb=memory_budget_mb)
+    origin = PROJECTORS.origin(name)
+    if origin == "built-in":
+        return cls(p=p, d=d, seed=seed, memory_budget_mb=memory_budget_mb)
+    from subsetctl.plugin_guard import CheckedProjector, build_plugin
+
+    inner = build_plugin("projector", name, origin, cls, p=p, d=d, seed=seed, memory_budget_mb=memory_budget_mb)
+    return CheckedProjector(inner, name, origin)  # type: ignore[return-value]

@@ -60,11 +60,17 @@ def make_estimator(
 
     name = name or spec.estimate.estimator
     cls = ESTIMATORS.get(name)
+    origin = ESTIMATORS.origin(name)
     if getattr(cls, "needs_model", False):
         if ctx is None:
             raise UserError(f"The {name!r} estimator cannot be used here; use fast, exact or linear_sgd.")
         return cls(ctx)
-    return cls(features, lam=lam, **estimator_settings(spec, name))
+    if origin == "built-in":
+        return cls(features, lam=lam, **estimator_settings(spec, name))
+    from subsetctl.plugin_guard import CheckedEstimator, build_plugin
+
+    inner = build_plugin("estimator", name, origin, cls, features, lam=lam, **estimator_settings(spec, name))
+    return CheckedEstimator(inner, name, origin)  # type: ignore[return-value]
 
 
 def estimator_settings(spec: Spec, name: str) -> dict[str, Any]:

@@ -1,0 +1,102 @@
+"""Plugin estimators and projectors, checked: their failures are blamed on them.
+
+A built-in estimator or projector that fails is subsetctl's bug; a plugin's failure (an
+exception, a result of the wrong type or shape, NaN features) is its author's to fix, and
+used to be reported as "internal error ... a bug in subsetctl". Plugin strategies and
+loaders are checked where they are called (the search stage, the data stage); these
+wrappers do the same for the two kinds that are called from deep inside the estimators'
+executors and the gradient engine.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from subsetctl.errors import UserError
+
+
+def _blame(kind: str, name: str, origin: str, what: str, exc: BaseException | None = None) -> UserError:
+    cause = f": {type(exc).__name__}: {' '.join(str(exc).split())[:300]}" if exc is not None else ""
+    return UserError(f"The {kind} plugin {name!r} ({origin}) {what}{cause}. Fix the plugin, or use a built-in "
+                     f"{kind} (`subsetctl ls` lists them).")
+
+
+def build_plugin(kind: str, name: str, origin: str, build: Any, *args: Any, **kwargs: Any) -> Any:
+    """``build(*args, **kwargs)``, with any exception blamed on the plugin (a constructor
+    that takes other arguments than subsetctl passes, an abstract method left out)."""
+    try:
+        return build(*args, **kwargs)
+    except UserError:
+        raise
+    except Exception as exc:  # the plugin's own code
+        raise _blame(kind, name, origin, f"could not be built with {sorted(kwargs)}", exc) from exc
+
+
+class _Checked:
+    """A plugin object whose calls are checked; every other attribute is the plugin's."""
+
+    kind = ""
+
+    def __init__(self, inner: Any, name: str, origin: str) -> None:
+        self.inner, self.name, self.origin = inner, name, origin
+
+    def __getattr__(self, attr: str) -> Any:  # sources, fingerprint, needs_model, p, d, ...
+        if attr in ("inner", "name", "origin"):  # not set yet (unpickling)
+            raise AttributeError(attr)
+        return getattr(self.inner, attr)
+
+    def _call(self, method: str, doing: str, *args: Any) -> Any:
+        """``inner.method(*args)``, with any exception blamed on the plugin."""
+        try:
+            return getattr(self.inner, method)(*args)
+        except UserError:
+            raise
+        except Exception as exc:  # the plugin's own code
+            raise _blame(self.kind, self.name, self.origin, f"failed while {doing}", exc) from exc
+
+
+class CheckedEstimator(_Checked):
+    """A plugin estimator whose ``estimate`` results are checked: an ``EstimateBatch``
+    with one entry per mask. Picklable when the plugin is, so it runs on loky and Dask
+    workers too."""
+
+    kind = "estimator"
+
+    def estimate(self, masks: np.ndarray) -> Any:
+        from subsetctl.estimate.base import EstimateBatch
+
+        batch = self._call("estimate", "estimating subsets", masks)
+        if not isinstance(batch, EstimateBatch):
+            raise _blame("estimator", self.name, self.origin,
+                         f"returned a {type(batch).__name__} from estimate(); it must return an EstimateBatch")
+        m = len(np.asarray(masks))
+        for field in ("loss", "w_norm", "iterations", "converged"):
+            shape = np.shape(getattr(batch, field))
+            if shape != (m,):
+                raise _blame("estimator", self.name, self.origin,
+                             f"returned {field} of shape {shape} for {m} subsets; each must have shape ({m},)")
+        return batch
+
+
+class CheckedProjector(_Checked):
+    """A plugin projector whose projections are checked: (rows, d) and finite. A NaN there
+    used to pass the gradients stage and be blamed on meta-init at the search."""
+
+    kind = "projector"
+
+    def project_chunks(self, chunks: Any) -> Any:
+        import torch
+
+        out = self._call("project_chunks", "projecting gradients", chunks)
+        rows = int(chunks[0].shape[0]) if len(chunks) else 0
+        d = int(getattr(self.inner, "d", -1))
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != (rows, d):
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise _blame("projector", self.name, self.origin,
+                         f"returned {shape} for {rows} gradients; project_chunks must return a tensor of shape "
+                         f"({rows}, d={d})")
+        if not bool(torch.isfinite(out).all()):
+            raise _blame("projector", self.name, self.origin, "returned NaN or infinite projections")
+        return out
