@@ -513,7 +513,10 @@ class EvaluateSpec(StrictModel):
     max_new_tokens: int = Field(16, ge=1, le=4096, description="Greedy generation bound.")
     batch_size: int = Field(16, ge=1, description="Evaluation batch size.")
     metric: Literal["auto", "exact_match", "reasoning_gym", "accuracy"] = Field(
-        "auto", description="Task metric; auto picks reasoning_gym / accuracy / exact_match."
+        "auto", description="Task metric; auto picks accuracy for a classifier, else reasoning_gym when every "
+        "test row has reasoning-gym metadata, exact_match when none has, and 'mixed' (each row by its own) "
+        "otherwise. exact_match compares answers stripped, lowercased, with whitespace collapsed and one "
+        "trailing period dropped, and numbers by value (4.0 = 4, 1,000 = 1000)."
     )
 
 

@@ -40,7 +40,12 @@ def normalize_answer(text: str) -> str:
 
 
 def _as_number(text: str) -> float | None:
+    """The number ``text`` writes plainly (``-4``, ``4.0``, ``.5``, ``1e3``, ``1,000``), or
+    None: Python's float() also reads ``1_000`` and other scripts' digits, which a gold
+    answer compared as text should not equal."""
     candidate = text.replace(",", "") if re.fullmatch(r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?", text) else text
+    if not re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", candidate, flags=re.ASCII):
+        return None
     try:
         value = float(candidate)
     except ValueError:

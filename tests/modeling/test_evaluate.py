@@ -142,3 +142,12 @@ def test_reasoning_gym_scores_with_the_generator_config_of_the_row() -> None:
     row = {"prompt": "q", "response": "-2.4", "metadata": {"rg_task": "decimal_arithmetic", "rg_config": config}}
     assert scorer.score("-2.36", row) == 1.0
     assert scorer.score("-2.36", {**row, "metadata": {"rg_task": "decimal_arithmetic"}}) == 0.0  # default config
+
+
+def test_exact_match_reads_plain_numbers_only() -> None:
+    """float() also reads 1_000 and other scripts' digits: '1_000' matched '1000'."""
+    from subsetctl.modeling.evaluate import exact_match
+
+    assert exact_match("1,000", "1000") == exact_match("4.0", "4") == exact_match(".5", "0.5") == 1.0
+    assert exact_match("1e3", "1000") == exact_match("-2", "-2.0") == 1.0
+    assert exact_match("1_000", "1000") == exact_match("\u0663", "3") == 0.0
