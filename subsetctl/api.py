@@ -165,12 +165,16 @@ def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIss
         return (f"unknown {exc.kind} {exc.name!r}, probably one that {', '.join(failed_plugins)} registers: "
                 "that plugin failed to import (see its problem); fix the import first.")
 
-    from subsetctl.modeling.resolve import check_model_folder
+    from subsetctl.modeling.resolve import check_max_length_fits_folder, check_model_folder
 
     try:  # a mistyped local folder shows here, not after the data stage has run
         check_model_folder(spec.model.source, spec_path.parent, spec.model.kind)
     except UserError as exc:
         issue(("model", "source"), str(exc))
+    try:
+        check_max_length_fits_folder(spec.model.source, spec_path.parent, spec.model.max_length)
+    except UserError as exc:
+        issue(("model", "max_length"), str(exc))
     # check_sources loads the plugins too (it needs them for plugin loaders): list a broken one once
     found.extend(i for i in check_sources(spec, spec_path, text) if i not in found)
     for i, strategy in enumerate(spec.search.strategies):

@@ -12,6 +12,7 @@ import os
 import re
 import socket
 import sys
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -23,6 +24,17 @@ _FILE_BUILDERS = frozenset({
     "imagefolder", "json", "lance", "meshfolder", "mmcif", "niftifolder", "pandas", "parquet", "pdb", "pdffolder",
     "sql", "text", "tsfile", "videofolder", "vortex", "webdataset", "xml",
 })
+
+
+#: File suffixes that make a ``huggingface`` loader path a local file, not a hub id.
+_LOCAL_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet", ".py")
+
+
+def looks_local(path: str) -> bool:
+    """Whether a ``huggingface`` loader path is meant as a local path, not a hub id: it
+    starts like a path (``.``, ``/``, ``~``, a Windows ``.\\``) or names a data file. A hub
+    id never does, so such a path that does not exist is a missing file, not a download."""
+    return path.startswith((".", "/", "~")) or Path(path).suffix in _LOCAL_SUFFIXES
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
@@ -46,10 +58,32 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     try:
         port = url.port or (80 if url.scheme == "http" else 443)  # a mirror may serve on its own port
-        with socket.create_connection((hub_host(), port), timeout=timeout):
-            return True
-    except (OSError, ValueError):
+    except ValueError:
         return False
+    address = (hub_host(), port)
+    known = _UNREACHABLE_SINCE.get(address)
+    if known is not None and time.monotonic() - known < _UNREACHABLE_MEMORY_S:
+        return False
+    try:
+        with socket.create_connection(address, timeout=timeout):
+            _UNREACHABLE_SINCE.pop(address, None)
+            return True
+    except OSError:
+        _UNREACHABLE_SINCE[address] = time.monotonic()
+        return False
+
+
+#: (host, port) -> when a probe last failed. One command asks several times (``doctor``
+#: validates the spec, then checks hub access; ``run`` validates, then loads), and a
+#: dropped connection costs the whole timeout each time: a failure is believed for a
+#: minute. A success is not remembered, it costs one round trip.
+_UNREACHABLE_SINCE: dict[tuple[str, int], float] = {}
+_UNREACHABLE_MEMORY_S = 60.0
+
+
+def forget_unreachable() -> None:
+    """Probe afresh next time (tests, or a long-lived process whose network came back)."""
+    _UNREACHABLE_SINCE.clear()
 
 
 def hub_host() -> str:

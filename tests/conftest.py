@@ -12,6 +12,14 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parent))  # shared helpers: tests/tinymodels.py
 
 
+@pytest.fixture(autouse=True)
+def _fresh_hub_probe() -> None:
+    """Each test probes the hub afresh: a failed probe is remembered for a minute."""
+    from subsetctl.hub import forget_unreachable
+
+    forget_unreachable()
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path

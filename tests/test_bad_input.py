@@ -342,3 +342,31 @@ def test_a_target_test_split_that_rounds_to_nothing_stops_the_data_stage(jsonl_p
 
     with pytest.raises(UserError, match=r"split.test=0.01 of \d+ examples gives no test examples"):
         run_project(jsonl_project, ["target.split={train: 0.9, validation: 0.09, test: 0.01}"], until="data")
+
+
+def test_max_length_beyond_the_models_positions_is_refused(tmp_path: Path) -> None:
+    """A GPT-2 with 24 positions and model.max_length 32 failed with an internal
+    IndexError on the first long example, at evaluate only if training rows were short."""
+    from tinymodels import char_tokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from subsetctl.modeling.resolve import refuse_max_length_beyond_positions
+
+    tok = char_tokenizer()
+    folder = tmp_path / "gpt2"
+    GPT2LMHeadModel(GPT2Config(n_embd=8, n_layer=1, n_head=2, n_positions=24, vocab_size=len(tok))
+                    ).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    data = {**BASE, "model": {"source": str(folder), "max_length": 32, "lora": {"target_modules": ["c_attn"]}},
+            "evaluate": {"max_new_tokens": 4}}
+    (issue,) = validate_spec_file(_spec_file(tmp_path, data)).issues
+    assert issue.key == "model.max_length" and "only 24 token positions (n_positions" in issue.message
+    assert "at most 24" in issue.message
+    data["model"]["max_length"] = 24
+    assert validate_spec_file(_spec_file(tmp_path, data)).issues == []
+    # packaged and hub models are checked from the loaded config, when a stage loads them
+    with pytest.raises(UserError, match="only 16 token positions"):
+        refuse_max_length_beyond_positions({"max_position_embeddings": 16}, 32, "the model 'x'")
+    refuse_max_length_beyond_positions({"max_position_embeddings": 16}, 16, "the model 'x'")
+    refuse_max_length_beyond_positions({"n_positions": True}, 32, "the model 'x'")  # not a count
+    refuse_max_length_beyond_positions({}, 4096, "the model 'x'")

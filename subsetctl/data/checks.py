@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from subsetctl.errors import UserError
+from subsetctl.hub import looks_local
 from subsetctl.spec import (
     EvalsLoader,
     HuggingFaceLoader,
@@ -49,17 +50,6 @@ class _Issues:
 def _resolve(path: str, base_dir: Path) -> Path:
     p = Path(path).expanduser()
     return p if p.is_absolute() else base_dir / p
-
-
-def _looks_local(path: str) -> bool:
-    """A huggingface loader path the user meant as a local path, not a hub id."""
-    return path.startswith(("/", "./", "../", "~", ".\\")) or Path(path).suffix in (
-        ".json",
-        ".jsonl",
-        ".csv",
-        ".parquet",
-        ".py",
-    )
 
 
 def _known_size(source: SourceSpec) -> int | None:
@@ -110,7 +100,7 @@ def _check_file_loader(
 ) -> None:
     path_value = getattr(loader, "path", None)
     if isinstance(loader, HuggingFaceLoader):
-        if _looks_local(loader.path) and not _resolve(loader.path, base_dir).exists():
+        if looks_local(loader.path) and not _resolve(loader.path, base_dir).exists():
             issues.add(
                 loc + ("path",), f"local dataset path {_resolve(loader.path, base_dir)} does not exist"
             )
@@ -355,7 +345,7 @@ def _non_local_hf_loaders(spec: Spec, spec_dir: Path) -> list[tuple[tuple[Any, .
     loaders whose path is no local file or folder, so `datasets` looks it up by name."""
     entries = [(("target",), spec.target)] + [(("sources", i), s) for i, s in enumerate(spec.sources)]
     return [(loc + ("loader", "path"), source.loader) for loc, source in entries
-            if isinstance(source.loader, HuggingFaceLoader) and not _looks_local(source.loader.path)
+            if isinstance(source.loader, HuggingFaceLoader) and not looks_local(source.loader.path)
             and not _resolve(source.loader.path, Path(spec_dir)).exists()]
 
 

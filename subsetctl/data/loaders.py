@@ -601,9 +601,9 @@ def _refuse_unreachable_hub_dataset(path: str, local: Path, source_name: str) ->
     """A hub dataset that is in no local cache, on a machine that cannot reach the hub,
     fails at once instead of after the hub client's half minute of retries (``validate``
     says the same before any stage runs)."""
-    from subsetctl.hub import dataset_cached, hub_reachable, is_file_builder, unreachable_reason
+    from subsetctl.hub import dataset_cached, hub_reachable, is_file_builder, looks_local, unreachable_reason
 
-    if path.startswith((".", "/", "~")) or local.exists() or is_file_builder(path) or dataset_cached(path) \
+    if looks_local(path) or local.exists() or is_file_builder(path) or dataset_cached(path) \
             or hub_reachable():  # a path meant as local: load_dataset says it is missing
         return
     raise UserError(

@@ -212,6 +212,20 @@ def _classify(
 # --------------------------------------------------------------------------- entry point
 
 
+def _answers_longer_than(tokenizer: Any, examples: Sequence[dict], max_new_tokens: int) -> str | None:
+    """A warning when some gold answers take more tokens than generation may produce:
+    they can never be matched, whatever the fine-tune, so the score understates every
+    selection alike and hides the differences between them."""
+    lengths = [len(tokenizer(str(e.get("response", "")), add_special_tokens=False)["input_ids"]) for e in examples]
+    longer = [n for n in lengths if n > max_new_tokens]
+    if not longer:
+        return None
+    return (f"{len(longer)} of {len(examples)} test answers are longer than evaluate.max_new_tokens="
+            f"{max_new_tokens} tokens (the longest has {max(longer)}): generation stops before they are "
+            f"complete, so they cannot score as correct. Raise evaluate.max_new_tokens to at least "
+            f"{max(longer)} (and model.max_length with it, to leave room for the prompts).")
+
+
 def evaluate_model(
     model: Any,
     tokenizer: Any,
@@ -284,6 +298,9 @@ def evaluate_model(
         metrics["macro_f1"] = macro_f1(preds, labels)
         used = "accuracy"
     else:
+        too_long = _answers_longer_than(tokenizer, examples, max_new_tokens)
+        if too_long:
+            warnings.append(too_long)
         if progress:
             progress(f"Generating answers for {len(examples)} examples")
         answers = generate_answers(

@@ -304,6 +304,35 @@ def _check_packaged_kind(source: str, kind: str) -> None:
     )
 
 
+def position_limit(config: Mapping[str, Any]) -> tuple[str, int] | None:
+    """The most token positions a model's config declares, with the key that says so
+    (``n_positions`` for GPT-2 and its kin, ``max_position_embeddings`` for most others),
+    or None when it declares none."""
+    for key in ("n_positions", "max_position_embeddings"):
+        value = config.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return key, value
+    return None
+
+
+def refuse_max_length_beyond_positions(config: Mapping[str, Any], max_length: int, where: str) -> None:
+    """A UserError when ``model.max_length`` is more than the positions the model has.
+
+    Models with learned position embeddings (GPT-2, BERT) fail with an IndexError on the
+    first example that long, which may come only at evaluate, after every fine-tune
+    (generation fills prompts up to ``max_length``); rotary models run on, outside
+    anything they were trained on. Either way the setting is a mistake to name at once."""
+    limit = position_limit(config)
+    if limit is None or max_length <= limit[1]:
+        return
+    key, positions = limit
+    raise UserError(
+        f"model.max_length is {max_length}, but {where} has only {positions} token positions ({key} in its "
+        f"config.json): examples that long, and generation at evaluate, would run past them. Set "
+        f"model.max_length to at most {positions}."
+    )
+
+
 def check_model_folder(source: str, spec_dir: Path | None, kind: str | None = None) -> None:
     """Raise the UserError :func:`resolve_model` would, for what validate can see without
     loading anything: a source that is no packaged model, folder or hub id, a packaged
@@ -330,12 +359,35 @@ def check_model_folder(source: str, spec_dir: Path | None, kind: str | None = No
             f"save_pretrained), or use a packaged model ({_packaged_hint()})."
         )
     if kind == "causal-lm":
-        try:
-            config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):  # unreadable or not json: loading the model says so
-            return
-        if isinstance(config, dict):
+        config = _folder_config(folder)
+        if config is not None:
             _refuse_non_causal(config, f"The model folder {folder}")
+
+
+def _folder_config(folder: Path) -> dict[str, Any] | None:
+    """A model folder's config.json, or None when it is missing, unreadable or not a json
+    object (loading the model says what is wrong with it)."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def check_max_length_fits_folder(source: str, spec_dir: Path | None, max_length: int) -> None:
+    """:func:`refuse_max_length_beyond_positions` for a local model folder, from its
+    config.json alone (validate); packaged and hub models are checked when a stage loads
+    them. Nothing is said here about a source :func:`check_model_folder` refuses."""
+    try:
+        location = model_location(source, spec_dir)
+        if classify_model_source(location) != "local":
+            return
+    except UserError:
+        return
+    folder = Path(location).expanduser().resolve()
+    config = _folder_config(folder)
+    if config is not None:
+        refuse_max_length_beyond_positions(config, max_length, f"the model folder {folder}")
 
 
 def model_fingerprint_inputs(source: str, spec_dir: Path | None) -> dict[str, Any]:

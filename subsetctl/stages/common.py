@@ -110,10 +110,10 @@ def device_for(spec: Spec) -> str:
 
 def base_model(ctx: StageContext) -> tuple[Any, Any, dict[str, Any]]:
     """The base model and tokenizer from the spec (converted once when packaged)."""
-    from subsetctl.modeling.resolve import model_location, resolve_model
+    from subsetctl.modeling.resolve import model_location, refuse_max_length_beyond_positions, resolve_model
 
     spec = ctx.spec.model
-    return resolve_model(
+    model, tokenizer, info = resolve_model(
         model_location(spec.source, ctx.project.root),
         kind=spec.kind,
         dtype=spec.dtype,
@@ -122,6 +122,9 @@ def base_model(ctx: StageContext) -> tuple[Any, Any, dict[str, Any]]:
         progress=ctx.reporter.info,
         warn=ctx.reporter.warn,
     )
+    # validate reads local folders' configs; a packaged or hub model's is known only now
+    refuse_max_length_beyond_positions(model.config.to_dict(), spec.max_length, f"the model {spec.source!r}")
+    return model, tokenizer, info
 
 
 def lora_model(

@@ -144,3 +144,16 @@ def test_unknown_reasoning_gym_task_says_how_to_list_tasks(tmp_path: Path) -> No
     issues = _check(tmp_path, GOOD.replace("task: basic_arithmetic", "task: chain_sums"))
     message = issues["sources[0].loader.task"].message
     assert "'chain_sum'" in message and "reasoning_gym.factory.DATASETS" in message
+
+
+@pytest.mark.parametrize(("path", "local"), [
+    ("./data/x", True), ("../x", True), (".hidden", True), ("/abs/x", True), ("~/x", True), (".\\win", True),
+    ("train.jsonl", True), ("dir/file.parquet", True),
+    ("org/name", False), ("glue", False), ("json", False),
+])
+def test_looks_local_tells_paths_from_hub_ids(path: str, local: bool) -> None:
+    """One rule for validate (a missing local path) and the huggingface loader (no hub
+    round trip for a path): a path the loader used to treat as local stays local."""
+    from subsetctl.hub import looks_local
+
+    assert looks_local(path) is local

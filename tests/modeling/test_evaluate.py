@@ -151,3 +151,15 @@ def test_exact_match_reads_plain_numbers_only() -> None:
     assert exact_match("1,000", "1000") == exact_match("4.0", "4") == exact_match(".5", "0.5") == 1.0
     assert exact_match("1e3", "1000") == exact_match("-2", "-2.0") == 1.0
     assert exact_match("1_000", "1000") == exact_match("\u0663", "3") == 0.0
+
+
+def test_answers_longer_than_generation_may_produce_are_warned(tiny_llama_dir) -> None:
+    """A gold answer of 5 characters with max_new_tokens 3 can never be matched: the
+    score understates every selection alike, so evaluate says so."""
+    model, tok, _ = resolve_model(str(tiny_llama_dir), "causal-lm")
+    rows = [dict(r, response="12345" if i < 3 else "7") for i, r in enumerate(causal_rows() * 2)]
+    out = evaluate_model(model, tok, rows, "causal-lm", max_length=32, max_new_tokens=3, batch_size=4)
+    (warning,) = out["warnings"]
+    assert "3 of 16 test answers are longer than evaluate.max_new_tokens=3" in warning
+    assert "the longest has 5" in warning and "at least 5" in warning
+    assert evaluate_model(model, tok, rows, "causal-lm", max_length=32, max_new_tokens=5)["warnings"] == []

@@ -283,3 +283,40 @@ def test_the_hub_probe_follows_hf_endpoints_port(monkeypatch, endpoint: str, add
 
     monkeypatch.setattr(socket, "create_connection", connect)
     assert hub.hub_reachable() is False and probed == [address]
+
+
+def test_a_failed_hub_probe_is_believed_for_a_while(monkeypatch) -> None:
+    """`doctor` validates and then checks hub access; offline with dropped packets each
+    probe costs its whole timeout, so a failure is remembered (a success is not)."""
+    import socket
+
+    import huggingface_hub.constants as hc
+
+    from subsetctl import hub
+
+    for var in ("HF_HUB_OFFLINE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HF_ENDPOINT"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", False, raising=False)
+    probes = []
+    answer = {"up": False}
+
+    class Connection:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    def connect(where, timeout):
+        probes.append(where)
+        if not answer["up"]:
+            raise OSError("timed out")
+        return Connection()
+
+    monkeypatch.setattr(socket, "create_connection", connect)
+    assert hub.hub_reachable() is False and hub.hub_reachable() is False
+    assert len(probes) == 1
+    hub.forget_unreachable()
+    answer["up"] = True
+    assert hub.hub_reachable() is True and hub.hub_reachable() is True
+    assert len(probes) == 3  # a success is probed again each time
