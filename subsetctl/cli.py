@@ -309,10 +309,8 @@ def run(
 
 
 def _print_report(root: Path, console: Any, overrides: list[str] | None = None) -> None:
-    try:
-        from subsetctl.report.terminal import render_report
-    except ImportError:
-        return
+    from subsetctl.report.terminal import render_report
+
     render_report(root, console, overrides=overrides)
 
 

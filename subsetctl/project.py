@@ -68,6 +68,27 @@ def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> N
         raise
 
 
+def replace_dir(src: Path, dst: Path, aside: Path | None = None) -> None:
+    """Move folder ``src`` to ``dst``, replacing ``dst``. The old ``dst`` is first renamed
+    aside (to ``aside``, by default a hidden sibling) and deleted last, so that at every
+    moment ``dst`` is the old or the new complete folder, never half-written; should the
+    second rename fail, the old folder is put back before the error is raised."""
+    import uuid
+
+    old = None
+    if dst.exists():
+        old = aside or dst.parent / f".{dst.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(dst, old)
+    try:
+        os.replace(src, dst)
+    except BaseException:
+        if old is not None and not dst.exists():
+            os.replace(old, dst)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically (see :func:`atomic_write`)."""
     atomic_write(path, lambda handle: handle.write(text))
@@ -206,6 +227,13 @@ class Project:
         """The project at ``path`` (a directory or its spec file); errors if none."""
         p = Path(path or ".").expanduser()
         if p.is_file():
+            if p.name != SPEC_FILENAME:  # its folder's own spec would be run instead, without a word
+                raise UserError(
+                    f"{p} is a file, but a project is a folder whose spec is named {SPEC_FILENAME}: commands "
+                    f"other than `validate` take the folder (or its {SPEC_FILENAME}). Name the folder, or "
+                    f"rename or copy {p.name} to {p.parent / SPEC_FILENAME} (one spec per project folder), "
+                    f"or check this file alone with `subsetctl validate {p}`."
+                )
             p = p.parent
         if not (p / SPEC_FILENAME).is_file():
             raise UserError(

@@ -78,3 +78,11 @@ def test_an_estimator_missing_some_lambdas_competes_on_the_rest() -> None:
     assert set(out["candidates"]) == {"fast", "linear_sgd"}
     out = CalibrateStage._calibrate_kind(ctx, rows, ["fast", "linear_sgd"], [10.0], {("fast", 10.0): Fixed(truth)})
     assert set(out["candidates"]) == {"fast"}
+
+
+def test_a_diverged_fine_tune_is_left_out_of_the_per_lambda_spearman() -> None:
+    """A NaN real loss made every lambda's recorded Spearman NaN (null in the JSON)."""
+    truth = [0.5, 0.7, float("nan"), 0.6, 0.9, 0.8]
+    out, _ = _run([0.5, 0.7, 0.1, 0.6, 0.9, 0.8], [0.5, 0.7, 0.1, 0.6, 0.9, 0.8], truth)
+    assert out["spearman_raw_by_lambda"] == {"1.0": 1.0}
+    assert out["true"][2] is None

@@ -142,6 +142,18 @@ def test_unknown_stage_and_missing_project(tmp_path: Path, jsonl_project: Path) 
     assert result.exit_code == 1 and "subsetctl init" in result.output
 
 
+def test_a_spec_file_of_another_name_is_refused_not_swapped_for_its_folders(jsonl_project: Path) -> None:
+    """`plan p/other.yaml` used to plan p/subsetctl.yaml without a word."""
+    other = jsonl_project / "other.yaml"
+    other.write_text((jsonl_project / "subsetctl.yaml").read_text())
+    for command in ("plan", "run", "report"):
+        result = invoke(command, str(other))
+        assert result.exit_code == 1 and "a project is a folder whose spec is named subsetctl.yaml" in result.output
+    assert not (jsonl_project / ".subsetctl" / "data").exists()
+    assert invoke("plan", str(jsonl_project / "subsetctl.yaml")).exit_code == 0
+    assert invoke("validate", str(other)).exit_code == 0
+
+
 def test_report_before_run_says_what_to_do(jsonl_project: Path) -> None:
     result = invoke("report", str(jsonl_project))
     assert result.exit_code == 1 and "subsetctl run" in result.output

@@ -243,3 +243,31 @@ def test_work_marker_is_bookkeeping_not_a_checksummed_artifact(tmp_path: Path) -
     older = {**recorded, "work.json": {"size": 1, "sha256": "0"}}  # as builds before this one recorded it
     (tmp_path / "work.json").write_text("zz")
     assert verify_checksums(tmp_path, older) == []
+
+
+def test_replace_dir_puts_the_old_folder_back_when_the_move_fails(tmp_path: Path, monkeypatch) -> None:
+    """The old folder was renamed aside and, if the new one could not be moved in, left
+    under its aside name, where the next run's clean-up deleted it: neither copy survived."""
+    from subsetctl import project as project_module
+    from subsetctl.project import replace_dir
+
+    dst, src = tmp_path / "adapter", tmp_path / "new"
+    dst.mkdir()
+    (dst / "weights").write_text("old")
+    src.mkdir()
+    (src / "weights").write_text("new")
+    real_replace = os.replace
+
+    def fail_moving_src_in(a, b):
+        if Path(a) == src:
+            raise OSError(28, "No space left on device")
+        real_replace(a, b)
+
+    monkeypatch.setattr(project_module.os, "replace", fail_moving_src_in)
+    with pytest.raises(OSError):
+        replace_dir(src, dst)
+    assert (dst / "weights").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter", "new"]
+    monkeypatch.setattr(project_module.os, "replace", real_replace)
+    replace_dir(src, dst, aside=tmp_path / ".old-adapter")
+    assert (dst / "weights").read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["adapter"]

@@ -34,7 +34,7 @@ from subsetctl.data.loaders import (
 )
 from subsetctl.data.prepare import SPLITS, prepare_source, quiet_datasets, split_summary
 from subsetctl.errors import UserError
-from subsetctl.project import atomic_write_json
+from subsetctl.project import atomic_write_json, replace_dir
 from subsetctl.registry import load_plugin_string
 from subsetctl.spec import SourceSpec, Spec
 
@@ -87,12 +87,7 @@ def _write_source(out_dir: Path, name: str, splits: dict[str, Dataset]) -> None:
         for split, dataset in splits.items():
             if len(dataset):  # datasets cannot load back a saved 0-row dataset; see load_split
                 dataset.flatten_indices().save_to_disk(str(tmp / split))
-        final = out_dir / name
-        old = out_dir / f"{_OLD_PREFIX}{name}-{tag}"
-        if final.exists():
-            final.rename(old)
-        tmp.rename(final)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, out_dir / name, aside=out_dir / f"{_OLD_PREFIX}{name}-{tag}")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -14,8 +14,8 @@ the same k subsets, :func:`calibrate`:
 4. reports the leave-one-out median relative error of the calibrated estimate (each
    subset predicted by a map fitted on the others), so the error shown is held out.
 
-With fewer than ``MIN_K`` usable subsets calibration is off: the result keeps the
-best-ranking lambda it could find (or the default) with the identity map and says so.
+With fewer than ``MIN_K`` usable subsets calibration is off: the result keeps the spec's
+lambda (``default_lam``), else the grid's largest, with the identity map, and says so.
 """
 
 from __future__ import annotations

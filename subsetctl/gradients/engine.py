@@ -20,7 +20,6 @@ step per batch (see benchmarks/gradients.py).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,17 +50,6 @@ def trainable_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
     row-major, in this order; a one-at-a-time reference must use the same order.
     """
     return sorted(((n, p) for n, p in model.named_parameters() if p.requires_grad), key=lambda t: t[0])
-
-
-def parameter_fingerprint(model: nn.Module) -> str:
-    """A short hash of the trainable parameters (names, shapes, values): identifies the
-    adapter the gradients were taken at, for the store's info."""
-    h = hashlib.sha256()
-    for name, param in trainable_parameters(model):
-        t = param.detach().to("cpu", torch.float32).contiguous()
-        h.update(f"{name}:{tuple(t.shape)};".encode())
-        h.update(t.numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 @dataclass

@@ -23,7 +23,7 @@ import hashlib
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from subsetctl.errors import UserError
 from subsetctl.registry import PROJECTORS
@@ -210,10 +210,6 @@ class Projector(ABC):
         per_unit = torch.bmm(G.view(G.shape[0], k, UNIT_ROWS).transpose(0, 1), P_units)
         for i in range(k):
             out += per_unit[i]
-
-    def describe(self) -> dict[str, Any]:
-        """What determines P: recorded in the gradient store's info and checked on reuse."""
-        return {"name": self.name, "p": self.p, "d": self.d, "seed": self.seed}
 
 
 @PROJECTORS.register("rademacher", "Random signs +-1/sqrt(d), regenerated block by block from the seed.")

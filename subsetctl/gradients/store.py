@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from subsetctl.errors import StaleArtifactError, UserError
+from subsetctl.project import atomic_write_json
 
 INFO = "info.json"
 ROWS = "rows.json"
@@ -40,19 +40,6 @@ WRITTEN = "written.npy"
 
 MERGE_BLOCK = 4096
 """Rows copied per write when merging shards."""
-
-CHECKED_KEYS = ("model", "adapter", "projector", "seed", "d")
-"""The info keys whose mismatch makes a store stale (see :meth:`GradientStore.check_info`)."""
-
-
-def _atomic_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=1, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
 
 def _numpy(a: Any) -> np.ndarray:
     """A float32 numpy array from a numpy array or a (possibly grad-tracking) tensor."""
@@ -102,7 +89,7 @@ class GradientStore:
             arr = np.lib.format.open_memmap(path / name, mode="w+", dtype=dtype, shape=shape)
             arr.flush()
             del arr
-        _atomic_json(path / INFO, full_info)
+        atomic_write_json(path / INFO, full_info)
         return cls.open(path, writable=True)
 
     @classmethod
@@ -159,8 +146,9 @@ class GradientStore:
     def check_info(self, expected: Mapping[str, Any]) -> None:
         """Raise StaleArtifactError when a key of ``expected`` differs from the store's info.
 
-        The callers pass :data:`CHECKED_KEYS` (model, adapter, projector, seed, d): a store
-        taken at another adapter or with another projection must never be mixed in.
+        The gradients stage passes everything the features depend on (model and its config,
+        the adapter's fingerprint, projector and its code, seed, p, d, kind, max_length): a
+        store taken at another adapter or with another projection must never be mixed in.
         """
         diffs = [
             f"{k}: stored {self.info.get(k)!r}, expected {v!r}"

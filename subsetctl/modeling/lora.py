@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from subsetctl.errors import UserError
+from subsetctl.project import replace_dir
 
 #: Default LoRA target modules by transformers ``model_type`` (attention query and value).
 DEFAULT_TARGETS: dict[str, list[str]] = {
@@ -169,19 +170,6 @@ def save_adapter(model: Any, path: str | Path) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return path
-
-
-def replace_dir(src: Path, dst: Path) -> None:
-    """Move folder ``src`` to ``dst``, replacing ``dst``; the old ``dst`` is first renamed
-    aside so that at every moment ``dst`` is either the old or the new complete folder
-    (or absent, briefly, never half-written)."""
-    old = None
-    if dst.exists():
-        old = dst.parent / f".{dst.name}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(dst, old)
-    os.replace(src, dst)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _check_adapter_dir(path: Path) -> None:

@@ -42,7 +42,7 @@ class PackagedModel:
     """A model shipped inside a PyPI package.
 
     Attributes:
-        name: the name a spec uses (``base_model: smollm2-135m-instruct``).
+        name: the name a spec uses (``model: {source: smollm2-135m-instruct}``).
         description: one line for ``subsetctl ls``.
         architecture: the transformers ``model_type`` ("llama", "bert").
         kinds: the model kinds it can be loaded as ("causal-lm", "classifier").

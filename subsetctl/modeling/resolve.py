@@ -1,4 +1,4 @@
-"""Resolve a spec's ``base_model`` string into a loaded model and tokenizer.
+"""Resolve a spec's ``model.source`` string into a loaded model and tokenizer.
 
 A source is, in this order: a packaged model name (see :mod:`subsetctl.modeling.packaged`),
 an existing local folder, or a Hugging Face hub id (``org/name``) passed to

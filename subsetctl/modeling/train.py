@@ -39,8 +39,9 @@ from subsetctl.modeling.encoding import (
     encode_classifier,
     pad_id,
 )
-from subsetctl.modeling.lora import load_adapter_weights, replace_dir, save_adapter, write_adapter
+from subsetctl.modeling.lora import load_adapter_weights, save_adapter, write_adapter
 from subsetctl.modeling.outputs import causal_lm_f, causal_lm_token_ce, classifier_f, surrogate_loss
+from subsetctl.project import replace_dir
 
 Objective = Literal["ce", "surrogate"]
 TrainProgress = Callable[[int, int, float, "float | None"], None]
@@ -405,8 +406,9 @@ def train_lora(
     """Fine-tune the trainable (LoRA) parameters of a peft ``model``; resumable.
 
     Args:
-        model: a peft model (see :func:`subsetctl.modeling.lora.apply_lora` /
-            ``load_adapter(..., trainable=True)``); its current adapter weights are the start.
+        model: a peft model (see :func:`subsetctl.modeling.lora.apply_lora`, then
+            :func:`~subsetctl.modeling.lora.load_adapter_weights` to start from a saved
+            adapter); its current adapter weights are the start.
         tokenizer: the model's tokenizer (with a pad token).
         train_examples: rows with ``prompt`` and ``response`` (causal LM) or ``label``.
         config: see :class:`TrainConfig`.

@@ -103,7 +103,6 @@ class CalibrateStage(Stage):
             calibrate,
             choose_estimator,
             selection_loo_rel_errors,
-            spearman,
         )
 
         spec = ctx.spec
@@ -150,11 +149,21 @@ class CalibrateStage(Stage):
             "raw": [float(v) for v in raw],
             "calibrated": [float(v) for v in np.asarray(chosen.apply(raw))],
             "loo_median_rel_err_with_selection": float(np.median(nested)) if len(nested) else None,
-            "spearman_raw_by_lambda": {str(lam): spearman(np.asarray(v), y)
+            "spearman_raw_by_lambda": {str(lam): _spearman_where_finite(np.asarray(v), y)
                                        for lam, v in raws[chosen.estimator].items()},
             "candidates": {name: {"calibration": cal.to_dict(), "raw": [float(v) for v in raws[name][cal.lam]]}
                            for name, cal in candidates.items()},
         }
+
+
+def _spearman_where_finite(raw: np.ndarray, true: np.ndarray) -> float:
+    """Spearman over the subsets where both the estimate and the real fine-tune are
+    finite: a diverged fine-tune (NaN) is left out, as calibration leaves it out, instead
+    of making every lambda's figure NaN."""
+    from subsetctl.estimate.calibrate import spearman
+
+    ok = np.isfinite(raw) & np.isfinite(true)
+    return spearman(raw[ok], true[ok])
 
 
 def candidate_estimators(spec: Any) -> list[str]:

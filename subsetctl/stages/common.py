@@ -35,17 +35,11 @@ def seed_everything(seed: int) -> None:
 
 
 def examples(ctx: StageContext, name: str, split: str) -> list[dict[str, Any]]:
-    """Rows of one source split as dicts (empty list when the split is empty)."""
+    """Rows of one source split as dicts (empty list when the split is empty; a damaged or
+    missing source folder is an error for every split, never taken as "no rows")."""
     from subsetctl.data.stage import load_split
-    from subsetctl.errors import UserError
 
-    try:
-        dataset = load_split(ctx.upstream_dir("data"), name, split)
-    except UserError:
-        if split == "train":
-            raise
-        return []
-    return [dict(row) for row in dataset]
+    return [dict(row) for row in load_split(ctx.upstream_dir("data"), name, split)]
 
 
 def source_names(spec: Spec) -> list[str]:

@@ -122,6 +122,7 @@ class GradientsStage(common.ModelStage):
             "projector": spec.gradients.projector,
             "seed": seed,
             "p": p,
+            "d": spec.gradients.d,
             "kind": spec.model.kind,
             "max_length": spec.model.max_length,
         }

@@ -201,3 +201,20 @@ def test_data_stage_leaves_out_an_empty_target_response_and_warns(tmp_path: Path
     assert sum(summary["counts"]["tgt"].values()) == 11
     assert any("target.jsonl: 1 of 12 rows have an empty 'response' (loader.response_field) (line 5)" in w
                for w in summary["warnings"])
+
+
+def test_a_damaged_test_split_is_an_error_for_the_stages_not_an_empty_split(tmp_path: Path) -> None:
+    """The model stages' row reader took any error of a validation or test split for "no
+    rows": a damaged test split became "The test split is empty" at evaluate."""
+    from types import SimpleNamespace
+
+    from subsetctl.stages.common import examples
+
+    spec = _spec(tmp_path)
+    out = tmp_path / "out"
+    run_data_stage(spec, tmp_path, out)
+    ctx = SimpleNamespace(upstream_dir=lambda stage: out)
+    assert len(examples(ctx, "tgt", "test")) == 3 and examples(ctx, "aux", "test") == []  # aux has no test rows
+    (out / "tgt" / "test" / "dataset_info.json").unlink()
+    with pytest.raises(UserError, match="'tgt' split 'test'"):
+        examples(ctx, "tgt", "test")

@@ -4,6 +4,8 @@ cannot shadow it)."""
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
 from peft import LoraConfig, get_peft_model
 from transformers import BertConfig, BertForSequenceClassification, LlamaConfig, LlamaForCausalLM
@@ -91,3 +93,16 @@ def classifier_batch(lengths: list[int], seed: int = 2) -> dict[str, torch.Tenso
         "attention_mask": b["attention_mask"],
         "labels": torch.randint(0, 3, (len(lengths),), generator=g),
     }
+
+
+def parameter_fingerprint(model: torch.nn.Module) -> str:
+    """A short hash of the trainable parameters (names, shapes, values): the tests check
+    with it that taking gradients leaves the model unchanged."""
+    from subsetctl.gradients.engine import trainable_parameters
+
+    h = hashlib.sha256()
+    for name, param in trainable_parameters(model):
+        t = param.detach().to("cpu", torch.float32).contiguous()
+        h.update(f"{name}:{tuple(t.shape)};".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()[:16]

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-from gradfixtures import causal_batch, classifier_batch, tiny_bert_lora, tiny_llama_lora
+from gradfixtures import (
+    causal_batch,
+    classifier_batch,
+    parameter_fingerprint,
+    tiny_bert_lora,
+    tiny_llama_lora,
+)
 
 from subsetctl.errors import UserError
-from subsetctl.gradients.engine import PerExampleGradientEngine, parameter_fingerprint, trainable_parameters
+from subsetctl.gradients.engine import PerExampleGradientEngine, trainable_parameters
 from subsetctl.gradients.projectors import RademacherProjector
 from subsetctl.modeling.outputs import causal_lm_f, classifier_f
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from gradfixtures import causal_batch, tiny_llama_lora
+from gradfixtures import causal_batch, parameter_fingerprint, tiny_llama_lora
 
 from subsetctl.errors import StaleArtifactError
-from subsetctl.gradients.engine import PerExampleGradientEngine, parameter_fingerprint, trainable_parameters
+from subsetctl.gradients.engine import PerExampleGradientEngine, trainable_parameters
 from subsetctl.gradients.projectors import RademacherProjector
 from subsetctl.gradients.store import (
     GradientStore,
