@@ -163,14 +163,16 @@ class JsonlLoader(LoaderBase):
     """A local JSON Lines file, one example per line."""
 
     type: Literal["jsonl"] = Field(description="Loader type: a local JSON Lines file.")
-    path: str = Field(description="Path to the .jsonl file, relative to the spec file.")
+    path: str = Field(description="Path to the .jsonl file (UTF-8; may be gzip-compressed, e.g. .jsonl.gz), "
+                                  "relative to the spec file.")
 
 
 class CsvLoader(LoaderBase):
     """A local CSV file with a header row."""
 
     type: Literal["csv"] = Field(description="Loader type: a local CSV file with a header row.")
-    path: str = Field(description="Path to the .csv file, relative to the spec file.")
+    path: str = Field(description="Path to the .csv file (UTF-8; may be gzip-compressed, e.g. .csv.gz), "
+                                  "relative to the spec file.")
     delimiter: str = Field(",", min_length=1, max_length=1, description="Field delimiter.")
 
 
@@ -345,7 +347,7 @@ class SourceFilesSpec(SourceSettings):
     def source_name(self, relative: Path) -> str:
         """The source name of one matched file: prefix + its path below the glob's fixed
         leading folders (``data/sources`` for ``data/sources/**/*.jsonl``), without the
-        extension, ``/`` as ``.``; characters a name cannot hold become ``_``."""
+        extension (and a ``.gz`` after it), ``/`` as ``.``; characters a name cannot hold become ``_``."""
         fixed: list[str] = []
         for part in Path(self.files).expanduser().parts[:-1]:
             if any(c in part for c in "*?["):
@@ -358,7 +360,8 @@ class SourceFilesSpec(SourceSettings):
             return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
 
         file_id = hashlib.sha1(relative.as_posix().encode()).hexdigest()[:8]  # stable, distinct per file
-        file_stem = ascii_part(Path(parts[-1]).stem)
+        base = Path(parts[-1])
+        file_stem = ascii_part((base.with_suffix("") if base.suffix == ".gz" else base).stem)  # x.jsonl.gz -> x
         if not re.search(r"[A-Za-z0-9]", file_stem):  # nothing left of the name (中文.jsonl)
             file_stem = f"file-{file_id}"
         stem = ".".join([*(ascii_part(p) for p in parts[:-1]), file_stem])

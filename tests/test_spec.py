@@ -168,6 +168,11 @@ def test_source_files_names_for_any_file_name_and_the_target_left_out(tmp_path: 
     assert "t" not in names and "data.sources.cafe" in names
     ids = [n for n in names if n.startswith("data.sources.file-")]
     assert len(ids) == 2 and len(set(ids)) == 2  # no letters to keep: distinct, stable ids
+    import gzip
+
+    (pool / "zipped.jsonl.gz").write_bytes(gzip.compress(b'{"prompt": "1", "response": "2"}\n'))
+    spec_path = _files_project(tmp_path / "gz", [{"files": str(pool / "*.jsonl.gz"), "loader": {"type": "jsonl"}}])
+    assert [s.name for s in load_spec(spec_path).sources] == ["zipped"]  # not "zipped.jsonl"
 
 
 def test_source_files_problems_name_the_group_and_file(tmp_path: Path) -> None:

@@ -13,9 +13,10 @@ from __future__ import annotations
 import csv
 import dataclasses
 import difflib
+import gzip
 import json
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from subsetctl.errors import UserError
 from subsetctl.hub import looks_local
@@ -104,8 +105,13 @@ def _check_file_loader(
             issues.add(
                 loc + ("path",), f"local dataset path {_resolve(loader.path, base_dir)} does not exist"
             )
+        from subsetctl.data.loaders import data_files_by_entry, is_glob, unmatched_glob_message
+
+        for i, files in enumerate(data_files_by_entry(loader, base_dir)):
+            if not files:
+                issues.add(loc + ("data_files", i), unmatched_glob_message(loader, i, base_dir))
         for i, data_file in enumerate(loader.data_files or []):
-            if any(ch in data_file for ch in "*?[") or "://" in data_file:
+            if is_glob(data_file) or "://" in data_file:
                 continue
             if (
                 not _resolve(data_file, base_dir).exists()
@@ -133,6 +139,18 @@ def _check_file_loader(
         )
 
 
+def _open_text(path: Path) -> IO[str]:
+    """A data file opened as the loaders read it: UTF-8 with or without a BOM,
+    decompressed when it is gzip-compressed (whatever its name)."""
+    from subsetctl.data.loaders import GZIP_MAGIC
+
+    with open(path, "rb") as raw:
+        compressed = raw.read(2) == GZIP_MAGIC
+    if compressed:
+        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
+
+
 def _file_head(loader: LoaderBase, path: Path) -> tuple[list[str] | None, str | None]:
     """``(columns, problem)`` from a file's head, read as the loader will read it (the first
     JSONL object, the CSV header, the Parquet schema): the columns, or what makes the file
@@ -140,7 +158,7 @@ def _file_head(loader: LoaderBase, path: Path) -> tuple[list[str] | None, str | 
     said cheaply; the data stage, which reads every row, then has the last word."""
     try:
         if loader.type == "jsonl":
-            with open(path, encoding="utf-8-sig") as handle:  # the loader, too, accepts a BOM
+            with _open_text(path) as handle:
                 for number, line in enumerate(handle, start=1):
                     if not line.strip():
                         continue
@@ -154,7 +172,7 @@ def _file_head(loader: LoaderBase, path: Path) -> tuple[list[str] | None, str | 
                     return list(first), None
             return None, "the file is empty"
         if loader.type == "csv":
-            with open(path, encoding="utf-8-sig", newline="") as handle:
+            with _open_text(path) as handle:
                 header = next((row for row in csv.reader(handle, delimiter=loader.delimiter) if row), None)  # pandas
                 # skips blank lines before the header too
             return (header, None) if header else (None, "the file is empty")
@@ -166,7 +184,9 @@ def _file_head(loader: LoaderBase, path: Path) -> tuple[list[str] | None, str | 
                 return list(pq.read_schema(path).names), None
             except (pa.ArrowException, OSError, ValueError) as exc:
                 return None, f"not a Parquet file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
-    except (OSError, UnicodeDecodeError, csv.Error, ImportError, RecursionError):
+    except UnicodeDecodeError as exc:
+        return None, f"not valid UTF-8 ({exc.reason} at the start of the file): re-save it as UTF-8"
+    except (OSError, EOFError, csv.Error, ImportError, RecursionError):
         return None, None
     return None, None
 

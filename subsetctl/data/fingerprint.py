@@ -12,7 +12,13 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-from subsetctl.data.loaders import BUILTIN_OPTION_MODELS, evals_data_dir, evals_file, resolve_path
+from subsetctl.data.loaders import (
+    BUILTIN_OPTION_MODELS,
+    evals_data_dir,
+    evals_file,
+    expand_data_files,
+    resolve_path,
+)
 from subsetctl.errors import UserError
 from subsetctl.filehash import code_fingerprint, file_fingerprint, tree_fingerprint
 from subsetctl.project import STATE_DIRNAME
@@ -42,10 +48,12 @@ def source_fingerprint_inputs(source: SourceSpec, spec_dir: Path) -> dict[str, A
         if local.exists():
             out["path"] = tree_fingerprint(local, spec_dir)
         if loader.data_files:
-            out["data_files"] = [
-                tree_fingerprint(resolve_path(f, spec_dir), spec_dir) if resolve_path(f, spec_dir).exists() else f
-                for f in loader.data_files
-            ]
+            try:  # globs expanded as the loader will (a file added to a glob's folder is a change)
+                files = expand_data_files(loader, spec_dir) or []
+            except UserError:  # a glob matching nothing: validate and the data stage say so
+                files = list(loader.data_files)
+            out["data_files"] = [tree_fingerprint(Path(f), spec_dir) if Path(f).exists()
+                                 else f for f in files]
         return out
     if loader.type == "reasoning_gym":
         return {"reasoning_gym": _version("reasoning-gym") or _version("reasoning_gym")}

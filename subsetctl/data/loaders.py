@@ -35,6 +35,7 @@ from __future__ import annotations
 import difflib
 import functools
 import importlib.util
+import io
 import json
 import math
 import re
@@ -365,6 +366,64 @@ def resolve_path(path: str, base_dir: Path) -> Path:
     return p if p.is_absolute() else (base_dir / p)
 
 
+def is_glob(pattern: str) -> bool:
+    """Whether a path holds glob characters (``*``, ``?``, ``[``)."""
+    return any(ch in pattern for ch in "*?[")
+
+
+def data_files_by_entry(options: HuggingFaceLoader, base_dir: Path) -> list[list[str]]:
+    """A ``huggingface`` loader's ``data_files``, each entry as the files ``load_dataset``
+    should get for it (the same for loading, fingerprinting and validate).
+
+    With a builder name as ``path`` (``json``, ``csv``, ``parquet``, ...), files are the
+    user's own: relative paths and globs resolve against the spec's folder like every
+    other data path (``load_dataset`` would resolve them against the working directory),
+    and a glob becomes the sorted files it matches (none: an empty list), so a file
+    added, removed or edited makes the data stage stale. With a local folder or a hub id
+    as ``path``, entries are relative to that dataset and are passed on unchanged (a
+    local folder is fingerprinted whole)."""
+    from subsetctl.hub import is_file_builder
+
+    own_files = is_file_builder(options.path) and not resolve_path(options.path, base_dir).exists()
+    entries: list[list[str]] = []
+    for entry in options.data_files or []:
+        resolved = resolve_path(entry, base_dir)
+        if "://" in entry:
+            entries.append([entry])
+        elif own_files and is_glob(entry):
+            entries.append(_files_matching(resolved))
+        else:
+            entries.append([str(resolved) if resolved.exists() else entry])
+    return entries
+
+
+def unmatched_glob_message(options: HuggingFaceLoader, index: int, base_dir: Path) -> str:
+    """What to say about ``data_files[index]``, a glob that matches no file."""
+    entry = (options.data_files or [])[index]
+    return (f"loader.data_files pattern {entry!r} matches no file (looked for {resolve_path(entry, base_dir)}; "
+            "relative patterns resolve against the spec's folder). Fix the pattern or the folder.")
+
+
+def expand_data_files(options: HuggingFaceLoader, base_dir: Path) -> list[str] | None:
+    """:func:`data_files_by_entry` flattened (None without data_files); a glob that
+    matches no file is a UserError."""
+    if not options.data_files:
+        return None
+    entries = data_files_by_entry(options, base_dir)
+    for index, files in enumerate(entries):
+        if not files:
+            raise UserError(unmatched_glob_message(options, index, base_dir))
+    return [f for files in entries for f in files]
+
+
+def _files_matching(pattern: Path) -> list[str]:
+    """The files matching an absolute glob ``pattern``, sorted; its folders may hold glob
+    characters too (``data/*/part-*.jsonl``, ``data/**/*.jsonl``)."""
+    import glob
+
+    return sorted(p for p in glob.glob(str(pattern), recursive=True) if Path(p).is_file())
+
+
 def _existing_file(path_option: str, ctx: LoadContext) -> Path:
     path = resolve_path(path_option, ctx.base_dir)
     if not path.exists():
@@ -381,12 +440,29 @@ def _existing_file(path_option: str, ctx: LoadContext) -> Path:
     return path
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+"""The first two bytes of a gzip file: JSONL and CSV files may be gzip-compressed
+(``train.jsonl.gz``), whatever their name says."""
+
+
 def _read_text(path: Path, source: str) -> str:
-    """The file decoded as UTF-8 (a leading BOM is dropped)."""
+    """The file decoded as UTF-8 (a leading BOM is dropped; a gzip-compressed file is
+    decompressed first)."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise UserError(f"Source {source!r}: cannot read file {path}: {exc.strerror}.") from None
+    if data[:2] == GZIP_MAGIC:
+        import gzip
+        import zlib
+
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise UserError(
+                f"Source {source!r}: file {path} is gzip-compressed but cannot be decompressed ({exc}); it is "
+                "probably cut short. Copy or compress it again."
+            ) from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -494,11 +570,9 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
     import pandas as pd
 
     path = _existing_file(options.path, ctx)
-    _read_text(path, ctx.source_name)  # a clear message for non-UTF-8 files
+    text = _read_text(path, ctx.source_name)  # decompressed, and a clear message for non-UTF-8 files
     try:
-        frame = pd.read_csv(
-            path, sep=options.delimiter, dtype=str, keep_default_na=False, encoding="utf-8-sig"
-        )
+        frame = pd.read_csv(io.StringIO(text), sep=options.delimiter, dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError:
         raise UserError(
             f"Source {ctx.source_name!r}: file {path} is empty. Give a CSV file with a header "
@@ -516,7 +590,7 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
     # the line mapping reads the file again, only when a message needs a line
     @functools.cache
     def lines() -> list[int]:
-        found = csv_record_lines(_read_text(path, ctx.source_name), options.delimiter)
+        found = csv_record_lines(text, options.delimiter)
         if found is None or len(found) != len(records):  # read differently: count from the header
             return [i + 2 for i in range(len(records))]
         return found
@@ -621,12 +695,10 @@ def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
 
     local = resolve_path(options.path, ctx.base_dir)
     path = str(local) if local.exists() else options.path
-    data_files = None
-    if options.data_files:
-        data_files = [
-            str(resolve_path(f, ctx.base_dir)) if resolve_path(f, ctx.base_dir).exists() else f
-            for f in options.data_files
-        ]
+    try:
+        data_files = expand_data_files(options, ctx.base_dir)
+    except UserError as exc:
+        raise UserError(f"Source {ctx.source_name!r}: {exc}") from None
     where = f"dataset {path!r}" + (f" (configuration {options.name!r})" if options.name else "")
     _refuse_unreachable_hub_dataset(path, local, ctx.source_name)
     saved_to_disk = local.is_dir() and ((local / "state.json").is_file() or (local / "dataset_dict.json").is_file())

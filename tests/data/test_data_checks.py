@@ -112,6 +112,27 @@ def test_missing_columns_are_all_found_from_the_files_heads(tmp_path: Path) -> N
     assert issues["sources[3].loader.prompt_field"].line == 18  # the loader's line
 
 
+def test_compressed_files_are_checked_and_non_utf8_is_found_by_validate(tmp_path: Path) -> None:
+    """validate read a .jsonl.gz as "can't tell" and a latin-1 file as fine; both failed
+    only at the data stage (the first with advice to re-save it as UTF-8)."""
+    import gzip
+
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    (tmp_path / "data" / "s.jsonl.gz").write_bytes(gzip.compress(b'{"question": "q", "response": "a"}\n'))
+    (tmp_path / "data" / "l.jsonl").write_bytes(b'{"prompt": "caf\xe9", "response": "x"}\n')
+    text = GOOD + """\
+  - name: z
+    loader: {type: jsonl, path: data/s.jsonl.gz}
+  - name: l
+    loader: {type: jsonl, path: data/l.jsonl}
+"""
+    issues = _check(tmp_path, text)
+    assert set(issues) == {"sources[1].loader.prompt_field", "sources[2].loader.path"}
+    assert "'question', 'response'" in issues["sources[1].loader.prompt_field"].message
+    assert "not valid UTF-8" in issues["sources[2].loader.path"].message
+
+
 def test_evals_checks_the_default_files_first_sample_for_ideal(tmp_path: Path) -> None:
     if evals_data_dir() is None:
         pytest.skip("needs the evals package (pip install --no-deps evals==3.0.1.post1)")

@@ -34,6 +34,8 @@ from subsetctl.spec import (
     ParquetLoader,
     PluginLoader,
     ReasoningGymLoader,
+    SourceSpec,
+    Spec,
 )
 
 
@@ -167,6 +169,22 @@ def test_jsonl_random_content_only_raises_user_error(
 # ------------------------------------------------------------------- csv/parquet
 
 
+def test_gzip_compressed_jsonl_and_csv_are_read(tmp_path: Path, make_ctx) -> None:
+    """`train.jsonl.gz` used to fail with "not valid UTF-8. Re-save it as UTF-8" (and pass
+    validate); a cut-short archive says so."""
+    import gzip
+
+    rows = qa_rows(4, "z")
+    (tmp_path / "d.jsonl.gz").write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode()))
+    ds = load_jsonl(JsonlLoader(type="jsonl", path="d.jsonl.gz"), make_ctx())
+    assert ds["prompt"] == [r["prompt"] for r in rows]
+    (tmp_path / "d.csv.gz").write_bytes(gzip.compress(b"\xef\xbb\xbfprompt,response\nhi,1\n\"a,b\",2\n"))
+    assert load_csv(CsvLoader(type="csv", path="d.csv.gz"), make_ctx())["prompt"] == ["hi", "a,b"]
+    (tmp_path / "cut.jsonl.gz").write_bytes((tmp_path / "d.jsonl.gz").read_bytes()[:30])
+    with pytest.raises(UserError, match="gzip-compressed but cannot be decompressed"):
+        load_jsonl(JsonlLoader(type="jsonl", path="cut.jsonl.gz"), make_ctx())
+
+
 def test_csv_loader(tmp_path: Path, make_ctx) -> None:
     (tmp_path / "d.csv").write_text("text;label;note\nhello;1;x\nbye;0;\n")
     options = CsvLoader(type="csv", path="d.csv", delimiter=";", prompt_field="text", label_field="label")
@@ -224,6 +242,41 @@ def test_huggingface_local_json_folder(tmp_path: Path, make_ctx) -> None:
     ds = load_huggingface(options, make_ctx("hf"))
     assert ds["prompt"] == ["i0", "i1", "i2", "i3"] and ds["response"][3] == "o3"
     assert set(ds["source"]) == {"hf"}
+
+
+def test_huggingface_data_files_globs_resolve_against_the_spec_folder_and_are_tracked(
+    tmp_path: Path, make_ctx, monkeypatch
+) -> None:
+    """`path: json, data_files: [parts/*.jsonl]` was resolved against the working
+    directory (StopIteration from another one) and fingerprinted as the pattern text, so
+    a file added or edited under parts/ never made the data stage stale."""
+    from subsetctl.data.checks import check_sources
+    from subsetctl.data.fingerprint import source_fingerprint_inputs
+
+    (tmp_path / "parts").mkdir()
+    write_jsonl(tmp_path / "parts" / "p1.jsonl", qa_rows(3, "a"))
+    write_jsonl(tmp_path / "parts" / "p2.jsonl", qa_rows(3, "b"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    options = HuggingFaceLoader(type="huggingface", path="json", data_files=["parts/*.jsonl"])
+    assert len(load_huggingface(options, make_ctx())) == 6
+    source = SourceSpec(name="g", loader=options)
+    before = source_fingerprint_inputs(source, tmp_path)
+    write_jsonl(tmp_path / "parts" / "p3.jsonl", qa_rows(2, "c"))
+    added = source_fingerprint_inputs(source, tmp_path)
+    assert added != before and len(load_huggingface(options, make_ctx())) == 8
+    write_jsonl(tmp_path / "parts" / "p1.jsonl", qa_rows(3, "z"))
+    assert source_fingerprint_inputs(source, tmp_path) != added
+    nothing = HuggingFaceLoader(type="huggingface", path="json", data_files=["parts/*.jsonl", "part/*.jsonl"])
+    with pytest.raises(UserError, match=r"'src'.*pattern 'part/\*\.jsonl' matches no file"):
+        load_huggingface(nothing, make_ctx())
+    spec_file = tmp_path / "subsetctl.yaml"
+    spec_file.write_text("x: 1\n")
+    spec = Spec.model_validate({"target": {"name": "t", "loader": nothing.model_dump()},
+                                "sources": [{"name": "s", "loader": options.model_dump()}]})
+    (issue,) = check_sources(spec, spec_file)
+    assert issue.key == "target.loader.data_files[1]" and "matches no file" in issue.message
 
 
 def test_huggingface_bad_split(tmp_path: Path, make_ctx) -> None:
