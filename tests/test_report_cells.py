@@ -205,3 +205,15 @@ def test_search_notices_and_test_warnings_are_in_every_format() -> None:
     markdown = render_markdown(report, {})
     assert "> search forward: The solver did not converge on 8 of 16 subsets." in markdown
     assert "> The test split has only 6 examples (< 10)." in markdown
+
+
+def test_data_warnings_are_in_every_report_and_many_are_counted_in_the_terminal() -> None:
+    """A leaked held-out row is true of every result; it was said once, while the data
+    stage ran, and then only in .subsetctl/data/data.json."""
+    report = {**_report(False), "data_warnings": [f"Source 's{i}' holds 3 of the target's rows" for i in range(7)]}
+    markdown = render_markdown(report, {})
+    assert "## Data warnings" in markdown and "- Source 's6' holds 3" in markdown
+    buffer = io.StringIO()
+    render_full_report(report, Console(file=buffer, width=200))
+    text = buffer.getvalue()
+    assert "data: Source 's4' holds" in text and "s5" not in text and "data: 2 more warnings" in text

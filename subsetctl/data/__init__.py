@@ -8,6 +8,7 @@ Modules, one concern each:
 - :mod:`subsetctl.data.prepare`: subsample, shuffle, corrupt and split one source;
 - :mod:`subsetctl.data.stage`: run the stage, save and load splits;
 - :mod:`subsetctl.data.fingerprint`: what each source's data depends on (stage inputs);
+- :mod:`subsetctl.data.overlap`: held-out target rows leaking into sources, duplicate sources;
 - :mod:`subsetctl.data.checks`: spec checks that need no data (``subsetctl validate``).
 
 The names below are re-exported lazily so that ``import subsetctl.data`` (which

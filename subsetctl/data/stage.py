@@ -32,6 +32,7 @@ from subsetctl.data.loaders import (
     encode_labels,
     label_vocabulary,
 )
+from subsetctl.data.overlap import overlap_warnings
 from subsetctl.data.prepare import SPLITS, prepare_source, quiet_datasets, split_summary
 from subsetctl.errors import UserError
 from subsetctl.project import atomic_write_json, replace_dir
@@ -140,6 +141,8 @@ def run_data_stage(
             for name, splits in prepared.items()
         }
         warnings.extend(_label_warnings(spec.target.name, prepared))
+    warnings.extend(overlap_warnings(spec.target.name, prepared, spec.model.kind,
+                                     [s.name for s in spec.sources if s.corrupt.shuffle_responses]))
     with quiet_datasets():
         for name, splits in prepared.items():
             _write_source(out_dir, name, splits)

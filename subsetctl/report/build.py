@@ -47,6 +47,9 @@ def build_report(project: Project, skip: frozenset[str] | set[str] = frozenset()
         manifest = project.read_manifest(stage)
         if manifest and not manifest.get("corrupt"):
             report["stages"][stage] = {"seconds": manifest.get("seconds"), "summary": manifest.get("summary")}
+    data = None if "data" in skip else _read(state / "data" / "data.json")
+    if data and data.get("warnings"):  # leaked held-out rows, dropped blank rows, ...: true of every result
+        report["data_warnings"] = data["warnings"]
     selections = None if "search" in skip else _read(state / "search" / "selections.json")
     if selections:
         report["sources"] = selections["sources"]

@@ -32,6 +32,8 @@ def _selected_md(names: list[str]) -> str:
 
 def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     lines = [f"# subsetctl report: {report['project']}", ""]
+    if report.get("data_warnings"):
+        lines += ["## Data warnings", "", *(f"- {w}" for w in report["data_warnings"]), ""]
     if "strategies" in report:
         cal = report.get("calibration", {})
         state = calibration_state(cal, report.get("calibration_against")) if cal.get("enabled") else "raw (uncalibrated)"

@@ -24,6 +24,9 @@ from subsetctl.report.cells import (
 )
 from subsetctl.report.cells import fmt as _f
 
+DATA_WARNINGS_SHOWN = 5
+"""Data-stage warnings the terminal report prints before it counts the rest."""
+
 
 def render_full_report(report: dict[str, Any], console: Any, all_sources: bool = False) -> None:
     """Print the selections, per-source scores, verify and test tables. With many sources,
@@ -31,6 +34,12 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
     scoring sources only, unless ``all_sources`` (report.md and report.json list all)."""
     from rich.table import Table
 
+    data_warnings = report.get("data_warnings", [])
+    for warning in data_warnings[:DATA_WARNINGS_SHOWN]:
+        console.print(f"[yellow]data: {escape(warning)}[/yellow]")
+    if len(data_warnings) > DATA_WARNINGS_SHOWN:
+        console.print(f"[yellow]data: {len(data_warnings) - DATA_WARNINGS_SHOWN} more warnings "
+                      "(report.md lists them all)[/yellow]")
     if "strategies" in report:
         cal = report.get("calibration", {})
         table = Table(title=f"selections (final: {report['final']}; {cal.get('estimator') or 'estimator'} "

@@ -1,0 +1,88 @@
+"""Rows shared across the prepared data that make the method's numbers meaningless.
+
+Every figure subsetctl produces rests on the target's held-out rows being unseen: the
+search ranks subsets by the estimated loss on the target's validation split, and the
+report compares selections on its test split. A source that contains those rows verbatim
+(a scraped copy of the benchmark, the target file listed twice, a ``source_files`` glob
+that also matches a copy of it) is "helpful" only because it leaks the answers, and the
+search will pick it. Nothing fails, so the data stage says so in warnings:
+
+- a source holding target validation/test rows verbatim (same prompt and same answer);
+- the target's own train split repeating its validation/test rows (duplicate lines);
+- two or more sources holding exactly the same rows (one file under two names).
+
+Sources with ``corrupt.shuffle_responses`` are negative controls by design and are left
+out of the first check: their answers are shuffled, so a row that still matches does so
+by chance. Rows match on the prompt and the answer (the response, or the label's text
+for a classifier) with surrounding whitespace removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+NAMES_SHOWN = 5
+"""Source names one warning lists before it says how many more there are."""
+
+
+def _row_keys(dataset: Any, kind: str) -> list[tuple[str, str]]:
+    """(prompt, answer) of every row, whitespace-stripped."""
+    answers = dataset["label_text"] if kind == "classifier" else dataset["response"]
+    return [(str(p).strip(), str(a).strip()) for p, a in zip(dataset["prompt"], answers)]
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(repr(n) for n in names[:NAMES_SHOWN])
+    return shown + (f" and {len(names) - NAMES_SHOWN} more" if len(names) > NAMES_SHOWN else "")
+
+
+def overlap_warnings(
+    target: str,
+    prepared: Mapping[str, Mapping[str, Any]],
+    kind: str,
+    negative_controls: Iterable[str] = (),
+) -> list[str]:
+    """The warnings of this module's checks for ``prepared`` (``{name: {split: Dataset}}``,
+    the target included); ``negative_controls`` are the sources whose answers are shuffled."""
+    warnings: list[str] = []
+    held_out_rows = [k for split in ("validation", "test") for k in _row_keys(prepared[target][split], kind)]
+    held_out = set(held_out_rows)
+    repeated = held_out & set(_row_keys(prepared[target]["train"], kind))
+    if repeated:
+        warnings.append(
+            f"The target {target!r} has {len(repeated)} validation/test row(s) that also appear in its train split "
+            "(the same prompt and answer: its data repeats them). Subsets are ranked by the validation loss and "
+            "compared on the test split, both of which then reward memorizing these rows. Remove the duplicates "
+            "from the target's data."
+        )
+    controls = set(negative_controls)
+    leaking: list[tuple[str, int]] = []
+    by_content: dict[str, list[str]] = {}
+    for name, splits in prepared.items():
+        if name == target:
+            continue
+        keys = [k for split in splits.values() for k in _row_keys(split, kind)]
+        if name not in controls and held_out:
+            shared = held_out.intersection(keys)
+            if shared:
+                leaking.append((name, len(shared)))
+        if keys:
+            digest = hashlib.sha256("\0".join(sorted(f"{p}\1{a}" for p, a in keys)).encode()).hexdigest()
+            by_content.setdefault(digest, []).append(name)
+    for name, count in leaking:
+        warnings.append(
+            f"Source {name!r} holds {count} of the target's {len(held_out)} distinct validation/test rows verbatim "
+            "(the same prompt and answer): training on it leaks held-out answers, so the search will rate it "
+            "helpful and the test scores of selections with it are inflated. Remove those rows from the source "
+            "(or the source from the spec)."
+        )
+    for names in by_content.values():
+        if len(names) > 1:
+            warnings.append(
+                f"Sources {_names(names)} hold exactly the same rows (the same file or data under "
+                f"{len(names)} names?): each copy counts again in meta-init and in every subset that takes "
+                "more than one of them. Keep one."
+            )
+    return warnings

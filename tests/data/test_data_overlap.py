@@ -1,0 +1,55 @@
+"""The data stage's warnings about held-out target rows in the training data and about
+sources that are copies of each other (silently wrong results otherwise)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from data_helpers import write_jsonl
+
+from subsetctl.data.stage import run_data_stage
+from subsetctl.spec import Spec
+
+
+def _rows(prefix: str, n: int, offset: int = 0) -> list[dict]:
+    return [{"prompt": f"{prefix} {i}?", "response": str(i)} for i in range(offset, offset + n)]
+
+
+def _run(tmp_path: Path, sources: list[dict]) -> list[str]:
+    spec = Spec.model_validate({
+        "project": {"seed": 0},
+        "target": {"name": "tgt", "loader": {"type": "jsonl", "path": "t.jsonl"},
+                   "split": {"train": 10, "validation": 5, "test": 5}},
+        "sources": sources,
+    })
+    return run_data_stage(spec, tmp_path, tmp_path / "out")["warnings"]
+
+
+def test_held_out_rows_in_a_source_copies_and_repeats_are_warned(tmp_path: Path) -> None:
+    target = _rows("q", 20)
+    write_jsonl(tmp_path / "t.jsonl", target)
+    write_jsonl(tmp_path / "clean.jsonl", _rows("other", 8))
+    write_jsonl(tmp_path / "scraped.jsonl", _rows("other", 4, 100) + [dict(r, prompt=f"  {r['prompt']} ") for r in target])
+    warnings = _run(tmp_path, [
+        {"name": "clean", "loader": {"type": "jsonl", "path": "clean.jsonl"}},
+        {"name": "scraped", "loader": {"type": "jsonl", "path": "scraped.jsonl"}},
+        {"name": "clean_again", "loader": {"type": "jsonl", "path": "clean.jsonl"}},
+        # the target's own file with shuffled answers: a negative control, not a leak
+        {"name": "control", "loader": {"type": "jsonl", "path": "t.jsonl"}, "corrupt": {"shuffle_responses": True}},
+    ])
+    assert len(warnings) == 2
+    assert warnings[0].startswith("Source 'scraped' holds 10 of the target's 10 distinct validation/test rows")
+    assert warnings[1].startswith("Sources 'clean', 'clean_again' hold exactly the same rows")
+
+
+def test_a_target_that_repeats_its_rows_across_splits_is_warned(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "t.jsonl", _rows("q", 10) * 2)  # every line twice: copies land in train and test
+    write_jsonl(tmp_path / "s.jsonl", _rows("other", 8))
+    (warning,) = _run(tmp_path, [{"name": "s", "loader": {"type": "jsonl", "path": "s.jsonl"}}])
+    assert "The target 'tgt' has" in warning and "also appear in its train split" in warning
+
+
+def test_clean_data_gets_no_overlap_warning(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "t.jsonl", _rows("q", 20))
+    write_jsonl(tmp_path / "s.jsonl", _rows("q", 8, 20))  # the same task, other rows
+    assert _run(tmp_path, [{"name": "s", "loader": {"type": "jsonl", "path": "s.jsonl"}}]) == []
