@@ -24,6 +24,51 @@ class EncodedExample:
     input_ids: list[int]
     response_mask: list[int]
     truncated: bool
+    answer_cut: bool = False  # the response itself (with its EOS) did not fit
+
+
+class TruncationCounts:
+    """The examples ``max_length`` cut, by source and by what was cut: a cut prompt loses
+    context, a cut answer teaches the model answers without their end (and its EOS)."""
+
+    def __init__(self) -> None:
+        from collections import Counter
+
+        self.prompt_cut: Counter[str] = Counter()
+        self.answer_cut: Counter[str] = Counter()
+        self.seen = 0
+
+    def add(self, example: EncodedExample, source: str) -> None:
+        self.seen += 1
+        if example.answer_cut:
+            self.answer_cut[source] += 1
+        elif example.truncated:
+            self.prompt_cut[source] += 1
+
+    @property
+    def cut(self) -> int:
+        """How many examples were cut at all."""
+        return sum(self.prompt_cut.values()) + sum(self.answer_cut.values())
+
+    def notice(self, max_length: int) -> str | None:
+        """One line saying what was cut where, or None when nothing was."""
+        cut = self.cut
+        if not cut:
+            return None
+
+        def by_source(counts: Any) -> str:
+            shown = [f"{name}: {n}" for name, n in counts.most_common(5)]
+            return ", ".join(shown) + (f", {len(counts) - 5} more sources" if len(counts) > 5 else "")
+
+        parts = []
+        if self.prompt_cut:
+            parts.append(f"in {sum(self.prompt_cut.values())} the prompt was cut from the left "
+                         f"({by_source(self.prompt_cut)})")
+        if self.answer_cut:
+            parts.append(f"in {sum(self.answer_cut.values())} the answer itself was cut, so the model learns it "
+                         f"without its end ({by_source(self.answer_cut)})")
+        return (f"model.max_length={max_length} tokens cut {cut} of {self.seen} examples: {'; '.join(parts)}. "
+                "Raise model.max_length if the cut parts matter.")
 
 
 def render_prompt(tokenizer: Any, prompt: str) -> str:
@@ -50,10 +95,10 @@ def encode_causal_lm(
     response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
     if tokenizer.eos_token_id is not None:
         response_ids = response_ids + [tokenizer.eos_token_id]
-    truncated = False
+    truncated = answer_cut = False
     if len(response_ids) > max_length - 1:
         response_ids = response_ids[: max_length - 1]
-        truncated = True
+        truncated = answer_cut = True
     room = max_length - len(response_ids)
     if len(prompt_ids) > room:
         prompt_ids = prompt_ids[len(prompt_ids) - room :]
@@ -62,7 +107,7 @@ def encode_causal_lm(
     mask = [0] * len(prompt_ids) + [1] * len(response_ids)
     if len(prompt_ids) == 0:  # the first token has no prediction; never count it
         mask[0] = 0
-    return EncodedExample(ids, mask, truncated)
+    return EncodedExample(ids, mask, truncated, answer_cut)
 
 
 def pad_id(tokenizer: Any) -> int:

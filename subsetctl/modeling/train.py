@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from subsetctl.errors import UserError
 from subsetctl.modeling.encoding import (
+    TruncationCounts,
     collate_causal_lm,
     encode_causal_lm,
     encode_classifier,
@@ -131,6 +132,7 @@ class TrainResult:
     resumed_from: int = 0
     eval_losses: dict[int, float] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)  # e.g. a damaged checkpoint skipped on resume
+    truncation: str | None = None  # what max_length cut, by source (TruncationCounts.notice)
 
 
 # --------------------------------------------------------------------------- data order
@@ -438,6 +440,12 @@ def train_lora(
     eval_bs = config.eval_batch_size or config.batch_size
 
     items = _encode_all(tokenizer, train_examples, kind, config.max_length)
+    truncation = None
+    if kind == "causal-lm":
+        counts = TruncationCounts()
+        for item, example in zip(items, train_examples):
+            counts.add(item, str(example.get("source", "?")))
+        truncation = counts.notice(config.max_length)
     total = config.total_steps(len(items))
     per_step = config.batch_size * config.grad_accum
     order = batch_order(len(items), total, per_step, config.seed)
@@ -571,4 +579,5 @@ def train_lora(
         resumed_from=start_step,
         eval_losses=eval_losses,
         notices=notices,
+        truncation=truncation,
     )

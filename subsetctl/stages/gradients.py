@@ -41,7 +41,9 @@ class BatchMaker:
         self.kind = kind
         self.max_length = max_length
         self.device = device
-        self.truncated = 0
+        from subsetctl.modeling.encoding import TruncationCounts
+
+        self.truncation = TruncationCounts()
 
     def __call__(self, indices: list[int]) -> dict[str, Any]:
         from subsetctl.modeling.encoding import (
@@ -61,7 +63,8 @@ class BatchMaker:
                 encode_causal_lm(self.tokenizer, e["prompt"], e["response"], self.max_length, e["source"], e.get("row", -1))
                 for e in chosen
             ]
-            self.truncated += sum(e.truncated for e in encoded)
+            for example, row in zip(encoded, chosen):
+                self.truncation.add(example, str(row["source"]))
             batch = collate_causal_lm(encoded, pad_id(self.tokenizer))
         return {k: v.to(self.device) for k, v in batch.items()}
 
@@ -172,11 +175,9 @@ class GradientsStage(common.ModelStage):
             import shutil
 
             shutil.rmtree(shards_dir, ignore_errors=True)
-        if make_batch.truncated:
-            ctx.reporter.warn(
-                f"{make_batch.truncated} examples were longer than model.max_length="
-                f"{spec.model.max_length}; their prompts were cut from the left."
-            )
+        truncation = make_batch.truncation.notice(spec.model.max_length)
+        if truncation:
+            ctx.reporter.warn(f"gradients: {truncation}")
         return {
             "rows": store.n_rows,
             "computed": counts.computed,
@@ -184,7 +185,7 @@ class GradientsStage(common.ModelStage):
             "d": d,
             "p": p,
             "projector": spec.gradients.projector,
-            "truncated": make_batch.truncated,
+            "truncated": make_batch.truncation.cut,
             "mean_f": float(np.mean(store.outputs)),
             "adapter_fingerprint": info["adapter_fingerprint"],
         }

@@ -40,8 +40,8 @@ class MetaInitStage(common.ModelStage):
                 model, tokenizer, train, config, ctx.out_dir, kind=spec.model.kind,
                 eval_examples=validation, progress=progress,
             )
-        for notice in result.notices:
-            ctx.reporter.warn(f"meta_init: {notice}")
+        for notice in result.notices + ([result.truncation] if result.truncation else []):
+            ctx.reporter.warn(f"meta_init: {notice}")  # truncation: said once here, for every source
         if result.resumed_from:
             ctx.reporter.info(f"meta_init resumed from step {result.resumed_from}")
         if result.diverged:

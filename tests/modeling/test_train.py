@@ -251,3 +251,22 @@ def test_a_damaged_newest_checkpoint_resumes_from_the_one_before(tiny_llama_dir,
     resumed = train_lora(model, tok, rows, cfg, tmp_path / "crash", "causal-lm")
     assert resumed.resumed_from == 2 and "step-4 is damaged" in resumed.notices[0]
     assert resumed.train_losses == pytest.approx(full.train_losses, abs=1e-6)
+
+
+def test_what_max_length_cuts_is_said_by_source(tiny_llama_dir, tmp_path) -> None:
+    """The only notice was the gradients stage's "their prompts were cut from the left",
+    also when the answer itself was cut; meta_init and the fine-tunes said nothing."""
+    rows = causal_rows(source="short") + [
+        {"source": "long_prompt", "prompt": "x" * 80, "response": "1", "label": -1, "metadata": "{}", "row": 0},
+        {"source": "long_answer", "prompt": "q", "response": "y" * 40, "label": -1, "metadata": "{}", "row": 0},
+    ]
+    model, tok = _llama(tiny_llama_dir)
+    result = train_lora(model, tok, rows, TrainConfig(steps=1, batch_size=2, max_length=32), tmp_path, "causal-lm")
+    notice = result.truncation
+    assert notice.startswith(f"model.max_length=32 tokens cut 2 of {len(rows)} examples")
+    assert "prompt was cut from the left (long_prompt: 1)" in notice
+    assert "the answer itself was cut" in notice and "(long_answer: 1)" in notice and "short" not in notice
+    model, tok = _llama(tiny_llama_dir)
+    fits = train_lora(model, tok, causal_rows(), TrainConfig(steps=1, batch_size=2, max_length=32), tmp_path / "b",
+                      "causal-lm")
+    assert fits.truncation is None
