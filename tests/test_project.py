@@ -149,7 +149,7 @@ def test_force_recomputes_and_moved_project_stays_up_to_date(jsonl_project: Path
 def test_rerunning_a_finished_stage_does_not_claim_partial_work_was_discarded(jsonl_project: Path) -> None:
     class Recording(SilentReporter):
         def __init__(self) -> None:
-            self.messages: list[str] = []
+            super().__init__()
 
         def info(self, message: str) -> None:
             self.messages.append(message)

@@ -291,6 +291,7 @@ def build_common(
     skip = {prompt_field, answer_field, "source", "row", "label_text"}
     columns: dict[str, list[Any]] = {name: [] for name in COLUMNS}
     blank: list[int] = []
+    structured: list[int] = []  # rows whose answer is a list or an object, used as JSON text
     for i, record in enumerate(records):
         values = {}
         for field, option in ((prompt_field, prompt_option), (answer_field, answer_option)):
@@ -301,6 +302,8 @@ def build_common(
                     f"missing or null. Every row needs it; fix or drop that row.{advice}"
                 )
             values[field] = value
+        if isinstance(values[answer_field], (list, dict)):
+            structured.append(i)
         prompt = _check_utf8(value_to_text(values[prompt_field]), source, where, functools.partial(locate, i), prompt_field)
         answer = label_to_text(values[answer_field]) if classifier else value_to_text(values[answer_field])
         if not answer.strip():  # nothing to train or score on: left out (below) rather than fatal
@@ -334,6 +337,15 @@ def build_common(
         columns["row"].append(i)
     if blank:
         _note_blank_answers(blank, len(records), ctx, where, locate, _named(answer_field, answer_option), what, advice)
+    if structured:
+        example = value_to_text(records[structured[0]][answer_field])
+        example = example if len(example) <= 60 else example[:57] + "..."
+        ctx.notices.append(
+            f"Source {source!r}: {len(structured)} row(s) of {where} have a list or an object as "
+            f"{_named(answer_field, answer_option)} (first at {locate(structured[0])}: {example}); each is "
+            f"{'a class' if classifier else 'the gold response'} as its JSON text. If it holds several accepted "
+            "answers or a nested field, write the one meant as a plain value (or use a plugin loader)."
+        )
     if classifier:
         columns["label"] = encode_labels(columns["label_text"], label_vocabulary(columns["label_text"]))
     else:

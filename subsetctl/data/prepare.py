@@ -107,6 +107,32 @@ def _too_few_advice(source: SourceSpec, capped: bool, asked: int, n_loaded: int)
     return f"{advice}, or {more}" + (" and raise max_examples." if capped else ".")
 
 
+MIN_VALIDATION_EXAMPLES = 10
+"""Fewer target validation rows than this get a warning: the search ranks every subset by
+the estimated loss on them (the evaluate stage warns likewise about the test split)."""
+
+
+def _target_split_notes(target: TargetSpec, counts: dict[str, int], n: int) -> list[str]:
+    """Target splits that are legal but likely not meant: fractions that leave rows
+    unused, and a validation split too small to rank subsets by."""
+    notes = []
+    sizes = [getattr(target.split, name) for name in SPLITS]
+    used = sum(counts.values())
+    if all(isinstance(v, float) for v in sizes) and used < n:
+        notes.append(
+            f"Target {target.name!r}: the split fractions ({_describe_split(target.split)}) add up to "
+            f"{sum(sizes):g}, so {n - used} of its {n} examples are left out of every split. If that is not meant, "
+            "make the fractions add up to 1."
+        )
+    if 0 < counts["validation"] < MIN_VALIDATION_EXAMPLES:
+        notes.append(
+            f"Target {target.name!r} has only {counts['validation']} validation examples (< "
+            f"{MIN_VALIDATION_EXAMPLES}): the search ranks every subset by the estimated loss on them, so a few "
+            "rows decide the selection. Give target.split.validation more rows if the data allows."
+        )
+    return notes
+
+
 def _describe_split(split: SplitSpec) -> str:
     return ", ".join(f"{name}={getattr(split, name)!r}" for name in SPLITS)
 
@@ -202,6 +228,8 @@ def prepare_source(
                     f"Source {source.name!r}: split.{name}={requested!r} of {n} examples gives "
                     f"0 {name} examples."
                 )
+    if isinstance(source, TargetSpec) and warnings is not None:
+        warnings.extend(_target_split_notes(source, counts, n))
     if counts["train"] == 0 and not isinstance(source, TargetSpec) and warnings is not None:
         warnings.append(f"Source {source.name!r} has no training examples; it cannot change any fine-tune.")
     kept_rows = dataset.select(order.tolist())

@@ -576,3 +576,18 @@ def test_evals_default_file_rule() -> None:
     assert default_evals_file(["fewshot.jsonl", "samples.jsonl"]) == "samples.jsonl"
     assert default_evals_file(["a/fewshot.jsonl", "a/samples.jsonl"]) == "a/samples.jsonl"
     assert default_evals_file(["b.jsonl", "c.jsonl"]) == "b.jsonl"
+
+
+def test_list_or_object_answers_are_used_as_json_text_with_a_notice(tmp_path: Path, make_ctx) -> None:
+    """SQuAD-style `answers` lists became '[...]' gold responses without a word."""
+    write_jsonl(tmp_path / "d.jsonl", [{"prompt": "a", "response": ["x", "y"]}, {"prompt": "b", "response": "z"},
+                                       {"prompt": "c", "response": {"text": "w"}}])
+    ctx = make_ctx()
+    ds = load_jsonl(JsonlLoader(type="jsonl", path="d.jsonl"), ctx)
+    assert ds["response"] == ['["x", "y"]', "z", '{"text": "w"}']
+    (notice,) = ctx.notices
+    assert "2 row(s) of file" in notice and "(first at line 1: [\"x\", \"y\"])" in notice
+    plain = make_ctx()
+    write_jsonl(tmp_path / "p.jsonl", [{"prompt": "a", "response": 3}])
+    load_jsonl(JsonlLoader(type="jsonl", path="p.jsonl"), plain)
+    assert plain.notices == []

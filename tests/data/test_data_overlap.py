@@ -19,14 +19,14 @@ def _run(tmp_path: Path, sources: list[dict]) -> list[str]:
     spec = Spec.model_validate({
         "project": {"seed": 0},
         "target": {"name": "tgt", "loader": {"type": "jsonl", "path": "t.jsonl"},
-                   "split": {"train": 10, "validation": 5, "test": 5}},
+                   "split": {"train": 10, "validation": 10, "test": 5}},
         "sources": sources,
     })
     return run_data_stage(spec, tmp_path, tmp_path / "out")["warnings"]
 
 
 def test_held_out_rows_in_a_source_copies_and_repeats_are_warned(tmp_path: Path) -> None:
-    target = _rows("q", 20)
+    target = _rows("q", 25)
     write_jsonl(tmp_path / "t.jsonl", target)
     write_jsonl(tmp_path / "clean.jsonl", _rows("other", 8))
     write_jsonl(tmp_path / "scraped.jsonl", _rows("other", 4, 100) + [dict(r, prompt=f"  {r['prompt']} ") for r in target])
@@ -38,18 +38,33 @@ def test_held_out_rows_in_a_source_copies_and_repeats_are_warned(tmp_path: Path)
         {"name": "control", "loader": {"type": "jsonl", "path": "t.jsonl"}, "corrupt": {"shuffle_responses": True}},
     ])
     assert len(warnings) == 2
-    assert warnings[0].startswith("Source 'scraped' holds 10 of the target's 10 distinct validation/test rows")
+    assert warnings[0].startswith("Source 'scraped' holds 15 of the target's 15 distinct validation/test rows")
     assert warnings[1].startswith("Sources 'clean', 'clean_again' hold exactly the same rows")
 
 
 def test_a_target_that_repeats_its_rows_across_splits_is_warned(tmp_path: Path) -> None:
-    write_jsonl(tmp_path / "t.jsonl", _rows("q", 10) * 2)  # every line twice: copies land in train and test
+    write_jsonl(tmp_path / "t.jsonl", _rows("q", 13) * 2)  # every line twice: copies land in train and test
     write_jsonl(tmp_path / "s.jsonl", _rows("other", 8))
     (warning,) = _run(tmp_path, [{"name": "s", "loader": {"type": "jsonl", "path": "s.jsonl"}}])
     assert "The target 'tgt' has" in warning and "also appear in its train split" in warning
 
 
 def test_clean_data_gets_no_overlap_warning(tmp_path: Path) -> None:
-    write_jsonl(tmp_path / "t.jsonl", _rows("q", 20))
-    write_jsonl(tmp_path / "s.jsonl", _rows("q", 8, 20))  # the same task, other rows
+    write_jsonl(tmp_path / "t.jsonl", _rows("q", 25))
+    write_jsonl(tmp_path / "s.jsonl", _rows("q", 8, 25))  # the same task, other rows
     assert _run(tmp_path, [{"name": "s", "loader": {"type": "jsonl", "path": "s.jsonl"}}]) == []
+
+
+def test_target_splits_that_are_legal_but_likely_not_meant_are_warned(tmp_path: Path) -> None:
+    """Fractions adding up to 0.7 left 6 of 20 target rows unused, and a 1-row validation
+    split decided the selection, without a word."""
+    write_jsonl(tmp_path / "t.jsonl", _rows("q", 20))
+    write_jsonl(tmp_path / "s.jsonl", _rows("other", 8))
+    spec = Spec.model_validate({
+        "target": {"name": "tgt", "loader": {"type": "jsonl", "path": "t.jsonl"},
+                   "split": {"train": 0.2, "validation": 0.25, "test": 0.25}},
+        "sources": [{"name": "s", "loader": {"type": "jsonl", "path": "s.jsonl"}}],
+    })
+    unused, few = run_data_stage(spec, tmp_path, tmp_path / "out")["warnings"]
+    assert "add up to 0.7, so 6 of its 20 examples are left out" in unused
+    assert "only 5 validation examples (< 10)" in few
