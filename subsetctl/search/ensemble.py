@@ -307,9 +307,9 @@ class Surrogate(Strategy):
             pred = x[hold] @ coef + intercept
             ss_tot = float(((y[hold] - y[hold].mean()) ** 2).sum())
             r2 = 1.0 - float(((y[hold] - pred) ** 2).sum()) / ss_tot if ss_tot > 0 else None
-            from scipy.stats import spearmanr
+            from subsetctl.estimate.calibrate import spearman
 
-            rho = spearmanr(pred, y[hold]).statistic if np.ptp(pred) > 0 and ss_tot > 0 else None
+            rho = spearman(pred, y[hold])  # NaN when either side is constant
             diagnostics.update(
                 holdout_r2=r2,
                 holdout_spearman=None if rho is None or not np.isfinite(rho) else float(rho),
