@@ -142,3 +142,33 @@ def encode_classifier(
         "attention_mask": enc["attention_mask"],
         "labels": torch.tensor(list(labels), dtype=torch.long),
     }
+
+
+def encode_rows(tokenizer: Any, rows: Sequence[dict], kind: str, max_length: int) -> list[Any]:
+    """The items a batch is made of: causal-LM rows (dicts with prompt, response, source,
+    row) tokenized one by one (:func:`encode_causal_lm`); classifier rows as they are,
+    checked to have a label, since they are tokenized a batch at a time."""
+    if kind == "causal-lm":
+        return [
+            encode_causal_lm(tokenizer, str(row["prompt"]), str(row.get("response") or ""), max_length,
+                             str(row.get("source", "?")), int(row.get("row", i)))
+            for i, row in enumerate(rows)
+        ]
+    for i, row in enumerate(rows):
+        label = row.get("label", -1)
+        if label is None or int(label) < 0:
+            raise UserError(
+                f"Source {row.get('source', '?')!r}, row {row.get('row', i)}: a classifier example "
+                "needs a label (an integer >= 0). Fix the loader's label column."
+            )
+    return list(rows)
+
+
+def make_batch(tokenizer: Any, items: Sequence[Any], kind: str, max_length: int) -> dict[str, torch.Tensor]:
+    """One batch of :func:`encode_rows` items: padded tensors, as training, evaluation
+    and the gradient engine take them."""
+    if kind == "causal-lm":
+        return collate_causal_lm(items, pad_id(tokenizer))
+    return encode_classifier(
+        tokenizer, [str(row["prompt"]) for row in items], [int(row["label"]) for row in items], max_length
+    )

@@ -33,13 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from subsetctl.errors import UserError
-from subsetctl.modeling.encoding import (
-    TruncationCounts,
-    collate_causal_lm,
-    encode_causal_lm,
-    encode_classifier,
-    pad_id,
-)
+from subsetctl.modeling.encoding import TruncationCounts, encode_rows, make_batch
 from subsetctl.modeling.lora import load_adapter_weights, save_adapter, write_adapter
 from subsetctl.modeling.outputs import causal_lm_f, causal_lm_token_ce, classifier_f, surrogate_loss
 from subsetctl.project import replace_dir
@@ -167,38 +161,6 @@ def _check_kind(kind: str) -> None:
         raise UserError(f"Unknown model kind {kind!r}; use 'causal-lm' or 'classifier'.")
 
 
-def _encode_all(tokenizer: Any, examples: Sequence[dict], kind: str, max_length: int) -> list[Any]:
-    """Pre-tokenize causal-LM examples (classifier batches are tokenized per batch)."""
-    if kind == "causal-lm":
-        return [
-            encode_causal_lm(
-                tokenizer,
-                str(ex["prompt"]),
-                str(ex.get("response") or ""),
-                max_length,
-                str(ex.get("source", "?")),
-                int(ex.get("row", i)),
-            )
-            for i, ex in enumerate(examples)
-        ]
-    for i, ex in enumerate(examples):
-        label = ex.get("label", -1)
-        if label is None or int(label) < 0:
-            raise UserError(
-                f"Source {ex.get('source', '?')!r}, row {ex.get('row', i)}: a classifier example "
-                "needs a label (an integer >= 0). Fix the loader's label column."
-            )
-    return list(examples)
-
-
-def _make_batch(tokenizer: Any, items: Sequence[Any], kind: str, max_length: int) -> dict[str, torch.Tensor]:
-    if kind == "causal-lm":
-        return collate_causal_lm(items, pad_id(tokenizer))
-    return encode_classifier(
-        tokenizer, [str(ex["prompt"]) for ex in items], [int(ex["label"]) for ex in items], max_length
-    )
-
-
 def _per_example(model: Any, batch: dict[str, torch.Tensor], kind: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(f, ce) per example for one batch, with gradients if enabled."""
     if kind == "causal-lm":
@@ -231,7 +193,7 @@ def per_example_outputs(
     _check_kind(kind)
     if not examples:
         return {"f": np.zeros(0), "ce": np.zeros(0)}
-    items = _encode_all(tokenizer, examples, kind, max_length)
+    items = encode_rows(tokenizer, examples, kind, max_length)
     lengths = [len(it.input_ids) if kind == "causal-lm" else len(str(it["prompt"])) for it in items]
     order = np.argsort(lengths, kind="stable")
     f_out = np.zeros(len(items))
@@ -243,7 +205,7 @@ def per_example_outputs(
         with torch.inference_mode():
             for start in range(0, len(items), max(1, batch_size)):
                 idx = order[start : start + max(1, batch_size)]
-                batch = _to(_make_batch(tokenizer, [items[i] for i in idx], kind, max_length), device)
+                batch = _to(make_batch(tokenizer, [items[i] for i in idx], kind, max_length), device)
                 f, ce = _per_example(model, batch, kind)
                 f_out[idx] = f.double().cpu().numpy()
                 ce_out[idx] = ce.double().cpu().numpy()
@@ -439,7 +401,7 @@ def train_lora(
     eval_objective = config.eval_objective or config.objective
     eval_bs = config.eval_batch_size or config.batch_size
 
-    items = _encode_all(tokenizer, train_examples, kind, config.max_length)
+    items = encode_rows(tokenizer, train_examples, kind, config.max_length)
     truncation = None
     if kind == "causal-lm":
         counts = TruncationCounts()
@@ -510,7 +472,7 @@ def train_lora(
         step_loss = 0.0
         for micro in range(config.grad_accum):
             chunk = indices[micro * config.batch_size : (micro + 1) * config.batch_size]
-            batch = _to(_make_batch(tokenizer, [items[i] for i in chunk], kind, config.max_length), device)
+            batch = _to(make_batch(tokenizer, [items[i] for i in chunk], kind, config.max_length), device)
             f, ce = _per_example(model, batch, kind)
             per = surrogate_loss(f) if config.objective == "surrogate" else ce
             loss = per.mean() / config.grad_accum

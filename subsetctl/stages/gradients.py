@@ -46,26 +46,14 @@ class BatchMaker:
         self.truncation = TruncationCounts()
 
     def __call__(self, indices: list[int]) -> dict[str, Any]:
-        from subsetctl.modeling.encoding import (
-            collate_causal_lm,
-            encode_causal_lm,
-            encode_classifier,
-            pad_id,
-        )
+        from subsetctl.modeling.encoding import encode_rows, make_batch
 
         chosen = [self.items[i] for i in indices]
-        if self.kind == "classifier":
-            batch = encode_classifier(
-                self.tokenizer, [e["prompt"] for e in chosen], [int(e["label"]) for e in chosen], self.max_length
-            )
-        else:
-            encoded = [
-                encode_causal_lm(self.tokenizer, e["prompt"], e["response"], self.max_length, e["source"], e.get("row", -1))
-                for e in chosen
-            ]
+        encoded = encode_rows(self.tokenizer, chosen, self.kind, self.max_length)
+        if self.kind == "causal-lm":
             for example, row in zip(encoded, chosen):
                 self.truncation.add(example, str(row["source"]))
-            batch = collate_causal_lm(encoded, pad_id(self.tokenizer))
+        batch = make_batch(self.tokenizer, encoded, self.kind, self.max_length)
         return {k: v.to(self.device) for k, v in batch.items()}
 
 
