@@ -49,16 +49,22 @@ def init_project(directory: Path, template: str = "quickstart", force: bool = Fa
     spec_path = directory / SPEC_FILENAME
     if spec_path.exists() and not force:
         raise UserError(f"{spec_path} already exists; pass --force to overwrite it.")
-    directory.mkdir(parents=True, exist_ok=True)
-    # editors validate and complete the spec against the schema of the installed version,
-    # written next to it (no network needed; `subsetctl schema` regenerates it after an upgrade)
-    body = text.split("\n", 1)[1] if text.startswith("# yaml-language-server") else text
-    atomic_write_text(spec_path, f"# yaml-language-server: $schema={SCHEMA_FILENAME}\n" + body)
-    atomic_write_text(directory / SCHEMA_FILENAME, schema_text())  # generated: always this version's
-    for extra in _template_files(template):
-        target = directory / extra.name
-        if not target.exists():
-            target.write_bytes(extra.read_bytes())
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        # editors validate and complete the spec against the schema of the installed version,
+        # written next to it (no network needed; `subsetctl schema` regenerates it after an upgrade)
+        body = text.split("\n", 1)[1] if text.startswith("# yaml-language-server") else text
+        atomic_write_text(spec_path, f"# yaml-language-server: $schema={SCHEMA_FILENAME}\n" + body)
+        atomic_write_text(directory / SCHEMA_FILENAME, schema_text())  # generated: always this version's
+        for extra in _template_files(template):
+            target = directory / extra.name
+            if not target.exists():
+                target.write_bytes(extra.read_bytes())
+    except OSError as exc:  # a path that cannot be a folder, a read-only or missing parent
+        raise UserError(
+            f"Cannot create the project in {directory}: {exc.strerror or exc}. Choose a folder you can write to "
+            "(it is created if missing, with its parents)."
+        ) from None
     return spec_path
 
 

@@ -339,7 +339,8 @@ def report(directory: Path | None, fmt: str, all_sources: bool) -> None:
 
         data = load_report_data(project.root)
         path = project.root / "report.md"
-        current = "report" in data["stages"] and "report" not in data["outdated"] and path.is_file()
+        current = ("report" in data["stages"] and "report" not in data["outdated"] and not data["damaged"]
+                   and path.is_file())
         # report.md as written (with its plots) when current; else the same content from the stages
         text = path.read_text(encoding="utf-8") if current else render_markdown(data["report"], {})
         note = outdated_note(data)

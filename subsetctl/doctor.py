@@ -10,6 +10,7 @@ converts or writes anything.
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import sys
 from dataclasses import dataclass
@@ -90,8 +91,8 @@ def check_packaged_models() -> list[Check]:
 
 
 def check_disk(folder: Path) -> Check:
-    """Free space where the project's artifacts go."""
-    where = folder
+    """Free space where the project's artifacts go (``folder`` may be the spec file)."""
+    where = folder.parent if folder.is_file() else folder
     while not where.exists() and where != where.parent:
         where = where.parent
     free_gb = shutil.disk_usage(where).free / 1e9
@@ -99,6 +100,20 @@ def check_disk(folder: Path) -> Check:
     return Check("disk", ok, f"{free_gb:.1f} GB free in {where}",  # the folder itself may not exist yet
                  "" if ok else f"Free disk space ({MIN_FREE_GB:.0f} GB or more) or move the project to "
                                "a larger disk; the gradient store and checkpoints need room.")
+
+
+def check_writable(folder: Path) -> Check:
+    """The project folder and its state folder accept new files: every stage writes there
+    (a read-only copy plans and reports, but `run` stops at its first write)."""
+    from subsetctl.project import STATE_DIRNAME
+
+    folder = folder.parent if folder.is_file() else folder
+    blocked = [p for p in (folder, folder / STATE_DIRNAME) if p.exists() and not os.access(p, os.W_OK | os.X_OK)]
+    if blocked:
+        return Check("writable", False, f"{blocked[0]} is not writable",
+                     "Fix its permissions, or copy the project somewhere writable: `plan` and `report` work "
+                     "read-only, `run` does not.")
+    return Check("writable", True, f"{folder} accepts the stages' files")
 
 
 def check_project(directory: Path) -> tuple[list[Check], Any]:
@@ -159,6 +174,7 @@ def run_checks(directory: Path | None = None) -> list[Check]:
                 if spec is not None else None
             if hub is not None:
                 checks.append(hub)
+            checks.append(check_writable(Path(directory)))
     checks.append(check_dask(spec))
     checks.append(check_disk(Path(directory) if directory is not None else Path.cwd()))
     return checks

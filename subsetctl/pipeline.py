@@ -134,6 +134,8 @@ class Stage(ABC):
     #: top-level folders of the stage's own folder that hold work in progress (resumable
     #: checkpoints, half-done runs): left out of its checksums and output digest
     scratch: tuple[str, ...] = ()
+    #: the spec key that switches the stage on and off (stages that can be switched off)
+    switch: str | None = None
 
     def enabled(self, spec: Spec) -> bool:
         return True
@@ -241,6 +243,27 @@ class Pipeline:
         if name is not None and name not in self.by_name:
             raise UserError(f"Unknown stage {name!r}. Stages: {', '.join(self.stage_names())}.")
 
+    def _check_stage_options(self, until: str | None, force: set[str]) -> None:
+        """``--until`` and ``--force`` name stages that exist and are switched on: a stage
+        the spec switches off is skipped, so ``--until verify`` ran every stage after it
+        (every real fine-tune) and ``--force verify`` did nothing, both without a word."""
+        for name in [*sorted(force), until]:
+            self._check_stage(name)
+        for option, name in [*(("--force", n) for n in sorted(force)), ("--until", until)]:
+            stage = self.by_name.get(name) if name else None
+            if stage is not None and not stage.enabled(self.spec):
+                switch = f" ({stage.switch}: false)" if stage.switch else ""
+                raise UserError(
+                    f"{option} {name}: the {name} stage is switched off in the spec{switch}, so it never runs. "
+                    + (f"Switch it on (`{stage.switch}=true` on the command line, or in the spec) or name "
+                       "another stage." if stage.switch else "Name another stage.")
+                )
+        order = self.stage_names()
+        late = [n for n in sorted(force, key=order.index) if until and order.index(n) > order.index(until)]
+        if late:
+            raise UserError(f"--force {late[0]}: it comes after --until {until}, so it would not run. Stop at "
+                            f"{late[0]} or later, or leave out --until.")
+
     def _current(self, stage: Stage, digests: dict[str, str | None]) -> tuple[str | None, dict[str, Any]]:
         """The fingerprint a stage would have now (None when an upstream has no output yet)."""
         upstream = {name: digests.get(name) for name in stage.after if self.by_name[name].enabled(self.spec)}
@@ -257,9 +280,7 @@ class Pipeline:
     def plan(self, force: set[str] | None = None, until: str | None = None) -> list[StageStatus]:
         """Status of every stage and whether `run` would run it. No side effects."""
         force = force or set()
-        for name in force:
-            self._check_stage(name)
-        self._check_stage(until)
+        self._check_stage_options(until, force)
         statuses: list[StageStatus] = []
         digests: dict[str, str | None] = {}
         rerun: set[str] = set()
@@ -294,12 +315,17 @@ class Pipeline:
                     old = manifest.get("inputs", {})
                     old_slice = old.get("slice", {})
                     dropped = sorted(set(old_slice) - set(inputs["slice"]))  # a newer subsetctl reads less
-                    keys = changed_keys({k: v for k, v in old_slice.items() if k not in dropped}, inputs["slice"])
+                    added = sorted(set(inputs["slice"]) - set(old_slice)) if old_slice else []  # ... or more
+                    keys = changed_keys({k: v for k, v in old_slice.items() if k not in dropped},
+                                        {k: v for k, v in inputs["slice"].items() if k not in added})
                     if keys:
                         reasons.append(f"spec changed: {_listed(keys)}" + _overrides_note(manifest.get("overrides"), keys))
                     if dropped:
                         reasons.append(f"this subsetctl no longer reads {_listed(dropped)} for this stage (the spec "
                                        "did not change)")
+                    if added:
+                        reasons.append(f"this subsetctl also reads {_listed(added)} for this stage (the spec did "
+                                       "not change)")
                     for up in stage.after:
                         if up in rerun:
                             reasons.append(f"upstream {up} will re-run")
@@ -349,9 +375,7 @@ class Pipeline:
         computed (see :meth:`_run_shard`)."""
         force = force or set()
         options = options or {}
-        for name in force:
-            self._check_stage(name)
-        self._check_stage(until)
+        self._check_stage_options(until, force)
         if options.get("shard") is not None:
             return self._run_shard(force, options, on_stage)
         with self.project.lock(notice=self.reporter.warn):

@@ -29,6 +29,14 @@ def test_init_writes_schema_line_and_valid_spec(tmp_path: Path) -> None:
     assert again.exit_code == 1 and "already exists" in again.output
 
 
+def test_init_where_no_folder_can_be_made_is_a_user_error(tmp_path: Path) -> None:
+    """A path under a file (or /proc) was an internal error or advice about finished stages."""
+    (tmp_path / "afile").write_text("x")
+    result = invoke("init", str(tmp_path / "afile" / "sub"))
+    assert result.exit_code == 1 and "Cannot create the project in" in result.output
+    assert "internal error" not in result.output and "Finished stages" not in result.output
+
+
 def test_init_minimal_template_is_valid(tmp_path: Path) -> None:
     assert invoke("init", str(tmp_path / "m"), "--template", "minimal").exit_code == 0
     assert (tmp_path / "m" / "target.jsonl").is_file()
@@ -152,6 +160,31 @@ def test_a_spec_file_of_another_name_is_refused_not_swapped_for_its_folders(json
     assert not (jsonl_project / ".subsetctl" / "data").exists()
     assert invoke("plan", str(jsonl_project / "subsetctl.yaml")).exit_code == 0
     assert invoke("validate", str(other)).exit_code == 0
+
+
+def test_until_and_force_of_a_stage_that_would_not_run_are_refused(jsonl_project: Path) -> None:
+    """`--until verify` with verify off (the default) ran every stage after it, all the real
+    fine-tunes included; `--force verify` and a --force after --until did nothing, silently."""
+    for args in (["--until", "verify"], ["--force", "verify"], ["--until", "finetune", "finetune.enabled=false"]):
+        for command in ("plan", "run"):
+            result = invoke(command, str(jsonl_project), *args)
+            assert result.exit_code == 1 and "is switched off in the spec" in result.output, result.output
+    assert "`verify.enabled=true` on the command line" in " ".join(invoke("plan", str(jsonl_project), "--until",
+                                                                           "verify").output.split())
+    result = invoke("run", str(jsonl_project), "--until", "data", "--force", "search")
+    assert result.exit_code == 1 and "--force search: it comes after --until data" in result.output
+    assert not (jsonl_project / ".subsetctl" / "data").exists()
+    assert invoke("plan", str(jsonl_project), "--until", "verify", "verify.enabled=true").exit_code == 0
+
+
+def test_a_report_of_a_partial_run_says_which_stages_have_not_run(jsonl_project: Path) -> None:
+    """After `run --until data` the report showed a stages table and nothing else."""
+    assert invoke("run", str(jsonl_project), "--until", "data", "-q").exit_code == 0
+    for fmt in ("text", "markdown"):
+        text = " ".join(invoke("report", str(jsonl_project), "--format", fmt).output.split())
+        assert "Not run yet: meta_init, gradients, calibrate, search, finetune, evaluate, report." in text
+    data = json.loads(invoke("report", str(jsonl_project), "--format", "json").output)
+    assert data["not_run"][0] == "meta_init" and data["damaged"] == []
 
 
 def test_report_before_run_says_what_to_do(jsonl_project: Path) -> None:

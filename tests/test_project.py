@@ -231,6 +231,12 @@ def test_plan_says_when_a_newer_subsetctl_reads_fewer_spec_keys(jsonl_project: P
     data = plan_project(jsonl_project, until="data")[2][0]
     assert data.state == "stale"
     assert data.reasons == ["this subsetctl no longer reads executor.backend for this stage (the spec did not change)"]
+    # ... and more: the report stage now reads project.name (its title); that is no spec change either
+    manifest["inputs"]["slice"] = {k: v for k, v in manifest["inputs"]["slice"].items()
+                                   if k not in ("executor.backend", "project.seed")}
+    path.write_text(json.dumps(manifest))
+    data = plan_project(jsonl_project, until="data")[2][0]
+    assert data.reasons == ["this subsetctl also reads project.seed for this stage (the spec did not change)"]
 
 
 def test_work_marker_is_bookkeeping_not_a_checksummed_artifact(tmp_path: Path) -> None:

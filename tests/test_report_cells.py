@@ -217,3 +217,28 @@ def test_data_warnings_are_in_every_report_and_many_are_counted_in_the_terminal(
     render_full_report(report, Console(file=buffer, width=200))
     text = buffer.getvalue()
     assert "data: Source 's4' holds" in text and "s5" not in text and "data: 2 more warnings" in text
+
+
+def test_results_made_with_command_line_overrides_say_so(tmp_path) -> None:
+    """`run p finetune.steps=3` left nothing in report.md or report.json saying that the
+    test metrics shown were not the spec's."""
+    import json
+
+    from subsetctl.project import Project
+    from subsetctl.report.build import build_report
+
+    for stage, overrides in (("data", []), ("finetune", ["finetune.steps=3"]), ("evaluate", ["finetune.steps=3"])):
+        folder = tmp_path / ".subsetctl" / stage
+        folder.mkdir(parents=True)
+        (folder / "manifest.json").write_text(json.dumps({"seconds": 1.0, "summary": {}, "overrides": overrides}))
+    (tmp_path / "subsetctl.yaml").write_text("x: 1\n")
+    report = build_report(Project(tmp_path))
+    assert report["overrides"] == {"finetune.steps=3": ["finetune", "evaluate"]}
+    assert "> Results made with command-line overrides, not the spec alone: finetune.steps=3 (finetune, evaluate)." \
+        in render_markdown(report, {})
+    assert "overrides" not in build_report(Project(tmp_path), skip={"finetune", "evaluate"})
+    assert report["project"] == tmp_path.name  # without the spec: the folder's name
+    assert build_report(Project(tmp_path), name="my-study")["project"] == "my-study"  # the spec's project.name
+    buffer = io.StringIO()
+    render_full_report(report, Console(file=buffer, width=200))
+    assert "results made with command-line overrides" in buffer.getvalue()

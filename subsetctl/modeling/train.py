@@ -39,7 +39,7 @@ from subsetctl.modeling.outputs import causal_lm_f, causal_lm_token_ce, classifi
 from subsetctl.project import replace_dir
 
 Objective = Literal["ce", "surrogate"]
-TrainProgress = Callable[[int, int, float, "float | None"], None]
+TrainProgress = Callable[[int, int, "float | None", "float | None"], None]
 
 STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.pt"
@@ -379,7 +379,8 @@ def train_lora(
         out_dir: receives ``checkpoints/step-K/`` and the final ``adapter/``.
         kind: "causal-lm" or "classifier".
         eval_examples: validation rows; the saved adapter is the best on these.
-        progress: called after every step with ``(step, total, loss, eval_loss | None)``.
+        progress: called after every step with ``(step, total, loss, eval_loss | None)``, and
+            once before the first step of a resumed run with ``(start, total, None, None)``.
         resume: continue from the last checkpoint in ``out_dir`` when it belongs to the
             same run (same config and examples); a checkpoint of another run is an error.
 
@@ -464,6 +465,8 @@ def train_lora(
     start_weights = [p.detach().clone() for p in params]
     diverged = False
     model.train()
+    if progress is not None and start_step:  # a resumed run's bar starts where it resumes, not at 0
+        progress(start_step, total, None, None)
     for step in range(start_step + 1, total + 1):
         indices = order[step - 1]
         for group in optimizer.param_groups:

@@ -34,19 +34,25 @@ def outdated_stages(project: Project) -> list[str]:
     return outdated
 
 
-def build_report(project: Project, skip: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
+def build_report(
+    project: Project, skip: frozenset[str] | set[str] = frozenset(), name: str | None = None
+) -> dict[str, Any]:
     """The report's content from the stage artifacts (nothing is recomputed); the results
-    of the stages in ``skip`` (outdated ones) are left out."""
+    of the stages in ``skip`` (outdated ones) are left out. ``name`` is the spec's
+    ``project.name`` (the report stage has it); without it, the folder's name."""
     from subsetctl.stages import stage_names
 
     state = project.state_dir
-    report: dict[str, Any] = {"project": project.root.name, "stages": {}}
+    report: dict[str, Any] = {"project": name or project.root.name, "stages": {}}
     for stage in stage_names():
         if stage == "report":  # the stage writing this report has no manifest yet
             continue
         manifest = project.read_manifest(stage)
         if manifest and not manifest.get("corrupt"):
             report["stages"][stage] = {"seconds": manifest.get("seconds"), "summary": manifest.get("summary")}
+            if stage not in skip:  # results made under command-line overrides say so (not the spec alone)
+                for override in manifest.get("overrides") or []:
+                    report.setdefault("overrides", {}).setdefault(str(override), []).append(stage)
     data = None if "data" in skip else _read(state / "data" / "data.json")
     if data and data.get("warnings"):  # leaked held-out rows, dropped blank rows, ...: true of every result
         report["data_warnings"] = data["warnings"]

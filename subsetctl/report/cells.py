@@ -140,3 +140,13 @@ def score_table_rows(sources: list[str], scores: dict[str, float | None], top: i
     if everything:
         return list(ranked), 0
     return [*ranked[:top], None, *ranked[-bottom:]], len(sources) - top - bottom
+
+
+def overrides_line(report: dict[str, Any]) -> str | None:
+    """The command-line overrides the shown results were made with, and by which stages'
+    runs ("finetune.steps=3 (finetune, evaluate)"); None when the spec alone made them."""
+    overrides = report.get("overrides") or {}
+    if not overrides:
+        return None
+    return "made with command-line overrides, not the spec alone: " + "; ".join(
+        f"{item} ({', '.join(stages)})" for item, stages in overrides.items())

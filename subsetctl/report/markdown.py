@@ -11,6 +11,7 @@ from subsetctl.report.cells import (
     calibration_state,
     loss_cell,
     macro_f1_cell,
+    overrides_line,
     percent_cell,
     repeats_cell,
     selected_cell,
@@ -32,6 +33,8 @@ def _selected_md(names: list[str]) -> str:
 
 def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     lines = [f"# subsetctl report: {report['project']}", ""]
+    if overrides_line(report):
+        lines += [f"> Results {overrides_line(report)}.", ""]
     if report.get("data_warnings"):
         lines += ["## Data warnings", "", *(f"- {w}" for w in report["data_warnings"]), ""]
     if "strategies" in report:

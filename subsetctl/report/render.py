@@ -13,6 +13,7 @@ from subsetctl.report.cells import (
     calibration_state,
     loss_cell,
     macro_f1_cell,
+    overrides_line,
     percent_cell,
     repeats_cell,
     score_table_rows,
@@ -34,6 +35,8 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
     scoring sources only, unless ``all_sources`` (report.md and report.json list all)."""
     from rich.table import Table
 
+    if overrides_line(report):
+        console.print(f"[yellow]results {escape(overrides_line(report) or '')}[/yellow]")
     data_warnings = report.get("data_warnings", [])
     for warning in data_warnings[:DATA_WARNINGS_SHOWN]:
         console.print(f"[yellow]data: {escape(warning)}[/yellow]")

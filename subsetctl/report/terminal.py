@@ -37,23 +37,26 @@ def load_report_data(root: Path, overrides: list[str] | None = None) -> dict[str
 
     outdated = outdated_stages(project)
     data: dict[str, Any] = {"project": str(root), "stages": stages, "outdated": outdated}
+    data["stale"], data["damaged"], data["not_run"], data["spec_problem"] = _stale_against_spec(
+        root, overrides, stages, outdated)
     report_json = root / "report.json"
-    if report_json.is_file() and "report" in stages and "report" not in outdated:
+    if report_json.is_file() and "report" in stages and "report" not in outdated and not data["damaged"]:
         try:
             data["report"] = json.loads(report_json.read_text(encoding="utf-8"))
         except json.JSONDecodeError:
             pass
-    if "report" not in data:  # no current report stage (e.g. `run --until calibrate`): from the stages
-        data["report"] = build_report(project, skip=set(outdated))
-    data["stale"], data["spec_problem"] = _stale_against_spec(root, overrides, stages, outdated)
+    if "report" not in data:  # no current report stage (`run --until calibrate`, damaged state): from the stages
+        data["report"] = build_report(project, skip=set(outdated) | set(data["damaged"]))
     return data
 
 
 def _stale_against_spec(
     root: Path, overrides: list[str] | None, stages: dict[str, Any], outdated: list[str]
-) -> tuple[list[str], str | None]:
-    """Stages with results whose spec slice or input files changed since (read-only: the
-    same check as `plan`). An invalid spec cannot be compared: its problem is returned."""
+) -> tuple[list[str], list[str], list[str], str | None]:
+    """Stages with results whose spec slice or input files changed since, stages whose
+    saved state is damaged (files failing their checksums, an unreadable manifest), and
+    stages not run yet (`run --until` stopped before them): the same checks as `plan`,
+    read-only. An invalid spec cannot be compared: its problem is returned last."""
     from subsetctl.api import plan_project
 
     try:
@@ -61,9 +64,12 @@ def _stale_against_spec(
     except UserError as exc:  # "<file> is not a valid spec:" then one line per problem: say the first
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         more = f" (and {len(lines) - 2} more; `subsetctl validate` lists them)" if len(lines) > 2 else ""
-        return [], " ".join(lines[:2]) + more
-    return [s.name for s in statuses if s.name in stages and s.name not in outdated
-            and s.state in ("stale", "corrupt")], None
+        return [], [], [], " ".join(lines[:2]) + more
+    stale = [s.name for s in statuses if s.name in stages and s.name not in outdated and s.state == "stale"
+             and not s.conditional]  # not those that re-run only because a stage before them does
+    damaged = [s.name for s in statuses if s.state == "corrupt"]
+    not_run = [s.name for s in statuses if s.state in ("never run", "unfinished")]
+    return stale, damaged, not_run, None
 
 
 def outdated_note(data: dict[str, Any]) -> str | None:
@@ -79,6 +85,14 @@ def outdated_note(data: dict[str, Any]) -> str | None:
         notes.append(f"The spec or its input files changed since these results: {', '.join(stale)} would re-run "
                      f"(`subsetctl plan {data['project']}` says why; a run with key=value overrides counts as "
                      "a change of the spec for the next run without them).")
+    not_run = data.get("not_run") or []
+    if not_run:
+        notes.append(f"Not run yet: {', '.join(not_run)}. `subsetctl run {data['project']}` runs them.")
+    damaged = data.get("damaged") or []
+    if damaged:
+        notes.append(f"Damaged saved results: {', '.join(damaged)} (files that fail their checksums or an unreadable "
+                     f"manifest; `subsetctl plan {data['project']}` names them); they are not shown, and "
+                     f"`subsetctl run {data['project']}` recomputes them.")
     if data.get("spec_problem"):
         notes.append(f"The spec does not validate now, so these results could not be checked against it: "
                      f"{data['spec_problem']}")

@@ -166,7 +166,7 @@ def train_progress(ctx: StageContext, description: str, total: int) -> Iterator[
     """A progress callback for train_lora showing loss and validation loss."""
     with ctx.reporter.progress(description, total=total) as task:
 
-        def callback(step: int, total_steps: int, loss: float, eval_loss: float | None) -> None:
+        def callback(step: int, total_steps: int, loss: float | None, eval_loss: float | None) -> None:
             task.update(step, loss=loss, val=eval_loss)
 
         yield callback

@@ -46,6 +46,8 @@ class EvaluateStage(common.ModelStage):
     after = ("data", "finetune")
     spec_keys = ("model", "evaluate")
 
+    switch = "finetune.enabled"
+
     def enabled(self, spec: Any) -> bool:
         return bool(spec.finetune.enabled)
 

@@ -133,6 +133,8 @@ class FinetuneStage(common.ModelStage):
     after = ("data", "search")
     spec_keys = ("project.seed", "model", "finetune")
 
+    switch = "finetune.enabled"
+
     def enabled(self, spec: Any) -> bool:
         return bool(spec.finetune.enabled)
 

@@ -12,7 +12,7 @@ class ReportStage(Stage):
     name = "report"
     description = "write report.md, report.json and plots"
     after = ("search", "calibrate", "evaluate")
-    spec_keys = ("report",)
+    spec_keys = ("project.name", "report")
 
     def missing_outputs(self, project: Project, manifest: dict[str, Any]) -> list[str]:
         """report.md, report.json and the plots the last run wrote, if deleted since."""
@@ -27,7 +27,7 @@ class ReportStage(Stage):
         # results an upstream change made outdated (finetune switched off after a new search,
         # `run --until search`) are left out, as `subsetctl report` leaves them out
         outdated = set(outdated_stages(ctx.project))
-        report = build_report(ctx.project, skip=outdated)
+        report = build_report(ctx.project, skip=outdated, name=ctx.spec.project.name)
         if outdated:
             report["left_out"] = sorted(outdated)
         written: dict[str, str] = {}

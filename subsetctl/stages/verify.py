@@ -60,6 +60,8 @@ class VerifyStage(common.ModelStage):
     after = ("data", "meta_init")
     spec_keys = ("project.seed", "model", "meta_init.weight_decay", "verify")
 
+    switch = "verify.enabled"
+
     def enabled(self, spec: Any) -> bool:
         return bool(spec.verify.enabled)
 

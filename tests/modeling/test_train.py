@@ -110,8 +110,11 @@ def _full_run_and_a_crashed_one(tiny_llama_dir, tmp_path, crash_step):
 def test_resume_matches_uninterrupted_run(tiny_llama_dir, tmp_path, crash_step) -> None:
     full, rows, cfg = _full_run_and_a_crashed_one(tiny_llama_dir, tmp_path, crash_step)
     model, tok = _llama(tiny_llama_dir, dropout=0.1)  # a fresh process would start like this
-    resumed = train_lora(model, tok, rows, cfg, tmp_path / "crash", "causal-lm")
+    calls: list[tuple] = []
+    resumed = train_lora(model, tok, rows, cfg, tmp_path / "crash", "causal-lm",
+                         progress=lambda *args: calls.append(args))
     assert resumed.resumed_from == 4 if crash_step == 4 else resumed.resumed_from == 2
+    assert calls[0] == (resumed.resumed_from, cfg.steps, None, None)  # the bar starts where the run resumes
     assert resumed.train_losses == pytest.approx(full.train_losses, abs=1e-6)
 
     a, b = _adapter(tmp_path / "full"), _adapter(tmp_path / "crash")

@@ -117,6 +117,18 @@ def test_cli_shows_corrupt_in_plan_and_a_notice_in_run(project: Path) -> None:
     assert "Ran gradients" in run.output
 
 
+def test_report_calls_damaged_state_damaged_and_does_not_show_it(project: Path) -> None:
+    """The report said "The spec or its input files changed since these results" about a
+    damaged store, and showed the selections of a search whose manifest was unreadable."""
+    truncate(project / rf.STATE / "gradients" / "store" / "features.npy")
+    (project / rf.STATE / "search" / "manifest.json").write_text("garbage")
+    result = CliRunner().invoke(main, ["report", str(project)])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 0 and "Damaged saved results: gradients, search" in text
+    assert "The spec or its input files changed" not in text
+    assert "selections (final" not in text  # the damaged search's results are left out
+
+
 def test_a_damaged_cached_fine_tune_is_trained_again_not_reused(project: Path) -> None:
     """A damaged cache entry was copied back unchecked ("reused"), committed with fresh
     checksums, and evaluate then failed with an internal error on every later run."""

@@ -92,3 +92,18 @@ def test_doctor_torch_missing(healthy: None, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(builtins, "__import__", no_torch)
     check = doctor.check_torch()
     assert not check.ok and "pip install torch" in check.advice
+
+
+def test_doctor_checks_the_project_is_writable_and_takes_the_spec_file(tmp_path: Path, monkeypatch) -> None:
+    """A read-only project passed every check, then `run` failed; given the spec file,
+    the disk check named the file as the folder."""
+    import os
+
+    spec_file = tmp_path / "subsetctl.yaml"
+    spec_file.write_text("x: 1\n")
+    assert doctor.check_disk(spec_file).detail.endswith(f"free in {tmp_path}")
+    assert doctor.check_writable(spec_file).ok
+    real_access = os.access
+    monkeypatch.setattr(doctor.os, "access", lambda p, mode: False if Path(p) == tmp_path else real_access(p, mode))
+    check = doctor.check_writable(tmp_path)
+    assert not check.ok and f"{tmp_path} is not writable" in check.detail and "`run` does not" in check.advice
