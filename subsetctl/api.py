@@ -276,6 +276,43 @@ def unreachable_hub_ids(spec: Spec, spec_dir: Path) -> list[tuple[tuple[Any, ...
             for loc, name, what in needed]
 
 
+#: More real fine-tunes than this in one search get a warning (``true_finetune``).
+MANY_REAL_FINE_TUNES = 20
+
+
+def _real_fine_tunes_of_the_search(spec: Spec) -> str | None:
+    """What the search costs when its estimator fine-tunes for real (``true_finetune``):
+    one fine-tune per distinct subset the strategies estimate, which the spec bounds
+    (:meth:`Strategy.max_subsets`); None below :data:`MANY_REAL_FINE_TUNES` or for an
+    estimator that does not fine-tune."""
+    from subsetctl.registry import ESTIMATORS, STRATEGIES
+
+    try:
+        if not getattr(ESTIMATORS.get(spec.estimate.estimator), "needs_model", False):
+            return None
+    except UserError:
+        return None
+    n = len(spec.sources)
+    counts: list[tuple[str, int]] = []
+    for i, entry in enumerate(spec.search.strategies):
+        try:
+            cls = STRATEGIES.get(entry.name)
+            bound = cls.max_subsets(_parse_strategy_params(cls, entry.params, i), n)
+        except (UserError, ValueError):  # reported by the checks of the strategies themselves
+            continue
+        if bound is not None:
+            counts.append((entry.label or entry.name, bound))
+    counts.append(("the all and target_only baselines", 2))
+    total = sum(c for _, c in counts)
+    if total <= MANY_REAL_FINE_TUNES:
+        return None
+    parts = ", ".join(f"{label}: {count:,}" for label, count in counts)
+    return (f"{spec.estimate.estimator!r} fine-tunes for real every subset the search estimates: up to {total:,} "
+            f"fine-tunes here ({parts}; subsets the strategies share are fine-tuned once), each as long as one "
+            "fine-tune at the estimate's budget. Search with 'fast' or 'linear_sgd' and check a few subsets for "
+            "real with verify, or narrow the search (fewer sources, a smaller m, forward with max_steps).")
+
+
 def _unstable_linear_sgd(spec: Spec, lambdas: list[float]) -> list[str]:
     """Why ``linear_sgd`` diverges at each of ``lambdas`` with the spec's simulated
     learning rate (none for the lambdas where it is stable)."""
@@ -335,6 +372,9 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
     if spec.executor.address and spec.executor.backend != "dask":
         warn(("executor", "address"), f"is only used by executor.backend: dask; with "
                                       f"{spec.executor.backend!r} the estimates run on this machine.")
+    costly = _real_fine_tunes_of_the_search(spec)
+    if costly:
+        warn(("estimate", "estimator"), costly)
     verify = spec.verify
     if not verify.enabled:
         return found

@@ -370,3 +370,20 @@ def test_max_length_beyond_the_models_positions_is_refused(tmp_path: Path) -> No
     refuse_max_length_beyond_positions({"max_position_embeddings": 16}, 16, "the model 'x'")
     refuse_max_length_beyond_positions({"n_positions": True}, 32, "the model 'x'")  # not a count
     refuse_max_length_beyond_positions({}, 4096, "the model 'x'")
+
+
+def test_a_search_that_would_fine_tune_for_real_hundreds_of_times_is_warned(tmp_path: Path) -> None:
+    """true_finetune with exhaustive over 10 sources is 1024 real fine-tunes; validate
+    said nothing and the run showed one progress line for all of them."""
+    sources = [{"name": f"s{i}", "loader": {"type": "jsonl", "path": "t.jsonl"}} for i in range(8)]
+    data = {**BASE, "sources": sources, "estimate": {"estimator": "true_finetune"},
+            "search": {"strategies": [{"name": "exhaustive"}, {"name": "forward", "params": {"max_steps": 2}}]}}
+    report = validate_spec_file(_spec_file(tmp_path, data))
+    (warning,) = [w for w in report.warnings if w.key == "estimate.estimator"]
+    assert "up to 274 fine-tunes here (exhaustive: 256, forward: 16, the all and target_only baselines: 2" \
+        in warning.message
+    data["search"] = {"strategies": [{"name": "forward", "params": {"max_steps": 1}}]}
+    assert not [w for w in validate_spec_file(_spec_file(tmp_path, data)).warnings if w.key == "estimate.estimator"]
+    data["estimate"] = {"estimator": "fast"}
+    data["search"] = {"strategies": [{"name": "exhaustive"}]}
+    assert not [w for w in validate_spec_file(_spec_file(tmp_path, data)).warnings if w.key == "estimate.estimator"]

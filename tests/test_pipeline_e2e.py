@@ -129,6 +129,9 @@ def test_true_finetune_estimator_drives_a_strategy(tiny_project: Path) -> None:
     assert calibration["estimator"] == "true_finetune" and not calibration["enabled"]
     assert any("fine-tunes for real" in note for note in calibration["notes"])
     assert (calibration["lam"], calibration["slope"], calibration["intercept"]) == (None, 1.0, 0.0)  # no lambda
+    # nothing was calibrated: no "calibrated" copy of the raw loss (it was the raw value)
+    assert selections["strategies"]["forward"]["estimated_loss_calibrated"] is None
+    assert all(b["estimated_loss_calibrated"] is None for b in selections["baselines"].values())
     text = CliRunner().invoke(main, ["report", str(tiny_project)]).output
     assert "true_finetune lambda=–" in text  # the report showed the spec's lambda 1, which it never used
 

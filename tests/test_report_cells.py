@@ -242,3 +242,16 @@ def test_results_made_with_command_line_overrides_say_so(tmp_path) -> None:
     buffer = io.StringIO()
     render_full_report(report, Console(file=buffer, width=200))
     assert "results made with command-line overrides" in buffer.getvalue()
+
+
+def test_close_estimates_get_the_digits_that_tell_them_apart() -> None:
+    """4.614776, 4.614898 and 4.615297 all showed as 4.615, though they decided the pick."""
+    from subsetctl.report.cells import loss_digits
+
+    assert loss_digits([4.614776, 4.614898, 4.615297, None]) == 5
+    assert loss_digits([1.384, 1.401, 1.451]) == 4 and loss_digits([2.0, 2.0]) == 4
+    report = _report(True)
+    report["strategies"]["forward"].update(estimated_loss_raw=4.614776, estimated_loss_calibrated=4.61)
+    report["baselines"]["all"].update(estimated_loss_raw=4.614898, estimated_loss_calibrated=4.62)
+    markdown = render_markdown(report, {})
+    assert "| forward | a | 4.6148 | 4.610 |" in markdown and "| 4.6149 | 4.620 |" in markdown

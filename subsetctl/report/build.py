@@ -65,7 +65,7 @@ def build_report(
                 "strategy": r["strategy"], "selected": r["selected"], "scores": r["scores"],
                 "estimated_loss_raw": r.get("estimated_loss_raw"),
                 "estimated_loss_calibrated": r.get("estimated_loss_calibrated"),
-                "n_evaluated": len(r.get("trace", [])), "notices": r.get("notices", []),
+                "n_evaluated": r.get("trace_total", len(r.get("trace", []))), "notices": r.get("notices", []),
                 "diagnostics": r.get("diagnostics", {}),
             }
             for label, r in selections["strategies"].items()

@@ -17,10 +17,28 @@ def fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def loss_cell(value: Any) -> str:
-    """A loss with 4 significant digits, trailing zeros kept so a column lines up
+def loss_cell(value: Any, digits: int = 4) -> str:
+    """A loss with ``digits`` significant digits, trailing zeros kept so a column lines up
     (1.400, not 1.4); "–" for a missing value."""
-    return f"{value:#.4g}" if isinstance(value, float) else fmt(value)
+    return f"{value:#.{digits}g}" if isinstance(value, float) else fmt(value)
+
+
+def loss_digits(values: list[Any], most: int = 7) -> int:
+    """Significant digits (4 to ``most``) a column of losses needs so that values that
+    differ look different: estimates of selections often differ in the 4th or 5th digit,
+    and those differences decided which one was picked."""
+    distinct = {round(v, 12) for v in values if isinstance(v, float) and math.isfinite(v)}
+    for digits in range(4, most + 1):
+        if len({f"{v:#.{digits}g}" for v in distinct}) == len(distinct):
+            return digits
+    return most
+
+
+def selection_loss_digits(report: dict[str, Any]) -> tuple[int, int]:
+    """:func:`loss_digits` of the raw and of the calibrated column of the selections table."""
+    rows = [*report.get("strategies", {}).values(), *report.get("baselines", {}).values()]
+    return (loss_digits([r.get("estimated_loss_raw") for r in rows]),
+            loss_digits([r.get("estimated_loss_calibrated") for r in rows]))
 
 
 def percent_cell(value: Any) -> str:
@@ -30,10 +48,10 @@ def percent_cell(value: Any) -> str:
     return f"{value * 100:.2g}%"
 
 
-def calibrated_loss_cell(row: dict[str, Any], calibrated: bool) -> str:
+def calibrated_loss_cell(row: dict[str, Any], calibrated: bool, digits: int = 4) -> str:
     """The calibrated estimate, or "–" when calibration is off (the map is the identity
     then, and repeating the raw value under "calibrated" would suggest otherwise)."""
-    return loss_cell(row.get("estimated_loss_calibrated")) if calibrated else "–"
+    return loss_cell(row.get("estimated_loss_calibrated"), digits) if calibrated else "–"
 
 
 def test_metric_cells(metrics: dict[str, Any]) -> tuple[str, str]:

@@ -15,6 +15,7 @@ from subsetctl.report.cells import (
     percent_cell,
     repeats_cell,
     selected_cell,
+    selection_loss_digits,
     strategy_notes,
     test_metric_cells,
     verify_k_cell,
@@ -42,12 +43,14 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
         state = calibration_state(cal, report.get("calibration_against")) if cal.get("enabled") else "raw (uncalibrated)"
         lines += [f"Final pick: **{report['final']}**. Estimates are {state}; estimator {cal.get('estimator') or '-'}, lambda = {_fmt(cal.get('lam'))}.", ""]
         lines += ["## Selections", "", "| strategy | selected sources | est. loss (raw) | est. loss (calibrated) |", "|---|---|---|---|"]
+        raw_digits, cal_digits = selection_loss_digits(report)
         for label, r in report["strategies"].items():
-            lines.append(f"| {label} | {_selected_md(r['selected'])} | {loss_cell(r['estimated_loss_raw'])} | "
-                         f"{calibrated_loss_cell(r, bool(cal.get('enabled')))} |")
+            lines.append(f"| {label} | {_selected_md(r['selected'])} | {loss_cell(r['estimated_loss_raw'], raw_digits)} | "
+                         f"{calibrated_loss_cell(r, bool(cal.get('enabled')), cal_digits)} |")
         for label, r in report.get("baselines", {}).items():
-            lines.append(f"| {label} (baseline) | {baseline_cell(r['selected'])} | {loss_cell(r['estimated_loss_raw'])} | "
-                         f"{calibrated_loss_cell(r, bool(cal.get('enabled')))} |")
+            lines.append(f"| {label} (baseline) | {baseline_cell(r['selected'])} | "
+                         f"{loss_cell(r['estimated_loss_raw'], raw_digits)} | "
+                         f"{calibrated_loss_cell(r, bool(cal.get('enabled')), cal_digits)} |")
         lines.append("")
         lines += [f"> calibration: {note}" for note in cal.get("notes", [])] + ([""] if cal.get("notes") else [])
         lines += [f"> search {note}" for note in strategy_notes(report)] + ([""] if strategy_notes(report) else [])

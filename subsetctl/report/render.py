@@ -18,6 +18,7 @@ from subsetctl.report.cells import (
     repeats_cell,
     score_table_rows,
     selected_cell,
+    selection_loss_digits,
     strategy_notes,
     test_metric_cells,
     verify_k_cell,
@@ -50,12 +51,15 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
                             f"{calibration_state(cal, report.get('calibration_against'))})", title_justify="left")
         for col in ("strategy", "selected", "est. loss raw", "est. loss cal."):  # fold long names, never cut them
             table.add_column(col, justify="left" if col in ("strategy", "selected") else "right", overflow="fold")
+        raw_digits, cal_digits = selection_loss_digits(report)
         for label, r in report["strategies"].items():
             table.add_row(label, selected_cell(r["selected"], None if all_sources else SELECTED_SHOWN),
-                          loss_cell(r["estimated_loss_raw"]), calibrated_loss_cell(r, bool(cal.get("enabled"))))
+                          loss_cell(r["estimated_loss_raw"], raw_digits),
+                          calibrated_loss_cell(r, bool(cal.get("enabled")), cal_digits))
         for label, r in report.get("baselines", {}).items():
             table.add_row(f"[dim]{label}[/dim]", f"[dim]{baseline_cell(r['selected'])}[/dim]",
-                          loss_cell(r["estimated_loss_raw"]), calibrated_loss_cell(r, bool(cal.get("enabled"))))
+                          loss_cell(r["estimated_loss_raw"], raw_digits),
+                          calibrated_loss_cell(r, bool(cal.get("enabled")), cal_digits))
         console.print(table)
         for note in cal.get("notes", []):
             console.print(f"[dim]calibration: {escape(note)}[/dim]")

@@ -113,17 +113,27 @@ class StrategyResult:
     notices: list[str] = field(default_factory=list)
     diagnostics: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serializable dict (non-finite floats become ``None``)."""
-        return {
+    def to_dict(self, trace_limit: int | None = None) -> dict[str, Any]:
+        """A JSON-serializable dict (non-finite floats become ``None``). With more than
+        ``trace_limit`` entries, the trace keeps the ``trace_limit`` subsets with the lowest
+        loss (in evaluation order) and ``trace_total`` says how many there were: an
+        exhaustive search over 20 sources made a 287 MB selections.json of names, when every
+        estimate is in the search cache anyway."""
+        trace = [{"subset": list(t["subset"]), "loss": _json_float(t["loss"])} for t in self.trace]
+        out: dict[str, Any] = {
             "strategy": self.strategy,
             "selected": list(self.selected),
             "scores": {k: _json_float(v) for k, v in self.scores.items()},
             "estimated_loss": _json_float(self.estimated_loss),
-            "trace": [{"subset": list(t["subset"]), "loss": _json_float(t["loss"])} for t in self.trace],
+            "trace": trace,
             "notices": list(self.notices),
             "diagnostics": _json_value(self.diagnostics),
         }
+        if trace_limit is not None and len(trace) > trace_limit:
+            ranked = sorted(range(len(trace)), key=lambda i: (trace[i]["loss"] is None, trace[i]["loss"] or 0.0, i))
+            out["trace"] = [trace[i] for i in sorted(ranked[:trace_limit])]
+            out["trace_total"] = len(trace)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StrategyResult:
@@ -176,6 +186,13 @@ class Strategy(ABC):
         """A problem with these params that the spec already shows (``earlier``: the labels
         of the strategies listed before this one), said by `validate` before any stage
         runs; None when there is none. :meth:`run` still checks at run time."""
+        return None
+
+    @classmethod
+    def max_subsets(cls, params: StrategyParams, n_sources: int) -> int | None:
+        """At most how many distinct subsets :meth:`run` asks the estimator about (None:
+        not known). With an estimator that fine-tunes for real (``true_finetune``) each one
+        is a fine-tune, so `validate` adds these up to say what a search would cost."""
         return None
 
 
@@ -270,7 +287,8 @@ class SubsetMemo:
         if self.n_not_converged:
             out.append(
                 f"The solver did not converge on {self.n_not_converged} of {self.n_evaluated} "
-                "subsets; consider more iterations or a larger lambda."
+                "subsets (their estimates are kept but unreliable); use a larger lambda, or more iterations "
+                "of the exact estimator."
             )
         return out
 

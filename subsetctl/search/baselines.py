@@ -43,8 +43,16 @@ def _result(
     )
 
 
+class _OnePick(Strategy):
+    """A baseline that picks without the estimator and estimates only its pick."""
+
+    @classmethod
+    def max_subsets(cls, params: StrategyParams, n_sources: int) -> int | None:
+        return 1
+
+
 @STRATEGIES.register("all", "baseline: every source")
-class AllSources(Strategy):
+class AllSources(_OnePick):
     """Keep every source (the usual multitask mix)."""
 
     Params = StrategyParams
@@ -57,7 +65,7 @@ class AllSources(Strategy):
 
 
 @STRATEGIES.register("target_only", "baseline: no auxiliary source")
-class TargetOnly(Strategy):
+class TargetOnly(_OnePick):
     """Keep no source: fine-tune on the target alone."""
 
     Params = StrategyParams
@@ -85,7 +93,7 @@ class RandomParams(StrategyParams):
 @STRATEGIES.register(
     "random", "baseline: a seeded random pick of a given size; set exactly one of k (its size) or like (the size "
     "of an earlier strategy's pick)")
-class RandomPick(Strategy):
+class RandomPick(_OnePick):
     """A seeded random subset, as large as another strategy's pick or of size k."""
 
     Params = RandomParams
@@ -170,7 +178,7 @@ def _features(context: SearchContext, strategy: str) -> FeatureSet:
 
 
 @STRATEGIES.register("gradient_similarity", "baseline: cosine of mean gradients (LESS-style)")
-class GradientSimilarity(Strategy):
+class GradientSimilarity(_OnePick):
     """Keep sources whose mean projected gradient points like the target's (LESS-style).
 
     Score of source k = cosine(mean of k's training rows x_i, mean of the target's training
@@ -201,7 +209,7 @@ class GradientSimilarity(Strategy):
 
 
 @STRATEGIES.register("representation_similarity", "baseline: cosine of mean representations")
-class RepresentationSimilarity(Strategy):
+class RepresentationSimilarity(_OnePick):
     """Keep sources whose mean hidden representation is close (cosine) to the target's."""
 
     Params = SimilarityParams

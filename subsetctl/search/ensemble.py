@@ -234,6 +234,10 @@ class RandomEnsemble(Strategy):
     def check_spec(cls, params: StrategyParams, n_sources: int, earlier: list[str]) -> str | None:
         return _too_few_sources(n_sources, cls.name)
 
+    @classmethod
+    def max_subsets(cls, params: RandomSubsetParams, n_sources: int) -> int | None:  # type: ignore[override]
+        return _random_subsets_bound(params, n_sources)
+
     def run(
         self, estimator: SubsetEstimator, context: SearchContext, params: RandomSubsetParams
     ) -> StrategyResult:
@@ -250,6 +254,13 @@ class RandomEnsemble(Strategy):
             notices=notices + more + sel_notices + memo.notices(),
             diagnostics={"subset_size": size, "n_subsets": len(masks), **diag, **memo.diagnostics()},
         )
+
+
+def _random_subsets_bound(params: RandomSubsetParams, n_sources: int) -> int:
+    """The m random subsets (at most as many as exist), then the selection: one subset,
+    or the n + 1 prefixes of a sweep."""
+    size = max(0, min(n_sources, round(params.alpha * n_sources)))
+    return min(params.m, math.comb(n_sources, size)) + (n_sources + 1 if params.select == "sweep" else 1)
 
 
 class SurrogateParams(RandomSubsetParams):
@@ -284,6 +295,10 @@ class Surrogate(Strategy):
     @classmethod
     def check_spec(cls, params: StrategyParams, n_sources: int, earlier: list[str]) -> str | None:
         return _too_few_sources(n_sources, cls.name)
+
+    @classmethod
+    def max_subsets(cls, params: SurrogateParams, n_sources: int) -> int | None:  # type: ignore[override]
+        return _random_subsets_bound(params, n_sources)
 
     def run(
         self, estimator: SubsetEstimator, context: SearchContext, params: SurrogateParams
@@ -348,6 +363,10 @@ class Exhaustive(Strategy):
     """
 
     Params = ExhaustiveParams
+
+    @classmethod
+    def max_subsets(cls, params: ExhaustiveParams, n_sources: int) -> int | None:  # type: ignore[override]
+        return 2 ** n_sources
 
     @classmethod
     def check_spec(cls, params: ExhaustiveParams, n_sources: int, earlier: list[str]) -> str | None:

@@ -94,6 +94,12 @@ class _Greedy(Strategy):
     forward: bool = True
     Params = GreedyParams
 
+    @classmethod
+    def max_subsets(cls, params: GreedyParams, n_sources: int) -> int | None:  # type: ignore[override]
+        """The start, then every remaining source at each accepted step."""
+        steps = min(n_sources, params.max_steps or n_sources)
+        return 1 + sum(n_sources - k for k in range(steps))
+
     def run(self, estimator: SubsetEstimator, context: SearchContext, params: GreedyParams) -> StrategyResult:
         memo = SubsetMemo(estimator, context, self.name)
         mask, loss, scores, steps, notices = _greedy(memo, context, params, self.forward)

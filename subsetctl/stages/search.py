@@ -26,12 +26,56 @@ from subsetctl.stages.features import estimator_settings, executor_kwargs, load_
 
 SELECTIONS = "selections.json"
 SUBSET_CACHE = ("cache", "search")
+#: Subsets of a strategy's trace kept in selections.json (the lowest estimated losses);
+#: every estimate stays in the search cache.
+TRACE_KEPT = 10_000
 
 
 def _calibrated(cal: Any, value: float | None) -> float | None:
-    if value is None or not math.isfinite(value):
+    """The calibrated estimate; None when calibration is off (its map is the identity then,
+    and a "calibrated" copy of the raw value would claim a calibration that did not happen)."""
+    if value is None or not math.isfinite(value) or not cal.enabled:
         return None
     return float(np.asarray(cal.apply(np.array([value])))[0])
+
+
+def _real_fine_tune_inputs(ctx: StageContext) -> dict[str, Any]:
+    """What one real fine-tune from theta* (verify's budget, its first kind) depends on:
+    theta* and the data (their stages' output digests), the model, the meta_init training
+    settings it starts from, verify's budget and the project seed."""
+    from subsetctl.modeling.resolve import model_fingerprint_inputs
+
+    spec = ctx.spec
+    verify = spec.verify
+    return {
+        "theta_star": ctx.upstream_manifest("meta_init").get("output_digest"),
+        "data": ctx.upstream_manifest("data").get("output_digest"),
+        "model": spec.model.model_dump(mode="json"), **model_fingerprint_inputs(spec.model.source, ctx.project.root),
+        "meta_init": spec.meta_init.model_dump(mode="json"), "seed": spec.project.seed,
+        "verify": {"kind": verify.kinds[0], "steps": verify.steps, "batch_size": verify.batch_size,
+                   "lr_ce": verify.lr_ce, "lr_surrogate": verify.lr_surrogate},
+    }
+
+
+def _fine_tune_counter(ctx: StageContext, estimator: str, computed: Any) -> Any:
+    """A progress callback for an estimator that fine-tunes for real: one line per
+    finished fine-tune (``computed()`` counts them) with the time each took on average;
+    each is as long as a real fine-tune, and a strategy may ask for hundreds (validate
+    warns about that)."""
+    import time
+
+    started = time.perf_counter()
+    said = {"count": 0}
+
+    def progress(done: int, total: int) -> None:
+        count = computed()
+        if count > said["count"]:
+            said["count"] = count
+            each = (time.perf_counter() - started) / count
+            ctx.reporter.info(f"search: {estimator} has fine-tuned {count} subset(s), {each:.2g} s each "
+                              f"({done} of the {total} this step of the search asks for)")
+
+    return progress
 
 
 def estimator_name(spec: Any, cal: Any) -> str:
@@ -50,14 +94,17 @@ def _store_dir(ctx: StageContext, estimator: str, key: str, sources: list[str], 
     Those of an estimator working on the cached gradients go to ``.subsetctl/cache/search``
     under a key of all they depend on (``key``: estimator, lambda, its settings and the
     gradient features; plus the sources, subsetctl's version and where the estimator
-    comes from), so a search re-run for another strategy list reuses them. A model-backed
-    estimator (``true_finetune``) depends on settings the key does not hold (verify's
-    budget, the model); its estimates stay in the stage's folder, discarded with it."""
+    comes from), so a search re-run for another strategy list reuses them. The estimates
+    of a model-backed estimator (``true_finetune``, real fine-tunes from theta*) are kept
+    there too, under a key of what a real fine-tune depends on instead of the features
+    (:func:`_real_fine_tune_inputs`): each took minutes and is not lost when the search
+    stage re-runs."""
     from subsetctl import __version__
     from subsetctl.registry import ESTIMATORS
 
     if in_process:
-        return ctx.out_dir / "subsets"
+        return ctx.project.state_dir.joinpath(*SUBSET_CACHE, fingerprint(
+            {"estimator": estimator, "sources": sources, "version": __version__, **_real_fine_tune_inputs(ctx)}))
     origin = ESTIMATORS.origin(estimator)
     where = {"key": key, "sources": sources, "version": __version__, "origin": origin,
              "plugins": [] if origin == "built-in" else list(ctx.spec.plugins)}
@@ -123,8 +170,9 @@ class SearchStage(Stage):
     description = "estimate subsets and run the search strategies"
     after = ("gradients", "calibrate")
     # not "executor": every backend gives the same estimates (only how fast)
+    # verify's budget: what linear_sgd simulates by default and true_finetune runs for real
     spec_keys = ("project.seed", "estimate", "search", "plugins",
-                 "verify.steps", "verify.batch_size", "verify.lr_surrogate")
+                 "verify.steps", "verify.batch_size", "verify.lr_surrogate", "verify.lr_ce", "verify.kinds")
 
     def extra_inputs(self, spec: Spec, project: Project) -> dict[str, Any]:
         """The files of plugin estimators and strategies (editing one re-runs the search)."""
@@ -170,6 +218,8 @@ class SearchStage(Stage):
         if in_process:  # a model-backed estimator cannot be shipped to workers
             kwargs.update(backend="sequential", n_jobs=1)
         cached = CachedEstimator(estimator, store, kwargs, chunk_size=1 if in_process else 256)
+        if in_process:
+            cached.progress = _fine_tune_counter(ctx, estimator_used, lambda: cached.computed)
         results: dict[str, Any] = {}
         other: dict[str, list[str]] = {}
         with ctx.reporter.progress("search", total=len(spec.search.strategies)) as task:
@@ -184,7 +234,7 @@ class SearchStage(Stage):
                 result = _run_strategy(cls, entry.name, label, cached, search_ctx, params)
                 for notice in result.notices:
                     ctx.reporter.warn(f"{label}: {notice}")
-                record = result.to_dict()
+                record = result.to_dict(trace_limit=TRACE_KEPT)
                 record["label"] = label
                 record["params"] = params.model_dump(mode="json")
                 record["estimated_loss_raw"] = record["estimated_loss"]

@@ -165,3 +165,19 @@ def test_fast_chunking_changes_only_round_off(small_features: FeatureSet) -> Non
     chunked = FastEstimator(small_features, chunk_size=3).estimate(masks)
     np.testing.assert_allclose(chunked.loss, whole.loss, rtol=1e-12)
     np.testing.assert_allclose(chunked.w_norm, whole.w_norm, rtol=1e-12)
+
+
+def test_fast_flags_steps_outside_its_quadratic_model() -> None:
+    """With few rows for d (as in real stores: 328 rows, d = 128) and a small lambda, the
+    Newton step's quadratic model predicts a negative objective (impossible): fast
+    returned such losses (near 0, or 53 at lambda 1e-300) marked converged."""
+    features = make_synthetic_features(n_sources=4, rows_per_source=8, d=64, n_target_train=8, n_val=20, seed=3,
+                                       helpful=(0,), harmful=(1,))
+    masks = random_masks(12, 4, seed=7)
+    tiny = FastEstimator(features, lam=1e-4).estimate(masks)
+    assert 0 < (~tiny.converged).sum() < len(masks)
+    w, ok, _, g, _, f0 = FastEstimator(features, lam=1e-4).solve_extended(
+        np.column_stack([np.ones(len(masks), bool), masks]))
+    predicted = f0 + 0.5 * np.einsum("md,md->m", g, w)
+    np.testing.assert_array_equal(tiny.converged, ok & (predicted >= 0) & np.isfinite(tiny.loss))
+    assert FastEstimator(features, lam=1.0).estimate(masks).converged.all()

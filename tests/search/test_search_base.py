@@ -182,3 +182,31 @@ def test_progress_callback_sees_strategy_work(estimator: CountingEstimator) -> N
     ctx = SearchContext(sources=list(SOURCES), progress=lambda msg, done, total: events.append(msg))
     run_strategy("forward", estimator, ctx, {})
     assert any(e.startswith("forward") for e in events)
+
+
+@pytest.mark.parametrize(("name", "params"), [
+    ("random_ensemble", {"m": 20}), ("random_ensemble", {"m": 20, "select": "sweep"}), ("surrogate", {"m": 30}),
+    ("forward", {}), ("backward", {"max_steps": 2}), ("exhaustive", {}), ("all", {}), ("target_only", {}),
+    ("random", {"k": 2}), ("gradient_similarity", {}),
+])
+def test_max_subsets_bounds_what_a_strategy_estimates(name: str, params: dict, planted_features) -> None:
+    """validate adds these bounds up to price a true_finetune search: they must hold."""
+    from subsetctl.estimate.solvers import FastEstimator
+    from subsetctl.registry import STRATEGIES
+
+    estimator = FastEstimator(planted_features, lam=1.0)
+    context = SearchContext(sources=list(planted_features.sources), features=planted_features)
+    result = run_strategy(name, estimator, context, params)
+    cls = STRATEGIES.get(name)
+    bound = cls.max_subsets(parse_params(cls, params, "params"), len(planted_features.sources))
+    distinct = {tuple(sorted(t["subset"])) for t in result.trace}
+    assert 0 < len(distinct) <= bound
+
+
+def test_a_long_trace_keeps_its_best_subsets_and_its_total() -> None:
+    """selections.json held every one of 2^20 subsets by name (287 MB)."""
+    result = StrategyResult(strategy="exhaustive", selected=[], trace=[
+        {"subset": [f"s{i}"], "loss": loss} for i, loss in enumerate([3.0, None, 1.0, 2.0, 0.5])])
+    short = result.to_dict(trace_limit=2)
+    assert [t["subset"] for t in short["trace"]] == [["s2"], ["s4"]] and short["trace_total"] == 5
+    assert "trace_total" not in result.to_dict(trace_limit=5) and len(result.to_dict()["trace"]) == 5
