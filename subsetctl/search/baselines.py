@@ -135,9 +135,16 @@ class SimilarityParams(StrategyParams):
     """How to turn similarities into a selection."""
 
     top_k: int | None = Field(
-        None, ge=0, description="keep the top_k most similar sources (overrides threshold)"
+        None, ge=0, description="keep the top_k most similar sources (instead of a threshold)"
     )
     threshold: float = Field(0.0, description="keep sources with cosine similarity above this")
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> SimilarityParams:
+        """top_k replaces the threshold rule: both given means one is silently ignored."""
+        if self.top_k is not None and "threshold" in self.model_fields_set:
+            raise ValueError("set top_k or threshold, not both: with top_k the threshold is not used")
+        return self
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -63,3 +63,13 @@ def test_representation_similarity(estimator: CountingEstimator, planted_feature
     assert result.scores["flip1"] < 0 < result.scores["noise2"] < result.scores["help1"]
     top = run_strategy("representation_similarity", estimator, ctx, {"top_k": 2})
     assert len(top.selected) == 2 and "noise2" not in top.selected
+
+
+def test_similarity_refuses_top_k_and_threshold_together(estimator: CountingEstimator,
+                                                        planted_features: FeatureSet) -> None:
+    """top_k silently replaced an explicit threshold; the ranking strategies refuse such
+    combinations already."""
+    ctx = SearchContext(sources=estimator.sources, features=planted_features)
+    with pytest.raises(UserError, match="set top_k or threshold, not both"):
+        run_strategy("gradient_similarity", estimator, ctx, {"top_k": 2, "threshold": 0.1})
+    assert len(run_strategy("gradient_similarity", estimator, ctx, {"top_k": 2}).selected) == 2
