@@ -65,8 +65,14 @@ def _stale_against_spec(
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         more = f" (and {len(lines) - 2} more; `subsetctl validate` lists them)" if len(lines) > 2 else ""
         return [], [], [], " ".join(lines[:2]) + more
-    stale = [s.name for s in statuses if s.name in stages and s.name not in outdated and s.state == "stale"
-             and not s.conditional]  # not those that re-run only because a stage before them does
+    from subsetctl.stages import all_stages
+
+    after = {stage.name: stage.after for stage in all_stages()}
+    changed: set[str] = set()  # by the spec or input files, or downstream of such a change (not of damage)
+    for s in statuses:
+        if s.state == "stale" and (not s.conditional or any(up in changed for up in after.get(s.name, ()))):
+            changed.add(s.name)
+    stale = [s.name for s in statuses if s.name in changed and s.name in stages and s.name not in outdated]
     damaged = [s.name for s in statuses if s.state == "corrupt"]
     not_run = [s.name for s in statuses if s.state in ("never run", "unfinished")]
     return stale, damaged, not_run, None
