@@ -370,6 +370,11 @@ def test_max_length_beyond_the_models_positions_is_refused(tmp_path: Path) -> No
     refuse_max_length_beyond_positions({"max_position_embeddings": 16}, 16, "the model 'x'")
     refuse_max_length_beyond_positions({"n_positions": True}, 32, "the model 'x'")  # not a count
     refuse_max_length_beyond_positions({}, 4096, "the model 'x'")
+    # rotary models have no table of positions to run past; rope_scaling even extends them
+    refuse_max_length_beyond_positions({"max_position_embeddings": 4096, "rope_scaling": {"type": "linear",
+                                        "factor": 2}}, 6000, "the model 'x'")
+    refuse_max_length_beyond_positions({"max_position_embeddings": 16, "rope_parameters": {"rope_theta": 1e4}},
+                                       32, "the model 'x'")
 
 
 def test_a_search_that_would_fine_tune_for_real_hundreds_of_times_is_warned(tmp_path: Path) -> None:

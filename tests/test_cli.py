@@ -185,6 +185,7 @@ def test_a_report_of_a_partial_run_says_which_stages_have_not_run(jsonl_project:
         assert "Not run yet: meta_init, gradients, calibrate, search, finetune, evaluate, report." in text
     data = json.loads(invoke("report", str(jsonl_project), "--format", "json").output)
     assert data["not_run"][0] == "meta_init" and data["damaged"] == []
+    assert data["report"]["project"] == "t"  # the spec's project.name, without a report stage too
 
 
 def test_report_before_run_says_what_to_do(jsonl_project: Path) -> None:

@@ -134,6 +134,10 @@ def test_true_finetune_estimator_drives_a_strategy(tiny_project: Path) -> None:
     assert all(b["estimated_loss_calibrated"] is None for b in selections["baselines"].values())
     text = CliRunner().invoke(main, ["report", str(tiny_project)]).output
     assert "true_finetune lambda=–" in text  # the report showed the spec's lambda 1, which it never used
+    # the real fine-tunes do not depend on the projection: a new d re-runs the search, which reuses them all
+    run_project(tiny_project, [*overrides, "gradients.d=8"])
+    summary = json.loads((tiny_project / ".subsetctl" / "search" / "manifest.json").read_text())["summary"]
+    assert summary["computed_now"] == 0 and summary["reused"] >= 4
 
 
 def test_report_leaves_out_results_an_upstream_change_made_outdated(tiny_project: Path) -> None:

@@ -227,16 +227,21 @@ def test_results_made_with_command_line_overrides_say_so(tmp_path) -> None:
     from subsetctl.project import Project
     from subsetctl.report.build import build_report
 
-    for stage, overrides in (("data", []), ("finetune", ["finetune.steps=3"]), ("evaluate", ["finetune.steps=3"])):
+    # every stage a command runs records all its overrides: only those of keys a stage reads count
+    for stage, reads, overrides in (("data", ["sources"], ["finetune.steps=3"]),
+                                    ("finetune", ["finetune", "model"], ["finetune.steps=3", "sources[0].seed=2"]),
+                                    ("evaluate", ["model", "evaluate"], ["finetune.steps=3"]),
+                                    ("search", ["search"], ["search.strategies[0].params.m=5"])):
         folder = tmp_path / ".subsetctl" / stage
         folder.mkdir(parents=True)
-        (folder / "manifest.json").write_text(json.dumps({"seconds": 1.0, "summary": {}, "overrides": overrides}))
+        (folder / "manifest.json").write_text(json.dumps({"seconds": 1.0, "summary": {}, "overrides": overrides,
+                                                          "inputs": {"slice": {k: None for k in reads}}}))
     (tmp_path / "subsetctl.yaml").write_text("x: 1\n")
     report = build_report(Project(tmp_path))
-    assert report["overrides"] == {"finetune.steps=3": ["finetune", "evaluate"]}
-    assert "> Results made with command-line overrides, not the spec alone: finetune.steps=3 (finetune, evaluate)." \
-        in render_markdown(report, {})
-    assert "overrides" not in build_report(Project(tmp_path), skip={"finetune", "evaluate"})
+    assert report["overrides"] == {"finetune.steps=3": ["finetune"], "search.strategies[0].params.m=5": ["search"]}
+    assert ("> Results made with command-line overrides, not the spec alone: search.strategies[0].params.m=5 "
+            "(search); finetune.steps=3 (finetune).") in render_markdown(report, {})  # in stage order
+    assert "overrides" not in build_report(Project(tmp_path), skip={"finetune", "search"})
     assert report["project"] == tmp_path.name  # without the spec: the folder's name
     assert build_report(Project(tmp_path), name="my-study")["project"] == "my-study"  # the spec's project.name
     buffer = io.StringIO()

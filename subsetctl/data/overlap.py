@@ -28,9 +28,13 @@ NAMES_SHOWN = 5
 
 
 def _row_keys(dataset: Any, kind: str) -> list[tuple[str, str]]:
-    """(prompt, answer) of every row, whitespace-stripped."""
-    answers = dataset["label_text"] if kind == "classifier" else dataset["response"]
-    return [(str(p).strip(), str(a).strip()) for p, a in zip(dataset["prompt"], answers)]
+    """(prompt, answer) of every row, whitespace-stripped. The two columns are read in
+    one slice: a datasets ``Column`` iterated row by row took 40 s for a million rows."""
+    answer = "label_text" if kind == "classifier" else "response"
+    if len(dataset) == 0:
+        return []
+    columns = dataset.select_columns(["prompt", answer])[:]
+    return [(str(p).strip(), str(a).strip()) for p, a in zip(columns["prompt"], columns[answer])]
 
 
 def _names(names: list[str]) -> str:

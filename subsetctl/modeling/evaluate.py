@@ -212,18 +212,35 @@ def _classify(
 # --------------------------------------------------------------------------- entry point
 
 
+def _shortest_matching_forms(gold: str) -> list[str]:
+    """Texts :func:`exact_match` accepts for ``gold``, its shortest written forms among
+    them: the normalized text, and for a number its plain spelling ("1,000,000" and
+    "4.000" match "1000000" and "4")."""
+    text = normalize_answer(gold)
+    number = _as_number(text)
+    if number is None:
+        return [text]
+    plain = str(int(number)) if number.is_integer() and abs(number) < 1e16 else repr(number)
+    return [text, plain]
+
+
 def _answers_longer_than(tokenizer: Any, examples: Sequence[dict], max_new_tokens: int) -> str | None:
-    """A warning when some gold answers take more tokens than generation may produce:
-    they can never be matched, whatever the fine-tune, so the score understates every
-    selection alike and hides the differences between them."""
-    lengths = [len(tokenizer(str(e.get("response", "")), add_special_tokens=False)["input_ids"]) for e in examples]
+    """A warning when some gold answers take more tokens than generation may produce,
+    even in the shortest form that matches: they can never be answered in full, whatever
+    the fine-tune, so the score understates every selection alike and hides the
+    differences between them."""
+    def tokens(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    lengths = [min(tokens(form) for form in _shortest_matching_forms(str(e.get("response", "")))) for e in examples]
     longer = [n for n in lengths if n > max_new_tokens]
     if not longer:
         return None
     return (f"{len(longer)} of {len(examples)} test answers are longer than evaluate.max_new_tokens="
-            f"{max_new_tokens} tokens (the longest has {max(longer)}): generation stops before they are "
-            f"complete, so they cannot score as correct. Raise evaluate.max_new_tokens to at least "
-            f"{max(longer)} (and model.max_length with it, to leave room for the prompts).")
+            f"{max_new_tokens} tokens, even written as briefly as they match (the longest has {max(longer)}): "
+            f"generation stops before they are complete, so they cannot be answered in full. Raise "
+            f"evaluate.max_new_tokens to at least {max(longer)} (and model.max_length with it, to leave room "
+            "for the prompts).")
 
 
 def evaluate_model(

@@ -304,10 +304,20 @@ def _check_packaged_kind(source: str, kind: str) -> None:
     )
 
 
+#: config.json keys of rotary position encodings: such models have no table of learned
+#: positions to run past (and ``rope_scaling`` stretches them beyond the declared count).
+ROTARY_CONFIG_KEYS = ("rope_theta", "rope_parameters", "rope_scaling", "rotary_dim", "rotary_pct",
+                      "rotary_emb_base", "partial_rotary_factor")
+
+
 def position_limit(config: Mapping[str, Any]) -> tuple[str, int] | None:
-    """The most token positions a model's config declares, with the key that says so
-    (``n_positions`` for GPT-2 and its kin, ``max_position_embeddings`` for most others),
-    or None when it declares none."""
+    """The most token positions a model with *learned* position embeddings has, with the
+    key that says so (``n_positions`` for GPT-2 and its kin, ``max_position_embeddings``
+    for BERT, OPT and most others); None for a rotary model (:data:`ROTARY_CONFIG_KEYS`,
+    or ``position_embedding_type: rotary``) or a config that declares nothing."""
+    if any(config.get(key) is not None for key in ROTARY_CONFIG_KEYS) \
+            or config.get("position_embedding_type") in ("rotary", "rope"):
+        return None
     for key in ("n_positions", "max_position_embeddings"):
         value = config.get(key)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
@@ -316,12 +326,11 @@ def position_limit(config: Mapping[str, Any]) -> tuple[str, int] | None:
 
 
 def refuse_max_length_beyond_positions(config: Mapping[str, Any], max_length: int, where: str) -> None:
-    """A UserError when ``model.max_length`` is more than the positions the model has.
-
-    Models with learned position embeddings (GPT-2, BERT) fail with an IndexError on the
-    first example that long, which may come only at evaluate, after every fine-tune
-    (generation fills prompts up to ``max_length``); rotary models run on, outside
-    anything they were trained on. Either way the setting is a mistake to name at once."""
+    """A UserError when ``model.max_length`` is more than the learned positions the model
+    has (:func:`position_limit`): models with learned position embeddings (GPT-2, BERT,
+    OPT) fail with an IndexError on the first example that long, which may come only at
+    evaluate, after every fine-tune (generation fills prompts up to ``max_length``).
+    Rotary models are left alone: they run on (``rope_scaling`` even extends them)."""
     limit = position_limit(config)
     if limit is None or max_length <= limit[1]:
         return

@@ -34,6 +34,21 @@ def outdated_stages(project: Project) -> list[str]:
     return outdated
 
 
+def _overrides_read_by(manifest: dict[str, Any]) -> list[str]:
+    """The command-line overrides of the run that made a stage's results, as far as they
+    set a spec key the stage reads (every stage a command runs records all of its
+    overrides, also those of keys it never reads)."""
+    from subsetctl.spec import override_keys, same_branch
+
+    overrides = manifest.get("overrides")
+    if not isinstance(overrides, list):
+        return []
+    read = list(manifest.get("inputs", {}).get("slice", {}))
+    return [item for key, item in override_keys([str(o) for o in overrides])
+            if any(same_branch(key, k) or (k == "sources" and key.startswith(("sources", "source_files")))
+                   for k in read)]
+
+
 def build_report(
     project: Project, skip: frozenset[str] | set[str] = frozenset(), name: str | None = None
 ) -> dict[str, Any]:
@@ -51,8 +66,8 @@ def build_report(
         if manifest and not manifest.get("corrupt"):
             report["stages"][stage] = {"seconds": manifest.get("seconds"), "summary": manifest.get("summary")}
             if stage not in skip:  # results made under command-line overrides say so (not the spec alone)
-                for override in manifest.get("overrides") or []:
-                    report.setdefault("overrides", {}).setdefault(str(override), []).append(stage)
+                for override in _overrides_read_by(manifest):
+                    report.setdefault("overrides", {}).setdefault(override, []).append(stage)
     data = None if "data" in skip else _read(state / "data" / "data.json")
     if data and data.get("warnings"):  # leaked held-out rows, dropped blank rows, ...: true of every result
         report["data_warnings"] = data["warnings"]

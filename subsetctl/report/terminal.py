@@ -37,8 +37,9 @@ def load_report_data(root: Path, overrides: list[str] | None = None) -> dict[str
 
     outdated = outdated_stages(project)
     data: dict[str, Any] = {"project": str(root), "stages": stages, "outdated": outdated}
-    data["stale"], data["damaged"], data["not_run"], data["spec_problem"] = _stale_against_spec(
-        root, overrides, stages, outdated)
+    checked = _checked_against_spec(root, overrides, stages, outdated)
+    name = checked.pop("name")
+    data.update(checked)
     report_json = root / "report.json"
     if report_json.is_file() and "report" in stages and "report" not in outdated and not data["damaged"]:
         try:
@@ -46,25 +47,26 @@ def load_report_data(root: Path, overrides: list[str] | None = None) -> dict[str
         except json.JSONDecodeError:
             pass
     if "report" not in data:  # no current report stage (`run --until calibrate`, damaged state): from the stages
-        data["report"] = build_report(project, skip=set(outdated) | set(data["damaged"]))
+        data["report"] = build_report(project, skip=set(outdated) | set(data["damaged"]), name=name)
     return data
 
 
-def _stale_against_spec(
+def _checked_against_spec(
     root: Path, overrides: list[str] | None, stages: dict[str, Any], outdated: list[str]
-) -> tuple[list[str], list[str], list[str], str | None]:
-    """Stages with results whose spec slice or input files changed since, stages whose
-    saved state is damaged (files failing their checksums, an unreadable manifest), and
-    stages not run yet (`run --until` stopped before them): the same checks as `plan`,
-    read-only. An invalid spec cannot be compared: its problem is returned last."""
+) -> dict[str, Any]:
+    """The same checks as `plan`, read-only: ``stale`` (stages with results whose spec
+    slice or input files changed since, or downstream of such a change), ``damaged``
+    (files failing their checksums, an unreadable manifest) and ``not_run`` (`run
+    --until` stopped before them); ``name`` is the spec's project name. An invalid spec
+    cannot be compared: ``spec_problem`` says why."""
     from subsetctl.api import plan_project
 
     try:
-        statuses = plan_project(root, overrides)[2]
+        _, spec, statuses = plan_project(root, overrides)
     except UserError as exc:  # "<file> is not a valid spec:" then one line per problem: say the first
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         more = f" (and {len(lines) - 2} more; `subsetctl validate` lists them)" if len(lines) > 2 else ""
-        return [], [], [], " ".join(lines[:2]) + more
+        return {"stale": [], "damaged": [], "not_run": [], "spec_problem": " ".join(lines[:2]) + more, "name": None}
     from subsetctl.stages import all_stages
 
     after = {stage.name: stage.after for stage in all_stages()}
@@ -73,9 +75,9 @@ def _stale_against_spec(
         if s.state == "stale" and (not s.conditional or any(up in changed for up in after.get(s.name, ()))):
             changed.add(s.name)
     stale = [s.name for s in statuses if s.name in changed and s.name in stages and s.name not in outdated]
-    damaged = [s.name for s in statuses if s.state == "corrupt"]
-    not_run = [s.name for s in statuses if s.state in ("never run", "unfinished")]
-    return stale, damaged, not_run, None
+    return {"stale": stale, "damaged": [s.name for s in statuses if s.state == "corrupt"],
+            "not_run": [s.name for s in statuses if s.state in ("never run", "unfinished")],
+            "spec_problem": None, "name": spec.project.name}
 
 
 def outdated_note(data: dict[str, Any]) -> str | None:

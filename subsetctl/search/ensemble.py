@@ -259,7 +259,7 @@ class RandomEnsemble(Strategy):
 def _random_subsets_bound(params: RandomSubsetParams, n_sources: int) -> int:
     """The m random subsets (at most as many as exist), then the selection: one subset,
     or the n + 1 prefixes of a sweep."""
-    size = max(0, min(n_sources, round(params.alpha * n_sources)))
+    size = min(max(1, round(params.alpha * n_sources)), max(1, n_sources - 1))  # as subset_size clamps it
     return min(params.m, math.comb(n_sources, size)) + (n_sources + 1 if params.select == "sweep" else 1)
 
 

@@ -88,23 +88,17 @@ def estimator_name(spec: Any, cal: Any) -> str:
     return cal.estimator or spec.estimate.estimator
 
 
-def _store_dir(ctx: StageContext, estimator: str, key: str, sources: list[str], in_process: bool) -> Path:
-    """Where the search keeps its subset estimates.
-
-    Those of an estimator working on the cached gradients go to ``.subsetctl/cache/search``
-    under a key of all they depend on (``key``: estimator, lambda, its settings and the
-    gradient features; plus the sources, subsetctl's version and where the estimator
-    comes from), so a search re-run for another strategy list reuses them. The estimates
-    of a model-backed estimator (``true_finetune``, real fine-tunes from theta*) are kept
-    there too, under a key of what a real fine-tune depends on instead of the features
-    (:func:`_real_fine_tune_inputs`): each took minutes and is not lost when the search
-    stage re-runs."""
+def _store_dir(ctx: StageContext, estimator: str, key: str, sources: list[str]) -> Path:
+    """Where the search keeps its subset estimates: ``.subsetctl/cache/search`` under a key
+    of all they depend on (``key``; plus the sources, subsetctl's version and where the
+    estimator comes from, with a plugin's code), so a search re-run for another strategy
+    list reuses them. ``key`` holds, for an estimator working on the cached gradients, the
+    estimator, lambda, its settings and the gradient features; for a model-backed one
+    (``true_finetune``: real fine-tunes from theta*, minutes each) what a real fine-tune
+    depends on (:func:`_real_fine_tune_inputs`)."""
     from subsetctl import __version__
     from subsetctl.registry import ESTIMATORS
 
-    if in_process:
-        return ctx.project.state_dir.joinpath(*SUBSET_CACHE, fingerprint(
-            {"estimator": estimator, "sources": sources, "version": __version__, **_real_fine_tune_inputs(ctx)}))
     origin = ESTIMATORS.origin(estimator)
     where = {"key": key, "sources": sources, "version": __version__, "origin": origin,
              "plugins": [] if origin == "built-in" else list(ctx.spec.plugins)}
@@ -170,16 +164,25 @@ class SearchStage(Stage):
     description = "estimate subsets and run the search strategies"
     after = ("gradients", "calibrate")
     # not "executor": every backend gives the same estimates (only how fast)
-    # verify's budget: what linear_sgd simulates by default and true_finetune runs for real
+    # verify's budget: what linear_sgd simulates by default (true_finetune's: extra_inputs)
     spec_keys = ("project.seed", "estimate", "search", "plugins",
-                 "verify.steps", "verify.batch_size", "verify.lr_surrogate", "verify.lr_ce", "verify.kinds")
+                 "verify.steps", "verify.batch_size", "verify.lr_surrogate")
 
     def extra_inputs(self, spec: Spec, project: Project) -> dict[str, Any]:
-        """The files of plugin estimators and strategies (editing one re-runs the search)."""
+        """The files of plugin estimators and strategies (editing one re-runs the search);
+        with an estimator that fine-tunes for real, the rest of verify's budget it runs."""
+        from subsetctl.errors import UserError
         from subsetctl.registry import ESTIMATORS, STRATEGIES, plugin_code_inputs
 
         uses = [(ESTIMATORS, spec.estimate.estimator), *((STRATEGIES, s.name) for s in spec.search.strategies)]
-        return plugin_code_inputs(spec.plugins, uses, project.root)
+        extra = plugin_code_inputs(spec.plugins, uses, project.root)
+        try:
+            fine_tunes = getattr(ESTIMATORS.get(spec.estimate.estimator), "needs_model", False)
+        except UserError:  # validate says it is unknown
+            fine_tunes = False
+        if fine_tunes:
+            extra["real_fine_tune"] = {"kind": spec.verify.kinds[0], "lr_ce": spec.verify.lr_ce}
+        return extra
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         try:
@@ -205,10 +208,13 @@ class SearchStage(Stage):
             cal = dataclasses.replace(cal, enabled=False, estimator=estimator_used, notes=[
                 *cal.notes, (f"the search uses {estimator_used}, which fine-tunes for real: its estimates are "
                              "real losses and are not calibrated")])
-        gradients_digest = ctx.upstream_manifest("gradients")["output_digest"]
-        key = fingerprint({"estimator": estimator_used, "lam": cal.lam, "max_iter": spec.estimate.max_iter,
-                           "features": gradients_digest, **estimator_settings(spec, estimator_used)})
-        store_dir = _store_dir(ctx, estimator_used, key, features.sources, in_process)
+        if in_process:  # real fine-tunes: neither the features nor lambda change them
+            key = fingerprint({"estimator": estimator_used, **_real_fine_tune_inputs(ctx)})
+        else:
+            gradients_digest = ctx.upstream_manifest("gradients")["output_digest"]
+            key = fingerprint({"estimator": estimator_used, "lam": cal.lam, "max_iter": spec.estimate.max_iter,
+                               "features": gradients_digest, **estimator_settings(spec, estimator_used)})
+        store_dir = _store_dir(ctx, estimator_used, key, features.sources)
         if ctx.options.get("forced"):  # --force recomputes every estimate
             shutil.rmtree(store_dir, ignore_errors=True)
         store = SubsetResultsStore(store_dir, features.sources, key)

@@ -163,3 +163,6 @@ def test_answers_longer_than_generation_may_produce_are_warned(tiny_llama_dir) -
     assert "3 of 16 test answers are longer than evaluate.max_new_tokens=3" in warning
     assert "the longest has 5" in warning and "at least 5" in warning
     assert evaluate_model(model, tok, rows, "causal-lm", max_length=32, max_new_tokens=5)["warnings"] == []
+    # what exact_match accepts counts: "1,000" matches "1000" and "7.000" matches "7", "Yes." matches "yes"
+    short = [dict(r, response=answer) for r, answer in zip(causal_rows() * 2, ["1,000", "7.000", "Yes."] * 6)]
+    assert evaluate_model(model, tok, short, "causal-lm", max_length=32, max_new_tokens=4)["warnings"] == []
