@@ -75,12 +75,17 @@ def overlap_warnings(
         if keys:
             digest = hashlib.sha256("\0".join(sorted(f"{p}\1{a}" for p, a in keys)).encode()).hexdigest()
             by_content.setdefault(digest, []).append(name)
-    for name, count in leaking:
+    if leaking:  # one warning for all: a pool of a thousand sources may have many small overlaps
+        leaking.sort(key=lambda item: -item[1])
+        shown = ", ".join(f"{name!r} ({count})" for name, count in leaking[:NAMES_SHOWN])
+        more = (f" and {len(leaking) - NAMES_SHOWN} more sources ({sum(c for _, c in leaking[NAMES_SHOWN:])} rows)"
+                if len(leaking) > NAMES_SHOWN else "")
+        which = f"Source {shown}{more} holds" if len(leaking) == 1 else f"Sources {shown}{more} hold"
         warnings.append(
-            f"Source {name!r} holds {count} of the target's {len(held_out)} distinct validation/test rows verbatim "
-            "(the same prompt and answer): training on it leaks held-out answers, so the search will rate it "
-            "helpful and the test scores of selections with it are inflated. Remove those rows from the source "
-            "(or the source from the spec)."
+            f"{which} target validation/test rows verbatim (the same prompt and answer; of the target's "
+            f"{len(held_out)} distinct held-out rows): training on them leaks held-out answers, so the search "
+            "will rate such sources helpful and the test scores of selections with them are inflated. Remove "
+            "those rows from the sources (or the sources from the spec)."
         )
     for names in by_content.values():
         if len(names) > 1:

@@ -87,7 +87,7 @@ def _write_source(out_dir: Path, name: str, splits: dict[str, Dataset]) -> None:
     try:
         for split, dataset in splits.items():
             if len(dataset):  # datasets cannot load back a saved 0-row dataset; see load_split
-                dataset.flatten_indices().save_to_disk(str(tmp / split))
+                dataset.save_to_disk(str(tmp / split))  # applies a select()'s index mapping itself
         replace_dir(tmp, out_dir / name, aside=out_dir / f"{_OLD_PREFIX}{name}-{tag}")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -86,13 +86,25 @@ def encode_causal_lm(
     tokenizer: Any, prompt: str, response: str, max_length: int, source: str = "?", row: int = -1
 ) -> EncodedExample:
     """Tokenize one causal-LM example; the response ends with the EOS token."""
+    _refuse_empty_response(response, source, row)
+    prompt_ids = tokenizer(render_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"]
+    response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
+    return _assemble_causal_lm(tokenizer, list(prompt_ids), list(response_ids), max_length)
+
+
+def _refuse_empty_response(response: str, source: str, row: int) -> None:
     if not response or not response.strip():
         raise UserError(
             f"Source {source!r}, row {row}: the response is empty. Every training example needs "
             "a gold response; drop or fix that row."
         )
-    prompt_ids = tokenizer(render_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"]
-    response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
+
+
+def _assemble_causal_lm(tokenizer: Any, prompt_ids: list[int], response_ids: list[int],
+                        max_length: int) -> EncodedExample:
+    """Prompt and response tokens as one example of at most ``max_length`` tokens: the
+    response gets the EOS token and is kept whole if it fits; the prompt is cut from the
+    left to make room."""
     if tokenizer.eos_token_id is not None:
         response_ids = response_ids + [tokenizer.eos_token_id]
     truncated = answer_cut = False
@@ -146,14 +158,20 @@ def encode_classifier(
 
 def encode_rows(tokenizer: Any, rows: Sequence[dict], kind: str, max_length: int) -> list[Any]:
     """The items a batch is made of: causal-LM rows (dicts with prompt, response, source,
-    row) tokenized one by one (:func:`encode_causal_lm`); classifier rows as they are,
-    checked to have a label, since they are tokenized a batch at a time."""
-    if kind == "causal-lm":
-        return [
-            encode_causal_lm(tokenizer, str(row["prompt"]), str(row.get("response") or ""), max_length,
-                             str(row.get("source", "?")), int(row.get("row", i)))
-            for i, row in enumerate(rows)
-        ]
+    row) tokenized as :func:`encode_causal_lm` would, one tokenizer call for all prompts
+    and one for all responses; classifier rows as they are, checked to have a label,
+    since they are tokenized a batch at a time."""
+    if kind == "causal-lm":  # one tokenizer call per column: row by row took 43 s for 200k rows
+        responses = [str(row.get("response") or "") for row in rows]
+        for i, (row, response) in enumerate(zip(rows, responses)):
+            _refuse_empty_response(response, str(row.get("source", "?")), int(row.get("row", i)))
+        if not rows:
+            return []
+        prompt_ids = tokenizer([render_prompt(tokenizer, str(row["prompt"])) for row in rows],
+                               add_special_tokens=False)["input_ids"]
+        response_ids = tokenizer(responses, add_special_tokens=False)["input_ids"]
+        return [_assemble_causal_lm(tokenizer, list(p), list(r), max_length)
+                for p, r in zip(prompt_ids, response_ids)]
     for i, row in enumerate(rows):
         label = row.get("label", -1)
         if label is None or int(label) < 0:

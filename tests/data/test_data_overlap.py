@@ -38,7 +38,8 @@ def test_held_out_rows_in_a_source_copies_and_repeats_are_warned(tmp_path: Path)
         {"name": "control", "loader": {"type": "jsonl", "path": "t.jsonl"}, "corrupt": {"shuffle_responses": True}},
     ])
     assert len(warnings) == 2
-    assert warnings[0].startswith("Source 'scraped' holds 15 of the target's 15 distinct validation/test rows")
+    assert warnings[0].startswith("Source 'scraped' (15) holds target validation/test rows verbatim")
+    assert "of the target's 15 distinct held-out rows" in warnings[0]
     assert warnings[1].startswith("Sources 'clean', 'clean_again' hold exactly the same rows")
 
 
@@ -68,3 +69,16 @@ def test_target_splits_that_are_legal_but_likely_not_meant_are_warned(tmp_path: 
     unused, few = run_data_stage(spec, tmp_path, tmp_path / "out")["warnings"]
     assert "add up to 0.7, so 6 of its 20 examples are left out" in unused
     assert "only 5 validation examples (< 10)" in few
+
+
+def test_many_small_leaks_are_one_warning(tmp_path: Path) -> None:
+    """A pool of a thousand sources gave one paragraph per source sharing a row by chance."""
+    target = _rows("q", 25)
+    write_jsonl(tmp_path / "t.jsonl", target)
+    sources = []
+    for i in range(8):
+        write_jsonl(tmp_path / f"s{i}.jsonl", _rows(f"other{i}", 5) + target)
+        sources.append({"name": f"s{i}", "loader": {"type": "jsonl", "path": f"s{i}.jsonl"}})
+    (leak,) = [w for w in _run(tmp_path, sources) if "verbatim" in w]
+    assert leak.startswith("Sources 's0' (15), 's1' (15), 's2' (15), 's3' (15), 's4' (15) and 3 more sources "
+                           "(45 rows) hold target validation/test rows verbatim")
