@@ -42,6 +42,62 @@ def _names(names: list[str]) -> str:
     return shown + (f" and {len(names) - NAMES_SHOWN} more" if len(names) > NAMES_SHOWN else "")
 
 
+class OverlapCheck:
+    """This module's checks, fed one source at a time, so that the data stage need not
+    keep every source in memory: per source it keeps a count and a digest."""
+
+    def __init__(self, target: str, target_splits: Mapping[str, Any], kind: str,
+                 negative_controls: Iterable[str] = ()) -> None:
+        self.target, self.kind = target, kind
+        self.controls = set(negative_controls)
+        self.held_out = {k for split in ("validation", "test") for k in _row_keys(target_splits[split], kind)}
+        self.repeated = len(self.held_out & set(_row_keys(target_splits["train"], kind)))
+        self.leaking: list[tuple[str, int]] = []
+        self.by_content: dict[str, list[str]] = {}
+
+    def add(self, name: str, splits: Mapping[str, Any]) -> None:
+        """Take in one source's prepared splits."""
+        keys = [k for split in splits.values() for k in _row_keys(split, self.kind)]
+        if name not in self.controls and self.held_out:
+            shared = self.held_out.intersection(keys)
+            if shared:
+                self.leaking.append((name, len(shared)))
+        if keys:
+            digest = hashlib.sha256("\0".join(sorted(f"{p}\1{a}" for p, a in keys)).encode()).hexdigest()
+            self.by_content.setdefault(digest, []).append(name)
+
+    def warnings(self) -> list[str]:
+        """What the checks found, for the sources added so far."""
+        warnings: list[str] = []
+        if self.repeated:
+            warnings.append(
+                f"The target {self.target!r} has {self.repeated} validation/test row(s) that also appear in its "
+                "train split (the same prompt and answer: its data repeats them). Subsets are ranked by the "
+                "validation loss and compared on the test split, both of which then reward memorizing these "
+                "rows. Remove the duplicates from the target's data."
+            )
+        if self.leaking:  # one warning for all: a pool of a thousand sources may have many small overlaps
+            leaking = sorted(self.leaking, key=lambda item: -item[1])
+            shown = ", ".join(f"{name!r} ({count})" for name, count in leaking[:NAMES_SHOWN])
+            more = (f" and {len(leaking) - NAMES_SHOWN} more sources "
+                    f"({sum(c for _, c in leaking[NAMES_SHOWN:])} rows)" if len(leaking) > NAMES_SHOWN else "")
+            which = f"Source {shown}{more} holds" if len(leaking) == 1 else f"Sources {shown}{more} hold"
+            warnings.append(
+                f"{which} target validation/test rows verbatim (the same prompt and answer; of the target's "
+                f"{len(self.held_out)} distinct held-out rows): training on them leaks held-out answers, so the "
+                "search will rate such sources helpful and the test scores of selections with them are inflated. "
+                "Remove those rows from the sources (or the sources from the spec)."
+            )
+        for names in self.by_content.values():
+            if len(names) > 1:
+                warnings.append(
+                    f"Sources {_names(names)} hold exactly the same rows (the same file or data under "
+                    f"{len(names)} names?): each copy counts again in meta-init and in every subset that takes "
+                    "more than one of them. Keep one."
+                )
+        return warnings
+
+
 def overlap_warnings(
     target: str,
     prepared: Mapping[str, Mapping[str, Any]],
@@ -50,48 +106,8 @@ def overlap_warnings(
 ) -> list[str]:
     """The warnings of this module's checks for ``prepared`` (``{name: {split: Dataset}}``,
     the target included); ``negative_controls`` are the sources whose answers are shuffled."""
-    warnings: list[str] = []
-    held_out_rows = [k for split in ("validation", "test") for k in _row_keys(prepared[target][split], kind)]
-    held_out = set(held_out_rows)
-    repeated = held_out & set(_row_keys(prepared[target]["train"], kind))
-    if repeated:
-        warnings.append(
-            f"The target {target!r} has {len(repeated)} validation/test row(s) that also appear in its train split "
-            "(the same prompt and answer: its data repeats them). Subsets are ranked by the validation loss and "
-            "compared on the test split, both of which then reward memorizing these rows. Remove the duplicates "
-            "from the target's data."
-        )
-    controls = set(negative_controls)
-    leaking: list[tuple[str, int]] = []
-    by_content: dict[str, list[str]] = {}
+    check = OverlapCheck(target, prepared[target], kind, negative_controls)
     for name, splits in prepared.items():
-        if name == target:
-            continue
-        keys = [k for split in splits.values() for k in _row_keys(split, kind)]
-        if name not in controls and held_out:
-            shared = held_out.intersection(keys)
-            if shared:
-                leaking.append((name, len(shared)))
-        if keys:
-            digest = hashlib.sha256("\0".join(sorted(f"{p}\1{a}" for p, a in keys)).encode()).hexdigest()
-            by_content.setdefault(digest, []).append(name)
-    if leaking:  # one warning for all: a pool of a thousand sources may have many small overlaps
-        leaking.sort(key=lambda item: -item[1])
-        shown = ", ".join(f"{name!r} ({count})" for name, count in leaking[:NAMES_SHOWN])
-        more = (f" and {len(leaking) - NAMES_SHOWN} more sources ({sum(c for _, c in leaking[NAMES_SHOWN:])} rows)"
-                if len(leaking) > NAMES_SHOWN else "")
-        which = f"Source {shown}{more} holds" if len(leaking) == 1 else f"Sources {shown}{more} hold"
-        warnings.append(
-            f"{which} target validation/test rows verbatim (the same prompt and answer; of the target's "
-            f"{len(held_out)} distinct held-out rows): training on them leaks held-out answers, so the search "
-            "will rate such sources helpful and the test scores of selections with them are inflated. Remove "
-            "those rows from the sources (or the sources from the spec)."
-        )
-    for names in by_content.values():
-        if len(names) > 1:
-            warnings.append(
-                f"Sources {_names(names)} hold exactly the same rows (the same file or data under "
-                f"{len(names)} names?): each copy counts again in meta-init and in every subset that takes "
-                "more than one of them. Keep one."
-            )
-    return warnings
+        if name != target:
+            check.add(name, splits)
+    return check.warnings()

@@ -32,7 +32,7 @@ from subsetctl.data.loaders import (
     encode_labels,
     label_vocabulary,
 )
-from subsetctl.data.overlap import overlap_warnings
+from subsetctl.data.overlap import OverlapCheck, overlap_warnings
 from subsetctl.data.prepare import SPLITS, prepare_source, quiet_datasets, split_summary
 from subsetctl.errors import UserError
 from subsetctl.project import atomic_write_json, replace_dir
@@ -121,7 +121,26 @@ def run_data_stage(
         load_plugin_string(plugin)
     everything = [spec.target, *spec.sources]
     warnings: list[str] = []
-    prepared: dict[str, dict[str, Dataset]] = {}
+    controls = [s.name for s in spec.sources if s.corrupt.shuffle_responses]
+    if spec.model.kind != "classifier":  # each source written as soon as it is prepared: memory for one
+        counts: dict[str, Any] = {}
+        check: OverlapCheck | None = None
+        for done, source in enumerate(everything, start=1):
+            splits = prepare_source(source, source_context(spec, source, spec_dir), warnings)
+            if check is None:  # the target comes first
+                check = OverlapCheck(spec.target.name, splits, spec.model.kind, controls)
+            else:
+                check.add(source.name, splits)
+            with quiet_datasets():
+                _write_source(out_dir, source.name, splits)
+            counts[source.name] = split_summary(splits)
+            del splits
+            if progress is not None:
+                progress(done, len(everything))
+        assert check is not None
+        warnings.extend(check.warnings())
+        return _write_summary(out_dir, spec, counts, None, warnings)
+    prepared: dict[str, dict[str, Dataset]] = {}  # classifiers: the label vocabulary needs every source first
     for done, source in enumerate(everything, start=1):
         prepared[source.name] = prepare_source(source, source_context(spec, source, spec_dir), warnings)
         if progress is not None:
@@ -141,15 +160,21 @@ def run_data_stage(
             for name, splits in prepared.items()
         }
         warnings.extend(_label_warnings(spec.target.name, prepared))
-    warnings.extend(overlap_warnings(spec.target.name, prepared, spec.model.kind,
-                                     [s.name for s in spec.sources if s.corrupt.shuffle_responses]))
+    warnings.extend(overlap_warnings(spec.target.name, prepared, spec.model.kind, controls))
     with quiet_datasets():
         for name, splits in prepared.items():
             _write_source(out_dir, name, splits)
+    return _write_summary(out_dir, spec, {name: split_summary(splits) for name, splits in prepared.items()},
+                          labels, warnings)
+
+
+def _write_summary(out_dir: Path, spec: Spec, counts: dict[str, Any], labels: list[str] | None,
+                   warnings: list[str]) -> dict[str, Any]:
+    """Write and return data.json (see :func:`run_data_stage`)."""
     summary = {
         "target": spec.target.name,
         "kind": spec.model.kind,
-        "counts": {name: split_summary(splits) for name, splits in prepared.items()},
+        "counts": counts,
         "labels": labels,
         "warnings": warnings,
     }
