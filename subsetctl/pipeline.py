@@ -184,11 +184,9 @@ def _overrides_note(overrides: Any, keys: list[str]) -> str:
     the file did not change, the earlier run's command line did."""
     if not isinstance(overrides, list):
         return ""
-    from subsetctl.spec import override_keys, same_branch
+    from subsetctl.spec import overrides_under
 
-    hits = [item for key, item in override_keys(overrides)
-            if any(same_branch(key, k) or (k.startswith("sources:") and key.startswith(("sources", "source_files")))
-                   for k in keys)]
+    hits = overrides_under(overrides, keys)
     return f" (the last run set {', '.join(hits)} on the command line)" if hits else ""
 
 

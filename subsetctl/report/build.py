@@ -38,15 +38,12 @@ def _overrides_read_by(manifest: dict[str, Any]) -> list[str]:
     """The command-line overrides of the run that made a stage's results, as far as they
     set a spec key the stage reads (every stage a command runs records all of its
     overrides, also those of keys it never reads)."""
-    from subsetctl.spec import override_keys, same_branch
+    from subsetctl.spec import overrides_under
 
     overrides = manifest.get("overrides")
     if not isinstance(overrides, list):
         return []
-    read = list(manifest.get("inputs", {}).get("slice", {}))
-    return [item for key, item in override_keys([str(o) for o in overrides])
-            if any(same_branch(key, k) or (k == "sources" and key.startswith(("sources", "source_files")))
-                   for k in read)]
+    return overrides_under([str(o) for o in overrides], list(manifest.get("inputs", {}).get("slice", {})))
 
 
 def build_report(
