@@ -144,7 +144,7 @@ def _param_issues_of_an_invalid_spec(data: Any, path: Path, text: str) -> list[S
 def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue]:
     """Checks beyond the schema that need no model: files, names, plugins."""
     from subsetctl.data.checks import check_sources
-    from subsetctl.registry import ESTIMATORS, PROJECTORS, STRATEGIES, load_plugin_string
+    from subsetctl.registry import ESTIMATORS, PROJECTORS, STRATEGIES, fine_tunes_for_real, load_plugin_string
 
     found: list[SpecIssue] = []
     issue = _issue_collector(spec_path, text, found)
@@ -234,7 +234,7 @@ def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIss
     if spec.search.final is not None and spec.search.final not in labels:
         issue(("search", "final"), f"{spec.search.final!r} is not one of the strategies ({', '.join(labels)})")
     for i, name in enumerate(spec.calibrate.estimators):
-        if getattr(ESTIMATORS.get(name) if name in ESTIMATORS.names() else None, "needs_model", False):
+        if fine_tunes_for_real(name):
             issue(("calibrate", "estimators", i), f"{name!r} fine-tunes for real: its estimates are real losses, "
                                                   "so there is nothing to calibrate or choose. Remove it here (as "
                                                   "estimate.estimator it is used as it is).")
@@ -285,12 +285,9 @@ def _real_fine_tunes_of_the_search(spec: Spec) -> str | None:
     one fine-tune per distinct subset the strategies estimate, which the spec bounds
     (:meth:`Strategy.max_subsets`); None below :data:`MANY_REAL_FINE_TUNES` or for an
     estimator that does not fine-tune."""
-    from subsetctl.registry import ESTIMATORS, STRATEGIES
+    from subsetctl.registry import STRATEGIES, fine_tunes_for_real
 
-    try:
-        if not getattr(ESTIMATORS.get(spec.estimate.estimator), "needs_model", False):
-            return None
-    except UserError:
+    if not fine_tunes_for_real(spec.estimate.estimator):
         return None
     n = len(spec.sources)
     counts: list[tuple[str, int]] = []

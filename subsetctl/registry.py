@@ -172,6 +172,15 @@ PACKAGED_MODELS: Registry[Any] = Registry(
     "packaged model", "subsetctl.models", ("subsetctl.modeling.packaged",)
 )
 
+def fine_tunes_for_real(estimator: str) -> bool:
+    """Whether the registered estimator ``estimator`` needs the model (``needs_model``,
+    e.g. ``true_finetune``: a real fine-tune per subset) rather than the cached features;
+    False for a name not registered (validate reports it as unknown)."""
+    if estimator not in ESTIMATORS.names():
+        return False
+    return bool(getattr(ESTIMATORS.get(estimator), "needs_model", False))
+
+
 ALL_REGISTRIES: dict[str, Registry[Any]] = {
     "loaders": LOADERS,
     "strategies": STRATEGIES,

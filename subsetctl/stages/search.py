@@ -171,16 +171,11 @@ class SearchStage(Stage):
     def extra_inputs(self, spec: Spec, project: Project) -> dict[str, Any]:
         """The files of plugin estimators and strategies (editing one re-runs the search);
         with an estimator that fine-tunes for real, the rest of verify's budget it runs."""
-        from subsetctl.errors import UserError
-        from subsetctl.registry import ESTIMATORS, STRATEGIES, plugin_code_inputs
+        from subsetctl.registry import ESTIMATORS, STRATEGIES, fine_tunes_for_real, plugin_code_inputs
 
         uses = [(ESTIMATORS, spec.estimate.estimator), *((STRATEGIES, s.name) for s in spec.search.strategies)]
-        extra = plugin_code_inputs(spec.plugins, uses, project.root)
-        try:
-            fine_tunes = getattr(ESTIMATORS.get(spec.estimate.estimator), "needs_model", False)
-        except UserError:  # validate says it is unknown
-            fine_tunes = False
-        if fine_tunes:
+        extra = plugin_code_inputs(spec.plugins, uses, project.root)  # imports the spec's plugins too
+        if fine_tunes_for_real(spec.estimate.estimator):
             extra["real_fine_tune"] = {"kind": spec.verify.kinds[0], "lr_ce": spec.verify.lr_ce}
         return extra
 
