@@ -91,8 +91,8 @@ def check_packaged_models() -> list[Check]:
 
 
 def check_disk(folder: Path) -> Check:
-    """Free space where the project's artifacts go (``folder`` may be the spec file)."""
-    where = folder.parent if folder.is_file() else folder
+    """Free space where the project's artifacts go (``folder`` may not exist yet)."""
+    where = folder
     while not where.exists() and where != where.parent:
         where = where.parent
     free_gb = shutil.disk_usage(where).free / 1e9
@@ -107,7 +107,6 @@ def check_writable(folder: Path) -> Check:
     (a read-only copy plans and reports, but `run` stops at its first write)."""
     from subsetctl.project import STATE_DIRNAME
 
-    folder = folder.parent if folder.is_file() else folder
     blocked = [p for p in (folder, folder / STATE_DIRNAME) if p.exists() and not os.access(p, os.W_OK | os.X_OK)]
     if blocked:
         return Check("writable", False, f"{blocked[0]} is not writable",
@@ -163,18 +162,20 @@ def run_checks(directory: Path | None = None) -> list[Check]:
     """Every check, in display order; ``directory`` is an optional project folder."""
     checks = [check_python(), check_torch(), *check_packaged_models()]
     spec = None
+    folder = Path.cwd()  # the project's folder (``directory`` may name its spec file)
     if directory is not None:
-        if not Path(directory).exists():
+        directory = Path(directory)
+        folder = directory.parent if directory.is_file() else directory
+        if not directory.exists():
             checks.append(Check("project", False, f"{directory} does not exist",
                                 f"Create it with `subsetctl init {directory}`."))
         else:
-            project_checks, spec = check_project(Path(directory))
+            project_checks, spec = check_project(directory)
             checks.extend(project_checks)
-            hub = check_hub(spec, Path(directory) if Path(directory).is_dir() else Path(directory).parent) \
-                if spec is not None else None
+            hub = check_hub(spec, folder) if spec is not None else None
             if hub is not None:
                 checks.append(hub)
-            checks.append(check_writable(Path(directory)))
+            checks.append(check_writable(folder))
     checks.append(check_dask(spec))
-    checks.append(check_disk(Path(directory) if directory is not None else Path.cwd()))
+    checks.append(check_disk(folder))
     return checks

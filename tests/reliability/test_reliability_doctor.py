@@ -101,8 +101,9 @@ def test_doctor_checks_the_project_is_writable_and_takes_the_spec_file(tmp_path:
 
     spec_file = tmp_path / "subsetctl.yaml"
     spec_file.write_text("x: 1\n")
-    assert doctor.check_disk(spec_file).detail.endswith(f"free in {tmp_path}")
-    assert doctor.check_writable(spec_file).ok
+    checks = {check.name: check for check in doctor.run_checks(spec_file)}  # doctor given the spec file
+    assert checks["disk"].detail.endswith(f"free in {tmp_path}")
+    assert checks["writable"].ok and checks["writable"].detail.startswith(f"{tmp_path} accepts")
     real_access = os.access
     monkeypatch.setattr(doctor.os, "access", lambda p, mode: False if Path(p) == tmp_path else real_access(p, mode))
     check = doctor.check_writable(tmp_path)
