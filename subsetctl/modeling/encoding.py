@@ -38,12 +38,15 @@ class TruncationCounts:
         self.answer_cut: Counter[str] = Counter()
         self.seen = 0
 
-    def add(self, example: EncodedExample, source: str) -> None:
-        self.seen += 1
-        if example.answer_cut:
-            self.answer_cut[source] += 1
-        elif example.truncated:
-            self.prompt_cut[source] += 1
+    def add(self, encoded: Sequence[EncodedExample], rows: Sequence[dict]) -> None:
+        """Count the examples ``encoded`` from ``rows`` (by each row's ``source``)."""
+        for example, row in zip(encoded, rows):
+            self.seen += 1
+            source = str(row.get("source", "?"))
+            if example.answer_cut:
+                self.answer_cut[source] += 1
+            elif example.truncated:
+                self.prompt_cut[source] += 1
 
     @property
     def cut(self) -> int:

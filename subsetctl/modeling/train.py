@@ -406,8 +406,7 @@ def train_lora(
     truncation = None
     if kind == "causal-lm":
         counts = TruncationCounts()
-        for item, example in zip(items, train_examples):
-            counts.add(item, str(example.get("source", "?")))
+        counts.add(items, train_examples)
         truncation = counts.notice(config.max_length)
     total = config.total_steps(len(items))
     per_step = config.batch_size * config.grad_accum

@@ -51,8 +51,7 @@ class BatchMaker:
         chosen = [self.items[i] for i in indices]
         encoded = encode_rows(self.tokenizer, chosen, self.kind, self.max_length)
         if self.kind == "causal-lm":
-            for example, row in zip(encoded, chosen):
-                self.truncation.add(example, str(row["source"]))
+            self.truncation.add(encoded, chosen)
         batch = make_batch(self.tokenizer, encoded, self.kind, self.max_length)
         return {k: v.to(self.device) for k, v in batch.items()}
 
