@@ -34,8 +34,9 @@ def _selected_md(names: list[str]) -> str:
 
 def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     lines = [f"# subsetctl report: {report['project']}", ""]
-    if overrides_line(report):
-        lines += [f"> Results {overrides_line(report)}.", ""]
+    overrides = overrides_line(report)
+    if overrides:
+        lines += [f"> Results {overrides}.", ""]
     if report.get("data_warnings"):
         lines += ["## Data warnings", "", *(f"- {w}" for w in report["data_warnings"]), ""]
     if "strategies" in report:

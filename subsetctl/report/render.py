@@ -36,8 +36,9 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
     scoring sources only, unless ``all_sources`` (report.md and report.json list all)."""
     from rich.table import Table
 
-    if overrides_line(report):
-        console.print(f"[yellow]results {escape(overrides_line(report) or '')}[/yellow]")
+    overrides = overrides_line(report)
+    if overrides:
+        console.print(f"[yellow]results {escape(overrides)}[/yellow]")
     data_warnings = report.get("data_warnings", [])
     for warning in data_warnings[:DATA_WARNINGS_SHOWN]:
         console.print(f"[yellow]data: {escape(warning)}[/yellow]")
