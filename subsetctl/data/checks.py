@@ -104,10 +104,10 @@ def _check_file_loader(
             )
         from subsetctl.data.loaders import data_files_by_entry, is_glob, unmatched_glob_message
 
-        for i, files in enumerate(data_files_by_entry(loader, base_dir)):
-            if not files:
+        for i, (data_file, files) in enumerate(zip(loader.data_files or [], data_files_by_entry(loader, base_dir))):
+            if not files:  # a glob matching no file
                 issues.add(loc + ("data_files", i), unmatched_glob_message(loader, i, base_dir))
-        for i, data_file in enumerate(loader.data_files or []):
+                continue
             if is_glob(data_file) or "://" in data_file:
                 continue
             if (
