@@ -339,6 +339,9 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
         warn(("model", "source"), f"{spec.model.source!r} is not a folder, so it will be fetched from the "
                                   f"Hugging Face hub as an 'org/name' id, but {folder} is a local folder "
                                   f"(holding {inside}): if you meant a model in it, fix the name.")
+    if spec.model.kind == "causal-lm" and spec.model.num_labels is not None:
+        warn(("model", "num_labels"), "is for classifiers only: a causal-lm model ignores it (and so does "
+                                      "every stage). Remove it, or set model.kind: classifier if that is meant.")
     from subsetctl.data.checks import hub_lookalike_warnings
 
     for loc, message in hub_lookalike_warnings(spec, spec_path.parent):

@@ -32,7 +32,7 @@ from subsetctl.project import (
     verify_checksums,
 )
 from subsetctl.reporter import Reporter, SilentReporter
-from subsetctl.spec import Spec
+from subsetctl.spec import Spec, fingerprint_dump
 
 
 def _dig(data: Any, dotted: str) -> Any:
@@ -155,8 +155,19 @@ class Stage(ABC):
         return None
 
     def spec_slice(self, spec: Spec) -> dict[str, Any]:
-        dumped = spec.model_dump(mode="json")
+        """The part of the spec the stage depends on, as its fingerprint counts it (settings
+        that cannot change its results at their defaults: :func:`subsetctl.spec.fingerprint_dump`)."""
+        dumped = fingerprint_dump(spec)
         return {key: _dig(dumped, key) for key in self.spec_keys}
+
+    def settings_moved_past(self, spec: Spec, manifest: dict[str, Any]) -> list[str]:
+        """The spec keys this stage reads whose values changed since the run that made
+        ``manifest`` (its switch aside): for a switched-off stage, whose results `run` no
+        longer updates, these say the results no longer match the spec."""
+        old = manifest.get("inputs", {}).get("slice")
+        if not isinstance(old, dict):
+            return []
+        return [key for key in changed_keys(old, self.spec_slice(spec)) if key != self.switch]
 
     @abstractmethod
     def run(self, ctx: StageContext) -> dict[str, Any]:
@@ -285,7 +296,13 @@ class Pipeline:
         reached_until = False
         for stage in self.stages:
             if not stage.enabled(self.spec):
-                statuses.append(StageStatus(stage.name, "disabled", ["switched off in the spec"], False))
+                reasons = ["switched off in the spec"]
+                manifest = self.project.read_manifest(stage.name)
+                moved = stage.settings_moved_past(self.spec, manifest) if manifest else []
+                if moved:
+                    reasons.append(f"its results from an earlier run no longer match the spec ({_listed(moved)} "
+                                   "changed since); the report leaves them out")
+                statuses.append(StageStatus(stage.name, "disabled", reasons, False))
                 continue
             manifest = self.project.read_manifest(stage.name)
             fp, inputs = self._current(stage, digests)

@@ -265,9 +265,21 @@ class SplitSpec(StrictModel):
 
     @model_validator(mode="after")
     def _fractions_sum(self) -> SplitSpec:
-        fractions = [v for v in (self.train, self.validation, self.test) if isinstance(v, float)]
-        if sum(fractions) > 1.0 + 1e-9:
+        sizes = {"train": self.train, "validation": self.validation, "test": self.test}
+        fractions = {k: v for k, v in sizes.items() if isinstance(v, float)}
+        if sum(fractions.values()) > 1.0 + 1e-9:
             raise ValueError("split fractions add up to more than 1.0")
+        counts = [k for k, v in sizes.items() if isinstance(v, int) and v > 0]
+        if counts and abs(sum(fractions.values()) - 1.0) < 1e-9:
+            if "train" not in self.model_fields_set:
+                taken = "train, not given, defaults to the fraction 1.0, which already takes"
+            else:
+                taken = f"the fractions {' + '.join(f'{k} {v}' for k, v in fractions.items())} already take"
+            raise ValueError(
+                f"{taken} every example, so the count for "
+                f"{' and '.join(counts)} asks for more rows than there are; give every split as a "
+                "fraction (e.g. train: 0.9, validation: 0.1) or as a count"
+            )
         return self
 
 
@@ -284,7 +296,12 @@ class CorruptSpec(StrictModel):
 class SourceSettings(StrictModel):
     """How a source's examples are sampled and split (shared by listed sources and groups)."""
 
-    split: SplitSpec = Field(default_factory=SplitSpec, description="Split sizes.")
+    split: SplitSpec = Field(
+        default_factory=SplitSpec,
+        description="Split sizes. Only a source's train rows are used (meta-init, gradients, estimates, "
+        "fine-tunes); its validation and test rows are set aside and read by no stage, so a train "
+        "fraction or count below the whole source is how to use part of it.",
+    )
     max_examples: int | None = Field(
         None, ge=1, description="Keep at most this many examples (after shuffling by seed)."
     )
@@ -498,7 +515,10 @@ class SearchSpec(StrictModel):
         default_factory=_default_strategies, min_length=1, description="Strategies to run."
     )
     final: str | None = Field(
-        None, description="Which strategy's pick is fine-tuned as 'selected' (default: first)."
+        None,
+        description="The strategy (by label) whose pick is the final one (default: the first): the "
+        "search summary's `selected`, the adapter the report points to, and the order of the report's "
+        "per-source score table. Every strategy's pick is fine-tuned and evaluated either way.",
     )
 
 
@@ -527,7 +547,10 @@ class VerifySpec(StrictModel):
     enabled: bool = Field(False, description="Fine-tune k random subsets for real from theta*.")
     k: int = Field(8, ge=1, le=1000, description="Number of random subsets (empty and all included).")
     steps: int = Field(15, ge=1, description="Optimizer steps per real fine-tune.")
-    batch_size: int = Field(8, ge=1, description="Batch size per real fine-tune.")
+    batch_size: int = Field(
+        8, ge=1, description="Examples per step of a real fine-tune (one batch a step: "
+        "meta_init.grad_accum does not apply, as the linear_sgd replay assumes)."
+    )
     kinds: list[Literal["ce", "surrogate"]] = Field(
         ["ce", "surrogate"],
         min_length=1,
@@ -1096,7 +1119,27 @@ def same_branch(a: str, b: str) -> bool:
     return a == b or any(long.startswith((short + ".", short + "[")) for short, long in ((a, b), (b, a)))
 
 
-def spec_slice(spec: Spec, keys: list[str]) -> dict[str, Any]:
-    """The JSON-able part of the spec a stage depends on (used in fingerprints)."""
+#: Settings that change how a stage runs but not what it produces: fingerprints and cache
+#: keys count them at their defaults, so changing one re-runs nothing. (At the default,
+#: not left out, so projects computed before a setting was listed here stay up to date.)
+RESULT_NEUTRAL: dict[str, tuple[str, ...]] = {
+    # the projection matrix is the same under any budget (only BLAS rounding may differ,
+    # about 1e-7 relative)
+    "gradients": ("memory_budget_mb",),
+    # a resumable checkpoint's spacing: a resumed run reproduces an uninterrupted one
+    "meta_init": ("checkpoint_every",),
+    "finetune": ("checkpoint_every",),
+}
+
+
+def fingerprint_dump(spec: Spec) -> dict[str, Any]:
+    """The spec as JSON for fingerprints and cache keys: the settings of
+    :data:`RESULT_NEUTRAL` at their defaults, and ``model.num_labels`` at its default for
+    a causal LM, which ignores it."""
     dumped = spec.model_dump(mode="json")
-    return {key: dumped[key] for key in keys}
+    for section, keys in RESULT_NEUTRAL.items():
+        defaults = type(getattr(spec, section))().model_dump(mode="json")  # as dumped: 256.0, not 256
+        dumped[section] = {**dumped[section], **{key: defaults[key] for key in keys}}
+    if spec.model.kind == "causal-lm":
+        dumped["model"]["num_labels"] = ModelSpec.model_fields["num_labels"].default
+    return dumped

@@ -392,3 +392,22 @@ def test_a_search_that_would_fine_tune_for_real_hundreds_of_times_is_warned(tmp_
     data["estimate"] = {"estimator": "fast"}
     data["search"] = {"strategies": [{"name": "exhaustive"}]}
     assert not [w for w in validate_spec_file(_spec_file(tmp_path, data)).warnings if w.key == "estimate.estimator"]
+
+
+def test_split_counts_on_top_of_fractions_that_take_everything(tmp_path: Path) -> None:
+    # train defaults to the fraction 1.0: a validation count on top asked for more rows than
+    # the source has, found only by the data stage after loading
+    source = {"name": "s0", "loader": {"type": "jsonl", "path": "t.jsonl"}, "split": {"validation": 3}}
+    (issue,) = _issues(_spec_file(tmp_path, {**BASE, "sources": [source]}))
+    assert "sources[0].split" in issue and "train, not given, defaults to the fraction 1.0" in issue
+    source["split"] = {"train": 0.5, "test": 0.5, "validation": 3}
+    (issue,) = _issues(_spec_file(tmp_path, {**BASE, "sources": [source]}))
+    assert "the fractions train 0.5 + test 0.5 already take every example" in issue
+    source["split"] = {"train": 0.5, "validation": 3}  # fractions below 1: the count fits beside them
+    assert _issues(_spec_file(tmp_path, {**BASE, "sources": [source, *BASE["sources"][1:]]})) == []
+
+
+def test_num_labels_on_a_causal_lm_is_a_warning(tmp_path: Path) -> None:
+    report = validate_spec_file(_spec_file(tmp_path, {**BASE, "model": {"num_labels": 5}}))
+    assert report.issues == [] and [w.key for w in report.warnings] == ["model.num_labels"]
+    assert "classifiers only" in report.warnings[0].message

@@ -285,3 +285,60 @@ def test_report_says_when_the_spec_moved_past_its_results(tiny_project: Path) ->
     data = json.loads(runner.invoke(main, ["report", str(tiny_project), "--format", "json"]).output)
     assert data["stale"] == [] and "not a valid spec" in data["spec_problem"]
     assert "target.name: required key is missing" in data["spec_problem"]  # the problem itself, not just a colon
+
+
+def test_verify_takes_one_batch_a_step_and_only_estimated_rows_get_gradients(tiny_project: Path, monkeypatch) -> None:
+    from subsetctl.gradients.store import GradientStore
+    from subsetctl.modeling import train
+
+    real_train = train.train_lora
+    batches: list[tuple[int, int]] = []  # (batch_size, grad_accum) of every training run
+
+    def spy(model, tokenizer, examples, config, *args, **kwargs):  # type: ignore[no-untyped-def]
+        batches.append((config.batch_size, config.grad_accum))
+        return real_train(model, tokenizer, examples, config, *args, **kwargs)
+
+    monkeypatch.setattr(train, "train_lora", spy)
+    overrides = ["verify.enabled=true", "verify.k=4", "verify.steps=2", "verify.batch_size=3",
+                 "meta_init.grad_accum=2", "finetune.enabled=false",
+                 "sources[0].split={train: 0.5, validation: 0.5}"]
+    run_project(tiny_project, overrides)
+    # verify's runs (batch 3) step on one batch each, as linear_sgd replays them, whatever meta-init accumulates
+    assert sorted({grad_accum for size, grad_accum in batches if size == 3}) == [1]
+    store = GradientStore.open(tiny_project / ".subsetctl" / "gradients" / "store", writable=False)
+    splits = {(r["source"], r["split"]) for r in store.rows}
+    assert ("target", "validation") in splits and ("a", "train") in splits
+    assert ("a", "validation") not in splits  # a source's held-out rows are read by no estimate
+
+    # estimate.max_iter is the exact solver's: the fast estimates stay cached
+    run_project(tiny_project, [*overrides, "estimate.max_iter=7"])
+    summary = json.loads((tiny_project / ".subsetctl" / "search" / "manifest.json").read_text())["summary"]
+    assert summary["computed_now"] == 0 and summary["reused"] > 0
+
+
+def test_results_of_a_switched_off_stage_whose_settings_changed_are_left_out(tiny_project: Path) -> None:
+    from subsetctl.report.terminal import load_report_data, outdated_note
+
+    run_project(tiny_project)
+    off = ["finetune.enabled=false"]
+    run_project(tiny_project, off)  # switched off, settings unchanged: the results still match the spec
+    assert "test_metrics" in json.loads((tiny_project / "report.json").read_text())
+    moved = [*off, "finetune.steps=3"]
+    (status,) = [s for s in plan_project(tiny_project, moved)[2] if s.name == "finetune"]
+    assert status.state == "disabled" and "finetune.steps" in status.reasons[1]
+    run_project(tiny_project, moved)
+    written = json.loads((tiny_project / "report.json").read_text())
+    assert "test_metrics" not in written and "adapters" not in written
+    assert written["left_out"] == written["left_out_switched_off"] == ["finetune", "evaluate"]
+    assert "switch them back on" in (tiny_project / "report.md").read_text()
+    data = load_report_data(tiny_project, moved)  # `report` shows report.json, which left them out, and says why
+    assert data["switched_off_moved_past"] == ["finetune"] and "test_metrics" not in data["report"]
+    note = outdated_note(data)
+    assert note is not None and "Switched off in the spec, with settings changed since" in note
+
+
+def test_plots_of_results_no_longer_shown_are_removed(tiny_project: Path) -> None:
+    run_project(tiny_project)
+    assert (tiny_project / "plots" / "test_metric.png").is_file()
+    run_project(tiny_project, ["report.plots=false"])
+    assert not list((tiny_project / "plots").glob("*.png"))  # report.md no longer links them: gone, not stale

@@ -42,6 +42,7 @@ def _report(calibrated: bool) -> dict[str, Any]:
 def test_loss_and_percent_cells() -> None:
     assert loss_cell(1.4) == "1.400" and loss_cell(1.38449) == "1.384" and loss_cell(None) == "–"
     assert percent_cell(0.0391) == "3.9%" and percent_cell(0.00037) == "0.037%"
+    assert [percent_cell(v) for v in (2e-5, 2.1e-5, 0.0999, 1.0)] == ["0.0020%", "0.0021%", "10%", "100%"]
     assert percent_cell(None) == "–" and percent_cell(float("nan")) == "–"
     assert fmt(-0.0, 3) == "0" and fmt(-0.00012, 3) == "-0.00012"  # surrogate with m: 1 showed "-0"
 
@@ -260,3 +261,21 @@ def test_close_estimates_get_the_digits_that_tell_them_apart() -> None:
     report["baselines"]["all"].update(estimated_loss_raw=4.614898, estimated_loss_calibrated=4.62)
     markdown = render_markdown(report, {})
     assert "| forward | a | 4.6148 | 4.610 |" in markdown and "| 4.6149 | 4.620 |" in markdown
+
+
+def test_estimated_vs_true_plot_without_calibration_shows_raw_only(tmp_path: Path, captured: dict[str, Any]) -> None:
+    """Calibration off (too few fine-tunes): no "calibrated" points on the raw ones and no
+    "Spearman=nan" in the title."""
+    from subsetctl.report import plots
+
+    entry = {"true": [1.0, 1.2, 1.1], "raw": [0.9, 1.0, 0.95], "calibrated": [0.9, 1.0, 0.95], "estimator": "fast",
+             "calibration": {"enabled": False, "lam": 1.0, "spearman": None}}
+    plots.estimated_vs_true({"verify": {"ce": entry}}, tmp_path / "e.png")
+    ax = captured["fig"].axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["raw", "y = x"]
+    assert "Spearman=–" in ax.get_title() and "nan" not in ax.get_title() and "uncalibrated" in ax.get_title()
+    captured.clear()
+    entry["calibration"] = {"enabled": True, "lam": 1.0, "spearman": 0.5}
+    plots.estimated_vs_true({"verify": {"ce": entry}}, tmp_path / "e.png")
+    ax = captured["fig"].axes[0]
+    assert "calibrated" in [t.get_text() for t in ax.get_legend().get_texts()] and "Spearman=0.50" in ax.get_title()

@@ -24,7 +24,7 @@ file, unknown task) raise :class:`~subsetctl.errors.UserError` naming the source
 file and what to do.
 
 File loaders read with the json module, pandas or pyarrow and build the dataset in
-memory with ``Dataset.from_dict`` rather than ``Dataset.from_json``/``from_csv``: that
+memory (:func:`dataset_from_columns`) rather than with ``Dataset.from_json``/``from_csv``: that
 gives line-numbered errors, tolerates columns whose type varies between rows, and
 writes nothing into the Hugging Face cache. The ``huggingface`` loader uses
 ``datasets.load_dataset``.
@@ -350,9 +350,31 @@ def build_common(
         columns["label"] = encode_labels(columns["label_text"], label_vocabulary(columns["label_text"]))
     else:
         columns["label"] = [-1] * len(columns["row"])
-    from datasets import Dataset
+    return dataset_from_columns(columns)
 
-    return Dataset.from_dict(columns, features=dataset_features())
+
+def dataset_from_columns(columns: dict[str, list[Any]]) -> Dataset:
+    """The common columns as a ``datasets.Dataset``, built as an Arrow table directly.
+
+    ``Dataset.from_dict`` encodes every value through the features and then fingerprints
+    the table with dill: 30 s of a 88 s data stage for 1.1M rows, for columns that are
+    plain strings and integers. The fingerprint here is a sha256 of the table's Arrow
+    buffers: as content-determined, at memory speed. (The Arrow data is byte-identical
+    to ``from_dict``'s.)"""
+    import hashlib
+
+    import pyarrow as pa
+    from datasets import Dataset, DatasetInfo
+    from datasets.table import InMemoryTable
+
+    features = dataset_features()
+    table = pa.Table.from_pydict({name: columns[name] for name in COLUMNS}, schema=features.arrow_schema)
+    digest = hashlib.sha256()
+    for column in table.columns:
+        for chunk in column.chunks:
+            for buffer in chunk.buffers():
+                digest.update(b"|" if buffer is None else buffer)
+    return Dataset(InMemoryTable(table), info=DatasetInfo(features=features), fingerprint=digest.hexdigest()[:16])
 
 
 def _from_options(

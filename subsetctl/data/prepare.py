@@ -20,6 +20,7 @@ every example is used.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 from collections.abc import Iterator
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from subsetctl.data.loaders import COLUMNS, LoadContext, dataset_features, empty_dataset
+from subsetctl.data.loaders import COLUMNS, LoadContext, dataset_from_columns, empty_dataset
 from subsetctl.errors import UserError
 from subsetctl.registry import LOADERS
 from subsetctl.spec import SourceSpec, SplitSpec, TargetSpec
@@ -163,9 +164,7 @@ def shuffle_responses(dataset: Dataset, seed: int) -> Dataset:
         meta["shuffled_from_row"] = int(columns["row"][j])
         metadata.append(json.dumps(meta, ensure_ascii=True, sort_keys=True))
     out["metadata"] = metadata
-    from datasets import Dataset
-
-    return Dataset.from_dict(out, features=dataset_features())
+    return dataset_from_columns(out)
 
 
 def prepare_source(
@@ -232,7 +231,11 @@ def prepare_source(
         warnings.extend(_target_split_notes(source, counts, n))
     if counts["train"] == 0 and not isinstance(source, TargetSpec) and warnings is not None:
         warnings.append(f"Source {source.name!r} has no training examples; it cannot change any fine-tune.")
-    kept_rows = dataset.select(order.tolist())
+    # the fingerprint from the rows' and the order's bytes: datasets would dill-hash the
+    # index list (6 s for a million rows)
+    order_digest = hashlib.sha256(np.ascontiguousarray(order, dtype=np.int64).tobytes()).hexdigest()
+    kept_rows = dataset.select(order, new_fingerprint=hashlib.sha256(
+        f"{dataset._fingerprint}|{order_digest}".encode()).hexdigest()[:16])
     if source.corrupt.shuffle_responses:
         if n < 2 and warnings is not None:
             warnings.append(

@@ -53,8 +53,9 @@ class TruncationCounts:
         """How many examples were cut at all."""
         return sum(self.prompt_cut.values()) + sum(self.answer_cut.values())
 
-    def notice(self, max_length: int) -> str | None:
-        """One line saying what was cut where, or None when nothing was."""
+    def notice(self, max_length: int, examples: str = "examples") -> str | None:
+        """One line saying what was cut where, or None when nothing was; ``examples``
+        names what was counted ("examples the 40 training steps drew")."""
         cut = self.cut
         if not cut:
             return None
@@ -70,7 +71,7 @@ class TruncationCounts:
         if self.answer_cut:
             parts.append(f"in {sum(self.answer_cut.values())} the answer itself was cut, so the model learns it "
                          f"without its end ({by_source(self.answer_cut)})")
-        return (f"model.max_length={max_length} tokens cut {cut} of {self.seen} examples: {'; '.join(parts)}. "
+        return (f"model.max_length={max_length} tokens cut {cut} of {self.seen} {examples}: {'; '.join(parts)}. "
                 "Raise model.max_length if the cut parts matter.")
 
 

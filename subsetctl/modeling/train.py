@@ -402,15 +402,19 @@ def train_lora(
     eval_objective = config.eval_objective or config.objective
     eval_bs = config.eval_batch_size or config.batch_size
 
-    items = encode_rows(tokenizer, train_examples, kind, config.max_length)
+    total = config.total_steps(len(train_examples))
+    per_step = config.batch_size * config.grad_accum
+    order = batch_order(len(train_examples), total, per_step, config.seed)
+    # only the rows the batches draw are tokenized: meta-init's few steps over a million
+    # source rows tokenized all of them first (about 27 KB each, 24 GB) to use 32
+    drawn = sorted({i for step in order for i in step})
+    drawn_rows = [train_examples[i] for i in drawn]
+    items = dict(zip(drawn, encode_rows(tokenizer, drawn_rows, kind, config.max_length)))
     truncation = None
     if kind == "causal-lm":
         counts = TruncationCounts()
-        counts.add(items, train_examples)
-        truncation = counts.notice(config.max_length)
-    total = config.total_steps(len(items))
-    per_step = config.batch_size * config.grad_accum
-    order = batch_order(len(items), total, per_step, config.seed)
+        counts.add([items[i] for i in drawn], drawn_rows)
+        truncation = counts.notice(config.max_length, f"examples the {total} training steps drew")
     fingerprint = _run_fingerprint(config, train_examples, eval_examples, kind)
 
     params = _trainable(model)

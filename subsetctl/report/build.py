@@ -13,18 +13,34 @@ def _read(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-def outdated_stages(project: Project) -> list[str]:
+def switched_off_moved_past(project: Project, spec: Any) -> list[str]:
+    """Switched-off stages whose results, from a run when they were on, were made with
+    settings the spec has changed since (finetune switched off, then its steps changed):
+    `run` no longer updates them, so they are as outdated as those of a changed upstream."""
+    from subsetctl.stages import all_stages
+
+    moved = []
+    for stage in all_stages():
+        manifest = project.read_manifest(stage.name)
+        if (not stage.enabled(spec) and manifest and not manifest.get("corrupt")
+                and stage.settings_moved_past(spec, manifest)):
+            moved.append(stage.name)
+    return moved
+
+
+def outdated_stages(project: Project, spec: Any = None) -> list[str]:
     """Finished stages whose results no longer follow from their upstream stages' current
     outputs: an upstream stage re-ran with different results since (e.g. `run --until
     search` after a change to the strategies leaves finetune and evaluate from the old
-    search), or depends on such a stage. Read from the manifests alone (no spec needed):
-    each records the output digests of its upstream stages when it ran."""
+    search), or depends on such a stage. Read from the manifests (each records the output
+    digests of its upstream stages when it ran); with ``spec``, also switched-off stages
+    whose settings changed since (:func:`switched_off_moved_past`) and what depends on them."""
     from subsetctl.stages import stage_names
 
     manifests = {stage: project.read_manifest(stage) for stage in stage_names()}
-    outdated: list[str] = []
+    outdated: list[str] = switched_off_moved_past(project, spec) if spec is not None else []
     for stage, manifest in manifests.items():
-        if not manifest or manifest.get("corrupt"):
+        if not manifest or manifest.get("corrupt") or stage in outdated:
             continue
         for upstream, digest in manifest.get("inputs", {}).get("upstream", {}).items():
             current = manifests.get(upstream)

@@ -42,10 +42,14 @@ def selection_loss_digits(report: dict[str, Any]) -> tuple[int, int]:
 
 
 def percent_cell(value: Any) -> str:
-    """A fraction as a percentage with two significant digits (0.0391 -> 3.9%)."""
+    """A fraction as a percentage with two significant digits (0.0391 -> 3.9%; 2.1e-05
+    -> 0.0021%, trailing zeros kept so a column reads alike: 0.0020%, not 0.002%)."""
     if not isinstance(value, float) or math.isnan(value):
         return "–"
-    return f"{value * 100:.2g}%"
+    percent = value * 100
+    if abs(float(f"{percent:.2g}")) >= 10:  # 12%, 100% (and 9.996% rounded): no exponent, no decimal point
+        return f"{percent:.0f}%"
+    return f"{percent:#.2g}%"
 
 
 def calibrated_loss_cell(row: dict[str, Any], calibrated: bool, digits: int = 4) -> str:
@@ -54,11 +58,17 @@ def calibrated_loss_cell(row: dict[str, Any], calibrated: bool, digits: int = 4)
     return loss_cell(row.get("estimated_loss_calibrated"), digits) if calibrated else "–"
 
 
-def test_metric_cells(metrics: dict[str, Any]) -> tuple[str, str]:
+def test_loss_digits(report: dict[str, Any]) -> int:
+    """:func:`loss_digits` of the test-loss column (selections' test losses differ in the
+    4th digit too)."""
+    return loss_digits([m.get("loss_mean") for m in report.get("test_metrics", {}).values()])
+
+
+def test_metric_cells(metrics: dict[str, Any], loss_digits: int = 4) -> tuple[str, str]:
     """The score and test-loss cells of one selection: mean, and ± std over seeds when
     there are several (a std of 0 is shown too: the seeds agreed)."""
     score = fmt(metrics["score_mean"], 3)
-    loss = loss_cell(metrics["loss_mean"])
+    loss = loss_cell(metrics["loss_mean"], loss_digits)
     if metrics.get("score_std") is not None:  # same decimals on both sides: 0.000 ± 0.000, not 0 ± 0.000
         score = f"{metrics['score_mean']:.3f} ± {metrics['score_std']:.3f}"
     if metrics.get("loss_std") is not None:

@@ -17,6 +17,7 @@ from subsetctl.report.cells import (
     selected_cell,
     selection_loss_digits,
     strategy_notes,
+    test_loss_digits,
     test_metric_cells,
     verify_k_cell,
     verify_notes,
@@ -30,6 +31,18 @@ def _selected_md(names: list[str]) -> str:
     if len(names) <= SELECTED_SHOWN:
         return selected_cell(names)
     return f"<details><summary>{len(names)} sources</summary>{selected_cell(names, None)}</details>"
+
+
+def left_out_note(left_out: list[str], switched_off: list[str]) -> str:
+    """Why results are left out, and what brings them back: a run, or switching a stage on."""
+    note = (f"Left out: the results of {', '.join(left_out)}, from an earlier run; the stages before them "
+            "or their settings have changed since.")
+    if switched_off:
+        one = len(switched_off) == 1
+        return note + (f" {', '.join(switched_off)} {'is' if one else 'are'} switched off in the spec, so a run "
+                       f"does not update {'it' if one else 'them'}: switch {'it' if one else 'them'} back on to see "
+                       "new results.")
+    return note + " Run the project again to see new ones."
 
 
 def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
@@ -73,8 +86,9 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
         f1 = any("macro_f1_mean" in m for m in report["test_metrics"].values())
         lines += ["## Test metrics", "", "| selection | metric | score |" + (" macro-F1 |" if f1 else "")
                   + " test loss | seeds |", "|---|---|---|" + ("---|" if f1 else "") + "---|---|"]
+        test_digits = test_loss_digits(report)
         for label, m in report["test_metrics"].items():
-            score, loss = test_metric_cells(m)
+            score, loss = test_metric_cells(m, test_digits)
             f1_cell = f" {macro_f1_cell(m)} |" if f1 else ""
             lines.append(f"| {label} | {m['metric']} | {score} |{f1_cell} {loss} | {m['seeds']} |")
         for w in report.get("test_warnings", []):
@@ -88,9 +102,7 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
             lines.append(f"| {label} | {'<br>'.join(f'`{f}`' for f in folders)} |")
         lines.append("")
     if report.get("left_out"):
-        note = (f"> Left out: the results of {', '.join(report['left_out'])}, from an earlier run; the stages "
-                "before them have changed since (run them again, or switch them back on, to see new ones).")
-        lines += [note, ""]
+        lines += [f"> {left_out_note(report['left_out'], report.get('left_out_switched_off', []))}", ""]
     lines += ["## Time per stage", "", "| stage | seconds |", "|---|---|"]
     for stage, info in report["stages"].items():
         lines.append(f"| {stage} | {_fmt(info['seconds'], 4)} |")

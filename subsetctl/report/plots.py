@@ -72,13 +72,18 @@ def estimated_vs_true(report: dict[str, Any], path: Path) -> Path | None:
         if spans:  # the spread of the true loss over verify's repeats (seeds), at the raw estimate
             lo_t, hi_t, at = zip(*spans)
             ax.hlines(at, lo_t, hi_t, color="gray", linewidth=1.0, label="range over repeats")
-        ax.scatter(t, r, label="raw", marker="o", alpha=0.7)
-        ax.scatter(t, c, label="calibrated", marker="x")
-        lo, hi = min(min(t), min(r), min(c)), max(max(t), max(r), max(c))
-        ax.plot([lo, hi], [lo, hi], color="black", linewidth=0.8, label="y = x")
         cal = v["calibration"]
+        ax.scatter(t, r, label="raw", marker="o", alpha=0.7)
+        shown = [t, r]
+        if cal.get("enabled"):  # off, the calibrated estimates are the raw ones (the identity map)
+            ax.scatter(t, c, label="calibrated", marker="x")
+            shown.append(c)
+        lo, hi = min(min(values) for values in shown), max(max(values) for values in shown)
+        ax.plot([lo, hi], [lo, hi], color="black", linewidth=0.8, label="y = x")
+        rho = cal.get("spearman")
         ax.set_title(f"{kind} fine-tune ({v.get('estimator') or 'estimator'}, lambda={cal['lam']:g}, "
-                     f"Spearman={cal['spearman'] or float('nan'):.2f})", fontsize=9)
+                     f"Spearman={'–' if rho is None else f'{rho:.2f}'}"
+                     f"{'' if cal.get('enabled') else ', uncalibrated'})", fontsize=9)
         ax.set_xlabel("true target validation loss")
         ax.set_ylabel("estimated")
         ax.ticklabel_format(useOffset=False)  # close losses: plain ticks, not an offset
@@ -101,7 +106,9 @@ def test_metric(report: dict[str, Any], path: Path) -> Path | None:
     means = [metrics[k]["score_mean"] for k in labels]
     stds = [metrics[k]["score_std"] or 0.0 for k in labels]
     fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(labels)), 3.6))
-    ax.bar(labels, means, yerr=stds, color=["tab:blue" if k not in ("all", "target_only") else "tab:gray" for k in labels])
+    bars = ax.bar(labels, means, yerr=stds,
+                  color=["tab:blue" if k not in ("all", "target_only") else "tab:gray" for k in labels])
+    ax.bar_label(bars, labels=["–" if m is None else f"{m:.3g}" for m in means], fontsize=7)  # a 0 bar is visible
     ax.set_ylabel(f"test {metrics[labels[0]]['metric']}")
     tops = [m + s for m, s in zip(means, stds) if m is not None]
     if tops and min(m for m in means if m is not None) >= 0:  # scores: a zero baseline, never a negative axis

@@ -20,6 +20,7 @@ from subsetctl.report.cells import (
     selected_cell,
     selection_loss_digits,
     strategy_notes,
+    test_loss_digits,
     test_metric_cells,
     verify_k_cell,
     verify_notes,
@@ -90,7 +91,7 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
         t.caption_justify = "left"
         for col in ("fine-tune", "estimator", "lambda", "Spearman (raw)", "LOO", "LOO +choice", "k",
                     "repeats (Spearman)"):
-            t.add_column(col, no_wrap=col == "fine-tune")
+            t.add_column(col, no_wrap=col == "fine-tune", overflow="fold")  # narrow terminals: fold, never "linear_…"
         for kind, v in report["verify"].items():
             c = v["calibration"]
             t.add_row(kind, str(v.get("estimator") or "-"), _f(c["lam"]), _f(c["spearman"], 3),
@@ -104,8 +105,9 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
         f1 = any("macro_f1_mean" in m for m in report["test_metrics"].values())
         for col in ("selection", "metric", "score", *(["macro-F1"] if f1 else []), "test loss", "seeds"):
             t.add_column(col)
+        test_digits = test_loss_digits(report)
         for label, m in report["test_metrics"].items():
-            score, loss = test_metric_cells(m)
+            score, loss = test_metric_cells(m, test_digits)
             t.add_row(label, m["metric"], score, *([macro_f1_cell(m)] if f1 else []), loss, str(m["seeds"]))
         console.print(t)
         for warning in report.get("test_warnings", []):

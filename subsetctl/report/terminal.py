@@ -33,11 +33,15 @@ def load_report_data(root: Path, overrides: list[str] | None = None) -> dict[str
             f"Nothing to report in {root}: no stage has finished yet. Run `subsetctl run {root}` first "
             f"(`subsetctl plan {root}` shows what it would do)."
         )
-    from subsetctl.report.build import build_report, outdated_stages
+    from subsetctl.report.build import build_report, outdated_stages, switched_off_moved_past
 
     outdated = outdated_stages(project)
     data: dict[str, Any] = {"project": str(root), "stages": stages, "outdated": outdated}
-    checked = _checked_against_spec(root, overrides, stages, outdated)
+    checked = _checked_against_spec(root, overrides, stages)
+    spec = checked.pop("spec")
+    checked["stale"] = [name for name in checked["stale"] if name not in outdated]
+    # switched off, with settings changed since their results: a run leaves them out of report.md
+    checked["switched_off_moved_past"] = switched_off_moved_past(project, spec) if spec is not None else []
     name = checked.pop("name")
     data.update(checked)
     report_json = root / "report.json"
@@ -51,14 +55,12 @@ def load_report_data(root: Path, overrides: list[str] | None = None) -> dict[str
     return data
 
 
-def _checked_against_spec(
-    root: Path, overrides: list[str] | None, stages: dict[str, Any], outdated: list[str]
-) -> dict[str, Any]:
+def _checked_against_spec(root: Path, overrides: list[str] | None, stages: dict[str, Any]) -> dict[str, Any]:
     """The same checks as `plan`, read-only: ``stale`` (stages with results whose spec
     slice or input files changed since, or downstream of such a change), ``damaged``
     (files failing their checksums, an unreadable manifest) and ``not_run`` (`run
     --until` stopped before them); ``name`` is the spec's project name. An invalid spec
-    cannot be compared: ``spec_problem`` says why."""
+    cannot be compared: ``spec_problem`` says why. ``spec`` is the spec (None when invalid)."""
     from subsetctl.api import plan_project
 
     try:
@@ -66,7 +68,8 @@ def _checked_against_spec(
     except UserError as exc:  # "<file> is not a valid spec:" then one line per problem: say the first
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         more = f" (and {len(lines) - 2} more; `subsetctl validate` lists them)" if len(lines) > 2 else ""
-        return {"stale": [], "damaged": [], "not_run": [], "spec_problem": " ".join(lines[:2]) + more, "name": None}
+        return {"stale": [], "damaged": [], "not_run": [], "spec_problem": " ".join(lines[:2]) + more, "name": None,
+                "spec": None}
     from subsetctl.stages import all_stages
 
     after = {stage.name: stage.after for stage in all_stages()}
@@ -74,10 +77,10 @@ def _checked_against_spec(
     for s in statuses:
         if s.state == "stale" and (not s.conditional or any(up in changed for up in after.get(s.name, ()))):
             changed.add(s.name)
-    stale = [s.name for s in statuses if s.name in changed and s.name in stages and s.name not in outdated]
+    stale = [s.name for s in statuses if s.name in changed and s.name in stages]
     return {"stale": stale, "damaged": [s.name for s in statuses if s.state == "corrupt"],
             "not_run": [s.name for s in statuses if s.state in ("never run", "unfinished")],
-            "spec_problem": None, "name": spec.project.name}
+            "spec_problem": None, "name": spec.project.name, "spec": spec}
 
 
 def outdated_note(data: dict[str, Any]) -> str | None:
@@ -93,6 +96,13 @@ def outdated_note(data: dict[str, Any]) -> str | None:
         notes.append(f"The spec or its input files changed since these results: {', '.join(stale)} would re-run "
                      f"(`subsetctl plan {data['project']}` says why; a run with key=value overrides counts as "
                      "a change of the spec for the next run without them).")
+    moved = data.get("switched_off_moved_past") or []
+    if moved:
+        one = len(moved) == 1
+        notes.append(f"Switched off in the spec, with settings changed since their results: {', '.join(moved)}. "
+                     f"`subsetctl run` does not update {'it' if one else 'them'} and its report leaves "
+                     f"{'its' if one else 'their'} results (and what follows from them) out; switch "
+                     f"{'it' if one else 'them'} back on to get new ones.")
     not_run = data.get("not_run") or []
     if not_run:
         notes.append(f"Not run yet: {', '.join(not_run)}. `subsetctl run {data['project']}` runs them.")

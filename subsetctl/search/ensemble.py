@@ -310,7 +310,8 @@ class Surrogate(Strategy):
         diagnostics: dict = {"subset_size": size, "n_subsets": len(masks)}
         n_hold = round(params.holdout * len(y))
         if params.holdout > 0 and (n_hold < 2 or len(y) - n_hold < 2):
-            more = ("increase m" if len(masks) >= params.m else
+            distinct = math.comb(len(context.sources), size)
+            more = ("increase m" if len(masks) < distinct else
                     f"these are all the distinct subsets of size {size}, so a larger m cannot add any")
             notices.append(
                 f"Too few subsets ({len(y)}) to hold out {params.holdout:.0%} for a fit check; {more}."

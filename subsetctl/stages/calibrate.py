@@ -14,7 +14,7 @@ import numpy as np
 from subsetctl.errors import UserError
 from subsetctl.pipeline import Stage, StageContext
 from subsetctl.project import atomic_write_json
-from subsetctl.stages.features import load_features, make_estimator
+from subsetctl.stages.features import SIMULATED_FINETUNE_KEYS, load_features, make_estimator
 from subsetctl.stages.verify import mean_over_repeats, repeat_agreement
 
 CALIBRATION = "calibration.json"
@@ -27,7 +27,8 @@ class CalibrateStage(Stage):
     name = "calibrate"
     description = "choose lambda and calibrate estimates against verify's real fine-tunes (when verify is on)"
     after = ("gradients", "verify")
-    spec_keys = ("project.seed", "estimate", "calibrate", "verify.enabled")
+    # verify's budget: what linear_sgd simulates by default
+    spec_keys = ("project.seed", "estimate", "calibrate", "verify.enabled", *SIMULATED_FINETUNE_KEYS)
 
     def extra_inputs(self, spec: Any, project: Any) -> dict[str, Any]:
         """The files of plugin estimators among the candidates."""

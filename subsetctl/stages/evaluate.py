@@ -15,6 +15,7 @@ from subsetctl import __version__
 from subsetctl.modeling.resolve import model_fingerprint_inputs
 from subsetctl.pipeline import StageContext
 from subsetctl.project import atomic_write_json, fingerprint
+from subsetctl.spec import fingerprint_dump
 from subsetctl.stages import common
 from subsetctl.stages.finetune import adapter_relpath
 
@@ -28,7 +29,7 @@ def result_cache_keys(ctx: StageContext, runs: list[str]) -> dict[str, str]:
     and the evaluate settings."""
     artifacts = ctx.upstream_manifest("finetune").get("artifacts", {})
     base = {"data": common.DataFiles(ctx).of([ctx.spec.target.name]),  # the target's test split is read
-            "model": ctx.spec.model.model_dump(mode="json"),
+            "model": fingerprint_dump(ctx.spec)["model"],
             "evaluate": ctx.spec.evaluate.model_dump(mode="json"), "version": __version__,
             **model_fingerprint_inputs(ctx.spec.model.source, ctx.project.root)}  # a local folder's files
 

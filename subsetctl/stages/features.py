@@ -86,6 +86,12 @@ def estimator_settings(spec: Spec, name: str) -> dict[str, Any]:
     return {k: v for k, v in offered.items() if k in accepted}
 
 
+#: The spec keys :func:`simulated_finetune` reads besides ``estimate``: every stage that
+#: builds a simulating estimator (calibrate, search) lists them among its ``spec_keys``,
+#: or a changed verify budget would leave its estimates stale.
+SIMULATED_FINETUNE_KEYS = ("verify.steps", "verify.batch_size", "verify.lr_surrogate")
+
+
 def simulated_finetune(spec: Spec) -> dict[str, Any]:
     """The fine-tune a simulating estimator (``linear_sgd``) replays: ``estimate.sgd``,
     with unset values taken from verify's surrogate fine-tune and the project seed."""

@@ -28,6 +28,7 @@ from subsetctl.project import (
     fingerprint,
     verify_checksums,
 )
+from subsetctl.spec import fingerprint_dump
 from subsetctl.stages import common
 
 RUNS = "runs.json"
@@ -68,9 +69,10 @@ class AdapterCache:
         self.folder = ctx.project.state_dir.joinpath(*ADAPTER_CACHE)
         self.data = common.DataFiles(ctx)
         self.target = spec.target.name
+        dumped = fingerprint_dump(spec)  # settings that cannot change a run at their defaults
         self.base = {
-            "model": spec.model.model_dump(mode="json"),
-            "train": spec.finetune.model_dump(mode="json", exclude={"enabled", "baselines", "seeds"}),
+            "model": dumped["model"],
+            "train": {k: v for k, v in dumped["finetune"].items() if k not in ("enabled", "baselines", "seeds")},
             "version": __version__,
             **model_fingerprint_inputs(spec.model.source, ctx.project.root),  # a local folder's files
         }

@@ -1,5 +1,6 @@
 """The gradients stage: f_i(theta*) and x_i = P^T grad f_i for every train and
-validation row of the target and the sources, in a resumable memmap store.
+validation row of the target and every train row of the sources (what the estimates
+read), in a resumable memmap store.
 
 ``run --shard i/N`` computes only shard i of N (disjoint rows, e.g. one per GPU or
 machine) into ``shards/``; a later plain ``run`` merges complete shards, or computes
@@ -17,15 +18,19 @@ from subsetctl.project import Project
 from subsetctl.spec import Spec
 from subsetctl.stages import common
 
-SPLITS = ("train", "validation")
+#: the splits whose rows get gradients: the estimates fit on train rows and score the
+#: target's validation rows; a source's validation and test rows are used by no stage
+TARGET_SPLITS = ("train", "validation")
+SOURCE_SPLITS = ("train",)
 
 
 def row_table(ctx: StageContext) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The store's rows (source, split, index) and the matching examples, in order."""
     rows: list[dict[str, Any]] = []
     items: list[dict[str, Any]] = []
-    for name in [ctx.spec.target.name, *common.source_names(ctx.spec)]:
-        for split in SPLITS:
+    target = ctx.spec.target.name
+    for name in [target, *common.source_names(ctx.spec)]:
+        for split in TARGET_SPLITS if name == target else SOURCE_SPLITS:
             for i, example in enumerate(common.examples(ctx, name, split)):
                 rows.append({"source": name, "split": split, "index": i})
                 items.append(example)
@@ -68,17 +73,6 @@ class GradientsStage(common.ModelStage):
 
         return {**super().extra_inputs(spec, project),
                 **plugin_code_inputs(spec.plugins, [(PROJECTORS, spec.gradients.projector)], project.root)}
-
-    def spec_slice(self, spec: Spec) -> dict[str, Any]:
-        """``gradients.memory_budget_mb`` always counts as its default: the projection matrix
-        is the same under any budget (only the BLAS rounding of its products may differ,
-        about 1e-7 relative), so a budget raised to go faster must not recompute the stage it
-        speeds up. (The default, not leaving the key out, keeps the fingerprints of projects
-        computed before this rule.)"""
-        spec_slice = super().spec_slice(spec)
-        default = type(spec.gradients)().model_dump(mode="json")["memory_budget_mb"]  # as dumped: 256.0, not 256
-        spec_slice["gradients"] = {**spec_slice["gradients"], "memory_budget_mb": default}
-        return spec_slice
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         import numpy as np

@@ -59,7 +59,9 @@ class RealFinetuner:
         config = common.train_config(spec.meta_init, spec, objective=objective or ("ce" if ce else "surrogate"),
                                      optimizer=optimizer or ("adamw" if ce else "sgd"),
                                      seed=spec.project.seed if seed is None else seed)
-        config.steps, config.batch_size = self.steps, self.batch_size
+        # one batch of verify.batch_size per step, no accumulation: the batch sequence
+        # linear_sgd replays (meta_init.grad_accum is a memory setting of meta-init alone)
+        config.steps, config.batch_size, config.grad_accum = self.steps, self.batch_size, 1
         config.lr = lr or (spec.verify.lr_ce if ce else spec.verify.lr_surrogate)
         config.checkpoint_every, config.weight_decay = 0, 0.0
         result = train_lora(self.model, self.tokenizer, train, config, work_dir, kind=spec.model.kind)

@@ -14,6 +14,14 @@ class ReportStage(Stage):
     after = ("search", "calibrate", "evaluate")
     spec_keys = ("project.name", "report")
 
+    def extra_inputs(self, spec: Any, project: Project) -> dict[str, Any]:
+        """The switched-off stages whose kept results the spec has moved past: the report
+        shows their results only until their settings change, so a change re-runs it."""
+        from subsetctl.report.build import switched_off_moved_past
+
+        moved = switched_off_moved_past(project, spec)
+        return {"switched_off_moved_past": moved} if moved else {}
+
     def missing_outputs(self, project: Project, manifest: dict[str, Any]) -> list[str]:
         """report.md, report.json and the plots the last run wrote, if deleted since."""
         written = ["report.md", "report.json", *manifest.get("summary", {}).get("plots", [])]
@@ -26,21 +34,31 @@ class ReportStage(Stage):
 
         # results an upstream change made outdated (finetune switched off after a new search,
         # `run --until search`) are left out, as `subsetctl report` leaves them out
-        outdated = set(outdated_stages(ctx.project))
+        outdated = set(outdated_stages(ctx.project, ctx.spec))
         report = build_report(ctx.project, skip=outdated, name=ctx.spec.project.name)
         if outdated:
-            report["left_out"] = sorted(outdated)
+            from subsetctl.stages import all_stages
+
+            stages = [stage for stage in all_stages() if stage.name in outdated]  # in pipeline order
+            report["left_out"] = [stage.name for stage in stages]
+            switched_off = [stage.name for stage in stages if not stage.enabled(ctx.spec)]
+            if switched_off:  # `run` does not bring these up to date
+                report["left_out_switched_off"] = switched_off
         written: dict[str, str] = {}
+        folder = ctx.project.inside(ctx.project.root / "plots")
+        drawn = (
+            ("per-source scores", "source_scores.png", plots.source_scores),
+            ("estimated vs. true", "estimated_vs_true.png", plots.estimated_vs_true),
+            ("test metric by selection", "test_metric.png", plots.test_metric),
+        )
         if ctx.spec.report.plots:
-            folder = ctx.project.inside(ctx.project.root / "plots")
             folder.mkdir(exist_ok=True)
-            for title, name, fn in (
-                ("per-source scores", "source_scores.png", plots.source_scores),
-                ("estimated vs. true", "estimated_vs_true.png", plots.estimated_vs_true),
-                ("test metric by selection", "test_metric.png", plots.test_metric),
-            ):
+            for title, name, fn in drawn:
                 if fn(report, folder / name):
                     written[title] = f"plots/{name}"
+        for _, name, _ in drawn:  # an earlier run's plot of results no longer shown (or plots switched off)
+            if f"plots/{name}" not in written.values():
+                (folder / name).unlink(missing_ok=True)
         atomic_write_json(ctx.project.root / "report.json", report)
         atomic_write_text(ctx.project.root / "report.md", render_markdown(report, written))
         atomic_write_json(ctx.out_dir / "report.json", report)

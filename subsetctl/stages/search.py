@@ -20,9 +20,15 @@ import numpy as np
 
 from subsetctl.pipeline import Stage, StageContext
 from subsetctl.project import Project, atomic_write_json, fingerprint
-from subsetctl.spec import Spec
+from subsetctl.spec import Spec, fingerprint_dump
 from subsetctl.stages.calibrate import read_calibration
-from subsetctl.stages.features import estimator_settings, executor_kwargs, load_features, make_estimator
+from subsetctl.stages.features import (
+    SIMULATED_FINETUNE_KEYS,
+    estimator_settings,
+    executor_kwargs,
+    load_features,
+    make_estimator,
+)
 
 SELECTIONS = "selections.json"
 SUBSET_CACHE = ("cache", "search")
@@ -41,20 +47,35 @@ def _calibrated(cal: Any, value: float | None) -> float | None:
 
 def _real_fine_tune_inputs(ctx: StageContext) -> dict[str, Any]:
     """What one real fine-tune from theta* (verify's budget, its first kind) depends on:
-    theta* and the data (their stages' output digests), the model, the meta_init training
-    settings it starts from, verify's budget and the project seed."""
+    theta* and the data (their stages' output digests), the model, verify's budget and the
+    project seed. (meta_init's settings too, though a real fine-tune takes none of them any
+    more: θ*'s digest already covers what they change, and dropping them would orphan the
+    estimates cached before.)"""
     from subsetctl.modeling.resolve import model_fingerprint_inputs
 
     spec = ctx.spec
     verify = spec.verify
+    dumped = fingerprint_dump(spec)
     return {
         "theta_star": ctx.upstream_manifest("meta_init").get("output_digest"),
         "data": ctx.upstream_manifest("data").get("output_digest"),
-        "model": spec.model.model_dump(mode="json"), **model_fingerprint_inputs(spec.model.source, ctx.project.root),
-        "meta_init": spec.meta_init.model_dump(mode="json"), "seed": spec.project.seed,
+        "model": dumped["model"], **model_fingerprint_inputs(spec.model.source, ctx.project.root),
+        "meta_init": dumped["meta_init"], "seed": spec.project.seed,
         "verify": {"kind": verify.kinds[0], "steps": verify.steps, "batch_size": verify.batch_size,
                    "lr_ce": verify.lr_ce, "lr_surrogate": verify.lr_surrogate},
     }
+
+
+#: Subsets estimated between two writes of the results store (at the least): what a
+#: stopped search loses at most.
+RESULTS_CHUNK = 256
+
+
+def results_chunk_size(spec: Spec) -> int:
+    """Subsets handed to the executor at once: :data:`RESULTS_CHUNK`, or enough for every
+    worker to get one task of ``executor.batch_size`` subsets when that is more (a smaller
+    chunk would cap the batch size the spec asks for and leave workers idle)."""
+    return max(RESULTS_CHUNK, (spec.executor.batch_size or 0) * spec.executor.n_jobs)
 
 
 def _fine_tune_counter(ctx: StageContext, estimator: str, computed: Any) -> Any:
@@ -165,8 +186,7 @@ class SearchStage(Stage):
     after = ("gradients", "calibrate")
     # not "executor": every backend gives the same estimates (only how fast)
     # verify's budget: what linear_sgd simulates by default (true_finetune's: extra_inputs)
-    spec_keys = ("project.seed", "estimate", "search", "plugins",
-                 "verify.steps", "verify.batch_size", "verify.lr_surrogate")
+    spec_keys = ("project.seed", "estimate", "search", "plugins", *SIMULATED_FINETUNE_KEYS)
 
     def extra_inputs(self, spec: Spec, project: Project) -> dict[str, Any]:
         """The files of plugin estimators and strategies (editing one re-runs the search);
@@ -207,8 +227,9 @@ class SearchStage(Stage):
             key = fingerprint({"estimator": estimator_used, **_real_fine_tune_inputs(ctx)})
         else:
             gradients_digest = ctx.upstream_manifest("gradients")["output_digest"]
-            key = fingerprint({"estimator": estimator_used, "lam": cal.lam, "max_iter": spec.estimate.max_iter,
-                               "features": gradients_digest, **estimator_settings(spec, estimator_used)})
+            # max_iter among the settings only for an estimator that takes it (exact), as before
+            key = fingerprint({"estimator": estimator_used, "lam": cal.lam, "features": gradients_digest,
+                               **estimator_settings(spec, estimator_used)})
         store_dir = _store_dir(ctx, estimator_used, key, features.sources)
         if ctx.options.get("forced"):  # --force recomputes every estimate
             shutil.rmtree(store_dir, ignore_errors=True)
@@ -218,7 +239,7 @@ class SearchStage(Stage):
         kwargs = executor_kwargs(spec)
         if in_process:  # a model-backed estimator cannot be shipped to workers
             kwargs.update(backend="sequential", n_jobs=1)
-        cached = CachedEstimator(estimator, store, kwargs, chunk_size=1 if in_process else 256)
+        cached = CachedEstimator(estimator, store, kwargs, chunk_size=1 if in_process else results_chunk_size(spec))
         if in_process:
             cached.progress = _fine_tune_counter(ctx, estimator_used, lambda: cached.computed)
         results: dict[str, Any] = {}

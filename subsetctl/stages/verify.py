@@ -29,6 +29,7 @@ import numpy as np
 from subsetctl import __version__
 from subsetctl.pipeline import StageContext
 from subsetctl.project import atomic_write_json, fingerprint
+from subsetctl.spec import fingerprint_dump
 from subsetctl.stages import common
 
 RESULTS = "results.json"
@@ -58,7 +59,9 @@ class VerifyStage(common.ModelStage):
     scratch = ("work",)  # the real fine-tune under way
     description = "real fine-tunes of k random subsets from theta*"
     after = ("data", "meta_init")
-    spec_keys = ("project.seed", "model", "meta_init.weight_decay", "verify")
+    # not meta_init's optimizer settings: a real fine-tune takes only its schedule from them
+    # (no weight decay, no gradient accumulation, verify's steps, batch and learning rates)
+    spec_keys = ("project.seed", "model", "verify")
 
     switch = "verify.enabled"
 
@@ -138,8 +141,8 @@ class RunCache:
         self.base = {
             "theta_star": ctx.upstream_manifest("meta_init")["output_digest"],
             "data": ctx.upstream_manifest("data")["output_digest"],
-            "model": spec.model.model_dump(mode="json"),
-            "grad_accum": spec.meta_init.grad_accum,
+            "model": fingerprint_dump(spec)["model"],
+            "grad_accum": 1,  # always 1 now; kept so runs cached before stay found
             "steps": spec.verify.steps,
             "batch_size": spec.verify.batch_size,
             "version": __version__,

@@ -218,3 +218,20 @@ def test_a_damaged_test_split_is_an_error_for_the_stages_not_an_empty_split(tmp_
     (out / "tgt" / "test" / "dataset_info.json").unlink()
     with pytest.raises(UserError, match="'tgt' split 'test'"):
         examples(ctx, "tgt", "test")
+
+
+def test_the_stage_writes_the_same_bytes_every_time(tmp_path: Path) -> None:
+    """Its output digest decides whether meta-init and everything after re-run: the Arrow
+    files and state.json (whose fingerprints datasets derives from the content) must not
+    vary between runs of the same spec (in two folders, each run fresh)."""
+    import hashlib
+
+    spec = _spec(tmp_path)
+
+    def digests(out: Path) -> dict[str, str]:
+        run_data_stage(spec, tmp_path, out)
+        return {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(out.rglob("*")) if p.is_file()}
+
+    first, second = digests(tmp_path / "one"), digests(tmp_path / "two")
+    assert any(name.endswith("state.json") for name in first) and first == second

@@ -264,12 +264,29 @@ def test_what_max_length_cuts_is_said_by_source(tiny_llama_dir, tmp_path) -> Non
         {"source": "long_answer", "prompt": "q", "response": "y" * 40, "label": -1, "metadata": "{}", "row": 0},
     ]
     model, tok = _llama(tiny_llama_dir)
-    result = train_lora(model, tok, rows, TrainConfig(steps=1, batch_size=2, max_length=32), tmp_path, "causal-lm")
+    steps = -(-len(rows) // 2)  # batches of 2 that draw every row once
+    config = TrainConfig(steps=steps, batch_size=2, max_length=32)
+    result = train_lora(model, tok, rows, config, tmp_path, "causal-lm")
     notice = result.truncation
-    assert notice.startswith(f"model.max_length=32 tokens cut 2 of {len(rows)} examples")
+    assert notice.startswith(f"model.max_length=32 tokens cut 2 of {len(rows)} examples the {steps} training steps drew")
     assert "prompt was cut from the left (long_prompt: 1)" in notice
     assert "the answer itself was cut" in notice and "(long_answer: 1)" in notice and "short" not in notice
     model, tok = _llama(tiny_llama_dir)
     fits = train_lora(model, tok, causal_rows(), TrainConfig(steps=1, batch_size=2, max_length=32), tmp_path / "b",
                       "causal-lm")
     assert fits.truncation is None
+
+
+def test_training_tokenizes_only_the_rows_its_batches_draw(tiny_llama_dir, tmp_path, monkeypatch) -> None:
+    """Meta-init's few steps over a million source rows tokenized every row first (24 GB)."""
+    from subsetctl.modeling import train
+
+    rows = causal_rows() * 20
+    model, tok = _llama(tiny_llama_dir)
+    config = TrainConfig(steps=2, batch_size=2, max_length=32, seed=3)
+    tokenized: list[int] = []
+    real_encode = train.encode_rows
+    monkeypatch.setattr(train, "encode_rows", lambda t, r, *a: tokenized.append(len(r)) or real_encode(t, r, *a))
+    lazy = train_lora(model, tok, rows, config, tmp_path / "lazy", "causal-lm")
+    assert tokenized == [4]  # 2 steps x 2 rows, of 20 x len(ARITH)
+    assert len(lazy.train_losses) == 2 and all(math.isfinite(x) for x in lazy.train_losses)

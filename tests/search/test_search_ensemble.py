@@ -82,13 +82,15 @@ def test_sign_selection_ignores_scores_within_rounding_noise() -> None:
 
 
 def test_surrogate_with_too_few_subsets_skips_holdout() -> None:
-    est = Additive([0.1, 0.2, -0.1])
-    result = run_strategy("surrogate", est, SearchContext(sources=est.sources), {"m": 3, "holdout": 0.2})
+    five = Additive([0.1, 0.2, -0.1, 0.05, 0.0])  # 10 distinct subsets of size 2 or 3: 3 are not all of them
+    result = run_strategy("surrogate", five, SearchContext(sources=five.sources), {"m": 3, "holdout": 0.2})
     assert "holdout_r2" not in result.diagnostics
     assert any("hold out" in n and n.endswith("increase m.") for n in result.notices)
-    result = run_strategy("surrogate", est, SearchContext(sources=est.sources), {"m": 20, "holdout": 0.2})
-    (note,) = [n for n in result.notices if "hold out" in n]  # 3 distinct subsets of size 1 or 2: m cannot help
-    assert "all the distinct subsets of size" in note and "increase m" not in note
+    est = Additive([0.1, 0.2, -0.1])
+    for m in (3, 20):  # 3 distinct subsets of size 1 or 2: m = 3 already has them all, and m cannot help
+        result = run_strategy("surrogate", est, SearchContext(sources=est.sources), {"m": m, "holdout": 0.2})
+        (note,) = [n for n in result.notices if "hold out" in n]
+        assert "all the distinct subsets of size" in note and "increase m" not in note
 
 
 def test_surrogate_reuses_the_ensemble_subsets(estimator: CountingEstimator) -> None:

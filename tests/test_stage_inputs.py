@@ -1,0 +1,67 @@
+"""Which spec settings make which stages stale: each stage's fingerprint (its spec slice)
+must follow every setting its results depend on, and none that cannot change them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from subsetctl.spec import Spec, apply_overrides, fingerprint_dump
+from subsetctl.stages import all_stages
+
+BASE = {
+    "target": {"name": "t", "loader": {"type": "jsonl", "path": "t.jsonl"}},
+    "sources": [{"name": "s", "loader": {"type": "jsonl", "path": "s.jsonl"}}],
+    "verify": {"enabled": True},
+}
+
+
+def stages_changed_by(override: str, base: dict[str, Any] = BASE) -> set[str]:
+    """The stages whose spec slice differs once ``override`` is applied."""
+    before = Spec.model_validate(base)
+    after = Spec.model_validate(apply_overrides(base, [override]))
+    return {stage.name for stage in all_stages() if stage.spec_slice(before) != stage.spec_slice(after)}
+
+
+@pytest.mark.parametrize("override", ["verify.lr_surrogate=0.02", "verify.steps=7", "verify.batch_size=3"])
+def test_the_budget_linear_sgd_replays_reaches_calibrate_and_search(override: str) -> None:
+    # calibrate builds linear_sgd estimators from verify's budget: a stale calibration kept
+    # the old lambda and map while the search re-ran at the new learning rate
+    assert {"verify", "calibrate", "search"} <= stages_changed_by(override)
+
+
+@pytest.mark.parametrize("override", ["meta_init.checkpoint_every=3", "finetune.checkpoint_every=3",
+                                      "gradients.memory_budget_mb=1024"])
+def test_settings_that_cannot_change_results_make_nothing_stale(override: str) -> None:
+    assert stages_changed_by(override) == set()
+
+
+def test_meta_init_optimizer_settings_do_not_reach_verify() -> None:
+    # a real fine-tune takes neither weight decay nor gradient accumulation from meta_init
+    assert "verify" not in stages_changed_by("meta_init.weight_decay=0.1")
+    assert "verify" not in stages_changed_by("meta_init.grad_accum=2")
+    assert "meta_init" in stages_changed_by("meta_init.grad_accum=2")
+
+
+def test_num_labels_counts_for_a_classifier_only() -> None:
+    assert stages_changed_by("model.num_labels=5") == set()
+    classifier = {**BASE, "model": {"kind": "classifier", "source": "m"}}
+    assert {"meta_init", "gradients", "finetune", "evaluate"} <= stages_changed_by("model.num_labels=5", classifier)
+
+
+def test_fingerprint_dump_keeps_defaults_as_they_were() -> None:
+    # projects computed before these rules keep their fingerprints and cache keys
+    spec = Spec.model_validate(BASE)
+    assert fingerprint_dump(spec) == spec.model_dump(mode="json")
+
+
+def test_the_results_chunk_gives_every_worker_a_task_of_the_asked_batch_size() -> None:
+    from subsetctl.stages.search import RESULTS_CHUNK, results_chunk_size
+
+    def chunk(**executor: Any) -> int:
+        return results_chunk_size(Spec.model_validate({**BASE, "executor": executor}))
+
+    assert chunk() == RESULTS_CHUNK
+    assert chunk(batch_size=1000, n_jobs=4) == 4000  # a chunk of 256 capped executor.batch_size at 256
+    assert chunk(batch_size=10, n_jobs=2) == RESULTS_CHUNK
