@@ -279,3 +279,23 @@ def test_estimated_vs_true_plot_without_calibration_shows_raw_only(tmp_path: Pat
     plots.estimated_vs_true({"verify": {"ce": entry}}, tmp_path / "e.png")
     ax = captured["fig"].axes[0]
     assert "calibrated" in [t.get_text() for t in ax.get_legend().get_texts()] and "Spearman=0.50" in ax.get_title()
+
+
+def test_selections_are_shown_in_the_order_the_spec_lists_them() -> None:
+    """report.json keeps keys sorted; the tables list the strategies as the spec does, then
+    the baselines (they were alphabetical)."""
+    from subsetctl.report.build import in_spec_order
+
+    report = _many_sources_report(3)
+    row = report["strategies"]["forward"]
+    report["strategies"] = {"backward": row, "forward": row, "random_ensemble": row}
+    metric = {"metric": "exact_match", "score_mean": 0.1, "score_std": None, "loss_mean": 1.0, "loss_std": None,
+              "seeds": 1}
+    report["test_metrics"] = {k: metric for k in ("all", "backward", "forward", "random_ensemble", "target_only")}
+    report["selection_order"] = ["random_ensemble", "forward", "backward", "all", "target_only"]
+    ordered = in_spec_order(report)
+    assert list(ordered["strategies"]) == ["random_ensemble", "forward", "backward"]
+    assert list(ordered["test_metrics"]) == report["selection_order"]
+    markdown = render_markdown(report, {})
+    rows = [line.split(" | ")[0][2:] for line in markdown.splitlines() if line.startswith("| ") and "exact_match" in line]
+    assert rows == report["selection_order"]

@@ -62,16 +62,42 @@ def _overrides_read_by(manifest: dict[str, Any]) -> list[str]:
     return overrides_under([str(o) for o in overrides], list(manifest.get("inputs", {}).get("slice", {})))
 
 
+def selection_order(spec: Any) -> list[str]:
+    """The selections in the order the spec lists them: its strategies, then the
+    fine-tune baselines (stage files keep them sorted by label)."""
+    return [*(s.label or s.name for s in spec.search.strategies), *spec.finetune.baselines]
+
+
+def in_spec_order(report: dict[str, Any]) -> dict[str, Any]:
+    """``report`` with its per-selection tables (strategies, test metrics, adapters) in
+    ``report["selection_order"]`` (labels it does not name keep their place after those
+    it does); unchanged without one (report.json is written with sorted keys, so every
+    renderer reorders)."""
+    order = report.get("selection_order")
+    if not order:
+        return report
+    rank = {label: i for i, label in enumerate(order)}
+    out = dict(report)
+    for key in ("strategies", "test_metrics", "adapters"):
+        if isinstance(report.get(key), dict):
+            out[key] = dict(sorted(report[key].items(), key=lambda item: rank.get(item[0], len(rank))))
+    return out
+
+
 def build_report(
-    project: Project, skip: frozenset[str] | set[str] = frozenset(), name: str | None = None
+    project: Project, skip: frozenset[str] | set[str] = frozenset(), name: str | None = None,
+    order: list[str] | None = None,
 ) -> dict[str, Any]:
     """The report's content from the stage artifacts (nothing is recomputed); the results
     of the stages in ``skip`` (outdated ones) are left out. ``name`` is the spec's
-    ``project.name`` (the report stage has it); without it, the folder's name."""
+    ``project.name`` (the report stage has it); without it, the folder's name. ``order``:
+    the selections' order for the tables (:func:`selection_order`)."""
     from subsetctl.stages import stage_names
 
     state = project.state_dir
     report: dict[str, Any] = {"project": name or project.root.name, "stages": {}}
+    if order:
+        report["selection_order"] = list(order)
     for stage in stage_names():
         if stage == "report":  # the stage writing this report has no manifest yet
             continue
@@ -115,4 +141,4 @@ def build_report(
     if metrics:
         report["test_metrics"] = metrics["metrics"]
         report["test_warnings"] = metrics.get("warnings", [])
-    return report
+    return in_spec_order(report)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from subsetctl.report.build import in_spec_order
 from subsetctl.report.cells import (
     SELECTED_SHOWN,
     baseline_cell,
@@ -46,6 +47,7 @@ def left_out_note(left_out: list[str], switched_off: list[str]) -> str:
 
 
 def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
+    report = in_spec_order(report)
     lines = [f"# subsetctl report: {report['project']}", ""]
     overrides = overrides_line(report)
     if overrides:

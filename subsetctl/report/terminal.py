@@ -33,7 +33,13 @@ def load_report_data(root: Path, overrides: list[str] | None = None) -> dict[str
             f"Nothing to report in {root}: no stage has finished yet. Run `subsetctl run {root}` first "
             f"(`subsetctl plan {root}` shows what it would do)."
         )
-    from subsetctl.report.build import build_report, outdated_stages, switched_off_moved_past
+    from subsetctl.report.build import (
+        build_report,
+        in_spec_order,
+        outdated_stages,
+        selection_order,
+        switched_off_moved_past,
+    )
 
     outdated = outdated_stages(project)
     data: dict[str, Any] = {"project": str(root), "stages": stages, "outdated": outdated}
@@ -47,11 +53,12 @@ def load_report_data(root: Path, overrides: list[str] | None = None) -> dict[str
     report_json = root / "report.json"
     if report_json.is_file() and "report" in stages and "report" not in outdated and not data["damaged"]:
         try:
-            data["report"] = json.loads(report_json.read_text(encoding="utf-8"))
+            data["report"] = in_spec_order(json.loads(report_json.read_text(encoding="utf-8")))
         except json.JSONDecodeError:
             pass
     if "report" not in data:  # no current report stage (`run --until calibrate`, damaged state): from the stages
-        data["report"] = build_report(project, skip=set(outdated) | set(data["damaged"]), name=name)
+        data["report"] = build_report(project, skip=set(outdated) | set(data["damaged"]), name=name,
+                                      order=selection_order(spec) if spec is not None else None)
     return data
 
 
