@@ -337,10 +337,11 @@ def test_evaluate_settings_that_fail_after_every_fine_tune_are_found_first(tmp_p
     assert report.issues == [] and [w.key for w in report.warnings] == ["evaluate.metric"]
 
 
-def test_a_target_test_split_that_rounds_to_nothing_stops_the_data_stage(jsonl_project: Path) -> None:
+def test_a_target_test_split_that_rounds_to_nothing_is_refused_before_anything_runs(jsonl_project: Path) -> None:
     from subsetctl.api import run_project
 
-    with pytest.raises(UserError, match=r"split.test=0.01 of \d+ examples gives no test examples"):
+    # validate counts the JSONL file's lines (the data stage said it after loading)
+    with pytest.raises(UserError, match=r"split.test: 0.01 of \d+ examples gives no test examples"):
         run_project(jsonl_project, ["target.split={train: 0.9, validation: 0.09, test: 0.01}"], until="data")
 
 
@@ -411,3 +412,18 @@ def test_num_labels_on_a_causal_lm_is_a_warning(tmp_path: Path) -> None:
     report = validate_spec_file(_spec_file(tmp_path, {**BASE, "model": {"num_labels": 5}}))
     assert report.issues == [] and [w.key for w in report.warnings] == ["model.num_labels"]
     assert "classifiers only" in report.warnings[0].message
+
+
+def test_split_counts_beyond_the_rows_of_a_local_file_are_found_by_validate(tmp_path: Path) -> None:
+    # t.jsonl has 8 rows: the data stage found this only after loading every source
+    target = {**BASE["target"], "split": {"train": 6, "validation": 2, "test": 2}}
+    (issue,) = _issues(_spec_file(tmp_path, {**BASE, "target": target}))
+    assert "target.split" in issue and "asks for 10 examples" in issue and "has 8 non-blank lines" in issue
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"prompt": ["a", "b"], "response": ["1", "2"]}), tmp_path / "s.parquet")
+    source = {"name": "p", "loader": {"type": "parquet", "path": "s.parquet"}, "split": {"train": 3}}
+    (issue,) = _issues(_spec_file(tmp_path, {**BASE, "sources": [source, *BASE["sources"][1:]]}))
+    assert "sources[0].split" in issue and "s.parquet has 2 rows" in issue
+    assert _issues(_spec_file(tmp_path, BASE)) == []  # 4 + 2 + 2 of 8 fits
