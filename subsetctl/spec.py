@@ -433,7 +433,11 @@ class MetaInitSpec(TrainSpec):
 
 
 class GradientsSpec(StrictModel):
-    d: int = Field(128, ge=1, le=65536, description="Projection dimension.")
+    d: int = Field(
+        128, ge=1, le=65536,
+        description="Projection dimension: each example's LoRA gradient is projected to d numbers. At most "
+        "the number of trainable LoRA parameters (the gradients stage names it when d is larger).",
+    )
     projector: str = Field("rademacher", description="Registered projector name.")
     batch_size: int = Field(8, ge=1, description="Examples per gradient batch.")
     memory_budget_mb: float = Field(
