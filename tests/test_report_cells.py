@@ -228,9 +228,11 @@ def test_results_made_with_command_line_overrides_say_so(tmp_path) -> None:
     from subsetctl.project import Project
     from subsetctl.report.build import build_report
 
-    # every stage a command runs records all its overrides: only those of keys a stage reads count
+    # every stage a command runs records all its overrides: only those of keys a stage reads count, and
+    # not those that cannot change a result (checkpoint_every)
     for stage, reads, overrides in (("data", ["sources"], ["finetune.steps=3"]),
-                                    ("finetune", ["finetune", "model"], ["finetune.steps=3", "sources[0].seed=2"]),
+                                    ("finetune", ["finetune", "model"], ["finetune.steps=3", "sources[0].seed=2",
+                                                                         "finetune.checkpoint_every=7"]),
                                     ("evaluate", ["model", "evaluate"], ["finetune.steps=3"]),
                                     ("search", ["search"], ["search.strategies[0].params.m=5"])):
         folder = tmp_path / ".subsetctl" / stage

@@ -54,12 +54,14 @@ def _overrides_read_by(manifest: dict[str, Any]) -> list[str]:
     """The command-line overrides of the run that made a stage's results, as far as they
     set a spec key the stage reads (every stage a command runs records all of its
     overrides, also those of keys it never reads)."""
-    from subsetctl.spec import overrides_under
+    from subsetctl.spec import RESULT_NEUTRAL, override_keys, overrides_under
 
     overrides = manifest.get("overrides")
     if not isinstance(overrides, list):
         return []
-    return overrides_under([str(o) for o in overrides], list(manifest.get("inputs", {}).get("slice", {})))
+    neutral = {f"{section}.{key}" for section, keys in RESULT_NEUTRAL.items() for key in keys}
+    shaping = [item for key, item in override_keys([str(o) for o in overrides]) if key not in neutral]  # not e.g. checkpoint_every
+    return overrides_under(shaping, list(manifest.get("inputs", {}).get("slice", {})))
 
 
 def selection_order(spec: Any) -> list[str]:
