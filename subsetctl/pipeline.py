@@ -32,7 +32,7 @@ from subsetctl.project import (
     verify_checksums,
 )
 from subsetctl.reporter import Reporter, SilentReporter
-from subsetctl.spec import Spec, fingerprint_dump
+from subsetctl.spec import Spec, fingerprint_dump, neutralized
 
 
 def _dig(data: Any, dotted: str) -> Any:
@@ -160,6 +160,12 @@ class Stage(ABC):
         dumped = fingerprint_dump(spec)
         return {key: _dig(dumped, key) for key in self.spec_keys}
 
+    def raw_spec_slice(self, spec: Spec) -> dict[str, Any]:
+        """The spec slice as subsetctl recorded it before :func:`spec_slice` counted some
+        settings at their defaults (to recognise a project computed then)."""
+        dumped = spec.model_dump(mode="json")
+        return {key: _dig(dumped, key) for key in self.spec_keys}
+
     def settings_moved_past(self, spec: Spec, manifest: dict[str, Any]) -> list[str]:
         """The spec keys this stage reads whose values changed since the run that made
         ``manifest`` (its switch aside): for a switched-off stage, whose results `run` no
@@ -167,7 +173,10 @@ class Stage(ABC):
         old = manifest.get("inputs", {}).get("slice")
         if not isinstance(old, dict):
             return []
-        return [key for key in changed_keys(old, self.spec_slice(spec)) if key != self.switch]
+        new = self.spec_slice(spec)
+        shared = set(old) & set(new)  # a key another subsetctl version read or not is no change of the spec
+        old = neutralized({k: v for k, v in old.items() if k in shared}, spec.model.kind)  # as recorded before
+        return [key for key in changed_keys(old, {k: v for k, v in new.items() if k in shared}) if key != self.switch]
 
     @abstractmethod
     def run(self, ctx: StageContext) -> dict[str, Any]:
@@ -207,7 +216,8 @@ def _changed_inputs(old: Any, new: dict[str, Any]) -> str | None:
     left to the spec's reason; a model folder the earlier run did not record (it predates
     model fingerprints) is said as such, not as a change."""
     old = old if isinstance(old, dict) else {}
-    changed = sorted(k for k in set(old) & set(new) if old[k] != new[k])
+    moved = "switched_off_moved_past"  # the report stage's: switched-off stages whose settings changed
+    changed = sorted(k for k in set(old) & set(new) if old[k] != new[k] and k != moved)
     shown = ["model folder (model.source)" if k == "model_files" else k for k in changed]
     parts = []
     if shown:
@@ -215,6 +225,10 @@ def _changed_inputs(old: Any, new: dict[str, Any]) -> str | None:
     if "model_files" in new and "model_files" not in old:
         parts.append("the model folder's files were not recorded by the run that made these results "
                      "(an older subsetctl), so they cannot be checked")
+    if old.get(moved) != new.get(moved):
+        parts.append(f"results it shows are of switched-off stages whose settings changed: "
+                     f"{_listed(new.get(moved) or [])}" if new.get(moved) else
+                     "switched-off stages whose results it left out match the spec again")
     return "; ".join(parts) or None
 
 
@@ -286,6 +300,20 @@ class Pipeline:
             return None, inputs
         return fingerprint(inputs), inputs
 
+    def _fingerprint_matches(self, stage: Stage, manifest: dict[str, Any], fp: str | None,
+                             inputs: dict[str, Any]) -> bool:
+        """Whether the fingerprint a stage's manifest records is its current one, or the one
+        an earlier subsetctl computed from the same inputs before settings that cannot change
+        a result (:data:`subsetctl.spec.RESULT_NEUTRAL`) counted at their defaults: a project
+        computed then with ``checkpoint_every: 2`` stays up to date."""
+        recorded = manifest.get("fingerprint")
+        if fp is None or recorded is None:
+            return False
+        if recorded == fp:
+            return True
+        raw = stage.raw_spec_slice(self.spec)
+        return raw != inputs["slice"] and recorded == fingerprint({**inputs, "slice": raw})
+
     def plan(self, force: set[str] | None = None, until: str | None = None) -> list[StageStatus]:
         """Status of every stage and whether `run` would run it. No side effects."""
         force = force or set()
@@ -321,7 +349,7 @@ class Pipeline:
                 problems = verify_checksums(self.project.stage_dir(stage.name), manifest.get("artifacts", {}))
                 if problems:
                     state, reasons = "corrupt", problems
-                elif fp is not None and manifest.get("fingerprint") == fp:
+                elif self._fingerprint_matches(stage, manifest, fp, inputs):
                     missing = stage.missing_outputs(self.project, manifest)
                     state = "stale" if missing else "up to date"
                     reasons = [f"outputs missing: {', '.join(missing)}"] if missing else []
@@ -455,8 +483,7 @@ class Pipeline:
             up_to_date = (
                 manifest is not None
                 and not manifest.get("corrupt")
-                and fp is not None
-                and manifest.get("fingerprint") == fp
+                and self._fingerprint_matches(stage, manifest, fp, inputs)
                 and stage.name not in force
             )
             if shared and not up_to_date and stage.name != until:

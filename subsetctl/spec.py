@@ -1140,10 +1140,23 @@ def fingerprint_dump(spec: Spec) -> dict[str, Any]:
     """The spec as JSON for fingerprints and cache keys: the settings of
     :data:`RESULT_NEUTRAL` at their defaults, and ``model.num_labels`` at its default for
     a causal LM, which ignores it."""
-    dumped = spec.model_dump(mode="json")
+    return neutralized(spec.model_dump(mode="json"), spec.model.kind)
+
+
+def neutralized(dumped: dict[str, Any], kind: str) -> dict[str, Any]:
+    """A copy of (part of) a dumped spec with the :func:`fingerprint_dump` rules applied
+    to the sections it holds (a stage's recorded spec slice, too)."""
+    out = dict(dumped)
     for section, keys in RESULT_NEUTRAL.items():
-        defaults = type(getattr(spec, section))().model_dump(mode="json")  # as dumped: 256.0, not 256
-        dumped[section] = {**dumped[section], **{key: defaults[key] for key in keys}}
-    if spec.model.kind == "causal-lm":
-        dumped["model"]["num_labels"] = ModelSpec.model_fields["num_labels"].default
-    return dumped
+        if isinstance(out.get(section), dict):
+            defaults = _SECTION_MODELS[section]().model_dump(mode="json")  # as dumped: 256.0, not 256
+            out[section] = {**out[section], **{key: defaults[key] for key in keys}}
+    if kind == "causal-lm" and isinstance(out.get("model"), dict):
+        out["model"] = {**out["model"], "num_labels": ModelSpec.model_fields["num_labels"].default}
+    return out
+
+
+#: the model class of each section :data:`RESULT_NEUTRAL` names, for its defaults
+_SECTION_MODELS: dict[str, type[BaseModel]] = {
+    section: Spec.model_fields[section].annotation for section in RESULT_NEUTRAL  # type: ignore[misc]
+}

@@ -324,8 +324,9 @@ def test_results_of_a_switched_off_stage_whose_settings_changed_are_left_out(tin
     run_project(tiny_project, off)  # switched off, settings unchanged: the results still match the spec
     assert "test_metrics" in json.loads((tiny_project / "report.json").read_text())
     moved = [*off, "finetune.steps=3"]
-    (status,) = [s for s in plan_project(tiny_project, moved)[2] if s.name == "finetune"]
-    assert status.state == "disabled" and "finetune.steps" in status.reasons[1]
+    statuses = {s.name: s for s in plan_project(tiny_project, moved)[2]}
+    assert statuses["finetune"].state == "disabled" and "finetune.steps" in statuses["finetune"].reasons[1]
+    assert "switched-off stages whose settings changed: finetune" in " ".join(statuses["report"].reasons)
     run_project(tiny_project, moved)
     written = json.loads((tiny_project / "report.json").read_text())
     assert "test_metrics" not in written and "adapters" not in written
@@ -342,3 +343,70 @@ def test_plots_of_results_no_longer_shown_are_removed(tiny_project: Path) -> Non
     assert (tiny_project / "plots" / "test_metric.png").is_file()
     run_project(tiny_project, ["report.plots=false"])
     assert not list((tiny_project / "plots").glob("*.png"))  # report.md no longer links them: gone, not stale
+
+
+def test_a_project_computed_before_checkpoint_every_counted_at_its_default_stays_up_to_date(
+    tiny_project: Path, monkeypatch
+) -> None:
+    """Stages and cached fine-tunes recorded with a non-default checkpoint_every in the raw
+    spec (as the previous version keyed them) are still recognised: nothing re-runs, and a
+    finetune stage that must run again finds its adapters."""
+    import shutil
+
+    import subsetctl.pipeline
+    import subsetctl.stages.finetune
+
+    def raw(spec):  # type: ignore[no-untyped-def]
+        return spec.model_dump(mode="json")
+
+    overrides = ["finetune.checkpoint_every=3"]  # and the tiny spec's meta_init.checkpoint_every is 2
+    with monkeypatch.context() as previous_version:  # fingerprints and cache keys of the raw spec
+        previous_version.setattr(subsetctl.pipeline, "fingerprint_dump", raw)
+        previous_version.setattr(subsetctl.stages.finetune, "fingerprint_dump", raw)
+        run_project(tiny_project, overrides)
+    statuses = plan_project(tiny_project, overrides)[2]
+    assert all(s.state in ("up to date", "disabled") for s in statuses), [(s.name, s.reasons) for s in statuses]
+    state = tiny_project / ".subsetctl"
+    entries = sorted(p.name for p in (state / "cache" / "finetune").iterdir())
+    shutil.rmtree(state / "finetune")  # finetune runs again: it finds its adapters under the old keys
+    run_project(tiny_project, overrides)
+    summary = json.loads((state / "finetune" / "manifest.json").read_text())["summary"]
+    assert summary["trained_now"] == 0 and sorted(p.name for p in (state / "cache" / "finetune").iterdir()) == entries
+
+
+def test_report_after_a_run_that_switched_verify_on_by_override_does_not_call_it_switched_off(
+    tiny_project: Path,
+) -> None:
+    from subsetctl.report.terminal import load_report_data, outdated_note
+
+    run_project(tiny_project, ["verify.enabled=true", "verify.k=4", "verify.steps=1", "verify.batch_size=4",
+                               "finetune.enabled=false"])
+    data = load_report_data(tiny_project)  # no overrides: the spec has verify off (and k 8)
+    assert data["switched_off_moved_past"] == [] and data["report"].get("verify")
+    assert "Switched off in the spec" not in (outdated_note(data) or "")
+
+
+def test_a_partial_gradient_store_of_another_row_table_is_recreated(tiny_project: Path, monkeypatch) -> None:
+    """An interrupted store computed by an earlier version (which also took sources'
+    validation rows) was filled by position with the new rows: other rows' gradients, then
+    an internal IndexError on every run."""
+    import numpy as np
+
+    from subsetctl.gradients.store import GradientStore
+    from subsetctl.stages import gradients
+
+    overrides = ["sources[0].split={train: 0.5, validation: 0.5}", "finetune.enabled=false"]
+    with monkeypatch.context() as previous_version:
+        previous_version.setattr(gradients, "SOURCE_SPLITS", ("train", "validation"))
+        run_project(tiny_project, overrides, until="gradients")
+    state = tiny_project / ".subsetctl" / "gradients"
+    info = json.loads((state / "store" / "info.json").read_text())  # no row identity, as it was written then
+    (state / "store" / "info.json").write_text(json.dumps({k: v for k, v in info.items() if k != "rows_digest"}))
+    written = np.load(state / "store" / "written.npy", mmap_mode="r+")
+    written[len(written) // 2:] = False  # stopped halfway
+    written.flush()
+    del written
+    (state / "manifest.json").unlink()  # an unfinished stage: its work.json remains
+    run_project(tiny_project, overrides, until="gradients")
+    store = GradientStore.open(state / "store", writable=False)
+    assert ("a", "validation") not in {(r["source"], r["split"]) for r in store.rows} and store.complete

@@ -65,3 +65,18 @@ def test_the_results_chunk_gives_every_worker_a_task_of_the_asked_batch_size() -
     assert chunk() == RESULTS_CHUNK
     assert chunk(batch_size=1000, n_jobs=4) == 4000  # a chunk of 256 capped executor.batch_size at 256
     assert chunk(batch_size=10, n_jobs=2) == RESULTS_CHUNK
+
+
+def test_a_switched_off_stage_is_not_said_to_be_moved_past_by_keys_the_spec_did_not_change() -> None:
+    """A slice recorded by an earlier version (verify read meta_init.weight_decay; finetune's
+    checkpoint_every raw) is no change of the spec; a changed setting is."""
+    stages = {stage.name: stage for stage in all_stages()}
+    spec = Spec.model_validate({**BASE, "verify": {"enabled": False}, "finetune": {"enabled": False}})
+    on = Spec.model_validate({**BASE, "finetune": {"checkpoint_every": 3}})
+    verify_slice = {**stages["verify"].spec_slice(spec), "meta_init.weight_decay": 0.0}
+    assert stages["verify"].settings_moved_past(spec, {"inputs": {"slice": verify_slice}}) == []
+    finetune_slice = stages["finetune"].raw_spec_slice(on)
+    assert finetune_slice["finetune"]["checkpoint_every"] == 3
+    assert stages["finetune"].settings_moved_past(spec, {"inputs": {"slice": finetune_slice}}) == []
+    finetune_slice["finetune"]["steps"] = 99
+    assert stages["finetune"].settings_moved_past(spec, {"inputs": {"slice": finetune_slice}}) == ["finetune.steps"]

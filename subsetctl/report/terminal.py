@@ -46,8 +46,11 @@ def load_report_data(root: Path, overrides: list[str] | None = None) -> dict[str
     checked = _checked_against_spec(root, overrides, stages)
     spec = checked.pop("spec")
     checked["stale"] = [name for name in checked["stale"] if name not in outdated]
-    # switched off, with settings changed since their results: a run leaves them out of report.md
-    checked["switched_off_moved_past"] = switched_off_moved_past(project, spec) if spec is not None else []
+    # switched off, with settings changed since their results: a run leaves them out of report.md (not
+    # those a command-line override switched on: the overrides line says their results are not the spec's)
+    checked["switched_off_moved_past"] = [
+        name for name in (switched_off_moved_past(project, spec) if spec is not None else [])
+        if not _switched_on_by_an_override(project, name)]
     name = checked.pop("name")
     data.update(checked)
     report_json = root / "report.json"
@@ -60,6 +63,17 @@ def load_report_data(root: Path, overrides: list[str] | None = None) -> dict[str
         data["report"] = build_report(project, skip=set(outdated) | set(data["damaged"]), name=name,
                                       order=selection_order(spec) if spec is not None else None)
     return data
+
+
+def _switched_on_by_an_override(project: Project, stage: str) -> bool:
+    """Whether the run that made ``stage``'s results switched it on on the command line
+    (``verify.enabled=true``)."""
+    from subsetctl.spec import override_keys
+    from subsetctl.stages import all_stages
+
+    switch = next((s.switch for s in all_stages() if s.name == stage), None)
+    overrides = (project.read_manifest(stage) or {}).get("overrides") or []
+    return switch is not None and any(key == switch for key, _ in override_keys([str(o) for o in overrides]))
 
 
 def _checked_against_spec(root: Path, overrides: list[str] | None, stages: dict[str, Any]) -> dict[str, Any]:
@@ -107,7 +121,7 @@ def outdated_note(data: dict[str, Any]) -> str | None:
     if moved:
         one = len(moved) == 1
         notes.append(f"Switched off in the spec, with settings changed since their results: {', '.join(moved)}. "
-                     f"`subsetctl run` does not update {'it' if one else 'them'} and its report leaves "
+                     f"`subsetctl run` does not update {'it' if one else 'them'}, and the report it writes leaves "
                      f"{'its' if one else 'their'} results (and what follows from them) out; switch "
                      f"{'it' if one else 'them'} back on to get new ones.")
     not_run = data.get("not_run") or []

@@ -69,17 +69,22 @@ class AdapterCache:
         self.folder = ctx.project.state_dir.joinpath(*ADAPTER_CACHE)
         self.data = common.DataFiles(ctx)
         self.target = spec.target.name
-        dumped = fingerprint_dump(spec)  # settings that cannot change a run at their defaults
-        self.base = {
-            "model": dumped["model"],
-            "train": {k: v for k, v in dumped["finetune"].items() if k not in ("enabled", "baselines", "seeds")},
-            "version": __version__,
-            **model_fingerprint_inputs(spec.model.source, ctx.project.root),  # a local folder's files
-        }
+        def base(dumped: dict[str, Any]) -> dict[str, Any]:
+            return {
+                "model": dumped["model"],
+                "train": {k: v for k, v in dumped["finetune"].items() if k not in ("enabled", "baselines", "seeds")},
+                "version": __version__,
+                **model_fingerprint_inputs(spec.model.source, ctx.project.root),  # a local folder's files
+            }
 
-    def _entry(self, subset: list[str], seed: int) -> Path:
+        self.base = base(fingerprint_dump(spec))  # settings that cannot change a run at their defaults
+        # the key before those settings counted at their defaults: its entries are still found
+        legacy = base(spec.model_dump(mode="json"))
+        self.legacy_base = legacy if legacy != self.base else None
+
+    def _entry(self, subset: list[str], seed: int, base: dict[str, Any] | None = None) -> Path:
         data = self.data.of([self.target, *subset])
-        return self.folder / fingerprint({**self.base, "data": data, "subset": sorted(subset), "seed": seed})
+        return self.folder / fingerprint({**(base or self.base), "data": data, "subset": sorted(subset), "seed": seed})
 
     def restore(self, subset: list[str], seed: int, run_dir: Path) -> dict[str, Any] | None:
         """Copy a cached adapter into ``run_dir``; its record, or None when not cached. An
@@ -87,6 +92,8 @@ class AdapterCache:
         deleted with a warning, so the run is trained again instead of the damage being
         committed and every later evaluate failing on it."""
         entry = self._entry(subset, seed)
+        if self.legacy_base is not None and not entry.is_dir():
+            entry = self._entry(subset, seed, self.legacy_base)  # kept by an earlier subsetctl
         try:
             record = json.loads((entry / "record.json").read_text())
             checksums = json.loads((entry / CHECKSUMS).read_text()) if (entry / CHECKSUMS).is_file() else None

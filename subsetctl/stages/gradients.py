@@ -14,7 +14,7 @@ from typing import Any
 
 from subsetctl.errors import UserError
 from subsetctl.pipeline import StageContext
-from subsetctl.project import Project
+from subsetctl.project import Project, fingerprint
 from subsetctl.spec import Spec
 from subsetctl.stages import common
 
@@ -109,6 +109,9 @@ class GradientsStage(common.ModelStage):
             "d": spec.gradients.d,
             "kind": spec.model.kind,
             "max_length": spec.model.max_length,
+            # which rows, in which order: a partial store of another row table (an earlier
+            # version's, with sources' validation rows) must be recreated, not filled by position
+            "rows_digest": fingerprint(rows),
         }
         from subsetctl.registry import PROJECTORS
 

@@ -61,6 +61,8 @@ def _real_fine_tune_inputs(ctx: StageContext) -> dict[str, Any]:
         "data": ctx.upstream_manifest("data").get("output_digest"),
         "model": dumped["model"], **model_fingerprint_inputs(spec.model.source, ctx.project.root),
         "meta_init": dumped["meta_init"], "seed": spec.project.seed,
+        # with accumulation, runs cached before took grad_accum batches a step: not these
+        **({"one_batch_per_step": True} if spec.meta_init.grad_accum != 1 else {}),
         "verify": {"kind": verify.kinds[0], "steps": verify.steps, "batch_size": verify.batch_size,
                    "lr_ce": verify.lr_ce, "lr_surrogate": verify.lr_surrogate},
     }
