@@ -200,7 +200,7 @@ def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIss
             issue(("search", "strategies", i, "params"), problem)
     from subsetctl.doctor import dask_importable
 
-    if spec.executor.backend == "dask" and spec.executor.address and dask_importable():
+    if spec.executor.backend == "dask" and spec.executor.address is not None and dask_importable():  # "" too
         from subsetctl.estimate.executors import check_dask_address
 
         try:  # a malformed address would only be found after the gradients stage

@@ -427,3 +427,10 @@ def test_split_counts_beyond_the_rows_of_a_local_file_are_found_by_validate(tmp_
     (issue,) = _issues(_spec_file(tmp_path, {**BASE, "sources": [source, *BASE["sources"][1:]]}))
     assert "sources[0].split" in issue and "s.parquet has 2 rows" in issue
     assert _issues(_spec_file(tmp_path, BASE)) == []  # 4 + 2 + 2 of 8 fits
+
+
+def test_an_empty_dask_address_is_found_by_validate(tmp_path: Path) -> None:
+    # it passed validate and stopped the search after the model stages had run
+    pytest.importorskip("distributed")
+    (issue,) = _issues(_spec_file(tmp_path, {**BASE, "executor": {"backend": "dask", "address": ""}}))
+    assert "executor.address" in issue and "is not a Dask scheduler address" in issue

@@ -207,29 +207,86 @@ def _connect_dask(dd: ModuleType, n_jobs: int, address: str | None, connect_time
     """A new client: of the scheduler at ``address``, else of a new LocalCluster with
     ``n_jobs`` single-threaded worker processes."""
     if address is None:
-        cluster = dd.LocalCluster(
-            n_workers=n_jobs,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            silence_logs=logging.ERROR,
-        )
+        with _sigint_ignored():  # the worker processes inherit it: Ctrl-C stops subsetctl, not them first
+            cluster = dd.LocalCluster(
+                n_workers=n_jobs,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=":0",  # none wanted; ":0" keeps it off port 8787 (a warning when taken)
+                silence_logs=logging.CRITICAL,  # failures reach the user as errors of the search
+            )
         try:
             return _DaskConnection(dd.Client(cluster, set_as_default=False), cluster)
         except BaseException:  # the cluster just started would outlive the failed client
             cluster.close()
             raise
     check_dask_address(address)
+    unreachable = (f"Could not reach the Dask scheduler at {address!r} within {connect_timeout:g} s ({{}}). "
+                   "Start it (`dask scheduler`), check the address and port, or drop the address to use "
+                   "a local cluster.")
     try:
-        return _DaskConnection(dd.Client(address, timeout=f"{connect_timeout}s", set_as_default=False))
+        client = _within(2 * connect_timeout + 1, lambda: dd.Client(
+            address, timeout=f"{connect_timeout}s", set_as_default=False))
     except ValueError as exc:  # a form the check above let through but dask refuses
         raise _bad_address(address, exc) from exc
-    except (OSError, TimeoutError) as exc:
+    except _NoAnswer:  # something listens there, but the Dask handshake never completes
         raise UserError(
-            f"Could not reach the Dask scheduler at {address!r} within "
-            f"{connect_timeout:g} s ({exc}). Start it (`dask scheduler`), check the "
-            "address and port, or drop the address to use a local cluster."
+            f"No Dask scheduler answered at {address!r} within {2 * connect_timeout + 1:g} s: something "
+            "listens on that port but does not speak Dask's protocol (the dashboard's port 8787, or "
+            "another service?). Give the scheduler's own address (`dask scheduler` prints it; the "
+            "default port is 8786)."
+        ) from None
+    except (OSError, TimeoutError) as exc:
+        raise UserError(unreachable.format(exc)) from exc
+    except Exception as exc:  # a non-Dask server's bytes read as a Dask message (MemoryError, ...)
+        raise UserError(
+            f"The server at {address!r} is not a Dask scheduler (its answer could not be read: "
+            f"{type(exc).__name__}). Give the scheduler's address (`dask scheduler` prints it; the default "
+            "port is 8786)."
         ) from exc
+    return _DaskConnection(client)
+
+
+class _NoAnswer(Exception):
+    """:func:`_within` ran out of time."""
+
+
+def _within(seconds: float, make: Callable[[], Any]) -> Any:
+    """``make()``, given up after ``seconds``: distributed's Client waits for a scheduler's
+    handshake without a timeout, so a port held by another server hung the search forever.
+    The attempt is left to finish in a daemon thread (it holds no lock and no file)."""
+    outcome: dict[str, Any] = {}
+
+    def attempt() -> None:
+        try:
+            outcome["value"] = make()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=attempt, name="subsetctl-dask-connect", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise _NoAnswer
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored while processes are started (they inherit it), in the main thread
+    only (elsewhere signals cannot be set, and none are delivered there anyway)."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _dask_client(n_jobs: int, address: str | None, connect_timeout: float) -> Any:
@@ -324,10 +381,26 @@ def _dask_results(
         if futures:  # the cluster outlives this call: stop what it would still compute
             with contextlib.suppress(Exception):
                 client.cancel(futures)
-        problem = _worker_import_error(exc, address)
+        problem = _worker_import_error(exc, address) or _workers_lost(exc, address)
         if problem is not None:
             raise problem from exc
         raise
+
+
+def _workers_lost(exc: BaseException, address: str | None) -> UserError | None:
+    """A UserError for estimates lost with their workers (killed, out of memory, or the
+    cluster shut down), else None. Dask says it as a cancelled future or KilledWorker."""
+    from distributed import CancelledError
+    from distributed.scheduler import KilledWorker
+
+    if not isinstance(exc, (CancelledError, KilledWorker)):
+        return None
+    where = f"at {address!r}" if address else "of the local cluster"
+    return UserError(
+        f"The Dask workers {where} were lost while estimating ({type(exc).__name__}: killed, out of memory, "
+        "or the cluster shut down). The estimates finished so far are kept: restart the workers (or use "
+        "fewer, or a smaller executor.batch_size, if they ran out of memory) and run again."
+    )
 
 
 def estimate_parallel(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -250,3 +252,57 @@ def test_default_batches_do_not_depend_on_backend(exact: ExactEstimator) -> None
     assert default_batch_size(1000, exact) == exact.chunk_size
     assert default_batch_size(40, exact) == 5
     assert default_batch_size(1, exact) == 1
+
+
+@contextmanager
+def _non_dask_server(greeting: bytes) -> Iterator[str]:
+    """A TCP server on a free port that accepts connections and sends ``greeting`` (maybe
+    nothing) but never speaks Dask: a dashboard port, or an SSH server."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)
+            with contextlib.suppress(OSError):
+                conn.sendall(greeting)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        server.close()
+        for conn in held:
+            conn.close()
+
+
+@pytest.mark.parametrize("greeting", [b"", b"SSH-2.0-OpenSSH_9.6\r\n" * 4])
+def test_a_port_that_is_not_a_dask_scheduler_is_a_quick_user_error(greeting: bytes, small_features: FeatureSet) -> None:
+    """A silent server hung the search forever (the handshake has no timeout); one that
+    greets first was an internal MemoryError."""
+    start = time.perf_counter()
+    expected = "(not a Dask scheduler|No Dask scheduler answered)"
+    with _non_dask_server(greeting) as address, pytest.raises(UserError, match=expected):
+        estimate_parallel(FastEstimator(small_features), random_masks(2, 10, seed=0), backend="dask",
+                          address=address, connect_timeout=1.0)
+    assert time.perf_counter() - start < 20
+
+
+def test_workers_lost_mid_search_are_a_user_error() -> None:
+    from distributed import CancelledError
+    from distributed.scheduler import KilledWorker
+
+    from subsetctl.estimate.executors import _workers_lost
+
+    lost = _workers_lost(CancelledError("_run_batch-1"), None)
+    assert lost is not None and "local cluster were lost" in str(lost) and "finished so far are kept" in str(lost)
+    assert _workers_lost(KilledWorker("_run_batch-1", None, 3), "tcp://s:8786") is not None  # type: ignore[arg-type]
+    assert _workers_lost(ValueError("an estimator's own error"), None) is None
