@@ -253,9 +253,19 @@ def _mark_running(statuses: list[Any], stage: str | None, pid: str) -> None:
 
 
 def _split_dir(directory: Path | None, overrides: tuple[str, ...]) -> tuple[Path | None, tuple[str, ...]]:
-    """`subsetctl run a=b` (no directory): the first argument is an override."""
+    """`subsetctl run a=b` (no directory): the first argument is an override. A project
+    folder after the overrides (`subsetctl plan gradients.d=32 proj`) is a usage error
+    that says so; it used to be taken for an override, and the error named the current
+    folder as the project."""
     if directory is not None and "=" in str(directory) and not Path(directory).exists():
-        return None, (str(directory), *overrides)
+        directory, overrides = None, (str(directory), *overrides)
+    stray = [item for item in overrides if "=" not in item]
+    if stray:
+        raise click.UsageError(
+            f"{stray[0]!r} is not a key=value override. Give the project folder first, then the overrides: "
+            f"`{click.get_current_context().command_path} {stray[0]} "
+            f"{' '.join(o for o in overrides if o != stray[0])}`."
+        )
     return directory, overrides
 
 
@@ -317,8 +327,8 @@ def _print_report(root: Path, console: Any, overrides: list[str] | None = None) 
 @main.command()
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True,
-              help="json: {project (its folder), stages, outdated, stale, damaged, not_run, spec_problem, report "
-                   "(report.json's content)}; markdown: report.md.")
+              help="json: {project (its folder), stages, outdated, stale, damaged, not_run, unfinished, "
+                   "switched_off_moved_past, spec_problem, report (report.json's content)}; markdown: report.md.")
 @click.option("--all-sources", is_flag=True,
               help="List every source in the text report (with more than 30, highest score first; by "
                    "default the per-source table then shows the 20 highest and 10 lowest scoring and long "

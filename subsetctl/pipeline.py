@@ -32,7 +32,7 @@ from subsetctl.project import (
     verify_checksums,
 )
 from subsetctl.reporter import Reporter, SilentReporter
-from subsetctl.spec import Spec, fingerprint_dump, neutralized
+from subsetctl.spec import Spec, fingerprint_dump, neutralized, with_neutral_values_of
 
 
 def _dig(data: Any, dotted: str) -> Any:
@@ -312,7 +312,11 @@ class Pipeline:
         if recorded == fp:
             return True
         raw = stage.raw_spec_slice(self.spec)
-        return raw != inputs["slice"] and recorded == fingerprint({**inputs, "slice": raw})
+        if raw == inputs["slice"]:
+            return False
+        # the neutral settings as that run recorded them (they may differ now: they change nothing)
+        return recorded == fingerprint({**inputs, "slice": with_neutral_values_of(
+            raw, manifest.get("inputs", {}).get("slice"), self.spec.model.kind)})
 
     def plan(self, force: set[str] | None = None, until: str | None = None) -> list[StageStatus]:
         """Status of every stage and whether `run` would run it. No side effects."""

@@ -167,13 +167,27 @@ class JsonlLoader(LoaderBase):
                                   "relative to the spec file.")
 
 
-class CsvLoader(LoaderBase):
+class Delimited(BaseModel):
+    """The delimiter option of the CSV loaders (a listed source's and a group's)."""
+
+    delimiter: str = Field(
+        ",", min_length=1, max_length=1,
+        description='Field delimiter, one character. A tab is "\\t" in double quotes (or tab, or \\t unquoted).',
+    )
+
+    @field_validator("delimiter", mode="before")
+    @classmethod
+    def _tab(cls, value: Any) -> Any:
+        """`delimiter: '\\t'` (single quotes keep the backslash) and `tab` mean a tab."""
+        return "\t" if isinstance(value, str) and value.strip().lower() in ("\\t", "tab") else value
+
+
+class CsvLoader(LoaderBase, Delimited):
     """A local CSV file with a header row."""
 
     type: Literal["csv"] = Field(description="Loader type: a local CSV file with a header row.")
     path: str = Field(description="Path to the .csv file (UTF-8; may be gzip-compressed, e.g. .csv.gz), "
                                   "relative to the spec file.")
-    delimiter: str = Field(",", min_length=1, max_length=1, description="Field delimiter.")
 
 
 class ParquetLoader(LoaderBase):
@@ -320,11 +334,10 @@ class JsonlFiles(LoaderBase):
     type: Literal["jsonl"] = Field(description="Loader type: a local JSON Lines file.")
 
 
-class CsvFiles(LoaderBase):
+class CsvFiles(LoaderBase, Delimited):
     """Each file is a CSV file with a header row."""
 
     type: Literal["csv"] = Field(description="Loader type: a local CSV file with a header row.")
-    delimiter: str = Field(",", min_length=1, max_length=1, description="Field delimiter.")
 
 
 class ParquetFiles(LoaderBase):
@@ -1153,6 +1166,21 @@ def neutralized(dumped: dict[str, Any], kind: str) -> dict[str, Any]:
             out[section] = {**out[section], **{key: defaults[key] for key in keys}}
     if kind == "causal-lm" and isinstance(out.get("model"), dict):
         out["model"] = {**out["model"], "num_labels": ModelSpec.model_fields["num_labels"].default}
+    return out
+
+
+def with_neutral_values_of(sliced: dict[str, Any], recorded: Any, kind: str) -> dict[str, Any]:
+    """``sliced`` (a stage's raw spec slice) with the settings :func:`neutralized` resets
+    taken from ``recorded`` (the slice a run recorded): equal to ``recorded`` when only
+    those settings differ."""
+    if not isinstance(recorded, dict):
+        return sliced
+    out = dict(sliced)
+    for section, keys in RESULT_NEUTRAL.items():
+        if isinstance(out.get(section), dict) and isinstance(recorded.get(section), dict):
+            out[section] = {**out[section], **{k: recorded[section][k] for k in keys if k in recorded[section]}}
+    if kind == "causal-lm" and isinstance(out.get("model"), dict) and isinstance(recorded.get("model"), dict):
+        out["model"] = {**out["model"], "num_labels": recorded["model"].get("num_labels")}
     return out
 
 

@@ -337,11 +337,12 @@ def test_evaluate_settings_that_fail_after_every_fine_tune_are_found_first(tmp_p
     assert report.issues == [] and [w.key for w in report.warnings] == ["evaluate.metric"]
 
 
-def test_a_target_test_split_that_rounds_to_nothing_is_refused_before_anything_runs(jsonl_project: Path) -> None:
+def test_a_target_test_split_that_rounds_to_nothing_stops_the_data_stage(jsonl_project: Path) -> None:
     from subsetctl.api import run_project
 
-    # validate counts the JSONL file's lines (the data stage said it after loading)
-    with pytest.raises(UserError, match=r"split.test: 0.01 of \d+ examples gives no test examples"):
+    # (not validate: a file's line count is only an upper bound of its rows, and the rounding is not
+    # monotone, so validate cannot tell from it)
+    with pytest.raises(UserError, match=r"split.test=0.01 of \d+ examples gives no test examples"):
         run_project(jsonl_project, ["target.split={train: 0.9, validation: 0.09, test: 0.01}"], until="data")
 
 
@@ -434,3 +435,13 @@ def test_an_empty_dask_address_is_found_by_validate(tmp_path: Path) -> None:
     pytest.importorskip("distributed")
     (issue,) = _issues(_spec_file(tmp_path, {**BASE, "executor": {"backend": "dask", "address": ""}}))
     assert "executor.address" in issue and "is not a Dask scheduler address" in issue
+
+
+def test_validate_does_not_refuse_a_split_that_rounds_to_rows_once_blank_answers_are_left_out(tmp_path: Path) -> None:
+    """6 lines give test 0.1 no row, but one blank answer leaves 5 rows, and 1 test row."""
+    lines = [{"prompt": f"q{i}", "response": "" if i == 0 else "a"} for i in range(6)]
+    target = {"name": "t", "loader": {"type": "jsonl", "path": "t6.jsonl"},
+              "split": {"train": 0.45, "validation": 0.45, "test": 0.1}}
+    path = _spec_file(tmp_path, {**BASE, "target": target})
+    (tmp_path / "t6.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert _issues(path) == []

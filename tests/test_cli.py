@@ -315,3 +315,13 @@ def test_plan_says_which_stages_run_only_if_an_upstream_output_changes(tiny_proj
     assert ran == ["data"]  # what plan said for certain
     changed = {s.name: s for s in plan_project(tiny_project, ["meta_init.lr=0.01"], until="gradients")[2]}
     assert not changed["meta_init"].conditional and changed["gradients"].conditional
+
+
+def test_a_project_folder_after_the_overrides_is_a_usage_error_naming_the_order(tmp_path: Path) -> None:
+    """`plan gradients.d=32 proj` took proj for an override and said the current folder is
+    no project (advising `init .`)."""
+    runner = CliRunner()
+    for command in ("plan", "run"):
+        result = runner.invoke(main, [command, "gradients.d=32", str(tmp_path)])
+        assert result.exit_code == 2
+        assert "Give the project folder first" in result.output and f"{tmp_path} gradients.d=32" in result.output

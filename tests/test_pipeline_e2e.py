@@ -364,8 +364,9 @@ def test_a_project_computed_before_checkpoint_every_counted_at_its_default_stays
         previous_version.setattr(subsetctl.pipeline, "fingerprint_dump", raw)
         previous_version.setattr(subsetctl.stages.finetune, "fingerprint_dump", raw)
         run_project(tiny_project, overrides)
-    statuses = plan_project(tiny_project, overrides)[2]
-    assert all(s.state in ("up to date", "disabled") for s in statuses), [(s.name, s.reasons) for s in statuses]
+    for now in (overrides, ["finetune.checkpoint_every=5"]):  # also with another value: it changes nothing
+        statuses = plan_project(tiny_project, now)[2]
+        assert all(s.state in ("up to date", "disabled") for s in statuses), [(s.name, s.reasons) for s in statuses]
     state = tiny_project / ".subsetctl"
     entries = sorted(p.name for p in (state / "cache" / "finetune").iterdir())
     shutil.rmtree(state / "finetune")  # finetune runs again: it finds its adapters under the old keys
@@ -379,11 +380,12 @@ def test_report_after_a_run_that_switched_verify_on_by_override_does_not_call_it
 ) -> None:
     from subsetctl.report.terminal import load_report_data, outdated_note
 
-    run_project(tiny_project, ["verify.enabled=true", "verify.k=4", "verify.steps=1", "verify.batch_size=4",
-                               "finetune.enabled=false"])
-    data = load_report_data(tiny_project)  # no overrides: the spec has verify off (and k 8)
-    assert data["switched_off_moved_past"] == [] and data["report"].get("verify")
-    assert "Switched off in the spec" not in (outdated_note(data) or "")
+    for switched_on in (["verify.enabled=true", "verify.k=4", "verify.steps=1", "verify.batch_size=4"],
+                        ["verify={enabled: true, k: 4, steps: 1, batch_size: 4}"]):  # or the whole section
+        run_project(tiny_project, [*switched_on, "finetune.enabled=false"])
+        data = load_report_data(tiny_project)  # no overrides: the spec has verify off (and k 8)
+        assert data["switched_off_moved_past"] == [] and data["report"].get("verify")
+        assert "Switched off in the spec" not in (outdated_note(data) or "")
 
 
 def test_a_partial_gradient_store_of_another_row_table_is_recreated(tiny_project: Path, monkeypatch) -> None:
@@ -410,3 +412,14 @@ def test_a_partial_gradient_store_of_another_row_table_is_recreated(tiny_project
     run_project(tiny_project, overrides, until="gradients")
     store = GradientStore.open(state / "store", writable=False)
     assert ("a", "validation") not in {(r["source"], r["split"]) for r in store.rows} and store.complete
+
+
+def test_report_says_a_stage_a_run_stopped_partway_is_resumable_not_unrun(tiny_project: Path) -> None:
+    from subsetctl.report.terminal import load_report_data, outdated_note
+
+    run_project(tiny_project)
+    (tiny_project / ".subsetctl" / "finetune" / "manifest.json").unlink()  # as a Ctrl-C leaves it: work.json stays
+    data = load_report_data(tiny_project)
+    assert data["unfinished"] == ["finetune"] and "finetune" not in data["not_run"]
+    note = outdated_note(data) or ""
+    assert "Stopped partway: finetune" in note and "Not run yet: finetune" not in note

@@ -212,7 +212,10 @@ def _connect_dask(dd: ModuleType, n_jobs: int, address: str | None, connect_time
                 n_workers=n_jobs,
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=":0",  # none wanted; ":0" keeps it off port 8787 (a warning when taken)
+                # no dashboard, and its HTTP server on this machine only and off port 8787 (a
+                # warning when something else holds it; ":0" alone listened on every interface)
+                dashboard_address="127.0.0.1:0",
+                scheduler_kwargs={"dashboard": False},
                 silence_logs=logging.CRITICAL,  # failures reach the user as errors of the search
             )
         try:
@@ -232,17 +235,18 @@ def _connect_dask(dd: ModuleType, n_jobs: int, address: str | None, connect_time
     except _NoAnswer:  # something listens there, but the Dask handshake never completes
         raise UserError(
             f"No Dask scheduler answered at {address!r} within {2 * connect_timeout + 1:g} s: something "
-            "listens on that port but does not speak Dask's protocol (the dashboard's port 8787, or "
-            "another service?). Give the scheduler's own address (`dask scheduler` prints it; the "
-            "default port is 8786)."
+            "listens on that port but did not complete Dask's handshake (another service, such as the "
+            "dashboard's port 8787, or a scheduler too busy to answer). Give the scheduler's own address "
+            "(`dask scheduler` prints it; the default port is 8786)."
         ) from None
     except (OSError, TimeoutError) as exc:
         raise UserError(unreachable.format(exc)) from exc
     except Exception as exc:  # a non-Dask server's bytes read as a Dask message (MemoryError, ...)
+        detail = " ".join(str(exc).split())[:200]
         raise UserError(
-            f"The server at {address!r} is not a Dask scheduler (its answer could not be read: "
-            f"{type(exc).__name__}). Give the scheduler's address (`dask scheduler` prints it; the default "
-            "port is 8786)."
+            f"Could not connect to a Dask scheduler at {address!r} ({type(exc).__name__}"
+            f"{': ' + detail if detail else ''}); a server that is not a Dask scheduler answers like this. "
+            "Give the scheduler's address (`dask scheduler` prints it; the default port is 8786)."
         ) from exc
     return _DaskConnection(client)
 
@@ -285,8 +289,8 @@ def _sigint_ignored() -> Iterator[None]:
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    finally:  # (None: a handler not set from Python, which cannot be put back; Python's own instead)
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
 
 
 def _dask_client(n_jobs: int, address: str | None, connect_timeout: float) -> Any:

@@ -68,19 +68,21 @@ def load_report_data(root: Path, overrides: list[str] | None = None) -> dict[str
 def _switched_on_by_an_override(project: Project, stage: str) -> bool:
     """Whether the run that made ``stage``'s results switched it on on the command line
     (``verify.enabled=true``)."""
-    from subsetctl.spec import override_keys
+    from subsetctl.spec import overrides_under
     from subsetctl.stages import all_stages
 
     switch = next((s.switch for s in all_stages() if s.name == stage), None)
     overrides = (project.read_manifest(stage) or {}).get("overrides") or []
-    return switch is not None and any(key == switch for key, _ in override_keys([str(o) for o in overrides]))
+    # `verify.enabled=true`, or the whole section: `verify={enabled: true, k: 4}`
+    return switch is not None and bool(overrides_under([str(o) for o in overrides], [switch]))
 
 
 def _checked_against_spec(root: Path, overrides: list[str] | None, stages: dict[str, Any]) -> dict[str, Any]:
     """The same checks as `plan`, read-only: ``stale`` (stages with results whose spec
     slice or input files changed since, or downstream of such a change), ``damaged``
-    (files failing their checksums, an unreadable manifest) and ``not_run`` (`run
-    --until` stopped before them); ``name`` is the spec's project name. An invalid spec
+    (files failing their checksums, an unreadable manifest), ``not_run`` (`run --until`
+    stopped before them), ``unfinished`` (a run stopped partway through them) and
+    ``switched_off_moved_past``; ``name`` is the spec's project name. An invalid spec
     cannot be compared: ``spec_problem`` says why. ``spec`` is the spec (None when invalid)."""
     from subsetctl.api import plan_project
 
@@ -89,7 +91,8 @@ def _checked_against_spec(root: Path, overrides: list[str] | None, stages: dict[
     except UserError as exc:  # "<file> is not a valid spec:" then one line per problem: say the first
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         more = f" (and {len(lines) - 2} more; `subsetctl validate` lists them)" if len(lines) > 2 else ""
-        return {"stale": [], "damaged": [], "not_run": [], "spec_problem": " ".join(lines[:2]) + more, "name": None,
+        return {"stale": [], "damaged": [], "not_run": [], "unfinished": [],
+                "spec_problem": " ".join(lines[:2]) + more, "name": None,
                 "spec": None}
     from subsetctl.stages import all_stages
 
@@ -100,7 +103,8 @@ def _checked_against_spec(root: Path, overrides: list[str] | None, stages: dict[
             changed.add(s.name)
     stale = [s.name for s in statuses if s.name in changed and s.name in stages]
     return {"stale": stale, "damaged": [s.name for s in statuses if s.state == "corrupt"],
-            "not_run": [s.name for s in statuses if s.state in ("never run", "unfinished")],
+            "not_run": [s.name for s in statuses if s.state == "never run"],
+            "unfinished": [s.name for s in statuses if s.state == "unfinished"],
             "spec_problem": None, "name": spec.project.name, "spec": spec}
 
 
@@ -127,6 +131,11 @@ def outdated_note(data: dict[str, Any]) -> str | None:
     not_run = data.get("not_run") or []
     if not_run:
         notes.append(f"Not run yet: {', '.join(not_run)}. `subsetctl run {data['project']}` runs them.")
+    unfinished = data.get("unfinished") or []
+    if unfinished:  # a run stopped partway (Ctrl-C): its finished work is kept
+        notes.append(f"Stopped partway: {', '.join(unfinished)}. `subsetctl run {data['project']}` resumes "
+                     f"{'it' if len(unfinished) == 1 else 'them'} where {'it' if len(unfinished) == 1 else 'they'} "
+                     "stopped.")
     damaged = data.get("damaged") or []
     if damaged:
         notes.append(f"Damaged saved results: {', '.join(damaged)} (files that fail their checksums or an unreadable "

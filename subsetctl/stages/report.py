@@ -15,12 +15,14 @@ class ReportStage(Stage):
     spec_keys = ("project.name", "report")
 
     def extra_inputs(self, spec: Any, project: Project) -> dict[str, Any]:
-        """The switched-off stages whose kept results the spec has moved past: the report
-        shows their results only until their settings change, so a change re-runs it."""
-        from subsetctl.report.build import switched_off_moved_past
+        """The switched-off stages whose kept results the spec has moved past (the report
+        shows their results only until their settings change, so a change re-runs it), and
+        the order of the selections in its tables."""
+        from subsetctl.report.build import selection_order, switched_off_moved_past
 
         moved = switched_off_moved_past(project, spec)
-        return {"switched_off_moved_past": moved} if moved else {}
+        # the tables' order (reordering the baselines re-runs nothing else)
+        return {"selection_order": selection_order(spec), **({"switched_off_moved_past": moved} if moved else {})}
 
     def missing_outputs(self, project: Project, manifest: dict[str, Any]) -> list[str]:
         """report.md, report.json and the plots the last run wrote, if deleted since."""

@@ -178,3 +178,24 @@ def test_looks_local_tells_paths_from_hub_ids(path: str, local: bool) -> None:
     from subsetctl.hub import looks_local
 
     assert looks_local(path) is local
+
+
+def test_non_utf8_says_where_and_a_tab_delimited_file_gets_a_hint_that_works(tmp_path: Path) -> None:
+    """The bad byte was said to be "at the start of the file" (it was on line 2); the hint
+    `set loader.delimiter` written as '\\t' in single quotes was refused as two characters."""
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    (tmp_path / "data" / "l.csv").write_bytes(b"prompt,response\nabc,d\xe9f\n")
+    (tmp_path / "data" / "tab.tsv").write_text("question\treply\nq\ta\n")
+    text = GOOD + """\
+  - name: l
+    loader: {type: csv, path: data/l.csv}
+  - name: tab
+    loader: {type: csv, path: data/tab.tsv, prompt_field: question, response_field: reply}
+"""
+    issues = _check(tmp_path, text)
+    assert "byte 21, line 2" in issues["sources[1].loader.path"].message
+    assert 'set loader.delimiter: "\\t"' in issues["sources[2].loader.prompt_field"].message
+    for written in ("'\\t'", "tab", '"\\t"'):
+        fixed = text.replace("path: data/tab.tsv,", f"path: data/tab.tsv, delimiter: {written},")
+        assert "sources[2].loader.prompt_field" not in _check(tmp_path, fixed), written

@@ -289,7 +289,7 @@ def test_a_port_that_is_not_a_dask_scheduler_is_a_quick_user_error(greeting: byt
     """A silent server hung the search forever (the handshake has no timeout); one that
     greets first was an internal MemoryError."""
     start = time.perf_counter()
-    expected = "(not a Dask scheduler|No Dask scheduler answered)"
+    expected = "(not a Dask scheduler answers like this|No Dask scheduler answered)"
     with _non_dask_server(greeting) as address, pytest.raises(UserError, match=expected):
         estimate_parallel(FastEstimator(small_features), random_masks(2, 10, seed=0), backend="dask",
                           address=address, connect_timeout=1.0)
