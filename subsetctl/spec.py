@@ -802,6 +802,9 @@ def issues_from_validation(
         message = plain_error_message(err)
         if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
             loc = (*loc, err["ctx"]["discriminator"].strip("'"))  # blame the `type:` line itself
+        named = re.findall(r"sources\[(\d+)\]", message) if not loc else []
+        if named:  # a whole-spec check about a source (a duplicate name): at that source
+            loc = ("sources", int(named[-1]))
         issue = SpecIssue(file=file, line=line_of_key(loc, lines), key=format_path(loc), message=message)
         if issue not in found:  # a union (count or fraction) fails once per member, alike
             found.append(issue)
@@ -812,6 +815,10 @@ def plain_error_message(err: Any) -> str:
     """A pydantic error's message in the spec's terms: what is wrong and what to write."""
     kind, value, message = err["type"], err.get("input"), err["msg"]
     if kind == "extra_forbidden":
+        loc = [part for part in err["loc"] if isinstance(part, (str, int))]
+        close = difflib.get_close_matches(str(loc[-1]), sorted(_keys_at(loc[:-1])), n=1, cutoff=0.75) if loc else []
+        if close:
+            return f"unknown key (did you mean {close[0]!r}? `subsetctl schema` lists the keys)"
         return "unknown key (check its spelling; `subsetctl schema` lists the keys)"
     if kind == "missing":
         return "required key is missing"
@@ -834,7 +841,39 @@ def plain_error_message(err: Any) -> str:
         return f"expected a whole number, got {_describe_value(value)}"
     if kind in ("float_parsing", "float_type"):
         return f"expected a number, got {_describe_value(value)}"
+    if kind == "list_type":  # `search.strategies=exhaustive`
+        return (f"expected a list, got {_describe_value(value)} (in YAML `[a, b]`, or one `- item` per "
+                "line)")
+    if kind == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == NAME_PATTERN:
+        return (f"{value!r} is not a valid name: use letters, digits, '_', '.' and '-' (no spaces or '/'), "
+                "starting with a letter or digit, at most 64 characters")
     return message.removeprefix("Value error, ")
+
+
+def _keys_at(path: list[str | int]) -> set[str]:
+    """The keys the spec allows in the mapping at ``path`` (a pydantic error location:
+    keys, list indices and union member tags), for "did you mean"; empty if unknown."""
+    models: list[Any] = [Spec]
+    for part in path:
+        found: list[Any] = []
+        for model in models:
+            if isinstance(part, int):  # a list item: the list's item type is already in hand
+                found.append(model)
+            elif isinstance(model, type) and issubclass(model, BaseModel) and part in model.model_fields:
+                found.extend(_models_in(model.model_fields[part].annotation))
+            elif isinstance(model, type) and issubclass(model, BaseModel):  # a union member's tag (e.g. "jsonl")
+                found.append(model)
+        models = found
+    return {key for model in models if isinstance(model, type) and issubclass(model, BaseModel)
+            for key in model.model_fields}
+
+
+def _models_in(annotation: Any) -> list[Any]:
+    """The pydantic models an annotation may hold (through Optional, lists, dicts, unions
+    and Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [model for arg in get_args(annotation) for model in _models_in(arg)]
 
 
 def _describe_value(value: Any) -> str:
@@ -867,6 +906,8 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        if "'\\t'" in problem:  # "found character '\t' that cannot start any token"
+            problem += " (YAML does not allow tabs for indentation: indent with spaces)"
         raise SpecFileError(path, f"malformed YAML: {problem}. Fix the syntax and retry.",
                             mark.line + 1 if mark is not None else None) from None
     except RecursionError:

@@ -445,3 +445,26 @@ def test_validate_does_not_refuse_a_split_that_rounds_to_rows_once_blank_answers
     path = _spec_file(tmp_path, {**BASE, "target": target})
     (tmp_path / "t6.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     assert _issues(path) == []
+
+
+def test_spec_mistakes_get_messages_in_the_specs_terms(tmp_path: Path) -> None:
+    """Misspelled keys got no suggestion; a bad name, a scalar for a list and a tab indent
+    got pydantic's or YAML's own words; a duplicate source name had no line."""
+    data = {**BASE, "meta_init": {"step": 3}, "gradient": {"d": 3},
+            "sources": [{"name": "world capitals/v2", "loader": {"type": "jsonl", "path": "t.jsonl",
+                                                                  "respone_field": "x"}},
+                        *BASE["sources"][1:]]}
+    issues = _issues(_spec_file(tmp_path, data))
+    text = "\n".join(issues)
+    for wrong, meant in (("meta_init.step", "steps"), ("gradient", "gradients"),
+                         ("sources[0].loader.respone_field", "response_field")):
+        assert f"{wrong}: unknown key (did you mean {meant!r}?" in text
+    assert "'world capitals/v2' is not a valid name: use letters, digits" in text
+    report = validate_spec_file(_spec_file(tmp_path, BASE), ["search.strategies=exhaustive"])
+    assert "expected a list, got the text 'exhaustive'" in report.issues[0].message
+    (issue,) = _issues(_spec_file(tmp_path, {}, text="target:\n\tname: t\n"))
+    assert "indent with spaces" in issue
+    duplicate = {**BASE, "sources": [*BASE["sources"], {"name": "s0", "loader": {"type": "jsonl", "path": "t.jsonl"}}]}
+    path = _spec_file(tmp_path, duplicate)
+    (issue,) = validate_spec_file(path).issues
+    assert issue.key == "sources[3]" and issue.line is not None and "duplicate source name 's0'" in issue.message

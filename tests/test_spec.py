@@ -47,8 +47,8 @@ def test_unknown_key_names_path_and_line() -> None:
 @pytest.mark.parametrize(
     "mutate, key",
     [
-        (lambda d: d["sources"].append(dict(d["sources"][0])), "(top level)"),
-        (lambda d: d["sources"].append({"name": "t", "loader": {"type": "jsonl", "path": "x"}}), "(top level)"),
+        (lambda d: d["sources"].append(dict(d["sources"][0])), "sources[1]"),  # at the duplicate
+        (lambda d: d["sources"].append({"name": "t", "loader": {"type": "jsonl", "path": "x"}}), "sources[1]"),
         (lambda d: d.update(gradients={"d": -3}), "gradients.d"),
         (lambda d: d.update(calibrate={"lambda_grid": [1.0, 0.0]}), "calibrate.lambda_grid"),
         (lambda d: d["target"].update(split={"train": 0.9, "validation": 0.5}), "target.split"),
