@@ -429,8 +429,10 @@ def classify_model_source(source: str) -> str:
         return "local"
     if _HUB_ID.match(source):
         return "hub"
+    where = ("" if path.is_absolute() else
+             f" (a relative folder is looked for next to the spec file, then in the current folder, {Path.cwd()})")
     raise UserError(
-        f"Unknown model {source!r}: it is not a packaged model, not an existing folder and not "
+        f"Unknown model {source!r}: it is not a packaged model, not an existing folder{where} and not "
         f"a hub id of the form 'org/name'. Packaged models: {_packaged_hint()}. Or give the "
         "path of a local Hugging Face model folder."
     )

@@ -23,6 +23,8 @@ def test_unknown_name_lists_packaged_models() -> None:
     with pytest.raises(UserError) as err:
         resolve_model("no-such-model", "causal-lm")
     assert "smollm2-135m-instruct" in str(err.value) and "all-minilm-l6-v2" in str(err.value)
+    # a relative folder valid from one working directory and not another: the message says where it looked
+    assert "next to the spec file, then in the current folder" in str(err.value)
 
 
 def test_local_folder_loads_and_pad_falls_back_to_eos(tiny_llama_dir) -> None:
