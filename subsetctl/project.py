@@ -235,6 +235,9 @@ class Project:
                     f"or check this file alone with `subsetctl validate {p}`."
                 )
             p = p.parent
+        if not p.exists():
+            raise UserError(f"{p} does not exist. Name an existing project folder (one holding {SPEC_FILENAME}), "
+                            f"or create one with `subsetctl init {p}`.")
         if not (p / SPEC_FILENAME).is_file():
             raise UserError(
                 f"{p} is not a subsetctl project: it has no {SPEC_FILENAME}. "

@@ -277,3 +277,11 @@ def test_replace_dir_puts_the_old_folder_back_when_the_move_fails(tmp_path: Path
     monkeypatch.setattr(project_module.os, "replace", real_replace)
     replace_dir(src, dst, aside=tmp_path / ".old-adapter")
     assert (dst / "weights").read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["adapter"]
+
+
+def test_a_folder_that_does_not_exist_is_said_to_not_exist(tmp_path) -> None:
+    from subsetctl.errors import UserError
+    from subsetctl.project import Project
+
+    with pytest.raises(UserError, match="does not exist. Name an existing project folder"):
+        Project.find(tmp_path / "mistyped")
