@@ -235,7 +235,7 @@ def test_names_and_labels_cannot_escape_the_project(data_project: Path, path: tu
     before = sorted(p.name for p in data_project.parent.iterdir())
     for args in (["validate", str(data_project)], ["run", str(data_project), "--until", "data", "-q"]):
         result = CliRunner().invoke(main, args)
-        assert result.exit_code == 1 and "should match pattern" in result.output, result.output
+        assert result.exit_code == 1 and "is not a valid name: use letters, digits" in result.output, result.output
     assert sorted(p.name for p in data_project.parent.iterdir()) == before
     assert not (data_project / ".subsetctl" / "data").exists()
 
