@@ -1200,28 +1200,26 @@ def fingerprint_dump(spec: Spec) -> dict[str, Any]:
 def neutralized(dumped: dict[str, Any], kind: str) -> dict[str, Any]:
     """A copy of (part of) a dumped spec with the :func:`fingerprint_dump` rules applied
     to the sections it holds (a stage's recorded spec slice, too)."""
-    out = dict(dumped)
-    for section, keys in RESULT_NEUTRAL.items():
-        if isinstance(out.get(section), dict):
-            defaults = _SECTION_MODELS[section]().model_dump(mode="json")  # as dumped: 256.0, not 256
-            out[section] = {**out[section], **{key: defaults[key] for key in keys}}
-    if kind == "causal-lm" and isinstance(out.get("model"), dict):
-        out["model"] = {**out["model"], "num_labels": ModelSpec.model_fields["num_labels"].default}
-    return out
+    defaults = {section: model().model_dump(mode="json") for section, model in _SECTION_MODELS.items()}  # 256.0
+    defaults["model"] = {"num_labels": ModelSpec.model_fields["num_labels"].default}
+    return _with_neutral_settings(dumped, kind, defaults)
 
 
 def with_neutral_values_of(sliced: dict[str, Any], recorded: Any, kind: str) -> dict[str, Any]:
     """``sliced`` (a stage's raw spec slice) with the settings :func:`neutralized` resets
     taken from ``recorded`` (the slice a run recorded): equal to ``recorded`` when only
     those settings differ."""
-    if not isinstance(recorded, dict):
-        return sliced
-    out = dict(sliced)
-    for section, keys in RESULT_NEUTRAL.items():
-        if isinstance(out.get(section), dict) and isinstance(recorded.get(section), dict):
-            out[section] = {**out[section], **{k: recorded[section][k] for k in keys if k in recorded[section]}}
-    if kind == "causal-lm" and isinstance(out.get("model"), dict) and isinstance(recorded.get("model"), dict):
-        out["model"] = {**out["model"], "num_labels": recorded["model"].get("num_labels")}
+    return _with_neutral_settings(sliced, kind, recorded) if isinstance(recorded, dict) else sliced
+
+
+def _with_neutral_settings(dumped: dict[str, Any], kind: str, values: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``dumped`` whose result-neutral settings (:data:`RESULT_NEUTRAL`, and
+    ``model.num_labels`` of a causal LM) are those ``values`` holds, section by section."""
+    neutral = {**RESULT_NEUTRAL, **({"model": ("num_labels",)} if kind == "causal-lm" else {})}
+    out = dict(dumped)
+    for section, keys in neutral.items():
+        if isinstance(out.get(section), dict) and isinstance(values.get(section), dict):
+            out[section] = {**out[section], **{k: values[section][k] for k in keys if k in values[section]}}
     return out
 
 

@@ -14,6 +14,7 @@ import csv
 import dataclasses
 import difflib
 import gzip
+import io
 import json
 from pathlib import Path
 from typing import IO, Any
@@ -181,10 +182,7 @@ def _utf8_error_where(path: Path, head: int = 1 << 20) -> str:
     bytes (decompressed); a decoding error caught while reading through a text wrapper
     does not say where in the file it is."""
     try:
-        with open(path, "rb") as raw:
-            compressed = raw.read(2) == b"\x1f\x8b"
-        opener = gzip.open if compressed else open
-        with opener(path, "rb") as handle:
+        with _open_decompressed(path) as handle:
             data = handle.read(head)
         data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -195,16 +193,19 @@ def _utf8_error_where(path: Path, head: int = 1 << 20) -> str:
     return ""
 
 
-def _open_text(path: Path) -> IO[str]:
-    """A data file opened as the loaders read it: UTF-8 with or without a BOM,
-    decompressed when it is gzip-compressed (whatever its name)."""
+def _open_decompressed(path: Path) -> IO[bytes]:
+    """A data file's bytes, decompressed when it is gzip-compressed (whatever its name)."""
     from subsetctl.data.loaders import GZIP_MAGIC
 
     with open(path, "rb") as raw:
         compressed = raw.read(2) == GZIP_MAGIC
-    if compressed:
-        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
-    return open(path, encoding="utf-8-sig", newline="")
+    return gzip.open(path, "rb") if compressed else open(path, "rb")  # type: ignore[return-value]
+
+
+def _open_text(path: Path) -> IO[str]:
+    """A data file opened as the loaders read it: UTF-8 with or without a BOM,
+    decompressed when it is gzip-compressed."""
+    return io.TextIOWrapper(_open_decompressed(path), encoding="utf-8-sig", newline="")
 
 
 def _file_head(loader: LoaderBase, path: Path) -> tuple[list[str] | None, str | None]:

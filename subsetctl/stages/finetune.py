@@ -69,12 +69,14 @@ class AdapterCache:
         self.folder = ctx.project.state_dir.joinpath(*ADAPTER_CACHE)
         self.data = common.DataFiles(ctx)
         self.target = spec.target.name
+        model_files = model_fingerprint_inputs(spec.model.source, ctx.project.root)  # a local folder's files
+
         def base(dumped: dict[str, Any]) -> dict[str, Any]:
             return {
                 "model": dumped["model"],
                 "train": {k: v for k, v in dumped["finetune"].items() if k not in ("enabled", "baselines", "seeds")},
                 "version": __version__,
-                **model_fingerprint_inputs(spec.model.source, ctx.project.root),  # a local folder's files
+                **model_files,
             }
 
         self.base = base(fingerprint_dump(spec))  # settings that cannot change a run at their defaults
