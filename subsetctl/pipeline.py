@@ -27,6 +27,7 @@ from subsetctl.project import (
     WORK_MARKER,
     Project,
     artifact_checksums,
+    artifact_contents,
     atomic_write_json,
     fingerprint,
     verify_checksums,
@@ -597,7 +598,7 @@ class Pipeline:
             return None  # e.g. one shard of the gradients: nothing to commit yet
         atomic_write_json(out_dir / "resolved_spec.json", self.spec.model_dump(mode="json"))
         artifacts = artifact_checksums(out_dir, stage.scratch)
-        outputs = {k: v for k, v in artifacts.items() if k not in ("resolved_spec.json", WORK_MARKER)}
+        outputs = {k: v for k, v in artifact_contents(artifacts).items() if k not in ("resolved_spec.json", WORK_MARKER)}
         manifest = {
             "stage": stage.name,
             "fingerprint": fp,

@@ -130,25 +130,67 @@ def fingerprint(data: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+#: a file changed less than this before it is hashed may be changed again within the
+#: same tick of the file system's coarse clock without its change time moving
+RACY_WINDOW_NS = 50_000_000
+
+
+def stat_stamp(path: Path) -> list[int]:
+    """A file's modification and change times and inode: while all three are unchanged the
+    file has not been written, renamed over or replaced (the change time cannot be set back,
+    unlike the modification time), so a checksum taken under this stamp still holds."""
+    stat = path.stat()
+    return [stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
+
+
 def artifact_checksums(folder: Path, scratch: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
-    """sha256 and size of every file under ``folder``, except the manifest, hidden files,
-    lock files and the top-level ``scratch`` folders (a stage's work in progress, such as
-    meta_init's checkpoints). Scratch is per stage so that a data source named like
-    another stage's scratch folder is still tracked."""
+    """sha256, size and stat stamp of every file under ``folder``, except the manifest,
+    hidden files, lock files and the top-level ``scratch`` folders (a stage's work in
+    progress, such as meta_init's checkpoints). Scratch is per stage so that a data source
+    named like another stage's scratch folder is still tracked.
+
+    The stamp lets :func:`verify_checksums` skip re-hashing files nothing has touched
+    since; it is not part of what the artifact *is* (see :func:`artifact_contents`). As in
+    git's "racy clean" rule, a stamp is only good once the clock has moved on from the
+    file's last change, so files changed within the last :data:`RACY_WINDOW_NS` are hashed
+    after that much time has passed; a file that changes while it is hashed gets no stamp."""
     exclude = (MANIFEST, WORK_MARKER, *scratch)  # work.json: bookkeeping of unfinished work, not an output
     out: dict[str, dict[str, Any]] = {}
     if not folder.exists():
         return out
+    files = []
     for path in sorted(folder.rglob("*")):
         rel = path.relative_to(folder)
         if not path.is_file() or rel.parts[0] in exclude or path.name.startswith(".") or path.name.endswith(".lock"):
             continue
-        out[rel.as_posix()] = {"size": path.stat().st_size, "sha256": sha256_file(path)}
+        files.append((rel, path))
+    newest = max((path.stat().st_ctime_ns for _, path in files), default=0)
+    wait = newest + RACY_WINDOW_NS - time.time_ns()
+    if wait > 0:
+        time.sleep(min(wait, RACY_WINDOW_NS) / 1e9)
+    for rel, path in files:
+        before = stat_stamp(path)
+        entry: dict[str, Any] = {"size": path.stat().st_size, "sha256": sha256_file(path)}
+        if stat_stamp(path) == before:
+            entry["stat"] = before
+        out[rel.as_posix()] = entry
     return out
 
 
+def artifact_contents(artifacts: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The checksums without their stat stamps: what a stage's output digest is taken
+    over, so that a re-run writing the same bytes keeps every later stage up to date."""
+    return {rel: {k: v for k, v in meta.items() if k != "stat"} for rel, meta in artifacts.items()}
+
+
 def verify_checksums(folder: Path, recorded: dict[str, dict[str, Any]]) -> list[str]:
-    """Names of recorded artifacts that are missing, truncated or altered."""
+    """Names of recorded artifacts that are missing, truncated or altered.
+
+    A file whose stat stamp is the one recorded with its checksum is not hashed again:
+    `plan` and every `run` check every artifact, and hashing a multi-GB gradient store
+    took about a second per GB each time. Any write, replacement or copy of the file
+    changes the stamp and is hashed in full (as is every file of a manifest written by
+    a version that recorded no stamps)."""
     problems = []
     for rel, meta in recorded.items():
         if rel == WORK_MARKER:  # recorded by older builds; bookkeeping, not an output
@@ -158,6 +200,8 @@ def verify_checksums(folder: Path, recorded: dict[str, dict[str, Any]]) -> list[
             problems.append(f"{rel} is missing")
         elif path.stat().st_size != meta["size"]:
             problems.append(f"{rel} has size {path.stat().st_size}, expected {meta['size']}")
+        elif meta.get("stat") is not None and meta["stat"] == stat_stamp(path):
+            continue
         elif sha256_file(path) != meta["sha256"]:
             problems.append(f"{rel} does not match its checksum")
     return problems

@@ -52,6 +52,43 @@ def test_checksums_detect_truncation(tmp_path: Path) -> None:
     assert verify_checksums(folder, manifest["artifacts"])
 
 
+def test_checksums_are_not_recomputed_for_untouched_files_but_are_after_any_write(tmp_path: Path, monkeypatch) -> None:
+    """`plan` and every `run` verify every artifact: re-hashing a multi-GB gradient store
+    each time cost about a second per GB. A file whose stat stamp is the recorded one is
+    trusted; one written since (even to the same size, right after it was hashed) is hashed."""
+    import subsetctl.project as project_module
+
+    (tmp_path / "store.bin").write_bytes(b"0123456789")
+    (tmp_path / "small.json").write_text("{}")
+    recorded = artifact_checksums(tmp_path)
+    assert all(len(meta["stat"]) == 3 for meta in recorded.values())
+    hashed: list[str] = []
+    real = project_module.sha256_file
+    monkeypatch.setattr(project_module, "sha256_file", lambda path: hashed.append(path.name) or real(path))
+    assert verify_checksums(tmp_path, recorded) == [] and hashed == []
+    (tmp_path / "store.bin").write_bytes(b"abcdefghij")  # same size, at once
+    assert verify_checksums(tmp_path, recorded) == ["store.bin does not match its checksum"]
+    assert hashed == ["store.bin"]
+    legacy = {rel: {k: v for k, v in meta.items() if k != "stat"} for rel, meta in recorded.items()}
+    hashed.clear()
+    assert verify_checksums(tmp_path, legacy) == ["store.bin does not match its checksum"]
+    assert sorted(hashed) == ["small.json", "store.bin"]  # manifests of earlier versions: hashed in full
+
+
+def test_output_digest_ignores_stat_stamps(tmp_path: Path) -> None:
+    """Writing the same bytes again (a forced re-run) must leave later stages up to date:
+    the stamps are kept out of what a stage's output digest is taken over."""
+    from subsetctl.project import artifact_contents
+
+    (tmp_path / "a.bin").write_bytes(b"same")
+    first = artifact_checksums(tmp_path)
+    (tmp_path / "a.bin").unlink()
+    (tmp_path / "a.bin").write_bytes(b"same")
+    second = artifact_checksums(tmp_path)
+    assert first != second
+    assert artifact_contents(first) == artifact_contents(second)
+
+
 def test_corrupted_data_artifact_reruns_stage(jsonl_project: Path) -> None:
     run_project(jsonl_project, until="data")
     data_dir = jsonl_project / ".subsetctl" / "data"
