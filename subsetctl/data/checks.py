@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import difflib
-import gzip
 import io
 import json
 from pathlib import Path
@@ -194,12 +193,10 @@ def _utf8_error_where(path: Path, head: int = 1 << 20) -> str:
 
 
 def _open_decompressed(path: Path) -> IO[bytes]:
-    """A data file's bytes, decompressed when it is gzip-compressed (whatever its name)."""
-    from subsetctl.data.loaders import GZIP_MAGIC
+    """A data file's bytes, decompressed when it is gzip-compressed (as the loaders read it)."""
+    from subsetctl.data.loaders import open_decompressed
 
-    with open(path, "rb") as raw:
-        compressed = raw.read(2) == GZIP_MAGIC
-    return gzip.open(path, "rb") if compressed else open(path, "rb")  # type: ignore[return-value]
+    return open_decompressed(path)
 
 
 def _open_text(path: Path) -> IO[str]:

@@ -23,11 +23,11 @@ Errors the user can fix (missing file, missing column, bad encoding, bad JSON, e
 file, unknown task) raise :class:`~subsetctl.errors.UserError` naming the source, the
 file and what to do.
 
-File loaders read with the json module, pandas or pyarrow and build the dataset in
-memory (:func:`dataset_from_columns`) rather than with ``Dataset.from_json``/``from_csv``: that
-gives line-numbered errors, tolerates columns whose type varies between rows, and
-writes nothing into the Hugging Face cache. The ``huggingface`` loader uses
-``datasets.load_dataset``.
+File loaders read with the json module, pandas or pyarrow, a line or a batch at a time,
+and build the dataset in memory from Arrow chunks (:class:`CommonColumns`) rather than
+with ``Dataset.from_json``/``from_csv``: that gives line-numbered errors, tolerates columns
+whose type varies between rows, and writes nothing into the Hugging Face cache. The
+``huggingface`` loader uses ``datasets.load_dataset``.
 """
 
 from __future__ import annotations
@@ -39,11 +39,11 @@ import io
 import json
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 from subsetctl.errors import UserError
 from subsetctl.registry import LOADERS
@@ -240,21 +240,20 @@ def _required_fields(options: LoaderBase, ctx: LoadContext) -> tuple[str, str]:
     return "response_field", options.response_field
 
 
-def build_common(
-    records: list[dict[str, Any]],
-    prompt_field: str,
-    answer_field: str,
-    answer_option: str | None,
-    ctx: LoadContext,
-    where: str,
-    locate: Callable[[int], str],
-    available: Iterable[str],
-    fix: str | None = None,
-) -> Dataset:
-    """Map raw records onto the common columns.
+#: rows mapped onto the common columns before they are turned into an Arrow chunk: a
+#: large file's rows then never all exist as Python objects at once
+CHUNK_ROWS = 50_000
+
+
+class CommonColumns:
+    """Maps raw records onto the common columns, one record at a time.
+
+    A loader streams its file's records in (:meth:`add`) and gets the dataset from
+    :meth:`finish`. Mapped rows are turned into Arrow chunks of :data:`CHUNK_ROWS`, so
+    reading a large file holds its table plus one chunk of Python objects, not every
+    record as a dict (a 1 GB JSON Lines file took about 5 GB that way).
 
     Args:
-        records: one dict per row, in file order.
         prompt_field: the key holding the prompt.
         answer_field: the key holding the response (causal-lm) or label (classifier).
         answer_option: the spec option that named ``answer_field`` (for messages), with
@@ -262,8 +261,10 @@ def build_common(
             (plugins, reasoning-gym, evals), so no option can rename them.
         ctx: the load context (source name and model kind).
         where: "file /abs/path" or similar, for messages.
-        locate: row index -> "line 12" (or "row 12"), for messages.
-        available: every column name the data has, for messages.
+        locate: row index -> "line 12" (or "row 12"), for messages; called only when a
+            message names a row.
+        available: every column name the data has, for messages; ``None`` to collect the
+            keys of the records themselves (JSON Lines rows may differ in their keys).
         fix: with fixed columns, what to do about a missing or empty one (for messages).
 
     Every row needs a prompt and an answer that are not missing or null (an error naming
@@ -274,49 +275,92 @@ def build_common(
     cells, so it is left out too. An empty prompt is allowed (a prompt-less example is a
     plain text continuation; see :func:`subsetctl.modeling.encoding.encode_causal_lm`).
 
+    A column that no row has is reported as missing (with the columns there are) rather
+    than as null in its first row, so the first row error found is kept and raised by
+    :meth:`finish`, once every record has been seen.
+
     Other keys of a record go into its ``metadata`` JSON; a ``metadata`` key holding an
     object (or a JSON object string) is merged into it instead of being nested.
     """
-    source = ctx.source_name
-    available = list(available)
-    if not records:
-        raise UserError(f"Source {source!r}: {where} has no examples. Give a file with at least one row.")
-    prompt_option = "prompt_field" if answer_option else None
-    for field, option in ((prompt_field, prompt_option), (answer_field, answer_option)):
-        if not any(field in r for r in records):
-            raise _missing_column(source, where, field, option, available, fix)
-    classifier = ctx.kind == "classifier"
-    what = "a class label" if classifier else "a gold response"
-    advice = f" {fix}" if fix and not answer_option else ""
-    skip = {prompt_field, answer_field, "source", "row", "label_text"}
-    columns: dict[str, list[Any]] = {name: [] for name in COLUMNS}
-    blank: list[int] = []
-    structured: list[int] = []  # rows whose answer is a list or an object, used as JSON text
-    for i, record in enumerate(records):
+
+    def __init__(self, prompt_field: str, answer_field: str, answer_option: str | None, ctx: LoadContext,
+                 where: str, locate: Callable[[int], str], available: Iterable[str] | None = None,
+                 fix: str | None = None) -> None:
+        self.prompt_field, self.answer_field, self.answer_option = prompt_field, answer_field, answer_option
+        self.prompt_option = "prompt_field" if answer_option else None
+        self.ctx, self.where, self.locate, self.fix = ctx, where, locate, fix
+        self.available: set[str] = set(available) if available is not None else set()
+        self.collect_keys = available is None
+        self.classifier = ctx.kind == "classifier"
+        self.what = "a class label" if self.classifier else "a gold response"
+        self.advice = f" {fix}" if fix and not answer_option else ""
+        self.skip = {prompt_field, answer_field, "source", "row", "label_text"}
+        self.seen = {prompt_field: False, answer_field: False}
+        self.count = 0
+        self.error: UserError | None = None
+        self.blank: list[int] = []  # the first few rows with a blank answer (for the notice)
+        self.blank_count = 0
+        self.structured: tuple[int, str] | None = None  # first row whose answer is a list or object
+        self.structured_count = 0
+        self.chunks: list[Any] = []
+        self.columns: dict[str, list[Any]] = self._empty_columns()
+
+    @staticmethod
+    def _empty_columns() -> dict[str, list[Any]]:
+        return {name: [] for name in COLUMNS if name != "label"}
+
+    def add_all(self, records: Iterable[dict[str, Any]]) -> CommonColumns:
+        for record in records:
+            self.add(record)
+        return self
+
+    def add(self, record: dict[str, Any]) -> None:
+        """Map the next record (its index is the number of records added before it)."""
+        i = self.count
+        self.count += 1
+        if self.collect_keys:
+            self.available.update(record)
+        for field in self.seen:
+            if not self.seen[field] and field in record:
+                self.seen[field] = True
+        if self.error is not None:  # only the columns' presence still matters (see the class doc)
+            return
+        try:
+            self._map(i, record)
+        except UserError as exc:
+            self.error = exc
+            return
+        if len(self.columns["row"]) >= CHUNK_ROWS:
+            self._flush()
+
+    def _map(self, i: int, record: dict[str, Any]) -> None:
+        source, answer_field = self.ctx.source_name, self.answer_field
         values = {}
-        for field, option in ((prompt_field, prompt_option), (answer_field, answer_option)):
+        for field, option in ((self.prompt_field, self.prompt_option), (answer_field, self.answer_option)):
             value = record.get(field)
             if value is None:
                 raise UserError(
-                    f"Source {source!r}: {where}, {locate(i)}: {_named(field, option)} is "
-                    f"missing or null. Every row needs it; fix or drop that row.{advice}"
+                    f"Source {source!r}: {self.where}, {self.locate(i)}: {_named(field, option)} is "
+                    f"missing or null. Every row needs it; fix or drop that row.{self.advice}"
                 )
             values[field] = value
         if isinstance(values[answer_field], (list, dict)):
-            structured.append(i)
-        prompt = _check_utf8(value_to_text(values[prompt_field]), source, where, functools.partial(locate, i), prompt_field)
-        answer = label_to_text(values[answer_field]) if classifier else value_to_text(values[answer_field])
-        if not answer.strip():  # nothing to train or score on: left out (below) rather than fatal
-            blank.append(i)
-            continue
-        answer = _check_utf8(answer, source, where, functools.partial(locate, i), answer_field)
-        if classifier:
-            response, label_text = "", answer
-        else:
-            response, label_text = answer, ""
+            self.structured_count += 1
+            if self.structured is None:
+                self.structured = (i, value_to_text(values[answer_field]))
+        locate_row = functools.partial(self.locate, i)
+        prompt = _check_utf8(value_to_text(values[self.prompt_field]), source, self.where, locate_row,
+                             self.prompt_field)
+        answer = label_to_text(values[answer_field]) if self.classifier else value_to_text(values[answer_field])
+        if not answer.strip():  # nothing to train or score on: left out (see finish) rather than fatal
+            self.blank_count += 1
+            if len(self.blank) < 5:
+                self.blank.append(i)
+            return
+        answer = _check_utf8(answer, source, self.where, locate_row, answer_field)
         extra: dict[str, Any] = {}
         for key, value in record.items():
-            if key in skip:
+            if key in self.skip:
                 continue
             if key == "metadata":
                 parsed = value
@@ -329,32 +373,87 @@ def build_common(
                     extra.update(parsed)
                     continue
             extra[key] = value
+        columns = self.columns
         columns["source"].append(source)
         columns["prompt"].append(prompt)
-        columns["response"].append(response)
-        columns["label_text"].append(label_text)
+        columns["response"].append("" if self.classifier else answer)
+        columns["label_text"].append(answer if self.classifier else "")
         columns["metadata"].append(_metadata_json(extra))
         columns["row"].append(i)
-    if blank:
-        _note_blank_answers(blank, len(records), ctx, where, locate, _named(answer_field, answer_option), what, advice)
-    if structured:
-        example = value_to_text(records[structured[0]][answer_field])
-        example = example if len(example) <= 60 else example[:57] + "..."
-        ctx.notices.append(
-            f"Source {source!r}: {len(structured)} row(s) of {where} have a list or an object as "
-            f"{_named(answer_field, answer_option)} (first at {locate(structured[0])}: {example}); each is "
-            f"{'a class' if classifier else 'the gold response'} as its JSON text. If it holds several accepted "
-            "answers or a nested field, write the one meant as a plain value (or use a plugin loader)."
-        )
-    if classifier:
-        columns["label"] = encode_labels(columns["label_text"], label_vocabulary(columns["label_text"]))
-    else:
-        columns["label"] = [-1] * len(columns["row"])
-    return dataset_from_columns(columns)
+
+    def _flush(self) -> None:
+        """The rows mapped so far as an Arrow chunk (label -1 until :meth:`finish`)."""
+        import pyarrow as pa
+
+        if not self.columns["row"] and self.chunks:
+            return
+        columns = {**self.columns, "label": [-1] * len(self.columns["row"])}
+        self.chunks.append(pa.Table.from_pydict({name: columns[name] for name in COLUMNS},
+                                                schema=dataset_features().arrow_schema))
+        self.columns = self._empty_columns()
+
+    def finish(self) -> Dataset:
+        """The dataset of every row added, or the error that stops the source."""
+        import pyarrow as pa
+
+        source, option = self.ctx.source_name, self.answer_option
+        if self.count == 0:
+            raise UserError(f"Source {source!r}: {self.where} has no examples. Give a file with at least one row.")
+        for field, field_option in ((self.prompt_field, self.prompt_option), (self.answer_field, option)):
+            if not self.seen[field]:
+                raise _missing_column(source, self.where, field, field_option, self.available, self.fix)
+        if self.error is not None:
+            raise self.error
+        named = _named(self.answer_field, option)
+        if self.blank_count:
+            _note_blank_answers(self.blank, self.blank_count, self.count, self.ctx, self.where, self.locate,
+                                named, self.what, self.advice)
+        if self.structured is not None:
+            first, example = self.structured
+            example = example if len(example) <= 60 else example[:57] + "..."
+            self.ctx.notices.append(
+                f"Source {source!r}: {self.structured_count} row(s) of {self.where} have a list or an object as "
+                f"{named} (first at {self.locate(first)}: {example}); each is "
+                f"{'a class' if self.classifier else 'the gold response'} as its JSON text. If it holds several "
+                "accepted answers or a nested field, write the one meant as a plain value (or use a plugin loader)."
+            )
+        self._flush()
+        chunks, self.chunks = self.chunks, []
+        table = chunks[0] if len(chunks) == 1 else pa.concat_tables(chunks)
+        if self.classifier:
+            texts = table.column("label_text").to_pylist()
+            labels = pa.array(encode_labels(texts, label_vocabulary(texts)), type=pa.int64())
+            table = table.set_column(COLUMNS.index("label"), "label", labels)
+        return dataset_from_table(table)
+
+
+def build_common(
+    records: list[dict[str, Any]],
+    prompt_field: str,
+    answer_field: str,
+    answer_option: str | None,
+    ctx: LoadContext,
+    where: str,
+    locate: Callable[[int], str],
+    available: Iterable[str],
+    fix: str | None = None,
+) -> Dataset:
+    """Map a list of raw records onto the common columns (see :class:`CommonColumns`,
+    which file loaders feed record by record)."""
+    return CommonColumns(prompt_field, answer_field, answer_option, ctx, where, locate, available,
+                         fix).add_all(records).finish()
 
 
 def dataset_from_columns(columns: dict[str, list[Any]]) -> Dataset:
-    """The common columns as a ``datasets.Dataset``, built as an Arrow table directly.
+    """The common columns (Python lists) as a ``datasets.Dataset`` (see :func:`dataset_from_table`)."""
+    import pyarrow as pa
+
+    return dataset_from_table(pa.Table.from_pydict({name: columns[name] for name in COLUMNS},
+                                                   schema=dataset_features().arrow_schema))
+
+
+def dataset_from_table(table: Any) -> Dataset:
+    """An Arrow table of the common columns as a ``datasets.Dataset``, built directly.
 
     ``Dataset.from_dict`` encodes every value through the features and then fingerprints
     the table with dill: 30 s of a 88 s data stage for 1.1M rows, for columns that are
@@ -363,32 +462,16 @@ def dataset_from_columns(columns: dict[str, list[Any]]) -> Dataset:
     to ``from_dict``'s.)"""
     import hashlib
 
-    import pyarrow as pa
     from datasets import Dataset, DatasetInfo
     from datasets.table import InMemoryTable
 
     features = dataset_features()
-    table = pa.Table.from_pydict({name: columns[name] for name in COLUMNS}, schema=features.arrow_schema)
     digest = hashlib.sha256()
     for column in table.columns:
         for chunk in column.chunks:
             for buffer in chunk.buffers():
                 digest.update(b"|" if buffer is None else buffer)
     return Dataset(InMemoryTable(table), info=DatasetInfo(features=features), fingerprint=digest.hexdigest()[:16])
-
-
-def _from_options(
-    records: list[dict[str, Any]],
-    options: LoaderBase,
-    ctx: LoadContext,
-    where: str,
-    locate: Callable[[int], str],
-    available: Iterable[str],
-) -> Dataset:
-    answer_option, answer_field = _required_fields(options, ctx)
-    return build_common(
-        records, options.prompt_field, answer_field, answer_option, ctx, where, locate, available
-    )
 
 
 # ------------------------------------------------------------------------- files
@@ -479,42 +562,65 @@ GZIP_MAGIC = b"\x1f\x8b"
 (``train.jsonl.gz``), whatever their name says."""
 
 
-def _read_text(path: Path, source: str) -> str:
-    """The file decoded as UTF-8 (a leading BOM is dropped; a gzip-compressed file is
-    decompressed first)."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise UserError(f"Source {source!r}: cannot read file {path}: {exc.strerror}.") from None
-    if data[:2] == GZIP_MAGIC:
-        import gzip
-        import zlib
+def open_decompressed(path: Path) -> IO[bytes]:
+    """A data file's bytes, decompressed when it is gzip-compressed (whatever its name)."""
+    import gzip
 
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise UserError(
-                f"Source {source!r}: file {path} is gzip-compressed but cannot be decompressed ({exc}); it is "
-                "probably cut short. Copy or compress it again."
-            ) from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise UserError(
-            f"Source {source!r}: file {path} is not valid UTF-8 (byte {exc.start}, line {line}). "
-            "Re-save it as UTF-8."
-        ) from None
+    with open(path, "rb") as raw:
+        compressed = raw.read(2) == GZIP_MAGIC
+    return gzip.open(path, "rb") if compressed else open(path, "rb")  # type: ignore[return-value]
 
 
-def parse_jsonl(path: Path, source: str) -> list[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-blank line of a JSON Lines file.
+def _unreadable(path: Path, source: str, exc: BaseException) -> UserError:
+    """The error for a file that cannot be read, or a gzip file that cannot be decompressed."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return UserError(f"Source {source!r}: cannot read file {path}: {exc.strerror}.")
+    return UserError(
+        f"Source {source!r}: file {path} is gzip-compressed but cannot be decompressed ({exc}); it is "
+        "probably cut short. Copy or compress it again."
+    )
+
+
+def text_lines(path: Path, source: str) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each line of a UTF-8 file, read a line at a time (a leading
+    BOM is dropped; a gzip-compressed file is decompressed as it is read).
 
     Lines are split on newlines only (not on the other characters ``str.splitlines``
-    treats as line breaks, which may appear inside JSON strings)."""
-    text = _read_text(path, source)
-    rows: list[tuple[int, dict[str, Any]]] = []
-    for number, line in enumerate(text.split("\n"), start=1):
+    treats as line breaks, which may appear inside JSON strings). A newline byte is never
+    part of a multi-byte UTF-8 character, so each line decodes on its own and invalid
+    UTF-8 is located exactly (byte offset in the decompressed data, and line)."""
+    import zlib
+
+    offset = 0
+    try:
+        with open_decompressed(path) as handle:
+            for number, raw in enumerate(handle, start=1):
+                try:
+                    text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+                except UnicodeDecodeError as exc:
+                    raise UserError(
+                        f"Source {source!r}: file {path} is not valid UTF-8 (byte {offset + exc.start}, "
+                        f"line {number}). Re-save it as UTF-8."
+                    ) from None
+                offset += len(raw)
+                yield number, text.rstrip("\n")
+    except (OSError, EOFError, zlib.error) as exc:
+        raise _unreadable(path, source, exc) from None
+
+
+def _utf8_problem(path: Path, source: str) -> UserError | None:
+    """The error naming the first invalid UTF-8 byte of a file, or None if it has none."""
+    try:
+        for _ in text_lines(path, source):
+            pass
+    except UserError as exc:
+        return exc
+    return None
+
+
+def jsonl_records(path: Path, source: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a JSON Lines file, a line at a time."""
+    for number, line in text_lines(path, source):
         if not line.strip():
             continue
         try:
@@ -534,7 +640,12 @@ def parse_jsonl(path: Path, source: str) -> list[tuple[int, dict[str, Any]]]:
                 f"Source {source!r}: file {path}, line {number}: expected a JSON object "
                 f'({{"prompt": ..., ...}}), got a JSON {type(value).__name__}.'
             )
-        rows.append((number, value))
+        yield number, value
+
+
+def parse_jsonl(path: Path, source: str) -> list[tuple[int, dict[str, Any]]]:
+    """Every (line number, object) of a JSON Lines file (for small files: evals samples)."""
+    rows = list(jsonl_records(path, source))
     if not rows:
         raise UserError(f"Source {source!r}: file {path} is empty. Give a file with at least one row.")
     return rows
@@ -542,53 +653,71 @@ def parse_jsonl(path: Path, source: str) -> list[tuple[int, dict[str, Any]]]:
 
 @LOADERS.register("jsonl")
 def load_jsonl(options: JsonlLoader, ctx: LoadContext) -> Dataset:
-    """A local JSON Lines file, one example (a JSON object) per line."""
+    """A local JSON Lines file, one example (a JSON object) per line, read a line at a time."""
+    from array import array
+
     path = _existing_file(options.path, ctx)
-    parsed = parse_jsonl(path, ctx.source_name)
-    records = [record for _, record in parsed]
-    lines = [number for number, _ in parsed]
-    available = {key for record in records for key in record}
-    return _from_options(records, options, ctx, _where(path), lambda i: f"line {lines[i]}", available)
+    lines = array("q")  # each record's line, for messages (8 bytes a row)
+    answer_option, answer_field = _required_fields(options, ctx)
+    builder = CommonColumns(options.prompt_field, answer_field, answer_option, ctx, _where(path),
+                            lambda i: f"line {lines[i]}")
+    for number, record in jsonl_records(path, ctx.source_name):
+        lines.append(number)
+        builder.add(record)
+    if builder.count == 0:
+        raise UserError(f"Source {ctx.source_name!r}: file {path} is empty. Give a file with at least one row.")
+    return builder.finish()
 
 
-def _note_blank_answers(blank: list[int], total: int, ctx: LoadContext, where: str, locate: Callable[[int], str],
-                        named: str, what: str, advice: str) -> None:
+def _note_blank_answers(blank: list[int], blank_count: int, total: int, ctx: LoadContext, where: str,
+                        locate: Callable[[int], str], named: str, what: str, advice: str) -> None:
     """Rows whose answer is empty or only whitespace have nothing to train or score on:
     they are left out with a notice naming their lines (a few blank gold answers are
     common in public datasets, and rows a `max_examples` cut drops anyway must not stop
     the run); an error when every row is blank."""
-    shown = ", ".join(locate(i) for i in blank[:5]) + (f" (+{len(blank) - 5} more)" if len(blank) > 5 else "")
-    if len(blank) == total:
+    shown = ", ".join(locate(i) for i in blank[:5]) + (f" (+{blank_count - 5} more)" if blank_count > 5 else "")
+    if blank_count == total:
         raise UserError(
             f"Source {ctx.source_name!r}: {where}: {named} is empty in every row ({shown}). Every row "
             f"needs {what}; check that the loader reads the right column.{advice}"
         )
     ctx.notices.append(
-        f"Source {ctx.source_name!r}: {where}: {len(blank)} of {total} rows have an empty {named} ({shown}); "
+        f"Source {ctx.source_name!r}: {where}: {blank_count} of {total} rows have an empty {named} ({shown}); "
         f"they are left out (every row needs {what})."
     )
 
 
-def csv_record_lines(text: str, delimiter: str) -> list[int] | None:
-    """The file line on which each data row of a CSV text starts (the header excluded),
-    read with the csv module the way pandas reads it (lines holding only whitespace are
-    skipped, a line holding a quoted empty cell ``""`` is a row, a quoted cell may span lines); None when the csv module cannot read it."""
+def csv_record_lines(path: Path, delimiter: str) -> Any:
+    """The file line on which each data row of a CSV file starts (the header excluded), as
+    an ``array`` of ints, read with the csv module the way pandas reads it (lines holding
+    only whitespace are skipped, a line holding a quoted empty cell ``""`` is a row, a
+    quoted cell may span lines); None when the csv module cannot read it. The file is
+    read a line at a time."""
     import csv
-    import io
+    from array import array
 
-    starts: list[int] = []
-    raw_lines = io.StringIO(text, newline="").readlines()  # the lines csv.reader counts
+    starts = array("q")
+    current: dict[int, str] = {}  # the raw lines of the row being read, by number
+
+    def tracked(handle: IO[str]) -> Iterator[str]:
+        for number, line in enumerate(handle, start=1):
+            current[number] = line
+            yield line
+
     limit = csv.field_size_limit()
     try:
-        csv.field_size_limit(max(limit, len(text)))  # long multi-line cells are where lines matter
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-        previous = 0
-        for row in reader:
-            start, previous = previous + 1, reader.line_num
-            if len(row) <= 1 and not "".join(row).strip() and '"' not in raw_lines[start - 1]:
-                continue  # a blank or whitespace-only line; a quoted empty cell ("") is a row
-            starts.append(start)
-    except (csv.Error, TypeError, ValueError):  # e.g. a delimiter the csv module refuses
+        csv.field_size_limit(max(limit, path.stat().st_size))  # long multi-line cells are where lines matter
+        with io.TextIOWrapper(open_decompressed(path), encoding="utf-8-sig", newline="") as handle:
+            reader = csv.reader(tracked(handle), delimiter=delimiter)
+            previous = 0
+            for row in reader:
+                start, previous = previous + 1, reader.line_num
+                first = current.get(start, "")
+                current.clear()
+                if len(row) <= 1 and not "".join(row).strip() and '"' not in first:
+                    continue  # a blank or whitespace-only line; a quoted empty cell ("") is a row
+                starts.append(start)
+    except (csv.Error, TypeError, ValueError, OSError, EOFError):  # e.g. a delimiter the csv module refuses
         return None
     finally:
         csv.field_size_limit(limit)
@@ -597,59 +726,94 @@ def csv_record_lines(text: str, delimiter: str) -> list[int] | None:
 
 @LOADERS.register("csv")
 def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
-    """A local CSV file with a header row; every cell is read as text. Messages name the
-    file line of a row (the header is line 1).
+    """A local CSV file with a header row; every cell is read as text, in chunks of
+    :data:`CHUNK_ROWS` rows. Messages name the file line of a row (the header is line 1).
 
     Lines are found with :func:`csv_record_lines`, only when a message needs one."""
+    import zlib
+
     import pandas as pd
 
     path = _existing_file(options.path, ctx)
-    text = _read_text(path, ctx.source_name)  # decompressed, and a clear message for non-UTF-8 files
+    source = ctx.source_name
+    answer_option, answer_field = _required_fields(options, ctx)
+
+    @functools.cache
+    def lines() -> Any:  # the line mapping reads the file again, only when a message needs a line
+        return csv_record_lines(path, options.delimiter)
+
+    def locate(i: int) -> str:
+        found = lines()
+        if found is None or len(found) != builder.count:  # read differently: count from the header
+            return f"line {i + 2}"
+        return f"line {found[i]}"
+
+    def not_csv(exc: BaseException) -> UserError:
+        problem = " ".join(str(exc).split())  # pandas ends its tokenizer messages with a newline
+        return UserError(
+            f"Source {source!r}: file {path} is not valid CSV ({problem}). Check the "
+            f"delimiter (loader.delimiter is {options.delimiter!r}) and the quoting."
+        )
+
+    builder: CommonColumns | None = None
     try:
-        frame = pd.read_csv(io.StringIO(text), sep=options.delimiter, dtype=str, keep_default_na=False)
+        with open_decompressed(path) as handle:
+            reader = pd.read_csv(handle, sep=options.delimiter, dtype=str, keep_default_na=False,
+                                 encoding="utf-8-sig", chunksize=CHUNK_ROWS)
+            with reader:
+                for frame in reader:
+                    columns = [str(c) for c in frame.columns]
+                    frame.columns = columns
+                    if builder is None:
+                        builder = CommonColumns(options.prompt_field, answer_field, answer_option, ctx,
+                                                _where(path), locate, columns)
+                    builder.add_all(frame.to_dict("records"))
     except pd.errors.EmptyDataError:
         raise UserError(
-            f"Source {ctx.source_name!r}: file {path} is empty. Give a CSV file with a header "
+            f"Source {source!r}: file {path} is empty. Give a CSV file with a header "
             "row and at least one example."
         ) from None
+    except UnicodeDecodeError:
+        raise _utf8_problem(path, source) or UserError(
+            f"Source {source!r}: file {path} is not valid UTF-8. Re-save it as UTF-8.") from None
+    except (OSError, EOFError, zlib.error) as exc:  # unreadable, or a gzip file cut short
+        raise _unreadable(path, source, exc) from None
     except (pd.errors.ParserError, ValueError) as exc:
-        problem = " ".join(str(exc).split())  # pandas ends its tokenizer messages with a newline
-        raise UserError(
-            f"Source {ctx.source_name!r}: file {path} is not valid CSV ({problem}). Check the "
-            f"delimiter (loader.delimiter is {options.delimiter!r}) and the quoting."
-        ) from None
-    columns = [str(c) for c in frame.columns]
-    frame.columns = columns
-    records = frame.to_dict("records")
-    # the line mapping reads the file again, only when a message needs a line
-    @functools.cache
-    def lines() -> list[int]:
-        found = csv_record_lines(text, options.delimiter)
-        if found is None or len(found) != len(records):  # read differently: count from the header
-            return [i + 2 for i in range(len(records))]
-        return found
-
-    return _from_options(records, options, ctx, _where(path), lambda i: f"line {lines()[i]}", columns)
+        raise not_csv(exc) from None
+    if builder is None:  # a header and no rows
+        raise UserError(f"Source {source!r}: {_where(path)} has no examples. Give a file with at least one row.")
+    return builder.finish()
 
 
 @LOADERS.register("parquet")
 def load_parquet(options: ParquetLoader, ctx: LoadContext) -> Dataset:
-    """A local Parquet file."""
+    """A local Parquet file, read in batches of :data:`CHUNK_ROWS` rows."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     path = _existing_file(options.path, ctx)
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowException, OSError) as exc:
-        raise UserError(
+
+    def unreadable(exc: BaseException) -> UserError:
+        return UserError(
             f"Source {ctx.source_name!r}: file {path} could not be read as Parquet ({exc}). "
             "Check that it is a Parquet file."
-        ) from None
-    if table.num_rows == 0:
+        )
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise unreadable(exc) from None
+    if parquet.metadata.num_rows == 0:
         raise UserError(f"Source {ctx.source_name!r}: file {path} is empty (no rows).")
-    records = table.to_pylist()
-    return _from_options(records, options, ctx, _where(path), lambda i: f"row {i}", table.column_names)
+    answer_option, answer_field = _required_fields(options, ctx)
+    builder = CommonColumns(options.prompt_field, answer_field, answer_option, ctx, _where(path),
+                            lambda i: f"row {i}", parquet.schema_arrow.names)
+    try:
+        for batch in parquet.iter_batches(batch_size=CHUNK_ROWS):
+            builder.add_all(batch.to_pylist())
+    except (pa.ArrowException, OSError) as exc:
+        raise unreadable(exc) from None
+    return builder.finish()
 
 
 # ------------------------------------------------------------------- huggingface
@@ -764,8 +928,13 @@ def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
             f"Source {ctx.source_name!r}: {where} did not give one split as a Dataset (got "
             f"{type(loaded).__name__}). Set loader.split."
         )
-    records = loaded.to_list()
-    return _from_options(records, options, ctx, where, lambda i: f"row {i}", loaded.column_names)
+    answer_option, answer_field = _required_fields(options, ctx)
+    builder = CommonColumns(options.prompt_field, answer_field, answer_option, ctx, where, lambda i: f"row {i}",
+                            loaded.column_names)
+    for batch in loaded.iter(batch_size=CHUNK_ROWS):  # a batch of rows as Python values at a time
+        names = list(batch)
+        builder.add_all(dict(zip(names, values, strict=True)) for values in zip(*batch.values(), strict=True))
+    return builder.finish()
 
 
 # ----------------------------------------------------------------- reasoning-gym

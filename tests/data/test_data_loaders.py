@@ -591,3 +591,67 @@ def test_list_or_object_answers_are_used_as_json_text_with_a_notice(tmp_path: Pa
     write_jsonl(tmp_path / "p.jsonl", [{"prompt": "a", "response": 3}])
     load_jsonl(JsonlLoader(type="jsonl", path="p.jsonl"), plain)
     assert plain.notices == []
+
+
+# ------------------------------------------------------------------- streaming
+
+
+def _chunk_rows_cases(tmp_path: Path) -> list[tuple[object, object, str]]:
+    """(options, kind, where) of one file per format with 11 rows: a blank answer, a list
+    answer and metadata, so chunks meet every per-row path."""
+    rows = [{"prompt": f"p{i}", "response": str(i % 3), "topic": f"t{i}"} for i in range(11)]
+    rows[4]["response"] = " "
+    rows[7]["response"] = ["a", "b"]
+    write_jsonl(tmp_path / "s.jsonl", rows)
+    frame = pd.DataFrame([{**r, "response": json.dumps(r["response"]) if isinstance(r["response"], list)
+                           else r["response"]} for r in rows])
+    frame.to_csv(tmp_path / "s.csv", index=False)
+    frame.to_parquet(tmp_path / "s.parquet", index=False)
+    return [
+        (JsonlLoader(type="jsonl", path="s.jsonl"), load_jsonl, "causal-lm"),
+        (CsvLoader(type="csv", path="s.csv"), load_csv, "causal-lm"),
+        (ParquetLoader(type="parquet", path="s.parquet"), load_parquet, "causal-lm"),
+        (JsonlLoader(type="jsonl", path="s.jsonl", label_field="response"), load_jsonl, "classifier"),
+    ]
+
+
+def test_files_read_in_chunks_give_the_same_dataset(tmp_path: Path, make_ctx, monkeypatch) -> None:
+    """File loaders map rows a chunk at a time (a large file's rows never all exist as
+    Python dicts); the dataset, its notices and its labels must not depend on the chunking."""
+    from subsetctl.data import loaders
+
+    for options, load, kind in _chunk_rows_cases(tmp_path):
+        whole_ctx = make_ctx(kind=kind)
+        whole = load(options, whole_ctx)
+        monkeypatch.setattr(loaders, "CHUNK_ROWS", 3)
+        chunked_ctx = make_ctx(kind=kind)
+        chunked = load(options, chunked_ctx)
+        monkeypatch.setattr(loaders, "CHUNK_ROWS", 50_000)
+        assert len(whole) == 10  # the blank answer is left out
+        assert chunked.to_dict() == whole.to_dict(), (options.type, kind)
+        assert chunked_ctx.notices == whole_ctx.notices
+        assert len(whole_ctx.notices) == (2 if options.type == "jsonl" else 1)  # a JSON list answer: a notice
+        assert "1 of 11 rows have an empty" in whole_ctx.notices[0]
+    assert list(whole["label"]) == [0, 1, 2, 0, 2, 0, 3, 2, 0, 1]  # classifier: ids over every chunk's labels
+
+
+def test_a_row_error_is_raised_after_the_columns_are_known(tmp_path: Path, make_ctx) -> None:
+    """Rows are read one at a time: a null prompt in row 2 names that row, but a column no
+    row has is reported as missing (with the columns there are), as when all rows were read first."""
+    write_jsonl(tmp_path / "n.jsonl", [{"prompt": "a", "response": "1"}, {"prompt": None, "response": "2"},
+                                       {"prompt": "c", "response": "3"}])
+    with pytest.raises(UserError, match=r"n\.jsonl, line 2: 'prompt' \(loader\.prompt_field\) is missing or null"):
+        load_jsonl(JsonlLoader(type="jsonl", path="n.jsonl"), make_ctx())
+    write_jsonl(tmp_path / "m.jsonl", [{"question": None, "response": "1"}, {"question": "b", "answer": "2"}])
+    with pytest.raises(UserError, match=r"has no column 'prompt'.*'answer', 'question', 'response'"):
+        load_jsonl(JsonlLoader(type="jsonl", path="m.jsonl"), make_ctx())
+
+
+def test_invalid_utf8_in_a_csv_file_is_located(tmp_path: Path, make_ctx) -> None:
+    """Read in chunks, the CSV's decoding error says where (it said only the file)."""
+    (tmp_path / "b.csv").write_bytes(b"prompt,response\nok,1\n\xff\xfe,x\n")
+    with pytest.raises(UserError, match=r"b\.csv is not valid UTF-8 \(byte 21, line 3\)"):
+        load_csv(CsvLoader(type="csv", path="b.csv"), make_ctx())
+    (tmp_path / "b.jsonl").write_bytes(b'{"prompt": "a", "response": "1"}\n{"prompt": "\xff", "response": "1"}\n')
+    with pytest.raises(UserError, match=r"b\.jsonl is not valid UTF-8 \(byte 45, line 2\)"):
+        load_jsonl(JsonlLoader(type="jsonl", path="b.jsonl"), make_ctx())
