@@ -14,6 +14,7 @@ changed spec wipes it first.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from subsetctl.project import (
     artifact_contents,
     atomic_write_json,
     fingerprint,
+    replace_dir,
     verify_checksums,
 )
 from subsetctl.reporter import Reporter, SilentReporter
@@ -340,7 +342,12 @@ class Pipeline:
             manifest = self.project.read_manifest(stage.name)
             fp, inputs = self._current(stage, digests)
             reasons: list[str] = []
-            if manifest is None:
+            set_aside = self._set_aside_matching(stage, fp, inputs) if stage.name not in force else None
+            if set_aside is not None:  # `run` puts them back instead of running the stage
+                manifest = set_aside
+                state, reasons = "up to date", [("its results, set aside by a run with other inputs that stopped "
+                                                 "before finishing, match the spec again; `run` puts them back")]
+            elif manifest is None:
                 state = "never run"
                 work = self._work_fingerprint(stage)
                 if work is not None and fp is not None and work == fp:  # stopped partway (Ctrl-C, a crash)
@@ -483,8 +490,10 @@ class Pipeline:
             if not stage.enabled(self.spec):
                 results.append({"stage": stage.name, "action": "disabled"})
                 continue
-            manifest = self.project.read_manifest(stage.name)
             fp, inputs = self._current(stage, digests)
+            if not shared and stage.name not in force:
+                self._restore_set_aside(stage, fp, inputs)
+            manifest = self.project.read_manifest(stage.name)
             up_to_date = (
                 manifest is not None
                 and not manifest.get("corrupt")
@@ -548,6 +557,29 @@ class Pipeline:
                 break
         return results
 
+    def _set_aside_matching(self, stage: Stage, fp: str | None, inputs: dict[str, Any]) -> dict[str, Any] | None:
+        """The manifest of ``stage``'s set-aside results when the stage has no finished
+        results of its own and the set-aside ones were made with the current inputs."""
+        if fp is None or self.project.read_manifest(stage.name) is not None:
+            return None
+        manifest = self.project.read_set_aside_manifest(stage.name)
+        if manifest is None or not self._fingerprint_matches(stage, manifest, fp, inputs):
+            return None
+        if verify_checksums(self.project.set_aside_dir(stage.name), manifest.get("artifacts", {})):
+            return None
+        return manifest
+
+    def _restore_set_aside(self, stage: Stage, fp: str | None, inputs: dict[str, Any]) -> None:
+        """Put back the finished results a run with other inputs set aside and did not
+        replace (it stopped with an error, or was interrupted), when the spec has come back
+        to their inputs: nothing already computed is lost to a failed change."""
+        manifest = self._set_aside_matching(stage, fp, inputs)
+        if manifest is None:
+            return
+        replace_dir(self.project.set_aside_dir(stage.name), self.project.stage_dir(stage.name))
+        self.reporter.info(f"[dim]{stage.name}: its earlier results match the spec again; put back (set aside "
+                           "when a run with other inputs stopped before finishing)[/dim]")
+
     def _work_fingerprint(self, stage: Stage) -> str | None:
         """The inputs fingerprint of the partial work in ``stage``'s folder (work.json), if any."""
         return self.project.read_work_marker(stage.name).get("fingerprint")
@@ -560,9 +592,16 @@ class Pipeline:
         if work_marker.exists() and not work_marker.is_file():  # damaged (e.g. a folder): start clean
             self.project.reset_stage(stage.name)
         if work_marker.is_file() and self._work_fingerprint(stage) != fp:
-            if self.project.read_manifest(stage.name) is None:  # an unfinished run, not a finished stage
+            manifest = self.project.read_manifest(stage.name)
+            if manifest is None:  # an unfinished run, not a finished stage
                 self.reporter.info(f"[dim]{stage.name}: inputs changed, discarding earlier partial work[/dim]")
-            self.project.reset_stage(stage.name)
+                self.project.reset_stage(stage.name)
+            elif manifest.get("corrupt"):
+                self.project.reset_stage(stage.name)
+            else:  # finished results: kept until the new run commits (a failure must not lose them)
+                aside = self.project.set_aside_dir(stage.name)
+                aside.parent.mkdir(parents=True, exist_ok=True)
+                replace_dir(out_dir, aside)
         self.project.invalidate(stage.name)
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(work_marker, {"fingerprint": fp, "pid": os.getpid()})  # pid: `plan` says "running"
@@ -610,4 +649,5 @@ class Pipeline:
             "versions": library_versions(),
         }
         self.project.write_manifest(stage.name, manifest, artifacts)
+        shutil.rmtree(self.project.set_aside_dir(stage.name), ignore_errors=True)  # replaced for good
         return manifest

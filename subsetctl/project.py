@@ -34,6 +34,10 @@ from typing import IO, Any
 from subsetctl.errors import LockedError, UserError
 from subsetctl.spec import SPEC_FILENAME
 
+#: under the state folder: each stage's last finished results while a run with other
+#: inputs re-runs it; put back if the spec returns to their inputs before that run commits
+SET_ASIDE_DIRNAME = ".set-aside"
+
 STATE_DIRNAME = ".subsetctl"
 MANIFEST = "manifest.json"
 #: a stage folder's record of the run working in it: its inputs fingerprint and PID
@@ -299,6 +303,20 @@ class Project:
 
     def stage_dir(self, stage: str) -> Path:
         return self.state_dir / stage
+
+    def set_aside_dir(self, stage: str) -> Path:
+        """Where a stage's finished results wait while a run with other inputs replaces them
+        (see :meth:`subsetctl.pipeline.Pipeline._prepare_work_dir`)."""
+        return self.state_dir / SET_ASIDE_DIRNAME / stage
+
+    def read_set_aside_manifest(self, stage: str) -> dict[str, Any] | None:
+        """The manifest of ``stage``'s set-aside results, or None (none, or unreadable)."""
+        path = self.set_aside_dir(stage) / MANIFEST
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        return manifest if isinstance(manifest, dict) else None
 
     def inside(self, path: Path) -> Path:
         """``path`` resolved, refusing anything outside the project directory."""

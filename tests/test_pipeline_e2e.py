@@ -423,3 +423,35 @@ def test_report_says_a_stage_a_run_stopped_partway_is_resumable_not_unrun(tiny_p
     assert data["unfinished"] == ["finetune"] and "finetune" not in data["not_run"]
     note = outdated_note(data) or ""
     assert "Stopped partway: finetune" in note and "Not run yet: finetune" not in note
+
+
+def test_a_stage_that_fails_on_new_inputs_keeps_its_finished_results(tiny_project: Path) -> None:
+    """A user error raised inside a stage (here: LoRA target modules the model lacks, found
+    only once meta_init loads the model) deleted the stage's finished results before the
+    check ran; with the override dropped, meta_init trained again. They are now set aside
+    until the new run commits, and put back once the spec matches them again."""
+    from subsetctl.errors import UserError
+    from subsetctl.project import Project
+
+    run_project(tiny_project, until="meta_init")
+    project = Project(tiny_project)
+    adapter = project.stage_dir("meta_init") / "adapter" / "adapter_model.safetensors"
+    before = adapter.read_bytes()
+    try:
+        run_project(tiny_project, until="meta_init", overrides=["model.lora.target_modules=[no_such_proj]"])
+    except UserError as exc:
+        assert "no_such_proj" in str(exc)
+    else:
+        raise AssertionError("the bad target module was accepted")
+    assert (project.set_aside_dir("meta_init") / "manifest.json").is_file()
+    statuses = {s.name: s for s in plan_project(tiny_project, until="meta_init")[2]}
+    assert statuses["meta_init"].state == "up to date" and not statuses["meta_init"].will_run
+    assert "puts them back" in statuses["meta_init"].reasons[0]
+    results = {r["stage"]: r["action"] for r in run_project(tiny_project, until="meta_init")}
+    assert results["meta_init"] == "up to date"  # put back, not trained again
+    assert adapter.read_bytes() == before
+    assert not project.set_aside_dir("meta_init").exists()
+    # a change that finishes replaces the results for good: nothing is left aside
+    run_project(tiny_project, until="meta_init", overrides=["meta_init.lr=0.002"])
+    assert not project.set_aside_dir("meta_init").exists()
+    assert adapter.read_bytes() != before
