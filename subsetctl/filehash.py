@@ -110,8 +110,11 @@ def code_fingerprint(obj: Any, root: Path | None = None) -> dict[str, Any] | Non
     """The content fingerprint of the source file defining ``obj`` (a function, class or
     callable object), or None when it has no Python source file (a builtin, a C
     extension). Other modules that file imports are not followed."""
+    import functools
     import inspect
 
+    while isinstance(obj, functools.partial):  # the function it calls, not functools.py
+        obj = obj.func
     target = obj if inspect.isroutine(obj) or inspect.isclass(obj) else type(obj)
     try:
         name = inspect.getsourcefile(inspect.unwrap(target))

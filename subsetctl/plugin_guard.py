@@ -18,7 +18,10 @@ from subsetctl.errors import UserError
 
 
 def _blame(kind: str, name: str, origin: str, what: str, exc: BaseException | None = None) -> UserError:
-    cause = f": {type(exc).__name__}: {' '.join(str(exc).split())[:300]}" if exc is not None else ""
+    if isinstance(exc, SystemExit):
+        cause = f": it called sys.exit({exc.code!r})"
+    else:
+        cause = f": {type(exc).__name__}: {' '.join(str(exc).split())[:300]}" if exc is not None else ""
     return UserError(f"The {kind} plugin {name!r} ({origin}) {what}{cause}. Fix the plugin, or use a built-in "
                      f"{kind} (`subsetctl ls` lists them).")
 
@@ -30,7 +33,7 @@ def build_plugin(kind: str, name: str, origin: str, build: Any, *args: Any, **kw
         return build(*args, **kwargs)
     except UserError:
         raise
-    except Exception as exc:  # the plugin's own code
+    except (Exception, SystemExit) as exc:  # the plugin's own code (sys.exit() too: not a silent exit)
         raise _blame(kind, name, origin, f"could not be built with {sorted(kwargs)}", exc) from exc
 
 
@@ -53,7 +56,7 @@ class _Checked:
             return getattr(self.inner, method)(*args)
         except UserError:
             raise
-        except Exception as exc:  # the plugin's own code
+        except (Exception, SystemExit) as exc:  # the plugin's own code (sys.exit() too: not a silent exit)
             raise _blame(self.kind, self.name, self.origin, f"failed while {doing}", exc) from exc
 
 
@@ -78,6 +81,17 @@ class CheckedEstimator(_Checked):
                 raise _blame("estimator", self.name, self.origin,
                              f"returned {field} of shape {shape} for {m} subsets; each must have shape ({m},)")
         return batch
+
+
+def unpicklable_plugin(estimator: Any, backend: str, exc: BaseException) -> UserError | None:
+    """The error for a plugin estimator that cannot be pickled to run on worker processes
+    (``executor.backend``), or None when ``estimator`` is not a plugin (subsetctl's bug)."""
+    if not isinstance(estimator, CheckedEstimator):
+        return None
+    return _blame("estimator", estimator.name, estimator.origin,
+                  f"cannot be pickled to run on {backend} worker processes (executor.backend: {backend}); keep "
+                  "lambdas, local functions and open files out of its attributes, or set executor.backend: "
+                  "threading", exc)
 
 
 class CheckedProjector(_Checked):

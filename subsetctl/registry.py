@@ -247,7 +247,12 @@ def _register_named_class(obj: Any, spec: str) -> None:
 
 
 def _origin(obj: Any) -> str:
-    """ "built-in" for subsetctl's own plugins, else the module that registered ``obj``."""
+    """ "built-in" for subsetctl's own plugins, else the module that registered ``obj``
+    (for a ``functools.partial``, the module of the function it calls)."""
+    import functools
+
+    while isinstance(obj, functools.partial):
+        obj = obj.func
     module = getattr(obj, "__module__", None) or ""
     return "built-in" if module == "subsetctl" or module.startswith("subsetctl.") else f"module {module}"
 

@@ -160,6 +160,29 @@ class SizeEstimator(SubsetEstimator):
     sys.modules.pop("sizey_plugin")
 
 
+def test_a_plugin_estimator_calibration_may_choose_is_a_search_input(tiny_project: Path, monkeypatch) -> None:
+    """Calibration chose the plugin estimator, its file was edited, calibration chose it
+    again (same output): the search stayed "up to date" with the old code's estimates."""
+    from subsetctl.api import load_project
+    from subsetctl.stages.search import SearchStage
+
+    (tiny_project / "picked_est.py").write_text(
+        "from subsetctl.estimate.solvers import FastEstimator\n"
+        "from subsetctl.registry import ESTIMATORS\n"
+        "@ESTIMATORS.register('picked', 'fast under another name')\n"
+        "class Picked(FastEstimator):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tiny_project))
+    overrides = ["plugins=[picked_est:Picked]", "calibrate.estimators=[fast, picked]"]
+    project, spec = load_project(tiny_project, overrides)
+    first = SearchStage().extra_inputs(spec, project)["plugin code"]
+    assert spec.estimate.estimator == "fast" and set(first) == {"estimator picked"}
+    (tiny_project / "picked_est.py").write_text((tiny_project / "picked_est.py").read_text() + "# edited\n")
+    assert SearchStage().extra_inputs(spec, project)["plugin code"] != first
+    _, spec = load_project(tiny_project, [*overrides, "calibrate.enabled=false"])
+    assert SearchStage().extra_inputs(spec, project) == {}  # no calibration: only estimate.estimator counts
+    sys.modules.pop("picked_est", None)
+
+
 def test_a_plugin_that_prints_or_exits_at_import(tmp_path: Path, monkeypatch, capsys) -> None:
     """A print at import went to stdout and broke every `--format json`; `sys.exit()` in a
     plugin ended the CLI with exit 0 and no word."""
@@ -183,6 +206,8 @@ def test_a_plugin_that_prints_or_exits_at_import(tmp_path: Path, monkeypatch, ca
 @pytest.mark.parametrize(("body", "says"), [
     ("raise RuntimeError('boom in estimate')", "failed while estimating subsets: RuntimeError: boom in estimate"),
     ("return np.zeros(len(masks))", "returned a ndarray from estimate(); it must return an EstimateBatch"),
+    # exited with status 3 and printed nothing
+    ("import sys; sys.exit(3)", "failed while estimating subsets: it called sys.exit(3)"),
 ])
 def test_a_failing_plugin_estimator_is_blamed_not_called_a_subsetctl_bug(
         tiny_project: Path, monkeypatch, body: str, says: str) -> None:

@@ -1189,9 +1189,10 @@ def load_plugin(options: PluginLoader, ctx: LoadContext) -> Dataset:
         result = fn(call_options, ctx)
     except UserError:
         raise
-    except Exception as exc:  # the plugin's own code failed: say whose it is
+    except (Exception, SystemExit) as exc:  # the plugin's own code failed: say whose it is (sys.exit() too)
+        what = f"called sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else f"raised {type(exc).__name__}: {exc}"
         raise UserError(
-            f"Source {ctx.source_name!r}: loader plugin {options.name!r} raised {type(exc).__name__}: {exc}. "
+            f"Source {ctx.source_name!r}: loader plugin {options.name!r} ({LOADERS.origin(options.name)}) {what}. "
             "Fix the plugin or its options under loader.options."
         ) from exc
     from datasets import Dataset

@@ -126,7 +126,15 @@ def _joblib_results(
         import joblib
 
         path = os.path.join(folder, "estimator.joblib")
-        joblib.dump(estimator, path)
+        try:
+            joblib.dump(estimator, path)
+        except Exception as exc:  # a plugin holding a lambda, an open file, ...
+            from subsetctl.plugin_guard import unpicklable_plugin
+
+            blamed = unpicklable_plugin(estimator, "loky", exc)
+            if blamed is None:
+                raise
+            raise blamed from exc
         parallel = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator")
         yield from parallel(delayed(_run_from_file)(path, masks[s]) for s in slices)
     finally:

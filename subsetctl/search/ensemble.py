@@ -195,8 +195,9 @@ def select_by_scores(
         ]
         if not np.isfinite(prefix_losses).any():
             raise UserError(
-                "The estimator failed on every subset of the sweep; check the estimator "
-                "settings (for example a larger lambda)."
+                "The estimator gave no finite estimate for any subset of the sweep (every one is NaN or "
+                "infinite); check the estimator settings (estimate.*, e.g. a larger estimate.lam) or, for a "
+                "plugin estimator, its code."
             )
         mask = prefixes[int(np.nanargmin(prefix_losses))]
     return mask, memo.loss_of(memo.names(mask)), diagnostics, notices
@@ -394,8 +395,9 @@ class Exhaustive(Strategy):
         losses = memo.losses(masks)
         if not np.isfinite(losses).any():
             raise UserError(
-                "The estimator failed on every subset; check the estimator settings "
-                "(for example a larger lambda)."
+                "The estimator gave no finite estimate for any subset (every one is NaN or infinite); check "
+                "the estimator settings (estimate.*, e.g. a larger estimate.lam) or, for a plugin estimator, "
+                "its code."
             )
         scores, notices = mean_difference_scores(masks, losses, memo.sources)
         best = int(np.nanargmin(losses))

@@ -164,21 +164,37 @@ def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any,
         result = cls().run(estimator if origin == "built-in" else _OwnErrors(estimator), context, params)
     except (UserError, KeyboardInterrupt):
         raise
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # sys.exit() in a plugin too: not a silent exit
         if origin == "built-in" or getattr(exc, "raised_by_subsetctl", False):
             raise
+        what = f"called sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else f"raised {type(exc).__name__}: {exc}"
         raise UserError(
-            f"Strategy {label!r} ({origin}) raised {type(exc).__name__}: {exc}. This is an error in the "
+            f"Strategy {label!r} ({origin}) {what}. This is an error in the "
             "plugin, not in subsetctl: fix it and run again (the subset estimates made so far are kept)."
         ) from exc
     where = f"Strategy {label!r} ({origin})"
     if not isinstance(result, StrategyResult):
         raise UserError(f"{where} returned a {type(result).__name__}; a strategy's run() must return a "
                         "subsetctl.search.base.StrategyResult.")
+    if isinstance(result.selected, (str, bytes)) or not all(isinstance(s, str) for s in result.selected):
+        raise UserError(f"{where} returned selected={result.selected!r}; it must be a list of source names "
+                        "(e.g. ['a', 'b'], or [] for the target alone).")
     unknown = [s for s in result.selected if s not in context.sources]
     if unknown:
         raise UserError(f"{where} selected {', '.join(map(repr, unknown))}, which are not sources of this "
                         f"project (sources: {', '.join(context.sources)}).")
+    repeated = sorted({s for s in result.selected if list(result.selected).count(s) > 1})
+    if repeated:  # a fine-tune would train on those sources' rows twice
+        raise UserError(f"{where} selected {', '.join(map(repr, repeated))} more than once; a selection is a "
+                        "set of sources, each listed once.")
+    try:
+        result.to_dict()
+    except Exception as exc:  # e.g. estimated_loss="low"
+        if origin == "built-in":
+            raise
+        raise UserError(f"{where} returned a StrategyResult that cannot be stored ({type(exc).__name__}: {exc}); "
+                        "estimated_loss and scores must be numbers, trace entries {'subset': [...], 'loss': "
+                        "number}.") from exc
     return result
 
 
@@ -192,10 +208,16 @@ class SearchStage(Stage):
 
     def extra_inputs(self, spec: Spec, project: Project) -> dict[str, Any]:
         """The files of plugin estimators and strategies (editing one re-runs the search);
-        with an estimator that fine-tunes for real, the rest of verify's budget it runs."""
+        with an estimator that fine-tunes for real, the rest of verify's budget it runs.
+
+        Every estimator calibration may choose counts, not only ``estimate.estimator``: an
+        edited plugin estimator that calibration chose again (the same choice, so the same
+        calibrate output) left the search's estimates from the old code."""
         from subsetctl.registry import ESTIMATORS, STRATEGIES, fine_tunes_for_real, plugin_code_inputs
 
-        uses = [(ESTIMATORS, spec.estimate.estimator), *((STRATEGIES, s.name) for s in spec.search.strategies)]
+        estimators = [spec.estimate.estimator, *(spec.calibrate.estimators if spec.calibrate.enabled else [])]
+        uses = [*((ESTIMATORS, name) for name in dict.fromkeys(estimators)),
+                *((STRATEGIES, s.name) for s in spec.search.strategies)]
         extra = plugin_code_inputs(spec.plugins, uses, project.root)  # imports the spec's plugins too
         if fine_tunes_for_real(spec.estimate.estimator):
             extra["real_fine_tune"] = {"kind": spec.verify.kinds[0], "lr_ce": spec.verify.lr_ce}
@@ -211,8 +233,9 @@ class SearchStage(Stage):
                 close_dask_clients()
 
     def _search(self, ctx: StageContext) -> dict[str, Any]:
+        from subsetctl.errors import UserError
         from subsetctl.estimate.results import CachedEstimator, SubsetResultsStore
-        from subsetctl.registry import STRATEGIES
+        from subsetctl.registry import ESTIMATORS, STRATEGIES
         from subsetctl.search.base import SearchContext, parse_params
 
         spec = ctx.spec
@@ -266,6 +289,18 @@ class SearchStage(Stage):
                 results[label] = record
                 other[label] = list(result.selected)
                 task.update(i + 1)
+        masks, batch = store.results()
+        if len(masks) and not np.isfinite(np.asarray(batch.loss, dtype=float)).any():
+            raise UserError(
+                f"The estimator {estimator_used!r} ({ESTIMATORS.origin(estimator_used)}) gave no finite estimate for "
+                f"any of the {len(masks)} subsets estimated (every one is NaN or infinite), so no selection can be "
+                "chosen. Fix the estimator's code if it is a plugin, or its settings (estimate.*, e.g. a larger "
+                "estimate.lam); the stored estimates are replaced once it changes.")
+        for label, record in results.items():
+            if record["estimated_loss"] is None:
+                ctx.reporter.warn(f"{label}: the estimator gave no finite estimate for its selection "
+                                  f"({', '.join(record['selected']) or 'target only'}); its rank among the "
+                                  "subsets is unknown.")
         final = spec.search.final or (spec.search.strategies[0].label or spec.search.strategies[0].name)
         baseline = {}
         for name, subset in (("all", features.sources), ("target_only", [])):

@@ -410,7 +410,7 @@ def test_plugin_loader_that_raises_is_a_user_error_naming_it(make_ctx) -> None:
         raise ValueError("my loader failed")
 
     LOADERS.add("test_broken_loader", broken, "test")
-    with pytest.raises(UserError, match="loader plugin 'test_broken_loader' raised ValueError: my loader failed"):
+    with pytest.raises(UserError, match=r"loader plugin 'test_broken_loader' \([^)]*\) raised ValueError: my loader failed"):
         load_plugin(PluginLoader(type="plugin", name="test_broken_loader"), make_ctx("pl"))
 
 

@@ -1,0 +1,140 @@
+"""What a third-party strategy or estimator returns is checked where subsetctl takes it:
+mistakes are refused with the plugin named, never stored or fine-tuned on."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from subsetctl.errors import UserError
+from subsetctl.registry import STRATEGIES
+from subsetctl.search.base import StrategyResult
+from subsetctl.stages.search import _run_strategy
+
+
+def _returning(result: Any = None, raise_exit: bool = False) -> type:
+    class Returning:
+        def run(self, estimator: Any, context: Any, params: Any) -> Any:
+            if raise_exit:
+                sys.exit("giving up")
+            return result
+
+    return Returning
+
+
+class _Context:
+    sources = ("a", "b", "c")
+
+
+@pytest.fixture
+def plugin_strategy_name() -> str:
+    """A name registered from this (non-subsetctl) module, so it counts as a plugin."""
+
+    @STRATEGIES.register("checked_test_strategy", "a test strategy")
+    class Placeholder:
+        pass
+
+    return "checked_test_strategy"
+
+
+@pytest.mark.parametrize(("result", "says"), [
+    # fine-tuned on b's rows twice, under a run key of its own
+    (StrategyResult("s", ["b", "b"]), r"selected 'b' more than once"),
+    # a string: single-letter names were accepted, longer ones split into letters
+    (StrategyResult("s", "b"), r"returned selected='b'; it must be a list of source names"),
+    # an internal error "could not convert string to float" called a bug in subsetctl
+    (StrategyResult("s", ["a"], estimated_loss="low"),
+     r"returned a StrategyResult that cannot be stored \(ValueError"),
+])
+def test_a_plugin_strategys_result_is_checked(plugin_strategy_name: str, result: Any, says: str) -> None:
+    with pytest.raises(UserError, match=r"Strategy 'mine' \(module [\w.]+\) " + says):
+        _run_strategy(_returning(result), plugin_strategy_name, "mine", None, _Context(), None)
+
+
+def test_a_plugin_strategy_calling_sys_exit_is_blamed(plugin_strategy_name: str) -> None:
+    """It printed only "giving up" and exited 1, the plugin not named."""
+    with pytest.raises(UserError, match=r"Strategy 'mine' \(module [\w.]+\) called sys.exit\('giving up'\)"):
+        _run_strategy(_returning(raise_exit=True), plugin_strategy_name, "mine", None, _Context(), None)
+
+
+def test_a_good_plugin_result_passes(plugin_strategy_name: str) -> None:
+    result = StrategyResult("s", ["c", "a"], estimated_loss=1.5)
+    assert _run_strategy(_returning(result), plugin_strategy_name, "mine", None, _Context(), None) is result
+
+
+def _load(options: Any, ctx: Any, sep: str) -> None:
+    return None
+
+
+def test_a_partial_plugins_code_is_its_functions_file(tmp_path: Path) -> None:
+    """A loader registered as functools.partial(fn, ...) was fingerprinted by functools.py,
+    so edits to fn were never noticed."""
+    from subsetctl.filehash import code_fingerprint
+    from subsetctl.registry import _origin
+
+    wrapped = functools.partial(functools.partial(_load, sep="\t"))
+    assert code_fingerprint(wrapped) == code_fingerprint(_load) == code_fingerprint(test_a_good_plugin_result_passes)
+    assert _origin(wrapped) == f"module {__name__}"
+
+
+def test_an_unpicklable_plugin_estimator_is_blamed_for_loky(monkeypatch) -> None:
+    """'internal error: PicklingError ... This is a bug in subsetctl'."""
+    from subsetctl.estimate.executors import _joblib_results
+    from subsetctl.plugin_guard import CheckedEstimator
+
+    class Holding:
+        def __init__(self) -> None:
+            self.fn = lambda x: x
+
+    checked = CheckedEstimator(Holding(), "holding", "module mine")
+    with pytest.raises(UserError, match=r"The estimator plugin 'holding' \(module mine\) cannot be pickled to run "
+                                        r"on loky worker processes"):
+        list(_joblib_results(checked, np.zeros((2, 3), bool), [slice(0, 2)], "loky", 2))
+
+
+def test_an_estimator_giving_nan_everywhere_stops_the_search(tiny_project: Path, monkeypatch) -> None:
+    """Every estimate NaN: the run ended with exit 0 and an arbitrary "final" selection
+    (a plugin strategy's argmin of NaNs) was fine-tuned."""
+    import yaml
+
+    from subsetctl.api import run_project
+
+    (tiny_project / "nan_est.py").write_text('''
+import numpy as np
+from subsetctl.estimate.solvers import FastEstimator
+from subsetctl.registry import ESTIMATORS
+
+@ESTIMATORS.register("nanest", "NaN everywhere")
+class NanEst(FastEstimator):
+    def estimate(self, masks):
+        batch = super().estimate(masks)
+        batch.loss = batch.loss * np.nan
+        return batch
+''')
+    (tiny_project / "first_strategy.py").write_text('''
+from subsetctl.registry import STRATEGIES
+from subsetctl.search.base import Strategy, StrategyResult
+
+@STRATEGIES.register("first_source", "the first source, whatever its estimate")
+class FirstSource(Strategy):
+    def run(self, estimator, context, params):
+        loss = estimator.estimate(estimator.masks_for([[context.sources[0]]])).loss[0]
+        return StrategyResult("first_source", [context.sources[0]], estimated_loss=loss)
+''')
+    monkeypatch.syspath_prepend(str(tiny_project))
+    spec = yaml.safe_load((tiny_project / "subsetctl.yaml").read_text())
+    spec["plugins"] = ["nan_est:NanEst", "first_strategy:FirstSource"]
+    spec["estimate"] = {"estimator": "nanest"}
+    spec["search"] = {"strategies": [{"name": "first_source"}]}
+    spec["executor"] = {"backend": "sequential"}
+    (tiny_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    with pytest.raises(UserError, match=r"The estimator 'nanest' \(module nan_est\) gave no finite estimate for any "
+                                        r"of the \d+ subsets estimated"):
+        run_project(tiny_project, until="search")
+    for name in ("nan_est", "first_strategy"):
+        sys.modules.pop(name, None)
