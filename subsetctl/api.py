@@ -356,7 +356,8 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
     if not dask.ok:  # executor.backend: dask without dask installed here
         warn(("executor", "backend"), f"dask is not installed here, so the search stage would stop with an "
                                       f"error after the stages before it have run: {dask.advice}")
-    if spec.evaluate.metric == "reasoning_gym" and spec.target.loader.type not in ("reasoning_gym", "plugin"):
+    if (spec.evaluate.metric == "reasoning_gym" and spec.target.loader.type not in ("reasoning_gym", "plugin")
+            and spec.model.kind == "causal-lm"):  # a classifier's is an error already, with its own advice
         warn(("evaluate", "metric"), f"'reasoning_gym' scores rows that carry reasoning-gym metadata (rg_task), "
                                      f"which the reasoning_gym loader writes; a {spec.target.loader.type} target "
                                      "has none unless its rows do, and evaluate would stop after every fine-tune. "

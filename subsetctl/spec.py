@@ -130,7 +130,9 @@ class ModelSpec(StrictModel):
         "float32", description="Weights dtype (float32 on CPU)."
     )
     max_length: int = Field(
-        128, ge=8, le=32768, description="Max tokens per example; prompts are cut from the left."
+        128, ge=8, le=32768, description=("Max tokens per example. A causal LM's prompt is cut from the left (its "
+                                  "answer is kept whole when it fits); a classifier's text is cut at its end. "
+                                  "meta_init and gradients warn, by source, about what was cut.")
     )
     num_labels: int | None = Field(
         None, ge=2, description="Classifier only: number of classes (default: from the data)."

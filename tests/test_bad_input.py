@@ -468,3 +468,15 @@ def test_spec_mistakes_get_messages_in_the_specs_terms(tmp_path: Path) -> None:
     path = _spec_file(tmp_path, duplicate)
     (issue,) = validate_spec_file(path).issues
     assert issue.key == "sources[3]" and issue.line is not None and "duplicate source name 's0'" in issue.message
+
+
+def test_a_classifier_scored_by_reasoning_gym_gets_one_consistent_advice(tmp_path: Path) -> None:
+    """The error said to use 'accuracy'; a warning on the same key said to use
+    'exact_match', which that error had just refused for a classifier."""
+    path = _spec_file(tmp_path, {**BASE, "model": {"kind": "classifier", "source": "all-minilm-l6-v2"},
+                                 "evaluate": {"metric": "reasoning_gym"}})
+    report = validate_spec_file(path)
+    assert any("'accuracy' (or 'auto')" in issue.message for issue in report.issues)
+    assert not any("exact_match" in warning.message for warning in [*report.issues, *report.warnings])
+    causal = validate_spec_file(_spec_file(tmp_path, {**BASE, "evaluate": {"metric": "reasoning_gym"}}))
+    assert any("Use 'exact_match' or 'auto'" in warning.message for warning in causal.warnings)

@@ -38,3 +38,16 @@ def test_minilm_classifier_reference_spec_end_to_end(tmp_path: Path) -> None:
     assert "| macro-F1 |" in (tmp_path / "report.md").read_text()
     rep = report["strategies"]["representation_similarity"]
     assert len(rep["selected"]) == 1 and len(rep["scores"]) == 3
+    # the adapters load the way report.md says: the base model needs the head's class count
+    # (loading with the base model's own count failed with a size mismatch, and nothing said so)
+    classes = report["adapter_classes"]
+    assert len(classes) >= 2 and f"num_labels={len(classes)}" in (tmp_path / "report.md").read_text()
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification
+
+    from subsetctl.modeling.packaged import locate_minilm
+
+    base = AutoModelForSequenceClassification.from_pretrained(str(locate_minilm()), num_labels=len(classes))
+    adapter = tmp_path / report["adapters"]["exhaustive"][0]
+    assert f"num_labels={len(classes)}" in (adapter / "README.md").read_text()
+    PeftModel.from_pretrained(base, str(adapter))

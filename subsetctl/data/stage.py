@@ -58,9 +58,26 @@ def _apply_vocabulary(dataset: Dataset, vocabulary: list[str]) -> Dataset:
     return Dataset.from_dict(columns, features=dataset_features())
 
 
+def _label_spelling(text: str) -> str:
+    """A label as a number or truth value would read in any file format: "1.0", "1" and
+    "True" (a CSV cell) all read "1", as JSON's 1.0, 1 and true already do."""
+    folded = text.strip().lower()
+    if folded in ("true", "false"):
+        return "1" if folded == "true" else "0"
+    try:
+        value = float(folded)
+    except ValueError:
+        return folded
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
 def _label_warnings(target: str, prepared: dict[str, dict[str, Dataset]]) -> list[str]:
-    """Classes a source has that the target never uses: harmless but worth knowing."""
+    """Classes a source has that the target never uses: harmless but worth knowing, and
+    likely a mistake when they are the target's labels written another way (a CSV file
+    of floats gives "1.0" where a Parquet or JSON file gives "1"; CSV "True" is not JSON
+    true, which reads "1"): each is a class of its own."""
     target_labels = {t for ds in prepared[target].values() for t in ds["label_text"]}
+    by_spelling = {_label_spelling(t): t for t in sorted(target_labels)}
     warnings = []
     for name, splits in prepared.items():
         if name == target:
@@ -68,7 +85,14 @@ def _label_warnings(target: str, prepared: dict[str, dict[str, Dataset]]) -> lis
         extra = sorted({t for ds in splits.values() for t in ds["label_text"]} - target_labels)
         if extra:
             shown = ", ".join(repr(t) for t in extra[:5]) + (" ..." if len(extra) > 5 else "")
-            warnings.append(f"Source {name!r} has labels the target never uses: {shown}.")
+            alike = [(t, by_spelling[_label_spelling(t)]) for t in extra if _label_spelling(t) in by_spelling]
+            hint = ""
+            if alike:
+                pairs = ", ".join(f"{a!r} (the target's {b!r})" for a, b in alike[:5])
+                hint = (f" {pairs} look like the target's labels written another way, but each is a class of its "
+                        "own: write the labels the same way in every file (a CSV column of floats gives '1.0', "
+                        "CSV True/False stay text, JSON true/false read '1'/'0').")
+            warnings.append(f"Source {name!r} has labels the target never uses: {shown}.{hint}")
     return warnings
 
 

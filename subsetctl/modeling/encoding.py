@@ -36,6 +36,7 @@ class TruncationCounts:
 
         self.prompt_cut: Counter[str] = Counter()
         self.answer_cut: Counter[str] = Counter()
+        self.text_cut: Counter[str] = Counter()  # a classifier's input, cut at its end
         self.seen = 0
 
     def add(self, encoded: Sequence[EncodedExample], rows: Sequence[dict]) -> None:
@@ -48,10 +49,21 @@ class TruncationCounts:
             elif example.truncated:
                 self.prompt_cut[source] += 1
 
+    def add_classifier(self, tokenizer: Any, rows: Sequence[dict], max_length: int) -> None:
+        """Count the classifier ``rows`` whose text is longer than ``max_length`` tokens
+        (:func:`encode_classifier` cuts it from the right); one extra tokenizer call."""
+        if not rows:
+            return
+        lengths = [len(ids) for ids in tokenizer([str(row["prompt"]) for row in rows])["input_ids"]]
+        for length, row in zip(lengths, rows):
+            self.seen += 1
+            if length > max_length:
+                self.text_cut[str(row.get("source", "?"))] += 1
+
     @property
     def cut(self) -> int:
         """How many examples were cut at all."""
-        return sum(self.prompt_cut.values()) + sum(self.answer_cut.values())
+        return sum(self.prompt_cut.values()) + sum(self.answer_cut.values()) + sum(self.text_cut.values())
 
     def notice(self, max_length: int, examples: str = "examples") -> str | None:
         """One line saying what was cut where, or None when nothing was; ``examples``
@@ -68,6 +80,8 @@ class TruncationCounts:
         if self.prompt_cut:
             parts.append(f"in {sum(self.prompt_cut.values())} the prompt was cut from the left "
                          f"({by_source(self.prompt_cut)})")
+        if self.text_cut:
+            parts.append(f"in {sum(self.text_cut.values())} the text was cut at its end ({by_source(self.text_cut)})")
         if self.answer_cut:
             parts.append(f"in {sum(self.answer_cut.values())} the answer itself was cut, so the model learns it "
                          f"without its end ({by_source(self.answer_cut)})")

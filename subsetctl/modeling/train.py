@@ -410,11 +410,12 @@ def train_lora(
     drawn = sorted({i for step in order for i in step})
     drawn_rows = [train_examples[i] for i in drawn]
     items = dict(zip(drawn, encode_rows(tokenizer, drawn_rows, kind, config.max_length)))
-    truncation = None
+    counts = TruncationCounts()
     if kind == "causal-lm":
-        counts = TruncationCounts()
         counts.add([items[i] for i in drawn], drawn_rows)
-        truncation = counts.notice(config.max_length, f"examples the {total} training steps drew")
+    else:
+        counts.add_classifier(tokenizer, drawn_rows, config.max_length)
+    truncation = counts.notice(config.max_length, f"examples the {total} training steps drew")
     fingerprint = _run_fingerprint(config, train_examples, eval_examples, kind)
 
     params = _trainable(model)

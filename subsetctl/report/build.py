@@ -139,6 +139,8 @@ def build_report(
 
         report["adapters"] = {label: [f"{STATE_DIRNAME}/finetune/{adapter_relpath(run)}" for run in runs]
                               for label, runs in finetuned["labels"].items()}
+        if finetuned.get("classes"):  # a classifier's head: what loading an adapter needs
+            report["adapter_classes"] = finetuned["classes"]
     metrics = None if "evaluate" in skip else _read(state / "evaluate" / "metrics.json")
     if metrics:
         report["test_metrics"] = metrics["metrics"]

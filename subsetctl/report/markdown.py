@@ -97,9 +97,15 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
             lines.append(f"\n> {w}")
         lines.append("")
     if report.get("adapters"):
-        lines += ["## Fine-tuned adapters", "",
-                  ("LoRA adapters in peft format (`peft.PeftModel.from_pretrained(base_model, folder)`), "
-                   "relative to the project folder; one per seed."), "", "| selection | adapter folder(s) |", "|---|---|"]
+        if report.get("adapter_classes"):
+            from subsetctl.stages.finetune import classifier_load_hint
+
+            how = f"LoRA adapters in peft format, relative to the project folder; one per seed. " \
+                  f"{classifier_load_hint(report['adapter_classes'])}"
+        else:
+            how = ("LoRA adapters in peft format (`peft.PeftModel.from_pretrained(base_model, folder)`), "
+                   "relative to the project folder; one per seed.")
+        lines += ["## Fine-tuned adapters", "", how, "", "| selection | adapter folder(s) |", "|---|---|"]
         for label, folders in report["adapters"].items():
             lines.append(f"| {label} | {'<br>'.join(f'`{f}`' for f in folders)} |")
         lines.append("")

@@ -123,8 +123,21 @@ class AdapterCache:
         os.replace(partial, entry)
 
 
-def model_card(label_list: list[str], subset: list[str], ctx: StageContext, record: dict[str, Any]) -> str:
+def classifier_load_hint(classes: list[str]) -> str:
+    """How to load a classifier adapter: the head has one output per class of the target
+    and all sources (not the base model's own label count), ids in this order."""
+    shown = ", ".join(f"{i} = {name!r}" for i, name in enumerate(classes[:20]))
+    more = f", … ({len(classes)} in all)" if len(classes) > 20 else ""
+    return (f"The classification head has {len(classes)} classes, the labels of the target and every source: "
+            f"build the base model with `AutoModelForSequenceClassification.from_pretrained(base, "
+            f"num_labels={len(classes)})` before `peft.PeftModel.from_pretrained(model, folder)` (ids: {shown}{more}).")
+
+
+def model_card(label_list: list[str], subset: list[str], ctx: StageContext, record: dict[str, Any],
+               classes: list[str] | None = None) -> str:
     spec = ctx.spec
+    load = (classifier_load_hint(classes) if classes
+            else "Load with `peft.PeftModel.from_pretrained(base_model, this_folder)`.")
     return (
         f"# subsetctl adapter: {', '.join(label_list)}\n\n"
         f"LoRA adapter (peft format) for `{spec.model.source}`, fine-tuned by subsetctl on the target "
@@ -133,8 +146,7 @@ def model_card(label_list: list[str], subset: list[str], ctx: StageContext, reco
         f"- LoRA: r={spec.model.lora.r}, alpha={spec.model.lora.alpha}\n"
         f"- final train loss: {record['last_train_loss'] if record['last_train_loss'] is not None else 'n/a'}\n"
         f"- project: {spec.project.name}, seed {spec.project.seed}\n\n"
-        "Load with `peft.PeftModel.from_pretrained(base_model, this_folder)`. Test metrics are in the "
-        "project's report.md.\n"
+        f"{load} Test metrics are in the project's report.md.\n"
     )
 
 
@@ -168,6 +180,7 @@ class FinetuneStage(common.ModelStage):
                 by_key.setdefault(key, {"subset": subset, "seed": seed, "labels": []})["labels"].append(label)
         todo = [k for k in by_key if k not in runs]
         cache = AdapterCache(ctx)
+        classes = cache.data.labels if spec.model.kind == "classifier" else None  # the head's classes, by id
         restored = 0
         with ctx.reporter.progress("finetune runs", total=len(by_key)) as task:
             task.update(len(by_key) - len(todo))
@@ -178,7 +191,7 @@ class FinetuneStage(common.ModelStage):
                 if record is not None:  # trained by an earlier run with the same inputs
                     restored += 1
                     atomic_write_text(run_dir / "adapter" / "README.md",
-                                      model_card(job["labels"], job["subset"], ctx, record))
+                                      model_card(job["labels"], job["subset"], ctx, record, classes))
                     runs[key] = record
                     atomic_write_json(path, runs)
                     task.update(len(runs))
@@ -205,13 +218,14 @@ class FinetuneStage(common.ModelStage):
                              "diverged": result.diverged, "resumed_from": result.resumed_from,
                              "last_train_loss": result.train_losses[-1] if result.train_losses else None}
                 atomic_write_text(run_dir / "adapter" / "README.md",
-                                  model_card(job["labels"], job["subset"], ctx, runs[key]))
+                                  model_card(job["labels"], job["subset"], ctx, runs[key], classes))
                 cache.store(job["subset"], job["seed"], run_dir, runs[key])
                 atomic_write_json(path, runs)
                 task.update(len(runs))
         labels = {label: [run_key(subset, spec.project.seed + s) for s in range(spec.finetune.seeds)]
                   for label, subset in picks.items()}
-        atomic_write_json(ctx.out_dir / "labels.json", {"labels": labels, "selections": picks})
+        atomic_write_json(ctx.out_dir / "labels.json", {"labels": labels, "selections": picks,
+                                                        **({"classes": classes} if classes else {})})
         if restored:
             ctx.reporter.info(f"finetune: reused {restored} run(s) trained by an earlier run with the same inputs.")
         return {"runs": len(by_key), "trained_now": len(todo) - restored,

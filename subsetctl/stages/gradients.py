@@ -57,6 +57,8 @@ class BatchMaker:
         encoded = encode_rows(self.tokenizer, chosen, self.kind, self.max_length)
         if self.kind == "causal-lm":
             self.truncation.add(encoded, chosen)
+        else:
+            self.truncation.add_classifier(self.tokenizer, chosen, self.max_length)
         batch = make_batch(self.tokenizer, encoded, self.kind, self.max_length)
         return {k: v.to(self.device) for k, v in batch.items()}
 

@@ -235,3 +235,21 @@ def test_the_stage_writes_the_same_bytes_every_time(tmp_path: Path) -> None:
 
     first, second = digests(tmp_path / "one"), digests(tmp_path / "two")
     assert any(name.endswith("state.json") for name in first) and first == second
+
+
+def test_labels_written_another_way_are_pointed_out() -> None:
+    """The same 0/1 column became classes '0'/'1' from Parquet or JSON but '0.0'/'1.0'
+    from a CSV of floats (and CSV True/False stayed text): the only word was "labels the
+    target never uses"."""
+    from subsetctl.data.stage import _label_warnings
+
+    def splits(labels: list[str]) -> dict[str, Dataset]:
+        return {"train": Dataset.from_dict({"label_text": labels})}
+
+    prepared = {"t": splits(["0", "1", "pos"]), "floats": splits(["0.0", "1.0"]), "words": splits(["True", "x"]),
+                "fine": splits(["1", "pos"])}
+    warnings = _label_warnings("t", prepared)
+    assert len(warnings) == 2
+    assert warnings[0].startswith("Source 'floats' has labels the target never uses: '0.0', '1.0'. '0.0' (the "
+                                  "target's '0'), '1.0' (the target's '1') look like the target's labels written")
+    assert "'True' (the target's '1')" in warnings[1] and "'x'" not in warnings[1].split(".", 1)[1]

@@ -277,6 +277,24 @@ def test_what_max_length_cuts_is_said_by_source(tiny_llama_dir, tmp_path) -> Non
     assert fits.truncation is None
 
 
+def test_what_max_length_cuts_of_a_classifiers_text_is_said(tiny_bert_dir, tmp_path) -> None:
+    """Only causal-LM cuts were counted: every classifier text cut at model.max_length=8
+    passed without a word (gradients' summary said truncated: 0)."""
+    from subsetctl.modeling.encoding import TruncationCounts
+
+    model, tok, _ = resolve_model(str(tiny_bert_dir), "classifier", num_labels=2)
+    model = apply_lora(model, r=4, kind="classifier")
+    long_row = dict(classifier_rows(1)[0], source="long", prompt="good movie " * 20)
+    rows = [*classifier_rows(3), long_row]
+    result = train_lora(model, tok, rows, TrainConfig(steps=1, batch_size=4, max_length=16), tmp_path, "classifier")
+    assert result.truncation == ("model.max_length=16 tokens cut 1 of 4 examples the 1 training steps drew: in 1 "
+                                 "the text was cut at its end (long: 1). Raise model.max_length if the cut parts "
+                                 "matter.")
+    counts = TruncationCounts()
+    counts.add_classifier(tok, rows, 64)
+    assert counts.cut == 0 and counts.notice(64) is None
+
+
 def test_training_tokenizes_only_the_rows_its_batches_draw(tiny_llama_dir, tmp_path, monkeypatch) -> None:
     """Meta-init's few steps over a million source rows tokenized every row first (24 GB)."""
     from subsetctl.modeling import train
