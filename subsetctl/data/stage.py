@@ -71,6 +71,36 @@ def _label_spelling(text: str) -> str:
     return str(int(value)) if value.is_integer() else repr(value)
 
 
+MANY_CLASSES = 50
+"""A source with more distinct labels than this, most of them on one row, probably has
+``loader.label_field`` pointing at a text column."""
+
+
+def _label_setup_warnings(target: str, prepared: dict[str, dict[str, Dataset]]) -> list[str]:
+    """Label setups that run but cannot mean what was meant: a target with one class
+    (accuracy is 1 whatever is selected), target test or validation classes its train split
+    never shows, and a source whose labels are nearly all distinct (a text column)."""
+    warnings = []
+    splits = {name: [t for t in ds["label_text"]] for name, ds in prepared[target].items()}
+    classes = {t for labels in splits.values() for t in labels}
+    if len(classes) == 1:
+        warnings.append(f"Target {target!r} has a single class ({next(iter(classes))!r}) in every split: accuracy "
+                        "is 1 whatever is selected, so the selections cannot be told apart. Check the target's "
+                        "loader.label_field.")
+    unseen = sorted({t for name in ("validation", "test") for t in splits.get(name, [])} - set(splits.get("train", [])))
+    if unseen and len(classes) > 1:
+        shown = ", ".join(repr(t) for t in unseen[:5]) + (" ..." if len(unseen) > 5 else "")
+        warnings.append(f"Target {target!r}: its validation/test labels {shown} never occur in its train split, so "
+                        "only the sources can teach them.")
+    for name, parts in prepared.items():
+        labels = [t for ds in parts.values() for t in ds["label_text"]]
+        distinct = len(set(labels))
+        if distinct > MANY_CLASSES and distinct > len(labels) / 2:
+            warnings.append(f"{'Target' if name == target else 'Source'} {name!r} has {distinct} distinct labels "
+                            f"over {len(labels)} rows: loader.label_field is probably a text column, not the class.")
+    return warnings
+
+
 def _label_warnings(target: str, prepared: dict[str, dict[str, Dataset]]) -> list[str]:
     """Classes a source has that the target never uses: harmless but worth knowing, and
     likely a mistake when they are the target's labels written another way (a CSV file
@@ -78,7 +108,7 @@ def _label_warnings(target: str, prepared: dict[str, dict[str, Dataset]]) -> lis
     true, which reads "1"): each is a class of its own."""
     target_labels = {t for ds in prepared[target].values() for t in ds["label_text"]}
     by_spelling = {_label_spelling(t): t for t in sorted(target_labels)}
-    warnings = []
+    warnings = _label_setup_warnings(target, prepared)
     for name, splits in prepared.items():
         if name == target:
             continue

@@ -49,6 +49,8 @@ class PackagedModel:
         lora_targets: default LoRA target module names for this architecture.
         pypi: the PyPI requirement that provides it (for error messages).
         locate: ``(cache_dir, progress) -> Path`` of a plain HF folder.
+        converted: whether ``locate`` may convert the shipped files first (slow, so
+            `validate` does not call it); otherwise it only finds the shipped folder.
     """
 
     name: str
@@ -58,6 +60,7 @@ class PackagedModel:
     lora_targets: tuple[str, ...]
     pypi: str
     locate: Callable[[Path | None, Progress | None], Path] = field(repr=False)
+    converted: bool = False
 
 
 def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -197,6 +200,7 @@ _register(
         lora_targets=("q_proj", "v_proj"),
         pypi=SMOLLM2_PYPI,
         locate=locate_smollm2,
+        converted=True,
     )
 )
 _register(

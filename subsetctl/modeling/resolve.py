@@ -337,7 +337,7 @@ def refuse_max_length_beyond_positions(config: Mapping[str, Any], max_length: in
     key, positions = limit
     raise UserError(
         f"model.max_length is {max_length}, but {where} has only {positions} token positions ({key} in its "
-        f"config.json): examples that long, and generation at evaluate, would run past them. Set "
+        f"config.json): examples that long (and a causal LM's generation at evaluate) would run past them. Set "
         f"model.max_length to at most {positions}."
     )
 
@@ -384,16 +384,25 @@ def _folder_config(folder: Path) -> dict[str, Any] | None:
 
 
 def check_max_length_fits_folder(source: str, spec_dir: Path | None, max_length: int) -> None:
-    """:func:`refuse_max_length_beyond_positions` for a local model folder, from its
-    config.json alone (validate); packaged and hub models are checked when a stage loads
-    them. Nothing is said here about a source :func:`check_model_folder` refuses."""
+    """:func:`refuse_max_length_beyond_positions` for a local model folder or a packaged
+    model shipped as a plain folder, from its config.json alone (validate); hub models and
+    packaged models that are converted on first use are checked when a stage loads them.
+    Nothing is said here about a source :func:`check_model_folder` refuses."""
+    from subsetctl.registry import PACKAGED_MODELS
+
     try:
-        location = model_location(source, spec_dir)
-        if classify_model_source(location) != "local":
-            return
+        if source in packaged_names():
+            packaged = PACKAGED_MODELS.get(source)
+            if packaged.converted:
+                return
+            folder = packaged.locate(None, None)  # finds the shipped folder, nothing more
+        else:
+            location = model_location(source, spec_dir)
+            if classify_model_source(location) != "local":
+                return
+            folder = Path(location).expanduser().resolve()
     except UserError:
         return
-    folder = Path(location).expanduser().resolve()
     config = _folder_config(folder)
     if config is not None:
         refuse_max_length_beyond_positions(config, max_length, f"the model folder {folder}")

@@ -114,6 +114,7 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
             console.print(f"[yellow]test metrics: {escape(warning)}[/yellow]")
     final = report.get("final")
     if final and report.get("adapters", {}).get(final):
+        others = len(report["adapters"][final]) - 1
         console.print(f"adapter of the final pick ({escape(final)}): {escape(report['adapters'][final][0])}"
-                      + (f" (+{len(report['adapters'][final]) - 1} more seeds)" if len(report["adapters"][final]) > 1 else "")
+                      + (f" (+{others} more seed{'s' if others > 1 else ''})" if others else "")
                       + " [dim](report.md lists every selection's)[/dim]")

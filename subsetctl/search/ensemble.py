@@ -127,7 +127,7 @@ def subset_size(n: int, alpha: float, strategy: str) -> tuple[int, list[str]]:
 
 
 def mean_difference_scores(
-    masks: np.ndarray, losses: np.ndarray, sources: list[str]
+    masks: np.ndarray, losses: np.ndarray, sources: list[str], advice: str = "Increase m."
 ) -> tuple[np.ndarray, list[str]]:
     """Score k = mean L_hat of subsets without k minus mean of subsets with k.
 
@@ -148,7 +148,7 @@ def mean_difference_scores(
     if undefined:
         notices.append(
             f"Sources {undefined} were in all or none of the estimated subsets; their score "
-            "is set to 0. Increase m."
+            f"is set to 0. {advice}"
         )
     return scores, notices
 
@@ -399,7 +399,9 @@ class Exhaustive(Strategy):
                 "the estimator settings (estimate.*, e.g. a larger estimate.lam) or, for a plugin estimator, "
                 "its code."
             )
-        scores, notices = mean_difference_scores(masks, losses, memo.sources)
+        scores, notices = mean_difference_scores(  # every subset was estimated: the others failed
+            masks, losses, memo.sources, advice="The estimator gave no finite estimate for the subsets that would "
+            "tell (check the estimator's notices).")
         best = int(np.nanargmin(losses))
         return StrategyResult(
             strategy=self.name,

@@ -253,3 +253,23 @@ def test_labels_written_another_way_are_pointed_out() -> None:
     assert warnings[0].startswith("Source 'floats' has labels the target never uses: '0.0', '1.0'. '0.0' (the "
                                   "target's '0'), '1.0' (the target's '1') look like the target's labels written")
     assert "'True' (the target's '1')" in warnings[1] and "'x'" not in warnings[1].split(".", 1)[1]
+
+
+def test_label_setups_that_cannot_mean_what_was_meant_are_warned_about() -> None:
+    """A one-class target, target test classes its train split never has, and a
+    label_field pointing at a text column all passed with "labels the target never uses"."""
+    from subsetctl.data.stage import _label_warnings
+
+    def splits(train: list[str], test: list[str] | None = None) -> dict[str, Dataset]:
+        out = {"train": Dataset.from_dict({"label_text": train})}
+        if test is not None:
+            out["test"] = Dataset.from_dict({"label_text": test})
+        return out
+
+    one_class = _label_warnings("t", {"t": splits(["pos"] * 4, ["pos"]), "s": splits(["pos"])})
+    assert any("single class ('pos')" in w for w in one_class)
+    unseen = _label_warnings("t", {"t": splits(["a", "b"], ["a", "c"])})
+    assert any("labels 'c' never occur in its train split" in w for w in unseen)
+    texts = _label_warnings("t", {"t": splits(["a", "b"] * 30), "s": splits([f"review {i}" for i in range(60)])})
+    assert any("Source 's' has 60 distinct labels over 60 rows" in w for w in texts)
+    assert not any("Target" in w for w in texts)

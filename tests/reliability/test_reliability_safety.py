@@ -191,9 +191,17 @@ def test_plugin_strategy_mistakes_are_blamed_on_the_plugin_and_nothing_is_commit
     ({"plugins": ["no_such_module_xyz:thing"]}, "could not be imported"),
     ({"plugins": ["os"]}, "module:attr"),
     ({"plugins": ["os:no_such_attribute"]}, "no attribute"),
+    # "No module named 'plugins/mystrat'" and "must look like 'package.module:attr'" did not say why
+    ({"plugins": ["plugins/mystrat.py:BestSingle"]}, "names a file; plugins are named by module"),
+    ({"plugins": ["./plugins/mystrat.py"]}, "put the file's folder on PYTHONPATH"),
+    # the plugin module was found: what is missing is what it imports
+    ({"plugins": ["relplug_missing_dep:Thing"]}, "imports 'sklearn_nonexistent_pkg_xyz', which is not installed"),
     ({"search": {"strategies": [{"name": "os:system"}]}}, "os:system"),
 ])
-def test_plugins_only_from_explicit_module_attr_strings(data_project: Path, change: dict, needle: str) -> None:
+def test_plugins_only_from_explicit_module_attr_strings(data_project: Path, change: dict, needle: str,
+                                                        monkeypatch) -> None:
+    (data_project / "relplug_missing_dep.py").write_text("import sklearn_nonexistent_pkg_xyz\n")
+    monkeypatch.syspath_prepend(str(data_project))
     _write_spec(data_project, {**rf.data_spec(), **change})
     result = CliRunner().invoke(main, ["validate", str(data_project)])
     assert result.exit_code == 1 and needle in result.output, result.output

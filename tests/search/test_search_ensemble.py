@@ -9,6 +9,7 @@ import pytest
 from searchfixtures import SOURCES, Additive, CountingEstimator
 
 from subsetctl.errors import UserError
+from subsetctl.estimate.base import EstimateBatch
 from subsetctl.search import SearchContext, run_strategy
 from subsetctl.search.ensemble import fit_ridge, mean_difference_scores, sample_subsets
 
@@ -121,3 +122,18 @@ def test_fit_ridge_recovers_linear_model() -> None:
     coef, intercept = fit_ridge(x.astype(float), y, 1e-9)
     assert coef == pytest.approx([0.5, -1.0, 0.0, 0.25], abs=1e-6)
     assert intercept == pytest.approx(2.0, abs=1e-6)
+
+
+def test_exhaustive_does_not_advise_raising_m_it_has_no_m() -> None:
+    """Every subset is estimated, so a source in all or none of the finite ones means the
+    estimator failed on the rest; the notice said "Increase m." (exhaustive has no m)."""
+
+    class FailsWithoutS0(Additive):
+        def estimate(self, masks: np.ndarray) -> EstimateBatch:
+            batch = super().estimate(masks)
+            batch.loss = np.where(masks[:, 0], batch.loss, np.nan)
+            return batch
+
+    result = run_strategy("exhaustive", FailsWithoutS0([0.1, 0.2, 0.3]), SearchContext(sources=["s0", "s1", "s2"]))
+    (notice,) = [n for n in result.notices if "all or none" in n]
+    assert "'s0'" in notice and "Increase m" not in notice and "no finite estimate" in notice
