@@ -26,8 +26,9 @@ from typing import Any
 from datasets import Dataset
 
 from subsetctl.data.loaders import (
+    COLUMNS,
     LoadContext,
-    dataset_features,
+    dataset_from_table,
     empty_dataset,
     encode_labels,
     label_vocabulary,
@@ -53,9 +54,13 @@ def source_context(spec: Spec, source: SourceSpec, spec_dir: Path) -> LoadContex
 
 
 def _apply_vocabulary(dataset: Dataset, vocabulary: list[str]) -> Dataset:
-    columns = dataset.to_dict()
-    columns["label"] = encode_labels(columns["label_text"], vocabulary)
-    return Dataset.from_dict(columns, features=dataset_features())
+    """``dataset`` with its labels re-encoded in the project's vocabulary, built from its
+    Arrow rows (``to_dict`` made every prompt of a large source a Python string first)."""
+    import pyarrow as pa
+
+    table = dataset.with_format("arrow")[:].combine_chunks()  # only this split's rows
+    labels = pa.array(encode_labels(table.column("label_text").to_pylist(), vocabulary), type=pa.int64())
+    return dataset_from_table(table.set_column(COLUMNS.index("label"), "label", labels))
 
 
 def _label_spelling(text: str) -> str:

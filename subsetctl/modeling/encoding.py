@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -105,9 +105,9 @@ def encode_causal_lm(
 ) -> EncodedExample:
     """Tokenize one causal-LM example; the response ends with the EOS token."""
     _refuse_empty_response(response, source, row)
-    prompt_ids = tokenizer(render_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"]
-    response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
-    return _assemble_causal_lm(tokenizer, list(prompt_ids), list(response_ids), max_length)
+    (prompt_ids,) = tokenize_kept(tokenizer, [render_prompt(tokenizer, prompt)], max_length, keep="end")
+    (response_ids,) = tokenize_kept(tokenizer, [response], max_length, keep="start")
+    return _assemble_causal_lm(tokenizer, prompt_ids, response_ids, max_length)
 
 
 def _refuse_empty_response(response: str, source: str, row: int) -> None:
@@ -174,6 +174,36 @@ def encode_classifier(
     }
 
 
+#: a text longer than ``max_length`` times this many characters is tokenized only in
+#: the part an example can keep (see :func:`tokenize_kept`)
+CHARS_PER_TOKEN = 8
+#: tokens between the cut and the tokens kept: tokenizers are local (a cut changes the
+#: tokens next to it only), so those further in are the whole text's tokens
+CUT_MARGIN_TOKENS = 16
+
+
+def tokenize_kept(tokenizer: Any, texts: list[str], max_length: int, keep: Literal["start", "end"]) -> list[list[int]]:
+    """Token ids of each text, as the whole text's tokenization gives them where it matters.
+
+    An example keeps at most ``max_length`` tokens: a prompt its end, an answer its start
+    (:func:`_assemble_causal_lm`). Tokenizing a 100 kB document to keep 128 of its tokens
+    was a quarter of the gradients stage's time with long sources, so a text longer than
+    ``max_length * CHARS_PER_TOKEN`` characters is cut to that many from the end it keeps,
+    first. Its tokens are then the whole text's except next to the cut; the cut is used only
+    when it leaves at least ``max_length + CUT_MARGIN_TOKENS`` tokens, so that the tokens an
+    example keeps are all away from it (and the text counts as cut, as it is); otherwise
+    (unusually long tokens) the whole text is tokenized."""
+    limit = max_length * CHARS_PER_TOKEN
+    cut = [(t[-limit:] if keep == "end" else t[:limit]) if len(t) > limit else t for t in texts]
+    ids = [list(x) for x in tokenizer(cut, add_special_tokens=False)["input_ids"]]
+    redo = [i for i, t in enumerate(texts) if len(t) > limit and len(ids[i]) < max_length + CUT_MARGIN_TOKENS]
+    if redo:
+        whole = tokenizer([texts[i] for i in redo], add_special_tokens=False)["input_ids"]
+        for i, x in zip(redo, whole):
+            ids[i] = list(x)
+    return ids
+
+
 def encode_rows(tokenizer: Any, rows: Sequence[dict], kind: str, max_length: int) -> list[Any]:
     """The items a batch is made of: causal-LM rows (dicts with prompt, response, source,
     row) tokenized as :func:`encode_causal_lm` would, one tokenizer call for all prompts
@@ -185,11 +215,10 @@ def encode_rows(tokenizer: Any, rows: Sequence[dict], kind: str, max_length: int
             _refuse_empty_response(response, str(row.get("source", "?")), int(row.get("row", i)))
         if not rows:
             return []
-        prompt_ids = tokenizer([render_prompt(tokenizer, str(row["prompt"])) for row in rows],
-                               add_special_tokens=False)["input_ids"]
-        response_ids = tokenizer(responses, add_special_tokens=False)["input_ids"]
-        return [_assemble_causal_lm(tokenizer, list(p), list(r), max_length)
-                for p, r in zip(prompt_ids, response_ids)]
+        prompt_ids = tokenize_kept(tokenizer, [render_prompt(tokenizer, str(row["prompt"])) for row in rows],
+                                   max_length, keep="end")
+        response_ids = tokenize_kept(tokenizer, responses, max_length, keep="start")
+        return [_assemble_causal_lm(tokenizer, p, r, max_length) for p, r in zip(prompt_ids, response_ids)]
     for i, row in enumerate(rows):
         label = row.get("label", -1)
         if label is None or int(label) < 0:

