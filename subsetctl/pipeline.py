@@ -196,6 +196,8 @@ class StageStatus:
     #: runs only if an upstream stage that re-runs produces something different (its own
     #: inputs are unchanged): `run` skips it when that output comes out the same
     conditional: bool = False
+    #: up to date through results a run with other inputs set aside: `run` puts them back
+    set_aside: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"stage": self.name, "state": self.state, "reasons": self.reasons, "will_run": self.will_run,
@@ -424,7 +426,7 @@ class Pipeline:
                 digests[stage.name] = None
             else:
                 digests[stage.name] = manifest.get("output_digest") if manifest else None
-            statuses.append(StageStatus(stage.name, state, reasons, will_run, fp, conditional))
+            statuses.append(StageStatus(stage.name, state, reasons, will_run, fp, conditional, set_aside is not None))
             if until is not None and stage.name == until:
                 reached_until = True
         return statuses
@@ -468,6 +470,10 @@ class Pipeline:
         gradients = self.stages[names.index("gradients")]
         results: list[dict[str, Any]] = []
         statuses = {s.name: s for s in self.plan(until="gradients")}
+        if any(statuses[name].set_aside for name in names[: names.index("gradients") + 1]):
+            with self.project.lock(notice=self.reporter.warn):  # shard runs never move folders themselves
+                self._restore_set_asides(until="gradients")
+            statuses = {s.name: s for s in self.plan(until="gradients")}
         pending = any(statuses[name].will_run for name in names[: names.index("gradients")])
         status = statuses["gradients"]
         ready = status.state != "corrupt" and (
@@ -528,7 +534,11 @@ class Pipeline:
                 )
                 self.project.reset_stage(stage.name)
             if up_to_date:
-                problems = verify_checksums(self.project.stage_dir(stage.name), manifest.get("artifacts", {}))
+                restamped: dict[str, list[int]] = {}
+                problems = verify_checksums(self.project.stage_dir(stage.name), manifest.get("artifacts", {}),
+                                            restamped)
+                if restamped and not problems and not shared:  # copied or older: hashed once, not every time
+                    self.project.restamp_manifest(stage.name, restamped)
                 if problems and shared:  # resetting it would pull the ground from under the other shards
                     raise UserError(
                         f"Stage {stage.name}: artifacts fail their checksums ({'; '.join(problems[:3])}). Stop the "
@@ -558,6 +568,8 @@ class Pipeline:
                 stage_options = options
                 if stage.name in force:  # --force means recompute: not resume, nor reuse cached results
                     self.project.reset_stage(stage.name)
+                    # nor put back what a failed run set aside once this forced one is interrupted
+                    shutil.rmtree(self.project.set_aside_dir(stage.name), ignore_errors=True)
                     stage_options = {**options, "forced": True}
                 manifest = self._run_stage(stage, fp, inputs, stage_options, on_stage, shared)
                 if manifest is None:
@@ -580,6 +592,19 @@ class Pipeline:
         if verify_checksums(self.project.set_aside_dir(stage.name), manifest.get("artifacts", {})):
             return None
         return manifest
+
+    def _restore_set_asides(self, until: str) -> None:
+        """Put back every set-aside stage up to ``until`` that matches the spec, in order
+        (a stage's inputs include its upstream stages' outputs)."""
+        digests: dict[str, str | None] = {}
+        for stage in self.stages:
+            if stage.enabled(self.spec):
+                fp, inputs = self._current(stage, digests)
+                self._restore_set_aside(stage, fp, inputs)
+                manifest = self.project.read_manifest(stage.name)
+                digests[stage.name] = manifest.get("output_digest") if manifest else None
+            if stage.name == until:
+                return
 
     def _restore_set_aside(self, stage: Stage, fp: str | None, inputs: dict[str, Any]) -> None:
         """Put back the finished results a run with other inputs set aside and did not

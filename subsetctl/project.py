@@ -175,10 +175,18 @@ def artifact_checksums(folder: Path, scratch: tuple[str, ...] = ()) -> dict[str,
     for rel, path in files:
         before = stat_stamp(path)
         entry: dict[str, Any] = {"size": path.stat().st_size, "sha256": sha256_file(path)}
-        if stat_stamp(path) == before:
+        if stat_stamp(path) == before and trustworthy_stamp(before):
             entry["stat"] = before
         out[rel.as_posix()] = entry
     return out
+
+
+def trustworthy_stamp(stamp: list[int]) -> bool:
+    """Whether a stamp's times are fine-grained: a file system that keeps whole seconds
+    (ext4 with small inodes, FAT, some network file systems) would let a same-size rewrite
+    within the second keep the stamp, so its files are always hashed."""
+    mtime_ns, ctime_ns, _ = stamp
+    return bool(mtime_ns % 1_000_000_000 or ctime_ns % 1_000_000_000)
 
 
 def artifact_contents(artifacts: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -187,14 +195,18 @@ def artifact_contents(artifacts: dict[str, dict[str, Any]]) -> dict[str, dict[st
     return {rel: {k: v for k, v in meta.items() if k != "stat"} for rel, meta in artifacts.items()}
 
 
-def verify_checksums(folder: Path, recorded: dict[str, dict[str, Any]]) -> list[str]:
+def verify_checksums(folder: Path, recorded: dict[str, dict[str, Any]],
+                     restamped: dict[str, list[int]] | None = None) -> list[str]:
     """Names of recorded artifacts that are missing, truncated or altered.
 
     A file whose stat stamp is the one recorded with its checksum is not hashed again:
     `plan` and every `run` check every artifact, and hashing a multi-GB gradient store
     took about a second per GB each time. Any write, replacement or copy of the file
     changes the stamp and is hashed in full (as is every file of a manifest written by
-    a version that recorded no stamps)."""
+    a version that recorded no stamps). Files hashed and found intact go into
+    ``restamped`` (their current stamps), for the caller to record. A stamp cannot see
+    bytes that rot on disk under unchanged metadata; such damage is found once the file
+    is written or copied."""
     problems = []
     for rel, meta in recorded.items():
         if rel == WORK_MARKER:  # recorded by older builds; bookkeeping, not an output
@@ -206,8 +218,12 @@ def verify_checksums(folder: Path, recorded: dict[str, dict[str, Any]]) -> list[
             problems.append(f"{rel} has size {path.stat().st_size}, expected {meta['size']}")
         elif meta.get("stat") is not None and meta["stat"] == stat_stamp(path):
             continue
-        elif sha256_file(path) != meta["sha256"]:
-            problems.append(f"{rel} does not match its checksum")
+        else:
+            before = stat_stamp(path)
+            if sha256_file(path) != meta["sha256"]:
+                problems.append(f"{rel} does not match its checksum")
+            elif restamped is not None and stat_stamp(path) == before and trustworthy_stamp(before):
+                restamped[rel] = before
     return problems
 
 
@@ -346,6 +362,19 @@ class Project:
         manifest["artifacts"] = artifact_checksums(folder) if artifacts is None else artifacts
         manifest["written_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         atomic_write_json(folder / MANIFEST, manifest)
+
+    def restamp_manifest(self, stage: str, restamped: dict[str, list[int]]) -> None:
+        """Record the current stat stamps of ``stage``'s artifacts that were hashed and
+        found intact (a copied project, a manifest from before stamps), so the next check
+        does not hash them again. The rest of the manifest is unchanged."""
+        manifest = self.read_manifest(stage)
+        if not restamped or manifest is None or manifest.get("corrupt"):
+            return
+        for rel, stamp in restamped.items():
+            if rel in manifest.get("artifacts", {}):
+                manifest["artifacts"][rel]["stat"] = stamp
+        with contextlib.suppress(OSError):  # a read-only project: checked in full next time too
+            atomic_write_json(self.stage_dir(stage) / MANIFEST, manifest)
 
     def invalidate(self, stage: str) -> None:
         """Remove a stage's commit point (its artifacts stay for resuming)."""

@@ -204,7 +204,7 @@ def load_plugin_string(spec: str) -> Any:
         with contextlib.redirect_stdout(sys.stderr):  # a print at import must not corrupt --format json
             module = importlib.import_module(module_name)
     except ImportError as exc:
-        missing = getattr(exc, "name", None)
+        missing = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
         if missing and missing != module_name and not module_name.startswith(f"{missing}."):
             raise UserError(  # the plugin was found; something it imports is not installed
                 f"Plugin module {module_name!r} imports {missing!r}, which is not installed here ({exc}). Install "

@@ -455,3 +455,55 @@ def test_a_stage_that_fails_on_new_inputs_keeps_its_finished_results(tiny_projec
     run_project(tiny_project, until="meta_init", overrides=["meta_init.lr=0.002"])
     assert not project.set_aside_dir("meta_init").exists()
     assert adapter.read_bytes() != before
+
+
+def test_set_aside_gradients_are_put_back_before_shards_start(tiny_project: Path, monkeypatch) -> None:
+    """`plan` said gradients were up to date (set aside, to be put back); `run --shard`
+    believed it, skipped the exclusive step and then failed on every retry with "inputs
+    changed while shards were starting"."""
+    from subsetctl.errors import UserError
+    from subsetctl.project import Project
+    from subsetctl.stages.gradients import GradientsStage
+
+    run_project(tiny_project, until="gradients")
+    real = GradientsStage.run
+    monkeypatch.setattr(GradientsStage, "run", lambda self, ctx: (_ for _ in ()).throw(UserError("failed inside")))
+    try:
+        run_project(tiny_project, until="gradients", overrides=["gradients.seed=99"])
+    except UserError:
+        pass
+    monkeypatch.setattr(GradientsStage, "run", real)
+    assert Project(tiny_project).set_aside_dir("gradients").is_dir()
+    results = {r["stage"]: r["action"] for r in run_project(tiny_project, options={"shard": (0, 2)})}
+    assert results["gradients"] == "up to date"
+    assert not Project(tiny_project).set_aside_dir("gradients").exists()
+
+
+def test_a_forced_run_drops_what_was_set_aside(tiny_project: Path, monkeypatch) -> None:
+    """`run --force meta_init` interrupted, then `run`: the results a failed run had set
+    aside were put back over the forced run's partial work."""
+    from subsetctl.errors import UserError
+    from subsetctl.project import Project
+    from subsetctl.stages.meta_init import MetaInitStage
+
+    run_project(tiny_project, until="meta_init")
+    try:
+        run_project(tiny_project, until="meta_init", overrides=["model.lora.target_modules=[no_such_proj]"])
+    except UserError:
+        pass
+    project = Project(tiny_project)
+    assert project.set_aside_dir("meta_init").is_dir()
+
+    def interrupted(self, ctx):
+        (ctx.out_dir / "partial.txt").write_text("forced work")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(MetaInitStage, "run", interrupted)
+    try:
+        run_project(tiny_project, until="meta_init", force=["meta_init"])
+    except KeyboardInterrupt:
+        pass
+    assert not project.set_aside_dir("meta_init").exists()
+    statuses = {s.name: s for s in plan_project(tiny_project, until="meta_init")[2]}
+    assert not statuses["meta_init"].set_aside and statuses["meta_init"].will_run
+    assert (project.stage_dir("meta_init") / "partial.txt").is_file()

@@ -75,6 +75,40 @@ def test_checksums_are_not_recomputed_for_untouched_files_but_are_after_any_writ
     assert sorted(hashed) == ["small.json", "store.bin"]  # manifests of earlier versions: hashed in full
 
 
+def test_a_copied_projects_artifacts_are_hashed_once_then_trusted(tmp_path: Path, monkeypatch) -> None:
+    """cp -a / rsync -a keep mtimes but give new inodes and change times: the recorded
+    stamps never matched again, so every plan and run hashed every artifact forever."""
+    import shutil
+
+    import subsetctl.project as project_module
+
+    project = Project(tmp_path / "a")
+    folder = project.stage_dir("x")
+    folder.mkdir(parents=True)
+    (folder / "store.bin").write_bytes(b"0123456789")
+    project.write_manifest("x", {"fingerprint": "f"})
+    shutil.copytree(tmp_path / "a", tmp_path / "b", copy_function=shutil.copy2)
+    copy = Project(tmp_path / "b")
+    recorded = copy.read_manifest("x")["artifacts"]
+    hashed: list[str] = []
+    real = project_module.sha256_file
+    monkeypatch.setattr(project_module, "sha256_file", lambda path: hashed.append(path.name) or real(path))
+    restamped: dict = {}
+    assert verify_checksums(copy.stage_dir("x"), recorded, restamped) == [] and hashed == ["store.bin"]
+    copy.restamp_manifest("x", restamped)
+    hashed.clear()
+    assert verify_checksums(copy.stage_dir("x"), copy.read_manifest("x")["artifacts"]) == [] and hashed == []
+
+
+def test_whole_second_timestamps_are_not_trusted() -> None:
+    """On a file system keeping whole seconds, a same-size rewrite within the second would
+    keep the stamp: such files are always hashed."""
+    from subsetctl.project import trustworthy_stamp
+
+    assert not trustworthy_stamp([1_700_000_000_000_000_000, 1_700_000_000_000_000_000, 5])
+    assert trustworthy_stamp([1_700_000_000_123_456_789, 1_700_000_000_123_456_789, 5])
+
+
 def test_output_digest_ignores_stat_stamps(tmp_path: Path) -> None:
     """Writing the same bytes again (a forced re-run) must leave later stages up to date:
     the stamps are kept out of what a stage's output digest is taken over."""

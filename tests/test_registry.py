@@ -172,14 +172,15 @@ def test_a_plugin_estimator_calibration_may_choose_is_a_search_input(tiny_projec
         "@ESTIMATORS.register('picked', 'fast under another name')\n"
         "class Picked(FastEstimator):\n    pass\n")
     monkeypatch.syspath_prepend(str(tiny_project))
-    overrides = ["plugins=[picked_est:Picked]", "calibrate.estimators=[fast, picked]"]
+    overrides = ["plugins=[picked_est:Picked]", "calibrate.estimators=[fast, picked]", "verify.enabled=true"]
     project, spec = load_project(tiny_project, overrides)
     first = SearchStage().extra_inputs(spec, project)["plugin code"]
     assert spec.estimate.estimator == "fast" and set(first) == {"estimator picked"}
     (tiny_project / "picked_est.py").write_text((tiny_project / "picked_est.py").read_text() + "# edited\n")
     assert SearchStage().extra_inputs(spec, project)["plugin code"] != first
-    _, spec = load_project(tiny_project, [*overrides, "calibrate.enabled=false"])
-    assert SearchStage().extra_inputs(spec, project) == {}  # no calibration: only estimate.estimator counts
+    for off in ("calibrate.enabled=false", "verify.enabled=false"):  # nothing to choose from: only estimate.estimator
+        _, spec = load_project(tiny_project, [*overrides, off])
+        assert SearchStage().extra_inputs(spec, project) == {}
     sys.modules.pop("picked_est", None)
 
 

@@ -392,6 +392,25 @@ class CommonColumns:
                                                 schema=dataset_features().arrow_schema))
         self.columns = self._empty_columns()
 
+    def _one_chunk(self) -> Any:
+        """The chunks as one table of single-chunk columns, as one table of every row would
+        be: the fingerprint (a hash of the buffers) and the Arrow files written must not
+        depend on where chunks were cut. Joined a column at a time, each column's pieces
+        let go as soon as it is joined, so the peak is the table plus one column."""
+        import pyarrow as pa
+
+        chunks, self.chunks = self.chunks, []
+        if len(chunks) == 1:
+            return chunks[0]
+        schema = chunks[0].schema
+        pieces = [[array for chunk in chunks for array in chunk.column(i).chunks] for i in range(len(schema))]
+        del chunks
+        joined = []
+        for i in range(len(pieces)):
+            joined.append(pa.concat_arrays(pieces[i]))
+            pieces[i] = []
+        return pa.Table.from_arrays(joined, schema=schema)
+
     def finish(self) -> Dataset:
         """The dataset of every row added, or the error that stops the source."""
         import pyarrow as pa
@@ -418,8 +437,7 @@ class CommonColumns:
                 "accepted answers or a nested field, write the one meant as a plain value (or use a plugin loader)."
             )
         self._flush()
-        chunks, self.chunks = self.chunks, []
-        table = chunks[0] if len(chunks) == 1 else pa.concat_tables(chunks)
+        table = self._one_chunk()
         if self.classifier:
             texts = table.column("label_text").to_pylist()
             labels = pa.array(encode_labels(texts, label_vocabulary(texts)), type=pa.int64())
@@ -706,7 +724,7 @@ def csv_record_lines(path: Path, delimiter: str) -> Any:
 
     limit = csv.field_size_limit()
     try:
-        csv.field_size_limit(max(limit, path.stat().st_size))  # long multi-line cells are where lines matter
+        csv.field_size_limit(2**31 - 1)  # long multi-line cells are where lines matter (a gzip file's size says nothing)
         with io.TextIOWrapper(open_decompressed(path), encoding="utf-8-sig", newline="") as handle:
             reader = csv.reader(tracked(handle), delimiter=delimiter)
             previous = 0
@@ -931,9 +949,11 @@ def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
     answer_option, answer_field = _required_fields(options, ctx)
     builder = CommonColumns(options.prompt_field, answer_field, answer_option, ctx, where, lambda i: f"row {i}",
                             loaded.column_names)
-    for batch in loaded.iter(batch_size=CHUNK_ROWS):  # a batch of rows as Python values at a time
-        names = list(batch)
-        builder.add_all(dict(zip(names, values, strict=True)) for values in zip(*batch.values(), strict=True))
+    # the rows as stored, a batch at a time: not through the dataset's format (a saved
+    # "numpy" format turned numbers into JSON strings) or its feature decoding (an Image
+    # column became a PIL object whose text holds a memory address), like ``to_list()``
+    for batch in loaded.with_format("arrow").iter(batch_size=CHUNK_ROWS):
+        builder.add_all(batch.to_pylist())
     return builder.finish()
 
 

@@ -90,7 +90,8 @@ class AdapterCache:
 
     def restore(self, subset: list[str], seed: int, run_dir: Path) -> dict[str, Any] | None:
         """Copy a cached adapter into ``run_dir``; its record, or None when not cached. An
-        entry whose adapter files fail their checksums (a damaged disk, a truncated copy) is
+        entry whose adapter files fail their checksums (a truncated or overwritten file, a bad
+        copy; files untouched since they were stored are trusted by their stat stamps) is
         deleted with a warning, so the run is trained again instead of the damage being
         committed and every later evaluate failing on it."""
         entry = self._entry(subset, seed)

@@ -215,7 +215,8 @@ class SearchStage(Stage):
         calibrate output) left the search's estimates from the old code."""
         from subsetctl.registry import ESTIMATORS, STRATEGIES, fine_tunes_for_real, plugin_code_inputs
 
-        estimators = [spec.estimate.estimator, *(spec.calibrate.estimators if spec.calibrate.enabled else [])]
+        chooses = spec.calibrate.enabled and spec.verify.enabled  # calibration can pick among its estimators
+        estimators = [spec.estimate.estimator, *(spec.calibrate.estimators if chooses else [])]
         uses = [*((ESTIMATORS, name) for name in dict.fromkeys(estimators)),
                 *((STRATEGIES, s.name) for s in spec.search.strategies)]
         extra = plugin_code_inputs(spec.plugins, uses, project.root)  # imports the spec's plugins too

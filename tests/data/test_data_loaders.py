@@ -427,6 +427,29 @@ def test_huggingface_folder_written_by_save_to_disk(tmp_path: Path, make_ctx) ->
         load_huggingface(HuggingFaceLoader(type="huggingface", path="dict", split="test"), make_ctx())
 
 
+def test_a_saved_datasets_format_and_feature_decoding_do_not_change_its_rows(tmp_path: Path, make_ctx) -> None:
+    """Read batch by batch through the dataset's format, a "numpy"-formatted dataset gave
+    responses '"5"' and metadata strings, and an Image column a PIL object's repr with a
+    memory address (a new data digest on every run)."""
+    import io
+
+    from datasets import Dataset, Features, Image, Value
+    from PIL import Image as PILImage
+
+    rows = {"prompt": ["p0", "p1"], "response": [5, 7], "extra": [1.5, 2.5]}
+    Dataset.from_dict(rows).with_format("numpy").save_to_disk(str(tmp_path / "np"))
+    ds = load_huggingface(HuggingFaceLoader(type="huggingface", path="np"), make_ctx())
+    assert ds["response"] == ["5", "7"] and json.loads(ds["metadata"][0]) == {"extra": 1.5}
+    png = io.BytesIO()
+    PILImage.new("RGB", (1, 1)).save(png, format="PNG")
+    features = Features({"prompt": Value("string"), "response": Value("string"), "image": Image()})
+    Dataset.from_dict({"prompt": ["p"], "response": ["r"], "image": [{"bytes": png.getvalue(), "path": None}]},
+                      features=features).save_to_disk(str(tmp_path / "img"))
+    first = load_huggingface(HuggingFaceLoader(type="huggingface", path="img"), make_ctx())["metadata"][0]
+    assert "PIL" not in first and "0x" not in first
+    assert first == load_huggingface(HuggingFaceLoader(type="huggingface", path="img"), make_ctx())["metadata"][0]
+
+
 # ------------------------------------------------------- empty answers (walkthrough)
 
 
@@ -629,6 +652,7 @@ def test_files_read_in_chunks_give_the_same_dataset(tmp_path: Path, make_ctx, mo
         monkeypatch.setattr(loaders, "CHUNK_ROWS", 50_000)
         assert len(whole) == 10  # the blank answer is left out
         assert chunked.to_dict() == whole.to_dict(), (options.type, kind)
+        assert chunked._fingerprint == whole._fingerprint  # caches keyed on it must not see a change
         assert chunked_ctx.notices == whole_ctx.notices
         assert len(whole_ctx.notices) == (2 if options.type == "jsonl" else 1)  # a JSON list answer: a notice
         assert "1 of 11 rows have an empty" in whole_ctx.notices[0]
@@ -645,6 +669,21 @@ def test_a_row_error_is_raised_after_the_columns_are_known(tmp_path: Path, make_
     write_jsonl(tmp_path / "m.jsonl", [{"question": None, "response": "1"}, {"question": "b", "answer": "2"}])
     with pytest.raises(UserError, match=r"has no column 'prompt'.*'answer', 'question', 'response'"):
         load_jsonl(JsonlLoader(type="jsonl", path="m.jsonl"), make_ctx())
+
+
+def test_csv_lines_of_a_gzip_file_with_a_cell_larger_than_the_file(tmp_path: Path, make_ctx) -> None:
+    """The csv module's field limit was set from the (compressed) file size: a long cell
+    stopped the line count and the notice fell back to counting from the header."""
+    import gzip
+
+    cell = '"' + "x\n" * 150_000 + '"'
+    text = f"prompt,response\n{cell},1\n\nq,\nr,2\n"
+    (tmp_path / "big.csv.gz").write_bytes(gzip.compress(text.encode()))
+    assert (tmp_path / "big.csv.gz").stat().st_size < 300_000
+    ctx = make_ctx()
+    load_csv(CsvLoader(type="csv", path="big.csv.gz"), ctx)
+    (notice,) = ctx.notices
+    assert "(line 150004)" in notice  # header 1, the cell 2-150002, a blank line, then q
 
 
 def test_invalid_utf8_in_a_csv_file_is_located(tmp_path: Path, make_ctx) -> None:
