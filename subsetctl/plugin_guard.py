@@ -17,9 +17,17 @@ import numpy as np
 from subsetctl.errors import UserError
 
 
+def what_it_did(exc: BaseException) -> str:
+    """How a plugin's call ended, for a message: "called sys.exit(3)" (a ``SystemExit``,
+    caught so the run does not end silently with the plugin's code) or "raised T: msg"."""
+    if isinstance(exc, SystemExit):
+        return f"called sys.exit({exc.code!r})"
+    return f"raised {type(exc).__name__}: {exc}"
+
+
 def _blame(kind: str, name: str, origin: str, what: str, exc: BaseException | None = None) -> UserError:
     if isinstance(exc, SystemExit):
-        cause = f": it called sys.exit({exc.code!r})"
+        cause = f": it {what_it_did(exc)}"
     else:
         cause = f": {type(exc).__name__}: {' '.join(str(exc).split())[:300]}" if exc is not None else ""
     return UserError(f"The {kind} plugin {name!r} ({origin}) {what}{cause}. Fix the plugin, or use a built-in "

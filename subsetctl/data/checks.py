@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import IO, Any
 
-from subsetctl.data.loaders import resolve_path
+from subsetctl.data.loaders import open_decompressed, resolve_path
 from subsetctl.errors import UserError
 from subsetctl.hub import looks_local
 from subsetctl.spec import (
@@ -181,7 +181,7 @@ def _utf8_error_where(path: Path, head: int = 1 << 20) -> str:
     bytes (decompressed); a decoding error caught while reading through a text wrapper
     does not say where in the file it is."""
     try:
-        with _open_decompressed(path) as handle:
+        with open_decompressed(path) as handle:
             data = handle.read(head)
         data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -192,17 +192,10 @@ def _utf8_error_where(path: Path, head: int = 1 << 20) -> str:
     return ""
 
 
-def _open_decompressed(path: Path) -> IO[bytes]:
-    """A data file's bytes, decompressed when it is gzip-compressed (as the loaders read it)."""
-    from subsetctl.data.loaders import open_decompressed
-
-    return open_decompressed(path)
-
-
 def _open_text(path: Path) -> IO[str]:
     """A data file opened as the loaders read it: UTF-8 with or without a BOM,
     decompressed when it is gzip-compressed."""
-    return io.TextIOWrapper(_open_decompressed(path), encoding="utf-8-sig", newline="")
+    return io.TextIOWrapper(open_decompressed(path), encoding="utf-8-sig", newline="")
 
 
 def _file_head(loader: LoaderBase, path: Path) -> tuple[list[str] | None, str | None]:

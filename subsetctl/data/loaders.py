@@ -1210,9 +1210,11 @@ def load_plugin(options: PluginLoader, ctx: LoadContext) -> Dataset:
     except UserError:
         raise
     except (Exception, SystemExit) as exc:  # the plugin's own code failed: say whose it is (sys.exit() too)
-        what = f"called sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else f"raised {type(exc).__name__}: {exc}"
+        from subsetctl.plugin_guard import what_it_did
+
         raise UserError(
-            f"Source {ctx.source_name!r}: loader plugin {options.name!r} ({LOADERS.origin(options.name)}) {what}. "
+            f"Source {ctx.source_name!r}: loader plugin {options.name!r} ({LOADERS.origin(options.name)}) "
+            f"{what_it_did(exc)}. "
             "Fix the plugin or its options under loader.options."
         ) from exc
     from datasets import Dataset

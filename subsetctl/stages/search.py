@@ -167,9 +167,10 @@ def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any,
     except (Exception, SystemExit) as exc:  # sys.exit() in a plugin too: not a silent exit
         if origin == "built-in" or getattr(exc, "raised_by_subsetctl", False):
             raise
-        what = f"called sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else f"raised {type(exc).__name__}: {exc}"
+        from subsetctl.plugin_guard import what_it_did
+
         raise UserError(
-            f"Strategy {label!r} ({origin}) {what}. This is an error in the "
+            f"Strategy {label!r} ({origin}) {what_it_did(exc)}. This is an error in the "
             "plugin, not in subsetctl: fix it and run again (the subset estimates made so far are kept)."
         ) from exc
     where = f"Strategy {label!r} ({origin})"
@@ -290,13 +291,6 @@ class SearchStage(Stage):
                 results[label] = record
                 other[label] = list(result.selected)
                 task.update(i + 1)
-        masks, batch = store.results()
-        if len(masks) and not np.isfinite(np.asarray(batch.loss, dtype=float)).any():
-            raise UserError(
-                f"The estimator {estimator_used!r} ({ESTIMATORS.origin(estimator_used)}) gave no finite estimate for "
-                f"any of the {len(masks)} subsets estimated (every one is NaN or infinite), so no selection can be "
-                "chosen. Fix the estimator's code if it is a plugin, or its settings (estimate.*, e.g. a larger "
-                "estimate.lam); the stored estimates are replaced once it changes.")
         for label, record in results.items():
             if record["estimated_loss"] is None:
                 ctx.reporter.warn(f"{label}: the estimator gave no finite estimate for its selection "
@@ -309,6 +303,12 @@ class SearchStage(Stage):
             baseline[name] = {"selected": list(subset), "estimated_loss_raw": raw,
                               "estimated_loss_calibrated": _calibrated(cal, raw)}
         masks, batch = store.results()
+        if len(masks) and not np.isfinite(np.asarray(batch.loss, dtype=float)).any():
+            raise UserError(
+                f"The estimator {estimator_used!r} ({ESTIMATORS.origin(estimator_used)}) gave no finite estimate for "
+                f"any of the {len(masks)} subsets estimated (every one is NaN or infinite), so no selection can be "
+                "chosen. Fix the estimator's code if it is a plugin, or its settings (estimate.*, e.g. a larger "
+                "estimate.lam); the stored estimates are replaced once it changes.")
         atomic_write_json(ctx.out_dir / SELECTIONS, {
             "final": final,
             "strategies": results,
