@@ -14,7 +14,6 @@ changed spec wipes it first.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -36,6 +35,14 @@ from subsetctl.project import (
 )
 from subsetctl.reporter import Reporter, SilentReporter
 from subsetctl.spec import Spec, fingerprint_dump, neutralized, with_neutral_values_of
+
+#: what `plan` says of a stage whose kept results (:meth:`Pipeline._kept_matching`) `run` puts back
+KEPT_REASONS = {
+    "set-aside": ("its results, set aside by a run with other inputs that stopped before finishing, match the "
+                  "spec again; `run` puts them back"),
+    "previous": ("its previous results (kept when a run with other inputs replaced them) match the spec again; "
+                 "`run` puts them back instead of recomputing them"),
+}
 
 
 def _dig(data: Any, dotted: str) -> Any:
@@ -137,6 +144,10 @@ class Stage(ABC):
     #: top-level folders of the stage's own folder that hold work in progress (resumable
     #: checkpoints, half-done runs): left out of its checksums and output digest
     scratch: tuple[str, ...] = ()
+    #: whether its finished results can wait out of its folder and be put back (set aside while a
+    #: run with other inputs re-runs it, kept as previous once that run finishes): not for a
+    #: stage that also writes files outside its folder, which a put-back would not restore
+    keeps_results: bool = True
     #: the spec key that switches the stage on and off (stages that can be switched off)
     switch: str | None = None
 
@@ -196,8 +207,9 @@ class StageStatus:
     #: runs only if an upstream stage that re-runs produces something different (its own
     #: inputs are unchanged): `run` skips it when that output comes out the same
     conditional: bool = False
-    #: up to date through results a run with other inputs set aside: `run` puts them back
-    set_aside: bool = False
+    #: up to date through results kept out of its folder (set aside by a failed run with other
+    #: inputs, or previous ones): `run` puts them back
+    put_back: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"stage": self.name, "state": self.state, "reasons": self.reasons, "will_run": self.will_run,
@@ -356,13 +368,24 @@ class Pipeline:
             manifest = self.project.read_manifest(stage.name)
             fp, inputs = self._current(stage, digests)
             reasons: list[str] = []
-            set_aside = self._set_aside_matching(stage, fp, inputs) if stage.name not in force else None
-            if set_aside is not None:  # `run` puts them back instead of running the stage
-                manifest = set_aside
-                state, reasons = "up to date", [("its results, set aside by a run with other inputs that stopped "
-                                                 "before finishing, match the spec again; `run` puts them back")]
+            conditional_aside = False
+            kept = self._kept_matching(stage, fp, inputs) if stage.name not in force else None
+            if kept is not None:  # `run` puts them back instead of running the stage
+                manifest = kept[1]
+                state, reasons = "up to date", [KEPT_REASONS[kept[0]]]
+            elif manifest is None and (waiting := self._kept_if_upstream_as_before(stage, inputs, rerun)):
+                where, ups = waiting
+                state, conditional_aside = "stale", True
+                whose = ("its results, set aside by a run with other inputs that stopped before finishing,"
+                         if where == "set-aside" else "its previous results (kept when a run with other inputs "
+                         "replaced them)")
+                reasons = [(f"{whose} match the spec if what upstream {', '.join(ups)} will re-run to produce is "
+                            "what they were made from: `run` then puts them back, else runs it")]
             elif manifest is None:
                 state = "never run"
+                if self.project.read_set_aside_manifest(stage.name) is not None:
+                    reasons.append("results set aside by a run that stopped before finishing are of other inputs: "
+                                   "`run` computes it anew (they stay set aside until it finishes)")
                 work = self._work_fingerprint(stage)
                 if work is not None and fp is not None and work == fp:  # stopped partway (Ctrl-C, a crash)
                     state = "unfinished"
@@ -416,8 +439,8 @@ class Pipeline:
             if will_run and state == "up to date":
                 state = "stale"
             upstream_only = [f"upstream {u} will re-run" for u in stage.after if u in rerun]
-            conditional = will_run and state == "stale" and set(reasons) <= set(upstream_only)
-            if conditional:  # nothing of its own changed: it re-runs only if that upstream's output does
+            conditional = conditional_aside or (will_run and state == "stale" and set(reasons) <= set(upstream_only))
+            if conditional and not conditional_aside:  # nothing of its own changed: re-runs if that upstream's output does
                 ups = [u for u in stage.after if u in rerun]
                 whose = "its" if len(ups) == 1 else "their"
                 reasons = [f"upstream {', '.join(ups)} will re-run (skipped if {whose} output is unchanged)"]
@@ -426,7 +449,7 @@ class Pipeline:
                 digests[stage.name] = None
             else:
                 digests[stage.name] = manifest.get("output_digest") if manifest else None
-            statuses.append(StageStatus(stage.name, state, reasons, will_run, fp, conditional, set_aside is not None))
+            statuses.append(StageStatus(stage.name, state, reasons, will_run, fp, conditional, kept is not None))
             if until is not None and stage.name == until:
                 reached_until = True
         return statuses
@@ -470,7 +493,7 @@ class Pipeline:
         gradients = self.stages[names.index("gradients")]
         results: list[dict[str, Any]] = []
         statuses = {s.name: s for s in self.plan(until="gradients")}
-        if any(statuses[name].set_aside for name in names[: names.index("gradients") + 1]):
+        if any(statuses[name].put_back for name in names[: names.index("gradients") + 1]):
             with self.project.lock(notice=self.reporter.warn):  # shard runs never move folders themselves
                 self._restore_set_asides(until="gradients")
             statuses = {s.name: s for s in self.plan(until="gradients")}
@@ -504,6 +527,10 @@ class Pipeline:
         date, and ``until``'s folder is used as it is, never reset."""
         results: list[dict[str, Any]] = []
         digests: dict[str, str | None] = {}
+        if not shared:
+            self.project.recover_swaps()
+            if not self.spec.project.keep_previous:  # switched off: the disk they take is wanted back
+                self.project.drop_previous()
         for stage in self.stages:
             if not stage.enabled(self.spec):
                 results.append({"stage": stage.name, "action": "disabled"})
@@ -569,7 +596,7 @@ class Pipeline:
                 if stage.name in force:  # --force means recompute: not resume, nor reuse cached results
                     self.project.reset_stage(stage.name)
                     # nor put back what a failed run set aside once this forced one is interrupted
-                    shutil.rmtree(self.project.set_aside_dir(stage.name), ignore_errors=True)
+                    self.project.drop_set_aside(stage.name)
                     stage_options = {**options, "forced": True}
                 manifest = self._run_stage(stage, fp, inputs, stage_options, on_stage, shared)
                 if manifest is None:
@@ -581,17 +608,57 @@ class Pipeline:
                 break
         return results
 
-    def _set_aside_matching(self, stage: Stage, fp: str | None, inputs: dict[str, Any]) -> dict[str, Any] | None:
-        """The manifest of ``stage``'s set-aside results when the stage has no finished
-        results of its own and the set-aside ones were made with the current inputs."""
-        if fp is None or self.project.read_manifest(stage.name) is not None:
+    def _kept_candidates(self, stage: Stage, fp: str | None, inputs: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        """The finished results of ``stage`` kept out of its folder that could stand for it:
+        set-aside ones ("set-aside") when it has no finished results of its own, previous
+        ones ("previous") when it has none matching ``fp``, each with its manifest."""
+        own = self.project.read_manifest(stage.name)
+        out: list[tuple[str, dict[str, Any]]] = []
+        if not stage.keeps_results:
+            return out
+        aside = self.project.read_set_aside_manifest(stage.name) if own is None else None
+        if aside is not None:
+            out.append(("set-aside", aside))
+        own_matches = own is not None and not own.get("corrupt") and self._fingerprint_matches(stage, own, fp, inputs)
+        previous = self.project.read_previous_manifest(stage.name) if not own_matches else None
+        if previous is not None:
+            out.append(("previous", previous))
+        return out
+
+    def _kept_folder(self, stage: Stage, where: str) -> Path:
+        return self.project.set_aside_dir(stage.name) if where == "set-aside" else self.project.previous_dir(stage.name)
+
+    def _kept_matching(self, stage: Stage, fp: str | None, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+        """Where (``"set-aside"`` or ``"previous"``) kept results of ``stage`` made with the
+        current inputs are, and their manifest; None when there are none, or their files
+        fail their checksums."""
+        if fp is None:
             return None
-        manifest = self.project.read_set_aside_manifest(stage.name)
-        if manifest is None or not self._fingerprint_matches(stage, manifest, fp, inputs):
+        for where, manifest in self._kept_candidates(stage, fp, inputs):
+            if (self._fingerprint_matches(stage, manifest, fp, inputs)
+                    and not verify_checksums(self._kept_folder(stage, where), manifest.get("artifacts", {}))):
+                return where, manifest
+        return None
+
+    def _kept_if_upstream_as_before(self, stage: Stage, inputs: dict[str, Any],
+                                    rerun: set[str]) -> tuple[str, list[str]] | None:
+        """Where kept results of ``stage`` (with no finished results of its own) are that
+        match the spec provided the upstream stages that will re-run produce the outputs
+        those results were made from, and those upstream stages (e.g. a change that re-ran
+        data, then failed in meta_init, was undone: data re-runs, and its output is the one
+        meta_init's set-aside results were made from); else None."""
+        waiting = [up for up in stage.after if up in rerun and inputs["upstream"].get(up, "") is None]
+        if not waiting or self.project.read_manifest(stage.name) is not None:
             return None
-        if verify_checksums(self.project.set_aside_dir(stage.name), manifest.get("artifacts", {})):
-            return None
-        return manifest
+        for where, manifest in self._kept_candidates(stage, None, inputs):
+            recorded = manifest.get("inputs", {}).get("upstream", {})
+            supposed = {**inputs, "upstream": {**inputs["upstream"], **{up: recorded.get(up) for up in waiting}}}
+            if any(v is None for v in supposed["upstream"].values()):
+                continue
+            if (self._fingerprint_matches(stage, manifest, fingerprint(supposed), supposed)
+                    and not verify_checksums(self._kept_folder(stage, where), manifest.get("artifacts", {}))):
+                return where, waiting
+        return None
 
     def _restore_set_asides(self, until: str) -> None:
         """Put back every set-aside stage up to ``until`` that matches the spec, in order
@@ -610,12 +677,24 @@ class Pipeline:
         """Put back the finished results a run with other inputs set aside and did not
         replace (it stopped with an error, or was interrupted), when the spec has come back
         to their inputs: nothing already computed is lost to a failed change."""
-        manifest = self._set_aside_matching(stage, fp, inputs)
-        if manifest is None:
+        kept = self._kept_matching(stage, fp, inputs)
+        if kept is None:
             return
-        replace_dir(self.project.set_aside_dir(stage.name), self.project.stage_dir(stage.name))
-        self.reporter.info(f"[dim]{stage.name}: its earlier results match the spec again; put back (set aside "
-                           "when a run with other inputs stopped before finishing)[/dim]")
+        if kept[0] == "set-aside":
+            replace_dir(self.project.set_aside_dir(stage.name), self.project.stage_dir(stage.name))
+            self.project.tidy_set_aside()
+            self.reporter.info(f"[dim]{stage.name}: its earlier results match the spec again; put back (set aside "
+                               "when a run with other inputs stopped before finishing)[/dim]")
+            return
+        own = self.project.read_manifest(stage.name)
+        keep = self.spec.project.keep_previous
+        partial = own is None and self.project.stage_dir(stage.name).exists()
+        self.project.swap_in_previous(stage.name, keep_current=keep and own is not None and not own.get("corrupt"))
+        if keep and own is None:  # finished results a failed run set aside are the previous ones now
+            self.project.keep_as_previous(stage.name)
+        self.reporter.info(f"[dim]{stage.name}: its previous results match the spec again; put back instead of "
+                           "recomputed" + ("; discarding earlier partial work for other inputs" if partial else "")
+                           + "[/dim]")
 
     def _work_fingerprint(self, stage: Stage) -> str | None:
         """The inputs fingerprint of the partial work in ``stage``'s folder (work.json), if any."""
@@ -633,7 +712,7 @@ class Pipeline:
             if manifest is None:  # an unfinished run, not a finished stage
                 self.reporter.info(f"[dim]{stage.name}: inputs changed, discarding earlier partial work[/dim]")
                 self.project.reset_stage(stage.name)
-            elif manifest.get("corrupt"):
+            elif manifest.get("corrupt") or not stage.keeps_results:
                 self.project.reset_stage(stage.name)
             else:  # finished results: kept until the new run commits (a failure must not lose them)
                 aside = self.project.set_aside_dir(stage.name)
@@ -686,5 +765,8 @@ class Pipeline:
             "versions": library_versions(),
         }
         self.project.write_manifest(stage.name, manifest, artifacts)
-        shutil.rmtree(self.project.set_aside_dir(stage.name), ignore_errors=True)  # replaced for good
+        if self.spec.project.keep_previous and stage.keeps_results:  # the results this run replaced: put back if the spec returns to them
+            self.project.keep_as_previous(stage.name)
+        else:
+            self.project.drop_set_aside(stage.name)
         return manifest

@@ -37,6 +37,7 @@ from subsetctl.spec import SPEC_FILENAME
 #: under the state folder: each stage's last finished results while a run with other
 #: inputs re-runs it; put back if the spec returns to their inputs before that run commits
 SET_ASIDE_DIRNAME = ".set-aside"
+PREVIOUS_DIRNAME = ".previous"
 
 STATE_DIRNAME = ".subsetctl"
 MANIFEST = "manifest.json"
@@ -70,6 +71,15 @@ def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> N
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _read_json_dict(path: Path) -> dict[str, Any] | None:
+    """A JSON object read from ``path``, or None (absent, unreadable, or not an object)."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def replace_dir(src: Path, dst: Path, aside: Path | None = None) -> None:
@@ -327,12 +337,89 @@ class Project:
 
     def read_set_aside_manifest(self, stage: str) -> dict[str, Any] | None:
         """The manifest of ``stage``'s set-aside results, or None (none, or unreadable)."""
-        path = self.set_aside_dir(stage) / MANIFEST
+        return _read_json_dict(self.set_aside_dir(stage) / MANIFEST)
+
+    def previous_dir(self, stage: str) -> Path:
+        """Where a stage's previous finished results are kept once a run with other inputs
+        has replaced them (``project.keep_previous``): going back to their inputs puts
+        them back instead of recomputing them."""
+        return self.state_dir / PREVIOUS_DIRNAME / stage
+
+    def read_previous_manifest(self, stage: str) -> dict[str, Any] | None:
+        """The manifest of ``stage``'s previous results, or None (none, or unreadable)."""
+        return _read_json_dict(self.previous_dir(stage) / MANIFEST)
+
+    def keep_as_previous(self, stage: str) -> None:
+        """Once a run with other inputs has committed ``stage``: its set-aside results (the
+        ones it replaced) become the stage's previous results, replacing older ones."""
+        aside = self.set_aside_dir(stage)
+        if (aside / MANIFEST).is_file():
+            self.previous_dir(stage).parent.mkdir(parents=True, exist_ok=True)
+            replace_dir(aside, self.previous_dir(stage))
+        self.drop_set_aside(stage)
+
+    def swap_in_previous(self, stage: str, keep_current: bool) -> None:
+        """Put ``stage``'s previous results in its folder. Its current finished results
+        become the previous ones when ``keep_current`` (else, and unfinished work always,
+        are deleted). Three renames; :meth:`recover_swaps` completes one a crash cut short."""
+        previous, current = self.previous_dir(stage), self.stage_dir(stage)
+        swap = self._swap_dir(stage)
+        shutil.rmtree(swap, ignore_errors=True)
+        if current.exists():
+            os.replace(current, swap)
+        os.replace(previous, current)
+        if swap.exists() and keep_current and (swap / MANIFEST).is_file():
+            os.replace(swap, previous)
+        else:
+            shutil.rmtree(swap, ignore_errors=True)
+        self.tidy_set_aside()
+
+    def recover_swaps(self) -> None:
+        """Complete a :meth:`swap_in_previous` that a crash or kill cut short: the stage's
+        results, out of its folder for an instant, are never lost."""
+        folder = self.state_dir / PREVIOUS_DIRNAME
+        for swap in sorted(folder.glob(".*.swap")) if folder.is_dir() else []:
+            stage = swap.name[1:-len(".swap")]
+            if not self.stage_dir(stage).exists():  # cut before the previous results went in
+                os.replace(swap, self.stage_dir(stage))
+            elif not self.previous_dir(stage).exists():  # cut before the current became previous
+                os.replace(swap, self.previous_dir(stage))
+            else:
+                shutil.rmtree(swap, ignore_errors=True)
+
+    def drop_previous(self) -> None:
+        """Delete every stage's previous results (``project.keep_previous: false``)."""
+        shutil.rmtree(self.state_dir / PREVIOUS_DIRNAME, ignore_errors=True)
+
+    def _swap_dir(self, stage: str) -> Path:
+        return self.state_dir / PREVIOUS_DIRNAME / f".{stage}.swap"
+
+    def drop_set_aside(self, stage: str) -> None:
+        """Delete ``stage``'s set-aside results (replaced for good, or dropped by ``--force``),
+        and the set-aside folder itself once it holds nothing."""
+        shutil.rmtree(self.set_aside_dir(stage), ignore_errors=True)
+        self.tidy_set_aside()
+
+    def tidy_set_aside(self) -> None:
+        """Remove the set-aside folder when no stage's results wait in it."""
         try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-            return None
-        return manifest if isinstance(manifest, dict) else None
+            (self.state_dir / SET_ASIDE_DIRNAME).rmdir()
+        except OSError:  # absent, or results of another stage still wait there
+            pass
+
+    def results_dir(self, stage: str) -> Path:
+        """Where ``stage``'s finished results are: its folder, or, while a run with other
+        inputs has set them aside and not yet replaced them (it stopped with an error, or is
+        still running), the set-aside folder. The report reads them from here."""
+        if self.read_manifest(stage) is None and self.read_set_aside_manifest(stage) is not None:
+            return self.set_aside_dir(stage)
+        return self.stage_dir(stage)
+
+    def read_results_manifest(self, stage: str) -> dict[str, Any] | None:
+        """The manifest of ``stage``'s finished results wherever they are (see
+        :meth:`results_dir`); None when it has none."""
+        manifest = self.read_manifest(stage)
+        return manifest if manifest is not None else self.read_set_aside_manifest(stage)
 
     def inside(self, path: Path) -> Path:
         """``path`` resolved, refusing anything outside the project directory."""

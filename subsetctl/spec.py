@@ -99,6 +99,13 @@ def _is_number_type(annotation: Any) -> bool:
 class ProjectSpec(StrictModel):
     name: str = Field("subsetctl-project", description="Project name, shown in reports.")
     seed: int = Field(0, ge=0, description="Global seed; stages derive their seeds from it.")
+    keep_previous: bool = Field(
+        True,
+        description="Keep each stage's previous results (one set per stage, under .subsetctl/.previous) when a "
+        "run with other inputs replaces them, so that going back to those inputs (gradients.d: 32, then 16 "
+        "again) puts them back instead of recomputing them. Costs up to one more copy of each stage's "
+        "files on disk; false deletes them when `run` next starts.",
+    )
 
 
 # ----------------------------------------------------------------------------- model

@@ -183,7 +183,8 @@ def test_finetune_and_evaluate_reuse_what_an_upstream_change_left_the_same(tiny_
     again = json.loads((tiny_project / ".subsetctl" / "evaluate" / "per_run.json").read_text())
     assert len(again) == 2 * n
 
-    run_project(tiny_project, ["finetune.seeds=1"])  # back: everything from the caches, same metrics
+    # back, the previous results not kept: everything from the caches, same metrics
+    run_project(tiny_project, ["finetune.seeds=1", "project.keep_previous=false"])
     assert summary("finetune")["trained_now"] == 0 and summary("evaluate")["reused"] == n
     assert json.loads((tiny_project / ".subsetctl" / "evaluate" / "metrics.json").read_text())["metrics"] == metrics
 
@@ -505,5 +506,93 @@ def test_a_forced_run_drops_what_was_set_aside(tiny_project: Path, monkeypatch) 
         pass
     assert not project.set_aside_dir("meta_init").exists()
     statuses = {s.name: s for s in plan_project(tiny_project, until="meta_init")[2]}
-    assert not statuses["meta_init"].set_aside and statuses["meta_init"].will_run
+    assert not statuses["meta_init"].put_back and statuses["meta_init"].will_run
     assert (project.stage_dir("meta_init") / "partial.txt").is_file()
+
+
+def _fail_meta_init_with(tiny_project: Path, overrides: list[str]) -> None:
+    """A run whose new inputs meta_init refuses only once it loads the model (LoRA target
+    modules the model lacks): meta_init's finished results are set aside."""
+    from subsetctl.errors import UserError
+
+    try:
+        run_project(tiny_project, until="meta_init", overrides=[*overrides, "model.lora.target_modules=[no_such_proj]"])
+    except UserError as exc:
+        assert "no_such_proj" in str(exc)
+    else:
+        raise AssertionError("the bad target module was accepted")
+
+
+def test_set_aside_results_whose_upstream_reruns_are_put_back_when_it_comes_out_as_before(tiny_project: Path) -> None:
+    """A change that re-ran data, then failed in meta_init, was undone: `plan` said meta_init
+    was "never run" although `run` re-runs data, finds its output as before and puts
+    meta_init's set-aside results back (no training)."""
+    from tinymodels import change_data_of
+
+    from subsetctl.project import Project
+
+    run_project(tiny_project, until="meta_init")
+    project = Project(tiny_project)
+    adapter = project.stage_dir("meta_init") / "adapter" / "adapter_model.safetensors"
+    before = adapter.read_bytes()
+    original = change_data_of(tiny_project)
+    _fail_meta_init_with(tiny_project, ["project.keep_previous=false"])  # data's results are not kept
+    assert project.set_aside_dir("meta_init").is_dir()
+    statuses = {s.name: s for s in plan_project(tiny_project, until="meta_init")[2]}
+    assert statuses["meta_init"].state == "never run" and "other inputs" in statuses["meta_init"].reasons[0]
+    (tiny_project / "subsetctl.yaml").write_text(original)  # the change undone: data re-runs to its earlier output
+    statuses = {s.name: s for s in plan_project(tiny_project, until="meta_init")[2]}
+    assert statuses["data"].will_run and not statuses["data"].conditional
+    meta = statuses["meta_init"]
+    assert meta.will_run and meta.conditional and meta.state == "stale", meta
+    assert "puts them back" in meta.reasons[0] and "upstream data" in meta.reasons[0]
+    results = {r["stage"]: r["action"] for r in run_project(tiny_project, until="meta_init")}
+    assert results["data"] == "ran" and results["meta_init"] == "up to date"
+    assert adapter.read_bytes() == before
+    assert not (project.state_dir / ".set-aside").exists()  # no empty folder left behind
+
+
+def test_the_report_shows_results_that_follow_from_set_aside_ones(tiny_project: Path) -> None:
+    """After a failed change to meta_init, `subsetctl report` left out every result after it
+    as outdated (meta_init had no manifest in its folder) although `plan` says all is up to
+    date: the set-aside results count as the stage's until a run replaces them."""
+    from subsetctl.project import Project
+    from subsetctl.report.build import build_report, outdated_stages
+    from subsetctl.report.terminal import load_report_data, outdated_note
+
+    run_project(tiny_project)
+    full = load_report_data(tiny_project)["report"]
+    _fail_meta_init_with(tiny_project, [])
+    project = Project(tiny_project)
+    assert project.read_manifest("meta_init") is None and project.set_aside_dir("meta_init").is_dir()
+    assert outdated_stages(project) == []
+    data = load_report_data(tiny_project)
+    assert data["outdated"] == [] and data["stale"] == [] and data["not_run"] == []
+    assert "meta_init" in data["stages"]
+    assert outdated_note(data) is None
+    rebuilt = build_report(project)
+    assert rebuilt["strategies"] == full["strategies"] and rebuilt["test_metrics"] == full["test_metrics"]
+    # with the failing change in force, the shown results are the earlier inputs': said so
+    data = load_report_data(tiny_project, ["model.lora.target_modules=[no_such_proj]"])
+    assert "meta_init" in data["stale"] and "meta_init" not in data["not_run"]
+
+
+def test_the_report_reads_a_set_aside_stages_own_results(tiny_project: Path, monkeypatch) -> None:
+    """A failed re-run of finetune set its results aside: the report read its (now empty)
+    folder and lost the adapters' paths; they come from the set-aside folder."""
+    from subsetctl.errors import UserError
+    from subsetctl.project import Project
+    from subsetctl.report.build import build_report
+    from subsetctl.stages.finetune import FinetuneStage
+
+    run_project(tiny_project)
+    project = Project(tiny_project)
+    monkeypatch.setattr(FinetuneStage, "run", lambda self, ctx: (_ for _ in ()).throw(UserError("failed inside")))
+    try:
+        run_project(tiny_project, overrides=["finetune.steps=3"])
+    except UserError:
+        pass
+    assert project.read_manifest("finetune") is None and project.set_aside_dir("finetune").is_dir()
+    adapters = build_report(project)["adapters"]
+    paths = [path for runs in adapters.values() for path in runs]
+    assert paths and all((tiny_project / path).is_dir() for path in paths), paths

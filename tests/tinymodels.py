@@ -55,3 +55,17 @@ def tiny_project_spec(model_dir: Path) -> dict:
         "evaluate": {"max_new_tokens": 3},
         "executor": {"backend": "sequential", "n_jobs": 1},
     }
+
+
+def change_data_of(project_dir: Path) -> str:
+    """Edit a tiny project's spec file so that the data stage's output changes (the
+    planted source keeps 8 rows instead of 10); returns the file's text before, to undo
+    the change with."""
+    import yaml
+
+    spec_path = project_dir / "subsetctl.yaml"
+    original = spec_path.read_text()
+    spec = yaml.safe_load(original)
+    spec["sources"][2]["max_examples"] = 8
+    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return original

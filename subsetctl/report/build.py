@@ -37,7 +37,9 @@ def outdated_stages(project: Project, spec: Any = None) -> list[str]:
     whose settings changed since (:func:`switched_off_moved_past`) and what depends on them."""
     from subsetctl.stages import stage_names
 
-    manifests = {stage: project.read_manifest(stage) for stage in stage_names()}
+    # results a run with other inputs set aside and has not replaced (it failed, or is running) count
+    # as the stage's: what follows from them is current as far as they are (`plan` says whether they are)
+    manifests = {stage: project.read_results_manifest(stage) for stage in stage_names()}
     outdated: list[str] = switched_off_moved_past(project, spec) if spec is not None else []
     for stage, manifest in manifests.items():
         if not manifest or manifest.get("corrupt") or stage in outdated:
@@ -96,23 +98,22 @@ def build_report(
     the selections' order for the tables (:func:`selection_order`)."""
     from subsetctl.stages import stage_names
 
-    state = project.state_dir
     report: dict[str, Any] = {"project": name or project.root.name, "stages": {}}
     if order:
         report["selection_order"] = list(order)
     for stage in stage_names():
         if stage == "report":  # the stage writing this report has no manifest yet
             continue
-        manifest = project.read_manifest(stage)
+        manifest = project.read_results_manifest(stage)
         if manifest and not manifest.get("corrupt"):
             report["stages"][stage] = {"seconds": manifest.get("seconds"), "summary": manifest.get("summary")}
             if stage not in skip:  # results made under command-line overrides say so (not the spec alone)
                 for override in _overrides_read_by(manifest):
                     report.setdefault("overrides", {}).setdefault(override, []).append(stage)
-    data = None if "data" in skip else _read(state / "data" / "data.json")
+    data = None if "data" in skip else _read(project.results_dir("data") / "data.json")
     if data and data.get("warnings"):  # leaked held-out rows, dropped blank rows, ...: true of every result
         report["data_warnings"] = data["warnings"]
-    selections = None if "search" in skip else _read(state / "search" / "selections.json")
+    selections = None if "search" in skip else _read(project.results_dir("search") / "selections.json")
     if selections:
         report["sources"] = selections["sources"]
         report["final"] = selections["final"]
@@ -128,20 +129,20 @@ def build_report(
         }
         report["baselines"] = selections["baselines"]
         report["calibration"] = selections["calibration"]
-    calibrate = None if "calibrate" in skip else _read(state / "calibrate" / "calibration.json")
+    calibrate = None if "calibrate" in skip else _read(project.results_dir("calibrate") / "calibration.json")
     if calibrate and calibrate.get("kinds"):
         report["verify"] = calibrate["kinds"]
         report["calibration_against"] = calibrate.get("against")  # the verify kind the map was fitted to
-    finetuned = None if "finetune" in skip else _read(state / "finetune" / "labels.json")
+    finetuned = None if "finetune" in skip else _read(project.results_dir("finetune") / "labels.json")
     if finetuned:  # where each selection's LoRA adapters are, one per seed (relative to the project)
-        from subsetctl.project import STATE_DIRNAME
         from subsetctl.stages.finetune import adapter_relpath
 
-        report["adapters"] = {label: [f"{STATE_DIRNAME}/finetune/{adapter_relpath(run)}" for run in runs]
+        folder = project.results_dir("finetune").relative_to(project.root).as_posix()
+        report["adapters"] = {label: [f"{folder}/{adapter_relpath(run)}" for run in runs]
                               for label, runs in finetuned["labels"].items()}
         if finetuned.get("classes"):  # a classifier's head: what loading an adapter needs
             report["adapter_classes"] = finetuned["classes"]
-    metrics = None if "evaluate" in skip else _read(state / "evaluate" / "metrics.json")
+    metrics = None if "evaluate" in skip else _read(project.results_dir("evaluate") / "metrics.json")
     if metrics:
         report["test_metrics"] = metrics["metrics"]
         report["test_warnings"] = metrics.get("warnings", [])

@@ -20,8 +20,8 @@ def load_report_data(root: Path, overrides: list[str] | None = None) -> dict[str
 
     project = Project(root)
     stages: dict[str, Any] = {}
-    for name in stage_names():  # in execution order
-        manifest = project.read_manifest(name)
+    for name in stage_names():  # in execution order; set-aside results while a run replacing them is unfinished
+        manifest = project.read_results_manifest(name)
         if manifest and not manifest.get("corrupt"):
             stages[name] = {
                 "seconds": manifest.get("seconds"),
@@ -101,9 +101,11 @@ def _checked_against_spec(root: Path, overrides: list[str] | None, stages: dict[
     for s in statuses:
         if s.state == "stale" and (not s.conditional or any(up in changed for up in after.get(s.name, ()))):
             changed.add(s.name)
+        elif s.state in ("never run", "unfinished") and s.name in stages:  # shown from results set aside
+            changed.add(s.name)  # by a run with other inputs that has not finished
     stale = [s.name for s in statuses if s.name in changed and s.name in stages]
     return {"stale": stale, "damaged": [s.name for s in statuses if s.state == "corrupt"],
-            "not_run": [s.name for s in statuses if s.state == "never run"],
+            "not_run": [s.name for s in statuses if s.state == "never run" and s.name not in stages],
             "unfinished": [s.name for s in statuses if s.state == "unfinished"],
             "spec_problem": None, "name": spec.project.name, "spec": spec}
 

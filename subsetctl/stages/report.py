@@ -13,6 +13,7 @@ class ReportStage(Stage):
     description = "write report.md, report.json and plots"
     after = ("search", "calibrate", "evaluate")
     spec_keys = ("project.name", "report")
+    keeps_results = False  # report.md, report.json and plots/ are in the project folder: always rewritten
 
     def extra_inputs(self, spec: Any, project: Project) -> dict[str, Any]:
         """The switched-off stages whose kept results the spec has moved past (the report

@@ -131,3 +131,23 @@ def test_check_info(tmp_path: Path, setup) -> None:
         store.check_info({"d": 32})
     with pytest.raises(StaleArtifactError):
         GradientStore.open(tmp_path / "nothing-here")
+
+
+def test_a_resumed_fill_says_how_many_rows_it_keeps(monkeypatch) -> None:
+    """The progress bar of a resumed gradients stage started at the kept rows without a
+    word: a resume said nothing of the work it kept."""
+    from types import SimpleNamespace
+
+    import subsetctl.gradients.store as store_module
+    from subsetctl.reporter import SilentReporter
+    from subsetctl.stages.gradients import GradientsStage
+
+    monkeypatch.setattr(store_module, "compute_store", lambda *args, **kwargs: None)
+    reporter = SilentReporter()
+    ctx = SimpleNamespace(reporter=reporter)
+    partial = SimpleNamespace(written=np.array([True, True, True, False]), n_rows=4)
+    GradientsStage._fill(ctx, None, None, partial, 2, "gradients")
+    assert any("resuming; 3 of 4 rows" in m for m in reporter.messages), reporter.messages
+    reporter.messages.clear()
+    GradientsStage._fill(ctx, None, None, SimpleNamespace(written=np.zeros(4, bool), n_rows=4), 2, "gradients")
+    assert not reporter.messages

@@ -1,0 +1,109 @@
+"""A stage's previous results are kept when a run with other inputs replaces them, and put
+back (not recomputed) when the spec returns to their inputs (``project.keep_previous``)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from tinymodels import change_data_of
+
+from subsetctl.api import plan_project, run_project
+from subsetctl.project import Project
+
+
+def _actions(results: list[dict]) -> dict[str, str]:
+    return {r["stage"]: r["action"] for r in results}
+
+
+def _store(project: Project) -> Path:
+    return project.stage_dir("gradients") / "store" / "features.npy"
+
+
+def test_going_back_to_earlier_inputs_puts_the_previous_results_back(tiny_project: Path) -> None:
+    """gradients.d: 16, then 8, then 16 again: the third run recomputed the d=16 store."""
+    run_project(tiny_project, until="gradients")
+    project = Project(tiny_project)
+    first = _store(project).read_bytes()
+    assert _actions(run_project(tiny_project, until="gradients", overrides=["gradients.d=8"]))["gradients"] == "ran"
+    second = _store(project).read_bytes()
+    assert second != first and (project.previous_dir("gradients") / "manifest.json").is_file()
+    statuses = {s.name: s for s in plan_project(tiny_project, until="gradients")[2]}
+    assert statuses["gradients"].state == "up to date" and not statuses["gradients"].will_run
+    assert "previous results" in statuses["gradients"].reasons[0]
+    assert _actions(run_project(tiny_project, until="gradients"))["gradients"] == "up to date"
+    assert _store(project).read_bytes() == first
+    # the d=8 results are the previous ones now: back and forth costs nothing
+    assert _actions(run_project(tiny_project, until="gradients", overrides=["gradients.d=8"]))["gradients"] == "up to date"
+    assert _store(project).read_bytes() == second
+
+
+def test_previous_results_whose_upstream_reruns_are_put_back(tiny_project: Path) -> None:
+    """A change of the data (a source's max_examples), undone: data re-runs to its earlier
+    output and meta_init's previous results are put back, as `plan` says beforehand."""
+    run_project(tiny_project, until="meta_init")
+    project = Project(tiny_project)
+    adapter = project.stage_dir("meta_init") / "adapter" / "adapter_model.safetensors"
+    before = adapter.read_bytes()
+    original = change_data_of(tiny_project)
+    assert _actions(run_project(tiny_project, until="meta_init"))["meta_init"] == "ran"
+    (tiny_project / "subsetctl.yaml").write_text(original)
+    statuses = {s.name: s for s in plan_project(tiny_project, until="meta_init")[2]}
+    assert not statuses["data"].will_run and not statuses["meta_init"].will_run  # both kept
+    shutil.rmtree(project.previous_dir("data"))  # data must re-run: meta_init's depend on its output
+    statuses = {s.name: s for s in plan_project(tiny_project, until="meta_init")[2]}
+    assert statuses["meta_init"].will_run and statuses["meta_init"].conditional  # skipped if data comes out as before
+    assert "upstream data" in statuses["meta_init"].reasons[0]
+    assert _actions(run_project(tiny_project, until="meta_init")) == {"data": "ran", "meta_init": "up to date"}
+    assert adapter.read_bytes() == before
+
+
+def test_keep_previous_false_keeps_nothing(tiny_project: Path) -> None:
+    run_project(tiny_project, until="gradients")
+    project = Project(tiny_project)
+    run_project(tiny_project, until="gradients", overrides=["gradients.d=8"])
+    assert project.previous_dir("gradients").is_dir()
+    run_project(tiny_project, until="gradients", overrides=["gradients.d=8", "project.keep_previous=false"])
+    assert not (project.state_dir / ".previous").exists()  # switched off: the disk is given back
+    run_project(tiny_project, until="gradients", overrides=["project.keep_previous=false"])
+    assert not (project.state_dir / ".previous").exists()
+
+
+def test_a_swap_cut_short_loses_no_results(tiny_project: Path) -> None:
+    """Killed between the renames of a swap: the results out of the stage's folder for an
+    instant come back when `run` next starts."""
+    run_project(tiny_project, until="gradients")
+    project = Project(tiny_project)
+    first = _store(project).read_bytes()
+    run_project(tiny_project, until="gradients", overrides=["gradients.d=8"])
+    swap = project.state_dir / ".previous" / ".gradients.swap"
+    os.replace(project.stage_dir("gradients"), swap)  # the first rename of a swap, then the kill
+    assert _actions(run_project(tiny_project, until="gradients"))["gradients"] == "up to date"
+    assert _store(project).read_bytes() == first and not swap.exists()
+    assert _actions(run_project(tiny_project, until="gradients", overrides=["gradients.d=8"]))["gradients"] == "up to date"
+
+
+def test_damaged_previous_results_are_not_put_back(tiny_project: Path) -> None:
+    run_project(tiny_project, until="gradients")
+    project = Project(tiny_project)
+    run_project(tiny_project, until="gradients", overrides=["gradients.d=8"])
+    kept = project.previous_dir("gradients") / "store" / "features.npy"
+    data = bytearray(kept.read_bytes())
+    data[-1] ^= 0xFF
+    kept.write_bytes(bytes(data))
+    statuses = {s.name: s for s in plan_project(tiny_project, until="gradients")[2]}
+    assert statuses["gradients"].will_run
+    assert _actions(run_project(tiny_project, until="gradients"))["gradients"] == "ran"
+
+
+def test_the_report_is_written_again_not_put_back(tiny_project: Path) -> None:
+    """The report stage writes report.md in the project folder, which putting back its
+    previous folder would not restore: going back re-runs it."""
+    run_project(tiny_project)
+    project = Project(tiny_project)
+    run_project(tiny_project, overrides=["project.name=renamed"])
+    assert "renamed" in (tiny_project / "report.md").read_text()
+    assert not project.previous_dir("report").exists()
+    assert _actions(run_project(tiny_project))["report"] == "ran"
+    assert "renamed" not in (tiny_project / "report.md").read_text()
