@@ -63,6 +63,9 @@ class HashCache:
         which with thousands of files rewrote the whole cache thousands of times."""
         if not self.dirty or self.path is None or not self.path.parent.parent.is_dir():  # no state folder
             return
+        # files since deleted or renamed (an old data file, a replaced model folder) are dropped, so the
+        # cache holds the files the project reads, not every file it ever read
+        self.entries = {key: entry for key, entry in self.entries.items() if os.path.isfile(key)}
         try:
             atomic_write_json(self.path, self.entries)
             self.dirty = False

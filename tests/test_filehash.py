@@ -89,3 +89,20 @@ def test_a_rewrite_with_its_old_mtime_put_back_is_still_seen(tmp_path: Path, mon
     path.write_bytes(b"\1" * 100)  # same size, as `cp -p` over it would leave it
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert file_fingerprint(path, tmp_path)["sha256"] != first
+
+
+def test_files_since_deleted_leave_the_cache(tmp_path: Path, monkeypatch) -> None:
+    """file_hashes.json kept the entry of every file the project ever read (a replaced
+    model folder's thousands of shards, old data files), growing without end."""
+    (tmp_path / ".subsetctl").mkdir()
+    old, new = tmp_path / "old.jsonl", tmp_path / "new.jsonl"
+    old.write_text("{}\n")
+    file_fingerprint(old, tmp_path)
+    filehash.flush_hash_caches()
+    old.unlink()
+    new.write_text("{}\n")
+    monkeypatch.setattr(filehash, "_CACHES", {})  # the next command
+    file_fingerprint(new, tmp_path)
+    filehash.flush_hash_caches()
+    kept = json.loads((tmp_path / ".subsetctl" / "cache" / "file_hashes.json").read_text())
+    assert list(kept) == [str(new.resolve())]
