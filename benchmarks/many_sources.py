@@ -4,7 +4,8 @@ Builds a project of N tiny JSONL sources (one ``source_files`` group over a pool
 on a tiny random Llama, so the model stages are cheap and what is measured is the
 tool's own per-source overhead: validate, plan, the data stage, search over N sources,
 the report stage, and the terminal report (its wall time and its length in lines, which
-stays bounded however many sources there are). Prints one JSON line.
+stays bounded however many sources there are); then the data stage again after one
+source file is added (it prepares that one and reuses the others). Prints one JSON line.
 
     python benchmarks/many_sources.py [--sources 1000] [--rows 20] [--fresh]
 """
@@ -96,10 +97,22 @@ def main() -> None:
     render_report(folder, Console(file=buffer, width=120))
     terminal_report_s = time.perf_counter() - started
     seconds = stage_seconds(folder)
+    # one more candidate source: the data stage prepares it and reuses the others as prepared
+    extra = folder / "pool" / f"s{args.sources:05d}.jsonl"
+    extra.write_text("".join(json.dumps({"prompt": f"{a}+{a}=", "response": str(2 * a)}) + "\n"
+                             for a in range(args.rows)))
+    try:
+        run_project(folder, until="data")
+        add_one = stage_seconds(folder).get("data")
+        reused = len(json.loads((folder / ".subsetctl" / "data" / "manifest.json").read_text())["summary"]["reused"])
+    finally:
+        extra.unlink()
     print(json.dumps({
         "sources": args.sources, "rows_per_source": args.rows,
         "validate_s": round(validate_s, 2), "plan_s": round(plan_s, 2), "run_s": round(run_s, 1),
         "data_s": seconds.get("data"), "data_ms_per_source": round(1000 * seconds.get("data", 0) / args.sources, 2),
+        "data_add_one_source_s": add_one, "data_add_one_reused": reused,
+        "data_add_one_speedup": round(seconds.get("data", 0) / add_one, 1) if add_one else None,
         "search_s": seconds.get("search"), "report_stage_s": seconds.get("report"),
         "terminal_report_s": round(terminal_report_s, 2), "terminal_report_lines": len(buffer.getvalue().splitlines()),
     }))

@@ -210,6 +210,9 @@ class StageStatus:
     #: up to date through results kept out of its folder (set aside by a failed run with other
     #: inputs, or previous ones): `run` puts them back
     put_back: bool = False
+    #: where those results wait: "set-aside" (the report shows them already) or "previous"
+    #: (the stage's folder holds results of other inputs until `run` swaps them)
+    put_back_from: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"stage": self.name, "state": self.state, "reasons": self.reasons, "will_run": self.will_run,
@@ -358,7 +361,7 @@ class Pipeline:
         for stage in self.stages:
             if not stage.enabled(self.spec):
                 reasons = ["switched off in the spec"]
-                manifest = self.project.read_manifest(stage.name)
+                manifest = self.project.read_results_manifest(stage.name)  # also set aside: the report shows them
                 moved = stage.settings_moved_past(self.spec, manifest) if manifest else []
                 if moved:
                     reasons.append(f"its results from an earlier run no longer match the spec ({_listed(moved)} "
@@ -449,7 +452,8 @@ class Pipeline:
                 digests[stage.name] = None
             else:
                 digests[stage.name] = manifest.get("output_digest") if manifest else None
-            statuses.append(StageStatus(stage.name, state, reasons, will_run, fp, conditional, kept is not None))
+            statuses.append(StageStatus(stage.name, state, reasons, will_run, fp, conditional, kept is not None,
+                                        kept[0] if kept else None))
             if until is not None and stage.name == until:
                 reached_until = True
         return statuses
@@ -594,6 +598,7 @@ class Pipeline:
                     fp, inputs = self._current(stage, digests)
                 stage_options = options
                 if stage.name in force:  # --force means recompute: not resume, nor reuse cached results
+                    self._keep_other_inputs_results(stage, fp, inputs)
                     self.project.reset_stage(stage.name)
                     # nor put back what a failed run set aside once this forced one is interrupted
                     self.project.drop_set_aside(stage.name)
@@ -620,10 +625,21 @@ class Pipeline:
         if aside is not None:
             out.append(("set-aside", aside))
         own_matches = own is not None and not own.get("corrupt") and self._fingerprint_matches(stage, own, fp, inputs)
-        previous = self.project.read_previous_manifest(stage.name) if not own_matches else None
+        # with keep_previous off, `run` deletes them before it starts: they never come back
+        wanted = self.spec.project.keep_previous and not own_matches
+        previous = self.project.read_previous_manifest(stage.name) if wanted else None
         if previous is not None:
             out.append(("previous", previous))
         return out
+
+    def _keep_other_inputs_results(self, stage: Stage, fp: str | None, inputs: dict[str, Any]) -> None:
+        """Before a forced run: the stage's finished results of other inputs become its
+        previous ones (as a plain run keeps the results it replaces), not deleted."""
+        own = self.project.read_manifest(stage.name)
+        if (self.spec.project.keep_previous and stage.keeps_results and own is not None and not own.get("corrupt")
+                and not self._fingerprint_matches(stage, own, fp, inputs)):
+            self.project.previous_dir(stage.name).parent.mkdir(parents=True, exist_ok=True)
+            replace_dir(self.project.stage_dir(stage.name), self.project.previous_dir(stage.name))
 
     def _kept_folder(self, stage: Stage, where: str) -> Path:
         return self.project.set_aside_dir(stage.name) if where == "set-aside" else self.project.previous_dir(stage.name)

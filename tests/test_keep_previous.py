@@ -107,3 +107,39 @@ def test_the_report_is_written_again_not_put_back(tiny_project: Path) -> None:
     assert not project.previous_dir("report").exists()
     assert _actions(run_project(tiny_project))["report"] == "ran"
     assert "renamed" not in (tiny_project / "report.md").read_text()
+
+
+def test_plan_does_not_promise_previous_results_that_keep_previous_false_deletes(tiny_project: Path) -> None:
+    run_project(tiny_project, until="gradients")
+    run_project(tiny_project, until="gradients", overrides=["gradients.d=8"])
+    off = ["project.keep_previous=false"]
+    statuses = {s.name: s for s in plan_project(tiny_project, off, until="gradients")[2]}
+    assert statuses["gradients"].will_run and not statuses["gradients"].put_back
+    assert _actions(run_project(tiny_project, until="gradients", overrides=off))["gradients"] == "ran"
+
+
+def test_the_report_says_the_results_shown_are_of_other_inputs_until_run_swaps(tiny_project: Path) -> None:
+    """Back to d=16 after a full run with d=8: `plan` calls gradients and what follows up to
+    date (their previous results come back), but the report showed the d=8 results as the
+    spec's."""
+    from subsetctl.report.terminal import load_report_data, outdated_note
+
+    run_project(tiny_project)
+    run_project(tiny_project, overrides=["gradients.d=8"])
+    data = load_report_data(tiny_project)
+    assert "gradients" in data["previous"] and "search" in data["previous"]
+    assert "other inputs" in (outdated_note(data) or "")
+    run_project(tiny_project)
+    data = load_report_data(tiny_project)
+    assert data["previous"] == [] and data["stale"] == [] and outdated_note(data) is None
+
+
+def test_a_forced_run_keeps_the_results_it_replaces(tiny_project: Path) -> None:
+    """`run --force gradients` with d=16 while the folder held d=8 results deleted them."""
+    run_project(tiny_project, until="gradients")
+    run_project(tiny_project, until="gradients", overrides=["gradients.d=8"])
+    project = Project(tiny_project)
+    eight = _store(project).read_bytes()
+    assert _actions(run_project(tiny_project, until="gradients", force=["gradients"]))["gradients"] == "ran"
+    assert _actions(run_project(tiny_project, until="gradients", overrides=["gradients.d=8"]))["gradients"] == "up to date"
+    assert _store(project).read_bytes() == eight

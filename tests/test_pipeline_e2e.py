@@ -596,3 +596,66 @@ def test_the_report_reads_a_set_aside_stages_own_results(tiny_project: Path, mon
     adapters = build_report(project)["adapters"]
     paths = [path for runs in adapters.values() for path in runs]
     assert paths and all((tiny_project / path).is_dir() for path in paths), paths
+
+
+def test_adding_a_source_loads_only_that_one(tiny_project: Path) -> None:
+    """The data stage re-prepared every source when one was added: the others come from
+    the results it replaces (set aside while it runs); `--force data` prepares all."""
+    import yaml
+
+    from subsetctl.project import Project
+
+    run_project(tiny_project, until="data")
+    spec_path = tiny_project / "subsetctl.yaml"
+    spec = yaml.safe_load(spec_path.read_text())
+    spec["sources"].append({"name": "c", "loader": {"type": "jsonl", "path": "a.jsonl"}, "max_examples": 5})
+    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    run_project(tiny_project, until="data")
+    summary = Project(tiny_project).read_manifest("data")["summary"]
+    assert summary["reused"] == ["target", "a", "b", "bad"] and "c" in summary["counts"]
+    run_project(tiny_project, until="data", force=["data"])
+    assert Project(tiny_project).read_manifest("data")["summary"]["reused"] == []
+
+
+def test_sources_are_not_reused_from_damaged_results(tiny_project: Path) -> None:
+    import yaml
+
+    from subsetctl.project import Project
+
+    run_project(tiny_project, until="data")
+    run_project(tiny_project, until="data", overrides=["project.seed=5"])  # the seed-0 data kept as previous
+    previous = Project(tiny_project).previous_dir("data")
+    arrow = next((previous / "a").rglob("*.arrow"))
+    damaged = bytearray(arrow.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    arrow.write_bytes(bytes(damaged))
+    spec_path = tiny_project / "subsetctl.yaml"
+    spec = yaml.safe_load(spec_path.read_text())
+    spec["sources"].append({"name": "c", "loader": {"type": "jsonl", "path": "a.jsonl"}, "max_examples": 5})
+    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    run_project(tiny_project, until="data")  # seed 0 again, with a new source: the previous data is damaged
+    assert Project(tiny_project).read_manifest("data")["summary"]["reused"] == []
+
+
+def test_the_terminal_report_names_set_aside_adapters_and_checks_switched_off_settings(tiny_project: Path,
+                                                                                        monkeypatch) -> None:
+    """With finetune's results set aside by a failed run, `subsetctl report` took the adapter
+    paths from report.json (the emptied stage folder), and, finetune switched off with its
+    settings changed, showed those results without saying they no longer match the spec."""
+    from subsetctl.errors import UserError
+    from subsetctl.report.terminal import load_report_data
+    from subsetctl.stages.finetune import FinetuneStage
+
+    run_project(tiny_project)
+    monkeypatch.setattr(FinetuneStage, "run", lambda self, ctx: (_ for _ in ()).throw(UserError("failed inside")))
+    try:
+        run_project(tiny_project, overrides=["finetune.steps=3"])
+    except UserError:
+        pass
+    data = load_report_data(tiny_project)
+    paths = [path for runs in data["report"]["adapters"].values() for path in runs]
+    assert paths and all((tiny_project / path).is_dir() for path in paths), paths
+    off = ["finetune.enabled=false", "finetune.steps=7"]
+    assert load_report_data(tiny_project, off)["switched_off_moved_past"] == ["finetune"]
+    statuses = {s.name: s for s in plan_project(tiny_project, off)[2]}
+    assert any("no longer match" in r for r in statuses["finetune"].reasons), statuses["finetune"].reasons

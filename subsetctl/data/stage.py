@@ -8,7 +8,12 @@ Layout of the stage folder ``out_dir``::
     out_dir/data.json          the summary returned by :func:`run_data_stage`
 
 Each source is written into a hidden temporary folder and renamed into place, so a
-crash leaves either the previous copy or the new one, never half a source. For a
+crash leaves either the previous copy or the new one, never half a source. Its
+``source.json`` records the key of what it was prepared from (:func:`source_key`) and
+the warnings preparing it gave: a source whose key is unchanged is reused, not loaded
+again, from a run stopped partway (its folder here) or from the stage's results of
+other inputs (set aside or previous, see :func:`run_data_stage`'s ``reuse_from``), so
+adding one source to a thousand prepares one. For a
 classifier, one label vocabulary is built over the target and all sources (from
 ``label_text``) and every split is re-encoded with it; it is saved in ``data.json``
 (:func:`label_names`).
@@ -17,6 +22,7 @@ classifier, one label vocabulary is built over the target and all sources (from
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import uuid
 from collections.abc import Callable
@@ -41,6 +47,7 @@ from subsetctl.registry import load_plugin_string
 from subsetctl.spec import SourceSpec, Spec
 
 SUMMARY_FILE = "data.json"
+SOURCE_FILE = "source.json"
 _TMP_PREFIX = ".tmp-"
 _OLD_PREFIX = ".old-"
 
@@ -138,8 +145,9 @@ def _clean_leftovers(out_dir: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _write_source(out_dir: Path, name: str, splits: dict[str, Dataset]) -> None:
-    """Save all splits of one source to ``out_dir/name`` via a temporary folder."""
+def _write_source(out_dir: Path, name: str, splits: dict[str, Dataset], record: dict[str, Any]) -> None:
+    """Save all splits of one source to ``out_dir/name`` via a temporary folder, with
+    ``record`` (its key and warnings) as its ``source.json``."""
     tag = uuid.uuid4().hex[:8]
     tmp = out_dir / f"{_TMP_PREFIX}{name}-{tag}"
     tmp.mkdir(parents=True)
@@ -147,14 +155,92 @@ def _write_source(out_dir: Path, name: str, splits: dict[str, Dataset]) -> None:
         for split, dataset in splits.items():
             if len(dataset):  # datasets cannot load back a saved 0-row dataset; see load_split
                 dataset.save_to_disk(str(tmp / split))  # applies a select()'s index mapping itself
+        atomic_write_json(tmp / SOURCE_FILE, record)
         replace_dir(tmp, out_dir / name, aside=out_dir / f"{_OLD_PREFIX}{name}-{tag}")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
+def source_key(spec: Spec, source: SourceSpec, spec_dir: Path) -> str:
+    """What one source's prepared splits follow from: its spec (loader, split, limits,
+    corruption), whether it is the target, the seed and model kind, its input files or
+    generating package (:func:`~subsetctl.data.fingerprint.source_fingerprint_inputs`),
+    the plugins that may register its loader, and the subsetctl version."""
+    from subsetctl import __version__
+    from subsetctl.data.fingerprint import source_fingerprint_inputs
+    from subsetctl.project import fingerprint
+
+    return fingerprint({
+        "source": source.model_dump(mode="json"),
+        "target": source.name == spec.target.name,
+        "seed": source_context(spec, source, spec_dir).seed,
+        "kind": spec.model.kind,
+        "inputs": source_fingerprint_inputs(source, spec_dir),
+        "plugins": spec.plugins,
+        "version": __version__,
+    })
+
+
+def _read_record(folder: Path) -> dict[str, Any] | None:
+    try:
+        record = json.loads((folder / SOURCE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _prepared_earlier(folders: list[Path], name: str, key: str) -> tuple[Path, dict[str, Any]] | None:
+    """The first ``folder/name`` among ``folders`` prepared from ``key``, with its record."""
+    for folder in folders:
+        record = _read_record(folder / name)
+        if record is not None and record.get("key") == key and isinstance(record.get("warnings"), list):
+            return folder / name, record
+    return None
+
+
+def _link_source(found: Path, out_dir: Path, name: str) -> None:
+    """Put an earlier run's prepared source in ``out_dir/name``: its files hard-linked
+    (saved datasets are never written in place), copied where links are not possible
+    (another file system), via a temporary folder."""
+    tag = uuid.uuid4().hex[:8]
+    tmp = out_dir / f"{_TMP_PREFIX}{name}-{tag}"
+
+    def link(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    try:
+        shutil.copytree(found, tmp, copy_function=link)
+        replace_dir(tmp, out_dir / name, aside=out_dir / f"{_OLD_PREFIX}{name}-{tag}")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _prepare_or_reuse(spec: Spec, source: SourceSpec, spec_dir: Path, out_dir: Path, reuse_from: list[Path],
+                      warnings: list[str], reused: list[str],
+                      ) -> tuple[dict[str, Dataset], dict[str, Any], Path | None]:
+    """One source's splits, its record (key, warnings) and the folder of an earlier run's
+    copy it was read from: when one prepared it from the same key (its warnings said
+    again; its name added to ``reused``); else prepared now (not yet saved; no folder)."""
+    key = source_key(spec, source, spec_dir)
+    found = _prepared_earlier([out_dir, *reuse_from], source.name, key)
+    if found is not None:
+        folder, record = found
+        warnings.extend(record["warnings"])
+        reused.append(source.name)
+        return {split: load_split(folder.parent, source.name, split) for split in SPLITS}, record, folder
+    before = len(warnings)
+    splits = prepare_source(source, source_context(spec, source, spec_dir), warnings)
+    return splits, {"key": key, "warnings": warnings[before:]}, None
+
+
 def run_data_stage(
-    spec: Spec, spec_dir: Path, out_dir: Path, progress: Progress | None = None
+    spec: Spec, spec_dir: Path, out_dir: Path, progress: Progress | None = None,
+    reuse_from: list[Path] | None = None, reuse: bool = True,
 ) -> dict[str, Any]:
     """Prepare the target and every source and save them under ``out_dir``.
 
@@ -163,13 +249,19 @@ def run_data_stage(
         spec_dir: the spec file's folder (relative data paths resolve against it).
         out_dir: the stage folder.
         progress: optional ``progress(done, total)``, called after each source is prepared.
+        reuse_from: folders of earlier data-stage results (of other inputs) whose
+            sources prepared from an unchanged key are reused, after those in ``out_dir``
+            (a run stopped partway).
+        reuse: False prepares every source again (``run --force data``).
 
     Returns:
-        A JSON-able summary, also written to ``out_dir/data.json``::
+        A JSON-able summary, also written to ``out_dir/data.json`` (less ``reused``, so
+        that the same data, reused or prepared again, is the same output)::
 
             {"target": name, "kind": "causal-lm" | "classifier",
              "counts": {name: {"train": n, "validation": n, "test": n}},
-             "labels": [label names] | None, "warnings": [messages]}
+             "labels": [label names] | None, "warnings": [messages],
+             "reused": [names of sources reused from an earlier run]}
 
         (Counts sit under ``counts`` so a source named "warnings" cannot collide.)
     """
@@ -180,28 +272,38 @@ def run_data_stage(
         load_plugin_string(plugin)
     everything = [spec.target, *spec.sources]
     warnings: list[str] = []
+    reused: list[str] = []
+    earlier = [Path(f) for f in reuse_from or []] if reuse else []
+    if not reuse:  # forced: nothing in the folder counts either
+        for source in everything:
+            shutil.rmtree(out_dir / source.name, ignore_errors=True)
     controls = [s.name for s in spec.sources if s.corrupt.shuffle_responses]
     if spec.model.kind != "classifier":  # each source written as soon as it is prepared: memory for one
         counts: dict[str, Any] = {}
         check: OverlapCheck | None = None
         for done, source in enumerate(everything, start=1):
-            splits = prepare_source(source, source_context(spec, source, spec_dir), warnings)
+            splits, record, found = _prepare_or_reuse(spec, source, spec_dir, out_dir, earlier, warnings, reused)
             if check is None:  # the target comes first
                 check = OverlapCheck(spec.target.name, splits, spec.model.kind, controls)
             else:
                 check.add(source.name, splits)
-            with quiet_datasets():
-                _write_source(out_dir, source.name, splits)
+            if found is None:
+                with quiet_datasets():
+                    _write_source(out_dir, source.name, splits, record)
+            elif found != out_dir / source.name:  # another run's results: linked in, not copied
+                _link_source(found, out_dir, source.name)
             counts[source.name] = split_summary(splits)
             del splits
             if progress is not None:
                 progress(done, len(everything))
         assert check is not None
         warnings.extend(check.warnings())
-        return _write_summary(out_dir, spec, counts, None, warnings)
+        return _write_summary(out_dir, spec, counts, None, warnings, reused)
     prepared: dict[str, dict[str, Dataset]] = {}  # classifiers: the label vocabulary needs every source first
+    records: dict[str, dict[str, Any]] = {}
     for done, source in enumerate(everything, start=1):
-        prepared[source.name] = prepare_source(source, source_context(spec, source, spec_dir), warnings)
+        prepared[source.name], records[source.name], _ = _prepare_or_reuse(
+            spec, source, spec_dir, out_dir, earlier, warnings, reused)
         if progress is not None:
             progress(done, len(everything))
     labels: list[str] | None = None
@@ -220,15 +322,15 @@ def run_data_stage(
         }
         warnings.extend(_label_warnings(spec.target.name, prepared))
     warnings.extend(overlap_warnings(spec.target.name, prepared, spec.model.kind, controls))
-    with quiet_datasets():
+    with quiet_datasets():  # every source saved again: its labels are in the vocabulary of all of them
         for name, splits in prepared.items():
-            _write_source(out_dir, name, splits)
+            _write_source(out_dir, name, splits, records[name])
     return _write_summary(out_dir, spec, {name: split_summary(splits) for name, splits in prepared.items()},
-                          labels, warnings)
+                          labels, warnings, reused)
 
 
 def _write_summary(out_dir: Path, spec: Spec, counts: dict[str, Any], labels: list[str] | None,
-                   warnings: list[str]) -> dict[str, Any]:
+                   warnings: list[str], reused: list[str]) -> dict[str, Any]:
     """Write and return data.json (see :func:`run_data_stage`)."""
     summary = {
         "target": spec.target.name,
@@ -238,7 +340,8 @@ def _write_summary(out_dir: Path, spec: Spec, counts: dict[str, Any], labels: li
         "warnings": warnings,
     }
     atomic_write_json(out_dir / SUMMARY_FILE, summary)
-    return summary
+    # not in data.json: the same data reused or prepared again is the same output (its digest)
+    return {**summary, "reused": reused}
 
 
 def _missing_data(data_dir: Path, what: str) -> UserError:

@@ -21,7 +21,7 @@ def switched_off_moved_past(project: Project, spec: Any) -> list[str]:
 
     moved = []
     for stage in all_stages():
-        manifest = project.read_manifest(stage.name)
+        manifest = project.read_results_manifest(stage.name)  # set-aside ones too: the report shows them
         if (not stage.enabled(spec) and manifest and not manifest.get("corrupt")
                 and stage.settings_moved_past(spec, manifest)):
             moved.append(stage.name)

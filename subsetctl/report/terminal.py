@@ -54,7 +54,9 @@ def load_report_data(root: Path, overrides: list[str] | None = None) -> dict[str
     name = checked.pop("name")
     data.update(checked)
     report_json = root / "report.json"
-    if report_json.is_file() and "report" in stages and "report" not in outdated and not data["damaged"]:
+    set_aside = [name for name in stages if project.read_manifest(name) is None]  # shown from .set-aside
+    if (report_json.is_file() and "report" in stages and "report" not in outdated and not data["damaged"]
+            and not set_aside):  # report.json names the stage folders (adapter paths)
         try:
             data["report"] = in_spec_order(json.loads(report_json.read_text(encoding="utf-8")))
         except json.JSONDecodeError:
@@ -91,7 +93,7 @@ def _checked_against_spec(root: Path, overrides: list[str] | None, stages: dict[
     except UserError as exc:  # "<file> is not a valid spec:" then one line per problem: say the first
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         more = f" (and {len(lines) - 2} more; `subsetctl validate` lists them)" if len(lines) > 2 else ""
-        return {"stale": [], "damaged": [], "not_run": [], "unfinished": [],
+        return {"stale": [], "previous": [], "damaged": [], "not_run": [], "unfinished": [],
                 "spec_problem": " ".join(lines[:2]) + more, "name": None,
                 "spec": None}
     from subsetctl.stages import all_stages
@@ -103,8 +105,11 @@ def _checked_against_spec(root: Path, overrides: list[str] | None, stages: dict[
             changed.add(s.name)
         elif s.state in ("never run", "unfinished") and s.name in stages:  # shown from results set aside
             changed.add(s.name)  # by a run with other inputs that has not finished
+
     stale = [s.name for s in statuses if s.name in changed and s.name in stages]
-    return {"stale": stale, "damaged": [s.name for s in statuses if s.state == "corrupt"],
+    # up to date only once `run` swaps their previous results in: the results shown are of other inputs
+    swapped = [s.name for s in statuses if s.put_back_from == "previous" and s.name in stages]
+    return {"stale": stale, "previous": swapped, "damaged": [s.name for s in statuses if s.state == "corrupt"],
             "not_run": [s.name for s in statuses if s.state == "never run" and s.name not in stages],
             "unfinished": [s.name for s in statuses if s.state == "unfinished"],
             "spec_problem": None, "name": spec.project.name, "spec": spec}
@@ -130,6 +135,11 @@ def outdated_note(data: dict[str, Any]) -> str | None:
                      f"`subsetctl run` does not update {'it' if one else 'them'}, and the report it writes leaves "
                      f"{'its' if one else 'their'} results (and what follows from them) out; switch "
                      f"{'it' if one else 'them'} back on to get new ones.")
+    previous = data.get("previous") or []
+    if previous:
+        notes.append(f"The results shown for {', '.join(previous)} are of other inputs than the spec's: "
+                     f"`subsetctl run {data['project']}` puts back the ones made with the spec's (kept as "
+                     "previous results) without recomputing them.")
     not_run = data.get("not_run") or []
     if not_run:
         notes.append(f"Not run yet: {', '.join(not_run)}. `subsetctl run {data['project']}` runs them.")

@@ -3,6 +3,7 @@ split deterministically into train/validation/test and saved in the project."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from subsetctl.pipeline import Stage, StageContext
@@ -23,14 +24,32 @@ class DataStage(Stage):
             s.name: source_fingerprint_inputs(s, project.root) for s in [spec.target, *spec.sources]
         }
 
+    def _intact_earlier_results(self, project: Project) -> list[Path]:
+        """The folders of this stage's results of other inputs (set aside while this run
+        replaces them, and the previous ones) whose files pass their checksums: sources
+        are reused from these only."""
+        from subsetctl.project import verify_checksums
+
+        kept = [(project.set_aside_dir(self.name), project.read_set_aside_manifest(self.name)),
+                (project.previous_dir(self.name), project.read_previous_manifest(self.name))]
+        return [folder for folder, manifest in kept
+                if manifest is not None and not verify_checksums(folder, manifest.get("artifacts", {}))]
+
     def run(self, ctx: StageContext) -> dict[str, Any]:
         from subsetctl.data.stage import run_data_stage
 
         sources = [ctx.spec.target, *ctx.spec.sources]
         with ctx.reporter.progress("data", total=len(sources)) as task:
             summary = run_data_stage(
-                ctx.spec, ctx.spec_dir, ctx.out_dir, progress=lambda done, total: task.update(done)
+                ctx.spec, ctx.spec_dir, ctx.out_dir, progress=lambda done, total: task.update(done),
+                # sources prepared from the same inputs by the run whose results this one replaces, or the one before
+                reuse_from=self._intact_earlier_results(ctx.project),
+                reuse=not ctx.options.get("forced"),
             )
         for warning in summary.get("warnings", []):
             ctx.reporter.warn(warning)
+        if summary["reused"]:
+            n = len(summary["reused"])
+            ctx.reporter.info(f"[dim]data: {n} of {len(sources)} sources reused as prepared by an earlier run "
+                              "(same spec, files and subsetctl version); the others were loaded[/dim]")
         return summary

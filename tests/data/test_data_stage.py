@@ -51,15 +51,17 @@ def test_round_trip(tmp_path: Path) -> None:
     }
     assert summary["target"] == "tgt" and summary["labels"] is None
     json.dumps(summary)  # JSON-able
-    assert json.loads((out / "data.json").read_text()) == summary
+    assert json.loads((out / "data.json").read_text()) == {k: v for k, v in summary.items() if k != "reused"}
     loaded = load_all(out, spec)
     assert set(loaded) == {"tgt", "aux", "rg"}
     assert len(loaded["tgt"]["validation"]) == 3
     assert json.loads(loaded["rg"]["train"]["metadata"][0])["rg_seed"] == 11
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
-    # same spec, same data
-    again = run_data_stage(spec, tmp_path, out)
+    # same spec, same data: prepared again, and reused
+    again = run_data_stage(spec, tmp_path, out, reuse=False)
     assert again == summary
+    reused = run_data_stage(spec, tmp_path, out)
+    assert reused["reused"] == ["tgt", "aux", "rg"] and {**reused, "reused": []} == summary
     assert load_split(out, "tgt", "train").to_list() == loaded["tgt"]["train"].to_list()
 
 

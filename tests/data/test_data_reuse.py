@@ -1,0 +1,144 @@
+"""The data stage prepares only the sources whose inputs changed: the others are reused
+from a run stopped partway, or from the stage's results of other inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from data_helpers import qa_rows, write_jsonl
+
+import subsetctl.data.stage as data_stage
+from subsetctl.data.stage import load_all, run_data_stage
+from subsetctl.spec import Spec
+
+
+def _spec(tmp_path: Path, n_sources: int, kind: str = "causal-lm") -> Spec:
+    if not (tmp_path / "target.jsonl").is_file():
+        write_jsonl(tmp_path / "target.jsonl", qa_rows(12, "t"))
+    for i in range(n_sources):
+        if not (tmp_path / f"s{i}.jsonl").is_file():
+            write_jsonl(tmp_path / f"s{i}.jsonl", qa_rows(6, f"s{i}"))
+    model = {"kind": kind}
+    if kind == "classifier":
+        for name, n in [("target", 12), *((f"s{i}", 6) for i in range(n_sources))]:
+            if not (tmp_path / f"{name}.labeled").exists():  # written once (over the question-answer files)
+                (tmp_path / f"{name}.labeled").touch()
+                write_jsonl(tmp_path / f"{name}.jsonl", [{"prompt": f"{name} {j}", "y": f"c{(j + len(name)) % 3}"}
+                                                         for j in range(n)])
+    label = {"label_field": "y"} if kind == "classifier" else {}
+    return Spec.model_validate({
+        "project": {"seed": 3},
+        "model": model,
+        "target": {"name": "tgt", "loader": {"type": "jsonl", "path": "target.jsonl", **label}},
+        "sources": [{"name": f"s{i}", "loader": {"type": "jsonl", "path": f"s{i}.jsonl", **label}}
+                    for i in range(n_sources)],
+    })
+
+
+@pytest.fixture
+def prepared_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    calls: list[str] = []
+    real = data_stage.prepare_source
+
+    def counting(source, ctx, warnings=None):
+        calls.append(source.name)
+        return real(source, ctx, warnings)
+
+    monkeypatch.setattr(data_stage, "prepare_source", counting)
+    return calls
+
+
+def _rows(out: Path, spec: Spec) -> dict[str, dict[str, list]]:
+    return {name: {split: ds.to_list() for split, ds in splits.items()} for name, splits in load_all(out, spec).items()}
+
+
+def test_adding_a_source_prepares_only_that_one(tmp_path: Path, prepared_calls: list[str]) -> None:
+    earlier = tmp_path / "earlier"
+    run_data_stage(_spec(tmp_path, 3), tmp_path, earlier)
+    assert prepared_calls == ["tgt", "s0", "s1", "s2"]
+    prepared_calls.clear()
+    spec = _spec(tmp_path, 4)
+    out = tmp_path / "out"
+    summary = run_data_stage(spec, tmp_path, out, reuse_from=[tmp_path / "missing", earlier])
+    assert prepared_calls == ["s3"] and summary["reused"] == ["tgt", "s0", "s1", "s2"]
+    fresh = tmp_path / "fresh"
+    assert {**run_data_stage(spec, tmp_path, fresh), "reused": summary["reused"]} == summary
+    assert _rows(out, spec) == _rows(fresh, spec)
+    assert (out / "data.json").read_bytes() == (fresh / "data.json").read_bytes()  # the same output digest
+    linked = out / "s0" / "train" / "data-00000-of-00001.arrow"
+    assert linked.stat().st_ino == (earlier / "s0" / "train" / "data-00000-of-00001.arrow").stat().st_ino
+
+
+def test_a_changed_file_or_setting_prepares_that_source_again(tmp_path: Path, prepared_calls: list[str]) -> None:
+    earlier = tmp_path / "earlier"
+    run_data_stage(_spec(tmp_path, 3), tmp_path, earlier)
+    prepared_calls.clear()
+    write_jsonl(tmp_path / "s1.jsonl", qa_rows(6, "edited"))
+    raw = _spec(tmp_path, 3).model_dump(mode="json")
+    raw["sources"][2]["max_examples"] = 4
+    spec = Spec.model_validate(raw)
+    summary = run_data_stage(spec, tmp_path, tmp_path / "out", reuse_from=[earlier])
+    assert prepared_calls == ["s1", "s2"] and summary["reused"] == ["tgt", "s0"]
+    assert summary["counts"]["s2"]["train"] == 4
+    # another seed changes every source's shuffle
+    prepared_calls.clear()
+    raw["project"]["seed"] = 4
+    run_data_stage(Spec.model_validate(raw), tmp_path, tmp_path / "out2", reuse_from=[earlier, tmp_path / "out"])
+    assert prepared_calls == ["tgt", "s0", "s1", "s2"]
+
+
+class _Killed(Exception):
+    """Stands for a kill (pytest takes a real KeyboardInterrupt for the user's)."""
+
+
+def test_a_run_stopped_partway_resumes_after_the_sources_it_saved(tmp_path: Path, monkeypatch) -> None:
+    spec = _spec(tmp_path, 3)
+    out = tmp_path / "out"
+    real = data_stage.prepare_source
+    calls: list[str] = []
+    killed: list[bool] = []
+
+    def interrupted(source, ctx, warnings=None):
+        calls.append(source.name)
+        if source.name == "s1" and not killed:
+            killed.append(True)
+            raise _Killed
+        return real(source, ctx, warnings)
+
+    monkeypatch.setattr(data_stage, "prepare_source", interrupted)
+    with pytest.raises(_Killed):
+        run_data_stage(spec, tmp_path, out)
+    summary = run_data_stage(spec, tmp_path, out)
+    assert calls == ["tgt", "s0", "s1", "s1", "s2"] and summary["reused"] == ["tgt", "s0"]
+    calls.clear()
+    run_data_stage(spec, tmp_path, out, reuse=False)  # forced: everything again
+    assert calls == ["tgt", "s0", "s1", "s2"]
+
+
+def test_warnings_of_a_reused_source_are_given_again(tmp_path: Path) -> None:
+    """A source whose preparation warned (here: rows without a response dropped) warns
+    each time the data stage runs, reused or not."""
+    spec = _spec(tmp_path, 2)
+    rows = qa_rows(6, "s0") + [{"prompt": "no answer", "response": ""}]
+    write_jsonl(tmp_path / "s0.jsonl", rows)
+    first = run_data_stage(spec, tmp_path, tmp_path / "a")
+    again = run_data_stage(spec, tmp_path, tmp_path / "b", reuse_from=[tmp_path / "a"])
+    assert again["reused"] == ["tgt", "s0", "s1"]
+    assert again["warnings"] == first["warnings"] and any("s0" in w for w in first["warnings"]), first["warnings"]
+
+
+def test_a_classifier_reuses_sources_in_the_new_label_vocabulary(tmp_path: Path, prepared_calls: list[str]) -> None:
+    earlier = tmp_path / "earlier"
+    run_data_stage(_spec(tmp_path, 1, "classifier"), tmp_path, earlier)
+    prepared_calls.clear()
+    write_jsonl(tmp_path / "s1.jsonl", [{"prompt": f"new {j}", "y": "a_new_class"} for j in range(4)])
+    (tmp_path / "s1.labeled").touch()
+    spec = _spec(tmp_path, 2, "classifier")
+    summary = run_data_stage(spec, tmp_path, tmp_path / "out", reuse_from=[earlier])
+    assert prepared_calls == ["s1"] and "a_new_class" in summary["labels"]
+    for splits in load_all(tmp_path / "out", spec).values():
+        for ds in splits.values():
+            assert all(summary["labels"][label] == text for label, text in zip(ds["label"], ds["label_text"]))
+    assert json.loads((earlier / "data.json").read_text())["labels"] != summary["labels"]
