@@ -197,7 +197,8 @@ def _status_table(statuses: list[Any], title: str) -> Any:
     table.add_column("why")
     for s in statuses:
         color = colors.get(s.state, "white")
-        table.add_row(s.name, f"[{color}]{s.state}[/{color}]", "run" if s.will_run else "skip", "; ".join(s.reasons))
+        action = "run" if s.will_run else "put back" if s.put_back else "skip"
+        table.add_row(s.name, f"[{color}]{s.state}[/{color}]", action, "; ".join(s.reasons))
     return table
 
 
@@ -234,10 +235,14 @@ def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, 
         console.print("[yellow]model.trust_remote_code is ON: model code from the model folder will run.[/yellow]")
     todo = [s.name for s in statuses if s.will_run and not s.conditional]
     maybe = [s.name for s in statuses if s.will_run and s.conditional]
+    put_back = [s.name for s in statuses if s.put_back and not s.will_run]
+    back = (f"`run` puts back the kept results of {', '.join(put_back)} (nothing recomputed)" if put_back else "")
     if todo or maybe:
         console.print(f"run would execute: {', '.join(todo) or 'nothing for certain'}"
                       + (f"; then, only if what the stages before them produce changes: {', '.join(maybe)}"
-                         if maybe else ""))
+                         if maybe else "") + (f"; {back}" if back else ""))
+    elif put_back:
+        console.print(f"Everything is up to date once {back}.")
     else:
         console.print("Everything is up to date; `run` would do nothing.")
 
@@ -301,17 +306,19 @@ def run(
     reporter = RichReporter(quiet=quiet)
     results = run_project(directory, list(overrides), until, list(force), reporter, options)
     ran = [r for r in results if r["action"] == "ran"]
+    put_back = [r["stage"] for r in results if r.get("put_back")]
     console = _console()
     if any(r["action"] == "partial" for r in results):  # a shard of the gradients: nothing to report yet
         done = f"Ran {', '.join(r['stage'] for r in ran)}; then " if ran else ""
         console.print(f"{done}gradients shard {shard} is done. When every shard is, `subsetctl run` without "
                       "--shard merges them and goes on.")
         return
+    back = f"put back {', '.join(put_back)} (results kept from an earlier run with these inputs)" if put_back else ""
     if not ran:
-        console.print("Everything is up to date; nothing to do.")
+        console.print(f"Everything is up to date; {back or 'nothing to do'}.")
     else:
         total = sum(r["seconds"] for r in ran)
-        console.print(f"Ran {', '.join(r['stage'] for r in ran)} in {total:.1f} s.")
+        console.print(f"Ran {', '.join(r['stage'] for r in ran)} in {total:.1f} s" + (f"; {back}." if back else "."))
     if not until:
         from subsetctl.project import Project
 

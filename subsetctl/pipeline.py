@@ -216,7 +216,7 @@ class StageStatus:
 
     def to_dict(self) -> dict[str, Any]:
         return {"stage": self.name, "state": self.state, "reasons": self.reasons, "will_run": self.will_run,
-                "conditional": self.conditional}
+                "conditional": self.conditional, "put_back": self.put_back}
 
 
 def _overrides_note(overrides: Any, keys: list[str]) -> str:
@@ -540,8 +540,7 @@ class Pipeline:
                 results.append({"stage": stage.name, "action": "disabled"})
                 continue
             fp, inputs = self._current(stage, digests)
-            if not shared and stage.name not in force:
-                self._restore_set_aside(stage, fp, inputs)
+            put_back = not shared and stage.name not in force and self._restore_set_aside(stage, fp, inputs)
             manifest = self.project.read_manifest(stage.name)
             up_to_date = (
                 manifest is not None
@@ -592,7 +591,8 @@ class Pipeline:
             if up_to_date:
                 assert manifest is not None
                 digests[stage.name] = manifest["output_digest"]
-                results.append({"stage": stage.name, "action": "up to date", "seconds": 0.0})
+                results.append({"stage": stage.name, "action": "up to date", "seconds": 0.0,
+                                **({"put_back": True} if put_back else {})})
             else:
                 if fp is None:
                     fp, inputs = self._current(stage, digests)
@@ -689,19 +689,20 @@ class Pipeline:
             if stage.name == until:
                 return
 
-    def _restore_set_aside(self, stage: Stage, fp: str | None, inputs: dict[str, Any]) -> None:
+    def _restore_set_aside(self, stage: Stage, fp: str | None, inputs: dict[str, Any]) -> bool:
         """Put back the finished results a run with other inputs set aside and did not
-        replace (it stopped with an error, or was interrupted), when the spec has come back
-        to their inputs: nothing already computed is lost to a failed change."""
+        replace (it stopped with an error, or was interrupted), or the stage's previous
+        results, when the spec has come back to their inputs: nothing already computed is
+        lost to a failed change or recomputed when going back. True when it put some back."""
         kept = self._kept_matching(stage, fp, inputs)
         if kept is None:
-            return
+            return False
         if kept[0] == "set-aside":
             replace_dir(self.project.set_aside_dir(stage.name), self.project.stage_dir(stage.name))
             self.project.tidy_set_aside()
             self.reporter.info(f"[dim]{stage.name}: its earlier results match the spec again; put back (set aside "
                                "when a run with other inputs stopped before finishing)[/dim]")
-            return
+            return True
         own = self.project.read_manifest(stage.name)
         keep = self.spec.project.keep_previous
         partial = own is None and self.project.stage_dir(stage.name).exists()
@@ -711,6 +712,7 @@ class Pipeline:
         self.reporter.info(f"[dim]{stage.name}: its previous results match the spec again; put back instead of "
                            "recomputed" + ("; discarding earlier partial work for other inputs" if partial else "")
                            + "[/dim]")
+        return True
 
     def _work_fingerprint(self, stage: Stage) -> str | None:
         """The inputs fingerprint of the partial work in ``stage``'s folder (work.json), if any."""

@@ -105,7 +105,7 @@ def test_plan_run_until_data_then_noop_then_change_one_source(jsonl_project: Pat
     plan = invoke("plan", root, "--format", "json")
     assert plan.exit_code == 0
     assert json.loads(plan.output)[0] == {"stage": "data", "state": "never run", "reasons": [], "will_run": True,
-                                          "conditional": False}
+                                          "conditional": False, "put_back": False}
     assert not (jsonl_project / ".subsetctl").exists()  # plan has no side effects
 
     first = invoke("run", root, "--until", "data", "-q")

@@ -143,3 +143,22 @@ def test_a_forced_run_keeps_the_results_it_replaces(tiny_project: Path) -> None:
     assert _actions(run_project(tiny_project, until="gradients", force=["gradients"]))["gradients"] == "ran"
     assert _actions(run_project(tiny_project, until="gradients", overrides=["gradients.d=8"]))["gradients"] == "up to date"
     assert _store(project).read_bytes() == eight
+
+
+def test_plan_and_run_say_what_they_put_back(tiny_project: Path) -> None:
+    """`plan` said "`run` would do nothing" and `run` "nothing to do" while they put three
+    stages' previous results back."""
+    from click.testing import CliRunner
+
+    from subsetctl.cli import main
+
+    run_project(tiny_project, until="search")
+    run_project(tiny_project, until="search", overrides=["gradients.d=8"])
+    runner = CliRunner()
+    plan = runner.invoke(main, ["plan", str(tiny_project), "--until", "search"], terminal_width=200)
+    assert plan.exit_code == 0, plan.output
+    assert "put back" in plan.output and "would do nothing" not in plan.output
+    assert "puts back the kept results of gradients, calibrate, search" in plan.output
+    ran = runner.invoke(main, ["run", str(tiny_project), "--until", "search"], terminal_width=200)
+    assert ran.exit_code == 0, ran.output
+    assert "put back gradients, calibrate, search" in " ".join(ran.output.split()), ran.output
