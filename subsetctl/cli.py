@@ -245,6 +245,32 @@ def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, 
         console.print(f"Everything is up to date once {back}.")
     else:
         console.print("Everything is up to date; `run` would do nothing.")
+    kept = _kept_line(project)
+    if kept:
+        console.print(f"[dim]{kept}[/dim]")
+
+
+def _kept_line(project: Any) -> str | None:
+    """What the project keeps on disk besides its current results, when it is 1 MB or more:
+    the previous results (put back when the spec returns to them), results set aside, and
+    the caches; with what frees each."""
+    sizes = project.kept_bytes()
+    parts = []
+    if sizes["previous"] >= 1e6:
+        parts.append(f"{_size(sizes['previous'])} of previous results in .subsetctl/.previous (to go back without "
+                     "recomputing; `project.keep_previous: false` frees it)")
+    if sizes["set_aside"] >= 1e6:
+        parts.append(f"{_size(sizes['set_aside'])} set aside by a run that did not finish")
+    if sizes["cache"] >= 1e6:
+        parts.append(f"{_size(sizes['cache'])} of cached fine-tunes and estimates in .subsetctl/cache (safe to delete)")
+    return ("Kept on disk: " + "; ".join(parts) + ".") if parts else None
+
+
+def _size(nbytes: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes / 1e3:.0f} kB"
 
 
 def _mark_running(statuses: list[Any], stage: str | None, pid: str) -> None:

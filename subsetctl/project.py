@@ -387,6 +387,33 @@ class Project:
             else:
                 shutil.rmtree(swap, ignore_errors=True)
 
+    def kept_bytes(self) -> dict[str, int]:
+        """Disk taken by what the project keeps besides its current results, for `plan`:
+        ``previous`` (:meth:`previous_dir`, less files hard-linked into the stage folders),
+        ``set_aside`` and ``cache``. Each file is counted once however many links it has."""
+        seen: set[tuple[int, int]] = set()
+
+        def walk(folder: Path, count: bool) -> int:
+            total = 0
+            for path in folder.rglob("*") if folder.is_dir() else []:
+                try:
+                    stat = path.lstat()
+                except OSError:
+                    continue
+                if not path.is_file() or path.is_symlink() or (stat.st_dev, stat.st_ino) in seen:
+                    continue
+                seen.add((stat.st_dev, stat.st_ino))
+                total += stat.st_size if count else 0
+            return total
+
+        hidden = (SET_ASIDE_DIRNAME, PREVIOUS_DIRNAME, "cache")
+        for folder in self.state_dir.iterdir() if self.state_dir.is_dir() else []:
+            if folder.is_dir() and folder.name not in hidden:
+                walk(folder, count=False)  # current results: what links to them costs nothing more
+        return {"previous": walk(self.state_dir / PREVIOUS_DIRNAME, True),
+                "set_aside": walk(self.state_dir / SET_ASIDE_DIRNAME, True),
+                "cache": walk(self.state_dir / "cache", True)}
+
     def drop_previous(self) -> None:
         """Delete every stage's previous results (``project.keep_previous: false``)."""
         shutil.rmtree(self.state_dir / PREVIOUS_DIRNAME, ignore_errors=True)
