@@ -659,3 +659,27 @@ def test_the_terminal_report_names_set_aside_adapters_and_checks_switched_off_se
     assert load_report_data(tiny_project, off)["switched_off_moved_past"] == ["finetune"]
     statuses = {s.name: s for s in plan_project(tiny_project, off)[2]}
     assert any("no longer match" in r for r in statuses["finetune"].reasons), statuses["finetune"].reasons
+
+
+def test_a_plugin_replacing_a_built_in_loader_makes_the_data_stale_when_it_changes(tiny_project: Path,
+                                                                                    monkeypatch) -> None:
+    import yaml
+
+    from subsetctl.registry import LOADERS
+
+    LOADERS.get("jsonl")
+    monkeypatch.setitem(LOADERS._entries, "jsonl", LOADERS._entries["jsonl"])  # the built-in back afterwards
+    plugin = tiny_project / "jsonl_override.py"
+    plugin.write_text("from subsetctl.registry import LOADERS\nfrom subsetctl.data.loaders import load_jsonl\n"
+                      "@LOADERS.register('jsonl')\ndef my_jsonl(options, ctx):\n    return load_jsonl(options, ctx)\n"
+                      "VERSION = 1\n")
+    monkeypatch.syspath_prepend(str(tiny_project))
+    spec_path = tiny_project / "subsetctl.yaml"
+    spec = yaml.safe_load(spec_path.read_text())
+    spec["plugins"] = ["jsonl_override:VERSION"]
+    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    run_project(tiny_project, until="data")
+    assert not {s.name: s for s in plan_project(tiny_project, until="data")[2]}["data"].will_run
+    plugin.write_text(plugin.read_text().replace("VERSION = 1", "VERSION = 2"))
+    status = {s.name: s for s in plan_project(tiny_project, until="data")[2]}["data"]
+    assert status.will_run and "plugin code" in " ".join(status.reasons), status.reasons

@@ -11,9 +11,9 @@ Each source is written into a hidden temporary folder and renamed into place, so
 crash leaves either the previous copy or the new one, never half a source. Its
 ``source.json`` records the key of what it was prepared from (:func:`source_key`) and
 the warnings preparing it gave: a source whose key is unchanged is reused, not loaded
-again, from a run stopped partway (its folder here) or from the stage's results of
-other inputs (set aside or previous, see :func:`run_data_stage`'s ``reuse_from``), so
-adding one source to a thousand prepares one. For a
+again, from a run stopped partway (its folder here) or copied from the stage's results
+of other inputs (set aside or previous, see :func:`run_data_stage`'s ``reuse_from``),
+so adding one source to a thousand prepares one. For a
 classifier, one label vocabulary is built over the target and all sources (from
 ``label_text``) and every split is re-encoded with it; it is saved in ``data.json``
 (:func:`label_names`).
@@ -22,7 +22,6 @@ classifier, one label vocabulary is built over the target and all sources (from
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import uuid
 from collections.abc import Callable
@@ -166,12 +165,17 @@ def source_key(spec: Spec, source: SourceSpec, spec_dir: Path) -> str:
     """What one source's prepared splits follow from: its spec (loader, split, limits,
     corruption), whether it is the target, the seed and model kind, its input files or
     generating package (:func:`~subsetctl.data.fingerprint.source_fingerprint_inputs`),
-    the plugins that may register its loader, and the subsetctl version."""
+    the plugins that may register its loader, the code of a plugin registered under its
+    loader's built-in type, and the subsetctl version."""
     from subsetctl import __version__
     from subsetctl.data.fingerprint import source_fingerprint_inputs
     from subsetctl.project import fingerprint
+    from subsetctl.registry import LOADERS
 
+    loader_type = source.loader.type
     return fingerprint({
+        # a plugin may register a loader under a built-in type (jsonl): its code, as for plugin loaders
+        "loader_code": LOADERS.code_fingerprint(loader_type, spec_dir) if loader_type in LOADERS.names() else None,
         "source": source.model_dump(mode="json"),
         "target": source.name == spec.target.name,
         "seed": source_context(spec, source, spec_dir).seed,
@@ -199,21 +203,15 @@ def _prepared_earlier(folders: list[Path], name: str, key: str) -> tuple[Path, d
     return None
 
 
-def _link_source(found: Path, out_dir: Path, name: str) -> None:
-    """Put an earlier run's prepared source in ``out_dir/name``: its files hard-linked
-    (saved datasets are never written in place), copied where links are not possible
-    (another file system), via a temporary folder."""
+def _copy_source(found: Path, out_dir: Path, name: str) -> None:
+    """Put an earlier run's prepared source in ``out_dir/name`` (a file copy, no parsing),
+    via a temporary folder. Copied, not hard-linked: every link made or removed changes
+    the change time of all of a file's names, which would make the checksum stamps of the
+    kept results (and of these) stale and have every later `plan` hash them again."""
     tag = uuid.uuid4().hex[:8]
     tmp = out_dir / f"{_TMP_PREFIX}{name}-{tag}"
-
-    def link(src: str, dst: str) -> None:
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copy2(src, dst)
-
     try:
-        shutil.copytree(found, tmp, copy_function=link)
+        shutil.copytree(found, tmp)
         replace_dir(tmp, out_dir / name, aside=out_dir / f"{_OLD_PREFIX}{name}-{tag}")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -230,12 +228,29 @@ def _prepare_or_reuse(spec: Spec, source: SourceSpec, spec_dir: Path, out_dir: P
     found = _prepared_earlier([out_dir, *reuse_from], source.name, key)
     if found is not None:
         folder, record = found
-        warnings.extend(record["warnings"])
+        warnings.extend(_in_folder(w, spec_dir) for w in record["warnings"])
         reused.append(source.name)
         return {split: load_split(folder.parent, source.name, split) for split in SPLITS}, record, folder
     before = len(warnings)
     splits = prepare_source(source, source_context(spec, source, spec_dir), warnings)
-    return splits, {"key": key, "warnings": warnings[before:]}, None
+    return splits, {"key": key, "warnings": [_folder_free(w, spec_dir) for w in warnings[before:]]}, None
+
+
+_SPEC_DIR = "{spec_dir}"
+
+
+def _folder_free(warning: str, spec_dir: Path) -> str:
+    """A warning as ``source.json`` keeps it: the spec folder's path (in the names of its
+    data files) written as a placeholder, so that a moved or copied project reuses the
+    source and says where its files are now."""
+    for form in sorted({str(Path(spec_dir)), str(Path(spec_dir).resolve())}, key=len, reverse=True):
+        warning = warning.replace(form, _SPEC_DIR)
+    return warning
+
+
+def _in_folder(warning: str, spec_dir: Path) -> str:
+    """A kept warning (:func:`_folder_free`) with the spec folder's path put back."""
+    return warning.replace(_SPEC_DIR, str(Path(spec_dir)))
 
 
 def run_data_stage(
@@ -290,8 +305,8 @@ def run_data_stage(
             if found is None:
                 with quiet_datasets():
                     _write_source(out_dir, source.name, splits, record)
-            elif found != out_dir / source.name:  # another run's results: linked in, not copied
-                _link_source(found, out_dir, source.name)
+            elif found != out_dir / source.name:  # another run's results: copied in
+                _copy_source(found, out_dir, source.name)
             counts[source.name] = split_summary(splits)
             del splits
             if progress is not None:

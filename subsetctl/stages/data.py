@@ -19,10 +19,14 @@ class DataStage(Stage):
 
     def extra_inputs(self, spec: Spec, project: Project) -> dict[str, Any]:
         from subsetctl.data.fingerprint import source_fingerprint_inputs
+        from subsetctl.registry import LOADERS, plugin_code_inputs
 
+        everything = [spec.target, *spec.sources]
+        types = sorted({s.loader.type for s in everything if s.loader.type != "plugin"})
         return {
-            s.name: source_fingerprint_inputs(s, project.root) for s in [spec.target, *spec.sources]
-        }
+            s.name: source_fingerprint_inputs(s, project.root) for s in everything
+        } | plugin_code_inputs(spec.plugins, [(LOADERS, t) for t in types], project.root)  # a plugin that
+        # registers a loader under a built-in type (jsonl) and changes: empty when the built-ins load
 
     def _intact_earlier_results(self, project: Project) -> list[Path]:
         """The folders of this stage's results of other inputs (set aside while this run

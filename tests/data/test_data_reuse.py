@@ -11,6 +11,7 @@ from data_helpers import qa_rows, write_jsonl
 
 import subsetctl.data.stage as data_stage
 from subsetctl.data.stage import load_all, run_data_stage
+from subsetctl.project import stat_stamp
 from subsetctl.spec import Spec
 
 
@@ -59,6 +60,8 @@ def test_adding_a_source_prepares_only_that_one(tmp_path: Path, prepared_calls: 
     run_data_stage(_spec(tmp_path, 3), tmp_path, earlier)
     assert prepared_calls == ["tgt", "s0", "s1", "s2"]
     prepared_calls.clear()
+    kept = earlier / "s0" / "train" / "data-00000-of-00001.arrow"
+    stamp = stat_stamp(kept)
     spec = _spec(tmp_path, 4)
     out = tmp_path / "out"
     summary = run_data_stage(spec, tmp_path, out, reuse_from=[tmp_path / "missing", earlier])
@@ -67,8 +70,9 @@ def test_adding_a_source_prepares_only_that_one(tmp_path: Path, prepared_calls: 
     assert {**run_data_stage(spec, tmp_path, fresh), "reused": summary["reused"]} == summary
     assert _rows(out, spec) == _rows(fresh, spec)
     assert (out / "data.json").read_bytes() == (fresh / "data.json").read_bytes()  # the same output digest
-    linked = out / "s0" / "train" / "data-00000-of-00001.arrow"
-    assert linked.stat().st_ino == (earlier / "s0" / "train" / "data-00000-of-00001.arrow").stat().st_ino
+    # copied, not hard-linked: a link changes the kept file's change time, and so its checksum stamp
+    # (every later `plan` hashed the kept results and the new ones again)
+    assert stat_stamp(kept) == stamp and (out / "s0" / "train" / "data-00000-of-00001.arrow").stat().st_nlink == 1
 
 
 def test_a_changed_file_or_setting_prepares_that_source_again(tmp_path: Path, prepared_calls: list[str]) -> None:
@@ -142,3 +146,57 @@ def test_a_classifier_reuses_sources_in_the_new_label_vocabulary(tmp_path: Path,
         for ds in splits.values():
             assert all(summary["labels"][label] == text for label, text in zip(ds["label"], ds["label_text"]))
     assert json.loads((earlier / "data.json").read_text())["labels"] != summary["labels"]
+
+
+def test_a_moved_project_reuses_its_sources_and_names_their_files_where_they_are(tmp_path: Path) -> None:
+    """Warnings kept with a reused source named the data file where the project was
+    before it moved, and made the data differ from a fresh run's (its digest)."""
+    first, moved = tmp_path / "first", tmp_path / "moved"
+    first.mkdir()
+    spec = _spec(first, 1)
+    write_jsonl(first / "s0.jsonl", qa_rows(6, "s0") + [{"prompt": "no answer", "response": ""}])
+    warned = run_data_stage(spec, first, first / "out")["warnings"]
+    assert any(str(first) in w for w in warned), warned
+    first.rename(moved)
+    again = run_data_stage(spec, moved, moved / "again", reuse_from=[moved / "out"])
+    fresh = run_data_stage(spec, moved, moved / "fresh")
+    assert again["reused"] == ["tgt", "s0"] and again["warnings"] == fresh["warnings"]
+    assert not any(str(first) in w for w in again["warnings"]) and any(str(moved) in w for w in again["warnings"])
+    for name in ("data.json", "s0/source.json"):
+        assert (moved / "again" / name).read_bytes() == (moved / "fresh" / name).read_bytes(), name
+
+
+def test_a_plugin_registered_under_a_built_in_type_is_part_of_the_key(tmp_path: Path, monkeypatch) -> None:
+    """A plugin replacing the jsonl loader changed its output; adding a source reused the
+    others as the old plugin code had loaded them, mixing both versions."""
+    plugin = tmp_path / "override_plugin.py"
+
+    def write_plugin(suffix: str) -> None:
+        plugin.write_text(
+            "from subsetctl.registry import LOADERS\n"
+            "from subsetctl.data.loaders import load_jsonl\n"
+            "@LOADERS.register('jsonl')\n"
+            "def suffixed(options, ctx):\n"
+            f"    return load_jsonl(options, ctx).map(lambda r: {{'response': r['response'] + '{suffix}'}})\n")
+
+    import sys
+
+    from subsetctl.registry import LOADERS
+
+    LOADERS.get("jsonl")
+    monkeypatch.setitem(LOADERS._entries, "jsonl", LOADERS._entries["jsonl"])  # the built-in back afterwards
+    write_plugin("v1")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    raw = _spec(tmp_path, 2).model_dump(mode="json")
+    raw["plugins"] = ["override_plugin:suffixed"]
+    calls: list[str] = []
+    real = data_stage.prepare_source
+    monkeypatch.setattr(data_stage, "prepare_source", lambda s, c, w=None: calls.append(s.name) or real(s, c, w))
+    run_data_stage(Spec.model_validate(raw), tmp_path, tmp_path / "v1")
+    assert load_all(tmp_path / "v1", Spec.model_validate(raw))["s0"]["train"][0]["response"].endswith("v1")
+    write_plugin("v2")
+    monkeypatch.delitem(sys.modules, "override_plugin")  # as a new process imports it
+    calls.clear()
+    run_data_stage(Spec.model_validate(raw), tmp_path, tmp_path / "v2", reuse_from=[tmp_path / "v1"])
+    assert calls == ["tgt", "s0", "s1"]
+    assert load_all(tmp_path / "v2", Spec.model_validate(raw))["s0"]["train"][0]["response"].endswith("v2")
