@@ -376,7 +376,8 @@ class Pipeline:
             if kept is not None:  # `run` puts them back instead of running the stage
                 manifest = kept[1]
                 state, reasons = "up to date", [KEPT_REASONS[kept[0]]]
-            elif manifest is None and (waiting := self._kept_if_upstream_as_before(stage, inputs, rerun)):
+            elif (manifest is None and stage.name not in force
+                  and (waiting := self._kept_if_upstream_as_before(stage, inputs, rerun))):
                 where, ups = waiting
                 state, conditional_aside = "stale", True
                 whose = ("its results, set aside by a run with other inputs that stopped before finishing,"
@@ -452,8 +453,9 @@ class Pipeline:
                 digests[stage.name] = None
             else:
                 digests[stage.name] = manifest.get("output_digest") if manifest else None
-            statuses.append(StageStatus(stage.name, state, reasons, will_run, fp, conditional, kept is not None,
-                                        kept[0] if kept else None))
+            put_back = kept is not None and not reached_until  # `run --until` stops before it
+            statuses.append(StageStatus(stage.name, state, reasons, will_run, fp, conditional, put_back,
+                                        kept[0] if put_back and kept else None))
             if until is not None and stage.name == until:
                 reached_until = True
         return statuses
@@ -499,6 +501,7 @@ class Pipeline:
         statuses = {s.name: s for s in self.plan(until="gradients")}
         if any(statuses[name].put_back for name in names[: names.index("gradients") + 1]):
             with self.project.lock(notice=self.reporter.warn):  # shard runs never move folders themselves
+                self.project.finish_interrupted_moves(self.spec.project.keep_previous)
                 self._restore_set_asides(until="gradients")
             statuses = {s.name: s for s in self.plan(until="gradients")}
         pending = any(statuses[name].will_run for name in names[: names.index("gradients")])
@@ -532,7 +535,7 @@ class Pipeline:
         results: list[dict[str, Any]] = []
         digests: dict[str, str | None] = {}
         if not shared:
-            self.project.recover_swaps()
+            self.project.finish_interrupted_moves(self.spec.project.keep_previous)
             if not self.spec.project.keep_previous:  # switched off: the disk they take is wanted back
                 self.project.drop_previous()
         for stage in self.stages:
@@ -600,8 +603,6 @@ class Pipeline:
                 if stage.name in force:  # --force means recompute: not resume, nor reuse cached results
                     self._keep_other_inputs_results(stage, fp, inputs)
                     self.project.reset_stage(stage.name)
-                    # nor put back what a failed run set aside once this forced one is interrupted
-                    self.project.drop_set_aside(stage.name)
                     stage_options = {**options, "forced": True}
                 manifest = self._run_stage(stage, fp, inputs, stage_options, on_stage, shared)
                 if manifest is None:
@@ -633,13 +634,22 @@ class Pipeline:
         return out
 
     def _keep_other_inputs_results(self, stage: Stage, fp: str | None, inputs: dict[str, Any]) -> None:
-        """Before a forced run: the stage's finished results of other inputs become its
-        previous ones (as a plain run keeps the results it replaces), not deleted."""
+        """Before a forced run: the stage's finished results of other inputs, in its folder
+        or set aside by a failed run, become its previous ones (as a plain run keeps the
+        results it replaces), not deleted; set-aside results of these very inputs are
+        dropped (forced means recomputed, and an interrupted forced run must not have
+        them put back over its partial work)."""
+        keep = self.spec.project.keep_previous and stage.keeps_results
         own = self.project.read_manifest(stage.name)
-        if (self.spec.project.keep_previous and stage.keeps_results and own is not None and not own.get("corrupt")
+        if (keep and own is not None and not own.get("corrupt")
                 and not self._fingerprint_matches(stage, own, fp, inputs)):
             self.project.previous_dir(stage.name).parent.mkdir(parents=True, exist_ok=True)
             replace_dir(self.project.stage_dir(stage.name), self.project.previous_dir(stage.name))
+        aside = self.project.read_set_aside_manifest(stage.name)
+        if keep and aside is not None and not self._fingerprint_matches(stage, aside, fp, inputs):
+            self.project.keep_as_previous(stage.name)
+        else:
+            self.project.drop_set_aside(stage.name)
 
     def _kept_folder(self, stage: Stage, where: str) -> Path:
         return self.project.set_aside_dir(stage.name) if where == "set-aside" else self.project.previous_dir(stage.name)

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
 from typing import IO, Any
 
 from subsetctl.errors import LockedError, UserError
@@ -364,7 +365,7 @@ class Project:
         are deleted). Three renames; :meth:`recover_swaps` completes one a crash cut short."""
         previous, current = self.previous_dir(stage), self.stage_dir(stage)
         swap = self._swap_dir(stage)
-        shutil.rmtree(swap, ignore_errors=True)
+        self.recover_swaps()  # a swap a kill cut short holds results: completed, never deleted
         if current.exists():
             os.replace(current, swap)
         os.replace(previous, current)
@@ -372,6 +373,26 @@ class Project:
             os.replace(swap, previous)
         else:
             shutil.rmtree(swap, ignore_errors=True)
+        self.tidy_set_aside()
+
+    def finish_interrupted_moves(self, keep_previous: bool) -> None:
+        """Complete what a run killed between two renames left (`run` calls this first,
+        under the lock): a cut-short :meth:`swap_in_previous`; set-aside results of a stage
+        that has committed since (killed before :meth:`keep_as_previous`), which become its
+        previous ones (or are dropped, ``keep_previous`` off); and the old folders
+        :func:`replace_dir` had renamed aside and not yet deleted (always ones being
+        replaced, so safe to delete)."""
+        self.recover_swaps()
+        folder = self.state_dir / SET_ASIDE_DIRNAME
+        for aside in sorted(folder.iterdir()) if folder.is_dir() else []:
+            if aside.is_dir() and not aside.name.startswith(".") and self.read_manifest(aside.name) is not None:
+                if keep_previous:
+                    self.keep_as_previous(aside.name)
+                else:
+                    self.drop_set_aside(aside.name)
+        for pattern in (f"{SET_ASIDE_DIRNAME}/.*.old-*", f"{PREVIOUS_DIRNAME}/.*.old-*", ".*.old-*"):
+            for old in self.state_dir.glob(pattern):
+                shutil.rmtree(old, ignore_errors=True)
         self.tidy_set_aside()
 
     def recover_swaps(self) -> None:
@@ -395,21 +416,26 @@ class Project:
 
         def walk(folder: Path, count: bool) -> int:
             total = 0
-            for path in folder.rglob("*") if folder.is_dir() else []:
-                try:
-                    stat = path.lstat()
-                except OSError:
-                    continue
-                if not path.is_file() or path.is_symlink() or (stat.st_dev, stat.st_ino) in seen:
-                    continue
-                seen.add((stat.st_dev, stat.st_ino))
-                total += stat.st_size if count else 0
+            # os.walk skips folders that vanish while it walks (a running `run` renames and deletes them)
+            for parent, _, names in os.walk(folder, onerror=lambda _: None):
+                for name in names:
+                    try:
+                        stat = os.lstat(os.path.join(parent, name))
+                    except OSError:
+                        continue
+                    if not S_ISREG(stat.st_mode) or (stat.st_dev, stat.st_ino) in seen:
+                        continue
+                    seen.add((stat.st_dev, stat.st_ino))
+                    total += stat.st_size if count else 0
             return total
 
         hidden = (SET_ASIDE_DIRNAME, PREVIOUS_DIRNAME, "cache")
-        for folder in self.state_dir.iterdir() if self.state_dir.is_dir() else []:
-            if folder.is_dir() and folder.name not in hidden:
-                walk(folder, count=False)  # current results: what links to them costs nothing more
+        try:
+            current = [f for f in self.state_dir.iterdir() if f.name not in hidden]
+        except OSError:
+            current = []
+        for folder in current:
+            walk(folder, count=False)  # current results: what links to them costs nothing more
         return {"previous": walk(self.state_dir / PREVIOUS_DIRNAME, True),
                 "set_aside": walk(self.state_dir / SET_ASIDE_DIRNAME, True),
                 "cache": walk(self.state_dir / "cache", True)}

@@ -7,6 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
 from tinymodels import change_data_of
 
 from subsetctl.api import plan_project, run_project
@@ -185,3 +186,71 @@ def test_plan_says_what_the_kept_results_take_on_disk(tiny_project: Path) -> Non
     assert line is not None and "2.5 GB of previous results" in line and "keep_previous: false" in line
     assert "cache" not in line
     assert _kept_line(SimpleNamespace(kept_bytes=lambda: {"previous": 10, "set_aside": 0, "cache": 10})) is None
+
+
+def test_the_same_data_from_other_inputs_keeps_what_follows(tiny_project: Path) -> None:
+    """Each source's record (its key: plugins, versions) was part of the data stage's
+    output: a data run giving the same rows still re-ran meta_init and all after it."""
+    run_project(tiny_project, until="meta_init")
+    actions = _actions(run_project(tiny_project, until="meta_init", overrides=["plugins=[json:dumps]"]))
+    assert actions == {"data": "ran", "meta_init": "up to date"}
+
+
+def test_shards_complete_a_swap_cut_short_first(tiny_project: Path) -> None:
+    """`run --shard` after a kill inside a swap deleted the only copy of the results."""
+    run_project(tiny_project, until="gradients")
+    project = Project(tiny_project)
+    run_project(tiny_project, until="gradients", overrides=["gradients.d=8"])
+    eight = _store(project).read_bytes()
+    (project.state_dir / ".previous").mkdir(exist_ok=True)
+    os.replace(project.stage_dir("gradients"), project.state_dir / ".previous" / ".gradients.swap")
+    run_project(tiny_project, options={"shard": (0, 2)})
+    assert _actions(run_project(tiny_project, until="gradients", overrides=["gradients.d=8"]))["gradients"] == "up to date"
+    assert _store(project).read_bytes() == eight
+
+
+def test_a_kill_between_commit_and_keeping_the_replaced_results_loses_nothing(tiny_project: Path,
+                                                                             monkeypatch) -> None:
+    run_project(tiny_project, until="gradients")
+    project = Project(tiny_project)
+    sixteen = _store(project).read_bytes()
+    real = Project.keep_as_previous
+
+    def killed(self, stage):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Project, "keep_as_previous", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_project(tiny_project, until="gradients", overrides=["gradients.d=8"])
+    monkeypatch.setattr(Project, "keep_as_previous", real)
+    assert project.set_aside_dir("gradients").is_dir() and project.read_manifest("gradients") is not None
+    assert _actions(run_project(tiny_project, until="gradients", overrides=["gradients.d=8"]))["gradients"] == "up to date"
+    assert not project.set_aside_dir("gradients").exists()
+    assert _actions(run_project(tiny_project, until="gradients"))["gradients"] == "up to date"
+    assert _store(project).read_bytes() == sixteen
+
+
+def test_a_forced_run_keeps_results_a_failed_run_set_aside(tiny_project: Path, monkeypatch) -> None:
+    from subsetctl.errors import UserError
+    from subsetctl.stages.gradients import GradientsStage
+
+    run_project(tiny_project, until="gradients")
+    project = Project(tiny_project)
+    sixteen = _store(project).read_bytes()
+    real = GradientsStage.run
+    monkeypatch.setattr(GradientsStage, "run", lambda self, ctx: (_ for _ in ()).throw(UserError("failed inside")))
+    with pytest.raises(UserError):
+        run_project(tiny_project, until="gradients", overrides=["gradients.d=8"])
+    monkeypatch.setattr(GradientsStage, "run", real)
+    assert project.set_aside_dir("gradients").is_dir()
+    run_project(tiny_project, until="gradients", overrides=["gradients.d=8"], force=["gradients"])
+    assert _actions(run_project(tiny_project, until="gradients"))["gradients"] == "up to date"
+    assert _store(project).read_bytes() == sixteen
+
+
+def test_plan_until_promises_no_put_back_after_it(tiny_project: Path) -> None:
+    run_project(tiny_project, until="search")
+    run_project(tiny_project, until="search", overrides=["gradients.d=8"])
+    statuses = {s.name: s for s in plan_project(tiny_project, until="gradients")[2]}
+    assert statuses["gradients"].put_back
+    assert not statuses["calibrate"].put_back and not statuses["search"].put_back

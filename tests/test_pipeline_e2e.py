@@ -683,3 +683,15 @@ def test_a_plugin_replacing_a_built_in_loader_makes_the_data_stale_when_it_chang
     plugin.write_text(plugin.read_text().replace("VERSION = 1", "VERSION = 2"))
     status = {s.name: s for s in plan_project(tiny_project, until="data")[2]}["data"]
     assert status.will_run and "plugin code" in " ".join(status.reasons), status.reasons
+
+
+def test_plan_force_does_not_call_a_forced_stage_conditional(tiny_project: Path) -> None:
+    from tinymodels import change_data_of
+
+    run_project(tiny_project, until="meta_init")
+    original = change_data_of(tiny_project)
+    _fail_meta_init_with(tiny_project, ["project.keep_previous=false"])
+    (tiny_project / "subsetctl.yaml").write_text(original)
+    assert {s.name: s for s in plan_project(tiny_project, until="meta_init")[2]}["meta_init"].conditional
+    forced = {s.name: s for s in plan_project(tiny_project, until="meta_init", force=["meta_init"])[2]}
+    assert forced["meta_init"].will_run and not forced["meta_init"].conditional

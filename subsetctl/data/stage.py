@@ -9,7 +9,7 @@ Layout of the stage folder ``out_dir``::
 
 Each source is written into a hidden temporary folder and renamed into place, so a
 crash leaves either the previous copy or the new one, never half a source. Its
-``source.json`` records the key of what it was prepared from (:func:`source_key`) and
+``.source.json`` records the key of what it was prepared from (:func:`source_key`) and
 the warnings preparing it gave: a source whose key is unchanged is reused, not loaded
 again, from a run stopped partway (its folder here) or copied from the stage's results
 of other inputs (set aside or previous, see :func:`run_data_stage`'s ``reuse_from``),
@@ -22,6 +22,7 @@ classifier, one label vocabulary is built over the target and all sources (from
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import uuid
 from collections.abc import Callable
@@ -46,7 +47,7 @@ from subsetctl.registry import load_plugin_string
 from subsetctl.spec import SourceSpec, Spec
 
 SUMMARY_FILE = "data.json"
-SOURCE_FILE = "source.json"
+SOURCE_FILE = ".source.json"  # hidden: not an artifact, so not in the stage's output digest
 _TMP_PREFIX = ".tmp-"
 _OLD_PREFIX = ".old-"
 
@@ -146,7 +147,7 @@ def _clean_leftovers(out_dir: Path) -> None:
 
 def _write_source(out_dir: Path, name: str, splits: dict[str, Dataset], record: dict[str, Any]) -> None:
     """Save all splits of one source to ``out_dir/name`` via a temporary folder, with
-    ``record`` (its key and warnings) as its ``source.json``."""
+    ``record`` (its key and warnings) as its ``.source.json``."""
     tag = uuid.uuid4().hex[:8]
     tmp = out_dir / f"{_TMP_PREFIX}{name}-{tag}"
     tmp.mkdir(parents=True)
@@ -240,11 +241,11 @@ _SPEC_DIR = "{spec_dir}"
 
 
 def _folder_free(warning: str, spec_dir: Path) -> str:
-    """A warning as ``source.json`` keeps it: the spec folder's path (in the names of its
+    """A warning as ``.source.json`` keeps it: the spec folder's path (in the names of its
     data files) written as a placeholder, so that a moved or copied project reuses the
     source and says where its files are now."""
     for form in sorted({str(Path(spec_dir)), str(Path(spec_dir).resolve())}, key=len, reverse=True):
-        warning = warning.replace(form, _SPEC_DIR)
+        warning = warning.replace(form + os.sep, _SPEC_DIR + os.sep)  # the folder itself, not /x/proj-old
     return warning
 
 

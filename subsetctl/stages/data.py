@@ -28,6 +28,17 @@ class DataStage(Stage):
         } | plugin_code_inputs(spec.plugins, [(LOADERS, t) for t in types], project.root)  # a plugin that
         # registers a loader under a built-in type (jsonl) and changes: empty when the built-ins load
 
+    def unfinished_note(self, project: Project) -> str | None:
+        """How many sources a run that stopped partway prepared (each kept, see
+        :mod:`subsetctl.data.stage`)."""
+        from subsetctl.data.stage import SOURCE_FILE
+
+        done = sum(1 for _ in project.stage_dir(self.name).glob(f"*/{SOURCE_FILE}"))
+        if not done:
+            return None
+        return (f"a run stopped partway after preparing {done} source{'s' if done != 1 else ''}; `run` resumes: "
+                f"it keeps {'them' if done != 1 else 'it'} and prepares the rest")
+
     def _intact_earlier_results(self, project: Project) -> list[Path]:
         """The folders of this stage's results of other inputs (set aside while this run
         replaces them, and the previous ones) whose files pass their checksums: sources

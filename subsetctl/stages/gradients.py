@@ -228,8 +228,8 @@ class GradientsStage(common.ModelStage):
 
         done = int(store.written.sum())
         if 0 < done < store.n_rows:  # a run stopped partway: its rows are kept, not computed again
-            ctx.reporter.info(f"{label}: resuming; {done:,} of {store.n_rows:,} rows were computed by a run that "
-                              f"stopped partway, computing the other {store.n_rows - done:,}")
+            ctx.reporter.info(f"{label}: resuming; {done:,} of {store.n_rows:,} rows are computed already (by a "
+                              f"run that stopped partway, or by shards), computing the other {store.n_rows - done:,}")
         with ctx.reporter.progress(label, total=store.n_rows) as task, torch.enable_grad():
             return compute_store(engine, make_batch, store, batch_size, progress=lambda done, total: task.update(done))
 

@@ -162,7 +162,7 @@ def test_a_moved_project_reuses_its_sources_and_names_their_files_where_they_are
     fresh = run_data_stage(spec, moved, moved / "fresh")
     assert again["reused"] == ["tgt", "s0"] and again["warnings"] == fresh["warnings"]
     assert not any(str(first) in w for w in again["warnings"]) and any(str(moved) in w for w in again["warnings"])
-    for name in ("data.json", "s0/source.json"):
+    for name in ("data.json", "s0/.source.json"):
         assert (moved / "again" / name).read_bytes() == (moved / "fresh" / name).read_bytes(), name
 
 
@@ -200,3 +200,16 @@ def test_a_plugin_registered_under_a_built_in_type_is_part_of_the_key(tmp_path: 
     run_data_stage(Spec.model_validate(raw), tmp_path, tmp_path / "v2", reuse_from=[tmp_path / "v1"])
     assert calls == ["tgt", "s0", "s1"]
     assert load_all(tmp_path / "v2", Spec.model_validate(raw))["s0"]["train"][0]["response"].endswith("v2")
+
+
+def test_plan_says_how_many_sources_a_stopped_run_prepared(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from subsetctl.stages.data import DataStage
+
+    spec = _spec(tmp_path, 2)
+    out = tmp_path / "data"
+    run_data_stage(spec, tmp_path, out)
+    project = SimpleNamespace(stage_dir=lambda name: tmp_path / name)
+    assert "after preparing 3 sources" in (DataStage().unfinished_note(project) or "")
+    assert DataStage().unfinished_note(SimpleNamespace(stage_dir=lambda name: tmp_path / "none")) is None
