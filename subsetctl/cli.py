@@ -262,7 +262,8 @@ def _kept_line(project: Any) -> str | None:
     if sizes["set_aside"] >= 1e6:
         parts.append(f"{_size(sizes['set_aside'])} set aside by a run that did not finish")
     if sizes["cache"] >= 1e6:
-        parts.append(f"{_size(sizes['cache'])} of cached fine-tunes and estimates in .subsetctl/cache (safe to delete)")
+        parts.append(f"{_size(sizes['cache'])} of cached fine-tunes and estimates in .subsetctl/cache (safe to delete; "
+                     "`project.cache_limit_gb` caps it)")
     return ("Kept on disk: " + "; ".join(parts) + ".") if parts else None
 
 

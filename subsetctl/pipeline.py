@@ -477,7 +477,21 @@ class Pipeline:
         if options.get("shard") is not None:
             return self._run_shard(force, options, on_stage)
         with self.project.lock(notice=self.reporter.warn):
-            return self._run_stages(until, force, options, on_stage)
+            started = time.time_ns()
+            results = self._run_stages(until, force, options, on_stage)
+            self._trim_caches(started)
+            return results
+
+    def _trim_caches(self, started_ns: int) -> None:
+        """Keep the caches within ``project.cache_limit_gb``: the entries used least
+        recently go first, never those this run used or wrote."""
+        limit = self.spec.project.cache_limit_gb
+        if limit is None:
+            return
+        removed, freed = self.project.prune_caches(int(limit * 1e9), keep_since_ns=started_ns)
+        if removed:
+            self.reporter.info(f"[dim]caches: deleted {removed} entr{'y' if removed == 1 else 'ies'} used least "
+                               f"recently ({freed / 1e6:.1f} MB) to stay within project.cache_limit_gb={limit:g}[/dim]")
 
     def _run_shard(
         self, force: set[str], options: dict[str, Any], on_stage: Callable[[str, str], None] | None

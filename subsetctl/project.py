@@ -74,6 +74,25 @@ def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> N
         raise
 
 
+def touch(path: Path) -> None:
+    """Mark a cache entry as used now (its modification time), so that
+    :meth:`Project.prune_caches` deletes the least recently used first."""
+    with contextlib.suppress(OSError):
+        os.utime(path)
+
+
+def _size_of(path: Path) -> int:
+    """Bytes of a file, or of every file under a folder."""
+    if not path.is_dir():
+        return path.stat().st_size
+    total = 0
+    for parent, _, names in os.walk(path, onerror=lambda _: None):
+        for name in names:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(parent, name)).st_size
+    return total
+
+
 def _read_json_dict(path: Path) -> dict[str, Any] | None:
     """A JSON object read from ``path``, or None (absent, unreadable, or not an object)."""
     try:
@@ -439,6 +458,42 @@ class Project:
         return {"previous": walk(self.state_dir / PREVIOUS_DIRNAME, True),
                 "set_aside": walk(self.state_dir / SET_ASIDE_DIRNAME, True),
                 "cache": walk(self.state_dir / "cache", True)}
+
+    #: the cache folders :meth:`prune_caches` trims, one entry (file or folder) per cached result
+    CACHE_KINDS = ("finetune", "verify", "evaluate", "search")
+
+    def prune_caches(self, limit_bytes: int, keep_since_ns: int) -> tuple[int, int]:
+        """Delete the least recently used cache entries (fine-tunes, verify runs, test
+        results, subset estimates) until the caches take at most ``limit_bytes``; entries
+        used or written since ``keep_since_ns`` (this run) are never deleted. Entries are
+        dated by their modification time, which a cache hit renews (:func:`touch`).
+        Returns (entries deleted, bytes freed)."""
+        entries: list[tuple[int, int, Path]] = []
+        for kind in self.CACHE_KINDS:
+            folder = self.state_dir / "cache" / kind
+            try:
+                children = list(folder.iterdir())
+            except OSError:
+                continue
+            for child in children:
+                if child.name.startswith(".") or child.name.endswith(".partial"):
+                    continue
+                try:
+                    entries.append((child.stat().st_mtime_ns, _size_of(child), child))
+                except OSError:
+                    continue
+        total = sum(size for _, size, _ in entries)
+        removed = freed = 0
+        for mtime, size, path in sorted(entries, key=lambda e: e[0]):
+            if total <= limit_bytes or mtime >= keep_since_ns:
+                break
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            total -= size
+            removed, freed = removed + 1, freed + size
+        return removed, freed
 
     def drop_previous(self) -> None:
         """Delete every stage's previous results (``project.keep_previous: false``)."""

@@ -106,6 +106,14 @@ class ProjectSpec(StrictModel):
         "again) puts them back instead of recomputing them. Costs up to one more copy of each stage's "
         "files on disk; false deletes them when `run` next starts.",
     )
+    cache_limit_gb: float | None = Field(
+        None,
+        gt=0,
+        description="Most disk the caches under .subsetctl/cache (finished fine-tunes, verify runs, test "
+        "results, subset estimates) may take: after each `run`, the entries used least recently are "
+        "deleted until they fit (never those this run used). A deleted entry is only computed again if "
+        "asked for. Unset: no limit (`plan` says how much they take).",
+    )
 
 
 # ----------------------------------------------------------------------------- model

@@ -14,7 +14,7 @@ import numpy as np
 from subsetctl import __version__
 from subsetctl.modeling.resolve import model_fingerprint_inputs
 from subsetctl.pipeline import StageContext
-from subsetctl.project import atomic_write_json, fingerprint
+from subsetctl.project import atomic_write_json, fingerprint, touch
 from subsetctl.spec import fingerprint_dump
 from subsetctl.stages import common
 from subsetctl.stages.finetune import adapter_relpath
@@ -78,6 +78,7 @@ class EvaluateStage(common.ModelStage):
                 if cached.is_file() and not ctx.options.get("forced"):  # this adapter was evaluated before
                     try:
                         per_run[key] = json.loads(cached.read_text())
+                        touch(cached)  # used: the last to go when the caches are trimmed
                         reused += 1
                         atomic_write_json(per_run_path, per_run)
                         task.update(sum(k in per_run for k in keys))

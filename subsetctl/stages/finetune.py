@@ -26,6 +26,7 @@ from subsetctl.project import (
     atomic_write_json,
     atomic_write_text,
     fingerprint,
+    touch,
     verify_checksums,
 )
 from subsetctl.spec import fingerprint_dump
@@ -110,6 +111,7 @@ class AdapterCache:
             return None
         shutil.rmtree(run_dir, ignore_errors=True)
         shutil.copytree(entry / "adapter", run_dir / "adapter")
+        touch(entry)  # used: the last to go when the caches are trimmed (project.cache_limit_gb)
         return record
 
     def store(self, subset: list[str], seed: int, run_dir: Path, record: dict[str, Any]) -> None:

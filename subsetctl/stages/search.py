@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from subsetctl.pipeline import Stage, StageContext
-from subsetctl.project import Project, atomic_write_json, fingerprint
+from subsetctl.project import Project, atomic_write_json, fingerprint, touch
 from subsetctl.spec import Spec, fingerprint_dump
 from subsetctl.stages.calibrate import read_calibration
 from subsetctl.stages.features import (
@@ -261,6 +261,7 @@ class SearchStage(Stage):
         if ctx.options.get("forced"):  # --force recomputes every estimate
             shutil.rmtree(store_dir, ignore_errors=True)
         store = SubsetResultsStore(store_dir, features.sources, key)
+        touch(store_dir)  # used: the last to go when the caches are trimmed (project.cache_limit_gb)
         if store.reset_reason:
             ctx.reporter.warn(f"{store.reset_reason} Its subsets are estimated again.")
         kwargs = executor_kwargs(spec)

@@ -28,7 +28,7 @@ import numpy as np
 
 from subsetctl import __version__
 from subsetctl.pipeline import StageContext
-from subsetctl.project import atomic_write_json, fingerprint
+from subsetctl.project import atomic_write_json, fingerprint, touch
 from subsetctl.spec import fingerprint_dump
 from subsetctl.stages import common
 
@@ -155,9 +155,11 @@ class RunCache:
     def get(self, kind: str, subset: list[str], seed: int) -> dict[str, Any] | None:
         path = self.folder / f"{self.key(kind, subset, seed)}.json"
         try:
-            return json.loads(path.read_text())
+            result = json.loads(path.read_text())
         except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
             return None
+        touch(path)  # used: the last to go when the caches are trimmed (project.cache_limit_gb)
+        return result
 
     def put(self, kind: str, subset: list[str], seed: int, result: dict[str, Any]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
