@@ -387,6 +387,9 @@ class Pipeline:
                             "what they were made from: `run` then puts them back, else runs it")]
             elif manifest is None:
                 state = "never run"
+                if self.project.swap_cut_short(stage.name):
+                    reasons.append("a run was stopped while it swapped this stage's results with its previous ones; "
+                                   "`run` completes the swap first (nothing is lost), then re-checks the stage")
                 if self.project.read_set_aside_manifest(stage.name) is not None:
                     reasons.append("results set aside by a run that stopped before finishing are of other inputs: "
                                    "`run` computes it anew (they stay set aside until it finishes)")

@@ -499,6 +499,10 @@ class Project:
         """Delete every stage's previous results (``project.keep_previous: false``)."""
         shutil.rmtree(self.state_dir / PREVIOUS_DIRNAME, ignore_errors=True)
 
+    def swap_cut_short(self, stage: str) -> bool:
+        """Whether a :meth:`swap_in_previous` of ``stage`` was cut short (see :meth:`recover_swaps`)."""
+        return self._swap_dir(stage).is_dir()
+
     def _swap_dir(self, stage: str) -> Path:
         return self.state_dir / PREVIOUS_DIRNAME / f".{stage}.swap"
 

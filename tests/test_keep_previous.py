@@ -80,6 +80,8 @@ def test_a_swap_cut_short_loses_no_results(tiny_project: Path) -> None:
     run_project(tiny_project, until="gradients", overrides=["gradients.d=8"])
     swap = project.state_dir / ".previous" / ".gradients.swap"
     os.replace(project.stage_dir("gradients"), swap)  # the first rename of a swap, then the kill
+    status = {s.name: s for s in plan_project(tiny_project, ["gradients.d=8"], until="gradients")[2]}["gradients"]
+    assert "completes the swap first" in " ".join(status.reasons), status.reasons  # the d=8 ones are in the swap
     assert _actions(run_project(tiny_project, until="gradients"))["gradients"] == "up to date"
     assert _store(project).read_bytes() == first and not swap.exists()
     assert _actions(run_project(tiny_project, until="gradients", overrides=["gradients.d=8"]))["gradients"] == "up to date"
