@@ -480,17 +480,16 @@ class Pipeline:
         if options.get("shard") is not None:
             return self._run_shard(force, options, on_stage)
         with self.project.lock(notice=self.reporter.warn):
-            started = time.time_ns()
+            limit = self.spec.project.cache_limit_gb
+            started = self.project.cache_clock() if limit is not None else None
             results = self._run_stages(until, force, options, on_stage)
-            self._trim_caches(started)
+            if limit is not None and started is not None:
+                self._trim_caches(limit, started)
             return results
 
-    def _trim_caches(self, started_ns: int) -> None:
+    def _trim_caches(self, limit: float, started_ns: int) -> None:
         """Keep the caches within ``project.cache_limit_gb``: the entries used least
         recently go first, never those this run used or wrote."""
-        limit = self.spec.project.cache_limit_gb
-        if limit is None:
-            return
         removed, freed = self.project.prune_caches(int(limit * 1e9), keep_since_ns=started_ns)
         if removed:
             self.reporter.info(f"[dim]caches: deleted {removed} entr{'y' if removed == 1 else 'ies'} used least "

@@ -462,11 +462,30 @@ class Project:
     #: the cache folders :meth:`prune_caches` trims, one entry (file or folder) per cached result
     CACHE_KINDS = ("finetune", "verify", "evaluate", "search")
 
+    #: how much earlier than a run's start (by the file system's clock) cache entries count as
+    #: used by it: covers file systems that store whole seconds
+    CACHE_CLOCK_MARGIN_NS = 2_000_000_000
+
+    def cache_clock(self) -> int | None:
+        """The time a run starts, by the clock of the file system that dates the cache
+        entries (a marker file's modification time, less :data:`CACHE_CLOCK_MARGIN_NS`):
+        the process clock can run ahead of it (a coarse kernel clock; a file server behind
+        the machine), which would make entries this run used look older than its start.
+        None when the marker cannot be written (then nothing is trimmed)."""
+        marker = self.state_dir / "cache" / ".run-started"
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(str(os.getpid()))
+            return marker.stat().st_mtime_ns - self.CACHE_CLOCK_MARGIN_NS
+        except OSError:
+            return None
+
     def prune_caches(self, limit_bytes: int, keep_since_ns: int) -> tuple[int, int]:
         """Delete the least recently used cache entries (fine-tunes, verify runs, test
         results, subset estimates) until the caches take at most ``limit_bytes``; entries
-        used or written since ``keep_since_ns`` (this run) are never deleted. Entries are
-        dated by their modification time, which a cache hit renews (:func:`touch`).
+        used or written since ``keep_since_ns`` (this run, :meth:`cache_clock`) are never
+        deleted. Entries are dated by their modification time, which a cache hit renews
+        (:func:`touch`). Half-written entries a killed run left (``*.partial``) go too.
         Returns (entries deleted, bytes freed)."""
         entries: list[tuple[int, int, Path]] = []
         for kind in self.CACHE_KINDS:
@@ -476,10 +495,15 @@ class Project:
             except OSError:
                 continue
             for child in children:
-                if child.name.startswith(".") or child.name.endswith(".partial"):
+                if child.name.startswith("."):
                     continue
                 try:
-                    entries.append((child.stat().st_mtime_ns, _size_of(child), child))
+                    mtime = child.stat().st_mtime_ns
+                    if child.name.endswith(".partial"):  # half-written by a run that was killed: never used
+                        if mtime < keep_since_ns:
+                            shutil.rmtree(child, ignore_errors=True)
+                        continue
+                    entries.append((mtime, _size_of(child), child))
                 except OSError:
                     continue
         total = sum(size for _, size, _ in entries)

@@ -42,9 +42,35 @@ def test_a_run_keeps_the_caches_within_the_limit(tiny_project: Path) -> None:
     project = Project(tiny_project)
     before = {p.name for p in (project.state_dir / "cache" / "finetune").iterdir()}
     assert before
+    an_hour_ago = time.time() - 3600  # the first run was a while ago
+    for entry in (project.state_dir / "cache").glob("*/*"):
+        os.utime(entry, (an_hour_ago, an_hour_ago))
     limit = ["project.cache_limit_gb=0.000000001"]  # one byte: only what this run used stays
     run_project(tiny_project, overrides=["finetune.steps=3", *limit])
     after = {p.name for p in (project.state_dir / "cache" / "finetune").iterdir()}
     assert after and not (after & before)  # the first run's fine-tunes (not used by this run) are gone
     evaluated = list((project.state_dir / "cache" / "evaluate").iterdir())
     assert len(evaluated) == len(after)  # the first run's test results too
+
+
+def test_an_entry_used_right_after_the_run_started_is_kept(tmp_path: Path) -> None:
+    """The run's start came from the process clock, which runs ahead of the file system's
+    (a coarse kernel clock; a file server): entries used just after it looked older and
+    were deleted. It comes from a marker file's time now."""
+    project = Project(tmp_path)
+    entry = _entry(project.state_dir / "cache" / "verify", "used.json", 10, 3600)
+    for _ in range(50):
+        started = project.cache_clock()
+        assert started is not None
+        os.utime(entry)  # the run uses it (a cache hit)
+        assert project.prune_caches(limit_bytes=0, keep_since_ns=started) == (0, 0)
+    assert entry.exists()
+
+
+def test_half_written_entries_of_a_killed_run_go(tmp_path: Path) -> None:
+    project = Project(tmp_path)
+    partial = project.state_dir / "cache" / "finetune" / "abc.partial"
+    _entry(partial / "adapter", "weights.bin", 100, 10)
+    os.utime(partial, (time.time() - 10, time.time() - 10))
+    project.prune_caches(limit_bytes=10**9, keep_since_ns=time.time_ns() - 10**9)
+    assert not partial.exists()

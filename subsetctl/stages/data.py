@@ -33,7 +33,8 @@ class DataStage(Stage):
         :mod:`subsetctl.data.stage`)."""
         from subsetctl.data.stage import SOURCE_FILE
 
-        done = sum(1 for _ in project.stage_dir(self.name).glob(f"*/{SOURCE_FILE}"))
+        done = sum(1 for record in project.stage_dir(self.name).glob(f"*/{SOURCE_FILE}")
+                   if not record.parent.name.startswith("."))  # not a killed write's .tmp-/.old- folder
         if not done:
             return None
         return (f"a run stopped partway after preparing {done} source{'s' if done != 1 else ''}; `run` resumes: "

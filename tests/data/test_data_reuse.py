@@ -213,3 +213,16 @@ def test_plan_says_how_many_sources_a_stopped_run_prepared(tmp_path: Path) -> No
     project = SimpleNamespace(stage_dir=lambda name: tmp_path / name)
     assert "after preparing 3 sources" in (DataStage().unfinished_note(project) or "")
     assert DataStage().unfinished_note(SimpleNamespace(stage_dir=lambda name: tmp_path / "none")) is None
+
+
+def test_plan_counts_no_half_written_source_folders(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from subsetctl.stages.data import DataStage
+
+    folder = tmp_path / "data"
+    for name in ("a", ".tmp-b-1234", ".old-a-5678"):
+        (folder / name).mkdir(parents=True)
+        (folder / name / ".source.json").write_text("{}")
+    note = DataStage().unfinished_note(SimpleNamespace(stage_dir=lambda name: folder)) or ""
+    assert "after preparing 1 source;" in note, note
