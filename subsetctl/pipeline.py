@@ -451,6 +451,9 @@ class Pipeline:
                 ups = [u for u in stage.after if u in rerun]
                 whose = "its" if len(ups) == 1 else "their"
                 reasons = [f"upstream {', '.join(ups)} will re-run (skipped if {whose} output is unchanged)"]
+                if stage.name not in force and self._kept_if_upstream_as_before(stage, inputs, rerun):
+                    reasons[0] += (f"; if {whose} output comes out as the one this stage's previous results were "
+                                   "made from, `run` puts those back instead")
             if will_run:
                 rerun.add(stage.name)
                 digests[stage.name] = None
@@ -684,13 +687,13 @@ class Pipeline:
 
     def _kept_if_upstream_as_before(self, stage: Stage, inputs: dict[str, Any],
                                     rerun: set[str]) -> tuple[str, list[str]] | None:
-        """Where kept results of ``stage`` (with no finished results of its own) are that
-        match the spec provided the upstream stages that will re-run produce the outputs
-        those results were made from, and those upstream stages (e.g. a change that re-ran
-        data, then failed in meta_init, was undone: data re-runs, and its output is the one
-        meta_init's set-aside results were made from); else None."""
+        """Where kept results of ``stage`` (set aside when it has no finished results of its
+        own, or previous) are that match the spec provided the upstream stages that will
+        re-run produce the outputs those results were made from, and those upstream stages
+        (e.g. a change that re-ran data, then failed in meta_init, was undone: data re-runs,
+        and its output is the one meta_init's set-aside results were made from); else None."""
         waiting = [up for up in stage.after if up in rerun and inputs["upstream"].get(up, "") is None]
-        if not waiting or self.project.read_manifest(stage.name) is not None:
+        if not waiting:
             return None
         for where, manifest in self._kept_candidates(stage, None, inputs):
             recorded = manifest.get("inputs", {}).get("upstream", {})

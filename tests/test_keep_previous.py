@@ -56,6 +56,7 @@ def test_previous_results_whose_upstream_reruns_are_put_back(tiny_project: Path)
     statuses = {s.name: s for s in plan_project(tiny_project, until="meta_init")[2]}
     assert statuses["meta_init"].will_run and statuses["meta_init"].conditional  # skipped if data comes out as before
     assert "upstream data" in statuses["meta_init"].reasons[0]
+    assert "previous results were made from" in statuses["meta_init"].reasons[0]
     assert _actions(run_project(tiny_project, until="meta_init")) == {"data": "ran", "meta_init": "up to date"}
     assert adapter.read_bytes() == before
 
