@@ -36,12 +36,15 @@ from subsetctl.project import (
 from subsetctl.reporter import Reporter, SilentReporter
 from subsetctl.spec import Spec, fingerprint_dump, neutralized, with_neutral_values_of
 
+#: how `plan` names a stage's kept results (:meth:`Pipeline._kept_candidates`), by where they wait
+KEPT_WHAT = {
+    "set-aside": "its results, set aside by a run with other inputs that stopped before finishing,",
+    "previous": "its previous results (kept when a run with other inputs replaced them)",
+}
 #: what `plan` says of a stage whose kept results (:meth:`Pipeline._kept_matching`) `run` puts back
 KEPT_REASONS = {
-    "set-aside": ("its results, set aside by a run with other inputs that stopped before finishing, match the "
-                  "spec again; `run` puts them back"),
-    "previous": ("its previous results (kept when a run with other inputs replaced them) match the spec again; "
-                 "`run` puts them back instead of recomputing them"),
+    "set-aside": f"{KEPT_WHAT['set-aside']} match the spec again; `run` puts them back",
+    "previous": f"{KEPT_WHAT['previous']} match the spec again; `run` puts them back instead of recomputing them",
 }
 
 
@@ -380,10 +383,7 @@ class Pipeline:
                   and (waiting := self._kept_if_upstream_as_before(stage, inputs, rerun))):
                 where, ups = waiting
                 state, conditional_aside = "stale", True
-                whose = ("its results, set aside by a run with other inputs that stopped before finishing,"
-                         if where == "set-aside" else "its previous results (kept when a run with other inputs "
-                         "replaced them)")
-                reasons = [(f"{whose} match the spec if what upstream {', '.join(ups)} will re-run to produce is "
+                reasons = [(f"{KEPT_WHAT[where]} match the spec if what upstream {', '.join(ups)} will re-run to produce is "
                             "what they were made from: `run` then puts them back, else runs it")]
             elif manifest is None:
                 state = "never run"
@@ -521,7 +521,7 @@ class Pipeline:
         if any(statuses[name].put_back for name in names[: names.index("gradients") + 1]):
             with self.project.lock(notice=self.reporter.warn):  # shard runs never move folders themselves
                 self.project.finish_interrupted_moves(self.spec.project.keep_previous)
-                self._restore_set_asides(until="gradients")
+                self._put_back_kept_until(until="gradients")
             statuses = {s.name: s for s in self.plan(until="gradients")}
         pending = any(statuses[name].will_run for name in names[: names.index("gradients")])
         status = statuses["gradients"]
@@ -562,7 +562,7 @@ class Pipeline:
                 results.append({"stage": stage.name, "action": "disabled"})
                 continue
             fp, inputs = self._current(stage, digests)
-            put_back = not shared and stage.name not in force and self._restore_set_aside(stage, fp, inputs)
+            put_back = not shared and stage.name not in force and self._put_back_kept(stage, fp, inputs)
             manifest = self.project.read_manifest(stage.name)
             up_to_date = (
                 manifest is not None
@@ -680,10 +680,15 @@ class Pipeline:
         if fp is None:
             return None
         for where, manifest in self._kept_candidates(stage, fp, inputs):
-            if (self._fingerprint_matches(stage, manifest, fp, inputs)
-                    and not verify_checksums(self._kept_folder(stage, where), manifest.get("artifacts", {}))):
+            if self._kept_usable(stage, where, manifest, fp, inputs):
                 return where, manifest
         return None
+
+    def _kept_usable(self, stage: Stage, where: str, manifest: dict[str, Any], fp: str,
+                     inputs: dict[str, Any]) -> bool:
+        """Whether kept results were made with inputs ``fp`` and their files pass their checksums."""
+        return (self._fingerprint_matches(stage, manifest, fp, inputs)
+                and not verify_checksums(self._kept_folder(stage, where), manifest.get("artifacts", {})))
 
     def _kept_if_upstream_as_before(self, stage: Stage, inputs: dict[str, Any],
                                     rerun: set[str]) -> tuple[str, list[str]] | None:
@@ -700,25 +705,24 @@ class Pipeline:
             supposed = {**inputs, "upstream": {**inputs["upstream"], **{up: recorded.get(up) for up in waiting}}}
             if any(v is None for v in supposed["upstream"].values()):
                 continue
-            if (self._fingerprint_matches(stage, manifest, fingerprint(supposed), supposed)
-                    and not verify_checksums(self._kept_folder(stage, where), manifest.get("artifacts", {}))):
+            if self._kept_usable(stage, where, manifest, fingerprint(supposed), supposed):
                 return where, waiting
         return None
 
-    def _restore_set_asides(self, until: str) -> None:
-        """Put back every set-aside stage up to ``until`` that matches the spec, in order
-        (a stage's inputs include its upstream stages' outputs)."""
+    def _put_back_kept_until(self, until: str) -> None:
+        """Put back the kept results (set aside, or previous) of every stage up to ``until``
+        that match the spec, in order (a stage's inputs include its upstream stages' outputs)."""
         digests: dict[str, str | None] = {}
         for stage in self.stages:
             if stage.enabled(self.spec):
                 fp, inputs = self._current(stage, digests)
-                self._restore_set_aside(stage, fp, inputs)
+                self._put_back_kept(stage, fp, inputs)
                 manifest = self.project.read_manifest(stage.name)
                 digests[stage.name] = manifest.get("output_digest") if manifest else None
             if stage.name == until:
                 return
 
-    def _restore_set_aside(self, stage: Stage, fp: str | None, inputs: dict[str, Any]) -> bool:
+    def _put_back_kept(self, stage: Stage, fp: str | None, inputs: dict[str, Any]) -> bool:
         """Put back the finished results a run with other inputs set aside and did not
         replace (it stopped with an error, or was interrupted), or the stage's previous
         results, when the spec has come back to their inputs: nothing already computed is

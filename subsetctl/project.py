@@ -81,19 +81,27 @@ def touch(path: Path) -> None:
         os.utime(path)
 
 
+def _regular_files(folder: Path) -> Iterator[os.stat_result]:
+    """The stat of every regular file under ``folder``; files and folders that vanish
+    meanwhile (a running `run` renames and deletes them) are skipped, not an error."""
+    for parent, _, names in os.walk(folder, onerror=lambda _: None):
+        for name in names:
+            try:
+                stat = os.lstat(os.path.join(parent, name))
+            except OSError:
+                continue
+            if S_ISREG(stat.st_mode):
+                yield stat
+
+
 def _size_of(path: Path) -> int:
     """Bytes of a file, or of every file under a folder."""
     if not path.is_dir():
         return path.stat().st_size
-    total = 0
-    for parent, _, names in os.walk(path, onerror=lambda _: None):
-        for name in names:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(parent, name)).st_size
-    return total
+    return sum(stat.st_size for stat in _regular_files(path))
 
 
-def _read_json_dict(path: Path) -> dict[str, Any] | None:
+def read_json_object(path: Path) -> dict[str, Any] | None:
     """A JSON object read from ``path``, or None (absent, unreadable, or not an object)."""
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
@@ -357,7 +365,7 @@ class Project:
 
     def read_set_aside_manifest(self, stage: str) -> dict[str, Any] | None:
         """The manifest of ``stage``'s set-aside results, or None (none, or unreadable)."""
-        return _read_json_dict(self.set_aside_dir(stage) / MANIFEST)
+        return read_json_object(self.set_aside_dir(stage) / MANIFEST)
 
     def previous_dir(self, stage: str) -> Path:
         """Where a stage's previous finished results are kept once a run with other inputs
@@ -367,7 +375,7 @@ class Project:
 
     def read_previous_manifest(self, stage: str) -> dict[str, Any] | None:
         """The manifest of ``stage``'s previous results, or None (none, or unreadable)."""
-        return _read_json_dict(self.previous_dir(stage) / MANIFEST)
+        return read_json_object(self.previous_dir(stage) / MANIFEST)
 
     def keep_as_previous(self, stage: str) -> None:
         """Once a run with other inputs has committed ``stage``: its set-aside results (the
@@ -435,15 +443,8 @@ class Project:
 
         def walk(folder: Path, count: bool) -> int:
             total = 0
-            # os.walk skips folders that vanish while it walks (a running `run` renames and deletes them)
-            for parent, _, names in os.walk(folder, onerror=lambda _: None):
-                for name in names:
-                    try:
-                        stat = os.lstat(os.path.join(parent, name))
-                    except OSError:
-                        continue
-                    if not S_ISREG(stat.st_mode) or (stat.st_dev, stat.st_ino) in seen:
-                        continue
+            for stat in _regular_files(folder):
+                if (stat.st_dev, stat.st_ino) not in seen:
                     seen.add((stat.st_dev, stat.st_ino))
                     total += stat.st_size if count else 0
             return total

@@ -42,7 +42,7 @@ from subsetctl.data.loaders import (
 from subsetctl.data.overlap import OverlapCheck, overlap_warnings
 from subsetctl.data.prepare import SPLITS, prepare_source, quiet_datasets, split_summary
 from subsetctl.errors import UserError
-from subsetctl.project import atomic_write_json, replace_dir
+from subsetctl.project import atomic_write_json, read_json_object, replace_dir
 from subsetctl.registry import load_plugin_string
 from subsetctl.spec import SourceSpec, Spec
 
@@ -145,21 +145,31 @@ def _clean_leftovers(out_dir: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _write_source(out_dir: Path, name: str, splits: dict[str, Dataset], record: dict[str, Any]) -> None:
-    """Save all splits of one source to ``out_dir/name`` via a temporary folder, with
-    ``record`` (its key and warnings) as its ``.source.json``."""
+def _put_in_place(out_dir: Path, name: str, fill: Callable[[Path], None]) -> None:
+    """Write one source's folder ``out_dir/name``: ``fill`` writes it as a hidden
+    temporary folder (which it must create), renamed into place only when complete."""
     tag = uuid.uuid4().hex[:8]
     tmp = out_dir / f"{_TMP_PREFIX}{name}-{tag}"
-    tmp.mkdir(parents=True)
     try:
-        for split, dataset in splits.items():
-            if len(dataset):  # datasets cannot load back a saved 0-row dataset; see load_split
-                dataset.save_to_disk(str(tmp / split))  # applies a select()'s index mapping itself
-        atomic_write_json(tmp / SOURCE_FILE, record)
+        fill(tmp)
         replace_dir(tmp, out_dir / name, aside=out_dir / f"{_OLD_PREFIX}{name}-{tag}")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _write_source(out_dir: Path, name: str, splits: dict[str, Dataset], record: dict[str, Any]) -> None:
+    """Save all splits of one source to ``out_dir/name`` via a temporary folder, with
+    ``record`` (its key and warnings) as its ``.source.json``."""
+
+    def fill(tmp: Path) -> None:
+        tmp.mkdir(parents=True)
+        for split, dataset in splits.items():
+            if len(dataset):  # datasets cannot load back a saved 0-row dataset; see load_split
+                dataset.save_to_disk(str(tmp / split))  # applies a select()'s index mapping itself
+        atomic_write_json(tmp / SOURCE_FILE, record)
+
+    _put_in_place(out_dir, name, fill)
 
 
 def source_key(spec: Spec, source: SourceSpec, spec_dir: Path) -> str:
@@ -187,18 +197,10 @@ def source_key(spec: Spec, source: SourceSpec, spec_dir: Path) -> str:
     })
 
 
-def _read_record(folder: Path) -> dict[str, Any] | None:
-    try:
-        record = json.loads((folder / SOURCE_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
-
-
 def _prepared_earlier(folders: list[Path], name: str, key: str) -> tuple[Path, dict[str, Any]] | None:
     """The first ``folder/name`` among ``folders`` prepared from ``key``, with its record."""
     for folder in folders:
-        record = _read_record(folder / name)
+        record = read_json_object(folder / name / SOURCE_FILE)
         if record is not None and record.get("key") == key and isinstance(record.get("warnings"), list):
             return folder / name, record
     return None
@@ -209,14 +211,7 @@ def _copy_source(found: Path, out_dir: Path, name: str) -> None:
     via a temporary folder. Copied, not hard-linked: every link made or removed changes
     the change time of all of a file's names, which would make the checksum stamps of the
     kept results (and of these) stale and have every later `plan` hash them again."""
-    tag = uuid.uuid4().hex[:8]
-    tmp = out_dir / f"{_TMP_PREFIX}{name}-{tag}"
-    try:
-        shutil.copytree(found, tmp)
-        replace_dir(tmp, out_dir / name, aside=out_dir / f"{_OLD_PREFIX}{name}-{tag}")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    _put_in_place(out_dir, name, lambda tmp: shutil.copytree(found, tmp))
 
 
 def _prepare_or_reuse(spec: Spec, source: SourceSpec, spec_dir: Path, out_dir: Path, reuse_from: list[Path],
