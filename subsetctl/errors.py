@@ -35,7 +35,12 @@ class UnknownPluginError(UserError):
 
 
 class LockedError(UserError):
-    """Another process holds the project lock."""
+    """Another process holds the project lock. ``holder``: "run" (a plain `run`),
+    "shards" (shard runs holding it shared) or "" (another lock than the project's)."""
+
+    def __init__(self, message: str, holder: str = "") -> None:
+        super().__init__(message)
+        self.holder = holder
 
 
 class StaleArtifactError(UserError):

@@ -13,6 +13,7 @@ changed spec wipes it first.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from abc import ABC, abstractmethod
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from subsetctl import __version__
-from subsetctl.errors import UserError
+from subsetctl.errors import LockedError, UserError
 from subsetctl.project import (
     WORK_MARKER,
     Project,
@@ -516,29 +517,52 @@ class Pipeline:
             raise UserError("--shard splits the gradients stage, which this pipeline does not have.")
         before = names[names.index("gradients") - 1]
         gradients = self.stages[names.index("gradients")]
+        upstream = names[: names.index("gradients")]
         results: list[dict[str, Any]] = []
-        statuses = {s.name: s for s in self.plan(until="gradients")}
-        if any(statuses[name].put_back for name in names[: names.index("gradients") + 1]):
-            with self.project.lock(notice=self.reporter.warn):  # shard runs never move folders themselves
+
+        def puts_back() -> bool:
+            return any(s.put_back for s in self.plan(until="gradients") if s.name in (*upstream, "gradients"))
+
+        def prepares() -> bool:
+            statuses = {s.name: s for s in self.plan(until="gradients")}
+            status = statuses["gradients"]
+            ready = status.state != "corrupt" and (
+                not status.will_run or self._work_fingerprint(gradients) == status.fingerprint)
+            return not ready or any(statuses[name].will_run for name in upstream)
+
+        if puts_back() and (held := self._shard_preparation_lock(puts_back)) is not None:
+            with held:  # shard runs never move folders themselves
                 self.project.finish_interrupted_moves(self.spec.project.keep_previous)
                 self._put_back_kept_until(until="gradients")
-            statuses = {s.name: s for s in self.plan(until="gradients")}
-        pending = any(statuses[name].will_run for name in names[: names.index("gradients")])
-        status = statuses["gradients"]
-        ready = status.state != "corrupt" and (
-            not status.will_run or self._work_fingerprint(gradients) == status.fingerprint)
-        if pending or not ready:
-            with self.project.lock(notice=self.reporter.warn):
+        if prepares() and (held := self._shard_preparation_lock(prepares)) is not None:
+            with held:
                 results = self._run_stages(before, set(), {}, on_stage)
                 status = {s.name: s for s in self.plan(until="gradients")}["gradients"]
                 if status.state == "corrupt":  # never resume shards next to damaged artifacts
                     self.project.reset_stage(gradients.name)
                 if status.will_run and self._work_fingerprint(gradients) != status.fingerprint:
                     self._prepare_work_dir(gradients, status.fingerprint)
-        with self.project.lock(notice=self.reporter.warn, shared=True):
+        with self.project.lock(notice=self.reporter.warn, shared=True, shard=True, waiting=self.reporter.info):
             shard_results = self._run_stages("gradients", set(), options, on_stage, shared=True)
         done = {r["stage"] for r in results}
         return results + [r for r in shard_results if r["stage"] not in done]
+
+    def _shard_preparation_lock(self, needed: Callable[[], bool]) -> contextlib.ExitStack | None:
+        """The exclusive lock for what a shard run does before its shard (the stages before
+        gradients, putting kept results back), taken as a shard run takes it: it waits while
+        another shard run holds it for the same work, which leaves nothing to do here (the
+        caller's block finds everything up to date). None, holding nothing, when shard runs
+        already hold the lock shared: that work was done before they started, unless
+        ``needed()`` (asked again now) says otherwise, e.g. the spec changed since, and
+        then the LockedError stands."""
+        held = contextlib.ExitStack()
+        try:
+            held.enter_context(self.project.lock(notice=self.reporter.warn, shard=True, waiting=self.reporter.info))
+        except LockedError as exc:
+            if exc.holder != "shards" or needed():
+                raise
+            return None
+        return held
 
     def _run_stages(
         self,

@@ -44,6 +44,8 @@ STATE_DIRNAME = ".subsetctl"
 MANIFEST = "manifest.json"
 #: a stage folder's record of the run working in it: its inputs fingerprint and PID
 WORK_MARKER = "work.json"
+#: the lock file of a shard run's exclusive hold says "PID shard" (other shard runs wait for it)
+SHARD_TAG = "shard"
 
 
 @functools.cache
@@ -266,12 +268,16 @@ def verify_checksums(folder: Path, recorded: dict[str, dict[str, Any]],
 
 
 @contextlib.contextmanager
-def _flocked(path: Path, mode: int, on_busy: Callable[[str], Exception], attempts: int = 1) -> Iterator[IO[str]]:
+def _flocked(
+    path: Path, mode: int, on_busy: Callable[[str], Exception], attempts: int = 1,
+    wait_for: Callable[[str], bool] | None = None,
+) -> Iterator[IO[str]]:
     """Open ``path`` (created if missing) and hold an flock of ``mode`` on it for the block.
 
     When another process holds a conflicting lock (still, after ``attempts`` tries a tenth
     of a second apart), raise ``on_busy(text of the file)``: lock files hold their
-    holder's PID, so the error can say who it is."""
+    holder's PID, so the error can say who it is. When ``wait_for(text of the file)`` is
+    true, wait for that holder instead (Ctrl-C stops the wait)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - closed in finally
     try:
@@ -279,7 +285,10 @@ def _flocked(path: Path, mode: int, on_busy: Callable[[str], Exception], attempt
             _flock_briefly(handle, mode, attempts)
         except OSError:
             handle.seek(0)
-            raise on_busy(handle.read().strip()) from None
+            holder = handle.read().strip()
+            if wait_for is None or not wait_for(holder):
+                raise on_busy(holder) from None
+            fcntl.flock(handle.fileno(), mode)
         try:
             yield handle
         finally:
@@ -622,7 +631,8 @@ class Project:
             try:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
             except OSError:
-                return handle.read().strip() or "unknown"
+                holder = handle.read().split()  # "PID" or "PID shard"
+                return holder[0] if holder else "unknown"
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
         return None
 
@@ -645,35 +655,53 @@ class Project:
         return None
 
     @contextlib.contextmanager
-    def lock(self, notice: Any = None, shared: bool = False) -> Iterator[None]:
+    def lock(self, notice: Any = None, shared: bool = False, shard: bool = False,
+             waiting: Any = None) -> Iterator[None]:
         """Hold the project's run lock; a conflicting holder gets a LockedError naming it.
 
         A plain `run` holds it exclusively (and writes its PID into the lock file); the
         shard runs of the gradients stage (`run --shard i/N`) hold it shared, so shards
         started on several GPUs or machines that share the project directory run at the
         same time while no plain `run` can. A lock left by a dead process is taken over
-        (the kernel drops flock locks when a process dies; the PID file tells us whose it was)."""
+        (the kernel drops flock locks when a process dies; the PID file tells us whose it was).
+
+        ``shard``: taken by a shard run. Its exclusive hold (the stages before gradients,
+        putting back kept results) is marked ``PID shard`` in the lock file, and a shard
+        run waits for another shard run's exclusive hold instead of failing: shards
+        started at the same moment run those stages once, then side by side. ``waiting``
+        is told when it waits (``notice`` when it takes over a stale lock)."""
         def busy(holder: str) -> LockedError:
             # exclusive holders write their PID; an empty file means shard runs hold it shared
-            who = (f"a running `subsetctl run` (PID {holder}). Wait for it to finish or stop that process"
-                   if holder else "running `subsetctl run --shard` processes. Wait for them to finish or stop them")
-            return LockedError(f"Project {self.root} is locked by {who}; `plan` and `report` work meanwhile.")
+            pid = holder.split()[0] if holder else ""
+            who = (f"a running `subsetctl run` (PID {pid}). Wait for it to finish or stop that process"
+                   if pid else "running `subsetctl run --shard` processes. Wait for them to finish or stop them")
+            return LockedError(f"Project {self.root} is locked by {who}; `plan` and `report` work meanwhile.",
+                               holder="run" if pid else "shards")
+
+        def shard_preparing(holder: str) -> bool:
+            parts = holder.split()
+            waits = (shard and len(parts) == 2 and parts[1] == SHARD_TAG and parts[0].isdigit()
+                     and _pid_alive(int(parts[0])))
+            if waits and waiting is not None:
+                waiting(f"Waiting for the shard run PID {parts[0]}, which runs the stages before gradients "
+                       "(or puts kept results back) for every shard.")
+            return waits
 
         mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
-        with _flocked(self.state_dir / "lock", mode, busy, attempts=5) as handle:
+        with _flocked(self.state_dir / "lock", mode, busy, attempts=5, wait_for=shard_preparing) as handle:
             if shared:
                 handle.truncate(0)  # any PID there is a dead exclusive holder's: none can be alive now
                 handle.flush()
                 yield
                 return
             handle.seek(0)
-            previous = handle.read().strip()
+            previous = handle.read().strip().split(" ")[0]
             stale = previous.isdigit() and int(previous) != os.getpid() and not _pid_alive(int(previous))
             if stale and notice is not None:
                 notice(f"Took over a stale lock left by PID {previous}, which is no longer running.")
             handle.seek(0)
             handle.truncate()
-            handle.write(str(os.getpid()))
+            handle.write(f"{os.getpid()} {SHARD_TAG}" if shard else str(os.getpid()))
             handle.flush()
             try:
                 yield

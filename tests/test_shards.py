@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +20,12 @@ from subsetctl.errors import LockedError, UserError
 from subsetctl.project import Project, exclusive_file_lock
 
 
-def _hold_lock(root: Path, shared: bool) -> subprocess.Popen:
+def _hold_lock(root: Path, shared: bool, shard: bool = False, seconds: float = 60) -> subprocess.Popen:
     """Another process holding the project lock (as a running `run` or `run --shard` would)."""
     code = (
         "import sys, time; from pathlib import Path; from subsetctl.project import Project\n"
-        f"with Project(Path({str(root)!r})).lock(shared={shared}):\n    print('locked', flush=True); time.sleep(60)\n"
+        f"with Project(Path({str(root)!r})).lock(shared={shared}, shard={shard}):\n"
+        f"    print('locked', flush=True); time.sleep({seconds})\n"
     )
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "locked"
@@ -55,6 +57,43 @@ def test_shared_lock_admits_shards_and_keeps_plain_runs_out(tmp_path: Path) -> N
         pass
     with project.lock():
         pass
+
+
+def test_a_shard_run_waits_for_another_shard_runs_preparation_but_not_for_a_plain_run(tmp_path: Path) -> None:
+    project = Project(tmp_path)
+    project.state_dir.mkdir()
+    preparing = _hold_lock(tmp_path, shared=False, shard=True, seconds=1.5)  # a shard run's stages before gradients
+    try:
+        assert project.run_in_progress() == str(preparing.pid)  # `plan` names the PID alone
+        with pytest.raises(LockedError, match=str(preparing.pid)), project.lock():
+            pass  # a plain run does not wait
+        said: list[str] = []
+        started = time.monotonic()
+        with project.lock(shard=True, waiting=said.append):  # another shard run waits, then takes it
+            assert time.monotonic() - started > 0.8  # the holder's 1.5 s, less the time the checks above took
+        assert said == [(f"Waiting for the shard run PID {preparing.pid}, which runs the stages before gradients "
+                         "(or puts kept results back) for every shard.")]
+    finally:
+        _release(preparing)
+    plain = _hold_lock(tmp_path, shared=False)  # a plain run: a shard run does not wait for it
+    try:
+        with pytest.raises(LockedError, match=str(plain.pid)) as raised, project.lock(shard=True, shared=True):
+            pass
+        assert raised.value.holder == "run"
+    finally:
+        _release(plain)
+
+
+def test_shard_runs_started_at_the_same_moment_prepare_once_then_run_side_by_side(tiny_project: Path) -> None:
+    command = "import sys; from subsetctl.cli import main; sys.argv[0] = 'subsetctl'; main()"
+    shards = [subprocess.Popen([sys.executable, "-c", command, "run", str(tiny_project), "--shard", f"{i}/2"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    outputs = [shard.communicate(timeout=300)[0] for shard in shards]
+    assert [shard.returncode for shard in shards] == [0, 0], outputs
+    assert sum("Ran data, meta_init" in out for out in outputs) == 1, outputs  # the stages before, once
+    assert sum("Waiting for the shard run PID" in out for out in outputs) <= 1, outputs
+    (gradients,) = [s for s in plan_project(tiny_project)[2] if s.name == "gradients"]
+    assert gradients.reasons == ["all 2 gradient shards done; `run` merges them"]
 
 
 def test_shards_run_alongside_each_other_then_merge(tiny_project: Path) -> None:
