@@ -659,16 +659,17 @@ class Pipeline:
 
     def _kept_candidates(self, stage: Stage, fp: str | None, inputs: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         """The finished results of ``stage`` kept out of its folder that could stand for it:
-        set-aside ones ("set-aside") when it has no finished results of its own, previous
+        set-aside ones ("set-aside") when it has no committed results of its own, previous
         ones ("previous") when it has none matching ``fp``, each with its manifest."""
         own = self.project.read_manifest(stage.name)
         out: list[tuple[str, dict[str, Any]]] = []
         if not stage.keeps_results:
             return out
-        aside = self.project.read_set_aside_manifest(stage.name) if own is None else None
+        committed = own is not None and not own.get("corrupt")  # a damaged manifest is no commit
+        aside = self.project.read_set_aside_manifest(stage.name) if not committed else None
         if aside is not None:
             out.append(("set-aside", aside))
-        own_matches = own is not None and not own.get("corrupt") and self._fingerprint_matches(stage, own, fp, inputs)
+        own_matches = committed and self._fingerprint_matches(stage, own, fp, inputs)
         # with keep_previous off, `run` deletes them before it starts: they never come back
         wanted = self.spec.project.keep_previous and not own_matches
         previous = self.project.read_previous_manifest(stage.name) if wanted else None

@@ -417,11 +417,13 @@ class Project:
         that has committed since (killed before :meth:`keep_as_previous`), which become its
         previous ones (or are dropped, ``keep_previous`` off); and the old folders
         :func:`replace_dir` had renamed aside and not yet deleted (always ones being
-        replaced, so safe to delete)."""
+        replaced, so safe to delete). Set-aside results of a stage whose manifest is
+        damaged stay set aside: that stage has not committed, and they may be its only
+        good results."""
         self.recover_swaps()
         folder = self.state_dir / SET_ASIDE_DIRNAME
         for aside in sorted(folder.iterdir()) if folder.is_dir() else []:
-            if aside.is_dir() and not aside.name.startswith(".") and self.read_manifest(aside.name) is not None:
+            if aside.is_dir() and not aside.name.startswith(".") and self.read_committed_manifest(aside.name):
                 if keep_previous:
                     self.keep_as_previous(aside.name)
                 else:
@@ -557,15 +559,24 @@ class Project:
         """Where ``stage``'s finished results are: its folder, or, while a run with other
         inputs has set them aside and not yet replaced them (it stopped with an error, or is
         still running), the set-aside folder. The report reads them from here."""
-        if self.read_manifest(stage) is None and self.read_set_aside_manifest(stage) is not None:
+        if self.read_committed_manifest(stage) is None and self.read_set_aside_manifest(stage) is not None:
             return self.set_aside_dir(stage)
         return self.stage_dir(stage)
 
     def read_results_manifest(self, stage: str) -> dict[str, Any] | None:
         """The manifest of ``stage``'s finished results wherever they are (see
-        :meth:`results_dir`); None when it has none."""
+        :meth:`results_dir`); None when it has none (``{"corrupt": True}`` when its own
+        manifest is damaged and nothing is set aside)."""
         manifest = self.read_manifest(stage)
-        return manifest if manifest is not None else self.read_set_aside_manifest(stage)
+        if manifest is not None and not manifest.get("corrupt"):
+            return manifest
+        return self.read_set_aside_manifest(stage) or manifest
+
+    def read_committed_manifest(self, stage: str) -> dict[str, Any] | None:
+        """``stage``'s manifest when it has committed results in its folder; None when it
+        has no manifest or a damaged one (no commit: set-aside results still stand for it)."""
+        manifest = self.read_manifest(stage)
+        return None if manifest is None or manifest.get("corrupt") else manifest
 
     def inside(self, path: Path) -> Path:
         """``path`` resolved, refusing anything outside the project directory."""

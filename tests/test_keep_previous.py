@@ -257,3 +257,24 @@ def test_plan_until_promises_no_put_back_after_it(tiny_project: Path) -> None:
     statuses = {s.name: s for s in plan_project(tiny_project, until="gradients")[2]}
     assert statuses["gradients"].put_back
     assert not statuses["calibrate"].put_back and not statuses["search"].put_back
+
+
+def test_a_damaged_manifest_does_not_cost_the_set_aside_results_with_keep_previous_off(tiny_project: Path,
+                                                                                      monkeypatch) -> None:
+    from subsetctl.errors import UserError
+    from subsetctl.stages.gradients import GradientsStage
+
+    off = ["project.keep_previous=false"]
+    run_project(tiny_project, until="gradients", overrides=off)
+    project = Project(tiny_project)
+    sixteen = _store(project).read_bytes()
+    real = GradientsStage.run
+    monkeypatch.setattr(GradientsStage, "run", lambda self, ctx: (_ for _ in ()).throw(UserError("failed inside")))
+    with pytest.raises(UserError):
+        run_project(tiny_project, until="gradients", overrides=["gradients.d=8", *off])
+    monkeypatch.setattr(GradientsStage, "run", real)
+    assert project.set_aside_dir("gradients").is_dir()
+    (project.stage_dir("gradients") / "manifest.json").write_text("{not json")  # no commit: a damaged file
+    results = run_project(tiny_project, until="gradients", overrides=off)
+    assert _actions(results)["gradients"] != "ran"  # put back, not recomputed
+    assert _store(project).read_bytes() == sixteen
