@@ -7,7 +7,9 @@ traceback; set ``SUBSETCTL_DEBUG=1`` to see tracebacks of internal errors.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -24,6 +26,41 @@ def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+class _StdoutUntilReaderLeaves:
+    """``sys.stdout`` that drops what is written once the reader of a pipe has gone
+    (``subsetctl report | head``): the command still finishes, a `run` its work, with its
+    usual exit code, instead of failing on a broken pipe halfway."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.reader_gone = False
+
+    def write(self, text: str) -> int:
+        if not self.reader_gone:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._drop_the_rest()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.reader_gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._drop_the_rest()
+
+    def _drop_the_rest(self) -> None:
+        self.reader_gone = True
+        with contextlib.suppress(OSError, ValueError):  # the interpreter's last flush writes nowhere too
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding, ... as the stream has them
+        return getattr(self._stream, name)
 
 
 class _Group(click.Group):
@@ -118,6 +155,8 @@ def main() -> None:
     gradients, estimates fine-tuning on many subsets on CPUs, searches, fine-tunes the
     pick and reports. All state lives in the project directory; runs resume.
     """
+    if not isinstance(sys.stdout, _StdoutUntilReaderLeaves):
+        sys.stdout = _StdoutUntilReaderLeaves(sys.stdout)
 
 
 @main.command()
@@ -289,14 +328,23 @@ def _split_dir(directory: Path | None, overrides: tuple[str, ...]) -> tuple[Path
     folder after the overrides (`subsetctl plan gradients.d=32 proj`) is a usage error
     that says so; it used to be taken for an override, and the error named the current
     folder as the project."""
-    if directory is not None and "=" in str(directory) and not Path(directory).exists():
+    split = bool(overrides) and (overrides[0].startswith("=") or str(directory).endswith(":"))  # `key = 1`, `key: 1`
+    if directory is not None and ("=" in str(directory) or split) and not Path(directory).exists():
         directory, overrides = None, (str(directory), *overrides)
-    stray = [item for item in overrides if "=" not in item]
+    stray = [item for item in overrides if "=" not in item or item.startswith("=")]
     if stray:
+        command = click.get_current_context().command_path
+        if directory is not None or not Path(stray[0]).is_dir():  # not a folder put last: a split override
+            joined = re.sub(r"\s*=\s*", "=", " ".join(overrides))  # "gradients.d = 32" -> "gradients.d=32"
+            joined = re.sub(r"^([\w.\[\]]+):\s+|(?<=\s)([\w.\[\]]+):\s+", lambda m: f"{m.group(1) or m.group(2)}=", joined)
+            folder = f" {shlex.quote(str(directory))}" if directory is not None else ""
+            raise click.UsageError(
+                f"{stray[0]!r} is not a key=value override. Write each override as one argument, key=value "
+                f"without spaces around '=' (quote a value that has spaces): `{command}{folder} {joined}`."
+            )
         raise click.UsageError(
             f"{stray[0]!r} is not a key=value override. Give the project folder first, then the overrides: "
-            f"`{click.get_current_context().command_path} {stray[0]} "
-            f"{' '.join(o for o in overrides if o != stray[0])}`."
+            f"`{command} {stray[0]} {' '.join(o for o in overrides if o != stray[0])}`."
         )
     return directory, overrides
 
@@ -361,8 +409,9 @@ def _print_report(root: Path, console: Any, overrides: list[str] | None = None) 
 @main.command()
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True,
-              help="json: {project (its folder), stages, outdated, stale, damaged, not_run, unfinished, "
-                   "switched_off_moved_past, spec_problem, report (report.json's content)}; markdown: report.md.")
+              help="json: {project (its folder), stages, outdated, stale, previous, damaged, not_run, unfinished, "
+                   "switched_off_moved_past, spec_problem, report (report.json's content); running while a "
+                   "run is in progress}; markdown: report.md.")
 @click.option("--all-sources", is_flag=True,
               help="List every source in the text report (with more than 30, highest score first; by "
                    "default the per-source table then shows the 20 highest and 10 lowest scoring and long "
@@ -401,14 +450,23 @@ def report(directory: Path | None, fmt: str, all_sources: bool) -> None:
 def ls_command(directory: Path | None, fmt: str) -> None:
     """List registered loaders, strategies, estimators, projectors and packaged models.
 
-    With DIRECTORY (a project or its spec file), also the plugins its spec's `plugins:`
-    list registers. Installed plugins that fail to import are listed with the reason."""
+    Also the plugins the `plugins:` list of a project's spec registers: DIRECTORY's (a
+    project or its spec file), else the current directory's subsetctl.yaml when there is
+    one. Installed plugins that fail to import are listed with the reason."""
     from rich.markup import escape
     from rich.table import Table
 
     from subsetctl.api import list_plugins
 
-    plugins = list_plugins(directory)
+    if directory is None and Path("subsetctl.yaml").is_file():  # the current directory is a project
+        try:
+            plugins = list_plugins(Path.cwd())
+        except UserError as exc:  # still list what is built in: that needs no spec
+            _console(stderr=True).print(f"warning: the spec in this folder was not read, so its plugins are not "
+                                        f"listed: {exc}", markup=False)
+            plugins = list_plugins(None)
+    else:
+        plugins = list_plugins(directory)
     if fmt == "json":
         _echo_json(plugins)
         return

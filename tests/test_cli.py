@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -325,3 +327,40 @@ def test_a_project_folder_after_the_overrides_is_a_usage_error_naming_the_order(
         result = runner.invoke(main, [command, "gradients.d=32", str(tmp_path)])
         assert result.exit_code == 2
         assert "Give the project folder first" in result.output and f"{tmp_path} gradients.d=32" in result.output
+
+
+
+def test_an_override_split_by_spaces_is_a_usage_error_suggesting_it_whole(tmp_path: Path) -> None:
+    """`plan proj gradients.d = 32` suggested `subsetctl plan gradients.d = 32`: the folder
+    dropped and the mistake repeated."""
+    runner = CliRunner()
+    for args, suggested in (([str(tmp_path), "gradients.d", "=", "32"], f"plan {tmp_path} gradients.d=32`"),
+                            ([str(tmp_path), "gradients.d:", "32"], f"plan {tmp_path} gradients.d=32`"),
+                            (["gradients.d", "=", "32"], "`subsetctl plan gradients.d=32`"),
+                            (["gradients.d:", "32", "search.seed=1"], "`subsetctl plan gradients.d=32 search.seed=1`")):
+        result = runner.invoke(main, ["plan", *args], prog_name="subsetctl")
+        assert result.exit_code == 2, result.output
+        assert "without spaces around '='" in result.output and suggested in result.output, result.output
+
+def _cli_with_reader_gone(*args: str) -> subprocess.CompletedProcess:
+    """The CLI writing into a pipe whose reader has closed it (`subsetctl ... | head -c 0`)."""
+    command = "import sys; from subsetctl.cli import main; sys.argv[0] = 'subsetctl'; main()"
+    proc = subprocess.Popen([sys.executable, "-c", command, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # before the first write: every write meets a broken pipe
+    stderr = proc.stderr.read()
+    proc.wait(timeout=600)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, "", stderr)
+
+
+def test_a_reader_that_stops_early_cuts_the_output_not_the_command(tiny_project: Path) -> None:
+    from subsetctl.api import plan_project
+
+    listed = _cli_with_reader_gone("ls")
+    assert (listed.returncode, listed.stderr) == (0, "")
+    ran = _cli_with_reader_gone("run", str(tiny_project), "--until", "gradients")  # the work goes on to the end
+    assert ran.returncode == 0, ran.stderr
+    assert all(s.state == "up to date" for s in plan_project(tiny_project, until="gradients")[2]
+               if s.name in ("data", "meta_init", "gradients"))
+    invalid = _cli_with_reader_gone("validate", str(tiny_project), "gradients.d=-1")
+    assert invalid.returncode == 1  # its own exit code, not one for the pipe

@@ -51,11 +51,15 @@ def test_full_run_then_noop_then_partial_rerun(tiny_project: Path) -> None:
     assert statuses["search"].will_run and "search.strategies[0].name" in statuses["search"].reasons[0]
 
 
-def test_cli_run_prints_report(tiny_project: Path) -> None:
+def test_cli_run_prints_report(tiny_project: Path, monkeypatch) -> None:
     result = CliRunner().invoke(main, ["run", str(tiny_project), "-q"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "selections" in result.output and "test metrics" in result.output
-    assert "adapter of the final pick (exhaustive): .subsetctl/finetune/runs/" in result.output
+    # a path that works from where the command was given (the project is not below it here)
+    assert f"adapter of the final pick (exhaustive): {tiny_project.resolve()}/.subsetctl/finetune/runs/" in result.output
+    monkeypatch.chdir(tiny_project.parent)
+    shown = CliRunner().invoke(main, ["report", tiny_project.name]).output
+    assert f"adapter of the final pick (exhaustive): {tiny_project.name}/.subsetctl/finetune/runs/" in shown
     report = CliRunner().invoke(main, ["report", str(tiny_project)])
     assert report.exit_code == 0 and "per-source scores" in report.output
     # the stages table lists the stages in the order they run, not alphabetically
@@ -426,6 +430,34 @@ def test_report_says_a_stage_a_run_stopped_partway_is_resumable_not_unrun(tiny_p
     assert "Stopped partway: finetune" in note and "Not run yet: finetune" not in note
 
 
+
+def test_report_during_a_run_says_it_is_running_not_stopped(tiny_project: Path) -> None:
+    """`report` while a run computes a stage said "Stopped partway: ... `subsetctl run`
+    resumes it", advice that then fails on the lock."""
+    import subprocess
+    import sys
+
+    from subsetctl.report.terminal import load_report_data, outdated_note
+
+    run_project(tiny_project)
+    state = tiny_project / ".subsetctl" / "finetune"
+    (state / "manifest.json").unlink()
+    code = ("import sys, time; from pathlib import Path; from subsetctl.project import Project\n"
+            f"with Project(Path({str(tiny_project)!r})).lock():\n    print('locked', flush=True); time.sleep(60)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        marker = json.loads((state / "work.json").read_text())
+        (state / "work.json").write_text(json.dumps({**marker, "pid": holder.pid}))  # the run working on it
+        data = load_report_data(tiny_project)
+        assert data["running"] == {"pid": str(holder.pid), "stage": "finetune"} and data["unfinished"] == []
+        note = outdated_note(data) or ""
+        assert f"in progress (PID {holder.pid}, computing finetune)" in note and "Stopped partway" not in note
+    finally:
+        holder.kill()
+        holder.wait()
+    assert load_report_data(tiny_project)["unfinished"] == ["finetune"]  # the run has gone: stopped partway
+
 def test_a_stage_that_fails_on_new_inputs_keeps_its_finished_results(tiny_project: Path) -> None:
     """A user error raised inside a stage (here: LoRA target modules the model lacks, found
     only once meta_init loads the model) deleted the stage's finished results before the
@@ -695,3 +727,24 @@ def test_plan_force_does_not_call_a_forced_stage_conditional(tiny_project: Path)
     assert {s.name: s for s in plan_project(tiny_project, until="meta_init")[2]}["meta_init"].conditional
     forced = {s.name: s for s in plan_project(tiny_project, until="meta_init", force=["meta_init"])[2]}
     assert forced["meta_init"].will_run and not forced["meta_init"].conditional
+
+
+def test_the_report_follows_the_overrides_of_results_that_came_back_to_the_same_output(tiny_project: Path) -> None:
+    """Results replaced or put back with the same output digests re-run nothing downstream,
+    but the report's "made with command-line overrides" line must still follow them."""
+    run_project(tiny_project)
+    manifest_path = tiny_project / ".subsetctl" / "evaluate" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["overrides"] == []
+    manifest["overrides"] = ["evaluate.max_new_tokens=16"]  # as if made by a run with it, to the same results
+    manifest_path.write_text(json.dumps(manifest))
+    (report,) = [s for s in plan_project(tiny_project)[2] if s.name == "report"]
+    assert report.will_run
+    run_project(tiny_project)
+    assert json.loads((tiny_project / "report.json").read_text())["overrides"] == {
+        "evaluate.max_new_tokens=16": ["evaluate"]}
+    manifest["overrides"] = []  # a plain run made them again
+    manifest_path.write_text(json.dumps(manifest))
+    results = run_project(tiny_project)
+    assert [r["stage"] for r in results if r["action"] == "ran"] == ["report"]
+    assert "overrides" not in json.loads((tiny_project / "report.json").read_text())

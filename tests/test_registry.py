@@ -268,3 +268,34 @@ class Nanny(GaussianProjector):
     with pytest.raises(UserError, match=re.escape("The projector plugin 'nanny' (module nan_proj) returned NaN")):
         run_project(tiny_project, until="gradients")
     sys.modules.pop("nan_proj", None)
+
+
+def test_ls_without_a_folder_lists_the_plugins_of_the_spec_in_the_current_folder(jsonl_project: Path) -> None:
+    """`ls` defaults to the current folder, as the other commands do: it ignored its spec."""
+    import os
+    import subprocess
+
+    import yaml
+
+    (jsonl_project / "mine_plugin.py").write_text(
+        "from subsetctl.registry import STRATEGIES\nfrom subsetctl.search.base import Strategy\n\n"
+        "@STRATEGIES.register('mine', 'picks mine')\nclass Mine(Strategy):\n"
+        "    def run(self, estimator, context, params):\n        return None\n")
+    spec_path = jsonl_project / "subsetctl.yaml"
+    spec = yaml.safe_load(spec_path.read_text())
+    spec_path.write_text(yaml.safe_dump({**spec, "plugins": ["mine_plugin:Mine"]}))
+    command = "import sys; from subsetctl.cli import main; sys.argv[0] = 'subsetctl'; main()"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(jsonl_project), *sys.path])}
+
+    def ls() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", command, "ls", "--format", "json"], check=False, cwd=jsonl_project,
+                              env=env, capture_output=True, text=True, timeout=120)
+
+    listed = ls()
+    assert listed.returncode == 0, listed.stderr
+    assert "mine" in {row["name"] for row in json.loads(listed.stdout)["strategies"]}
+    spec_path.write_text("target: [unclosed\n")  # a broken spec still lets ls list what is built in
+    broken = ls()
+    assert broken.returncode == 0 and "its plugins are not listed" in broken.stderr
+    names = {row["name"] for row in json.loads(broken.stdout)["strategies"]}
+    assert "forward" in names and "mine" not in names

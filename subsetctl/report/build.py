@@ -66,6 +66,22 @@ def _overrides_read_by(manifest: dict[str, Any]) -> list[str]:
     return overrides_under(shaping, list(manifest.get("inputs", {}).get("slice", {})))
 
 
+def results_overrides(project: Project, skip: frozenset[str] | set[str] = frozenset()) -> dict[str, list[str]]:
+    """override -> the stages (not in ``skip``) whose finished results were made with it
+    (:func:`_overrides_read_by`), in pipeline order: the report's "made with command-line
+    overrides" line, and an input of the report stage, so a run that replaces or puts back
+    those results also rewrites the line."""
+    from subsetctl.stages import stage_names
+
+    out: dict[str, list[str]] = {}
+    for stage in stage_names():
+        manifest = project.read_results_manifest(stage) if stage != "report" and stage not in skip else None
+        if manifest and not manifest.get("corrupt"):
+            for override in _overrides_read_by(manifest):
+                out.setdefault(override, []).append(stage)
+    return out
+
+
 def selection_order(spec: Any) -> list[str]:
     """The selections in the order the spec lists them: its strategies, then the
     fine-tune baselines (stage files keep them sorted by label)."""
@@ -107,9 +123,9 @@ def build_report(
         manifest = project.read_results_manifest(stage)
         if manifest and not manifest.get("corrupt"):
             report["stages"][stage] = {"seconds": manifest.get("seconds"), "summary": manifest.get("summary")}
-            if stage not in skip:  # results made under command-line overrides say so (not the spec alone)
-                for override in _overrides_read_by(manifest):
-                    report.setdefault("overrides", {}).setdefault(override, []).append(stage)
+    overrides = results_overrides(project, skip)
+    if overrides:  # results made under command-line overrides say so (not the spec alone)
+        report["overrides"] = overrides
     data = None if "data" in skip else _read(project.results_dir("data") / "data.json")
     if data and data.get("warnings"):  # leaked held-out rows, dropped blank rows, ...: true of every result
         report["data_warnings"] = data["warnings"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
@@ -31,10 +32,13 @@ DATA_WARNINGS_SHOWN = 5
 """Data-stage warnings the terminal report prints before it counts the rest."""
 
 
-def render_full_report(report: dict[str, Any], console: Any, all_sources: bool = False) -> None:
+def render_full_report(report: dict[str, Any], console: Any, all_sources: bool = False,
+                       root: Path | None = None) -> None:
     """Print the selections, per-source scores, verify and test tables. With many sources,
     long selections are summarized and the score table shows the highest and lowest
-    scoring sources only, unless ``all_sources`` (report.md and report.json list all)."""
+    scoring sources only, unless ``all_sources`` (report.md and report.json list all).
+    ``root``: the project folder, so that the final adapter's path (relative to it in the
+    report) is printed as one that works from the current directory."""
     from rich.table import Table
 
     overrides = overrides_line(report)
@@ -115,6 +119,19 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
     final = report.get("final")
     if final and report.get("adapters", {}).get(final):
         others = len(report["adapters"][final]) - 1
-        console.print(f"adapter of the final pick ({escape(final)}): {escape(report['adapters'][final][0])}"
+        console.print(f"adapter of the final pick ({escape(final)}): "
+                      f"{escape(_from_here(report['adapters'][final][0], root))}"
                       + (f" (+{others} more seed{'s' if others > 1 else ''})" if others else "")
                       + " [dim](report.md lists every selection's)[/dim]")
+
+
+def _from_here(relpath: str, root: Path | None) -> str:
+    """A path relative to the project folder ``root`` as one that works from the current
+    directory: relative when the project is below it, else absolute."""
+    if root is None:
+        return relpath
+    path = (Path(root) / relpath).resolve()
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)

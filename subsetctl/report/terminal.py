@@ -53,6 +53,11 @@ def load_report_data(root: Path, overrides: list[str] | None = None) -> dict[str
         if not _switched_on_by_an_override(project, name)]
     name = checked.pop("name")
     data.update(checked)
+    running = project.run_in_progress()  # "unfinished" is the stage that run is computing now
+    if running:
+        stage = project.stage_in_progress(running)
+        data["running"] = {"pid": running, "stage": stage}
+        data["unfinished"] = [name for name in data["unfinished"] if name != stage]
     report_json = root / "report.json"
     set_aside = [name for name in stages if project.read_manifest(name) is None]  # shown from .set-aside
     if (report_json.is_file() and "report" in stages and "report" not in outdated and not data["damaged"]
@@ -143,6 +148,11 @@ def outdated_note(data: dict[str, Any]) -> str | None:
     not_run = data.get("not_run") or []
     if not_run:
         notes.append(f"Not run yet: {', '.join(not_run)}. `subsetctl run {data['project']}` runs them.")
+    running = data.get("running")
+    if running:
+        at = f", computing {running['stage']}" if running.get("stage") else ""
+        notes.append(f"A `subsetctl run` is in progress (PID {running['pid']}{at}): the results shown are those "
+                     "finished so far; `subsetctl report` again once it is done.")
     unfinished = data.get("unfinished") or []
     if unfinished:  # a run stopped partway (Ctrl-C): its finished work is kept
         notes.append(f"Stopped partway: {', '.join(unfinished)}. `subsetctl run {data['project']}` resumes "
@@ -169,7 +179,7 @@ def render_report(root: Path, console: Any, all_sources: bool = False, overrides
     if full:
         from subsetctl.report.render import render_full_report
 
-        render_full_report(full, console, all_sources=all_sources)
+        render_full_report(full, console, all_sources=all_sources, root=root)
     note = outdated_note(data)
     if note:
         from rich.markup import escape
