@@ -23,6 +23,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -46,6 +47,9 @@ MANIFEST = "manifest.json"
 WORK_MARKER = "work.json"
 #: the lock file of a shard run's exclusive hold says "PID shard" (other shard runs wait for it)
 SHARD_TAG = "shard"
+#: a file or folder being written, renamed into place when complete: ``.<name>.tmp-<PID>-<random>``
+#: (:func:`atomic_write`, adapters, checkpoints); one whose process is gone was cut short by a kill
+LEFTOVER = re.compile(r"^\..+\.tmp-(\d+)-[A-Za-z0-9_]+$")
 
 
 @functools.cache
@@ -62,7 +66,7 @@ def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> N
     """Write ``path`` through ``write(handle)`` so that readers see the old or the new file,
     never half: a temporary file in the same folder, fsync, then ``os.replace``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-{os.getpid()}-")  # see LEFTOVER
     try:
         os.fchmod(fd, new_file_mode())
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
@@ -205,7 +209,8 @@ def artifact_checksums(folder: Path, scratch: tuple[str, ...] = ()) -> dict[str,
     files = []
     for path in sorted(folder.rglob("*")):
         rel = path.relative_to(folder)
-        if not path.is_file() or rel.parts[0] in exclude or path.name.startswith(".") or path.name.endswith(".lock"):
+        hidden = any(part.startswith(".") for part in rel.parts)  # also what a killed write left in a hidden folder
+        if not path.is_file() or rel.parts[0] in exclude or hidden or path.name.endswith(".lock"):
             continue
         files.append((rel, path))
     newest = max((path.stat().st_ctime_ns for _, path in files), default=0)
@@ -319,7 +324,8 @@ def _flock_briefly(handle: Any, mode: int, attempts: int = 5, pause: float = 0.1
             time.sleep(pause)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (one of another user counts as alive)."""
     try:
         os.kill(pid, 0)
     except OSError as exc:
@@ -432,6 +438,28 @@ class Project:
             for old in self.state_dir.glob(pattern):
                 shutil.rmtree(old, ignore_errors=True)
         self.tidy_set_aside()
+        self.delete_killed_writes()
+
+    def delete_killed_writes(self) -> None:
+        """Delete the half-written files and folders (:data:`LEFTOVER`) of processes that are
+        gone: a kill between writing and renaming into place leaves them, hidden, in the
+        state folder or next to report.md; no later write reuses their names."""
+        def gone(name: str) -> bool:
+            match = LEFTOVER.match(name)
+            return match is not None and not pid_alive(int(match.group(1)))
+
+        for folder in (self.root, self.root / "plots"):
+            for path in folder.glob(".*.tmp-*") if folder.is_dir() else []:
+                if path.is_file() and gone(path.name):
+                    path.unlink(missing_ok=True)
+        for parent, folders, files in os.walk(self.state_dir):
+            for name in files:
+                if gone(name):
+                    with contextlib.suppress(OSError):
+                        os.unlink(os.path.join(parent, name))
+            for name in [name for name in folders if gone(name)]:
+                shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+                folders.remove(name)
 
     def recover_swaps(self) -> None:
         """Complete a :meth:`swap_in_previous` that a crash or kill cut short: the stage's
@@ -692,7 +720,7 @@ class Project:
         def shard_preparing(holder: str) -> bool:
             parts = holder.split()
             waits = (shard and len(parts) == 2 and parts[1] == SHARD_TAG and parts[0].isdigit()
-                     and _pid_alive(int(parts[0])))
+                     and pid_alive(int(parts[0])))
             if waits and waiting is not None:
                 waiting(f"Waiting for the shard run PID {parts[0]}, which runs the stages before gradients "
                        "(or puts kept results back) for every shard.")
@@ -707,7 +735,7 @@ class Project:
                 return
             handle.seek(0)
             previous = handle.read().strip().split(" ")[0]
-            stale = previous.isdigit() and int(previous) != os.getpid() and not _pid_alive(int(previous))
+            stale = previous.isdigit() and int(previous) != os.getpid() and not pid_alive(int(previous))
             if stale and notice is not None:
                 notice(f"Took over a stale lock left by PID {previous}, which is no longer running.")
             handle.seek(0)

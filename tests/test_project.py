@@ -356,3 +356,36 @@ def test_a_folder_that_does_not_exist_is_said_to_not_exist(tmp_path) -> None:
 
     with pytest.raises(UserError, match="does not exist. Name an existing project folder"):
         Project.find(tmp_path / "mistyped")
+
+
+def _a_dead_pid() -> int:
+    return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True).stdout)
+
+
+def test_what_a_killed_write_left_in_a_hidden_folder_is_no_artifact(tmp_path: Path) -> None:
+    """A SIGKILL before `.adapter.tmp-PID-x/` was renamed to `adapter/` put its files among
+    the stage's artifacts on resume: an output digest that differed on every such run."""
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / "weights").write_bytes(b"w")
+    (tmp_path / ".adapter.tmp-123-abcd1234").mkdir()
+    (tmp_path / ".adapter.tmp-123-abcd1234" / "weights").write_bytes(b"half")
+    assert list(artifact_checksums(tmp_path)) == ["adapter/weights"]
+
+
+def test_run_deletes_what_killed_writes_left_and_nothing_else(tiny_project: Path) -> None:
+    run_project(tiny_project, until="gradients")
+    project = Project(tiny_project)
+    dead = _a_dead_pid()
+    leftovers = [project.stage_dir("meta_init") / f".adapter.tmp-{dead}-abcd1234",
+                 project.stage_dir("gradients") / f".resolved_spec.json.tmp-{dead}-k3j_x9q2",
+                 tiny_project / f".report.md.tmp-{dead}-zz9_aa11"]
+    leftovers[0].mkdir()
+    (leftovers[0] / "adapter_model.safetensors").write_bytes(b"half")
+    for path in leftovers[1:]:
+        path.write_text("half")
+    live = project.stage_dir("gradients") / f".info.json.tmp-{os.getpid()}-abcd1234"  # a writer still at work
+    live.write_text("being written")
+    results = run_project(tiny_project, until="gradients")
+    assert all(r["action"] == "up to date" for r in results)
+    assert not any(path.exists() for path in leftovers) and live.exists()

@@ -97,8 +97,15 @@ def test_verify_reuses_finished_fine_tunes_when_its_settings_change(tiny_project
     assert all(second[key] == value for key, value in first.items())
     run_project(tiny_project, [*base, "verify.k=4", "verify.lr_ce=0.003"], until="verify")
     assert verify_summary()["reused"] == 0
+
+    def digest() -> str:
+        return json.loads((state / "verify" / "manifest.json").read_text())["output_digest"]
+
+    trained = digest()
     run_project(tiny_project, [*base, "verify.k=4", "verify.lr_ce=0.003"], until="verify", force=["verify"])
     assert verify_summary()["reused"] == 0 and verify_summary()["runs"] == 4  # --force fine-tunes again
+    # the same fine-tunes, timed anew: the same output (calibrate is not re-run for the timings)
+    assert digest() == trained and verify_summary()["seconds_per_finetune"] > 0
     # as if stopped after two runs: the stage resumes from results.json and says so
     rows = json.loads((state / "verify" / "results.json").read_text())
     (state / "verify" / "results.json").write_text(json.dumps(rows[:2]))

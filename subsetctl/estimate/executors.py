@@ -80,12 +80,35 @@ def _run_from_file(path: str, masks: np.ndarray) -> EstimateBatch:
     return est.estimate(masks)
 
 
+#: the workers of the loky backend exit after this long without work (loky's default is
+#: 300 s): the calls of one search follow each other closely, and the workers of a run
+#: killed with SIGKILL (which cannot stop them) should not linger, holding its output open
+LOKY_IDLE_WORKER_TIMEOUT_S = 60
+
+
 def _temp_dir(nbytes: int) -> str:
+    """A folder for the dumped estimator, in ``/dev/shm`` (memory) when it has room: named
+    ``subsetctl-<PID>-...`` so that the folders of runs killed before they could delete
+    theirs (SIGKILL, out of memory) are found and deleted by the next call, on any run."""
     shm = Path("/dev/shm")
     roomy = shm.is_dir() and os.access(shm, os.W_OK)
+    prefix = f"subsetctl-{os.getpid()}-"
+    for parent in ([shm] if roomy else []) + [Path(tempfile.gettempdir())]:
+        _delete_dead_runs_temp_dirs(parent)
     if roomy and shutil.disk_usage(shm).free > 2 * nbytes + (64 << 20):
-        return tempfile.mkdtemp(prefix="subsetctl-", dir=shm)
-    return tempfile.mkdtemp(prefix="subsetctl-")
+        return tempfile.mkdtemp(prefix=prefix, dir=shm)
+    return tempfile.mkdtemp(prefix=prefix)
+
+
+def _delete_dead_runs_temp_dirs(parent: Path) -> None:
+    """Delete the estimator folders (:func:`_temp_dir`) in ``parent`` whose process is gone."""
+    from subsetctl.project import pid_alive
+
+    with contextlib.suppress(OSError):
+        for folder in parent.glob("subsetctl-*-*"):
+            owner = folder.name.split("-")[1]
+            if folder.is_dir() and owner.isdigit() and not pid_alive(int(owner)):
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def _estimate_nbytes(estimator: Any) -> int:
@@ -135,7 +158,8 @@ def _joblib_results(
             if blamed is None:
                 raise
             raise blamed from exc
-        parallel = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator")
+        parallel = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator",
+                            idle_worker_timeout=LOKY_IDLE_WORKER_TIMEOUT_S)
         yield from parallel(delayed(_run_from_file)(path, masks[s]) for s in slices)
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -109,6 +109,10 @@ class VerifyStage(common.ModelStage):
                         atomic_write_json(path, done)
                         task.update(len(done))
         shutil.rmtree(ctx.out_dir / "work", ignore_errors=True)
+        seconds = [r["seconds"] for r in done if isinstance(r.get("seconds"), (int, float))]
+        # the results without their wall-clock times: the same fine-tunes give the same file (and
+        # output digest), however they were timed, resumed or taken from the cache
+        atomic_write_json(path, [{k: v for k, v in r.items() if k != "seconds"} for r in done])
         if finetuner is None:
             finetuner = RealFinetuner(ctx, v.kinds[0])
         from subsetctl.modeling.lora import load_adapter_weights
@@ -126,7 +130,7 @@ class VerifyStage(common.ModelStage):
                 "resumed": len(finished),
                 "repeat_spearman": agreement,
                 "diverged": sum(bool(r["diverged"]) for r in done), "theta_star_val_loss": theta,
-                "seconds_per_finetune": float(np.mean([r["seconds"] for r in done])) if done else None}
+                "seconds_per_finetune": float(np.mean(seconds)) if seconds else None}
 
 
 class RunCache:

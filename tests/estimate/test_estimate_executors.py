@@ -306,3 +306,28 @@ def test_workers_lost_mid_search_are_a_user_error() -> None:
     assert lost is not None and "local cluster were lost" in str(lost) and "finished so far are kept" in str(lost)
     assert _workers_lost(KilledWorker("_run_batch-1", None, 3), "tcp://s:8786") is not None  # type: ignore[arg-type]
     assert _workers_lost(ValueError("an estimator's own error"), None) is None
+
+
+def test_estimator_folders_of_killed_runs_are_deleted_by_the_next_call(tmp_path: Path, monkeypatch) -> None:
+    """A SIGKILL between dumping the estimator and deleting its folder (in /dev/shm: memory)
+    leaked it until reboot; the folders carry their run's PID, and the next call deletes
+    those whose run is gone."""
+    import os
+    import subprocess
+    import tempfile
+
+    from subsetctl.estimate import executors
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(executors, "Path", lambda p: tmp_path / "no-shm" if p == "/dev/shm" else Path(p))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    dead = tmp_path / f"subsetctl-{gone}-abc"
+    live = tmp_path / f"subsetctl-{os.getppid()}-def"  # the test runner's parent: alive
+    unrelated = tmp_path / "subsetctl-notes"
+    for folder in (dead, live, unrelated):
+        folder.mkdir()
+        (folder / "estimator.joblib").write_bytes(b"x")
+    made = Path(executors._temp_dir(1))
+    assert made.parent == tmp_path and made.name.startswith(f"subsetctl-{os.getpid()}-")
+    assert not dead.exists() and live.exists() and unrelated.exists()
