@@ -42,9 +42,11 @@ def template_text(name: str) -> str:
 SCHEMA_FILENAME = "subsetctl.schema.json"
 
 
-def init_project(directory: Path, template: str = "quickstart", force: bool = False) -> Path:
+def init_project(directory: Path, template: str = "quickstart", force: bool = False,
+                 kept: list[str] | None = None) -> Path:
     """Create ``directory`` with a commented ``subsetctl.yaml`` (and the JSON schema it
-    points editors at); never overwrites a spec unless ``force``."""
+    points editors at); never overwrites a spec unless ``force``, nor ever a data file
+    the template would write (their names are appended to ``kept``)."""
     text = template_text(template)
     spec_path = directory / SPEC_FILENAME
     if spec_path.exists() and not force:
@@ -60,6 +62,8 @@ def init_project(directory: Path, template: str = "quickstart", force: bool = Fa
             target = directory / extra.name
             if not target.exists():
                 target.write_bytes(extra.read_bytes())
+            elif kept is not None:
+                kept.append(extra.name)
     except OSError as exc:  # a path that cannot be a folder, a read-only or missing parent
         raise UserError(
             f"Cannot create the project in {directory}: {exc.strerror or exc}. Choose a folder you can write to "

@@ -169,10 +169,14 @@ def init(directory: Path, template: str, force: bool) -> None:
     """Create a project directory with a commented spec."""
     from subsetctl.api import init_project
 
-    path = init_project(directory, template, force)
+    kept: list[str] = []
+    path = init_project(directory, template, force, kept)
     console = _console()
     console.print(f"Created {path} (template {template}) and its schema for editors, subsetctl.schema.json.",
-                  highlight=False)
+                  highlight=False, markup=False)
+    if kept:
+        console.print(f"Kept the existing {', '.join(sorted(kept))} (the spec reads {'it' if len(kept) == 1 else 'them'}; "
+                      "delete a file to get the template's).", highlight=False, markup=False)
     spec_arg, dir_arg = shlex.quote(str(path)), shlex.quote(str(directory))  # copy-pasteable with spaces
     console.print(f"Next: subsetctl validate {spec_arg} && subsetctl plan {dir_arg} && subsetctl run {dir_arg}",
                   highlight=False, markup=False)
@@ -233,7 +237,7 @@ def _status_table(statuses: list[Any], title: str) -> Any:
     table.add_column("stage")
     table.add_column("status")
     table.add_column("run would")
-    table.add_column("why")
+    table.add_column("why", overflow="fold")  # long overrides and paths wrap, never cut off
     for s in statuses:
         color = colors.get(s.state, "white")
         action = "run" if s.will_run else "put back" if s.put_back else "skip"
@@ -415,7 +419,7 @@ def _print_report(root: Path, console: Any, overrides: list[str] | None = None) 
 @click.option("--all-sources", is_flag=True,
               help="List every source in the text report (with more than 30, highest score first; by "
                    "default the per-source table then shows the 20 highest and 10 lowest scoring and long "
-                   "selections are summarized).")
+                   "selections are summarized). json and markdown always list every source.")
 def report(directory: Path | None, fmt: str, all_sources: bool) -> None:
     """Show the results of the last run (read-only; works during a run).
 

@@ -10,6 +10,7 @@ importing :mod:`subsetctl.registry` stays cheap (no torch).
 from __future__ import annotations
 
 import contextlib
+import difflib
 import importlib
 import re
 import sys
@@ -112,8 +113,10 @@ class Registry(Generic[T]):
         if name in self._broken:
             raise UserError(self._broken[name])
         known = ", ".join(sorted(self._entries)) or "(none)"
+        close = difflib.get_close_matches(name, sorted(self._entries), n=1, cutoff=0.75)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise UnknownPluginError(
-            f"Unknown {self.kind} {name!r}. Registered {_plural(self.kind)}: {known}. "
+            f"Unknown {self.kind} {name!r}{hint}. Registered {_plural(self.kind)}: {known}. "
             f"Third-party {_plural(self.kind)} register through the entry-point group "
             f"{self.group!r}, or with `@{self.variable}.register({name!r})` (from subsetctl.registry) in a "
             "module named under 'plugins:' in the spec; `subsetctl ls PROJECT` lists what a spec registers.",

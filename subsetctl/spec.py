@@ -860,6 +860,14 @@ def plain_error_message(err: Any) -> str:
         return f"expected a whole number, got {_describe_value(value)}"
     if kind in ("float_parsing", "float_type"):
         return f"expected a number, got {_describe_value(value)}"
+    if kind == "string_type":  # `name: 2023`, `name: yes`: YAML read a number or a boolean
+        if isinstance(value, bool):
+            return (f"expected text, got the boolean {str(value).lower()} (YAML reads unquoted true/false, "
+                    "yes/no and on/off as booleans: quote the value to keep it text)")
+        if isinstance(value, (int, float)):
+            return (f"expected text, got the number {value!r} (YAML reads unquoted numbers as numbers: quote "
+                    f'it to keep it text, e.g. "{value}")')
+        return f"expected text, got {_describe_value(value)}"
     if kind == "list_type":  # `search.strategies=exhaustive`
         return (f"expected a list, got {_describe_value(value)} (in YAML `[a, b]`, or one `- item` per "
                 "line)")
@@ -897,7 +905,8 @@ def _models_in(annotation: Any) -> list[Any]:
 
 def _describe_value(value: Any) -> str:
     """``'a.jsonl'`` -> "the text 'a.jsonl'": what a wrong value was read as."""
-    kinds = {str: "the text", list: "a list", dict: "a mapping", type(None): "nothing (null)"}
+    kinds = {str: "the text", list: "a list", dict: "a mapping", type(None): "nothing (null)",
+             bool: "the boolean", int: "the number", float: "the number"}
     word = kinds.get(type(value), f"the {type(value).__name__}")
     return word if value is None else f"{word} {value!r}" if len(repr(value)) <= 60 else word
 
@@ -1119,7 +1128,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
                 node = node[part]
             else:
                 if not isinstance(node, dict):
-                    raise SpecError(f"Override {item!r}: {format_path(tuple(parts[:i]))} is not a mapping.")
+                    raise SpecError(_not_a_mapping(item, parts[:i], node, part))
                 if part not in node or node[part] is None:
                     if isinstance(nxt, int):
                         raise SpecError(f"Override {item!r}: {format_path(tuple(parts[: i + 1]))} does not exist.")
@@ -1132,9 +1141,19 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node[last] = value
         else:
             if not isinstance(node, dict):
-                raise SpecError(f"Override {item!r}: {format_path(tuple(parts[:-1]))} is not a mapping.")
+                raise SpecError(_not_a_mapping(item, parts[:-1], node, last))
             node[last] = value
     return out
+
+
+def _not_a_mapping(item: str, path: list[str | int], node: Any, part: str | int) -> str:
+    """The error of an override whose key goes into something that is no mapping; for a
+    list item written with a dot (``sources.0.max_examples``), how to write it."""
+    where = format_path(tuple(path))
+    if isinstance(node, list) and str(part).isdigit():
+        return (f"Override {item!r}: {where} is a list, not a mapping: name an item with brackets, "
+                f"{where}[{part}] (e.g. sources[0].max_examples=50).")
+    return f"Override {item!r}: {where} is not a mapping."
 
 
 def override_keys(overrides: list[str]) -> list[tuple[str, str]]:

@@ -341,10 +341,16 @@ def test_evaluate_settings_that_fail_after_every_fine_tune_are_found_first(tmp_p
 def test_a_target_test_split_that_rounds_to_nothing_stops_the_data_stage(jsonl_project: Path) -> None:
     from subsetctl.api import run_project
 
-    # (not validate: a file's line count is only an upper bound of its rows, and the rounding is not
-    # monotone, so validate cannot tell from it)
-    with pytest.raises(UserError, match=r"split.test=0.01 of \d+ examples gives no test examples"):
+    # validate says so first: no row count up to the file's 20 lines gives a test row (a line
+    # count is only an upper bound of the rows, and the rounding is not monotone, so it checks each)
+    with pytest.raises(UserError, match=r"split.test: 0.01 of at most 20 examples gives no test examples"):
         run_project(jsonl_project, ["target.split={train: 0.9, validation: 0.09, test: 0.01}"], until="data")
+    # where validate cannot tell (3 of 5 rows without an answer, dropped: 2 left), the data stage stops
+    rows = [{"prompt": "a", "response": "1"}, *[{"prompt": f"q{i}", "response": ""} for i in range(3)],
+            {"prompt": "b", "response": "2"}]
+    (jsonl_project / "target.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    with pytest.raises(UserError, match=r"split.validation=0.3 of 2 examples gives no validation examples"):
+        run_project(jsonl_project, ["target.split={train: 0.3, validation: 0.3, test: 0.4}"], until="data")
 
 
 def test_max_length_beyond_the_models_positions_is_refused(tmp_path: Path) -> None:

@@ -48,6 +48,21 @@ def test_init_minimal_template_is_valid(tmp_path: Path) -> None:
     assert not (tmp_path / "u").exists()
 
 
+def test_init_keeps_the_users_data_files_and_validate_sees_a_split_that_rounds_to_no_rows(tmp_path: Path) -> None:
+    """A one-row target.jsonl: `init -t minimal` kept it without a word, and validate passed
+    split.validation 0.25 of it, which `run` then refused."""
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "target.jsonl").write_text('{"prompt": "MINE", "response": "1"}\n')
+    made = invoke("init", str(tmp_path / "m"), "--template", "minimal")
+    assert made.exit_code == 0 and "Kept the existing target.jsonl (the spec reads it" in made.output
+    assert (tmp_path / "m" / "target.jsonl").read_text() == '{"prompt": "MINE", "response": "1"}\n'
+    checked = CliRunner().invoke(main, ["validate", str(tmp_path / "m")])
+    assert checked.exit_code == 1
+    assert "target.split.validation: 0.25 of at most 1 examples gives no validation examples" in checked.output
+    (tmp_path / "m" / "target.jsonl").write_text('{"prompt": "a", "response": "1"}\n' * 40)
+    assert invoke("validate", str(tmp_path / "m")).exit_code == 0  # 0.25 of up to 40 rows: some
+
+
 def test_validate_without_arguments_checks_the_current_directory(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     missing = invoke("validate")

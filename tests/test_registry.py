@@ -299,3 +299,13 @@ def test_ls_without_a_folder_lists_the_plugins_of_the_spec_in_the_current_folder
     assert broken.returncode == 0 and "its plugins are not listed" in broken.stderr
     names = {row["name"] for row in json.loads(broken.stdout)["strategies"]}
     assert "forward" in names and "mine" not in names
+
+
+def test_an_unknown_name_close_to_a_registered_one_gets_a_suggestion() -> None:
+    from subsetctl.errors import UnknownPluginError
+
+    with pytest.raises(UnknownPluginError, match=r"Unknown strategy 'exhaustiv' \(did you mean 'exhaustive'\?\)"):
+        STRATEGIES.get("exhaustiv")
+    with pytest.raises(UnknownPluginError) as far:
+        STRATEGIES.get("best_single")
+    assert "did you mean" not in str(far.value)

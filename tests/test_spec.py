@@ -90,6 +90,9 @@ def test_overrides_with_indices_are_type_checked(tmp_path: Path) -> None:
         apply_overrides(MINIMAL, ["sources[5].name=x"])
     with pytest.raises(SpecError):
         apply_overrides(MINIMAL, ["no-equals-sign"])
+    for dotted in ("sources.0.max_examples=5", "sources.0=x"):  # a list item with a dot: say how to write it
+        with pytest.raises(SpecError, match=r"sources is a list, not a mapping: name an item with brackets, sources\[0\]"):
+            apply_overrides(MINIMAL, [dotted])
 
 
 def test_load_spec_errors(tmp_path: Path) -> None:
@@ -297,6 +300,20 @@ def test_a_semantic_issue_on_an_unwritten_key_points_at_its_section(jsonl_projec
     assert "surrogate" in written[issue.line - 1]  # the strategy's own line
 
 
+def test_a_name_yaml_read_as_a_number_or_boolean_says_to_quote_it() -> None:
+    """`name: 2023` or `name: yes` got pydantic's "Input should be a valid string"."""
+    text = ("project: {name: yes}\ntarget:\n  name: t\n  loader: {type: jsonl, path: t.jsonl}\n"
+            "sources:\n  - name: 2023\n    loader: {type: jsonl, path: s.jsonl}\n")
+    spec, issues = validate_data(yaml.safe_load(text), "x.yaml", text)
+    assert spec is None
+    by_key = {i.key: i.message for i in issues}
+    assert by_key["project.name"].startswith("expected text, got the boolean true (YAML reads unquoted true/false")
+    assert by_key["sources[0].name"] == ('expected text, got the number 2023 (YAML reads unquoted numbers as numbers: '
+                                         'quote it to keep it text, e.g. "2023")')
+    quoted = text.replace("name: 2023", 'name: "2023"').replace("{name: yes}", '{name: "yes"}')
+    assert validate_data(yaml.safe_load(quoted), "x.yaml", quoted)[0] is not None
+
+
 def test_wrong_types_and_loader_types_get_messages_in_the_specs_terms() -> None:
     """pydantic's own texts ("Input tag 'json' found using 'type' does not match...", one
     message per union member, "instance of SourceSpec") said neither what to write nor where."""
@@ -311,7 +328,7 @@ def test_wrong_types_and_loader_types_get_messages_in_the_specs_terms() -> None:
     assert "`type: plugin`" in tag.message
     assert by_key["target.split.train"].message == "expected a number, got the text 'half'"  # once, not per member
     assert by_key["sources[0]"].message == "expected a mapping of keys (key: value), got the text 's.jsonl'"
-    assert by_key["gradients.d"].message == "expected a whole number, got the float 1.5"
+    assert by_key["gradients.d"].message == "expected a whole number, got the number 1.5"
     data = yaml.safe_load(text.replace("    type: json\n", ""))
     data["sources"], data["target"]["split"], data["gradients"] = [], {"train": 0.5, "validation": 0.25}, {}
     data["source_files"] = [{"files": "*.jsonl", "loader": {"type": "huggingface"}}]

@@ -124,12 +124,16 @@ def _check_split(
     # a fraction that rounds to no rows, only where the size is exact: a reasoning-gym task
     # makes exactly `size` rows, while a file's count or max_examples is an upper bound, and
     # the largest-remainder rounding is not monotone (test 0.1 gives 0 of 6 rows, 1 of 5)
+    # (elsewhere: when no row count up to the bound gives one, as 0.25 of at most 3 rows)
     exact = isinstance(source.loader, ReasoningGymLoader)
     for name in ("validation", "test"):
-        if exact and is_target and getattr(split, name) and counts[name] == 0:
+        if not (is_target and getattr(split, name) and counts[name] == 0):
+            continue
+        if exact or (n <= 1000 and not any(split_counts(split, m)[name] for m in range(1, n))):
             issues.add(
                 loc + ("split", name),
-                f"{getattr(split, name)!r} of {n} examples gives no {name} examples",
+                f"{getattr(split, name)!r} of {'' if exact else 'at most '}{n} examples gives no {name} examples"
+                f" (a fraction of the rows, rounded); raise split.{name} or use more data",
             )
 
 
