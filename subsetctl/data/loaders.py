@@ -825,7 +825,7 @@ def load_parquet(options: ParquetLoader, ctx: LoadContext) -> Dataset:
         raise UserError(f"Source {ctx.source_name!r}: file {path} is empty (no rows).")
     answer_option, answer_field = _required_fields(options, ctx)
     builder = CommonColumns(options.prompt_field, answer_field, answer_option, ctx, _where(path),
-                            lambda i: f"row {i}", parquet.schema_arrow.names)
+                            one_based_row, parquet.schema_arrow.names)
     try:
         for batch in parquet.iter_batches(batch_size=CHUNK_ROWS):
             builder.add_all(batch.to_pylist())
@@ -835,6 +835,31 @@ def load_parquet(options: ParquetLoader, ctx: LoadContext) -> Dataset:
 
 
 # ------------------------------------------------------------------- huggingface
+
+
+def one_based_row(i: int) -> str:
+    """Where row ``i`` (0-based) of a table is, counted from 1 as JSONL and CSV lines are."""
+    return f"row {i + 1}"
+
+
+def _class_names_of(loaded: Any) -> dict[str, Any]:
+    """The ``ClassLabel`` columns of a Hugging Face dataset (most classification datasets
+    store their labels so): column -> feature, whose ``int2str`` gives a class id's name."""
+    import datasets
+
+    return {name: feature for name, feature in loaded.features.items() if isinstance(feature, datasets.ClassLabel)}
+
+
+def _with_class_names(records: list[dict[str, Any]], classes: dict[str, Any]) -> list[dict[str, Any]]:
+    """``records`` with the class ids of ``ClassLabel`` columns as their names ("positive",
+    not 1), as a target written in text names them; -1 (no label, as in hidden test
+    splits) becomes null. Ids outside the names stay as they are."""
+    for record in records:
+        for column, feature in classes.items():
+            value = record.get(column)
+            if isinstance(value, int) and not isinstance(value, bool):
+                record[column] = None if value < 0 else feature.int2str(value) if value < feature.num_classes else value
+    return records
 
 
 def describe_exception(exc: BaseException, limit: int = 300) -> str:
@@ -947,13 +972,14 @@ def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
             f"{type(loaded).__name__}). Set loader.split."
         )
     answer_option, answer_field = _required_fields(options, ctx)
-    builder = CommonColumns(options.prompt_field, answer_field, answer_option, ctx, where, lambda i: f"row {i}",
+    builder = CommonColumns(options.prompt_field, answer_field, answer_option, ctx, where, one_based_row,
                             loaded.column_names)
     # the rows as stored, a batch at a time: not through the dataset's format (a saved
     # "numpy" format turned numbers into JSON strings) or its feature decoding (an Image
     # column became a PIL object whose text holds a memory address), like ``to_list()``
+    classes = _class_names_of(loaded)
     for batch in loaded.with_format("arrow").iter(batch_size=CHUNK_ROWS):
-        builder.add_all(batch.to_pylist())
+        builder.add_all(_with_class_names(batch.to_pylist(), classes) if classes else batch.to_pylist())
     return builder.finish()
 
 
@@ -1234,5 +1260,6 @@ def load_plugin(options: PluginLoader, ctx: LoadContext) -> Dataset:
         f"{options.name!r} or its loader.options."
     )
     return build_common(
-        result.to_list(), "prompt", answer, None, ctx, where, lambda i: f"row {i}", result.column_names, fix
+        _with_class_names(result.to_list(), _class_names_of(result)), "prompt", answer, None, ctx, where,
+        one_based_row, result.column_names, fix
     )

@@ -450,6 +450,24 @@ def test_a_saved_datasets_format_and_feature_decoding_do_not_change_its_rows(tmp
     assert first == load_huggingface(HuggingFaceLoader(type="huggingface", path="img"), make_ctx())["metadata"][0]
 
 
+
+def test_class_label_columns_give_their_class_names_not_ids(tmp_path: Path, make_ctx) -> None:
+    """Most hub classification datasets store labels as ClassLabel ids: a target labelled
+    'positive'/'negative' and such a source gave a head of 4 classes ('0', '1', ...)."""
+    from datasets import ClassLabel, Dataset, Features, Value
+
+    features = Features({"text": Value("string"), "label": ClassLabel(names=["negative", "positive"])})
+    Dataset.from_dict({"text": ["bad", "good", "hidden"], "label": [0, 1, -1]},
+                      features=features).save_to_disk(str(tmp_path / "sst"))
+    options = HuggingFaceLoader(type="huggingface", path="sst", prompt_field="text", label_field="label")
+    with pytest.raises(UserError, match=r"row 3: 'label' \(loader\.label_field\) is missing or null"):
+        load_huggingface(options, make_ctx(kind="classifier"))  # -1: no label (a hidden test split), counted from 1
+    Dataset.from_dict({"text": ["bad", "good"], "label": [0, 1]}, features=features).save_to_disk(str(tmp_path / "ok"))
+    loaded = load_huggingface(options.model_copy(update={"path": "ok"}), make_ctx(kind="classifier"))
+    assert loaded["label_text"] == ["negative", "positive"]
+    causal = HuggingFaceLoader(type="huggingface", path="ok", prompt_field="text", response_field="label")
+    assert load_huggingface(causal, make_ctx())["response"] == ["negative", "positive"]
+
 # ------------------------------------------------------- empty answers (walkthrough)
 
 
@@ -570,7 +588,7 @@ def test_plugin_empty_response_rows_are_left_out(make_ctx) -> None:
     )
     ctx = make_ctx("pl")
     assert load_plugin(PluginLoader(type="plugin", name="test_emptyresp_loader"), ctx)["prompt"] == ["p"]
-    assert "1 of 2 rows have an empty 'response' (row 1)" in ctx.notices[0]
+    assert "1 of 2 rows have an empty 'response' (row 2)" in ctx.notices[0]
 
 
 def test_reasoning_gym_unknown_task_says_how_to_list_tasks(make_ctx) -> None:
