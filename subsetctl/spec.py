@@ -835,7 +835,8 @@ def plain_error_message(err: Any) -> str:
     kind, value, message = err["type"], err.get("input"), err["msg"]
     if kind == "extra_forbidden":
         loc = [part for part in err["loc"] if isinstance(part, (str, int))]
-        close = difflib.get_close_matches(str(loc[-1]), sorted(_keys_at(loc[:-1])), n=1, cutoff=0.75) if loc else []
+        allowed = sorted(_keys_at(loc[:-1]) - {str(loc[-1])}) if loc else []  # never the key just refused
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.75) if loc else []
         if close:
             return f"unknown key (did you mean {close[0]!r}? `subsetctl schema` lists the keys)"
         return "unknown key (check its spelling; `subsetctl schema` lists the keys)"
@@ -888,11 +889,17 @@ def _keys_at(path: list[str | int]) -> set[str]:
                 found.append(model)
             elif isinstance(model, type) and issubclass(model, BaseModel) and part in model.model_fields:
                 found.extend(_models_in(model.model_fields[part].annotation))
-            elif isinstance(model, type) and issubclass(model, BaseModel):  # a union member's tag (e.g. "jsonl")
-                found.append(model)
+            elif isinstance(model, type) and issubclass(model, BaseModel) and _tagged(model, part):
+                found.append(model)  # a union member's tag (e.g. "jsonl"): that member only
         models = found
     return {key for model in models if isinstance(model, type) and issubclass(model, BaseModel)
             for key in model.model_fields}
+
+
+def _tagged(model: type[BaseModel], tag: str | int) -> bool:
+    """Whether ``tag`` is the ``type`` of the union member ``model`` (a loader's "jsonl")."""
+    field_info = model.model_fields.get("type")
+    return field_info is not None and tag in get_args(field_info.annotation)
 
 
 def _models_in(annotation: Any) -> list[Any]:

@@ -300,6 +300,17 @@ def test_a_semantic_issue_on_an_unwritten_key_points_at_its_section(jsonl_projec
     assert "surrogate" in written[issue.line - 1]  # the strategy's own line
 
 
+def test_did_you_mean_suggests_keys_of_the_loader_type_in_use_only() -> None:
+    """`file:` on a jsonl loader got "did you mean 'file'?" (a key of the evals loader)."""
+    text = ("target:\n  name: t\n  loader: {type: jsonl, path: t.jsonl, file: x, prompt_fild: p}\n"
+            "sources:\n  - name: s\n    loader: {type: evals, name: x, fil: y}\n")
+    _, issues = validate_data(yaml.safe_load(text), "x.yaml", text)
+    by_key = {i.key: i.message for i in issues}
+    assert "did you mean" not in by_key["target.loader.file"]
+    assert "did you mean 'prompt_field'?" in by_key["target.loader.prompt_fild"]
+    assert "did you mean 'file'?" in by_key["sources[0].loader.fil"]  # the evals loader has it
+
+
 def test_a_name_yaml_read_as_a_number_or_boolean_says_to_quote_it() -> None:
     """`name: 2023` or `name: yes` got pydantic's "Input should be a valid string"."""
     text = ("project: {name: yes}\ntarget:\n  name: t\n  loader: {type: jsonl, path: t.jsonl}\n"

@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import IO, Any
 
-from subsetctl.data.loaders import open_decompressed, resolve_path
+from subsetctl.data.loaders import UnsupportedCompression, open_decompressed, resolve_path
 from subsetctl.errors import UserError
 from subsetctl.hub import looks_local
 from subsetctl.spec import (
@@ -237,6 +237,8 @@ def _file_head(loader: LoaderBase, path: Path) -> tuple[list[str] | None, str | 
                 return None, f"not a Parquet file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
     except UnicodeDecodeError as exc:
         return None, f"not valid UTF-8 ({exc.reason}{_utf8_error_where(path)}): re-save it as UTF-8"
+    except UnsupportedCompression as exc:
+        return None, exc.problem
     except (OSError, EOFError, csv.Error, ImportError, RecursionError):
         return None, None
     return None, None

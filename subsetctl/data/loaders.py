@@ -298,10 +298,14 @@ class CommonColumns:
         self.seen = {prompt_field: False, answer_field: False}
         self.count = 0
         self.error: UserError | None = None
+        self.null_rows: list[int] = []  # the first few rows missing a prompt or an answer (for the error)
+        self.null_count = 0
         self.blank: list[int] = []  # the first few rows with a blank answer (for the notice)
         self.blank_count = 0
         self.structured: tuple[int, str] | None = None  # first row whose answer is a list or object
         self.structured_count = 0
+        self.structured_prompt: tuple[int, str] | None = None  # first row whose prompt is (e.g. a chat)
+        self.structured_prompt_count = 0
         self.chunks: list[Any] = []
         self.columns: dict[str, list[Any]] = self._empty_columns()
 
@@ -323,15 +327,24 @@ class CommonColumns:
         for field in self.seen:
             if not self.seen[field] and field in record:
                 self.seen[field] = True
-        if self.error is not None:  # only the columns' presence still matters (see the class doc)
+        if self.error is not None:  # only the columns' presence, and the count of such rows, still matter
+            self._count_null(i, record)
             return
         try:
             self._map(i, record)
         except UserError as exc:
             self.error = exc
+            self._count_null(i, record)
             return
         if len(self.columns["row"]) >= CHUNK_ROWS:
             self._flush()
+
+    def _count_null(self, i: int, record: dict[str, Any]) -> None:
+        """Count record ``i`` if it lacks its prompt or its answer (a null or missing value)."""
+        if record.get(self.prompt_field) is None or record.get(self.answer_field) is None:
+            self.null_count += 1
+            if len(self.null_rows) < 5:
+                self.null_rows.append(i)
 
     def _map(self, i: int, record: dict[str, Any]) -> None:
         source, answer_field = self.ctx.source_name, self.answer_field
@@ -348,6 +361,10 @@ class CommonColumns:
             self.structured_count += 1
             if self.structured is None:
                 self.structured = (i, value_to_text(values[answer_field]))
+        if isinstance(values[self.prompt_field], (list, dict)):
+            self.structured_prompt_count += 1
+            if self.structured_prompt is None:
+                self.structured_prompt = (i, value_to_text(values[self.prompt_field]))
         locate_row = functools.partial(self.locate, i)
         prompt = _check_utf8(value_to_text(values[self.prompt_field]), source, self.where, locate_row,
                              self.prompt_field)
@@ -380,6 +397,16 @@ class CommonColumns:
         columns["label_text"].append(answer if self.classifier else "")
         columns["metadata"].append(_metadata_json(extra))
         columns["row"].append(i)
+
+    def _note_structured(self, first_row: tuple[int, str], count: int, named: str, what_then: str) -> None:
+        """The notice that ``count`` rows hold a list or an object as ``named`` (the first of
+        them: ``first_row``), and ``what_then`` is made of it."""
+        first, example = first_row
+        example = example if len(example) <= 60 else example[:57] + "..."
+        self.ctx.notices.append(
+            f"Source {self.ctx.source_name!r}: {count} row(s) of {self.where} have a list or an object as {named} "
+            f"(first at {self.locate(first)}: {example}); {what_then}"
+        )
 
     def _flush(self) -> None:
         """The rows mapped so far as an Arrow chunk (label -1 until :meth:`finish`)."""
@@ -422,20 +449,26 @@ class CommonColumns:
             if not self.seen[field]:
                 raise _missing_column(source, self.where, field, field_option, self.available, self.fix)
         if self.error is not None:
+            if self.null_count > 1:  # all of them at once, not one per run
+                shown = ", ".join(self.locate(i) for i in self.null_rows) + (", ..." if self.null_count > 5 else "")
+                raise UserError(f"{self.error} {self.null_count} of {self.count} rows lack {_named(self.prompt_field, self.prompt_option)} "
+                                f"or {_named(self.answer_field, option)} ({shown}).") from None
             raise self.error
         named = _named(self.answer_field, option)
         if self.blank_count:
             _note_blank_answers(self.blank, self.blank_count, self.count, self.ctx, self.where, self.locate,
                                 named, self.what, self.advice)
+        if self.structured_prompt is not None:
+            self._note_structured(self.structured_prompt, self.structured_prompt_count,
+                                  _named(self.prompt_field, self.prompt_option),
+                                  "each prompt is its JSON text. A chat (a list of messages) is not rendered with "
+                                  "the model's chat template: write the prompt as plain text, or render it in a "
+                                  "plugin loader.")
         if self.structured is not None:
-            first, example = self.structured
-            example = example if len(example) <= 60 else example[:57] + "..."
-            self.ctx.notices.append(
-                f"Source {source!r}: {self.structured_count} row(s) of {self.where} have a list or an object as "
-                f"{named} (first at {self.locate(first)}: {example}); each is "
-                f"{'a class' if self.classifier else 'the gold response'} as its JSON text. If it holds several "
-                "accepted answers or a nested field, write the one meant as a plain value (or use a plugin loader)."
-            )
+            self._note_structured(self.structured, self.structured_count, named,
+                                  f"each is {'a class' if self.classifier else 'the gold response'} as its JSON "
+                                  "text. If it holds several accepted answers or a nested field, write the one "
+                                  "meant as a plain value (or use a plugin loader).")
         self._flush()
         table = self._one_chunk()
         if self.classifier:
@@ -580,13 +613,32 @@ GZIP_MAGIC = b"\x1f\x8b"
 (``train.jsonl.gz``), whatever their name says."""
 
 
+#: compressions subsetctl does not read, by their first bytes: named in the error, which a
+#: decoding error ("not valid UTF-8") would not
+OTHER_COMPRESSIONS = {b"\x28\xb5\x2f\xfd": ("zstd", "zstd -d"), b"BZh": ("bzip2", "bunzip2"),
+                      b"\xfd7zXZ\x00": ("xz", "unxz"), b"PK\x03\x04": ("zip", "unzip")}
+
+
+class UnsupportedCompression(UserError):
+    """A data file compressed otherwise than with gzip; ``problem`` says so without the path."""
+
+    def __init__(self, path: Path, name: str, command: str) -> None:
+        self.problem = (f"compressed with {name}; subsetctl reads plain and gzip-compressed files: decompress it "
+                        f"(`{command} {path.name}`) or compress it with gzip, and point the spec at that file")
+        super().__init__(f"file {path} is {self.problem}.")
+
+
 def open_decompressed(path: Path) -> IO[bytes]:
-    """A data file's bytes, decompressed when it is gzip-compressed (whatever its name)."""
+    """A data file's bytes, decompressed when it is gzip-compressed (whatever its name).
+    A file compressed otherwise (zstd, bzip2, xz, zip) is an :class:`UnsupportedCompression`."""
     import gzip
 
     with open(path, "rb") as raw:
-        compressed = raw.read(2) == GZIP_MAGIC
-    return gzip.open(path, "rb") if compressed else open(path, "rb")  # type: ignore[return-value]
+        head = raw.read(6)
+    for magic, (name, command) in OTHER_COMPRESSIONS.items():
+        if head.startswith(magic):
+            raise UnsupportedCompression(path, name, command)
+    return gzip.open(path, "rb") if head[:2] == GZIP_MAGIC else open(path, "rb")  # type: ignore[return-value]
 
 
 def _unreadable(path: Path, source: str, exc: BaseException) -> UserError:
@@ -611,7 +663,13 @@ def text_lines(path: Path, source: str) -> Iterator[tuple[int, str]]:
 
     offset = 0
     try:
-        with open_decompressed(path) as handle:
+        handle_of_file = open_decompressed(path)
+    except UnsupportedCompression as exc:
+        raise UserError(f"Source {source!r}: {exc}") from None
+    except (OSError, EOFError, zlib.error) as exc:
+        raise _unreadable(path, source, exc) from None
+    try:
+        with handle_of_file as handle:
             for number, raw in enumerate(handle, start=1):
                 try:
                     text = raw.decode("utf-8-sig" if number == 1 else "utf-8")

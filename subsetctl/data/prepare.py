@@ -200,10 +200,11 @@ def prepare_source(
     if asked > n:
         capped = source.max_examples is not None and source.max_examples < n_loaded
         kept = f"{n} examples" + (f" (max_examples={source.max_examples} of {n_loaded} loaded)" if capped else "")
+        said = f" ({'; '.join(n.rstrip('.') for n in ctx.notices)})" if ctx.notices else ""  # e.g. blank rows left out
         raise UserError(
-            f"Source {source.name!r}: split asks for {asked} examples "
-            f"({_describe_split(source.split)} -> train={counts['train']}, "
-            f"validation={counts['validation']}, test={counts['test']}) but it has only {kept}. "
+            f"{'Target' if isinstance(source, TargetSpec) else 'Source'} {source.name!r}: split asks for {asked} "
+            f"examples ({_describe_split(source.split)} -> train={counts['train']}, "
+            f"validation={counts['validation']}, test={counts['test']}) but it has only {kept}{said}. "
             f"{_too_few_advice(source, capped, asked, n_loaded)}"
         )
     if isinstance(source, TargetSpec) and counts["train"] == 0:

@@ -712,3 +712,44 @@ def test_invalid_utf8_in_a_csv_file_is_located(tmp_path: Path, make_ctx) -> None
     (tmp_path / "b.jsonl").write_bytes(b'{"prompt": "a", "response": "1"}\n{"prompt": "\xff", "response": "1"}\n')
     with pytest.raises(UserError, match=r"b\.jsonl is not valid UTF-8 \(byte 45, line 2\)"):
         load_jsonl(JsonlLoader(type="jsonl", path="b.jsonl"), make_ctx())
+
+
+@pytest.mark.parametrize(("magic", "name"), [(b"\x28\xb5\x2f\xfd", "zstd"), (b"BZh9", "bzip2"), (b"PK\x03\x04", "zip")])
+def test_a_file_compressed_otherwise_than_with_gzip_is_named_so(tmp_path: Path, make_ctx, magic: bytes,
+                                                                   name: str) -> None:
+    """A .zst file was "not valid UTF-8 ... Re-save it as UTF-8"."""
+    from subsetctl.data.checks import _file_head
+
+    (tmp_path / "d.jsonl").write_bytes(magic + b"\x00\x01compressed bytes")
+    with pytest.raises(UserError, match=rf"Source 'src': file .*d\.jsonl is compressed with {name}; subsetctl reads "
+                                        "plain and gzip-compressed files"):
+        load_jsonl(JsonlLoader(type="jsonl", path="d.jsonl"), make_ctx())
+    loader = JsonlLoader(type="jsonl", path="d.jsonl")
+    assert _file_head(loader, tmp_path / "d.jsonl")[1].startswith(f"compressed with {name};")  # validate's check
+
+
+def test_rows_without_an_answer_are_counted_and_listed_in_one_error(tmp_path: Path, make_ctx) -> None:
+    """Ten null responses named only the first: fixing them took one run each."""
+    rows = [{"prompt": f"q{i}", "response": None if i % 2 else str(i)} for i in range(20)]
+    write_jsonl(tmp_path / "n.jsonl", rows)
+    with pytest.raises(UserError) as err:
+        load_jsonl(JsonlLoader(type="jsonl", path="n.jsonl"), make_ctx())
+    text = str(err.value)
+    assert "line 2: 'response' (loader.response_field) is missing or null" in text
+    assert text.endswith("10 of 20 rows lack 'prompt' (loader.prompt_field) or 'response' (loader.response_field) "
+                         "(line 2, line 4, line 6, line 8, line 10, ...).")
+    write_jsonl(tmp_path / "one.jsonl", [*rows[:2], *[{"prompt": "x", "response": "y"}] * 3])
+    with pytest.raises(UserError) as one:
+        load_jsonl(JsonlLoader(type="jsonl", path="one.jsonl"), make_ctx())
+    assert "rows lack" not in str(one.value)  # a single row: the first message says it all
+
+
+def test_a_chat_style_prompt_is_kept_as_json_text_with_a_warning(tmp_path: Path, make_ctx) -> None:
+    rows = [{"prompt": [{"role": "user", "content": f"hi {i}"}], "response": str(i)} for i in range(3)]
+    write_jsonl(tmp_path / "chat.jsonl", rows)
+    ctx = make_ctx()
+    loaded = load_jsonl(JsonlLoader(type="jsonl", path="chat.jsonl"), ctx)
+    assert json.loads(loaded["prompt"][0]) == [{"role": "user", "content": "hi 0"}]
+    (notice,) = ctx.notices
+    assert "3 row(s) of" in notice and "as 'prompt' (loader.prompt_field) (first at line 1:" in notice
+    assert "not rendered with the model's chat template" in notice

@@ -173,3 +173,15 @@ def test_too_many_requested_advice_fits_the_case(tmp_path: Path, make_ctx) -> No
                         split={"train": 5})
     with pytest.raises(UserError, match=r"raise loader\.size \(now 3\)\.$"):
         prepare_source(source, make_ctx())
+
+
+def test_a_split_larger_than_the_rows_left_says_which_rows_loading_left_out(tmp_path: Path, make_ctx) -> None:
+    """20 lines, 5 of them without an answer: "has only 15 examples" did not say why, and
+    the warning naming the 5 rows was never shown (the error came first)."""
+    rows = [{"prompt": f"q{i}", "response": "" if i % 4 == 0 else str(i)} for i in range(20)]
+    write_jsonl(tmp_path / "d.jsonl", rows)
+    target = TargetSpec(name="t", loader={"type": "jsonl", "path": "d.jsonl"},
+                        split={"train": 10, "validation": 5, "test": 5})
+    with pytest.raises(UserError, match=r"^Target 't': split asks for 20 examples .* but it has only 15 examples "
+                                        r"\(.*d\.jsonl: 5 of 20 rows have an empty 'response'.*they are left out \(every row needs a gold response\)\)\. Lower"):
+        prepare_source(target, make_ctx())
