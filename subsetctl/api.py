@@ -156,7 +156,7 @@ def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIss
     failed_plugins: list[str] = []
     for i, plugin in enumerate(spec.plugins):
         try:
-            load_plugin_string(plugin)
+            load_plugin_string(plugin, spec_path.parent)
         except UserError as exc:
             issue(("plugins", i), str(exc))
             failed_plugins.append(f"plugins[{i}] ({plugin})")
@@ -380,6 +380,12 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
     costly = _real_fine_tunes_of_the_search(spec)
     if costly:
         warn(("estimate", "estimator"), costly)
+    from subsetctl.registry import ALL_REGISTRIES
+
+    for registry in ALL_REGISTRIES.values():
+        for name, origin in registry.replaced().items():
+            warn(("plugins",), f"{origin} replaces the built-in {registry.kind} {name!r}: wherever a spec names "
+                               f"{name!r}, that plugin's runs")
     verify = spec.verify
     if not verify.enabled:
         return found
@@ -459,7 +465,7 @@ def make_pipeline(
     from subsetctl.stages import all_stages
 
     for plugin in spec.plugins:
-        load_plugin_string(plugin)
+        load_plugin_string(plugin, project.root)
     return Pipeline(project, spec, all_stages(), reporter or SilentReporter(), overrides)
 
 
@@ -498,11 +504,19 @@ def list_plugins(directory: str | Path | None = None) -> dict[str, list[dict[str
     from; with ``directory``, also those its spec's ``plugins:`` register. Installed entry
     points that fail to import are listed with ``error`` (the reason) instead."""
     from subsetctl.registry import ALL_REGISTRIES, load_plugin_string
+    from subsetctl.spec import read_yaml
 
-    if directory is not None:
-        _, spec = load_project(directory)
-        for plugin in spec.plugins:
-            load_plugin_string(plugin)
+    if directory is not None:  # only its plugins: list is read, so a spec with other problems still lists them
+        project = Project.find(directory)
+        data, _ = read_yaml(project.spec_path)
+        plugins = data.get("plugins") if isinstance(data, dict) else None
+        if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+            plugins = [] if plugins is None else None
+        if plugins is None:
+            raise UserError(f"{project.spec_path}: plugins must be a list of 'module:attr' strings. "
+                            f"`subsetctl validate {project.root}` says more.")
+        for plugin in plugins:
+            load_plugin_string(plugin, project.spec_path.parent)
     out: dict[str, list[dict[str, Any]]] = {}
     for kind, registry in ALL_REGISTRIES.items():
         rows: list[dict[str, Any]] = [

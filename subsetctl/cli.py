@@ -80,6 +80,11 @@ class _Group(click.Group):
         except UserError as exc:
             from rich.markup import escape
 
+            cause = exc.__cause__
+            if cause is not None and os.environ.get("SUBSETCTL_DEBUG"):  # where a plugin's own code failed
+                import traceback
+
+                traceback.print_exception(cause)
             # messages quote user text (paths, values): never parse it as rich markup
             _console(stderr=True).print(f"[bold red]error:[/bold red] {escape(str(exc))}", markup=True)
             sys.exit(1)

@@ -243,6 +243,10 @@ def _input_name(key: str, old: Any, new: Any) -> str:
         return "the order of the search strategies and baselines in the spec"
     if isinstance(old, dict) and isinstance(new, dict) and "code" in new and old.get("code") != new["code"]:
         return f"{key} (its loader plugin's code)"
+    if key == "plugin code" and isinstance(old, dict) and isinstance(new, dict):  # {"strategy best_single": ...}
+        edited = sorted(name for name in new if name in old and old[name] != new[name])
+        if edited:
+            return f"the code of the {_listed(edited)} plugin{'s' if len(edited) > 1 else ''}"
     return key
 
 

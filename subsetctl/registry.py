@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from subsetctl.errors import UnknownPluginError, UserError
@@ -60,8 +61,12 @@ class Registry(Generic[T]):
     kind: str
     group: str
     builtin_modules: tuple[str, ...] = ()
+    #: ``"module:Class"`` every plugin of this kind must subclass (checked by :meth:`get`),
+    #: so a function registered as a strategy is the plugin's error, not an internal one
+    base: str = ""
     _entries: dict[str, Entry[T]] = field(default_factory=dict)
     _broken: dict[str, str] = field(default_factory=dict)  # entry-point name -> why it failed to import
+    _replaced: dict[str, str] = field(default_factory=dict)  # built-in name -> the plugin that replaced it
     _loaded: bool = False
 
     def register(self, name: str, description: str | None = None) -> Callable[[T], T]:
@@ -70,7 +75,7 @@ class Registry(Generic[T]):
 
         def decorator(obj: T) -> T:
             text = description or doc_summary(obj)
-            self._entries[name] = Entry(name=name, obj=obj, description=text, origin=_origin(obj))
+            self._store(Entry(name=name, obj=obj, description=text, origin=_origin(obj)))
             _label_class(obj, name, text)
             return obj
 
@@ -78,8 +83,31 @@ class Registry(Generic[T]):
 
     def add(self, name: str, obj: T, description: str, origin: str = "built-in") -> None:
         """Register ``obj`` directly (used for entry points and ``plugins:``)."""
-        self._entries[name] = Entry(name=name, obj=obj, description=description, origin=origin)
+        self._store(Entry(name=name, obj=obj, description=description, origin=origin))
         _label_class(obj, name, description)
+
+    def _store(self, entry: Entry[T]) -> None:
+        """Register ``entry``. A plugin registered under a built-in's name replaces the
+        built-in whatever the import order (the built-ins are loaded first; it is recorded,
+        :meth:`replaced`); two plugins from different places under one name are an error
+        (which one a spec got depended on the order of imports)."""
+        if entry.origin != "built-in":
+            self._load()
+        old = self._entries.get(entry.name)
+        if old is not None and old.obj is not entry.obj and old.origin != entry.origin:
+            if old.origin != "built-in" and entry.origin != "built-in":
+                raise UserError(
+                    f"Two plugins register the {self.kind} {entry.name!r}: {old.origin} and {entry.origin}. "
+                    f"Give one of them another name (or list only one of them under plugins:)."
+                )
+            if old.origin != "built-in":  # a built-in module imported again after a plugin replaced it
+                return
+            self._replaced[entry.name] = entry.origin
+        self._entries[entry.name] = entry
+
+    def replaced(self) -> dict[str, str]:
+        """Built-in names a plugin has registered again: name -> where that plugin is from."""
+        return dict(self._replaced)
 
     def _load(self) -> None:
         """Import the built-in modules, then every installed entry point of the group. An
@@ -109,7 +137,10 @@ class Registry(Generic[T]):
         failed to import, or an :class:`UnknownPluginError` that lists the registered names."""
         self._load()
         if name in self._entries:
-            return self._entries[name].obj
+            entry = self._entries[name]
+            if self.base and entry.origin != "built-in":
+                self._check_kind(entry)
+            return entry.obj
         if name in self._broken:
             raise UserError(self._broken[name])
         known = ", ".join(sorted(self._entries)) or "(none)"
@@ -121,6 +152,20 @@ class Registry(Generic[T]):
             f"{self.group!r}, or with `@{self.variable}.register({name!r})` (from subsetctl.registry) in a "
             "module named under 'plugins:' in the spec; `subsetctl ls PROJECT` lists what a spec registers.",
             kind=self.kind, name=name,
+        )
+
+    def _check_kind(self, entry: Entry[T]) -> None:
+        """Refuse a plugin that is not a subclass of :attr:`base`, saying what it is."""
+        module, _, attr = self.base.partition(":")
+        base = getattr(importlib.import_module(module), attr)
+        obj = entry.obj
+        if isinstance(obj, type) and issubclass(obj, base):
+            return
+        what = (f"the class {obj.__name__}" if isinstance(obj, type) else
+                "a function" if callable(obj) and hasattr(obj, "__code__") else f"an instance of {type(obj).__name__}")
+        raise UserError(
+            f"The {self.kind} {entry.name!r} ({entry.origin}) is {what}, not a subclass of {module}.{attr}: "
+            f"{self.kind} plugins are classes deriving from {attr} (README → Plugins shows one). Fix the plugin."
         )
 
     @property
@@ -161,15 +206,17 @@ class Registry(Generic[T]):
 
 LOADERS: Registry[Any] = Registry("loader", "subsetctl.loaders", ("subsetctl.data.loaders",))
 PROJECTORS: Registry[Any] = Registry(
-    "projector", "subsetctl.projectors", ("subsetctl.gradients.projectors",)
+    "projector", "subsetctl.projectors", ("subsetctl.gradients.projectors",),
+    base="subsetctl.gradients.projectors:Projector",
 )
 ESTIMATORS: Registry[Any] = Registry(
     "estimator",
     "subsetctl.estimators",
     ("subsetctl.estimate.solvers", "subsetctl.estimate.dynamics", "subsetctl.stages.real_finetune"),
+    base="subsetctl.estimate.base:SubsetEstimator",
 )
 STRATEGIES: Registry[Any] = Registry(
-    "strategy", "subsetctl.strategies", ("subsetctl.search.strategies",)
+    "strategy", "subsetctl.strategies", ("subsetctl.search.strategies",), base="subsetctl.search.base:Strategy"
 )
 PACKAGED_MODELS: Registry[Any] = Registry(
     "packaged model", "subsetctl.models", ("subsetctl.modeling.packaged",)
@@ -179,9 +226,10 @@ def fine_tunes_for_real(estimator: str) -> bool:
     """Whether the registered estimator ``estimator`` needs the model (``needs_model``,
     e.g. ``true_finetune``: a real fine-tune per subset) rather than the cached features;
     False for a name not registered (validate reports it as unknown)."""
-    if estimator not in ESTIMATORS.names():
+    try:
+        return bool(getattr(ESTIMATORS.get(estimator), "needs_model", False))
+    except UserError:  # not registered, or not an estimator class: validate says so
         return False
-    return bool(getattr(ESTIMATORS.get(estimator), "needs_model", False))
 
 
 ALL_REGISTRIES: dict[str, Registry[Any]] = {
@@ -193,8 +241,10 @@ ALL_REGISTRIES: dict[str, Registry[Any]] = {
 }
 
 
-def load_plugin_string(spec: str) -> Any:
-    """Import ``module:attr`` (from a spec's ``plugins:`` list); importing it registers it."""
+def load_plugin_string(spec: str, spec_dir: Path | None = None) -> Any:
+    """Import ``module:attr`` (from a spec's ``plugins:`` list); importing it registers it.
+    ``spec_dir``: the spec's folder, where a module that cannot be imported is looked for
+    (``plugins/my_strategy.py``), so the error can say which folder to put on PYTHONPATH."""
     module_name, _, attr = spec.partition(":")
     if "/" in module_name or "\\" in module_name or module_name.endswith(".py"):
         raise UserError(
@@ -213,10 +263,11 @@ def load_plugin_string(spec: str) -> Any:
                 f"Plugin module {module_name!r} imports {missing!r}, which is not installed here ({exc}). Install "
                 "it in this environment, or remove the plugin from plugins:."
             ) from exc
-        raise UserError(
-            f"Plugin module {module_name!r} could not be imported: {exc}. Install the package that provides "
-            "it, or put the module's folder on PYTHONPATH."
-        ) from exc
+        found = _module_file_near(module_name, spec_dir) if missing == module_name or missing is None else None
+        where = (f" Its file is {found}: put {found.parent} on PYTHONPATH (`PYTHONPATH={found.parent} subsetctl ...`)."
+                 if found is not None else " Install the package that provides it, or put the module's folder on "
+                 "PYTHONPATH.")
+        raise UserError(f"Plugin module {module_name!r} could not be imported: {exc}.{where}") from exc
     except (Exception, SystemExit) as exc:  # the plugin's own code failed (or exited) while importing
         raise UserError(
             f"Plugin module {module_name!r} raised {type(exc).__name__} while being imported: {exc}. "
@@ -227,6 +278,19 @@ def load_plugin_string(spec: str) -> Any:
     obj = getattr(module, attr)
     _register_named_class(obj, spec)
     return obj
+
+
+def _module_file_near(module_name: str, spec_dir: Path | None) -> Path | None:
+    """The file of module ``module_name`` in ``spec_dir`` or a folder up to two levels
+    below it (``plugins/mystrats.py``), if there is one."""
+    if spec_dir is None:
+        return None
+    relative = Path(*module_name.split(".")).with_suffix(".py")
+    for pattern in (str(relative), f"*/{relative}", f"*/*/{relative}"):
+        found = sorted(Path(spec_dir).glob(pattern))
+        if found:
+            return found[0].resolve()
+    return None
 
 
 def _register_named_class(obj: Any, spec: str) -> None:

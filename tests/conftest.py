@@ -13,6 +13,24 @@ sys.path.insert(0, str(Path(__file__).parent))  # shared helpers: tests/tinymode
 
 
 @pytest.fixture(autouse=True)
+def _registries_as_before() -> object:
+    """Plugins a test registers (and built-ins they replace) are gone after it, as they are
+    for the next `subsetctl` process: a replaced built-in's warning must not reach other tests."""
+    from subsetctl.registry import ALL_REGISTRIES
+
+    for registry in ALL_REGISTRIES.values():
+        registry.names()  # the built-ins in first: their modules register them on first import only
+    saved = {name: (dict(r._entries), dict(r._replaced)) for name, r in ALL_REGISTRIES.items()}
+    yield
+    for name, registry in ALL_REGISTRIES.items():
+        entries, replaced = saved[name]
+        registry._entries.clear()
+        registry._entries.update(entries)
+        registry._replaced.clear()
+        registry._replaced.update(replaced)
+
+
+@pytest.fixture(autouse=True)
 def _fresh_hub_probe() -> None:
     """Each test probes the hub afresh: a failed probe is remembered for a minute."""
     from subsetctl.hub import forget_unreachable

@@ -379,3 +379,22 @@ def test_a_reader_that_stops_early_cuts_the_output_not_the_command(tiny_project:
                if s.name in ("data", "meta_init", "gradients"))
     invalid = _cli_with_reader_gone("validate", str(tiny_project), "gradients.d=-1")
     assert invalid.returncode == 1  # its own exit code, not one for the pipe
+
+
+def test_debug_shows_where_a_plugins_own_code_failed(tiny_project: Path, monkeypatch) -> None:
+    """SUBSETCTL_DEBUG=1 printed only the one-paragraph message for a plugin's error: no file, no line."""
+    (tiny_project / "clidebug_plugin.py").write_text(
+        "from subsetctl.registry import STRATEGIES\nfrom subsetctl.search.base import Strategy\n\n"
+        "def helper():\n    raise ValueError('boom in my strategy')\n\n"
+        "@STRATEGIES.register('clidebug_raises', 'raises')\nclass Raises(Strategy):\n"
+        "    def run(self, estimator, context, params):\n        helper()\n")
+    monkeypatch.syspath_prepend(str(tiny_project))
+    args = ["run", str(tiny_project), "--until", "search", "plugins=[clidebug_plugin:Raises]",
+            "search.strategies=[{name: clidebug_raises}]"]
+    plain = CliRunner().invoke(main, args)
+    assert plain.exit_code == 1 and "raised ValueError: boom in my strategy" in plain.output
+    assert "Traceback" not in plain.output
+    monkeypatch.setenv("SUBSETCTL_DEBUG", "1")
+    debug = CliRunner().invoke(main, args)
+    assert debug.exit_code == 1 and "Traceback" in debug.output
+    assert 'clidebug_plugin.py", line 5, in helper' in debug.output

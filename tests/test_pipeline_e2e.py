@@ -714,7 +714,7 @@ def test_a_plugin_replacing_a_built_in_loader_makes_the_data_stale_when_it_chang
     assert not {s.name: s for s in plan_project(tiny_project, until="data")[2]}["data"].will_run
     plugin.write_text(plugin.read_text().replace("VERSION = 1", "VERSION = 2"))
     status = {s.name: s for s in plan_project(tiny_project, until="data")[2]}["data"]
-    assert status.will_run and "plugin code" in " ".join(status.reasons), status.reasons
+    assert status.will_run and "the code of the loader jsonl plugin" in " ".join(status.reasons), status.reasons
 
 
 def test_plan_force_does_not_call_a_forced_stage_conditional(tiny_project: Path) -> None:

@@ -153,7 +153,7 @@ class SizeEstimator(SubsetEstimator):
     sys.modules.pop("sizey_plugin")  # a new `subsetctl` process imports the edited file
     statuses = {s.name: s for s in plan_project(tiny_project, until="search")[2]}
     assert statuses["search"].will_run and not statuses["gradients"].will_run
-    assert "input files changed: plugin code" in "; ".join(statuses["search"].reasons)
+    assert "input files changed: the code of the estimator sizey plugin" in "; ".join(statuses["search"].reasons)
     run_project(tiny_project, until="search")
     after = json.loads(selections.read_text())["baselines"]["all"]["estimated_loss_raw"]
     assert after > before + 0.5  # the new penalty's estimates, not the cached ones
@@ -309,3 +309,84 @@ def test_an_unknown_name_close_to_a_registered_one_gets_a_suggestion() -> None:
     with pytest.raises(UnknownPluginError) as far:
         STRATEGIES.get("best_single")
     assert "did you mean" not in str(far.value)
+
+
+def test_a_plugin_name_clash_is_refused_and_replacing_a_built_in_is_said(jsonl_project: Path) -> None:
+    """Two plugins registering `textdir` were both accepted (the later import won); a plugin
+    registering `forward` was silently overwritten by the built-in, or replaced it, by
+    import order."""
+    import os
+    import subprocess
+
+    import yaml
+
+    loader = ("from subsetctl.registry import LOADERS\n\n@LOADERS.register('textdir', 'reads a folder')\n"
+              "def load(options, ctx):\n    raise NotImplementedError\n")
+    (jsonl_project / "dupa.py").write_text(loader)
+    (jsonl_project / "dupb.py").write_text(loader)
+    (jsonl_project / "myfwd.py").write_text(  # imports no built-in strategy module first
+        "from subsetctl.registry import STRATEGIES\nfrom subsetctl.search.base import Strategy\n\n"
+        "@STRATEGIES.register('forward', 'my forward')\nclass Forward(Strategy):\n"
+        "    def run(self, estimator, context, params):\n        return None\n")
+    spec_path = jsonl_project / "subsetctl.yaml"
+    spec = yaml.safe_load(spec_path.read_text())
+    command = "import sys; from subsetctl.cli import main; sys.argv[0] = 'subsetctl'; main()"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(jsonl_project), *sys.path])}
+
+    def cli(*args: str, plugins: list[str]) -> subprocess.CompletedProcess:
+        spec_path.write_text(yaml.safe_dump({**spec, "plugins": plugins}))
+        return subprocess.run([sys.executable, "-c", command, *args], check=False, cwd=jsonl_project, env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    clash = cli("validate", ".", plugins=["dupa:load", "dupb:load"])
+    assert clash.returncode == 1
+    assert "Two plugins register the loader 'textdir': module dupa and module dupb" in clash.stdout + clash.stderr
+    replaced = cli("validate", ".", plugins=["myfwd:Forward"])
+    assert replaced.returncode == 0
+    assert "module myfwd replaces the built-in strategy 'forward'" in replaced.stdout + replaced.stderr
+    listed = cli("ls", "--format", "json", plugins=["myfwd:Forward"])
+    (forward,) = [row for row in json.loads(listed.stdout)["strategies"] if row["name"] == "forward"]
+    assert forward["origin"] == "module myfwd" and forward["description"] == "my forward"
+
+
+def test_a_plugin_of_the_wrong_kind_is_the_plugins_error_not_an_internal_one() -> None:
+    """A function registered as a strategy failed with "internal error: AttributeError:
+    'function' object has no attribute 'Params'" (an estimator: "'NoneType' object has no
+    attribute 'sources'")."""
+    from pydantic import BaseModel
+
+    from subsetctl.errors import UserError
+    from subsetctl.search.base import Strategy, parse_params
+
+    registry: Registry[type] = Registry("strategy", "subsetctl.test_none", (), base="subsetctl.search.base:Strategy")
+
+    @registry.register("plain")
+    def plain(estimator, context, params):
+        return None
+
+    @registry.register("loose")
+    class Loose(Strategy):
+        class Params(BaseModel):
+            k: int = 1
+
+        def run(self, estimator, context, params):
+            return None
+
+    with pytest.raises(UserError, match=r"The strategy 'plain' \(module test_registry\) is a function, not a "
+                                        r"subclass of subsetctl\.search\.base\.Strategy"):
+        registry.get("plain")
+    with pytest.raises(UserError, match=r"Params that is not a subclass of subsetctl\.search\.base\.StrategyParams"):
+        parse_params(registry.get("loose"), {"kk": 2}, "search.strategies[0].params")  # kk was dropped silently
+
+
+def test_a_plugin_module_next_to_the_spec_but_not_importable_says_which_folder_to_add(tmp_path: Path) -> None:
+    from subsetctl.errors import UserError
+    from subsetctl.registry import load_plugin_string
+
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "nearby_mod_xyz.py").write_text("x = 1\n")
+    with pytest.raises(UserError, match=rf"Its file is {tmp_path}/plugins/nearby_mod_xyz\.py: put {tmp_path}/plugins "
+                                        "on PYTHONPATH"):
+        load_plugin_string("nearby_mod_xyz:x", tmp_path)
+    with pytest.raises(UserError, match="put the module's folder on PYTHONPATH"):
+        load_plugin_string("nowhere_mod_xyz:x", tmp_path)

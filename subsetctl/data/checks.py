@@ -384,7 +384,7 @@ def check_sources(spec: Spec, spec_path: Path, text: str | None = None) -> list[
 
         for i, plugin in enumerate(spec.plugins):
             try:
-                load_plugin_string(plugin)
+                load_plugin_string(plugin, base_dir)
             except UserError as exc:
                 issues.add(("plugins", i), str(exc))
     entries: list[tuple[tuple[Any, ...], SourceSpec, bool]] = [(("target",), spec.target, True)]

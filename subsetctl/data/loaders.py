@@ -444,7 +444,8 @@ class CommonColumns:
 
         source, option = self.ctx.source_name, self.answer_option
         if self.count == 0:
-            raise UserError(f"Source {source!r}: {self.where} has no examples. Give a file with at least one row.")
+            raise UserError(f"Source {source!r}: {self.where} has no examples. "
+                            + (f"{self.fix}" if self.fix else "Give a file with at least one row."))
         for field, field_option in ((self.prompt_field, self.prompt_option), (self.answer_field, option)):
             if not self.seen[field]:
                 raise _missing_column(source, self.where, field, field_option, self.available, self.fix)

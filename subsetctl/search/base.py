@@ -325,6 +325,13 @@ def parse_params(strategy_cls: type[Strategy], raw: dict[str, Any] | None, where
         UserError: one paragraph naming every bad key and what is expected.
     """
     raw = {} if raw is None else raw
+    params_cls = getattr(strategy_cls, "Params", None)
+    if not (isinstance(params_cls, type) and issubclass(params_cls, StrategyParams)):
+        raise UserError(
+            f"The strategy {strategy_cls.name!r} ({strategy_cls.__module__}) has a Params that is not a subclass of "
+            "subsetctl.search.base.StrategyParams, so its parameters cannot be checked (a pydantic BaseModel "
+            "would drop a mistyped key). Derive its Params from StrategyParams."
+        )
     if not isinstance(raw, dict):
         raise UserError(
             f"{where} must be a mapping of parameter names to values, got "

@@ -182,12 +182,23 @@ def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any,
                         "(e.g. ['a', 'b'], or [] for the target alone).")
     unknown = [s for s in result.selected if s not in context.sources]
     if unknown:
-        raise UserError(f"{where} selected {', '.join(map(repr, unknown))}, which are not sources of this "
+        raise UserError(f"{where} selected {', '.join(map(repr, unknown))}, which "
+                        f"{'is not a source' if len(unknown) == 1 else 'are not sources'} of this "
                         f"project (sources: {', '.join(context.sources)}).")
     repeated = sorted({s for s in result.selected if list(result.selected).count(s) > 1})
     if repeated:  # a fine-tune would train on those sources' rows twice
         raise UserError(f"{where} selected {', '.join(map(repr, repeated))} more than once; a selection is a "
                         "set of sources, each listed once.")
+    named = [*result.scores, *(name for step in result.trace if isinstance(step, dict)
+                               for name in (step.get("subset") or []))]
+    strangers = sorted({repr(name) for name in named if name not in context.sources})
+    if strangers:  # a report of scores for sources that are not there (or keys that cannot be sorted)
+        raise UserError(f"{where} returned scores or trace subsets naming {', '.join(strangers[:5])}, which are "
+                        f"not sources of this project (sources: {', '.join(context.sources)}); scores map source "
+                        "names to numbers.")
+    result.selected = [name for name in context.sources if name in set(result.selected)]  # in source order
+    if result.estimated_loss is None:  # the strategy did not say: subsetctl's own estimate of its pick
+        result.estimated_loss = float(estimator.estimate(estimator.masks_for([result.selected])).loss[0])
     try:
         result.to_dict()
     except Exception as exc:  # e.g. estimated_loss="low"

@@ -152,6 +152,18 @@ class ReturnsList(Strategy):
 class Ghost(Strategy):
     def run(self, estimator, context, params):
         return StrategyResult(strategy=self.name, selected=["zzz"])
+
+
+@STRATEGIES.register("relplug_stray_score", "scores a source the project lacks, by an int key")
+class StrayScore(Strategy):
+    def run(self, estimator, context, params):
+        return StrategyResult(strategy=self.name, selected=[], scores={0: 1.0, context.sources[0]: 0.5})
+
+
+@STRATEGIES.register("relplug_unordered", "no estimated_loss, selection in reverse order")
+class Unordered(Strategy):
+    def run(self, estimator, context, params):
+        return StrategyResult(strategy=self.name, selected=list(reversed(context.sources)))
 '''
 
 
@@ -170,11 +182,18 @@ def test_plugin_strategy_mistakes_are_blamed_on_the_plugin_and_nothing_is_commit
     assert json.loads((search / "selections.json").read_text())["strategies"]["relplug_undecorated"]["selected"] == ["bad"]
     for name, needle in (("relplug_crash", "raised KeyError: 'nope'. This is an error in the plugin"),
                          ("relplug_list", "returned a list"),
-                         ("relplug_ghost", "selected 'zzz', which are not sources")):
+                         ("relplug_ghost", "selected 'zzz', which is not a source"),
+                         ("relplug_stray_score", "returned scores or trace subsets naming 0, which are not sources")):
         with pytest.raises(UserError, match=needle) as caught:
             run_project(project, [f"search.strategies[0].name={name}"], until="search")
         assert "module relplug_bad" in str(caught.value)
         assert not (search / "manifest.json").exists()  # refused before the stage committed
+    # a pick without an estimate gets subsetctl's own (that of the `all` baseline here), in source order
+    run_project(project, ["search.strategies[0].name=relplug_unordered"], until="search")
+    selections = json.loads((search / "selections.json").read_text())
+    unordered = selections["strategies"]["relplug_unordered"]
+    assert unordered["selected"] == selections["sources"]
+    assert unordered["estimated_loss"] == pytest.approx(selections["baselines"]["all"]["estimated_loss_raw"])
     # another strategy list re-runs the search, but the estimates made so far are reused
     (store,) = (project / ".subsetctl" / "cache" / "search").iterdir()
     before = rf.subset_results(store)  # the first run's subsets, and the one relplug_crash estimated
