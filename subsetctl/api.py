@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from subsetctl.errors import SpecError, SpecFileError, UnknownPluginError, UserError
+from subsetctl.errors import SpecError, SpecFileError, UserError
 from subsetctl.pipeline import Pipeline, StageStatus
 from subsetctl.project import Project, atomic_write_text
 from subsetctl.reporter import Reporter, SilentReporter
@@ -148,7 +148,14 @@ def _param_issues_of_an_invalid_spec(data: Any, path: Path, text: str) -> list[S
 def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue]:
     """Checks beyond the schema that need no model: files, names, plugins."""
     from subsetctl.data.checks import check_sources
-    from subsetctl.registry import ESTIMATORS, PROJECTORS, STRATEGIES, fine_tunes_for_real, load_plugin_string
+    from subsetctl.registry import (
+        ESTIMATORS,
+        PROJECTORS,
+        STRATEGIES,
+        fine_tunes_for_real,
+        load_plugin_string,
+        unknown_after_failed_imports,
+    )
 
     found: list[SpecIssue] = []
     issue = _issue_collector(spec_path, text, found)
@@ -162,18 +169,7 @@ def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIss
             failed_plugins.append(f"plugins[{i}] ({plugin})")
 
     def unknown_name(exc: UserError, registry: Any) -> str:
-        """An unknown name is most likely one the broken plugin would register: say so
-        first, instead of sending the user off to register it again; unless it is a near
-        miss of a registered name (random_ensembel), which is a typo."""
-        import difflib
-
-        if not (failed_plugins and isinstance(exc, UnknownPluginError)):
-            return str(exc)
-        close = difflib.get_close_matches(exc.name, registry.names(), n=1, cutoff=0.8)
-        if close:
-            return f"unknown {exc.kind} {exc.name!r}; did you mean {close[0]!r}?"
-        return (f"unknown {exc.kind} {exc.name!r}, probably one that {', '.join(failed_plugins)} registers: "
-                "that plugin failed to import (see its problem); fix the import first.")
+        return unknown_after_failed_imports(exc, registry, failed_plugins)
 
     from subsetctl.modeling.resolve import check_max_length_fits_folder, check_model_folder
 

@@ -280,6 +280,21 @@ def load_plugin_string(spec: str, spec_dir: Path | None = None) -> Any:
     return obj
 
 
+def unknown_after_failed_imports(exc: UserError, registry: Registry[Any], failed_plugins: list[str]) -> str:
+    """The message for a name ``registry`` does not know while ``failed_plugins`` (the
+    spec's ``plugins:`` entries that failed to import, as "plugins[i] (module:attr)") are
+    broken: most likely one of them would register it, so say that first instead of
+    sending the user off to register it again; unless it is a near miss of a registered
+    name (random_ensembel), which is a typo."""
+    if not (failed_plugins and isinstance(exc, UnknownPluginError)):
+        return str(exc)
+    close = difflib.get_close_matches(exc.name, registry.names(), n=1, cutoff=0.8)
+    if close:
+        return f"unknown {exc.kind} {exc.name!r}; did you mean {close[0]!r}?"
+    return (f"unknown {exc.kind} {exc.name!r}, probably one that {', '.join(failed_plugins)} registers: "
+            "that plugin failed to import (see its problem); fix the import first.")
+
+
 def _module_file_near(module_name: str, spec_dir: Path | None) -> Path | None:
     """The file of module ``module_name`` in ``spec_dir`` or a folder up to two levels
     below it (``plugins/mystrats.py``), if there is one."""

@@ -172,8 +172,9 @@ def test_a_broken_plugin_used_by_a_plugin_loader_is_listed_once(tmp_path: Path) 
     data = {**BASE, "plugins": ["no_such_plugin_module:x"],
             "sources": [*BASE["sources"], {"name": "p", "loader": {"type": "plugin", "name": "mine"}}]}
     issues = _issues(_spec_file(tmp_path, data))
-    assert sum("plugins[0]" in i for i in issues) == 1
-    assert any("sources[3].loader.name" in i for i in issues)  # and the loader it would have registered
+    assert sum(" plugins[0]: " in i for i in issues) == 1
+    (loader,) = [i for i in issues if "sources[3].loader.name" in i]  # and the loader it would have registered
+    assert "unknown loader 'mine', probably one that plugins[0] (no_such_plugin_module:x) registers" in loader
 
 
 def test_a_hub_dataset_id_that_looks_like_a_mistyped_local_folder_warns(tmp_path: Path, monkeypatch) -> None:
@@ -239,10 +240,14 @@ def test_a_name_from_a_plugin_that_failed_to_import_is_blamed_on_the_import(tmp_
     """The unknown-name message used to send the user off to register a strategy that the
     broken plugin module already registers."""
     data = {**BASE, "plugins": ["no_such_module_here:Best"], "search": {"strategies": [{"name": "best"}]},
-            "estimate": {"estimator": "nope"}}
+            "estimate": {"estimator": "nope"},
+            "sources": [*BASE["sources"], {"name": "txt", "loader": {"type": "plugin", "name": "textdir"}}]}
     issues = validate_spec_file(_spec_file(tmp_path, data)).issues
     by_key = {i.key: i.message for i in issues}
     assert "could not be imported" in by_key["plugins[0]"]
+    loader = by_key[f"sources[{len(BASE['sources'])}].loader.name"]  # a plugin loader's name, too
+    assert loader.startswith("unknown loader 'textdir', probably one that plugins[0] (no_such_module_here:Best)")
+    data["sources"] = BASE["sources"]
     assert by_key["search.strategies[0].name"] == (
         "unknown strategy 'best', probably one that plugins[0] (no_such_module_here:Best) registers: that plugin "
         "failed to import (see its problem); fix the import first.")

@@ -349,13 +349,13 @@ def _first_object_has_ideal(path: Path) -> bool:
     return True
 
 
-def _check_plugin(loader: PluginLoader, loc: tuple[Any, ...], issues: _Issues) -> None:
-    from subsetctl.registry import LOADERS
+def _check_plugin(loader: PluginLoader, loc: tuple[Any, ...], issues: _Issues, failed_plugins: list[str]) -> None:
+    from subsetctl.registry import LOADERS, unknown_after_failed_imports
 
     try:
         LOADERS.get(loader.name)
     except UserError as exc:
-        issues.add(loc + ("name",), str(exc))
+        issues.add(loc + ("name",), unknown_after_failed_imports(exc, LOADERS, failed_plugins))
 
 
 def check_sources(spec: Spec, spec_path: Path, text: str | None = None) -> list[SpecIssue]:
@@ -379,6 +379,7 @@ def check_sources(spec: Spec, spec_path: Path, text: str | None = None) -> list[
     issues = _Issues(str(spec_path), key_lines(text) if text else {})
     base_dir = spec_path.parent
     kind = spec.model.kind
+    failed_plugins: list[str] = []
     if any(isinstance(s.loader, PluginLoader) for s in [spec.target, *spec.sources]):
         from subsetctl.registry import load_plugin_string
 
@@ -387,6 +388,7 @@ def check_sources(spec: Spec, spec_path: Path, text: str | None = None) -> list[
                 load_plugin_string(plugin, base_dir)
             except UserError as exc:
                 issues.add(("plugins", i), str(exc))
+                failed_plugins.append(f"plugins[{i}] ({plugin})")
     entries: list[tuple[tuple[Any, ...], SourceSpec, bool]] = [(("target",), spec.target, True)]
     entries += [(("sources", i), s, False) for i, s in enumerate(spec.sources)]
     for loc, source, is_target in entries:
@@ -399,7 +401,7 @@ def check_sources(spec: Spec, spec_path: Path, text: str | None = None) -> list[
         elif isinstance(loader, EvalsLoader):
             _check_evals(loader, lloc, issues)
         elif isinstance(loader, PluginLoader):
-            _check_plugin(loader, lloc, issues)
+            _check_plugin(loader, lloc, issues, failed_plugins)
         _check_split(source, loc, is_target, issues, base_dir)
     return issues.found
 

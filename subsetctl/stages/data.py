@@ -10,6 +10,9 @@ from subsetctl.pipeline import Stage, StageContext
 from subsetctl.project import Project
 from subsetctl.spec import Spec
 
+#: data warnings printed as the stage runs; the rest are counted (report.md lists them all)
+DATA_WARNINGS_LIVE = 20
+
 
 class DataStage(Stage):
     name = "data"
@@ -62,8 +65,12 @@ class DataStage(Stage):
                 reuse_from=self._intact_earlier_results(ctx.project),
                 reuse=not ctx.options.get("forced"),
             )
-        for warning in summary.get("warnings", []):
+        warnings = summary.get("warnings", [])
+        for warning in warnings[:DATA_WARNINGS_LIVE]:
             ctx.reporter.warn(warning)
+        if len(warnings) > DATA_WARNINGS_LIVE:  # 200 sources with a small problem each: not 400 lines here
+            ctx.reporter.warn(f"{len(warnings) - DATA_WARNINGS_LIVE} more data warnings: report.md lists them all "
+                              "(and .subsetctl/data/data.json, from this stage on).")
         if summary["reused"]:
             n = len(summary["reused"])
             ctx.reporter.info(f"[dim]data: {n} of {len(sources)} sources reused as prepared by an earlier run "

@@ -275,3 +275,28 @@ def test_label_setups_that_cannot_mean_what_was_meant_are_warned_about() -> None
     texts = _label_warnings("t", {"t": splits(["a", "b"] * 30), "s": splits([f"review {i}" for i in range(60)])})
     assert any("Source 's' has 60 distinct labels over 60 rows" in w for w in texts)
     assert not any("Target" in w for w in texts)
+
+
+def test_the_run_prints_the_first_data_warnings_and_counts_the_rest(jsonl_project: Path) -> None:
+    """200 sources with a small problem each printed 400 unaggregated lines."""
+    import yaml
+
+    from subsetctl.api import run_project
+    from subsetctl.reporter import SilentReporter
+    from subsetctl.stages.data import DATA_WARNINGS_LIVE
+
+    spec_path = jsonl_project / "subsetctl.yaml"
+    spec = yaml.safe_load(spec_path.read_text())
+    for i in range(DATA_WARNINGS_LIVE + 5):  # each source: one row without an answer, left out with a warning
+        (jsonl_project / f"w{i}.jsonl").write_text(
+            "".join(json.dumps({"prompt": f"q{j}", "response": "" if j == 0 else str(j)}) + "\n" for j in range(4)))
+        spec["sources"].append({"name": f"w{i}", "loader": {"type": "jsonl", "path": f"w{i}.jsonl"}})
+    spec_path.write_text(yaml.safe_dump(spec))
+    reporter = SilentReporter()
+    run_project(jsonl_project, until="data", reporter=reporter)
+    stored = json.loads((jsonl_project / ".subsetctl" / "data" / "data.json").read_text())["warnings"]
+    assert len([w for w in stored if "empty 'response'" in w]) == DATA_WARNINGS_LIVE + 5  # all kept
+    shown = [w for w in reporter.warnings if w in stored]
+    assert shown == stored[:DATA_WARNINGS_LIVE]
+    assert (f"{len(stored) - DATA_WARNINGS_LIVE} more data warnings: report.md lists them all (and "
+            ".subsetctl/data/data.json, from this stage on).") in reporter.warnings
