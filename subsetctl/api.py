@@ -121,10 +121,11 @@ def _parse_strategy_params(cls: Any, params: Any, index: int) -> Any:
 
 
 def _param_issues_of_an_invalid_spec(data: Any, path: Path, text: str) -> list[SpecIssue]:
-    """Strategy parameter problems, for a spec the schema already refused: they are
-    otherwise checked only once the rest is valid, so a user fixing the listed problems
-    would meet them in a second round. Only strategies whose name is registered."""
-    from subsetctl.registry import STRATEGIES
+    """Strategy name and parameter problems, for a spec the schema already refused: they
+    are otherwise checked only once the rest is valid, so a user fixing the listed problems
+    would meet them in a second round. Unknown names only when every plugin the spec
+    lists could be imported (one that failed may be what registers them)."""
+    from subsetctl.registry import STRATEGIES, load_plugin_string
 
     found: list[SpecIssue] = []
     issue = _issue_collector(path, text, found)
@@ -132,9 +133,23 @@ def _param_issues_of_an_invalid_spec(data: Any, path: Path, text: str) -> list[S
     strategies = search.get("strategies") if isinstance(search, dict) else None
     if not isinstance(strategies, list):
         return found
+    plugins = data.get("plugins") if isinstance(data, dict) else None
+    all_imported = plugins is None or isinstance(plugins, list)
+    for plugin in plugins if isinstance(plugins, list) else []:
+        try:
+            load_plugin_string(str(plugin), path.parent)
+        except UserError:  # said once the spec is valid enough to check its plugins
+            all_imported = False
     for i, entry in enumerate(strategies):
         name = entry.get("name") if isinstance(entry, dict) else None
-        if not isinstance(name, str) or name not in STRATEGIES.names():
+        if not isinstance(name, str):
+            continue
+        if name not in STRATEGIES.names():
+            if all_imported:
+                try:
+                    STRATEGIES.get(name)
+                except UserError as exc:
+                    issue(("search", "strategies", i, "name"), str(exc))
             continue
         if not isinstance(entry.get("params"), dict | None):  # the schema's message says it already
             continue

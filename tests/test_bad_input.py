@@ -296,7 +296,7 @@ def test_strategy_param_problems_come_with_the_schema_problems_not_in_a_second_r
     data = {**BASE, "gradients": {"d": 0}, "search": {"strategies": [
         {"name": "random_ensemble", "params": {"m": 0}}, {"name": "forward"}, {"name": "not_registered"}]}}
     keys = [i.key for i in validate_spec_file(_spec_file(tmp_path, data)).issues]
-    assert keys == ["gradients.d", "search.strategies[0].params"]  # the unknown name: once the rest is valid
+    assert keys == ["gradients.d", "search.strategies[0].params", "search.strategies[2].name"]  # all in one round
     data["search"]["strategies"][0]["params"] = [1, 2]  # not a mapping: the schema's message, once
     messages = [i.message for i in validate_spec_file(_spec_file(tmp_path, data)).issues
                 if i.key == "search.strategies[0].params"]
@@ -503,3 +503,13 @@ def test_max_length_beyond_a_packaged_encoders_positions_is_found_by_validate(tm
     assert len(issues) == 1 and "at most 512" in issues[0].message
     data["model"]["max_length"] = 512
     assert not [i for i in validate_spec_file(_spec_file(tmp_path, data)).issues if i.key == "model.max_length"]
+
+
+def test_an_unknown_strategy_is_reported_with_the_schema_problems_not_in_a_second_round(tmp_path: Path) -> None:
+    data = {**BASE, "meta_init": {"step": 4}, "search": {"strategies": [{"name": "exhaustiv"}]}}
+    keys = {issue.key: issue.message for issue in validate_spec_file(_spec_file(tmp_path, data)).issues}
+    assert set(keys) == {"meta_init.step", "search.strategies[0].name"}
+    assert keys["search.strategies[0].name"].startswith("Unknown strategy 'exhaustiv' (did you mean 'exhaustive'?)")
+    data["plugins"] = ["no_such_module_here:Mine"]  # a plugin that did not import may register it: not said yet
+    keys = {issue.key for issue in validate_spec_file(_spec_file(tmp_path, data)).issues}
+    assert "search.strategies[0].name" not in keys and "meta_init.step" in keys
