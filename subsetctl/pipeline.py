@@ -223,6 +223,22 @@ class StageStatus:
                 "conditional": self.conditional, "put_back": self.put_back}
 
 
+def _same_model_folder_as_recorded(inputs: dict[str, Any], manifest: dict[str, Any]) -> str | None:
+    """The ``model.source`` a stage's run recorded when it names another path than the
+    spec now but the model folder's files (sizes and sha256, see
+    :func:`subsetctl.modeling.resolve.model_fingerprint_inputs`) are the same; None
+    otherwise (not a local folder, or a stage that does not read the model)."""
+    recorded = manifest.get("inputs", {})
+    files = inputs.get("extra", {}).get("model_files") if isinstance(inputs.get("extra"), dict) else None
+    old_model = recorded.get("slice", {}).get("model") if isinstance(recorded.get("slice"), dict) else None
+    new_model = inputs["slice"].get("model")
+    if (files is None or not isinstance(old_model, dict) or not isinstance(new_model, dict)
+            or not isinstance(recorded.get("extra"), dict) or recorded["extra"].get("model_files") != files):
+        return None
+    source = old_model.get("source")
+    return source if isinstance(source, str) and source != new_model.get("source") else None
+
+
 def _overrides_note(overrides: Any, keys: list[str]) -> str:
     """" (the last run set x=1 on the command line)" when a changed key was overridden then:
     the file did not change, the earlier run's command line did."""
@@ -345,18 +361,22 @@ class Pipeline:
         """Whether the fingerprint a stage's manifest records is its current one, or the one
         an earlier subsetctl computed from the same inputs before settings that cannot change
         a result (:data:`subsetctl.spec.RESULT_NEUTRAL`) counted at their defaults: a project
-        computed then with ``checkpoint_every: 2`` stays up to date."""
+        computed then with ``checkpoint_every: 2`` stays up to date. Likewise a local model
+        folder named by another path (moved, or written ``ckpt/`` for ``ckpt``) whose files
+        are the same, byte for byte, as the run recorded: meta_init is not trained again."""
         recorded = manifest.get("fingerprint")
         if fp is None or recorded is None:
             return False
         if recorded == fp:
             return True
         raw = stage.raw_spec_slice(self.spec)
-        if raw == inputs["slice"]:
-            return False
-        # the neutral settings as that run recorded them (they may differ now: they change nothing)
-        return recorded == fingerprint({**inputs, "slice": with_neutral_values_of(
-            raw, manifest.get("inputs", {}).get("slice"), self.spec.model.kind)})
+        slices = [inputs["slice"]]
+        if raw != inputs["slice"]:  # the neutral settings as that run recorded them (they change nothing)
+            slices.append(with_neutral_values_of(raw, manifest.get("inputs", {}).get("slice"), self.spec.model.kind))
+        source = _same_model_folder_as_recorded(inputs, manifest)
+        if source is not None:  # the same model files under another path: `model.source` as recorded
+            slices += [{**s, "model": {**s["model"], "source": source}} for s in slices]
+        return any(recorded == fingerprint({**inputs, "slice": s}) for s in slices[1:])
 
     def plan(self, force: set[str] | None = None, until: str | None = None) -> list[StageStatus]:
         """Status of every stage and whether `run` would run it. No side effects."""

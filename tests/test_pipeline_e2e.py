@@ -239,6 +239,14 @@ def test_a_replaced_local_model_makes_the_model_stages_stale_and_relative_paths_
     assert validate_spec_file(tiny_project / "subsetctl.yaml").issues == []
     run_project(tiny_project)
     assert all(not s.will_run for s in plan_project(tiny_project)[2])
+    # the same files under another spelling, or moved: nothing re-runs (meta_init is hours on a real model)
+    base = tiny_project / "models" / "base"
+    for spelled in ("models/base/", str(base.resolve())):
+        assert all(not s.will_run for s in plan_project(tiny_project, [f"model.source={spelled}"])[2]), spelled
+    shutil.move(base, tiny_project / "models" / "moved")
+    assert [r["action"] for r in run_project(tiny_project, ["model.source=models/moved"])
+            if r["action"] == "ran"] == []
+    shutil.move(tiny_project / "models" / "moved", base)
 
     from safetensors.torch import load_file, save_file
 
