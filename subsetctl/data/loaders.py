@@ -616,8 +616,10 @@ GZIP_MAGIC = b"\x1f\x8b"
 
 #: compressions subsetctl does not read, by their first bytes: named in the error, which a
 #: decoding error ("not valid UTF-8") would not
-OTHER_COMPRESSIONS = {b"\x28\xb5\x2f\xfd": ("zstd", "zstd -d"), b"BZh": ("bzip2", "bunzip2"),
-                      b"\xfd7zXZ\x00": ("xz", "unxz"), b"PK\x03\x04": ("zip", "unzip")}
+OTHER_COMPRESSIONS = {b"\x28\xb5\x2f\xfd": ("zstd", "zstd -d"), b"\xfd7zXZ\x00": ("xz", "unxz"),
+                      b"PK\x03\x04": ("zip", "unzip")}
+#: bzip2: "BZh", the block size digit, then a block's or the stream end's magic (text may start "BZh")
+_BZIP2 = re.compile(rb"BZh[1-9](\x31\x41\x59\x26\x53\x59|\x17\x72\x45\x38\x50\x90)", re.DOTALL)
 
 
 class UnsupportedCompression(UserError):
@@ -635,10 +637,12 @@ def open_decompressed(path: Path) -> IO[bytes]:
     import gzip
 
     with open(path, "rb") as raw:
-        head = raw.read(6)
+        head = raw.read(10)
     for magic, (name, command) in OTHER_COMPRESSIONS.items():
         if head.startswith(magic):
             raise UnsupportedCompression(path, name, command)
+    if _BZIP2.match(head):
+        raise UnsupportedCompression(path, "bzip2", "bunzip2")
     return gzip.open(path, "rb") if head[:2] == GZIP_MAGIC else open(path, "rb")  # type: ignore[return-value]
 
 

@@ -714,13 +714,15 @@ def test_invalid_utf8_in_a_csv_file_is_located(tmp_path: Path, make_ctx) -> None
         load_jsonl(JsonlLoader(type="jsonl", path="b.jsonl"), make_ctx())
 
 
-@pytest.mark.parametrize(("magic", "name"), [(b"\x28\xb5\x2f\xfd", "zstd"), (b"BZh9", "bzip2"), (b"PK\x03\x04", "zip")])
-def test_a_file_compressed_otherwise_than_with_gzip_is_named_so(tmp_path: Path, make_ctx, magic: bytes,
+@pytest.mark.parametrize(("head", "name"), [(b"\x28\xb5\x2f\xfd\x00\x01", "zstd"),
+                                          (__import__("bz2").compress(b'{"prompt": "a"}'), "bzip2"),
+                                          (b"PK\x03\x04\x00\x01", "zip")])
+def test_a_file_compressed_otherwise_than_with_gzip_is_named_so(tmp_path: Path, make_ctx, head: bytes,
                                                                    name: str) -> None:
     """A .zst file was "not valid UTF-8 ... Re-save it as UTF-8"."""
     from subsetctl.data.checks import _file_head
 
-    (tmp_path / "d.jsonl").write_bytes(magic + b"\x00\x01compressed bytes")
+    (tmp_path / "d.jsonl").write_bytes(head + b"compressed bytes")
     with pytest.raises(UserError, match=rf"Source 'src': file .*d\.jsonl is compressed with {name}; subsetctl reads "
                                         "plain and gzip-compressed files"):
         load_jsonl(JsonlLoader(type="jsonl", path="d.jsonl"), make_ctx())
@@ -753,3 +755,10 @@ def test_a_chat_style_prompt_is_kept_as_json_text_with_a_warning(tmp_path: Path,
     (notice,) = ctx.notices
     assert "3 row(s) of" in notice and "as 'prompt' (loader.prompt_field) (first at line 1:" in notice
     assert "not rendered with the model's chat template" in notice
+
+
+
+def test_a_text_file_that_starts_like_a_bzip2_header_is_read_as_text(tmp_path: Path, make_ctx) -> None:
+    (tmp_path / "b.csv").write_text("BZh9,response\nq,1\n")
+    loaded = load_csv(CsvLoader(type="csv", path="b.csv", prompt_field="BZh9"), make_ctx())
+    assert loaded["prompt"] == ["q"]
