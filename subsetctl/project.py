@@ -25,6 +25,7 @@ import math
 import os
 import re
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -256,6 +257,8 @@ def verify_checksums(folder: Path, recorded: dict[str, dict[str, Any]],
     for rel, meta in recorded.items():
         if rel == WORK_MARKER:  # recorded by older builds; bookkeeping, not an output
             continue
+        if any(part.startswith(".") for part in Path(rel).parts):  # a killed write's leftover that an older
+            continue  # build recorded: no artifact (see artifact_checksums), and `run` deletes it
         path = folder / rel
         if not path.is_file():
             problems.append(f"{rel} is missing")
@@ -322,6 +325,12 @@ def _flock_briefly(handle: Any, mode: int, attempts: int = 5, pause: float = 0.1
             if attempt == attempts - 1:
                 raise
             time.sleep(pause)
+
+
+def _on_host(lock_holder: list[str]) -> str:
+    """" on HOST" for a lock holder ("PID shard HOST") on another machine than this one."""
+    host = lock_holder[2] if len(lock_holder) > 2 else None
+    return f" on {host}" if host and host != socket.gethostname() else ""
 
 
 def pid_alive(pid: int) -> bool:
@@ -710,20 +719,25 @@ class Project:
         started at the same moment run those stages once, then side by side. ``waiting``
         is told when it waits (``notice`` when it takes over a stale lock)."""
         def busy(holder: str) -> LockedError:
-            # exclusive holders write their PID; an empty file means shard runs hold it shared
-            pid = holder.split()[0] if holder else ""
-            who = (f"a running `subsetctl run` (PID {pid}). Wait for it to finish or stop that process"
-                   if pid else "running `subsetctl run --shard` processes. Wait for them to finish or stop them")
+            # exclusive holders write their PID ("PID shard HOST" for a shard run's); an empty file
+            # means shard runs hold it shared
+            parts = holder.split()
+            pid = parts[0] if parts else ""
+            who = ("running `subsetctl run --shard` processes. Wait for them to finish or stop them" if not pid else
+                   f"a `subsetctl run --shard` (PID {pid}{_on_host(parts)}) running the stages before gradients. "
+                   "Wait for it to finish or stop that process" if SHARD_TAG in parts[1:2] else
+                   f"a running `subsetctl run` (PID {pid}). Wait for it to finish or stop that process")
             return LockedError(f"Project {self.root} is locked by {who}; `plan` and `report` work meanwhile.",
                                holder="run" if pid else "shards")
 
         def shard_preparing(holder: str) -> bool:
+            # a holder that died released its lock (the kernel, or the file server, drops it), so
+            # waiting on the lock itself never waits for the dead; no PID check (another machine's)
             parts = holder.split()
-            waits = (shard and len(parts) == 2 and parts[1] == SHARD_TAG and parts[0].isdigit()
-                     and pid_alive(int(parts[0])))
+            waits = shard and len(parts) >= 2 and parts[1] == SHARD_TAG
             if waits and waiting is not None:
-                waiting(f"Waiting for the shard run PID {parts[0]}, which runs the stages before gradients "
-                       "(or puts kept results back) for every shard.")
+                waiting(f"Waiting for the shard run PID {parts[0]}{_on_host(parts)}, which runs the stages before "
+                        "gradients (or puts kept results back) for every shard.")
             return waits
 
         mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
@@ -740,7 +754,7 @@ class Project:
                 notice(f"Took over a stale lock left by PID {previous}, which is no longer running.")
             handle.seek(0)
             handle.truncate()
-            handle.write(f"{os.getpid()} {SHARD_TAG}" if shard else str(os.getpid()))
+            handle.write(f"{os.getpid()} {SHARD_TAG} {socket.gethostname()}" if shard else str(os.getpid()))
             handle.flush()
             try:
                 yield

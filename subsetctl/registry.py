@@ -68,6 +68,7 @@ class Registry(Generic[T]):
     _broken: dict[str, str] = field(default_factory=dict)  # entry-point name -> why it failed to import
     _replaced: dict[str, str] = field(default_factory=dict)  # built-in name -> the plugin that replaced it
     _loaded: bool = False
+    _builtins_loaded: bool = False
 
     def register(self, name: str, description: str | None = None) -> Callable[[T], T]:
         """Decorator registering ``obj`` under ``name``; the description defaults to
@@ -92,7 +93,7 @@ class Registry(Generic[T]):
         :meth:`replaced`); two plugins from different places under one name are an error
         (which one a spec got depended on the order of imports)."""
         if entry.origin != "built-in":
-            self._load()
+            self._load_builtins()  # not the entry points: one may be the very module being imported
         old = self._entries.get(entry.name)
         if old is not None and old.obj is not entry.obj and old.origin != entry.origin:
             if old.origin != "built-in" and entry.origin != "built-in":
@@ -109,6 +110,15 @@ class Registry(Generic[T]):
         """Built-in names a plugin has registered again: name -> where that plugin is from."""
         return dict(self._replaced)
 
+    def _load_builtins(self) -> None:
+        """Import the modules that register the built-in plugins (once; importing a module
+        twice registers nothing more)."""
+        if self._builtins_loaded:
+            return
+        self._builtins_loaded = True
+        for module in self.builtin_modules:
+            importlib.import_module(module)
+
     def _load(self) -> None:
         """Import the built-in modules, then every installed entry point of the group. An
         entry point that fails to import is recorded (see :meth:`broken`) and skipped: one
@@ -116,10 +126,18 @@ class Registry(Generic[T]):
         if self._loaded:
             return
         self._loaded = True
-        for module in self.builtin_modules:
-            importlib.import_module(module)
+        self._load_builtins()
+        values: dict[str, list[str]] = {}
         for ep in entry_points(group=self.group):
-            if ep.name in self._entries:
+            values.setdefault(ep.name, []).append(ep.value)
+        for name, found in values.items():
+            if len(set(found)) > 1:  # which one wins would depend on the order packages were installed
+                self._broken[name] = (
+                    f"Two installed packages register the {self.kind} {name!r} (entry points "
+                    f"{', '.join(repr(v) for v in sorted(set(found)))} in group {self.group!r}). Uninstall one of them."
+                )
+        for ep in entry_points(group=self.group):
+            if ep.name in self._entries or ep.name in self._broken:
                 continue
             try:
                 with contextlib.redirect_stdout(sys.stderr):  # a print at import must not corrupt --format json

@@ -371,6 +371,15 @@ def test_what_a_killed_write_left_in_a_hidden_folder_is_no_artifact(tmp_path: Pa
     (tmp_path / ".adapter.tmp-123-abcd1234").mkdir()
     (tmp_path / ".adapter.tmp-123-abcd1234" / "weights").write_bytes(b"half")
     assert list(artifact_checksums(tmp_path)) == ["adapter/weights"]
+    # an older build recorded such files: their deletion (run deletes them) is no damage
+    recorded = {**artifact_checksums(tmp_path), ".adapter.tmp-123-abcd1234/weights": {"size": 4, "sha256": "0" * 64}}
+    assert verify_checksums(tmp_path, recorded) == []
+    import shutil
+
+    shutil.rmtree(tmp_path / ".adapter.tmp-123-abcd1234")
+    assert verify_checksums(tmp_path, recorded) == []
+    (tmp_path / "adapter" / "weights").write_bytes(b"changed")
+    assert verify_checksums(tmp_path, recorded) != []  # real artifacts are still checked
 
 
 def test_run_deletes_what_killed_writes_left_and_nothing_else(tiny_project: Path) -> None:

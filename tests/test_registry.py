@@ -390,3 +390,48 @@ def test_a_plugin_module_next_to_the_spec_but_not_importable_says_which_folder_t
         load_plugin_string("nearby_mod_xyz:x", tmp_path)
     with pytest.raises(UserError, match="put the module's folder on PYTHONPATH"):
         load_plugin_string("nowhere_mod_xyz:x", tmp_path)
+
+
+def test_two_installed_packages_under_one_name_fail_only_the_specs_that_use_it(monkeypatch) -> None:
+    import subsetctl.registry as registry_module
+    from subsetctl.errors import UserError
+
+    class A:
+        """one"""
+
+    class B:
+        """two"""
+
+    installed = [_EntryPoint("twice", "pkg_a:A", obj=A), _EntryPoint("twice", "pkg_b:B", obj=B),
+                 _EntryPoint("once", "pkg_a:A", obj=A)]
+    monkeypatch.setattr(registry_module, "entry_points", lambda group: installed)
+    registry: Registry[type] = Registry("thing", "subsetctl.test_things", ())
+    assert registry.get("once") is A
+    with pytest.raises(UserError, match=r"Two installed packages register the thing 'twice' \(entry points "
+                                        r"'pkg_a:A', 'pkg_b:B'"):
+        registry.get("twice")
+
+
+def test_the_lock_names_a_shard_run_on_another_machine(tmp_path: Path, monkeypatch) -> None:
+    """A shard run's preparation holding the lock was called "a running `subsetctl run`"."""
+    import socket
+    import subprocess
+
+    from subsetctl.errors import LockedError
+    from subsetctl.project import Project
+
+    project = Project(tmp_path)
+    project.state_dir.mkdir()
+    code = ("import time; from pathlib import Path; from subsetctl.project import Project\n"
+            f"with Project(Path({str(tmp_path)!r})).lock(shard=True):\n    print('locked', flush=True); time.sleep(60)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        here = socket.gethostname()
+        monkeypatch.setattr(socket, "gethostname", lambda: "another-machine")  # as seen from there
+        with pytest.raises(LockedError, match=rf"a `subsetctl run --shard` \(PID {holder.pid} on {here}\) running "
+                                              "the stages before gradients"), project.lock():
+            pass
+    finally:
+        holder.kill()
+        holder.wait()

@@ -86,28 +86,41 @@ def _run_from_file(path: str, masks: np.ndarray) -> EstimateBatch:
 LOKY_IDLE_WORKER_TIMEOUT_S = 60
 
 
+#: the estimator folders (:func:`_temp_dir`): ``subsetctl-estimator-<PID>-<random>``
+_TEMP_PREFIX = "subsetctl-estimator-"
+_ESTIMATOR_FILE = "estimator.joblib"
+_swept: set[Path] = set()
+
+
 def _temp_dir(nbytes: int) -> str:
-    """A folder for the dumped estimator, in ``/dev/shm`` (memory) when it has room: named
-    ``subsetctl-<PID>-...`` so that the folders of runs killed before they could delete
-    theirs (SIGKILL, out of memory) are found and deleted by the next call, on any run."""
+    """A folder for the dumped estimator, in ``/dev/shm`` (memory) when it has room. Its
+    name carries this process's PID, so that the folders of runs killed before they could
+    delete theirs (SIGKILL, out of memory) are found and deleted, once per process."""
     shm = Path("/dev/shm")
     roomy = shm.is_dir() and os.access(shm, os.W_OK)
-    prefix = f"subsetctl-{os.getpid()}-"
+    prefix = f"{_TEMP_PREFIX}{os.getpid()}-"
     for parent in ([shm] if roomy else []) + [Path(tempfile.gettempdir())]:
-        _delete_dead_runs_temp_dirs(parent)
+        if parent not in _swept:
+            _swept.add(parent)
+            _delete_dead_runs_temp_dirs(parent)
     if roomy and shutil.disk_usage(shm).free > 2 * nbytes + (64 << 20):
         return tempfile.mkdtemp(prefix=prefix, dir=shm)
     return tempfile.mkdtemp(prefix=prefix)
 
 
 def _delete_dead_runs_temp_dirs(parent: Path) -> None:
-    """Delete the estimator folders (:func:`_temp_dir`) in ``parent`` whose process is gone."""
+    """Delete the estimator folders (:func:`_temp_dir`) in ``parent`` whose process is gone:
+    only folders named so that hold nothing but the dumped estimator (a PID seen from
+    another container sharing /dev/shm may look dead; a folder of anyone else's is never
+    ours)."""
     from subsetctl.project import pid_alive
 
     with contextlib.suppress(OSError):
-        for folder in parent.glob("subsetctl-*-*"):
-            owner = folder.name.split("-")[1]
-            if folder.is_dir() and owner.isdigit() and not pid_alive(int(owner)):
+        for folder in parent.glob(f"{_TEMP_PREFIX}*-*"):
+            owner = folder.name[len(_TEMP_PREFIX):].split("-")[0]
+            if not (folder.is_dir() and owner.isdigit()) or pid_alive(int(owner)):
+                continue
+            if {entry.name for entry in folder.iterdir()} <= {_ESTIMATOR_FILE}:
                 shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -148,7 +161,7 @@ def _joblib_results(
     try:
         import joblib
 
-        path = os.path.join(folder, "estimator.joblib")
+        path = os.path.join(folder, _ESTIMATOR_FILE)
         try:
             joblib.dump(estimator, path)
         except Exception as exc:  # a plugin holding a lambda, an open file, ...

@@ -308,10 +308,10 @@ def test_workers_lost_mid_search_are_a_user_error() -> None:
     assert _workers_lost(ValueError("an estimator's own error"), None) is None
 
 
-def test_estimator_folders_of_killed_runs_are_deleted_by_the_next_call(tmp_path: Path, monkeypatch) -> None:
+def test_estimator_folders_of_killed_runs_are_deleted_and_nothing_else(tmp_path: Path, monkeypatch) -> None:
     """A SIGKILL between dumping the estimator and deleting its folder (in /dev/shm: memory)
-    leaked it until reboot; the folders carry their run's PID, and the next call deletes
-    those whose run is gone."""
+    leaked it until reboot; the folders carry their run's PID, and the next process to
+    estimate deletes those whose run is gone, and only such folders."""
     import os
     import subprocess
     import tempfile
@@ -320,14 +320,18 @@ def test_estimator_folders_of_killed_runs_are_deleted_by_the_next_call(tmp_path:
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.setattr(executors, "Path", lambda p: tmp_path / "no-shm" if p == "/dev/shm" else Path(p))
+    monkeypatch.setattr(executors, "_swept", set())
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
                           check=True).stdout.strip()
-    dead = tmp_path / f"subsetctl-{gone}-abc"
-    live = tmp_path / f"subsetctl-{os.getppid()}-def"  # the test runner's parent: alive
-    unrelated = tmp_path / "subsetctl-notes"
-    for folder in (dead, live, unrelated):
+    dead = tmp_path / f"subsetctl-estimator-{gone}-abc"
+    live = tmp_path / f"subsetctl-estimator-{os.getppid()}-def"  # the test runner's parent: alive
+    users = tmp_path / f"subsetctl-{gone}-demo"  # a user's own folder, named alike
+    dead_with_more = tmp_path / f"subsetctl-estimator-{gone}-xyz"  # holds more than an estimator: not ours
+    for folder in (dead, live, users, dead_with_more):
         folder.mkdir()
         (folder / "estimator.joblib").write_bytes(b"x")
+    (users / "subsetctl.yaml").write_text("target: {}\n")
+    (dead_with_more / "notes.txt").write_text("mine")
     made = Path(executors._temp_dir(1))
-    assert made.parent == tmp_path and made.name.startswith(f"subsetctl-{os.getpid()}-")
-    assert not dead.exists() and live.exists() and unrelated.exists()
+    assert made.parent == tmp_path and made.name.startswith(f"subsetctl-estimator-{os.getpid()}-")
+    assert not dead.exists() and live.exists() and users.exists() and dead_with_more.exists()

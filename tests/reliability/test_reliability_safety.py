@@ -160,6 +160,12 @@ class StrayScore(Strategy):
         return StrategyResult(strategy=self.name, selected=[], scores={0: 1.0, context.sources[0]: 0.5})
 
 
+@STRATEGIES.register("relplug_none_scores", "scores=None")
+class NoneScores(Strategy):
+    def run(self, estimator, context, params):
+        return StrategyResult(strategy=self.name, selected=[], scores=None)
+
+
 @STRATEGIES.register("relplug_unordered", "no estimated_loss, selection in reverse order")
 class Unordered(Strategy):
     def run(self, estimator, context, params):
@@ -183,7 +189,8 @@ def test_plugin_strategy_mistakes_are_blamed_on_the_plugin_and_nothing_is_commit
     for name, needle in (("relplug_crash", "raised KeyError: 'nope'. This is an error in the plugin"),
                          ("relplug_list", "returned a list"),
                          ("relplug_ghost", "selected 'zzz', which is not a source"),
-                         ("relplug_stray_score", "returned scores or trace subsets naming 0, which are not sources")):
+                         ("relplug_stray_score", "returned scores or trace subsets naming 0, which are not sources"),
+                         ("relplug_none_scores", "returned scores or a trace of the wrong shape")):
         with pytest.raises(UserError, match=needle) as caught:
             run_project(project, [f"search.strategies[0].name={name}"], until="search")
         assert "module relplug_bad" in str(caught.value)
