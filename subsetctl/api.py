@@ -521,9 +521,8 @@ def list_plugins(directory: str | Path | None = None) -> dict[str, list[dict[str
         project = Project.find(directory)
         data, _ = read_yaml(project.spec_path)
         plugins = data.get("plugins") if isinstance(data, dict) else None
+        plugins = [] if plugins is None else plugins
         if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
-            plugins = [] if plugins is None else None
-        if plugins is None:
             raise UserError(f"{project.spec_path}: plugins must be a list of 'module:attr' strings. "
                             f"`subsetctl validate {project.root}` says more.")
         for plugin in plugins:

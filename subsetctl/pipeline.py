@@ -544,21 +544,25 @@ class Pipeline:
         upstream = names[: names.index("gradients")]
         results: list[dict[str, Any]] = []
 
-        def puts_back() -> bool:
-            return any(s.put_back for s in self.plan(until="gradients") if s.name in (*upstream, "gradients"))
+        def planned() -> dict[str, StageStatus]:
+            return {s.name: s for s in self.plan(until="gradients")}
 
-        def prepares() -> bool:
-            statuses = {s.name: s for s in self.plan(until="gradients")}
+        def puts_back(statuses: dict[str, StageStatus]) -> bool:
+            return any(statuses[name].put_back for name in (*upstream, "gradients"))
+
+        def prepares(statuses: dict[str, StageStatus]) -> bool:
             status = statuses["gradients"]
             ready = status.state != "corrupt" and (
                 not status.will_run or self._work_fingerprint(gradients) == status.fingerprint)
             return not ready or any(statuses[name].will_run for name in upstream)
 
-        if puts_back() and (held := self._shard_preparation_lock(puts_back)) is not None:
+        statuses = planned()
+        if puts_back(statuses) and (held := self._shard_preparation_lock(lambda: puts_back(planned()))) is not None:
             with held:  # shard runs never move folders themselves
                 self.project.finish_interrupted_moves(self.spec.project.keep_previous)
                 self._put_back_kept_until(until="gradients")
-        if prepares() and (held := self._shard_preparation_lock(prepares)) is not None:
+            statuses = planned()
+        if prepares(statuses) and (held := self._shard_preparation_lock(lambda: prepares(planned()))) is not None:
             with held:
                 results = self._run_stages(before, set(), {}, on_stage)
                 status = {s.name: s for s in self.plan(until="gradients")}["gradients"]
@@ -685,15 +689,14 @@ class Pipeline:
         """The finished results of ``stage`` kept out of its folder that could stand for it:
         set-aside ones ("set-aside") when it has no committed results of its own, previous
         ones ("previous") when it has none matching ``fp``, each with its manifest."""
-        own = self.project.read_manifest(stage.name)
         out: list[tuple[str, dict[str, Any]]] = []
         if not stage.keeps_results:
             return out
-        committed = own is not None and not own.get("corrupt")  # a damaged manifest is no commit
-        aside = self.project.read_set_aside_manifest(stage.name) if not committed else None
+        own = self.project.read_committed_manifest(stage.name)  # a damaged manifest is no commit
+        aside = self.project.read_set_aside_manifest(stage.name) if own is None else None
         if aside is not None:
             out.append(("set-aside", aside))
-        own_matches = committed and self._fingerprint_matches(stage, own, fp, inputs)
+        own_matches = own is not None and self._fingerprint_matches(stage, own, fp, inputs)
         # with keep_previous off, `run` deletes them before it starts: they never come back
         wanted = self.spec.project.keep_previous and not own_matches
         previous = self.project.read_previous_manifest(stage.name) if wanted else None
@@ -708,9 +711,8 @@ class Pipeline:
         dropped (forced means recomputed, and an interrupted forced run must not have
         them put back over its partial work)."""
         keep = self.spec.project.keep_previous and stage.keeps_results
-        own = self.project.read_manifest(stage.name)
-        if (keep and own is not None and not own.get("corrupt")
-                and not self._fingerprint_matches(stage, own, fp, inputs)):
+        own = self.project.read_committed_manifest(stage.name)
+        if keep and own is not None and not self._fingerprint_matches(stage, own, fp, inputs):
             self.project.previous_dir(stage.name).parent.mkdir(parents=True, exist_ok=True)
             replace_dir(self.project.stage_dir(stage.name), self.project.previous_dir(stage.name))
         aside = self.project.read_set_aside_manifest(stage.name)

@@ -192,6 +192,13 @@ def stat_stamp(path: Path) -> list[int]:
     return [stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
 
 
+def _hidden(rel: Path) -> bool:
+    """Whether a path inside a stage folder is hidden, or inside a hidden folder: bookkeeping
+    (a data source's ``.source.json``) or what a killed write left (``.adapter.tmp-PID-…/``),
+    never an artifact."""
+    return any(part.startswith(".") for part in rel.parts)
+
+
 def artifact_checksums(folder: Path, scratch: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
     """sha256, size and stat stamp of every file under ``folder``, except the manifest,
     hidden files, lock files and the top-level ``scratch`` folders (a stage's work in
@@ -210,8 +217,7 @@ def artifact_checksums(folder: Path, scratch: tuple[str, ...] = ()) -> dict[str,
     files = []
     for path in sorted(folder.rglob("*")):
         rel = path.relative_to(folder)
-        hidden = any(part.startswith(".") for part in rel.parts)  # also what a killed write left in a hidden folder
-        if not path.is_file() or rel.parts[0] in exclude or hidden or path.name.endswith(".lock"):
+        if not path.is_file() or rel.parts[0] in exclude or _hidden(rel) or path.name.endswith(".lock"):
             continue
         files.append((rel, path))
     newest = max((path.stat().st_ctime_ns for _, path in files), default=0)
@@ -257,8 +263,8 @@ def verify_checksums(folder: Path, recorded: dict[str, dict[str, Any]],
     for rel, meta in recorded.items():
         if rel == WORK_MARKER:  # recorded by older builds; bookkeeping, not an output
             continue
-        if any(part.startswith(".") for part in Path(rel).parts):  # a killed write's leftover that an older
-            continue  # build recorded: no artifact (see artifact_checksums), and `run` deletes it
+        if _hidden(Path(rel)):  # a killed write's leftover that an older build recorded: no artifact
+            continue  # (see artifact_checksums), and `run` deletes it
         path = folder / rel
         if not path.is_file():
             problems.append(f"{rel} is missing")
@@ -327,10 +333,30 @@ def _flock_briefly(handle: Any, mode: int, attempts: int = 5, pause: float = 0.1
             time.sleep(pause)
 
 
-def _on_host(lock_holder: list[str]) -> str:
-    """" on HOST" for a lock holder ("PID shard HOST") on another machine than this one."""
-    host = lock_holder[2] if len(lock_holder) > 2 else None
-    return f" on {host}" if host and host != socket.gethostname() else ""
+@dataclass(frozen=True)
+class _LockHolder:
+    """Who holds the project lock, as its lock file says: ``PID`` (a plain `run`), ``PID
+    shard HOST`` (a shard run's exclusive hold, see :meth:`Project.lock`), or nothing
+    (shard runs holding it shared)."""
+
+    pid: str
+    shard: bool = False
+    host: str | None = None
+
+    @classmethod
+    def read(cls, text: str) -> _LockHolder:
+        parts = text.split()
+        return cls(parts[0] if parts else "", parts[1:2] == [SHARD_TAG], parts[2] if len(parts) > 2 else None)
+
+    @staticmethod
+    def text(shard: bool) -> str:
+        """What this process writes into the lock file when it holds it exclusively."""
+        return f"{os.getpid()} {SHARD_TAG} {socket.gethostname()}" if shard else str(os.getpid())
+
+    @property
+    def on_host(self) -> str:
+        """" on HOST" when the holder is on another machine than this one."""
+        return f" on {self.host}" if self.host and self.host != socket.gethostname() else ""
 
 
 def pid_alive(pid: int) -> bool:
@@ -679,8 +705,7 @@ class Project:
             try:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
             except OSError:
-                holder = handle.read().split()  # "PID" or "PID shard"
-                return holder[0] if holder else "unknown"
+                return _LockHolder.read(handle.read()).pid or "unknown"
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
         return None
 
@@ -718,25 +743,22 @@ class Project:
         run waits for another shard run's exclusive hold instead of failing: shards
         started at the same moment run those stages once, then side by side. ``waiting``
         is told when it waits (``notice`` when it takes over a stale lock)."""
-        def busy(holder: str) -> LockedError:
-            # exclusive holders write their PID ("PID shard HOST" for a shard run's); an empty file
-            # means shard runs hold it shared
-            parts = holder.split()
-            pid = parts[0] if parts else ""
-            who = ("running `subsetctl run --shard` processes. Wait for them to finish or stop them" if not pid else
-                   f"a `subsetctl run --shard` (PID {pid}{_on_host(parts)}) running the stages before gradients. "
-                   "Wait for it to finish or stop that process" if SHARD_TAG in parts[1:2] else
-                   f"a running `subsetctl run` (PID {pid}). Wait for it to finish or stop that process")
+        def busy(text: str) -> LockedError:
+            holder = _LockHolder.read(text)
+            who = ("running `subsetctl run --shard` processes. Wait for them to finish or stop them" if not holder.pid
+                   else f"a `subsetctl run --shard` (PID {holder.pid}{holder.on_host}) running the stages before "
+                   "gradients. Wait for it to finish or stop that process" if holder.shard else
+                   f"a running `subsetctl run` (PID {holder.pid}). Wait for it to finish or stop that process")
             return LockedError(f"Project {self.root} is locked by {who}; `plan` and `report` work meanwhile.",
-                               holder="run" if pid else "shards")
+                               holder="run" if holder.pid else "shards")
 
-        def shard_preparing(holder: str) -> bool:
+        def shard_preparing(text: str) -> bool:
             # a holder that died released its lock (the kernel, or the file server, drops it), so
             # waiting on the lock itself never waits for the dead; no PID check (another machine's)
-            parts = holder.split()
-            waits = shard and len(parts) >= 2 and parts[1] == SHARD_TAG
+            holder = _LockHolder.read(text)
+            waits = shard and holder.shard
             if waits and waiting is not None:
-                waiting(f"Waiting for the shard run PID {parts[0]}{_on_host(parts)}, which runs the stages before "
+                waiting(f"Waiting for the shard run PID {holder.pid}{holder.on_host}, which runs the stages before "
                         "gradients (or puts kept results back) for every shard.")
             return waits
 
@@ -748,13 +770,13 @@ class Project:
                 yield
                 return
             handle.seek(0)
-            previous = handle.read().strip().split(" ")[0]
+            previous = _LockHolder.read(handle.read()).pid
             stale = previous.isdigit() and int(previous) != os.getpid() and not pid_alive(int(previous))
             if stale and notice is not None:
                 notice(f"Took over a stale lock left by PID {previous}, which is no longer running.")
             handle.seek(0)
             handle.truncate()
-            handle.write(f"{os.getpid()} {SHARD_TAG} {socket.gethostname()}" if shard else str(os.getpid()))
+            handle.write(_LockHolder.text(shard))
             handle.flush()
             try:
                 yield

@@ -189,7 +189,7 @@ def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any,
     if repeated:  # a fine-tune would train on those sources' rows twice
         raise UserError(f"{where} selected {', '.join(map(repr, repeated))} more than once; a selection is a "
                         "set of sources, each listed once.")
-    shape = ("scores map source names to numbers, trace entries {'subset': [...], 'loss': number}")
+    shape = "scores map source names to numbers, trace entries {'subset': [...], 'loss': number}"
     try:
         named = [*result.scores, *(name for step in result.trace for name in (step.get("subset") or []))]
         strangers = sorted({repr(name) for name in named if name not in context.sources})
@@ -198,7 +198,8 @@ def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any,
     if strangers:  # a report of scores for sources that are not there (or keys that cannot be sorted)
         raise UserError(f"{where} returned scores or trace subsets naming {', '.join(strangers[:5])}, which are "
                         f"not sources of this project (sources: {', '.join(context.sources)}); {shape}.")
-    result.selected = [name for name in context.sources if name in set(result.selected)]  # in source order
+    chosen = set(result.selected)
+    result.selected = [name for name in context.sources if name in chosen]  # in source order
     if result.estimated_loss is None:  # the strategy did not say: subsetctl's own estimate of its pick
         result.estimated_loss = float(estimator.estimate(estimator.masks_for([result.selected])).loss[0])
     try:
