@@ -636,6 +636,13 @@ def test_the_report_reads_a_set_aside_stages_own_results(tiny_project: Path, mon
     adapters = build_report(project)["adapters"]
     paths = [path for runs in adapters.values() for path in runs]
     assert paths and all((tiny_project / path).is_dir() for path in paths), paths
+    # also when the stage folder holds a damaged manifest (no commit): not report.json's stage-folder paths
+    from subsetctl.report.terminal import load_report_data
+
+    (project.stage_dir("finetune") / "manifest.json").write_text("{damaged")
+    shown = load_report_data(tiny_project)["report"]["adapters"]
+    shown_paths = [path for runs in shown.values() for path in runs]
+    assert shown_paths and all((tiny_project / path).is_dir() for path in shown_paths), shown_paths
 
 
 def test_adding_a_source_loads_only_that_one(tiny_project: Path) -> None:

@@ -59,7 +59,7 @@ def load_report_data(root: Path, overrides: list[str] | None = None) -> dict[str
         data["running"] = {"pid": running, "stage": stage}
         data["unfinished"] = [name for name in data["unfinished"] if name != stage]
     report_json = root / "report.json"
-    set_aside = [name for name in stages if project.read_manifest(name) is None]  # shown from .set-aside
+    set_aside = [name for name in stages if project.results_dir(name) != project.stage_dir(name)]  # shown from .set-aside
     if (report_json.is_file() and "report" in stages and "report" not in outdated and not data["damaged"]
             and not set_aside):  # report.json names the stage folders (adapter paths)
         try:
