@@ -86,3 +86,26 @@ def test_a_diverged_fine_tune_is_left_out_of_the_per_lambda_spearman() -> None:
     out, _ = _run([0.5, 0.7, 0.1, 0.6, 0.9, 0.8], [0.5, 0.7, 0.1, 0.6, 0.9, 0.8], truth)
     assert out["spearman_raw_by_lambda"] == {"1.0": 1.0}
     assert out["true"][2] is None
+
+
+def test_calibration_off_drops_an_extra_candidate_that_refuses_the_spec_lambda() -> None:
+    """With every real fine-tune diverged calibration is off and falls back to the spec's
+    lambda; linear_sgd, an extra candidate that refuses it, was looked up there anyway
+    (an internal KeyError)."""
+    spec = SimpleNamespace(calibrate=SimpleNamespace(enabled=True), estimate=SimpleNamespace(lam=1.0))
+    ctx = SimpleNamespace(spec=spec, reporter=SilentReporter())
+    rows = [{"kind": "ce", "index": i, "subset": [f"s{i}"], "true": None} for i in range(5)]
+    estimators = {("fast", 1.0): Fixed([0.5, 0.7, 0.6, 0.9, 0.8]), ("linear_sgd", 0.1): Fixed([0.5] * 5)}
+    out = CalibrateStage._calibrate_kind(ctx, rows, ["fast", "linear_sgd"], [0.1, 1.0], estimators)
+    assert (out["estimator"], out["calibration"]["lam"], out["calibration"]["enabled"]) == ("fast", 1.0, False)
+    assert set(out["candidates"]) == {"fast"}
+
+
+def test_no_held_out_error_is_claimed_when_calibration_turned_itself_off() -> None:
+    """Real fine-tunes that all ended at one loss turn calibration off; the error of the
+    choice held out was still computed on them, a near-zero figure beside "LOO –"."""
+    truth = [1.616 + 1e-11 * i for i in (0, 2, 1, 4, 3, 5)]
+    out, reporter = _run([0.5, 0.7, 0.6, 0.9, 0.8, 1.0], [0.5, 0.7, 0.6, 0.9, 0.8, 1.0], truth)
+    assert out["calibration"]["enabled"] is False and out["calibration"]["loo_median_rel_err"] is None
+    assert out["loo_median_rel_err_with_selection"] is None
+    assert any("same loss" in w for w in reporter.warnings)

@@ -368,14 +368,19 @@ def test_a_project_computed_before_checkpoint_every_counted_at_its_default_stays
 
     import subsetctl.pipeline
     import subsetctl.stages.finetune
+    from subsetctl.modeling.resolve import model_fingerprint_inputs
 
     def raw(spec):  # type: ignore[no-untyped-def]
         return spec.model_dump(mode="json")
+
+    def model_key_by_path(ctx):  # type: ignore[no-untyped-def]
+        return {"model": raw(ctx.spec)["model"], **model_fingerprint_inputs(ctx.spec.model.source, ctx.project.root)}, []
 
     overrides = ["finetune.checkpoint_every=3"]  # and the tiny spec's meta_init.checkpoint_every is 2
     with monkeypatch.context() as previous_version:  # fingerprints and cache keys of the raw spec
         previous_version.setattr(subsetctl.pipeline, "fingerprint_dump", raw)
         previous_version.setattr(subsetctl.stages.finetune, "fingerprint_dump", raw)
+        previous_version.setattr(subsetctl.stages.common, "model_key", model_key_by_path)  # (and by the model's path)
         run_project(tiny_project, overrides)
     for now in (overrides, ["finetune.checkpoint_every=5"]):  # also with another value: it changes nothing
         statuses = plan_project(tiny_project, now)[2]
@@ -385,7 +390,8 @@ def test_a_project_computed_before_checkpoint_every_counted_at_its_default_stays
     shutil.rmtree(state / "finetune")  # finetune runs again: it finds its adapters under the old keys
     run_project(tiny_project, overrides)
     summary = json.loads((state / "finetune" / "manifest.json").read_text())["summary"]
-    assert summary["trained_now"] == 0 and sorted(p.name for p in (state / "cache" / "finetune").iterdir()) == entries
+    now = sorted(p.name for p in (state / "cache" / "finetune").iterdir())
+    assert summary["trained_now"] == 0 and len(now) == len(entries) and not set(now) & set(entries)  # re-keyed
 
 
 def test_report_after_a_run_that_switched_verify_on_by_override_does_not_call_it_switched_off(
@@ -436,6 +442,9 @@ def test_report_says_a_stage_a_run_stopped_partway_is_resumable_not_unrun(tiny_p
     assert data["unfinished"] == ["finetune"] and "finetune" not in data["not_run"]
     note = outdated_note(data) or ""
     assert "Stopped partway: finetune" in note and "Not run yet: finetune" not in note
+    # what follows is outdated because finetune is being computed again, not because it changed
+    assert "the results of evaluate, from an earlier run (finetune, which they were made from, is being " in note
+    assert "upstream stage changed" not in note
 
 
 
@@ -763,3 +772,57 @@ def test_the_report_follows_the_overrides_of_results_that_came_back_to_the_same_
     results = run_project(tiny_project)
     assert [r["stage"] for r in results if r["action"] == "ran"] == ["report"]
     assert "overrides" not in json.loads((tiny_project / "report.json").read_text())
+
+
+def test_cached_runs_follow_the_model_files_not_their_folder(tiny_project: Path, tiny_llama: Path,
+                                                              monkeypatch) -> None:
+    """Fine-tunes, verify runs, test results and real-fine-tune estimates are cached by the
+    model folder's files: moving the folder keeps them all. Entries an earlier subsetctl
+    kept under the folder's path are found too, and moved to today's key."""
+    import shutil
+
+    from subsetctl.modeling.resolve import model_fingerprint_inputs
+    from subsetctl.spec import fingerprint_dump
+    from subsetctl.stages import common
+    from subsetctl.stages.verify import RunCache
+
+    def summary(stage: str) -> dict:
+        return json.loads((tiny_project / ".subsetctl" / stage / "manifest.json").read_text())["summary"]
+
+    def run_cache_as_before(self: RunCache, ctx) -> None:  # verify's key had the path and not the files
+        init(self, ctx)
+        self.base = {**{k: v for k, v in self.base.items() if k != "model_files"},
+                     "model": fingerprint_dump(ctx.spec)["model"]}
+
+    init = RunCache.__init__
+    shutil.copytree(tiny_llama, tiny_project / "models" / "base")
+    overrides = ["model.source=models/base", "verify.enabled=true", "verify.k=4", "verify.steps=1",
+                 "verify.kinds=[ce]", "estimate.estimator=true_finetune",
+                 "search.strategies=[{name: forward, params: {max_steps: 1}}]"]
+    def model_key_as_before(ctx) -> tuple[dict, list]:  # the model's path and files
+        return {"model": fingerprint_dump(ctx.spec)["model"],
+                **model_fingerprint_inputs(ctx.spec.model.source, ctx.project.root)}, []
+
+    with monkeypatch.context() as patched:  # an earlier subsetctl
+        patched.setattr(common, "model_key", model_key_as_before)
+        patched.setattr(RunCache, "__init__", run_cache_as_before)
+        run_project(tiny_project, overrides)
+    runs, estimated = summary("finetune")["runs"], summary("search")["computed_now"]
+    assert summary("finetune")["trained_now"] == runs and summary("verify")["reused"] == 0 and estimated >= 4
+
+    # stages re-run for other reasons find what the earlier version kept
+    run_project(tiny_project, [*overrides, "finetune.seeds=2", "verify.repeats=2", "gradients.d=8"])
+    assert (summary("finetune")["reused_runs"], summary("finetune")["trained_now"]) == (runs, runs)
+    assert summary("evaluate")["reused"] == runs and summary("verify")["reused"] == 4
+    assert summary("search")["computed_now"] == 0 and summary("search")["reused"] >= estimated
+
+    # moved, and re-run for settings the cached runs do not depend on (and a third verify repeat):
+    # all taken from the caches
+    shutil.move(tiny_project / "models" / "base", tiny_project / "models" / "moved")
+    ran = [r["stage"] for r in run_project(tiny_project, [
+        *overrides, "model.source=models/moved", "finetune.seeds=2", "finetune.baselines=[all]",
+        "verify.repeats=3", "gradients.d=4"]) if r["action"] == "ran"]
+    assert {"finetune", "evaluate", "verify", "search"} <= set(ran) and "meta_init" not in ran
+    assert summary("finetune")["trained_now"] == 0 and summary("finetune")["reused_runs"] > 0
+    assert summary("evaluate")["reused"] == summary("finetune")["runs"] and summary("verify")["reused"] == 8  # of 12
+    assert summary("search")["computed_now"] == 0

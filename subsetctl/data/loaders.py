@@ -164,6 +164,13 @@ def label_to_text(value: Any) -> str:
 # ------------------------------------------------------------------------ values
 
 
+def _missing(value: Any) -> bool:
+    """A cell that holds no value: absent or null, or a float NaN (how pandas and Parquet
+    float columns hold a missing cell, and what JSON's ``NaN`` reads as); read as text it
+    would be the answer "nan"."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def value_to_text(value: Any) -> str:
     """A cell as text: strings unchanged, numbers via ``str``, anything else as JSON."""
     if isinstance(value, str):
@@ -267,8 +274,8 @@ class CommonColumns:
             keys of the records themselves (JSON Lines rows may differ in their keys).
         fix: with fixed columns, what to do about a missing or empty one (for messages).
 
-    Every row needs a prompt and an answer that are not missing or null (an error naming
-    the row). A row whose answer (the gold response, or the class label) is empty or only
+    Every row needs a prompt and an answer that are not missing, null or NaN (an error
+    naming the row); rows with an empty prompt are kept with a notice. A row whose answer (the gold response, or the class label) is empty or only
     whitespace is left out with a notice in ``ctx.notices``: a causal-lm example without
     response tokens has nothing to train or score, and a blank label would become a class
     of its own; every row blank is an error. A CSV row with too few cells reads as empty
@@ -302,6 +309,8 @@ class CommonColumns:
         self.null_count = 0
         self.blank: list[int] = []  # the first few rows with a blank answer (for the notice)
         self.blank_count = 0
+        self.empty_prompts: list[int] = []  # the first few kept rows with an empty prompt (for the notice)
+        self.empty_prompt_count = 0
         self.structured: tuple[int, str] | None = None  # first row whose answer is a list or object
         self.structured_count = 0
         self.structured_prompt: tuple[int, str] | None = None  # first row whose prompt is (e.g. a chat)
@@ -341,7 +350,7 @@ class CommonColumns:
 
     def _count_null(self, i: int, record: dict[str, Any]) -> None:
         """Count record ``i`` if it lacks its prompt or its answer (a null or missing value)."""
-        if record.get(self.prompt_field) is None or record.get(self.answer_field) is None:
+        if _missing(record.get(self.prompt_field)) or _missing(record.get(self.answer_field)):
             self.null_count += 1
             if len(self.null_rows) < 5:
                 self.null_rows.append(i)
@@ -351,10 +360,10 @@ class CommonColumns:
         values = {}
         for field, option in ((self.prompt_field, self.prompt_option), (answer_field, self.answer_option)):
             value = record.get(field)
-            if value is None:
+            if _missing(value):
                 raise UserError(
                     f"Source {source!r}: {self.where}, {self.locate(i)}: {_named(field, option)} is "
-                    f"missing or null. Every row needs it; fix or drop that row.{self.advice}"
+                    f"missing, null or NaN. Every row needs it; fix or drop that row.{self.advice}"
                 )
             values[field] = value
         if isinstance(values[answer_field], (list, dict)):
@@ -368,6 +377,10 @@ class CommonColumns:
         locate_row = functools.partial(self.locate, i)
         prompt = _check_utf8(value_to_text(values[self.prompt_field]), source, self.where, locate_row,
                              self.prompt_field)
+        if not prompt.strip():
+            self.empty_prompt_count += 1
+            if len(self.empty_prompts) < 5:
+                self.empty_prompts.append(i)
         answer = label_to_text(values[answer_field]) if self.classifier else value_to_text(values[answer_field])
         if not answer.strip():  # nothing to train or score on: left out (see finish) rather than fatal
             self.blank_count += 1
@@ -406,6 +419,20 @@ class CommonColumns:
         self.ctx.notices.append(
             f"Source {self.ctx.source_name!r}: {count} row(s) of {self.where} have a list or an object as {named} "
             f"(first at {self.locate(first)}: {example}); {what_then}"
+        )
+
+    def _note_empty_prompts(self) -> None:
+        """The notice that some kept rows have an empty prompt: legal (the answer is then
+        learned and scored with nothing before it), but more often a prompt column read
+        from the wrong place or a template that left it blank."""
+        count, kept = self.empty_prompt_count, self.count - self.blank_count
+        shown = ", ".join(self.locate(i) for i in self.empty_prompts) + (f" (+{count - 5} more)" if count > 5 else "")
+        every = "every row" if count == kept else f"{count} of {kept} rows"
+        self.ctx.notices.append(
+            f"Source {self.ctx.source_name!r}: {self.where}: {every} kept ha{'s' if count == kept else 've'} an "
+            f"empty {_named(self.prompt_field, self.prompt_option)} ({shown}); their "
+            f"{'labels are' if self.classifier else 'answers are'} learned with no prompt. If that is not meant, "
+            "check the column the loader reads."
         )
 
     def _flush(self) -> None:
@@ -459,6 +486,8 @@ class CommonColumns:
         if self.blank_count:
             _note_blank_answers(self.blank, self.blank_count, self.count, self.ctx, self.where, self.locate,
                                 named, self.what, self.advice)
+        if self.empty_prompt_count:
+            self._note_empty_prompts()
         if self.structured_prompt is not None:
             self._note_structured(self.structured_prompt, self.structured_prompt_count,
                                   _named(self.prompt_field, self.prompt_option),
@@ -768,6 +797,29 @@ def _note_blank_answers(blank: list[int], blank_count: int, total: int, ctx: Loa
     )
 
 
+def _note_duplicate_csv_columns(path: Path, delimiter: str, ctx: LoadContext) -> None:
+    """A notice for a header naming one column twice: pandas reads the second as
+    ``name.1`` (and, for the prompt or answer column, only the first is the prompt or the
+    answer); said so instead of a ``name.1`` key appearing in the metadata unexplained."""
+    import csv
+    import io
+    from collections import Counter
+
+    try:
+        with open_decompressed(path) as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text:
+            header = next(csv.reader(text, delimiter=delimiter), [])
+    except (OSError, EOFError, UnicodeDecodeError, csv.Error, ValueError):
+        return  # reading the file proper says what is wrong with it
+    twice = [name for name, count in Counter(header).items() if count > 1]
+    if twice:
+        named = ", ".join(f"{name!r} ({header.count(name)} times)" for name in twice)
+        ctx.notices.append(
+            f"Source {ctx.source_name!r}: {_where(path)}: the header names {named}; the first column of a "
+            f"name is read under it, the others go to the metadata as {twice[0]}.1, {twice[0]}.2, …. "
+            "Rename the columns if another one was meant."
+        )
+
+
 def csv_record_lines(path: Path, delimiter: str) -> Any:
     """The file line on which each data row of a CSV file starts (the header excluded), as
     an ``array`` of ints, read with the csv module the way pandas reads it (lines holding
@@ -863,7 +915,9 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
         raise not_csv(exc) from None
     if builder is None:  # a header and no rows
         raise UserError(f"Source {source!r}: {_where(path)} has no examples. Give a file with at least one row.")
-    return builder.finish()
+    dataset = builder.finish()
+    _note_duplicate_csv_columns(path, options.delimiter, ctx)
+    return dataset
 
 
 @LOADERS.register("parquet")

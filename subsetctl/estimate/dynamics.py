@@ -117,7 +117,7 @@ class LinearSGDEstimator(SubsetEstimator):
         """Short hash of the settings and features the results depend on."""
         settings = (f"linear_sgd|lam={self.lam!r}|steps={self.steps}|lr={self.lr!r}|bs={self.batch_size}"
                     f"|seed={self.seed}|replay={self.replay}|{','.join(self._sources)}")
-        return _hash_arrays([self.rows.x, self.rows.f, self.val_x, self.val_f], settings)
+        return _hash_arrays([self.rows.x, self.rows.f, self.rows.offsets, self.val_x, self.val_f], settings)
 
     # ------------------------------------------------------------------ helpers
     def _pool(self, ext_row: np.ndarray) -> np.ndarray:

@@ -114,12 +114,16 @@ class SubsetResultsStore:
         sources: source names in mask order; a store written for other sources is reset.
         key: fingerprint of estimator, lambda and features; a store written under another
             key is reset (``reset_reason`` says why).
+        earlier_keys: keys an earlier subsetctl wrote for the same results (the key's
+            parts were spelled differently then); a store under one of them is kept and
+            takes ``key``.
     """
 
-    def __init__(self, path: Path | str, sources: list[str], key: str) -> None:
+    def __init__(self, path: Path | str, sources: list[str], key: str, earlier_keys: tuple[str, ...] = ()) -> None:
         self.path = Path(path)
         self.sources = list(sources)
         self.key = str(key)
+        self.earlier_keys = tuple(str(k) for k in earlier_keys)
         self.reset_reason: str | None = None
         self.path.mkdir(parents=True, exist_ok=True)
         n = len(self.sources)
@@ -142,10 +146,12 @@ class SubsetResultsStore:
             else:
                 if meta.get("format") != FORMAT_VERSION:
                     reason = f"it has format {meta.get('format')!r}, not {FORMAT_VERSION}"
-                elif meta.get("key") != self.key:
+                elif meta.get("key") != self.key and meta.get("key") not in self.earlier_keys:
                     reason = f"its key {meta.get('key')!r} differs from {self.key!r}"
                 elif meta.get("sources") != self.sources:
                     reason = "it was written for a different list of sources"
+                elif meta.get("key") != self.key:  # the same results under an earlier spelling of the key
+                    self._write_meta()
         elif data_path.exists():
             reason = f"it had results but no {META_FILE}"
         else:

@@ -120,14 +120,31 @@ def _checked_against_spec(root: Path, overrides: list[str] | None, stages: dict[
             "spec_problem": None, "name": spec.project.name, "spec": spec}
 
 
+def _why_outdated(data: dict[str, Any], outdated: list[str]) -> str:
+    """Why results are outdated: an upstream stage changed since, or (a run stopped partway
+    or still running, e.g. after `run --force meta_init`) an upstream stage is being
+    computed again and has no results yet."""
+    from subsetctl.stages import stage_names
+
+    order = stage_names()
+    first = min(order.index(s) for s in outdated if s in order) if any(s in order for s in outdated) else 0
+    running = (data.get("running") or {}).get("stage")
+    again = [s for s in dict.fromkeys([*(data.get("unfinished") or []), *([running] if running else [])])
+             if s in order and order.index(s) < first]
+    if again:
+        return (f"{', '.join(again)}, which they were made from, {'is' if len(again) == 1 else 'are'} being "
+                "computed again")
+    return "an upstream stage changed since"
+
+
 def outdated_note(data: dict[str, Any]) -> str | None:
     """Lines saying which stages' results are left out as outdated, which shown results
     the spec has moved past, and what to do; None when the report is current."""
     notes = []
     shown = [s for s in data.get("outdated", []) if s != "report"]
     if shown:
-        notes.append(f"Not shown: the results of {', '.join(shown)}, from an earlier run (an upstream stage "
-                     f"changed since). `subsetctl run {data['project']}` brings them up to date.")
+        notes.append(f"Not shown: the results of {', '.join(shown)}, from an earlier run ({_why_outdated(data, shown)}). "
+                     f"`subsetctl run {data['project']}` brings them up to date.")
     stale = data.get("stale") or []
     if stale:
         notes.append(f"The spec or its input files changed since these results: {', '.join(stale)} would re-run "

@@ -124,12 +124,16 @@ class CalibrateStage(Stage):
                                 default_lam=spec.estimate.lam)
             else:  # an extra candidate with no lambda it accepts: not a candidate
                 continue
+            if cal.lam not in raw_by_lambda:  # calibration off: it falls back to the spec's lambda, which this
+                continue  # extra candidate refuses (linear_sgd at a large lambda), so it has no estimate to offer
             cal.estimator = name
             candidates[name], raws[name] = cal, raw_by_lambda
         chosen = choose_estimator(candidates)
         # the same choice, redone without each held-out subset (estimators in order of preference)
         ordered = {(name, lam): raws[name][lam] for name in raws for lam in choice_grid if lam in raws[name]}
-        nested = selection_loo_rel_errors(y, ordered) if spec.calibrate.enabled else np.array([])
+        # (none when calibration turned itself off: too few usable runs, or runs that all ended
+        # at one loss, where a near-zero error would look like a perfect estimate)
+        nested = selection_loo_rel_errors(y, ordered) if spec.calibrate.enabled and chosen.enabled else np.array([])
         nested = nested[np.isfinite(nested)]
         raw = np.asarray(raws[chosen.estimator][chosen.lam])
         kind = rows[0]["kind"]

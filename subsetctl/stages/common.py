@@ -4,8 +4,10 @@ with a fresh LoRA adapter, training configs and progress wiring."""
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from subsetctl.pipeline import Stage, StageContext
@@ -22,6 +24,45 @@ class ModelStage(Stage):
         from subsetctl.modeling.resolve import model_fingerprint_inputs
 
         return model_fingerprint_inputs(spec.model.source, project.root)
+
+
+#: What a cache key holds in place of a local model folder's path: the folder is known
+#: by its files (``model_files``), so the same checkpoint under another path finds it.
+LOCAL_MODEL_SOURCE = "a local folder, known by its files"
+
+
+def model_key(ctx: StageContext) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The model's part of a cache key, and the parts the caches used before (keyed by path).
+
+    The first is the spec's model settings (:func:`subsetctl.spec.fingerprint_dump`) plus,
+    for a local folder, its files' sizes and sha256, with ``model.source`` replaced by
+    :data:`LOCAL_MODEL_SOURCE`: moving or renaming the folder (or spelling its path another
+    way) keeps every finished fine-tune, verify run and test result. The second is that
+    part with the path in it, as subsetctl wrote keys before; the caches look entries up by
+    it too when the first finds nothing, so what was cached then is not trained again.
+    Packaged models and hub ids are known by name: nothing changed for them (no earlier part)."""
+    from subsetctl.modeling.resolve import model_fingerprint_inputs
+    from subsetctl.spec import fingerprint_dump
+
+    model = fingerprint_dump(ctx.spec)["model"]
+    files = model_fingerprint_inputs(ctx.spec.model.source, ctx.project.root)
+    by_path = {"model": model, **files}
+    if not files:
+        return by_path, []
+    return {"model": {**model, "source": LOCAL_MODEL_SOURCE}, **files}, [by_path]
+
+
+def adopt_legacy_entry(entry: Path, legacy: list[Path]) -> None:
+    """Move the first existing of ``legacy`` (a cache entry, file or folder, under a key an
+    earlier subsetctl wrote) to ``entry`` when ``entry`` does not exist: found once, it is
+    kept under today's key, so it is still found after the model folder moves."""
+    if entry.exists():
+        return
+    for old in legacy:
+        if old != entry and old.exists():
+            with contextlib.suppress(OSError):  # another process took it first: look-ups then miss once
+                os.replace(old, entry)
+            return
 
 
 def seed_everything(seed: int) -> None:

@@ -12,35 +12,34 @@ from typing import Any
 import numpy as np
 
 from subsetctl import __version__
-from subsetctl.modeling.resolve import model_fingerprint_inputs
 from subsetctl.pipeline import StageContext
 from subsetctl.project import atomic_write_json, fingerprint, touch
-from subsetctl.spec import fingerprint_dump
 from subsetctl.stages import common
 from subsetctl.stages.finetune import adapter_relpath
 
 RESULT_CACHE = ("cache", "evaluate")
 
 
-def result_cache_keys(ctx: StageContext, runs: list[str]) -> dict[str, str]:
-    """run -> the key of its result in the cache: everything one adapter's test result
-    depends on, i.e. the adapter's files (their checksums in the finetune manifest; the
-    model card aside), the target's data (its test split is what is scored), the model
-    and the evaluate settings."""
+def result_cache_keys(ctx: StageContext, runs: list[str]) -> dict[str, list[str]]:
+    """run -> the keys of its result in the cache, today's first, then the one an earlier
+    subsetctl wrote (keyed by the model folder's path, see :func:`common.model_key`):
+    everything one adapter's test result depends on, i.e. the adapter's files (their
+    checksums in the finetune manifest; the model card aside), the target's data (its test
+    split is what is scored), the model and the evaluate settings."""
     artifacts = ctx.upstream_manifest("finetune").get("artifacts", {})
     base = {"data": common.DataFiles(ctx).of([ctx.spec.target.name]),  # the target's test split is read
-            "model": fingerprint_dump(ctx.spec)["model"],
-            "evaluate": ctx.spec.evaluate.model_dump(mode="json"), "version": __version__,
-            **model_fingerprint_inputs(ctx.spec.model.source, ctx.project.root)}  # a local folder's files
+            "evaluate": ctx.spec.evaluate.model_dump(mode="json"), "version": __version__}
     if ctx.spec.model.kind == "classifier":  # macro-F1 over the gold classes: results kept before are not reused
         base["macro_f1"] = "gold classes"
+    today, earlier = common.model_key(ctx)
 
     def adapter(run: str) -> dict[str, str]:
         prefix = f"{adapter_relpath(run)}/"
         return {p[len(prefix):]: a["sha256"] for p, a in artifacts.items()
                 if p.startswith(prefix) and not p.endswith("README.md")}
 
-    return {run: fingerprint({**base, "adapter": adapter(run)}) for run in runs}
+    return {run: [fingerprint({**base, **model, "adapter": adapter(run)}) for model in [today, *earlier]]
+            for run in runs}
 
 
 class EvaluateStage(common.ModelStage):
@@ -74,7 +73,8 @@ class EvaluateStage(common.ModelStage):
             for key in keys:
                 if key in per_run:
                     continue
-                cached = cache / f"{cache_keys[key]}.json"
+                cached, *legacy = (cache / f"{k}.json" for k in cache_keys[key])
+                common.adopt_legacy_entry(cached, legacy)
                 if cached.is_file() and not ctx.options.get("forced"):  # this adapter was evaluated before
                     try:
                         per_run[key] = json.loads(cached.read_text())

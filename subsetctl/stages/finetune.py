@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from subsetctl import __version__
-from subsetctl.modeling.resolve import model_fingerprint_inputs
 from subsetctl.pipeline import StageContext
 from subsetctl.project import (
     artifact_checksums,
@@ -70,20 +69,19 @@ class AdapterCache:
         self.folder = ctx.project.state_dir.joinpath(*ADAPTER_CACHE)
         self.data = common.DataFiles(ctx)
         self.target = spec.target.name
-        model_files = model_fingerprint_inputs(spec.model.source, ctx.project.root)  # a local folder's files
+        model, earlier = common.model_key(ctx)
 
-        def base(dumped: dict[str, Any]) -> dict[str, Any]:
-            return {
-                "model": dumped["model"],
-                "train": {k: v for k, v in dumped["finetune"].items() if k not in ("enabled", "baselines", "seeds")},
-                "version": __version__,
-                **model_files,
-            }
+        def base(dumped: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
+            train = {k: v for k, v in dumped["finetune"].items() if k not in ("enabled", "baselines", "seeds")}
+            return {**model, "train": train, "version": __version__}
 
-        self.base = base(fingerprint_dump(spec))  # settings that cannot change a run at their defaults
-        # the key before those settings counted at their defaults: its entries are still found
-        legacy = base(spec.model_dump(mode="json"))
-        self.legacy_base = legacy if legacy != self.base else None
+        self.base = base(fingerprint_dump(spec), model)  # result-neutral settings at their defaults
+        # keys earlier subsetctl versions wrote, still looked up: by the model folder's path,
+        # and before that, before the result-neutral settings counted at their defaults
+        raw = spec.model_dump(mode="json")
+        older = [base(fingerprint_dump(spec), m) for m in earlier or [model]]
+        older += [base(raw, {**m, "model": raw["model"]}) for m in earlier or [model]]
+        self.legacy_bases = [b for i, b in enumerate(older) if b != self.base and b not in older[:i]]
 
     def _entry(self, subset: list[str], seed: int, base: dict[str, Any] | None = None) -> Path:
         data = self.data.of([self.target, *subset])
@@ -96,8 +94,7 @@ class AdapterCache:
         deleted with a warning, so the run is trained again instead of the damage being
         committed and every later evaluate failing on it."""
         entry = self._entry(subset, seed)
-        if self.legacy_base is not None and not entry.is_dir():
-            entry = self._entry(subset, seed, self.legacy_base)  # kept by an earlier subsetctl
+        common.adopt_legacy_entry(entry, [self._entry(subset, seed, legacy) for legacy in self.legacy_bases])
         try:
             record = json.loads((entry / "record.json").read_text())
             checksums = json.loads((entry / CHECKSUMS).read_text()) if (entry / CHECKSUMS).is_file() else None

@@ -21,6 +21,7 @@ import numpy as np
 from subsetctl.pipeline import Stage, StageContext
 from subsetctl.project import Project, atomic_write_json, fingerprint, touch
 from subsetctl.spec import Spec, fingerprint_dump
+from subsetctl.stages import common
 from subsetctl.stages.calibrate import read_calibration
 from subsetctl.stages.features import (
     SIMULATED_FINETUNE_KEYS,
@@ -45,27 +46,27 @@ def _calibrated(cal: Any, value: float | None) -> float | None:
     return float(np.asarray(cal.apply(np.array([value])))[0])
 
 
-def _real_fine_tune_inputs(ctx: StageContext) -> dict[str, Any]:
+def _real_fine_tune_inputs(ctx: StageContext) -> list[dict[str, Any]]:
     """What one real fine-tune from theta* (verify's budget, its first kind) depends on:
     theta* and the data (their stages' output digests), the model, verify's budget and the
     project seed. (meta_init's settings too, though a real fine-tune takes none of them any
     more: θ*'s digest already covers what they change, and dropping them would orphan the
-    estimates cached before.)"""
-    from subsetctl.modeling.resolve import model_fingerprint_inputs
-
+    estimates cached before.) Today's form first, then those an earlier subsetctl wrote
+    (with a local model folder's path, see :func:`common.model_key`)."""
     spec = ctx.spec
     verify = spec.verify
     dumped = fingerprint_dump(spec)
-    return {
+    rest = {
         "theta_star": ctx.upstream_manifest("meta_init").get("output_digest"),
         "data": ctx.upstream_manifest("data").get("output_digest"),
-        "model": dumped["model"], **model_fingerprint_inputs(spec.model.source, ctx.project.root),
         "meta_init": dumped["meta_init"], "seed": spec.project.seed,
         # with accumulation, runs cached before took grad_accum batches a step: not these
         **({"one_batch_per_step": True} if spec.meta_init.grad_accum != 1 else {}),
         "verify": {"kind": verify.kinds[0], "steps": verify.steps, "batch_size": verify.batch_size,
                    "lr_ce": verify.lr_ce, "lr_surrogate": verify.lr_surrogate},
     }
+    model, earlier = common.model_key(ctx)
+    return [{**m, **rest} for m in [model, *earlier]]
 
 
 #: Subsets estimated between two writes of the results store (at the least): what a
@@ -265,16 +266,19 @@ class SearchStage(Stage):
                 *cal.notes, (f"the search uses {estimator_used}, which fine-tunes for real: its estimates are "
                              "real losses and are not calibrated")])
         if in_process:  # real fine-tunes: neither the features nor lambda change them
-            key = fingerprint({"estimator": estimator_used, **_real_fine_tune_inputs(ctx)})
+            key, *earlier = (fingerprint({"estimator": estimator_used, **inputs})
+                             for inputs in _real_fine_tune_inputs(ctx))
         else:
             gradients_digest = ctx.upstream_manifest("gradients")["output_digest"]
             # max_iter among the settings only for an estimator that takes it (exact), as before
-            key = fingerprint({"estimator": estimator_used, "lam": cal.lam, "features": gradients_digest,
-                               **estimator_settings(spec, estimator_used)})
+            key, earlier = fingerprint({"estimator": estimator_used, "lam": cal.lam, "features": gradients_digest,
+                                        **estimator_settings(spec, estimator_used)}), []
         store_dir = _store_dir(ctx, estimator_used, key, features.sources)
         if ctx.options.get("forced"):  # --force recomputes every estimate
             shutil.rmtree(store_dir, ignore_errors=True)
-        store = SubsetResultsStore(store_dir, features.sources, key)
+        else:  # estimates an earlier subsetctl kept under another key
+            common.adopt_legacy_entry(store_dir, [_store_dir(ctx, estimator_used, k, features.sources) for k in earlier])
+        store = SubsetResultsStore(store_dir, features.sources, key, earlier_keys=tuple(earlier))
         touch(store_dir)  # used: the last to go when the caches are trimmed (project.cache_limit_gb)
         if store.reset_reason:
             ctx.reporter.warn(f"{store.reset_reason} Its subsets are estimated again.")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -142,22 +143,29 @@ class RunCache:
         spec = ctx.spec
         self.folder = ctx.project.state_dir.joinpath(*RUN_CACHE)
         self.spec = spec
+        model, earlier = common.model_key(ctx)
         self.base = {
             "theta_star": ctx.upstream_manifest("meta_init")["output_digest"],
             "data": ctx.upstream_manifest("data")["output_digest"],
-            "model": fingerprint_dump(spec)["model"],
+            **model,
             "grad_accum": 1,  # always 1 now; kept so runs cached before stay found
             "steps": spec.verify.steps,
             "batch_size": spec.verify.batch_size,
             "version": __version__,
         }
+        # runs an earlier subsetctl kept, keyed by the model folder's path and without its
+        # files (theta*'s digest stood for them)
+        by_path = {k: v for k, v in self.base.items() if k != "model_files"}
+        self.legacy_bases = [{**by_path, "model": fingerprint_dump(spec)["model"]}] if earlier else []
 
-    def key(self, kind: str, subset: list[str], seed: int) -> str:
+    def _path(self, kind: str, subset: list[str], seed: int, base: dict[str, Any] | None = None) -> Path:
         lr = self.spec.verify.lr_ce if kind == "ce" else self.spec.verify.lr_surrogate
-        return fingerprint({**self.base, "kind": kind, "subset": list(subset), "seed": seed, "lr": lr})
+        key = fingerprint({**(base or self.base), "kind": kind, "subset": list(subset), "seed": seed, "lr": lr})
+        return self.folder / f"{key}.json"
 
     def get(self, kind: str, subset: list[str], seed: int) -> dict[str, Any] | None:
-        path = self.folder / f"{self.key(kind, subset, seed)}.json"
+        path = self._path(kind, subset, seed)
+        common.adopt_legacy_entry(path, [self._path(kind, subset, seed, b) for b in self.legacy_bases])
         try:
             result = json.loads(path.read_text())
         except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
@@ -167,7 +175,7 @@ class RunCache:
 
     def put(self, kind: str, subset: list[str], seed: int, result: dict[str, Any]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.folder / f"{self.key(kind, subset, seed)}.json", result)
+        atomic_write_json(self._path(kind, subset, seed), result)
 
 
 def mean_over_repeats(runs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:

@@ -96,6 +96,45 @@ def test_jsonl_null_value_names_the_line(tmp_path: Path, make_ctx) -> None:
         load_jsonl(JsonlLoader(type="jsonl", path="d.jsonl"), make_ctx())
 
 
+def test_nan_answers_are_missing_not_the_text_nan(tmp_path: Path, make_ctx) -> None:
+    """A float column's missing cell (Parquet, pandas) and JSON's NaN read as NaN: an
+    error naming the row, never a gold answer "nan"."""
+    pd.DataFrame({"prompt": ["a", "b", "c"], "response": [1.5, float("nan"), float("nan")]}).to_parquet(
+        tmp_path / "d.parquet")
+    with pytest.raises(UserError, match=r"row 2: 'response' .*NaN.* 2 of 3 rows lack"):
+        load_parquet(ParquetLoader(type="parquet", path="d.parquet"), make_ctx())
+    (tmp_path / "d.jsonl").write_text('{"prompt": "a", "response": "x"}\n{"prompt": NaN, "response": "y"}\n')
+    with pytest.raises(UserError, match=r"line 2: 'prompt' .*missing, null or NaN"):
+        load_jsonl(JsonlLoader(type="jsonl", path="d.jsonl"), make_ctx())
+
+
+def test_empty_prompts_are_kept_with_a_notice(tmp_path: Path, make_ctx) -> None:
+    write_jsonl(tmp_path / "d.jsonl", [{"prompt": " ", "response": "y"}, {"prompt": "x", "response": "y"},
+                                       {"prompt": "", "response": "z"}])
+    ctx = make_ctx()
+    ds = load_jsonl(JsonlLoader(type="jsonl", path="d.jsonl"), ctx)
+    assert ds["prompt"] == [" ", "x", ""]
+    (notice,) = ctx.notices
+    assert "2 of 3 rows kept have an empty 'prompt'" in notice and "(line 1, line 3)" in notice
+    write_jsonl(tmp_path / "d.jsonl", [{"prompt": "", "response": "y"}])
+    ctx = make_ctx()
+    load_jsonl(JsonlLoader(type="jsonl", path="d.jsonl"), ctx)
+    assert "every row kept has an empty 'prompt'" in ctx.notices[0]
+
+
+def test_a_csv_header_naming_a_column_twice_is_said(tmp_path: Path, make_ctx) -> None:
+    (tmp_path / "d.csv").write_text("prompt,response,response\na,first,second\n")
+    ctx = make_ctx()
+    ds = load_csv(CsvLoader(type="csv", path="d.csv"), ctx)
+    assert ds["response"] == ["first"] and json.loads(ds["metadata"][0]) == {"response.1": "second"}
+    (notice,) = ctx.notices
+    assert "d.csv: the header names 'response' (2 times)" in notice and "response.1" in notice
+    (tmp_path / "d.csv").write_text("prompt,response\na,b\n")
+    ctx = make_ctx()
+    load_csv(CsvLoader(type="csv", path="d.csv"), ctx)
+    assert ctx.notices == []
+
+
 def test_jsonl_non_utf8(tmp_path: Path, make_ctx) -> None:
     (tmp_path / "d.jsonl").write_bytes(b'{"prompt": "caf\xe9", "response": "x"}\n')
     with pytest.raises(UserError, match=r"d\.jsonl is not valid UTF-8"):
@@ -460,7 +499,7 @@ def test_class_label_columns_give_their_class_names_not_ids(tmp_path: Path, make
     Dataset.from_dict({"text": ["bad", "good", "hidden"], "label": [0, 1, -1]},
                       features=features).save_to_disk(str(tmp_path / "sst"))
     options = HuggingFaceLoader(type="huggingface", path="sst", prompt_field="text", label_field="label")
-    with pytest.raises(UserError, match=r"row 3: 'label' \(loader\.label_field\) is missing or null"):
+    with pytest.raises(UserError, match=r"row 3: 'label' \(loader\.label_field\) is missing, null or NaN"):
         load_huggingface(options, make_ctx(kind="classifier"))  # -1: no label (a hidden test split), counted from 1
     Dataset.from_dict({"text": ["bad", "good"], "label": [0, 1]}, features=features).save_to_disk(str(tmp_path / "ok"))
     loaded = load_huggingface(options.model_copy(update={"path": "ok"}), make_ctx(kind="classifier"))
@@ -682,7 +721,7 @@ def test_a_row_error_is_raised_after_the_columns_are_known(tmp_path: Path, make_
     row has is reported as missing (with the columns there are), as when all rows were read first."""
     write_jsonl(tmp_path / "n.jsonl", [{"prompt": "a", "response": "1"}, {"prompt": None, "response": "2"},
                                        {"prompt": "c", "response": "3"}])
-    with pytest.raises(UserError, match=r"n\.jsonl, line 2: 'prompt' \(loader\.prompt_field\) is missing or null"):
+    with pytest.raises(UserError, match=r"n\.jsonl, line 2: 'prompt' \(loader\.prompt_field\) is missing, null or NaN"):
         load_jsonl(JsonlLoader(type="jsonl", path="n.jsonl"), make_ctx())
     write_jsonl(tmp_path / "m.jsonl", [{"question": None, "response": "1"}, {"question": "b", "answer": "2"}])
     with pytest.raises(UserError, match=r"has no column 'prompt'.*'answer', 'question', 'response'"):
@@ -737,7 +776,7 @@ def test_rows_without_an_answer_are_counted_and_listed_in_one_error(tmp_path: Pa
     with pytest.raises(UserError) as err:
         load_jsonl(JsonlLoader(type="jsonl", path="n.jsonl"), make_ctx())
     text = str(err.value)
-    assert "line 2: 'response' (loader.response_field) is missing or null" in text
+    assert "line 2: 'response' (loader.response_field) is missing, null or NaN" in text
     assert text.endswith("10 of 20 rows lack 'prompt' (loader.prompt_field) or 'response' (loader.response_field) "
                          "(line 2, line 4, line 6, line 8, line 10, ...).")
     write_jsonl(tmp_path / "one.jsonl", [*rows[:2], *[{"prompt": "x", "response": "y"}] * 3])

@@ -97,3 +97,15 @@ def test_a_diverging_weight_decay_is_refused(small_features: FeatureSet) -> None
         LinearSGDEstimator(small_features, lam=1.0, lr=10.0)
     stable = LinearSGDEstimator(small_features, lam=1.9, lr=0.5)  # lr*lambda 0.95: damped, not divergent
     assert np.isfinite(stable.estimate(np.eye(small_features.n_sources, dtype=bool)).loss).all()
+
+
+def test_fingerprint_tells_apart_rows_split_differently_between_target_and_source() -> None:
+    """The same stacked rows, 5+3 or 4+4 between the target and its source, give other
+    estimates: their fingerprints (a results store's key) must differ too."""
+    rng = np.random.default_rng(0)
+    x, f, val_x, val_f = rng.standard_normal((8, 3)), rng.standard_normal(8), rng.standard_normal((4, 3)), rng.standard_normal(4)
+    split5 = LinearSGDEstimator(FeatureSet("t", ["A"], x[:5], f[:5], [x[5:]], [f[5:]], val_x, val_f), lr=0.1)
+    split4 = LinearSGDEstimator(FeatureSet("t", ["A"], x[:4], f[:4], [x[4:]], [f[4:]], val_x, val_f), lr=0.1)
+    target_only = np.array([[False]])
+    assert split5.estimate(target_only).loss[0] != split4.estimate(target_only).loss[0]
+    assert split5.fingerprint() != split4.fingerprint()

@@ -118,6 +118,17 @@ def test_key_change_resets_the_store(tmp_path: Path, fast: FastEstimator) -> Non
     assert len(SubsetResultsStore(tmp_path, fast.sources, "key-a")) == 0
 
 
+def test_a_store_under_an_earlier_spelling_of_its_key_is_kept_and_takes_the_new_key(
+    tmp_path: Path, fast: FastEstimator
+) -> None:
+    masks = _distinct_masks(6, len(fast.sources), seed=4)
+    SubsetResultsStore(tmp_path, fast.sources, "old").add(masks, fast.estimate(masks))
+    kept = SubsetResultsStore(tmp_path, fast.sources, "new", earlier_keys=("old",))
+    assert kept.reset_reason is None and kept.lookup(masks)[0].all()
+    assert SubsetResultsStore(tmp_path, fast.sources, "new").reset_reason is None  # rewritten under "new"
+    assert SubsetResultsStore(tmp_path, fast.sources, "other", earlier_keys=("old",)).reset_reason is not None
+
+
 def test_source_change_resets_and_mismatch_is_refused(tmp_path: Path, fast: FastEstimator) -> None:
     masks = _distinct_masks(3, len(fast.sources), seed=5)
     SubsetResultsStore(tmp_path, fast.sources, "k").add(masks, fast.estimate(masks))
