@@ -482,7 +482,7 @@ def ls_command(directory: Path | None, fmt: str) -> None:
     console = _console()
     for kind, rows in plugins.items():
         table = Table(title=kind, title_justify="left")
-        table.add_column("name", style="bold")
+        table.add_column("name", style="bold", overflow="fold")
         table.add_column("description")
         for row in rows:
             if row.get("error"):

@@ -382,6 +382,12 @@ class Pipeline:
         """Status of every stage and whether `run` would run it. No side effects."""
         force = force or set()
         self._check_stage_options(until, force)
+        with self.project.as_if_put_back() as put_back_manifests:
+            return self._plan(force, until, put_back_manifests)
+
+    def _plan(self, force: set[str], until: str | None, put_back_manifests: dict[str, Any]) -> list[StageStatus]:
+        """:meth:`plan`, with ``put_back_manifests`` filled with the kept results `run` will
+        put back as they are found (later stages' inputs are read as if they were)."""
         statuses: list[StageStatus] = []
         digests: dict[str, str | None] = {}
         rerun: set[str] = set()
@@ -485,6 +491,8 @@ class Pipeline:
             else:
                 digests[stage.name] = manifest.get("output_digest") if manifest else None
             put_back = kept is not None and not reached_until  # `run --until` stops before it
+            if put_back and kept is not None:
+                put_back_manifests[stage.name] = kept[1]
             statuses.append(StageStatus(stage.name, state, reasons, will_run, fp, conditional, put_back,
                                         kept[0] if put_back and kept else None))
             if until is not None and stage.name == until:

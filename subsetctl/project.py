@@ -29,7 +29,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from stat import S_ISREG
 from typing import IO, Any
@@ -373,6 +373,9 @@ class Project:
     """A project directory holding ``subsetctl.yaml`` and the ``.subsetctl`` state."""
 
     root: Path
+    #: while `plan` works out a run (:meth:`as_if_put_back`): the manifests of kept results
+    #: that run will put back, by stage, read in place of the stage's current ones
+    _put_back: dict[str, dict[str, Any]] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def find(cls, path: str | Path | None) -> Project:
@@ -626,10 +629,24 @@ class Project:
             return self.set_aside_dir(stage)
         return self.stage_dir(stage)
 
+    @contextlib.contextmanager
+    def as_if_put_back(self) -> Iterator[dict[str, dict[str, Any]]]:
+        """For `plan`: a dict to fill, stage -> the manifest of kept results the run will put
+        back; meanwhile :meth:`read_results_manifest` reads those, so what a later stage
+        derives from its upstream results (the report's "made with overrides" input) is
+        what it will be once `run` has put them back. Nothing on disk changes."""
+        self._put_back = {}
+        try:
+            yield self._put_back
+        finally:
+            self._put_back = None
+
     def read_results_manifest(self, stage: str) -> dict[str, Any] | None:
         """The manifest of ``stage``'s finished results wherever they are (see
         :meth:`results_dir`); None when it has none (``{"corrupt": True}`` when its own
         manifest is damaged and nothing is set aside)."""
+        if self._put_back and stage in self._put_back:  # (while planning: what `run` will put back)
+            return self._put_back[stage]
         manifest = self.read_manifest(stage)
         if manifest is not None and not manifest.get("corrupt"):
             return manifest

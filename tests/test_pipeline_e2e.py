@@ -826,3 +826,19 @@ def test_cached_runs_follow_the_model_files_not_their_folder(tiny_project: Path,
     assert summary("finetune")["trained_now"] == 0 and summary("finetune")["reused_runs"] > 0
     assert summary("evaluate")["reused"] == summary("finetune")["runs"] and summary("verify")["reused"] == 8  # of 12
     assert summary("search")["computed_now"] == 0
+
+
+def test_plan_predicts_the_report_from_the_results_run_will_put_back(tiny_project: Path) -> None:
+    """The report stage's inputs include the overrides its upstream results were made with;
+    `plan` read them before `run` puts kept results back, and so said the report would
+    run when `run` then skipped it (and the other way round)."""
+    def predicted_and_ran(overrides: list[str]) -> tuple[bool, bool]:
+        report = {s.name: s for s in plan_project(tiny_project, overrides)[2]}["report"]
+        ran = {r["stage"] for r in run_project(tiny_project, overrides) if r["action"] == "ran"}
+        return report.will_run, "report" in ran
+
+    run_project(tiny_project)
+    run_project(tiny_project, ["search.final=exhaustive"], until="search")  # search's results: made with it
+    assert predicted_and_ran([]) == (False, False)  # run puts back search: the report stays as it was
+    run_project(tiny_project, ["search.final=exhaustive"])  # and now the report says it was made with it
+    assert predicted_and_ran([]) == (True, True)  # putting back search takes that line out of the report

@@ -301,3 +301,35 @@ def test_selections_are_shown_in_the_order_the_spec_lists_them() -> None:
     markdown = render_markdown(report, {})
     rows = [line.split(" | ")[0][2:] for line in markdown.splitlines() if line.startswith("| ") and "exact_match" in line]
     assert rows == report["selection_order"]
+
+
+def test_narrow_terminals_fold_long_source_and_selection_names_never_cut_them() -> None:
+    """Sources named alike up to their last characters (a source_files group's
+    `pool-arith.addition_two_digit_v1` / `_v2`) looked identical once cut with "…"."""
+    sources = ["pool-arith.addition_two_digit_v1", "pool-arith.addition_two_digit_v2"]
+    row = {"selected": sources[:1], "scores": {sources[0]: 0.3, sources[1]: -0.01}, "estimated_loss_raw": 1.4}
+    metric = {"metric": "accuracy", "score_mean": 0.4, "score_std": 0.01, "loss_mean": 1.07, "loss_std": 0.02,
+              "seeds": 2, "n_test": 5}
+    report = {"project": "p", "final": "gradient_similarity_with_a_long_label", "sources": sources,
+              "calibration": {"enabled": False, "estimator": "fast", "lam": 1.0},
+              "strategies": {"gradient_similarity_with_a_long_label": row, "random_ensemble_long": row},
+              "test_metrics": {"representation_of_a_long_selection_label": metric}, "stages": {}}
+    buffer = io.StringIO()
+    render_full_report(report, Console(file=buffer, width=80))
+    text = buffer.getvalue()
+    assert "…" not in text  # (rich's ellipsis)
+    assert "igit_v1" in text and "igit_v2" in text  # the names' ends, folded onto a second line
+    assert "representation_of_a" in text and "selection_label" in text
+
+
+def test_classifier_load_hint_gives_the_head_size_num_labels_asked_for() -> None:
+    """With `model.num_labels: 6` and 3 classes in the data the head has 6 outputs; the
+    hint said num_labels=3, and loading the adapter that way failed on a size mismatch."""
+    from subsetctl.stages.finetune import classifier_load_hint
+
+    assert "num_labels=3)" in classifier_load_hint(["neg", "pos", "neu"])
+    hint = classifier_load_hint(["neg", "pos", "neu"], 6)
+    assert "num_labels=6)" in hint and "6 outputs for 3 classes" in hint and "ids 3–5 are unused" in hint
+    report = {**_report(False), "adapters": {"all": [".subsetctl/finetune/runs/x/adapter"]},
+              "adapter_classes": ["neg", "pos", "neu"], "adapter_head_size": 6}
+    assert "num_labels=6)" in render_markdown(report, {})

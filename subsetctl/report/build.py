@@ -158,6 +158,8 @@ def build_report(
                               for label, runs in finetuned["labels"].items()}
         if finetuned.get("classes"):  # a classifier's head: what loading an adapter needs
             report["adapter_classes"] = finetuned["classes"]
+            if finetuned.get("head_size"):  # more outputs than classes when model.num_labels asked for them
+                report["adapter_head_size"] = finetuned["head_size"]
     metrics = None if "evaluate" in skip else _read(project.results_dir("evaluate") / "metrics.json")
     if metrics:
         report["test_metrics"] = metrics["metrics"]

@@ -101,7 +101,7 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
             from subsetctl.stages.finetune import classifier_load_hint
 
             how = f"LoRA adapters in peft format, relative to the project folder; one per seed. " \
-                  f"{classifier_load_hint(report['adapter_classes'])}"
+                  f"{classifier_load_hint(report['adapter_classes'], report.get('adapter_head_size'))}"
         else:
             how = ("LoRA adapters in peft format (`peft.PeftModel.from_pretrained(base_model, folder)`), "
                    "relative to the project folder; one per seed.")

@@ -79,9 +79,9 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
                        "shown); `subsetctl report --all-sources` or report.md lists all") if left_out else None
             t = Table(title="per-source scores (higher = more helpful; ✓ selected)", title_justify="left",
                       caption=caption, caption_justify="left")
-            t.add_column("source")
+            t.add_column("source", overflow="fold")  # fold long names, never cut them (…_v1 and …_v2 looked alike)
             for k in scored:
-                t.add_column(k, justify="right")
+                t.add_column(k, justify="right", overflow="fold")
             for s in rows:
                 if s is None:
                     t.add_row(f"[dim]… {left_out} more[/dim]", *["[dim]…[/dim]"] * len(scored))
@@ -108,7 +108,7 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
         t = Table(title="test metrics (target's held-out split)", title_justify="left")
         f1 = any("macro_f1_mean" in m for m in report["test_metrics"].values())
         for col in ("selection", "metric", "score", *(["macro-F1"] if f1 else []), "test loss", "seeds"):
-            t.add_column(col)
+            t.add_column(col, overflow="fold")
         test_digits = test_loss_digits(report)
         for label, m in report["test_metrics"].items():
             score, loss = test_metric_cells(m, test_digits)

@@ -123,20 +123,27 @@ class AdapterCache:
         os.replace(partial, entry)
 
 
-def classifier_load_hint(classes: list[str]) -> str:
+def classifier_load_hint(classes: list[str], head_size: int | None = None) -> str:
     """How to load a classifier adapter: the head has one output per class of the target
-    and all sources (not the base model's own label count), ids in this order."""
+    and all sources (not the base model's own label count), ids in this order, or
+    ``model.num_labels`` outputs (``head_size``) when the spec asked for more, the rest
+    unused: loading needs the head's size, not the count of classes."""
+    outputs = max(head_size or 0, len(classes))
     shown = ", ".join(f"{i} = {name!r}" for i, name in enumerate(classes[:20]))
     more = f", … ({len(classes)} in all)" if len(classes) > 20 else ""
-    return (f"The classification head has {len(classes)} classes, the labels of the target and every source: "
+    spare = (f"; ids {len(classes)}–{outputs - 1} are unused (model.num_labels is {outputs})"
+             if outputs > len(classes) else "")
+    has = (f"{outputs} outputs for {len(classes)} classes" if outputs > len(classes) else f"{outputs} classes")
+    return (f"The classification head has {has}, the labels of the target and every source: "
             f"build the base model with `AutoModelForSequenceClassification.from_pretrained(base, "
-            f"num_labels={len(classes)})` before `peft.PeftModel.from_pretrained(model, folder)` (ids: {shown}{more}).")
+            f"num_labels={outputs})` before `peft.PeftModel.from_pretrained(model, folder)` (ids: {shown}{more}"
+            f"{spare}).")
 
 
 def model_card(label_list: list[str], subset: list[str], ctx: StageContext, record: dict[str, Any],
                classes: list[str] | None = None) -> str:
     spec = ctx.spec
-    load = (classifier_load_hint(classes) if classes
+    load = (classifier_load_hint(classes, spec.model.num_labels) if classes
             else "Load with `peft.PeftModel.from_pretrained(base_model, this_folder)`.")
     return (
         f"# subsetctl adapter: {', '.join(label_list)}\n\n"
@@ -224,8 +231,8 @@ class FinetuneStage(common.ModelStage):
                 task.update(len(runs))
         labels = {label: [run_key(subset, spec.project.seed + s) for s in range(spec.finetune.seeds)]
                   for label, subset in picks.items()}
-        atomic_write_json(ctx.out_dir / "labels.json", {"labels": labels, "selections": picks,
-                                                        **({"classes": classes} if classes else {})})
+        head = {"classes": classes, "head_size": max(spec.model.num_labels or 0, len(classes))} if classes else {}
+        atomic_write_json(ctx.out_dir / "labels.json", {"labels": labels, "selections": picks, **head})
         if restored:
             ctx.reporter.info(f"finetune: reused {restored} run(s) trained by an earlier run with the same inputs.")
         return {"runs": len(by_key), "trained_now": len(todo) - restored,
