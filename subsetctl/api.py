@@ -48,7 +48,11 @@ def init_project(directory: Path, template: str = "quickstart", force: bool = Fa
     points editors at); never overwrites a spec unless ``force``, nor ever a data file
     the template would write (their names are appended to ``kept``)."""
     text = template_text(template)
+    directory = Path(directory).expanduser()  # `init '~/q'` made ./~/q, which `plan ~/q` then did not find
     spec_path = directory / SPEC_FILENAME
+    if spec_path.is_dir():
+        raise UserError(f"{spec_path} is a folder, not a spec file: move or rename it, then run `subsetctl init` "
+                        "again.")
     if spec_path.exists() and not force:
         raise UserError(f"{spec_path} already exists; pass --force to overwrite it.")
     try:

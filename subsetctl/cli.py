@@ -137,7 +137,7 @@ def _stage_option(ctx: click.Context, param: click.Parameter, value: Any) -> Any
     from subsetctl.stages import stage_names
 
     names = stage_names()
-    for name in value if isinstance(value, tuple) else ([value] if value else []):
+    for name in value if isinstance(value, tuple) else ([value] if value is not None else []):
         if name not in names:
             raise click.BadParameter(f"{name!r} is not a stage; the stages are {', '.join(names)}.")
     return value
@@ -182,7 +182,7 @@ def init(directory: Path, template: str, force: bool) -> None:
     if kept:
         console.print(f"Kept the existing {', '.join(sorted(kept))} (the spec reads {'it' if len(kept) == 1 else 'them'}; "
                       "delete a file to get the template's).", highlight=False, markup=False)
-    spec_arg, dir_arg = shlex.quote(str(path)), shlex.quote(str(directory))  # copy-pasteable with spaces
+    spec_arg, dir_arg = shlex.quote(str(path)), shlex.quote(str(path.parent))  # copy-pasteable with spaces, ~ expanded
     console.print(f"Next: subsetctl validate {spec_arg} && subsetctl plan {dir_arg} && subsetctl run {dir_arg}",
                   highlight=False, markup=False)
 
@@ -202,8 +202,14 @@ def validate(specs: tuple[str, ...], fmt: str) -> None:
     from subsetctl.api import validate_spec_file
     from subsetctl.spec import SPEC_FILENAME
 
-    overrides = [a for a in specs if "=" in a and not Path(a).exists()]  # as typed: a Path would drop "//"
-    paths = [Path(a) for a in specs if a not in overrides]
+    split = [a for a in specs if a.startswith("=") and not Path(a).expanduser().exists()]
+    if split:  # `validate gradients.d = 32`: each file name would be "no such spec file"
+        joined = re.sub(r"\s*=\s*", "=", " ".join(specs))
+        raise click.UsageError(f"{split[0]!r} is not a spec file or a key=value override. Write each override "
+                               f"as one argument, key=value without spaces around '=': `subsetctl validate {joined}`.")
+    # as typed (a Path would drop "//"); a path holding "=" (/data/x=1/subsetctl.yaml) stays a path
+    overrides = [a for a in specs if _OVERRIDE_KEY.match(a) and not Path(a).expanduser().exists()]
+    paths = [Path(a).expanduser() for a in specs if a not in overrides]
     reports = []
     for spec in paths or [Path(".")]:
         path = spec / SPEC_FILENAME if spec.is_dir() else spec
@@ -259,7 +265,7 @@ def _status_table(statuses: list[Any], title: str) -> Any:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: each stage's status, whether run would run it and why, for scripts.")
 def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, force: tuple[str, ...], fmt: str) -> None:
-    """Show each stage's status and what `run` would do (no side effects).
+    """Show each stage's status and what `run` would do (changes nothing but the cache of file hashes).
 
     DIRECTORY is the project (default: the current directory); extra `key=value`
     arguments are spec overrides, planned as `run` would apply them."""
@@ -332,14 +338,33 @@ def _mark_running(statuses: list[Any], stage: str | None, pid: str) -> None:
             status.reasons = [f"`subsetctl run` (PID {pid}) is computing it now"]
 
 
+#: how a key=value override starts (`gradients.d=`, `sources[0].max_examples =`): a path
+#: holding "=" (`/data/run=1`) does not, and is taken for the folder it names
+_OVERRIDE_KEY = re.compile(r"^[A-Za-z_][\w\-]*(?:\[-?\d+\]|\.[\w\-]+)*\s*=")
+
+
+def _folder_not_override(directory: Path | None) -> Path | None:
+    """The folder argument of a command that takes no overrides (`report`, `ls`,
+    `doctor`); a key=value there is a usage error saying so (it was looked for as a
+    folder, and the error offered `subsetctl init finetune.seeds=2`)."""
+    if directory is not None and _OVERRIDE_KEY.match(str(directory)) and not Path(directory).expanduser().exists():
+        command = click.get_current_context().command_path
+        raise click.UsageError(
+            f"{str(directory)!r} looks like a key=value override, but `{command}` takes none: it reads the project "
+            "as it is (`subsetctl plan` and `subsetctl run` take overrides). Give the project folder, or nothing "
+            "for the current one."
+        )
+    return directory
+
+
 def _split_dir(directory: Path | None, overrides: tuple[str, ...]) -> tuple[Path | None, tuple[str, ...]]:
     """`subsetctl run a=b` (no directory): the first argument is an override. A project
     folder after the overrides (`subsetctl plan gradients.d=32 proj`) is a usage error
     that says so; it used to be taken for an override, and the error named the current
     folder as the project."""
     split = bool(overrides) and (overrides[0].startswith("=") or str(directory).endswith(":"))  # `key = 1`, `key: 1`
-    if directory is not None and ("=" in str(directory) or split) and not Path(directory).exists():
-        directory, overrides = None, (str(directory), *overrides)
+    if directory is not None and (_OVERRIDE_KEY.match(str(directory)) or split) and not Path(directory).exists():
+        directory, overrides = None, (str(directory), *overrides)  # (a path such as /data/x=1 stays a path)
     stray = [item for item in overrides if "=" not in item or item.startswith("=")]
     if stray:
         command = click.get_current_context().command_path
@@ -347,6 +372,12 @@ def _split_dir(directory: Path | None, overrides: tuple[str, ...]) -> tuple[Path
             joined = re.sub(r"\s*=\s*", "=", " ".join(overrides))  # "gradients.d = 32" -> "gradients.d=32"
             joined = re.sub(r"^([\w.\[\]]+):\s+|(?<=\s)([\w.\[\]]+):\s+", lambda m: f"{m.group(1) or m.group(2)}=", joined)
             folder = f" {shlex.quote(str(directory))}" if directory is not None else ""
+            if joined == " ".join(overrides):  # nothing to join: a stray word, not a split override
+                raise click.UsageError(
+                    f"{stray[0]!r} is not a key=value override (write key=value, e.g. gradients.d=32), and only "
+                    f"one project folder is taken{' (' + folder.strip() + ')' if folder else ''}, before the "
+                    "overrides. Leave it out, or quote it if it is part of a value."
+                )
             raise click.UsageError(
                 f"{stray[0]!r} is not a key=value override. Write each override as one argument, key=value "
                 f"without spaces around '=' (quote a value that has spaces): `{command}{folder} {joined}`."
@@ -380,7 +411,7 @@ def run(
 
     directory, overrides = _split_dir(directory, overrides)
     options: dict[str, Any] = {}
-    if shard:
+    if shard is not None:  # (an empty --shard is refused, not taken for no --shard)
         try:
             index, count = (int(x) for x in shard.split("/"))
             assert 0 <= index < count
@@ -392,12 +423,17 @@ def run(
     ran = [r for r in results if r["action"] == "ran"]
     put_back = [r["stage"] for r in results if r.get("put_back")]
     console = _console()
-    if any(r["action"] == "partial" for r in results):  # a shard of the gradients: nothing to report yet
-        done = f"Ran {', '.join(r['stage'] for r in ran)}; then " if ran else ""
-        console.print(f"{done}gradients shard {shard} is done. When every shard is, `subsetctl run` without "
-                      "--shard merges them and goes on.")
-        return
     back = f"put back {', '.join(put_back)} (results kept from an earlier run with these inputs)" if put_back else ""
+    if shard is not None:  # a shard run stops at the gradients stage: nothing to report yet
+        done = f"Ran {', '.join(r['stage'] for r in ran)}; " if ran else ""
+        done += f"{back}; " if back else ""
+        if any(r["action"] == "partial" for r in results):
+            console.print(f"{done}gradients shard {shard} is done. When every shard is, `subsetctl run` without "
+                          "--shard merges them and goes on.")
+        else:  # the gradients stage is complete already (or was put back): no shard of it left to compute
+            console.print(f"{done}the gradients stage is complete: shard {shard} has nothing to compute. "
+                          "`subsetctl run` without --shard goes on with the stages after it.")
+        return
     if not ran:
         console.print(f"Everything is up to date; {back or 'nothing to do'}.")
     else:
@@ -432,7 +468,7 @@ def report(directory: Path | None, fmt: str, all_sources: bool) -> None:
     from subsetctl.project import Project
     from subsetctl.report.terminal import load_report_data, render_report
 
-    project = Project.find(directory)
+    project = Project.find(_folder_not_override(directory))
     if fmt == "json":
         _echo_json(load_report_data(project.root))
     elif fmt == "markdown":
@@ -475,7 +511,7 @@ def ls_command(directory: Path | None, fmt: str) -> None:
                                         f"listed: {exc}", markup=False)
             plugins = list_plugins(None)
     else:
-        plugins = list_plugins(directory)
+        plugins = list_plugins(_folder_not_override(directory))
     if fmt == "json":
         _echo_json(plugins)
         return
@@ -509,7 +545,7 @@ def doctor(directory: Path | None) -> None:
 
     console = _console()
     problems = 0
-    for check in run_checks(directory):
+    for check in run_checks(_folder_not_override(directory)):
         mark = "[green]✓[/green]" if check.ok else "[red]✗[/red]"
         console.print(f"{mark} {escape(check.name)}: {escape(check.detail)}")
         if not check.ok:

@@ -393,6 +393,9 @@ class Project:
         if not p.exists():
             raise UserError(f"{p} does not exist. Name an existing project folder (one holding {SPEC_FILENAME}), "
                             f"or create one with `subsetctl init {p}`.")
+        if (p / SPEC_FILENAME).is_dir():
+            raise UserError(f"{p / SPEC_FILENAME} is a folder, not a spec file: move or rename it, then create "
+                            f"the spec with `subsetctl init {p}`.")
         if not (p / SPEC_FILENAME).is_file():
             raise UserError(
                 f"{p} is not a subsetctl project: it has no {SPEC_FILENAME}. "
@@ -668,13 +671,17 @@ class Project:
     # ------------------------------------------------------------------ manifests
 
     def read_manifest(self, stage: str) -> dict[str, Any] | None:
+        """``stage``'s manifest; None when it has none, ``{"corrupt": True}`` when the file
+        is no manifest (not JSON, or JSON that is not an object with a fingerprint: a file
+        truncated, overwritten or edited by hand), which `plan` shows and `run` recomputes."""
         path = self.stage_dir(stage) / MANIFEST
         if not path.is_file():
             return None
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            manifest = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
             return {"corrupt": True}
+        return manifest if isinstance(manifest, dict) and "fingerprint" in manifest else {"corrupt": True}
 
     def write_manifest(
         self, stage: str, manifest: dict[str, Any], artifacts: dict[str, dict[str, Any]] | None = None

@@ -357,6 +357,38 @@ def test_an_override_split_by_spaces_is_a_usage_error_suggesting_it_whole(tmp_pa
         assert result.exit_code == 2, result.output
         assert "without spaces around '='" in result.output and suggested in result.output, result.output
 
+def test_arguments_neither_folder_nor_override_are_told_apart(tmp_path: Path, jsonl_project: Path,
+                                                               monkeypatch) -> None:
+    """Exit codes and advice for arguments in the wrong place: an override given to a
+    command that takes none (was exit 1, advising `init finetune.seeds=2`), a path holding
+    "=" (was taken for an override), a stray word (the "fix" repeated it), an empty stage
+    name (exit 1) or --shard (ignored), a split override to validate (each part "no such
+    spec file"), `~` in init (made ./~/q)."""
+    runner = CliRunner()
+    monkeypatch.chdir(jsonl_project)
+    for command in ("report", "ls", "doctor"):
+        result = runner.invoke(main, [command, "finetune.seeds=2"], prog_name="subsetctl")
+        assert result.exit_code == 2 and "takes none" in result.output and "init" not in result.output, command
+    result = runner.invoke(main, ["plan", str(tmp_path / "x=y")])
+    assert result.exit_code == 1 and f"{tmp_path / 'x=y'} does not exist" in result.output
+    result = runner.invoke(main, ["plan", str(jsonl_project), "gradients.d=32", "extra"], prog_name="subsetctl")
+    assert result.exit_code == 2 and "'extra' is not a key=value override" in result.output
+    assert "gradients.d=32 extra`" not in result.output
+    for args in (["plan", ".", "--until", ""], ["run", ".", "--until", ""], ["run", ".", "--shard", ""]):
+        assert runner.invoke(main, args).exit_code == 2, args
+    result = runner.invoke(main, ["validate", "gradients.d", "=", "32"], prog_name="subsetctl")
+    assert result.exit_code == 2 and "`subsetctl validate gradients.d=32`" in result.output
+    monkeypatch.setenv("HOME", str(tmp_path))
+    result = runner.invoke(main, ["init", "~/q"])
+    assert result.exit_code == 0 and (tmp_path / "q" / "subsetctl.yaml").is_file(), result.output
+    assert f"subsetctl plan {tmp_path / 'q'}" in result.output
+    assert runner.invoke(main, ["validate", "~/q"]).exit_code == 0
+    (tmp_path / "d" / "subsetctl.yaml").mkdir(parents=True)  # a folder where the spec should be
+    for args in (["plan", str(tmp_path / "d")], ["init", str(tmp_path / "d")]):
+        result = runner.invoke(main, args)
+        assert result.exit_code == 1 and "is a folder, not a spec file" in result.output, args
+
+
 def _cli_with_reader_gone(*args: str) -> subprocess.CompletedProcess:
     """The CLI writing into a pipe whose reader has closed it (`subsetctl ... | head -c 0`)."""
     command = "import sys; from subsetctl.cli import main; sys.argv[0] = 'subsetctl'; main()"

@@ -41,6 +41,11 @@ def test_full_run_then_noop_then_partial_rerun(tiny_project: Path) -> None:
     forced = {s.name: s for s in plan_project(tiny_project, force=["data"])[2]}
     assert forced["report"].will_run and not forced["report"].conditional and forced["evaluate"].conditional
     assert any("outputs missing: report.md" in r for r in forced["report"].reasons)
+    from subsetctl.report.terminal import load_report_data, outdated_note
+
+    data = load_report_data(tiny_project)  # `report` says what was deleted, not that the spec changed
+    assert data["stale"] == [] and data["missing_outputs"] == {"report": ["report.md", "plots/source_scores.png"]}
+    assert "Deleted since the last run: report.md, plots/source_scores.png" in (outdated_note(data) or "")
     again = run_project(tiny_project)
     assert [r["stage"] for r in again if r["action"] == "ran"] == ["report"]
     assert (tiny_project / "report.md").is_file() and (tiny_project / "plots" / "source_scores.png").is_file()

@@ -159,10 +159,21 @@ def test_scratch_folders_are_left_out_of_checksums(tmp_path: Path) -> None:
 
 
 def test_corrupt_manifest_is_not_trusted(jsonl_project: Path) -> None:
+    """Not JSON, or JSON that is no manifest (`[]` stopped plan, report and run --force
+    with an internal AttributeError; `{}` read as a spec change, `null` as a stopped run)."""
+    from click.testing import CliRunner
+
+    from subsetctl.cli import main
+
     run_project(jsonl_project, until="data")
-    (jsonl_project / ".subsetctl" / "data" / "manifest.json").write_text("{not json")
-    _, _, statuses = plan_project(jsonl_project, until="data")
-    assert statuses[0].state == "corrupt"
+    manifest = jsonl_project / ".subsetctl" / "data" / "manifest.json"
+    for damage in ("{not json", "[]", "5", "null", "{}"):
+        manifest.write_text(damage)
+        _, _, statuses = plan_project(jsonl_project, until="data")
+        assert statuses[0].state == "corrupt", damage
+        report = CliRunner().invoke(main, ["report", str(jsonl_project)])
+        assert report.exit_code == 1 and "no stage has finished yet" in report.output, damage
+    assert [r["action"] for r in run_project(jsonl_project, until="data")] == ["ran"]
 
 
 def test_atomic_write_leaves_no_temp_files(tmp_path: Path) -> None:

@@ -237,7 +237,7 @@ def test_results_made_with_command_line_overrides_say_so(tmp_path) -> None:
                                     ("search", ["search"], ["search.strategies[0].params.m=5"])):
         folder = tmp_path / ".subsetctl" / stage
         folder.mkdir(parents=True)
-        (folder / "manifest.json").write_text(json.dumps({"seconds": 1.0, "summary": {}, "overrides": overrides,
+        (folder / "manifest.json").write_text(json.dumps({"fingerprint": "f", "seconds": 1.0, "summary": {}, "overrides": overrides,
                                                           "inputs": {"slice": {k: None for k in reads}}}))
     (tmp_path / "subsetctl.yaml").write_text("x: 1\n")
     report = build_report(Project(tmp_path))

@@ -147,6 +147,12 @@ def test_cli_shard_run_says_what_is_left(tiny_project: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "gradients shard 1/2 is done" in result.output and "without --shard merges" in result.output
     assert "Everything is up to date" not in result.output and "selections" not in result.output
+    # the gradients complete (and later stages stale): not "up to date", and no report
+    run_project(tiny_project)
+    result = CliRunner().invoke(main, ["run", str(tiny_project), "-q", "--shard", "1/2", "estimate.lam=0.25"])
+    assert result.exit_code == 0, result.output
+    assert "the gradients stage is complete: shard 1/2 has nothing to compute" in result.output
+    assert "Everything is up to date" not in result.output and "selections" not in result.output
 
 
 def test_a_damaged_upstream_stage_is_recomputed_once_before_the_shard(tiny_project: Path) -> None:

@@ -98,14 +98,19 @@ def _checked_against_spec(root: Path, overrides: list[str] | None, stages: dict[
     except UserError as exc:  # "<file> is not a valid spec:" then one line per problem: say the first
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         more = f" (and {len(lines) - 2} more; `subsetctl validate` lists them)" if len(lines) > 2 else ""
-        return {"stale": [], "previous": [], "damaged": [], "not_run": [], "unfinished": [],
+        return {"stale": [], "previous": [], "missing_outputs": {}, "damaged": [], "not_run": [], "unfinished": [],
                 "spec_problem": " ".join(lines[:2]) + more, "name": None,
                 "spec": None}
     from subsetctl.stages import all_stages
 
     after = {stage.name: stage.after for stage in all_stages()}
+    # stale only because files it wrote were deleted since (report.md, a plot): nothing changed
+    missing = {s.name: [f for r in s.reasons for f in r.removeprefix("outputs missing: ").split(", ")] for s in statuses
+               if s.state == "stale" and s.reasons and all(r.startswith("outputs missing: ") for r in s.reasons)}
     changed: set[str] = set()  # by the spec or input files, or downstream of such a change (not of damage)
     for s in statuses:
+        if s.name in missing:
+            continue
         if s.state == "stale" and (not s.conditional or any(up in changed for up in after.get(s.name, ()))):
             changed.add(s.name)
         elif s.state in ("never run", "unfinished") and s.name in stages:  # shown from results set aside
@@ -114,7 +119,8 @@ def _checked_against_spec(root: Path, overrides: list[str] | None, stages: dict[
     stale = [s.name for s in statuses if s.name in changed and s.name in stages]
     # up to date only once `run` swaps their previous results in: the results shown are of other inputs
     swapped = [s.name for s in statuses if s.put_back_from == "previous" and s.name in stages]
-    return {"stale": stale, "previous": swapped, "damaged": [s.name for s in statuses if s.state == "corrupt"],
+    return {"stale": stale, "previous": swapped, "missing_outputs": missing,
+            "damaged": [s.name for s in statuses if s.state == "corrupt"],
             "not_run": [s.name for s in statuses if s.state == "never run" and s.name not in stages],
             "unfinished": [s.name for s in statuses if s.state == "unfinished"],
             "spec_problem": None, "name": spec.project.name, "spec": spec}
@@ -150,6 +156,11 @@ def outdated_note(data: dict[str, Any]) -> str | None:
         notes.append(f"The spec or its input files changed since these results: {', '.join(stale)} would re-run "
                      f"(`subsetctl plan {data['project']}` says why; a run with key=value overrides counts as "
                      "a change of the spec for the next run without them).")
+    missing = data.get("missing_outputs") or {}
+    if missing:
+        files = [f for found in missing.values() for f in found]
+        notes.append(f"Deleted since the last run: {', '.join(files)}. `subsetctl run {data['project']}` writes "
+                     f"{'it' if len(files) == 1 else 'them'} again (nothing else changed).")
     moved = data.get("switched_off_moved_past") or []
     if moved:
         one = len(moved) == 1
