@@ -299,20 +299,23 @@ def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, 
         console.print(f"Everything is up to date once {back}.")
     else:
         console.print("Everything is up to date; `run` would do nothing.")
-    kept = _kept_line(project)
+    kept = _kept_line(project, spec.project.keep_previous)
     if kept:
         console.print(f"[dim]{kept}[/dim]")
 
 
-def _kept_line(project: Any) -> str | None:
+def _kept_line(project: Any, keep_previous: bool = True) -> str | None:
     """What the project keeps on disk besides its current results, when it is 1 MB or more:
     the previous results (put back when the spec returns to them), results set aside, and
-    the caches; with what frees each."""
+    the caches; with what frees each (``keep_previous``: the spec's setting, false when the
+    next `run` frees the previous results already)."""
     sizes = project.kept_bytes()
     parts = []
     if sizes["previous"] >= 1e6:
+        frees = ("the next `run` deletes it (`project.keep_previous` is false)" if not keep_previous
+                 else "`project.keep_previous: false` frees it")
         parts.append(f"{_size(sizes['previous'])} of previous results in .subsetctl/.previous (to go back without "
-                     "recomputing; `project.keep_previous: false` frees it)")
+                     f"recomputing; {frees})")
     if sizes["set_aside"] >= 1e6:
         parts.append(f"{_size(sizes['set_aside'])} set aside by a run that did not finish")
     if sizes["cache"] >= 1e6:

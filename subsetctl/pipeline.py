@@ -108,7 +108,9 @@ def _describe_sources(old: list[Any], new: list[Any]) -> str:
                         ("changed", [what_changed(n) for n in b if n in a and a[n] != b[n]])):
         if names:
             parts.append(f"{word} {_listed(names, 5)}")
-    return "sources: " + ("; ".join(parts) if parts else "reordered")
+    return "sources: " + ("; ".join(parts) if parts else
+                          "reordered (their order is meta_init's multitask pool and the search's: what "
+                          "follows re-runs; putting the order back puts the kept results back)")
 
 
 @dataclass

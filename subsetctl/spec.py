@@ -1138,7 +1138,11 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
                     raise SpecError(_not_a_mapping(item, parts[:i], node, part))
                 if part not in node or node[part] is None:
                     if isinstance(nxt, int):
-                        raise SpecError(f"Override {item!r}: {format_path(tuple(parts[: i + 1]))} does not exist.")
+                        groups = (" This spec lists its sources as source_files groups: override a group's "
+                                  "settings (source_files[0].max_examples=5), or list the source under sources."
+                                  if i == 0 and part == "sources" and out.get("source_files") else "")
+                        raise SpecError(f"Override {item!r}: {format_path(tuple(parts[: i + 1]))} does not "
+                                        f"exist.{groups}")
                     node[part] = {}
                 node = node[part]
         last = parts[-1]

@@ -189,6 +189,9 @@ def test_plan_says_what_the_kept_results_take_on_disk(tiny_project: Path) -> Non
     assert line is not None and "2.5 GB of previous results" in line and "keep_previous: false" in line
     assert "cache" not in line
     assert _kept_line(SimpleNamespace(kept_bytes=lambda: {"previous": 10, "set_aside": 0, "cache": 10})) is None
+    # the spec already says false: the next run frees it (the advice to set it was taken)
+    off = _kept_line(SimpleNamespace(kept_bytes=lambda: {"previous": 2_500_000, "set_aside": 0, "cache": 0}), False)
+    assert off is not None and "the next `run` deletes it" in off and "keep_previous: false` frees" not in off
 
 
 def test_the_same_data_from_other_inputs_keeps_what_follows(tiny_project: Path) -> None:

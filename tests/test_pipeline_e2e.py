@@ -847,3 +847,36 @@ def test_plan_predicts_the_report_from_the_results_run_will_put_back(tiny_projec
     assert predicted_and_ran([]) == (False, False)  # run puts back search: the report stays as it was
     run_project(tiny_project, ["search.final=exhaustive"])  # and now the report says it was made with it
     assert predicted_and_ran([]) == (True, True)  # putting back search takes that line out of the report
+
+
+def test_reordering_the_sources_gives_what_a_fresh_project_with_that_order_gives(
+    tiny_project: Path, tmp_path_factory
+) -> None:
+    """The sources' order is meta_init's multitask pool and the order a fine-tune pools
+    their rows in; a reordered spec kept the old order's theta*, gradients and search
+    (the data stage's output ignored the order) and took fine-tunes of the old order from
+    the cache (keyed by the sorted subset)."""
+    import shutil
+
+    import yaml
+
+    run_project(tiny_project)
+    spec = yaml.safe_load((tiny_project / "subsetctl.yaml").read_text())
+    spec["sources"] = spec["sources"][::-1]
+    (tiny_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    data = {s.name: s for s in plan_project(tiny_project)[2]}["data"]
+    assert data.reasons[0].startswith("spec changed: sources: reordered (their order is meta_init's multitask pool")
+    results = run_project(tiny_project)
+    assert {"meta_init", "gradients", "search", "finetune"} <= {r["stage"] for r in results if r["action"] == "ran"}
+    fresh = tmp_path_factory.mktemp("fresh")
+    for item in tiny_project.iterdir():
+        if item.name in ("subsetctl.yaml",) or item.suffix == ".jsonl":
+            shutil.copy(item, fresh / item.name)
+    run_project(fresh)
+
+    def numbers(project: Path) -> dict:
+        report = json.loads((project / "report.json").read_text())
+        return {"sources": report["sources"], "strategies": report["strategies"],
+                "test": {k: v["loss_mean"] for k, v in report["test_metrics"].items()}}
+
+    assert numbers(tiny_project) == numbers(fresh)

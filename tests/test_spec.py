@@ -405,3 +405,12 @@ def test_plugin_loader_options_must_round_trip_through_json(value: str, says: st
             f"  - name: s\n    loader: {{type: plugin, name: x, options: {{v: [1, {value}]}}}}\n")
     spec, issues = validate_data(yaml.safe_load(text), "x.yaml", text)
     assert spec is None and issues[0].key == "sources[0].loader.options" and says in issues[0].message
+
+
+def test_a_sources_override_in_a_spec_of_source_files_groups_points_at_them() -> None:
+    data = {"source_files": [{"files": "pool/*.jsonl", "loader": {"type": "jsonl"}}]}
+    with pytest.raises(SpecError, match=r"sources does not exist\. This spec lists its sources as source_files"):
+        apply_overrides(data, ["sources[0].max_examples=5"])
+    with pytest.raises(SpecError) as plain:
+        apply_overrides({}, ["sources[0].max_examples=5"])
+    assert "source_files" not in str(plain.value)

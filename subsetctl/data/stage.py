@@ -346,6 +346,9 @@ def _write_summary(out_dir: Path, spec: Spec, counts: dict[str, Any], labels: li
     summary = {
         "target": spec.target.name,
         "kind": spec.model.kind,
+        # the spec's order (counts is written sorted): meta-init's multitask pool and the search's
+        # source order follow it, so reordering the sources is a change of this stage's output
+        "sources": [source.name for source in spec.sources],
         "counts": counts,
         "labels": labels,
         "warnings": warnings,

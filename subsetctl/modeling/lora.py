@@ -62,7 +62,7 @@ def default_target_modules(model: Any) -> list[str]:
         return list(DEFAULT_TARGETS[model_type])
     raise UserError(
         f"No default LoRA target modules are known for architecture {model_type!r}. Name them "
-        "in the spec (lora.target_modules, e.g. the attention query/value projection names); "
+        "in the spec (model.lora.target_modules, e.g. the attention query/value projection names); "
         f"known defaults: {', '.join(f'{k}: {v}' for k, v in sorted(DEFAULT_TARGETS.items()))}."
     )
 
@@ -108,7 +108,7 @@ def apply_lora(
         raise UserError(
             f"LoRA target modules {missing} do not exist in the model "
             f"({getattr(model.config, 'model_type', '?')}). Linear layers it has include: "
-            f"{', '.join(sorted(_linear_names(model))[:20])}. Fix lora.target_modules."
+            f"{', '.join(sorted(_linear_names(model))[:20])}. Fix model.lora.target_modules."
         )
     config = LoraConfig(
         r=r,

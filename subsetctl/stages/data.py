@@ -73,6 +73,8 @@ class DataStage(Stage):
                               "(and .subsetctl/data/data.json, from this stage on).")
         if summary["reused"]:
             n = len(summary["reused"])
-            ctx.reporter.info(f"[dim]data: {n} of {len(sources)} sources reused as prepared by an earlier run "
-                              "(same spec, files and subsetctl version); the others were loaded[/dim]")
+            counted = f"all {n}" if n == len(sources) else f"{n} of {len(sources)}"
+            ctx.reporter.info(f"[dim]data: {counted} sources (the target counted) reused as prepared by an earlier "
+                              "run (same spec, files and subsetctl version)"
+                              + ("" if n == len(sources) else "; the others were loaded") + "[/dim]")
         return summary

@@ -85,7 +85,9 @@ class AdapterCache:
 
     def _entry(self, subset: list[str], seed: int, base: dict[str, Any] | None = None) -> Path:
         data = self.data.of([self.target, *subset])
-        return self.folder / fingerprint({**(base or self.base), "data": data, "subset": sorted(subset), "seed": seed})
+        # the subset in training order (the sources' order in the project: their rows are pooled in it), as
+        # verify's cache keys it; entries keyed by the sorted subset are found when that is the same list
+        return self.folder / fingerprint({**(base or self.base), "data": data, "subset": list(subset), "seed": seed})
 
     def restore(self, subset: list[str], seed: int, run_dir: Path) -> dict[str, Any] | None:
         """Copy a cached adapter into ``run_dir``; its record, or None when not cached. An
