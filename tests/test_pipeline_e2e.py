@@ -880,3 +880,34 @@ def test_reordering_the_sources_gives_what_a_fresh_project_with_that_order_gives
                 "test": {k: v["loss_mean"] for k, v in report["test_metrics"].items()}}
 
     assert numbers(tiny_project) == numbers(fresh)
+
+
+def test_fine_tunes_an_earlier_version_keyed_by_the_sorted_selection_are_still_found(
+    tiny_project: Path, monkeypatch
+) -> None:
+    """Earlier versions keyed a cached fine-tune by its sorted selection; with sources not
+    listed alphabetically every multi-source fine-tune was trained again after the key
+    began to follow the training order. Such an entry is taken when its record says it
+    was trained in this order."""
+    import yaml
+
+    from subsetctl.stages.finetune import AdapterCache
+
+    spec = yaml.safe_load((tiny_project / "subsetctl.yaml").read_text())
+    spec["sources"] = spec["sources"][::-1]  # bad, b, a: selections are not sorted
+    (tiny_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    entry = AdapterCache._entry
+
+    def sorted_key(self, subset, seed, base=None, keyed=None):  # type: ignore[no-untyped-def]
+        return entry(self, subset, seed, base, sorted(subset) if keyed is None else keyed)
+
+    with monkeypatch.context() as earlier:
+        earlier.setattr(AdapterCache, "_entry", sorted_key)
+        run_project(tiny_project)
+    summary = json.loads((tiny_project / ".subsetctl" / "finetune" / "manifest.json").read_text())["summary"]
+    runs = summary["runs"]
+    selections = json.loads((tiny_project / ".subsetctl" / "finetune" / "labels.json").read_text())["selections"]
+    assert any(len(s) > 1 and s != sorted(s) for s in selections.values())
+    run_project(tiny_project, ["finetune.seeds=2"])
+    summary = json.loads((tiny_project / ".subsetctl" / "finetune" / "manifest.json").read_text())["summary"]
+    assert (summary["reused_runs"], summary["trained_now"]) == (runs, runs)

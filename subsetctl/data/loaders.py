@@ -377,10 +377,6 @@ class CommonColumns:
         locate_row = functools.partial(self.locate, i)
         prompt = _check_utf8(value_to_text(values[self.prompt_field]), source, self.where, locate_row,
                              self.prompt_field)
-        if not prompt.strip():
-            self.empty_prompt_count += 1
-            if len(self.empty_prompts) < 5:
-                self.empty_prompts.append(i)
         answer = label_to_text(values[answer_field]) if self.classifier else value_to_text(values[answer_field])
         if not answer.strip():  # nothing to train or score on: left out (see finish) rather than fatal
             self.blank_count += 1
@@ -388,6 +384,10 @@ class CommonColumns:
                 self.blank.append(i)
             return
         answer = _check_utf8(answer, source, self.where, locate_row, answer_field)
+        if not prompt.strip():  # (a row kept: one whose answer is blank is left out above)
+            self.empty_prompt_count += 1
+            if len(self.empty_prompts) < 5:
+                self.empty_prompts.append(i)
         extra: dict[str, Any] = {}
         for key, value in record.items():
             if key in self.skip:
@@ -810,13 +810,15 @@ def _note_duplicate_csv_columns(path: Path, delimiter: str, ctx: LoadContext) ->
             header = next(csv.reader(text, delimiter=delimiter), [])
     except (OSError, EOFError, UnicodeDecodeError, csv.Error, ValueError):
         return  # reading the file proper says what is wrong with it
-    twice = [name for name, count in Counter(header).items() if count > 1]
+    counts = Counter(header)
+    twice = [name for name, count in counts.items() if count > 1]
     if twice:
-        named = ", ".join(f"{name!r} ({header.count(name)} times)" for name in twice)
+        named = ", ".join(f"{name!r} ({counts[name]} times)" for name in twice)
+        renamed = ", ".join(f"{name}.{k}" for name in twice for k in range(1, counts[name]))
         ctx.notices.append(
-            f"Source {ctx.source_name!r}: {_where(path)}: the header names {named}; the first column of a "
-            f"name is read under it, the others go to the metadata as {twice[0]}.1, {twice[0]}.2, …. "
-            "Rename the columns if another one was meant."
+            f"Source {ctx.source_name!r}: {_where(path)}: the header names {named}; the first column of each "
+            f"name keeps it (the prompt and the answer are read from that one), the later ones are read as "
+            f"{renamed}. Rename the columns if another one was meant."
         )
 
 

@@ -60,7 +60,7 @@ def adopt_legacy_entry(entry: Path, legacy: list[Path]) -> None:
         return
     for old in legacy:
         if old != entry and old.exists():
-            with contextlib.suppress(OSError):  # another process took it first: look-ups then miss once
+            with contextlib.suppress(OSError):  # taken already (by another process): read where it is now
                 os.replace(old, entry)
             return
 

@@ -83,11 +83,26 @@ class AdapterCache:
         older += [base(raw, {**m, "model": raw["model"]}) for m in earlier or [model]]
         self.legacy_bases = [b for i, b in enumerate(older) if b != self.base and b not in older[:i]]
 
-    def _entry(self, subset: list[str], seed: int, base: dict[str, Any] | None = None) -> Path:
+    def _entry(self, subset: list[str], seed: int, base: dict[str, Any] | None = None,
+               keyed: list[str] | None = None) -> Path:
+        """The entry of ``subset`` (in training order: the sources' order in the project,
+        which their rows are pooled in, as verify's cache keys it); ``keyed``: the subset as
+        the key holds it, when not that (earlier subsetctl versions keyed it sorted)."""
         data = self.data.of([self.target, *subset])
-        # the subset in training order (the sources' order in the project: their rows are pooled in it), as
-        # verify's cache keys it; entries keyed by the sorted subset are found when that is the same list
-        return self.folder / fingerprint({**(base or self.base), "data": data, "subset": list(subset), "seed": seed})
+        key = list(subset) if keyed is None else keyed
+        return self.folder / fingerprint({**(base or self.base), "data": data, "subset": key, "seed": seed})
+
+    def _earlier_entries(self, subset: list[str], seed: int) -> list[Path]:
+        """Where an earlier subsetctl may have kept this run: under its older key forms, and
+        keyed by the sorted subset, which is this run only if it was trained in this order
+        (its record says in which), never after the sources were reordered."""
+        entries = [self._entry(subset, seed, legacy) for legacy in self.legacy_bases]
+        if list(subset) != sorted(subset):
+            for base in [self.base, *self.legacy_bases]:
+                sorted_key = self._entry(subset, seed, base, keyed=sorted(subset))
+                if _recorded_subset(sorted_key) == list(subset):
+                    entries.append(sorted_key)
+        return entries
 
     def restore(self, subset: list[str], seed: int, run_dir: Path) -> dict[str, Any] | None:
         """Copy a cached adapter into ``run_dir``; its record, or None when not cached. An
@@ -96,7 +111,8 @@ class AdapterCache:
         deleted with a warning, so the run is trained again instead of the damage being
         committed and every later evaluate failing on it."""
         entry = self._entry(subset, seed)
-        common.adopt_legacy_entry(entry, [self._entry(subset, seed, legacy) for legacy in self.legacy_bases])
+        if not entry.exists():
+            common.adopt_legacy_entry(entry, self._earlier_entries(subset, seed))
         try:
             record = json.loads((entry / "record.json").read_text())
             checksums = json.loads((entry / CHECKSUMS).read_text()) if (entry / CHECKSUMS).is_file() else None
@@ -123,6 +139,16 @@ class AdapterCache:
         atomic_write_json(partial / "record.json", record)
         shutil.rmtree(entry, ignore_errors=True)
         os.replace(partial, entry)
+
+
+def _recorded_subset(entry: Path) -> list[str] | None:
+    """The subset a cached run's record says it trained on, in its order; None if unreadable."""
+    try:
+        record = json.loads((entry / "record.json").read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    subset = record.get("subset") if isinstance(record, dict) else None
+    return subset if isinstance(subset, list) else None
 
 
 def classifier_load_hint(classes: list[str], head_size: int | None = None) -> str:

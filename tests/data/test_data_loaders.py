@@ -120,6 +120,12 @@ def test_empty_prompts_are_kept_with_a_notice(tmp_path: Path, make_ctx) -> None:
     ctx = make_ctx()
     load_jsonl(JsonlLoader(type="jsonl", path="d.jsonl"), ctx)
     assert "every row kept has an empty 'prompt'" in ctx.notices[0]
+    # rows left out for a blank answer are not counted among those kept
+    write_jsonl(tmp_path / "d.jsonl", [{"prompt": "", "response": ""}, {"prompt": "", "response": "a"},
+                                       {"prompt": "p", "response": "b"}, {"prompt": "", "response": " "}])
+    ctx = make_ctx()
+    load_jsonl(JsonlLoader(type="jsonl", path="d.jsonl"), ctx)
+    assert any("1 of 2 rows kept have an empty 'prompt'" in n and "(line 2);" in n for n in ctx.notices), ctx.notices
 
 
 def test_a_csv_header_naming_a_column_twice_is_said(tmp_path: Path, make_ctx) -> None:
@@ -128,7 +134,12 @@ def test_a_csv_header_naming_a_column_twice_is_said(tmp_path: Path, make_ctx) ->
     ds = load_csv(CsvLoader(type="csv", path="d.csv"), ctx)
     assert ds["response"] == ["first"] and json.loads(ds["metadata"][0]) == {"response.1": "second"}
     (notice,) = ctx.notices
-    assert "d.csv: the header names 'response' (2 times)" in notice and "response.1" in notice
+    assert "d.csv: the header names 'response' (2 times)" in notice and "read as response.1." in notice
+    (tmp_path / "d.csv").write_text("prompt,response,x,x,prompt\nq,a,1,2,q2\n")
+    ctx = make_ctx()
+    ds = load_csv(CsvLoader(type="csv", path="d.csv"), ctx)
+    assert json.loads(ds["metadata"][0]) == {"prompt.1": "q2", "x": "1", "x.1": "2"}
+    assert "'prompt' (2 times), 'x' (2 times)" in ctx.notices[0] and "read as prompt.1, x.1." in ctx.notices[0]
     (tmp_path / "d.csv").write_text("prompt,response\na,b\n")
     ctx = make_ctx()
     load_csv(CsvLoader(type="csv", path="d.csv"), ctx)
