@@ -137,7 +137,9 @@ class SimilarityParams(StrategyParams):
     top_k: int | None = Field(
         None, ge=0, description="keep the top_k most similar sources (instead of a threshold)"
     )
-    threshold: float = Field(0.0, description="keep sources with cosine similarity above this")
+    threshold: float = Field(0.0, ge=-1.0, lt=1.0,
+                             description="keep sources with cosine similarity above this (a cosine: from -1 "
+                                         "to below 1; 1 or more would keep none)")
 
     @model_validator(mode="after")
     def _one_rule(self) -> SimilarityParams:

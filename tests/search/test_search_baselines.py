@@ -73,3 +73,12 @@ def test_similarity_refuses_top_k_and_threshold_together(estimator: CountingEsti
     with pytest.raises(UserError, match="set top_k or threshold, not both"):
         run_strategy("gradient_similarity", estimator, ctx, {"top_k": 2, "threshold": 0.1})
     assert len(run_strategy("gradient_similarity", estimator, ctx, {"top_k": 2}).selected) == 2
+
+
+def test_similarity_threshold_outside_the_cosine_range_is_refused(estimator: CountingEstimator,
+                                                                  planted_features: FeatureSet) -> None:
+    """`threshold: 2` kept no source without a word (no cosine exceeds 1)."""
+    ctx = SearchContext(sources=estimator.sources, features=planted_features)
+    for threshold in (1.0, 2.0, -1.5):
+        with pytest.raises(UserError, match="threshold"):
+            run_strategy("gradient_similarity", estimator, ctx, {"threshold": threshold})
