@@ -333,3 +333,14 @@ def test_classifier_load_hint_gives_the_head_size_num_labels_asked_for() -> None
     report = {**_report(False), "adapters": {"all": [".subsetctl/finetune/runs/x/adapter"]},
               "adapter_classes": ["neg", "pos", "neu"], "adapter_head_size": 6}
     assert "num_labels=6)" in render_markdown(report, {})
+
+
+def test_outdated_results_blame_only_a_stage_they_were_made_from() -> None:
+    """A stage stopped partway is named as the reason only when the outdated results were
+    made from it (verify is not made from gradients)."""
+    from subsetctl.report.terminal import outdated_note
+
+    base = {"project": "p", "unfinished": ["gradients"]}
+    assert "(gradients, which they were made from, is being computed again)" in outdated_note(
+        {**base, "outdated": ["calibrate", "search"]})
+    assert "(an upstream stage changed since)" in outdated_note({**base, "outdated": ["verify"]})

@@ -128,15 +128,21 @@ def _checked_against_spec(root: Path, overrides: list[str] | None, stages: dict[
 
 def _why_outdated(data: dict[str, Any], outdated: list[str]) -> str:
     """Why results are outdated: an upstream stage changed since, or (a run stopped partway
-    or still running, e.g. after `run --force meta_init`) an upstream stage is being
-    computed again and has no results yet."""
-    from subsetctl.stages import stage_names
+    or still running, e.g. after `run --force meta_init`) a stage they were made from is
+    being computed again and has no results yet."""
+    from subsetctl.stages import all_stages
 
-    order = stage_names()
-    first = min(order.index(s) for s in outdated if s in order) if any(s in order for s in outdated) else 0
+    after = {stage.name: stage.after for stage in all_stages()}
+    upstream: set[str] = set()  # every stage the outdated ones were made from, however far up
+    todo = [up for name in outdated for up in after.get(name, ())]
+    while todo:
+        name = todo.pop()
+        if name not in upstream:
+            upstream.add(name)
+            todo.extend(after.get(name, ()))
     running = (data.get("running") or {}).get("stage")
     again = [s for s in dict.fromkeys([*(data.get("unfinished") or []), *([running] if running else [])])
-             if s in order and order.index(s) < first]
+             if s in upstream and s not in outdated]
     if again:
         return (f"{', '.join(again)}, which they were made from, {'is' if len(again) == 1 else 'are'} being "
                 "computed again")
