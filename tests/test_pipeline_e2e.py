@@ -856,7 +856,6 @@ def test_reordering_the_sources_gives_what_a_fresh_project_with_that_order_gives
     their rows in; a reordered spec kept the old order's theta*, gradients and search
     (the data stage's output ignored the order) and took fine-tunes of the old order from
     the cache (keyed by the sorted subset)."""
-    import shutil
 
     import yaml
 
@@ -868,27 +867,38 @@ def test_reordering_the_sources_gives_what_a_fresh_project_with_that_order_gives
     assert data.reasons[0].startswith("spec changed: sources: reordered (their order is meta_init's multitask pool")
     results = run_project(tiny_project)
     assert {"meta_init", "gradients", "search", "finetune"} <= {r["stage"] for r in results if r["action"] == "ran"}
+    assert _report_numbers(tiny_project) == _report_numbers(_fresh_run_of(tiny_project, tmp_path_factory))
+
+
+def _fresh_run_of(project: Path, tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
+    """A new project with ``project``'s spec and data files, run from scratch."""
+    import shutil
+
     fresh = tmp_path_factory.mktemp("fresh")
-    for item in tiny_project.iterdir():
-        if item.name in ("subsetctl.yaml",) or item.suffix == ".jsonl":
+    for item in project.iterdir():
+        if item.name == "subsetctl.yaml" or item.suffix == ".jsonl":
             shutil.copy(item, fresh / item.name)
     run_project(fresh)
+    return fresh
 
-    def numbers(project: Path) -> dict:
-        report = json.loads((project / "report.json").read_text())
-        return {"sources": report["sources"], "strategies": report["strategies"],
-                "test": {k: v["loss_mean"] for k, v in report["test_metrics"].items()}}
 
-    assert numbers(tiny_project) == numbers(fresh)
+def _report_numbers(project: Path) -> dict:
+    """What a project's results are: sources in order, strategies' selections and estimates, test losses."""
+    report = json.loads((project / "report.json").read_text())
+    return {"sources": report["sources"], "strategies": report["strategies"],
+            "test": {k: v["loss_mean"] for k, v in report["test_metrics"].items()}}
 
 
 def test_fine_tunes_an_earlier_version_keyed_by_the_sorted_selection_are_still_found(
-    tiny_project: Path, monkeypatch
+    tiny_project: Path, monkeypatch, tmp_path_factory
 ) -> None:
     """Earlier versions keyed a cached fine-tune by its sorted selection; with sources not
     listed alphabetically every multi-source fine-tune was trained again after the key
     began to follow the training order. Such an entry is taken when its record says it
-    was trained in this order."""
+    was trained in this order, and only then: after the sources are put in alphabetical
+    order, the old key is the new one, and its fine-tune (of the old order) was reused."""
+    import shutil
+
     import yaml
 
     from subsetctl.stages.finetune import AdapterCache
@@ -908,6 +918,12 @@ def test_fine_tunes_an_earlier_version_keyed_by_the_sorted_selection_are_still_f
     runs = summary["runs"]
     selections = json.loads((tiny_project / ".subsetctl" / "finetune" / "labels.json").read_text())["selections"]
     assert any(len(s) > 1 and s != sorted(s) for s in selections.values())
+    reordered = tmp_path_factory.mktemp("reordered") / "project"
+    shutil.copytree(tiny_project, reordered)
     run_project(tiny_project, ["finetune.seeds=2"])
     summary = json.loads((tiny_project / ".subsetctl" / "finetune" / "manifest.json").read_text())["summary"]
     assert (summary["reused_runs"], summary["trained_now"]) == (runs, runs)
+    spec["sources"] = spec["sources"][::-1]  # a, b, bad: every selection's key is the old sorted one
+    (reordered / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    run_project(reordered)
+    assert _report_numbers(reordered) == _report_numbers(_fresh_run_of(reordered, tmp_path_factory))

@@ -92,17 +92,30 @@ class AdapterCache:
         key = list(subset) if keyed is None else keyed
         return self.folder / fingerprint({**(base or self.base), "data": data, "subset": key, "seed": seed})
 
-    def _earlier_entries(self, subset: list[str], seed: int) -> list[Path]:
-        """Where an earlier subsetctl may have kept this run: under its older key forms, and
-        keyed by the sorted subset, which is this run only if it was trained in this order
-        (its record says in which), never after the sources were reordered."""
-        entries = [self._entry(subset, seed, legacy) for legacy in self.legacy_bases]
+    def _locate(self, subset: list[str], seed: int) -> Path:
+        """This run's entry, with what an earlier subsetctl kept for it moved there.
+
+        Earlier versions keyed a run by its sorted subset, so an entry under a key may have
+        been trained in another order of the same sources (before they were reordered);
+        a run is taken only when its record shows this training order. An entry of another
+        order found under this run's key (sorted subsets: old and new keys coincide) goes to
+        the key of the order it was trained in, where it is still found."""
+        entry = self._entry(subset, seed)
+        recorded = _recorded_subset(entry)
+        if recorded is not None and recorded != list(subset):
+            proper = self._entry(recorded, seed)
+            if proper.exists():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                os.replace(entry, proper)
+        if entry.exists():
+            return entry
+        candidates = [self._entry(subset, seed, legacy) for legacy in self.legacy_bases]
         if list(subset) != sorted(subset):
-            for base in [self.base, *self.legacy_bases]:
-                sorted_key = self._entry(subset, seed, base, keyed=sorted(subset))
-                if _recorded_subset(sorted_key) == list(subset):
-                    entries.append(sorted_key)
-        return entries
+            candidates += [self._entry(subset, seed, base, keyed=sorted(subset))
+                           for base in [self.base, *self.legacy_bases]]
+        common.adopt_legacy_entry(entry, [c for c in candidates if _recorded_subset(c) == list(subset)])
+        return entry
 
     def restore(self, subset: list[str], seed: int, run_dir: Path) -> dict[str, Any] | None:
         """Copy a cached adapter into ``run_dir``; its record, or None when not cached. An
@@ -110,9 +123,7 @@ class AdapterCache:
         copy; files untouched since they were stored are trusted by their stat stamps) is
         deleted with a warning, so the run is trained again instead of the damage being
         committed and every later evaluate failing on it."""
-        entry = self._entry(subset, seed)
-        if not entry.exists():
-            common.adopt_legacy_entry(entry, self._earlier_entries(subset, seed))
+        entry = self._locate(subset, seed)
         try:
             record = json.loads((entry / "record.json").read_text())
             checksums = json.loads((entry / CHECKSUMS).read_text()) if (entry / CHECKSUMS).is_file() else None
