@@ -12,6 +12,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Sequence
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import numpy as np
@@ -39,12 +40,20 @@ def normalize_answer(text: str) -> str:
     return text
 
 
-def _as_number(text: str) -> float | None:
-    """The number ``text`` writes plainly (``-4``, ``4.0``, ``.5``, ``1e3``, ``1,000``), or
-    None: Python's float() also reads ``1_000`` and other scripts' digits, which a gold
-    answer compared as text should not equal."""
+def _number_text(text: str) -> str | None:
+    """``text`` as a plain number Python can read (``-4``, ``4.0``, ``.5``, ``1e3``; ``1,000``
+    without its commas), or None: Python's float() also reads ``1_000`` and other scripts'
+    digits, which a gold answer compared as text should not equal."""
     candidate = text.replace(",", "") if re.fullmatch(r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?", text) else text
     if not re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", candidate, flags=re.ASCII):
+        return None
+    return candidate
+
+
+def _as_number(text: str) -> float | None:
+    """The number ``text`` writes plainly (see :func:`_number_text`) as a float, or None."""
+    candidate = _number_text(text)
+    if candidate is None:
         return None
     try:
         value = float(candidate)
@@ -53,15 +62,27 @@ def _as_number(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _as_decimal(text: str) -> Decimal | None:
+    """The number ``text`` writes plainly as an exact decimal, or None."""
+    candidate = _number_text(text)
+    if candidate is None:
+        return None
+    try:
+        return Decimal(candidate)
+    except InvalidOperation:
+        return None
+
+
 def exact_match(prediction: str, gold: str) -> float:
-    """1.0 when the normalized strings agree, or both parse as the same number
-    ("4.0" vs "4", "1,000" vs "1000"); else 0.0."""
+    """1.0 when the normalized strings agree, or both write the same number exactly
+    ("4.0" vs "4", "1,000" vs "1000"); else 0.0. Numbers compare as exact decimals: a
+    float tolerance took 1234567891 for 1234567890 and 1e-12 for 0."""
     p, g = normalize_answer(prediction), normalize_answer(gold)
     if p == g:
         return 1.0
-    pn, gn = _as_number(p), _as_number(g)
+    pn, gn = _as_decimal(p), _as_decimal(g)
     if pn is not None and gn is not None:
-        return 1.0 if math.isclose(pn, gn, rel_tol=1e-9, abs_tol=1e-12) else 0.0
+        return 1.0 if pn == gn else 0.0
     return 0.0
 
 
@@ -230,6 +251,22 @@ def _shortest_matching_forms(gold: str) -> list[str]:
     return [text, plain]
 
 
+def _prompts_cut_for_generation(tokenizer: Any, prompts: Sequence[str], max_length: int,
+                                max_new_tokens: int) -> str | None:
+    """A warning when test prompts are longer than generation leaves them room for
+    (``max_length - max_new_tokens`` tokens, cut from the left as :func:`generate_answers`
+    does): training and gradients keep up to ``max_length`` minus the answer, so a prompt
+    whole there can lose its question here without any other stage saying so."""
+    room = max(1, max_length - max_new_tokens)
+    lengths = [len(tokenizer(render_prompt(tokenizer, p), add_special_tokens=False)["input_ids"]) for p in prompts]
+    cut = [n for n in lengths if n > room]
+    if not cut:
+        return None
+    return (f"{len(cut)} of {len(prompts)} test prompts are longer than model.max_length - evaluate.max_new_tokens "
+            f"= {room} tokens (the longest: {max(cut)}) and are cut from the left when answers are generated, so "
+            "their scores may not reflect the task. Raise model.max_length or lower evaluate.max_new_tokens.")
+
+
 def _answers_longer_than(tokenizer: Any, examples: Sequence[dict], max_new_tokens: int) -> str | None:
     """A warning when some gold answers take more tokens than generation may produce,
     even in the shortest form that matches: they can never be answered in full, whatever
@@ -324,6 +361,9 @@ def evaluate_model(
         too_long = _answers_longer_than(tokenizer, examples, max_new_tokens)
         if too_long:
             warnings.append(too_long)
+        cut = _prompts_cut_for_generation(tokenizer, [str(e["prompt"]) for e in examples], max_length, max_new_tokens)
+        if cut:
+            warnings.append(cut)
         if progress:
             progress(f"Generating answers for {len(examples)} examples")
         answers = generate_answers(

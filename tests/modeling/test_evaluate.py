@@ -157,6 +157,26 @@ def test_exact_match_reads_plain_numbers_only() -> None:
     assert exact_match("1,000", "1000") == exact_match("4.0", "4") == exact_match(".5", "0.5") == 1.0
     assert exact_match("1e3", "1000") == exact_match("-2", "-2.0") == 1.0
     assert exact_match("1_000", "1000") == exact_match("\u0663", "3") == 0.0
+    # exact values, no float tolerance: these matched within a relative 1e-9
+    for pred, gold in (("1234567891", "1234567890"), ("3.14159265358", "3.14159265359"), ("1e-12", "0"),
+                       ("9876543211", "9876543210")):
+        assert exact_match(pred, gold) == 0.0, (pred, gold)
+    assert exact_match("12345678901234567890", "12,345,678,901,234,567,890") == 1.0
+
+
+def test_test_prompts_cut_for_generation_are_warned_about(monkeypatch, tiny_llama_dir) -> None:
+    """Training keeps a prompt up to max_length minus its answer; generation keeps only
+    max_length - max_new_tokens tokens: a 50-character prompt lost its question at
+    evaluate with no stage saying so."""
+    model, tok, _ = resolve_model(str(tiny_llama_dir), "causal-lm")
+    rows = [{"source": "t", "row": i, "prompt": "What is 4 plus one? Reply with the number only." + str(i),
+             "response": "5", "metadata": "{}"} for i in range(3)]
+    monkeypatch.setattr(ev, "generate_answers", lambda m, t, prompts, *a: ["5"] * len(prompts))
+    cut = evaluate_model(model, tok, rows, "causal-lm", max_length=64, max_new_tokens=32)["warnings"]
+    assert any("3 of 3 test prompts are longer than model.max_length - evaluate.max_new_tokens = 32" in w
+               for w in cut), cut
+    whole = evaluate_model(model, tok, rows, "causal-lm", max_length=128, max_new_tokens=32)["warnings"]
+    assert not any("test prompts are longer" in w for w in whole)
 
 
 def test_answers_longer_than_generation_may_produce_are_warned(tiny_llama_dir) -> None:
