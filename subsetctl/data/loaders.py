@@ -797,10 +797,11 @@ def _note_blank_answers(blank: list[int], blank_count: int, total: int, ctx: Loa
     )
 
 
-def _note_duplicate_csv_columns(path: Path, delimiter: str, ctx: LoadContext) -> None:
-    """A notice for a header naming one column twice: pandas reads the second as
-    ``name.1`` (and, for the prompt or answer column, only the first is the prompt or the
-    answer); said so instead of a ``name.1`` key appearing in the metadata unexplained."""
+def _note_duplicate_csv_columns(path: Path, delimiter: str, read_as: list[str], ctx: LoadContext) -> None:
+    """A notice for a header naming one column twice: pandas reads the later ones under
+    other names (``name.1``; ``read_as``: the columns as it named them, in file order),
+    and for the prompt or answer column only the first is the prompt or the answer; said
+    so instead of a ``name.1`` key appearing in the metadata unexplained."""
     import csv
     import io
     from collections import Counter
@@ -812,14 +813,15 @@ def _note_duplicate_csv_columns(path: Path, delimiter: str, ctx: LoadContext) ->
         return  # reading the file proper says what is wrong with it
     counts = Counter(header)
     twice = [name for name, count in counts.items() if count > 1]
-    if twice:
-        named = ", ".join(f"{name!r} ({counts[name]} times)" for name in twice)
-        renamed = ", ".join(f"{name}.{k}" for name in twice for k in range(1, counts[name]))
-        ctx.notices.append(
-            f"Source {ctx.source_name!r}: {_where(path)}: the header names {named}; the first column of each "
-            f"name keeps it (the prompt and the answer are read from that one), the later ones are read as "
-            f"{renamed}. Rename the columns if another one was meant."
-        )
+    if not twice or len(read_as) != len(header):
+        return
+    named = ", ".join(f"{name!r} ({counts[name]} times)" for name in twice)
+    renamed = ", ".join(read_as[i] for i, name in enumerate(header) if counts[name] > 1 and header.index(name) != i)
+    ctx.notices.append(
+        f"Source {ctx.source_name!r}: {_where(path)}: the header names {named}; the first column of each "
+        f"name keeps it (the prompt and the answer are read from that one), the later ones are read as "
+        f"{renamed}. Rename the columns if another one was meant."
+    )
 
 
 def csv_record_lines(path: Path, delimiter: str) -> Any:
@@ -891,6 +893,7 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
         )
 
     builder: CommonColumns | None = None
+    columns: list[str] = []
     try:
         with open_decompressed(path) as handle:
             reader = pd.read_csv(handle, sep=options.delimiter, dtype=str, keep_default_na=False,
@@ -918,7 +921,7 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
     if builder is None:  # a header and no rows
         raise UserError(f"Source {source!r}: {_where(path)} has no examples. Give a file with at least one row.")
     dataset = builder.finish()
-    _note_duplicate_csv_columns(path, options.delimiter, ctx)
+    _note_duplicate_csv_columns(path, options.delimiter, columns, ctx)
     return dataset
 
 

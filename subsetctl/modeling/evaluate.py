@@ -9,7 +9,6 @@ and macro-F1. Per-example predictions come back so reports can show them.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Callable, Sequence
 from decimal import Decimal, InvalidOperation
@@ -48,18 +47,6 @@ def _number_text(text: str) -> str | None:
     if not re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", candidate, flags=re.ASCII):
         return None
     return candidate
-
-
-def _as_number(text: str) -> float | None:
-    """The number ``text`` writes plainly (see :func:`_number_text`) as a float, or None."""
-    candidate = _number_text(text)
-    if candidate is None:
-        return None
-    try:
-        value = float(candidate)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
 
 
 def _as_decimal(text: str) -> Decimal | None:
@@ -244,10 +231,10 @@ def _shortest_matching_forms(gold: str) -> list[str]:
     them: the normalized text, and for a number its plain spelling ("1,000,000" and
     "4.000" match "1000000" and "4")."""
     text = normalize_answer(gold)
-    number = _as_number(text)
-    if number is None:
+    number = _as_decimal(text)
+    if number is None or not number.is_finite() or abs(number.adjusted()) > 100:  # (no 10^9999 digits)
         return [text]
-    plain = str(int(number)) if number.is_integer() and abs(number) < 1e16 else repr(number)
+    plain = format(number.normalize(), "f")  # exact, as exact_match compares: "1,000,000" -> "1000000"
     return [text, plain]
 
 

@@ -104,9 +104,10 @@ class AdapterCache:
         recorded = _recorded_subset(entry)
         if recorded is not None and recorded != list(subset):
             proper = self._entry(recorded, seed)
-            if proper.exists():
+            if proper.exists() and _intact(proper):  # a copy of that run is there already
                 shutil.rmtree(entry, ignore_errors=True)
             else:
+                shutil.rmtree(proper, ignore_errors=True)
                 os.replace(entry, proper)
         if entry.exists():
             return entry
@@ -129,6 +130,8 @@ class AdapterCache:
             checksums = json.loads((entry / CHECKSUMS).read_text()) if (entry / CHECKSUMS).is_file() else None
         except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
             return None
+        if not isinstance(record, dict) or record.get("subset") != list(subset):  # a damaged record, or a run
+            return None  # of another order: trained again (and stored in its place)
         problems = verify_checksums(entry / "adapter", checksums) if checksums is not None else []
         if problems:  # (entries from before checksums were kept have none to check)
             self.reporter.warn(f"The cached fine-tune {entry} is damaged ({'; '.join(problems[:3])}); it is "
@@ -153,13 +156,24 @@ class AdapterCache:
 
 
 def _recorded_subset(entry: Path) -> list[str] | None:
-    """The subset a cached run's record says it trained on, in its order; None if unreadable."""
+    """The subset a cached run's record says it trained on, in its order; None if
+    unreadable or not a list of names (a damaged record: the run is trained again)."""
     try:
         record = json.loads((entry / "record.json").read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return None
     subset = record.get("subset") if isinstance(record, dict) else None
-    return subset if isinstance(subset, list) else None
+    return subset if isinstance(subset, list) and all(isinstance(n, str) for n in subset) else None
+
+
+def _intact(entry: Path) -> bool:
+    """Whether a cached run's adapter passes its checksums (entries from before checksums
+    were kept have none to check)."""
+    try:
+        checksums = json.loads((entry / CHECKSUMS).read_text()) if (entry / CHECKSUMS).is_file() else None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    return checksums is None or not verify_checksums(entry / "adapter", checksums)
 
 
 def classifier_load_hint(classes: list[str], head_size: int | None = None) -> str:

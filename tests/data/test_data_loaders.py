@@ -139,7 +139,12 @@ def test_a_csv_header_naming_a_column_twice_is_said(tmp_path: Path, make_ctx) ->
     ctx = make_ctx()
     ds = load_csv(CsvLoader(type="csv", path="d.csv"), ctx)
     assert json.loads(ds["metadata"][0]) == {"prompt.1": "q2", "x": "1", "x.1": "2"}
-    assert "'prompt' (2 times), 'x' (2 times)" in ctx.notices[0] and "read as prompt.1, x.1." in ctx.notices[0]
+    assert "'prompt' (2 times), 'x' (2 times)" in ctx.notices[0] and "read as x.1, prompt.1." in ctx.notices[0]  # in file order
+    (tmp_path / "d.csv").write_text("prompt,response,note,note,note.1\nq,a,1,2,3\n")  # pandas picks note.2
+    ctx = make_ctx()
+    ds = load_csv(CsvLoader(type="csv", path="d.csv"), ctx)
+    assert json.loads(ds["metadata"][0]) == {"note": "1", "note.2": "2", "note.1": "3"}
+    assert "read as note.2." in ctx.notices[0]
     (tmp_path / "d.csv").write_text("prompt,response\na,b\n")
     ctx = make_ctx()
     load_csv(CsvLoader(type="csv", path="d.csv"), ctx)

@@ -164,6 +164,18 @@ def test_exact_match_reads_plain_numbers_only() -> None:
     assert exact_match("12345678901234567890", "12,345,678,901,234,567,890") == 1.0
 
 
+def test_the_shortest_form_of_a_gold_number_is_one_exact_match_accepts() -> None:
+    """The forms were built through a float ('3.141592653589793' for a 21-digit gold),
+    which the exact comparison rejects: the too-long-answer warning went missing."""
+    from subsetctl.modeling.evaluate import _shortest_matching_forms
+
+    for gold in ("3.14159265358979323846", "9007199254740993", "1,000,000", "4.000", "1e-12", "paris"):
+        forms = _shortest_matching_forms(gold)
+        assert all(exact_match(form, gold) == 1.0 for form in forms), (gold, forms)
+    assert _shortest_matching_forms("1,000,000") == ["1,000,000", "1000000"]
+    assert _shortest_matching_forms("1e99999") == ["1e99999"]  # never written out digit by digit
+
+
 def test_test_prompts_cut_for_generation_are_warned_about(monkeypatch, tiny_llama_dir) -> None:
     """Training keeps a prompt up to max_length minus its answer; generation keeps only
     max_length - max_new_tokens tokens: a 50-character prompt lost its question at

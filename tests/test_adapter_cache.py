@@ -1,0 +1,73 @@
+"""The finished fine-tune cache's look-up: a cached run is used only when its record
+shows the selection's training order (earlier versions keyed it by the sorted selection),
+on a stand-in for the data stage (no model needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from subsetctl.project import artifact_checksums, atomic_write_json
+from subsetctl.reporter import SilentReporter
+from subsetctl.stages.finetune import CHECKSUMS, AdapterCache
+
+
+class _Data:
+    labels = None
+
+    def of(self, names: list[str]) -> dict:
+        return {"files": {n: {"x": n} for n in sorted(names)}, "labels": None}
+
+
+def _cache(tmp_path: Path, legacy: bool = False) -> AdapterCache:
+    cache = object.__new__(AdapterCache)  # its inputs set by hand instead of from a project
+    cache.folder = tmp_path / "cache"
+    cache.folder.mkdir(parents=True, exist_ok=True)
+    cache.data, cache.target, cache.reporter = _Data(), "t", SilentReporter()
+    cache.base = {"model": {"source": "a local folder"}, "train": {}, "version": "0"}
+    cache.legacy_bases = [{"model": {"source": "/old/path"}, "train": {}, "version": "0"}] if legacy else []
+    return cache
+
+
+def _put(entry: Path, trained: list, tag: str) -> None:
+    (entry / "adapter").mkdir(parents=True)
+    (entry / "adapter" / "w.bin").write_text(tag)
+    atomic_write_json(entry / CHECKSUMS, artifact_checksums(entry / "adapter"))
+    atomic_write_json(entry / "record.json", {"subset": trained, "seed": 0, "tag": tag, "steps": 1})
+
+
+def _restored(cache: AdapterCache, subset: list[str], tmp_path: Path) -> str | None:
+    record = cache.restore(subset, 0, tmp_path / "run")
+    return None if record is None else record["tag"]
+
+
+def test_a_fine_tune_of_another_order_under_the_key_is_not_used_but_kept_for_its_order(tmp_path: Path) -> None:
+    cache = _cache(tmp_path)
+    _put(cache._entry(["a", "b"], 0), ["b", "a"], "trained b, a")  # an earlier version's sorted key
+    assert _restored(cache, ["a", "b"], tmp_path) is None
+    assert _restored(cache, ["b", "a"], tmp_path) == "trained b, a"
+
+
+def test_an_earlier_versions_entry_is_found_under_its_sorted_key_and_old_model_key(tmp_path: Path) -> None:
+    cache = _cache(tmp_path, legacy=True)
+    _put(cache._entry(["b", "a"], 0, cache.legacy_bases[0], keyed=["a", "b"]), ["b", "a"], "old key")
+    assert _restored(cache, ["a", "b"], tmp_path) is None
+    assert _restored(cache, ["b", "a"], tmp_path) == "old key"
+    assert (cache._entry(["b", "a"], 0) / "record.json").is_file()  # moved to today's key
+
+
+def test_a_damaged_record_or_copy_is_trained_again_never_a_crash_or_the_good_copy_lost(tmp_path: Path) -> None:
+    cache = _cache(tmp_path)
+    entry = cache._entry(["a", "b"], 0)
+    _put(entry, ["b", "a"], "x")
+    atomic_write_json(entry / "record.json", {"subset": ["b", None], "steps": 1, "tag": "x"})
+    assert _restored(cache, ["a", "b"], tmp_path) is None  # (was a TypeError sorting None)
+    # an old-order entry whose own key holds a damaged copy: the good one replaces it
+    cache = _cache(tmp_path / "second")
+    _put(cache._entry(["a", "b"], 0), ["b", "a"], "good")
+    proper = cache._entry(["b", "a"], 0)
+    _put(proper, ["b", "a"], "damaged")
+    (proper / "adapter" / "w.bin").write_text("garbage!")
+    assert _restored(cache, ["a", "b"], tmp_path) is None
+    assert _restored(cache, ["b", "a"], tmp_path) == "good"
+    assert json.loads((proper / "record.json").read_text())["tag"] == "good"
