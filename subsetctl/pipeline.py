@@ -150,6 +150,11 @@ class Stage(ABC):
     #: top-level folders of the stage's own folder that hold work in progress (resumable
     #: checkpoints, half-done runs): left out of its checksums and output digest
     scratch: tuple[str, ...] = ()
+    #: artifacts (paths in the stage's folder) that say where things were, not what was
+    #: computed (an adapter config naming the base model's absolute path): checksummed, but
+    #: left out of the output digest, so the same results made from a model folder under
+    #: another path, or on another machine, leave the stages after it up to date
+    describes_only: tuple[str, ...] = ()
     #: whether its finished results can wait out of its folder and be put back (set aside while a
     #: run with other inputs re-runs it, kept as previous once that run finishes): not for a
     #: stage that also writes files outside its folder, which a put-back would not restore
@@ -865,7 +870,8 @@ class Pipeline:
             return None  # e.g. one shard of the gradients: nothing to commit yet
         atomic_write_json(out_dir / "resolved_spec.json", self.spec.model_dump(mode="json"))
         artifacts = artifact_checksums(out_dir, stage.scratch)
-        outputs = {k: v for k, v in artifact_contents(artifacts).items() if k not in ("resolved_spec.json", WORK_MARKER)}
+        outputs = {k: v for k, v in artifact_contents(artifacts).items()
+                   if k not in ("resolved_spec.json", WORK_MARKER, *stage.describes_only)}
         manifest = {
             "stage": stage.name,
             "fingerprint": fp,

@@ -927,3 +927,25 @@ def test_fine_tunes_an_earlier_version_keyed_by_the_sorted_selection_are_still_f
     (reordered / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     run_project(reordered)
     assert _report_numbers(reordered) == _report_numbers(_fresh_run_of(reordered, tmp_path_factory))
+
+
+def test_theta_star_trained_again_from_a_moved_model_folder_leaves_what_follows_up_to_date(
+    tiny_project: Path, tiny_llama: Path
+) -> None:
+    """peft writes the base model's absolute path into the adapter's config and card: θ*
+    trained again with the same weights from a moved folder had another output digest,
+    and the gradients, verify's fine-tunes and everything after them ran again."""
+    import shutil
+
+    shutil.copytree(tiny_llama, tiny_project / "models" / "base")
+    overrides = ["model.source=models/base", "verify.enabled=true", "verify.k=4", "verify.steps=1",
+                 "verify.kinds=[ce]"]
+    run_project(tiny_project, overrides)
+    digest = json.loads((tiny_project / ".subsetctl" / "meta_init" / "manifest.json").read_text())["output_digest"]
+    shutil.move(tiny_project / "models" / "base", tiny_project / "models" / "moved")
+    moved = [*overrides, "model.source=models/moved"]
+    ran = [r["stage"] for r in run_project(tiny_project, moved, force=["meta_init"]) if r["action"] == "ran"]
+    manifest = json.loads((tiny_project / ".subsetctl" / "meta_init" / "manifest.json").read_text())
+    assert "models/moved" in (tiny_project / ".subsetctl" / "meta_init" / "adapter" / "adapter_config.json").read_text()
+    # (the report is written again: the overrides its results were made with changed)
+    assert manifest["output_digest"] == digest and ran == ["meta_init", "report"]

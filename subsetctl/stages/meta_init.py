@@ -16,6 +16,10 @@ from subsetctl.stages import common
 class MetaInitStage(common.ModelStage):
     name = "meta_init"
     scratch = ("checkpoints",)  # resumable training state
+    # peft writes the base model's absolute path into these (the weights and the spec's LoRA
+    # settings are what the stages after it use): a moved model folder with the same weights
+    # must not re-run the gradients, verify's fine-tunes and the real-fine-tune estimates
+    describes_only = ("adapter/adapter_config.json", "adapter/README.md")
     description = "multitask LoRA on target + all sources (theta*)"
     after = ("data",)
     spec_keys = ("project.seed", "model", "meta_init")
