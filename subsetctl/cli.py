@@ -204,7 +204,7 @@ def validate(specs: tuple[str, ...], fmt: str) -> None:
 
     split = [a for a in specs if a.startswith("=") and not Path(a).expanduser().exists()]
     if split:  # `validate gradients.d = 32`: each file name would be "no such spec file"
-        joined = re.sub(r"\s*=\s*", "=", " ".join(specs))
+        joined = _joined_overrides(specs)
         raise click.UsageError(f"{split[0]!r} is not a spec file or a key=value override. Write each override "
                                f"as one argument, key=value without spaces around '=': `subsetctl validate {joined}`.")
     # as typed (a Path would drop "//"); a path holding "=" (/data/x=1/subsetctl.yaml) stays a path
@@ -346,6 +346,13 @@ def _mark_running(statuses: list[Any], stage: str | None, pid: str) -> None:
 _OVERRIDE_KEY = re.compile(r"^[A-Za-z_][\w\-]*(?:\[-?\d+\]|\.[\w\-]+)*\s*=")
 
 
+def _joined_overrides(items: tuple[str, ...]) -> str:
+    """Command-line arguments with overrides split by spaces joined back, for the fix a
+    usage error suggests: "gradients.d = 32" and "gradients.d: 32" -> "gradients.d=32"."""
+    joined = re.sub(r"\s*=\s*", "=", " ".join(items))
+    return re.sub(r"^([\w.\[\]]+):\s+|(?<=\s)([\w.\[\]]+):\s+", lambda m: f"{m.group(1) or m.group(2)}=", joined)
+
+
 def _folder_not_override(directory: Path | None) -> Path | None:
     """The folder argument of a command that takes no overrides (`report`, `ls`,
     `doctor`); a key=value there is a usage error saying so (it was looked for as a
@@ -372,8 +379,7 @@ def _split_dir(directory: Path | None, overrides: tuple[str, ...]) -> tuple[Path
     if stray:
         command = click.get_current_context().command_path
         if directory is not None or not Path(stray[0]).is_dir():  # not a folder put last: a split override
-            joined = re.sub(r"\s*=\s*", "=", " ".join(overrides))  # "gradients.d = 32" -> "gradients.d=32"
-            joined = re.sub(r"^([\w.\[\]]+):\s+|(?<=\s)([\w.\[\]]+):\s+", lambda m: f"{m.group(1) or m.group(2)}=", joined)
+            joined = _joined_overrides(overrides)
             folder = f" {shlex.quote(str(directory))}" if directory is not None else ""
             if joined == " ".join(overrides):  # nothing to join: a stray word, not a split override
                 raise click.UsageError(

@@ -224,6 +224,8 @@ class StageStatus:
     #: where those results wait: "set-aside" (the report shows them already) or "previous"
     #: (the stage's folder holds results of other inputs until `run` swaps them)
     put_back_from: str | None = None
+    #: files the stage wrote that were deleted since (report.md, a plot): a reason it runs
+    missing_outputs: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"stage": self.name, "state": self.state, "reasons": self.reasons, "will_run": self.will_run,
@@ -412,6 +414,7 @@ class Pipeline:
             manifest = self.project.read_manifest(stage.name)
             fp, inputs = self._current(stage, digests)
             reasons: list[str] = []
+            missing: list[str] = []
             conditional_aside = False
             kept = self._kept_matching(stage, fp, inputs) if stage.name not in force else None
             if kept is not None:  # `run` puts them back instead of running the stage
@@ -501,7 +504,7 @@ class Pipeline:
             if put_back and kept is not None:
                 put_back_manifests[stage.name] = kept[1]
             statuses.append(StageStatus(stage.name, state, reasons, will_run, fp, conditional, put_back,
-                                        kept[0] if put_back and kept else None))
+                                        kept[0] if put_back and kept else None, missing))
             if until is not None and stage.name == until:
                 reached_until = True
         return statuses

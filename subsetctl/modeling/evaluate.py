@@ -134,6 +134,17 @@ class ReasoningGymScorer:
 # --------------------------------------------------------------------------- generation
 
 
+def _generation_room(max_length: int, max_new_tokens: int) -> int:
+    """How many prompt tokens generation keeps: what ``max_length`` leaves beside the new
+    tokens (at least one)."""
+    return max(1, max_length - max_new_tokens)
+
+
+def _generation_prompt_ids(tokenizer: Any, prompts: Sequence[str]) -> list[list[int]]:
+    """Each prompt's token ids as generation feeds them (rendered as in training), uncut."""
+    return [tokenizer(render_prompt(tokenizer, p), add_special_tokens=False)["input_ids"] for p in prompts]
+
+
 def generate_answers(
     model: Any, tokenizer: Any, prompts: Sequence[str], max_length: int, max_new_tokens: int, batch_size: int
 ) -> list[str]:
@@ -147,10 +158,8 @@ def generate_answers(
         max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad, eos_token_id=eos
     )
     device = next(model.parameters()).device
-    room = max(1, max_length - max_new_tokens)
-    encoded = [
-        tokenizer(render_prompt(tokenizer, p), add_special_tokens=False)["input_ids"][-room:] for p in prompts
-    ]
+    room = _generation_room(max_length, max_new_tokens)
+    encoded = [ids[-room:] for ids in _generation_prompt_ids(tokenizer, prompts)]
     answers: list[str] = [""] * len(prompts)
     order = np.argsort([len(e) for e in encoded], kind="stable")
     was_training = model.training
@@ -241,12 +250,11 @@ def _shortest_matching_forms(gold: str) -> list[str]:
 def _prompts_cut_for_generation(tokenizer: Any, prompts: Sequence[str], max_length: int,
                                 max_new_tokens: int) -> str | None:
     """A warning when test prompts are longer than generation leaves them room for
-    (``max_length - max_new_tokens`` tokens, cut from the left as :func:`generate_answers`
-    does): training and gradients keep up to ``max_length`` minus the answer, so a prompt
-    whole there can lose its question here without any other stage saying so."""
-    room = max(1, max_length - max_new_tokens)
-    lengths = [len(tokenizer(render_prompt(tokenizer, p), add_special_tokens=False)["input_ids"]) for p in prompts]
-    cut = [n for n in lengths if n > room]
+    (:func:`_generation_room` tokens, cut from the left as :func:`generate_answers` does):
+    training and gradients keep up to ``max_length`` minus the answer, so a prompt whole
+    there can lose its question here without any other stage saying so."""
+    room = _generation_room(max_length, max_new_tokens)
+    cut = [len(ids) for ids in _generation_prompt_ids(tokenizer, prompts) if len(ids) > room]
     if not cut:
         return None
     return (f"{len(cut)} of {len(prompts)} test prompts are longer than model.max_length - evaluate.max_new_tokens "

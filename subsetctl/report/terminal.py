@@ -105,8 +105,8 @@ def _checked_against_spec(root: Path, overrides: list[str] | None, stages: dict[
 
     after = {stage.name: stage.after for stage in all_stages()}
     # stale only because files it wrote were deleted since (report.md, a plot): nothing changed
-    missing = {s.name: [f for r in s.reasons for f in r.removeprefix("outputs missing: ").split(", ")] for s in statuses
-               if s.state == "stale" and s.reasons and all(r.startswith("outputs missing: ") for r in s.reasons)}
+    missing = {s.name: s.missing_outputs for s in statuses
+               if s.state == "stale" and s.missing_outputs and len(s.reasons) == 1}  # that its only reason
     changed: set[str] = set()  # by the spec or input files, or downstream of such a change (not of damage)
     for s in statuses:
         if s.name in missing:

@@ -75,11 +75,12 @@ class AdapterCache:
             train = {k: v for k, v in dumped["finetune"].items() if k not in ("enabled", "baselines", "seeds")}
             return {**model, "train": train, "version": __version__}
 
-        self.base = base(fingerprint_dump(spec), model)  # result-neutral settings at their defaults
+        dumped = fingerprint_dump(spec)
+        self.base = base(dumped, model)  # result-neutral settings at their defaults
         # keys earlier subsetctl versions wrote, still looked up: by the model folder's path,
         # and before that, before the result-neutral settings counted at their defaults
         raw = spec.model_dump(mode="json")
-        older = [base(fingerprint_dump(spec), m) for m in earlier or [model]]
+        older = [base(dumped, m) for m in earlier or [model]]
         older += [base(raw, {**m, "model": raw["model"]}) for m in earlier or [model]]
         self.legacy_bases = [b for i, b in enumerate(older) if b != self.base and b not in older[:i]]
 
@@ -127,13 +128,12 @@ class AdapterCache:
         entry = self._locate(subset, seed)
         try:
             record = json.loads((entry / "record.json").read_text())
-            checksums = json.loads((entry / CHECKSUMS).read_text()) if (entry / CHECKSUMS).is_file() else None
+            if not isinstance(record, dict) or record.get("subset") != list(subset):  # a damaged record, or a
+                return None  # run of another order: trained again (and stored in its place)
+            problems = _adapter_problems(entry)
         except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
             return None
-        if not isinstance(record, dict) or record.get("subset") != list(subset):  # a damaged record, or a run
-            return None  # of another order: trained again (and stored in its place)
-        problems = verify_checksums(entry / "adapter", checksums) if checksums is not None else []
-        if problems:  # (entries from before checksums were kept have none to check)
+        if problems:
             self.reporter.warn(f"The cached fine-tune {entry} is damaged ({'; '.join(problems[:3])}); it is "
                                "deleted and the run is trained again.")
             shutil.rmtree(entry, ignore_errors=True)
@@ -166,14 +166,19 @@ def _recorded_subset(entry: Path) -> list[str] | None:
     return subset if isinstance(subset, list) and all(isinstance(n, str) for n in subset) else None
 
 
+def _adapter_problems(entry: Path) -> list[str]:
+    """The files of a cached run's adapter that fail their checksums (none to check in
+    entries from before checksums were kept); raises when the checksums are unreadable."""
+    path = entry / CHECKSUMS
+    return verify_checksums(entry / "adapter", json.loads(path.read_text())) if path.is_file() else []
+
+
 def _intact(entry: Path) -> bool:
-    """Whether a cached run's adapter passes its checksums (entries from before checksums
-    were kept have none to check)."""
+    """Whether a cached run's adapter passes its checksums (:func:`_adapter_problems`)."""
     try:
-        checksums = json.loads((entry / CHECKSUMS).read_text()) if (entry / CHECKSUMS).is_file() else None
+        return not _adapter_problems(entry)
     except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return False
-    return checksums is None or not verify_checksums(entry / "adapter", checksums)
 
 
 def classifier_load_hint(classes: list[str], head_size: int | None = None) -> str:

@@ -30,7 +30,6 @@ import numpy as np
 from subsetctl import __version__
 from subsetctl.pipeline import StageContext
 from subsetctl.project import atomic_write_json, fingerprint, touch
-from subsetctl.spec import fingerprint_dump
 from subsetctl.stages import common
 
 RESULTS = "results.json"
@@ -156,7 +155,7 @@ class RunCache:
         # runs an earlier subsetctl kept, keyed by the model folder's path and without its
         # files (theta*'s digest stood for them)
         by_path = {k: v for k, v in self.base.items() if k != "model_files"}
-        self.legacy_bases = [{**by_path, "model": fingerprint_dump(spec)["model"]}] if earlier else []
+        self.legacy_bases = [{**by_path, "model": old["model"]} for old in earlier]
 
     def _path(self, kind: str, subset: list[str], seed: int, base: dict[str, Any] | None = None) -> Path:
         lr = self.spec.verify.lr_ce if kind == "ce" else self.spec.verify.lr_surrogate
