@@ -949,3 +949,23 @@ def test_theta_star_trained_again_from_a_moved_model_folder_leaves_what_follows_
     assert "models/moved" in (tiny_project / ".subsetctl" / "meta_init" / "adapter" / "adapter_config.json").read_text()
     # (the report is written again: the overrides its results were made with changed)
     assert manifest["output_digest"] == digest and ran == ["meta_init", "report"]
+
+
+def test_gradients_computed_again_from_a_moved_model_folder_leave_what_follows_up_to_date(
+    tiny_project: Path, tiny_llama: Path
+) -> None:
+    """The gradient store's info.json named the model folder's path: gradients computed
+    again from a moved folder had another output digest, so the estimates, the search and
+    everything after them ran again."""
+    import shutil
+
+    shutil.copytree(tiny_llama, tiny_project / "models" / "base")
+    run_project(tiny_project, ["model.source=models/base"])
+    manifest_path = tiny_project / ".subsetctl" / "gradients" / "manifest.json"
+    digest = json.loads(manifest_path.read_text())["output_digest"]
+    shutil.move(tiny_project / "models" / "base", tiny_project / "models" / "moved")
+    ran = [r["stage"] for r in run_project(tiny_project, ["model.source=models/moved"], force=["gradients"])
+           if r["action"] == "ran"]
+    info = (tiny_project / ".subsetctl" / "gradients" / "store" / "info.json").read_text()
+    assert "models/" not in info and "known by its files" in info
+    assert json.loads(manifest_path.read_text())["output_digest"] == digest and ran == ["gradients", "report"]

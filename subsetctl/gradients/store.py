@@ -143,17 +143,20 @@ class GradientStore:
         """Global index of this store's first row (non-zero for a shard)."""
         return int(self.info.get("shard", {}).get("start", 0))
 
-    def check_info(self, expected: Mapping[str, Any]) -> None:
+    def check_info(self, expected: Mapping[str, Any], earlier: Mapping[str, Sequence[Any]] | None = None) -> None:
         """Raise StaleArtifactError when a key of ``expected`` differs from the store's info.
 
         The gradients stage passes everything the features depend on (model and its config,
         the adapter's fingerprint, projector and its code, seed, p, d, kind, max_length): a
         store taken at another adapter or with another projection must never be mixed in.
+        ``earlier`` names, per key, values an earlier subsetctl wrote for the same thing
+        (the model's path, before a local folder was known by its files); they match too.
         """
+        earlier = earlier or {}
         diffs = [
             f"{k}: stored {self.info.get(k)!r}, expected {v!r}"
             for k, v in expected.items()
-            if self.info.get(k) != v
+            if self.info.get(k) != v and self.info.get(k) not in earlier.get(k, ())
         ]
         if diffs:
             raise StaleArtifactError(
@@ -161,6 +164,15 @@ class GradientStore:
                 + "; ".join(diffs)
                 + "). Re-run gradients (subsetctl run recomputes the stage) instead of mixing them."
             )
+
+    def adopt_info(self, expected: Mapping[str, Any]) -> None:
+        """Write ``expected``'s values into info.json where they differ (after
+        :meth:`check_info` accepted an earlier spelling of them), so the store is described
+        as a fresh one would be and is found again after the model folder moves."""
+        if all(self.info.get(k) == v for k, v in expected.items()):
+            return
+        self.info = {**self.info, **dict(expected)}
+        atomic_write_json(self.path / INFO, self.info)
 
 
 # --------------------------------------------------------------------- compute

@@ -101,8 +101,9 @@ class GradientsStage(common.ModelStage):
                 f"gradients.d={spec.gradients.d} exceeds the number of trainable LoRA parameters "
                 f"p={p}; lower gradients.d (e.g. {min(128, p)}) or raise model.lora.r."
             )
+        model_identity, earlier_identities = self._model_identity(ctx, model_info)
         info = {
-            "model": model_info.get("source"),
+            "model": model_identity,
             "model_config": model_info.get("config_hash"),
             "adapter_fingerprint": adapter_fingerprint(adapter),
             "projector": spec.gradients.projector,
@@ -120,6 +121,7 @@ class GradientsStage(common.ModelStage):
         projector_code = PROJECTORS.code_fingerprint(spec.gradients.projector, ctx.project.root)
         if projector_code is not None:  # rows of an edited plugin projector must not mix with the old ones
             info["projector_code"] = projector_code
+        earlier = {"model": earlier_identities}
         d = spec.gradients.d
         hidden = int(getattr(model.config, "hidden_size", 0) or 0)
         self._check_disk(ctx.out_dir, len(rows), d, hidden)
@@ -139,7 +141,7 @@ class GradientsStage(common.ModelStage):
             busy = (f"Shard {index}/{count} of the gradients is already being computed by another "
                     f"`subsetctl run --shard {index}/{count}` on {ctx.project.root}; start a different shard.")
             with exclusive_file_lock(path.with_name(path.name + ".lock"), busy):
-                store = self._open_or_create(path, info, lambda: create_shard_store(
+                store = self._open_or_create(path, info, earlier, lambda: create_shard_store(
                     shards_dir, rows, d, hidden, info, index, count, batch_size))
                 counts = self._fill(ctx, engine, make_batch, store, batch_size, f"gradients shard {index}/{count}")
             ctx.reporter.info(
@@ -148,14 +150,14 @@ class GradientsStage(common.ModelStage):
             )
             return {"incomplete": True, "shard": [index, count], "rows": store.n_rows}
 
-        complete_shards = [p for p in sorted(shards_dir.glob("shard-*-of-*")) if p.is_dir() and self._complete(p, info)]
-        if complete_shards and not self._complete(store_dir, info):
+        complete_shards = [p for p in sorted(shards_dir.glob("shard-*-of-*")) if p.is_dir() and self._complete(p, info, earlier)]
+        if complete_shards and not self._complete(store_dir, info, earlier):
             try:
                 merge_shards(complete_shards, store_dir)
                 ctx.reporter.info(f"Merged {len(complete_shards)} gradient shards.")
             except UserError as exc:
                 ctx.reporter.warn(f"Could not merge shards ({exc}); computing the missing rows here.")
-        store = self._open_or_create(store_dir, info, lambda: GradientStore.create(store_dir, rows, d, hidden, info))
+        store = self._open_or_create(store_dir, info, earlier, lambda: GradientStore.create(store_dir, rows, d, hidden, info))
         counts = self._fill(ctx, engine, make_batch, store, batch_size, "gradients")
         if shards_dir.exists():  # merged (or recomputed): a second full copy of the store, and not an output
             import shutil
@@ -199,23 +201,38 @@ class GradientsStage(common.ModelStage):
                 f"then `run` merges them (it computes any rows still missing itself)")
 
     @staticmethod
-    def _complete(path: Path, info: dict[str, Any]) -> bool:
+    def _model_identity(ctx: StageContext, model_info: dict[str, Any]) -> tuple[str, list[str]]:
+        """The base model as the store's info names it, and the names earlier versions wrote.
+
+        A local folder is named by its files (as the caches key it, :func:`common.model_key`),
+        not its path: gradients re-run or resumed from a moved folder keep their rows and
+        write the same info.json, so what follows the stage is not computed again. Earlier
+        versions wrote the folder's path; a store with it is accepted (and re-described)."""
+        key, _ = common.model_key(ctx)
+        if "model_files" not in key:  # packaged model or hub id: known by its name
+            return str(model_info.get("source")), []
+        return (f"{common.LOCAL_MODEL_SOURCE} ({fingerprint(key['model_files'])})",
+                [str(model_info.get("source"))])
+
+    @staticmethod
+    def _complete(path: Path, info: dict[str, Any], earlier: dict[str, list[Any]]) -> bool:
         from subsetctl.gradients.store import GradientStore
 
         try:
             store = GradientStore.open(path, writable=False)
-            store.check_info(info)
+            store.check_info(info, earlier)
         except (UserError, OSError, ValueError):
             return False
         return store.complete
 
     @staticmethod
-    def _open_or_create(path: Path, info: dict[str, Any], create: Any) -> Any:
+    def _open_or_create(path: Path, info: dict[str, Any], earlier: dict[str, list[Any]], create: Any) -> Any:
         from subsetctl.gradients.store import GradientStore
 
         try:
             store = GradientStore.open(path, writable=True)
-            store.check_info(info)
+            store.check_info(info, earlier)
+            store.adopt_info(info)
             return store
         except (UserError, OSError, ValueError):
             return create()

@@ -133,6 +133,24 @@ def test_check_info(tmp_path: Path, setup) -> None:
         GradientStore.open(tmp_path / "nothing-here")
 
 
+def test_a_store_naming_the_model_as_an_earlier_version_did_is_kept_and_described_anew(tmp_path: Path, setup) -> None:
+    """Earlier versions named a local model folder by its path: such a store (a partial
+    one left by a stopped run, say) is accepted under the earlier name, and its info.json
+    is rewritten with today's, so a later move of the folder still finds it."""
+    _, info, rows = setup
+    store = GradientStore.create(tmp_path / "s", rows, D, 0, {**info, "model": "/old/path/base"})
+    today = {"model": "a local folder, known by its files (abc)", "d": D}
+    with pytest.raises(StaleArtifactError, match="model: stored '/old/path/base'"):
+        store.check_info(today)
+    with pytest.raises(StaleArtifactError):
+        store.check_info(today, {"model": ["/another/path"]})
+    store.check_info(today, {"model": ["/old/path/base"]})
+    store.adopt_info(today)
+    reopened = GradientStore.open(tmp_path / "s", writable=False)
+    reopened.check_info(today)
+    assert reopened.info["seed"] == info["seed"] and reopened.n_rows == len(rows)
+
+
 def test_a_resumed_fill_says_how_many_rows_it_keeps(monkeypatch) -> None:
     """The progress bar of a resumed gradients stage started at the kept rows without a
     word: a resume said nothing of the work it kept."""
