@@ -341,6 +341,15 @@ def test_results_of_a_switched_off_stage_whose_settings_changed_are_left_out(tin
     off = ["finetune.enabled=false"]
     run_project(tiny_project, off)  # switched off, settings unchanged: the results still match the spec
     assert "test_metrics" in json.loads((tiny_project / "report.json").read_text())
+    # their time is an earlier run's, not this spec's cost: said so in the time tables
+    assert "| finetune (switched off; an earlier run's) |" in (tiny_project / "report.md").read_text()
+    (tiny_project / "subsetctl.yaml").write_text(
+        (tiny_project / "subsetctl.yaml").read_text().replace("finetune:\n", "finetune:\n  enabled: false\n"))
+    data = load_report_data(tiny_project)
+    assert data["switched_off"] == ["finetune", "evaluate"] and data["stages"]["evaluate"]["switched_off"]
+    assert "switched_off" not in data["stages"]["search"]
+    (tiny_project / "subsetctl.yaml").write_text(
+        (tiny_project / "subsetctl.yaml").read_text().replace("finetune:\n  enabled: false\n", "finetune:\n"))
     moved = [*off, "finetune.steps=3"]
     statuses = {s.name: s for s in plan_project(tiny_project, moved)[2]}
     assert statuses["finetune"].state == "disabled" and "finetune.steps" in statuses["finetune"].reasons[1]
@@ -409,6 +418,7 @@ def test_report_after_a_run_that_switched_verify_on_by_override_does_not_call_it
         run_project(tiny_project, [*switched_on, "finetune.enabled=false"])
         data = load_report_data(tiny_project)  # no overrides: the spec has verify off (and k 8)
         assert data["switched_off_moved_past"] == [] and data["report"].get("verify")
+        assert data["switched_off"] == []  # verify's results are shown: it is not marked
         assert "Switched off in the spec" not in (outdated_note(data) or "")
 
 

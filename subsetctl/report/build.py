@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,22 @@ def in_spec_order(report: dict[str, Any]) -> dict[str, Any]:
         if isinstance(report.get(key), dict):
             out[key] = dict(sorted(report[key].items(), key=lambda item: rank.get(item[0], len(rank))))
     return out
+
+
+def mark_switched_off(
+    stages: dict[str, dict[str, Any]], spec: Any, unless: Callable[[str], bool] = lambda name: False
+) -> list[str]:
+    """Mark the stages the spec switches off (``"switched_off": true``) among ``stages``
+    (name -> its time and summary), but not those ``unless`` names, and return their
+    names: their results on disk are an earlier run's (`run` neither updates nor deletes
+    them), so their time is not this spec's cost."""
+    from subsetctl.stages import all_stages
+
+    off = [stage.name for stage in all_stages()
+           if stage.name in stages and not stage.enabled(spec) and not unless(stage.name)]
+    for name in off:
+        stages[name]["switched_off"] = True
+    return off
 
 
 def build_report(

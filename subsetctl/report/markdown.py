@@ -113,7 +113,8 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
         lines += [f"> {left_out_note(report['left_out'], report.get('left_out_switched_off', []))}", ""]
     lines += ["## Time per stage", "", "| stage | seconds |", "|---|---|"]
     for stage, info in report["stages"].items():
-        lines.append(f"| {stage} | {_fmt(info['seconds'], 4)} |")
+        name = f"{stage} (switched off; an earlier run's)" if info.get("switched_off") else stage
+        lines.append(f"| {name} | {_fmt(info['seconds'], 4)} |")
     lines.append("")
     for title, rel in plots.items():
         lines += [f"![{title}]({rel})", ""]

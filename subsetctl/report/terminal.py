@@ -36,6 +36,7 @@ def load_report_data(root: Path, overrides: list[str] | None = None) -> dict[str
     from subsetctl.report.build import (
         build_report,
         in_spec_order,
+        mark_switched_off,
         outdated_stages,
         selection_order,
         switched_off_moved_past,
@@ -53,6 +54,8 @@ def load_report_data(root: Path, overrides: list[str] | None = None) -> dict[str
         if not _switched_on_by_an_override(project, name)]
     name = checked.pop("name")
     data.update(checked)
+    data["switched_off"] = (mark_switched_off(stages, spec, unless=lambda stage: _switched_on_by_an_override(project, stage))
+                            if spec is not None else [])
     running = project.run_in_progress()  # "unfinished" is the stage that run is computing now
     if running:
         stage = project.stage_in_progress(running)
@@ -224,5 +227,6 @@ def render_report(root: Path, console: Any, all_sources: bool = False, overrides
     table.add_column("seconds", justify="right")
     table.add_column("finished")
     for name, info in data["stages"].items():
-        table.add_row(name, f"{info['seconds']:.1f}" if info["seconds"] is not None else "-", str(info["written_at"]))
+        label = f"{name} [dim](switched off; an earlier run's)[/dim]" if info.get("switched_off") else name
+        table.add_row(label, f"{info['seconds']:.1f}" if info["seconds"] is not None else "-", str(info["written_at"]))
     console.print(table)

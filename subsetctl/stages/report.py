@@ -37,13 +37,14 @@ class ReportStage(Stage):
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         from subsetctl.report import plots
-        from subsetctl.report.build import build_report, outdated_stages, selection_order
+        from subsetctl.report.build import build_report, mark_switched_off, outdated_stages, selection_order
         from subsetctl.report.markdown import render_markdown
 
         # results an upstream change made outdated (finetune switched off after a new search,
         # `run --until search`) are left out, as `subsetctl report` leaves them out
         outdated = set(outdated_stages(ctx.project, ctx.spec))
         report = build_report(ctx.project, skip=outdated, name=ctx.spec.project.name, order=selection_order(ctx.spec))
+        mark_switched_off(report["stages"], ctx.spec)
         if outdated:
             from subsetctl.stages import all_stages
 
