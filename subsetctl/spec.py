@@ -1199,8 +1199,10 @@ def attribute_overrides(issues: list[SpecIssue], overrides: list[str]) -> list[S
     out = []
     for issue in issues:
         plain_key = re.sub(r"^(source_files\[\d+\]) \(.*\)(?=[.\[]|$)", r"\1", issue.key)  # a group's file named in it
+        # a whole-spec check names the sources it concerns (a duplicate name: both of them)
+        named = [plain_key, *re.findall(r"sources\[\d+\]", issue.message)]
         for key, item in reversed(blamed):  # the last override of a key is the one in effect
-            if same_branch(plain_key, key) or _selects_meaning_of(key, plain_key):
+            if any(same_branch(k, key) for k in named) or _selects_meaning_of(key, plain_key):
                 issue = issue.model_copy(update={
                     "line": None, "message": f"{issue.message} (set on the command line: {item})"})
                 break

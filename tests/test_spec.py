@@ -376,6 +376,25 @@ def test_an_override_of_a_name_or_type_is_blamed_for_its_siblings() -> None:
     assert loader.line is None
 
 
+def test_a_duplicate_source_name_set_by_an_override_is_blamed_on_it(tmp_path: Path) -> None:
+    """`sources[0].name=b` named the first source like the second: the problem was put at
+    the second source's line in the file, which the user had not touched."""
+    from subsetctl.api import validate_spec_file
+
+    spec = {"target": {"name": "t", "loader": {"type": "jsonl", "path": "t.jsonl"}},
+            "sources": [{"name": "a", "loader": {"type": "jsonl", "path": "a.jsonl"}},
+                        {"name": "b", "loader": {"type": "jsonl", "path": "b.jsonl"}},
+                        {"name": "c", "loader": {"type": "jsonl", "path": "c.jsonl"}}]}
+    path = tmp_path / "subsetctl.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    (issue,) = validate_spec_file(path, ["sources[0].name=b"]).issues
+    assert "duplicate source name 'b'" in issue.message and issue.line is None
+    assert issue.message.endswith("(set on the command line: sources[0].name=b)")
+    # an override of another source is not blamed
+    (issue,) = validate_spec_file(path, ["sources[1].name=a", "sources[2].max_examples=3"]).issues
+    assert issue.message.endswith("(set on the command line: sources[1].name=a)")
+
+
 def test_a_whole_number_error_beside_a_number_error_is_kept() -> None:
     """Only a count-or-fraction key's two union messages are merged: `d: abc` next to
     `memory_budget_mb: xyz` lost the error on d."""
