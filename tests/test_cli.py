@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -430,3 +431,128 @@ def test_debug_shows_where_a_plugins_own_code_failed(tiny_project: Path, monkeyp
     debug = CliRunner().invoke(main, args)
     assert debug.exit_code == 1 and "Traceback" in debug.output
     assert 'clidebug_plugin.py", line 5, in helper' in debug.output
+
+
+def test_ls_text_shows_each_kind_with_strategy_parameters_plugin_origins_and_broken_entry_points(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """`ls` as people read it (only --format json was tested): a table per kind, a strategy's
+    parameters with their defaults, where a plugin comes from, and a plugin that failed to import."""
+    from subsetctl.registry import LOADERS
+
+    LOADERS.add("cli_ls_loader", lambda options, ctx: None, "reads [brackets] as they are", origin="module mine.x")
+    monkeypatch.setitem(LOADERS._broken, "cli_ls_broken", "The loader plugin 'cli_ls_broken' failed to import: boom")
+    monkeypatch.chdir(tmp_path)  # no subsetctl.yaml here: the built-ins and the plugins registered so far
+    result = invoke("ls")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    for kind in ("loaders", "strategies", "estimators", "projectors", "models"):
+        assert re.search(rf"^{kind}$", result.output, re.MULTILINE), kind
+    assert "min_improvement=0.0, max_steps=None" in text  # forward's parameters
+    assert "max_sources=12" in text  # exhaustive's
+    assert "reads [brackets] as they are (module mine.x)" in text  # escaped, with its origin
+    assert "cli_ls_broken" in text and "failed to import: boom" in text
+    # a project whose spec cannot be read: a warning, and still the built-ins
+    (tmp_path / "subsetctl.yaml").write_text("plugins: [unclosed\n")
+    listed = CliRunner().invoke(main, ["ls"])
+    assert listed.exit_code == 0
+    assert "warning: the spec in this folder was not read, so its plugins are not listed" in listed.stderr
+    assert "exhaustive" in listed.stdout and "cli_ls_loader" in listed.stdout
+
+
+def test_plan_with_nothing_to_run_says_so_and_names_a_large_cache(jsonl_project: Path) -> None:
+    assert invoke("run", str(jsonl_project), "--until", "data", "-q").exit_code == 0
+    result = invoke("plan", str(jsonl_project), "--until", "data")
+    assert result.exit_code == 0
+    assert "Everything is up to date; `run` would do nothing." in result.output
+    assert "Kept on disk" not in result.output  # nothing large kept
+    cache = jsonl_project / ".subsetctl" / "cache"
+    cache.mkdir()
+    with open(cache / "entry", "wb") as handle:  # 2.5 MB, sparse
+        handle.truncate(2_500_000)
+    text = " ".join(invoke("plan", str(jsonl_project), "--until", "data").output.split())
+    assert ("Kept on disk: 2.5 MB of cached fine-tunes and estimates in .subsetctl/cache (safe to delete; "
+            "`project.cache_limit_gb` caps it).") in text
+    assert "Everything is up to date; `run` would do nothing." in text  # a cache entry changes no status
+
+
+def test_kept_line_names_each_large_kind_and_what_frees_it() -> None:
+    from types import SimpleNamespace
+
+    from subsetctl.cli import _kept_line
+
+    def kept(previous: int = 0, set_aside: int = 0, cache: int = 0) -> SimpleNamespace:
+        return SimpleNamespace(kept_bytes=lambda: {"previous": previous, "set_aside": set_aside, "cache": cache})
+
+    assert _kept_line(kept(999_999, 999_999, 999_999)) is None  # under 1 MB each: not worth a line
+    line = _kept_line(kept(previous=1_234_000_000, set_aside=3_000_000))
+    assert line == ("Kept on disk: 1.2 GB of previous results in .subsetctl/.previous (to go back without "
+                    "recomputing; `project.keep_previous: false` frees it); 3.0 MB set aside by a run that did "
+                    "not finish.")
+    line = _kept_line(kept(previous=5_000_000), keep_previous=False)
+    assert "5.0 MB of previous results" in line and "the next `run` deletes it" in line
+
+
+def test_unexpected_errors_interrupts_and_permission_errors_each_get_their_message(
+    jsonl_project: Path, monkeypatch
+) -> None:
+    """What the CLI does with what a command raises: a bug is called one (a traceback only with
+    SUBSETCTL_DEBUG), Ctrl-C exits 130 saying work is kept, an unwritable folder is the user's."""
+    import errno
+
+    import subsetctl.api
+
+    def raising(exc: BaseException):
+        def plan_project(*args, **kwargs):
+            raise exc
+        return plan_project
+
+    runner = CliRunner()
+    monkeypatch.setattr(subsetctl.api, "plan_project", raising(RuntimeError("boom [x]")))
+    bug = runner.invoke(main, ["plan", str(jsonl_project)])
+    assert bug.exit_code == 1 and "Traceback" not in bug.stderr
+    assert " ".join(bug.stderr.split()).startswith("internal error: RuntimeError: boom [x] This is a bug in subsetctl")
+    monkeypatch.setenv("SUBSETCTL_DEBUG", "1")
+    debug = runner.invoke(main, ["plan", str(jsonl_project)])
+    assert isinstance(debug.exception, RuntimeError)  # raised on, for the traceback
+    monkeypatch.delenv("SUBSETCTL_DEBUG")
+    monkeypatch.setattr(subsetctl.api, "plan_project", raising(KeyboardInterrupt()))
+    stopped = runner.invoke(main, ["plan", str(jsonl_project)])
+    assert stopped.exit_code == 130 and "interrupted; finished work is kept" in stopped.stderr
+    denied = PermissionError(errno.EACCES, "Permission denied", "/p/.subsetctl/lock")
+    monkeypatch.setattr(subsetctl.api, "plan_project", raising(denied))
+    refused = runner.invoke(main, ["plan", str(jsonl_project)])
+    assert refused.exit_code == 1 and "internal error" not in refused.stderr
+    assert "error: Cannot use /p/.subsetctl/lock: Permission denied." in " ".join(refused.stderr.split())
+    monkeypatch.setattr(subsetctl.api, "plan_project", raising(FileNotFoundError(errno.ENOENT, "gone", "/p/x")))
+    other = runner.invoke(main, ["plan", str(jsonl_project)])  # an OSError the user cannot fix stays a bug
+    assert other.exit_code == 1 and "internal error: FileNotFoundError" in other.stderr
+
+
+def test_validate_names_an_override_that_points_nowhere_and_a_spec_that_is_a_folder(
+    jsonl_project: Path, tmp_path: Path
+) -> None:
+    result = invoke("validate", str(jsonl_project), "sources[9].max_examples=3", "--format", "json")
+    assert result.exit_code == 1
+    [report] = json.loads(result.output)
+    assert report["errors"] == [{"file": "command line", "line": None, "key": "overrides",
+                                 "message": "Override 'sources[9].max_examples=3': sources[9] does not exist."}]
+    text = invoke("validate", str(jsonl_project), "project.name.x=3").output
+    assert "command line: overrides: Override 'project.name.x=3': project.name is not a mapping." in text
+    (tmp_path / "p" / "subsetctl.yaml").mkdir(parents=True)
+    result = invoke("validate", str(tmp_path / "p"))  # the project's spec is a folder
+    assert result.exit_code == 1 and "internal error" not in result.output
+    assert f"{tmp_path / 'p' / 'subsetctl.yaml'} is a directory; give the spec file" in " ".join(result.output.split())
+
+
+@pytest.mark.xfail(strict=True, reason="bug: validate's and plan's headers parse the path as rich markup")
+def test_paths_with_brackets_are_printed_as_they_are(jsonl_project: Path, tmp_path: Path) -> None:
+    """A project in /data/run[x]/ was printed as /data/run/: the path was read as rich markup."""
+    import shutil
+
+    project = tmp_path / "run[x]"
+    shutil.copytree(jsonl_project, project)
+    validated = invoke("validate", str(project))
+    assert validated.exit_code == 0 and f"{project / 'subsetctl.yaml'} is valid" in validated.output
+    planned = invoke("plan", str(project))
+    assert f"plan for {project}" in planned.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -433,3 +434,44 @@ def test_a_sources_override_in_a_spec_of_source_files_groups_points_at_them() ->
     with pytest.raises(SpecError) as plain:
         apply_overrides({}, ["sources[0].max_examples=5"])
     assert "source_files" not in str(plain.value)
+
+
+def test_override_keys_and_items_that_name_nothing_say_which_part() -> None:
+    for key, says in (("a[x]", "is not a dotted key path like a.b[0].c."), ("", "is empty.")):
+        with pytest.raises(SpecError, match=re.escape(f"Override key {key!r} {says}")):
+            apply_overrides(MINIMAL, [f"{key}=1"])
+    with pytest.raises(SpecError, match=re.escape("Override 'sources[1]=x': sources[1] does not exist.")):
+        apply_overrides(MINIMAL, ["sources[1]=x"])  # one past the last item
+    with pytest.raises(SpecError, match=re.escape("Override 'target.name.x=1': target.name is not a mapping.")):
+        apply_overrides(MINIMAL, ["target.name.x=1"])
+    replaced = apply_overrides(MINIMAL, ["sources[0]={name: r, loader: {type: jsonl, path: r.jsonl}}"])
+    assert replaced["sources"][0]["name"] == "r"  # the last item, replaced whole
+    assert apply_overrides(MINIMAL, ["project.name={unclosed: 1"])["project"]["name"] == "{unclosed: 1"  # as text
+
+
+def test_the_targets_name_cannot_be_one_of_the_data_stages_own_files() -> None:
+    import copy
+
+    data = copy.deepcopy(MINIMAL)
+    data["target"]["name"] = "data.json"
+    spec, issues = validate_data(data, "x.yaml")
+    assert spec is None
+    assert [i.message for i in issues] == [
+        "the target's name 'data.json' is reserved (the data stage keeps a file of that name); rename it"]
+
+
+def test_validate_checks_strategy_labels_the_final_pick_and_a_dask_address_without_dask(jsonl_project: Path) -> None:
+    from subsetctl.api import validate_spec_file
+
+    path = jsonl_project / "subsetctl.yaml"
+    (twice,) = validate_spec_file(path, ["search.strategies=[{name: exhaustive}, {name: exhaustive}]"]).issues
+    assert twice.key == "search.strategies" and "two strategies share a name" in twice.message
+    labelled = ["search.strategies=[{name: exhaustive}, {name: exhaustive, label: again}]"]
+    assert validate_spec_file(path, labelled).ok
+    (final,) = validate_spec_file(path, [*labelled, "search.final=nope"]).issues
+    assert final.key == "search.final" and final.message.startswith("'nope' is not one of the strategies (exhaustive, again)")
+    assert validate_spec_file(path, [*labelled, "search.final=again"]).ok
+    report = validate_spec_file(path, ["executor.address=tcp://10.0.0.1:8786"])
+    assert report.ok and [w.key for w in report.warnings] == ["executor.address"]
+    assert "only used by executor.backend: dask; with 'loky'" in report.warnings[0].message
+    assert not validate_spec_file(path, ["executor.address=tcp://10.0.0.1:8786", "executor.backend=dask"]).warnings

@@ -199,3 +199,39 @@ def test_non_utf8_says_where_and_a_tab_delimited_file_gets_a_hint_that_works(tmp
     for written in ("'\\t'", "tab", '"\\t"'):
         fixed = text.replace("path: data/tab.tsv,", f"path: data/tab.tsv, delimiter: {written},")
         assert "sources[2].loader.prompt_field" not in _check(tmp_path, fixed), written
+
+
+def test_a_folder_a_non_parquet_file_a_missing_local_dataset_and_seed_in_config_are_found(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    (tmp_path / "folder.jsonl").mkdir()
+    (tmp_path / "fake.parquet").write_text('{"prompt": "a", "response": "b"}\n')
+    text = GOOD.replace("size: 10", "size: 10\n      config: {seed: 3, size: 4}") + """\
+  - name: dir
+    loader: {type: jsonl, path: folder.jsonl}
+  - name: pq
+    loader: {type: parquet, path: fake.parquet}
+  - name: hf
+    loader: {type: huggingface, path: ./no_such_folder}
+"""
+    issues = _check(tmp_path, text)
+    assert set(issues) == {"sources[0].loader.config.seed", "sources[0].loader.config.size", "sources[1].loader.path",
+                           "sources[2].loader.path", "sources[3].loader.path"}
+    assert issues["sources[0].loader.config.seed"].message == "set seed with loader.seed, not inside loader.config"
+    assert issues["sources[0].loader.config.size"].message == "set size with loader.size, not inside loader.config"
+    assert issues["sources[1].loader.path"].message == f"{tmp_path / 'folder.jsonl'} is not a file"
+    assert issues["sources[2].loader.path"].message.startswith("fake.parquet: not a Parquet file (")
+    assert issues["sources[3].loader.path"].message == (f"local dataset path {tmp_path / 'no_such_folder'} "
+                                                        "does not exist")
+    assert issues["sources[3].loader.path"].line == text.splitlines().index("    loader: {type: huggingface, "
+                                                                          "path: ./no_such_folder}") + 1
+
+
+@pytest.mark.xfail(strict=True, reason="bug: validate passes loader.name 'plugin', which the data stage refuses")
+def test_a_plugin_loader_named_plugin_is_refused_by_validate_as_by_the_data_stage(tmp_path: Path) -> None:
+    """`{type: plugin, name: plugin}` validates, then `run` stops at once: "loader.name cannot
+    be 'plugin' itself" (load_plugin); validate is there to say it first."""
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    issues = _check(tmp_path, GOOD + "  - name: p\n    loader: {type: plugin, name: plugin}\n")
+    assert "sources[1].loader.name" in issues

@@ -817,3 +817,17 @@ def test_a_text_file_that_starts_like_a_bzip2_header_is_read_as_text(tmp_path: P
     (tmp_path / "b.csv").write_text("BZh9,response\nq,1\n")
     loaded = load_csv(CsvLoader(type="csv", path="b.csv", prompt_field="BZh9"), make_ctx())
     assert loaded["prompt"] == ["q"]
+
+
+def test_plugin_loader_refuses_itself_bad_options_of_a_builtin_and_what_is_no_dataset(
+    tmp_path: Path, make_ctx
+) -> None:
+    with pytest.raises(UserError, match=r"^Source 'pl': loader.name cannot be 'plugin' itself\.$"):
+        load_plugin(PluginLoader(type="plugin", name="plugin"), make_ctx("pl"))
+    write_jsonl(tmp_path / "d.jsonl", qa_rows(2))
+    with pytest.raises(UserError, match=r"loader.options are not valid for the built-in loader 'jsonl': "
+                                        r"(?=.*path: Field required)(?=.*bogus: Extra inputs)"):
+        load_plugin(PluginLoader(type="plugin", name="jsonl", options={"bogus": 1}), make_ctx("pl"))
+    LOADERS.add("test_list_loader", lambda options, ctx: [{"prompt": "p", "response": "r"}], "test")
+    with pytest.raises(UserError, match=r"loader plugin 'test_list_loader' returned list, not a datasets\.Dataset"):
+        load_plugin(PluginLoader(type="plugin", name="test_list_loader"), make_ctx("pl"))
