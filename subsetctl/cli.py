@@ -212,7 +212,9 @@ def validate(specs: tuple[str, ...], fmt: str) -> None:
     paths = [Path(a).expanduser() for a in specs if a not in overrides]
     reports = []
     for spec in paths or [Path(".")]:
-        path = spec / SPEC_FILENAME if spec.is_dir() else spec
+        # a folder named like a spec file (`validate p/subsetctl.yaml` where that is a folder) is said to be one
+        named_as_spec = spec.suffix in (".yaml", ".yml") and not (spec / SPEC_FILENAME).exists()
+        path = spec / SPEC_FILENAME if spec.is_dir() and not named_as_spec else spec
         reports.append(validate_spec_file(path, overrides))
     if fmt == "json":
         _echo_json([r.to_dict() for r in reports])
@@ -220,9 +222,9 @@ def validate(specs: tuple[str, ...], fmt: str) -> None:
         console = _console()
         for report in reports:
             if report.ok:
-                console.print(f"[green]✓[/green] {report.file} is valid")
+                console.print(f"[green]✓[/green] {escape(str(report.file))} is valid")
             else:
-                console.print(f"[red]✗[/red] {report.file}: {len(report.issues)} problem(s)")
+                console.print(f"[red]✗[/red] {escape(str(report.file))}: {len(report.issues)} problem(s)")
                 for issue in report.issues:
                     console.print(f"  {issue.render()}", markup=False)
             for warning in report.warnings:
@@ -240,6 +242,7 @@ def schema() -> None:
 
 
 def _status_table(statuses: list[Any], title: str) -> Any:
+    from rich.markup import escape
     from rich.table import Table
 
     colors = {"up to date": "green", "stale": "yellow", "never run": "cyan", "unfinished": "magenta", "running": "blue", "disabled": "dim",
@@ -252,7 +255,7 @@ def _status_table(statuses: list[Any], title: str) -> Any:
     for s in statuses:
         color = colors.get(s.state, "white")
         action = "run" if s.will_run else "put back" if s.put_back else "skip"
-        table.add_row(s.name, f"[{color}]{s.state}[/{color}]", action, "; ".join(s.reasons))
+        table.add_row(s.name, f"[{color}]{s.state}[/{color}]", action, escape("; ".join(s.reasons)))
     return table
 
 
@@ -269,6 +272,8 @@ def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, 
 
     DIRECTORY is the project (default: the current directory); extra `key=value`
     arguments are spec overrides, planned as `run` would apply them."""
+    from rich.markup import escape
+
     from subsetctl.api import plan_project
     from subsetctl.reporter import RichReporter
 
@@ -281,7 +286,7 @@ def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, 
         _echo_json([s.to_dict() for s in statuses])
         return
     console = _console()
-    console.print(_status_table(statuses, f"plan for {project.root}"))
+    console.print(_status_table(statuses, f"plan for {escape(str(project.root))}"))
     if running:
         console.print(f"[yellow]A `subsetctl run` (PID {running}) is working on this project now: these statuses "
                       "change as its stages finish.[/yellow]")

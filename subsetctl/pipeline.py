@@ -677,7 +677,9 @@ class Pipeline:
                 assert manifest is not None
                 missing = stage.missing_outputs(self.project, manifest)
                 if missing:
-                    self.reporter.info(f"[dim]{stage.name}: outputs missing ({', '.join(missing)}), "
+                    from rich.markup import escape
+
+                    self.reporter.info(f"[dim]{stage.name}: outputs missing ({escape(', '.join(missing))}), "
                                        "running it again[/dim]")
                     up_to_date = False
             if up_to_date:

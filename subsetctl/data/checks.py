@@ -352,6 +352,10 @@ def _first_object_has_ideal(path: Path) -> bool:
 def _check_plugin(loader: PluginLoader, loc: tuple[Any, ...], issues: _Issues, failed_plugins: list[str]) -> None:
     from subsetctl.registry import LOADERS, unknown_after_failed_imports
 
+    if loader.name == "plugin":  # registered (it is this loader type), but it cannot load data by itself
+        issues.add(loc + ("name",), "'plugin' is the loader type, not a loader: name the loader a plugin "
+                                    "registered (`subsetctl ls` lists them)")
+        return
     try:
         LOADERS.get(loader.name)
     except UserError as exc:

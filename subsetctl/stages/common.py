@@ -149,6 +149,8 @@ def device_for(spec: Spec) -> str:
 
 def base_model(ctx: StageContext) -> tuple[Any, Any, dict[str, Any]]:
     """The base model and tokenizer from the spec (converted once when packaged)."""
+    from rich.markup import escape
+
     from subsetctl.modeling.resolve import model_location, refuse_max_length_beyond_positions, resolve_model
 
     spec = ctx.spec.model
@@ -158,7 +160,7 @@ def base_model(ctx: StageContext) -> tuple[Any, Any, dict[str, Any]]:
         dtype=spec.dtype,
         trust_remote_code=spec.trust_remote_code,
         num_labels=num_labels(ctx),
-        progress=ctx.reporter.info,
+        progress=lambda message: ctx.reporter.info(escape(message)),  # plain text (paths), not rich markup
         warn=ctx.reporter.warn,
     )
     # validate reads local folders' configs; a packaged or hub model's is known only now

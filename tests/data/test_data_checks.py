@@ -227,11 +227,10 @@ def test_a_folder_a_non_parquet_file_a_missing_local_dataset_and_seed_in_config_
                                                                           "path: ./no_such_folder}") + 1
 
 
-@pytest.mark.xfail(strict=True, reason="bug: validate passes loader.name 'plugin', which the data stage refuses")
 def test_a_plugin_loader_named_plugin_is_refused_by_validate_as_by_the_data_stage(tmp_path: Path) -> None:
     """`{type: plugin, name: plugin}` validates, then `run` stops at once: "loader.name cannot
     be 'plugin' itself" (load_plugin); validate is there to say it first."""
     (tmp_path / "data").mkdir()
     write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
     issues = _check(tmp_path, GOOD + "  - name: p\n    loader: {type: plugin, name: plugin}\n")
-    assert "sources[1].loader.name" in issues
+    assert "'plugin' is the loader type, not a loader" in issues["sources[1].loader.name"].message
