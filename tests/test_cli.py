@@ -557,3 +557,23 @@ def test_paths_with_brackets_are_printed_as_they_are(jsonl_project: Path, tmp_pa
     assert validated.exit_code == 0 and f"{project / 'subsetctl.yaml'} is valid" in validated.output
     planned = invoke("plan", str(project))
     assert f"plan for {project}" in planned.output
+
+
+def test_the_readmes_python_example_runs(tiny_project: Path, tmp_path: Path, monkeypatch) -> None:
+    """README → Commands → From Python, as written (the tiny model has fewer trainable
+    parameters than its d = 64, so d = 8 here)."""
+    import shutil
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### From Python", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    shutil.copytree(tiny_project, tmp_path / "work" / "myproject")
+    monkeypatch.chdir(tmp_path / "work")
+    printed: list[str] = []
+    exec(compile(code.replace("gradients.d=64", "gradients.d=8"), "README.md", "exec"),  # noqa: S102
+         {"__name__": "readme", "print": lambda *args: printed.append(" ".join(map(str, args)))})
+    assert printed[0].startswith("[('data', 'never run', True)")
+    final, selected = printed[1].split(" ", 1)
+    assert final == "exhaustive" and selected.startswith("[")
+    manifest = json.loads((tmp_path / "work" / "myproject" / ".subsetctl" / "search" / "manifest.json").read_text())
+    assert manifest["overrides"] == ["gradients.d=8"] and not (tmp_path / "work" / "myproject" / "report.json").exists()
