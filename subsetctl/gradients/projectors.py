@@ -146,10 +146,12 @@ class Projector(ABC):
         ``o_k = n_0 + ... + n_{k-1}``; the widths must add up to p. Typically one chunk
         per parameter tensor, flattened, in the engine's fixed parameter order.
 
-        Each unit's product ``G[:, unit] @ P[unit]`` is one entry of a batched matmul over
-        the units of a block and the products are summed in unit order. Results are the
-        same bit for bit for the same p, d, seed and budget; across budgets P is identical
-        and only the BLAS kernel's rounding may differ (about 1e-7 relative).
+        Each unit's product ``G[:, unit] @ P[unit]`` is its own (B, UNIT_ROWS) x
+        (UNIT_ROWS, d) matmul of contiguous operands and the products are summed in unit
+        order, so results are the same bit for bit for the same p, d and seed whatever the
+        budget (a batched matmul over a block's units rounded differently with the number
+        of units in the block, about 1e-7 relative, so the budget changed the gradient
+        store).
         """
         import torch
 
@@ -203,13 +205,10 @@ class Projector(ABC):
 
     @staticmethod
     def _accumulate(out: torch.Tensor, G: torch.Tensor, P_units: torch.Tensor) -> None:
-        """``out += G @ P`` as a batched matmul over units, summed in unit order."""
-        import torch
-
-        k = P_units.shape[0]
-        per_unit = torch.bmm(G.view(G.shape[0], k, UNIT_ROWS).transpose(0, 1), P_units)
-        for i in range(k):
-            out += per_unit[i]
+        """``out += G @ P``, one matmul per unit, summed in unit order: each product has
+        the same shapes and memory layout whatever the block holds, hence the same rounding."""
+        for i in range(P_units.shape[0]):
+            out += G[:, i * UNIT_ROWS : (i + 1) * UNIT_ROWS].contiguous() @ P_units[i]
 
 
 @PROJECTORS.register("rademacher", "Random signs +-1/sqrt(d), regenerated block by block from the seed.")
