@@ -215,6 +215,12 @@ def model_card(label_list: list[str], subset: list[str], ctx: StageContext, reco
     )
 
 
+def _results_only(record: dict[str, Any]) -> dict[str, Any]:
+    """A run record without how the run went (``resumed_from``: the checkpoint step an
+    interrupted run went on from), which is not a result (the manifest's summary has it)."""
+    return {k: v for k, v in record.items() if k != "resumed_from"}
+
+
 class FinetuneStage(common.ModelStage):
     name = "finetune"
     description = "fine-tune the base model on each selection and baseline"
@@ -232,7 +238,12 @@ class FinetuneStage(common.ModelStage):
         spec = ctx.spec
         picks = selections(ctx)
         path = ctx.out_dir / RUNS
-        runs: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+        # a run's record is its results only: the same fine-tune gives the same runs.json (and
+        # output digest) whether it ran straight, resumed from a checkpoint or came from the
+        # cache (records an earlier subsetctl wrote named the step a run resumed from)
+        runs: dict[str, Any] = {k: _results_only(r) for k, r in json.loads(path.read_text()).items()} \
+            if path.is_file() else {}
+        resumed: dict[str, int] = {}
         target_train = common.examples(ctx, spec.target.name, "train")
         validation = common.examples(ctx, spec.target.name, "validation")
         by_key: dict[str, dict[str, Any]] = {}
@@ -254,6 +265,7 @@ class FinetuneStage(common.ModelStage):
                 run_dir = ctx.out_dir / "runs" / key
                 record = None if ctx.options.get("forced") else cache.restore(job["subset"], job["seed"], run_dir)
                 if record is not None:  # trained by an earlier run with the same inputs
+                    record = _results_only(record)
                     restored += 1
                     atomic_write_text(run_dir / "adapter" / "README.md",
                                       model_card(job["labels"], job["subset"], ctx, record, classes))
@@ -275,12 +287,13 @@ class FinetuneStage(common.ModelStage):
                 for notice in result.notices:
                     ctx.reporter.warn(f"finetune {'/'.join(job['labels'])} (seed {job['seed']}): {notice}")
                 if result.resumed_from:
+                    resumed[key] = result.resumed_from
                     ctx.reporter.info(f"finetune {'/'.join(job['labels'])} (seed {job['seed']}) resumed from "
                                       f"step {result.resumed_from} of an interrupted run")
                 shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
                 runs[key] = {"subset": job["subset"], "seed": job["seed"], "steps": result.steps,
                              "best_step": result.best_step, "best_val_loss": result.best_eval_loss,
-                             "diverged": result.diverged, "resumed_from": result.resumed_from,
+                             "diverged": result.diverged,
                              "last_train_loss": result.train_losses[-1] if result.train_losses else None}
                 atomic_write_text(run_dir / "adapter" / "README.md",
                                   model_card(job["labels"], job["subset"], ctx, runs[key], classes))
@@ -295,4 +308,5 @@ class FinetuneStage(common.ModelStage):
             ctx.reporter.info(f"finetune: reused {restored} run(s) trained by an earlier run with the same inputs.")
         return {"runs": len(by_key), "trained_now": len(todo) - restored,
                 "reused_runs": len(by_key) - len(todo) + restored,
-                "labels": {k: len(v) for k, v in picks.items()}}
+                "labels": {k: len(v) for k, v in picks.items()},
+                "resumed_from": resumed}
