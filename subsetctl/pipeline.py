@@ -301,8 +301,14 @@ def library_versions() -> dict[str, str]:
     """Versions saved with every artifact, for reproducibility."""
     from importlib.metadata import PackageNotFoundError, version
 
-    out = {"subsetctl": __version__}
-    for name in ("torch", "transformers", "peft", "datasets", "numpy", "joblib", "reasoning-gym"):
+    import platform
+
+    out = {"subsetctl": __version__, "python": platform.python_version()}
+    # what computes the results: tokenization (tokenizers), weights (safetensors), the
+    # estimators (numpy, scipy), data files (pyarrow) and the search's executors (joblib,
+    # dask, distributed; absent ones are left out)
+    for name in ("torch", "transformers", "tokenizers", "peft", "safetensors", "datasets", "pyarrow", "numpy",
+                 "scipy", "joblib", "dask", "distributed", "reasoning-gym"):
         try:
             out[name] = version(name)
         except PackageNotFoundError:
