@@ -14,6 +14,7 @@ changed spec wipes it first.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import os
 import time
 from abc import ABC, abstractmethod
@@ -154,6 +155,7 @@ class Stage(ABC):
     #: computed (an adapter config naming the base model's absolute path): checksummed, but
     #: left out of the output digest, so the same results made from a model folder under
     #: another path, or on another machine, leave the stages after it up to date
+    #: (``fnmatch`` patterns: ``runs/*/adapter/adapter_config.json``)
     describes_only: tuple[str, ...] = ()
     #: whether its finished results can wait out of its folder and be put back (set aside while a
     #: run with other inputs re-runs it, kept as previous once that run finishes): not for a
@@ -882,7 +884,8 @@ class Pipeline:
         atomic_write_json(out_dir / "resolved_spec.json", self.spec.model_dump(mode="json"))
         artifacts = artifact_checksums(out_dir, stage.scratch)
         outputs = {k: v for k, v in artifact_contents(artifacts).items()
-                   if k not in ("resolved_spec.json", WORK_MARKER, *stage.describes_only)}
+                   if k not in ("resolved_spec.json", WORK_MARKER)
+                   and not any(fnmatch.fnmatchcase(k, pattern) for pattern in stage.describes_only)}
         manifest = {
             "stage": stage.name,
             "fingerprint": fp,

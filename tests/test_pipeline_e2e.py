@@ -979,3 +979,23 @@ def test_gradients_computed_again_from_a_moved_model_folder_leave_what_follows_u
     info = (tiny_project / ".subsetctl" / "gradients" / "store" / "info.json").read_text()
     assert "models/" not in info and "known by its files" in info
     assert json.loads(manifest_path.read_text())["output_digest"] == digest and ran == ["gradients", "report"]
+
+
+def test_finetune_trained_again_from_a_moved_model_folder_leaves_evaluate_up_to_date(
+    tiny_project: Path, tiny_llama: Path
+) -> None:
+    """peft writes the base model's absolute path into every fine-tuned adapter's config:
+    the same fine-tunes from a moved model folder (or a project folder elsewhere, with the
+    model inside it) had another finetune output digest, and evaluate ran again."""
+    import shutil
+
+    shutil.copytree(tiny_llama, tiny_project / "models" / "base")
+    run_project(tiny_project, ["model.source=models/base"])
+    manifest_path = tiny_project / ".subsetctl" / "finetune" / "manifest.json"
+    digest = json.loads(manifest_path.read_text())["output_digest"]
+    shutil.move(tiny_project / "models" / "base", tiny_project / "models" / "moved")
+    ran = [r["stage"] for r in run_project(tiny_project, ["model.source=models/moved"], force=["finetune"])
+           if r["action"] == "ran"]
+    configs = (tiny_project / ".subsetctl" / "finetune" / "runs").glob("*/adapter/adapter_config.json")
+    assert all("models/moved" in c.read_text() for c in configs)
+    assert json.loads(manifest_path.read_text())["output_digest"] == digest and ran == ["finetune", "report"]

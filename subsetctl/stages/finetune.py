@@ -226,6 +226,10 @@ class FinetuneStage(common.ModelStage):
     description = "fine-tune the base model on each selection and baseline"
     after = ("data", "search")
     spec_keys = ("project.seed", "model", "finetune")
+    # peft writes the base model's path into each adapter's config, and the model card names
+    # the spec's model.source: where the model was, not what was trained (moving the project
+    # or the model folder changes them)
+    describes_only = ("runs/*/adapter/adapter_config.json", "runs/*/adapter/README.md")
 
     switch = "finetune.enabled"
 
