@@ -301,9 +301,8 @@ def _changed_inputs(old: Any, new: dict[str, Any]) -> str | None:
 
 def library_versions() -> dict[str, str]:
     """Versions saved with every artifact, for reproducibility."""
-    from importlib.metadata import PackageNotFoundError, version
-
     import platform
+    from importlib.metadata import PackageNotFoundError, version
 
     out = {"subsetctl": __version__, "python": platform.python_version()}
     # what computes the results: tokenization (tokenizers), weights (safetensors), the

@@ -1232,8 +1232,8 @@ def same_branch(a: str, b: str) -> bool:
 #: keys count them at their defaults, so changing one re-runs nothing. (At the default,
 #: not left out, so projects computed before a setting was listed here stay up to date.)
 RESULT_NEUTRAL: dict[str, tuple[str, ...]] = {
-    # the projection matrix is the same under any budget (only BLAS rounding may differ,
-    # about 1e-7 relative)
+    # the projection is the same bit for bit under any budget (each unit of the matrix is
+    # its own matmul, whatever a block holds)
     "gradients": ("memory_budget_mb",),
     # a resumable checkpoint's spacing: a resumed run reproduces an uninterrupted one
     "meta_init": ("checkpoint_every",),

@@ -799,6 +799,7 @@ def test_cached_runs_follow_the_model_files_not_their_folder(tiny_project: Path,
     from subsetctl.modeling.resolve import model_fingerprint_inputs
     from subsetctl.spec import fingerprint_dump
     from subsetctl.stages import common
+    from subsetctl.stages import evaluate as evaluate_stage
     from subsetctl.stages.verify import RunCache
 
     def summary(stage: str) -> dict:
@@ -818,9 +819,14 @@ def test_cached_runs_follow_the_model_files_not_their_folder(tiny_project: Path,
         return {"model": fingerprint_dump(ctx.spec)["model"],
                 **model_fingerprint_inputs(ctx.spec.model.source, ctx.project.root)}, []
 
+    def evaluate_keys_as_before(ctx, runs: list[str]) -> dict[str, list[str]]:  # with the adapter's config
+        return {run: keys[1:] for run, keys in result_cache_keys(ctx, runs).items()}
+
+    result_cache_keys = evaluate_stage.result_cache_keys
     with monkeypatch.context() as patched:  # an earlier subsetctl
         patched.setattr(common, "model_key", model_key_as_before)
         patched.setattr(RunCache, "__init__", run_cache_as_before)
+        patched.setattr(evaluate_stage, "result_cache_keys", evaluate_keys_as_before)
         run_project(tiny_project, overrides)
     runs, estimated = summary("finetune")["runs"], summary("search")["computed_now"]
     assert summary("finetune")["trained_now"] == runs and summary("verify")["reused"] == 0 and estimated >= 4
@@ -999,3 +1005,9 @@ def test_finetune_trained_again_from_a_moved_model_folder_leaves_evaluate_up_to_
     configs = (tiny_project / ".subsetctl" / "finetune" / "runs").glob("*/adapter/adapter_config.json")
     assert all("models/moved" in c.read_text() for c in configs)
     assert json.loads(manifest_path.read_text())["output_digest"] == digest and ran == ["finetune", "report"]
+    # evaluate's cache is keyed by the adapters' weights, not their configs: its results are found again
+    shutil.rmtree(tiny_project / ".subsetctl" / "evaluate")
+    run_project(tiny_project, ["model.source=models/moved"])
+    summary = json.loads((tiny_project / ".subsetctl" / "evaluate" / "manifest.json").read_text())["summary"]
+    runs = json.loads((tiny_project / ".subsetctl" / "finetune" / "manifest.json").read_text())["summary"]["runs"]
+    assert summary["reused"] == runs

@@ -21,11 +21,12 @@ RESULT_CACHE = ("cache", "evaluate")
 
 
 def result_cache_keys(ctx: StageContext, runs: list[str]) -> dict[str, list[str]]:
-    """run -> the keys of its result in the cache, today's first, then the one an earlier
-    subsetctl wrote (keyed by the model folder's path, see :func:`common.model_key`):
-    everything one adapter's test result depends on, i.e. the adapter's files (their
-    checksums in the finetune manifest; the model card aside), the target's data (its test
-    split is what is scored), the model and the evaluate settings."""
+    """run -> the keys of its result in the cache, today's first, then those earlier
+    versions wrote (with the adapter's config, and keyed by the model folder's path, see
+    :func:`common.model_key`): everything one adapter's test result depends on, i.e. the
+    adapter's weights (their checksums in the finetune manifest; the model card and the
+    config, which name where the model was, aside), the target's data (its test split is
+    what is scored), the model and the evaluate settings."""
     artifacts = ctx.upstream_manifest("finetune").get("artifacts", {})
     base = {"data": common.DataFiles(ctx).of([ctx.spec.target.name]),  # the target's test split is read
             "evaluate": ctx.spec.evaluate.model_dump(mode="json"), "version": __version__}
@@ -35,13 +36,20 @@ def result_cache_keys(ctx: StageContext, runs: list[str]) -> dict[str, list[str]
         base["numbers"] = "exact"  # and generation's prompt cut is warned about
     today, earlier = common.model_key(ctx)
 
-    def adapter(run: str) -> dict[str, str]:
+    def adapter(run: str, with_config: bool) -> dict[str, str]:
+        """The adapter's files; its config only as earlier keys had it (peft writes the base
+        model's absolute path there; the LoRA settings in it are the spec's, in the key)."""
         prefix = f"{adapter_relpath(run)}/"
         return {p[len(prefix):]: a["sha256"] for p, a in artifacts.items()
-                if p.startswith(prefix) and not p.endswith("README.md")}
+                if p.startswith(prefix) and not p.endswith("README.md")
+                and (with_config or not p.endswith("adapter_config.json"))}
 
-    return {run: [fingerprint({**base, **model, "adapter": adapter(run)}) for model in [today, *earlier]]
-            for run in runs}
+    def keys(run: str) -> list[str]:
+        now = fingerprint({**base, **today, "adapter": adapter(run, with_config=False)})
+        return [now, *(fingerprint({**base, **model, "adapter": adapter(run, with_config=True)})
+                       for model in [today, *earlier])]
+
+    return {run: keys(run) for run in runs}
 
 
 class EvaluateStage(common.ModelStage):
