@@ -28,7 +28,7 @@ from torch import nn
 
 from subsetctl.errors import UserError
 from subsetctl.gradients.projectors import Projector
-from subsetctl.modeling.outputs import causal_lm_f, classifier_f
+from subsetctl.modeling.outputs import causal_lm_scores, classifier_f
 
 KINDS = ("causal-lm", "classifier")
 
@@ -130,10 +130,10 @@ class PerExampleGradientEngine:
     # ----------------------------------------------------------------- compute
     def _forward_f(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         attn = batch["attention_mask"]
-        out = self.model(input_ids=batch["input_ids"], attention_mask=attn, output_hidden_states=True)
-        if self.kind == "causal-lm":
-            f = causal_lm_f(out.logits, batch["input_ids"], batch["response_mask"])
+        if self.kind == "causal-lm":  # the output head runs on the scored positions only
+            out, f, _ = causal_lm_scores(self.model, batch, output_hidden_states=True)
         else:
+            out = self.model(input_ids=batch["input_ids"], attention_mask=attn, output_hidden_states=True)
             f = classifier_f(out.logits, batch["labels"])
         last = out.hidden_states[-1].detach().float()
         m = attn.to(last.dtype).unsqueeze(-1)

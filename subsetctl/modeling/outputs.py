@@ -70,3 +70,55 @@ def classifier_f(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 def surrogate_loss(f: torch.Tensor) -> torch.Tensor:
     """The loss the estimate models: ``softplus(-f)`` per example."""
     return F.softplus(-f)
+
+
+def _scored_per_example(values: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
+                        scored: torch.Tensor) -> torch.Tensor:
+    """Per-example mean of ``values`` (one per scored position ``(rows, cols)``), summed
+    exactly as :func:`causal_lm_f` sums: laid out in a zero (B, T - 1) matrix first."""
+    full = torch.zeros(scored.shape, dtype=values.dtype, device=values.device).index_put((rows, cols), values)
+    return full.sum(dim=1) / scored.to(values.dtype).sum(dim=1).clamp(min=1.0)
+
+
+def causal_lm_scores(model: torch.nn.Module, batch: dict[str, torch.Tensor],
+                     **forward_kwargs: object) -> tuple[object, torch.Tensor, torch.Tensor]:
+    """One forward pass of a causal LM: ``(model output, f, token CE)`` per example.
+
+    Only the positions that predict a response token are scored, so the output head (the
+    vocabulary projection, about a fifth of a small model's compute) and the log-softmax
+    run on those rows alone, about one in ten of a batch's tokens: a forward pre-hook on
+    ``model.get_output_embeddings()`` hands the head the gathered hidden states. f and the
+    CE equal :func:`causal_lm_f` and :func:`causal_lm_token_ce` on the full logits (the
+    same per-row log-softmax and the same sums); ``output.logits`` then holds only the
+    scored rows, (1, N, V). A model whose head is not called through that module gets the
+    full logits, scored the same way."""
+    input_ids, response_mask = batch["input_ids"], batch["response_mask"]
+    scored = response_mask[:, 1:]
+    rows, cols = scored.nonzero(as_tuple=True)
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    calls = []
+
+    def keep_scored(module: torch.nn.Module, args: tuple) -> tuple:
+        calls.append(args[0].shape)
+        return (args[0][rows, cols].unsqueeze(0), *args[1:])
+
+    handle = head.register_forward_pre_hook(keep_scored) if isinstance(head, torch.nn.Module) else None
+    try:
+        out = model(input_ids=input_ids, attention_mask=batch["attention_mask"], **forward_kwargs)
+    finally:
+        if handle is not None:
+            handle.remove()
+    logits = out.logits
+    B, T = input_ids.shape
+    if len(calls) == 1 and tuple(calls[0][:2]) == (B, T) and tuple(logits.shape[:2]) == (1, rows.numel()):
+        picked = logits[0]
+    elif not calls and tuple(logits.shape[:2]) == (B, T):  # the head is not that module: full logits
+        picked = logits[:, :-1][rows, cols]
+    else:
+        raise RuntimeError(f"the output head of {type(model).__name__} was called {len(calls)} times or gave "
+                           f"logits of shape {tuple(logits.shape)}; cannot score response positions only")
+    gold = input_ids[:, 1:][rows, cols]
+    logp = F.log_softmax(picked.float(), dim=-1).gather(-1, gold.unsqueeze(-1)).squeeze(-1)
+    f = _scored_per_example(logp - log1mexp(logp), rows, cols, scored)
+    ce = _scored_per_example(-logp, rows, cols, scored)
+    return out, f, ce

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from subsetctl.errors import UserError
 from subsetctl.modeling.encoding import TruncationCounts, encode_rows, make_batch
 from subsetctl.modeling.lora import load_adapter_weights, save_adapter, write_adapter
-from subsetctl.modeling.outputs import causal_lm_f, causal_lm_token_ce, classifier_f, surrogate_loss
+from subsetctl.modeling.outputs import causal_lm_scores, classifier_f, surrogate_loss
 from subsetctl.project import replace_dir
 
 Objective = Literal["ce", "surrogate"]
@@ -164,9 +164,7 @@ def _check_kind(kind: str) -> None:
 def _per_example(model: Any, batch: dict[str, torch.Tensor], kind: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(f, ce) per example for one batch, with gradients if enabled."""
     if kind == "causal-lm":
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        f = causal_lm_f(logits, batch["input_ids"], batch["response_mask"])
-        ce = causal_lm_token_ce(logits, batch["input_ids"], batch["response_mask"])
+        _, f, ce = causal_lm_scores(model, batch)
         return f, ce
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     f = classifier_f(logits, batch["labels"])

@@ -154,3 +154,29 @@ def test_fingerprint_tracks_adapter_values() -> None:
     with torch.no_grad():
         trainable_parameters(model)[0][1].add_(1e-3)
     assert parameter_fingerprint(model) != fp
+
+
+@pytest.mark.parametrize("head_called", [True, False])
+def test_scored_positions_only_match_full_logits(head_called: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """causal_lm_scores runs the output head on the response positions only; f, the CE
+    and the LoRA gradients equal those of the full logits, bit for bit. A model whose
+    head is not reached through get_output_embeddings() is scored from its full logits."""
+    from subsetctl.modeling.outputs import causal_lm_scores, causal_lm_token_ce
+
+    model = tiny_llama_lora()
+    if not head_called:
+        monkeypatch.setattr(type(model.get_base_model()), "get_output_embeddings", lambda self: None)
+    batch = causal_batch(LENGTHS)
+    params = [p for _, p in trainable_parameters(model)]
+    full = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    f_ref = causal_lm_f(full, batch["input_ids"], batch["response_mask"])
+    ce_ref = causal_lm_token_ce(full, batch["input_ids"], batch["response_mask"])
+    g_ref = torch.autograd.grad((f_ref + ce_ref).sum(), params)
+    out, f, ce = causal_lm_scores(model, batch)
+    g = torch.autograd.grad((f + ce).sum(), params)
+    n_scored = int(batch["response_mask"][:, 1:].sum())
+    assert out.logits.shape[:2] == ((1, n_scored) if head_called else tuple(batch["input_ids"].shape))
+    torch.testing.assert_close(f, f_ref, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(ce, ce_ref, rtol=1e-6, atol=1e-6)
+    for a, b in zip(g, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
