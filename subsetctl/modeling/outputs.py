@@ -95,28 +95,37 @@ def causal_lm_scores(model: torch.nn.Module, batch: dict[str, torch.Tensor],
     input_ids, response_mask = batch["input_ids"], batch["response_mask"]
     scored = response_mask[:, 1:]
     rows, cols = scored.nonzero(as_tuple=True)
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    calls = []
-
-    def keep_scored(module: torch.nn.Module, args: tuple) -> tuple:
-        calls.append(args[0].shape)
-        return (args[0][rows, cols].unsqueeze(0), *args[1:])
-
-    handle = head.register_forward_pre_hook(keep_scored) if isinstance(head, torch.nn.Module) else None
-    try:
-        out = model(input_ids=input_ids, attention_mask=batch["attention_mask"], **forward_kwargs)
-    finally:
-        if handle is not None:
-            handle.remove()
-    logits = out.logits
     B, T = input_ids.shape
-    if len(calls) == 1 and tuple(calls[0][:2]) == (B, T) and tuple(logits.shape[:2]) == (1, rows.numel()):
-        picked = logits[0]
-    elif not calls and tuple(logits.shape[:2]) == (B, T):  # the head is not that module: full logits
-        picked = logits[:, :-1][rows, cols]
-    else:
-        raise RuntimeError(f"the output head of {type(model).__name__} was called {len(calls)} times or gave "
-                           f"logits of shape {tuple(logits.shape)}; cannot score response positions only")
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    calls: list[int] = []
+
+    def keep_scored(module: torch.nn.Module, args: tuple) -> tuple | None:
+        hidden = args[0] if args else None
+        if not (isinstance(hidden, torch.Tensor) and hidden.is_floating_point() and hidden.dim() == 3
+                and tuple(hidden.shape[:2]) == (B, T)):
+            calls.append(-1)  # not the (B, T, H) hidden states: left alone, and the full logits are used
+            return None
+        calls.append(1)
+        return (hidden[rows, cols].unsqueeze(0), *args[1:])
+
+    def forward(hooked: bool) -> object:
+        handle = head.register_forward_pre_hook(keep_scored) if hooked else None
+        try:
+            return model(input_ids=input_ids, attention_mask=batch["attention_mask"], **forward_kwargs)
+        finally:
+            if handle is not None:
+                handle.remove()
+
+    out = forward(isinstance(head, torch.nn.Module))
+    if calls == [1] and tuple(out.logits.shape[:2]) == (1, rows.numel()):
+        picked = out.logits[0]
+    else:  # the head is another module, or was called otherwise: score the full logits
+        if calls:
+            out = forward(False)
+        if tuple(out.logits.shape[:2]) != (B, T):
+            raise RuntimeError(f"{type(model).__name__} returned logits of shape {tuple(out.logits.shape)} "
+                               f"for a batch of shape {(B, T)}")
+        picked = out.logits[:, :-1][rows, cols]
     gold = input_ids[:, 1:][rows, cols]
     logp = F.log_softmax(picked.float(), dim=-1).gather(-1, gold.unsqueeze(-1)).squeeze(-1)
     f = _scored_per_example(logp - log1mexp(logp), rows, cols, scored)

@@ -156,16 +156,21 @@ def test_fingerprint_tracks_adapter_values() -> None:
     assert parameter_fingerprint(model) != fp
 
 
-@pytest.mark.parametrize("head_called", [True, False])
-def test_scored_positions_only_match_full_logits(head_called: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("head", ["lm_head", "none", "another_module"])
+def test_scored_positions_only_match_full_logits(head: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """causal_lm_scores runs the output head on the response positions only; f, the CE
-    and the LoRA gradients equal those of the full logits, bit for bit. A model whose
-    head is not reached through get_output_embeddings() is scored from its full logits."""
+    and the LoRA gradients equal those of the full logits. A model whose head is not
+    reached through get_output_embeddings() (none, or a module that does not get the
+    hidden states) is scored from its full logits."""
     from subsetctl.modeling.outputs import causal_lm_scores, causal_lm_token_ce
 
     model = tiny_llama_lora()
-    if not head_called:
+    head_called = head == "lm_head"
+    if head == "none":
         monkeypatch.setattr(type(model.get_base_model()), "get_output_embeddings", lambda self: None)
+    elif head == "another_module":  # e.g. remote code naming its input embedding
+        embeddings = model.get_input_embeddings()
+        monkeypatch.setattr(type(model.get_base_model()), "get_output_embeddings", lambda self: embeddings)
     batch = causal_batch(LENGTHS)
     params = [p for _, p in trainable_parameters(model)]
     full = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
