@@ -128,17 +128,25 @@ class PerExampleGradientEngine:
         return records, handles
 
     # ----------------------------------------------------------------- compute
-    def _forward_f(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _forward_f(
+        self, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+        """f, repr and, when the output head ran on the scored positions only (its inputs
+        are then (1, N, H), one row per scored position), those positions ``(rows, cols)``."""
         attn = batch["attention_mask"]
+        gathered = None
         if self.kind == "causal-lm":  # the output head runs on the scored positions only
             out, f, _ = causal_lm_scores(self.model, batch, output_hidden_states=True)
+            rows, cols = batch["response_mask"][:, 1:].nonzero(as_tuple=True)
+            if tuple(out.logits.shape[:2]) == (1, rows.numel()) != tuple(batch["input_ids"].shape):
+                gathered = (rows, cols)
         else:
             out = self.model(input_ids=batch["input_ids"], attention_mask=attn, output_hidden_states=True)
             f = classifier_f(out.logits, batch["labels"])
         last = out.hidden_states[-1].detach().float()
         m = attn.to(last.dtype).unsqueeze(-1)
         rep = (last * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
-        return f, rep
+        return f, rep, gathered
 
     def per_example_gradients(
         self, batch: dict[str, torch.Tensor]
@@ -150,7 +158,7 @@ class PerExampleGradientEngine:
         records, handles = self._capture()
         try:
             with torch.enable_grad():
-                f, rep = self._forward_f(batch)
+                f, rep, gathered = self._forward_f(batch)
         finally:
             for h in handles:
                 h.remove()
@@ -159,10 +167,19 @@ class PerExampleGradientEngine:
         outputs = [y for _, _, y in pairs]
         grads = torch.autograd.grad(f.sum(), outputs, allow_unused=True)
         B = f.shape[0]
+        head = self.model.get_output_embeddings() if gathered is not None else None
+        in_head = {id(m) for m in head.modules()} if isinstance(head, nn.Module) else set()
         per_module: dict[int, dict[str, torch.Tensor]] = {}
         for (module, x, _), gy in zip(pairs, grads):
             if gy is None:
                 continue
+            if id(module) in in_head and gathered is not None and x.dim() == 3 and x.shape[:2] == (1, gathered[0].numel()):
+                # a trainable output head (LoRA on lm_head) saw the scored rows only, example
+                # after example: put them back at their (example, position) so the sum over
+                # positions below stays per example
+                T = batch["input_ids"].shape[1]
+                x = x.new_zeros((B, T, x.shape[-1])).index_put(gathered, x[0])
+                gy = gy.new_zeros((B, T, gy.shape[-1])).index_put(gathered, gy[0])
             x3 = x.detach().reshape(B, -1, x.shape[-1]).float()
             g3 = gy.reshape(B, -1, gy.shape[-1]).float()
             acc = per_module.setdefault(id(module), {})

@@ -185,3 +185,30 @@ def test_scored_positions_only_match_full_logits(head: str, monkeypatch: pytest.
     torch.testing.assert_close(ce, ce_ref, rtol=1e-6, atol=1e-6)
     for a, b in zip(g, g_ref):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("lengths", [[12, 7, 10, 4, 12], [9, 3]])
+def test_lora_on_the_output_head_gives_per_example_gradients(lengths: list[int]) -> None:
+    """LoRA on lm_head: the head runs on the scored rows only, (1, N, H), so its inputs
+    must be put back per example (they were reshaped to (B, -1, H): an error when B does
+    not divide N, rows of one example counted for another when it does)."""
+    from gradfixtures import VOCAB
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                      intermediate_size=128, vocab_size=VOCAB, max_position_embeddings=64)
+    model = get_peft_model(LlamaForCausalLM(cfg), LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0,
+                                                             target_modules=["q_proj", "lm_head"]))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1)
+    batch = causal_batch(lengths)
+    engine = PerExampleGradientEngine(model, RademacherProjector(p=_p(model), d=16, seed=0))
+    _, _, chunks = engine.per_example_gradients(batch)
+    G = torch.cat(chunks, dim=1)
+    ref = reference_gradients(model, batch, "causal-lm")
+    for i in range(len(lengths)):
+        assert rel(G[i], ref[i]) < 1e-4
