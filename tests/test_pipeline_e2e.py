@@ -1011,3 +1011,19 @@ def test_finetune_trained_again_from_a_moved_model_folder_leaves_evaluate_up_to_
     summary = json.loads((tiny_project / ".subsetctl" / "evaluate" / "manifest.json").read_text())["summary"]
     runs = json.loads((tiny_project / ".subsetctl" / "finetune" / "manifest.json").read_text())["summary"]["runs"]
     assert summary["reused"] == runs
+
+
+def test_a_report_built_from_the_stages_marks_switched_off_stages_too(tiny_project: Path) -> None:
+    """`report --format markdown` without a current report.md renders the report built from
+    the stages: its time table marks a switched-off stage as report.md's does."""
+    from subsetctl.report.markdown import render_markdown
+    from subsetctl.report.terminal import load_report_data
+
+    run_project(tiny_project)
+    (tiny_project / "subsetctl.yaml").write_text(
+        (tiny_project / "subsetctl.yaml").read_text().replace("finetune:\n", "finetune:\n  enabled: false\n"))
+    (tiny_project / "report.json").unlink()  # not current: the report is built from the stages
+    data = load_report_data(tiny_project)
+    assert data["switched_off"] == ["finetune", "evaluate"]
+    assert data["report"]["stages"]["finetune"].get("switched_off")
+    assert "| finetune (switched off; an earlier run's) |" in render_markdown(data["report"], {})

@@ -72,6 +72,9 @@ def load_report_data(root: Path, overrides: list[str] | None = None) -> dict[str
     if "report" not in data:  # no current report stage (`run --until calibrate`, damaged state): from the stages
         data["report"] = build_report(project, skip=set(outdated) | set(data["damaged"]), name=name,
                                       order=selection_order(spec) if spec is not None else None)
+        if spec is not None:  # its time table marks them as report.md's does
+            mark_switched_off(data["report"]["stages"], spec,
+                              unless=lambda stage: _switched_on_by_an_override(project, stage))
     return data
 
 
