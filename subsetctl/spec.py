@@ -1199,8 +1199,10 @@ def attribute_overrides(issues: list[SpecIssue], overrides: list[str]) -> list[S
     out = []
     for issue in issues:
         plain_key = re.sub(r"^(source_files\[\d+\]) \(.*\)(?=[.\[]|$)", r"\1", issue.key)  # a group's file named in it
-        # a whole-spec check names the sources it concerns (a duplicate name: both of them)
-        named = [plain_key, *re.findall(r"sources\[\d+\]", issue.message)]
+        # a whole-spec check names the sources whose names it concerns (a duplicate name: both
+        # of them): an override of such a name (or of the whole source) made it, not one of
+        # another of their keys (`sources[0].max_examples=3`)
+        named = [plain_key, *(f"{k}.name" for k in re.findall(r"sources\[\d+\]", issue.message))]
         for key, item in reversed(blamed):  # the last override of a key is the one in effect
             if any(same_branch(k, key) for k in named) or _selects_meaning_of(key, plain_key):
                 issue = issue.model_copy(update={

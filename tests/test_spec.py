@@ -475,3 +475,19 @@ def test_validate_checks_strategy_labels_the_final_pick_and_a_dask_address_witho
     assert report.ok and [w.key for w in report.warnings] == ["executor.address"]
     assert "only used by executor.backend: dask; with 'loky'" in report.warnings[0].message
     assert not validate_spec_file(path, ["executor.address=tcp://10.0.0.1:8786", "executor.backend=dask"]).warnings
+
+
+def test_a_duplicate_source_name_in_the_file_is_not_blamed_on_another_key_of_a_source(tmp_path: Path) -> None:
+    """The message names sources[0]: an override of its max_examples did not make the clash."""
+    from subsetctl.api import validate_spec_file
+
+    spec = {"target": {"name": "t", "loader": {"type": "jsonl", "path": "t.jsonl"}},
+            "sources": [{"name": "a", "loader": {"type": "jsonl", "path": "a.jsonl"}},
+                        {"name": "a", "loader": {"type": "jsonl", "path": "b.jsonl"}}]}
+    path = tmp_path / "subsetctl.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    (issue,) = validate_spec_file(path, ["sources[0].max_examples=3"]).issues
+    assert "duplicate source name 'a'" in issue.message and "command line" not in issue.message
+    assert issue.line is not None
+    (issue,) = validate_spec_file(path, ["sources[0]={name: a, loader: {type: jsonl, path: c.jsonl}}"]).issues
+    assert issue.message.endswith("(set on the command line: sources[0]={name: a, loader: {type: jsonl, path: c.jsonl}})")
