@@ -162,3 +162,22 @@ def test_a_damaged_upstream_stage_is_recomputed_once_before_the_shard(tiny_proje
     results = run_project(tiny_project, options={"shard": (0, 2)})
     assert [(r["stage"], r["action"]) for r in results] == [("data", "up to date"), ("meta_init", "ran"),
                                                             ("gradients", "partial")]
+
+
+def test_shards_an_earlier_version_finished_merge_with_shards_finished_now(tiny_project: Path) -> None:
+    """A shard finished before the upgrade names the model folder's path in its info.json,
+    one finished after names the folder by its files: they were not merged ("Could not
+    merge shards") and every row was computed again."""
+    from subsetctl.modeling.resolve import model_location
+    from subsetctl.spec import load_spec
+
+    run_project(tiny_project, options={"shard": (0, 2)})
+    info_path = tiny_project / ".subsetctl" / "gradients" / "shards" / "shard-0-of-2" / "info.json"
+    info = json.loads(info_path.read_text())
+    assert "known by its files" in info["model"]
+    spec = load_spec(tiny_project / "subsetctl.yaml")
+    info_path.write_text(json.dumps({**info, "model": model_location(spec.model.source, tiny_project)}))
+    run_project(tiny_project, options={"shard": (1, 2)})
+    run_project(tiny_project, until="gradients")
+    summary = json.loads((tiny_project / ".subsetctl" / "gradients" / "manifest.json").read_text())["summary"]
+    assert summary["computed"] == 0 and summary["reused"] == summary["rows"]

@@ -153,6 +153,8 @@ class GradientsStage(common.ModelStage):
         complete_shards = [p for p in sorted(shards_dir.glob("shard-*-of-*")) if p.is_dir() and self._complete(p, info, earlier)]
         if complete_shards and not self._complete(store_dir, info, earlier):
             try:
+                for done in complete_shards:  # described as today (an earlier version named the model's path)
+                    GradientStore.open(done, writable=True).adopt_info(info)
                 merge_shards(complete_shards, store_dir)
                 ctx.reporter.info(f"Merged {len(complete_shards)} gradient shards.")
             except UserError as exc:
