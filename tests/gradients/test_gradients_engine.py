@@ -212,3 +212,48 @@ def test_lora_on_the_output_head_gives_per_example_gradients(lengths: list[int])
     ref = reference_gradients(model, batch, "causal-lm")
     for i in range(len(lengths)):
         assert rel(G[i], ref[i]) < 1e-4
+
+
+@pytest.mark.parametrize("head", ["lora", "modules_to_save"])
+@pytest.mark.parametrize("tied", [False, True])
+@pytest.mark.parametrize("case", ["rows_without_answer", "one_example", "head_not_found"])
+def test_trainable_output_head_per_example_edge_cases(head: str, tied: bool, case: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A trainable output head (LoRA on lm_head, or lm_head in modules_to_save; tied
+    embeddings or not) gives each example its own gradient when some examples have no
+    answer token (zero rows), for a batch of one, and when the head is not found (full
+    logits, nothing put back)."""
+    from gradfixtures import VOCAB
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                      intermediate_size=128, vocab_size=VOCAB, max_position_embeddings=64,
+                      tie_word_embeddings=tied)
+    targets = ["q_proj", "lm_head"] if head == "lora" else ["q_proj"]
+    model = get_peft_model(LlamaForCausalLM(cfg), LoraConfig(
+        r=4, lora_alpha=8, lora_dropout=0.0, target_modules=targets,
+        modules_to_save=["lm_head"] if head == "modules_to_save" else None))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1)
+    assert any("lm_head" in n for n, _ in trainable_parameters(model))
+    if case == "one_example":
+        batch = causal_batch([9])
+    else:
+        batch = causal_batch([12, 7, 10, 4])
+        if case == "rows_without_answer":
+            batch["response_mask"][[1, 3]] = False
+        else:
+            monkeypatch.setattr(type(model.get_base_model()), "get_output_embeddings", lambda self: None)
+    engine = PerExampleGradientEngine(model, RademacherProjector(p=_p(model), d=16, seed=0))
+    _, _, chunks = engine.per_example_gradients(batch)
+    G = torch.cat(chunks, dim=1)
+    ref = reference_gradients(model, batch, "causal-lm")
+    for i in range(G.shape[0]):
+        if ref[i].norm() == 0:  # no answer token: no gradient
+            assert G[i].abs().max() == 0
+        else:
+            assert rel(G[i], ref[i]) < 1e-4
