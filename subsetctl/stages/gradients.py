@@ -157,7 +157,7 @@ class GradientsStage(common.ModelStage):
                     GradientStore.open(done, writable=True).adopt_info(info)
                 merge_shards(complete_shards, store_dir)
                 ctx.reporter.info(f"Merged {len(complete_shards)} gradient shards.")
-            except UserError as exc:
+            except (UserError, OSError) as exc:  # (a shard that cannot be re-described: read-only)
                 ctx.reporter.warn(f"Could not merge shards ({exc}); computing the missing rows here.")
         store = self._open_or_create(store_dir, info, earlier, lambda: GradientStore.create(store_dir, rows, d, hidden, info))
         counts = self._fill(ctx, engine, make_batch, store, batch_size, "gradients")
