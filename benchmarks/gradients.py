@@ -133,8 +133,7 @@ def main() -> None:
 
     def train_step() -> None:  # as subsetctl trains: the output head on the answer positions only
         model.train()
-        _, _, ce = causal_lm_scores(model, batch)
-        ce.mean().backward()
+        causal_lm_scores(model, batch).ce.mean().backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
 

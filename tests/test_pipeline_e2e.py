@@ -945,26 +945,34 @@ def test_fine_tunes_an_earlier_version_keyed_by_the_sorted_selection_are_still_f
     assert _report_numbers(reordered) == _report_numbers(_fresh_run_of(reordered, tmp_path_factory))
 
 
+def _forced_from_a_moved_model_folder(project: Path, model: Path, stage: str,
+                                      overrides: tuple[str, ...] = ()) -> tuple[str, str, list[str]]:
+    """Run the project on a copy of ``model`` inside it, move that folder, then force
+    ``stage`` from the moved folder: the stage's output digest before and after, and the
+    stages the forced run ran."""
+    import shutil
+
+    shutil.copytree(model, project / "models" / "base")
+    run_project(project, ["model.source=models/base", *overrides])
+    manifest_path = project / ".subsetctl" / stage / "manifest.json"
+    before = json.loads(manifest_path.read_text())["output_digest"]
+    shutil.move(project / "models" / "base", project / "models" / "moved")
+    ran = [r["stage"] for r in run_project(project, ["model.source=models/moved", *overrides], force=[stage])
+           if r["action"] == "ran"]
+    return before, json.loads(manifest_path.read_text())["output_digest"], ran
+
+
 def test_theta_star_trained_again_from_a_moved_model_folder_leaves_what_follows_up_to_date(
     tiny_project: Path, tiny_llama: Path
 ) -> None:
     """peft writes the base model's absolute path into the adapter's config and card: θ*
     trained again with the same weights from a moved folder had another output digest,
     and the gradients, verify's fine-tunes and everything after them ran again."""
-    import shutil
-
-    shutil.copytree(tiny_llama, tiny_project / "models" / "base")
-    overrides = ["model.source=models/base", "verify.enabled=true", "verify.k=4", "verify.steps=1",
-                 "verify.kinds=[ce]"]
-    run_project(tiny_project, overrides)
-    digest = json.loads((tiny_project / ".subsetctl" / "meta_init" / "manifest.json").read_text())["output_digest"]
-    shutil.move(tiny_project / "models" / "base", tiny_project / "models" / "moved")
-    moved = [*overrides, "model.source=models/moved"]
-    ran = [r["stage"] for r in run_project(tiny_project, moved, force=["meta_init"]) if r["action"] == "ran"]
-    manifest = json.loads((tiny_project / ".subsetctl" / "meta_init" / "manifest.json").read_text())
+    verify = ("verify.enabled=true", "verify.k=4", "verify.steps=1", "verify.kinds=[ce]")
+    before, after, ran = _forced_from_a_moved_model_folder(tiny_project, tiny_llama, "meta_init", verify)
     assert "models/moved" in (tiny_project / ".subsetctl" / "meta_init" / "adapter" / "adapter_config.json").read_text()
     # (the report is written again: the overrides its results were made with changed)
-    assert manifest["output_digest"] == digest and ran == ["meta_init", "report"]
+    assert after == before and ran == ["meta_init", "report"]
 
 
 def test_gradients_computed_again_from_a_moved_model_folder_leave_what_follows_up_to_date(
@@ -973,18 +981,10 @@ def test_gradients_computed_again_from_a_moved_model_folder_leave_what_follows_u
     """The gradient store's info.json named the model folder's path: gradients computed
     again from a moved folder had another output digest, so the estimates, the search and
     everything after them ran again."""
-    import shutil
-
-    shutil.copytree(tiny_llama, tiny_project / "models" / "base")
-    run_project(tiny_project, ["model.source=models/base"])
-    manifest_path = tiny_project / ".subsetctl" / "gradients" / "manifest.json"
-    digest = json.loads(manifest_path.read_text())["output_digest"]
-    shutil.move(tiny_project / "models" / "base", tiny_project / "models" / "moved")
-    ran = [r["stage"] for r in run_project(tiny_project, ["model.source=models/moved"], force=["gradients"])
-           if r["action"] == "ran"]
+    before, after, ran = _forced_from_a_moved_model_folder(tiny_project, tiny_llama, "gradients")
     info = (tiny_project / ".subsetctl" / "gradients" / "store" / "info.json").read_text()
     assert "models/" not in info and "known by its files" in info
-    assert json.loads(manifest_path.read_text())["output_digest"] == digest and ran == ["gradients", "report"]
+    assert after == before and ran == ["gradients", "report"]
 
 
 def test_finetune_trained_again_from_a_moved_model_folder_leaves_evaluate_up_to_date(
@@ -995,16 +995,10 @@ def test_finetune_trained_again_from_a_moved_model_folder_leaves_evaluate_up_to_
     model inside it) had another finetune output digest, and evaluate ran again."""
     import shutil
 
-    shutil.copytree(tiny_llama, tiny_project / "models" / "base")
-    run_project(tiny_project, ["model.source=models/base"])
-    manifest_path = tiny_project / ".subsetctl" / "finetune" / "manifest.json"
-    digest = json.loads(manifest_path.read_text())["output_digest"]
-    shutil.move(tiny_project / "models" / "base", tiny_project / "models" / "moved")
-    ran = [r["stage"] for r in run_project(tiny_project, ["model.source=models/moved"], force=["finetune"])
-           if r["action"] == "ran"]
+    before, after, ran = _forced_from_a_moved_model_folder(tiny_project, tiny_llama, "finetune")
     configs = (tiny_project / ".subsetctl" / "finetune" / "runs").glob("*/adapter/adapter_config.json")
     assert all("models/moved" in c.read_text() for c in configs)
-    assert json.loads(manifest_path.read_text())["output_digest"] == digest and ran == ["finetune", "report"]
+    assert after == before and ran == ["finetune", "report"]
     # evaluate's cache is keyed by the adapters' weights, not their configs: its results are found again
     shutil.rmtree(tiny_project / ".subsetctl" / "evaluate")
     run_project(tiny_project, ["model.source=models/moved"])

@@ -136,10 +136,7 @@ class PerExampleGradientEngine:
         attn = batch["attention_mask"]
         gathered = None
         if self.kind == "causal-lm":  # the output head runs on the scored positions only
-            out, f, _ = causal_lm_scores(self.model, batch, output_hidden_states=True)
-            rows, cols = batch["response_mask"][:, 1:].nonzero(as_tuple=True)
-            if tuple(out.logits.shape[:2]) == (1, rows.numel()) != tuple(batch["input_ids"].shape):
-                gathered = (rows, cols)
+            out, f, _, gathered = causal_lm_scores(self.model, batch, output_hidden_states=True)
         else:
             out = self.model(input_ids=batch["input_ids"], attention_mask=attn, output_hidden_states=True)
             f = classifier_f(out.logits, batch["labels"])
@@ -173,7 +170,7 @@ class PerExampleGradientEngine:
         for (module, x, _), gy in zip(pairs, grads):
             if gy is None:
                 continue
-            if id(module) in in_head and gathered is not None and x.dim() == 3 and x.shape[:2] == (1, gathered[0].numel()):
+            if id(module) in in_head and x.dim() == 3 and x.shape[:2] == (1, gathered[0].numel()):
                 # a trainable output head (LoRA on lm_head) saw the scored rows only, example
                 # after example: put them back at their (example, position) so the sum over
                 # positions below stays per example

@@ -12,6 +12,7 @@ parameters; gradients of f are what the gradient store projects.
 from __future__ import annotations
 
 import math
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -80,9 +81,21 @@ def _scored_per_example(values: torch.Tensor, rows: torch.Tensor, cols: torch.Te
     return full.sum(dim=1) / scored.to(values.dtype).sum(dim=1).clamp(min=1.0)
 
 
+class CausalLMScores(NamedTuple):
+    """What :func:`causal_lm_scores` gives: the model's output, f and the token CE per
+    example, and ``gathered``: the scored positions ``(rows, cols)`` when the output head
+    ran on them alone (its inputs were then (1, N, H), one row per scored position), None
+    when it ran on every position."""
+
+    output: Any
+    f: torch.Tensor
+    ce: torch.Tensor
+    gathered: tuple[torch.Tensor, torch.Tensor] | None
+
+
 def causal_lm_scores(model: torch.nn.Module, batch: dict[str, torch.Tensor],
-                     **forward_kwargs: object) -> tuple[object, torch.Tensor, torch.Tensor]:
-    """One forward pass of a causal LM: ``(model output, f, token CE)`` per example.
+                     **forward_kwargs: object) -> CausalLMScores:
+    """One forward pass of a causal LM: the model output, f and token CE per example.
 
     Only the positions that predict a response token are scored, so the output head (the
     vocabulary projection, about a fifth of a small model's compute) and the log-softmax
@@ -117,7 +130,8 @@ def causal_lm_scores(model: torch.nn.Module, batch: dict[str, torch.Tensor],
                 handle.remove()
 
     out = forward(isinstance(head, torch.nn.Module))
-    if calls == [1] and tuple(out.logits.shape[:2]) == (1, rows.numel()):
+    gathered = calls == [1] and tuple(out.logits.shape[:2]) == (1, rows.numel())
+    if gathered:
         picked = out.logits[0]
     else:  # the head is another module, or was called otherwise: score the full logits
         if calls:
@@ -130,4 +144,4 @@ def causal_lm_scores(model: torch.nn.Module, batch: dict[str, torch.Tensor],
     logp = F.log_softmax(picked.float(), dim=-1).gather(-1, gold.unsqueeze(-1)).squeeze(-1)
     f = _scored_per_example(logp - log1mexp(logp), rows, cols, scored)
     ce = _scored_per_example(-logp, rows, cols, scored)
-    return out, f, ce
+    return CausalLMScores(out, f, ce, (rows, cols) if gathered else None)

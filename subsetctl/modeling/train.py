@@ -164,8 +164,8 @@ def _check_kind(kind: str) -> None:
 def _per_example(model: Any, batch: dict[str, torch.Tensor], kind: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(f, ce) per example for one batch, with gradients if enabled."""
     if kind == "causal-lm":
-        _, f, ce = causal_lm_scores(model, batch)
-        return f, ce
+        scores = causal_lm_scores(model, batch)
+        return scores.f, scores.ce
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     f = classifier_f(logits, batch["labels"])
     ce = F.cross_entropy(logits.float(), batch["labels"], reduction="none")

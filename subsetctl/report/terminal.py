@@ -54,8 +54,10 @@ def load_report_data(root: Path, overrides: list[str] | None = None) -> dict[str
         if not _switched_on_by_an_override(project, name)]
     name = checked.pop("name")
     data.update(checked)
-    data["switched_off"] = (mark_switched_off(stages, spec, unless=lambda stage: _switched_on_by_an_override(project, stage))
-                            if spec is not None else [])
+    def switched_on_by_an_override(stage: str) -> bool:
+        return _switched_on_by_an_override(project, stage)
+
+    data["switched_off"] = mark_switched_off(stages, spec, unless=switched_on_by_an_override) if spec is not None else []
     running = project.run_in_progress()  # "unfinished" is the stage that run is computing now
     if running:
         stage = project.stage_in_progress(running)
@@ -73,8 +75,7 @@ def load_report_data(root: Path, overrides: list[str] | None = None) -> dict[str
         data["report"] = build_report(project, skip=set(outdated) | set(data["damaged"]), name=name,
                                       order=selection_order(spec) if spec is not None else None)
         if spec is not None:  # its time table marks them as report.md's does
-            mark_switched_off(data["report"]["stages"], spec,
-                              unless=lambda stage: _switched_on_by_an_override(project, stage))
+            mark_switched_off(data["report"]["stages"], spec, unless=switched_on_by_an_override)
     return data
 
 

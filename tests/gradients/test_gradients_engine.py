@@ -177,10 +177,11 @@ def test_scored_positions_only_match_full_logits(head: str, monkeypatch: pytest.
     f_ref = causal_lm_f(full, batch["input_ids"], batch["response_mask"])
     ce_ref = causal_lm_token_ce(full, batch["input_ids"], batch["response_mask"])
     g_ref = torch.autograd.grad((f_ref + ce_ref).sum(), params)
-    out, f, ce = causal_lm_scores(model, batch)
+    out, f, ce, gathered = causal_lm_scores(model, batch)
     g = torch.autograd.grad((f + ce).sum(), params)
     n_scored = int(batch["response_mask"][:, 1:].sum())
     assert out.logits.shape[:2] == ((1, n_scored) if head_called else tuple(batch["input_ids"].shape))
+    assert (gathered is not None) == head_called
     torch.testing.assert_close(f, f_ref, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(ce, ce_ref, rtol=1e-6, atol=1e-6)
     for a, b in zip(g, g_ref):
