@@ -228,6 +228,8 @@ class StageStatus:
     put_back_from: str | None = None
     #: files the stage wrote that were deleted since (report.md, a plot): a reason it runs
     missing_outputs: list[str] = field(default_factory=list)
+    #: what ``fingerprint`` hashes (the spec slice, upstream digests, extra inputs, version)
+    inputs: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"stage": self.name, "state": self.state, "reasons": self.reasons, "will_run": self.will_run,
@@ -442,7 +444,7 @@ class Pipeline:
                     reasons.append("results set aside by a run that stopped before finishing are of other inputs: "
                                    "`run` computes it anew (they stay set aside until it finishes)")
                 work = self._work_fingerprint(stage)
-                if work is not None and fp is not None and work == fp:  # stopped partway (Ctrl-C, a crash)
+                if work is not None and self._work_matches(stage, fp, inputs):  # stopped partway (Ctrl-C, a crash)
                     state = "unfinished"
                     reasons.append(stage.unfinished_note(self.project) or "a run stopped partway; `run` resumes its work")
                 elif work is not None and fp is not None:
@@ -511,7 +513,7 @@ class Pipeline:
             if put_back and kept is not None:
                 put_back_manifests[stage.name] = kept[1]
             statuses.append(StageStatus(stage.name, state, reasons, will_run, fp, conditional, put_back,
-                                        kept[0] if put_back and kept else None, missing))
+                                        kept[0] if put_back and kept else None, missing, inputs))
             if until is not None and stage.name == until:
                 reached_until = True
         return statuses
@@ -594,7 +596,7 @@ class Pipeline:
                 if status.state == "corrupt":  # never resume shards next to damaged artifacts
                     self.project.reset_stage(gradients.name)
                 if status.will_run and self._work_fingerprint(gradients) != status.fingerprint:
-                    self._prepare_work_dir(gradients, status.fingerprint)
+                    self._prepare_work_dir(gradients, status.fingerprint, status.inputs or {})
         with self.project.lock(notice=self.reporter.warn, shared=True, shard=True, waiting=self.reporter.info):
             shard_results = self._run_stages("gradients", set(), options, on_stage, shared=True)
         done = {r["stage"] for r in results}
@@ -829,14 +831,29 @@ class Pipeline:
         """The inputs fingerprint of the partial work in ``stage``'s folder (work.json), if any."""
         return self.project.read_work_marker(stage.name).get("fingerprint")
 
-    def _prepare_work_dir(self, stage: Stage, fp: str | None) -> None:
+    def _work_matches(self, stage: Stage, fp: str | None, inputs: dict[str, Any]) -> bool:
+        """Whether the partial work in ``stage``'s folder was computed from these inputs:
+        its work marker records ``fp``, or records inputs that
+        :meth:`_fingerprint_matches` takes as these (the same local model folder under
+        another path, neutral settings as an earlier version counted them). Markers of
+        earlier versions record the fingerprint only."""
+        marker = self.project.read_work_marker(stage.name)
+        if fp is None or marker.get("fingerprint") is None:
+            return False
+        if marker["fingerprint"] == fp:
+            return True
+        return isinstance(marker.get("inputs"), dict) and self._fingerprint_matches(stage, marker, fp, inputs)
+
+    def _prepare_work_dir(self, stage: Stage, fp: str | None, inputs: dict[str, Any]) -> None:
         """Ready ``stage``'s folder for a run with inputs ``fp``: partial work for other
-        inputs is discarded, the commit point removed, and the inputs recorded (work.json)."""
+        inputs is discarded (work for the same inputs under another fingerprint, e.g. from
+        a model folder since moved, is resumed), the commit point removed, and the inputs
+        recorded (work.json)."""
         out_dir = self.project.stage_dir(stage.name)
         work_marker = out_dir / WORK_MARKER
         if work_marker.exists() and not work_marker.is_file():  # damaged (e.g. a folder): start clean
             self.project.reset_stage(stage.name)
-        if work_marker.is_file() and self._work_fingerprint(stage) != fp:
+        if work_marker.is_file() and not self._work_matches(stage, fp, inputs):
             manifest = self.project.read_manifest(stage.name)
             if manifest is None:  # an unfinished run, not a finished stage
                 self.reporter.info(f"[dim]{stage.name}: inputs changed, discarding earlier partial work[/dim]")
@@ -849,7 +866,8 @@ class Pipeline:
                 replace_dir(out_dir, aside)
         self.project.invalidate(stage.name)
         out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(work_marker, {"fingerprint": fp, "pid": os.getpid()})  # pid: `plan` says "running"
+        atomic_write_json(work_marker, {"fingerprint": fp, "inputs": inputs,  # pid: `plan` says "running"
+                                        "pid": os.getpid()})
 
     def _run_stage(
         self,
@@ -862,7 +880,7 @@ class Pipeline:
     ) -> dict[str, Any] | None:
         out_dir = self.project.stage_dir(stage.name)
         if not shared:
-            self._prepare_work_dir(stage, fp)
+            self._prepare_work_dir(stage, fp, inputs)
         elif self._work_fingerprint(stage) != fp:
             raise UserError(
                 f"Stage {stage.name}'s inputs changed while shards were starting (another `run` on this "

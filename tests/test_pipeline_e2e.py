@@ -1021,3 +1021,59 @@ def test_a_report_built_from_the_stages_marks_switched_off_stages_too(tiny_proje
     assert data["switched_off"] == ["finetune", "evaluate"]
     assert data["report"]["stages"]["finetune"].get("switched_off")
     assert "| finetune (switched off; an earlier run's) |" in render_markdown(data["report"], {})
+
+
+def test_gradients_stopped_partway_resume_from_a_moved_model_folder(tiny_project: Path, tiny_llama: Path) -> None:
+    """The work marker held only the inputs' fingerprint, which holds the model folder's
+    path: gradients stopped partway (Ctrl-C, a crash) and resumed after the model folder
+    moved were computed from the first row again, though the model's files are the same."""
+    import shutil
+
+    import numpy as np
+
+    shutil.copytree(tiny_llama, tiny_project / "models" / "base")
+    run_project(tiny_project, ["model.source=models/base"], until="gradients")
+    state = tiny_project / ".subsetctl" / "gradients"
+    complete = np.load(state / "store" / "features.npy").copy()
+    written = np.load(state / "store" / "written.npy", mmap_mode="r+")
+    half = len(written) // 2
+    written[half:] = False  # stopped halfway
+    written.flush()
+    del written
+    features = np.load(state / "store" / "features.npy", mmap_mode="r+")
+    features[0] = 7.0  # a row kept is never computed again: this stays
+    features.flush()
+    del features
+    (state / "manifest.json").unlink()  # as a Ctrl-C leaves it: work.json stays
+    shutil.move(tiny_project / "models" / "base", tiny_project / "models" / "moved")
+    gradients = {s.name: s for s in plan_project(tiny_project, ["model.source=models/moved"])[2]}["gradients"]
+    assert gradients.state == "unfinished", gradients.reasons
+    ran = [r["stage"] for r in run_project(tiny_project, ["model.source=models/moved"], until="gradients")
+           if r["action"] == "ran"]
+    assert ran == ["gradients"]  # meta_init is up to date: the same files
+    resumed = np.load(state / "store" / "features.npy")
+    assert (resumed[0] == 7.0).all()
+    np.testing.assert_allclose(resumed[1:], complete[1:], atol=1e-6)
+    marker = json.loads((state / "work.json").read_text())
+    assert marker["inputs"]["slice"]["model"]["source"] == "models/moved"
+
+
+def test_a_shard_finished_before_the_model_folder_moved_is_kept(tiny_project: Path, tiny_llama: Path) -> None:
+    """Shard runs ready the gradients folder for their inputs: a shard finished before the
+    model folder moved was discarded by the next shard run, from the moved folder."""
+    import shutil
+
+    import numpy as np
+
+    shutil.copytree(tiny_llama, tiny_project / "models" / "base")
+    run_project(tiny_project, ["model.source=models/base"], options={"shard": (0, 2)})
+    shard = tiny_project / ".subsetctl" / "gradients" / "shards" / "shard-0-of-2"
+    features = np.load(shard / "features.npy", mmap_mode="r+")
+    features[0] = 7.0  # a shard kept is never computed again: this reaches the merged store
+    features.flush()
+    del features
+    shutil.move(tiny_project / "models" / "base", tiny_project / "models" / "moved")
+    run_project(tiny_project, ["model.source=models/moved"], options={"shard": (1, 2)})
+    run_project(tiny_project, ["model.source=models/moved"], until="gradients")
+    store = np.load(tiny_project / ".subsetctl" / "gradients" / "store" / "features.npy")
+    assert (store == 7.0).all(axis=1).sum() == 1
