@@ -172,10 +172,11 @@ def _missing(value: Any) -> bool:
 
 
 def value_to_text(value: Any) -> str:
-    """A cell as text: strings unchanged, numbers via ``str``, anything else as JSON."""
+    """A cell as text: strings unchanged, numbers via ``str``, booleans and anything else
+    as JSON (``true``, as the data file writes it, not Python's ``True``)."""
     if isinstance(value, str):
         return value
-    if isinstance(value, (bool, int, float)):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     return json.dumps(value, ensure_ascii=False, default=str, sort_keys=True)
 

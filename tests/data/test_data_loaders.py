@@ -62,6 +62,18 @@ def test_jsonl_maps_fields_and_keeps_extras(tmp_path: Path, make_ctx) -> None:
     assert json.loads(ds["metadata"][0]) == {"topic": "math"}
 
 
+def test_boolean_answers_and_prompts_read_as_the_file_writes_them(tmp_path: Path, make_ctx) -> None:
+    """A JSON ``true`` answer became the text "True" (Python's spelling), which the model
+    then learned and was scored against; a parquet boolean column likewise."""
+    rows = [{"q": "is 2 even?", "a": True}, {"q": False, "a": False}]
+    write_jsonl(tmp_path / "d.jsonl", rows)
+    ds = load_jsonl(JsonlLoader(type="jsonl", path="d.jsonl", prompt_field="q", response_field="a"), make_ctx())
+    assert ds["response"] == ["true", "false"] and ds["prompt"] == ["is 2 even?", "false"]
+    pd.DataFrame({"prompt": ["p0", "p1"], "response": [True, False]}).to_parquet(tmp_path / "d.parquet")
+    ds = load_parquet(ParquetLoader(type="parquet", path="d.parquet"), make_ctx())
+    assert ds["response"] == ["true", "false"]
+
+
 def test_jsonl_classifier_labels_by_sorted_value(tmp_path: Path, make_ctx) -> None:
     rows = [{"text": "t", "y": "pos"}, {"text": "u", "y": "neg"}, {"text": "v", "y": "pos"}]
     write_jsonl(tmp_path / "c.jsonl", rows)
