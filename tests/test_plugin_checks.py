@@ -47,6 +47,8 @@ def plugin_strategy_name() -> str:
     (StrategyResult("s", ["b", "b"]), r"selected 'b' more than once"),
     # a string: single-letter names were accepted, longer ones split into letters
     (StrategyResult("s", "b"), r"returned selected='b'; it must be a list of source names"),
+    # a TypeError ('NoneType' object is not iterable) called a bug in subsetctl
+    (StrategyResult("s", None), r"returned selected=None; it must be a list of source names"),
     # an internal error "could not convert string to float" called a bug in subsetctl
     (StrategyResult("s", ["a"], estimated_loss="low"),
      r"returned a StrategyResult that cannot be stored \(ValueError"),
@@ -65,6 +67,13 @@ def test_a_plugin_strategy_calling_sys_exit_is_blamed(plugin_strategy_name: str)
 def test_a_good_plugin_result_passes(plugin_strategy_name: str) -> None:
     result = StrategyResult("s", ["c", "a"], estimated_loss=1.5)
     assert _run_strategy(_returning(result), plugin_strategy_name, "mine", None, _Context(), None) is result
+
+
+def test_a_plugin_strategys_generator_selection_is_kept(plugin_strategy_name: str) -> None:
+    """The checks used a generator up, and the selection became [] (the target alone)."""
+    result = StrategyResult("s", (name for name in ("c", "a")), estimated_loss=1.5)
+    assert _run_strategy(_returning(result), plugin_strategy_name, "mine", None, _Context(), None).selected == [
+        "a", "c"]
 
 
 def _load(options: Any, ctx: Any, sep: str) -> None:

@@ -178,9 +178,14 @@ def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any,
     if not isinstance(result, StrategyResult):
         raise UserError(f"{where} returned a {type(result).__name__}; a strategy's run() must return a "
                         "subsetctl.search.base.StrategyResult.")
-    if isinstance(result.selected, (str, bytes)) or not all(isinstance(s, str) for s in result.selected):
+    try:  # a list once: a generator was used up by the checks below and became [] (the target alone)
+        selected = None if isinstance(result.selected, (str, bytes)) else list(result.selected)
+    except TypeError:  # selected=None or a number: not a subsetctl bug
+        selected = None
+    if selected is None or not all(isinstance(s, str) for s in selected):
         raise UserError(f"{where} returned selected={result.selected!r}; it must be a list of source names "
                         "(e.g. ['a', 'b'], or [] for the target alone).")
+    result.selected = selected
     unknown = [s for s in result.selected if s not in context.sources]
     if unknown:
         raise UserError(f"{where} selected {', '.join(map(repr, unknown))}, which "
