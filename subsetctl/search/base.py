@@ -237,7 +237,8 @@ class SubsetMemo:
         return self.estimator.masks_for([names])[0]
 
     def losses(self, masks: np.ndarray) -> np.ndarray:
-        """``L_hat`` for each row of ``masks`` (NaN where the estimator failed)."""
+        """``L_hat`` for each row of ``masks`` (NaN where the estimator failed: gave NaN or an
+        infinite value)."""
         masks = np.asarray(masks, dtype=bool).reshape(-1, len(self.sources))
         keys = [row.tobytes() for row in masks]
         todo: list[int] = []
@@ -259,8 +260,10 @@ class SubsetMemo:
                 )
             for j, i in enumerate(rows):
                 value = float(loss[j])
-                self._losses[keys[i]] = value
                 failed = not math.isfinite(value)
+                # NaN for every failure: an infinite estimate read as a loss made every finite
+                # gain of greedy infinite, and -inf was the "lowest loss" of exhaustive and sweep
+                self._losses[keys[i]] = math.nan if failed else value
                 self.n_failed += int(failed)
                 self.n_not_converged += int(not failed and not converged[j])
                 self.trace.append({"subset": self.names(masks[i]), "loss": None if failed else value})

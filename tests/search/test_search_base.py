@@ -24,11 +24,12 @@ from subsetctl.search.strategies import BASELINE_STRATEGIES, ESTIMATOR_STRATEGIE
 
 
 class Recorder(SubsetEstimator):
-    """Loss = number of selected sources; NaN for masks with source 0 when asked."""
+    """Loss = number of selected sources; ``failed`` (NaN) for masks with source 0 when asked."""
 
-    def __init__(self, n: int, fail_first: bool = False) -> None:
+    def __init__(self, n: int, fail_first: bool = False, failed: float = math.nan) -> None:
         self.names = [f"s{i}" for i in range(n)]
         self.fail_first = fail_first
+        self.failed = failed
         self.calls: list[np.ndarray] = []
 
     @property
@@ -39,7 +40,7 @@ class Recorder(SubsetEstimator):
         self.calls.append(np.array(masks))
         loss = masks.sum(axis=1).astype(float)
         if self.fail_first:
-            loss[masks[:, 0]] = np.nan
+            loss[masks[:, 0]] = self.failed
         m = len(masks)
         return EstimateBatch(loss, np.zeros(m), np.ones(m, dtype=int), np.ones(m, dtype=bool))
 
@@ -175,6 +176,21 @@ def test_failed_estimates_are_left_out_of_selection() -> None:
     assert result.selected == []
     assert any("failed" in n for n in result.notices)
     json.dumps(result.to_dict(), allow_nan=False)
+
+
+@pytest.mark.parametrize("failed", [-math.inf, math.inf])
+@pytest.mark.parametrize(("name", "params"), [("exhaustive", {}), ("random_ensemble", {"select": "sweep"}),
+                                              ("forward", {}), ("backward", {})])
+def test_infinite_estimates_are_failures_too(failed: float, name: str, params: dict) -> None:
+    """-inf was the "lowest loss" that exhaustive and sweep picked (the notice saying failed
+    subsets were left out of the selection); +inf made every finite gain of greedy
+    selection infinite, so backward kept every source."""
+    est = Recorder(4, fail_first=True, failed=failed)
+    assert np.isnan(SubsetMemo(est, SearchContext(sources=est.sources), "t").losses(np.ones((1, 4), bool))).all()
+    result = run_strategy(name, est, SearchContext(sources=est.sources), params)
+    assert "s0" not in result.selected and result.estimated_loss is not None
+    assert result.selected == [] and result.estimated_loss == 0.0  # the target alone: the lowest finite loss
+    assert all(math.isfinite(v) and abs(v) < 10 for v in result.scores.values())
 
 
 def test_progress_callback_sees_strategy_work(estimator: CountingEstimator) -> None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import numpy as np
 import pytest
 from searchfixtures import Additive
 
+from subsetctl.estimate.base import EstimateBatch
 from subsetctl.search import SearchContext, run_strategy
 
 
@@ -35,3 +39,33 @@ def test_min_improvement_and_max_steps_stop_early() -> None:
     assert run_strategy("forward", est, SearchContext(sources=est.sources), {"max_steps": 1}).selected == [
         "s0"
     ]
+
+
+class _InfiniteWhen(Additive):
+    """``Additive``, except that the estimate is +inf (a failure) for the subsets ``fails`` picks."""
+
+    def __init__(self, effects: list[float], fails: Callable[[np.ndarray], bool]) -> None:
+        super().__init__(effects)
+        self.fails = fails
+
+    def estimate(self, masks: np.ndarray) -> EstimateBatch:
+        batch = super().estimate(masks)
+        batch.loss[[self.fails(m) for m in masks]] = np.inf
+        return batch
+
+
+def test_infinite_estimates_count_as_failures_not_as_infinite_gains() -> None:
+    """An infinite start made every finite candidate's gain inf (a tie, or inf - inf = NaN):
+    backward kept all sources, forward added none ("failed on every candidate step"), and
+    the scores were 1.8e308."""
+    est = _InfiniteWhen([0.1, 0.1, 0.1, 0.1], lambda m: bool(m[1]))  # s1 breaks every subset
+    result = run_strategy("backward", est, SearchContext(sources=est.sources))
+    assert result.selected == ["s0", "s2", "s3"]
+    assert result.estimated_loss == pytest.approx(0.7)
+    assert all(abs(v) < 1.0 for v in result.scores.values())
+    est = _InfiniteWhen([0.1, 0.3, 0.2], lambda m: not m.any())  # the target alone fails
+    result = run_strategy("forward", est, SearchContext(sources=est.sources))
+    assert result.selected == ["s0", "s1", "s2"]
+    assert [s["source"] for s in result.diagnostics["steps"]] == ["s1", "s2", "s0"]
+    assert result.estimated_loss == pytest.approx(0.4)
+    assert all(abs(v) < 1.0 for v in result.scores.values())
