@@ -49,6 +49,8 @@ def plugin_strategy_name() -> str:
     (StrategyResult("s", "b"), r"returned selected='b'; it must be a list of source names"),
     # a TypeError ('NoneType' object is not iterable) called a bug in subsetctl
     (StrategyResult("s", None), r"returned selected=None; it must be a list of source names"),
+    # one warning per letter
+    (StrategyResult("s", ["a"], notices="hi"), r"returned notices='hi'; notices must be a list of sentences"),
     # an internal error "could not convert string to float" called a bug in subsetctl
     (StrategyResult("s", ["a"], estimated_loss="low"),
      r"returned a StrategyResult that cannot be stored \(ValueError"),

@@ -195,6 +195,9 @@ def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any,
     if repeated:  # a fine-tune would train on those sources' rows twice
         raise UserError(f"{where} selected {', '.join(map(repr, repeated))} more than once; a selection is a "
                         "set of sources, each listed once.")
+    if isinstance(result.notices, (str, bytes)):  # was warned about letter by letter, one warning each
+        raise UserError(f"{where} returned notices={result.notices!r}; notices must be a list of sentences "
+                        f"(e.g. [{result.notices!r}]).")
     shape = "scores map source names to numbers, trace entries {'subset': [...], 'loss': number}"
     try:
         named = [*result.scores, *(name for step in result.trace for name in (step.get("subset") or []))]
