@@ -28,7 +28,30 @@ def stages_changed_by(override: str, base: dict[str, Any] = BASE) -> set[str]:
 def test_the_budget_linear_sgd_replays_reaches_calibrate_and_search(override: str) -> None:
     # calibrate builds linear_sgd estimators from verify's budget: a stale calibration kept
     # the old lambda and map while the search re-ran at the new learning rate
-    assert {"verify", "calibrate", "search"} <= stages_changed_by(override)
+    choosing = {**BASE, "calibrate": {"estimators": ["fast", "linear_sgd"]}}
+    assert {"verify", "calibrate", "search"} <= stages_changed_by(override, choosing)
+    searching = {**BASE, "verify": {"enabled": False}, "estimate": {"estimator": "linear_sgd"}}
+    assert stages_changed_by(override, searching) - {"verify"} == {"search"}  # verify off: calibrate builds none
+    assert stages_changed_by(override, {**BASE, "estimate": {"estimator": "true_finetune"}}) >= {"verify", "search"}
+
+
+@pytest.mark.parametrize("override", ["verify.lr_surrogate=0.02", "verify.steps=7", "verify.batch_size=3",
+                                      "estimate.max_iter=7", "estimate.sgd.steps=3", "estimate.sgd.lr=0.1",
+                                      "estimate.sgd.batch_size=2", "estimate.sgd.replay=false"])
+def test_estimator_settings_no_estimator_takes_make_nothing_stale(override: str) -> None:
+    # the fast estimator (and calibration without verify) reads neither the exact solver's
+    # iterations nor the simulated fine-tune: calibrate and search re-ran for them
+    off = {**BASE, "verify": {"enabled": False}}
+    assert stages_changed_by(override, off) - {"verify"} == set()  # (verify is off)
+    changed = stages_changed_by(override)  # verify on: its own settings re-run verify only
+    assert changed == ({"verify"} if override.startswith("verify.") else set())
+
+
+def test_the_exact_solver_iterations_reach_the_search_that_uses_them() -> None:
+    exact = {**BASE, "verify": {"enabled": False}, "estimate": {"estimator": "exact"}}
+    assert stages_changed_by("estimate.max_iter=7", exact) == {"search"}
+    choosing = {**BASE, "calibrate": {"estimators": ["fast", "exact"]}}
+    assert stages_changed_by("estimate.max_iter=7", choosing) == {"calibrate", "search"}
 
 
 @pytest.mark.parametrize("override", ["meta_init.checkpoint_every=3", "finetune.checkpoint_every=3",

@@ -14,7 +14,12 @@ import numpy as np
 from subsetctl.errors import UserError
 from subsetctl.pipeline import Stage, StageContext
 from subsetctl.project import atomic_write_json
-from subsetctl.stages.features import SIMULATED_FINETUNE_KEYS, load_features, make_estimator
+from subsetctl.stages.features import (
+    SIMULATED_FINETUNE_KEYS,
+    load_features,
+    make_estimator,
+    with_unread_estimator_keys_at_defaults,
+)
 from subsetctl.stages.verify import mean_over_repeats, repeat_agreement
 
 CALIBRATION = "calibration.json"
@@ -29,6 +34,13 @@ class CalibrateStage(Stage):
     after = ("gradients", "verify")
     # verify's budget: what linear_sgd simulates by default
     spec_keys = ("project.seed", "estimate", "calibrate", "verify.enabled", *SIMULATED_FINETUNE_KEYS)
+
+    def spec_slice(self, spec: Any) -> dict[str, Any]:
+        """The slice, with the estimator settings no estimator it builds takes at their
+        defaults: without verify it builds none (it records estimate.estimator and
+        estimate.lam), so neither verify's budget nor estimate.max_iter re-run it."""
+        names = candidate_estimators(spec) if spec.verify.enabled else []
+        return with_unread_estimator_keys_at_defaults(super().spec_slice(spec), spec, names)
 
     def extra_inputs(self, spec: Any, project: Any) -> dict[str, Any]:
         """The files of plugin estimators among the candidates."""

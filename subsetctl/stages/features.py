@@ -92,6 +92,69 @@ def estimator_settings(spec: Spec, name: str) -> dict[str, Any]:
 SIMULATED_FINETUNE_KEYS = ("verify.steps", "verify.batch_size", "verify.lr_surrogate")
 
 
+#: The spec keys behind each setting :func:`estimator_settings` offers (``seed`` is the
+#: project seed, which the stages read anyway).
+ESTIMATOR_SETTING_KEYS: dict[str, tuple[str, ...]] = {
+    "max_iter": ("estimate.max_iter",),
+    "steps": ("estimate.sgd.steps", "verify.steps"),
+    "batch_size": ("estimate.sgd.batch_size", "verify.batch_size"),
+    "lr": ("estimate.sgd.lr", "verify.lr_surrogate"),
+    "replay": ("estimate.sgd.replay",),
+}
+
+
+def unread_estimator_keys(spec: Spec, names: list[str]) -> list[str]:
+    """The spec keys of estimator settings (:data:`ESTIMATOR_SETTING_KEYS`) that none of
+    the estimators ``names`` is built with: ``estimate.max_iter`` is the exact solver's,
+    ``estimate.sgd`` and verify's budget the simulating (``linear_sgd``) or real
+    (``true_finetune``, verify's budget only) fine-tune's. A stage that builds only the
+    others counts these keys at their defaults, so changing one re-runs nothing. An
+    estimator that cannot be looked up counts as reading them all."""
+    from subsetctl.registry import ESTIMATORS, load_plugin_string
+
+    for plugin in spec.plugins:  # a plugin estimator is registered by importing its module
+        try:
+            load_plugin_string(plugin)
+        except Exception:  # noqa: BLE001 - validate says why; it counts as reading everything
+            return []
+    read: set[str] = set()
+    for name in names:
+        try:
+            if getattr(ESTIMATORS.get(name), "needs_model", False):  # a real fine-tune of verify's budget
+                read.update(SIMULATED_FINETUNE_KEYS)
+                continue
+            taken = estimator_settings(spec, name)
+        except Exception:  # noqa: BLE001 - unknown or broken: as reading every setting
+            return []
+        read.update(key for setting in taken for key in ESTIMATOR_SETTING_KEYS.get(setting, ()))
+    return [key for keys in ESTIMATOR_SETTING_KEYS.values() for key in keys if key not in read]
+
+
+def with_unread_estimator_keys_at_defaults(sliced: dict[str, Any], spec: Spec, names: list[str]) -> dict[str, Any]:
+    """A stage's spec slice (``estimate`` and the flat ``verify.*`` keys) with the keys
+    :func:`unread_estimator_keys` finds set to their defaults."""
+    import copy
+
+    from subsetctl.spec import EstimateSpec, VerifySpec
+
+    defaults = {"estimate": EstimateSpec().model_dump(mode="json"), "verify": VerifySpec().model_dump(mode="json")}
+    out = copy.deepcopy(sliced)
+    for key in unread_estimator_keys(spec, names):
+        section, *path = key.split(".")
+        default: Any = defaults[section]
+        for part in path:
+            default = default[part]
+        if key in out:  # a key of its own in the slice ("verify.steps")
+            out[key] = default
+        elif isinstance(out.get(section), dict):  # inside a section ("estimate")
+            node = out[section]
+            for part in path[:-1]:
+                node = node.get(part) if isinstance(node, dict) else None
+            if isinstance(node, dict) and path[-1] in node:
+                node[path[-1]] = default
+    return out
+
+
 def simulated_finetune(spec: Spec) -> dict[str, Any]:
     """The fine-tune a simulating estimator (``linear_sgd``) replays: ``estimate.sgd``,
     with unset values taken from verify's surrogate fine-tune and the project seed."""

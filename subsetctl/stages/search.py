@@ -29,6 +29,7 @@ from subsetctl.stages.features import (
     executor_kwargs,
     load_features,
     make_estimator,
+    with_unread_estimator_keys_at_defaults,
 )
 
 SELECTIONS = "selections.json"
@@ -100,6 +101,13 @@ def _fine_tune_counter(ctx: StageContext, estimator: str, computed: Any) -> Any:
                               f"({done} of the {total} this step of the search asks for)")
 
     return progress
+
+
+def search_estimators(spec: Spec) -> list[str]:
+    """The estimators the search may use: the spec's, or one calibration chooses among
+    ``calibrate.estimators`` (when verify and calibration are on)."""
+    chooses = spec.calibrate.enabled and spec.verify.enabled
+    return list(dict.fromkeys([spec.estimate.estimator, *(spec.calibrate.estimators if chooses else [])]))
 
 
 def estimator_name(spec: Any, cal: Any) -> str:
@@ -230,6 +238,12 @@ class SearchStage(Stage):
     # verify's budget: what linear_sgd simulates by default (true_finetune's: extra_inputs)
     spec_keys = ("project.seed", "estimate", "search", "plugins", *SIMULATED_FINETUNE_KEYS)
 
+    def spec_slice(self, spec: Spec) -> dict[str, Any]:
+        """The slice, with the estimator settings that no estimator the search may use
+        takes at their defaults (the fast estimator reads neither estimate.max_iter nor
+        estimate.sgd nor verify's budget): changing one re-runs nothing."""
+        return with_unread_estimator_keys_at_defaults(super().spec_slice(spec), spec, search_estimators(spec))
+
     def extra_inputs(self, spec: Spec, project: Project) -> dict[str, Any]:
         """The files of plugin estimators and strategies (editing one re-runs the search);
         with an estimator that fine-tunes for real, the rest of verify's budget it runs.
@@ -239,9 +253,7 @@ class SearchStage(Stage):
         calibrate output) left the search's estimates from the old code."""
         from subsetctl.registry import ESTIMATORS, STRATEGIES, fine_tunes_for_real, plugin_code_inputs
 
-        chooses = spec.calibrate.enabled and spec.verify.enabled  # calibration can pick among its estimators
-        estimators = [spec.estimate.estimator, *(spec.calibrate.estimators if chooses else [])]
-        uses = [*((ESTIMATORS, name) for name in dict.fromkeys(estimators)),
+        uses = [*((ESTIMATORS, name) for name in search_estimators(spec)),  # calibration may pick among them
                 *((STRATEGIES, s.name) for s in spec.search.strategies)]
         extra = plugin_code_inputs(spec.plugins, uses, project.root)  # imports the spec's plugins too
         if fine_tunes_for_real(spec.estimate.estimator):
