@@ -5,9 +5,14 @@ Each round estimates every one-source change of the current subset in a single b
 ``min_improvement``. Scores (higher = more helpful):
 
 - forward: the loss drop when the source was added; for sources never added, the loss
-  drop adding them to the final subset would give (negative when they hurt);
-- backward: the loss rise removing the source from the final subset would cause; for
-  sources removed, minus the loss drop their removal gave.
+  drop adding them would give in the last round estimated (to the final subset; after a
+  ``max_steps`` stop, to the subset before the last step), negative when they hurt;
+- backward: the loss rise removing the source would cause in the last round estimated
+  (from the final subset, or the one before the last step after a ``max_steps`` stop);
+  for sources removed, minus the loss drop their removal gave.
+
+A source whose every estimate failed has no score: it gets 0.0 and a notice, as in
+:func:`subsetctl.search.ensemble.mean_difference_scores`.
 """
 
 from __future__ import annotations
@@ -81,8 +86,10 @@ def _greedy(
             }
         )
         context.report(f"{'forward' if forward else 'backward'}: step {len(steps)}", len(steps), n)
-    # sources whose score was never computed (max_steps stop before they were tried)
-    if np.isnan(scores).any():
+    unscored = [memo.sources[k] for k in np.flatnonzero(np.isnan(scores))]
+    if unscored:  # every candidate step with them failed (or the search stopped before any)
+        notices.append(f"Sources {unscored} have no estimated step (the estimator failed on it); their score "
+                       "is set to 0.")
         scores = np.nan_to_num(scores, nan=0.0)
     loss = current_loss if np.isfinite(current_loss) else None
     return current, loss, scores, steps, notices

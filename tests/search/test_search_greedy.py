@@ -69,3 +69,14 @@ def test_infinite_estimates_count_as_failures_not_as_infinite_gains() -> None:
     assert [s["source"] for s in result.diagnostics["steps"]] == ["s1", "s2", "s0"]
     assert result.estimated_loss == pytest.approx(0.4)
     assert all(abs(v) < 1.0 for v in result.scores.values())
+
+
+def test_a_source_every_step_of_which_failed_is_scored_0_with_a_notice() -> None:
+    """Its score became 0.0 silently: the report showed it as a source estimated to change
+    nothing, not as one the estimator could not score."""
+    est = _InfiniteWhen([0.1, 0.3, 0.2], lambda m: bool(m[2]))  # every subset with s2 fails
+    result = run_strategy("forward", est, SearchContext(sources=est.sources))
+    assert result.selected == ["s0", "s1"] and result.scores["s2"] == 0.0
+    assert any("['s2']" in n and "score is set to 0" in n for n in result.notices)
+    result = run_strategy("forward", Additive([0.1, 0.3, 0.2]), SearchContext(sources=["s0", "s1", "s2"]))
+    assert not any("score is set to 0" in n for n in result.notices)
