@@ -67,6 +67,9 @@ class SubsetEstimator(ABC):
 
     #: one-line description shown by ``subsetctl ls``
     description: str = ""
+    #: what to do when estimates come back not converged: the end of the search's notice
+    not_converged_advice: str = ("use a larger lambda (estimate.lam, or larger values in calibrate.lambda_grid "
+                                 "when calibration chooses it)")
 
     @property
     @abstractmethod

@@ -283,6 +283,9 @@ class FastEstimator(SubsetEstimator):
     Pickling ships only the statistics and the validation rows (a few MB at d = 128).
     """
 
+    not_converged_advice = (f"{SubsetEstimator.not_converged_advice}, or the exact estimator (estimate.estimator: "
+                            "exact), which solves each subset to tolerance")
+
     description = "one Newton step on per-source statistics; ranks like exact, ~ms/subset"
 
     def __init__(self, features: FeatureSet, lam: float = DEFAULT_LAMBDA, chunk_size: int = 512) -> None:
@@ -418,6 +421,7 @@ class ExactEstimator(SubsetEstimator):
     """
 
     description = "offset logistic regression solved to tolerance (reference estimator)"
+    not_converged_advice = f"{SubsetEstimator.not_converged_advice}, or raise estimate.max_iter"
 
     def __init__(
         self,

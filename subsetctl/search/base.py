@@ -290,8 +290,8 @@ class SubsetMemo:
         if self.n_not_converged:
             out.append(
                 f"The solver did not converge on {self.n_not_converged} of {self.n_evaluated} "
-                "subsets (their estimates are kept but unreliable); use a larger lambda, or more iterations "
-                "of the exact estimator."
+                "subsets (their estimates are kept but unreliable); "
+                f"{getattr(self.estimator, 'not_converged_advice', SubsetEstimator.not_converged_advice)}."
             )
         return out
 

@@ -229,3 +229,27 @@ def test_a_long_trace_keeps_its_best_subsets_and_its_total() -> None:
     short = result.to_dict(trace_limit=2)
     assert [t["subset"] for t in short["trace"]] == [["s2"], ["s4"]] and short["trace_total"] == 5
     assert "trace_total" not in result.to_dict(trace_limit=5) and len(result.to_dict()["trace"]) == 5
+
+
+class _Unconverged(Recorder):
+    """``Recorder`` whose every estimate is flagged not converged."""
+
+    def estimate(self, masks: np.ndarray) -> EstimateBatch:
+        batch = super().estimate(masks)
+        return EstimateBatch(batch.loss, batch.w_norm, batch.iterations, np.zeros(len(masks), dtype=bool))
+
+
+def test_the_not_converged_notice_gives_the_estimators_own_advice() -> None:
+    """It advised "more iterations of the exact estimator" whatever the estimator, though
+    the fast one has no iterations and estimate.max_iter changes nothing for it."""
+    from subsetctl.estimate.solvers import ExactEstimator, FastEstimator
+
+    est = _Unconverged(3)
+    memo = SubsetMemo(est, SearchContext(sources=est.sources), "t")
+    memo.losses(np.ones((1, 3), bool))
+    notice = next(n for n in memo.notices() if "did not converge on 1 of 1" in n)
+    assert "larger lambda" in notice and "max_iter" not in notice and "exact" not in notice
+    assert "estimate.max_iter" in ExactEstimator.not_converged_advice
+    assert "estimate.estimator: exact" in FastEstimator.not_converged_advice
+    est.not_converged_advice = "do this"  # an estimator's own advice ends the notice
+    assert any(n.endswith("(their estimates are kept but unreliable); do this.") for n in memo.notices())
