@@ -130,9 +130,12 @@ _INT_LABEL = re.compile(r"-?\d{1,18}")
 
 
 def _label_sort_key(text: str) -> tuple[int, int, str]:
-    """Integer labels sort numerically (so "2" < "10"), before any other text."""
+    """Integer labels sort numerically (so "2" < "10"), before any other text; labels of
+    one value written differently ("1", "01", "-0" and "0") by their text, so that the
+    order never depends on how a set happened to iterate (Python's string hashing differs
+    from process to process, and a label's id is its place in this order)."""
     if _INT_LABEL.fullmatch(text):
-        return (0, int(text), "")
+        return (0, int(text), text)
     return (1, 0, text)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -87,6 +88,22 @@ def test_jsonl_classifier_labels_by_sorted_value(tmp_path: Path, make_ctx) -> No
 def test_label_vocabulary_sorts_integers_numerically() -> None:
     assert label_vocabulary(["10", "2", "0"]) == ["0", "2", "10"]
     assert label_vocabulary(["b", "a", "1"]) == ["1", "a", "b"]
+
+
+def test_label_vocabulary_orders_one_value_written_two_ways_the_same_in_every_process() -> None:
+    """"01" and "1" (or "0", "00" and "-0") are distinct classes of one integer value: they
+    tied, so their ids followed the set's iteration order, which string hashing changes
+    from process to process (the data stage re-run gave the same rows other ids)."""
+    import subprocess
+    import sys
+
+    code = ("from subsetctl.data.loaders import label_vocabulary; "
+            "print(label_vocabulary(['1', '01', '0', '00', '-0', 'x']))")
+    root = Path(__file__).resolve().parents[2]
+    seen = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root,
+                           env={**os.environ, "PYTHONHASHSEED": str(seed), "PYTHONPATH": str(root)}).stdout.strip()
+            for seed in range(6)}
+    assert seen == {"['-0', '0', '00', '01', '1', 'x']"}
 
 
 def test_jsonl_missing_file(tmp_path: Path, make_ctx) -> None:
