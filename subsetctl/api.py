@@ -361,6 +361,13 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
     if spec.model.kind == "causal-lm" and spec.model.num_labels is not None:
         warn(("model", "num_labels"), "is for classifiers only: a causal-lm model ignores it (and so does "
                                       "every stage). Remove it, or set model.kind: classifier if that is meant.")
+    for loc, source in [(("target",), spec.target), *((("sources", i), s) for i, s in enumerate(spec.sources))]:
+        field = getattr(source.loader, "label_field", None)
+        if spec.model.kind == "causal-lm" and field:  # a classifier spec without model.kind, most likely
+            warn(loc + ("loader", "label_field"),
+                 f"is for classifiers only: a causal-lm reads its answers from response_field "
+                 f"({source.loader.response_field!r}) and ignores label_field ({field!r}). Set model.kind: "
+                 "classifier if that is meant, or remove it.")
     from subsetctl.data.checks import hub_lookalike_warnings
 
     for loc, message in hub_lookalike_warnings(spec, spec_path.parent):

@@ -427,6 +427,22 @@ def test_num_labels_on_a_causal_lm_is_a_warning(tmp_path: Path) -> None:
     assert "classifiers only" in report.warnings[0].message
 
 
+def test_label_field_on_a_causal_lm_is_a_warning(tmp_path: Path) -> None:
+    """A classifier spec that leaves out model.kind is a causal LM: with a response column
+    too, it ran on that column with no word that label_field was ignored."""
+    target = {**BASE["target"], "loader": {**BASE["target"]["loader"], "label_field": "response"}}
+    sources = [{**BASE["sources"][0], "loader": {**BASE["sources"][0]["loader"], "label_field": "y"}},
+               *BASE["sources"][1:]]
+    report = validate_spec_file(_spec_file(tmp_path, {**BASE, "target": target, "sources": sources}))
+    assert report.issues == []
+    assert [w.key for w in report.warnings] == ["target.loader.label_field", "sources[0].loader.label_field"]
+    assert "classifiers only" in report.warnings[0].message and "model.kind: classifier" in report.warnings[0].message
+    report = validate_spec_file(_spec_file(tmp_path, {**BASE, "model": {"kind": "classifier"}, "target": target,
+                                                      "sources": [{**s, "loader": {**s["loader"], "label_field": "y"}}
+                                                                  for s in BASE["sources"]]}))
+    assert not [w for w in report.warnings if w.key.endswith("label_field")]
+
+
 def test_split_counts_beyond_the_rows_of_a_local_file_are_found_by_validate(tmp_path: Path) -> None:
     # t.jsonl has 8 rows: the data stage found this only after loading every source
     target = {**BASE["target"], "split": {"train": 6, "validation": 2, "test": 2}}
