@@ -90,15 +90,20 @@ MANY_CLASSES = 50
 
 def _label_setup_warnings(target: str, prepared: dict[str, dict[str, Dataset]]) -> list[str]:
     """Label setups that run but cannot mean what was meant: a target with one class
-    (accuracy is 1 whatever is selected), target test or validation classes its train split
-    never shows, and a source whose labels are nearly all distinct (a text column)."""
+    (its test accuracy only counts how rarely a selection predicts a class only the
+    sources have: there is always one, as the data stage refuses a single class in all),
+    target test or validation classes its train split never shows, and a source whose
+    labels are nearly all distinct (a text column)."""
     warnings = []
     splits = {name: [t for t in ds["label_text"]] for name, ds in prepared[target].items()}
     classes = {t for labels in splits.values() for t in labels}
     if len(classes) == 1:
-        warnings.append(f"Target {target!r} has a single class ({next(iter(classes))!r}) in every split: accuracy "
-                        "is 1 whatever is selected, so the selections cannot be told apart. Check the target's "
-                        "loader.label_field.")
+        others = sorted({t for name, parts in prepared.items() if name != target
+                         for ds in parts.values() for t in ds["label_text"]} - classes)
+        shown = ", ".join(repr(t) for t in others[:5]) + (" ..." if len(others) > 5 else "")
+        warnings.append(f"Target {target!r} has a single class ({next(iter(classes))!r}) in every split: its test "
+                        f"accuracy only counts how rarely a selection predicts a class only the sources have "
+                        f"({shown}), not how well it tells classes apart. Check the target's loader.label_field.")
     unseen = sorted({t for name in ("validation", "test") for t in splits.get(name, [])} - set(splits.get("train", [])))
     if unseen and len(classes) > 1:
         shown = ", ".join(repr(t) for t in unseen[:5]) + (" ..." if len(unseen) > 5 else "")

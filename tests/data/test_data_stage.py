@@ -268,8 +268,11 @@ def test_label_setups_that_cannot_mean_what_was_meant_are_warned_about() -> None
             out["test"] = Dataset.from_dict({"label_text": test})
         return out
 
-    one_class = _label_warnings("t", {"t": splits(["pos"] * 4, ["pos"]), "s": splits(["pos"])})
+    one_class = _label_warnings("t", {"t": splits(["pos"] * 4, ["pos"]), "s": splits(["pos", "neg"])})
     assert any("single class ('pos')" in w for w in one_class)
+    # the head also has the sources' classes, so accuracy is not 1 whatever is selected (it said so)
+    (single,) = [w for w in one_class if "single class" in w]
+    assert "predicts a class only the sources have ('neg')" in single and "is 1 whatever" not in single
     unseen = _label_warnings("t", {"t": splits(["a", "b"], ["a", "c"])})
     assert any("labels 'c' never occur in its train split" in w for w in unseen)
     texts = _label_warnings("t", {"t": splits(["a", "b"] * 30), "s": splits([f"review {i}" for i in range(60)])})
