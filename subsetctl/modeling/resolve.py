@@ -56,6 +56,42 @@ _CAUSAL_HEAD_SUFFIXES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration
 #: reported in this process: every stage (and every fine-tune job) loads the base model again.
 _HEAD_NOTICES_GIVEN: set[tuple[str, int, int]] = set()
 
+#: (model path, head classes, project classes) of kept heads whose class order was reported
+_ORDER_NOTICES_GIVEN: set[tuple[str, tuple[str, ...], tuple[str, ...]]] = set()
+
+
+def head_class_order_notice(config: Any, classes: list[str], where: str) -> str | None:
+    """A warning when a kept classification head names the project's classes in another
+    order, else None.
+
+    The project numbers its classes by their sorted names (the data stage's vocabulary),
+    while a fine-tuned checkpoint's head keeps its own order (``config.id2label``, e.g. an
+    NLI model's contradiction/neutral/entailment): loaded as is, each output of the
+    pretrained head starts out meaning another class. Heads named ``LABEL_0``... (new,
+    or saved without names) and names that are not the project's classes say nothing."""
+    id2label = dict(getattr(config, "id2label", None) or {})
+    if len(id2label) != len(classes):
+        return None
+    named = [str(id2label.get(i, id2label.get(str(i), ""))) for i in range(len(classes))]
+
+    def fold(name: str) -> str:
+        return name.strip().lower()
+
+    if any(re.fullmatch(r"LABEL_\d+", n) for n in named) or sorted(map(fold, named)) != sorted(map(fold, classes)):
+        return None
+    if [fold(n) for n in named] == [fold(c) for c in classes]:
+        return None
+    key = (where, tuple(named), tuple(classes))
+    if key in _ORDER_NOTICES_GIVEN:
+        return None
+    _ORDER_NOTICES_GIVEN.add(key)
+    ours = ", ".join(f"{i} = {c!r}" for i, c in enumerate(classes))
+    theirs = ", ".join(f"{i} = {n!r}" for i, n in enumerate(named))
+    return (f"{where} has a classification head for this project's classes in another order ({theirs}, from its "
+            f"config.json id2label) than the project's ids, which follow the sorted label names ({ours}): the head "
+            "is kept as saved, so each of its outputs starts out as another class, and meta-init and the "
+            "fine-tunes must unlearn that. subsetctl does not reorder a checkpoint's head.")
+
 
 def packaged_names() -> list[str]:
     """Names of the packaged models (for error messages and ``subsetctl ls``)."""

@@ -165,6 +165,14 @@ def base_model(ctx: StageContext) -> tuple[Any, Any, dict[str, Any]]:
     )
     # validate reads local folders' configs; a packaged or hub model's is known only now
     refuse_max_length_beyond_positions(model.config.to_dict(), spec.max_length, f"the model {spec.source!r}")
+    if spec.kind == "classifier":
+        from subsetctl.data.stage import label_names
+        from subsetctl.modeling.resolve import head_class_order_notice
+
+        notice = head_class_order_notice(model.config, label_names(ctx.upstream_dir("data")) or [],
+                                         f"The model {spec.source!r}")
+        if notice:
+            ctx.reporter.warn(notice)
     return model, tokenizer, info
 
 

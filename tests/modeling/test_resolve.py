@@ -159,6 +159,43 @@ def test_classifier_checkpoint_with_matching_head_keeps_it(tiny_bert_2_labels_di
     assert warned == []
 
 
+def test_a_kept_head_with_the_classes_in_another_order_is_warned_about(tmp_path, monkeypatch) -> None:
+    """A fine-tuned head whose config names the project's classes in another order than
+    the sorted vocabulary (POS, NEG against neg, pos) was kept without a word, each output
+    starting out as the other class."""
+    import json
+    from types import SimpleNamespace
+
+    from conftest import save_tiny_bert
+
+    from subsetctl.modeling import resolve
+    from subsetctl.reporter import SilentReporter
+    from subsetctl.stages import common
+
+    folder = save_tiny_bert(tmp_path / "ckpt", head_labels=2)
+    monkeypatch.setattr("subsetctl.data.stage.label_names", lambda data_dir: ["neg", "pos"])
+
+    def warnings_with(names: list[str]) -> list[str]:
+        config = json.loads((folder / "config.json").read_text())
+        config["id2label"] = {str(i): n for i, n in enumerate(names)}
+        config["label2id"] = {n: i for i, n in enumerate(names)}
+        (folder / "config.json").write_text(json.dumps(config))
+        monkeypatch.setattr(resolve, "_ORDER_NOTICES_GIVEN", set(), raising=False)
+        reporter = SilentReporter()
+        model = SimpleNamespace(source=str(folder), kind="classifier", dtype="float32", trust_remote_code=False,
+                                num_labels=None, max_length=32)
+        ctx = SimpleNamespace(spec=SimpleNamespace(model=model), project=SimpleNamespace(root=tmp_path),
+                              reporter=reporter, upstream_dir=lambda stage: tmp_path)
+        common.base_model(ctx)
+        return reporter.warnings
+
+    (warning,) = warnings_with(["POS", "NEG"])
+    assert "0 = 'POS', 1 = 'NEG'" in warning and "(0 = 'neg', 1 = 'pos')" in warning
+    assert warnings_with(["NEG", "POS"]) == []  # the same order, whatever the case
+    assert warnings_with(["LABEL_0", "LABEL_1"]) == []  # no names: nothing to compare
+    assert warnings_with(["bad", "good"]) == []  # other names: their order says nothing
+
+
 def test_head_notice_goes_to_progress_or_python_warnings(tiny_bert_2_labels_dir, monkeypatch) -> None:
     from subsetctl.modeling import resolve
 
