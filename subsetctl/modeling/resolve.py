@@ -60,15 +60,16 @@ _HEAD_NOTICES_GIVEN: set[tuple[str, int, int]] = set()
 _ORDER_NOTICES_GIVEN: set[tuple[str, tuple[str, ...], tuple[str, ...]]] = set()
 
 
-def head_class_order_notice(config: Any, classes: list[str], where: str) -> str | None:
-    """A warning when a kept classification head names the project's classes in another
-    order, else None.
+def head_class_order(config: Any, classes: list[str]) -> list[int] | None:
+    """Where each of the project's classes sits in a kept classification head, when the
+    head's ``config.id2label`` names exactly the project's classes (case and surrounding
+    blanks aside) in another order: ``order[i]`` is the head output trained for
+    ``classes[i]``. None when there is nothing to reorder: the same order, heads named
+    ``LABEL_0``... (new, or saved without names), or names that are not the project's.
 
     The project numbers its classes by their sorted names (the data stage's vocabulary),
-    while a fine-tuned checkpoint's head keeps its own order (``config.id2label``, e.g. an
-    NLI model's contradiction/neutral/entailment): loaded as is, each output of the
-    pretrained head starts out meaning another class. Heads named ``LABEL_0``... (new,
-    or saved without names) and names that are not the project's classes say nothing."""
+    while a fine-tuned checkpoint's head keeps its own order (e.g. an NLI model's
+    entailment/neutral/contradiction)."""
     id2label = dict(getattr(config, "id2label", None) or {})
     if len(id2label) != len(classes):
         return None
@@ -77,20 +78,62 @@ def head_class_order_notice(config: Any, classes: list[str], where: str) -> str 
     def fold(name: str) -> str:
         return name.strip().lower()
 
-    if any(re.fullmatch(r"LABEL_\d+", n) for n in named) or sorted(map(fold, named)) != sorted(map(fold, classes)):
+    folded = [fold(n) for n in named]
+    if (any(re.fullmatch(r"LABEL_\d+", n) for n in named) or len(set(folded)) != len(folded)
+            or sorted(folded) != sorted(map(fold, classes))):
         return None
-    if [fold(n) for n in named] == [fold(c) for c in classes]:
+    order = [folded.index(fold(c)) for c in classes]
+    return None if order == list(range(len(classes))) else order
+
+
+def reorder_head_to_classes(model: Any, classes: list[str], where: str) -> tuple[str | None, bool] | None:
+    """Reorder a kept classification head's outputs to the project's class ids (see
+    :func:`head_class_order`), in place; None when there was nothing to reorder, else
+    what to tell the user (None when told already) and whether the head was reordered.
+
+    The head's output layer (the last linear layer of its ``classifier``/``score`` module
+    with one output per class) has its rows permuted, and ``config.id2label`` follows, so
+    output ``i`` starts out as the class ``classes[i]`` it was trained for: loaded as
+    saved, each output would start out meaning another class, which meta-init and the
+    fine-tunes would have to unlearn. A head whose output layer cannot be found is kept
+    as saved, with a warning saying so. Said once per process and model."""
+    import torch
+
+    order = head_class_order(model.config, classes)
+    if order is None:
         return None
-    key = (where, tuple(named), tuple(classes))
-    if key in _ORDER_NOTICES_GIVEN:
-        return None
-    _ORDER_NOTICES_GIVEN.add(key)
-    ours = ", ".join(f"{i} = {c!r}" for i, c in enumerate(classes))
+    named = [str(model.config.id2label.get(i, model.config.id2label.get(str(i)))) for i in range(len(classes))]
     theirs = ", ".join(f"{i} = {n!r}" for i, n in enumerate(named))
-    return (f"{where} has a classification head for this project's classes in another order ({theirs}, from its "
-            f"config.json id2label) than the project's ids, which follow the sorted label names ({ours}): the head "
-            "is kept as saved, so each of its outputs starts out as another class, and meta-init and the "
-            "fine-tunes must unlearn that. subsetctl does not reorder a checkpoint's head.")
+    ours = ", ".join(f"{i} = {c!r}" for i, c in enumerate(classes))
+    from subsetctl.modeling.lora import classifier_head_names
+
+    try:
+        heads = [getattr(model, name) for name in classifier_head_names(model)]
+    except UserError:
+        heads = []
+    outputs = [m for head in heads for m in head.modules()
+               if isinstance(m, torch.nn.Linear) and m.out_features == len(classes)]
+    key = (where, tuple(named), tuple(classes))
+    said = key in _ORDER_NOTICES_GIVEN
+    _ORDER_NOTICES_GIVEN.add(key)
+    if not outputs:
+        kept = (f"{where} has a classification head for this project's classes in another order ({theirs}, from its "
+                f"config.json id2label) than the project's ids, which follow the sorted label names ({ours}), and "
+                "subsetctl found no output layer to reorder: the head is kept as saved, so each of its outputs "
+                "starts out as another class, and meta-init and the fine-tunes must unlearn that.")
+        return (None if said else kept), False
+    layer = outputs[-1]
+    index = torch.tensor(order, device=layer.weight.device)
+    with torch.no_grad():
+        layer.weight.copy_(layer.weight.index_select(0, index))
+        if layer.bias is not None:
+            layer.bias.copy_(layer.bias.index_select(0, index))
+    model.config.id2label = dict(enumerate(classes))
+    model.config.label2id = {c: i for i, c in enumerate(classes)}
+    reordered = (f"{where} has a classification head for this project's classes in another order ({theirs}, from "
+                 f"its config.json id2label); its outputs were reordered to the project's ids, which follow the "
+                 f"sorted label names ({ours}), so each starts out as the class it was trained for.")
+    return (None if said else reordered), True
 
 
 def packaged_names() -> list[str]:

@@ -167,12 +167,13 @@ def base_model(ctx: StageContext) -> tuple[Any, Any, dict[str, Any]]:
     refuse_max_length_beyond_positions(model.config.to_dict(), spec.max_length, f"the model {spec.source!r}")
     if spec.kind == "classifier":
         from subsetctl.data.stage import label_names
-        from subsetctl.modeling.resolve import head_class_order_notice
+        from subsetctl.modeling.resolve import reorder_head_to_classes
 
-        notice = head_class_order_notice(model.config, label_names(ctx.upstream_dir("data")) or [],
-                                         f"The model {spec.source!r}")
-        if notice:
-            ctx.reporter.warn(notice)
+        reordered = reorder_head_to_classes(model, label_names(ctx.upstream_dir("data")) or [],
+                                            f"The model {spec.source!r}")
+        if reordered is not None and reordered[0]:
+            message, done = reordered
+            (ctx.reporter.info if done else ctx.reporter.warn)(escape(message))
     return model, tokenizer, info
 
 

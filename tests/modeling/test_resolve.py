@@ -159,13 +159,14 @@ def test_classifier_checkpoint_with_matching_head_keeps_it(tiny_bert_2_labels_di
     assert warned == []
 
 
-def test_a_kept_head_with_the_classes_in_another_order_is_warned_about(tmp_path, monkeypatch) -> None:
+def test_a_kept_head_with_the_classes_in_another_order_is_reordered(tmp_path, monkeypatch) -> None:
     """A fine-tuned head whose config names the project's classes in another order than
-    the sorted vocabulary (POS, NEG against neg, pos) was kept without a word, each output
-    starting out as the other class."""
+    the sorted vocabulary (POS, NEG against neg, pos) was kept as saved, each output
+    starting out as the other class: its outputs are reordered to the project's ids."""
     import json
     from types import SimpleNamespace
 
+    import torch
     from conftest import save_tiny_bert
 
     from subsetctl.modeling import resolve
@@ -174,8 +175,9 @@ def test_a_kept_head_with_the_classes_in_another_order_is_warned_about(tmp_path,
 
     folder = save_tiny_bert(tmp_path / "ckpt", head_labels=2)
     monkeypatch.setattr("subsetctl.data.stage.label_names", lambda data_dir: ["neg", "pos"])
+    inputs = {"input_ids": torch.tensor([[2, 5, 7, 3]]), "attention_mask": torch.ones(1, 4, dtype=torch.long)}
 
-    def warnings_with(names: list[str]) -> list[str]:
+    def loaded_with(names: list[str]) -> tuple[torch.Tensor, list[str], list[str]]:
         config = json.loads((folder / "config.json").read_text())
         config["id2label"] = {str(i): n for i, n in enumerate(names)}
         config["label2id"] = {n: i for i, n in enumerate(names)}
@@ -186,14 +188,19 @@ def test_a_kept_head_with_the_classes_in_another_order_is_warned_about(tmp_path,
                                 num_labels=None, max_length=32)
         ctx = SimpleNamespace(spec=SimpleNamespace(model=model), project=SimpleNamespace(root=tmp_path),
                               reporter=reporter, upstream_dir=lambda stage: tmp_path)
-        common.base_model(ctx)
-        return reporter.warnings
+        loaded = common.base_model(ctx)[0].eval()
+        with torch.no_grad():
+            return loaded(**inputs).logits[0], [m for m in reporter.messages if "head" in m], reporter.warnings
 
-    (warning,) = warnings_with(["POS", "NEG"])
-    assert "0 = 'POS', 1 = 'NEG'" in warning and "(0 = 'neg', 1 = 'pos')" in warning
-    assert warnings_with(["NEG", "POS"]) == []  # the same order, whatever the case
-    assert warnings_with(["LABEL_0", "LABEL_1"]) == []  # no names: nothing to compare
-    assert warnings_with(["bad", "good"]) == []  # other names: their order says nothing
+    as_saved, infos, warnings = loaded_with(["NEG", "POS"])  # the same order, whatever the case
+    assert infos == [] and warnings == []
+    reordered, infos, warnings = loaded_with(["POS", "NEG"])
+    torch.testing.assert_close(reordered, as_saved.flip(0))  # output 0 is the head's 'NEG' output
+    (info,) = infos
+    assert "0 = 'POS', 1 = 'NEG'" in info and "reordered" in info and "(0 = 'neg', 1 = 'pos')" in info
+    assert warnings == []
+    assert loaded_with(["LABEL_0", "LABEL_1"])[1:] == ([], [])  # no names: nothing to compare
+    assert loaded_with(["bad", "good"])[1:] == ([], [])  # other names: their order says nothing
 
 
 def test_head_notice_goes_to_progress_or_python_warnings(tiny_bert_2_labels_dir, monkeypatch) -> None:
