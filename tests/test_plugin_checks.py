@@ -13,7 +13,7 @@ import pytest
 
 from subsetctl.errors import UserError
 from subsetctl.registry import STRATEGIES
-from subsetctl.search.base import StrategyResult
+from subsetctl.search.base import StrategyResult, SubsetTrace
 from subsetctl.stages.search import _run_strategy
 
 
@@ -70,6 +70,23 @@ def test_a_good_plugin_result_passes(plugin_strategy_name: str) -> None:
     result = StrategyResult("s", ["c", "a"], estimated_loss=1.5)
     assert _run_strategy(_returning(result), plugin_strategy_name, "mine", None, _Context(), None) is result
 
+
+
+def test_a_plugin_strategys_packed_trace_is_checked_by_the_names_it_holds(plugin_strategy_name: str) -> None:
+    """A memo's trace is checked from its bits (not a list of names per subset): a source
+    the project lacks is refused only where a subset holds it, and a written entry that is
+    no mapping is refused as in a list."""
+    trace = SubsetTrace(["a", "b", "zz"])  # e.g. a memo over another estimator
+    trace.record(SubsetTrace.pack(np.array([[1, 0, 0], [1, 1, 0]], dtype=bool)), np.array([1.0, np.nan]))
+    result = StrategyResult("s", ["a"], estimated_loss=1.5, trace=trace)
+    assert _run_strategy(_returning(result), plugin_strategy_name, "mine", None, _Context(), None) is result
+    trace.record(SubsetTrace.pack(np.array([[0, 0, 1]], dtype=bool)), np.array([0.5]))
+    with pytest.raises(UserError, match=r"returned scores or trace subsets naming 'zz', which are not sources"):
+        _run_strategy(_returning(result), plugin_strategy_name, "mine", None, _Context(), None)
+    del trace[-1]
+    trace.append("oops")
+    with pytest.raises(UserError, match=r"returned scores or a trace of the wrong shape"):
+        _run_strategy(_returning(result), plugin_strategy_name, "mine", None, _Context(), None)
 
 def test_a_plugin_strategys_generator_selection_is_kept(plugin_strategy_name: str) -> None:
     """The checks used a generator up, and the selection became [] (the target alone)."""

@@ -166,7 +166,7 @@ def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any,
     does not have, is refused here rather than breaking finetune later."""
     from subsetctl.errors import UserError
     from subsetctl.registry import STRATEGIES
-    from subsetctl.search.base import StrategyResult
+    from subsetctl.search.base import StrategyResult, SubsetTrace
 
     origin = STRATEGIES.origin(name)
     try:
@@ -208,7 +208,10 @@ def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any,
                         f"(e.g. [{result.notices!r}]).")
     shape = "scores map source names to numbers, trace entries {'subset': [...], 'loss': number}"
     try:
-        named = [*result.scores, *(name for step in result.trace for name in (step.get("subset") or []))]
+        # a memo's trace says which names it holds without making a list of names per subset
+        traced = result.trace.named() if isinstance(result.trace, SubsetTrace) else (
+            name for step in result.trace for name in (step.get("subset") or []))
+        named = [*result.scores, *traced]
         strangers = sorted({repr(name) for name in named if name not in context.sources})
     except (TypeError, AttributeError):  # scores=None, a trace entry that is no mapping, subset: 3
         raise UserError(f"{where} returned scores or a trace of the wrong shape; {shape}.") from None
@@ -219,8 +222,8 @@ def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any,
     result.selected = [name for name in context.sources if name in chosen]  # in source order
     if result.estimated_loss is None:  # the strategy did not say: subsetctl's own estimate of its pick
         result.estimated_loss = float(estimator.estimate(estimator.masks_for([result.selected])).loss[0])
-    try:
-        result.to_dict()
+    try:  # with the trace kept, as the stage stores it: the whole trace made every name of every subset
+        result.to_dict(trace_limit=TRACE_KEPT)
     except Exception as exc:  # e.g. estimated_loss="low"
         if origin == "built-in":
             raise

@@ -16,6 +16,7 @@ from subsetctl.search import (
     SearchContext,
     StrategyResult,
     SubsetMemo,
+    SubsetTrace,
     describe_params,
     parse_params,
     run_strategy,
@@ -253,3 +254,79 @@ def test_the_not_converged_notice_gives_the_estimators_own_advice() -> None:
     assert "estimate.estimator: exact" in FastEstimator.not_converged_advice
     est.not_converged_advice = "do this"  # an estimator's own advice ends the notice
     assert any(n.endswith("(their estimates are kept but unreliable); do this.") for n in memo.notices())
+
+
+def _old_to_dict_trace(trace: list[dict], limit: int | None) -> tuple[list[dict], int | None]:
+    """The trace StrategyResult.to_dict stored before the trace was packed (its own code)."""
+    full = [{"subset": list(t["subset"]), "loss": None if t["loss"] is None or not math.isfinite(t["loss"])
+             else float(t["loss"])} for t in trace]
+    if limit is None or len(full) <= limit:
+        return full, None
+    ranked = sorted(range(len(full)), key=lambda i: (full[i]["loss"] is None, full[i]["loss"] or 0.0, i))
+    return [full[i] for i in sorted(ranked[:limit])], len(full)
+
+
+def test_the_packed_trace_reads_and_stores_as_the_list_of_names_did() -> None:
+    """The trace became packed bits and a float array; what it reads as, and what
+    selections.json keeps of it (which subsets, their order, trace_total), are as before."""
+    est = Recorder(3, fail_first=True, failed=math.inf)
+    result = run_strategy("exhaustive", est, SearchContext(sources=est.sources))
+    expected = [{"subset": [], "loss": 0.0}, {"subset": ["s0"], "loss": None}, {"subset": ["s1"], "loss": 1.0},
+                {"subset": ["s0", "s1"], "loss": None}, {"subset": ["s2"], "loss": 1.0},
+                {"subset": ["s0", "s2"], "loss": None}, {"subset": ["s1", "s2"], "loss": 2.0},
+                {"subset": ["s0", "s1", "s2"], "loss": None}]
+    assert result.trace == expected and list(result.trace) == expected and len(result.trace) == 8
+    assert result.trace[2] == expected[2] and result.trace[-1] == expected[-1] and result.trace[1:4] == expected[1:4]
+    with pytest.raises(IndexError):
+        result.trace[8]
+    assert result.to_dict()["trace"] == expected and "trace_total" not in result.to_dict()
+    # the lowest losses, ties in evaluation order, failures last (the first of them first)
+    short = result.to_dict(trace_limit=3)
+    assert short["trace"] == [expected[0], expected[2], expected[4]] and short["trace_total"] == 8
+    assert result.to_dict(trace_limit=6)["trace"] == [expected[i] for i in (0, 1, 2, 3, 4, 6)]
+    rng = np.random.default_rng(0)  # many ties, -0.0 and failures: the same pick as the old rule
+    trace = [{"subset": [f"s{i}"], "loss": rng.choice([None, -0.0, 0.0, 0.5, 1.0, math.nan, -1.5])}
+             for i in range(200)]
+    for limit in (None, 0, 1, 7, 50, 199, 200, 500):
+        entries, total = _old_to_dict_trace(trace, limit)
+        new = StrategyResult("x", [], trace=trace).to_dict(trace_limit=limit)
+        assert new["trace"] == entries and new.get("trace_total") == total
+        assert json.dumps(new["trace"]) == json.dumps(entries)  # -0.0 stays -0.0
+
+
+def test_the_memo_keeps_a_subset_as_bits_and_a_float() -> None:
+    """forward over 2,000 sources evaluates 2M subsets: as lists of names about 19 GB."""
+    est = Recorder(20)
+    memo = SubsetMemo(est, SearchContext(sources=est.sources), "t")
+    masks = np.random.default_rng(0).random((100, 20)) < 0.5
+    memo.losses(masks)
+    trace = memo.trace
+    assert isinstance(trace, SubsetTrace) and len(trace) == len({m.tobytes() for m in masks})
+    rows = trace._rows
+    assert all(type(row) is bytes and len(row) == 3 for row in rows)  # 20 sources: 3 bytes each
+    assert trace.losses().dtype == np.float64 and trace.losses().shape == (len(rows),)
+    assert all(key is row for key, row in zip(memo._losses, rows))  # one bytes object, shared with the memo
+    assert [t["subset"] for t in trace] == [memo.names(m) for m in est.calls[0]]
+
+
+def test_a_trace_can_be_written_like_a_list() -> None:
+    """A plugin strategy may add its own entries to the memo's trace (kept as given)."""
+    est = Recorder(3)
+    memo = SubsetMemo(est, SearchContext(sources=est.sources), "t")
+    memo.losses(np.array([[1, 0, 0], [0, 1, 1]], dtype=bool))
+    mine = {"subset": ["s2"], "loss": 0.5}
+    memo.trace.append(mine)
+    memo.trace.insert(0, {"subset": [], "loss": None})
+    memo.losses(np.array([[1, 1, 1]], dtype=bool))
+    assert [t["loss"] for t in memo.trace] == [None, 1.0, 2.0, 0.5, 3.0] and memo.trace[3] is mine
+    del memo.trace[1]
+    memo.trace[0] = {"subset": ["s0"], "loss": 0.25}
+    expected = [{"subset": ["s0"], "loss": 0.25}, {"subset": ["s1", "s2"], "loss": 2.0}, mine,
+                {"subset": ["s0", "s1", "s2"], "loss": 3.0}]
+    assert memo.trace == expected and memo.trace + [] == expected and [] + memo.trace == expected
+    result = StrategyResult("x", [], trace=memo.trace)
+    assert result.to_dict(trace_limit=2)["trace"] == [expected[0], expected[2]]
+    assert sorted(memo.trace.named()) == ["s0", "s0", "s1", "s2", "s2"]  # the union of the bits, then the written
+    copy = memo.trace.copy()
+    copy.clear()
+    assert len(copy) == 0 and len(memo.trace) == 4
