@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from subsetctl.errors import UserError
@@ -159,21 +161,22 @@ def test_classifier_checkpoint_with_matching_head_keeps_it(tiny_bert_2_labels_di
     assert warned == []
 
 
-def test_a_kept_head_with_the_classes_in_another_order_is_reordered(tmp_path, monkeypatch) -> None:
+def test_a_kept_head_with_the_classes_in_another_order_is_reordered(tiny_bert_2_labels_dir, tmp_path,
+                                                                     monkeypatch) -> None:
     """A fine-tuned head whose config names the project's classes in another order than
     the sorted vocabulary (POS, NEG against neg, pos) was kept as saved, each output
     starting out as the other class: its outputs are reordered to the project's ids."""
     import json
+    import shutil
     from types import SimpleNamespace
 
     import torch
-    from conftest import save_tiny_bert
 
     from subsetctl.modeling import resolve
     from subsetctl.reporter import SilentReporter
     from subsetctl.stages import common
 
-    folder = save_tiny_bert(tmp_path / "ckpt", head_labels=2)
+    folder = Path(shutil.copytree(tiny_bert_2_labels_dir, tmp_path / "ckpt"))  # its config.json is rewritten
     monkeypatch.setattr("subsetctl.data.stage.label_names", lambda data_dir: ["neg", "pos"])
     inputs = {"input_ids": torch.tensor([[2, 5, 7, 3]]), "attention_mask": torch.ones(1, 4, dtype=torch.long)}
 
