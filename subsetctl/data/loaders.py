@@ -32,6 +32,7 @@ whose type varies between rows, and writes nothing into the Hugging Face cache. 
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import importlib.util
@@ -108,6 +109,27 @@ class LoadContext:
     #: non-fatal problems found while loading (rows left out, options that do not apply);
     #: the data stage reports them as warnings
     notices: list[str] = dataclass_field(default_factory=list, compare=False)
+    #: the most rows the data stage keeps of the source (``max_examples``, or the split's
+    #: counts), set by :func:`~subsetctl.data.prepare.prepare_source` for the built-in
+    #: loaders: they then check every row but map onto the common columns only the rows its
+    #: seeded draw (:func:`sample_order`) keeps, and say so in ``drawn``
+    keep_at_most: int | None = None
+    #: ``{"rows": n}`` once a loader has drawn the sample itself: the dataset it returns
+    #: holds the kept rows in the draw's order, out of ``n`` usable rows
+    drawn: dict[str, int] = dataclass_field(default_factory=dict, compare=False)
+
+
+#: the random stream of :func:`sample_order` under the source's seed
+STREAM_ORDER = 0
+
+
+def sample_order(seed: int, n: int, keep_at_most: int | None) -> Any:
+    """The data stage's seeded draw of ``n`` rows: one permutation of ``range(n)`` (a numpy
+    array), of which the first ``keep_at_most`` rows are kept (all without a limit)."""
+    import numpy as np
+
+    order = np.random.default_rng([seed, STREAM_ORDER]).permutation(n)
+    return order if keep_at_most is None else order[:keep_at_most]
 
 
 @functools.cache
@@ -277,6 +299,12 @@ class CommonColumns:
         available: every column name the data has, for messages; ``None`` to collect the
             keys of the records themselves (JSON Lines rows may differ in their keys).
         fix: with fixed columns, what to do about a missing or empty one (for messages).
+        fetch: the loader's second read, for ``ctx.keep_at_most``: given sorted record
+            indices, yields ``(index, record)`` for each of them, in that order. With it and
+            a limit, every record is still checked, but only the first ``keep_at_most``
+            usable ones are mapped as they come; :meth:`finish` draws the sample and maps
+            the other rows it keeps from ``fetch`` (a large file's other rows never become
+            metadata JSON and Arrow data). Without it, every row is mapped.
 
     Every row needs a prompt and an answer that are not missing, null or NaN (an error
     naming the row); rows with an empty prompt are kept with a notice. A row whose answer (the gold response, or the class label) is empty or only
@@ -296,7 +324,10 @@ class CommonColumns:
 
     def __init__(self, prompt_field: str, answer_field: str, answer_option: str | None, ctx: LoadContext,
                  where: str, locate: Callable[[int], str], available: Iterable[str] | None = None,
-                 fix: str | None = None) -> None:
+                 fix: str | None = None,
+                 fetch: Callable[[Any], Iterable[tuple[int, dict[str, Any]]]] | None = None) -> None:
+        from array import array
+
         self.prompt_field, self.answer_field, self.answer_option = prompt_field, answer_field, answer_option
         self.prompt_option = "prompt_field" if answer_option else None
         self.ctx, self.where, self.locate, self.fix = ctx, where, locate, fix
@@ -321,6 +352,17 @@ class CommonColumns:
         self.structured_prompt_count = 0
         self.chunks: list[Any] = []
         self.columns: dict[str, list[Any]] = self._empty_columns()
+        self.fetch = fetch
+        self.limit = ctx.keep_at_most if fetch is not None else None
+        self.usable = 0  # rows checked and kept so far (not left out as blank)
+        self.usable_rows = array("q")  # with a limit: their record indices (8 bytes a row)
+
+    @property
+    def mapping_all(self) -> bool:
+        """Whether the next record is mapped in full: without a limit, or while fewer usable
+        rows than the limit have come (a loader may give only the prompt and answer
+        columns of later records)."""
+        return self.limit is None or self.usable < self.limit
 
     @staticmethod
     def _empty_columns() -> dict[str, list[Any]]:
@@ -361,7 +403,7 @@ class CommonColumns:
 
     def _map(self, i: int, record: dict[str, Any]) -> None:
         source, answer_field = self.ctx.source_name, self.answer_field
-        values = {}
+        values: dict[str, Any] = {}
         for field, option in ((self.prompt_field, self.prompt_option), (answer_field, self.answer_option)):
             value = record.get(field)
             if _missing(value):
@@ -379,9 +421,8 @@ class CommonColumns:
             if self.structured_prompt is None:
                 self.structured_prompt = (i, value_to_text(values[self.prompt_field]))
         locate_row = functools.partial(self.locate, i)
-        prompt = _check_utf8(value_to_text(values[self.prompt_field]), source, self.where, locate_row,
-                             self.prompt_field)
-        answer = label_to_text(values[answer_field]) if self.classifier else value_to_text(values[answer_field])
+        prompt, answer = self._texts(values)
+        prompt = _check_utf8(prompt, source, self.where, locate_row, self.prompt_field)
         if not answer.strip():  # nothing to train or score on: left out (see finish) rather than fatal
             self.blank_count += 1
             if len(self.blank) < 5:
@@ -392,6 +433,22 @@ class CommonColumns:
             self.empty_prompt_count += 1
             if len(self.empty_prompts) < 5:
                 self.empty_prompts.append(i)
+        full = self.mapping_all
+        self.usable += 1
+        if self.limit is not None:
+            self.usable_rows.append(i)
+        if full:
+            self._append(i, record, prompt, answer)
+
+    def _texts(self, record: dict[str, Any]) -> tuple[str, str]:
+        """A record's prompt and answer as text (both present: checked by :meth:`_map`)."""
+        value = record[self.answer_field]
+        answer = label_to_text(value) if self.classifier else value_to_text(value)
+        return value_to_text(record[self.prompt_field]), answer
+
+    def _append(self, i: int, record: dict[str, Any], prompt: str, answer: str) -> None:
+        """Add record ``i``, checked by :meth:`_map`, to the columns."""
+        source = self.ctx.source_name
         extra: dict[str, Any] = {}
         for key, value in record.items():
             if key in self.skip:
@@ -469,8 +526,41 @@ class CommonColumns:
             pieces[i] = []
         return pa.Table.from_arrays(joined, schema=schema)
 
+    def _drawn(self, first: Any) -> Any:
+        """The rows :func:`sample_order` keeps of the usable ones, in its order, given the
+        table of the first ``limit`` of them (mapped as they came); the rest it keeps are
+        read again through ``fetch``."""
+        import numpy as np
+        import pyarrow as pa
+
+        assert self.fetch is not None and self.limit is not None
+        limit = self.limit
+        order = sample_order(self.ctx.seed, self.usable, limit)  # positions among the usable rows
+        later = np.sort(order[order >= limit])
+        wanted = np.frombuffer(self.usable_rows, dtype=np.int64)[later]  # their record indices, ascending
+        self.usable_rows = type(self.usable_rows)("q")
+        got = 0
+        for i, record in self.fetch(wanted):
+            if got >= len(wanted) or i != wanted[got]:
+                break
+            self._append(int(i), record, *self._texts(record))
+            got += 1
+            if len(self.columns["row"]) >= CHUNK_ROWS:
+                self._flush()
+        if got != len(wanted):
+            raise UserError(
+                f"Source {self.ctx.source_name!r}: {self.where} changed while it was being read (its rows "
+                "differ from those just read). Run again once it is no longer being written."
+            )
+        self._flush()
+        rest = self._one_chunk()
+        both = pa.concat_tables([first, rest])
+        at = np.where(order < limit, order, limit + np.searchsorted(later, order))
+        return both.take(pa.array(at, type=pa.int64())).combine_chunks()
+
     def finish(self) -> Dataset:
-        """The dataset of every row added, or the error that stops the source."""
+        """The dataset of every row added, or the error that stops the source; with a limit
+        and ``fetch`` (see the class), the rows :func:`sample_order` keeps, in its order."""
         import pyarrow as pa
 
         source, option = self.ctx.source_name, self.answer_option
@@ -505,6 +595,9 @@ class CommonColumns:
                                   "meant as a plain value (or use a plugin loader).")
         self._flush()
         table = self._one_chunk()
+        if self.limit is not None and self.usable > self.limit:
+            table = self._drawn(table)
+            self.ctx.drawn["rows"] = self.usable
         if self.classifier:
             texts = table.column("label_text").to_pylist()
             labels = pa.array(encode_labels(texts, label_vocabulary(texts)), type=pa.int64())
@@ -522,11 +615,14 @@ def build_common(
     locate: Callable[[int], str],
     available: Iterable[str],
     fix: str | None = None,
+    draw: bool = False,
 ) -> Dataset:
     """Map a list of raw records onto the common columns (see :class:`CommonColumns`,
-    which file loaders feed record by record)."""
+    which file loaders feed record by record). With ``draw``, ``ctx.keep_at_most``
+    applies (the built-in loaders, whose dataset goes to the data stage as it is)."""
+    fetch = (lambda wanted: ((int(i), records[i]) for i in wanted)) if draw else None
     return CommonColumns(prompt_field, answer_field, answer_option, ctx, where, locate, available,
-                         fix).add_all(records).finish()
+                         fix, fetch).add_all(records).finish()
 
 
 def dataset_from_columns(columns: dict[str, list[Any]]) -> Dataset:
@@ -773,8 +869,25 @@ def load_jsonl(options: JsonlLoader, ctx: LoadContext) -> Dataset:
     path = _existing_file(options.path, ctx)
     lines = array("q")  # each record's line, for messages (8 bytes a row)
     answer_option, answer_field = _required_fields(options, ctx)
+
+    def fetch(wanted: Any) -> Iterator[tuple[int, dict[str, Any]]]:  # the file read again for these records
+        at = iter(wanted.tolist())
+        index = next(at, None)
+        for number, line in text_lines(path, ctx.source_name):
+            if index is None:
+                return
+            if number == lines[index]:
+                try:
+                    value = json.loads(line)
+                except (ValueError, RecursionError):  # changed since: CommonColumns says so
+                    return
+                if not isinstance(value, dict):
+                    return
+                yield index, value
+                index = next(at, None)
+
     builder = CommonColumns(options.prompt_field, answer_field, answer_option, ctx, _where(path),
-                            lambda i: f"line {lines[i]}")
+                            lambda i: f"line {lines[i]}", fetch=fetch)
     for number, record in jsonl_records(path, ctx.source_name):
         lines.append(number)
         builder.add(record)
@@ -896,20 +1009,34 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
             f"delimiter (loader.delimiter is {options.delimiter!r}) and the quoting."
         )
 
-    builder: CommonColumns | None = None
-    columns: list[str] = []
-    try:
+    def frames() -> Iterator[Any]:
         with open_decompressed(path) as handle:
             reader = pd.read_csv(handle, sep=options.delimiter, dtype=str, keep_default_na=False,
                                  encoding="utf-8-sig", chunksize=CHUNK_ROWS)
             with reader:
                 for frame in reader:
-                    columns = [str(c) for c in frame.columns]
-                    frame.columns = columns
-                    if builder is None:
-                        builder = CommonColumns(options.prompt_field, answer_field, answer_option, ctx,
-                                                _where(path), locate, columns)
-                    builder.add_all(frame.to_dict("records"))
+                    frame.columns = [str(c) for c in frame.columns]
+                    yield frame
+
+    def fetch(wanted: Any) -> Iterator[tuple[int, dict[str, Any]]]:  # the file read again for these records
+        start = 0
+        for frame in frames():
+            here = wanted[(wanted >= start) & (wanted < start + len(frame))]
+            if len(here):
+                yield from zip(here.tolist(), frame.iloc[here - start].to_dict("records"))
+            start += len(frame)
+
+    builder: CommonColumns | None = None
+    columns: list[str] = []
+    try:
+        for frame in frames():
+            columns = list(frame.columns)
+            if builder is None:
+                builder = CommonColumns(options.prompt_field, answer_field, answer_option, ctx,
+                                        _where(path), locate, columns, fetch=fetch)
+            if not builder.mapping_all:  # only the columns every row is checked for
+                frame = frame[[c for c in dict.fromkeys((options.prompt_field, answer_field)) if c in columns]]
+            builder.add_all(frame.to_dict("records"))
     except pd.errors.EmptyDataError:
         raise UserError(
             f"Source {source!r}: file {path} is empty. Give a CSV file with a header "
@@ -950,14 +1077,27 @@ def load_parquet(options: ParquetLoader, ctx: LoadContext) -> Dataset:
     if parquet.metadata.num_rows == 0:
         raise UserError(f"Source {ctx.source_name!r}: file {path} is empty (no rows).")
     answer_option, answer_field = _required_fields(options, ctx)
+    names = parquet.schema_arrow.names
+    checked = [names.index(c) for c in dict.fromkeys((options.prompt_field, answer_field)) if c in names]
+
+    def fetch(wanted: Any) -> Iterator[tuple[int, dict[str, Any]]]:  # the file read again for these records
+        start = 0
+        for batch in parquet.iter_batches(batch_size=CHUNK_ROWS):
+            here = wanted[(wanted >= start) & (wanted < start + batch.num_rows)]
+            if len(here):
+                yield from zip(here.tolist(), batch.take(pa.array(here - start)).to_pylist())
+            start += batch.num_rows
+
     builder = CommonColumns(options.prompt_field, answer_field, answer_option, ctx, _where(path),
-                            one_based_row, parquet.schema_arrow.names)
+                            one_based_row, names, fetch=fetch)
     try:
         for batch in parquet.iter_batches(batch_size=CHUNK_ROWS):
-            builder.add_all(batch.to_pylist())
+            # past the rows mapped as they come, only the columns every row is checked for
+            builder.add_all((batch if builder.mapping_all else batch.select(checked)).to_pylist())
+        dataset = builder.finish()
     except (pa.ArrowException, OSError) as exc:
         raise unreadable(exc) from None
-    return builder.finish()
+    return dataset
 
 
 # ------------------------------------------------------------------- huggingface
@@ -1098,14 +1238,25 @@ def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
             f"{type(loaded).__name__}). Set loader.split."
         )
     answer_option, answer_field = _required_fields(options, ctx)
-    builder = CommonColumns(options.prompt_field, answer_field, answer_option, ctx, where, one_based_row,
-                            loaded.column_names)
     # the rows as stored, a batch at a time: not through the dataset's format (a saved
     # "numpy" format turned numbers into JSON strings) or its feature decoding (an Image
     # column became a PIL object whose text holds a memory address), like ``to_list()``
     classes = _class_names_of(loaded)
+
+    def records(batch: Any) -> list[dict[str, Any]]:
+        return _with_class_names(batch.to_pylist(), classes) if classes else batch.to_pylist()
+
+    def fetch(wanted: Any) -> Iterator[tuple[int, dict[str, Any]]]:  # the kept rows read again
+        at = iter(wanted.tolist())
+        for batch in loaded.select(wanted.tolist()).with_format("arrow").iter(batch_size=CHUNK_ROWS):
+            yield from zip(at, records(batch))
+
+    builder = CommonColumns(options.prompt_field, answer_field, answer_option, ctx, where, one_based_row,
+                            loaded.column_names, fetch=fetch)
+    checked = [c for c in dict.fromkeys((options.prompt_field, answer_field)) if c in loaded.column_names]
     for batch in loaded.with_format("arrow").iter(batch_size=CHUNK_ROWS):
-        builder.add_all(_with_class_names(batch.to_pylist(), classes) if classes else batch.to_pylist())
+        # past the rows mapped as they come, only the columns every row is checked for
+        builder.add_all(records(batch if builder.mapping_all else batch.select(checked)))
     return builder.finish()
 
 
@@ -1180,6 +1331,7 @@ def load_reasoning_gym(options: ReasoningGymLoader, ctx: LoadContext) -> Dataset
         lambda i: f"entry {i}",
         ["question", "answer", "metadata"],
         fix="The generator made an unusable entry: try another loader.seed or loader.config.",
+        draw=True,
     )
 
 
@@ -1302,6 +1454,7 @@ def load_evals(options: EvalsLoader, ctx: LoadContext) -> Dataset:
         lambda i: f"line {lines[i]}",
         ["input", "ideal"],
         fix="Choose an eval (loader.name) or file (loader.file) whose every sample has an 'ideal' answer.",
+        draw=True,
     )
 
 
@@ -1334,6 +1487,10 @@ BUILTIN_OPTION_MODELS: dict[str, type] = {
 }
 
 
+#: the built-in loaders, which honour ``LoadContext.keep_at_most`` (filled in below)
+DRAWING_LOADERS: set[Callable[..., Any]] = set()
+
+
 @LOADERS.register("plugin")
 def load_plugin(options: PluginLoader, ctx: LoadContext) -> Dataset:
     """A loader registered by a third party, called as ``fn(options: dict, ctx)``.
@@ -1357,8 +1514,8 @@ def load_plugin(options: PluginLoader, ctx: LoadContext) -> Dataset:
                 f"Source {ctx.source_name!r}: loader.options are not valid for the built-in "
                 f"loader {options.name!r}: {problems}. `subsetctl schema` lists that loader's keys."
             ) from None
-    try:
-        result = fn(call_options, ctx)
+    try:  # the plugin's data is drawn from after it returns (it may filter what a built-in loader gives)
+        result = fn(call_options, dataclasses.replace(ctx, keep_at_most=None, drawn={}))
     except UserError:
         raise
     except (Exception, SystemExit) as exc:  # the plugin's own code failed: say whose it is (sys.exit() too)
@@ -1387,5 +1544,9 @@ def load_plugin(options: PluginLoader, ctx: LoadContext) -> Dataset:
     )
     return build_common(
         _with_class_names(result.to_list(), _class_names_of(result)), "prompt", answer, None, ctx, where,
-        one_based_row, result.column_names, fix
+        one_based_row, result.column_names, fix, draw=True
     )
+
+
+DRAWING_LOADERS.update({load_jsonl, load_csv, load_parquet, load_huggingface, load_reasoning_gym, load_evals,
+                        load_plugin})

@@ -20,6 +20,7 @@ every example is used.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import math
@@ -28,7 +29,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from subsetctl.data.loaders import COLUMNS, LoadContext, dataset_from_columns, empty_dataset
+from subsetctl.data.loaders import (
+    COLUMNS,
+    DRAWING_LOADERS,
+    STREAM_ORDER,
+    LoadContext,
+    dataset_from_columns,
+    empty_dataset,
+    sample_order,
+)
 from subsetctl.errors import UserError
 from subsetctl.registry import LOADERS
 from subsetctl.spec import SourceSpec, SplitSpec, TargetSpec
@@ -39,7 +48,7 @@ if TYPE_CHECKING:  # datasets is imported where used: validating a spec does not
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 
 # Independent random streams derived from one seed.
-_STREAM_ORDER = 0
+_STREAM_ORDER = STREAM_ORDER  # the draw of rows (loaders.sample_order)
 _STREAM_CORRUPT = 1
 
 
@@ -60,10 +69,14 @@ def quiet_datasets() -> Iterator[None]:
 
 def load_source(source: SourceSpec, ctx: LoadContext) -> Dataset:
     """The source's rows with the common columns, via the loader registered for its
-    ``loader.type``."""
+    ``loader.type``. A built-in loader honours ``ctx.keep_at_most`` (see
+    :class:`LoadContext`); another one (a plugin registered under a built-in type) is
+    given no limit."""
     from datasets import Dataset
 
     loader = LOADERS.get(source.loader.type)
+    if loader not in DRAWING_LOADERS and ctx.keep_at_most is not None:
+        ctx = dataclasses.replace(ctx, keep_at_most=None, drawn={})
     with quiet_datasets():
         dataset = loader(source.loader, ctx)
     if not isinstance(dataset, Dataset) or set(COLUMNS) - set(dataset.column_names):
@@ -72,6 +85,18 @@ def load_source(source: SourceSpec, ctx: LoadContext) -> Dataset:
             f"dataset with the columns {', '.join(COLUMNS)}."
         )
     return dataset
+
+
+def rows_used(source: SourceSpec) -> int | None:
+    """The most rows of the seeded draw :func:`prepare_source` can use: ``max_examples``,
+    or fewer when every split is a count (the draw's first rows fill them; with
+    ``corrupt.shuffle_responses`` the answers move among every row kept, so only
+    ``max_examples`` counts). None: every row."""
+    limit = source.max_examples
+    sizes = [getattr(source.split, name) for name in SPLITS]
+    if all(isinstance(v, int) for v in sizes) and not source.corrupt.shuffle_responses:
+        limit = sum(sizes) if limit is None else min(limit, sum(sizes))
+    return limit
 
 
 def split_counts(split: SplitSpec, n: int) -> dict[str, int]:
@@ -185,15 +210,17 @@ def prepare_source(
         UserError: the source is empty, or asks for more rows than it has, or (the
         target) its train or validation split would be empty.
     """
+    # the loader maps only the rows kept (it still checks them all): a few thousand of a
+    # file of millions no longer become millions of metadata strings first
+    ctx = dataclasses.replace(ctx, keep_at_most=rows_used(source), drawn={})
     dataset = load_source(source, ctx)
     if warnings is not None:
         warnings.extend(ctx.notices)
-    n_loaded = len(dataset)
+    drawn = "rows" in ctx.drawn  # the loader returned the draw's rows, in its order
+    n_loaded = ctx.drawn["rows"] if drawn else len(dataset)
     if n_loaded == 0:
         raise UserError(f"Source {source.name!r} has no examples. Check its loader settings.")
-    order = np.random.default_rng([ctx.seed, _STREAM_ORDER]).permutation(n_loaded)
-    if source.max_examples is not None:
-        order = order[: source.max_examples]
+    order = np.arange(len(dataset)) if drawn else sample_order(ctx.seed, n_loaded, source.max_examples)
     n = len(order)
     counts = split_counts(source.split, n)
     asked = sum(counts.values())
@@ -232,11 +259,14 @@ def prepare_source(
         warnings.extend(_target_split_notes(source, counts, n))
     if counts["train"] == 0 and not isinstance(source, TargetSpec) and warnings is not None:
         warnings.append(f"Source {source.name!r} has no training examples; it cannot change any fine-tune.")
-    # the fingerprint from the rows' and the order's bytes: datasets would dill-hash the
-    # index list (6 s for a million rows)
-    order_digest = hashlib.sha256(np.ascontiguousarray(order, dtype=np.int64).tobytes()).hexdigest()
-    kept_rows = dataset.select(order, new_fingerprint=hashlib.sha256(
-        f"{dataset._fingerprint}|{order_digest}".encode()).hexdigest()[:16])
+    if drawn:
+        kept_rows = dataset
+    else:
+        # the fingerprint from the rows' and the order's bytes: datasets would dill-hash the
+        # index list (6 s for a million rows)
+        order_digest = hashlib.sha256(np.ascontiguousarray(order, dtype=np.int64).tobytes()).hexdigest()
+        kept_rows = dataset.select(order, new_fingerprint=hashlib.sha256(
+            f"{dataset._fingerprint}|{order_digest}".encode()).hexdigest()[:16])
     if source.corrupt.shuffle_responses:
         if n < 2 and warnings is not None:
             warnings.append(

@@ -1,0 +1,141 @@
+"""A source capped by ``max_examples`` (or by split counts) is drawn while it is read: the
+loaders check every row but map onto the common columns only the rows the seeded draw
+keeps, and the prepared splits are exactly those of mapping every row and drawing after."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from subsetctl.data import loaders
+from subsetctl.data.loaders import LoadContext, sample_order
+from subsetctl.data.prepare import SPLITS, load_source, prepare_source
+from subsetctl.errors import UserError
+from subsetctl.spec import SourceSpec, TargetSpec
+
+N = 300
+
+
+def _records() -> list[dict]:
+    rows = []
+    for i in range(N):
+        answer = "" if i % 37 == 5 else ("pos" if i % 3 else "neg")  # a few blank answers: left out
+        rows.append({"q": f"question {i}" if i % 50 else "", "a": answer, "id": i,
+                     "metadata": json.dumps({"topic": f"t{i % 4}"})})
+    return rows
+
+
+def _write(folder: Path, kind: str) -> dict:
+    import pandas as pd
+
+    rows = _records()
+    if kind in ("jsonl", "jsonl.gz"):
+        text = "".join(json.dumps(r) + "\n" for r in rows)
+        path = folder / f"d.{kind}"
+        if kind == "jsonl.gz":
+            path.write_bytes(gzip.compress(text.encode()))
+        else:
+            path.write_text(text)
+        return {"type": "jsonl", "path": path.name}
+    if kind == "csv":
+        pd.DataFrame(rows).to_csv(folder / "d.csv", index=False)
+        return {"type": "csv", "path": "d.csv"}
+    if kind == "parquet":
+        pd.DataFrame(rows).to_parquet(folder / "d.parquet", index=False)
+        return {"type": "parquet", "path": "d.parquet"}
+    from datasets import Dataset
+
+    Dataset.from_list(rows).save_to_disk(str(folder / "hf"))
+    return {"type": "huggingface", "path": "hf"}
+
+
+def _table(dataset) -> list[dict]:
+    return [dict(row) for row in dataset]
+
+
+def _expected(source: SourceSpec, ctx: LoadContext, keep: int | None) -> list[dict]:
+    """Every row mapped (no limit given to the loader), then the seeded draw."""
+    full = load_source(source, ctx)
+    return _table(full.select(sample_order(ctx.seed, len(full), keep)))
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "jsonl.gz", "csv", "parquet", "huggingface"])
+@pytest.mark.parametrize("model_kind", ["causal-lm", "classifier"])
+def test_capped_source_maps_only_the_rows_it_keeps(tmp_path: Path, kind: str, model_kind: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    loader = {**_write(tmp_path, kind), "prompt_field": "q",
+              **({"label_field": "a"} if model_kind == "classifier" else {"response_field": "a"})}
+    source = SourceSpec(name="big", loader=loader, max_examples=20, split={"train": 0.5, "validation": 0.25,
+                                                                             "test": 0.25})
+    ctx = LoadContext(source_name="big", base_dir=tmp_path, kind=model_kind, seed=3)  # type: ignore[arg-type]
+    expected = _expected(source, ctx, 20)
+
+    mapped = []
+    real_append = loaders.CommonColumns._append
+    monkeypatch.setattr(loaders.CommonColumns, "_append",
+                        lambda self, i, *rest: mapped.append(i) or real_append(self, i, *rest))
+    warnings: list[str] = []
+    splits = prepare_source(source, LoadContext(source_name="big", base_dir=tmp_path, kind=model_kind, seed=3),
+                            warnings)
+    got = [row for name in ("test", "validation", "train") for row in _table(splits[name])]
+    if model_kind == "classifier":  # ids are the loader's own until the data stage re-encodes them
+        for row in got + expected:
+            row.pop("label")
+    assert got == expected
+    assert [len(splits[name]) for name in SPLITS] == [10, 5, 5]
+    assert len(mapped) <= 2 * 20  # the first 20 usable rows as they came, then the drawn ones not among them
+    # the notices still count every row of the file
+    assert any("8 of 300 rows have an empty" in w for w in warnings), warnings
+
+
+def test_split_counts_cap_the_draw(tmp_path: Path) -> None:
+    """A target of many rows with a split of counts: only the rows the splits use are mapped,
+    and they are the rows of the uncapped draw."""
+    loader = {**_write(tmp_path, "parquet"), "prompt_field": "q", "response_field": "a"}
+    target = TargetSpec(name="t", loader=loader, split={"train": 6, "validation": 4, "test": 3})
+    ctx = LoadContext(source_name="t", base_dir=tmp_path, kind="causal-lm", seed=0)
+    splits = prepare_source(target, ctx)
+    assert ctx.drawn == {} and [len(splits[name]) for name in SPLITS] == [6, 4, 3]
+    expected = _expected(target, LoadContext(source_name="t", base_dir=tmp_path, kind="causal-lm", seed=0), None)
+    got = [row for name in ("test", "validation", "train") for row in _table(splits[name])]
+    assert got == expected[:13]
+
+
+def test_row_errors_past_the_kept_rows_still_stop_the_source(tmp_path: Path) -> None:
+    rows = _records()
+    rows[-2]["a"] = None
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    source = SourceSpec(name="big", loader={"type": "jsonl", "path": "d.jsonl", "prompt_field": "q",
+                                            "response_field": "a"}, max_examples=5)
+    with pytest.raises(UserError, match=f"line {N - 1}: 'a' .* is missing, null or NaN"):
+        prepare_source(source, LoadContext(source_name="big", base_dir=tmp_path, kind="causal-lm", seed=0))
+
+
+def test_plugin_under_a_builtin_type_gets_every_row(tmp_path: Path) -> None:
+    """A plugin registered as ``jsonl`` may filter what the built-in loader gives: it is not
+    given the limit, and the draw is made from what it returns."""
+    from subsetctl.registry import LOADERS
+
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _records()))
+    seen: list[int | None] = []
+    original = LOADERS.get("jsonl")
+
+    def every_other(options, ctx):
+        seen.append(ctx.keep_at_most)
+        full = original(options, ctx)
+        return full.select([i for i, row in enumerate(full["row"]) if row % 2 == 0])
+
+    source = SourceSpec(name="big", loader={"type": "jsonl", "path": "d.jsonl", "prompt_field": "q",
+                                            "response_field": "a"}, max_examples=7)
+    entry = LOADERS._entries["jsonl"]
+    LOADERS._entries["jsonl"] = type(entry)(name="jsonl", obj=every_other, description="test", origin="test")
+    try:
+        splits = prepare_source(source, LoadContext(source_name="big", base_dir=tmp_path, kind="causal-lm", seed=0))
+    finally:
+        LOADERS._entries["jsonl"] = entry
+    assert seen == [None]
+    rows = list(splits["train"]["row"])
+    assert len(rows) == 7 and all(r % 2 == 0 for r in rows)
