@@ -356,6 +356,7 @@ class CommonColumns:
         self.limit = ctx.keep_at_most if fetch is not None else None
         self.usable = 0  # rows checked and kept so far (not left out as blank)
         self.usable_rows = array("q")  # with a limit: their record indices (8 bytes a row)
+        self.digests = array("q")  # with a limit: hash of each one's prompt and answer (checked on fetch)
 
     @property
     def mapping_all(self) -> bool:
@@ -437,6 +438,7 @@ class CommonColumns:
         self.usable += 1
         if self.limit is not None:
             self.usable_rows.append(i)
+            self.digests.append(hash((prompt, answer)))
         if full:
             self._append(i, record, prompt, answer)
 
@@ -538,12 +540,20 @@ class CommonColumns:
         order = sample_order(self.ctx.seed, self.usable, limit)  # positions among the usable rows
         later = np.sort(order[order >= limit])
         wanted = np.frombuffer(self.usable_rows, dtype=np.int64)[later]  # their record indices, ascending
-        self.usable_rows = type(self.usable_rows)("q")
+        digests = np.frombuffer(self.digests, dtype=np.int64)[later].tolist()
+        self.usable_rows, self.digests = type(self.usable_rows)("q"), type(self.digests)("q")
         got = 0
         for i, record in self.fetch(wanted):
             if got >= len(wanted) or i != wanted[got]:
                 break
-            self._append(int(i), record, *self._texts(record))
+            # the record read again must be the one checked: a file rewritten in between could
+            # give a row without its answer (a KeyError), or a blank or other one, kept unchecked
+            if _missing(record.get(self.prompt_field)) or _missing(record.get(self.answer_field)):
+                break
+            prompt, answer = self._texts(record)
+            if hash((prompt, answer)) != digests[got]:
+                break
+            self._append(int(i), record, prompt, answer)
             got += 1
             if len(self.columns["row"]) >= CHUNK_ROWS:
                 self._flush()

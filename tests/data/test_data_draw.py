@@ -139,3 +139,28 @@ def test_plugin_under_a_builtin_type_gets_every_row(tmp_path: Path) -> None:
     assert seen == [None]
     rows = list(splits["train"]["row"])
     assert len(rows) == 7 and all(r % 2 == 0 for r in rows)
+
+
+@pytest.mark.parametrize("rewritten", [{"q": "x"}, {"q": "x", "a": " "}, {"q": None, "a": "z"},
+                                       {"q": "other", "a": "other"}])
+def test_a_kept_row_changed_before_it_is_read_again_stops_the_source(tmp_path: Path, rewritten: dict,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rows the draw keeps past the first ones are read again: one rewritten in between
+    (no answer, a blank one, a null prompt, other text) is the 'changed' error, not a
+    KeyError or a row kept that the first read would have left out or refused."""
+    rows = [{"q": f"q{i}", "a": f"a{i}"} for i in range(100)]
+    (tmp_path / "x.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    real = loaders.text_lines
+    reads: list[int] = []
+
+    def second_read_differs(path, source):
+        reads.append(1)
+        for number, line in real(path, source):
+            yield number, (json.dumps(rewritten) if len(reads) > 1 else line)
+
+    monkeypatch.setattr(loaders, "text_lines", second_read_differs)
+    source = SourceSpec(name="s", loader={"type": "jsonl", "path": "x.jsonl", "prompt_field": "q",
+                                          "response_field": "a"}, max_examples=5)
+    with pytest.raises(UserError, match="changed while it was being read"):
+        prepare_source(source, LoadContext(source_name="s", base_dir=tmp_path, kind="causal-lm", seed=0))
+    assert len(reads) == 2
