@@ -77,7 +77,7 @@ def _json_value(value: Any) -> Any:
     """Convert numpy scalars/arrays and non-finite floats into plain JSON values."""
     if isinstance(value, dict):
         return {str(k): _json_value(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, (list, tuple, SubsetTrace)):  # a memo's trace, as the list it replaced
         return [_json_value(v) for v in value]
     if isinstance(value, np.ndarray):
         return _json_value(value.tolist())
@@ -180,6 +180,13 @@ class SubsetTrace(MutableSequence[dict[str, Any]]):
         other = SubsetTrace(self.sources)
         other._rows, other._loss = list(self._rows), array("d", self._loss)
         return other
+
+    __copy__ = copy  # copy.copy: not a second view of the same rows, which the memo goes on adding to
+
+    def sort(self, *, key: Callable[[dict[str, Any]], Any] | None = None, reverse: bool = False) -> None:
+        """Sort the entries in place, as ``list.sort`` does (stable); they are then kept as
+        written entries."""
+        self[:] = sorted(self, key=key, reverse=reverse)  # type: ignore[arg-type]
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for i in range(len(self)):

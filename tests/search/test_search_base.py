@@ -330,3 +330,25 @@ def test_a_trace_can_be_written_like_a_list() -> None:
     copy = memo.trace.copy()
     copy.clear()
     assert len(copy) == 0 and len(memo.trace) == 4
+
+
+def test_a_trace_is_sorted_copied_and_stored_in_diagnostics_as_a_list() -> None:
+    """What a plugin strategy could do with the list of dicts the memo's trace was: sort it
+    in place, copy.copy it (not a second view that goes on growing), put it in its
+    diagnostics (selections.json could not be written: not JSON serializable)."""
+    import copy
+
+    est = Recorder(3)
+    memo = SubsetMemo(est, SearchContext(sources=est.sources), "t")
+    memo.losses(np.array([[1, 1, 0], [1, 0, 0]], dtype=bool))
+    entries = list(memo.trace)
+    kept = copy.copy(memo.trace)
+    memo.losses(np.array([[0, 0, 1]], dtype=bool))
+    assert kept == entries and len(memo.trace) == 3
+    result = StrategyResult("x", [], trace=memo.trace, diagnostics={"seen": memo.trace})
+    stored = json.loads(json.dumps(result.to_dict()))
+    assert stored["diagnostics"]["seen"] == stored["trace"] == list(memo.trace)
+    memo.trace.sort(key=lambda t: t["loss"])
+    assert [t["loss"] for t in memo.trace] == sorted(t["loss"] for t in stored["trace"])
+    memo.trace.sort(key=lambda t: len(t["subset"]), reverse=True)
+    assert [t["subset"] for t in memo.trace] == [["s0", "s1"], ["s0"], ["s2"]]
