@@ -327,6 +327,10 @@ class CachedEstimator(SubsetEstimator):
     def sources(self) -> list[str]:
         return self.estimator.sources
 
+    @property  # type: ignore[override]
+    def not_converged_advice(self) -> str:  # the wrapped estimator's (the search's notice ends with it)
+        return str(getattr(self.estimator, "not_converged_advice", SubsetEstimator.not_converged_advice))
+
     def estimate(self, masks: np.ndarray) -> EstimateBatch:
         from subsetctl.estimate.executors import estimate_parallel
 

@@ -352,3 +352,16 @@ def test_a_trace_is_sorted_copied_and_stored_in_diagnostics_as_a_list() -> None:
     assert [t["loss"] for t in memo.trace] == sorted(t["loss"] for t in stored["trace"])
     memo.trace.sort(key=lambda t: len(t["subset"]), reverse=True)
     assert [t["subset"] for t in memo.trace] == [["s0", "s1"], ["s0"], ["s2"]]
+
+
+def test_the_not_converged_advice_is_the_cached_estimators(tmp_path) -> None:
+    """The search stage hands its strategies the estimator wrapped in a CachedEstimator:
+    the notice gave the generic advice, never the exact or fast estimator's own."""
+    from subsetctl.estimate.results import CachedEstimator, SubsetResultsStore
+
+    est = _Unconverged(3)
+    est.not_converged_advice = "raise estimate.max_iter"
+    cached = CachedEstimator(est, SubsetResultsStore(tmp_path, est.sources, "k"), {"backend": "sequential"})
+    memo = SubsetMemo(cached, SearchContext(sources=est.sources), "t")
+    memo.losses(np.ones((1, 3), bool))
+    assert any(n.endswith("unreliable); raise estimate.max_iter.") for n in memo.notices()), memo.notices()
