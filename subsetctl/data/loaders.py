@@ -1257,9 +1257,11 @@ def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
         return _with_class_names(batch.to_pylist(), classes) if classes else batch.to_pylist()
 
     def fetch(wanted: Any) -> Iterator[tuple[int, dict[str, Any]]]:  # the kept rows read again
-        at = iter(wanted.tolist())
-        for batch in loaded.select(wanted.tolist()).with_format("arrow").iter(batch_size=CHUNK_ROWS):
-            yield from zip(at, records(batch))
+        indices, start = wanted.tolist(), 0
+        for batch in loaded.select(indices).with_format("arrow").iter(batch_size=CHUNK_ROWS):
+            # (a zip of one iterator over every batch took an index it then dropped at each batch's end)
+            yield from zip(indices[start:start + batch.num_rows], records(batch))
+            start += batch.num_rows
 
     builder = CommonColumns(options.prompt_field, answer_field, answer_option, ctx, where, one_based_row,
                             loaded.column_names, fetch=fetch)

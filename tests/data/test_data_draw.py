@@ -164,3 +164,18 @@ def test_a_kept_row_changed_before_it_is_read_again_stops_the_source(tmp_path: P
     with pytest.raises(UserError, match="changed while it was being read"):
         prepare_source(source, LoadContext(source_name="s", base_dir=tmp_path, kind="causal-lm", seed=0))
     assert len(reads) == 2
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "jsonl.gz", "csv", "parquet", "huggingface"])
+def test_kept_rows_read_again_over_several_batches(tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """More kept rows to read again than one batch (CHUNK_ROWS, 50,000 rows): a dataset
+    folder's second read lost an index at each batch's end and stopped the source as
+    'changed while it was being read'."""
+    monkeypatch.setattr(loaders, "CHUNK_ROWS", 7)
+    loader = {**_write(tmp_path, kind), "prompt_field": "q", "response_field": "a"}
+    source = SourceSpec(name="big", loader=loader, max_examples=60)
+    expected = _expected(source, LoadContext(source_name="big", base_dir=tmp_path, kind="causal-lm", seed=4), 60)
+    ctx = LoadContext(source_name="big", base_dir=tmp_path, kind="causal-lm", seed=4)
+    splits = prepare_source(source, ctx)
+    got = [row for name in ("test", "validation", "train") for row in _table(splits[name])]
+    assert got == expected and len(got) == 60
