@@ -364,10 +364,11 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
     for loc, source in [(("target",), spec.target), *((("sources", i), s) for i, s in enumerate(spec.sources))]:
         field = getattr(source.loader, "label_field", None)
         if spec.model.kind == "causal-lm" and field:  # a classifier spec without model.kind, most likely
+            answers = getattr(source.loader, "response_field", None)
+            reads = f"response_field ({answers!r})" if answers else "response_field"
             warn(loc + ("loader", "label_field"),
-                 f"is for classifiers only: a causal-lm reads its answers from response_field "
-                 f"({source.loader.response_field!r}) and ignores label_field ({field!r}). Set model.kind: "
-                 "classifier if that is meant, or remove it.")
+                 f"is for classifiers only: a causal-lm reads its answers from {reads} and ignores label_field "
+                 f"({field!r}). Set model.kind: classifier if that is meant, or remove it.")
     from subsetctl.data.checks import hub_lookalike_warnings
 
     for loc, message in hub_lookalike_warnings(spec, spec_path.parent):

@@ -441,6 +441,11 @@ def test_label_field_on_a_causal_lm_is_a_warning(tmp_path: Path) -> None:
                                                       "sources": [{**s, "loader": {**s["loader"], "label_field": "y"}}
                                                                   for s in BASE["sources"]]}))
     assert not [w for w in report.warnings if w.key.endswith("label_field")]
+    bare = {**BASE["sources"][0]["loader"], "response_field": None}  # written `response_field: null`
+    report = validate_spec_file(_spec_file(tmp_path, {**BASE, "sources": [{**BASE["sources"][0], "loader": {
+        **bare, "label_field": "y"}}, *BASE["sources"][1:]]}))
+    (warning,) = [w for w in report.warnings if w.key == "sources[0].loader.label_field"]
+    assert "from response_field and" in warning.message and "None" not in warning.message  # was "(None)"
 
 
 def test_split_counts_beyond_the_rows_of_a_local_file_are_found_by_validate(tmp_path: Path) -> None:

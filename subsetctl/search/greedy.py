@@ -87,9 +87,9 @@ def _greedy(
         )
         context.report(f"{'forward' if forward else 'backward'}: step {len(steps)}", len(steps), n)
     unscored = [memo.sources[k] for k in np.flatnonzero(np.isnan(scores))]
-    if unscored:  # every candidate step with them failed (or the search stopped before any)
-        notices.append(f"Sources {unscored} have no estimated step (the estimator failed on it); their score "
-                       "is set to 0.")
+    if unscored:  # the estimator failed on their step in the last round that tried it
+        notices.append(f"Sources {unscored} have no score: the estimator failed on their step in the last round "
+                       "that estimated it; their score is set to 0.")
         scores = np.nan_to_num(scores, nan=0.0)
     loss = current_loss if np.isfinite(current_loss) else None
     return current, loss, scores, steps, notices
