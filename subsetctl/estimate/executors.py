@@ -382,19 +382,86 @@ def _require_workers(client: Any, address: str, timeout: float) -> None:
         ) from exc
 
 
-def _worker_import_error(exc: BaseException, address: str | None) -> UserError | None:
+def _workers_phrase(address: str | None, failed: list[str] | None = None, total: int = 0) -> str:
+    """"The Dask workers at 'tcp://...'", or which of them when known: "1 of the 3 Dask
+    workers at 'tcp://...' (tcp://10.0.0.5:40123)"."""
+    where = f"at {address!r}" if address else "of the local cluster"
+    if not failed:
+        return f"The Dask workers {where}"
+    names = ", ".join(failed[:3]) + (", ..." if len(failed) > 3 else "")
+    return f"{len(failed)} of the {total} Dask workers {where} ({names})"
+
+
+def _worker_import_error(exc: BaseException, address: str | None, workers: str | None = None) -> UserError | None:
     """A UserError for a worker that cannot import a module the estimator needs (the
-    scheduler reports it as a bare ``Exception('ModuleNotFoundError(...)')``), else None."""
+    scheduler reports it as a bare ``Exception('ModuleNotFoundError(...)')``), else None.
+    ``workers``: which of them, when known (:func:`_workers_phrase`)."""
     if not isinstance(exc, ImportError) and type(exc) is not Exception:
         return None
     found = _MISSING_MODULE.search(str(exc))
     if found is None:
         return None
     module = found.group(1)
-    where = f"at {address!r}" if address else "of the local cluster"
     need = (f"subsetctl {__version__} installed (the same version as here)" if module.split(".")[0] == "subsetctl"
             else f"{module!r} importable (subsetctl {__version__} and the spec's plugins installed, as here)")
-    return UserError(f"The Dask workers {where} cannot import {module!r}: every worker must have {need}.")
+    return UserError(f"{workers or _workers_phrase(address)} cannot import {module!r}: every worker must have {need}.")
+
+
+class _Sink:
+    """A file that keeps nothing: :func:`_code_of` pickles only to see what is referenced."""
+
+    def write(self, data: Any) -> int:
+        return len(data)
+
+
+def _code_of(estimator: SubsetEstimator) -> bytes | None:
+    """A pickle of the classes and functions that unpickling ``estimator`` (and running
+    :func:`_run_batch`) imports, without its data; None when plain pickle cannot tell (an
+    estimator only cloudpickle ships: Dask's own errors speak for it then)."""
+    import pickle
+    import types
+
+    code: dict[int, Any] = {id(_run_batch): _run_batch}
+
+    class Referenced(pickle.Pickler):
+        def persistent_id(self, obj: Any) -> None:  # called for every object pickled
+            if isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType)):
+                code.setdefault(id(obj), obj)
+
+    try:  # arrays' buffers are handed to the callback, not copied
+        Referenced(_Sink(), protocol=5, buffer_callback=lambda buffer: None).dump(estimator)
+        return pickle.dumps(tuple(code.values()), protocol=5)
+    except Exception:  # noqa: BLE001 - not plain-picklable: no check
+        return None
+
+
+def _check_workers_load(client: Any, estimator: SubsetEstimator, address: str | None) -> None:
+    """A UserError naming the workers that cannot import the estimator's code (subsetctl, a
+    plugin). Checked before scattering it: a cluster where only some workers lack a module
+    hung the search, their tasks asking the others for an estimator none could give them."""
+    import pickle
+
+    code = _code_of(estimator)
+    if code is None:
+        return
+    try:
+        answers = client.run(pickle.loads, code, on_error="return")
+    except Exception:  # noqa: BLE001 - the cluster's own trouble: the estimate says it
+        return
+    failed = {worker: answer for worker, answer in answers.items() if isinstance(answer, BaseException)}
+    if not failed:
+        return
+    names = sorted(failed)
+    workers = _workers_phrase(address, names, len(answers))
+    first = failed[names[0]]
+    problem = _worker_import_error(first, address, workers)
+    if problem is None:  # a module there, but not the same code (AttributeError, ...)
+        problem = UserError(
+            f"{workers} cannot load the estimator's code ({type(first).__name__}: "
+            f"{first}): every worker must have subsetctl {__version__} and the spec's plugins installed, "
+            "the same versions as here."
+        )
+    raise problem from first
 
 
 def _dask_results(
@@ -413,6 +480,7 @@ def _dask_results(
         _require_workers(client, address, connect_timeout)
     from dask.distributed import as_completed
 
+    _check_workers_load(client, estimator, address)
     futures: list[Any] = []
     try:
         # hash=False: a fresh key per call. With the default content hash, the previous

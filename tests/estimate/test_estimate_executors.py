@@ -335,3 +335,41 @@ def test_estimator_folders_of_killed_runs_are_deleted_and_nothing_else(tmp_path:
     made = Path(executors._temp_dir(1))
     assert made.parent == tmp_path and made.name.startswith(f"subsetctl-estimator-{os.getpid()}-")
     assert not dead.exists() and live.exists() and users.exists() and dead_with_more.exists()
+
+
+def test_one_dask_worker_without_the_estimators_module_is_a_user_error(
+    small_features: FeatureSet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cluster where one worker lacks a plugin (or subsetctl) and the others have it hung
+    the search forever: the estimator scattered to every worker could not be unpickled on
+    that one, and its tasks kept asking the others for it. Every worker is checked first."""
+    import uuid
+
+    from dask.distributed import Client
+
+    module = f"subsetctl_test_plugin_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(
+        "from subsetctl.estimate.solvers import FastEstimator\n\nclass PluginEstimator(FastEstimator):\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))  # the worker processes start with this sys.path
+    plugin = importlib.import_module(module).PluginEstimator(small_features)
+    masks = random_masks(12, small_features.n_sources, seed=0)
+    with _scheduler(n_workers=2, processes=True) as address:
+        with Client(address, set_as_default=False) as admin:
+            lacking = min(admin.scheduler_info()["workers"])
+            admin.run(exec, f"import sys; sys.path.remove({str(tmp_path)!r})", {}, workers=[lacking])
+        outcome: dict[str, Any] = {}
+
+        def search() -> None:
+            try:
+                outcome["result"] = estimate_parallel(plugin, masks, backend="dask", address=address, batch_size=1)
+            except BaseException as exc:  # noqa: BLE001 - checked below
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=search, daemon=True)
+        thread.start()
+        thread.join(30)
+        assert not thread.is_alive(), "the estimate hung on a worker that cannot import the plugin"
+    error = outcome.get("error")
+    assert isinstance(error, UserError), outcome
+    assert f"cannot import {module!r}" in str(error) and f"1 of the 2 Dask workers at {address!r} ({lacking})" in str(error)
