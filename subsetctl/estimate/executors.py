@@ -273,8 +273,7 @@ def _connect_dask(dd: ModuleType, n_jobs: int, address: str | None, connect_time
                    "Start it (`dask scheduler`), check the address and port, or drop the address to use "
                    "a local cluster.")
     try:
-        client = _within(2 * connect_timeout + 1, lambda: dd.Client(
-            address, timeout=f"{connect_timeout}s", set_as_default=False))
+        client = _within(2 * connect_timeout + 1, lambda: _new_client(dd, address, connect_timeout))
     except ValueError as exc:  # a form the check above let through but dask refuses
         raise _bad_address(address, exc) from exc
     except _NoAnswer:  # something listens there, but the Dask handshake never completes
@@ -294,6 +293,20 @@ def _connect_dask(dd: ModuleType, n_jobs: int, address: str | None, connect_time
             "Give the scheduler's address (`dask scheduler` prints it; the default port is 8786)."
         ) from exc
     return _DaskConnection(client)
+
+
+def _new_client(dd: ModuleType, address: str, connect_timeout: float) -> Any:
+    """``dd.Client(address)``, closed when it fails to connect: the half-built client of a
+    server that answers but is no Dask scheduler stayed open, kept alive by the error's
+    traceback until exit, where its ``__del__`` hung 10 s and printed a traceback."""
+    client = dd.Client.__new__(dd.Client)
+    try:
+        client.__init__(address, timeout=f"{connect_timeout}s", set_as_default=False)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            client.close(timeout=connect_timeout)
+        raise
+    return client
 
 
 class _NoAnswer(Exception):

@@ -296,6 +296,29 @@ def test_a_port_that_is_not_a_dask_scheduler_is_a_quick_user_error(greeting: byt
     assert time.perf_counter() - start < 20
 
 
+def test_the_client_of_a_server_that_is_no_dask_scheduler_is_closed(
+    small_features: FeatureSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The half-built client was left open, kept alive by the error's traceback: at exit
+    its __del__ hung 10 s and printed "Exception ignored in: Client.__del__" and a
+    traceback after subsetctl's one-paragraph error."""
+    import dask.distributed
+
+    built: list[Any] = []
+
+    class Recorded(dask.distributed.Client):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            built.append(self)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(dask.distributed, "Client", Recorded)
+    with _non_dask_server(b"SSH-2.0-OpenSSH_9.6\r\n" * 4) as address, pytest.raises(UserError) as info:
+        estimate_parallel(FastEstimator(small_features), random_masks(2, 10, seed=0), backend="dask",
+                          address=address, connect_timeout=1.0)
+    assert "not a Dask scheduler" in str(info.value)
+    assert built and all(client.status == "closed" for client in built)
+
+
 def test_workers_lost_mid_search_are_a_user_error() -> None:
     from distributed import CancelledError
     from distributed.scheduler import KilledWorker
