@@ -193,12 +193,30 @@ class _DaskConnection:
         return self.client.status == "running"
 
     def close(self) -> None:
-        """Close the client, then the cluster; neither raises (this runs at exit too)."""
-        with contextlib.suppress(Exception):
-            self.client.close()
-        if self.cluster is not None:
+        """Close the client, then the cluster; neither raises (this runs at exit too), and
+        neither logs: a client whose scheduler is gone logged its cancelled reconnect as an
+        ERROR with a traceback, after the search's own message."""
+        with _distributed_logs_off():
             with contextlib.suppress(Exception):
-                self.cluster.close()
+                self.client.close()
+            if self.cluster is not None:
+                with contextlib.suppress(Exception):
+                    self.cluster.close()
+
+
+@contextlib.contextmanager
+def _distributed_logs_off() -> Iterator[None]:
+    """Every ``distributed`` logger silenced (their levels put back after)."""
+    loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
+               if name == "distributed" or name.startswith("distributed.")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 #: Open Dask connections, one per ``(address, n_jobs)``, reused by every call of the
@@ -511,20 +529,29 @@ def _dask_results(
         if futures:  # the cluster outlives this call: stop what it would still compute
             with contextlib.suppress(Exception):
                 client.cancel(futures)
-        problem = _worker_import_error(exc, address) or _workers_lost(exc, address)
+        # a client that lost its scheduler is reconnecting ("connecting"), its futures cancelled
+        scheduler_lost = address is not None and client.status not in ("running", "closing", "closed")
+        problem = _worker_import_error(exc, address) or _workers_lost(exc, address, scheduler_lost)
         if problem is not None:
             raise problem from exc
         raise
 
 
-def _workers_lost(exc: BaseException, address: str | None) -> UserError | None:
+def _workers_lost(exc: BaseException, address: str | None, scheduler_lost: bool = False) -> UserError | None:
     """A UserError for estimates lost with their workers (killed, out of memory, or the
-    cluster shut down), else None. Dask says it as a cancelled future or KilledWorker."""
+    cluster shut down) or with the connection to the scheduler at ``address``, else None.
+    Dask says it as a cancelled future or KilledWorker."""
     from distributed import CancelledError
     from distributed.scheduler import KilledWorker
 
     if not isinstance(exc, (CancelledError, KilledWorker)):
         return None
+    if scheduler_lost:
+        return UserError(
+            f"Lost the connection to the Dask scheduler at {address!r} while estimating (it stopped, or the "
+            "network to it failed). The estimates finished so far are kept: restart the scheduler and its "
+            "workers (or check the network) and run again."
+        )
     where = f"at {address!r}" if address else "of the local cluster"
     return UserError(
         f"The Dask workers {where} were lost while estimating ({type(exc).__name__}: killed, out of memory, "

@@ -319,6 +319,54 @@ def test_the_client_of_a_server_that_is_no_dask_scheduler_is_closed(
     assert built and all(client.status == "closed" for client in built)
 
 
+class _Slow(FastEstimator):
+    """The fast estimator, 0.2 s per batch: a scheduler can be stopped while it runs."""
+
+    def estimate(self, masks: np.ndarray) -> EstimateBatch:
+        time.sleep(0.2)
+        return super().estimate(masks)
+
+
+def test_a_scheduler_lost_mid_estimate_is_a_user_error_without_a_traceback(
+    small_features: FeatureSet, tmp_path: Path, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A scheduler killed while estimating was reported as lost workers, and closing the
+    client logged its cancelled reconnect as an ERROR with a traceback on stderr."""
+    import json
+    import os
+    import signal
+    import subprocess
+
+    info = tmp_path / "scheduler.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}  # the worker imports _Slow
+    run = [sys.executable, "-m"]
+    scheduler = subprocess.Popen([*run, "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
+                                  "--no-dashboard", "--scheduler-file", str(info)], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen([*run, "distributed.cli.dask_worker", "--scheduler-file", str(info), "--nthreads", "1",
+                               "--no-nanny", "--no-dashboard"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not info.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        address = json.loads(info.read_text())["address"]
+        estimator = _Slow(small_features)
+        masks = random_masks(40, small_features.n_sources, seed=0)
+        estimate_parallel(estimator, masks[:2], backend="dask", address=address, connect_timeout=30)  # warm
+        threading.Timer(0.5, scheduler.send_signal, (signal.SIGKILL,)).start()
+        with pytest.raises(UserError) as lost:
+            estimate_parallel(estimator, masks, backend="dask", address=address, batch_size=1)
+        close_dask_clients()
+    finally:
+        for process in (worker, scheduler):
+            process.kill()
+            process.wait()
+    assert f"Lost the connection to the Dask scheduler at {address!r}" in str(lost.value)
+    assert "Traceback" not in capfd.readouterr().err
+    assert not [r for r in caplog.records if r.name.startswith("distributed") and r.levelno >= logging.ERROR]
+
+
 def test_workers_lost_mid_search_are_a_user_error() -> None:
     from distributed import CancelledError
     from distributed.scheduler import KilledWorker
