@@ -514,9 +514,7 @@ def _dask_results(
     _check_workers_load(client, estimator, address)
     futures: list[Any] = []
     try:
-        # hash=False: a fresh key per call. With the default content hash, the previous
-        # call's release of the same key can race this scatter and drop the data.
-        shipped = client.scatter(estimator, broadcast=True, hash=False)
+        shipped = _scatter(client, estimator)
         futures = [client.submit(_run_batch, shipped, masks[s], pure=False) for s in slices]
         position = {f.key: i for i, f in enumerate(futures)}
         results: list[EstimateBatch | None] = [None] * len(futures)
@@ -535,6 +533,27 @@ def _dask_results(
         if problem is not None:
             raise problem from exc
         raise
+
+
+def _scatter(client: Any, estimator: SubsetEstimator) -> Any:
+    """``estimator`` sent to every worker; a plugin estimator that cannot be pickled is
+    blamed on the plugin (it was an internal error, after Dask's "Failed to Serialize"
+    log and traceback)."""
+    try:
+        with _distributed_logs_off():  # that log: the error below says it
+            # hash=False: a fresh key per call. With the default content hash, the previous
+            # call's release of the same key can race this scatter and drop the data.
+            return client.scatter(estimator, broadcast=True, hash=False)
+    except TypeError as exc:  # distributed's "Could not serialize object of type ..."
+        from subsetctl.plugin_guard import unpicklable_plugin
+
+        cause: BaseException = exc
+        while cause.__cause__ is not None:  # pickle's own words: "cannot pickle '_io.TextIOWrapper' object"
+            cause = cause.__cause__
+        blamed = unpicklable_plugin(estimator, "dask", cause)
+        if blamed is None:
+            raise
+        raise blamed from exc
 
 
 def _workers_lost(exc: BaseException, address: str | None, scheduler_lost: bool = False) -> UserError | None:

@@ -367,6 +367,23 @@ def test_a_scheduler_lost_mid_estimate_is_a_user_error_without_a_traceback(
     assert not [r for r in caplog.records if r.name.startswith("distributed") and r.levelno >= logging.ERROR]
 
 
+def test_a_plugin_estimator_that_cannot_be_pickled_is_blamed_for_dask(
+    small_features: FeatureSet, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """'internal error: TypeError: Could not serialize object of type CheckedEstimator ...
+    This is a bug in subsetctl', after Dask's CRITICAL "Failed to Serialize" traceback."""
+    from subsetctl.plugin_guard import CheckedEstimator
+
+    estimator = FastEstimator(small_features)
+    with open(tmp_path / "log.txt", "w") as log:
+        estimator.log = log  # type: ignore[attr-defined]
+        checked = CheckedEstimator(estimator, "holding", "module mine")
+        with pytest.raises(UserError, match=r"The estimator plugin 'holding' \(module mine\) cannot be pickled to "
+                                            r"run on dask worker processes.*opened for reading"):
+            estimate_parallel(checked, random_masks(4, small_features.n_sources, seed=0), backend="dask", n_jobs=1)
+    assert "Failed to Serialize" not in capfd.readouterr().err
+
+
 def test_workers_lost_mid_search_are_a_user_error() -> None:
     from distributed import CancelledError
     from distributed.scheduler import KilledWorker
