@@ -304,6 +304,13 @@ def _connect_dask(dd: ModuleType, n_jobs: int, address: str | None, connect_time
     except (OSError, TimeoutError) as exc:
         raise UserError(unreachable.format(exc)) from exc
     except Exception as exc:  # a non-Dask server's bytes read as a Dask message (MemoryError, ...)
+        if "ssl_context" in str(exc):  # tls:// without Dask's TLS settings: refused here, before connecting
+            raise UserError(
+                f"executor.address {address!r} is a TLS address, but this machine's Dask configuration has no "
+                "TLS settings to connect with (distributed.comm.tls: ca-file, client.cert and client.key, e.g. "
+                "in ~/.config/dask/distributed.yaml, or the DASK_DISTRIBUTED__COMM__TLS__... environment "
+                "variables). Set them as the scheduler's administrator says, or give its tcp:// address."
+            ) from exc
         detail = " ".join(str(exc).split())[:200]
         raise UserError(
             f"Could not connect to a Dask scheduler at {address!r} ({type(exc).__name__}"

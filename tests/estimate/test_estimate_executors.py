@@ -236,6 +236,15 @@ def test_unreachable_dask_scheduler_is_a_quick_user_error(small_features: Featur
     assert time.perf_counter() - start < 15
 
 
+def test_a_tls_address_without_tls_settings_says_so(small_features: FeatureSet) -> None:
+    """Was "TypeError: TLS expects a `ssl_context` argument ...; a server that is not a
+    Dask scheduler answers like this": the server was blamed for this machine's settings."""
+    with pytest.raises(UserError, match=r"is a TLS address, but this machine's Dask configuration has no TLS") as info:
+        estimate_parallel(FastEstimator(small_features), random_masks(2, 10, seed=0), backend="dask",
+                          address="tls://127.0.0.1:9", connect_timeout=1.0)
+    assert "distributed.comm.tls" in str(info.value) and "not a Dask scheduler" not in str(info.value)
+
+
 def test_bad_arguments(small_features: FeatureSet) -> None:
     fast = FastEstimator(small_features)
     masks = random_masks(3, 10, seed=0)
