@@ -632,6 +632,11 @@ class ExecutorSpec(StrictModel):
         None, description="Dask scheduler address; none starts a LocalCluster."
     )
     batch_size: int | None = Field(None, ge=1, description="Subsets per task (default: automatic).")
+    connect_timeout: float = Field(
+        5.0, gt=0, le=3600,
+        description="Dask with an address: seconds to wait for the scheduler to answer, and again for "
+        "at least one worker to be connected to it (raise it for a cluster whose workers take longer to join).",
+    )
 
 
 # ------------------------------------------------------------------------------ spec

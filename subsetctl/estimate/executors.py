@@ -415,8 +415,9 @@ def _require_workers(client: Any, address: str, timeout: float) -> None:
     except TimeoutError as exc:
         raise UserError(
             f"No Dask workers are connected to the scheduler at {address!r} (waited {timeout:g} s). "
-            f"Start at least one with `dask worker {address}` on a machine with subsetctl installed, "
-            "or drop executor.address to use a local cluster."
+            f"Start at least one with `dask worker {address}` on a machine with subsetctl installed (an "
+            "adaptive cluster must keep one running), raise executor.connect_timeout if workers take longer "
+            "to join, or drop executor.address to use a local cluster."
         ) from exc
 
 

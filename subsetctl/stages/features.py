@@ -170,4 +170,5 @@ def simulated_finetune(spec: Spec) -> dict[str, Any]:
 
 def executor_kwargs(spec: Spec) -> dict[str, Any]:
     ex = spec.executor
-    return {"backend": ex.backend, "n_jobs": ex.n_jobs, "address": ex.address, "batch_size": ex.batch_size}
+    return {"backend": ex.backend, "n_jobs": ex.n_jobs, "address": ex.address, "batch_size": ex.batch_size,
+            "connect_timeout": ex.connect_timeout}

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -168,7 +169,20 @@ def test_dask_scheduler_without_workers_is_a_user_error(small_features: FeatureS
             estimate_parallel(FastEstimator(small_features), random_masks(3, 10, seed=0), backend="dask",
                               address=address, connect_timeout=0.5)
         assert time.perf_counter() - start < 5
-    assert f"dask worker {address}" in str(info.value)
+    assert f"dask worker {address}" in str(info.value) and "executor.connect_timeout" in str(info.value)
+
+
+def test_the_spec_sets_how_long_dask_waits_for_its_scheduler_and_workers() -> None:
+    """The wait was 5 s whatever the cluster: one whose workers take longer to join (or
+    start on demand) could not be used."""
+    from subsetctl.spec import ExecutorSpec
+    from subsetctl.stages.features import executor_kwargs
+
+    spec = SimpleNamespace(executor=ExecutorSpec(backend="dask", address="tcp://h:8786", connect_timeout=60))
+    assert executor_kwargs(spec)["connect_timeout"] == 60  # type: ignore[arg-type]
+    assert executor_kwargs(SimpleNamespace(executor=ExecutorSpec()))["connect_timeout"] == 5.0  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="connect_timeout"):
+        ExecutorSpec(connect_timeout=0)
 
 
 class _UnimportableOnWorkers(FastEstimator):
