@@ -1088,7 +1088,9 @@ def load_parquet(options: ParquetLoader, ctx: LoadContext) -> Dataset:
         raise UserError(f"Source {ctx.source_name!r}: file {path} is empty (no rows).")
     answer_option, answer_field = _required_fields(options, ctx)
     names = parquet.schema_arrow.names
-    checked = [names.index(c) for c in dict.fromkeys((options.prompt_field, answer_field)) if c in names]
+    # a name the file gives two columns: the last one, which a record (``to_pylist``) holds
+    checked = [len(names) - 1 - names[::-1].index(c) for c in dict.fromkeys((options.prompt_field, answer_field))
+               if c in names]
 
     def fetch(wanted: Any) -> Iterator[tuple[int, dict[str, Any]]]:  # the file read again for these records
         start = 0

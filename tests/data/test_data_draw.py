@@ -179,3 +179,24 @@ def test_kept_rows_read_again_over_several_batches(tmp_path: Path, kind: str, mo
     splits = prepare_source(source, ctx)
     got = [row for name in ("test", "validation", "train") for row in _table(splits[name])]
     assert got == expected and len(got) == 60
+
+
+def test_a_parquet_column_name_given_twice_is_read_the_same_both_times(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Parquet file may name two columns alike; a record holds the last of them. The
+    rows past the first batch were checked on the first one, so the kept rows read again
+    (the last one) differed from those checked: a false 'changed while it was being read'."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    monkeypatch.setattr(loaders, "CHUNK_ROWS", 7)
+    pq.write_table(pa.table([pa.array([f"q{i}" for i in range(100)]), pa.array([f"first {i}" for i in range(100)]),
+                             pa.array([f"last {i}" for i in range(100)])], names=["q", "a", "a"]),
+                   tmp_path / "d.parquet")
+    source = SourceSpec(name="s", loader={"type": "parquet", "path": "d.parquet", "prompt_field": "q",
+                                          "response_field": "a"}, max_examples=10)
+    expected = _expected(source, LoadContext(source_name="s", base_dir=tmp_path, kind="causal-lm", seed=2), 10)
+    splits = prepare_source(source, LoadContext(source_name="s", base_dir=tmp_path, kind="causal-lm", seed=2))
+    got = [row for name in ("test", "validation", "train") for row in _table(splits[name])]
+    assert got == expected and all(row["response"].startswith("last ") for row in got)
+    assert any(row["row"] >= 7 for row in got)  # some kept rows were read again
