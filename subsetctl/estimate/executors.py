@@ -469,9 +469,35 @@ def _code_of(estimator: SubsetEstimator) -> bytes | None:
 
     try:  # arrays' buffers are handed to the callback, not copied
         Referenced(_Sink(), protocol=5, buffer_callback=lambda buffer: None).dump(estimator)
-        return pickle.dumps(tuple(code.values()), protocol=5)
+        return pickle.dumps(tuple(_by_reference(code.values(), estimator)), protocol=5)
     except Exception:  # noqa: BLE001 - not plain-picklable: no check
         return None
+
+
+def _by_reference(code: Any, estimator: SubsetEstimator) -> list[Any]:
+    """Those of ``code`` (classes, functions) that Dask ships by reference, so that the
+    workers must import them. Dask pickles the estimator with cloudpickle when it refers
+    to ``__main__`` (a class of the script or notebook that calls subsetctl) or its module
+    is registered with ``cloudpickle.register_pickle_by_value``: what ``__main__`` and
+    those modules define then travels by value, and no worker has it to import."""
+    import inspect
+
+    import cloudpickle
+
+    def module(obj: Any) -> str:
+        return str(getattr(obj, "__module__", None) or "")
+
+    registered = set(cloudpickle.list_registry_pickle_by_value())
+    by_value = {"__main__"}
+    if any(module(obj) == "__main__" for obj in code) or \
+            getattr(inspect.getmodule(estimator), "__name__", None) in registered:
+        by_value |= registered
+
+    def shipped_by_value(obj: Any) -> bool:
+        name = module(obj)
+        return any(name == top or name.startswith(f"{top}.") for top in by_value)
+
+    return [obj for obj in code if not shipped_by_value(obj)]
 
 
 def _check_workers_load(client: Any, estimator: SubsetEstimator, address: str | None) -> None:

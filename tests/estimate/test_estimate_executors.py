@@ -484,3 +484,22 @@ def test_one_dask_worker_without_the_estimators_module_is_a_user_error(
     error = outcome.get("error")
     assert isinstance(error, UserError), outcome
     assert f"cannot import {module!r}" in str(error) and f"1 of the 2 Dask workers at {address!r} ({lacking})" in str(error)
+
+
+class _OfTheScript(FastEstimator):
+    """An estimator class of the script (or notebook) that calls subsetctl: see below."""
+
+
+def test_an_estimator_class_of_the_calling_script_is_not_refused(
+    small_features: FeatureSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A class defined in ``__main__`` is shipped by value (Dask pickles such an estimator
+    with cloudpickle), so no worker has it to import; the check that every worker can
+    import the estimator's code refused it ("cannot load the estimator's code
+    (AttributeError: Can't get attribute ...)") though Dask runs it."""
+    monkeypatch.setattr(_OfTheScript, "__module__", "__main__")
+    monkeypatch.setattr(sys.modules["__main__"], "_OfTheScript", _OfTheScript, raising=False)
+    estimator = _OfTheScript(small_features)
+    masks = random_masks(6, small_features.n_sources, seed=0)
+    got = estimate_parallel(estimator, masks, backend="dask", n_jobs=1, batch_size=3)
+    _assert_same(got, estimate_parallel(estimator, masks, backend="sequential", batch_size=3))
