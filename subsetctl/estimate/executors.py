@@ -513,7 +513,10 @@ def _check_workers_load(client: Any, estimator: SubsetEstimator, address: str | 
         answers = client.run(pickle.loads, code, on_error="return")
     except Exception:  # noqa: BLE001 - the cluster's own trouble: the estimate says it
         return
-    failed = {worker: answer for worker, answer in answers.items() if isinstance(answer, BaseException)}
+    # an OSError (CommClosedError, a timeout) is the scheduler not reaching that worker (it
+    # left, or is leaving), not its code: the estimate goes on without it, as before
+    failed = {worker: answer for worker, answer in answers.items()
+              if isinstance(answer, BaseException) and not isinstance(answer, OSError)}
     if not failed:
         return
     names = sorted(failed)

@@ -503,3 +503,28 @@ def test_an_estimator_class_of_the_calling_script_is_not_refused(
     masks = random_masks(6, small_features.n_sources, seed=0)
     got = estimate_parallel(estimator, masks, backend="dask", n_jobs=1, batch_size=3)
     _assert_same(got, estimate_parallel(estimator, masks, backend="sequential", batch_size=3))
+
+
+def test_a_worker_the_code_check_cannot_reach_is_not_blamed_on_the_code(small_features: FeatureSet) -> None:
+    """The scheduler gives a worker it cannot reach (leaving the cluster, its connection
+    lost) as that worker's answer: a CommClosedError or a timeout was said as "cannot load
+    the estimator's code ... every worker must have subsetctl installed", stopping a search
+    Dask would have run on the other workers."""
+    from distributed.comm.core import CommClosedError
+
+    from subsetctl.estimate.executors import _check_workers_load
+
+    class Answers:
+        def __init__(self, answers: dict[str, Any]) -> None:
+            self.answers = answers
+
+        def run(self, function: Any, *args: Any, on_error: str) -> dict[str, Any]:
+            return {worker: answer if isinstance(answer, BaseException) else function(*args)
+                    for worker, answer in self.answers.items()}
+
+    estimator = FastEstimator(small_features)
+    for lost in (CommClosedError("in <TCP (closed) ...>: Stream is closed"), TimeoutError("connect timed out")):
+        _check_workers_load(Answers({"tcp://a:1": lost, "tcp://b:1": None}), estimator, "tcp://s:8786")
+    with pytest.raises(UserError, match=r"1 of the 2 Dask workers at 'tcp://s:8786' \(tcp://a:1\) cannot import 'gone'"):
+        _check_workers_load(Answers({"tcp://a:1": ModuleNotFoundError("No module named 'gone'"), "tcp://b:1": None}),
+                            estimator, "tcp://s:8786")
