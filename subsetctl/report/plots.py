@@ -39,8 +39,13 @@ def source_scores(report: dict[str, Any], path: Path) -> Path | None:
     for ax, (label, r) in zip(axes[:, 0], scored.items()):
         order = ranked_by_score(sources, r["scores"]) if many else sources
         values = [math.nan if r["scores"].get(s) is None else r["scores"][s] for s in order]  # no bar
-        colors = ["tab:green" if s in r["selected"] else "tab:gray" for s in order]
-        ax.bar(range(len(order)), values, color=colors, width=1.0 if many else 0.8)
+        selected = set(r["selected"])
+        if many:  # one filled outline per color, not a bar (an artist) per source: 4 x 1,000 took 2 s
+            for color, chosen in (("tab:green", True), ("tab:gray", False)):
+                ax.stairs([v if (s in selected) == chosen and not math.isnan(v) else 0.0 for s, v in zip(order, values)],
+                          range(len(order) + 1), fill=True, color=color)
+        else:
+            ax.bar(range(len(order)), values, color=["tab:green" if s in selected else "tab:gray" for s in order])
         ax.axhline(0, color="black", linewidth=0.6)
         if many:
             ax.set_xticks([])
