@@ -113,6 +113,20 @@ def test_terminal_report_with_a_thousand_sources_stays_short_unless_asked() -> N
     assert all(f"| s{i:04d} |" in markdown for i in range(1000))
 
 
+def test_markdown_names_with_underscores_by_punctuation_are_no_emphasis() -> None:
+    """Source names come from file names: in report.md, ``x.__init__`` rendered as x.**init**
+    and two selected names ``p._a, b_`` as one italic run."""
+    report = _many_sources_report(3)
+    report["sources"] = names = ["x.__init__", "p._a", "b_"]
+    report["strategies"]["forward"].update(selected=names, scores=dict.fromkeys(names, 1.0))
+    markdown = render_markdown(report, {})
+    assert r"| x.\_\_init\_\_ | 1 ✓ |" in markdown and r"| p.\_a | 1 ✓ |" in markdown
+    assert r"| forward | x.\_\_init\_\_, p.\_a, b\_ |" in markdown
+    assert "| forward |" in render_markdown(_many_sources_report(3), {})  # an _ inside a word stays as it is
+    assert "gradient_similarity" in render_markdown({**report, "strategies": {"gradient_similarity": report[
+        "strategies"]["forward"]}, "final": "gradient_similarity"}, {})
+
+
 @pytest.fixture
 def captured(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """The figure a plot function draws, caught where it would be closed."""

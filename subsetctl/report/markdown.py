@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from subsetctl.report.build import in_spec_order
@@ -26,9 +27,18 @@ from subsetctl.report.cells import (
 from subsetctl.report.cells import fmt as _fmt
 
 
+def md_name(name: str) -> str:
+    """A source or selection name as Markdown text: an ``_`` next to punctuation or at an
+    end is escaped, else ``x.__init__`` reads as x.**init** and ``a._b, c_`` puts both
+    names in italics (names hold letters, digits, ``_``, ``.`` and ``-`` only; an ``_``
+    inside a word is no emphasis and is left as it is)."""
+    return re.sub(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])", r"\\_", name)
+
+
 def _selected_md(names: list[str]) -> str:
     """All selected names; a long list folds behind its count (a <details> element, which
     GitHub and most Markdown viewers render inside a table cell)."""
+    names = [md_name(n) for n in names]
     if len(names) <= SELECTED_SHOWN:
         return selected_cell(names)
     return f"<details><summary>{len(names)} sources</summary>{selected_cell(names, None)}</details>"
@@ -57,11 +67,11 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     if "strategies" in report:
         cal = report.get("calibration", {})
         state = calibration_state(cal, report.get("calibration_against")) if cal.get("enabled") else "raw (uncalibrated)"
-        lines += [f"Final pick: **{report['final']}**. Estimates are {state}; estimator {cal.get('estimator') or '-'}, lambda = {_fmt(cal.get('lam'))}.", ""]
+        lines += [f"Final pick: **{md_name(report['final'])}**. Estimates are {state}; estimator {cal.get('estimator') or '-'}, lambda = {_fmt(cal.get('lam'))}.", ""]
         lines += ["## Selections", "", "| strategy | selected sources | est. loss (raw) | est. loss (calibrated) |", "|---|---|---|---|"]
         raw_digits, cal_digits = selection_loss_digits(report)
         for label, r in report["strategies"].items():
-            lines.append(f"| {label} | {_selected_md(r['selected'])} | {loss_cell(r['estimated_loss_raw'], raw_digits)} | "
+            lines.append(f"| {md_name(label)} | {_selected_md(r['selected'])} | {loss_cell(r['estimated_loss_raw'], raw_digits)} | "
                          f"{calibrated_loss_cell(r, bool(cal.get('enabled')), cal_digits)} |")
         for label, r in report.get("baselines", {}).items():
             lines.append(f"| {label} (baseline) | {baseline_cell(r['selected'])} | "
@@ -72,10 +82,11 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
         lines += [f"> search {note}" for note in strategy_notes(report)] + ([""] if strategy_notes(report) else [])
         scored = {k: v for k, v in report["strategies"].items() if v["scores"]}
         if scored:
-            lines += ["## Per-source scores (higher = more helpful)", "", "| source | " + " | ".join(scored) + " |",
+            lines += ["## Per-source scores (higher = more helpful)", "",
+                      "| source | " + " | ".join(md_name(k) for k in scored) + " |",
                       "|---|" + "---|" * len(scored)]
             for s in report["sources"]:
-                lines.append(f"| {s} | " + " | ".join(_fmt(v["scores"].get(s)) + (" ✓" if s in v["selected"] else "") for v in scored.values()) + " |")
+                lines.append(f"| {md_name(s)} | " + " | ".join(_fmt(v["scores"].get(s)) + (" ✓" if s in v["selected"] else "") for v in scored.values()) + " |")
             lines.append("")
     if report.get("verify"):
         lines += ["## Estimated vs. true (verify)", "", "| fine-tune | estimator | lambda | Spearman (raw) | LOO median rel. error (calibrated) | same, with the choice of estimator and lambda held out too | k | repeats (their Spearman) |", "|---|---|---|---|---|---|---|---|"]
@@ -92,7 +103,7 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
         for label, m in report["test_metrics"].items():
             score, loss = test_metric_cells(m, test_digits)
             f1_cell = f" {macro_f1_cell(m)} |" if f1 else ""
-            lines.append(f"| {label} | {m['metric']} | {score} |{f1_cell} {loss} | {m['seeds']} |")
+            lines.append(f"| {md_name(label)} | {m['metric']} | {score} |{f1_cell} {loss} | {m['seeds']} |")
         for w in report.get("test_warnings", []):
             lines.append(f"\n> {w}")
         lines.append("")
@@ -107,7 +118,7 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
                    "relative to the project folder; one per seed.")
         lines += ["## Fine-tuned adapters", "", how, "", "| selection | adapter folder(s) |", "|---|---|"]
         for label, folders in report["adapters"].items():
-            lines.append(f"| {label} | {'<br>'.join(f'`{f}`' for f in folders)} |")
+            lines.append(f"| {md_name(label)} | {'<br>'.join(f'`{f}`' for f in folders)} |")
         lines.append("")
     if report.get("left_out"):
         lines += [f"> {left_out_note(report['left_out'], report.get('left_out_switched_off', []))}", ""]
