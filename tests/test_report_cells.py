@@ -127,6 +127,20 @@ def test_markdown_names_with_underscores_by_punctuation_are_no_emphasis() -> Non
         "strategies"]["forward"]}, "final": "gradient_similarity"}, {})
 
 
+def test_score_tables_of_many_sources_take_linear_time() -> None:
+    """Each row of the per-source tables scanned each strategy's selected list: report.md
+    of 10,000 sources and 6 strategies took 2.3 s (0.1 s with sets)."""
+
+    class Unscannable(list):
+        def __contains__(self, item: object) -> bool:
+            raise AssertionError("a scan of the selected list per source")
+
+    report = _many_sources_report(50)
+    report["strategies"]["forward"]["selected"] = Unscannable(report["sources"][:10])
+    assert "| s0000 | 0 ✓ |" in render_markdown(report, {}) and "| s0049 | 49 |" in render_markdown(report, {})
+    render_full_report(report, Console(file=io.StringIO(), width=200), all_sources=True)
+
+
 @pytest.fixture
 def captured(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """The figure a plot function draws, caught where it would be closed."""

@@ -85,8 +85,10 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
             lines += ["## Per-source scores (higher = more helpful)", "",
                       "| source | " + " | ".join(md_name(k) for k in scored) + " |",
                       "|---|" + "---|" * len(scored)]
+            selected = [set(v["selected"]) for v in scored.values()]  # not a list scan per source and strategy
             for s in report["sources"]:
-                lines.append(f"| {md_name(s)} | " + " | ".join(_fmt(v["scores"].get(s)) + (" ✓" if s in v["selected"] else "") for v in scored.values()) + " |")
+                lines.append(f"| {md_name(s)} | " + " | ".join(_fmt(v["scores"].get(s)) + (" ✓" if s in chosen else "")
+                                                           for v, chosen in zip(scored.values(), selected)) + " |")
             lines.append("")
     if report.get("verify"):
         lines += ["## Estimated vs. true (verify)", "", "| fine-tune | estimator | lambda | Spearman (raw) | LOO median rel. error (calibrated) | same, with the choice of estimator and lambda held out too | k | repeats (their Spearman) |", "|---|---|---|---|---|---|---|---|"]

@@ -82,11 +82,13 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
             t.add_column("source", overflow="fold")  # fold long names, never cut them (…_v1 and …_v2 looked alike)
             for k in scored:
                 t.add_column(k, justify="right", overflow="fold")
+            selected = [set(v["selected"]) for v in scored.values()]  # not a list scan per source and strategy
             for s in rows:
                 if s is None:
                     t.add_row(f"[dim]… {left_out} more[/dim]", *["[dim]…[/dim]"] * len(scored))
                     continue
-                t.add_row(s, *[_f(v["scores"].get(s), 3) + (" ✓" if s in v["selected"] else "  ") for v in scored.values()])
+                t.add_row(s, *[_f(v["scores"].get(s), 3) + (" ✓" if s in chosen else "  ")
+                               for v, chosen in zip(scored.values(), selected)])
             console.print(t)
     if report.get("verify"):
         t = Table(title="estimated vs. true (verify)", title_justify="left")
