@@ -383,3 +383,12 @@ def test_outdated_results_blame_only_a_stage_they_were_made_from() -> None:
     assert "(gradients, which they were made from, is being computed again)" in outdated_note(
         {**base, "outdated": ["calibrate", "search"]})
     assert "(an upstream stage changed since)" in outdated_note({**base, "outdated": ["verify"]})
+
+
+def test_markdown_shows_html_in_free_text_instead_of_rendering_it() -> None:
+    """The project's name and data warnings (which name files) went into report.md as they
+    were: a name like ``<b>x</b>`` rendered as bold HTML, ``<!--`` hid the rest."""
+    report = {**_report(False), "project": "<b>x</b> & y", "data_warnings": ["file /d/<!--a.jsonl has (< 10) rows"]}
+    markdown = render_markdown(report, {})
+    assert markdown.startswith("# subsetctl report: &lt;b>x&lt;/b> & y\n")
+    assert "- file /d/&lt;!--a.jsonl has (< 10) rows" in markdown and "<b>" not in markdown and "<!--" not in markdown

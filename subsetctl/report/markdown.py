@@ -35,6 +35,13 @@ def md_name(name: str) -> str:
     return re.sub(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])", r"\\_", name)
 
 
+def md_text(text: str) -> str:
+    """Free text (the project's name, a warning naming files) as Markdown text: a ``<``
+    that would open an HTML tag or comment becomes ``&lt;``, so a name like ``<b>x</b>`` is
+    shown, not rendered (``(< 10)`` stays as it is, readable as plain text too)."""
+    return re.sub(r"<(?=[A-Za-z/!?])", "&lt;", str(text))
+
+
 def _selected_md(names: list[str]) -> str:
     """All selected names; a long list folds behind its count (a <details> element, which
     GitHub and most Markdown viewers render inside a table cell)."""
@@ -58,12 +65,12 @@ def left_out_note(left_out: list[str], switched_off: list[str]) -> str:
 
 def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     report = in_spec_order(report)
-    lines = [f"# subsetctl report: {report['project']}", ""]
+    lines = [f"# subsetctl report: {md_text(report['project'])}", ""]
     overrides = overrides_line(report)
     if overrides:
         lines += [f"> Results {overrides}.", ""]
     if report.get("data_warnings"):
-        lines += ["## Data warnings", "", *(f"- {w}" for w in report["data_warnings"]), ""]
+        lines += ["## Data warnings", "", *(f"- {md_text(w)}" for w in report["data_warnings"]), ""]
     if "strategies" in report:
         cal = report.get("calibration", {})
         state = calibration_state(cal, report.get("calibration_against")) if cal.get("enabled") else "raw (uncalibrated)"
@@ -107,7 +114,7 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
             f1_cell = f" {macro_f1_cell(m)} |" if f1 else ""
             lines.append(f"| {md_name(label)} | {m['metric']} | {score} |{f1_cell} {loss} | {m['seeds']} |")
         for w in report.get("test_warnings", []):
-            lines.append(f"\n> {w}")
+            lines.append(f"\n> {md_text(w)}")
         lines.append("")
     if report.get("adapters"):
         if report.get("adapter_classes"):
