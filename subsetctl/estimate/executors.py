@@ -204,19 +204,34 @@ class _DaskConnection:
                     self.cluster.close()
 
 
+_LOGS_OFF_LOCK = threading.Lock()
+_logs_off_depth = 0
+_logs_off_levels: list[tuple[logging.Logger, int]] = []
+
+
 @contextlib.contextmanager
 def _distributed_logs_off() -> Iterator[None]:
-    """Every ``distributed`` logger silenced (their levels put back after)."""
-    loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
-               if name == "distributed" or name.startswith("distributed.")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.CRITICAL + 1)
+    """Every ``distributed`` logger silenced, their levels put back when the last of
+    overlapping uses (threads, or nested ones) ends: a second use that saved the levels the
+    first had set kept every log off for good once it put them "back"."""
+    global _logs_off_depth
+    with _LOGS_OFF_LOCK:
+        if _logs_off_depth == 0:
+            loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
+                       if name == "distributed" or name.startswith("distributed.")]
+            _logs_off_levels[:] = [(logger, logger.level) for logger in loggers]
+            for logger in loggers:
+                logger.setLevel(logging.CRITICAL + 1)
+        _logs_off_depth += 1
     try:
         yield
     finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
+        with _LOGS_OFF_LOCK:
+            _logs_off_depth -= 1
+            if _logs_off_depth == 0:
+                for logger, level in _logs_off_levels:
+                    logger.setLevel(level)
+                _logs_off_levels.clear()
 
 
 #: Open Dask connections, one per ``(address, n_jobs)``, reused by every call of the

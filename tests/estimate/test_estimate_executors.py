@@ -528,3 +528,20 @@ def test_a_worker_the_code_check_cannot_reach_is_not_blamed_on_the_code(small_fe
     with pytest.raises(UserError, match=r"1 of the 2 Dask workers at 'tcp://s:8786' \(tcp://a:1\) cannot import 'gone'"):
         _check_workers_load(Answers({"tcp://a:1": ModuleNotFoundError("No module named 'gone'"), "tcp://b:1": None}),
                             estimator, "tcp://s:8786")
+
+
+def test_overlapping_silencing_of_distributed_logs_puts_the_levels_back() -> None:
+    """Two overlapping uses (two threads' searches): the second saved the levels the first
+    had set and put those "back" last, so distributed's logs stayed off for good."""
+    from subsetctl.estimate.executors import _distributed_logs_off
+
+    logger = logging.getLogger("distributed.client")
+    logger.setLevel(logging.INFO)
+    first, second = _distributed_logs_off(), _distributed_logs_off()
+    first.__enter__()
+    second.__enter__()
+    assert logger.level > logging.CRITICAL
+    first.__exit__(None, None, None)
+    assert logger.level > logging.CRITICAL  # the second is still on
+    second.__exit__(None, None, None)
+    assert logger.level == logging.INFO
