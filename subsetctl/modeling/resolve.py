@@ -60,6 +60,13 @@ _HEAD_NOTICES_GIVEN: set[tuple[str, int, int]] = set()
 _ORDER_NOTICES_GIVEN: set[tuple[str, tuple[str, ...], tuple[str, ...]]] = set()
 
 
+def _head_label_names(config: Any) -> list[str]:
+    """A classification head's class name per output, from ``config.id2label`` (keyed by
+    int, or by str as a config.json read back gives them)."""
+    id2label = dict(getattr(config, "id2label", None) or {})
+    return [str(id2label.get(i, id2label.get(str(i), ""))) for i in range(len(id2label))]
+
+
 def head_class_order(config: Any, classes: list[str]) -> list[int] | None:
     """Where each of the project's classes sits in a kept classification head, when the
     head's ``config.id2label`` names exactly the project's classes (case and surrounding
@@ -70,10 +77,9 @@ def head_class_order(config: Any, classes: list[str]) -> list[int] | None:
     The project numbers its classes by their sorted names (the data stage's vocabulary),
     while a fine-tuned checkpoint's head keeps its own order (e.g. an NLI model's
     entailment/neutral/contradiction)."""
-    id2label = dict(getattr(config, "id2label", None) or {})
-    if len(id2label) != len(classes):
+    named = _head_label_names(config)
+    if len(named) != len(classes):
         return None
-    named = [str(id2label.get(i, id2label.get(str(i), ""))) for i in range(len(classes))]
 
     def fold(name: str) -> str:
         return name.strip().lower()
@@ -102,9 +108,11 @@ def reorder_head_to_classes(model: Any, classes: list[str], where: str) -> tuple
     order = head_class_order(model.config, classes)
     if order is None:
         return None
-    named = [str(model.config.id2label.get(i, model.config.id2label.get(str(i)))) for i in range(len(classes))]
+    named = _head_label_names(model.config)
     theirs = ", ".join(f"{i} = {n!r}" for i, n in enumerate(named))
     ours = ", ".join(f"{i} = {c!r}" for i, c in enumerate(classes))
+    found = (f"{where} has a classification head for this project's classes in another order ({theirs}, from its "
+             "config.json id2label)")
     from subsetctl.modeling.lora import classifier_head_names
 
     try:
@@ -117,8 +125,7 @@ def reorder_head_to_classes(model: Any, classes: list[str], where: str) -> tuple
     said = key in _ORDER_NOTICES_GIVEN
     _ORDER_NOTICES_GIVEN.add(key)
     if not outputs:
-        kept = (f"{where} has a classification head for this project's classes in another order ({theirs}, from its "
-                f"config.json id2label) than the project's ids, which follow the sorted label names ({ours}), and "
+        kept = (f"{found} than the project's ids, which follow the sorted label names ({ours}), and "
                 "subsetctl found no output layer to reorder: the head is kept as saved, so each of its outputs "
                 "starts out as another class, and meta-init and the fine-tunes must unlearn that.")
         return (None if said else kept), False
@@ -130,8 +137,7 @@ def reorder_head_to_classes(model: Any, classes: list[str], where: str) -> tuple
             layer.bias.copy_(layer.bias.index_select(0, index))
     model.config.id2label = dict(enumerate(classes))
     model.config.label2id = {c: i for i, c in enumerate(classes)}
-    reordered = (f"{where} has a classification head for this project's classes in another order ({theirs}, from "
-                 f"its config.json id2label); its outputs were reordered to the project's ids, which follow the "
+    reordered = (f"{found}; its outputs were reordered to the project's ids, which follow the "
                  f"sorted label names ({ours}), so each starts out as the class it was trained for.")
     return (None if said else reordered), True
 
