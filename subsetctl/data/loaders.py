@@ -615,6 +615,20 @@ class CommonColumns:
         return dataset_from_table(table)
 
 
+def _records_at(batches: Iterable[Any], wanted: Any,
+                records: Callable[[Any, Any], list[dict[str, Any]]]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(index, record)`` for each of the ascending record indices ``wanted`` (a numpy
+    array), read from consecutive ``batches`` (data frames, Arrow record batches):
+    ``records(batch, positions)`` gives a batch's records at those positions in it. A
+    :class:`CommonColumns` ``fetch``."""
+    start = 0
+    for batch in batches:
+        here = wanted[(wanted >= start) & (wanted < start + len(batch))]
+        if len(here):
+            yield from zip(here.tolist(), records(batch, here - start))
+        start += len(batch)
+
+
 def build_common(
     records: list[dict[str, Any]],
     prompt_field: str,
@@ -1029,12 +1043,7 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
                     yield frame
 
     def fetch(wanted: Any) -> Iterator[tuple[int, dict[str, Any]]]:  # the file read again for these records
-        start = 0
-        for frame in frames():
-            here = wanted[(wanted >= start) & (wanted < start + len(frame))]
-            if len(here):
-                yield from zip(here.tolist(), frame.iloc[here - start].to_dict("records"))
-            start += len(frame)
+        return _records_at(frames(), wanted, lambda frame, at: frame.iloc[at].to_dict("records"))
 
     builder: CommonColumns | None = None
     columns: list[str] = []
@@ -1093,12 +1102,8 @@ def load_parquet(options: ParquetLoader, ctx: LoadContext) -> Dataset:
                if c in names]
 
     def fetch(wanted: Any) -> Iterator[tuple[int, dict[str, Any]]]:  # the file read again for these records
-        start = 0
-        for batch in parquet.iter_batches(batch_size=CHUNK_ROWS):
-            here = wanted[(wanted >= start) & (wanted < start + batch.num_rows)]
-            if len(here):
-                yield from zip(here.tolist(), batch.take(pa.array(here - start)).to_pylist())
-            start += batch.num_rows
+        return _records_at(parquet.iter_batches(batch_size=CHUNK_ROWS), wanted,
+                           lambda batch, at: batch.take(pa.array(at)).to_pylist())
 
     builder = CommonColumns(options.prompt_field, answer_field, answer_option, ctx, _where(path),
                             one_based_row, names, fetch=fetch)
