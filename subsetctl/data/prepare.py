@@ -32,7 +32,6 @@ import numpy as np
 from subsetctl.data.loaders import (
     COLUMNS,
     DRAWING_LOADERS,
-    STREAM_ORDER,
     LoadContext,
     dataset_from_columns,
     empty_dataset,
@@ -47,8 +46,8 @@ if TYPE_CHECKING:  # datasets is imported where used: validating a spec does not
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 
-# Independent random streams derived from one seed.
-_STREAM_ORDER = STREAM_ORDER  # the draw of rows (loaders.sample_order)
+# Independent random streams derived from one seed: the draw of rows is stream
+# loaders.STREAM_ORDER (0, see loaders.sample_order); shuffled answers are this one.
 _STREAM_CORRUPT = 1
 
 
