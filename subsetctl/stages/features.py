@@ -109,14 +109,11 @@ def unread_estimator_keys(spec: Spec, names: list[str]) -> list[str]:
     ``estimate.sgd`` and verify's budget the simulating (``linear_sgd``) or real
     (``true_finetune``, verify's budget only) fine-tune's. A stage that builds only the
     others counts these keys at their defaults, so changing one re-runs nothing. An
-    estimator that cannot be looked up counts as reading them all."""
-    from subsetctl.registry import ESTIMATORS, load_plugin_string
+    estimator that cannot be looked up (a plugin not imported: the pipeline's callers,
+    :func:`subsetctl.api.load_project`, import the spec's plugins first) counts as reading
+    them all."""
+    from subsetctl.registry import ESTIMATORS
 
-    for plugin in spec.plugins:  # a plugin estimator is registered by importing its module
-        try:
-            load_plugin_string(plugin)
-        except Exception:  # noqa: BLE001 - validate says why; it counts as reading everything
-            return []
     read: set[str] = set()
     for name in names:
         try:
