@@ -392,3 +392,24 @@ def test_markdown_shows_html_in_free_text_instead_of_rendering_it() -> None:
     markdown = render_markdown(report, {})
     assert markdown.startswith("# subsetctl report: &lt;b>x&lt;/b> & y\n")
     assert "- file /d/&lt;!--a.jsonl has (< 10) rows" in markdown and "<b>" not in markdown and "<!--" not in markdown
+
+
+def test_narrow_terminals_move_strategies_to_another_score_table_instead_of_folding_scores() -> None:
+    """With many strategies at 80 columns rich folded a score across two lines
+    ("-0.88" over "4"), which reads as two numbers."""
+    sources = ["squad_v2_subset", "mnli", "pool-arith.addition_two_digit_v1"]
+    strategies = ["random_ensemble", "forward", "backward", "exhaustive", "greedy_plugin", "sweep", "beam_search"]
+    report = {"project": "p", "final": "forward", "sources": sources,
+              "calibration": {"enabled": False, "estimator": "fast", "lam": 1.0},
+              "strategies": {k: {"selected": sources[:1], "scores": {s: i - 0.88412 for i, s in enumerate(sources)},
+                                 "estimated_loss_raw": 1.4} for k in strategies}, "stages": {}}
+    buffer = io.StringIO()
+    render_full_report(report, Console(file=buffer, width=80))
+    text = buffer.getvalue()
+    assert all(len(line) <= 80 for line in text.splitlines())
+    assert text.count("-0.884 ✓") == len(strategies) and text.count("0.116") == len(strategies)
+    assert "strategies 1–4 of 7" in text and "strategies 5–7 of 7" in text
+    assert all(name in text for name in ("forward", "backward", "exhaustive", "sweep"))
+    wide = io.StringIO()
+    render_full_report(report, Console(file=wide, width=200))
+    assert "of 7" not in wide.getvalue()  # one table when it fits

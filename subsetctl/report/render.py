@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rich.cells import cell_len
 from rich.markup import escape
 
 from subsetctl.report.cells import (
@@ -30,6 +31,23 @@ from subsetctl.report.cells import fmt as _f
 
 DATA_WARNINGS_SHOWN = 5
 """Data-stage warnings the terminal report prints before it counts the rest."""
+
+SOURCE_COLUMN_KEPT = 16
+"""Characters of a source name the score table keeps on one line before it moves
+strategies to a second table (longer names fold)."""
+
+
+def score_column_groups(strategies: int, score_width: int, rows: list[str | None], width: int) -> list[list[int]]:
+    """The strategy columns of the per-source score table, split into consecutive groups
+    that each fit ``width`` terminal columns with their scores on one line. rich folds a
+    column that does not fit, and a score folded across two lines ("-0.88" over "4")
+    reads as two numbers; a second table is clearer. Each column costs its width plus
+    two of padding and one of border; the source column keeps up to
+    :data:`SOURCE_COLUMN_KEPT` characters of the longest name."""
+    source = min(SOURCE_COLUMN_KEPT, max((cell_len(s) for s in rows if s is not None), default=6))
+    fits = max(1, (width - 1 - (source + 3)) // (score_width + 3))
+    per_table = -(-strategies // -(-strategies // fits))  # balanced: 4 + 3 columns, not 5 + 2
+    return [list(range(i, min(i + per_table, strategies))) for i in range(0, strategies, per_table)]
 
 
 def render_full_report(report: dict[str, Any], console: Any, all_sources: bool = False,
@@ -77,19 +95,26 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
             rows, left_out = score_table_rows(report["sources"], scored[ranking]["scores"], everything=all_sources)
             caption = (f"{left_out} sources in between are left out (the highest and lowest by {ranking} are "
                        "shown); `subsetctl report --all-sources` or report.md lists all") if left_out else None
-            t = Table(title="per-source scores (higher = more helpful; ✓ selected)", title_justify="left",
-                      caption=caption, caption_justify="left")
-            t.add_column("source", overflow="fold")  # fold long names, never cut them (…_v1 and …_v2 looked alike)
-            for k in scored:
-                t.add_column(k, justify="right", overflow="fold")
+            names = list(scored)
             selected = [set(v["selected"]) for v in scored.values()]  # not a list scan per source and strategy
-            for s in rows:
-                if s is None:
-                    t.add_row(f"[dim]… {left_out} more[/dim]", *["[dim]…[/dim]"] * len(scored))
-                    continue
-                t.add_row(s, *[_f(v["scores"].get(s), 3) + (" ✓" if s in chosen else "  ")
-                               for v, chosen in zip(scored.values(), selected)])
-            console.print(t)
+            cells = {s: [_f(v["scores"].get(s), 3) + (" ✓" if s in chosen else "  ")
+                         for v, chosen in zip(scored.values(), selected)]
+                     for s in rows if s is not None}
+            score_width = max((cell_len(c) for row_cells in cells.values() for c in row_cells), default=1)
+            groups = score_column_groups(len(names), score_width, rows, console.width)
+            for number, group in enumerate(groups, 1):
+                part = f"; strategies {group[0] + 1}–{group[-1] + 1} of {len(names)}" if len(groups) > 1 else ""
+                t = Table(title=f"per-source scores (higher = more helpful; ✓ selected{part})", title_justify="left",
+                          caption=caption if number == len(groups) else None, caption_justify="left")
+                t.add_column("source", overflow="fold")  # fold long names, never cut them (…_v1 and …_v2 looked alike)
+                for i in group:  # scores never fold ("-0.88" / "4"): too many columns go to another table
+                    t.add_column(names[i], justify="right", overflow="fold", min_width=score_width)
+                for s in rows:
+                    if s is None:
+                        t.add_row(f"[dim]… {left_out} more[/dim]", *["[dim]…[/dim]"] * len(group))
+                    else:
+                        t.add_row(s, *[cells[s][i] for i in group])
+                console.print(t)
     if report.get("verify"):
         t = Table(title="estimated vs. true (verify)", title_justify="left")
         t.caption = ("LOO: leave-one-out median relative error of the calibrated estimate; "
