@@ -570,7 +570,11 @@ class FinetuneSpec(TrainSpec):
 
 class EvaluateSpec(StrictModel):
     max_new_tokens: int = Field(16, ge=1, le=4096, description="Greedy generation bound.")
-    batch_size: int = Field(16, ge=1, description="Evaluation batch size.")
+    batch_size: int = Field(
+        16, ge=1, description="Test rows per batch, for every evaluation pass: the test loss, a classifier's "
+        "predictions and the generated answers (one knob: a generation batch also holds up to max_new_tokens "
+        "more tokens per row, so lower it if generation runs out of memory)."
+    )
     metric: Literal["auto", "exact_match", "reasoning_gym", "accuracy"] = Field(
         "auto", description="Task metric; auto picks accuracy for a classifier, else reasoning_gym when every "
         "test row has reasoning-gym metadata, exact_match when none has, and 'mixed' (each row by its own) "
