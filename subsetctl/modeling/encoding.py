@@ -9,7 +9,7 @@ an example is longer than ``max_length`` so that the response survives.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
@@ -25,15 +25,24 @@ class EncodedExample:
     response_mask: list[int]
     truncated: bool
     answer_cut: bool = False  # the response itself (with its EOS) did not fit
+    #: tokens cut from the prompt's left, as tokenized (a text :func:`tokenize_kept` first
+    #: cut in characters lost more); not compared: the tokens are the example
+    prompt_tokens_cut: int = field(default=0, compare=False)
+    #: the cut took only the chat template's text before the prompt's own (its system
+    #: prompt), so the prompt is whole; set by :func:`encode_rows`
+    within_template: bool = field(default=False, compare=False)
 
 
 class TruncationCounts:
     """The examples ``max_length`` cut, by source and by what was cut: a cut prompt loses
-    context, a cut answer teaches the model answers without their end (and its EOS)."""
+    context, a cut answer teaches the model answers without their end (and its EOS). A
+    prompt that lost only the chat template's text before it (its default system prompt)
+    is counted apart: its own text is whole."""
 
     def __init__(self) -> None:
         from collections import Counter
 
+        self.preamble_cut: Counter[str] = Counter()  # only the template's text before the prompt
         self.prompt_cut: Counter[str] = Counter()
         self.answer_cut: Counter[str] = Counter()
         self.text_cut: Counter[str] = Counter()  # a classifier's input, cut at its end
@@ -46,6 +55,8 @@ class TruncationCounts:
             source = str(row.get("source", "?"))
             if example.answer_cut:
                 self.answer_cut[source] += 1
+            elif example.within_template:
+                self.preamble_cut[source] += 1
             elif example.truncated:
                 self.prompt_cut[source] += 1
 
@@ -63,7 +74,8 @@ class TruncationCounts:
     @property
     def cut(self) -> int:
         """How many examples were cut at all."""
-        return sum(self.prompt_cut.values()) + sum(self.answer_cut.values()) + sum(self.text_cut.values())
+        return sum(sum(counts.values()) for counts in (self.preamble_cut, self.prompt_cut, self.answer_cut,
+                                                       self.text_cut))
 
     def notice(self, max_length: int, examples: str = "examples") -> str | None:
         """One line saying what was cut where, or None when nothing was; ``examples``
@@ -77,6 +89,9 @@ class TruncationCounts:
             return ", ".join(shown) + (f", {len(counts) - 5} more sources" if len(counts) > 5 else "")
 
         parts = []
+        if self.preamble_cut:
+            parts.append(f"in {sum(self.preamble_cut.values())} only the chat template's text before the prompt "
+                         f"(its system prompt) was cut, the prompt itself is whole ({by_source(self.preamble_cut)})")
         if self.prompt_cut:
             parts.append(f"in {sum(self.prompt_cut.values())} the prompt was cut from the left "
                          f"({by_source(self.prompt_cut)})")
@@ -98,6 +113,24 @@ def render_prompt(tokenizer: Any, prompt: str) -> str:
             [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
         )
     return prompt + "\n"
+
+
+#: stands for a prompt when the chat template is rendered to find what it puts before one
+_PROMPT_MARKER = "SUBSETCTL-PROMPT-MARKER"
+
+
+def template_preamble_tokens(tokenizer: Any) -> int:
+    """How many tokens the chat template puts before a prompt's own text (a default system
+    prompt, the user turn's opening): a prompt cut from the left by fewer tokens keeps all
+    of its own text. 0 without a chat template, or when the template does not copy the
+    prompt verbatim once (every cut then counts as the prompt's own)."""
+    if not getattr(tokenizer, "chat_template", None):
+        return 0
+    rendered = render_prompt(tokenizer, _PROMPT_MARKER)
+    if rendered.count(_PROMPT_MARKER) != 1:
+        return 0
+    before = rendered.split(_PROMPT_MARKER)[0]
+    return len(tokenizer(before, add_special_tokens=False)["input_ids"]) if before else 0
 
 
 def encode_causal_lm(
@@ -130,14 +163,15 @@ def _assemble_causal_lm(tokenizer: Any, prompt_ids: list[int], response_ids: lis
         response_ids = response_ids[: max_length - 1]
         truncated = answer_cut = True
     room = max_length - len(response_ids)
-    if len(prompt_ids) > room:
-        prompt_ids = prompt_ids[len(prompt_ids) - room :]
+    prompt_tokens_cut = max(0, len(prompt_ids) - room)
+    if prompt_tokens_cut:
+        prompt_ids = prompt_ids[prompt_tokens_cut:]
         truncated = True
     ids = list(prompt_ids) + list(response_ids)
     mask = [0] * len(prompt_ids) + [1] * len(response_ids)
     if len(prompt_ids) == 0:  # the first token has no prediction; never count it
         mask[0] = 0
-    return EncodedExample(ids, mask, truncated, answer_cut)
+    return EncodedExample(ids, mask, truncated, answer_cut, prompt_tokens_cut)
 
 
 def pad_id(tokenizer: Any) -> int:
@@ -215,10 +249,16 @@ def encode_rows(tokenizer: Any, rows: Sequence[dict], kind: str, max_length: int
             _refuse_empty_response(response, str(row.get("source", "?")), int(row.get("row", i)))
         if not rows:
             return []
-        prompt_ids = tokenize_kept(tokenizer, [render_prompt(tokenizer, str(row["prompt"])) for row in rows],
-                                   max_length, keep="end")
+        prompts = [render_prompt(tokenizer, str(row["prompt"])) for row in rows]
+        prompt_ids = tokenize_kept(tokenizer, prompts, max_length, keep="end")
         response_ids = tokenize_kept(tokenizer, responses, max_length, keep="start")
-        return [_assemble_causal_lm(tokenizer, p, r, max_length) for p, r in zip(prompt_ids, response_ids)]
+        encoded = [_assemble_causal_lm(tokenizer, p, r, max_length) for p, r in zip(prompt_ids, response_ids)]
+        if any(e.prompt_tokens_cut for e in encoded):
+            preamble = template_preamble_tokens(tokenizer)
+            limit = max_length * CHARS_PER_TOKEN  # longer texts were cut in characters first: counted as cut
+            for example, prompt in zip(encoded, prompts):
+                example.within_template = 0 < example.prompt_tokens_cut < preamble and len(prompt) <= limit
+        return encoded
     for i, row in enumerate(rows):
         label = row.get("label", -1)
         if label is None or int(label) < 0:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from subsetctl.errors import UserError
-from subsetctl.modeling.encoding import pad_id, render_prompt
+from subsetctl.modeling.encoding import pad_id, render_prompt, template_preamble_tokens
 from subsetctl.modeling.outputs import surrogate_loss
 from subsetctl.modeling.train import per_example_outputs
 
@@ -257,9 +257,20 @@ def _prompts_cut_for_generation(tokenizer: Any, prompts: Sequence[str], max_leng
     cut = [len(ids) for ids in _generation_prompt_ids(tokenizer, prompts) if len(ids) > room]
     if not cut:
         return None
-    return (f"{len(cut)} of {len(prompts)} test prompts are longer than model.max_length - evaluate.max_new_tokens "
-            f"= {room} tokens (the longest: {max(cut)}) and are cut from the left when answers are generated, so "
-            "their scores may not reflect the task. Raise model.max_length or lower evaluate.max_new_tokens.")
+    preamble = template_preamble_tokens(tokenizer)
+    own = [n for n in cut if n - room >= preamble]  # the cut reaches the prompt's own text
+    opening = (f"{len(cut)} of {len(prompts)} test prompts are longer than model.max_length - "
+               f"evaluate.max_new_tokens = {room} tokens (the longest: {max(cut)}) and are cut from the left when "
+               "answers are generated")
+    fix = "Raise model.max_length or lower evaluate.max_new_tokens."
+    if not own:
+        return (f"{opening}; they lose only the chat template's text before them (its system prompt), and the "
+                f"prompts themselves are whole. {fix}")
+    if len(own) < len(cut):
+        loses, its, score = ("loses", "its", "its score") if len(own) == 1 else ("lose", "their", "their scores")
+        return (f"{opening}; {len(own)} of them {loses} part of {its} own text, so {score} may not reflect the "
+                f"task (the others lose only the chat template's system prompt). {fix}")
+    return f"{opening}, so their scores may not reflect the task. {fix}"
 
 
 def _answers_longer_than(tokenizer: Any, examples: Sequence[dict], max_new_tokens: int) -> str | None:

@@ -81,3 +81,28 @@ def test_a_real_bpe_tokenizer_keeps_the_whole_texts_tokens(tmp_path) -> None:
     for max_length in (16, 128):
         rows = _rows(_texts(words, max_length * CHARS_PER_TOKEN // 3, seed=max_length))
         assert encode_rows(tok, rows, "causal-lm", max_length) == _whole(tok, rows, max_length)
+
+
+_TEMPLATE = "System: be brief.\nUser: {{ messages[0]['content'] }}\nAssistant:"  # 24 characters before
+
+
+def test_cuts_of_only_the_chat_templates_system_prompt_are_told_apart() -> None:
+    """The quickstart warned that half its test prompts were cut "so their scores may not
+    reflect the task", when 32 of those 33 lost only SmolLM2's default system prompt."""
+    from subsetctl.modeling.encoding import TruncationCounts, template_preamble_tokens
+
+    tok = char_tokenizer()
+    assert template_preamble_tokens(tok) == 0  # no chat template: every cut is the prompt's own
+    tok.chat_template = _TEMPLATE
+    assert template_preamble_tokens(tok) == len("System: be brief.\nUser: ")
+    rows = _rows([("What is 2+2?", "4"), ("x" * 40, "4")])  # 12 and 40 characters of their own
+    encoded = encode_rows(tok, rows, "causal-lm", max_length=40)  # 38 prompt tokens kept
+    assert [e.within_template for e in encoded] == [True, False]
+    counts = TruncationCounts()
+    counts.add(encoded, rows)
+    assert counts.cut == 2 and counts.preamble_cut["s"] == 1 and counts.prompt_cut["s"] == 1
+    notice = counts.notice(40)
+    assert "in 1 only the chat template's text before the prompt (its system prompt) was cut" in notice
+    assert "in 1 the prompt was cut from the left" in notice
+    tok.chat_template = "{{ messages[0]['content'] | upper }}"  # not copied verbatim: no preamble known
+    assert template_preamble_tokens(tok) == 0

@@ -204,3 +204,24 @@ def test_answers_longer_than_generation_may_produce_are_warned(tiny_llama_dir) -
     # what exact_match accepts counts: "1,000" matches "1000" and "7.000" matches "7", "Yes." matches "yes"
     short = [dict(r, response=answer) for r, answer in zip(causal_rows() * 2, ["1,000", "7.000", "Yes."] * 6)]
     assert evaluate_model(model, tok, short, "causal-lm", max_length=32, max_new_tokens=4)["warnings"] == []
+
+
+def test_generation_cuts_of_only_the_template_preamble_do_not_say_scores_may_mislead(monkeypatch,
+                                                                                   tiny_llama_dir) -> None:
+    """A chat template's default system prompt cut at evaluate is not a prompt whose
+    question was lost; the warning said every cut prompt's score may not reflect the task."""
+    model, tok, _ = resolve_model(str(tiny_llama_dir), "causal-lm")
+    tok.chat_template = "System: be brief.\nUser: {{ messages[0]['content'] }}\nAssistant:"  # 24 before
+    rows = [{"source": "t", "row": i, "prompt": "What is 4 plus one?" + str(i), "response": "5", "metadata": "{}"}
+            for i in range(3)]  # 20 characters, 51 tokens rendered
+    monkeypatch.setattr(ev, "generate_answers", lambda m, t, prompts, *a: ["5"] * len(prompts))
+    preamble = evaluate_model(model, tok, rows, "causal-lm", max_length=72, max_new_tokens=32)["warnings"]
+    assert any("3 of 3 test prompts" in w and "prompts themselves are whole" in w and "may not reflect" not in w
+               for w in preamble), preamble
+    own = evaluate_model(model, tok, rows, "causal-lm", max_length=56, max_new_tokens=32)["warnings"]
+    assert any("3 of 3 test prompts" in w and "so their scores may not reflect the task" in w
+               and "whole" not in w for w in own), own
+    mixed = [*rows, dict(rows[0], prompt="x" * 40)]  # its own text reaches past the 40 tokens kept
+    some = evaluate_model(model, tok, mixed, "causal-lm", max_length=72, max_new_tokens=32)["warnings"]
+    assert any("4 of 4 test prompts" in w and "1 of them loses part of its own text, so its score may not" in w
+               for w in some), some
