@@ -690,21 +690,35 @@ class Spec(StrictModel):
         if not self.sources and not self.source_files:
             raise ValueError("no sources: list at least one under `sources` (or a `source_files` group)")
         problems: list[str] = []
-        if self.target.name in RESERVED_SOURCE_NAMES:
+        # each name is a folder next to the reserved files: on a case-insensitive file system
+        # (macOS by default) names that differ only in case are the same folder
+        reserved = {name.casefold() for name in RESERVED_SOURCE_NAMES}
+        if self.target.name.casefold() in reserved:
             problems.append(f"the target's name {self.target.name!r} is reserved (the data stage keeps a file "
                             "of that name); rename it")
         seen: dict[str, int] = {}
+        folded: dict[str, int] = {}
         for i, source in enumerate(self.sources):
-            if source.name in RESERVED_SOURCE_NAMES:
+            if source.name.casefold() in reserved:
                 problems.append(f"sources[{i}] is named {source.name!r}, a name the data stage keeps for its own "
                                 "file; rename it")
             if source.name in seen:
                 problems.append(f"duplicate source name {source.name!r} (sources[{seen[source.name]}] and "
                                 f"sources[{i}]); names must be unique")
+            elif source.name.casefold() in folded:
+                other = folded[source.name.casefold()]
+                problems.append(f"source names {self.sources[other].name!r} (sources[{other}]) and {source.name!r} "
+                                f"(sources[{i}]) differ only in case: they would share one folder on a "
+                                "case-insensitive file system (macOS by default); rename one")
             seen.setdefault(source.name, i)
+            folded.setdefault(source.name.casefold(), i)
             if source.name == self.target.name:
                 problems.append(f"sources[{i}] has the target's name {source.name!r}; the target is always "
                                 "included and must not also be listed as a source")
+            elif source.name.casefold() == self.target.name.casefold():
+                problems.append(f"sources[{i}] is named {source.name!r}, the target {self.target.name!r}: names "
+                                "that differ only in case would share one folder on a case-insensitive file "
+                                "system (macOS by default); rename one")
         if problems:
             raise ValueError("; ".join(problems))
         return self

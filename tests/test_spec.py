@@ -449,6 +449,26 @@ def test_override_keys_and_items_that_name_nothing_say_which_part() -> None:
     assert apply_overrides(MINIMAL, ["project.name={unclosed: 1"])["project"]["name"] == "{unclosed: 1"  # as text
 
 
+def test_names_that_differ_only_in_case_are_refused() -> None:
+    """Each source (and the target) is a folder in the data stage: on a case-insensitive
+    file system (macOS, Windows) 'Src' and 'src', or a source 'target' and the target
+    'Target', would share one, the later overwriting the earlier's rows."""
+    import copy
+
+    data = copy.deepcopy(MINIMAL)
+    data["sources"].append({"name": "S", "loader": {"type": "jsonl", "path": "y"}})
+    spec, issues = validate_data(data, "x.yaml")
+    assert spec is None and issues[0].key == "sources[1]"
+    assert "'s' (sources[0]) and 'S' (sources[1]) differ only in case" in issues[0].message
+    data = copy.deepcopy(MINIMAL)
+    data["sources"][0]["name"] = "T"
+    spec, issues = validate_data(data, "x.yaml")
+    assert spec is None and "sources[0] is named 'T', the target 't'" in issues[0].message
+    data = copy.deepcopy(MINIMAL)
+    data["sources"][0]["name"] = "Data.JSON"  # the data stage's own data.json
+    spec, issues = validate_data(data, "x.yaml")
+    assert spec is None and "keeps for its own file" in issues[0].message
+
 def test_the_targets_name_cannot_be_one_of_the_data_stages_own_files() -> None:
     import copy
 
