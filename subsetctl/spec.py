@@ -413,7 +413,13 @@ class SourceFilesSpec(SourceSettings):
         file_stem = ascii_part((base.with_suffix("") if base.suffix == ".gz" else base).stem)  # x.jsonl.gz -> x
         if not re.search(r"[A-Za-z0-9]", file_stem):  # nothing left of the name (中文.jsonl)
             file_stem = f"file-{file_id}"
-        stem = ".".join([*(ascii_part(p) for p in parts[:-1]), file_stem])
+        def folder_part(text: str) -> str:  # 中文/ -> dir-<hash>: dropped, 中文/a and 日本/a were both 'a'
+            folded = ascii_part(text)
+            if re.search(r"[A-Za-z0-9]", folded):
+                return folded
+            return "dir-" + hashlib.sha1(unicodedata.normalize("NFC", text).encode()).hexdigest()[:8]
+
+        stem = ".".join([*(folder_part(p) for p in parts[:-1]), file_stem])
         name = re.sub(r"[^A-Za-z0-9_.\-]", "_", self.name_prefix + stem).lstrip("_.-")
         if len(name) > 64:  # long names that share their first characters must stay distinct
             name = f"{name[:55]}-{file_id}"

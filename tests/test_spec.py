@@ -211,6 +211,21 @@ def test_a_file_added_to_a_source_files_group_makes_the_data_stage_stale(tmp_pat
     assert set(counts) == {"t", "a", "b", "new"}
 
 
+def test_source_files_folders_without_ascii_letters_keep_files_apart(tmp_path: Path) -> None:
+    """A folder part with no ASCII form was dropped: 中文/train.jsonl and 日本語/train.jsonl
+    were both 'train', a duplicate name the user could only fix by renaming folders."""
+    from subsetctl.api import validate_spec_file
+
+    path = _files_project(tmp_path, [{"files": "data/sources/**/*.jsonl", "loader": {"type": "jsonl"}}])
+    pool = tmp_path / "data" / "sources"
+    for folder in ("中文", "日本語"):
+        (pool / folder).mkdir()
+        (pool / folder / "train.jsonl").write_text('{"prompt": "1", "response": "2"}\n' * 4)
+    assert validate_spec_file(path).ok
+    names = [s.name for s in load_spec(path).sources]
+    trains = [n for n in names if n.endswith(".train")]
+    assert len(trains) == 2 and all(re.fullmatch(r"dir-[0-9a-f]{8}\.train", n) for n in trains)
+    assert trains == [s.name for s in load_spec(path).sources if s.name.endswith(".train")]  # stable
 def test_group_problems_point_at_the_setting_and_at_an_override(tmp_path: Path) -> None:
     from subsetctl.api import validate_spec_file
 
