@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from subsetctl.errors import SpecError, SpecFileError, UserError
+from subsetctl.errors import SpecError, SpecFileError, UserError, shell_arg
 from subsetctl.pipeline import Pipeline, StageStatus
 from subsetctl.project import Project, atomic_write_text
 from subsetctl.reporter import Reporter, SilentReporter
@@ -536,7 +536,7 @@ def list_plugins(directory: str | Path | None = None) -> dict[str, list[dict[str
         plugins = [] if plugins is None else plugins
         if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
             raise UserError(f"{project.spec_path}: plugins must be a list of 'module:attr' strings. "
-                            f"`subsetctl validate {project.root}` says more.")
+                            f"`subsetctl validate {shell_arg(project.root)}` says more.")
         for plugin in plugins:
             load_plugin_string(plugin, project.spec_path.parent)
     out: dict[str, list[dict[str, Any]]] = {}

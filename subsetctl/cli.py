@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import click
 
 from subsetctl import __version__
-from subsetctl.errors import UserError
+from subsetctl.errors import UserError, shell_arg
 from subsetctl.templates import TEMPLATES
 
 
@@ -182,7 +181,7 @@ def init(directory: Path, template: str, force: bool) -> None:
     if kept:
         console.print(f"Kept the existing {', '.join(sorted(kept))} (the spec reads {'it' if len(kept) == 1 else 'them'}; "
                       "delete a file to get the template's).", highlight=False, markup=False)
-    spec_arg, dir_arg = shlex.quote(str(path)), shlex.quote(str(path.parent))  # copy-pasteable with spaces, ~ expanded
+    spec_arg, dir_arg = shell_arg(path), shell_arg(path.parent)  # copy-pasteable with spaces, ~ expanded
     console.print(f"Next: subsetctl validate {spec_arg} && subsetctl plan {dir_arg} && subsetctl run {dir_arg}",
                   highlight=False, markup=False)
 
@@ -385,7 +384,7 @@ def _split_dir(directory: Path | None, overrides: tuple[str, ...]) -> tuple[Path
         command = click.get_current_context().command_path
         if directory is not None or not Path(stray[0]).is_dir():  # not a folder put last: a split override
             joined = _joined_overrides(overrides)
-            folder = f" {shlex.quote(str(directory))}" if directory is not None else ""
+            folder = f" {shell_arg(directory)}" if directory is not None else ""
             if joined == " ".join(overrides):  # nothing to join: a stray word, not a split override
                 raise click.UsageError(
                     f"{stray[0]!r} is not a key=value override (write key=value, e.g. gradients.d=32), and only "

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from subsetctl.errors import shell_arg
+
 MIN_FREE_GB = 2.0
 """Less free disk than this in the project directory is reported as a problem."""
 DASK_ADVICE = "pip install 'subsetctl[dask]' (dask and distributed), or set executor.backend: loky."
@@ -125,7 +127,7 @@ def check_project(directory: Path) -> tuple[list[Check], Any]:
     if not report.ok:
         first = report.issues[0].render()
         return [Check("project spec", False, f"{len(report.issues)} problem(s), first: {first}",
-                      f"Run `subsetctl validate {path}` and fix what it lists.")], None
+                      f"Run `subsetctl validate {shell_arg(path)}` and fix what it lists.")], None
     return [Check("project spec", True, f"{path} is valid")], report.spec
 
 
@@ -168,7 +170,7 @@ def run_checks(directory: Path | None = None) -> list[Check]:
         folder = directory.parent if directory.is_file() else directory
         if not directory.exists():
             checks.append(Check("project", False, f"{directory} does not exist",
-                                f"Create it with `subsetctl init {directory}`."))
+                                f"Create it with `subsetctl init {shell_arg(directory)}`."))
         else:
             project_checks, spec = check_project(directory)
             checks.extend(project_checks)

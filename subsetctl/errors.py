@@ -6,6 +6,16 @@ unknown name). The CLI prints its message and exits with status 1, never a trace
 
 from __future__ import annotations
 
+import shlex
+
+
+def shell_arg(path: object) -> str:
+    """``path`` as one shell word, for a command a message suggests: copy-pasteable when it
+    holds spaces, quotes or other characters a shell reads, or starts with '-' (an option
+    to the command); a plain path as it is."""
+    text = str(path)
+    return shlex.quote(f"./{text}" if text.startswith("-") else text)
+
 
 class UserError(Exception):
     """An error caused by user input; the message says what is wrong and what to do."""

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from subsetctl import __version__
-from subsetctl.errors import LockedError, UserError
+from subsetctl.errors import LockedError, UserError, shell_arg
 from subsetctl.project import (
     WORK_MARKER,
     Project,
@@ -137,7 +137,7 @@ class StageContext:
     def upstream_manifest(self, stage: str) -> dict[str, Any]:
         manifest = self.project.read_manifest(stage)
         if manifest is None:
-            raise UserError(f"Stage {stage!r} has not run yet; run `subsetctl run {self.project.root}`.")
+            raise UserError(f"Stage {stage!r} has not run yet; run `subsetctl run {shell_arg(self.project.root)}`.")
         return manifest
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from stat import S_ISREG
 from typing import IO, Any
 
-from subsetctl.errors import LockedError, UserError
+from subsetctl.errors import LockedError, UserError, shell_arg
 from subsetctl.spec import SPEC_FILENAME
 
 #: under the state folder: each stage's last finished results while a run with other
@@ -387,19 +387,19 @@ class Project:
                     f"{p} is a file, but a project is a folder whose spec is named {SPEC_FILENAME}: commands "
                     f"other than `validate` take the folder (or its {SPEC_FILENAME}). Name the folder, or "
                     f"rename or copy {p.name} to {p.parent / SPEC_FILENAME} (one spec per project folder), "
-                    f"or check this file alone with `subsetctl validate {p}`."
+                    f"or check this file alone with `subsetctl validate {shell_arg(p)}`."
                 )
             p = p.parent
         if not p.exists():
             raise UserError(f"{p} does not exist. Name an existing project folder (one holding {SPEC_FILENAME}), "
-                            f"or create one with `subsetctl init {p}`.")
+                            f"or create one with `subsetctl init {shell_arg(p)}`.")
         if (p / SPEC_FILENAME).is_dir():
             raise UserError(f"{p / SPEC_FILENAME} is a folder, not a spec file: move or rename it, then create "
-                            f"the spec with `subsetctl init {p}`.")
+                            f"the spec with `subsetctl init {shell_arg(p)}`.")
         if not (p / SPEC_FILENAME).is_file():
             raise UserError(
                 f"{p} is not a subsetctl project: it has no {SPEC_FILENAME}. "
-                f"Create one with `subsetctl init {p}`."
+                f"Create one with `subsetctl init {shell_arg(p)}`."
             )
         return cls(p.resolve())
 

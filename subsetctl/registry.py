@@ -20,7 +20,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from subsetctl.errors import UnknownPluginError, UserError
+from subsetctl.errors import UnknownPluginError, UserError, shell_arg
 
 T = TypeVar("T")
 
@@ -282,7 +282,7 @@ def load_plugin_string(spec: str, spec_dir: Path | None = None) -> Any:
                 "it in this environment, or remove the plugin from plugins:."
             ) from exc
         found = _module_file_near(module_name, spec_dir) if missing == module_name or missing is None else None
-        where = (f" Its file is {found}: put {found.parent} on PYTHONPATH (`PYTHONPATH={found.parent} subsetctl ...`)."
+        where = (f" Its file is {found}: put {found.parent} on PYTHONPATH (`PYTHONPATH={shell_arg(found.parent)} subsetctl ...`)."
                  if found is not None else " Install the package that provides it, or put the module's folder on "
                  "PYTHONPATH.")
         raise UserError(f"Plugin module {module_name!r} could not be imported: {exc}.{where}") from exc

@@ -577,3 +577,29 @@ def test_the_readmes_python_example_runs(tiny_project: Path, tmp_path: Path, mon
     assert final == "exhaustive" and selected.startswith("[")
     manifest = json.loads((tmp_path / "work" / "myproject" / ".subsetctl" / "search" / "manifest.json").read_text())
     assert manifest["overrides"] == ["gradients.d=8"] and not (tmp_path / "work" / "myproject" / "report.json").exists()
+
+
+def test_suggested_commands_work_when_pasted_for_folders_with_spaces_or_a_leading_dash(
+        tmp_path: Path, jsonl_project: Path, monkeypatch) -> None:
+    """`report`'s notes and errors named the folder as it was: `subsetctl run /x/my project`
+    ran /x/my with an override 'project'; `init -- -new`'s next step ran `validate -new/...`,
+    an unknown option."""
+    import shlex
+    import shutil
+
+    def suggested(output: str, command: str) -> list[str]:
+        found = re.search(rf"`(subsetctl {command} [^`]+)`", " ".join(output.split()))
+        assert found, output
+        return shlex.split(found.group(1))[1:]
+
+    folder = tmp_path / "my project ü"
+    shutil.copytree(jsonl_project, folder, ignore=shutil.ignore_patterns(folder.name))
+    nothing = invoke("report", str(folder))
+    assert nothing.exit_code == 1 and invoke(*suggested(nothing.output, "plan")).exit_code == 0
+    assert invoke("run", str(folder), "--until", "data", "-q").exit_code == 0
+    notes = invoke("report", str(folder))
+    assert notes.exit_code == 0 and suggested(notes.output, "run") == ["run", str(folder)]
+    monkeypatch.chdir(tmp_path)
+    made = invoke("init", "--", "-new")
+    commands = made.output.split("Next: ", 1)[1].split(" && ")
+    assert [invoke(*shlex.split(c)[1:]).exit_code for c in commands[:2]] == [0, 0]
