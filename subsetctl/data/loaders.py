@@ -712,8 +712,9 @@ def data_files_by_entry(options: HuggingFaceLoader, base_dir: Path) -> list[list
         resolved = resolve_path(entry, base_dir)
         if "://" in entry:
             entries.append([entry])
-        elif own_files and is_glob(entry):
-            entries.append(_files_matching(resolved))
+        elif own_files and is_glob(entry) and not resolved.is_file():  # x [1].jsonl: that file
+            expanded = Path(entry).expanduser()  # the spec's folder as it is, not a pattern: /x/exp [2]/
+            entries.append(_files_matching(expanded if expanded.is_absolute() else _glob_escaped(base_dir) / expanded))
         else:
             entries.append([str(resolved) if resolved.exists() else entry])
     return entries
@@ -736,6 +737,14 @@ def expand_data_files(options: HuggingFaceLoader, base_dir: Path) -> list[str] |
         if not files:
             raise UserError(unmatched_glob_message(options, index, base_dir))
     return [f for files in entries for f in files]
+
+
+def _glob_escaped(path: Path) -> Path:
+    """``path`` as a glob pattern that matches only itself (its ``[``, ``*`` and ``?``
+    taken literally)."""
+    import glob
+
+    return Path(glob.escape(str(path)))
 
 
 def _files_matching(pattern: Path) -> list[str]:
@@ -1239,6 +1248,9 @@ def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
             else:
                 _check_single_split(loaded, options, ctx.source_name, where, ctx.notices)
         else:
+            if data_files is not None:  # load_dataset reads each file as a glob: /x/exp [2]/a.jsonl matched nothing
+                data_files = [str(_glob_escaped(Path(f))) if Path(f).is_absolute() and Path(f).exists() else f
+                              for f in data_files]
             loaded = datasets.load_dataset(path, options.name, split=options.split, data_files=data_files)
     except UserError:
         raise

@@ -363,6 +363,26 @@ def test_huggingface_data_files_globs_resolve_against_the_spec_folder_and_are_tr
     assert issue.key == "target.loader.data_files[1]" and "matches no file" in issue.message
 
 
+def test_huggingface_data_files_in_a_folder_whose_path_holds_brackets(tmp_path: Path) -> None:
+    """The spec's folder took part in the data_files glob (/x/exp [2]/parts/*.jsonl: no
+    file, though `validate` run inside the folder passed), and load_dataset read each file
+    found as a glob again (a file named x [1].jsonl: StopIteration)."""
+    from subsetctl.data.checks import check_sources
+
+    folder = tmp_path / "exp [2]"
+    (folder / "parts").mkdir(parents=True)
+    write_jsonl(folder / "parts" / "p1.jsonl", qa_rows(3, "a"))
+    write_jsonl(folder / "parts" / "x [1].jsonl", qa_rows(2, "b"))
+    ctx = LoadContext(source_name="g", base_dir=folder, kind="causal-lm", seed=0)
+    globbed = HuggingFaceLoader(type="huggingface", path="json", data_files=["parts/*.jsonl"])
+    assert len(load_huggingface(globbed, ctx)) == 5
+    named = HuggingFaceLoader(type="huggingface", path="json", data_files=["parts/x [1].jsonl"])
+    assert len(load_huggingface(named, ctx)) == 2
+    spec_file = folder / "subsetctl.yaml"
+    spec_file.write_text("x: 1\n")
+    spec = Spec.model_validate({"target": {"name": "t", "loader": globbed.model_dump()},
+                                "sources": [{"name": "s", "loader": named.model_dump()}]})
+    assert check_sources(spec, spec_file) == []
 def test_huggingface_bad_split(tmp_path: Path, make_ctx) -> None:
     folder = tmp_path / "hfdata"
     folder.mkdir()
