@@ -401,7 +401,14 @@ class Project:
                 f"{p} is not a subsetctl project: it has no {SPEC_FILENAME}. "
                 f"Create one with `subsetctl init {shell_arg(p)}`."
             )
-        return cls(p.resolve())
+        root = p.resolve()
+        if "::" in str(root):  # fsspec's chained-URL separator: datasets wrote no data files, then failed
+            raise UserError(
+                f"{root}: the project folder's path holds '::', which the datasets library reads as a chained URL "
+                "(as in 'zip://x::file.zip'): it cannot save or load the prepared data there. Rename the folder "
+                "(or the one above it that holds '::'), or move the project."
+            )
+        return cls(root)
 
     @property
     def spec_path(self) -> Path:

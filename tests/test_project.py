@@ -369,6 +369,22 @@ def test_a_folder_that_does_not_exist_is_said_to_not_exist(tmp_path) -> None:
         Project.find(tmp_path / "mistyped")
 
 
+def test_a_project_path_holding_a_double_colon_is_refused_before_datasets_loses_its_files(tmp_path) -> None:
+    """datasets reads '::' as fsspec's chained-URL separator: the data stage's save wrote
+    no Arrow files and meta_init failed on an internal FileNotFoundError."""
+    from subsetctl.errors import UserError
+    from subsetctl.project import SPEC_FILENAME, Project
+
+    folder = tmp_path / "exp::2"
+    folder.mkdir()
+    (folder / SPEC_FILENAME).write_text("project: {name: x}\n")
+    with pytest.raises(UserError, match="holds '::', which the datasets library reads as a chained URL"):
+        Project.find(folder)
+    (tmp_path / "exp:2").mkdir()
+    (tmp_path / "exp:2" / SPEC_FILENAME).write_text("project: {name: x}\n")
+    assert Project.find(tmp_path / "exp:2").root == (tmp_path / "exp:2").resolve()  # one colon is fine
+
+
 def _a_dead_pid() -> int:
     return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                               text=True, check=True).stdout)
