@@ -831,9 +831,10 @@ class SpecIssue(BaseModel):
 
 
 def issues_from_validation(
-    exc: ValidationError, file: str, lines: dict[tuple[Any, ...], int]
+    exc: ValidationError, file: str, lines: dict[tuple[Any, ...], int], text: str = ""
 ) -> list[SpecIssue]:
-    """Turn pydantic errors into SpecIssues naming file, line and key path."""
+    """Turn pydantic errors into SpecIssues naming file, line and key path. ``text``: the
+    spec file's text, for a number given for text to be quoted as it is written there."""
     found: list[SpecIssue] = []
     errors = exc.errors()
 
@@ -848,6 +849,8 @@ def issues_from_validation(
             continue
         loc = _clean_loc(tuple(err["loc"]))
         message = plain_error_message(err)
+        if err["type"] == "string_type" and text:
+            message = _as_written_hint(message, err.get("input"), loc, line_of_key(loc, lines), text)
         if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
             loc = (*loc, err["ctx"]["discriminator"].strip("'"))  # blame the `type:` line itself
         named = re.findall(r"sources\[(\d+)\]", message) if not loc else []
@@ -857,6 +860,22 @@ def issues_from_validation(
         if issue not in found:  # a union (count or fraction) fails once per member, alike
             found.append(issue)
     return found
+
+
+def _as_written_hint(message: str, value: Any, loc: tuple[Any, ...], line: int | None, text: str) -> str:
+    """``message`` with the quoting example written as the number is in the file, when YAML
+    read it as another one: `name: 0042` is octal 34 in YAML, and the advice to write
+    "34" would have renamed the source."""
+    if not isinstance(value, int) or isinstance(value, bool) or line is None or not loc or not isinstance(loc[-1], str):
+        return message
+    spec_lines = text.splitlines()
+    if line > len(spec_lines):
+        return message
+    found = re.search(rf"(?<![\w.-]){re.escape(loc[-1])}\s*:\s*([^\s,{{}}\[\]#'\"]+)", spec_lines[line - 1])
+    written = found.group(1) if found else None
+    if written is None or written == str(value) or yaml.safe_load(written) != value:
+        return message
+    return message.replace(f'e.g. "{value}")', f'as written: "{written}"; unquoted, YAML reads {written} as {value})')
 
 
 def plain_error_message(err: Any) -> str:
@@ -1018,7 +1037,7 @@ def validate_data(data: dict[str, Any], file: str, text: str = "") -> tuple[Spec
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:
-        return None, issues_from_validation(exc, file, lines)
+        return None, issues_from_validation(exc, file, lines, text)
     if not spec.source_files:
         return spec, []
     return expand_source_files(spec, Path(file).parent, file, lines)

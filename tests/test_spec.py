@@ -341,6 +341,21 @@ def test_a_name_yaml_read_as_a_number_or_boolean_says_to_quote_it() -> None:
     assert validate_data(yaml.safe_load(quoted), "x.yaml", quoted)[0] is not None
 
 
+def test_a_number_yaml_reads_as_another_is_to_be_quoted_as_written() -> None:
+    """`name: 0042` is octal 34 in YAML: the advice to quote it as "34" renamed the source."""
+    text = ("target:\n  name: 1_000\n  loader: {type: jsonl, path: t.jsonl}\n"
+            "sources:\n  - {name: 0042, loader: {type: jsonl, path: s.jsonl}}\n  - {name: 7, loader: {type: jsonl, "
+            "path: u.jsonl}}\n")
+    _, issues = validate_data(yaml.safe_load(text), "x.yaml", text)
+    by_key = {i.key: i.message for i in issues}
+    assert by_key["sources[0].name"].endswith('quote it to keep it text, as written: "0042"; unquoted, YAML reads '
+                                              '0042 as 34)')
+    assert 'as written: "1_000"' in by_key["target.name"]
+    assert by_key["sources[1].name"].endswith('e.g. "7")')  # written as YAML reads it: as before
+    quoted = text.replace("0042", '"0042"').replace("1_000", '"1_000"').replace("name: 7", 'name: "7"')
+    assert validate_data(yaml.safe_load(quoted), "x.yaml", quoted)[0].sources[0].name == "0042"
+
+
 def test_wrong_types_and_loader_types_get_messages_in_the_specs_terms() -> None:
     """pydantic's own texts ("Input tag 'json' found using 'type' does not match...", one
     message per union member, "instance of SourceSpec") said neither what to write nor where."""
