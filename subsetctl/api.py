@@ -433,8 +433,9 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
     return found
 
 
-def validate_spec_file(path: Path, overrides: list[str] | None = None) -> ValidationReport:
+def validate_spec_file(path: str | Path, overrides: list[str] | None = None) -> ValidationReport:
     """Validate one spec file: YAML, schema, then the semantic checks."""
+    path = Path(path)  # a str from a notebook failed with AttributeError deep in read_yaml
     report = ValidationReport(file=str(path))
     try:
         data, text = read_yaml(path)
