@@ -638,7 +638,7 @@ class Pipeline:
                 self.project.drop_previous()
         for stage in self.stages:
             if not stage.enabled(self.spec):
-                results.append({"stage": stage.name, "action": "disabled"})
+                results.append({"stage": stage.name, "action": "disabled", "seconds": 0.0})
                 continue
             fp, inputs = self._current(stage, digests)
             put_back = not shared and stage.name not in force and self._put_back_kept(stage, fp, inputs)
