@@ -25,3 +25,53 @@ def test_every_record_run_project_returns_has_the_documented_keys(tiny_project: 
     assert [r["action"] for r in results] == ["ran", "ran", "ran", "disabled", "ran"]
     assert all({"stage", "action", "seconds"} <= set(r) for r in results), results
     assert sum(r["seconds"] for r in results) > 0
+
+
+def _classifier_project(folder: Path, model_dir: Path) -> Path:
+    import json
+
+    import yaml
+
+    folder.mkdir(parents=True)
+    for name, flip in (("target", 0), ("a", 0), ("b", 1)):
+        rows = [{"prompt": f"{name} {i}", "label": ["even", "odd"][(i + flip) % 2]} for i in range(20)]
+        (folder / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    loader = {"type": "jsonl", "label_field": "label"}
+    spec = {
+        "project": {"name": folder.name, "seed": 0},
+        "model": {"source": str(model_dir), "kind": "classifier", "max_length": 16, "lora": {"r": 2, "alpha": 4}},
+        "target": {"name": "target", "loader": {**loader, "path": "target.jsonl"},
+                   "split": {"train": 10, "validation": 5, "test": 5}},
+        "sources": [{"name": n, "loader": {**loader, "path": f"{n}.jsonl"}} for n in ("a", "b")],
+        "meta_init": {"steps": 1, "batch_size": 4},
+        "executor": {"backend": "sequential", "n_jobs": 1},
+    }
+    (folder / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    return folder
+
+
+def test_a_second_run_in_one_process_gives_the_head_notice_again(tmp_path: Path) -> None:
+    """The notice that a checkpoint's classification head is re-initialized was given once
+    per process: a notebook running a second project on the same checkpoint (or the CLI
+    in a fresh process would) never heard it."""
+    import torch
+    from tinymodels import char_tokenizer
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    from subsetctl.api import run_project
+    from subsetctl.reporter import SilentReporter
+
+    tok = char_tokenizer()
+    config = LlamaConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                         intermediate_size=64, vocab_size=len(tok), max_position_embeddings=64, num_labels=3,
+                         pad_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)
+    torch.manual_seed(0)
+    model_dir = tmp_path / "three-labels"
+    LlamaForSequenceClassification(config).save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    heard = []
+    for name in ("first", "second"):
+        reporter = SilentReporter()
+        run_project(_classifier_project(tmp_path / name, model_dir), until="meta_init", reporter=reporter)
+        heard.append([w for w in reporter.warnings if "classification head with 3 labels" in w])
+    assert [len(h) for h in heard] == [1, 1], heard

@@ -53,11 +53,18 @@ ENCODER_ONLY_MODEL_TYPES: frozenset[str] = frozenset({
 _CAUSAL_HEAD_SUFFIXES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
 
 #: (model path, checkpoint labels, project labels) of head re-initializations already
-#: reported in this process: every stage (and every fine-tune job) loads the base model again.
+#: reported in this run: every stage (and every fine-tune job) loads the base model again.
 _HEAD_NOTICES_GIVEN: set[tuple[str, int, int]] = set()
 
 #: (model path, head classes, project classes) of kept heads whose class order was reported
 _ORDER_NOTICES_GIVEN: set[tuple[str, tuple[str, ...], tuple[str, ...]]] = set()
+
+
+def forget_notices_given() -> None:
+    """Start a new run: its head notices are given again (once in it). A notebook runs
+    several projects, or one again, in one process, where the CLI runs one per process."""
+    _HEAD_NOTICES_GIVEN.clear()
+    _ORDER_NOTICES_GIVEN.clear()
 
 
 def _head_label_names(config: Any) -> list[str]:
@@ -102,7 +109,7 @@ def reorder_head_to_classes(model: Any, classes: list[str], where: str) -> tuple
     output ``i`` starts out as the class ``classes[i]`` it was trained for: loaded as
     saved, each output would start out meaning another class, which meta-init and the
     fine-tunes would have to unlearn. A head whose output layer cannot be found is kept
-    as saved, with a warning saying so. Said once per process and model."""
+    as saved, with a warning saying so. Said once per run and model."""
     import torch
 
     order = head_class_order(model.config, classes)
