@@ -75,3 +75,24 @@ def test_a_second_run_in_one_process_gives_the_head_notice_again(tmp_path: Path)
         run_project(_classifier_project(tmp_path / name, model_dir), until="meta_init", reporter=reporter)
         heard.append([w for w in reporter.warnings if "classification head with 3 labels" in w])
     assert [len(h) for h in heard] == [1, 1], heard
+
+
+def test_a_run_leaves_the_notebooks_matplotlib_backend_and_figures_alone(tiny_project: Path) -> None:
+    """The report stage's plots called ``matplotlib.use("Agg")``: after a whole run, a
+    notebook's plots (an interactive or inline backend) no longer showed."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from subsetctl.api import run_project
+
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")  # anything but Agg, as a notebook's inline or widget backend is
+    try:
+        mine = plt.figure()
+        results = run_project(tiny_project)
+        assert results[-1] == {"stage": "report", "action": "ran", "seconds": results[-1]["seconds"]}
+        assert list((tiny_project / "plots").glob("*.png"))
+        assert matplotlib.get_backend() == "svg" and plt.get_fignums() == [mine.number]
+    finally:
+        plt.close("all")
+        matplotlib.use(before)

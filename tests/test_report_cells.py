@@ -143,18 +143,16 @@ def test_score_tables_of_many_sources_take_linear_time() -> None:
 
 @pytest.fixture
 def captured(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """The figure a plot function draws, caught where it would be closed."""
+    """The figure a plot function draws, caught where it is made."""
     from subsetctl.report import plots
 
     figures: dict[str, Any] = {}
-    real = plots._plt
+    real = plots._figure
 
-    def spying_plt() -> Any:
-        plt = real()
-        monkeypatch.setattr(plt, "close", lambda fig: figures.setdefault("fig", fig))
-        return plt
+    def spying_figure(**kwargs: Any) -> Any:
+        return figures.setdefault("fig", real(**kwargs))
 
-    monkeypatch.setattr(plots, "_plt", spying_plt)
+    monkeypatch.setattr(plots, "_figure", spying_figure)
     return figures
 
 

@@ -1,4 +1,5 @@
-"""PNG plots referenced from report.md (matplotlib, headless Agg backend)."""
+"""PNG plots referenced from report.md (matplotlib figures drawn without pyplot: the
+process's backend, a notebook's among them, and its open figures are left alone)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,12 @@ from typing import Any
 from subsetctl.report.cells import ranked_by_score
 
 
-def _plt() -> Any:
-    import matplotlib
+def _figure(**kwargs: Any) -> Any:
+    """A figure outside pyplot (saved with Agg whatever the backend): ``matplotlib.use("Agg")``
+    switched the backend of a notebook that ran a project, and its plots no longer showed."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(**kwargs)
 
 
 LABELLED_SOURCES = 40
@@ -32,10 +32,10 @@ def source_scores(report: dict[str, Any], path: Path) -> Path | None:
     scored = {k: v for k, v in report.get("strategies", {}).items() if v.get("scores")}
     if not scored:
         return None
-    plt = _plt()
     sources = report["sources"]
     many = len(sources) > LABELLED_SOURCES
-    fig, axes = plt.subplots(len(scored), 1, figsize=(8, 2.6 * len(scored)), squeeze=False)
+    fig = _figure(figsize=(8, 2.6 * len(scored)))
+    axes = fig.subplots(len(scored), 1, squeeze=False)
     for ax, (label, r) in zip(axes[:, 0], scored.items()):
         order = ranked_by_score(sources, r["scores"]) if many else sources
         values = [math.nan if r["scores"].get(s) is None else r["scores"][s] for s in order]  # no bar
@@ -55,7 +55,6 @@ def source_scores(report: dict[str, Any], path: Path) -> Path | None:
         ax.set_title(f"{label}: per-source score (green = selected)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -65,8 +64,10 @@ def estimated_vs_true(report: dict[str, Any], path: Path) -> Path | None:
     verify = report.get("verify")
     if not verify:
         return None
-    plt = _plt()
-    fig, axes = plt.subplots(1, len(verify), figsize=(5 * len(verify), 4.4), squeeze=False)
+    from matplotlib.ticker import MaxNLocator
+
+    fig = _figure(figsize=(5 * len(verify), 4.4))
+    axes = fig.subplots(1, len(verify), squeeze=False)
     for ax, (kind, v) in zip(axes[0], verify.items()):
         pairs = [(t, r, c) for t, r, c in zip(v["true"], v["raw"], v["calibrated"]) if t is not None]
         if not pairs:
@@ -92,12 +93,11 @@ def estimated_vs_true(report: dict[str, Any], path: Path) -> Path | None:
         ax.set_xlabel("true target validation loss")
         ax.set_ylabel("estimated")
         ax.ticklabel_format(useOffset=False)  # close losses: plain ticks, not an offset
-        ax.xaxis.set_major_locator(plt.MaxNLocator(5))
-        ax.yaxis.set_major_locator(plt.MaxNLocator(6))
+        ax.xaxis.set_major_locator(MaxNLocator(5))
+        ax.yaxis.set_major_locator(MaxNLocator(6))
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -106,11 +106,13 @@ def test_metric(report: dict[str, Any], path: Path) -> Path | None:
     metrics = report.get("test_metrics")
     if not metrics:
         return None
-    plt = _plt()
+    from matplotlib.artist import setp
+
     labels = list(metrics)
     means = [metrics[k]["score_mean"] for k in labels]
     stds = [metrics[k]["score_std"] or 0.0 for k in labels]
-    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(labels)), 3.6))
+    fig = _figure(figsize=(max(5, 1.2 * len(labels)), 3.6))
+    ax = fig.subplots()
     bars = ax.bar(labels, means, yerr=stds,
                   color=["tab:blue" if k not in ("all", "target_only") else "tab:gray" for k in labels])
     ax.bar_label(bars, labels=["–" if m is None else f"{m:.3g}" for m in means], fontsize=7)  # a 0 bar is visible
@@ -119,8 +121,7 @@ def test_metric(report: dict[str, Any], path: Path) -> Path | None:
     if tops and min(m for m in means if m is not None) >= 0:  # scores: a zero baseline, never a negative axis
         ax.set_ylim(0, max(tops) * 1.15 if max(tops) > 0 else 1.0)
     ax.set_title("test metric by selection", fontsize=9)
-    plt.setp(ax.get_xticklabels(), rotation=30, ha="right", fontsize=8)
+    setp(ax.get_xticklabels(), rotation=30, ha="right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
