@@ -5,9 +5,12 @@ Tests call these functions directly; ``cli.py`` only parses arguments and render
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Callable
+import random
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -503,6 +506,32 @@ def plan_project(
     return project, spec, pipeline.plan(force=set(force or []), until=until)
 
 
+@contextlib.contextmanager
+def _callers_random_state() -> Iterator[None]:
+    """Python's, numpy's and torch's global random generators as the caller had them once a
+    run is over: the stages seed them from the spec, so a notebook drawing random numbers
+    after each run drew the same ones. One the run imported first is seeded afresh, as an
+    import leaves it."""
+    saved = random.getstate()
+    np, torch = sys.modules.get("numpy"), sys.modules.get("torch")
+    np_state = np.random.get_state() if np is not None else None
+    torch_state = torch.random.get_rng_state() if torch is not None else None
+    cuda_state = torch.cuda.get_rng_state_all() if torch is not None and torch.cuda.is_initialized() else None
+    try:
+        yield
+    finally:
+        random.setstate(saved)
+        np, torch = sys.modules.get("numpy"), sys.modules.get("torch")
+        if np is not None:
+            np.random.set_state(np_state) if np_state is not None else np.random.seed()
+        if torch is not None:
+            torch.random.set_rng_state(torch_state) if torch_state is not None else torch.seed()
+            if cuda_state is not None:
+                torch.cuda.set_rng_state_all(cuda_state)
+            elif torch_state is not None and torch.cuda.is_initialized():
+                torch.cuda.seed_all()
+
+
 def run_project(
     directory: str | Path | None,
     overrides: list[str] | None = None,
@@ -515,12 +544,13 @@ def run_project(
     rep = reporter or SilentReporter()
     project, spec = load_project(directory, overrides, rep)
     pipeline = make_pipeline(project, spec, reporter, overrides)
-    return pipeline.run(
-        until=until,
-        force=set(force or []),
-        options=options,
-        on_stage=lambda name, desc: rep.info(f"[bold cyan]▶ {name}[/bold cyan] [dim]{desc}[/dim]"),
-    )
+    with _callers_random_state():
+        return pipeline.run(
+            until=until,
+            force=set(force or []),
+            options=options,
+            on_stage=lambda name, desc: rep.info(f"[bold cyan]▶ {name}[/bold cyan] [dim]{desc}[/dim]"),
+        )
 
 
 def list_plugins(directory: str | Path | None = None) -> dict[str, list[dict[str, Any]]]:

@@ -96,3 +96,26 @@ def test_a_run_leaves_the_notebooks_matplotlib_backend_and_figures_alone(tiny_pr
     finally:
         plt.close("all")
         matplotlib.use(before)
+
+
+def test_a_run_leaves_the_callers_random_generators_as_they_were(tiny_project: Path) -> None:
+    """The stages seed Python's, numpy's and torch's global generators from the spec: after
+    every run a notebook drew the same "random" numbers (numpy's and torch's of seed 0)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    from subsetctl.api import run_project
+
+    random.seed(1234)
+    np.random.seed(1234)
+    torch.manual_seed(1234)
+    states = random.getstate(), np.random.get_state(), torch.random.get_rng_state()
+    expected = random.random(), float(np.random.rand()), float(torch.rand(1))
+    random.setstate(states[0])
+    np.random.set_state(states[1])
+    torch.random.set_rng_state(states[2])
+    results = run_project(tiny_project, until="meta_init")
+    assert [r["action"] for r in results] == ["ran", "ran"]
+    assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == expected
