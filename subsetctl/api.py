@@ -493,7 +493,21 @@ def make_pipeline(
 
     for plugin in spec.plugins:
         load_plugin_string(plugin, project.root)
+    if reporter is not None:
+        warn_edited_plugins(reporter)
     return Pipeline(project, spec, all_stages(), reporter or SilentReporter(), overrides)
+
+
+def warn_edited_plugins(reporter: Reporter) -> None:
+    """Name the plugin files edited since this process loaded their code (a notebook that
+    edited a plugin between two runs): the old code runs, and results are recorded as its."""
+    from subsetctl.filehash import code_edited_since_loaded
+
+    for path in code_edited_since_loaded():
+        reporter.warn(f"The plugin file {path} changed after this Python process loaded it: it still runs the "
+                      "code from before the edit (Python does not import a module again), and results are "
+                      "recorded as that code's. Restart the process (a notebook's kernel), or importlib.reload "
+                      "the module, to use the edit.")
 
 
 def plan_project(
@@ -503,6 +517,8 @@ def plan_project(
     """Each stage's status and what ``run`` would do; the spec's warnings go to ``reporter``."""
     project, spec = load_project(directory, overrides, reporter)
     pipeline = make_pipeline(project, spec)
+    if reporter is not None:
+        warn_edited_plugins(reporter)
     return project, spec, pipeline.plan(force=set(force or []), until=until)
 
 

@@ -15,8 +15,10 @@ in-memory cache only, so `plan` and `validate` leave a fresh folder untouched.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -109,18 +111,45 @@ def tree_fingerprint(path: Path, root: Path | None = None) -> dict[str, Any]:
     return file_fingerprint(path, root)
 
 
+#: (source file, fingerprint) of each plugin function or class when this process first
+#: fingerprinted it: the code it runs, since Python does not import an edited module
+#: again. A module reloaded (``importlib.reload``) makes new objects, fingerprinted anew.
+_CODE_AS_LOADED: weakref.WeakKeyDictionary[Any, tuple[Path, dict[str, Any]]] = weakref.WeakKeyDictionary()
+
+
 def code_fingerprint(obj: Any, root: Path | None = None) -> dict[str, Any] | None:
     """The content fingerprint of the source file defining ``obj`` (a function, class or
-    callable object), or None when it has no Python source file (a builtin, a C
-    extension). Other modules that file imports are not followed."""
+    callable object) as this process loaded it, or None when it has no Python source file
+    (a builtin, a C extension). Other modules that file imports are not followed.
+
+    A file edited after its code was loaded keeps the fingerprint it had: the results are
+    made by the loaded code, and a notebook that ran a project, edited a plugin and ran
+    again recorded the new file's fingerprint for results of the old code, which a later
+    `run` then took as up to date. :func:`code_edited_since_loaded` names such files."""
     import functools
     import inspect
 
     while isinstance(obj, functools.partial):  # the function it calls, not functools.py
         obj = obj.func
-    target = obj if inspect.isroutine(obj) or inspect.isclass(obj) else type(obj)
+    target = inspect.unwrap(obj if inspect.isroutine(obj) or inspect.isclass(obj) else type(obj))
     try:
-        name = inspect.getsourcefile(inspect.unwrap(target))
+        name = inspect.getsourcefile(target)
     except (TypeError, ValueError):
         return None
-    return file_fingerprint(Path(name), root) if name else None
+    if not name:
+        return None
+    try:
+        return _CODE_AS_LOADED[target][1]
+    except (KeyError, TypeError):  # not seen yet (TypeError: an object weakref cannot follow)
+        pass
+    fingerprint = file_fingerprint(Path(name), root)
+    with contextlib.suppress(TypeError):
+        _CODE_AS_LOADED[target] = (Path(name), fingerprint)
+    return fingerprint
+
+
+def code_edited_since_loaded() -> list[Path]:
+    """The plugin source files whose content changed since this process loaded their code
+    (see :func:`code_fingerprint`): it still runs the code from before the edit."""
+    edited = {path for path, fingerprint in list(_CODE_AS_LOADED.values()) if file_fingerprint(path) != fingerprint}
+    return sorted(edited)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -751,6 +752,7 @@ def test_a_plugin_replacing_a_built_in_loader_makes_the_data_stale_when_it_chang
     run_project(tiny_project, until="data")
     assert not {s.name: s for s in plan_project(tiny_project, until="data")[2]}["data"].will_run
     plugin.write_text(plugin.read_text().replace("VERSION = 1", "VERSION = 2"))
+    monkeypatch.delitem(sys.modules, "jsonl_override")  # as a new process loads it
     status = {s.name: s for s in plan_project(tiny_project, until="data")[2]}["data"]
     assert status.will_run and "the code of the loader jsonl plugin" in " ".join(status.reasons), status.reasons
 

@@ -160,6 +160,51 @@ class SizeEstimator(SubsetEstimator):
     sys.modules.pop("sizey_plugin")
 
 
+def test_a_plugin_edited_after_this_process_loaded_it_keeps_the_fingerprint_of_the_code_it_runs(
+        tiny_project: Path, monkeypatch) -> None:
+    """A notebook ran a project, edited a plugin and ran again: the search re-ran with the
+    old code (Python does not import a module again) and recorded the edited file's
+    fingerprint, so a later `subsetctl run` took the old code's results as up to date."""
+    import yaml
+
+    from subsetctl.api import plan_project, run_project
+    from subsetctl.reporter import SilentReporter
+
+    class Recording(SilentReporter):
+        def __init__(self) -> None:
+            self.warnings: list[str] = []
+
+        def warn(self, message: str) -> None:
+            self.warnings.append(message)
+
+    plugin = tiny_project / "edited_strategy.py"
+    source = ("from subsetctl.search.baselines import AllSources\nfrom subsetctl.registry import STRATEGIES\n"
+              "@STRATEGIES.register('edited_all', 'every source (VERSION)')\nclass EditedAll(AllSources):\n"
+              "    pass\n")
+    plugin.write_text(source.replace("VERSION", "1"))
+    monkeypatch.syspath_prepend(str(tiny_project))
+    spec = yaml.safe_load((tiny_project / "subsetctl.yaml").read_text())
+    spec["plugins"] = ["edited_strategy:EditedAll"]
+    spec["search"] = {**spec.get("search", {}), "strategies": [{"name": "edited_all"}]}
+    (tiny_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    try:
+        run_project(tiny_project, until="search")
+        plugin.write_text(source.replace("VERSION", "2"))  # edited; the process keeps the loaded class
+        seen = Recording()
+        statuses = {s.name: s for s in plan_project(tiny_project, until="search", reporter=seen)[2]}
+        assert not statuses["search"].will_run  # what this process would run is what made the results
+        edited = [w for w in seen.warnings if "changed after this Python process loaded it" in w]
+        assert edited == [(f"The plugin file {plugin.resolve()} changed after this Python process loaded it: it "
+                          "still runs the code from before the edit (Python does not import a module again), and "
+                          "results are recorded as that code's. Restart the process (a notebook's kernel), or "
+                          "importlib.reload the module, to use the edit.")], seen.warnings
+        sys.modules.pop("edited_strategy")  # a new process (or importlib.reload) loads the edit
+        statuses = {s.name: s for s in plan_project(tiny_project, until="search", reporter=Recording())[2]}
+        assert statuses["search"].will_run
+    finally:
+        sys.modules.pop("edited_strategy", None)
+
+
 def test_a_plugin_estimator_calibration_may_choose_is_a_search_input(tiny_project: Path, monkeypatch) -> None:
     """Calibration chose the plugin estimator, its file was edited, calibration chose it
     again (same output): the search stayed "up to date" with the old code's estimates."""
@@ -177,6 +222,8 @@ def test_a_plugin_estimator_calibration_may_choose_is_a_search_input(tiny_projec
     first = SearchStage().extra_inputs(spec, project)["plugin code"]
     assert spec.estimate.estimator == "fast" and set(first) == {"estimator picked"}
     (tiny_project / "picked_est.py").write_text((tiny_project / "picked_est.py").read_text() + "# edited\n")
+    sys.modules.pop("picked_est")  # as a new process loads it
+    project, spec = load_project(tiny_project, overrides)
     assert SearchStage().extra_inputs(spec, project)["plugin code"] != first
     for off in ("calibrate.enabled=false", "verify.enabled=false"):  # nothing to choose from: only estimate.estimator
         _, spec = load_project(tiny_project, [*overrides, off])
