@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from subsetctl.errors import SpecError, SpecFileError, UserError, shell_arg
+from subsetctl.errors import SpecError, SpecFileError, UserError, environment_errors_as_user_errors, shell_arg
 from subsetctl.pipeline import Pipeline, StageStatus
 from subsetctl.project import Project, atomic_write_text
 from subsetctl.reporter import Reporter, SilentReporter
@@ -515,11 +515,12 @@ def plan_project(
     force: list[str] | None = None, reporter: Reporter | None = None,
 ) -> tuple[Project, Spec, list[StageStatus]]:
     """Each stage's status and what ``run`` would do; the spec's warnings go to ``reporter``."""
-    project, spec = load_project(directory, overrides, reporter)
-    pipeline = make_pipeline(project, spec)
-    if reporter is not None:
-        warn_edited_plugins(reporter)
-    return project, spec, pipeline.plan(force=set(force or []), until=until)
+    with environment_errors_as_user_errors():
+        project, spec = load_project(directory, overrides, reporter)
+        pipeline = make_pipeline(project, spec)
+        if reporter is not None:
+            warn_edited_plugins(reporter)
+        return project, spec, pipeline.plan(force=set(force or []), until=until)
 
 
 @contextlib.contextmanager
@@ -556,11 +557,13 @@ def run_project(
     reporter: Reporter | None = None,
     options: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every stale stage; returns one record per stage (action, seconds)."""
+    """Run every stale stage; returns one record per stage (action, seconds). A folder the
+    run cannot write or a full disk raises a UserError, as the CLI reports it."""
     rep = reporter or SilentReporter()
-    project, spec = load_project(directory, overrides, rep)
-    pipeline = make_pipeline(project, spec, reporter, overrides)
-    with _callers_random_state():
+    with environment_errors_as_user_errors():
+        project, spec = load_project(directory, overrides, rep)
+        pipeline = make_pipeline(project, spec, reporter, overrides)
+    with environment_errors_as_user_errors(), _callers_random_state():
         return pipeline.run(
             until=until,
             force=set(force or []),

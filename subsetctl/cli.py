@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from subsetctl import __version__
-from subsetctl.errors import UserError, shell_arg
+from subsetctl.errors import UserError, environment_error, shell_arg
 from subsetctl.templates import TEMPLATES
 
 
@@ -70,7 +70,7 @@ class _Group(click.Group):
             try:
                 return super().invoke(ctx)
             except OSError as exc:
-                user_error = _environment_error(exc)
+                user_error = environment_error(exc)
                 if user_error is not None and os.environ.get("SUBSETCTL_DEBUG"):
                     import traceback
 
@@ -103,32 +103,6 @@ class _Group(click.Group):
                 "Re-run with SUBSETCTL_DEBUG=1 for the traceback and report it."
             )
             sys.exit(1)
-
-
-def _environment_error(exc: OSError) -> UserError | None:
-    """A UserError for file-system conditions the user fixes (read-only or unwritable
-    folder, full disk); None for anything else, which stays an internal error."""
-    import errno
-
-    notes = getattr(exc, "__notes__", [])  # the pipeline notes the stage and its folder
-    where = f" {exc.filename}" if exc.filename else (f" in {notes[-1]}" if notes else "")
-    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        return UserError(
-            f"Cannot use{where}: {exc.strerror}. subsetctl reads the spec, data and model files and keeps "
-            "all its state in the project directory (.subsetctl/, report.md, plots/); fix the permissions, "
-            "or copy the project somewhere writable and run it there. Finished stages are kept."
-        )
-    if exc.errno in (errno.EISDIR, errno.ENOTDIR) and exc.filename:
-        return UserError(
-            f"Cannot use {exc.filename}: {exc.strerror}. subsetctl expects a file there (or a folder in a path "
-            "where a file is); something else put it there. Move it aside and run again."
-        )
-    if exc.errno == errno.ENOSPC:
-        return UserError(
-            f"No space left on the device (writing{where}). Free disk space (the gradient store and checkpoints "
-            "are the large files) and run again: finished work is kept and resumed."
-        )
-    return None
 
 
 def _stage_option(ctx: click.Context, param: click.Parameter, value: Any) -> Any:

@@ -6,7 +6,9 @@ unknown name). The CLI prints its message and exits with status 1, never a trace
 
 from __future__ import annotations
 
+import contextlib
 import shlex
+from collections.abc import Iterator
 
 
 def shell_arg(path: object) -> str:
@@ -55,3 +57,44 @@ class LockedError(UserError):
 
 class StaleArtifactError(UserError):
     """An upstream artifact does not match what the spec asks for."""
+
+
+def environment_error(exc: OSError) -> UserError | None:
+    """A UserError for file-system conditions the user fixes (read-only or unwritable
+    folder, full disk); None for anything else, which stays an internal error. The CLI
+    prints it; :func:`environment_errors_as_user_errors` raises it to API callers."""
+    import errno
+
+    notes = getattr(exc, "__notes__", [])  # the pipeline notes the stage and its folder
+    where = f" {exc.filename}" if exc.filename else (f" in {notes[-1]}" if notes else "")
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return UserError(
+            f"Cannot use{where}: {exc.strerror}. subsetctl reads the spec, data and model files and keeps "
+            "all its state in the project directory (.subsetctl/, report.md, plots/); fix the permissions, "
+            "or copy the project somewhere writable and run it there. Finished stages are kept."
+        )
+    if exc.errno in (errno.EISDIR, errno.ENOTDIR) and exc.filename:
+        return UserError(
+            f"Cannot use {exc.filename}: {exc.strerror}. subsetctl expects a file there (or a folder in a path "
+            "where a file is); something else put it there. Move it aside and run again."
+        )
+    if exc.errno == errno.ENOSPC:
+        return UserError(
+            f"No space left on the device (writing{where}). Free disk space (the gradient store and checkpoints "
+            "are the large files) and run again: finished work is kept and resumed."
+        )
+    return None
+
+
+@contextlib.contextmanager
+def environment_errors_as_user_errors() -> Iterator[None]:
+    """Raise the file-system conditions a user fixes (see :func:`environment_error`) as a
+    UserError caused by the OSError, as the CLI reports them: a notebook calling the API
+    got a bare PermissionError or a full disk's OSError."""
+    try:
+        yield
+    except OSError as exc:
+        user_error = environment_error(exc)
+        if user_error is None:
+            raise
+        raise user_error from exc

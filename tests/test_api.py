@@ -119,3 +119,37 @@ def test_a_run_leaves_the_callers_random_generators_as_they_were(tiny_project: P
     results = run_project(tiny_project, until="meta_init")
     assert [r["action"] for r in results] == ["ran", "ran"]
     assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == expected
+
+
+def test_file_system_conditions_a_user_fixes_reach_api_callers_as_user_errors(jsonl_project: Path,
+                                                                              monkeypatch) -> None:
+    """README: user mistakes raise UserError with the message the CLI prints. A read-only
+    folder or a full disk reached a notebook as a bare PermissionError or OSError."""
+    import errno
+
+    import pytest
+
+    from subsetctl.api import plan_project, run_project
+    from subsetctl.errors import UserError
+    from subsetctl.pipeline import Pipeline
+
+    def full_disk(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(jsonl_project / ".subsetctl" / "x"))
+
+    def read_only(self, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(jsonl_project / ".subsetctl"))
+
+    monkeypatch.setattr(Pipeline, "run", full_disk)
+    with pytest.raises(UserError, match="No space left on the device") as raised:
+        run_project(jsonl_project)
+    assert isinstance(raised.value.__cause__, OSError)
+    monkeypatch.setattr(Pipeline, "plan", read_only)
+    with pytest.raises(UserError, match="Cannot use .*: Permission denied. subsetctl reads the spec"):
+        plan_project(jsonl_project)
+
+    def missing(self, *args, **kwargs):
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", "/nowhere")
+
+    monkeypatch.setattr(Pipeline, "run", missing)
+    with pytest.raises(FileNotFoundError):  # not a condition the user fixes: stays as it is
+        run_project(jsonl_project)

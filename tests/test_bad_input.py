@@ -14,8 +14,8 @@ import yaml
 from click.testing import CliRunner
 
 from subsetctl.api import validate_spec_file
-from subsetctl.cli import _environment_error, main
-from subsetctl.errors import UserError
+from subsetctl.cli import main
+from subsetctl.errors import UserError, environment_error
 from subsetctl.registry import STRATEGIES
 from subsetctl.spec import Spec, load_spec
 
@@ -112,16 +112,16 @@ def test_dask_address_without_a_port_is_a_user_error() -> None:
 
 
 def test_unwritable_folder_and_full_disk_are_user_errors() -> None:
-    read_only = _environment_error(OSError(errno.EROFS, "Read-only file system", "/p/.subsetctl"))
+    read_only = environment_error(OSError(errno.EROFS, "Read-only file system", "/p/.subsetctl"))
     assert read_only is not None and "/p/.subsetctl" in str(read_only) and "permissions" in str(read_only)
-    full = _environment_error(OSError(errno.ENOSPC, "No space left on device", "/p/x"))
+    full = environment_error(OSError(errno.ENOSPC, "No space left on device", "/p/x"))
     assert full is not None and "Free disk space" in str(full)
-    assert _environment_error(OSError(errno.ENOENT, "No such file")) is None  # stays an internal error
-    lock_folder = _environment_error(IsADirectoryError(errno.EISDIR, "Is a directory", "/p/.subsetctl/lock"))
+    assert environment_error(OSError(errno.ENOENT, "No such file")) is None  # stays an internal error
+    lock_folder = environment_error(IsADirectoryError(errno.EISDIR, "Is a directory", "/p/.subsetctl/lock"))
     assert lock_folder is not None and "Cannot use /p/.subsetctl/lock: Is a directory" in str(lock_folder)
     unnamed = OSError(errno.ENOSPC, "No space left on device")  # numpy and torch writes name no file
     unnamed.add_note("stage gradients, under /p/.subsetctl/gradients")
-    assert "(writing in stage gradients, under /p/.subsetctl/gradients)" in str(_environment_error(unnamed))
+    assert "(writing in stage gradients, under /p/.subsetctl/gradients)" in str(environment_error(unnamed))
 
 
 def test_truncated_weights_file_is_a_user_error(tiny_llama: Path, tmp_path: Path) -> None:
