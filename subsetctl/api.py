@@ -436,9 +436,18 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
     return found
 
 
-def validate_spec_file(path: str | Path, overrides: list[str] | None = None) -> ValidationReport:
+def _listed(items: str | list[str] | tuple[str, ...] | None) -> list[str]:
+    """Overrides or stage names as a list: one given as a plain string (`force="data"`) is
+    one item, not its characters ("Unknown stage 'd'")."""
+    if items is None:
+        return []
+    return [items] if isinstance(items, str) else list(items)
+
+
+def validate_spec_file(path: str | Path, overrides: str | list[str] | None = None) -> ValidationReport:
     """Validate one spec file: YAML, schema, then the semantic checks."""
     path = Path(path)  # a str from a notebook failed with AttributeError deep in read_yaml
+    overrides = _listed(overrides)
     report = ValidationReport(file=str(path))
     try:
         data, text = read_yaml(path)
@@ -511,10 +520,11 @@ def warn_edited_plugins(reporter: Reporter) -> None:
 
 
 def plan_project(
-    directory: str | Path | None, overrides: list[str] | None = None, until: str | None = None,
-    force: list[str] | None = None, reporter: Reporter | None = None,
+    directory: str | Path | None, overrides: str | list[str] | None = None, until: str | None = None,
+    force: str | list[str] | None = None, reporter: Reporter | None = None,
 ) -> tuple[Project, Spec, list[StageStatus]]:
     """Each stage's status and what ``run`` would do; the spec's warnings go to ``reporter``."""
+    overrides, force = _listed(overrides), _listed(force)
     with environment_errors_as_user_errors():
         project, spec = load_project(directory, overrides, reporter)
         pipeline = make_pipeline(project, spec)
@@ -551,14 +561,15 @@ def _callers_random_state() -> Iterator[None]:
 
 def run_project(
     directory: str | Path | None,
-    overrides: list[str] | None = None,
+    overrides: str | list[str] | None = None,
     until: str | None = None,
-    force: list[str] | None = None,
+    force: str | list[str] | None = None,
     reporter: Reporter | None = None,
     options: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Run every stale stage; returns one record per stage (action, seconds). A folder the
     run cannot write or a full disk raises a UserError, as the CLI reports it."""
+    overrides, force = _listed(overrides), _listed(force)
     rep = reporter or SilentReporter()
     with environment_errors_as_user_errors():
         project, spec = load_project(directory, overrides, rep)

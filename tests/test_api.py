@@ -153,3 +153,15 @@ def test_file_system_conditions_a_user_fixes_reach_api_callers_as_user_errors(js
     monkeypatch.setattr(Pipeline, "run", missing)
     with pytest.raises(FileNotFoundError):  # not a condition the user fixes: stays as it is
         run_project(jsonl_project)
+
+
+def test_one_override_or_stage_given_as_a_plain_string_is_one_item(jsonl_project: Path) -> None:
+    """`force="data"` was iterated by character: "Unknown stage 'd'"."""
+    from subsetctl.api import plan_project, validate_spec_file
+
+    statuses = {s.name: s for s in plan_project(jsonl_project, "gradients.d=64", force="data")[2]}
+    assert statuses["data"].will_run
+    as_lists = {s.name: s for s in plan_project(jsonl_project, ["gradients.d=64"], force=["data"])[2]}
+    assert {k: (v.state, v.will_run) for k, v in statuses.items()} == {
+        k: (v.state, v.will_run) for k, v in as_lists.items()}
+    assert validate_spec_file(jsonl_project / "subsetctl.yaml", "gradients.d=64").spec.gradients.d == 64
