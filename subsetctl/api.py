@@ -503,16 +503,21 @@ def make_pipeline(
     for plugin in spec.plugins:
         load_plugin_string(plugin, project.root)
     if reporter is not None:
-        warn_edited_plugins(reporter)
+        warn_edited_plugins(reporter, spec)
     return Pipeline(project, spec, all_stages(), reporter or SilentReporter(), overrides)
 
 
-def warn_edited_plugins(reporter: Reporter) -> None:
-    """Name the plugin files edited since this process loaded their code (a notebook that
-    edited a plugin between two runs): the old code runs, and results are recorded as its."""
+def warn_edited_plugins(reporter: Reporter, spec: Spec) -> None:
+    """Name the files of the spec's plugins edited since this process loaded their code (a
+    notebook that edited a plugin between two runs): the old code runs, and results are
+    recorded as its. Plugins of other projects run in the process are left out."""
     from subsetctl.filehash import code_edited_since_loaded
+    from subsetctl.registry import ALL_REGISTRIES
 
-    for path in code_edited_since_loaded():
+    modules = {plugin.partition(":")[0] for plugin in spec.plugins}
+    objects = [entry.obj for registry in ALL_REGISTRIES.values() for entry in registry.entries()
+               if entry.origin != "built-in" and getattr(entry.obj, "__module__", None) in modules]
+    for path in code_edited_since_loaded(objects):
         reporter.warn(f"The plugin file {path} changed after this Python process loaded it: it still runs the "
                       "code from before the edit (Python does not import a module again), and results are "
                       "recorded as that code's. Restart the process (a notebook's kernel), or importlib.reload "
@@ -529,7 +534,7 @@ def plan_project(
         project, spec = load_project(directory, overrides, reporter)
         pipeline = make_pipeline(project, spec)
         if reporter is not None:
-            warn_edited_plugins(reporter)
+            warn_edited_plugins(reporter, spec)
         return project, spec, pipeline.plan(force=set(force or []), until=until)
 
 

@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import weakref
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -126,12 +127,9 @@ def code_fingerprint(obj: Any, root: Path | None = None) -> dict[str, Any] | Non
     made by the loaded code, and a notebook that ran a project, edited a plugin and ran
     again recorded the new file's fingerprint for results of the old code, which a later
     `run` then took as up to date. :func:`code_edited_since_loaded` names such files."""
-    import functools
     import inspect
 
-    while isinstance(obj, functools.partial):  # the function it calls, not functools.py
-        obj = obj.func
-    target = inspect.unwrap(obj if inspect.isroutine(obj) or inspect.isclass(obj) else type(obj))
+    target = _code_target(obj)
     try:
         name = inspect.getsourcefile(target)
     except (TypeError, ValueError):
@@ -148,8 +146,27 @@ def code_fingerprint(obj: Any, root: Path | None = None) -> dict[str, Any] | Non
     return fingerprint
 
 
-def code_edited_since_loaded() -> list[Path]:
-    """The plugin source files whose content changed since this process loaded their code
-    (see :func:`code_fingerprint`): it still runs the code from before the edit."""
-    edited = {path for path, fingerprint in list(_CODE_AS_LOADED.values()) if file_fingerprint(path) != fingerprint}
+def _code_target(obj: Any) -> Any:
+    """The function or class whose source file defines ``obj``: a partial's function, a
+    callable object's class, a decorated function's original."""
+    import functools
+    import inspect
+
+    while isinstance(obj, functools.partial):  # the function it calls, not functools.py
+        obj = obj.func
+    return inspect.unwrap(obj if inspect.isroutine(obj) or inspect.isclass(obj) else type(obj))
+
+
+def code_edited_since_loaded(objects: Iterable[Any]) -> list[Path]:
+    """The source files of ``objects`` (plugin functions, classes, callable objects) whose
+    content changed since this process loaded their code (see :func:`code_fingerprint`):
+    it still runs the code from before the edit."""
+    edited: set[Path] = set()
+    for obj in objects:
+        try:
+            path, fingerprint = _CODE_AS_LOADED[_code_target(obj)]
+        except (KeyError, TypeError):  # never fingerprinted (or not weak-referenceable)
+            continue
+        if file_fingerprint(path) != fingerprint:
+            edited.add(path)
     return sorted(edited)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -178,6 +179,9 @@ def test_fingerprint_of_a_plugin_loader_follows_its_code_and_option_files(
     (tmp_path / "report.md").write_text("rewritten by the report stage")
     assert source_fingerprint_inputs(source, tmp_path) == second
     (tmp_path / "fp_plugin_mod.py").write_text(PLUGIN_MODULE + "# edited\n")
+    assert source_fingerprint_inputs(source, tmp_path)["code"] == first["code"]  # the code this process runs
+    monkeypatch.delitem(sys.modules, "fp_plugin_mod")  # as a new process loads it
+    load_plugin_string("fp_plugin_mod:load")
     assert source_fingerprint_inputs(source, tmp_path)["code"] != first["code"]
 
 
