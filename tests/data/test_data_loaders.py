@@ -383,6 +383,34 @@ def test_huggingface_data_files_in_a_folder_whose_path_holds_brackets(tmp_path: 
     spec = Spec.model_validate({"target": {"name": "t", "loader": globbed.model_dump()},
                                 "sources": [{"name": "s", "loader": named.model_dump()}]})
     assert check_sources(spec, spec_file) == []
+
+
+def test_a_huggingface_folder_whose_path_holds_a_bracket_is_refused_by_validate(tmp_path: Path) -> None:
+    """load_dataset reads a folder's own path as a pattern ("Couldn't find any data file at
+    /x/d [[]1]") while `validate` passed: validate says so, and what to write instead."""
+    from subsetctl.data.checks import check_sources
+
+    folder = tmp_path / "d [1]"
+    folder.mkdir()
+    write_jsonl(folder / "train.jsonl", qa_rows(3))
+    spec_file = tmp_path / "subsetctl.yaml"
+    spec_file.write_text("x: 1\n")
+    plain = tmp_path / "d1"
+    plain.mkdir()
+    write_jsonl(plain / "train.jsonl", qa_rows(3))
+    spec = Spec.model_validate({"target": {"name": "t", "loader": {"type": "huggingface", "path": "d1"}},
+                                "sources": [{"name": "s", "loader": {"type": "huggingface", "path": "d [1]"}}]})
+    (issue,) = check_sources(spec, spec_file)
+    assert issue.key == "sources[0].loader.path" and "datasets.load_dataset reads as a file pattern" in issue.message
+    assert "`data_files` listing each file" in issue.message
+    by_name = Spec.model_validate({"target": {"name": "t", "loader": {"type": "huggingface", "path": "d1"}},
+                                  "sources": [{"name": "s", "loader": {"type": "huggingface", "path": "json",
+                                                                       "data_files": ["d [1]/train.jsonl"]}}]})
+    assert check_sources(by_name, spec_file) == []  # as the message says
+    ctx = LoadContext(source_name="s", base_dir=tmp_path, kind="causal-lm", seed=0)
+    assert len(load_huggingface(by_name.sources[0].loader, ctx)) == 3
+
+
 def test_huggingface_bad_split(tmp_path: Path, make_ctx) -> None:
     folder = tmp_path / "hfdata"
     folder.mkdir()
