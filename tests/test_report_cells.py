@@ -411,3 +411,25 @@ def test_narrow_terminals_move_strategies_to_another_score_table_instead_of_fold
     wide = io.StringIO()
     render_full_report(report, Console(file=wide, width=200))
     assert "of 7" not in wide.getvalue()  # one table when it fits
+
+
+@pytest.mark.parametrize("count", [3, 40])
+def test_score_tables_of_short_source_names_fit_the_width_with_their_header_and_more_row(count: int) -> None:
+    """The split measured the source column by the names alone: names shorter than its
+    header ("source") or than the "… 10 more" row made it wider than counted, and rich
+    cut the last strategy's scores off at the terminal's edge."""
+    import re
+
+    sources = [f"s{i}" for i in range(count)]
+    strategies = [f"method{i}" for i in range(7)]
+    report = {"project": "p", "final": "method0", "sources": sources,
+              "calibration": {"enabled": False, "estimator": "fast", "lam": 1.0},
+              "strategies": {k: {"selected": sources[:1], "scores": {s: i % 7 - 0.88412 for i, s in enumerate(sources)},
+                                 "estimated_loss_raw": 1.4} for k in strategies}, "stages": {}}
+    for width in range(40, 101):
+        buffer = io.StringIO()
+        render_full_report(report, Console(file=buffer, width=width))
+        lines = buffer.getvalue().splitlines()
+        assert all(len(line) <= width for line in lines), width
+        rows = [line for line in lines if line.startswith("│ s")]
+        assert rows and all(re.fullmatch(r"│ s\d+ +(│ +-?\d\.\d+( ✓)? +)+│", line) for line in rows), width

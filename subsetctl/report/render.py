@@ -43,8 +43,9 @@ def score_column_groups(strategies: int, score_width: int, rows: list[str | None
     column that does not fit, and a score folded across two lines ("-0.88" over "4")
     reads as two numbers; a second table is clearer. Each column costs its width plus
     two of padding and one of border; the source column keeps up to
-    :data:`SOURCE_COLUMN_KEPT` characters of the longest name."""
-    source = min(SOURCE_COLUMN_KEPT, max((cell_len(s) for s in rows if s is not None), default=6))
+    :data:`SOURCE_COLUMN_KEPT` characters of the longest row label (``rows`` as shown, the
+    "… N more" row among them) or its header."""
+    source = min(SOURCE_COLUMN_KEPT, max([len("source"), *(cell_len(s) for s in rows if s is not None)]))
     fits = max(1, (width - 1 - (source + 3)) // (score_width + 3))
     per_table = -(-strategies // -(-strategies // fits))  # balanced: 4 + 3 columns, not 5 + 2
     return [list(range(i, min(i + per_table, strategies))) for i in range(0, strategies, per_table)]
@@ -101,7 +102,8 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
                          for v, chosen in zip(scored.values(), selected)]
                      for s in rows if s is not None}
             score_width = max((cell_len(c) for row_cells in cells.values() for c in row_cells), default=1)
-            groups = score_column_groups(len(names), score_width, rows, console.width)
+            labels = [f"… {left_out} more" if s is None else s for s in rows]  # as the source column shows them
+            groups = score_column_groups(len(names), score_width, labels, console.width)
             for number, group in enumerate(groups, 1):
                 part = f"; strategies {group[0] + 1}–{group[-1] + 1} of {len(names)}" if len(groups) > 1 else ""
                 t = Table(title=f"per-source scores (higher = more helpful; ✓ selected{part})", title_justify="left",
