@@ -342,7 +342,7 @@ def _register_named_class(obj: Any, spec: str) -> None:
         if any(entry.obj is obj for entry in registry.entries()):
             return
         name = vars(obj).get("name", "")  # its own: a subclass of a built-in inherits the built-in's name
-        if name in registry.names():
+        if name in registry.names() and registry.origin(name) != f"plugins: {spec}":  # reloaded: replaced
             raise UserError(
                 f"Plugin {spec!r} is named {name!r}, like the {registry.kind} from {registry.origin(name)}: "
                 "give the class another `name`."

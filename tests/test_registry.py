@@ -111,6 +111,29 @@ def test_a_plugins_class_without_a_name_says_how_to_register_it(tmp_path, monkey
     assert STRATEGIES.origin("forward") == "built-in"
 
 
+def test_a_plugins_class_without_a_decorator_loads_again_after_its_module_is_reloaded(tmp_path, monkeypatch) -> None:
+    """The warning about an edited plugin advises importlib.reload; a class that plugins:
+    names (not registered by a decorator) then failed as named "like the strategy from
+    plugins: m:Cls", itself."""
+    import importlib
+
+    from subsetctl.registry import STRATEGIES, load_plugin_string
+
+    (tmp_path / "undecorated_plugin.py").write_text(
+        "from subsetctl.search.baselines import AllSources\n\nclass Undecorated(AllSources):\n"
+        "    name = 'undecorated_all'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        first = load_plugin_string("undecorated_plugin:Undecorated")
+        importlib.reload(sys.modules["undecorated_plugin"])
+        again = load_plugin_string("undecorated_plugin:Undecorated")
+        assert again is not first and STRATEGIES.get("undecorated_all") is again
+        assert STRATEGIES.origin("undecorated_all") == "plugins: undecorated_plugin:Undecorated"
+    finally:
+        sys.modules.pop("undecorated_plugin", None)
+        STRATEGIES._entries.pop("undecorated_all", None)
+
+
 def test_editing_a_plugin_estimator_or_strategy_makes_the_search_stale(tiny_project: Path, monkeypatch) -> None:
     """Only plugin loaders were tracked: an edited estimator left the search "up to date"
     and a re-run reused the old estimates from the search cache."""
