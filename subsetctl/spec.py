@@ -865,8 +865,9 @@ def issues_from_validation(
 def _as_written_hint(message: str, value: Any, loc: tuple[Any, ...], line: int | None, text: str) -> str:
     """``message`` with the quoting example written as the number is in the file, when YAML
     read it as another one: `name: 0042` is octal 34 in YAML, and the advice to write
-    "34" would have renamed the source."""
-    if not isinstance(value, int) or isinstance(value, bool) or line is None or not loc or not isinstance(loc[-1], str):
+    "34" would have renamed the source (as "2.1" would `name: 2.10`)."""
+    if (not isinstance(value, (int, float)) or isinstance(value, bool) or line is None or not loc
+            or not isinstance(loc[-1], str)):
         return message
     spec_lines = text.splitlines()
     if line > len(spec_lines):

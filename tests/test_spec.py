@@ -352,6 +352,10 @@ def test_a_number_yaml_reads_as_another_is_to_be_quoted_as_written() -> None:
                                               '0042 as 34)')
     assert 'as written: "1_000"' in by_key["target.name"]
     assert by_key["sources[1].name"].endswith('e.g. "7")')  # written as YAML reads it: as before
+    decimal = text.replace("name: 7", "name: 2.10")  # a version-like name: YAML reads the float 2.1
+    _, issues = validate_data(yaml.safe_load(decimal), "x.yaml", decimal)
+    assert {i.key: i.message for i in issues}["sources[1].name"].endswith(
+        'as written: "2.10"; unquoted, YAML reads 2.10 as 2.1)')
     quoted = text.replace("0042", '"0042"').replace("1_000", '"1_000"').replace("name: 7", 'name: "7"')
     assert validate_data(yaml.safe_load(quoted), "x.yaml", quoted)[0].sources[0].name == "0042"
 
