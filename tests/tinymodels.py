@@ -35,6 +35,20 @@ def save_tiny_llama(folder: Path) -> Path:
     return folder
 
 
+def save_tiny_gpt2(folder: Path) -> Path:
+    """A 2-layer random GPT-2 (Conv1D layers, tied embeddings) with the char tokenizer."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tok = char_tokenizer()
+    config = GPT2Config(n_embd=64, n_layer=2, n_head=4, vocab_size=len(tok), n_positions=256,
+                        eos_token_id=tok.eos_token_id, bos_token_id=tok.eos_token_id)
+    torch.manual_seed(0)
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
 def tiny_project_spec(model_dir: Path) -> dict:
     """A whole-pipeline spec on JSONL data and a tiny model: runs in seconds."""
     return {

@@ -48,9 +48,11 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 @contextlib.contextmanager
 def _quiet_peft():
     """Hide peft's use of a deprecated transformers API (a FutureWarning the user cannot act
-    on); nothing below the CLI should print."""
+    on) and its notice that it set ``fan_in_fan_out`` to fit the layer (GPT-2's Conv1D):
+    nothing below the CLI should print."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        warnings.filterwarnings("ignore", message="fan_in_fan_out is set to", category=UserWarning)
         yield
 
 

@@ -130,3 +130,30 @@ def test_an_adapter_this_process_may_not_read_is_not_called_damaged(tiny_llama_d
     monkeypatch.setattr(safetensors.torch, "load_file", refuse)
     with pytest.raises(PermissionError):
         adapter_fingerprint(tmp_path / "a")
+
+
+def test_gpt2_conv1d_lora_says_nothing_and_reloads(tmp_path) -> None:
+    """GPT-2's attention is a transformers Conv1D: peft sets fan_in_fan_out for it and
+    warned so (a raw UserWarning from site-packages) at every meta-init and fine-tune."""
+    import warnings
+
+    from tinymodels import save_tiny_gpt2
+
+    folder = save_tiny_gpt2(tmp_path / "gpt2")
+    model, _, _ = resolve_model(str(folder), "causal-lm")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        peft_model = apply_lora(model, r=2, kind="causal-lm")
+        with torch.no_grad():
+            for name, p in peft_model.named_parameters():
+                if "lora_B" in name:
+                    p.normal_(0.0, 0.05)
+        save_adapter(peft_model, tmp_path / "adapter")
+        base, _, _ = resolve_model(str(folder), "causal-lm")
+        loaded = load_adapter(base, tmp_path / "adapter")
+    assert not [str(w.message) for w in caught if "fan_in_fan_out" in str(w.message)]
+    assert peft_model.peft_config["default"].fan_in_fan_out is True
+    ids = torch.tensor([[3, 4, 5, 6]])
+    peft_model.eval()
+    with torch.no_grad():
+        assert torch.allclose(peft_model(input_ids=ids).logits, loaded(input_ids=ids).logits, atol=1e-6)
