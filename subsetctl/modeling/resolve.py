@@ -170,7 +170,14 @@ def config_hash(config: Any) -> str:
 
 def ensure_pad_token(tokenizer: Any, model: Any | None = None) -> None:
     """Give a tokenizer without a pad token the EOS token as pad (and tell the model's
-    config, which sequence-classification heads need to find the last real token)."""
+    config, which sequence-classification heads need to find the last real token). A pad
+    token the model has no embedding for (added to the tokenizer without resizing the
+    model's embeddings) is replaced by EOS the same way: padding is masked, but its id is
+    still looked up."""
+    rows = _embedding_rows(model)
+    if tokenizer.pad_token is not None and rows is not None and (tokenizer.pad_token_id or 0) >= rows:
+        tokenizer.pad_token = None
+        model.config.pad_token_id = None  # the EOS below, where the head looks for the padding
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
             raise UserError(
@@ -181,6 +188,15 @@ def ensure_pad_token(tokenizer: Any, model: Any | None = None) -> None:
         tokenizer.pad_token = tokenizer.eos_token
     if model is not None and getattr(model.config, "pad_token_id", None) is None:
         model.config.pad_token_id = tokenizer.pad_token_id
+
+
+def _embedding_rows(model: Any | None) -> int | None:
+    """How many token ids ``model``'s input embedding has, or None when that cannot be told."""
+    try:
+        rows = model.get_input_embeddings().num_embeddings
+    except (AttributeError, NotImplementedError):
+        return None
+    return rows if isinstance(rows, int) else None
 
 
 @contextlib.contextmanager

@@ -29,6 +29,27 @@ def test_unknown_name_lists_packaged_models() -> None:
     assert "next to the spec file, then in the current folder" in str(err.value)
 
 
+@pytest.mark.parametrize("kind", ["causal-lm", "classifier"])
+def test_a_pad_token_the_model_has_no_embedding_for_falls_back_to_eos(tmp_path: Path, kind: str) -> None:
+    """A pad token added to the tokenizer without resizing the model's embeddings (or one
+    transformers' own tokenizer class adds): padded batches failed at the embedding lookup
+    with an internal IndexError."""
+    import torch
+    from tinymodels import save_tiny_llama
+    from transformers import AutoTokenizer
+
+    folder = save_tiny_llama(tmp_path / "llama")
+    added = AutoTokenizer.from_pretrained(folder)
+    added.add_special_tokens({"pad_token": "[PAD]"})
+    added.save_pretrained(folder)
+    model, tok, _ = resolve_model(str(folder), kind, num_labels=2 if kind == "classifier" else None)
+    assert tok.pad_token == tok.eos_token == "<eos>"
+    assert model.config.pad_token_id == tok.eos_token_id < model.get_input_embeddings().num_embeddings
+    batch = tok(["ab", "abcd"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        assert torch.isfinite(model(**batch).logits).all()
+
+
 def test_local_folder_loads_and_pad_falls_back_to_eos(tiny_llama_dir) -> None:
     model, tok, info = resolve_model(str(tiny_llama_dir), "causal-lm")
     assert tok.pad_token == tok.eos_token == "<eos>"
