@@ -271,6 +271,29 @@ def _refuse_non_causal(config: Mapping[str, Any], where: str) -> None:
         )
 
 
+def _refuse_unsupported_architecture(config: Any, kind: str, where: str) -> None:
+    """A UserError when transformers has no class that loads ``config``'s model_type as
+    ``kind`` (a vision model, CLIP, T5 as a causal-lm): from_pretrained's "Unrecognized
+    configuration class" ValueError was reported as a damaged folder to copy again."""
+    from transformers.models.auto import modeling_auto
+
+    if getattr(config, "auto_map", None):  # custom code names its own classes
+        return
+    auto, names = (("AutoModelForCausalLM", modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES) if kind == "causal-lm"
+                   else ("AutoModelForSequenceClassification",
+                         modeling_auto.MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES))
+    model_type = getattr(config, "model_type", None)
+    if model_type in names:
+        return
+    classes = ", ".join(getattr(config, "architectures", None) or []) or "no architectures listed"
+    raise UserError(
+        f"{where} holds a {model_type!r} model ({classes}), which transformers cannot load as a {kind} "
+        f"({auto} has no class for it). "
+        "subsetctl fine-tunes decoder (causal) language models and text sequence classifiers: point model.source "
+        f"at one of those (packaged: {_packaged_hint()})."
+    )
+
+
 def _reinitialized_head_labels(mismatched: Iterable[Any], num_labels: int, where: str) -> int | None:
     """The checkpoint's label count when loading replaced its classification head (all of
     ``mismatched``, transformers' ``(key, checkpoint shape, model shape)`` triples, differ
@@ -346,10 +369,11 @@ def _load(
             location, trust_remote_code=trust_remote_code, local_files_only=local_files_only
         )
         torch.manual_seed(0)
+        config = AutoConfig.from_pretrained(
+            location, trust_remote_code=trust_remote_code, local_files_only=local_files_only
+        )
+        _refuse_unsupported_architecture(config, kind, where)
         if kind == "causal-lm":
-            config = AutoConfig.from_pretrained(
-                location, trust_remote_code=trust_remote_code, local_files_only=local_files_only
-            )
             _refuse_non_causal(config.to_dict(), where)
             model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
         else:

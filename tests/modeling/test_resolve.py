@@ -390,3 +390,26 @@ def test_a_failed_hub_probe_is_believed_for_a_while(monkeypatch) -> None:
     answer["up"] = True
     assert hub.hub_reachable() is True and hub.hub_reachable() is True
     assert len(probes) == 3  # a success is probed again each time
+
+
+@pytest.mark.parametrize(("arch", "kind"), [("vit", "causal-lm"), ("vit", "classifier"), ("t5", "causal-lm")])
+def test_a_model_transformers_cannot_load_as_the_kind_is_named_not_called_damaged(
+    tmp_path: Path, arch: str, kind: str
+) -> None:
+    """A vision model or T5 given by mistake: from_pretrained's "Unrecognized configuration
+    class" was reported as a half-finished copy of the folder, to copy again."""
+    from tinymodels import char_tokenizer
+    from transformers import T5Config, T5ForConditionalGeneration, ViTConfig, ViTModel
+
+    tok = char_tokenizer()
+    if arch == "vit":
+        model = ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64,
+                                   image_size=32, patch_size=8))
+    else:
+        model = T5ForConditionalGeneration(T5Config(d_model=32, d_ff=64, num_layers=1, num_heads=4, d_kv=8,
+                                                    vocab_size=len(tok), decoder_start_token_id=0))
+    model.save_pretrained(tmp_path / arch)
+    tok.save_pretrained(tmp_path / arch)
+    with pytest.raises(UserError, match=f"holds a '{arch}' model .* cannot load as a {kind}") as err:
+        resolve_model(str(tmp_path / arch), kind, num_labels=2 if kind == "classifier" else None)
+    assert "copy it again" not in str(err.value)
