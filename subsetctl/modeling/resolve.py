@@ -225,6 +225,8 @@ def not_a_causal_lm(config: Mapping[str, Any]) -> str | None:
 
     - custom modeling code (``auto_map``) or ``is_decoder: true``: loadable. An encoder
       family's checkpoint trained as a decoder says ``is_decoder: true``;
+    - ``is_encoder_decoder: true`` (T5, BART, ...): not loadable, since ``AutoModelForCausalLM``
+      builds BART's and its kin's decoder alone, whose cross-attention never sees an encoder;
     - a ``model_type`` in :data:`ENCODER_ONLY_MODEL_TYPES` (bert, roberta, deberta, ...): not
       loadable, since ``AutoModelForCausalLM`` would build it with bidirectional attention
       and a random LM head, so every loss, gradient and generation would be meaningless;
@@ -242,6 +244,8 @@ def not_a_causal_lm(config: Mapping[str, Any]) -> str | None:
     if config.get("auto_map") or config.get("is_decoder") is True:
         return None
     model_type = config.get("model_type")
+    if config.get("is_encoder_decoder") is True:
+        return f"an encoder-decoder (sequence-to-sequence) model (model_type {model_type!r})"
     if model_type in ENCODER_ONLY_MODEL_TYPES:
         return f"an encoder-only model (model_type {model_type!r}, without is_decoder: true)"
     architectures = [a for a in config.get("architectures") or [] if isinstance(a, str)]
@@ -261,14 +265,22 @@ def _refuse_non_causal(config: Mapping[str, Any], where: str) -> None:
     """Raise a UserError when :func:`not_a_causal_lm` refuses ``config``; ``where`` names the
     model in the message ("The model folder /x", "The hub model 'org/name'")."""
     reason = not_a_causal_lm(config)
-    if reason is not None:
+    if reason is None:
+        return
+    if config.get("is_encoder_decoder") is True:
         raise UserError(
-            f"{where} holds {reason}, so it cannot be loaded as a causal-lm: transformers would give it "
-            "a random LM head on bidirectional attention (or not load it at all) and every result would "
-            "be meaningless. Set "
-            "model.kind: classifier to fine-tune it as a sequence classifier, or point model.source at a "
+            f"{where} holds {reason}, so it cannot be loaded as a causal-lm: transformers would load its "
+            "decoder alone (BART and its kin), whose cross-attention never sees the encoder, or not load it at "
+            "all, and every result would be meaningless. subsetctl does not fine-tune encoder-decoder models: point model.source at a "
             f"decoder (causal) language model (packaged: {_causal_packaged_hint()})."
         )
+    raise UserError(
+        f"{where} holds {reason}, so it cannot be loaded as a causal-lm: transformers would give it "
+        "a random LM head on bidirectional attention (or not load it at all) and every result would "
+        "be meaningless. Set "
+        "model.kind: classifier to fine-tune it as a sequence classifier, or point model.source at a "
+        f"decoder (causal) language model (packaged: {_causal_packaged_hint()})."
+    )
 
 
 def _refuse_unsupported_architecture(config: Any, kind: str, where: str) -> None:

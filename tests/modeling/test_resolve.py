@@ -321,6 +321,8 @@ def test_validate_check_refuses_encoder_folder_for_causal_lm_only(tiny_bert_dir,
         ({"model_type": "distilbert", "architectures": ["DistilBertForMaskedLM"]}, True),
         ({"model_type": "newencoder", "architectures": ["NewEncoderForMaskedLM"]}, True),
         ({"model_type": "bert", "auto_map": {"AutoModelForCausalLM": "m.M"}}, False),
+        ({"model_type": "bart", "architectures": ["BartForConditionalGeneration"], "is_encoder_decoder": True}, True),
+        ({"model_type": "t5", "architectures": ["T5ForConditionalGeneration"], "is_encoder_decoder": True}, True),
     ],
 )
 def test_not_a_causal_lm_rule(config: dict, refused: bool) -> None:
@@ -413,3 +415,23 @@ def test_a_model_transformers_cannot_load_as_the_kind_is_named_not_called_damage
     with pytest.raises(UserError, match=f"holds a '{arch}' model .* cannot load as a {kind}") as err:
         resolve_model(str(tmp_path / arch), kind, num_labels=2 if kind == "classifier" else None)
     assert "copy it again" not in str(err.value)
+
+
+def test_an_encoder_decoder_is_refused_as_a_causal_lm(tmp_path: Path) -> None:
+    """AutoModelForCausalLM loads a BART checkpoint's decoder alone (BartForCausalLM), its
+    cross-attention fed nothing: every stage ran on a model that meant nothing."""
+    from tinymodels import char_tokenizer
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    from subsetctl.modeling.resolve import check_model_folder
+
+    tok = char_tokenizer()
+    BartForConditionalGeneration(BartConfig(
+        d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4, decoder_attention_heads=4,
+        encoder_ffn_dim=64, decoder_ffn_dim=64, vocab_size=len(tok), max_position_embeddings=64,
+    )).save_pretrained(tmp_path / "bart")
+    tok.save_pretrained(tmp_path / "bart")
+    with pytest.raises(UserError, match="encoder-decoder .* cannot be loaded as a causal-lm"):
+        check_model_folder(str(tmp_path / "bart"), None, "causal-lm")  # validate
+    with pytest.raises(UserError, match="encoder-decoder .* cannot be loaded as a causal-lm"):
+        resolve_model(str(tmp_path / "bart"), "causal-lm")
