@@ -122,10 +122,30 @@ def apply_lora(
     )
     with _quiet_peft():
         if seed is None:
-            return get_peft_model(model, config)
+            return _heads_in_float32(get_peft_model(model, config))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return get_peft_model(model, config)
+            return _heads_in_float32(get_peft_model(model, config))
+
+
+def _heads_in_float32(model: Any) -> Any:
+    """Keep a classifier's trainable head (peft ``modules_to_save``) in float32 in a
+    float16/bfloat16 model, as peft keeps the LoRA weights, its inputs cast to float32:
+    trained in float16, AdamW's second moments underflow to 0 and the first step made the
+    head NaN (meta_init "diverged" at once); in bfloat16, updates below 1/256 of a weight
+    are rounded away."""
+    import torch
+    from peft.utils import ModulesToSaveWrapper
+
+    def to_float32(module: Any, args: tuple) -> tuple:
+        return tuple(a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args)
+
+    for wrapper in [m for m in model.modules() if isinstance(m, ModulesToSaveWrapper)]:
+        for head in wrapper.modules_to_save.values():
+            if any(p.is_floating_point() and p.dtype != torch.float32 for p in head.parameters()):
+                head.float()
+                head.register_forward_pre_hook(to_float32)
+    return model
 
 
 def _linear_names(model: Any) -> set[str]:

@@ -308,3 +308,18 @@ def test_training_tokenizes_only_the_rows_its_batches_draw(tiny_llama_dir, tmp_p
     lazy = train_lora(model, tok, rows, config, tmp_path / "lazy", "causal-lm")
     assert tokenized == [4]  # 2 steps x 2 rows, of 20 x len(ARITH)
     assert len(lazy.train_losses) == 2 and all(math.isfinite(x) for x in lazy.train_losses)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_a_half_precision_classifier_trains_its_head(tiny_bert_dir, tmp_path, dtype) -> None:
+    """model.dtype float16 with a classifier: the head (peft modules_to_save) stayed float16,
+    AdamW's second moments underflowed and the first step made it NaN (meta_init diverged)."""
+    model, tok, _ = resolve_model(str(tiny_bert_dir), "classifier", dtype=dtype, num_labels=2)
+    model = apply_lora(model, r=2, alpha=4, kind="classifier")
+    head = [p for n, p in model.named_parameters() if p.requires_grad and "lora_" not in n]
+    assert head and all(p.dtype == torch.float32 for p in head)
+    before = [p.detach().clone() for p in head]
+    cfg = TrainConfig(steps=3, batch_size=4, lr=1e-2, max_length=32)
+    result = train_lora(model, tok, classifier_rows(), cfg, tmp_path, "classifier")
+    assert not result.diverged
+    assert all(torch.isfinite(p).all() and not torch.equal(p, b) for p, b in zip(head, before))
