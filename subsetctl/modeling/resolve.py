@@ -505,7 +505,7 @@ def check_model_folder(source: str, spec_dir: Path | None, kind: str | None = No
         except OSError:  # an unreadable folder: no hint
             inside = []
         hint = f" Its subfolders {', '.join(inside)} hold one: point model.source at the model's own folder." \
-            if inside else ""
+            if inside else _adapter_hint(folder)
         raise UserError(
             f"The folder {folder} has no config.json, so it is not a Hugging Face model folder.{hint} Point "
             "model.source at the folder that holds config.json and the weights (as written by "
@@ -515,6 +515,19 @@ def check_model_folder(source: str, spec_dir: Path | None, kind: str | None = No
         config = _folder_config(folder)
         if config is not None:
             _refuse_non_causal(config, f"The model folder {folder}")
+
+
+def _adapter_hint(folder: Path) -> str:
+    """A sentence for a folder without config.json that holds a peft adapter (its
+    adapter_config.json): model.source names the base model, the adapter is not one."""
+    try:
+        config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    base = config.get("base_model_name_or_path") if isinstance(config, dict) else None
+    named = f" ({base})" if isinstance(base, str) and base else ""
+    return (f" It holds a LoRA (peft) adapter: model.source must name its base model{named}, since subsetctl "
+            "trains its own adapter on the base model.")
 
 
 def _folder_config(folder: Path) -> dict[str, Any] | None:
@@ -640,7 +653,7 @@ def resolve_model(
         if not (folder / "config.json").is_file():
             raise UserError(
                 f"The folder {folder} has no config.json, so it is not a Hugging Face model "
-                "folder. Point model.source at the folder that holds config.json and the weights "
+                f"folder.{_adapter_hint(folder)} Point model.source at the folder that holds config.json and the weights "
                 f"(as written by save_pretrained), or use a packaged model ({_packaged_hint()})."
             )
         location = str(folder)

@@ -435,3 +435,18 @@ def test_an_encoder_decoder_is_refused_as_a_causal_lm(tmp_path: Path) -> None:
         check_model_folder(str(tmp_path / "bart"), None, "causal-lm")  # validate
     with pytest.raises(UserError, match="encoder-decoder .* cannot be loaded as a causal-lm"):
         resolve_model(str(tmp_path / "bart"), "causal-lm")
+
+
+def test_a_peft_adapter_folder_as_the_model_names_its_base_model(tiny_llama_dir, tmp_path: Path) -> None:
+    """An adapter folder (adapter_config.json, no config.json) was only "not a Hugging Face
+    model folder", which it is, in its way: the message says model.source wants its base."""
+    from subsetctl.modeling.lora import apply_lora, save_adapter
+    from subsetctl.modeling.resolve import check_model_folder
+
+    model, _, _ = resolve_model(str(tiny_llama_dir), "causal-lm")
+    save_adapter(apply_lora(model, r=2), tmp_path / "adapter")
+    for check in (lambda: check_model_folder(str(tmp_path / "adapter"), None, "causal-lm"),
+                  lambda: resolve_model(str(tmp_path / "adapter"), "causal-lm")):
+        with pytest.raises(UserError, match=r"LoRA \(peft\) adapter: model.source must name its base model") as err:
+            check()
+        assert str(tiny_llama_dir.resolve()) in str(err.value) or str(tiny_llama_dir) in str(err.value)
