@@ -199,8 +199,11 @@ def collate_causal_lm(examples: Sequence[EncodedExample], pad_token_id: int) -> 
 def encode_classifier(
     tokenizer: Any, texts: Sequence[str], labels: Sequence[int], max_length: int
 ) -> dict[str, torch.Tensor]:
-    """Tokenize a batch of classifier inputs (truncated from the right, padded)."""
-    enc = tokenizer(list(texts), truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+    """Tokenize a batch of classifier inputs (truncated from the right, padded on the right:
+    a tokenizer that pads on the left by default shifted the learned positions of GPT-2 and
+    BERT-like models by each batch's padding, so an example's f depended on its batch)."""
+    enc = tokenizer(list(texts), truncation=True, max_length=max_length, padding=True, padding_side="right",
+                    return_tensors="pt")
     return {
         "input_ids": enc["input_ids"],
         "attention_mask": enc["attention_mask"],

@@ -106,3 +106,29 @@ def test_cuts_of_only_the_chat_templates_system_prompt_are_told_apart() -> None:
     assert "in 1 the prompt was cut from the left" in notice
     tok.chat_template = "{{ messages[0]['content'] | upper }}"  # not copied verbatim: no preamble known
     assert template_preamble_tokens(tok) == 0
+
+
+def test_classifier_batches_pad_on_the_right_whatever_the_tokenizer_says(tmp_path) -> None:
+    """A tokenizer that pads on the left (common for decoders) shifted a GPT-2 classifier's
+    learned positions by each batch's padding: an example's f depended on its batch."""
+    import torch
+    from tinymodels import save_tiny_gpt2
+
+    from subsetctl.modeling.encoding import encode_classifier
+    from subsetctl.modeling.outputs import classifier_f
+    from subsetctl.modeling.resolve import resolve_model
+
+    folder = save_tiny_gpt2(tmp_path / "gpt2")
+    model, tok, _ = resolve_model(str(folder), "classifier", num_labels=2)
+    tok.padding_side = "left"
+    texts, labels = ["a long text to classify", "short"], [1, 0]
+    batch = encode_classifier(tok, texts, labels, 32)
+    assert batch["attention_mask"][1, 0] == 1 and batch["attention_mask"][1, -1] == 0
+    with torch.no_grad():
+        together = classifier_f(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
+                                batch["labels"])
+        for i in range(2):
+            alone = encode_classifier(tok, texts[i:i + 1], labels[i:i + 1], 32)
+            f = classifier_f(model(input_ids=alone["input_ids"], attention_mask=alone["attention_mask"]).logits,
+                             alone["labels"])
+            assert torch.allclose(together[i], f[0], atol=1e-5)
