@@ -398,6 +398,10 @@ def _load(
                 loading.get("mismatched_keys") or (), model.config.num_labels, where
             )
     ensure_pad_token(tokenizer, model)
+    if kind == "classifier" and model.config.pad_token_id != tokenizer.pad_token_id:
+        # a decoder's head takes the last token that is not config.pad_token_id as the text's end:
+        # another id than the batches are padded with made it read a padding position
+        model.config.pad_token_id = tokenizer.pad_token_id
     model.eval()
     return model, tokenizer, replaced_head
 

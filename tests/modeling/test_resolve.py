@@ -450,3 +450,31 @@ def test_a_peft_adapter_folder_as_the_model_names_its_base_model(tiny_llama_dir,
         with pytest.raises(UserError, match=r"LoRA \(peft\) adapter: model.source must name its base model") as err:
             check()
         assert str(tiny_llama_dir.resolve()) in str(err.value) or str(tiny_llama_dir) in str(err.value)
+
+
+def test_a_classifier_config_pad_id_follows_the_tokenizers(tmp_path: Path) -> None:
+    """config.json naming a pad id (5) the tokenizer does not pad with (it has none: EOS is
+    used): a decoder's classification head looked for id 5, found none, and read the last
+    position of every padded row, a padding token."""
+    import json
+
+    import torch
+    from tinymodels import save_tiny_llama
+
+    from subsetctl.modeling.encoding import encode_classifier
+    from subsetctl.modeling.outputs import classifier_f
+
+    folder = save_tiny_llama(tmp_path / "llama")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "pad_token_id": 5}))
+    model, tok, _ = resolve_model(str(folder), "classifier", num_labels=2)
+    assert model.config.pad_token_id == tok.pad_token_id == tok.eos_token_id
+    texts, labels = ["a long text to classify", "short"], [1, 0]
+    batch = encode_classifier(tok, texts, labels, 32)
+    with torch.no_grad():
+        together = classifier_f(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
+                                batch["labels"])
+        alone = encode_classifier(tok, texts[1:], labels[1:], 32)
+        f = classifier_f(model(input_ids=alone["input_ids"], attention_mask=alone["attention_mask"]).logits,
+                         alone["labels"])
+    assert torch.allclose(together[1], f[0], atol=1e-5)
