@@ -112,6 +112,17 @@ def apply_lora(
             f"({getattr(model.config, 'model_type', '?')}). Linear layers it has include: "
             f"{', '.join(sorted(_linear_names(model))[:20])}. Fix model.lora.target_modules."
         )
+    from transformers.pytorch_utils import Conv1D
+
+    others = sorted({f"{name.rsplit('.', 1)[-1]} ({type(m).__name__})" for name, m in model.named_modules()
+                     if name.rsplit(".", 1)[-1] in targets and not isinstance(m, (torch.nn.Linear, Conv1D))})
+    if others:  # peft adapts embeddings and convolutions too, but the gradients stage (after meta_init) cannot
+        raise UserError(
+            f"LoRA target modules must be linear layers, but {', '.join(others)} {'is' if len(others) == 1 else 'are'} "
+            "not: per-example gradients "
+            "are computed for LoRA on linear layers only. Fix model.lora.target_modules; linear layers the model "
+            f"has include: {', '.join(sorted(_linear_names(model))[:20])}."
+        )
     config = LoraConfig(
         r=r,
         lora_alpha=alpha,

@@ -157,3 +157,11 @@ def test_gpt2_conv1d_lora_says_nothing_and_reloads(tmp_path) -> None:
     peft_model.eval()
     with torch.no_grad():
         assert torch.allclose(peft_model(input_ids=ids).logits, loaded(input_ids=ids).logits, atol=1e-6)
+
+
+def test_a_target_that_is_not_a_linear_layer_is_refused_before_training(tiny_llama_dir) -> None:
+    """LoRA on the embeddings trained through all of meta_init, and only the gradients stage
+    then refused it (naming peft's parameters, not model.lora.target_modules)."""
+    model, _, _ = resolve_model(str(tiny_llama_dir), "causal-lm")
+    with pytest.raises(UserError, match=r"embed_tokens \(Embedding\) is not.*model\.lora\.target_modules"):
+        apply_lora(model, r=2, target_modules=["q_proj", "embed_tokens"])
