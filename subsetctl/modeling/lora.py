@@ -160,9 +160,11 @@ def _heads_in_float32(model: Any) -> Any:
 
 
 def _linear_names(model: Any) -> set[str]:
+    """Names of the layers LoRA can target: nn.Linear and transformers' Conv1D (GPT-2's)."""
     import torch
+    from transformers.pytorch_utils import Conv1D
 
-    return {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    return {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, (torch.nn.Linear, Conv1D))}
 
 
 def write_adapter(model: Any, folder: str | Path) -> None:

@@ -165,3 +165,13 @@ def test_a_target_that_is_not_a_linear_layer_is_refused_before_training(tiny_lla
     model, _, _ = resolve_model(str(tiny_llama_dir), "causal-lm")
     with pytest.raises(UserError, match=r"embed_tokens \(Embedding\) is not.*model\.lora\.target_modules"):
         apply_lora(model, r=2, target_modules=["q_proj", "embed_tokens"])
+
+
+def test_a_missing_target_on_gpt2_lists_its_conv1d_layers(tmp_path) -> None:
+    """GPT-2's layers are transformers Conv1D: the list of layers to choose from said only
+    lm_head, the one target that is not what the user wants."""
+    from tinymodels import save_tiny_gpt2
+
+    model, _, _ = resolve_model(str(save_tiny_gpt2(tmp_path / "gpt2")), "causal-lm")
+    with pytest.raises(UserError, match="include: c_attn, c_fc, c_proj, lm_head"):
+        apply_lora(model, target_modules=["q_proj"])
