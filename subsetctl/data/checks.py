@@ -142,18 +142,23 @@ def _check_file_loader(
 ) -> None:
     path_value = getattr(loader, "path", None)
     if isinstance(loader, HuggingFaceLoader):
+        from subsetctl.data.loaders import (
+            data_files_by_entry,
+            is_glob,
+            is_saved_to_disk,
+            unmatched_glob_message,
+        )
+
         local = resolve_path(loader.path, base_dir)
         if looks_local(loader.path) and not local.exists():
             issues.add(loc + ("path",), f"local dataset path {local} does not exist")
-        elif (local.is_dir() and not loader.data_files and any(c in str(local) for c in "[]*?")
-              and not ((local / "state.json").is_file() or (local / "dataset_dict.json").is_file())):
+        elif local.is_dir() and not loader.data_files and is_glob(str(local)) and not is_saved_to_disk(local):
             issues.add(  # datasets globs the folder's path itself: "Couldn't find any data file at /x/d [[]1]"
                 loc + ("path",),
-                f"the folder {local} has '[', ']', '*' or '?' in its path, which datasets.load_dataset reads as "
+                f"the folder {local} has '[', '*' or '?' in its path, which datasets.load_dataset reads as "
                 "a file pattern: it finds no data files there. Rename the folder, or load its files by name: "
                 "`path: json` (or csv, parquet) with `data_files` listing each file",
             )
-        from subsetctl.data.loaders import data_files_by_entry, is_glob, unmatched_glob_message
 
         for i, (data_file, files) in enumerate(zip(loader.data_files or [], data_files_by_entry(loader, base_dir))):
             if not files:  # a glob matching no file

@@ -688,6 +688,12 @@ def resolve_path(path: str, base_dir: Path) -> Path:
     return p if p.is_absolute() else (base_dir / p)
 
 
+def is_saved_to_disk(folder: Path) -> bool:
+    """Whether ``folder`` was written by ``Dataset(Dict).save_to_disk`` (read with
+    ``datasets.load_from_disk``; ``load_dataset`` refuses it)."""
+    return folder.is_dir() and ((folder / "state.json").is_file() or (folder / "dataset_dict.json").is_file())
+
+
 def is_glob(pattern: str) -> bool:
     """Whether a path holds glob characters (``*``, ``?``, ``[``)."""
     return any(ch in pattern for ch in "*?[")
@@ -1234,9 +1240,8 @@ def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
         raise UserError(f"Source {ctx.source_name!r}: {exc}") from None
     where = f"dataset {path!r}" + (f" (configuration {options.name!r})" if options.name else "")
     _refuse_unreachable_hub_dataset(path, local, ctx.source_name)
-    saved_to_disk = local.is_dir() and ((local / "state.json").is_file() or (local / "dataset_dict.json").is_file())
     try:
-        if saved_to_disk:  # written by Dataset(Dict).save_to_disk, which load_dataset refuses
+        if is_saved_to_disk(local):  # written by Dataset(Dict).save_to_disk, which load_dataset refuses
             loaded = datasets.load_from_disk(str(local))
             if isinstance(loaded, datasets.DatasetDict):
                 if options.split not in loaded:
