@@ -502,8 +502,6 @@ def make_pipeline(
 
     for plugin in spec.plugins:
         load_plugin_string(plugin, project.root)
-    if reporter is not None:
-        warn_edited_plugins(reporter, spec)
     return Pipeline(project, spec, all_stages(), reporter or SilentReporter(), overrides)
 
 
@@ -579,6 +577,7 @@ def run_project(
     with environment_errors_as_user_errors():
         project, spec = load_project(directory, overrides, rep)
         pipeline = make_pipeline(project, spec, reporter, overrides)
+        warn_edited_plugins(rep, spec)
     with environment_errors_as_user_errors(), _callers_random_state():
         return pipeline.run(
             until=until,

@@ -133,6 +133,13 @@ def template_preamble_tokens(tokenizer: Any) -> int:
     return len(tokenizer(before, add_special_tokens=False)["input_ids"]) if before else 0
 
 
+def cut_within_template(tokens_cut: int, preamble_tokens: int) -> bool:
+    """Whether cutting ``tokens_cut`` tokens from a rendered prompt's left takes only the
+    chat template's text before the prompt (:func:`template_preamble_tokens`), the
+    prompt's own text whole. Training, gradients and evaluate's warning decide alike."""
+    return 0 < tokens_cut < preamble_tokens
+
+
 def encode_causal_lm(
     tokenizer: Any, prompt: str, response: str, max_length: int, source: str = "?", row: int = -1
 ) -> EncodedExample:
@@ -260,7 +267,8 @@ def encode_rows(tokenizer: Any, rows: Sequence[dict], kind: str, max_length: int
             preamble = template_preamble_tokens(tokenizer)
             limit = max_length * CHARS_PER_TOKEN  # longer texts were cut in characters first: counted as cut
             for example, prompt in zip(encoded, prompts):
-                example.within_template = 0 < example.prompt_tokens_cut < preamble and len(prompt) <= limit
+                example.within_template = cut_within_template(example.prompt_tokens_cut, preamble) and \
+                    len(prompt) <= limit
         return encoded
     for i, row in enumerate(rows):
         label = row.get("label", -1)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from subsetctl.errors import UserError
-from subsetctl.modeling.encoding import pad_id, render_prompt, template_preamble_tokens
+from subsetctl.modeling.encoding import cut_within_template, pad_id, render_prompt, template_preamble_tokens
 from subsetctl.modeling.outputs import surrogate_loss
 from subsetctl.modeling.train import per_example_outputs
 
@@ -258,7 +258,7 @@ def _prompts_cut_for_generation(tokenizer: Any, prompts: Sequence[str], max_leng
     if not cut:
         return None
     preamble = template_preamble_tokens(tokenizer)
-    own = [n for n in cut if n - room >= preamble]  # the cut reaches the prompt's own text
+    own = [n for n in cut if not cut_within_template(n - room, preamble)]  # the cut reaches the prompt's own text
     opening = (f"{len(cut)} of {len(prompts)} test prompts are longer than model.max_length - "
                f"evaluate.max_new_tokens = {room} tokens (the longest: {max(cut)}) and are cut from the left when "
                "answers are generated")
