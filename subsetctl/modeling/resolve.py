@@ -268,18 +268,16 @@ def _refuse_non_causal(config: Mapping[str, Any], where: str) -> None:
     if reason is None:
         return
     if config.get("is_encoder_decoder") is True:
-        raise UserError(
-            f"{where} holds {reason}, so it cannot be loaded as a causal-lm: transformers would load its "
-            "decoder alone (BART and its kin), whose cross-attention never sees the encoder, or not load it at "
-            "all, and every result would be meaningless. subsetctl does not fine-tune encoder-decoder models: point model.source at a "
-            f"decoder (causal) language model (packaged: {_causal_packaged_hint()})."
-        )
+        why = ("would load its decoder alone (BART and its kin), whose cross-attention never sees the encoder, or "
+               "not load it at all,")
+        fix = "subsetctl does not fine-tune encoder-decoder models: point"
+    else:
+        why = "would give it a random LM head on bidirectional attention (or not load it at all)"
+        fix = "Set model.kind: classifier to fine-tune it as a sequence classifier, or point"
     raise UserError(
-        f"{where} holds {reason}, so it cannot be loaded as a causal-lm: transformers would give it "
-        "a random LM head on bidirectional attention (or not load it at all) and every result would "
-        "be meaningless. Set "
-        "model.kind: classifier to fine-tune it as a sequence classifier, or point model.source at a "
-        f"decoder (causal) language model (packaged: {_causal_packaged_hint()})."
+        f"{where} holds {reason}, so it cannot be loaded as a causal-lm: transformers {why} and every result "
+        f"would be meaningless. {fix} model.source at a decoder (causal) language model (packaged: "
+        f"{_causal_packaged_hint()})."
     )
 
 
