@@ -115,6 +115,17 @@ class ProjectSpec(StrictModel):
         "asked for. Unset: no limit (`plan` says how much they take).",
     )
 
+    @field_validator("name")
+    @classmethod
+    def _one_printable_line(cls, name: str) -> str:
+        """The name heads report.md and the adapter's README and names the project in `ls`
+        and every report: a newline, tab or other control character would break those lines."""
+        bad = sorted({repr(c) for c in name if unicodedata.category(c) == "Cc"})
+        if bad:
+            raise ValueError(f"the project name must be one line of printable text; it holds {', '.join(bad)}. "
+                             "Write it without line breaks, tabs or other control characters")
+        return name
+
 
 # ----------------------------------------------------------------------------- model
 

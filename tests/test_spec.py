@@ -545,3 +545,15 @@ def test_a_duplicate_source_name_in_the_file_is_not_blamed_on_another_key_of_a_s
     assert issue.line is not None
     (issue,) = validate_spec_file(path, ["sources[0]={name: a, loader: {type: jsonl, path: c.jsonl}}"]).issues
     assert issue.message.endswith("(set on the command line: sources[0]={name: a, loader: {type: jsonl, path: c.jsonl}})")
+
+
+@pytest.mark.parametrize("name, char", [("two\nlines", "\n"), ("tab\there", "\t"), ("bell\x07", "\x07")])
+def test_a_project_name_with_a_control_character_is_refused_at_its_key(name: str, char: str) -> None:
+    """A newline in project.name broke report.md's heading; a name with spaces or
+    non-ASCII letters stays valid."""
+    spec, issues = validate_data({**MINIMAL, "project": {"name": name}}, "x.yaml")
+    assert spec is None
+    assert [i.key for i in issues] == ["project.name"]
+    assert "one line of printable text" in issues[0].message and repr(char) in issues[0].message
+    ok, issues = validate_data({**MINIMAL, "project": {"name": "Ärger mit Daten (v2)"}}, "x.yaml")
+    assert ok is not None and not issues
