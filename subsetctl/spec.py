@@ -1174,6 +1174,28 @@ def parse_key_path(key: str) -> list[str | int]:
     return parts
 
 
+def override_value(raw_value: str) -> Any:
+    """The value of an override's ``=`` side, read as YAML (``32`` a number, ``[a, b]`` a
+    list, ``null`` nothing), except that text YAML would cut at a ``#`` comment (``x #1``,
+    ``#1``) is kept whole as a string: on a command line a ``#`` is part of the value, and
+    dropping what follows it silently changed the name or path written. Text YAML cannot
+    read is a string too."""
+    if raw_value == "":
+        return ""
+    try:
+        value = yaml.safe_load(raw_value)
+    except yaml.YAMLError:
+        return raw_value
+    return raw_value if _yaml_drops_a_comment(raw_value) else value
+
+
+def _yaml_drops_a_comment(text: str) -> bool:
+    """Whether YAML reads part of ``text`` as a comment: text left after its last token."""
+    ends = [token.end_mark.index for token in yaml.scan(text)
+            if not isinstance(token, (yaml.StreamStartToken, yaml.StreamEndToken))]
+    return text[max(ends, default=0):].strip() != ""
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``key=value`` overrides (values parsed as YAML) to a copy of ``data``."""
     out = copy.deepcopy(data)
@@ -1181,10 +1203,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if "=" not in item:
             raise SpecError(f"Override {item!r} must look like key=value (e.g. gradients.d=256).")
         key, raw_value = item.split("=", 1)
-        try:
-            value = yaml.safe_load(raw_value) if raw_value != "" else ""
-        except yaml.YAMLError:
-            value = raw_value
+        value = override_value(raw_value)
         parts = parse_key_path(key)
         node: Any = out
         for i, part in enumerate(parts[:-1]):

@@ -96,6 +96,18 @@ def test_overrides_with_indices_are_type_checked(tmp_path: Path) -> None:
             apply_overrides(MINIMAL, [dotted])
 
 
+def test_an_override_value_with_a_hash_is_kept_whole() -> None:
+    """YAML reads ` #...` as a comment: `project.name=run #2` became "run" and
+    `project.name=#2` nothing. On a command line the `#` is part of the value."""
+    data = apply_overrides(MINIMAL, ["project.name=run #2", "sources[0].name=#2", "target.name=a#b"])
+    assert data["project"]["name"] == "run #2" and data["sources"][0]["name"] == "#2"
+    assert data["target"]["name"] == "a#b"
+    data = apply_overrides(MINIMAL, ["gradients.d=32 # more", "gradients.seed=7", "model.lora.target_modules=[q, v]"])
+    assert data["gradients"]["seed"] == 7 and data["model"]["lora"]["target_modules"] == ["q", "v"]
+    _, issues = validate_data(data, "x")  # "32 # more" is not a number, and says so
+    assert [i.key for i in issues] == ["gradients.d"]
+
+
 def test_load_spec_errors(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="no such spec file"):
         load_spec(tmp_path / "missing.yaml")
