@@ -208,9 +208,17 @@ def encode_classifier(
 ) -> dict[str, torch.Tensor]:
     """Tokenize a batch of classifier inputs (truncated from the right, padded on the right:
     a tokenizer that pads on the left by default shifted the learned positions of GPT-2 and
-    BERT-like models by each batch's padding, so an example's f depended on its batch)."""
-    enc = tokenizer(list(texts), truncation=True, max_length=max_length, padding=True, padding_side="right",
-                    return_tensors="pt")
+    BERT-like models by each batch's padding, so an example's f depended on its batch).
+    A tokenizer saved with ``truncation_side: left`` (chat LMs' often are) would cut the
+    text's start instead, where the notices say its end is cut; the call takes no
+    truncation side, so the tokenizer's is set for it and put back."""
+    side = getattr(tokenizer, "truncation_side", "right")
+    tokenizer.truncation_side = "right"
+    try:
+        enc = tokenizer(list(texts), truncation=True, max_length=max_length, padding=True, padding_side="right",
+                        return_tensors="pt")
+    finally:
+        tokenizer.truncation_side = side
     return {
         "input_ids": enc["input_ids"],
         "attention_mask": enc["attention_mask"],

@@ -132,3 +132,18 @@ def test_classifier_batches_pad_on_the_right_whatever_the_tokenizer_says(tmp_pat
             f = classifier_f(model(input_ids=alone["input_ids"], attention_mask=alone["attention_mask"]).logits,
                              alone["labels"])
             assert torch.allclose(together[i], f[0], atol=1e-5)
+
+
+def test_classifier_text_is_cut_at_its_end_whatever_the_tokenizer_says() -> None:
+    """A tokenizer saved with truncation_side left kept a long text's end, where the
+    truncation notices say the end is cut; the tokenizer's own setting is put back."""
+    from tinymodels import char_tokenizer
+
+    from subsetctl.modeling.encoding import encode_classifier
+
+    tok = char_tokenizer()
+    tok.pad_token = tok.eos_token
+    tok.truncation_side = "left"
+    batch = encode_classifier(tok, ["abcdefghij", "ab"], [0, 1], 4)
+    assert tok.convert_ids_to_tokens(batch["input_ids"][0]) == ["a", "b", "c", "d"]
+    assert tok.truncation_side == "left"
