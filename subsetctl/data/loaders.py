@@ -1019,10 +1019,11 @@ def csv_record_lines(path: Path, delimiter: str) -> Any:
 
 @LOADERS.register("csv")
 def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
-    """A local CSV file with a header row; every cell is read as text, in chunks of
-    :data:`CHUNK_ROWS` rows. Messages name the file line of a row (the header is line 1).
+    """A local CSV file with a header row; every cell is read as text, a chunk of rows at
+    a time. Messages name the file line of a row (the header is line 1).
 
-    Lines are found with :func:`csv_record_lines`, only when a message needs one."""
+    Chunks are :data:`CHUNK_ROWS` rows. Lines are found with :func:`csv_record_lines`,
+    only when a message needs one."""
     import zlib
 
     import pandas as pd
@@ -1092,7 +1093,9 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
 
 @LOADERS.register("parquet")
 def load_parquet(options: ParquetLoader, ctx: LoadContext) -> Dataset:
-    """A local Parquet file, read in batches of :data:`CHUNK_ROWS` rows."""
+    """A local Parquet file, read a batch of rows at a time.
+
+    Batches are :data:`CHUNK_ROWS` rows."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
