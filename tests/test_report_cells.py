@@ -411,6 +411,10 @@ def test_narrow_terminals_move_strategies_to_another_score_table_instead_of_fold
     wide = io.StringIO()
     render_full_report(report, Console(file=wide, width=200))
     assert "of 7" not in wide.getvalue()  # one table when it fits
+    narrow = io.StringIO()  # a table of one strategy says "strategy 3", not "strategies 3–3"
+    render_full_report({**report, "strategies": dict(list(report["strategies"].items())[:3])},
+                       Console(file=narrow, width=50))
+    assert "strategy 3 of 3" in narrow.getvalue() and "3–3" not in narrow.getvalue()
 
 
 @pytest.mark.parametrize("count", [3, 40])

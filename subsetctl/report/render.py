@@ -105,7 +105,9 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
             labels = [f"… {left_out} more" if s is None else s for s in rows]  # as the source column shows them
             groups = score_column_groups(len(names), score_width, labels, console.width)
             for number, group in enumerate(groups, 1):
-                part = f"; strategies {group[0] + 1}–{group[-1] + 1} of {len(names)}" if len(groups) > 1 else ""
+                which = (f"strategies {group[0] + 1}–{group[-1] + 1}" if len(group) > 1
+                         else f"strategy {group[0] + 1}")
+                part = f"; {which} of {len(names)}" if len(groups) > 1 else ""
                 t = Table(title=f"per-source scores (higher = more helpful; ✓ selected{part})", title_justify="left",
                           caption=caption if number == len(groups) else None, caption_justify="left")
                 t.add_column("source", overflow="fold")  # fold long names, never cut them (…_v1 and …_v2 looked alike)
