@@ -8,6 +8,8 @@ an example is longer than ``max_length`` so that the response survives.
 
 from __future__ import annotations
 
+import contextlib
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -107,12 +109,38 @@ class TruncationCounts:
 def render_prompt(tokenizer: Any, prompt: str) -> str:
     """The text that precedes the response: the chat template's user turn plus the
     generation prompt when the tokenizer has a chat template, else the prompt and a
-    newline."""
+    newline, after the BOS token if the tokenizer starts every text with one.
+
+    Texts are tokenized without special tokens (a template writes its own), so without a
+    template the BOS a base Llama or Mistral model was trained to see first was missing,
+    and those models are known to be far off without it."""
     if getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(
             [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
         )
-    return prompt + "\n"
+    return leading_bos_text(tokenizer) + prompt + "\n"
+
+
+#: tokenizer -> the BOS text it starts texts with ("" for none), found once per tokenizer
+_LEADING_BOS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
+def leading_bos_text(tokenizer: Any) -> str:
+    """The BOS token's text if ``tokenizer`` puts it before every text it encodes with
+    its special tokens (Llama, Mistral, Gemma), else "" (GPT-2, Qwen, SmolLM2)."""
+    try:
+        return _LEADING_BOS[tokenizer]
+    except (KeyError, TypeError):
+        pass
+    bos, text = getattr(tokenizer, "bos_token_id", None), ""
+    if bos is not None and getattr(tokenizer, "bos_token", None):
+        with_specials = tokenizer("a")["input_ids"]
+        without = tokenizer("a", add_special_tokens=False)["input_ids"]
+        if with_specials[:1] == [bos] and without[:1] != [bos]:
+            text = str(tokenizer.bos_token)
+    with contextlib.suppress(TypeError):  # (an object that takes no weak reference: found each time)
+        _LEADING_BOS[tokenizer] = text
+    return text
 
 
 #: stands for a prompt when the chat template is rendered to find what it puts before one

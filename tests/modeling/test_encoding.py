@@ -147,3 +147,37 @@ def test_classifier_text_is_cut_at_its_end_whatever_the_tokenizer_says() -> None
     batch = encode_classifier(tok, ["abcdefghij", "ab"], [0, 1], 4)
     assert tok.convert_ids_to_tokens(batch["input_ids"][0]) == ["a", "b", "c", "d"]
     assert tok.truncation_side == "left"
+
+
+def _char_tokenizer_adding_bos():
+    """A character-level tokenizer that starts every text with <s>, as Llama's and
+    Mistral's do when asked for special tokens (and has no chat template, as base models)."""
+    import string
+
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    chars = ["<eos>", "<unk>", "<s>"] + list(string.printable[:95])
+    tk = Tokenizer(models.WordLevel({c: i for i, c in enumerate(chars)}, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tk.decoder = decoders.Fuse()
+    tk.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 2)])
+    return PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<eos>", unk_token="<unk>", bos_token="<s>")
+
+
+def test_a_base_model_without_chat_template_sees_its_bos_first() -> None:
+    """Texts are tokenized without special tokens, so a base Llama/Mistral (no chat
+    template) trained, took gradients and generated without the BOS it always saw first."""
+    from tinymodels import char_tokenizer
+
+    from subsetctl.modeling.encoding import encode_causal_lm, encode_rows, render_prompt
+
+    tok = _char_tokenizer_adding_bos()
+    bos = tok.bos_token_id
+    assert render_prompt(tok, "hi") == "<s>hi\n"
+    one = encode_causal_lm(tok, "hi", "yo", 32)
+    assert one.input_ids[0] == bos and one.input_ids.count(bos) == 1 and one.response_mask[0] == 0
+    assert encode_rows(tok, [{"prompt": "hi", "response": "yo"}], "causal-lm", 32)[0].input_ids == one.input_ids
+    plain = char_tokenizer()  # a tokenizer that adds nothing (GPT-2's kind) is as before
+    plain.bos_token = "<eos>"
+    assert render_prompt(plain, "hi") == "hi\n"
