@@ -137,8 +137,8 @@ class LoraSpec(StrictModel):
     target_modules: list[str] | None = Field(
         None,
         min_length=1,
-        description="Module names to adapt; leave the key out for the default per architecture "
-        "(Llama: q_proj, v_proj; BERT: query, value).",
+        description="Module names to adapt (linear layers); leave the key out for the default per architecture "
+        "(Llama: q_proj, v_proj; BERT: query, value): subsetctl's own, else peft's for the model type.",
     )
 
 

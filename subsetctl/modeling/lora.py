@@ -21,7 +21,9 @@ from typing import Any
 from subsetctl.errors import UserError
 from subsetctl.project import replace_dir
 
-#: Default LoRA target modules by transformers ``model_type`` (attention query and value).
+#: Default LoRA target modules by transformers ``model_type`` (attention query and value),
+#: looked up first; peft's table (:func:`peft_default_targets`) covers the other types. The
+#: entries part of a project's adapter are never changed, or its stages would run again.
 DEFAULT_TARGETS: dict[str, list[str]] = {
     "llama": ["q_proj", "v_proj"],
     "mistral": ["q_proj", "v_proj"],
@@ -37,6 +39,12 @@ DEFAULT_TARGETS: dict[str, list[str]] = {
     "xlm-roberta": ["query", "value"],
     "distilbert": ["q_lin", "v_lin"],
     "t5": ["q", "v"],
+    # types peft's table leaves out (checked on tiny models: tests/modeling/test_lora_defaults.py)
+    "olmo": ["q_proj", "v_proj"],
+    "olmo2": ["q_proj", "v_proj"],
+    "starcoder2": ["q_proj", "v_proj"],
+    "albert": ["query", "value"],
+    "modernbert": ["Wqkv"],
 }
 
 #: Attribute names transformers uses for sequence-classification heads.
@@ -56,16 +64,37 @@ def _quiet_peft():
         yield
 
 
+def peft_default_targets() -> dict[str, list[str]]:
+    """peft's default LoRA targets by ``model_type`` (its
+    ``TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING``), name lists only: an entry that
+    is a regular expression (one architecture's language model inside a multimodal one)
+    is left out, as is the whole table in a peft that no longer has it."""
+    try:
+        from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as mapping
+    except ImportError:
+        return {}
+    return {k: list(v) for k, v in mapping.items()
+            if isinstance(v, (list, tuple)) and v and all(isinstance(n, str) for n in v)}
+
+
 def default_target_modules(model: Any) -> list[str]:
-    """The default LoRA targets for ``model``'s architecture, or a UserError asking the
-    spec to name them."""
+    """The default LoRA targets for ``model``'s architecture: subsetctl's table
+    (:data:`DEFAULT_TARGETS`), else peft's (:func:`peft_default_targets`); a UserError
+    asking the spec to name them when neither knows the type, or when peft's names are
+    not linear layers of this model."""
     model_type = getattr(model.config, "model_type", None)
     if model_type in DEFAULT_TARGETS:
         return list(DEFAULT_TARGETS[model_type])
+    targets = peft_default_targets().get(model_type) if isinstance(model_type, str) else None
+    linear = _linear_names(model)
+    if targets and set(targets) <= linear:
+        return targets
+    why = (f"peft's default for it ({', '.join(targets)}) are not all linear layers of this model" if targets
+           else "neither subsetctl nor peft has a default for it")
     raise UserError(
-        f"No default LoRA target modules are known for architecture {model_type!r}. Name them "
-        "in the spec (model.lora.target_modules, e.g. the attention query/value projection names); "
-        f"known defaults: {', '.join(f'{k}: {v}' for k, v in sorted(DEFAULT_TARGETS.items()))}."
+        f"No default LoRA target modules are known for the architecture {model_type!r} ({why}). Name them in "
+        "the spec (model.lora.target_modules), usually the attention query and value projections; the linear "
+        f"layers this model has are: {', '.join(sorted(linear)[:30]) or 'none'}."
     )
 
 
