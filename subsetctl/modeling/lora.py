@@ -118,6 +118,7 @@ def apply_lora(
     target_modules: list[str] | None = None,
     kind: str = "causal-lm",
     seed: int | None = 0,
+    train_also: Iterable[str] = (),
 ) -> Any:
     """Wrap ``model`` (in place) in a peft LoRA model; only LoRA (and a classifier's
     head) stays trainable.
@@ -128,6 +129,9 @@ def apply_lora(
         kind: "causal-lm" or "classifier" (the head is added to ``modules_to_save``).
         seed: seeds the LoRA A initialization so the same settings give the same theta_0;
             ``None`` leaves the global RNG alone.
+        train_also: a classifier's other layers to train with its head (dotted module
+            names: the newly initialized ones, see
+            :func:`subsetctl.modeling.resolve.newly_initialized_layers`).
     """
     import torch
     from peft import LoraConfig, TaskType, get_peft_model
@@ -158,7 +162,7 @@ def apply_lora(
         lora_dropout=dropout,
         target_modules=targets,
         task_type=TaskType.SEQ_CLS if kind == "classifier" else TaskType.CAUSAL_LM,
-        modules_to_save=classifier_head_names(model) if kind == "classifier" else None,
+        modules_to_save=classifier_head_names(model) + sorted(train_also) if kind == "classifier" else None,
     )
     with _quiet_peft():
         if seed is None:
@@ -166,6 +170,18 @@ def apply_lora(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return _heads_in_float32(get_peft_model(model, config))
+
+
+def trained_layers_of(adapter_dir: str | Path) -> list[str]:
+    """The layers besides the classification head that the adapter at ``adapter_dir``
+    trained (its ``modules_to_save`` less the head): a classifier adapter written before
+    subsetctl trained newly initialized layers has none, and keeps training none."""
+    path = Path(adapter_dir) / "adapter_config.json"
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8")).get("modules_to_save") or []
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return []  # load_adapter_weights says what is wrong with the folder
+    return sorted({m for m in saved if isinstance(m, str) and m not in _HEAD_NAMES})
 
 
 def _heads_in_float32(model: Any) -> Any:

@@ -59,12 +59,16 @@ _HEAD_NOTICES_GIVEN: set[tuple[str, int, int]] = set()
 #: (model path, head classes, project classes) of kept heads whose class order was reported
 _ORDER_NOTICES_GIVEN: set[tuple[str, tuple[str, ...], tuple[str, ...]]] = set()
 
+#: (model path, linear, other) of newly initialized classifier layers already reported
+_NEW_LAYER_NOTICES_GIVEN: set[tuple[str, tuple[str, ...], tuple[str, ...]]] = set()
+
 
 def forget_notices_given() -> None:
     """Start a new run: its head notices are given again (once in it). A notebook runs
     several projects, or one again, in one process, where the CLI runs one per process."""
     _HEAD_NOTICES_GIVEN.clear()
     _ORDER_NOTICES_GIVEN.clear()
+    _NEW_LAYER_NOTICES_GIVEN.clear()
 
 
 def _head_label_names(config: Any) -> list[str]:
@@ -322,6 +326,34 @@ def _reinitialized_head_labels(mismatched: Iterable[Any], num_labels: int, where
     return max(old_labels) if old_labels else None
 
 
+def newly_initialized_layers(model: Any, missing_keys: Iterable[str]) -> tuple[list[str], list[str]]:
+    """The layers of a sequence classifier, other than its head (``classifier``/``score``),
+    whose weights ``missing_keys`` (transformers' loading info) says the checkpoint lacked,
+    so that loading initialized them at random: DeBERTa-v2's ``pooler.dense``, ModernBERT's
+    ``head.dense`` and ``head.norm`` from a bare encoder, BERT's pooler from a checkpoint
+    saved without it (not DistilBERT's ``pre_classifier``: peft's name match for the
+    ``classifier`` head trains it already). Returned as dotted module names,
+    the ``nn.Linear`` ones (LoRA's ``modules_to_save`` trains them with the head) and the
+    others (a LayerNorm, left at its initial values: the gradients stage computes
+    per-example gradients of linear layers only)."""
+    import torch
+
+    from subsetctl.modeling.lora import _HEAD_NAMES, classifier_head_names
+
+    try:
+        heads = tuple(f"{name}." for name in classifier_head_names(model))
+    except UserError:
+        heads = ()
+    parameters = {name for name, _ in model.named_parameters()}
+    owners = {key.rsplit(".", 1)[0] for key in missing_keys if key in parameters and "." in key}
+    # peft matches modules_to_save by the end of the name: DistilBERT's pre_classifier is trained as
+    # "classifier" is (and always was), so it is not new to train
+    owners = {o for o in owners if not f"{o}.".startswith(heads) and not o.endswith(_HEAD_NAMES)}
+    modules = dict(model.named_modules())
+    linear = sorted(o for o in owners if isinstance(modules.get(o), torch.nn.Linear))
+    return linear, sorted(owners - set(linear))
+
+
 def _notify(message: str, warn: Callable[[str], None] | None, progress: Callable[[str], None] | None) -> None:
     """Say ``message`` through ``warn``, else ``progress``, else as a Python warning."""
     if warn is not None:
@@ -348,7 +380,7 @@ def _load(
     num_labels: int | None,
     local_files_only: bool = False,
     where: str | None = None,
-) -> tuple[Any, Any, int | None]:
+) -> tuple[Any, Any, int | None, tuple[list[str], list[str]]]:
     """``from_pretrained`` for the tokenizer and the model of the requested kind.
 
     The random parts of a freshly loaded model (a new classification head) are drawn
@@ -356,7 +388,9 @@ def _load(
     A causal-lm whose config describes an encoder is refused (:func:`not_a_causal_lm`).
     A classifier checkpoint whose head has another label count than ``num_labels`` (a
     fine-tuned sentiment or NLI model) gets a new head; the third value returned is then
-    the checkpoint's label count, else None. ``where`` names the model in messages.
+    the checkpoint's label count, else None. The fourth is a classifier's layers outside
+    its head that the checkpoint has no weights for (:func:`newly_initialized_layers`).
+    ``where`` names the model in messages.
     """
     import torch
     from transformers import (
@@ -368,6 +402,7 @@ def _load(
 
     where = where or f"The model {location!r}"
     replaced_head: int | None = None
+    new_layers: tuple[list[str], list[str]] = ([], [])
 
     kwargs: dict[str, Any] = {
         "dtype": _torch_dtype(dtype),
@@ -395,13 +430,14 @@ def _load(
             replaced_head = _reinitialized_head_labels(
                 loading.get("mismatched_keys") or (), model.config.num_labels, where
             )
+            new_layers = newly_initialized_layers(model, loading.get("missing_keys") or ())
     ensure_pad_token(tokenizer, model)
     if kind == "classifier" and model.config.pad_token_id != tokenizer.pad_token_id:
         # a decoder's head takes the last token that is not config.pad_token_id as the text's end:
         # another id than the batches are padded with made it read a padding position
         model.config.pad_token_id = tokenizer.pad_token_id
     model.eval()
-    return model, tokenizer, replaced_head
+    return model, tokenizer, replaced_head, new_layers
 
 
 def model_location(source: str, spec_dir: Path | None) -> str:
@@ -649,7 +685,7 @@ def resolve_model(
         location = str(folder)
         info["lora_targets"] = list(entry.lora_targets)
         where = f"The packaged model {source!r}"
-        model, tokenizer, replaced_head = _load(location, kind, dtype, trust_remote_code, num_labels, where=where)
+        model, tokenizer, replaced_head, new_layers = _load(location, kind, dtype, trust_remote_code, num_labels, where=where)
     elif origin == "local":
         folder = Path(source).expanduser().resolve()
         if not (folder / "config.json").is_file():
@@ -669,7 +705,7 @@ def resolve_model(
 
         where = f"The model folder {folder}"
         try:
-            model, tokenizer, replaced_head = _load(
+            model, tokenizer, replaced_head, new_layers = _load(
                 location, kind, dtype, trust_remote_code, num_labels, where=where
             )
         except (OSError, ValueError, SafetensorError) as exc:  # SafetensorError: a truncated or damaged weights file
@@ -684,7 +720,7 @@ def resolve_model(
         info["hub_offline"] = offline
         where = f"The hub model {source!r}"
         try:
-            model, tokenizer, replaced_head = _load(
+            model, tokenizer, replaced_head, new_layers = _load(
                 location, kind, dtype, trust_remote_code, num_labels, offline, where=where
             )
         except UserError:
@@ -710,6 +746,21 @@ def resolve_model(
             "labels and trained from scratch; the rest of the checkpoint is used as saved.",
             warn, progress,
         )
+    linear, other = new_layers
+    if linear:
+        info["new_layers"] = linear
+    if (linear or other) and (location, tuple(linear), tuple(other)) not in _NEW_LAYER_NOTICES_GIVEN:
+        _NEW_LAYER_NOTICES_GIVEN.add((location, tuple(linear), tuple(other)))
+        said = [(f"{where} has no weights for {', '.join(linear + other)}, which {type(model).__name__} adds "
+                 "besides the classification head: transformers initializes "
+                 f"{'it' if len(linear + other) == 1 else 'them'} at random (seeded)")]
+        if linear:
+            said.append(f"{', '.join(linear)} {'is' if len(linear) == 1 else 'are'} trained with the head")
+        if other:
+            one = len(other) == 1
+            said.append(f"{', '.join(other)} ({'not a linear layer' if one else 'not linear layers'}) "
+                        f"{'keeps its' if one else 'keep their'} initial values")
+        (progress or (lambda m: _notify(m, warn, None)))("; ".join(said) + ".")
     info["path"] = location
     info["architecture"] = getattr(model.config, "model_type", "unknown")
     info["config_hash"] = config_hash(model.config)

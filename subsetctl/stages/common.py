@@ -178,9 +178,12 @@ def base_model(ctx: StageContext) -> tuple[Any, Any, dict[str, Any]]:
 
 
 def lora_model(
-    ctx: StageContext, adapter_dir: Any = None, trainable: bool = True, seed: int | None = None
+    ctx: StageContext, adapter_dir: Any = None, trainable: bool = True, seed: int | None = None,
+    meta_init: bool = False,
 ) -> tuple[Any, Any, dict[str, Any]]:
-    """Base model wrapped with LoRA: fresh (seeded) or loaded from ``adapter_dir``."""
+    """Base model wrapped with LoRA: fresh (seeded) or loaded from ``adapter_dir``.
+
+    A classifier trains its head and the layers :func:`new_layers_trained` names."""
     from subsetctl.modeling.lora import apply_lora, load_adapter_weights
 
     model, tokenizer, info = base_model(ctx)
@@ -189,6 +192,7 @@ def lora_model(
     model = apply_lora(
         model, r=lora.r, alpha=lora.alpha, dropout=lora.dropout, target_modules=targets,
         kind=ctx.spec.model.kind, seed=ctx.spec.project.seed if seed is None else seed,
+        train_also=new_layers_trained(ctx, info, adapter_dir, meta_init),
     )
     if adapter_dir is not None:
         load_adapter_weights(model, adapter_dir)
@@ -197,6 +201,26 @@ def lora_model(
             p.requires_grad_(False)
     model.to(device_for(ctx.spec))
     return model, tokenizer, info
+
+
+def new_layers_trained(ctx: StageContext, info: dict[str, Any], adapter_dir: Any = None,
+                       meta_init: bool = False) -> list[str]:
+    """A classifier's newly initialized layers that are trained with its head: at meta-init
+    those the loaded model reports (``info["new_layers"]``); with an adapter, those it was
+    trained with; otherwise (fine-tunes, evaluation) those of the project's meta-init
+    adapter. So meta-init decides once, and a project whose theta* was trained before
+    these layers were (its adapter saves the head only) goes on as it was."""
+    from subsetctl.modeling.lora import trained_layers_of
+
+    if ctx.spec.model.kind != "classifier":
+        return []
+    if meta_init:
+        return list(info.get("new_layers") or [])
+    if adapter_dir is None:
+        adapter_dir = ctx.upstream_dir("meta_init") / "adapter"
+        if not (Path(adapter_dir) / "adapter_config.json").is_file():
+            return list(info.get("new_layers") or [])
+    return trained_layers_of(adapter_dir)
 
 
 def train_config(section: TrainSpec, spec: Spec, objective: str, optimizer: str, seed: int, **extra: Any) -> Any:

@@ -70,10 +70,14 @@ class AdapterCache:
         self.data = common.DataFiles(ctx)
         self.target = spec.target.name
         model, earlier = common.model_key(ctx)
+        # a classifier's newly initialized layers trained with its head: in the key only when there are
+        # any (runs kept before, which trained none, are still found; none trained with them is taken)
+        layers = common.new_layers_trained(ctx, {})
+        new_layers = {"new_layers": layers} if layers else {}
 
         def base(dumped: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
             train = {k: v for k, v in dumped["finetune"].items() if k not in ("enabled", "baselines", "seeds")}
-            return {**model, "train": train, "version": __version__}
+            return {**model, "train": train, "version": __version__, **new_layers}
 
         dumped = fingerprint_dump(spec)
         self.base = base(dumped, model)  # result-neutral settings at their defaults

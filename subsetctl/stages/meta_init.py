@@ -34,7 +34,7 @@ class MetaInitStage(common.ModelStage):
         for name in [spec.target.name, *common.source_names(spec)]:
             train.extend(common.examples(ctx, name, "train"))
         validation = common.examples(ctx, spec.target.name, "validation")
-        model, tokenizer, info = common.lora_model(ctx)
+        model, tokenizer, info = common.lora_model(ctx, meta_init=True)
         config = common.train_config(
             spec.meta_init, spec, objective="ce", optimizer="adamw", seed=spec.project.seed,
             eval_every=spec.meta_init.eval_every, eval_objective="surrogate",
