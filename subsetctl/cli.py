@@ -1,7 +1,7 @@
 """Command-line interface: parse arguments, call :mod:`subsetctl.api`, render results.
 
 Exit codes: 0 ok, 1 user error (bad spec, missing file, locked project...), 2 usage
-error (unknown option, missing argument). User errors print one paragraph, never a
+error (unknown option, missing argument), 130 interrupted (Ctrl-C), 143 stopped by SIGTERM. User errors print one paragraph, never a
 traceback; set ``SUBSETCTL_DEBUG=1`` to see tracebacks of internal errors.
 """
 
@@ -62,13 +62,48 @@ class _StdoutUntilReaderLeaves:
         return getattr(self._stream, name)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill PID``, a scheduler's stop or time limit, ``docker stop``) raised in
+    the main thread like Ctrl-C's KeyboardInterrupt, so that the command stops the same
+    clean way: files being written are deleted, the lock is released, worker processes
+    and clusters are shut down, and it says so (exit code 143, as a SIGTERM death)."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Any:
+    """SIGTERM raises :class:`Terminated` for the block (main thread only: elsewhere a
+    handler cannot be set). A process forked meanwhile that inherits the handler dies of
+    the signal as before, rather than raising in code that does not expect it."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) == signal.SIG_IGN:
+        yield  # (an ignored SIGTERM stays ignored: whoever started us chose that)
+        return
+    pid = os.getpid()
+
+    def handler(signum: int, frame: Any) -> None:
+        if os.getpid() != pid:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:  # (None: a handler not set from Python, which cannot be put back; the default instead)
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
 class _Group(click.Group):
     """A click group that turns user errors into exit code 1 without a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             try:
-                return super().invoke(ctx)
+                with _sigterm_as_interrupt():
+                    return super().invoke(ctx)
             except OSError as exc:
                 user_error = environment_error(exc)
                 if user_error is not None and os.environ.get("SUBSETCTL_DEBUG"):
@@ -87,9 +122,10 @@ class _Group(click.Group):
             # messages quote user text (paths, values): never parse it as rich markup
             _console(stderr=True).print(f"[bold red]error:[/bold red] {escape(str(exc))}", markup=True)
             sys.exit(1)
-        except KeyboardInterrupt:
-            _console(stderr=True).print("interrupted; finished work is kept, `subsetctl run` resumes.")
-            sys.exit(130)
+        except KeyboardInterrupt as exc:
+            stopped = "stopped by SIGTERM" if isinstance(exc, Terminated) else "interrupted"
+            _console(stderr=True).print(f"{stopped}; finished work is kept, `subsetctl run` resumes.")
+            sys.exit(143 if isinstance(exc, Terminated) else 130)
         except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
         except Exception as exc:  # an internal error: say so plainly

@@ -603,3 +603,39 @@ def test_suggested_commands_work_when_pasted_for_folders_with_spaces_or_a_leadin
     made = invoke("init", "--", "-new")
     commands = made.output.split("Next: ", 1)[1].split(" && ")
     assert [invoke(*shlex.split(c)[1:]).exit_code for c in commands[:2]] == [0, 0]
+
+
+_SIGTERM_MID_WRITE = """
+import os, signal, sys
+import subsetctl.project as project
+from subsetctl.cli import main
+original = project.atomic_write
+def atomic_write(path, write, mode="w"):
+    def write_then_stop(handle):
+        write(handle)
+        if path.name == "manifest.json":  # the data stage's commit, half done
+            os.kill(os.getpid(), signal.SIGTERM)
+    original(path, write_then_stop, mode)
+project.atomic_write = atomic_write
+sys.argv = ["subsetctl", "run", sys.argv[1], "-q", "--until", "data"]
+main()
+"""
+
+
+def test_sigterm_stops_a_run_like_ctrl_c(jsonl_project: Path) -> None:
+    """SIGTERM (a scheduler's stop, `kill PID`) mid-write stops `run` cleanly: exit 143 with
+    one line, no traceback, the half-written file deleted and the lock released; the next
+    run resumes without a stale lock. (It used to kill the process outright, exit -15 with
+    nothing said, leaving the temporary file and the PID in the lock.)"""
+    state = jsonl_project / ".subsetctl"
+    stopped = subprocess.run([sys.executable, "-c", _SIGTERM_MID_WRITE, str(jsonl_project)],
+                             check=False, capture_output=True, text=True, timeout=120)
+    assert stopped.returncode == 143, stopped.stderr[-800:]
+    assert "stopped by SIGTERM; finished work is kept, `subsetctl run` resumes." in stopped.stderr
+    assert "Traceback" not in stopped.stderr
+    assert not (state / "data" / "manifest.json").exists()
+    assert not [p for p in state.rglob("*") if ".tmp-" in p.name]
+    assert (state / "lock").read_text() == ""
+    resumed = CliRunner().invoke(main, ["run", str(jsonl_project), "--until", "data"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "stale lock" not in resumed.output and (state / "data" / "manifest.json").is_file()
