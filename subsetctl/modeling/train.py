@@ -525,8 +525,12 @@ def train_lora(
     if chosen is not None and chosen.is_dir():
         load_adapter_weights(model, chosen / "adapter")
         tmp = out_dir / f".adapter.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        shutil.copytree(chosen / "adapter", tmp)
-        replace_dir(tmp, adapter_dir)
+        try:
+            shutil.copytree(chosen / "adapter", tmp)
+            replace_dir(tmp, adapter_dir)
+        finally:  # interrupted (Ctrl-C, SIGTERM) while copying: no half-copied adapter left behind
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
         saved_step = best_step if (eval_examples and best_step) else int(chosen.name[5:])
     else:  # diverged before any checkpoint: the starting weights, never non-finite ones
         with torch.no_grad():

@@ -323,3 +323,25 @@ def test_a_half_precision_classifier_trains_its_head(tiny_bert_dir, tmp_path, dt
     result = train_lora(model, tok, classifier_rows(), cfg, tmp_path, "classifier")
     assert not result.diverged
     assert all(torch.isfinite(p).all() and not torch.equal(p, b) for p, b in zip(head, before))
+
+
+def test_interrupt_while_the_chosen_adapter_is_copied_leaves_no_temporary_folder(
+        tiny_llama_dir, tmp_path, monkeypatch) -> None:
+    """Ctrl-C (or SIGTERM) while the best checkpoint's adapter is copied into place
+    deletes the half-copied temporary folder, as every other atomic write does (it was
+    left in the stage folder until the next run)."""
+    from subsetctl.modeling import train
+
+    real = train.replace_dir
+
+    def interrupted(src, dst, *args):
+        if dst == tmp_path / "adapter":  # (checkpoints are written as before)
+            raise KeyboardInterrupt
+        real(src, dst, *args)
+
+    monkeypatch.setattr(train, "replace_dir", interrupted)
+    model, tok = _llama(tiny_llama_dir)
+    cfg = TrainConfig(steps=2, batch_size=4, max_length=32, checkpoint_every=2)
+    with pytest.raises(KeyboardInterrupt):
+        train_lora(model, tok, causal_rows(), cfg, tmp_path, "causal-lm")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints"]
