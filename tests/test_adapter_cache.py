@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from subsetctl.project import artifact_checksums, atomic_write_json
 from subsetctl.reporter import SilentReporter
 from subsetctl.stages.finetune import CHECKSUMS, AdapterCache
@@ -71,3 +73,28 @@ def test_a_damaged_record_or_copy_is_trained_again_never_a_crash_or_the_good_cop
     assert _restored(cache, ["a", "b"], tmp_path) is None
     assert _restored(cache, ["b", "a"], tmp_path) == "good"
     assert json.loads((proper / "record.json").read_text())["tag"] == "good"
+
+
+def test_an_interrupted_store_leaves_no_half_written_entry(tmp_path, monkeypatch) -> None:
+    """Ctrl-C (or SIGTERM) while a finished fine-tune is stored in the cache deletes the
+    half-written ``<key>.partial`` folder; it stayed in `.subsetctl/cache/finetune` (counted
+    by `plan`, deleted only under `project.cache_limit_gb`) unless the same run was stored
+    again."""
+    from subsetctl.stages import finetune
+
+    cache = object.__new__(finetune.AdapterCache)
+    monkeypatch.setattr(cache, "_entry", lambda subset, seed: tmp_path / "cache" / "key")
+    run_dir = tmp_path / "run"
+    (run_dir / "adapter").mkdir(parents=True)
+    (run_dir / "adapter" / "adapter_model.safetensors").write_bytes(b"weights")
+    real = finetune.atomic_write_json
+
+    def interrupted(path, data):
+        if path.name == "record.json":
+            raise KeyboardInterrupt
+        real(path, data)
+
+    monkeypatch.setattr(finetune, "atomic_write_json", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        cache.store(["a"], 0, run_dir, {"subset": ["a"]})
+    assert list((tmp_path / "cache").iterdir()) == []

@@ -152,11 +152,15 @@ class AdapterCache:
         entry = self._entry(subset, seed)
         partial = entry.with_name(entry.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
-        shutil.copytree(run_dir / "adapter", partial / "adapter")
-        atomic_write_json(partial / CHECKSUMS, artifact_checksums(partial / "adapter"))
-        atomic_write_json(partial / "record.json", record)
-        shutil.rmtree(entry, ignore_errors=True)
-        os.replace(partial, entry)
+        try:
+            shutil.copytree(run_dir / "adapter", partial / "adapter")
+            atomic_write_json(partial / CHECKSUMS, artifact_checksums(partial / "adapter"))
+            atomic_write_json(partial / "record.json", record)
+            shutil.rmtree(entry, ignore_errors=True)
+            os.replace(partial, entry)
+        except BaseException:  # interrupted (Ctrl-C, SIGTERM) or failed: no half-written entry kept
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
 
 
 def _recorded_subset(entry: Path) -> list[str] | None:
