@@ -137,10 +137,34 @@ def leading_bos_text(tokenizer: Any) -> str:
         with_specials = tokenizer("a")["input_ids"]
         without = tokenizer("a", add_special_tokens=False)["input_ids"]
         if with_specials[:1] == [bos] and without[:1] != [bos]:
-            text = str(tokenizer.bos_token)
+            text = _bos_text_read_back(tokenizer, str(tokenizer.bos_token), bos)
     with contextlib.suppress(TypeError):  # (an object that takes no weak reference: found each time)
         _LEADING_BOS[tokenizer] = text
     return text
+
+
+#: texts a BOS text must tokenize before as the tokenizer's own BOS does (:func:`_bos_text_read_back`)
+_BOS_PROBES = ("a", "Hello world", "x\ny z")
+
+
+def _bos_text_read_back(tokenizer: Any, bos_text: str, bos: int) -> str:
+    """The text that, put before a text tokenized without special tokens, gives the ids the
+    tokenizer gives it with them: the BOS token itself, or with a space after it where a
+    ``Metaspace(prepend_scheme="first")`` pre-tokenizer (Mistral v0.3, Llama converted with
+    ``legacy=False``) marks a word start only at the text's very beginning (after the BOS
+    text the first word lost its "▁" and became other tokens); "" when neither does (a
+    tokenizer with ``split_special_tokens`` reads the BOS text as plain characters), so
+    the prompt is then as without the BOS."""
+    wanted = []  # each probe's ids with the tokenizer's own BOS (and nothing it adds at the end)
+    for probe in _BOS_PROBES:
+        without = list(tokenizer(probe, add_special_tokens=False)["input_ids"])
+        wanted.append([bos] + without if list(tokenizer(probe)["input_ids"])[: len(without) + 1] == [bos] + without
+                      else None)
+    for candidate in (bos_text, bos_text + " "):
+        if all(w is not None and list(tokenizer(candidate + probe, add_special_tokens=False)["input_ids"]) == w
+               for probe, w in zip(_BOS_PROBES, wanted)):
+            return candidate
+    return ""
 
 
 #: stands for a prompt when the chat template is rendered to find what it puts before one

@@ -181,3 +181,35 @@ def test_a_base_model_without_chat_template_sees_its_bos_first() -> None:
     plain = char_tokenizer()  # a tokenizer that adds nothing (GPT-2's kind) is as before
     plain.bos_token = "<eos>"
     assert render_prompt(plain, "hi") == "hi\n"
+
+
+def _word_tokenizer_adding_bos(**kwargs):
+    """A word-level tokenizer that starts every text with <s> and marks word starts with
+    "▁" at the text's beginning only (``Metaspace(prepend_scheme="first")``, as Mistral
+    v0.3's and Llama's converted with legacy=False)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["<unk>", "<s>", "</s>", "▁hi", "hi", "▁a", "a", "▁Hello", "Hello", "▁world", "▁x", "x", "\n", "y",
+             "▁y", "▁z", "<", "s", ">"]
+    tk = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split("\n", behavior="isolated"),
+                                                pre_tokenizers.Metaspace(prepend_scheme="first")])
+    tk.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                   **kwargs)
+
+
+def test_the_bos_text_before_a_prompt_gives_the_tokens_the_tokenizer_gives_with_its_bos() -> None:
+    """"<s>hi" lost the "▁" of its first word with a Metaspace "first" pre-tokenizer (other
+    tokens than the model saw after its BOS), and with split_special_tokens "<s>" was read
+    as three plain characters: the BOS text is used only as the tokenizer reads it back."""
+    from subsetctl.modeling.encoding import encode_causal_lm, render_prompt
+
+    tok = _word_tokenizer_adding_bos()
+    ids = tok(render_prompt(tok, "hi"), add_special_tokens=False)["input_ids"]
+    assert ids[:2] == tok("hi")["input_ids"] == [1, 3]
+    assert encode_causal_lm(tok, "hi", "a", 32).input_ids[:2] == [1, 3]
+    split = _word_tokenizer_adding_bos(split_special_tokens=True)
+    assert render_prompt(split, "hi") == "hi\n"  # as before BOS texts were added: no "<", "s", ">" tokens
+    assert render_prompt(_char_tokenizer_adding_bos(), "hi") == "<s>hi\n"  # read back as it is: unchanged
