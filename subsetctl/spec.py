@@ -1190,10 +1190,12 @@ def override_value(raw_value: str) -> Any:
 
 
 def _yaml_drops_a_comment(text: str) -> bool:
-    """Whether YAML reads part of ``text`` as a comment: text left after its last token."""
-    ends = [token.end_mark.index for token in yaml.scan(text)
-            if not isinstance(token, (yaml.StreamStartToken, yaml.StreamEndToken))]
-    return text[max(ends, default=0):].strip() != ""
+    """Whether YAML reads part of ``text`` as a comment: a ``#`` outside every token. (Text
+    left after the last token missed the comments of a block list or map, ``- a #b`` and
+    ``a: b #c``, whose closing token comes at the very end, and of a flow list's inner lines.)"""
+    spans = [(token.start_mark.index, token.end_mark.index) for token in yaml.scan(text)
+             if token.end_mark.index > token.start_mark.index]
+    return any(char == "#" and not any(start <= i < end for start, end in spans) for i, char in enumerate(text))
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -108,6 +108,20 @@ def test_an_override_value_with_a_hash_is_kept_whole() -> None:
     assert [i.key for i in issues] == ["gradients.d"]
 
 
+
+def test_an_override_list_or_map_in_block_form_with_a_hash_is_kept_whole() -> None:
+    """Only text after YAML's last token counted as a comment, and a block list's or map's
+    last token ends the text: `- a #b` became ['a'] and `a: b #c` {'a': 'b'}, the '#...'
+    silently dropped. Values without a '#' are read as before."""
+    from subsetctl.spec import override_value
+
+    assert override_value("- a #b") == "- a #b"
+    assert override_value("q_proj: x #1") == "q_proj: x #1"
+    assert override_value("[a,\n#b\n]") == "[a,\n#b\n]"
+    assert override_value("- a\n- b") == ["a", "b"] and override_value("a: b") == {"a": "b"}
+    assert override_value("'a #b'") == "a #b" and override_value("[a, '#b']") == ["a", "#b"]
+    assert override_value("|\n  a #b") == "a #b" and override_value("x#1") == "x#1"
+
 def test_load_spec_errors(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="no such spec file"):
         load_spec(tmp_path / "missing.yaml")
