@@ -220,7 +220,32 @@ def new_layers_trained(ctx: StageContext, info: dict[str, Any], adapter_dir: Any
         adapter_dir = ctx.upstream_dir("meta_init") / "adapter"
         if not (Path(adapter_dir) / "adapter_config.json").is_file():
             return list(info.get("new_layers") or [])
-    return trained_layers_of(adapter_dir)
+    layers = trained_layers_of(adapter_dir)
+    untrained = sorted(set(info.get("new_layers") or []) - set(layers))
+    if untrained:
+        _say_not_trained(ctx, untrained)
+    return layers
+
+
+def _say_not_trained(ctx: StageContext, untrained: list[str]) -> None:
+    """Correct, once a run, the loading notice that ``untrained`` are trained with the head:
+    this project's meta-init adapter was trained before subsetctl trained such layers, and
+    the later stages follow it, so they keep their initial values here."""
+    from rich.markup import escape
+
+    from subsetctl.modeling.resolve import _NEW_LAYER_NOTICES_GIVEN
+
+    key = (f"not trained: {ctx.project.root}", tuple(untrained), ())
+    if key in _NEW_LAYER_NOTICES_GIVEN:
+        return
+    _NEW_LAYER_NOTICES_GIVEN.add(key)
+    one = len(untrained) == 1
+    ctx.reporter.info(escape(
+        f"{', '.join(untrained)} {'is' if one else 'are'} not trained in this project, against the notice: its "
+        "meta-init adapter (theta*) was trained with the head alone, by a subsetctl from before such layers "
+        f"were trained, and the later stages follow it, so {'it keeps its' if one else 'they keep their'} "
+        f"initial values. `subsetctl run --force meta_init` trains {'it' if one else 'them'} (and runs the later "
+        "stages again)."))
 
 
 def train_config(section: TrainSpec, spec: Spec, objective: str, optimizer: str, seed: int, **extra: Any) -> Any:

@@ -158,10 +158,19 @@ def test_a_deberta_project_trains_the_pooler_from_meta_init_to_evaluation(tmp_pa
 
     class Ctx:
         spec = type("S", (), {"model": type("M", (), {"kind": "classifier"})})()
+        reporter = SilentReporter()
 
         @staticmethod
         def upstream_dir(stage: str) -> Path:
             return state / stage
 
+    Ctx.project = type("P", (), {"root": project})()
+    forget_notices_given()
     assert common.new_layers_trained(Ctx, {"new_layers": ["pooler.dense"]}) == []
     assert common.new_layers_trained(Ctx, {"new_layers": ["pooler.dense"]}, meta_init=True) == ["pooler.dense"]
+    # the loading notice said the pooler is trained with the head: corrected, once a run
+    assert common.new_layers_trained(Ctx, {"new_layers": ["pooler.dense"]}, state / "meta_init" / "adapter") == []
+    said = [m for m in Ctx.reporter.messages if "not trained in this project" in m]
+    assert len(said) == 1 and said[0].startswith("pooler.dense is not trained in this project, against the notice")
+    assert "subsetctl run --force meta_init" in said[0]
+    assert common.new_layers_trained(Ctx, {}) == [] and len(Ctx.reporter.messages) == 1  # nothing loaded: no word
