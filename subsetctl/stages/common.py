@@ -244,8 +244,8 @@ def _say_not_trained(ctx: StageContext, untrained: list[str]) -> None:
         f"{', '.join(untrained)} {'is' if one else 'are'} not trained in this project, against the notice: its "
         "meta-init adapter (theta*) was trained with the head alone, by a subsetctl from before such layers "
         f"were trained, and the later stages follow it, so {'it keeps its' if one else 'they keep their'} "
-        f"initial values. `subsetctl run --force meta_init` trains {'it' if one else 'them'} (and runs the later "
-        "stages again)."))
+        f"initial values. `subsetctl run --force meta_init --force finetune` trains {'it' if one else 'them'} "
+        "(the final fine-tunes start from the base model, so meta-init alone does not make them stale)."))
 
 
 def train_config(section: TrainSpec, spec: Spec, objective: str, optimizer: str, seed: int, **extra: Any) -> Any:
