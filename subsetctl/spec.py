@@ -120,7 +120,7 @@ class ProjectSpec(StrictModel):
     def _one_printable_line(cls, name: str) -> str:
         """The name heads report.md and the adapter's README and names the project in `ls`
         and every report: a newline, tab or other control character would break those lines."""
-        bad = sorted({repr(c) for c in name if unicodedata.category(c) == "Cc"})
+        bad = sorted({repr(c) for c in name if unicodedata.category(c) in ("Cc", "Zl", "Zp")})
         if bad:
             raise ValueError(f"the project name must be one line of printable text; it holds {', '.join(bad)}. "
                              "Write it without line breaks, tabs or other control characters")

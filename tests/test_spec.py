@@ -573,7 +573,8 @@ def test_a_duplicate_source_name_in_the_file_is_not_blamed_on_another_key_of_a_s
     assert issue.message.endswith("(set on the command line: sources[0]={name: a, loader: {type: jsonl, path: c.jsonl}})")
 
 
-@pytest.mark.parametrize("name, char", [("two\nlines", "\n"), ("tab\there", "\t"), ("bell\x07", "\x07")])
+@pytest.mark.parametrize("name, char", [("two\nlines", "\n"), ("tab\there", "\t"), ("bell\x07", "\x07"),
+                                        ("line\u2028sep", "\u2028")])
 def test_a_project_name_with_a_control_character_is_refused_at_its_key(name: str, char: str) -> None:
     """A newline in project.name broke report.md's heading; a name with spaces or
     non-ASCII letters stays valid."""
