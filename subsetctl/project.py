@@ -265,20 +265,30 @@ def verify_checksums(folder: Path, recorded: dict[str, dict[str, Any]],
             continue
         if _hidden(Path(rel)):  # a killed write's leftover that an older build recorded: no artifact
             continue  # (see artifact_checksums), and `run` deletes it
-        path = folder / rel
-        if not path.is_file():
-            problems.append(f"{rel} is missing")
-        elif path.stat().st_size != meta["size"]:
-            problems.append(f"{rel} has size {path.stat().st_size}, expected {meta['size']}")
-        elif meta.get("stat") is not None and meta["stat"] == stat_stamp(path):
-            continue
-        else:
-            before = stat_stamp(path)
-            if sha256_file(path) != meta["sha256"]:
-                problems.append(f"{rel} does not match its checksum")
-            elif restamped is not None and stat_stamp(path) == before and trustworthy_stamp(before):
-                restamped[rel] = before
+        try:
+            problem = _checksum_problem(folder / rel, meta, rel, restamped)
+        except (FileNotFoundError, NotADirectoryError):  # gone since: a running `run` moved its folder
+            problem = f"{rel} is missing"  # (`plan` and `report` check while one works)
+        if problem:
+            problems.append(problem)
     return problems
+
+
+def _checksum_problem(path: Path, meta: dict[str, Any], rel: str, restamped: dict[str, list[int]] | None) -> str | None:
+    """What is wrong with one recorded artifact (see :func:`verify_checksums`), or None."""
+    if not path.is_file():
+        return f"{rel} is missing"
+    size = path.stat().st_size
+    if size != meta["size"]:
+        return f"{rel} has size {size}, expected {meta['size']}"
+    if meta.get("stat") is not None and meta["stat"] == stat_stamp(path):
+        return None
+    before = stat_stamp(path)
+    if sha256_file(path) != meta["sha256"]:
+        return f"{rel} does not match its checksum"
+    if restamped is not None and stat_stamp(path) == before and trustworthy_stamp(before):
+        restamped[rel] = before
+    return None
 
 
 @contextlib.contextmanager

@@ -52,6 +52,29 @@ def test_checksums_detect_truncation(tmp_path: Path) -> None:
     assert verify_checksums(folder, manifest["artifacts"])
 
 
+def test_checksums_of_a_folder_a_running_run_moves_meanwhile_say_missing_not_crash(tmp_path: Path, monkeypatch) -> None:
+    """`plan` and `report` check a stage's artifacts while a `run` may move the stage's folder
+    (setting its results aside, swapping in previous ones): a file there when looked for and
+    gone when read is missing, not an internal error (FileNotFoundError)."""
+    import subsetctl.project as project_module
+
+    folder = tmp_path / "gradients"
+    folder.mkdir()
+    (folder / "store.bin").write_bytes(b"0123456789")
+    (folder / "info.json").write_text("{}")
+    recorded = {rel: {k: v for k, v in meta.items() if k != "stat"}  # hashed: the widest window
+                for rel, meta in artifact_checksums(folder).items()}
+    real = project_module.sha256_file
+
+    def moved_by_the_run(path: Path) -> str:
+        if folder.exists():
+            folder.rename(tmp_path / ".set-aside")
+        return real(path)
+
+    monkeypatch.setattr(project_module, "sha256_file", moved_by_the_run)
+    assert sorted(verify_checksums(folder, recorded)) == ["info.json is missing", "store.bin is missing"]
+
+
 def test_checksums_are_not_recomputed_for_untouched_files_but_are_after_any_write(tmp_path: Path, monkeypatch) -> None:
     """`plan` and every `run` verify every artifact: re-hashing a multi-GB gradient store
     each time cost about a second per GB. A file whose stat stamp is the recorded one is
