@@ -696,6 +696,8 @@ class Project:
             return None
         try:
             manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, NotADirectoryError):  # gone since: a running `run` moved the stage's folder
+            return None
         except (json.JSONDecodeError, UnicodeDecodeError):
             return {"corrupt": True}
         return manifest if isinstance(manifest, dict) and "fingerprint" in manifest else {"corrupt": True}

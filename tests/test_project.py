@@ -75,6 +75,24 @@ def test_checksums_of_a_folder_a_running_run_moves_meanwhile_say_missing_not_cra
     assert sorted(verify_checksums(folder, recorded)) == ["info.json is missing", "store.bin is missing"]
 
 
+def test_a_manifest_a_running_run_moves_away_as_it_is_read_is_none_not_a_crash(tmp_path: Path, monkeypatch) -> None:
+    """`plan` and `report` read manifests while a `run` may move the stage's folder aside:
+    one there when looked for and gone when read is no manifest (FileNotFoundError before)."""
+    project = Project(tmp_path)
+    project.stage_dir("search").mkdir(parents=True)
+    project.write_manifest("search", {"fingerprint": "f"})
+    real = Path.is_file
+
+    def moved_by_the_run(path: Path) -> bool:
+        found = real(path)
+        if path.name == "manifest.json" and project.stage_dir("search").exists():
+            project.stage_dir("search").rename(tmp_path / "aside")
+        return found
+
+    monkeypatch.setattr(Path, "is_file", moved_by_the_run)
+    assert project.read_manifest("search") is None
+
+
 def test_checksums_are_not_recomputed_for_untouched_files_but_are_after_any_write(tmp_path: Path, monkeypatch) -> None:
     """`plan` and every `run` verify every artifact: re-hashing a multi-GB gradient store
     each time cost about a second per GB. A file whose stat stamp is the recorded one is
