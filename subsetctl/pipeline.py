@@ -163,6 +163,11 @@ class Stage(ABC):
     keeps_results: bool = True
     #: the spec key that switches the stage on and off (stages that can be switched off)
     switch: str | None = None
+    #: whether its :meth:`extra_inputs` are taken again once it has run, and the results not
+    #: committed when they changed meanwhile: a stage that reads input files as it goes (the
+    #: data stage), whose results would otherwise be recorded as made from the files as they
+    #: were when the run started
+    inputs_rechecked: bool = False
 
     def enabled(self, spec: Spec) -> bool:
         return True
@@ -901,6 +906,13 @@ class Pipeline:
         seconds = time.perf_counter() - start
         if summary.get("incomplete"):
             return None  # e.g. one shard of the gradients: nothing to commit yet
+        if stage.inputs_rechecked and (now := stage.extra_inputs(self.spec, self.project)) != inputs.get("extra"):
+            changed = _changed_inputs(inputs.get("extra"), now) or "input files changed"
+            raise UserError(
+                f"Stage {stage.name}: its inputs changed while it ran ({changed}), so its results are not saved as "
+                f"made from them as they were when the run started. Run `subsetctl run {shell_arg(self.project.root)}` "
+                "again (what it prepared from unchanged files is reused)."
+            )
         atomic_write_json(out_dir / "resolved_spec.json", self.spec.model_dump(mode="json"))
         artifacts = artifact_checksums(out_dir, stage.scratch)
         outputs = {k: v for k, v in artifact_contents(artifacts).items()

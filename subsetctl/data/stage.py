@@ -234,6 +234,11 @@ def _prepare_or_reuse(spec: Spec, source: SourceSpec, spec_dir: Path, out_dir: P
         return {split: load_split(folder.parent, source.name, split) for split in SPLITS}, record, folder
     before = len(warnings)
     splits = prepare_source(source, source_context(spec, source, spec_dir), warnings)
+    if source_key(spec, source, spec_dir) != key:  # its files changed as they were read: the rows may be of
+        raise UserError(  # either version, and would be reused as made from the first whenever it came back
+            f"Source {source.name!r}: its input files changed while the data stage read them. Run again once "
+            "they are as they should be (the sources prepared so far are reused)."
+        )
     return splits, {"key": key, "warnings": [_folder_free(w, spec_dir) for w in warnings[before:]]}, None
 
 

@@ -19,6 +19,7 @@ class DataStage(Stage):
     description = "load, shuffle and split the target and the sources"
     after = ()
     spec_keys = ("project.seed", "model.kind", "target", "sources", "plugins")
+    inputs_rechecked = True  # files read source by source, for minutes: one may be edited meanwhile
 
     def extra_inputs(self, spec: Spec, project: Project) -> dict[str, Any]:
         from subsetctl.data.fingerprint import source_fingerprint_inputs

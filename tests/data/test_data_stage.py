@@ -307,3 +307,37 @@ def test_the_run_prints_the_first_data_warnings_and_counts_the_rest(jsonl_projec
     assert shown == stored[:DATA_WARNINGS_LIVE]
     assert (f"{len(stored) - DATA_WARNINGS_LIVE} more data warnings: report.md lists them all (and "
             ".subsetctl/data/data.json, from this stage on).") in reporter.warnings
+
+
+def _edit(path: Path) -> None:
+    path.write_text("".join(json.dumps({"prompt": f"EDITED {i}", "response": "x"}) + "\n" for i in range(7)))
+
+
+@pytest.mark.parametrize("when", ["as the stage reads it", "before the stage gets to it"])
+def test_a_data_file_edited_while_the_run_reads_it_is_not_recorded_as_its_earlier_version(
+        jsonl_project: Path, monkeypatch: pytest.MonkeyPatch, when: str) -> None:
+    """A source file edited after `run` started (hashed then) and read in its new version
+    was saved as made from the old one: put back as it was, `plan` said the data stage was
+    up to date while it held the edited rows (and a later run would reuse them)."""
+    import subsetctl.data.stage as stage_module
+    from subsetctl.api import plan_project, run_project
+
+    a = jsonl_project / "a.jsonl"
+    original = a.read_text()
+    name = "prepare_source" if when == "as the stage reads it" else "_prepare_or_reuse"
+    real = getattr(stage_module, name)
+
+    def edited_meanwhile(*args: object, **kwargs: object) -> object:
+        source = args[0] if name == "prepare_source" else args[1]
+        if source.name == "a":
+            _edit(a)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(stage_module, name, edited_meanwhile)
+    with pytest.raises(UserError, match="changed while"):
+        run_project(jsonl_project, until="data")
+    monkeypatch.setattr(stage_module, name, real)
+    a.write_text(original)  # put back as it was when the run started
+    assert plan_project(jsonl_project)[2][0].state != "up to date"
+    run_project(jsonl_project, until="data")
+    assert all(not p.startswith("EDITED") for p in load_split(jsonl_project / ".subsetctl" / "data", "a", "train")["prompt"])
