@@ -6,8 +6,10 @@ tool's own per-source overhead: validate, plan, the data stage, search over N so
 the report stage, and the terminal report (its wall time and its length in lines, which
 stays bounded however many sources there are); then the data stage again after one
 source file is added (it prepares that one and reuses the others). Prints one JSON line.
+The work folder is built afresh each time: a project left from an earlier invocation
+would have nothing to run, and its manifests' stage times are not this run's.
 
-    python benchmarks/many_sources.py [--sources 1000] [--rows 20] [--fresh]
+    python benchmarks/many_sources.py [--sources 1000] [--rows 20]
 """
 
 from __future__ import annotations
@@ -67,7 +69,6 @@ def main() -> None:
     parser.add_argument("--sources", type=int, default=1000)
     parser.add_argument("--rows", type=int, default=20, help="examples per source")
     parser.add_argument("--name", default="many_sources")
-    parser.add_argument("--fresh", action="store_true", help="delete the work folder first")
     args = parser.parse_args()
 
     import shutil
@@ -78,7 +79,7 @@ def main() -> None:
     from subsetctl.report.terminal import render_report
 
     folder = ROOT / "benchmarks" / "_work" / args.name
-    if args.fresh and folder.exists():
+    if folder.exists():  # an earlier invocation's project: its stages would not run, and their times are old
         shutil.rmtree(folder)
     build(folder, args.sources, args.rows)
 
