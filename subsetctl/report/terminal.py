@@ -160,19 +160,20 @@ def outdated_note(data: dict[str, Any]) -> str | None:
     """Lines saying which stages' results are left out as outdated, which shown results
     the spec has moved past, and what to do; None when the report is current."""
     notes = []
+    folder = shell_arg(data["project"])  # as the commands suggested below take it
     shown = [s for s in data.get("outdated", []) if s != "report"]
     if shown:
         notes.append(f"Not shown: the results of {', '.join(shown)}, from an earlier run ({_why_outdated(data, shown)}). "
-                     f"`subsetctl run {shell_arg(data['project'])}` brings them up to date.")
+                     f"`subsetctl run {folder}` brings them up to date.")
     stale = data.get("stale") or []
     if stale:
         notes.append(f"The spec or its input files changed since these results: {', '.join(stale)} would re-run "
-                     f"(`subsetctl plan {shell_arg(data['project'])}` says why; a run with key=value overrides counts as "
+                     f"(`subsetctl plan {folder}` says why; a run with key=value overrides counts as "
                      "a change of the spec for the next run without them).")
     missing = data.get("missing_outputs") or {}
     if missing:
         files = [f for found in missing.values() for f in found]
-        notes.append(f"Deleted since the last run: {', '.join(files)}. `subsetctl run {shell_arg(data['project'])}` writes "
+        notes.append(f"Deleted since the last run: {', '.join(files)}. `subsetctl run {folder}` writes "
                      f"{'it' if len(files) == 1 else 'them'} again (nothing else changed).")
     moved = data.get("switched_off_moved_past") or []
     if moved:
@@ -184,11 +185,11 @@ def outdated_note(data: dict[str, Any]) -> str | None:
     previous = data.get("previous") or []
     if previous:
         notes.append(f"The results shown for {', '.join(previous)} are of other inputs than the spec's: "
-                     f"`subsetctl run {shell_arg(data['project'])}` puts back the ones made with the spec's (kept as "
+                     f"`subsetctl run {folder}` puts back the ones made with the spec's (kept as "
                      "previous results) without recomputing them.")
     not_run = data.get("not_run") or []
     if not_run:
-        notes.append(f"Not run yet: {', '.join(not_run)}. `subsetctl run {shell_arg(data['project'])}` runs them.")
+        notes.append(f"Not run yet: {', '.join(not_run)}. `subsetctl run {folder}` runs them.")
     running = data.get("running")
     if running:
         at = f", computing {running['stage']}" if running.get("stage") else ""
@@ -196,14 +197,14 @@ def outdated_note(data: dict[str, Any]) -> str | None:
                      "finished so far; `subsetctl report` again once it is done.")
     unfinished = data.get("unfinished") or []
     if unfinished:  # a run stopped partway (Ctrl-C): its finished work is kept
-        notes.append(f"Stopped partway: {', '.join(unfinished)}. `subsetctl run {shell_arg(data['project'])}` resumes "
+        notes.append(f"Stopped partway: {', '.join(unfinished)}. `subsetctl run {folder}` resumes "
                      f"{'it' if len(unfinished) == 1 else 'them'} where {'it' if len(unfinished) == 1 else 'they'} "
                      "stopped.")
     damaged = data.get("damaged") or []
     if damaged:
         notes.append(f"Damaged saved results: {', '.join(damaged)} (files that fail their checksums or an unreadable "
-                     f"manifest; `subsetctl plan {shell_arg(data['project'])}` names them); they are not shown, and "
-                     f"`subsetctl run {shell_arg(data['project'])}` recomputes them.")
+                     f"manifest; `subsetctl plan {folder}` names them); they are not shown, and "
+                     f"`subsetctl run {folder}` recomputes them.")
     if data.get("spec_problem"):
         notes.append(f"The spec does not validate now, so these results could not be checked against it: "
                      f"{data['spec_problem']}")
