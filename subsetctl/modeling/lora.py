@@ -145,10 +145,8 @@ def apply_lora(
             f"({getattr(model.config, 'model_type', '?')}). Linear layers it has include: "
             f"{', '.join(sorted(_linear_names(model))[:20])}. Fix model.lora.target_modules."
         )
-    from transformers.pytorch_utils import Conv1D
-
     others = sorted({f"{name.rsplit('.', 1)[-1]} ({type(m).__name__})" for name, m in model.named_modules()
-                     if name.rsplit(".", 1)[-1] in targets and not isinstance(m, (torch.nn.Linear, Conv1D))})
+                     if name.rsplit(".", 1)[-1] in targets and not _is_lora_layer(m)})
     if others:  # peft adapts embeddings and convolutions too, but the gradients stage (after meta_init) cannot
         raise UserError(
             f"LoRA target modules must be linear layers, but {', '.join(others)} {'is' if len(others) == 1 else 'are'} "
@@ -204,12 +202,18 @@ def _heads_in_float32(model: Any) -> Any:
     return model
 
 
-def _linear_names(model: Any) -> set[str]:
-    """Names of the layers LoRA can target: nn.Linear and transformers' Conv1D (GPT-2's)."""
+def _is_lora_layer(module: Any) -> bool:
+    """Whether LoRA here can target ``module``: nn.Linear and transformers' Conv1D (GPT-2's),
+    the layers the gradients stage computes per-example gradients of."""
     import torch
     from transformers.pytorch_utils import Conv1D
 
-    return {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, (torch.nn.Linear, Conv1D))}
+    return isinstance(module, (torch.nn.Linear, Conv1D))
+
+
+def _linear_names(model: Any) -> set[str]:
+    """Names of the layers LoRA can target (:func:`_is_lora_layer`)."""
+    return {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if _is_lora_layer(m)}
 
 
 def write_adapter(model: Any, folder: str | Path) -> None:
