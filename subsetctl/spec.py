@@ -1186,7 +1186,7 @@ def override_value(raw_value: str) -> Any:
         value = yaml.safe_load(raw_value)
     except yaml.YAMLError:
         return raw_value
-    return raw_value if _yaml_drops_a_comment(raw_value) else value
+    return raw_value if "#" in raw_value and _yaml_drops_a_comment(raw_value) else value
 
 
 def _yaml_drops_a_comment(text: str) -> bool:
