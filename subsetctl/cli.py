@@ -1,7 +1,8 @@
 """Command-line interface: parse arguments, call :mod:`subsetctl.api`, render results.
 
 Exit codes: 0 ok, 1 user error (bad spec, missing file, locked project...), 2 usage
-error (unknown option, missing argument), 130 interrupted (Ctrl-C), 143 stopped by SIGTERM. User errors print one paragraph, never a
+error (unknown option, missing argument), 130 interrupted (Ctrl-C), 143 stopped by SIGTERM,
+129 stopped by SIGHUP (terminal closed). User errors print one paragraph, never a
 traceback; set ``SUBSETCTL_DEBUG=1`` to see tracebacks of internal errors.
 """
 
@@ -63,37 +64,55 @@ class _StdoutUntilReaderLeaves:
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM (``kill PID``, a scheduler's stop or time limit, ``docker stop``) raised in
-    the main thread like Ctrl-C's KeyboardInterrupt, so that the command stops the same
-    clean way: files being written are deleted, the lock is released, worker processes
-    and clusters are shut down, and it says so (exit code 143, as a SIGTERM death)."""
+    """SIGTERM (``kill PID``, a scheduler's stop or time limit, ``docker stop``) or SIGHUP
+    (the terminal or SSH session closed) raised in the main thread like Ctrl-C's
+    KeyboardInterrupt, so that the command stops the same clean way: files being written
+    are deleted, the lock is released, worker processes and clusters are shut down, and it
+    says so (exit code 128 + the signal's number, as a death by that signal)."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        super().__init__(signum)
+        self.signum = signum
+        self.signal_name = signal.Signals(signum).name
+
+
+def _stop_signals() -> list[int]:
+    """The signals that stop a command cleanly: SIGTERM, and SIGHUP where the platform has it."""
+    import signal
+
+    return [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Any:
-    """SIGTERM raises :class:`Terminated` for the block (main thread only: elsewhere a
-    handler cannot be set). A process forked meanwhile that inherits the handler dies of
-    the signal as before, rather than raising in code that does not expect it."""
+def _stop_signals_as_interrupt() -> Any:
+    """SIGTERM and SIGHUP raise :class:`Terminated` for the block (main thread only:
+    elsewhere a handler cannot be set). A signal ignored by whoever started us (``nohup``
+    ignores SIGHUP) stays ignored. A process forked meanwhile that inherits the handler
+    dies of the signal as before, rather than raising in code that does not expect it."""
     import signal
     import threading
 
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) == signal.SIG_IGN:
-        yield  # (an ignored SIGTERM stays ignored: whoever started us chose that)
+    if threading.current_thread() is not threading.main_thread():
+        yield
         return
     pid = os.getpid()
 
     def handler(signum: int, frame: Any) -> None:
         if os.getpid() != pid:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
             return
-        raise Terminated
+        raise Terminated(signum)
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {signum: signal.signal(signum, handler)
+                for signum in _stop_signals() if signal.getsignal(signum) != signal.SIG_IGN}
     try:
         yield
     finally:  # (None: a handler not set from Python, which cannot be put back; the default instead)
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        for signum, handler_before in previous.items():
+            signal.signal(signum, handler_before if handler_before is not None else signal.SIG_DFL)
 
 
 class _Group(click.Group):
@@ -102,7 +121,7 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             try:
-                with _sigterm_as_interrupt():
+                with _stop_signals_as_interrupt():
                     return super().invoke(ctx)
             except OSError as exc:
                 user_error = environment_error(exc)
@@ -123,9 +142,10 @@ class _Group(click.Group):
             _console(stderr=True).print(f"[bold red]error:[/bold red] {escape(str(exc))}", markup=True)
             sys.exit(1)
         except KeyboardInterrupt as exc:
-            stopped = "stopped by SIGTERM" if isinstance(exc, Terminated) else "interrupted"
-            _console(stderr=True).print(f"{stopped}; finished work is kept, `subsetctl run` resumes.")
-            sys.exit(143 if isinstance(exc, Terminated) else 130)
+            stopped = f"stopped by {exc.signal_name}" if isinstance(exc, Terminated) else "interrupted"
+            with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+                _console(stderr=True).print(f"{stopped}; finished work is kept, `subsetctl run` resumes.")
+            sys.exit(128 + exc.signum if isinstance(exc, Terminated) else 130)
         except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
         except Exception as exc:  # an internal error: say so plainly

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -614,7 +616,7 @@ def atomic_write(path, write, mode="w"):
     def write_then_stop(handle):
         write(handle)
         if path.name == "manifest.json":  # the data stage's commit, half done
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), getattr(signal, os.environ["STOP_SIGNAL"]))
     original(path, write_then_stop, mode)
 project.atomic_write = atomic_write
 sys.argv = ["subsetctl", "run", sys.argv[1], "-q", "--until", "data"]
@@ -622,16 +624,19 @@ main()
 """
 
 
-def test_sigterm_stops_a_run_like_ctrl_c(jsonl_project: Path) -> None:
-    """SIGTERM (a scheduler's stop, `kill PID`) mid-write stops `run` cleanly: exit 143 with
-    one line, no traceback, the half-written file deleted and the lock released; the next
-    run resumes without a stale lock. (It used to kill the process outright, exit -15 with
-    nothing said, leaving the temporary file and the PID in the lock.)"""
+@pytest.mark.parametrize(("stop_signal", "exit_code"), [("SIGTERM", 143), ("SIGHUP", 129)])
+def test_stop_signals_stop_a_run_like_ctrl_c(jsonl_project: Path, stop_signal: str, exit_code: int) -> None:
+    """SIGTERM (a scheduler's stop, `kill PID`) or SIGHUP (the terminal or SSH session
+    closed) mid-write stops `run` cleanly: exit 128 + the signal's number with one line, no
+    traceback, the half-written file deleted and the lock released; the next run resumes
+    without a stale lock. (Either used to kill the process outright, with nothing said,
+    leaving the temporary file and the PID in the lock.)"""
     state = jsonl_project / ".subsetctl"
     stopped = subprocess.run([sys.executable, "-c", _SIGTERM_MID_WRITE, str(jsonl_project)],
-                             check=False, capture_output=True, text=True, timeout=120)
-    assert stopped.returncode == 143, stopped.stderr[-800:]
-    assert "stopped by SIGTERM; finished work is kept, `subsetctl run` resumes." in stopped.stderr
+                             check=False, capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "STOP_SIGNAL": stop_signal})
+    assert stopped.returncode == exit_code, stopped.stderr[-800:]
+    assert f"stopped by {stop_signal}; finished work is kept, `subsetctl run` resumes." in stopped.stderr
     assert "Traceback" not in stopped.stderr
     assert not (state / "data" / "manifest.json").exists()
     assert not [p for p in state.rglob("*") if ".tmp-" in p.name]
@@ -639,3 +644,14 @@ def test_sigterm_stops_a_run_like_ctrl_c(jsonl_project: Path) -> None:
     resumed = CliRunner().invoke(main, ["run", str(jsonl_project), "--until", "data"])
     assert resumed.exit_code == 0, resumed.output
     assert "stale lock" not in resumed.output and (state / "data" / "manifest.json").is_file()
+
+
+def test_an_ignored_sighup_stays_ignored(jsonl_project: Path) -> None:
+    """Under `nohup` (SIGHUP ignored by whoever started us) a hang-up does not stop a run:
+    the signal stays ignored and the stage finishes."""
+    started_ignoring = "import signal; signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
+    done = subprocess.run([sys.executable, "-c", started_ignoring + _SIGTERM_MID_WRITE, str(jsonl_project)],
+                          check=False, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "STOP_SIGNAL": "SIGHUP"})
+    assert done.returncode == 0, done.stderr[-800:]
+    assert (jsonl_project / ".subsetctl" / "data" / "manifest.json").is_file()
