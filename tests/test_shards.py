@@ -181,3 +181,41 @@ def test_shards_an_earlier_version_finished_merge_with_shards_finished_now(tiny_
     run_project(tiny_project, until="gradients")
     summary = json.loads((tiny_project / ".subsetctl" / "gradients" / "manifest.json").read_text())["summary"]
     assert summary["computed"] == 0 and summary["reused"] == summary["rows"]
+
+
+def test_shards_of_different_counts_give_their_rows_to_the_merge(tiny_project: Path) -> None:
+    """Shard 0/2 finished, then the job was re-split in three and 1/3 and 2/3 finished: the
+    shards cover every row between them but do not tile, so the merge was refused ("Could
+    not merge shards") and every row computed again. Now each shard's rows are taken, and
+    so are the rows of a shard stopped partway; only rows no shard has are computed."""
+    from subsetctl.gradients.store import GradientStore
+    from subsetctl.spec import load_spec
+
+    run_project(tiny_project, options={"shard": (0, 2)})
+    run_project(tiny_project, options={"shard": (1, 3)})
+    run_project(tiny_project, options={"shard": (2, 3)})
+    merged = run_project(tiny_project, until="gradients")
+    assert merged[-1]["action"] == "ran"
+    state = tiny_project / ".subsetctl" / "gradients"
+    summary = json.loads((state / "manifest.json").read_text())["summary"]
+    assert summary["computed"] == 0 and summary["reused"] == summary["rows"]
+    sharded = np.load(state / "store" / "features.npy")
+
+    run_project(tiny_project, until="gradients", force=["gradients"])  # the same rows, unsharded
+    np.testing.assert_allclose(np.load(state / "store" / "features.npy"), sharded, rtol=1e-5, atol=1e-6)
+
+    # a shard stopped partway: its written rows are taken, the others computed
+    store = GradientStore.open(state / "store", writable=False)
+    n_rows = store.n_rows
+    run_project(tiny_project, ["gradients.seed=5"], options={"shard": (0, 2)})
+    half = state / "shards" / "shard-0-of-2"
+    batch_size = load_spec(tiny_project / "subsetctl.yaml").gradients.batch_size
+    written = np.load(half / "written.npy", mmap_mode="r+")
+    assert written.all() and len(written) > batch_size
+    kept = batch_size  # its first batch only
+    written[kept:] = False
+    written.flush()
+    del written
+    run_project(tiny_project, ["gradients.seed=5"], until="gradients")
+    summary = json.loads((state / "manifest.json").read_text())["summary"]
+    assert (summary["reused"], summary["computed"]) == (kept, n_rows - kept)

@@ -13,7 +13,8 @@ Layout of a store directory::
 ``write`` flushes the data before it marks the bitmap, so a killed run never marks a row
 it did not finish; ``compute_store`` resumes at the first unwritten batch. A large job can
 be split into shards (``shard_rows``) that write their own stores, which
-``merge_shards`` joins into one complete store.
+``merge_shards`` joins into one complete store, or whose rows ``take_shard_rows`` copies
+into a store being filled (shards of different counts, or not all finished).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ REPR = "repr.npy"
 WRITTEN = "written.npy"
 
 MERGE_BLOCK = 4096
-"""Rows copied per write when merging shards."""
+"""Rows copied per write when merging shards or taking their rows."""
 
 def _numpy(a: Any) -> np.ndarray:
     """A float32 numpy array from a numpy array or a (possibly grad-tracking) tensor."""
@@ -310,3 +311,30 @@ def merge_shards(paths: Sequence[str | Path], out_path: str | Path) -> GradientS
             idx = np.arange(s.row_offset + a, s.row_offset + b)
             out.write(idx, s.outputs[a:b], s.features[a:b], s.repr[a:b] if out.h else None)
     return out
+
+
+def take_shard_rows(shards: Sequence[GradientStore], store: GradientStore) -> int:
+    """Copy into ``store`` every row a shard store has written and ``store`` has not.
+
+    Unlike :func:`merge_shards`, the shards need not tile the rows or be complete: shards
+    of different counts (``0/2`` finished, then ``1/3`` and ``2/3``) or a shard stopped
+    partway each give what they have, and the caller computes the rest. Every row is
+    computed the same way whichever shard or store computed it (fixed, batch-aligned
+    blocks), so where shards overlap either copy will do. The caller checks each shard's
+    info against the store's first (:meth:`GradientStore.check_info`: same model, adapter,
+    projection and row table); a shard of another size is refused here.
+    Returns the number of rows copied.
+    """
+    copied = 0
+    for shard in shards:
+        start = shard.row_offset
+        stop = start + shard.n_rows
+        if (shard.d, shard.h) != (store.d, store.h) or stop > store.n_rows:
+            raise StaleArtifactError(f"The gradient shard at {shard.path} does not fit the store at {store.path}.")
+        wanted = np.flatnonzero(np.asarray(shard.written) & ~np.asarray(store.written[start:stop]))
+        for a in range(0, wanted.size, MERGE_BLOCK):  # bounded memory for big shards
+            local = wanted[a : a + MERGE_BLOCK]
+            store.write(local + start, shard.outputs[local], shard.features[local],
+                        shard.repr[local] if store.h else None)
+        copied += int(wanted.size)
+    return copied

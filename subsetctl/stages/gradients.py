@@ -3,8 +3,8 @@ validation row of the target and every train row of the sources (what the estima
 read), in a resumable memmap store.
 
 ``run --shard i/N`` computes only shard i of N (disjoint rows, e.g. one per GPU or
-machine) into ``shards/``; a later plain ``run`` merges complete shards, or computes
-whatever rows are still missing.
+machine) into ``shards/``; a later plain ``run`` takes every row the shards computed
+(shards of any count, finished or not) and computes whatever rows are still missing.
 """
 
 from __future__ import annotations
@@ -84,8 +84,8 @@ class GradientsStage(common.ModelStage):
         from subsetctl.gradients.store import (
             GradientStore,
             create_shard_store,
-            merge_shards,
             shard_dir,
+            take_shard_rows,
         )
         from subsetctl.modeling.lora import adapter_fingerprint, count_trainable
 
@@ -150,16 +150,11 @@ class GradientsStage(common.ModelStage):
             )
             return {"incomplete": True, "shard": [index, count], "rows": store.n_rows}
 
-        complete_shards = [p for p in sorted(shards_dir.glob("shard-*-of-*")) if p.is_dir() and self._complete(p, info, earlier)]
-        if complete_shards and not self._complete(store_dir, info, earlier):
-            try:
-                for done in complete_shards:  # described as today (an earlier version named the model's path)
-                    GradientStore.open(done, writable=True).adopt_info(info)
-                merge_shards(complete_shards, store_dir)
-                ctx.reporter.info(f"Merged {len(complete_shards)} gradient shards.")
-            except (UserError, OSError) as exc:  # (a shard that cannot be re-described: read-only)
-                ctx.reporter.warn(f"Could not merge shards ({exc}); computing the missing rows here.")
         store = self._open_or_create(store_dir, info, earlier, lambda: GradientStore.create(store_dir, rows, d, hidden, info))
+        shards = self._usable_shards(shards_dir, info, earlier) if not store.complete else []
+        if shards:
+            taken = take_shard_rows(shards, store)
+            ctx.reporter.info(f"Merged {len(shards)} gradient shards: {taken:,} of {store.n_rows:,} rows taken from them.")
         counts = self._fill(ctx, engine, make_batch, store, batch_size, "gradients")
         if shards_dir.exists():  # merged (or recomputed): a second full copy of the store, and not an output
             import shutil
@@ -217,15 +212,21 @@ class GradientsStage(common.ModelStage):
                 [str(model_info.get("source"))])
 
     @staticmethod
-    def _complete(path: Path, info: dict[str, Any], earlier: dict[str, list[Any]]) -> bool:
+    def _usable_shards(shards_dir: Path, info: dict[str, Any], earlier: dict[str, list[Any]]) -> list[Any]:
+        """The shard stores under ``shards_dir`` computed with today's settings, finished or
+        not and of any count (``run --shard i/N``); others (stale, damaged) are passed over."""
         from subsetctl.gradients.store import GradientStore
 
-        try:
-            store = GradientStore.open(path, writable=False)
-            store.check_info(info, earlier)
-        except (UserError, OSError, ValueError):
-            return False
-        return store.complete
+        usable = []
+        for path in sorted(shards_dir.glob("shard-*-of-*")):
+            try:
+                shard = GradientStore.open(path, writable=False)
+                shard.check_info(info, earlier)
+            except (UserError, OSError, ValueError):
+                continue
+            if "shard" in shard.info:
+                usable.append(shard)
+        return usable
 
     @staticmethod
     def _open_or_create(path: Path, info: dict[str, Any], earlier: dict[str, list[Any]], create: Any) -> Any:
