@@ -16,7 +16,7 @@ import hashlib
 import json
 import re
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -52,23 +52,25 @@ ENCODER_ONLY_MODEL_TYPES: frozenset[str] = frozenset({
 #: Class-name endings of generative heads in config.json's ``architectures``.
 _CAUSAL_HEAD_SUFFIXES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
 
-#: (model path, checkpoint labels, project labels) of head re-initializations already
-#: reported in this run: every stage (and every fine-tune job) loads the base model again.
-_HEAD_NOTICES_GIVEN: set[tuple[str, int, int]] = set()
+#: Notices already given in this run, each under a key naming its kind and what it is
+#: about: every stage (and every fine-tune job) loads the base model again.
+_NOTICES_GIVEN: set[Hashable] = set()
 
-#: (model path, head classes, project classes) of kept heads whose class order was reported
-_ORDER_NOTICES_GIVEN: set[tuple[str, tuple[str, ...], tuple[str, ...]]] = set()
 
-#: (model path, linear, other) of newly initialized classifier layers already reported
-_NEW_LAYER_NOTICES_GIVEN: set[tuple[str, tuple[str, ...], tuple[str, ...]]] = set()
+def first_notice(key: Hashable) -> bool:
+    """True the first time ``key`` is asked about in this run, so a notice about a model
+    (a head re-initialized, its classes reordered, layers newly initialized) is given
+    once, not by each stage that loads the model. Keys start with the notice's kind."""
+    if key in _NOTICES_GIVEN:
+        return False
+    _NOTICES_GIVEN.add(key)
+    return True
 
 
 def forget_notices_given() -> None:
-    """Start a new run: its head notices are given again (once in it). A notebook runs
+    """Start a new run: its notices are given again (once in it). A notebook runs
     several projects, or one again, in one process, where the CLI runs one per process."""
-    _HEAD_NOTICES_GIVEN.clear()
-    _ORDER_NOTICES_GIVEN.clear()
-    _NEW_LAYER_NOTICES_GIVEN.clear()
+    _NOTICES_GIVEN.clear()
 
 
 def _head_label_names(config: Any) -> list[str]:
@@ -132,9 +134,7 @@ def reorder_head_to_classes(model: Any, classes: list[str], where: str) -> tuple
         heads = []
     outputs = [m for head in heads for m in head.modules()
                if isinstance(m, torch.nn.Linear) and m.out_features == len(classes)]
-    key = (where, tuple(named), tuple(classes))
-    said = key in _ORDER_NOTICES_GIVEN
-    _ORDER_NOTICES_GIVEN.add(key)
+    said = not first_notice(("head classes reordered", where, tuple(named), tuple(classes)))
     if not outputs:
         kept = (f"{found} than the project's ids, which follow the sorted label names ({ours}), and "
                 "subsetctl found no output layer to reorder: the head is kept as saved, so each of its outputs "
@@ -738,8 +738,8 @@ def resolve_model(
                 "model folder; if the id is misspelled, fix it."
             ) from exc
 
-    if replaced_head is not None and (location, replaced_head, model.config.num_labels) not in _HEAD_NOTICES_GIVEN:
-        _HEAD_NOTICES_GIVEN.add((location, replaced_head, model.config.num_labels))
+    if replaced_head is not None and first_notice(("head re-initialized", location, replaced_head,
+                                                   model.config.num_labels)):
         _notify(
             f"{where} has a classification head with {replaced_head} labels, but this project has "
             f"{model.config.num_labels}: the head is re-initialized (seeded) for {model.config.num_labels} "
@@ -749,8 +749,7 @@ def resolve_model(
     linear, other = new_layers
     if linear:
         info["new_layers"] = linear
-    if (linear or other) and (location, tuple(linear), tuple(other)) not in _NEW_LAYER_NOTICES_GIVEN:
-        _NEW_LAYER_NOTICES_GIVEN.add((location, tuple(linear), tuple(other)))
+    if (linear or other) and first_notice(("new layers", location, tuple(linear), tuple(other))):
         said = [(f"{where} has no weights for {', '.join(linear + other)}, which {type(model).__name__} adds "
                  "besides the classification head: transformers initializes "
                  f"{'it' if len(linear + other) == 1 else 'them'} at random (seeded)")]

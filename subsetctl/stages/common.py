@@ -233,12 +233,10 @@ def _say_not_trained(ctx: StageContext, untrained: list[str]) -> None:
     the later stages follow it, so they keep their initial values here."""
     from rich.markup import escape
 
-    from subsetctl.modeling.resolve import _NEW_LAYER_NOTICES_GIVEN
+    from subsetctl.modeling.resolve import first_notice
 
-    key = (f"not trained: {ctx.project.root}", tuple(untrained), ())
-    if key in _NEW_LAYER_NOTICES_GIVEN:
+    if not first_notice(("new layers not trained", str(ctx.project.root), tuple(untrained))):
         return
-    _NEW_LAYER_NOTICES_GIVEN.add(key)
     one = len(untrained) == 1
     ctx.reporter.info(escape(
         f"{', '.join(untrained)} {'is' if one else 'are'} not trained in this project, against the notice: its "

@@ -138,11 +138,11 @@ def test_unreachable_hub_fails_fast_without_retries(monkeypatch, tmp_path) -> No
 
 
 @pytest.fixture
-def fresh_head_notices(monkeypatch) -> None:
+def fresh_head_notices() -> None:
     """Forget the head re-initializations already reported in this test process."""
     from subsetctl.modeling import resolve
 
-    monkeypatch.setattr(resolve, "_HEAD_NOTICES_GIVEN", set(), raising=False)
+    resolve.forget_notices_given()
 
 
 def _saved_tensors(folder) -> dict:
@@ -206,7 +206,7 @@ def test_a_kept_head_with_the_classes_in_another_order_is_reordered(tiny_bert_2_
         config["id2label"] = {str(i): n for i, n in enumerate(names)}
         config["label2id"] = {n: i for i, n in enumerate(names)}
         (folder / "config.json").write_text(json.dumps(config))
-        monkeypatch.setattr(resolve, "_ORDER_NOTICES_GIVEN", set(), raising=False)
+        resolve.forget_notices_given()
         reporter = SilentReporter()
         model = SimpleNamespace(source=str(folder), kind="classifier", dtype="float32", trust_remote_code=False,
                                 num_labels=None, max_length=32)
@@ -231,10 +231,10 @@ def test_head_notice_goes_to_progress_or_python_warnings(tiny_bert_2_labels_dir,
     from subsetctl.modeling import resolve
 
     notices: list[str] = []
-    monkeypatch.setattr(resolve, "_HEAD_NOTICES_GIVEN", set(), raising=False)
+    resolve.forget_notices_given()
     resolve_model(str(tiny_bert_2_labels_dir), "classifier", num_labels=3, progress=notices.append)
     assert len(notices) == 1 and notices[0].startswith("warning: ") and "2 labels" in notices[0]
-    monkeypatch.setattr(resolve, "_HEAD_NOTICES_GIVEN", set(), raising=False)
+    resolve.forget_notices_given()
     with pytest.warns(UserWarning, match="2 labels"):
         resolve_model(str(tiny_bert_2_labels_dir), "classifier", num_labels=3)
 
