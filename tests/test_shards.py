@@ -219,3 +219,8 @@ def test_shards_of_different_counts_give_their_rows_to_the_merge(tiny_project: P
     run_project(tiny_project, ["gradients.seed=5"], until="gradients")
     summary = json.loads((state / "manifest.json").read_text())["summary"]
     assert (summary["reused"], summary["computed"]) == (kept, n_rows - kept)
+    # a shard computed with other settings gives nothing
+    run_project(tiny_project, ["gradients.seed=7"], options={"shard": (0, 2)})
+    run_project(tiny_project, ["gradients.seed=9"], until="gradients")
+    summary = json.loads((state / "manifest.json").read_text())["summary"]
+    assert (summary["reused"], summary["computed"]) == (0, n_rows)

@@ -12,9 +12,9 @@ Layout of a store directory::
 
 ``write`` flushes the data before it marks the bitmap, so a killed run never marks a row
 it did not finish; ``compute_store`` resumes at the first unwritten batch. A large job can
-be split into shards (``shard_rows``) that write their own stores, which
-``merge_shards`` joins into one complete store, or whose rows ``take_shard_rows`` copies
-into a store being filled (shards of different counts, or not all finished).
+be split into shards (``shard_rows``) that write their own stores, whose rows
+``take_shard_rows`` copies into the store of all rows (shards of any count, finished or
+not); the rows no shard has are then computed there.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ REPR = "repr.npy"
 WRITTEN = "written.npy"
 
 MERGE_BLOCK = 4096
-"""Rows copied per write when merging shards or taking their rows."""
+"""Rows copied per write when taking a shard's rows."""
 
 def _numpy(a: Any) -> np.ndarray:
     """A float32 numpy array from a numpy array or a (possibly grad-tracking) tensor."""
@@ -266,58 +266,10 @@ def create_shard_store(
     )
 
 
-def merge_shards(paths: Sequence[str | Path], out_path: str | Path) -> GradientStore:
-    """Join complete shard stores into one store at ``out_path``.
-
-    Refuses (StaleArtifactError) when the shards' info differ, a shard is incomplete, or
-    the shards do not tile all rows exactly once.
-    """
-    stores = sorted((GradientStore.open(p, writable=False) for p in paths), key=lambda s: s.row_offset)
-    if not stores:
-        raise UserError("merge_shards needs at least one shard store.")
-
-    def common(info: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in info.items() if k not in ("shard", "n_rows")}
-
-    base = common(stores[0].info)
-    total = stores[0].info.get("shard", {}).get("total_rows", stores[0].n_rows)
-    expect = 0
-    for s in stores:
-        if common(s.info) != base:
-            raise StaleArtifactError(
-                f"Shard {s.path} was computed with other settings than {stores[0].path}; re-run "
-                "gradients for the mismatched shards before merging."
-            )
-        if not s.complete:
-            raise StaleArtifactError(
-                f"Shard {s.path} is incomplete ({len(s.missing_rows())} rows missing); finish it "
-                "(re-run that shard) before merging."
-            )
-        if s.row_offset != expect:
-            raise StaleArtifactError(
-                f"The shards do not tile the rows: expected a shard starting at row {expect}, found "
-                f"{s.path} starting at {s.row_offset}. Pass every shard exactly once."
-            )
-        expect += s.n_rows
-    if expect != total:
-        raise StaleArtifactError(
-            f"The shards cover {expect} of {total} rows; compute and pass the missing shards."
-        )
-    rows = [r for s in stores for r in s.rows]
-    out = GradientStore.create(out_path, rows, base["d"], base.get("h", 0), base)
-    for s in stores:
-        for a in range(0, s.n_rows, MERGE_BLOCK):  # bounded memory for big shards
-            b = min(s.n_rows, a + MERGE_BLOCK)
-            idx = np.arange(s.row_offset + a, s.row_offset + b)
-            out.write(idx, s.outputs[a:b], s.features[a:b], s.repr[a:b] if out.h else None)
-    return out
-
-
 def take_shard_rows(shards: Sequence[GradientStore], store: GradientStore) -> int:
     """Copy into ``store`` every row a shard store has written and ``store`` has not.
 
-    Unlike :func:`merge_shards`, the shards need not tile the rows or be complete: shards
-    of different counts (``0/2`` finished, then ``1/3`` and ``2/3``) or a shard stopped
+    The shards need not tile the rows or be complete: shards of different counts (``0/2`` finished, then ``1/3`` and ``2/3``) or a shard stopped
     partway each give what they have, and the caller computes the rest. Every row is
     computed the same way whichever shard or store computed it (fixed, batch-aligned
     blocks), so where shards overlap either copy will do. The caller checks each shard's

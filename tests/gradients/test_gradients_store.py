@@ -1,4 +1,4 @@
-"""The gradient store: resume, shards and merge, staleness checks."""
+"""The gradient store: resume, shards and the rows taken from them, staleness checks."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from subsetctl.gradients.store import (
     GradientStore,
     compute_store,
     create_shard_store,
-    merge_shards,
     shard_dir,
     shard_rows,
+    take_shard_rows,
 )
 
 N, BS, D = 11, 3, 16
@@ -82,34 +82,38 @@ def test_write_reopen_resume(tmp_path: Path, setup) -> None:
     assert (c.computed, c.skipped) == (0, N)
 
 
-def test_shards_merge_to_the_unsharded_store(tmp_path: Path, setup) -> None:
+def test_shard_rows_of_any_count_fill_the_unsharded_store(tmp_path: Path, setup) -> None:
+    """Rows taken from shards of different counts (0/2 with 1/3 and 2/3: overlapping, not
+    tiling) give the store an unsharded run computes, byte for byte."""
     engine, info, rows = setup
     full = GradientStore.create(tmp_path / "full", rows, D, 64, info)
     compute_store(engine, make_batch, full, BS)
-    n_shards = 3
-    for i in range(n_shards):
+    shards = []
+    for i, n_shards in ((0, 2), (1, 3), (2, 3)):
         shard = create_shard_store(tmp_path / "shards", rows, D, 64, info, i, n_shards, BS)
         compute_store(engine, make_batch, shard, BS)
-    paths = [shard_dir(tmp_path / "shards", i, n_shards) for i in range(n_shards)]
-    with pytest.raises(StaleArtifactError, match="cover"):
-        merge_shards(paths[:2], tmp_path / "bad")
-    merged = merge_shards(paths[::-1], tmp_path / "merged")
-    assert merged.complete and merged.rows == rows
+        shards.append(GradientStore.open(shard_dir(tmp_path / "shards", i, n_shards), writable=False))
+    merged = GradientStore.create(tmp_path / "merged", rows, D, 64, info)
+    taken = take_shard_rows(shards, merged)
+    assert merged.complete and taken == N  # overlapping rows are taken once
     for name in FILES:
         assert np.array_equal(np.load(tmp_path / "merged" / name), np.load(tmp_path / "full" / name))
+    assert take_shard_rows(shards, merged) == 0
 
 
-def test_merge_refuses_mismatch_and_incomplete(tmp_path: Path, setup) -> None:
+def test_a_shard_stopped_partway_gives_only_its_written_rows(tmp_path: Path, setup) -> None:
     engine, info, rows = setup
-    a = create_shard_store(tmp_path, rows, D, 0, info, 0, 2, BS)
-    b = create_shard_store(tmp_path, rows, D, 0, info, 1, 2, BS)
-    compute_store(engine, make_batch, a, BS)
-    with pytest.raises(StaleArtifactError, match="incomplete"):
-        merge_shards([a.path, b.path], tmp_path / "m")
-    b = create_shard_store(tmp_path, rows, D, 0, {**info, "seed": 5}, 1, 2, BS)
-    compute_store(engine, make_batch, b, BS)
-    with pytest.raises(StaleArtifactError, match="other settings"):
-        merge_shards([a.path, b.path], tmp_path / "m")
+    shard = create_shard_store(tmp_path, rows, D, 0, info, 1, 2, BS)
+    local = list(range(BS))
+    done = engine.compute(make_batch([i + shard.row_offset for i in local]))
+    shard.write(local, done.f, done.x)
+    store = GradientStore.create(tmp_path / "store", rows, D, 0, info)
+    assert take_shard_rows([shard], store) == BS
+    assert list(np.flatnonzero(store.written)) == [shard.row_offset + i for i in local]
+    np.testing.assert_array_equal(store.features[shard.row_offset:shard.row_offset + BS], done.x.numpy())
+    other = GradientStore.create(tmp_path / "other", rows, D + 1, 0, info)
+    with pytest.raises(StaleArtifactError, match="does not fit"):
+        take_shard_rows([shard], other)
 
 
 def test_shard_rows_tile_batch_aligned() -> None:
