@@ -269,8 +269,9 @@ def create_shard_store(
 def take_shard_rows(shards: Sequence[GradientStore], store: GradientStore) -> int:
     """Copy into ``store`` every row a shard store has written and ``store`` has not.
 
-    The shards need not tile the rows or be complete: shards of different counts (``0/2`` finished, then ``1/3`` and ``2/3``) or a shard stopped
-    partway each give what they have, and the caller computes the rest. Every row is
+    The shards need not tile the rows or be complete: shards of different counts (``0/2``
+    finished, then ``1/3`` and ``2/3``) or a shard stopped partway each give what they
+    have, and the caller computes the rest. Every row is
     computed the same way whichever shard or store computed it (fixed, batch-aligned
     blocks), so where shards overlap either copy will do. The caller checks each shard's
     info against the store's first (:meth:`GradientStore.check_info`: same model, adapter,
