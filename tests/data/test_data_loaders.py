@@ -328,6 +328,26 @@ def test_huggingface_local_json_folder(tmp_path: Path, make_ctx) -> None:
     assert set(ds["source"]) == {"hf"}
 
 
+def test_huggingface_csv_files_are_read_as_the_text_they_hold(tmp_path: Path, make_ctx) -> None:
+    """datasets' csv builder guesses column types: the answers 2 and 1.50 of one column became
+    "2.0" and "1.5", 007 "7.0", and the answer NA a missing value (an error). The splits'
+    files need not have the same columns."""
+    folder = tmp_path / "hubcsv"
+    folder.mkdir()
+    (folder / "train.csv").write_text("q,a\nq0,007\nq1,1.50\nq2,NA\nq3,2\n", encoding="utf-8")
+    (folder / "test.csv").write_text("q\nt0\n", encoding="utf-8")  # a test split without answers
+    (tmp_path / "hubtsv").mkdir()
+    (tmp_path / "hubtsv" / "train.tsv").write_text("q\ta\nt0,x\t1.0\n", encoding="utf-8")
+    options = HuggingFaceLoader(type="huggingface", path="hubcsv", prompt_field="q", response_field="a")
+    assert load_huggingface(options, make_ctx("hf"))["response"] == ["007", "1.50", "NA", "2"]
+    as_builder = HuggingFaceLoader(type="huggingface", path="csv", data_files=["hubcsv/train.csv"],
+                                   prompt_field="q", response_field="a")
+    assert load_huggingface(as_builder, make_ctx("hf"))["response"] == ["007", "1.50", "NA", "2"]
+    tsv = HuggingFaceLoader(type="huggingface", path="hubtsv", prompt_field="q", response_field="a")
+    loaded = load_huggingface(tsv, make_ctx("hf"))
+    assert loaded["prompt"] == ["t0,x"] and loaded["response"] == ["1.0"]
+
+
 def test_huggingface_data_files_globs_resolve_against_the_spec_folder_and_are_tracked(
     tmp_path: Path, make_ctx, monkeypatch
 ) -> None:
