@@ -152,6 +152,8 @@ def _check_file_loader(
         local = resolve_path(loader.path, base_dir)
         if looks_local(loader.path) and not local.exists():
             issues.add(loc + ("path",), f"local dataset path {local} does not exist")
+        elif is_saved_to_disk(local):
+            _check_saved_to_disk(loader, local, loc, kind, issues)
         elif local.is_dir() and not loader.data_files and is_glob(str(local)) and not is_saved_to_disk(local):
             issues.add(  # datasets globs the folder's path itself: "Couldn't find any data file at /x/d [[]1]"
                 loc + ("path",),
@@ -265,11 +267,43 @@ def _check_columns(loader: LoaderBase, path: Path, loc: tuple[Any, ...], kind: s
         return
     if columns is None:
         return
+    _check_named_columns(loader, columns, "its schema has" if loader.type == "parquet" else "its first row has",
+                         loc, kind, issues)
+
+
+def _check_saved_to_disk(loader: HuggingFaceLoader, folder: Path, loc: tuple[Any, ...], kind: str,
+                         issues: _Issues) -> None:
+    """A folder written by ``save_to_disk``: a ``DatasetDict``'s has ``loader.split``, and the
+    dataset read has the columns the loader asks for, from the metadata ``datasets`` saved
+    with it (``dataset_dict.json``, ``dataset_info.json``). Unreadable metadata is left to
+    the data stage."""
+    from datasets import DatasetInfo
+
+    dataset = folder
+    try:
+        if (folder / "dataset_dict.json").is_file():
+            splits = [str(s) for s in json.loads((folder / "dataset_dict.json").read_text(encoding="utf-8"))["splits"]]
+            if loader.split not in splits:
+                issues.add(loc + ("split",), f"the DatasetDict saved in {folder} has the splits "
+                                             f"{', '.join(splits)}, not {loader.split!r}; set split to one of them")
+                return
+            dataset = folder / loader.split
+        features = DatasetInfo.from_directory(str(dataset)).features
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if features is not None:
+        _check_named_columns(loader, list(features), "its features are", loc, kind, issues,
+                             f"the dataset saved in {dataset}")
+
+
+def _check_named_columns(loader: LoaderBase, columns: list[str], where: str, loc: tuple[Any, ...], kind: str,
+                         issues: _Issues, what: str = "the file") -> None:
+    """An issue for each column the loader asks for that ``columns`` lacks (``where`` says
+    what listed them: "its first row has"; ``what`` what lacks it)."""
     wanted = {"prompt_field": loader.prompt_field}
     wanted["label_field" if kind == "classifier" else "response_field"] = (
         loader.label_field if kind == "classifier" else loader.response_field)
     listed = ", ".join(repr(c) for c in columns) or "(none)"
-    where = "its schema has" if loader.type == "parquet" else "its first row has"
     hint = ""
     if loader.type == "csv" and len(columns) == 1:
         other = next((d for d in (";", "\t", "|", ",") if d != loader.delimiter and d in columns[0]), None)
@@ -277,7 +311,7 @@ def _check_columns(loader: LoaderBase, path: Path, loc: tuple[Any, ...], kind: s
             hint = f" (is the delimiter {other!r}? set loader.delimiter: {json.dumps(other)})"  # "\t": YAML's tab
     for option, column in wanted.items():
         if column and column not in columns:
-            issues.add(loc + (option,), f"the file has no column {column!r} ({where} {listed}){hint}; "
+            issues.add(loc + (option,), f"{what} has no column {column!r} ({where} {listed}){hint}; "
                                         f"set {option} to one of them or fix the data")
 
 

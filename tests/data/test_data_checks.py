@@ -234,3 +234,27 @@ def test_a_plugin_loader_named_plugin_is_refused_by_validate_as_by_the_data_stag
     write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
     issues = _check(tmp_path, GOOD + "  - name: p\n    loader: {type: plugin, name: plugin}\n")
     assert "'plugin' is the loader type, not a loader" in issues["sources[1].loader.name"].message
+
+
+def test_a_save_to_disk_folders_split_and_columns_are_checked_from_its_metadata(tmp_path: Path) -> None:
+    """A DatasetDict without the split asked for, and a saved dataset without the column asked
+    for, were found only by the data stage."""
+    from datasets import Dataset, DatasetDict
+
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    rows = Dataset.from_dict({"question": ["q0", "q1"], "answer": ["a0", "a1"]})
+    DatasetDict({"train": rows, "test": rows}).save_to_disk(str(tmp_path / "dd"))
+    rows.save_to_disk(str(tmp_path / "one"))
+    fields = "prompt_field: question, response_field: answer"
+    issues = _check(tmp_path, GOOD + f"""\
+  - {{name: dev, loader: {{type: huggingface, path: dd, split: dev, {fields}}}}}
+  - {{name: col, loader: {{type: huggingface, path: dd, split: test, prompt_field: text, response_field: answer}}}}
+  - {{name: one, loader: {{type: huggingface, path: one, prompt_field: question, response_field: ans}}}}
+  - {{name: good, loader: {{type: huggingface, path: dd, split: test, {fields}}}}}
+""")
+    assert set(issues) == {"sources[1].loader.split", "sources[2].loader.prompt_field",
+                           "sources[3].loader.response_field"}
+    assert "splits train, test, not 'dev'" in issues["sources[1].loader.split"].message
+    assert "no column 'text'" in issues["sources[2].loader.prompt_field"].message
+    assert "no column 'ans' (its features are 'question', 'answer')" in issues["sources[3].loader.response_field"].message
