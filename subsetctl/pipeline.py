@@ -168,6 +168,11 @@ class Stage(ABC):
     #: data stage), whose results would otherwise be recorded as made from the files as they
     #: were when the run started
     inputs_rechecked: bool = False
+    #: whether the work a run stopped partway left in its folder is kept when the next run has
+    #: other inputs (a fix to the file or setting that stopped it), for the stage to take what
+    #: still applies: only for a stage each piece of whose work records the inputs it was made
+    #: from and is checked against them (the data stage's sources); other stages start over
+    partial_work_keyed: bool = False
 
     def enabled(self, spec: Spec) -> bool:
         return True
@@ -453,7 +458,9 @@ class Pipeline:
                     state = "unfinished"
                     reasons.append(stage.unfinished_note(self.project) or "a run stopped partway; `run` resumes its work")
                 elif work is not None and fp is not None:
-                    reasons.append("earlier unfinished work was for other inputs; `run` starts over")
+                    reasons.append("earlier unfinished work was for other inputs; `run` "
+                                   + ("keeps what still applies and does the rest" if stage.partial_work_keyed
+                                      else "starts over"))
             elif manifest.get("corrupt"):
                 state, reasons = "corrupt", ["manifest.json is unreadable"]
             else:
@@ -863,7 +870,10 @@ class Pipeline:
             self.project.reset_stage(stage.name)
         if work_marker.is_file() and not self._work_matches(stage, fp, inputs):
             manifest = self.project.read_manifest(stage.name)
-            if manifest is None:  # an unfinished run, not a finished stage
+            if manifest is None and stage.partial_work_keyed:  # the stage takes what still applies
+                self.reporter.info(f"[dim]{stage.name}: inputs changed since a run stopped partway; the work it "
+                                   "did that still applies is kept[/dim]")
+            elif manifest is None:  # an unfinished run, not a finished stage
                 self.reporter.info(f"[dim]{stage.name}: inputs changed, discarding earlier partial work[/dim]")
                 self.project.reset_stage(stage.name)
             elif manifest.get("corrupt") or not stage.keeps_results:

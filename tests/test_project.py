@@ -292,7 +292,7 @@ def test_plan_tells_an_unfinished_stage_from_one_never_run(jsonl_project: Path) 
     data = plan_project(jsonl_project)[2][0]
     assert data.state == "unfinished" and data.will_run and "resumes" in data.reasons[0]
     data = plan_project(jsonl_project, ["sources[0].max_examples=3"])[2][0]
-    assert data.state == "never run" and "starts over" in data.reasons[0]
+    assert data.state == "never run" and "keeps what still applies" in data.reasons[0]
 
 
 def test_plan_says_running_for_the_stage_a_live_run_is_computing(jsonl_project: Path) -> None:

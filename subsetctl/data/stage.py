@@ -143,10 +143,12 @@ def _label_warnings(target: str, prepared: dict[str, dict[str, Dataset]]) -> lis
     return warnings
 
 
-def _clean_leftovers(out_dir: Path) -> None:
-    """Remove temporary folders a crashed run left behind."""
+def _clean_leftovers(out_dir: Path, names: set[str]) -> None:
+    """Remove temporary folders a crashed run left behind, and the folders of sources
+    other than ``names`` (the target's and the sources' names) that a run stopped partway
+    prepared for another spec: what else it prepared is reused when its key still holds."""
     for path in out_dir.iterdir():
-        if path.is_dir() and path.name.startswith((_TMP_PREFIX, _OLD_PREFIX)):
+        if path.is_dir() and (path.name.startswith((_TMP_PREFIX, _OLD_PREFIX)) or path.name not in names):
             shutil.rmtree(path, ignore_errors=True)
 
 
@@ -288,10 +290,10 @@ def run_data_stage(
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _clean_leftovers(out_dir)
+    everything = [spec.target, *spec.sources]
+    _clean_leftovers(out_dir, {source.name for source in everything})
     for plugin in spec.plugins:
         load_plugin_string(plugin)
-    everything = [spec.target, *spec.sources]
     warnings: list[str] = []
     reused: list[str] = []
     earlier = [Path(f) for f in reuse_from or []] if reuse else []

@@ -20,6 +20,7 @@ class DataStage(Stage):
     after = ()
     spec_keys = ("project.seed", "model.kind", "target", "sources", "plugins")
     inputs_rechecked = True  # files read source by source, for minutes: one may be edited meanwhile
+    partial_work_keyed = True  # each source's folder records the key it was prepared from (.source.json)
 
     def extra_inputs(self, spec: Spec, project: Project) -> dict[str, Any]:
         from subsetctl.data.fingerprint import source_fingerprint_inputs

@@ -226,3 +226,34 @@ def test_plan_counts_no_half_written_source_folders(tmp_path: Path) -> None:
         (folder / name / ".source.json").write_text("{}")
     note = DataStage().unfinished_note(SimpleNamespace(stage_dir=lambda name: folder)) or ""
     assert "after preparing 1 source;" in note, note
+
+
+def test_a_run_stopped_by_a_bad_row_keeps_the_sources_it_prepared_once_the_file_is_fixed(
+        jsonl_project: Path, monkeypatch) -> None:
+    """The fix (the file edited, or the spec pointed elsewhere) changes the stage's inputs:
+    the sources prepared before the bad one were discarded with the unfinished work."""
+    import yaml
+
+    from subsetctl.api import plan_project, run_project
+    from subsetctl.errors import UserError
+
+    spec_file = jsonl_project / "subsetctl.yaml"
+    raw = yaml.safe_load(spec_file.read_text())
+    raw["sources"].insert(1, {"name": "gone", "loader": {"type": "jsonl", "path": "a.jsonl"}, "max_examples": 3})
+    spec_file.write_text(yaml.safe_dump(raw, sort_keys=False))
+    write_jsonl(jsonl_project / "b.jsonl", [{"prompt": "p", "response": "r"}, {"prompt": "q", "response": None}])
+    with pytest.raises(UserError, match="line 2"):
+        run_project(jsonl_project, until="data")
+    write_jsonl(jsonl_project / "b.jsonl", [{"prompt": "p", "response": "r"}, {"prompt": "q", "response": "s"}])
+    raw["sources"].pop(1)  # and a source it prepared is no longer in the spec
+    spec_file.write_text(yaml.safe_dump(raw, sort_keys=False))
+    _, _, statuses = plan_project(jsonl_project)
+    assert "keeps what still applies" in " ".join(next(s for s in statuses if s.name == "data").reasons)
+    calls: list[str] = []
+    real = data_stage.prepare_source
+    monkeypatch.setattr(data_stage, "prepare_source", lambda s, *a, **k: calls.append(s.name) or real(s, *a, **k))
+    run_project(jsonl_project, until="data")
+    assert calls == ["b"]
+    data = jsonl_project / ".subsetctl" / "data"
+    assert sorted(p.name for p in data.iterdir() if p.is_dir()) == ["a", "b", "target"]
+    assert json.loads((data / "data.json").read_text())["counts"]["b"]["train"] == 2
