@@ -1163,6 +1163,29 @@ def _with_class_names(records: list[dict[str, Any]], classes: dict[str, Any]) ->
     return records
 
 
+def _json_columns_of(loaded: Any) -> dict[str, Any]:
+    """The ``Json`` columns of a Hugging Face dataset (datasets >= 5 stores a column whose
+    values mix types, answers ``42`` and ``"forty"``, as JSON text): column -> feature,
+    whose ``decode_example`` gives a value back."""
+    import datasets
+
+    json_feature = getattr(datasets, "Json", None)
+    if json_feature is None:  # an older datasets has no such feature
+        return {}
+    return {name: feature for name, feature in loaded.features.items() if isinstance(feature, json_feature)}
+
+
+def _with_json_decoded(records: list[dict[str, Any]], columns: dict[str, Any]) -> list[dict[str, Any]]:
+    """``records`` with the JSON text of ``Json`` columns decoded: read as stored, the
+    answer "forty" was the text ``"forty"``, quotes included."""
+    for record in records:
+        for column, feature in columns.items():
+            value = record.get(column)
+            if isinstance(value, str):
+                record[column] = feature.decode_example(value)
+    return records
+
+
 def describe_exception(exc: BaseException, limit: int = 300) -> str:
     """``"Type: message"`` of ``exc`` followed by its causes (``__cause__``, else
     ``__context__``) as ``(caused by Type: message)``: library errors such as
@@ -1313,10 +1336,11 @@ def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
     # the rows as stored, a batch at a time: not through the dataset's format (a saved
     # "numpy" format turned numbers into JSON strings) or its feature decoding (an Image
     # column became a PIL object whose text holds a memory address), like ``to_list()``
-    classes = _class_names_of(loaded)
+    classes, as_json = _class_names_of(loaded), _json_columns_of(loaded)
 
     def records(batch: Any) -> list[dict[str, Any]]:
-        return _with_class_names(batch.to_pylist(), classes) if classes else batch.to_pylist()
+        rows = _with_json_decoded(batch.to_pylist(), as_json) if as_json else batch.to_pylist()
+        return _with_class_names(rows, classes) if classes else rows
 
     def fetch(wanted: Any) -> Iterator[tuple[int, dict[str, Any]]]:  # the kept rows read again
         indices, start = wanted.tolist(), 0

@@ -603,6 +603,23 @@ def test_a_saved_datasets_format_and_feature_decoding_do_not_change_its_rows(tmp
 
 
 
+def test_a_json_column_of_mixed_values_gives_the_values_not_their_json_text(tmp_path: Path, make_ctx) -> None:
+    """datasets stores a column whose values mix types as JSON text (a ``Json`` feature):
+    read as stored, the answer "forty" was '"forty"', quotes included."""
+    import dataclasses
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    write_jsonl(folder / "train.jsonl", [{"q": f"q{i}", "a": [i, f"n{i}"][i % 2], "m": [1, "x"][i % 2]}
+                                         for i in range(6)])
+    options = HuggingFaceLoader(type="huggingface", path="mixed", prompt_field="q", response_field="a")
+    loaded = load_huggingface(options, make_ctx("hf"))
+    assert loaded["response"] == ["0", "n1", "2", "n3", "4", "n5"]
+    assert [json.loads(m)["m"] for m in loaded["metadata"]] == [1, "x", 1, "x", 1, "x"]
+    capped = load_huggingface(options, dataclasses.replace(make_ctx("hf"), keep_at_most=2))  # rows read again
+    assert set(capped["response"]) <= set(loaded["response"]) and len(capped) == 2
+
+
 def test_class_label_columns_give_their_class_names_not_ids(tmp_path: Path, make_ctx) -> None:
     """Most hub classification datasets store labels as ClassLabel ids: a target labelled
     'positive'/'negative' and such a source gave a head of 4 classes ('0', '1', ...)."""
