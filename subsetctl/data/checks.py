@@ -144,6 +144,7 @@ def _check_file_loader(
     if isinstance(loader, HuggingFaceLoader):
         from subsetctl.data.loaders import (
             data_files_by_entry,
+            file_as_dataset_path_problem,
             is_glob,
             is_saved_to_disk,
             unmatched_glob_message,
@@ -152,6 +153,8 @@ def _check_file_loader(
         local = resolve_path(loader.path, base_dir)
         if looks_local(loader.path) and not local.exists():
             issues.add(loc + ("path",), f"local dataset path {local} does not exist")
+        elif local.is_file():
+            issues.add(loc + ("path",), file_as_dataset_path_problem(local, loader.path))
         elif is_saved_to_disk(local):
             _check_saved_to_disk(loader, local, loc, kind, issues)
         elif local.is_dir() and not loader.data_files and is_glob(str(local)) and not is_saved_to_disk(local):

@@ -1236,6 +1236,30 @@ def _check_single_split(
     )
 
 
+#: the file loader that reads a data file, by the file's suffixes (compression aside)
+_LOADER_BY_SUFFIX = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
+#: the ``datasets`` builder that reads one, for files no built-in loader takes (a JSON array)
+_BUILDER_BY_SUFFIX = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet", ".arrow": "arrow"}
+
+
+def file_as_dataset_path_problem(file: Path, written: str) -> str:
+    """What to say about a ``huggingface`` loader whose ``path`` (``written`` in the spec)
+    is the data file ``file``: load_dataset takes a folder or a hub id there, and said it
+    "couldn't find any data file" at a file that is there. The advice names the loader (or
+    builder) for the file's type."""
+    suffixes = [s for s in file.suffixes if s not in (".gz", ".gzip")]
+    suffix = suffixes[-1].lower() if suffixes else ""
+    loader, builder = _LOADER_BY_SUFFIX.get(suffix), _BUILDER_BY_SUFFIX.get(suffix)
+    advice = []
+    if loader:
+        advice.append(f"use `type: {loader}` with this path" + (" and `delimiter: tab`" if suffix == ".tsv" else ""))
+    if builder:
+        advice.append(f"keep `type: huggingface` with `path: {builder}` and `data_files: [{written}]`")
+    advice.append("point loader.path at the dataset's folder")
+    return (f"{file} is a file; the huggingface loader reads a dataset folder (or a hub id), not one data file: "
+            f"{', or '.join(advice)}")
+
+
 def _refuse_unreachable_hub_dataset(path: str, local: Path, source_name: str) -> None:
     """A hub dataset that is in no local cache, on a machine that cannot reach the hub,
     fails at once instead of after the hub client's half minute of retries (``validate``
@@ -1299,6 +1323,8 @@ def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
     except UserError as exc:
         raise UserError(f"Source {ctx.source_name!r}: {exc}") from None
     where = f"dataset {path!r}" + (f" (configuration {options.name!r})" if options.name else "")
+    if local.is_file():
+        raise UserError(f"Source {ctx.source_name!r}: loader.path {file_as_dataset_path_problem(local, options.path)}.")
     _refuse_unreachable_hub_dataset(path, local, ctx.source_name)
     try:
         if is_saved_to_disk(local):  # written by Dataset(Dict).save_to_disk, which load_dataset refuses

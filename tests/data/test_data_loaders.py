@@ -431,6 +431,23 @@ def test_a_huggingface_folder_whose_path_holds_a_bracket_is_refused_by_validate(
     assert len(load_huggingface(by_name.sources[0].loader, ctx)) == 3
 
 
+def test_a_huggingface_path_naming_a_data_file_says_which_loader_reads_it(tmp_path: Path, make_ctx) -> None:
+    """load_dataset takes a folder or a hub id: at a file that is there it said it "couldn't
+    find any data file", and validate let the spec pass."""
+    from subsetctl.data.checks import check_sources
+    from subsetctl.spec import Spec
+
+    write_jsonl(tmp_path / "rows.jsonl", qa_rows(4))
+    options = HuggingFaceLoader(type="huggingface", path="rows.jsonl")
+    with pytest.raises(UserError, match=r"rows.jsonl is a file; .*`type: jsonl` with this path.*"
+                                        r"`path: json` and `data_files: \[rows.jsonl\]`"):
+        load_huggingface(options, make_ctx("hf"))
+    spec = Spec.model_validate({"target": {"name": "t", "loader": {"type": "huggingface", "path": "rows.jsonl"}},
+                                "sources": [{"name": "s", "loader": {"type": "jsonl", "path": "rows.jsonl"}}]})
+    (issue,) = check_sources(spec, tmp_path / "subsetctl.yaml")
+    assert issue.key == "target.loader.path" and "is a file; the huggingface loader reads a dataset folder" in issue.message
+
+
 def test_huggingface_bad_split(tmp_path: Path, make_ctx) -> None:
     folder = tmp_path / "hfdata"
     folder.mkdir()
