@@ -197,10 +197,14 @@ def _missing(value: Any) -> bool:
 
 
 def value_to_text(value: Any) -> str:
-    """A cell as text: strings unchanged, numbers via ``str``, booleans and anything else
-    as JSON (``true``, as the data file writes it, not Python's ``True``)."""
+    """A cell as text: strings unchanged, bytes as UTF-8 text (a Parquet string column
+    some writers store as plain binary; :class:`CommonColumns` checks that they decode),
+    numbers via ``str``, booleans and anything else as JSON (``true``, as the data file
+    writes it, not Python's ``True``)."""
     if isinstance(value, str):
         return value
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     return json.dumps(value, ensure_ascii=False, default=str, sort_keys=True)
@@ -412,6 +416,14 @@ class CommonColumns:
                     f"Source {source!r}: {self.where}, {self.locate(i)}: {_named(field, option)} is "
                     f"missing, null or NaN. Every row needs it; fix or drop that row.{self.advice}"
                 )
+            if isinstance(value, (bytes, bytearray)):
+                try:
+                    bytes(value).decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise UserError(
+                        f"Source {source!r}: {self.where}, {self.locate(i)}: {_named(field, option)} holds bytes "
+                        f"that are not UTF-8 text (byte {exc.start}). Store the column as UTF-8 strings."
+                    ) from None
             values[field] = value
         if isinstance(values[answer_field], (list, dict)):
             self.structured_count += 1

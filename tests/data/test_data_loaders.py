@@ -302,6 +302,23 @@ def test_parquet_loader(tmp_path: Path, make_ctx) -> None:
     assert json.loads(ds["metadata"][1]) == {"n": 2}
 
 
+def test_parquet_string_columns_stored_as_binary_read_as_their_text(tmp_path: Path, make_ctx) -> None:
+    """Some writers (Spark without the UTF8 annotation) store text as plain binary: each
+    prompt was Python's repr of the bytes, ``"b'hello'"``, quotes included."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"prompt": pa.array([b"hello", "caf\u00e9".encode()], pa.binary()),
+                             "response": pa.array([b"x", b"y"], pa.binary())}), tmp_path / "b.parquet")
+    ds = load_parquet(ParquetLoader(type="parquet", path="b.parquet"), make_ctx())
+    assert ds["prompt"] == ["hello", "caf\u00e9"] and ds["response"] == ["x", "y"]
+    pq.write_table(pa.table({"prompt": pa.array([b"ok", b"caf\xe9"], pa.binary()),
+                             "response": pa.array([b"x", b"y"], pa.binary())}), tmp_path / "bad.parquet")
+    with pytest.raises(UserError, match=r"bad\.parquet, row 2: 'prompt' \(loader.prompt_field\) holds bytes that "
+                                        r"are not UTF-8 text \(byte 3\)"):
+        load_parquet(ParquetLoader(type="parquet", path="bad.parquet"), make_ctx())
+
+
 def test_parquet_errors(tmp_path: Path, make_ctx) -> None:
     (tmp_path / "bad.parquet").write_text("not parquet")
     with pytest.raises(UserError, match=r"bad\.parquet could not be read as Parquet"):
