@@ -199,15 +199,17 @@ def _missing(value: Any) -> bool:
 def value_to_text(value: Any) -> str:
     """A cell as text: strings unchanged, bytes as UTF-8 text (a Parquet string column
     some writers store as plain binary; :class:`CommonColumns` checks that they decode),
-    numbers via ``str``, booleans and anything else as JSON (``true``, as the data file
-    writes it, not Python's ``True``)."""
+    booleans, lists and objects as JSON (``true``, as the data file writes it, not
+    Python's ``True``), and other values (numbers, and the decimals, dates and times of
+    Parquet and Arrow columns) via ``str``: ``1.50``, ``2024-01-02``, not JSON's quoted
+    ``"1.50"``."""
     if isinstance(value, str):
         return value
     if isinstance(value, (bytes, bytearray)):
         return bytes(value).decode("utf-8")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
-    return json.dumps(value, ensure_ascii=False, default=str, sort_keys=True)
+    if value is None or isinstance(value, (bool, list, tuple, dict)):
+        return json.dumps(value, ensure_ascii=False, default=str, sort_keys=True)
+    return str(value)
 
 
 def _metadata_json(extra: dict[str, Any]) -> str:

@@ -75,6 +75,25 @@ def test_boolean_answers_and_prompts_read_as_the_file_writes_them(tmp_path: Path
     assert ds["response"] == ["true", "false"]
 
 
+def test_decimal_and_date_answers_read_as_their_text_not_quoted(tmp_path: Path, make_ctx) -> None:
+    """A Parquet decimal or date column went through JSON: the answer 1.50 became '"1.50"'
+    and 2024-01-02 '"2024-01-02"', quotes included."""
+    import datetime
+    import decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"prompt": ["price?", "when?"],
+                             "response": pa.array([decimal.Decimal("1.50"), decimal.Decimal("20.00")],
+                                                  pa.decimal128(10, 2)),
+                             "day": [datetime.date(2024, 1, 2), datetime.date(2023, 5, 6)]}), tmp_path / "d.parquet")
+    ds = load_parquet(ParquetLoader(type="parquet", path="d.parquet"), make_ctx())
+    assert ds["response"] == ["1.50", "20.00"]
+    on_day = load_parquet(ParquetLoader(type="parquet", path="d.parquet", response_field="day"), make_ctx())
+    assert on_day["response"] == ["2024-01-02", "2023-05-06"]
+
+
 def test_jsonl_classifier_labels_by_sorted_value(tmp_path: Path, make_ctx) -> None:
     rows = [{"text": "t", "y": "pos"}, {"text": "u", "y": "neg"}, {"text": "v", "y": "pos"}]
     write_jsonl(tmp_path / "c.jsonl", rows)
