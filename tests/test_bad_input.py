@@ -453,13 +453,14 @@ def test_split_counts_beyond_the_rows_of_a_local_file_are_found_by_validate(tmp_
     target = {**BASE["target"], "split": {"train": 6, "validation": 2, "test": 2}}
     (issue,) = _issues(_spec_file(tmp_path, {**BASE, "target": target}))
     assert "target.split" in issue and "asks for 10 examples" in issue and "has 8 non-blank lines" in issue
+    assert "but the target has at most 8" in issue  # (it said "the source")
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     pq.write_table(pa.table({"prompt": ["a", "b"], "response": ["1", "2"]}), tmp_path / "s.parquet")
     source = {"name": "p", "loader": {"type": "parquet", "path": "s.parquet"}, "split": {"train": 3}}
     (issue,) = _issues(_spec_file(tmp_path, {**BASE, "sources": [source, *BASE["sources"][1:]]}))
-    assert "sources[0].split" in issue and "s.parquet has 2 rows" in issue
+    assert "sources[0].split" in issue and "s.parquet has 2 rows" in issue and "but the source has at most 2" in issue
     assert _issues(_spec_file(tmp_path, BASE)) == []  # 4 + 2 + 2 of 8 fits
 
 

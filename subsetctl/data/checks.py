@@ -119,7 +119,8 @@ def _check_split(
         issues.add(
             loc + ("split",),
             f"asks for {sum(counts.values())} examples (train={counts['train']}, validation="
-            f"{counts['validation']}, test={counts['test']}) but the source has at most {n} ({why})",
+            f"{counts['validation']}, test={counts['test']}) but the {'target' if is_target else 'source'} has at "
+            f"most {n} ({why})",
         )
     # a fraction that rounds to no rows, only where the size is exact: a reasoning-gym task
     # makes exactly `size` rows, while a file's count or max_examples is an upper bound, and

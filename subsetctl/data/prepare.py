@@ -158,8 +158,15 @@ def _target_split_notes(target: TargetSpec, counts: dict[str, int], n: int) -> l
     return notes
 
 
-def _describe_split(split: SplitSpec) -> str:
-    return ", ".join(f"{name}={getattr(split, name)!r}" for name in SPLITS)
+def _describe_split(split: SplitSpec, counts: dict[str, int] | None = None) -> str:
+    """The split as the spec writes it and, given ``counts`` and when it has fractions, the
+    row counts they give: "train=0.5, validation=0.25, test=0.25 -> train=20, ..."; a split
+    of counts alone is said once."""
+    written = ", ".join(f"{name}={getattr(split, name)!r}" for name in SPLITS)
+    if counts is None:
+        return written
+    counts_said = ", ".join(f"{name}={counts[name]}" for name in SPLITS)
+    return counts_said if written == counts_said else f"{written} -> {counts_said}"
 
 
 def derangement(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -229,8 +236,7 @@ def prepare_source(
         said = f" ({'; '.join(n.rstrip('.') for n in ctx.notices)})" if ctx.notices else ""  # e.g. blank rows left out
         raise UserError(
             f"{'Target' if isinstance(source, TargetSpec) else 'Source'} {source.name!r}: split asks for {asked} "
-            f"examples ({_describe_split(source.split)} -> train={counts['train']}, "
-            f"validation={counts['validation']}, test={counts['test']}) but it has only {kept}{said}. "
+            f"examples ({_describe_split(source.split, counts)}) but it has only {kept}{said}. "
             f"{_too_few_advice(source, capped, asked, n_loaded)}"
         )
     if isinstance(source, TargetSpec) and counts["train"] == 0:

@@ -185,3 +185,16 @@ def test_a_split_larger_than_the_rows_left_says_which_rows_loading_left_out(tmp_
     with pytest.raises(UserError, match=r"^Target 't': split asks for 20 examples .* but it has only 15 examples "
                                         r"\(.*d\.jsonl: 5 of 20 rows have an empty 'response'.*they are left out \(every row needs a gold response\)\)\. Lower"):
         prepare_source(target, make_ctx())
+
+
+def test_a_split_of_counts_is_said_once_and_fractions_with_their_counts(tmp_path: Path, make_ctx) -> None:
+    """A split of counts alone was said twice ("train=10, ... -> train=10, ...")."""
+    write_jsonl(tmp_path / "d.jsonl", [{"prompt": f"q{i}", "response": str(i)} for i in range(8)])
+    counted = TargetSpec(name="t", loader={"type": "jsonl", "path": "d.jsonl"},
+                         split={"train": 10, "validation": 5, "test": 5})
+    with pytest.raises(UserError, match=r"split asks for 20 examples \(train=10, validation=5, test=5\) but"):
+        prepare_source(counted, make_ctx())
+    mixed = TargetSpec(name="t", loader={"type": "jsonl", "path": "d.jsonl"},
+                       split={"train": 0.5, "validation": 5, "test": 2})
+    with pytest.raises(UserError, match=r"\(train=0\.5, validation=5, test=2 -> train=4, validation=5, test=2\) but"):
+        prepare_source(mixed, make_ctx())
