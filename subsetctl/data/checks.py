@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import IO, Any
 
-from subsetctl.data.loaders import UnsupportedCompression, open_decompressed, resolve_path
+from subsetctl.data.loaders import UnsupportedCompression, open_decompressed, resolve_path, utf16_note
 from subsetctl.errors import UserError
 from subsetctl.hub import looks_local
 from subsetctl.spec import (
@@ -208,7 +208,7 @@ def _utf8_error_where(path: Path, head: int = 1 << 20) -> str:
         data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = exc.object[: exc.start].count(b"\n") + 1
-        return f", byte {exc.start}, line {line}"
+        return f", byte {exc.start}, line {line}{utf16_note(data)}"
     except (OSError, EOFError):
         pass
     return ""

@@ -863,12 +863,23 @@ def text_lines(path: Path, source: str) -> Iterator[tuple[int, str]]:
                 except UnicodeDecodeError as exc:
                     raise UserError(
                         f"Source {source!r}: file {path} is not valid UTF-8 (byte {offset + exc.start}, "
-                        f"line {number}). Re-save it as UTF-8."
+                        f"line {number}{utf16_note(raw) if number == 1 else ''}). Re-save it as UTF-8."
                     ) from None
                 offset += len(raw)
                 yield number, text.rstrip("\n")
     except (OSError, EOFError, zlib.error) as exc:
         raise _unreadable(path, source, exc) from None
+
+
+def utf16_note(head: bytes) -> str:
+    """"; it starts with a UTF-16 byte-order mark, ..." for a file that does (Notepad's
+    "Unicode", PowerShell's ``>``, Excel's "Unicode text" save UTF-16), else "": its
+    "invalid byte 0" alone does not say what the file is."""
+    import codecs
+
+    if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        return "; it starts with a UTF-16 byte-order mark, so it is UTF-16 text"
+    return ""
 
 
 def _utf8_problem(path: Path, source: str) -> UserError | None:

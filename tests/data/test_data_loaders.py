@@ -936,6 +936,23 @@ def test_invalid_utf8_in_a_csv_file_is_located(tmp_path: Path, make_ctx) -> None
         load_jsonl(JsonlLoader(type="jsonl", path="b.jsonl"), make_ctx())
 
 
+def test_a_utf16_file_is_named_so(tmp_path: Path, make_ctx) -> None:
+    """A UTF-16 file (Notepad's "Unicode", PowerShell's `>`) was only "not valid UTF-8
+    (byte 0, line 1)", by the data stage and by validate."""
+    from subsetctl.data.checks import _file_head
+
+    (tmp_path / "u.csv").write_text("prompt,response\nq,1\n", encoding="utf-16")
+    (tmp_path / "u.jsonl").write_text('{"prompt": "q", "response": "1"}\n', encoding="utf-16")
+    said = r"not valid UTF-8 \(byte 0, line 1; it starts with a UTF-16 byte-order mark, so it is UTF-16 text\)"
+    with pytest.raises(UserError, match=rf"u\.csv is {said}"):
+        load_csv(CsvLoader(type="csv", path="u.csv"), make_ctx())
+    with pytest.raises(UserError, match=rf"u\.jsonl is {said}"):
+        load_jsonl(JsonlLoader(type="jsonl", path="u.jsonl"), make_ctx())
+    for loader in (CsvLoader(type="csv", path="u.csv"), JsonlLoader(type="jsonl", path="u.jsonl")):
+        _, problem = _file_head(loader, tmp_path / loader.path)
+        assert "; it starts with a UTF-16 byte-order mark, so it is UTF-16 text)" in problem
+
+
 @pytest.mark.parametrize(("head", "name"), [(b"\x28\xb5\x2f\xfd\x00\x01", "zstd"),
                                           (__import__("bz2").compress(b'{"prompt": "a"}'), "bzip2"),
                                           (b"PK\x03\x04\x00\x01", "zip")])
