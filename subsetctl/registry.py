@@ -173,11 +173,22 @@ class Registry(Generic[T]):
         )
 
     def _check_kind(self, entry: Entry[T]) -> None:
-        """Refuse a plugin that is not a subclass of :attr:`base`, saying what it is."""
+        """Refuse a plugin that is not a subclass of :attr:`base`, saying what it is, or a
+        subclass that leaves out one of the base's abstract methods (it could not be built:
+        the stage using it failed after the stages before it had run, while validate
+        passed)."""
         module, _, attr = self.base.partition(":")
         base = getattr(importlib.import_module(module), attr)
         obj = entry.obj
         if isinstance(obj, type) and issubclass(obj, base):
+            missing = sorted(getattr(obj, "__abstractmethods__", ()))
+            if missing:
+                methods = "an abstract method" if len(missing) == 1 else "abstract methods"
+                raise UserError(
+                    f"The {self.kind} {entry.name!r} ({entry.origin}) is the class {obj.__name__}, which does not "
+                    f"define {', '.join(missing)} ({methods} of {module}.{attr}), so it cannot be built; README → "
+                    f"Plugins says what each kind of plugin defines. Fix the plugin."
+                )
             return
         what = (f"the class {obj.__name__}" if isinstance(obj, type) else
                 "a function" if callable(obj) and hasattr(obj, "__code__") else f"an instance of {type(obj).__name__}")

@@ -449,6 +449,36 @@ def test_a_plugin_of_the_wrong_kind_is_the_plugins_error_not_an_internal_one() -
         parse_params(registry.get("loose"), {"kk": 2}, "search.strategies[0].params")  # kk was dropped silently
 
 
+def test_a_plugin_class_leaving_out_an_abstract_method_is_refused_by_validate() -> None:
+    """A strategy without ``run`` or a projector that overrides ``project_chunks`` but not
+    the abstract ``_fill`` passed validate and failed only when its stage built it, after
+    the stages before it had run ("Can't instantiate abstract class")."""
+    from subsetctl.errors import UserError
+    from subsetctl.gradients.projectors import Projector
+    from subsetctl.search.base import Strategy
+
+    strategies: Registry[type] = Registry("strategy", "subsetctl.test_none", (), base="subsetctl.search.base:Strategy")
+    projectors: Registry[type] = Registry(
+        "projector", "subsetctl.test_none", (), base="subsetctl.gradients.projectors:Projector")
+
+    @strategies.register("norun")
+    class NoRun(Strategy):
+        def runn(self, estimator, context, params):  # a typo
+            return None
+
+    @projectors.register("dense")
+    class Dense(Projector):
+        def project_chunks(self, chunks):
+            return chunks[0]
+
+    with pytest.raises(UserError, match=r"The strategy 'norun' \(module test_registry\) is the class NoRun, which "
+                                        r"does not define run \(an abstract method of subsetctl\.search\.base\.Strategy"):
+        strategies.get("norun")
+    with pytest.raises(UserError, match=r"does not define _fill \(an abstract method of "
+                                        r"subsetctl\.gradients\.projectors\.Projector\), so it cannot be built"):
+        projectors.get("dense")
+
+
 def test_a_plugin_module_next_to_the_spec_but_not_importable_says_which_folder_to_add(tmp_path: Path) -> None:
     from subsetctl.errors import UserError
     from subsetctl.registry import load_plugin_string
