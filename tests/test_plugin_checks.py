@@ -166,3 +166,55 @@ class FirstSource(Strategy):
         run_project(tiny_project, until="search")
     for name in ("nan_est", "first_strategy"):
         sys.modules.pop(name, None)
+
+
+def test_a_plugin_strategy_failing_on_an_estimator_that_gave_only_nan_names_the_estimator(
+    tiny_project: Path, monkeypatch
+) -> None:
+    """README's best_single (np.nanargmin over the single-source losses) raised "All-NaN
+    slice encountered" on an estimator that fails on every subset, and the error blamed
+    the strategy alone ("an error in the plugin"), so its author was sent to fix the
+    wrong plugin."""
+    import yaml
+
+    from subsetctl.api import run_project
+
+    (tiny_project / "nan_est2.py").write_text('''
+import numpy as np
+from subsetctl.estimate.solvers import FastEstimator
+from subsetctl.registry import ESTIMATORS
+
+@ESTIMATORS.register("nanest2", "NaN everywhere")
+class NanEst(FastEstimator):
+    def estimate(self, masks):
+        batch = super().estimate(masks)
+        batch.loss = batch.loss * np.nan
+        return batch
+''')
+    (tiny_project / "best_single2.py").write_text('''
+import numpy as np
+from subsetctl.registry import STRATEGIES
+from subsetctl.search.base import Strategy, StrategyResult
+
+@STRATEGIES.register("best_single2", "the one source with the lowest estimated loss")
+class BestSingle(Strategy):
+    def run(self, estimator, context, params):
+        losses = estimator.estimate(estimator.masks_for([[s] for s in context.sources])).loss
+        best = int(np.nanargmin(losses))
+        return StrategyResult(strategy=self.name, selected=[context.sources[best]])
+''')
+    monkeypatch.syspath_prepend(str(tiny_project))
+    spec = yaml.safe_load((tiny_project / "subsetctl.yaml").read_text())
+    spec["plugins"] = ["nan_est2:NanEst", "best_single2:BestSingle"]
+    spec["estimate"] = {"estimator": "nanest2"}
+    spec["search"] = {"strategies": [{"name": "best_single2"}]}
+    (tiny_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    try:
+        with pytest.raises(UserError, match=r"Strategy 'best_single2' \(module best_single2\) raised ValueError: "
+                                            r"All-NaN slice encountered\. The estimator 'nanest2' \(module nan_est2\) "
+                                            r"gave no finite estimate for any of the 3 subsets estimated so far .*, "
+                                            r"which is most likely why: fix the estimator"):
+            run_project(tiny_project, until="search")
+    finally:
+        for name in ("nan_est2", "best_single2"):
+            sys.modules.pop(name, None)

@@ -159,11 +159,29 @@ class _OwnErrors:
         return getattr(self._estimator, name)
 
 
-def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any, params: Any) -> Any:
+def _no_finite_estimate(store: Any, estimator_used: str, so_far: str = "") -> str | None:
+    """What to say when ``store`` holds estimates and not one of them is finite (the
+    estimator failed on every subset), else None."""
+    from subsetctl.registry import ESTIMATORS
+
+    masks, batch = store.results()
+    if not len(masks) or np.isfinite(np.asarray(batch.loss, dtype=float)).any():
+        return None
+    return (f"The estimator {estimator_used!r} ({ESTIMATORS.origin(estimator_used)}) gave no finite estimate for "
+            f"any of the {len(masks)} subsets estimated{so_far} (every one is NaN or infinite)")
+
+
+def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any, params: Any,
+                  estimator_failed: Any = None) -> Any:
     """Run one strategy and check what it returns. A third-party strategy's failure is the
     plugin author's to fix, so it is reported as such (estimates made so far stay in the
     store), and a result that is not a StrategyResult, or selects sources the project
-    does not have, is refused here rather than breaking finetune later."""
+    does not have, is refused here rather than breaking finetune later.
+
+    ``estimator_failed``: a callable giving what to say when the estimator has given no
+    finite estimate so far (None otherwise); a strategy that fails on such estimates
+    (numpy's "All-NaN slice") is most likely failing because of the estimator, so the
+    message names it first."""
     from subsetctl.errors import UserError
     from subsetctl.registry import STRATEGIES
     from subsetctl.search.base import StrategyResult, SubsetTrace
@@ -178,6 +196,13 @@ def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any,
             raise
         from subsetctl.plugin_guard import what_it_did
 
+        failed = estimator_failed() if estimator_failed is not None else None
+        if failed:
+            raise UserError(
+                f"Strategy {label!r} ({origin}) {what_it_did(exc)}. {failed}, which is most likely why: fix the "
+                "estimator's code if it is a plugin, or its settings (estimate.*, e.g. a larger estimate.lam), "
+                "then run again."
+            ) from exc
         raise UserError(
             f"Strategy {label!r} ({origin}) {what_it_did(exc)}. This is an error in the "
             "plugin, not in subsetctl: fix it and run again (the subset estimates made so far are kept)."
@@ -275,7 +300,7 @@ class SearchStage(Stage):
     def _search(self, ctx: StageContext) -> dict[str, Any]:
         from subsetctl.errors import UserError
         from subsetctl.estimate.results import CachedEstimator, SubsetResultsStore
-        from subsetctl.registry import ESTIMATORS, STRATEGIES
+        from subsetctl.registry import STRATEGIES
         from subsetctl.search.base import SearchContext, parse_params
 
         spec = ctx.spec
@@ -322,7 +347,8 @@ class SearchStage(Stage):
                     sources=features.sources, seed=spec.project.seed, features=features,
                     other_selections=dict(other),
                 )
-                result = _run_strategy(cls, entry.name, label, cached, search_ctx, params)
+                result = _run_strategy(cls, entry.name, label, cached, search_ctx, params,
+                                       lambda: _no_finite_estimate(store, estimator_used, " so far"))
                 for notice in result.notices:
                     ctx.reporter.warn(f"{label}: {notice}")
                 record = result.to_dict(trace_limit=TRACE_KEPT)
@@ -345,12 +371,12 @@ class SearchStage(Stage):
             baseline[name] = {"selected": list(subset), "estimated_loss_raw": raw,
                               "estimated_loss_calibrated": _calibrated(cal, raw)}
         masks, batch = store.results()
-        if len(masks) and not np.isfinite(np.asarray(batch.loss, dtype=float)).any():
+        failed = _no_finite_estimate(store, estimator_used)
+        if failed:
             raise UserError(
-                f"The estimator {estimator_used!r} ({ESTIMATORS.origin(estimator_used)}) gave no finite estimate for "
-                f"any of the {len(masks)} subsets estimated (every one is NaN or infinite), so no selection can be "
-                "chosen. Fix the estimator's code if it is a plugin, or its settings (estimate.*, e.g. a larger "
-                "estimate.lam); the stored estimates are replaced once it changes.")
+                f"{failed}, so no selection can be chosen. Fix the estimator's code if it is a plugin, or its "
+                "settings (estimate.*, e.g. a larger estimate.lam); the stored estimates are replaced once it "
+                "changes.")
         atomic_write_json(ctx.out_dir / SELECTIONS, {
             "final": final,
             "strategies": results,
