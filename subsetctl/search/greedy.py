@@ -64,7 +64,9 @@ def _greedy(
         masks = np.repeat(current[None, :], len(candidates), axis=0)
         masks[np.arange(len(candidates)), candidates] = forward
         losses = memo.losses(masks)
-        base = current_loss if np.isfinite(current_loss) else np.nanmax(losses)
+        finite = np.isfinite(losses)
+        # a failed start: gains against the worst candidate (none finite: no base, and no numpy warning)
+        base = current_loss if np.isfinite(current_loss) else (losses[finite].max() if finite.any() else np.nan)
         gains = base - losses  # positive = the step lowers the loss
         # forward: gain of adding = helpfulness; backward: gain of removing = harm
         scores[candidates] = gains if forward else -gains

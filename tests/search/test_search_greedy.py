@@ -71,6 +71,20 @@ def test_infinite_estimates_count_as_failures_not_as_infinite_gains() -> None:
     assert all(abs(v) < 1.0 for v in result.scores.values())
 
 
+@pytest.mark.parametrize("name", ["forward", "backward"])
+def test_an_estimator_failing_everywhere_stops_greedy_without_a_numpy_warning(name: str) -> None:
+    """A failed start and no finite candidate printed numpy's "RuntimeWarning: All-NaN
+    slice encountered" with greedy.py's source line among the run's warnings (a plugin
+    estimator giving NaN everywhere), besides greedy's own notice saying so."""
+    import warnings
+
+    est = _InfiniteWhen([0.1, 0.3, 0.2], lambda m: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = run_strategy(name, est, SearchContext(sources=est.sources))
+    assert "The estimator failed on every candidate step; stopped." in result.notices
+
+
 def test_a_source_every_step_of_which_failed_is_scored_0_with_a_notice() -> None:
     """Its score became 0.0 silently: the report showed it as a source estimated to change
     nothing, not as one the estimator could not score."""
