@@ -74,16 +74,54 @@ def load_source(source: SourceSpec, ctx: LoadContext) -> Dataset:
     from datasets import Dataset
 
     loader = LOADERS.get(source.loader.type)
+    origin = LOADERS.origin(source.loader.type)
     if loader not in DRAWING_LOADERS and ctx.keep_at_most is not None:
         ctx = dataclasses.replace(ctx, keep_at_most=None, drawn={})
     with quiet_datasets():
-        dataset = loader(source.loader, ctx)
+        if origin == "built-in":
+            dataset = loader(source.loader, ctx)
+        else:
+            dataset = _call_replacing_plugin(loader, source, ctx, origin)
     if not isinstance(dataset, Dataset) or set(COLUMNS) - set(dataset.column_names):
+        if origin != "built-in":
+            raise UserError(
+                f"Source {source.name!r}: loader plugin {source.loader.type!r} ({origin}), which replaces the "
+                f"built-in loader, returned {_what_it_returned(dataset)}; a replacement is called as the built-in "
+                f"is (its options model, e.g. options.path) and must return the built-in's columns "
+                f"({', '.join(COLUMNS)}), e.g. by changing what subsetctl.data.loaders.load_{source.loader.type} "
+                "returns. Fix the plugin, or register it under a name of its own (README → Plugins)."
+            )
         raise UserError(
             f"Source {source.name!r}: the {source.loader.type!r} loader did not return a "
             f"dataset with the columns {', '.join(COLUMNS)}."
         )
     return dataset
+
+
+def _call_replacing_plugin(loader: Any, source: SourceSpec, ctx: LoadContext, origin: str) -> Any:
+    """Call a plugin registered under a built-in loader type, with an exception of its own
+    code blamed on it (it was reported as an internal error, a bug in subsetctl)."""
+    try:
+        return loader(source.loader, ctx)
+    except UserError:
+        raise
+    except (Exception, SystemExit) as exc:  # the plugin's own code failed (sys.exit() too)
+        from subsetctl.plugin_guard import what_it_did
+
+        raise UserError(
+            f"Source {source.name!r}: loader plugin {source.loader.type!r} ({origin}), which replaces the built-in "
+            f"loader, {what_it_did(exc)}. Fix the plugin or the source's loader options."
+        ) from exc
+
+
+def _what_it_returned(dataset: Any) -> str:
+    """What a replacing loader returned, for a message: its type when it is not a
+    dataset, else the dataset's columns."""
+    from datasets import Dataset
+
+    if not isinstance(dataset, Dataset):
+        return f"a {type(dataset).__name__}, not a datasets.Dataset"
+    return f"a dataset with the columns {', '.join(dataset.column_names) or '(none)'}"
 
 
 def rows_used(source: SourceSpec) -> int | None:

@@ -141,6 +141,45 @@ def test_plugin_under_a_builtin_type_gets_every_row(tmp_path: Path) -> None:
     assert len(rows) == 7 and all(r % 2 == 0 for r in rows)
 
 
+def _raising_jsonl(options: object, ctx: LoadContext) -> object:
+    raise ValueError("cannot parse")
+
+
+def _plugin_columns_jsonl(options: object, ctx: LoadContext) -> object:
+    from datasets import Dataset
+
+    return Dataset.from_dict({"prompt": ["p"], "response": ["r"]})
+
+
+_REPLACING = r"loader plugin 'jsonl' \(module test_data_draw\), which replaces the built-in loader, "
+
+
+@pytest.mark.parametrize(("plugin", "says"), [
+    (_raising_jsonl, _REPLACING + r"raised ValueError: cannot parse\. Fix the plugin"),
+    (_plugin_columns_jsonl, _REPLACING + (r"returned a dataset with the columns prompt, response; a replacement is "
+                                          r"called as the built-in is .* must return the built-in's columns "
+                                          r"\(source, prompt, .*load_jsonl")),
+])
+def test_a_plugin_under_a_builtin_type_that_fails_is_blamed_on_it(tmp_path: Path, plugin: object, says: str) -> None:
+    """A plugin registered as ``jsonl`` that raised was "internal error ... a bug in
+    subsetctl"; one returning the plugin-loader columns (prompt, response) got "the 'jsonl'
+    loader did not return a dataset with the columns ...", naming neither the plugin nor
+    what a replacement is given and must return."""
+    from subsetctl.registry import LOADERS
+
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _records()))
+    source = SourceSpec(name="big", loader={"type": "jsonl", "path": "d.jsonl", "prompt_field": "q",
+                                            "response_field": "a"})
+    entry = LOADERS._entries["jsonl"]
+    LOADERS._entries["jsonl"] = type(entry)(name="jsonl", obj=plugin, description="test",
+                                            origin="module test_data_draw")
+    try:
+        with pytest.raises(UserError, match=f"Source 'big': {says}"):
+            prepare_source(source, LoadContext(source_name="big", base_dir=tmp_path, kind="causal-lm", seed=0))
+    finally:
+        LOADERS._entries["jsonl"] = entry
+
+
 @pytest.mark.parametrize("rewritten", [{"q": "x"}, {"q": "x", "a": " "}, {"q": None, "a": "z"},
                                        {"q": "other", "a": "other"}])
 def test_a_kept_row_changed_before_it_is_read_again_stops_the_source(tmp_path: Path, rewritten: dict,
