@@ -303,7 +303,13 @@ def load_plugin_string(spec: str, spec_dir: Path | None = None) -> Any:
             "Fix the plugin or remove it from plugins:."
         ) from exc
     if not hasattr(module, attr):
-        raise UserError(f"Plugin module {module_name!r} has no attribute {attr!r}.")
+        public = sorted(name for name in vars(module) if not name.startswith("_"))
+        close = difflib.get_close_matches(attr, public, n=1, cutoff=0.6)
+        raise UserError(
+            f"Plugin module {module_name!r} ({getattr(module, '__file__', None) or 'no file'}) has no attribute "
+            f"{attr!r}{f' (did you mean {close[0]!r}?)' if close else ''}: write 'plugins: [\"{module_name}:NAME\"]' "
+            "with NAME a class or function the module defines (the one it registers)."
+        )
     obj = getattr(module, attr)
     _register_named_class(obj, spec)
     return obj

@@ -492,6 +492,24 @@ def test_a_plugin_module_next_to_the_spec_but_not_importable_says_which_folder_t
         load_plugin_string("nowhere_mod_xyz:x", tmp_path)
 
 
+def test_a_misspelt_plugin_attribute_gets_a_suggestion_and_the_modules_file(tmp_path: Path, monkeypatch) -> None:
+    """``plugins: ["best_single:BestSingel"]`` said only "has no attribute 'BestSingel'":
+    neither the name meant nor which file was imported (a stale module of that name
+    elsewhere on the path) nor what the attribute should be."""
+    from subsetctl.errors import UserError
+    from subsetctl.registry import load_plugin_string
+
+    (tmp_path / "typo_mod_xyz.py").write_text("class BestSingle:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        with pytest.raises(UserError, match=rf"Plugin module 'typo_mod_xyz' \({tmp_path}/typo_mod_xyz\.py\) has no "
+                                            r"attribute 'BestSingel' \(did you mean 'BestSingle'\?\): write "
+                                            r"'plugins: \[\"typo_mod_xyz:NAME\"\]'"):
+            load_plugin_string("typo_mod_xyz:BestSingel")
+    finally:
+        sys.modules.pop("typo_mod_xyz", None)
+
+
 def test_two_installed_packages_under_one_name_fail_only_the_specs_that_use_it(monkeypatch) -> None:
     import subsetctl.registry as registry_module
     from subsetctl.errors import UserError
