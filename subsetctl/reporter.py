@@ -100,7 +100,7 @@ class _LogTask:
         self.shown = completed
 
     def update(self, completed: int, **fields: Any) -> None:
-        if completed == self.done:
+        if completed == self.done and fields == self.fields:  # new fields (a step's progress) may be shown
             return
         self.done, self.fields = completed, fields
         if completed >= self.total or self._clock() - self.last_line >= self.every:

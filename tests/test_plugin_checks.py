@@ -218,3 +218,41 @@ class BestSingle(Strategy):
     finally:
         for name in ("nan_est2", "best_single2"):
             sys.modules.pop(name, None)
+
+
+def test_a_strategys_progress_is_shown_on_the_search_line(tiny_project: Path, monkeypatch) -> None:
+    """``SearchContext.report`` (a plugin strategy's progress, and the subsets SubsetMemo
+    has estimated) was never connected: a long search printed nothing between its
+    strategies. It is shown on the search's progress line, in a log file too."""
+    import io
+
+    import yaml
+    from rich.console import Console
+
+    from subsetctl.api import run_project
+    from subsetctl.reporter import RichReporter
+
+    (tiny_project / "reporting_strategy.py").write_text('''
+from subsetctl.registry import STRATEGIES
+from subsetctl.search.base import Strategy, StrategyResult
+
+@STRATEGIES.register("reporting", "says how far it got")
+class Reporting(Strategy):
+    def run(self, estimator, context, params):
+        for step in range(3):
+            context.report("thinking", step + 1, 3)
+        return StrategyResult(strategy=self.name, selected=[context.sources[0]])
+''')
+    monkeypatch.syspath_prepend(str(tiny_project))
+    spec = yaml.safe_load((tiny_project / "subsetctl.yaml").read_text())
+    spec["plugins"] = ["reporting_strategy:Reporting"]
+    spec["search"] = {"strategies": [{"name": "reporting"}, {"name": "exhaustive"}]}
+    (tiny_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    log = io.StringIO()
+    try:
+        run_project(tiny_project, until="search", reporter=RichReporter(Console(file=log, width=200), log_every=0))
+    finally:
+        sys.modules.pop("reporting_strategy", None)
+    lines = [line for line in log.getvalue().splitlines() if line.startswith("search: ")]
+    assert "search: 0/2" in lines[1] and lines[1].endswith("now=thinking (1/3)")
+    assert any(line.endswith("now=exhaustive: estimated 8/8 subsets") for line in lines), lines

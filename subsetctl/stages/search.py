@@ -159,6 +159,19 @@ class _OwnErrors:
         return getattr(self._estimator, name)
 
 
+def _progress_on(task: Any, strategies_done: int) -> Any:
+    """A strategy's progress callback (``SearchContext.progress``): what it reports (the
+    subsets ``SubsetMemo`` has estimated, a plugin's ``context.report``) is shown on the
+    search's progress line, which counts the strategies done. It was never connected, so
+    a long search said nothing until a strategy finished."""
+
+    def progress(message: str, done: int, total: int) -> None:
+        count = f"{done}/{total}"
+        task.update(strategies_done, now=message if count in message else f"{message} ({count})")
+
+    return progress
+
+
 def _no_finite_estimate(store: Any, estimator_used: str, so_far: str = "") -> str | None:
     """What to say when ``store`` holds estimates and not one of them is finite (the
     estimator failed on every subset), else None."""
@@ -345,7 +358,7 @@ class SearchStage(Stage):
                 params = parse_params(cls, entry.params, f"search.strategies[{i}].params")
                 search_ctx = SearchContext(
                     sources=features.sources, seed=spec.project.seed, features=features,
-                    other_selections=dict(other),
+                    other_selections=dict(other), progress=_progress_on(task, i),
                 )
                 result = _run_strategy(cls, entry.name, label, cached, search_ctx, params,
                                        lambda: _no_finite_estimate(store, estimator_used, " so far"))
