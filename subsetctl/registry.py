@@ -297,6 +297,8 @@ def load_plugin_string(spec: str, spec_dir: Path | None = None) -> Any:
                  if found is not None else " Install the package that provides it, or put the module's folder on "
                  "PYTHONPATH.")
         raise UserError(f"Plugin module {module_name!r} could not be imported: {exc}.{where}") from exc
+    except UserError:  # subsetctl refused what it registers (two plugins under one name): says so itself
+        raise
     except (Exception, SystemExit) as exc:  # the plugin's own code failed (or exited) while importing
         raise UserError(
             f"Plugin module {module_name!r} raised {type(exc).__name__} while being imported: {exc}. "

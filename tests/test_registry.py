@@ -411,6 +411,8 @@ def test_a_plugin_name_clash_is_refused_and_replacing_a_built_in_is_said(jsonl_p
     clash = cli("validate", ".", plugins=["dupa:load", "dupb:load"])
     assert clash.returncode == 1
     assert "Two plugins register the loader 'textdir': module dupa and module dupb" in clash.stdout + clash.stderr
+    # subsetctl's refusal, not an exception of the plugin's code ("raised UserError while being imported: ...")
+    assert "raised UserError" not in clash.stdout + clash.stderr and ".." not in clash.stdout + clash.stderr
     replaced = cli("validate", ".", plugins=["myfwd:Forward"])
     assert replaced.returncode == 0
     assert "module myfwd replaces the built-in strategy 'forward'" in replaced.stdout + replaced.stderr
