@@ -411,7 +411,7 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
     for registry in ALL_REGISTRIES.values():
         for name, origin in registry.replaced().items():
             warn(("plugins",), f"{origin} replaces the built-in {registry.kind} {name!r}: wherever a spec names "
-                               f"{name!r}, that plugin's runs")
+                               f"{name!r}, that plugin's code runs instead of subsetctl's")
     verify = spec.verify
     if not verify.enabled:
         return found

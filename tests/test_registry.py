@@ -415,7 +415,8 @@ def test_a_plugin_name_clash_is_refused_and_replacing_a_built_in_is_said(jsonl_p
     assert "raised UserError" not in clash.stdout + clash.stderr and ".." not in clash.stdout + clash.stderr
     replaced = cli("validate", ".", plugins=["myfwd:Forward"])
     assert replaced.returncode == 0
-    assert "module myfwd replaces the built-in strategy 'forward'" in replaced.stdout + replaced.stderr
+    assert ("module myfwd replaces the built-in strategy 'forward': wherever a spec names 'forward', that plugin's "
+            "code runs instead of subsetctl's") in " ".join((replaced.stdout + replaced.stderr).split())
     listed = cli("ls", "--format", "json", plugins=["myfwd:Forward"])
     (forward,) = [row for row in json.loads(listed.stdout)["strategies"] if row["name"] == "forward"]
     assert forward["origin"] == "module myfwd" and forward["description"] == "my forward"
