@@ -170,6 +170,7 @@ def _param_issues_of_an_invalid_spec(data: Any, path: Path, text: str) -> list[S
 def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue]:
     """Checks beyond the schema that need no model: files, names, plugins."""
     from subsetctl.data.checks import check_sources
+    from subsetctl.plugin_guard import strategy_hook
     from subsetctl.registry import (
         ESTIMATORS,
         PROJECTORS,
@@ -217,7 +218,14 @@ def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIss
             issue(("search", "strategies", i, "params"), str(exc))
             continue
         earlier = [s.label or s.name for s in spec.search.strategies[:i]]
-        problem = cls.check_spec(params, len(spec.sources), earlier)
+        origin = STRATEGIES.origin(strategy.name)
+        try:
+            problem = strategy_hook(cls, strategy.name, origin, "check_spec", params, len(spec.sources), earlier)
+            if fine_tunes_for_real(spec.estimate.estimator):  # a spec warning then; here the plugin's mistakes
+                strategy_hook(cls, strategy.name, origin, "max_subsets", params, len(spec.sources))
+        except UserError as exc:
+            issue(("search", "strategies", i, "name"), str(exc))
+            continue
         if problem:
             issue(("search", "strategies", i, "params"), problem)
     from subsetctl.doctor import dask_importable
@@ -307,6 +315,7 @@ def _real_fine_tunes_of_the_search(spec: Spec) -> str | None:
     one fine-tune per distinct subset the strategies estimate, which the spec bounds
     (:meth:`Strategy.max_subsets`); None below :data:`MANY_REAL_FINE_TUNES` or for an
     estimator that does not fine-tune."""
+    from subsetctl.plugin_guard import strategy_hook
     from subsetctl.registry import STRATEGIES, fine_tunes_for_real
 
     if not fine_tunes_for_real(spec.estimate.estimator):
@@ -316,7 +325,8 @@ def _real_fine_tunes_of_the_search(spec: Spec) -> str | None:
     for i, entry in enumerate(spec.search.strategies):
         try:
             cls = STRATEGIES.get(entry.name)
-            bound = cls.max_subsets(_parse_strategy_params(cls, entry.params, i), n)
+            params = _parse_strategy_params(cls, entry.params, i)
+            bound = strategy_hook(cls, entry.name, STRATEGIES.origin(entry.name), "max_subsets", params, n)
         except (UserError, ValueError):  # reported by the checks of the strategies themselves
             continue
         if bound is not None:

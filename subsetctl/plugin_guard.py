@@ -5,11 +5,13 @@ exception, a result of the wrong type or shape, NaN features) is its author's to
 used to be reported as "internal error ... a bug in subsetctl". Plugin strategies and
 loaders are checked where they are called (the search stage, the data stage); these
 wrappers do the same for the two kinds that are called from deep inside the estimators'
-executors and the gradient engine.
+executors and the gradient engine, and :func:`strategy_hook` for the class methods of a
+strategy that validate calls (``check_spec``, ``max_subsets``).
 """
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import numpy as np
@@ -43,6 +45,27 @@ def build_plugin(kind: str, name: str, origin: str, build: Any, *args: Any, **kw
         raise
     except (Exception, SystemExit) as exc:  # the plugin's own code (sys.exit() too: not a silent exit)
         raise _blame(kind, name, origin, f"could not be built with {sorted(kwargs)}", exc) from exc
+
+
+def strategy_hook(cls: Any, name: str, origin: str, hook: str, *args: Any) -> Any:
+    """``cls.<hook>(*args)`` for a strategy's optional class methods that validate calls
+    (``check_spec``: a problem or None; ``max_subsets``: a count or None). A plugin's
+    exception, or a result of another type (``True``, ``"many"``), is blamed on it: it was
+    an "internal error ... a bug in subsetctl" that stopped validate and run."""
+    expected = {"check_spec": (str, "a problem (a str)"),
+                "max_subsets": (numbers.Integral, "a number of subsets (an int)")}
+    kind, what = expected[hook]
+    if origin == "built-in":
+        return getattr(cls, hook)(*args)
+    try:
+        result = getattr(cls, hook)(*args)
+    except UserError:
+        raise
+    except (Exception, SystemExit) as exc:  # the plugin's own code (sys.exit() too: not a silent exit)
+        raise _blame("strategy", name, origin, f"failed in {hook}()", exc) from exc
+    if result is not None and (isinstance(result, bool) or not isinstance(result, kind)):
+        raise _blame("strategy", name, origin, f"returned {result!r} from {hook}(); it must return {what} or None")
+    return int(result) if isinstance(result, numbers.Integral) else result
 
 
 class _Checked:

@@ -4,6 +4,7 @@ mistakes are refused with the plugin named, never stored or fine-tuned on."""
 from __future__ import annotations
 
 import functools
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -256,3 +257,39 @@ class Reporting(Strategy):
     lines = [line for line in log.getvalue().splitlines() if line.startswith("search: ")]
     assert "search: 0/2" in lines[1] and lines[1].endswith("now=thinking (1/3)")
     assert any(line.endswith("now=exhaustive: estimated 8/8 subsets") for line in lines), lines
+
+
+@pytest.mark.parametrize(("hooks", "says"), [
+    ("    @classmethod\n    def check_spec(cls, params, n_sources, earlier):\n        return params.k > 3\n",
+     r"failed in check_spec\(\): AttributeError: 'StrategyParams' object has no attribute 'k'"),
+    ("    @classmethod\n    def check_spec(cls, params, n_sources, earlier):\n        return True\n",
+     r"returned True from check_spec\(\); it must return a problem \(a str\) or None"),
+    ("    @classmethod\n    def max_subsets(cls, params, n_sources):\n        return 'many'\n",
+     r"returned 'many' from max_subsets\(\); it must return a number of subsets \(an int\) or None"),
+])
+def test_a_plugin_strategys_validate_hooks_are_blamed_on_it(jsonl_project: Path, monkeypatch, hooks: str,
+                                                             says: str) -> None:
+    """A plugin's ``check_spec`` that raised or returned True, or ``max_subsets`` returning
+    a string (with an estimator that fine-tunes for real), stopped validate and run with
+    "internal error ... This is a bug in subsetctl"."""
+    import yaml
+
+    from subsetctl.api import validate_spec_file
+
+    (jsonl_project / "hooked_strategy.py").write_text(
+        "from subsetctl.registry import STRATEGIES\nfrom subsetctl.search.base import Strategy, StrategyResult\n\n"
+        "@STRATEGIES.register('hooked', 'a strategy with validate hooks')\nclass Hooked(Strategy):\n"
+        "    def run(self, estimator, context, params):\n        return StrategyResult('hooked', [])\n\n" + hooks)
+    monkeypatch.syspath_prepend(str(jsonl_project))
+    spec = yaml.safe_load((jsonl_project / "subsetctl.yaml").read_text())
+    spec.update(plugins=["hooked_strategy:Hooked"], search={"strategies": [{"name": "hooked"}]},
+                estimate={"estimator": "true_finetune"})
+    (jsonl_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    try:
+        checked = validate_spec_file(jsonl_project / "subsetctl.yaml")
+    finally:
+        sys.modules.pop("hooked_strategy", None)
+    problems = [issue.render() for issue in checked.issues]
+    assert not checked.ok and len(problems) == 1, problems
+    assert re.search(r"search\.strategies\[0\]\.name: The strategy plugin 'hooked' \(module hooked_strategy\) "
+                     + says, problems[0]), problems
