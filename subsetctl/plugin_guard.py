@@ -114,6 +114,23 @@ class CheckedEstimator(_Checked):
         return batch
 
 
+def check_estimator_sources(estimator: CheckedEstimator, expected: list[str]) -> None:
+    """Refuse a plugin estimator whose ``sources`` is not the features' source names in
+    their order (a method instead of a property, another order, other names): the search
+    read it to open its results store and failed with a TypeError called a bug in
+    subsetctl, or a message about the store that did not name the plugin."""
+    try:
+        got = estimator.inner.sources
+        names = None if callable(got) or isinstance(got, (str, bytes)) else list(got)
+    except (Exception, SystemExit) as exc:  # the plugin's own code (a property that raises)
+        raise _blame("estimator", estimator.name, estimator.origin, "failed while reading its sources", exc) from exc
+    if names != list(expected):
+        shown = "a method (not a property)" if callable(got) else repr(names if names is not None else got)
+        raise _blame("estimator", estimator.name, estimator.origin,
+                     f"has sources {shown}; `sources` must be a property giving the names of the features' "
+                     f"sources in their order ({', '.join(expected)}), e.g. list(features.sources)")
+
+
 def unpicklable_plugin(estimator: Any, backend: str, exc: BaseException) -> UserError | None:
     """The error for a plugin estimator that cannot be pickled to run on worker processes
     (``executor.backend``), or None when ``estimator`` is not a plugin (subsetctl's bug)."""

@@ -67,10 +67,12 @@ def make_estimator(
         return cls(ctx)
     if origin == "built-in":
         return cls(features, lam=lam, **estimator_settings(spec, name))
-    from subsetctl.plugin_guard import CheckedEstimator, build_plugin
+    from subsetctl.plugin_guard import CheckedEstimator, build_plugin, check_estimator_sources
 
     inner = build_plugin("estimator", name, origin, cls, features, lam=lam, **estimator_settings(spec, name))
-    return CheckedEstimator(inner, name, origin)  # type: ignore[return-value]
+    checked = CheckedEstimator(inner, name, origin)
+    check_estimator_sources(checked, list(features.sources))
+    return checked  # type: ignore[return-value]
 
 
 def estimator_settings(spec: Spec, name: str) -> dict[str, Any]:

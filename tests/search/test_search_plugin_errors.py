@@ -47,3 +47,38 @@ def test_errors_while_estimating_are_not_blamed_on_the_plugin() -> None:
                       StrategyParams())
     with pytest.raises(UserError, match="raised ZeroDivisionError: plugin arithmetic. This is an error in the plugin"):
         _run_strategy(_OwnBug, "test_plugin_own_bug", "p", _FailingEstimator(), context, StrategyParams())
+
+
+@pytest.mark.parametrize(("how", "says"), [
+    ("method", (r"has sources a method \(not a property\); `sources` must be a property giving the names of the "
+                r"features' sources in their order \(help1, flip1")),
+    ("reversed", r"has sources \['flip3', 'noise2', .*\]; `sources` must be a property"),
+])
+def test_a_plugin_estimators_sources_are_checked_when_it_is_built(planted_features: Any, how: str, says: str) -> None:
+    """``sources`` written as a method stopped the search with "internal error: TypeError:
+    'method' object is not iterable"; in another order, with "The results store ... is for
+    sources [...], but the estimator has [...]", which named no plugin."""
+    from subsetctl.estimate.solvers import FastEstimator
+    from subsetctl.registry import ESTIMATORS
+    from subsetctl.spec import Spec
+    from subsetctl.stages.features import make_estimator
+
+    class AsMethod(FastEstimator):
+        def sources(self) -> list[str]:  # type: ignore[override]
+            return list(self._sources)
+
+    class Reversed(FastEstimator):
+        @property
+        def sources(self) -> list[str]:
+            return list(reversed(self._sources))
+
+    ESTIMATORS.add("test_sources_plugin", AsMethod if how == "method" else Reversed, "test",
+                   origin="module test_search_plugin_errors")
+    spec = Spec.model_validate({
+        "target": {"name": "t", "loader": {"type": "jsonl", "path": "t.jsonl"}},
+        "sources": [{"name": "s0", "loader": {"type": "jsonl", "path": "t.jsonl"}}],
+        "estimate": {"estimator": "test_sources_plugin"},
+    })
+    with pytest.raises(UserError, match=r"The estimator plugin 'test_sources_plugin' \(module "
+                                        r"test_search_plugin_errors\) " + says):
+        make_estimator(spec, planted_features, 1.0)
