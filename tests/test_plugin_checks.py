@@ -73,6 +73,34 @@ def test_a_good_plugin_result_passes(plugin_strategy_name: str) -> None:
 
 
 
+@pytest.mark.parametrize("said", [float("nan"), np.float32("nan"), float("inf")])
+def test_a_plugin_strategys_nan_estimated_loss_is_estimated_by_subsetctl(plugin_strategy_name: str,
+                                                                         said: float) -> None:
+    """A NaN ``estimated_loss`` the plugin made itself was kept, and the search warned that
+    "the estimator gave no finite estimate for its selection", which it had never been
+    asked for; subsetctl estimates the selection then, as when the field is left out."""
+    from subsetctl.estimate.base import EstimateBatch
+
+    class Estimator:
+        sources = ("a", "b", "c")
+
+        def __init__(self) -> None:
+            self.asked: list[list[bool]] = []
+
+        def masks_for(self, subsets: list[list[str]]) -> np.ndarray:
+            return np.array([[s in subset for s in self.sources] for subset in subsets], dtype=bool)
+
+        def estimate(self, masks: np.ndarray) -> EstimateBatch:
+            self.asked.extend(masks.tolist())
+            m = len(masks)
+            return EstimateBatch(np.full(m, 2.5), np.zeros(m), np.ones(m, int), np.ones(m, bool))
+
+    estimator = Estimator()
+    result = StrategyResult("s", ["c", "a"], estimated_loss=said)
+    assert _run_strategy(_returning(result), plugin_strategy_name, "mine", estimator, _Context(), None) is result
+    assert result.estimated_loss == 2.5 and estimator.asked == [[True, False, True]]
+
+
 def test_a_plugin_strategys_packed_trace_is_checked_by_the_names_it_holds(plugin_strategy_name: str) -> None:
     """A memo's trace is checked from its bits (not a list of names per subset): a source
     the project lacks is refused only where a subset holds it, and a written entry that is

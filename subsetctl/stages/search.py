@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import shutil
 from pathlib import Path
 from typing import Any
@@ -258,7 +259,11 @@ def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any,
                         f"not sources of this project (sources: {', '.join(context.sources)}); {shape}.")
     chosen = set(result.selected)
     result.selected = [name for name in context.sources if name in chosen]  # in source order
-    if result.estimated_loss is None:  # the strategy did not say: subsetctl's own estimate of its pick
+    said = result.estimated_loss
+    # the strategy did not say (or said NaN, which it may have made itself): subsetctl's own estimate of its
+    # pick, which the store already holds when the strategy asked the estimator; a NaN was warned about as
+    # "the estimator gave no finite estimate" although the estimator had never been asked
+    if said is None or (isinstance(said, numbers.Real) and not math.isfinite(float(said))):
         result.estimated_loss = float(estimator.estimate(estimator.masks_for([result.selected])).loss[0])
     try:  # with the trace kept, as the stage stores it: the whole trace made every name of every subset
         result.to_dict(trace_limit=TRACE_KEPT)
