@@ -569,8 +569,8 @@ def ls_command(directory: Path | None, fmt: str) -> None:
                 table.add_row(f"[red]{escape(row['name'])}[/red]", f"[red]{escape(row['error'])}[/red]")
                 continue
             desc = escape(row["description"])
-            if row["origin"] != "built-in":
-                desc += f" [dim]({escape(row['origin'])})[/dim]"
+            if row["origin"] != "built-in":  # (a plugin without a docstring: its origin alone)
+                desc += f"{' ' if desc else ''}[dim]({escape(row['origin'])})[/dim]"
             if row.get("params"):
                 desc += "\n[dim]" + escape(", ".join(f"{p['name']}={p['default']!r}" for p in row["params"])) + "[/dim]"
             table.add_row(escape(row["name"]), desc)

@@ -179,12 +179,16 @@ def _write_source(out_dir: Path, name: str, splits: dict[str, Dataset], record: 
     _put_in_place(out_dir, name, fill)
 
 
-def source_key(spec: Spec, source: SourceSpec, spec_dir: Path) -> str:
+def source_key(spec: Spec, source: SourceSpec, spec_dir: Path, before_plugins_left_out: bool = False) -> str:
     """What one source's prepared splits follow from: its spec (loader, split, limits,
     corruption), whether it is the target, the seed and model kind, its input files or
-    generating package (:func:`~subsetctl.data.fingerprint.source_fingerprint_inputs`),
-    the plugins that may register its loader, the code of a plugin registered under its
-    loader's built-in type, and the subsetctl version."""
+    generating package, with a plugin loader's code
+    (:func:`~subsetctl.data.fingerprint.source_fingerprint_inputs`), the code of a plugin
+    registered under its loader's built-in type, and the subsetctl version.
+
+    Not the spec's whole ``plugins:`` list: adding a strategy or estimator plugin loaded
+    every source again (the loader code above is what a plugin can change here). Keys
+    written before then had the list (``before_plugins_left_out``), and are accepted."""
     from subsetctl import __version__
     from subsetctl.data.fingerprint import source_fingerprint_inputs
     from subsetctl.project import fingerprint
@@ -199,16 +203,17 @@ def source_key(spec: Spec, source: SourceSpec, spec_dir: Path) -> str:
         "seed": source_context(spec, source, spec_dir).seed,
         "kind": spec.model.kind,
         "inputs": source_fingerprint_inputs(source, spec_dir),
-        "plugins": spec.plugins,
+        **({"plugins": spec.plugins} if before_plugins_left_out else {}),
         "version": __version__,
     })
 
 
-def _prepared_earlier(folders: list[Path], name: str, key: str) -> tuple[Path, dict[str, Any]] | None:
-    """The first ``folder/name`` among ``folders`` prepared from ``key``, with its record."""
+def _prepared_earlier(folders: list[Path], name: str, keys: tuple[str, ...]) -> tuple[Path, dict[str, Any]] | None:
+    """The first ``folder/name`` among ``folders`` prepared from one of ``keys`` (today's,
+    then one an earlier subsetctl wrote for the same inputs), with its record."""
     for folder in folders:
         record = read_json_object(folder / name / SOURCE_FILE)
-        if record is not None and record.get("key") == key and isinstance(record.get("warnings"), list):
+        if record is not None and record.get("key") in keys and isinstance(record.get("warnings"), list):
             return folder / name, record
     return None
 
@@ -228,9 +233,11 @@ def _prepare_or_reuse(spec: Spec, source: SourceSpec, spec_dir: Path, out_dir: P
     copy it was read from: when one prepared it from the same key (its warnings said
     again; its name added to ``reused``); else prepared now (not yet saved; no folder)."""
     key = source_key(spec, source, spec_dir)
-    found = _prepared_earlier([out_dir, *reuse_from], source.name, key)
+    found = _prepared_earlier([out_dir, *reuse_from], source.name,
+                              (key, source_key(spec, source, spec_dir, before_plugins_left_out=True)))
     if found is not None:
         folder, record = found
+        record = {**record, "key": key}  # (an earlier key: recorded as today's once the source is in place)
         warnings.extend(_in_folder(w, spec_dir) for w in record["warnings"])
         reused.append(source.name)
         return {split: load_split(folder.parent, source.name, split) for split in SPLITS}, record, folder
@@ -315,6 +322,8 @@ def run_data_stage(
                     _write_source(out_dir, source.name, splits, record)
             elif found != out_dir / source.name:  # another run's results: copied in
                 _copy_source(found, out_dir, source.name)
+            if found is not None and read_json_object(out_dir / source.name / SOURCE_FILE) != record:
+                atomic_write_json(out_dir / source.name / SOURCE_FILE, record)  # an earlier key: today's
             counts[source.name] = split_summary(splits)
             del splits
             if progress is not None:

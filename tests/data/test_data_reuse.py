@@ -93,6 +93,32 @@ def test_a_changed_file_or_setting_prepares_that_source_again(tmp_path: Path, pr
     assert prepared_calls == ["tgt", "s0", "s1", "s2"]
 
 
+def test_a_plugin_added_for_another_stage_prepares_no_source_again(tmp_path: Path, prepared_calls: list[str],
+                                                                    monkeypatch) -> None:
+    """Every source's key held the spec's whole plugins: list, so adding a strategy plugin
+    loaded every source again. Sources prepared with such a key (by an earlier subsetctl)
+    are reused too, and recorded under today's key."""
+    (tmp_path / "strategy_only_plugin.py").write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    earlier = tmp_path / "earlier"
+    spec = _spec(tmp_path, 2)
+    run_data_stage(spec, tmp_path, earlier)
+    for name in ("tgt", "s0", "s1"):  # as an earlier subsetctl recorded them
+        record = json.loads((earlier / name / data_stage.SOURCE_FILE).read_text())
+        source = next(s for s in [spec.target, *spec.sources] if s.name == name)
+        record["key"] = data_stage.source_key(spec, source, tmp_path, before_plugins_left_out=True)
+        (earlier / name / data_stage.SOURCE_FILE).write_text(json.dumps(record))
+    prepared_calls.clear()
+    out = tmp_path / "out"
+    run_data_stage(spec, tmp_path, out, reuse_from=[earlier])
+    assert prepared_calls == []
+    assert json.loads((out / "s0" / data_stage.SOURCE_FILE).read_text())["key"] == \
+        data_stage.source_key(spec, spec.sources[0], tmp_path)
+    with_plugin = Spec.model_validate({**spec.model_dump(mode="json"), "plugins": ["strategy_only_plugin:X"]})
+    summary = run_data_stage(with_plugin, tmp_path, tmp_path / "again", reuse_from=[out])
+    assert prepared_calls == [] and summary["reused"] == ["tgt", "s0", "s1"]
+
+
 class _Killed(Exception):
     """Stands for a kill (pytest takes a real KeyboardInterrupt for the user's)."""
 
