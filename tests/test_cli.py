@@ -442,6 +442,7 @@ def test_ls_text_shows_each_kind_with_strategy_parameters_plugin_origins_and_bro
     from subsetctl.registry import LOADERS
 
     LOADERS.add("cli_ls_loader", lambda options, ctx: None, "reads [brackets] as they are", origin="module mine.x")
+    LOADERS.add("cli_ls_bare", lambda options, ctx: None, "", origin="module mine.bare")  # no docstring
     monkeypatch.setitem(LOADERS._broken, "cli_ls_broken", "The loader plugin 'cli_ls_broken' failed to import: boom")
     monkeypatch.chdir(tmp_path)  # no subsetctl.yaml here: the built-ins and the plugins registered so far
     result = invoke("ls")
@@ -452,6 +453,7 @@ def test_ls_text_shows_each_kind_with_strategy_parameters_plugin_origins_and_bro
     assert "min_improvement=0.0, max_steps=None" in text  # forward's parameters
     assert "max_sources=12" in text  # exhaustive's
     assert "reads [brackets] as they are (module mine.x)" in text  # escaped, with its origin
+    assert re.search(r"cli_ls_bare\s*│ \(module mine\.bare\)", result.output)  # not " (module ...)"
     assert "cli_ls_broken" in text and "failed to import: boom" in text
     # a project whose spec cannot be read: a warning, and still the built-ins
     (tmp_path / "subsetctl.yaml").write_text("plugins: [unclosed\n")
