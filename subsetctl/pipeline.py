@@ -86,7 +86,9 @@ def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         old = {k: v for k, v in old.items() if k != "sources"}
         new = {k: v for k, v in new.items() if k != "sources"}
     a, b = flatten(old), flatten(new)
-    return described + sorted(k for k in set(a) | set(b) if a.get(k, "<unset>") != b.get(k, "<unset>"))
+    keys = {k for k in set(a) | set(b) if a.get(k, "<unset>") != b.get(k, "<unset>")}
+    # an empty list or mapping on one side is a key of its own: `plugins` stands for `plugins[0]` etc.
+    return described + sorted(k for k in keys if not any(k.startswith((p + "[", p + ".")) for p in keys))
 
 
 def _listed(items: list[str], limit: int = 6) -> str:

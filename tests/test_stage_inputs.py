@@ -113,3 +113,13 @@ def test_plan_says_which_input_of_a_source_changed() -> None:
     new = {"b": {"code": {"sha256": "2"}}, "a": {"file": {"sha256": "2"}}, "selection_order": ["y", "x"]}
     assert _changed_inputs(old, new) == ("input files changed: a, b (its loader plugin's code), the order of the "
                                          "search strategies and baselines in the spec")
+
+
+def test_a_list_filled_from_empty_is_said_once_in_a_plan_reason() -> None:
+    """Adding the first plugin said "spec changed: plugins, plugins[0]"."""
+    from subsetctl.pipeline import changed_keys
+
+    assert changed_keys({"plugins": []}, {"plugins": ["a:B"]}) == ["plugins"]
+    assert changed_keys({"plugins": ["a:B"]}, {"plugins": []}) == ["plugins"]
+    assert changed_keys({"plugins": ["a:B"]}, {"plugins": ["a:B", "c:D"]}) == ["plugins[1]"]
+    assert changed_keys({"x": {"a": 1, "b": [1]}}, {"x": {"a": 2, "b": []}}) == ["x.a", "x.b"]
