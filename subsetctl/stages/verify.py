@@ -21,6 +21,7 @@ learning rate, re-runs only the fine-tunes whose inputs changed.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -38,20 +39,35 @@ RUN_CACHE = ("cache", "verify")
 
 
 def verify_subsets(sources: list[str], k: int, seed: int) -> list[list[str]]:
-    """k distinct subsets: the empty one, all sources, then random subsets whose sizes
-    cycle through 1..n-1 so that small and large subsets are both represented."""
+    """k distinct subsets (all of them when fewer exist): the empty one, all sources, then
+    random subsets whose sizes cycle through 1..n-1 so that small and large subsets are
+    both represented. A size whose subsets have all been chosen gives its turn to the next
+    size in the cycle that has some left (the subsets before that point, and so those of a
+    smaller k, are unchanged)."""
     n = len(sources)
     rng = np.random.default_rng(seed)
     chosen: list[tuple[str, ...]] = [(), tuple(sources)]
     sizes = list(range(1, n)) or [0]
     attempts = 0
     while len(chosen) < k and attempts < 100 * k:
-        size = sizes[(len(chosen) - 2) % len(sizes)]
+        size = _size_with_room(sizes, (len(chosen) - 2) % len(sizes), chosen, n)
+        if size is None:  # every subset is chosen
+            break
         pick = tuple(sources[i] for i in sorted(rng.choice(n, size=size, replace=False)))
         if pick not in chosen:
             chosen.append(pick)
         attempts += 1
     return [list(s) for s in chosen[:k]]
+
+
+def _size_with_room(sizes: list[int], turn: int, chosen: list[tuple[str, ...]], n: int) -> int | None:
+    """The first size from ``sizes[turn]`` on (cyclically) of which fewer than all
+    C(n, size) subsets are in ``chosen``; None when every size is used up."""
+    for step in range(len(sizes)):
+        size = sizes[(turn + step) % len(sizes)]
+        if sum(len(c) == size for c in chosen) < math.comb(n, size):
+            return size
+    return None
 
 
 class VerifyStage(common.ModelStage):
