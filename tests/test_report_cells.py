@@ -312,12 +312,13 @@ def test_estimated_vs_true_plot_without_calibration_shows_raw_only(tmp_path: Pat
     plots.estimated_vs_true({"verify": {"ce": entry}}, tmp_path / "e.png")
     ax = captured["fig"].axes[0]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["raw", "y = x"]
-    assert "Spearman=–" in ax.get_title() and "nan" not in ax.get_title() and "uncalibrated" in ax.get_title()
+    assert "Spearman (raw) –" in ax.get_title() and "nan" not in ax.get_title() and "uncalibrated" in ax.get_title()
     captured.clear()
     entry["calibration"] = {"enabled": True, "lam": 1.0, "spearman": 0.5}
     plots.estimated_vs_true({"verify": {"ce": entry}}, tmp_path / "e.png")
     ax = captured["fig"].axes[0]
-    assert "calibrated" in [t.get_text() for t in ax.get_legend().get_texts()] and "Spearman=0.50" in ax.get_title()
+    assert "calibrated (map fitted on these 3)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "Spearman (raw) 0.50" in ax.get_title()
 
 
 def test_selections_are_shown_in_the_order_the_spec_lists_them() -> None:
@@ -437,3 +438,27 @@ def test_score_tables_of_short_source_names_fit_the_width_with_their_header_and_
         assert all(len(line) <= width for line in lines), width
         rows = [line for line in lines if line.startswith("│ s")]
         assert rows and all(re.fullmatch(r"│ s\d+ +(│ +-?\d\.\d+( ✓)? +)+│", line) for line in rows), width
+
+
+def _verify_entry(enabled: bool = True) -> dict[str, Any]:
+    """One verify kind of report.json: 4 subsets, calibrated at lambda 0.1."""
+    return {"estimator": "fast", "subsets": [[], ["a"], ["b"], ["a", "b"]],
+            "true": [1.0, 1.1, 1.2, 1.3], "raw": [2.0, 2.2, 2.5, 2.6], "calibrated": [1.0, 1.1, 1.25, 1.3],
+            "true_repeats": [[1.0], [1.1], [1.2], [1.3]],
+            "calibration": {"enabled": enabled, "lam": 0.1, "spearman": 1.0, "loo_median_rel_err": 0.039,
+                            "slope": 1.0, "intercept": 0.0, "notes": []}}
+
+
+def test_estimated_vs_true_plot_says_which_figures_are_held_out(tmp_path: Path, captured: dict[str, Any]) -> None:
+    """The scatter showed raw and calibrated points and the Spearman but not the held-out
+    error the verify table gives, and its calibrated points (from a map fitted on them
+    all) read as if they were held out."""
+    from subsetctl.report import plots
+
+    plots.estimated_vs_true({"verify": {"ce": _verify_entry(), "surrogate": _verify_entry(False)}}, tmp_path / "e.png")
+    calibrated, uncalibrated = captured["fig"].axes
+    assert calibrated.get_title() == ("ce fine-tune (fast, lambda=0.1)\n"
+                                      "Spearman (raw) 1.00, held-out (LOO) error of calibrated 3.9%")
+    labels = [t.get_text() for t in calibrated.get_legend().get_texts()]
+    assert "raw" in labels and "calibrated (map fitted on these 4)" in labels
+    assert uncalibrated.get_title() == "surrogate fine-tune (fast, lambda=0.1, uncalibrated)\nSpearman (raw) 1.00"

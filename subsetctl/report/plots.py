@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from subsetctl.report.cells import ranked_by_score
+from subsetctl.report.cells import percent_cell, ranked_by_score
 
 
 def _figure(**kwargs: Any) -> Any:
@@ -82,14 +82,11 @@ def estimated_vs_true(report: dict[str, Any], path: Path) -> Path | None:
         ax.scatter(t, r, label="raw", marker="o", alpha=0.7)
         shown = [t, r]
         if cal.get("enabled"):  # off, the calibrated estimates are the raw ones (the identity map)
-            ax.scatter(t, c, label="calibrated", marker="x")
+            ax.scatter(t, c, label=f"calibrated (map fitted on these {len(t)})", marker="x")
             shown.append(c)
         lo, hi = min(min(values) for values in shown), max(max(values) for values in shown)
         ax.plot([lo, hi], [lo, hi], color="black", linewidth=0.8, label="y = x")
-        rho = cal.get("spearman")
-        ax.set_title(f"{kind} fine-tune ({v.get('estimator') or 'estimator'}, lambda={cal['lam']:g}, "
-                     f"Spearman={'–' if rho is None else f'{rho:.2f}'}"
-                     f"{'' if cal.get('enabled') else ', uncalibrated'})", fontsize=9)
+        ax.set_title(_estimated_vs_true_title(kind, v), fontsize=9)
         ax.set_xlabel("true target validation loss")
         ax.set_ylabel("estimated")
         ax.ticklabel_format(useOffset=False)  # close losses: plain ticks, not an offset
@@ -99,6 +96,21 @@ def estimated_vs_true(report: dict[str, Any], path: Path) -> Path | None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path
+
+
+def _estimated_vs_true_title(kind: str, verify_entry: dict[str, Any]) -> str:
+    """The scatter's title: the fine-tune, the estimator and lambda chosen, the raw
+    estimates' Spearman and the held-out (leave-one-out) error of the calibrated ones, as
+    the verify table shows them; the calibrated points themselves come from a map fitted
+    on every point shown, so they are not held out."""
+    cal = verify_entry["calibration"]
+    rho = cal.get("spearman")
+    head = (f"{kind} fine-tune ({verify_entry.get('estimator') or 'estimator'}, lambda={cal['lam']:g}"
+            f"{'' if cal.get('enabled') else ', uncalibrated'})")
+    figures = f"Spearman (raw) {'–' if rho is None else f'{rho:.2f}'}"
+    if cal.get("enabled"):
+        figures += f", held-out (LOO) error of calibrated {percent_cell(cal.get('loo_median_rel_err'))}"
+    return f"{head}\n{figures}"
 
 
 def test_metric(report: dict[str, Any], path: Path) -> Path | None:
