@@ -47,6 +47,18 @@ def test_estimator_settings_no_estimator_takes_make_nothing_stale(override: str)
     assert changed == ({"verify"} if override.startswith("verify.") else set())
 
 
+def test_the_learning_rate_of_a_kind_verify_does_not_run_leaves_verify_up_to_date() -> None:
+    """With ``verify.kinds: [ce]``, changing verify.lr_surrogate (the default learning rate
+    of linear_sgd's replay) re-ran verify, loading the model to fine-tune nothing new."""
+    ce_only = {**BASE, "verify": {"enabled": True, "kinds": ["ce"]}}
+    assert stages_changed_by("verify.lr_surrogate=0.02", ce_only) == set()
+    assert stages_changed_by("verify.lr_ce=0.002", ce_only) == {"verify"}
+    surrogate_only = {**BASE, "verify": {"enabled": True, "kinds": ["surrogate"]}}
+    assert stages_changed_by("verify.lr_ce=0.002", surrogate_only) == set()
+    assert stages_changed_by("verify.lr_surrogate=0.02", surrogate_only) == {"verify"}
+    assert stages_changed_by("verify.kinds=[ce,surrogate]", ce_only) == {"verify"}
+
+
 def test_the_exact_solver_iterations_reach_the_search_that_uses_them() -> None:
     exact = {**BASE, "verify": {"enabled": False}, "estimate": {"estimator": "exact"}}
     assert stages_changed_by("estimate.max_iter=7", exact) == {"search"}

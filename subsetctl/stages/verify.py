@@ -84,6 +84,21 @@ class VerifyStage(common.ModelStage):
     def enabled(self, spec: Any) -> bool:
         return bool(spec.verify.enabled)
 
+    def spec_slice(self, spec: Any) -> dict[str, Any]:
+        """The slice, with the learning rate of a kind ``verify.kinds`` does not run at its
+        default: no fine-tune reads it (``verify.lr_surrogate`` is also the default of
+        ``estimate.sgd.lr``, which a ``kinds: [ce]`` project may tune without re-running
+        verify)."""
+        from subsetctl.spec import VerifySpec
+
+        sliced = super().spec_slice(spec)
+        verify = sliced.get("verify")
+        if isinstance(verify, dict):
+            unused = {f"lr_{kind}" for kind in ("ce", "surrogate") if kind not in spec.verify.kinds}
+            defaults = VerifySpec().model_dump(mode="json")
+            sliced["verify"] = {k: defaults[k] if k in unused else v for k, v in verify.items()}
+        return sliced
+
     def run(self, ctx: StageContext) -> dict[str, Any]:
         from subsetctl.modeling.train import evaluate_loss
         from subsetctl.stages.real_finetune import RealFinetuner
