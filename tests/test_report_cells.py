@@ -462,3 +462,19 @@ def test_estimated_vs_true_plot_says_which_figures_are_held_out(tmp_path: Path, 
     labels = [t.get_text() for t in calibrated.get_legend().get_texts()]
     assert "raw" in labels and "calibrated (map fitted on these 4)" in labels
     assert uncalibrated.get_title() == "surrogate fine-tune (fast, lambda=0.1, uncalibrated)\nSpearman (raw) 1.00"
+
+
+def test_estimated_vs_true_plot_leaves_out_a_subset_without_an_estimate(tmp_path: Path,
+                                                                         captured: dict[str, Any]) -> None:
+    """An estimator that gives NaN for a verify subset (calibration leaves it out; report.json
+    has null) failed the report stage: "TypeError: '<' not supported between 'NoneType' and
+    'float'", an internal error after every stage had run."""
+    from subsetctl.report import plots
+
+    entry = _verify_entry()
+    entry["raw"][1] = entry["calibrated"][1] = None
+    entry["true_repeats"] = [[1.0, 1.05]] * 4  # the repeats' range is drawn at the raw estimate
+    plots.estimated_vs_true({"verify": {"ce": entry}}, tmp_path / "e.png")
+    ax = captured["fig"].axes[0]
+    raw, calibrated = (c for c in ax.collections if c.get_label() in ("raw", "calibrated (map fitted on these 3)"))
+    assert len(raw.get_offsets()) == len(calibrated.get_offsets()) == 3

@@ -60,7 +60,9 @@ def source_scores(report: dict[str, Any], path: Path) -> Path | None:
 
 def estimated_vs_true(report: dict[str, Any], path: Path) -> Path | None:
     """Scatter of estimated vs. true loss per verify subset, raw and calibrated, per kind
-    (the true loss is the mean over verify's repeats; a gray bar spans the repeats)."""
+    (the true loss is the mean over verify's repeats; a gray bar spans the repeats). A
+    subset without a true loss (its fine-tune diverged) or without an estimate (the
+    estimator gave NaN; calibration left it out too) has no point."""
     verify = report.get("verify")
     if not verify:
         return None
@@ -69,12 +71,13 @@ def estimated_vs_true(report: dict[str, Any], path: Path) -> Path | None:
     fig = _figure(figsize=(5 * len(verify), 4.4))
     axes = fig.subplots(1, len(verify), squeeze=False)
     for ax, (kind, v) in zip(axes[0], verify.items()):
-        pairs = [(t, r, c) for t, r, c in zip(v["true"], v["raw"], v["calibrated"]) if t is not None]
+        pairs = [(t, r, c) for t, r, c in zip(v["true"], v["raw"], v["calibrated"])
+                 if t is not None and r is not None and c is not None]
         if not pairs:
             continue
         t, r, c = zip(*pairs)
         spans = [(min(f), max(f), raw) for reps, raw in zip(v.get("true_repeats") or [], v["raw"])
-                 if len(f := [x for x in reps if x is not None]) > 1]
+                 if raw is not None and len(f := [x for x in reps if x is not None]) > 1]
         if spans:  # the spread of the true loss over verify's repeats (seeds), at the raw estimate
             lo_t, hi_t, at = zip(*spans)
             ax.hlines(at, lo_t, hi_t, color="gray", linewidth=1.0, label="range over repeats")
