@@ -109,3 +109,21 @@ def test_no_held_out_error_is_claimed_when_calibration_turned_itself_off() -> No
     assert out["calibration"]["enabled"] is False and out["calibration"]["loo_median_rel_err"] is None
     assert out["loo_median_rel_err_with_selection"] is None
     assert any("same loss" in w for w in reporter.warnings)
+
+
+def test_repeats_that_diverged_are_named_in_the_notes_the_report_shows() -> None:
+    """With verify.repeats, a subset one of whose repeats diverged keeps the mean of the
+    others; only the run's warning said a fine-tune was left out, and the report (its
+    notes come from here) said nothing."""
+    spec = SimpleNamespace(calibrate=SimpleNamespace(enabled=True), estimate=SimpleNamespace(lam=1.0))
+    ctx = SimpleNamespace(spec=spec, reporter=SilentReporter())
+    repeats = [[0.5, 0.5, 0.5], [0.7, None, 0.7], [0.6, 0.6, 0.6], [0.9, None, None], [None, None, None]]
+    rows = [{"kind": "ce", "index": i, "subset": [f"s{i}"], "true_repeats": reps,
+             "true": float(np.mean([x for x in reps if x is not None])) if any(reps) else None}
+            for i, reps in enumerate(repeats)]
+    out = CalibrateStage._calibrate_kind(ctx, rows, ["fast"], [1.0], {("fast", 1.0): Fixed([0.5, 0.7, 0.6, 0.9, 0.8])})
+    notes = out["calibration"]["notes"]
+    assert "s1: 1 of 3 repeats diverged (left out); its true loss is the mean of the other 2." in notes
+    assert "s3: 2 of 3 repeats diverged (left out); its true loss is the mean of the other 1." in notes
+    assert not any(note.startswith(("s0:", "s2:", "s4:")) for note in notes)  # s4: calibrate's own note
+    assert any("s4 excluded" in note for note in notes)

@@ -141,6 +141,7 @@ class CalibrateStage(Stage):
             cal.estimator = name
             candidates[name], raws[name] = cal, raw_by_lambda
         chosen = choose_estimator(candidates)
+        chosen.notes.extend(_diverged_repeat_notes(rows, labels))
         # the same choice, redone without each held-out subset (estimators in order of preference)
         ordered = {(name, lam): raws[name][lam] for name in raws for lam in choice_grid if lam in raws[name]}
         # (none when calibration turned itself off: too few usable runs, or runs that all ended
@@ -171,6 +172,20 @@ class CalibrateStage(Stage):
             "candidates": {name: {"calibration": cal.to_dict(), "raw": [float(v) for v in raws[name][cal.lam]]}
                            for name, cal in candidates.items()},
         }
+
+
+def _diverged_repeat_notes(rows: list[dict[str, Any]], labels: list[str]) -> list[str]:
+    """A note for each subset some, but not all, of whose repeats diverged: its true loss
+    is the mean of the others (a subset whose every repeat diverged has calibrate's own
+    note), so the report says so after the run's warnings are gone."""
+    notes = []
+    for row, label in zip(rows, labels):
+        values = row.get("true_repeats") or []
+        lost = sum(x is None or not np.isfinite(x) for x in values)
+        if 0 < lost < len(values):
+            notes.append(f"{label}: {lost} of {len(values)} repeats diverged (left out); its true loss is the "
+                         f"mean of the other {len(values) - lost}.")
+    return notes
 
 
 def _spearman_where_finite(raw: np.ndarray, true: np.ndarray) -> float:
