@@ -210,10 +210,11 @@ def calibrate(
         notes.append(f"{names[i]} excluded: its true loss is NaN (the fine-tune diverged).")
 
     per_lambda: dict[float, dict[str, float]] = {}
+    no_estimate: dict[int, list[float]] = {}  # subset -> the lambdas it has no estimate at: one note each
     for lam in grid:
         ok = valid & np.isfinite(raws[lam])
         for i in np.flatnonzero(valid & ~np.isfinite(raws[lam])):
-            notes.append(f"{names[i]} excluded at lambda={lam:g}: its estimate is NaN.")
+            no_estimate.setdefault(int(i), []).append(lam)
         n = int(ok.sum())
         raw, yy = raws[lam][ok], y[ok]
         stats = {
@@ -225,6 +226,11 @@ def calibrate(
             "n": float(n),
         }
         per_lambda[lam] = stats
+
+    for i, lams in no_estimate.items():
+        at = "every lambda" if len(lams) == len(grid) > 1 else \
+            f"lambda={', '.join(f'{lam:g}' for lam in lams)}"
+        notes.append(f"{names[i]} excluded at {at}: its estimate is NaN.")
 
     yv = y[valid]
     constant = len(yv) >= 2 and float(np.ptp(yv)) <= 1e-9 * max(1.0, float(np.abs(yv).mean()))

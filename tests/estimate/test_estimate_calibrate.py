@@ -66,6 +66,17 @@ def test_nan_true_values_are_excluded_with_a_reason() -> None:
     assert np.isfinite(cal.slope) and np.isfinite(cal.loo_median_rel_err)
 
 
+def test_a_subset_without_an_estimate_is_one_note_whatever_the_lambdas() -> None:
+    """A subset the estimator gave NaN for had one note per lambda of the grid (12 lines
+    for 2 subsets)."""
+    y = np.array([0.61, 0.55, 0.72, 0.48, 0.66, 0.59])
+    grid = {lam: np.array([0.5, np.nan, 0.6, 0.4, 0.55, 0.48]) for lam in (0.1, 1.0, 10.0)}
+    grid[10.0][3] = np.nan
+    cal = calibrate(y, grid, labels=["s0", "s1", "s2", "s3", "s4", "s5"])
+    assert [note for note in cal.notes if "its estimate is NaN" in note] == [
+        "s1 excluded at every lambda: its estimate is NaN.", "s3 excluded at lambda=10: its estimate is NaN."]
+
+
 def test_fewer_than_four_usable_subsets_disables_calibration() -> None:
     y = np.array([0.5, 0.6, np.nan, 0.4])
     cal = calibrate(y, {0.1: np.array([1.0, 2.0, 3.0, 0.5]), 1.0: np.array([0.3, 0.4, 0.1, 0.2])})
