@@ -224,3 +224,27 @@ def test_shards_of_different_counts_give_their_rows_to_the_merge(tiny_project: P
     run_project(tiny_project, ["gradients.seed=9"], until="gradients")
     summary = json.loads((state / "manifest.json").read_text())["summary"]
     assert (summary["reused"], summary["computed"]) == (0, n_rows)
+
+
+def test_plan_says_shards_of_different_counts_that_cover_every_row_are_ready_to_merge(tmp_path: Path) -> None:
+    """0/2 finished, then the job re-split as 1/3 and 2/3: the shards have every row between
+    them and a plain `run` computes none, but `plan` said "2 of 3 gradient shards done;
+    compute the others with `run --shard i/3`" (shard 0/3: rows 0/2 already has)."""
+    from types import SimpleNamespace
+
+    from subsetctl.gradients.store import create_shard_store
+    from subsetctl.stages.gradients import GradientsStage
+
+    shards = tmp_path / "gradients" / "shards"
+    rows = [{"source": "s", "row": i} for i in range(12)]
+    for index, count in ((0, 2), (1, 3), (2, 3)):
+        store = create_shard_store(shards, rows, 4, 0, {"seed": 0}, index, count, 2)
+        store.written[:] = True
+        store.written.flush()
+    project = SimpleNamespace(stage_dir=lambda name: tmp_path / name)
+    note = GradientsStage().unfinished_note(project) or ""
+    assert "every row" in note and "`run` merges them" in note and "compute the others" not in note, note
+    store.written[-1] = False  # 2/3 stopped partway: a row no shard has
+    store.written.flush()
+    note = GradientsStage().unfinished_note(project) or ""
+    assert note.startswith("1 of 3 gradient shards done; compute the others"), note

@@ -177,23 +177,36 @@ class GradientsStage(common.ModelStage):
 
     def unfinished_note(self, project: Project) -> str | None:
         """With shards computed by ``run --shard i/N``: how many are done, and what is next."""
+        import numpy as np
+
         from subsetctl.gradients.store import GradientStore
 
         found: dict[int, list[bool]] = {}
+        covered: dict[int, Any] = {}  # total rows -> the rows some shard has written (shards of any count)
         for path in sorted((project.stage_dir(self.name) / "shards").glob("shard-*-of-*")):
             parts = path.name.split("-")  # shard-<i>-of-<N>
             if not path.is_dir() or len(parts) != 4 or not parts[3].isdigit():
                 continue
             try:
-                done = GradientStore.open(path, writable=False).complete
+                store = GradientStore.open(path, writable=False)
+                done = store.complete
             except (UserError, OSError, ValueError):
                 done = False
+            else:
+                try:
+                    total = int(store.info["shard"]["total_rows"])
+                    rows = covered.setdefault(total, np.zeros(total, dtype=bool))
+                    rows[store.row_offset:store.row_offset + store.n_rows] |= np.asarray(store.written, dtype=bool)
+                except (KeyError, TypeError, ValueError):  # a shard that does not say its rows: not counted
+                    pass
             found.setdefault(int(parts[3]), []).append(done)
         if not found:
             return None
         count, states = max(found.items(), key=lambda item: len(item[1]))
         if sum(states) == count:
             return f"all {count} gradient shards done; `run` merges them"
+        if any(rows.all() for rows in covered.values()):  # e.g. 0/2 done, then 1/3 and 2/3
+            return "the gradient shards (of different counts) have computed every row between them; `run` merges them"
         return (f"{sum(states)} of {count} gradient shards done; compute the others with `run --shard i/{count}`, "
                 f"then `run` merges them (it computes any rows still missing itself)")
 
