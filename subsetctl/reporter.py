@@ -58,7 +58,10 @@ class _RichTask:
         self._task_id = task_id
 
     def update(self, completed: int, **fields: Any) -> None:
-        self._progress.update(self._task_id, completed=completed, info=_fields_text(fields))
+        from rich.markup import escape
+
+        # (the info column reads markup: a strategy's progress message "[a, b]" vanished, "[/x]" raised)
+        self._progress.update(self._task_id, completed=completed, info=escape(_fields_text(fields)))
 
 
 def _fields_text(fields: dict[str, Any]) -> str:

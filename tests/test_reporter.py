@@ -37,3 +37,16 @@ def test_a_log_says_where_work_stopped_short_of_its_total() -> None:
     with reporter.progress("meta_init", total=100) as task:
         task.update(40, loss=1.5)  # diverged: the loop ends here
     assert log.getvalue().splitlines()[-1].startswith("meta_init: 40/100")
+
+
+def test_a_progress_message_on_a_terminal_is_shown_as_written_not_read_as_markup() -> None:
+    """A strategy's progress (``context.report``) shown on the search's bar went through
+    rich markup: "[a, b]" vanished from the line and "[/x]" raised MarkupError while the
+    bar was drawn (a traceback from rich's refresh thread)."""
+    out = io.StringIO()
+    reporter = RichReporter(Console(file=out, force_terminal=True, width=200))
+    with reporter.progress("search", total=2) as task:
+        task.update(0, now="subsets [a, b] of [/x] (1/3)")
+        task._progress.refresh()  # drawn now, in this thread
+        task.update(1)
+    assert "now=subsets [a, b] of [/x] (1/3)" in out.getvalue()
