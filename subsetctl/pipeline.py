@@ -87,7 +87,7 @@ def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         new = {k: v for k, v in new.items() if k != "sources"}
     a, b = flatten(old), flatten(new)
     keys = {k for k in set(a) | set(b) if a.get(k, "<unset>") != b.get(k, "<unset>")}
-    # an empty list or mapping on one side is a key of its own: `plugins` stands for `plugins[0]` etc.
+    # an empty list on one side is a key of its own: `plugins` stands for `plugins[0]` etc.
     return described + sorted(k for k in keys if not any(k.startswith((p + "[", p + ".")) for p in keys))
 
 
