@@ -233,8 +233,8 @@ def _prepare_or_reuse(spec: Spec, source: SourceSpec, spec_dir: Path, out_dir: P
     copy it was read from: when one prepared it from the same key (its warnings said
     again; its name added to ``reused``); else prepared now (not yet saved; no folder)."""
     key = source_key(spec, source, spec_dir)
-    found = _prepared_earlier([out_dir, *reuse_from], source.name,
-                              (key, source_key(spec, source, spec_dir, before_plugins_left_out=True)))
+    found = _prepared_earlier([out_dir, *reuse_from], source.name, (key,)) or _prepared_earlier(
+        [out_dir, *reuse_from], source.name, (source_key(spec, source, spec_dir, before_plugins_left_out=True),))
     if found is not None:
         folder, record = found
         record = {**record, "key": key}  # (an earlier key: recorded as today's once the source is in place)
