@@ -248,3 +248,17 @@ def test_plan_says_shards_of_different_counts_that_cover_every_row_are_ready_to_
     store.written.flush()
     note = GradientsStage().unfinished_note(project) or ""
     assert note.startswith("1 of 3 gradient shards done; compute the others"), note
+
+
+def test_a_damaged_shard_is_warned_about_and_its_rows_computed(tiny_project: Path) -> None:
+    """A shard whose data file is cut short (a disk filled up, a copy between machines
+    stopped) is passed over with the shards of other settings: the merge takes the other
+    shard's rows and computes that one's."""
+    run_project(tiny_project, options={"shard": (0, 2)})
+    run_project(tiny_project, options={"shard": (1, 2)})
+    features = tiny_project / ".subsetctl" / "gradients" / "shards" / "shard-1-of-2" / "features.npy"
+    features.write_bytes(features.read_bytes()[:200])
+    merged = run_project(tiny_project, until="gradients")
+    assert merged[-1]["action"] == "ran"
+    summary = json.loads((tiny_project / ".subsetctl" / "gradients" / "manifest.json").read_text())["summary"]
+    assert 0 < summary["reused"] < summary["rows"] and summary["reused"] + summary["computed"] == summary["rows"]
