@@ -127,3 +127,16 @@ def test_repeats_that_diverged_are_named_in_the_notes_the_report_shows() -> None
     assert "s3: 2 of 3 repeats diverged (left out); its true loss is the mean of the other 1." in notes
     assert not any(note.startswith(("s0:", "s2:", "s4:")) for note in notes)  # s4: calibrate's own note
     assert any("s4 excluded" in note for note in notes)
+
+
+def test_the_missing_error_with_the_choice_held_out_is_explained() -> None:
+    """With exactly 4 usable subsets calibration runs, but the error with the choice held
+    out needs 4 others for each: the table showed "–" and nothing said why."""
+    truth = [0.5, 0.7, 0.6, 0.9]
+    out, _ = _run([0.5, 0.7, 0.6, 0.9], [0.5, 0.7, 0.6, 0.9], truth)
+    assert out["calibration"]["enabled"] and out["loo_median_rel_err_with_selection"] is None
+    assert any("needs at least 5 usable fine-tuned subsets" in note and "there are 4" in note
+               for note in out["calibration"]["notes"])
+    out, _ = _run([0.5, 0.7, 0.6, 0.9, 0.8], [0.5, 0.7, 0.6, 0.9, 0.8], [0.5, 0.7, 0.6, 0.9, 0.8])
+    assert out["loo_median_rel_err_with_selection"] is not None
+    assert not any("needs at least 5" in note for note in out["calibration"]["notes"])

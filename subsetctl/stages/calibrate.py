@@ -113,6 +113,7 @@ class CalibrateStage(Stage):
         subset, its true loss the mean over verify's repeats); keep the best. ``grid``: the
         lambdas estimated; ``choose_from``: those lambda is chosen among (default: all)."""
         from subsetctl.estimate.calibrate import (
+            MIN_K,
             calibrate,
             choose_estimator,
             selection_loo_rel_errors,
@@ -148,6 +149,12 @@ class CalibrateStage(Stage):
         # at one loss, where a near-zero error would look like a perfect estimate)
         nested = selection_loo_rel_errors(y, ordered) if spec.calibrate.enabled and chosen.enabled else np.array([])
         nested = nested[np.isfinite(nested)]
+        if spec.calibrate.enabled and chosen.enabled and not len(nested):  # the table shows "–": say why
+            usable = int(chosen.per_lambda[chosen.lam]["n"])
+            chosen.notes.append(
+                f"The error with the choice held out too needs at least {MIN_K + 1} usable fine-tuned subsets "
+                f"(each held out in turn, the choice made and the map fitted on {MIN_K} others); there are "
+                f"{usable}, so only the leave-one-out error of the chosen lambda is given.")
         raw = np.asarray(raws[chosen.estimator][chosen.lam])
         kind = rows[0]["kind"]
         if not chosen.enabled:
