@@ -158,7 +158,7 @@ def _check_file_loader(
             issues.add(loc + ("path",), file_as_dataset_path_problem(local, loader.path))
         elif is_saved_to_disk(local):
             _check_saved_to_disk(loader, local, loc, kind, issues)
-        elif local.is_dir() and not loader.data_files and is_glob(str(local)) and not is_saved_to_disk(local):
+        elif local.is_dir() and not loader.data_files and is_glob(str(local)):  # (saved_to_disk: above)
             issues.add(  # datasets globs the folder's path itself: "Couldn't find any data file at /x/d [[]1]"
                 loc + ("path",),
                 f"the folder {local} has '[', '*' or '?' in its path, which datasets.load_dataset reads as "
@@ -174,7 +174,7 @@ def _check_file_loader(
                 continue
             if (
                 not resolve_path(data_file, base_dir).exists()
-                and not (resolve_path(loader.path, base_dir) / data_file).exists()
+                and not (local / data_file).exists()
             ):
                 issues.add(
                     loc + ("data_files", i), f"data file {resolve_path(data_file, base_dir)} does not exist"

@@ -147,9 +147,10 @@ class CalibrateStage(Stage):
         ordered = {(name, lam): raws[name][lam] for name in raws for lam in choice_grid if lam in raws[name]}
         # (none when calibration turned itself off: too few usable runs, or runs that all ended
         # at one loss, where a near-zero error would look like a perfect estimate)
-        nested = selection_loo_rel_errors(y, ordered) if spec.calibrate.enabled and chosen.enabled else np.array([])
+        calibrated = spec.calibrate.enabled and chosen.enabled
+        nested = selection_loo_rel_errors(y, ordered) if calibrated else np.array([])
         nested = nested[np.isfinite(nested)]
-        if spec.calibrate.enabled and chosen.enabled and not len(nested):  # the table shows "–": say why
+        if calibrated and not len(nested):  # the table shows "–": say why
             usable = int(chosen.per_lambda[chosen.lam]["n"])
             chosen.notes.append(
                 f"The error with the choice held out too needs at least {MIN_K + 1} usable fine-tuned subsets "
