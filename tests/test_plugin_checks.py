@@ -154,25 +154,39 @@ def test_an_unpicklable_plugin_estimator_is_blamed_for_loky(monkeypatch) -> None
         list(_joblib_results(checked, np.zeros((2, 3), bool), [slice(0, 2)], "loky", 2))
 
 
-def test_an_estimator_giving_nan_everywhere_stops_the_search(tiny_project: Path, monkeypatch) -> None:
-    """Every estimate NaN: the run ended with exit 0 and an arbitrary "final" selection
-    (a plugin strategy's argmin of NaNs) was fine-tuned."""
-    import yaml
-
-    from subsetctl.api import run_project
-
-    (tiny_project / "nan_est.py").write_text('''
+#: a plugin module registering an estimator (named by ``name``) whose every estimate is NaN
+_NAN_ESTIMATOR = '''
 import numpy as np
 from subsetctl.estimate.solvers import FastEstimator
 from subsetctl.registry import ESTIMATORS
 
-@ESTIMATORS.register("nanest", "NaN everywhere")
+@ESTIMATORS.register("{name}", "NaN everywhere")
 class NanEst(FastEstimator):
     def estimate(self, masks):
         batch = super().estimate(masks)
         batch.loss = batch.loss * np.nan
         return batch
-''')
+'''
+
+
+def _with_plugins(project: Path, monkeypatch, plugins: list[str], **sections: dict) -> None:
+    """Point the project's spec at plugin modules written into it: ``plugins:``, and the
+    spec ``sections`` that use them (``estimate=``, ``search=``, ...)."""
+    import yaml
+
+    monkeypatch.syspath_prepend(str(project))
+    spec = yaml.safe_load((project / "subsetctl.yaml").read_text())
+    spec.update(plugins=plugins, **sections)
+    (project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+
+
+def test_an_estimator_giving_nan_everywhere_stops_the_search(tiny_project: Path, monkeypatch) -> None:
+    """Every estimate NaN: the run ended with exit 0 and an arbitrary "final" selection
+    (a plugin strategy's argmin of NaNs) was fine-tuned."""
+
+    from subsetctl.api import run_project
+
+    (tiny_project / "nan_est.py").write_text(_NAN_ESTIMATOR.format(name="nanest"))
     (tiny_project / "first_strategy.py").write_text('''
 from subsetctl.registry import STRATEGIES
 from subsetctl.search.base import Strategy, StrategyResult
@@ -183,13 +197,9 @@ class FirstSource(Strategy):
         loss = estimator.estimate(estimator.masks_for([[context.sources[0]]])).loss[0]
         return StrategyResult("first_source", [context.sources[0]], estimated_loss=loss)
 ''')
-    monkeypatch.syspath_prepend(str(tiny_project))
-    spec = yaml.safe_load((tiny_project / "subsetctl.yaml").read_text())
-    spec["plugins"] = ["nan_est:NanEst", "first_strategy:FirstSource"]
-    spec["estimate"] = {"estimator": "nanest"}
-    spec["search"] = {"strategies": [{"name": "first_source"}]}
-    spec["executor"] = {"backend": "sequential"}
-    (tiny_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    _with_plugins(tiny_project, monkeypatch, ["nan_est:NanEst", "first_strategy:FirstSource"],
+                  estimate={"estimator": "nanest"}, search={"strategies": [{"name": "first_source"}]},
+                  executor={"backend": "sequential"})
     with pytest.raises(UserError, match=r"The estimator 'nanest' \(module nan_est\) gave no finite estimate for any "
                                         r"of the \d+ subsets estimated"):
         run_project(tiny_project, until="search")
@@ -204,22 +214,10 @@ def test_a_plugin_strategy_failing_on_an_estimator_that_gave_only_nan_names_the_
     slice encountered" on an estimator that fails on every subset, and the error blamed
     the strategy alone ("an error in the plugin"), so its author was sent to fix the
     wrong plugin."""
-    import yaml
 
     from subsetctl.api import run_project
 
-    (tiny_project / "nan_est2.py").write_text('''
-import numpy as np
-from subsetctl.estimate.solvers import FastEstimator
-from subsetctl.registry import ESTIMATORS
-
-@ESTIMATORS.register("nanest2", "NaN everywhere")
-class NanEst(FastEstimator):
-    def estimate(self, masks):
-        batch = super().estimate(masks)
-        batch.loss = batch.loss * np.nan
-        return batch
-''')
+    (tiny_project / "nan_est2.py").write_text(_NAN_ESTIMATOR.format(name="nanest2"))
     (tiny_project / "best_single2.py").write_text('''
 import numpy as np
 from subsetctl.registry import STRATEGIES
@@ -232,12 +230,8 @@ class BestSingle(Strategy):
         best = int(np.nanargmin(losses))
         return StrategyResult(strategy=self.name, selected=[context.sources[best]])
 ''')
-    monkeypatch.syspath_prepend(str(tiny_project))
-    spec = yaml.safe_load((tiny_project / "subsetctl.yaml").read_text())
-    spec["plugins"] = ["nan_est2:NanEst", "best_single2:BestSingle"]
-    spec["estimate"] = {"estimator": "nanest2"}
-    spec["search"] = {"strategies": [{"name": "best_single2"}]}
-    (tiny_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    _with_plugins(tiny_project, monkeypatch, ["nan_est2:NanEst", "best_single2:BestSingle"],
+                  estimate={"estimator": "nanest2"}, search={"strategies": [{"name": "best_single2"}]})
     try:
         with pytest.raises(UserError, match=r"Strategy 'best_single2' \(module best_single2\) raised ValueError: "
                                             r"All-NaN slice encountered\. The estimator 'nanest2' \(module nan_est2\) "
@@ -255,7 +249,6 @@ def test_a_strategys_progress_is_shown_on_the_search_line(tiny_project: Path, mo
     strategies. It is shown on the search's progress line, in a log file too."""
     import io
 
-    import yaml
     from rich.console import Console
 
     from subsetctl.api import run_project
@@ -272,11 +265,8 @@ class Reporting(Strategy):
             context.report("thinking", step + 1, 3)
         return StrategyResult(strategy=self.name, selected=[context.sources[0]])
 ''')
-    monkeypatch.syspath_prepend(str(tiny_project))
-    spec = yaml.safe_load((tiny_project / "subsetctl.yaml").read_text())
-    spec["plugins"] = ["reporting_strategy:Reporting"]
-    spec["search"] = {"strategies": [{"name": "reporting"}, {"name": "exhaustive"}]}
-    (tiny_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    _with_plugins(tiny_project, monkeypatch, ["reporting_strategy:Reporting"],
+                  search={"strategies": [{"name": "reporting"}, {"name": "exhaustive"}]})
     log = io.StringIO()
     try:
         run_project(tiny_project, until="search", reporter=RichReporter(Console(file=log, width=200), log_every=0))
