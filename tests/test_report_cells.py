@@ -220,6 +220,9 @@ def test_verify_cells_say_what_was_usable_what_was_calibrated_against_and_every_
     entry = {"subsets": [[], ["a"], ["b"]], "true": [1.0, None, 2.0],
              "calibration": {"notes": ["(target only) excluded: diverged", "shared"]}}
     assert verify_k_cell(entry) == "2 of 3" and verify_k_cell({**entry, "true": [1.0, 1.0, 2.0]}) == "3"
+    # a subset without a finite estimate is left out of the fit too: not usable either
+    assert verify_k_cell({**entry, "true": [1.0, 1.0, 2.0], "raw": [1.1, float("nan"), 2.1]}) == "2 of 3"
+    assert verify_k_cell({**entry, "raw": [float("nan"), 1.0, 2.1]}) == "1 of 3"
     assert calibration_state({"enabled": True}, "ce") == "calibrated against the ce fine-tunes"
     assert calibration_state({"enabled": False}, "ce") == "raw estimates"
     report = {"calibration": {"notes": ["shared"]}, "calibration_against": "surrogate", "verify": {"surrogate": entry}}

@@ -86,10 +86,13 @@ def macro_f1_cell(metrics: dict[str, Any]) -> str:
 
 
 def verify_k_cell(verify_entry: dict[str, Any]) -> str:
-    """How many subsets verify fine-tuned, as "usable of k" when some were excluded (a
-    diverged run has no true loss)."""
+    """How many subsets verify fine-tuned, as "usable of k" when some were excluded: a
+    diverged run has no true loss, and a subset the estimator gave no finite estimate for
+    (a plugin's NaN) is left out of the fit as well, so neither counts as usable."""
     k = len(verify_entry["subsets"])
-    usable = sum(t is not None for t in verify_entry.get("true", []))
+    true = verify_entry.get("true", [])
+    raw = verify_entry.get("raw") or [0.0] * len(true)  # (older reports: no raw estimates stored)
+    usable = sum(t is not None and r is not None and math.isfinite(r) for t, r in zip(true, raw))
     return f"{usable} of {k}" if usable < k else str(k)
 
 
