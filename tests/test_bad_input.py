@@ -535,3 +535,23 @@ def test_an_unknown_strategy_is_reported_with_the_schema_problems_not_in_a_secon
     data["plugins"] = ["no_such_module_here:Mine"]  # a plugin that did not import may register it: not said yet
     keys = {issue.key for issue in validate_spec_file(_spec_file(tmp_path, data)).issues}
     assert "search.strategies[0].name" not in keys and "meta_init.step" in keys
+
+
+def test_a_header_only_csv_and_a_schema_only_parquet_are_found_by_validate(tmp_path: Path) -> None:
+    """Their heads name the right columns, so validate passed them and the data stage,
+    after the target was prepared, said the source had no examples."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "h.csv").write_text("prompt,response\r\n\r\n")
+    pq.write_table(pa.table({"prompt": pa.array([], pa.string()), "response": pa.array([], pa.string())}),
+                   tmp_path / "e.parquet")
+    sources = [{"name": "c", "loader": {"type": "csv", "path": "h.csv"}},
+               {"name": "p", "loader": {"type": "parquet", "path": "e.parquet"}}, BASE["sources"][0]]
+    issues = _issues(_spec_file(tmp_path, {**BASE, "sources": sources}))
+    assert len(issues) == 2, issues
+    assert "sources[0].loader.path" in issues[0] and "h.csv: the file has a header but no rows" in issues[0]
+    assert "sources[1].loader.path" in issues[1] and "e.parquet: the file has a schema but no rows" in issues[1]
+    (tmp_path / "h.csv").write_text("prompt,response\n1,2\n")  # one row is enough
+    pq.write_table(pa.table({"prompt": ["a"], "response": ["b"]}), tmp_path / "e.parquet")
+    assert _issues(_spec_file(tmp_path, {**BASE, "sources": sources})) == []

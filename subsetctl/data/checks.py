@@ -273,6 +273,29 @@ def _check_columns(loader: LoaderBase, path: Path, loc: tuple[Any, ...], kind: s
         return
     _check_named_columns(loader, columns, "its schema has" if loader.type == "parquet" else "its first row has",
                          loc, kind, issues)
+    if _has_no_rows(loader, path):
+        issues.add(loc + ("path",), f"{path.name}: the file has {'a schema' if loader.type == 'parquet' else 'a header'} "
+                                    "but no rows: give a file with at least one example")
+
+
+def _has_no_rows(loader: LoaderBase, path: Path) -> bool:
+    """Whether a CSV file is a header alone, or a Parquet file a schema alone: the head
+    read fine, so the columns look right, but the data stage would find no examples.
+    (A JSON Lines file without rows has no head, so :func:`_file_head` says so already.)
+    False whenever it cannot be told cheaply."""
+    try:
+        if loader.type == "csv":
+            with _open_text(path) as handle:
+                rows = (row for row in csv.reader(handle, delimiter=loader.delimiter) if row)
+                next(rows, None)  # the header
+                return next(rows, None) is None
+        if loader.type == "parquet":
+            import pyarrow.parquet as pq
+
+            return pq.read_metadata(path).num_rows == 0
+    except Exception:  # noqa: BLE001 - unreadable past its head: the data stage, reading every row, says why
+        return False
+    return False
 
 
 def _check_saved_to_disk(loader: HuggingFaceLoader, folder: Path, loc: tuple[Any, ...], kind: str,
