@@ -14,7 +14,7 @@ search will pick it. Nothing fails, so the data stage says so in warnings:
 Sources with ``corrupt.shuffle_responses`` are negative controls by design and are left
 out of the first check: their answers are shuffled, so a row that still matches does so
 by chance. Rows match on the prompt and the answer (the response, or the label's text
-for a classifier) with surrounding whitespace removed.
+for a classifier) with surrounding whitespace removed and line ends made alike.
 """
 
 from __future__ import annotations
@@ -27,14 +27,25 @@ NAMES_SHOWN = 5
 """Source names one warning lists before it says how many more there are."""
 
 
+def _comparable(text: Any) -> str:
+    """A cell as rows are compared: whitespace-stripped, with Windows (``\r\n``) and old
+    Mac (``\r``) line ends as ``\n``, so that a copy of the target saved on another system
+    (a CSV cell keeps its line ends verbatim) still matches it."""
+    text = str(text)
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text.strip()
+
+
 def _row_keys(dataset: Any, kind: str) -> list[tuple[str, str]]:
-    """(prompt, answer) of every row, whitespace-stripped. The two columns are read in
-    one slice: a datasets ``Column`` iterated row by row took 40 s for a million rows."""
+    """(prompt, answer) of every row, as :func:`_comparable` compares them. The two
+    columns are read in one slice: a datasets ``Column`` iterated row by row took 40 s
+    for a million rows."""
     answer = "label_text" if kind == "classifier" else "response"
     if len(dataset) == 0:
         return []
     columns = dataset.select_columns(["prompt", answer])[:]
-    return [(str(p).strip(), str(a).strip()) for p, a in zip(columns["prompt"], columns[answer])]
+    return [(_comparable(p), _comparable(a)) for p, a in zip(columns["prompt"], columns[answer])]
 
 
 def _names(names: list[str]) -> str:

@@ -82,3 +82,18 @@ def test_many_small_leaks_are_one_warning(tmp_path: Path) -> None:
     (leak,) = [w for w in _run(tmp_path, sources) if "verbatim" in w]
     assert leak.startswith("Sources 's0' (15), 's1' (15), 's2' (15), 's3' (15), 's4' (15) and 3 more sources "
                            "(45 rows) hold target validation/test rows verbatim")
+
+
+def test_a_copy_of_the_target_with_windows_line_ends_is_still_a_leak(tmp_path: Path) -> None:
+    """A CSV cell keeps its line ends verbatim, so a copy of a multi-line target saved on
+    Windows (\\r\\n) held the same rows under other bytes and escaped the check."""
+    import csv
+
+    target = [{"prompt": f"line one {i}\nline two?", "response": f"{i}\nok"} for i in range(25)]
+    write_jsonl(tmp_path / "t.jsonl", target)
+    with open(tmp_path / "copy.csv", "w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\r\n")
+        writer.writerow(["prompt", "response"])
+        writer.writerows([r["prompt"].replace("\n", "\r\n"), r["response"].replace("\n", "\r\n")] for r in target)
+    (warning,) = _run(tmp_path, [{"name": "copy", "loader": {"type": "csv", "path": "copy.csv"}}])
+    assert warning.startswith("Source 'copy' (15) holds target validation/test rows verbatim")
