@@ -311,3 +311,26 @@ def test_a_plugin_strategys_validate_hooks_are_blamed_on_it(jsonl_project: Path,
     assert not checked.ok and len(problems) == 1, problems
     assert re.search(r"search\.strategies\[0\]\.name: The strategy plugin 'hooked' \(module hooked_strategy\) "
                      + says, problems[0]), problems
+
+
+@pytest.mark.parametrize("strategy", ["random_ensemble", "exhaustive"])
+def test_a_built_in_strategy_on_an_estimator_that_gave_only_nan_names_the_estimator(
+    tiny_project: Path, monkeypatch, strategy: str
+) -> None:
+    """random_ensemble, surrogate and exhaustive stopped with "The estimator failed on all
+    20 subsets", without saying which estimator: with a plugin estimator, its author was
+    not told the plugin was at fault."""
+    from subsetctl.api import run_project
+
+    module = f"nan_est_{strategy}"
+    (tiny_project / f"{module}.py").write_text(_NAN_ESTIMATOR.format(name=module))
+    _with_plugins(tiny_project, monkeypatch, [f"{module}:NanEst"], estimate={"estimator": module},
+                  search={"strategies": [{"name": strategy}]}, executor={"backend": "sequential"})
+    try:
+        with pytest.raises(UserError, match=rf"Strategy '{strategy}' has no subset to choose from\. The estimator "
+                                            rf"'{module}' \(module {module}\) gave no finite estimate for any of the "
+                                            r"\d+ subsets estimated so far .*Fix the estimator's code if it is a "
+                                            r"plugin"):
+            run_project(tiny_project, until="search")
+    finally:
+        sys.modules.pop(module, None)

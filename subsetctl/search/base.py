@@ -38,6 +38,13 @@ from subsetctl.spec import NoBooleansForNumbers, plain_error_message
 ProgressFn = Callable[[str, int, int], None]
 
 
+class NoFiniteEstimate(UserError):
+    """A strategy found no finite estimate among the subsets it needs to choose from
+    (every one NaN or infinite). The estimator, not the strategy, is at fault, so the
+    search stage, which knows which estimator it is (a plugin's is its author's to fix),
+    names it in the message."""
+
+
 @dataclass
 class SearchContext:
     """Everything a strategy may use besides the estimator and its params.

@@ -25,6 +25,7 @@ from subsetctl.errors import UserError
 from subsetctl.estimate.base import SubsetEstimator
 from subsetctl.registry import STRATEGIES
 from subsetctl.search.base import (
+    NoFiniteEstimate,
     SearchContext,
     Strategy,
     StrategyParams,
@@ -194,7 +195,7 @@ def select_by_scores(
             {"k": k, "loss": float(v) if np.isfinite(v) else None} for k, v in enumerate(prefix_losses)
         ]
         if not np.isfinite(prefix_losses).any():
-            raise UserError(
+            raise NoFiniteEstimate(
                 "The estimator gave no finite estimate for any subset of the sweep (every one is NaN or "
                 "infinite); check the estimator settings (estimate.*, e.g. a larger estimate.lam) or, for a "
                 "plugin estimator, its code."
@@ -217,7 +218,7 @@ def _estimate_random_subsets(
     masks, more = sample_subsets(n, size, params.m, rng)
     losses = memo.losses(masks)
     if not np.isfinite(losses).any():
-        raise UserError(
+        raise NoFiniteEstimate(
             f"The estimator failed on all {len(losses)} subsets of {strategy!r}; check the "
             "estimator settings (for example a larger lambda)."
         )
@@ -394,7 +395,7 @@ class Exhaustive(Strategy):
         masks = ((codes[:, None] >> np.arange(n)[None, :]) & 1).astype(bool)
         losses = memo.losses(masks)
         if not np.isfinite(losses).any():
-            raise UserError(
+            raise NoFiniteEstimate(
                 "The estimator gave no finite estimate for any subset (every one is NaN or infinite); check "
                 "the estimator settings (estimate.*, e.g. a larger estimate.lam) or, for a plugin estimator, "
                 "its code."

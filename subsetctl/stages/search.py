@@ -198,11 +198,18 @@ def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any,
     message names it first."""
     from subsetctl.errors import UserError
     from subsetctl.registry import STRATEGIES
-    from subsetctl.search.base import StrategyResult, SubsetTrace
+    from subsetctl.search.base import NoFiniteEstimate, StrategyResult, SubsetTrace
 
     origin = STRATEGIES.origin(name)
     try:
         result = cls().run(estimator if origin == "built-in" else _OwnErrors(estimator), context, params)
+    except NoFiniteEstimate:
+        failed = estimator_failed() if estimator_failed is not None else None
+        if not failed:
+            raise
+        raise UserError(f"Strategy {label!r} has no subset to choose from. {failed}. Fix the estimator's code if it is "
+                        "a plugin, or its settings (estimate.*, e.g. a larger estimate.lam), then run "
+                        "again.") from None
     except (UserError, KeyboardInterrupt):
         raise
     except (Exception, SystemExit) as exc:  # sys.exit() in a plugin too: not a silent exit
