@@ -180,6 +180,19 @@ def _with_plugins(project: Path, monkeypatch, plugins: list[str], **sections: di
     (project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
 
 
+def _search_fails_with(project: Path, match: str, modules: tuple[str, ...]) -> None:
+    """Run ``project`` up to the search, which must stop with a UserError matching
+    ``match``; then forget the plugin ``modules`` imported from it."""
+    from subsetctl.api import run_project
+
+    try:
+        with pytest.raises(UserError, match=match):
+            run_project(project, until="search")
+    finally:
+        for name in modules:
+            sys.modules.pop(name, None)
+
+
 def test_an_estimator_giving_nan_everywhere_stops_the_search(tiny_project: Path, monkeypatch) -> None:
     """Every estimate NaN: the run ended with exit 0 and an arbitrary "final" selection
     (a plugin strategy's argmin of NaNs) was fine-tuned."""
@@ -215,7 +228,6 @@ def test_a_plugin_strategy_failing_on_an_estimator_that_gave_only_nan_names_the_
     the strategy alone ("an error in the plugin"), so its author was sent to fix the
     wrong plugin."""
 
-    from subsetctl.api import run_project
 
     (tiny_project / "nan_est2.py").write_text(_NAN_ESTIMATOR.format(name="nanest2"))
     (tiny_project / "best_single2.py").write_text('''
@@ -232,15 +244,10 @@ class BestSingle(Strategy):
 ''')
     _with_plugins(tiny_project, monkeypatch, ["nan_est2:NanEst", "best_single2:BestSingle"],
                   estimate={"estimator": "nanest2"}, search={"strategies": [{"name": "best_single2"}]})
-    try:
-        with pytest.raises(UserError, match=r"Strategy 'best_single2' \(module best_single2\) raised ValueError: "
-                                            r"All-NaN slice encountered\. The estimator 'nanest2' \(module nan_est2\) "
-                                            r"gave no finite estimate for any of the 3 subsets estimated so far .*, "
-                                            r"which is most likely why: fix the estimator"):
-            run_project(tiny_project, until="search")
-    finally:
-        for name in ("nan_est2", "best_single2"):
-            sys.modules.pop(name, None)
+    _search_fails_with(tiny_project, r"Strategy 'best_single2' \(module best_single2\) raised ValueError: "
+                                     r"All-NaN slice encountered\. The estimator 'nanest2' \(module nan_est2\) "
+                                     r"gave no finite estimate for any of the 3 subsets estimated so far .*, "
+                                     r"which is most likely why: fix the estimator", ("nan_est2", "best_single2"))
 
 
 def test_a_strategys_progress_is_shown_on_the_search_line(tiny_project: Path, monkeypatch) -> None:
@@ -320,17 +327,12 @@ def test_a_built_in_strategy_on_an_estimator_that_gave_only_nan_names_the_estima
     """random_ensemble, surrogate and exhaustive stopped with "The estimator failed on all
     20 subsets", without saying which estimator: with a plugin estimator, its author was
     not told the plugin was at fault."""
-    from subsetctl.api import run_project
 
     module = f"nan_est_{strategy}"
     (tiny_project / f"{module}.py").write_text(_NAN_ESTIMATOR.format(name=module))
     _with_plugins(tiny_project, monkeypatch, [f"{module}:NanEst"], estimate={"estimator": module},
                   search={"strategies": [{"name": strategy}]}, executor={"backend": "sequential"})
-    try:
-        with pytest.raises(UserError, match=rf"Strategy '{strategy}' has no subset to choose from\. The estimator "
-                                            rf"'{module}' \(module {module}\) gave no finite estimate for any of the "
-                                            r"\d+ subsets estimated so far .*Fix the estimator's code if it is a "
-                                            r"plugin"):
-            run_project(tiny_project, until="search")
-    finally:
-        sys.modules.pop(module, None)
+    _search_fails_with(tiny_project, rf"Strategy '{strategy}' has no subset to choose from\. The estimator "
+                                     rf"'{module}' \(module {module}\) gave no finite estimate for any of the "
+                                     r"\d+ subsets estimated so far .*Fix the estimator's code if it is a plugin",
+                       (module,))
