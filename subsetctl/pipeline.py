@@ -286,8 +286,13 @@ def _input_name(key: str, old: Any, new: Any) -> str:
         return f"{key} (its loader plugin's code)"
     if key == "plugin code" and isinstance(old, dict) and isinstance(new, dict):  # {"strategy best_single": ...}
         edited = sorted(name for name in new if name in old and old[name] != new[name])
-        if edited:
-            return f"the code of the {_listed(edited)} plugin{'s' if len(edited) > 1 else ''}"
+        parts = [f"the code of the {_listed(edited)} plugin{'s' if len(edited) > 1 else ''}"] if edited else []
+        added, gone = sorted(set(new) - set(old)), sorted(set(old) - set(new))
+        if added:  # a plugin that now stands in for a built-in (a loader registered as jsonl)
+            parts.append(f"a plugin now used as {_listed(added)}")
+        if gone:
+            parts.append(f"no plugin used as {_listed(gone)} any more")
+        return "; ".join(parts) or key
     return key
 
 
@@ -300,6 +305,9 @@ def _changed_inputs(old: Any, new: dict[str, Any]) -> str | None:
     moved = "switched_off_moved_past"  # the report stage's: switched-off stages whose settings changed
     changed = sorted(k for k in set(old) & set(new) if old[k] != new[k] and k != moved)
     shown = [_input_name(k, old[k], new[k]) for k in changed]
+    code = "plugin code"  # present only while some plugin is used: its coming or going is a change too
+    if (code in old) != (code in new):
+        shown.append(_input_name(code, old.get(code, {}), new.get(code, {})))
     parts = []
     if shown:
         parts.append(f"input files changed: {_listed(shown)}")

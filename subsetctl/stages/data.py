@@ -18,11 +18,16 @@ class DataStage(Stage):
     name = "data"
     description = "load, shuffle and split the target and the sources"
     after = ()
-    spec_keys = ("project.seed", "model.kind", "target", "sources", "plugins")
+    # not "plugins": what a plugin can change here is a loader's code, which extra_inputs holds
+    # (adding a strategy or estimator plugin re-ran this stage, every source reused)
+    spec_keys = ("project.seed", "model.kind", "target", "sources")
     inputs_rechecked = True  # files read source by source, for minutes: one may be edited meanwhile
     partial_work_keyed = True  # each source's folder records the key it was prepared from (.source.json)
 
     def extra_inputs(self, spec: Spec, project: Project) -> dict[str, Any]:
+        """Each source's input files (or generating package), with a ``type: plugin``
+        loader's code; and the code of any plugin registered under a built-in loader
+        type the spec uses (a ``plugins:`` entry that replaces ``jsonl``)."""
         from subsetctl.data.fingerprint import source_fingerprint_inputs
         from subsetctl.registry import LOADERS, plugin_code_inputs
 

@@ -283,3 +283,48 @@ def test_a_run_stopped_by_a_bad_row_keeps_the_sources_it_prepared_once_the_file_
     data = jsonl_project / ".subsetctl" / "data"
     assert sorted(p.name for p in data.iterdir() if p.is_dir()) == ["a", "b", "target"]
     assert json.loads((data / "data.json").read_text())["counts"]["b"]["train"] == 2
+
+
+def test_a_plugin_added_for_another_stage_leaves_the_data_stage_up_to_date(
+        jsonl_project: Path, monkeypatch) -> None:
+    """The stage's spec keys held the whole ``plugins:`` list: adding a strategy plugin
+    made it stale (every source reused, but the stage ran and `plan` said "spec changed:
+    plugins"). A plugin that replaces a built-in loader the spec uses still makes it stale."""
+    import sys
+
+    import yaml
+
+    from subsetctl.api import plan_project, run_project
+    from subsetctl.registry import LOADERS
+
+    spec_file = jsonl_project / "subsetctl.yaml"
+    run_project(jsonl_project, until="data")
+    (jsonl_project / "other_stage_plugin.py").write_text(
+        "from subsetctl.registry import STRATEGIES\n"
+        "from subsetctl.search.baselines import TargetOnly\n"
+        "@STRATEGIES.register('nothing_new', 'the target alone')\n"
+        "class NothingNew(TargetOnly):\n"
+        "    pass\n")
+    (jsonl_project / "jsonl_plugin.py").write_text(
+        "from subsetctl.registry import LOADERS\n"
+        "from subsetctl.data.loaders import load_jsonl\n"
+        "@LOADERS.register('jsonl')\n"
+        "def same(options, ctx):\n"
+        "    return load_jsonl(options, ctx)\n")
+    monkeypatch.syspath_prepend(str(jsonl_project))
+    LOADERS.get("jsonl")
+    monkeypatch.setitem(LOADERS._entries, "jsonl", LOADERS._entries["jsonl"])  # the built-in back afterwards
+    raw = yaml.safe_load(spec_file.read_text())
+
+    def data_status(plugins: list[str]):
+        spec_file.write_text(yaml.safe_dump({**raw, "plugins": plugins}, sort_keys=False))
+        _, _, statuses = plan_project(jsonl_project)
+        return next(s for s in statuses if s.name == "data")
+
+    try:
+        assert data_status(["other_stage_plugin:NothingNew"]).state == "up to date"
+        status = data_status(["other_stage_plugin:NothingNew", "jsonl_plugin:same"])
+        assert status.state == "stale" and "a plugin now used as loader jsonl" in " ".join(status.reasons), status.reasons
+    finally:
+        for name in ("other_stage_plugin", "jsonl_plugin"):
+            sys.modules.pop(name, None)
