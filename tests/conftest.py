@@ -79,3 +79,31 @@ def tiny_project(jsonl_project: Path, tiny_llama: Path) -> Path:
 
     (jsonl_project / "subsetctl.yaml").write_text(yaml.safe_dump(tiny_project_spec(tiny_llama), sort_keys=False))
     return jsonl_project
+
+
+@pytest.fixture
+def same_jsonl_plugin(monkeypatch: pytest.MonkeyPatch):
+    """A function writing, into a folder put on ``sys.path``, a plugin module that
+    registers a loader under the built-in ``jsonl`` type and loads exactly as it does;
+    it returns the ``plugins:`` entry. The built-in loader is put back, and the module
+    forgotten, afterwards."""
+    from subsetctl.registry import LOADERS
+
+    LOADERS.get("jsonl")  # the built-ins registered, so the one to put back is there
+    monkeypatch.setitem(LOADERS._entries, "jsonl", LOADERS._entries["jsonl"])
+    written: list[str] = []
+
+    def write(folder: Path, module: str = "same_jsonl") -> str:
+        (folder / f"{module}.py").write_text(
+            "from subsetctl.registry import LOADERS\n"
+            "from subsetctl.data.loaders import load_jsonl\n"
+            "@LOADERS.register('jsonl')\n"
+            "def same(options, ctx):\n"
+            "    return load_jsonl(options, ctx)\n")
+        monkeypatch.syspath_prepend(str(folder))
+        written.append(module)
+        return f"{module}:same"
+
+    yield write
+    for module in written:
+        sys.modules.pop(module, None)

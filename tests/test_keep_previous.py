@@ -194,29 +194,14 @@ def test_plan_says_what_the_kept_results_take_on_disk(tiny_project: Path) -> Non
     assert off is not None and "the next `run` deletes it" in off and "keep_previous: false` frees" not in off
 
 
-def test_the_same_data_from_other_inputs_keeps_what_follows(tiny_project: Path, monkeypatch) -> None:
+def test_the_same_data_from_other_inputs_keeps_what_follows(tiny_project: Path, same_jsonl_plugin) -> None:
     """Each source's record (its key: loader code, versions) was part of the data stage's
     output: a data run giving the same rows still re-ran meta_init and all after it. (A
     plugin registered as the jsonl loader that loads as it does: every source's key
     changes, and so do the stage's inputs, not the rows.)"""
-    import sys
-
-    from subsetctl.registry import LOADERS
-
     run_project(tiny_project, until="meta_init")
-    (tiny_project / "same_jsonl.py").write_text(
-        "from subsetctl.registry import LOADERS\n"
-        "from subsetctl.data.loaders import load_jsonl\n"
-        "@LOADERS.register('jsonl')\n"
-        "def same(options, ctx):\n"
-        "    return load_jsonl(options, ctx)\n")
-    monkeypatch.syspath_prepend(str(tiny_project))
-    LOADERS.get("jsonl")
-    monkeypatch.setitem(LOADERS._entries, "jsonl", LOADERS._entries["jsonl"])  # the built-in back afterwards
-    try:
-        actions = _actions(run_project(tiny_project, until="meta_init", overrides=["plugins=[same_jsonl:same]"]))
-    finally:
-        sys.modules.pop("same_jsonl", None)
+    plugin = same_jsonl_plugin(tiny_project)
+    actions = _actions(run_project(tiny_project, until="meta_init", overrides=[f"plugins=[{plugin}]"]))
     assert actions == {"data": "ran", "meta_init": "up to date"}
 
 

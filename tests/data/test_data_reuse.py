@@ -286,7 +286,7 @@ def test_a_run_stopped_by_a_bad_row_keeps_the_sources_it_prepared_once_the_file_
 
 
 def test_a_plugin_added_for_another_stage_leaves_the_data_stage_up_to_date(
-        jsonl_project: Path, monkeypatch) -> None:
+        jsonl_project: Path, same_jsonl_plugin) -> None:
     """The stage's spec keys held the whole ``plugins:`` list: adding a strategy plugin
     made it stale (every source reused, but the stage ran and `plan` said "spec changed:
     plugins"). A plugin that replaces a built-in loader the spec uses still makes it stale."""
@@ -295,7 +295,6 @@ def test_a_plugin_added_for_another_stage_leaves_the_data_stage_up_to_date(
     import yaml
 
     from subsetctl.api import plan_project, run_project
-    from subsetctl.registry import LOADERS
 
     spec_file = jsonl_project / "subsetctl.yaml"
     run_project(jsonl_project, until="data")
@@ -305,15 +304,7 @@ def test_a_plugin_added_for_another_stage_leaves_the_data_stage_up_to_date(
         "@STRATEGIES.register('nothing_new', 'the target alone')\n"
         "class NothingNew(TargetOnly):\n"
         "    pass\n")
-    (jsonl_project / "jsonl_plugin.py").write_text(
-        "from subsetctl.registry import LOADERS\n"
-        "from subsetctl.data.loaders import load_jsonl\n"
-        "@LOADERS.register('jsonl')\n"
-        "def same(options, ctx):\n"
-        "    return load_jsonl(options, ctx)\n")
-    monkeypatch.syspath_prepend(str(jsonl_project))
-    LOADERS.get("jsonl")
-    monkeypatch.setitem(LOADERS._entries, "jsonl", LOADERS._entries["jsonl"])  # the built-in back afterwards
+    jsonl_plugin = same_jsonl_plugin(jsonl_project)  # (the project's folder on sys.path)
     raw = yaml.safe_load(spec_file.read_text())
 
     def data_status(plugins: list[str]):
@@ -323,8 +314,8 @@ def test_a_plugin_added_for_another_stage_leaves_the_data_stage_up_to_date(
 
     try:
         assert data_status(["other_stage_plugin:NothingNew"]).state == "up to date"
-        status = data_status(["other_stage_plugin:NothingNew", "jsonl_plugin:same"])
-        assert status.state == "stale" and "a plugin now used as loader jsonl" in " ".join(status.reasons), status.reasons
+        status = data_status(["other_stage_plugin:NothingNew", jsonl_plugin])
+        assert status.state == "stale" and "a plugin now used as loader jsonl" in " ".join(status.reasons), \
+            status.reasons
     finally:
-        for name in ("other_stage_plugin", "jsonl_plugin"):
-            sys.modules.pop(name, None)
+        sys.modules.pop("other_stage_plugin", None)
