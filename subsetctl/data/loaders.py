@@ -342,7 +342,10 @@ class CommonColumns:
         self.classifier = ctx.kind == "classifier"
         self.what = "a class label" if self.classifier else "a gold response"
         self.advice = f" {fix}" if fix and not answer_option else ""
-        self.skip = {prompt_field, answer_field, "source", "row", "label_text"}
+        self.skip = {prompt_field, answer_field}
+        if self.available.issuperset(COLUMNS):  # rows a built-in loader prepared (a plugin filtering its output):
+            self.skip |= {"source", "row", "label", "label_text"}  # those columns are its own, not the data's
+        # (a data file's own "source", "row" or "label_text" column is the data's: kept in the metadata)
         self.seen = {prompt_field: False, answer_field: False}
         self.count = 0
         self.error: UserError | None = None

@@ -1015,3 +1015,24 @@ def test_plugin_loader_refuses_itself_bad_options_of_a_builtin_and_what_is_no_da
     LOADERS.add("test_list_loader", lambda options, ctx: [{"prompt": "p", "response": "r"}], "test")
     with pytest.raises(UserError, match=r"loader plugin 'test_list_loader' returned list, not a datasets\.Dataset"):
         load_plugin(PluginLoader(type="plugin", name="test_list_loader"), make_ctx("pl"))
+
+
+def test_a_files_own_source_row_and_label_text_columns_are_kept_in_the_metadata(tmp_path: Path, make_ctx) -> None:
+    """They share names with prepared columns and were dropped: a mixed file's "source"
+    (which dataset each row came from) was lost. A plugin returning rows a built-in loader
+    prepared still gets no copy of those columns in its metadata."""
+    from datasets import Dataset
+
+    write_jsonl(tmp_path / "d.jsonl", [{"prompt": "p", "response": "r", "source": "gsm8k", "row": 7,
+                                         "label_text": "easy", "tag": 1}])
+    ds = load_jsonl(JsonlLoader(type="jsonl", path="d.jsonl"), make_ctx("mine"))
+    assert ds["source"] == ["mine"] and ds["row"] == [0]
+    assert json.loads(ds["metadata"][0]) == {"source": "gsm8k", "row": 7, "label_text": "easy", "tag": 1}
+
+    def filtering(options: dict, ctx: LoadContext) -> Dataset:
+        return load_jsonl(JsonlLoader(type="jsonl", path="d.jsonl"), ctx)
+
+    LOADERS.add("test_filtering_loader", filtering, "test")
+    ds = load_plugin(PluginLoader(type="plugin", name="test_filtering_loader"), make_ctx("wrapped"))
+    assert ds["source"] == ["wrapped"]
+    assert json.loads(ds["metadata"][0]) == {"source": "gsm8k", "row": 7, "label_text": "easy", "tag": 1}
