@@ -16,7 +16,9 @@ of other inputs (set aside or previous, see :func:`run_data_stage`'s ``reuse_fro
 so adding one source to a thousand prepares one. For a
 classifier, one label vocabulary is built over the target and all sources (from
 ``label_text``) and every split is re-encoded with it; it is saved in ``data.json``
-(:func:`label_names`).
+(:func:`label_names`). A classifier's source is saved as soon as it is prepared too
+(its labels not yet in that vocabulary), so a run stopped partway keeps it, and saved
+again once the vocabulary is known.
 """
 
 from __future__ import annotations
@@ -334,8 +336,11 @@ def run_data_stage(
     prepared: dict[str, dict[str, Dataset]] = {}  # classifiers: the label vocabulary needs every source first
     records: dict[str, dict[str, Any]] = {}
     for done, source in enumerate(everything, start=1):
-        prepared[source.name], records[source.name], _ = _prepare_or_reuse(
+        prepared[source.name], records[source.name], found = _prepare_or_reuse(
             spec, source, spec_dir, out_dir, earlier, warnings, reused)
+        if found is None:  # saved now, labels not yet in the shared vocabulary, so that a run stopped
+            with quiet_datasets():  # partway keeps it (a reused source is re-encoded from label_text)
+                _write_source(out_dir, source.name, prepared[source.name], records[source.name])
         if progress is not None:
             progress(done, len(everything))
     labels: list[str] | None = None
@@ -354,7 +359,7 @@ def run_data_stage(
         }
         warnings.extend(_label_warnings(spec.target.name, prepared))
     warnings.extend(overlap_warnings(spec.target.name, prepared, spec.model.kind, controls))
-    with quiet_datasets():  # every source saved again: its labels are in the vocabulary of all of them
+    with quiet_datasets():  # every source saved (again): its labels are in the vocabulary of all of them
         for name, splits in prepared.items():
             _write_source(out_dir, name, splits, records[name])
     return _write_summary(out_dir, spec, {name: split_summary(splits) for name, splits in prepared.items()},

@@ -319,3 +319,27 @@ def test_a_plugin_added_for_another_stage_leaves_the_data_stage_up_to_date(
             status.reasons
     finally:
         sys.modules.pop("other_stage_plugin", None)
+
+
+def test_a_classifier_run_stopped_partway_keeps_the_sources_it_prepared(tmp_path: Path, monkeypatch) -> None:
+    """Classifier sources were saved only at the end, once the shared label vocabulary was
+    known: a run stopped at the last source prepared every one again."""
+    spec = _spec(tmp_path, 3, "classifier")
+    out = tmp_path / "out"
+    real = data_stage.prepare_source
+    calls: list[str] = []
+
+    def interrupted(source, ctx, warnings=None):
+        calls.append(source.name)
+        if source.name == "s2" and calls.count("s2") == 1:
+            raise _Killed
+        return real(source, ctx, warnings)
+
+    monkeypatch.setattr(data_stage, "prepare_source", interrupted)
+    with pytest.raises(_Killed):
+        run_data_stage(spec, tmp_path, out)
+    summary = run_data_stage(spec, tmp_path, out)
+    assert calls == ["tgt", "s0", "s1", "s2", "s2"] and summary["reused"] == ["tgt", "s0", "s1"]
+    fresh = run_data_stage(spec, tmp_path, tmp_path / "fresh", reuse=False)
+    assert fresh["labels"] == summary["labels"]
+    assert _rows(out, spec) == _rows(tmp_path / "fresh", spec)  # labels in the shared vocabulary, as in one go
