@@ -123,21 +123,26 @@ class _Killed(Exception):
     """Stands for a kill (pytest takes a real KeyboardInterrupt for the user's)."""
 
 
-def test_a_run_stopped_partway_resumes_after_the_sources_it_saved(tmp_path: Path, monkeypatch) -> None:
-    spec = _spec(tmp_path, 3)
-    out = tmp_path / "out"
+def _killed_once_at(monkeypatch, name: str) -> list[str]:
+    """Have the data stage killed the first time it prepares source ``name``; returns the
+    names of the sources it starts to prepare, in order."""
     real = data_stage.prepare_source
     calls: list[str] = []
-    killed: list[bool] = []
 
     def interrupted(source, ctx, warnings=None):
         calls.append(source.name)
-        if source.name == "s1" and not killed:
-            killed.append(True)
+        if source.name == name and calls.count(name) == 1:
             raise _Killed
         return real(source, ctx, warnings)
 
     monkeypatch.setattr(data_stage, "prepare_source", interrupted)
+    return calls
+
+
+def test_a_run_stopped_partway_resumes_after_the_sources_it_saved(tmp_path: Path, monkeypatch) -> None:
+    spec = _spec(tmp_path, 3)
+    out = tmp_path / "out"
+    calls = _killed_once_at(monkeypatch, "s1")
     with pytest.raises(_Killed):
         run_data_stage(spec, tmp_path, out)
     summary = run_data_stage(spec, tmp_path, out)
@@ -326,16 +331,7 @@ def test_a_classifier_run_stopped_partway_keeps_the_sources_it_prepared(tmp_path
     known: a run stopped at the last source prepared every one again."""
     spec = _spec(tmp_path, 3, "classifier")
     out = tmp_path / "out"
-    real = data_stage.prepare_source
-    calls: list[str] = []
-
-    def interrupted(source, ctx, warnings=None):
-        calls.append(source.name)
-        if source.name == "s2" and calls.count("s2") == 1:
-            raise _Killed
-        return real(source, ctx, warnings)
-
-    monkeypatch.setattr(data_stage, "prepare_source", interrupted)
+    calls = _killed_once_at(monkeypatch, "s2")
     with pytest.raises(_Killed):
         run_data_stage(spec, tmp_path, out)
     summary = run_data_stage(spec, tmp_path, out)
