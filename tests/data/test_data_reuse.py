@@ -128,10 +128,12 @@ def _killed_once_at(monkeypatch, name: str) -> list[str]:
     names of the sources it starts to prepare, in order."""
     real = data_stage.prepare_source
     calls: list[str] = []
+    killed: list[bool] = []
 
     def interrupted(source, ctx, warnings=None):
         calls.append(source.name)
-        if source.name == name and calls.count(name) == 1:
+        if source.name == name and not killed:
+            killed.append(True)
             raise _Killed
         return real(source, ctx, warnings)
 
