@@ -583,15 +583,28 @@ class Pipeline:
         gradient rows under the shared lock, so that shards started at once on several
         GPUs or machines sharing the project directory run side by side. A plain `run`
         afterwards merges the complete shards."""
-        if force:
-            raise UserError(
-                "--force cannot be combined with --shard (forcing a stage while other shards run would "
-                "delete their work). Run `subsetctl run DIR --force STAGE --until meta_init` first, then the shards."
-            )
         names = self.stage_names()
         if "gradients" not in names:
             raise UserError("--shard splits the gradients stage, which this pipeline does not have.")
         before = names[names.index("gradients") - 1]
+        if force:
+            # a stage before gradients can be forced in a run that stops before it; gradients and
+            # later stages only in a plain run (--until before gradients would refuse them)
+            forced = sorted(force, key=names.index)
+            earlier = [name for name in forced if names.index(name) < names.index("gradients")]
+            later = [name for name in forced if name not in earlier]
+            root = shell_arg(self.project.root)
+            advice = []
+            if earlier:
+                advice.append(f"Run `subsetctl run {root} {' '.join(f'--force {n}' for n in earlier)} --until "
+                              f"{before}` first, then the shards")
+            if later:
+                advice.append(f"{', '.join(f'--force {n}' for n in later)} goes with a plain `subsetctl run {root}` "
+                              f"(without --shard), which computes {'them' if len(later) > 1 else 'it'} itself")
+            raise UserError(
+                "--force cannot be combined with --shard (forcing a stage while other shards run would "
+                f"delete their work). {'; '.join(advice)}."
+            )
         gradients = self.stages[names.index("gradients")]
         upstream = names[: names.index("gradients")]
         results: list[dict[str, Any]] = []

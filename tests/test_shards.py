@@ -262,3 +262,17 @@ def test_a_damaged_shard_is_warned_about_and_its_rows_computed(tiny_project: Pat
     assert merged[-1]["action"] == "ran"
     summary = json.loads((tiny_project / ".subsetctl" / "gradients" / "manifest.json").read_text())["summary"]
     assert 0 < summary["reused"] < summary["rows"] and summary["reused"] + summary["computed"] == summary["rows"]
+
+
+def test_force_with_shard_advises_commands_that_work(tiny_project: Path) -> None:
+    """The advice names the project and a command that runs: `--until meta_init` would refuse
+    `--force gradients` (it comes after), so that one goes with a plain run."""
+    with pytest.raises(UserError, match="--force cannot be combined with --shard") as refused:
+        run_project(tiny_project, force=["gradients"], options={"shard": (0, 2)})
+    assert "--until" not in str(refused.value) and "DIR" not in str(refused.value)
+    assert f"plain `subsetctl run {tiny_project}` (without --shard)" in str(refused.value)
+    with pytest.raises(UserError, match="--force cannot be combined with --shard") as refused:
+        run_project(tiny_project, force=["data", "search"], options={"shard": (0, 2)})
+    assert f"`subsetctl run {tiny_project} --force data --until meta_init` first" in str(refused.value)
+    assert "--force search goes with a plain" in str(refused.value)
+    run_project(tiny_project, force=["data"], until="meta_init")  # the advised command runs
