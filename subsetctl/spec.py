@@ -915,7 +915,7 @@ def plain_error_message(err: Any) -> str:
         types = ("jsonl, csv or parquet" if "source_files" in err["loc"]
                  else "jsonl, csv, parquet, huggingface, reasoning_gym, evals or plugin")
         return f"the loader needs a `type` ({types})"
-    if kind in ("model_type", "dict_type"):
+    if kind in ("model_type", "dict_type", "model_attributes_type"):  # the last: a loader (a tagged union)
         return f"expected a mapping of keys (key: value), got {_describe_value(value)}"
     if kind in ("int_parsing", "int_type", "int_from_float"):
         return f"expected a whole number, got {_describe_value(value)}"

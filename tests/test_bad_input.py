@@ -555,3 +555,12 @@ def test_a_header_only_csv_and_a_schema_only_parquet_are_found_by_validate(tmp_p
     (tmp_path / "h.csv").write_text("prompt,response\n1,2\n")  # one row is enough
     pq.write_table(pa.table({"prompt": ["a"], "response": ["b"]}), tmp_path / "e.parquet")
     assert _issues(_spec_file(tmp_path, {**BASE, "sources": sources})) == []
+
+
+def test_a_loader_written_as_its_type_alone_gets_the_specs_terms(tmp_path: Path) -> None:
+    """`loader: jsonl` (the type instead of a mapping) got pydantic's "Input should be a valid
+    dictionary or object to extract fields from", unlike any other key given a scalar."""
+    data = {**BASE, "sources": [{"name": "s0", "loader": "jsonl"}, *BASE["sources"][1:]]}
+    (issue,) = _issues(_spec_file(tmp_path, data))
+    assert "sources[0].loader: expected a mapping of keys (key: value), got the text 'jsonl'" in issue
+    assert "Input should be" not in issue
