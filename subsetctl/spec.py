@@ -855,11 +855,19 @@ def issues_from_validation(
 
     # a count-or-fraction key fails once as an integer and once as a number: say it once
     number_failed = {union_member(e) for e in errors if e["type"] in ("float_parsing", "float_type")} - {None}
+    # 1.5 or -0.5 fails as a count (not whole) and as a fraction (out of range): one problem
+    fraction_out_of_range = {union_member(e) for e in errors if "constrained-float" in e["loc"]
+                             and e["type"] in ("less_than_equal", "greater_than_equal")} - {None}
     for err in errors:
         if err["type"] in ("int_parsing", "int_type") and union_member(err) in number_failed:
             continue
+        if "constrained-int" in err["loc"] and union_member(err) in fraction_out_of_range:
+            continue
         loc = _clean_loc(tuple(err["loc"]))
         message = plain_error_message(err)
+        if union_member(err) in fraction_out_of_range and "constrained-float" in err["loc"]:
+            message = (f"expected a count (a whole number of examples, 0 or more) or a fraction from 0 to 1, "
+                       f"got {_describe_value(err.get('input'))}")
         if err["type"] == "string_type" and text:
             message = _as_written_hint(message, err.get("input"), loc, line_of_key(loc, lines), text)
         if err["type"] in ("union_tag_invalid", "union_tag_not_found"):

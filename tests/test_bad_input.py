@@ -564,3 +564,13 @@ def test_a_loader_written_as_its_type_alone_gets_the_specs_terms(tmp_path: Path)
     (issue,) = _issues(_spec_file(tmp_path, data))
     assert "sources[0].loader: expected a mapping of keys (key: value), got the text 'jsonl'" in issue
     assert "Input should be" not in issue
+
+
+@pytest.mark.parametrize("value", [1.5, -0.5, -3])
+def test_a_split_size_that_is_neither_a_count_nor_a_fraction_is_one_problem(tmp_path: Path, value: float) -> None:
+    """1.5 was two problems for one key, one saying it must be a whole number and one that
+    it must be at most 1 (each true of one reading only); -3 repeated pydantic's words."""
+    data = {**BASE, "target": {**BASE["target"], "split": {"train": value, "validation": 2, "test": 2}}}
+    (issue,) = _issues(_spec_file(tmp_path, data))
+    assert (f"target.split.train: expected a count (a whole number of examples, 0 or more) or a fraction "
+            f"from 0 to 1, got the number {value}") in issue
