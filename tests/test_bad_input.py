@@ -574,3 +574,11 @@ def test_a_split_size_that_is_neither_a_count_nor_a_fraction_is_one_problem(tmp_
     (issue,) = _issues(_spec_file(tmp_path, data))
     assert (f"target.split.train: expected a count (a whole number of examples, 0 or more) or a fraction "
             f"from 0 to 1, got the number {value}") in issue
+
+
+def test_a_project_seed_torch_cannot_take_is_found_by_validate(tmp_path: Path) -> None:
+    """A seed of 2**64 or more passed validate and the data stage, then stopped meta-init with
+    an internal error (torch: "Overflow when unpacking long long")."""
+    (issue,) = _issues(_spec_file(tmp_path, {**BASE, "project": {"seed": 2**64}}))
+    assert "project.seed: Input should be less than or equal to 9223372036854775807" in issue
+    assert not _issues(_spec_file(tmp_path, {**BASE, "project": {"seed": 2**63 - 1}}))
