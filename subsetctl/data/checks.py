@@ -422,8 +422,15 @@ def _first_object_has_ideal(path: Path) -> bool:
     return True
 
 
-def _check_plugin(loader: PluginLoader, loc: tuple[Any, ...], issues: _Issues, failed_plugins: list[str]) -> None:
+def _check_plugin(loader: PluginLoader, loc: tuple[Any, ...], issues: _Issues, failed_plugins: list[str],
+                  base_dir: Path, kind: str) -> None:
+    """A ``type: plugin`` loader's name is a registered loader; one naming a built-in
+    (``name: jsonl``) has options that loader takes, checked as that loader's own are."""
+    from pydantic import ValidationError
+
+    from subsetctl.data.loaders import BUILTIN_OPTION_MODELS
     from subsetctl.registry import LOADERS, unknown_after_failed_imports
+    from subsetctl.spec import plain_error_message
 
     if loader.name == "plugin":  # registered (it is this loader type), but it cannot load data by itself
         issues.add(loc + ("name",), "'plugin' is the loader type, not a loader: name the loader a plugin "
@@ -433,6 +440,30 @@ def _check_plugin(loader: PluginLoader, loc: tuple[Any, ...], issues: _Issues, f
         LOADERS.get(loader.name)
     except UserError as exc:
         issues.add(loc + ("name",), unknown_after_failed_imports(exc, LOADERS, failed_plugins))
+        return
+    model = BUILTIN_OPTION_MODELS.get(loader.name)
+    if model is None:
+        return
+    try:  # as the data stage builds them (load_plugin): it refused bad ones only after the sources before
+        options = model.model_validate({"type": loader.name, **loader.options})
+    except ValidationError as exc:
+        for error in exc.errors():
+            message = plain_error_message(error)
+            listed = "" if "subsetctl schema" in message else "; `subsetctl schema` lists its keys"
+            issues.add(loc + ("options", *error["loc"]),
+                       f"{message} (an option of the built-in loader {loader.name!r}{listed})")
+        return
+    _check_built_in(options, loc + ("options",), base_dir, kind, issues)
+
+
+def _check_built_in(loader: Any, loc: tuple[Any, ...], base_dir: Path, kind: str, issues: _Issues) -> None:
+    """The checks of a built-in loader's settings (file, reasoning-gym task, evals name)."""
+    if isinstance(loader, LoaderBase):
+        _check_file_loader(loader, loc, base_dir, kind, issues)
+    elif isinstance(loader, ReasoningGymLoader):
+        _check_reasoning_gym(loader, loc, issues)
+    elif isinstance(loader, EvalsLoader):
+        _check_evals(loader, loc, issues)
 
 
 def check_sources(spec: Spec, spec_path: Path, text: str | None = None) -> list[SpecIssue]:
@@ -471,14 +502,10 @@ def check_sources(spec: Spec, spec_path: Path, text: str | None = None) -> list[
     for loc, source, is_target in entries:
         loader = source.loader
         lloc = loc + ("loader",)
-        if isinstance(loader, LoaderBase):
-            _check_file_loader(loader, lloc, base_dir, kind, issues)
-        elif isinstance(loader, ReasoningGymLoader):
-            _check_reasoning_gym(loader, lloc, issues)
-        elif isinstance(loader, EvalsLoader):
-            _check_evals(loader, lloc, issues)
-        elif isinstance(loader, PluginLoader):
-            _check_plugin(loader, lloc, issues, failed_plugins)
+        if isinstance(loader, PluginLoader):
+            _check_plugin(loader, lloc, issues, failed_plugins, base_dir, kind)
+        else:
+            _check_built_in(loader, lloc, base_dir, kind, issues)
         _check_split(source, loc, is_target, issues, base_dir)
     return issues.found
 

@@ -236,6 +236,23 @@ def test_a_plugin_loader_named_plugin_is_refused_by_validate_as_by_the_data_stag
     assert "'plugin' is the loader type, not a loader" in issues["sources[1].loader.name"].message
 
 
+def test_a_plugin_loader_naming_a_built_in_has_that_loaders_options_checked_by_validate(tmp_path: Path) -> None:
+    """`{type: plugin, name: jsonl, options: {pth: ...}}` passed validate; the data stage
+    refused it, in pydantic's words, after preparing the sources before it. Its options
+    get the built-in loader's checks, its file's too."""
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    issues = _check(tmp_path, GOOD + "  - name: a\n    loader: {type: plugin, name: jsonl, options: {pth: data/t.jsonl}}\n"
+                                     "  - name: b\n    loader: {type: plugin, name: jsonl, options: {path: nope.jsonl}}\n"
+                                     "  - name: c\n    loader: {type: plugin, name: jsonl, options: {path: data/t.jsonl}}\n")
+    assert sorted(issues) == ["sources[1].loader.options.path", "sources[1].loader.options.pth",
+                              "sources[2].loader.options.path"]
+    assert issues["sources[1].loader.options.path"].message.startswith(
+        "required key is missing (an option of the built-in loader 'jsonl'")
+    assert "unknown key" in issues["sources[1].loader.options.pth"].message
+    assert "nope.jsonl does not exist" in issues["sources[2].loader.options.path"].message
+
+
 def test_a_save_to_disk_folders_split_and_columns_are_checked_from_its_metadata(tmp_path: Path) -> None:
     """A DatasetDict without the split asked for, and a saved dataset without the column asked
     for, were found only by the data stage."""
