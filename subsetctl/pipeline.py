@@ -711,7 +711,8 @@ class Pipeline:
                 if problems and shared:  # resetting it would pull the ground from under the other shards
                     raise UserError(
                         f"Stage {stage.name}: artifacts fail their checksums ({'; '.join(problems[:3])}). Stop the "
-                        "shard runs, then `subsetctl run DIR --until meta_init` recomputes it; start the shards again."
+                        f"shard runs, then `subsetctl run {shell_arg(self.project.root)} --until meta_init` recomputes "
+                        "it; start the shards again."
                     )
                 if problems:
                     self.reporter.warn(

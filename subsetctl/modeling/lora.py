@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from subsetctl.errors import UserError
+from subsetctl.errors import UserError, shell_arg
 from subsetctl.project import replace_dir
 
 #: Default LoRA target modules by transformers ``model_type`` (attention query and value),
@@ -288,9 +288,11 @@ def _damaged(path: Path, exc: BaseException) -> UserError:
     """The UserError for the adapter at ``path`` whose files cannot be read (``exc``),
     naming the ``--force`` stage that computes it again."""
     parts = path.resolve().parts
-    stage = parts[parts.index(".subsetctl") + 1] if ".subsetctl" in parts[:-1] else None
+    inside = ".subsetctl" in parts[:-1]
+    stage = parts[parts.index(".subsetctl") + 1] if inside else None
     stage = "finetune" if stage == "cache" else stage  # a cached fine-tune
-    again = f"`subsetctl run --force {stage}`" if stage else "the stage that wrote it"
+    root = shell_arg(Path(*parts[:parts.index(".subsetctl")])) if inside else ""  # the project: copy-pasteable
+    again = f"`subsetctl run {root} --force {stage}`" if stage else "the stage that wrote it"
     return UserError(
         f"The LoRA adapter at {path} cannot be read ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}): "
         f"its files are damaged. Compute it again with {again}."

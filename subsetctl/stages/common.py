@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from subsetctl.errors import shell_arg
 from subsetctl.pipeline import Stage, StageContext
 from subsetctl.project import Project
 from subsetctl.spec import Spec, TrainSpec
@@ -242,7 +243,8 @@ def _say_not_trained(ctx: StageContext, untrained: list[str]) -> None:
         f"{', '.join(untrained)} {'is' if one else 'are'} not trained in this project, against the notice: its "
         "meta-init adapter (theta*) was trained with the head alone, by a subsetctl from before such layers "
         f"were trained, and the later stages follow it, so {'it keeps its' if one else 'they keep their'} "
-        f"initial values. `subsetctl run --force meta_init --force finetune` trains {'it' if one else 'them'} "
+        f"initial values. `subsetctl run {shell_arg(ctx.project.root)} --force meta_init --force finetune` trains "
+        f"{'it' if one else 'them'} "
         "(the final fine-tunes start from the base model, so meta-init alone does not make them stale)."))
 
 

@@ -175,3 +175,14 @@ def test_a_missing_target_on_gpt2_lists_its_conv1d_layers(tmp_path) -> None:
     model, _, _ = resolve_model(str(save_tiny_gpt2(tmp_path / "gpt2")), "causal-lm")
     with pytest.raises(UserError, match="include: c_attn, c_fc, c_proj, lm_head"):
         apply_lora(model, target_modules=["q_proj"])
+
+
+def test_a_damaged_adapters_message_names_the_project_in_its_command(tmp_path) -> None:
+    """It said `subsetctl run --force finetune`, which works only from inside the project."""
+    from subsetctl.modeling.lora import _damaged
+
+    project = tmp_path / "my project"
+    adapter = project / ".subsetctl" / "cache" / "finetune" / "ab12" / "adapter"
+    message = str(_damaged(adapter, ValueError("truncated")))
+    assert f"Compute it again with `subsetctl run '{project.resolve()}' --force finetune`." in message
+    assert "the stage that wrote it" in str(_damaged(tmp_path / "elsewhere" / "adapter", ValueError("x")))

@@ -172,5 +172,5 @@ def test_a_deberta_project_trains_the_pooler_from_meta_init_to_evaluation(tmp_pa
     assert common.new_layers_trained(Ctx, {"new_layers": ["pooler.dense"]}, state / "meta_init" / "adapter") == []
     said = [m for m in Ctx.reporter.messages if "not trained in this project" in m]
     assert len(said) == 1 and said[0].startswith("pooler.dense is not trained in this project, against the notice")
-    assert "subsetctl run --force meta_init --force finetune" in said[0]
+    assert f"subsetctl run {project} --force meta_init --force finetune" in said[0]  # copy-pasteable anywhere
     assert common.new_layers_trained(Ctx, {}) == [] and len(Ctx.reporter.messages) == 1  # nothing loaded: no word
