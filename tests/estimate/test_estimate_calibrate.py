@@ -10,6 +10,7 @@ import pytest
 from subsetctl.errors import UserError
 from subsetctl.estimate.calibrate import (
     Calibration,
+    _loo_rel_errors,
     calibrate,
     choose_estimator,
     selection_loo_rel_errors,
@@ -168,3 +169,90 @@ def test_no_rankable_lambda_or_too_few_runs_give_no_evidence_for_an_estimator() 
     fast.estimator, sgd.estimator = "fast", "linear_sgd"
     assert np.isnan(fast.spearman) and np.isnan(sgd.spearman)
     assert choose_estimator({"fast": fast, "linear_sgd": sgd}).estimator == "fast"  # the spec's, not a 3-point pick
+
+
+def _ref_loo(raw: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Brute-force leave-one-out relative errors: for each i, ordinary least squares on the
+    other points by the normal equations (a constant raw predicts the others' mean)."""
+    errs = []
+    for i in range(len(y)):
+        xs = np.delete(raw, i)
+        ys = np.delete(y, i)
+        if np.all(xs == xs[0]):
+            pred = ys.mean()
+        else:
+            xm, ym = xs.mean(), ys.mean()
+            slope = ((xs - xm) * (ys - ym)).sum() / ((xs - xm) ** 2).sum()
+            pred = ym + slope * (raw[i] - xm)
+        errs.append(abs(pred - y[i]) / abs(y[i]))
+    return np.array(errs)
+
+
+def test_leave_one_out_error_holds_each_point_out_of_its_own_fit() -> None:
+    raw = np.array([0.0, 1.0, 2.0, 3.0])
+    y = np.array([1.0, 2.0, 3.0, 5.0])
+    # by hand: without the last point the others lie on y = raw + 1, so it is predicted 4, error 1/5
+    assert _ref_loo(raw, y)[3] == pytest.approx(0.2)
+    cal = calibrate(y, {1.0: raw})  # exactly MIN_K = 4 usable subsets: the error is defined
+    assert cal.enabled
+    assert cal.loo_median_rel_err == pytest.approx(float(np.median(_ref_loo(raw, y))))
+    # raw vs true relative errors |raw - y| / |y| = 1, 1/2, 1/3, 2/5: the median is 0.45
+    assert cal.per_lambda[1.0]["raw_median_rel_err"] == pytest.approx(0.45)
+
+
+def test_leave_one_out_with_a_constant_remainder_predicts_the_others_mean() -> None:
+    raw = np.array([1.0, 1.0, 1.0, 2.0])
+    y = np.array([1.0, 2.0, 6.0, 4.0])
+    # without the last point raw is constant: slope 0, prediction mean(1, 2, 6) = 3, error 1/4
+    assert _ref_loo(raw, y)[3] == pytest.approx(0.25)
+    np.testing.assert_allclose(_loo_rel_errors(raw, y), _ref_loo(raw, y), rtol=1e-9)
+
+
+def test_two_usable_runs_report_no_spearman() -> None:
+    cal = calibrate([1.0, 2.0, np.nan], {1.0: [1.0, 2.0, 3.0]})
+    assert np.isnan(cal.per_lambda[1.0]["spearman"])  # two points always rank perfectly or inversely
+
+
+def test_spearman_of_two_points_is_their_order() -> None:
+    assert spearman(np.array([1.0, 2.0]), np.array([5.0, 3.0])) == pytest.approx(-1.0)
+    assert spearman(np.array([1.0, 2.0]), np.array([3.0, 5.0])) == pytest.approx(1.0)
+
+
+def test_close_but_distinct_true_losses_still_calibrate() -> None:
+    y = np.array([2.0, 2.0001, 2.0002, 2.0003, 2.0004])  # real runs 1e-4 apart: not "all the same"
+    cal = calibrate(y, {1.0: np.array([1.0, 2.0, 3.0, 4.0, 5.0])})
+    assert cal.enabled and cal.spearman == pytest.approx(1.0)
+
+
+def test_choose_estimator_never_prefers_an_estimator_without_a_spearman() -> None:
+    y = np.array([0.61, 0.55, 0.72, 0.48, 0.66, 0.59])
+    flat = calibrate(y, {1.0: np.full(6, 0.5)})  # constant estimates: no Spearman
+    assert np.isnan(flat.spearman)
+    ranked = calibrate(y, {1.0: y * 0.5 + 0.2})
+    assert choose_estimator({"fast": flat, "linear_sgd": ranked}).estimator == "linear_sgd"
+
+
+def test_selection_loo_with_one_candidate_is_the_plain_leave_one_out() -> None:
+    raw = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
+    y = np.array([1.0, 2.0, 3.0, 5.0, 4.0])
+    errs = selection_loo_rel_errors(y, {("fast", 1.0): raw})
+    np.testing.assert_allclose(errs, _ref_loo(raw, y), rtol=1e-9, atol=1e-12)
+
+
+def test_selection_loo_ties_across_estimators_go_to_the_earlier_one() -> None:
+    y = np.array([1.0, 2.0, 3.0, 5.0, 4.0, 6.0])
+    curved = np.exp(y)  # same ranks as the linear one, so every fold ties on Spearman
+    linear = 0.5 * y
+    errs = selection_loo_rel_errors(y, {("fast", 1.0): curved, ("linear_sgd", 1.0): linear})
+    np.testing.assert_allclose(errs, _ref_loo(curved, y), rtol=1e-9, atol=1e-12)
+    assert not np.allclose(_ref_loo(curved, y), _ref_loo(linear, y))
+
+
+def test_selection_loo_skips_a_candidate_that_has_no_estimate_for_the_held_out_subset() -> None:
+    y = np.array([1.0, 2.0, 3.0, 5.0, 4.0, 6.0])
+    best = y.copy()
+    best[0] = np.nan  # would win every fold on ranks, but cannot predict subset 0
+    worse = np.array([1.0, 3.0, 2.0, 5.0, 4.0, 6.0])
+    errs = selection_loo_rel_errors(y, {("fast", 1.0): best, ("linear_sgd", 1.0): worse})
+    assert np.isfinite(errs).all()
+    assert errs[0] == pytest.approx(_ref_loo(worse, y)[0])
