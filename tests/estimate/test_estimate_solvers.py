@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import pickle
 
 import numpy as np
@@ -181,3 +182,81 @@ def test_fast_flags_steps_outside_its_quadratic_model() -> None:
     predicted = f0 + 0.5 * np.einsum("md,md->m", g, w)
     np.testing.assert_array_equal(tiny.converged, ok & (predicted >= 0) & np.isfinite(tiny.loss))
     assert FastEstimator(features, lam=1.0).estimate(masks).converged.all()
+
+
+def test_fast_is_the_newton_step_of_the_objective_at_zero(small_features: FeatureSet) -> None:
+    """Gradient from the objective's own formula, Hessian by central differences of it:
+    the step -H^{-1} g from w = 0 is what fast reports (loss and ||w||)."""
+    lam = 0.3
+    masks = random_masks(3, small_features.n_sources, seed=6)
+    fast = FastEstimator(small_features, lam=lam).estimate(masks)
+    d = small_features.d
+    for i, mask in enumerate(masks):
+        fun = _objective(*_rows(small_features, mask), lam)
+        g0 = fun(np.zeros(d))[1]
+        h = 1e-5
+        hess = np.column_stack([(fun(h * e)[1] - fun(-h * e)[1]) / (2 * h) for e in np.eye(d)])
+        w = -np.linalg.solve((hess + hess.T) / 2, g0)
+        loss = np.logaddexp(0.0, -(small_features.val_f + small_features.val_x @ w)).mean()
+        assert fast.loss[i] == pytest.approx(loss, rel=1e-6)
+        assert fast.w_norm[i] == pytest.approx(np.linalg.norm(w), rel=1e-6)
+
+
+def test_softplus_far_below_the_exp_cap_is_exact() -> None:
+    from subsetctl.estimate.solvers import _loss_and_sigmoid
+
+    loss, sig_neg = _loss_and_sigmoid(np.array([-800.0, -10.0, 0.0, 30.0]))
+    np.testing.assert_allclose(loss, [800.0, 10.0 + np.log1p(np.exp(-10.0)), np.log(2.0), np.log1p(np.exp(-30.0))],
+                               rtol=1e-12)
+    np.testing.assert_allclose(sig_neg, [1.0, 1 / (1 + np.exp(-10.0)), 0.5, 1 / (1 + np.exp(30.0))], rtol=1e-12)
+
+
+def test_masks_with_values_other_than_0_and_1_are_user_errors(small_features: FeatureSet) -> None:
+    masks = np.zeros((1, small_features.n_sources), dtype=int)
+    masks[0, 0] = 2
+    with pytest.raises(UserError, match="boolean"):
+        FastEstimator(small_features).estimate(masks)
+
+
+def test_exact_fingerprint_follows_its_settings(small_features: FeatureSet) -> None:
+    base = ExactEstimator(small_features, lam=0.5, tol=1e-6, max_iter=50).fingerprint()
+    assert ExactEstimator(small_features, lam=0.5, tol=1e-6, max_iter=50).fingerprint() == base
+    assert ExactEstimator(small_features, lam=0.5, tol=1e-8, max_iter=50).fingerprint() != base
+    assert ExactEstimator(small_features, lam=0.5, tol=1e-6, max_iter=5).fingerprint() != base
+    assert ExactEstimator(small_features, lam=0.25, tol=1e-6, max_iter=50).fingerprint() != base
+
+
+def test_exact_converged_means_gradient_norm_within_tol(small_features: FeatureSet) -> None:
+    lam = 0.05
+    masks = random_masks(1, small_features.n_sources, seed=7)
+    w, _ = ExactEstimator(small_features, lam=lam, max_iter=0).solve(masks)
+    gnorm = np.linalg.norm(_objective(*_rows(small_features, masks[0]), lam)(w[0])[1])
+    assert gnorm > 1e-6
+    assert not ExactEstimator(small_features, lam=lam, max_iter=0, tol=gnorm / 5).estimate(masks).converged[0]
+    assert ExactEstimator(small_features, lam=lam, max_iter=0, tol=gnorm * 1.01).estimate(masks).converged[0]
+
+
+def test_exact_never_goes_uphill_on_a_hard_one_dimensional_problem() -> None:
+    """Two far-apart rows and a small lambda: the Newton step from 0 overshoots (warm start
+    worse than 0) and later full steps need backtracking. Each extra Newton step may only
+    lower the objective (Armijo), and the end point is the 1-D minimiser."""
+    from scipy.optimize import minimize_scalar
+
+    x = np.array([[14.19], [-51.62]])
+    f = np.array([-10.75, -11.24])
+    lam = 0.049
+    fs = FeatureSet("t", ["a"], x, f, [np.ones((1, 1))], [np.zeros(1)], x, f)
+    mask = np.array([[False]])
+
+    def obj(w: np.ndarray) -> float:
+        return float(np.logaddexp(0.0, -(f + x @ w)).mean() + lam * w @ w)
+
+    values = [obj(np.zeros(1))]
+    for k in range(8):
+        w, _ = ExactEstimator(fs, lam=lam, max_iter=k).solve(mask)
+        values.append(obj(w[0]))
+    assert all(b <= a + 1e-12 for a, b in itertools.pairwise(values))
+    w, batch = ExactEstimator(fs, lam=lam, tol=1e-10).solve(mask)
+    ref = minimize_scalar(lambda v: obj(np.array([v])), bounds=(-5, 5), method="bounded", options={"xatol": 1e-12})
+    assert batch.converged[0]
+    assert w[0, 0] == pytest.approx(ref.x, abs=1e-6)
