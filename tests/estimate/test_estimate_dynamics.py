@@ -109,3 +109,18 @@ def test_fingerprint_tells_apart_rows_split_differently_between_target_and_sourc
     target_only = np.array([[False]])
     assert split5.estimate(target_only).loss[0] != split4.estimate(target_only).loss[0]
     assert split5.fingerprint() != split4.fingerprint()
+
+
+def test_weight_decay_factor_of_exactly_minus_one_is_refused(small_features: FeatureSet) -> None:
+    """lr*lambda = 1: every step multiplies w by 1 - 2 = -1, so w never decays (the boundary
+    of the documented lr*lambda >= 1)."""
+    with pytest.raises(UserError, match="diverges"):
+        LinearSGDEstimator(small_features, lam=2.0, lr=0.5)
+
+
+def test_fingerprint_follows_every_setting(small_features: FeatureSet) -> None:
+    base = {"lam": 0.1, "steps": 5, "lr": 0.01, "batch_size": 4, "seed": 0, "replay": True}
+    fp = LinearSGDEstimator(small_features, **base).fingerprint()
+    assert LinearSGDEstimator(small_features, **base).fingerprint() == fp
+    for change in ({"lam": 0.2}, {"steps": 6}, {"lr": 0.02}, {"batch_size": 8}, {"seed": 1}, {"replay": False}):
+        assert LinearSGDEstimator(small_features, **{**base, **change}).fingerprint() != fp, change
