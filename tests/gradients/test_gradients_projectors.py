@@ -120,3 +120,34 @@ def test_registry() -> None:
     assert isinstance(make_projector("gaussian", p=100, d=4, seed=0), GaussianProjector)
     with pytest.raises(UnknownPluginError):
         make_projector("sparse", p=100, d=4, seed=0)
+
+
+def test_d_equal_to_p_is_allowed() -> None:
+    P = GaussianProjector(p=64, d=64, seed=0).matrix()
+    assert tuple(P.shape) == (64, 64)
+
+
+def _unit_generator(seed: int, unit: int) -> torch.Generator:
+    from subsetctl.gradients.projectors import unit_seed
+
+    return torch.Generator(device="cpu").manual_seed(unit_seed(seed, unit))
+
+
+def test_each_unit_comes_from_its_own_seeded_generator() -> None:
+    """The documented contract: unit u of P is regenerated from unit_seed(seed, u) alone."""
+    d, seed, u = 16, 7, 1
+    p = 3 * UNIT_ROWS
+    gauss = GaussianProjector(p=p, d=d, seed=seed).matrix()[u * UNIT_ROWS : (u + 1) * UNIT_ROWS]
+    ref = torch.empty((UNIT_ROWS, d)).normal_(0.0, 1.0 / d**0.5, generator=_unit_generator(seed, u))
+    assert torch.equal(gauss, ref)
+    rad = RademacherProjector(p=p, d=d, seed=seed).matrix()[u * UNIT_ROWS : (u + 1) * UNIT_ROWS]
+    raw = torch.randint(0, 256, (UNIT_ROWS * d // 8,), generator=_unit_generator(seed, u))
+    bits = torch.stack([(raw >> j) & 1 for j in range(8)], dim=1).reshape(UNIT_ROWS, d)  # 8 signs per byte
+    assert torch.equal(rad, (bits.to(torch.float32) * 2 - 1) / d**0.5)
+
+
+def test_neighbouring_seeds_share_no_units() -> None:
+    from subsetctl.gradients.projectors import unit_seed
+
+    seeds = {unit_seed(s, u) for s in range(4) for u in range(4)}
+    assert len(seeds) == 16  # not seed + unit: seed 1 unit 0 is not seed 0 unit 1
