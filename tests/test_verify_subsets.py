@@ -25,3 +25,21 @@ def test_a_larger_k_keeps_the_subsets_of_a_smaller_one() -> None:
     smaller = verify_subsets(sources, 12, seed=1)
     assert verify_subsets(sources, 32, seed=1)[:12] == smaller
     assert smaller[:2] == [[], sources]
+
+
+def test_sizes_cycle_from_one_after_the_empty_and_full_subsets() -> None:
+    sources = [f"s{i}" for i in range(5)]
+    subsets = verify_subsets(sources, 10, seed=3)
+    assert subsets[0] == [] and subsets[1] == sources
+    assert [len(s) for s in subsets[2:]] == [1, 2, 3, 4, 1, 2, 3, 4]
+    for s in subsets:
+        assert s == [x for x in sources if x in s]  # names in source (mask) order
+
+
+def test_the_seed_decides_the_random_subsets_and_k_bounds_them() -> None:
+    sources = [f"s{i}" for i in range(8)]
+    a = verify_subsets(sources, 8, seed=0)
+    assert verify_subsets(sources, 8, seed=0) == a
+    assert any(verify_subsets(sources, 8, seed=s) != a for s in (1, 2, 3))
+    assert verify_subsets(sources, 1, seed=0) == [[]]
+    assert len(verify_subsets(sources, 5, seed=0)) == 5
