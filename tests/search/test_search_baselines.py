@@ -82,3 +82,12 @@ def test_similarity_threshold_outside_the_cosine_range_is_refused(estimator: Cou
     for threshold in (1.0, 2.0, -1.5):
         with pytest.raises(UserError, match="threshold"):
             run_strategy("gradient_similarity", estimator, ctx, {"threshold": threshold})
+
+
+def test_cosine_is_scale_free_and_normalised_by_both_vectors() -> None:
+    from subsetctl.search.baselines import cosine
+
+    assert cosine(np.array([3.0, 4.0]), np.array([4.0, 3.0])) == pytest.approx(24 / 25)
+    assert cosine(np.array([1.0, 0.0]), np.array([5.0, 0.0])) == pytest.approx(1.0)
+    assert cosine(np.array([10.0, 0.0]), np.array([0.0, 0.5])) == pytest.approx(0.0)
+    assert cosine(np.zeros(2), np.array([1.0, 0.0])) == 0.0

@@ -137,3 +137,43 @@ def test_exhaustive_does_not_advise_raising_m_it_has_no_m() -> None:
     result = run_strategy("exhaustive", FailsWithoutS0([0.1, 0.2, 0.3]), SearchContext(sources=["s0", "s1", "s2"]))
     (notice,) = [n for n in result.notices if "all or none" in n]
     assert "'s0'" in notice and "Increase m" not in notice and "no finite estimate" in notice
+
+
+def test_sample_subsets_rejection_path_never_repeats_a_subset() -> None:
+    masks, _ = sample_subsets(6, 3, 10, np.random.default_rng(0))  # 10 of the 20: drawn by rejection
+    assert len({row.tobytes() for row in masks}) == 10
+
+
+def test_mean_difference_score_is_a_difference_of_means() -> None:
+    masks = np.array([[1, 0], [0, 1], [0, 0], [0, 1]], dtype=bool)
+    losses = np.array([1.0, 2.0, 3.0, 10.0])
+    scores, _ = mean_difference_scores(masks, losses, ["a", "b"])
+    # a: mean(2, 3, 10) - 1 = 4;  b: mean(1, 3) - mean(2, 10) = -4
+    assert scores == pytest.approx([4.0, -4.0])
+
+
+def test_subset_size_rounds_alpha_times_n() -> None:
+    from subsetctl.search.ensemble import subset_size
+
+    assert subset_size(4, 0.7, "random_ensemble")[0] == 3  # 2.8 -> 3
+    assert subset_size(10, 0.26, "random_ensemble")[0] == 3  # 2.6 -> 3
+
+
+def test_fit_ridge_shrinks_by_the_closed_form() -> None:
+    x = np.array([[0.0], [1.0], [2.0], [3.0]])
+    y = np.array([1.0, 3.0, 5.0, 7.0])  # y = 2 x + 1
+    coef, intercept = fit_ridge(x, y, ridge=5.0)
+    # centred: sum xc^2 = 5, sum xc yc = 10, so coef = 10 / (5 + 5) = 1; intercept = 4 - 1.5 * 1
+    assert coef[0] == pytest.approx(1.0)
+    assert intercept == pytest.approx(2.5)
+
+
+def test_sweep_prefix_k_holds_the_k_best_scored_sources() -> None:
+    effects = [0.3, -0.2, 0.05, -0.4, 0.1, 0.0]
+    est = Additive(effects)
+    result = run_strategy("random_ensemble", est, SearchContext(sources=est.sources, seed=1),
+                          {"m": 20, "select": "sweep"})
+    order = sorted(range(len(effects)), key=lambda i: -result.scores[f"s{i}"])
+    for entry in result.diagnostics["sweep"]:
+        k = entry["k"]
+        assert entry["loss"] == pytest.approx(1.0 - sum(effects[i] for i in order[:k]))

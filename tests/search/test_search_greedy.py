@@ -94,3 +94,26 @@ def test_a_source_every_step_of_which_failed_is_scored_0_with_a_notice() -> None
     assert any("['s2']" in n and "score is set to 0" in n for n in result.notices)
     result = run_strategy("forward", Additive([0.1, 0.3, 0.2]), SearchContext(sources=["s0", "s1", "s2"]))
     assert not any("score is set to 0" in n for n in result.notices)
+
+
+def test_each_step_reports_how_much_it_lowered_the_loss() -> None:
+    est = Additive([0.3, -0.2, 0.1, 0.0])
+    steps = run_strategy("forward", est, SearchContext(sources=est.sources)).diagnostics["steps"]
+    assert [s["improvement"] for s in steps] == pytest.approx([0.3, 0.1])  # 1 -> 0.7 -> 0.6
+    assert [s["loss"] for s in steps] == pytest.approx([0.7, 0.6])
+
+
+class _FailsOnEmpty(Additive):
+    def estimate(self, masks: np.ndarray) -> EstimateBatch:
+        batch = super().estimate(masks)
+        batch.loss[~masks.any(axis=1)] = np.nan
+        return batch
+
+
+def test_a_failed_start_measures_first_gains_against_the_worst_candidate() -> None:
+    est = _FailsOnEmpty([0.3, -0.2, 0.1])
+    result = run_strategy("forward", est, SearchContext(sources=est.sources))
+    # first round: candidate losses 0.7, 1.2, 0.9; the worst (1.2) is the base
+    assert result.diagnostics["steps"][0]["improvement"] == pytest.approx(0.5)
+    assert result.scores["s0"] == pytest.approx(0.5)
+    assert result.selected == ["s0", "s2"]
