@@ -43,3 +43,9 @@ def test_the_seed_decides_the_random_subsets_and_k_bounds_them() -> None:
     assert any(verify_subsets(sources, 8, seed=s) != a for s in (1, 2, 3))
     assert verify_subsets(sources, 1, seed=0) == [[]]
     assert len(verify_subsets(sources, 5, seed=0)) == 5
+
+
+def test_no_sources_give_the_empty_subset_once() -> None:
+    """The empty subset and "all sources" are the same subset then: it was listed twice."""
+    assert verify_subsets([], 4, 0) == [[]]
+    assert verify_subsets(["a"], 4, 0) == [[], ["a"]]

@@ -46,7 +46,7 @@ def verify_subsets(sources: list[str], k: int, seed: int) -> list[list[str]]:
     smaller k, are unchanged)."""
     n = len(sources)
     rng = np.random.default_rng(seed)
-    chosen: list[tuple[str, ...]] = [(), tuple(sources)]
+    chosen: list[tuple[str, ...]] = [(), tuple(sources)] if sources else [()]  # (no sources: one subset)
     sizes = list(range(1, n)) or [0]
     attempts = 0
     while len(chosen) < k and attempts < 100 * k:
