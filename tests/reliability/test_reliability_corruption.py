@@ -3,6 +3,7 @@ and `run` re-runs that stage from scratch with a notice, never reusing the damag
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -152,6 +153,6 @@ def test_a_damaged_adapter_that_reaches_a_loader_is_a_user_error(project: Path) 
 
     adapter = next((project / rf.STATE / "finetune").rglob("adapter_model.safetensors"))
     truncate(adapter)
-    with pytest.raises(UserError, match=r"cannot be read .* damaged\. Compute it again with `subsetctl run --force "
-                                        r"finetune`"):
+    with pytest.raises(UserError, match=r"cannot be read .* damaged\. Compute it again with `subsetctl run "
+                                        rf"{re.escape(str(project.resolve()))} --force finetune`"):
         adapter_fingerprint(adapter.parent)
