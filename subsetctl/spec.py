@@ -1034,11 +1034,14 @@ class _DuplicateKeyError(yaml.YAMLError):
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     """The safe loader, except that a key given twice in one mapping is an error (plain
-    YAML keeps the last one, so half of a spec could vanish without a word)."""
+    YAML keeps the last one, so half of a spec could vanish without a word). Merge keys
+    (``<<: *base``) are YAML's own: the keys they bring in may be given again beside them."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # no value of its own: the base class merges it
+                continue
             key = self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
             if isinstance(key, str | int | float | bool) and key in seen:

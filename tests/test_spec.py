@@ -146,6 +146,20 @@ def test_yaml_tags_are_refused(tmp_path: Path) -> None:
         load_spec(evil)
 
 
+def test_yaml_merge_keys_work_and_a_key_given_beside_them_wins(tmp_path: Path) -> None:
+    """`<<: *base` failed as "malformed YAML: could not determine a constructor for the tag
+    'tag:yaml.org,2002:merge'": the duplicate-key check read the merge key as a plain key."""
+    path = tmp_path / "subsetctl.yaml"
+    path.write_text(
+        "target:\n  name: t\n  loader: &base\n    type: jsonl\n    path: t.jsonl\n    prompt_field: q\n"
+        "sources:\n  - name: s\n    loader:\n      <<: *base\n      path: s.jsonl\n", encoding="utf-8")
+    spec = load_spec(path)
+    assert spec.sources[0].loader.path == "s.jsonl" and spec.sources[0].loader.prompt_field == "q"
+    path.write_text(path.read_text() + "    loader:\n      path: x.jsonl\n", encoding="utf-8")
+    with pytest.raises(SpecError, match="key 'loader' appears twice"):  # a real duplicate still is one
+        load_spec(path)
+
+
 def test_key_lines_maps_nested_paths() -> None:
     lines = key_lines("a:\n  b:\n    - x: 1\n    - y: 2\n")
     assert lines[("a", "b", 1, "y")] == 4
