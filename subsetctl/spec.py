@@ -1002,7 +1002,17 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
     except UnicodeDecodeError as exc:
         raise SpecFileError(path, f"the spec is not valid UTF-8 (byte {exc.start}). Save it as UTF-8.") from None
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)
+        loader = _UniqueKeyLoader(text)
+        try:
+            root = loader.get_single_node()
+            if root is not None and _expanded_size(root) > _MAX_ALIAS_EXPANSION:
+                raise SpecFileError(
+                    path, f"its aliases (*name) repeat what they refer to into more than {_MAX_ALIAS_EXPANSION:,} "
+                    "values, far more than any spec holds (nested aliases grow exponentially; an alias inside "
+                    "its own anchor repeats without end). Use each anchor only where it is needed.")
+            data = loader.construct_document(root) if root is not None else None
+        finally:
+            loader.dispose()
     except _DuplicateKeyError as exc:
         raise SpecFileError(
             path, f"key {exc.key_path!r} appears twice in one mapping (lines {exc.first_line} and {exc.line}); "
@@ -1024,6 +1034,28 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
             f"sources, ...), not a {type(data).__name__}."
         )
     return data, text
+
+
+_MAX_ALIAS_EXPANSION = 1_000_000  # values a spec's aliases may add beyond those written
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """How many values the aliases of the document at ``root`` add beyond the nodes written:
+    an alias is the node it refers to, so a few lines of nested aliases (a "billion laughs")
+    stand for billions of values that every walk over the spec would visit. Counted without
+    visiting them: each node's size once. An alias inside what it refers to (``a: &a [*a]``)
+    repeats it without end: it counts as over any limit."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        if id(node) not in sizes:
+            sizes[id(node)] = _MAX_ALIAS_EXPANSION + 1  # until counted: met again inside itself, a cycle
+            children = ([n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode)
+                        else node.value if isinstance(node, yaml.SequenceNode) else [])
+            sizes[id(node)] = 1 + sum(size(child) for child in children)
+        return sizes[id(node)]
+
+    return size(root) - len(sizes)
 
 
 class _DuplicateKeyError(yaml.YAMLError):

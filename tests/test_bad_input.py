@@ -46,6 +46,23 @@ def test_a_key_given_twice_is_an_error_not_silently_dropped(tmp_path: Path) -> N
         load_spec(path)
 
 
+@pytest.mark.parametrize("aliases", [
+    # 40 values, each alias level 40 times more: 2.56 million from six short lines (a
+    # "billion laughs" of 9 levels ate all memory in the walk for key lines)
+    "project:\n  name: &a [" + ",".join(["x"] * 40) + "]\n"
+    + "".join(f"  l{i}: &{chr(98 + i)} [" + ",".join([f"*{chr(97 + i)}"] * 40) + "]\n" for i in range(3)),
+    "a: &a [*a]\n",  # an alias inside its own anchor: no end
+])
+def test_aliases_that_expand_without_bound_are_refused_at_once(tmp_path: Path, aliases: str) -> None:
+    path = _spec_file(tmp_path, BASE, yaml.safe_dump(BASE, sort_keys=False) + aliases)
+    (issue,) = _issues(path)
+    assert f"{path}: (file): its aliases (*name) repeat what they refer to into more than 1,000,000" in issue
+    with pytest.raises(UserError, match="aliases"):
+        load_spec(path)
+    legit = yaml.safe_dump(BASE, sort_keys=False) + "gradients: {d: &n 4, batch_size: *n}\n"  # as meant: fine
+    assert load_spec(_spec_file(tmp_path, BASE, legit)).gradients.batch_size == 4
+
+
 def test_malformed_yaml_is_listed_once_with_its_line(tmp_path: Path) -> None:
     path = _spec_file(tmp_path, BASE, "project: {name: x\n")
     report = validate_spec_file(path)
