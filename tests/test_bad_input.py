@@ -6,7 +6,9 @@ from __future__ import annotations
 import errno
 import importlib.util
 import json
+import os
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -61,6 +63,25 @@ def test_aliases_that_expand_without_bound_are_refused_at_once(tmp_path: Path, a
         load_spec(path)
     legit = yaml.safe_dump(BASE, sort_keys=False) + "gradients: {d: &n 4, batch_size: *n}\n"  # as meant: fine
     assert load_spec(_spec_file(tmp_path, BASE, legit)).gradients.batch_size == 4
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
+def test_a_data_path_that_is_a_named_pipe_is_refused_not_waited_on(tmp_path: Path) -> None:
+    """validate (and plan, run) opened a FIFO given as a JSON Lines path to count its lines,
+    and waited for a writer forever."""
+    os.mkfifo(tmp_path / "pipe.jsonl")
+    data = {**BASE, "sources": [{"name": "s0", "loader": {"type": "jsonl", "path": "pipe.jsonl"}}, *BASE["sources"][1:]]}
+    path = _spec_file(tmp_path, data)
+    found: list[str] = []
+    worker = threading.Thread(target=lambda: found.extend(_issues(path)), daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    hung = worker.is_alive()
+    if hung:  # let the blocked reader go (a writer that writes nothing), so the test ends
+        os.close(os.open(tmp_path / "pipe.jsonl", os.O_WRONLY))
+        worker.join(timeout=30)
+    assert not hung, "validate waited on the named pipe"
+    assert found == [f"{path}:14: sources[0].loader.path: {tmp_path / 'pipe.jsonl'} is not a file"]
 
 
 def test_malformed_yaml_is_listed_once_with_its_line(tmp_path: Path) -> None:

@@ -60,10 +60,13 @@ def _rows_in_file(loader: Any, base_dir: Path) -> tuple[int, str] | None:
     """How many rows a local file holds at most, when that is cheap to know: a Parquet
     file's metadata, or the non-blank lines of a JSON Lines file up to
     :data:`LINES_COUNTED_MB` (an upper bound: blank answers are left out when loaded);
-    with what was counted, for messages. None for anything else or an unreadable file."""
+    with what was counted, for messages. None for anything else or an unreadable file (a
+    named pipe or device is not opened: reading one waits for a writer, maybe forever)."""
     if not isinstance(loader, (JsonlLoader, ParquetLoader)):
         return None
     path = resolve_path(loader.path, base_dir)
+    if not path.is_file():  # the file checks say what it is instead
+        return None
     try:
         if isinstance(loader, ParquetLoader):
             import pyarrow.parquet as pq
