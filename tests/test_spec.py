@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -201,6 +202,18 @@ def test_source_files_expand_to_one_source_per_file(tmp_path: Path) -> None:
     for pattern, path in ((f"{pool}/*.jsonl", f"{pool}/a.jsonl"), ("../../x/data/sources/*.jsonl", "../../x/data/sources/a.jsonl")):
         spec = load_spec(_files_project(tmp_path / "y" / str(len(pattern)), [{"files": pattern, "loader": {"type": "jsonl"}}]))
         assert (spec.sources[0].name, spec.sources[0].loader.path) == ("a", path)
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="symbolic links")
+def test_source_files_star_star_does_not_follow_a_symlink_loop(tmp_path: Path) -> None:
+    """`**` followed data/sources/sub/up -> .. round and round: one link made the same
+    files dozens of sources (sub.up.a, sub.up.sub.up.a, ...), a few made validate hang."""
+    path = _files_project(tmp_path, [{"files": "data/sources/**/*.jsonl", "loader": {"type": "jsonl"}}])
+    (tmp_path / "data" / "sources" / "sub" / "up").symlink_to("..", target_is_directory=True)
+    (tmp_path / "pool").mkdir()
+    (tmp_path / "pool" / "e.jsonl").write_text('{"prompt": "1", "response": "2"}\n' * 4)
+    (tmp_path / "data" / "sources" / "pool").symlink_to(tmp_path / "pool", target_is_directory=True)
+    assert [s.name for s in load_spec(path).sources] == ["a", "b", "pool.e", "sub.c_d"]  # a link out: followed
 
 
 def test_source_files_names_for_any_file_name_and_the_target_left_out(tmp_path: Path) -> None:
