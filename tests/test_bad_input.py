@@ -84,6 +84,36 @@ def test_a_data_path_that_is_a_named_pipe_is_refused_not_waited_on(tmp_path: Pat
     assert found == [f"{path}:14: sources[0].loader.path: {tmp_path / 'pipe.jsonl'} is not a file"]
 
 
+def test_a_data_file_that_may_not_be_read_is_found_by_validate(tmp_path: Path, monkeypatch) -> None:
+    """A JSON Lines file without read permission passed validate (its head unread, nothing
+    said) and a Parquet one was "not a Parquet file"; plan and run then stopped on it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"prompt": ["1"], "response": ["2"]}), tmp_path / "p.parquet")
+    (tmp_path / "locked.jsonl").write_text('{"prompt": "1", "response": "2"}\n')
+    data = {**BASE, "sources": [*BASE["sources"][:2], {"name": "j", "loader": {"type": "jsonl", "path": "locked.jsonl"}},
+                                {"name": "p", "loader": {"type": "parquet", "path": "p.parquet"}}]}
+    path = _spec_file(tmp_path, data)
+    if getattr(os, "geteuid", lambda: 1)() == 0:  # root reads anything: deny as the OS would
+        real_open = open
+
+        def denying_open(file, *args, **kwargs):
+            if Path(file).name in ("locked.jsonl", "p.parquet"):
+                raise PermissionError(errno.EACCES, "Permission denied", str(file))
+            return real_open(file, *args, **kwargs)
+
+        monkeypatch.setattr("builtins.open", denying_open)
+        monkeypatch.setattr(pq, "read_schema", lambda where, **kw: denying_open(where))
+    else:
+        for name in ("locked.jsonl", "p.parquet"):
+            (tmp_path / name).chmod(0)
+    issues = _issues(path)
+    for name in ("locked.jsonl", "p.parquet"):
+        assert any(f"{name}: subsetctl may not read it (permission denied): make it readable" in i for i in issues), issues
+    assert not any("not a Parquet file" in i for i in issues), issues
+
+
 def test_malformed_yaml_is_listed_once_with_its_line(tmp_path: Path) -> None:
     path = _spec_file(tmp_path, BASE, "project: {name: x\n")
     report = validate_spec_file(path)

@@ -254,12 +254,17 @@ def _file_head(loader: LoaderBase, path: Path) -> tuple[list[str] | None, str | 
 
             try:
                 return list(pq.read_schema(path).names), None
+            except PermissionError:
+                raise
             except (pa.ArrowException, OSError, ValueError) as exc:
                 return None, f"not a Parquet file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
     except UnicodeDecodeError as exc:
         return None, f"not valid UTF-8 ({exc.reason}{_utf8_error_where(path)}): re-save it as UTF-8"
     except UnsupportedCompression as exc:
         return None, exc.problem
+    except PermissionError:
+        return None, ("subsetctl may not read it (permission denied): make it readable "
+                      "(chmod a+r), or copy the data somewhere you can read it")
     except (OSError, EOFError, csv.Error, ImportError, RecursionError):
         return None, None
     return None, None
