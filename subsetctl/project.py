@@ -117,6 +117,23 @@ def read_json_object(path: Path) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def manifest_shape_ok(manifest: dict[str, Any]) -> bool:
+    """Whether a manifest read from disk has the shape the stages rely on: a fingerprint,
+    artifacts mapping each file to its ``sha256`` and ``size``, and inputs (when recorded)
+    as mappings. A manifest edited by hand with another type in one of them is no manifest
+    (it stopped `plan`, `report` and `run` with an internal error)."""
+    artifacts = manifest.get("artifacts", {})
+    inputs = manifest.get("inputs", {})
+    return (
+        isinstance(manifest.get("fingerprint"), str)
+        and isinstance(artifacts, dict)
+        and all(isinstance(meta, dict) and isinstance(meta.get("sha256"), str)
+                and isinstance(meta.get("size"), int) for meta in artifacts.values())
+        and isinstance(inputs, dict)
+        and all(isinstance(inputs.get(key, {}), dict) for key in ("upstream", "slice"))
+    )
+
+
 def replace_dir(src: Path, dst: Path, aside: Path | None = None) -> None:
     """Move folder ``src`` to ``dst``, replacing ``dst``. The old ``dst`` is first renamed
     aside (to ``aside``, by default a hidden sibling) and deleted last, so that at every
@@ -689,8 +706,9 @@ class Project:
 
     def read_manifest(self, stage: str) -> dict[str, Any] | None:
         """``stage``'s manifest; None when it has none, ``{"corrupt": True}`` when the file
-        is no manifest (not JSON, or JSON that is not an object with a fingerprint: a file
-        truncated, overwritten or edited by hand), which `plan` shows and `run` recomputes."""
+        is no manifest (not JSON, or JSON that is not an object with a fingerprint, or not of
+        :func:`manifest_shape_ok`'s shape: a file truncated, overwritten or edited by hand),
+        which `plan` shows and `run` recomputes."""
         path = self.stage_dir(stage) / MANIFEST
         if not path.is_file():
             return None
@@ -700,7 +718,7 @@ class Project:
             return None
         except (json.JSONDecodeError, UnicodeDecodeError):
             return {"corrupt": True}
-        return manifest if isinstance(manifest, dict) and "fingerprint" in manifest else {"corrupt": True}
+        return manifest if isinstance(manifest, dict) and manifest_shape_ok(manifest) else {"corrupt": True}
 
     def write_manifest(
         self, stage: str, manifest: dict[str, Any], artifacts: dict[str, dict[str, Any]] | None = None

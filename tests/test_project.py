@@ -217,6 +217,30 @@ def test_corrupt_manifest_is_not_trusted(jsonl_project: Path) -> None:
     assert [r["action"] for r in run_project(jsonl_project, until="data")] == ["ran"]
 
 
+def test_a_manifest_with_a_field_of_another_type_is_corrupt_not_an_internal_error(jsonl_project: Path) -> None:
+    """A manifest edited by hand (an object with a fingerprint, but `artifacts` a list, an
+    artifact without its size, `inputs` a number) stopped plan, report and run with an
+    internal error (AttributeError, KeyError, TypeError)."""
+    from click.testing import CliRunner
+
+    from subsetctl.cli import main
+
+    run_project(jsonl_project, until="data")
+    manifest = jsonl_project / ".subsetctl" / "data" / "manifest.json"
+    good = json.loads(manifest.read_text())
+    first = next(iter(good["artifacts"]))
+    damages = [{"artifacts": []}, {"artifacts": {first: "x"}}, {"artifacts": {first: {"sha256": "0" * 64}}},
+               {"inputs": 5}, {"inputs": {"upstream": []}}, {"fingerprint": None}]
+    for damage in damages:
+        manifest.write_text(json.dumps({**good, **damage}))
+        _, _, statuses = plan_project(jsonl_project, until="data")
+        assert statuses[0].state == "corrupt", damage
+        for args in (["plan", str(jsonl_project)], ["report", str(jsonl_project), "--format", "json"]):
+            result = CliRunner().invoke(main, args)
+            assert "internal error" not in result.output and result.exit_code in (0, 1), (damage, result.output)
+    assert [r["action"] for r in run_project(jsonl_project, until="data")] == ["ran"]
+
+
 def test_atomic_write_leaves_no_temp_files(tmp_path: Path) -> None:
     atomic_write_json(tmp_path / "x.json", {"a": 1})
     assert os.listdir(tmp_path) == ["x.json"]
