@@ -64,6 +64,7 @@ def environment_error(exc: OSError) -> UserError | None:
     folder, full disk); None for anything else, which stays an internal error. The CLI
     prints it; :func:`environment_errors_as_user_errors` raises it to API callers."""
     import errno
+    import os
 
     notes = getattr(exc, "__notes__", [])  # the pipeline notes the stage and its folder
     where = f" {exc.filename}" if exc.filename else (f" in {notes[-1]}" if notes else "")
@@ -77,6 +78,11 @@ def environment_error(exc: OSError) -> UserError | None:
         return UserError(
             f"Cannot use {exc.filename}: {exc.strerror}. subsetctl expects a file there (or a folder in a path "
             "where a file is); something else put it there. Move it aside and run again."
+        )
+    if exc.errno == errno.EEXIST and exc.filename and not os.path.isdir(exc.filename):  # mkdir(exist_ok=True)
+        return UserError(
+            f"Cannot use {exc.filename}: it is a file where subsetctl keeps a folder (its state lives in "
+            ".subsetctl/); something else put it there. Move it aside and run again. Finished stages are kept."
         )
     if exc.errno == errno.ENOSPC:
         return UserError(

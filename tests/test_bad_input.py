@@ -114,6 +114,15 @@ def test_a_data_file_that_may_not_be_read_is_found_by_validate(tmp_path: Path, m
     assert not any("not a Parquet file" in i for i in issues), issues
 
 
+def test_a_file_where_the_state_folder_belongs_is_a_user_error(jsonl_project: Path) -> None:
+    """A file named .subsetctl in the project stopped `run` with "internal error:
+    FileExistsError" (creating the folder for the lock)."""
+    (jsonl_project / ".subsetctl").write_text("")
+    result = CliRunner().invoke(main, ["run", str(jsonl_project), "--until", "data"])
+    assert result.exit_code == 1 and "internal error" not in result.output
+    assert f"Cannot use {jsonl_project / '.subsetctl'}: it is a file where subsetctl keeps a folder" in result.output
+
+
 def test_malformed_yaml_is_listed_once_with_its_line(tmp_path: Path) -> None:
     path = _spec_file(tmp_path, BASE, "project: {name: x\n")
     report = validate_spec_file(path)
