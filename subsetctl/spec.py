@@ -1063,7 +1063,10 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
     try:
         text = raw_bytes.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SpecFileError(path, f"the spec is not valid UTF-8 (byte {exc.start}). Save it as UTF-8.") from None
+        from subsetctl.data.loaders import utf16_note  # (the data loaders import this module)
+
+        raise SpecFileError(path, f"the spec is not valid UTF-8 (byte {exc.start}{utf16_note(raw_bytes[:2])}). "
+                                  "Save it as UTF-8.") from None
     try:
         loader = _UniqueKeyLoader(text)
         try:

@@ -659,3 +659,15 @@ def test_a_project_seed_torch_cannot_take_is_found_by_validate(tmp_path: Path) -
     (issue,) = _issues(_spec_file(tmp_path, {**BASE, "project": {"seed": 2**64}}))
     assert "project.seed: Input should be less than or equal to 9223372036854775807" in issue
     assert not _issues(_spec_file(tmp_path, {**BASE, "project": {"seed": 2**63 - 1}}))
+
+
+def test_a_utf16_spec_is_named_as_such(tmp_path: Path) -> None:
+    """Notepad's "Unicode" and PowerShell's `>` save UTF-16: "not valid UTF-8 (byte 0)"
+    alone did not say what the file is (the data files' message already did)."""
+    path = tmp_path / "subsetctl.yaml"
+    path.write_bytes("target: x\n".encode("utf-16"))  # with its byte-order mark
+    (issue,) = _issues(path)
+    assert "not valid UTF-8 (byte 0; it starts with a UTF-16 byte-order mark, so it is UTF-16 text)" in issue
+    path.write_bytes(b"target: caf\xe9\n")  # Latin-1: no note
+    (issue,) = _issues(path)
+    assert "not valid UTF-8 (byte 11). Save it as UTF-8." in issue
