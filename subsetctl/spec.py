@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import copy
 import difflib
-import fnmatch
 import functools
-import glob
 import hashlib
-import os
 import re
 import types
 import unicodedata
@@ -35,6 +32,7 @@ from pydantic import (
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 
 from subsetctl.errors import SpecError, SpecFileError
+from subsetctl.globbing import glob_without_loops
 
 SPEC_FILENAME = "subsetctl.yaml"
 
@@ -405,7 +403,7 @@ class SourceFilesSpec(SourceSettings):
     def matching_files(self, spec_dir: Path) -> list[Path]:
         """The files the glob matches, sorted: relative to ``spec_dir`` as written (``..``
         included), or absolute for an absolute pattern; hidden files are skipped."""
-        matches = _glob_without_loops(str(Path(self.files).expanduser()), Path(spec_dir))
+        matches = glob_without_loops(str(Path(self.files).expanduser()), Path(spec_dir))
         return sorted(Path(m) for m in matches if (Path(spec_dir) / m).is_file())
 
     def source_name(self, relative: Path) -> str:
@@ -446,56 +444,6 @@ class SourceFilesSpec(SourceSettings):
         loader = self.loader.model_dump(mode="json")
         return [{"name": self.source_name(rel), "loader": {**loader, "path": rel.as_posix()}, **settings}
                 for rel in self.matching_files(spec_dir)]
-
-
-def _glob_without_loops(pattern: str, root_dir: Path) -> set[str]:
-    """What ``glob.glob(pattern, root_dir=root_dir, recursive=True)`` matches (hidden names
-    skipped unless the pattern's part starts with a dot), except that ``**`` does not enter a
-    symbolic link to a folder it is already inside: glob follows ``data/sub/up -> ..`` until
-    the paths are too long, matching the same files once per turn, and two such links in
-    one folder double the paths at each turn (a hang)."""
-    parts = Path(pattern).parts
-    found: set[str] = set()
-
-    def entries(folder: Path) -> list[os.DirEntry[str]]:
-        try:
-            with os.scandir(folder) as listing:
-                return list(listing)
-        except OSError:  # not a folder, or unreadable: as glob, no match
-            return []
-
-    def is_dir(entry: os.DirEntry[str]) -> bool:
-        try:
-            return entry.is_dir()  # a link to a folder too
-        except OSError:
-            return False
-
-    def walk(rel: str, inside: frozenset[str], i: int) -> None:
-        here = root_dir / rel
-        if i == len(parts):
-            if rel:
-                found.add(rel)
-        elif i == 0 and Path(parts[0]).is_absolute():  # "/" (or a drive): the walk starts there
-            walk(parts[0], inside, 1)
-        elif parts[i] == "**":  # here and every folder below, each real folder once per path
-            inside = inside | {os.path.realpath(here)}
-            walk(rel, inside, i + 1)
-            for entry in entries(here):
-                if entry.name.startswith("."):
-                    continue
-                if i == len(parts) - 1:  # a last "**" matches files too
-                    found.add(os.path.join(rel, entry.name))
-                if is_dir(entry) and os.path.realpath(entry.path) not in inside:
-                    walk(os.path.join(rel, entry.name), inside, i)
-        elif glob.has_magic(parts[i]):
-            for name in fnmatch.filter([entry.name for entry in entries(here)], parts[i]):
-                if parts[i].startswith(".") or not name.startswith("."):
-                    walk(os.path.join(rel, name), inside, i + 1)
-        elif os.path.lexists(here / parts[i]):
-            walk(os.path.join(rel, parts[i]), inside, i + 1)
-
-    walk("", frozenset(), 0)
-    return found
 
 
 def _default_target_split() -> SplitSpec:

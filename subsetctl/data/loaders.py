@@ -772,10 +772,11 @@ def _glob_escaped(path: Path) -> Path:
 
 def _files_matching(pattern: Path) -> list[str]:
     """The files matching an absolute glob ``pattern``, sorted; its folders may hold glob
-    characters too (``data/*/part-*.jsonl``, ``data/**/*.jsonl``)."""
-    import glob
+    characters too (``data/*/part-*.jsonl``, ``data/**/*.jsonl``; a symbolic link back
+    into a folder ``**`` is inside is not followed round: :mod:`subsetctl.globbing`)."""
+    from subsetctl.globbing import glob_without_loops
 
-    return sorted(p for p in glob.glob(str(pattern), recursive=True) if Path(p).is_file())
+    return sorted(p for p in glob_without_loops(str(pattern), Path(pattern.anchor)) if Path(p).is_file())
 
 
 def _existing_file(path_option: str, ctx: LoadContext) -> Path:

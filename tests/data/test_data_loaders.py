@@ -1036,3 +1036,15 @@ def test_a_files_own_source_row_and_label_text_columns_are_kept_in_the_metadata(
     ds = load_plugin(PluginLoader(type="plugin", name="test_filtering_loader"), make_ctx("wrapped"))
     assert ds["source"] == ["wrapped"]
     assert json.loads(ds["metadata"][0]) == {"source": "gsm8k", "row": 7, "label_text": "easy", "tag": 1}
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="symbolic links")
+def test_huggingface_data_files_star_star_does_not_follow_a_symlink_loop(tmp_path: Path, make_ctx) -> None:
+    """`data_files: [parts/**/*.jsonl]` went round parts/sub/up -> .. as `source_files` did:
+    every file was read dozens of times over (the rows repeated), or the glob hung."""
+    (tmp_path / "parts" / "sub").mkdir(parents=True)
+    write_jsonl(tmp_path / "parts" / "p1.jsonl", qa_rows(3, "a"))
+    write_jsonl(tmp_path / "parts" / "sub" / "p2.jsonl", qa_rows(2, "b"))
+    (tmp_path / "parts" / "sub" / "up").symlink_to("..", target_is_directory=True)
+    options = HuggingFaceLoader(type="huggingface", path="json", data_files=["parts/**/*.jsonl"])
+    assert len(load_huggingface(options, make_ctx())) == 5

@@ -1,0 +1,65 @@
+"""File globs as ``glob.glob(pattern, recursive=True)`` reads them, without its loops.
+
+``**`` in :mod:`glob` follows every symbolic link to a folder, so a link back into a
+folder it is inside (``data/sub/up -> ..``) is entered again and again until the paths
+grow too long: the same files match once per turn, and a few such links in one folder
+double the paths at each turn (a hang). Used for a spec's ``source_files`` and a
+``huggingface`` loader's local ``data_files``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import os
+from pathlib import Path
+
+
+def glob_without_loops(pattern: str, root_dir: Path) -> set[str]:
+    """What ``glob.glob(pattern, root_dir=root_dir, recursive=True)`` matches (hidden names
+    skipped unless the pattern's part starts with a dot), except that ``**`` does not enter a
+    symbolic link to a folder it is already inside: glob follows ``data/sub/up -> ..`` until
+    the paths are too long, matching the same files once per turn, and two such links in
+    one folder double the paths at each turn (a hang)."""
+    parts = Path(pattern).parts
+    found: set[str] = set()
+
+    def entries(folder: Path) -> list[os.DirEntry[str]]:
+        try:
+            with os.scandir(folder) as listing:
+                return list(listing)
+        except OSError:  # not a folder, or unreadable: as glob, no match
+            return []
+
+    def is_dir(entry: os.DirEntry[str]) -> bool:
+        try:
+            return entry.is_dir()  # a link to a folder too
+        except OSError:
+            return False
+
+    def walk(rel: str, inside: frozenset[str], i: int) -> None:
+        here = root_dir / rel
+        if i == len(parts):
+            if rel:
+                found.add(rel)
+        elif i == 0 and Path(parts[0]).is_absolute():  # "/" (or a drive): the walk starts there
+            walk(parts[0], inside, 1)
+        elif parts[i] == "**":  # here and every folder below, each real folder once per path
+            inside = inside | {os.path.realpath(here)}
+            walk(rel, inside, i + 1)
+            for entry in entries(here):
+                if entry.name.startswith("."):
+                    continue
+                if i == len(parts) - 1:  # a last "**" matches files too
+                    found.add(os.path.join(rel, entry.name))
+                if is_dir(entry) and os.path.realpath(entry.path) not in inside:
+                    walk(os.path.join(rel, entry.name), inside, i)
+        elif glob.has_magic(parts[i]):
+            for name in fnmatch.filter([entry.name for entry in entries(here)], parts[i]):
+                if parts[i].startswith(".") or not name.startswith("."):
+                    walk(os.path.join(rel, name), inside, i + 1)
+        elif os.path.lexists(here / parts[i]):
+            walk(os.path.join(rel, parts[i]), inside, i + 1)
+
+    walk("", frozenset(), 0)
+    return found
