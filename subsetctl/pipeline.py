@@ -150,6 +150,12 @@ class Stage(ABC):
     description: str = ""
     after: tuple[str, ...] = ()
     spec_keys: tuple[str, ...] = ()
+    #: spec keys an earlier subsetctl also read for this stage, though they cannot change its
+    #: results (what they stood for is among its other inputs): a run recorded with them, at
+    #: whatever value, and the same inputs otherwise is up to date, not re-run once (the data
+    #: stage's ``plugins``: a re-run would also record the warnings of this version's checks,
+    #: a new output digest for meta_init, gradients and every stage after them)
+    spec_keys_no_longer_read: tuple[str, ...] = ()
     #: top-level folders of the stage's own folder that hold work in progress (resumable
     #: checkpoints, half-done runs): left out of its checksums and output digest
     scratch: tuple[str, ...] = ()
@@ -414,6 +420,11 @@ class Pipeline:
         source = _same_model_folder_as_recorded(inputs, manifest)
         if source is not None:  # the same model files under another path: `model.source` as recorded
             slices += [{**s, "model": {**s["model"], "source": source}} for s in slices]
+        recorded_slice = manifest.get("inputs", {}).get("slice")
+        dropped = {key: recorded_slice[key] for key in stage.spec_keys_no_longer_read
+                   if isinstance(recorded_slice, dict) and key in recorded_slice}
+        if dropped:  # as an earlier subsetctl recorded the slice, with keys that change nothing here
+            slices += [{**s, **dropped} for s in slices]
         return any(recorded == fingerprint({**inputs, "slice": s}) for s in slices[1:])
 
     def plan(self, force: set[str] | None = None, until: str | None = None) -> list[StageStatus]:

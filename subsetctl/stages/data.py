@@ -21,6 +21,7 @@ class DataStage(Stage):
     # not "plugins": what a plugin can change here is a loader's code, which extra_inputs holds
     # (adding a strategy or estimator plugin re-ran this stage, every source reused)
     spec_keys = ("project.seed", "model.kind", "target", "sources")
+    spec_keys_no_longer_read = ("plugins",)  # a data stage recorded with them stays up to date
     inputs_rechecked = True  # files read source by source, for minutes: one may be edited meanwhile
     partial_work_keyed = True  # each source's folder records the key it was prepared from (.source.json)
 

@@ -341,3 +341,19 @@ def test_a_classifier_run_stopped_partway_keeps_the_sources_it_prepared(tmp_path
     fresh = run_data_stage(spec, tmp_path, tmp_path / "fresh", reuse=False)
     assert fresh["labels"] == summary["labels"]
     assert _rows(out, spec) == _rows(tmp_path / "fresh", spec)  # labels in the shared vocabulary, as in one go
+
+
+def test_a_data_stage_recorded_with_the_plugins_list_stays_up_to_date(jsonl_project: Path, monkeypatch) -> None:
+    """Its spec keys held ``plugins:`` before: such a project re-ran the data stage once, and
+    that run recorded this version's warnings (a copy with Windows line ends now warned
+    about), a new output digest that re-ran meta_init, gradients and every stage after."""
+    from subsetctl.api import plan_project, run_project
+    from subsetctl.stages.data import DataStage
+
+    with monkeypatch.context() as before:
+        before.setattr(DataStage, "spec_keys", (*DataStage.spec_keys, "plugins"))
+        run_project(jsonl_project, until="data")
+    manifest = json.loads((jsonl_project / ".subsetctl" / "data" / "manifest.json").read_text())
+    assert "plugins" in manifest["inputs"]["slice"]
+    (data,) = plan_project(jsonl_project, until="data")[2][:1]
+    assert data.state == "up to date", data.reasons
