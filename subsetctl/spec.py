@@ -99,8 +99,9 @@ def _is_number_type(annotation: Any) -> bool:
 
 class ProjectSpec(StrictModel):
     name: str = Field("subsetctl-project", description="Project name, shown in reports.")
-    # torch takes seeds below 2**64, and fine-tunes add their seed index (`finetune.seeds`, `verify.repeats`)
-    seed: int = Field(0, ge=0, le=2**63 - 1, description="Global seed; stages derive their seeds from it.")
+    # torch takes seeds below 2**64, and fine-tunes add their seed index (`finetune.seeds` at most 100,
+    # `verify.repeats` 10): 2**63 and above ran, so projects seeded there stay valid
+    seed: int = Field(0, ge=0, le=2**64 - 100, description="Global seed; stages derive their seeds from it.")
     keep_previous: bool = Field(
         True,
         description="Keep each stage's previous results (one set per stage, under .subsetctl/.previous) when a "
