@@ -610,8 +610,10 @@ class Pipeline:
                 advice.append(f"Run `subsetctl run {root} {' '.join(f'--force {n}' for n in earlier)} --until "
                               f"{before}` first, then the shards")
             if later:
-                advice.append(f"{', '.join(f'--force {n}' for n in later)} goes with a plain `subsetctl run {root}` "
-                              f"(without --shard), which computes {'them' if len(later) > 1 else 'it'} itself")
+                several = len(later) > 1
+                advice.append(f"{', '.join(f'--force {n}' for n in later)} {'go' if several else 'goes'} with a plain "
+                              f"`subsetctl run {root}` (without --shard), which computes {'them' if several else 'it'} "
+                              "itself")
             raise UserError(
                 "--force cannot be combined with --shard (forcing a stage while other shards run would "
                 f"delete their work). {'; '.join(advice)}."

@@ -275,4 +275,7 @@ def test_force_with_shard_advises_commands_that_work(tiny_project: Path) -> None
         run_project(tiny_project, force=["data", "search"], options={"shard": (0, 2)})
     assert f"`subsetctl run {tiny_project} --force data --until meta_init` first" in str(refused.value)
     assert "--force search goes with a plain" in str(refused.value)
+    with pytest.raises(UserError, match=r"--force gradients, --force search go with a plain `subsetctl run .*"
+                                        r"\(without --shard\), which computes them itself"):
+        run_project(tiny_project, force=["search", "gradients"], options={"shard": (0, 2)})
     run_project(tiny_project, force=["data"], until="meta_init")  # the advised command runs
