@@ -508,10 +508,15 @@ class Pipeline:
                     if added:
                         reasons.append(f"this subsetctl also reads {_listed(added)} for this stage (the spec did "
                                        "not change)")
+                    old_upstream = old.get("upstream", {})
                     for up in stage.after:
                         if up in rerun:
                             reasons.append(f"upstream {up} will re-run")
-                        elif old.get("upstream", {}).get(up) != inputs["upstream"].get(up):
+                        elif up in old_upstream and up not in inputs["upstream"]:  # its output no longer counts
+                            reasons.append(f"upstream {up} switched off in the spec")
+                        elif old_upstream and up not in old_upstream and up in inputs["upstream"]:
+                            reasons.append(f"upstream {up} switched on in the spec")
+                        elif old_upstream.get(up) != inputs["upstream"].get(up):
                             reasons.append(f"upstream {up} changed")
                     extra = _changed_inputs(old.get("extra"), inputs["extra"])
                     if extra:

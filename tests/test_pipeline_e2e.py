@@ -1078,3 +1078,14 @@ def test_a_shard_finished_before_the_model_folder_moved_is_kept(tiny_project: Pa
     run_project(tiny_project, ["model.source=models/moved"], until="gradients")
     store = np.load(tiny_project / ".subsetctl" / "gradients" / "store" / "features.npy")
     assert (store == 7.0).all(axis=1).sum() == 1
+
+
+def test_plan_says_an_upstream_stage_was_switched_off_or_on_not_that_it_changed(tiny_project: Path) -> None:
+    """finetune switched off: evaluate's output no longer counts for the report, which
+    `plan` said as "upstream evaluate changed" (it did not: it stopped running)."""
+    run_project(tiny_project)
+    statuses = {s.name: s for s in plan_project(tiny_project, overrides=["finetune.enabled=false"])[2]}
+    assert statuses["report"].will_run and statuses["report"].reasons == ["upstream evaluate switched off in the spec"]
+    run_project(tiny_project, overrides=["finetune.enabled=false"])
+    statuses = {s.name: s for s in plan_project(tiny_project)[2]}
+    assert statuses["report"].will_run and statuses["report"].reasons == ["upstream evaluate switched on in the spec"]
