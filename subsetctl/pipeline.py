@@ -309,7 +309,8 @@ def _changed_inputs(old: Any, new: dict[str, Any]) -> str | None:
     model fingerprints) is said as such, not as a change."""
     old = old if isinstance(old, dict) else {}
     moved = "switched_off_moved_past"  # the report stage's: switched-off stages whose settings changed
-    changed = sorted(k for k in set(old) & set(new) if old[k] != new[k] and k != moved)
+    order = "selection_order"  # the report stage's: a setting of the spec, not a file
+    changed = sorted(k for k in set(old) & set(new) if old[k] != new[k] and k not in (moved, order))
     shown = [_input_name(k, old[k], new[k]) for k in changed]
     code = "plugin code"  # present only while some plugin is used: its coming or going is a change too
     if (code in old) != (code in new):
@@ -317,6 +318,8 @@ def _changed_inputs(old: Any, new: dict[str, Any]) -> str | None:
     parts = []
     if shown:
         parts.append(f"input files changed: {_listed(shown)}")
+    if order in old and order in new and old[order] != new[order]:
+        parts.append(f"{_input_name(order, old[order], new[order])} changed")
     if "model_files" in new and "model_files" not in old:
         parts.append("the model folder's files were not recorded by the run that made these results "
                      "(an older subsetctl), so they cannot be checked")

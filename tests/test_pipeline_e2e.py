@@ -1089,3 +1089,11 @@ def test_plan_says_an_upstream_stage_was_switched_off_or_on_not_that_it_changed(
     run_project(tiny_project, overrides=["finetune.enabled=false"])
     statuses = {s.name: s for s in plan_project(tiny_project)[2]}
     assert statuses["report"].will_run and statuses["report"].reasons == ["upstream evaluate switched on in the spec"]
+
+
+def test_plan_does_not_call_the_order_of_the_selections_an_input_file(tiny_project: Path) -> None:
+    run_project(tiny_project)
+    statuses = {s.name: s for s in plan_project(tiny_project, overrides=['finetune.baselines=["target_only","all"]'])[2]}
+    reasons = statuses["report"].reasons
+    assert "the order of the search strategies and baselines in the spec changed" in reasons, reasons
+    assert not any("input files" in reason for reason in reasons), reasons

@@ -123,8 +123,8 @@ def test_plan_says_which_input_of_a_source_changed() -> None:
 
     old = {"b": {"code": {"sha256": "1"}}, "a": {"file": {"sha256": "1"}}, "selection_order": ["x", "y"]}
     new = {"b": {"code": {"sha256": "2"}}, "a": {"file": {"sha256": "2"}}, "selection_order": ["y", "x"]}
-    assert _changed_inputs(old, new) == ("input files changed: a, b (its loader plugin's code), the order of the "
-                                         "search strategies and baselines in the spec")
+    assert _changed_inputs(old, new) == ("input files changed: a, b (its loader plugin's code); the order of the "
+                                         "search strategies and baselines in the spec changed")
 
 
 def test_a_list_filled_from_empty_is_said_once_in_a_plan_reason() -> None:
