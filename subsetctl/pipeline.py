@@ -292,14 +292,20 @@ def _input_name(key: str, old: Any, new: Any) -> str:
         return f"{key} (its loader plugin's code)"
     if key == "plugin code" and isinstance(old, dict) and isinstance(new, dict):  # {"strategy best_single": ...}
         edited = sorted(name for name in new if name in old and old[name] != new[name])
-        parts = [f"the code of the {_listed(edited)} plugin{'s' if len(edited) > 1 else ''}"] if edited else []
-        added, gone = sorted(set(new) - set(old)), sorted(set(old) - set(new))
-        if added:  # a plugin that now stands in for a built-in (a loader registered as jsonl)
-            parts.append(f"a plugin now used as {_listed(added)}")
-        if gone:
-            parts.append(f"no plugin used as {_listed(gone)} any more")
-        return "; ".join(parts) or key
+        if edited:
+            return f"the code of the {_listed(edited)} plugin{'s' if len(edited) > 1 else ''}"
     return key
+
+
+def _plugins_coming_or_going(old: Any, new: Any) -> str | None:
+    """What `plan` says when a plugin the stage uses came or went (a loader registered as
+    ``jsonl`` that now stands in for the built-in, or no longer does): not a file that
+    changed, so not among the "input files changed"."""
+    old, new = (value if isinstance(value, dict) else {} for value in (old, new))
+    added, gone = sorted(set(new) - set(old)), sorted(set(old) - set(new))
+    parts = ([f"a plugin now used as {_listed(added)}"] if added else []) + (
+        [f"no plugin used as {_listed(gone)} any more"] if gone else [])
+    return "; ".join(parts) or None
 
 
 def _changed_inputs(old: Any, new: dict[str, Any]) -> str | None:
@@ -311,13 +317,15 @@ def _changed_inputs(old: Any, new: dict[str, Any]) -> str | None:
     moved = "switched_off_moved_past"  # the report stage's: switched-off stages whose settings changed
     order = "selection_order"  # the report stage's: a setting of the spec, not a file
     changed = sorted(k for k in set(old) & set(new) if old[k] != new[k] and k not in (moved, order))
-    shown = [_input_name(k, old[k], new[k]) for k in changed]
     code = "plugin code"  # present only while some plugin is used: its coming or going is a change too
-    if (code in old) != (code in new):
-        shown.append(_input_name(code, old.get(code, {}), new.get(code, {})))
+    edited = [k for k in changed if k != code or _input_name(k, old[k], new[k]) != k]  # (not mere comings)
+    shown = [_input_name(k, old[k], new[k]) for k in edited]
     parts = []
     if shown:
         parts.append(f"input files changed: {_listed(shown)}")
+    coming_or_going = _plugins_coming_or_going(old.get(code), new.get(code))
+    if coming_or_going:
+        parts.append(coming_or_going)
     if order in old and order in new and old[order] != new[order]:
         parts.append(f"{_input_name(order, old[order], new[order])} changed")
     if "model_files" in new and "model_files" not in old:

@@ -324,6 +324,7 @@ def test_a_plugin_added_for_another_stage_leaves_the_data_stage_up_to_date(
         status = data_status(["other_stage_plugin:NothingNew", jsonl_plugin])
         assert status.state == "stale" and "a plugin now used as loader jsonl" in " ".join(status.reasons), \
             status.reasons
+        assert "input files changed" not in " ".join(status.reasons)  # no file changed: a plugin came
     finally:
         sys.modules.pop("other_stage_plugin", None)
 
