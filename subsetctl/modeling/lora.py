@@ -289,7 +289,9 @@ def _damaged(path: Path, exc: BaseException) -> UserError:
     naming the ``--force`` stage that computes it again."""
     parts = path.resolve().parts
     inside = ".subsetctl" in parts[:-1]
-    stage = parts[parts.index(".subsetctl") + 1] if inside else None
+    # the stage's folder: .subsetctl/<stage>/..., or kept results (.subsetctl/.previous/<stage>/...)
+    stage = next((part for part in parts[parts.index(".subsetctl") + 1:-1] if not part.startswith(".")),
+                 None) if inside else None
     stage = "finetune" if stage == "cache" else stage  # a cached fine-tune
     root = shell_arg(Path(*parts[:parts.index(".subsetctl")])) if inside else ""  # the project: copy-pasteable
     again = f"`subsetctl run {root} --force {stage}`" if stage else "the stage that wrote it"

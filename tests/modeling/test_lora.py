@@ -186,3 +186,5 @@ def test_a_damaged_adapters_message_names_the_project_in_its_command(tmp_path) -
     message = str(_damaged(adapter, ValueError("truncated")))
     assert f"Compute it again with `subsetctl run '{project.resolve()}' --force finetune`." in message
     assert "the stage that wrote it" in str(_damaged(tmp_path / "elsewhere" / "adapter", ValueError("x")))
+    kept = project / ".subsetctl" / ".previous" / "verify" / "runs" / "cd34" / "adapter"  # not `--force .previous`
+    assert f"`subsetctl run '{project.resolve()}' --force verify`." in str(_damaged(kept, ValueError("x")))
