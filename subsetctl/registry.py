@@ -64,6 +64,9 @@ class Registry(Generic[T]):
     #: ``"module:Class"`` every plugin of this kind must subclass (checked by :meth:`get`),
     #: so a function registered as a strategy is the plugin's error, not an internal one
     base: str = ""
+    #: registered names that are no answer to "which one?" (the ``plugin`` loader type, which
+    #: loads nothing itself): left out of the names an unknown name's error lists or suggests
+    not_a_choice: tuple[str, ...] = ()
     _entries: dict[str, Entry[T]] = field(default_factory=dict)
     _broken: dict[str, str] = field(default_factory=dict)  # entry-point name -> why it failed to import
     _replaced: dict[str, str] = field(default_factory=dict)  # built-in name -> the plugin that replaced it
@@ -161,8 +164,9 @@ class Registry(Generic[T]):
             return entry.obj
         if name in self._broken:
             raise UserError(self._broken[name])
-        known = ", ".join(sorted(self._entries)) or "(none)"
-        close = difflib.get_close_matches(name, sorted(self._entries), n=1, cutoff=0.75)
+        choices = sorted(n for n in self._entries if n not in self.not_a_choice)
+        known = ", ".join(choices) or "(none)"
+        close = difflib.get_close_matches(name, choices, n=1, cutoff=0.75)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise UnknownPluginError(
             f"Unknown {self.kind} {name!r}{hint}. Registered {_plural(self.kind)}: {known}. "
@@ -233,7 +237,7 @@ class Registry(Generic[T]):
         return [self._entries[n] for n in sorted(self._entries)]
 
 
-LOADERS: Registry[Any] = Registry("loader", "subsetctl.loaders", ("subsetctl.data.loaders",))
+LOADERS: Registry[Any] = Registry("loader", "subsetctl.loaders", ("subsetctl.data.loaders",), not_a_choice=("plugin",))
 PROJECTORS: Registry[Any] = Registry(
     "projector", "subsetctl.projectors", ("subsetctl.gradients.projectors",),
     base="subsetctl.gradients.projectors:Projector",

@@ -275,3 +275,14 @@ def test_a_save_to_disk_folders_split_and_columns_are_checked_from_its_metadata(
     assert "splits train, test, not 'dev'" in issues["sources[1].loader.split"].message
     assert "no column 'text'" in issues["sources[2].loader.prompt_field"].message
     assert "no column 'ans' (its features are 'question', 'answer')" in issues["sources[3].loader.response_field"].message
+
+
+def test_an_unknown_plugin_loader_is_not_offered_the_plugin_type_itself(tmp_path: Path) -> None:
+    """`name: plugn` was asked "did you mean 'plugin'?", and 'plugin' was listed among the
+    loaders a plugin loader may name, though naming it is refused."""
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    issues = _check(tmp_path, GOOD + "  - name: p\n    loader: {type: plugin, name: plugn}\n")
+    message = issues["sources[1].loader.name"].message
+    assert "Unknown loader 'plugn'. Registered loaders: csv, evals, huggingface, jsonl, parquet" in message
+    assert "'plugin'" not in message and ", plugin," not in message
