@@ -318,8 +318,8 @@ def _changed_inputs(old: Any, new: dict[str, Any]) -> str | None:
     order = "selection_order"  # the report stage's: a setting of the spec, not a file
     changed = sorted(k for k in set(old) & set(new) if old[k] != new[k] and k not in (moved, order))
     code = "plugin code"  # present only while some plugin is used: its coming or going is a change too
-    edited = [k for k in changed if k != code or _input_name(k, old[k], new[k]) != k]  # (not mere comings)
-    shown = [_input_name(k, old[k], new[k]) for k in edited]
+    # (plugin code that only gained or lost entries is named as it is: no plugin's file was edited)
+    shown = [name for name in (_input_name(k, old[k], new[k]) for k in changed) if name != code]
     parts = []
     if shown:
         parts.append(f"input files changed: {_listed(shown)}")
