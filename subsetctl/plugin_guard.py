@@ -2,8 +2,8 @@
 
 A built-in estimator or projector that fails is subsetctl's bug; a plugin's failure (an
 exception, a result of the wrong type or shape, NaN features) is its author's to fix, and
-used to be reported as "internal error ... a bug in subsetctl". Plugin strategies and
-loaders are checked where they are called (the search stage, the data stage); these
+used to be reported as "internal error ... a bug in subsetctl". Plugin strategies are
+checked where they are called (the search stage), loaders with :func:`call_loader_plugin`; these
 wrappers do the same for the two kinds that are called from deep inside the estimators'
 executors and the gradient engine, and :func:`strategy_hook` for the class methods of a
 strategy that validate calls (``check_spec``, ``max_subsets``).
@@ -25,6 +25,19 @@ def what_it_did(exc: BaseException) -> str:
     if isinstance(exc, SystemExit):
         return f"called sys.exit({exc.code!r})"
     return f"raised {type(exc).__name__}: {exc}"
+
+
+def call_loader_plugin(fn: Any, options: Any, ctx: Any, who: str, fix: str) -> Any:
+    """``fn(options, ctx)``, a loader plugin's call, with an exception of its own code
+    (``sys.exit()`` too) blamed on it: "Source 's': {who} raised T: msg. {fix}" (it was
+    reported as an internal error, a bug in subsetctl). A UserError it raises is its own
+    message and passes through."""
+    try:
+        return fn(options, ctx)
+    except UserError:
+        raise
+    except (Exception, SystemExit) as exc:
+        raise UserError(f"Source {ctx.source_name!r}: {who} {what_it_did(exc)}. {fix}") from exc
 
 
 def _blame(kind: str, name: str, origin: str, what: str, exc: BaseException | None = None) -> UserError:

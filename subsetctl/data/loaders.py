@@ -1667,18 +1667,12 @@ def load_plugin(options: PluginLoader, ctx: LoadContext) -> Dataset:
                 f"Source {ctx.source_name!r}: loader.options are not valid for the built-in "
                 f"loader {options.name!r}: {problems}. `subsetctl schema` lists that loader's keys."
             ) from None
-    try:  # the plugin's data is drawn from after it returns (it may filter what a built-in loader gives)
-        result = fn(call_options, dataclasses.replace(ctx, keep_at_most=None, drawn={}))
-    except UserError:
-        raise
-    except (Exception, SystemExit) as exc:  # the plugin's own code failed: say whose it is (sys.exit() too)
-        from subsetctl.plugin_guard import what_it_did
+    from subsetctl.plugin_guard import call_loader_plugin
 
-        raise UserError(
-            f"Source {ctx.source_name!r}: loader plugin {options.name!r} ({LOADERS.origin(options.name)}) "
-            f"{what_it_did(exc)}. "
-            "Fix the plugin or its options under loader.options."
-        ) from exc
+    # the plugin's data is drawn from after it returns (it may filter what a built-in loader gives)
+    result = call_loader_plugin(fn, call_options, dataclasses.replace(ctx, keep_at_most=None, drawn={}),
+                                f"loader plugin {options.name!r} ({LOADERS.origin(options.name)})",
+                                "Fix the plugin or its options under loader.options.")
     from datasets import Dataset
 
     if not isinstance(result, Dataset):

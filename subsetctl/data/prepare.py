@@ -80,8 +80,13 @@ def load_source(source: SourceSpec, ctx: LoadContext) -> Dataset:
     with quiet_datasets():
         if origin == "built-in":
             dataset = loader(source.loader, ctx)
-        else:
-            dataset = _call_replacing_plugin(loader, source, ctx, origin)
+        else:  # a plugin registered under the built-in's type
+            from subsetctl.plugin_guard import call_loader_plugin
+
+            dataset = call_loader_plugin(
+                loader, source.loader, ctx,
+                f"loader plugin {source.loader.type!r} ({origin}), which replaces the built-in loader,",
+                "Fix the plugin or the source's loader options.")
     if not isinstance(dataset, Dataset) or set(COLUMNS) - set(dataset.column_names):
         if origin != "built-in":
             raise UserError(
@@ -96,22 +101,6 @@ def load_source(source: SourceSpec, ctx: LoadContext) -> Dataset:
             f"dataset with the columns {', '.join(COLUMNS)}."
         )
     return dataset
-
-
-def _call_replacing_plugin(loader: Any, source: SourceSpec, ctx: LoadContext, origin: str) -> Any:
-    """Call a plugin registered under a built-in loader type, with an exception of its own
-    code blamed on it (it was reported as an internal error, a bug in subsetctl)."""
-    try:
-        return loader(source.loader, ctx)
-    except UserError:
-        raise
-    except (Exception, SystemExit) as exc:  # the plugin's own code failed (sys.exit() too)
-        from subsetctl.plugin_guard import what_it_did
-
-        raise UserError(
-            f"Source {source.name!r}: loader plugin {source.loader.type!r} ({origin}), which replaces the built-in "
-            f"loader, {what_it_did(exc)}. Fix the plugin or the source's loader options."
-        ) from exc
 
 
 def _what_it_returned(dataset: Any) -> str:
