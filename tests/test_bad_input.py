@@ -104,7 +104,7 @@ def test_a_data_file_that_may_not_be_read_is_found_by_validate(tmp_path: Path, m
             return real_open(file, *args, **kwargs)
 
         monkeypatch.setattr("builtins.open", denying_open)
-        monkeypatch.setattr(pq, "read_schema", lambda where, **kw: denying_open(where))
+        monkeypatch.setattr(pq, "read_metadata", lambda where, **kw: denying_open(where))  # (what validate reads)
     else:
         for name in ("locked.jsonl", "p.parquet"):
             (tmp_path / name).chmod(0)

@@ -15,6 +15,7 @@ import dataclasses
 import difflib
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -223,11 +224,14 @@ def _open_text(path: Path) -> IO[str]:
     return io.TextIOWrapper(open_decompressed(path), encoding="utf-8-sig", newline="")
 
 
-def _file_head(loader: LoaderBase, path: Path) -> tuple[list[str] | None, str | None]:
-    """``(columns, problem)`` from a file's head, read as the loader will read it (the first
-    JSONL object, the CSV header, the Parquet schema): the columns, or what makes the file
-    unreadable (empty, not JSON Lines, not Parquet). ``(None, None)`` when neither can be
-    said cheaply; the data stage, which reads every row, then has the last word."""
+def _file_head(loader: LoaderBase, path: Path) -> tuple[list[str] | None, str | None, bool]:
+    """``(columns, problem, rowless)`` from a file's head, read as the loader will read it
+    (the first JSONL object, the CSV header, the Parquet schema): the columns, or what
+    makes the file unreadable (empty, not JSON Lines, not Parquet); ``rowless`` when the
+    head is all there is (a CSV header or a Parquet schema with no row: its columns look
+    right, but the data stage would find no examples; a JSON Lines file without rows has
+    no head, and its problem says so). ``(None, None, False)`` when nothing can be said
+    cheaply; the data stage, which reads every row, then has the last word."""
     try:
         if loader.type == "jsonl":
             with _open_text(path) as handle:
@@ -237,43 +241,56 @@ def _file_head(loader: LoaderBase, path: Path) -> tuple[list[str] | None, str | 
                     try:
                         first = json.loads(line)
                     except ValueError as exc:
-                        return None, f"line {number} is not JSON ({exc.args[0].split(':')[0]}): not a JSON Lines file"
+                        return None, (f"line {number} is not JSON ({exc.args[0].split(':')[0]}): not a JSON Lines "
+                                      "file"), False
                     if not isinstance(first, dict):
                         return None, (f"line {number} is a JSON {type(first).__name__}, not an object: each line "
-                                      "must be one example like {\"prompt\": ..., \"response\": ...}")
-                    return list(first), None
-            return None, "the file is empty"
+                                      "must be one example like {\"prompt\": ..., \"response\": ...}"), False
+                    return list(first), None, False
+            return None, "the file is empty", False
         if loader.type == "csv":
             with _open_text(path) as handle:
-                header = next((row for row in csv.reader(handle, delimiter=loader.delimiter) if row), None)  # pandas
-                # skips blank lines before the header too
-            return (header, None) if header else (None, "the file is empty")
+                rows = (row for row in csv.reader(handle, delimiter=loader.delimiter) if row)  # pandas skips
+                header = next(rows, None)  # blank lines before the header too
+                rowless = header is not None and _no_row_follows(rows)
+            return (header, None, rowless) if header else (None, "the file is empty", False)
         if loader.type == "parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq
 
             try:
-                return list(pq.read_schema(path).names), None
+                metadata = pq.read_metadata(path)  # the schema and the row count, in one read
+                return list(metadata.schema.to_arrow_schema().names), None, metadata.num_rows == 0
             except PermissionError:
                 raise
             except (pa.ArrowException, OSError, ValueError) as exc:
-                return None, f"not a Parquet file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+                return None, (f"not a Parquet file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+                              ), False
     except UnicodeDecodeError as exc:
-        return None, f"not valid UTF-8 ({exc.reason}{_utf8_error_where(path)}): re-save it as UTF-8"
+        return None, f"not valid UTF-8 ({exc.reason}{_utf8_error_where(path)}): re-save it as UTF-8", False
     except UnsupportedCompression as exc:
-        return None, exc.problem
+        return None, exc.problem, False
     except PermissionError:
         return None, ("subsetctl may not read it (permission denied): make it readable "
-                      "(chmod a+r), or copy the data somewhere you can read it")
+                      "(chmod a+r), or copy the data somewhere you can read it"), False
     except (OSError, EOFError, csv.Error, ImportError, RecursionError):
-        return None, None
-    return None, None
+        return None, None, False
+    return None, None, False
+
+
+def _no_row_follows(rows: Iterator[list[str]]) -> bool:
+    """Whether the CSV reader ``rows``, past its header, holds no row; False when the
+    file cannot be read that far (the data stage, reading every row, says why)."""
+    try:
+        return next(rows, None) is None
+    except Exception:  # noqa: BLE001 - unreadable past its head
+        return False
 
 
 def _check_columns(loader: LoaderBase, path: Path, loc: tuple[Any, ...], kind: str, issues: _Issues) -> None:
-    """The file can be read as its loader's type and has every column the loader asks
-    for (all problems at once, before any run; the data stage checks every row later)."""
-    columns, problem = _file_head(loader, path)
+    """The file can be read as its loader's type, has every column the loader asks for,
+    and a row (all problems at once, before any run; the data stage checks every row later)."""
+    columns, problem, rowless = _file_head(loader, path)
     if problem:
         issues.add(loc + ("path",), f"{path.name}: {problem}")
         return
@@ -281,29 +298,9 @@ def _check_columns(loader: LoaderBase, path: Path, loc: tuple[Any, ...], kind: s
         return
     _check_named_columns(loader, columns, "its schema has" if loader.type == "parquet" else "its first row has",
                          loc, kind, issues)
-    if _has_no_rows(loader, path):
+    if rowless:
         issues.add(loc + ("path",), f"{path.name}: the file has {'a schema' if loader.type == 'parquet' else 'a header'} "
                                     "but no rows: give a file with at least one example")
-
-
-def _has_no_rows(loader: LoaderBase, path: Path) -> bool:
-    """Whether a CSV file is a header alone, or a Parquet file a schema alone: the head
-    read fine, so the columns look right, but the data stage would find no examples.
-    (A JSON Lines file without rows has no head, so :func:`_file_head` says so already.)
-    False whenever it cannot be told cheaply."""
-    try:
-        if loader.type == "csv":
-            with _open_text(path) as handle:
-                rows = (row for row in csv.reader(handle, delimiter=loader.delimiter) if row)
-                next(rows, None)  # the header
-                return next(rows, None) is None
-        if loader.type == "parquet":
-            import pyarrow.parquet as pq
-
-            return pq.read_metadata(path).num_rows == 0
-    except Exception:  # noqa: BLE001 - unreadable past its head: the data stage, reading every row, says why
-        return False
-    return False
 
 
 def _check_saved_to_disk(loader: HuggingFaceLoader, folder: Path, loc: tuple[Any, ...], kind: str,

@@ -949,7 +949,7 @@ def test_a_utf16_file_is_named_so(tmp_path: Path, make_ctx) -> None:
     with pytest.raises(UserError, match=rf"u\.jsonl is {said}"):
         load_jsonl(JsonlLoader(type="jsonl", path="u.jsonl"), make_ctx())
     for loader in (CsvLoader(type="csv", path="u.csv"), JsonlLoader(type="jsonl", path="u.jsonl")):
-        _, problem = _file_head(loader, tmp_path / loader.path)
+        _, problem, _ = _file_head(loader, tmp_path / loader.path)
         assert "; it starts with a UTF-16 byte-order mark, so it is UTF-16 text)" in problem
 
 
