@@ -173,12 +173,16 @@ def _progress_on(task: Any, strategies_done: int) -> Any:
     return progress
 
 
-def _no_finite_estimate(store: Any, estimator_used: str, so_far: str = "") -> str | None:
-    """What to say when ``store`` holds estimates and not one of them is finite (the
-    estimator failed on every subset), else None."""
+#: what to fix when the estimator gave no finite estimate (the end of three messages)
+_ESTIMATOR_FIX = "the estimator's code if it is a plugin, or its settings (estimate.*, e.g. a larger estimate.lam)"
+
+
+def _no_finite_estimate(masks: Any, batch: Any, estimator_used: str, so_far: str = "") -> str | None:
+    """What to say when the store's results (``masks``, ``batch``: ``store.results()``)
+    hold estimates and not one of them is finite (the estimator failed on every subset),
+    else None."""
     from subsetctl.registry import ESTIMATORS
 
-    masks, batch = store.results()
     if not len(masks) or np.isfinite(np.asarray(batch.loss, dtype=float)).any():
         return None
     return (f"The estimator {estimator_used!r} ({ESTIMATORS.origin(estimator_used)}) gave no finite estimate for "
@@ -207,9 +211,8 @@ def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any,
         failed = estimator_failed() if estimator_failed is not None else None
         if not failed:
             raise
-        raise UserError(f"Strategy {label!r} has no subset to choose from. {failed}. Fix the estimator's code if it is "
-                        "a plugin, or its settings (estimate.*, e.g. a larger estimate.lam), then run "
-                        "again.") from None
+        raise UserError(f"Strategy {label!r} has no subset to choose from. {failed}. Fix {_ESTIMATOR_FIX}, then "
+                        "run again.") from None
     except (UserError, KeyboardInterrupt):
         raise
     except (Exception, SystemExit) as exc:  # sys.exit() in a plugin too: not a silent exit
@@ -220,9 +223,8 @@ def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any,
         failed = estimator_failed() if estimator_failed is not None else None
         if failed:
             raise UserError(
-                f"Strategy {label!r} ({origin}) {what_it_did(exc)}. {failed}, which is most likely why: fix the "
-                "estimator's code if it is a plugin, or its settings (estimate.*, e.g. a larger estimate.lam), "
-                "then run again."
+                f"Strategy {label!r} ({origin}) {what_it_did(exc)}. {failed}, which is most likely why: fix "
+                f"{_ESTIMATOR_FIX}, then run again."
             ) from exc
         raise UserError(
             f"Strategy {label!r} ({origin}) {what_it_did(exc)}. This is an error in the "
@@ -373,7 +375,7 @@ class SearchStage(Stage):
                     other_selections=dict(other), progress=_progress_on(task, i),
                 )
                 result = _run_strategy(cls, entry.name, label, cached, search_ctx, params,
-                                       lambda: _no_finite_estimate(store, estimator_used, " so far"))
+                                       lambda: _no_finite_estimate(*store.results(), estimator_used, " so far"))
                 for notice in result.notices:
                     ctx.reporter.warn(f"{label}: {notice}")
                 record = result.to_dict(trace_limit=TRACE_KEPT)
@@ -396,12 +398,11 @@ class SearchStage(Stage):
             baseline[name] = {"selected": list(subset), "estimated_loss_raw": raw,
                               "estimated_loss_calibrated": _calibrated(cal, raw)}
         masks, batch = store.results()
-        failed = _no_finite_estimate(store, estimator_used)
+        failed = _no_finite_estimate(masks, batch, estimator_used)  # (the results just read)
         if failed:
             raise UserError(
-                f"{failed}, so no selection can be chosen. Fix the estimator's code if it is a plugin, or its "
-                "settings (estimate.*, e.g. a larger estimate.lam); the stored estimates are replaced once it "
-                "changes.")
+                f"{failed}, so no selection can be chosen. Fix {_ESTIMATOR_FIX}; the stored estimates are "
+                "replaced once it changes.")
         atomic_write_json(ctx.out_dir / SELECTIONS, {
             "final": final,
             "strategies": results,
