@@ -288,12 +288,13 @@ def _damaged(path: Path, exc: BaseException) -> UserError:
     """The UserError for the adapter at ``path`` whose files cannot be read (``exc``),
     naming the ``--force`` stage that computes it again."""
     parts = path.resolve().parts
-    inside = ".subsetctl" in parts[:-1]
-    # the stage's folder: .subsetctl/<stage>/..., or kept results (.subsetctl/.previous/<stage>/...)
-    stage = next((part for part in parts[parts.index(".subsetctl") + 1:-1] if not part.startswith(".")),
-                 None) if inside else None
+    stage, root = None, ""
+    if ".subsetctl" in parts[:-1]:
+        state = parts.index(".subsetctl")
+        root = shell_arg(Path(*parts[:state]))  # the project: the command works from any folder
+        # the stage's folder: .subsetctl/<stage>/..., or kept results (.subsetctl/.previous/<stage>/...)
+        stage = next((part for part in parts[state + 1:-1] if not part.startswith(".")), None)
     stage = "finetune" if stage == "cache" else stage  # a cached fine-tune
-    root = shell_arg(Path(*parts[:parts.index(".subsetctl")])) if inside else ""  # the project: copy-pasteable
     again = f"`subsetctl run {root} --force {stage}`" if stage else "the stage that wrote it"
     return UserError(
         f"The LoRA adapter at {path} cannot be read ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}): "
