@@ -336,3 +336,38 @@ def test_a_built_in_strategy_on_an_estimator_that_gave_only_nan_names_the_estima
                                      rf"'{module}' \(module {module}\) gave no finite estimate for any of the "
                                      r"\d+ subsets estimated so far .*Fix the estimator's code if it is a plugin",
                        (module,))
+
+
+_NAN_ON_PAIRS_ESTIMATOR = '''
+import numpy as np
+from subsetctl.estimate.solvers import FastEstimator
+from subsetctl.registry import ESTIMATORS
+
+@ESTIMATORS.register("{name}", "NaN for every subset of two sources or more")
+class NanOnPairs(FastEstimator):
+    def estimate(self, masks):
+        batch = super().estimate(masks)
+        batch.loss = np.where(np.asarray(masks).sum(axis=1) >= 2, np.nan, batch.loss)
+        return batch
+'''
+
+
+def test_a_strategy_whose_subsets_all_failed_names_the_estimator_after_others_had_finite_ones(
+    tiny_project: Path, monkeypatch
+) -> None:
+    """A strategy that found no finite estimate among its own subsets, after an earlier
+    strategy had stored finite ones, stopped with random_ensemble's bare "The estimator
+    failed on all 20 subsets": the plugin estimator at fault went unnamed."""
+
+    module = "nan_on_pairs"
+    (tiny_project / f"{module}.py").write_text(_NAN_ON_PAIRS_ESTIMATOR.format(name=module))
+    _with_plugins(tiny_project, monkeypatch, [f"{module}:NanOnPairs"], estimate={"estimator": module},
+                  search={"strategies": [{"name": "target_only", "label": "alone"},
+                                                       {"name": "random_ensemble",
+                                                                   "params": {"alpha": 0.5}}]},
+                  executor={"backend": "sequential"})
+    _search_fails_with(tiny_project, r"Strategy 'random_ensemble' has no subset to choose from\. The estimator "
+                                     rf"'{module}' \(module {module}\) gave no finite estimate for any of the "
+                                     r"subsets this strategy estimated \(NaN or infinite; it gave a finite one for 1 "
+                                     r"of the 4 subsets estimated so far\)\. Fix the estimator's code if it is a "
+                                     r"plugin", (module,))

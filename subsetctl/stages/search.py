@@ -189,6 +189,21 @@ def _no_finite_estimate(masks: Any, batch: Any, estimator_used: str, so_far: str
             f"any of the {len(masks)} subsets estimated{so_far} (every one is NaN or infinite)")
 
 
+def _no_finite_estimate_for_strategy(masks: Any, batch: Any, estimator_used: str) -> str:
+    """What to say when a strategy found no finite estimate among its own subsets while
+    the store (``masks``, ``batch``: ``store.results()``) may hold finite ones from the
+    strategies before it: the estimator is still the one at fault, and is named."""
+    from subsetctl.registry import ESTIMATORS
+
+    failed = _no_finite_estimate(masks, batch, estimator_used, " so far")
+    if failed:
+        return failed
+    finite = int(np.isfinite(np.asarray(batch.loss, dtype=float)).sum())
+    return (f"The estimator {estimator_used!r} ({ESTIMATORS.origin(estimator_used)}) gave no finite estimate for "
+            f"any of the subsets this strategy estimated (NaN or infinite; it gave a finite one for {finite} of "
+            f"the {len(masks)} subsets estimated so far)")
+
+
 def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any, params: Any,
                   estimator_failed: Any = None) -> Any:
     """Run one strategy and check what it returns. A third-party strategy's failure is the
@@ -199,7 +214,9 @@ def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any,
     ``estimator_failed``: a callable giving what to say when the estimator has given no
     finite estimate so far (None otherwise); a strategy that fails on such estimates
     (numpy's "All-NaN slice") is most likely failing because of the estimator, so the
-    message names it first."""
+    message names it first. Called with ``this_strategy=True`` when the strategy itself
+    found no finite estimate among its subsets (NoFiniteEstimate), it always says what to
+    say, naming the estimator even when earlier strategies stored finite estimates."""
     from subsetctl.errors import UserError
     from subsetctl.registry import STRATEGIES
     from subsetctl.search.base import NoFiniteEstimate, StrategyResult, SubsetTrace
@@ -208,7 +225,7 @@ def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any,
     try:
         result = cls().run(estimator if origin == "built-in" else _OwnErrors(estimator), context, params)
     except NoFiniteEstimate:
-        failed = estimator_failed() if estimator_failed is not None else None
+        failed = estimator_failed(this_strategy=True) if estimator_failed is not None else None
         if not failed:
             raise
         raise UserError(f"Strategy {label!r} has no subset to choose from. {failed}. Fix {_ESTIMATOR_FIX}, then "
@@ -363,6 +380,12 @@ class SearchStage(Stage):
         cached = CachedEstimator(estimator, store, kwargs, chunk_size=1 if in_process else results_chunk_size(spec))
         if in_process:
             cached.progress = _fine_tune_counter(ctx, estimator_used, lambda: cached.computed)
+        def estimator_failed(this_strategy: bool = False) -> str | None:
+            """What _run_strategy says of the estimator (see there), from the store's results."""
+            if this_strategy:
+                return _no_finite_estimate_for_strategy(*store.results(), estimator_used)
+            return _no_finite_estimate(*store.results(), estimator_used, " so far")
+
         results: dict[str, Any] = {}
         other: dict[str, list[str]] = {}
         with ctx.reporter.progress("search", total=len(spec.search.strategies)) as task:
@@ -374,8 +397,7 @@ class SearchStage(Stage):
                     sources=features.sources, seed=spec.project.seed, features=features,
                     other_selections=dict(other), progress=_progress_on(task, i),
                 )
-                result = _run_strategy(cls, entry.name, label, cached, search_ctx, params,
-                                       lambda: _no_finite_estimate(*store.results(), estimator_used, " so far"))
+                result = _run_strategy(cls, entry.name, label, cached, search_ctx, params, estimator_failed)
                 for notice in result.notices:
                     ctx.reporter.warn(f"{label}: {notice}")
                 record = result.to_dict(trace_limit=TRACE_KEPT)
