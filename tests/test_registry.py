@@ -556,3 +556,51 @@ def test_the_lock_names_a_shard_run_on_another_machine(tmp_path: Path, monkeypat
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_plugin_the_search_does_not_use_leaves_it_up_to_date(tiny_project: Path, monkeypatch) -> None:
+    """The search's spec keys held the whole ``plugins:`` list: adding a plugin it does not
+    use (a loader, an estimator nothing names) re-ran it, and a search recorded with that
+    key must stay up to date. A plugin replacing a built-in strategy the spec uses still
+    makes it stale."""
+    import yaml
+
+    from subsetctl.api import plan_project, run_project
+    from subsetctl.registry import STRATEGIES
+    from subsetctl.stages.search import SearchStage
+
+    with monkeypatch.context() as before:  # as an earlier subsetctl recorded it
+        before.setattr(SearchStage, "spec_keys", (*SearchStage.spec_keys, "plugins"))
+        run_project(tiny_project, until="search")
+    manifest = json.loads((tiny_project / ".subsetctl" / "search" / "manifest.json").read_text())
+    assert "plugins" in manifest["inputs"]["slice"]
+    (tiny_project / "unused_plugin.py").write_text(
+        "from subsetctl.registry import ESTIMATORS\n"
+        "from subsetctl.estimate.solvers import FastEstimator\n"
+        "@ESTIMATORS.register('unused_fast', 'fast, under another name nothing uses')\n"
+        "class UnusedFast(FastEstimator):\n"
+        "    pass\n")
+    (tiny_project / "own_exhaustive.py").write_text(
+        "from subsetctl.registry import STRATEGIES\n"
+        "from subsetctl.search.ensemble import Exhaustive\n"
+        "@STRATEGIES.register('exhaustive', 'the built-in, from a plugin')\n"
+        "class OwnExhaustive(Exhaustive):\n"
+        "    pass\n")
+    monkeypatch.syspath_prepend(str(tiny_project))
+    monkeypatch.setitem(STRATEGIES._entries, "exhaustive", STRATEGIES._entries["exhaustive"])  # put back after
+    spec_file = tiny_project / "subsetctl.yaml"
+    raw = yaml.safe_load(spec_file.read_text())
+
+    def search_status(plugins: list[str]):
+        spec_file.write_text(yaml.safe_dump({**raw, "plugins": plugins}, sort_keys=False))
+        return next(s for s in plan_project(tiny_project, until="search")[2] if s.name == "search")
+
+    try:
+        assert search_status([]).state == "up to date"
+        status = search_status(["unused_plugin:UnusedFast"])
+        assert status.state == "up to date", status.reasons
+        status = search_status(["unused_plugin:UnusedFast", "own_exhaustive:OwnExhaustive"])
+        assert status.state == "stale" and "strategy exhaustive" in " ".join(status.reasons), status.reasons
+    finally:
+        sys.modules.pop("unused_plugin", None)
+        sys.modules.pop("own_exhaustive", None)

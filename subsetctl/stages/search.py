@@ -308,7 +308,10 @@ class SearchStage(Stage):
     after = ("gradients", "calibrate")
     # not "executor": every backend gives the same estimates (only how fast)
     # verify's budget: what linear_sgd simulates by default (true_finetune's: extra_inputs)
-    spec_keys = ("project.seed", "estimate", "search", "plugins", *SIMULATED_FINETUNE_KEYS)
+    # not "plugins": the code of the plugin estimators and strategies it uses is among its
+    # inputs (extra_inputs), so a plugin for another stage, or one not used, re-runs nothing
+    spec_keys = ("project.seed", "estimate", "search", *SIMULATED_FINETUNE_KEYS)
+    spec_keys_no_longer_read = ("plugins",)  # a search recorded with them stays up to date
 
     def spec_slice(self, spec: Spec) -> dict[str, Any]:
         """The slice, with the estimator settings that no estimator the search may use
