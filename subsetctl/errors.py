@@ -7,6 +7,7 @@ unknown name). The CLI prints its message and exits with status 1, never a trace
 from __future__ import annotations
 
 import contextlib
+import re
 import shlex
 from collections.abc import Iterator
 
@@ -17,6 +18,17 @@ def shell_arg(path: object) -> str:
     to the command); a plain path as it is."""
     text = str(path)
     return shlex.quote(f"./{text}" if text.startswith("-") else text)
+
+
+def unexpanded_variable_note(path: object) -> str:
+    """For a path that was not found: a note when it holds what looks like a shell variable
+    (``$HOME/data``, ``${DATA}/x``), which a spec file does not expand (only ``~`` is), so
+    the user knows why the file is "missing"; "" otherwise."""
+    found = re.search(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?", str(path))
+    if not found:
+        return ""
+    return (f". {found.group(0)} is taken as it is: subsetctl does not expand environment variables in a spec "
+            "(write the path out, or use ~ for your home folder)")
 
 
 class UserError(Exception):

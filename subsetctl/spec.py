@@ -31,7 +31,7 @@ from pydantic import (
 )
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 
-from subsetctl.errors import SpecError, SpecFileError
+from subsetctl.errors import SpecError, SpecFileError, unexpanded_variable_note
 from subsetctl.globbing import glob_without_loops
 
 SPEC_FILENAME = "subsetctl.yaml"
@@ -1135,8 +1135,8 @@ def expand_source_files(
             issues.append(SpecIssue(
                 file=file, line=lines.get(("source_files", g, "files")), key=f"source_files[{g}].files",
                 message=f"{group.files!r} matches no file (a relative pattern is taken in {Path(spec_dir).resolve()}; "
-                        "'**' matches subfolders; the target's own file is left out). Check the pattern or remove "
-                        "the group."))
+                        f"'**' matches subfolders; the target's own file is left out){unexpanded_variable_note(group.files)}. "
+                        "Check the pattern or remove the group."))
         for entry in expanded:
             origin[len(entries)] = (g, entry["loader"]["path"])
             entries.append(entry)

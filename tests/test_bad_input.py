@@ -65,6 +65,32 @@ def test_aliases_that_expand_without_bound_are_refused_at_once(tmp_path: Path, a
     assert load_spec(_spec_file(tmp_path, BASE, legit)).gradients.batch_size == 4
 
 
+def test_a_shell_variable_in_a_path_is_named_as_not_expanded(tmp_path: Path, monkeypatch) -> None:
+    """`path: $HOME/data.jsonl` was "file /spec/folder/$HOME/data.jsonl does not exist",
+    which left the user to guess that a spec expands `~` but no environment variables; the
+    same for a model folder, a `source_files` pattern and a `huggingface` data file."""
+    from subsetctl.data.loaders import LoadContext, load_jsonl
+    from subsetctl.spec import JsonlLoader
+
+    monkeypatch.setenv("DATA", str(tmp_path))  # set, and still not expanded
+    data = {**BASE, "model": {"source": "${MODELS}/llama"},
+            "sources": [{"name": "s0", "loader": {"type": "jsonl", "path": "$HOME/t.jsonl"}},
+                        {"name": "s1", "loader": {"type": "huggingface", "path": "json",
+                                                  "data_files": ["$DATA/t.jsonl"]}}]}
+    issues = _issues(_spec_file(tmp_path, data))
+    issues += _issues(_spec_file(tmp_path, {**BASE, "source_files": [{"files": "${DATA}/*.jsonl",
+                                                                      "loader": {"type": "jsonl"}}]}))
+    for key, variable in (("model.source", "${MODELS}"), ("sources[0].loader.path", "$HOME"),
+                          ("sources[1].loader.data_files[0]", "$DATA"), ("source_files[0].files", "${DATA}")):
+        (issue,) = [i for i in issues if f": {key}: " in i] or [f"nothing about {key} in {issues}"]
+        assert f"{variable} is taken as it is: subsetctl does not expand environment variables in a spec " \
+               "(write the path out, or use ~ for your home folder)" in issue, issue
+    with pytest.raises(UserError, match=r"\$HOME/t\.jsonl'? does not exist .*\. \$HOME is taken as it is"):
+        load_jsonl(JsonlLoader(type="jsonl", path="$HOME/t.jsonl"), LoadContext("s0", tmp_path, "causal-lm", 0))
+    assert "taken as it is" not in " ".join(_issues(_spec_file(tmp_path, {**BASE, "sources": [
+        {"name": "s0", "loader": {"type": "jsonl", "path": "price_$5.jsonl"}}]})))  # not a variable's name
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
 def test_a_data_path_that_is_a_named_pipe_is_refused_not_waited_on(tmp_path: Path) -> None:
     """validate (and plan, run) opened a FIFO given as a JSON Lines path to count its lines,

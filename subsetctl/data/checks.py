@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from subsetctl.data.loaders import UnsupportedCompression, open_decompressed, resolve_path, utf16_note
-from subsetctl.errors import UserError
+from subsetctl.errors import UserError, unexpanded_variable_note
 from subsetctl.hub import looks_local
 from subsetctl.spec import (
     EvalsLoader,
@@ -157,7 +157,8 @@ def _check_file_loader(
 
         local = resolve_path(loader.path, base_dir)
         if looks_local(loader.path) and not local.exists():
-            issues.add(loc + ("path",), f"local dataset path {local} does not exist")
+            issues.add(loc + ("path",), f"local dataset path {local} does not exist"
+                       f"{unexpanded_variable_note(loader.path)}")
         elif local.is_file():
             issues.add(loc + ("path",), file_as_dataset_path_problem(local, loader.path))
         elif is_saved_to_disk(local):
@@ -180,15 +181,15 @@ def _check_file_loader(
                 not resolve_path(data_file, base_dir).exists()
                 and not (local / data_file).exists()
             ):
-                issues.add(
-                    loc + ("data_files", i), f"data file {resolve_path(data_file, base_dir)} does not exist"
-                )
+                issues.add(loc + ("data_files", i), f"data file {resolve_path(data_file, base_dir)} does not "
+                           f"exist{unexpanded_variable_note(data_file)}")
     elif path_value is not None:
         resolved = resolve_path(path_value, base_dir)
         if not resolved.exists():
             issues.add(
                 loc + ("path",),
-                f"file {resolved} does not exist (relative paths resolve against the spec's folder)",
+                f"file {resolved} does not exist (relative paths resolve against the spec's folder)"
+                f"{unexpanded_variable_note(path_value)}",
             )
         elif not resolved.is_file():
             issues.add(loc + ("path",), f"{resolved} is not a file")

@@ -46,7 +46,7 @@ from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
-from subsetctl.errors import UserError
+from subsetctl.errors import UserError, unexpanded_variable_note
 from subsetctl.registry import LOADERS
 from subsetctl.spec import (
     CsvLoader,
@@ -747,7 +747,8 @@ def unmatched_glob_message(options: HuggingFaceLoader, index: int, base_dir: Pat
     """What to say about ``data_files[index]``, a glob that matches no file."""
     entry = (options.data_files or [])[index]
     return (f"loader.data_files pattern {entry!r} matches no file (looked for {resolve_path(entry, base_dir)}; "
-            "relative patterns resolve against the spec's folder). Fix the pattern or the folder.")
+            f"relative patterns resolve against the spec's folder){unexpanded_variable_note(entry)}. Fix the pattern "
+            "or the folder.")
 
 
 def expand_data_files(options: HuggingFaceLoader, base_dir: Path) -> list[str] | None:
@@ -784,8 +785,8 @@ def _existing_file(path_option: str, ctx: LoadContext) -> Path:
     if not path.exists():
         raise UserError(
             f"Source {ctx.source_name!r}: loader.path {path_option!r} does not exist (looked for "
-            f"{path}; relative paths resolve against the spec's folder {ctx.base_dir}). "
-            "Fix loader.path or create the file."
+            f"{path}; relative paths resolve against the spec's folder {ctx.base_dir})"
+            f"{unexpanded_variable_note(path_option)}. Fix loader.path or create the file."
         )
     if not path.is_file():
         raise UserError(
