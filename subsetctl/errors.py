@@ -71,6 +71,28 @@ class StaleArtifactError(UserError):
     """An upstream artifact does not match what the spec asks for."""
 
 
+def out_of_memory_error(exc: BaseException, stage: str, settings: dict[str, object]) -> UserError | None:
+    """A UserError for a stage that ran out of memory (Python's MemoryError, torch's
+    OutOfMemoryError on a GPU, or its CPU allocator refusing a tensor), naming the spec
+    ``settings`` that bound the stage's memory (``{"meta_init.batch_size": 8, ...}``, as
+    they are now) so the user knows what to lower; None for any other error. A batch
+    size the machine cannot hold is the user's to change, not a bug in subsetctl."""
+    text = str(exc)
+    if not (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+            or "can't allocate memory" in text or "out of memory" in text.lower()):
+        return None
+    tried = re.search(r"[Tt]ried to allocate ([\d.]+) ?([A-Za-z]+)", text)
+    size = ""
+    if tried:
+        amount, unit = tried.groups()
+        size = (f": it tried to allocate {float(amount) / 2**20:,.0f} MiB at once" if unit == "bytes"
+                else f": it tried to allocate {amount} {unit} at once")
+    lower = " or ".join(f"{key} (now {value})" for key, value in settings.items())
+    advice = f"Lower {lower}, then run again" if lower else "Free memory (or use a larger machine), then run again"
+    return UserError(f"Stage {stage} ran out of memory{size} ({type(exc).__name__}). {advice}: finished stages "
+                     "are kept.")
+
+
 def environment_error(exc: OSError) -> UserError | None:
     """A UserError for file-system conditions the user fixes (read-only or unwritable
     folder, full disk); None for anything else, which stays an internal error. The CLI

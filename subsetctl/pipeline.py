@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from subsetctl import __version__
-from subsetctl.errors import LockedError, UserError, shell_arg
+from subsetctl.errors import LockedError, UserError, out_of_memory_error, shell_arg
 from subsetctl.project import (
     WORK_MARKER,
     Project,
@@ -171,6 +171,9 @@ class Stage(ABC):
     keeps_results: bool = True
     #: the spec key that switches the stage on and off (stages that can be switched off)
     switch: str | None = None
+    #: the spec settings that bound the stage's memory (batch sizes, lengths): named, with
+    #: their values, when it runs out of memory, as what to lower
+    memory_keys: tuple[str, ...] = ()
     #: whether its :meth:`extra_inputs` are taken again once it has run, and the results not
     #: committed when they changed meanwhile: a stage that reads input files as it goes (the
     #: data stage), whose results would otherwise be recorded as made from the files as they
@@ -966,6 +969,13 @@ class Pipeline:
         except OSError as exc:  # a full disk often names no file: say which stage was writing where
             exc.add_note(f"stage {stage.name}, under {out_dir}")
             raise
+        except (MemoryError, RuntimeError) as exc:  # (torch's OutOfMemoryError is a RuntimeError)
+            dumped = self.spec.model_dump(mode="json")
+            settings = {key: _dig(dumped, key) for key in stage.memory_keys if _dig(dumped, key) is not None}
+            out_of_memory = out_of_memory_error(exc, stage.name, settings)
+            if out_of_memory is None:
+                raise
+            raise out_of_memory from exc
         seconds = time.perf_counter() - start
         if summary.get("incomplete"):
             return None  # e.g. one shard of the gradients: nothing to commit yet

@@ -700,3 +700,45 @@ def test_a_utf16_spec_is_named_as_such(tmp_path: Path) -> None:
     path.write_bytes(b"target: caf\xe9\n")  # Latin-1: no note
     (issue,) = _issues(path)
     assert "not valid UTF-8 (byte 11). Save it as UTF-8." in issue
+
+
+@pytest.mark.parametrize("raised", [
+    RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you "
+                 "tried to allocate 230400000 bytes. Error code 12 (Cannot allocate memory)"),
+    "torch.OutOfMemoryError",
+    MemoryError(),
+    RuntimeError("something else went wrong"),
+])
+def test_a_stage_that_runs_out_of_memory_names_the_settings_to_lower(tiny_project: Path, monkeypatch,
+                                                                     raised) -> None:
+    """An absurd meta_init.batch_size (100000) ended in "internal error: RuntimeError:
+    DefaultCPUAllocator: can't allocate memory ... This is a bug in subsetctl": running out
+    of memory is the user's to fix, by lowering the stage's batch size or lengths. Any
+    other error stays internal."""
+    import torch
+
+    from subsetctl.api import run_project
+    from subsetctl.stages.meta_init import MetaInitStage
+
+    if raised == "torch.OutOfMemoryError":
+        raised = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB. GPU 0 has a total "
+                                        "capacity of 79.15 GiB")
+
+    def out_of_memory(self, ctx):
+        raise raised
+
+    monkeypatch.setattr(MetaInitStage, "run", out_of_memory)
+    if "something else" in str(raised):
+        with pytest.raises(RuntimeError, match="something else"):
+            run_project(tiny_project, until="meta_init")
+        return
+    with pytest.raises(UserError) as caught:
+        run_project(tiny_project, until="meta_init")
+    message = str(caught.value)
+    assert message.startswith("Stage meta_init ran out of memory")
+    assert "Lower meta_init.batch_size (now 4) or model.max_length (now 32), then run again: finished stages are " \
+           "kept." in message, message
+    if isinstance(raised, RuntimeError):
+        assert {torch.OutOfMemoryError: "it tried to allocate 20.00 MiB at once",
+                RuntimeError: "it tried to allocate 220 MiB at once"}[type(raised)] in message, message
+    assert json.loads((tiny_project / ".subsetctl" / "data" / "manifest.json").read_text())["stage"] == "data"

@@ -32,6 +32,7 @@ class CalibrateStage(Stage):
     name = "calibrate"
     description = "choose lambda and calibrate estimates against verify's real fine-tunes (when verify is on)"
     after = ("gradients", "verify")
+    memory_keys = ("executor.n_jobs", "executor.batch_size")
     # verify's budget: what linear_sgd simulates by default
     spec_keys = ("project.seed", "estimate", "calibrate", "verify.enabled", *SIMULATED_FINETUNE_KEYS)
 

@@ -56,6 +56,7 @@ class EvaluateStage(common.ModelStage):
     name = "evaluate"
     description = "test-split metrics of every fine-tuned selection"
     after = ("data", "finetune")
+    memory_keys = ("evaluate.batch_size", "evaluate.max_new_tokens", "model.max_length")
     spec_keys = ("model", "evaluate")
 
     switch = "finetune.enabled"

@@ -67,6 +67,7 @@ class GradientsStage(common.ModelStage):
     name = "gradients"
     description = "per-example f and projected gradients at theta*"
     after = ("data", "meta_init")
+    memory_keys = ("gradients.batch_size", "model.max_length", "gradients.memory_budget_mb")
     spec_keys = ("project.seed", "model", "gradients")
 
     def extra_inputs(self, spec: Spec, project: Project) -> dict[str, Any]:

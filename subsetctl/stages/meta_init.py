@@ -22,6 +22,7 @@ class MetaInitStage(common.ModelStage):
     describes_only = ("adapter/adapter_config.json", "adapter/README.md")
     description = "multitask LoRA on target + all sources (theta*)"
     after = ("data",)
+    memory_keys = ("meta_init.batch_size", "model.max_length")
     spec_keys = ("project.seed", "model", "meta_init")
 
     def run(self, ctx: StageContext) -> dict[str, Any]:

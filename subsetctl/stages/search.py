@@ -306,6 +306,7 @@ class SearchStage(Stage):
     name = "search"
     description = "estimate subsets and run the search strategies"
     after = ("gradients", "calibrate")
+    memory_keys = ("executor.n_jobs", "executor.batch_size")
     # not "executor": every backend gives the same estimates (only how fast)
     # verify's budget: what linear_sgd simulates by default (true_finetune's: extra_inputs)
     # not "plugins": the code of the plugin estimators and strategies it uses is among its

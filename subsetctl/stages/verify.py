@@ -75,6 +75,7 @@ class VerifyStage(common.ModelStage):
     scratch = ("work",)  # the real fine-tune under way
     description = "real fine-tunes of k random subsets from theta*"
     after = ("data", "meta_init")
+    memory_keys = ("verify.batch_size", "model.max_length")
     # not meta_init's optimizer settings: a real fine-tune takes only its schedule from them
     # (no weight decay, no gradient accumulation, verify's steps, batch and learning rates)
     spec_keys = ("project.seed", "model", "verify")
