@@ -481,3 +481,20 @@ def test_estimated_vs_true_plot_leaves_out_a_subset_without_an_estimate(tmp_path
     ax = captured["fig"].axes[0]
     raw, calibrated = (c for c in ax.collections if c.get_label() in ("raw", "calibrated (map fitted on these 3)"))
     assert len(raw.get_offsets()) == len(calibrated.get_offsets()) == 3
+
+
+def test_the_verify_table_fits_80_columns_without_splitting_header_words() -> None:
+    """At 80 columns the verify table's headers read "estimato r" and "(Spearm an)": a
+    repeats column of "1" (no subset fine-tuned twice) took the room. It is shown only with
+    repeats, and a header wraps between its words."""
+    entry = {**_verify_entry(), "estimator": "linear_sgd", "loo_median_rel_err_with_selection": 0.00021}
+    report = {"project": "p", "verify": {"ce": entry, "surrogate": entry}, "stages": {}}
+    buffer = io.StringIO()
+    render_full_report(report, Console(file=buffer, width=80))
+    text = buffer.getvalue()
+    assert "estimator" in text and "linear_sgd" in text and "repeats" not in text, text
+    assert max(map(len, text.splitlines())) <= 80
+    buffer = io.StringIO()
+    render_full_report({**report, "verify": {"ce": {**entry, "repeats": 2, "repeat_spearman": 0.86}}},
+                       Console(file=buffer, width=100))
+    assert "(Spearman)" in buffer.getvalue() and "2 (0.86)" in buffer.getvalue(), buffer.getvalue()

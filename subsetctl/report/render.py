@@ -124,14 +124,18 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
         t.caption = ("LOO: leave-one-out median relative error of the calibrated estimate; "
                      "+choice: with the choice of estimator and lambda held out too")
         t.caption_justify = "left"
+        # the repeats column only when some subset was fine-tuned more than once (a column of
+        # "1" took the room that kept 80 columns from splitting "estimator" as "estimato r")
+        repeated = any(int(v.get("repeats") or 1) > 1 for v in report["verify"].values())
         for col in ("fine-tune", "estimator", "lambda", "Spearman (raw)", "LOO", "LOO +choice", "k",
-                    "repeats (Spearman)"):
-            t.add_column(col, no_wrap=col == "fine-tune", overflow="fold")  # narrow terminals: fold, never "linear_…"
+                    *(["repeats (Spearman)"] if repeated else [])):
+            # narrow terminals: fold values, never "linear_…"; headers wrap between words only
+            t.add_column(col, no_wrap=col == "fine-tune", overflow="fold", min_width=max(map(len, col.split())))
         for kind, v in report["verify"].items():
             c = v["calibration"]
             t.add_row(kind, str(v.get("estimator") or "-"), _f(c["lam"]), _f(c["spearman"], 3),
                       percent_cell(c["loo_median_rel_err"]), percent_cell(v.get("loo_median_rel_err_with_selection")),
-                      verify_k_cell(v), repeats_cell(v))
+                      verify_k_cell(v), *([repeats_cell(v)] if repeated else []))
         console.print(t)
         for note in verify_notes(report):
             console.print(f"[dim]verify {escape(note)}[/dim]")
