@@ -582,14 +582,19 @@ def ls_command(directory: Path | None, fmt: str) -> None:
 def doctor(directory: Path | None) -> None:
     """Check the environment and say what to do about each problem.
 
-    With DIRECTORY (a project), also that its spec validates and its disk has room."""
+    With DIRECTORY (a project or its spec file; default: the current directory when it
+    holds a subsetctl.yaml), also that its spec validates and its disk has room."""
     from rich.markup import escape
 
     from subsetctl.doctor import run_checks
+    from subsetctl.spec import SPEC_FILENAME
 
+    directory = _folder_not_override(directory)
+    if directory is None and Path(SPEC_FILENAME).is_file():  # the current directory is a project
+        directory = Path(".")
     console = _console()
     problems = 0
-    for check in run_checks(_folder_not_override(directory)):
+    for check in run_checks(directory):
         mark = "[green]✓[/green]" if check.ok else "[red]✗[/red]"
         console.print(f"{mark} {escape(check.name)}: {escape(check.detail)}")
         if not check.ok:

@@ -108,3 +108,19 @@ def test_doctor_checks_the_project_is_writable_and_takes_the_spec_file(tmp_path:
     monkeypatch.setattr(doctor.os, "access", lambda p, mode: False if Path(p) == tmp_path else real_access(p, mode))
     check = doctor.check_writable(tmp_path)
     assert not check.ok and f"{tmp_path} is not writable" in check.detail and "`run` does not" in check.advice
+
+
+def test_doctor_without_a_folder_checks_the_current_project(healthy: None, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """`subsetctl doctor` in a project folder checks that project, as `doctor .` does (it
+    checked the environment alone); in a folder without a spec it still checks only that."""
+    spec = rf.data_spec()
+    spec["gradients"] = {"d": -3}
+    project = rf.make_project(tmp_path / "p", spec)
+    monkeypatch.chdir(project)
+    result = CliRunner().invoke(main, ["doctor"])
+    assert result.exit_code == 1, result.output
+    assert "✗ project spec" in result.output and "gradients.d" in result.output, result.output
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["doctor"])
+    assert result.exit_code == 0 and "project spec" not in result.output, result.output
