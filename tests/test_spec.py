@@ -450,6 +450,29 @@ def test_schema_shows_the_defaults_built_by_factories() -> None:
     assert "description" in schema["$defs"]["JsonlLoader"]["properties"]["type"]
 
 
+def _schema_errors(data: dict) -> list[str]:
+    """What an editor checking ``data`` against `subsetctl schema` (with the draft it names) flags."""
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json_schema()
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(data)]
+
+
+def test_the_schema_takes_the_spellings_of_tab_the_delimiter_takes() -> None:
+    """`delimiter: tab` (and '\\t'), which the description offers, was flagged by editors:
+    the schema allowed one character only."""
+    for delimiter in (",", "\t", "tab", "TAB", "\\t", " tab "):
+        data = {**MINIMAL, "sources": [{"name": "s", "loader": {"type": "csv", "path": "s.csv", "delimiter": delimiter}}],
+                "source_files": [{"files": "*.csv", "loader": {"type": "csv", "delimiter": delimiter}}]}
+        assert Spec.model_validate(data).sources[0].loader.delimiter in (",", "\t")
+        assert _schema_errors(data) == [], delimiter
+    for wrong in ("", ";;", "tabs", "\\n"):
+        data = {**MINIMAL, "sources": [{"name": "s", "loader": {"type": "csv", "path": "s.csv", "delimiter": wrong}}]}
+        with pytest.raises(ValueError, match="delimiter"):
+            Spec.model_validate(data)
+        assert _schema_errors(data), wrong
+
+
 def test_an_override_of_a_name_or_type_is_blamed_for_its_siblings() -> None:
     """`search.strategies[3].name=random` made the file's params invalid; the issue named the
     file's line of another strategy and not the override."""
