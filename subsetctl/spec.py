@@ -540,6 +540,7 @@ class CalibrateSpec(StrictModel):
     enabled: bool = Field(True, description="Choose lambda and an affine map from verify's fine-tunes.")
     lambda_grid: list[float] = Field(
         [0.01, 0.1, 0.3, 1.0, 3.0, 10.0], min_length=1,
+        json_schema_extra={"items": {"type": "number", "exclusiveMinimum": 0}},  # as _positive checks
         description="Lambdas to choose from (one value pins lambda); estimate.lam is kept when lambda "
                     "cannot be chosen (verify off, or fewer than 4 usable fine-tunes).",
     )
@@ -621,6 +622,7 @@ class VerifySpec(StrictModel):
     kinds: list[Literal["ce", "surrogate"]] = Field(
         ["ce", "surrogate"],
         min_length=1,
+        json_schema_extra={"uniqueItems": True},  # as _distinct_kinds checks
         description="ce: AdamW on cross-entropy, of the response tokens (causal LM) or of the class "
         "(classifier): what users run; surrogate: SGD on mean softplus(-f) (what the estimate models).",
     )

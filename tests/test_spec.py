@@ -473,6 +473,20 @@ def test_the_schema_takes_the_spellings_of_tab_the_delimiter_takes() -> None:
         assert _schema_errors(data), wrong
 
 
+def test_the_schema_flags_the_list_items_validate_refuses() -> None:
+    """A lambda of 0 or below and a verify kind given twice are refused by validate; the
+    schema let editors pass them."""
+    for section, bad in (("calibrate", {"lambda_grid": [0.1, 0]}), ("calibrate", {"lambda_grid": [-1]}),
+                         ("verify", {"kinds": ["ce", "ce"]})):
+        data = {**MINIMAL, section: bad}
+        with pytest.raises(ValueError, match="lambda_grid values must be positive|each kind at most once"):
+            Spec.model_validate(data)
+        assert _schema_errors(data), bad
+    good = {**MINIMAL, "calibrate": {"lambda_grid": [0.01, 1]}, "verify": {"kinds": ["surrogate", "ce"]}}
+    Spec.model_validate(good)
+    assert _schema_errors(good) == []
+
+
 def test_an_override_of_a_name_or_type_is_blamed_for_its_siblings() -> None:
     """`search.strategies[3].name=random` made the file's params invalid; the issue named the
     file's line of another strategy and not the override."""
