@@ -678,6 +678,12 @@ class ExecutorSpec(StrictModel):
 class Spec(StrictModel):
     """A subsetctl project: base model, target task, auxiliary sources, stage settings."""
 
+    # what _names checks first, for editors: at least one source, listed or in a group
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"required": ["sources"], "properties": {"sources": {"minItems": 1}}},
+        {"required": ["source_files"], "properties": {"source_files": {"minItems": 1}}},
+    ]})
+
     project: ProjectSpec = Field(default_factory=ProjectSpec, description="Name and seed.")
     model: ModelSpec = Field(default_factory=ModelSpec, description="Base model and LoRA.")
     target: TargetSpec = Field(description="The task to fine-tune for.")

@@ -487,6 +487,20 @@ def test_the_schema_flags_the_list_items_validate_refuses() -> None:
     assert _schema_errors(good) == []
 
 
+def test_the_schema_flags_a_spec_without_sources() -> None:
+    """validate refuses a spec with no source (no `sources`, none listed, no `source_files`
+    group); the schema passed it."""
+    target = {"target": MINIMAL["target"]}
+    for data in (target, {**target, "sources": []}, {**target, "sources": [], "source_files": []}):
+        with pytest.raises(ValueError, match="no sources"):
+            Spec.model_validate(data)
+        assert _schema_errors(data), data
+    group = {"files": "*.jsonl", "loader": {"type": "jsonl"}}
+    for data in (MINIMAL, {**target, "source_files": [group]}, {**MINIMAL, "source_files": []},
+                 {**target, "sources": [], "source_files": [group]}):
+        assert _schema_errors(data) == [], data
+
+
 def test_an_override_of_a_name_or_type_is_blamed_for_its_siblings() -> None:
     """`search.strategies[3].name=random` made the file's params invalid; the issue named the
     file's line of another strategy and not the override."""
