@@ -118,6 +118,13 @@ def _stop_signals_as_interrupt() -> Any:
 class _Group(click.Group):
     """A click group that turns user errors into exit code 1 without a traceback."""
 
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        # before click parses anything: `--help` and `--version` print and exit while
+        # parsing, before the group's callback runs, and click made a closed pipe exit 1
+        if not isinstance(sys.stdout, _StdoutUntilReaderLeaves):
+            sys.stdout = _StdoutUntilReaderLeaves(sys.stdout)
+        return super().main(*args, **kwargs)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             try:
@@ -189,8 +196,6 @@ def main() -> None:
     gradients, estimates fine-tuning on many subsets on CPUs, searches, fine-tunes the
     pick and reports. All state lives in the project directory; runs resume.
     """
-    if not isinstance(sys.stdout, _StdoutUntilReaderLeaves):
-        sys.stdout = _StdoutUntilReaderLeaves(sys.stdout)
 
 
 @main.command()

@@ -415,6 +415,14 @@ def test_a_reader_that_stops_early_cuts_the_output_not_the_command(tiny_project:
     assert invalid.returncode == 1  # its own exit code, not one for the pipe
 
 
+def test_help_and_version_into_a_closed_pipe_exit_0() -> None:
+    """`subsetctl --help | head -1` exited 1: click prints them while parsing, before the
+    group's callback had set up stdout for a reader that leaves."""
+    for args in (["--help"], ["-h"], ["--version"]):
+        printed = _cli_with_reader_gone(*args)
+        assert (printed.returncode, printed.stderr) == (0, ""), args
+
+
 def test_debug_shows_where_a_plugins_own_code_failed(tiny_project: Path, monkeypatch) -> None:
     """SUBSETCTL_DEBUG=1 printed only the one-paragraph message for a plugin's error: no file, no line."""
     (tiny_project / "clidebug_plugin.py").write_text(
