@@ -282,9 +282,9 @@ def _status_table(statuses: list[Any], title: str) -> Any:
     colors = {"up to date": "green", "stale": "yellow", "never run": "cyan", "unfinished": "magenta", "running": "blue", "disabled": "dim",
               "corrupt": "red"}
     table = Table(title=title, title_justify="left")
-    table.add_column("stage")
-    table.add_column("status")
-    table.add_column("run would")
+    table.add_column("stage", overflow="fold")  # a narrow terminal folds names, never cuts them (meta_i…)
+    table.add_column("status", overflow="fold")
+    table.add_column("run would", overflow="fold")
     table.add_column("why", overflow="fold")  # long overrides and paths wrap, never cut off
     for s in statuses:
         color = colors.get(s.state, "white")

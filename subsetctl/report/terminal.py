@@ -228,9 +228,10 @@ def render_report(root: Path, console: Any, all_sources: bool = False, overrides
 
         console.print(f"[yellow]{escape(note)}[/yellow]")
     table = Table(title="stages", title_justify="left")
-    table.add_column("stage")
-    table.add_column("seconds", justify="right")
-    table.add_column("finished")
+    # on a narrow terminal cells fold, never end in "…" (meta_i…, 2026-12-02T05…)
+    table.add_column("stage", overflow="fold")
+    table.add_column("seconds", justify="right", overflow="fold")
+    table.add_column("finished", overflow="fold")
     for name, info in data["stages"].items():
         label = f"{name} [dim](switched off; an earlier run's)[/dim]" if info.get("switched_off") else name
         table.add_row(label, f"{info['seconds']:.1f}" if info["seconds"] is not None else "-", str(info["written_at"]))
