@@ -58,6 +58,7 @@ def check_torch() -> Check:
 def check_packaged_models() -> list[Check]:
     """Each packaged model's PyPI package, and whether SmolLM2's conversion is cached."""
     from subsetctl.modeling.packaged import (
+        CACHE_ADVICE,
         MINILM_NAME,
         MINILM_PYPI,
         SMOLLM2_GGUF,
@@ -88,8 +89,24 @@ def check_packaged_models() -> list[Check]:
             cached = _marker_matches(target, gguf)
             detail += (f"; converted copy cached in {target}" if cached
                        else f"; not converted yet (the first run converts it into {target}, about 30 s)")
+            blocked = None if cached else _unwritable(target.parent)
+            if blocked:  # the first run would fail there, after the other stages' checks passed
+                checks.append(Check(f"packaged model {name}", False, f"{detail}, but {blocked}", CACHE_ADVICE))
+                continue
         checks.append(Check(f"packaged model {name}", True, detail))
     return checks
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why ``folder`` (or the folder it would be made in) cannot be written; None if it can."""
+    where = folder
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    if not where.is_dir():
+        return f"{where} is not a folder"
+    if not os.access(where, os.W_OK | os.X_OK):
+        return f"{where} is not writable"
+    return None
 
 
 def check_disk(folder: Path) -> Check:

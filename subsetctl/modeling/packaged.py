@@ -75,6 +75,12 @@ def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     return Path.home() / ".cache" / "subsetctl" / "models"
 
 
+#: what to do when the cache of converted models cannot be written (`doctor` says it too)
+CACHE_ADVICE = ("It is converted once into a cache outside the project (~/.cache/subsetctl, or $SUBSETCTL_CACHE): "
+                "set SUBSETCTL_CACHE to a writable folder (e.g. SUBSETCTL_CACHE=$TMPDIR/subsetctl for a job whose "
+                "HOME is read-only), or name a local model folder in model.source.")
+
+
 def _package_dir(module: str, pypi: str, model_name: str) -> Path:
     """Folder of an installed package, found without importing it."""
     spec = importlib.util.find_spec(module)
@@ -132,8 +138,13 @@ def convert_gguf(gguf_path: Path, target: Path, progress: Progress | None = None
     from subsetctl.modeling.resolve import quiet_transformers
     from subsetctl.project import replace_dir
 
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:  # before the 30 s of reading: a read-only HOME (a batch job's, a container's) fails here
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+    except OSError as exc:
+        raise UserError(f"Cannot write the converted copy of a packaged model into {target.parent}: "
+                        f"{exc.strerror or exc}. {CACHE_ADVICE}") from exc
     if progress:
         progress(f"Converting {gguf_path.name} into a Hugging Face folder at {target} (one time, about 30 s)")
     try:

@@ -73,3 +73,22 @@ def test_a_stale_conversion_is_replaced(tmp_path: Path, monkeypatch: pytest.Monk
         [packaged.CONVERSION_MARKER, "model.bin", "tokenizer.bin"])
     assert packaged._marker_matches(target, gguf)
     assert [p.name for p in target.parent.iterdir()] == ["m"]  # no temp, old or lock file left
+
+
+def test_an_unwritable_cache_is_a_user_error_naming_subsetctl_cache_before_reading_the_model(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch job whose HOME is read-only (or not a folder) failed on ~/.cache with "copy
+    the project somewhere writable", which does not help: the cache is outside the project."""
+    from subsetctl.errors import UserError
+
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"gguf" * 10)
+    home = tmp_path / "home"
+    home.write_text("a file where HOME should be a folder")
+
+    def never_read() -> None:
+        raise AssertionError("the model was read before the cache was found unwritable")
+
+    _fake_transformers(monkeypatch, never_read)
+    with pytest.raises(UserError, match=r"Cannot write the converted copy .* set SUBSETCTL_CACHE to a writable"):
+        packaged.convert_gguf(gguf, home / ".cache" / "subsetctl" / "models" / "m")

