@@ -121,6 +121,10 @@ class _Group(click.Group):
     def main(self, *args: Any, **kwargs: Any) -> Any:
         # before click parses anything: `--help` and `--version` print and exit while
         # parsing, before the group's callback runs, and click made a closed pipe exit 1
+        for stream in (sys.stdout, sys.stderr):  # a non-UTF-8 locale: ✓, é as \u2713, \xe9, not a crash
+            if (getattr(stream, "encoding", None) or "utf-8").lower().replace("-", "") != "utf8":
+                with contextlib.suppress(AttributeError, ValueError):
+                    stream.reconfigure(errors="backslashreplace")
         if not isinstance(sys.stdout, _StdoutUntilReaderLeaves):
             sys.stdout = _StdoutUntilReaderLeaves(sys.stdout)
         return super().main(*args, **kwargs)

@@ -423,6 +423,18 @@ def test_help_and_version_into_a_closed_pipe_exit_0() -> None:
         assert (printed.returncode, printed.stderr) == (0, ""), args
 
 
+def test_a_non_utf8_locale_prints_marks_escaped_not_an_internal_error(jsonl_project: Path) -> None:
+    """With an ASCII (or Latin-1) stdout, `validate` printing "✓" was an internal error
+    (UnicodeEncodeError) and exit 1."""
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    env.pop("PYTHONIOENCODING", None)
+    command = "import sys; from subsetctl.cli import main; sys.argv[0] = 'subsetctl'; main()"
+    done = subprocess.run([sys.executable, "-c", command, "validate", str(jsonl_project)], env=env, check=False,
+                          capture_output=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert b"\\u2713" in done.stdout and b"is valid" in done.stdout
+
+
 def test_debug_shows_where_a_plugins_own_code_failed(tiny_project: Path, monkeypatch) -> None:
     """SUBSETCTL_DEBUG=1 printed only the one-paragraph message for a plugin's error: no file, no line."""
     (tiny_project / "clidebug_plugin.py").write_text(
