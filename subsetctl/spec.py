@@ -458,9 +458,19 @@ def _default_target_split() -> SplitSpec:
     return SplitSpec(train=0.5, validation=0.25, test=0.25)
 
 
+#: what the target's split must hold besides a SplitSpec's rules, for editors: train,
+#: validation and test rows (validate refuses a split without them; 0 and 0.0 alike are
+#: none, and validation and test default to 0)
+_TARGET_SPLIT_SCHEMA: dict[str, Any] = {
+    "required": ["validation", "test"],
+    "properties": {name: {"not": {"const": 0}} for name in ("train", "validation", "test")},
+}
+
+
 class TargetSpec(SourceSpec):
     split: SplitSpec = Field(
         default_factory=_default_target_split,
+        json_schema_extra=_TARGET_SPLIT_SCHEMA,
         description="Split sizes; the target needs train, validation and test examples.",
     )
 

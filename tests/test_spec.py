@@ -662,3 +662,27 @@ def test_a_project_name_with_a_control_character_is_refused_at_its_key(name: str
     assert "one line of printable text" in issues[0].message and repr(char) in issues[0].message
     ok, issues = validate_data({**MINIMAL, "project": {"name": "Ärger mit Daten (v2)"}}, "x.yaml")
     assert ok is not None and not issues
+
+
+def test_the_schema_flags_a_target_split_without_train_validation_or_test_rows(tmp_path: Path) -> None:
+    """validate refuses a target split with no train, validation or test rows (0, 0.0, or
+    validation or test left out, which default to 0); the schema passed them to editors."""
+    from subsetctl.api import validate_spec_file
+
+    for name in ("t", "s"):
+        (tmp_path / f"{name}.jsonl").write_text('{"prompt": "p", "response": "r"}\n' * 40)
+
+    def refused(data: dict) -> list[str]:
+        (tmp_path / "subsetctl.yaml").write_text(yaml.safe_dump({**data, "search": {"strategies": [{"name": "exhaustive"}]}}))
+        return [i.render() for i in validate_spec_file(tmp_path / "subsetctl.yaml").issues]
+
+    for split in ({"train": 10, "validation": 0, "test": 5}, {"train": 10, "validation": 5, "test": 0.0},
+                  {"train": 10, "validation": 5}, {"train": 0.5, "test": 0.5}, {"train": 0, "validation": 5,
+                                                                                "test": 5}):
+        data = {**MINIMAL, "target": {**MINIMAL["target"], "split": split}}
+        assert any("split" in issue for issue in refused(data)), split
+        assert _schema_errors(data), split
+    for data in (MINIMAL, {**MINIMAL, "target": {**MINIMAL["target"], "split": {"train": 0.8, "validation": 3,
+                                                                                "test": 0.1}}}):
+        assert refused(data) == []
+        assert _schema_errors(data) == [], data
