@@ -108,10 +108,16 @@ def environment_error(exc: OSError) -> UserError | None:
             "all its state in the project directory (.subsetctl/, report.md, plots/); fix the permissions, "
             "or copy the project somewhere writable and run it there. Finished stages are kept."
         )
-    if exc.errno in (errno.EISDIR, errno.ENOTDIR) and exc.filename:
+    if exc.errno == errno.EISDIR and exc.filename:
         return UserError(
-            f"Cannot use {exc.filename}: {exc.strerror}. subsetctl expects a file there (or a folder in a path "
-            "where a file is); something else put it there. Move it aside and run again."
+            f"Cannot use {exc.filename}: {exc.strerror}. subsetctl expects a file there and found a folder; "
+            "something else put it there. Move it aside and run again."
+        )
+    if exc.errno == errno.ENOTDIR and exc.filename:
+        return UserError(
+            f"Cannot use {exc.filename}: {exc.strerror}. A part of this path is a file where subsetctl expects a "
+            "folder (a HOME or cache folder, or the project's .subsetctl/, that is a file); move that file aside "
+            "and run again."
         )
     if exc.errno == errno.EEXIST and exc.filename and not os.path.isdir(exc.filename):  # mkdir(exist_ok=True)
         return UserError(

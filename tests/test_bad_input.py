@@ -222,6 +222,11 @@ def test_unwritable_folder_and_full_disk_are_user_errors() -> None:
     assert environment_error(OSError(errno.ENOENT, "No such file")) is None  # stays an internal error
     lock_folder = environment_error(IsADirectoryError(errno.EISDIR, "Is a directory", "/p/.subsetctl/lock"))
     assert lock_folder is not None and "Cannot use /p/.subsetctl/lock: Is a directory" in str(lock_folder)
+    assert "expects a file there and found a folder" in str(lock_folder)
+    # a file where a folder is: it was called "a file there (or a folder in a path where a file is)"
+    file_in_path = environment_error(NotADirectoryError(errno.ENOTDIR, "Not a directory", "/home/u/.cache/x"))
+    assert file_in_path is not None and "A part of this path is a file where subsetctl expects a folder" in \
+        str(file_in_path) and "expects a file there" not in str(file_in_path)
     unnamed = OSError(errno.ENOSPC, "No space left on device")  # numpy and torch writes name no file
     unnamed.add_note("stage gradients, under /p/.subsetctl/gradients")
     assert "(writing in stage gradients, under /p/.subsetctl/gradients)" in str(environment_error(unnamed))
