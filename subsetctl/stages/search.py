@@ -439,8 +439,10 @@ class SearchStage(Stage):
             "sources": features.sources,
         })
         not_converged = int(np.sum(~np.asarray(batch.converged, dtype=bool))) if len(masks) else 0
-        if not_converged:
-            ctx.reporter.warn(f"{not_converged} subset estimates did not converge; they are flagged in the results.")
+        told = any("did not converge" in n for r in results.values() for n in r.get("notices", []))
+        if not_converged and not told:  # (a strategy's notice said it already, with the count and what to do)
+            ctx.reporter.warn(f"{not_converged} of {len(masks)} subset estimates did not converge (their estimates "
+                              f"are kept but unreliable); {cached.not_converged_advice}.")
         return {
             "final": final,
             "selected": results[final]["selected"],
