@@ -11,6 +11,7 @@ import pytest
 from rich.console import Console
 
 from subsetctl.report.cells import (
+    calibration_notes,
     calibration_state,
     fmt,
     loss_cell,
@@ -227,8 +228,16 @@ def test_verify_cells_say_what_was_usable_what_was_calibrated_against_and_every_
     assert calibration_state({"enabled": False}, "ce") == "raw estimates"
     report = {"calibration": {"notes": ["shared"]}, "calibration_against": "surrogate", "verify": {"surrogate": entry}}
     assert verify_notes(report) == ["surrogate: (target only) excluded: diverged"]  # the primary's shown already
-    report["calibration_against"] = "ce"  # the same sentence about another kind is another fact
-    assert verify_notes(report) == ["surrogate: (target only) excluded: diverged", "surrogate: shared"]
+    assert calibration_notes(report) == ["shared"]
+    # the same sentence about another kind is said once, by the calibration's line, naming the kind
+    report["calibration_against"] = "ce"
+    assert verify_notes(report) == ["surrogate: (target only) excluded: diverged"]
+    assert calibration_notes(report) == ["shared; the same goes for verify's surrogate fine-tunes."]
+    report["calibration"]["notes"] = ["Calibration is off: 3 usable fine-tuned subsets."]
+    report["verify"]["surrogate"]["calibration"]["notes"] = ["Calibration is off: 3 usable fine-tuned subsets."]
+    assert verify_notes(report) == []
+    assert calibration_notes(report) == [
+        "Calibration is off: 3 usable fine-tuned subsets. The same goes for verify's surrogate fine-tunes."]
 
 
 def test_search_notices_and_test_warnings_are_in_every_format() -> None:

@@ -17,3 +17,18 @@ def test_unconverged_estimates_are_warned_once_per_strategy_not_again_for_the_st
     said = [w for w in rep.warnings if "did not converge" in w]
     assert len(said) == 1 and said[0].startswith("exhaustive: "), rep.warnings
     assert "estimate.max_iter" in said[0]
+
+
+def test_a_calibration_note_every_verify_kind_shares_is_said_once(tiny_project: Path) -> None:
+    """With too few verify fine-tunes the calibrate stage warned "calibration (ce): Calibration
+    is off: 3 usable ..." and "calibration (surrogate): ..." in the same words, and the report
+    said it again under "verify surrogate:" after its "calibration:" line."""
+    rep = SilentReporter()
+    run_project(tiny_project, ["verify.enabled=true", "verify.k=3", "verify.steps=1", "verify.batch_size=4",
+                               "search.strategies=[{name: exhaustive}]", "finetune.enabled=false"],
+                reporter=rep)
+    said = [w for w in rep.warnings if "Calibration is off" in w]
+    assert len(said) == 1 and said[0].startswith("calibration (ce, surrogate): "), rep.warnings
+    markdown = (tiny_project / "report.md").read_text()
+    assert markdown.count("Calibration is off") == 1, markdown
+    assert "The same goes for verify's surrogate fine-tunes." in markdown

@@ -103,14 +103,26 @@ def calibration_state(cal: dict[str, Any], against: str | None) -> str:
     return f"calibrated against the {against} fine-tunes" if against else "calibrated"
 
 
+def calibration_notes(report: dict[str, Any]) -> list[str]:
+    """The primary calibration's notes, each naming the other verify kinds whose calibration
+    says the same sentence (verify_notes leaves those out: one fact, said once)."""
+    against = report.get("calibration_against")
+    out = []
+    for note in report.get("calibration", {}).get("notes", []):
+        also = [kind for kind, v in report.get("verify", {}).items()
+                if kind != against and note in v["calibration"].get("notes", [])]
+        same = f"he same goes for verify's {' and '.join(also)} fine-tunes."
+        out.append(note if not also else f"{note} T{same}" if note.endswith(".") else f"{note}; t{same}")
+    return out
+
+
 def verify_notes(report: dict[str, Any]) -> list[str]:
     """Every verify kind's calibration notes (diverged runs excluded, ...), prefixed with the
-    kind, except the calibrated-against kind's notes the primary calibration shows already
-    (the same sentence about another kind is another fact)."""
-    against = report.get("calibration_against")
-    shown = set(report.get("calibration", {}).get("notes", []))  # the against kind's, shown above
+    kind, except those the primary calibration shows already (calibration_notes names the
+    other kinds that say the same sentence)."""
+    shown = set(report.get("calibration", {}).get("notes", []))
     return [f"{kind}: {note}" for kind, v in report.get("verify", {}).items()
-            for note in v["calibration"].get("notes", []) if kind != against or note not in shown]
+            for note in v["calibration"].get("notes", []) if note not in shown]
 
 
 def strategy_notes(report: dict[str, Any]) -> list[str]:

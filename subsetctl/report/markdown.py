@@ -10,6 +10,7 @@ from subsetctl.report.cells import (
     SELECTED_SHOWN,
     baseline_cell,
     calibrated_loss_cell,
+    calibration_notes,
     calibration_state,
     loss_cell,
     macro_f1_cell,
@@ -85,7 +86,7 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
                          f"{loss_cell(r['estimated_loss_raw'], raw_digits)} | "
                          f"{calibrated_loss_cell(r, bool(cal.get('enabled')), cal_digits)} |")
         lines.append("")
-        lines += [f"> calibration: {note}" for note in cal.get("notes", [])] + ([""] if cal.get("notes") else [])
+        lines += [f"> calibration: {note}" for note in calibration_notes(report)] + ([""] if cal.get("notes") else [])
         lines += [f"> search {note}" for note in strategy_notes(report)] + ([""] if strategy_notes(report) else [])
         scored = {k: v for k, v in report["strategies"].items() if v["scores"]}
         if scored:

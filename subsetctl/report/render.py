@@ -12,6 +12,7 @@ from subsetctl.report.cells import (
     SELECTED_SHOWN,
     baseline_cell,
     calibrated_loss_cell,
+    calibration_notes,
     calibration_state,
     loss_cell,
     macro_f1_cell,
@@ -86,7 +87,7 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
                           loss_cell(r["estimated_loss_raw"], raw_digits),
                           calibrated_loss_cell(r, bool(cal.get("enabled")), cal_digits))
         console.print(table)
-        for note in cal.get("notes", []):
+        for note in calibration_notes(report):
             console.print(f"[dim]calibration: {escape(note)}[/dim]")
         for note in strategy_notes(report):
             console.print(f"[dim]search {escape(note)}[/dim]")

@@ -75,13 +75,16 @@ class CalibrateStage(Stage):
                             raise  # the estimate the search falls back to: nothing can stand in
                         if spec.calibrate.enabled:  # (off, the grid only shows what calibration would give)
                             ctx.reporter.warn(f"calibrate: {name} at lambda={lam:g} left out: {exc}")
+            said: dict[str, list[str]] = {}  # a note -> the kinds whose calibration says it (said once)
             for kind in sorted({r["kind"] for r in runs}):
                 rows = mean_over_repeats(runs, kind)
-                entry = self._calibrate_kind(ctx, rows, names, grid, estimators, spec.calibrate.lambda_grid)
+                entry = self._calibrate_kind(ctx, rows, names, grid, estimators, spec.calibrate.lambda_grid, said)
                 entry["repeats"] = max(len(r["true_repeats"]) for r in rows)
                 entry["true_repeats"] = [r["true_repeats"] for r in rows]
                 entry["repeat_spearman"] = repeat_agreement(runs, kind)
                 out["kinds"][kind] = entry
+            for note, kinds in said.items():
+                ctx.reporter.warn(f"calibration ({', '.join(kinds)}): {note}")
             against = spec.calibrate.against if spec.calibrate.against in out["kinds"] else next(iter(out["kinds"]))
             primary = Calibration.from_dict(out["kinds"][against]["calibration"])
             if against != spec.calibrate.against:
@@ -109,10 +112,13 @@ class CalibrateStage(Stage):
     @staticmethod
     def _calibrate_kind(ctx: StageContext, rows: list[dict[str, Any]], names: list[str], grid: list[float],
                         estimators: dict[tuple[str, float], Any],
-                        choose_from: list[float] | None = None) -> dict[str, Any]:
+                        choose_from: list[float] | None = None,
+                        said: dict[str, list[str]] | None = None) -> dict[str, Any]:
         """Calibrate every candidate estimator against one kind of fine-tune (one row per
         subset, its true loss the mean over verify's repeats); keep the best. ``grid``: the
-        lambdas estimated; ``choose_from``: those lambda is chosen among (default: all)."""
+        lambdas estimated; ``choose_from``: those lambda is chosen among (default: all); ``said``:
+        where the notes of a calibration that turned itself off go (note -> kinds), for the
+        caller to warn once per note however many kinds say it (default: warned here)."""
         from subsetctl.estimate.calibrate import (
             MIN_K,
             calibrate,
@@ -161,7 +167,10 @@ class CalibrateStage(Stage):
         kind = rows[0]["kind"]
         if not chosen.enabled:
             for note in chosen.notes:
-                ctx.reporter.warn(f"calibration ({kind}): {note}")
+                if said is None:
+                    ctx.reporter.warn(f"calibration ({kind}): {note}")
+                else:
+                    said.setdefault(note, []).append(kind)
         elif np.isfinite(chosen.spearman) and chosen.spearman < WEAK_SPEARMAN:
             ctx.reporter.warn(
                 f"calibration ({kind}): the best estimate ({chosen.estimator}, lambda={chosen.lam:g}) ranks the "
