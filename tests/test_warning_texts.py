@@ -32,3 +32,15 @@ def test_a_calibration_note_every_verify_kind_shares_is_said_once(tiny_project: 
     markdown = (tiny_project / "report.md").read_text()
     assert markdown.count("Calibration is off") == 1, markdown
     assert "The same goes for verify's surrogate fine-tunes." in markdown
+
+
+def test_calibration_off_for_too_few_fine_tunes_says_what_to_raise() -> None:
+    """The note said 3 usable fine-tunes are too few and stopped there; validate's warning
+    named verify.k but the report's line, read later, did not."""
+    from subsetctl.estimate.calibrate import calibrate
+
+    cal = calibrate([1.0, 2.0, 3.0], {1.0: [1.1, 2.1, 3.1]})
+    assert not cal.enabled and cal.notes[-1].endswith("Raise verify.k (6-10 is typical)."), cal.notes
+    cal = calibrate([1.0, float("nan"), 3.0, 4.0], {1.0: [1.1, 2.1, 3.1, 4.1]})
+    assert not cal.enabled and "1 of the 4 fine-tunes are not usable" in cal.notes[-1], cal.notes
+    assert "raise verify.k" in cal.notes[-1]

@@ -249,7 +249,10 @@ def calibrate(
         if n_usable < MIN_K:
             notes.append(
                 f"Calibration is off: {n_usable} usable fine-tuned subsets, at least {MIN_K} are "
-                "needed to fit and check the affine map; estimates are reported raw."
+                "needed to fit and check the affine map; estimates are reported raw. "
+                + ("Raise verify.k (6-10 is typical)." if n_usable == len(y) else
+                   f"{len(y) - n_usable} of the {len(y)} fine-tunes are not usable (the notes say why); "
+                   "raise verify.k or fix what made them unusable.")
             )
         elif not constant:
             notes.append("Calibration is off: no lambda's estimates rank the fine-tuned subsets (the estimates "
