@@ -44,3 +44,12 @@ def test_calibration_off_for_too_few_fine_tunes_says_what_to_raise() -> None:
     cal = calibrate([1.0, float("nan"), 3.0, 4.0], {1.0: [1.1, 2.1, 3.1, 4.1]})
     assert not cal.enabled and "1 of the 4 fine-tunes are not usable" in cal.notes[-1], cal.notes
     assert "raise verify.k" in cal.notes[-1]
+
+
+def test_a_small_test_split_warning_says_what_to_give_more_rows(tiny_project: Path) -> None:
+    """The small validation split's warning named target.split.validation; the small test
+    split's stopped at "too noisy to compare subsets"."""
+    rep = SilentReporter()
+    run_project(tiny_project, ["search.strategies=[{name: exhaustive}]", "finetune.baselines=[]"], reporter=rep)
+    said = [w for w in rep.warnings if "The test split has only 5 examples" in w]
+    assert len(said) == 1 and said[0].endswith("Give target.split.test more rows if the data allows."), rep.warnings

@@ -337,7 +337,7 @@ def evaluate_model(
     if len(examples) < MIN_TEST_EXAMPLES:
         warnings.append(
             f"The test split has only {len(examples)} examples (< {MIN_TEST_EXAMPLES}); the task "
-            "metric is too noisy to compare subsets."
+            "metric is too noisy to compare subsets. Give target.split.test more rows if the data allows."
         )
     if progress:
         progress(f"Computing test losses on {len(examples)} examples")
