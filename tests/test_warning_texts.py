@@ -53,3 +53,25 @@ def test_a_small_test_split_warning_says_what_to_give_more_rows(tiny_project: Pa
     run_project(tiny_project, ["search.strategies=[{name: exhaustive}]", "finetune.baselines=[]"], reporter=rep)
     said = [w for w in rep.warnings if "The test split has only 5 examples" in w]
     assert len(said) == 1 and said[0].endswith("Give target.split.test more rows if the data allows."), rep.warnings
+
+
+def test_report_says_data_warnings_are_of_the_last_runs_inputs_once_they_changed(tiny_project: Path) -> None:
+    """`report` after the user fixed a warned-about cause (removed a source, edited a file)
+    printed the old data warnings first, as problems of now; that the results are of other
+    inputs came only at the end, after the tables."""
+    import io
+
+    from rich.console import Console
+
+    from subsetctl.report.terminal import render_report
+
+    run_project(tiny_project, ["search.strategies=[{name: exhaustive}]", "finetune.enabled=false"])
+    buffer = io.StringIO()
+    render_report(tiny_project, Console(file=buffer, width=300))
+    assert "last run's inputs" not in buffer.getvalue()
+    (tiny_project / "target.jsonl").write_text((tiny_project / "target.jsonl").read_text()[:-1] + " \n")
+    buffer = io.StringIO()
+    render_report(tiny_project, Console(file=buffer, width=300))
+    text = buffer.getvalue()
+    lines = [line for line in text.splitlines() if line.startswith("data: ")]
+    assert len(lines) >= 2 and "the warnings below are of the last run's inputs" in lines[0], text

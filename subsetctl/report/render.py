@@ -53,18 +53,23 @@ def score_column_groups(strategies: int, score_width: int, rows: list[str | None
 
 
 def render_full_report(report: dict[str, Any], console: Any, all_sources: bool = False,
-                       root: Path | None = None) -> None:
+                       root: Path | None = None, data_stale: bool = False) -> None:
     """Print the selections, per-source scores, verify and test tables. With many sources,
     long selections are summarized and the score table shows the highest and lowest
     scoring sources only, unless ``all_sources`` (report.md and report.json list all).
     ``root``: the project folder, so that the final adapter's path (relative to it in the
-    report) is printed as one that works from the current directory."""
+    report) is printed as one that works from the current directory. ``data_stale``: the
+    spec or its input files changed since the data stage ran, so its warnings (of the
+    inputs as they were) are said to be of the last run's inputs, before they are listed."""
     from rich.table import Table
 
     overrides = overrides_line(report)
     if overrides:
         console.print(f"[yellow]results {escape(overrides)}[/yellow]")
     data_warnings = report.get("data_warnings", [])
+    if data_warnings and data_stale:  # a cause the user fixed since must not read as a problem of now
+        console.print("[yellow]data: the warnings below are of the last run's inputs; the spec or its input "
+                      "files changed since (`subsetctl run` checks them again)[/yellow]")
     for warning in data_warnings[:DATA_WARNINGS_SHOWN]:
         console.print(f"[yellow]data: {escape(warning)}[/yellow]")
     if len(data_warnings) > DATA_WARNINGS_SHOWN:
