@@ -111,8 +111,11 @@ def calibration_notes(report: dict[str, Any]) -> list[str]:
     for note in report.get("calibration", {}).get("notes", []):
         also = [kind for kind, v in report.get("verify", {}).items()
                 if kind != against and note in v["calibration"].get("notes", [])]
-        same = f"he same goes for verify's {' and '.join(also)} fine-tunes."
-        out.append(note if not also else f"{note} T{same}" if note.endswith(".") else f"{note}; t{same}")
+        if not also:
+            out.append(note)
+            continue
+        same = f"the same goes for verify's {' and '.join(also)} fine-tunes."
+        out.append(f"{note} {same[0].upper()}{same[1:]}" if note.endswith(".") else f"{note}; {same}")
     return out
 
 
