@@ -2,7 +2,7 @@
 
 A subset is a boolean mask over the auxiliary sources (the target is always included).
 An estimator maps masks to the estimated target validation loss ``L_hat(S)``
-(DESIGN.md section 2, step 4) plus per-subset diagnostics.
+(:mod:`subsetctl.estimate.solvers` defines it) plus per-subset diagnostics.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Calibrate the estimator on a few real fine-tunes: choose lambda, fit an affine map.
 
-DESIGN.md section 6 found that lambda decides how well estimates rank subsets and that
+The design notes this project started from found that lambda decides how well estimates rank subsets and that
 the raw level of ``L_hat`` is biased, while an affine map fitted on a few true
 fine-tunes removes most of the bias. Given the true losses ``y_k`` of k subsets
 (fine-tuned for real by ``verify``) and, for every lambda of a grid, the raw estimates of

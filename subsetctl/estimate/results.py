@@ -4,8 +4,8 @@ Estimating thousands of subsets with the exact solver takes minutes; a killed or
 run should not redo them. :class:`SubsetResultsStore` keeps, in the project directory,
 every subset estimated so far (its mask and metrics) under a *key* that fingerprints the
 estimator, its lambda and the features: opening the store with another key resets it,
-so results of different settings are never mixed (the Kronfluence habit of DESIGN.md
-section 5). :class:`CachedEstimator` wraps any estimator so that only never-seen masks
+so results of different settings are never mixed (as Kronfluence keys its
+caches). :class:`CachedEstimator` wraps any estimator so that only never-seen masks
 are computed, in chunks that are saved as they finish.
 
 Layout of the store folder:
@@ -110,7 +110,7 @@ class SubsetResultsStore:
 
     Args:
         path: folder of the store (created if missing), e.g.
-            ``<project>/.subsetctl/estimates/subsets``.
+            ``<project>/.subsetctl/cache/search/<key>`` (the search stage's).
         sources: source names in mask order; a store written for other sources is reset.
         key: fingerprint of estimator, lambda and features; a store written under another
             key is reset (``reset_reason`` says why).

@@ -1,6 +1,6 @@
 """Offset logistic regression solvers: the built-in ``exact`` and ``fast`` estimators.
 
-For a subset S of sources, DESIGN.md section 2 step 4 defines
+For a subset S of sources, the estimate is
 
     w_S   = argmin_w  mean_i softplus(-(f_i + x_i^T w)) + lam * ||w||^2
     L_hat = mean_j softplus(-(f_j + x_j^T w_S))
@@ -43,8 +43,8 @@ DEFAULT_LAMBDA: float = 1.0
 """Default ridge weight ``lam`` of the offset logistic regression.
 
 ``lam`` stands in for how far fine-tuning moves the parameters, and it decides how well
-estimates rank subsets. In the measurement of DESIGN.md section 6 (SmolLM2-135M, LoRA
-r=8, d=256) ``lam = 1`` ranked nine real fine-tunes best against the surrogate-SGD
+estimates rank subsets. In the measurement of the design notes this project started from
+(SmolLM2-135M, LoRA r=8, d=256) ``lam = 1`` ranked nine real fine-tunes best against the surrogate-SGD
 fine-tune (Spearman 0.98) and on par with ``lam = 0.1`` against the AdamW fine-tune,
 while weak regularisation (1e-4 .. 1e-2) ranked close to random. It is only a starting
 point: projects should calibrate ``lam`` on a few real fine-tunes

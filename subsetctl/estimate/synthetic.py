@@ -1,7 +1,7 @@
 """Synthetic feature stores with a planted truth, for tests and benchmarks.
 
 The real pipeline produces, per example, a model output ``f_i`` and a projected
-gradient ``x_i = P^T d f_i / d theta`` (DESIGN.md section 2). This module builds arrays
+gradient ``x_i = P^T d f_i / d theta``. This module builds arrays
 with the same shapes and roughly the same statistics, plus a known answer: which
 sources help the target and which hurt it.
 
@@ -15,7 +15,7 @@ Construction (all directions are unit vectors in R^d):
   orthogonal to ``u``: ``x = scale * (c_k a_i u + s_k b_i v_k + e_i)`` with
   ``b_i ~ N(1, 0.5)``. Helpful sources have ``c_k ~ U(0.8, 1.5)`` (their gradient steps
   push ``w`` along ``+u``), harmful ones ``c_k ~ U(-1.5, -0.8)`` (they pull ``w`` the
-  opposite way, like the shuffled-answer control of DESIGN.md section 6), neutral ones
+  opposite way, like a source with shuffled answers, ``corrupt.shuffle_responses``), neutral ones
   ``c_k ~ N(0, 0.1)``; neutral sources mostly dilute the target's pull, so they cost a
   little.
 * ``f`` values: target rows ``N(0, 1.2)``, source ``k`` rows ``N(mu_k, 1)`` with

@@ -1,4 +1,4 @@
-"""Projected per-example gradients (DESIGN.md section 2, step 3).
+"""Projected per-example gradients.
 
 - :mod:`subsetctl.gradients.projectors`: random projections P regenerated from a seed
   within a memory budget (registered as ``rademacher`` and ``gaussian``).

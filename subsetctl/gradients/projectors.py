@@ -1,4 +1,4 @@
-"""Random projections x = P^T g of per-example gradients (DESIGN.md section 2, step 3).
+"""Random projections x = P^T g of per-example gradients.
 
 P is a p x d random matrix (Rademacher signs or standard normals, scaled 1/sqrt(d)).
 For a large model P does not fit in memory (p = 10M, d = 1024 is 40 GB in float32), so it

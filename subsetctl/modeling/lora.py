@@ -1,6 +1,6 @@
 """LoRA adapters: attach, save, load, fingerprint, count.
 
-theta in DESIGN.md is the LoRA parameters only; base weights stay frozen. For
+theta (the parameters gradients are taken of) is the LoRA parameters only; base weights stay frozen. For
 classifiers the new classification head is trained as well (peft ``modules_to_save``),
 since a random head cannot be left frozen.
 """
@@ -360,5 +360,6 @@ def tensors_fingerprint(items: Iterable[tuple[str, Any]]) -> str:
 
 
 def count_trainable(model: Any) -> int:
-    """Number of trainable parameters (LoRA plus any ``modules_to_save``): p in DESIGN.md."""
+    """Number of trainable parameters (LoRA plus any ``modules_to_save``): p, the length of a
+    gradient before projection."""
     return int(sum(p.numel() for p in model.parameters() if p.requires_grad))

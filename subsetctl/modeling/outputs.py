@@ -1,4 +1,4 @@
-"""The model output f_i: one scalar per example (DESIGN.md section 2, step 2).
+"""The model output f_i: one scalar per example.
 
 Causal LM: the mean, over gold response tokens, of the gold token's log-odds
 ``log(p / (1 - p))`` with p the softmax probability of the gold token.

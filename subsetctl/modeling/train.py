@@ -215,7 +215,7 @@ def per_example_outputs(
 def compute_f(
     model: Any, tokenizer: Any, examples: Sequence[dict], kind: str, max_length: int, batch_size: int = 8
 ) -> np.ndarray:
-    """f_i for every example (DESIGN.md section 2, step 2), no gradients, float64."""
+    """f_i for every example (:mod:`subsetctl.modeling.outputs`), no gradients, float64."""
     return per_example_outputs(model, tokenizer, examples, kind, max_length, batch_size)["f"]
 
 

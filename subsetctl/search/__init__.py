@@ -1,4 +1,4 @@
-"""Search strategies: choose sources from estimated subset losses (DESIGN.md section 2.5).
+"""Search strategies: choose sources from estimated subset losses.
 
 Strategies see only the :class:`~subsetctl.estimate.base.SubsetEstimator` interface.
 The built-ins register in :data:`subsetctl.registry.STRATEGIES` when

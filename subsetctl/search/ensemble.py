@@ -228,7 +228,7 @@ def _estimate_random_subsets(
 @STRATEGIES.register("random_ensemble", "score sources by mean L_hat over random subsets")
 class RandomEnsemble(Strategy):
     """Estimate m random subsets of size round(alpha*n) and score each source by how
-    much lower the estimated loss is in subsets that contain it (DESIGN.md section 2.5)."""
+    much lower the estimated loss is in subsets that contain it."""
 
     Params = RandomSubsetParams
 
