@@ -670,7 +670,9 @@ def resolve_model(
     Returns:
         ``(model, tokenizer, info)``; the model is in eval mode, the tokenizer has a pad
         token, and ``info`` holds source, origin, path, kind, dtype, architecture,
-        config_hash, num_parameters and default LoRA targets (packaged models only).
+        config_hash, num_parameters, and where they apply lora_targets (the default LoRA
+        targets of a packaged model), hub_offline (a hub id: whether the hub was out of
+        reach) and new_layers (a classifier's newly initialized linear layers).
     """
     if kind not in KINDS:
         raise UserError(f"Unknown model kind {kind!r}; use one of: {', '.join(KINDS)}.")
