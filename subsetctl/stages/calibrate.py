@@ -1,7 +1,8 @@
 """The calibrate stage: choose lambda (and, with ``calibrate.estimators``, the estimator)
-and an affine map raw -> calibrated estimate from verify's real fine-tunes. Without verify (or with calibration off, or fewer than 4 usable fine-tunes)
-it records the spec's estimator and lambda and the identity map, labeled uncalibrated,
-so later stages always read one file."""
+and an affine map raw -> calibrated estimate from verify's real fine-tunes. Without
+verify (or with calibration off, or fewer than 4 usable fine-tunes) it records the spec's
+estimator and lambda and the identity map, labeled uncalibrated, so later stages always
+read one file."""
 
 from __future__ import annotations
 
