@@ -11,10 +11,10 @@ Layout of a store directory::
     written.npy   (N,)   bool, True once a row's data is flushed to disk
 
 ``write`` flushes the data before it marks the bitmap, so a killed run never marks a row
-it did not finish; ``compute_store`` resumes at the first unwritten batch. A large job can
-be split into shards (``shard_rows``) that write their own stores, whose rows
-``take_shard_rows`` copies into the store of all rows (shards of any count, finished or
-not); the rows no shard has are then computed there.
+it did not finish; ``compute_store`` computes only the batches holding an unwritten row. A
+large job can be split into shards (``shard_rows``) that write their own stores, whose
+rows ``take_shard_rows`` copies into the store of all rows (shards of any count, finished
+or not); the rows no shard has are then computed there.
 """
 
 from __future__ import annotations
@@ -192,7 +192,8 @@ def compute_store(
     batch_size: int,
     progress: Callable[[int, int], None] | None = None,
 ) -> ComputeCounts:
-    """Fill ``store`` batch by batch, resuming after the last complete batch.
+    """Fill ``store`` batch by batch, skipping the batches whose rows are all written
+    already (wherever they are: an interrupted run's, or rows taken from shards).
 
     Batches are the fixed blocks ``[k * batch_size, (k + 1) * batch_size)`` of the store's
     rows, so a resumed or sharded run pads and computes every row exactly as an
@@ -271,11 +272,11 @@ def take_shard_rows(shards: Sequence[GradientStore], store: GradientStore) -> in
 
     The shards need not tile the rows or be complete: shards of different counts (``0/2``
     finished, then ``1/3`` and ``2/3``) or a shard stopped partway each give what they
-    have, and the caller computes the rest. Every row is
-    computed the same way whichever shard or store computed it (fixed, batch-aligned
-    blocks), so where shards overlap either copy will do. The caller checks each shard's
-    info against the store's first (:meth:`GradientStore.check_info`: same model, adapter,
-    projection and row table); a shard of another size is refused here.
+    have, and the caller computes the rest. Every row is computed the same way whichever
+    shard or store computed it (fixed, batch-aligned blocks), so where shards overlap
+    either copy will do. The caller checks each shard's info against the store's first
+    (:meth:`GradientStore.check_info`: same model, adapter, projection and row table); a
+    shard of another ``d`` or ``h``, or whose rows run past the store's, is refused here.
     Returns the number of rows copied.
     """
     copied = 0

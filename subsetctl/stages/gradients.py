@@ -261,7 +261,7 @@ class GradientsStage(common.ModelStage):
         from subsetctl.gradients.store import compute_store
 
         done = int(store.written.sum())
-        if 0 < done < store.n_rows:  # a run stopped partway: its rows are kept, not computed again
+        if 0 < done < store.n_rows:  # rows of a run stopped partway, or taken from shards: kept, not computed again
             ctx.reporter.info(f"{label}: resuming; {done:,} of {store.n_rows:,} rows are computed already (by a "
                               f"run that stopped partway, or by shards), computing the other {store.n_rows - done:,}")
         with ctx.reporter.progress(label, total=store.n_rows) as task, torch.enable_grad():
@@ -270,7 +270,6 @@ class GradientsStage(common.ModelStage):
     @staticmethod
     def _check_disk(folder: Path, n_rows: int, d: int, hidden: int) -> None:
         import shutil
-
 
         need = n_rows * (d + hidden + 2) * 4 * 2  # store, plus room for a merge copy
         folder.mkdir(parents=True, exist_ok=True)
