@@ -1025,7 +1025,8 @@ def _describe_value(value: Any) -> str:
 
 
 def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
-    """Read a spec file as a dict with the safe loader; errors name the file and line."""
+    """Read a spec file with the safe loader: its mapping and its text (for the lines of
+    keys); errors name the file and line."""
     try:
         raw_bytes = path.read_bytes()
     except FileNotFoundError:

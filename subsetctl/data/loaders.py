@@ -313,12 +313,13 @@ class CommonColumns:
             metadata JSON and Arrow data). Without it, every row is mapped.
 
     Every row needs a prompt and an answer that are not missing, null or NaN (an error
-    naming the row); rows with an empty prompt are kept with a notice. A row whose answer (the gold response, or the class label) is empty or only
-    whitespace is left out with a notice in ``ctx.notices``: a causal-lm example without
-    response tokens has nothing to train or score, and a blank label would become a class
-    of its own; every row blank is an error. A CSV row with too few cells reads as empty
-    cells, so it is left out too. An empty prompt is allowed (a prompt-less example is a
-    plain text continuation; see :func:`subsetctl.modeling.encoding.encode_causal_lm`).
+    naming the row). A row whose answer (the gold response, or the class label) is empty or
+    only whitespace is left out with a notice in ``ctx.notices``: a causal-lm example
+    without response tokens has nothing to train or score, and a blank label would become
+    a class of its own; every row blank is an error. A CSV row with too few cells reads as
+    empty cells, so it is left out too. An empty prompt is allowed, with a notice (a
+    prompt-less example is a plain text continuation; see
+    :func:`subsetctl.modeling.encoding.encode_causal_lm`).
 
     A column that no row has is reported as missing (with the columns there are) rather
     than as null in its first row, so the first row error found is kept and raised by
