@@ -9,8 +9,8 @@ Layout::
                                 written last, by atomic rename: the commit point
 
 A manifest records the stage fingerprint, the spec slice it was computed from, the
-upstream fingerprints, the package and library versions, and a checksum of every
-artifact file, so that corruption is detected instead of silently used.
+upstream stages' output digests, the package and library versions, and a checksum of
+every artifact file, so that corruption is detected instead of silently used.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ STATE_DIRNAME = ".subsetctl"
 MANIFEST = "manifest.json"
 #: a stage folder's record of the run working in it: its inputs fingerprint and PID
 WORK_MARKER = "work.json"
-#: the lock file of a shard run's exclusive hold says "PID shard" (other shard runs wait for it)
+#: the lock file of a shard run's exclusive hold says "PID shard HOST" (other shard runs wait for it)
 SHARD_TAG = "shard"
 #: a file or folder being written, renamed into place when complete: ``.<name>.tmp-<PID>-<random>``
 #: (:func:`atomic_write`, adapters, checkpoints); one whose process is gone was cut short by a kill
@@ -174,7 +174,7 @@ def finite_json(data: Any) -> Any:
 
 
 def json_text(data: Any, **kwargs: Any) -> str:
-    """Strict JSON text of ``data`` (non-finite floats as null; see :func:`finite_json})."""
+    """Strict JSON text of ``data`` (non-finite floats as null; see :func:`finite_json`)."""
     return json.dumps(finite_json(data), allow_nan=False, default=str, **kwargs)
 
 
@@ -800,7 +800,7 @@ class Project:
         (the kernel drops flock locks when a process dies; the PID file tells us whose it was).
 
         ``shard``: taken by a shard run. Its exclusive hold (the stages before gradients,
-        putting back kept results) is marked ``PID shard`` in the lock file, and a shard
+        putting back kept results) is marked ``PID shard HOST`` in the lock file, and a shard
         run waits for another shard run's exclusive hold instead of failing: shards
         started at the same moment run those stages once, then side by side. ``waiting``
         is told when it waits (``notice`` when it takes over a stale lock)."""
