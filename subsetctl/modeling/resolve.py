@@ -529,8 +529,8 @@ def check_model_folder(source: str, spec_dir: Path | None, kind: str | None = No
     loading anything: a source that is no packaged model, folder or hub id, a packaged
     model that does not load as ``kind``, a folder without config.json (``.``, a parent
     folder of the model, an empty string), or, with ``kind`` "causal-lm", a folder whose
-    config.json describes an encoder-only model (:func:`not_a_causal_lm`; only json is
-    read, transformers is not imported)."""
+    config.json describes an encoder-only or encoder-decoder model
+    (:func:`not_a_causal_lm`; only json is read, transformers is not imported)."""
     if kind is not None and source in packaged_names():
         _check_packaged_kind(source, kind)
     location = model_location(source, spec_dir)
@@ -665,7 +665,8 @@ def resolve_model(
         cache_dir: where packaged models are converted (default: user cache).
         progress: receives one-line notices (e.g. the one-time GGUF conversion).
         warn: receives one-line warnings (a replaced classification head, once per
-            process); without it they go to ``progress``, else to :func:`warnings.warn`.
+            run: :func:`first_notice`); without it they go to ``progress``, else to
+            :func:`warnings.warn`.
 
     Returns:
         ``(model, tokenizer, info)``; the model is in eval mode, the tokenizer has a pad
@@ -712,7 +713,7 @@ def resolve_model(
             )
         except (OSError, ValueError, SafetensorError) as exc:  # SafetensorError: a truncated or damaged weights file
             raise UserError(
-                f"Could not load the model folder {folder}: {_first_sentence(exc)} Check that it holds the "
+                f"Could not load the model folder {folder}: {_first_line(exc)} Check that it holds the "
                 "weights and tokenizer files written by save_pretrained (a half-finished copy or "
                 "download leaves a weights file that cannot be read: copy it again)."
             ) from exc
@@ -769,7 +770,7 @@ def resolve_model(
     return model, tokenizer, info
 
 
-def _first_sentence(exc: BaseException, limit: int = 300) -> str:
+def _first_line(exc: BaseException, limit: int = 300) -> str:
     """The first line of a loader's message, shortened: transformers' tokenizer errors run
     to several numbered paragraphs that bury what is wrong (a file is missing)."""
     text = (str(exc).strip().splitlines() or [type(exc).__name__])[0].strip()
