@@ -313,7 +313,7 @@ MANY_REAL_FINE_TUNES = 20
 def _real_fine_tunes_of_the_search(spec: Spec) -> str | None:
     """What the search costs when its estimator fine-tunes for real (``true_finetune``):
     one fine-tune per distinct subset the strategies estimate, which the spec bounds
-    (:meth:`Strategy.max_subsets`); None below :data:`MANY_REAL_FINE_TUNES` or for an
+    (:meth:`Strategy.max_subsets`); None up to :data:`MANY_REAL_FINE_TUNES` or for an
     estimator that does not fine-tune."""
     from subsetctl.plugin_guard import strategy_hook
     from subsetctl.registry import STRATEGIES, fine_tunes_for_real
@@ -478,7 +478,7 @@ def validate_spec_file(path: str | Path, overrides: str | list[str] | None = Non
     report.spec = spec
     if spec is None:
         report.issues.extend(i for i in _param_issues_of_an_invalid_spec(data, path, text) if i not in issues)
-    if spec is not None:
+    else:
         lines = key_lines(text) if text else {}
         report.issues.extend(blame_source_files(semantic_issues(spec, path, text), spec.source_origins, lines))
         report.warnings.extend(blame_source_files(spec_warnings(spec, path, text), spec.source_origins, lines))
