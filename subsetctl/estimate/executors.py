@@ -234,9 +234,10 @@ def _distributed_logs_off() -> Iterator[None]:
                 _logs_off_levels.clear()
 
 
-#: Open Dask connections, one per ``(address, n_jobs)``, reused by every call of the
-#: process (a greedy search calls once per step: starting a LocalCluster each time cost
-#: seconds per call). Closed by :func:`close_dask_clients`, at the latest at exit.
+#: Open Dask connections, one per scheduler address (per ``n_jobs`` for a LocalCluster),
+#: reused by every call of the process (a greedy search calls once per step: starting a
+#: LocalCluster each time cost seconds per call). Closed by :func:`close_dask_clients`, at
+#: the latest at exit.
 _DASK_CONNECTIONS: dict[tuple[str | None, int | None], _DaskConnection] = {}
 _DASK_LOCK = threading.Lock()
 _DASK_AT_EXIT = False
@@ -641,7 +642,8 @@ def estimate_parallel(
     progress: ProgressFn | None = None,
     connect_timeout: float = 5.0,
 ) -> EstimateBatch:
-    """Estimate ``masks`` (m, n_sources) with ``estimator`` on several workers.
+    """Estimate ``masks`` (m, n_sources; a 1-D mask is one subset) with ``estimator`` on
+    several workers.
 
     Args:
         backend: ``"loky"`` (processes, default), ``"threading"``, ``"dask"`` or
@@ -652,7 +654,8 @@ def estimate_parallel(
             started on first use and reused by later calls (see :func:`close_dask_clients`).
         batch_size: masks per task; default :func:`default_batch_size`.
         progress: called as ``progress(masks_done, masks_total)`` as batches finish.
-        connect_timeout: seconds to wait for the Dask scheduler at ``address``.
+        connect_timeout: seconds to wait for the Dask scheduler at ``address`` to answer,
+            and again for at least one worker to be connected to it.
 
     Returns:
         One :class:`EstimateBatch` in the order of ``masks``.
