@@ -741,9 +741,13 @@ class Pipeline:
                 if restamped and not problems and not shared:  # copied or older: hashed once, not every time
                     self.project.restamp_manifest(stage.name, restamped)
                 if problems and shared:  # resetting it would pull the ground from under the other shards
+                    # a stage before the sharded one: a run up to the stage just before it redoes
+                    # whatever that needs; the sharded stage itself (committed): a run up to it
+                    names = [s.name for s in self.stages]
+                    redo = stage.name if stage.name == until else names[names.index(str(until)) - 1]
                     raise UserError(
                         f"Stage {stage.name}: artifacts fail their checksums ({'; '.join(problems[:3])}). Stop the "
-                        f"shard runs, then `subsetctl run {shell_arg(self.project.root)} --until meta_init` recomputes "
+                        f"shard runs, then `subsetctl run {shell_arg(self.project.root)} --until {redo}` recomputes "
                         "it; start the shards again."
                     )
                 if problems:

@@ -279,3 +279,23 @@ def test_force_with_shard_advises_commands_that_work(tiny_project: Path) -> None
                                         r"\(without --shard\), which computes them itself"):
         run_project(tiny_project, force=["search", "gradients"], options={"shard": (0, 2)})
     run_project(tiny_project, force=["data"], until="meta_init")  # the advised command runs
+
+
+@pytest.mark.parametrize(("damaged", "artifact"), [("meta_init", "adapter/adapter_model.safetensors"),
+                                                   ("gradients", "store/features.npy")])
+def test_damage_found_by_a_shard_run_advises_a_run_that_recomputes_it(tiny_project: Path, damaged: str,
+                                                                      artifact: str) -> None:
+    """Artifacts found damaged by a shard run (holding the lock shared, so it cannot
+    recompute them) were always said to be recomputed by `run --until meta_init`, which
+    leaves a damaged gradients stage as it is."""
+    from subsetctl.api import make_pipeline
+    from subsetctl.spec import load_spec
+
+    run_project(tiny_project, until="gradients")
+    path = tiny_project / ".subsetctl" / damaged / artifact
+    path.write_bytes(path.read_bytes()[:100])  # truncated: fails its checksum
+    project = Project(tiny_project)
+    pipeline = make_pipeline(project, load_spec(project.spec_path))
+    with pytest.raises(UserError, match=rf"Stage {damaged}: artifacts fail their checksums .*Stop the shard runs, "
+                                        rf"then `subsetctl run \S+ --until {damaged}` recomputes it"):
+        pipeline._run_stages("gradients", set(), {}, None, shared=True)
