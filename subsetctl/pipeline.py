@@ -35,7 +35,7 @@ from subsetctl.project import (
     replace_dir,
     verify_checksums,
 )
-from subsetctl.reporter import Reporter, SilentReporter
+from subsetctl.reporter import Reporter, SilentReporter, StageWarnings
 from subsetctl.spec import Spec, fingerprint_dump, neutralized, with_neutral_values_of
 
 #: how `plan` names a stage's kept results (:meth:`Pipeline._kept_candidates`), by where they wait
@@ -967,7 +967,8 @@ class Pipeline:
         if on_stage:
             on_stage(stage.name, stage.description)
         start = time.perf_counter()
-        ctx = StageContext(self.spec, self.project, self.reporter, out_dir, options)
+        recorder = StageWarnings(self.reporter)  # what it warns of goes into its manifest: the report shows it
+        ctx = StageContext(self.spec, self.project, recorder, out_dir, options)
         try:
             summary = stage.run(ctx)
         except OSError as exc:  # a full disk often names no file: say which stage was writing where
@@ -1001,6 +1002,8 @@ class Pipeline:
             "inputs": inputs,
             "output_digest": fingerprint(outputs),
             "summary": summary,
+            # (not an input of anything: a stage recorded before warnings were is as up to date)
+            **({"warnings": recorder.warnings} if recorder.warnings else {}),
             "seconds": round(seconds, 3),
             "overrides": self.overrides,
             "versions": library_versions(),

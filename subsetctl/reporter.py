@@ -52,6 +52,33 @@ class SilentReporter:
         yield _NullTask()
 
 
+class ShownInResults(str):
+    """A warning whose content a stage's results carry already (the data warnings in
+    data.json, the test-metric warnings, the strategies' notices, the calibration notes):
+    the report shows it from there, so :class:`StageWarnings` does not record it again."""
+
+
+class StageWarnings:
+    """The reporter a stage runs with: passes everything on to ``inner`` and records the
+    warnings the stage raised (but not those :class:`ShownInResults`), so the pipeline
+    keeps them in the stage's manifest and the report shows them after the run."""
+
+    def __init__(self, inner: Reporter) -> None:
+        self.inner = inner
+        self.warnings: list[str] = []
+
+    def info(self, message: str) -> None:
+        self.inner.info(message)
+
+    def warn(self, message: str) -> None:
+        self.inner.warn(message)
+        if not isinstance(message, ShownInResults) and str(message) not in self.warnings:  # said once
+            self.warnings.append(str(message))
+
+    def progress(self, description: str, total: int) -> contextlib.AbstractContextManager[ProgressTask]:
+        return self.inner.progress(description, total)
+
+
 class _RichTask:
     def __init__(self, progress: Any, task_id: Any) -> None:
         self._progress = progress

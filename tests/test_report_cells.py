@@ -269,6 +269,28 @@ def test_data_warnings_are_in_every_report_and_many_are_counted_in_the_terminal(
     assert "data: Source 's4' holds" in text and "s5" not in text and "data: 2 more warnings" in text
 
 
+def test_stage_warnings_are_in_every_report_and_many_are_counted_in_the_terminal() -> None:
+    """What meta_init, the gradients, verify, ... warned of while `run` ran was lost once
+    the terminal scrolled: report.md, report.json and `report` now show it, by stage."""
+    report = {**_report(False), "stage_warnings": {
+        "verify": [f"verify: the ce fine-tune of subset {i} (seed 0) diverged; it is excluded." for i in range(7)],
+        "meta_init": ["meta_init: model.max_length=32 tokens cut 3 of 40 examples"],
+        "finetune": ["greedy selected no source: it is fine-tuned on the target only."]}}
+    markdown = render_markdown(report, {})
+    assert "## Warnings of the stages" in markdown and "- verify: the ce fine-tune of subset 6 (seed 0)" in markdown
+    assert "- finetune: greedy selected no source" in markdown  # the stage named once, first
+    assert markdown.index("meta_init: model.max_length") < markdown.index("finetune: greedy")  # pipeline order
+    buffer = io.StringIO()
+    render_full_report(report, Console(file=buffer, width=200))
+    text = buffer.getvalue()
+    assert "meta_init: model.max_length=32 tokens cut" in text and "of its last run" not in text
+    assert "subset 4 (seed 0)" in text and "subset 5 (seed 0)" not in text and "verify: 2 more warnings" in text
+    buffer = io.StringIO()
+    render_full_report(report, Console(file=buffer, width=200), stale=["meta_init"])
+    assert "meta_init: the warnings below are of its last run" in buffer.getvalue()
+    assert "verify: the warnings below" not in buffer.getvalue()
+
+
 def test_results_made_with_command_line_overrides_say_so(tmp_path) -> None:
     """`run p finetune.steps=3` left nothing in report.md or report.json saying that the
     test metrics shown were not the spec's."""

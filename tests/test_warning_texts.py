@@ -75,3 +75,54 @@ def test_report_says_data_warnings_are_of_the_last_runs_inputs_once_they_changed
     text = buffer.getvalue()
     lines = [line for line in text.splitlines() if line.startswith("data: ")]
     assert len(lines) >= 2 and "the warnings below are of the last run's inputs" in lines[0], text
+
+
+def test_the_warnings_a_stage_raised_are_in_every_report(tiny_project: Path) -> None:
+    """meta_init's and the gradients' "model.max_length=... tokens cut ..." were said while
+    `run` ran and nowhere after: report.md, report.json and `report` never showed them.
+    Warnings the results carry already (data, search notices) are not said twice; once the
+    stage is stale, `report` says its warnings are of its last run."""
+    import io
+    import json
+
+    from rich.console import Console
+
+    from subsetctl.report.terminal import render_report
+
+    rep = SilentReporter()
+    run_project(tiny_project, ["model.max_length=8", "search.strategies=[{name: exhaustive}]",
+                               "finetune.enabled=false"], reporter=rep)
+    said = [w for w in rep.warnings if w.startswith(("meta_init: model.max_length=8", "gradients: model.max_length=8"))]
+    assert len(said) == 2, rep.warnings
+    report = json.loads((tiny_project / "report.json").read_text())
+    assert report["stage_warnings"]["meta_init"] == [said[0]] and report["stage_warnings"]["gradients"] == [said[1]]
+    assert "data" not in report["stage_warnings"]  # its warnings are the report's data warnings
+    markdown = (tiny_project / "report.md").read_text()
+    assert "## Warnings of the stages" in markdown and f"- {said[0]}" in markdown and f"- {said[1]}" in markdown
+    buffer = io.StringIO()
+    render_report(tiny_project, Console(file=buffer, width=400), overrides=["model.max_length=8"])
+    text = buffer.getvalue()
+    assert said[0] in text and said[1] in text and "of its last run" not in text, text
+    assert text.index(said[0]) < text.index(said[1])  # in pipeline order (report.json sorts its keys)
+    buffer = io.StringIO()
+    render_report(tiny_project, Console(file=buffer, width=400))  # the spec's model.max_length: stale
+    lines = buffer.getvalue().splitlines()
+    assert any(line.startswith("meta_init: the warnings below are of its last run") for line in lines), lines
+    assert said[0] in lines[lines.index(next(line for line in lines if "meta_init: the warnings" in line)) + 1]
+
+
+def test_a_stage_recorded_before_its_warnings_were_stays_up_to_date(tiny_project: Path) -> None:
+    """Warnings are no input of anything: a manifest without them (written by an earlier
+    subsetctl) re-runs nothing, and the reports show what they have."""
+    import json
+
+    from subsetctl.api import plan_project
+
+    overrides = ["model.max_length=8", "search.strategies=[{name: exhaustive}]", "finetune.enabled=false"]
+    run_project(tiny_project, overrides)
+    for manifest in (tiny_project / ".subsetctl").glob("*/manifest.json"):
+        data = json.loads(manifest.read_text())
+        data.pop("warnings", None)
+        manifest.write_text(json.dumps(data))
+    _, _, statuses = plan_project(tiny_project, overrides)
+    assert all(s.state != "stale" for s in statuses), [(s.name, s.state, s.reasons) for s in statuses]

@@ -134,12 +134,17 @@ def build_report(
     report: dict[str, Any] = {"project": name or project.root.name, "stages": {}}
     if order:
         report["selection_order"] = list(order)
+    warnings: dict[str, list[str]] = {}
     for stage in stage_names():
         if stage == "report":  # the stage writing this report has no manifest yet
             continue
         manifest = project.read_results_manifest(stage)
         if manifest and not manifest.get("corrupt"):
             report["stages"][stage] = {"seconds": manifest.get("seconds"), "summary": manifest.get("summary")}
+            if manifest.get("warnings") and stage not in skip:  # said while it ran (truncated examples, ...)
+                warnings[stage] = [str(w) for w in manifest["warnings"]]
+    if warnings:  # (stages recorded before subsetctl kept them have none)
+        report["stage_warnings"] = warnings
     overrides = results_overrides(project, skip)
     if overrides:  # results made under command-line overrides say so (not the spec alone)
         report["overrides"] = overrides

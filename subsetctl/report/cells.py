@@ -128,6 +128,19 @@ def verify_notes(report: dict[str, Any]) -> list[str]:
             for note in v["calibration"].get("notes", []) if note not in shown]
 
 
+def stage_warning_lines(report: dict[str, Any]) -> dict[str, list[str]]:
+    """Each stage's recorded warnings (report.json's ``stage_warnings``: what it warned of
+    while `run` ran, other than what its results show already), each line starting with
+    the stage's name (``meta_init: ...`` as it was said; ``search: greedy: ...`` for one
+    that named something else), in pipeline order (report.json keeps its keys sorted)."""
+    from subsetctl.stages import stage_names
+
+    order = {name: i for i, name in enumerate(stage_names())}
+    recorded = sorted((report.get("stage_warnings") or {}).items(), key=lambda item: order.get(item[0], len(order)))
+    return {stage: [w if w.startswith((f"{stage}:", f"{stage} ")) else f"{stage}: {w}" for w in warnings]
+            for stage, warnings in recorded if warnings}
+
+
 def strategy_notes(report: dict[str, Any]) -> list[str]:
     """Each strategy's notices from the search (unconverged solves, too few distinct
     subsets, ...), prefixed with its label: they were said while `run` ran and belong

@@ -19,6 +19,7 @@ from subsetctl.report.cells import (
     repeats_cell,
     selected_cell,
     selection_loss_digits,
+    stage_warning_lines,
     strategy_notes,
     test_loss_digits,
     test_metric_cells,
@@ -72,6 +73,13 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
         lines += [f"> Results {overrides}.", ""]
     if report.get("data_warnings"):
         lines += ["## Data warnings", "", *(f"- {md_text(w)}" for w in report["data_warnings"]), ""]
+    stage_warnings = stage_warning_lines(report)
+    if stage_warnings:  # said while the stages ran (truncated examples, diverged fine-tunes, ...)
+        lines += ["## Warnings of the stages", ""]
+        for stage, warnings in stage_warnings.items():
+            earlier = " *(switched off; an earlier run's)*" if report["stages"].get(stage, {}).get("switched_off") else ""
+            lines += [f"- {md_text(w)}{earlier}" for w in warnings]
+        lines.append("")
     if "strategies" in report:
         cal = report.get("calibration", {})
         state = calibration_state(cal, report.get("calibration_against")) if cal.get("enabled") else "raw (uncalibrated)"

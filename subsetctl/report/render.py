@@ -22,6 +22,7 @@ from subsetctl.report.cells import (
     score_table_rows,
     selected_cell,
     selection_loss_digits,
+    stage_warning_lines,
     strategy_notes,
     test_loss_digits,
     test_metric_cells,
@@ -32,6 +33,10 @@ from subsetctl.report.cells import fmt as _f
 
 DATA_WARNINGS_SHOWN = 5
 """Data-stage warnings the terminal report prints before it counts the rest."""
+
+STAGE_WARNINGS_SHOWN = 5
+"""Warnings of one stage (report.json's ``stage_warnings``) the terminal report prints
+before it counts the rest."""
 
 SOURCE_COLUMN_KEPT = 16
 """Characters of a source name the score table keeps on one line before it moves
@@ -53,28 +58,28 @@ def score_column_groups(strategies: int, score_width: int, rows: list[str | None
 
 
 def render_full_report(report: dict[str, Any], console: Any, all_sources: bool = False,
-                       root: Path | None = None, data_stale: bool = False) -> None:
+                       root: Path | None = None, data_stale: bool = False, stale: list[str] | None = None) -> None:
     """Print the selections, per-source scores, verify and test tables. With many sources,
     long selections are summarized and the score table shows the highest and lowest
     scoring sources only, unless ``all_sources`` (report.md and report.json list all).
     ``root``: the project folder, so that the final adapter's path (relative to it in the
     report) is printed as one that works from the current directory. ``data_stale``: the
     spec or its input files changed since the data stage ran, so its warnings (of the
-    inputs as they were) are said to be of the last run's inputs, before they are listed."""
+    inputs as they were) are said to be of the last run's inputs, before they are listed;
+    ``stale``: the stages that changed so, whose recorded warnings are said to be of their last run."""
     from rich.table import Table
 
     overrides = overrides_line(report)
     if overrides:
         console.print(f"[yellow]results {escape(overrides)}[/yellow]")
-    data_warnings = report.get("data_warnings", [])
-    if data_warnings and data_stale:  # a cause the user fixed since must not read as a problem of now
-        console.print("[yellow]data: the warnings below are of the last run's inputs; the spec or its input "
-                      "files changed since (`subsetctl run` checks them again)[/yellow]")
-    for warning in data_warnings[:DATA_WARNINGS_SHOWN]:
-        console.print(f"[yellow]data: {escape(warning)}[/yellow]")
-    if len(data_warnings) > DATA_WARNINGS_SHOWN:
-        console.print(f"[yellow]data: {len(data_warnings) - DATA_WARNINGS_SHOWN} more warnings "
-                      "(report.md lists them all)[/yellow]")
+    # a cause the user fixed since must not read as a problem of now
+    _print_warnings(console, "data", [f"data: {w}" for w in report.get("data_warnings", [])], DATA_WARNINGS_SHOWN,
+                    "data: the warnings below are of the last run's inputs; the spec or its input files changed "
+                    "since (`subsetctl run` checks them again)" if data_stale else None)
+    for stage, warnings in stage_warning_lines(report).items():
+        _print_warnings(console, stage, warnings, STAGE_WARNINGS_SHOWN,
+                        f"{stage}: the warnings below are of its last run; the spec or its inputs changed since "
+                        "(`subsetctl run` runs it again)" if stage in (stale or []) else None)
     if "strategies" in report:
         cal = report.get("calibration", {})
         table = Table(title=f"selections (final: {report['final']}; {cal.get('estimator') or 'estimator'} "
@@ -164,6 +169,17 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
                       f"{escape(_from_here(report['adapters'][final][0], root))}"
                       + (f" (+{others} more seed{'s' if others > 1 else ''})" if others else "")
                       + " [dim](report.md lists every selection's)[/dim]")
+
+
+def _print_warnings(console: Any, name: str, lines: list[str], shown: int, stale_note: str | None) -> None:
+    """Warning ``lines`` (each starting with ``name``), the first ``shown`` of them and a
+    count of the rest, after ``stale_note`` (they are of the last run's inputs) if any."""
+    if lines and stale_note:
+        console.print(f"[yellow]{escape(stale_note)}[/yellow]")
+    for line in lines[:shown]:
+        console.print(f"[yellow]{escape(line)}[/yellow]")
+    if len(lines) > shown:
+        console.print(f"[yellow]{name}: {len(lines) - shown} more warnings (report.md lists them all)[/yellow]")
 
 
 def _from_here(relpath: str, root: Path | None) -> str:

@@ -14,6 +14,7 @@ import numpy as np
 from subsetctl.errors import UserError
 from subsetctl.pipeline import Stage, StageContext
 from subsetctl.project import atomic_write_json
+from subsetctl.reporter import ShownInResults
 from subsetctl.stages.features import (
     SIMULATED_FINETUNE_KEYS,
     load_features,
@@ -84,7 +85,7 @@ class CalibrateStage(Stage):
                 entry["repeat_spearman"] = repeat_agreement(runs, kind)
                 out["kinds"][kind] = entry
             for note, kinds in said.items():
-                ctx.reporter.warn(f"calibration ({', '.join(kinds)}): {note}")
+                ctx.reporter.warn(ShownInResults(f"calibration ({', '.join(kinds)}): {note}"))  # the report's notes
             against = spec.calibrate.against if spec.calibrate.against in out["kinds"] else next(iter(out["kinds"]))
             primary = Calibration.from_dict(out["kinds"][against]["calibration"])
             if against != spec.calibrate.against:
@@ -168,7 +169,7 @@ class CalibrateStage(Stage):
         if not chosen.enabled:
             for note in chosen.notes:
                 if said is None:
-                    ctx.reporter.warn(f"calibration ({kind}): {note}")
+                    ctx.reporter.warn(ShownInResults(f"calibration ({kind}): {note}"))
                 else:
                     said.setdefault(note, []).append(kind)
         elif np.isfinite(chosen.spearman) and chosen.spearman < WEAK_SPEARMAN:

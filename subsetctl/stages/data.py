@@ -8,6 +8,7 @@ from typing import Any
 
 from subsetctl.pipeline import Stage, StageContext
 from subsetctl.project import Project
+from subsetctl.reporter import ShownInResults
 from subsetctl.spec import Spec
 
 #: data warnings printed as the stage runs; the rest are counted (report.md lists them all)
@@ -74,11 +75,11 @@ class DataStage(Stage):
                 reuse=not ctx.options.get("forced"),
             )
         warnings = summary.get("warnings", [])
-        for warning in warnings[:DATA_WARNINGS_LIVE]:
-            ctx.reporter.warn(warning)
+        for warning in warnings[:DATA_WARNINGS_LIVE]:  # (the report lists them as data warnings, from data.json)
+            ctx.reporter.warn(ShownInResults(warning))
         if len(warnings) > DATA_WARNINGS_LIVE:  # 200 sources with a small problem each: not 400 lines here
-            ctx.reporter.warn(f"{len(warnings) - DATA_WARNINGS_LIVE} more data warnings: report.md lists them all "
-                              "(and .subsetctl/data/data.json, from this stage on).")
+            ctx.reporter.warn(ShownInResults(f"{len(warnings) - DATA_WARNINGS_LIVE} more data warnings: report.md lists them all "
+                              "(and .subsetctl/data/data.json, from this stage on)."))
         if summary["reused"]:
             n = len(summary["reused"])
             counted = f"all {n}" if n == len(sources) else f"{n} of {len(sources)}"

@@ -14,6 +14,7 @@ import numpy as np
 from subsetctl import __version__
 from subsetctl.pipeline import StageContext
 from subsetctl.project import atomic_write_json, fingerprint, touch
+from subsetctl.reporter import ShownInResults
 from subsetctl.stages import common
 from subsetctl.stages.finetune import adapter_relpath
 
@@ -109,8 +110,8 @@ class EvaluateStage(common.ModelStage):
         if reused:
             ctx.reporter.info(f"evaluate: reused {reused} result(s) of adapters evaluated by an earlier run.")
         warnings = sorted({w for r in per_run.values() for w in r.get("warnings", [])})
-        for w in warnings:
-            ctx.reporter.warn(w)
+        for w in warnings:  # (the report lists them under the test metrics)
+            ctx.reporter.warn(ShownInResults(w))
         table: dict[str, Any] = {}
         for label, ks in labels.items():
             scores = np.array([per_run[k]["score"] for k in ks], dtype=float)

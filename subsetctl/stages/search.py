@@ -21,6 +21,7 @@ import numpy as np
 
 from subsetctl.pipeline import Stage, StageContext
 from subsetctl.project import Project, atomic_write_json, fingerprint, touch
+from subsetctl.reporter import ShownInResults
 from subsetctl.spec import Spec, fingerprint_dump
 from subsetctl.stages import common
 from subsetctl.stages.calibrate import read_calibration
@@ -403,7 +404,7 @@ class SearchStage(Stage):
                 )
                 result = _run_strategy(cls, entry.name, label, cached, search_ctx, params, estimator_failed)
                 for notice in result.notices:
-                    ctx.reporter.warn(f"{label}: {notice}")
+                    ctx.reporter.warn(ShownInResults(f"{label}: {notice}"))  # the report's search notes
                 record = result.to_dict(trace_limit=TRACE_KEPT)
                 record["label"] = label
                 record["params"] = params.model_dump(mode="json")
