@@ -549,10 +549,12 @@ def parse_params(strategy_cls: type[Strategy], raw: dict[str, Any] | None, where
                     and loc:  # pydantic's own text: say what was given
                 msg = f"{msg} (got {err['input']!r})"
             problems.append(f"{where}.{loc}: {msg}" if loc else f"{where}: {msg}")
+        # the keys it has help with a mistyped one only, not with a value out of range
+        unknown = any(err["type"] == "extra_forbidden" for err in exc.errors())
         raise UserError(
             f"Invalid parameters for strategy {strategy_cls.name!r}: "
             + "; ".join(problems)
-            + f". Valid keys: {valid}. `subsetctl ls` lists their defaults."
+            + (f". Valid keys: {valid}. `subsetctl ls` lists their defaults." if unknown else ".")
         ) from None
 
 

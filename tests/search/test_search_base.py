@@ -88,6 +88,17 @@ def test_unknown_param_is_refused_with_valid_keys() -> None:
     assert "min_improvement" in msg.split("Valid keys:")[1]
 
 
+def test_a_param_out_of_range_is_refused_without_the_valid_keys() -> None:
+    """A range error ended in "Valid keys: max_sources", which helps with a mistyped key only."""
+    with pytest.raises(UserError) as info:
+        parse_params(STRATEGIES.get("exhaustive"), {"max_sources": 99}, "search.strategies[0].params")
+    msg = str(info.value)
+    assert "search.strategies[0].params.max_sources" in msg and "Valid keys" not in msg, msg
+    assert msg.endswith(".") and not msg.endswith(".."), msg
+    with pytest.raises(UserError, match="Valid keys: ") as info:  # a mistyped key among them: said
+        parse_params(STRATEGIES.get("exhaustive"), {"max_sources": 99, "max_source": 2}, "search.strategies[0].params")
+
+
 def test_cross_field_param_error_names_the_block() -> None:
     with pytest.raises(UserError) as info:
         parse_params(STRATEGIES.get("surrogate"), {"select": "top_k"}, "search.strategies[1].params")
