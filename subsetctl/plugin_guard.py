@@ -57,7 +57,7 @@ def build_plugin(kind: str, name: str, origin: str, build: Any, *args: Any, **kw
     except UserError:
         raise
     except (Exception, SystemExit) as exc:  # the plugin's own code (sys.exit() too: not a silent exit)
-        raise _blame(kind, name, origin, f"could not be built with {sorted(kwargs)}", exc) from exc
+        raise _blame(kind, name, origin, f"could not be built with {', '.join(map(repr, sorted(kwargs))) or 'no arguments'}", exc) from exc
 
 
 def strategy_hook(cls: Any, name: str, origin: str, hook: str, *args: Any) -> Any:

@@ -568,7 +568,7 @@ class CalibrateSpec(StrictModel):
     def _positive(cls, grid: list[float]) -> list[float]:
         bad = [v for v in grid if not v > 0]
         if bad:
-            raise ValueError(f"lambda_grid values must be positive, got {bad}")
+            raise ValueError(f"lambda_grid values must be positive, got {', '.join(map(str, bad))}")
         return grid
 
 
@@ -658,7 +658,7 @@ class VerifySpec(StrictModel):
     @classmethod
     def _distinct_kinds(cls, kinds: list[str]) -> list[str]:
         if len(set(kinds)) != len(kinds):
-            raise ValueError(f"each kind at most once, got {kinds} (use verify.repeats to fine-tune again)")
+            raise ValueError(f"each kind at most once, got {', '.join(map(repr, kinds))} (use verify.repeats to fine-tune again)")
         return kinds
 
 

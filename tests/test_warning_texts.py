@@ -126,3 +126,24 @@ def test_a_stage_recorded_before_its_warnings_were_stays_up_to_date(tiny_project
         manifest.write_text(json.dumps(data))
     _, _, statuses = plan_project(tiny_project, overrides)
     assert all(s.state != "stale" for s in statuses), [(s.name, s.state, s.reasons) for s in statuses]
+
+
+def test_messages_name_a_list_of_things_as_quoted_names_not_a_python_list() -> None:
+    """"Sources ['s11'] were in all or none ..." printed a Python list; other warnings write
+    names as 's00', 's01'."""
+    import numpy as np
+    import pytest
+
+    from subsetctl.errors import UserError
+    from subsetctl.search.ensemble import mean_difference_scores
+    from subsetctl.spec import VerifySpec
+
+    masks = np.array([[1, 1, 0], [1, 0, 1], [1, 1, 1]], dtype=bool)
+    _, notices = mean_difference_scores(masks, np.array([1.0, 2.0, 3.0]), ["s10", "s11", "s12"])
+    assert notices and notices[0].startswith("Sources 's10' were in all or none"), notices
+    with pytest.raises(ValueError, match="got 'ce', 'ce' "):
+        VerifySpec(kinds=["ce", "ce"])
+    from subsetctl.estimate.synthetic import make_synthetic_features
+
+    with pytest.raises(UserError, match=r"Synthetic sources 0, 2 are listed as both"):
+        make_synthetic_features(n_sources=3, helpful=[0, 2], harmful=[0, 2])

@@ -350,7 +350,7 @@ def run_data_stage(
         )
         if len(labels) < 2:
             raise UserError(
-                f"The classifier data has {len(labels)} distinct label(s) ({labels}) over the "
+                f"The classifier data has {len(labels)} distinct label(s) ({', '.join(map(repr, labels)) or 'none'}) over the "
                 "target and all sources; a classifier needs at least 2. Check loader.label_field."
             )
         prepared = {

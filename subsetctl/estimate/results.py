@@ -307,8 +307,8 @@ class CachedEstimator(SubsetEstimator):
     ) -> None:
         if list(store.sources) != list(estimator.sources):
             raise UserError(
-                f"The results store at {store.path} is for sources {store.sources}, but "
-                f"the estimator has {estimator.sources}; open the store with the "
+                f"The results store at {store.path} is for sources {', '.join(map(repr, store.sources))}, but "
+                f"the estimator has {', '.join(map(repr, estimator.sources))}; open the store with the "
                 "estimator's sources."
             )
         if chunk_size < 1:

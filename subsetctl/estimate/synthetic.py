@@ -78,7 +78,7 @@ def make_synthetic_features(
     harmful_set = {int(k) for k in harmful if 0 <= int(k) < n_sources}
     if helpful_set & harmful_set:
         raise UserError(
-            f"Synthetic sources {sorted(helpful_set & harmful_set)} are listed as both "
+            f"Synthetic sources {', '.join(map(str, sorted(helpful_set & harmful_set)))} are listed as both "
             "helpful and harmful; give each source index at most one role."
         )
     if isinstance(rows_per_source, int):

@@ -141,7 +141,7 @@ def apply_lora(
     missing = [t for t in targets if t not in present]
     if missing:
         raise UserError(
-            f"LoRA target modules {missing} do not exist in the model "
+            f"LoRA target modules {', '.join(map(repr, missing))} do not exist in the model "
             f"({getattr(model.config, 'model_type', '?')}). Linear layers it has include: "
             f"{', '.join(sorted(_linear_names(model))[:20])}. Fix model.lora.target_modules."
         )

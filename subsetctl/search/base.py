@@ -503,8 +503,8 @@ def check_sources(estimator: SubsetEstimator, context: SearchContext) -> None:
     """Refuse to run when the context and the estimator disagree on the sources."""
     if list(estimator.sources) != list(context.sources):
         raise UserError(
-            f"The estimator's sources {list(estimator.sources)} differ from the search's "
-            f"sources {list(context.sources)}. Re-run the gradients stage so both come "
+            f"The estimator's sources {', '.join(map(repr, estimator.sources))} differ from the search's "
+            f"sources {', '.join(map(repr, context.sources))}. Re-run the gradients stage so both come "
             "from the same spec."
         )
 

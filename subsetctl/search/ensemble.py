@@ -148,7 +148,7 @@ def mean_difference_scores(
     notices = []
     if undefined:
         notices.append(
-            f"Sources {undefined} were in all or none of the estimated subsets; their score "
+            f"Sources {', '.join(map(repr, undefined))} were in all or none of the estimated subsets; their score "
             f"is set to 0. {advice}"
         )
     return scores, notices

@@ -90,8 +90,8 @@ def _greedy(
         context.report(f"{'forward' if forward else 'backward'}: step {len(steps)}", len(steps), n)
     unscored = [memo.sources[k] for k in np.flatnonzero(np.isnan(scores))]
     if unscored:  # the estimator failed on their step in the last round that tried it
-        notices.append(f"Sources {unscored} have no score: the estimator failed on their step in the last round "
-                       "that estimated it; their score is set to 0.")
+        notices.append(f"Sources {', '.join(map(repr, unscored))} have no score: the estimator failed on their "
+                       "step in the last round that estimated it; their score is set to 0.")
         scores = np.nan_to_num(scores, nan=0.0)
     loss = current_loss if np.isfinite(current_loss) else None
     return current, loss, scores, steps, notices
