@@ -422,6 +422,7 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
         for name, origin in registry.replaced().items():
             warn(("plugins",), f"{origin} replaces the built-in {registry.kind} {name!r}: wherever a spec names "
                                f"{name!r}, that plugin's code runs instead of subsetctl's")
+    _warn_top_k_beyond_the_sources(spec, warn)
     verify = spec.verify
     if not verify.enabled:
         return found
@@ -444,6 +445,25 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
                                        f"{verify.kinds[0]!r} fine-tunes. Add it to verify.kinds or change "
                                        "calibrate.against.")
     return found
+
+
+def _warn_top_k_beyond_the_sources(spec: Spec, warn: Callable[[tuple[Any, ...], str], None]) -> None:
+    """A strategy's ``top_k`` above the number of sources keeps every source: valid (the
+    same spec may later list more sources), but likely not what was meant; the search says
+    so again when it runs."""
+    from subsetctl.registry import STRATEGIES
+
+    n = len(spec.sources)
+    for i, strategy in enumerate(spec.search.strategies):
+        try:  # (an unknown strategy or invalid params are errors, said by validate already)
+            params = _parse_strategy_params(STRATEGIES.get(strategy.name), strategy.params, i)
+        except UserError:
+            continue
+        k = getattr(params, "top_k", None)
+        if isinstance(k, int) and k > n:
+            warn(("search", "strategies", i, "params", "top_k"),
+                 f"top_k={k} exceeds the {n} source{'s' if n != 1 else ''}, so {strategy.label or strategy.name} "
+                 f"will keep all of them. Lower top_k to at most {n}.")
 
 
 def _listed(items: str | list[str] | tuple[str, ...] | None) -> list[str]:

@@ -690,3 +690,21 @@ def test_an_ignored_sighup_stays_ignored(jsonl_project: Path) -> None:
                           env={**os.environ, "STOP_SIGNAL": "SIGHUP"})
     assert done.returncode == 0, done.stderr[-800:]
     assert (jsonl_project / ".subsetctl" / "data" / "manifest.json").is_file()
+
+
+def test_validate_warns_about_a_top_k_beyond_the_sources(jsonl_project: Path) -> None:
+    """"top_k=50 exceeds the 32 sources; kept all of them" was said by the search stage
+    only, though validate knows how many sources there are."""
+    from subsetctl.api import validate_spec_file
+
+    path = jsonl_project / "subsetctl.yaml"
+    strategies = ("search.strategies=[{name: gradient_similarity, params: {top_k: 5}}, "
+                  "{name: surrogate, label: s2, params: {select: top_k, top_k: 2}}]")
+    over = validate_spec_file(path, [strategies])
+    assert not over.issues, over.issues
+    (warning,) = [w for w in over.warnings if "top_k" in w.key]
+    assert warning.key == "search.strategies[0].params.top_k", warning
+    assert warning.message.startswith("top_k=5 exceeds the 2 sources, so gradient_similarity will keep all of them")
+    strategies = "search.strategies=[{name: gradient_similarity, params: {top_k: 3}}]"
+    result = CliRunner().invoke(main, ["validate", str(path), strategies])
+    assert result.exit_code == 0 and "top_k=3 exceeds the 2 sources" in result.output, result.output
