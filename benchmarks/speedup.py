@@ -4,6 +4,9 @@ subsetctl: meta_init + gradients + calibrate + search (all estimates) wall time,
 stage manifests of one run. Conventional: one real fine-tune per subset that the same
 strategy evaluates (the ``true_finetune`` estimator, at the final fine-tune's budget),
 MEASURED on a few subsets and EXTRAPOLATED to all of them (labeled as such).
+The work project (benchmarks/_work/speedup, or ``--name``) is built afresh each time, with
+no stages copied from examples/quickstart: a stage left from an earlier run would not run
+again, and its manifest's seconds would set one side of the ratio from another run.
 Prints one JSON line with ``speedup`` and ``subsets``.
 
     python benchmarks/speedup.py [--measure 2] [key=value overrides...]
@@ -31,13 +34,14 @@ def main() -> None:
     from subsetctl.reporter import RichReporter, SilentReporter
     from subsetctl.stages.real_finetune import RealFinetuner
 
-    folder = work_project(args.name)
+    folder = work_project(args.name, fresh=True, reuse_quickstart=False)  # both sides timed in this run
     run_project(folder, args.overrides, until="search", reporter=RichReporter())
     seconds = stage_seconds(folder)
     selection_seconds = sum(seconds.get(s, 0.0) for s in ("meta_init", "gradients", "calibrate", "search"))
     selections = json.loads((folder / ".subsetctl" / "search" / "selections.json").read_text())
     final = selections["final"]
-    subsets = len(selections["strategies"][final]["trace"])
+    record = selections["strategies"][final]  # its trace keeps at most 10,000 subsets; the count is in diagnostics
+    subsets = int(record["diagnostics"].get("n_subsets_estimated", len(record["trace"])))
 
     project, spec = load_project(folder, args.overrides)
     ctx = StageContext(spec, project, SilentReporter(), project.state_dir / "speedup-work")
