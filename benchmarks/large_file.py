@@ -56,7 +56,7 @@ def write_rows(folder: Path, mb: float) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mb", type=float, default=200.0)
     parser.add_argument("--formats", default="jsonl,csv,parquet")
     args = parser.parse_args()

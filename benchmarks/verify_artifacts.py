@@ -28,7 +28,7 @@ from _common import ROOT  # noqa: F401  (puts the repository on the path like th
 def main() -> None:
     from subsetctl.project import artifact_checksums, artifact_contents, verify_checksums
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gb", type=float, default=1.0, help="size of the stage folder (GB)")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="subsetctl-verify-"))
