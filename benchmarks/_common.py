@@ -17,7 +17,7 @@ def work_project(name: str, fresh: bool = False, reuse_quickstart: bool = True) 
     With ``reuse_quickstart``, the finished data / meta_init / gradients stages of
     examples/quickstart are copied in when the work folder has none: they are valid as
     long as the spec slices match (the pipeline re-checks fingerprints and checksums)."""
-    folder = Path(os.environ.get("SUBSETCTL_BENCH_DIR", ROOT / "benchmarks" / "_work")) / name
+    folder = work_dir() / name
     if fresh and folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -28,6 +28,40 @@ def work_project(name: str, fresh: bool = False, reuse_quickstart: bool = True) 
             target = folder / ".subsetctl" / stage
             if (source / "manifest.json").is_file() and not target.exists():
                 shutil.copytree(source, target, ignore=shutil.ignore_patterns("checkpoints"))
+    return folder
+
+
+def work_dir() -> Path:
+    """benchmarks/_work (git-ignored), or ``$SUBSETCTL_BENCH_DIR``."""
+    return Path(os.environ.get("SUBSETCTL_BENCH_DIR", ROOT / "benchmarks" / "_work"))
+
+
+#: the overrides a fidelity run was made with, in its work folder (fidelity.py writes it)
+OVERRIDES_FILE = "fidelity_overrides.json"
+
+
+def fidelity_overrides(folder: Path) -> list[str]:
+    """The overrides ``python benchmarks/fidelity.py`` ran ``folder``'s project with (its
+    defaults and the command line's), so that a script reading the run loads the same spec
+    (model, meta-init, verify budgets). A run made before they were recorded: the verify
+    settings from its resolved spec only."""
+    import json
+
+    recorded = folder / OVERRIDES_FILE
+    if recorded.is_file():
+        return list(json.loads(recorded.read_text()))
+    v = json.loads((folder / ".subsetctl" / "verify" / "resolved_spec.json").read_text())["verify"]
+    return ["verify.enabled=true", f"verify.k={v['k']}", f"verify.steps={v['steps']}",
+            f"verify.batch_size={v['batch_size']}", f"verify.lr_ce={v['lr_ce']}"]
+
+
+def fidelity_project(name: str = "fidelity") -> Path:
+    """The project a finished ``python benchmarks/fidelity.py [--name NAME]`` run left, for
+    the scripts that read it; exits with what to run first when there is none."""
+    folder = work_dir() / name
+    if not (folder / ".subsetctl" / "calibrate" / "calibration.json").is_file():
+        command = "python benchmarks/fidelity.py" + ("" if name == "fidelity" else f" --name {name}")
+        raise SystemExit(f"{folder} holds no finished fidelity run: run `{command}` first.")
     return folder
 
 

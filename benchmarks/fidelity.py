@@ -23,7 +23,7 @@ import json
 import sys
 import time
 
-from _common import stage_seconds, work_project
+from _common import OVERRIDES_FILE, stage_seconds, work_project
 
 
 def main() -> None:
@@ -44,6 +44,7 @@ def main() -> None:
         "calibrate.lambda_grid=[0.1, 0.3, 1, 3, 10, 30, 100, 300, 1000]", "calibrate.estimators=[fast, linear_sgd]",
         *args.overrides,
     ]
+    (folder / OVERRIDES_FILE).write_text(json.dumps(overrides))  # the spec the readers of this run load
     start = time.perf_counter()
     run_project(folder, overrides, until="calibrate", reporter=RichReporter())
     wall = time.perf_counter() - start

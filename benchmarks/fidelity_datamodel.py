@@ -7,25 +7,32 @@ Spearman and median relative error of the held-out predictions, next to the plai
 calibration (b and a only) for reference.
 
 Run ``python benchmarks/fidelity.py`` first (this reads its calibration in
-benchmarks/_work/fidelity); numpy only, seconds. Prints one JSON line at the end.
+benchmarks/_work/fidelity, or ``--name``); numpy only, seconds. Prints one JSON line at
+the end.
+
+    python benchmarks/fidelity_datamodel.py [--name fidelity]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 
 import numpy as np
-from _common import work_project
+from _common import fidelity_project
 
 RIDGES = (0.01, 0.1, 1.0, 10.0, 100.0)
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--name", default="fidelity", help="the fidelity run's work folder")
+    args = parser.parse_args()
     from subsetctl.estimate.calibrate import spearman
 
     start = time.perf_counter()
-    folder = work_project("fidelity")
+    folder = fidelity_project(args.name)
     calibration = json.loads((folder / ".subsetctl" / "calibrate" / "calibration.json").read_text())
     out: dict[str, float | int] = {}
     for kind, entry in calibration["kinds"].items():

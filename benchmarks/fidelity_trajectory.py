@@ -10,7 +10,7 @@ against the fidelity run's real fine-tunes of both kinds, alone and averaged (z-
 with the theta* estimate that calibration chose.
 
 Run ``python benchmarks/fidelity.py`` first (this reads its project in
-benchmarks/_work/fidelity); each point costs one fine-tune (~1 min) and one gradient
+benchmarks/_work/fidelity, or ``--name``); each point costs one fine-tune (~1 min) and one gradient
 pass (~2.5 min at d = 1024 on 2 cores), kept under benchmarks/_work/fidelity/trajectory
 so a rerun only recomputes the figures. Prints one JSON line at the end.
 """
@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import work_project
-from fidelity_variants import _overrides
+from _common import fidelity_overrides, fidelity_project
 
 LAMBDAS = (0.1, 1.0, 10.0, 100.0)
 
@@ -33,6 +32,7 @@ LAMBDAS = (0.1, 1.0, 10.0, 100.0)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--points", nargs="*", default=["all", "target"], choices=["all", "target"])
+    parser.add_argument("--name", default="fidelity", help="the fidelity run's work folder")
     args = parser.parse_args()
 
     from subsetctl.api import load_project
@@ -44,15 +44,14 @@ def main() -> None:
     from subsetctl.stages.real_finetune import RealFinetuner
     from subsetctl.stages.verify import mean_over_repeats
 
-    folder = work_project("fidelity")
+    folder = fidelity_project(args.name)
     state = folder / ".subsetctl"
-    resolved = json.loads((state / "verify" / "resolved_spec.json").read_text())
     runs = json.loads((state / "verify" / "results.json").read_text())
     subsets = json.loads((state / "verify" / "subsets.json").read_text())["subsets"]
     chosen = json.loads((state / "calibrate" / "calibration.json").read_text())["kinds"]["ce"]
     order = [chosen["subsets"].index(s) for s in subsets]
     theta_star_raw = np.array([chosen["raw"][i] for i in order])
-    project, spec = load_project(folder, _overrides(resolved))
+    project, spec = load_project(folder, fidelity_overrides(folder))
     ctx = StageContext(spec=spec, project=project, reporter=RichReporter(), out_dir=state / "verify")
     truth = {kind: np.array([np.nan if r["true"] is None else r["true"] for r in mean_over_repeats(runs, kind)])
              for kind in spec.verify.kinds}

@@ -26,7 +26,7 @@ import time
 from typing import Any
 
 import numpy as np
-from _common import work_project
+from _common import fidelity_overrides, fidelity_project
 
 VARIANTS = {"surrogate_adamw": ("surrogate", "adamw"), "ce_sgd": ("ce", "sgd")}
 
@@ -46,13 +46,12 @@ def main() -> None:
     from subsetctl.stages.real_finetune import RealFinetuner
     from subsetctl.stages.verify import mean_over_repeats
 
-    folder = work_project(args.name)
+    folder = fidelity_project(args.name)
     state = folder / ".subsetctl"
-    resolved = json.loads((state / "verify" / "resolved_spec.json").read_text())
     verify_runs = json.loads((state / "verify" / "results.json").read_text())
     subsets = json.loads((state / "verify" / "subsets.json").read_text())["subsets"]
     calibration = json.loads((state / "calibrate" / "calibration.json").read_text())
-    project, spec = load_project(folder, _overrides(resolved))
+    project, spec = load_project(folder, fidelity_overrides(folder))
     ctx = StageContext(spec=spec, project=project, reporter=RichReporter(), out_dir=state / "verify")
     finetuner = RealFinetuner(ctx, "ce")
 
@@ -89,13 +88,6 @@ def main() -> None:
             ok = np.isfinite(values) & np.isfinite(est)
             out[f"{key}_vs_{kind}_estimate"] = round(spearman(values[ok], est[ok]), 3)
     print(json.dumps(out))
-
-
-def _overrides(resolved: dict[str, Any]) -> list[str]:
-    """The verify-relevant settings the fidelity run used, as key=value overrides."""
-    v = resolved["verify"]
-    return ["verify.enabled=true", f"verify.k={v['k']}", f"verify.steps={v['steps']}",
-            f"verify.batch_size={v['batch_size']}", f"verify.lr_ce={v['lr_ce']}"]
 
 
 def _floats(values: list[float | None]) -> np.ndarray:
