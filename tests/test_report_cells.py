@@ -529,3 +529,27 @@ def test_the_verify_table_fits_80_columns_without_splitting_header_words() -> No
     render_full_report({**report, "verify": {"ce": {**entry, "repeats": 2, "repeat_spearman": 0.86}}},
                        Console(file=buffer, width=100))
     assert "(Spearman)" in buffer.getvalue() and "2 (0.86)" in buffer.getvalue(), buffer.getvalue()
+
+
+def test_a_warning_two_stages_recorded_is_reported_once(tmp_path) -> None:
+    """A model's loading notice is said once a run, by the first stage that loads the model:
+    a later run that re-runs only finetune records it again under finetune, and the report
+    listed the same sentence under meta_init and under finetune."""
+    import json
+
+    from subsetctl.project import Project
+    from subsetctl.report.build import build_report
+
+    notice = "/m has a classification head with 2 labels, but this project has 3: the head is re-initialized."
+    for stage, warnings in (("meta_init", [notice, "meta_init: model.max_length=8 tokens cut 1 of 16 examples"]),
+                            ("finetune", [notice, "greedy selected no source: it is fine-tuned on the target only."])):
+        folder = tmp_path / ".subsetctl" / stage
+        folder.mkdir(parents=True)
+        (folder / "manifest.json").write_text(json.dumps({"fingerprint": "f", "seconds": 1.0, "summary": {},
+                                                          "inputs": {}, "warnings": warnings}))
+    (tmp_path / "subsetctl.yaml").write_text("x: 1\n")
+    report = build_report(Project(tmp_path))
+    assert report["stage_warnings"] == {
+        "meta_init": [notice, "meta_init: model.max_length=8 tokens cut 1 of 16 examples"],
+        "finetune": ["greedy selected no source: it is fine-tuned on the target only."]}
+    assert render_markdown(report, {}).count("the head is re-initialized") == 1

@@ -135,6 +135,7 @@ def build_report(
     if order:
         report["selection_order"] = list(order)
     warnings: dict[str, list[str]] = {}
+    seen: set[str] = set()  # a warning recorded by two stages is shown once, under the first
     for stage in stage_names():
         if stage == "report":  # the stage writing this report has no manifest yet
             continue
@@ -142,7 +143,12 @@ def build_report(
         if manifest and not manifest.get("corrupt"):
             report["stages"][stage] = {"seconds": manifest.get("seconds"), "summary": manifest.get("summary")}
             if manifest.get("warnings") and stage not in skip:  # said while it ran (truncated examples, ...)
-                warnings[stage] = [str(w) for w in manifest["warnings"]]
+                # a model's loading notice is said by the first stage of a run that loads it: a
+                # later run re-running only later stages records it again, under one of them
+                said = [str(w) for w in manifest["warnings"] if str(w) not in seen]
+                seen.update(said)
+                if said:
+                    warnings[stage] = said
     if warnings:  # (stages recorded before subsetctl kept them have none)
         report["stage_warnings"] = warnings
     overrides = results_overrides(project, skip)
