@@ -112,3 +112,24 @@ def test_verify_reuses_finished_fine_tunes_when_its_settings_change(tiny_project
     (state / "verify" / "manifest.json").unlink()
     run_project(tiny_project, [*base, "verify.k=4", "verify.lr_ce=0.003"], until="verify")
     assert verify_summary()["resumed"] == 2 and verify_summary()["reused"] == 2  # the other two from the cache
+
+
+def test_a_resumed_verify_records_the_divergence_of_a_fine_tune_done_before_it_stopped(tiny_project: Path) -> None:
+    """The warning that a verify fine-tune diverged was said only as it finished: a stage
+    stopped after it and resumed never said it again, so its manifest (and every report)
+    lacked it while the fine-tune stayed excluded."""
+    from subsetctl.api import run_project
+
+    base = ["verify.enabled=true", "verify.steps=2", "verify.batch_size=4", "verify.kinds=[ce]", "verify.k=3",
+            "finetune.enabled=false"]
+    state = tiny_project / ".subsetctl" / "verify"
+    run_project(tiny_project, base, until="verify")
+    rows = json.loads((state / "results.json").read_text())
+    rows[0].update(diverged=True, true=None)  # as if it diverged, then the stage stopped after two
+    (state / "results.json").write_text(json.dumps(rows[:2]))
+    (state / "manifest.json").unlink()
+    run_project(tiny_project, base, until="verify")
+    warnings = json.loads((state / "manifest.json").read_text()).get("warnings", [])
+    assert [w for w in warnings if "diverged" in w] == [
+        (f"verify: the ce fine-tune of subset {rows[0]['subset']} (seed {rows[0]['seed']}) diverged; it is excluded. "
+         "If many do, lower verify.lr_ce.")], warnings

@@ -109,7 +109,13 @@ class VerifyStage(common.ModelStage):
         subsets = verify_subsets(common.source_names(spec), v.k, spec.project.seed)
         path = ctx.out_dir / RESULTS
         done: list[dict[str, Any]] = json.loads(path.read_text()) if path.is_file() else []
-        finished = {(r["kind"], r["index"], r.get("repeat", 0)) for r in done}
+        finished = {(r["kind"], r["index"], r.get("repeat", 0)): r for r in done}
+
+        def say_diverged(kind: str, subset: list[str], seed: int) -> None:
+            lr_key = "verify.lr_ce" if kind == "ce" else "verify.lr_surrogate"
+            ctx.reporter.warn(f"verify: the {kind} fine-tune of subset {subset} (seed {seed}) "
+                              f"diverged; it is excluded. If many do, lower {lr_key}.")
+
         finetuner: RealFinetuner | None = None
         cache = RunCache(ctx)
         reused = 0
@@ -121,7 +127,9 @@ class VerifyStage(common.ModelStage):
                 seed = spec.project.seed + repeat
                 for kind in v.kinds:
                     for index, subset in enumerate(subsets):
-                        if (kind, index, repeat) in finished:
+                        if (kind, index, repeat) in finished:  # by a run stopped partway: said again, so
+                            if finished[(kind, index, repeat)].get("diverged"):  # the manifest records it
+                                say_diverged(kind, subset, seed)
                             continue
                         out = None if ctx.options.get("forced") else cache.get(kind, subset, seed)
                         if out is None:
@@ -133,9 +141,7 @@ class VerifyStage(common.ModelStage):
                         else:
                             reused += 1
                         if out["diverged"]:
-                            lr_key = "verify.lr_ce" if kind == "ce" else "verify.lr_surrogate"
-                            ctx.reporter.warn(f"verify: the {kind} fine-tune of subset {subset} (seed {seed}) "
-                                              f"diverged; it is excluded. If many do, lower {lr_key}.")
+                            say_diverged(kind, subset, seed)
                         done.append({"kind": kind, "index": index, "repeat": repeat, "seed": seed,
                                      "subset": subset, **out})
                         atomic_write_json(path, done)
