@@ -78,17 +78,22 @@ def out_of_memory_error(exc: BaseException, stage: str, settings: dict[str, obje
     they are now) so the user knows what to lower; None for any other error. A batch
     size the machine cannot hold is the user's to change, not a bug in subsetctl."""
     text = str(exc)
+    lower = " or ".join(f"{key} (now {value})" for key, value in settings.items())
+    advice = f"Lower {lower}, then run again" if lower else "Free memory (or use a larger machine), then run again"
+    if type(exc).__name__ == "TerminatedWorkerError":  # loky's, for a worker the system killed (SIGKILL)
+        codes = re.search(r"exit codes of the workers are (\{.*?\})", text)
+        return UserError(f"Stage {stage} lost a worker process{f' (exit codes {codes.group(1)})' if codes else ''}: "
+                         f"the system killed it, most likely for lack of memory. {advice}: finished stages, and the "
+                         "estimates stored so far, are kept.")
     if not (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
             or "can't allocate memory" in text or "out of memory" in text.lower()):
         return None
-    tried = re.search(r"[Tt]ried to allocate ([\d.]+) ?([A-Za-z]+)", text)
+    tried = re.search(r"(?:[Tt]ried|Unable) to allocate ([\d.]+) ?([A-Za-z]+)", text)
     size = ""
     if tried:
         amount, unit = tried.groups()
         size = (f": it tried to allocate {float(amount) / 2**20:,.0f} MiB at once" if unit == "bytes"
                 else f": it tried to allocate {amount} {unit} at once")
-    lower = " or ".join(f"{key} (now {value})" for key, value in settings.items())
-    advice = f"Lower {lower}, then run again" if lower else "Free memory (or use a larger machine), then run again"
     return UserError(f"Stage {stage} ran out of memory{size} ({type(exc).__name__}). {advice}: finished stages "
                      "are kept.")
 
