@@ -289,6 +289,13 @@ def test_stage_warnings_are_in_every_report_and_many_are_counted_in_the_terminal
     render_full_report(report, Console(file=buffer, width=200), stale=["meta_init"])
     assert "meta_init: the warnings below are of its last run" in buffer.getvalue()
     assert "verify: the warnings below" not in buffer.getvalue()
+    # a switched-off stage's warnings are an earlier run's: report.md said so, the terminal did not
+    buffer = io.StringIO()
+    render_full_report({**report, "stages": {**report["stages"], "verify": {"seconds": 1.0, "switched_off": True}}},
+                       Console(file=buffer, width=200))
+    assert "verify: the warnings below are of an earlier run; the stage is switched off in the spec" in \
+        buffer.getvalue()
+    assert "meta_init: the warnings below" not in buffer.getvalue()
 
 
 def test_results_made_with_command_line_overrides_say_so(tmp_path) -> None:

@@ -77,9 +77,14 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
                     "data: the warnings below are of the last run's inputs; the spec or its input files changed "
                     "since (`subsetctl run` checks them again)" if data_stale else None)
     for stage, warnings in stage_warning_lines(report).items():
-        _print_warnings(console, stage, warnings, STAGE_WARNINGS_SHOWN,
-                        f"{stage}: the warnings below are of its last run; the spec or its inputs changed since "
-                        "(`subsetctl run` runs it again)" if stage in (stale or []) else None)
+        if report.get("stages", {}).get(stage, {}).get("switched_off"):  # (report.md marks them so too)
+            earlier = f"{stage}: the warnings below are of an earlier run; the stage is switched off in the spec"
+        elif stage in (stale or []):
+            earlier = (f"{stage}: the warnings below are of its last run; the spec or its inputs changed since "
+                       "(`subsetctl run` runs it again)")
+        else:
+            earlier = None
+        _print_warnings(console, stage, warnings, STAGE_WARNINGS_SHOWN, earlier)
     if "strategies" in report:
         cal = report.get("calibration", {})
         table = Table(title=f"selections (final: {report['final']}; {cal.get('estimator') or 'estimator'} "
