@@ -85,8 +85,12 @@ def out_of_memory_error(exc: BaseException, stage: str, settings: dict[str, obje
         return UserError(f"Stage {stage} lost a worker process{f' (exit codes {codes.group(1)})' if codes else ''}: "
                          f"the system killed it, most likely for lack of memory. {advice}: finished stages, and the "
                          "estimates stored so far, are kept.")
+    import errno
+
     if not (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
-            or "can't allocate memory" in text or "out of memory" in text.lower()):
+            or (isinstance(exc, OSError) and exc.errno == errno.ENOMEM)  # a fork, an mmap the system refused
+            or "can't allocate memory" in text or "out of memory" in text.lower()
+            or "CUBLAS_STATUS_ALLOC_FAILED" in text):
         return None
     tried = re.search(r"(?:[Tt]ried|Unable) to allocate ([\d.]+) ?([A-Za-z]+)", text)
     size = ""

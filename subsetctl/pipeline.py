@@ -947,6 +947,13 @@ class Pipeline:
         atomic_write_json(work_marker, {"fingerprint": fp, "inputs": inputs,  # pid: `plan` says "running"
                                         "pid": os.getpid()})
 
+    def _out_of_memory(self, stage: Stage, exc: BaseException) -> UserError | None:
+        """The user error for ``stage`` when ``exc`` says it ran out of memory (see
+        :func:`out_of_memory_error`), naming its memory settings as they are; else None."""
+        dumped = self.spec.model_dump(mode="json")
+        settings = {key: _dig(dumped, key) for key in stage.memory_keys if _dig(dumped, key) is not None}
+        return out_of_memory_error(exc, stage.name, settings)
+
     def _run_stage(
         self,
         stage: Stage,
@@ -971,16 +978,13 @@ class Pipeline:
         ctx = StageContext(self.spec, self.project, recorder, out_dir, options)
         try:
             summary = stage.run(ctx)
-        except OSError as exc:  # a full disk often names no file: say which stage was writing where
-            exc.add_note(f"stage {stage.name}, under {out_dir}")
+        except (OSError, MemoryError, RuntimeError) as exc:  # (torch's OutOfMemoryError is a RuntimeError)
+            out_of_memory = self._out_of_memory(stage, exc)
+            if out_of_memory is not None:
+                raise out_of_memory from exc
+            if isinstance(exc, OSError):  # a full disk often names no file: say which stage was writing where
+                exc.add_note(f"stage {stage.name}, under {out_dir}")
             raise
-        except (MemoryError, RuntimeError) as exc:  # (torch's OutOfMemoryError is a RuntimeError)
-            dumped = self.spec.model_dump(mode="json")
-            settings = {key: _dig(dumped, key) for key in stage.memory_keys if _dig(dumped, key) is not None}
-            out_of_memory = out_of_memory_error(exc, stage.name, settings)
-            if out_of_memory is None:
-                raise
-            raise out_of_memory from exc
         seconds = time.perf_counter() - start
         if summary.get("incomplete"):
             return None  # e.g. one shard of the gradients: nothing to commit yet
