@@ -667,7 +667,10 @@ def test_stop_signals_stop_a_run_like_ctrl_c(jsonl_project: Path, stop_signal: s
     without a stale lock. (Either used to kill the process outright, with nothing said,
     leaving the temporary file and the PID in the lock.)"""
     state = jsonl_project / ".subsetctl"
-    stopped = subprocess.run([sys.executable, "-c", _SIGTERM_MID_WRITE, str(jsonl_project)],
+    # SIGHUP as a terminal leaves it: a suite run under `nohup` passes SIGHUP on ignored, which
+    # the run rightly keeps ignoring (test_an_ignored_sighup_stays_ignored)
+    not_ignoring = "import signal; signal.signal(signal.SIGHUP, signal.SIG_DFL)\n"
+    stopped = subprocess.run([sys.executable, "-c", not_ignoring + _SIGTERM_MID_WRITE, str(jsonl_project)],
                              check=False, capture_output=True, text=True, timeout=120,
                              env={**os.environ, "STOP_SIGNAL": stop_signal})
     assert stopped.returncode == exit_code, stopped.stderr[-800:]
