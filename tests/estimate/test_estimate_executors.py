@@ -536,12 +536,16 @@ def test_overlapping_silencing_of_distributed_logs_puts_the_levels_back() -> Non
     from subsetctl.estimate.executors import _distributed_logs_off
 
     logger = logging.getLogger("distributed.client")
+    before = logger.level
     logger.setLevel(logging.INFO)
-    first, second = _distributed_logs_off(), _distributed_logs_off()
-    first.__enter__()
-    second.__enter__()
-    assert logger.level > logging.CRITICAL
-    first.__exit__(None, None, None)
-    assert logger.level > logging.CRITICAL  # the second is still on
-    second.__exit__(None, None, None)
-    assert logger.level == logging.INFO
+    try:
+        first, second = _distributed_logs_off(), _distributed_logs_off()
+        first.__enter__()
+        second.__enter__()
+        assert logger.level > logging.CRITICAL
+        first.__exit__(None, None, None)
+        assert logger.level > logging.CRITICAL  # the second is still on
+        second.__exit__(None, None, None)
+        assert logger.level == logging.INFO
+    finally:
+        logger.setLevel(before)  # distributed's own level, for later tests
