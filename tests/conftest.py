@@ -31,11 +31,35 @@ def _registries_as_before() -> object:
 
 
 @pytest.fixture(autouse=True)
+def _plugin_modules_forgotten(tmp_path_factory: pytest.TempPathFactory) -> object:
+    """Plugin modules a test imported from its temporary folders are forgotten after it, as
+    they are by the next `subsetctl` process: a test restoring one it dropped mid-way (to
+    load an edit) put the first version back, for any later test of that module name."""
+    before = set(sys.modules)
+    yield
+    base = tmp_path_factory.getbasetemp().resolve()
+    for name in set(sys.modules) - before:
+        file = getattr(sys.modules[name], "__file__", None)
+        if isinstance(file, str) and Path(file).resolve().is_relative_to(base):
+            del sys.modules[name]
+
+
+@pytest.fixture(autouse=True)
 def _fresh_hub_probe() -> None:
     """Each test probes the hub afresh: a failed probe is remembered for a minute."""
     from subsetctl.hub import forget_unreachable
 
     forget_unreachable()
+
+
+@pytest.fixture(autouse=True)
+def _notices_given_afresh() -> None:
+    """Each test is a new run for the notices said once per run (a head re-initialized, new
+    layers): a test calling resolve_model directly, outside a run, left its notice "given"
+    for the next test of the same session-wide model folder."""
+    resolve = sys.modules.get("subsetctl.modeling.resolve")  # not imported for tests without a model
+    if resolve is not None:
+        resolve.forget_notices_given()
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
