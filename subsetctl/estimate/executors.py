@@ -187,6 +187,8 @@ class _DaskConnection:
 
     client: Any
     cluster: Any | None = None
+    #: the process environment from before the LocalCluster started, put back when it closes
+    environment: dict[str, str] | None = None
 
     @property
     def alive(self) -> bool:
@@ -202,6 +204,8 @@ class _DaskConnection:
             if self.cluster is not None:
                 with contextlib.suppress(Exception):
                     self.cluster.close()
+        if self.environment is not None:  # a worker restarted meanwhile set them again
+            _environment_put_back(self.environment)
 
 
 _LOGS_OFF_LOCK = threading.Lock()
@@ -286,6 +290,7 @@ def _connect_dask(dd: ModuleType, n_jobs: int, address: str | None, connect_time
     """A new client: of the scheduler at ``address``, else of a new LocalCluster with
     ``n_jobs`` single-threaded worker processes."""
     if address is None:
+        environment = dict(os.environ)
         with _sigint_ignored():  # the worker processes inherit it: Ctrl-C stops subsetctl, not them first
             cluster = dd.LocalCluster(
                 n_workers=n_jobs,
@@ -297,8 +302,11 @@ def _connect_dask(dd: ModuleType, n_jobs: int, address: str | None, connect_time
                 scheduler_kwargs={"dashboard": False},
                 silence_logs=logging.CRITICAL,  # failures reach the user as errors of the search
             )
+        # distributed's nanny sets OMP_NUM_THREADS=1, PYTHONHASHSEED, ... in this process's own
+        # environment for its workers to inherit: programs a notebook starts later would too
+        _environment_put_back(environment)
         try:
-            return _DaskConnection(dd.Client(cluster, set_as_default=False), cluster)
+            return _DaskConnection(dd.Client(cluster, set_as_default=False), cluster, environment)
         except BaseException:  # the cluster just started would outlive the failed client
             cluster.close()
             raise
@@ -374,6 +382,16 @@ def _within(seconds: float, make: Callable[[], Any]) -> Any:
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
+
+
+def _environment_put_back(environment: dict[str, str]) -> None:
+    """``os.environ`` as ``environment`` (a copy taken before): variables set since are
+    removed, changed ones get their values back."""
+    for key in set(os.environ) - set(environment):
+        del os.environ[key]
+    for key, value in environment.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
 
 
 @contextlib.contextmanager

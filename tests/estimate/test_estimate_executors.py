@@ -97,10 +97,16 @@ def test_joblib_starts_no_more_workers_than_tasks(exact: ExactEstimator, monkeyp
 
 
 def test_dask_local_cluster_equals_loky(exact: ExactEstimator) -> None:
+    """... and leaves the caller's environment as it was: distributed's nanny set
+    OMP_NUM_THREADS=1, PYTHONHASHSEED, ... in it, for any program a notebook started later."""
+    import os
+
     masks = random_masks(20, len(exact.sources), seed=2)
     loky = estimate_parallel(exact, masks, backend="loky", n_jobs=2, batch_size=4)
+    environment = dict(os.environ)
     dask = estimate_parallel(exact, masks, backend="dask", n_jobs=2, batch_size=4)
     _assert_same(loky, dask)
+    assert dict(os.environ) == environment
 
 
 def test_dask_scheduler_address_equals_sequential(small_features: FeatureSet) -> None:
