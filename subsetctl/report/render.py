@@ -58,28 +58,28 @@ def score_column_groups(strategies: int, score_width: int, rows: list[str | None
 
 
 def render_full_report(report: dict[str, Any], console: Any, all_sources: bool = False,
-                       root: Path | None = None, data_stale: bool = False, stale: list[str] | None = None) -> None:
+                       root: Path | None = None, stale: list[str] | None = None) -> None:
     """Print the selections, per-source scores, verify and test tables. With many sources,
     long selections are summarized and the score table shows the highest and lowest
     scoring sources only, unless ``all_sources`` (report.md and report.json list all).
     ``root``: the project folder, so that the final adapter's path (relative to it in the
-    report) is printed as one that works from the current directory. ``data_stale``: the
-    spec or its input files changed since the data stage ran, so its warnings (of the
-    inputs as they were) are said to be of the last run's inputs, before they are listed;
-    ``stale``: the stages that changed so, whose recorded warnings are said to be of their last run."""
+    report) is printed as one that works from the current directory. ``stale``: the stages
+    whose spec or inputs changed since they ran, whose warnings are said to be of their last
+    run before they are listed (the data stage's: of the last run's inputs)."""
     from rich.table import Table
 
+    stale = stale or []
     overrides = overrides_line(report)
     if overrides:
         console.print(f"[yellow]results {escape(overrides)}[/yellow]")
     # a cause the user fixed since must not read as a problem of now
     _print_warnings(console, "data", [f"data: {w}" for w in report.get("data_warnings", [])], DATA_WARNINGS_SHOWN,
                     "data: the warnings below are of the last run's inputs; the spec or its input files changed "
-                    "since (`subsetctl run` checks them again)" if data_stale else None)
+                    "since (`subsetctl run` checks them again)" if "data" in stale else None)
     for stage, warnings in stage_warning_lines(report).items():
         if report.get("stages", {}).get(stage, {}).get("switched_off"):  # (report.md marks them so too)
             earlier = f"{stage}: the warnings below are of an earlier run; the stage is switched off in the spec"
-        elif stage in (stale or []):
+        elif stage in stale:
             earlier = (f"{stage}: the warnings below are of its last run; the spec or its inputs changed since "
                        "(`subsetctl run` runs it again)")
         else:

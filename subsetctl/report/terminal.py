@@ -221,8 +221,7 @@ def render_report(root: Path, console: Any, all_sources: bool = False, overrides
     if full:
         from subsetctl.report.render import render_full_report
 
-        render_full_report(full, console, all_sources=all_sources, root=root,
-                           data_stale="data" in (data.get("stale") or []), stale=data.get("stale") or [])
+        render_full_report(full, console, all_sources=all_sources, root=root, stale=data.get("stale") or [])
     note = outdated_note(data)
     if note:
         from rich.markup import escape
