@@ -743,7 +743,7 @@ class Pipeline:
                 if problems and shared:  # resetting it would pull the ground from under the other shards
                     # a stage before the sharded one: a run up to the stage just before it redoes
                     # whatever that needs; the sharded stage itself (committed): a run up to it
-                    names = [s.name for s in self.stages]
+                    names = self.stage_names()
                     redo = stage.name if stage.name == until else names[names.index(str(until)) - 1]
                     raise UserError(
                         f"Stage {stage.name}: artifacts fail their checksums ({'; '.join(problems[:3])}). Stop the "
