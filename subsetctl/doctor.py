@@ -97,11 +97,17 @@ def check_packaged_models() -> list[Check]:
     return checks
 
 
-def _unwritable(folder: Path) -> str | None:
-    """Why ``folder`` (or the folder it would be made in) cannot be written; None if it can."""
+def _nearest_existing(folder: Path) -> Path:
+    """``folder``, or the nearest folder above it that exists (where it would be made)."""
     where = folder
     while not where.exists() and where != where.parent:
         where = where.parent
+    return where
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why ``folder`` (or the folder it would be made in) cannot be written; None if it can."""
+    where = _nearest_existing(folder)
     if not where.is_dir():
         return f"{where} is not a folder"
     if not os.access(where, os.W_OK | os.X_OK):
@@ -111,9 +117,7 @@ def _unwritable(folder: Path) -> str | None:
 
 def check_disk(folder: Path) -> Check:
     """Free space where the project's artifacts go (``folder`` may not exist yet)."""
-    where = folder
-    while not where.exists() and where != where.parent:
-        where = where.parent
+    where = _nearest_existing(folder)
     free_gb = shutil.disk_usage(where).free / 1e9
     ok = free_gb >= MIN_FREE_GB
     return Check("disk", ok, f"{free_gb:.1f} GB free in {where}",  # the folder itself may not exist yet
