@@ -131,5 +131,6 @@ def test_a_resumed_verify_records_the_divergence_of_a_fine_tune_done_before_it_s
     run_project(tiny_project, base, until="verify")
     warnings = json.loads((state / "manifest.json").read_text()).get("warnings", [])
     assert [w for w in warnings if "diverged" in w] == [
-        (f"verify: the ce fine-tune of subset {rows[0]['subset']} (seed {rows[0]['seed']}) diverged; it is excluded. "
-         "If many do, lower verify.lr_ce.")], warnings
+        (f"verify: the ce fine-tune of subset {'+'.join(rows[0]['subset']) or '(target only)'} (seed {rows[0]['seed']}) "
+         "diverged; it is excluded. If many do, lower verify.lr_ce.")], warnings
+    assert not any("[" in w for w in warnings), "subsets are named as the report names them, not as Python lists"

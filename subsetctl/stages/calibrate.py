@@ -15,6 +15,7 @@ from subsetctl.errors import UserError
 from subsetctl.pipeline import Stage, StageContext
 from subsetctl.project import atomic_write_json
 from subsetctl.reporter import ShownInResults
+from subsetctl.stages import common
 from subsetctl.stages.features import (
     SIMULATED_FINETUNE_KEYS,
     load_features,
@@ -130,7 +131,7 @@ class CalibrateStage(Stage):
         spec = ctx.spec
         choice_grid = sorted(set(choose_from or grid))  # the lambdas lambda is chosen among
         y = np.array([np.nan if r["true"] is None else r["true"] for r in rows], dtype=float)
-        labels = ["+".join(r["subset"]) or "(target only)" for r in rows]
+        labels = [common.subset_label(r["subset"]) for r in rows]
         subsets = [r["subset"] for r in rows]
         candidates, raws = {}, {}
         for name in names:

@@ -112,6 +112,12 @@ class DataFiles:
         return {"files": {n: self.by_source.get(n, {}) for n in sorted(names)}, "labels": self.labels}
 
 
+def subset_label(subset: list[str]) -> str:
+    """A subset as messages and the report name it: its sources joined by ``+``, or
+    "(target only)" for the empty subset, which a bare ``[]`` would leave unexplained."""
+    return "+".join(subset) or "(target only)"
+
+
 def num_labels(ctx: StageContext) -> int | None:
     """Classifier head size: from the spec, else from the data's label vocabulary."""
     if ctx.spec.model.kind != "classifier":

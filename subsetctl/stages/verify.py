@@ -113,7 +113,7 @@ class VerifyStage(common.ModelStage):
 
         def say_diverged(kind: str, subset: list[str], seed: int) -> None:
             lr_key = "verify.lr_ce" if kind == "ce" else "verify.lr_surrogate"
-            ctx.reporter.warn(f"verify: the {kind} fine-tune of subset {subset} (seed {seed}) "
+            ctx.reporter.warn(f"verify: the {kind} fine-tune of subset {common.subset_label(subset)} (seed {seed}) "
                               f"diverged; it is excluded. If many do, lower {lr_key}.")
 
         finetuner: RealFinetuner | None = None
