@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import yaml
-from _common import ROOT, stage_seconds
+from _common import ROOT, stage_seconds, work_dir
 
 sys.path.insert(0, str(ROOT / "tests"))  # tinymodels: the tiny random Llama the tests use
 
@@ -78,7 +78,7 @@ def main() -> None:
     from subsetctl.api import plan_project, run_project, validate_spec_file
     from subsetctl.report.terminal import render_report
 
-    folder = ROOT / "benchmarks" / "_work" / args.name
+    folder = work_dir() / args.name
     if folder.exists():  # an earlier invocation's project: its stages would not run, and their times are old
         shutil.rmtree(folder)
     build(folder, args.sources, args.rows)
