@@ -58,9 +58,16 @@ class ShownInResults(str):
     the report shows it from there, so :class:`StageWarnings` does not record it again."""
 
 
+class AboutThisRun(str):
+    """A warning about how this run went rather than about the results it leaves: a damaged
+    cache entry deleted and computed again. Said while the run goes; :class:`StageWarnings`
+    does not record it, since in the report, after the repair, it would read as a problem."""
+
+
 class StageWarnings:
     """The reporter a stage runs with: passes everything on to ``inner`` and records the
-    warnings the stage raised (but not those :class:`ShownInResults`), so the pipeline
+    warnings the stage raised (but not those :class:`ShownInResults` or
+    :class:`AboutThisRun`), so the pipeline
     keeps them in the stage's manifest and the report shows them after the run."""
 
     def __init__(self, inner: Reporter) -> None:
@@ -72,7 +79,7 @@ class StageWarnings:
 
     def warn(self, message: str) -> None:
         self.inner.warn(message)
-        if not isinstance(message, ShownInResults) and str(message) not in self.warnings:  # said once
+        if not isinstance(message, (ShownInResults, AboutThisRun)) and str(message) not in self.warnings:  # once
             self.warnings.append(str(message))
 
     def progress(self, description: str, total: int) -> contextlib.AbstractContextManager[ProgressTask]:

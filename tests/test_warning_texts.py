@@ -147,3 +147,16 @@ def test_messages_name_a_list_of_things_as_quoted_names_not_a_python_list() -> N
 
     with pytest.raises(UserError, match=r"Synthetic sources 0, 2 are listed as both"):
         make_synthetic_features(n_sources=3, helpful=[0, 2], harmful=[0, 2])
+
+
+def test_stage_warnings_keep_what_the_report_needs_and_leave_out_repairs_of_this_run() -> None:
+    """A damaged cache entry computed again, or a reset search store, stayed among the
+    stage's warnings in every later report, though the repair was done."""
+    from subsetctl.reporter import AboutThisRun, ShownInResults, StageWarnings
+
+    inner = SilentReporter()
+    recorder = StageWarnings(inner)
+    for message in ("kept", AboutThisRun("repaired"), ShownInResults("in the results"), "kept"):
+        recorder.warn(message)
+    assert recorder.warnings == ["kept"]
+    assert inner.warnings == ["kept", "repaired", "in the results", "kept"]  # every one said while it ran

@@ -28,6 +28,7 @@ from subsetctl.project import (
     touch,
     verify_checksums,
 )
+from subsetctl.reporter import AboutThisRun
 from subsetctl.spec import fingerprint_dump
 from subsetctl.stages import common
 
@@ -138,8 +139,8 @@ class AdapterCache:
         except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
             return None
         if problems:
-            self.reporter.warn(f"The cached fine-tune {entry} is damaged ({'; '.join(problems[:3])}); it is "
-                               "deleted and the run is trained again.")
+            self.reporter.warn(AboutThisRun(f"The cached fine-tune {entry} is damaged ({'; '.join(problems[:3])}); "
+                                            "it is deleted and the run is trained again."))
             shutil.rmtree(entry, ignore_errors=True)
             return None
         shutil.rmtree(run_dir, ignore_errors=True)

@@ -21,7 +21,7 @@ import numpy as np
 
 from subsetctl.pipeline import Stage, StageContext
 from subsetctl.project import Project, atomic_write_json, fingerprint, touch
-from subsetctl.reporter import ShownInResults
+from subsetctl.reporter import AboutThisRun, ShownInResults
 from subsetctl.spec import Spec, fingerprint_dump
 from subsetctl.stages import common
 from subsetctl.stages.calibrate import read_calibration
@@ -378,7 +378,7 @@ class SearchStage(Stage):
         store = SubsetResultsStore(store_dir, features.sources, key, earlier_keys=tuple(earlier))
         touch(store_dir)  # used: the last to go when the caches are trimmed (project.cache_limit_gb)
         if store.reset_reason:
-            ctx.reporter.warn(f"{store.reset_reason} Its subsets are estimated again.")
+            ctx.reporter.warn(AboutThisRun(f"{store.reset_reason} Its subsets are estimated again."))
         kwargs = executor_kwargs(spec)
         if in_process:  # a model-backed estimator cannot be shipped to workers
             kwargs.update(backend="sequential", n_jobs=1)
