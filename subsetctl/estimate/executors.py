@@ -15,7 +15,8 @@ Dask clients (and the LocalCluster started when no ``address`` is given) are ope
 first use and kept for the rest of the process, one per settings, so a search that
 estimates step by step does not start a cluster per step; :func:`close_dask_clients`
 closes them (it runs at exit). Dask problems a user can fix (dask not installed, a
-malformed or unreachable address, no workers, workers without subsetctl) are UserErrors.
+malformed or unreachable address, no workers, workers without subsetctl or with another
+copy of it) are UserErrors.
 """
 
 from __future__ import annotations
@@ -566,6 +567,53 @@ def _check_workers_load(client: Any, estimator: SubsetEstimator, address: str | 
     raise problem from first
 
 
+_CODE_DIGEST: dict[str, Any] = {}
+
+
+def subsetctl_code_digest() -> dict[str, Any]:
+    """subsetctl's version, folder and a SHA-256 of each of its Python files, as this
+    process first saw them. Run on Dask workers (shipped by reference, so each computes it
+    over its own installed subsetctl) to find workers whose code differs from here."""
+    import hashlib
+
+    if not _CODE_DIGEST:
+        root = Path(__file__).resolve().parent.parent
+        files = {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+                 for p in sorted(root.rglob("*.py")) if "__pycache__" not in p.parts}
+        _CODE_DIGEST.update(version=__version__, folder=str(root), files=files)
+    return _CODE_DIGEST
+
+
+def _check_workers_code(client: Any, address: str | None) -> None:
+    """A UserError naming the workers whose subsetctl differs from this process's: another
+    version, or the same version from another checkout. The estimator is shipped by
+    reference to subsetctl's code, so such workers would compute the estimates with their
+    own code, and the results would silently differ from a local run's."""
+    try:
+        answers = client.run(subsetctl_code_digest, on_error="return")
+    except Exception:  # noqa: BLE001 - the cluster's own trouble: the estimate says it
+        return
+    here = subsetctl_code_digest()
+    differing = {worker: answer for worker, answer in answers.items()
+                 if isinstance(answer, dict) and answer.get("files") != here["files"]}
+    if not differing:
+        return
+    names = sorted(differing)
+    theirs = differing[names[0]]
+    their_files, our_files = theirs.get("files") or {}, here["files"]
+    changed = sorted(name for name in set(their_files) | set(our_files) if their_files.get(name) != our_files.get(name))
+    shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+    version = theirs.get("version")
+    which = (f"subsetctl {version}, not {__version__} as here" if version != __version__
+             else f"another copy of subsetctl {version}")
+    raise UserError(
+        f"{_workers_phrase(address, names, len(answers))} run {which} (from {theirs.get('folder')}; "
+        f"{len(changed)} file(s) differ: {shown}). The estimates are computed with the workers' own subsetctl, "
+        f"so they would differ from this machine's. Install the same subsetctl there as here ({here['folder']}), "
+        "restart the workers, and run again: the estimates finished so far are kept."
+    )
+
+
 def _dask_results(
     estimator: SubsetEstimator,
     masks: np.ndarray,
@@ -583,6 +631,7 @@ def _dask_results(
     from dask.distributed import as_completed
 
     _check_workers_load(client, estimator, address)
+    _check_workers_code(client, address)
     futures: list[Any] = []
     try:
         shipped = _scatter(client, estimator)

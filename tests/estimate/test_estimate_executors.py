@@ -356,30 +356,44 @@ class _Slow(FastEstimator):
         return super().estimate(masks)
 
 
-def test_a_scheduler_lost_mid_estimate_is_a_user_error_without_a_traceback(
-    small_features: FeatureSet, tmp_path: Path, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
-) -> None:
-    """A scheduler killed while estimating was reported as lost workers, and closing the
-    client logged its cancelled reconnect as an ERROR with a traceback on stderr."""
+@contextmanager
+def _scheduler_with_one_worker(folder: Path, first_on_path: Path | None = None) -> Iterator[tuple[str, Any]]:
+    """(address, scheduler process) of a `dask scheduler` and one `dask worker` started in
+    ``folder`` (`-m` puts the working folder first on the path), importing what this
+    process imports, with ``first_on_path`` ahead of it; both killed at the end."""
     import json
     import os
-    import signal
     import subprocess
 
-    info = tmp_path / "scheduler.json"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}  # the worker imports _Slow
+    info = folder / "scheduler.json"
+    path = [str(first_on_path)] if first_on_path else []
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([*path, *(p for p in sys.path if p)])}
     run = [sys.executable, "-m"]
     scheduler = subprocess.Popen([*run, "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
-                                  "--no-dashboard", "--scheduler-file", str(info)], env=env,
+                                  "--no-dashboard", "--scheduler-file", str(info)], env=env, cwd=folder,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     worker = subprocess.Popen([*run, "distributed.cli.dask_worker", "--scheduler-file", str(info), "--nthreads", "1",
-                               "--no-nanny", "--no-dashboard"], env=env,
+                               "--no-nanny", "--no-dashboard"], env=env, cwd=folder,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
         while not info.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
-        address = json.loads(info.read_text())["address"]
+        yield json.loads(info.read_text())["address"], scheduler
+    finally:
+        for process in (worker, scheduler):
+            process.kill()
+            process.wait()
+
+
+def test_a_scheduler_lost_mid_estimate_is_a_user_error_without_a_traceback(
+    small_features: FeatureSet, tmp_path: Path, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A scheduler killed while estimating was reported as lost workers, and closing the
+    client logged its cancelled reconnect as an ERROR with a traceback on stderr."""
+    import signal
+
+    with _scheduler_with_one_worker(tmp_path) as (address, scheduler):  # the worker imports _Slow
         estimator = _Slow(small_features)
         masks = random_masks(40, small_features.n_sources, seed=0)
         estimate_parallel(estimator, masks[:2], backend="dask", address=address, connect_timeout=30)  # warm
@@ -387,13 +401,52 @@ def test_a_scheduler_lost_mid_estimate_is_a_user_error_without_a_traceback(
         with pytest.raises(UserError) as lost:
             estimate_parallel(estimator, masks, backend="dask", address=address, batch_size=1)
         close_dask_clients()
-    finally:
-        for process in (worker, scheduler):
-            process.kill()
-            process.wait()
     assert f"Lost the connection to the Dask scheduler at {address!r}" in str(lost.value)
     assert "Traceback" not in capfd.readouterr().err
     assert not [r for r in caplog.records if r.name.startswith("distributed") and r.levelno >= logging.ERROR]
+
+
+def test_workers_running_another_copy_of_subsetctl_are_refused(small_features: FeatureSet, tmp_path: Path) -> None:
+    """Workers were checked only for importing subsetctl: a worker with another checkout of
+    the same version computed the estimates with its own code, silently."""
+    import shutil
+
+    import subsetctl
+
+    other = tmp_path / "other"
+    shutil.copytree(Path(subsetctl.__file__).parent, other / "subsetctl",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    with open(other / "subsetctl" / "estimate" / "solvers.py", "a") as edited:
+        edited.write("\n# edited in the workers' copy\n")
+    with _scheduler_with_one_worker(tmp_path, first_on_path=other) as (address, _):
+        with pytest.raises(UserError) as refused:
+            estimate_parallel(FastEstimator(small_features), random_masks(4, small_features.n_sources, seed=0),
+                              backend="dask", address=address, connect_timeout=30)
+        close_dask_clients()
+    message = " ".join(str(refused.value).split())
+    assert f"1 of the 1 Dask workers at {address!r}" in message, message
+    assert f"run another copy of subsetctl {subsetctl.__version__} (from {other / 'subsetctl'}" in message, message
+    assert "1 file(s) differ: estimate/solvers.py" in message, message
+
+
+def test_workers_with_the_same_subsetctl_pass_the_code_check() -> None:
+    """The check compares the workers' answers with this process's own digest."""
+    from subsetctl.estimate.executors import _check_workers_code, subsetctl_code_digest
+
+    class Answers:
+        def __init__(self, answers: dict[str, Any]) -> None:
+            self.answers = answers
+
+        def run(self, function: Any, on_error: str) -> dict[str, Any]:
+            return self.answers
+
+    here = subsetctl_code_digest()
+    assert "estimate/executors.py" in here["files"]
+    _check_workers_code(Answers({"tcp://a:1": dict(here), "tcp://b:1": OSError("gone")}), "tcp://s:8786")
+    older = {**here, "version": "0.0.9", "files": {**here["files"], "spec.py": "0" * 64}}
+    with pytest.raises(UserError, match=r"1 of the 2 Dask workers .*\(tcp://b:1\) run subsetctl 0.0.9, not "
+                                        r".* as here .*1 file\(s\) differ: spec.py"):
+        _check_workers_code(Answers({"tcp://a:1": dict(here), "tcp://b:1": older}), "tcp://s:8786")
 
 
 def test_a_plugin_estimator_that_cannot_be_pickled_is_blamed_for_dask(
