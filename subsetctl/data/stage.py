@@ -5,7 +5,7 @@ Layout of the stage folder ``out_dir``::
     out_dir/<name>/<split>/    one ``Dataset.save_to_disk`` folder per non-empty split
                                (an empty split has no folder: ``load_split`` gives an
                                empty dataset; ``datasets`` cannot reload 0-row saves)
-    out_dir/data.json          the summary returned by :func:`run_data_stage`
+    out_dir/data.json          the summary :func:`run_data_stage` returns, less ``reused``
 
 Each source is written into a hidden temporary folder and renamed into place, so a
 crash leaves either the previous copy or the new one, never half a source. Its
@@ -280,7 +280,8 @@ def run_data_stage(
         spec: the validated spec.
         spec_dir: the spec file's folder (relative data paths resolve against it).
         out_dir: the stage folder.
-        progress: optional ``progress(done, total)``, called after each source is prepared.
+        progress: optional ``progress(done, total)``, called after each source is prepared
+            or reused.
         reuse_from: folders of earlier data-stage results (of other inputs) whose
             sources prepared from an unchanged key are reused, after those in ``out_dir``
             (a run stopped partway).
@@ -291,6 +292,7 @@ def run_data_stage(
         that the same data, reused or prepared again, is the same output)::
 
             {"target": name, "kind": "causal-lm" | "classifier",
+             "sources": [source names, in the spec's order],
              "counts": {name: {"train": n, "validation": n, "test": n}},
              "labels": [label names] | None, "warnings": [messages],
              "reused": [names of sources reused from an earlier run]}
@@ -385,6 +387,7 @@ def _write_summary(out_dir: Path, spec: Spec, counts: dict[str, Any], labels: li
 
 
 def _missing_data(data_dir: Path, what: str) -> UserError:
+    """The error for prepared data that is not there: the data stage has not run."""
     return UserError(
         f"No prepared data for {what} in {data_dir}. Run the data stage first "
         "(`subsetctl run`), or check the name."
