@@ -1,11 +1,14 @@
 """Checks of the data part of a spec that need no model and no data generation.
 
 ``subsetctl validate`` calls :func:`check_sources` after the schema validation: it
-finds the mistakes that would otherwise surface minutes into a run (a missing file, a
-misspelt reasoning-gym task or evals name, an unregistered plugin loader, a classifier
-without a label column, split counts larger than a generator's size). Heavy packages
-are imported only when a source needs them (reasoning-gym for its task names, the
-loader registry for plugins); ``evals`` is never imported, only located.
+finds the mistakes that would otherwise surface minutes into a run (a missing or
+unreadable file, a column the loader asks for that the file lacks, a misspelt
+reasoning-gym task or evals name, an unregistered plugin loader, a classifier without a
+label column, split counts larger than a generator's size, a file's row count or
+``max_examples``). Heavy packages are imported only when a source needs them
+(reasoning-gym for its task names, pyarrow for a Parquet file, ``datasets`` for a folder
+``save_to_disk`` wrote, the spec's ``plugins:`` only when a source has a ``type: plugin``
+loader); ``evals`` is never imported, only located.
 """
 
 from __future__ import annotations
@@ -100,6 +103,9 @@ def _known_size(source: SourceSpec, base_dir: Path) -> tuple[int, str] | None:
 def _check_split(
     source: SourceSpec, loc: tuple[Any, ...], is_target: bool, issues: _Issues, base_dir: Path
 ) -> None:
+    """The split asks for rows the source can give: the target has train, validation and
+    test rows, a source train rows, and (when its size is known cheaply,
+    :func:`_known_size`) the counts fit in it and no target fraction rounds to no rows."""
     from subsetctl.data.prepare import split_counts
 
     split = source.split
@@ -128,7 +134,8 @@ def _check_split(
         )
     # a fraction that rounds to no rows, only where the size is exact: a reasoning-gym task
     # makes exactly `size` rows, while a file's count or max_examples is an upper bound, and
-    # the largest-remainder rounding is not monotone (test 0.1 gives 0 of 6 rows, 1 of 5)
+    # the largest-remainder rounding is not monotone (with train and validation 0.45, test
+    # 0.1 gives 0 of 6 rows, 1 of 5)
     # (elsewhere: when no row count up to the bound gives one, as 0.25 of at most 3 rows)
     exact = isinstance(source.loader, ReasoningGymLoader)
     for name in ("validation", "test"):
@@ -145,6 +152,9 @@ def _check_split(
 def _check_file_loader(
     loader: LoaderBase, loc: tuple[Any, ...], base_dir: Path, kind: str, issues: _Issues
 ) -> None:
+    """A file-based loader (jsonl, csv, parquet, huggingface): its path (and ``data_files``)
+    exist, a file's head has the columns asked for, and the column option the model kind
+    needs (``label_field`` or ``response_field``) is set."""
     path_value = getattr(loader, "path", None)
     if isinstance(loader, HuggingFaceLoader):
         from subsetctl.data.loaders import (
@@ -349,6 +359,8 @@ def _check_named_columns(loader: LoaderBase, columns: list[str], where: str, loc
 
 
 def _check_reasoning_gym(loader: ReasoningGymLoader, loc: tuple[Any, ...], issues: _Issues) -> None:
+    """The task is one reasoning-gym has, and ``loader.config`` holds only options of its
+    config (``seed`` and ``size`` belong to the loader itself)."""
     from subsetctl.data.loaders import close_names, reasoning_gym_task_hint, reasoning_gym_tasks
 
     tasks = reasoning_gym_tasks()
@@ -374,6 +386,8 @@ def _check_reasoning_gym(loader: ReasoningGymLoader, loc: tuple[Any, ...], issue
 
 
 def _check_evals(loader: EvalsLoader, loc: tuple[Any, ...], issues: _Issues) -> None:
+    """The ``evals`` package data is installed and has the named eval and file, and the
+    file's first sample has an ``ideal`` answer (a model-graded eval has none)."""
     from subsetctl.data.loaders import (
         EVALS_INSTALL_HINT,
         close_names,
