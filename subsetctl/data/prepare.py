@@ -12,9 +12,13 @@ carried in :class:`~subsetctl.data.loaders.LoadContext`):
 4. split along the permutation: test first, then validation, then train, so growing
    the train split never moves rows into or out of the held-out splits.
 
-Split sizes: an ``int`` is a count, a ``float`` a fraction of the examples kept. When
-the fractions add up to 1, rounding leftovers go to the largest remainders so that
-every example is used.
+Split sizes: an ``int`` is a count, a ``float`` a fraction of the examples kept
+(:func:`split_counts`). When the fractions add up to 1, rounding leftovers go to the
+largest remainders so that every example is used.
+
+A built-in loader is told how many rows the draw keeps (:func:`rows_used`): it still
+checks every row but returns only the kept ones, in the draw's order, the same rows as
+drawing from all of them.
 """
 
 from __future__ import annotations
@@ -241,7 +245,7 @@ def prepare_source(
 
     Raises:
         UserError: the source is empty, or asks for more rows than it has, or (the
-        target) its train or validation split would be empty.
+        target) its train, validation or test split would be empty.
     """
     # the loader maps only the rows kept (it still checks them all): a few thousand of a
     # file of millions no longer become millions of metadata strings first
