@@ -326,7 +326,8 @@ class StrategyResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StrategyResult:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict` (a trace it cut to ``trace_limit`` stays cut:
+        ``trace_total`` is not read back)."""
         return cls(
             strategy=str(data["strategy"]),
             selected=list(data["selected"]),
@@ -391,8 +392,9 @@ class SubsetMemo:
     ``losses(masks)`` sends only subsets not seen before in this run, in one
     ``estimate`` call (or a few, of at most ``chunk_size`` rows, so long batches report
     progress), and records every newly evaluated subset in :attr:`trace` (a
-    :class:`SubsetTrace`). Failed estimates (NaN loss) are recorded as ``None`` in the
-    trace and counted. Subsets are keyed by their packed mask, shared with the trace.
+    :class:`SubsetTrace`). Failed estimates (a NaN or infinite loss) become NaN, are
+    recorded as ``None`` in the trace and counted; unconverged ones are counted too.
+    Subsets are keyed by their packed mask, shared with the trace.
     """
 
     def __init__(
