@@ -71,7 +71,8 @@ class RandomSubsetParams(SelectionParams):
 
 
 def sample_subsets(n: int, size: int, m: int, rng: np.random.Generator) -> tuple[np.ndarray, list[str]]:
-    """``m`` distinct subsets of ``size`` out of ``n`` sources, as an (m, n) bool array.
+    """``m`` distinct subsets of ``size`` out of ``n`` sources, as an (m, n) bool array,
+    and notices.
 
     When ``m`` exceeds the number of distinct subsets it is capped (with a notice);
     when it is close to that number, subsets are drawn from the full enumeration
@@ -112,7 +113,8 @@ def _too_few_sources(n: int, strategy: str) -> str | None:
 
 
 def subset_size(n: int, alpha: float, strategy: str) -> tuple[int, list[str]]:
-    """``round(alpha * n)`` clamped to ``1..n-1`` (a size of n says nothing per source)."""
+    """``round(alpha * n)`` clamped to ``1..n-1`` (a size of n says nothing per source),
+    with a notice when clamped. Raises a UserError for fewer than 2 sources."""
     problem = _too_few_sources(n, strategy)
     if problem:
         raise UserError(problem)
@@ -165,7 +167,8 @@ def select_by_scores(
     """Apply the selection rule; returns (mask, estimated loss, diagnostics, notices).
 
     The selected subset is estimated once (or found in the sweep) so every result
-    carries its ``L_hat``.
+    carries its ``L_hat``. Raises :class:`NoFiniteEstimate` when no prefix of a sweep has
+    a finite estimate.
     """
     n = len(scores)
     order = np.argsort(-scores, kind="stable")
@@ -211,7 +214,8 @@ def _scores_dict(sources: list[str], scores: np.ndarray) -> dict[str, float]:
 def _estimate_random_subsets(
     memo: SubsetMemo, context: SearchContext, params: RandomSubsetParams, strategy: str
 ) -> tuple[np.ndarray, np.ndarray, int, list[str]]:
-    """Sample and estimate the random subsets; the rng depends only on the seed."""
+    """Sample and estimate the random subsets (the rng depends only on the seed, so both
+    ensemble strategies draw the same ones): ``(masks, losses, subset size, notices)``."""
     n = len(memo.sources)
     size, notices = subset_size(n, params.alpha, strategy)
     rng = np.random.default_rng(context.seed)
