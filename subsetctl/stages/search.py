@@ -1,11 +1,13 @@
 """The search stage: run every strategy of the spec against the (calibrated) estimator.
 
 All strategies share one persistent results store, kept in ``.subsetctl/cache/search/``
-under a key of the estimator, lambda, features and sources: a subset estimated by one
+under a key of the estimator, lambda, its settings, features and sources (for an
+estimator that fine-tunes for real, what a real fine-tune depends on instead; see
+:func:`_store_dir`): a subset estimated by one
 strategy is never estimated again by another, a killed search resumes without
 re-estimating what finished, and a search re-run for another reason (a strategy added,
-other parameters, another executor) reuses every estimate it can. Raw and calibrated
-estimates are both kept.
+other parameters, another executor) reuses every estimate it can. The store holds raw
+estimates; selections.json gives each selection's (and baseline's) raw and calibrated one.
 """
 
 from __future__ import annotations
@@ -164,8 +166,8 @@ class _OwnErrors:
 def _progress_on(task: Any, strategies_done: int) -> Any:
     """A strategy's progress callback (``SearchContext.progress``): what it reports (the
     subsets ``SubsetMemo`` has estimated, a plugin's ``context.report``) is shown on the
-    search's progress line, which counts the strategies done. It was never connected, so
-    a long search said nothing until a strategy finished."""
+    search's progress line, which counts the strategies done, so that a long search does
+    not sit silent until a strategy finishes."""
 
     def progress(message: str, done: int, total: int) -> None:
         count = f"{done}/{total}"
@@ -304,6 +306,10 @@ def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any,
 
 
 class SearchStage(Stage):
+    """Runs the spec's strategies against one cached estimator and writes selections.json
+    (each strategy's pick, scores and trace, the ``all`` and ``target_only`` baselines'
+    estimates, the calibration used)."""
+
     name = "search"
     description = "estimate subsets and run the search strategies"
     after = ("gradients", "calibrate")
