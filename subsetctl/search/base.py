@@ -480,7 +480,7 @@ class SubsetMemo:
         out = []
         if self.n_failed:
             out.append(
-                f"The estimator failed (NaN loss) on {self.n_failed} of {self.n_evaluated} "
+                f"The estimator failed (a NaN or infinite loss) on {self.n_failed} of {self.n_evaluated} "
                 "subsets; they were left out of scores and selection."
             )
         if self.n_not_converged:

@@ -205,6 +205,15 @@ def test_infinite_estimates_are_failures_too(failed: float, name: str, params: d
     assert all(math.isfinite(v) and abs(v) < 10 for v in result.scores.values())
 
 
+def test_failure_notice_names_infinite_estimates() -> None:
+    """An infinite estimate counts as a failure, and the notice said "(NaN loss)" for it."""
+    est = Recorder(4, fail_first=True, failed=math.inf)
+    memo = SubsetMemo(est, SearchContext(sources=est.sources), "t")
+    memo.losses(np.ones((1, 4), bool))
+    assert memo.n_failed == 1
+    assert any("infinite" in n for n in memo.notices())
+
+
 def test_progress_callback_sees_strategy_work(estimator: CountingEstimator) -> None:
     events: list[str] = []
     ctx = SearchContext(sources=list(SOURCES), progress=lambda msg, done, total: events.append(msg))
