@@ -304,7 +304,7 @@ def run_data_stage(
     everything = [spec.target, *spec.sources]
     _clean_leftovers(out_dir, {source.name for source in everything})
     for plugin in spec.plugins:
-        load_plugin_string(plugin)
+        load_plugin_string(plugin, spec_dir)
     warnings: list[str] = []
     reused: list[str] = []
     earlier = [Path(f) for f in reuse_from or []] if reuse else []

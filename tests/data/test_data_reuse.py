@@ -358,3 +358,16 @@ def test_a_data_stage_recorded_with_the_plugins_list_stays_up_to_date(jsonl_proj
     assert "plugins" in manifest["inputs"]["slice"]
     (data,) = plan_project(jsonl_project, until="data")[2][:1]
     assert data.state == "up to date", data.reasons
+
+
+def test_a_plugin_module_next_to_the_spec_is_named_by_the_data_stage_too(tmp_path: Path) -> None:
+    """Called directly (the Python API), the data stage imported the spec's plugins without
+    the spec's folder, so a module lying next to it got "Install the package that provides
+    it" instead of the folder to put on PYTHONPATH, as validate and run say."""
+    from subsetctl.errors import UserError
+
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "nearby_loader_xyz.py").write_text("x = 1\n")
+    spec = _spec(tmp_path, 1).model_copy(update={"plugins": ["nearby_loader_xyz:x"]})
+    with pytest.raises(UserError, match=rf"put {tmp_path}/plugins on PYTHONPATH"):
+        run_data_stage(spec, tmp_path, tmp_path / "out")
