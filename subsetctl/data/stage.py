@@ -345,21 +345,15 @@ def run_data_stage(
                 _write_source(out_dir, source.name, prepared[source.name], records[source.name])
         if progress is not None:
             progress(done, len(everything))
-    labels: list[str] | None = None
-    if spec.model.kind == "classifier":
-        labels = label_vocabulary(
-            t for splits in prepared.values() for ds in splits.values() for t in ds["label_text"]
+    labels = label_vocabulary(t for splits in prepared.values() for ds in splits.values() for t in ds["label_text"])
+    if len(labels) < 2:
+        raise UserError(
+            f"The classifier data has {len(labels)} distinct label(s) ({', '.join(map(repr, labels)) or 'none'}) over the "
+            "target and all sources; a classifier needs at least 2. Check loader.label_field."
         )
-        if len(labels) < 2:
-            raise UserError(
-                f"The classifier data has {len(labels)} distinct label(s) ({', '.join(map(repr, labels)) or 'none'}) over the "
-                "target and all sources; a classifier needs at least 2. Check loader.label_field."
-            )
-        prepared = {
-            name: {split: _apply_vocabulary(ds, labels) for split, ds in splits.items()}
-            for name, splits in prepared.items()
-        }
-        warnings.extend(_label_warnings(spec.target.name, prepared))
+    prepared = {name: {split: _apply_vocabulary(ds, labels) for split, ds in splits.items()}
+                for name, splits in prepared.items()}
+    warnings.extend(_label_warnings(spec.target.name, prepared))
     warnings.extend(overlap_warnings(spec.target.name, prepared, spec.model.kind, controls))
     with quiet_datasets():  # every source saved (again): its labels are in the vocabulary of all of them
         for name, splits in prepared.items():
