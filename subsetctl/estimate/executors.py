@@ -292,20 +292,27 @@ def _connect_dask(dd: ModuleType, n_jobs: int, address: str | None, connect_time
     ``n_jobs`` single-threaded worker processes."""
     if address is None:
         environment = dict(os.environ)
-        with _sigint_ignored():  # the worker processes inherit it: Ctrl-C stops subsetctl, not them first
-            cluster = dd.LocalCluster(
-                n_workers=n_jobs,
-                threads_per_worker=1,
-                processes=True,
-                # no dashboard, and its HTTP server on this machine only and off port 8787 (a
-                # warning when something else holds it; ":0" alone listened on every interface)
-                dashboard_address="127.0.0.1:0",
-                scheduler_kwargs={"dashboard": False},
-                silence_logs=logging.CRITICAL,  # failures reach the user as errors of the search
-            )
-        # distributed's nanny sets OMP_NUM_THREADS=1, PYTHONHASHSEED, ... in this process's own
-        # environment for its workers to inherit: programs a notebook starts later would too
-        _environment_put_back(environment)
+        cluster = None
+        try:
+            with _sigint_blocked_for_new_threads():  # and for the workers: Ctrl-C stops subsetctl, not them
+                cluster = dd.LocalCluster(
+                    n_workers=n_jobs,
+                    threads_per_worker=1,
+                    processes=True,
+                    # no dashboard, and its HTTP server on this machine only and off port 8787 (a
+                    # warning when something else holds it; ":0" alone listened on every interface)
+                    dashboard_address="127.0.0.1:0",
+                    scheduler_kwargs={"dashboard": False},
+                    silence_logs=logging.CRITICAL,  # failures reach the user as errors of the search
+                )
+        except BaseException:  # a Ctrl-C while it started, raised as the block is lifted
+            if cluster is not None:
+                cluster.close()
+            raise
+        finally:
+            # distributed's nanny sets OMP_NUM_THREADS=1, PYTHONHASHSEED, ... in this process's own
+            # environment for its workers to inherit: programs a notebook starts later would too
+            _environment_put_back(environment)
         try:
             return _DaskConnection(dd.Client(cluster, set_as_default=False), cluster, environment)
         except BaseException:  # the cluster just started would outlive the failed client
@@ -396,19 +403,43 @@ def _environment_put_back(environment: dict[str, str]) -> None:
 
 
 @contextlib.contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    """SIGINT ignored while processes are started (they inherit it), in the main thread
-    only (elsewhere signals cannot be set, and none are delivered there anyway)."""
+def _sigint_blocked_for_new_threads() -> Iterator[None]:
+    """SIGINT blocked in this thread while a LocalCluster starts. The threads it starts
+    inherit the block, and so do the worker processes they spawn (a signal mask survives
+    fork and exec), so a Ctrl-C reaches this process alone, which then closes the cluster;
+    the workers do not die first with tracebacks of their own.
+
+    A Ctrl-C meanwhile is not lost: it is recorded (it stays pending until the block is
+    lifted, or an older thread of this process takes it) and raised again once the cluster
+    has started, for the SIGINT handler from before (Python's raises KeyboardInterrupt) and
+    the caller to close the cluster; raised halfway, it left a half-started cluster running
+    until exit. Ignoring SIGINT instead, which the workers inherit too, dropped such a
+    Ctrl-C and the run went on. A process started with SIGINT ignored (a background job)
+    keeps ignoring it.
+
+    multiprocessing's resource tracker is started first: starting it unblocks SIGINT in
+    the thread that starts it, which would then be the cluster's own thread."""
     import signal
 
-    if threading.current_thread() is not threading.main_thread():
+    if not hasattr(signal, "pthread_sigmask"):  # (Windows: no signal masks)
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
+    # (handlers can be set in the main thread only; an ignored SIGINT stays ignored)
+    record = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) != signal.SIG_IGN
+    interrupted: list[int] = []
+    handler = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.append(signum)) if record else None
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
-    finally:  # (None: a handler not set from Python, which cannot be put back; Python's own instead)
-        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a pending Ctrl-C is recorded here
+        if record:  # (None: a handler not set from Python, which cannot be put back; Python's own instead)
+            signal.signal(signal.SIGINT, handler if handler is not None else signal.default_int_handler)
+    if interrupted:
+        signal.raise_signal(signal.SIGINT)
 
 
 def _dask_client(n_jobs: int, address: str | None, connect_timeout: float) -> Any:

@@ -589,6 +589,47 @@ def test_a_worker_the_code_check_cannot_reach_is_not_blamed_on_the_code(small_fe
                             estimator, "tcp://s:8786")
 
 
+def test_ctrl_c_while_a_local_cluster_starts_stops_the_run_and_the_cluster() -> None:
+    """SIGINT was ignored while the local cluster started, so that its workers inherited
+    the ignore: a Ctrl-C then was dropped and the run went on. It is now raised once the
+    cluster has started, and the cluster is closed; the workers still never get SIGINT."""
+    import os
+    import signal
+
+    import dask.distributed as dd
+
+    from subsetctl.estimate.executors import _connect_dask
+
+    started: list[Any] = []
+
+    def interrupted_local_cluster(**kwargs: Any) -> Any:
+        os.kill(os.getpid(), signal.SIGINT)  # as a Ctrl-C while the cluster starts
+        started.append(dd.LocalCluster(**kwargs))
+        return started[-1]
+
+    with pytest.raises(KeyboardInterrupt):
+        _connect_dask(SimpleNamespace(LocalCluster=interrupted_local_cluster, Client=dd.Client), 1, None, 5)
+    assert len(started) == 1 and started[0].status.name == "closed"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's own, put back
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # started as a background job: it stays ignored
+    try:
+        _connect_dask(SimpleNamespace(LocalCluster=interrupted_local_cluster, Client=dd.Client), 1, None, 5).close()
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+    connection = _connect_dask(dd, 1, None, 5)
+    try:
+        if Path("/proc").is_dir():  # Linux: the workers start with SIGINT blocked
+            for worker in connection.cluster.workers.values():
+                status = Path(f"/proc/{worker.process.pid}/status").read_text()
+                blocked = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigBlk")), 16)
+                assert blocked & (1 << (signal.SIGINT - 1)), status
+    finally:
+        connection.close()
+
+
 def test_overlapping_silencing_of_distributed_logs_puts_the_levels_back() -> None:
     """Two overlapping uses (two threads' searches): the second saved the levels the first
     had set and put those "back" last, so distributed's logs stayed off for good."""
