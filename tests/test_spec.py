@@ -166,6 +166,32 @@ def test_key_lines_maps_nested_paths() -> None:
     assert lines[("a", "b", 1, "y")] == 4
 
 
+def test_a_value_brought_in_by_a_merge_is_blamed_at_the_line_that_writes_it(tmp_path: Path) -> None:
+    """A wrong value that `<<: *base` brought in was reported at the line of the mapping
+    using it (`finetune:`), where it is not written; a key given beside the merge wins, as
+    in YAML, and so does the first of several merged mappings."""
+    from subsetctl.spec import merged_keys
+
+    text = ("meta_init: &train\n  steps: 3\n  lr: -1\n"           # lines 1-3
+            "other: &more\n  lr: 5\n  batch_size: 2\n"             # lines 4-6
+            "finetune:\n  <<: [*train, *more]\n  steps: 2\n")      # lines 7-9
+    lines = key_lines(text)
+    assert lines[("finetune", "lr")] == 3 and lines[("finetune", "batch_size")] == 6  # the first merged wins
+    assert lines[("finetune", "steps")] == 9  # given beside the merge
+    assert merged_keys(text) == {("finetune", "lr"): 8, ("finetune", "batch_size"): 8}
+
+    path = tmp_path / "subsetctl.yaml"
+    path.write_text("target:\n  name: t\n  loader: {type: jsonl, path: t.jsonl}\n"
+                    "sources:\n  - &base\n    name: a\n    loader: {type: jsonl, path: a.jsonl}\n"
+                    "    max_examples: -5\n  - <<: *base\n    name: b\n", encoding="utf-8")
+    with pytest.raises(SpecError) as refused:
+        load_spec(path)
+    message = str(refused.value)
+    assert "subsetctl.yaml:8: sources[1].max_examples" in message, message
+    assert "(brought in by the `<<` merge at line 9)" in message, message
+    assert "subsetctl.yaml:8: sources[0].max_examples" in message and message.count("brought in") == 1, message
+
+
 def test_schema_file_is_in_sync() -> None:
     """specs/subsetctl.schema.json must equal `subsetctl schema` (regenerate with
     `subsetctl schema > specs/subsetctl.schema.json`)."""
