@@ -299,3 +299,38 @@ def test_damage_found_by_a_shard_run_advises_a_run_that_recomputes_it(tiny_proje
     with pytest.raises(UserError, match=rf"Stage {damaged}: artifacts fail their checksums .*Stop the shard runs, "
                                         rf"then `subsetctl run \S+ --until {damaged}` recomputes it"):
         pipeline._run_stages("gradients", set(), {}, None, shared=True)
+
+
+def test_the_truncation_warning_counts_rows_taken_from_shards_or_kept_from_a_stopped_run(tiny_project: Path) -> None:
+    """The gradients stage counted the rows model.max_length cut only among those it
+    computed itself: merged from shards it said nothing (and recorded truncated: 0), and
+    resumed after a stop it counted only the rows left to compute. Both now say what a
+    single run says, of every row."""
+    from subsetctl.reporter import SilentReporter
+
+    state = tiny_project / ".subsetctl" / "gradients"
+
+    def gradients(overrides: list[str]) -> tuple[list[str], dict]:
+        reporter = SilentReporter()
+        run_project(tiny_project, ["model.max_length=8", *overrides], until="gradients", reporter=reporter)
+        said = [w for w in reporter.warnings if w.startswith("gradients: model.max_length=8 tokens cut")]
+        return said, json.loads((state / "manifest.json").read_text())["summary"]
+
+    whole, summary = gradients([])
+    assert len(whole) == 1 and summary["truncated"] > 0 and summary["computed"] == summary["rows"]
+    truncated = summary["truncated"]
+
+    written = np.load(state / "store" / "written.npy", mmap_mode="r+")
+    written[len(written) // 2:] = False  # a run stopped halfway
+    written.flush()
+    del written
+    (state / "manifest.json").unlink()  # an unfinished stage: its work.json remains
+    said, summary = gradients([])
+    assert 0 < summary["reused"] < summary["rows"]
+    assert (said, summary["truncated"]) == (whole, truncated)
+
+    for shard in range(2):  # other settings, so every row is computed again, by the shards
+        run_project(tiny_project, ["model.max_length=8", "gradients.seed=5"], options={"shard": (shard, 2)})
+    said, summary = gradients(["gradients.seed=5"])
+    assert summary["computed"] == 0 and summary["reused"] == summary["rows"]
+    assert (said, summary["truncated"]) == (whole, truncated)

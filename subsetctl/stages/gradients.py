@@ -9,6 +9,7 @@ machine) into ``shards/``; a later plain ``run`` takes every row the shards comp
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,11 @@ def row_table(ctx: StageContext) -> tuple[list[dict[str, Any]], list[dict[str, A
 
 
 class BatchMaker:
-    """Encodes rows into the batches the gradient engine takes; counts truncations."""
+    """Encodes rows into the batches the gradient engine takes; counts truncations.
+
+    Each row is counted once, when it is first encoded; :meth:`count_rest` counts the rows
+    this process never encoded (kept from a run that stopped partway, or taken from
+    shards), so the count describes every row of the store however it was computed."""
 
     def __init__(self, tokenizer: Any, items: list[dict[str, Any]], kind: str, max_length: int, device: str):
         self.tokenizer = tokenizer
@@ -49,18 +54,45 @@ class BatchMaker:
         from subsetctl.modeling.encoding import TruncationCounts
 
         self.truncation = TruncationCounts()
+        self.counted = bytearray(len(items))  # 1 for a row whose truncation is counted
 
     def __call__(self, indices: list[int]) -> dict[str, Any]:
         from subsetctl.modeling.encoding import encode_rows, make_batch
 
         chosen = [self.items[i] for i in indices]
         encoded = encode_rows(self.tokenizer, chosen, self.kind, self.max_length)
-        if self.kind == "causal-lm":
-            self.truncation.add(encoded, chosen)
-        else:
-            self.truncation.add_classifier(self.tokenizer, chosen, self.max_length)
+        self._count(indices, encoded)
         batch = make_batch(self.tokenizer, encoded, self.kind, self.max_length)
         return {k: v.to(self.device) for k, v in batch.items()}
+
+    def count_rest(self, progress: Callable[[int], None] | None = None, block: int = 4096) -> None:
+        """Count the truncation of every row not counted yet: those whose gradients an
+        earlier run or a shard computed. Only tokenizes, ``block`` rows at a time so the
+        memory stays bounded (about as long as a run's own tokenizing of those rows);
+        ``progress`` gets the rows counted so far after each block."""
+        from subsetctl.modeling.encoding import encode_rows
+
+        rest = [i for i, counted in enumerate(self.counted) if not counted]
+        for start in range(0, len(rest), block):
+            chunk = rest[start:start + block]
+            self._count(chunk, encode_rows(self.tokenizer, [self.items[i] for i in chunk], self.kind,
+                                           self.max_length))
+            if progress is not None:
+                progress(start + len(chunk))
+
+    def _count(self, indices: list[int], encoded: list[Any]) -> None:
+        """Add the rows ``indices`` (``encoded`` by :func:`encode_rows`, in the same order)
+        not counted before to :attr:`truncation`."""
+        fresh = [k for k, i in enumerate(indices) if not self.counted[i]]
+        if not fresh:
+            return
+        rows = [self.items[indices[k]] for k in fresh]
+        if self.kind == "causal-lm":
+            self.truncation.add([encoded[k] for k in fresh], rows)
+        else:
+            self.truncation.add_classifier(self.tokenizer, rows, self.max_length)
+        for k in fresh:
+            self.counted[indices[k]] = 1
 
 
 class GradientsStage(common.ModelStage):
@@ -157,6 +189,10 @@ class GradientsStage(common.ModelStage):
             taken = take_shard_rows(shards, store)
             ctx.reporter.info(f"Merged {len(shards)} gradient shards: {taken:,} of {store.n_rows:,} rows taken from them.")
         counts = self._fill(ctx, engine, make_batch, store, batch_size, "gradients")
+        if counts.skipped:  # rows kept or taken from shards, never encoded here: the warning is of every row
+            with ctx.reporter.progress("gradients: what model.max_length cuts in the rows kept",
+                                       total=counts.skipped) as task:
+                make_batch.count_rest(progress=task.update)
         if shards_dir.exists():  # merged (or recomputed): a second full copy of the store, and not an output
             import shutil
 

