@@ -28,6 +28,7 @@ import math
 import os
 import re
 import shutil
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -205,8 +206,22 @@ class _DaskConnection:
             if self.cluster is not None:
                 with contextlib.suppress(Exception):
                     self.cluster.close()
+                _forget_closed_schedulers()
         if self.environment is not None:  # a worker restarted meanwhile set them again
             _environment_put_back(self.environment)
+
+
+def _forget_closed_schedulers() -> None:
+    """Let the scheduler of a closed LocalCluster be freed. distributed caches, process-wide
+    and without bound, whether each handler it has called takes a ``comm``
+    (``distributed.core._expects_comm``, a ``functools.cache`` keyed by bound methods), so
+    every scheduler ever started stayed alive, with its state and the log handler it adds
+    to the ``distributed.scheduler`` logger: one more per search stage run on ``dask`` in a
+    notebook or a sweep script. Clearing the cache only costs a signature lookup per handler."""
+    core = sys.modules.get("distributed.core")
+    cache_clear = getattr(getattr(core, "_expects_comm", None), "cache_clear", None)
+    if callable(cache_clear):
+        cache_clear()
 
 
 _LOGS_OFF_LOCK = threading.Lock()

@@ -109,6 +109,31 @@ def test_dask_local_cluster_equals_loky(exact: ExactEstimator) -> None:
     assert dict(os.environ) == environment
 
 
+def test_closed_local_clusters_do_not_pile_up_in_the_process(small_features: FeatureSet) -> None:
+    """A notebook or sweep script runs the search on dask many times in one process, each
+    run closing its LocalCluster: the closed schedulers are freed, with the log handler each
+    added to the ``distributed.scheduler`` logger (distributed's process-wide cache of its
+    handlers' signatures kept every one of them alive)."""
+    import gc
+
+    from distributed import Scheduler
+
+    def alive() -> int:
+        gc.collect()
+        return sum(type(o) is Scheduler for o in gc.get_objects())
+
+    fast = FastEstimator(small_features)
+    masks = random_masks(6, small_features.n_sources, seed=0)
+    logger = logging.getLogger("distributed.scheduler")
+    close_dask_clients()
+    before, handlers = alive(), len(logger.handlers)
+    for _ in range(2):
+        estimate_parallel(fast, masks, backend="dask", n_jobs=1, batch_size=3)
+        close_dask_clients()
+    assert alive() == before
+    assert len(logger.handlers) == handlers
+
+
 def test_dask_scheduler_address_equals_sequential(small_features: FeatureSet) -> None:
     fast = FastEstimator(small_features)
     masks = random_masks(30, small_features.n_sources, seed=3)
