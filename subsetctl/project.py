@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import functools
 import hashlib
 import json
 import math
@@ -53,14 +52,26 @@ SHARD_TAG = "shard"
 LEFTOVER = re.compile(r"^\..+\.tmp-(\d+)-[A-Za-z0-9_]+$")
 
 
-@functools.cache
 def new_file_mode() -> int:
     """The mode a plainly created file gets under this process's umask (0o644 under the usual
     022). ``tempfile.mkstemp`` creates 0o600 files, which would leave report.md and every
-    artifact unreadable to the rest of a team sharing the project directory."""
+    artifact unreadable to the rest of a team sharing the project directory. Read at each
+    call, not once per process: a notebook that sets ``os.umask(0o002)`` between two runs
+    got group-writable data files but atomically written artifacts with the first mode."""
+    return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    """This process's umask, from ``/proc/self/status`` where Linux gives it: setting it to
+    0 and back to read it (the fallback) briefly lets a file another thread creates
+    meanwhile be writable by everyone."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
     umask = os.umask(0)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
 
 
 def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from subsetctl.api import plan_project, run_project
 from subsetctl.errors import LockedError
-from subsetctl.project import Project, artifact_checksums, atomic_write_json, new_file_mode, verify_checksums
+from subsetctl.project import Project, artifact_checksums, atomic_write_json, verify_checksums
 from subsetctl.reporter import SilentReporter
 
 
@@ -248,15 +248,17 @@ def test_atomic_write_leaves_no_temp_files(tmp_path: Path) -> None:
 
 def test_atomic_writes_get_the_umask_mode_not_mkstemps_0600(tmp_path: Path) -> None:
     """report.md and artifacts must be readable like any file the user creates (0o644 under
-    umask 022), not private as a bare mkstemp file would be."""
+    umask 022), not private as a bare mkstemp file would be; and follow a umask changed
+    between two writes of one process (a notebook making its next run's files group-writable)."""
     previous = os.umask(0o022)
-    new_file_mode.cache_clear()
     try:
         atomic_write_json(tmp_path / "x.json", {"a": 1})
+        os.umask(0o002)
+        atomic_write_json(tmp_path / "y.json", {"a": 1})
     finally:
         os.umask(previous)
-        new_file_mode.cache_clear()
     assert stat.S_IMODE((tmp_path / "x.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "y.json").stat().st_mode) == 0o664
 
 
 def test_json_artifacts_are_strict_json(tmp_path: Path) -> None:
