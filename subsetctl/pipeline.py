@@ -512,8 +512,12 @@ class Pipeline:
                     old_slice = old.get("slice", {})
                     dropped = sorted(set(old_slice) - set(inputs["slice"]))  # a newer subsetctl reads less
                     added = sorted(set(inputs["slice"]) - set(old_slice)) if old_slice else []  # ... or more
+                    new_slice = inputs["slice"]
+                    source = _same_model_folder_as_recorded(inputs, manifest)
+                    if source is not None:  # the same model files under another path: not a change, as for `run`
+                        new_slice = {**new_slice, "model": {**new_slice["model"], "source": source}}
                     keys = changed_keys({k: v for k, v in old_slice.items() if k not in dropped},
-                                        {k: v for k, v in inputs["slice"].items() if k not in added})
+                                        {k: v for k, v in new_slice.items() if k not in added})
                     if keys:
                         reasons.append(f"spec changed: {_listed(keys)}" + _overrides_note(manifest.get("overrides"), keys))
                     if dropped:

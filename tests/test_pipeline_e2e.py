@@ -1008,6 +1008,27 @@ def test_finetune_trained_again_from_a_moved_model_folder_leaves_evaluate_up_to_
     assert summary["reused"] == runs
 
 
+def test_plan_counts_a_moved_model_folder_as_unchanged_while_an_upstream_stage_re_runs(
+    tiny_project: Path, tiny_llama: Path
+) -> None:
+    """A project whose model folder moved (its files the same) is up to date, but once the
+    data stage re-ran too (`--force data`, or a data file moved with the model), `plan`
+    gave the model stages "spec changed: model.source" and said they would run for certain,
+    while `run` found them unchanged and skipped them."""
+    import shutil
+
+    shutil.copytree(tiny_llama, tiny_project / "models" / "base")
+    run_project(tiny_project, ["model.source=models/base"])
+    shutil.move(tiny_project / "models" / "base", tiny_project / "models" / "moved")
+    moved = ["model.source=models/moved"]
+    statuses = {s.name: s for s in plan_project(tiny_project, moved, force=["data"])[2]}
+    for stage in ("meta_init", "gradients", "finetune", "evaluate"):
+        assert statuses[stage].conditional, (stage, statuses[stage].reasons)
+        assert not any("model.source" in reason for reason in statuses[stage].reasons)
+    ran = [r["stage"] for r in run_project(tiny_project, moved, force=["data"]) if r["action"] == "ran"]
+    assert ran == ["data"]
+
+
 def test_a_report_built_from_the_stages_marks_switched_off_stages_too(tiny_project: Path) -> None:
     """`report --format markdown` without a current report.md renders the report built from
     the stages: its time table marks a switched-off stage as report.md's does."""
