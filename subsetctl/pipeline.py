@@ -441,6 +441,18 @@ class Pipeline:
             slices += [{**s, **dropped} for s in slices]
         return any(recorded == fingerprint({**inputs, "slice": s}) for s in slices[1:])
 
+    def _model_folder_gone(self, old: Any, new: dict[str, Any]) -> str | None:
+        """Why a model stage is stale when the local model folder its run read is no longer
+        where ``model.source`` points (a project copied or moved without it, a folder
+        renamed): said as such, where `plan` said only "inputs changed"."""
+        if not isinstance(old, dict) or "model_files" not in old or "model_files" in new:
+            return None
+        source = self.spec.model.source
+        path = Path(source).expanduser()
+        where = path if path.is_absolute() else self.project.root / path
+        return (f"the model folder it was made from is not there any more: {where} holds no model "
+                f"(model.source: {source!r}). Copy the folder there, or set model.source to where it is now")
+
     def plan(self, force: set[str] | None = None, until: str | None = None) -> list[StageStatus]:
         """Status of every stage and whether `run` would run it. No side effects."""
         force = force or set()
@@ -539,6 +551,9 @@ class Pipeline:
                     extra = _changed_inputs(old.get("extra"), inputs["extra"])
                     if extra:
                         reasons.append(extra)
+                    gone = self._model_folder_gone(old.get("extra"), inputs["extra"])
+                    if gone:
+                        reasons.append(gone)
                     missing = stage.missing_outputs(self.project, manifest)
                     if missing:  # runs whatever its upstream produces: not conditional
                         reasons.append(f"outputs missing: {', '.join(missing)}")

@@ -1029,6 +1029,22 @@ def test_plan_counts_a_moved_model_folder_as_unchanged_while_an_upstream_stage_r
     assert ran == ["data"]
 
 
+def test_plan_says_the_model_folder_is_gone_when_a_project_is_copied_without_it(
+    tiny_project: Path, tiny_llama: Path
+) -> None:
+    """A project copied or moved without its model folder (``model.source: models/base``,
+    relative, so the spec is as it was): `plan` gave meta_init only "inputs changed"."""
+    import shutil
+
+    shutil.copytree(tiny_llama, tiny_project / "models" / "base")
+    run_project(tiny_project, ["model.source=models/base"], until="meta_init")
+    shutil.rmtree(tiny_project / "models" / "base")
+    statuses = {s.name: s for s in plan_project(tiny_project, ["model.source=models/base"])[2]}
+    reasons = " ".join(statuses["meta_init"].reasons)
+    assert "inputs changed" not in reasons
+    assert f"{tiny_project.resolve() / 'models' / 'base'} holds no model (model.source: 'models/base')" in reasons
+
+
 def test_a_report_built_from_the_stages_marks_switched_off_stages_too(tiny_project: Path) -> None:
     """`report --format markdown` without a current report.md renders the report built from
     the stages: its time table marks a switched-off stage as report.md's does."""
