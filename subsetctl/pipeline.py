@@ -441,17 +441,38 @@ class Pipeline:
             slices += [{**s, **dropped} for s in slices]
         return any(recorded == fingerprint({**inputs, "slice": s}) for s in slices[1:])
 
-    def _model_folder_gone(self, old: Any, new: dict[str, Any]) -> str | None:
-        """Why a model stage is stale when the local model folder its run read is no longer
-        where ``model.source`` points (a project copied or moved without it, a folder
-        renamed): said as such, where `plan` said only "inputs changed"."""
+    def _model_folder_gone(self, old: Any, new: dict[str, Any]) -> Path | None:
+        """Where ``model.source`` points when the local model folder a model stage's run read
+        is no longer there (a project copied or moved without it, a folder renamed); None
+        when the run read no local folder or one is there now."""
         if not isinstance(old, dict) or "model_files" not in old or "model_files" in new:
             return None
-        source = self.spec.model.source
-        path = Path(source).expanduser()
-        where = path if path.is_absolute() else self.project.root / path
-        return (f"the model folder it was made from is not there any more: {where} holds no model "
-                f"(model.source: {source!r}). Copy the folder there, or set model.source to where it is now")
+        path = Path(self.spec.model.source).expanduser()
+        return path if path.is_absolute() else self.project.root / path
+
+    def _refuse_a_hub_id_for_a_gone_folder(self, stage: Stage, manifest: dict[str, Any],
+                                           inputs: dict[str, Any]) -> None:
+        """Stop before ``stage`` runs when its results were made from a local model folder
+        that is gone and ``model.source`` (``models/base``) would now be fetched from the
+        Hugging Face hub as an 'org/name' id: a project copied or moved without its model
+        folder, whose run otherwise failed with a hub error that never named the folder
+        (or, online, trained from whatever the hub holds under that name)."""
+        from subsetctl.modeling.resolve import classify_model_source, model_location
+
+        gone = self._model_folder_gone(manifest.get("inputs", {}).get("extra"), inputs["extra"])
+        if gone is None:
+            return
+        try:
+            hub = classify_model_source(model_location(self.spec.model.source, self.project.root)) == "hub"
+        except UserError:
+            return  # no model source at all: validation says so
+        if hub:
+            raise UserError(f"{self.project.spec_path}: model.source: {stage.name}'s results were made from a local "
+                            f"model folder, and {gone} holds none now (model.source: {self.spec.model.source!r}, "
+                            "which would be fetched from the Hugging Face hub as an 'org/name' id). Copy the "
+                            "folder there, or set model.source to where it is now. Nothing was computed for "
+                            f"{stage.name}; to fetch {self.spec.model.source!r} from the hub instead, run with "
+                            f"--force {stage.name}.")
 
     def plan(self, force: set[str] | None = None, until: str | None = None) -> list[StageStatus]:
         """Status of every stage and whether `run` would run it. No side effects."""
@@ -552,8 +573,10 @@ class Pipeline:
                     if extra:
                         reasons.append(extra)
                     gone = self._model_folder_gone(old.get("extra"), inputs["extra"])
-                    if gone:
-                        reasons.append(gone)
+                    if gone is not None:  # said as such: the spec's text may be as it was ("inputs changed")
+                        reasons.append(f"the model folder it was made from is not there any more: {gone} holds no "
+                                       f"model (model.source: {self.spec.model.source!r}). Copy the folder there, "
+                                       "or set model.source to where it is now")
                     missing = stage.missing_outputs(self.project, manifest)
                     if missing:  # runs whatever its upstream produces: not conditional
                         reasons.append(f"outputs missing: {', '.join(missing)}")
@@ -794,6 +817,8 @@ class Pipeline:
                 if fp is None:
                     fp, inputs = self._current(stage, digests)
                 stage_options = options
+                if not force and manifest is not None and not manifest.get("corrupt"):  # (--force: the hub is meant)
+                    self._refuse_a_hub_id_for_a_gone_folder(stage, manifest, inputs)
                 if stage.name in force:  # --force means recompute: not resume, nor reuse cached results
                     self._keep_other_inputs_results(stage, fp, inputs)
                     self.project.reset_stage(stage.name)

@@ -1045,6 +1045,29 @@ def test_plan_says_the_model_folder_is_gone_when_a_project_is_copied_without_it(
     assert f"{tiny_project.resolve() / 'models' / 'base'} holds no model (model.source: 'models/base')" in reasons
 
 
+def test_run_refuses_to_fetch_a_gone_model_folders_path_from_the_hub(tiny_project: Path, tiny_llama: Path) -> None:
+    """``models/base`` is also an 'org/name' hub id: a project copied without its model
+    folder went on to meta_init and failed with a hub error that never named the folder
+    (online, it would train from whatever the hub holds under that name). `run` now stops
+    first, naming the folder, and the stage's results stay."""
+    import shutil
+
+    import pytest
+
+    from subsetctl.errors import UserError
+
+    shutil.copytree(tiny_llama, tiny_project / "models" / "base")
+    run_project(tiny_project, ["model.source=models/base"], until="meta_init")
+    manifest = (tiny_project / ".subsetctl" / "meta_init" / "manifest.json").read_text()
+    shutil.rmtree(tiny_project / "models" / "base")
+    with pytest.raises(UserError) as caught:
+        run_project(tiny_project, ["model.source=models/base"], until="meta_init")
+    message = str(caught.value)
+    assert "model.source: meta_init's results were made from a local model folder" in message
+    assert str(tiny_project.resolve() / "models" / "base") in message and "--force meta_init" in message
+    assert (tiny_project / ".subsetctl" / "meta_init" / "manifest.json").read_text() == manifest
+
+
 def test_a_report_built_from_the_stages_marks_switched_off_stages_too(tiny_project: Path) -> None:
     """`report --format markdown` without a current report.md renders the report built from
     the stages: its time table marks a switched-off stage as report.md's does."""
