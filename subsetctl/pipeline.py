@@ -584,6 +584,15 @@ class Pipeline:
                         reasons.append(f"subsetctl version changed ({old.get('version')} -> {__version__})")
                     if not reasons:
                         reasons.append("inputs changed")
+                    own = not set(reasons) <= {f"upstream {u} will re-run" for u in stage.after if u in rerun}
+                    waiting = (self._kept_if_upstream_as_before(stage, inputs, rerun)
+                               if own and stage.name not in force else None)
+                    if waiting:  # as `run` does: kept results made from what upstream will produce again go back
+                        # (a stage with no change of its own is conditional anyway, said below)
+                        where, ups = waiting
+                        conditional_aside = True
+                        reasons.append(f"{KEPT_WHAT[where]} match the spec if what upstream {', '.join(ups)} will "
+                                       "re-run to produce is what they were made from: `run` then puts them back")
             if stage.name in force:
                 reasons.append("forced with --force")
             will_run = not reached_until and (state != "up to date" or stage.name in force or any(u in rerun for u in stage.after))

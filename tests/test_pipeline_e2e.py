@@ -1068,6 +1068,27 @@ def test_run_refuses_to_fetch_a_gone_model_folders_path_from_the_hub(tiny_projec
     assert (tiny_project / ".subsetctl" / "meta_init" / "manifest.json").read_text() == manifest
 
 
+def test_plan_says_previous_results_go_back_when_an_upstream_stage_re_runs_with_the_same_output(
+    tiny_project: Path
+) -> None:
+    """gradients.d=32 tried, then the spec's d again after a data file moved (another path
+    in the spec, the same rows): `run` re-runs data and puts the previous gradients back,
+    but `plan` said the gradients would run for certain."""
+    import shutil
+
+    run_project(tiny_project, until="gradients")
+    run_project(tiny_project, ["gradients.d=32"], until="gradients")
+    (tiny_project / "moved").mkdir()
+    shutil.move(tiny_project / "b.jsonl", tiny_project / "moved" / "b.jsonl")
+    moved = ["sources[1].loader.path=moved/b.jsonl"]
+    statuses = {s.name: s for s in plan_project(tiny_project, moved, until="gradients")[2]}
+    assert statuses["data"].will_run and not statuses["data"].conditional
+    gradients = statuses["gradients"]
+    assert gradients.conditional and "`run` then puts them back" in gradients.reasons[-1], gradients.reasons
+    results = {r["stage"]: r for r in run_project(tiny_project, moved, until="gradients")}
+    assert results["data"]["action"] == "ran" and results["gradients"].get("put_back")
+
+
 def test_a_report_built_from_the_stages_marks_switched_off_stages_too(tiny_project: Path) -> None:
     """`report --format markdown` without a current report.md renders the report built from
     the stages: its time table marks a switched-off stage as report.md's does."""
