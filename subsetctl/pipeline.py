@@ -475,7 +475,9 @@ class Pipeline:
                             f"--force {stage.name}.")
 
     def plan(self, force: set[str] | None = None, until: str | None = None) -> list[StageStatus]:
-        """Status of every stage and whether `run` would run it. No side effects."""
+        """Status of every stage and whether `run` would run it. Nothing changes on disk but
+        the file stamps recorded for artifacts found intact after hashing them (a copied
+        project), and only while no `run` holds the lock (:meth:`Project.restamp_manifest_when_idle`)."""
         force = force or set()
         self._check_stage_options(until, force)
         with self.project.as_if_put_back() as put_back_manifests:
@@ -532,7 +534,11 @@ class Pipeline:
             elif manifest.get("corrupt"):
                 state, reasons = "corrupt", ["manifest.json is unreadable"]
             else:
-                problems = verify_checksums(self.project.stage_dir(stage.name), manifest.get("artifacts", {}))
+                restamped: dict[str, list[int]] = {}
+                problems = verify_checksums(self.project.stage_dir(stage.name), manifest.get("artifacts", {}),
+                                            restamped)
+                if restamped and not problems:  # a copied project: hashed once, not by every plan and report
+                    self.project.restamp_manifest_when_idle(stage.name, restamped)
                 if problems:
                     state, reasons = "corrupt", problems
                 elif self._fingerprint_matches(stage, manifest, fp, inputs):

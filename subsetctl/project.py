@@ -755,6 +755,28 @@ class Project:
         with contextlib.suppress(OSError):  # a read-only project: checked in full next time too
             atomic_write_json(self.stage_dir(stage) / MANIFEST, manifest)
 
+    def restamp_manifest_when_idle(self, stage: str, restamped: dict[str, list[int]]) -> None:
+        """:meth:`restamp_manifest` for `plan` and `report`, only while no `run` holds the
+        lock (taken without waiting, for the instant of the write): a project copied with
+        ``cp -r`` or rsync gets new inodes and change times, and one only looked at (its
+        report read on a laptop) had every artifact hashed again by each `plan` and
+        `report`. A running `run` may be committing the stage, so then nothing is written;
+        a read-only project is left as it is."""
+        path = self.state_dir / "lock"
+        try:
+            handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed below
+        except OSError:
+            return
+        with handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return
+            try:
+                self.restamp_manifest(stage, restamped)
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
     def invalidate(self, stage: str) -> None:
         """Remove a stage's commit point (its artifacts stay for resuming)."""
         with contextlib.suppress(FileNotFoundError):

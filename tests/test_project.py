@@ -141,6 +141,32 @@ def test_a_copied_projects_artifacts_are_hashed_once_then_trusted(tmp_path: Path
     assert verify_checksums(copy.stage_dir("x"), copy.read_manifest("x")["artifacts"]) == [] and hashed == []
 
 
+def test_plan_on_a_copied_project_hashes_its_artifacts_once_unless_a_run_holds_the_lock(
+    jsonl_project: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """Only `run` recorded the new stamps of a copied project's artifacts: a copy only
+    looked at (`plan`, `report`) had every artifact hashed again each time. Not while a
+    run holds the lock: it may be committing the stage."""
+    import shutil
+
+    import subsetctl.project as project_module
+
+    run_project(jsonl_project, until="data")
+    copy = tmp_path / "copy"
+    shutil.copytree(jsonl_project, copy)  # new inodes and change times
+    hashed: list[str] = []
+    real = project_module.sha256_file
+    monkeypatch.setattr(project_module, "sha256_file", lambda path: hashed.append(path.name) or real(path))
+    manifest = (copy / ".subsetctl" / "data" / "manifest.json").read_text()
+    with Project(copy).lock():  # a run in progress: nothing written
+        assert plan_project(copy, until="data")[2][0].state == "up to date" and hashed
+    assert (copy / ".subsetctl" / "data" / "manifest.json").read_text() == manifest
+    hashed.clear()
+    assert plan_project(copy, until="data")[2][0].state == "up to date" and hashed
+    hashed.clear()
+    assert plan_project(copy, until="data")[2][0].state == "up to date" and hashed == []
+
+
 def test_whole_second_timestamps_are_not_trusted() -> None:
     """On a file system keeping whole seconds, a same-size rewrite within the second would
     keep the stamp: such files are always hashed."""
