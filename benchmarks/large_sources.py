@@ -90,13 +90,17 @@ def build(folder: Path, scale: float) -> tuple[int, int]:
 
 def timed_run(folder: Path, until: str) -> dict[str, float]:
     """``subsetctl run FOLDER --until UNTIL -q`` in a fresh process: seconds and peak RSS."""
+    import tempfile
+
     command = [sys.executable, "-c", "from subsetctl.cli import main; main()", "run", str(folder), "--until", until, "-q"]
-    started = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"`subsetctl run --until {until}` failed:\n{child.stderr.read().decode() if child.stderr else ''}")
+    with tempfile.TemporaryFile() as errors:  # (a pipe read only after the wait could fill and block the child)
+        started = time.perf_counter()
+        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors)
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - started
+        if os.waitstatus_to_exitcode(status) != 0:
+            errors.seek(0)
+            sys.exit(f"`subsetctl run --until {until}` failed:\n{errors.read().decode(errors='replace')}")
     return {"seconds": round(seconds, 1), "peak_rss_gb": round(usage.ru_maxrss / 2**20, 2)}
 
 
