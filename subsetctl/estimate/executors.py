@@ -634,12 +634,25 @@ def _check_workers_code(client: Any, address: str | None) -> None:
     """A UserError naming the workers whose subsetctl differs from this process's: another
     version, or the same version from another checkout. The estimator is shipped by
     reference to subsetctl's code, so such workers would compute the estimates with their
-    own code, and the results would silently differ from a local run's."""
+    own code, and the results would silently differ from a local run's. A subsetctl older
+    than this check has no :func:`subsetctl_code_digest` to run: its workers answer with the
+    error of unpickling it, and are refused as such."""
     try:
         answers = client.run(subsetctl_code_digest, on_error="return")
     except Exception:  # noqa: BLE001 - the cluster's own trouble: the estimate says it
         return
     here = subsetctl_code_digest()
+    older = sorted(worker for worker, answer in answers.items()
+                   if isinstance(answer, BaseException) and not isinstance(answer, OSError)
+                   and subsetctl_code_digest.__name__ in str(answer))
+    if older:
+        raise UserError(
+            f"{_workers_phrase(address, older, len(answers))} run an older subsetctl than {__version__} here "
+            f"(one without {subsetctl_code_digest.__name__}, which checks that the workers run the same code). "
+            "The estimates are computed with the workers' own subsetctl, so they would differ from this "
+            f"machine's. Install the same subsetctl there as here ({here['folder']}), restart the workers, and "
+            "run again: the estimates finished so far are kept."
+        )
     differing = {worker: answer for worker, answer in answers.items()
                  if isinstance(answer, dict) and answer.get("files") != here["files"]}
     if not differing:

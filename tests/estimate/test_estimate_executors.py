@@ -474,6 +474,27 @@ def test_workers_with_the_same_subsetctl_pass_the_code_check() -> None:
         _check_workers_code(Answers({"tcp://a:1": dict(here), "tcp://b:1": older}), "tcp://s:8786")
 
 
+def test_workers_with_a_subsetctl_from_before_the_code_check_are_refused() -> None:
+    """A worker whose subsetctl has no subsetctl_code_digest answers with the error of
+    unpickling it (as distributed returns it); that answer was skipped as the cluster's own
+    trouble, so workers of any earlier release passed the check."""
+    from subsetctl.estimate.executors import _check_workers_code, subsetctl_code_digest
+
+    class Answers:
+        def __init__(self, answers: dict[str, Any]) -> None:
+            self.answers = answers
+
+        def run(self, function: Any, on_error: str) -> dict[str, Any]:
+            return self.answers
+
+    unpickled = Exception(repr(AttributeError(  # as distributed returns it
+        "Can't get attribute 'subsetctl_code_digest' on <module 'subsetctl.estimate.executors' from '/old/x.py'>")))
+    with pytest.raises(UserError, match=r"1 of the 2 Dask workers at 'tcp://s:8786' \(tcp://b:1\) run an older "
+                                        r"subsetctl than .* here"):
+        _check_workers_code(Answers({"tcp://a:1": dict(subsetctl_code_digest()), "tcp://b:1": unpickled}),
+                            "tcp://s:8786")
+
+
 def test_a_plugin_estimator_that_cannot_be_pickled_is_blamed_for_dask(
     small_features: FeatureSet, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
