@@ -450,6 +450,14 @@ class Pipeline:
         path = Path(self.spec.model.source).expanduser()
         return path if path.is_absolute() else self.project.root / path
 
+    def _model_stage_forced(self, force: set[str]) -> bool:
+        """Whether ``force`` names a stage that loads the model: the way to say the hub id
+        is meant (:meth:`_refuse_a_hub_id_for_a_gone_folder`). Forcing another stage (the
+        data, the search) says nothing about where the model is."""
+        from subsetctl.stages.common import ModelStage
+
+        return any(isinstance(stage, ModelStage) and stage.name in force for stage in self.stages)
+
     def _refuse_a_hub_id_for_a_gone_folder(self, stage: Stage, manifest: dict[str, Any],
                                            inputs: dict[str, Any]) -> None:
         """Stop before ``stage`` runs when its results were made from a local model folder
@@ -832,7 +840,7 @@ class Pipeline:
                 if fp is None:
                     fp, inputs = self._current(stage, digests)
                 stage_options = options
-                if not force and manifest is not None and not manifest.get("corrupt"):  # (--force: the hub is meant)
+                if manifest is not None and not manifest.get("corrupt") and not self._model_stage_forced(force):
                     self._refuse_a_hub_id_for_a_gone_folder(stage, manifest, inputs)
                 if stage.name in force:  # --force means recompute: not resume, nor reuse cached results
                     self._keep_other_inputs_results(stage, fp, inputs)

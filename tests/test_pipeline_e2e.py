@@ -1068,6 +1068,26 @@ def test_run_refuses_to_fetch_a_gone_model_folders_path_from_the_hub(tiny_projec
     assert (tiny_project / ".subsetctl" / "meta_init" / "manifest.json").read_text() == manifest
 
 
+def test_forcing_a_stage_that_does_not_load_the_model_still_refuses_a_gone_model_folders_hub_id(
+    tiny_project: Path, tiny_llama: Path
+) -> None:
+    """Any --force skipped the refusal: `run --force data` on a project copied without its
+    model folder went on to fetch 'models/base' from the hub for meta_init, as before the
+    refusal. Only forcing a stage that loads the model says the hub is meant."""
+    import shutil
+
+    import pytest
+
+    from subsetctl.errors import UserError
+
+    shutil.copytree(tiny_llama, tiny_project / "models" / "base")
+    run_project(tiny_project, ["model.source=models/base"], until="meta_init")
+    shutil.rmtree(tiny_project / "models" / "base")
+    with pytest.raises(UserError) as caught:
+        run_project(tiny_project, ["model.source=models/base"], until="meta_init", force="data")
+    assert "meta_init's results were made from a local model folder" in str(caught.value)
+
+
 def test_plan_says_previous_results_go_back_when_an_upstream_stage_re_runs_with_the_same_output(
     tiny_project: Path
 ) -> None:
