@@ -441,14 +441,26 @@ class Pipeline:
             slices += [{**s, **dropped} for s in slices]
         return any(recorded == fingerprint({**inputs, "slice": s}) for s in slices[1:])
 
-    def _model_folder_gone(self, old: Any, new: dict[str, Any]) -> Path | None:
+    def _model_folder_gone(self, old_inputs: Any, new: dict[str, Any]) -> Path | None:
         """Where ``model.source`` points when the local model folder a model stage's run read
-        is no longer there (a project copied or moved without it, a folder renamed); None
-        when the run read no local folder or one is there now."""
+        (``old_inputs``: the inputs its manifest recorded) is no longer there (a project
+        copied or moved without it, a folder renamed); None when the run read no local
+        folder, one is there now, or ``model.source`` names another place than the run's
+        did (changed on purpose, to a hub id say)."""
+        old = old_inputs.get("extra") if isinstance(old_inputs, dict) else None
         if not isinstance(old, dict) or "model_files" not in old or "model_files" in new:
             return None
-        path = Path(self.spec.model.source).expanduser()
-        return path if path.is_absolute() else self.project.root / path
+
+        def where(source: str) -> Path:
+            path = Path(source).expanduser()
+            return path if path.is_absolute() else self.project.root / path
+
+        slice_ = old_inputs.get("slice")
+        recorded = slice_.get("model", {}).get("source") if isinstance(slice_, dict) else None
+        path = where(self.spec.model.source)
+        if isinstance(recorded, str) and where(recorded) != path:
+            return None
+        return path
 
     def _model_stage_forced(self, force: set[str]) -> bool:
         """Whether ``force`` names a stage that loads the model: the way to say the hub id
@@ -467,7 +479,7 @@ class Pipeline:
         (or, online, trained from whatever the hub holds under that name)."""
         from subsetctl.modeling.resolve import classify_model_source, model_location
 
-        gone = self._model_folder_gone(manifest.get("inputs", {}).get("extra"), inputs["extra"])
+        gone = self._model_folder_gone(manifest.get("inputs"), inputs["extra"])
         if gone is None:
             return
         try:
@@ -586,7 +598,7 @@ class Pipeline:
                     extra = _changed_inputs(old.get("extra"), inputs["extra"])
                     if extra:
                         reasons.append(extra)
-                    gone = self._model_folder_gone(old.get("extra"), inputs["extra"])
+                    gone = self._model_folder_gone(old, inputs["extra"])
                     if gone is not None:  # said as such: the spec's text may be as it was ("inputs changed")
                         reasons.append(f"the model folder it was made from is not there any more: {gone} holds no "
                                        f"model (model.source: {self.spec.model.source!r}). Copy the folder there, "

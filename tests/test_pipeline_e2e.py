@@ -1088,6 +1088,28 @@ def test_forcing_a_stage_that_does_not_load_the_model_still_refuses_a_gone_model
     assert "meta_init's results were made from a local model folder" in str(caught.value)
 
 
+def test_switching_model_source_from_a_local_folder_to_a_hub_id_is_no_gone_folder(
+    tiny_project: Path, tiny_llama: Path
+) -> None:
+    """model.source changed on purpose from a local folder (still there) to a hub id: `plan`
+    said "the model folder it was made from is not there any more: <project>/org/other holds
+    no model", and `run` refused the hub id as a gone folder's path."""
+    import shutil
+
+    import pytest
+
+    from subsetctl.errors import UserError
+
+    shutil.copytree(tiny_llama, tiny_project / "models" / "base")
+    run_project(tiny_project, ["model.source=models/base"], until="meta_init")
+    statuses = {s.name: s for s in plan_project(tiny_project, ["model.source=org/other"], until="meta_init")[2]}
+    reasons = " ".join(statuses["meta_init"].reasons)
+    assert "not there any more" not in reasons and "spec changed: model.source" in reasons, reasons
+    with pytest.raises(UserError) as caught:  # offline: the hub's own error
+        run_project(tiny_project, ["model.source=org/other"], until="meta_init")
+    assert "made from a local model folder" not in str(caught.value)
+
+
 def test_plan_says_previous_results_go_back_when_an_upstream_stage_re_runs_with_the_same_output(
     tiny_project: Path
 ) -> None:
