@@ -58,20 +58,36 @@ def new_file_mode() -> int:
     artifact unreadable to the rest of a team sharing the project directory. Read at each
     call, not once per process: a notebook that sets ``os.umask(0o002)`` between two runs
     got group-writable data files but atomically written artifacts with the first mode."""
-    return 0o666 & ~_umask()
-
-
-def _umask() -> int:
-    """This process's umask, from ``/proc/self/status`` where Linux gives it: setting it to
-    0 and back to read it (the fallback) briefly lets a file another thread creates
-    meanwhile be writable by everyone."""
-    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", encoding="ascii") as status:
+    with contextlib.suppress(OSError, ValueError), open(_PROC_STATUS, encoding="ascii") as status:
         for line in status:
             if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    umask = os.umask(0)
-    os.umask(umask)
-    return umask
+                return 0o666 & ~int(line.split()[1], 8)
+    return _probed_file_mode()
+
+
+_PROC_STATUS = "/proc/self/status"  # where Linux gives the umask without setting it
+
+
+def _probed_file_mode() -> int:
+    """:func:`new_file_mode` where there is no ``/proc`` (macOS): the mode of a probe file
+    created 0o666 in the temporary folder. Setting the umask to 0 and back to read it, as
+    the last resort does, briefly lets a file another thread creates meanwhile (a notebook's,
+    Dask's) be writable by everyone, and this runs at every atomic write."""
+    import secrets
+
+    probe = os.path.join(tempfile.gettempdir(), f".subsetctl-umask-{os.getpid()}-{secrets.token_hex(8)}")
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+    try:
+        return os.fstat(fd).st_mode & 0o777
+    finally:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(probe)
 
 
 def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> None:

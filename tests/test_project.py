@@ -287,6 +287,24 @@ def test_atomic_writes_get_the_umask_mode_not_mkstemps_0600(tmp_path: Path) -> N
     assert stat.S_IMODE((tmp_path / "y.json").stat().st_mode) == 0o664
 
 
+def test_without_proc_the_umask_is_not_set_to_0_to_read_it(tmp_path: Path, monkeypatch) -> None:
+    """Where there is no /proc (macOS), each atomic write set the umask to 0 and back to
+    read it: a file another thread created in that instant was writable by everyone."""
+    import subsetctl.project as project_module
+
+    real = os.umask
+    previous = real(0o027)
+    try:
+        monkeypatch.setattr(project_module, "_PROC_STATUS", str(tmp_path / "no-proc"))
+        set_to: list[int] = []
+        monkeypatch.setattr(project_module.os, "umask", lambda mask: set_to.append(mask) or real(mask))
+        atomic_write_json(tmp_path / "x.json", {"a": 1})
+    finally:
+        real(previous)
+    assert set_to == []
+    assert stat.S_IMODE((tmp_path / "x.json").stat().st_mode) == 0o640
+
+
 def test_json_artifacts_are_strict_json(tmp_path: Path) -> None:
     """NaN/inf become null: Python would write the bare word NaN, which strict parsers reject."""
     atomic_write_json(tmp_path / "x.json", {"a": float("nan"), "b": [1.5, float("inf")], "c": (2, -float("inf"))})
