@@ -320,18 +320,16 @@ def _connect_dask(dd: ModuleType, n_jobs: int, address: str | None, connect_time
                     scheduler_kwargs={"dashboard": False},
                     silence_logs=logging.CRITICAL,  # failures reach the user as errors of the search
                 )
-        except BaseException:  # a Ctrl-C while it started, raised as the block is lifted
-            if cluster is not None:
-                cluster.close()
-            raise
-        finally:
             # distributed's nanny sets OMP_NUM_THREADS=1, PYTHONHASHSEED, ... in this process's own
             # environment for its workers to inherit: programs a notebook starts later would too
             _environment_put_back(environment)
-        try:
             return _DaskConnection(dd.Client(cluster, set_as_default=False), cluster, environment)
-        except BaseException:  # the cluster just started would outlive the failed client
-            cluster.close()
+        except BaseException:  # a Ctrl-C while it started (raised as the block is lifted), a failed
+            if cluster is not None:  # client: the cluster just started would outlive it
+                with contextlib.suppress(Exception):
+                    cluster.close()
+                _forget_closed_schedulers()
+            _environment_put_back(environment)
             raise
     check_dask_address(address)
     unreachable = (f"Could not reach the Dask scheduler at {address!r} within {connect_timeout:g} s ({{}}). "
