@@ -497,7 +497,8 @@ class Pipeline:
     def plan(self, force: set[str] | None = None, until: str | None = None) -> list[StageStatus]:
         """Status of every stage and whether `run` would run it. Nothing changes on disk but
         the file stamps recorded for artifacts found intact after hashing them (a copied
-        project), and only while no `run` holds the lock (:meth:`Project.restamp_manifest_when_idle`)."""
+        project), and only while no `run` holds the lock (:meth:`Project.restamp_manifest_when_idle`,
+        which creates ``.subsetctl/lock`` if it is missing), and the file-hash cache."""
         force = force or set()
         self._check_stage_options(until, force)
         with self.project.as_if_put_back() as put_back_manifests:
