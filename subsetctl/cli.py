@@ -279,12 +279,33 @@ def schema() -> None:
     click.echo(schema_text(), nl=False)
 
 
+#: below this many columns `plan` lists the stages one per line: a four-column table split
+#: the stage names themselves ("meta_in" / "it") and gave "why" five letters a line
+NARROW_PLAN = 60
+
+_STATE_COLORS = {"up to date": "green", "stale": "yellow", "never run": "cyan", "unfinished": "magenta",
+                 "running": "blue", "disabled": "dim", "corrupt": "red"}
+
+
+def _status_lines(statuses: list[Any], title: str) -> str:
+    """`plan`'s statuses for a narrow terminal, as markup: one "stage: status, action — why"
+    line per stage, wrapped by the terminal between words instead of inside names."""
+    from rich.markup import escape
+
+    lines = [title]
+    for s in statuses:
+        color = _STATE_COLORS.get(s.state, "white")
+        action = "run" if s.will_run else "put back" if s.put_back else "skip"
+        why = f" — {escape('; '.join(s.reasons))}" if s.reasons else ""
+        lines.append(f"[bold]{s.name}[/bold]: [{color}]{s.state}[/{color}], {action}{why}")
+    return "\n".join(lines)
+
+
 def _status_table(statuses: list[Any], title: str) -> Any:
     from rich.markup import escape
     from rich.table import Table
 
-    colors = {"up to date": "green", "stale": "yellow", "never run": "cyan", "unfinished": "magenta", "running": "blue", "disabled": "dim",
-              "corrupt": "red"}
+    colors = _STATE_COLORS
     table = Table(title=title, title_justify="left")
     table.add_column("stage", overflow="fold")  # a narrow terminal folds names, never cuts them (meta_i…)
     table.add_column("status", overflow="fold")
@@ -324,7 +345,8 @@ def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, 
         _echo_json([s.to_dict() for s in statuses])
         return
     console = _console()
-    console.print(_status_table(statuses, f"plan for {escape(str(project.root))}"))
+    title = f"plan for {escape(str(project.root))}"
+    console.print(_status_lines(statuses, title) if console.width < NARROW_PLAN else _status_table(statuses, title))
     if running:
         console.print(f"[yellow]A `subsetctl run` (PID {running}) is working on this project now: these statuses "
                       "change as its stages finish.[/yellow]")

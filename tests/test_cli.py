@@ -485,15 +485,21 @@ def test_ls_text_shows_each_kind_with_strategy_parameters_plugin_origins_and_bro
 
 def test_plan_and_the_stages_table_fold_on_a_narrow_terminal_never_cut(jsonl_project: Path, monkeypatch) -> None:
     """At COLUMNS=40 `plan` showed "meta_i…", "gradie…", "disabl…" and `report`'s stages
-    table "2026-12-02T05…": what was cut off could not be read anywhere."""
+    table "2026-12-02T05…": what was cut off could not be read anywhere. Folded, `plan`'s
+    table then split the names themselves ("meta_in" / "it"), and gave "why" five letters
+    a line: below 60 columns it lists one stage per line instead."""
     assert invoke("run", str(jsonl_project), "--until", "data", "-q").exit_code == 0
     monkeypatch.setenv("COLUMNS", "40")
     planned = invoke("plan", str(jsonl_project))
     reported = invoke("report", str(jsonl_project))
     assert planned.exit_code == reported.exit_code == 0
     assert "…" not in planned.output and "…" not in reported.output, planned.output + reported.output
-    assert re.search(r"meta_\w*\s*│[^\n]*\n│ \w*it ", planned.output), planned.output  # folded, both parts
+    assert "\ndata: up to date, skip\n" in planned.output, planned.output
+    assert "\nmeta_init: never run, run\n" in planned.output, planned.output  # whole names
+    assert "\nverify: disabled, skip — switched off in the spec\n" in planned.output, planned.output  # then why
     assert re.search(r"\+0000", reported.output), reported.output  # the time to its end
+    monkeypatch.setenv("COLUMNS", "100")
+    assert re.search(r"│ meta_init +│ never run +│ run", invoke("plan", str(jsonl_project)).output)  # a table
 
 
 def test_plan_with_nothing_to_run_says_so_and_names_a_large_cache(jsonl_project: Path) -> None:
