@@ -1,0 +1,314 @@
+"""Property-based tests (hypothesis) of the spec's YAML reading: the lines of key paths
+(anchors, aliases, `<<` merges), the duplicate-key check, and ``key=value`` overrides.
+
+Documents are generated as a tree, written out as block YAML by :func:`_emit` (which
+notes the line of every ``<<``), and what the loader must read is worked out from the
+tree by :func:`_expected` with YAML's merge rules: a mapping's own keys win, then the
+first mapping merged (of a ``[*a, *b]`` list, or of several ``<<`` keys), each merged
+mapping's own merges below its keys. Every scalar written is a distinct number, so the
+line a key path is attributed to can be checked by the value written there."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from subsetctl.errors import SpecError, shell_arg, unexpanded_variable_note
+from subsetctl.spec import (
+    _UniqueKeyLoader,
+    apply_overrides,
+    format_path,
+    key_lines,
+    line_of_key,
+    override_value,
+    parse_key_path,
+)
+
+PROPERTY = settings(max_examples=200, derandomize=True, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+# one-character keys and longer ones: PyYAML 6.0.4 merged the two differently
+KEYS = ["a", "b", "x", "lr", "steps", "name", "max_examples"]
+
+
+@dataclass(eq=False)
+class Map:
+    own: list[tuple[str, Any]]
+    merges: list[list[str]]          # one entry per `<<`: the anchors it names
+    as_list: list[bool]              # per `<<`: written as [*a] (a list) or *a
+    merge_lines: list[int] = field(default_factory=list)  # filled in by _emit
+
+
+@dataclass(eq=False)
+class Seq:
+    items: list[Any]
+
+
+@dataclass(eq=False)
+class Alias:
+    name: str
+
+
+@st.composite
+def _documents(draw: st.DrawFn) -> tuple[list[tuple[str, Any]], dict[str, Any]]:
+    """Anchored mappings ``base0: &base0`` (each may merge the earlier ones) and then the
+    keys that use them, by merges and by aliases."""
+    counter = itertools.count(1)
+    anchors: list[str] = []
+    defs: dict[str, Any] = {}
+
+    def value(depth: int) -> Any:
+        choices = ["scalar", "scalar"]
+        if depth < 3:
+            choices += ["map", "seq"]
+        if anchors:
+            choices.append("alias")
+        kind = draw(st.sampled_from(choices))
+        if kind == "scalar":
+            return next(counter)
+        if kind == "map":
+            return mapping(depth + 1)
+        if kind == "alias":
+            return Alias(draw(st.sampled_from(anchors)))
+        items = []
+        for _ in range(draw(st.integers(1, 3))):
+            items.append(mapping(depth + 1) if depth < 3 and draw(st.booleans()) else next(counter))
+        return Seq(items)
+
+    def mapping(depth: int) -> Map:
+        keys = draw(st.lists(st.sampled_from(KEYS), unique=True, max_size=4))
+        merges: list[list[str]] = []
+        as_list: list[bool] = []
+        if anchors:
+            for _ in range(draw(st.integers(0, 2))):
+                merges.append(draw(st.lists(st.sampled_from(anchors), min_size=1, max_size=3)))
+                as_list.append(len(merges[-1]) > 1 or draw(st.booleans()))
+        if not keys and not merges:
+            keys = [draw(st.sampled_from(KEYS))]
+        return Map([(k, value(depth)) for k in keys], merges, as_list)
+
+    top: list[tuple[str, Any]] = []
+    for i in range(draw(st.integers(1, 3))):
+        name = f"base{i}"
+        node = mapping(1)
+        top.append((f"{name}: &{name}", node))
+        defs[name] = node
+        anchors.append(name)
+    for i in range(draw(st.integers(1, 3))):
+        top.append((f"use{i}:", value(0) if draw(st.booleans()) else mapping(1)))
+    return top, defs
+
+
+def _emit(top: list[tuple[str, Any]]) -> str:
+    lines: list[str] = []
+
+    def put_map(node: Map, indent: int, first_prefix: str | None = None) -> None:
+        """Write ``node``'s pairs at ``indent``; the first line may start with ``- ``."""
+        slots = sorted((i * 7 + len(node.own)) % (len(node.own) + 1) for i in range(len(node.merges)))
+        entries: list[tuple[str, Any]] = []  # the merges go between the keys, anywhere, in their order
+        merge = iter(range(len(node.merges)))
+        for j in range(len(node.own) + 1):
+            entries += [("<<", next(merge)) for slot in slots if slot == j]
+            entries += node.own[j:j + 1]
+        for n, (key, val) in enumerate(entries):
+            lead = first_prefix if n == 0 and first_prefix is not None else " " * indent
+            if key == "<<":
+                names = node.merges[val]
+                written = ("[" + ", ".join(f"*{a}" for a in names) + "]" if node.as_list[val]
+                           else f"*{names[0]}")
+                lines.append(f"{lead}<<: {written}")
+                node.merge_lines.append(len(lines))
+            else:
+                put_value(f"{lead}{key}:", val, indent)
+
+    def put_value(head: str, val: Any, indent: int) -> None:
+        if isinstance(val, int):
+            lines.append(f"{head} {val}")
+        elif isinstance(val, Alias):
+            lines.append(f"{head} *{val.name}")
+        elif isinstance(val, Map):
+            lines.append(head)
+            put_map(val, indent + 2)
+        else:
+            lines.append(head)
+            for item in val.items:
+                if isinstance(item, Map):
+                    put_map(item, indent + 4, " " * (indent + 2) + "- ")
+                else:
+                    lines.append(f"{' ' * (indent + 2)}- {item}")
+
+    for head, val in top:
+        put_value(head, val, 0)
+    return "\n".join(lines) + "\n"
+
+
+def _expected(top: list[tuple[str, Any]], defs: dict[str, Any]) -> tuple[dict[str, Any], dict[tuple, int]]:
+    """What YAML reads from the tree, and the line of the (outermost) ``<<`` that brought
+    each merged key path in."""
+    merged: dict[tuple, int] = {}
+
+    def pairs(node: Map) -> list[tuple[str, Any, int | None]]:  # winners first
+        out: list[tuple[str, Any, int | None]] = [(k, v, None) for k, v in node.own]
+        for names, line in zip(node.merges, node.merge_lines, strict=True):
+            for name in names:
+                out += [(k, v, line) for k, v, _ in pairs(defs[name])]  # the `<<` in this mapping
+        return out
+
+    def build(val: Any, path: tuple, via: int | None) -> Any:
+        if isinstance(val, int):
+            return val
+        if isinstance(val, Alias):
+            return build(defs[val.name], path, via)
+        if isinstance(val, Seq):
+            out = []
+            for i, item in enumerate(val.items):
+                if via is not None:
+                    merged[path + (i,)] = via
+                out.append(build(item, path + (i,), via))
+            return out
+        result: dict[str, Any] = {}
+        for key, item, line in pairs(val):
+            if key in result:
+                continue
+            at = via if via is not None else line
+            if at is not None:
+                merged[path + (key,)] = at
+            result[key] = build(item, path + (key,), at)
+        return result
+
+    data = {head.split(":")[0]: build(val, (head.split(":")[0],), None) for head, val in top}
+    return data, merged
+
+
+def _paths(data: Any, path: tuple = ()) -> list[tuple[tuple, Any]]:
+    out = [(path, data)] if path else []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            out += _paths(value, path + (key,))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            out += _paths(value, path + (i,))
+    return out
+
+
+def _load(text: str) -> Any:
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # what read_yaml reads a spec with
+
+
+@PROPERTY
+@given(_documents())
+def test_line_of_key_falls_back_to_the_deepest_written_part(doc: tuple[list[tuple[str, Any]], dict[str, Any]]) -> None:
+    top, _ = doc
+    text = _emit(top)
+    lines = key_lines(text)
+    for path in lines:
+        assert line_of_key(path, lines) == lines[path]
+        assert line_of_key((*path, "not_written", 3), lines) == lines[path]
+    assert line_of_key(("never_written",), lines) is None
+
+
+_PART = st.one_of(st.from_regex(r"[A-Za-z_][A-Za-z0-9_\-]{0,8}", fullmatch=True),
+                  st.text(st.characters(blacklist_characters=".[]=", blacklist_categories=("Cs", "Zs", "Cc")),
+                          min_size=1, max_size=6),
+                  st.integers(0, 50))
+
+
+@PROPERTY
+@given(st.lists(_PART, min_size=1, max_size=6).filter(lambda p: isinstance(p[0], str)))
+def test_format_path_and_parse_key_path_round_trip(parts: list[str | int]) -> None:
+    written = format_path(tuple(parts))
+    assert parse_key_path(written) == [p.strip() if i == 0 and isinstance(p, str) else p
+                                       for i, p in enumerate(parts)] or written != written.strip()
+
+
+@PROPERTY
+@given(st.recursive(st.integers(0, 5) | st.text(max_size=4),
+                    lambda inner: st.lists(inner, min_size=1, max_size=3)
+                    | st.dictionaries(st.sampled_from(KEYS), inner, min_size=1, max_size=3), max_leaves=12),
+       st.data())
+def test_an_override_sets_the_value_at_its_path_and_nothing_else(tree: Any, data: st.DataObject) -> None:
+    """``path=value`` sets exactly that path, for every path of a document (list items by
+    ``[i]``); the original is not changed."""
+    spec = {"root": tree}
+    path, _ = data.draw(st.sampled_from(_paths(spec)))
+    new = data.draw(st.integers(1000, 2000))
+    before = repr(spec)
+    out = apply_overrides(spec, [f"{format_path(path)}={new}"])
+    assert repr(spec) == before
+    node: Any = out
+    for part in path:
+        node = node[part]
+    assert node == new
+    for other, value in _paths(spec):
+        if other[: len(path)] != path and path[: len(other)] != other:
+            node = out
+            for part in other:
+                node = node[part]
+            assert node == value
+
+
+@PROPERTY
+@given(st.text(st.characters(blacklist_categories=("Cs",)), max_size=12))
+def test_an_override_value_is_yaml_or_the_text_as_given(raw: str) -> None:
+    """The value is what YAML reads (never an exception), or the text itself when YAML
+    cannot read it or would drop a `#` comment of it."""
+    value = override_value(raw)
+    try:
+        yaml_value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        assert value == raw
+        return
+    assert value == (raw if raw == "" else yaml_value) or value == raw
+
+
+@pytest.mark.parametrize(("raw", "value"), [
+    ("yes", True), ("off", False), ("0042", 34), ("1e3", "1e3"), ("1.0e+3", 1000.0), ("~", None),
+    ("'yes'", "yes"), ('"0042"', "0042"), ("", ""), ("x #1", "x #1"), ("#1", "#1"), ("héllo", "héllo"),
+    ("[1, 2]", [1, 2]), ("{a: 1}", {"a": 1}), ("a: b", {"a": "b"}),
+])
+def test_override_values_yaml_reads_specially(raw: str, value: Any) -> None:
+    assert override_value(raw) == value and type(override_value(raw)) is type(value)
+
+
+@pytest.mark.parametrize("override", [
+    "sources[5].max_examples=1", "sources[0].loader.path.x=1", "sources.0.name=x", "a..b=1", "=1",
+    "[0]=1", "noequals", "target.name[0]=x", "sources[0][0]=1",
+])
+def test_overrides_of_paths_that_cannot_exist_are_user_errors(override: str) -> None:
+    data = {"sources": [{"name": "s", "loader": {"type": "jsonl", "path": "s.jsonl"}}], "target": {"name": "t"}}
+    with pytest.raises(SpecError):
+        apply_overrides(data, [override])
+
+
+def test_overrides_create_missing_mappings_and_keep_unicode() -> None:
+    out = apply_overrides({}, ["a.b.c.d=1", "project.name=Café 日本", "a.b.e=~"])
+    assert out == {"a": {"b": {"c": {"d": 1}, "e": None}}, "project": {"name": "Café 日本"}}
+
+
+# ------------------------------------------------------------------ duplicate keys
+
+
+# ------------------------------------------------------------------ errors.py helpers
+
+
+@PROPERTY
+@given(st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=20))
+def test_shell_arg_is_one_shell_word_naming_the_same_file(path: str) -> None:
+    import shlex
+
+    words = shlex.split(shell_arg(path))
+    assert words == [f"./{path}" if path.startswith("-") else path]
+
+
+@PROPERTY
+@given(st.text(max_size=20), st.from_regex(r"\$\{?[A-Za-z_][A-Za-z0-9_]{0,6}\}?", fullmatch=True))
+def test_unexpanded_variable_note_names_a_variable_in_the_path(prefix: str, variable: str) -> None:
+    assert unexpanded_variable_note("/no/vars/here") == ""
+    note = unexpanded_variable_note(prefix.replace("$", "") + variable)
+    assert note.startswith(". $") and "does not expand environment variables" in note
