@@ -1151,17 +1151,66 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     (``<<: *base``) are YAML's own: the keys they bring in may be given again beside them."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        self._check_unique(node)
+        flat = yaml.MappingNode(node.tag, self._merged_pairs(node), node.start_mark, node.end_mark,
+                                node.flow_style)
+        return yaml.constructor.BaseConstructor.construct_mapping(self, flat, deep=deep)
+
+    def _check_unique(self, node: yaml.MappingNode) -> None:
+        """Refuse a key given twice among ``node``'s own keys."""
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":  # no value of its own: the base class merges it
+            if key_node.tag == _MERGE_TAG:  # no value of its own: merged below
                 continue
+            if key_node.tag == "tag:yaml.org,2002:value":  # a plain `=` key: text, as in PyYAML
+                key_node.tag = "tag:yaml.org,2002:str"
             key = self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
             if isinstance(key, str | int | float | bool) and key in seen:
                 raise _DuplicateKeyError(str(key), line, seen[key])
             if isinstance(key, str | int | float | bool):
                 seen[key] = line
-        return super().construct_mapping(node, deep=deep)
+
+    def _merged_pairs(self, node: yaml.MappingNode) -> list[tuple[yaml.Node, yaml.Node]]:
+        """``node``'s pairs with its merges (``<<``) flattened in, as YAML merges: its own
+        keys win, then the first mapping named (of a list, or of several ``<<``), each merged
+        mapping's own merges below its keys. One pair per key: the winner.
+
+        Not PyYAML's ``flatten_mapping``: that one rewrites the anchored mappings it merges
+        (so one read later held the keys merged into it as duplicates), and PyYAML 6.0.4
+        keeps a key of the first merged mapping only when the key's text is one character
+        (it compares the key strings by identity): the last merged mapping's value won for
+        every longer key, so a spec held another value than the line its errors name."""
+        flattened = self.__dict__.setdefault("_flattened", {})  # an anchored mapping merged often: once
+        if id(node) in flattened:
+            return flattened[id(node)]
+        merges: list[yaml.Node] = []
+        own: list[tuple[yaml.Node, yaml.Node]] = []
+        for key_node, value_node in node.value:
+            if key_node.tag != _MERGE_TAG:
+                if key_node.tag == "tag:yaml.org,2002:value":  # a plain `=` key: text, as in PyYAML
+                    key_node.tag = "tag:yaml.org,2002:str"
+                own.append((key_node, value_node))
+                continue
+            bases = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            for base in bases:
+                if not isinstance(base, yaml.MappingNode):
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping", node.start_mark,
+                        f"expected a mapping or list of mappings for merging, but found {base.id}",
+                        base.start_mark)
+            merges.extend(bases)
+        winners: dict[Any, tuple[yaml.Node, yaml.Node]] = {}
+        unhashable = []  # the constructor refuses these
+        for pair in own + [pair for base in merges for pair in self._merged_pairs(base)]:
+            try:
+                winners.setdefault(self.construct_object(pair[0], deep=True), pair)
+            except TypeError:
+                unhashable.append(pair)
+        kept = {id(pair) for pair in winners.values()}
+        in_order = [pair for base in reversed(merges) for pair in self._merged_pairs(base)] + own
+        flattened[id(node)] = [pair for pair in dict.fromkeys(in_order) if id(pair) in kept] + unhashable
+        return flattened[id(node)]
 
 
 def validate_data(data: dict[str, Any], file: str, text: str = "") -> tuple[Spec | None, list[SpecIssue]]:

@@ -11,6 +11,7 @@ line a key path is attributed to can be checked by the value written there."""
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ from subsetctl.spec import (
     format_path,
     key_lines,
     line_of_key,
+    merged_keys,
     override_value,
     parse_key_path,
 )
@@ -203,14 +205,37 @@ def _load(text: str) -> Any:
 
 @PROPERTY
 @given(_documents())
-def test_line_of_key_falls_back_to_the_deepest_written_part(doc: tuple[list[tuple[str, Any]], dict[str, Any]]) -> None:
-    top, _ = doc
+def test_merges_are_read_as_yaml_defines_them_and_every_key_path_has_its_line(
+        doc: tuple[list[tuple[str, Any]], dict[str, Any]]) -> None:
+    """The spec loader reads merges as YAML says (own keys, then the first mapping merged,
+    win: PyYAML 6.0.4 let the last one win for keys longer than one character), and
+    key_lines gives every key path the line that writes the value kept; merged_keys the
+    ``<<`` that brought it in; line_of_key falls back to the deepest written part."""
+    top, defs = doc
     text = _emit(top)
+    data = _load(text)
+    expected, expected_merges = _expected(top, defs)
+    assert data == expected, text
+    written = text.splitlines()
     lines = key_lines(text)
-    for path in lines:
+    for path, value in _paths(data):
+        assert path in lines, (path, text)
+        line = written[lines[path] - 1]
+        last = path[-1]
+        if isinstance(last, str):
+            pattern = rf"(^|[\s-]){re.escape(last)}:"
+            if isinstance(value, int):  # the value kept is the one written on that line
+                pattern += rf" ({value}|\*\w+)$"
+            assert re.search(pattern, line), (path, value, lines[path], line, text)
+        else:
+            assert line.lstrip().startswith("- "), (path, line, text)
+            if isinstance(value, int):
+                assert line.endswith(f"- {value}"), (path, value, line, text)
         assert line_of_key(path, lines) == lines[path]
         assert line_of_key((*path, "not_written", 3), lines) == lines[path]
     assert line_of_key(("never_written",), lines) is None
+    assert set(lines) <= {path for path, _ in _paths(data)}, text  # no path the data does not have
+    assert merged_keys(text) == expected_merges, text
 
 
 _PART = st.one_of(st.from_regex(r"[A-Za-z_][A-Za-z0-9_\-]{0,8}", fullmatch=True),
@@ -292,6 +317,14 @@ def test_overrides_create_missing_mappings_and_keep_unicode() -> None:
 
 
 # ------------------------------------------------------------------ duplicate keys
+
+
+def test_an_anchored_mapping_merged_where_it_is_defined_is_no_duplicate() -> None:
+    """PyYAML rewrote the mapping ``b`` while merging it into ``m`` (the keys ``b`` merges
+    put among its own), so reading ``b`` then found `x` twice; and ``m.x`` was ``c``'s 1."""
+    text = "m:\n  c: &c {x: 1}\n  b: &b {<<: *c, x: 2}\n  <<: *b\n"
+    assert _load(text) == {"m": {"x": 2, "c": {"x": 1}, "b": {"x": 2}}}
+    assert key_lines(text)[("m", "x")] == 3
 
 
 # ------------------------------------------------------------------ errors.py helpers
