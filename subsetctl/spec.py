@@ -1157,7 +1157,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return yaml.constructor.BaseConstructor.construct_mapping(self, flat, deep=deep)
 
     def _check_unique(self, node: yaml.MappingNode) -> None:
-        """Refuse a key given twice among ``node``'s own keys."""
+        """Refuse a key given twice among ``node``'s own keys (as Python compares them: 1,
+        1.0 and true are one key, 1 and "1" two; ``~`` and ``null`` are both None)."""
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
             if key_node.tag == _MERGE_TAG:  # no value of its own: merged below
@@ -1166,10 +1167,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 key_node.tag = "tag:yaml.org,2002:str"
             key = self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
-            if isinstance(key, str | int | float | bool) and key in seen:
-                raise _DuplicateKeyError(str(key), line, seen[key])
-            if isinstance(key, str | int | float | bool):
-                seen[key] = line
+            try:
+                if key in seen:
+                    raise _DuplicateKeyError("null" if key is None else str(key), line, seen[key])
+            except TypeError:  # unhashable: the constructor refuses it
+                continue
+            seen[key] = line
 
     def _merged_pairs(self, node: yaml.MappingNode) -> list[tuple[yaml.Node, yaml.Node]]:
         """``node``'s pairs with its merges (``<<``) flattened in, as YAML merges: its own
@@ -1199,6 +1202,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                         "while constructing a mapping", node.start_mark,
                         f"expected a mapping or list of mappings for merging, but found {base.id}",
                         base.start_mark)
+                self._check_unique(base)  # one written in place (`<<: {a: 1}`) is read nowhere else
             merges.extend(bases)
         winners: dict[Any, tuple[yaml.Node, yaml.Node]] = {}
         unhashable = []  # the constructor refuses these

@@ -319,6 +319,33 @@ def test_overrides_create_missing_mappings_and_keep_unicode() -> None:
 # ------------------------------------------------------------------ duplicate keys
 
 
+@PROPERTY
+@given(st.lists(st.sampled_from(["1", "'1'", "1.0", "true", "yes", "~", "null", "a", "'a'", "b", "<<"]),
+                min_size=1, max_size=5))
+def test_a_key_given_twice_in_one_mapping_is_refused_and_only_then(keys: list[str]) -> None:
+    """A mapping whose own keys YAML reads as equal is refused (a merge key is no key);
+    keys differing in type (1 and "1") are two keys."""
+    text = "base: &base {z: 0}\nm:\n" + "".join(
+        f"  {k}: *base\n" if k == "<<" else f"  {k}: {i}\n" for i, k in enumerate(keys))
+    read = [yaml.safe_load(f"{k}: 0") for k in keys if k != "<<"]
+    distinct = {(type(next(iter(r))), next(iter(r))) if not isinstance(next(iter(r)), bool | int | float)
+                else ("number", next(iter(r))) for r in read}
+    if len(distinct) < len(read):
+        with pytest.raises(yaml.YAMLError, match="duplicate key"):
+            _load(text)
+    else:
+        assert len(_load(text)["m"]) == len(read) + ("<<" in keys)
+
+
+def test_a_duplicate_inside_an_anchor_is_refused() -> None:
+    with pytest.raises(yaml.YAMLError, match="duplicate key x"):
+        _load("base: &b\n  x: 1\n  x: 2\nuse:\n  <<: *b\n")
+    with pytest.raises(yaml.YAMLError, match="duplicate key x"):  # written in place: read nowhere else
+        _load("use:\n  <<: &b {x: 1, x: 2}\n")
+    with pytest.raises(yaml.YAMLError, match="duplicate key null"):
+        _load("~: 1\nnull: 2\n")
+
+
 def test_an_anchored_mapping_merged_where_it_is_defined_is_no_duplicate() -> None:
     """PyYAML rewrote the mapping ``b`` while merging it into ``m`` (the keys ``b`` merges
     put among its own), so reading ``b`` then found `x` twice; and ``m.x`` was ``c``'s 1."""
