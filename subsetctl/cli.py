@@ -240,19 +240,19 @@ def validate(specs: tuple[str, ...], fmt: str) -> None:
     from subsetctl.api import validate_spec_file
     from subsetctl.spec import SPEC_FILENAME
 
-    split = [a for a in specs if a.startswith("=") and not Path(a).expanduser().exists()]
+    split = [a for a in specs if a.startswith("=") and not _exists(Path(a).expanduser())]
     if split:  # `validate gradients.d = 32`: each file name would be "no such spec file"
         joined = _joined_overrides(specs)
         raise click.UsageError(f"{split[0]!r} is not a spec file or a key=value override. Write each override "
                                f"as one argument, key=value without spaces around '=': `subsetctl validate {joined}`.")
     # as typed (a Path would drop "//"); a path holding "=" (/data/x=1/subsetctl.yaml) stays a path
-    overrides = [a for a in specs if _OVERRIDE_KEY.match(a) and not Path(a).expanduser().exists()]
+    overrides = [a for a in specs if _OVERRIDE_KEY.match(a) and not _exists(Path(a).expanduser())]
     paths = [Path(a).expanduser() for a in specs if a not in overrides]
     reports = []
     for spec in paths or [Path(".")]:
         # a folder named like a spec file (`validate p/subsetctl.yaml` where that is a folder) is said to be one
-        named_as_spec = spec.suffix in (".yaml", ".yml") and not (spec / SPEC_FILENAME).exists()
-        path = spec / SPEC_FILENAME if spec.is_dir() and not named_as_spec else spec
+        named_as_spec = spec.suffix in (".yaml", ".yml") and not _exists(spec / SPEC_FILENAME)
+        path = spec / SPEC_FILENAME if _exists(spec, folder=True) and not named_as_spec else spec
         reports.append(validate_spec_file(path, overrides))
     if fmt == "json":
         _echo_json([r.to_dict() for r in reports])
@@ -411,6 +411,16 @@ def _mark_running(statuses: list[Any], stage: str | None, pid: str) -> None:
 _OVERRIDE_KEY = re.compile(r"^[A-Za-z_][\w\-]*(?:\[-?\d+\]|\.[\w\-]+)*\s*=")
 
 
+def _exists(path: Path, *, folder: bool = False) -> bool:
+    """Whether ``path`` (a command-line argument) is on disk (a folder: ``folder``). A name
+    the system refuses is not: an override longer than 255 bytes (a long list or name)
+    failed `validate`, and `plan`/`run` given no folder, with "File name too long"."""
+    try:
+        return path.is_dir() if folder else path.exists()
+    except OSError:
+        return False
+
+
 def _joined_overrides(items: tuple[str, ...]) -> str:
     """Command-line arguments with overrides split by spaces joined back, for the fix a
     usage error suggests: "gradients.d = 32" and "gradients.d: 32" -> "gradients.d=32"."""
@@ -422,7 +432,7 @@ def _folder_not_override(directory: Path | None) -> Path | None:
     """The folder argument of a command that takes no overrides (`report`, `ls`,
     `doctor`); a key=value there is a usage error saying so (it was looked for as a
     folder, and the error offered `subsetctl init finetune.seeds=2`)."""
-    if directory is not None and _OVERRIDE_KEY.match(str(directory)) and not Path(directory).expanduser().exists():
+    if directory is not None and _OVERRIDE_KEY.match(str(directory)) and not _exists(Path(directory).expanduser()):
         command = click.get_current_context().command_path
         raise click.UsageError(
             f"{str(directory)!r} looks like a key=value override, but `{command}` takes none: it reads the project "
@@ -438,7 +448,7 @@ def _split_dir(directory: Path | None, overrides: tuple[str, ...]) -> tuple[Path
     that says so; it used to be taken for an override, and the error named the current
     folder as the project."""
     split = bool(overrides) and (overrides[0].startswith("=") or str(directory).endswith(":"))  # `key = 1`, `key: 1`
-    if directory is not None and (_OVERRIDE_KEY.match(str(directory)) or split) and not Path(directory).exists():
+    if directory is not None and (_OVERRIDE_KEY.match(str(directory)) or split) and not _exists(Path(directory)):
         directory, overrides = None, (str(directory), *overrides)  # (a path such as /data/x=1 stays a path)
     stray = [item for item in overrides if "=" not in item or item.startswith("=")]
     if stray:

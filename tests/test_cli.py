@@ -717,3 +717,17 @@ def test_validate_warns_about_a_top_k_beyond_the_sources(jsonl_project: Path) ->
     strategies = "search.strategies=[{name: gradient_similarity, params: {top_k: 3}}]"
     result = CliRunner().invoke(main, ["validate", str(path), strategies])
     assert result.exit_code == 0 and "top_k=3 exceeds the 2 sources" in result.output, result.output
+
+
+def test_an_override_longer_than_a_file_name_is_an_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An argument over 255 bytes (a long list or name) was tried as a file and failed
+    `validate` (and `plan`/`run` given no folder) with "internal error: File name too long"."""
+    invoke("init", str(tmp_path / "demo"))
+    long_name = "project.name=" + "n" * 300
+    result = invoke("validate", str(tmp_path / "demo"), long_name)
+    assert result.exit_code == 0, result.output
+    result = invoke("validate", "x" * 300)
+    assert result.exit_code == 1 and "cannot read the spec file" in result.output, result.output
+    monkeypatch.chdir(tmp_path / "demo")
+    result = invoke("plan", long_name)
+    assert result.exit_code == 0, result.output
