@@ -1364,6 +1364,9 @@ def override_value(raw_value: str) -> Any:
         value = yaml.safe_load(raw_value)
     except yaml.YAMLError:
         return raw_value
+    except RecursionError:  # `[[[[...`: as a spec file nested so deeply, a user error, not an internal one
+        shown = raw_value if len(raw_value) <= 40 else raw_value[:40] + "..."
+        raise SpecError(f"Override value {shown!r} is nested too deeply to be a spec value.") from None
     return raw_value if "#" in raw_value and _yaml_drops_a_comment(raw_value) else value
 
 

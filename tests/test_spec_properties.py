@@ -311,6 +311,12 @@ def test_overrides_of_paths_that_cannot_exist_are_user_errors(override: str) -> 
         apply_overrides(data, [override])
 
 
+def test_an_override_value_nested_too_deeply_is_a_user_error() -> None:
+    """Raised RecursionError: "internal error" from `validate . 'x=[[[[...'`."""
+    with pytest.raises(SpecError, match="nested too deeply"):
+        apply_overrides({}, ["project.name=" + "[" * 3000 + "]" * 3000])
+
+
 def test_overrides_create_missing_mappings_and_keep_unicode() -> None:
     out = apply_overrides({}, ["a.b.c.d=1", "project.name=Café 日本", "a.b.e=~"])
     assert out == {"a": {"b": {"c": {"d": 1}, "e": None}}, "project": {"name": "Café 日本"}}
