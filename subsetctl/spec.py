@@ -971,7 +971,13 @@ def _as_written_hint(message: str, value: Any, loc: tuple[Any, ...], line: int |
         return message
     found = re.search(rf"(?<![\w.-]){re.escape(loc[-1])}\s*:\s*([^\s,{{}}\[\]#'\"]+)", spec_lines[line - 1])
     written = found.group(1) if found else None
-    if written is None or written == str(value) or yaml.safe_load(written) != value:
+    if written is None or written == str(value):
+        return message
+    try:  # a tag (`!!int 3`) or an alias (`*n`) read alone failed (PyYAML's IndexError, an undefined alias)
+        same = yaml.safe_load(written) == value
+    except (yaml.YAMLError, ValueError, LookupError, AttributeError, TypeError):
+        return message
+    if not same:
         return message
     return message.replace(f'e.g. "{value}")', f'as written: "{written}"; unquoted, YAML reads {written} as {value})')
 

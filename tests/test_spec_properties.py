@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from subsetctl.errors import SpecError, shell_arg, unexpanded_variable_note
 from subsetctl.spec import (
+    _as_written_hint,
     _UniqueKeyLoader,
     apply_overrides,
     format_path,
@@ -30,6 +31,7 @@ from subsetctl.spec import (
     merged_keys,
     override_value,
     parse_key_path,
+    validate_data,
 )
 
 PROPERTY = settings(max_examples=200, derandomize=True, deadline=None,
@@ -358,6 +360,30 @@ def test_an_anchored_mapping_merged_where_it_is_defined_is_no_duplicate() -> Non
     text = "m:\n  c: &c {x: 1}\n  b: &b {<<: *c, x: 2}\n  <<: *b\n"
     assert _load(text) == {"m": {"x": 2, "c": {"x": 1}, "b": {"x": 2}}}
     assert key_lines(text)[("m", "x")] == 3
+
+
+# ------------------------------------------------------------------ error messages
+
+
+@PROPERTY
+@given(st.text(st.characters(blacklist_categories=("Cs", "Zs", "Cc", "Zl", "Zp")), min_size=1, max_size=8)
+       | st.sampled_from(["!!int", "!!float", "!!bool", "!!timestamp", "*n", "&n", "%x", "0042", "2.10", "+5",
+                          "0x1F", "1_000", "190:20:30"]),
+       st.integers(-50, 50) | st.floats(allow_nan=False, allow_infinity=False))
+def test_the_as_written_hint_never_fails_and_quotes_what_yaml_reads_as_the_value(written: str, value: Any) -> None:
+    """`name: !!int 3` and `name: *n` (an anchored number) failed `validate` with an
+    internal error: the hint read the tag or the alias alone as YAML."""
+    message = f'expected text, got the number {value!r} (quote it to keep it text, e.g. "{value}")'
+    out = _as_written_hint(message, value, ("project", "name"), 1, f"  name: {written} # c\n")
+    if out != message:
+        assert f'as written: "{written}"' in out and yaml.safe_load(written) == value
+
+
+def test_a_tag_or_an_alias_given_for_text_is_reported_not_an_internal_error() -> None:
+    for written in ("!!int 3", "*n"):
+        text = f"n: &n 5\nproject:\n  name: {written}\n"
+        _, issues = validate_data(_load(text), "subsetctl.yaml", text)
+        assert any(i.key == "project.name" and "expected text" in i.message for i in issues), issues
 
 
 # ------------------------------------------------------------------ errors.py helpers
