@@ -825,6 +825,15 @@ def _key_lines_of(text: str) -> tuple[dict[tuple[Any, ...], int], dict[tuple[Any
     except (yaml.YAMLError, RecursionError):
         return lines, merged
 
+    def record(sub: tuple[Any, ...], mark_node: Any, value_node: Any, merged_at: int | None) -> None:
+        """The line of ``sub`` (where ``mark_node`` starts), then the lines under it."""
+        if merged_at is not None and sub in lines:  # given beside the merge (or merged earlier): that one counts
+            return
+        lines[sub] = mark_node.start_mark.line + 1
+        if merged_at is not None:
+            merged[sub] = merged_at
+        walk(value_node, sub, merged_at)
+
     def walk(node: Any, path: tuple[Any, ...], merged_at: int | None = None) -> None:
         """Record the lines under ``node`` at ``path``; ``merged_at``: the line of the
         ``<<`` that brought it in, whose keys a mapping's own keys (and earlier merges) win over."""
@@ -833,25 +842,14 @@ def _key_lines_of(text: str) -> tuple[dict[tuple[Any, ...], int], dict[tuple[Any
             for key_node, value_node in node.value:
                 if key_node.tag == _MERGE_TAG:
                     merges.append((key_node.start_mark.line + 1, value_node))
-                    continue
-                sub = path + (key_node.value,)
-                if merged_at is not None and sub in lines:  # given beside the merge: that one counts
-                    continue
-                lines[sub] = key_node.start_mark.line + 1
-                if merged_at is not None:
-                    merged[sub] = merged_at
-                walk(value_node, sub, merged_at)
+                else:
+                    record(path + (key_node.value,), key_node, value_node, merged_at)
             for line, value_node in merges:  # as YAML merges: the first mapping named wins
                 for base in value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]:
                     walk(base, path, merged_at if merged_at is not None else line)
         elif isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
-                if merged_at is not None and path + (i,) in lines:
-                    continue
-                lines[path + (i,)] = item.start_mark.line + 1
-                if merged_at is not None:
-                    merged[path + (i,)] = merged_at
-                walk(item, path + (i,), merged_at)
+                record(path + (i,), item, item, merged_at)
 
     try:
         if root is not None:
@@ -885,13 +883,19 @@ def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(keep)
 
 
+def _deepest_written(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> tuple[Any, ...] | None:
+    """``loc``, or its deepest part the YAML writes; None when nothing of it is written."""
+    for cut in range(len(loc), -1, -1):
+        if loc[:cut] in lines:
+            return loc[:cut]
+    return None
+
+
 def line_of_key(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int | None:
     """The line of ``loc``, or of its deepest part the YAML writes (a default value that is
     wrong points at the section holding it); None when nothing of it is written."""
-    for cut in range(len(loc), -1, -1):
-        if loc[:cut] in lines:
-            return lines[loc[:cut]]
-    return None
+    written = _deepest_written(loc, lines)
+    return None if written is None else lines[written]
 
 
 class SpecIssue(BaseModel):
@@ -953,10 +957,8 @@ def _merge_note(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int], merged:
     """" (brought in by the `<<` merge at line 13)" when the deepest written part of
     ``loc`` came from a merge: the issue's line is then the anchored mapping's, which
     another key path may share, so the reader is told why."""
-    for cut in range(len(loc), 0, -1):
-        if loc[:cut] in lines:
-            return f" (brought in by the `<<` merge at line {merged[loc[:cut]]})" if loc[:cut] in merged else ""
-    return ""
+    written = _deepest_written(loc, lines)
+    return f" (brought in by the `<<` merge at line {merged[written]})" if written in merged else ""
 
 
 def _as_written_hint(message: str, value: Any, loc: tuple[Any, ...], line: int | None, text: str) -> str:
@@ -1195,10 +1197,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             return flattened[id(node)]
         merges: list[yaml.Node] = []
         own: list[tuple[yaml.Node, yaml.Node]] = []
-        for key_node, value_node in node.value:
+        for key_node, value_node in node.value:  # (each node here went through _check_unique first)
             if key_node.tag != _MERGE_TAG:
-                if key_node.tag == "tag:yaml.org,2002:value":  # a plain `=` key: text, as in PyYAML
-                    key_node.tag = "tag:yaml.org,2002:str"
                 own.append((key_node, value_node))
                 continue
             bases = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
