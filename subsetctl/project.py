@@ -373,6 +373,10 @@ def exclusive_file_lock(path: Path, busy_message: str) -> Iterator[None]:
         yield
 
 
+class _LockBusy(Exception):
+    """The project lock is held (:meth:`Project.restamp_manifest_when_idle` then writes nothing)."""
+
+
 def _flock_briefly(handle: Any, mode: int, attempts: int = 5, pause: float = 0.1) -> None:
     """flock without waiting on a real holder, but through a momentary one: `plan` probes
     the lock (shared, released at once), and a `run` starting in that instant should not
@@ -778,20 +782,9 @@ class Project:
         report read on a laptop) had every artifact hashed again by each `plan` and
         `report`. A running `run` may be committing the stage, so then nothing is written;
         a read-only project is left as it is."""
-        path = self.state_dir / "lock"
-        try:
-            handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed below
-        except OSError:
-            return
-        with handle:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                return
-            try:
-                self.restamp_manifest(stage, restamped)
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        with (contextlib.suppress(_LockBusy, OSError),  # held, or a read-only project
+              _flocked(self.state_dir / "lock", fcntl.LOCK_EX, lambda _holder: _LockBusy())):
+            self.restamp_manifest(stage, restamped)
 
     def invalidate(self, stage: str) -> None:
         """Remove a stage's commit point (its artifacts stay for resuming)."""
