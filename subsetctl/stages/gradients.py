@@ -75,14 +75,16 @@ class BatchMaker:
         rest = [i for i, counted in enumerate(self.counted) if not counted]
         for start in range(0, len(rest), block):
             chunk = rest[start:start + block]
-            self._count(chunk, encode_rows(self.tokenizer, [self.items[i] for i in chunk], self.kind,
-                                           self.max_length))
+            # (a classifier's rows are counted from their text: encoding them too would tokenize them twice)
+            encoded = (encode_rows(self.tokenizer, [self.items[i] for i in chunk], self.kind, self.max_length)
+                       if self.kind == "causal-lm" else [])
+            self._count(chunk, encoded)
             if progress is not None:
                 progress(start + len(chunk))
 
     def _count(self, indices: list[int], encoded: list[Any]) -> None:
-        """Add the rows ``indices`` (``encoded`` by :func:`encode_rows`, in the same order)
-        not counted before to :attr:`truncation`."""
+        """Add the rows ``indices`` (``encoded`` by :func:`encode_rows`, in the same order;
+        unused for a classifier) not counted before to :attr:`truncation`."""
         fresh = [k for k, i in enumerate(indices) if not self.counted[i]]
         if not fresh:
             return
