@@ -287,6 +287,11 @@ _STATE_COLORS = {"up to date": "green", "stale": "yellow", "never run": "cyan", 
                  "running": "blue", "disabled": "dim", "corrupt": "red"}
 
 
+def _action(status: Any) -> str:
+    """What `run` would do with a stage, as `plan` says it."""
+    return "run" if status.will_run else "put back" if status.put_back else "skip"
+
+
 def _status_lines(statuses: list[Any], title: str) -> str:
     """`plan`'s statuses for a narrow terminal, as markup: one "stage: status, action — why"
     line per stage, wrapped by the terminal between words instead of inside names."""
@@ -295,9 +300,8 @@ def _status_lines(statuses: list[Any], title: str) -> str:
     lines = [title]
     for s in statuses:
         color = _STATE_COLORS.get(s.state, "white")
-        action = "run" if s.will_run else "put back" if s.put_back else "skip"
         why = f" — {escape('; '.join(s.reasons))}" if s.reasons else ""
-        lines.append(f"[bold]{s.name}[/bold]: [{color}]{s.state}[/{color}], {action}{why}")
+        lines.append(f"[bold]{s.name}[/bold]: [{color}]{s.state}[/{color}], {_action(s)}{why}")
     return "\n".join(lines)
 
 
@@ -305,16 +309,14 @@ def _status_table(statuses: list[Any], title: str) -> Any:
     from rich.markup import escape
     from rich.table import Table
 
-    colors = _STATE_COLORS
     table = Table(title=title, title_justify="left")
     table.add_column("stage", overflow="fold")  # a narrow terminal folds names, never cuts them (meta_i…)
     table.add_column("status", overflow="fold")
     table.add_column("run would", overflow="fold")
     table.add_column("why", overflow="fold")  # long overrides and paths wrap, never cut off
     for s in statuses:
-        color = colors.get(s.state, "white")
-        action = "run" if s.will_run else "put back" if s.put_back else "skip"
-        table.add_row(s.name, f"[{color}]{s.state}[/{color}]", action, escape("; ".join(s.reasons)))
+        color = _STATE_COLORS.get(s.state, "white")
+        table.add_row(s.name, f"[{color}]{s.state}[/{color}]", _action(s), escape("; ".join(s.reasons)))
     return table
 
 

@@ -1031,7 +1031,7 @@ class Pipeline:
         """The user error for ``stage`` when ``exc`` says it ran out of memory (see
         :func:`out_of_memory_error`), naming its memory settings as they are; else None."""
         dumped = self.spec.model_dump(mode="json")
-        settings = {key: _dig(dumped, key) for key in stage.memory_keys if _dig(dumped, key) is not None}
+        settings = {key: value for key in stage.memory_keys if (value := _dig(dumped, key)) is not None}
         return out_of_memory_error(exc, stage.name, settings)
 
     def _run_stage(

@@ -66,9 +66,8 @@ class AboutThisRun(str):
 
 class StageWarnings:
     """The reporter a stage runs with: passes everything on to ``inner`` and records the
-    warnings the stage raised (but not those :class:`ShownInResults` or
-    :class:`AboutThisRun`), so the pipeline
-    keeps them in the stage's manifest and the report shows them after the run."""
+    warnings the stage raised (but not those :class:`ShownInResults` or :class:`AboutThisRun`),
+    so the pipeline keeps them in the stage's manifest and the report shows them after the run."""
 
     def __init__(self, inner: Reporter) -> None:
         self.inner = inner
