@@ -19,6 +19,7 @@ from typing import Any
 from subsetctl.errors import SpecError, SpecFileError, UserError, environment_errors_as_user_errors, shell_arg
 from subsetctl.pipeline import Pipeline, StageStatus
 from subsetctl.project import Project, atomic_write_text
+from subsetctl.registry import plugin_scope
 from subsetctl.reporter import Reporter, SilentReporter
 from subsetctl.spec import (
     SPEC_FILENAME,
@@ -474,6 +475,7 @@ def _listed(items: str | list[str] | tuple[str, ...] | None) -> list[str]:
     return [items] if isinstance(items, str) else list(items)
 
 
+@plugin_scope()
 def validate_spec_file(path: str | Path, overrides: str | list[str] | None = None) -> ValidationReport:
     """Validate one spec file: YAML, schema, then the semantic checks."""
     path = Path(path)  # a str from a notebook failed with AttributeError deep in read_yaml
@@ -552,6 +554,7 @@ def warn_edited_plugins(reporter: Reporter, spec: Spec) -> None:
                       "the module, to use the edit.")
 
 
+@plugin_scope()
 def plan_project(
     directory: str | Path | None, overrides: str | list[str] | None = None, until: str | None = None,
     force: str | list[str] | None = None, reporter: Reporter | None = None,
@@ -592,6 +595,7 @@ def _callers_random_state() -> Iterator[None]:
                 torch.cuda.seed_all()
 
 
+@plugin_scope()
 def run_project(
     directory: str | Path | None,
     overrides: str | list[str] | None = None,
@@ -617,6 +621,7 @@ def run_project(
         )
 
 
+@plugin_scope()
 def list_plugins(directory: str | Path | None = None) -> dict[str, list[dict[str, Any]]]:
     """Registered plugins of every kind, with one-line descriptions and where each comes
     from; with ``directory``, also those its spec's ``plugins:`` register. Installed entry

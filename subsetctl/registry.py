@@ -14,7 +14,8 @@ import difflib
 import importlib
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -94,11 +95,14 @@ class Registry(Generic[T]):
         """Register ``entry``. A plugin registered under a built-in's name replaces the
         built-in whatever the import order (the built-ins are loaded first; it is recorded,
         :meth:`replaced`); two plugins from different places under one name are an error
-        (which one a spec got depended on the order of imports)."""
+        (which one a spec got depended on the order of imports). A plugin registered while
+        a :func:`plugin_scope` is open is taken back when it closes, and remembered for the
+        module that registered it (:func:`load_plugin_string` registers it again)."""
         if entry.origin != "built-in":
             self._load_builtins()  # not the entry points: one may be the very module being imported
         old = self._entries.get(entry.name)
-        if old is not None and old.obj is not entry.obj and old.origin != entry.origin:
+        replaces = old is not None and old.obj is not entry.obj and old.origin != entry.origin
+        if replaces and old is not None:
             if old.origin != "built-in" and entry.origin != "built-in":
                 raise UserError(
                     f"Two plugins register the {self.kind} {entry.name!r}: {old.origin} and {entry.origin}. "
@@ -106,8 +110,28 @@ class Registry(Generic[T]):
                 )
             if old.origin != "built-in":  # a built-in module imported again after a plugin replaced it
                 return
+        if _is_plugin(entry):
+            _remember(self, entry)
+            undo = _SCOPE_UNDO.get()
+            if undo is not None:
+                undo.append(self._restorer(entry.name))
+        if replaces:
             self._replaced[entry.name] = entry.origin
         self._entries[entry.name] = entry
+
+    def _restorer(self, name: str) -> Callable[[], None]:
+        """A function that puts the entry registered as ``name`` (and whether it replaced a
+        built-in) back as it is now: undoes a plugin's registration when its scope closes."""
+        entry, replaced = self._entries.get(name), self._replaced.get(name)
+
+        def restore() -> None:
+            for table, value in ((self._entries, entry), (self._replaced, replaced)):
+                if value is None:
+                    table.pop(name, None)
+                else:
+                    table[name] = value  # type: ignore[index]
+
+        return restore
 
     def replaced(self) -> dict[str, str]:
         """Built-in names a plugin has registered again: name -> where that plugin is from."""
@@ -265,6 +289,58 @@ def fine_tunes_for_real(estimator: str) -> bool:
         return False
 
 
+#: the undo steps of the open :func:`plugin_scope` (None: no scope, registrations stay)
+_SCOPE_UNDO: ContextVar[list[Callable[[], None]] | None] = ContextVar("subsetctl_plugin_scope", default=None)
+#: the ``plugins:`` modules :func:`load_plugin_string` is importing (innermost last)
+_IMPORTING: ContextVar[tuple[str, ...]] = ContextVar("subsetctl_importing_plugins", default=())
+#: module name -> the plugin entries it registered, with that module's object when they were
+#: recorded (a module imported afresh, a new object, registers anew: older entries are stale)
+_REGISTERED_BY: dict[str, dict[tuple[str, str], tuple[Any, Registry[Any], Entry[Any]]]] = {}
+
+
+def _is_plugin(entry: Entry[Any]) -> bool:
+    """Whether ``entry`` comes from a module (a spec's ``plugins:``, a notebook's cell), not
+    from subsetctl itself or an installed package's entry point, which every project sees."""
+    return entry.origin != "built-in" and not entry.origin.startswith("entry point")
+
+
+def _remember(registry: Registry[Any], entry: Entry[Any]) -> None:
+    """Record ``entry`` for the module defining its object and for each ``plugins:`` module
+    being imported, so that naming either in a later spec registers it again."""
+    defining = getattr(entry.obj, "__module__", None)
+    for module in {*_IMPORTING.get(), *([defining] if isinstance(defining, str) else [])}:
+        _REGISTERED_BY.setdefault(module, {})[(registry.kind, entry.name)] = (sys.modules.get(module), registry, entry)
+
+
+def _register_again(module_name: str) -> None:
+    """Register once more what ``module_name`` registered when it was imported (by this or
+    an earlier spec: Python imports a module once, so its decorators do not run again)."""
+    current = sys.modules.get(module_name)
+    for module, registry, entry in list(_REGISTERED_BY.get(module_name, {}).values()):
+        if module is current:
+            registry._store(entry)
+
+
+@contextlib.contextmanager
+def plugin_scope() -> Iterator[None]:
+    """Registrations of plugins made inside (a spec's ``plugins:`` imported by a run, plan,
+    validate or ls) are taken back on leaving, so that in one process (a notebook) the next
+    project sees only its own plugins: one without ``plugins:`` no longer finds another's,
+    and two projects whose plugins register one name can both run. A scope opened inside
+    another one is part of it. Built-ins and installed entry points stay registered."""
+    if _SCOPE_UNDO.get() is not None:
+        yield
+        return
+    undo: list[Callable[[], None]] = []
+    token = _SCOPE_UNDO.set(undo)
+    try:
+        yield
+    finally:
+        _SCOPE_UNDO.reset(token)
+        for step in reversed(undo):
+            step()
+
+
 ALL_REGISTRIES: dict[str, Registry[Any]] = {
     "loaders": LOADERS,
     "strategies": STRATEGIES,
@@ -287,8 +363,7 @@ def load_plugin_string(spec: str, spec_dir: Path | None = None) -> Any:
     if not attr:
         raise UserError(f"Plugin {spec!r} must look like 'package.module:attr'.")
     try:
-        with contextlib.redirect_stdout(sys.stderr):  # a print at import must not corrupt --format json
-            module = importlib.import_module(module_name)
+        module = _import_registering(module_name)
     except ImportError as exc:
         missing = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
         if missing and missing != module_name and not module_name.startswith(f"{missing}."):
@@ -319,6 +394,47 @@ def load_plugin_string(spec: str, spec_dir: Path | None = None) -> Any:
     obj = getattr(module, attr)
     _register_named_class(obj, spec)
     return obj
+
+
+def _import_registering(module_name: str) -> Any:
+    """Import the ``plugins:`` module ``module_name``, recording what it registers, and
+    register again what it registered when an earlier spec imported it (Python imports a
+    module once, so its decorators do not run a second time)."""
+    _refuse_another_projects_module(module_name)
+    importing = _IMPORTING.set((*_IMPORTING.get(), module_name))
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # a print at import must not corrupt --format json
+            module = importlib.import_module(module_name)
+    finally:
+        _IMPORTING.reset(importing)
+    _register_again(module_name)
+    return module
+
+
+def _refuse_another_projects_module(module_name: str) -> None:
+    """A UserError when ``module_name``'s package is imported in this process from another
+    file than the one a fresh process would import now: another project's plugin of the
+    same name (``plugins/my_strategy.py`` in two projects of one notebook). Python would
+    hand this spec the other project's code, and its results would be recorded as this
+    plugin's."""
+    import importlib.machinery
+
+    top = module_name.partition(".")[0]
+    loaded = getattr(sys.modules.get(top), "__file__", None)
+    if loaded is None:  # not imported yet (or a namespace package: nothing to compare)
+        return
+    try:
+        found = importlib.machinery.PathFinder.find_spec(top)
+    except (ImportError, ValueError):
+        return
+    fresh = getattr(found, "origin", None)
+    if fresh is None or not Path(fresh).exists() or Path(fresh).resolve() == Path(loaded).resolve():
+        return
+    raise UserError(
+        f"Plugin module {module_name!r}: this Python process has already imported {top!r} from {loaded}, but this "
+        f"spec's is {fresh}. Python imports a module name once, so the spec would run the other file's code. Give "
+        "one of the two modules another name, or run this project in a new process (the CLI, or a fresh kernel)."
+    )
 
 
 def unknown_after_failed_imports(exc: UserError, registry: Registry[Any], failed_plugins: list[str]) -> str:

@@ -604,3 +604,81 @@ def test_a_plugin_the_search_does_not_use_leaves_it_up_to_date(tiny_project: Pat
     finally:
         sys.modules.pop("unused_plugin", None)
         sys.modules.pop("own_exhaustive", None)
+
+
+def test_each_project_in_one_process_sees_only_its_own_plugins(tmp_path: Path, jsonl_project: Path,
+                                                               monkeypatch) -> None:
+    """Plugins were registered for the whole process: in a notebook, a project whose
+    ``plugins:`` register the strategy 'scoped_best' could not run after another one whose
+    plugins register it too ("Two plugins register ..."), and a plugin replacing the
+    built-in ``jsonl`` loader kept replacing it (with its warning) for every later project.
+    Each call now sees its own spec's plugins, and a project named again gets its plugins
+    back although Python does not import their modules again."""
+    import shutil
+
+    import yaml
+
+    from subsetctl.api import list_plugins, validate_spec_file
+    from subsetctl.registry import LOADERS
+
+    spec = yaml.safe_load((jsonl_project / "subsetctl.yaml").read_text())
+    plugin = ("from subsetctl.registry import STRATEGIES\nfrom subsetctl.search.base import Strategy\n\n"
+              "@STRATEGIES.register('scoped_best', 'picks {0}')\nclass Best(Strategy):\n"
+              "    def run(self, estimator, context, params):\n        return None\n")
+    projects = {}
+    for letter in "ab":
+        folder = tmp_path / f"project_{letter}"
+        shutil.copytree(jsonl_project, folder)
+        (folder / f"scoped_{letter}.py").write_text(plugin.format(letter))
+        (folder / "subsetctl.yaml").write_text(yaml.safe_dump({**spec, "plugins": [f"scoped_{letter}:Best"]}))
+        monkeypatch.syspath_prepend(str(folder))
+        projects[letter] = folder
+    (projects["a"] / "own_jsonl.py").write_text(
+        "from subsetctl.registry import LOADERS\nfrom subsetctl.data.loaders import load_jsonl\n\n"
+        "@LOADERS.register('jsonl', 'my jsonl')\ndef load(options, ctx):\n    return load_jsonl(options, ctx)\n")
+    (projects["a"] / "subsetctl.yaml").write_text(
+        yaml.safe_dump({**spec, "plugins": ["scoped_a:Best", "own_jsonl:load"]}))
+    plain = tmp_path / "plain"
+    shutil.copytree(jsonl_project, plain)
+
+    def best(folder: Path | None) -> list[str]:
+        return [row["description"] for row in list_plugins(folder)["strategies"] if row["name"] == "scoped_best"]
+
+    for _ in range(2):  # the second time round, every module is imported already
+        assert best(projects["a"]) == ["picks a"]
+        assert best(projects["b"]) == ["picks b"]
+        assert best(plain) == [] and best(None) == []
+        checked = validate_spec_file(projects["a"] / "subsetctl.yaml")
+        assert checked.ok, [i.render() for i in checked.issues]
+        assert any("replaces the built-in loader 'jsonl'" in w.message for w in checked.warnings)
+        checked = validate_spec_file(plain / "subsetctl.yaml")
+        assert checked.ok and not any("replaces the built-in" in w.message for w in checked.warnings)
+        assert LOADERS.origin("jsonl") == "built-in" and "jsonl" not in LOADERS.replaced()
+
+
+def test_two_projects_plugin_modules_of_one_name_are_refused_not_mixed_up(tmp_path: Path, monkeypatch) -> None:
+    """Two projects each with their own ``same_name_plugin.py``: in one process, Python
+    handed the second project the first one's module, so its spec ran the other project's
+    strategy. Once the first folder is off the path, naming the module is refused."""
+    from subsetctl.errors import UserError
+    from subsetctl.registry import load_plugin_string, plugin_scope
+
+    for letter in "ab":
+        (tmp_path / letter).mkdir()
+        (tmp_path / letter / "same_name_plugin.py").write_text(
+            "from subsetctl.registry import STRATEGIES\nfrom subsetctl.search.base import Strategy\n\n"
+            f"@STRATEGIES.register('same_{letter}', 'picks {letter}')\nclass Best(Strategy):\n"
+            "    def run(self, estimator, context, params):\n        return None\n")
+    with monkeypatch.context() as first:
+        first.syspath_prepend(str(tmp_path / "a"))
+        with plugin_scope():
+            load_plugin_string("same_name_plugin:Best")
+            assert STRATEGIES.origin("same_a") == "module same_name_plugin"
+        with plugin_scope():  # the same file again: fine
+            load_plugin_string("same_name_plugin:Best")
+    monkeypatch.syspath_prepend(str(tmp_path / "b"))
+    with plugin_scope(), pytest.raises(UserError, match=(
+            rf"already imported 'same_name_plugin' from {tmp_path}/a/same_name_plugin.py, but this spec's is "
+            rf"{tmp_path}/b/same_name_plugin.py\. Python imports a module name once")):
+        load_plugin_string("same_name_plugin:Best")
+    assert "same_a" not in STRATEGIES.names() and "same_b" not in STRATEGIES.names()

@@ -45,7 +45,7 @@ from subsetctl.data.overlap import OverlapCheck, overlap_warnings
 from subsetctl.data.prepare import SPLITS, prepare_source, quiet_datasets, split_summary
 from subsetctl.errors import UserError
 from subsetctl.project import atomic_write_json, read_json_object, replace_dir
-from subsetctl.registry import load_plugin_string
+from subsetctl.registry import load_plugin_string, plugin_scope
 from subsetctl.spec import SourceSpec, Spec
 
 SUMMARY_FILE = "data.json"
@@ -270,6 +270,7 @@ def _in_folder(warning: str, spec_dir: Path) -> str:
     return warning.replace(_SPEC_DIR, str(Path(spec_dir)))
 
 
+@plugin_scope()
 def run_data_stage(
     spec: Spec, spec_dir: Path, out_dir: Path, progress: Progress | None = None,
     reuse_from: list[Path] | None = None, reuse: bool = True,
