@@ -682,3 +682,40 @@ def test_two_projects_plugin_modules_of_one_name_are_refused_not_mixed_up(tmp_pa
             rf"{tmp_path}/b/same_name_plugin.py\. Python imports a module name once")):
         load_plugin_string("same_name_plugin:Best")
     assert "same_a" not in STRATEGIES.names() and "same_b" not in STRATEGIES.names()
+
+
+def test_two_projects_whose_plugins_register_one_name_both_run_in_one_process(tiny_project: Path, tmp_path: Path,
+                                                                              monkeypatch) -> None:
+    """A notebook running two projects, each with a plugin strategy registered as 'pick'
+    (one picks every source, the other none): the second run was refused ("Two plugins
+    register the strategy 'pick'"). Each run now uses its own, also when run again."""
+    import shutil
+
+    import yaml
+
+    from subsetctl.api import plan_project, run_project
+
+    spec = yaml.safe_load((tiny_project / "subsetctl.yaml").read_text())
+    spec["search"] = {"strategies": [{"name": "pick"}]}
+    projects = {}
+    for letter, base in (("a", "AllSources"), ("b", "TargetOnly")):
+        folder = tmp_path / f"two_{letter}"
+        shutil.copytree(tiny_project, folder)
+        (folder / f"pick_{letter}.py").write_text(
+            f"from subsetctl.search.baselines import {base}\nfrom subsetctl.registry import STRATEGIES\n"
+            f"@STRATEGIES.register('pick', 'picks as {base}')\nclass Pick({base}):\n    pass\n")
+        (folder / "subsetctl.yaml").write_text(yaml.safe_dump({**spec, "plugins": [f"pick_{letter}:Pick"]}))
+        monkeypatch.syspath_prepend(str(folder))
+        projects[letter] = folder
+
+    def picked(folder: Path) -> list[str]:
+        selections = json.loads((folder / ".subsetctl" / "search" / "selections.json").read_text())
+        return selections["strategies"]["pick"]["selected"]
+
+    for letter in "abab":
+        run_project(projects[letter], until="search")
+    assert picked(projects["a"]) == ["a", "b", "bad"] and picked(projects["b"]) == []
+    for letter in "ab":
+        statuses = {s.name: s for s in plan_project(projects[letter], until="search")[2]}
+        assert not statuses["search"].will_run
+    assert "pick" not in STRATEGIES.names()
