@@ -42,6 +42,20 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 RESERVED_SOURCE_NAMES = frozenset({"manifest.json", "resolved_spec.json", "work.json", "data.json"})
 
 
+#: a quoted whole number as validate takes it (pydantic's lax mode: spaces around, a sign,
+#: ``_`` between digits, ``.0`` after): ``steps: "5"``
+QUOTED_INTEGER_PATTERN = r"^\s*[+-]?[0-9]+(_[0-9]+)*(\.0+)?\s*$"
+#: a quoted number as validate takes it: ``lr: "1e-4"`` (and ``lr: 1e-4``, which YAML 1.1
+#: and so PyYAML read as text: a float needs a dot there). A little wider than pydantic
+#: about ``_``: the schema must not flag a spec validate accepts.
+QUOTED_NUMBER_PATTERN = r"^\s*[+-]?([0-9][0-9_]*\.?[0-9_]*|\.[0-9][0-9_]*)([eE][+-]?[0-9_]*[0-9][0-9_]*)?\s*$"
+
+
+def _or_quoted(schema: dict[str, Any], pattern: str) -> dict[str, Any]:
+    """``schema`` (a number's) or text that validate reads as that number."""
+    return {"anyOf": [schema, {"type": "string", "pattern": pattern}]}
+
+
 class NoBooleansForNumbers(BaseModel):
     """Base for models read from YAML: a boolean is no number (see the validator)."""
 
@@ -550,7 +564,8 @@ class CalibrateSpec(StrictModel):
     enabled: bool = Field(True, description="Choose lambda and an affine map from verify's fine-tunes.")
     lambda_grid: list[float] = Field(
         [0.01, 0.1, 0.3, 1.0, 3.0, 10.0], min_length=1,
-        json_schema_extra={"items": {"type": "number", "exclusiveMinimum": 0}},  # as _positive checks
+        json_schema_extra={"items": _or_quoted({"type": "number", "exclusiveMinimum": 0},  # as _positive checks
+                                               QUOTED_NUMBER_PATTERN)},
         description="Lambdas to choose from (one value pins lambda); estimate.lam is kept when lambda "
                     "cannot be chosen (verify off, or fewer than 4 usable fine-tunes).",
     )
@@ -774,7 +789,17 @@ class Spec(StrictModel):
 
 class _SchemaWithFactoryDefaults(GenerateJsonSchema):
     """Pydantic leaves a field built by ``default_factory`` without a ``default`` in the
-    schema; the schema is the spec's reference, so those defaults are written out too."""
+    schema; the schema is the spec's reference, so those defaults are written out too.
+
+    A number may be given as text (``steps: "5"``, ``lr: 1e-4``, which PyYAML reads as
+    text): validate takes it, so the schema takes text that reads as a number too, or
+    editors would flag specs that are valid (its range is left to validate)."""
+
+    def int_schema(self, schema: Any) -> JsonSchemaValue:
+        return _or_quoted(super().int_schema(schema), QUOTED_INTEGER_PATTERN)
+
+    def float_schema(self, schema: Any) -> JsonSchemaValue:
+        return _or_quoted(super().float_schema(schema), QUOTED_NUMBER_PATTERN)
 
     def default_schema(self, schema: Any) -> JsonSchemaValue:
         factory = schema.get("default_factory")

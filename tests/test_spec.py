@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -511,6 +512,39 @@ def test_the_schema_flags_the_list_items_validate_refuses() -> None:
     good = {**MINIMAL, "calibrate": {"lambda_grid": [0.01, 1]}, "verify": {"kinds": ["surrogate", "ce"]}}
     Spec.model_validate(good)
     assert _schema_errors(good) == []
+
+
+def test_the_schema_takes_the_quoted_numbers_validate_takes() -> None:
+    """validate reads a number given as text (`steps: "5"`, and `lr: 1e-4`, which PyYAML
+    reads as text since it has no dot); the schema wanted a number, so editors flagged
+    valid specs. Whatever spelling validate takes, the schema takes; text that is no
+    number both refuse."""
+    text = """
+target: {name: t, loader: {type: jsonl, path: t.jsonl}, seed: " 3 ", split: {train: "0.5", validation: "10", test: 1e-1}}
+sources: [{name: s, loader: {type: jsonl, path: s.jsonl}, max_examples: "1_000"}]
+model: {max_length: "64", lora: {r: "8", alpha: 16e0, dropout: ".1"}}
+meta_init: {steps: "5", lr: 1e-4, weight_decay: "0"}
+finetune: {steps: +30, lr: "2E-3", seeds: "2.0"}
+calibrate: {lambda_grid: [1e-2, "0.1", 3]}
+estimate: {lam: 1e+1}
+"""
+    data = yaml.safe_load(text)
+    assert data["meta_init"]["lr"] == "1e-4"  # as PyYAML reads it
+    spec = Spec.model_validate(data)
+    assert (spec.meta_init.steps, spec.meta_init.lr, spec.calibrate.lambda_grid) == (5, 1e-4, [0.01, 0.1, 3.0])
+    assert _schema_errors(data) == []
+    for section, key in (("meta_init", "steps"), ("meta_init", "lr"), ("target", "seed"), ("model", "max_length")):
+        for spelling in ("5", " 5 ", "+5", "05", "5.0", "5.00", "1_000", "5\n", "1e-4", "1E+2", ".5", "5.", "1.5e3",
+                         "five", "", "5 5", "0x10", "1e", "inf", "nan", "5,0", "٥", "2.5"):
+            data = copy.deepcopy(MINIMAL)
+            data.setdefault(section, {})[key] = spelling
+            try:
+                Spec.model_validate(data)
+            except ValueError:
+                if not re.search(r"\d", spelling) or spelling in ("5 5", "0x10", "5,0"):  # no number: both refuse
+                    assert _schema_errors(data), (section, key, spelling)
+            else:
+                assert _schema_errors(data) == [], (section, key, spelling)
 
 
 def test_the_schema_flags_a_spec_without_sources() -> None:
