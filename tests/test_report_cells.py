@@ -447,7 +447,7 @@ def test_narrow_terminals_move_strategies_to_another_score_table_instead_of_fold
     render_full_report(report, Console(file=buffer, width=80))
     text = buffer.getvalue()
     assert all(len(line) <= 80 for line in text.splitlines())
-    assert text.count("-0.884 ✓") == len(strategies) and text.count("0.116") == len(strategies)
+    assert text.count("-0.8841 ✓") == len(strategies) and text.count("0.1159") == len(strategies)
     assert "strategies 1–4 of 7" in text and "strategies 5–7 of 7" in text
     assert all(name in text for name in ("forward", "backward", "exhaustive", "sweep"))
     wide = io.StringIO()
@@ -560,3 +560,16 @@ def test_a_warning_two_stages_recorded_is_reported_once(tmp_path) -> None:
         "meta_init": [notice, "meta_init: model.max_length=8 tokens cut 1 of 16 examples"],
         "finetune": ["greedy selected no source: it is fine-tuned on the target only."]}
     assert render_markdown(report, {}).count("the head is re-initialized") == 1
+
+
+def test_the_terminal_shows_the_scores_with_the_digits_report_md_shows() -> None:
+    """The terminal's per-source scores had 3 significant digits, report.md's 4: the same
+    score read 0.123 in one and 0.1235 in the other."""
+    report = _report(False)
+    report["strategies"]["forward"] = {**report["strategies"]["forward"], "scores": {"a": 0.123456, "b": -2.34567e-05}}
+    markdown = render_markdown(report, {})
+    assert "| a | 0.1235 ✓ |" in markdown and "| b | -2.346e-05 |" in markdown
+    buffer = io.StringIO()
+    render_full_report(report, Console(file=buffer, width=200))
+    text = buffer.getvalue()
+    assert "0.1235 ✓" in text and "-2.346e-05" in text

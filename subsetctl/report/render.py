@@ -114,7 +114,7 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
                        "shown); `subsetctl report --all-sources` or report.md lists all") if left_out else None
             names = list(scored)
             selected = [set(v["selected"]) for v in scored.values()]  # not a list scan per source and strategy
-            cells = {s: [_f(v["scores"].get(s), 3) + (" ✓" if s in chosen else "  ")
+            cells = {s: [_f(v["scores"].get(s)) + (" ✓" if s in chosen else "  ")
                          for v, chosen in zip(scored.values(), selected)]
                      for s in rows if s is not None}
             score_width = max((cell_len(c) for row_cells in cells.values() for c in row_cells), default=1)
