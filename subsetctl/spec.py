@@ -1388,9 +1388,11 @@ def override_value(raw_value: str) -> Any:
     list, ``null`` nothing), except that text YAML would cut at a ``#`` comment (``x #1``,
     ``#1``) is kept whole as a string: on a command line a ``#`` is part of the value, and
     dropping what follows it silently changed the name or path written. Text YAML cannot
-    read is a string too."""
-    if raw_value == "":
-        return ""
+    read is a string too, and so is an empty or blank value (``x=``, ``x=' '``), as
+    written: YAML read blanks as null, so ``x=`` was text and ``x=' '`` nothing (``null``
+    or ``~`` say nothing), and a space, a CSV delimiter, could not be given."""
+    if not raw_value.strip():
+        return raw_value
     try:
         value = yaml.safe_load(raw_value)
     except yaml.YAMLError:

@@ -111,6 +111,22 @@ def test_an_override_value_with_a_hash_is_kept_whole() -> None:
 
 
 
+def test_a_blank_override_value_is_text_as_an_empty_one_is() -> None:
+    """`key=` gave empty text but `key=  ` nothing (YAML reads blanks as null): validate
+    said "expected text, got nothing (null)", and a space could not be given as a CSV
+    delimiter. A blank value is the text written; `key=null` (or `~`) still says nothing."""
+    group = {"files": "*.csv", "loader": {"type": "csv"}}
+    data = apply_overrides({**MINIMAL, "source_files": [group]},
+                           ["project.name=", "target.name=  ", "source_files[0].loader.delimiter= ",
+                            "sources[0].max_examples=~"])
+    assert (data["project"]["name"], data["target"]["name"]) == ("", "  ")
+    assert data["sources"][0]["max_examples"] is None
+    _, issues = validate_data(data, "x")
+    assert [i.key for i in issues] == ["target.name"] and "null" not in issues[0].message
+    data["target"]["name"] = "t"
+    assert Spec.model_validate(data).source_files[0].loader.delimiter == " "
+
+
 def test_an_override_list_or_map_in_block_form_with_a_hash_is_kept_whole() -> None:
     """Only text after YAML's last token counted as a comment, and a block list's or map's
     last token ends the text: `- a #b` became ['a'] and `a: b #c` {'a': 'b'}, the '#...'

@@ -296,7 +296,7 @@ def test_an_override_value_is_yaml_or_the_text_as_given(raw: str) -> None:
 
 @pytest.mark.parametrize(("raw", "value"), [
     ("yes", True), ("off", False), ("0042", 34), ("1e3", "1e3"), ("1.0e+3", 1000.0), ("~", None),
-    ("'yes'", "yes"), ('"0042"', "0042"), ("", ""), ("x #1", "x #1"), ("#1", "#1"), ("héllo", "héllo"),
+    ("'yes'", "yes"), ('"0042"', "0042"), ("", ""), ("  ", "  "), ("\t", "\t"), ("x #1", "x #1"), ("#1", "#1"), ("héllo", "héllo"),
     ("[1, 2]", [1, 2]), ("{a: 1}", {"a": 1}), ("a: b", {"a": "b"}),
 ])
 def test_override_values_yaml_reads_specially(raw: str, value: Any) -> None:
