@@ -356,6 +356,9 @@ class CommonColumns:
         self.blank_count = 0
         self.empty_prompts: list[int] = []  # the first few kept rows with an empty prompt (for the notice)
         self.empty_prompt_count = 0
+        self.minus_one: list[int] = []  # the first few rows of a classifier labelled -1 (for the notice)
+        self.minus_one_count = 0
+        self.some_labels: set[str] = set()  # up to 3 of the labels seen (is -1 one of the classes -1 and 1?)
         self.structured: tuple[int, str] | None = None  # first row whose answer is a list or object
         self.structured_count = 0
         self.structured_prompt: tuple[int, str] | None = None  # first row whose prompt is (e.g. a chat)
@@ -448,6 +451,13 @@ class CommonColumns:
                 self.blank.append(i)
             return
         answer = _check_utf8(answer, source, self.where, locate_row, answer_field)
+        if self.classifier:
+            if len(self.some_labels) < 3:
+                self.some_labels.add(answer)
+            if answer == "-1":
+                self.minus_one_count += 1
+                if len(self.minus_one) < 5:
+                    self.minus_one.append(i)
         if not prompt.strip():  # (a row kept: one whose answer is blank is left out above)
             self.empty_prompt_count += 1
             if len(self.empty_prompts) < 5:
@@ -514,6 +524,21 @@ class CommonColumns:
             f"empty {_named(self.prompt_field, self.prompt_option)} ({shown}); their "
             f"{'labels are' if self.classifier else 'answers are'} learned with no prompt. If that is not meant, "
             "check the column the loader reads."
+        )
+
+    def _note_minus_one(self, named: str) -> None:
+        """The notice that rows of a classifier have the label -1: a class of its own here,
+        but many datasets mark a row without a label so (GLUE's test splits are all -1; a
+        Hugging Face ``ClassLabel`` -1 is read as no label, and refused as one). Neither left
+        out nor refused, since -1 is a real class in others (-1/0/1 sentiment)."""
+        count, kept = self.minus_one_count, self.count - self.blank_count
+        shown = ", ".join(self.locate(i) for i in self.minus_one) + (f" (+{count - 5} more)" if count > 5 else "")
+        every = "every row" if count == kept else f"{count} of {kept} rows"
+        self.ctx.notices.append(
+            f"Source {self.ctx.source_name!r}: {self.where}: {every} ha{'s' if count == kept else 've'} -1 as "
+            f"{named} ({shown}), taken as a class of its own. Many datasets mark a row without a label so "
+            "(GLUE's test splits are all -1): if these rows have none, drop them from the file, or use a split "
+            "that has labels."
         )
 
     def _flush(self) -> None:
@@ -610,6 +635,8 @@ class CommonColumns:
                                 named, self.what, self.advice)
         if self.empty_prompt_count:
             self._note_empty_prompts()
+        if self.minus_one_count and self.some_labels != {"-1", "1"}:  # -1 and 1: two classes, as written
+            self._note_minus_one(named)
         if self.structured_prompt is not None:
             self._note_structured(self.structured_prompt, self.structured_prompt_count,
                                   _named(self.prompt_field, self.prompt_option),

@@ -1048,3 +1048,29 @@ def test_huggingface_data_files_star_star_does_not_follow_a_symlink_loop(tmp_pat
     (tmp_path / "parts" / "sub" / "up").symlink_to("..", target_is_directory=True)
     options = HuggingFaceLoader(type="huggingface", path="json", data_files=["parts/**/*.jsonl"])
     assert len(load_huggingface(options, make_ctx())) == 5
+
+
+def test_a_label_of_minus_one_is_noted_as_a_likely_missing_label(tmp_path: Path, make_ctx) -> None:
+    """-1 marks a row without a label in many datasets (GLUE's test splits) and was taken
+    as a class of its own without a word. It still is (-1 is a class in -1/0/1 sentiment
+    data), with a notice counting the rows and saying what to do; -1 and 1 as the only
+    labels are two classes, as written, and need no notice."""
+    rows = [{"text": "a", "y": 0}, {"text": "b", "y": -1}, {"text": "c", "y": 1}, {"text": "d", "y": "-1"},
+            {"text": "e", "y": -1.0}]
+    write_jsonl(tmp_path / "c.jsonl", rows)
+    options = JsonlLoader(type="jsonl", path="c.jsonl", prompt_field="text", label_field="y")
+    ctx = make_ctx(kind="classifier")
+    assert load_jsonl(options, ctx)["label_text"] == ["0", "-1", "1", "-1", "-1"]
+    (notice,) = ctx.notices
+    assert (f"file {tmp_path / 'c.jsonl'}: 3 of 5 rows have -1 as 'y' (loader.label_field) (line 2, line 4, line 5), "
+            "taken as a class of its own") in notice
+    assert "GLUE" in notice and "drop them" in notice and "\n" not in notice
+    write_jsonl(tmp_path / "test.jsonl", [{"text": t, "y": -1} for t in "abcdefg"])
+    ctx = make_ctx(kind="classifier")
+    load_jsonl(options.model_copy(update={"path": "test.jsonl"}), ctx)
+    assert "every row has -1 as 'y' (loader.label_field) (line 1, line 2, line 3, line 4, line 5 (+2 more))" \
+        in ctx.notices[0]
+    (tmp_path / "pm.csv").write_text("text,y\na,1\nb,-1\nc,1\n")  # -1 and 1: two classes
+    ctx = make_ctx(kind="classifier")
+    load_csv(CsvLoader(type="csv", path="pm.csv", prompt_field="text", label_field="y"), ctx)
+    assert ctx.notices == []
