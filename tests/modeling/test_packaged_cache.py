@@ -92,3 +92,50 @@ def test_an_unwritable_cache_is_a_user_error_naming_subsetctl_cache_before_readi
     _fake_transformers(monkeypatch, never_read)
     with pytest.raises(UserError, match=r"Cannot write the converted copy .* set SUBSETCTL_CACHE to a writable"):
         packaged.convert_gguf(gguf, home / ".cache" / "subsetctl" / "models" / "m")
+
+
+def test_a_conversion_another_process_is_doing_is_waited_for_not_done_twice(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two runs started at once on an empty cache (a sweep of projects) both converted the
+    packaged model, 30-60 s of work each, and one threw its copy away. The second now waits
+    for the first, says so, and uses its conversion."""
+    import fcntl
+    import os
+    import threading
+
+    package = tmp_path / "pkg"
+    package.mkdir()
+    gguf = package / packaged.SMOLLM2_GGUF
+    gguf.write_bytes(b"gguf" * 10)
+    monkeypatch.setattr(packaged, "_package_dir", lambda *_args: package)
+    cache = tmp_path / "cache" / "models"
+    target = cache / packaged.SMOLLM2_NAME
+    target.parent.mkdir(parents=True)
+
+    def converted_again() -> None:
+        raise AssertionError("converted while another process had converted it")
+
+    _fake_transformers(monkeypatch, converted_again)
+    said: list[str] = []
+    waiting = threading.Event()
+
+    def progress(message: str) -> None:
+        said.append(message)
+        if message.startswith("Waiting"):
+            waiting.set()
+
+    other = os.open(target.parent, os.O_RDONLY)  # the other process, converting
+    fcntl.flock(other, fcntl.LOCK_EX)
+    found: list[Path] = []
+    worker = threading.Thread(target=lambda: found.append(packaged.locate_smollm2(cache, progress)))
+    worker.start()
+    try:
+        assert waiting.wait(30), said
+        target.mkdir()  # the other process finishes
+        (target / packaged.CONVERSION_MARKER).write_text(json.dumps({"gguf": gguf.name, "gguf_size": 40}))
+    finally:
+        os.close(other)
+        worker.join(30)
+    assert found == [target]
+    assert said == [f"Waiting for another process that is converting {gguf.name} into {target.parent}"]
+    assert [p.name for p in target.parent.iterdir()] == [packaged.SMOLLM2_NAME]
