@@ -114,17 +114,22 @@ class Registry(Generic[T]):
             _remember(self, entry)
             undo = _SCOPE_UNDO.get()
             if undo is not None:
-                undo.append(self._restorer(entry.name))
+                undo.append(self._restorer(entry))
         if replaces:
             self._replaced[entry.name] = entry.origin
         self._entries[entry.name] = entry
 
-    def _restorer(self, name: str) -> Callable[[], None]:
-        """A function that puts the entry registered as ``name`` (and whether it replaced a
-        built-in) back as it is now: undoes a plugin's registration when its scope closes."""
+    def _restorer(self, coming: Entry[T]) -> Callable[[], None]:
+        """A function that undoes the registration of ``coming`` when its scope closes: puts
+        the entry registered under its name (and whether it replaced a built-in) back as it
+        is now, unless ``coming`` was itself replaced meanwhile by a registration that stays
+        (an installed entry point of the same module)."""
+        name = coming.name
         entry, replaced = self._entries.get(name), self._replaced.get(name)
 
         def restore() -> None:
+            if self._entries.get(name) is not coming:
+                return
             for table, value in ((self._entries, entry), (self._replaced, replaced)):
                 if value is None:
                     table.pop(name, None)
@@ -154,6 +159,14 @@ class Registry(Generic[T]):
             return
         self._loaded = True
         self._load_builtins()
+        outside_scope = _SCOPE_UNDO.set(None)  # what an installed module registers as it is imported stays
+        try:
+            self._load_entry_points()
+        finally:
+            _SCOPE_UNDO.reset(outside_scope)
+
+    def _load_entry_points(self) -> None:
+        """Import every installed entry point of the group (see :meth:`_load`)."""
         values: dict[str, list[str]] = {}
         for ep in entry_points(group=self.group):
             values.setdefault(ep.name, []).append(ep.value)
@@ -164,7 +177,7 @@ class Registry(Generic[T]):
                     f"{', '.join(repr(v) for v in sorted(set(found)))} in group {self.group!r}). Uninstall one of them."
                 )
         for ep in entry_points(group=self.group):
-            if ep.name in self._entries or ep.name in self._broken:
+            if ep.name in self._broken or (ep.name in self._entries and not self._plugin_of(ep.name, ep.value)):
                 continue
             try:
                 with contextlib.redirect_stdout(sys.stderr):  # a print at import must not corrupt --format json
@@ -176,6 +189,13 @@ class Registry(Generic[T]):
                 )
                 continue
             self.add(ep.name, obj, doc_summary(obj), origin=f"entry point {ep.value}")
+
+    def _plugin_of(self, name: str, value: str) -> bool:
+        """Whether ``name`` is registered by a spec's plugin from the module of the entry
+        point ``value`` (an installed package also named under ``plugins:``): the entry
+        point registers it again, for good, instead of only for that spec's scope."""
+        entry = self._entries[name]
+        return _is_plugin(entry) and getattr(entry.obj, "__module__", None) == value.partition(":")[0]
 
     def get(self, name: str) -> T:
         """Return the plugin called ``name``; raise why, if it is an installed plugin that

@@ -719,3 +719,47 @@ def test_two_projects_whose_plugins_register_one_name_both_run_in_one_process(ti
         statuses = {s.name: s for s in plan_project(projects[letter], until="search")[2]}
         assert not statuses["search"].will_run
     assert "pick" not in STRATEGIES.names()
+
+
+def test_an_installed_plugin_whose_module_registers_itself_stays_after_a_scoped_call(monkeypatch) -> None:
+    """An installed package's module that registers its class with the decorator when the
+    entry point imports it: the registration, made inside a run's plugin scope, was taken
+    back when the run returned, and the entry points are imported once, so a notebook's
+    second run no longer found the installed plugin."""
+    import subsetctl.registry as registry_module
+    from subsetctl.registry import plugin_scope
+
+    registry: Registry[type] = Registry("thing", "subsetctl.test_things", ())
+
+    class Thing:
+        """An installed thing."""
+
+    class Importing(_EntryPoint):
+        def load(self) -> object:  # importing the module runs its decorator
+            return registry.register("self_registered")(Thing)
+
+    monkeypatch.setattr(registry_module, "entry_points", lambda group: [Importing("installed_thing", "pkg:Thing")])
+    with plugin_scope():
+        assert registry.get("installed_thing") is Thing
+    assert registry.get("installed_thing") is Thing and registry.get("self_registered") is Thing
+
+
+def test_an_installed_plugin_also_named_under_plugins_stays_after_the_scoped_call(monkeypatch) -> None:
+    """A spec that names an installed package's module under ``plugins:`` registered its
+    class inside the run's scope before the entry points were read; the entry point was then
+    skipped (the name was taken), and the scope took the name back on leaving: the
+    installed plugin was gone for the rest of the process."""
+    import subsetctl.registry as registry_module
+    from subsetctl.registry import plugin_scope
+
+    registry: Registry[type] = Registry("thing", "subsetctl.test_things", ())
+
+    class Thing:
+        """An installed thing."""
+
+    monkeypatch.setattr(registry_module, "entry_points",
+                        lambda group: [_EntryPoint("thing", f"{Thing.__module__}:Thing", obj=Thing)])
+    with plugin_scope():
+        registry.register("thing")(Thing)  # the spec's plugins: imports the module first
+        assert registry.get("thing") is Thing
+    assert registry.get("thing") is Thing and registry.origin("thing") == f"entry point {Thing.__module__}:Thing"

@@ -113,9 +113,12 @@ def test_plugin_module_registers_a_strategy_and_a_loader(
     selections = json.loads((project / ".subsetctl" / "search" / "selections.json").read_text())
     assert selections["strategies"]["first"]["selected"] == ["a"]
     assert selections["final"] == "first"
-    listed = CliRunner().invoke(main, ["ls", "--format", "json"])
+    listed = CliRunner().invoke(main, ["ls", str(project), "--format", "json"])
     names = {row["name"] for row in json.loads(listed.output)["strategies"]}
     assert "relplug_first_source" in names
+    listed = CliRunner().invoke(main, ["ls", "--format", "json"])  # not the project's: not its plugins
+    names = {row["name"] for row in json.loads(listed.output)["strategies"]}
+    assert "relplug_first_source" not in names and "exhaustive" in names
 
 
 BAD_PLUGIN_MODULE = '''
