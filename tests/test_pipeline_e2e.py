@@ -1220,3 +1220,34 @@ def test_plan_does_not_call_the_order_of_the_selections_an_input_file(tiny_proje
     reasons = statuses["report"].reasons
     assert "the order of the search strategies and baselines in the spec changed" in reasons, reasons
     assert not any("input files" in reason for reason in reasons), reasons
+
+
+def test_the_report_names_the_base_model_the_adapters_load_onto_with_plain_peft(tiny_project: Path,
+                                                                                tiny_llama: Path) -> None:
+    """report.md said `peft.PeftModel.from_pretrained(base_model, folder)` but never which
+    base model (a packaged model's name is no folder `from_pretrained` takes; a moved
+    project's adapter_config.json names where the model was). report.json's
+    adapter_base_model names it; loaded so, outside subsetctl, the final pick's adapter
+    gives the evaluate stage's test loss."""
+    import torch
+    from datasets import load_from_disk
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    run_project(tiny_project)
+    report = json.loads((tiny_project / "report.json").read_text())
+    assert report["adapter_base_model"] == str(tiny_llama)
+    assert f"The base model is `{tiny_llama}`" in (tiny_project / "report.md").read_text()
+    tok = AutoTokenizer.from_pretrained(report["adapter_base_model"])
+    base = AutoModelForCausalLM.from_pretrained(report["adapter_base_model"])
+    model = PeftModel.from_pretrained(base, str(tiny_project / report["adapters"][report["final"]][0])).eval()
+    losses = []
+    for row in load_from_disk(str(tiny_project / ".subsetctl" / "data" / "target" / "test")):
+        prompt = tok(row["prompt"] + "\n", add_special_tokens=False)["input_ids"]  # no chat template, no BOS
+        ids = torch.tensor([prompt + tok(row["response"], add_special_tokens=False)["input_ids"]
+                            + [tok.eos_token_id]])
+        with torch.no_grad():
+            logits = model(input_ids=ids).logits[0, :-1]
+        losses.append(torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="none")[len(prompt) - 1:].mean())
+    expected = report["test_metrics"][report["final"]]["loss_mean"]
+    assert abs(float(torch.stack(losses).mean()) - expected) < 1e-4

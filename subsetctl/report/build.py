@@ -14,6 +14,22 @@ def _read(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
+def _adapter_base_model(root: Path, adapters: dict[str, list[str]]) -> str | None:
+    """The base model the fine-tuned adapters were trained on, as peft recorded it (their
+    adapter_config.json's ``base_model_name_or_path``: a local folder's absolute path, a
+    packaged model's converted copy, or a hub id), from the first adapter that names one."""
+    for folders in adapters.values():
+        for folder in folders:
+            try:
+                config = json.loads((root / folder / "adapter_config.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            base = config.get("base_model_name_or_path") if isinstance(config, dict) else None
+            if isinstance(base, str) and base:
+                return base
+    return None
+
+
 def switched_off_moved_past(project: Project, spec: Any) -> list[str]:
     """Switched-off stages whose results, from a run when they were on, were made with
     settings the spec has changed since (finetune switched off, then its steps changed):
@@ -184,6 +200,9 @@ def build_report(
         folder = project.results_dir("finetune").relative_to(project.root).as_posix()
         report["adapters"] = {label: [f"{folder}/{adapter_relpath(run)}" for run in runs]
                               for label, runs in finetuned["labels"].items()}
+        base = _adapter_base_model(project.root, report["adapters"])
+        if base:  # the base model to load an adapter onto: README and report.md name none of their own
+            report["adapter_base_model"] = base
         if finetuned.get("classes"):  # a classifier's head: what loading an adapter needs
             report["adapter_classes"] = finetuned["classes"]
             if finetuned.get("head_size"):  # more outputs than classes when model.num_labels asked for them

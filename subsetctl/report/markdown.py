@@ -134,6 +134,11 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
         else:
             how = ("LoRA adapters in peft format (`peft.PeftModel.from_pretrained(base_model, folder)`), "
                    "relative to the project folder; one per seed.")
+        if report.get("adapter_base_model"):
+            how += (f" The base model is `{report['adapter_base_model']}` (each adapter_config.json's "
+                    "`base_model_name_or_path`: where it was when the adapters were trained; after copying "
+                    "the project to another machine or moving the model, load the base model from where it "
+                    "is now).")
         lines += ["## Fine-tuned adapters", "", how, "", "| selection | adapter folder(s) |", "|---|---|"]
         for label, folders in report["adapters"].items():
             lines.append(f"| {md_name(label)} | {'<br>'.join(f'`{f}`' for f in folders)} |")
