@@ -659,11 +659,13 @@ class Pipeline:
 
         With ``options["shard"] = (i, N)`` only shard i of N of the gradients stage is
         computed (see :meth:`_run_shard`)."""
+        from subsetctl.data.stage import check_arrow_can_open
         from subsetctl.modeling.resolve import forget_notices_given
 
         force = force or set()
         options = options or {}
         self._check_stage_options(until, force)
+        check_arrow_can_open(self.project.root)
         forget_notices_given()  # said once per run, not once per process (a notebook's second run)
         if options.get("shard") is not None:
             return self._run_shard(force, options, on_stage)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+import subsetctl
 from subsetctl.cli import main
 
 
@@ -433,6 +435,28 @@ def test_a_non_utf8_locale_prints_marks_escaped_not_an_internal_error(jsonl_proj
                           capture_output=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert b"\\u2713" in done.stdout and b"is valid" in done.stdout
+
+
+def test_a_project_path_pyarrow_cannot_open_is_a_user_error_before_any_stage(tiny_project: Path) -> None:
+    """A non-ASCII project folder under LC_ALL=C (UTF-8 mode off), or one whose name has bytes
+    that are not UTF-8, reads as surrogate escapes that pyarrow refuses: the data stage ran,
+    then meta_init stopped with an internal error (UnicodeEncodeError)."""
+    moved = tiny_project.parent / "pr\u00f8j \u4e2d\u6587"
+    shutil.copytree(tiny_project, moved)
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0",
+           "PYTHONPATH": str(Path(subsetctl.__file__).parent.parent)}  # this checkout, from the project's folder
+    env.pop("PYTHONIOENCODING", None)
+    command = "import sys; from subsetctl.cli import main; sys.argv[0] = 'subsetctl'; main()"
+    done = subprocess.run([sys.executable, "-c", command, "run", ".", "--until", "meta_init"], cwd=moved,
+                          env=env, check=False, capture_output=True, timeout=600)
+    assert done.returncode == 1, done.stderr
+    assert b"internal error" not in done.stderr and b"PYTHONUTF8=1" in done.stderr, done.stderr
+    assert not (moved / ".subsetctl" / "data").exists()  # refused before the data stage
+
+    not_utf8 = tiny_project.parent / os.fsdecode(b"pr\xf6j")
+    shutil.copytree(tiny_project, not_utf8)
+    result = invoke("run", str(not_utf8), "--until", "meta_init")
+    assert result.exit_code == 1 and "has bytes that are not UTF-8" in result.output, result.output
 
 
 def test_debug_shows_where_a_plugins_own_code_failed(tiny_project: Path, monkeypatch) -> None:

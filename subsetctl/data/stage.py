@@ -389,6 +389,31 @@ def _missing_data(data_dir: Path, what: str) -> UserError:
     )
 
 
+def check_arrow_can_open(folder: Path) -> None:
+    """Refuse a project folder whose path pyarrow cannot open: under a locale that is not
+    UTF-8 (``LC_ALL=C`` with UTF-8 mode off) a non-ASCII path reads as escaped bytes
+    (surrogates), which pyarrow, encoding every path as UTF-8, refuses, so the stages after
+    the data stage stopped with an internal error (``UnicodeEncodeError``)."""
+    path = str(Path(folder).absolute())
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        import sys
+
+        shown = path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        encoding = sys.getfilesystemencoding()
+        if encoding.lower().replace("-", "") == "utf8":  # bytes in the path that are not UTF-8
+            why, fix = "has bytes that are not UTF-8", "Rename the folders in its path to UTF-8 names"
+        else:
+            why = (f"is not readable as text under this locale (Python's file system encoding is {encoding}, "
+                   "as under LC_ALL=C with UTF-8 mode off)")
+            fix = "Run under a UTF-8 locale (`export LC_ALL=C.UTF-8`) or with `PYTHONUTF8=1`"
+        raise UserError(
+            f"The project folder's path ({shown}) {why}, and pyarrow, which stores the stages' data, cannot "
+            f"open files there. {fix}, or move the project to a folder whose path is ASCII."
+        ) from None
+
+
 def load_split(data_dir: Path, name: str, split: str) -> Dataset:
     """One saved split (memory-mapped); an empty dataset for a split of size 0."""
     if split not in SPLITS:
