@@ -26,9 +26,25 @@ def unexpanded_variable_note(path: object) -> str:
     the user knows why the file is "missing"; "" otherwise."""
     found = re.search(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?", str(path))
     if not found:
-        return ""
+        return unencodable_path_note(path)
     return (f". {found.group(0)} is taken as it is: subsetctl does not expand environment variables in a spec "
             "(write the path out, or use ~ for your home folder)")
+
+
+def unencodable_path_note(path: object) -> str:
+    """For a path that was not found: a note when its name cannot be written in Python's
+    file system encoding (a non-ASCII name under ``LC_ALL=C`` with UTF-8 mode off), so no
+    file can be opened by it, whether or not one is there; "" otherwise."""
+    import os
+    import sys
+
+    try:
+        os.fsencode(str(path))
+    except UnicodeEncodeError:
+        return (f". Its name cannot be written in Python's file system encoding ({sys.getfilesystemencoding()}, "
+                "as under LC_ALL=C with UTF-8 mode off), so it cannot be opened even if it is there: run under a "
+                "UTF-8 locale (`export LC_ALL=C.UTF-8`) or with `PYTHONUTF8=1`, or rename it to an ASCII name")
+    return ""
 
 
 class UserError(Exception):

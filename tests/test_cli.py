@@ -459,6 +459,24 @@ def test_a_project_path_pyarrow_cannot_open_is_a_user_error_before_any_stage(tin
     assert result.exit_code == 1 and "has bytes that are not UTF-8" in result.output, result.output
 
 
+def test_a_data_file_name_the_locale_cannot_encode_is_named_as_such_not_only_missing(jsonl_project: Path) -> None:
+    """Under LC_ALL=C (UTF-8 mode off) a spec naming `é.jsonl`, which is there, said only that the
+    file does not exist: Python cannot write its name in the file system encoding (ascii)."""
+    (jsonl_project / "a.jsonl").rename(jsonl_project / "\u00e9.jsonl")
+    spec_path = jsonl_project / "subsetctl.yaml"
+    spec_path.write_text(spec_path.read_text().replace("path: a.jsonl", "path: \u00e9.jsonl"), encoding="utf-8")
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0",
+           "PYTHONPATH": str(Path(subsetctl.__file__).parent.parent)}
+    env.pop("PYTHONIOENCODING", None)
+    command = "import sys; from subsetctl.cli import main; sys.argv[0] = 'subsetctl'; main()"
+    done = subprocess.run([sys.executable, "-c", command, "validate", str(jsonl_project)], env=env, check=False,
+                          capture_output=True, timeout=600)
+    assert done.returncode == 1, done.stderr
+    text = " ".join(done.stdout.decode().split())
+    assert "\\xe9.jsonl does not exist" in text and "cannot be written in Python's file system encoding (ascii" in text
+    assert "PYTHONUTF8=1" in text, text
+
+
 def test_debug_shows_where_a_plugins_own_code_failed(tiny_project: Path, monkeypatch) -> None:
     """SUBSETCTL_DEBUG=1 printed only the one-paragraph message for a plugin's error: no file, no line."""
     (tiny_project / "clidebug_plugin.py").write_text(
