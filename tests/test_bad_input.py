@@ -707,6 +707,15 @@ def test_a_utf16_spec_is_named_as_such(tmp_path: Path) -> None:
     assert "not valid UTF-8 (byte 11). Save it as UTF-8." in issue
 
 
+def test_a_spec_not_utf8_names_the_line_of_the_first_bad_byte(tmp_path: Path) -> None:
+    """A Latin-1 spec said only "not valid UTF-8 (byte 40)": the data files' message names
+    the line too, and a byte offset is hard to find in an editor."""
+    path = tmp_path / "subsetctl.yaml"
+    path.write_bytes(b"project:\n  seed: 0\n  name: caf\xe9\n")
+    (issue,) = _issues(path)
+    assert issue.startswith(f"{path}:3: ") and "not valid UTF-8 (byte 30)" in issue, issue
+
+
 @pytest.mark.parametrize("raised", [
     RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you "
                  "tried to allocate 230400000 bytes. Error code 12 (Cannot allocate memory)"),
