@@ -1115,6 +1115,11 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
 
         raise SpecFileError(path, f"the spec is not valid UTF-8 (byte {exc.start}{utf16_note(raw_bytes[:2])}). "
                                   "Save it as UTF-8.", raw_bytes.count(b"\n", 0, exc.start) + 1) from None
+    if "\x00" in text:  # valid UTF-8, which YAML refuses as "unacceptable character #x0000"
+        at = text.index("\x00")
+        raise SpecFileError(path, f"the spec has NUL bytes (the first at byte {len(text[:at].encode())}), as UTF-16 "
+                                  "text without a byte-order mark has, or a file that is not text. Save it as "
+                                  "UTF-8.", text.count("\n", 0, at) + 1)
     try:
         loader = _UniqueKeyLoader(text)
         try:

@@ -716,6 +716,17 @@ def test_a_spec_not_utf8_names_the_line_of_the_first_bad_byte(tmp_path: Path) ->
     assert issue.startswith(f"{path}:3: ") and "not valid UTF-8 (byte 30)" in issue, issue
 
 
+def test_a_utf16_spec_without_a_byte_order_mark_is_named_as_such(tmp_path: Path) -> None:
+    """UTF-16 without a byte-order mark decodes as UTF-8 (ASCII with NULs between): the spec
+    was "malformed YAML: unacceptable character #x0000: special characters are not allowed",
+    with no line and nothing said of the encoding."""
+    path = tmp_path / "subsetctl.yaml"
+    path.write_bytes("project:\n  seed: 0\n".encode("utf-16-le"))
+    (issue,) = _issues(path)
+    assert issue.startswith(f"{path}:1: ") and "NUL bytes (the first at byte 1), as UTF-16 text" in issue, issue
+    assert "Save it as UTF-8" in issue and "#x0000" not in issue
+
+
 @pytest.mark.parametrize("raised", [
     RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you "
                  "tried to allocate 230400000 bytes. Error code 12 (Cannot allocate memory)"),
