@@ -13,6 +13,7 @@ import copy
 import difflib
 import functools
 import hashlib
+import os
 import re
 import types
 import unicodedata
@@ -440,10 +441,14 @@ class SourceFilesSpec(SourceSettings):
         parts = list(relative.parts)
         if parts[: len(fixed)] == fixed:
             parts = parts[len(fixed):]
+        # A file name's bytes as UTF-8, bytes that are not UTF-8 as surrogate escapes: the same
+        # text under any locale (LC_ALL=C reads é as two escapes), and hashable (encoded back with
+        # surrogateescape) where `.encode()` raised UnicodeEncodeError.
+        parts = [os.fsencode(part).decode("utf-8", "surrogateescape") for part in parts]
         def ascii_part(text: str) -> str:  # é -> e; what has no ASCII form is dropped
             return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
 
-        file_id = hashlib.sha1(relative.as_posix().encode()).hexdigest()[:8]  # stable, distinct per file
+        file_id = hashlib.sha1(os.fsencode(relative.as_posix())).hexdigest()[:8]  # stable, distinct per file
         base = Path(parts[-1])
         file_stem = ascii_part((base.with_suffix("") if base.suffix == ".gz" else base).stem)  # x.jsonl.gz -> x
         if not re.search(r"[A-Za-z0-9]", file_stem):  # nothing left of the name (中文.jsonl)
@@ -452,7 +457,7 @@ class SourceFilesSpec(SourceSettings):
             folded = ascii_part(text)
             if re.search(r"[A-Za-z0-9]", folded):
                 return folded
-            return "dir-" + hashlib.sha1(unicodedata.normalize("NFC", text).encode()).hexdigest()[:8]
+            return "dir-" + hashlib.sha1(unicodedata.normalize("NFC", text).encode("utf-8", "surrogateescape")).hexdigest()[:8]
 
         stem = ".".join([*(folder_part(p) for p in parts[:-1]), file_stem])
         name = re.sub(r"[^A-Za-z0-9_.\-]", "_", self.name_prefix + stem).lstrip("_.-")

@@ -322,6 +322,22 @@ def test_source_files_folders_without_ascii_letters_keep_files_apart(tmp_path: P
     trains = [n for n in names if n.endswith(".train")]
     assert len(trains) == 2 and all(re.fullmatch(r"dir-[0-9a-f]{8}\.train", n) for n in trains)
     assert trains == [s.name for s in load_spec(path).sources if s.name.endswith(".train")]  # stable
+def test_source_files_names_of_files_whose_names_are_not_utf8(tmp_path: Path) -> None:
+    """A matched file or folder whose name has bytes that are not UTF-8 (a Latin-1 `café.jsonl`
+    copied from an old disk, read as surrogate escapes) made `validate`, `plan` and `run` an
+    internal error: its name's hash encoded it as UTF-8 (UnicodeEncodeError)."""
+    from subsetctl.api import validate_spec_file
+
+    path = _files_project(tmp_path, [{"files": "data/sources/**/*.jsonl", "loader": {"type": "jsonl"}}])
+    pool = tmp_path / "data" / "sources"
+    (pool / os.fsdecode(b"caf\xe9.jsonl")).write_text('{"prompt": "1", "response": "2"}\n' * 4)
+    (pool / os.fsdecode(b"\xff\xfe")).mkdir()
+    (pool / os.fsdecode(b"\xff\xfe") / "train.jsonl").write_text('{"prompt": "1", "response": "2"}\n' * 4)
+    assert validate_spec_file(path).ok
+    names = [s.name for s in load_spec(path).sources]
+    assert "caf" in names and any(re.fullmatch(r"dir-[0-9a-f]{8}\.train", n) for n in names), names
+
+
 def test_group_problems_point_at_the_setting_and_at_an_override(tmp_path: Path) -> None:
     from subsetctl.api import validate_spec_file
 
