@@ -1057,8 +1057,14 @@ def plain_error_message(err: Any) -> str:
         return (f"expected a list, got {_describe_value(value)} (in YAML `[a, b]`, or one `- item` per "
                 "line)")
     if kind == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == NAME_PATTERN:
+        hint = ""
+        if isinstance(value, str) and not value.isascii():  # 'café' is letters, but not ASCII ones
+            folded = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode()
+            folded = re.sub(r"[^A-Za-z0-9_.\-]", "_", folded).lstrip("_.-")[:64]
+            hint = "; the letters must be ASCII: no accents, other scripts or emoji" + (
+                f" (e.g. {folded!r})" if re.fullmatch(NAME_PATTERN, folded) else "")
         return (f"{value!r} is not a valid name: use letters, digits, '_', '.' and '-' (no spaces or '/'), "
-                "starting with a letter or digit, at most 64 characters")
+                f"starting with a letter or digit, at most 64 characters{hint}")
     return message.removeprefix("Value error, ")
 
 

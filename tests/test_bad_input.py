@@ -727,6 +727,16 @@ def test_a_utf16_spec_without_a_byte_order_mark_is_named_as_such(tmp_path: Path)
     assert "Save it as UTF-8" in issue and "#x0000" not in issue
 
 
+def test_a_name_with_letters_outside_ascii_says_they_must_be_ascii(tmp_path: Path) -> None:
+    """`name: café` was refused with "use letters, digits, ...": é is a letter, so the advice
+    read as if the name were fine; it now says the letters must be ASCII, with a name that is."""
+    sources = [{"name": name, "loader": {"type": "jsonl", "path": "t.jsonl"}} for name in ("caf\u00e9", "\u4e2d\u6587")]
+    first, second = _issues(_spec_file(tmp_path, {**BASE, "sources": sources}))
+    assert "'caf\u00e9' is not a valid name" in first and "the letters must be ASCII" in first, first
+    assert first.endswith("(e.g. 'cafe')")
+    assert "the letters must be ASCII: no accents, other scripts or emoji" in second and "e.g." not in second
+
+
 @pytest.mark.parametrize("raised", [
     RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you "
                  "tried to allocate 230400000 bytes. Error code 12 (Cannot allocate memory)"),
