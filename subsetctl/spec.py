@@ -1431,7 +1431,7 @@ def _yaml_drops_a_comment(text: str) -> bool:
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``key=value`` overrides (values parsed as YAML) to a copy of ``data``."""
     out = copy.deepcopy(data)
-    for item in overrides:
+    for item in map(_typed_text, overrides):
         if "=" not in item:
             raise SpecError(f"Override {item!r} must look like key=value (e.g. gradients.d=256).")
         key, raw_value = item.split("=", 1)
@@ -1466,6 +1466,26 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
                 raise SpecError(_not_a_mapping(item, parts[:-1], node, last))
             node[last] = value
     return out
+
+
+def _typed_text(item: str) -> str:
+    """A command-line override as the text typed. Python decodes arguments with the file
+    system encoding, so under LC_ALL=C (UTF-8 mode off) `project.name=café` arrives as escaped
+    bytes (surrogates), which pydantic refused as "unable to parse raw data as a unicode
+    string" and writing the spec's files refused (UnicodeEncodeError): they are read as UTF-8.
+    Bytes that are not UTF-8 at all are refused here."""
+    try:
+        item.encode("utf-8")
+        return item
+    except UnicodeEncodeError:
+        pass
+    try:
+        return os.fsencode(item).decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        shown = item.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        raise SpecError(f"Override {shown!r} is not valid UTF-8 text (the terminal sent other bytes, "
+                        "shown as \ufffd). Type it again under a UTF-8 locale, or write the value into "
+                        "the spec file.") from None
 
 
 def _not_a_mapping(item: str, path: list[str | int], node: Any, part: str | int) -> str:

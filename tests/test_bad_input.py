@@ -737,6 +737,27 @@ def test_a_name_with_letters_outside_ascii_says_they_must_be_ascii(tmp_path: Pat
     assert "the letters must be ASCII: no accents, other scripts or emoji" in second and "e.g." not in second
 
 
+def test_an_override_typed_under_a_c_locale_is_read_as_utf8_and_bytes_not_utf8_are_refused(tmp_path: Path) -> None:
+    """Under LC_ALL=C (UTF-8 mode off) `project.name=café` arrived as escaped bytes: the spec
+    refused it ("unable to parse raw data as a unicode string") or, where any text goes, the
+    run stopped at the fine-tune with an internal error (UnicodeEncodeError). Bytes that are not
+    UTF-8 at all (a Latin-1 terminal) passed validate and failed so too."""
+    import subprocess
+    import sys
+
+    import subsetctl
+
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0",
+           "PYTHONPATH": str(Path(subsetctl.__file__).parent.parent)}
+    env.pop("PYTHONIOENCODING", None)
+    command = "import sys; from subsetctl.spec import apply_overrides; print(ascii(apply_overrides({}, sys.argv[1:])))"
+    done = subprocess.run([sys.executable, "-c", command, "project.name=caf\u00e9"], env=env, check=False,
+                          capture_output=True, text=True, timeout=300)
+    assert done.stdout.strip() == ascii({"project": {"name": "caf\u00e9"}}), done.stderr
+    (issue,) = validate_spec_file(_spec_file(tmp_path, BASE), [os.fsdecode(b"project.name=caf\xe9")]).issues
+    assert "is not valid UTF-8 text" in issue.render(), issue.render()
+
+
 @pytest.mark.parametrize("raised", [
     RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you "
                  "tried to allocate 230400000 bytes. Error code 12 (Cannot allocate memory)"),
