@@ -249,6 +249,8 @@ def _file_head(loader: LoaderBase, path: Path) -> tuple[list[str] | None, str | 
                 for number, line in enumerate(handle, start=1):
                     if not line.strip():
                         continue
+                    if "\x00" in line:
+                        return None, _nul_problem(number), False
                     try:
                         first = json.loads(line)
                     except ValueError as exc:
@@ -263,6 +265,8 @@ def _file_head(loader: LoaderBase, path: Path) -> tuple[list[str] | None, str | 
             with _open_text(path) as handle:
                 rows = (row for row in csv.reader(handle, delimiter=loader.delimiter) if row)  # pandas skips
                 header = next(rows, None)  # blank lines before the header too
+                if header and any("\x00" in cell for cell in header):
+                    return None, _nul_problem(None), False
                 rowless = header is not None and _no_row_follows(rows)
             return (header, None, rowless) if header else (None, "the file is empty", False)
         if loader.type == "parquet":
@@ -287,6 +291,15 @@ def _file_head(loader: LoaderBase, path: Path) -> tuple[list[str] | None, str | 
     except (OSError, EOFError, csv.Error, ImportError, RecursionError):
         return None, None, False
     return None, None, False
+
+
+def _nul_problem(line: int | None) -> str:
+    """A file whose head has NUL bytes: UTF-16 without a byte-order mark reads as UTF-8
+    with a NUL after each ASCII character, which was "line 1 is not JSON" or a CSV "column"
+    'p\\x00r\\x00o\\x00...', not what the file is."""
+    where = f"line {line} has" if line else "its header has"
+    return (f"{where} NUL bytes, as UTF-16 text without a byte-order mark has (or a file that is not text): "
+            "re-save it as UTF-8")
 
 
 def _no_row_follows(rows: Iterator[list[str]]) -> bool:

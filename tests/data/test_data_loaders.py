@@ -953,6 +953,21 @@ def test_a_utf16_file_is_named_so(tmp_path: Path, make_ctx) -> None:
         assert "; it starts with a UTF-16 byte-order mark, so it is UTF-16 text)" in problem
 
 
+def test_a_utf16_file_without_a_byte_order_mark_is_named_so_by_validate(tmp_path: Path) -> None:
+    """UTF-16 without a byte-order mark reads as UTF-8 with NULs: validate said "line 1 is not
+    JSON (Expecting property name ...)", or that a CSV had no column 'prompt' (its first row
+    has 'p\\x00r\\x00o\\x00m...')."""
+    from subsetctl.data.checks import _file_head
+
+    (tmp_path / "u.csv").write_bytes("prompt,response\nq,1\n".encode("utf-16-le"))
+    (tmp_path / "u.jsonl").write_bytes('{"prompt": "q", "response": "1"}\n'.encode("utf-16-be"))
+    for loader, where in ((CsvLoader(type="csv", path="u.csv"), "its header has"),
+                          (JsonlLoader(type="jsonl", path="u.jsonl"), "line 1 has")):
+        columns, problem, _ = _file_head(loader, tmp_path / loader.path)
+        assert columns is None and problem is not None, (columns, problem)
+        assert problem.startswith(f"{where} NUL bytes, as UTF-16 text without a byte-order mark has"), problem
+
+
 @pytest.mark.parametrize(("head", "name"), [(b"\x28\xb5\x2f\xfd\x00\x01", "zstd"),
                                           (__import__("bz2").compress(b'{"prompt": "a"}'), "bzip2"),
                                           (b"PK\x03\x04\x00\x01", "zip")])
