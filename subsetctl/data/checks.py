@@ -22,7 +22,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from subsetctl.data.loaders import UnsupportedCompression, open_decompressed, resolve_path, utf16_note
+from subsetctl.data.loaders import (
+    CR_ALONE,
+    UnsupportedCompression,
+    open_decompressed,
+    resolve_path,
+    utf16_note,
+)
 from subsetctl.errors import UserError, unexpanded_variable_note
 from subsetctl.hub import looks_local
 from subsetctl.spec import (
@@ -251,6 +257,8 @@ def _file_head(loader: LoaderBase, path: Path) -> tuple[list[str] | None, str | 
                         continue
                     if "\x00" in line:
                         return None, _nul_problem(number), False
+                    if line.endswith("\r"):  # (newline="" keeps line endings: CRLF is "\r\n")
+                        return None, f"its {CR_ALONE}", False
                     try:
                         first = json.loads(line)
                     except ValueError as exc:

@@ -925,6 +925,12 @@ def _utf8_problem(path: Path, source: str) -> UserError | None:
     return None
 
 
+#: A JSON Lines file whose lines end with a carriage return alone (classic Mac OS) is one long
+#: line to a reader splitting on newlines: said where its "invalid JSON" is.
+CR_ALONE = ("lines end with a carriage return alone (CR, classic Mac OS line endings), which JSON Lines "
+            "does not take: re-save it with LF (or CRLF) line endings")
+
+
 def jsonl_records(path: Path, source: str) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-blank line of a JSON Lines file, a line at a time."""
     for number, line in text_lines(path, source):
@@ -933,9 +939,11 @@ def jsonl_records(path: Path, source: str) -> Iterator[tuple[int, dict[str, Any]
         try:
             value = json.loads(line)
         except json.JSONDecodeError as exc:
+            cr_alone = "\r" in line.rstrip("\r")
             raise UserError(
                 f"Source {source!r}: file {path}, line {number}: invalid JSON ({exc.msg} at "
                 f"column {exc.colno}). Each line of a .jsonl file must be one JSON object."
+                f"{f' Its {CR_ALONE}.' if cr_alone else ''}"
             ) from None
         except (ValueError, RecursionError) as exc:
             raise UserError(

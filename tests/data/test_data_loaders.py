@@ -968,6 +968,23 @@ def test_a_utf16_file_without_a_byte_order_mark_is_named_so_by_validate(tmp_path
         assert problem.startswith(f"{where} NUL bytes, as UTF-16 text without a byte-order mark has"), problem
 
 
+def test_a_jsonl_file_with_carriage_returns_alone_is_named_so(tmp_path: Path, make_ctx) -> None:
+    """Lines ending in CR alone (classic Mac OS): validate, reading with universal newlines,
+    passed the file, and the data stage, splitting on LF, said "invalid JSON (Extra data at
+    column 34)" of line 1. CRLF still loads."""
+    from subsetctl.data.checks import _file_head
+
+    rows = '{"prompt": "q", "response": "1"}\r{"prompt": "r", "response": "2"}\r'
+    (tmp_path / "cr.jsonl").write_bytes(rows.encode())
+    (tmp_path / "crlf.jsonl").write_bytes(rows.replace("\r", "\r\n").encode())
+    _, problem, _ = _file_head(JsonlLoader(type="jsonl", path="cr.jsonl"), tmp_path / "cr.jsonl")
+    assert problem is not None and problem.startswith("its lines end with a carriage return alone"), problem
+    with pytest.raises(UserError, match=r"line 1: invalid JSON .* Its lines end with a carriage return alone"):
+        load_jsonl(JsonlLoader(type="jsonl", path="cr.jsonl"), make_ctx())
+    assert _file_head(JsonlLoader(type="jsonl", path="crlf.jsonl"), tmp_path / "crlf.jsonl")[1] is None
+    assert len(load_jsonl(JsonlLoader(type="jsonl", path="crlf.jsonl"), make_ctx())) == 2
+
+
 @pytest.mark.parametrize(("head", "name"), [(b"\x28\xb5\x2f\xfd\x00\x01", "zstd"),
                                           (__import__("bz2").compress(b'{"prompt": "a"}'), "bzip2"),
                                           (b"PK\x03\x04\x00\x01", "zip")])
