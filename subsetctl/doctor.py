@@ -128,6 +128,8 @@ def check_disk(folder: Path) -> Check:
 def check_writable(folder: Path) -> Check:
     """The project folder and its state folder accept new files: every stage writes there
     (a read-only copy plans and reports, but `run` stops at its first write)."""
+    from subsetctl.data.stage import check_arrow_can_open
+    from subsetctl.errors import UserError
     from subsetctl.project import STATE_DIRNAME
 
     blocked = [p for p in (folder, folder / STATE_DIRNAME) if p.exists() and not os.access(p, os.W_OK | os.X_OK)]
@@ -135,6 +137,10 @@ def check_writable(folder: Path) -> Check:
         return Check("writable", False, f"{blocked[0]} is not writable",
                      "Fix its permissions, or copy the project somewhere writable: `plan` and `report` work "
                      "read-only, `run` does not.")
+    try:
+        check_arrow_can_open(folder)  # `run` refuses such a folder before its first stage
+    except UserError as exc:
+        return Check("writable", False, f"{folder}: pyarrow cannot open the stages' files under its path", str(exc))
     return Check("writable", True, f"{folder} accepts the stages' files")
 
 

@@ -132,6 +132,19 @@ def test_doctor_checks_the_project_is_writable_and_takes_the_spec_file(tmp_path:
     assert not check.ok and f"{tmp_path} is not writable" in check.detail and "`run` does not" in check.advice
 
 
+def test_doctor_says_when_pyarrow_cannot_open_the_project_folder(tmp_path: Path) -> None:
+    """A folder whose path pyarrow cannot open (bytes that are not UTF-8; a non-ASCII path
+    under LC_ALL=C) passed every check, then `run` refused it."""
+    import os
+
+    folder = tmp_path / os.fsdecode(b"pr\xf6j")
+    folder.mkdir()
+    check = doctor.check_writable(folder)
+    assert not check.ok and "pyarrow cannot open" in check.detail, check
+    assert "has bytes that are not UTF-8" in check.advice and "Rename the folders" in check.advice
+    assert doctor.check_writable(tmp_path).ok
+
+
 def test_doctor_without_a_folder_checks_the_current_project(healthy: None, tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """`subsetctl doctor` in a project folder checks that project, as `doctor .` does (it
