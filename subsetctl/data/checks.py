@@ -18,6 +18,7 @@ import dataclasses
 import difflib
 import io
 import json
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -230,7 +231,7 @@ def _utf8_error_where(path: Path, head: int = 1 << 20) -> str:
     except UnicodeDecodeError as exc:
         line = exc.object[: exc.start].count(b"\n") + 1
         return f", byte {exc.start}, line {line}{utf16_note(data)}"
-    except (OSError, EOFError):
+    except (OSError, EOFError, zlib.error):  # a gzip file cut short or corrupt further on
         pass
     return ""
 
@@ -296,7 +297,7 @@ def _file_head(loader: LoaderBase, path: Path) -> tuple[list[str] | None, str | 
     except PermissionError:
         return None, ("subsetctl may not read it (permission denied): make it readable "
                       "(chmod a+r), or copy the data somewhere you can read it"), False
-    except (OSError, EOFError, csv.Error, ImportError, RecursionError):
+    except (OSError, EOFError, zlib.error, csv.Error, ImportError, RecursionError):  # zlib: a corrupt gzip file
         return None, None, False
     return None, None, False
 

@@ -133,6 +133,32 @@ def test_compressed_files_are_checked_and_non_utf8_is_found_by_validate(tmp_path
     assert "not valid UTF-8" in issues["sources[2].loader.path"].message
 
 
+def test_a_corrupt_gzip_file_is_left_to_the_data_stage_not_an_internal_error(tmp_path: Path) -> None:
+    """A gzip file whose deflate data is corrupt (zlib.error, not an OSError) made validate
+    fail with an internal error: at its first line, and after a non-UTF-8 first line when
+    the file was read again to say where the bad byte is."""
+    import zlib
+
+    def corrupt_gzip(text: bytes) -> bytes:  # the text, then a deflate block of the reserved type
+        packer = zlib.compressobj(wbits=-15)
+        body = packer.compress(text) + packer.flush(zlib.Z_FULL_FLUSH)
+        return b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff" + body + b"\x07"
+
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    (tmp_path / "data" / "c.jsonl.gz").write_bytes(corrupt_gzip(b""))
+    (tmp_path / "data" / "l.jsonl.gz").write_bytes(corrupt_gzip(b'{"prompt": "caf\xe9", "response": "x"}\n' * 5000))
+    text = GOOD + """\
+  - name: c
+    loader: {type: jsonl, path: data/c.jsonl.gz}
+  - name: l
+    loader: {type: jsonl, path: data/l.jsonl.gz}
+"""
+    issues = _check(tmp_path, text)
+    assert set(issues) == {"sources[2].loader.path"}
+    assert "not valid UTF-8" in issues["sources[2].loader.path"].message
+
+
 def test_evals_checks_the_default_files_first_sample_for_ideal(tmp_path: Path) -> None:
     if evals_data_dir() is None:
         pytest.skip("needs the evals package (pip install --no-deps evals==3.0.1.post1)")
