@@ -523,7 +523,7 @@ class Pipeline:
                 continue
             manifest = self.project.read_manifest(stage.name)
             fp, inputs = self._current(stage, digests)
-            reasons: list[str] = []
+            reasons = []
             missing: list[str] = []
             conditional_aside = False
             kept = self._kept_matching(stage, fp, inputs) if stage.name not in force else None

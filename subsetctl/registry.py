@@ -134,7 +134,7 @@ class Registry(Generic[T]):
                 if value is None:
                     table.pop(name, None)
                 else:
-                    table[name] = value  # type: ignore[index]
+                    table[name] = value  # type: ignore[assignment]
 
         return restore
 

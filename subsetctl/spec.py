@@ -1310,11 +1310,11 @@ def expand_source_files(
         return None, issues
     data = spec.model_dump(mode="json", exclude={"source_files"})
     try:
-        expanded = Spec.model_validate({**data, "sources": entries})
+        full = Spec.model_validate({**data, "sources": entries})
     except ValidationError as exc:
         return None, blame_source_files(issues_from_validation(exc, file, lines), origin, lines)
-    expanded._source_origins = origin
-    return expanded, []
+    full._source_origins = origin
+    return full, []
 
 
 def _line_of(group: tuple[Any, ...], suffix: str, lines: dict[tuple[Any, ...], int]) -> int | None:

@@ -130,14 +130,14 @@ def _check_split(
     known = _known_size(source, base_dir)
     if known is None:
         return
-    n, why = known
+    n, counted = known
     counts = split_counts(split, n)
     if sum(counts.values()) > n:
         issues.add(
             loc + ("split",),
             f"asks for {sum(counts.values())} examples (train={counts['train']}, validation="
             f"{counts['validation']}, test={counts['test']}) but the {'target' if is_target else 'source'} has at "
-            f"most {n} ({why})",
+            f"most {n} ({counted})",
         )
     # a fraction that rounds to no rows, only where the size is exact: a reasoning-gym task
     # makes exactly `size` rows, while a file's count or max_examples is an upper bound, and

@@ -154,7 +154,7 @@ def _clean_leftovers(out_dir: Path, names: set[str]) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _put_in_place(out_dir: Path, name: str, fill: Callable[[Path], None]) -> None:
+def _put_in_place(out_dir: Path, name: str, fill: Callable[[Path], object]) -> None:
     """Write one source's folder ``out_dir/name``: ``fill`` writes it as a hidden
     temporary folder (which it must create), renamed into place only when complete."""
     tag = uuid.uuid4().hex[:8]

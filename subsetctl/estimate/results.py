@@ -327,8 +327,8 @@ class CachedEstimator(SubsetEstimator):
     def sources(self) -> list[str]:
         return self.estimator.sources
 
-    @property  # type: ignore[override]
-    def not_converged_advice(self) -> str:  # the wrapped estimator's (the search's notice ends with it)
+    @property
+    def not_converged_advice(self) -> str:  # type: ignore[override]  # the wrapped estimator's (the search's notice ends with it)
         return str(getattr(self.estimator, "not_converged_advice", SubsetEstimator.not_converged_advice))
 
     def estimate(self, masks: np.ndarray) -> EstimateBatch:

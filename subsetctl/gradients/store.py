@@ -25,7 +25,7 @@ import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -52,7 +52,7 @@ def _numpy(a: Any) -> np.ndarray:
 class GradientStore:
     """A directory of per-row gradient features; open with :meth:`create` or :meth:`open`."""
 
-    def __init__(self, path: Path, info: dict[str, Any], rows: list[dict[str, Any]], mode: str) -> None:
+    def __init__(self, path: Path, info: dict[str, Any], rows: list[dict[str, Any]], mode: Literal["r", "r+"]) -> None:
         self.path = Path(path)
         self.info = info
         self.rows = rows

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ SOURCE_COLUMN_KEPT = 16
 strategies to a second table (longer names fold)."""
 
 
-def score_column_groups(strategies: int, score_width: int, rows: list[str | None], width: int) -> list[list[int]]:
+def score_column_groups(strategies: int, score_width: int, rows: Sequence[str | None], width: int) -> list[list[int]]:
     """The strategy columns of the per-source score table, split into consecutive groups
     that each fit ``width`` terminal columns with their scores on one line. rich folds a
     column that does not fit, and a score folded across two lines ("-0.88" over "4")

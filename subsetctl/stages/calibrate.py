@@ -160,11 +160,11 @@ class CalibrateStage(Stage):
         nested = selection_loo_rel_errors(y, ordered) if calibrated else np.array([])
         nested = nested[np.isfinite(nested)]
         if calibrated and not len(nested):  # the table shows "–": say why
-            usable = int(chosen.per_lambda[chosen.lam]["n"])
+            n_usable = int(chosen.per_lambda[chosen.lam]["n"])
             chosen.notes.append(
                 f"The error with the choice held out too needs at least {MIN_K + 1} usable fine-tuned subsets "
                 f"(each held out in turn, the choice made and the map fitted on {MIN_K} others); there are "
-                f"{usable}, so only the leave-one-out error of the chosen lambda is given.")
+                f"{n_usable}, so only the leave-one-out error of the chosen lambda is given.")
         raw = np.asarray(raws[chosen.estimator][chosen.lam])
         kind = rows[0]["kind"]
         if not chosen.enabled:

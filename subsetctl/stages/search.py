@@ -136,7 +136,7 @@ def _store_dir(ctx: StageContext, estimator: str, key: str, sources: list[str]) 
     from subsetctl.registry import ESTIMATORS
 
     origin = ESTIMATORS.origin(estimator)
-    where = {"key": key, "sources": sources, "version": __version__, "origin": origin,
+    where: dict[str, Any] = {"key": key, "sources": sources, "version": __version__, "origin": origin,
              "plugins": [] if origin == "built-in" else list(ctx.spec.plugins)}
     code = ESTIMATORS.code_fingerprint(estimator, ctx.project.root)
     if code is not None:  # an edited plugin estimator must not reuse its old estimates
