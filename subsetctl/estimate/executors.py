@@ -77,9 +77,30 @@ def _run_from_file(path: str, masks: np.ndarray) -> EstimateBatch:
         import joblib
 
         _WORKER_CACHE.clear()  # keep only the current call's estimator
-        est = joblib.load(path, mmap_mode="r")
+        with _registrations_taken_back():
+            est = joblib.load(path, mmap_mode="r")
         _WORKER_CACHE[path] = est
     return est.estimate(masks)
+
+
+def _registrations_taken_back() -> contextlib.AbstractContextManager[None]:
+    """Worker side: what a plugin module registers as unpickling the estimator imports it is
+    taken back afterwards, as the calling process does after each call. A worker outlives
+    the call (loky reuses its workers; a Dask cluster at an ``address`` serves many runs), so
+    another project's plugin registering the same name (its own estimator ``my_estimator``)
+    failed there with "Two plugins register the estimator"; the worker needs the class,
+    not the registry."""
+    from subsetctl.registry import plugin_scope
+
+    return plugin_scope()
+
+
+def _load_code(code: bytes) -> None:
+    """Worker side of :func:`_check_workers_load`: import the estimator's code."""
+    import pickle
+
+    with _registrations_taken_back():
+        pickle.loads(code)
 
 
 #: the workers of the loky backend exit after this long without work (loky's default is
@@ -583,13 +604,11 @@ def _check_workers_load(client: Any, estimator: SubsetEstimator, address: str | 
     """A UserError naming the workers that cannot import the estimator's code (subsetctl, a
     plugin). Checked before scattering it: a cluster where only some workers lack a module
     hung the search, their tasks asking the others for an estimator none could give them."""
-    import pickle
-
     code = _code_of(estimator)
     if code is None:
         return
     try:
-        answers = client.run(pickle.loads, code, on_error="return")
+        answers = client.run(_load_code, code, on_error="return")
     except Exception:  # noqa: BLE001 - the cluster's own trouble: the estimate says it
         return
     # an OSError (CommClosedError, a timeout) is the scheduler not reaching that worker (it
@@ -687,8 +706,8 @@ def _dask_results(
         _require_workers(client, address, connect_timeout)
     from dask.distributed import as_completed
 
+    _check_workers_code(client, address)  # first: an older subsetctl there has no _load_code
     _check_workers_load(client, estimator, address)
-    _check_workers_code(client, address)
     futures: list[Any] = []
     try:
         shipped = _scatter(client, estimator)

@@ -695,3 +695,30 @@ def test_overlapping_silencing_of_distributed_logs_puts_the_levels_back() -> Non
         assert logger.level == logging.INFO
     finally:
         logger.setLevel(before)  # distributed's own level, for later tests
+
+
+def test_loky_workers_take_one_projects_plugin_estimator_after_anothers_of_the_same_name(
+        small_features: FeatureSet, tmp_path: Path, monkeypatch) -> None:
+    """Two projects run one after the other in a notebook, each with its own plugin
+    estimator registered as 'same_est': the calling process takes the first one's
+    registration back after its call, but loky's workers (reused across calls) kept it,
+    and unpickling the second one's estimator there failed with "Two plugins register the
+    estimator 'same_est'"."""
+    from joblib.externals.loky import get_reusable_executor
+
+    from subsetctl.registry import ESTIMATORS, plugin_scope
+
+    get_reusable_executor().shutdown(wait=True)  # workers that see this test's sys.path
+    monkeypatch.syspath_prepend(str(tmp_path))
+    masks = random_masks(6, len(small_features.sources), seed=3)
+    expected = estimate_parallel(FastEstimator(small_features, lam=0.1), masks, backend="sequential", batch_size=3)
+    for letter in "aba":
+        module = f"same_est_{letter}"
+        (tmp_path / f"{module}.py").write_text(
+            "from subsetctl.estimate.solvers import FastEstimator\nfrom subsetctl.registry import ESTIMATORS\n"
+            "@ESTIMATORS.register('same_est')\nclass Est(FastEstimator):\n    pass\n")
+        with plugin_scope():  # as a run imports its spec's plugins: taken back when it returns
+            estimator = importlib.import_module(module).Est(small_features, lam=0.1)
+            result = estimate_parallel(estimator, masks, backend="loky", n_jobs=2, batch_size=3)
+        _assert_same(result, expected)
+    assert "same_est" not in ESTIMATORS.names()
