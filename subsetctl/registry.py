@@ -334,11 +334,40 @@ def _remember(registry: Registry[Any], entry: Entry[Any]) -> None:
 
 def _register_again(module_name: str) -> None:
     """Register once more what ``module_name`` registered when it was imported (by this or
-    an earlier spec: Python imports a module once, so its decorators do not run again)."""
-    current = sys.modules.get(module_name)
-    for module, registry, entry in list(_REGISTERED_BY.get(module_name, {}).values()):
-        if module is current:
-            registry._store(entry)
+    an earlier spec: Python imports a module once, so its decorators do not run again), and
+    what the plugin modules that importing it imports registered: its parent packages, and
+    those it refers to (``import helpers``, ``from helpers import Base``). Another spec may
+    have imported those first, so ``module_name``'s own import registered nothing of theirs,
+    where a fresh process would have. A package's submodules are left out (a package has
+    each one it ever imported as an attribute, whoever imported it)."""
+    parts = module_name.split(".")
+    todo = [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        current = sys.modules.get(name)
+        for module, registry, entry in list(_REGISTERED_BY.get(name, {}).values()):
+            if module is current:
+                registry._store(entry)
+        todo += [used for used in _modules_used_by(current) if used in _REGISTERED_BY and used not in seen]
+
+
+def _modules_used_by(module: Any) -> set[str]:
+    """The names of the modules ``module``'s globals are or come from (a module it
+    imported, a class or function it imported from one), less its own submodules."""
+    import types
+
+    own = f"{getattr(module, '__name__', '')}."
+    used: set[str] = set()
+    for value in list(vars(module).values()) if module is not None else []:
+        if isinstance(value, types.ModuleType):
+            used.add(value.__name__)
+        elif isinstance(value, (type, types.FunctionType)) and isinstance(value.__module__, str):
+            used.add(value.__module__)
+    return {name for name in used if not name.startswith(own)}
 
 
 @contextlib.contextmanager

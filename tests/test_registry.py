@@ -763,3 +763,31 @@ def test_an_installed_plugin_also_named_under_plugins_stays_after_the_scoped_cal
         registry.register("thing")(Thing)  # the spec's plugins: imports the module first
         assert registry.get("thing") is Thing
     assert registry.get("thing") is Thing and registry.origin("thing") == f"entry point {Thing.__module__}:Thing"
+
+
+def test_a_plugin_module_importing_one_another_spec_imported_first_has_its_registrations(tmp_path, monkeypatch) -> None:
+    """A spec's plugin module that imports another plugin module (a shared helpers module,
+    its package's __init__) gets what that one registers, as in a fresh process, also when
+    an earlier spec imported it first: Python did not import it again, so nothing of it was
+    registered, and the second spec's run said "unknown strategy 'shared_pick'"."""
+    from subsetctl.registry import STRATEGIES, load_plugin_string, plugin_scope
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    strategy = ("from subsetctl.search.baselines import AllSources\nfrom subsetctl.registry import STRATEGIES\n"
+                "@STRATEGIES.register({name!r})\nclass {cls}(AllSources):\n    pass\n")
+    (tmp_path / "shared_strats.py").write_text(strategy.format(name="shared_pick", cls="SharedPick"))
+    (tmp_path / "uses_shared.py").write_text("import shared_strats  # noqa\n"
+                                             + strategy.format(name="own_pick", cls="OwnPick"))
+    (tmp_path / "kit").mkdir()
+    (tmp_path / "kit" / "__init__.py").write_text(strategy.format(name="kit_pick", cls="KitPick"))
+    (tmp_path / "kit" / "first.py").write_text(strategy.format(name="first_pick", cls="FirstPick"))
+    (tmp_path / "kit" / "second.py").write_text(strategy.format(name="second_pick", cls="SecondPick"))
+    with plugin_scope():
+        load_plugin_string("shared_strats:SharedPick")
+        load_plugin_string("kit.first:FirstPick")
+    with plugin_scope():
+        load_plugin_string("uses_shared:OwnPick")
+        load_plugin_string("kit.second:SecondPick")
+        assert {"shared_pick", "own_pick", "kit_pick", "second_pick"} <= set(STRATEGIES.names())
+        assert "first_pick" not in STRATEGIES.names()  # kit's other module: not imported by this spec's
+    assert not {"shared_pick", "own_pick", "kit_pick", "first_pick", "second_pick"} & set(STRATEGIES.names())
