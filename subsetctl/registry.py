@@ -91,7 +91,7 @@ class Registry(Generic[T]):
         self._store(Entry(name=name, obj=obj, description=description, origin=origin))
         _label_class(obj, name, description)
 
-    def _store(self, entry: Entry[T]) -> None:
+    def _store(self, entry: Entry[T], again: bool = False) -> None:
         """Register ``entry``. A plugin registered under a built-in's name replaces the
         built-in whatever the import order (the built-ins are loaded first; it is recorded,
         :meth:`replaced`); two plugins from different places under one name are an error
@@ -100,6 +100,9 @@ class Registry(Generic[T]):
         module that registered it (:func:`load_plugin_string` registers it again)."""
         if entry.origin != "built-in":
             self._load_builtins()  # not the entry points: one may be the very module being imported
+        if not again and _is_plugin(entry) and _SCOPE_UNDO.get() is None and _imported_in_a_scope(entry):
+            _remember(self, entry)  # importlib.reload of a spec's plugin module, between two runs:
+            return  # the next call naming it (``again``) registers this version
         old = self._entries.get(entry.name)
         replaces = old is not None and old.obj is not entry.obj and old.origin != entry.origin
         if replaces and old is not None:
@@ -115,6 +118,10 @@ class Registry(Generic[T]):
             undo = _SCOPE_UNDO.get()
             if undo is not None:
                 undo.append(self._restorer(entry))
+                defining = getattr(entry.obj, "__module__", None)
+                module = sys.modules.get(defining) if isinstance(defining, str) else None
+                if getattr(getattr(module, "__spec__", None), "_initializing", False):  # imported in this scope
+                    _IMPORTED_IN_A_SCOPE[str(defining)] = module
         if replaces:
             self._replaced[entry.name] = entry.origin
         self._entries[entry.name] = entry
@@ -318,6 +325,22 @@ _IMPORTING: ContextVar[tuple[str, ...]] = ContextVar("subsetctl_importing_plugin
 _REGISTERED_BY: dict[str, dict[tuple[str, str], tuple[Any, Registry[Any], Entry[Any]]]] = {}
 
 
+#: module name -> that module's object, for the modules whose registrations were made in a
+#: :func:`plugin_scope` (a spec's ``plugins:`` and what they import): what one registers
+#: when it runs again outside a scope (``importlib.reload``) is kept for the next call naming it
+_IMPORTED_IN_A_SCOPE: dict[str, Any] = {}
+
+
+def _imported_in_a_scope(entry: Entry[Any]) -> bool:
+    """Whether ``entry``'s module is one whose registrations are made in a scope only: its
+    first import was in one, and it is still that module (not imported afresh since, after
+    being dropped from ``sys.modules``, say by a notebook's own ``import`` of it)."""
+    defining = getattr(entry.obj, "__module__", None)
+    if not isinstance(defining, str) or defining not in _IMPORTED_IN_A_SCOPE:
+        return False
+    return _IMPORTED_IN_A_SCOPE[defining] is sys.modules.get(defining) is not None
+
+
 def _is_plugin(entry: Entry[Any]) -> bool:
     """Whether ``entry`` comes from a module (a spec's ``plugins:``, a notebook's cell), not
     from subsetctl itself or an installed package's entry point, which every project sees."""
@@ -351,7 +374,7 @@ def _register_again(module_name: str) -> None:
         current = sys.modules.get(name)
         for module, registry, entry in list(_REGISTERED_BY.get(name, {}).values()):
             if module is current:
-                registry._store(entry)
+                registry._store(entry, again=True)
         todo += [used for used in _modules_used_by(current) if used in _REGISTERED_BY and used not in seen]
 
 
@@ -541,7 +564,9 @@ def _register_named_class(obj: Any, spec: str) -> None:
                 f"`@{registry.variable}.register(\"my_{registry.kind}\")` (from subsetctl.registry import "
                 f"{registry.variable}) or give it a class attribute `name = \"my_{registry.kind}\"`."
             )
-        registry.add(name, obj, getattr(obj, "description", "") or doc_summary(obj), origin=f"plugins: {spec}")
+        text = getattr(obj, "description", "") or doc_summary(obj)
+        registry._store(Entry(name=name, obj=obj, description=text, origin=f"plugins: {spec}"), again=True)
+        _label_class(obj, name, text)
         return
 
 

@@ -791,3 +791,43 @@ def test_a_plugin_module_importing_one_another_spec_imported_first_has_its_regis
         assert {"shared_pick", "own_pick", "kit_pick", "second_pick"} <= set(STRATEGIES.names())
         assert "first_pick" not in STRATEGIES.names()  # kit's other module: not imported by this spec's
     assert not {"shared_pick", "own_pick", "kit_pick", "first_pick", "second_pick"} & set(STRATEGIES.names())
+
+
+def test_a_plugin_module_reloaded_between_two_runs_stays_that_projects_own(tmp_path, monkeypatch) -> None:
+    """A notebook edits project a's plugin and importlib.reloads it (as the warning about an
+    edited plugin says to) between runs: what the reload registered, outside any run, stayed
+    registered for every project, so project b, whose plugin registers the same name, was
+    refused with "Two plugins register the strategy 'pick'". It is a's again, edited, for
+    the next call that names a's module only."""
+    import importlib
+
+    from subsetctl.registry import STRATEGIES, load_plugin_string, plugin_scope
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for letter in "ab":
+        (tmp_path / f"reloaded_pick_{letter}.py").write_text(
+            "from subsetctl.search.baselines import AllSources\nfrom subsetctl.registry import STRATEGIES\n"
+            "@STRATEGIES.register('pick')\nclass Pick(AllSources):\n    pass\n")
+    with plugin_scope():
+        before = load_plugin_string("reloaded_pick_a:Pick")
+    edited = importlib.reload(importlib.import_module("reloaded_pick_a")).Pick
+    assert edited is not before and "pick" not in STRATEGIES.names()
+    with plugin_scope():
+        assert load_plugin_string("reloaded_pick_b:Pick") is STRATEGIES.get("pick")
+    with plugin_scope():
+        load_plugin_string("reloaded_pick_a:Pick")
+        assert STRATEGIES.get("pick") is edited
+    assert "pick" not in STRATEGIES.names()
+    # a notebook's own registration outside any call stays, also of a functools.partial, a
+    # kind of object (of the module functools) a spec's plugin registered too
+    import functools
+
+    from subsetctl.registry import LOADERS
+
+    (tmp_path / "partial_loader.py").write_text(
+        "import functools\nfrom subsetctl.registry import LOADERS\ndef read(options, ctx, k=1):\n    pass\n"
+        "LOADERS.register('partial_one')(functools.partial(read, k=2))\nclass X:\n    pass\n")
+    with plugin_scope():
+        load_plugin_string("partial_loader:X")
+    LOADERS.register("notebook_partial")(functools.partial(lambda options, ctx, k: None, k=3))
+    assert "notebook_partial" in LOADERS.names() and "partial_one" not in LOADERS.names()
