@@ -71,6 +71,8 @@ class Registry(Generic[T]):
     _entries: dict[str, Entry[T]] = field(default_factory=dict)
     _broken: dict[str, str] = field(default_factory=dict)  # entry-point name -> why it failed to import
     _replaced: dict[str, str] = field(default_factory=dict)  # built-in name -> the plugin that replaced it
+    #: entry points whose name a spec's plugin held when they were read: theirs after the call
+    _installed: dict[str, Entry[T]] = field(default_factory=dict)
     _loaded: bool = False
     _builtins_loaded: bool = False
 
@@ -105,7 +107,9 @@ class Registry(Generic[T]):
             return  # the next call naming it (``again``) registers this version
         old = self._entries.get(entry.name)
         replaces = old is not None and old.obj is not entry.obj and old.origin != entry.origin
-        if replaces and old is not None:
+        shadows = (replaces and old is not None and old.origin.startswith("entry point") and _is_plugin(entry)
+                   and _SCOPE_UNDO.get() is not None)  # for this call, as when the plugin came first
+        if replaces and old is not None and not shadows:
             if old.origin != "built-in" and entry.origin != "built-in":
                 raise UserError(
                     f"Two plugins register the {self.kind} {entry.name!r}: {old.origin} and {entry.origin}. "
@@ -122,7 +126,7 @@ class Registry(Generic[T]):
                 module = sys.modules.get(defining) if isinstance(defining, str) else None
                 if getattr(getattr(module, "__spec__", None), "_initializing", False):  # imported in this scope
                     _IMPORTED_IN_A_SCOPE[str(defining)] = module
-        if replaces:
+        if replaces and not shadows:
             self._replaced[entry.name] = entry.origin
         self._entries[entry.name] = entry
 
@@ -137,7 +141,8 @@ class Registry(Generic[T]):
         def restore() -> None:
             if self._entries.get(name) is not coming:
                 return
-            for table, value in ((self._entries, entry), (self._replaced, replaced)):
+            below = entry if entry is not None else self._installed.get(name)  # an entry point read meanwhile
+            for table, value in ((self._entries, below), (self._replaced, replaced)):
                 if value is None:
                     table.pop(name, None)
                 else:
@@ -184,7 +189,9 @@ class Registry(Generic[T]):
                     f"{', '.join(repr(v) for v in sorted(set(found)))} in group {self.group!r}). Uninstall one of them."
                 )
         for ep in entry_points(group=self.group):
-            if ep.name in self._broken or (ep.name in self._entries and not self._plugin_of(ep.name, ep.value)):
+            taken = self._entries.get(ep.name)
+            beneath = taken is not None and _is_plugin(taken) and not self._plugin_of(ep.name, ep.value)
+            if ep.name in self._broken or (taken is not None and not beneath and not self._plugin_of(ep.name, ep.value)):
                 continue
             try:
                 with contextlib.redirect_stdout(sys.stderr):  # a print at import must not corrupt --format json
@@ -194,6 +201,10 @@ class Registry(Generic[T]):
                     f"The {self.kind} plugin {ep.name!r} (entry point {ep.value!r} in group {self.group!r}) "
                     f"failed to import: {type(exc).__name__}: {exc}. Fix or uninstall that package."
                 )
+                continue
+            if beneath:  # a spec's plugin of another module has the name for its call: the entry point's after it
+                self._installed[ep.name] = Entry(ep.name, obj, doc_summary(obj), f"entry point {ep.value}")
+                _label_class(obj, ep.name, doc_summary(obj))
                 continue
             self.add(ep.name, obj, doc_summary(obj), origin=f"entry point {ep.value}")
 

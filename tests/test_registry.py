@@ -831,3 +831,31 @@ def test_a_plugin_module_reloaded_between_two_runs_stays_that_projects_own(tmp_p
         load_plugin_string("partial_loader:X")
     LOADERS.register("notebook_partial")(functools.partial(lambda options, ctx, k: None, k=3))
     assert "notebook_partial" in LOADERS.names() and "partial_one" not in LOADERS.names()
+
+
+def test_an_installed_plugin_whose_name_a_specs_plugin_took_first_is_there_after_the_call(monkeypatch) -> None:
+    """A spec's plugin registering the name of an installed entry point of another package,
+    before the entry points were read (its import comes first): the entry point was skipped,
+    the name taken back after the call, and the installed plugin gone for every later
+    project of the process (unknown). That spec's plugin has the name during its calls, as
+    in a fresh process, also once the entry point is read; the installed one after them."""
+    import subsetctl.registry as registry_module
+    from subsetctl.registry import plugin_scope
+
+    registry: Registry[type] = Registry("thing", "subsetctl.test_things", ())
+
+    class Installed:
+        """An installed thing."""
+
+    class Local:
+        """A spec's thing."""
+
+    Installed.__module__, Local.__module__ = "installed_pkg", "spec_plugin"
+    monkeypatch.setattr(registry_module, "entry_points",
+                        lambda group: [_EntryPoint("thing", "installed_pkg:Installed", obj=Installed)])
+    for _ in range(2):  # the second time, the entry point is read before the plugin registers
+        with plugin_scope():
+            registry.register("thing")(Local)
+            assert registry.get("thing") is Local and registry.replaced() == {}
+        assert registry.get("thing") is Installed
+        assert registry.origin("thing") == "entry point installed_pkg:Installed"
