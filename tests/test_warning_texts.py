@@ -160,3 +160,16 @@ def test_stage_warnings_keep_what_the_report_needs_and_leave_out_repairs_of_this
         recorder.warn(message)
     assert recorder.warnings == ["kept"]
     assert inner.warnings == ["kept", "repaired", "in the results", "kept"]  # every one said while it ran
+
+
+def test_estimates_identical_for_every_subset_are_warned_about(tiny_project: Path) -> None:
+    """estimate.lam: 1e300 (valid: any lambda > 0) zeroes the fitted step, so every subset got
+    the target-only estimate and each strategy's pick was a tie broken by order, without a word."""
+    rep = SilentReporter()
+    run_project(tiny_project, ["estimate.lam=1e300", "search.strategies=[{name: exhaustive}]"],
+                until="search", reporter=rep)
+    said = [w for w in rep.warnings if "same estimated loss" in w]
+    assert len(said) == 1 and "lower estimate.lam" in said[0], rep.warnings
+    rep = SilentReporter()
+    run_project(tiny_project, ["search.strategies=[{name: exhaustive}]"], until="search", reporter=rep)
+    assert not [w for w in rep.warnings if "same estimated loss" in w], rep.warnings

@@ -192,6 +192,25 @@ def _no_finite_estimate(masks: Any, batch: Any, estimator_used: str, so_far: str
             f"any of the {len(masks)} subsets estimated{so_far} (every one is NaN or infinite)")
 
 
+def _all_estimates_alike(losses: Any, lam: float | None) -> str | None:
+    """What to say when two or more subsets were estimated and every finite estimate is the
+    same number (up to rounding): the search then ranks nothing, and each strategy's pick is
+    a tie broken by order, else None. A lambda so large that the fitted step is zero does it
+    (``estimate.lam: 1e300``)."""
+    finite = np.asarray(losses, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if len(finite) < 2 or float(np.ptp(finite)) > 1e-9 * max(1.0, float(np.max(np.abs(finite)))):
+        return None
+    cause = (f"lambda {lam:g} is likely so large that the fitted step is zero for every subset; lower "
+             "estimate.lam (or the values of calibrate.lambda_grid when calibration chooses it)"
+             if lam is not None and lam > 1 else
+             "check whether the sources only repeat the target's rows (the data stage's warnings), then the "
+             "gradients stage's output (gradients.d, the model's LoRA layers) and the estimator")
+    return (f"All {len(finite)} subsets estimated got the same estimated loss ({float(finite[0]):.6g}): the "
+            f"estimates cannot tell the subsets apart, so every strategy's pick is arbitrary. {cause[0].upper()}"
+            f"{cause[1:]}, then run again.")
+
+
 def _no_finite_estimate_for_strategy(masks: Any, batch: Any, estimator_used: str) -> str:
     """What to say when a strategy found no finite estimate among its own subsets while
     the store (``masks``, ``batch``: ``store.results()``) may hold finite ones from the
@@ -445,6 +464,9 @@ class SearchStage(Stage):
             else cal.to_dict(),
             "sources": features.sources,
         })
+        alike = _all_estimates_alike(batch.loss, None if in_process else cal.lam)
+        if alike:
+            ctx.reporter.warn(alike)
         not_converged = int(np.sum(~np.asarray(batch.converged, dtype=bool))) if len(masks) else 0
         told = any("did not converge" in n for r in results.values() for n in r.get("notices", []))
         if not_converged and not told:  # (a strategy's notice said it already, with the count and what to do)
