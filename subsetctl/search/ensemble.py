@@ -341,6 +341,12 @@ class Surrogate(Strategy):
         coef, intercept = fit_ridge(x, y, params.ridge)
         diagnostics["intercept"] = intercept
         scores = -coef
+        undefined = [s for s, col in zip(memo.sources, x.T) if col.all() or not col.any()]
+        if undefined:  # a constant column: its centered fit leaves the coefficient at 0
+            notices.append(
+                f"Sources {', '.join(map(repr, undefined))} were in all or none of the estimated subsets; their "
+                "score is set to 0. Increase m."
+            )
         mask, loss, diag, sel_notices = select_by_scores(memo, scores, params)
         return StrategyResult(
             strategy=self.name,

@@ -94,6 +94,18 @@ def test_surrogate_with_too_few_subsets_skips_holdout() -> None:
         assert "all the distinct subsets of size" in note and "increase m" not in note
 
 
+def test_surrogate_says_which_sources_it_could_not_score() -> None:
+    """With m: 1 every source is in all or none of the subsets: the ridge fit leaves each
+    coefficient at 0, and surrogate reported all-zero scores (select: sign kept nothing)
+    with no word, where random_ensemble names such sources."""
+    est = Additive([0.1, 0.2, -0.1, 0.05])
+    result = run_strategy("surrogate", est, SearchContext(sources=est.sources), {"m": 1})
+    (notice,) = [n for n in result.notices if "all or none" in n]
+    assert all(f"'{s}'" in notice for s in est.sources) and notice.endswith("Increase m.")
+    result = run_strategy("surrogate", est, SearchContext(sources=est.sources), {"m": 6})
+    assert not [n for n in result.notices if "all or none" in n], result.notices
+
+
 def test_surrogate_reuses_the_ensemble_subsets(estimator: CountingEstimator) -> None:
     ctx = SearchContext(sources=list(SOURCES), seed=5)
     ens = run_strategy("random_ensemble", estimator, ctx, {"m": 25})
