@@ -106,6 +106,18 @@ def _label_setup_warnings(target: str, prepared: dict[str, dict[str, Dataset]]) 
         warnings.append(f"Target {target!r} has a single class ({next(iter(classes))!r}) in every split: its test "
                         f"accuracy only counts how rarely a selection predicts a class only the sources have "
                         f"({shown}), not how well it tells classes apart. Check the target's loader.label_field.")
+    held_out_use = {
+        "validation": ("the search ranks every subset by the estimated loss on that class alone, so it favours "
+                       "sources that push predictions towards it"),
+        "test": ("test accuracy and macro-F1 only count that class, so they reward predicting it, not telling the "
+                 "classes apart"),
+    }
+    for name, used in held_out_use.items():
+        held = set(splits.get(name, []))
+        if len(held) == 1 and len(classes) > 1 and len(splits[name]) > 1:  # 1 row: the small split's warning
+            warnings.append(f"Target {target!r} has a single class ({next(iter(held))!r}) in its {name} split "
+                            f"({len(splits[name])} rows), of its {len(classes)} classes: {used}. Give target.split.{name} "
+                            "more rows (the seeded split draws each class in proportion only on average).")
     unseen = sorted({t for name in ("validation", "test") for t in splits.get(name, [])} - set(splits.get("train", [])))
     if unseen and len(classes) > 1:
         shown = ", ".join(repr(t) for t in unseen[:5]) + (" ..." if len(unseen) > 5 else "")

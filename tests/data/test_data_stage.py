@@ -277,6 +277,14 @@ def test_label_setups_that_cannot_mean_what_was_meant_are_warned_about() -> None
     # the head also has the sources' classes, so accuracy is not 1 whatever is selected (it said so)
     (single,) = [w for w in one_class if "single class" in w]
     assert "predicts a class only the sources have ('neg')" in single and "is 1 whatever" not in single
+    # one class in a held-out split of a two-class target: the search (validation) or the
+    # test metric sees only it; this passed without a word
+    (held,) = [w for w in _label_warnings("t", {"t": splits(["pos", "neg", "pos"], ["pos", "pos"])}) if "single" in w]
+    assert held.startswith("Target 't' has a single class ('pos') in its test split (2 rows), of its 2 classes:")
+    assert held.endswith("Give target.split.test more rows (the seeded split draws each class in proportion only "
+                         "on average).")
+    assert not [w for w in _label_warnings("t", {"t": splits(["pos", "neg"], ["pos", "neg"])}) if "single" in w]
+    assert not [w for w in _label_warnings("t", {"t": splits(["pos", "neg"], ["pos"])}) if "single" in w]  # 1 row
     unseen = _label_warnings("t", {"t": splits(["a", "b"], ["a", "c"])})
     assert any("labels 'c' never occur in its train split" in w for w in unseen)
     texts = _label_warnings("t", {"t": splits(["a", "b"] * 30), "s": splits([f"review {i}" for i in range(60)])})
