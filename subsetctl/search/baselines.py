@@ -214,7 +214,14 @@ class GradientSimilarity(_OnePick):
                 for x in features.source_train_x
             ]
         )
-        return _select_similar(self.name, memo, sims, params)
+        result = _select_similar(self.name, memo, sims, params)
+        if features.d == 1:  # the cosine of two numbers is their signs' product
+            result.notices.append(
+                "With gradients.d=1 every cosine is 1 or -1 (the sign of one projected number), so the scores only "
+                "say on which side of the target each source's mean gradient falls; raise gradients.d (128 is the "
+                "default) for similarities that rank the sources."
+            )
+        return result
 
 
 @STRATEGIES.register("representation_similarity", "baseline: cosine of mean representations")

@@ -75,6 +75,20 @@ def test_similarity_refuses_top_k_and_threshold_together(estimator: CountingEsti
     assert len(run_strategy("gradient_similarity", estimator, ctx, {"top_k": 2}).selected) == 2
 
 
+def test_gradient_similarity_says_a_1_dimensional_cosine_is_only_a_sign(estimator: CountingEstimator,
+                                                                       planted_features: FeatureSet) -> None:
+    """gradients.d: 1 (valid) made every score 1 or -1, shown as similarities, without a word."""
+    one_d = FeatureSet(**{**planted_features.__dict__,
+                          "target_train_x": planted_features.target_train_x[:, :1],
+                          "source_train_x": [x[:, :1] for x in planted_features.source_train_x],
+                          "val_x": planted_features.val_x[:, :1]})
+    result = run_strategy("gradient_similarity", estimator, SearchContext(sources=estimator.sources, features=one_d))
+    assert set(map(abs, result.scores.values())) <= {0.0, 1.0}
+    assert any("gradients.d=1" in n and "raise gradients.d" in n for n in result.notices), result.notices
+    ctx = SearchContext(sources=estimator.sources, features=planted_features)
+    assert not any("gradients.d" in n for n in run_strategy("gradient_similarity", estimator, ctx).notices)
+
+
 def test_similarity_threshold_outside_the_cosine_range_is_refused(estimator: CountingEstimator,
                                                                   planted_features: FeatureSet) -> None:
     """`threshold: 2` kept no source without a word (no cosine exceeds 1)."""
