@@ -413,7 +413,16 @@ class Exhaustive(Strategy):
         scores, notices = mean_difference_scores(  # every subset was estimated: the others failed
             masks, losses, memo.sources, advice="The estimator gave no finite estimate for the subsets that would "
             "tell (check the estimator's notices).")
-        best = int(np.nanargmin(losses))
+        lowest = int(np.nanargmin(losses))
+        # subsets within rounding noise of the lowest are a tie: keep the fewest sources (a source that
+        # repeats the target's train rows changes no fast estimate, yet won the tie by 1e-10)
+        tied = np.flatnonzero(losses <= losses[lowest] + SCORE_NOISE)
+        best = int(tied[np.lexsort((losses[tied], masks[tied].sum(axis=1)))[0]])
+        if masks[best].sum() < masks[lowest].sum():
+            notices.append(f"The subset {', '.join(memo.names(masks[lowest]))} is estimated lower than the pick "
+                           f"({', '.join(memo.names(masks[best])) or 'the target only'}) by less than "
+                           f"{SCORE_NOISE:g}, rounding noise of the estimates (e.g. a source that repeats rows the "
+                           "target already has): of such tied subsets the one with the fewest sources is kept.")
         return StrategyResult(
             strategy=self.name,
             selected=memo.names(masks[best]),
