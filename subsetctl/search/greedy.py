@@ -29,6 +29,7 @@ from subsetctl.search.base import (
     StrategyResult,
     SubsetMemo,
 )
+from subsetctl.search.ensemble import SCORE_NOISE
 
 
 class GreedyParams(StrategyParams):
@@ -74,7 +75,14 @@ def _greedy(
             notices.append("The estimator failed on every candidate step; stopped.")
             break
         best = int(np.nanargmax(gains))
-        if not gains[best] > params.min_improvement and np.isfinite(current_loss):
+        # forward: a gain within rounding noise is no gain (a source repeating the target's train rows was
+        # added for 2.5e-10); backward may still drop such a source
+        floor = max(params.min_improvement, SCORE_NOISE) if forward else params.min_improvement
+        if not gains[best] > floor and np.isfinite(current_loss):
+            if forward and gains[best] > params.min_improvement:
+                notices.append(f"Stopped where the best step ({memo.sources[int(candidates[best])]!r}) lowers the "
+                               f"estimate by less than {SCORE_NOISE:g}, rounding noise of the estimates (e.g. a "
+                               "source that repeats rows the target already has).")
             break
         k = int(candidates[best])
         current[k] = forward
