@@ -9,7 +9,9 @@ search will pick it. Nothing fails, so the data stage says so in warnings:
 
 - a source holding target validation/test rows verbatim (same prompt and same answer);
 - the target's own train split repeating its validation/test rows (duplicate lines);
-- two or more sources holding exactly the same rows (one file under two names).
+- two or more sources holding exactly the same rows (one file under two names);
+- a source all of whose rows are rows of the target's train split (the target's file
+  listed as a source, for its train rows).
 
 Sources with ``corrupt.shuffle_responses`` are negative controls by design and are left
 out of the first check: their answers are shuffled, so a row that still matches does so
@@ -62,8 +64,10 @@ class OverlapCheck:
         self.target, self.kind = target, kind
         self.controls = set(negative_controls)
         self.held_out = {k for split in ("validation", "test") for k in _row_keys(target_splits[split], kind)}
-        self.repeated = len(self.held_out & set(_row_keys(target_splits["train"], kind)))
+        self.target_train = set(_row_keys(target_splits["train"], kind))
+        self.repeated = len(self.held_out & self.target_train)
         self.leaking: list[tuple[str, int]] = []
+        self.copies_of_train: list[str] = []
         self.by_content: dict[str, list[str]] = {}
 
     def add(self, name: str, splits: Mapping[str, Any]) -> None:
@@ -73,6 +77,8 @@ class OverlapCheck:
             shared = self.held_out.intersection(keys)
             if shared:
                 self.leaking.append((name, len(shared)))
+        if keys and name not in self.controls and self.target_train.issuperset(keys):
+            self.copies_of_train.append(name)
         if keys:
             digest = hashlib.sha256("\0".join(sorted(f"{p}\1{a}" for p, a in keys)).encode()).hexdigest()
             self.by_content.setdefault(digest, []).append(name)
@@ -98,6 +104,14 @@ class OverlapCheck:
                 f"{len(self.held_out)} distinct held-out rows): training on them leaks held-out answers, so the "
                 "search will rate such sources helpful and the test scores of selections with them are inflated. "
                 "Remove those rows from the sources (or the sources from the spec)."
+            )
+        if self.copies_of_train:
+            which = ("Every row of source " if len(self.copies_of_train) == 1 else "Every row of sources ")
+            warnings.append(
+                f"{which}{_names(self.copies_of_train)} is a row of the train split of the target {self.target!r} itself "
+                "(the same prompt and answer): such a source brings no new data, only counts target rows again (in "
+                "meta-init and in every subset that takes it), so selecting it weighs the target's rows more. "
+                "Remove it from the sources unless repeating the target's rows is what you mean to test."
             )
         for names in self.by_content.values():
             if len(names) > 1:

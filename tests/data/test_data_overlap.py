@@ -97,3 +97,19 @@ def test_a_copy_of_the_target_with_windows_line_ends_is_still_a_leak(tmp_path: P
         writer.writerows([r["prompt"].replace("\n", "\r\n"), r["response"].replace("\n", "\r\n")] for r in target)
     (warning,) = _run(tmp_path, [{"name": "copy", "loader": {"type": "csv", "path": "copy.csv"}}])
     assert warning.startswith("Source 'copy' (15) holds target validation/test rows verbatim")
+
+
+def test_a_source_of_the_targets_own_train_rows_is_warned(tmp_path: Path) -> None:
+    """The target's train rows listed as a source (a real user's "also train on the target")
+    passed without a word: the leak check looks at held-out rows only, and the copies check
+    at sources only; the search then picks it by noise or for weighing the target more."""
+    from datasets import load_from_disk
+
+    write_jsonl(tmp_path / "t.jsonl", _rows("q", 25))
+    write_jsonl(tmp_path / "s.jsonl", _rows("other", 8))
+    assert _run(tmp_path, [{"name": "s", "loader": {"type": "jsonl", "path": "s.jsonl"}}]) == []
+    train = load_from_disk(str(tmp_path / "out" / "tgt" / "train"))
+    write_jsonl(tmp_path / "tt.jsonl", [{"prompt": p, "response": r} for p, r in zip(train["prompt"], train["response"])])
+    (warning,) = _run(tmp_path, [{"name": "s", "loader": {"type": "jsonl", "path": "s.jsonl"}},
+                                 {"name": "tt", "loader": {"type": "jsonl", "path": "tt.jsonl"}}])
+    assert warning.startswith("Every row of source 'tt' is a row of the train split of the target 'tgt' itself")
