@@ -200,6 +200,21 @@ def main() -> None:
     gradients, estimates fine-tuning on many subsets on CPUs, searches, fine-tunes the
     pick and reports. All state lives in the project directory; runs resume.
     """
+    _require_posix_locks()
+
+
+def _require_posix_locks() -> None:
+    """Refuse a platform without POSIX file locks (Windows) in one paragraph: the project
+    folder, its shards and the model cache are locked with ``fcntl``, and importing it
+    failed as an internal error ("No module named 'fcntl'") at the first command."""
+    import importlib.util
+
+    if importlib.util.find_spec("fcntl") is None:
+        raise UserError(
+            f"subsetctl runs on Linux and macOS: it locks the project folder and its caches with POSIX file "
+            f"locks (fcntl), which this platform ({sys.platform}) does not have. On Windows, run it under WSL "
+            "(Windows Subsystem for Linux) or in a Linux container."
+        )
 
 
 @main.command()

@@ -773,3 +773,17 @@ def test_an_override_longer_than_a_file_name_is_an_override(tmp_path: Path, monk
     monkeypatch.chdir(tmp_path / "demo")
     result = invoke("plan", long_name)
     assert result.exit_code == 0, result.output
+
+
+def test_a_platform_without_posix_file_locks_is_told_to_use_wsl(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On Windows the first command failed with "internal error: No module named 'fcntl'"."""
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "fcntl" else real_find_spec(name, *a))
+    result = CliRunner().invoke(main, ["schema"])
+    assert result.exit_code == 1
+    text = " ".join(result.output.split())
+    assert "subsetctl runs on Linux and macOS: it locks the project folder and its caches with POSIX file locks" in text
+    assert "run it under WSL" in text and "internal error" not in text
+    assert CliRunner().invoke(main, ["--version"]).exit_code == 0
