@@ -182,7 +182,7 @@ def _target_split_notes(target: TargetSpec, counts: dict[str, int], n: int) -> l
         )
     if 0 < counts["validation"] < MIN_VALIDATION_EXAMPLES:
         notes.append(
-            f"Target {target.name!r} has only {counts['validation']} validation examples (< "
+            f"Target {target.name!r} has only {counts['validation']} validation example{'' if counts['validation'] == 1 else 's'} (< "
             f"{MIN_VALIDATION_EXAMPLES}): the search ranks every subset by the estimated loss on them, so a few "
             "rows decide the selection. Give target.split.validation more rows if the data allows."
         )

@@ -336,8 +336,8 @@ def evaluate_model(
     warnings: list[str] = []
     if len(examples) < MIN_TEST_EXAMPLES:
         warnings.append(
-            f"The test split has only {len(examples)} examples (< {MIN_TEST_EXAMPLES}); the task "
-            "metric is too noisy to compare subsets. Give target.split.test more rows if the data allows."
+            f"The test split has only {len(examples)} example{'' if len(examples) == 1 else 's'} (< {MIN_TEST_EXAMPLES}); "
+            "the task metric is too noisy to compare subsets. Give target.split.test more rows if the data allows."
         )
     if progress:
         progress(f"Computing test losses on {len(examples)} examples")

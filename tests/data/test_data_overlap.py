@@ -69,6 +69,10 @@ def test_target_splits_that_are_legal_but_likely_not_meant_are_warned(tmp_path: 
     unused, few = run_data_stage(spec, tmp_path, tmp_path / "out")["warnings"]
     assert "add up to 0.7, so 6 of its 20 examples are left out" in unused
     assert "only 5 validation examples (< 10)" in few
+    from subsetctl.data.prepare import _target_split_notes
+
+    (one,) = _target_split_notes(spec.target, {"train": 4, "validation": 1, "test": 5}, 10)
+    assert "has only 1 validation example (< 10)" in one  # not "1 validation examples"
 
 
 def test_many_small_leaks_are_one_warning(tmp_path: Path) -> None:

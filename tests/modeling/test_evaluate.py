@@ -225,3 +225,10 @@ def test_generation_cuts_of_only_the_template_preamble_do_not_say_scores_may_mis
     some = evaluate_model(model, tok, mixed, "causal-lm", max_length=72, max_new_tokens=32)["warnings"]
     assert any("4 of 4 test prompts" in w and "1 of them loses part of its own text, so its score may not" in w
                for w in some), some
+
+
+def test_a_one_row_test_split_is_warned_about_in_the_singular(tiny_llama_dir) -> None:
+    """ "The test split has only 1 examples" read wrong."""
+    model, tok, _ = resolve_model(str(tiny_llama_dir), "causal-lm")
+    out = evaluate_model(model, tok, causal_rows()[:1], "causal-lm", max_length=32, max_new_tokens=2)
+    assert out["warnings"][0].startswith("The test split has only 1 example (< 10); the task metric is too noisy")
