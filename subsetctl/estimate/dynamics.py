@@ -164,11 +164,14 @@ class LinearSGDEstimator(SubsetEstimator):
         if ext.shape[0] == 0:
             return _empty_batch()
         losses, norms = [], []
-        for start in range(0, len(ext), self.chunk_size):
-            chunk = ext[start : start + self.chunk_size]
-            w = self._simulate_replay(chunk) if self.replay else self._simulate_full(chunk)
-            losses.append(_val_loss(self.val_x, self.val_f, w))
-            norms.append(np.linalg.norm(w, axis=1))
+        # a run that overflows (a huge estimate.sgd.lr) gives a non-finite loss, reported below as a
+        # failed estimate: numpy's "overflow encountered" RuntimeWarning on stderr said it again, raw
+        with np.errstate(over="ignore", invalid="ignore"):
+            for start in range(0, len(ext), self.chunk_size):
+                chunk = ext[start : start + self.chunk_size]
+                w = self._simulate_replay(chunk) if self.replay else self._simulate_full(chunk)
+                losses.append(_val_loss(self.val_x, self.val_f, w))
+                norms.append(np.linalg.norm(w, axis=1))
         loss = np.concatenate(losses)
         ok = np.isfinite(loss)
         loss[~ok] = np.nan

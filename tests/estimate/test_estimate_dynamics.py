@@ -124,3 +124,17 @@ def test_fingerprint_follows_every_setting(small_features: FeatureSet) -> None:
     assert LinearSGDEstimator(small_features, **base).fingerprint() == fp
     for change in ({"lam": 0.2}, {"steps": 6}, {"lr": 0.02}, {"batch_size": 8}, {"seed": 1}, {"replay": False}):
         assert LinearSGDEstimator(small_features, **{**base, **change}).fingerprint() != fp, change
+
+
+def test_an_overflowing_run_is_a_failed_estimate_without_numpy_warnings(small_features: FeatureSet) -> None:
+    """estimate.sgd.lr=1e300 printed numpy's "RuntimeWarning: overflow encountered in
+    multiply" on stderr; a loss that overflows is already reported as a failed estimate
+    (NaN, not converged)."""
+    import warnings
+
+    masks = np.ones((2, len(small_features.sources)), dtype=bool)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        batch = LinearSGDEstimator(small_features, steps=20, lr=1e300, batch_size=4).estimate(masks)
+    assert batch.loss.shape == (2,)  # (what overflowed is NaN and not converged; the rest stays)
+    assert all(np.isnan(loss) or loss > 1e100 for loss in batch.loss)
