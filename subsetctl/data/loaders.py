@@ -512,15 +512,21 @@ class CommonColumns:
             f"(first at {self.locate(first)}: {example}); {what_then}"
         )
 
+    def _some_rows(self, count: int, first: list[int]) -> tuple[str, str, str]:
+        """How a notice names ``count`` of the kept rows, ``first`` the first few of them:
+        ("every row", "has") or ("3 of 5 rows", "have"), and where they are ("line 2,
+        line 4 (+1 more)")."""
+        kept = self.count - self.blank_count
+        shown = ", ".join(self.locate(i) for i in first) + (f" (+{count - len(first)} more)" if count > len(first) else "")
+        return ("every row", "has", shown) if count == kept else (f"{count} of {kept} rows", "have", shown)
+
     def _note_empty_prompts(self) -> None:
         """The notice that some kept rows have an empty prompt: legal (the answer is then
         learned and scored with nothing before it), but more often a prompt column read
         from the wrong place or a template that left it blank."""
-        count, kept = self.empty_prompt_count, self.count - self.blank_count
-        shown = ", ".join(self.locate(i) for i in self.empty_prompts) + (f" (+{count - 5} more)" if count > 5 else "")
-        every = "every row" if count == kept else f"{count} of {kept} rows"
+        every, has, shown = self._some_rows(self.empty_prompt_count, self.empty_prompts)
         self.ctx.notices.append(
-            f"Source {self.ctx.source_name!r}: {self.where}: {every} kept ha{'s' if count == kept else 've'} an "
+            f"Source {self.ctx.source_name!r}: {self.where}: {every} kept {has} an "
             f"empty {_named(self.prompt_field, self.prompt_option)} ({shown}); their "
             f"{'labels are' if self.classifier else 'answers are'} learned with no prompt. If that is not meant, "
             "check the column the loader reads."
@@ -531,11 +537,9 @@ class CommonColumns:
         but many datasets mark a row without a label so (GLUE's test splits are all -1; a
         Hugging Face ``ClassLabel`` -1 is read as no label, and refused as one). Neither left
         out nor refused, since -1 is a real class in others (-1/0/1 sentiment)."""
-        count, kept = self.minus_one_count, self.count - self.blank_count
-        shown = ", ".join(self.locate(i) for i in self.minus_one) + (f" (+{count - 5} more)" if count > 5 else "")
-        every = "every row" if count == kept else f"{count} of {kept} rows"
+        every, has, shown = self._some_rows(self.minus_one_count, self.minus_one)
         self.ctx.notices.append(
-            f"Source {self.ctx.source_name!r}: {self.where}: {every} ha{'s' if count == kept else 've'} -1 as "
+            f"Source {self.ctx.source_name!r}: {self.where}: {every} {has} -1 as "
             f"{named} ({shown}), taken as a class of its own. Many datasets mark a row without a label so "
             "(GLUE's test splits are all -1): if these rows have none, drop them from the file, or use a split "
             "that has labels."
