@@ -88,9 +88,10 @@ class Registry(Generic[T]):
 
         return decorator
 
-    def add(self, name: str, obj: T, description: str, origin: str = "built-in") -> None:
-        """Register ``obj`` directly (used for entry points and ``plugins:``)."""
-        self._store(Entry(name=name, obj=obj, description=description, origin=origin))
+    def add(self, name: str, obj: T, description: str, origin: str = "built-in", again: bool = False) -> None:
+        """Register ``obj`` directly (used for entry points and ``plugins:``); ``again``: see
+        :meth:`_store`."""
+        self._store(Entry(name=name, obj=obj, description=description, origin=origin), again=again)
         _label_class(obj, name, description)
 
     def _store(self, entry: Entry[T], again: bool = False) -> None:
@@ -99,7 +100,10 @@ class Registry(Generic[T]):
         :meth:`replaced`); two plugins from different places under one name are an error
         (which one a spec got depended on the order of imports). A plugin registered while
         a :func:`plugin_scope` is open is taken back when it closes, and remembered for the
-        module that registered it (:func:`load_plugin_string` registers it again)."""
+        module that registered it (:func:`load_plugin_string` registers it again). ``again``:
+        registered for a spec's call by subsetctl itself (that replay, or a class named under
+        ``plugins:``), so registered even outside a scope, where a spec's plugin module run
+        again by its own code (``importlib.reload``) is only remembered."""
         if entry.origin != "built-in":
             self._load_builtins()  # not the entry points: one may be the very module being imported
         if not again and _is_plugin(entry) and _SCOPE_UNDO.get() is None and _imported_in_a_scope(entry):
@@ -575,9 +579,8 @@ def _register_named_class(obj: Any, spec: str) -> None:
                 f"`@{registry.variable}.register(\"my_{registry.kind}\")` (from subsetctl.registry import "
                 f"{registry.variable}) or give it a class attribute `name = \"my_{registry.kind}\"`."
             )
-        text = getattr(obj, "description", "") or doc_summary(obj)
-        registry._store(Entry(name=name, obj=obj, description=text, origin=f"plugins: {spec}"), again=True)
-        _label_class(obj, name, text)
+        registry.add(name, obj, getattr(obj, "description", "") or doc_summary(obj), origin=f"plugins: {spec}",
+                     again=True)
         return
 
 
