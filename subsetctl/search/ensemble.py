@@ -140,20 +140,24 @@ def mean_difference_scores(
     ok = np.isfinite(losses)
     masks, losses = masks[ok], losses[ok]
     scores = np.zeros(masks.shape[1])
-    undefined = []
+    undefined, notices = in_all_or_none(masks, sources, advice)
     for k in range(masks.shape[1]):
-        inside = masks[:, k]
-        if inside.all() or not inside.any():
-            undefined.append(sources[k])
-            continue
-        scores[k] = losses[~inside].mean() - losses[inside].mean()
-    notices = []
-    if undefined:
-        notices.append(
-            f"Sources {', '.join(map(repr, undefined))} were in all or none of the estimated subsets; their score "
-            f"is set to 0. {advice}"
-        )
+        if k not in undefined:
+            inside = masks[:, k]
+            scores[k] = losses[~inside].mean() - losses[inside].mean()
     return scores, notices
+
+
+def in_all_or_none(masks: np.ndarray, sources: list[str], advice: str) -> tuple[set[int], list[str]]:
+    """The sources (their indices) in all or none of the subsets ``masks``, whose score the
+    subsets cannot tell and is left at 0, and the notice naming them (ending in ``advice``)."""
+    members = np.asarray(masks, dtype=bool)
+    undefined = [k for k in range(members.shape[1]) if members[:, k].all() or not members[:, k].any()]
+    if not undefined:
+        return set(), []
+    names = ", ".join(repr(sources[k]) for k in undefined)
+    notice = f"Sources {names} were in all or none of the estimated subsets; their score is set to 0. {advice}"
+    return set(undefined), [notice]
 
 
 SCORE_NOISE = 1e-8
@@ -341,12 +345,7 @@ class Surrogate(Strategy):
         coef, intercept = fit_ridge(x, y, params.ridge)
         diagnostics["intercept"] = intercept
         scores = -coef
-        undefined = [s for s, col in zip(memo.sources, x.T) if col.all() or not col.any()]
-        if undefined:  # a constant column: its centered fit leaves the coefficient at 0
-            notices.append(
-                f"Sources {', '.join(map(repr, undefined))} were in all or none of the estimated subsets; their "
-                "score is set to 0. Increase m."
-            )
+        notices += in_all_or_none(x, memo.sources, "Increase m.")[1]  # a constant column: its centered fit leaves 0
         mask, loss, diag, sel_notices = select_by_scores(memo, scores, params)
         return StrategyResult(
             strategy=self.name,
