@@ -52,6 +52,11 @@ QUOTED_INTEGER_PATTERN = r"^\s*[+-]?[0-9]+(_[0-9]+)*(\.0+)?\s*$"
 QUOTED_NUMBER_PATTERN = r"^\s*[+-]?([0-9][0-9_]*\.?[0-9_]*|\.[0-9][0-9_]*)([eE][+-]?[0-9_]*[0-9][0-9_]*)?\s*$"
 
 
+def _ascii_form(text: str) -> str:
+    """``text`` in ASCII letters: é -> e; what has no ASCII form (中文, emoji) is dropped."""
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+
+
 def _or_quoted(schema: dict[str, Any], pattern: str) -> dict[str, Any]:
     """``schema`` (a number's) or text that validate reads as that number."""
     return {"anyOf": [schema, {"type": "string", "pattern": pattern}]}
@@ -445,16 +450,13 @@ class SourceFilesSpec(SourceSettings):
         # text under any locale (LC_ALL=C reads é as two escapes), and hashable (encoded back with
         # surrogateescape) where `.encode()` raised UnicodeEncodeError.
         parts = [os.fsencode(part).decode("utf-8", "surrogateescape") for part in parts]
-        def ascii_part(text: str) -> str:  # é -> e; what has no ASCII form is dropped
-            return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-
         file_id = hashlib.sha1(os.fsencode(relative.as_posix())).hexdigest()[:8]  # stable, distinct per file
         base = Path(parts[-1])
-        file_stem = ascii_part((base.with_suffix("") if base.suffix == ".gz" else base).stem)  # x.jsonl.gz -> x
+        file_stem = _ascii_form((base.with_suffix("") if base.suffix == ".gz" else base).stem)  # x.jsonl.gz -> x
         if not re.search(r"[A-Za-z0-9]", file_stem):  # nothing left of the name (中文.jsonl)
             file_stem = f"file-{file_id}"
         def folder_part(text: str) -> str:  # 中文/ -> dir-<hash>: dropped, 中文/a and 日本/a were both 'a'
-            folded = ascii_part(text)
+            folded = _ascii_form(text)
             if re.search(r"[A-Za-z0-9]", folded):
                 return folded
             return "dir-" + hashlib.sha1(unicodedata.normalize("NFC", text).encode("utf-8", "surrogateescape")).hexdigest()[:8]
@@ -1059,8 +1061,7 @@ def plain_error_message(err: Any) -> str:
     if kind == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == NAME_PATTERN:
         hint = ""
         if isinstance(value, str) and not value.isascii():  # 'café' is letters, but not ASCII ones
-            folded = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode()
-            folded = re.sub(r"[^A-Za-z0-9_.\-]", "_", folded).lstrip("_.-")[:64]
+            folded = re.sub(r"[^A-Za-z0-9_.\-]", "_", _ascii_form(value)).lstrip("_.-")[:64]
             hint = "; the letters must be ASCII: no accents, other scripts or emoji" + (
                 f" (e.g. {folded!r})" if re.fullmatch(NAME_PATTERN, folded) else "")
         return (f"{value!r} is not a valid name: use letters, digits, '_', '.' and '-' (no spaces or '/'), "
