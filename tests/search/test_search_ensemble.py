@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from searchfixtures import SOURCES, Additive, CountingEstimator
+from searchfixtures import SOURCES, Additive, CountingEstimator, NoiseFavoursFirst
 
 from subsetctl.errors import UserError
 from subsetctl.estimate.base import EstimateBatch
@@ -195,17 +195,11 @@ def test_exhaustive_does_not_pick_a_source_by_rounding_noise() -> None:
     """A source repeating the target's train rows changes no fast estimate but, by solver
     noise 2.5e-10 lower, was the exhaustive pick over the target alone, without a word."""
 
-    class NoiseOnly(Additive):
-        def estimate(self, masks: np.ndarray) -> EstimateBatch:
-            batch = super().estimate(masks)
-            batch.loss = batch.loss - 2.5e-10 * masks[:, 0]
-            return batch
-
-    est = NoiseOnly([0.0, -0.3, -0.2])
+    est = NoiseFavoursFirst([0.0, -0.3, -0.2])
     result = run_strategy("exhaustive", est, SearchContext(sources=est.sources))
     assert result.selected == []
     (notice,) = [n for n in result.notices if "rounding noise" in n]
     assert "The subset s0 is estimated lower than the pick (the target only)" in notice
-    helps = NoiseOnly([1e-6, -0.3, -0.2])  # a real gain, above the noise: still picked
+    helps = NoiseFavoursFirst([1e-6, -0.3, -0.2])  # a real gain, above the noise: still picked
     result = run_strategy("exhaustive", helps, SearchContext(sources=helps.sources))
     assert result.selected == ["s0"] and not [n for n in result.notices if "rounding noise" in n]

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from searchfixtures import Additive
+from searchfixtures import Additive, NoiseFavoursFirst
 
 from subsetctl.estimate.base import EstimateBatch
 from subsetctl.search import SearchContext, run_strategy
@@ -123,16 +123,10 @@ def test_forward_does_not_add_a_source_for_rounding_noise() -> None:
     """A source repeating the target's train rows changes no fast estimate but, by solver
     noise 2.5e-10 lower, forward added it (min_improvement 0), without a word."""
 
-    class NoiseOnly(Additive):
-        def estimate(self, masks: np.ndarray) -> EstimateBatch:
-            batch = super().estimate(masks)
-            batch.loss = batch.loss - 2.5e-10 * masks[:, 0]
-            return batch
-
-    est = NoiseOnly([0.0, -0.3, -0.2])
+    est = NoiseFavoursFirst([0.0, -0.3, -0.2])
     result = run_strategy("forward", est, SearchContext(sources=est.sources))
     assert result.selected == []
     assert any("'s0'" in n and "rounding noise" in n for n in result.notices), result.notices
-    helps = NoiseOnly([1e-6, -0.3, -0.2])
+    helps = NoiseFavoursFirst([1e-6, -0.3, -0.2])
     result = run_strategy("forward", helps, SearchContext(sources=helps.sources))
     assert result.selected == ["s0"] and not any("rounding noise" in n for n in result.notices)
