@@ -31,6 +31,12 @@ def unexpanded_variable_note(path: object) -> str:
             "(write the path out, or use ~ for your home folder)")
 
 
+def printable(text: str) -> str:
+    """``text`` as a message can print it: bytes that were not UTF-8 (kept as surrogate
+    escapes by Python's decoding of file names and arguments) shown as \ufffd."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def unencodable_path_note(path: object) -> str:
     """For a path that was not found: a note when its name cannot be written in Python's
     file system encoding (a non-ASCII name under ``LC_ALL=C`` with UTF-8 mode off), so no

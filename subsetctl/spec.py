@@ -32,7 +32,7 @@ from pydantic import (
 )
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 
-from subsetctl.errors import SpecError, SpecFileError, unexpanded_variable_note
+from subsetctl.errors import SpecError, SpecFileError, printable, unexpanded_variable_note
 from subsetctl.globbing import glob_without_loops
 
 SPEC_FILENAME = "subsetctl.yaml"
@@ -1483,7 +1483,7 @@ def _typed_text(item: str) -> str:
     try:
         return os.fsencode(item).decode("utf-8")
     except (UnicodeEncodeError, UnicodeDecodeError):
-        shown = item.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        shown = printable(item)
         raise SpecError(f"Override {shown!r} is not valid UTF-8 text (the terminal sent other bytes, "
                         "shown as \ufffd). Type it again under a UTF-8 locale, or write the value into "
                         "the spec file.") from None

@@ -43,7 +43,7 @@ from subsetctl.data.loaders import (
 )
 from subsetctl.data.overlap import OverlapCheck, overlap_warnings
 from subsetctl.data.prepare import SPLITS, prepare_source, quiet_datasets, split_summary
-from subsetctl.errors import UserError
+from subsetctl.errors import UserError, printable
 from subsetctl.project import atomic_write_json, read_json_object, replace_dir
 from subsetctl.registry import load_plugin_string, plugin_scope
 from subsetctl.spec import SourceSpec, Spec
@@ -412,7 +412,7 @@ def check_arrow_can_open(folder: Path) -> None:
     except UnicodeEncodeError:
         import sys
 
-        shown = path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        shown = printable(path)
         encoding = sys.getfilesystemencoding()
         if encoding.lower().replace("-", "") == "utf8":  # bytes in the path that are not UTF-8
             why, fix = "has bytes that are not UTF-8", "Rename the folders in its path to UTF-8 names"
