@@ -128,9 +128,8 @@ def check_disk(folder: Path) -> Check:
 def check_writable(folder: Path) -> Check:
     """The project folder and its state folder accept new files: every stage writes there
     (a read-only copy plans and reports, but `run` stops at its first write)."""
-    from subsetctl.data.stage import check_arrow_can_open
     from subsetctl.errors import UserError
-    from subsetctl.project import STATE_DIRNAME
+    from subsetctl.project import STATE_DIRNAME, check_arrow_can_open
 
     blocked = [p for p in (folder, folder / STATE_DIRNAME) if p.exists() and not os.access(p, os.W_OK | os.X_OK)]
     if blocked:

@@ -659,8 +659,8 @@ class Pipeline:
 
         With ``options["shard"] = (i, N)`` only shard i of N of the gradients stage is
         computed (see :meth:`_run_shard`)."""
-        from subsetctl.data.stage import check_arrow_can_open
         from subsetctl.modeling.resolve import forget_notices_given
+        from subsetctl.project import check_arrow_can_open
 
         force = force or set()
         options = options or {}

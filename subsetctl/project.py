@@ -25,6 +25,7 @@ import os
 import re
 import shutil
 import socket
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -33,7 +34,7 @@ from pathlib import Path
 from stat import S_ISREG
 from typing import IO, Any
 
-from subsetctl.errors import LockedError, UserError, shell_arg
+from subsetctl.errors import LockedError, UserError, printable, shell_arg
 from subsetctl.spec import SPEC_FILENAME
 
 #: under the state folder: each stage's last finished results while a run with other
@@ -88,6 +89,29 @@ def _probed_file_mode() -> int:
         os.close(fd)
         with contextlib.suppress(OSError):
             os.unlink(probe)
+
+
+def check_arrow_can_open(folder: Path) -> None:
+    """Refuse a project folder whose path pyarrow cannot open: under a locale that is not
+    UTF-8 (``LC_ALL=C`` with UTF-8 mode off) a non-ASCII path reads as escaped bytes
+    (surrogates), which pyarrow, encoding every path as UTF-8, refuses, so the stages after
+    the data stage stopped with an internal error (``UnicodeEncodeError``)."""
+    path = str(Path(folder).absolute())
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = printable(path)
+        encoding = sys.getfilesystemencoding()
+        if encoding.lower().replace("-", "") == "utf8":  # bytes in the path that are not UTF-8
+            why, fix = "has bytes that are not UTF-8", "Rename the folders in its path to UTF-8 names"
+        else:
+            why = (f"is not readable as text under this locale (Python's file system encoding is {encoding}, "
+                   "as under LC_ALL=C with UTF-8 mode off)")
+            fix = "Run under a UTF-8 locale (`export LC_ALL=C.UTF-8`) or with `PYTHONUTF8=1`"
+        raise UserError(
+            f"The project folder's path ({shown}) {why}, and pyarrow, which stores the stages' data, cannot "
+            f"open files there. {fix}, or move the project to a folder whose path is ASCII."
+        ) from None
 
 
 def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> None:

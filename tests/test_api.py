@@ -165,3 +165,20 @@ def test_one_override_or_stage_given_as_a_plain_string_is_one_item(jsonl_project
     assert {k: (v.state, v.will_run) for k, v in statuses.items()} == {
         k: (v.state, v.will_run) for k, v in as_lists.items()}
     assert validate_spec_file(jsonl_project / "subsetctl.yaml", "gradients.d=64").spec.gradients.d == 64
+
+
+def test_a_run_with_nothing_to_do_imports_neither_datasets_nor_torch(tiny_project: Path) -> None:
+    """`run` checked that pyarrow can open the project's path through the data stage's
+    module, which imports datasets (about 1 s): a run with everything up to date took
+    three times as long."""
+    import subprocess
+    import sys
+
+    from subsetctl.api import run_project
+
+    run_project(tiny_project)
+    probe = ("import sys; from subsetctl.api import run_project; run_project(sys.argv[1]); "
+             "print(sorted(m for m in ('datasets', 'torch') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe, str(tiny_project)], capture_output=True, text=True,
+                          check=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout + done.stderr

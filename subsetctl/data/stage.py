@@ -43,7 +43,7 @@ from subsetctl.data.loaders import (
 )
 from subsetctl.data.overlap import OverlapCheck, overlap_warnings
 from subsetctl.data.prepare import SPLITS, prepare_source, quiet_datasets, split_summary
-from subsetctl.errors import UserError, printable
+from subsetctl.errors import UserError
 from subsetctl.project import atomic_write_json, read_json_object, replace_dir
 from subsetctl.registry import load_plugin_string, plugin_scope
 from subsetctl.spec import SourceSpec, Spec
@@ -399,31 +399,6 @@ def _missing_data(data_dir: Path, what: str) -> UserError:
         f"No prepared data for {what} in {data_dir}. Run the data stage first "
         "(`subsetctl run`), or check the name."
     )
-
-
-def check_arrow_can_open(folder: Path) -> None:
-    """Refuse a project folder whose path pyarrow cannot open: under a locale that is not
-    UTF-8 (``LC_ALL=C`` with UTF-8 mode off) a non-ASCII path reads as escaped bytes
-    (surrogates), which pyarrow, encoding every path as UTF-8, refuses, so the stages after
-    the data stage stopped with an internal error (``UnicodeEncodeError``)."""
-    path = str(Path(folder).absolute())
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        import sys
-
-        shown = printable(path)
-        encoding = sys.getfilesystemencoding()
-        if encoding.lower().replace("-", "") == "utf8":  # bytes in the path that are not UTF-8
-            why, fix = "has bytes that are not UTF-8", "Rename the folders in its path to UTF-8 names"
-        else:
-            why = (f"is not readable as text under this locale (Python's file system encoding is {encoding}, "
-                   "as under LC_ALL=C with UTF-8 mode off)")
-            fix = "Run under a UTF-8 locale (`export LC_ALL=C.UTF-8`) or with `PYTHONUTF8=1`"
-        raise UserError(
-            f"The project folder's path ({shown}) {why}, and pyarrow, which stores the stages' data, cannot "
-            f"open files there. {fix}, or move the project to a folder whose path is ASCII."
-        ) from None
 
 
 def load_split(data_dir: Path, name: str, split: str) -> Dataset:
