@@ -18,8 +18,8 @@ from typing import Any
 
 from subsetctl.errors import SpecError, SpecFileError, UserError, environment_errors_as_user_errors, shell_arg
 from subsetctl.pipeline import Pipeline, StageStatus
+from subsetctl.plugin_scoping import plugin_scope
 from subsetctl.project import Project, atomic_write_text
-from subsetctl.registry import plugin_scope
 from subsetctl.reporter import Reporter, SilentReporter
 from subsetctl.spec import (
     SPEC_FILENAME,
@@ -133,7 +133,8 @@ def _param_issues_of_an_invalid_spec(data: Any, path: Path, text: str) -> list[S
     are otherwise checked only once the rest is valid, so a user fixing the listed problems
     would meet them in a second round. Unknown names only when every plugin the spec
     lists could be imported (one that failed may be what registers them)."""
-    from subsetctl.registry import STRATEGIES, load_plugin_string
+    from subsetctl.plugin_loading import load_plugin_string
+    from subsetctl.registry import STRATEGIES
 
     found: list[SpecIssue] = []
     issue = _issue_collector(path, text, found)
@@ -172,14 +173,8 @@ def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIss
     """Checks beyond the schema that need no model: files, names, plugins."""
     from subsetctl.data.checks import check_sources
     from subsetctl.plugin_guard import strategy_hook
-    from subsetctl.registry import (
-        ESTIMATORS,
-        PROJECTORS,
-        STRATEGIES,
-        fine_tunes_for_real,
-        load_plugin_string,
-        unknown_after_failed_imports,
-    )
+    from subsetctl.plugin_loading import load_plugin_string, unknown_after_failed_imports
+    from subsetctl.registry import ESTIMATORS, PROJECTORS, STRATEGIES, fine_tunes_for_real
 
     found: list[SpecIssue] = []
     issue = _issue_collector(spec_path, text, found)
@@ -529,7 +524,7 @@ def load_project(
 def make_pipeline(
     project: Project, spec: Spec, reporter: Reporter | None = None, overrides: list[str] | None = None
 ) -> Pipeline:
-    from subsetctl.registry import load_plugin_string
+    from subsetctl.plugin_loading import load_plugin_string
     from subsetctl.stages import all_stages
 
     for plugin in spec.plugins:
@@ -626,7 +621,8 @@ def list_plugins(directory: str | Path | None = None) -> dict[str, list[dict[str
     """Registered plugins of every kind, with one-line descriptions and where each comes
     from; with ``directory``, also those its spec's ``plugins:`` register. Installed entry
     points that fail to import are listed with ``error`` (the reason) instead."""
-    from subsetctl.registry import ALL_REGISTRIES, load_plugin_string
+    from subsetctl.plugin_loading import load_plugin_string
+    from subsetctl.registry import ALL_REGISTRIES
     from subsetctl.spec import read_yaml
 
     if directory is not None:  # only its plugins: list is read, so a spec with other problems still lists them

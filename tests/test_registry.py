@@ -91,7 +91,7 @@ def test_a_plugins_class_without_a_name_says_how_to_register_it(tmp_path, monkey
     import pytest
 
     from subsetctl.errors import UserError
-    from subsetctl.registry import load_plugin_string
+    from subsetctl.plugin_loading import load_plugin_string
 
     (tmp_path / "nameless_plugin.py").write_text(
         "from subsetctl.search.base import Strategy\n\nclass Nameless(Strategy):\n"
@@ -117,7 +117,8 @@ def test_a_plugins_class_without_a_decorator_loads_again_after_its_module_is_rel
     plugins: m:Cls", itself."""
     import importlib
 
-    from subsetctl.registry import STRATEGIES, load_plugin_string
+    from subsetctl.plugin_loading import load_plugin_string
+    from subsetctl.registry import STRATEGIES
 
     (tmp_path / "undecorated_plugin.py").write_text(
         "from subsetctl.search.baselines import AllSources\n\nclass Undecorated(AllSources):\n"
@@ -260,7 +261,7 @@ def test_a_plugin_that_prints_or_exits_at_import(tmp_path: Path, monkeypatch, ca
     import pytest
 
     from subsetctl.errors import UserError
-    from subsetctl.registry import load_plugin_string
+    from subsetctl.plugin_loading import load_plugin_string
 
     (tmp_path / "chatty_plugin.py").write_text("print('hello from the plugin')\nclass X:\n    pass\n")
     (tmp_path / "exiting_plugin.py").write_text("import sys\nsys.exit()\n")
@@ -484,7 +485,7 @@ def test_a_plugin_class_leaving_out_an_abstract_method_is_refused_by_validate() 
 
 def test_a_plugin_module_next_to_the_spec_but_not_importable_says_which_folder_to_add(tmp_path: Path) -> None:
     from subsetctl.errors import UserError
-    from subsetctl.registry import load_plugin_string
+    from subsetctl.plugin_loading import load_plugin_string
 
     (tmp_path / "plugins").mkdir()
     (tmp_path / "plugins" / "nearby_mod_xyz.py").write_text("x = 1\n")
@@ -500,7 +501,7 @@ def test_a_misspelt_plugin_attribute_gets_a_suggestion_and_the_modules_file(tmp_
     neither the name meant nor which file was imported (a stale module of that name
     elsewhere on the path) nor what the attribute should be."""
     from subsetctl.errors import UserError
-    from subsetctl.registry import load_plugin_string
+    from subsetctl.plugin_loading import load_plugin_string
 
     (tmp_path / "typo_mod_xyz.py").write_text("class BestSingle:\n    pass\n")
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -661,7 +662,8 @@ def test_two_projects_plugin_modules_of_one_name_are_refused_not_mixed_up(tmp_pa
     handed the second project the first one's module, so its spec ran the other project's
     strategy. Once the first folder is off the path, naming the module is refused."""
     from subsetctl.errors import UserError
-    from subsetctl.registry import load_plugin_string, plugin_scope
+    from subsetctl.plugin_loading import load_plugin_string
+    from subsetctl.plugin_scoping import plugin_scope
 
     for letter in "ab":
         (tmp_path / letter).mkdir()
@@ -727,7 +729,7 @@ def test_an_installed_plugin_whose_module_registers_itself_stays_after_a_scoped_
     back when the run returned, and the entry points are imported once, so a notebook's
     second run no longer found the installed plugin."""
     import subsetctl.registry as registry_module
-    from subsetctl.registry import plugin_scope
+    from subsetctl.plugin_scoping import plugin_scope
 
     registry: Registry[type] = Registry("thing", "subsetctl.test_things", ())
 
@@ -750,7 +752,7 @@ def test_an_installed_plugin_also_named_under_plugins_stays_after_the_scoped_cal
     skipped (the name was taken), and the scope took the name back on leaving: the
     installed plugin was gone for the rest of the process."""
     import subsetctl.registry as registry_module
-    from subsetctl.registry import plugin_scope
+    from subsetctl.plugin_scoping import plugin_scope
 
     registry: Registry[type] = Registry("thing", "subsetctl.test_things", ())
 
@@ -770,7 +772,9 @@ def test_a_plugin_module_importing_one_another_spec_imported_first_has_its_regis
     its package's __init__) gets what that one registers, as in a fresh process, also when
     an earlier spec imported it first: Python did not import it again, so nothing of it was
     registered, and the second spec's run said "unknown strategy 'shared_pick'"."""
-    from subsetctl.registry import STRATEGIES, load_plugin_string, plugin_scope
+    from subsetctl.plugin_loading import load_plugin_string
+    from subsetctl.plugin_scoping import plugin_scope
+    from subsetctl.registry import STRATEGIES
 
     monkeypatch.syspath_prepend(str(tmp_path))
     strategy = ("from subsetctl.search.baselines import AllSources\nfrom subsetctl.registry import STRATEGIES\n"
@@ -801,7 +805,9 @@ def test_a_plugin_module_reloaded_between_two_runs_stays_that_projects_own(tmp_p
     the next call that names a's module only."""
     import importlib
 
-    from subsetctl.registry import STRATEGIES, load_plugin_string, plugin_scope
+    from subsetctl.plugin_loading import load_plugin_string
+    from subsetctl.plugin_scoping import plugin_scope
+    from subsetctl.registry import STRATEGIES
 
     monkeypatch.syspath_prepend(str(tmp_path))
     for letter in "ab":
@@ -840,7 +846,7 @@ def test_an_installed_plugin_whose_name_a_specs_plugin_took_first_is_there_after
     project of the process (unknown). That spec's plugin has the name during its calls, as
     in a fresh process, also once the entry point is read; the installed one after them."""
     import subsetctl.registry as registry_module
-    from subsetctl.registry import plugin_scope
+    from subsetctl.plugin_scoping import plugin_scope
 
     registry: Registry[type] = Registry("thing", "subsetctl.test_things", ())
 

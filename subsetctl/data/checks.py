@@ -471,7 +471,8 @@ def _check_plugin(loader: PluginLoader, loc: tuple[Any, ...], issues: _Issues, f
     from pydantic import ValidationError
 
     from subsetctl.data.loaders import BUILTIN_OPTION_MODELS
-    from subsetctl.registry import LOADERS, unknown_after_failed_imports
+    from subsetctl.plugin_loading import unknown_after_failed_imports
+    from subsetctl.registry import LOADERS
     from subsetctl.spec import plain_error_message
 
     if loader.name == "plugin":  # registered (it is this loader type), but it cannot load data by itself
@@ -531,7 +532,7 @@ def check_sources(spec: Spec, spec_path: Path, text: str | None = None) -> list[
     kind = spec.model.kind
     failed_plugins: list[str] = []
     if any(isinstance(s.loader, PluginLoader) for s in [spec.target, *spec.sources]):
-        from subsetctl.registry import load_plugin_string
+        from subsetctl.plugin_loading import load_plugin_string
 
         for i, plugin in enumerate(spec.plugins):
             try:

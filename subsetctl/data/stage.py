@@ -44,8 +44,9 @@ from subsetctl.data.loaders import (
 from subsetctl.data.overlap import OverlapCheck, overlap_warnings
 from subsetctl.data.prepare import SPLITS, prepare_source, quiet_datasets, split_summary
 from subsetctl.errors import UserError
+from subsetctl.plugin_loading import load_plugin_string
+from subsetctl.plugin_scoping import plugin_scope
 from subsetctl.project import atomic_write_json, read_json_object, replace_dir
-from subsetctl.registry import load_plugin_string, plugin_scope
 from subsetctl.spec import SourceSpec, Spec
 
 SUMMARY_FILE = "data.json"

@@ -90,7 +90,7 @@ def _registrations_taken_back() -> contextlib.AbstractContextManager[None]:
     another project's plugin registering the same name (its own estimator ``my_estimator``)
     failed there with "Two plugins register the estimator"; the worker needs the class,
     not the registry."""
-    from subsetctl.registry import plugin_scope
+    from subsetctl.plugin_scoping import plugin_scope
 
     return plugin_scope()
 

@@ -47,7 +47,8 @@ class CalibrateStage(Stage):
 
     def extra_inputs(self, spec: Any, project: Any) -> dict[str, Any]:
         """The files of plugin estimators among the candidates."""
-        from subsetctl.registry import ESTIMATORS, plugin_code_inputs
+        from subsetctl.plugin_loading import plugin_code_inputs
+        from subsetctl.registry import ESTIMATORS
 
         names = [spec.estimate.estimator, *spec.calibrate.estimators]
         return plugin_code_inputs(spec.plugins, [(ESTIMATORS, name) for name in names], project.root)

@@ -31,7 +31,8 @@ class DataStage(Stage):
         loader's code; and the code of any plugin registered under a built-in loader
         type the spec uses (a ``plugins:`` entry that replaces ``jsonl``)."""
         from subsetctl.data.fingerprint import source_fingerprint_inputs
-        from subsetctl.registry import LOADERS, plugin_code_inputs
+        from subsetctl.plugin_loading import plugin_code_inputs
+        from subsetctl.registry import LOADERS
 
         everything = [spec.target, *spec.sources]
         types = sorted({s.loader.type for s in everything if s.loader.type != "plugin"})

@@ -106,7 +106,8 @@ class GradientsStage(common.ModelStage):
 
     def extra_inputs(self, spec: Spec, project: Project) -> dict[str, Any]:
         """The model folder's files, and the file of a plugin projector."""
-        from subsetctl.registry import PROJECTORS, plugin_code_inputs
+        from subsetctl.plugin_loading import plugin_code_inputs
+        from subsetctl.registry import PROJECTORS
 
         return {**super().extra_inputs(spec, project),
                 **plugin_code_inputs(spec.plugins, [(PROJECTORS, spec.gradients.projector)], project.root)}

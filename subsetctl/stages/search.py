@@ -353,7 +353,8 @@ class SearchStage(Stage):
         Every estimator calibration may choose counts, not only ``estimate.estimator``: an
         edited plugin estimator that calibration chose again (the same choice, so the same
         calibrate output) left the search's estimates from the old code."""
-        from subsetctl.registry import ESTIMATORS, STRATEGIES, fine_tunes_for_real, plugin_code_inputs
+        from subsetctl.plugin_loading import plugin_code_inputs
+        from subsetctl.registry import ESTIMATORS, STRATEGIES, fine_tunes_for_real
 
         uses = [*((ESTIMATORS, name) for name in search_estimators(spec)),  # calibration may pick among them
                 *((STRATEGIES, s.name) for s in spec.search.strategies)]

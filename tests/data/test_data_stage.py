@@ -154,7 +154,7 @@ def load(options, ctx):
 def test_fingerprint_of_a_plugin_loader_follows_its_code_and_option_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from subsetctl.registry import load_plugin_string
+    from subsetctl.plugin_loading import load_plugin_string
 
     (tmp_path / "fp_plugin_mod.py").write_text(PLUGIN_MODULE)
     monkeypatch.syspath_prepend(str(tmp_path))

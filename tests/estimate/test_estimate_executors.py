@@ -706,7 +706,8 @@ def test_loky_workers_take_one_projects_plugin_estimator_after_anothers_of_the_s
     estimator 'same_est'"."""
     from joblib.externals.loky import get_reusable_executor
 
-    from subsetctl.registry import ESTIMATORS, plugin_scope
+    from subsetctl.plugin_scoping import plugin_scope
+    from subsetctl.registry import ESTIMATORS
 
     get_reusable_executor().shutdown(wait=True)  # workers that see this test's sys.path
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -1,0 +1,180 @@
+"""Importing the plugins a spec names under ``plugins:`` (``module:attr`` strings).
+
+Importing a plugin module registers what it defines (its ``register`` decorators run);
+this module turns what can go wrong on the way into user errors that say what to do (a
+file named instead of a module, a module not on PYTHONPATH, a plugin whose own import
+fails, another project's module of the same name), registers a named class its module
+did not register itself, and fingerprints plugin code for the stages using it. Which
+registrations a spec's call sees is :mod:`subsetctl.plugin_scoping`'s concern.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import importlib
+import sys
+from pathlib import Path
+from typing import Any
+
+from subsetctl.errors import UnknownPluginError, UserError, shell_arg
+from subsetctl.plugin_scoping import importing, register_again
+from subsetctl.registry import ESTIMATORS, STRATEGIES, Registry, doc_summary
+
+
+def load_plugin_string(spec: str, spec_dir: Path | None = None) -> Any:
+    """Import ``module:attr`` (from a spec's ``plugins:`` list); importing it registers it.
+    ``spec_dir``: the spec's folder, where a module that cannot be imported is looked for
+    (``plugins/my_strategy.py``), so the error can say which folder to put on PYTHONPATH."""
+    module_name, _, attr = spec.partition(":")
+    if "/" in module_name or "\\" in module_name or module_name.endswith(".py"):
+        raise UserError(
+            f"Plugin {spec!r} names a file; plugins are named by module: put the file's folder on PYTHONPATH and "
+            f"write 'module:attr' (for plugins/my_strategy.py: PYTHONPATH=plugins and 'my_strategy:MyStrategy')."
+        )
+    if not attr:
+        raise UserError(f"Plugin {spec!r} must look like 'package.module:attr'.")
+    try:
+        module = _import_registering(module_name)
+    except ImportError as exc:
+        missing = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
+        if missing and missing != module_name and not module_name.startswith(f"{missing}."):
+            raise UserError(  # the plugin was found; something it imports is not installed
+                f"Plugin module {module_name!r} imports {missing!r}, which is not installed here ({exc}). Install "
+                "it in this environment, or remove the plugin from plugins:."
+            ) from exc
+        found = _module_file_near(module_name, spec_dir) if missing == module_name or missing is None else None
+        where = (f" Its file is {found}: put {found.parent} on PYTHONPATH (`PYTHONPATH={shell_arg(found.parent)} subsetctl ...`)."
+                 if found is not None else " Install the package that provides it, or put the module's folder on "
+                 "PYTHONPATH.")
+        raise UserError(f"Plugin module {module_name!r} could not be imported: {exc}.{where}") from exc
+    except UserError:  # subsetctl refused what it registers (two plugins under one name): says so itself
+        raise
+    except (Exception, SystemExit) as exc:  # the plugin's own code failed (or exited) while importing
+        raise UserError(
+            f"Plugin module {module_name!r} raised {type(exc).__name__} while being imported: {exc}. "
+            "Fix the plugin or remove it from plugins:."
+        ) from exc
+    if not hasattr(module, attr):
+        public = sorted(name for name in vars(module) if not name.startswith("_"))
+        close = difflib.get_close_matches(attr, public, n=1, cutoff=0.6)
+        raise UserError(
+            f"Plugin module {module_name!r} ({getattr(module, '__file__', None) or 'no file'}) has no attribute "
+            f"{attr!r}{f' (did you mean {close[0]!r}?)' if close else ''}: write 'plugins: [\"{module_name}:NAME\"]' "
+            "with NAME a class or function the module defines (the one it registers)."
+        )
+    obj = getattr(module, attr)
+    _register_named_class(obj, spec)
+    return obj
+
+
+def _import_registering(module_name: str) -> Any:
+    """Import the ``plugins:`` module ``module_name``, recording what it registers, and
+    register again what it registered when an earlier spec imported it (Python imports a
+    module once, so its decorators do not run a second time)."""
+    _refuse_another_projects_module(module_name)
+    with importing(module_name), contextlib.redirect_stdout(sys.stderr):  # a print at import must not
+        module = importlib.import_module(module_name)  # corrupt --format json
+    register_again(module_name)
+    return module
+
+
+def _refuse_another_projects_module(module_name: str) -> None:
+    """A UserError when ``module_name``'s package is imported in this process from another
+    file than the one a fresh process would import now: another project's plugin of the
+    same name (``plugins/my_strategy.py`` in two projects of one notebook). Python would
+    hand this spec the other project's code, and its results would be recorded as this
+    plugin's."""
+    import importlib.machinery
+
+    top = module_name.partition(".")[0]
+    loaded = getattr(sys.modules.get(top), "__file__", None)
+    if loaded is None:  # not imported yet (or a namespace package: nothing to compare)
+        return
+    try:
+        found = importlib.machinery.PathFinder.find_spec(top)
+    except (ImportError, ValueError):
+        return
+    fresh = getattr(found, "origin", None)
+    if fresh is None or not Path(fresh).exists() or Path(fresh).resolve() == Path(loaded).resolve():
+        return
+    raise UserError(
+        f"Plugin module {module_name!r}: this Python process has already imported {top!r} from {loaded}, but this "
+        f"spec's is {fresh}. Python imports a module name once, so the spec would run the other file's code. Give "
+        "one of the two modules another name, or run this project in a new process (the CLI, or a fresh kernel)."
+    )
+
+
+def unknown_after_failed_imports(exc: UserError, registry: Registry[Any], failed_plugins: list[str]) -> str:
+    """The message for a name ``registry`` does not know while ``failed_plugins`` (the
+    spec's ``plugins:`` entries that failed to import, as "plugins[i] (module:attr)") are
+    broken: most likely one of them would register it, so say that first instead of
+    sending the user off to register it again; unless it is a near miss of a registered
+    name (random_ensembel), which is a typo."""
+    if not (failed_plugins and isinstance(exc, UnknownPluginError)):
+        return str(exc)
+    close = difflib.get_close_matches(exc.name, registry.names(), n=1, cutoff=0.8)
+    if close:
+        return f"unknown {exc.kind} {exc.name!r}; did you mean {close[0]!r}?"
+    return (f"unknown {exc.kind} {exc.name!r}, probably one that {', '.join(failed_plugins)} registers: "
+            "that plugin failed to import (see its problem); fix the import first.")
+
+
+def _module_file_near(module_name: str, spec_dir: Path | None) -> Path | None:
+    """The file of module ``module_name`` in ``spec_dir`` or a folder up to two levels
+    below it (``plugins/mystrats.py``), if there is one."""
+    if spec_dir is None:
+        return None
+    relative = Path(*module_name.split(".")).with_suffix(".py")
+    for pattern in (str(relative), f"*/{relative}", f"*/*/{relative}"):
+        found = sorted(Path(spec_dir).glob(pattern))
+        if found:
+            return found[0].resolve()
+    return None
+
+
+def _register_named_class(obj: Any, spec: str) -> None:
+    """Register a strategy or estimator class named in ``plugins:`` that its module did not
+    register itself, under its ``name`` attribute: the spec line says which class is
+    meant, so it need not be decorated too. A class without a ``name`` is an error that
+    says how to name it."""
+    from subsetctl.estimate.base import SubsetEstimator
+    from subsetctl.search.base import Strategy
+
+    if not isinstance(obj, type):
+        return
+    for base, registry in ((Strategy, STRATEGIES), (SubsetEstimator, ESTIMATORS)):
+        if not issubclass(obj, base) or obj is base:
+            continue
+        if any(entry.obj is obj for entry in registry.entries()):
+            return
+        name = vars(obj).get("name", "")  # its own: a subclass of a built-in inherits the built-in's name
+        if name in registry.names() and registry.origin(name) != f"plugins: {spec}":  # reloaded: replaced
+            raise UserError(
+                f"Plugin {spec!r} is named {name!r}, like the {registry.kind} from {registry.origin(name)}: "
+                "give the class another `name`."
+            )
+        if not name:
+            raise UserError(
+                f"Plugin {spec!r} is a {registry.kind} class without a name of its own: decorate it with "
+                f"`@{registry.variable}.register(\"my_{registry.kind}\")` (from subsetctl.registry import "
+                f"{registry.variable}) or give it a class attribute `name = \"my_{registry.kind}\"`."
+            )
+        registry.add(name, obj, getattr(obj, "description", "") or doc_summary(obj), origin=f"plugins: {spec}",
+                     again=True)
+        return
+
+
+def plugin_code_inputs(plugins: list[str], uses: list[tuple[Registry[Any], str]], root: Any = None) -> dict[str, Any]:
+    """``{"plugin code": {"strategy best_single": <fingerprint>, ...}}`` for the plugins in
+    ``uses`` that are not built in (after importing the spec's ``plugins:``), for a
+    stage's fingerprint: editing a plugin's file makes the stages using it stale. Empty
+    when every plugin used is built in, so such projects' fingerprints do not change."""
+    for spec in plugins:
+        try:
+            load_plugin_string(spec)
+        except UserError:  # validate says why
+            pass
+    found = {f"{registry.kind} {name}": registry.code_fingerprint(name, root) for registry, name in uses}
+    found = {key: value for key, value in found.items() if value is not None}
+    return {"plugin code": found} if found else {}
