@@ -37,6 +37,10 @@ def printable(text: str) -> str:
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
+#: what to do when Python's file system encoding cannot write a path (a locale that is not UTF-8)
+UTF8_LOCALE_ADVICE = "run under a UTF-8 locale (`export LC_ALL=C.UTF-8`) or with `PYTHONUTF8=1`"
+
+
 def unencodable_path_note(path: object) -> str:
     """For a path that was not found: a note when its name cannot be written in Python's
     file system encoding (a non-ASCII name under ``LC_ALL=C`` with UTF-8 mode off), so no
@@ -48,8 +52,8 @@ def unencodable_path_note(path: object) -> str:
         os.fsencode(str(path))
     except UnicodeEncodeError:
         return (f". Its name cannot be written in Python's file system encoding ({sys.getfilesystemencoding()}, "
-                "as under LC_ALL=C with UTF-8 mode off), so it cannot be opened even if it is there: run under a "
-                "UTF-8 locale (`export LC_ALL=C.UTF-8`) or with `PYTHONUTF8=1`, or rename it to an ASCII name")
+                f"as under LC_ALL=C with UTF-8 mode off), so it cannot be opened even if it is there: {UTF8_LOCALE_ADVICE}, "
+                "or rename it to an ASCII name")
     return ""
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from stat import S_ISREG
 from typing import IO, Any
 
-from subsetctl.errors import LockedError, UserError, printable, shell_arg
+from subsetctl.errors import UTF8_LOCALE_ADVICE, LockedError, UserError, printable, shell_arg
 from subsetctl.spec import SPEC_FILENAME
 
 #: under the state folder: each stage's last finished results while a run with other
@@ -107,7 +107,7 @@ def check_arrow_can_open(folder: Path) -> None:
         else:
             why = (f"is not readable as text under this locale (Python's file system encoding is {encoding}, "
                    "as under LC_ALL=C with UTF-8 mode off)")
-            fix = "Run under a UTF-8 locale (`export LC_ALL=C.UTF-8`) or with `PYTHONUTF8=1`"
+            fix = UTF8_LOCALE_ADVICE[0].upper() + UTF8_LOCALE_ADVICE[1:]
         raise UserError(
             f"The project folder's path ({shown}) {why}, and pyarrow, which stores the stages' data, cannot "
             f"open files there. {fix}, or move the project to a folder whose path is ASCII."
