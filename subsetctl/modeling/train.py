@@ -354,6 +354,140 @@ def _prune(ckpt_root: Path, keep: set[int]) -> None:
 # --------------------------------------------------------------------------- trainer
 
 
+@dataclass
+class _History:
+    """What a fine-tune has done so far: written into each checkpoint's state file, and
+    read back as the start of a resumed run."""
+
+    step: int = 0
+    train_losses: list[float] = field(default_factory=list)
+    eval_losses: dict[int, float] = field(default_factory=dict)
+    best_step: int = 0
+    best_loss: float = math.inf
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> _History:
+        return cls(
+            step=int(state["step"]),
+            train_losses=[float(x) for x in state["train_losses"]],
+            eval_losses={int(k): float(v) for k, v in state["eval_losses"].items()},
+            best_step=int(state["best_step"]),
+            best_loss=math.inf if state["best_eval_loss"] is None else float(state["best_eval_loss"]),
+        )
+
+    def state(self, fingerprint: str, total: int, per_step: int) -> dict[str, Any]:
+        """The checkpoint state file's content after ``self.step`` steps."""
+        return {
+            "fingerprint": fingerprint,
+            "step": self.step,
+            "total_steps": total,
+            "data_position": self.step * per_step,
+            "train_losses": self.train_losses,
+            "eval_losses": {str(k): v for k, v in self.eval_losses.items()},
+            "best_step": self.best_step,
+            "best_eval_loss": None if math.isinf(self.best_loss) else self.best_loss,
+        }
+
+
+def _encode_drawn(
+    tokenizer: Any, train_examples: Sequence[dict], order: list[list[int]], kind: str, config: TrainConfig
+) -> tuple[dict[int, Any], Any]:
+    """Tokenize only the rows the batches draw (meta-init's few steps over a million source
+    rows tokenized all of them first, about 27 KB each, 24 GB, to use 32): index -> encoded
+    row, and the notice of how many of them were cut to ``max_length`` (or None)."""
+    drawn = sorted({i for step in order for i in step})
+    drawn_rows = [train_examples[i] for i in drawn]
+    items = dict(zip(drawn, encode_rows(tokenizer, drawn_rows, kind, config.max_length)))
+    counts = TruncationCounts()
+    if kind == "causal-lm":
+        counts.add([items[i] for i in drawn], drawn_rows)
+    else:
+        counts.add_classifier(tokenizer, drawn_rows, config.max_length)
+    return items, counts.notice(config.max_length, f"examples the {len(order)} training steps drew")
+
+
+def _restore_or_start(
+    model: Any, optimizer: torch.optim.Optimizer, out_dir: Path, fingerprint: str, resume: bool, seed: int,
+    notices: list[str],
+) -> _History:
+    """The history to continue from: the last usable checkpoint of this very run (its
+    adapter, optimizer and RNG states loaded), or a fresh start (other checkpoints
+    deleted, the dropout stream seeded)."""
+    ckpt_root = out_dir / "checkpoints"
+    existing = _step_dirs(ckpt_root)
+    restored = _read_latest_checkpoint(existing, fingerprint, out_dir, notices) if existing and resume else None
+    if restored is None:
+        if existing:
+            shutil.rmtree(ckpt_root)
+        torch.manual_seed(seed)  # dropout stream; restored from checkpoints on resume
+        return _History()
+    last_dir, state, optimizer_state, rng = restored
+    load_adapter_weights(model, last_dir / "adapter")
+    optimizer.load_state_dict(optimizer_state)
+    torch.set_rng_state(rng["cpu"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    return _History.from_state(state)
+
+
+def _optimizer_step(
+    model: Any, tokenizer: Any, optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter],
+    batch_rows: list[Any], config: TrainConfig, kind: str, device: torch.device,
+) -> float | None:
+    """One update over ``batch_rows`` (``grad_accum`` micro-batches of encoded rows):
+    the mean training loss, or None when a micro-batch's loss is not finite (then no update
+    is applied)."""
+    optimizer.zero_grad(set_to_none=True)
+    step_loss = 0.0
+    for micro in range(config.grad_accum):
+        chunk = batch_rows[micro * config.batch_size : (micro + 1) * config.batch_size]
+        batch = _to(make_batch(tokenizer, chunk, kind, config.max_length), device)
+        f, ce = _per_example(model, batch, kind)
+        per = surrogate_loss(f) if config.objective == "surrogate" else ce
+        loss = per.mean() / config.grad_accum
+        if not torch.isfinite(loss):
+            return None
+        loss.backward()
+        step_loss += float(loss.detach())
+    if config.max_grad_norm:
+        torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+    optimizer.step()
+    return step_loss
+
+
+def _save_final_adapter(
+    model: Any, params: list[torch.nn.Parameter], start_weights: list[torch.Tensor], out_dir: Path,
+    history: _History, total: int, by_eval: bool, diverged: bool,
+) -> int:
+    """Load into ``model`` and copy to ``out_dir/adapter`` the adapter a fine-tune ends
+    with: the best checkpoint by validation (``by_eval``), else the last one (the one
+    before a divergence), else, diverged before any checkpoint, the starting weights
+    (never non-finite ones). Returns the step it is from (0: the start)."""
+    ckpt_root = out_dir / "checkpoints"
+    last = _step_dirs(ckpt_root)
+    if by_eval and history.best_step:
+        chosen = ckpt_root / f"step-{history.best_step}"
+    elif diverged:
+        chosen = last[-1][1] if last else None
+    else:
+        chosen = ckpt_root / f"step-{total}"
+    if chosen is None or not chosen.is_dir():
+        with torch.no_grad():
+            for p, w in zip(params, start_weights):
+                p.copy_(w)
+        save_adapter(model, out_dir / "adapter")
+        return 0
+    load_adapter_weights(model, chosen / "adapter")
+    tmp = out_dir / f".adapter.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        shutil.copytree(chosen / "adapter", tmp)
+        replace_dir(tmp, out_dir / "adapter")
+    finally:  # interrupted (Ctrl-C, SIGTERM) while copying: no half-copied adapter left behind
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return history.best_step if (by_eval and history.best_step) else int(chosen.name[5:])
+
+
 def train_lora(
     model: Any,
     tokenizer: Any,
@@ -395,7 +529,6 @@ def train_lora(
         raise UserError("train_lora needs a LoRA (peft) model; wrap the base model with apply_lora first.")
     out_dir = Path(out_dir)
     ckpt_root = out_dir / "checkpoints"
-    adapter_dir = out_dir / "adapter"
     eval_examples = list(eval_examples) if eval_examples else None
     eval_objective = config.eval_objective or config.objective
     eval_bs = config.eval_batch_size or config.batch_size
@@ -403,17 +536,7 @@ def train_lora(
     total = config.total_steps(len(train_examples))
     per_step = config.batch_size * config.grad_accum
     order = batch_order(len(train_examples), total, per_step, config.seed)
-    # only the rows the batches draw are tokenized: meta-init's few steps over a million
-    # source rows tokenized all of them first (about 27 KB each, 24 GB) to use 32
-    drawn = sorted({i for step in order for i in step})
-    drawn_rows = [train_examples[i] for i in drawn]
-    items = dict(zip(drawn, encode_rows(tokenizer, drawn_rows, kind, config.max_length)))
-    counts = TruncationCounts()
-    if kind == "causal-lm":
-        counts.add([items[i] for i in drawn], drawn_rows)
-    else:
-        counts.add_classifier(tokenizer, drawn_rows, config.max_length)
-    truncation = counts.notice(config.max_length, f"examples the {total} training steps drew")
+    items, truncation = _encode_drawn(tokenizer, train_examples, order, kind, config)
     fingerprint = _run_fingerprint(config, train_examples, eval_examples, kind)
 
     params = _trainable(model)
@@ -421,47 +544,9 @@ def train_lora(
         raise UserError("The model has no trainable parameters; apply LoRA (trainable=True) before training.")
     optimizer = _make_optimizer(params, config)
     device = _model_device(model)
-
-    start_step = 0
-    train_losses: list[float] = []
-    eval_losses: dict[int, float] = {}
-    best_step, best_loss = 0, math.inf
-    existing = _step_dirs(ckpt_root)
     notices: list[str] = []
-    restored = _read_latest_checkpoint(existing, fingerprint, out_dir, notices) if existing and resume else None
-    if restored is not None:
-        last_dir, state, optimizer_state, rng = restored
-        load_adapter_weights(model, last_dir / "adapter")
-        optimizer.load_state_dict(optimizer_state)
-        torch.set_rng_state(rng["cpu"])
-        if "cuda" in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        start_step = int(state["step"])
-        train_losses = [float(x) for x in state["train_losses"]]
-        eval_losses = {int(k): float(v) for k, v in state["eval_losses"].items()}
-        best_step = int(state["best_step"])
-        best_loss = math.inf if state["best_eval_loss"] is None else float(state["best_eval_loss"])
-    else:
-        if existing:
-            shutil.rmtree(ckpt_root)
-        torch.manual_seed(config.seed)  # dropout stream; restored from checkpoints on resume
-
-    def checkpoint(step: int) -> None:
-        state = {
-            "fingerprint": fingerprint,
-            "step": step,
-            "total_steps": total,
-            "data_position": step * per_step,
-            "train_losses": train_losses,
-            "eval_losses": {str(k): v for k, v in eval_losses.items()},
-            "best_step": best_step,
-            "best_eval_loss": None if math.isinf(best_loss) else best_loss,
-        }
-        _write_checkpoint(ckpt_root, step, model, optimizer, state)
-        keep = {step}
-        if eval_examples and best_step:
-            keep.add(best_step)
-        _prune(ckpt_root, keep)
+    history = _restore_or_start(model, optimizer, out_dir, fingerprint, resume, config.seed, notices)
+    start_step = history.step
 
     # weights to fall back on if the loss diverges before any checkpoint exists
     start_weights = [p.detach().clone() for p in params]
@@ -470,28 +555,16 @@ def train_lora(
     if progress is not None and start_step:  # a resumed run's bar starts where it resumes, not at 0
         progress(start_step, total, None, None)
     for step in range(start_step + 1, total + 1):
-        indices = order[step - 1]
         for group in optimizer.param_groups:
             group["lr"] = config.lr_at(step)
-        optimizer.zero_grad(set_to_none=True)
-        step_loss = 0.0
-        for micro in range(config.grad_accum):
-            chunk = indices[micro * config.batch_size : (micro + 1) * config.batch_size]
-            batch = _to(make_batch(tokenizer, [items[i] for i in chunk], kind, config.max_length), device)
-            f, ce = _per_example(model, batch, kind)
-            per = surrogate_loss(f) if config.objective == "surrogate" else ce
-            loss = per.mean() / config.grad_accum
-            if not torch.isfinite(loss):
-                diverged = True
-                break
-            loss.backward()
-            step_loss += float(loss.detach())
-        if diverged:
+        step_loss = _optimizer_step(
+            model, tokenizer, optimizer, params, [items[i] for i in order[step - 1]], config, kind, device
+        )
+        if step_loss is None:
+            diverged = True
             break
-        if config.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-        optimizer.step()
-        train_losses.append(step_loss)
+        history.step = step
+        history.train_losses.append(step_loss)
 
         eval_loss = None
         is_last = step == total
@@ -499,56 +572,37 @@ def train_lora(
             eval_loss = evaluate_loss(
                 model, tokenizer, eval_examples, kind, config.max_length, eval_bs, eval_objective
             )
-            eval_losses[step] = eval_loss
+            history.eval_losses[step] = eval_loss
             if not math.isfinite(eval_loss):
                 diverged = True
-            elif eval_loss < best_loss:
-                best_step, best_loss = step, eval_loss
+            elif eval_loss < history.best_loss:
+                history.best_step, history.best_loss = step, eval_loss
         if not diverged and (
             is_last
             or eval_loss is not None
             or (config.checkpoint_every and step % config.checkpoint_every == 0)
         ):
-            checkpoint(step)
+            _write_checkpoint(ckpt_root, step, model, optimizer, history.state(fingerprint, total, per_step))
+            _prune(ckpt_root, {step, history.best_step} if eval_examples and history.best_step else {step})
         if progress is not None:
             progress(step, total, step_loss, eval_loss)
         if diverged:
             break
 
-    last = _step_dirs(ckpt_root)
-    if eval_examples and best_step:
-        chosen = ckpt_root / f"step-{best_step}"
-    elif diverged:
-        chosen = last[-1][1] if last else None
-    else:
-        chosen = ckpt_root / f"step-{total}"
-    if chosen is not None and chosen.is_dir():
-        load_adapter_weights(model, chosen / "adapter")
-        tmp = out_dir / f".adapter.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        try:
-            shutil.copytree(chosen / "adapter", tmp)
-            replace_dir(tmp, adapter_dir)
-        finally:  # interrupted (Ctrl-C, SIGTERM) while copying: no half-copied adapter left behind
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-        saved_step = best_step if (eval_examples and best_step) else int(chosen.name[5:])
-    else:  # diverged before any checkpoint: the starting weights, never non-finite ones
-        with torch.no_grad():
-            for p, w in zip(params, start_weights):
-                p.copy_(w)
-        save_adapter(model, adapter_dir)
-        saved_step = 0
+    saved_step = _save_final_adapter(
+        model, params, start_weights, out_dir, history, total, by_eval=bool(eval_examples), diverged=diverged
+    )
     model.eval()
     return TrainResult(
-        steps=len(train_losses),
+        steps=len(history.train_losses),
         best_step=saved_step,
-        best_eval_loss=None if math.isinf(best_loss) else best_loss,
-        train_losses=train_losses,
-        adapter_dir=adapter_dir,
+        best_eval_loss=None if math.isinf(history.best_loss) else history.best_loss,
+        train_losses=history.train_losses,
+        adapter_dir=out_dir / "adapter",
         seconds=time.perf_counter() - t0,
         diverged=diverged,
         resumed_from=start_step,
-        eval_losses=eval_losses,
+        eval_losses=history.eval_losses,
         notices=notices,
         truncation=truncation,
     )
