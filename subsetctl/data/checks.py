@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import difflib
+import gzip
 import io
 import json
 import zlib
@@ -25,7 +26,9 @@ from typing import IO, Any
 
 from subsetctl.data.loaders import (
     CR_ALONE,
+    GZIP_MAGIC,
     UnsupportedCompression,
+    gzip_damage,
     open_decompressed,
     resolve_path,
     utf16_note,
@@ -297,9 +300,32 @@ def _file_head(loader: LoaderBase, path: Path) -> tuple[list[str] | None, str | 
     except PermissionError:
         return None, ("subsetctl may not read it (permission denied): make it readable "
                       "(chmod a+r), or copy the data somewhere you can read it"), False
-    except (OSError, EOFError, zlib.error, csv.Error, ImportError, RecursionError):  # zlib: a corrupt gzip file
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:  # a gzip file cut short or corrupt within its head
+        return None, f"the file is {gzip_damage(exc)}", False
+    except (OSError, csv.Error, ImportError, RecursionError):
         return None, None, False
     return None, None, False
+
+
+def _gzip_damage(path: Path) -> str | None:
+    """What is wrong with a gzip-compressed file that cannot be decompressed to its end (cut
+    short, or corrupt past the head :func:`_file_head` read), read through without keeping
+    what it holds (about 0.1 s for 87 MB of text); None for a file that is not gzip, one
+    larger than :data:`LINES_COUNTED_MB` compressed (the data stage says), or a sound one."""
+    try:
+        if path.stat().st_size > LINES_COUNTED_MB * 2**20:
+            return None
+        with open(path, "rb") as raw:
+            if raw.read(2) != GZIP_MAGIC:
+                return None
+        with gzip.open(path, "rb") as handle:
+            while handle.read(1 << 20):
+                pass
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        return f"the file is {gzip_damage(exc)}"
+    except OSError:  # unreadable: the head check and the data stage say why
+        return None
+    return None
 
 
 def _nul_problem(line: int | None) -> str:
@@ -326,6 +352,10 @@ def _check_columns(loader: LoaderBase, path: Path, loc: tuple[Any, ...], kind: s
     columns, problem, rowless = _file_head(loader, path)
     if problem:
         issues.add(loc + ("path",), f"{path.name}: {problem}")
+        return
+    damage = _gzip_damage(path)
+    if damage:
+        issues.add(loc + ("path",), f"{path.name}: {damage}")
         return
     if columns is None:
         return

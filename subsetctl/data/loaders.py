@@ -865,14 +865,19 @@ def open_decompressed(path: Path) -> IO[bytes]:
     return gzip.open(path, "rb") if head[:2] == GZIP_MAGIC else open(path, "rb")  # type: ignore[return-value]
 
 
+def gzip_damage(exc: BaseException) -> str:
+    """What is wrong with a gzip file that cannot be decompressed (``exc``: what gzip or
+    zlib raised: cut short, corrupt data, not gzip after its first two bytes), without the
+    path; the data stage and validate say the same."""
+    return (f"gzip-compressed but cannot be decompressed ({exc or type(exc).__name__}): it is cut short or "
+            "damaged. Copy it again, or compress the original again")
+
+
 def _unreadable(path: Path, source: str, exc: BaseException) -> UserError:
     """The error for a file that cannot be read, or a gzip file that cannot be decompressed."""
     if isinstance(exc, OSError) and exc.strerror:
         return UserError(f"Source {source!r}: cannot read file {path}: {exc.strerror}.")
-    return UserError(
-        f"Source {source!r}: file {path} is gzip-compressed but cannot be decompressed ({exc}); it is "
-        "probably cut short. Copy or compress it again."
-    )
+    return UserError(f"Source {source!r}: file {path} is {gzip_damage(exc)}.")
 
 
 def text_lines(path: Path, source: str) -> Iterator[tuple[int, str]]:

@@ -133,10 +133,10 @@ def test_compressed_files_are_checked_and_non_utf8_is_found_by_validate(tmp_path
     assert "not valid UTF-8" in issues["sources[2].loader.path"].message
 
 
-def test_a_corrupt_gzip_file_is_left_to_the_data_stage_not_an_internal_error(tmp_path: Path) -> None:
+def test_a_corrupt_gzip_file_is_an_issue_not_an_internal_error(tmp_path: Path) -> None:
     """A gzip file whose deflate data is corrupt (zlib.error, not an OSError) made validate
     fail with an internal error: at its first line, and after a non-UTF-8 first line when
-    the file was read again to say where the bad byte is."""
+    the file was read again to say where the bad byte is. Then it was said nothing of."""
     import zlib
 
     def corrupt_gzip(text: bytes) -> bytes:  # the text, then a deflate block of the reserved type
@@ -155,8 +155,43 @@ def test_a_corrupt_gzip_file_is_left_to_the_data_stage_not_an_internal_error(tmp
     loader: {type: jsonl, path: data/l.jsonl.gz}
 """
     issues = _check(tmp_path, text)
-    assert set(issues) == {"sources[2].loader.path"}
+    assert set(issues) == {"sources[1].loader.path", "sources[2].loader.path"}
+    assert "c.jsonl.gz: the file is gzip-compressed but cannot be decompressed" in issues["sources[1].loader.path"].message
     assert "not valid UTF-8" in issues["sources[2].loader.path"].message
+
+
+@pytest.mark.parametrize("name", ["s.jsonl.gz", "s.csv.gz"])
+def test_a_gzip_file_cut_short_or_garbage_is_an_issue(tmp_path: Path, name: str) -> None:
+    """A .gz file cut in half (its head still decompresses) and random bytes after the gzip
+    magic passed validate: only the data stage said the file cannot be decompressed."""
+    import gzip
+    import random
+
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    rng = random.Random(0)
+    if name.endswith(".jsonl.gz"):
+        text = "".join(f'{{"prompt": "q{i} {rng.random()}", "response": "a{i}"}}\n' for i in range(3000))
+    else:
+        text = "prompt,response\n" + "".join(f"q{i} {rng.random()},a{i}\n" for i in range(3000))
+    packed = gzip.compress(text.encode())
+    (tmp_path / "data" / name).write_bytes(packed[: len(packed) // 2])
+    (tmp_path / "data" / "g.jsonl.gz").write_bytes(b"\x1f\x8b" + rng.randbytes(2000))
+    (tmp_path / "data" / "ok.jsonl.gz").write_bytes(gzip.compress(b'{"prompt": "q", "response": "a"}\n'))
+    spec = GOOD + f"""\
+  - name: cut
+    loader: {{type: {name.split('.')[1]}, path: data/{name}}}
+  - name: garbage
+    loader: {{type: jsonl, path: data/g.jsonl.gz}}
+  - name: ok
+    loader: {{type: jsonl, path: data/ok.jsonl.gz}}
+"""
+    issues = _check(tmp_path, spec)
+    assert set(issues) == {"sources[1].loader.path", "sources[2].loader.path"}
+    cut = issues["sources[1].loader.path"].message
+    assert cut.startswith(f"{name}: the file is gzip-compressed but cannot be decompressed (Compressed file ended")
+    assert "cut short or damaged. Copy it again" in cut
+    assert "g.jsonl.gz: the file is gzip-compressed but cannot be decompressed" in issues["sources[2].loader.path"].message
 
 
 def test_evals_checks_the_default_files_first_sample_for_ideal(tmp_path: Path) -> None:
