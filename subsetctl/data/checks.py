@@ -13,6 +13,7 @@ loader); ``evals`` is never imported, only located.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import difflib
@@ -36,6 +37,7 @@ from subsetctl.data.loaders import (
 from subsetctl.errors import UserError, unexpanded_variable_note
 from subsetctl.hub import looks_local
 from subsetctl.spec import (
+    CsvLoader,
     EvalsLoader,
     HuggingFaceLoader,
     JsonlLoader,
@@ -580,7 +582,79 @@ def check_sources(spec: Spec, spec_path: Path, text: str | None = None) -> list[
         else:
             _check_built_in(loader, lloc, base_dir, kind, issues)
         _check_split(source, loc, is_target, issues, base_dir)
+    _check_num_labels(spec, [source for _, source, _ in entries], base_dir, issues)
     return issues.found
+
+
+#: rows of each JSON Lines, CSV or Parquet file whose labels validate reads for ``model.num_labels``
+LABEL_ROWS_READ = 1000
+
+
+def _head_labels(loader: LoaderBase, path: Path) -> set[str]:
+    """The label texts of a classifier file's first :data:`LABEL_ROWS_READ` rows, as the
+    loaders read them (:func:`~subsetctl.data.loaders.label_to_text`; blank and missing
+    labels, which the data stage leaves out or refuses, are not counted); what could be
+    read of them when the file cannot be read that far (the other checks and the data
+    stage say why)."""
+    from itertools import islice
+
+    from subsetctl.data.loaders import _missing, label_to_text
+
+    field = loader.label_field
+    values: list[Any] = []
+    # unreadable or not what it claims: the file checks and the loader say why
+    with contextlib.suppress(Exception):
+        if loader.type == "jsonl":
+            with _open_text(path) as handle:
+                for line in islice((line for line in handle if line.strip()), LABEL_ROWS_READ):
+                    record = json.loads(line)
+                    if isinstance(record, dict):
+                        values.append(record.get(field))
+        elif loader.type == "csv":
+            with _open_text(path) as handle:
+                rows = (row for row in csv.reader(handle, delimiter=loader.delimiter) if row)
+                header = next(rows, [])
+                if field in header:
+                    at = header.index(field)
+                    values = [row[at] for row in islice(rows, LABEL_ROWS_READ) if at < len(row)]
+        elif loader.type == "parquet":
+            import pyarrow.parquet as pq
+
+            parquet = pq.ParquetFile(path)
+            if field in parquet.schema_arrow.names:
+                batch = next(parquet.iter_batches(batch_size=LABEL_ROWS_READ, columns=[field]), None)
+                values = batch.column(0).to_pylist() if batch is not None else []
+    texts = {label_to_text(v) for v in values if not _missing(v)}
+    return {t for t in texts if t.strip()}
+
+
+def _check_num_labels(spec: Spec, sources: list[SourceSpec], base_dir: Path, issues: _Issues) -> None:
+    """A classifier's ``model.num_labels`` is not below the labels the first rows of the
+    target's and the sources' local files already use: the head has ``num_labels`` outputs,
+    and the run would refuse it before meta-init, minutes in (after the data stage). Only
+    the heads of JSON Lines, CSV and Parquet files are read (:data:`LABEL_ROWS_READ` rows
+    each), so fewer labels found says nothing; the run checks every row's."""
+    from subsetctl.data.loaders import label_vocabulary
+
+    asked = spec.model.num_labels
+    if spec.model.kind != "classifier" or asked is None:
+        return
+    found: set[str] = set()
+    for source in sources:
+        loader = source.loader
+        if not isinstance(loader, (JsonlLoader, CsvLoader, ParquetLoader)) or not loader.label_field:
+            continue
+        path = resolve_path(loader.path, base_dir)
+        if path.is_file():
+            found |= _head_labels(loader, path)
+    if len(found) <= asked:
+        return
+    names = label_vocabulary(found)
+    shown = ", ".join(repr(n) for n in names[:10]) + (", ..." if len(names) > 10 else "")
+    issues.add(("model", "num_labels"),
+               f"is {asked}, but the first {LABEL_ROWS_READ} rows of the target's and the sources' files already "
+               f"use {len(names)} labels ({shown}); raise model.num_labels to at least {len(names)} (the data "
+               "may hold more), or leave it out to size the head from the data")
 
 
 def uncached_hub_datasets(spec: Spec, spec_dir: Path) -> list[tuple[tuple[Any, ...], str]]:

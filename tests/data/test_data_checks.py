@@ -347,3 +347,39 @@ def test_an_unknown_plugin_loader_is_not_offered_the_plugin_type_itself(tmp_path
     message = issues["sources[1].loader.name"].message
     assert "Unknown loader 'plugn'. Registered loaders: csv, evals, huggingface, jsonl, parquet" in message
     assert "'plugin'" not in message and ", plugin," not in message
+
+
+def test_num_labels_below_the_labels_of_the_files_heads_is_an_issue(tmp_path: Path) -> None:
+    """A classifier's `model.num_labels: 2` with three classes in the data passed validate;
+    the run refused it only after the data stage, before meta-init."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "t.jsonl").write_text(
+        "".join(json.dumps({"prompt": f"t{i}", "label": ["pos", "neg"][i % 2]}) + "\n" for i in range(8)))
+    (tmp_path / "data" / "s.csv").write_text("prompt,label\n" + "".join(f"s{i}, neg\n" for i in range(4)))
+    pq.write_table(pa.table({"prompt": ["p", "q"], "label": ["neu", None]}), tmp_path / "data" / "p.parquet")
+    text = """\
+model: {kind: classifier, num_labels: 2}
+target:
+  name: tgt
+  loader: {type: jsonl, path: data/t.jsonl, label_field: label}
+sources:
+  - name: s
+    loader: {type: csv, path: data/s.csv, label_field: label}
+  - name: p
+    loader: {type: parquet, path: data/p.parquet, label_field: label}
+"""
+    issues = _check(tmp_path, text)
+    assert set(issues) == {"model.num_labels"}
+    message = issues["model.num_labels"].message
+    assert "is 2, but" in message and "3 labels ('neg', 'neu', 'pos')" in message
+    assert "raise model.num_labels to at least 3" in message and "leave it out" in message
+    assert issues["model.num_labels"].line == 1
+    assert _check(tmp_path, text.replace("num_labels: 2", "num_labels: 3")) == {}
+    assert _check(tmp_path, text.replace(", num_labels: 2", "")) == {}
+    (tmp_path / "data" / "p.parquet").unlink()  # only the heads' labels count: 2 is enough for pos and neg
+    assert set(_check(tmp_path, text)) == {"sources[1].loader.path"}
