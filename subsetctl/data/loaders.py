@@ -940,13 +940,42 @@ CR_ALONE = ("lines end with a carriage return alone (CR, classic Mac OS line end
             "does not take: re-save it with LF (or CRLF) line endings")
 
 
-def jsonl_records(path: Path, source: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-blank line of a JSON Lines file, a line at a time."""
+@dataclass
+class DuplicateKeys:
+    """Lines of a JSON Lines file whose objects name a key twice (``{"a": 1, "a": 2}``, which
+    JSON reads as its last value): the first few, and how many."""
+
+    first: list[tuple[int, list[str]]] = dataclass_field(default_factory=list)
+    count: int = 0
+
+    def notice(self, source: str, path: Path) -> str:
+        """The data stage's warning about them, naming the file, the lines and the keys."""
+        shown = "; ".join(f"line {number}: {', '.join(repr(k) for k in keys)}" for number, keys in self.first)
+        more = f" (+{self.count - len(self.first)} more)" if self.count > len(self.first) else ""
+        return (f"Source {source!r}: file {path}: {self.count} row(s) name a key twice ({shown}{more}); only the "
+                "last value of each such key is read. Remove the duplicate keys, or rename the one meant to be "
+                "kept too.")
+
+
+def jsonl_records(path: Path, source: str,
+                  duplicates: DuplicateKeys | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a JSON Lines file, a line at a time;
+    the lines whose objects (also nested ones) name a key twice go into ``duplicates``."""
+    twice: list[str] = []
+
+    def as_dict(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        value = dict(pairs)
+        if len(value) != len(pairs):
+            twice.extend(dict.fromkeys(k for i, (k, _) in enumerate(pairs) if any(k == o for o, _ in pairs[:i])))
+        return value
+
+    decoder = json.JSONDecoder(object_pairs_hook=as_dict)  # (as fast as json.loads: 0.69 s vs 0.81 s a 400k lines)
     for number, line in text_lines(path, source):
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
+            # json.loads refuses a BOM that starts a line past the first (decode would say "Expecting value")
+            value = json.loads(line) if line.startswith("\ufeff") else decoder.decode(line)
         except json.JSONDecodeError as exc:
             cr_alone = "\r" in line.rstrip("\r")
             raise UserError(
@@ -964,6 +993,12 @@ def jsonl_records(path: Path, source: str) -> Iterator[tuple[int, dict[str, Any]
                 f"Source {source!r}: file {path}, line {number}: expected a JSON object "
                 f'({{"prompt": ..., ...}}), got a JSON {type(value).__name__}.'
             )
+        if twice:
+            if duplicates is not None:
+                duplicates.count += 1
+                if len(duplicates.first) < 3:
+                    duplicates.first.append((number, list(dict.fromkeys(twice))))
+            twice.clear()
         yield number, value
 
 
@@ -1002,12 +1037,16 @@ def load_jsonl(options: JsonlLoader, ctx: LoadContext) -> Dataset:
 
     builder = CommonColumns(options.prompt_field, answer_field, answer_option, ctx, _where(path),
                             lambda i: f"line {lines[i]}", fetch=fetch)
-    for number, record in jsonl_records(path, ctx.source_name):
+    duplicates = DuplicateKeys()
+    for number, record in jsonl_records(path, ctx.source_name, duplicates):
         lines.append(number)
         builder.add(record)
     if builder.count == 0:
         raise UserError(f"Source {ctx.source_name!r}: file {path} is empty. Give a file with at least one row.")
-    return builder.finish()
+    dataset = builder.finish()
+    if duplicates.count:
+        ctx.notices.append(duplicates.notice(ctx.source_name, path))
+    return dataset
 
 
 def _note_blank_answers(blank: list[int], blank_count: int, total: int, ctx: LoadContext, where: str,

@@ -156,6 +156,27 @@ def test_nan_answers_are_missing_not_the_text_nan(tmp_path: Path, make_ctx) -> N
         load_jsonl(JsonlLoader(type="jsonl", path="d.jsonl"), make_ctx())
 
 
+def test_duplicate_keys_in_a_json_row_are_a_notice_naming_the_lines(tmp_path: Path, make_ctx) -> None:
+    """A row naming a key twice kept its last value without a word ({"response": "a",
+    "response": "b"} trains on "b"); nested objects count too."""
+    (tmp_path / "d.jsonl").write_text(
+        '{"prompt": "p", "response": "a", "response": "b"}\n'
+        '{"prompt": "q", "response": "c"}\n'
+        '{"prompt": "r", "response": "d", "meta": {"x": 1, "x": 2}, "prompt": "s"}\n'
+        + '{"prompt": "t", "response": "e", "response": "f"}\n' * 3)
+    ctx = make_ctx()
+    ds = load_jsonl(JsonlLoader(type="jsonl", path="d.jsonl"), ctx)
+    assert ds["response"][:3] == ["b", "c", "d"] and ds["prompt"][2] == "s"  # JSON's last value, as before
+    (notice,) = ctx.notices
+    assert f"file {tmp_path / 'd.jsonl'}: 5 row(s) name a key twice" in notice
+    assert "(line 1: 'response'; line 3: 'x', 'prompt'; line 4: 'response' (+2 more))" in notice
+    assert "only the last value of each such key is read" in notice
+    write_jsonl(tmp_path / "d.jsonl", qa_rows(3))
+    ctx = make_ctx()
+    load_jsonl(JsonlLoader(type="jsonl", path="d.jsonl"), ctx)
+    assert ctx.notices == []
+
+
 def test_empty_prompts_are_kept_with_a_notice(tmp_path: Path, make_ctx) -> None:
     write_jsonl(tmp_path / "d.jsonl", [{"prompt": " ", "response": "y"}, {"prompt": "x", "response": "y"},
                                        {"prompt": "", "response": "z"}])
