@@ -537,21 +537,7 @@ class Pipeline:
                 reasons = [(f"{KEPT_WHAT[where]} match the spec if what upstream {', '.join(ups)} will re-run to produce is "
                             "what they were made from: `run` then puts them back, else runs it")]
             elif manifest is None:
-                state = "never run"
-                if self.project.swap_cut_short(stage.name):
-                    reasons.append("a run was stopped while it swapped this stage's results with its previous ones; "
-                                   "`run` completes the swap first (nothing is lost), then re-checks the stage")
-                if self.project.read_set_aside_manifest(stage.name) is not None:
-                    reasons.append("results set aside by a run that stopped before finishing are of other inputs: "
-                                   "`run` computes it anew (they stay set aside until it finishes)")
-                work = self._work_fingerprint(stage)
-                if work is not None and self._work_matches(stage, fp, inputs):  # stopped partway (Ctrl-C, a crash)
-                    state = "unfinished"
-                    reasons.append(stage.unfinished_note(self.project) or "a run stopped partway; `run` resumes its work")
-                elif work is not None and fp is not None:
-                    reasons.append("earlier unfinished work was for other inputs; `run` "
-                                   + ("keeps what still applies and does the rest" if stage.partial_work_keyed
-                                      else "starts over"))
+                state, reasons = self._never_run(stage, fp, inputs)
             elif manifest.get("corrupt"):
                 state, reasons = "corrupt", ["manifest.json is unreadable"]
             else:
@@ -568,58 +554,7 @@ class Pipeline:
                     reasons = [f"outputs missing: {', '.join(missing)}"] if missing else []
                 else:
                     state = "stale"
-                    old = manifest.get("inputs", {})
-                    old_slice = old.get("slice", {})
-                    dropped = sorted(set(old_slice) - set(inputs["slice"]))  # a newer subsetctl reads less
-                    added = sorted(set(inputs["slice"]) - set(old_slice)) if old_slice else []  # ... or more
-                    new_slice = inputs["slice"]
-                    source = _same_model_folder_as_recorded(inputs, manifest)
-                    if source is not None:  # the same model files under another path: not a change, as for `run`
-                        new_slice = {**new_slice, "model": {**new_slice["model"], "source": source}}
-                    keys = changed_keys({k: v for k, v in old_slice.items() if k not in dropped},
-                                        {k: v for k, v in new_slice.items() if k not in added})
-                    if keys:
-                        reasons.append(f"spec changed: {_listed(keys)}" + _overrides_note(manifest.get("overrides"), keys))
-                    if dropped:
-                        reasons.append(f"this subsetctl no longer reads {_listed(dropped)} for this stage (the spec "
-                                       "did not change)")
-                    if added:
-                        reasons.append(f"this subsetctl also reads {_listed(added)} for this stage (the spec did "
-                                       "not change)")
-                    old_upstream = old.get("upstream", {})
-                    for up in stage.after:
-                        if up in rerun:
-                            reasons.append(f"upstream {up} will re-run")
-                        elif up in old_upstream and up not in inputs["upstream"]:  # its output no longer counts
-                            reasons.append(f"upstream {up} switched off in the spec")
-                        elif old_upstream and up not in old_upstream and up in inputs["upstream"]:
-                            reasons.append(f"upstream {up} switched on in the spec")
-                        elif old_upstream.get(up) != inputs["upstream"].get(up):
-                            reasons.append(f"upstream {up} changed")
-                    extra = _changed_inputs(old.get("extra"), inputs["extra"])
-                    if extra:
-                        reasons.append(extra)
-                    gone = self._model_folder_gone(old, inputs["extra"])
-                    if gone is not None:  # said as such: the spec's text may be as it was ("inputs changed")
-                        reasons.append(f"the model folder it was made from is not there any more: {gone} holds no "
-                                       f"model (model.source: {self.spec.model.source!r}). Copy the folder there, "
-                                       "or set model.source to where it is now")
-                    missing = stage.missing_outputs(self.project, manifest)
-                    if missing:  # runs whatever its upstream produces: not conditional
-                        reasons.append(f"outputs missing: {', '.join(missing)}")
-                    if old.get("version") != inputs["version"]:
-                        reasons.append(f"subsetctl version changed ({old.get('version')} -> {__version__})")
-                    if not reasons:
-                        reasons.append("inputs changed")
-                    own = not set(reasons) <= {f"upstream {u} will re-run" for u in stage.after if u in rerun}
-                    waiting = (self._kept_if_upstream_as_before(stage, inputs, rerun)
-                               if own and stage.name not in force else None)
-                    if waiting:  # as `run` does: kept results made from what upstream will produce again go back
-                        # (a stage with no change of its own is conditional anyway, said below)
-                        where, ups = waiting
-                        conditional_aside = True
-                        reasons.append(f"{KEPT_WHAT[where]} match the spec if what upstream {', '.join(ups)} will "
-                                       "re-run to produce is what they were made from: `run` then puts them back")
+                    reasons, missing, conditional_aside = self._changes(stage, manifest, inputs, rerun, force)
             if stage.name in force:
                 reasons.append("forced with --force")
             will_run = not reached_until and (state != "up to date" or stage.name in force or any(u in rerun for u in stage.after))
@@ -647,6 +582,87 @@ class Pipeline:
             if until is not None and stage.name == until:
                 reached_until = True
         return statuses
+
+    def _never_run(self, stage: Stage, fp: str | None, inputs: dict[str, Any]) -> tuple[str, list[str]]:
+        """The state ("never run" or "unfinished") and reasons :meth:`plan` gives a stage
+        with no results: a swap cut short, results set aside, work a stopped run left."""
+        state, reasons = "never run", []
+        if self.project.swap_cut_short(stage.name):
+            reasons.append("a run was stopped while it swapped this stage's results with its previous ones; "
+                           "`run` completes the swap first (nothing is lost), then re-checks the stage")
+        if self.project.read_set_aside_manifest(stage.name) is not None:
+            reasons.append("results set aside by a run that stopped before finishing are of other inputs: "
+                           "`run` computes it anew (they stay set aside until it finishes)")
+        work = self._work_fingerprint(stage)
+        if work is not None and self._work_matches(stage, fp, inputs):  # stopped partway (Ctrl-C, a crash)
+            state = "unfinished"
+            reasons.append(stage.unfinished_note(self.project) or "a run stopped partway; `run` resumes its work")
+        elif work is not None and fp is not None:
+            reasons.append("earlier unfinished work was for other inputs; `run` "
+                           + ("keeps what still applies and does the rest" if stage.partial_work_keyed
+                              else "starts over"))
+        return state, reasons
+
+    def _changes(
+        self, stage: Stage, manifest: dict[str, Any], inputs: dict[str, Any], rerun: set[str], force: set[str]
+    ) -> tuple[list[str], list[str], bool]:
+        """Why :meth:`plan` finds a stage's results stale (their fingerprint does not match):
+        the reasons (spec keys changed, upstream changes, version, outputs missing ...), the
+        outputs missing, and whether kept results would be put back if upstream comes out
+        as before (then the re-run is conditional)."""
+        reasons: list[str] = []
+        old = manifest.get("inputs", {})
+        old_slice = old.get("slice", {})
+        dropped = sorted(set(old_slice) - set(inputs["slice"]))  # a newer subsetctl reads less
+        added = sorted(set(inputs["slice"]) - set(old_slice)) if old_slice else []  # ... or more
+        new_slice = inputs["slice"]
+        source = _same_model_folder_as_recorded(inputs, manifest)
+        if source is not None:  # the same model files under another path: not a change, as for `run`
+            new_slice = {**new_slice, "model": {**new_slice["model"], "source": source}}
+        keys = changed_keys({k: v for k, v in old_slice.items() if k not in dropped},
+                            {k: v for k, v in new_slice.items() if k not in added})
+        if keys:
+            reasons.append(f"spec changed: {_listed(keys)}" + _overrides_note(manifest.get("overrides"), keys))
+        if dropped:
+            reasons.append(f"this subsetctl no longer reads {_listed(dropped)} for this stage (the spec "
+                           "did not change)")
+        if added:
+            reasons.append(f"this subsetctl also reads {_listed(added)} for this stage (the spec did "
+                           "not change)")
+        old_upstream = old.get("upstream", {})
+        for up in stage.after:
+            if up in rerun:
+                reasons.append(f"upstream {up} will re-run")
+            elif up in old_upstream and up not in inputs["upstream"]:  # its output no longer counts
+                reasons.append(f"upstream {up} switched off in the spec")
+            elif old_upstream and up not in old_upstream and up in inputs["upstream"]:
+                reasons.append(f"upstream {up} switched on in the spec")
+            elif old_upstream.get(up) != inputs["upstream"].get(up):
+                reasons.append(f"upstream {up} changed")
+        extra = _changed_inputs(old.get("extra"), inputs["extra"])
+        if extra:
+            reasons.append(extra)
+        gone = self._model_folder_gone(old, inputs["extra"])
+        if gone is not None:  # said as such: the spec's text may be as it was ("inputs changed")
+            reasons.append(f"the model folder it was made from is not there any more: {gone} holds no "
+                           f"model (model.source: {self.spec.model.source!r}). Copy the folder there, "
+                           "or set model.source to where it is now")
+        missing = stage.missing_outputs(self.project, manifest)
+        if missing:  # runs whatever its upstream produces: not conditional
+            reasons.append(f"outputs missing: {', '.join(missing)}")
+        if old.get("version") != inputs["version"]:
+            reasons.append(f"subsetctl version changed ({old.get('version')} -> {__version__})")
+        if not reasons:
+            reasons.append("inputs changed")
+        own = not set(reasons) <= {f"upstream {u} will re-run" for u in stage.after if u in rerun}
+        waiting = (self._kept_if_upstream_as_before(stage, inputs, rerun)
+                   if own and stage.name not in force else None)
+        if waiting:  # as `run` does: kept results made from what upstream will produce again go back
+            # (a stage with no change of its own is conditional anyway, said below)
+            where, ups = waiting
+            reasons.append(f"{KEPT_WHAT[where]} match the spec if what upstream {', '.join(ups)} will "
+                           "re-run to produce is what they were made from: `run` then puts them back")
+        return reasons, missing, waiting is not None
 
     def run(
         self,
