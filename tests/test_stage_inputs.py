@@ -135,3 +135,44 @@ def test_a_list_filled_from_empty_is_said_once_in_a_plan_reason() -> None:
     assert changed_keys({"plugins": ["a:B"]}, {"plugins": []}) == ["plugins"]
     assert changed_keys({"plugins": ["a:B"]}, {"plugins": ["a:B", "c:D"]}) == ["plugins[1]"]
     assert changed_keys({"x": {"a": 1, "b": [1]}}, {"x": {"a": 2, "b": []}}) == ["x.a", "x.b"]
+
+
+def test_a_label_field_a_causal_lm_does_not_read_makes_nothing_stale() -> None:
+    """A causal LM reads its answers from response_field: setting or changing label_field
+    prepared every source again (and so recomputed the gradients) for nothing."""
+    assert stages_changed_by("target.loader.label_field=y") == set()
+    labeled = {**BASE, "sources": [{"name": "s", "loader": {"type": "jsonl", "path": "s.jsonl", "label_field": "y"}}]}
+    assert stages_changed_by("sources[0].loader.label_field=z", labeled) == set()
+    classifier = {**labeled, "model": {"kind": "classifier", "source": "m"},
+                  "target": {"name": "t", "loader": {"type": "jsonl", "path": "t.jsonl", "label_field": "y"}}}
+    assert stages_changed_by("target.loader.label_field=z", classifier) == {"data"}
+    assert stages_changed_by("sources[0].loader.label_field=z", classifier) == {"data"}
+
+
+def test_a_data_stage_computed_while_label_field_counted_stays_up_to_date(jsonl_project, monkeypatch) -> None:
+    """A causal-LM project whose loaders set label_field, computed while it counted, is not
+    stale after the upgrade; and its sources are reused when the stage runs again."""
+    import json
+
+    import yaml
+
+    import subsetctl.data.fingerprint
+    from subsetctl.api import plan_project, run_project
+
+    spec_file = jsonl_project / "subsetctl.yaml"
+    spec = yaml.safe_load(spec_file.read_text())
+    spec["sources"][0]["loader"]["label_field"] = "response"
+    spec_file.write_text(yaml.safe_dump(spec, sort_keys=False))
+    def counted(spec, source, label_field_counted=False):  # type: ignore[no-untyped-def]
+        return source.model_dump(mode="json")
+
+    with monkeypatch.context() as previous_version:  # the stage's fingerprint and the sources' keys as then
+        previous_version.setattr(subsetctl.data.fingerprint, "source_dump", counted)
+        run_project(jsonl_project, until="data")
+    data = next(s for s in plan_project(jsonl_project)[2] if s.name == "data")
+    assert data.state == "up to date", data.reasons
+    write = (jsonl_project / "b.jsonl").read_text() + json.dumps({"prompt": "say 10", "response": "10"}) + "\n"
+    (jsonl_project / "b.jsonl").write_text(write)  # the stage runs again: source a is reused, as prepared then
+    run_project(jsonl_project, until="data")
+    summary = json.loads((jsonl_project / ".subsetctl" / "data" / "manifest.json").read_text())["summary"]
+    assert "a" in summary.get("reused", []), summary

@@ -149,3 +149,34 @@ def _option_paths(value: Any, key: tuple[str, ...], spec_dir: Path) -> dict[str,
             return found
         found[".".join(key) or "(options)"] = path
     return found
+
+
+def label_field_unread(spec: Any, source: SourceSpec) -> bool:
+    """Whether ``source``'s ``loader.label_field`` cannot change its prepared data: a causal
+    LM reads its answers from ``response_field``, and subsetctl's own file loaders read no
+    label then (``validate`` says it is ignored). A loader a plugin registers under the
+    type (``plugins:`` replacing ``jsonl``) gets the option and may read it: counted."""
+    from subsetctl.registry import LOADERS, load_plugin_string
+
+    if spec.model.kind != "causal-lm" or getattr(source.loader, "label_field", None) is None:
+        return False
+    for plugin in spec.plugins:  # (imported already when a stage computed its inputs: cheap)
+        try:
+            load_plugin_string(plugin)
+        except UserError:  # validate says why
+            pass
+    try:
+        return LOADERS.origin(source.loader.type) == "built-in"
+    except KeyError:
+        return False
+
+
+def source_dump(spec: Any, source: SourceSpec, label_field_counted: bool = False) -> dict[str, Any]:
+    """``source`` as JSON for the data stage's fingerprint and a source's key: with a
+    ``loader.label_field`` that cannot change its data (:func:`label_field_unread`) left at
+    its default, so changing it re-prepares nothing. ``label_field_counted``: as subsetctl
+    counted it before, to recognise data prepared then."""
+    dumped = source.model_dump(mode="json")
+    if not label_field_counted and label_field_unread(spec, source):
+        dumped["loader"] = {**dumped["loader"], "label_field": None}
+    return dumped

@@ -194,7 +194,8 @@ def _write_source(out_dir: Path, name: str, splits: dict[str, Dataset], record: 
     _put_in_place(out_dir, name, fill)
 
 
-def source_key(spec: Spec, source: SourceSpec, spec_dir: Path, before_plugins_left_out: bool = False) -> str:
+def source_key(spec: Spec, source: SourceSpec, spec_dir: Path, before_plugins_left_out: bool = False,
+               label_field_counted: bool = False) -> str:
     """What one source's prepared splits follow from: its spec (loader, split, limits,
     corruption), whether it is the target, the seed and model kind, its input files or
     generating package, with a plugin loader's code
@@ -203,9 +204,12 @@ def source_key(spec: Spec, source: SourceSpec, spec_dir: Path, before_plugins_le
 
     Not the spec's whole ``plugins:`` list: adding a strategy or estimator plugin loaded
     every source again (the loader code above is what a plugin can change here). Keys
-    written before then had the list (``before_plugins_left_out``), and are accepted."""
+    written before then had the list (``before_plugins_left_out``), and are accepted.
+    Nor a ``loader.label_field`` a causal LM's loaders do not read
+    (:func:`~subsetctl.data.fingerprint.source_dump`); keys written while it counted
+    (``label_field_counted``) are accepted too."""
     from subsetctl import __version__
-    from subsetctl.data.fingerprint import source_fingerprint_inputs
+    from subsetctl.data.fingerprint import source_dump, source_fingerprint_inputs
     from subsetctl.project import fingerprint
     from subsetctl.registry import LOADERS
 
@@ -213,7 +217,7 @@ def source_key(spec: Spec, source: SourceSpec, spec_dir: Path, before_plugins_le
     return fingerprint({
         # a plugin may register a loader under a built-in type (jsonl): its code, as for plugin loaders
         "loader_code": LOADERS.code_fingerprint(loader_type, spec_dir) if loader_type in LOADERS.names() else None,
-        "source": source.model_dump(mode="json"),
+        "source": source_dump(spec, source, label_field_counted=label_field_counted or before_plugins_left_out),
         "target": source.name == spec.target.name,
         "seed": source_context(spec, source, spec_dir).seed,
         "kind": spec.model.kind,
@@ -248,7 +252,8 @@ def _prepare_or_reuse(spec: Spec, source: SourceSpec, spec_dir: Path, out_dir: P
     copy it was read from: when one prepared it from the same key (its warnings said
     again; its name added to ``reused``); else prepared now (not yet saved; no folder)."""
     key = source_key(spec, source, spec_dir)
-    found = _prepared_earlier([out_dir, *reuse_from], source.name, (key,)) or _prepared_earlier(
+    keys = (key, source_key(spec, source, spec_dir, label_field_counted=True))  # (the same when it counts)
+    found = _prepared_earlier([out_dir, *reuse_from], source.name, keys) or _prepared_earlier(
         [out_dir, *reuse_from], source.name, (source_key(spec, source, spec_dir, before_plugins_left_out=True),))
     if found is not None:
         folder, record = found

@@ -26,6 +26,16 @@ class DataStage(Stage):
     inputs_rechecked = True  # files read source by source, for minutes: one may be edited meanwhile
     partial_work_keyed = True  # each source's folder records the key it was prepared from (.source.json)
 
+    def spec_slice(self, spec: Spec) -> dict[str, Any]:
+        """The spec slice, with each ``loader.label_field`` a causal LM's loaders do not read
+        at its default (:func:`~subsetctl.data.fingerprint.source_dump`): setting it
+        prepared every source again for nothing. (:meth:`raw_spec_slice` counts it, as
+        subsetctl did before, so a data stage computed then stays up to date.)"""
+        from subsetctl.data.fingerprint import source_dump
+
+        return {**super().spec_slice(spec), "target": source_dump(spec, spec.target),
+                "sources": [source_dump(spec, source) for source in spec.sources]}
+
     def extra_inputs(self, spec: Spec, project: Project) -> dict[str, Any]:
         """Each source's input files (or generating package), with a ``type: plugin``
         loader's code; and the code of any plugin registered under a built-in loader
