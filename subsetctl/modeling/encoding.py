@@ -197,9 +197,46 @@ def encode_causal_lm(
 ) -> EncodedExample:
     """Tokenize one causal-LM example; the response ends with the EOS token."""
     _refuse_empty_response(response, source, row)
-    (prompt_ids,) = tokenize_kept(tokenizer, [render_prompt(tokenizer, prompt)], max_length, keep="end")
-    (response_ids,) = tokenize_kept(tokenizer, [response], max_length, keep="start")
+    rendered = render_prompt(tokenizer, prompt)
+    (prompt_ids,) = tokenize_kept(tokenizer, [rendered], max_length, keep="end")
+    (response_ids,) = tokenize_responses(tokenizer, [rendered], [response], max_length)
     return _assemble_causal_lm(tokenizer, prompt_ids, response_ids, max_length)
+
+
+#: characters of the rendered prompt a response is tokenized after (:func:`tokenize_responses`)
+CONTEXT_CHARS = 16
+
+
+def tokenize_responses(tokenizer: Any, rendered_prompts: Sequence[str], responses: Sequence[str],
+                       max_length: int) -> list[list[int]]:
+    """Each response's token ids as tokenizing its rendered prompt and it as one text gives
+    them: tokenized after the prompt's last :data:`CONTEXT_CHARS` characters, whose own ids
+    are then taken off.
+
+    Tokenized alone, a response starts a text, and a SentencePiece-style tokenizer
+    (a ``Metaspace`` pre-tokenizer: Llama, Mistral, Gemma) marks a text's first word with
+    "▁", a space the whole text does not have after the prompt's newline: the model was
+    trained to answer " Paris" (other tokens) where the text reads "Paris". Byte-level BPE
+    (GPT-2, Qwen, Llama 3) and character tokenizers give the same ids either way. Where the
+    context's ids are not the start of the joined text's (a token across the join), the
+    response is tokenized alone, as before. Long responses are cut in characters first as
+    :func:`tokenize_kept` cuts them."""
+    if not responses:
+        return []
+    contexts = [str(p)[-CONTEXT_CHARS:] for p in rendered_prompts]
+    joined = tokenize_kept(tokenizer, [c + r for c, r in zip(contexts, responses)], max_length + CONTEXT_CHARS,
+                           keep="start")
+    context_ids = tokenizer(contexts, add_special_tokens=False)["input_ids"] if any(contexts) else \
+        [[] for _ in contexts]
+    out: list[list[int] | None] = []
+    for ids, before in zip(joined, context_ids):
+        before = list(before)
+        out.append(ids[len(before):] if ids[:len(before)] == before and len(ids) > len(before) else None)
+    alone = [i for i, ids in enumerate(out) if ids is None]
+    if alone:
+        for i, ids in zip(alone, tokenize_kept(tokenizer, [responses[i] for i in alone], max_length, keep="start")):
+            out[i] = ids
+    return [ids if ids is not None else [] for ids in out]
 
 
 def _refuse_empty_response(response: str, source: str, row: int) -> None:
@@ -321,7 +358,7 @@ def encode_rows(tokenizer: Any, rows: Sequence[dict], kind: str, max_length: int
             return []
         prompts = [render_prompt(tokenizer, str(row["prompt"])) for row in rows]
         prompt_ids = tokenize_kept(tokenizer, prompts, max_length, keep="end")
-        response_ids = tokenize_kept(tokenizer, responses, max_length, keep="start")
+        response_ids = tokenize_responses(tokenizer, prompts, responses, max_length)
         encoded = [_assemble_causal_lm(tokenizer, p, r, max_length) for p, r in zip(prompt_ids, response_ids)]
         if any(e.prompt_tokens_cut for e in encoded):
             preamble = template_preamble_tokens(tokenizer)

@@ -213,3 +213,18 @@ def test_the_bos_text_before_a_prompt_gives_the_tokens_the_tokenizer_gives_with_
     split = _word_tokenizer_adding_bos(split_special_tokens=True)
     assert render_prompt(split, "hi") == "hi\n"  # as before BOS texts were added: no "<", "s", ">" tokens
     assert render_prompt(_char_tokenizer_adding_bos(), "hi") == "<s>hi\n"  # read back as it is: unchanged
+
+
+def test_an_answer_has_the_tokens_of_the_prompt_and_answer_tokenized_as_one_text() -> None:
+    """Tokenized alone, an answer started a text, and a Metaspace pre-tokenizer (Llama,
+    Mistral) marked its first word with "▁": the model learned " a" where the text after
+    the prompt's newline reads "a"."""
+    from subsetctl.modeling.encoding import encode_causal_lm
+
+    tok = _word_tokenizer_adding_bos()
+    whole = tok(render_prompt(tok, "hi") + "a y", add_special_tokens=False)["input_ids"]
+    assert tok.convert_ids_to_tokens(whole[-2:]) == ["a", "▁y"]  # not "▁a": no word start after "\n"
+    for encoded in (encode_causal_lm(tok, "hi", "a y", 32),
+                    encode_rows(tok, _rows([("hi", "a y")]), "causal-lm", 32)[0]):
+        assert encoded.input_ids == whole + [tok.eos_token_id]
+        assert encoded.response_mask == [0] * 3 + [1] * 3
