@@ -1251,3 +1251,54 @@ def test_the_report_names_the_base_model_the_adapters_load_onto_with_plain_peft(
         losses.append(torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="none")[len(prompt) - 1:].mean())
     expected = report["test_metrics"][report["final"]]["loss_mean"]
     assert abs(float(torch.stack(losses).mean()) - expected) < 1e-4
+
+
+def test_adapters_name_the_base_model_as_the_spec_does_not_where_this_machine_had_it(
+        tiny_project: Path, tiny_llama: Path, monkeypatch) -> None:
+    """adapter_config.json named the base model's absolute path (a local folder's, or a
+    packaged model's converted copy in the user cache), so a copied project's adapters named
+    a folder of the machine that trained them. They name model.source as the spec does (a
+    folder relative to the project, a packaged name); report.json keeps the folder read."""
+    import shutil
+
+    import yaml
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from subsetctl.modeling.packaged import PackagedModel
+    from subsetctl.registry import PACKAGED_MODELS
+
+    shutil.copytree(tiny_llama, tiny_project / "models" / "tiny")
+    spec_file = tiny_project / "subsetctl.yaml"
+    spec = yaml.safe_load(spec_file.read_text())
+    spec["model"]["source"] = "models/tiny"
+    spec_file.write_text(yaml.safe_dump(spec, sort_keys=False))
+    run_project(tiny_project)
+    report = json.loads((tiny_project / "report.json").read_text())
+    assert report["adapter_base_model"] == "models/tiny"
+    assert report["adapter_base_model_path"] == str((tiny_project / "models" / "tiny").resolve())
+    state = tiny_project / ".subsetctl"
+    for config in [state / "meta_init" / "adapter" / "adapter_config.json",
+                   *(state / "finetune" / "runs").glob("*/adapter/adapter_config.json")]:
+        assert json.loads(config.read_text())["base_model_name_or_path"] == "models/tiny", config
+    monkeypatch.chdir(tiny_project)  # plain peft, from the project folder, as the adapter names it
+    base = AutoModelForCausalLM.from_pretrained(json.loads(config.read_text())["base_model_name_or_path"])
+    PeftModel.from_pretrained(base, str(config.parent))
+
+    (tiny_project / "models" / "tiny").rename(tiny_project / "models" / "moved")  # the same files: θ* kept
+    run_project(tiny_project, ["model.source=models/moved", "finetune.seeds=2"])  # seed 0's runs from the cache
+    assert json.loads((tiny_project / "report.json").read_text())["stages"]["finetune"]["summary"]["reused_runs"]
+    for config in (state / "finetune" / "runs").glob("*/adapter/adapter_config.json"):
+        assert json.loads(config.read_text())["base_model_name_or_path"] == "models/moved", config
+
+    PACKAGED_MODELS.add("tiny-packaged", PackagedModel(
+        name="tiny-packaged", description="a tiny Llama", architecture="llama", kinds=("causal-lm",),
+        lora_targets=("q_proj", "v_proj"), pypi="tiny-packaged", locate=lambda cache, progress: tiny_llama),
+        "a tiny Llama")
+    run_project(tiny_project, ["model.source=tiny-packaged"])
+    report = json.loads((tiny_project / "report.json").read_text())
+    assert report["adapter_base_model"] == "tiny-packaged"
+    assert report["adapter_base_model_path"] == str(tiny_llama)
+    assert f"the run read it from `{tiny_llama}`" in (tiny_project / "report.md").read_text()
+    for config in (state / "finetune" / "runs").glob("*/adapter/adapter_config.json"):
+        assert json.loads(config.read_text())["base_model_name_or_path"] == "tiny-packaged", config

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from subsetctl.errors import UserError, shell_arg
-from subsetctl.project import replace_dir
+from subsetctl.project import atomic_write_text, replace_dir
 
 #: Default LoRA target modules by transformers ``model_type`` (attention query and value),
 #: looked up first; peft's table (:func:`peft_default_targets`) covers the other types. The
@@ -216,6 +216,11 @@ def _linear_names(model: Any) -> set[str]:
     return {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if _is_lora_layer(m)}
 
 
+#: a peft model's attribute naming the base model its saved adapters name, instead of the path peft
+#: loaded it from (:func:`write_adapter`; :func:`subsetctl.modeling.resolve.adapter_base_model_name`)
+BASE_MODEL_NAME = "subsetctl_base_model_name"
+
+
 def write_adapter(model: Any, folder: str | Path) -> None:
     """``model.save_pretrained(folder)``, made reproducible and shareable.
 
@@ -224,7 +229,9 @@ def write_adapter(model: Any, folder: str | Path) -> None:
     different output digest, and re-ran every stage after meta_init about every other
     time. The config is rewritten with sorted lists and keys. safetensors creates the
     weights file 0600; every file gets the mode the umask gives other artifacts, so a
-    team sharing the project can read the adapters."""
+    team sharing the project can read the adapters. A model with a :data:`BASE_MODEL_NAME`
+    attribute has its adapters name it as their base model, not the folder peft loaded it
+    from (set after peft's save: saving, peft looks the name up as a folder, else on the hub)."""
     from subsetctl.project import new_file_mode
 
     folder = Path(folder)
@@ -235,10 +242,27 @@ def write_adapter(model: Any, folder: str | Path) -> None:
         for key, value in config.items():
             if isinstance(value, list) and all(isinstance(v, str) for v in value):
                 config[key] = sorted(value)
+        name = getattr(model, BASE_MODEL_NAME, None)
+        if isinstance(name, str) and name:
+            config["base_model_name_or_path"] = name
         config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     for path in folder.rglob("*"):
         if path.is_file():
             path.chmod(new_file_mode())
+
+
+def name_base_model(folder: str | Path, name: str) -> None:
+    """Make the adapter at ``folder`` name ``name`` as its base model (adapter_config.json's
+    ``base_model_name_or_path``): an adapter restored from the cache of finished
+    fine-tunes names the model as the project that trained it did."""
+    config_path = Path(folder) / "adapter_config.json"
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # (loading it says what is wrong)
+    if isinstance(config, dict) and config.get("base_model_name_or_path") != name:
+        config["base_model_name_or_path"] = name
+        atomic_write_text(config_path, json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def save_adapter(model: Any, path: str | Path) -> Path:

@@ -254,6 +254,19 @@ def locate_minilm(cache_dir: Path | None = None, progress: Progress | None = Non
     return folder
 
 
+def present_folder(name: str, cache_dir: Path | None = None) -> Path | None:
+    """The HF folder of the packaged model ``name`` if it is there without converting it
+    (converted already, or shipped as a folder), else None."""
+    entry = PACKAGED_MODELS.get(name)
+    if entry.converted:
+        folder = cache_root(cache_dir) / name
+        return folder if (folder / CONVERSION_MARKER).is_file() and (folder / "config.json").is_file() else None
+    try:
+        return Path(entry.locate(cache_dir, None))
+    except UserError:
+        return None
+
+
 def _register(model: PackagedModel) -> None:
     PACKAGED_MODELS.add(model.name, model, model.description)
 

@@ -455,6 +455,37 @@ def model_location(source: str, spec_dir: Path | None) -> str:
     return source
 
 
+def adapter_base_model_name(source: str, spec_dir: Path | None) -> str:
+    """The base model a saved adapter names (its adapter_config.json's
+    ``base_model_name_or_path``): ``model.source`` as the spec names it, so that a copied
+    project's adapters name it as the project does. A packaged model's name or a hub id as
+    it is; a local folder by its path relative to the project folder when the spec names it
+    so (peft wrote the folder's absolute path on the machine that trained them, and a
+    packaged model's converted copy in the user cache), else its absolute path."""
+    if source in packaged_names():
+        return source
+    location = Path(model_location(source, spec_dir)).expanduser()
+    if not location.is_dir():
+        return source  # a hub id
+    written = Path(source).expanduser()
+    if not written.is_absolute() and spec_dir is not None and (Path(spec_dir) / written).is_dir():
+        return written.as_posix()
+    return str(location.resolve())
+
+
+def adapter_base_model_folder(source: str, spec_dir: Path | None) -> str | None:
+    """The folder the base model is read from on this machine (a local folder's absolute
+    path; a packaged model's folder, once converted), to load an adapter onto with plain
+    peft; None for a hub id, or a packaged model not converted here (never converted for it)."""
+    if source in packaged_names():
+        from subsetctl.modeling.packaged import present_folder
+
+        found = present_folder(source)
+        return str(found) if found is not None else None
+    location = Path(model_location(source, spec_dir)).expanduser()
+    return str(location.resolve()) if location.is_dir() else None
+
+
 def folder_a_hub_id_shadows(source: str, spec_dir: Path | None) -> Path | None:
     """For a ``model.source`` that is no folder but looks like a hub id (``models/bsae``):
     the local folder its first part names, when there is one (next to the spec or in the

@@ -16,8 +16,10 @@ def _read(path: Path) -> Any:
 
 def _adapter_base_model(root: Path, adapters: dict[str, list[str]]) -> str | None:
     """The base model the fine-tuned adapters were trained on, as peft recorded it (their
-    adapter_config.json's ``base_model_name_or_path``: a local folder's absolute path, a
-    packaged model's converted copy, or a hub id), from the first adapter that names one."""
+    adapter_config.json's ``base_model_name_or_path``: ``model.source`` as the spec names
+    it, see :func:`~subsetctl.modeling.resolve.adapter_base_model_name`; adapters saved by
+    earlier versions name a local folder's or a packaged model's absolute path), from the
+    first adapter that names one."""
     for folders in adapters.values():
         for folder in folders:
             try:
@@ -203,6 +205,12 @@ def build_report(
         base = _adapter_base_model(project.root, report["adapters"])
         if base:  # the base model to load an adapter onto: README and report.md name none of their own
             report["adapter_base_model"] = base
+            from subsetctl.stages.finetune import BASE_MODEL_FILE
+
+            record = _read(project.results_dir("finetune") / BASE_MODEL_FILE)
+            folder = record.get("folder") if isinstance(record, dict) and record.get("name") == base else None
+            if isinstance(folder, str) and folder != base:  # where the run read it (a packaged model's folder)
+                report["adapter_base_model_path"] = folder
         if finetuned.get("classes"):  # a classifier's head: what loading an adapter needs
             report["adapter_classes"] = finetuned["classes"]
             if finetuned.get("head_size"):  # more outputs than classes when model.num_labels asked for them

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import PurePath
 from typing import Any
 
 from subsetctl.report.build import in_spec_order
@@ -134,11 +135,19 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
         else:
             how = ("LoRA adapters in peft format (`peft.PeftModel.from_pretrained(base_model, folder)`), "
                    "relative to the project folder; one per seed.")
-        if report.get("adapter_base_model"):
-            how += (f" The base model is `{report['adapter_base_model']}` (each adapter_config.json's "
+        base = report.get("adapter_base_model")
+        if base and PurePath(base).is_absolute():  # a local folder named so, or adapters saved by an earlier version
+            how += (f" The base model is `{base}` (each adapter_config.json's "
                     "`base_model_name_or_path`: where it was when the adapters were trained; after copying "
                     "the project to another machine or moving the model, load the base model from where it "
                     "is now).")
+        elif base:
+            how += (f" The base model is `{base}` (each adapter_config.json's `base_model_name_or_path`: "
+                    "model.source as the spec names it, a local folder relative to the project folder")
+            if report.get("adapter_base_model_path"):
+                how += (f"; the run read it from `{report['adapter_base_model_path']}`, the folder to give "
+                        "`from_pretrained` on that machine")
+            how += ")."
         lines += ["## Fine-tuned adapters", "", how, "", "| selection | adapter folder(s) |", "|---|---|"]
         for label, folders in report["adapters"].items():
             lines.append(f"| {md_name(label)} | {'<br>'.join(f'`{f}`' for f in folders)} |")

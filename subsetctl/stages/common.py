@@ -201,6 +201,12 @@ def lora_model(
         kind=ctx.spec.model.kind, seed=ctx.spec.project.seed if seed is None else seed,
         train_also=new_layers_trained(ctx, info, adapter_dir, meta_init),
     )
+    from subsetctl.modeling.lora import BASE_MODEL_NAME
+    from subsetctl.modeling.resolve import adapter_base_model_name
+
+    # what every adapter saved from it names as its base model (written into adapter_config.json as it is saved:
+    # peft, saving, looks the name up as a folder, else on the hub)
+    setattr(model, BASE_MODEL_NAME, adapter_base_model_name(ctx.spec.model.source, ctx.project.root))
     if adapter_dir is not None:
         load_adapter_weights(model, adapter_dir)
     if not trainable:

@@ -190,6 +190,10 @@ def _intact(entry: Path) -> bool:
         return False
 
 
+#: the finetune stage's record of the base model its adapters name and the folder it was read from
+BASE_MODEL_FILE = "base_model.json"
+
+
 def classifier_load_hint(classes: list[str], head_size: int | None = None) -> str:
     """How to load a classifier adapter: the head has one output per class of the target
     and all sources (not the base model's own label count), ids in this order, or
@@ -239,7 +243,7 @@ class FinetuneStage(common.ModelStage):
     # peft writes the base model's path into each adapter's config, and the model card names
     # the spec's model.source: where the model was, not what was trained (moving the project
     # or the model folder changes them)
-    describes_only = ("runs/*/adapter/adapter_config.json", "runs/*/adapter/README.md")
+    describes_only = ("runs/*/adapter/adapter_config.json", "runs/*/adapter/README.md", BASE_MODEL_FILE)
 
     switch = "finetune.enabled"
 
@@ -247,6 +251,8 @@ class FinetuneStage(common.ModelStage):
         return bool(spec.finetune.enabled)
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
+        from subsetctl.modeling.lora import name_base_model
+        from subsetctl.modeling.resolve import adapter_base_model_folder, adapter_base_model_name
         from subsetctl.modeling.train import train_lora
 
         spec = ctx.spec
@@ -281,6 +287,7 @@ class FinetuneStage(common.ModelStage):
                 if record is not None:  # trained by an earlier run with the same inputs
                     record = _results_only(record)
                     restored += 1
+                    name_base_model(run_dir / "adapter", adapter_base_model_name(spec.model.source, ctx.project.root))
                     atomic_write_text(run_dir / "adapter" / "README.md",
                                       model_card(job["labels"], job["subset"], ctx, record, classes))
                     runs[key] = record
@@ -318,6 +325,10 @@ class FinetuneStage(common.ModelStage):
                   for label, subset in picks.items()}
         head = {"classes": classes, "head_size": max(spec.model.num_labels or 0, len(classes))} if classes else {}
         atomic_write_json(ctx.out_dir / "labels.json", {"labels": labels, "selections": picks, **head})
+        # the base model the adapters name, and where this machine read it from (the report says both)
+        atomic_write_json(ctx.out_dir / BASE_MODEL_FILE, {
+            "name": adapter_base_model_name(spec.model.source, ctx.project.root),
+            "folder": adapter_base_model_folder(spec.model.source, ctx.project.root)})
         if restored:
             ctx.reporter.info(f"finetune: reused {restored} run(s) trained by an earlier run with the same inputs.")
         return {"runs": len(by_key), "trained_now": len(todo) - restored,
