@@ -624,7 +624,14 @@ def _head_labels(loader: LoaderBase, path: Path) -> set[str]:
             if field in parquet.schema_arrow.names:
                 batch = next(parquet.iter_batches(batch_size=LABEL_ROWS_READ, columns=[field]), None)
                 values = batch.column(0).to_pylist() if batch is not None else []
-    texts = {label_to_text(v) for v in values if not _missing(v)}
+    texts: set[str] = set()
+    for value in values:
+        if _missing(value):
+            continue
+        try:
+            texts.add(label_to_text(value))
+        except UnicodeDecodeError:  # bytes that are not UTF-8 text: the data stage names the row
+            continue
     return {t for t in texts if t.strip()}
 
 

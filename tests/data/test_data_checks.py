@@ -383,3 +383,32 @@ sources:
     assert _check(tmp_path, text.replace(", num_labels: 2", "")) == {}
     (tmp_path / "data" / "p.parquet").unlink()  # only the heads' labels count: 2 is enough for pos and neg
     assert set(_check(tmp_path, text)) == {"sources[1].loader.path"}
+
+
+def test_num_labels_check_skips_a_parquet_label_that_is_not_utf8(tmp_path: Path) -> None:
+    """A Parquet label column stored as binary with bytes that are not UTF-8 made validate
+    fail with an internal error (UnicodeDecodeError) while counting the labels for
+    model.num_labels; the data stage names that row, validate counts the other labels."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "t.jsonl").write_text(
+        "".join(json.dumps({"prompt": f"t{i}", "label": ["pos", "neg"][i % 2]}) + "\n" for i in range(8)))
+    labels = pa.array([b"\xff\xfe", b"neu", b"pos"], pa.binary())
+    pq.write_table(pa.table({"prompt": ["p", "q", "r"], "label": labels}), tmp_path / "data" / "p.parquet")
+    text = """\
+model: {kind: classifier, num_labels: 2}
+target:
+  name: tgt
+  loader: {type: jsonl, path: data/t.jsonl, label_field: label}
+sources:
+  - name: p
+    loader: {type: parquet, path: data/p.parquet, label_field: label}
+"""
+    issues = _check(tmp_path, text)
+    assert set(issues) == {"model.num_labels"}
+    assert "3 labels ('neg', 'neu', 'pos')" in issues["model.num_labels"].message
+    assert _check(tmp_path, text.replace("num_labels: 2", "num_labels: 3")) == {}
