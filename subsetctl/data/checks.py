@@ -621,9 +621,15 @@ def _head_labels(loader: LoaderBase, path: Path) -> set[str]:
             import pyarrow.parquet as pq
 
             parquet = pq.ParquetFile(path)
-            if field in parquet.schema_arrow.names:
-                batch = next(parquet.iter_batches(batch_size=LABEL_ROWS_READ, columns=[field]), None)
-                values = batch.column(0).to_pylist() if batch is not None else []
+            names = parquet.schema_arrow.names
+            if field in names:
+                # a name the file gives two columns: the loader reads the last one (a record's),
+                # where reading the column by name gives the first
+                twice = names.count(field) > 1
+                at = len(names) - 1 - names[::-1].index(field) if twice else 0
+                batch = next(parquet.iter_batches(batch_size=LABEL_ROWS_READ, columns=None if twice else [field]),
+                             None)
+                values = batch.column(at).to_pylist() if batch is not None else []
     texts: set[str] = set()
     for value in values:
         if _missing(value):

@@ -412,3 +412,36 @@ sources:
     assert set(issues) == {"model.num_labels"}
     assert "3 labels ('neg', 'neu', 'pos')" in issues["model.num_labels"].message
     assert _check(tmp_path, text.replace("num_labels: 2", "num_labels: 3")) == {}
+
+
+def test_num_labels_check_reads_the_last_of_two_parquet_columns_of_one_name_as_the_loader(tmp_path: Path) -> None:
+    """A Parquet file with two columns named like loader.label_field: the loader reads the
+    last one (a record's), validate read the first, so its labels were another column's
+    (here three labels where the data stage finds one: num_labels 2 refused for nothing)."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "t.jsonl").write_text(
+        "".join(json.dumps({"prompt": f"t{i}", "label": ["pos", "neg"][i % 2]}) + "\n" for i in range(8)))
+    table = pa.Table.from_arrays([pa.array(["p", "q", "r"]), pa.array(["x", "y", "z"]), pa.array(["neg"] * 3)],
+                                 names=["prompt", "label", "label"])
+    pq.write_table(table, tmp_path / "data" / "p.parquet")
+    text = """\
+model: {kind: classifier, num_labels: 2}
+target:
+  name: tgt
+  loader: {type: jsonl, path: data/t.jsonl, label_field: label}
+sources:
+  - name: p
+    loader: {type: parquet, path: data/p.parquet, label_field: label}
+"""
+    assert _check(tmp_path, text) == {}
+    table = pa.Table.from_arrays([pa.array(["p", "q", "r"]), pa.array(["neg"] * 3), pa.array(["x", "y", "z"])],
+                                 names=["prompt", "label", "label"])
+    pq.write_table(table, tmp_path / "data" / "p.parquet")
+    issues = _check(tmp_path, text)
+    assert set(issues) == {"model.num_labels"}
+    assert "5 labels ('neg', 'pos', 'x', 'y', 'z')" in issues["model.num_labels"].message
