@@ -646,8 +646,12 @@ def _check_num_labels(spec: Spec, sources: list[SourceSpec], base_dir: Path, iss
     target's and the sources' local files already use: the head has ``num_labels`` outputs,
     and the run would refuse it before meta-init, minutes in (after the data stage). Only
     the heads of JSON Lines, CSV and Parquet files are read (:data:`LABEL_ROWS_READ` rows
-    each), so fewer labels found says nothing; the run checks every row's."""
+    each), so fewer labels found says nothing; the run checks every row's that it keeps.
+    A source that keeps a seeded draw of its rows (``max_examples``, split counts, split
+    fractions adding up to less than 1) is not read: the run counts the labels of the rows
+    it draws only, which may leave out one of the head's."""
     from subsetctl.data.loaders import label_vocabulary
+    from subsetctl.data.prepare import SPLITS
 
     asked = spec.model.num_labels
     if spec.model.kind != "classifier" or asked is None:
@@ -657,6 +661,9 @@ def _check_num_labels(spec: Spec, sources: list[SourceSpec], base_dir: Path, iss
         loader = source.loader
         if not isinstance(loader, (JsonlLoader, CsvLoader, ParquetLoader)) or not loader.label_field:
             continue
+        fractions = [size for name in SPLITS if isinstance(size := getattr(source.split, name), float)]
+        if source.max_examples is not None or abs(sum(fractions) - 1.0) > 1e-9:  # (then every count is 0)
+            continue  # a draw of the rows: the run's labels are those of the rows it keeps
         path = resolve_path(loader.path, base_dir)
         if path.is_file():
             found |= _head_labels(loader, path)

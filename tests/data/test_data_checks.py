@@ -445,3 +445,35 @@ sources:
     issues = _check(tmp_path, text)
     assert set(issues) == {"model.num_labels"}
     assert "5 labels ('neg', 'pos', 'x', 'y', 'z')" in issues["model.num_labels"].message
+
+
+@pytest.mark.parametrize("keep", ["max_examples: 3", "split: {train: 3}", "split: {train: 0.2}"])
+def test_num_labels_check_leaves_out_a_source_the_run_draws_rows_of(tmp_path: Path, keep: str) -> None:
+    """A source that keeps a seeded draw of its rows (max_examples, split counts, a train
+    fraction below 1): the run's labels are the drawn rows' only, so a label of the file's
+    head that the draw leaves out made validate refuse a num_labels the run accepts."""
+    import json
+
+    from subsetctl.data.loaders import sample_order
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "t.jsonl").write_text(
+        "".join(json.dumps({"prompt": f"t{i}", "label": ["pos", "neg"][i % 2]}) + "\n" for i in range(8)))
+    kept = set(sample_order(7, 20, 3).tolist()) | set(sample_order(7, 20, None)[:4].tolist())
+    rare = min(set(range(20)) - kept)  # a row no draw keeps
+    (tmp_path / "data" / "s.jsonl").write_text(
+        "".join(json.dumps({"prompt": f"s{i}", "label": "neu" if i == rare else "neg"}) + "\n" for i in range(20)))
+    text = f"""\
+model: {{kind: classifier, num_labels: 2}}
+target:
+  name: tgt
+  loader: {{type: jsonl, path: data/t.jsonl, label_field: label}}
+sources:
+  - name: s
+    seed: 7
+    {keep}
+    loader: {{type: jsonl, path: data/s.jsonl, label_field: label}}
+"""
+    assert _check(tmp_path, text) == {}
+    every_row = text.replace(f"    {keep}\n", "")
+    assert set(_check(tmp_path, every_row)) == {"model.num_labels"}
