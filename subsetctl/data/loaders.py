@@ -965,8 +965,12 @@ def jsonl_records(path: Path, source: str,
 
     def as_dict(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         value = dict(pairs)
-        if len(value) != len(pairs):
-            twice.extend(dict.fromkeys(k for i, (k, _) in enumerate(pairs) if any(k == o for o, _ in pairs[:i])))
+        if len(value) != len(pairs):  # the keys named again, in one pass (an object may have thousands)
+            seen: set[str] = set()
+            for key, _ in pairs:
+                if key in seen:
+                    twice.append(key)
+                seen.add(key)
         return value
 
     decoder = json.JSONDecoder(object_pairs_hook=as_dict)  # (as fast as json.loads: 0.69 s vs 0.81 s a 400k lines)

@@ -177,6 +177,23 @@ def test_duplicate_keys_in_a_json_row_are_a_notice_naming_the_lines(tmp_path: Pa
     assert ctx.notices == []
 
 
+def test_duplicate_keys_of_a_wide_json_row_are_found_in_linear_time(tmp_path: Path, make_ctx) -> None:
+    """The duplicate keys of an object were found by comparing each key with every key
+    before it: 20 rows of 5,000 keys, one of them named twice, took 9 s to load (0.03 s
+    without the duplicate)."""
+    import time
+
+    keys = ", ".join(f'"k{i}": {i}' for i in range(5000))
+    (tmp_path / "d.jsonl").write_text(f'{{"prompt": "p", "response": "r", {keys}, "k0": "again"}}\n' * 20)
+    ctx = make_ctx()
+    started = time.perf_counter()
+    ds = load_jsonl(JsonlLoader(type="jsonl", path="d.jsonl"), ctx)
+    assert time.perf_counter() - started < 2.0
+    assert json.loads(ds["metadata"][0])["k0"] == "again"
+    (notice,) = ctx.notices
+    assert "20 row(s) name a key twice (line 1: 'k0'; line 2: 'k0'; line 3: 'k0' (+17 more))" in notice
+
+
 def test_empty_prompts_are_kept_with_a_notice(tmp_path: Path, make_ctx) -> None:
     write_jsonl(tmp_path / "d.jsonl", [{"prompt": " ", "response": "y"}, {"prompt": "x", "response": "y"},
                                        {"prompt": "", "response": "z"}])
