@@ -17,6 +17,7 @@ import contextlib
 import csv
 import dataclasses
 import difflib
+import functools
 import gzip
 import io
 import json
@@ -89,13 +90,34 @@ def _rows_in_file(loader: Any, base_dir: Path) -> tuple[int, str] | None:
 
             rows = pq.read_metadata(path).num_rows
             return rows, f"file {path} has {rows} rows"
-        if path.stat().st_size > LINES_COUNTED_MB * 2**20:
-            return None
-        with _open_text(path) as handle:
-            lines = sum(1 for line in handle if line.strip())
+        lines = _jsonl_read_through(path)[0]
     except Exception:  # noqa: BLE001 - unreadable or not what it claims: the file checks and the loader say why
         return None
-    return lines, f"file {path} has {lines} non-blank lines"
+    return None if lines is None else (lines, f"file {path} has {lines} non-blank lines")
+
+
+def _jsonl_read_through(path: Path) -> tuple[int | None, str | None]:
+    """``(non-blank lines, gzip damage)`` of a JSON Lines file up to :data:`LINES_COUNTED_MB`
+    (None, None above it), from one read through the file, kept for the rest of a
+    :func:`check_sources` call while the file is unchanged: validate's line count and gzip
+    check each read a gzip-compressed file through, which for one of 64 MB took about 1 s
+    each."""
+    stat = path.stat()
+    if stat.st_size > LINES_COUNTED_MB * 2**20:
+        return None, None
+    return _jsonl_read_through_of(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _jsonl_read_through_of(path: Path, size: int, mtime_ns: int) -> tuple[int | None, str | None]:
+    """:func:`_jsonl_read_through` of the file ``path`` with that size and time (the key)."""
+    try:
+        with _open_text(path) as handle:
+            return sum(1 for line in handle if line.strip()), None
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        return None, f"the file is {gzip_damage(exc)}"
+    except Exception:  # noqa: BLE001 - not UTF-8 (say): the file checks say why; the bytes may still be cut short
+        return None, _gzip_damage(path)
 
 
 def _known_size(source: SourceSpec, base_dir: Path) -> tuple[int, str] | None:
@@ -330,6 +352,17 @@ def _gzip_damage(path: Path) -> str | None:
     return None
 
 
+def _jsonl_gzip_damage(path: Path) -> str | None:
+    """:func:`_gzip_damage` of a JSON Lines file, from the read that counts its lines."""
+    try:
+        with open(path, "rb") as raw:
+            if raw.read(2) != GZIP_MAGIC:
+                return None
+        return _jsonl_read_through(path)[1]
+    except OSError:  # unreadable: the head check and the data stage say why
+        return None
+
+
 def _nul_problem(line: int | None) -> str:
     """A file whose head has NUL bytes: UTF-16 without a byte-order mark reads as UTF-8
     with a NUL after each ASCII character, which was "line 1 is not JSON" or a CSV "column"
@@ -355,7 +388,7 @@ def _check_columns(loader: LoaderBase, path: Path, loc: tuple[Any, ...], kind: s
     if problem:
         issues.add(loc + ("path",), f"{path.name}: {problem}")
         return
-    damage = _gzip_damage(path)
+    damage = _gzip_damage(path) if loader.type != "jsonl" else _jsonl_gzip_damage(path)
     if damage:
         issues.add(loc + ("path",), f"{path.name}: {damage}")
         return
@@ -541,18 +574,8 @@ def _check_built_in(loader: Any, loc: tuple[Any, ...], base_dir: Path, kind: str
         _check_evals(loader, loc, issues)
 
 
-def check_sources(spec: Spec, spec_path: Path, text: str | None = None) -> list[SpecIssue]:
-    """Problems with the target and sources that show without loading any data.
-
-    Args:
-        spec: the validated spec.
-        spec_path: the spec file (relative data paths resolve against its folder).
-        text: the spec's YAML text, to give each issue a line number; read from
-            ``spec_path`` when omitted (no line numbers if it cannot be read).
-
-    Returns:
-        The issues found, keyed like ``sources[3].loader.path``; empty when all is well.
-    """
+def _check_sources(spec: Spec, spec_path: Path, text: str | None) -> list[SpecIssue]:
+    """:func:`check_sources`."""
     spec_path = Path(spec_path)
     if text is None:
         try:
@@ -584,6 +607,25 @@ def check_sources(spec: Spec, spec_path: Path, text: str | None = None) -> list[
         _check_split(source, loc, is_target, issues, base_dir)
     _check_num_labels(spec, [source for _, source, _ in entries], base_dir, issues)
     return issues.found
+
+
+def check_sources(spec: Spec, spec_path: Path, text: str | None = None) -> list[SpecIssue]:
+    """Problems with the target and sources that show without loading any data.
+
+    Args:
+        spec: the validated spec.
+        spec_path: the spec file (relative data paths resolve against its folder).
+        text: the spec's YAML text, to give each issue a line number; read from
+            ``spec_path`` when omitted (no line numbers if it cannot be read).
+
+    Returns:
+        The issues found, keyed like ``sources[3].loader.path``; empty when all is well.
+    """
+    _jsonl_read_through_of.cache_clear()  # what files hold is read afresh by each call
+    try:
+        return _check_sources(spec, spec_path, text)
+    finally:
+        _jsonl_read_through_of.cache_clear()
 
 
 #: rows of each JSON Lines, CSV or Parquet file whose labels validate reads for ``model.num_labels``

@@ -477,3 +477,41 @@ sources:
     assert _check(tmp_path, text) == {}
     every_row = text.replace(f"    {keep}\n", "")
     assert set(_check(tmp_path, every_row)) == {"model.num_labels"}
+
+
+def test_a_gzip_json_lines_file_is_decompressed_once_for_its_line_count_and_gzip_check(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """validate read a gzip-compressed JSON Lines file through twice, once to count its
+    lines and once to see that it decompresses to its end (about 1 s each for 64 MB): one
+    read says both. A file cut short is still an issue."""
+    import gzip
+    import random
+
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    rng = random.Random(0)
+    text = "".join(f'{{"prompt": "q{i} {rng.random()}", "response": "a{i}"}}\n' for i in range(20000)).encode()
+    (tmp_path / "data" / "s.jsonl.gz").write_bytes(gzip.compress(text))
+    read = {"bytes": 0}
+    for name in ("read", "read1"):
+        original = getattr(gzip.GzipFile, name)
+
+        def counted(self, *args, _original=original):  # type: ignore[no-untyped-def]
+            data = _original(self, *args)
+            read["bytes"] += len(data)
+            return data
+
+        monkeypatch.setattr(gzip.GzipFile, name, counted)
+    spec = GOOD + """\
+  - name: s
+    loader: {type: jsonl, path: data/s.jsonl.gz}
+    split: {train: 30000}
+"""
+    issues = _check(tmp_path, spec)
+    assert set(issues) == {"sources[1].split"} and "has at most 20000" in issues["sources[1].split"].message
+    assert len(text) <= read["bytes"] < 1.5 * len(text)
+    packed = gzip.compress(text)
+    (tmp_path / "data" / "s.jsonl.gz").write_bytes(packed[: len(packed) // 2])
+    issues = _check(tmp_path, spec)
+    assert set(issues) == {"sources[1].loader.path"}
+    assert "cannot be decompressed (Compressed file ended" in issues["sources[1].loader.path"].message
