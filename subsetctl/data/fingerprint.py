@@ -156,7 +156,8 @@ def label_field_unread(spec: Any, source: SourceSpec) -> bool:
     LM reads its answers from ``response_field``, and subsetctl's own file loaders read no
     label then (``validate`` says it is ignored). A loader a plugin registers under the
     type (``plugins:`` replacing ``jsonl``) gets the option and may read it: counted."""
-    from subsetctl.registry import LOADERS, load_plugin_string
+    from subsetctl.plugin_loading import load_plugin_string
+    from subsetctl.registry import LOADERS
 
     if spec.model.kind != "causal-lm" or getattr(source.loader, "label_field", None) is None:
         return False
