@@ -316,6 +316,43 @@ def evaluate_model(
         ``metrics`` holds every computed metric (``macro_f1`` for classifiers) and
         ``predictions`` one dict per example (source, row, prediction, gold, score).
     """
+    _check_request(metric, kind, examples)
+    examples = list(examples)
+    warnings: list[str] = []
+    if len(examples) < MIN_TEST_EXAMPLES:
+        warnings.append(
+            f"The test split has only {len(examples)} example{'' if len(examples) == 1 else 's'} (< {MIN_TEST_EXAMPLES}); "
+            "the task metric is too noisy to compare subsets. Give target.split.test more rows if the data allows."
+        )
+    if progress:
+        progress(f"Computing test losses on {len(examples)} examples")
+    outputs = per_example_outputs(model, tokenizer, examples, kind, max_length, batch_size)
+    loss_ce = float(outputs["ce"].mean())
+    loss_sur = float(surrogate_loss(torch.from_numpy(outputs["f"])).mean())
+
+    if kind == "classifier":
+        predictions, metrics, used = _score_classes(model, tokenizer, examples, max_length, batch_size)
+    else:
+        predictions, metrics, used = _score_generations(
+            model, tokenizer, examples, max_length, max_new_tokens, batch_size, metric, warnings, progress
+        )
+    score = float(np.mean([p["score"] for p in predictions]))
+    return {
+        "n": len(examples),
+        "kind": kind,
+        "metric": used,
+        "score": score,
+        "loss_ce": loss_ce,
+        "loss_surrogate": loss_sur,
+        "metrics": metrics,
+        "predictions": predictions,
+        "warnings": warnings,
+    }
+
+
+def _check_request(metric: str, kind: str, examples: Sequence[dict]) -> None:
+    """Refuse an unknown metric or kind, an empty test split, and a metric of the other
+    kind of model (accuracy for a causal LM, exact match for a classifier)."""
     if metric not in METRICS:
         raise UserError(f"Unknown metric {metric!r}; use one of: {', '.join(METRICS)}.")
     if kind not in ("causal-lm", "classifier"):
@@ -332,94 +369,64 @@ def evaluate_model(
             "evaluate.metric 'accuracy' is for classifiers; a causal LM uses 'exact_match' or 'reasoning_gym'."
         )
 
-    examples = list(examples)
-    warnings: list[str] = []
-    if len(examples) < MIN_TEST_EXAMPLES:
-        warnings.append(
-            f"The test split has only {len(examples)} example{'' if len(examples) == 1 else 's'} (< {MIN_TEST_EXAMPLES}); "
-            "the task metric is too noisy to compare subsets. Give target.split.test more rows if the data allows."
-        )
-    if progress:
-        progress(f"Computing test losses on {len(examples)} examples")
-    outputs = per_example_outputs(model, tokenizer, examples, kind, max_length, batch_size)
-    loss_ce = float(outputs["ce"].mean())
-    loss_sur = float(surrogate_loss(torch.from_numpy(outputs["f"])).mean())
 
-    predictions: list[dict[str, Any]] = []
-    metrics: dict[str, float] = {}
-    if kind == "classifier":
-        labels = [int(e["label"]) for e in examples]
-        preds = _classify(model, tokenizer, examples, max_length, batch_size)
-        for e, p, y in zip(examples, preds, labels):
-            predictions.append(
-                {
-                    "source": e.get("source"),
-                    "row": e.get("row"),
-                    "prediction": p,
-                    "gold": y,
-                    "score": float(p == y),
-                }
-            )
-        metrics["accuracy"] = float(np.mean([p == y for p, y in zip(preds, labels)]))
-        metrics["macro_f1"] = macro_f1(preds, labels)
-        used = "accuracy"
-    else:
-        too_long = _answers_longer_than(tokenizer, examples, max_new_tokens)
-        if too_long:
-            warnings.append(too_long)
-        cut = _prompts_cut_for_generation(tokenizer, [str(e["prompt"]) for e in examples], max_length, max_new_tokens)
-        if cut:
-            warnings.append(cut)
-        if progress:
-            progress(f"Generating answers for {len(examples)} examples")
-        answers = generate_answers(
-            model, tokenizer, [str(e["prompt"]) for e in examples], max_length, max_new_tokens, batch_size
+def _score_classes(
+    model: Any, tokenizer: Any, examples: list[dict], max_length: int, batch_size: int
+) -> tuple[list[dict[str, Any]], dict[str, float], str]:
+    """A classifier's predictions (one dict per example), its metrics (accuracy, macro F1)
+    and the metric its score is ("accuracy")."""
+    labels = [int(e["label"]) for e in examples]
+    preds = _classify(model, tokenizer, examples, max_length, batch_size)
+    predictions = [{"source": e.get("source"), "row": e.get("row"), "prediction": p, "gold": y, "score": float(p == y)}
+                   for e, p, y in zip(examples, preds, labels)]
+    metrics = {"accuracy": float(np.mean([p == y for p, y in zip(preds, labels)])), "macro_f1": macro_f1(preds, labels)}
+    return predictions, metrics, "accuracy"
+
+
+def _score_generations(
+    model: Any, tokenizer: Any, examples: list[dict], max_length: int, max_new_tokens: int, batch_size: int,
+    metric: str, warnings: list[str], progress: Callable[[str], None] | None,
+) -> tuple[list[dict[str, Any]], dict[str, float], str]:
+    """A causal LM's generated answers scored (reasoning-gym's scorer for rows with
+    ``rg_task`` unless ``metric`` is exact_match, exact match otherwise): one dict per
+    example, the metrics, and what the score is ("reasoning_gym", "exact_match" or
+    "mixed"). Answers that cannot fit ``max_new_tokens`` and prompts cut for generation
+    are added to ``warnings``."""
+    too_long = _answers_longer_than(tokenizer, examples, max_new_tokens)
+    if too_long:
+        warnings.append(too_long)
+    cut = _prompts_cut_for_generation(tokenizer, [str(e["prompt"]) for e in examples], max_length, max_new_tokens)
+    if cut:
+        warnings.append(cut)
+    if progress:
+        progress(f"Generating answers for {len(examples)} examples")
+    answers = generate_answers(
+        model, tokenizer, [str(e["prompt"]) for e in examples], max_length, max_new_tokens, batch_size
+    )
+    rg_scorer = ReasoningGymScorer()
+    has_rg = [bool(_metadata(e).get("rg_task")) for e in examples]
+    if metric == "reasoning_gym" and not all(has_rg):
+        raise UserError(
+            "Metric 'reasoning_gym' needs every test row to carry rg_task in its metadata; "
+            f"{has_rg.count(False)} rows do not. Use metric 'auto' or 'exact_match'."
         )
-        rg_scorer = ReasoningGymScorer()
-        has_rg = [bool(_metadata(e).get("rg_task")) for e in examples]
-        if metric == "reasoning_gym" and not all(has_rg):
-            raise UserError(
-                "Metric 'reasoning_gym' needs every test row to carry rg_task in its metadata; "
-                f"{has_rg.count(False)} rows do not. Use metric 'auto' or 'exact_match'."
-            )
-        em_scores, rg_scores = [], []
-        for e, answer, rg_row in zip(examples, answers, has_rg):
-            em = exact_match(answer, str(e.get("response", "")))
-            em_scores.append(em)
-            use_rg = rg_row and metric in ("auto", "reasoning_gym")
-            score = rg_scorer.score(answer, e) if use_rg else em
-            if use_rg:
-                rg_scores.append(score)
-            predictions.append(
-                {
-                    "source": e.get("source"),
-                    "row": e.get("row"),
-                    "prediction": answer,
-                    "gold": e.get("response"),
-                    "score": score,
-                    "scorer": "reasoning_gym" if use_rg else "exact_match",
-                }
-            )
-        metrics["exact_match"] = float(np.mean(em_scores))
-        if rg_scores:
-            metrics["reasoning_gym"] = float(np.mean(rg_scores))
-        if metric == "exact_match":
-            used = "exact_match"
-        elif all(has_rg):
-            used = "reasoning_gym"
-        elif any(has_rg):
-            used = "mixed"
-        else:
-            used = "exact_match"
-    score = float(np.mean([p["score"] for p in predictions]))
-    return {
-        "n": len(examples),
-        "kind": kind,
-        "metric": used,
-        "score": score,
-        "loss_ce": loss_ce,
-        "loss_surrogate": loss_sur,
-        "metrics": metrics,
-        "predictions": predictions,
-        "warnings": warnings,
-    }
+    predictions: list[dict[str, Any]] = []
+    em_scores, rg_scores = [], []
+    for e, answer, rg_row in zip(examples, answers, has_rg):
+        em = exact_match(answer, str(e.get("response", "")))
+        em_scores.append(em)
+        use_rg = rg_row and metric in ("auto", "reasoning_gym")
+        score = rg_scorer.score(answer, e) if use_rg else em
+        if use_rg:
+            rg_scores.append(score)
+        predictions.append({"source": e.get("source"), "row": e.get("row"), "prediction": answer,
+                            "gold": e.get("response"), "score": score,
+                            "scorer": "reasoning_gym" if use_rg else "exact_match"})
+    metrics = {"exact_match": float(np.mean(em_scores))}
+    if rg_scores:
+        metrics["reasoning_gym"] = float(np.mean(rg_scores))
+    if metric == "exact_match" or not any(has_rg):
+        used = "exact_match"
+    else:
+        used = "reasoning_gym" if all(has_rg) else "mixed"
+    return predictions, metrics, used
