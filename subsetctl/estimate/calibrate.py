@@ -190,47 +190,14 @@ def calibrate(
         UserError: empty grid, or an estimate array whose length is not k.
     """
     y = np.asarray(y_true, dtype=float)
-    k = len(y)
-    if not raw_by_lambda:
-        raise UserError("Calibration needs raw estimates for at least one lambda.")
-    grid = sorted(float(lam) for lam in raw_by_lambda)
-    raws: dict[float, np.ndarray] = {}
-    for lam, values in raw_by_lambda.items():
-        arr = np.asarray(values, dtype=float)
-        if arr.shape != (k,):
-            raise UserError(
-                f"Calibration got {k} true values but {arr.shape} raw estimates for "
-                f"lambda={lam}; give one estimate per fine-tuned subset, in the same order."
-            )
-        raws[float(lam)] = arr
-    names = list(labels) if labels is not None else [f"subset #{i}" for i in range(k)]
+    raws = _estimates_by_lambda(raw_by_lambda, len(y))
+    grid = sorted(raws)
+    names = list(labels) if labels is not None else [f"subset #{i}" for i in range(len(y))]
     notes: list[str] = []
     valid = np.isfinite(y)
     for i in np.flatnonzero(~valid):
         notes.append(f"{names[i]} excluded: its true loss is NaN (the fine-tune diverged).")
-
-    per_lambda: dict[float, dict[str, float]] = {}
-    no_estimate: dict[int, list[float]] = {}  # subset -> the lambdas it has no estimate at: one note each
-    for lam in grid:
-        ok = valid & np.isfinite(raws[lam])
-        for i in np.flatnonzero(valid & ~np.isfinite(raws[lam])):
-            no_estimate.setdefault(int(i), []).append(lam)
-        n = int(ok.sum())
-        raw, yy = raws[lam][ok], y[ok]
-        stats = {
-            "spearman": spearman(raw, yy) if n >= 3 else float("nan"),
-            "raw_median_rel_err": float(np.median(_rel_errors(raw, yy))) if n else float("nan"),
-            "loo_median_rel_err": (
-                float(np.median(_loo_rel_errors(raw, yy))) if n >= MIN_K else float("nan")
-            ),
-            "n": float(n),
-        }
-        per_lambda[lam] = stats
-
-    for i, lams in no_estimate.items():
-        at = "every lambda" if len(lams) == len(grid) > 1 else \
-            f"lambda={', '.join(f'{lam:g}' for lam in lams)}"
-        notes.append(f"{names[i]} excluded at {at}: its estimate is NaN.")
+    per_lambda = _agreement_by_lambda(y, valid, raws, names, notes)
 
     yv = y[valid]
     constant = len(yv) >= 2 and float(np.ptp(yv)) <= 1e-9 * max(1.0, float(np.abs(yv).mean()))
@@ -287,6 +254,54 @@ def calibrate(
         enabled=True,
         notes=notes,
     )
+
+
+def _estimates_by_lambda(raw_by_lambda: Mapping[float, Sequence[float] | np.ndarray], k: int) -> dict[float, np.ndarray]:
+    """``raw_by_lambda`` as float arrays keyed by float lambda; a UserError for an empty
+    grid or an array that is not one estimate per fine-tuned subset (``k``)."""
+    if not raw_by_lambda:
+        raise UserError("Calibration needs raw estimates for at least one lambda.")
+    raws: dict[float, np.ndarray] = {}
+    for lam, values in raw_by_lambda.items():
+        arr = np.asarray(values, dtype=float)
+        if arr.shape != (k,):
+            raise UserError(
+                f"Calibration got {k} true values but {arr.shape} raw estimates for "
+                f"lambda={lam}; give one estimate per fine-tuned subset, in the same order."
+            )
+        raws[float(lam)] = arr
+    return raws
+
+
+def _agreement_by_lambda(
+    y: np.ndarray, valid: np.ndarray, raws: dict[float, np.ndarray], names: list[str], notes: list[str]
+) -> dict[float, dict[str, float]]:
+    """For each lambda (ascending), how its raw estimates agree with the true losses ``y``
+    over the subsets usable at it (``valid`` and a finite estimate): Spearman (3 or more),
+    the raw and the leave-one-out calibrated median relative errors (:data:`MIN_K` or
+    more), and how many were usable, ``n``. A subset with no estimate gets one note,
+    naming the lambdas."""
+    per_lambda: dict[float, dict[str, float]] = {}
+    no_estimate: dict[int, list[float]] = {}  # subset -> the lambdas it has no estimate at: one note each
+    for lam in sorted(raws):
+        ok = valid & np.isfinite(raws[lam])
+        for i in np.flatnonzero(valid & ~np.isfinite(raws[lam])):
+            no_estimate.setdefault(int(i), []).append(lam)
+        n = int(ok.sum())
+        raw, yy = raws[lam][ok], y[ok]
+        per_lambda[lam] = {
+            "spearman": spearman(raw, yy) if n >= 3 else float("nan"),
+            "raw_median_rel_err": float(np.median(_rel_errors(raw, yy))) if n else float("nan"),
+            "loo_median_rel_err": (
+                float(np.median(_loo_rel_errors(raw, yy))) if n >= MIN_K else float("nan")
+            ),
+            "n": float(n),
+        }
+    for i, lams in no_estimate.items():
+        at = "every lambda" if len(lams) == len(raws) > 1 else \
+            f"lambda={', '.join(f'{lam:g}' for lam in lams)}"
+        notes.append(f"{names[i]} excluded at {at}: its estimate is NaN.")
+    return per_lambda
 
 
 def choose_estimator(candidates: Mapping[str, Calibration]) -> Calibration:
