@@ -16,6 +16,7 @@ import dataclasses
 import math
 import numbers
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -374,9 +375,7 @@ class SearchStage(Stage):
 
     def _search(self, ctx: StageContext) -> dict[str, Any]:
         from subsetctl.errors import UserError
-        from subsetctl.estimate.results import CachedEstimator, SubsetResultsStore
-        from subsetctl.registry import STRATEGIES
-        from subsetctl.search.base import SearchContext, parse_params
+        from subsetctl.estimate.results import CachedEstimator
 
         spec = ctx.spec
         features = load_features(ctx.upstream_dir("gradients") / "store", spec)
@@ -388,23 +387,8 @@ class SearchStage(Stage):
             cal = dataclasses.replace(cal, enabled=False, estimator=estimator_used, notes=[
                 *cal.notes, (f"the search uses {estimator_used}, which fine-tunes for real: its estimates are "
                              "real losses and are not calibrated")])
-        if in_process:  # real fine-tunes: neither the features nor lambda change them
-            key, *earlier = (fingerprint({"estimator": estimator_used, **inputs})
-                             for inputs in _real_fine_tune_inputs(ctx))
-        else:
-            gradients_digest = ctx.upstream_manifest("gradients")["output_digest"]
-            # max_iter among the settings only for an estimator that takes it (exact), as before
-            key, earlier = fingerprint({"estimator": estimator_used, "lam": cal.lam, "features": gradients_digest,
-                                        **estimator_settings(spec, estimator_used)}), []
-        store_dir = _store_dir(ctx, estimator_used, key, features.sources)
-        if ctx.options.get("forced"):  # --force recomputes every estimate
-            shutil.rmtree(store_dir, ignore_errors=True)
-        else:  # estimates an earlier subsetctl kept under another key
-            common.adopt_legacy_entry(store_dir, [_store_dir(ctx, estimator_used, k, features.sources) for k in earlier])
-        store = SubsetResultsStore(store_dir, features.sources, key, earlier_keys=tuple(earlier))
-        touch(store_dir)  # used: the last to go when the caches are trimmed (project.cache_limit_gb)
-        if store.reset_reason:
-            ctx.reporter.warn(AboutThisRun(f"{store.reset_reason} Its subsets are estimated again."))
+        store = _open_store(ctx, estimator_used, cal.lam, features.sources, in_process)
+        store_dir = store.path
         kwargs = executor_kwargs(spec)
         if in_process:  # a model-backed estimator cannot be shipped to workers
             kwargs.update(backend="sequential", n_jobs=1)
@@ -417,28 +401,7 @@ class SearchStage(Stage):
                 return _no_finite_estimate_for_strategy(*store.results(), estimator_used)
             return _no_finite_estimate(*store.results(), estimator_used, " so far")
 
-        results: dict[str, Any] = {}
-        other: dict[str, list[str]] = {}
-        with ctx.reporter.progress("search", total=len(spec.search.strategies)) as task:
-            for i, entry in enumerate(spec.search.strategies):
-                label = entry.label or entry.name
-                cls = STRATEGIES.get(entry.name)
-                params = parse_params(cls, entry.params, f"search.strategies[{i}].params")
-                search_ctx = SearchContext(
-                    sources=features.sources, seed=spec.project.seed, features=features,
-                    other_selections=dict(other), progress=_progress_on(task, i),
-                )
-                result = _run_strategy(cls, entry.name, label, cached, search_ctx, params, estimator_failed)
-                for notice in result.notices:
-                    ctx.reporter.warn(ShownInResults(f"{label}: {notice}"))  # the report's search notes
-                record = result.to_dict(trace_limit=TRACE_KEPT)
-                record["label"] = label
-                record["params"] = params.model_dump(mode="json")
-                record["estimated_loss_raw"] = record["estimated_loss"]
-                record["estimated_loss_calibrated"] = _calibrated(cal, result.estimated_loss)
-                results[label] = record
-                other[label] = list(result.selected)
-                task.update(i + 1)
+        results = _run_strategies(ctx, features, cached, cal, estimator_failed)
         for label, record in results.items():
             if record["estimated_loss"] is None:
                 ctx.reporter.warn(f"{label}: the estimator gave no finite estimate for its selection "
@@ -486,3 +449,66 @@ class SearchStage(Stage):
             "lambda": None if in_process else cal.lam,  # a real fine-tune has no lambda
             "calibrated": cal.enabled,
         }
+
+
+def _open_store(ctx: StageContext, estimator_used: str, lam: float, sources: list[str], in_process: bool) -> Any:
+    """The store of ``estimator_used``'s subset estimates for these inputs (a
+    :class:`~subsetctl.estimate.results.SubsetResultsStore`): keyed by the estimator, lambda,
+    the gradients and the estimator's settings, or, for a real fine-tune, by what its
+    fine-tunes read; emptied by ``--force``; estimates an earlier subsetctl kept under
+    another key are taken over."""
+    from subsetctl.estimate.results import SubsetResultsStore
+
+    spec = ctx.spec
+    if in_process:  # real fine-tunes: neither the features nor lambda change them
+        key, *earlier = (fingerprint({"estimator": estimator_used, **inputs})
+                         for inputs in _real_fine_tune_inputs(ctx))
+    else:
+        gradients_digest = ctx.upstream_manifest("gradients")["output_digest"]
+        # max_iter among the settings only for an estimator that takes it (exact), as before
+        key, earlier = fingerprint({"estimator": estimator_used, "lam": lam, "features": gradients_digest,
+                                    **estimator_settings(spec, estimator_used)}), []
+    store_dir = _store_dir(ctx, estimator_used, key, sources)
+    if ctx.options.get("forced"):  # --force recomputes every estimate
+        shutil.rmtree(store_dir, ignore_errors=True)
+    else:  # estimates an earlier subsetctl kept under another key
+        common.adopt_legacy_entry(store_dir, [_store_dir(ctx, estimator_used, k, sources) for k in earlier])
+    store = SubsetResultsStore(store_dir, sources, key, earlier_keys=tuple(earlier))
+    touch(store_dir)  # used: the last to go when the caches are trimmed (project.cache_limit_gb)
+    if store.reset_reason:
+        ctx.reporter.warn(AboutThisRun(f"{store.reset_reason} Its subsets are estimated again."))
+    return store
+
+
+def _run_strategies(ctx: StageContext, features: Any, cached: Any, cal: Any,
+                    estimator_failed: Callable[..., str | None]) -> dict[str, Any]:
+    """Run the spec's strategies in order, each seeing the selections of those before it:
+    label -> its result as selections.json records it (raw and calibrated estimates, its
+    parameters, a trace cut to :data:`TRACE_KEPT` steps); their notices are warned."""
+    from subsetctl.registry import STRATEGIES
+    from subsetctl.search.base import SearchContext, parse_params
+
+    spec = ctx.spec
+    results: dict[str, Any] = {}
+    other: dict[str, list[str]] = {}
+    with ctx.reporter.progress("search", total=len(spec.search.strategies)) as task:
+        for i, entry in enumerate(spec.search.strategies):
+            label = entry.label or entry.name
+            cls = STRATEGIES.get(entry.name)
+            params = parse_params(cls, entry.params, f"search.strategies[{i}].params")
+            search_ctx = SearchContext(
+                sources=features.sources, seed=spec.project.seed, features=features,
+                other_selections=dict(other), progress=_progress_on(task, i),
+            )
+            result = _run_strategy(cls, entry.name, label, cached, search_ctx, params, estimator_failed)
+            for notice in result.notices:
+                ctx.reporter.warn(ShownInResults(f"{label}: {notice}"))  # the report's search notes
+            record = result.to_dict(trace_limit=TRACE_KEPT)
+            record["label"] = label
+            record["params"] = params.model_dump(mode="json")
+            record["estimated_loss_raw"] = record["estimated_loss"]
+            record["estimated_loss_calibrated"] = _calibrated(cal, result.estimated_loss)
+            results[label] = record
+            other[label] = list(result.selected)
+            task.update(i + 1)
+    return results
