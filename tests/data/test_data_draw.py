@@ -197,7 +197,7 @@ def test_a_kept_row_changed_before_it_is_read_again_stops_the_source(tmp_path: P
         for number, line in real(path, source):
             yield number, (json.dumps(rewritten) if len(reads) > 1 else line)
 
-    monkeypatch.setattr(loaders, "text_lines", second_read_differs)
+    monkeypatch.setattr(loaders.files, "text_lines", second_read_differs)
     source = SourceSpec(name="s", loader={"type": "jsonl", "path": "x.jsonl", "prompt_field": "q",
                                           "response_field": "a"}, max_examples=5)
     with pytest.raises(UserError, match="changed while it was being read"):
@@ -210,7 +210,7 @@ def test_kept_rows_read_again_over_several_batches(tmp_path: Path, kind: str, mo
     """More kept rows to read again than one batch (CHUNK_ROWS, 50,000 rows): a dataset
     folder's second read lost an index at each batch's end and stopped the source as
     'changed while it was being read'."""
-    monkeypatch.setattr(loaders, "CHUNK_ROWS", 7)
+    monkeypatch.setattr(loaders.common, "CHUNK_ROWS", 7)
     loader = {**_write(tmp_path, kind), "prompt_field": "q", "response_field": "a"}
     source = SourceSpec(name="big", loader=loader, max_examples=60)
     expected = _expected(source, LoadContext(source_name="big", base_dir=tmp_path, kind="causal-lm", seed=4), 60)
@@ -228,7 +228,7 @@ def test_a_parquet_column_name_given_twice_is_read_the_same_both_times(tmp_path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    monkeypatch.setattr(loaders, "CHUNK_ROWS", 7)
+    monkeypatch.setattr(loaders.common, "CHUNK_ROWS", 7)
     pq.write_table(pa.table([pa.array([f"q{i}" for i in range(100)]), pa.array([f"first {i}" for i in range(100)]),
                              pa.array([f"last {i}" for i in range(100)])], names=["q", "a", "a"]),
                    tmp_path / "d.parquet")

@@ -603,7 +603,7 @@ def test_evals_unknown_name_and_file(make_ctx) -> None:
 
 
 def test_evals_missing_package(monkeypatch: pytest.MonkeyPatch, make_ctx) -> None:
-    monkeypatch.setattr("subsetctl.data.loaders.evals_data_dir", lambda: None)
+    monkeypatch.setattr("subsetctl.data.loaders.evals.evals_data_dir", lambda: None)
     with pytest.raises(UserError, match="pip install --no-deps evals"):
         load_evals(EvalsLoader(type="evals", name="x"), make_ctx())
 
@@ -924,10 +924,10 @@ def test_files_read_in_chunks_give_the_same_dataset(tmp_path: Path, make_ctx, mo
     for options, load, kind in _chunk_rows_cases(tmp_path):
         whole_ctx = make_ctx(kind=kind)
         whole = load(options, whole_ctx)
-        monkeypatch.setattr(loaders, "CHUNK_ROWS", 3)
+        monkeypatch.setattr(loaders.common, "CHUNK_ROWS", 3)
         chunked_ctx = make_ctx(kind=kind)
         chunked = load(options, chunked_ctx)
-        monkeypatch.setattr(loaders, "CHUNK_ROWS", 50_000)
+        monkeypatch.setattr(loaders.common, "CHUNK_ROWS", 50_000)
         assert len(whole) == 10  # the blank answer is left out
         assert chunked.to_dict() == whole.to_dict(), (options.type, kind)
         assert chunked._fingerprint == whole._fingerprint  # caches keyed on it must not see a change

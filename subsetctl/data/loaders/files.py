@@ -1,0 +1,536 @@
+"""The file loaders (``jsonl``, ``csv``, ``parquet``) and what they share: paths and
+globs, decompression (gzip; other compressions refused by name), text lines with
+encoding checks, JSON Lines records.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from subsetctl.data.loaders import common
+from subsetctl.data.loaders.common import (
+    CommonColumns,
+    LoadContext,
+    _records_at,
+    _required_fields,
+    _where,
+    one_based_row,
+)
+from subsetctl.errors import UserError, unexpanded_variable_note
+from subsetctl.registry import LOADERS
+from subsetctl.spec import CsvLoader, HuggingFaceLoader, JsonlLoader, ParquetLoader
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+
+def resolve_path(path: str, base_dir: Path) -> Path:
+    """``path`` with ``~`` expanded, made absolute against ``base_dir`` if relative."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else (base_dir / p)
+
+
+def is_saved_to_disk(folder: Path) -> bool:
+    """Whether ``folder`` was written by ``Dataset(Dict).save_to_disk`` (read with
+    ``datasets.load_from_disk``; ``load_dataset`` refuses it)."""
+    return folder.is_dir() and ((folder / "state.json").is_file() or (folder / "dataset_dict.json").is_file())
+
+
+def is_glob(pattern: str) -> bool:
+    """Whether a path holds glob characters (``*``, ``?``, ``[``)."""
+    return any(ch in pattern for ch in "*?[")
+
+
+def data_files_by_entry(options: HuggingFaceLoader, base_dir: Path) -> list[list[str]]:
+    """A ``huggingface`` loader's ``data_files``, each entry as the files ``load_dataset``
+    should get for it (the same for loading, fingerprinting and validate).
+
+    With a builder name as ``path`` (``json``, ``csv``, ``parquet``, ...), files are the
+    user's own: relative paths and globs resolve against the spec's folder like every
+    other data path (``load_dataset`` would resolve them against the working directory),
+    and a glob becomes the sorted files it matches (none: an empty list), so a file
+    added, removed or edited makes the data stage stale. With a local folder or a hub id
+    as ``path``, entries are relative to that dataset and are passed on unchanged (a
+    local folder is fingerprinted whole)."""
+    from subsetctl.hub import is_file_builder
+
+    own_files = is_file_builder(options.path) and not resolve_path(options.path, base_dir).exists()
+    entries: list[list[str]] = []
+    for entry in options.data_files or []:
+        resolved = resolve_path(entry, base_dir)
+        if "://" in entry:
+            entries.append([entry])
+        elif own_files and is_glob(entry) and not resolved.is_file():  # x [1].jsonl: that file
+            expanded = Path(entry).expanduser()  # the spec's folder as it is, not a pattern: /x/exp [2]/
+            entries.append(_files_matching(expanded if expanded.is_absolute() else _glob_escaped(base_dir) / expanded))
+        else:
+            entries.append([str(resolved) if resolved.exists() else entry])
+    return entries
+
+
+def unmatched_glob_message(options: HuggingFaceLoader, index: int, base_dir: Path) -> str:
+    """What to say about ``data_files[index]``, a glob that matches no file."""
+    entry = (options.data_files or [])[index]
+    return (f"loader.data_files pattern {entry!r} matches no file (looked for {resolve_path(entry, base_dir)}; "
+            f"relative patterns resolve against the spec's folder){unexpanded_variable_note(entry)}. Fix the pattern "
+            "or the folder.")
+
+
+def expand_data_files(options: HuggingFaceLoader, base_dir: Path) -> list[str] | None:
+    """:func:`data_files_by_entry` flattened (None without data_files); a glob that
+    matches no file is a UserError."""
+    if not options.data_files:
+        return None
+    entries = data_files_by_entry(options, base_dir)
+    for index, files in enumerate(entries):
+        if not files:
+            raise UserError(unmatched_glob_message(options, index, base_dir))
+    return [f for files in entries for f in files]
+
+
+def _glob_escaped(path: Path) -> Path:
+    """``path`` as a glob pattern that matches only itself (its ``[``, ``*`` and ``?``
+    taken literally)."""
+    import glob
+
+    return Path(glob.escape(str(path)))
+
+
+def _files_matching(pattern: Path) -> list[str]:
+    """The files matching an absolute glob ``pattern``, sorted; its folders may hold glob
+    characters too (``data/*/part-*.jsonl``, ``data/**/*.jsonl``; a symbolic link back
+    into a folder ``**`` is inside is not followed round: :mod:`subsetctl.globbing`)."""
+    from subsetctl.globbing import glob_without_loops
+
+    return sorted(p for p in glob_without_loops(str(pattern), Path(pattern.anchor)) if Path(p).is_file())
+
+
+def _existing_file(path_option: str, ctx: LoadContext) -> Path:
+    path = resolve_path(path_option, ctx.base_dir)
+    if not path.exists():
+        raise UserError(
+            f"Source {ctx.source_name!r}: loader.path {path_option!r} does not exist (looked for "
+            f"{path}; relative paths resolve against the spec's folder {ctx.base_dir})"
+            f"{unexpanded_variable_note(path_option)}. Fix loader.path or create the file."
+        )
+    if not path.is_file():
+        raise UserError(
+            f"Source {ctx.source_name!r}: loader.path {path} is not a file. Point loader.path "
+            "at the data file itself."
+        )
+    return path
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+"""The first two bytes of a gzip file: JSONL and CSV files may be gzip-compressed
+(``train.jsonl.gz``), whatever their name says."""
+
+
+#: compressions subsetctl does not read, by their first bytes: named in the error, which a
+#: decoding error ("not valid UTF-8") would not
+OTHER_COMPRESSIONS = {b"\x28\xb5\x2f\xfd": ("zstd", "zstd -d"), b"\xfd7zXZ\x00": ("xz", "unxz"),
+                      b"PK\x03\x04": ("zip", "unzip")}
+#: bzip2: "BZh", the block size digit, then a block's or the stream end's magic (text may start "BZh")
+_BZIP2 = re.compile(rb"BZh[1-9](\x31\x41\x59\x26\x53\x59|\x17\x72\x45\x38\x50\x90)", re.DOTALL)
+
+
+class UnsupportedCompression(UserError):
+    """A data file compressed otherwise than with gzip; ``problem`` says so without the path."""
+
+    def __init__(self, path: Path, name: str, command: str) -> None:
+        self.problem = (f"compressed with {name}; subsetctl reads plain and gzip-compressed files: decompress it "
+                        f"(`{command} {path.name}`) or compress it with gzip, and point the spec at that file")
+        super().__init__(f"file {path} is {self.problem}.")
+
+
+def open_decompressed(path: Path) -> IO[bytes]:
+    """A data file's bytes, decompressed when it is gzip-compressed (whatever its name).
+    A file compressed otherwise (zstd, bzip2, xz, zip) is an :class:`UnsupportedCompression`."""
+    import gzip
+
+    with open(path, "rb") as raw:
+        head = raw.read(10)
+    for magic, (name, command) in OTHER_COMPRESSIONS.items():
+        if head.startswith(magic):
+            raise UnsupportedCompression(path, name, command)
+    if _BZIP2.match(head):
+        raise UnsupportedCompression(path, "bzip2", "bunzip2")
+    return gzip.open(path, "rb") if head[:2] == GZIP_MAGIC else open(path, "rb")  # type: ignore[return-value]
+
+
+def gzip_damage(exc: BaseException) -> str:
+    """What is wrong with a gzip file that cannot be decompressed (``exc``: what gzip or
+    zlib raised: cut short, corrupt data, not gzip after its first two bytes), without the
+    path; the data stage and validate say the same."""
+    return (f"gzip-compressed but cannot be decompressed ({exc or type(exc).__name__}): it is cut short or "
+            "damaged. Copy it again, or compress the original again")
+
+
+def _unreadable(path: Path, source: str, exc: BaseException) -> UserError:
+    """The error for a file that cannot be read, or a gzip file that cannot be decompressed."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return UserError(f"Source {source!r}: cannot read file {path}: {exc.strerror}.")
+    return UserError(f"Source {source!r}: file {path} is {gzip_damage(exc)}.")
+
+
+def text_lines(path: Path, source: str) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each line of a UTF-8 file, read a line at a time (a leading
+    BOM is dropped; a gzip-compressed file is decompressed as it is read).
+
+    Lines are split on newlines only (not on the other characters ``str.splitlines``
+    treats as line breaks, which may appear inside JSON strings). A newline byte is never
+    part of a multi-byte UTF-8 character, so each line decodes on its own and invalid
+    UTF-8 is located exactly (byte offset in the decompressed data, and line)."""
+    import zlib
+
+    offset = 0
+    try:
+        handle_of_file = open_decompressed(path)
+    except UnsupportedCompression as exc:
+        raise UserError(f"Source {source!r}: {exc}") from None
+    except (OSError, EOFError, zlib.error) as exc:
+        raise _unreadable(path, source, exc) from None
+    try:
+        with handle_of_file as handle:
+            for number, raw in enumerate(handle, start=1):
+                try:
+                    text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+                except UnicodeDecodeError as exc:
+                    raise UserError(
+                        f"Source {source!r}: file {path} is not valid UTF-8 (byte {offset + exc.start}, "
+                        f"line {number}{utf16_note(raw) if number == 1 else ''}). Re-save it as UTF-8."
+                    ) from None
+                offset += len(raw)
+                yield number, text.rstrip("\n")
+    except (OSError, EOFError, zlib.error) as exc:
+        raise _unreadable(path, source, exc) from None
+
+
+def utf16_note(head: bytes) -> str:
+    """"; it starts with a UTF-16 byte-order mark, ..." for a file that does (Notepad's
+    "Unicode", PowerShell's ``>``, Excel's "Unicode text" save UTF-16), else "": its
+    "invalid byte 0" alone does not say what the file is."""
+    import codecs
+
+    if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        return "; it starts with a UTF-16 byte-order mark, so it is UTF-16 text"
+    return ""
+
+
+def _utf8_problem(path: Path, source: str) -> UserError | None:
+    """The error naming the first invalid UTF-8 byte of a file, or None if it has none."""
+    try:
+        for _ in text_lines(path, source):
+            pass
+    except UserError as exc:
+        return exc
+    return None
+
+
+#: A JSON Lines file whose lines end with a carriage return alone (classic Mac OS) is one long
+#: line to a reader splitting on newlines: said where its "invalid JSON" is.
+CR_ALONE = ("lines end with a carriage return alone (CR, classic Mac OS line endings), which JSON Lines "
+            "does not take: re-save it with LF (or CRLF) line endings")
+
+
+@dataclass
+class DuplicateKeys:
+    """Lines of a JSON Lines file whose objects name a key twice (``{"a": 1, "a": 2}``, which
+    JSON reads as its last value): the first few, and how many."""
+
+    first: list[tuple[int, list[str]]] = dataclass_field(default_factory=list)
+    count: int = 0
+
+    def notice(self, source: str, path: Path) -> str:
+        """The data stage's warning about them, naming the file, the lines and the keys."""
+        shown = "; ".join(f"line {number}: {', '.join(repr(k) for k in keys)}" for number, keys in self.first)
+        more = f" (+{self.count - len(self.first)} more)" if self.count > len(self.first) else ""
+        return (f"Source {source!r}: file {path}: {self.count} row(s) name a key twice ({shown}{more}); only the "
+                "last value of each such key is read. Remove the duplicate keys, or rename the one meant to be "
+                "kept too.")
+
+
+def jsonl_records(path: Path, source: str,
+                  duplicates: DuplicateKeys | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a JSON Lines file, a line at a time;
+    the lines whose objects (also nested ones) name a key twice go into ``duplicates``."""
+    twice: list[str] = []
+
+    def as_dict(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        value = dict(pairs)
+        if len(value) != len(pairs):  # the keys named again, in one pass (an object may have thousands)
+            seen: set[str] = set()
+            for key, _ in pairs:
+                if key in seen:
+                    twice.append(key)
+                seen.add(key)
+        return value
+
+    decoder = json.JSONDecoder(object_pairs_hook=as_dict)  # (as fast as json.loads: 0.69 s vs 0.81 s a 400k lines)
+    for number, line in text_lines(path, source):
+        if not line.strip():
+            continue
+        try:
+            # json.loads refuses a BOM that starts a line past the first (decode would say "Expecting value")
+            value = json.loads(line) if line.startswith("\ufeff") else decoder.decode(line)
+        except json.JSONDecodeError as exc:
+            cr_alone = "\r" in line.rstrip("\r")
+            raise UserError(
+                f"Source {source!r}: file {path}, line {number}: invalid JSON ({exc.msg} at "
+                f"column {exc.colno}). Each line of a .jsonl file must be one JSON object."
+                f"{f' Its {CR_ALONE}.' if cr_alone else ''}"
+            ) from None
+        except (ValueError, RecursionError) as exc:
+            raise UserError(
+                f"Source {source!r}: file {path}, line {number}: invalid JSON ({exc}). Each line "
+                "of a .jsonl file must be one JSON object."
+            ) from None
+        if not isinstance(value, dict):
+            raise UserError(
+                f"Source {source!r}: file {path}, line {number}: expected a JSON object "
+                f'({{"prompt": ..., ...}}), got a JSON {type(value).__name__}.'
+            )
+        if twice:
+            if duplicates is not None:
+                duplicates.count += 1
+                if len(duplicates.first) < 3:
+                    duplicates.first.append((number, list(dict.fromkeys(twice))))
+            twice.clear()
+        yield number, value
+
+
+def parse_jsonl(path: Path, source: str) -> list[tuple[int, dict[str, Any]]]:
+    """Every (line number, object) of a JSON Lines file (for small files: evals samples)."""
+    rows = list(jsonl_records(path, source))
+    if not rows:
+        raise UserError(f"Source {source!r}: file {path} is empty. Give a file with at least one row.")
+    return rows
+
+
+@LOADERS.register("jsonl")
+def load_jsonl(options: JsonlLoader, ctx: LoadContext) -> Dataset:
+    """A local JSON Lines file, one example (a JSON object) per line, read a line at a time."""
+    from array import array
+
+    path = _existing_file(options.path, ctx)
+    lines = array("q")  # each record's line, for messages (8 bytes a row)
+    answer_option, answer_field = _required_fields(options, ctx)
+
+    def fetch(wanted: Any) -> Iterator[tuple[int, dict[str, Any]]]:  # the file read again for these records
+        at = iter(wanted.tolist())
+        index = next(at, None)
+        for number, line in text_lines(path, ctx.source_name):
+            if index is None:
+                return
+            if number == lines[index]:
+                try:
+                    value = json.loads(line)
+                except (ValueError, RecursionError):  # changed since: CommonColumns says so
+                    return
+                if not isinstance(value, dict):
+                    return
+                yield index, value
+                index = next(at, None)
+
+    builder = CommonColumns(options.prompt_field, answer_field, answer_option, ctx, _where(path),
+                            lambda i: f"line {lines[i]}", fetch=fetch)
+    duplicates = DuplicateKeys()
+    for number, record in jsonl_records(path, ctx.source_name, duplicates):
+        lines.append(number)
+        builder.add(record)
+    if builder.count == 0:
+        raise UserError(f"Source {ctx.source_name!r}: file {path} is empty. Give a file with at least one row.")
+    dataset = builder.finish()
+    if duplicates.count:
+        ctx.notices.append(duplicates.notice(ctx.source_name, path))
+    return dataset
+
+
+def _note_duplicate_csv_columns(path: Path, delimiter: str, read_as: list[str], ctx: LoadContext) -> None:
+    """A notice for a header naming one column twice: pandas reads the later ones under
+    other names (``name.1``; ``read_as``: the columns as it named them, in file order),
+    and for the prompt or answer column only the first is the prompt or the answer; said
+    so instead of a ``name.1`` key appearing in the metadata unexplained."""
+    import csv
+    import io
+    from collections import Counter
+
+    try:
+        with open_decompressed(path) as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text:
+            header = next(csv.reader(text, delimiter=delimiter), [])
+    except (OSError, EOFError, UnicodeDecodeError, csv.Error, ValueError):
+        return  # reading the file proper says what is wrong with it
+    counts = Counter(header)
+    twice = [name for name, count in counts.items() if count > 1]
+    if not twice or len(read_as) != len(header):
+        return
+    named = ", ".join(f"{name!r} ({counts[name]} times)" for name in twice)
+    renamed = ", ".join(read_as[i] for i, name in enumerate(header) if counts[name] > 1 and header.index(name) != i)
+    ctx.notices.append(
+        f"Source {ctx.source_name!r}: {_where(path)}: the header names {named}; the first column of each "
+        f"name keeps it (the prompt and the answer are read from that one), the later ones are read as "
+        f"{renamed}. Rename the columns if another one was meant."
+    )
+
+
+def csv_record_lines(path: Path, delimiter: str) -> Any:
+    """The file line on which each data row of a CSV file starts (the header excluded), as
+    an ``array`` of ints, read with the csv module the way pandas reads it (lines holding
+    only whitespace are skipped, a line holding a quoted empty cell ``""`` is a row, a
+    quoted cell may span lines); None when the csv module cannot read it. The file is
+    read a line at a time."""
+    import csv
+    from array import array
+
+    starts = array("q")
+    current: dict[int, str] = {}  # the raw lines of the row being read, by number
+
+    def tracked(handle: IO[str]) -> Iterator[str]:
+        for number, line in enumerate(handle, start=1):
+            current[number] = line
+            yield line
+
+    limit = csv.field_size_limit()
+    try:
+        csv.field_size_limit(2**31 - 1)  # long multi-line cells are where lines matter (a gzip file's size says nothing)
+        with io.TextIOWrapper(open_decompressed(path), encoding="utf-8-sig", newline="") as handle:
+            reader = csv.reader(tracked(handle), delimiter=delimiter)
+            previous = 0
+            for row in reader:
+                start, previous = previous + 1, reader.line_num
+                first = current.get(start, "")
+                current.clear()
+                if len(row) <= 1 and not "".join(row).strip() and '"' not in first:
+                    continue  # a blank or whitespace-only line; a quoted empty cell ("") is a row
+                starts.append(start)
+    except (csv.Error, TypeError, ValueError, OSError, EOFError):  # e.g. a delimiter the csv module refuses
+        return None
+    finally:
+        csv.field_size_limit(limit)
+    return starts[1:]
+
+
+@LOADERS.register("csv")
+def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
+    """A local CSV file with a header row; every cell is read as text, a chunk of rows at
+    a time. Messages name the file line of a row (the header is line 1).
+
+    Chunks are :data:`CHUNK_ROWS` rows. Lines are found with :func:`csv_record_lines`,
+    only when a message needs one."""
+    import zlib
+
+    import pandas as pd
+
+    path = _existing_file(options.path, ctx)
+    source = ctx.source_name
+    answer_option, answer_field = _required_fields(options, ctx)
+
+    @functools.cache
+    def lines() -> Any:  # the line mapping reads the file again, only when a message needs a line
+        return csv_record_lines(path, options.delimiter)
+
+    def locate(i: int) -> str:
+        found = lines()
+        if found is None or len(found) != builder.count:  # read differently: count from the header
+            return f"line {i + 2}"
+        return f"line {found[i]}"
+
+    def not_csv(exc: BaseException) -> UserError:
+        problem = " ".join(str(exc).split())  # pandas ends its tokenizer messages with a newline
+        return UserError(
+            f"Source {source!r}: file {path} is not valid CSV ({problem}). Check the "
+            f"delimiter (loader.delimiter is {options.delimiter!r}) and the quoting."
+        )
+
+    def frames() -> Iterator[Any]:
+        with open_decompressed(path) as handle:
+            reader = pd.read_csv(handle, sep=options.delimiter, dtype=str, keep_default_na=False,
+                                 encoding="utf-8-sig", chunksize=common.CHUNK_ROWS)
+            with reader:
+                for frame in reader:
+                    frame.columns = [str(c) for c in frame.columns]
+                    yield frame
+
+    def fetch(wanted: Any) -> Iterator[tuple[int, dict[str, Any]]]:  # the file read again for these records
+        return _records_at(frames(), wanted, lambda frame, at: frame.iloc[at].to_dict("records"))
+
+    builder: CommonColumns | None = None
+    columns: list[str] = []
+    try:
+        for frame in frames():
+            columns = list(frame.columns)
+            if builder is None:
+                builder = CommonColumns(options.prompt_field, answer_field, answer_option, ctx,
+                                        _where(path), locate, columns, fetch=fetch)
+            if not builder.mapping_all:  # only the columns every row is checked for
+                frame = frame[[c for c in dict.fromkeys((options.prompt_field, answer_field)) if c in columns]]
+            builder.add_all(frame.to_dict("records"))
+    except pd.errors.EmptyDataError:
+        raise UserError(
+            f"Source {source!r}: file {path} is empty. Give a CSV file with a header "
+            "row and at least one example."
+        ) from None
+    except UnicodeDecodeError:
+        raise _utf8_problem(path, source) or UserError(
+            f"Source {source!r}: file {path} is not valid UTF-8. Re-save it as UTF-8.") from None
+    except (OSError, EOFError, zlib.error) as exc:  # unreadable, or a gzip file cut short
+        raise _unreadable(path, source, exc) from None
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise not_csv(exc) from None
+    if builder is None:  # a header and no rows
+        raise UserError(f"Source {source!r}: {_where(path)} has no examples. Give a file with at least one row.")
+    dataset = builder.finish()
+    _note_duplicate_csv_columns(path, options.delimiter, columns, ctx)
+    return dataset
+
+
+@LOADERS.register("parquet")
+def load_parquet(options: ParquetLoader, ctx: LoadContext) -> Dataset:
+    """A local Parquet file, read a batch of rows at a time.
+
+    Batches are :data:`CHUNK_ROWS` rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = _existing_file(options.path, ctx)
+
+    def unreadable(exc: BaseException) -> UserError:
+        return UserError(
+            f"Source {ctx.source_name!r}: file {path} could not be read as Parquet ({exc}). "
+            "Check that it is a Parquet file."
+        )
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise unreadable(exc) from None
+    if parquet.metadata.num_rows == 0:
+        raise UserError(f"Source {ctx.source_name!r}: file {path} is empty (no rows).")
+    answer_option, answer_field = _required_fields(options, ctx)
+    names = parquet.schema_arrow.names
+    # a name the file gives two columns: the last one, which a record (``to_pylist``) holds
+    checked = [len(names) - 1 - names[::-1].index(c) for c in dict.fromkeys((options.prompt_field, answer_field))
+               if c in names]
+
+    def fetch(wanted: Any) -> Iterator[tuple[int, dict[str, Any]]]:  # the file read again for these records
+        return _records_at(parquet.iter_batches(batch_size=common.CHUNK_ROWS), wanted,
+                           lambda batch, at: batch.take(pa.array(at)).to_pylist())
+
+    builder = CommonColumns(options.prompt_field, answer_field, answer_option, ctx, _where(path),
+                            one_based_row, names, fetch=fetch)
+    try:
+        for batch in parquet.iter_batches(batch_size=common.CHUNK_ROWS):
+            # past the rows mapped as they come, only the columns every row is checked for
+            builder.add_all((batch if builder.mapping_all else batch.select(checked)).to_pylist())
+        dataset = builder.finish()
+    except (pa.ArrowException, OSError) as exc:
+        raise unreadable(exc) from None
+    return dataset

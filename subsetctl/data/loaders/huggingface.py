@@ -1,0 +1,265 @@
+"""The ``huggingface`` loader: ``datasets.load_dataset`` on a hub id or a local folder,
+with class names and JSON columns turned into text and hub access refused offline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from subsetctl.data.loaders import common
+from subsetctl.data.loaders.common import (
+    CommonColumns,
+    LoadContext,
+    _required_fields,
+    one_based_row,
+)
+from subsetctl.data.loaders.files import _glob_escaped, expand_data_files, is_saved_to_disk, resolve_path
+from subsetctl.errors import UserError
+from subsetctl.registry import LOADERS
+from subsetctl.spec import HuggingFaceLoader
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+
+def _class_names_of(loaded: Any) -> dict[str, Any]:
+    """The ``ClassLabel`` columns of a Hugging Face dataset (most classification datasets
+    store their labels so): column -> feature, whose ``int2str`` gives a class id's name."""
+    import datasets
+
+    return {name: feature for name, feature in loaded.features.items() if isinstance(feature, datasets.ClassLabel)}
+
+
+def _with_class_names(records: list[dict[str, Any]], classes: dict[str, Any]) -> list[dict[str, Any]]:
+    """``records`` with the class ids of ``ClassLabel`` columns as their names ("positive",
+    not 1), as a target written in text names them; -1 (no label, as in hidden test
+    splits) becomes null. Ids outside the names stay as they are."""
+    for record in records:
+        for column, feature in classes.items():
+            value = record.get(column)
+            if isinstance(value, int) and not isinstance(value, bool):
+                record[column] = None if value < 0 else feature.int2str(value) if value < feature.num_classes else value
+    return records
+
+
+def _json_columns_of(loaded: Any) -> dict[str, Any]:
+    """The ``Json`` columns of a Hugging Face dataset (datasets >= 5 stores a column whose
+    values mix types, answers ``42`` and ``"forty"``, as JSON text): column -> feature,
+    whose ``decode_example`` gives a value back."""
+    import datasets
+
+    json_feature = getattr(datasets, "Json", None)
+    if json_feature is None:  # an older datasets has no such feature
+        return {}
+    return {name: feature for name, feature in loaded.features.items() if isinstance(feature, json_feature)}
+
+
+def _with_json_decoded(records: list[dict[str, Any]], columns: dict[str, Any]) -> list[dict[str, Any]]:
+    """``records`` with the JSON text of ``Json`` columns decoded: read as stored, the
+    answer "forty" was the text ``"forty"``, quotes included."""
+    for record in records:
+        for column, feature in columns.items():
+            value = record.get(column)
+            if isinstance(value, str):
+                record[column] = feature.decode_example(value)
+    return records
+
+
+def describe_exception(exc: BaseException, limit: int = 300) -> str:
+    """``"Type: message"`` of ``exc`` followed by its causes (``__cause__``, else
+    ``__context__``) as ``(caused by Type: message)``: library errors such as
+    ``DatasetGenerationError`` say only that something failed and keep the reason in
+    their cause. Whitespace is flattened, each message is cut to ``limit`` characters and
+    a cause repeating its effect's text is left out."""
+
+    def one(e: BaseException) -> str:
+        text = " ".join(str(e).split())
+        text = text if len(text) <= limit else text[: limit - 3] + "..."
+        return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+    def cause_of(e: BaseException) -> BaseException | None:
+        return e.__cause__ or (None if e.__suppress_context__ else e.__context__)
+
+    parts = [one(exc)]
+    seen = {id(exc)}
+    cause = cause_of(exc)
+    while cause is not None and id(cause) not in seen and len(parts) < 5:
+        seen.add(id(cause))
+        text = one(cause)
+        if text not in parts:
+            parts.append(text)
+        cause = cause_of(cause)
+    return parts[0] + "".join(f" (caused by {p})" for p in parts[1:])
+
+
+def _check_single_split(
+    loaded: Any, options: HuggingFaceLoader, source: str, where: str, notices: list[str]
+) -> None:
+    """A plain ``Dataset.save_to_disk`` folder holds one dataset, not named splits: it is
+    read whole for the default ``loader.split`` (``train``); any other split must be the
+    one it was saved from (when the folder records it), instead of being ignored. (Whether
+    the spec wrote ``split: train`` or left the default cannot be told apart once
+    ``source_files`` are expanded, so ``train`` always reads the whole dataset.)"""
+    saved = str(loaded.split) if getattr(loaded, "split", None) is not None else None
+    # what datasets records is loose ("test[:50%]", "validation+test", "train" after a
+    # train_test_split of train, None after concatenate_datasets): compare base names
+    # only, and say so rather than refuse a folder that loads fine
+    names = {part.split("[")[0].strip() for part in saved.split("+")} if saved else set()
+    if options.split == "train" or options.split in names:
+        return
+    held = f"the split {saved!r}" if saved else "one dataset without named splits"
+    notices.append(
+        f"Source {source!r}: {where} was written by Dataset.save_to_disk and holds {held}: loader.split "
+        f"{options.split!r} does not apply, so all its rows are read. Remove loader.split, or save a "
+        "DatasetDict (DatasetDict.save_to_disk) with that split."
+    )
+
+
+#: the file loader that reads a data file, by the file's suffixes (compression aside)
+_LOADER_BY_SUFFIX = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
+#: the ``datasets`` builder that reads one, for files no built-in loader takes (a JSON array)
+_BUILDER_BY_SUFFIX = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet", ".arrow": "arrow"}
+
+
+def file_as_dataset_path_problem(file: Path, written: str) -> str:
+    """What to say about a ``huggingface`` loader whose ``path`` (``written`` in the spec)
+    is the data file ``file``: load_dataset takes a folder or a hub id there, and said it
+    "couldn't find any data file" at a file that is there. The advice names the loader (or
+    builder) for the file's type."""
+    suffixes = [s for s in file.suffixes if s not in (".gz", ".gzip")]
+    suffix = suffixes[-1].lower() if suffixes else ""
+    loader, builder = _LOADER_BY_SUFFIX.get(suffix), _BUILDER_BY_SUFFIX.get(suffix)
+    advice = []
+    if loader:
+        advice.append(f"use `type: {loader}` with this path" + (" and `delimiter: tab`" if suffix == ".tsv" else ""))
+    if builder:
+        advice.append(f"keep `type: huggingface` with `path: {builder}` and `data_files: [{written}]`")
+    advice.append("point loader.path at the dataset's folder")
+    return (f"{file} is a file; the huggingface loader reads a dataset folder (or a hub id), not one data file: "
+            f"{', or '.join(advice)}")
+
+
+def _refuse_unreachable_hub_dataset(path: str, local: Path, source_name: str) -> None:
+    """A hub dataset that is in no local cache, on a machine that cannot reach the hub,
+    fails at once instead of after the hub client's half minute of retries (``validate``
+    says the same before any stage runs)."""
+    from subsetctl.hub import dataset_cached, hub_reachable, is_file_builder, looks_local, unreachable_reason
+
+    if looks_local(path) or local.exists() or is_file_builder(path) or dataset_cached(path) \
+            or hub_reachable():  # a path meant as local: load_dataset says it is missing
+        return
+    raise UserError(
+        f"Source {source_name!r}: {path!r} is a Hugging Face hub dataset id, but {unreachable_reason()} and "
+        "the local Hugging Face cache does not hold it. Point loader.path at a local copy (a folder written by "
+        "save_to_disk, or use the jsonl, csv or parquet loader on its files), or run where the hub is reachable."
+    )
+
+
+def csv_cells_as_text(path: str, name: str | None, data_files: list[str] | None) -> dict[str, Any]:
+    """``load_dataset`` options that make ``datasets``' csv builder read every cell as the
+    text the file holds, as the ``csv`` loader does: the builder lets pandas guess each
+    column's type, so gold answers ``2`` and ``1.50`` in one column became "2.0" and "1.5",
+    ``007`` "7.0", and an answer ``NA`` or ``None`` a missing value. Every column of every
+    file (from their headers: the splits' files may differ, a test split without answers)
+    gets a ``str`` converter. Empty for anything that is not local CSV files (a Parquet or
+    JSON folder, a hub id: left as datasets reads it), and for files whose header cannot be
+    read here (``load_dataset`` then says why)."""
+    import datasets
+    import pandas as pd
+    from datasets.packaged_modules.csv.csv import CsvConfig
+
+    try:
+        config = datasets.load_dataset_builder(path, name, data_files=data_files).config
+    except Exception:  # noqa: BLE001  (load_dataset, called next, reports the problem)
+        return {}
+    if not isinstance(config, CsvConfig) or not config.data_files:
+        return {}
+    files = [str(f) for split_files in config.data_files.values() for f in split_files]
+    if not files or not all(Path(f).is_file() for f in files):
+        return {}
+    columns: dict[str, None] = {}
+    try:
+        for file in files:
+            columns.update(dict.fromkeys(pd.read_csv(file, sep=config.sep, nrows=0, encoding="utf-8-sig").columns))
+    except Exception:  # noqa: BLE001  (pandas fails in many ways: load_dataset says why)
+        return {}
+    return {"converters": {column: str for column in columns}, "keep_default_na": False}
+
+
+@LOADERS.register("huggingface")
+def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
+    """Anything ``datasets.load_dataset`` reads: a local folder or a hub id; a folder written
+    by ``save_to_disk`` is read with ``datasets.load_from_disk``. Local CSV files are read
+    with every cell as text (:func:`csv_cells_as_text`)."""
+    import datasets
+
+    from subsetctl.hub import is_file_builder
+
+    local = resolve_path(options.path, ctx.base_dir)
+    path = str(local) if local.exists() else options.path
+    try:
+        data_files = expand_data_files(options, ctx.base_dir)
+    except UserError as exc:
+        raise UserError(f"Source {ctx.source_name!r}: {exc}") from None
+    where = f"dataset {path!r}" + (f" (configuration {options.name!r})" if options.name else "")
+    if local.is_file():
+        raise UserError(f"Source {ctx.source_name!r}: loader.path {file_as_dataset_path_problem(local, options.path)}.")
+    _refuse_unreachable_hub_dataset(path, local, ctx.source_name)
+    try:
+        if is_saved_to_disk(local):  # written by Dataset(Dict).save_to_disk, which load_dataset refuses
+            loaded = datasets.load_from_disk(str(local))
+            if isinstance(loaded, datasets.DatasetDict):
+                if options.split not in loaded:
+                    raise UserError(
+                        f"Source {ctx.source_name!r}: {where} has the splits {', '.join(loaded)}, not "
+                        f"{options.split!r}. Set loader.split to one of them."
+                    )
+                loaded = loaded[options.split]
+            else:
+                _check_single_split(loaded, options, ctx.source_name, where, ctx.notices)
+        else:
+            if data_files is not None:  # load_dataset reads each file as a glob: /x/exp [2]/a.jsonl matched nothing
+                data_files = [str(_glob_escaped(Path(f))) if Path(f).is_absolute() and Path(f).exists() else f
+                              for f in data_files]
+            as_text = csv_cells_as_text(path, options.name, data_files) if local.exists() or is_file_builder(path) else {}
+            loaded = datasets.load_dataset(path, options.name, split=options.split, data_files=data_files, **as_text)
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (load_dataset fails in many library-specific ways)
+        raise UserError(
+            f"Source {ctx.source_name!r}: datasets.load_dataset could not load {where}, split "
+            f"{options.split!r}: {describe_exception(exc)}. Check loader.path, loader.name, "
+            "loader.split and loader.data_files (hub ids need network access; the files of one "
+            "dataset must have the same columns with the same types)."
+        ) from None
+    if not isinstance(loaded, datasets.Dataset):
+        raise UserError(
+            f"Source {ctx.source_name!r}: {where} did not give one split as a Dataset (got "
+            f"{type(loaded).__name__}). Set loader.split."
+        )
+    answer_option, answer_field = _required_fields(options, ctx)
+    # the rows as stored, a batch at a time: not through the dataset's format (a saved
+    # "numpy" format turned numbers into JSON strings) or its feature decoding (an Image
+    # column became a PIL object whose text holds a memory address), like ``to_list()``
+    classes, as_json = _class_names_of(loaded), _json_columns_of(loaded)
+
+    def records(batch: Any) -> list[dict[str, Any]]:
+        rows = _with_json_decoded(batch.to_pylist(), as_json) if as_json else batch.to_pylist()
+        return _with_class_names(rows, classes) if classes else rows
+
+    def fetch(wanted: Any) -> Iterator[tuple[int, dict[str, Any]]]:  # the kept rows read again
+        indices, start = wanted.tolist(), 0
+        for batch in loaded.select(indices).with_format("arrow").iter(batch_size=common.CHUNK_ROWS):
+            # (a zip of one iterator over every batch took an index it then dropped at each batch's end)
+            yield from zip(indices[start:start + batch.num_rows], records(batch))
+            start += batch.num_rows
+
+    builder = CommonColumns(options.prompt_field, answer_field, answer_option, ctx, where, one_based_row,
+                            loaded.column_names, fetch=fetch)
+    checked = [c for c in dict.fromkeys((options.prompt_field, answer_field)) if c in loaded.column_names]
+    for batch in loaded.with_format("arrow").iter(batch_size=common.CHUNK_ROWS):
+        # past the rows mapped as they come, only the columns every row is checked for
+        builder.add_all(records(batch if builder.mapping_all else batch.select(checked)))
+    return builder.finish()

@@ -1,0 +1,89 @@
+"""The ``reasoning_gym`` loader: procedurally generated tasks (its rows carry ``rg_task``
+for the reasoning-gym scorer).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from subsetctl.data.loaders.common import LoadContext, build_common
+from subsetctl.errors import UserError
+from subsetctl.registry import LOADERS
+from subsetctl.spec import ReasoningGymLoader
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+
+def reasoning_gym_tasks() -> list[str]:
+    """Names of reasoning-gym's registered task generators."""
+    import reasoning_gym  # noqa: F401  (importing registers the generators)
+    from reasoning_gym.factory import DATASETS
+
+    return sorted(DATASETS)
+
+
+def reasoning_gym_task_hint(tasks: list[str]) -> str:
+    """How to see every reasoning-gym task (`subsetctl ls` lists loaders, not tasks)."""
+    return (
+        f"The installed reasoning-gym has {len(tasks)} tasks; list them with "
+        "`python -c \"import reasoning_gym; print(*sorted(reasoning_gym.factory.DATASETS))\"`."
+    )
+
+
+def close_names(name: str, names: Iterable[str], n: int = 5) -> str:
+    """ "Did you mean ...?" text for an unknown name."""
+    names = list(names)
+    close = difflib.get_close_matches(name, names, n=n, cutoff=0.5)
+    if close:
+        return "Did you mean " + ", ".join(repr(c) for c in close) + "?"
+    return "Known names include " + ", ".join(repr(c) for c in names[:10]) + "."
+
+
+@LOADERS.register("reasoning_gym")
+def load_reasoning_gym(options: ReasoningGymLoader, ctx: LoadContext) -> Dataset:
+    """A reasoning-gym task generator: question -> prompt, answer -> response.
+
+    Each row's metadata is the generator's metadata plus ``rg_task``, ``rg_seed``,
+    ``rg_size``, ``rg_index`` and ``rg_config``: enough to rebuild the exact entry
+    (``reasoning_gym.create_dataset(rg_task, size=rg_size, seed=rg_seed,
+    **rg_config)[rg_index]``) and score an answer with its ``score_answer``."""
+    import reasoning_gym
+
+    tasks = reasoning_gym_tasks()
+    if options.task not in tasks:
+        raise UserError(
+            f"Source {ctx.source_name!r}: loader.task {options.task!r} is not a reasoning-gym "
+            f"task. {close_names(options.task, tasks)} {reasoning_gym_task_hint(tasks)}"
+        )
+    seed = options.seed if options.seed is not None else ctx.seed
+    try:
+        generator = reasoning_gym.create_dataset(options.task, size=options.size, seed=seed, **options.config)
+    except (TypeError, ValueError, AssertionError) as exc:
+        raise UserError(
+            f"Source {ctx.source_name!r}: reasoning-gym task {options.task!r} rejected "
+            f"loader.config {options.config!r}: {exc}. Fix loader.config."
+        ) from None
+    records = []
+    for index in range(options.size):
+        entry = generator[index]
+        meta = dict(entry.get("metadata") or {})
+        meta.update(
+            rg_task=options.task, rg_seed=seed, rg_size=options.size, rg_index=index, rg_config=options.config
+        )
+        records.append({"question": entry["question"], "answer": entry["answer"], "metadata": meta})
+    where = f"reasoning-gym task {options.task!r}"
+    return build_common(
+        records,
+        "question",
+        "answer",
+        None,
+        ctx,
+        where,
+        lambda i: f"entry {i}",
+        ["question", "answer", "metadata"],
+        fix="The generator made an unusable entry: try another loader.seed or loader.config.",
+        draw=True,
+    )
