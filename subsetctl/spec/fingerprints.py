@@ -1,0 +1,62 @@
+"""The spec as stages' fingerprints and cache keys see it: result-neutral settings
+(:data:`RESULT_NEUTRAL`) at their defaults, so changing them recomputes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from subsetctl.spec.models import ModelSpec, Spec
+
+#: Settings that change how a stage runs but not what it produces: fingerprints and cache
+#: keys count them at their defaults, so changing one re-runs nothing. (At the default,
+#: not left out, so projects computed before a setting was listed here stay up to date.)
+RESULT_NEUTRAL: dict[str, tuple[str, ...]] = {
+    # the projection is the same bit for bit under any budget (each unit of the matrix is
+    # its own matmul, whatever a block holds)
+    "gradients": ("memory_budget_mb",),
+    # a resumable checkpoint's spacing: a resumed run reproduces an uninterrupted one
+    "meta_init": ("checkpoint_every",),
+    "finetune": ("checkpoint_every",),
+}
+
+
+def fingerprint_dump(spec: Spec) -> dict[str, Any]:
+    """The spec as JSON for fingerprints and cache keys: the settings of
+    :data:`RESULT_NEUTRAL` at their defaults, and ``model.num_labels`` at its default for
+    a causal LM, which ignores it."""
+    return neutralized(spec.model_dump(mode="json"), spec.model.kind)
+
+
+def neutralized(dumped: dict[str, Any], kind: str) -> dict[str, Any]:
+    """A copy of (part of) a dumped spec with the :func:`fingerprint_dump` rules applied
+    to the sections it holds (a stage's recorded spec slice, too)."""
+    defaults = {section: model().model_dump(mode="json") for section, model in _SECTION_MODELS.items()}  # 256.0
+    defaults["model"] = {"num_labels": ModelSpec.model_fields["num_labels"].default}
+    return _with_neutral_settings(dumped, kind, defaults)
+
+
+def with_neutral_values_of(sliced: dict[str, Any], recorded: Any, kind: str) -> dict[str, Any]:
+    """``sliced`` (a stage's raw spec slice) with the settings :func:`neutralized` resets
+    taken from ``recorded`` (the slice a run recorded): equal to ``recorded`` when only
+    those settings differ."""
+    return _with_neutral_settings(sliced, kind, recorded) if isinstance(recorded, dict) else sliced
+
+
+def _with_neutral_settings(dumped: dict[str, Any], kind: str, values: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``dumped`` whose result-neutral settings (:data:`RESULT_NEUTRAL`, and
+    ``model.num_labels`` of a causal LM) are those ``values`` holds, section by section."""
+    neutral = {**RESULT_NEUTRAL, **({"model": ("num_labels",)} if kind == "causal-lm" else {})}
+    out = dict(dumped)
+    for section, keys in neutral.items():
+        if isinstance(out.get(section), dict) and isinstance(values.get(section), dict):
+            out[section] = {**out[section], **{k: values[section][k] for k in keys if k in values[section]}}
+    return out
+
+
+#: the model class of each section :data:`RESULT_NEUTRAL` names, for its defaults
+_SECTION_MODELS: dict[str, type[BaseModel]] = {
+    section: Spec.model_fields[section].annotation for section in RESULT_NEUTRAL  # type: ignore[misc]
+}

@@ -1,0 +1,807 @@
+"""The spec's pydantic v2 models: the single source of truth of a run and of the JSON
+schema `subsetctl schema` prints (numbers written as text accepted, booleans refused
+as numbers).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import types
+import unicodedata
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+
+from subsetctl.globbing import glob_without_loops
+
+SPEC_FILENAME = "subsetctl.yaml"
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+#: names a source (or the target) cannot take: the data stage keeps one folder per source
+#: next to these files of its own
+RESERVED_SOURCE_NAMES = frozenset({"manifest.json", "resolved_spec.json", "work.json", "data.json"})
+
+
+#: a quoted whole number as validate takes it (pydantic's lax mode: spaces around, a sign,
+#: ``_`` between digits, ``.0`` after): ``steps: "5"``
+QUOTED_INTEGER_PATTERN = r"^\s*[+-]?[0-9]+(_[0-9]+)*(\.0+)?\s*$"
+#: a quoted number as validate takes it: ``lr: "1e-4"`` (and ``lr: 1e-4``, which YAML 1.1
+#: and so PyYAML read as text: a float needs a dot there). A little wider than pydantic
+#: about ``_``: the schema must not flag a spec validate accepts.
+QUOTED_NUMBER_PATTERN = r"^\s*[+-]?([0-9][0-9_]*\.?[0-9_]*|\.[0-9][0-9_]*)([eE][+-]?[0-9_]*[0-9][0-9_]*)?\s*$"
+
+
+def _ascii_form(text: str) -> str:
+    """``text`` in ASCII letters: é -> e; what has no ASCII form (中文, emoji) is dropped."""
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+
+
+def _or_quoted(schema: dict[str, Any], pattern: str) -> dict[str, Any]:
+    """``schema`` (a number's) or text that validate reads as that number."""
+    return {"anyOf": [schema, {"type": "string", "pattern": pattern}]}
+
+
+class NoBooleansForNumbers(BaseModel):
+    """Base for models read from YAML: a boolean is no number (see the validator)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data: Any) -> Any:
+        """pydantic takes ``true`` as 1 for a number, and YAML reads ``yes``/``on`` as true:
+        ``seed: yes`` or ``n_jobs: on`` would pass as 1. A number field gets the boolean
+        wrapped instead, so its own validation refuses it at the field's key and line, and
+        :func:`issues_from_validation` says what happened."""
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for key, value in data.items():
+            field = cls.model_fields.get(key)
+            if field is None:
+                continue
+            if isinstance(value, bool) and _is_number_type(field.annotation):
+                out[key] = _BooleanForNumber(value)
+            elif isinstance(value, list) and get_origin(field.annotation) is list \
+                    and _is_number_type(get_args(field.annotation)[0]):  # lambda_grid: [yes]
+                out[key] = [_BooleanForNumber(v) if isinstance(v, bool) else v for v in value]
+        return out
+
+
+class StrictModel(NoBooleansForNumbers):
+    """Base for every spec section: unknown keys are errors, values are validated on
+    assignment so overrides are type-checked too."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+class _BooleanForNumber:
+    """A boolean given for a number field: no number type accepts it."""
+
+    def __init__(self, value: bool) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return str(self.value).lower()
+
+
+def _is_number_type(annotation: Any) -> bool:
+    """int or float, optionally ``| None`` (bool itself, a subclass of int, is not a number here)."""
+    if get_origin(annotation) is Annotated:
+        return _is_number_type(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, types.UnionType):
+        members = [a for a in get_args(annotation) if a is not type(None)]
+        return bool(members) and all(_is_number_type(a) for a in members)
+    return annotation in (int, float)
+
+
+# --------------------------------------------------------------------------- project
+
+
+class ProjectSpec(StrictModel):
+    name: str = Field("subsetctl-project", description="Project name, shown in reports.")
+    # torch takes seeds below 2**64, and fine-tunes add their seed index (`finetune.seeds` at most 100,
+    # `verify.repeats` 10): 2**63 and above ran, so projects seeded there stay valid
+    seed: int = Field(0, ge=0, le=2**64 - 100, description="Global seed; stages derive their seeds from it.")
+    keep_previous: bool = Field(
+        True,
+        description="Keep each stage's previous results (one set per stage, under .subsetctl/.previous) when a "
+        "run with other inputs replaces them, so that going back to those inputs (gradients.d: 32, then 16 "
+        "again) puts them back instead of recomputing them. Costs up to one more copy of each stage's "
+        "files on disk; false deletes them when `run` next starts.",
+    )
+    cache_limit_gb: float | None = Field(
+        None,
+        gt=0,
+        description="Most disk the caches under .subsetctl/cache (finished fine-tunes, verify runs, test "
+        "results, subset estimates) may take: after each `run`, the entries used least recently are "
+        "deleted until they fit (never those this run used). A deleted entry is only computed again if "
+        "asked for. Unset: no limit (`plan` says how much they take).",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _one_printable_line(cls, name: str) -> str:
+        """The name heads report.md and the adapter's README and names the project in `ls`
+        and every report: a newline, tab or other control character would break those lines."""
+        bad = sorted({repr(c) for c in name if unicodedata.category(c) in ("Cc", "Zl", "Zp")})
+        if bad:
+            raise ValueError(f"the project name must be one line of printable text; it holds {', '.join(bad)}. "
+                             "Write it without line breaks, tabs or other control characters")
+        return name
+
+
+# ----------------------------------------------------------------------------- model
+
+
+class LoraSpec(StrictModel):
+    r: int = Field(8, ge=1, le=1024, description="LoRA rank.")
+    alpha: float = Field(16.0, gt=0, description="LoRA alpha (scaling = alpha / r).")
+    dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout during training.")
+    target_modules: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="Module names to adapt (linear layers); leave the key out for the default per architecture "
+        "(Llama: q_proj, v_proj; BERT: query, value): subsetctl's own, else peft's for the model type.",
+    )
+
+
+class ModelSpec(StrictModel):
+    source: str = Field(
+        "smollm2-135m-instruct",
+        min_length=1,
+        description="A packaged model name (see `subsetctl ls`), a local folder, or a "
+        "Hugging Face hub id (needs network access).",
+    )
+    kind: Literal["causal-lm", "classifier"] = Field(
+        "causal-lm", description="causal-lm: prompt -> response; classifier: text -> label."
+    )
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="Weights dtype (float32 on CPU)."
+    )
+    max_length: int = Field(
+        128, ge=8, le=32768, description=("Max tokens per example. A causal LM's prompt is cut from the left (its "
+                                  "answer is kept whole when it fits); a classifier's text is cut at its end. "
+                                  "meta_init and gradients warn, by source, about what was cut.")
+    )
+    num_labels: int | None = Field(
+        None, ge=2, description="Classifier only: number of classes (default: from the data)."
+    )
+    trust_remote_code: bool = Field(
+        False, description="Allow model code from the model folder/hub. Off unless you trust it."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto = CUDA when available, else CPU."
+    )
+    lora: LoraSpec = Field(default_factory=LoraSpec, description="LoRA adapter settings.")
+
+
+# ------------------------------------------------------------------------------ data
+
+
+class LoaderBase(StrictModel):
+    """Options shared by file loaders: which columns hold the prompt and the answer."""
+
+    prompt_field: str = Field("prompt", description="Column holding the prompt / input text.")
+    response_field: str | None = Field(
+        "response", description="Column holding the gold response (causal-lm)."
+    )
+    label_field: str | None = Field(
+        None, description="Column holding the class label (classifier)."
+    )
+
+
+class JsonlLoader(LoaderBase):
+    """A local JSON Lines file, one example per line."""
+
+    type: Literal["jsonl"] = Field(description="Loader type: a local JSON Lines file.")
+    path: str = Field(description="Path to the .jsonl file (UTF-8; may be gzip-compressed, e.g. .jsonl.gz), "
+                                  "relative to the spec file.")
+
+
+def _delimiter_schema(schema: dict[str, Any]) -> None:
+    """The delimiter's schema: one character, or a spelling of tab the validator below reads
+    as one (``tab``, ``\\t``); editors flagged those, which the description offers, as errors."""
+    one = {"minLength": schema.pop("minLength"), "maxLength": schema.pop("maxLength")}
+    schema["anyOf"] = [one, {"pattern": r"^\s*([Tt][Aa][Bb]|\\[Tt])\s*$"}]
+
+
+class Delimited(BaseModel):
+    """The delimiter option of the CSV loaders (a listed source's and a group's)."""
+
+    delimiter: str = Field(
+        ",", min_length=1, max_length=1, json_schema_extra=_delimiter_schema,
+        description='Field delimiter, one character. A tab is "\\t" in double quotes (or tab, or \\t unquoted).',
+    )
+
+    @field_validator("delimiter", mode="before")
+    @classmethod
+    def _tab(cls, value: Any) -> Any:
+        """`delimiter: '\\t'` (single quotes keep the backslash) and `tab` mean a tab."""
+        return "\t" if isinstance(value, str) and value.strip().lower() in ("\\t", "tab") else value
+
+
+class CsvLoader(LoaderBase, Delimited):
+    """A local CSV file with a header row."""
+
+    type: Literal["csv"] = Field(description="Loader type: a local CSV file with a header row.")
+    path: str = Field(description="Path to the .csv file (UTF-8; may be gzip-compressed, e.g. .csv.gz), "
+                                  "relative to the spec file.")
+
+
+class ParquetLoader(LoaderBase):
+    """A local Parquet file."""
+
+    type: Literal["parquet"] = Field(description="Loader type: a local Parquet file.")
+    path: str = Field(description="Path to the .parquet file, relative to the spec file.")
+
+
+class HuggingFaceLoader(LoaderBase):
+    """Any dataset `datasets.load_dataset` can read: a hub id or a local folder/script."""
+
+    type: Literal["huggingface"] = Field(description="Loader type: datasets.load_dataset on a hub id or a local folder.")
+    path: str = Field(description="Hub dataset id or local path given to datasets.load_dataset.")
+    name: str | None = Field(None, description="Dataset configuration name.")
+    split: str = Field("train", description="Which split to read.")
+    data_files: list[str] | None = Field(None, description="Explicit data files, if any.")
+
+
+class ReasoningGymLoader(StrictModel):
+    """A reasoning-gym procedural task generator (offline, seeded, with answer checkers)."""
+
+    type: Literal["reasoning_gym"] = Field(description="Loader type: a reasoning-gym task generator.")
+    task: str = Field(description="reasoning-gym dataset name, e.g. basic_arithmetic.")
+    size: int = Field(100, ge=1, le=1_000_000, description="How many examples to generate.")
+    seed: int | None = Field(None, ge=0, description="Generator seed (default: the source seed).")
+    config: dict[str, Any] = Field(
+        default_factory=dict, description="Extra keyword options for the generator."
+    )
+
+
+class EvalsLoader(StrictModel):
+    """A task shipped in the `evals` package (chat-format input with an `ideal` answer)."""
+
+    type: Literal["evals"] = Field(description="Loader type: a task from the `evals` package.")
+    name: str = Field(description="Folder under evals/registry/data, e.g. 'born_first'.")
+    file: str | None = Field(None, description="JSONL file inside it (default: samples.jsonl when present, else the first).")
+
+
+class PluginLoader(StrictModel):
+    """A third-party loader: registered by a module the spec's `plugins:` list names
+    (`@LOADERS.register("name")`), or by an installed package under the `subsetctl.loaders`
+    entry-point group."""
+
+    type: Literal["plugin"] = Field(description="Loader type: a third-party loader registered by a plugin.")
+    name: str = Field(description="Registered loader name (see `subsetctl ls`).")
+    options: dict[str, Any] = Field(default_factory=dict, description="Options for the loader.")
+
+    @field_validator("options")
+    @classmethod
+    def _json_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """Options are saved in the resolved spec and fingerprinted as JSON: a YAML set
+        (its order changes from run to run, so the data stage never stayed up to date), a
+        date, or .inf/.nan (all written as null, so a change went unseen) would not
+        round-trip."""
+        import math
+
+        def check(value: Any, where: str) -> None:
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    if not isinstance(key, str):
+                        raise ValueError(f"options{where}: key {key!r} is not text; JSON keys are strings")  # noqa: TRY004 - pydantic reports ValueErrors
+                    check(item, f"{where}.{key}")
+            elif isinstance(value, list):
+                for i, item in enumerate(value):
+                    check(item, f"{where}[{i}]")
+            elif isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"options{where}: {value} cannot be saved as JSON; give a finite number or text")
+            elif not isinstance(value, str | int | float | bool | type(None)):
+                raise ValueError(f"options{where}: a {type(value).__name__} ({value!r}) cannot be saved as JSON; "
+                                 "use a list, a mapping, text or a number")
+
+        check(options, "")
+        return options
+
+
+LoaderSpec = Annotated[
+    JsonlLoader | CsvLoader | ParquetLoader | HuggingFaceLoader | ReasoningGymLoader | EvalsLoader | PluginLoader,
+    Field(discriminator="type"),
+]
+
+SplitSize = Union[Annotated[int, Field(ge=0)], Annotated[float, Field(ge=0.0, le=1.0)]]  # noqa: UP007
+
+
+class SplitSpec(StrictModel):
+    """Split sizes: an int is a count, a float in [0, 1] a fraction of the examples."""
+
+    train: SplitSize = Field(1.0, description="Training examples (count or fraction).")
+    validation: SplitSize = Field(0, description="Validation examples (count or fraction).")
+    test: SplitSize = Field(0, description="Held-out test examples (count or fraction).")
+
+    @model_validator(mode="after")
+    def _fractions_sum(self) -> SplitSpec:
+        sizes = {"train": self.train, "validation": self.validation, "test": self.test}
+        fractions = {k: v for k, v in sizes.items() if isinstance(v, float)}
+        if sum(fractions.values()) > 1.0 + 1e-9:
+            raise ValueError("split fractions add up to more than 1.0")
+        counts = [k for k, v in sizes.items() if isinstance(v, int) and v > 0]
+        if counts and abs(sum(fractions.values()) - 1.0) < 1e-9:
+            if "train" not in self.model_fields_set:
+                taken = "train, not given, defaults to the fraction 1.0, which already takes"
+            else:
+                taken = f"the fractions {' + '.join(f'{k} {v}' for k, v in fractions.items())} already take"
+            raise ValueError(
+                f"{taken} every example, so the count for "
+                f"{' and '.join(counts)} asks for more rows than there are; give every split as a "
+                "fraction (e.g. train: 0.9, validation: 0.1) or as a count"
+            )
+        return self
+
+
+class CorruptSpec(StrictModel):
+    """Deliberate corruption, e.g. a negative control that should be dropped."""
+
+    shuffle_responses: bool = Field(
+        False,
+        description="Shuffle responses (labels) across examples: the source keeps its "
+        "prompts but its answers become wrong. A planted harmful source.",
+    )
+
+
+class SourceSettings(StrictModel):
+    """How a source's examples are sampled and split (shared by listed sources and groups)."""
+
+    split: SplitSpec = Field(
+        default_factory=SplitSpec,
+        description="Split sizes. Only a source's train rows are used (meta-init, gradients, estimates, "
+        "fine-tunes); its validation and test rows are set aside and read by no stage, so a train "
+        "fraction or count below the whole source is how to use part of it.",
+    )
+    max_examples: int | None = Field(
+        None, ge=1, description="Keep at most this many examples (after shuffling by seed)."
+    )
+    seed: int | None = Field(None, ge=0, description="Seed for shuffling/splitting (default: project seed).")
+    corrupt: CorruptSpec = Field(default_factory=CorruptSpec, description="Planted corruption.")
+
+
+class SourceSpec(SourceSettings):
+    name: str = Field(description="Unique name of the source.", pattern=NAME_PATTERN)
+    loader: LoaderSpec = Field(description="Where the examples come from.")
+
+
+class JsonlFiles(LoaderBase):
+    """Each file is a JSON Lines file."""
+
+    type: Literal["jsonl"] = Field(description="Loader type: a local JSON Lines file.")
+
+
+class CsvFiles(LoaderBase, Delimited):
+    """Each file is a CSV file with a header row."""
+
+    type: Literal["csv"] = Field(description="Loader type: a local CSV file with a header row.")
+
+
+class ParquetFiles(LoaderBase):
+    """Each file is a Parquet file."""
+
+    type: Literal["parquet"] = Field(description="Loader type: a local Parquet file.")
+
+
+FilesLoaderSpec = Annotated[JsonlFiles | CsvFiles | ParquetFiles, Field(discriminator="type")]
+
+
+class SourceFilesSpec(SourceSettings):
+    """Many sources at once: one source per file matching ``files``, named after the file
+    (its path below the glob's fixed folder, without the extension; ``/`` becomes ``.``).
+    For dozens to thousands of candidate datasets kept as files in a folder. The settings
+    (split, max_examples, seed, corrupt) apply to each source."""
+
+    files: str = Field(
+        description="Glob relative to the spec file (or absolute), e.g. data/sources/*.jsonl ('**' "
+        "matches folders at any depth; hidden files are skipped). Files are taken in sorted order; a "
+        "file added later is a new source (the data stage becomes stale).",
+        min_length=1,
+    )
+    loader: FilesLoaderSpec = Field(
+        description="How to read each file: the jsonl, csv or parquet loader's options, without path."
+    )
+    name_prefix: str = Field(
+        "", pattern=r"^[A-Za-z0-9_.\-]{0,32}$", description="Put before each file's name to make the source name."
+    )
+
+    def matching_files(self, spec_dir: Path) -> list[Path]:
+        """The files the glob matches, sorted: relative to ``spec_dir`` as written (``..``
+        included), or absolute for an absolute pattern; hidden files are skipped."""
+        matches = glob_without_loops(str(Path(self.files).expanduser()), Path(spec_dir))
+        return sorted(Path(m) for m in matches if (Path(spec_dir) / m).is_file())
+
+    def source_name(self, relative: Path) -> str:
+        """The source name of one matched file: prefix + its path below the glob's fixed
+        leading folders (``data/sources`` for ``data/sources/**/*.jsonl``), without the
+        extension (and a ``.gz`` after it), ``/`` as ``.``; characters a name cannot hold become ``_``."""
+        fixed: list[str] = []
+        for part in Path(self.files).expanduser().parts[:-1]:
+            if any(c in part for c in "*?["):
+                break
+            fixed.append(part)
+        parts = list(relative.parts)
+        if parts[: len(fixed)] == fixed:
+            parts = parts[len(fixed):]
+        # A file name's bytes as UTF-8, bytes that are not UTF-8 as surrogate escapes: the same
+        # text under any locale (LC_ALL=C reads é as two escapes), and hashable (encoded back with
+        # surrogateescape) where `.encode()` raised UnicodeEncodeError.
+        parts = [os.fsencode(part).decode("utf-8", "surrogateescape") for part in parts]
+        file_id = hashlib.sha1(os.fsencode(relative.as_posix())).hexdigest()[:8]  # stable, distinct per file
+        base = Path(parts[-1])
+        file_stem = _ascii_form((base.with_suffix("") if base.suffix == ".gz" else base).stem)  # x.jsonl.gz -> x
+        if not re.search(r"[A-Za-z0-9]", file_stem):  # nothing left of the name (中文.jsonl)
+            file_stem = f"file-{file_id}"
+        def folder_part(text: str) -> str:  # 中文/ -> dir-<hash>: dropped, 中文/a and 日本/a were both 'a'
+            folded = _ascii_form(text)
+            if re.search(r"[A-Za-z0-9]", folded):
+                return folded
+            return "dir-" + hashlib.sha1(unicodedata.normalize("NFC", text).encode("utf-8", "surrogateescape")).hexdigest()[:8]
+
+        stem = ".".join([*(folder_part(p) for p in parts[:-1]), file_stem])
+        name = re.sub(r"[^A-Za-z0-9_.\-]", "_", self.name_prefix + stem).lstrip("_.-")
+        if len(name) > 64:  # long names that share their first characters must stay distinct
+            name = f"{name[:55]}-{file_id}"
+        return name
+
+    def expand(self, spec_dir: Path) -> list[dict[str, Any]]:
+        """One source entry (a dict ready for :class:`SourceSpec`) per matching file."""
+        settings = self.model_dump(mode="json", include={"split", "max_examples", "seed", "corrupt"})
+        loader = self.loader.model_dump(mode="json")
+        return [{"name": self.source_name(rel), "loader": {**loader, "path": rel.as_posix()}, **settings}
+                for rel in self.matching_files(spec_dir)]
+
+
+def _default_target_split() -> SplitSpec:
+    return SplitSpec(train=0.5, validation=0.25, test=0.25)
+
+
+#: what the target's split must hold besides a SplitSpec's rules, for editors: train,
+#: validation and test rows (validate refuses a split without them; 0 and 0.0 alike are
+#: none, and validation and test default to 0)
+_TARGET_SPLIT_SCHEMA: dict[str, Any] = {
+    "required": ["validation", "test"],
+    "properties": {name: {"not": {"const": 0}} for name in ("train", "validation", "test")},
+}
+
+
+class TargetSpec(SourceSpec):
+    split: SplitSpec = Field(
+        default_factory=_default_target_split,
+        json_schema_extra=_TARGET_SPLIT_SCHEMA,
+        description="Split sizes; the target needs train, validation and test examples.",
+    )
+
+    @model_validator(mode="after")
+    def _needs_validation(self) -> TargetSpec:
+        if self.split.validation == 0:
+            raise ValueError("the target needs validation examples (split.validation > 0)")
+        return self
+
+
+# ---------------------------------------------------------------------------- stages
+
+
+class TrainSpec(StrictModel):
+    """Settings shared by every LoRA training run."""
+
+    steps: int = Field(40, ge=1, description="Optimizer steps.")
+    batch_size: int = Field(8, ge=1, description="Examples per micro-batch.")
+    grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
+    lr: float = Field(1e-3, gt=0, description="Learning rate.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    checkpoint_every: int = Field(10, ge=1, description="Save a resumable checkpoint every N steps.")
+
+
+class MetaInitSpec(TrainSpec):
+    """Multitask LoRA training on target + all sources: theta*."""
+
+    eval_every: int = Field(10, ge=1, description="Evaluate target validation loss every N steps.")
+
+
+class GradientsSpec(StrictModel):
+    d: int = Field(
+        128, ge=1, le=65536,
+        description="Projection dimension: each example's LoRA gradient is projected to d numbers. At most "
+        "the number of trainable LoRA parameters (the gradients stage names it when d is larger).",
+    )
+    projector: str = Field("rademacher", description="Registered projector name.")
+    batch_size: int = Field(8, ge=1, description="Examples per gradient batch.")
+    memory_budget_mb: float = Field(
+        256, gt=0, description="Most memory the projection matrix may hold at once."
+    )
+    seed: int | None = Field(None, ge=0, description="Projection seed (default: project seed).")
+
+
+class SimulatedFinetuneSpec(StrictModel):
+    """The fine-tune the ``linear_sgd`` estimator simulates (default: verify's surrogate run)."""
+
+    steps: int | None = Field(None, ge=1, description="SGD steps (default: verify.steps).")
+    batch_size: int | None = Field(None, ge=1, description="Batch size (default: verify.batch_size).")
+    lr: float | None = Field(None, gt=0, description="SGD learning rate (default: verify.lr_surrogate).")
+    replay: bool = Field(
+        True,
+        description="Replay the real fine-tune's batch sequence (true) or take full-batch steps "
+        "(false: no batch-sampling noise).",
+    )
+
+
+class EstimateSpec(StrictModel):
+    estimator: str = Field(
+        "fast", description="Registered estimator: fast, exact, linear_sgd, true_finetune."
+    )
+    lam: float = Field(
+        1.0, gt=0, description="L2 regularization lambda (replaced by calibration when on)."
+    )
+    max_iter: int = Field(50, ge=1, description="Exact solver: max Newton-CG iterations.")
+    sgd: SimulatedFinetuneSpec = Field(
+        default_factory=SimulatedFinetuneSpec,
+        description="linear_sgd estimator: the fine-tune it simulates.",
+    )
+
+
+#: Calibration needs at least this many usable real fine-tunes (verify.k); with fewer it is off.
+MIN_CALIBRATION_K = 4
+
+
+class CalibrateSpec(StrictModel):
+    enabled: bool = Field(True, description="Choose lambda and an affine map from verify's fine-tunes.")
+    lambda_grid: list[float] = Field(
+        [0.01, 0.1, 0.3, 1.0, 3.0, 10.0], min_length=1,
+        json_schema_extra={"items": _or_quoted({"type": "number", "exclusiveMinimum": 0},  # as _positive checks
+                                               QUOTED_NUMBER_PATTERN)},
+        description="Lambdas to choose from (one value pins lambda); estimate.lam is kept when lambda "
+                    "cannot be chosen (verify off, or fewer than 4 usable fine-tunes).",
+    )
+    against: Literal["ce", "surrogate"] = Field(
+        "ce", description="Which verify fine-tune to calibrate against."
+    )
+    estimators: list[str] = Field(
+        default_factory=list,
+        description="Estimators to choose from together with lambda, by the same rank agreement "
+        "(e.g. [fast, linear_sgd]); empty: only estimate.estimator.",
+    )
+
+    @field_validator("lambda_grid")
+    @classmethod
+    def _positive(cls, grid: list[float]) -> list[float]:
+        bad = [v for v in grid if not v > 0]
+        if bad:
+            raise ValueError(f"lambda_grid values must be positive, got {', '.join(map(str, bad))}")
+        return grid
+
+
+class StrategySpec(StrictModel):
+    name: str = Field(description="Registered strategy name (see `subsetctl ls`).")
+    params: dict[str, Any] = Field(default_factory=dict, description="Strategy parameters.")
+    label: str | None = Field(
+        None, description="Name to report it under (default: name).", pattern=NAME_PATTERN
+    )
+
+
+def _default_strategies() -> list[StrategySpec]:
+    return [StrategySpec(name="random_ensemble")]
+
+
+class SearchSpec(StrictModel):
+    strategies: list[StrategySpec] = Field(
+        default_factory=_default_strategies, min_length=1, description="Strategies to run."
+    )
+    final: str | None = Field(
+        None,
+        description="The strategy (by label) whose pick is the final one (default: the first): the "
+        "search summary's `selected`, the adapter the report points to, and the order of the report's "
+        "per-source score table. Every strategy's pick is fine-tuned and evaluated either way.",
+    )
+
+
+class FinetuneSpec(TrainSpec):
+    enabled: bool = Field(True, description="Fine-tune the base model on each selection.")
+    baselines: list[Literal["all", "target_only"]] = Field(
+        ["all", "target_only"], description="Baseline selections fine-tuned with the same budget."
+    )
+    seeds: int = Field(
+        1, ge=1, le=100, description="Fine-tune each selection with this many seeds (mean ± std)."
+    )
+
+
+class EvaluateSpec(StrictModel):
+    max_new_tokens: int = Field(16, ge=1, le=4096, description="Greedy generation bound.")
+    batch_size: int = Field(
+        16, ge=1, description="Test rows per batch, for every evaluation pass: the test loss, a classifier's "
+        "predictions and the generated answers (one knob: a generation batch also holds up to max_new_tokens "
+        "more tokens per row, so lower it if generation runs out of memory)."
+    )
+    metric: Literal["auto", "exact_match", "reasoning_gym", "accuracy"] = Field(
+        "auto", description="Task metric; auto picks accuracy for a classifier, else reasoning_gym when every "
+        "test row has reasoning-gym metadata, exact_match when none has, and 'mixed' (each row by its own) "
+        "otherwise. exact_match compares answers stripped, lowercased, with whitespace collapsed and one "
+        "trailing period dropped, and numbers by value (4.0 = 4, 1,000 = 1000)."
+    )
+
+
+class VerifySpec(StrictModel):
+    enabled: bool = Field(False, description="Fine-tune k random subsets for real from theta*.")
+    k: int = Field(8, ge=1, le=1000, description="Number of random subsets (empty and all included).")
+    steps: int = Field(15, ge=1, description="Optimizer steps per real fine-tune.")
+    batch_size: int = Field(
+        8, ge=1, description="Examples per step of a real fine-tune (one batch a step: "
+        "meta_init.grad_accum does not apply, as the linear_sgd replay assumes)."
+    )
+    kinds: list[Literal["ce", "surrogate"]] = Field(
+        ["ce", "surrogate"],
+        min_length=1,
+        json_schema_extra={"uniqueItems": True},  # as _distinct_kinds checks
+        description="ce: AdamW on cross-entropy, of the response tokens (causal LM) or of the class "
+        "(classifier): what users run; surrogate: SGD on mean softplus(-f) (what the estimate models).",
+    )
+    lr_ce: float = Field(5e-4, gt=0, description="AdamW learning rate of the ce fine-tune.")
+    lr_surrogate: float = Field(
+        0.002,
+        gt=0,
+        description="SGD learning rate of the surrogate fine-tune. Small on purpose: this run checks "
+        "the estimate in the regime it models (measured on SmolLM2: at 0.01 x 15 steps the real run "
+        "already drops the loss a quarter less than its linearization; at 0.002 the drops agree within "
+        "10% and rank subsets alike).",
+    )
+    repeats: int = Field(
+        1,
+        ge=1,
+        le=10,
+        description="Fine-tune each subset this many times, with batch-order seeds project.seed, ..., project.seed + r - 1. "
+        "Calibration fits the mean over repeats, and the report shows how well the repeats rank the "
+        "subsets alike: the ceiling for any estimate's Spearman against one run.",
+    )
+
+    @field_validator("kinds")
+    @classmethod
+    def _distinct_kinds(cls, kinds: list[str]) -> list[str]:
+        if len(set(kinds)) != len(kinds):
+            raise ValueError(f"each kind at most once, got {', '.join(map(repr, kinds))} (use verify.repeats to fine-tune again)")
+        return kinds
+
+
+class ReportSpec(StrictModel):
+    plots: bool = Field(True, description="Write PNG plots next to report.md.")
+
+
+class ExecutorSpec(StrictModel):
+    backend: Literal["loky", "threading", "dask", "sequential"] = Field(
+        "loky", description="Parallel backend for estimating subsets."
+    )
+    n_jobs: int = Field(2, ge=1, le=4096, description="Parallel workers.")
+    address: str | None = Field(
+        None, description="Dask scheduler address; none starts a LocalCluster."
+    )
+    batch_size: int | None = Field(None, ge=1, description="Subsets per task (default: automatic).")
+    connect_timeout: float = Field(
+        5.0, gt=0, le=3600,
+        description="Dask with an address: seconds to wait for the scheduler to answer, and again for "
+        "at least one worker to be connected to it (raise it for a cluster whose workers take longer to join).",
+    )
+
+
+# ------------------------------------------------------------------------------ spec
+
+
+class Spec(StrictModel):
+    """A subsetctl project: base model, target task, auxiliary sources, stage settings."""
+
+    # what _names checks first, for editors: at least one source, listed or in a group
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"required": ["sources"], "properties": {"sources": {"minItems": 1}}},
+        {"required": ["source_files"], "properties": {"source_files": {"minItems": 1}}},
+    ]})
+
+    project: ProjectSpec = Field(default_factory=ProjectSpec, description="Name and seed.")
+    model: ModelSpec = Field(default_factory=ModelSpec, description="Base model and LoRA.")
+    target: TargetSpec = Field(description="The task to fine-tune for.")
+    sources: list[SourceSpec] = Field(
+        default_factory=list, description="Candidate auxiliary sources (with source_files: at least one in all)."
+    )
+    source_files: list[SourceFilesSpec] = Field(
+        default_factory=list,
+        description="Groups of sources read from files matching a glob, one source per file; they "
+        "are added after `sources` when the spec is loaded (resolved specs list them one by one).",
+    )
+    meta_init: MetaInitSpec = Field(default_factory=MetaInitSpec, description="Meta-initialization.")
+    gradients: GradientsSpec = Field(default_factory=GradientsSpec, description="Gradient store.")
+    estimate: EstimateSpec = Field(default_factory=EstimateSpec, description="Subset estimator.")
+    verify: VerifySpec = Field(default_factory=VerifySpec, description="Real fine-tunes of k subsets.")
+    calibrate: CalibrateSpec = Field(default_factory=CalibrateSpec, description="Calibration.")
+    search: SearchSpec = Field(default_factory=SearchSpec, description="Search strategies.")
+    finetune: FinetuneSpec = Field(
+        default_factory=lambda: FinetuneSpec(steps=40, lr=1e-3), description="Final fine-tunes."
+    )
+    evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec, description="Test evaluation.")
+    report: ReportSpec = Field(default_factory=ReportSpec, description="Report output.")
+    executor: ExecutorSpec = Field(default_factory=ExecutorSpec, description="Parallelism.")
+    plugins: list[str] = Field(
+        default_factory=list, description="Extra plugins to import, as 'module:attr' strings."
+    )
+    #: index in ``sources`` -> (source_files group, file) for sources expanded from a group
+    _source_origins: dict[int, tuple[int, str]] = PrivateAttr(default_factory=dict)
+
+    @property
+    def source_origins(self) -> dict[int, tuple[int, str]]:
+        """Which ``source_files`` group and file each expanded source came from, by its
+        index in ``sources`` (empty for a spec without groups): to blame its problems there."""
+        return self._source_origins
+
+    @model_validator(mode="after")
+    def _names(self) -> Spec:
+        """Every name problem at once: reserved names, names taken twice, the target's name."""
+        if not self.sources and not self.source_files:
+            raise ValueError("no sources: list at least one under `sources` (or a `source_files` group)")
+        problems: list[str] = []
+        # each name is a folder next to the reserved files: on a case-insensitive file system
+        # (macOS by default) names that differ only in case are the same folder
+        reserved = {name.casefold() for name in RESERVED_SOURCE_NAMES}
+        if self.target.name.casefold() in reserved:
+            problems.append(f"the target's name {self.target.name!r} is reserved (the data stage keeps a file "
+                            "of that name); rename it")
+        seen: dict[str, int] = {}
+        folded: dict[str, int] = {}
+        for i, source in enumerate(self.sources):
+            if source.name.casefold() in reserved:
+                problems.append(f"sources[{i}] is named {source.name!r}, a name the data stage keeps for its own "
+                                "file; rename it")
+            if source.name in seen:
+                problems.append(f"duplicate source name {source.name!r} (sources[{seen[source.name]}] and "
+                                f"sources[{i}]); names must be unique")
+            elif source.name.casefold() in folded:
+                other = folded[source.name.casefold()]
+                problems.append(f"source names {self.sources[other].name!r} (sources[{other}]) and {source.name!r} "
+                                f"(sources[{i}]) differ only in case: they would share one folder on a "
+                                "case-insensitive file system (macOS by default); rename one")
+            seen.setdefault(source.name, i)
+            folded.setdefault(source.name.casefold(), i)
+            if source.name == self.target.name:
+                problems.append(f"sources[{i}] has the target's name {source.name!r}; the target is always "
+                                "included and must not also be listed as a source")
+            elif source.name.casefold() == self.target.name.casefold():
+                problems.append(f"sources[{i}] is named {source.name!r}, the target {self.target.name!r}: names "
+                                "that differ only in case would share one folder on a case-insensitive file "
+                                "system (macOS by default); rename one")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+# ---------------------------------------------------------------------- loading
+
+
+class _SchemaWithFactoryDefaults(GenerateJsonSchema):
+    """Pydantic leaves a field built by ``default_factory`` without a ``default`` in the
+    schema; the schema is the spec's reference, so those defaults are written out too.
+
+    A number may be given as text (``steps: "5"``, ``lr: 1e-4``, which PyYAML reads as
+    text): validate takes it, so the schema takes text that reads as a number too, or
+    editors would flag specs that are valid (its range is left to validate)."""
+
+    def int_schema(self, schema: Any) -> JsonSchemaValue:
+        return _or_quoted(super().int_schema(schema), QUOTED_INTEGER_PATTERN)
+
+    def float_schema(self, schema: Any) -> JsonSchemaValue:
+        return _or_quoted(super().float_schema(schema), QUOTED_NUMBER_PATTERN)
+
+    def default_schema(self, schema: Any) -> JsonSchemaValue:
+        factory = schema.get("default_factory")
+        if factory is not None and not schema.get("default_factory_takes_data"):
+            schema = {**schema, "default": factory()}
+            del schema["default_factory"]
+        return super().default_schema(schema)
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON schema of the spec (what `subsetctl schema` prints)."""
+    schema = Spec.model_json_schema(schema_generator=_SchemaWithFactoryDefaults)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "subsetctl spec"
+    return schema

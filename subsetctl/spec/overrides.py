@@ -1,0 +1,201 @@
+"""``key=value`` overrides from the command line: parsing key paths and values (as YAML,
+text kept as written), applying them to a spec's data, and telling which issues they
+caused.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from typing import Any
+
+import yaml
+
+from subsetctl.errors import SpecError, printable
+from subsetctl.spec.issues import SpecIssue, format_path
+
+_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def parse_key_path(key: str) -> list[str | int]:
+    """'sources[0].max_examples' -> ['sources', 0, 'max_examples']."""
+    parts: list[str | int] = []
+    pos = 0
+    key = key.strip()
+    while pos < len(key):
+        if key[pos] == ".":
+            if pos == 0 or pos + 1 >= len(key) or key[pos + 1] in ".[":  # "a..b", ".a", "a.", "a.[0]"
+                raise SpecError(f"Override key {key!r} is not a dotted key path like a.b[0].c (an empty part).")
+            pos += 1
+            continue
+        match = _TOKEN.match(key, pos)
+        if not match:
+            raise SpecError(f"Override key {key!r} is not a dotted key path like a.b[0].c.")
+        parts.append(match.group(1) if match.group(1) is not None else int(match.group(2)))
+        pos = match.end()
+    if not parts:
+        raise SpecError(f"Override key {key!r} is empty.")
+    return parts
+
+
+def override_value(raw_value: str) -> Any:
+    """The value of an override's ``=`` side, read as YAML (``32`` a number, ``[a, b]`` a
+    list, ``null`` nothing), except that text YAML would cut at a ``#`` comment (``x #1``,
+    ``#1``) is kept whole as a string: on a command line a ``#`` is part of the value, and
+    dropping what follows it silently changed the name or path written. Text YAML cannot
+    read is a string too, and so is an empty or blank value (``x=``, ``x=' '``), as
+    written: YAML read blanks as null, so ``x=`` was text and ``x=' '`` nothing (``null``
+    or ``~`` say nothing), and a space, a CSV delimiter, could not be given."""
+    if not raw_value.strip():
+        return raw_value
+    try:
+        value = yaml.safe_load(raw_value)
+    except yaml.YAMLError:
+        return raw_value
+    except RecursionError:  # `[[[[...`: as a spec file nested so deeply, a user error, not an internal one
+        shown = raw_value if len(raw_value) <= 40 else raw_value[:40] + "..."
+        raise SpecError(f"Override value {shown!r} is nested too deeply to be a spec value.") from None
+    return raw_value if "#" in raw_value and _yaml_drops_a_comment(raw_value) else value
+
+
+def _yaml_drops_a_comment(text: str) -> bool:
+    """Whether YAML reads part of ``text`` as a comment: a ``#`` outside every token. (Text
+    left after the last token missed the comments of a block list or map, ``- a #b`` and
+    ``a: b #c``, whose closing token comes at the very end, and of a flow list's inner lines.)"""
+    spans = [(token.start_mark.index, token.end_mark.index) for token in yaml.scan(text)
+             if token.end_mark.index > token.start_mark.index]
+    return any(char == "#" and not any(start <= i < end for start, end in spans) for i, char in enumerate(text))
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key=value`` overrides (values parsed as YAML) to a copy of ``data``."""
+    out = copy.deepcopy(data)
+    for item in map(_typed_text, overrides):
+        if "=" not in item:
+            raise SpecError(f"Override {item!r} must look like key=value (e.g. gradients.d=256).")
+        key, raw_value = item.split("=", 1)
+        value = override_value(raw_value)
+        parts = parse_key_path(key)
+        node: Any = out
+        for i, part in enumerate(parts[:-1]):
+            nxt = parts[i + 1]
+            if isinstance(part, int):
+                if not isinstance(node, list) or part >= len(node):
+                    raise SpecError(f"Override {item!r}: {format_path(tuple(parts[: i + 1]))} does not exist.")
+                node = node[part]
+            else:
+                if not isinstance(node, dict):
+                    raise SpecError(_not_a_mapping(item, parts[:i], node, part))
+                if part not in node or node[part] is None:
+                    if isinstance(nxt, int):
+                        groups = (" This spec lists its sources as source_files groups: override a group's "
+                                  "settings (source_files[0].max_examples=5), or list the source under sources."
+                                  if i == 0 and part == "sources" and out.get("source_files") else "")
+                        raise SpecError(f"Override {item!r}: {format_path(tuple(parts[: i + 1]))} does not "
+                                        f"exist.{groups}")
+                    node[part] = {}
+                node = node[part]
+        last = parts[-1]
+        if isinstance(last, int):
+            if not isinstance(node, list) or last >= len(node):
+                raise SpecError(f"Override {item!r}: {format_path(tuple(parts))} does not exist.")
+            node[last] = value
+        else:
+            if not isinstance(node, dict):
+                raise SpecError(_not_a_mapping(item, parts[:-1], node, last))
+            node[last] = value
+    return out
+
+
+def _typed_text(item: str) -> str:
+    """A command-line override as the text typed. Python decodes arguments with the file
+    system encoding, so under LC_ALL=C (UTF-8 mode off) `project.name=café` arrives as escaped
+    bytes (surrogates), which pydantic refused as "unable to parse raw data as a unicode
+    string" and writing the spec's files refused (UnicodeEncodeError): they are read as UTF-8.
+    Bytes that are not UTF-8 at all are refused here."""
+    try:
+        item.encode("utf-8")
+        return item
+    except UnicodeEncodeError:
+        pass
+    try:
+        return os.fsencode(item).decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        shown = printable(item)
+        raise SpecError(f"Override {shown!r} is not valid UTF-8 text (the terminal sent other bytes, "
+                        "shown as \ufffd). Type it again under a UTF-8 locale, or write the value into "
+                        "the spec file.") from None
+
+
+def _not_a_mapping(item: str, path: list[str | int], node: Any, part: str | int) -> str:
+    """The error of an override whose key goes into something that is no mapping; for a
+    list item written with a dot (``sources.0.max_examples``), how to write it."""
+    where = format_path(tuple(path))
+    if isinstance(node, list) and str(part).isdigit():
+        return (f"Override {item!r}: {where} is a list, not a mapping: name an item with brackets, "
+                f"{where}[{part}] (e.g. sources[0].max_examples=50).")
+    return f"Override {item!r}: {where} is not a mapping."
+
+
+def override_keys(overrides: list[str]) -> list[tuple[str, str]]:
+    """``(key path, override)`` for each well-formed ``key=value`` override, in order
+    (``sources[0].max_examples=3`` -> ``("sources[0].max_examples", ...)``)."""
+    keys = []
+    for item in overrides:
+        try:
+            keys.append((format_path(tuple(parse_key_path(str(item).split("=", 1)[0]))), str(item)))
+        except SpecError:
+            continue
+    return keys
+
+
+def overrides_under(overrides: list[str], keys: list[str]) -> list[str]:
+    """The ``overrides`` that set one of ``keys`` (spec key paths, or `plan`'s
+    ``sources: ...`` description of changed sources) or a key above or below one: a
+    ``source_files`` override counts for ``sources``, which that group expands into."""
+    return [item for key, item in override_keys(overrides)
+            if any(same_branch(key, k) or (k.split(":", 1)[0] == "sources"
+                                           and key.startswith(("sources", "source_files")))
+                   for k in keys)]
+
+
+def attribute_overrides(issues: list[SpecIssue], overrides: list[str]) -> list[SpecIssue]:
+    """Point issues under an overridden key at the command-line override that set it.
+
+    Without this, ``run . estimate.lam=-1`` would be reported at the line of the file's
+    own ``lam:``, which holds a valid value; the user would look in the wrong place. An
+    issue is attributed when its key is the override's, or one lies under the other."""
+    blamed = override_keys(overrides)
+    out = []
+    for issue in issues:
+        plain_key = re.sub(r"^(source_files\[\d+\]) \(.*\)(?=[.\[]|$)", r"\1", issue.key)  # a group's file named in it
+        # a whole-spec check names the sources whose names it concerns (a duplicate name: both
+        # of them): an override of such a name (or of the whole source) made it, not one of
+        # another of their keys (`sources[0].max_examples=3`)
+        named = [plain_key, *(f"{k}.name" for k in re.findall(r"sources\[\d+\]", issue.message))]
+        for key, item in reversed(blamed):  # the last override of a key is the one in effect
+            if any(same_branch(k, key) for k in named) or _selects_meaning_of(key, plain_key):
+                issue = issue.model_copy(update={
+                    "line": None, "message": f"{issue.message} (set on the command line: {item})"})
+                break
+        out.append(issue)
+    return out
+
+
+def _selects_meaning_of(override: str, key: str) -> bool:
+    """Whether the override sets what decides ``key``'s meaning: a strategy's name decides
+    which params are valid, a loader's type which options are, so an override
+    ``search.strategies[3].name=random`` is what made its ``params`` wrong. (Other
+    ``name`` keys, a source's or a dataset configuration's, decide nothing beside them.)"""
+    selects = re.fullmatch(r"(search\.strategies\[\d+\])\.name|(.*\.loader)\.type", override)
+    if selects is None:
+        return False
+    parent = selects.group(1) or selects.group(2)
+    return key.startswith(parent + ".")
+
+
+def same_branch(a: str, b: str) -> bool:
+    """Whether key paths ``a`` and ``b`` are equal or one lies under the other (an
+    override ``foo.bar=1`` makes the unknown key ``foo``)."""
+    return a == b or any(long.startswith((short + ".", short + "[")) for short, long in ((a, b), (b, a)))

@@ -1,0 +1,283 @@
+"""Reading a spec: YAML loaded safely (duplicate keys, aliases that expand too far and
+encodings refused with the line), validated into a :class:`Spec` with its issues,
+``source_files`` expanded into sources, overrides applied (:func:`load_spec`).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from subsetctl.errors import SpecError, SpecFileError, unexpanded_variable_note
+from subsetctl.spec.issues import _MERGE_TAG, SpecIssue, issues_from_validation, key_lines, line_of_key
+from subsetctl.spec.models import SPEC_FILENAME, Spec
+from subsetctl.spec.overrides import apply_overrides, parse_key_path
+
+
+def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
+    """Read a spec file with the safe loader: its mapping and its text (for the lines of
+    keys); errors name the file and line."""
+    try:
+        raw_bytes = path.read_bytes()
+    except FileNotFoundError:
+        raise SpecFileError(path, "no such spec file. Create one with `subsetctl init DIR`.") from None
+    except IsADirectoryError:
+        raise SpecError(f"{path} is a directory; give the spec file (usually {SPEC_FILENAME}).") from None
+    except OSError as exc:
+        raise SpecFileError(path, f"cannot read the spec file: {exc.strerror}.") from None
+    try:
+        text = raw_bytes.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        from subsetctl.data.loaders import utf16_note  # (the data loaders import this module)
+
+        raise SpecFileError(path, f"the spec is not valid UTF-8 (byte {exc.start}{utf16_note(raw_bytes[:2])}). "
+                                  "Save it as UTF-8.", raw_bytes.count(b"\n", 0, exc.start) + 1) from None
+    if "\x00" in text:  # valid UTF-8, which YAML refuses as "unacceptable character #x0000"
+        at = text.index("\x00")
+        raise SpecFileError(path, f"the spec has NUL bytes (the first at byte {len(text[:at].encode())}), as UTF-16 "
+                                  "text without a byte-order mark has, or a file that is not text. Save it as "
+                                  "UTF-8.", text.count("\n", 0, at) + 1)
+    try:
+        loader = _UniqueKeyLoader(text)
+        try:
+            root = loader.get_single_node()
+            if root is not None and _expanded_size(root) > _MAX_ALIAS_EXPANSION:
+                raise SpecFileError(
+                    path, f"its aliases (*name) repeat what they refer to into more than {_MAX_ALIAS_EXPANSION:,} "
+                    "values, far more than any spec holds (nested aliases grow exponentially; an alias inside "
+                    "its own anchor repeats without end). Use each anchor only where it is needed.")
+            data = loader.construct_document(root) if root is not None else None
+        finally:
+            loader.dispose()
+    except _DuplicateKeyError as exc:
+        raise SpecFileError(
+            path, f"key {exc.key_path!r} appears twice in one mapping (lines {exc.first_line} and {exc.line}); "
+            "YAML would silently keep only the last one. Merge the two into one.", exc.line) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        if "'\\t'" in problem:  # "found character '\t' that cannot start any token"
+            problem += " (YAML does not allow tabs for indentation: indent with spaces)"
+        raise SpecFileError(path, f"malformed YAML: {problem}. Fix the syntax and retry.",
+                            mark.line + 1 if mark is not None else None) from None
+    except RecursionError:
+        raise SpecFileError(path, "the YAML is nested too deeply to be a spec. Fix the file and retry.") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SpecFileError(
+            path, "the spec must be a YAML mapping of keys (project, model, target, "
+            f"sources, ...), not a {type(data).__name__}."
+        )
+    return data, text
+
+
+_MAX_ALIAS_EXPANSION = 1_000_000  # values a spec's aliases may add beyond those written
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """How many values the aliases of the document at ``root`` add beyond the nodes written:
+    an alias is the node it refers to, so a few lines of nested aliases (a "billion laughs")
+    stand for billions of values that every walk over the spec would visit. Counted without
+    visiting them: each node's size once. An alias inside what it refers to (``a: &a [*a]``)
+    repeats it without end: it counts as over any limit."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        if id(node) not in sizes:
+            sizes[id(node)] = _MAX_ALIAS_EXPANSION + 1  # until counted: met again inside itself, a cycle
+            children = ([n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode)
+                        else node.value if isinstance(node, yaml.SequenceNode) else [])
+            sizes[id(node)] = 1 + sum(size(child) for child in children)
+        return sizes[id(node)]
+
+    return size(root) - len(sizes)
+
+
+class _DuplicateKeyError(yaml.YAMLError):
+    def __init__(self, key_path: str, line: int, first_line: int) -> None:
+        super().__init__(f"duplicate key {key_path}")
+        self.key_path, self.line, self.first_line = key_path, line, first_line
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """The safe loader, except that a key given twice in one mapping is an error (plain
+    YAML keeps the last one, so half of a spec could vanish without a word). Merge keys
+    (``<<: *base``) are YAML's own: the keys they bring in may be given again beside them."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        self._check_unique(node)
+        flat = yaml.MappingNode(node.tag, self._merged_pairs(node), node.start_mark, node.end_mark,
+                                node.flow_style)
+        return yaml.constructor.BaseConstructor.construct_mapping(self, flat, deep=deep)
+
+    def _check_unique(self, node: yaml.MappingNode) -> None:
+        """Refuse a key given twice among ``node``'s own keys (as Python compares them: 1,
+        1.0 and true are one key, 1 and "1" two; ``~`` and ``null`` are both None)."""
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == _MERGE_TAG:  # no value of its own: merged below
+                continue
+            if key_node.tag == "tag:yaml.org,2002:value":  # a plain `=` key: text, as in PyYAML
+                key_node.tag = "tag:yaml.org,2002:str"
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise _DuplicateKeyError("null" if key is None else str(key), line, seen[key])
+            except TypeError:  # unhashable: the constructor refuses it
+                continue
+            seen[key] = line
+
+    def _merged_pairs(self, node: yaml.MappingNode) -> list[tuple[yaml.Node, yaml.Node]]:
+        """``node``'s pairs with its merges (``<<``) flattened in, as YAML merges: its own
+        keys win, then the first mapping named (of a list, or of several ``<<``), each merged
+        mapping's own merges below its keys. One pair per key: the winner.
+
+        Not PyYAML's ``flatten_mapping``: that one rewrites the anchored mappings it merges
+        (so one read later held the keys merged into it as duplicates), and PyYAML 6.0.4
+        keeps a key of the first merged mapping only when the key's text is one character
+        (it compares the key strings by identity): the last merged mapping's value won for
+        every longer key, so a spec held another value than the line its errors name."""
+        flattened = self.__dict__.setdefault("_flattened", {})  # an anchored mapping merged often: once
+        if id(node) in flattened:
+            return flattened[id(node)]
+        merges: list[yaml.Node] = []
+        own: list[tuple[yaml.Node, yaml.Node]] = []
+        for key_node, value_node in node.value:  # (each node here went through _check_unique first)
+            if key_node.tag != _MERGE_TAG:
+                own.append((key_node, value_node))
+                continue
+            bases = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            for base in bases:
+                if not isinstance(base, yaml.MappingNode):
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping", node.start_mark,
+                        f"expected a mapping or list of mappings for merging, but found {base.id}",
+                        base.start_mark)
+                self._check_unique(base)  # one written in place (`<<: {a: 1}`) is read nowhere else
+            merges.extend(bases)
+        winners: dict[Any, tuple[yaml.Node, yaml.Node]] = {}
+        unhashable = []  # the constructor refuses these
+        for pair in own + [pair for base in merges for pair in self._merged_pairs(base)]:
+            try:
+                winners.setdefault(self.construct_object(pair[0], deep=True), pair)
+            except TypeError:
+                unhashable.append(pair)
+        kept = {id(pair) for pair in winners.values()}
+        in_order = [pair for base in reversed(merges) for pair in self._merged_pairs(base)] + own
+        flattened[id(node)] = [pair for pair in dict.fromkeys(in_order) if id(pair) in kept] + unhashable
+        return flattened[id(node)]
+
+
+def validate_data(data: dict[str, Any], file: str, text: str = "") -> tuple[Spec | None, list[SpecIssue]]:
+    """Validate a raw spec dict; returns the Spec or the list of issues.
+
+    ``source_files`` groups are expanded here, against the folder of ``file``: the Spec
+    returned lists every source under ``sources`` (groups' after the listed ones) and has
+    no groups left, so stages, fingerprints and resolved specs see plain sources."""
+    lines = key_lines(text) if text else {}
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError as exc:
+        return None, issues_from_validation(exc, file, lines, text)
+    if not spec.source_files:
+        return spec, []
+    return expand_source_files(spec, Path(file).parent, file, lines)
+
+
+def expand_source_files(
+    spec: Spec, spec_dir: Path, file: str, lines: dict[tuple[Any, ...], int]
+) -> tuple[Spec | None, list[SpecIssue]]:
+    """``spec`` with its ``source_files`` groups turned into sources, one per matched file.
+
+    Problems with an expanded source (a name taken twice, a file name that makes no valid
+    source name) are reported under the group's key and line, naming the file."""
+    issues: list[SpecIssue] = []
+    entries = [s.model_dump(mode="json") for s in spec.sources]
+    origin: dict[int, tuple[int, str]] = {}  # index in the expanded list -> (group, file)
+    target_path = getattr(spec.target.loader, "path", None)
+    target_file = (Path(spec_dir) / Path(target_path).expanduser()).resolve() if target_path else None
+    for g, group in enumerate(spec.source_files):
+        # the target's own file is never also a source (it is always included): a glob over the
+        # data folder may well match it
+        expanded = [e for e in group.expand(spec_dir)
+                    if (Path(spec_dir) / Path(e["loader"]["path"]).expanduser()).resolve() != target_file]
+        if not expanded:
+            issues.append(SpecIssue(
+                file=file, line=lines.get(("source_files", g, "files")), key=f"source_files[{g}].files",
+                message=f"{group.files!r} matches no file (a relative pattern is taken in {Path(spec_dir).resolve()}; "
+                        f"'**' matches subfolders; the target's own file is left out){unexpanded_variable_note(group.files)}. "
+                        "Check the pattern or remove the group."))
+        for entry in expanded:
+            origin[len(entries)] = (g, entry["loader"]["path"])
+            entries.append(entry)
+    if issues:
+        return None, issues
+    data = spec.model_dump(mode="json", exclude={"source_files"})
+    try:
+        full = Spec.model_validate({**data, "sources": entries})
+    except ValidationError as exc:
+        return None, blame_source_files(issues_from_validation(exc, file, lines), origin, lines)
+    full._source_origins = origin
+    return full, []
+
+
+def _line_of(group: tuple[Any, ...], suffix: str, lines: dict[tuple[Any, ...], int]) -> int | None:
+    """The line of the deepest key of ``group`` + ``suffix`` (".loader.response_field") the
+    YAML has: a group's problem points at the group's own setting when it is written."""
+    try:
+        parts = tuple(parse_key_path(suffix.lstrip("."))) if suffix.strip(".") else ()
+    except SpecError:
+        parts = ()
+    return line_of_key(group + parts, lines)
+
+
+def blame_source_files(
+    issues: list[SpecIssue], origin: dict[int, tuple[int, str]], lines: dict[tuple[Any, ...], int]
+) -> list[SpecIssue]:
+    """Issues about a source expanded from a ``source_files`` group, keyed by the group and
+    the file (``source_files[0] (data/a.jsonl).split``) at the group's line, instead of by
+    an index ``sources[i]`` the spec file does not have. The same problem in many files of
+    one group (a group setting that fits none of them) is listed once, with the count."""
+    out: list[SpecIssue] = []
+    same: dict[tuple[int, str, str], tuple[SpecIssue, list[str]]] = {}
+    for issue in issues:
+        match = re.match(r"sources\[(\d+)\]", issue.key)
+        if match and int(match.group(1)) in origin:
+            g, path = origin[int(match.group(1))]
+            suffix = issue.key[match.end():]
+            issue.key, issue.line = f"source_files[{g}] ({path}){suffix}", _line_of(("source_files", g), suffix, lines)
+            if (g, suffix, issue.message) in same:
+                same[(g, suffix, issue.message)][1].append(path)
+                continue
+            same[(g, suffix, issue.message)] = (issue, [path])
+        for index, (g, path) in origin.items():  # messages that name sources[i] (duplicate names)
+            if re.search(rf"sources\[{index}\](?!\d)", issue.message):
+                where = f"source_files[{g}] ({path})"  # a function: a backslash in a file name is not an escape
+                issue.message = re.sub(rf"sources\[{index}\](?!\d)", lambda _m, w=where: w, issue.message)
+                if issue.key == "(top level)":
+                    issue.key, issue.line = f"source_files[{g}] ({path})", lines.get(("source_files", g))
+        out.append(issue)
+    for (g, suffix, _), (issue, paths) in same.items():
+        if len(paths) > 1:
+            issue.key = f"source_files[{g}] ({paths[0]} and {len(paths) - 1} more files){suffix}"
+    return out
+
+
+def load_spec(path: Path, overrides: list[str] | None = None) -> Spec:
+    """Load, override and validate a spec; raise SpecError with every issue found."""
+    data, text = read_yaml(path)
+    if overrides:
+        data = apply_overrides(data, overrides)
+    spec, issues = validate_data(data, str(path), text)
+    if issues:
+        raise SpecError(
+            f"{path} is not a valid spec:\n" + "\n".join("  " + i.render() for i in issues)
+        )
+    assert spec is not None
+    return spec
