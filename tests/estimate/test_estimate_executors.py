@@ -402,9 +402,15 @@ def _scheduler_with_one_worker(folder: Path, first_on_path: Path | None = None) 
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
-        while not info.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        yield json.loads(info.read_text())["address"], scheduler
+        address = None
+        while address is None and time.monotonic() < deadline:  # the file appears before its text
+            try:
+                address = json.loads(info.read_text())["address"]
+            except (FileNotFoundError, json.JSONDecodeError, KeyError):
+                time.sleep(0.1)
+        if address is None:
+            raise AssertionError(f"the dask scheduler wrote no address into {info} within 60 s")
+        yield address, scheduler
     finally:
         for process in (worker, scheduler):
             process.kill()
