@@ -224,19 +224,38 @@ def tokenize_responses(tokenizer: Any, rendered_prompts: Sequence[str], response
     if not responses:
         return []
     contexts = [str(p)[-CONTEXT_CHARS:] for p in rendered_prompts]
-    joined = tokenize_kept(tokenizer, [c + r for c, r in zip(contexts, responses)], max_length + CONTEXT_CHARS,
-                           keep="start")
-    context_ids = tokenizer(contexts, add_special_tokens=False)["input_ids"] if any(contexts) else \
-        [[] for _ in contexts]
-    out: list[list[int] | None] = []
-    for ids, before in zip(joined, context_ids):
-        before = list(before)
-        out.append(ids[len(before):] if ids[:len(before)] == before and len(ids) > len(before) else None)
+    context_ids = [list(x) for x in tokenizer(contexts, add_special_tokens=False)["input_ids"]] \
+        if any(contexts) else [[] for _ in contexts]
+    # cut as tokenize_kept cuts an answer alone, counted in the answer's own tokens: cutting
+    # the joined text instead left fewer answer tokens than the margin needs where the
+    # context took many (16 emoji: 60 tokens), so an answer cut in characters could come
+    # back shorter than max_length tokens, uncut by its count and ended with EOS
+    limit = max_length * CHARS_PER_TOKEN
+    out = _after_contexts(tokenizer, contexts, context_ids, [r[:limit] if len(r) > limit else r for r in responses])
+    redo = [i for i, (r, ids) in enumerate(zip(responses, out))
+            if len(r) > limit and ids is not None and len(ids) < max_length + CUT_MARGIN_TOKENS]
+    if redo:
+        whole = _after_contexts(tokenizer, [contexts[i] for i in redo], [context_ids[i] for i in redo],
+                                [responses[i] for i in redo])
+        for i, ids in zip(redo, whole):
+            out[i] = ids
     alone = [i for i, ids in enumerate(out) if ids is None]
     if alone:
         for i, ids in zip(alone, tokenize_kept(tokenizer, [responses[i] for i in alone], max_length, keep="start")):
             out[i] = ids
     return [ids if ids is not None else [] for ids in out]
+
+
+def _after_contexts(tokenizer: Any, contexts: Sequence[str], context_ids: Sequence[list[int]],
+                    texts: Sequence[str]) -> list[list[int] | None]:
+    """Each text's ids tokenized after its context, the context's own ids taken off; None
+    where those are not the start of the joined text's ids (a token across the join)."""
+    joined = tokenizer([c + t for c, t in zip(contexts, texts)], add_special_tokens=False)["input_ids"]
+    out: list[list[int] | None] = []
+    for ids, before in zip(joined, context_ids):
+        ids = list(ids)
+        out.append(ids[len(before):] if ids[:len(before)] == before and len(ids) > len(before) else None)
+    return out
 
 
 def _refuse_empty_response(response: str, source: str, row: int) -> None:

@@ -228,3 +228,25 @@ def test_an_answer_has_the_tokens_of_the_prompt_and_answer_tokenized_as_one_text
                     encode_rows(tok, _rows([("hi", "a y")]), "causal-lm", 32)[0]):
         assert encoded.input_ids == whole + [tok.eos_token_id]
         assert encoded.response_mask == [0] * 3 + [1] * 3
+
+
+def test_a_long_answer_after_a_prompt_of_many_tokens_a_character_is_cut_as_tokenized_whole() -> None:
+    """The answer was cut in characters together with the prompt's last 16 characters, and
+    the cut counted as safe by the joined text's tokens: where those characters took many
+    tokens (emoji, 4 byte tokens each), the answer came back with fewer tokens than
+    max_length, counted as not cut and ended with EOS, its kept tokens next to the cut."""
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from subsetctl.modeling.encoding import encode_causal_lm
+
+    vocab = ["<eos>", "<unk>", "z" * 16, "e", "q", "\n"]
+    tk = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
+    tk.normalizer = normalizers.Replace("é", "eeee")  # a character of 4 tokens
+    tk.pre_tokenizer = pre_tokenizers.Split(Regex("z{16}|."), behavior="isolated")
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<eos>", unk_token="<unk>")
+    rows = _rows([("q" + "é" * 15, "z" * 16 * 40)])  # the answer: 40 tokens, 640 characters
+    (expected,) = _whole(tok, rows, 32)
+    assert expected.answer_cut and expected.input_ids[-1] != tok.eos_token_id
+    assert encode_rows(tok, rows, "causal-lm", 32) == [expected]
+    assert encode_causal_lm(tok, rows[0]["prompt"], rows[0]["response"], 32) == expected
