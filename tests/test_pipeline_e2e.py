@@ -1281,6 +1281,8 @@ def test_adapters_name_the_base_model_as_the_spec_does_not_where_this_machine_ha
     for config in [state / "meta_init" / "adapter" / "adapter_config.json",
                    *(state / "finetune" / "runs").glob("*/adapter/adapter_config.json")]:
         assert json.loads(config.read_text())["base_model_name_or_path"] == "models/tiny", config
+    card = (state / "meta_init" / "adapter" / "README.md").read_text()  # peft's model card says so too
+    assert 'base_model: "models/tiny"' in card and str(tiny_project) not in card, card[:200]
     monkeypatch.chdir(tiny_project)  # plain peft, from the project folder, as the adapter names it
     base = AutoModelForCausalLM.from_pretrained(json.loads(config.read_text())["base_model_name_or_path"])
     PeftModel.from_pretrained(base, str(config.parent))

@@ -246,9 +246,32 @@ def write_adapter(model: Any, folder: str | Path) -> None:
         if isinstance(name, str) and name:
             config["base_model_name_or_path"] = name
         config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    name = getattr(model, BASE_MODEL_NAME, None)
+    if isinstance(name, str) and name:
+        _name_base_model_in_card(folder / "README.md", name)
     for path in folder.rglob("*"):
         if path.is_file():
             path.chmod(new_file_mode())
+
+
+def _name_base_model_in_card(card: Path, name: str) -> None:
+    """Have the model card peft writes (README.md, whose front matter's ``base_model:`` and
+    ``base_model:adapter:`` tag are the folder the model was loaded from: a local folder's
+    absolute path, a packaged model's copy in this machine's user cache) name ``name``, as
+    adapter_config.json does."""
+    try:
+        text = card.read_text(encoding="utf-8")
+    except OSError:
+        return
+    if not text.startswith("---\n"):
+        return
+    end = text.find("\n---", 3)
+    if end < 0:
+        return
+    head = [f"base_model: {json.dumps(name)}" if line.startswith("base_model:")
+            else f"- {json.dumps('base_model:adapter:' + name)}" if line.startswith("- base_model:adapter:")
+            else line for line in text[:end].split("\n")]
+    card.write_text("\n".join(head) + text[end:], encoding="utf-8")
 
 
 def name_base_model(folder: str | Path, name: str) -> None:
