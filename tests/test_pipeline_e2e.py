@@ -1288,6 +1288,10 @@ def test_adapters_name_the_base_model_as_the_spec_does_not_where_this_machine_ha
     PeftModel.from_pretrained(base, str(config.parent))
 
     (tiny_project / "models" / "tiny").rename(tiny_project / "models" / "moved")  # the same files: θ* kept
+    run_project(tiny_project, ["model.source=models/moved"])  # nothing re-runs: the report says they name it as then
+    assert json.loads((tiny_project / "report.json").read_text())["adapter_base_model"] == "models/tiny"
+    assert "a model folder moved since, with the same files, re-ran nothing and is named as it was" in \
+        (tiny_project / "report.md").read_text()
     run_project(tiny_project, ["model.source=models/moved", "finetune.seeds=2"])  # seed 0's runs from the cache
     assert json.loads((tiny_project / "report.json").read_text())["stages"]["finetune"]["summary"]["reused_runs"]
     for config in (state / "finetune" / "runs").glob("*/adapter/adapter_config.json"):

@@ -143,7 +143,9 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
                     "is now).")
         elif base:
             how += (f" The base model is `{base}` (each adapter_config.json's `base_model_name_or_path`: "
-                    "model.source as the spec names it, a local folder relative to the project folder")
+                    "model.source as the spec named it when they were trained, a local folder relative to the "
+                    "project folder; a model folder moved since, with the same files, re-ran nothing and is "
+                    "named as it was")
             if report.get("adapter_base_model_path"):
                 how += (f"; the run read it from `{report['adapter_base_model_path']}`, the folder to give "
                         "`from_pretrained` on that machine")
