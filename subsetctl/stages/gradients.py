@@ -113,17 +113,12 @@ class GradientsStage(common.ModelStage):
                 **plugin_code_inputs(spec.plugins, [(PROJECTORS, spec.gradients.projector)], project.root)}
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
-        import numpy as np
-
+        """Compute f_i and the projected gradient of every row of :func:`row_table` at
+        theta* (the base model with meta_init's adapter) into the store, or, with
+        ``--shard i/N``, shard i's rows into ``shards/`` (see the module docstring)."""
         from subsetctl.gradients.engine import PerExampleGradientEngine
         from subsetctl.gradients.projectors import make_projector
-        from subsetctl.gradients.store import (
-            GradientStore,
-            create_shard_store,
-            shard_dir,
-            take_shard_rows,
-        )
-        from subsetctl.modeling.lora import adapter_fingerprint, count_trainable
+        from subsetctl.modeling.lora import count_trainable
 
         spec = ctx.spec
         seed = spec.gradients.seed if spec.gradients.seed is not None else spec.project.seed
@@ -137,6 +132,28 @@ class GradientsStage(common.ModelStage):
                 f"gradients.d={spec.gradients.d} exceeds the number of trainable LoRA parameters "
                 f"p={p}; lower gradients.d (e.g. {min(128, p)}) or raise model.lora.r."
             )
+        info, earlier = self._store_info(ctx, model_info, adapter, rows, p, seed)
+        d = spec.gradients.d
+        hidden = int(getattr(model.config, "hidden_size", 0) or 0)
+        self._check_disk(ctx.out_dir, len(rows), d, hidden)
+        projector = make_projector(spec.gradients.projector, p, d, seed, spec.gradients.memory_budget_mb)
+        engine = PerExampleGradientEngine(model, projector, kind=spec.model.kind)
+        make_batch = BatchMaker(tokenizer, items, spec.model.kind, spec.model.max_length, common.device_for(spec))
+        shard = ctx.options.get("shard")
+        if shard is not None:
+            return self._compute_shard(ctx, shard, engine, make_batch, rows, info, earlier, d, hidden)
+        return self._compute_store(ctx, engine, make_batch, rows, info, earlier, d, hidden, p)
+
+    def _store_info(self, ctx: StageContext, model_info: dict[str, Any], adapter: Path, rows: list[dict[str, Any]],
+                    p: int, seed: int) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+        """What the store's rows were computed with (its info.json: model, adapter,
+        projector and its plugin code, seed, sizes, the row table's digest), and the model
+        names earlier versions wrote in its place: a store (or shard) whose info differs
+        is recreated, not resumed."""
+        from subsetctl.modeling.lora import adapter_fingerprint
+        from subsetctl.registry import PROJECTORS
+
+        spec = ctx.spec
         model_identity, earlier_identities = self._model_identity(ctx, model_info)
         info = {
             "model": model_identity,
@@ -152,53 +169,62 @@ class GradientsStage(common.ModelStage):
             # version's, with sources' validation rows) must be recreated, not filled by position
             "rows_digest": fingerprint(rows),
         }
-        from subsetctl.registry import PROJECTORS
-
         projector_code = PROJECTORS.code_fingerprint(spec.gradients.projector, ctx.project.root)
         if projector_code is not None:  # rows of an edited plugin projector must not mix with the old ones
             info["projector_code"] = projector_code
-        earlier = {"model": earlier_identities}
-        d = spec.gradients.d
-        hidden = int(getattr(model.config, "hidden_size", 0) or 0)
-        self._check_disk(ctx.out_dir, len(rows), d, hidden)
-        projector = make_projector(spec.gradients.projector, p, d, seed, spec.gradients.memory_budget_mb)
-        engine = PerExampleGradientEngine(model, projector, kind=spec.model.kind)
-        make_batch = BatchMaker(tokenizer, items, spec.model.kind, spec.model.max_length, common.device_for(spec))
-        batch_size = spec.gradients.batch_size
-        shard = ctx.options.get("shard")
+        return info, {"model": earlier_identities}
+
+    def _compute_shard(self, ctx: StageContext, shard: tuple[int, int], engine: Any, make_batch: BatchMaker,
+                       rows: list[dict[str, Any]], info: dict[str, Any], earlier: dict[str, list[Any]],
+                       d: int, hidden: int) -> dict[str, Any]:
+        """``run --shard i/N``: compute shard i's rows into ``shards/`` (resuming its own
+        partial work), holding the shard's lock so that two runs never fill the same shard;
+        the stage stays incomplete until a plain ``run`` merges the shards."""
+        from subsetctl.gradients.store import create_shard_store, shard_dir
+        from subsetctl.project import exclusive_file_lock
+
+        batch_size = ctx.spec.gradients.batch_size
+        shards_dir = ctx.out_dir / "shards"
+        index, count = shard
+        path = shard_dir(shards_dir, index, count)
+        busy = (f"Shard {index}/{count} of the gradients is already being computed by another "
+                f"`subsetctl run --shard {index}/{count}` on {ctx.project.root}; start a different shard.")
+        with exclusive_file_lock(path.with_name(path.name + ".lock"), busy):
+            store = self._open_or_create(path, info, earlier, lambda: create_shard_store(
+                shards_dir, rows, d, hidden, info, index, count, batch_size))
+            counts = self._fill(ctx, engine, make_batch, store, batch_size, f"gradients shard {index}/{count}")
+        ctx.reporter.info(
+            f"Shard {index}/{count}: {counts.computed} rows computed, {counts.skipped} already there. "
+            "Run without --shard once every shard is done to merge them."
+        )
+        return {"incomplete": True, "shard": [index, count], "rows": store.n_rows}
+
+    def _compute_store(self, ctx: StageContext, engine: Any, make_batch: BatchMaker, rows: list[dict[str, Any]],
+                       info: dict[str, Any], earlier: dict[str, list[Any]], d: int, hidden: int,
+                       p: int) -> dict[str, Any]:
+        """A plain ``run``: open the store (or create it anew), take the rows usable shards
+        computed, compute the rest, then count model.max_length's cuts in every row (kept
+        ones too, for the warning) and remove the merged shards; the stage's summary."""
+        import shutil
+
+        import numpy as np
+
+        from subsetctl.gradients.store import GradientStore, take_shard_rows
+
+        spec = ctx.spec
         shards_dir = ctx.out_dir / "shards"
         store_dir = ctx.out_dir / "store"
-
-        if shard is not None:
-            from subsetctl.project import exclusive_file_lock
-
-            index, count = shard
-            path = shard_dir(shards_dir, index, count)
-            busy = (f"Shard {index}/{count} of the gradients is already being computed by another "
-                    f"`subsetctl run --shard {index}/{count}` on {ctx.project.root}; start a different shard.")
-            with exclusive_file_lock(path.with_name(path.name + ".lock"), busy):
-                store = self._open_or_create(path, info, earlier, lambda: create_shard_store(
-                    shards_dir, rows, d, hidden, info, index, count, batch_size))
-                counts = self._fill(ctx, engine, make_batch, store, batch_size, f"gradients shard {index}/{count}")
-            ctx.reporter.info(
-                f"Shard {index}/{count}: {counts.computed} rows computed, {counts.skipped} already there. "
-                "Run without --shard once every shard is done to merge them."
-            )
-            return {"incomplete": True, "shard": [index, count], "rows": store.n_rows}
-
         store = self._open_or_create(store_dir, info, earlier, lambda: GradientStore.create(store_dir, rows, d, hidden, info))
         shards = self._usable_shards(shards_dir, info, earlier) if not store.complete else []
         if shards:
             taken = take_shard_rows(shards, store)
             ctx.reporter.info(f"Merged {len(shards)} gradient shards: {taken:,} of {store.n_rows:,} rows taken from them.")
-        counts = self._fill(ctx, engine, make_batch, store, batch_size, "gradients")
+        counts = self._fill(ctx, engine, make_batch, store, spec.gradients.batch_size, "gradients")
         if counts.skipped:  # rows kept or taken from shards, never encoded here: the warning is of every row
             with ctx.reporter.progress("gradients: what model.max_length cuts in the rows kept",
                                        total=counts.skipped) as task:
                 make_batch.count_rest(progress=task.update)
         if shards_dir.exists():  # merged (or recomputed): a second full copy of the store, and not an output
-            import shutil
-
             shutil.rmtree(shards_dir, ignore_errors=True)
         truncation = make_batch.truncation.notice(spec.model.max_length)
         if truncation:
