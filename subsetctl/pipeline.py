@@ -809,75 +809,13 @@ class Pipeline:
             fp, inputs = self._current(stage, digests)
             put_back = not shared and stage.name not in force and self._put_back_kept(stage, fp, inputs)
             manifest = self.project.read_manifest(stage.name)
-            up_to_date = (
-                manifest is not None
-                and not manifest.get("corrupt")
-                and self._fingerprint_matches(stage, manifest, fp, inputs)
-                and stage.name not in force
-            )
-            if shared and not up_to_date and stage.name != until:
-                raise UserError(
-                    f"Stage {stage.name} changed while shards were starting (another `run` on this project?). "
-                    "Start the shard again."
-                )
-            if shared and manifest is not None and manifest.get("corrupt"):
-                raise UserError(f"Stage {stage.name}'s manifest.json became unreadable while shards were "
-                                "starting; start the shard again.")
-            if manifest is not None and manifest.get("corrupt"):
-                # nothing it lists can be verified: never resume from those artifacts
-                self.reporter.warn(
-                    f"Stage {stage.name}: its manifest.json is unreadable (corrupt); discarding the "
-                    "stage's artifacts and re-running it."
-                )
-                self.project.reset_stage(stage.name)
-            if up_to_date:
-                restamped: dict[str, list[int]] = {}
-                problems = verify_checksums(self.project.stage_dir(stage.name), manifest.get("artifacts", {}),
-                                            restamped)
-                if restamped and not problems and not shared:  # copied or older: hashed once, not every time
-                    self.project.restamp_manifest(stage.name, restamped)
-                if problems and shared:  # resetting it would pull the ground from under the other shards
-                    # a stage before the sharded one: a run up to the stage just before it redoes
-                    # whatever that needs; the sharded stage itself (committed): a run up to it
-                    names = self.stage_names()
-                    redo = stage.name if stage.name == until else names[names.index(str(until)) - 1]
-                    raise UserError(
-                        f"Stage {stage.name}: artifacts fail their checksums ({'; '.join(problems[:3])}). Stop the "
-                        f"shard runs, then `subsetctl run {shell_arg(self.project.root)} --until {redo}` recomputes "
-                        "it; start the shards again."
-                    )
-                if problems:
-                    self.reporter.warn(
-                        f"Stage {stage.name}: artifacts fail their checksums ({'; '.join(problems[:3])}); "
-                        "discarding them and re-running the stage."
-                    )
-                    self.project.reset_stage(stage.name)  # a resume would reuse the damaged rows
-                    up_to_date = False
-            if up_to_date:
-                assert manifest is not None
-                missing = stage.missing_outputs(self.project, manifest)
-                if missing:
-                    from rich.markup import escape
-
-                    self.reporter.info(f"[dim]{stage.name}: outputs missing ({escape(', '.join(missing))}), "
-                                       "running it again[/dim]")
-                    up_to_date = False
-            if up_to_date:
+            if self._still_up_to_date(stage, manifest, fp, inputs, force, until, shared):
                 assert manifest is not None
                 digests[stage.name] = manifest["output_digest"]
                 results.append({"stage": stage.name, "action": "up to date", "seconds": 0.0,
                                 **({"put_back": True} if put_back else {})})
             else:
-                if fp is None:
-                    fp, inputs = self._current(stage, digests)
-                stage_options = options
-                if manifest is not None and not manifest.get("corrupt") and not self._model_stage_forced(force):
-                    self._refuse_a_hub_id_for_a_gone_folder(stage, manifest, inputs)
-                if stage.name in force:  # --force means recompute: not resume, nor reuse cached results
-                    self._keep_other_inputs_results(stage, fp, inputs)
-                    self.project.reset_stage(stage.name)
-                    stage_options = {**options, "forced": True}
-                manifest = self._run_stage(stage, fp, inputs, stage_options, on_stage, shared)
+                manifest = self._run_again(stage, manifest, fp, inputs, force, options, on_stage, shared, digests)
                 if manifest is None:
                     results.append({"stage": stage.name, "action": "partial", "seconds": 0.0})
                     break
@@ -886,6 +824,97 @@ class Pipeline:
             if until is not None and stage.name == until:
                 break
         return results
+
+    def _still_up_to_date(self, stage: Stage, manifest: dict[str, Any] | None, fp: str | None,
+                          inputs: dict[str, Any], force: set[str], until: str | None, shared: bool) -> bool:
+        """Whether :meth:`_run_stages` can keep ``stage``'s results as they are: its
+        manifest matches the current inputs, it is not forced, its artifacts pass their
+        checksums and no output is missing. On the way, a corrupt manifest or artifacts
+        failing their checksums are discarded (with a warning) so the run starts the stage
+        afresh, never resuming from them; a shard run (``shared``) refuses instead, since
+        the other shards rely on what came before the sharded stage."""
+        up_to_date = (
+            manifest is not None
+            and not manifest.get("corrupt")
+            and self._fingerprint_matches(stage, manifest, fp, inputs)
+            and stage.name not in force
+        )
+        if shared and not up_to_date and stage.name != until:
+            raise UserError(
+                f"Stage {stage.name} changed while shards were starting (another `run` on this project?). "
+                "Start the shard again."
+            )
+        if shared and manifest is not None and manifest.get("corrupt"):
+            raise UserError(f"Stage {stage.name}'s manifest.json became unreadable while shards were "
+                            "starting; start the shard again.")
+        if manifest is not None and manifest.get("corrupt"):
+            # nothing it lists can be verified: never resume from those artifacts
+            self.reporter.warn(
+                f"Stage {stage.name}: its manifest.json is unreadable (corrupt); discarding the "
+                "stage's artifacts and re-running it."
+            )
+            self.project.reset_stage(stage.name)
+        if not up_to_date:
+            return False
+        assert manifest is not None
+        if not self._checksums_hold(stage, manifest, until, shared):
+            return False
+        missing = stage.missing_outputs(self.project, manifest)
+        if missing:
+            from rich.markup import escape
+
+            self.reporter.info(f"[dim]{stage.name}: outputs missing ({escape(', '.join(missing))}), "
+                               "running it again[/dim]")
+            return False
+        return True
+
+    def _checksums_hold(self, stage: Stage, manifest: dict[str, Any], until: str | None, shared: bool) -> bool:
+        """Whether the artifacts of ``stage``'s up-to-date results pass their checksums
+        (file stamps of a copied or older project are recorded, so they are hashed once).
+        Damaged ones are discarded with a warning (a resume would reuse the damaged rows);
+        a shard run (``shared``) refuses instead, naming the ``run --until`` that redoes
+        them: resetting the stage would pull the ground from under the other shards."""
+        restamped: dict[str, list[int]] = {}
+        problems = verify_checksums(self.project.stage_dir(stage.name), manifest.get("artifacts", {}), restamped)
+        if restamped and not problems and not shared:  # copied or older: hashed once, not every time
+            self.project.restamp_manifest(stage.name, restamped)
+        if problems and shared:  # resetting it would pull the ground from under the other shards
+            # a stage before the sharded one: a run up to the stage just before it redoes
+            # whatever that needs; the sharded stage itself (committed): a run up to it
+            names = self.stage_names()
+            redo = stage.name if stage.name == until else names[names.index(str(until)) - 1]
+            raise UserError(
+                f"Stage {stage.name}: artifacts fail their checksums ({'; '.join(problems[:3])}). Stop the "
+                f"shard runs, then `subsetctl run {shell_arg(self.project.root)} --until {redo}` recomputes "
+                "it; start the shards again."
+            )
+        if problems:
+            self.reporter.warn(
+                f"Stage {stage.name}: artifacts fail their checksums ({'; '.join(problems[:3])}); "
+                "discarding them and re-running the stage."
+            )
+            self.project.reset_stage(stage.name)  # a resume would reuse the damaged rows
+            return False
+        return True
+
+    def _run_again(self, stage: Stage, manifest: dict[str, Any] | None, fp: str | None, inputs: dict[str, Any],
+                   force: set[str], options: dict[str, Any], on_stage: Callable[[str, str], None] | None,
+                   shared: bool, digests: dict[str, str | None]) -> dict[str, Any] | None:
+        """Run ``stage``, whose results are not up to date (``manifest``: what its folder
+        held, if anything): first refuse a hub id standing for a model folder that is gone;
+        with ``--force``, keep results of other inputs as previous ones and start from an
+        empty folder (no resume, no cached results). The new manifest, or None when the
+        stage stopped partway (a shard)."""
+        if fp is None:
+            fp, inputs = self._current(stage, digests)
+        stage_options = options
+        if manifest is not None and not manifest.get("corrupt") and not self._model_stage_forced(force):
+            self._refuse_a_hub_id_for_a_gone_folder(stage, manifest, inputs)
+        if stage.name in force:  # --force means recompute: not resume, nor reuse cached results
+            self._keep_other_inputs_results(stage, fp, inputs)
+            self.project.reset_stage(stage.name)
+            stage_options = {**options, "forced": True}
+        return self._run_stage(stage, fp, inputs, stage_options, on_stage, shared)
 
     def _kept_candidates(self, stage: Stage, fp: str | None, inputs: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         """The finished results of ``stage`` kept out of its folder that could stand for it:
