@@ -169,15 +169,36 @@ def _param_issues_of_an_invalid_spec(data: Any, path: Path, text: str) -> list[S
     return found
 
 
+#: How the checks below add an issue (or a warning) for a key: :func:`_issue_collector`'s function.
+_AddIssue = Callable[[tuple[Any, ...], str], None]
+
+
 def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue]:
     """Checks beyond the schema that need no model: files, names, plugins."""
     from subsetctl.data.checks import check_sources
-    from subsetctl.plugin_guard import strategy_hook
-    from subsetctl.plugin_loading import load_plugin_string, unknown_after_failed_imports
-    from subsetctl.registry import ESTIMATORS, PROJECTORS, STRATEGIES, fine_tunes_for_real
 
     found: list[SpecIssue] = []
     issue = _issue_collector(spec_path, text, found)
+    failed_plugins = _plugin_issues(spec, spec_path, issue)
+    _model_source_issues(spec, spec_path, issue)
+    # check_sources loads the plugins too (it needs them for plugin loaders): list a broken one once
+    found.extend(i for i in check_sources(spec, spec_path, text) if i not in found)
+    _strategy_issues(spec, issue, failed_plugins)
+    _dask_address_issues(spec, issue)
+    unstable = _unstable_linear_sgd(spec, [spec.estimate.lam]) if spec.estimate.estimator == "linear_sgd" else []
+    for message in unstable:  # the search's estimate: found before any gradient is computed
+        issue(("estimate", "lam"), f"{message}.")
+    _evaluate_issues(spec, issue)
+    _strategy_label_issues(spec, issue)
+    _estimator_and_projector_issues(spec, issue, failed_plugins)
+    return found
+
+
+def _plugin_issues(spec: Spec, spec_path: Path, issue: _AddIssue) -> list[str]:
+    """Import the spec's plugins (what they register counts for the checks after this);
+    one that fails is an issue. The failed ones, as ``plugins[i] (name)``: an unknown
+    strategy, estimator or projector name may be one that plugin would have registered."""
+    from subsetctl.plugin_loading import load_plugin_string
 
     failed_plugins: list[str] = []
     for i, plugin in enumerate(spec.plugins):
@@ -186,10 +207,12 @@ def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIss
         except UserError as exc:
             issue(("plugins", i), str(exc))
             failed_plugins.append(f"plugins[{i}] ({plugin})")
+    return failed_plugins
 
-    def unknown_name(exc: UserError, registry: Any) -> str:
-        return unknown_after_failed_imports(exc, registry, failed_plugins)
 
+def _model_source_issues(spec: Spec, spec_path: Path, issue: _AddIssue) -> None:
+    """A local model folder that is not one (a mistyped path shows here, not after the
+    data stage has run), and a model.max_length beyond what that folder's model takes."""
     from subsetctl.modeling.resolve import check_max_length_fits_folder, check_model_folder
 
     try:  # a mistyped local folder shows here, not after the data stage has run
@@ -200,13 +223,22 @@ def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIss
         check_max_length_fits_folder(spec.model.source, spec_path.parent, spec.model.max_length)
     except UserError as exc:
         issue(("model", "max_length"), str(exc))
-    # check_sources loads the plugins too (it needs them for plugin loaders): list a broken one once
-    found.extend(i for i in check_sources(spec, spec_path, text) if i not in found)
+
+
+def _strategy_issues(spec: Spec, issue: _AddIssue, failed_plugins: list[str]) -> None:
+    """Each search strategy's name (unknown, perhaps for a plugin that failed to import),
+    parameters, and the strategy's own check of the spec (``check_spec``; with an
+    estimator that fine-tunes for real, its ``max_subsets`` is called too, so a plugin's
+    mistake there shows now rather than in the search)."""
+    from subsetctl.plugin_guard import strategy_hook
+    from subsetctl.plugin_loading import unknown_after_failed_imports
+    from subsetctl.registry import STRATEGIES, fine_tunes_for_real
+
     for i, strategy in enumerate(spec.search.strategies):
         try:
             cls = STRATEGIES.get(strategy.name)
         except UserError as exc:
-            issue(("search", "strategies", i, "name"), unknown_name(exc, STRATEGIES))
+            issue(("search", "strategies", i, "name"), unknown_after_failed_imports(exc, STRATEGIES, failed_plugins))
             continue
         try:
             params = _parse_strategy_params(cls, strategy.params, i)
@@ -224,6 +256,11 @@ def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIss
             continue
         if problem:
             issue(("search", "strategies", i, "params"), problem)
+
+
+def _dask_address_issues(spec: Spec, issue: _AddIssue) -> None:
+    """A malformed executor.address for dask (when dask is importable here): it would
+    otherwise be found only after the gradients stage."""
     from subsetctl.doctor import dask_importable
 
     if spec.executor.backend == "dask" and spec.executor.address is not None and dask_importable():  # "" too
@@ -233,9 +270,11 @@ def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIss
             check_dask_address(spec.executor.address)
         except UserError as exc:
             issue(("executor", "address"), str(exc))
-    unstable = _unstable_linear_sgd(spec, [spec.estimate.lam]) if spec.estimate.estimator == "linear_sgd" else []
-    for message in unstable:  # the search's estimate: found before any gradient is computed
-        issue(("estimate", "lam"), f"{message}.")
+
+
+def _evaluate_issues(spec: Spec, issue: _AddIssue) -> None:
+    """Evaluate settings that cannot work with the model: max_new_tokens leaving no room
+    for the prompt, and a metric of the other kind of model."""
     metric = spec.evaluate.metric
     if spec.model.kind == "causal-lm" and spec.evaluate.max_new_tokens >= spec.model.max_length:
         issue(("evaluate", "max_new_tokens"), f"{spec.evaluate.max_new_tokens} new tokens leave no room for the "
@@ -249,6 +288,12 @@ def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIss
     if spec.model.kind == "causal-lm" and metric == "accuracy":
         issue(("evaluate", "metric"), "'accuracy' is for classifiers; a causal LM (model.kind) is scored with "
                                       "'exact_match', 'reasoning_gym' or 'auto'.")
+
+
+def _strategy_label_issues(spec: Spec, issue: _AddIssue) -> None:
+    """The names the strategies' results are reported under: two alike, one alike a
+    fine-tune baseline's (their results would be mixed up), and a search.final that names
+    none of them."""
     labels = [s.label or s.name for s in spec.search.strategies]
     if len(set(labels)) != len(labels):
         issue(("search", "strategies"), "two strategies share a name; give one a distinct `label`")
@@ -259,6 +304,14 @@ def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIss
                                                "strategy another `label`.")
     if spec.search.final is not None and spec.search.final not in labels:
         issue(("search", "final"), f"{spec.search.final!r} is not one of the strategies ({', '.join(labels)})")
+
+
+def _estimator_and_projector_issues(spec: Spec, issue: _AddIssue, failed_plugins: list[str]) -> None:
+    """Calibrating an estimator that fine-tunes for real (nothing to calibrate), and
+    estimator and projector names no registry knows (perhaps a failed plugin's)."""
+    from subsetctl.plugin_loading import unknown_after_failed_imports
+    from subsetctl.registry import ESTIMATORS, PROJECTORS, fine_tunes_for_real
+
     for i, name in enumerate(spec.calibrate.estimators):
         if fine_tunes_for_real(name):
             issue(("calibrate", "estimators", i), f"{name!r} fine-tunes for real: its estimates are real losses, "
@@ -272,8 +325,7 @@ def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIss
         try:
             registry.get(name)
         except UserError as exc:
-            issue(loc, unknown_name(exc, registry))
-    return found
+            issue(loc, unknown_after_failed_imports(exc, registry, failed_plugins))
 
 
 def unreachable_hub_ids(spec: Spec, spec_dir: Path) -> list[tuple[tuple[Any, ...], str]]:
