@@ -404,11 +404,28 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
     """Valid settings that will not do what they likely mean, said by ``validate``,
     ``plan`` and ``run`` before any fine-tune is spent on them (the stages concerned say
     it again when they run)."""
-    from subsetctl.modeling.resolve import folder_a_hub_id_shadows
-    from subsetctl.spec import MIN_CALIBRATION_K
-
     found: list[SpecIssue] = []
     warn = _issue_collector(spec_path, text, found)
+    _warn_model_settings(spec, spec_path, warn)
+    _warn_hub_data(spec, spec_path, warn)
+    _warn_dask_missing(spec, warn)
+    _warn_reasoning_gym_metric(spec, warn)
+    _warn_executor_settings(spec, warn)
+    costly = _real_fine_tunes_of_the_search(spec)
+    if costly:
+        warn(("estimate", "estimator"), costly)
+    _warn_replaced_built_ins(warn)
+    _warn_top_k_beyond_the_sources(spec, warn)
+    if spec.verify.enabled:
+        _warn_verify_settings(spec, warn)
+    return found
+
+
+def _warn_model_settings(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:
+    """A model.source that will be fetched from the hub though a local folder of (almost)
+    that name exists, and classifier settings a causal LM ignores (model.num_labels, a
+    loader's label_field: most likely a classifier spec without model.kind)."""
+    from subsetctl.modeling.resolve import folder_a_hub_id_shadows
 
     folder = folder_a_hub_id_shadows(spec.model.source, spec_path.parent)
     if folder is not None:
@@ -430,6 +447,11 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
             warn(loc + ("loader", "label_field"),
                  f"is for classifiers only: a causal-lm reads its answers from {reads} and ignores label_field "
                  f"({field!r}). Set model.kind: classifier if that is meant, or remove it.")
+
+
+def _warn_hub_data(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:
+    """Data paths that look like hub ids, and hub ids (model and datasets) neither cached
+    here nor reachable."""
     from subsetctl.data.checks import hub_lookalike_warnings
 
     for loc, message in hub_lookalike_warnings(spec, spec_path.parent):
@@ -438,18 +460,33 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
     # plannable and reportable offline; the loaders fail at once when one is still needed
     for loc, message in unreachable_hub_ids(spec, spec_path.parent):
         warn(loc, message)
+
+
+def _warn_dask_missing(spec: Spec, warn: _AddIssue) -> None:
+    """executor.backend: dask without dask installed here: the search would stop only
+    after the stages before it have run."""
     from subsetctl.doctor import check_dask
 
     dask = check_dask(spec)
     if not dask.ok:  # executor.backend: dask without dask installed here
         warn(("executor", "backend"), f"dask is not installed here, so the search stage would stop with an "
                                       f"error after the stages before it have run: {dask.advice}")
+
+
+def _warn_reasoning_gym_metric(spec: Spec, warn: _AddIssue) -> None:
+    """The reasoning_gym metric for a causal LM's target whose loader writes no
+    reasoning-gym metadata: evaluate would stop after every fine-tune."""
     if (spec.evaluate.metric == "reasoning_gym" and spec.target.loader.type not in ("reasoning_gym", "plugin")
             and spec.model.kind == "causal-lm"):  # a classifier's is an error already, with its own advice
         warn(("evaluate", "metric"), f"'reasoning_gym' scores rows that carry reasoning-gym metadata (rg_task), "
                                      f"which the reasoning_gym loader writes; a {spec.target.loader.type} target "
                                      "has none unless its rows do, and evaluate would stop after every fine-tune. "
                                      "Use 'exact_match' or 'auto'.")
+
+
+def _warn_executor_settings(spec: Spec, warn: _AddIssue) -> None:
+    """More local workers than twice the cores (the estimates are CPU-bound), and an
+    executor.address that a backend other than dask does not use."""
     cores = os.cpu_count() or 1
     local = spec.executor.backend in ("loky", "threading") or (spec.executor.backend == "dask"
                                                                and not spec.executor.address)
@@ -461,19 +498,26 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
     if spec.executor.address and spec.executor.backend != "dask":
         warn(("executor", "address"), f"is only used by executor.backend: dask; with "
                                       f"{spec.executor.backend!r} the estimates run on this machine.")
-    costly = _real_fine_tunes_of_the_search(spec)
-    if costly:
-        warn(("estimate", "estimator"), costly)
+
+
+def _warn_replaced_built_ins(warn: _AddIssue) -> None:
+    """Each built-in loader, strategy, estimator, projector or packaged model a plugin
+    replaces (it registered the same name): wherever a spec names it, the plugin's code runs."""
     from subsetctl.registry import ALL_REGISTRIES
 
     for registry in ALL_REGISTRIES.values():
         for name, origin in registry.replaced().items():
             warn(("plugins",), f"{origin} replaces the built-in {registry.kind} {name!r}: wherever a spec names "
                                f"{name!r}, that plugin's code runs instead of subsetctl's")
-    _warn_top_k_beyond_the_sources(spec, warn)
+
+
+def _warn_verify_settings(spec: Spec, warn: _AddIssue) -> None:
+    """With verify on: calibration lambdas where linear_sgd diverges, a verify.k beyond
+    the distinct subsets or too small to calibrate, and a calibrate.against that verify
+    does not fine-tune."""
+    from subsetctl.spec import MIN_CALIBRATION_K
+
     verify = spec.verify
-    if not verify.enabled:
-        return found
     if spec.calibrate.enabled and "linear_sgd" in [spec.estimate.estimator, *spec.calibrate.estimators]:
         for message in _unstable_linear_sgd(spec, [lam for lam in spec.calibrate.lambda_grid
                                                    if lam != spec.estimate.lam]):
@@ -492,7 +536,6 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
                                        f"({', '.join(verify.kinds)}): calibration will use the "
                                        f"{verify.kinds[0]!r} fine-tunes. Add it to verify.kinds or change "
                                        "calibrate.against.")
-    return found
 
 
 def _warn_top_k_beyond_the_sources(spec: Spec, warn: Callable[[tuple[Any, ...], str], None]) -> None:
