@@ -1,6 +1,6 @@
 """The YAML spec: pydantic v2 models that are the single source of truth of a run.
 
-Everything a run does is decided by one ``subsetctl.yaml``. This module defines its
+Everything a run does is decided by one ``subsetctl.yaml``. This package defines its
 schema (``subsetctl schema`` prints it), loads it safely, applies ``key=value``
 overrides and turns validation errors into messages that name the file, the line and
 the key path (``sources[3].loader.path``). It imports nothing heavy (no torch), so

@@ -32,7 +32,7 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
     try:
         text = raw_bytes.decode("utf-8")
     except UnicodeDecodeError as exc:
-        from subsetctl.data.loaders import utf16_note  # (the data loaders import this module)
+        from subsetctl.data.loaders import utf16_note  # (the data loaders import subsetctl.spec)
 
         raise SpecFileError(path, f"the spec is not valid UTF-8 (byte {exc.start}{utf16_note(raw_bytes[:2])}). "
                                   "Save it as UTF-8.", raw_bytes.count(b"\n", 0, exc.start) + 1) from None
