@@ -1,6 +1,8 @@
-"""The common columns every loader produces, and what they share: label vocabularies,
-value-to-text rules, and :class:`CommonColumns`, which builds a source's rows into Arrow
-chunks with line-numbered errors and notices.
+"""The common columns every loader produces, and what the loaders share: the columns'
+Arrow types, :class:`LoadContext`, the data stage's seeded draw (:func:`sample_order`),
+label vocabularies, value-to-text rules, :class:`CommonColumns` (which builds a source's
+rows into Arrow chunks of :data:`CHUNK_ROWS` with line-numbered errors and notices) and
+the datasets built from its chunks.
 """
 
 from __future__ import annotations
@@ -240,7 +242,8 @@ def _required_fields(options: LoaderBase, ctx: LoadContext) -> tuple[str, str]:
 
 
 #: rows mapped onto the common columns before they are turned into an Arrow chunk: a
-#: large file's rows then never all exist as Python objects at once
+#: large file's rows then never all exist as Python objects at once. Every module reads it
+#: here (``common.CHUNK_ROWS``): change it on this module, not on the package
 CHUNK_ROWS = 50_000
 
 
