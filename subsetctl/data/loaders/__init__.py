@@ -43,7 +43,6 @@ from subsetctl.data.loaders.common import (  # noqa: F401
     _INT_LABEL,
     CHUNK_ROWS,
     COLUMNS,
-    EVALS_INSTALL_HINT,
     STREAM_ORDER,
     CommonColumns,
     Kind,
@@ -71,6 +70,7 @@ from subsetctl.data.loaders.common import (  # noqa: F401
     value_to_text,
 )
 from subsetctl.data.loaders.evals import (  # noqa: F401
+    EVALS_INSTALL_HINT,
     EVALS_SAMPLES_FILE,
     _evals_no_ideal_advice,
     _evals_prompt,

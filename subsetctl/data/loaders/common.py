@@ -49,8 +49,6 @@ def dataset_features() -> Features:
         }
     )
 
-EVALS_INSTALL_HINT = "pip install --no-deps evals==3.0.1.post1"
-
 
 @dataclass(frozen=True)
 class LoadContext:

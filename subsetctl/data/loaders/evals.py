@@ -8,7 +8,7 @@ import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from subsetctl.data.loaders.common import EVALS_INSTALL_HINT, LoadContext, build_common, value_to_text
+from subsetctl.data.loaders.common import LoadContext, build_common, value_to_text
 from subsetctl.data.loaders.files import parse_jsonl
 from subsetctl.data.loaders.reasoning_gym import close_names
 from subsetctl.errors import UserError
@@ -17,6 +17,10 @@ from subsetctl.spec import EvalsLoader
 
 if TYPE_CHECKING:
     from datasets import Dataset
+
+
+#: how to install the ``evals`` package whose data the loader reads
+EVALS_INSTALL_HINT = "pip install --no-deps evals==3.0.1.post1"
 
 
 def evals_data_dir() -> Path | None:
