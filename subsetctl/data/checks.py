@@ -334,8 +334,9 @@ def _file_head(loader: LoaderBase, path: Path) -> tuple[list[str] | None, str | 
 def _gzip_damage(path: Path) -> str | None:
     """What is wrong with a gzip-compressed file that cannot be decompressed to its end (cut
     short, or corrupt past the head :func:`_file_head` read), read through without keeping
-    what it holds (0.1-0.6 s per 87 MB of text, depending on how well it compresses); None for a file that is not gzip, one
-    larger than :data:`LINES_COUNTED_MB` compressed (the data stage says), or a sound one."""
+    what it holds (0.1-0.6 s per 87 MB of text, depending on how well it compresses); None
+    for a file that is not gzip, one larger than :data:`LINES_COUNTED_MB` compressed (the
+    data stage says), or a sound one."""
     try:
         if path.stat().st_size > LINES_COUNTED_MB * 2**20:
             return None
