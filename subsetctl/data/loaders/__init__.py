@@ -58,6 +58,7 @@ from subsetctl.data.loaders.common import (  # noqa: F401
     _required_fields,
     _where,
     build_common,
+    close_names,
     dataset_features,
     dataset_from_columns,
     dataset_from_table,
@@ -130,7 +131,6 @@ from subsetctl.data.loaders.plugin import (  # noqa: F401
     load_plugin,
 )
 from subsetctl.data.loaders.reasoning_gym import (  # noqa: F401
-    close_names,
     load_reasoning_gym,
     reasoning_gym_task_hint,
     reasoning_gym_tasks,

@@ -1,12 +1,14 @@
 """The common columns every loader produces, and what the loaders share: the columns'
 Arrow types, :class:`LoadContext`, the data stage's seeded draw (:func:`sample_order`),
 label vocabularies, value-to-text rules, :class:`CommonColumns` (which builds a source's
-rows into Arrow chunks of :data:`CHUNK_ROWS` with line-numbered errors and notices) and
-the datasets built from its chunks.
+rows into Arrow chunks of :data:`CHUNK_ROWS` with line-numbered errors and notices), the
+datasets built from its chunks, and the "did you mean" text for an unknown task or eval
+name (:func:`close_names`).
 """
 
 from __future__ import annotations
 
+import difflib
 import functools
 import json
 import math
@@ -710,3 +712,12 @@ def _note_blank_answers(blank: list[int], blank_count: int, total: int, ctx: Loa
 def one_based_row(i: int) -> str:
     """Where row ``i`` (0-based) of a table is, counted from 1 as JSONL and CSV lines are."""
     return f"row {i + 1}"
+
+
+def close_names(name: str, names: Iterable[str], n: int = 5) -> str:
+    """ "Did you mean ...?" text for an unknown name."""
+    names = list(names)
+    close = difflib.get_close_matches(name, names, n=n, cutoff=0.5)
+    if close:
+        return "Did you mean " + ", ".join(repr(c) for c in close) + "?"
+    return "Known names include " + ", ".join(repr(c) for c in names[:10]) + "."

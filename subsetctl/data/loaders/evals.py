@@ -8,9 +8,8 @@ import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from subsetctl.data.loaders.common import LoadContext, build_common, value_to_text
+from subsetctl.data.loaders.common import LoadContext, build_common, close_names, value_to_text
 from subsetctl.data.loaders.files import parse_jsonl
-from subsetctl.data.loaders.reasoning_gym import close_names
 from subsetctl.errors import UserError
 from subsetctl.registry import LOADERS
 from subsetctl.spec import EvalsLoader

@@ -4,11 +4,9 @@ for the reasoning-gym scorer).
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from subsetctl.data.loaders.common import LoadContext, build_common
+from subsetctl.data.loaders.common import LoadContext, build_common, close_names
 from subsetctl.errors import UserError
 from subsetctl.registry import LOADERS
 from subsetctl.spec import ReasoningGymLoader
@@ -31,15 +29,6 @@ def reasoning_gym_task_hint(tasks: list[str]) -> str:
         f"The installed reasoning-gym has {len(tasks)} tasks; list them with "
         "`python -c \"import reasoning_gym; print(*sorted(reasoning_gym.factory.DATASETS))\"`."
     )
-
-
-def close_names(name: str, names: Iterable[str], n: int = 5) -> str:
-    """ "Did you mean ...?" text for an unknown name."""
-    names = list(names)
-    close = difflib.get_close_matches(name, names, n=n, cutoff=0.5)
-    if close:
-        return "Did you mean " + ", ".join(repr(c) for c in close) + "?"
-    return "Known names include " + ", ".join(repr(c) for c in names[:10]) + "."
 
 
 @LOADERS.register("reasoning_gym")
