@@ -349,25 +349,34 @@ def test_an_unknown_plugin_loader_is_not_offered_the_plugin_type_itself(tmp_path
     assert "'plugin'" not in message and ", plugin," not in message
 
 
-def test_num_labels_below_the_labels_of_the_files_heads_is_an_issue(tmp_path: Path) -> None:
-    """A classifier's `model.num_labels: 2` with three classes in the data passed validate;
-    the run refused it only after the data stage, before meta-init."""
-    import json
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "t.jsonl").write_text(
-        "".join(json.dumps({"prompt": f"t{i}", "label": ["pos", "neg"][i % 2]}) + "\n" for i in range(8)))
-    (tmp_path / "data" / "s.csv").write_text("prompt,label\n" + "".join(f"s{i}, neg\n" for i in range(4)))
-    pq.write_table(pa.table({"prompt": ["p", "q"], "label": ["neu", None]}), tmp_path / "data" / "p.parquet")
-    text = """\
+#: a classifier spec's head with ``model.num_labels: 2`` and the target
+#: :func:`_two_label_target` writes; the sources follow
+CLASSIFIER_HEAD = """\
 model: {kind: classifier, num_labels: 2}
 target:
   name: tgt
   loader: {type: jsonl, path: data/t.jsonl, label_field: label}
 sources:
+"""
+
+
+def _two_label_target(tmp_path: Path) -> None:
+    """data/t.jsonl: 8 rows whose labels are 'pos' and 'neg', read by CLASSIFIER_HEAD."""
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", [{"prompt": f"t{i}", "label": ["pos", "neg"][i % 2]} for i in range(8)])
+
+
+def test_num_labels_below_the_labels_of_the_files_heads_is_an_issue(tmp_path: Path) -> None:
+    """A classifier's `model.num_labels: 2` with three classes in the data passed validate;
+    the run refused it only after the data stage, before meta-init."""
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    _two_label_target(tmp_path)
+    (tmp_path / "data" / "s.csv").write_text("prompt,label\n" + "".join(f"s{i}, neg\n" for i in range(4)))
+    pq.write_table(pa.table({"prompt": ["p", "q"], "label": ["neu", None]}), tmp_path / "data" / "p.parquet")
+    text = CLASSIFIER_HEAD + """\
   - name: s
     loader: {type: csv, path: data/s.csv, label_field: label}
   - name: p
@@ -389,22 +398,14 @@ def test_num_labels_check_skips_a_parquet_label_that_is_not_utf8(tmp_path: Path)
     """A Parquet label column stored as binary with bytes that are not UTF-8 made validate
     fail with an internal error (UnicodeDecodeError) while counting the labels for
     model.num_labels; the data stage names that row, validate counts the other labels."""
-    import json
 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "t.jsonl").write_text(
-        "".join(json.dumps({"prompt": f"t{i}", "label": ["pos", "neg"][i % 2]}) + "\n" for i in range(8)))
+    _two_label_target(tmp_path)
     labels = pa.array([b"\xff\xfe", b"neu", b"pos"], pa.binary())
     pq.write_table(pa.table({"prompt": ["p", "q", "r"], "label": labels}), tmp_path / "data" / "p.parquet")
-    text = """\
-model: {kind: classifier, num_labels: 2}
-target:
-  name: tgt
-  loader: {type: jsonl, path: data/t.jsonl, label_field: label}
-sources:
+    text = CLASSIFIER_HEAD + """\
   - name: p
     loader: {type: parquet, path: data/p.parquet, label_field: label}
 """
@@ -418,23 +419,15 @@ def test_num_labels_check_reads_the_last_of_two_parquet_columns_of_one_name_as_t
     """A Parquet file with two columns named like loader.label_field: the loader reads the
     last one (a record's), validate read the first, so its labels were another column's
     (here three labels where the data stage finds one: num_labels 2 refused for nothing)."""
-    import json
 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "t.jsonl").write_text(
-        "".join(json.dumps({"prompt": f"t{i}", "label": ["pos", "neg"][i % 2]}) + "\n" for i in range(8)))
+    _two_label_target(tmp_path)
     table = pa.Table.from_arrays([pa.array(["p", "q", "r"]), pa.array(["x", "y", "z"]), pa.array(["neg"] * 3)],
                                  names=["prompt", "label", "label"])
     pq.write_table(table, tmp_path / "data" / "p.parquet")
-    text = """\
-model: {kind: classifier, num_labels: 2}
-target:
-  name: tgt
-  loader: {type: jsonl, path: data/t.jsonl, label_field: label}
-sources:
+    text = CLASSIFIER_HEAD + """\
   - name: p
     loader: {type: parquet, path: data/p.parquet, label_field: label}
 """
@@ -456,19 +449,12 @@ def test_num_labels_check_leaves_out_a_source_the_run_draws_rows_of(tmp_path: Pa
 
     from subsetctl.data.loaders import sample_order
 
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "t.jsonl").write_text(
-        "".join(json.dumps({"prompt": f"t{i}", "label": ["pos", "neg"][i % 2]}) + "\n" for i in range(8)))
+    _two_label_target(tmp_path)
     kept = set(sample_order(7, 20, 3).tolist()) | set(sample_order(7, 20, None)[:4].tolist())
     rare = min(set(range(20)) - kept)  # a row no draw keeps
     (tmp_path / "data" / "s.jsonl").write_text(
         "".join(json.dumps({"prompt": f"s{i}", "label": "neu" if i == rare else "neg"}) + "\n" for i in range(20)))
-    text = f"""\
-model: {{kind: classifier, num_labels: 2}}
-target:
-  name: tgt
-  loader: {{type: jsonl, path: data/t.jsonl, label_field: label}}
-sources:
+    text = CLASSIFIER_HEAD + f"""\
   - name: s
     seed: 7
     {keep}
