@@ -331,18 +331,21 @@ def _file_head(loader: LoaderBase, path: Path) -> tuple[list[str] | None, str | 
     return None, None, False
 
 
-def _gzip_damage(path: Path) -> str | None:
+def _gzip_damage(path: Path, from_line_count: bool = False) -> str | None:
     """What is wrong with a gzip-compressed file that cannot be decompressed to its end (cut
     short, or corrupt past the head :func:`_file_head` read), read through without keeping
     what it holds (0.1-0.6 s per 87 MB of text, depending on how well it compresses); None
     for a file that is not gzip, one larger than :data:`LINES_COUNTED_MB` compressed (the
-    data stage says), or a sound one."""
+    data stage says), or a sound one. ``from_line_count``: a JSON Lines file, which the
+    read counting its lines (:func:`_jsonl_read_through`) reads through already."""
     try:
         if path.stat().st_size > LINES_COUNTED_MB * 2**20:
             return None
         with open(path, "rb") as raw:
             if raw.read(2) != GZIP_MAGIC:
                 return None
+        if from_line_count:
+            return _jsonl_read_through(path)[1]
         with gzip.open(path, "rb") as handle:
             while handle.read(1 << 20):
                 pass
@@ -351,17 +354,6 @@ def _gzip_damage(path: Path) -> str | None:
     except OSError:  # unreadable: the head check and the data stage say why
         return None
     return None
-
-
-def _jsonl_gzip_damage(path: Path) -> str | None:
-    """:func:`_gzip_damage` of a JSON Lines file, from the read that counts its lines."""
-    try:
-        with open(path, "rb") as raw:
-            if raw.read(2) != GZIP_MAGIC:
-                return None
-        return _jsonl_read_through(path)[1]
-    except OSError:  # unreadable: the head check and the data stage say why
-        return None
 
 
 def _nul_problem(line: int | None) -> str:
@@ -389,7 +381,7 @@ def _check_columns(loader: LoaderBase, path: Path, loc: tuple[Any, ...], kind: s
     if problem:
         issues.add(loc + ("path",), f"{path.name}: {problem}")
         return
-    damage = _gzip_damage(path) if loader.type != "jsonl" else _jsonl_gzip_damage(path)
+    damage = _gzip_damage(path, from_line_count=loader.type == "jsonl")
     if damage:
         issues.add(loc + ("path",), f"{path.name}: {damage}")
         return
