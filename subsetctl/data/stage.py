@@ -33,6 +33,7 @@ from typing import Any
 
 from datasets import Dataset
 
+from subsetctl.data.fingerprint import label_field_unread
 from subsetctl.data.loaders import (
     COLUMNS,
     LoadContext,
@@ -252,7 +253,9 @@ def _prepare_or_reuse(spec: Spec, source: SourceSpec, spec_dir: Path, out_dir: P
     copy it was read from: when one prepared it from the same key (its warnings said
     again; its name added to ``reused``); else prepared now (not yet saved; no folder)."""
     key = source_key(spec, source, spec_dir)
-    keys = (key, source_key(spec, source, spec_dir, label_field_counted=True))  # (the same when it counts)
+    keys = (key,)
+    if label_field_unread(spec, source):  # also data prepared while subsetctl counted it
+        keys += (source_key(spec, source, spec_dir, label_field_counted=True),)
     found = _prepared_earlier([out_dir, *reuse_from], source.name, keys) or _prepared_earlier(
         [out_dir, *reuse_from], source.name, (source_key(spec, source, spec_dir, before_plugins_left_out=True),))
     if found is not None:
