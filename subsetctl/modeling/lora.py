@@ -236,18 +236,18 @@ def write_adapter(model: Any, folder: str | Path) -> None:
 
     folder = Path(folder)
     model.save_pretrained(str(folder))
+    name = getattr(model, BASE_MODEL_NAME, None)
+    name = name if isinstance(name, str) and name else None
     config_path = folder / "adapter_config.json"
     if config_path.is_file():
         config = json.loads(config_path.read_text(encoding="utf-8"))
         for key, value in config.items():
             if isinstance(value, list) and all(isinstance(v, str) for v in value):
                 config[key] = sorted(value)
-        name = getattr(model, BASE_MODEL_NAME, None)
-        if isinstance(name, str) and name:
+        if name is not None:
             config["base_model_name_or_path"] = name
         config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    name = getattr(model, BASE_MODEL_NAME, None)
-    if isinstance(name, str) and name:
+    if name is not None:
         _name_base_model_in_card(folder / "README.md", name)
     for path in folder.rglob("*"):
         if path.is_file():

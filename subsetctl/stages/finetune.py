@@ -256,6 +256,7 @@ class FinetuneStage(common.ModelStage):
         from subsetctl.modeling.train import train_lora
 
         spec = ctx.spec
+        base_name = adapter_base_model_name(spec.model.source, ctx.project.root)  # what the adapters name
         picks = selections(ctx)
         path = ctx.out_dir / RUNS
         # a run's record is its results only: the same fine-tune gives the same runs.json (and
@@ -287,7 +288,7 @@ class FinetuneStage(common.ModelStage):
                 if record is not None:  # trained by an earlier run with the same inputs
                     record = _results_only(record)
                     restored += 1
-                    name_base_model(run_dir / "adapter", adapter_base_model_name(spec.model.source, ctx.project.root))
+                    name_base_model(run_dir / "adapter", base_name)
                     atomic_write_text(run_dir / "adapter" / "README.md",
                                       model_card(job["labels"], job["subset"], ctx, record, classes))
                     runs[key] = record
@@ -327,7 +328,7 @@ class FinetuneStage(common.ModelStage):
         atomic_write_json(ctx.out_dir / "labels.json", {"labels": labels, "selections": picks, **head})
         # the base model the adapters name, and where this machine read it from (the report says both)
         atomic_write_json(ctx.out_dir / BASE_MODEL_FILE, {
-            "name": adapter_base_model_name(spec.model.source, ctx.project.root),
+            "name": base_name,
             "folder": adapter_base_model_folder(spec.model.source, ctx.project.root)})
         if restored:
             ctx.reporter.info(f"finetune: reused {restored} run(s) trained by an earlier run with the same inputs.")
