@@ -220,36 +220,23 @@ def tokenize_responses(tokenizer: Any, rendered_prompts: Sequence[str], response
     (GPT-2, Qwen, Llama 3) and character tokenizers give the same ids either way. Where the
     context's ids are not the start of the joined text's (a token across the join), the
     response is tokenized alone, as before. Long responses are cut in characters first as
-    :func:`tokenize_kept` cuts them."""
+    :func:`tokenize_kept` cuts them (it does the cutting, counted in the response's own
+    tokens: cutting the joined text instead left fewer answer tokens than the margin needs
+    where the context took many, 16 emoji: 60 tokens)."""
     if not responses:
         return []
     contexts = [str(p)[-CONTEXT_CHARS:] for p in rendered_prompts]
+    return tokenize_kept(tokenizer, list(responses), max_length, keep="start", after=contexts)
+
+
+def _ids_after(tokenizer: Any, texts: list[str], contexts: list[str] | None) -> list[list[int] | None]:
+    """Each text's ids, tokenized alone (``contexts`` None) or after its context with the
+    context's own ids taken off; None where those are not the start of the joined text's
+    ids (a token across the join)."""
+    if contexts is None:
+        return [list(x) for x in tokenizer(texts, add_special_tokens=False)["input_ids"]]
     context_ids = [list(x) for x in tokenizer(contexts, add_special_tokens=False)["input_ids"]] \
         if any(contexts) else [[] for _ in contexts]
-    # cut as tokenize_kept cuts an answer alone, counted in the answer's own tokens: cutting
-    # the joined text instead left fewer answer tokens than the margin needs where the
-    # context took many (16 emoji: 60 tokens), so an answer cut in characters could come
-    # back shorter than max_length tokens, uncut by its count and ended with EOS
-    limit = max_length * CHARS_PER_TOKEN
-    out = _after_contexts(tokenizer, contexts, context_ids, [r[:limit] if len(r) > limit else r for r in responses])
-    redo = [i for i, (r, ids) in enumerate(zip(responses, out))
-            if len(r) > limit and ids is not None and len(ids) < max_length + CUT_MARGIN_TOKENS]
-    if redo:
-        whole = _after_contexts(tokenizer, [contexts[i] for i in redo], [context_ids[i] for i in redo],
-                                [responses[i] for i in redo])
-        for i, ids in zip(redo, whole):
-            out[i] = ids
-    alone = [i for i, ids in enumerate(out) if ids is None]
-    if alone:
-        for i, ids in zip(alone, tokenize_kept(tokenizer, [responses[i] for i in alone], max_length, keep="start")):
-            out[i] = ids
-    return [ids if ids is not None else [] for ids in out]
-
-
-def _after_contexts(tokenizer: Any, contexts: Sequence[str], context_ids: Sequence[list[int]],
-                    texts: Sequence[str]) -> list[list[int] | None]:
-    """Each text's ids tokenized after its context, the context's own ids taken off; None
-    where those are not the start of the joined text's ids (a token across the join)."""
     joined = tokenizer([c + t for c, t in zip(contexts, texts)], add_special_tokens=False)["input_ids"]
     out: list[list[int] | None] = []
     for ids, before in zip(joined, context_ids):
@@ -342,7 +329,8 @@ CHARS_PER_TOKEN = 8
 CUT_MARGIN_TOKENS = 16
 
 
-def tokenize_kept(tokenizer: Any, texts: list[str], max_length: int, keep: Literal["start", "end"]) -> list[list[int]]:
+def tokenize_kept(tokenizer: Any, texts: list[str], max_length: int, keep: Literal["start", "end"],
+                  after: list[str] | None = None) -> list[list[int]]:
     """Token ids of each text, as the whole text's tokenization gives them where it matters.
 
     An example keeps at most ``max_length`` tokens: a prompt its end, an answer its start
@@ -352,16 +340,23 @@ def tokenize_kept(tokenizer: Any, texts: list[str], max_length: int, keep: Liter
     first. Its tokens are then the whole text's except next to the cut; the cut is used only
     when it leaves at least ``max_length + CUT_MARGIN_TOKENS`` tokens, so that the tokens an
     example keeps are all away from it (and the text counts as cut, as it is); otherwise
-    (unusually long tokens) the whole text is tokenized."""
+    (unusually long tokens) the whole text is tokenized. ``after``: the text each one
+    follows (:func:`tokenize_responses`), tokenized before it and taken off; a text whose
+    ids that does not give is tokenized alone."""
     limit = max_length * CHARS_PER_TOKEN
     cut = [(t[-limit:] if keep == "end" else t[:limit]) if len(t) > limit else t for t in texts]
-    ids = [list(x) for x in tokenizer(cut, add_special_tokens=False)["input_ids"]]
-    redo = [i for i, t in enumerate(texts) if len(t) > limit and len(ids[i]) < max_length + CUT_MARGIN_TOKENS]
+    ids = _ids_after(tokenizer, cut, after)
+    redo = [i for i, t in enumerate(texts)
+            if len(t) > limit and (found := ids[i]) is not None and len(found) < max_length + CUT_MARGIN_TOKENS]
     if redo:
-        whole = tokenizer([texts[i] for i in redo], add_special_tokens=False)["input_ids"]
+        whole = _ids_after(tokenizer, [texts[i] for i in redo], None if after is None else [after[i] for i in redo])
         for i, x in zip(redo, whole):
-            ids[i] = list(x)
-    return ids
+            ids[i] = x
+    alone = [i for i, x in enumerate(ids) if x is None]
+    if alone:  # (only with ``after``)
+        for i, x in zip(alone, tokenize_kept(tokenizer, [texts[i] for i in alone], max_length, keep)):
+            ids[i] = x
+    return [x if x is not None else [] for x in ids]
 
 
 def encode_rows(tokenizer: Any, rows: Sequence[dict], kind: str, max_length: int) -> list[Any]:
