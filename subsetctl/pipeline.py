@@ -331,6 +331,9 @@ def _changed_inputs(old: Any, new: dict[str, Any]) -> str | None:
         parts.append(coming_or_going)
     if order in old and order in new and old[order] != new[order]:
         parts.append(f"{_input_name(order, old[order], new[order])} changed")
+    if "answer_tokenization" in new and "answer_tokenization" not in old:
+        parts.append("answers are now tokenized after the prompt: an older subsetctl tokenized each alone, "
+                     "and this model's SentencePiece-style tokenizer gave them other ids then")
     if "model_files" in new and "model_files" not in old:
         parts.append("the model folder's files were not recorded by the run that made these results "
                      "(an older subsetctl), so they cannot be checked")

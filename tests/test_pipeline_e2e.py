@@ -1308,3 +1308,53 @@ def test_adapters_name_the_base_model_as_the_spec_does_not_where_this_machine_ha
     assert f"the run read it from `{tiny_llama}`" in (tiny_project / "report.md").read_text()
     for config in (state / "finetune" / "runs").glob("*/adapter/adapter_config.json"):
         assert json.loads(config.read_text())["base_model_name_or_path"] == "tiny-packaged", config
+
+
+def _computed_before_answers_followed_the_prompt(project: Path, overrides: list[str], monkeypatch) -> None:
+    """Run ``project`` as a subsetctl from before answers were tokenized after the prompt:
+    its model stages' inputs and cache keys had no answer_tokenization marker."""
+    from subsetctl.modeling import resolve
+
+    with monkeypatch.context() as patched:
+        patched.setattr(resolve, "answer_tokenization_inputs", lambda *args: {})
+        run_project(project, overrides)
+
+
+def test_a_sentencepiece_style_project_computed_before_answers_followed_the_prompt_is_stale(
+        tiny_project: Path, tmp_path: Path, monkeypatch) -> None:
+    """A causal LM whose tokenizer marks a text's first word (Metaspace) was trained and
+    measured on other answer ids before: plan says so, and run computes meta_init and all
+    after it again, fine-tunes and test results included (not taken from their caches)."""
+    from tinymodels import metaspace_char_tokenizer, save_tiny_llama
+
+    def summary(stage: str) -> dict:
+        return json.loads((tiny_project / ".subsetctl" / stage / "manifest.json").read_text())["summary"]
+
+    model = save_tiny_llama(tmp_path / "metaspace-llama", metaspace_char_tokenizer())
+    overrides = [f"model.source={model}"]
+    _computed_before_answers_followed_the_prompt(tiny_project, overrides, monkeypatch)
+    runs = summary("finetune")["runs"]
+    statuses = {s.name: s for s in plan_project(tiny_project, overrides)[2]}
+    assert not statuses["data"].will_run
+    for name in ("meta_init", "finetune"):  # their own inputs changed (and their cached runs' keys)
+        assert statuses[name].state == "stale" and not statuses[name].conditional, name
+        assert any("answers are now tokenized after the prompt:" in r for r in statuses[name].reasons), name
+    assert statuses["gradients"].will_run and statuses["evaluate"].will_run
+
+    ran = {r["stage"] for r in run_project(tiny_project, overrides) if r["action"] == "ran"}
+    assert {"meta_init", "gradients", "finetune", "evaluate"} <= ran
+    assert summary("finetune")["trained_now"] == runs and summary("evaluate")["reused"] == 0
+    assert all(s.state in ("up to date", "disabled") for s in plan_project(tiny_project, overrides)[2])
+
+
+def test_byte_level_bpe_and_char_projects_computed_before_answers_followed_the_prompt_stay_up_to_date(
+        tiny_project: Path, tmp_path: Path, monkeypatch) -> None:
+    """Their answers' ids did not change: nothing is stale, and their model stages' inputs
+    are the model folder's files alone, as before."""
+    from tinymodels import byte_level_bpe_tokenizer, save_tiny_llama
+
+    bpe = save_tiny_llama(tmp_path / "bpe-llama", byte_level_bpe_tokenizer())
+    for overrides in ([f"model.source={bpe}"], []):  # [] : the char tokenizer of tiny_project
+        _computed_before_answers_followed_the_prompt(tiny_project, overrides, monkeypatch)
+        statuses = plan_project(tiny_project, overrides)[2]
+        assert all(s.state in ("up to date", "disabled") for s in statuses), [(s.name, s.reasons) for s in statuses]

@@ -19,11 +19,42 @@ def char_tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<eos>", unk_token="<unk>")
 
 
-def save_tiny_llama(folder: Path) -> Path:
+def metaspace_char_tokenizer(prepend_scheme: str = "first"):
+    """The character tokenizer behind a ``Metaspace`` pre-tokenizer (nested in a
+    ``Sequence``), as SentencePiece-style tokenizers (Llama, Mistral) have: a text's first
+    word gets a "▁" token before it that the same word after other text does not."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    chars = ["<eos>", "<unk>", "▁"] + list(string.printable[:95])
+    tk = Tokenizer(models.WordLevel({c: i for i, c in enumerate(chars)}, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Metaspace(prepend_scheme=prepend_scheme, split=False),
+        pre_tokenizers.Split(Regex("."), behavior="isolated")])
+    tk.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<eos>", unk_token="<unk>")
+
+
+def byte_level_bpe_tokenizer():
+    """A byte-level BPE tokenizer (as GPT-2's, Qwen's, SmolLM2's) trained on a few texts."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tk = Tokenizer(models.BPE())
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<eos>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tk.train_from_iterator([string.printable] * 4 + ["the answer is Paris", "question answer"], trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<eos>")
+
+
+def save_tiny_llama(folder: Path, tok=None) -> Path:  # type: ignore[no-untyped-def]
+    """A 2-layer random Llama with ``tok`` (the char tokenizer unless given)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    tok = char_tokenizer()
+    tok = tok if tok is not None else char_tokenizer()
     config = LlamaConfig(
         hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
         intermediate_size=128, vocab_size=len(tok), eos_token_id=tok.eos_token_id,

@@ -649,6 +649,94 @@ def model_fingerprint_inputs(source: str, spec_dir: Path | None) -> dict[str, An
     return {"model_files": tree_fingerprint(folder, spec_dir)}
 
 
+#: What a causal LM's model-stage inputs and fine-tune cache keys hold when its tokenizer
+#: gives an answer other ids after the prompt than alone (:func:`answer_tokenization_inputs`):
+#: results computed before the answer was tokenized after the prompt's last characters
+#: (:func:`subsetctl.modeling.encoding.tokenize_responses`) lack it, so they are stale.
+ANSWER_TOKENIZATION = {"answer_tokenization": "after_prompt_tail"}
+
+#: SentencePiece model files: a slow tokenizer (or one converted from it) marks a text's
+#: first word with "▁"
+_SENTENCEPIECE_FILES = ("tokenizer.model", "spiece.model", "sentencepiece.bpe.model")
+
+#: tokenizer.json's path, mtime and size -> whether it marks a text's first word (parsed
+#: once per process: `plan` asks for every model stage)
+_MARKS_FIRST_WORD: dict[tuple[str, int, int], bool] = {}
+
+
+def _component_marks_first_word(component: Any) -> bool:
+    """Whether a tokenizer.json ``pre_tokenizer`` or ``normalizer`` (a ``Sequence`` of them
+    looked into) puts something before a text's first word that it does not put after other
+    text: ``Metaspace`` with a word start at the beginning (``prepend_scheme`` "always" or
+    "first"; older files: ``add_prefix_space``, true by default), ``ByteLevel`` with
+    ``add_prefix_space``, and a ``Prepend`` normalizer (Llama's legacy "▁")."""
+    if not isinstance(component, dict):
+        return False
+    kind = component.get("type")
+    if kind == "Sequence":
+        parts = component.get("pretokenizers", component.get("normalizers"))
+        return isinstance(parts, list) and any(_component_marks_first_word(part) for part in parts)
+    if kind == "Metaspace":
+        scheme = component.get("prepend_scheme")
+        return scheme != "never" if scheme is not None else component.get("add_prefix_space", True) is not False
+    if kind == "ByteLevel":
+        return component.get("add_prefix_space") is True
+    if kind == "Prepend":
+        return bool(component.get("prepend"))
+    return False
+
+
+def tokenizer_marks_first_word(folder: Path) -> bool:
+    """Whether the tokenizer in a model folder marks a text's first word as it does no word
+    after other text (SentencePiece-style: a ``Metaspace`` pre-tokenizer or Llama's legacy
+    "▁" normalizer, in tokenizer.json or nested in a ``Sequence``; a SentencePiece model file
+    without tokenizer.json): an answer tokenized alone then got ids other than after its
+    prompt. Read from the files, without transformers (``plan`` stays fast); a
+    tokenizer.json that cannot be read counts as not (loading the model says what is wrong).
+    Byte-level BPE (GPT-2, Qwen, SmolLM2, Llama 3), WordPiece and character tokenizers do not."""
+    path = folder / "tokenizer.json"
+    try:
+        stat = path.stat()
+    except OSError:
+        return any((folder / name).is_file() for name in _SENTENCEPIECE_FILES)
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    if key not in _MARKS_FIRST_WORD:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = None
+        _MARKS_FIRST_WORD[key] = isinstance(data, dict) and (
+            _component_marks_first_word(data.get("pre_tokenizer"))
+            or _component_marks_first_word(data.get("normalizer")))
+    return _MARKS_FIRST_WORD[key]
+
+
+def answer_tokenization_inputs(source: str, spec_dir: Path | None, kind: str) -> dict[str, Any]:
+    """:data:`ANSWER_TOKENIZATION` for a causal LM whose tokenizer marks a text's first word
+    (:func:`tokenizer_marks_first_word`): its answers' ids changed when they came to be
+    tokenized after the prompt, so the model stages' results and cached fine-tunes computed
+    before are stale; {} for every other model, whose ids did not change (a classifier
+    tokenizes no answer).
+
+    Read from a local folder and from a packaged model shipped as a folder. A packaged model
+    converted on first use (SmolLM2, byte-level BPE) and a hub id add nothing: their folder
+    may not be there yet when `plan` or `run` takes a stage's inputs, and would be after the
+    run, which would make its results stale once for nothing."""
+    if kind != "causal-lm":
+        return {}
+    if source in packaged_names():
+        if getattr(PACKAGED_MODELS.get(source), "converted", True):
+            return {}
+        from subsetctl.modeling.packaged import present_folder
+
+        folder = present_folder(source)
+    else:
+        folder = Path(model_location(source, spec_dir)).expanduser()
+        if not (folder / "config.json").is_file():  # a hub id, or no model folder
+            return {}
+    return dict(ANSWER_TOKENIZATION) if folder is not None and tokenizer_marks_first_word(folder) else {}
+
+
 def classify_model_source(source: str) -> str:
     """ "packaged", "local" or "hub"; raises a UserError for anything else."""
     if source in packaged_names():

@@ -19,12 +19,16 @@ from subsetctl.spec import Spec, TrainSpec
 class ModelStage(Stage):
     """A stage that loads the base model: a local model folder's files are among its inputs,
     so replacing the checkpoint at ``model.source`` makes it stale (see
-    :func:`subsetctl.modeling.resolve.model_fingerprint_inputs`)."""
+    :func:`subsetctl.modeling.resolve.model_fingerprint_inputs`). So is, for a causal LM
+    whose tokenizer marks a text's first word (SentencePiece-style), that its answers are
+    tokenized after the prompt (:func:`subsetctl.modeling.resolve.answer_tokenization_inputs`):
+    results computed before, on other ids, are stale."""
 
     def extra_inputs(self, spec: Spec, project: Project) -> dict[str, Any]:
-        from subsetctl.modeling.resolve import model_fingerprint_inputs
+        from subsetctl.modeling.resolve import answer_tokenization_inputs, model_fingerprint_inputs
 
-        return model_fingerprint_inputs(spec.model.source, project.root)
+        return {**model_fingerprint_inputs(spec.model.source, project.root),
+                **answer_tokenization_inputs(spec.model.source, project.root, spec.model.kind)}
 
 
 #: What a cache key holds in place of a local model folder's path: the folder is known
@@ -41,16 +45,20 @@ def model_key(ctx: StageContext) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     way) keeps every finished fine-tune, verify run and test result. The second is that
     part with the path in it, as subsetctl wrote keys before; the caches look entries up by
     it too when the first finds nothing, so what was cached then is not trained again.
-    Packaged models and hub ids are known by name: nothing changed for them (no earlier part)."""
-    from subsetctl.modeling.resolve import model_fingerprint_inputs
+    Packaged models and hub ids are known by name: nothing changed for them (no earlier part).
+    Both hold, for a causal LM whose tokenizer marks a text's first word, the marker of its
+    answers tokenized after the prompt (:func:`subsetctl.modeling.resolve.answer_tokenization_inputs`):
+    runs cached before, trained and measured on other ids, are not found."""
+    from subsetctl.modeling.resolve import answer_tokenization_inputs, model_fingerprint_inputs
     from subsetctl.spec import fingerprint_dump
 
     model = fingerprint_dump(ctx.spec)["model"]
     files = model_fingerprint_inputs(ctx.spec.model.source, ctx.project.root)
-    by_path = {"model": model, **files}
+    answers = answer_tokenization_inputs(ctx.spec.model.source, ctx.project.root, ctx.spec.model.kind)
+    by_path = {"model": model, **files, **answers}
     if not files:
         return by_path, []
-    return {"model": {**model, "source": LOCAL_MODEL_SOURCE}, **files}, [by_path]
+    return {"model": {**model, "source": LOCAL_MODEL_SOURCE}, **files, **answers}, [by_path]
 
 
 def adopt_legacy_entry(entry: Path, legacy: list[Path]) -> None:

@@ -478,3 +478,64 @@ def test_a_classifier_config_pad_id_follows_the_tokenizers(tmp_path: Path) -> No
         f = classifier_f(model(input_ids=alone["input_ids"], attention_mask=alone["attention_mask"]).logits,
                          alone["labels"])
     assert torch.allclose(together[1], f[0], atol=1e-5)
+
+
+def _legacy_llama_normalizer_tokenizer():
+    """Llama's legacy tokenizer.json: no pre-tokenizer, a normalizer that prepends "▁" and
+    writes spaces as "▁" (in a Sequence)."""
+    import string
+
+    from tokenizers import Tokenizer, models, normalizers
+    from transformers import PreTrainedTokenizerFast
+
+    chars = ["<eos>", "<unk>", "▁"] + list(string.printable[:95])
+    tk = Tokenizer(models.BPE({c: i for i, c in enumerate(chars)}, [], unk_token="<unk>"))
+    tk.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    return PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<eos>", unk_token="<unk>")
+
+
+def test_the_tokenizers_whose_answers_got_other_ids_after_the_prompt_are_told_from_their_files(tmp_path) -> None:
+    """Read from tokenizer.json alone, the check agrees with the ids: the tokenizers it names
+    give an answer other ids after its prompt than alone (a word-start "▁" before its first
+    word), the others the same ids."""
+    from tinymodels import byte_level_bpe_tokenizer, char_tokenizer, metaspace_char_tokenizer
+
+    from subsetctl.modeling.encoding import render_prompt, tokenize_responses
+    from subsetctl.modeling.resolve import tokenizer_marks_first_word
+
+    tokenizers = {"metaspace first": (metaspace_char_tokenizer("first"), True),
+                  "metaspace always": (metaspace_char_tokenizer("always"), True),
+                  "metaspace never": (metaspace_char_tokenizer("never"), False),
+                  "legacy llama normalizer": (_legacy_llama_normalizer_tokenizer(), True),
+                  "char": (char_tokenizer(), False), "byte-level bpe": (byte_level_bpe_tokenizer(), False)}
+    for name, (tok, marks) in tokenizers.items():
+        folder = tmp_path / name.replace(" ", "-")
+        tok.save_pretrained(folder)
+        assert tokenizer_marks_first_word(folder) is marks, name
+        rendered = render_prompt(tok, "the question is")
+        (after,) = tokenize_responses(tok, [rendered], ["answer is Paris"], 64)
+        assert (after != tok("answer is Paris", add_special_tokens=False)["input_ids"]) is marks, name
+    spm = tmp_path / "sentencepiece-only"
+    spm.mkdir()
+    (spm / "tokenizer.model").write_bytes(b"\x00")
+    assert tokenizer_marks_first_word(spm)
+    (spm / "tokenizer.json").write_text("not json")  # loading says what is wrong with it
+    assert not tokenizer_marks_first_word(spm)
+
+
+def test_only_a_causal_lm_read_from_a_folder_gets_the_answer_tokenization_marker(tmp_path) -> None:
+    from tinymodels import metaspace_char_tokenizer
+
+    from subsetctl.modeling.resolve import ANSWER_TOKENIZATION, answer_tokenization_inputs
+
+    folder = tmp_path / "models" / "spm"
+    metaspace_char_tokenizer().save_pretrained(folder)
+    (folder / "config.json").write_text("{}")
+    assert answer_tokenization_inputs(str(folder), tmp_path, "causal-lm") == ANSWER_TOKENIZATION
+    assert answer_tokenization_inputs("models/spm", tmp_path, "causal-lm") == ANSWER_TOKENIZATION  # by the spec's folder
+    assert answer_tokenization_inputs(str(folder), tmp_path, "classifier") == {}  # tokenizes no answer
+    (folder / "config.json").unlink()
+    assert answer_tokenization_inputs(str(folder), tmp_path, "causal-lm") == {}  # no model folder
+    assert answer_tokenization_inputs("org/name", tmp_path, "causal-lm") == {}  # a hub id: not read
+    for name in PACKAGED_MODELS.names():  # byte-level BPE and WordPiece: not converted or read for it
+        assert answer_tokenization_inputs(name, tmp_path, "causal-lm") == {}
