@@ -444,6 +444,8 @@ def _warn_model_settings(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:
         if spec.model.kind == "causal-lm" and field:  # a classifier spec without model.kind, most likely
             answers = getattr(source.loader, "response_field", None)
             reads = f"response_field ({answers!r})" if answers else "response_field"
+            if getattr(source.loader, "messages_field", None) is not None:
+                reads = f"messages_field ({source.loader.messages_field!r})"  # type: ignore[union-attr]
             warn(loc + ("loader", "label_field"),
                  f"is for classifiers only: a causal-lm reads its answers from {reads} and ignores label_field "
                  f"({field!r}). Set model.kind: classifier if that is meant, or remove it.")

@@ -239,6 +239,9 @@ def _check_file_loader(
             issues.add(loc + ("path",), f"{resolved} is not a file")
         else:
             _check_columns(loader, resolved, loc, kind, issues)
+    if kind == "classifier" and getattr(loader, "messages_field", None) is not None:
+        issues.add(loc + ("messages_field",), "is for a causal LM's chats, but model.kind is classifier: name the "
+                                              "text column with prompt_field and the class with label_field")
     if kind == "classifier" and not loader.label_field:
         issues.add(loc + ("label_field",), "model.kind is classifier: name the label column with label_field")
     if kind == "causal-lm" and not loader.response_field:
@@ -423,9 +426,13 @@ def _check_named_columns(loader: LoaderBase, columns: list[str], where: str, loc
                          issues: _Issues, what: str = "the file") -> None:
     """An issue for each column the loader asks for that ``columns`` lacks (``where`` says
     what listed them: "its first row has"; ``what`` what lacks it)."""
-    wanted = {"prompt_field": loader.prompt_field}
-    wanted["label_field" if kind == "classifier" else "response_field"] = (
-        loader.label_field if kind == "classifier" else loader.response_field)
+    messages_field = getattr(loader, "messages_field", None)
+    if messages_field is not None and kind != "classifier":  # (a classifier's: an issue of its own)
+        wanted: dict[str, str | None] = {"messages_field": messages_field}
+    else:
+        wanted = {"prompt_field": loader.prompt_field}
+        wanted["label_field" if kind == "classifier" else "response_field"] = (
+            loader.label_field if kind == "classifier" else loader.response_field)
     listed = ", ".join(repr(c) for c in columns) or "(none)"
     hint = ""
     if loader.type == "csv" and len(columns) == 1:

@@ -13,7 +13,17 @@ import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 
 from subsetctl.globbing import glob_without_loops
@@ -193,7 +203,53 @@ class LoaderBase(StrictModel):
     )
 
 
-class JsonlLoader(LoaderBase):
+class ChatMessages(BaseModel):
+    """The ``messages_field`` option of the loaders whose cells can hold a list (JSON Lines,
+    Parquet, Hugging Face datasets; not CSV, whose cells are text): a causal LM's example
+    read from a chat, one single-turn conversation per row (see
+    :mod:`subsetctl.data.loaders.chat`)."""
+
+    messages_field: str | None = Field(
+        None, min_length=1,
+        description="Causal-lm only: column holding each row's chat, a list of messages ({role, content}, or "
+        "ShareGPT's {from, value}), instead of prompt_field and response_field. The last message is the "
+        "gold response (the assistant's, or gpt's); the user message before it is the prompt, after any "
+        "leading system messages and a blank line. Multi-turn and malformed rows are left out with a notice.",
+    )
+
+    @field_validator("prompt_field", "response_field", check_fields=False)
+    @classmethod
+    def _messages_or_columns(cls, value: Any, info: ValidationInfo) -> Any:
+        """A chat holds both the prompt and the response: a ``prompt_field`` or
+        ``response_field`` written next to ``messages_field`` would be ignored. (Run for a
+        value written only, not a default; ``messages_field`` is validated first, being
+        this class's field, which comes before the loader's own.)"""
+        messages_field = info.data.get("messages_field")
+        if messages_field is not None:
+            raise ValueError(
+                f"cannot be combined with messages_field ({messages_field!r}): the prompt and the response are "
+                f"read from each row's messages. Remove {info.field_name}, or remove messages_field to read "
+                "them from their own columns"
+            )
+        return value
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The options as written: without ``messages_field`` when it is unset (so that a
+        source's dump, its resolved spec and its fingerprint stay as they were before the
+        option existed), and without the ``prompt_field`` and ``response_field`` it
+        replaces when it is set (so that a dump read again, as ``source_files`` groups
+        are, is not taken as setting them)."""
+        dumped: dict[str, Any] = handler(self)
+        if dumped.get("messages_field") is None:
+            dumped.pop("messages_field", None)
+        else:
+            dumped.pop("prompt_field", None)
+            dumped.pop("response_field", None)
+        return dumped
+
+
+class JsonlLoader(LoaderBase, ChatMessages):
     """A local JSON Lines file, one example per line."""
 
     type: Literal["jsonl"] = Field(description="Loader type: a local JSON Lines file.")
@@ -231,14 +287,14 @@ class CsvLoader(LoaderBase, Delimited):
                                   "relative to the spec file.")
 
 
-class ParquetLoader(LoaderBase):
+class ParquetLoader(LoaderBase, ChatMessages):
     """A local Parquet file."""
 
     type: Literal["parquet"] = Field(description="Loader type: a local Parquet file.")
     path: str = Field(description="Path to the .parquet file, relative to the spec file.")
 
 
-class HuggingFaceLoader(LoaderBase):
+class HuggingFaceLoader(LoaderBase, ChatMessages):
     """Any dataset `datasets.load_dataset` can read: a hub id or a local folder/script."""
 
     type: Literal["huggingface"] = Field(description="Loader type: datasets.load_dataset on a hub id or a local folder.")
@@ -371,7 +427,7 @@ class SourceSpec(SourceSettings):
     loader: LoaderSpec = Field(description="Where the examples come from.")
 
 
-class JsonlFiles(LoaderBase):
+class JsonlFiles(LoaderBase, ChatMessages):
     """Each file is a JSON Lines file."""
 
     type: Literal["jsonl"] = Field(description="Loader type: a local JSON Lines file.")
@@ -383,7 +439,7 @@ class CsvFiles(LoaderBase, Delimited):
     type: Literal["csv"] = Field(description="Loader type: a local CSV file with a header row.")
 
 
-class ParquetFiles(LoaderBase):
+class ParquetFiles(LoaderBase, ChatMessages):
     """Each file is a Parquet file."""
 
     type: Literal["parquet"] = Field(description="Loader type: a local Parquet file.")

@@ -31,7 +31,8 @@ whose type varies between rows, and writes nothing into the Hugging Face cache. 
 
 The loaders live in one module each (:mod:`.files` for ``jsonl``/``csv``/``parquet``,
 :mod:`.huggingface`, :mod:`.reasoning_gym`, :mod:`.evals`, :mod:`.plugin`), what they
-share in :mod:`.common`; importing this package registers them all.
+share in :mod:`.common`, and the reading of chat-format rows (``loader.messages_field``) in
+:mod:`.chat`; importing this package registers them all.
 """
 
 from __future__ import annotations

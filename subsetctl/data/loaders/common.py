@@ -397,14 +397,7 @@ class CommonColumns:
                         f"that are not UTF-8 text (byte {exc.start}). Store the column as UTF-8 strings."
                     ) from None
             values[field] = value
-        if isinstance(values[answer_field], (list, dict)):
-            self.structured_count += 1
-            if self.structured is None:
-                self.structured = (i, value_to_text(values[answer_field]))
-        if isinstance(values[self.prompt_field], (list, dict)):
-            self.structured_prompt_count += 1
-            if self.structured_prompt is None:
-                self.structured_prompt = (i, value_to_text(values[self.prompt_field]))
+        self._count_structured(i, values)
         locate_row = functools.partial(self.locate, i)
         prompt, answer = self._texts(values)
         prompt = _check_utf8(prompt, source, self.where, locate_row, self.prompt_field)
@@ -433,8 +426,32 @@ class CommonColumns:
         if full:
             self._append(i, record, prompt, answer)
 
+    def _count_structured(self, i: int, values: dict[str, Any]) -> None:
+        """Count row ``i`` if its prompt or answer (in ``values``) is a list or an object,
+        which is read as its JSON text (said once, by :meth:`finish`)."""
+        if isinstance(values[self.answer_field], (list, dict)):
+            self.structured_count += 1
+            if self.structured is None:
+                self.structured = (i, value_to_text(values[self.answer_field]))
+        if isinstance(values[self.prompt_field], (list, dict)):
+            self.structured_prompt_count += 1
+            if self.structured_prompt is None:
+                self.structured_prompt = (i, value_to_text(values[self.prompt_field]))
+
+    @property
+    def fields(self) -> list[str]:
+        """The columns every row is checked for (a loader may give later records with only
+        these, see :attr:`mapping_all`)."""
+        return list(dict.fromkeys((self.prompt_field, self.answer_field)))
+
+    @property
+    def left_out_count(self) -> int:
+        """How many of the rows added so far are left out (a blank answer)."""
+        return self.blank_count
+
     def _texts(self, record: dict[str, Any]) -> tuple[str, str]:
-        """A record's prompt and answer as text (both present: checked by :meth:`_map`)."""
+        """A record's prompt and answer as text (both present: checked by :meth:`_map`).
+        A subclass may raise :class:`ValueError` for a record it leaves out."""
         value = record[self.answer_field]
         answer = label_to_text(value) if self.classifier else value_to_text(value)
         return value_to_text(record[self.prompt_field]), answer
@@ -479,7 +496,7 @@ class CommonColumns:
         """How a notice names ``count`` of the kept rows, ``first`` the first few of them:
         ("every row", "has") or ("3 of 5 rows", "have"), and where they are ("line 2,
         line 4 (+1 more)")."""
-        kept = self.count - self.blank_count
+        kept = self.count - self.left_out_count
         shown = ", ".join(self.locate(i) for i in first) + (f" (+{count - len(first)} more)" if count > len(first) else "")
         return ("every row", "has", shown) if count == kept else (f"{count} of {kept} rows", "have", shown)
 
@@ -560,7 +577,10 @@ class CommonColumns:
             # give a row without its answer (a KeyError), or a blank or other one, kept unchecked
             if _missing(record.get(self.prompt_field)) or _missing(record.get(self.answer_field)):
                 break
-            prompt, answer = self._texts(record)
+            try:
+                prompt, answer = self._texts(record)
+            except ValueError:  # (a subclass's record that no longer maps)
+                break
             if hash((prompt, answer)) != digests[got]:
                 break
             self._append(int(i), record, prompt, answer)
@@ -593,8 +613,9 @@ class CommonColumns:
         if self.error is not None:
             if self.null_count > 1:  # all of them at once, not one per run
                 shown = ", ".join(self.locate(i) for i in self.null_rows) + (", ..." if self.null_count > 5 else "")
-                raise UserError(f"{self.error} {self.null_count} of {self.count} rows lack {_named(self.prompt_field, self.prompt_option)} "
-                                f"or {_named(self.answer_field, option)} ({shown}).") from None
+                lack = " or ".join(dict.fromkeys((_named(self.prompt_field, self.prompt_option),
+                                                  _named(self.answer_field, option))))
+                raise UserError(f"{self.error} {self.null_count} of {self.count} rows lack {lack} ({shown}).") from None
             raise self.error
         named = _named(self.answer_field, option)
         if self.blank_count:
@@ -608,8 +629,9 @@ class CommonColumns:
             self._note_structured(self.structured_prompt, self.structured_prompt_count,
                                   _named(self.prompt_field, self.prompt_option),
                                   "each prompt is its JSON text. A chat (a list of messages) is not rendered with "
-                                  "the model's chat template: write the prompt as plain text, or render it in a "
-                                  "plugin loader.")
+                                  "the model's chat template: write the prompt as plain text, read a column of "
+                                  "single-turn chats with loader.messages_field (JSON Lines, Parquet, Hugging "
+                                  "Face datasets), or render it in a plugin loader.")
         if self.structured is not None:
             self._note_structured(self.structured, self.structured_count, named,
                                   f"each is {'a class' if self.classifier else 'the gold response'} as its JSON "

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from subsetctl.data.loaders import common
+from subsetctl.data.loaders.chat import common_columns
 from subsetctl.data.loaders.common import (
     CommonColumns,
     LoadContext,
@@ -322,7 +323,6 @@ def load_jsonl(options: JsonlLoader, ctx: LoadContext) -> Dataset:
 
     path = _existing_file(options.path, ctx)
     lines = array("q")  # each record's line, for messages (8 bytes a row)
-    answer_option, answer_field = _required_fields(options, ctx)
 
     def fetch(wanted: Any) -> Iterator[tuple[int, dict[str, Any]]]:  # the file read again for these records
         at = iter(wanted.tolist())
@@ -340,8 +340,7 @@ def load_jsonl(options: JsonlLoader, ctx: LoadContext) -> Dataset:
                 yield index, value
                 index = next(at, None)
 
-    builder = CommonColumns(options.prompt_field, answer_field, answer_option, ctx, _where(path),
-                            lambda i: f"line {lines[i]}", fetch=fetch)
+    builder = common_columns(options, ctx, _where(path), lambda i: f"line {lines[i]}", fetch=fetch)
     duplicates = DuplicateKeys()
     for number, record in jsonl_records(path, ctx.source_name, duplicates):
         lines.append(number)
@@ -514,18 +513,15 @@ def load_parquet(options: ParquetLoader, ctx: LoadContext) -> Dataset:
         raise unreadable(exc) from None
     if parquet.metadata.num_rows == 0:
         raise UserError(f"Source {ctx.source_name!r}: file {path} is empty (no rows).")
-    answer_option, answer_field = _required_fields(options, ctx)
     names = parquet.schema_arrow.names
-    # a name the file gives two columns: the last one, which a record (``to_pylist``) holds
-    checked = [len(names) - 1 - names[::-1].index(c) for c in dict.fromkeys((options.prompt_field, answer_field))
-               if c in names]
 
     def fetch(wanted: Any) -> Iterator[tuple[int, dict[str, Any]]]:  # the file read again for these records
         return _records_at(parquet.iter_batches(batch_size=common.CHUNK_ROWS), wanted,
                            lambda batch, at: batch.take(pa.array(at)).to_pylist())
 
-    builder = CommonColumns(options.prompt_field, answer_field, answer_option, ctx, _where(path),
-                            one_based_row, names, fetch=fetch)
+    builder = common_columns(options, ctx, _where(path), one_based_row, names, fetch=fetch)
+    # a name the file gives two columns: the last one, which a record (``to_pylist``) holds
+    checked = [len(names) - 1 - names[::-1].index(c) for c in builder.fields if c in names]
     try:
         for batch in parquet.iter_batches(batch_size=common.CHUNK_ROWS):
             # past the rows mapped as they come, only the columns every row is checked for

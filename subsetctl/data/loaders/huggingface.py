@@ -9,12 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from subsetctl.data.loaders import common
-from subsetctl.data.loaders.common import (
-    CommonColumns,
-    LoadContext,
-    _required_fields,
-    one_based_row,
-)
+from subsetctl.data.loaders.chat import common_columns
+from subsetctl.data.loaders.common import LoadContext, one_based_row
 from subsetctl.data.loaders.files import _glob_escaped, expand_data_files, is_saved_to_disk, resolve_path
 from subsetctl.errors import UserError
 from subsetctl.registry import LOADERS
@@ -239,7 +235,6 @@ def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
             f"Source {ctx.source_name!r}: {where} did not give one split as a Dataset (got "
             f"{type(loaded).__name__}). Set loader.split."
         )
-    answer_option, answer_field = _required_fields(options, ctx)
     # the rows as stored, a batch at a time: not through the dataset's format (a saved
     # "numpy" format turned numbers into JSON strings) or its feature decoding (an Image
     # column became a PIL object whose text holds a memory address), like ``to_list()``
@@ -256,9 +251,8 @@ def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
             yield from zip(indices[start:start + batch.num_rows], records(batch))
             start += batch.num_rows
 
-    builder = CommonColumns(options.prompt_field, answer_field, answer_option, ctx, where, one_based_row,
-                            loaded.column_names, fetch=fetch)
-    checked = [c for c in dict.fromkeys((options.prompt_field, answer_field)) if c in loaded.column_names]
+    builder = common_columns(options, ctx, where, one_based_row, loaded.column_names, fetch=fetch)
+    checked = [c for c in builder.fields if c in loaded.column_names]
     for batch in loaded.with_format("arrow").iter(batch_size=common.CHUNK_ROWS):
         # past the rows mapped as they come, only the columns every row is checked for
         builder.add_all(records(batch if builder.mapping_all else batch.select(checked)))

@@ -1,0 +1,182 @@
+"""Chat-format rows (``loader.messages_field``): a causal LM's example read from a list of
+messages, OpenAI-style (``{"role": "user", "content": ...}``) or ShareGPT-style
+(``{"from": "human", "value": ...}``), and :func:`common_columns`, which gives a file
+loader the :class:`~subsetctl.data.loaders.common.CommonColumns` for its options.
+
+A row is one single-turn conversation: any leading system messages, one user message,
+and the assistant's answer last. The prompt is the user's text, after the system
+messages' text and a blank line when there are some; the response is the last message's
+text. The prompt stays plain text: the model's chat template is applied to it later, as
+to every prompt (:func:`subsetctl.modeling.encoding.render_prompt`). Multi-turn rows and
+rows that are no such conversation are left out, counted, with one notice per kind of
+problem (a plugin loader can render multi-turn chats its own way); a source all of whose
+rows are left out is an error that says why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from typing import TYPE_CHECKING, Any
+
+from subsetctl.data.loaders.common import CommonColumns, LoadContext, _named, _required_fields
+from subsetctl.errors import UserError
+from subsetctl.spec import LoaderBase
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+#: each role as a message may name it (OpenAI's ``role`` or ShareGPT's ``from``), by what it is here
+ROLES = {"system": "system", "user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant"}
+
+#: what a notice says of the rows left out for each kind of problem (:class:`NotOneTurn`'s ``kind``)
+MULTI_TURN = "multi-turn"
+NO_MESSAGES = "not a list of messages"
+NOT_ANSWERED = "last message not the assistant's"
+NO_USER = "no single user message"
+
+
+class NotOneTurn(ValueError):
+    """A row's messages are not one single-turn conversation. ``kind`` is one of
+    :data:`MULTI_TURN`, :data:`NO_MESSAGES`, :data:`NOT_ANSWERED`, :data:`NO_USER` (the
+    rows left out are counted by it), ``detail`` what is wrong with this row."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.kind, self.detail = kind, detail
+
+
+def _message(message: Any, n: int) -> tuple[str, str]:
+    """(role: system, user or assistant; text) of a chat's message ``n`` (0-based)."""
+    if not isinstance(message, dict):
+        raise NotOneTurn(NO_MESSAGES, f"message {n + 1} is a {type(message).__name__}, not an object")
+    # (a Parquet struct column holding both styles has all four keys, the unused ones null)
+    role = message.get("role") if message.get("role") is not None else message.get("from")
+    text = message.get("content") if message.get("content") is not None else message.get("value")
+    if not isinstance(role, str) or role.strip().lower() not in ROLES:
+        raise NotOneTurn(NO_MESSAGES, f"message {n + 1} has the role {role!r}, not system, user (human) or "
+                                      "assistant (gpt)")
+    if not isinstance(text, str):
+        raise NotOneTurn(NO_MESSAGES, f"message {n + 1} has no text content (content or value)")
+    return ROLES[role.strip().lower()], text
+
+
+def single_turn(messages: Any) -> tuple[str, str]:
+    """The (prompt, response) of one single-turn chat: leading system messages' text (those
+    not blank, joined and followed by a blank line), then the user's text; the last
+    message's text. Raises :class:`NotOneTurn` for anything else."""
+    if not isinstance(messages, (list, tuple)) or not messages:
+        shown = "an empty list" if isinstance(messages, (list, tuple)) else f"a {type(messages).__name__}"
+        raise NotOneTurn(NO_MESSAGES, f"the value is {shown}")
+    turns = [_message(message, n) for n, message in enumerate(messages)]
+    last_role, response = turns[-1]
+    if last_role != "assistant":
+        raise NotOneTurn(NOT_ANSWERED, f"the last message is the {last_role}'s")
+    before = turns[:-1]
+    if sum(role != "system" for role, _ in before) > 1:
+        raise NotOneTurn(MULTI_TURN, f"{sum(role == 'user' for role, _ in before)} user messages")
+    systems = [text for role, text in before[:-1] if role == "system"]
+    if not before or before[-1][0] != "user" or len(systems) != len(before) - 1:
+        raise NotOneTurn(NO_USER, "no user message just before the answer, after the system messages")
+    system = "\n\n".join(text for text in systems if text.strip())
+    return (f"{system}\n\n{before[-1][1]}" if system else before[-1][1]), response
+
+
+@dataclass
+class _LeftOut:
+    """Rows left out for one kind of problem: how many, the first few, and the first one's detail."""
+
+    count: int = 0
+    first: list[int] = dataclass_field(default_factory=list)
+    detail: str = ""
+
+
+class ChatColumns(CommonColumns):
+    """:class:`CommonColumns` for rows whose ``messages_field`` holds a chat (see the
+    module): its rules (a missing or null value is an error, a blank answer is left out,
+    an empty prompt is said, the seeded draw) apply to the prompt and response
+    :func:`single_turn` reads from it, and rows it refuses are left out by kind."""
+
+    def __init__(self, messages_field: str, ctx: LoadContext, where: str, locate: Callable[[int], str],
+                 available: Iterable[str] | None = None,
+                 fetch: Callable[[Any], Iterable[tuple[int, dict[str, Any]]]] | None = None) -> None:
+        super().__init__(messages_field, messages_field, "messages_field", ctx, where, locate, available,
+                         fetch=fetch)
+        self.prompt_option = "messages_field"
+        self.refused: dict[str, _LeftOut] = {}
+
+    @property
+    def left_out_count(self) -> int:
+        """Rows left out: those with a blank answer, and those that are no single-turn chat."""
+        return self.blank_count + sum(kind.count for kind in self.refused.values())
+
+    def _map(self, i: int, record: dict[str, Any]) -> None:
+        try:
+            super()._map(i, record)
+        except NotOneTurn as exc:
+            left_out = self.refused.setdefault(exc.kind, _LeftOut(detail=exc.detail))
+            left_out.count += 1
+            if len(left_out.first) < 5:
+                left_out.first.append(i)
+
+    def _count_structured(self, i: int, values: dict[str, Any]) -> None:
+        """Nothing: a list of messages is what the column holds."""
+
+    def _texts(self, record: dict[str, Any]) -> tuple[str, str]:
+        return single_turn(record[self.prompt_field])
+
+    def _shown(self, left_out: _LeftOut) -> str:
+        more = left_out.count - len(left_out.first)
+        return ", ".join(self.locate(i) for i in left_out.first) + (f" (+{more} more)" if more > 0 else "")
+
+    def finish(self) -> Dataset:
+        """The dataset of the single-turn chats, with a notice for each kind of row left
+        out; an error that says why when no row is left."""
+        named, source = _named(self.prompt_field, self.prompt_option), self.ctx.source_name
+        if self.error is None and self.refused and self.usable == 0:
+            why = "; ".join(f"{kind.count} {what} (first at {self.locate(kind.first[0])}: {kind.detail})"
+                            for what, kind in self.refused.items())
+            blank = f"; {self.blank_count} with an empty answer" if self.blank_count else ""
+            raise UserError(
+                f"Source {source!r}: {self.where}: no row has a single-turn chat in {named} ({why}{blank}). Each "
+                "row needs a list of messages: optional system messages, one user message, then the assistant's "
+                "answer ({role, content} or ShareGPT's {from, value}). Check loader.messages_field, or render "
+                "the chats in a plugin loader."
+            )
+        dataset = super().finish()
+        for what, kind in self.refused.items():
+            rows = f"{kind.count} of {self.count} rows"
+            if what == MULTI_TURN:
+                self.ctx.notices.append(
+                    f"Source {source!r}: {self.where}: {rows} hold a multi-turn chat in {named} "
+                    f"({self._shown(kind)}); they are left out: only a single-turn chat (optional system "
+                    "messages, one user message, the assistant's answer) is read. A plugin loader can render "
+                    "multi-turn chats its own way."
+                )
+            else:
+                self.ctx.notices.append(
+                    f"Source {source!r}: {self.where}: {rows} are left out, their {named} being no single-turn "
+                    f"chat: {what} ({self._shown(kind)}; the first: {kind.detail}). Each row needs a list of "
+                    "messages ({role, content} or ShareGPT's {from, value}) ending with the assistant's answer."
+                )
+        return dataset
+
+
+def common_columns(options: LoaderBase, ctx: LoadContext, where: str, locate: Callable[[int], str],
+                   available: Iterable[str] | None = None,
+                   fetch: Callable[[Any], Iterable[tuple[int, dict[str, Any]]]] | None = None) -> CommonColumns:
+    """The :class:`CommonColumns` a file loader with ``options`` feeds its records to: a
+    :class:`ChatColumns` with ``messages_field`` (causal LMs only), else one reading the
+    prompt and the answer column the model kind needs."""
+    messages_field = getattr(options, "messages_field", None)
+    if messages_field is None:
+        answer_option, answer_field = _required_fields(options, ctx)
+        return CommonColumns(options.prompt_field, answer_field, answer_option, ctx, where, locate, available,
+                             fetch=fetch)
+    if ctx.kind == "classifier":
+        raise UserError(
+            f"Source {ctx.source_name!r}: loader.messages_field is for a causal LM's chats, but model.kind is "
+            "classifier. Name the text column with loader.prompt_field and the class with loader.label_field."
+        )
+    return ChatColumns(messages_field, ctx, where, locate, available, fetch)

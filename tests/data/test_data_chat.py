@@ -1,0 +1,219 @@
+"""``loader.messages_field``: chat-format rows read as one prompt and response, the rows
+left out, and the spec and ``validate`` rules of the option."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from data_helpers import write_jsonl
+
+from subsetctl.data.checks import check_sources
+from subsetctl.data.loaders import load_huggingface, load_jsonl, load_parquet
+from subsetctl.errors import UserError
+from subsetctl.spec import HuggingFaceLoader, JsonlLoader, ParquetLoader, Spec
+from subsetctl.spec.reading import validate_data
+
+
+def _chat(*turns: tuple[str, str], style: str = "openai") -> list[dict[str, str]]:
+    """A chat's messages, ``(role, text)`` each, OpenAI-style or ShareGPT-style."""
+    if style == "openai":
+        return [{"role": role, "content": text} for role, text in turns]
+    names = {"user": "human", "assistant": "gpt", "system": "system"}
+    return [{"from": names[role], "value": text} for role, text in turns]
+
+
+def _jsonl(tmp_path: Path, rows: list[dict[str, Any]], field: str = "messages") -> JsonlLoader:
+    write_jsonl(tmp_path / "chat.jsonl", rows)
+    return JsonlLoader(type="jsonl", path="chat.jsonl", messages_field=field)
+
+
+def test_openai_style_rows_give_prompt_and_response(tmp_path: Path, make_ctx) -> None:
+    rows = [{"messages": _chat(("user", "2+2?"), ("assistant", "4")), "id": 7},
+            {"messages": _chat(("user", "3+3?"), ("assistant", "6")), "id": 8}]
+    ctx = make_ctx()
+    ds = load_jsonl(_jsonl(tmp_path, rows), ctx)
+    assert ds["prompt"] == ["2+2?", "3+3?"] and ds["response"] == ["4", "6"]
+    assert [json.loads(m) for m in ds["metadata"]] == [{"id": 7}, {"id": 8}]  # the chat itself is not metadata
+    assert ctx.notices == []  # no "each prompt is its JSON text"
+
+
+def test_sharegpt_style_rows_give_prompt_and_response(tmp_path: Path, make_ctx) -> None:
+    rows = [{"conversations": _chat(("user", "hi"), ("assistant", "hello"), style="sharegpt")}]
+    ctx = make_ctx()
+    ds = load_jsonl(_jsonl(tmp_path, rows, "conversations"), ctx)
+    assert ds["prompt"] == ["hi"] and ds["response"] == ["hello"] and ctx.notices == []
+
+
+def test_system_messages_come_before_the_user_text(tmp_path: Path, make_ctx) -> None:
+    rows = [{"messages": _chat(("system", "Be brief."), ("user", "2+2?"), ("assistant", "4"))},
+            {"messages": _chat(("system", "A."), ("system", " "), ("system", "B."), ("user", "q"), ("assistant", "a"),
+                               style="sharegpt")}]
+    ds = load_jsonl(_jsonl(tmp_path, rows), make_ctx())
+    assert ds["prompt"] == ["Be brief.\n\n2+2?", "A.\n\nB.\n\nq"]  # blank system messages add nothing
+
+
+def test_multi_turn_rows_are_left_out_with_one_notice(tmp_path: Path, make_ctx) -> None:
+    multi = {"messages": _chat(("user", "a"), ("assistant", "b"), ("user", "c"), ("assistant", "d"))}
+    rows = [{"messages": _chat(("user", "q"), ("assistant", "r"))}, multi, multi,
+            {"messages": _chat(("user", "q2"), ("assistant", "r2"))}]
+    ctx = make_ctx()
+    ds = load_jsonl(_jsonl(tmp_path, rows), ctx)
+    assert ds["prompt"] == ["q", "q2"] and ds["row"] == [0, 3]
+    (notice,) = ctx.notices
+    assert "2 of 4 rows hold a multi-turn chat in 'messages' (loader.messages_field) (line 2, line 3)" in notice
+    assert "left out" in notice and "plugin loader" in notice
+
+
+@pytest.mark.parametrize(("value", "kind", "detail"), [
+    ("just text", "not a list of messages", "the value is a str"),
+    ([], "not a list of messages", "the value is an empty list"),
+    ([{"role": "tool", "content": "x"}, {"role": "assistant", "content": "y"}], "not a list of messages",
+     "message 1 has the role 'tool'"),
+    ([{"role": "user", "content": "x"}, {"role": "assistant", "content": None}], "not a list of messages",
+     "message 2 has no text content"),
+    ([{"role": "user", "content": "x"}], "last message not the assistant's", "the last message is the user's"),
+    ([{"role": "assistant", "content": "y"}], "no single user message", "no user message"),
+    ([{"role": "user", "content": "x"}, {"role": "system", "content": "s"}, {"role": "assistant", "content": "y"}],
+     "no single user message", "no user message just before the answer"),
+])
+def test_malformed_rows_are_left_out_with_a_notice(tmp_path: Path, make_ctx, value: Any, kind: str,
+                                                   detail: str) -> None:
+    rows = [{"messages": _chat(("user", "q"), ("assistant", "r"))}, {"messages": value}]
+    ctx = make_ctx()
+    ds = load_jsonl(_jsonl(tmp_path, rows), ctx)
+    assert ds["prompt"] == ["q"]
+    (notice,) = ctx.notices
+    assert "1 of 2 rows are left out, their 'messages' (loader.messages_field) being no single-turn chat" in notice
+    assert f"{kind} (line 2; the first: {detail}" in notice
+
+
+def test_a_blank_answer_and_a_null_chat_follow_the_common_rules(tmp_path: Path, make_ctx) -> None:
+    rows = [{"messages": _chat(("user", "q"), ("assistant", "r"))}, {"messages": _chat(("user", "q"), ("assistant", " "))}]
+    ctx = make_ctx()
+    assert load_jsonl(_jsonl(tmp_path, rows), ctx)["response"] == ["r"]
+    assert "1 of 2 rows have an empty 'messages' (loader.messages_field) (line 2)" in ctx.notices[0]
+    with pytest.raises(UserError, match=r"line 2: 'messages' \(loader.messages_field\) is missing, null or NaN"):
+        load_jsonl(_jsonl(tmp_path, [rows[0], {"messages": None}]), make_ctx())
+    with pytest.raises(UserError, match=r"has no column 'messages' \(asked for by loader.messages_field\)"):
+        load_jsonl(_jsonl(tmp_path, [{"prompt": "q", "response": "r"}]), make_ctx())
+
+
+def test_no_row_left_is_an_error_that_says_why(tmp_path: Path, make_ctx) -> None:
+    rows = [{"messages": _chat(("user", "a"), ("assistant", "b"), ("user", "c"), ("assistant", "d"))},
+            {"messages": _chat(("user", "q"))}]
+    with pytest.raises(UserError) as exc:
+        load_jsonl(_jsonl(tmp_path, rows), make_ctx())
+    text = str(exc.value)
+    assert "no row has a single-turn chat in 'messages' (loader.messages_field)" in text
+    assert "1 multi-turn (first at line 1: 2 user messages)" in text
+    assert "1 last message not the assistant's (first at line 2: the last message is the user's)" in text
+
+
+def test_a_drawn_sample_of_chats_maps_the_rows_it_keeps(tmp_path: Path, make_ctx) -> None:
+    rows = [{"messages": _chat(("user", f"q{i}"), ("assistant", f"a{i}"))} for i in range(30)]
+    rows[4] = {"messages": _chat(("user", "x"))}
+    whole = load_jsonl(_jsonl(tmp_path, rows), make_ctx())
+    ctx = make_ctx()
+    ctx = type(ctx)(source_name=ctx.source_name, base_dir=ctx.base_dir, kind=ctx.kind, seed=ctx.seed, keep_at_most=5)
+    drawn = load_jsonl(_jsonl(tmp_path, rows), ctx)
+    assert ctx.drawn == {"rows": 29} and len(drawn) == 5
+    by_row = dict(zip(whole["row"], zip(whole["prompt"], whole["response"], strict=True), strict=True))
+    assert all(by_row[r] == (p, a) for r, p, a in zip(drawn["row"], drawn["prompt"], drawn["response"], strict=True))
+
+
+def test_parquet_and_huggingface_read_chats(tmp_path: Path, make_ctx) -> None:
+    rows = [{"conversations": _chat(("system", "S"), ("user", "hi"), ("assistant", "yo"), style="sharegpt"), "n": 1},
+            {"conversations": _chat(("user", "a"), ("assistant", "b"), ("user", "c"), ("assistant", "d"),
+                                    style="sharegpt"), "n": 2}]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "chat.parquet")
+    ctx = make_ctx()
+    ds = load_parquet(ParquetLoader(type="parquet", path="chat.parquet", messages_field="conversations"), ctx)
+    assert ds["prompt"] == ["S\n\nhi"] and ds["response"] == ["yo"] and json.loads(ds["metadata"][0]) == {"n": 1}
+    assert "multi-turn" in ctx.notices[0]
+    from datasets import Dataset
+
+    Dataset.from_list(rows).save_to_disk(str(tmp_path / "hf"))
+    ctx = make_ctx()
+    ds = load_huggingface(HuggingFaceLoader(type="huggingface", path="hf", messages_field="conversations"), ctx)
+    assert ds["prompt"] == ["S\n\nhi"] and ds["response"] == ["yo"] and "multi-turn" in ctx.notices[0]
+
+
+def test_a_classifier_cannot_load_chats(tmp_path: Path, make_ctx) -> None:
+    rows = [{"messages": _chat(("user", "q"), ("assistant", "r")), "label": 1}]
+    with pytest.raises(UserError, match="messages_field is for a causal LM's chats, but model.kind is classifier"):
+        load_jsonl(_jsonl(tmp_path, rows), make_ctx(kind="classifier"))
+
+
+# ------------------------------------------------------------------------- spec and validate
+
+
+SPEC = """\
+target:
+  name: tgt
+  loader:
+    type: jsonl
+    path: data/t.jsonl
+    messages_field: messages
+  split: {train: 0.5, validation: 0.25, test: 0.25}
+sources:
+  - name: rg
+    loader: {type: reasoning_gym, task: basic_arithmetic, size: 10}
+"""
+
+
+@pytest.mark.parametrize("key", ["prompt_field", "response_field"])
+def test_messages_field_with_prompt_or_response_field_is_a_spec_error(tmp_path: Path, key: str) -> None:
+    text = SPEC.replace("    messages_field: messages\n", f"    {key}: text\n    messages_field: messages\n")
+    spec, issues = validate_data(yaml.safe_load(text), str(tmp_path / "subsetctl.yaml"), text)
+    assert spec is None
+    (issue,) = issues
+    assert issue.key == f"target.loader.{key}" and issue.line == 6
+    assert "cannot be combined with messages_field ('messages')" in issue.message
+
+
+def test_messages_field_reads_again_from_a_dump_and_in_groups(tmp_path: Path) -> None:
+    """A loader dumped (resolved specs, ``source_files`` groups) is valid again, and one
+    without the option dumps as before it existed."""
+    loader = JsonlLoader(type="jsonl", path="x.jsonl", messages_field="messages")
+    dumped = loader.model_dump(mode="json")
+    assert "prompt_field" not in dumped and JsonlLoader.model_validate(dumped) == loader
+    assert "messages_field" not in JsonlLoader(type="jsonl", path="x.jsonl").model_dump(mode="json")
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "a.jsonl", [{"messages": _chat(("user", "q"), ("assistant", "r"))}])
+    text = SPEC + "source_files:\n  - files: data/a*.jsonl\n    loader: {type: jsonl, messages_field: messages}\n"
+    spec, issues = validate_data(yaml.safe_load(text), str(tmp_path / "subsetctl.yaml"), text)
+    assert issues == [] and spec is not None
+    assert [getattr(s.loader, "messages_field", None) for s in spec.sources] == [None, "messages"]
+
+
+def _check(tmp_path: Path, text: str) -> dict[str, Any]:
+    path = tmp_path / "subsetctl.yaml"
+    path.write_text(text)
+    return {issue.key: issue for issue in check_sources(Spec.model_validate(yaml.safe_load(text)), path)}
+
+
+def test_validate_names_a_missing_messages_column(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", [{"conversations": _chat(("user", "q"), ("assistant", "r"))}] * 4)
+    issues = _check(tmp_path, SPEC)
+    assert set(issues) == {"target.loader.messages_field"}
+    assert ("no column 'messages' (its first row has 'conversations'); set messages_field to one of them"
+            in issues["target.loader.messages_field"].message)
+    assert _check(tmp_path, SPEC.replace("messages_field: messages", "messages_field: conversations")) == {}
+
+
+def test_validate_refuses_messages_field_for_a_classifier(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", [{"messages": _chat(("user", "q"), ("assistant", "r")), "label": 1}])
+    text = "model: {kind: classifier}\n" + SPEC.replace(
+        "    messages_field: messages\n", "    messages_field: messages\n    label_field: label\n").replace(
+        "  - name: rg\n    loader: {type: reasoning_gym, task: basic_arithmetic, size: 10}\n",
+        "  - name: s\n    loader: {type: jsonl, path: data/t.jsonl, prompt_field: messages, label_field: label}\n")
+    issues = _check(tmp_path, text)
+    assert "model.kind is classifier" in issues["target.loader.messages_field"].message
