@@ -18,7 +18,13 @@ import numpy as np
 import torch
 
 from subsetctl.errors import UserError
-from subsetctl.modeling.encoding import cut_within_template, pad_id, render_prompt, template_preamble_tokens
+from subsetctl.modeling.encoding import (
+    cut_within_template,
+    pad_id,
+    render_prompt,
+    template_preamble_tokens,
+    tokenize_responses,
+)
 from subsetctl.modeling.outputs import surrogate_loss
 from subsetctl.modeling.train import per_example_outputs
 
@@ -277,11 +283,18 @@ def _answers_longer_than(tokenizer: Any, examples: Sequence[dict], max_new_token
     """A warning when some gold answers take more tokens than generation may produce,
     even in the shortest form that matches: they can never be answered in full, whatever
     the fine-tune, so the score understates every selection alike and hides the
-    differences between them."""
-    def tokens(text: str) -> int:
-        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    differences between them.
 
-    lengths = [min(tokens(form) for form in _shortest_matching_forms(str(e.get("response", "")))) for e in examples]
+    Each form is counted as training and generation tokenize it: after its rendered prompt
+    (:func:`tokenize_responses`). Tokenized alone, a Metaspace tokenizer (Llama, Mistral)
+    starts it with "▁", one token more, and an answer that fits exactly was warned about.
+    All forms take one batch; ``max_length`` is set so that none is cut (its count is exact)."""
+    forms = [_shortest_matching_forms(str(e.get("response", ""))) for e in examples]
+    rendered = [render_prompt(tokenizer, str(e.get("prompt", ""))) for e in examples]
+    flat = [form for answer in forms for form in answer]
+    ids = iter(tokenize_responses(tokenizer, [r for r, answer in zip(rendered, forms) for _ in answer], flat,
+                                  max(map(len, flat), default=1)))
+    lengths = [min(len(next(ids)) for _ in answer) for answer in forms]
     longer = [n for n in lengths if n > max_new_tokens]
     if not longer:
         return None

@@ -232,3 +232,39 @@ def test_a_one_row_test_split_is_warned_about_in_the_singular(tiny_llama_dir) ->
     model, tok, _ = resolve_model(str(tiny_llama_dir), "causal-lm")
     out = evaluate_model(model, tok, causal_rows()[:1], "causal-lm", max_length=32, max_new_tokens=2)
     assert out["warnings"][0].startswith("The test split has only 1 example (< 10); the task metric is too noisy")
+
+
+def _metaspace_char_tokenizer():
+    """A character BPE tokenizer (no merges) with a ``Metaspace(prepend_scheme="first")``
+    pre-tokenizer, as SentencePiece's (Llama, Mistral): a text's first word starts with a
+    "▁" token, which "12" after "hi\\n" does not have ("▁", "1", "2" alone; "1", "2" there)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(["<unk>", "</s>", "▁", "h", "i", "\n", "1", "2", "3"])}
+    tk = Tokenizer(models.BPE(vocab, [], unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split("\n", behavior="isolated"),
+                                                pre_tokenizers.Metaspace(prepend_scheme="first")])
+    return PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="</s>", unk_token="<unk>")
+
+
+def test_answers_are_counted_as_generated_after_their_prompt(monkeypatch) -> None:
+    """An answer's tokens were counted tokenized alone, where a Metaspace tokenizer starts
+    it with "▁": one token more than training and generation give it after the prompt, so
+    an answer that fits max_new_tokens exactly was said never to fit."""
+    from subsetctl.modeling.encoding import encode_rows
+
+    tok = _metaspace_char_tokenizer()
+    assert tok.convert_ids_to_tokens(tok("12", add_special_tokens=False)["input_ids"]) == ["▁", "1", "2"]
+    rows = [{"source": "t", "row": 0, "prompt": "hi", "response": "12"},
+            {"source": "t", "row": 1, "prompt": "hi", "response": "123"}]
+    (trained,) = encode_rows(tok, rows[:1], "causal-lm", 32)
+    assert sum(trained.response_mask) == 2 + 1  # the answer's 2 tokens and EOS, as trained
+    calls = []
+    real_call = type(tok).__call__
+    monkeypatch.setattr(type(tok), "__call__", lambda self, *a, **k: calls.append(a) or real_call(self, *a, **k))
+    assert ev._answers_longer_than(tok, rows[:1], 2) is None
+    assert len(calls) <= 3  # batched: the contexts and the joined texts, not a call per answer
+    warning = ev._answers_longer_than(tok, rows, 2)
+    assert warning is not None and warning.startswith("1 of 2 test answers are longer than evaluate.max_new_tokens=2")
+    assert "the longest has 3" in warning
