@@ -239,3 +239,76 @@ def test_a_parquet_column_name_given_twice_is_read_the_same_both_times(tmp_path:
     got = [row for name in ("test", "validation", "train") for row in _table(splits[name])]
     assert got == expected and all(row["response"].startswith("last ") for row in got)
     assert any(row["row"] >= 7 for row in got)  # some kept rows were read again
+
+
+def _awkward_csv(path: Path, gz: bool = False, blank_lines: bool = True) -> None:
+    """A CSV file of 400 rows with what a reader may get wrong: cells quoted over several
+    lines, quotes, commas, CRLF endings, blank and whitespace-only lines between rows
+    (unless ``blank_lines`` is False), a line holding a quoted empty cell, blank answers
+    (left out), non-ASCII text."""
+    lines = ["q,a,id,note"]
+    for i in range(400):
+        q = f'"line one {i}\nline ""two"", {i}"' if i % 11 == 0 else f"question {i} é✓"
+        a = "" if i % 37 == 5 else ('"a, b"' if i % 13 == 0 else f"ans{i}")
+        lines.append(f"{q},{a},{i},{'x' * (i % 7)}")
+        if i % 29 == 0 and blank_lines:
+            lines.append("")
+        if i % 31 == 0 and blank_lines:
+            lines.append("   ")
+        if i % 43 == 0:
+            lines.append('""')
+    text = "\r\n".join(lines) + "\r\n"
+    path.write_bytes(gzip.compress(text.encode()) if gz else text.encode())
+
+
+#: the rows the draws below keep, as the data stage drew them when this test was written:
+#: a faster read must keep the very same rows, in the same order, byte for byte
+_PINNED_DRAWS = {
+    (25, 0): "8f93b09ea8708df56826d026093bbd0394c18263d2d625a938f8211766ad2d68",
+    (25, 7): "7ac137786ea58ecc2e7bb054a14cb40a55335ea3108a120e8cd0637dd403edc1",
+    (200, 3): "bff780d512339cd07f2a3d8978888d3abbb7e4e4a5aab7a8413c1b7fcb0fe131",
+    (388, 1): "9acac07aa567941998ce91e9a10eb134cd28fa8a4c2ad920729522cafe5a827a",
+}
+
+
+@pytest.mark.parametrize("name", ["d.csv", "d.csv.gz"])
+@pytest.mark.parametrize("blank_lines", [True, False])
+@pytest.mark.parametrize("chunk_rows", [50_000, 9])
+@pytest.mark.parametrize("keep, seed", [(25, 0), (25, 7), (200, 3), (388, 1)])
+def test_a_capped_csv_source_keeps_the_rows_it_always_drew(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          name: str, blank_lines: bool, chunk_rows: int, keep: int,
+                                                          seed: int) -> None:
+    import hashlib
+
+    monkeypatch.setattr(loaders.common, "CHUNK_ROWS", chunk_rows)
+    _awkward_csv(tmp_path / name, gz=name.endswith(".gz"), blank_lines=blank_lines)
+    ctx = LoadContext(source_name="s", base_dir=tmp_path, kind="causal-lm", seed=seed, keep_at_most=keep)
+    options = {"type": "csv", "path": name, "prompt_field": "q", "response_field": "a"}
+    source = SourceSpec(name="s", loader=options)
+    rows = _table(load_source(source, ctx))
+    assert len(rows) == keep and ctx.drawn["rows"] == 389
+    digest = hashlib.sha256(json.dumps(rows, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
+    assert digest == _PINNED_DRAWS[keep, seed], digest
+
+
+@pytest.mark.parametrize("blank_lines", [False, True])
+def test_a_capped_csv_source_reads_again_only_the_kept_rows_it_can_number(tmp_path: Path, blank_lines: bool,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rows the draw keeps past the first ones were read again by converting every row
+    of the file (a third of the load); pandas now skips the others, except where a blank
+    line makes its numbering differ from the records' (then the file is read whole again,
+    as before): the same rows either way (pinned above)."""
+    tried = []
+    real = loaders.files._fetch_skipping
+    monkeypatch.setattr(loaders.files, "_fetch_skipping",
+                        lambda frames, wanted, *a: tried.append((len(wanted), real(frames, wanted, *a))) or tried[-1][1])
+    _awkward_csv(tmp_path / "d.csv", blank_lines=blank_lines)
+    ctx = LoadContext(source_name="s", base_dir=tmp_path, kind="causal-lm", seed=0, keep_at_most=25)
+    source = SourceSpec(name="s", loader={"type": "csv", "path": "d.csv", "prompt_field": "q", "response_field": "a"})
+    assert len(load_source(source, ctx)) == 25
+    ((wanted, found),) = tried
+    assert wanted > 0
+    if blank_lines:
+        assert found is None
+    else:
+        assert sum(len(frame) for frame in found) == wanted
