@@ -97,7 +97,16 @@ def test_a_blank_answer_and_a_null_chat_follow_the_common_rules(tmp_path: Path, 
     rows = [{"messages": _chat(("user", "q"), ("assistant", "r"))}, {"messages": _chat(("user", "q"), ("assistant", " "))}]
     ctx = make_ctx()
     assert load_jsonl(_jsonl(tmp_path, rows), ctx)["response"] == ["r"]
-    assert "1 of 2 rows have an empty 'messages' (loader.messages_field) (line 2)" in ctx.notices[0]
+    # the chat is not empty: its answer is (as its user message is, for a prompt)
+    assert "1 of 2 rows have an empty assistant's answer in 'messages' (loader.messages_field) (line 2)" \
+        in ctx.notices[0]
+    with pytest.raises(UserError, match=r"assistant's answer in 'messages' \(loader.messages_field\) is empty in "
+                                        r"every row \(line 1, line 2\)"):
+        load_jsonl(_jsonl(tmp_path, [rows[1], rows[1]]), make_ctx())
+    ctx = make_ctx()
+    load_jsonl(_jsonl(tmp_path, [rows[0], {"messages": _chat(("user", ""), ("assistant", "r"))}]), ctx)
+    assert "1 of 2 rows kept have an empty user message in 'messages' (loader.messages_field) (line 2)" \
+        in ctx.notices[0]
     with pytest.raises(UserError, match=r"line 2: 'messages' \(loader.messages_field\) is missing, null or NaN"):
         load_jsonl(_jsonl(tmp_path, [rows[0], {"messages": None}]), make_ctx())
     with pytest.raises(UserError, match=r"has no column 'messages' \(asked for by loader.messages_field\)"):

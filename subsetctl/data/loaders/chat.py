@@ -126,6 +126,13 @@ class ChatColumns(CommonColumns):
     def _texts(self, record: dict[str, Any]) -> tuple[str, str]:
         return single_turn(record[self.prompt_field])
 
+    def _answer_named(self) -> str:
+        """The chat's last message: the column itself is not empty."""
+        return f"assistant's answer in {_named(self.prompt_field, self.prompt_option)}"
+
+    def _prompt_named(self) -> str:
+        return f"user message in {_named(self.prompt_field, self.prompt_option)}"
+
     def _shown(self, left_out: _LeftOut) -> str:
         more = left_out.count - len(left_out.first)
         return ", ".join(self.locate(i) for i in left_out.first) + (f" (+{more} more)" if more > 0 else "")

@@ -449,6 +449,16 @@ class CommonColumns:
         """How many of the rows added so far are left out (a blank answer)."""
         return self.blank_count
 
+    def _answer_named(self) -> str:
+        """What the notices on blank answers call a row's answer (its column, and the option
+        that names it)."""
+        return _named(self.answer_field, self.answer_option)
+
+    def _prompt_named(self) -> str:
+        """What the notice on empty prompts calls a row's prompt (its column, and the option
+        that names it)."""
+        return _named(self.prompt_field, self.prompt_option)
+
     def _texts(self, record: dict[str, Any]) -> tuple[str, str]:
         """A record's prompt and answer as text (both present: checked by :meth:`_map`).
         A subclass may raise :class:`ValueError` for a record it leaves out."""
@@ -507,7 +517,7 @@ class CommonColumns:
         every, has, shown = self._some_rows(self.empty_prompt_count, self.empty_prompts)
         self.ctx.notices.append(
             f"Source {self.ctx.source_name!r}: {self.where}: {every} kept {has} an "
-            f"empty {_named(self.prompt_field, self.prompt_option)} ({shown}); their "
+            f"empty {self._prompt_named()} ({shown}); their "
             f"{'labels are' if self.classifier else 'answers are'} learned with no prompt. If that is not meant, "
             "check the column the loader reads."
         )
@@ -620,7 +630,7 @@ class CommonColumns:
         named = _named(self.answer_field, option)
         if self.blank_count:
             _note_blank_answers(self.blank, self.blank_count, self.count, self.ctx, self.where, self.locate,
-                                named, self.what, self.advice)
+                                self._answer_named(), self.what, self.advice)
         if self.empty_prompt_count:
             self._note_empty_prompts()
         if self.minus_one_count and self.some_labels != {"-1", "1"}:  # -1 and 1: two classes, as written
