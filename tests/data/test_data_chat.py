@@ -77,6 +77,8 @@ def test_multi_turn_rows_are_left_out_with_one_notice(tmp_path: Path, make_ctx) 
      "message 1 has the role 'tool'"),
     ([{"role": "user", "content": "x"}, {"role": "assistant", "content": None}], "not a list of messages",
      "message 2 has no text content"),
+    ([{"role": "user", "content": [{"type": "text", "text": "x"}]}, {"role": "assistant", "content": "y"}],
+     "not a list of messages", "message 1 has a list as content (parts?), not text"),
     ([{"role": "user", "content": "x"}], "last message not the assistant's", "the last message is the user's"),
     ([{"role": "assistant", "content": "y"}], "no single user message", "no user message"),
     ([{"role": "user", "content": "x"}, {"role": "system", "content": "s"}, {"role": "assistant", "content": "y"}],

@@ -57,6 +57,8 @@ def _message(message: Any, n: int) -> tuple[str, str]:
     if not isinstance(role, str) or role.strip().lower() not in ROLES:
         raise NotOneTurn(NO_MESSAGES, f"message {n + 1} has the role {role!r}, not system, user (human) or "
                                       "assistant (gpt)")
+    if isinstance(text, (list, dict)):  # OpenAI's content parts ([{"type": "text", "text": ...}]): not read
+        raise NotOneTurn(NO_MESSAGES, f"message {n + 1} has a {type(text).__name__} as content (parts?), not text")
     if not isinstance(text, str):
         raise NotOneTurn(NO_MESSAGES, f"message {n + 1} has no text content (content or value)")
     return ROLES[role.strip().lower()], text
