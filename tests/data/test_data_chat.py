@@ -122,7 +122,7 @@ def test_no_row_left_is_an_error_that_says_why(tmp_path: Path, make_ctx) -> None
         load_jsonl(_jsonl(tmp_path, rows), make_ctx())
     text = str(exc.value)
     assert "no row has a single-turn chat in 'messages' (loader.messages_field)" in text
-    assert "1 multi-turn (first at line 1: 2 user messages)" in text
+    assert "1 multi-turn (first at line 1: 2 user and 1 assistant message(s) before the answer)" in text
     assert "1 last message not the assistant's (first at line 2: the last message is the user's)" in text
 
 
@@ -228,3 +228,15 @@ def test_validate_refuses_messages_field_for_a_classifier(tmp_path: Path) -> Non
         "  - name: s\n    loader: {type: jsonl, path: data/t.jsonl, prompt_field: messages, label_field: label}\n")
     issues = _check(tmp_path, text)
     assert "model.kind is classifier" in issues["target.loader.messages_field"].message
+
+
+def test_an_answer_after_an_answer_is_said_as_such() -> None:
+    """Two assistant messages after one user message are more than one turn: the detail
+    counts both kinds, not "1 user messages"."""
+    from subsetctl.data.loaders.chat import MULTI_TURN, NotOneTurn, single_turn
+
+    with pytest.raises(NotOneTurn) as caught:
+        single_turn([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"},
+                     {"role": "assistant", "content": "b"}])
+    assert caught.value.kind == MULTI_TURN
+    assert caught.value.detail == "1 user and 1 assistant message(s) before the answer"

@@ -77,7 +77,8 @@ def single_turn(messages: Any) -> tuple[str, str]:
         raise NotOneTurn(NOT_ANSWERED, f"the last message is the {last_role}'s")
     before = turns[:-1]
     if sum(role != "system" for role, _ in before) > 1:
-        raise NotOneTurn(MULTI_TURN, f"{sum(role == 'user' for role, _ in before)} user messages")
+        users, answers = (sum(role == wanted for role, _ in before) for wanted in ("user", "assistant"))
+        raise NotOneTurn(MULTI_TURN, f"{users} user and {answers} assistant message(s) before the answer")
     systems = [text for role, text in before[:-1] if role == "system"]
     if not before or before[-1][0] != "user" or len(systems) != len(before) - 1:
         raise NotOneTurn(NO_USER, "no user message just before the answer, after the system messages")
