@@ -31,6 +31,7 @@ from subsetctl.data.loaders import (
     GZIP_MAGIC,
     UnsupportedCompression,
     gzip_damage,
+    json_document_advice,
     open_decompressed,
     resolve_path,
     utf16_note,
@@ -294,10 +295,11 @@ def _file_head(loader: LoaderBase, path: Path) -> tuple[list[str] | None, str | 
                         first = json.loads(line)
                     except ValueError as exc:
                         return None, (f"line {number} is not JSON ({exc.args[0].split(':')[0]}): not a JSON Lines "
-                                      "file"), False
+                                      f"file.{json_document_advice(line, loader.path)}"), False
                     if not isinstance(first, dict):
                         return None, (f"line {number} is a JSON {type(first).__name__}, not an object: each line "
-                                      "must be one example like {\"prompt\": ..., \"response\": ...}"), False
+                                      "must be one example like {\"prompt\": ..., \"response\": ...}."
+                                      f"{json_document_advice(line, loader.path)}"), False
                     return list(first), None, False
             return None, "the file is empty", False
         if loader.type == "csv":

@@ -1023,6 +1023,37 @@ def test_a_jsonl_file_with_carriage_returns_alone_is_named_so(tmp_path: Path, ma
     assert len(load_jsonl(JsonlLoader(type="jsonl", path="crlf.jsonl"), make_ctx())) == 2
 
 
+@pytest.mark.parametrize("indent", [None, 2])
+def test_a_json_array_file_given_as_json_lines_says_which_loader_reads_it(tmp_path: Path, make_ctx,
+                                                                       indent: int | None) -> None:
+    """A .json file holding one array of examples (Alpaca's alpaca_data.json, one line or
+    pretty-printed) was "line 1 is not JSON (Expecting value): not a JSON Lines file" or "got
+    a JSON list": validate and the data stage now name the huggingface loader's json
+    builder, which reads it (offline), with the path as the spec wrote it."""
+    from subsetctl.data.checks import _file_head
+
+    rows = [{"instruction": f"Say {i}", "input": "", "output": str(i)} for i in range(3)]
+    (tmp_path / "alpaca.json").write_text(json.dumps(rows, indent=indent))
+    advice = "read it with loader: {type: huggingface, path: json, data_files: [alpaca.json]}"
+    loader = JsonlLoader(type="jsonl", path="alpaca.json", prompt_field="instruction", response_field="output")
+    _, problem, _ = _file_head(loader, tmp_path / "alpaca.json")
+    assert problem is not None and "It holds one JSON array" in problem and advice in problem, problem
+    with pytest.raises(UserError, match=r"line 1: .*It holds one JSON array") as caught:
+        load_jsonl(loader, make_ctx())
+    assert advice in str(caught.value)
+    advised = HuggingFaceLoader(type="huggingface", path="json", data_files=["alpaca.json"],
+                                prompt_field="instruction", response_field="output")
+    assert load_huggingface(advised, make_ctx())["response"] == ["0", "1", "2"]
+
+
+def test_a_pretty_printed_object_given_as_json_lines_is_named_so(tmp_path: Path) -> None:
+    from subsetctl.data.checks import _file_head
+
+    (tmp_path / "one.json").write_text(json.dumps({"prompt": "q", "response": "a"}, indent=2))
+    _, problem, _ = _file_head(JsonlLoader(type="jsonl", path="one.json"), tmp_path / "one.json")
+    assert problem is not None and "one JSON object spread over lines (pretty-printed)" in problem, problem
+
+
 @pytest.mark.parametrize(("head", "name"), [(b"\x28\xb5\x2f\xfd\x00\x01", "zstd"),
                                           (__import__("bz2").compress(b'{"prompt": "a"}'), "bzip2"),
                                           (b"PK\x03\x04\x00\x01", "zip")])

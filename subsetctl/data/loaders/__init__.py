@@ -102,6 +102,7 @@ from subsetctl.data.loaders.files import (  # noqa: F401
     gzip_damage,
     is_glob,
     is_saved_to_disk,
+    json_document_advice,
     jsonl_records,
     load_csv,
     load_jsonl,

@@ -259,10 +259,29 @@ class DuplicateKeys:
                 "kept too.")
 
 
-def jsonl_records(path: Path, source: str,
-                  duplicates: DuplicateKeys | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+def json_document_advice(line: str, written_path: str) -> str:
+    """What to do with a "JSON Lines" file whose first line shows it holds one JSON
+    document instead, starting with ``line``: an array of examples (Alpaca's
+    alpaca_data.json and many others are one array, often pretty-printed) reads with the
+    ``huggingface`` loader's ``json`` builder, which takes arrays (offline, from local
+    files); an object spread over lines (pretty-printed) is to be written one per line.
+    "" when the line looks like neither (a line of JSON Lines that is not JSON)."""
+    text = line.lstrip("\ufeff \t\r\n")
+    if text.startswith("["):
+        return (f" It holds one JSON array (a .json document), not one object per line: read it with "
+                f"loader: {{type: huggingface, path: json, data_files: [{written_path}]}}, which takes JSON "
+                "arrays, or write it as JSON Lines.")
+    if text.rstrip() == "{":
+        return " It looks like one JSON object spread over lines (pretty-printed): write one object per line."
+    return ""
+
+
+def jsonl_records(path: Path, source: str, duplicates: DuplicateKeys | None = None,
+                  written_path: str | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-blank line of a JSON Lines file, a line at a time;
-    the lines whose objects (also nested ones) name a key twice go into ``duplicates``."""
+    the lines whose objects (also nested ones) name a key twice go into ``duplicates``.
+    ``written_path``: the path as the spec gives it, for the advice on a file that holds
+    one JSON document (:func:`json_document_advice`)."""
     twice: list[str] = []
 
     def as_dict(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -288,6 +307,7 @@ def jsonl_records(path: Path, source: str,
                 f"Source {source!r}: file {path}, line {number}: invalid JSON ({exc.msg} at "
                 f"column {exc.colno}). Each line of a .jsonl file must be one JSON object."
                 f"{f' Its {CR_ALONE}.' if cr_alone else ''}"
+                f"{json_document_advice(line, written_path or str(path)) if number == 1 else ''}"
             ) from None
         except (ValueError, RecursionError) as exc:
             raise UserError(
@@ -298,6 +318,7 @@ def jsonl_records(path: Path, source: str,
             raise UserError(
                 f"Source {source!r}: file {path}, line {number}: expected a JSON object "
                 f'({{"prompt": ..., ...}}), got a JSON {type(value).__name__}.'
+                f"{json_document_advice(line, written_path or str(path)) if number == 1 else ''}"
             )
         if twice:
             if duplicates is not None:
@@ -342,7 +363,7 @@ def load_jsonl(options: JsonlLoader, ctx: LoadContext) -> Dataset:
 
     builder = common_columns(options, ctx, _where(path), lambda i: f"line {lines[i]}", fetch=fetch)
     duplicates = DuplicateKeys()
-    for number, record in jsonl_records(path, ctx.source_name, duplicates):
+    for number, record in jsonl_records(path, ctx.source_name, duplicates, options.path):
         lines.append(number)
         builder.add(record)
     if builder.count == 0:
