@@ -392,11 +392,36 @@ def _check_columns(loader: LoaderBase, path: Path, loc: tuple[Any, ...], kind: s
         return
     if columns is None:
         return
-    _check_named_columns(loader, columns, "its schema has" if loader.type == "parquet" else "its first row has",
-                         loc, kind, issues)
+    where = "its schema has" if loader.type == "parquet" else "its first row has"
+    if loader.type == "jsonl" and not isinstance(loader.prompt_field, str) and not set(loader.prompt_field) <= set(columns):
+        # a listed prompt column may be left out of some rows (Alpaca's empty input): looked for further on
+        columns, rows = _jsonl_head_keys(path, columns)
+        where = f"its first {rows} rows have" if rows > 1 else where
+    _check_named_columns(loader, columns, where, loc, kind, issues)
     if rowless:
         issues.add(loc + ("path",), f"{path.name}: the file has {'a schema' if loader.type == 'parquet' else 'a header'} "
                                     "but no rows: give a file with at least one example")
+
+
+def _jsonl_head_keys(path: Path, first: list[str]) -> tuple[list[str], int]:
+    """The keys of a JSON Lines file's first :data:`LABEL_ROWS_READ` objects, in the order
+    they come, and how many objects were read; ``first`` (the first object's keys) alone
+    when the file cannot be read that far (the data stage says why)."""
+    from itertools import islice
+
+    keys: dict[str, None] = dict.fromkeys(first)
+    rows = 1
+    found: dict[str, None] = {}
+    count = 0
+    with contextlib.suppress(Exception), _open_text(path) as handle:
+        for line in islice((line for line in handle if line.strip()), LABEL_ROWS_READ):
+            record = json.loads(line)
+            if isinstance(record, dict):
+                found.update(dict.fromkeys(record))
+                count += 1
+        keys.update(found)
+        rows = max(count, 1)
+    return list(keys), rows
 
 
 def _check_saved_to_disk(loader: HuggingFaceLoader, folder: Path, loc: tuple[Any, ...], kind: str,
@@ -429,22 +454,26 @@ def _check_named_columns(loader: LoaderBase, columns: list[str], where: str, loc
     """An issue for each column the loader asks for that ``columns`` lacks (``where`` says
     what listed them: "its first row has"; ``what`` what lacks it)."""
     messages_field = getattr(loader, "messages_field", None)
+    # (the key of the issue, the option, the column)
+    wanted: list[tuple[tuple[Any, ...], str, str | None]]
     if messages_field is not None and kind != "classifier":  # (a classifier's: an issue of its own)
-        wanted: dict[str, str | None] = {"messages_field": messages_field}
+        wanted = [(("messages_field",), "messages_field", messages_field)]
     else:
-        wanted = {"prompt_field": loader.prompt_field}
-        wanted["label_field" if kind == "classifier" else "response_field"] = (
-            loader.label_field if kind == "classifier" else loader.response_field)
+        prompt = loader.prompt_field
+        wanted = ([(("prompt_field",), "prompt_field", prompt)] if isinstance(prompt, str)
+                  else [(("prompt_field", i), "prompt_field", column) for i, column in enumerate(prompt)])
+        answer = "label_field" if kind == "classifier" else "response_field"
+        wanted.append(((answer,), answer, loader.label_field if kind == "classifier" else loader.response_field))
     listed = ", ".join(repr(c) for c in columns) or "(none)"
     hint = ""
     if loader.type == "csv" and len(columns) == 1:
         other = next((d for d in (";", "\t", "|", ",") if d != loader.delimiter and d in columns[0]), None)
         if other:
             hint = f" (is the delimiter {other!r}? set loader.delimiter: {json.dumps(other)})"  # "\t": YAML's tab
-    for option, column in wanted.items():
+    for key, option, column in wanted:
         if column and column not in columns:
-            issues.add(loc + (option,), f"{what} has no column {column!r} ({where} {listed}){hint}; "
-                                        f"set {option} to one of them or fix the data")
+            issues.add(loc + key, f"{what} has no column {column!r} ({where} {listed}){hint}; "
+                                  f"set {option} to one of them or fix the data")
 
 
 def _check_reasoning_gym(loader: ReasoningGymLoader, loc: tuple[Any, ...], issues: _Issues) -> None:

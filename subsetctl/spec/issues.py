@@ -99,7 +99,8 @@ def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     keep: list[Any] = []
     for part in loc:
         if isinstance(part, str) and (
-            part in {"jsonl", "csv", "parquet", "huggingface", "reasoning_gym", "evals", "plugin"}
+            part in {"jsonl", "csv", "parquet", "huggingface", "reasoning_gym", "evals", "plugin",
+                     "one-column", "column-list"}  # (the last two: prompt_field's, spec.models.PromptField)
             or part.startswith(("int", "float", "constrained-", "function-"))
         ):
             continue

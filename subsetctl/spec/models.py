@@ -16,9 +16,11 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     PrivateAttr,
     SerializerFunctionWrapHandler,
+    Tag,
     ValidationInfo,
     field_validator,
     model_serializer,
@@ -191,16 +193,50 @@ class ModelSpec(StrictModel):
 # ------------------------------------------------------------------------------ data
 
 
+#: ``prompt_field``: one column's name, or a list of one or more distinct column names, none
+#: empty (checked by ``LoaderBase._prompt_columns``). A value is validated as the one or the
+#: other by its type, so that a wrong one is one issue (a number: "expected text", as before
+#: lists were allowed), not one per member of the union; the tags are left out of an issue's
+#: key (:func:`subsetctl.spec.issues._clean_loc`)
+PromptField = Annotated[
+    Annotated[str, Tag("one-column")]
+    | Annotated[list[Annotated[str, Field(min_length=1)]],
+                Field(json_schema_extra={"minItems": 1, "uniqueItems": True}), Tag("column-list")],
+    Discriminator(lambda value: "column-list" if isinstance(value, list) else "one-column"),
+]
+
+
 class LoaderBase(StrictModel):
     """Options shared by file loaders: which columns hold the prompt and the answer."""
 
-    prompt_field: str = Field("prompt", description="Column holding the prompt / input text.")
+    prompt_field: PromptField = Field(
+        "prompt",
+        description="Column holding the prompt / input text (a classifier's text). Or a list of columns (Alpaca's "
+        "[instruction, input], NLI's [premise, hypothesis]): the prompt is their values that are not missing, "
+        "null or blank, in the order listed, joined by a blank line; a row where every one is missing or null is "
+        "an error, as a missing prompt is.",
+    )
     response_field: str | None = Field(
         "response", description="Column holding the gold response (causal-lm)."
     )
     label_field: str | None = Field(
         None, description="Column holding the class label (classifier)."
     )
+
+
+    @field_validator("prompt_field")
+    @classmethod
+    def _prompt_columns(cls, value: Any) -> Any:
+        """A list ``prompt_field`` names at least one column, and each column once (a
+        column named twice would be its text twice over in every prompt)."""
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("an empty list names no column: give a column name, or a list of column names")
+            twice = [name for i, name in enumerate(value) if name in value[:i]]
+            if twice:
+                raise ValueError(f"names {', '.join(repr(n) for n in dict.fromkeys(twice))} more than once; "
+                                 "list each column once")
+        return value
 
 
 class ChatMessages(BaseModel):

@@ -13,7 +13,7 @@ import functools
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from pathlib import Path
@@ -180,6 +180,15 @@ def _metadata_json(extra: dict[str, Any]) -> str:
     return json.dumps(extra, ensure_ascii=True, default=str, sort_keys=True)
 
 
+def _utf8_encodes(text: str) -> bool:
+    """Whether ``text`` is valid UTF-8 text (no lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _check_utf8(text: str, source: str, where: str, locate: Callable[[], str], column: str) -> str:
     """``text``, unless it holds a lone surrogate (``locate()`` names the row, only then:
     finding a CSV row's file line reads the file again)."""
@@ -219,9 +228,15 @@ def _missing_column(
     )
 
 
-def _named(field: str, option: str | None) -> str:
-    """``'response' (loader.response_field)``, or just ``'response'`` for a fixed column."""
-    return f"{field!r} (loader.{option})" if option else repr(field)
+def _named(field: str | Sequence[str], option: str | None) -> str:
+    """``'response' (loader.response_field)``, or just ``'response'`` for a fixed column;
+    a list ``prompt_field`` as its columns joined: ``'instruction' + 'input' (loader.prompt_field)``."""
+    shown = repr(field) if isinstance(field, str) else " + ".join(repr(f) for f in field)
+    return f"{shown} (loader.{option})" if option else shown
+
+
+#: what joins the texts of a list ``prompt_field``'s columns: a blank line
+PROMPT_JOINER = "\n\n"
 
 
 def _required_fields(options: LoaderBase, ctx: LoadContext) -> tuple[str, str]:
@@ -256,7 +271,12 @@ class CommonColumns:
     record as a dict (a 1 GB JSON Lines file took about 5 GB that way).
 
     Args:
-        prompt_field: the key holding the prompt.
+        prompt_field: the key holding the prompt; or a list of keys (a list
+            ``loader.prompt_field``), whose values that are not blank (missing, null, NaN,
+            or only whitespace as text) are the prompt, in that order, joined by
+            :data:`PROMPT_JOINER`, each as it is (not stripped) (a row all of whose
+            keys are missing or null lacks its prompt; one whose values are all blank has an
+            empty prompt).
         answer_field: the key holding the response (causal-lm) or label (classifier).
         answer_option: the spec option that named ``answer_field`` (for messages), with
             ``prompt_field`` naming the prompt; ``None`` when the loader's columns are fixed
@@ -284,7 +304,8 @@ class CommonColumns:
     prompt-less example is a plain text continuation; see
     :func:`subsetctl.modeling.encoding.encode_causal_lm`).
 
-    A column that no row has is reported as missing (with the columns there are) rather
+    A column that no row has (any of a list ``prompt_field``'s) is reported as missing (with
+    the columns there are) rather
     than as null in its first row, so the first row error found is kept and raised by
     :meth:`finish`, once every record has been seen.
 
@@ -292,13 +313,16 @@ class CommonColumns:
     object (or a JSON object string) is merged into it instead of being nested.
     """
 
-    def __init__(self, prompt_field: str, answer_field: str, answer_option: str | None, ctx: LoadContext,
+    def __init__(self, prompt_field: str | Sequence[str], answer_field: str, answer_option: str | None, ctx: LoadContext,
                  where: str, locate: Callable[[int], str], available: Iterable[str] | None = None,
                  fix: str | None = None,
                  fetch: Callable[[Any], Iterable[tuple[int, dict[str, Any]]]] | None = None) -> None:
         from array import array
 
         self.prompt_field, self.answer_field, self.answer_option = prompt_field, answer_field, answer_option
+        #: the prompt's columns: one, or those of a list ``prompt_field`` (:attr:`joined`)
+        self.prompt_columns: tuple[str, ...] = (prompt_field,) if isinstance(prompt_field, str) else tuple(prompt_field)
+        self.joined = not isinstance(prompt_field, str)
         self.prompt_option = "prompt_field" if answer_option else None
         self.ctx, self.where, self.locate, self.fix = ctx, where, locate, fix
         self.available: set[str] = set(available) if available is not None else set()
@@ -306,11 +330,11 @@ class CommonColumns:
         self.classifier = ctx.kind == "classifier"
         self.what = "a class label" if self.classifier else "a gold response"
         self.advice = f" {fix}" if fix and not answer_option else ""
-        self.skip = {prompt_field, answer_field}
+        self.skip = {*self.prompt_columns, answer_field}
         if self.available.issuperset(COLUMNS):  # rows a built-in loader prepared (a plugin filtering its output):
             self.skip |= {"source", "row", "label", "label_text"}  # those columns are its own, not the data's
         # (a data file's own "source", "row" or "label_text" column is the data's: kept in the metadata)
-        self.seen = {prompt_field: False, answer_field: False}
+        self.seen = dict.fromkeys((*self.prompt_columns, answer_field), False)
         self.count = 0
         self.error: UserError | None = None
         self.null_rows: list[int] = []  # the first few rows missing a prompt or an answer (for the error)
@@ -373,17 +397,31 @@ class CommonColumns:
 
     def _count_null(self, i: int, record: dict[str, Any]) -> None:
         """Count record ``i`` if it lacks its prompt or its answer (a null or missing value)."""
-        if _missing(record.get(self.prompt_field)) or _missing(record.get(self.answer_field)):
+        if self._prompt_missing(record) or _missing(record.get(self.answer_field)):
             self.null_count += 1
             if len(self.null_rows) < 5:
                 self.null_rows.append(i)
 
+    def _prompt_missing(self, record: dict[str, Any]) -> bool:
+        """Whether ``record`` lacks its prompt: its column (every one of a list's) is
+        missing, null or NaN."""
+        return all(_missing(record.get(field)) for field in self.prompt_columns)
+
     def _map(self, i: int, record: dict[str, Any]) -> None:
         source, answer_field = self.ctx.source_name, self.answer_field
         values: dict[str, Any] = {}
-        for field, option in ((self.prompt_field, self.prompt_option), (answer_field, self.answer_option)):
+        if self.joined and self._prompt_missing(record):
+            raise UserError(
+                f"Source {source!r}: {self.where}, {self.locate(i)}: {_named(self.prompt_field, self.prompt_option)} "
+                "is missing, null or NaN in every one of those columns. Every row needs a prompt from at least "
+                f"one of them; fix or drop that row.{self.advice}"
+            )
+        checked = [(field, self.prompt_option) for field in self.prompt_columns] + [(answer_field, self.answer_option)]
+        for field, option in checked:
             value = record.get(field)
             if _missing(value):
+                if self.joined and field != answer_field:  # (a listed column may be missing in a row)
+                    continue
                 raise UserError(
                     f"Source {source!r}: {self.where}, {self.locate(i)}: {_named(field, option)} is "
                     f"missing, null or NaN. Every row needs it; fix or drop that row.{self.advice}"
@@ -400,7 +438,7 @@ class CommonColumns:
         self._count_structured(i, values)
         locate_row = functools.partial(self.locate, i)
         prompt, answer = self._texts(values)
-        prompt = _check_utf8(prompt, source, self.where, locate_row, self.prompt_field)
+        prompt = _check_utf8(prompt, source, self.where, locate_row, self._prompt_column_of(prompt, values))
         if not answer.strip():  # nothing to train or score on: left out (see finish) rather than fatal
             self.blank_count += 1
             if len(self.blank) < 5:
@@ -433,16 +471,17 @@ class CommonColumns:
             self.structured_count += 1
             if self.structured is None:
                 self.structured = (i, value_to_text(values[self.answer_field]))
-        if isinstance(values[self.prompt_field], (list, dict)):
+        structured = [values[f] for f in self.prompt_columns if isinstance(values.get(f), (list, dict))]
+        if structured:
             self.structured_prompt_count += 1
             if self.structured_prompt is None:
-                self.structured_prompt = (i, value_to_text(values[self.prompt_field]))
+                self.structured_prompt = (i, value_to_text(structured[0]))
 
     @property
     def fields(self) -> list[str]:
         """The columns every row is checked for (a loader may give later records with only
         these, see :attr:`mapping_all`)."""
-        return list(dict.fromkeys((self.prompt_field, self.answer_field)))
+        return list(dict.fromkeys((*self.prompt_columns, self.answer_field)))
 
     @property
     def left_out_count(self) -> int:
@@ -464,7 +503,27 @@ class CommonColumns:
         A subclass may raise :class:`ValueError` for a record it leaves out."""
         value = record[self.answer_field]
         answer = label_to_text(value) if self.classifier else value_to_text(value)
-        return value_to_text(record[self.prompt_field]), answer
+        return self._prompt_text(record), answer
+
+    def _prompt_text(self, record: dict[str, Any]) -> str:
+        """A record's prompt: its prompt column's value as text; with a list
+        ``prompt_field``, the texts of those of its columns that are not blank, in the order
+        listed, joined by :data:`PROMPT_JOINER` (the same from a record's checked values as
+        from the whole record, as the seeded draw reads it again)."""
+        if not self.joined:
+            return value_to_text(record[self.prompt_field])
+        texts = (value_to_text(record[f]) for f in self.prompt_columns if not _missing(record.get(f)))
+        return PROMPT_JOINER.join(text for text in texts if text.strip())
+
+    def _prompt_column_of(self, prompt: str, values: dict[str, Any]) -> str:
+        """The column a message about the prompt's text names: the prompt column, or the
+        first listed column whose text is not valid (only looked for when the prompt is
+        not)."""
+        if not self.joined or _utf8_encodes(prompt):
+            return self.prompt_columns[0]
+        return next((f for f in self.prompt_columns
+                     if not _missing(values.get(f)) and not _utf8_encodes(value_to_text(values[f]))),
+                    self.prompt_columns[0])
 
     def _append(self, i: int, record: dict[str, Any], prompt: str, answer: str) -> None:
         """Add record ``i``, checked by :meth:`_map`, to the columns."""
@@ -585,7 +644,7 @@ class CommonColumns:
                 break
             # the record read again must be the one checked: a file rewritten in between could
             # give a row without its answer (a KeyError), or a blank or other one, kept unchecked
-            if _missing(record.get(self.prompt_field)) or _missing(record.get(self.answer_field)):
+            if self._prompt_missing(record) or _missing(record.get(self.answer_field)):
                 break
             try:
                 prompt, answer = self._texts(record)
@@ -617,7 +676,8 @@ class CommonColumns:
         if self.count == 0:
             raise UserError(f"Source {source!r}: {self.where} has no examples. "
                             + (f"{self.fix}" if self.fix else "Give a file with at least one row."))
-        for field, field_option in ((self.prompt_field, self.prompt_option), (self.answer_field, option)):
+        for field, field_option in (*((f, self.prompt_option) for f in self.prompt_columns),
+                                    (self.answer_field, option)):
             if not self.seen[field]:
                 raise _missing_column(source, self.where, field, field_option, self.available, self.fix)
         if self.error is not None:
@@ -675,7 +735,7 @@ def _records_at(batches: Iterable[Any], wanted: Any,
 
 def build_common(
     records: list[dict[str, Any]],
-    prompt_field: str,
+    prompt_field: str | Sequence[str],
     answer_field: str,
     answer_option: str | None,
     ctx: LoadContext,

@@ -534,7 +534,7 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
                 builder = CommonColumns(options.prompt_field, answer_field, answer_option, ctx,
                                         _where(path), locate, columns, fetch=fetch)
             if not builder.mapping_all:  # only the columns every row is checked for
-                frame = frame[[c for c in dict.fromkeys((options.prompt_field, answer_field)) if c in columns]]
+                frame = frame[[c for c in builder.fields if c in columns]]
             builder.add_all(frame.to_dict("records"))
     except pd.errors.EmptyDataError:
         raise UserError(
