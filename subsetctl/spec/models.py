@@ -223,7 +223,6 @@ class LoaderBase(StrictModel):
         None, description="Column holding the class label (classifier)."
     )
 
-
     @field_validator("prompt_field")
     @classmethod
     def _prompt_columns(cls, value: Any) -> Any:
