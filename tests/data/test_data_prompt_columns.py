@@ -287,3 +287,21 @@ def test_a_string_prompt_field_dumps_and_fingerprints_as_before() -> None:
         '{"prompt_field": "q", "response_field": "response", "label_field": null, "type": "jsonl"}')
     assert hashlib.sha256(json.dumps(dumped, sort_keys=True).encode()).hexdigest() == (
         "7dc6344b523f2759f01fd9c30fc3d513a4adb72c33c166db16706ddc0ad01bd7")
+
+
+def test_a_string_prompt_field_maps_a_row_without_the_list_helpers(
+        tmp_path: Path, make_ctx, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every row of a plain prompt_field takes the one-column path: the list's helpers
+    (joining, finding a column whose text is not UTF-8) cost a method call more a row, which
+    made mapping a 200k-row file about 12% slower."""
+    def unused(*_args: Any) -> None:
+        raise AssertionError("a list prompt_field's helper called for a string prompt_field")
+
+    monkeypatch.setattr(loaders.CommonColumns, "_prompt_text", unused)
+    monkeypatch.setattr(loaders.CommonColumns, "_prompt_column_of", unused)
+    write_jsonl(tmp_path / "a.jsonl", [{"q": f"q{i}", "a": f"a{i}", "tags": [i]} for i in range(3)]
+                + [{"q": ["a", "list"], "a": "x"}])
+    ctx = make_ctx()
+    ds = load_jsonl(JsonlLoader(type="jsonl", path="a.jsonl", prompt_field="q", response_field="a"), ctx)
+    assert ds["prompt"] == ["q0", "q1", "q2", '["a", "list"]'] and ds["response"] == ["a0", "a1", "a2", "x"]
+    assert any("'q' (loader.prompt_field)" in notice for notice in ctx.notices)  # (the list prompt, said)

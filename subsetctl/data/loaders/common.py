@@ -358,6 +358,13 @@ class CommonColumns:
         self.usable_rows = array("q")  # with a limit: their record indices (8 bytes a row)
         self.digests = array("q")  # with a limit: hash of each one's prompt and answer (checked on fetch)
 
+    @functools.cached_property
+    def checked(self) -> tuple[tuple[str, str | None], ...]:
+        """(column, option) of each column every row is checked for, the answer's last: built
+        at the first row (a subclass may name the prompt's option after ``__init__``), then
+        read as an attribute, as :meth:`_map` runs for every row."""
+        return (*((field, self.prompt_option) for field in self.prompt_columns), (self.answer_field, self.answer_option))
+
     @property
     def mapping_all(self) -> bool:
         """Whether the next record is mapped in full: without a limit, or while fewer usable
@@ -416,8 +423,7 @@ class CommonColumns:
                 "is missing, null or NaN in every one of those columns. Every row needs a prompt from at least "
                 f"one of them; fix or drop that row.{self.advice}"
             )
-        checked = [(field, self.prompt_option) for field in self.prompt_columns] + [(answer_field, self.answer_option)]
-        for field, option in checked:
+        for field, option in self.checked:
             value = record.get(field)
             if _missing(value):
                 if self.joined and field != answer_field:  # (a listed column may be missing in a row)
@@ -438,7 +444,8 @@ class CommonColumns:
         self._count_structured(i, values)
         locate_row = functools.partial(self.locate, i)
         prompt, answer = self._texts(values)
-        prompt = _check_utf8(prompt, source, self.where, locate_row, self._prompt_column_of(prompt, values))
+        prompt = _check_utf8(prompt, source, self.where, locate_row,
+                             self._prompt_column_of(prompt, values) if self.joined else self.prompt_field)
         if not answer.strip():  # nothing to train or score on: left out (see finish) rather than fatal
             self.blank_count += 1
             if len(self.blank) < 5:
@@ -471,11 +478,14 @@ class CommonColumns:
             self.structured_count += 1
             if self.structured is None:
                 self.structured = (i, value_to_text(values[self.answer_field]))
-        structured = [values[f] for f in self.prompt_columns if isinstance(values.get(f), (list, dict))]
-        if structured:
+        if self.joined:
+            structured = next((values[f] for f in self.prompt_columns if isinstance(values.get(f), (list, dict))), None)
+        else:  # (one column: looked at directly, as every row comes here)
+            structured = values[self.prompt_field] if isinstance(values[self.prompt_field], (list, dict)) else None
+        if structured is not None:
             self.structured_prompt_count += 1
             if self.structured_prompt is None:
-                self.structured_prompt = (i, value_to_text(structured[0]))
+                self.structured_prompt = (i, value_to_text(structured))
 
     @property
     def fields(self) -> list[str]:
@@ -503,7 +513,8 @@ class CommonColumns:
         A subclass may raise :class:`ValueError` for a record it leaves out."""
         value = record[self.answer_field]
         answer = label_to_text(value) if self.classifier else value_to_text(value)
-        return self._prompt_text(record), answer
+        # (one prompt column: read here, without a call more for every row)
+        return value_to_text(record[self.prompt_field]) if not self.joined else self._prompt_text(record), answer
 
     def _prompt_text(self, record: dict[str, Any]) -> str:
         """A record's prompt: its prompt column's value as text; with a list
