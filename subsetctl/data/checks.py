@@ -395,7 +395,7 @@ def _check_columns(loader: LoaderBase, path: Path, loc: tuple[Any, ...], kind: s
     where = "its schema has" if loader.type == "parquet" else "its first row has"
     if loader.type == "jsonl" and not isinstance(loader.prompt_field, str) and not set(loader.prompt_field) <= set(columns):
         # a listed prompt column may be left out of some rows (Alpaca's empty input): looked for further on
-        columns, rows = _jsonl_head_keys(path, columns)
+        columns, rows = _jsonl_head_keys(path, columns, loader.prompt_field)
         where = f"its first {rows} rows have" if rows > 1 else where
     _check_named_columns(loader, columns, where, loc, kind, issues)
     if rowless:
@@ -403,25 +403,44 @@ def _check_columns(loader: LoaderBase, path: Path, loc: tuple[Any, ...], kind: s
                                     "but no rows: give a file with at least one example")
 
 
-def _jsonl_head_keys(path: Path, first: list[str]) -> tuple[list[str], int]:
+def _jsonl_head_keys(path: Path, first: list[str], wanted: list[str]) -> tuple[list[str], int]:
     """The keys of a JSON Lines file's first :data:`LABEL_ROWS_READ` objects, in the order
-    they come, and how many objects were read; ``first`` (the first object's keys) alone
-    when the file cannot be read that far (the data stage says why)."""
+    they come, and how many objects were read (``first``: the first object's keys); then,
+    for a ``wanted`` column none of them has, the rows after them (only a line holding the
+    column's name as JSON text is parsed): a column that first comes later is there (the
+    data stage reads it), and a file that cannot be read through (the data stage says why)
+    is not said to lack one; lines that are not JSON objects are passed over."""
     from itertools import islice
 
     keys: dict[str, None] = dict.fromkeys(first)
-    rows = 1
-    found: dict[str, None] = {}
     count = 0
-    with contextlib.suppress(Exception), _open_text(path) as handle:
-        for line in islice((line for line in handle if line.strip()), LABEL_ROWS_READ):
-            record = json.loads(line)
+
+    def objects(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except (ValueError, RecursionError):  # (the data stage names the line)
+                continue
             if isinstance(record, dict):
-                found.update(dict.fromkeys(record))
+                yield record
+
+    try:
+        with _open_text(path) as handle:
+            lines = (line for line in handle if line.strip())
+            for record in objects(islice(lines, LABEL_ROWS_READ)):
+                keys.update(dict.fromkeys(record))
                 count += 1
-        keys.update(found)
-        rows = max(count, 1)
-    return list(keys), rows
+            missing = [column for column in wanted if column not in keys]
+            if missing:
+                names = {column: (json.dumps(column), json.dumps(column, ensure_ascii=False)) for column in missing}
+                hits = (line for line in lines if any(name in line for both in names.values() for name in both))
+                for record in objects(hits):
+                    keys.update(dict.fromkeys(c for c in missing if c in record and c not in keys))
+                    if all(column in keys for column in missing):
+                        break
+    except Exception:  # noqa: BLE001 - not read through: only what was read says a column is missing
+        keys.update(dict.fromkeys(wanted))
+    return list(keys), max(count, 1)
 
 
 def _check_saved_to_disk(loader: HuggingFaceLoader, folder: Path, loc: tuple[Any, ...], kind: str,

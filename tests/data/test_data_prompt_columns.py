@@ -152,6 +152,25 @@ def test_validate_finds_a_listed_column_past_the_first_row(tmp_path: Path) -> No
     assert "set prompt_field to one of them" in message and issues["target.loader.prompt_field[1]"].line == 6
 
 
+def test_validate_finds_a_listed_column_past_the_head_or_a_bad_line(tmp_path: Path) -> None:
+    """A column that first comes after validate's 1000-row head, or after a line that is not
+    JSON, is in the file: the data stage reads it, and validate (which every run calls) does
+    not refuse the spec; a column no line names is still an issue."""
+    (tmp_path / "data").mkdir()
+    late = [{"instruction": f"i{i}", "output": f"o{i}"} for i in range(1200)] + ROWS
+    write_jsonl(tmp_path / "data" / "t.jsonl", late)
+    assert _check(tmp_path, SPEC) == {}
+    ds = load_jsonl(JsonlLoader(type="jsonl", path="data/t.jsonl", prompt_field=ALPACA, response_field="output"),
+                    LoadContext(source_name="t", base_dir=tmp_path, kind="causal-lm", seed=0))
+    assert ds["prompt"][1200] == PROMPTS[0]
+    issues = _check(tmp_path, SPEC.replace("[instruction, input]", "[instruction, inptu]"))
+    assert "has no column 'inptu' (its first 1000 rows have 'instruction', 'output')" in \
+        issues["target.loader.prompt_field[1]"].message
+    lines = [json.dumps({"instruction": "a", "output": "b"}), json.dumps(ROWS[0]), '{"instruction": "cut']
+    (tmp_path / "data" / "t.jsonl").write_text("\n".join(lines) + "\n")
+    assert _check(tmp_path, SPEC) == {}  # (the data stage names line 3)
+
+
 def test_validate_names_a_listed_column_a_csv_header_lacks(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     pd.DataFrame([{"instruction": "a", "output": "b"}] * 8).to_csv(tmp_path / "data" / "t.csv", index=False)
