@@ -1046,6 +1046,24 @@ def test_a_json_array_file_given_as_json_lines_says_which_loader_reads_it(tmp_pa
     assert load_huggingface(advised, make_ctx())["response"] == ["0", "1", "2"]
 
 
+@pytest.mark.parametrize("indent", [None, 2])
+def test_a_json_array_after_blank_lines_is_named_so_by_the_data_stage_too(tmp_path: Path, make_ctx,
+                                                                       indent: int | None) -> None:
+    """Blank lines before the array (a file written with a leading newline): validate named the
+    json builder (its first non-blank line), the data stage did only for a line 1."""
+    from subsetctl.data.checks import _file_head
+
+    (tmp_path / "alpaca.json").write_text("\n\n" + json.dumps([{"prompt": "q", "response": "a"}], indent=indent))
+    loader = JsonlLoader(type="jsonl", path="alpaca.json")
+    _, problem, _ = _file_head(loader, tmp_path / "alpaca.json")
+    assert problem is not None and "It holds one JSON array" in problem, problem
+    with pytest.raises(UserError, match=r"line 3: .*It holds one JSON array .*data_files: \[alpaca.json\]"):
+        load_jsonl(loader, make_ctx())
+    (tmp_path / "d.jsonl").write_text('{"prompt": "q", "response": "a"}\n[1, 2]\n')  # (a later line: no advice)
+    with pytest.raises(UserError, match=r"line 2: expected a JSON object .*got a JSON list\.$"):
+        load_jsonl(JsonlLoader(type="jsonl", path="d.jsonl"), make_ctx())
+
+
 def test_a_pretty_printed_object_given_as_json_lines_is_named_so(tmp_path: Path) -> None:
     from subsetctl.data.checks import _file_head
 

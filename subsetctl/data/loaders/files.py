@@ -295,6 +295,7 @@ def jsonl_records(path: Path, source: str, duplicates: DuplicateKeys | None = No
         return value
 
     decoder = json.JSONDecoder(object_pairs_hook=as_dict)  # (as fast as json.loads: 0.69 s vs 0.81 s a 400k lines)
+    first = True  # the first non-blank line (blank lines may come before it), whose text may show a JSON document
     for number, line in text_lines(path, source):
         if not line.strip():
             continue
@@ -307,7 +308,7 @@ def jsonl_records(path: Path, source: str, duplicates: DuplicateKeys | None = No
                 f"Source {source!r}: file {path}, line {number}: invalid JSON ({exc.msg} at "
                 f"column {exc.colno}). Each line of a .jsonl file must be one JSON object."
                 f"{f' Its {CR_ALONE}.' if cr_alone else ''}"
-                f"{json_document_advice(line, written_path or str(path)) if number == 1 else ''}"
+                f"{json_document_advice(line, written_path or str(path)) if first else ''}"
             ) from None
         except (ValueError, RecursionError) as exc:
             raise UserError(
@@ -318,8 +319,9 @@ def jsonl_records(path: Path, source: str, duplicates: DuplicateKeys | None = No
             raise UserError(
                 f"Source {source!r}: file {path}, line {number}: expected a JSON object "
                 f'({{"prompt": ..., ...}}), got a JSON {type(value).__name__}.'
-                f"{json_document_advice(line, written_path or str(path)) if number == 1 else ''}"
+                f"{json_document_advice(line, written_path or str(path)) if first else ''}"
             )
+        first = False
         if twice:
             if duplicates is not None:
                 duplicates.count += 1
