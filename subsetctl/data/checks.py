@@ -409,6 +409,7 @@ def _jsonl_head_keys(path: Path, first: list[str], wanted: list[str]) -> tuple[l
     for a ``wanted`` column none of them has, the rows after them (only a line holding the
     column's name as JSON text is parsed): a column that first comes later is there (the
     data stage reads it), and a file that cannot be read through (the data stage says why)
+    or is larger than :data:`LINES_COUNTED_MB` (read on every `validate`, `plan` and `run`)
     is not said to lack one; lines that are not JSON objects are passed over."""
     from itertools import islice
 
@@ -431,7 +432,9 @@ def _jsonl_head_keys(path: Path, first: list[str], wanted: list[str]) -> tuple[l
                 keys.update(dict.fromkeys(record))
                 count += 1
             missing = [column for column in wanted if column not in keys]
-            if missing:
+            if missing and path.stat().st_size > LINES_COUNTED_MB * 2**20:  # not read through on every validate
+                keys.update(dict.fromkeys(missing))
+            elif missing:
                 names = {column: (json.dumps(column), json.dumps(column, ensure_ascii=False)) for column in missing}
                 hits = (line for line in lines if any(name in line for both in names.values() for name in both))
                 for record in objects(hits):

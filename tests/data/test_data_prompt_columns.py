@@ -171,6 +171,21 @@ def test_validate_finds_a_listed_column_past_the_head_or_a_bad_line(tmp_path: Pa
     assert _check(tmp_path, SPEC) == {}  # (the data stage names line 3)
 
 
+def test_validate_does_not_read_a_large_file_through_for_a_listed_column(tmp_path: Path, monkeypatch) -> None:
+    """Past :data:`LINES_COUNTED_MB` the rest of the file is not looked through (every
+    validate, plan and run would read it all): a column the head lacks is not said missing
+    there; the data stage, which reads every row, has the last word."""
+    from subsetctl.data import checks
+
+    (tmp_path / "data").mkdir()
+    rows = [{"instruction": f"i{i}", "output": f"o{i}"} for i in range(1200)]
+    write_jsonl(tmp_path / "data" / "t.jsonl", rows)
+    typo = SPEC.replace("[instruction, input]", "[instruction, inptu]")
+    assert "target.loader.prompt_field[1]" in _check(tmp_path, typo)
+    monkeypatch.setattr(checks, "LINES_COUNTED_MB", 0.01)
+    assert _check(tmp_path, typo) == {}
+
+
 def test_validate_names_a_listed_column_a_csv_header_lacks(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     pd.DataFrame([{"instruction": "a", "output": "b"}] * 8).to_csv(tmp_path / "data" / "t.csv", index=False)
