@@ -21,7 +21,7 @@ from _common import ROOT  # noqa: F401  (puts the repository on the path like th
 def main() -> None:
     from transformers import AutoTokenizer
 
-    from subsetctl.modeling.encoding import _assemble_causal_lm, encode_rows, render_prompt
+    from subsetctl.modeling.encoding import _assemble_causal_lm, encode_rows, render_prompt, row_context
     from subsetctl.modeling.packaged import locate_smollm2
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -37,7 +37,7 @@ def main() -> None:
 
     start = time.perf_counter()
     whole = []
-    prompts = tok([render_prompt(tok, r["prompt"]) for r in rows], add_special_tokens=False)["input_ids"]
+    prompts = tok([render_prompt(tok, r["prompt"], row_context(r)) for r in rows], add_special_tokens=False)["input_ids"]
     answers = tok([r["response"] for r in rows], add_special_tokens=False)["input_ids"]
     for p, a in zip(prompts, answers):
         whole.append(_assemble_causal_lm(tok, list(p), list(a), args.max_length))

@@ -9,6 +9,7 @@ an example is longer than ``max_length`` so that the response survives.
 from __future__ import annotations
 
 import contextlib
+import json
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,10 @@ from typing import Any, Literal
 import torch
 
 from subsetctl.errors import UserError
+
+#: the metadata key of a row's chat context, as :data:`subsetctl.data.loaders.common.CONTEXT_KEY`
+#: (not imported from there: that would load the data loaders and the spec with the model code)
+CONTEXT_KEY = "chat_context"
 
 
 @dataclass
@@ -33,6 +38,9 @@ class EncodedExample:
     #: the cut took only the chat template's text before the prompt's own (its system
     #: prompt), so the prompt is whole; set by :func:`encode_rows`
     within_template: bool = field(default=False, compare=False)
+    #: the cut took only a chat's earlier messages (its context, :func:`row_context`) and the
+    #: template's text around them, so the last user message is whole; set by :func:`encode_rows`
+    within_context: bool = field(default=False, compare=False)
 
 
 class TruncationCounts:
@@ -45,6 +53,7 @@ class TruncationCounts:
         from collections import Counter
 
         self.preamble_cut: Counter[str] = Counter()  # only the template's text before the prompt
+        self.context_cut: Counter[str] = Counter()  # only a chat's earlier messages (the last user message whole)
         self.prompt_cut: Counter[str] = Counter()
         self.answer_cut: Counter[str] = Counter()
         self.text_cut: Counter[str] = Counter()  # a classifier's input, cut at its end
@@ -59,6 +68,8 @@ class TruncationCounts:
                 self.answer_cut[source] += 1
             elif example.within_template:
                 self.preamble_cut[source] += 1
+            elif example.within_context:
+                self.context_cut[source] += 1
             elif example.truncated:
                 self.prompt_cut[source] += 1
 
@@ -76,8 +87,8 @@ class TruncationCounts:
     @property
     def cut(self) -> int:
         """How many examples were cut at all."""
-        return sum(sum(counts.values()) for counts in (self.preamble_cut, self.prompt_cut, self.answer_cut,
-                                                       self.text_cut))
+        return sum(sum(counts.values()) for counts in (self.preamble_cut, self.context_cut, self.prompt_cut,
+                                                       self.answer_cut, self.text_cut))
 
     def notice(self, max_length: int, examples: str = "examples") -> str | None:
         """One line saying what was cut where, or None when nothing was; ``examples``
@@ -94,6 +105,9 @@ class TruncationCounts:
         if self.preamble_cut:
             parts.append(f"in {sum(self.preamble_cut.values())} only the chat template's text before the prompt "
                          f"(its system prompt) was cut, the prompt itself is whole ({by_source(self.preamble_cut)})")
+        if self.context_cut:
+            parts.append(f"in {sum(self.context_cut.values())} only earlier messages of the chat were cut from the "
+                         f"left, its last user message is whole ({by_source(self.context_cut)})")
         if self.prompt_cut:
             parts.append(f"in {sum(self.prompt_cut.values())} the prompt was cut from the left "
                          f"({by_source(self.prompt_cut)})")
@@ -106,19 +120,104 @@ class TruncationCounts:
                 "Raise model.max_length if the cut parts matter.")
 
 
-def render_prompt(tokenizer: Any, prompt: str) -> str:
+def render_prompt(tokenizer: Any, prompt: str, context: Sequence[dict[str, str]] | None = None) -> str:
     """The text that precedes the response: the chat template's user turn plus the
     generation prompt when the tokenizer has a chat template, else the prompt and a
     newline, after the BOS token if the tokenizer starts every text with one.
+
+    ``context``: a chat's messages before the prompt (``{"role", "content"}`` each, roles
+    system, user or assistant; :func:`row_context`), rendered by the template before the
+    user turn; a template that refuses a system role (Gemma's) gets the system messages'
+    text before the first user message's, with a blank line. Without a template, the
+    messages' texts come before the prompt, each followed by a blank line (a system
+    message's text before the user's, as a base model reads it).
 
     Texts are tokenized without special tokens (a template writes its own), so without a
     template the BOS a base Llama or Mistral model was trained to see first was missing,
     and those models are known to be far off without it."""
     if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-        )
+        if not context:
+            return tokenizer.apply_chat_template(
+                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+            )
+        return _render_chat(tokenizer, [*context, {"role": "user", "content": prompt}])
+    if context:
+        return leading_bos_text(tokenizer) + "".join(f"{m['content']}\n\n" for m in context) + prompt + "\n"
     return leading_bos_text(tokenizer) + prompt + "\n"
+
+
+def _render_chat(tokenizer: Any, messages: list[dict[str, str]]) -> str:
+    """``messages`` with the chat template and its generation prompt; with the system
+    messages folded into the first user message when the template refuses them."""
+    from jinja2.exceptions import TemplateError
+
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    except TemplateError as exc:
+        refused = exc
+    systems = [m["content"] for m in messages if m["role"] == "system"]
+    if systems:
+        folded = [dict(m) for m in messages if m["role"] != "system"]
+        first = next(m for m in folded if m["role"] == "user")  # (the prompt's, at least)
+        first["content"] = "\n\n".join([*systems, first["content"]])
+        with contextlib.suppress(TemplateError):
+            return tokenizer.apply_chat_template(folded, tokenize=False, add_generation_prompt=True)
+    roles = ", ".join(m["role"] for m in messages)
+    raise UserError(
+        f"The model's chat template refuses a chat's messages ({roles}; the last is the prompt): {refused}. "
+        "Render such chats in a plugin loader, or leave them out of the data."
+    ) from None
+
+
+#: the metadata key as a row's metadata JSON names it: rows without it are not parsed
+_CONTEXT_KEY_JSON = json.dumps(CONTEXT_KEY)
+_CONTEXT_ROLES = frozenset({"system", "user", "assistant"})
+
+
+def row_context(row: dict) -> list[dict[str, str]] | None:
+    """A row's chat context (``metadata[CONTEXT_KEY]``, written by ``loader.messages_field``
+    or a plugin loader), or None: the metadata JSON is parsed only when it names the key.
+    A value that is no list of ``{"role", "content"}`` messages is an error naming the row."""
+    raw = row.get("metadata")
+    if not raw:
+        return None
+    if isinstance(raw, dict):
+        value = raw.get(CONTEXT_KEY)
+    else:
+        if _CONTEXT_KEY_JSON not in raw:
+            return None
+        try:
+            parsed = json.loads(raw)
+        except (TypeError, ValueError, RecursionError):
+            return None
+        value = parsed.get(CONTEXT_KEY) if isinstance(parsed, dict) else None
+    if value is None or value == []:
+        return None
+    if not isinstance(value, list) or not all(
+            isinstance(m, dict) and m.get("role") in _CONTEXT_ROLES and isinstance(m.get("content"), str)
+            for m in value):
+        raise UserError(
+            f"Source {row.get('source', '?')!r}, row {row.get('row', '?')}: its metadata's {CONTEXT_KEY!r} is not "
+            "a list of {role, content} messages (roles system, user or assistant), which that key holds: the "
+            "chat's messages before the prompt. Rename that column, or fix what the loader writes there."
+        )
+    return [{"role": m["role"], "content": m["content"]} for m in value]
+
+
+def context_kept_whole(tokenizer: Any, rendered: str, prompt: str, context: Sequence[dict[str, str]],
+                       kept_tokens: int) -> bool:
+    """Whether the last ``kept_tokens`` tokens of ``rendered`` (``prompt`` rendered after
+    ``context``) hold all of the prompt's own text and what the template puts after it, so
+    that a cut took only the chat's earlier messages (and the template's text before
+    them). False when the template does not copy the prompt verbatim."""
+    marked = render_prompt(tokenizer, _PROMPT_MARKER, context)
+    if marked.count(_PROMPT_MARKER) != 1:
+        return False
+    before = marked.split(_PROMPT_MARKER)[0]
+    if not rendered.startswith(before + prompt):
+        return False
+    own = tokenizer(rendered[len(before):], add_special_tokens=False)["input_ids"]
+    return kept_tokens >= len(own)
 
 
 #: tokenizer -> the BOS text it starts texts with ("" for none), found once per tokenizer
@@ -193,11 +292,13 @@ def cut_within_template(tokens_cut: int, preamble_tokens: int) -> bool:
 
 
 def encode_causal_lm(
-    tokenizer: Any, prompt: str, response: str, max_length: int, source: str = "?", row: int = -1
+    tokenizer: Any, prompt: str, response: str, max_length: int, source: str = "?", row: int = -1,
+    context: Sequence[dict[str, str]] | None = None,
 ) -> EncodedExample:
-    """Tokenize one causal-LM example; the response ends with the EOS token."""
+    """Tokenize one causal-LM example (``context``: the chat's messages before ``prompt``,
+    :func:`render_prompt`); the response ends with the EOS token."""
     _refuse_empty_response(response, source, row)
-    rendered = render_prompt(tokenizer, prompt)
+    rendered = render_prompt(tokenizer, prompt, context)
     (prompt_ids,) = tokenize_kept(tokenizer, [rendered], max_length, keep="end")
     (response_ids,) = tokenize_responses(tokenizer, [rendered], [response], max_length)
     return _assemble_causal_lm(tokenizer, prompt_ids, response_ids, max_length)
@@ -370,16 +471,24 @@ def encode_rows(tokenizer: Any, rows: Sequence[dict], kind: str, max_length: int
             _refuse_empty_response(response, str(row.get("source", "?")), int(row.get("row", i)))
         if not rows:
             return []
-        prompts = [render_prompt(tokenizer, str(row["prompt"])) for row in rows]
+        contexts = [row_context(row) for row in rows]
+        prompts = [render_prompt(tokenizer, str(row["prompt"]), context) for row, context in zip(rows, contexts)]
         prompt_ids = tokenize_kept(tokenizer, prompts, max_length, keep="end")
         response_ids = tokenize_responses(tokenizer, prompts, responses, max_length)
         encoded = [_assemble_causal_lm(tokenizer, p, r, max_length) for p, r in zip(prompt_ids, response_ids)]
         if any(e.prompt_tokens_cut for e in encoded):
             preamble = template_preamble_tokens(tokenizer)
             limit = max_length * CHARS_PER_TOKEN  # longer texts were cut in characters first: counted as cut
-            for example, prompt in zip(encoded, prompts):
-                example.within_template = cut_within_template(example.prompt_tokens_cut, preamble) and \
-                    len(prompt) <= limit
+            for example, prompt, row, context in zip(encoded, prompts, rows, contexts):
+                if not example.prompt_tokens_cut:
+                    continue
+                if context is None:
+                    example.within_template = cut_within_template(example.prompt_tokens_cut, preamble) and \
+                        len(prompt) <= limit
+                elif not example.answer_cut:  # (the tokens kept are exact, however the text was cut)
+                    kept = len(example.input_ids) - sum(example.response_mask)
+                    example.within_context = context_kept_whole(tokenizer, prompt, str(row["prompt"]), context,
+                                                                kept)
         return encoded
     for i, row in enumerate(rows):
         label = row.get("label", -1)

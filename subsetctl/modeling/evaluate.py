@@ -19,9 +19,11 @@ import torch
 
 from subsetctl.errors import UserError
 from subsetctl.modeling.encoding import (
+    context_kept_whole,
     cut_within_template,
     pad_id,
     render_prompt,
+    row_context,
     template_preamble_tokens,
     tokenize_responses,
 )
@@ -146,16 +148,23 @@ def _generation_room(max_length: int, max_new_tokens: int) -> int:
     return max(1, max_length - max_new_tokens)
 
 
-def _generation_prompt_ids(tokenizer: Any, prompts: Sequence[str]) -> list[list[int]]:
-    """Each prompt's token ids as generation feeds them (rendered as in training), uncut."""
-    return [tokenizer(render_prompt(tokenizer, p), add_special_tokens=False)["input_ids"] for p in prompts]
+def _generation_prompt_ids(tokenizer: Any, prompts: Sequence[str],
+                           contexts: Sequence[list[dict[str, str]] | None] | None = None) -> list[list[int]]:
+    """Each prompt's token ids as generation feeds them (rendered as in training, after its
+    chat context), uncut."""
+    contexts = contexts if contexts is not None else [None] * len(prompts)
+    return [tokenizer(render_prompt(tokenizer, p, c), add_special_tokens=False)["input_ids"]
+            for p, c in zip(prompts, contexts)]
 
 
 def generate_answers(
-    model: Any, tokenizer: Any, prompts: Sequence[str], max_length: int, max_new_tokens: int, batch_size: int
+    model: Any, tokenizer: Any, prompts: Sequence[str], max_length: int, max_new_tokens: int, batch_size: int,
+    contexts: Sequence[list[dict[str, str]] | None] | None = None,
 ) -> list[str]:
-    """Greedy answers for ``prompts``: left-padded batches, prompts rendered as in
-    training (chat template) and truncated from the left; only new tokens are decoded."""
+    """Greedy answers for ``prompts`` (``contexts``: each one's chat context, see
+    :func:`~subsetctl.modeling.encoding.row_context`): left-padded batches, prompts
+    rendered as in training (chat template) and truncated from the left; only new tokens
+    are decoded."""
     from transformers import GenerationConfig
 
     pad = pad_id(tokenizer)
@@ -165,7 +174,7 @@ def generate_answers(
     )
     device = next(model.parameters()).device
     room = _generation_room(max_length, max_new_tokens)
-    encoded = [ids[-room:] for ids in _generation_prompt_ids(tokenizer, prompts)]
+    encoded = [ids[-room:] for ids in _generation_prompt_ids(tokenizer, prompts, contexts)]
     answers: list[str] = [""] * len(prompts)
     order = np.argsort([len(e) for e in encoded], kind="stable")
     was_training = model.training
@@ -253,29 +262,46 @@ def _shortest_matching_forms(gold: str) -> list[str]:
     return [text, plain]
 
 
-def _prompts_cut_for_generation(tokenizer: Any, prompts: Sequence[str], max_length: int,
-                                max_new_tokens: int) -> str | None:
+def _prompts_cut_for_generation(tokenizer: Any, prompts: Sequence[str], max_length: int, max_new_tokens: int,
+                                contexts: Sequence[list[dict[str, str]] | None] | None = None) -> str | None:
     """A warning when test prompts are longer than generation leaves them room for
     (:func:`_generation_room` tokens, cut from the left as :func:`generate_answers` does):
     training and gradients keep up to ``max_length`` minus the answer, so a prompt whole
-    there can lose its question here without any other stage saying so."""
+    there can lose its question here without any other stage saying so. A prompt after a
+    chat context that loses only (part of) the context keeps its own text."""
     room = _generation_room(max_length, max_new_tokens)
-    cut = [len(ids) for ids in _generation_prompt_ids(tokenizer, prompts) if len(ids) > room]
+    contexts = contexts if contexts is not None else [None] * len(prompts)
+    lengths = _generation_prompt_ids(tokenizer, prompts, contexts)
+    cut = [(n, p, c) for n, p, c in zip(map(len, lengths), prompts, contexts) if n > room]
     if not cut:
         return None
     preamble = template_preamble_tokens(tokenizer)
-    own = [n for n in cut if not cut_within_template(n - room, preamble)]  # the cut reaches the prompt's own text
+    own, in_context = [], 0
+    for n, prompt, context in cut:
+        if context is None:
+            if not cut_within_template(n - room, preamble):
+                own.append(n)  # the cut reaches the prompt's own text
+        elif context_kept_whole(tokenizer, render_prompt(tokenizer, prompt, context), prompt, context, room):
+            in_context += 1
+        else:
+            own.append(n)
+    longest = max(n for n, _, _ in cut)
     opening = (f"{len(cut)} of {len(prompts)} test prompts are longer than model.max_length - "
-               f"evaluate.max_new_tokens = {room} tokens (the longest: {max(cut)}) and are cut from the left when "
+               f"evaluate.max_new_tokens = {room} tokens (the longest: {longest}) and are cut from the left when "
                "answers are generated")
     fix = "Raise model.max_length or lower evaluate.max_new_tokens."
+    lose = ("only earlier messages of their chat" if in_context == len(cut) else
+            "only the chat template's text before them (its system prompt)" if not in_context else
+            "only the chat template's system prompt or earlier messages of their chat")
     if not own:
-        return (f"{opening}; they lose only the chat template's text before them (its system prompt), and the "
-                f"prompts themselves are whole. {fix}")
+        return f"{opening}; they lose {lose}, and the prompts themselves are whole. {fix}"
     if len(own) < len(cut):
         loses, its, score = ("loses", "its", "its score") if len(own) == 1 else ("lose", "their", "their scores")
+        others = ("earlier messages of their chat" if in_context == len(cut) - len(own) else
+                  "the chat template's system prompt" if not in_context else
+                  "the chat template's system prompt or earlier messages of their chat")
         return (f"{opening}; {len(own)} of them {loses} part of {its} own text, so {score} may not reflect the "
-                f"task (the others lose only the chat template's system prompt). {fix}")
+                f"task (the others lose only {others}). {fix}")
     return f"{opening}, so their scores may not reflect the task. {fix}"
 
 
@@ -290,7 +316,7 @@ def _answers_longer_than(tokenizer: Any, examples: Sequence[dict], max_new_token
     starts it with "▁", one token more, and an answer that fits exactly was warned about.
     All forms take one batch; ``max_length`` is set so that none is cut (its count is exact)."""
     forms = [_shortest_matching_forms(str(e.get("response", ""))) for e in examples]
-    rendered = [render_prompt(tokenizer, str(e.get("prompt", ""))) for e in examples]
+    rendered = [render_prompt(tokenizer, str(e.get("prompt", "")), row_context(e)) for e in examples]
     flat = [form for answer in forms for form in answer]
     ids = iter(tokenize_responses(tokenizer, [r for r, answer in zip(rendered, forms) for _ in answer], flat,
                                   max(map(len, flat), default=1)))
@@ -408,13 +434,16 @@ def _score_generations(
     too_long = _answers_longer_than(tokenizer, examples, max_new_tokens)
     if too_long:
         warnings.append(too_long)
-    cut = _prompts_cut_for_generation(tokenizer, [str(e["prompt"]) for e in examples], max_length, max_new_tokens)
+    contexts = [row_context(e) for e in examples]
+    cut = _prompts_cut_for_generation(tokenizer, [str(e["prompt"]) for e in examples], max_length, max_new_tokens,
+                                      contexts)
     if cut:
         warnings.append(cut)
     if progress:
         progress(f"Generating answers for {len(examples)} examples")
     answers = generate_answers(
-        model, tokenizer, [str(e["prompt"]) for e in examples], max_length, max_new_tokens, batch_size
+        model, tokenizer, [str(e["prompt"]) for e in examples], max_length, max_new_tokens, batch_size,
+        contexts,
     )
     rg_scorer = ReasoningGymScorer()
     has_rg = [bool(_metadata(e).get("rg_task")) for e in examples]

@@ -241,15 +241,16 @@ class LoaderBase(StrictModel):
 class ChatMessages(BaseModel):
     """The ``messages_field`` option of the loaders whose cells can hold a list (JSON Lines,
     Parquet, Hugging Face datasets; not CSV, whose cells are text): a causal LM's example
-    read from a chat, one single-turn conversation per row (see
+    read from a chat, one conversation per row (see
     :mod:`subsetctl.data.loaders.chat`)."""
 
     messages_field: str | None = Field(
         None, min_length=1,
         description="Causal-lm only: column holding each row's chat, a list of messages ({role, content}, or "
         "ShareGPT's {from, value}), instead of prompt_field and response_field. The last message is the "
-        "gold response (the assistant's, or gpt's); the user message before it is the prompt, after any "
-        "leading system messages and a blank line. Multi-turn and malformed rows are left out with a notice.",
+        "gold response (the assistant's, or gpt's); the user message before it is the prompt; the messages "
+        "before that (system messages, earlier turns) are its context, rendered with the model's chat template "
+        "before it. Rows not ending with a user message and the answer are left out with a notice.",
     )
 
     @field_validator("prompt_field", "response_field", check_fields=False)

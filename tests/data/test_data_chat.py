@@ -50,24 +50,37 @@ def test_sharegpt_style_rows_give_prompt_and_response(tmp_path: Path, make_ctx) 
     assert ds["prompt"] == ["hi"] and ds["response"] == ["hello"] and ctx.notices == []
 
 
-def test_system_messages_come_before_the_user_text(tmp_path: Path, make_ctx) -> None:
+def test_system_messages_are_the_chat_context(tmp_path: Path, make_ctx) -> None:
     rows = [{"messages": _chat(("system", "Be brief."), ("user", "2+2?"), ("assistant", "4"))},
             {"messages": _chat(("system", "A."), ("system", " "), ("system", "B."), ("user", "q"), ("assistant", "a"),
                                style="sharegpt")}]
     ds = load_jsonl(_jsonl(tmp_path, rows), make_ctx())
-    assert ds["prompt"] == ["Be brief.\n\n2+2?", "A.\n\nB.\n\nq"]  # blank system messages add nothing
+    assert ds["prompt"] == ["2+2?", "q"]
+    assert [json.loads(m) for m in ds["metadata"]] == [  # blank system messages are left out
+        {"chat_context": [{"role": "system", "content": "Be brief."}]},
+        {"chat_context": [{"role": "system", "content": "A."}, {"role": "system", "content": "B."}]}]
 
 
-def test_multi_turn_rows_are_left_out_with_one_notice(tmp_path: Path, make_ctx) -> None:
-    multi = {"messages": _chat(("user", "a"), ("assistant", "b"), ("user", "c"), ("assistant", "d"))}
-    rows = [{"messages": _chat(("user", "q"), ("assistant", "r"))}, multi, multi,
-            {"messages": _chat(("user", "q2"), ("assistant", "r2"))}]
+@pytest.mark.parametrize("style", ["openai", "sharegpt"])
+def test_multi_turn_rows_keep_their_earlier_turns_as_context(tmp_path: Path, make_ctx, style: str) -> None:
+    multi = {"messages": _chat(("system", "S"), ("user", "a"), ("assistant", "b"), ("user", "c"), ("assistant", "d"),
+                               style=style), "id": 2}
+    rows = [{"messages": _chat(("user", "q"), ("assistant", "r"), style=style), "id": 1}, multi]
     ctx = make_ctx()
     ds = load_jsonl(_jsonl(tmp_path, rows), ctx)
-    assert ds["prompt"] == ["q", "q2"] and ds["row"] == [0, 3]
-    (notice,) = ctx.notices
-    assert "2 of 4 rows hold a multi-turn chat in 'messages' (loader.messages_field) (line 2, line 3)" in notice
-    assert "left out" in notice and "plugin loader" in notice
+    assert ds["prompt"] == ["q", "c"] and ds["response"] == ["r", "d"] and ds["row"] == [0, 1]
+    assert [json.loads(m) for m in ds["metadata"]] == [
+        {"id": 1},
+        {"id": 2, "chat_context": [{"role": "system", "content": "S"}, {"role": "user", "content": "a"},
+                                   {"role": "assistant", "content": "b"}]}]
+    assert ctx.notices == []
+
+
+def test_a_rows_own_chat_context_key_is_an_error(tmp_path: Path, make_ctx) -> None:
+    for row in ({"chat_context": "mine"}, {"metadata": {"chat_context": "mine"}}):
+        rows = [{"messages": _chat(("user", "q"), ("assistant", "r")), **row}]
+        with pytest.raises(UserError, match=r"line 1: the row has a key of its own named 'chat_context'"):
+            load_jsonl(_jsonl(tmp_path, rows), make_ctx())
 
 
 @pytest.mark.parametrize(("value", "kind", "detail"), [
@@ -80,9 +93,12 @@ def test_multi_turn_rows_are_left_out_with_one_notice(tmp_path: Path, make_ctx) 
     ([{"role": "user", "content": [{"type": "text", "text": "x"}]}, {"role": "assistant", "content": "y"}],
      "not a list of messages", "message 1 has a list as content (parts?), not text"),
     ([{"role": "user", "content": "x"}], "last message not the assistant's", "the last message is the user's"),
-    ([{"role": "assistant", "content": "y"}], "no single user message", "no user message"),
+    ([{"role": "assistant", "content": "y"}], "no user message just before the answer",
+     "the message before the answer is none, not the user's"),
     ([{"role": "user", "content": "x"}, {"role": "system", "content": "s"}, {"role": "assistant", "content": "y"}],
-     "no single user message", "no user message just before the answer"),
+     "no user message just before the answer", "the message before the answer is the system's, not the user's"),
+    ([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}, {"role": "assistant", "content": "b"}],
+     "no user message just before the answer", "the message before the answer is the assistant's, not the user's"),
 ])
 def test_malformed_rows_are_left_out_with_a_notice(tmp_path: Path, make_ctx, value: Any, kind: str,
                                                    detail: str) -> None:
@@ -91,7 +107,7 @@ def test_malformed_rows_are_left_out_with_a_notice(tmp_path: Path, make_ctx, val
     ds = load_jsonl(_jsonl(tmp_path, rows), ctx)
     assert ds["prompt"] == ["q"]
     (notice,) = ctx.notices
-    assert "1 of 2 rows are left out, their 'messages' (loader.messages_field) being no single-turn chat" in notice
+    assert "1 of 2 rows are left out, their 'messages' (loader.messages_field) being no chat" in notice
     assert f"{kind} (line 2; the first: {detail}" in notice
 
 
@@ -116,26 +132,40 @@ def test_a_blank_answer_and_a_null_chat_follow_the_common_rules(tmp_path: Path, 
 
 
 def test_no_row_left_is_an_error_that_says_why(tmp_path: Path, make_ctx) -> None:
-    rows = [{"messages": _chat(("user", "a"), ("assistant", "b"), ("user", "c"), ("assistant", "d"))},
+    rows = [{"messages": _chat(("user", "a"), ("assistant", "b"), ("assistant", "d"))},
             {"messages": _chat(("user", "q"))}]
     with pytest.raises(UserError) as exc:
         load_jsonl(_jsonl(tmp_path, rows), make_ctx())
     text = str(exc.value)
-    assert "no row has a single-turn chat in 'messages' (loader.messages_field)" in text
-    assert "1 multi-turn (first at line 1: 2 user and 1 assistant message(s) before the answer)" in text
+    assert "no row has a chat in 'messages' (loader.messages_field)" in text
+    assert ("1 no user message just before the answer (first at line 1: the message before the answer is the "
+            "assistant's, not the user's)") in text
     assert "1 last message not the assistant's (first at line 2: the last message is the user's)" in text
 
 
 def test_a_drawn_sample_of_chats_maps_the_rows_it_keeps(tmp_path: Path, make_ctx) -> None:
-    rows = [{"messages": _chat(("user", f"q{i}"), ("assistant", f"a{i}"))} for i in range(30)]
+    rows = [{"messages": _chat(("user", "earlier"), ("assistant", f"e{i}"), ("user", f"q{i % 3}"),
+                               ("assistant", f"a{i % 3}"))} for i in range(30)]  # alike but for the context
     rows[4] = {"messages": _chat(("user", "x"))}
     whole = load_jsonl(_jsonl(tmp_path, rows), make_ctx())
     ctx = make_ctx()
     ctx = type(ctx)(source_name=ctx.source_name, base_dir=ctx.base_dir, kind=ctx.kind, seed=ctx.seed, keep_at_most=5)
     drawn = load_jsonl(_jsonl(tmp_path, rows), ctx)
     assert ctx.drawn == {"rows": 29} and len(drawn) == 5
-    by_row = dict(zip(whole["row"], zip(whole["prompt"], whole["response"], strict=True), strict=True))
-    assert all(by_row[r] == (p, a) for r, p, a in zip(drawn["row"], drawn["prompt"], drawn["response"], strict=True))
+    by_row = dict(zip(whole["row"], zip(whole["prompt"], whole["response"], whole["metadata"], strict=True),
+                      strict=True))
+    assert all(by_row[r] == (p, a, m) for r, p, a, m in zip(drawn["row"], drawn["prompt"], drawn["response"],
+                                                            drawn["metadata"], strict=True))
+    assert len(set(drawn["metadata"])) == 5 and all("chat_context" in m for m in drawn["metadata"])
+    # a row read again must be the one checked, its context too (the same last turns after other ones differ)
+    from subsetctl.data.loaders.chat import ChatColumns
+
+    columns = ChatColumns("messages", make_ctx(), "file", str)
+    digests = set()
+    for first in ("earlier", "changed"):
+        columns._texts({"messages": _chat(("user", first), ("assistant", "e"), ("user", "q"), ("assistant", "a"))})
+        digests.add(columns._digest("q", "a"))
+    assert len(digests) == 2
 
 
 def test_parquet_and_huggingface_read_chats(tmp_path: Path, make_ctx) -> None:
@@ -145,14 +175,16 @@ def test_parquet_and_huggingface_read_chats(tmp_path: Path, make_ctx) -> None:
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "chat.parquet")
     ctx = make_ctx()
     ds = load_parquet(ParquetLoader(type="parquet", path="chat.parquet", messages_field="conversations"), ctx)
-    assert ds["prompt"] == ["S\n\nhi"] and ds["response"] == ["yo"] and json.loads(ds["metadata"][0]) == {"n": 1}
-    assert "multi-turn" in ctx.notices[0]
+    context = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
+    assert ds["prompt"] == ["hi", "c"] and ds["response"] == ["yo", "d"] and ctx.notices == []
+    assert [json.loads(m) for m in ds["metadata"]] == [
+        {"n": 1, "chat_context": [{"role": "system", "content": "S"}]}, {"n": 2, "chat_context": context}]
     from datasets import Dataset
 
     Dataset.from_list(rows).save_to_disk(str(tmp_path / "hf"))
     ctx = make_ctx()
     ds = load_huggingface(HuggingFaceLoader(type="huggingface", path="hf", messages_field="conversations"), ctx)
-    assert ds["prompt"] == ["S\n\nhi"] and ds["response"] == ["yo"] and "multi-turn" in ctx.notices[0]
+    assert ds["prompt"] == ["hi", "c"] and json.loads(ds["metadata"][1])["chat_context"] == context
 
 
 def test_a_classifier_cannot_load_chats(tmp_path: Path, make_ctx) -> None:
@@ -230,13 +262,3 @@ def test_validate_refuses_messages_field_for_a_classifier(tmp_path: Path) -> Non
     assert "model.kind is classifier" in issues["target.loader.messages_field"].message
 
 
-def test_an_answer_after_an_answer_is_said_as_such() -> None:
-    """Two assistant messages after one user message are more than one turn: the detail
-    counts both kinds, not "1 user messages"."""
-    from subsetctl.data.loaders.chat import MULTI_TURN, NotOneTurn, single_turn
-
-    with pytest.raises(NotOneTurn) as caught:
-        single_turn([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"},
-                     {"role": "assistant", "content": "b"}])
-    assert caught.value.kind == MULTI_TURN
-    assert caught.value.detail == "1 user and 1 assistant message(s) before the answer"

@@ -61,3 +61,94 @@ def test_rows_without_a_chat_context_keep_their_ids() -> None:
 
 PINNED = {"template": ["c780df6d7d16534c", "242ac7d458a1adc1"], "bos": ["c53e9cdbc9ceddf5", "d0ebca599ff29e57"],
           "plain": ["f187fb395f82cc55", "f94309a4a131a431"]}
+
+
+#: a chat template that refuses a system role, as Gemma's does
+NO_SYSTEM_TEMPLATE = ("{% for m in messages %}{% if m['role'] == 'system' %}"
+                      "{{ raise_exception('System role not supported') }}{% endif %}"
+                      "<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}")
+CONTEXT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "a"},
+           {"role": "assistant", "content": "b"}]
+
+
+def _chat_row(context: list[dict], prompt: str = "c", response: str = "d") -> dict:
+    return {"source": "s", "row": 0, "prompt": prompt, "response": response,
+            "metadata": json.dumps({"id": 1, "chat_context": context}, sort_keys=True)}
+
+
+def test_a_chat_context_is_rendered_by_the_template_before_the_prompt() -> None:
+    from subsetctl.modeling.encoding import encode_causal_lm, render_prompt
+
+    tok = char_tokenizer()
+    tok.chat_template = ROLES_TEMPLATE
+    assert render_prompt(tok, "c", CONTEXT) == "<system>Be brief.\n<user>a\n<assistant>b\n<user>c\n<assistant>"
+    (encoded,) = encode_rows(tok, [_chat_row(CONTEXT)], "causal-lm", 64)
+    assert encoded == encode_causal_lm(tok, "c", "d", 64, context=CONTEXT)
+    assert encoded.input_ids == tok(render_prompt(tok, "c", CONTEXT) + "d", add_special_tokens=False)["input_ids"] \
+        + [tok.eos_token_id]
+    tok.chat_template = NO_SYSTEM_TEMPLATE  # the system text goes before the first user message's
+    assert render_prompt(tok, "c", CONTEXT) == "<user>Be brief.\n\na\n<assistant>b\n<user>c\n<assistant>"
+    assert render_prompt(tok, "c", CONTEXT[:1]) == "<user>Be brief.\n\nc\n<assistant>"
+
+
+def test_without_a_template_the_context_texts_come_before_the_prompt() -> None:
+    """A single-turn chat's system message reads as the text prepended to the user's did."""
+    from subsetctl.modeling.encoding import render_prompt
+
+    tok = _char_tokenizer_adding_bos()
+    assert render_prompt(tok, "2+2?", CONTEXT[:1]) == render_prompt(tok, "Be brief.\n\n2+2?") == "<s>Be brief.\n\n2+2?\n"
+    assert render_prompt(tok, "c", CONTEXT) == "<s>Be brief.\n\na\n\nb\n\nc\n"
+    assert encode_rows(tok, [_chat_row(CONTEXT[:1], "2+2?", "4")], "causal-lm", 64) == \
+        encode_rows(tok, [{"prompt": "Be brief.\n\n2+2?", "response": "4"}], "causal-lm", 64)
+
+
+def test_a_long_context_is_cut_and_said_apart_from_a_cut_prompt() -> None:
+    from subsetctl.modeling.encoding import TruncationCounts
+
+    tok = char_tokenizer()
+    tok.chat_template = ROLES_TEMPLATE
+    long_context = [{"role": "user", "content": "x" * 300}, {"role": "assistant", "content": "y" * 300}]
+    rows = [_chat_row(long_context, "short question?", "4"), _chat_row(long_context, "q" * 60, "4")]
+    encoded = encode_rows(tok, rows, "causal-lm", 40)
+    assert [e.truncated for e in encoded] == [True, True]
+    assert [(e.within_template, e.within_context) for e in encoded] == [(False, True), (False, False)]
+    end = tok("<user>short question?\n<assistant>4", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    assert encoded[0].input_ids[-len(end):] == end
+    counts = TruncationCounts()
+    counts.add(encoded, rows)
+    notice = counts.notice(40)
+    assert "in 1 only earlier messages of the chat were cut from the left, its last user message is whole" in notice
+    assert "in 1 the prompt was cut from the left" in notice
+
+
+def test_a_chat_context_that_is_no_list_of_messages_is_an_error() -> None:
+    import pytest
+
+    from subsetctl.errors import UserError
+
+    tok = char_tokenizer()
+    with pytest.raises(UserError, match=r"row 0: its metadata's 'chat_context' is not a list of \{role, content\}"):
+        encode_rows(tok, [_chat_row([{"role": "tool", "content": "x"}])], "causal-lm", 64)
+
+
+def test_evaluate_renders_generation_prompts_after_their_context(monkeypatch) -> None:
+    import subsetctl.modeling.evaluate as ev
+
+    tok = char_tokenizer()
+    tok.chat_template = ROLES_TEMPLATE
+    row = _chat_row(CONTEXT, "c", "d")
+    (ids,) = ev._generation_prompt_ids(tok, ["c"], [ev.row_context(row)])
+    assert ids == tok("<system>Be brief.\n<user>a\n<assistant>b\n<user>c\n<assistant>",
+                      add_special_tokens=False)["input_ids"]
+    seen = []
+    monkeypatch.setattr(ev, "generate_answers",
+                        lambda m, t, prompts, *a: seen.append(a[-1]) or ["d"] * len(prompts))
+    warnings: list[str] = []
+    predictions, _, _ = ev._score_generations(None, tok, [row], 64, 4, 1, "auto", warnings, None)
+    assert seen == [[CONTEXT]] and predictions[0]["score"] == 1.0 and warnings == []
+    long_context = [{"role": "user", "content": "x" * 300}]
+    warning = ev._prompts_cut_for_generation(tok, ["c"], 60, 4, [long_context])
+    assert "they lose only earlier messages of their chat, and the prompts themselves are whole" in warning
+    warning = ev._prompts_cut_for_generation(tok, ["q" * 80], 60, 4, [long_context])
+    assert warning.endswith("so their scores may not reflect the task. Raise model.max_length or lower "
+                            "evaluate.max_new_tokens.")

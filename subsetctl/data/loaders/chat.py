@@ -3,14 +3,16 @@ messages, OpenAI-style (``{"role": "user", "content": ...}``) or ShareGPT-style
 (``{"from": "human", "value": ...}``), and :func:`common_columns`, which gives a file
 loader the :class:`~subsetctl.data.loaders.common.CommonColumns` for its options.
 
-A row is one single-turn conversation: any leading system messages, one user message,
-and the assistant's answer last. The prompt is the user's text, after the system
-messages' text and a blank line when there are some; the response is the last message's
-text. The prompt stays plain text: the model's chat template is applied to it later, as
-to every prompt (:func:`subsetctl.modeling.encoding.render_prompt`). Multi-turn rows and
-rows that are no such conversation are left out, counted, with one notice per kind of
-problem (a plugin loader can render multi-turn chats its own way); a source all of whose
-rows are left out is an error that says why.
+A row is a conversation that ends with the assistant's answer, a user message just before
+it. The response is the answer's text, the prompt the user message's text, and the
+messages before that one (system messages, earlier user and assistant turns, roles as
+system, user and assistant) go into the row's metadata under :data:`CONTEXT_KEY` as
+``[{"role": ..., "content": ...}, ...]`` (none for a single-turn chat without a system
+message; blank system messages are dropped). The prompt stays plain text: the model's
+chat template is applied to the context and it later, as to every prompt
+(:func:`subsetctl.modeling.encoding.render_prompt`). Rows that are no such conversation
+are left out, counted, with one notice per kind of problem; a source all of whose rows are
+left out is an error that says why.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from typing import TYPE_CHECKING, Any
 
-from subsetctl.data.loaders.common import CommonColumns, LoadContext, _named, _required_fields
+from subsetctl.data.loaders.common import CONTEXT_KEY, CommonColumns, LoadContext, _named, _required_fields
 from subsetctl.errors import UserError
 from subsetctl.spec import LoaderBase
 
@@ -30,17 +32,17 @@ if TYPE_CHECKING:
 #: each role as a message may name it (OpenAI's ``role`` or ShareGPT's ``from``), by what it is here
 ROLES = {"system": "system", "user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant"}
 
-#: what a notice says of the rows left out for each kind of problem (:class:`NotOneTurn`'s ``kind``)
-MULTI_TURN = "multi-turn"
+#: what a notice says of the rows left out for each kind of problem (:class:`NotAChat`'s ``kind``)
 NO_MESSAGES = "not a list of messages"
 NOT_ANSWERED = "last message not the assistant's"
-NO_USER = "no single user message"
+NO_USER = "no user message just before the answer"
 
 
-class NotOneTurn(ValueError):
-    """A row's messages are not one single-turn conversation. ``kind`` is one of
-    :data:`MULTI_TURN`, :data:`NO_MESSAGES`, :data:`NOT_ANSWERED`, :data:`NO_USER` (the
-    rows left out are counted by it), ``detail`` what is wrong with this row."""
+class NotAChat(ValueError):
+    """A row's messages are not a conversation ending with a user message and the
+    assistant's answer. ``kind`` is one of :data:`NO_MESSAGES`, :data:`NOT_ANSWERED`,
+    :data:`NO_USER` (the rows left out are counted by it), ``detail`` what is wrong with
+    this row."""
 
     def __init__(self, kind: str, detail: str) -> None:
         super().__init__(detail)
@@ -50,40 +52,38 @@ class NotOneTurn(ValueError):
 def _message(message: Any, n: int) -> tuple[str, str]:
     """(role: system, user or assistant; text) of a chat's message ``n`` (0-based)."""
     if not isinstance(message, dict):
-        raise NotOneTurn(NO_MESSAGES, f"message {n + 1} is a {type(message).__name__}, not an object")
+        raise NotAChat(NO_MESSAGES, f"message {n + 1} is a {type(message).__name__}, not an object")
     # (a Parquet struct column holding both styles has all four keys, the unused ones null)
     role = message.get("role") if message.get("role") is not None else message.get("from")
     text = message.get("content") if message.get("content") is not None else message.get("value")
     if not isinstance(role, str) or role.strip().lower() not in ROLES:
-        raise NotOneTurn(NO_MESSAGES, f"message {n + 1} has the role {role!r}, not system, user (human) or "
+        raise NotAChat(NO_MESSAGES, f"message {n + 1} has the role {role!r}, not system, user (human) or "
                                       "assistant (gpt)")
     if isinstance(text, (list, dict)):  # OpenAI's content parts ([{"type": "text", "text": ...}]): not read
-        raise NotOneTurn(NO_MESSAGES, f"message {n + 1} has a {type(text).__name__} as content (parts?), not text")
+        raise NotAChat(NO_MESSAGES, f"message {n + 1} has a {type(text).__name__} as content (parts?), not text")
     if not isinstance(text, str):
-        raise NotOneTurn(NO_MESSAGES, f"message {n + 1} has no text content (content or value)")
+        raise NotAChat(NO_MESSAGES, f"message {n + 1} has no text content (content or value)")
     return ROLES[role.strip().lower()], text
 
 
-def single_turn(messages: Any) -> tuple[str, str]:
-    """The (prompt, response) of one single-turn chat: leading system messages' text (those
-    not blank, joined and followed by a blank line), then the user's text; the last
-    message's text. Raises :class:`NotOneTurn` for anything else."""
+def read_chat(messages: Any) -> tuple[list[dict[str, str]], str, str]:
+    """(context, prompt, response) of a chat: the messages before the last user message
+    (``{"role", "content"}`` each, roles as system, user or assistant; blank system
+    messages left out), that message's text, the last message's text (the assistant's).
+    Raises :class:`NotAChat` for anything else."""
     if not isinstance(messages, (list, tuple)) or not messages:
         shown = "an empty list" if isinstance(messages, (list, tuple)) else f"a {type(messages).__name__}"
-        raise NotOneTurn(NO_MESSAGES, f"the value is {shown}")
+        raise NotAChat(NO_MESSAGES, f"the value is {shown}")
     turns = [_message(message, n) for n, message in enumerate(messages)]
     last_role, response = turns[-1]
     if last_role != "assistant":
-        raise NotOneTurn(NOT_ANSWERED, f"the last message is the {last_role}'s")
-    before = turns[:-1]
-    if sum(role != "system" for role, _ in before) > 1:
-        users, answers = (sum(role == wanted for role, _ in before) for wanted in ("user", "assistant"))
-        raise NotOneTurn(MULTI_TURN, f"{users} user and {answers} assistant message(s) before the answer")
-    systems = [text for role, text in before[:-1] if role == "system"]
-    if not before or before[-1][0] != "user" or len(systems) != len(before) - 1:
-        raise NotOneTurn(NO_USER, "no user message just before the answer, after the system messages")
-    system = "\n\n".join(text for text in systems if text.strip())
-    return (f"{system}\n\n{before[-1][1]}" if system else before[-1][1]), response
+        raise NotAChat(NOT_ANSWERED, f"the last message is the {last_role}'s")
+    if len(turns) < 2 or turns[-2][0] != "user":
+        before = f"the {turns[-2][0]}'s" if len(turns) > 1 else "none"
+        raise NotAChat(NO_USER, f"the message before the answer is {before}, not the user's")
+    context = [{"role": role, "content": text} for role, text in turns[:-2]
+               if role != "system" or text.strip()]
+    return context, turns[-2][1], response
 
 
 @dataclass
@@ -99,7 +99,10 @@ class ChatColumns(CommonColumns):
     """:class:`CommonColumns` for rows whose ``messages_field`` holds a chat (see the
     module): its rules (a missing or null value is an error, a blank answer is left out,
     an empty prompt is said, the seeded draw) apply to the prompt and response
-    :func:`single_turn` reads from it, and rows it refuses are left out by kind."""
+    :func:`read_chat` reads from it, the messages before them going into the metadata
+    (:data:`CONTEXT_KEY`), and rows it refuses are left out by kind. A row with a key of
+    its own named :data:`CONTEXT_KEY` (a column, or a key of its ``metadata`` object) is
+    an error: it would be read as the chat's earlier messages."""
 
     def __init__(self, messages_field: str, ctx: LoadContext, where: str, locate: Callable[[int], str],
                  available: Iterable[str] | None = None,
@@ -108,16 +111,17 @@ class ChatColumns(CommonColumns):
                          fetch=fetch)
         self.prompt_option = "messages_field"
         self.refused: dict[str, _LeftOut] = {}
+        self.context: list[dict[str, str]] = []  # the context of the record :meth:`_texts` read last
 
     @property
     def left_out_count(self) -> int:
-        """Rows left out: those with a blank answer, and those that are no single-turn chat."""
+        """Rows left out: those with a blank answer, and those that are no chat."""
         return self.blank_count + sum(kind.count for kind in self.refused.values())
 
     def _map(self, i: int, record: dict[str, Any]) -> None:
         try:
             super()._map(i, record)
-        except NotOneTurn as exc:
+        except NotAChat as exc:
             left_out = self.refused.setdefault(exc.kind, _LeftOut(detail=exc.detail))
             left_out.count += 1
             if len(left_out.first) < 5:
@@ -127,7 +131,24 @@ class ChatColumns(CommonColumns):
         """Nothing: a list of messages is what the column holds."""
 
     def _texts(self, record: dict[str, Any]) -> tuple[str, str]:
-        return single_turn(record[self.prompt_field])
+        """The prompt and the answer; the context is kept for :meth:`_digest` and
+        :meth:`_more_metadata`, which follow for the same record."""
+        self.context, prompt, answer = read_chat(record[self.prompt_field])
+        return prompt, answer
+
+    def _digest(self, prompt: str, answer: str) -> int:
+        return hash((prompt, answer, tuple((m["role"], m["content"]) for m in self.context)))
+
+    def _more_metadata(self, i: int, extra: dict[str, Any]) -> None:
+        if CONTEXT_KEY in extra:
+            raise UserError(
+                f"Source {self.ctx.source_name!r}: {self.where}, {self.locate(i)}: the row has a key of its own "
+                f"named {CONTEXT_KEY!r} (a column, or a key of its metadata), the name under which a chat's "
+                f"earlier messages are kept with {_named(self.prompt_field, self.prompt_option)}. Rename that "
+                "column (or drop it), or read the chats in a plugin loader."
+            )
+        if self.context:
+            extra[CONTEXT_KEY] = self.context
 
     def _answer_named(self) -> str:
         """The chat's last message: the column itself is not empty."""
@@ -141,35 +162,27 @@ class ChatColumns(CommonColumns):
         return ", ".join(self.locate(i) for i in left_out.first) + (f" (+{more} more)" if more > 0 else "")
 
     def finish(self) -> Dataset:
-        """The dataset of the single-turn chats, with a notice for each kind of row left
-        out; an error that says why when no row is left."""
+        """The dataset of the chats, with a notice for each kind of row left out; an error
+        that says why when no row is left."""
         named, source = _named(self.prompt_field, self.prompt_option), self.ctx.source_name
         if self.error is None and self.refused and self.usable == 0:
             why = "; ".join(f"{kind.count} {what} (first at {self.locate(kind.first[0])}: {kind.detail})"
                             for what, kind in self.refused.items())
             blank = f"; {self.blank_count} with an empty answer" if self.blank_count else ""
             raise UserError(
-                f"Source {source!r}: {self.where}: no row has a single-turn chat in {named} ({why}{blank}). Each "
-                "row needs a list of messages: optional system messages, one user message, then the assistant's "
-                "answer ({role, content} or ShareGPT's {from, value}). Check loader.messages_field, or render "
-                "the chats in a plugin loader."
+                f"Source {source!r}: {self.where}: no row has a chat in {named} ({why}{blank}). Each row needs a "
+                "list of messages ({role, content} or ShareGPT's {from, value}) that ends with a user message "
+                "and the assistant's answer, any system messages and earlier turns before them. Check "
+                "loader.messages_field, or render the chats in a plugin loader."
             )
         dataset = super().finish()
         for what, kind in self.refused.items():
-            rows = f"{kind.count} of {self.count} rows"
-            if what == MULTI_TURN:
-                self.ctx.notices.append(
-                    f"Source {source!r}: {self.where}: {rows} hold a multi-turn chat in {named} "
-                    f"({self._shown(kind)}); they are left out: only a single-turn chat (optional system "
-                    "messages, one user message, the assistant's answer) is read. A plugin loader can render "
-                    "multi-turn chats its own way."
-                )
-            else:
-                self.ctx.notices.append(
-                    f"Source {source!r}: {self.where}: {rows} are left out, their {named} being no single-turn "
-                    f"chat: {what} ({self._shown(kind)}; the first: {kind.detail}). Each row needs a list of "
-                    "messages ({role, content} or ShareGPT's {from, value}) ending with the assistant's answer."
-                )
+            self.ctx.notices.append(
+                f"Source {source!r}: {self.where}: {kind.count} of {self.count} rows are left out, their {named} "
+                f"being no chat: {what} ({self._shown(kind)}; the first: {kind.detail}). Each row needs a list of "
+                "messages ({role, content} or ShareGPT's {from, value}) ending with a user message and the "
+                "assistant's answer."
+            )
         return dataset
 
 

@@ -29,6 +29,11 @@ if TYPE_CHECKING:
 Kind = Literal["causal-lm", "classifier"]
 
 #: The columns of every prepared dataset, in order.
+#: the metadata key of a chat's messages before its prompt (``[{"role", "content"}, ...]``),
+#: rendered before the prompt (:func:`subsetctl.modeling.encoding.render_prompt`); written
+#: by ``loader.messages_field`` (:mod:`.chat`), and a plugin loader may write it too
+CONTEXT_KEY = "chat_context"
+
 COLUMNS: tuple[str, ...] = ("source", "prompt", "response", "label", "label_text", "metadata", "row")
 
 
@@ -467,7 +472,7 @@ class CommonColumns:
         self.usable += 1
         if self.limit is not None:
             self.usable_rows.append(i)
-            self.digests.append(hash((prompt, answer)))
+            self.digests.append(self._digest(prompt, answer))
         if full:
             self._append(i, record, prompt, answer)
 
@@ -516,6 +521,15 @@ class CommonColumns:
         # (one prompt column: read here, without a call more for every row)
         return value_to_text(record[self.prompt_field]) if not self.joined else self._prompt_text(record), answer
 
+    def _digest(self, prompt: str, answer: str) -> int:
+        """What the seeded draw checks a record read again against (:meth:`_drawn`), from
+        the texts :meth:`_texts` just gave for it."""
+        return hash((prompt, answer))
+
+    def _more_metadata(self, i: int, extra: dict[str, Any]) -> None:
+        """Add to record ``i``'s metadata ``extra`` what a subclass read with its texts
+        (:meth:`_texts` just ran for it); may raise :class:`UserError`."""
+
     def _prompt_text(self, record: dict[str, Any]) -> str:
         """A record's prompt: its prompt column's value as text; with a list
         ``prompt_field``, the texts of those of its columns that are not blank, in the order
@@ -554,6 +568,7 @@ class CommonColumns:
                     extra.update(parsed)
                     continue
             extra[key] = value
+        self._more_metadata(i, extra)
         columns = self.columns
         columns["source"].append(source)
         columns["prompt"].append(prompt)
@@ -661,7 +676,7 @@ class CommonColumns:
                 prompt, answer = self._texts(record)
             except ValueError:  # (a subclass's record that no longer maps)
                 break
-            if hash((prompt, answer)) != digests[got]:
+            if self._digest(prompt, answer) != digests[got]:
                 break
             self._append(int(i), record, prompt, answer)
             got += 1
@@ -711,8 +726,8 @@ class CommonColumns:
                                   _named(self.prompt_field, self.prompt_option),
                                   "each prompt is its JSON text. A chat (a list of messages) is not rendered with "
                                   "the model's chat template: write the prompt as plain text, read a column of "
-                                  "single-turn chats with loader.messages_field (JSON Lines, Parquet, Hugging "
-                                  "Face datasets), or render it in a plugin loader.")
+                                  "chats with loader.messages_field (JSON Lines, Parquet, Hugging Face "
+                                  "datasets), or render it in a plugin loader.")
         if self.structured is not None:
             self._note_structured(self.structured, self.structured_count, named,
                                   f"each is {'a class' if self.classifier else 'the gold response'} as its JSON "
