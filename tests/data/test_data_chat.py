@@ -99,6 +99,13 @@ def test_a_rows_own_chat_context_key_is_an_error(tmp_path: Path, make_ctx) -> No
      "no user message just before the answer", "the message before the answer is the system's, not the user's"),
     ([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}, {"role": "assistant", "content": "b"}],
      "no user message just before the answer", "the message before the answer is the assistant's, not the user's"),
+    ([{"role": "user", "content": "a"}, {"role": "user", "content": "q"}, {"role": "assistant", "content": "y"}],
+     "turns that do not alternate", "message 2 is the user's where the assistant's comes"),
+    ([{"role": "assistant", "content": "hi"}, {"role": "user", "content": "q"}, {"role": "assistant", "content": "y"}],
+     "turns that do not alternate", "message 1 is the assistant's where the user's comes"),
+    ([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "system", "content": "s"},
+      {"role": "user", "content": "q"}, {"role": "assistant", "content": "y"}],
+     "turns that do not alternate", "message 3 is the system's where the user's comes"),
 ])
 def test_malformed_rows_are_left_out_with_a_notice(tmp_path: Path, make_ctx, value: Any, kind: str,
                                                    detail: str) -> None:

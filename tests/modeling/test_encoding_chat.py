@@ -152,3 +152,12 @@ def test_evaluate_renders_generation_prompts_after_their_context(monkeypatch) ->
     warning = ev._prompts_cut_for_generation(tok, ["q" * 80], 60, 4, [long_context])
     assert warning.endswith("so their scores may not reflect the task. Raise model.max_length or lower "
                             "evaluate.max_new_tokens.")
+
+
+def test_the_model_code_reads_the_context_key_the_loaders_write() -> None:
+    """encoding.py spells the key out (importing it would load the loaders with the model
+    code): the two must stay one key."""
+    from subsetctl.data.loaders.common import CONTEXT_KEY as WRITTEN
+    from subsetctl.modeling.encoding import CONTEXT_KEY as READ
+
+    assert READ == WRITTEN

@@ -36,13 +36,14 @@ ROLES = {"system": "system", "user": "user", "human": "user", "assistant": "assi
 NO_MESSAGES = "not a list of messages"
 NOT_ANSWERED = "last message not the assistant's"
 NO_USER = "no user message just before the answer"
+NOT_ALTERNATING = "turns that do not alternate"
 
 
 class NotAChat(ValueError):
     """A row's messages are not a conversation ending with a user message and the
     assistant's answer. ``kind`` is one of :data:`NO_MESSAGES`, :data:`NOT_ANSWERED`,
-    :data:`NO_USER` (the rows left out are counted by it), ``detail`` what is wrong with
-    this row."""
+    :data:`NO_USER`, :data:`NOT_ALTERNATING` (the rows left out are counted by it),
+    ``detail`` what is wrong with this row."""
 
     def __init__(self, kind: str, detail: str) -> None:
         super().__init__(detail)
@@ -81,9 +82,25 @@ def read_chat(messages: Any) -> tuple[list[dict[str, str]], str, str]:
     if len(turns) < 2 or turns[-2][0] != "user":
         before = f"the {turns[-2][0]}'s" if len(turns) > 1 else "none"
         raise NotAChat(NO_USER, f"the message before the answer is {before}, not the user's")
+    _check_alternating(turns)
     context = [{"role": role, "content": text} for role, text in turns[:-2]
                if role != "system" or text.strip()]
     return context, turns[-2][1], response
+
+
+def _check_alternating(turns: list[tuple[str, str]]) -> None:
+    """Raise :class:`NotAChat` unless ``turns`` are system messages first, then user and
+    assistant messages by turns, the user's first: many chat templates (Llama 2's,
+    Mistral's, Gemma's) refuse any other order, which would stop a run at meta-init
+    instead of leaving the row out here."""
+    roles = [role for role, _ in turns]
+    start = next(i for i, role in enumerate(roles) if role != "system")  # (the last is the assistant's)
+    for n, role in enumerate(roles[start:], start=start):
+        wanted = "user" if (n - start) % 2 == 0 else "assistant"
+        if role != wanted:
+            raise NotAChat(NOT_ALTERNATING, f"message {n + 1} is the {role}'s where the {wanted}'s comes "
+                                            "(system messages first, then user and assistant by turns)")
+
 
 
 @dataclass
