@@ -1064,6 +1064,20 @@ def test_a_json_array_after_blank_lines_is_named_so_by_the_data_stage_too(tmp_pa
         load_jsonl(JsonlLoader(type="jsonl", path="d.jsonl"), make_ctx())
 
 
+def test_the_json_array_advice_quotes_a_path_yaml_would_read_otherwise() -> None:
+    """A path with a comma, "#" or a space is quoted, so the advised loader pastes into a
+    spec as the one file; a plain path is left as written."""
+    import yaml
+
+    from subsetctl.data.loaders.files import json_document_advice
+
+    for path in ("data/my set, v2.json", "a #1.json", "plain/alpaca_data.json"):
+        advice = json_document_advice("[", path)
+        flow = advice[advice.index("{type: huggingface"):advice.index("}, which") + 1]
+        assert yaml.safe_load(flow)["data_files"] == [path], advice
+    assert "data_files: [plain/alpaca_data.json]" in json_document_advice("[", "plain/alpaca_data.json")
+
+
 def test_a_pretty_printed_object_given_as_json_lines_is_named_so(tmp_path: Path) -> None:
     from subsetctl.data.checks import _file_head
 

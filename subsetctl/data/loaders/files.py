@@ -268,8 +268,10 @@ def json_document_advice(line: str, written_path: str) -> str:
     "" when the line looks like neither (a line of JSON Lines that is not JSON)."""
     text = line.lstrip("\ufeff \t\r\n")
     if text.startswith("["):
+        # a path YAML's flow style would read otherwise (a comma, "#", a space, quotes) is quoted
+        shown = written_path if re.fullmatch(r"[\w./\-]+", written_path) else json.dumps(written_path)
         return (f" It holds one JSON array (a .json document), not one object per line: read it with "
-                f"loader: {{type: huggingface, path: json, data_files: [{written_path}]}}, which takes JSON "
+                f"loader: {{type: huggingface, path: json, data_files: [{shown}]}}, which takes JSON "
                 "arrays, or write it as JSON Lines.")
     if text.rstrip() == "{":
         return " It looks like one JSON object spread over lines (pretty-printed): write one object per line."
