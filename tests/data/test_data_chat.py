@@ -269,3 +269,32 @@ def test_validate_refuses_messages_field_for_a_classifier(tmp_path: Path) -> Non
     assert "model.kind is classifier" in issues["target.loader.messages_field"].message
 
 
+
+
+@pytest.mark.parametrize("value", ["earlier text", [{"role": "Human", "content": "hi"}], [{"role": "user"}],
+                                   {"role": "user", "content": "hi"}])
+def test_a_prompt_field_rows_chat_context_that_is_no_context_stops_the_data_stage(tmp_path: Path, make_ctx,
+                                                                                   value: Any) -> None:
+    """A row's own chat_context key (a column, a plugin loader's metadata) is rendered
+    before its prompt by the model stages: a value they would refuse (meta-init, after the
+    data stage) stops the data stage, naming the row."""
+    for own in ({"chat_context": value}, {"metadata": {"chat_context": value}}):
+        write_jsonl(tmp_path / "rows.jsonl", [{"prompt": "q", "response": "r"}, {"prompt": "q", "response": "r", **own}])
+        loader = JsonlLoader(type="jsonl", path="rows.jsonl", prompt_field="prompt", response_field="response")
+        with pytest.raises(UserError, match=r"line 2: its 'chat_context' \(a column, or a key of its metadata\) "
+                                            r"is not a list of \{role, content\} messages"):
+            load_jsonl(loader, make_ctx())
+
+
+def test_a_prompt_field_rows_own_chat_context_is_kept(tmp_path: Path, make_ctx) -> None:
+    """A valid one (a plugin loader's, say), none and an empty one load; a classifier,
+    which renders no chat, does not check the key."""
+    context = [{"role": "system", "content": "s"}, {"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
+    write_jsonl(tmp_path / "rows.jsonl", [{"prompt": "q", "response": "r", "chat_context": v}
+                                          for v in (context, None, [])])
+    loader = JsonlLoader(type="jsonl", path="rows.jsonl", prompt_field="prompt", response_field="response")
+    ds = load_jsonl(loader, make_ctx())
+    assert [json.loads(m).get("chat_context") for m in ds["metadata"]] == [context, None, []]
+    write_jsonl(tmp_path / "labels.jsonl", [{"text": "q", "label": "x", "chat_context": "plain text"}])
+    loader = JsonlLoader(type="jsonl", path="labels.jsonl", prompt_field="text", label_field="label")
+    assert len(load_jsonl(loader, make_ctx(kind="classifier"))) == 1

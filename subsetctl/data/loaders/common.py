@@ -36,6 +36,18 @@ CONTEXT_KEY = "chat_context"
 
 COLUMNS: tuple[str, ...] = ("source", "prompt", "response", "label", "label_text", "metadata", "row")
 
+#: the roles a chat context's messages have (:data:`CONTEXT_KEY`)
+_CONTEXT_ROLES = frozenset({"system", "user", "assistant"})
+
+
+def _is_chat_context(value: Any) -> bool:
+    """Whether ``value`` is a chat context as the model stages read one
+    (:func:`subsetctl.modeling.encoding.row_context`): none, or a list of ``{"role",
+    "content"}`` messages, roles system, user or assistant, contents text."""
+    return value is None or (isinstance(value, list) and all(
+        isinstance(m, dict) and m.get("role") in _CONTEXT_ROLES and isinstance(m.get("content"), str)
+        for m in value))
+
 
 
 @functools.cache
@@ -528,7 +540,18 @@ class CommonColumns:
 
     def _more_metadata(self, i: int, extra: dict[str, Any]) -> None:
         """Add to record ``i``'s metadata ``extra`` what a subclass read with its texts
-        (:meth:`_texts` just ran for it); may raise :class:`UserError`."""
+        (:meth:`_texts` just ran for it); may raise :class:`UserError`. Here: a causal LM's
+        row that carries a :data:`CONTEXT_KEY` of its own (a plugin loader's, or a column so
+        named) has it checked as the model stages read it
+        (:func:`subsetctl.modeling.encoding.row_context`), so that one they would refuse
+        stops the data stage, not meta-init after it."""
+        if not self.classifier and CONTEXT_KEY in extra and not _is_chat_context(extra[CONTEXT_KEY]):
+            raise UserError(
+                f"Source {self.ctx.source_name!r}: {self.where}, {self.locate(i)}: its {CONTEXT_KEY!r} (a column, "
+                "or a key of its metadata) is not a list of {role, content} messages (roles system, user or "
+                "assistant), which that key holds: a chat's messages before the prompt, rendered before it. "
+                "Rename that column, or fix what the loader writes there."
+            )
 
     def _prompt_text(self, record: dict[str, Any]) -> str:
         """A record's prompt: its prompt column's value as text; with a list
