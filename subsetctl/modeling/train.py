@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from subsetctl.errors import UserError
-from subsetctl.modeling.encoding import TruncationCounts, encode_rows, make_batch
+from subsetctl.modeling.encoding import TruncationCounts, encode_rows, make_batch, row_context
 from subsetctl.modeling.lora import load_adapter_weights, save_adapter, write_adapter
 from subsetctl.modeling.outputs import causal_lm_scores, classifier_f, surrogate_loss
 from subsetctl.project import replace_dir
@@ -265,6 +265,8 @@ def _run_fingerprint(
         digest.update(b"|group|")
         for ex in group:
             key = [ex.get("source"), ex.get("row"), ex.get("prompt"), ex.get("response"), ex.get("label")]
+            if kind == "causal-lm" and (context := row_context(ex)) is not None:
+                key.append(context)  # (rendered before the prompt; rows without one fingerprint as before)
             digest.update(json.dumps(key, default=str).encode())
     return digest.hexdigest()
 

@@ -345,3 +345,23 @@ def test_interrupt_while_the_chosen_adapter_is_copied_leaves_no_temporary_folder
     with pytest.raises(KeyboardInterrupt):
         train_lora(model, tok, causal_rows(), cfg, tmp_path, "causal-lm")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints"]
+
+
+def test_a_checkpoint_of_other_chat_contexts_is_another_run() -> None:
+    """A row's chat context is rendered before its prompt (training sees it), so rows
+    whose contexts differ are other examples: checkpoints of them are not resumed. Rows
+    without one fingerprint as before."""
+    from subsetctl.modeling.train import _run_fingerprint
+
+    cfg = TrainConfig(steps=2, batch_size=4, max_length=32)
+    row = {"source": "s", "row": 0, "prompt": "q", "response": "a", "label": -1, "metadata": "{}"}
+
+    def with_context(text: str) -> dict:
+        return {**row, "metadata": json.dumps({"chat_context": [{"role": "user", "content": text}]})}
+
+    assert _run_fingerprint(cfg, [with_context("one")], None, "causal-lm") != \
+        _run_fingerprint(cfg, [with_context("two")], None, "causal-lm")
+    assert _run_fingerprint(cfg, [with_context("one")], None, "causal-lm") != _run_fingerprint(cfg, [row], None,
+                                                                                             "causal-lm")
+    assert _run_fingerprint(cfg, [row], None, "causal-lm") == \
+        _run_fingerprint(cfg, [{**row, "metadata": '{"id": 3}'}], None, "causal-lm")
