@@ -209,15 +209,21 @@ def context_kept_whole(tokenizer: Any, rendered: str, prompt: str, context: Sequ
     """Whether the last ``kept_tokens`` tokens of ``rendered`` (``prompt`` rendered after
     ``context``) hold all of the prompt's own text and what the template puts after it, so
     that a cut took only the chat's earlier messages (and the template's text before
-    them). False when the template does not copy the prompt verbatim."""
+    them). False when the template does not copy the prompt verbatim, and without
+    tokenizing it when that text is longer than ``kept_tokens`` times
+    :data:`CHARS_PER_TOKEN` characters (as :func:`encode_rows` counts a longer prompt
+    without a context as cut): a long document after a system message was tokenized whole
+    again, row by row."""
     marked = render_prompt(tokenizer, _PROMPT_MARKER, context)
     if marked.count(_PROMPT_MARKER) != 1:
         return False
     before = marked.split(_PROMPT_MARKER)[0]
     if not rendered.startswith(before + prompt):
         return False
-    own = tokenizer(rendered[len(before):], add_special_tokens=False)["input_ids"]
-    return kept_tokens >= len(own)
+    own = rendered[len(before):]
+    if len(own) > kept_tokens * CHARS_PER_TOKEN:
+        return False
+    return kept_tokens >= len(tokenizer(own, add_special_tokens=False)["input_ids"])
 
 
 #: tokenizer -> the BOS text it starts texts with ("" for none), found once per tokenizer
