@@ -28,12 +28,12 @@ if TYPE_CHECKING:
 
 Kind = Literal["causal-lm", "classifier"]
 
-#: The columns of every prepared dataset, in order.
 #: the metadata key of a chat's messages before its prompt (``[{"role", "content"}, ...]``),
 #: rendered before the prompt (:func:`subsetctl.modeling.encoding.render_prompt`); written
 #: by ``loader.messages_field`` (:mod:`.chat`), and a plugin loader may write it too
 CONTEXT_KEY = "chat_context"
 
+#: The columns of every prepared dataset, in order.
 COLUMNS: tuple[str, ...] = ("source", "prompt", "response", "label", "label_text", "metadata", "row")
 
 #: the roles a chat context's messages have (:data:`CONTEXT_KEY`)
@@ -47,7 +47,6 @@ def _is_chat_context(value: Any) -> bool:
     return value is None or (isinstance(value, list) and all(
         isinstance(m, dict) and m.get("role") in _CONTEXT_ROLES and isinstance(m.get("content"), str)
         for m in value))
-
 
 
 @functools.cache
