@@ -298,3 +298,20 @@ def test_a_prompt_field_rows_own_chat_context_is_kept(tmp_path: Path, make_ctx) 
     write_jsonl(tmp_path / "labels.jsonl", [{"text": "q", "label": "x", "chat_context": "plain text"}])
     loader = JsonlLoader(type="jsonl", path="labels.jsonl", prompt_field="text", label_field="label")
     assert len(load_jsonl(loader, make_ctx(kind="classifier"))) == 1
+
+
+def test_a_blank_system_message_between_turns_is_left_out_not_the_row() -> None:
+    """Blank system messages are dropped before the order of turns is looked at: one
+    between turns made the row 'turns that do not alternate' (or 'no user message just
+    before the answer'); the details still number messages as the chat does."""
+    from subsetctl.data.loaders.chat import NOT_ALTERNATING, NotAChat, read_chat
+
+    def chat(*turns: tuple[str, str]) -> list[dict[str, str]]:
+        return [{"role": role, "content": text} for role, text in turns]
+
+    assert read_chat(chat(("user", "a"), ("assistant", "b"), ("system", " "), ("user", "q"), ("assistant", "y"))) \
+        == ([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}], "q", "y")
+    assert read_chat(chat(("user", "q"), ("system", ""), ("assistant", "y"))) == ([], "q", "y")
+    with pytest.raises(NotAChat) as caught:
+        read_chat(chat(("system", ""), ("user", "a"), ("user", "q"), ("assistant", "y")))
+    assert caught.value.kind == NOT_ALTERNATING and caught.value.detail.startswith("message 3 is the user's")

@@ -69,38 +69,38 @@ def _message(message: Any, n: int) -> tuple[str, str]:
 
 def read_chat(messages: Any) -> tuple[list[dict[str, str]], str, str]:
     """(context, prompt, response) of a chat: the messages before the last user message
-    (``{"role", "content"}`` each, roles as system, user or assistant; blank system
-    messages left out), that message's text, the last message's text (the assistant's).
+    (``{"role", "content"}`` each, roles as system, user or assistant), that message's
+    text, the last message's text (the assistant's). Blank system messages are left out
+    before anything else is looked at (one between turns does not break their order).
     Raises :class:`NotAChat` for anything else."""
     if not isinstance(messages, (list, tuple)) or not messages:
         shown = "an empty list" if isinstance(messages, (list, tuple)) else f"a {type(messages).__name__}"
         raise NotAChat(NO_MESSAGES, f"the value is {shown}")
-    turns = [_message(message, n) for n, message in enumerate(messages)]
-    last_role, response = turns[-1]
+    read = [_message(message, n) for n, message in enumerate(messages)]
+    # (number in the chat, role, text), the number kept for the details of rows left out
+    turns = [(n + 1, role, text) for n, (role, text) in enumerate(read) if role != "system" or text.strip()]
+    last_role, response = turns[-1][1:] if turns else read[-1]
     if last_role != "assistant":
         raise NotAChat(NOT_ANSWERED, f"the last message is the {last_role}'s")
-    if len(turns) < 2 or turns[-2][0] != "user":
-        before = f"the {turns[-2][0]}'s" if len(turns) > 1 else "none"
+    if len(turns) < 2 or turns[-2][1] != "user":
+        before = f"the {turns[-2][1]}'s" if len(turns) > 1 else "none"
         raise NotAChat(NO_USER, f"the message before the answer is {before}, not the user's")
     _check_alternating(turns)
-    context = [{"role": role, "content": text} for role, text in turns[:-2]
-               if role != "system" or text.strip()]
-    return context, turns[-2][1], response
+    context = [{"role": role, "content": text} for _, role, text in turns[:-2]]
+    return context, turns[-2][2], response
 
 
-def _check_alternating(turns: list[tuple[str, str]]) -> None:
-    """Raise :class:`NotAChat` unless ``turns`` are system messages first, then user and
-    assistant messages by turns, the user's first: many chat templates (Llama 2's,
-    Mistral's, Gemma's) refuse any other order, which would stop a run at meta-init
-    instead of leaving the row out here."""
-    roles = [role for role, _ in turns]
-    start = next(i for i, role in enumerate(roles) if role != "system")  # (the last is the assistant's)
-    for n, role in enumerate(roles[start:], start=start):
-        wanted = "user" if (n - start) % 2 == 0 else "assistant"
+def _check_alternating(turns: list[tuple[int, str, str]]) -> None:
+    """Raise :class:`NotAChat` unless ``turns`` ((number, role, text) each) are system
+    messages first, then user and assistant messages by turns, the user's first: many chat
+    templates (Llama 2's, Mistral's, Gemma's) refuse any other order, which would stop a
+    run at meta-init instead of leaving the row out here."""
+    start = next(i for i, (_, role, _) in enumerate(turns) if role != "system")  # (the last is the assistant's)
+    for i, (number, role, _) in enumerate(turns[start:]):
+        wanted = "user" if i % 2 == 0 else "assistant"
         if role != wanted:
-            raise NotAChat(NOT_ALTERNATING, f"message {n + 1} is the {role}'s where the {wanted}'s comes "
+            raise NotAChat(NOT_ALTERNATING, f"message {number} is the {role}'s where the {wanted}'s comes "
                                             "(system messages first, then user and assistant by turns)")
-
 
 
 @dataclass
