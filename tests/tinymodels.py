@@ -19,6 +19,20 @@ def char_tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<eos>", unk_token="<unk>")
 
 
+def char_tokenizer_adding_bos():
+    """A character-level tokenizer that starts every text with <s>, as Llama's and
+    Mistral's do when asked for special tokens (and has no chat template, as base models)."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    chars = ["<eos>", "<unk>", "<s>"] + list(string.printable[:95])
+    tk = Tokenizer(models.WordLevel({c: i for i, c in enumerate(chars)}, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tk.decoder = decoders.Fuse()
+    tk.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 2)])
+    return PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<eos>", unk_token="<unk>", bos_token="<s>")
+
+
 def metaspace_char_tokenizer(prepend_scheme: str = "first"):
     """The character tokenizer behind a ``Metaspace`` pre-tokenizer (nested in a
     ``Sequence``), as SentencePiece-style tokenizers (Llama, Mistral) have: a text's first

@@ -7,7 +7,7 @@ import importlib.util
 import random
 
 import pytest
-from tinymodels import char_tokenizer
+from tinymodels import char_tokenizer, char_tokenizer_adding_bos
 
 from subsetctl.modeling.encoding import (
     CHARS_PER_TOKEN,
@@ -149,22 +149,6 @@ def test_classifier_text_is_cut_at_its_end_whatever_the_tokenizer_says() -> None
     assert tok.truncation_side == "left"
 
 
-def _char_tokenizer_adding_bos():
-    """A character-level tokenizer that starts every text with <s>, as Llama's and
-    Mistral's do when asked for special tokens (and has no chat template, as base models)."""
-    import string
-
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    chars = ["<eos>", "<unk>", "<s>"] + list(string.printable[:95])
-    tk = Tokenizer(models.WordLevel({c: i for i, c in enumerate(chars)}, unk_token="<unk>"))
-    tk.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    tk.decoder = decoders.Fuse()
-    tk.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 2)])
-    return PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<eos>", unk_token="<unk>", bos_token="<s>")
-
-
 def test_a_base_model_without_chat_template_sees_its_bos_first() -> None:
     """Texts are tokenized without special tokens, so a base Llama/Mistral (no chat
     template) trained, took gradients and generated without the BOS it always saw first."""
@@ -172,7 +156,7 @@ def test_a_base_model_without_chat_template_sees_its_bos_first() -> None:
 
     from subsetctl.modeling.encoding import encode_causal_lm, encode_rows, render_prompt
 
-    tok = _char_tokenizer_adding_bos()
+    tok = char_tokenizer_adding_bos()
     bos = tok.bos_token_id
     assert render_prompt(tok, "hi") == "<s>hi\n"
     one = encode_causal_lm(tok, "hi", "yo", 32)
@@ -212,7 +196,7 @@ def test_the_bos_text_before_a_prompt_gives_the_tokens_the_tokenizer_gives_with_
     assert encode_causal_lm(tok, "hi", "a", 32).input_ids[:2] == [1, 3]
     split = _word_tokenizer_adding_bos(split_special_tokens=True)
     assert render_prompt(split, "hi") == "hi\n"  # as before BOS texts were added: no "<", "s", ">" tokens
-    assert render_prompt(_char_tokenizer_adding_bos(), "hi") == "<s>hi\n"  # read back as it is: unchanged
+    assert render_prompt(char_tokenizer_adding_bos(), "hi") == "<s>hi\n"  # read back as it is: unchanged
 
 
 def test_an_answer_has_the_tokens_of_the_prompt_and_answer_tokenized_as_one_text() -> None:

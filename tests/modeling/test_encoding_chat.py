@@ -6,28 +6,13 @@ from __future__ import annotations
 import hashlib
 import json
 
-from tinymodels import char_tokenizer
+from tinymodels import char_tokenizer, char_tokenizer_adding_bos
 
 from subsetctl.modeling.encoding import encode_rows
 
 #: a chat template with every role (as SmolLM2's, Qwen's)
 ROLES_TEMPLATE = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
                   "{% if add_generation_prompt %}<assistant>{% endif %}")
-
-
-def _char_tokenizer_adding_bos():
-    """A character-level tokenizer that starts every text with <s> (a base Llama's kind)."""
-    import string
-
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    chars = ["<eos>", "<unk>", "<s>"] + list(string.printable[:95])
-    tk = Tokenizer(models.WordLevel({c: i for i, c in enumerate(chars)}, unk_token="<unk>"))
-    tk.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    tk.decoder = decoders.Fuse()
-    tk.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 2)])
-    return PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<eos>", unk_token="<unk>", bos_token="<s>")
 
 
 #: ordinary rows (no chat context), among them metadata that names the key in a value
@@ -54,7 +39,7 @@ def test_rows_without_a_chat_context_keep_their_ids() -> None:
     templated = char_tokenizer()
     templated.chat_template = ROLES_TEMPLATE
     digests = {name: [_digest(encode_rows(tok, ORDINARY, "causal-lm", n)) for n in (64, 40)]
-               for name, tok in (("template", templated), ("bos", _char_tokenizer_adding_bos()),
+               for name, tok in (("template", templated), ("bos", char_tokenizer_adding_bos()),
                                  ("plain", char_tokenizer()))}
     assert digests == PINNED, digests
 
@@ -95,7 +80,7 @@ def test_without_a_template_the_context_texts_come_before_the_prompt() -> None:
     """A single-turn chat's system message reads as the text prepended to the user's did."""
     from subsetctl.modeling.encoding import render_prompt
 
-    tok = _char_tokenizer_adding_bos()
+    tok = char_tokenizer_adding_bos()
     assert render_prompt(tok, "2+2?", CONTEXT[:1]) == render_prompt(tok, "Be brief.\n\n2+2?") == "<s>Be brief.\n\n2+2?\n"
     assert render_prompt(tok, "c", CONTEXT) == "<s>Be brief.\n\na\n\nb\n\nc\n"
     assert encode_rows(tok, [_chat_row(CONTEXT[:1], "2+2?", "4")], "causal-lm", 64) == \
