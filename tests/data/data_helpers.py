@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 from typing import Any
@@ -16,3 +17,42 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
 def qa_rows(n: int, prefix: str = "q") -> list[dict[str, Any]]:
     """``n`` distinct prompt/response rows with one extra column."""
     return [{"prompt": f"{prefix}{i}?", "response": f"a{i}", "extra": i} for i in range(n)]
+
+
+def write_source(folder: Path, kind: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Write ``rows`` into ``folder`` as a source of ``kind`` ("jsonl", "jsonl.gz", "csv",
+    "parquet", or "huggingface": a ``save_to_disk`` folder) and give the loader options that
+    read it (type and path; the columns are the caller's)."""
+    import pandas as pd
+
+    if kind in ("jsonl", "jsonl.gz"):
+        text = "".join(json.dumps(r) + "\n" for r in rows)
+        path = folder / f"d.{kind}"
+        if kind == "jsonl.gz":
+            path.write_bytes(gzip.compress(text.encode()))
+        else:
+            path.write_text(text)
+        return {"type": "jsonl", "path": path.name}
+    if kind == "csv":
+        pd.DataFrame(rows).to_csv(folder / "d.csv", index=False)
+        return {"type": "csv", "path": "d.csv"}
+    if kind == "parquet":
+        pd.DataFrame(rows).to_parquet(folder / "d.parquet", index=False)
+        return {"type": "parquet", "path": "d.parquet"}
+    from datasets import Dataset
+
+    Dataset.from_list(rows).save_to_disk(str(folder / "hf"))
+    return {"type": "huggingface", "path": "hf"}
+
+
+def check_issues(folder: Path, text: str) -> dict[str, Any]:
+    """validate's data checks of the spec ``text``, written to ``folder``/subsetctl.yaml:
+    each issue by its key."""
+    import yaml
+
+    from subsetctl.data.checks import check_sources
+    from subsetctl.spec import Spec
+
+    path = folder / "subsetctl.yaml"
+    path.write_text(text)
+    return {issue.key: issue for issue in check_sources(Spec.model_validate(yaml.safe_load(text)), path)}

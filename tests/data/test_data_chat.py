@@ -11,12 +11,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from data_helpers import write_jsonl
+from data_helpers import check_issues, write_jsonl
 
-from subsetctl.data.checks import check_sources
 from subsetctl.data.loaders import load_huggingface, load_jsonl, load_parquet
 from subsetctl.errors import UserError
-from subsetctl.spec import HuggingFaceLoader, JsonlLoader, ParquetLoader, Spec
+from subsetctl.spec import HuggingFaceLoader, JsonlLoader, ParquetLoader
 from subsetctl.spec.reading import validate_data
 
 
@@ -242,20 +241,14 @@ def test_messages_field_reads_again_from_a_dump_and_in_groups(tmp_path: Path) ->
     assert [getattr(s.loader, "messages_field", None) for s in spec.sources] == [None, "messages"]
 
 
-def _check(tmp_path: Path, text: str) -> dict[str, Any]:
-    path = tmp_path / "subsetctl.yaml"
-    path.write_text(text)
-    return {issue.key: issue for issue in check_sources(Spec.model_validate(yaml.safe_load(text)), path)}
-
-
 def test_validate_names_a_missing_messages_column(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     write_jsonl(tmp_path / "data" / "t.jsonl", [{"conversations": _chat(("user", "q"), ("assistant", "r"))}] * 4)
-    issues = _check(tmp_path, SPEC)
+    issues = check_issues(tmp_path, SPEC)
     assert set(issues) == {"target.loader.messages_field"}
     assert ("no column 'messages' (its first row has 'conversations'); set messages_field to one of them"
             in issues["target.loader.messages_field"].message)
-    assert _check(tmp_path, SPEC.replace("messages_field: messages", "messages_field: conversations")) == {}
+    assert check_issues(tmp_path, SPEC.replace("messages_field: messages", "messages_field: conversations")) == {}
 
 
 def test_validate_refuses_messages_field_for_a_classifier(tmp_path: Path) -> None:
@@ -265,10 +258,8 @@ def test_validate_refuses_messages_field_for_a_classifier(tmp_path: Path) -> Non
         "    messages_field: messages\n", "    messages_field: messages\n    label_field: label\n").replace(
         "  - name: rg\n    loader: {type: reasoning_gym, task: basic_arithmetic, size: 10}\n",
         "  - name: s\n    loader: {type: jsonl, path: data/t.jsonl, prompt_field: messages, label_field: label}\n")
-    issues = _check(tmp_path, text)
+    issues = check_issues(tmp_path, text)
     assert "model.kind is classifier" in issues["target.loader.messages_field"].message
-
-
 
 
 @pytest.mark.parametrize("value", ["earlier text", [{"role": "Human", "content": "hi"}], [{"role": "user"}],

@@ -5,12 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
-from data_helpers import qa_rows, write_jsonl
+from data_helpers import check_issues, qa_rows, write_jsonl
 
-from subsetctl.data.checks import check_sources
 from subsetctl.data.loaders import evals_data_dir
-from subsetctl.spec import Spec
 
 GOOD = """\
 target:
@@ -28,21 +25,14 @@ sources:
 """
 
 
-def _check(tmp_path: Path, text: str) -> dict[str, str]:
-    path = tmp_path / "subsetctl.yaml"
-    path.write_text(text)
-    spec = Spec.model_validate(yaml.safe_load(text))
-    return {issue.key: issue for issue in check_sources(spec, path)}  # type: ignore[misc]
-
-
 def test_good_spec_has_no_issues(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
-    assert _check(tmp_path, GOOD) == {}
+    assert check_issues(tmp_path, GOOD) == {}
 
 
 def test_missing_file_has_key_line_and_resolved_path(tmp_path: Path) -> None:
-    issues = _check(tmp_path, GOOD)
+    issues = check_issues(tmp_path, GOOD)
     issue = issues["target.loader.path"]
     assert issue.line == 5
     assert str(tmp_path / "data" / "t.jsonl") in issue.message
@@ -67,7 +57,7 @@ def test_many_issues(tmp_path: Path) -> None:
     loader: {type: evals, name: shape_in_shap}
 """
     )
-    issues = _check(tmp_path, text)
+    issues = check_issues(tmp_path, text)
     assert "target.split.test" in issues
     assert "basic_arithmetic" in issues["sources[1].loader.task"].message
     assert issues["sources[1].loader.task"].line == 14
@@ -84,7 +74,7 @@ def test_many_issues(tmp_path: Path) -> None:
 def test_classifier_needs_label_field(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
-    issues = _check(tmp_path, "model: {kind: classifier}\n" + GOOD)
+    issues = check_issues(tmp_path, "model: {kind: classifier}\n" + GOOD)
     assert "target.loader.label_field" in issues
 
 
@@ -103,7 +93,7 @@ def test_missing_columns_are_all_found_from_the_files_heads(tmp_path: Path) -> N
   - name: j
     loader: {type: jsonl, path: data/t.jsonl, prompt_field: q}
 """
-    issues = _check(tmp_path, text)
+    issues = check_issues(tmp_path, text)
     assert set(issues) == {"sources[1].loader.response_field", "sources[2].loader.prompt_field",
                            "sources[3].loader.prompt_field"}
     assert "no column 'reply'" in issues["sources[1].loader.response_field"].message
@@ -127,7 +117,7 @@ def test_compressed_files_are_checked_and_non_utf8_is_found_by_validate(tmp_path
   - name: l
     loader: {type: jsonl, path: data/l.jsonl}
 """
-    issues = _check(tmp_path, text)
+    issues = check_issues(tmp_path, text)
     assert set(issues) == {"sources[1].loader.prompt_field", "sources[2].loader.path"}
     assert "'question', 'response'" in issues["sources[1].loader.prompt_field"].message
     assert "not valid UTF-8" in issues["sources[2].loader.path"].message
@@ -154,7 +144,7 @@ def test_a_corrupt_gzip_file_is_an_issue_not_an_internal_error(tmp_path: Path) -
   - name: l
     loader: {type: jsonl, path: data/l.jsonl.gz}
 """
-    issues = _check(tmp_path, text)
+    issues = check_issues(tmp_path, text)
     assert set(issues) == {"sources[1].loader.path", "sources[2].loader.path"}
     assert "c.jsonl.gz: the file is gzip-compressed but cannot be decompressed" in issues["sources[1].loader.path"].message
     assert "not valid UTF-8" in issues["sources[2].loader.path"].message
@@ -186,7 +176,7 @@ def test_a_gzip_file_cut_short_or_garbage_is_an_issue(tmp_path: Path, name: str)
   - name: ok
     loader: {{type: jsonl, path: data/ok.jsonl.gz}}
 """
-    issues = _check(tmp_path, spec)
+    issues = check_issues(tmp_path, spec)
     assert set(issues) == {"sources[1].loader.path", "sources[2].loader.path"}
     cut = issues["sources[1].loader.path"].message
     assert cut.startswith(f"{name}: the file is gzip-compressed but cannot be decompressed (Compressed file ended")
@@ -205,7 +195,7 @@ def test_evals_checks_the_default_files_first_sample_for_ideal(tmp_path: Path) -
   - name: graded
     loader: {type: evals, name: already_said_that}
 """
-    issues = _check(tmp_path, text)
+    issues = check_issues(tmp_path, text)
     assert "sources[1].loader.name" not in issues  # samples.jsonl has ideal answers, fewshot.jsonl sorts first
     message = issues["sources[2].loader.name"].message
     assert "has no 'ideal' answer" in message and "model-graded" in message
@@ -223,7 +213,7 @@ def test_evals_first_line_check(tmp_path: Path) -> None:
 
 
 def test_unknown_reasoning_gym_task_says_how_to_list_tasks(tmp_path: Path) -> None:
-    issues = _check(tmp_path, GOOD.replace("task: basic_arithmetic", "task: chain_sums"))
+    issues = check_issues(tmp_path, GOOD.replace("task: basic_arithmetic", "task: chain_sums"))
     message = issues["sources[0].loader.task"].message
     assert "'chain_sum'" in message and "reasoning_gym.factory.DATASETS" in message
 
@@ -254,12 +244,12 @@ def test_non_utf8_says_where_and_a_tab_delimited_file_gets_a_hint_that_works(tmp
   - name: tab
     loader: {type: csv, path: data/tab.tsv, prompt_field: question, response_field: reply}
 """
-    issues = _check(tmp_path, text)
+    issues = check_issues(tmp_path, text)
     assert "byte 21, line 2" in issues["sources[1].loader.path"].message
     assert 'set loader.delimiter: "\\t"' in issues["sources[2].loader.prompt_field"].message
     for written in ("'\\t'", "tab", '"\\t"'):
         fixed = text.replace("path: data/tab.tsv,", f"path: data/tab.tsv, delimiter: {written},")
-        assert "sources[2].loader.prompt_field" not in _check(tmp_path, fixed), written
+        assert "sources[2].loader.prompt_field" not in check_issues(tmp_path, fixed), written
 
 
 def test_a_folder_a_non_parquet_file_a_missing_local_dataset_and_seed_in_config_are_found(tmp_path: Path) -> None:
@@ -275,7 +265,7 @@ def test_a_folder_a_non_parquet_file_a_missing_local_dataset_and_seed_in_config_
   - name: hf
     loader: {type: huggingface, path: ./no_such_folder}
 """
-    issues = _check(tmp_path, text)
+    issues = check_issues(tmp_path, text)
     assert set(issues) == {"sources[0].loader.config.seed", "sources[0].loader.config.size", "sources[1].loader.path",
                            "sources[2].loader.path", "sources[3].loader.path"}
     assert issues["sources[0].loader.config.seed"].message == "set seed with loader.seed, not inside loader.config"
@@ -293,7 +283,7 @@ def test_a_plugin_loader_named_plugin_is_refused_by_validate_as_by_the_data_stag
     be 'plugin' itself" (load_plugin); validate is there to say it first."""
     (tmp_path / "data").mkdir()
     write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
-    issues = _check(tmp_path, GOOD + "  - name: p\n    loader: {type: plugin, name: plugin}\n")
+    issues = check_issues(tmp_path, GOOD + "  - name: p\n    loader: {type: plugin, name: plugin}\n")
     assert "'plugin' is the loader type, not a loader" in issues["sources[1].loader.name"].message
 
 
@@ -303,7 +293,7 @@ def test_a_plugin_loader_naming_a_built_in_has_that_loaders_options_checked_by_v
     get the built-in loader's checks, its file's too."""
     (tmp_path / "data").mkdir()
     write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
-    issues = _check(tmp_path, GOOD + "  - name: a\n    loader: {type: plugin, name: jsonl, options: {pth: data/t.jsonl}}\n"
+    issues = check_issues(tmp_path, GOOD + "  - name: a\n    loader: {type: plugin, name: jsonl, options: {pth: data/t.jsonl}}\n"
                                      "  - name: b\n    loader: {type: plugin, name: jsonl, options: {path: nope.jsonl}}\n"
                                      "  - name: c\n    loader: {type: plugin, name: jsonl, options: {path: data/t.jsonl}}\n")
     assert sorted(issues) == ["sources[1].loader.options.path", "sources[1].loader.options.pth",
@@ -325,7 +315,7 @@ def test_a_save_to_disk_folders_split_and_columns_are_checked_from_its_metadata(
     DatasetDict({"train": rows, "test": rows}).save_to_disk(str(tmp_path / "dd"))
     rows.save_to_disk(str(tmp_path / "one"))
     fields = "prompt_field: question, response_field: answer"
-    issues = _check(tmp_path, GOOD + f"""\
+    issues = check_issues(tmp_path, GOOD + f"""\
   - {{name: dev, loader: {{type: huggingface, path: dd, split: dev, {fields}}}}}
   - {{name: col, loader: {{type: huggingface, path: dd, split: test, prompt_field: text, response_field: answer}}}}
   - {{name: one, loader: {{type: huggingface, path: one, prompt_field: question, response_field: ans}}}}
@@ -343,7 +333,7 @@ def test_an_unknown_plugin_loader_is_not_offered_the_plugin_type_itself(tmp_path
     loaders a plugin loader may name, though naming it is refused."""
     (tmp_path / "data").mkdir()
     write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
-    issues = _check(tmp_path, GOOD + "  - name: p\n    loader: {type: plugin, name: plugn}\n")
+    issues = check_issues(tmp_path, GOOD + "  - name: p\n    loader: {type: plugin, name: plugn}\n")
     message = issues["sources[1].loader.name"].message
     assert "Unknown loader 'plugn'. Registered loaders: csv, evals, huggingface, jsonl, parquet" in message
     assert "'plugin'" not in message and ", plugin," not in message
@@ -382,16 +372,16 @@ def test_num_labels_below_the_labels_of_the_files_heads_is_an_issue(tmp_path: Pa
   - name: p
     loader: {type: parquet, path: data/p.parquet, label_field: label}
 """
-    issues = _check(tmp_path, text)
+    issues = check_issues(tmp_path, text)
     assert set(issues) == {"model.num_labels"}
     message = issues["model.num_labels"].message
     assert "is 2, but" in message and "3 labels ('neg', 'neu', 'pos')" in message
     assert "raise model.num_labels to at least 3" in message and "leave it out" in message
     assert issues["model.num_labels"].line == 1
-    assert _check(tmp_path, text.replace("num_labels: 2", "num_labels: 3")) == {}
-    assert _check(tmp_path, text.replace(", num_labels: 2", "")) == {}
+    assert check_issues(tmp_path, text.replace("num_labels: 2", "num_labels: 3")) == {}
+    assert check_issues(tmp_path, text.replace(", num_labels: 2", "")) == {}
     (tmp_path / "data" / "p.parquet").unlink()  # only the heads' labels count: 2 is enough for pos and neg
-    assert set(_check(tmp_path, text)) == {"sources[1].loader.path"}
+    assert set(check_issues(tmp_path, text)) == {"sources[1].loader.path"}
 
 
 def test_num_labels_check_skips_a_parquet_label_that_is_not_utf8(tmp_path: Path) -> None:
@@ -409,10 +399,10 @@ def test_num_labels_check_skips_a_parquet_label_that_is_not_utf8(tmp_path: Path)
   - name: p
     loader: {type: parquet, path: data/p.parquet, label_field: label}
 """
-    issues = _check(tmp_path, text)
+    issues = check_issues(tmp_path, text)
     assert set(issues) == {"model.num_labels"}
     assert "3 labels ('neg', 'neu', 'pos')" in issues["model.num_labels"].message
-    assert _check(tmp_path, text.replace("num_labels: 2", "num_labels: 3")) == {}
+    assert check_issues(tmp_path, text.replace("num_labels: 2", "num_labels: 3")) == {}
 
 
 def test_num_labels_check_reads_the_last_of_two_parquet_columns_of_one_name_as_the_loader(tmp_path: Path) -> None:
@@ -431,11 +421,11 @@ def test_num_labels_check_reads_the_last_of_two_parquet_columns_of_one_name_as_t
   - name: p
     loader: {type: parquet, path: data/p.parquet, label_field: label}
 """
-    assert _check(tmp_path, text) == {}
+    assert check_issues(tmp_path, text) == {}
     table = pa.Table.from_arrays([pa.array(["p", "q", "r"]), pa.array(["neg"] * 3), pa.array(["x", "y", "z"])],
                                  names=["prompt", "label", "label"])
     pq.write_table(table, tmp_path / "data" / "p.parquet")
-    issues = _check(tmp_path, text)
+    issues = check_issues(tmp_path, text)
     assert set(issues) == {"model.num_labels"}
     assert "5 labels ('neg', 'pos', 'x', 'y', 'z')" in issues["model.num_labels"].message
 
@@ -460,9 +450,9 @@ def test_num_labels_check_leaves_out_a_source_the_run_draws_rows_of(tmp_path: Pa
     {keep}
     loader: {{type: jsonl, path: data/s.jsonl, label_field: label}}
 """
-    assert _check(tmp_path, text) == {}
+    assert check_issues(tmp_path, text) == {}
     every_row = text.replace(f"    {keep}\n", "")
-    assert set(_check(tmp_path, every_row)) == {"model.num_labels"}
+    assert set(check_issues(tmp_path, every_row)) == {"model.num_labels"}
 
 
 def test_a_gzip_json_lines_file_is_decompressed_once_for_its_line_count_and_gzip_check(
@@ -493,11 +483,11 @@ def test_a_gzip_json_lines_file_is_decompressed_once_for_its_line_count_and_gzip
     loader: {type: jsonl, path: data/s.jsonl.gz}
     split: {train: 30000}
 """
-    issues = _check(tmp_path, spec)
+    issues = check_issues(tmp_path, spec)
     assert set(issues) == {"sources[1].split"} and "has at most 20000" in issues["sources[1].split"].message
     assert len(text) <= read["bytes"] < 1.5 * len(text)
     packed = gzip.compress(text)
     (tmp_path / "data" / "s.jsonl.gz").write_bytes(packed[: len(packed) // 2])
-    issues = _check(tmp_path, spec)
+    issues = check_issues(tmp_path, spec)
     assert set(issues) == {"sources[1].loader.path"}
     assert "cannot be decompressed (Compressed file ended" in issues["sources[1].loader.path"].message

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+from data_helpers import write_source
 
 from subsetctl.data import loaders
 from subsetctl.data.loaders import LoadContext, sample_order
@@ -29,27 +30,7 @@ def _records() -> list[dict]:
 
 
 def _write(folder: Path, kind: str) -> dict:
-    import pandas as pd
-
-    rows = _records()
-    if kind in ("jsonl", "jsonl.gz"):
-        text = "".join(json.dumps(r) + "\n" for r in rows)
-        path = folder / f"d.{kind}"
-        if kind == "jsonl.gz":
-            path.write_bytes(gzip.compress(text.encode()))
-        else:
-            path.write_text(text)
-        return {"type": "jsonl", "path": path.name}
-    if kind == "csv":
-        pd.DataFrame(rows).to_csv(folder / "d.csv", index=False)
-        return {"type": "csv", "path": "d.csv"}
-    if kind == "parquet":
-        pd.DataFrame(rows).to_parquet(folder / "d.parquet", index=False)
-        return {"type": "parquet", "path": "d.parquet"}
-    from datasets import Dataset
-
-    Dataset.from_list(rows).save_to_disk(str(folder / "hf"))
-    return {"type": "huggingface", "path": "hf"}
+    return write_source(folder, kind, _records())
 
 
 def _table(dataset) -> list[dict]:

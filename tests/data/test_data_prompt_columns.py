@@ -15,10 +15,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from data_helpers import write_jsonl
+from data_helpers import check_issues, write_jsonl, write_source
 
 from subsetctl.data import loaders
-from subsetctl.data.checks import check_sources
 from subsetctl.data.loaders import LoadContext, load_csv, load_jsonl, load_parquet, sample_order
 from subsetctl.data.prepare import SPLITS, load_source, prepare_source
 from subsetctl.errors import UserError
@@ -134,18 +133,12 @@ sources:
 """
 
 
-def _check(tmp_path: Path, text: str) -> dict[str, Any]:
-    path = tmp_path / "subsetctl.yaml"
-    path.write_text(text)
-    return {issue.key: issue for issue in check_sources(Spec.model_validate(yaml.safe_load(text)), path)}
-
-
 def test_validate_finds_a_listed_column_past_the_first_row(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     # the first row leaves its empty input out; a later one has it
     write_jsonl(tmp_path / "data" / "t.jsonl", [{"instruction": "a", "output": "b"}, *ROWS, *ROWS])
-    assert _check(tmp_path, SPEC) == {}
-    issues = _check(tmp_path, SPEC.replace("[instruction, input]", "[instruction, inptu]"))
+    assert check_issues(tmp_path, SPEC) == {}
+    issues = check_issues(tmp_path, SPEC.replace("[instruction, input]", "[instruction, inptu]"))
     assert set(issues) == {"target.loader.prompt_field[1]"}
     message = issues["target.loader.prompt_field[1]"].message
     assert "has no column 'inptu' (its first 9 rows have 'instruction', 'output', 'input', 'id')" in message
@@ -159,16 +152,16 @@ def test_validate_finds_a_listed_column_past_the_head_or_a_bad_line(tmp_path: Pa
     (tmp_path / "data").mkdir()
     late = [{"instruction": f"i{i}", "output": f"o{i}"} for i in range(1200)] + ROWS
     write_jsonl(tmp_path / "data" / "t.jsonl", late)
-    assert _check(tmp_path, SPEC) == {}
+    assert check_issues(tmp_path, SPEC) == {}
     ds = load_jsonl(JsonlLoader(type="jsonl", path="data/t.jsonl", prompt_field=ALPACA, response_field="output"),
                     LoadContext(source_name="t", base_dir=tmp_path, kind="causal-lm", seed=0))
     assert ds["prompt"][1200] == PROMPTS[0]
-    issues = _check(tmp_path, SPEC.replace("[instruction, input]", "[instruction, inptu]"))
+    issues = check_issues(tmp_path, SPEC.replace("[instruction, input]", "[instruction, inptu]"))
     assert "has no column 'inptu' (its first 1000 rows have 'instruction', 'output')" in \
         issues["target.loader.prompt_field[1]"].message
     lines = [json.dumps({"instruction": "a", "output": "b"}), json.dumps(ROWS[0]), '{"instruction": "cut']
     (tmp_path / "data" / "t.jsonl").write_text("\n".join(lines) + "\n")
-    assert _check(tmp_path, SPEC) == {}  # (the data stage names line 3)
+    assert check_issues(tmp_path, SPEC) == {}  # (the data stage names line 3)
 
 
 def test_validate_does_not_read_a_large_file_through_for_a_listed_column(tmp_path: Path, monkeypatch) -> None:
@@ -181,15 +174,15 @@ def test_validate_does_not_read_a_large_file_through_for_a_listed_column(tmp_pat
     rows = [{"instruction": f"i{i}", "output": f"o{i}"} for i in range(1200)]
     write_jsonl(tmp_path / "data" / "t.jsonl", rows)
     typo = SPEC.replace("[instruction, input]", "[instruction, inptu]")
-    assert "target.loader.prompt_field[1]" in _check(tmp_path, typo)
+    assert "target.loader.prompt_field[1]" in check_issues(tmp_path, typo)
     monkeypatch.setattr(checks, "LINES_COUNTED_MB", 0.01)
-    assert _check(tmp_path, typo) == {}
+    assert check_issues(tmp_path, typo) == {}
 
 
 def test_validate_names_a_listed_column_a_csv_header_lacks(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     pd.DataFrame([{"instruction": "a", "output": "b"}] * 8).to_csv(tmp_path / "data" / "t.csv", index=False)
-    issues = _check(tmp_path, SPEC.replace("type: jsonl\n    path: data/t.jsonl", "type: csv\n    path: data/t.csv"))
+    issues = check_issues(tmp_path, SPEC.replace("type: jsonl\n    path: data/t.jsonl", "type: csv\n    path: data/t.csv"))
     assert set(issues) == {"target.loader.prompt_field[1]"}
     assert "has no column 'input' (its first row has 'instruction', 'output')" in \
         issues["target.loader.prompt_field[1]"].message
@@ -247,20 +240,7 @@ def _draw_rows() -> list[dict[str, Any]]:
 
 
 def _write(folder: Path, kind: str) -> dict[str, Any]:
-    rows = _draw_rows()
-    if kind == "jsonl":
-        write_jsonl(folder / "d.jsonl", rows)
-        return {"type": "jsonl", "path": "d.jsonl"}
-    if kind == "csv":
-        pd.DataFrame(rows).to_csv(folder / "d.csv", index=False)
-        return {"type": "csv", "path": "d.csv"}
-    if kind == "parquet":
-        pd.DataFrame(rows).to_parquet(folder / "d.parquet", index=False)
-        return {"type": "parquet", "path": "d.parquet"}
-    from datasets import Dataset
-
-    Dataset.from_list(rows).save_to_disk(str(folder / "hf"))
-    return {"type": "huggingface", "path": "hf"}
+    return write_source(folder, kind, _draw_rows())
 
 
 @pytest.mark.parametrize("kind", ["jsonl", "csv", "parquet", "huggingface"])
