@@ -17,11 +17,8 @@ from typing import Any, Literal
 
 import torch
 
+from subsetctl.chat_context import CONTEXT_KEY, is_chat_context
 from subsetctl.errors import UserError
-
-#: the metadata key of a row's chat context, as :data:`subsetctl.data.loaders.common.CONTEXT_KEY`
-#: (not imported from there: that would load the data loaders and the spec with the model code)
-CONTEXT_KEY = "chat_context"
 
 
 @dataclass
@@ -171,7 +168,6 @@ def _render_chat(tokenizer: Any, messages: list[dict[str, str]]) -> str:
 
 #: the metadata key as a row's metadata JSON names it: rows without it are not parsed
 _CONTEXT_KEY_JSON = json.dumps(CONTEXT_KEY)
-_CONTEXT_ROLES = frozenset({"system", "user", "assistant"})
 
 
 def row_context(row: dict) -> list[dict[str, str]] | None:
@@ -193,9 +189,7 @@ def row_context(row: dict) -> list[dict[str, str]] | None:
         value = parsed.get(CONTEXT_KEY) if isinstance(parsed, dict) else None
     if value is None or value == []:
         return None
-    if not isinstance(value, list) or not all(
-            isinstance(m, dict) and m.get("role") in _CONTEXT_ROLES and isinstance(m.get("content"), str)
-            for m in value):
+    if not is_chat_context(value):
         raise UserError(
             f"Source {row.get('source', '?')!r}, row {row.get('row', '?')}: its metadata's {CONTEXT_KEY!r} is not "
             "a list of {role, content} messages (roles system, user or assistant), which that key holds: the "

@@ -140,8 +140,8 @@ def test_evaluate_renders_generation_prompts_after_their_context(monkeypatch) ->
 
 
 def test_the_model_code_reads_the_context_key_the_loaders_write() -> None:
-    """encoding.py spells the key out (importing it would load the loaders with the model
-    code): the two must stay one key."""
+    """The loaders and the model code take the key from one module (subsetctl.chat_context):
+    the two must stay one key."""
     from subsetctl.data.loaders.common import CONTEXT_KEY as WRITTEN
     from subsetctl.modeling.encoding import CONTEXT_KEY as READ
 

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from typing import TYPE_CHECKING, Any
 
-from subsetctl.data.loaders.common import CONTEXT_KEY, CommonColumns, LoadContext, _named, _required_fields
+from subsetctl.chat_context import CONTEXT_KEY
+from subsetctl.data.loaders.common import CommonColumns, LoadContext, _named, _required_fields
 from subsetctl.errors import UserError
 from subsetctl.spec import LoaderBase
 

@@ -19,6 +19,7 @@ from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from subsetctl.chat_context import CONTEXT_KEY, is_chat_context
 from subsetctl.errors import UserError
 from subsetctl.spec import LoaderBase
 
@@ -28,25 +29,8 @@ if TYPE_CHECKING:
 
 Kind = Literal["causal-lm", "classifier"]
 
-#: the metadata key of a chat's messages before its prompt (``[{"role", "content"}, ...]``),
-#: rendered before the prompt (:func:`subsetctl.modeling.encoding.render_prompt`); written
-#: by ``loader.messages_field`` (:mod:`.chat`), and a plugin loader may write it too
-CONTEXT_KEY = "chat_context"
-
 #: The columns of every prepared dataset, in order.
 COLUMNS: tuple[str, ...] = ("source", "prompt", "response", "label", "label_text", "metadata", "row")
-
-#: the roles a chat context's messages have (:data:`CONTEXT_KEY`)
-_CONTEXT_ROLES = frozenset({"system", "user", "assistant"})
-
-
-def _is_chat_context(value: Any) -> bool:
-    """Whether ``value`` is a chat context as the model stages read one
-    (:func:`subsetctl.modeling.encoding.row_context`): none, or a list of ``{"role",
-    "content"}`` messages, roles system, user or assistant, contents text."""
-    return value is None or (isinstance(value, list) and all(
-        isinstance(m, dict) and m.get("role") in _CONTEXT_ROLES and isinstance(m.get("content"), str)
-        for m in value))
 
 
 @functools.cache
@@ -542,9 +526,9 @@ class CommonColumns:
         (:meth:`_texts` just ran for it); may raise :class:`UserError`. Here: a causal LM's
         row that carries a :data:`CONTEXT_KEY` of its own (a plugin loader's, or a column so
         named) has it checked as the model stages read it
-        (:func:`subsetctl.modeling.encoding.row_context`), so that one they would refuse
+        (:func:`subsetctl.chat_context.is_chat_context`), so that one they would refuse
         stops the data stage, not meta-init after it."""
-        if not self.classifier and CONTEXT_KEY in extra and not _is_chat_context(extra[CONTEXT_KEY]):
+        if not self.classifier and CONTEXT_KEY in extra and not is_chat_context(extra[CONTEXT_KEY]):
             raise UserError(
                 f"Source {self.ctx.source_name!r}: {self.where}, {self.locate(i)}: its {CONTEXT_KEY!r} (a column, "
                 "or a key of its metadata) is not a list of {role, content} messages (roles system, user or "
