@@ -305,7 +305,8 @@ def _prompts_cut_for_generation(tokenizer: Any, prompts: Sequence[str], max_leng
     return f"{opening}, so their scores may not reflect the task. {fix}"
 
 
-def _answers_longer_than(tokenizer: Any, examples: Sequence[dict], max_new_tokens: int) -> str | None:
+def _answers_longer_than(tokenizer: Any, examples: Sequence[dict], max_new_tokens: int,
+                         contexts: Sequence[list[dict[str, str]] | None] | None = None) -> str | None:
     """A warning when some gold answers take more tokens than generation may produce,
     even in the shortest form that matches: they can never be answered in full, whatever
     the fine-tune, so the score understates every selection alike and hides the
@@ -314,9 +315,11 @@ def _answers_longer_than(tokenizer: Any, examples: Sequence[dict], max_new_token
     Each form is counted as training and generation tokenize it: after its rendered prompt
     (:func:`tokenize_responses`). Tokenized alone, a Metaspace tokenizer (Llama, Mistral)
     starts it with "▁", one token more, and an answer that fits exactly was warned about.
-    All forms take one batch; ``max_length`` is set so that none is cut (its count is exact)."""
+    All forms take one batch; ``max_length`` is set so that none is cut (its count is exact).
+    ``contexts``: each example's chat context, read from its metadata when not given."""
     forms = [_shortest_matching_forms(str(e.get("response", ""))) for e in examples]
-    rendered = [render_prompt(tokenizer, str(e.get("prompt", "")), row_context(e)) for e in examples]
+    contexts = contexts if contexts is not None else [row_context(e) for e in examples]
+    rendered = [render_prompt(tokenizer, str(e.get("prompt", "")), c) for e, c in zip(examples, contexts)]
     flat = [form for answer in forms for form in answer]
     ids = iter(tokenize_responses(tokenizer, [r for r, answer in zip(rendered, forms) for _ in answer], flat,
                                   max(map(len, flat), default=1)))
@@ -431,10 +434,10 @@ def _score_generations(
     example, the metrics, and what the score is ("reasoning_gym", "exact_match" or
     "mixed"). Answers that cannot fit ``max_new_tokens`` and prompts cut for generation
     are added to ``warnings``."""
-    too_long = _answers_longer_than(tokenizer, examples, max_new_tokens)
+    contexts = [row_context(e) for e in examples]
+    too_long = _answers_longer_than(tokenizer, examples, max_new_tokens, contexts)
     if too_long:
         warnings.append(too_long)
-    contexts = [row_context(e) for e in examples]
     cut = _prompts_cut_for_generation(tokenizer, [str(e["prompt"]) for e in examples], max_length, max_new_tokens,
                                       contexts)
     if cut:
