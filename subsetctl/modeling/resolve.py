@@ -634,16 +634,25 @@ def check_max_length_fits_folder(source: str, spec_dir: Path | None, max_length:
         refuse_max_length_beyond_positions(config, max_length, f"the model folder {folder}")
 
 
+def _local_model_folder(source: str, spec_dir: Path | None) -> Path | None:
+    """The model folder ``model.source`` names when it is a local one (a folder with a
+    config.json, not a packaged model's name), else None (a packaged model, a hub id, or
+    no model folder)."""
+    if source in packaged_names():
+        return None
+    folder = Path(model_location(source, spec_dir)).expanduser()
+    return folder if (folder / "config.json").is_file() else None
+
+
 def model_fingerprint_inputs(source: str, spec_dir: Path | None) -> dict[str, Any]:
     """What the model stages depend on besides ``model.source`` itself: for a local
     folder, the size and sha256 of every file in it (so a retrained or replaced checkpoint
     at the same path makes meta_init, gradients, verify, finetune and evaluate stale;
     hashes are cached, see :mod:`subsetctl.filehash`). Packaged models are pinned by their
     package version and hub ids by the spec, so they add nothing."""
-    location = model_location(source, spec_dir)
-    folder = Path(location).expanduser()
-    if source in packaged_names() or not (folder / "config.json").is_file():  # not a model folder: nothing to
-        return {}  # hash (validate and the model stages say what is wrong; never hash a whole unrelated tree)
+    folder = _local_model_folder(source, spec_dir)
+    if folder is None:  # not a model folder: nothing to hash (validate and the model stages say what
+        return {}  # is wrong; never hash a whole unrelated tree)
     from subsetctl.filehash import tree_fingerprint
 
     return {"model_files": tree_fingerprint(folder, spec_dir)}
@@ -731,9 +740,7 @@ def answer_tokenization_inputs(source: str, spec_dir: Path | None, kind: str) ->
 
         folder = present_folder(source)
     else:
-        folder = Path(model_location(source, spec_dir)).expanduser()
-        if not (folder / "config.json").is_file():  # a hub id, or no model folder
-            return {}
+        folder = _local_model_folder(source, spec_dir)  # (None: a hub id, or no model folder)
     return dict(ANSWER_TOKENIZATION) if folder is not None and tokenizer_marks_first_word(folder) else {}
 
 
