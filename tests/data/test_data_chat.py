@@ -89,8 +89,17 @@ def test_a_rows_own_chat_context_key_is_an_error(tmp_path: Path, make_ctx) -> No
      "message 1 has the role 'tool'"),
     ([{"role": "user", "content": "x"}, {"role": "assistant", "content": None}], "not a list of messages",
      "message 2 has no text content"),
-    ([{"role": "user", "content": [{"type": "text", "text": "x"}]}, {"role": "assistant", "content": "y"}],
-     "not a list of messages", "message 1 has a list as content (parts?), not text"),
+    ([{"role": "user", "content": {"type": "text", "text": "x"}}, {"role": "assistant", "content": "y"}],
+     "not a list of messages", "message 1 has a dict as content, not text or a list of text parts"),
+    ([{"role": "user", "content": [{"type": "text", "text": "x"}, {"type": "image_url", "image_url": {"url": "u"}}]},
+      {"role": "assistant", "content": "y"}],
+     "content parts that are not text", "message 1's content part 2 has the type 'image_url', not 'text'"),
+    ([{"role": "user", "content": "x"}, {"role": "assistant", "content": [{"type": "text", "text": None}]}],
+     "content parts that are not text", "message 2's content part 1 (type 'text') has no text"),
+    ([{"role": "user", "content": [{"text": "x"}]}, {"role": "assistant", "content": "y"}],
+     "content parts that are not text", "message 1's content part 1 has the type None, not 'text'"),
+    ([{"role": "user", "content": [3.5]}, {"role": "assistant", "content": "y"}],
+     "content parts that are not text", "message 1's content part 1 is a float, not a part"),
     ([{"role": "user", "content": "x"}], "last message not the assistant's", "the last message is the user's"),
     ([{"role": "assistant", "content": "y"}], "no user message just before the answer",
      "the message before the answer is none, not the user's"),
@@ -115,6 +124,102 @@ def test_malformed_rows_are_left_out_with_a_notice(tmp_path: Path, make_ctx, val
     (notice,) = ctx.notices
     assert "1 of 2 rows are left out, their 'messages' (loader.messages_field) being no chat" in notice
     assert f"{kind} (line 2; the first: {detail}" in notice
+
+
+def _parts(*texts: str) -> list[dict[str, str]]:
+    """A message's content as OpenAI-style text parts."""
+    return [{"type": "text", "text": text} for text in texts]
+
+
+def test_text_content_parts_are_read_as_their_texts_joined(tmp_path: Path, make_ctx) -> None:
+    rows = [{"messages": [{"role": "system", "content": _parts("Be ", "brief.")},
+                          {"role": "user", "content": [*_parts("2+"), "2?"]},  # (a plain string is a part too)
+                          {"role": "assistant", "content": _parts("4")}]},
+            {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": _parts("a", "\n", "b")}]}]
+    ctx = make_ctx()
+    ds = load_jsonl(_jsonl(tmp_path, rows), ctx)
+    assert ds["prompt"] == ["2+2?", "q"] and ds["response"] == ["4", "a\nb"] and ctx.notices == []
+    assert json.loads(ds["metadata"][0]) == {"chat_context": [{"role": "system", "content": "Be brief."}]}
+    # no parts are no text: a system message's are dropped, an answer's is blank, a user message's an empty prompt
+    rows = [{"messages": [{"role": "system", "content": []}, {"role": "user", "content": "q"},
+                          {"role": "assistant", "content": "a"}]},
+            {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": []}]},
+            {"messages": [{"role": "user", "content": []}, {"role": "assistant", "content": "a"}]}]
+    ctx = make_ctx()
+    ds = load_jsonl(_jsonl(tmp_path, rows), ctx)
+    assert ds["prompt"] == ["q", ""] and json.loads(ds["metadata"][0]) == {}
+    assert "1 of 3 rows have an empty assistant's answer" in ctx.notices[0]
+    assert "1 of 2 rows kept have an empty user message" in ctx.notices[1]
+
+
+def test_rows_with_parts_that_are_not_text_are_left_out_with_a_notice_of_their_own(tmp_path: Path,
+                                                                                   make_ctx) -> None:
+    image = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
+    rows = [{"messages": [{"role": "user", "content": _parts("q1")}, {"role": "assistant", "content": "a1"}]},
+            {"messages": [{"role": "user", "content": [*_parts("What is it?"), image]},
+                          {"role": "assistant", "content": "a cat"}]},
+            {"messages": _chat(("user", "q2"), ("assistant", "a2"))},
+            {"messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "",
+                                                                                             "format": "wav"}}]},
+                          {"role": "assistant", "content": "a3"}]},
+            {"messages": _chat(("user", "q4"))}]
+    ctx = make_ctx()
+    ds = load_jsonl(_jsonl(tmp_path, rows), ctx)
+    assert ds["prompt"] == ["q1", "q2"] and ds["response"] == ["a1", "a2"] and ds["row"] == [0, 2]
+    parts, answered = ctx.notices
+    assert ("2 of 5 rows are left out, their 'messages' (loader.messages_field) being no chat: content parts that "
+            "are not text (line 2, line 4; the first: message 1's content part 2 has the type 'image_url', not "
+            "'text')") in parts
+    assert "1 of 5 rows are left out" in answered and "last message not the assistant's (line 5" in answered
+    with pytest.raises(UserError, match=r"no row has a chat in 'messages' \(loader.messages_field\) \(1 content "
+                                        r"parts that are not text \(first at line 1: message 1's content part 2"):
+        load_jsonl(_jsonl(tmp_path, [rows[1]]), make_ctx())
+
+
+def test_text_parts_from_a_parquet_struct_column_are_read(tmp_path: Path, make_ctx) -> None:
+    # a Parquet struct column gives each part every key its parts have (image_url null in a text part)
+    image = {"type": "image_url", "text": None, "image_url": {"url": "https://example.com/cat.png"}}
+    rows = [{"messages": [{"role": "system", "content": _parts("S")},
+                          {"role": "user", "content": [*_parts("a", "b"), *_parts("c")]},
+                          {"role": "assistant", "content": _parts("d")}], "n": 1},
+            {"messages": [{"role": "user", "content": [*_parts("x"), image]},
+                          {"role": "assistant", "content": _parts("y")}], "n": 2},
+            {"messages": [{"role": "user", "content": _parts("q")}, {"role": "assistant", "content": _parts("r")}],
+             "n": 3}]
+    table = pa.Table.from_pylist(rows)
+    pq.write_table(table, tmp_path / "chat.parquet")
+    assert pq.read_table(tmp_path / "chat.parquet")["messages"].to_pylist()[0][0]["content"][0] == {
+        "type": "text", "text": "S", "image_url": None}
+    ctx = make_ctx()
+    ds = load_parquet(ParquetLoader(type="parquet", path="chat.parquet", messages_field="messages"), ctx)
+    assert ds["prompt"] == ["abc", "q"] and ds["response"] == ["d", "r"] and ds["row"] == [0, 2]
+    assert [json.loads(m) for m in ds["metadata"]] == [
+        {"n": 1, "chat_context": [{"role": "system", "content": "S"}]}, {"n": 3}]
+    (notice,) = ctx.notices
+    assert "1 of 3 rows are left out" in notice and "content parts that are not text (row 2" in notice
+    from datasets import Dataset
+
+    Dataset.from_list(rows).save_to_disk(str(tmp_path / "hf"))
+    ctx = make_ctx()
+    ds = load_huggingface(HuggingFaceLoader(type="huggingface", path="hf", messages_field="messages"), ctx)
+    assert ds["prompt"] == ["abc", "q"] and len(ctx.notices) == 1
+
+
+def test_a_drawn_sample_reads_text_parts_as_the_whole_read_does(tmp_path: Path, make_ctx) -> None:
+    rows = [{"messages": [{"role": "user", "content": _parts("earlier")}, {"role": "assistant", "content": f"e{i}"},
+                          {"role": "user", "content": _parts("q", str(i % 3))},
+                          {"role": "assistant", "content": _parts("a", str(i % 3))}]} for i in range(30)]
+    rows[4]["messages"][0]["content"].append({"type": "image_url", "image_url": {"url": "u"}})
+    whole = load_jsonl(_jsonl(tmp_path, rows), make_ctx())
+    ctx = make_ctx()
+    ctx = type(ctx)(source_name=ctx.source_name, base_dir=ctx.base_dir, kind=ctx.kind, seed=ctx.seed, keep_at_most=5)
+    drawn = load_jsonl(_jsonl(tmp_path, rows), ctx)
+    assert ctx.drawn == {"rows": 29} and len(drawn) == 5 and 4 not in drawn["row"]
+    by_row = dict(zip(whole["row"], zip(whole["prompt"], whole["response"], whole["metadata"], strict=True),
+                      strict=True))
+    assert all(by_row[r] == (p, a, m) for r, p, a, m in zip(drawn["row"], drawn["prompt"], drawn["response"],
+                                                            drawn["metadata"], strict=True))
+    assert set(drawn["prompt"]) <= {"q0", "q1", "q2"}
 
 
 def test_a_blank_answer_and_a_null_chat_follow_the_common_rules(tmp_path: Path, make_ctx) -> None:

@@ -4,11 +4,15 @@ messages, OpenAI-style (``{"role": "user", "content": ...}``) or ShareGPT-style
 loader the :class:`~subsetctl.data.loaders.common.CommonColumns` for its options.
 
 A row is a conversation that ends with the assistant's answer, a user message just before
-it. The response is the answer's text, the prompt the user message's text, and the
-messages before that one (system messages, earlier user and assistant turns, roles as
-system, user and assistant) go into the row's metadata under :data:`CONTEXT_KEY` as
-``[{"role": ..., "content": ...}, ...]`` (none for a single-turn chat without a system
-message; blank system messages are dropped). The prompt stays plain text: the model's
+it. A message's text is its ``content`` (``value``): a string, or a list of OpenAI-style
+content parts that are all text (``{"type": "text", "text": ...}``, or plain strings),
+their texts joined with nothing between them (see :func:`_parts_text`); a row with any
+other part (an image, audio, a file) is left out. The response is the answer's text, the
+prompt the user message's text, and the messages before that one (system messages,
+earlier user and assistant turns, roles as system, user and assistant) go into the row's
+metadata under :data:`CONTEXT_KEY` as ``[{"role": ..., "content": ...}, ...]``, contents
+as text (none for a single-turn chat without a system message; blank system messages are
+dropped). The prompt stays plain text: the model's
 chat template is applied to the context and it later, as to every prompt
 (:func:`subsetctl.modeling.encoding.render_prompt`). Rows that are no such conversation
 are left out, counted, with one notice per kind of problem; a source all of whose rows are
@@ -38,13 +42,14 @@ NO_MESSAGES = "not a list of messages"
 NOT_ANSWERED = "last message not the assistant's"
 NO_USER = "no user message just before the answer"
 NOT_ALTERNATING = "turns that do not alternate"
+NOT_TEXT_PARTS = "content parts that are not text"
 
 
 class NotAChat(ValueError):
     """A row's messages are not a conversation ending with a user message and the
-    assistant's answer. ``kind`` is one of :data:`NO_MESSAGES`, :data:`NOT_ANSWERED`,
-    :data:`NO_USER`, :data:`NOT_ALTERNATING` (the rows left out are counted by it),
-    ``detail`` what is wrong with this row."""
+    assistant's answer. ``kind`` is one of :data:`NO_MESSAGES`, :data:`NOT_TEXT_PARTS`,
+    :data:`NOT_ANSWERED`, :data:`NO_USER`, :data:`NOT_ALTERNATING` (the rows left out are
+    counted by it), ``detail`` what is wrong with this row."""
 
     def __init__(self, kind: str, detail: str) -> None:
         super().__init__(detail)
@@ -61,11 +66,39 @@ def _message(message: Any, n: int) -> tuple[str, str]:
     if not isinstance(role, str) or role.strip().lower() not in ROLES:
         raise NotAChat(NO_MESSAGES, f"message {n + 1} has the role {role!r}, not system, user (human) or "
                                       "assistant (gpt)")
-    if isinstance(text, (list, dict)):  # OpenAI's content parts ([{"type": "text", "text": ...}]): not read
-        raise NotAChat(NO_MESSAGES, f"message {n + 1} has a {type(text).__name__} as content (parts?), not text")
+    if isinstance(text, (list, tuple)):  # OpenAI's content parts ([{"type": "text", "text": ...}, ...])
+        text = _parts_text(text, n)
+    elif isinstance(text, dict):
+        raise NotAChat(NO_MESSAGES, f"message {n + 1} has a dict as content, not text or a list of text parts")
     if not isinstance(text, str):
         raise NotAChat(NO_MESSAGES, f"message {n + 1} has no text content (content or value)")
     return ROLES[role.strip().lower()], text
+
+
+def _parts_text(parts: list[Any] | tuple[Any, ...], n: int) -> str:
+    """The text of message ``n``'s content given as parts (OpenAI's ``[{"type": "text",
+    "text": ...}, ...]``, or plain strings): their texts joined with nothing between them,
+    as the OpenAI SDK joins a response's text parts (``Response.output_text``) and as
+    chat templates that take parts (Qwen2-VL's, Llama 3.2 Vision's) write them; no parts is
+    no text. Keys other than ``type`` and ``text`` are not looked at (a Parquet struct
+    column gives each part every key its rows' parts have, those unused null). Raises
+    :class:`NotAChat` (:data:`NOT_TEXT_PARTS`) for a part that is not text (an image,
+    audio, a file, a refusal: the row cannot be read as text alone) or whose text is no
+    string."""
+    texts = []
+    for k, part in enumerate(parts):
+        where = f"message {n + 1}'s content part {k + 1}"
+        if isinstance(part, str):
+            texts.append(part)
+        elif not isinstance(part, dict):
+            raise NotAChat(NOT_TEXT_PARTS, f"{where} is a {type(part).__name__}, not a part")
+        elif part.get("type") != "text":
+            raise NotAChat(NOT_TEXT_PARTS, f"{where} has the type {part.get('type')!r}, not 'text'")
+        elif not isinstance(part.get("text"), str):
+            raise NotAChat(NOT_TEXT_PARTS, f"{where} (type 'text') has no text")
+        else:
+            texts.append(part["text"])
+    return "".join(texts)
 
 
 def read_chat(messages: Any) -> tuple[list[dict[str, str]], str, str]:
@@ -189,17 +222,17 @@ class ChatColumns(CommonColumns):
             blank = f"; {self.blank_count} with an empty answer" if self.blank_count else ""
             raise UserError(
                 f"Source {source!r}: {self.where}: no row has a chat in {named} ({why}{blank}). Each row needs a "
-                "list of messages ({role, content} or ShareGPT's {from, value}) that ends with a user message "
-                "and the assistant's answer, any system messages and earlier turns before them. Check "
-                "loader.messages_field, or render the chats in a plugin loader."
+                "list of messages ({role, content} or ShareGPT's {from, value}, each content text or a list of "
+                "text parts) that ends with a user message and the assistant's answer, any system messages and "
+                "earlier turns before them. Check loader.messages_field, or render the chats in a plugin loader."
             )
         dataset = super().finish()
         for what, kind in self.refused.items():
             self.ctx.notices.append(
                 f"Source {source!r}: {self.where}: {kind.count} of {self.count} rows are left out, their {named} "
                 f"being no chat: {what} ({self._shown(kind)}; the first: {kind.detail}). Each row needs a list of "
-                "messages ({role, content} or ShareGPT's {from, value}) ending with a user message and the "
-                "assistant's answer."
+                "messages ({role, content} or ShareGPT's {from, value}, each content text or a list of text parts) "
+                "ending with a user message and the assistant's answer."
             )
         return dataset
 
