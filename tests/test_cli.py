@@ -106,6 +106,21 @@ def test_validate_reports_missing_file(jsonl_project: Path) -> None:
     assert "sources[1].loader.path" in result.output
 
 
+def test_validate_checks_the_columns_of_a_json_builders_data_files(jsonl_project: Path) -> None:
+    """A `path: json` source's local data_files had no column check: a misspelt prompt_field
+    passed validate and failed only in the data stage."""
+    spec = yaml.safe_load((jsonl_project / "subsetctl.yaml").read_text())
+    spec["sources"][1]["loader"] = {"type": "huggingface", "path": "json", "data_files": ["b.jsonl"]}
+    (jsonl_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    assert invoke("validate", str(jsonl_project / "subsetctl.yaml")).exit_code == 0
+    spec["sources"][1]["loader"]["prompt_field"] = "promt"
+    (jsonl_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    result = invoke("validate", str(jsonl_project / "subsetctl.yaml"))
+    assert result.exit_code == 1
+    assert "sources[1].loader.prompt_field" in result.output
+    assert f"data file {jsonl_project / 'b.jsonl'} has no column 'promt'" in " ".join(result.output.split())
+
+
 def test_validate_names_an_unknown_calibration_estimator(jsonl_project: Path) -> None:
     spec = yaml.safe_load((jsonl_project / "subsetctl.yaml").read_text())
     spec["calibrate"] = {"estimators": ["fast", "nope"]}

@@ -216,7 +216,9 @@ def _check_file_loader(
                 "`path: json` (or csv, parquet) with `data_files` listing each file",
             )
 
-        for i, (data_file, files) in enumerate(zip(loader.data_files or [], data_files_by_entry(loader, base_dir))):
+        by_entry = data_files_by_entry(loader, base_dir)
+        found = len(issues.found)
+        for i, (data_file, files) in enumerate(zip(loader.data_files or [], by_entry)):
             if not files:  # a glob matching no file
                 issues.add(loc + ("data_files", i), unmatched_glob_message(loader, i, base_dir))
                 continue
@@ -228,6 +230,8 @@ def _check_file_loader(
             ):
                 issues.add(loc + ("data_files", i), f"data file {resolve_path(data_file, base_dir)} does not "
                            f"exist{unexpanded_variable_note(data_file)}")
+        if len(issues.found) == found and not local.exists():
+            _check_builder_files(loader, [f for files in by_entry for f in files], loc, kind, issues)
     elif path_value is not None:
         resolved = resolve_path(path_value, base_dir)
         if not resolved.exists():
@@ -471,21 +475,117 @@ def _check_saved_to_disk(loader: HuggingFaceLoader, folder: Path, loc: tuple[Any
                              f"the dataset saved in {dataset}")
 
 
+def _wanted_columns(loader: LoaderBase, kind: str) -> list[tuple[tuple[Any, ...], str, str | None]]:
+    """``(the key of its issue, the option, the column)`` of each column the loader asks
+    for: the chats' column, or the prompt's and the answer's (the label's for a classifier)."""
+    messages_field = getattr(loader, "messages_field", None)
+    if messages_field is not None and kind != "classifier":  # (a classifier's: an issue of its own)
+        return [(("messages_field",), "messages_field", messages_field)]
+    prompt = loader.prompt_field
+    wanted: list[tuple[tuple[Any, ...], str, str | None]] = (
+        [(("prompt_field",), "prompt_field", prompt)] if isinstance(prompt, str)
+        else [(("prompt_field", i), "prompt_field", column) for i, column in enumerate(prompt)])
+    answer = "label_field" if kind == "classifier" else "response_field"
+    wanted.append(((answer,), answer, loader.label_field if kind == "classifier" else loader.response_field))
+    return wanted
+
+
+#: data files of one ``huggingface`` builder source whose heads validate reads at most
+BUILDER_FILES_READ = 32
+
+
+def _check_builder_files(loader: HuggingFaceLoader, files: list[str], loc: tuple[Any, ...], kind: str,
+                         issues: _Issues) -> None:
+    """A ``huggingface`` loader with a file builder as its path (``path: json``, ``csv`` or
+    ``parquet``) and local ``data_files`` (``files``: as :func:`data_files_by_entry` gives
+    them, globs expanded): the columns it asks for are in the files' heads, read as the
+    builder reads them. ``data_files`` as a list are the ``train`` split, so only a loader
+    reading that split is checked; a column is missing only when none of the files read
+    (the first :data:`BUILDER_FILES_READ`) has it. Nothing is said when a file is remote or
+    cannot be read here, or its columns cannot be told cheaply (a JSON document that is one
+    object, as ``{"data": [...]}``; a JSON array over :data:`LINES_COUNTED_MB`): the data
+    stage has the last word."""
+    from subsetctl.hub import is_file_builder
+
+    builder = loader.path
+    if builder not in ("json", "csv", "parquet") or not is_file_builder(builder) or not files:
+        return
+    if any(part.split("[")[0].strip() != "train" for part in loader.split.split("+")):
+        return  # a split data_files (a list: train) lacks; load_dataset says so
+    if any("://" in f or not Path(f).is_file() for f in files):
+        return
+    wanted = [column for _, _, column in _wanted_columns(loader, kind) if column]
+    columns: dict[str, None] = {}
+    read = files[:BUILDER_FILES_READ]
+    for file in read:
+        lacking = [column for column in wanted if column not in columns]
+        if not lacking:  # each found already: the files after are not read
+            return
+        head = _builder_file_columns(builder, Path(file), lacking)
+        if head is None:
+            return
+        columns.update(dict.fromkeys(head))
+    if len(files) == 1:
+        what, where = f"data file {files[0]}", "its schema has" if builder == "parquet" else "its first row has"
+    else:
+        first = "first " if len(read) < len(files) else ""
+        what = f"each of the {first}{len(read)} data files ({read[0]}, ...; {len(files)} in all)"
+        where = "their heads have"
+    _check_named_columns(loader, list(columns), where, loc, kind, issues, what)
+
+
+def _builder_file_columns(builder: str, path: Path, wanted: list[str]) -> list[str] | None:
+    """The columns ``datasets``' ``builder`` (json, csv, parquet) reads from the file
+    ``path``, from its head; None when that cannot be told cheaply or surely (the data
+    stage says what is wrong with a file). JSON Lines: the keys of the first rows (and, for
+    a ``wanted`` column they lack, of the rest: :func:`_jsonl_head_keys`); a JSON array of
+    objects: every object's keys (of strings: ``text``); a one-line document of one key
+    (``{"data": [...]}``, whose rows only the builder's ``field`` option, which the loader
+    does not take, reads): not told; CSV: the header, with pandas' names for repeated and
+    empty ones added; Parquet: the schema's names."""
+    try:
+        if builder == "parquet":
+            import pyarrow.parquet as pq
+
+            return list(pq.read_metadata(path).schema.to_arrow_schema().names)
+        if builder == "csv":
+            with _open_text(path) as handle:
+                header = next((row for row in csv.reader(handle) if row), None)
+            if header is None:
+                return None
+            names = list(header)
+            for i, name in enumerate(header):  # pandas: "a", "a" -> "a", "a.1"; "" -> "Unnamed: 2"
+                if not name:
+                    names.append(f"Unnamed: {i}")
+                elif header[:i].count(name):
+                    names.append(f"{name}.{header[:i].count(name)}")
+            return names
+        with _open_text(path) as handle:
+            lines = (line for line in handle if line.strip())
+            line, more = next(lines, ""), next(lines, None) is not None
+        if line.lstrip().startswith("["):
+            if path.stat().st_size > LINES_COUNTED_MB * 2**20:
+                return None
+            with _open_text(path) as handle:
+                items = json.load(handle)
+            if isinstance(items, list) and items and all(isinstance(item, dict) for item in items):
+                return list({key: None for item in items for key in item})
+            if isinstance(items, list) and items and all(isinstance(item, str) for item in items):
+                return ["text"]
+            return None
+        first = json.loads(line)
+        if not isinstance(first, dict) or (not more and len(first) == 1):
+            return None  # a document holding its rows under one key, as {"data": [...]}: not checked
+        return _jsonl_head_keys(path, list(first), wanted)[0]
+    except Exception:  # noqa: BLE001 - unreadable or not what the builder reads: the data stage says why
+        return None
+
+
 def _check_named_columns(loader: LoaderBase, columns: list[str], where: str, loc: tuple[Any, ...], kind: str,
                          issues: _Issues, what: str = "the file") -> None:
     """An issue for each column the loader asks for that ``columns`` lacks (``where`` says
     what listed them: "its first row has"; ``what`` what lacks it)."""
-    messages_field = getattr(loader, "messages_field", None)
-    # (the key of the issue, the option, the column)
-    wanted: list[tuple[tuple[Any, ...], str, str | None]]
-    if messages_field is not None and kind != "classifier":  # (a classifier's: an issue of its own)
-        wanted = [(("messages_field",), "messages_field", messages_field)]
-    else:
-        prompt = loader.prompt_field
-        wanted = ([(("prompt_field",), "prompt_field", prompt)] if isinstance(prompt, str)
-                  else [(("prompt_field", i), "prompt_field", column) for i, column in enumerate(prompt)])
-        answer = "label_field" if kind == "classifier" else "response_field"
-        wanted.append(((answer,), answer, loader.label_field if kind == "classifier" else loader.response_field))
+    wanted = _wanted_columns(loader, kind)
     listed = ", ".join(repr(c) for c in columns) or "(none)"
     hint = ""
     if loader.type == "csv" and len(columns) == 1:

@@ -328,6 +328,72 @@ def test_a_save_to_disk_folders_split_and_columns_are_checked_from_its_metadata(
     assert "no column 'ans' (its features are 'question', 'answer')" in issues["sources[3].loader.response_field"].message
 
 
+def test_the_files_a_json_csv_or_parquet_builder_reads_are_checked_for_the_columns_asked_for(tmp_path: Path,
+                                                                                            make_ctx) -> None:
+    """`type: huggingface` with `path: json` (csv, parquet) and local `data_files` got no
+    column check: a misspelt prompt_field passed validate and failed in the data stage. The
+    files are read as the builder reads them (a JSON array too; globs expanded)."""
+    import json
+
+    import pandas as pd
+
+    from subsetctl.data.loaders.huggingface import load_huggingface
+    from subsetctl.spec import HuggingFaceLoader
+
+    (tmp_path / "data" / "parts").mkdir(parents=True)
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    write_jsonl(tmp_path / "data" / "parts" / "a.jsonl", qa_rows(3))
+    write_jsonl(tmp_path / "data" / "parts" / "b.jsonl", qa_rows(3, "r"))
+    (tmp_path / "data" / "arr.json").write_text(json.dumps(qa_rows(3), indent=2))
+    pd.DataFrame(qa_rows(3)).to_csv(tmp_path / "data" / "s.csv", index=False)
+    pd.DataFrame(qa_rows(3)).to_parquet(tmp_path / "data" / "s.parquet", index=False)
+    sources = [("json", "data/parts/a.jsonl"), ("json", "data/arr.json"), ("csv", "data/s.csv"),
+               ("parquet", "data/s.parquet"), ("json", "data/parts/*.jsonl")]
+    good = GOOD + "".join(f"  - {{name: s{i}, loader: {{type: huggingface, path: {builder}, data_files: ['{f}']}}}}\n"
+                          for i, (builder, f) in enumerate(sources))
+    assert check_issues(tmp_path, good) == {}
+    for builder, file in sources:  # (as the data stage reads them)
+        loader = HuggingFaceLoader(type="huggingface", path=builder, data_files=[file])
+        assert load_huggingface(loader, make_ctx())["prompt"][:2] == ["q0?", "q1?"]
+    issues = check_issues(tmp_path, good.replace("data_files:", "prompt_field: promt, data_files:"))
+    assert set(issues) == {f"sources[{i}].loader.prompt_field" for i in range(1, 6)}
+    message = issues["sources[1].loader.prompt_field"].message
+    assert message == (f"data file {tmp_path / 'data' / 'parts' / 'a.jsonl'} has no column 'promt' (its first row has "
+                       "'prompt', 'response', 'extra'); set prompt_field to one of them or fix the data")
+    assert "no column 'promt' (its first row has 'prompt', 'response', 'extra')" in issues[
+        "sources[2].loader.prompt_field"].message
+    assert "(its schema has 'prompt', 'response', 'extra')" in issues["sources[4].loader.prompt_field"].message
+    assert issues["sources[5].loader.prompt_field"].message.startswith(
+        f"each of the 2 data files ({tmp_path / 'data' / 'parts' / 'a.jsonl'}, ...; 2 in all) has no column 'promt' "
+        "(their heads have 'prompt', 'response', 'extra')")
+    issues = check_issues(tmp_path, good.replace("data_files:", "response_field: answer, data_files:"))
+    assert set(issues) == {f"sources[{i}].loader.response_field" for i in range(1, 6)}
+
+
+def test_builder_files_whose_columns_cannot_be_told_here_are_not_said_to_lack_one(tmp_path: Path) -> None:
+    """No false alarm: a JSON document holding its rows under one key (the builder's `field`
+    option reads those; the loader does not take it), a pretty-printed object, a column first
+    met in a later row, a remote file, another split, or pandas' name for a repeated CSV
+    column are left to the data stage."""
+    import json
+
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    (tmp_path / "data" / "doc.json").write_text(json.dumps({"data": qa_rows(3)}))
+    (tmp_path / "data" / "pretty.json").write_text(json.dumps({"data": qa_rows(3)}, indent=2))
+    write_jsonl(tmp_path / "data" / "late.jsonl", [{"prompt": "q", "response": "a"}] * 3 + [
+        {"prompt": "q", "response": "a", "context": "c"}])
+    (tmp_path / "data" / "twice.csv").write_text("prompt,prompt,response\nq,r,a\n")
+    loaders = ["{path: json, data_files: [data/doc.json]}", "{path: json, data_files: [data/pretty.json]}",
+               "{path: json, data_files: [data/late.jsonl], prompt_field: [prompt, context]}",
+               "{path: json, data_files: ['https://example.com/x.jsonl', data/late.jsonl], prompt_field: promt}",
+               "{path: json, data_files: [data/late.jsonl], split: test, prompt_field: promt}",
+               "{path: csv, data_files: [data/twice.csv], prompt_field: prompt.1}"]
+    text = GOOD + "".join(f"  - {{name: s{i}, loader: {{type: huggingface, {loader[1:]}}}\n"
+                          for i, loader in enumerate(loaders))
+    assert check_issues(tmp_path, text) == {}
+
+
 def test_an_unknown_plugin_loader_is_not_offered_the_plugin_type_itself(tmp_path: Path) -> None:
     """`name: plugn` was asked "did you mean 'plugin'?", and 'plugin' was listed among the
     loaders a plugin loader may name, though naming it is refused."""
