@@ -293,3 +293,32 @@ def test_a_capped_csv_source_reads_again_only_the_kept_rows_it_can_number(tmp_pa
         assert found is None
     else:
         assert sum(len(frame) for frame in found) == wanted
+
+
+def _row_after_empty_first_cell_csv(path: Path, ending: str) -> None:
+    """Rows beginning with the delimiter (an empty first cell), the ones pandas misreads
+    when it skips rows: with ``ending`` "\\r" (old Mac line endings) every tenth row; else
+    every other row, its quoted prompt ending in a line break, followed by a row whose
+    first cell is quoted."""
+    lines = ["context,question,answer"]
+    for i in range(40):
+        if ending == "\r":
+            lines.append(f",Q {i},A{i}" if i % 10 == 7 else f"ctx {i},Q {i},A{i}")
+        elif i % 2 == 0:
+            lines.append(f',"What is {i} + {i}?{ending}",{2 * i}')
+        else:
+            lines.append(f'"Context {i}.","Question {i}?",A{i}')
+    path.write_bytes((ending.join(lines) + ending).encode())
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n", "\r"])
+@pytest.mark.parametrize("keep, seed", [(5, 0), (10, 2), (20, 4)])
+def test_a_capped_csv_source_reads_rows_beginning_with_the_delimiter_as_a_full_read_does(
+        tmp_path: Path, ending: str, keep: int, seed: int) -> None:
+    _row_after_empty_first_cell_csv(tmp_path / "d.csv", ending)
+    source = SourceSpec(name="s", loader={"type": "csv", "path": "d.csv", "prompt_field": "question",
+                                          "response_field": "answer"})
+    ctx = LoadContext(source_name="s", base_dir=tmp_path, kind="causal-lm", seed=seed)
+    expected = _expected(source, ctx, keep)
+    ctx = LoadContext(source_name="s", base_dir=tmp_path, kind="causal-lm", seed=seed, keep_at_most=keep)
+    assert _table(load_source(source, ctx)) == expected

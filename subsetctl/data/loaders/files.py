@@ -521,7 +521,7 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
 
     def fetch(wanted: Any) -> Iterator[tuple[int, dict[str, Any]]]:  # the file read again for these records
         found = _fetch_skipping(frames, wanted, columns, builder.count if builder else 0) \
-            if plain_index and len(wanted) <= common.CHUNK_ROWS else None
+            if plain_index and not delimiter_first and len(wanted) <= common.CHUNK_ROWS else None
         if found is None:
             return _records_at(frames(), wanted, lambda frame, at: frame.iloc[at].to_dict("records"))
         indices = iter(wanted.tolist())
@@ -530,10 +530,19 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
     builder: CommonColumns | None = None
     columns: list[str] = []
     plain_index = True  # every frame numbered its rows (no first column taken as the index)
+    # a row whose first cell is empty and another not may begin with the delimiter, which
+    # pandas' skipping misreads: after a skipped row ended by a bare carriage return it drops
+    # that delimiter (the row's cells move one column left), and a skipped row's quoted second
+    # cell is not taken as quoted, so a line break in it ends the row and the rest is read as a
+    # row of its own (the rows counted can still match, another row's cells then differ)
+    delimiter_first = False
     try:
         for frame in frames():
             columns = list(frame.columns)
             plain_index = plain_index and isinstance(frame.index, pd.RangeIndex)
+            if not delimiter_first:
+                first_empty = (frame.iloc[:, 0] == "").to_numpy()
+                delimiter_first = bool(first_empty.any() and (frame[first_empty].iloc[:, 1:] != "").to_numpy().any())
             if builder is None:
                 builder = CommonColumns(options.prompt_field, answer_field, answer_option, ctx,
                                         _where(path), locate, columns, fetch=fetch)
