@@ -322,3 +322,20 @@ def test_a_capped_csv_source_reads_rows_beginning_with_the_delimiter_as_a_full_r
     expected = _expected(source, ctx, keep)
     ctx = LoadContext(source_name="s", base_dir=tmp_path, kind="causal-lm", seed=seed, keep_at_most=keep)
     assert _table(load_source(source, ctx)) == expected
+
+
+@pytest.mark.parametrize("keep, seed", [(5, 2), (10, 0)])
+def test_a_capped_csv_source_with_old_mac_line_breaks_and_blank_lines_keeps_the_rows_a_full_read_gives(
+        tmp_path: Path, keep: int, seed: int) -> None:
+    """A blank line of a file whose lines end in a bare carriage return, skipped by pandas,
+    takes the next row's first character with it: a quoted cell there ending in a line
+    break then opened a quote over the rows after it, the rows counted the same."""
+    lines = ["context,question,answer"]
+    for i in range(40):
+        lines += ["", f'"Context {i}\r",Q {i},A{i}'] if i % 4 == 1 else [f'"Context {i}","Question {i}?",A{i}']
+    (tmp_path / "d.csv").write_bytes(("\r".join(lines) + "\r").encode())
+    source = SourceSpec(name="s", loader={"type": "csv", "path": "d.csv", "prompt_field": "question",
+                                          "response_field": "answer"})
+    expected = _expected(source, LoadContext(source_name="s", base_dir=tmp_path, kind="causal-lm", seed=seed), keep)
+    ctx = LoadContext(source_name="s", base_dir=tmp_path, kind="causal-lm", seed=seed, keep_at_most=keep)
+    assert _table(load_source(source, ctx)) == expected

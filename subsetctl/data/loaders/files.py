@@ -442,6 +442,33 @@ def csv_record_lines(path: Path, delimiter: str) -> Any:
     return starts[1:]
 
 
+class _BareCarriageReturns(io.BufferedIOBase):
+    """A binary file read through, noting whether it holds a carriage return that no line
+    feed follows (``bare``): a line break of old Mac files, which pandas' skipping misreads
+    where it ends a blank line (the next row's first character is skipped with it)."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        super().__init__()
+        self.handle, self.bare, self.pending = handle, False, False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        return self._note(self.handle.read(size))
+
+    def read1(self, size: int = -1) -> bytes:
+        return self._note(self.handle.read1(size) if hasattr(self.handle, "read1") else self.handle.read(size))
+
+    def _note(self, data: bytes) -> bytes:
+        if not self.bare:
+            if self.pending and data[:1] != b"\n":  # (the file's end, or another character)
+                self.bare = True
+            self.pending = data.endswith(b"\r")
+            self.bare = self.bare or data.count(b"\r") != data.count(b"\r\n") + self.pending
+        return data
+
+
 def _fetch_skipping(frames: Any, wanted: Any, columns: list[str], count: int) -> list[Any] | None:
     """The records at the ascending record indices ``wanted`` of a CSV file of ``count``
     records, read again with pandas skipping the others (``skiprows``: not converted to
@@ -454,13 +481,19 @@ def _fetch_skipping(frames: Any, wanted: Any, columns: list[str], count: int) ->
     where there is no such line, which the count of numbers asked about says (the header
     and ``count`` records). The frames are kept until the file is read to its end, at most
     :data:`common.CHUNK_ROWS` records (the caller's limit), as much as one frame of a full
-    read; on any doubt (other columns, a first column taken as the index, an error) None."""
+    read; on any doubt (other columns, a first column taken as the index, a carriage return
+    without a line feed after it, an error) None."""
     import zlib
 
     import pandas as pd
 
     keep = {0, *(int(i) + 1 for i in wanted)}
     asked = 0
+    read: list[_BareCarriageReturns] = []
+
+    def watched(handle: IO[bytes]) -> IO[bytes]:
+        read.append(_BareCarriageReturns(handle))
+        return read[-1]  # type: ignore[return-value]
 
     def skip(number: int) -> bool:
         nonlocal asked
@@ -468,10 +501,10 @@ def _fetch_skipping(frames: Any, wanted: Any, columns: list[str], count: int) ->
         return number not in keep
 
     try:
-        found = list(frames(skip))
+        found = list(frames(skip, watched))
     except (OSError, EOFError, UnicodeDecodeError, zlib.error, ValueError):  # (pandas' errors are ValueErrors)
         return None
-    if asked != count + 1 or sum(len(frame) for frame in found) != len(wanted):
+    if any(handle.bare for handle in read) or asked != count + 1 or sum(len(frame) for frame in found) != len(wanted):
         return None
     if any(list(frame.columns) != columns or not isinstance(frame.index, pd.RangeIndex) for frame in found):
         return None
@@ -510,9 +543,9 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
             f"delimiter (loader.delimiter is {options.delimiter!r}) and the quoting."
         )
 
-    def frames(skiprows: Any = None) -> Iterator[Any]:
+    def frames(skiprows: Any = None, wrap: Any = None) -> Iterator[Any]:
         with open_decompressed(path) as handle:
-            reader = pd.read_csv(handle, sep=options.delimiter, dtype=str, keep_default_na=False,
+            reader = pd.read_csv(wrap(handle) if wrap else handle, sep=options.delimiter, dtype=str, keep_default_na=False,
                                  encoding="utf-8-sig", chunksize=common.CHUNK_ROWS, skiprows=skiprows)
             with reader:
                 for frame in reader:
