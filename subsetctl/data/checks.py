@@ -505,10 +505,8 @@ def _check_builder_files(loader: HuggingFaceLoader, files: list[str], loc: tuple
     cannot be read here, or its columns cannot be told cheaply (a JSON document that is one
     object, as ``{"data": [...]}``; a JSON array over :data:`LINES_COUNTED_MB`): the data
     stage has the last word."""
-    from subsetctl.hub import is_file_builder
-
     builder = loader.path
-    if builder not in ("json", "csv", "parquet") or not is_file_builder(builder) or not files:
+    if builder not in ("json", "csv", "parquet") or not files:
         return
     if any(part.split("[")[0].strip() != "train" for part in loader.split.split("+")):
         return  # a split data_files (a list: train) lacks; load_dataset says so
