@@ -205,6 +205,29 @@ def test_text_parts_from_a_parquet_struct_column_are_read(tmp_path: Path, make_c
     assert ds["prompt"] == ["abc", "q"] and len(ctx.notices) == 1
 
 
+def test_a_dataset_mixing_text_and_parts_contents_gives_the_texts_not_their_json(tmp_path: Path, make_ctx) -> None:
+    """datasets 5 stores a message's content that is text in some messages and a list of
+    parts in others as JSON text (a ``Json`` feature inside the chat): read as stored, the
+    prompt was the parts' JSON and the text "hi" was '"hi"', quotes included. The answer
+    "4", which datasets keeps as the JSON number 4, is the text "4"."""
+    import dataclasses
+
+    (tmp_path / "mixed").mkdir()
+    rows = [{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": _parts("2+", "2?")},
+                          {"role": "assistant", "content": "4"}]},
+            {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": _parts("hello")}]},
+            {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "true"}]}]
+    write_jsonl(tmp_path / "mixed" / "train.jsonl", rows)
+    options = HuggingFaceLoader(type="huggingface", path="mixed", messages_field="messages")
+    ctx = make_ctx()
+    ds = load_huggingface(options, ctx)
+    assert ds["prompt"] == ["2+2?", "hi", "q"] and ds["response"] == ["4", "hello", "true"] and ctx.notices == []
+    assert [json.loads(m) for m in ds["metadata"]] == [
+        {"chat_context": [{"role": "system", "content": "Be brief."}]}, {}, {}]
+    capped = load_huggingface(options, dataclasses.replace(make_ctx(), keep_at_most=2))  # rows read again
+    assert len(capped) == 2 and set(capped["prompt"]) <= {"2+2?", "hi", "q"}
+
+
 def test_a_drawn_sample_reads_text_parts_as_the_whole_read_does(tmp_path: Path, make_ctx) -> None:
     rows = [{"messages": [{"role": "user", "content": _parts("earlier")}, {"role": "assistant", "content": f"e{i}"},
                           {"role": "user", "content": _parts("q", str(i % 3))},

@@ -4,7 +4,7 @@ with class names and JSON columns turned into text and hub access refused offlin
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,26 +40,59 @@ def _with_class_names(records: list[dict[str, Any]], classes: dict[str, Any]) ->
     return records
 
 
-def _json_columns_of(loaded: Any) -> dict[str, Any]:
-    """The ``Json`` columns of a Hugging Face dataset (datasets >= 5 stores a column whose
-    values mix types, answers ``42`` and ``"forty"``, as JSON text): column -> feature,
-    whose ``decode_example`` gives a value back."""
+def _json_columns_of(loaded: Any, messages_field: str | None = None) -> dict[str, Callable[[Any], Any]]:
+    """The columns of a Hugging Face dataset that hold a ``Json`` feature (datasets >= 5
+    stores values that mix types, answers ``42`` and ``"forty"``, as JSON text), at the top
+    or nested (a chat's ``content``, text in some messages and a list of parts in others,
+    is ``List({"role": ..., "content": Json})``): column -> what gives a value back. In the
+    ``messages_field`` column a number, boolean or null read so stays its JSON text: datasets
+    keeps a string that is valid JSON as that JSON (the answer ``"4"`` is stored as ``4``),
+    and a message's content is text or a list of parts, never a number."""
     import datasets
 
-    json_feature = getattr(datasets, "Json", None)
-    if json_feature is None:  # an older datasets has no such feature
+    if getattr(datasets, "Json", None) is None:  # an older datasets has no such feature
         return {}
-    return {name: feature for name, feature in loaded.features.items() if isinstance(feature, json_feature)}
+    decoders = {name: _json_decoder(feature, name == messages_field) for name, feature in loaded.features.items()}
+    return {name: decoder for name, decoder in decoders.items() if decoder is not None}
 
 
-def _with_json_decoded(records: list[dict[str, Any]], columns: dict[str, Any]) -> list[dict[str, Any]]:
-    """``records`` with the JSON text of ``Json`` columns decoded: read as stored, the
-    answer "forty" was the text ``"forty"``, quotes included."""
+def _json_decoder(feature: Any, scalars_as_text: bool = False) -> Callable[[Any], Any] | None:
+    """What turns a value stored under ``feature`` into one with the JSON text of each
+    ``Json`` feature in it (in lists and structs too) decoded, with ``scalars_as_text``
+    that of a number, a boolean or null kept; None when it has no ``Json`` feature."""
+    import datasets
+
+    if isinstance(feature, datasets.Json):
+        def decode(value: Any) -> Any:
+            if not isinstance(value, str):
+                return value
+            decoded = feature.decode_example(value)
+            return value if scalars_as_text and not isinstance(decoded, (str, list, dict)) else decoded
+
+        return decode
+    if isinstance(feature, (datasets.List, datasets.LargeList)):
+        item = _json_decoder(feature.feature, scalars_as_text)
+        if item is None:
+            return None
+        return lambda value: [item(v) for v in value] if isinstance(value, list) else value
+    if isinstance(feature, dict):
+        fields = {key: decoder for key, sub in feature.items()
+                  if (decoder := _json_decoder(sub, scalars_as_text)) is not None}
+        if not fields:
+            return None
+        return lambda value: {key: fields[key](v) if key in fields else v for key, v in value.items()} \
+            if isinstance(value, dict) else value
+    return None
+
+
+def _with_json_decoded(records: list[dict[str, Any]], columns: dict[str, Callable[[Any], Any]]) -> list[dict[str, Any]]:
+    """``records`` with the JSON text of ``Json`` features decoded (:func:`_json_columns_of`):
+    read as stored, the answer "forty" was the text ``"forty"``, quotes included, and a
+    chat message's content ``"hi"`` the same."""
     for record in records:
-        for column, feature in columns.items():
-            value = record.get(column)
-            if isinstance(value, str):
-                record[column] = feature.decode_example(value)
+        for column, decode in columns.items():
+            if column in record:
+                record[column] = decode(record[column])
     return records
 
 
@@ -238,7 +271,7 @@ def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
     # the rows as stored, a batch at a time: not through the dataset's format (a saved
     # "numpy" format turned numbers into JSON strings) or its feature decoding (an Image
     # column became a PIL object whose text holds a memory address), like ``to_list()``
-    classes, as_json = _class_names_of(loaded), _json_columns_of(loaded)
+    classes, as_json = _class_names_of(loaded), _json_columns_of(loaded, options.messages_field)
 
     def records(batch: Any) -> list[dict[str, Any]]:
         rows = _with_json_decoded(batch.to_pylist(), as_json) if as_json else batch.to_pylist()
