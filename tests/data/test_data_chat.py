@@ -228,6 +228,30 @@ def test_a_dataset_mixing_text_and_parts_contents_gives_the_texts_not_their_json
     assert len(capped) == 2 and set(capped["prompt"]) <= {"2+2?", "hi", "q"}
 
 
+def test_a_parquet_file_datasets_wrote_with_json_contents_gives_the_texts(tmp_path: Path, make_ctx) -> None:
+    """datasets 5 writes such contents to Parquet (``to_parquet``, the hub's files) as an
+    ``arrow.json`` column: read as stored, the prompt was the parts' JSON and the text "hi"
+    was '"hi"'; a top-level column of mixed values likewise."""
+    import dataclasses
+
+    from datasets import load_dataset
+
+    rows = [{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": _parts("2+", "2?")},
+                          {"role": "assistant", "content": "4"}], "n": 1},
+            {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": _parts("hello")}],
+             "n": "two"}]
+    write_jsonl(tmp_path / "mixed.jsonl", rows)
+    load_dataset("json", data_files=str(tmp_path / "mixed.jsonl"), split="train").to_parquet(tmp_path / "chat.parquet")
+    options = ParquetLoader(type="parquet", path="chat.parquet", messages_field="messages")
+    ctx = make_ctx()
+    ds = load_parquet(options, ctx)
+    assert ds["prompt"] == ["2+2?", "hi"] and ds["response"] == ["4", "hello"] and ctx.notices == []
+    assert [json.loads(m) for m in ds["metadata"]] == [
+        {"n": 1, "chat_context": [{"role": "system", "content": "Be brief."}]}, {"n": "two"}]
+    capped = load_parquet(options, dataclasses.replace(make_ctx(), keep_at_most=1))  # rows read again
+    assert len(capped) == 1 and capped["prompt"][0] in {"2+2?", "hi"}
+
+
 def test_a_drawn_sample_reads_text_parts_as_the_whole_read_does(tmp_path: Path, make_ctx) -> None:
     rows = [{"messages": [{"role": "user", "content": _parts("earlier")}, {"role": "assistant", "content": f"e{i}"},
                           {"role": "user", "content": _parts("q", str(i % 3))},

@@ -9,7 +9,7 @@ import functools
 import io
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from pathlib import Path
@@ -601,6 +601,41 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
     return dataset
 
 
+def _json_decoder(arrow_type: Any, scalars_as_text: bool = False) -> Callable[[Any], Any] | None:
+    """What turns a Parquet value of ``arrow_type`` into one with the JSON text of each
+    ``arrow.json`` column in it (in lists and structs too) decoded: datasets >= 5 writes a
+    column whose values mix types so (a chat's content, text in some messages and a list of
+    parts in others, or answers ``42`` and ``"forty"``). With ``scalars_as_text`` a number,
+    a boolean or null read so stays its JSON text (datasets keeps a string that is valid JSON
+    as that JSON: a message's answer ``"4"`` is stored as ``4``). None when it has no such
+    column."""
+    import pyarrow as pa
+
+    if isinstance(arrow_type, pa.BaseExtensionType) and arrow_type.extension_name == "arrow.json":
+        def decode(value: Any) -> Any:
+            if not isinstance(value, str):
+                return value
+            try:
+                decoded = json.loads(value)
+            except ValueError:
+                return value
+            return value if scalars_as_text and not isinstance(decoded, (str, list, dict)) else decoded
+
+        return decode
+    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type) or pa.types.is_fixed_size_list(arrow_type):
+        item = _json_decoder(arrow_type.value_type, scalars_as_text)
+        if item is None:
+            return None
+        return lambda value: [item(v) for v in value] if isinstance(value, list) else value
+    if pa.types.is_struct(arrow_type):
+        fields = {f.name: decoder for f in arrow_type if (decoder := _json_decoder(f.type, scalars_as_text)) is not None}
+        if not fields:
+            return None
+        return lambda value: {key: fields[key](v) if key in fields else v for key, v in value.items()} \
+            if isinstance(value, dict) else value
+    return None
+
+
 @LOADERS.register("parquet")
 def load_parquet(options: ParquetLoader, ctx: LoadContext) -> Dataset:
     """A local Parquet file, read a batch of rows at a time.
@@ -625,9 +660,21 @@ def load_parquet(options: ParquetLoader, ctx: LoadContext) -> Dataset:
         raise UserError(f"Source {ctx.source_name!r}: file {path} is empty (no rows).")
     names = parquet.schema_arrow.names
 
+    # columns holding JSON text (the last of a name the file gives two columns, as to_pylist)
+    as_json = {f.name: decoder for f in parquet.schema_arrow
+               if (decoder := _json_decoder(f.type, f.name == options.messages_field)) is not None}
+
+    def records(batch: Any) -> list[dict[str, Any]]:
+        rows = batch.to_pylist()
+        for row in rows if as_json else ():
+            for name, decode in as_json.items():
+                if name in row:
+                    row[name] = decode(row[name])
+        return rows
+
     def fetch(wanted: Any) -> Iterator[tuple[int, dict[str, Any]]]:  # the file read again for these records
         return _records_at(parquet.iter_batches(batch_size=common.CHUNK_ROWS), wanted,
-                           lambda batch, at: batch.take(pa.array(at)).to_pylist())
+                           lambda batch, at: records(batch.take(pa.array(at))))
 
     builder = common_columns(options, ctx, _where(path), one_based_row, names, fetch=fetch)
     # a name the file gives two columns: the last one, which a record (``to_pylist``) holds
@@ -635,7 +682,7 @@ def load_parquet(options: ParquetLoader, ctx: LoadContext) -> Dataset:
     try:
         for batch in parquet.iter_batches(batch_size=common.CHUNK_ROWS):
             # past the rows mapped as they come, only the columns every row is checked for
-            builder.add_all((batch if builder.mapping_all else batch.select(checked)).to_pylist())
+            builder.add_all(records(batch if builder.mapping_all else batch.select(checked)))
         dataset = builder.finish()
     except (pa.ArrowException, OSError) as exc:
         raise unreadable(exc) from None
