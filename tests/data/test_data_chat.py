@@ -93,11 +93,11 @@ def test_a_rows_own_chat_context_key_is_an_error(tmp_path: Path, make_ctx) -> No
      "not a list of messages", "message 1 has a dict as content, not text or a list of text parts"),
     ([{"role": "user", "content": [{"type": "text", "text": "x"}, {"type": "image_url", "image_url": {"url": "u"}}]},
       {"role": "assistant", "content": "y"}],
-     "content parts that are not text", "message 1's content part 2 has the type 'image_url', not 'text'"),
+     "content parts that are not text", "message 1's content part 2 has the type 'image_url', not a text part's (text, input_text, output_text)"),
     ([{"role": "user", "content": "x"}, {"role": "assistant", "content": [{"type": "text", "text": None}]}],
      "content parts that are not text", "message 2's content part 1 (type 'text') has no text"),
     ([{"role": "user", "content": [{"text": "x"}]}, {"role": "assistant", "content": "y"}],
-     "content parts that are not text", "message 1's content part 1 has the type None, not 'text'"),
+     "content parts that are not text", "message 1's content part 1 has the type None, not a text part's (text, input_text, output_text)"),
     ([{"role": "user", "content": [3.5]}, {"role": "assistant", "content": "y"}],
      "content parts that are not text", "message 1's content part 1 is a float, not a part"),
     ([{"role": "user", "content": "x"}], "last message not the assistant's", "the last message is the user's"),
@@ -152,6 +152,20 @@ def test_text_content_parts_are_read_as_their_texts_joined(tmp_path: Path, make_
     assert "1 of 2 rows kept have an empty user message" in ctx.notices[1]
 
 
+def test_responses_api_input_text_and_output_text_parts_are_text(tmp_path: Path, make_ctx) -> None:
+    # the Responses API's items: a user's text as input_text, an assistant's as output_text
+    # (with annotations beside it), a system (developer-less) message's as input_text
+    rows = [{"messages": [{"role": "system", "content": [{"type": "input_text", "text": "Be brief."}]},
+                          {"role": "user", "content": [{"type": "input_text", "text": "2+"},
+                                                       {"type": "input_text", "text": "2?"}]},
+                          {"role": "assistant", "content": [{"type": "output_text", "text": "4",
+                                                             "annotations": []}]}]}]
+    ctx = make_ctx()
+    ds = load_jsonl(_jsonl(tmp_path, rows), ctx)
+    assert ds["prompt"] == ["2+2?"] and ds["response"] == ["4"] and ctx.notices == []
+    assert json.loads(ds["metadata"][0]) == {"chat_context": [{"role": "system", "content": "Be brief."}]}
+
+
 def test_rows_with_parts_that_are_not_text_are_left_out_with_a_notice_of_their_own(tmp_path: Path,
                                                                                    make_ctx) -> None:
     image = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
@@ -169,7 +183,7 @@ def test_rows_with_parts_that_are_not_text_are_left_out_with_a_notice_of_their_o
     parts, answered = ctx.notices
     assert ("2 of 5 rows are left out, their 'messages' (loader.messages_field) being no chat: content parts that "
             "are not text (line 2, line 4; the first: message 1's content part 2 has the type 'image_url', not "
-            "'text')") in parts
+            "a text part's (text, input_text, output_text))") in parts
     assert "1 of 5 rows are left out" in answered and "last message not the assistant's (line 5" in answered
     with pytest.raises(UserError, match=r"no row has a chat in 'messages' \(loader.messages_field\) \(1 content "
                                         r"parts that are not text \(first at line 1: message 1's content part 2"):

@@ -5,7 +5,8 @@ loader the :class:`~subsetctl.data.loaders.common.CommonColumns` for its options
 
 A row is a conversation that ends with the assistant's answer, a user message just before
 it. A message's text is its ``content`` (``value``): a string, or a list of OpenAI-style
-content parts that are all text (``{"type": "text", "text": ...}``, or plain strings),
+content parts that are all text (``{"type": "text", "text": ...}``, the Responses API's
+``input_text`` and ``output_text`` parts, or plain strings),
 their texts joined with nothing between them (see :func:`_parts_text`); a row with any
 other part (an image, audio, a file) is left out. The response is the answer's text, the
 prompt the user message's text, and the messages before that one (system messages,
@@ -43,6 +44,9 @@ NOT_ANSWERED = "last message not the assistant's"
 NO_USER = "no user message just before the answer"
 NOT_ALTERNATING = "turns that do not alternate"
 NOT_TEXT_PARTS = "content parts that are not text"
+# the types of a content part that is text: the Chat Completions API's, and the Responses
+# API's for a user's (input) and an assistant's (output) text
+TEXT_PART_TYPES = ("text", "input_text", "output_text")
 
 
 class NotAChat(ValueError):
@@ -77,8 +81,8 @@ def _message(message: Any, n: int) -> tuple[str, str]:
 
 def _parts_text(parts: list[Any] | tuple[Any, ...], n: int) -> str:
     """The text of message ``n``'s content given as parts (OpenAI's ``[{"type": "text",
-    "text": ...}, ...]``, or plain strings): their texts joined with nothing between them,
-    as the OpenAI SDK joins a response's text parts (``Response.output_text``) and as
+    "text": ...}, ...]``, the Responses API's ``input_text`` and ``output_text`` parts
+    alike, or plain strings): their texts joined with nothing between them, as the OpenAI SDK joins a response's text parts (``Response.output_text``) and as
     chat templates that take parts (Qwen2-VL's, Llama 3.2 Vision's) write them; no parts is
     no text. Keys other than ``type`` and ``text`` are not looked at (a Parquet struct
     column gives each part every key its rows' parts have, those unused null). Raises
@@ -92,10 +96,11 @@ def _parts_text(parts: list[Any] | tuple[Any, ...], n: int) -> str:
             texts.append(part)
         elif not isinstance(part, dict):
             raise NotAChat(NOT_TEXT_PARTS, f"{where} is a {type(part).__name__}, not a part")
-        elif part.get("type") != "text":
-            raise NotAChat(NOT_TEXT_PARTS, f"{where} has the type {part.get('type')!r}, not 'text'")
+        elif part.get("type") not in TEXT_PART_TYPES:
+            raise NotAChat(NOT_TEXT_PARTS, f"{where} has the type {part.get('type')!r}, not a text part's "
+                                            f"({', '.join(TEXT_PART_TYPES)})")
         elif not isinstance(part.get("text"), str):
-            raise NotAChat(NOT_TEXT_PARTS, f"{where} (type 'text') has no text")
+            raise NotAChat(NOT_TEXT_PARTS, f"{where} (type {part['type']!r}) has no text")
         else:
             texts.append(part["text"])
     return "".join(texts)
