@@ -532,6 +532,22 @@ def _check_builder_files(loader: HuggingFaceLoader, files: list[str], loc: tuple
     _check_named_columns(loader, list(columns), where, loc, kind, issues, what)
 
 
+#: the first bytes of the archives ``datasets`` unpacks that :func:`open_decompressed` does
+#: not refuse: 7z, RAR, LZ4 (a tar, plain or compressed, is told by :func:`tarfile.is_tarfile`)
+_ARCHIVE_MAGIC = (b"7z\xbc\xaf\x27\x1c", b"Rar!\x1a\x07", b"\x04\x22\x4d\x18")
+
+
+def _is_archive(path: Path) -> bool:
+    """Whether ``path`` is an archive that ``datasets`` unpacks to read the files in it (a
+    ``.tar`` or ``.tar.gz`` of CSV files reads so): its own bytes are not rows (a tar's
+    header, read as a CSV header, named no column asked for)."""
+    import tarfile
+
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    return head.startswith(_ARCHIVE_MAGIC) or tarfile.is_tarfile(path)
+
+
 def _builder_file_columns(builder: str, path: Path, wanted: list[str]) -> list[str] | None:
     """The columns ``datasets``' ``builder`` (json, csv, parquet) reads from the file
     ``path``, from its head; None when that cannot be told cheaply or surely (the data
@@ -540,8 +556,11 @@ def _builder_file_columns(builder: str, path: Path, wanted: list[str]) -> list[s
     objects: every object's keys (of strings: ``text``); a one-line document of one key
     (``{"data": [...]}``, whose rows only the builder's ``field`` option, which the loader
     does not take, reads): not told; CSV: the header, with pandas' names for repeated and
-    empty ones added; Parquet: the schema's names."""
+    empty ones added; Parquet: the schema's names. An archive (:func:`_is_archive`): not
+    told."""
     try:
+        if _is_archive(path):
+            return None
         if builder == "parquet":
             import pyarrow.parquet as pq
 

@@ -394,6 +394,29 @@ def test_builder_files_whose_columns_cannot_be_told_here_are_not_said_to_lack_on
     assert check_issues(tmp_path, text) == {}
 
 
+def test_an_archive_of_builder_files_is_left_to_the_data_stage(tmp_path: Path, make_ctx) -> None:
+    """`path: csv` with `data_files: [data.tar.gz]`: datasets unpacks the archive and reads the
+    CSV files in it, but validate read the tar's own header as the CSV header and said the
+    columns were missing ("no column 'prompt' (its first row has '././@PaxHeader...')")."""
+    import tarfile
+
+    from subsetctl.data.loaders.huggingface import load_huggingface
+    from subsetctl.spec import HuggingFaceLoader
+
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    (tmp_path / "train.csv").write_text("prompt,response\nq0?,a0\nq1?,a1\n")
+    for name, mode in (("csvs.tar", "w"), ("csvs.tar.gz", "w:gz")):
+        with tarfile.open(tmp_path / "data" / name, mode) as archive:
+            archive.add(tmp_path / "train.csv", arcname="train.csv")
+    text = GOOD + "".join(f"  - {{name: s{i}, loader: {{type: huggingface, path: csv, data_files: [data/{name}]}}}}\n"
+                          for i, name in enumerate(("csvs.tar", "csvs.tar.gz")))
+    assert check_issues(tmp_path, text) == {}
+    for name in ("csvs.tar", "csvs.tar.gz"):  # (as the data stage reads them)
+        loader = HuggingFaceLoader(type="huggingface", path="csv", data_files=[f"data/{name}"])
+        assert load_huggingface(loader, make_ctx())["prompt"] == ["q0?", "q1?"]
+
+
 def test_an_unknown_plugin_loader_is_not_offered_the_plugin_type_itself(tmp_path: Path) -> None:
     """`name: plugn` was asked "did you mean 'plugin'?", and 'plugin' was listed among the
     loaders a plugin loader may name, though naming it is refused."""
