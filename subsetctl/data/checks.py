@@ -566,8 +566,11 @@ def _builder_file_columns(builder: str, path: Path, wanted: list[str]) -> list[s
 
             return list(pq.read_metadata(path).schema.to_arrow_schema().names)
         if builder == "csv":
-            with _open_text(path) as handle:
-                header = next((row for row in csv.reader(handle) if row), None)
+            from itertools import dropwhile
+
+            with _open_text(path) as handle:  # pandas skips blank lines and lines of spaces and tabs before it
+                lines = dropwhile(lambda line: not line.strip(" \t\r\n"), handle)
+                header = next((row for row in csv.reader(lines) if row), None)
             if header is None:
                 return None
             names = list(header)

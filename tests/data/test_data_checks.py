@@ -417,6 +417,25 @@ def test_an_archive_of_builder_files_is_left_to_the_data_stage(tmp_path: Path, m
         assert load_huggingface(loader, make_ctx())["prompt"] == ["q0?", "q1?"]
 
 
+def test_a_builder_csv_files_lines_of_spaces_before_its_header_are_skipped_as_pandas_does(tmp_path: Path,
+                                                                                       make_ctx) -> None:
+    """`path: csv` reads its files with pandas, which skips lines of only spaces and tabs
+    before the header as it does blank ones; validate took such a line for the header and
+    said the columns were missing ("no column 'prompt' (its first row has '   ')")."""
+    from subsetctl.data.loaders.huggingface import load_huggingface
+    from subsetctl.spec import HuggingFaceLoader
+
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    (tmp_path / "data" / "s.csv").write_text("   \n\t\r\n\nprompt,response\nq0?,a0\nq1?,a1\n", newline="")
+    loader = "{type: huggingface, path: csv, data_files: [data/s.csv]}"
+    assert check_issues(tmp_path, GOOD + f"  - {{name: s, loader: {loader}}}\n") == {}
+    loaded = load_huggingface(HuggingFaceLoader(type="huggingface", path="csv", data_files=["data/s.csv"]), make_ctx())
+    assert loaded["prompt"] == ["q0?", "q1?"]  # (as the data stage reads it)
+    issues = check_issues(tmp_path, GOOD + f"  - {{name: s, loader: {loader[:-1]}, prompt_field: promt}}}}\n")
+    assert "no column 'promt' (its first row has 'prompt', 'response')" in issues["sources[1].loader.prompt_field"].message
+
+
 def test_an_unknown_plugin_loader_is_not_offered_the_plugin_type_itself(tmp_path: Path) -> None:
     """`name: plugn` was asked "did you mean 'plugin'?", and 'plugin' was listed among the
     loaders a plugin loader may name, though naming it is refused."""
