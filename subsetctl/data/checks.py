@@ -556,7 +556,7 @@ def _builder_file_columns(builder: str, path: Path, wanted: list[str]) -> list[s
     objects: every object's keys (of strings: ``text``); a one-line document of one key
     (``{"data": [...]}``, whose rows only the builder's ``field`` option, which the loader
     does not take, reads): not told; CSV: the header, with pandas' names for repeated and
-    empty ones added; Parquet: the schema's names. An archive (:func:`_is_archive`): not
+    empty ones added (pandas' own); Parquet: the schema's names. An archive (:func:`_is_archive`): not
     told."""
     try:
         if _is_archive(path):
@@ -573,13 +573,16 @@ def _builder_file_columns(builder: str, path: Path, wanted: list[str]) -> list[s
                 header = next((row for row in csv.reader(lines) if row), None)
             if header is None:
                 return None
-            names = list(header)
-            for i, name in enumerate(header):  # pandas: "a", "a" -> "a", "a.1"; "" -> "Unnamed: 2"
-                if not name:
-                    names.append(f"Unnamed: {i}")
-                elif header[:i].count(name):
-                    names.append(f"{name}.{header[:i].count(name)}")
-            return names
+            if len(set(header)) == len(header) and "" not in header:
+                return list(header)
+            # pandas renames repeated and empty ones ("a", "a" -> "a", "a.1"; "" -> "Unnamed: 2";
+            # "x", "x.1", "x" -> "x", "x.1", "x.2"): its own names, from the header alone
+            import pandas as pd
+
+            row = io.StringIO()
+            csv.writer(row).writerow(header)
+            row.seek(0)
+            return list(dict.fromkeys(header + [str(name) for name in pd.read_csv(row, nrows=0).columns]))
         with _open_text(path) as handle:
             lines = (line for line in handle if line.strip())
             line, more = next(lines, ""), next(lines, None) is not None

@@ -436,6 +436,23 @@ def test_a_builder_csv_files_lines_of_spaces_before_its_header_are_skipped_as_pa
     assert "no column 'promt' (its first row has 'prompt', 'response')" in issues["sources[1].loader.prompt_field"].message
 
 
+def test_a_builder_csv_column_is_known_by_the_name_pandas_gives_a_repeated_one(tmp_path: Path, make_ctx) -> None:
+    """pandas names the third column of `score,score.1,score` `score.2` (`score.1` is taken);
+    validate counted repeats alone, said `score.1` again and refused `label_field: score.2`,
+    which the data stage reads."""
+    from subsetctl.data.loaders.huggingface import load_huggingface
+    from subsetctl.spec import HuggingFaceLoader
+
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    (tmp_path / "data" / "s.csv").write_text("prompt,response,score,score.1,score\nq0?,a0,1,2,3\nq1?,a1,4,5,6\n")
+    loader = "{type: huggingface, path: csv, data_files: [data/s.csv], response_field: score.2}"
+    assert check_issues(tmp_path, GOOD + f"  - {{name: s, loader: {loader}}}\n") == {}
+    loaded = load_huggingface(HuggingFaceLoader(type="huggingface", path="csv", data_files=["data/s.csv"],
+                                                response_field="score.2"), make_ctx())
+    assert loaded["response"] == ["3", "6"]  # (as the data stage reads it)
+
+
 def test_an_unknown_plugin_loader_is_not_offered_the_plugin_type_itself(tmp_path: Path) -> None:
     """`name: plugn` was asked "did you mean 'plugin'?", and 'plugin' was listed among the
     loaders a plugin loader may name, though naming it is refused."""
