@@ -23,6 +23,7 @@ import io
 import json
 import zlib
 from collections.abc import Iterator
+from itertools import dropwhile
 from pathlib import Path
 from typing import IO, Any
 
@@ -308,8 +309,9 @@ def _file_head(loader: LoaderBase, path: Path) -> tuple[list[str] | None, str | 
             return None, "the file is empty", False
         if loader.type == "csv":
             with _open_text(path) as handle:
-                rows = (row for row in csv.reader(handle, delimiter=loader.delimiter) if row)  # pandas skips
-                header = next(rows, None)  # blank lines before the header too
+                rows = (row for row in csv.reader(_past_blank_lines(handle, loader.delimiter), delimiter=loader.delimiter)
+                        if row)  # pandas skips blank lines before the header too
+                header = next(rows, None)
                 if header and any("\x00" in cell for cell in header):
                     return None, _nul_problem(None), False
                 rowless = header is not None and _no_row_follows(rows)
@@ -372,6 +374,14 @@ def _nul_problem(line: int | None) -> str:
     where = f"line {line} has" if line else "its header has"
     return (f"{where} NUL bytes, as UTF-16 text without a byte-order mark has (or a file that is not text): "
             "re-save it as UTF-8")
+
+
+def _past_blank_lines(lines: Iterator[str], delimiter: str) -> Iterator[str]:
+    """``lines`` from the first that pandas' CSV reader does not skip as blank before the
+    header: one of only spaces, tabs and line endings is blank unless the delimiter is among
+    them (with ``delimiter="\\t"``, a line holding a tab is a row of empty cells)."""
+    blank = " \t\r\n"
+    return dropwhile(lambda line: not line.strip(blank) and delimiter not in line, lines)
 
 
 def _no_row_follows(rows: Iterator[list[str]]) -> bool:
@@ -566,11 +576,8 @@ def _builder_file_columns(builder: str, path: Path, wanted: list[str]) -> list[s
 
             return list(pq.read_metadata(path).schema.to_arrow_schema().names)
         if builder == "csv":
-            from itertools import dropwhile
-
-            with _open_text(path) as handle:  # pandas skips blank lines and lines of spaces and tabs before it
-                lines = dropwhile(lambda line: not line.strip(" \t\r\n"), handle)
-                header = next((row for row in csv.reader(lines) if row), None)
+            with _open_text(path) as handle:
+                header = next((row for row in csv.reader(_past_blank_lines(handle, ",")) if row), None)
             if header is None:
                 return None
             if len(set(header)) == len(header) and "" not in header:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from data_helpers import check_issues, qa_rows, write_jsonl
 
 from subsetctl.data.loaders import evals_data_dir
+from subsetctl.errors import UserError
 
 GOOD = """\
 target:
@@ -451,6 +453,34 @@ def test_a_builder_csv_column_is_known_by_the_name_pandas_gives_a_repeated_one(t
     loaded = load_huggingface(HuggingFaceLoader(type="huggingface", path="csv", data_files=["data/s.csv"],
                                                 response_field="score.2"), make_ctx())
     assert loaded["response"] == ["3", "6"]  # (as the data stage reads it)
+
+
+@pytest.mark.parametrize(("delimiter", "before", "refused"), [
+    (",", "   \n\t\r\n\n", False),  # pandas skips them as blank lines
+    ("\t", "  \n", False),
+    ("\t", "\t\n", True),  # a tab, the delimiter, makes a row of empty cells: pandas's header
+])
+def test_a_csv_sources_lines_of_spaces_before_its_header_are_skipped_as_pandas_does(
+        tmp_path: Path, make_ctx, delimiter: str, before: str, refused: bool) -> None:
+    """A `csv` source is read with pandas, which skips lines of only spaces and tabs before
+    the header as blank ones unless the delimiter is among them; validate took such a line
+    for the header and said every column was missing ("its first row has '   '")."""
+    from subsetctl.data.loaders.files import load_csv
+    from subsetctl.spec import CsvLoader
+
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    (tmp_path / "data" / "s.csv").write_text(before + f"prompt{delimiter}response\nq0?{delimiter}a0\n", newline="")
+    loader = f"{{type: csv, path: data/s.csv, delimiter: {json.dumps(delimiter)}}}"
+    issues = check_issues(tmp_path, GOOD + f"  - {{name: s, loader: {loader}}}\n")
+    read = CsvLoader(type="csv", path=str(tmp_path / "data" / "s.csv"), delimiter=delimiter)
+    if refused:
+        assert "sources[1].loader.prompt_field" in issues
+        with pytest.raises(UserError):  # (the data stage refuses it too)
+            load_csv(read, make_ctx())
+    else:
+        assert issues == {}
+        assert load_csv(read, make_ctx())["prompt"] == ["q0?"]  # (as the data stage reads it)
 
 
 def test_an_unknown_plugin_loader_is_not_offered_the_plugin_type_itself(tmp_path: Path) -> None:
