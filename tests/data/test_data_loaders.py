@@ -711,6 +711,35 @@ def test_a_json_column_of_mixed_values_gives_the_values_not_their_json_text(tmp_
     assert set(capped["response"]) <= set(loaded["response"]) and len(capped) == 2
 
 
+def test_an_answer_stored_as_json_text_that_looks_like_json_keeps_its_text(tmp_path: Path, make_ctx) -> None:
+    """datasets stores a string that is valid JSON, in a column of mixed values, as that
+    JSON: decoded, the answer "1.50" was "1.5", " 7" was "7", and the answer "null" was a
+    missing answer (the huggingface and parquet loaders refused the file). The prompt and
+    response columns keep such a value's text, as the jsonl loader reads the same rows."""
+    import dataclasses
+
+    from datasets import load_dataset
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    answers = ["forty", 42, "1.50", "null", " 7", "1e3", True, 2.5]
+    write_jsonl(folder / "train.jsonl", [{"q": [f"q{i}", i][i % 2], "a": a} for i, a in enumerate(answers)])
+    load_dataset("json", data_files=str(folder / "train.jsonl"), split="train").to_parquet(tmp_path / "m.parquet")
+    expected = load_jsonl(JsonlLoader(type="jsonl", path="mixed/train.jsonl", prompt_field="q", response_field="a"),
+                          make_ctx())
+    assert expected["response"] == ["forty", "42", "1.50", "null", " 7", "1e3", "true", "2.5"]
+    for load, options in [
+            (load_huggingface, HuggingFaceLoader(type="huggingface", path="mixed", prompt_field="q", response_field="a")),
+            (load_parquet, ParquetLoader(type="parquet", path="m.parquet", prompt_field="q", response_field="a"))]:
+        ctx = make_ctx()
+        loaded = load(options, ctx)
+        assert loaded["prompt"] == expected["prompt"] and loaded["response"] == expected["response"]
+        assert ctx.notices == []
+        capped = load(options, dataclasses.replace(make_ctx(), keep_at_most=3))  # rows read again
+        assert len(capped) == 3 and set(zip(capped["prompt"], capped["response"])) <= set(
+            zip(expected["prompt"], expected["response"]))
+
+
 def test_class_label_columns_give_their_class_names_not_ids(tmp_path: Path, make_ctx) -> None:
     """Most hub classification datasets store labels as ClassLabel ids: a target labelled
     'positive'/'negative' and such a source gave a head of 4 classes ('0', '1', ...)."""

@@ -601,6 +601,13 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
     return dataset
 
 
+def _is_json_type(arrow_type: Any) -> bool:
+    """Whether ``arrow_type`` is the ``arrow.json`` extension type (JSON text)."""
+    import pyarrow as pa
+
+    return isinstance(arrow_type, pa.BaseExtensionType) and arrow_type.extension_name == "arrow.json"
+
+
 def _json_decoder(arrow_type: Any, scalars_as_text: bool = False) -> Callable[[Any], Any] | None:
     """What turns a Parquet value of ``arrow_type`` into one with the JSON text of each
     ``arrow.json`` column in it (in lists and structs too) decoded: datasets >= 5 writes a
@@ -611,7 +618,7 @@ def _json_decoder(arrow_type: Any, scalars_as_text: bool = False) -> Callable[[A
     column."""
     import pyarrow as pa
 
-    if isinstance(arrow_type, pa.BaseExtensionType) and arrow_type.extension_name == "arrow.json":
+    if _is_json_type(arrow_type):
         def decode(value: Any) -> Any:
             if not isinstance(value, str):
                 return value
@@ -634,6 +641,22 @@ def _json_decoder(arrow_type: Any, scalars_as_text: bool = False) -> Callable[[A
         return lambda value: {key: fields[key](v) if key in fields else v for key, v in value.items()} \
             if isinstance(value, dict) else value
     return None
+
+
+def json_text_columns(options: Any, kind: str) -> set[str]:
+    """The columns whose values a loader reads as text: the prompt's and (causal LM) the
+    response's, not with ``messages_field`` (whose chat column is read as text throughout).
+    In them a top-level JSON-text value that is a number, a boolean or null stays that text:
+    datasets stores a string that is valid JSON as that JSON, so the answer ``"1.50"`` was
+    stored as ``1.50`` (decoded, ``"1.5"``) and the answer ``"null"`` as ``null`` (decoded, a
+    row without its answer); a number's JSON text is the number's text anyway."""
+    if getattr(options, "messages_field", None) is not None:
+        return set()
+    prompt = options.prompt_field
+    columns = {prompt} if isinstance(prompt, str) else set(prompt)
+    if kind != "classifier" and options.response_field:
+        columns.add(options.response_field)
+    return columns
 
 
 @LOADERS.register("parquet")
@@ -661,8 +684,10 @@ def load_parquet(options: ParquetLoader, ctx: LoadContext) -> Dataset:
     names = parquet.schema_arrow.names
 
     # columns holding JSON text (the last of a name the file gives two columns, as to_pylist)
+    texts = json_text_columns(options, ctx.kind)
     as_json = {f.name: decoder for f in parquet.schema_arrow
-               if (decoder := _json_decoder(f.type, f.name == options.messages_field)) is not None}
+               if (decoder := _json_decoder(f.type, f.name == options.messages_field
+                                            or (f.name in texts and _is_json_type(f.type)))) is not None}
 
     def records(batch: Any) -> list[dict[str, Any]]:
         rows = batch.to_pylist()

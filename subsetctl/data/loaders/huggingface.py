@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Any
 from subsetctl.data.loaders import common
 from subsetctl.data.loaders.chat import common_columns
 from subsetctl.data.loaders.common import LoadContext, one_based_row
-from subsetctl.data.loaders.files import _glob_escaped, expand_data_files, is_saved_to_disk, resolve_path
+from subsetctl.data.loaders.files import (
+    _glob_escaped,
+    expand_data_files,
+    is_saved_to_disk,
+    json_text_columns,
+    resolve_path,
+)
 from subsetctl.errors import UserError
 from subsetctl.registry import LOADERS
 from subsetctl.spec import HuggingFaceLoader
@@ -40,19 +46,25 @@ def _with_class_names(records: list[dict[str, Any]], classes: dict[str, Any]) ->
     return records
 
 
-def _json_columns_of(loaded: Any, messages_field: str | None = None) -> dict[str, Callable[[Any], Any]]:
+def _json_columns_of(loaded: Any, messages_field: str | None = None,
+                    texts: set[str] | frozenset[str] = frozenset()) -> dict[str, Callable[[Any], Any]]:
     """The columns of a Hugging Face dataset that hold a ``Json`` feature (datasets >= 5
     stores values that mix types, answers ``42`` and ``"forty"``, as JSON text), at the top
     or nested (a chat's ``content``, text in some messages and a list of parts in others,
     is ``List({"role": ..., "content": Json})``): column -> what gives a value back. In the
     ``messages_field`` column a number, boolean or null read so stays its JSON text: datasets
     keeps a string that is valid JSON as that JSON (the answer ``"4"`` is stored as ``4``),
-    and a message's content is text or a list of parts, never a number."""
+    and a message's content is text or a list of parts, never a number. So too in the
+    ``texts`` columns (:func:`~subsetctl.data.loaders.files.json_text_columns`) when the
+    column itself is ``Json``: the answer ``"1.50"`` is not ``"1.5"``, nor ``"null"`` a
+    missing answer."""
     import datasets
 
     if getattr(datasets, "Json", None) is None:  # an older datasets has no such feature
         return {}
-    decoders = {name: _json_decoder(feature, name == messages_field) for name, feature in loaded.features.items()}
+    decoders = {name: _json_decoder(feature, name == messages_field
+                                    or (name in texts and isinstance(feature, datasets.Json)))
+                for name, feature in loaded.features.items()}
     return {name: decoder for name, decoder in decoders.items() if decoder is not None}
 
 
@@ -271,7 +283,8 @@ def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
     # the rows as stored, a batch at a time: not through the dataset's format (a saved
     # "numpy" format turned numbers into JSON strings) or its feature decoding (an Image
     # column became a PIL object whose text holds a memory address), like ``to_list()``
-    classes, as_json = _class_names_of(loaded), _json_columns_of(loaded, options.messages_field)
+    classes = _class_names_of(loaded)
+    as_json = _json_columns_of(loaded, options.messages_field, json_text_columns(options, ctx.kind))
 
     def records(batch: Any) -> list[dict[str, Any]]:
         rows = _with_json_decoded(batch.to_pylist(), as_json) if as_json else batch.to_pylist()
