@@ -845,6 +845,8 @@ def _head_labels(loader: LoaderBase, path: Path) -> set[str]:
         elif loader.type == "parquet":
             import pyarrow.parquet as pq
 
+            from subsetctl.data.loaders.files import _json_decoder
+
             parquet = pq.ParquetFile(path)
             names = parquet.schema_arrow.names
             if field in names:
@@ -855,6 +857,9 @@ def _head_labels(loader: LoaderBase, path: Path) -> set[str]:
                 batch = next(parquet.iter_batches(batch_size=LABEL_ROWS_READ, columns=None if twice else [field]),
                              None)
                 values = batch.column(at).to_pylist() if batch is not None else []
+                # a column datasets 5 wrote as JSON text (values of mixed types): its values, as the loader reads
+                decode = _json_decoder(batch.schema.field(at).type) if batch is not None else None
+                values = [decode(v) for v in values] if decode is not None else values
     texts: set[str] = set()
     for value in values:
         if _missing(value):

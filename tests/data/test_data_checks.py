@@ -585,6 +585,25 @@ def test_num_labels_check_reads_the_last_of_two_parquet_columns_of_one_name_as_t
     assert "5 labels ('neg', 'pos', 'x', 'y', 'z')" in issues["model.num_labels"].message
 
 
+def test_num_labels_check_reads_a_parquet_json_text_label_column_as_the_loader(tmp_path: Path) -> None:
+    """datasets 5 writes a label column mixing types (`to_parquet`) as JSON text: the loader
+    decodes it ('pos'), validate counted its text ('"pos"', quotes included) as another
+    label, so the target's 'pos' and 'neg' and a source's 'pos', 'neg' and 1 were 5 labels
+    where the run finds 3, and num_labels 3 was refused."""
+    from datasets import Dataset
+
+    _two_label_target(tmp_path)
+    Dataset.from_list([{"prompt": f"p{i}", "label": ["pos", "neg", 1][i % 3]} for i in range(6)],
+                      on_mixed_types="use_json").to_parquet(tmp_path / "data" / "p.parquet")
+    text = CLASSIFIER_HEAD.replace("num_labels: 2", "num_labels: 3") + """\
+  - name: p
+    loader: {type: parquet, path: data/p.parquet, label_field: label}
+"""
+    assert check_issues(tmp_path, text) == {}
+    issues = check_issues(tmp_path, text.replace("num_labels: 3", "num_labels: 2"))
+    assert "3 labels ('1', 'neg', 'pos')" in issues["model.num_labels"].message
+
+
 @pytest.mark.parametrize("keep", ["max_examples: 3", "split: {train: 3}", "split: {train: 0.2}"])
 def test_num_labels_check_leaves_out_a_source_the_run_draws_rows_of(tmp_path: Path, keep: str) -> None:
     """A source that keeps a seeded draw of its rows (max_examples, split counts, a train
