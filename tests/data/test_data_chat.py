@@ -242,6 +242,23 @@ def test_a_dataset_mixing_text_and_parts_contents_gives_the_texts_not_their_json
     assert len(capped) == 2 and set(capped["prompt"]) <= {"2+2?", "hi", "q"}
 
 
+def test_a_saved_dataset_whose_json_feature_does_not_decode_is_read(tmp_path: Path, make_ctx) -> None:
+    """A dataset saved with its ``Json`` feature cast to ``decode=False`` (as done to keep a
+    column's JSON text when mapping) stopped the data stage with datasets' RuntimeError
+    ("Decoding is disabled for this feature"), a traceback."""
+    from datasets import Json, load_dataset
+
+    rows = [{"messages": [{"role": "user", "content": _parts("2+", "2?")}, {"role": "assistant", "content": "4"}],
+             "n": 1},
+            {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}], "n": "two"}]
+    write_jsonl(tmp_path / "mixed.jsonl", rows)
+    loaded = load_dataset("json", data_files=str(tmp_path / "mixed.jsonl"), split="train")
+    loaded.cast_column("n", Json(decode=False)).save_to_disk(str(tmp_path / "saved"))
+    ds = load_huggingface(HuggingFaceLoader(type="huggingface", path="saved", messages_field="messages"), make_ctx())
+    assert ds["prompt"] == ["2+2?", "hi"] and ds["response"] == ["4", "hello"]
+    assert [json.loads(m)["n"] for m in ds["metadata"]] == [1, "two"]
+
+
 def test_a_parquet_file_datasets_wrote_with_json_contents_gives_the_texts(tmp_path: Path, make_ctx) -> None:
     """datasets 5 writes such contents to Parquet (``to_parquet``, the hub's files) as an
     ``arrow.json`` column: read as stored, the prompt was the parts' JSON and the text "hi"

@@ -75,10 +75,13 @@ def _json_decoder(feature: Any, scalars_as_text: bool = False) -> Callable[[Any]
     import datasets
 
     if isinstance(feature, datasets.Json):
+        # a feature saved with ``decode=False`` refuses to decode; a decoding one reads the same text
+        decoding = feature if feature.decode else datasets.Json()
+
         def decode(value: Any) -> Any:
             if not isinstance(value, str):
                 return value
-            decoded = feature.decode_example(value)
+            decoded = decoding.decode_example(value)
             return value if scalars_as_text and not isinstance(decoded, (str, list, dict)) else decoded
 
         return decode
