@@ -152,7 +152,7 @@ def test_text_content_parts_are_read_as_their_texts_joined(tmp_path: Path, make_
     assert "1 of 2 rows kept have an empty user message" in ctx.notices[1]
 
 
-def test_responses_api_input_text_and_output_text_parts_are_text(tmp_path: Path, make_ctx) -> None:
+def test_responses_api_text_parts_and_developer_messages_are_read(tmp_path: Path, make_ctx) -> None:
     # the Responses API's items: a user's text as input_text, an assistant's as output_text
     # (with annotations beside it), a system (developer-less) message's as input_text
     rows = [{"messages": [{"role": "system", "content": [{"type": "input_text", "text": "Be brief."}]},
@@ -160,10 +160,14 @@ def test_responses_api_input_text_and_output_text_parts_are_text(tmp_path: Path,
                                                        {"type": "input_text", "text": "2?"}]},
                           {"role": "assistant", "content": [{"type": "output_text", "text": "4",
                                                              "annotations": []}]}]}]
+    rows.append({"messages": [{"role": "developer", "content": [{"type": "input_text", "text": "Be terse."}]},
+                              {"role": "user", "content": "3+3?"}, {"role": "assistant", "content": "6"}]})
     ctx = make_ctx()
     ds = load_jsonl(_jsonl(tmp_path, rows), ctx)
-    assert ds["prompt"] == ["2+2?"] and ds["response"] == ["4"] and ctx.notices == []
+    assert ds["prompt"] == ["2+2?", "3+3?"] and ds["response"] == ["4", "6"] and ctx.notices == []
     assert json.loads(ds["metadata"][0]) == {"chat_context": [{"role": "system", "content": "Be brief."}]}
+    # a developer message (OpenAI's reasoning models', the Responses API's) is the system message
+    assert json.loads(ds["metadata"][1]) == {"chat_context": [{"role": "system", "content": "Be terse."}]}
 
 
 def test_rows_with_parts_that_are_not_text_are_left_out_with_a_notice_of_their_own(tmp_path: Path,

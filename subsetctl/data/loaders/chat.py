@@ -35,8 +35,10 @@ from subsetctl.spec import LoaderBase
 if TYPE_CHECKING:
     from datasets import Dataset
 
-#: each role as a message may name it (OpenAI's ``role`` or ShareGPT's ``from``), by what it is here
-ROLES = {"system": "system", "user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant"}
+#: each role as a message may name it (OpenAI's ``role`` or ShareGPT's ``from``), by what it is here;
+#: OpenAI's ``developer`` messages (its reasoning models' and the Responses API's) are its system messages
+ROLES = {"system": "system", "developer": "system", "user": "user", "human": "user", "assistant": "assistant",
+         "gpt": "assistant"}
 
 #: what a notice says of the rows left out for each kind of problem (:class:`NotAChat`'s ``kind``)
 NO_MESSAGES = "not a list of messages"
@@ -68,8 +70,8 @@ def _message(message: Any, n: int) -> tuple[str, str]:
     role = message.get("role") if message.get("role") is not None else message.get("from")
     text = message.get("content") if message.get("content") is not None else message.get("value")
     if not isinstance(role, str) or role.strip().lower() not in ROLES:
-        raise NotAChat(NO_MESSAGES, f"message {n + 1} has the role {role!r}, not system, user (human) or "
-                                      "assistant (gpt)")
+        raise NotAChat(NO_MESSAGES, f"message {n + 1} has the role {role!r}, not system (developer), user "
+                                      "(human) or assistant (gpt)")
     if isinstance(text, (list, tuple)):  # OpenAI's content parts ([{"type": "text", "text": ...}, ...])
         text = _parts_text(text, n)
     elif isinstance(text, dict):
