@@ -742,10 +742,12 @@ def list_plugins(directory: str | Path | None = None) -> dict[str, list[dict[str
             row: dict[str, Any] = {"name": entry.name, "description": entry.description, "origin": entry.origin}
             if kind == "strategies":
                 try:
-                    from subsetctl.search.base import describe_params
+                    from subsetctl.search.base import describe_params, required_params
 
+                    required = required_params(entry.obj)
                     row["params"] = [
                         {"name": n, "type": t, "default": d, "description": desc}
+                        | ({"required": True} if n in required else {})
                         for n, t, d, desc in describe_params(entry.obj)
                     ]
                 except Exception:  # noqa: BLE001 - a third-party strategy without Params

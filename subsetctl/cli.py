@@ -630,7 +630,9 @@ def ls_command(directory: Path | None, fmt: str) -> None:
             if row["origin"] != "built-in":  # (a plugin without a docstring: its origin alone)
                 desc += f"{' ' if desc else ''}[dim]({escape(row['origin'])})[/dim]"
             if row.get("params"):
-                desc += "\n[dim]" + escape(", ".join(f"{p['name']}={p['default']!r}" for p in row["params"])) + "[/dim]"
+                desc += "\n[dim]" + escape(", ".join(
+                    f"{p['name']} (required)" if p.get("required") else f"{p['name']}={p['default']!r}"
+                    for p in row["params"])) + "[/dim]"
             table.add_row(escape(row["name"]), desc)
         console.print(table)
 

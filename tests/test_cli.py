@@ -540,6 +540,34 @@ def test_ls_text_shows_each_kind_with_strategy_parameters_plugin_origins_and_bro
     assert "exhaustive" in listed.stdout and "cli_ls_loader" in listed.stdout
 
 
+def test_ls_shows_a_plugin_strategys_required_and_factory_parameters(tmp_path: Path, monkeypatch) -> None:
+    """A plugin strategy's parameter without a default, or with a ``default_factory``, was
+    listed as ``k=PydanticUndefined`` (and ``"default": "PydanticUndefined"`` in JSON)."""
+    from pydantic import Field
+
+    from subsetctl.registry import STRATEGIES
+    from subsetctl.search.base import Strategy, StrategyParams
+
+    class NeedsK(StrategyParams):
+        k: int = Field(ge=1, description="how many to keep")
+        skip: list[str] = Field(default_factory=list, description="sources never kept")
+
+    @STRATEGIES.register("cli_ls_needs_k", "keeps k")
+    class KeepsK(Strategy):
+        Params = NeedsK
+
+        def run(self, estimator, context, params):  # type: ignore[no-untyped-def]
+            raise NotImplementedError
+
+    monkeypatch.chdir(tmp_path)
+    text = " ".join(invoke("ls").output.split())
+    assert "k (required), skip=[]" in text and "PydanticUndefined" not in text
+    listed = json.loads(invoke("ls", "--format", "json").output)
+    params = {p["name"]: p for p in next(r for r in listed["strategies"] if r["name"] == "cli_ls_needs_k")["params"]}
+    assert params["k"]["default"] is None and params["k"]["required"] is True
+    assert params["skip"]["default"] == [] and "required" not in params["skip"]
+
+
 def test_plan_and_the_stages_table_fold_on_a_narrow_terminal_never_cut(jsonl_project: Path, monkeypatch) -> None:
     """At COLUMNS=40 `plan` showed "meta_i…", "gradie…", "disabl…" and `report`'s stages
     table "2026-12-02T05…": what was cut off could not be read anywhere. Folded, `plan`'s

@@ -577,11 +577,19 @@ def _type_name(annotation: Any) -> str:
 
 
 def describe_params(strategy_cls: type[Strategy]) -> list[tuple[str, str, Any, str]]:
-    """``(name, type, default, description)`` for each parameter, for ``subsetctl ls``."""
+    """``(name, type, default, description)`` for each parameter, for ``subsetctl ls``: a
+    ``default_factory``'s value, and None for a parameter without a default (a required one,
+    see :func:`required_params`), never pydantic's ``PydanticUndefined`` marker."""
     rows = []
     for name, info in strategy_cls.Params.model_fields.items():
-        rows.append((name, _type_name(info.annotation), info.default, info.description or ""))
+        default = None if info.is_required() else info.get_default(call_default_factory=True)
+        rows.append((name, _type_name(info.annotation), default, info.description or ""))
     return rows
+
+
+def required_params(strategy_cls: type[Strategy]) -> set[str]:
+    """The parameters of ``strategy_cls`` a spec must set (its ``Params`` gives them no default)."""
+    return {name for name, info in strategy_cls.Params.model_fields.items() if info.is_required()}
 
 
 def run_strategy(
