@@ -117,6 +117,16 @@ def test_a_plugin_strategys_packed_trace_is_checked_by_the_names_it_holds(plugin
     with pytest.raises(UserError, match=r"returned scores or a trace of the wrong shape"):
         _run_strategy(_returning(result), plugin_strategy_name, "mine", None, _Context(), None)
 
+def test_a_plugin_strategys_trace_subset_given_as_a_text_is_the_wrong_shape(plugin_strategy_name: str) -> None:
+    """A trace entry's subset written as a text ("ab") was taken letter by letter, and the
+    error named the sources 'a' and 'b' when the source "ab" was meant, or passed where
+    each letter is a source."""
+    result = StrategyResult("s", ["a"], estimated_loss=1.5, trace=[{"subset": "ab", "loss": 1.0}])
+    with pytest.raises(UserError, match=r"returned scores or a trace of the wrong shape; .*trace entries "
+                                        r"\{'subset': \[\.\.\.\]"):
+        _run_strategy(_returning(result), plugin_strategy_name, "mine", None, _Context(), None)
+
+
 def test_a_plugin_strategys_generator_selection_is_kept(plugin_strategy_name: str) -> None:
     """The checks used a generator up, and the selection became [] (the target alone)."""
     result = StrategyResult("s", (name for name in ("c", "a")), estimated_loss=1.5)

@@ -298,7 +298,7 @@ def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any,
     try:
         # a memo's trace says which names it holds without making a list of names per subset
         traced = result.trace.named() if isinstance(result.trace, SubsetTrace) else (
-            name for step in result.trace for name in (step.get("subset") or []))
+            name for step in result.trace for name in _trace_subset(step))
         named = [*result.scores, *traced]
         strangers = sorted({repr(name) for name in named if name not in context.sources})
     except (TypeError, AttributeError):  # scores=None, a trace entry that is no mapping, subset: 3
@@ -323,6 +323,15 @@ def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any,
                         "estimated_loss and scores must be numbers, trace entries {'subset': [...], 'loss': "
                         "number}.") from exc
     return result
+
+
+def _trace_subset(step: Any) -> Any:
+    """A plugin's trace entry's ``subset``, the names it holds; TypeError (the wrong shape)
+    for one given as a text, whose letters were taken for source names."""
+    subset = step.get("subset") or []
+    if isinstance(subset, (str, bytes)):
+        raise TypeError("a trace subset is a text, not a list of names")
+    return subset
 
 
 class SearchStage(Stage):
