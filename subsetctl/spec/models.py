@@ -199,7 +199,7 @@ class ModelSpec(StrictModel):
 #: lists were allowed), not one per member of the union; the tags are left out of an issue's
 #: key (:func:`subsetctl.spec.issues._clean_loc`)
 PromptField = Annotated[
-    Annotated[str, Tag("one-column")]
+    Annotated[str, Field(min_length=1), Tag("one-column")]
     | Annotated[list[Annotated[str, Field(min_length=1)]],
                 Field(json_schema_extra={"minItems": 1, "uniqueItems": True}), Tag("column-list")],
     Discriminator(lambda value: "column-list" if isinstance(value, list) else "one-column"),

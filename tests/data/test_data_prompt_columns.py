@@ -200,6 +200,17 @@ def test_an_empty_or_repeating_list_is_a_spec_error(tmp_path: Path, written: str
     assert issue.key == "target.loader.prompt_field" and issue.line == 6 and message in issue.message
 
 
+def test_an_empty_prompt_column_name_is_a_spec_error(tmp_path: Path) -> None:
+    """`prompt_field: ""` (or the override `target.loader.prompt_field=`) names no column, as
+    an empty name in a list does: validate said the spec was valid, and the data stage then
+    stopped at "file ... has no column ''"."""
+    text = SPEC.replace("[instruction, input]", '""')
+    spec, issues = validate_data(yaml.safe_load(text), str(tmp_path / "subsetctl.yaml"), text)
+    assert spec is None
+    (issue,) = issues
+    assert issue.key == "target.loader.prompt_field" and issue.line == 6 and "at least 1 character" in issue.message
+
+
 def test_a_number_in_the_list_is_one_issue_at_its_item(tmp_path: Path) -> None:
     text = SPEC.replace("[instruction, input]", "[instruction, 3]")
     _spec, issues = validate_data(yaml.safe_load(text), str(tmp_path / "subsetctl.yaml"), text)
