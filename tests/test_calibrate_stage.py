@@ -47,9 +47,13 @@ def test_the_better_ranking_estimator_is_chosen_and_recorded() -> None:
 
 def test_weak_rank_agreement_is_warned_about() -> None:
     truth = [0.5, 0.7, 0.6, 0.9, 0.8]
-    out, reporter = _run([0.9, 0.5, 0.6, 0.7, 0.8], [0.8, 0.7, 0.9, 0.5, 0.6], truth)
-    assert out["calibration"]["spearman"] < 0.5
+    out, reporter = _run([0.5, 0.9, 0.8, 0.6, 0.7], [0.6, 0.5, 0.9, 0.8, 0.7], truth)
+    assert 0 < out["calibration"]["spearman"] < 0.5 and out["calibration"]["slope"] > 0
     assert any("weak evidence" in w for w in reporter.warnings)
+    # estimates that rank the runs against the truth fit a negative slope: calibration is off, said so
+    out, reporter = _run([0.9, 0.5, 0.6, 0.7, 0.8], [0.8, 0.7, 0.9, 0.5, 0.6], truth)
+    assert out["calibration"]["spearman"] < 0 and not out["calibration"]["enabled"]
+    assert any("(not positive)" in w for w in reporter.warnings)
 
 
 def test_lambda_is_chosen_from_the_grid_only_so_one_value_pins_it() -> None:
@@ -140,3 +144,14 @@ def test_the_missing_error_with_the_choice_held_out_is_explained() -> None:
     out, _ = _run([0.5, 0.7, 0.6, 0.9, 0.8], [0.5, 0.7, 0.6, 0.9, 0.8], [0.5, 0.7, 0.6, 0.9, 0.8])
     assert out["loo_median_rel_err_with_selection"] is not None
     assert not any("needs at least 5" in note for note in out["calibration"]["notes"])
+
+
+def test_a_reversing_map_turns_calibration_off_with_a_warning() -> None:
+    """The estimates rank the real fine-tunes backwards: the fitted slope is negative. The
+    map was used (calibrated values ranking the search's pick last) and only a note in
+    calibration.json said so."""
+    truth = [0.5, 0.7, 0.6, 0.9, 0.8]
+    out, reporter = _run([1.0 - t for t in truth], [1.0 - t for t in truth], truth)
+    assert out["calibration"]["enabled"] is False and out["calibration"]["spearman"] == -1.0
+    assert out["calibrated"] == out["raw"] and out["loo_median_rel_err_with_selection"] is None
+    assert any("slope -1 (not positive)" in w and "reverse order" in w for w in reporter.warnings)

@@ -10,7 +10,9 @@ the same k subsets, :func:`calibrate`:
 2. picks the lambda whose raw estimates rank the subsets most like the truth (Spearman;
    among lambdas that rank equally well, the one whose calibrated estimates are closest
    (leave-one-out error), then the larger, more conservative one);
-3. fits ``calibrated = slope * raw + intercept`` by least squares at that lambda;
+3. fits ``calibrated = slope * raw + intercept`` by least squares at that lambda (a slope
+   that is not positive turns calibration off: the search ranks by the raw estimates, and
+   such a map would reverse or flatten their order);
 4. reports the leave-one-out median relative error of the calibrated estimate (each
    subset predicted by a map fitted on the others), so the error shown is held out.
 
@@ -239,11 +241,19 @@ def calibrate(
     stats = per_lambda[chosen]
     ok = valid & np.isfinite(raws[chosen])
     slope, intercept = _fit_affine(raws[chosen][ok], y[ok])
-    if slope <= 0:
+    if not slope > 0:
+        # the search ranks subsets by the raw estimates: a map that reverses (or flattens) their
+        # order would show its pick as the worst (or no better than any) subset, so it is not used
         notes.append(
-            f"The fitted slope at lambda={chosen:g} is {slope:.3g} (not positive): the raw "
-            "estimates do not track the true losses; treat calibrated values with care."
+            f"Calibration is off: the affine map fitted at lambda={chosen:g} has slope {slope:.3g} (not "
+            "positive), so its calibrated estimates would rank the subsets "
+            + ("all alike" if slope == 0 else "in the reverse order") + " of the raw ones the search ranks "
+            f"them by; the raw estimates do not track the true losses (Spearman {stats['spearman']:.2f}). "
+            f"Estimates are reported raw, at lambda={chosen:g}; raise verify.k, or check verify's learning "
+            "rates and the estimator."
         )
+        return Calibration(lam=chosen, slope=1.0, intercept=0.0, loo_median_rel_err=float("nan"),
+                           spearman=stats["spearman"], per_lambda=per_lambda, enabled=False, notes=notes)
     return Calibration(
         lam=chosen,
         slope=slope,

@@ -256,3 +256,20 @@ def test_selection_loo_skips_a_candidate_that_has_no_estimate_for_the_held_out_s
     errs = selection_loo_rel_errors(y, {("fast", 1.0): best, ("linear_sgd", 1.0): worse})
     assert np.isfinite(errs).all()
     assert errs[0] == pytest.approx(_ref_loo(worse, y)[0])
+
+
+@pytest.mark.parametrize("raw", [
+    [0.9, 0.8, 0.7, 0.6, 0.5],  # reversed ranks: Spearman -1, slope -1
+    [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, -9.0],  # Spearman 0.54, one outlier: slope < 0
+])
+def test_a_map_with_a_slope_that_is_not_positive_is_not_used(raw: list[float]) -> None:
+    """The search ranks subsets by the raw estimates; a negative slope was kept (with a
+    note nobody was warned of), so the calibrated estimates ranked the search's own pick
+    as the worst subset and the report showed both orders side by side."""
+    y = np.linspace(0.5, 0.9, len(raw))
+    cal = calibrate(y, {0.1: np.array(raw)})
+    assert not cal.enabled and (cal.slope, cal.intercept) == (1.0, 0.0)
+    np.testing.assert_array_equal(cal.apply(np.array(raw)), raw)
+    assert cal.lam == 0.1 and np.isfinite(cal.spearman) and np.isnan(cal.loo_median_rel_err)
+    assert any(note.startswith("Calibration is off: the affine map fitted at lambda=0.1 has slope -")
+               for note in cal.notes)
