@@ -59,13 +59,20 @@ def _fit_affine(raw: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(slope), float(intercept)
 
 
+def _held_out_prediction(raw_fit: np.ndarray, y_fit: np.ndarray, raw_held_out: float) -> float:
+    """What calibration fitted on ``(raw_fit, y_fit)`` gives for a subset it did not see:
+    the affine map's value, or the raw estimate itself where the map's slope is not
+    positive (:func:`calibrate` turns calibration off there and reports raw estimates)."""
+    slope, intercept = _fit_affine(raw_fit, y_fit)
+    return slope * raw_held_out + intercept if slope > 0 else raw_held_out
+
+
 def _loo_rel_errors(raw: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Relative error of each point predicted by the affine map fitted on the others."""
+    """Relative error of each point predicted by calibration fitted on the others."""
     errs = np.empty(len(y))
     for i in range(len(y)):
         keep = np.arange(len(y)) != i
-        slope, intercept = _fit_affine(raw[keep], y[keep])
-        pred = slope * raw[i] + intercept
+        pred = _held_out_prediction(raw[keep], y[keep], raw[i])
         errs[i] = abs(pred - y[i]) / max(abs(y[i]), 1e-12)
     return errs
 
@@ -370,6 +377,5 @@ def selection_loo_rel_errors(
         raw = raws[best_key]
         keep = np.isfinite(y) & np.isfinite(raw)
         keep[i] = False
-        slope, intercept = _fit_affine(raw[keep], y[keep])
-        errs[i] = abs(slope * raw[i] + intercept - y[i]) / max(abs(y[i]), 1e-12)
+        errs[i] = abs(_held_out_prediction(raw[keep], y[keep], raw[i]) - y[i]) / max(abs(y[i]), 1e-12)
     return errs

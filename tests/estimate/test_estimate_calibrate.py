@@ -173,17 +173,18 @@ def test_no_rankable_lambda_or_too_few_runs_give_no_evidence_for_an_estimator() 
 
 def _ref_loo(raw: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Brute-force leave-one-out relative errors: for each i, ordinary least squares on the
-    other points by the normal equations (a constant raw predicts the others' mean)."""
+    other points by the normal equations; where that slope is not positive (a constant raw
+    too), calibration is off, and the prediction is the raw estimate itself."""
     errs = []
     for i in range(len(y)):
         xs = np.delete(raw, i)
         ys = np.delete(y, i)
         if np.all(xs == xs[0]):
-            pred = ys.mean()
+            pred = raw[i]
         else:
             xm, ym = xs.mean(), ys.mean()
             slope = ((xs - xm) * (ys - ym)).sum() / ((xs - xm) ** 2).sum()
-            pred = ym + slope * (raw[i] - xm)
+            pred = ym + slope * (raw[i] - xm) if slope > 0 else raw[i]
         errs.append(abs(pred - y[i]) / abs(y[i]))
     return np.array(errs)
 
@@ -200,12 +201,22 @@ def test_leave_one_out_error_holds_each_point_out_of_its_own_fit() -> None:
     assert cal.per_lambda[1.0]["raw_median_rel_err"] == pytest.approx(0.45)
 
 
-def test_leave_one_out_with_a_constant_remainder_predicts_the_others_mean() -> None:
+def test_leave_one_out_where_the_others_fit_no_positive_slope_predicts_the_raw_estimate() -> None:
+    """As calibrate() does with all the subsets, a fold whose map is flat or reversed is
+    calibration turned off: its subset's prediction is the raw estimate (the map's value, a
+    reversed order's, was counted as the calibrated error)."""
     raw = np.array([1.0, 1.0, 1.0, 2.0])
-    y = np.array([1.0, 2.0, 6.0, 4.0])
-    # without the last point raw is constant: slope 0, prediction mean(1, 2, 6) = 3, error 1/4
-    assert _ref_loo(raw, y)[3] == pytest.approx(0.25)
+    y = np.array([1.0, 2.0, 8.0, 4.0])
+    # without the last point raw is constant: slope 0, calibration off, prediction 2, error 1/2
+    assert _ref_loo(raw, y)[3] == pytest.approx(0.5)
     np.testing.assert_allclose(_loo_rel_errors(raw, y), _ref_loo(raw, y), rtol=1e-9)
+    raw = np.array([1.0, 2.0, 3.0, 4.0, 10.0])
+    y = np.array([4.0, 3.0, 2.0, 1.0, 9.0])
+    # without the last point the slope is -1 (the map would give 5 - 10 = -5): the raw 10, error 1/9
+    assert _ref_loo(raw, y)[4] == pytest.approx(1 / 9)
+    np.testing.assert_allclose(_loo_rel_errors(raw, y), _ref_loo(raw, y), rtol=1e-9)
+    errs = selection_loo_rel_errors(y, {("fast", 1.0): raw})
+    assert errs[4] == pytest.approx(1 / 9)
 
 
 def test_two_usable_runs_report_no_spearman() -> None:
