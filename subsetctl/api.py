@@ -423,8 +423,9 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
 
 def _warn_model_settings(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:
     """A model.source that will be fetched from the hub though a local folder of (almost)
-    that name exists, and classifier settings a causal LM ignores (model.num_labels, a
-    loader's label_field: most likely a classifier spec without model.kind)."""
+    that name exists, classifier settings a causal LM ignores (model.num_labels, a
+    loader's label_field: most likely a classifier spec without model.kind), and a
+    response_field written for a classifier, which reads its label_field instead."""
     from subsetctl.modeling.resolve import folder_a_hub_id_shadows
 
     folder = folder_a_hub_id_shadows(spec.model.source, spec_path.parent)
@@ -449,6 +450,13 @@ def _warn_model_settings(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:
             warn(loc + ("loader", "label_field"),
                  f"is for classifiers only: a causal-lm reads its answers from {reads} and ignores label_field "
                  f"({field!r}). Set model.kind: classifier if that is meant, or remove it.")
+        answers = getattr(source.loader, "response_field", None)
+        if (spec.model.kind == "classifier" and answers is not None
+                and "response_field" in source.loader.model_fields_set):  # written, not the default
+            classes = f"label_field ({field!r})" if field else "label_field"
+            warn(loc + ("loader", "response_field"),
+                 f"is for causal LMs only: a classifier reads its classes from {classes} and ignores "
+                 f"response_field ({answers!r}). Remove it, or set model.kind: causal-lm if that is meant.")
 
 
 def _warn_hub_data(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:

@@ -556,6 +556,26 @@ def test_label_field_on_a_causal_lm_is_a_warning(tmp_path: Path) -> None:
     assert "from response_field and" in warning.message and "None" not in warning.message  # was "(None)"
 
 
+def test_response_field_written_for_a_classifier_is_a_warning(tmp_path: Path) -> None:
+    """A classifier reads label_field and ignores response_field: one written (a causal-LM
+    spec switched to model.kind: classifier, or label_field thought to be that) was passed
+    without a word, while the opposite case, label_field on a causal LM, is warned about."""
+    loader = {**BASE["target"]["loader"], "label_field": "response"}
+    target = {**BASE["target"], "loader": loader}
+    sources = [{**s, "loader": {**s["loader"], "label_field": "y"}} for s in BASE["sources"]]
+    sources[0]["loader"]["response_field"] = "answer"
+    report = validate_spec_file(_spec_file(tmp_path, {**BASE, "model": {"kind": "classifier"}, "target": target,
+                                                      "sources": sources}))
+    (warning,) = [w for w in report.warnings if w.key.endswith("response_field")]
+    assert warning.key == "sources[0].loader.response_field"
+    assert "classifier reads its classes from label_field ('y') and ignores response_field ('answer')" in \
+        warning.message
+    sources[0]["loader"]["response_field"] = None  # written `response_field: null`: nothing to ignore
+    report = validate_spec_file(_spec_file(tmp_path, {**BASE, "model": {"kind": "classifier"}, "target": target,
+                                                      "sources": sources}))
+    assert not [w for w in report.warnings if w.key.endswith("response_field")]
+
+
 def test_split_counts_beyond_the_rows_of_a_local_file_are_found_by_validate(tmp_path: Path) -> None:
     # t.jsonl has 8 rows: the data stage found this only after loading every source
     target = {**BASE["target"], "split": {"train": 6, "validation": 2, "test": 2}}
