@@ -132,13 +132,15 @@ class GradientsStage(common.ModelStage):
                 f"gradients.d={spec.gradients.d} exceeds the number of trainable LoRA parameters "
                 f"p={p}; lower gradients.d (e.g. {min(128, p)}) or raise model.lora.r."
             )
-        info, earlier = self._store_info(ctx, model_info, adapter, rows, p, seed)
         d = spec.gradients.d
-        hidden = int(getattr(model.config, "hidden_size", 0) or 0)
+        device = common.device_for(spec)
+        hidden = self._repr_width(model, tokenizer, items, spec.model.kind, spec.model.max_length, device)
+        info, earlier = self._store_info(ctx, model_info, adapter, rows, p, seed)
+        info["h"] = hidden  # a store (or shard) sized for other repr rows is recreated, not written into
         self._check_disk(ctx.out_dir, len(rows), d, hidden)
         projector = make_projector(spec.gradients.projector, p, d, seed, spec.gradients.memory_budget_mb)
         engine = PerExampleGradientEngine(model, projector, kind=spec.model.kind)
-        make_batch = BatchMaker(tokenizer, items, spec.model.kind, spec.model.max_length, common.device_for(spec))
+        make_batch = BatchMaker(tokenizer, items, spec.model.kind, spec.model.max_length, device)
         shard = ctx.options.get("shard")
         if shard is not None:
             return self._compute_shard(ctx, shard, engine, make_batch, rows, info, earlier, d, hidden)
@@ -331,6 +333,31 @@ class GradientsStage(common.ModelStage):
                               f"run that stopped partway, or by shards), computing the other {store.n_rows - done:,}")
         with ctx.reporter.progress(label, total=store.n_rows) as task, torch.enable_grad():
             return compute_store(engine, make_batch, store, batch_size, progress=lambda done, total: task.update(done))
+
+    @staticmethod
+    def _repr_width(model: Any, tokenizer: Any, items: list[dict[str, Any]], kind: str, max_length: int,
+                    device: str) -> int:
+        """Width of the store's ``repr`` rows: that of the last hidden state the engine averages,
+        from a forward pass of the first row. Not ``config.hidden_size``: a model whose last
+        hidden state is projected to another width (OPT-350m's ``word_embed_proj_dim``, 512
+        where ``hidden_size`` is 1024) made every write of the rows' means fail."""
+        import torch
+
+        from subsetctl.modeling.encoding import encode_rows, make_batch
+
+        if not items:
+            return 0
+        batch = make_batch(tokenizer, encode_rows(tokenizer, items[:1], kind, max_length), kind, max_length)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                out = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
+                            output_hidden_states=True)
+        finally:
+            model.train(was_training)
+        states = getattr(out, "hidden_states", None)
+        return int(states[-1].shape[-1]) if states else 0
 
     @staticmethod
     def _check_disk(folder: Path, n_rows: int, d: int, hidden: int) -> None:
