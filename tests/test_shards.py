@@ -253,13 +253,19 @@ def test_plan_says_shards_of_different_counts_that_cover_every_row_are_ready_to_
 def test_a_damaged_shard_is_warned_about_and_its_rows_computed(tiny_project: Path) -> None:
     """A shard whose data file is cut short (a disk filled up, a copy between machines
     stopped) is passed over with the shards of other settings: the merge takes the other
-    shard's rows and computes that one's."""
+    shard's rows and computes that one's, and a warning says so (it said nothing: the work
+    of a shard computed on another machine was thrown away unsaid)."""
+    from subsetctl.reporter import SilentReporter
+
     run_project(tiny_project, options={"shard": (0, 2)})
     run_project(tiny_project, options={"shard": (1, 2)})
     features = tiny_project / ".subsetctl" / "gradients" / "shards" / "shard-1-of-2" / "features.npy"
     features.write_bytes(features.read_bytes()[:200])
-    merged = run_project(tiny_project, until="gradients")
+    reporter = SilentReporter()
+    merged = run_project(tiny_project, until="gradients", reporter=reporter)
     assert merged[-1]["action"] == "ran"
+    assert [w for w in reporter.warnings if w.startswith("gradients: shard")] == [
+        "gradients: shard shard-1-of-2 is not merged (its files are damaged or incomplete); its rows are computed here."]
     summary = json.loads((tiny_project / ".subsetctl" / "gradients" / "manifest.json").read_text())["summary"]
     assert 0 < summary["reused"] < summary["rows"] and summary["reused"] + summary["computed"] == summary["rows"]
 

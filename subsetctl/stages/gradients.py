@@ -217,7 +217,9 @@ class GradientsStage(common.ModelStage):
         shards_dir = ctx.out_dir / "shards"
         store_dir = ctx.out_dir / "store"
         store = self._open_or_create(store_dir, info, earlier, lambda: GradientStore.create(store_dir, rows, d, hidden, info))
-        shards = self._usable_shards(shards_dir, info, earlier) if not store.complete else []
+        shards, passed_over = self._usable_shards(shards_dir, info, earlier) if not store.complete else ([], [])
+        for name, why in passed_over:  # its rows are computed here: say so, it may be hours of work
+            ctx.reporter.warn(f"gradients: shard {name} is not merged ({why}); its rows are computed here.")
         if shards:
             taken = take_shard_rows(shards, store)
             ctx.reporter.info(f"Merged {len(shards)} gradient shards: {taken:,} of {store.n_rows:,} rows taken from them.")
@@ -293,21 +295,30 @@ class GradientsStage(common.ModelStage):
                 [str(model_info.get("source"))])
 
     @staticmethod
-    def _usable_shards(shards_dir: Path, info: dict[str, Any], earlier: dict[str, list[Any]]) -> list[Any]:
+    def _usable_shards(shards_dir: Path, info: dict[str, Any],
+                       earlier: dict[str, list[Any]]) -> tuple[list[Any], list[tuple[str, str]]]:
         """The shard stores under ``shards_dir`` computed with today's settings, finished or
-        not and of any count (``run --shard i/N``); others (stale, damaged) are passed over."""
+        not and of any count (``run --shard i/N``), and the others, passed over: (folder name,
+        why: damaged, or computed with other settings) each."""
         from subsetctl.gradients.store import GradientStore
 
-        usable = []
+        usable, passed_over = [], []
         for path in sorted(shards_dir.glob("shard-*-of-*")):
+            if not path.is_dir():  # (a shard's lock file, shard-<i>-of-<N>.lock)
+                continue
             try:
                 shard = GradientStore.open(path, writable=False)
+            except (UserError, OSError, ValueError):
+                passed_over.append((path.name, "its files are damaged or incomplete"))
+                continue
+            try:
                 shard.check_info(info, earlier)
             except (UserError, OSError, ValueError):
+                passed_over.append((path.name, "computed with other settings or another model or adapter"))
                 continue
             if "shard" in shard.info:
                 usable.append(shard)
-        return usable
+        return usable, passed_over
 
     @staticmethod
     def _open_or_create(path: Path, info: dict[str, Any], earlier: dict[str, list[Any]], create: Any) -> Any:
