@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from subsetctl import __version__
-from subsetctl.errors import UserError, environment_error, shell_arg
+from subsetctl.errors import UserError, as_os_error, environment_error, shell_arg
 from subsetctl.templates import TEMPLATES
 
 
@@ -134,13 +134,16 @@ class _Group(click.Group):
             try:
                 with _stop_signals_as_interrupt():
                     return super().invoke(ctx)
-            except OSError as exc:
-                user_error = environment_error(exc)
-                if user_error is not None and os.environ.get("SUBSETCTL_DEBUG"):
+            except Exception as exc:  # an OSError, or one that carries it as text (as_os_error)
+                os_error = as_os_error(exc)
+                user_error = environment_error(os_error) if os_error is not None else None
+                if user_error is None:
+                    raise
+                if os.environ.get("SUBSETCTL_DEBUG"):
                     import traceback
 
                     traceback.print_exc()  # where it happened; the one-paragraph message follows
-                raise user_error or exc
+                raise user_error
         except UserError as exc:
             from rich.markup import escape
 

@@ -128,6 +128,37 @@ def out_of_memory_error(exc: BaseException, stage: str, settings: dict[str, obje
                      "are kept.")
 
 
+def as_os_error(exc: BaseException) -> OSError | None:
+    """The OSError behind ``exc``, with its errno: ``exc`` itself for an OSError that has
+    one; for errors that carry the system's error only as text, an OSError built from it
+    (``shutil.copytree`` gathers each file's OSError into one ``shutil.Error`` holding
+    "[Errno 28] ..." strings; safetensors, which peft saves adapters with, raises
+    ``SafetensorError`` "... I/O error: No space left on device (os error 28)"). A full disk
+    while copying or saving an adapter was an internal error. None for anything else."""
+    import os
+    import shutil
+
+    if isinstance(exc, OSError) and not isinstance(exc, shutil.Error):
+        return exc
+    if isinstance(exc, shutil.Error):
+        entries = exc.args[0] if exc.args and isinstance(exc.args[0], list) else []
+        found = next(((entry, code) for entry in entries if isinstance(entry, tuple) and len(entry) == 3
+                      and (code := re.search(r"\[Errno (\d+)\]", str(entry[2])))), None)
+        if found is None:
+            return exc
+        (_, dst, _), code = found
+        filename: str | None = str(dst)
+    elif type(exc).__name__ == "SafetensorError" and (code := re.search(r"\(os error (\d+)\)", str(exc))):
+        filename = None
+    else:
+        return None
+    errno_ = int(code.group(1))
+    error = OSError(errno_, os.strerror(errno_), filename)
+    for note in getattr(exc, "__notes__", []):
+        error.add_note(note)
+    return error
+
+
 def environment_error(exc: OSError) -> UserError | None:
     """A UserError for file-system conditions the user fixes (read-only or unwritable
     folder, full disk); None for anything else, which stays an internal error. The CLI
@@ -174,8 +205,9 @@ def environment_errors_as_user_errors() -> Iterator[None]:
     got a bare PermissionError or a full disk's OSError."""
     try:
         yield
-    except OSError as exc:
-        user_error = environment_error(exc)
+    except Exception as exc:
+        os_error = as_os_error(exc)
+        user_error = environment_error(os_error) if os_error is not None else None
         if user_error is None:
             raise
         raise user_error from exc

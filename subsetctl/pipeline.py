@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from subsetctl import __version__
-from subsetctl.errors import LockedError, UserError, out_of_memory_error, shell_arg
+from subsetctl.errors import LockedError, UserError, as_os_error, out_of_memory_error, shell_arg
 from subsetctl.project import (
     WORK_MARKER,
     Project,
@@ -1108,11 +1108,12 @@ class Pipeline:
         ctx = StageContext(self.spec, self.project, recorder, out_dir, options)
         try:
             summary = stage.run(ctx)
-        except (OSError, MemoryError, RuntimeError) as exc:  # (torch's OutOfMemoryError is a RuntimeError)
-            out_of_memory = self._out_of_memory(stage, exc)
+        except Exception as exc:  # (torch's OutOfMemoryError is a RuntimeError)
+            out_of_memory = (self._out_of_memory(stage, exc) if isinstance(exc, (OSError, MemoryError, RuntimeError))
+                             else None)
             if out_of_memory is not None:
                 raise out_of_memory from exc
-            if isinstance(exc, OSError):  # a full disk often names no file: say which stage was writing where
+            if as_os_error(exc) is not None:  # a full disk often names no file: say which stage was writing where
                 exc.add_note(f"stage {stage.name}, under {out_dir}")
             raise
         seconds = time.perf_counter() - start

@@ -17,6 +17,7 @@ fine-tunes from theta* on k subsets) and the final fine-tune. Three properties m
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -320,6 +321,15 @@ def _step_dirs(ckpt_root: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def _torch_save(obj: Any, path: Path) -> None:
+    """``torch.save(obj, path)`` through memory, so that a full disk is the OSError (ENOSPC)
+    that says so: torch's own file writer reports it as a RuntimeError ("unexpected pos
+    576 vs 534"), an internal error. A LoRA optimizer state is small."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    path.write_bytes(buffer.getbuffer())
+
+
 def _write_checkpoint(
     ckpt_root: Path, step: int, model: Any, optimizer: torch.optim.Optimizer, state: dict[str, Any]
 ) -> Path:
@@ -331,11 +341,11 @@ def _write_checkpoint(
     try:
         tmp.mkdir()
         write_adapter(model, tmp / "adapter")
-        torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
+        _torch_save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
         rng = {"cpu": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
-        torch.save(rng, tmp / RNG_FILE)
+        _torch_save(rng, tmp / RNG_FILE)
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))
         replace_dir(tmp, final)
     finally:

@@ -1,0 +1,66 @@
+"""A full disk is a user error that says so, wherever the write fails: also inside
+``shutil.copytree`` (an adapter copied into place), safetensors (peft saving an adapter)
+and ``torch.save`` (a checkpoint's optimizer state), which carry the system's error only
+as text or not at all."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import relfixtures as rf
+from click.testing import CliRunner
+
+from subsetctl.api import run_project
+from subsetctl.cli import main
+from subsetctl.errors import UserError
+from subsetctl.stages.data import DataStage
+
+FULL = "No space left on device"
+
+
+def _copytree_full() -> shutil.Error:
+    src, dst = "/p/.subsetctl/finetune/runs/r/checkpoints/step-2/adapter/a.json", "/p/.subsetctl/finetune/runs/r/.adapter.tmp/a.json"
+    return shutil.Error([(src, dst, f"[Errno 28] {FULL}: '{src}' -> '{dst}'")])
+
+
+def _safetensors_full() -> Exception:
+    from safetensors import SafetensorError
+
+    return SafetensorError(f"Error while serializing: I/O error: {FULL} (os error 28)")
+
+
+@pytest.mark.parametrize("error", [_copytree_full, _safetensors_full])
+def test_a_full_disk_in_copytree_or_safetensors_is_a_user_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error
+) -> None:
+    """Both stopped `run` with "internal error: Error: [(...)]" / "SafetensorError: ..." and
+    "This is a bug in subsetctl" on a full disk."""
+    project = rf.make_project(tmp_path / "p", rf.data_spec())
+
+    def full(self, ctx):
+        raise error()
+
+    monkeypatch.setattr(DataStage, "run", full)
+    result = CliRunner().invoke(main, ["run", str(project), "--until", "data", "-q"])
+    assert result.exit_code == 1, result.output
+    assert "No space left on the device" in result.output and "Free disk space" in result.output, result.output
+    assert "internal error" not in result.output and "bug in subsetctl" not in result.output
+    with pytest.raises(UserError, match="No space left on the device"):  # the API raises it as a UserError too
+        run_project(project, until="data")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_checkpoint_on_a_full_disk_raises_enospc() -> None:
+    """torch.save's own writer reported a full disk as RuntimeError("unexpected pos 576 vs
+    534"), an internal error."""
+    import torch
+
+    from subsetctl.modeling import train
+
+    with pytest.raises(OSError) as caught:
+        train._torch_save({"cpu": torch.get_rng_state()}, Path("/dev/full"))
+    assert caught.value.errno == errno.ENOSPC
