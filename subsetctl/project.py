@@ -371,7 +371,8 @@ def _flocked(
     holder's PID, so the error can say who it is. When ``wait_for(text of the file)`` is
     true, wait for that holder instead (Ctrl-C stops the wait)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - closed in finally
+    # errors="replace": a lock file holding bytes that are not UTF-8 (damaged) is read as a holder that is no PID
+    handle = open(path, "a+", encoding="utf-8", errors="replace")  # noqa: SIM115 - closed in finally
     try:
         try:
             _flock_briefly(handle, mode, attempts)
@@ -445,6 +446,8 @@ def pid_alive(pid: int) -> bool:
     """Whether process ``pid`` exists (one of another user counts as alive)."""
     try:
         os.kill(pid, 0)
+    except OverflowError:  # no process has it (a damaged lock file's number)
+        return False
     except OSError as exc:
         return exc.errno == errno.EPERM
     return True
@@ -828,7 +831,7 @@ class Project:
         path = self.state_dir / "lock"
         if not path.is_file():
             return None
-        with open(path, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8", errors="replace") as handle:
             try:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
             except OSError:
@@ -898,7 +901,7 @@ class Project:
                 return
             handle.seek(0)
             previous = _LockHolder.read(handle.read()).pid
-            stale = previous.isdigit() and int(previous) != os.getpid() and not pid_alive(int(previous))
+            stale = previous.isascii() and previous.isdigit() and int(previous) != os.getpid() and not pid_alive(int(previous))
             if stale and notice is not None:
                 notice(f"Took over a stale lock left by PID {previous}, which is no longer running.")
             handle.seek(0)

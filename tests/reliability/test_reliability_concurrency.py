@@ -79,3 +79,19 @@ def test_lock_is_released_when_the_holder_is_killed(data_project: Path) -> None:
     result = CliRunner().invoke(main, ["run", str(data_project), "--until", "data", "-q"])
     assert result.exit_code == 0, result.output
     assert "stale lock" in result.output and str(holder.pid) in result.output
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe\x00garbage", b"99999999999999999999", "²³".encode(), b"12abc"])
+def test_a_damaged_lock_file_is_taken_over(data_project: Path, content: bytes) -> None:
+    """A lock file holding bytes that are not UTF-8, a number no PID can be, or digits that
+    are not ASCII stopped every `run` with an internal error (UnicodeDecodeError,
+    OverflowError, ValueError) until the file was deleted by hand."""
+    state = data_project / ".subsetctl"
+    state.mkdir()
+    (state / "lock").write_bytes(content)
+    result = CliRunner().invoke(main, ["plan", str(data_project)])
+    assert result.exit_code == 0 and "internal error" not in result.output, result.output
+    result = CliRunner().invoke(main, ["run", str(data_project), "--until", "data", "-q"])
+    assert result.exit_code == 0 and "internal error" not in result.output, result.output
+    assert (state / "data" / "manifest.json").is_file()
+    assert (state / "lock").read_text() == ""  # released after the run
