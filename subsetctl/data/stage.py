@@ -47,7 +47,7 @@ from subsetctl.data.prepare import SPLITS, prepare_source, quiet_datasets, split
 from subsetctl.errors import UserError
 from subsetctl.plugin_loading import load_plugin_string
 from subsetctl.plugin_scoping import plugin_scope
-from subsetctl.project import atomic_write_json, read_json_object, replace_dir
+from subsetctl.project import atomic_write_json, read_json_object, replace_dir, sha256_file
 from subsetctl.spec import SourceSpec, Spec
 
 SUMMARY_FILE = "data.json"
@@ -190,7 +190,7 @@ def _write_source(out_dir: Path, name: str, splits: dict[str, Dataset], record: 
         for split, dataset in splits.items():
             if len(dataset):  # datasets cannot load back a saved 0-row dataset; see load_split
                 dataset.save_to_disk(str(tmp / split))  # applies a select()'s index mapping itself
-        atomic_write_json(tmp / SOURCE_FILE, record)
+        atomic_write_json(tmp / SOURCE_FILE, {**record, "files": _file_sums(tmp)})
 
     _put_in_place(out_dir, name, fill)
 
@@ -228,12 +228,43 @@ def source_key(spec: Spec, source: SourceSpec, spec_dir: Path, before_plugins_le
     })
 
 
+def _file_sums(folder: Path) -> dict[str, list[Any]]:
+    """``{relative path: [size, sha256]}`` of a prepared source's files (its record, the
+    ``.source.json``, aside)."""
+    return {path.relative_to(folder).as_posix(): [path.stat().st_size, sha256_file(path)]
+            for path in sorted(folder.rglob("*")) if path.is_file() and path.name != SOURCE_FILE}
+
+
+def _intact(folder: Path, record: dict[str, Any]) -> bool:
+    """Whether a prepared source's files are those its record lists (sizes first, then
+    sha256). A file truncated, altered or left out (a crash of the machine, a disk error)
+    was reused unchecked from a run stopped partway: loading it stopped every later `run`
+    with an internal error, or crashed it (a damaged Arrow file), until the folder was
+    deleted by hand. Records written before they listed their files are taken as they are."""
+    files = record.get("files")
+    if files is None:
+        return True
+    if not isinstance(files, dict):
+        return False
+    present = {path.relative_to(folder).as_posix(): path for path in folder.rglob("*")
+               if path.is_file() and path.name != SOURCE_FILE}
+    if set(present) != set(files):
+        return False
+    try:
+        return (all(present[rel].stat().st_size == files[rel][0] for rel in files)
+                and all(sha256_file(present[rel]) == files[rel][1] for rel in files))
+    except (OSError, TypeError, IndexError, KeyError):
+        return False
+
+
 def _prepared_earlier(folders: list[Path], name: str, keys: tuple[str, ...]) -> tuple[Path, dict[str, Any]] | None:
     """The first ``folder/name`` among ``folders`` prepared from one of ``keys`` (today's,
-    then one an earlier subsetctl wrote for the same inputs), with its record."""
+    then one an earlier subsetctl wrote for the same inputs) whose files are intact, with
+    its record."""
     for folder in folders:
         record = read_json_object(folder / name / SOURCE_FILE)
-        if record is not None and record.get("key") in keys and isinstance(record.get("warnings"), list):
+        if (record is not None and record.get("key") in keys and isinstance(record.get("warnings"), list)
+                and _intact(folder / name, record)):
             return folder / name, record
     return None
 

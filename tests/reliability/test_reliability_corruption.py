@@ -158,3 +158,29 @@ def test_a_damaged_adapter_that_reaches_a_loader_is_a_user_error(project: Path) 
     with pytest.raises(UserError, match=r"cannot be read .* damaged\. Compute it again with `subsetctl run "
                                         rf"{re.escape(str(project.resolve()))} --force finetune`"):
         adapter_fingerprint(adapter.parent)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "state"])
+def test_a_damaged_source_of_a_data_stage_stopped_partway_is_prepared_again(tmp_path: Path, damage: str) -> None:
+    """A prepared source of a data stage that had not committed (stopped partway: no
+    manifest, so no checksums) was reused unchecked: a truncated Arrow file or state.json
+    stopped every later `run` with an internal error, and an altered byte could crash it
+    (SIGSEGV in pyarrow) or be read as data."""
+    project = rf.make_project(tmp_path / "p", rf.data_spec())
+    assert rf.run_cli(project, "run", str(project), "--until", "data", "-q").returncode == 0
+    data = project / rf.STATE / "data"
+    arrow = next((data / "a" / "train").glob("*.arrow"))
+    original = arrow.read_bytes()
+    (data / "manifest.json").unlink()  # as a run killed before the stage committed leaves it
+    if damage == "truncate":
+        arrow.write_bytes(original[: len(original) // 2])
+    elif damage == "flip":
+        flip_middle_byte(arrow)
+    else:
+        (data / "a" / "train" / "state.json").write_text("{")
+    result = rf.run_cli(project, "run", str(project), "--until", "data", "-q")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "internal error" not in result.stderr
+    assert arrow.read_bytes() == original
+    assert rf.manifest(project, "data")["summary"]["reused"] == ["target", "b"]
+
