@@ -14,6 +14,11 @@ def _read(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
+def _finished(manifest: dict[str, Any] | None) -> bool:
+    """Whether a stage's results manifest stands for finished results."""
+    return bool(manifest) and not manifest.get("corrupt")
+
+
 def _adapter_base_model(root: Path, adapters: dict[str, list[str]]) -> str | None:
     """The base model the fine-tuned adapters were trained on, as peft recorded it (their
     adapter_config.json's ``base_model_name_or_path``: ``model.source`` as the spec names
@@ -144,11 +149,15 @@ def build_report(
     order: list[str] | None = None,
 ) -> dict[str, Any]:
     """The report's content from the stage artifacts (nothing is recomputed); the results
-    of the stages in ``skip`` (outdated ones) are left out. ``name`` is the spec's
+    of the stages in ``skip`` (outdated ones) are left out, as are the files of a stage
+    with no finished results (a run stopped partway through it, or computing it now: what
+    its folder holds is uncommitted, unchecked work). ``name`` is the spec's
     ``project.name`` (the report stage has it); without it, the folder's name. ``order``:
     the selections' order for the tables (:func:`selection_order`)."""
     from subsetctl.stages import stage_names
 
+    skip = set(skip) | {stage for stage in stage_names() if stage != "report"
+                        and not _finished(project.read_results_manifest(stage))}
     report: dict[str, Any] = {"project": name or project.root.name, "stages": {}}
     if order:
         report["selection_order"] = list(order)

@@ -3,6 +3,7 @@ and `run` re-runs that stage from scratch with a notice, never reusing the damag
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from collections.abc import Callable
@@ -184,3 +185,23 @@ def test_a_damaged_source_of_a_data_stage_stopped_partway_is_prepared_again(tmp_
     assert arrow.read_bytes() == original
     assert rf.manifest(project, "data")["summary"]["reused"] == ["target", "b"]
 
+
+def test_report_leaves_out_the_files_of_a_stage_stopped_before_it_finished(project: Path) -> None:
+    """A stage stopped after writing its results but before committing them (no manifest)
+    had them shown by `report` as finished (selections, calibrated estimates), unchecked;
+    one of them damaged stopped `report` with an internal error (JSONDecodeError)."""
+    for stage in ("search", "finetune", "evaluate", "report"):
+        (project / rf.STATE / stage / "manifest.json").unlink()
+    (project / "report.json").unlink()
+    shown = CliRunner().invoke(main, ["report", str(project), "--format", "json"])
+    assert shown.exit_code == 0, shown.output
+    data = json.loads(shown.output)
+    assert "search" in data["unfinished"], data["unfinished"]
+    for key in ("final", "strategies", "baselines", "adapters", "test_metrics"):
+        assert key not in data["report"], key
+    assert "data_warnings" in data["report"]  # the data stage finished: its warnings are shown
+    (project / rf.STATE / "evaluate" / "metrics.json").write_text('{"metrics": ')
+    (project / rf.STATE / "search" / "selections.json").write_bytes(b"\xff\x00")
+    for args in (["report", str(project)], ["report", str(project), "--format", "json"]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0 and "internal error" not in result.output, result.output
