@@ -49,6 +49,23 @@ def _numpy(a: Any) -> np.ndarray:
     return np.asarray(a, dtype=np.float32)
 
 
+def _load_array(path: Path, shape: tuple[int, ...], mode: Literal["r", "r+"]) -> np.ndarray:
+    """One of a store's arrays, memory-mapped, once checked read-only against the shape
+    ``info.json`` gives it. A file cut short (a crash of the machine, a disk error) is
+    refused (StaleArtifactError): numpy's writable memory map extends it with zeros, so the
+    rows ``written.npy`` marks done were read as zeros and a resumed gradients stage
+    committed them, changing every estimate downstream without a word."""
+    try:
+        shown = np.load(path, mmap_mode="r")
+    except (OSError, ValueError, EOFError) as exc:
+        raise StaleArtifactError(f"{path} is damaged ({exc}). Re-run the gradients stage.") from exc
+    if shown.shape != shape:
+        raise StaleArtifactError(f"{path} holds an array of shape {shown.shape}, not {shape} as the store's "
+                                 "info.json says. Re-run the gradients stage.")
+    del shown
+    return np.load(path, mmap_mode=mode)
+
+
 class GradientStore:
     """A directory of per-row gradient features; open with :meth:`create` or :meth:`open`."""
 
@@ -59,10 +76,10 @@ class GradientStore:
         self.n_rows = int(info["n_rows"])
         self.d = int(info["d"])
         self.h = int(info.get("h", 0))
-        self.features = np.load(self.path / FEATURES, mmap_mode=mode)
-        self.outputs = np.load(self.path / OUTPUTS, mmap_mode=mode)
-        self.repr = np.load(self.path / REPR, mmap_mode=mode) if self.h else None
-        self.written = np.load(self.path / WRITTEN, mmap_mode=mode)
+        self.features = _load_array(self.path / FEATURES, (self.n_rows, self.d), mode)
+        self.outputs = _load_array(self.path / OUTPUTS, (self.n_rows,), mode)
+        self.repr = _load_array(self.path / REPR, (self.n_rows, self.h), mode) if self.h else None
+        self.written = _load_array(self.path / WRITTEN, (self.n_rows,), mode)
 
     # ----------------------------------------------------------------- lifecycle
     @classmethod

@@ -205,3 +205,19 @@ def test_report_leaves_out_the_files_of_a_stage_stopped_before_it_finished(proje
     for args in (["report", str(project)], ["report", str(project), "--format", "json"]):
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 0 and "internal error" not in result.output, result.output
+
+
+@pytest.mark.parametrize("name", ["outputs.npy", "features.npy"])
+def test_a_cut_short_array_of_an_unfinished_gradient_store_is_not_read_as_zeros(
+    project: Path, finished: Path, name: str
+) -> None:
+    """A gradient store a run stopped partway through (no manifest: no checksums) with an
+    array file cut short was opened writable, which extends the file with zeros: the rows
+    written.npy marked done were committed as zeros, changing the estimates downstream."""
+    store = project / rf.STATE / "gradients" / "store"
+    (project / rf.STATE / "gradients" / "manifest.json").unlink()
+    truncate(store / name)
+    run_project(project)
+    for array in ("outputs.npy", "features.npy"):
+        np.testing.assert_allclose(np.load(store / array), np.load(finished / rf.STATE / "gradients" / "store" / array),
+                                   atol=1e-6, err_msg=array)
