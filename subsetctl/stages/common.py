@@ -74,6 +74,30 @@ def adopt_legacy_entry(entry: Path, legacy: list[Path]) -> None:
             return
 
 
+def read_work_record(ctx: StageContext, path: Path, kind: type, keys: tuple[str, ...] = ()) -> Any:
+    """A stage's record of the work a run stopped partway finished (verify's results.json,
+    finetune's runs.json, evaluate's per_run.json): a ``kind`` (list or dict) of JSON
+    objects, each with ``keys``; empty when there is none. One that is unreadable or of
+    another shape (a machine crash, a disk error, an edit) is not used: the stage starts
+    that record afresh, with a warning (finished fine-tunes and evaluations come back from
+    the cache). It stopped every later `run` with an internal error until deleted by hand."""
+    import json
+
+    if not path.is_file():
+        return kind()
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        record = None
+    entries = record if isinstance(record, list) else record.values() if isinstance(record, dict) else None
+    if (isinstance(record, kind) and entries is not None
+            and all(isinstance(e, dict) and all(k in e for k in keys) for e in entries)):
+        return record
+    ctx.reporter.warn(f"{ctx.out_dir.name}: {path} (the work a run stopped partway had finished) is damaged; it is "
+                      "not used, and the stage computes that work again (what the cache holds is reused).")
+    return kind()
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, numpy and torch so a stage is reproducible from the spec."""
     import numpy as np

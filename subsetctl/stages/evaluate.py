@@ -74,7 +74,7 @@ class EvaluateStage(common.ModelStage):
         labels = json.loads((ft / "labels.json").read_text())["labels"]
         test = common.examples(ctx, spec.target.name, "test")
         per_run_path = ctx.out_dir / "per_run.json"
-        per_run: dict[str, Any] = json.loads(per_run_path.read_text()) if per_run_path.is_file() else {}
+        per_run: dict[str, Any] = common.read_work_record(ctx, per_run_path, dict)
         keys = sorted({k for ks in labels.values() for k in ks})
         cache = ctx.project.state_dir.joinpath(*RESULT_CACHE)
         cache_keys = result_cache_keys(ctx, [k for k in keys if k not in per_run])

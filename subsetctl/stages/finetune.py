@@ -262,8 +262,7 @@ class FinetuneStage(common.ModelStage):
         # a run's record is its results only: the same fine-tune gives the same runs.json (and
         # output digest) whether it ran straight, resumed from a checkpoint or came from the
         # cache (records an earlier subsetctl wrote named the step a run resumed from)
-        runs: dict[str, Any] = {k: _results_only(r) for k, r in json.loads(path.read_text()).items()} \
-            if path.is_file() else {}
+        runs: dict[str, Any] = {k: _results_only(r) for k, r in common.read_work_record(ctx, path, dict).items()}
         resumed: dict[str, int] = {}
         target_train = common.examples(ctx, spec.target.name, "train")
         validation = common.examples(ctx, spec.target.name, "validation")

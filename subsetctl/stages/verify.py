@@ -108,7 +108,7 @@ class VerifyStage(common.ModelStage):
         v = spec.verify
         subsets = verify_subsets(common.source_names(spec), v.k, spec.project.seed)
         path = ctx.out_dir / RESULTS
-        done: list[dict[str, Any]] = json.loads(path.read_text()) if path.is_file() else []
+        done: list[dict[str, Any]] = common.read_work_record(ctx, path, list, ("kind", "index"))
         finished = {(r["kind"], r["index"], r.get("repeat", 0)): r for r in done}
 
         def say_diverged(kind: str, subset: list[str], seed: int) -> None:

@@ -221,3 +221,22 @@ def test_a_cut_short_array_of_an_unfinished_gradient_store_is_not_read_as_zeros(
     for array in ("outputs.npy", "features.npy"):
         np.testing.assert_allclose(np.load(store / array), np.load(finished / rf.STATE / "gradients" / "store" / array),
                                    atol=1e-6, err_msg=array)
+
+
+@pytest.mark.parametrize(("stage", "name", "content"), [
+    ("finetune", "runs.json", b'{"3e67": {"loss"'), ("finetune", "runs.json", b"[]"),
+    ("evaluate", "per_run.json", b"\xc9garbage"), ("evaluate", "per_run.json", b'{"x": 1}'),
+])
+def test_a_damaged_record_of_finished_work_is_not_used(project: Path, finished: Path, stage: str, name: str,
+                                                       content: bytes) -> None:
+    """A stage stopped partway keeps a record of the work it finished (finetune's
+    runs.json, evaluate's per_run.json, verify's results.json); one damaged stopped every
+    later `run` with an internal error (JSONDecodeError, AttributeError, ...) until it was
+    deleted by hand."""
+    (project / rf.STATE / stage / "manifest.json").unlink()
+    (project / rf.STATE / stage / name).write_bytes(content)
+    result = CliRunner().invoke(main, ["run", str(project), "-q"])
+    assert result.exit_code == 0 and "internal error" not in result.output, result.output
+    assert f"{stage}: " in result.output and "is damaged; it is not used" in result.output
+    assert (json.loads((project / rf.STATE / stage / name).read_text())
+            == json.loads((finished / rf.STATE / stage / name).read_text()))
