@@ -19,6 +19,8 @@ from subsetctl.stages import common
 from subsetctl.stages.finetune import adapter_relpath
 
 RESULT_CACHE = ("cache", "evaluate")
+#: what every test result has (a cached or recorded one without them is damaged: evaluated again)
+RESULT_KEYS = ("score", "loss_ce", "metric", "n")
 
 
 def result_cache_keys(ctx: StageContext, runs: list[str]) -> dict[str, list[str]]:
@@ -74,7 +76,7 @@ class EvaluateStage(common.ModelStage):
         labels = json.loads((ft / "labels.json").read_text())["labels"]
         test = common.examples(ctx, spec.target.name, "test")
         per_run_path = ctx.out_dir / "per_run.json"
-        per_run: dict[str, Any] = common.read_work_record(ctx, per_run_path, dict)
+        per_run: dict[str, Any] = common.read_work_record(ctx, per_run_path, dict, RESULT_KEYS)
         keys = sorted({k for ks in labels.values() for k in ks})
         cache = ctx.project.state_dir.joinpath(*RESULT_CACHE)
         cache_keys = result_cache_keys(ctx, [k for k in keys if k not in per_run])
@@ -89,13 +91,16 @@ class EvaluateStage(common.ModelStage):
                 common.adopt_legacy_entry(cached, legacy)
                 if cached.is_file() and not ctx.options.get("forced"):  # this adapter was evaluated before
                     try:
-                        per_run[key] = json.loads(cached.read_text())
+                        result = json.loads(cached.read_text())
+                        if not isinstance(result, dict) or not set(RESULT_KEYS) <= result.keys():
+                            raise ValueError(f"{cached} is damaged")  # evaluated again
+                        per_run[key] = result
                         touch(cached)  # used: the last to go when the caches are trimmed
                         reused += 1
                         atomic_write_json(per_run_path, per_run)
                         task.update(sum(k in per_run for k in keys))
                         continue
-                    except (json.JSONDecodeError, UnicodeDecodeError):
+                    except (ValueError, UnicodeDecodeError):  # (a JSONDecodeError is a ValueError)
                         pass
                 if model is None:
                     model, tokenizer, _ = common.lora_model(ctx, trainable=False)

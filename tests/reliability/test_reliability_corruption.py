@@ -240,3 +240,17 @@ def test_a_damaged_record_of_finished_work_is_not_used(project: Path, finished: 
     assert f"{stage}: " in result.output and "is damaged; it is not used" in result.output
     assert (json.loads((project / rf.STATE / stage / name).read_text())
             == json.loads((finished / rf.STATE / stage / name).read_text()))
+
+
+@pytest.mark.parametrize("content", ["[]", "{}", '{"score": 1}'])
+def test_a_cached_test_result_of_another_shape_is_evaluated_again(project: Path, finished: Path, content: str) -> None:
+    """A cached evaluation (or verify fine-tune) that is JSON but not a result stopped the
+    stage with an internal error (AttributeError, KeyError) on every run."""
+    (project / rf.STATE / "evaluate" / "manifest.json").unlink()
+    (project / rf.STATE / "evaluate" / "per_run.json").unlink()
+    for entry in (project / rf.STATE / "cache" / "evaluate").glob("*.json"):
+        entry.write_text(content)
+    result = CliRunner().invoke(main, ["run", str(project), "-q"])
+    assert result.exit_code == 0 and "internal error" not in result.output, result.output
+    assert (json.loads((project / rf.STATE / "evaluate" / "metrics.json").read_text())
+            == json.loads((finished / rf.STATE / "evaluate" / "metrics.json").read_text()))
