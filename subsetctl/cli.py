@@ -394,26 +394,21 @@ def _kept_line(project: Any, keep_previous: bool = True) -> str | None:
     the previous results (put back when the spec returns to them), results set aside, and
     the caches; with what frees each (``keep_previous``: the spec's setting, false when the
     next `run` frees the previous results already)."""
+    from subsetctl.project import size_text
+
     sizes = project.kept_bytes()
     parts = []
     if sizes["previous"] >= 1e6:
         frees = ("the next `run` deletes it (`project.keep_previous` is false)" if not keep_previous
                  else "`project.keep_previous: false` frees it")
-        parts.append(f"{_size(sizes['previous'])} of previous results in .subsetctl/.previous (to go back without "
+        parts.append(f"{size_text(sizes['previous'])} of previous results in .subsetctl/.previous (to go back without "
                      f"recomputing; {frees})")
     if sizes["set_aside"] >= 1e6:
-        parts.append(f"{_size(sizes['set_aside'])} set aside by a run that did not finish")
+        parts.append(f"{size_text(sizes['set_aside'])} set aside by a run that did not finish")
     if sizes["cache"] >= 1e6:
-        parts.append(f"{_size(sizes['cache'])} of cached fine-tunes and estimates in .subsetctl/cache (safe to delete; "
+        parts.append(f"{size_text(sizes['cache'])} of cached fine-tunes and estimates in .subsetctl/cache (safe to delete; "
                      "`project.cache_limit_gb` caps it)")
     return ("Kept on disk: " + "; ".join(parts) + ".") if parts else None
-
-
-def _size(nbytes: int) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6)):
-        if nbytes >= scale:
-            return f"{nbytes / scale:.1f} {unit}"
-    return f"{nbytes / 1e3:.0f} kB"
 
 
 def _mark_running(statuses: list[Any], stage: str | None, pid: str) -> None:

@@ -159,6 +159,15 @@ def _size_of(path: Path) -> int:
     return sum(stat.st_size for stat in _regular_files(path))
 
 
+def size_text(nbytes: float) -> str:
+    """Bytes as a person reads them: "1.2 GB", "340.0 MB", "12 kB" (a figure in GB alone
+    read "0.00 GB" for a small project's files)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes / 1e3:.0f} kB"
+
+
 def read_json_object(path: Path) -> dict[str, Any] | None:
     """A JSON object read from ``path``, or None (absent, unreadable, or not an object)."""
     try:

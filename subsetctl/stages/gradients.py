@@ -15,7 +15,7 @@ from typing import Any
 
 from subsetctl.errors import UserError
 from subsetctl.pipeline import StageContext
-from subsetctl.project import Project, fingerprint
+from subsetctl.project import Project, fingerprint, size_text
 from subsetctl.spec import Spec
 from subsetctl.stages import common
 
@@ -379,6 +379,6 @@ class GradientsStage(common.ModelStage):
         free = shutil.disk_usage(folder).free
         if free < need:
             raise UserError(
-                f"The gradient store needs about {need / 1e9:.2f} GB but only {free / 1e9:.2f} GB is free "
+                f"The gradient store needs about {size_text(need)} but only {size_text(free)} is free "
                 f"in {folder}. Free disk space or lower gradients.d."
             )
