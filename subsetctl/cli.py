@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from subsetctl import __version__
-from subsetctl.errors import UserError, as_os_error, environment_error, shell_arg
+from subsetctl.errors import UserError, environment_error, shell_arg
 from subsetctl.templates import TEMPLATES
 
 
@@ -134,9 +134,8 @@ class _Group(click.Group):
             try:
                 with _stop_signals_as_interrupt():
                     return super().invoke(ctx)
-            except Exception as exc:  # an OSError, or one that carries it as text (as_os_error)
-                os_error = as_os_error(exc)
-                user_error = environment_error(os_error) if os_error is not None else None
+            except Exception as exc:  # an OSError, or one that carries it as text (environment_error)
+                user_error = environment_error(exc)
                 if user_error is None:
                     raise
                 if os.environ.get("SUBSETCTL_DEBUG"):

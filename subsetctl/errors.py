@@ -159,12 +159,17 @@ def as_os_error(exc: BaseException) -> OSError | None:
     return error
 
 
-def environment_error(exc: OSError) -> UserError | None:
+def environment_error(error: BaseException) -> UserError | None:
     """A UserError for file-system conditions the user fixes (read-only or unwritable
-    folder, full disk); None for anything else, which stays an internal error. The CLI
+    folder, full disk), from an OSError or an error that carries one as text
+    (:func:`as_os_error`); None for anything else, which stays an internal error. The CLI
     prints it; :func:`environment_errors_as_user_errors` raises it to API callers."""
     import errno
     import os
+
+    exc = as_os_error(error)
+    if exc is None:
+        return None
 
     notes = getattr(exc, "__notes__", [])  # the pipeline notes the stage and its folder
     where = f" {exc.filename}" if exc.filename else (f" in {notes[-1]}" if notes else "")
@@ -206,8 +211,7 @@ def environment_errors_as_user_errors() -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        os_error = as_os_error(exc)
-        user_error = environment_error(os_error) if os_error is not None else None
+        user_error = environment_error(exc)
         if user_error is None:
             raise
         raise user_error from exc
