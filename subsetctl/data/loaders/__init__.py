@@ -122,7 +122,6 @@ from subsetctl.data.loaders.huggingface import (  # noqa: F401
     _json_columns_of,
     _refuse_unreachable_hub_dataset,
     _with_class_names,
-    _with_json_decoded,
     csv_cells_as_text,
     describe_exception,
     file_as_dataset_path_problem,

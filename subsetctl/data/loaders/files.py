@@ -608,38 +608,68 @@ def _is_json_type(arrow_type: Any) -> bool:
     return isinstance(arrow_type, pa.BaseExtensionType) and arrow_type.extension_name == "arrow.json"
 
 
+def json_text_decoder(loads: Callable[[str], Any], scalars_as_text: bool) -> Callable[[Any], Any]:
+    """What decodes one JSON-text value with ``loads`` (a value that is no text is kept).
+    With ``scalars_as_text`` a number, a boolean or null read so stays its JSON text:
+    datasets keeps a string that is valid JSON as that JSON (a message's answer ``"4"`` is
+    stored as ``4``)."""
+    def decode(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        decoded = loads(value)
+        return value if scalars_as_text and not isinstance(decoded, (str, list, dict)) else decoded
+
+    return decode
+
+
+def list_decoder(item: Callable[[Any], Any] | None) -> Callable[[Any], Any] | None:
+    """What decodes each item of a list value with ``item``; None when items need none."""
+    if item is None:
+        return None
+    return lambda value: [item(v) for v in value] if isinstance(value, list) else value
+
+
+def struct_decoder(fields: dict[str, Callable[[Any], Any]]) -> Callable[[Any], Any] | None:
+    """What decodes the ``fields`` of a struct (dict) value, each with its decoder, the
+    other keys kept; None when no field needs one."""
+    if not fields:
+        return None
+    return lambda value: {key: fields[key](v) if key in fields else v for key, v in value.items()} \
+        if isinstance(value, dict) else value
+
+
+def with_decoded(records: list[dict[str, Any]], columns: dict[str, Callable[[Any], Any]]) -> list[dict[str, Any]]:
+    """``records`` with each of ``columns`` (column -> decoder) decoded in place."""
+    for record in records if columns else ():  # (most files have no such column: no pass over the rows)
+        for column, decode in columns.items():
+            if column in record:
+                record[column] = decode(record[column])
+    return records
+
+
+def _json_or_text(text: str) -> Any:
+    """``text`` as JSON, or itself where it is not JSON."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
 def _json_decoder(arrow_type: Any, scalars_as_text: bool = False) -> Callable[[Any], Any] | None:
     """What turns a Parquet value of ``arrow_type`` into one with the JSON text of each
     ``arrow.json`` column in it (in lists and structs too) decoded: datasets >= 5 writes a
     column whose values mix types so (a chat's content, text in some messages and a list of
-    parts in others, or answers ``42`` and ``"forty"``). With ``scalars_as_text`` a number,
-    a boolean or null read so stays its JSON text (datasets keeps a string that is valid JSON
-    as that JSON: a message's answer ``"4"`` is stored as ``4``). None when it has no such
-    column."""
+    parts in others, or answers ``42`` and ``"forty"``); ``scalars_as_text``: see
+    :func:`json_text_decoder`. None when it has no such column."""
     import pyarrow as pa
 
     if _is_json_type(arrow_type):
-        def decode(value: Any) -> Any:
-            if not isinstance(value, str):
-                return value
-            try:
-                decoded = json.loads(value)
-            except ValueError:
-                return value
-            return value if scalars_as_text and not isinstance(decoded, (str, list, dict)) else decoded
-
-        return decode
+        return json_text_decoder(_json_or_text, scalars_as_text)
     if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type) or pa.types.is_fixed_size_list(arrow_type):
-        item = _json_decoder(arrow_type.value_type, scalars_as_text)
-        if item is None:
-            return None
-        return lambda value: [item(v) for v in value] if isinstance(value, list) else value
+        return list_decoder(_json_decoder(arrow_type.value_type, scalars_as_text))
     if pa.types.is_struct(arrow_type):
-        fields = {f.name: decoder for f in arrow_type if (decoder := _json_decoder(f.type, scalars_as_text)) is not None}
-        if not fields:
-            return None
-        return lambda value: {key: fields[key](v) if key in fields else v for key, v in value.items()} \
-            if isinstance(value, dict) else value
+        return struct_decoder({f.name: decoder for f in arrow_type
+                               if (decoder := _json_decoder(f.type, scalars_as_text)) is not None})
     return None
 
 
@@ -690,12 +720,7 @@ def load_parquet(options: ParquetLoader, ctx: LoadContext) -> Dataset:
                                             or (f.name in texts and _is_json_type(f.type)))) is not None}
 
     def records(batch: Any) -> list[dict[str, Any]]:
-        rows = batch.to_pylist()
-        for row in rows if as_json else ():
-            for name, decode in as_json.items():
-                if name in row:
-                    row[name] = decode(row[name])
-        return rows
+        return with_decoded(batch.to_pylist(), as_json)
 
     def fetch(wanted: Any) -> Iterator[tuple[int, dict[str, Any]]]:  # the file read again for these records
         return _records_at(parquet.iter_batches(batch_size=common.CHUNK_ROWS), wanted,

@@ -16,7 +16,11 @@ from subsetctl.data.loaders.files import (
     expand_data_files,
     is_saved_to_disk,
     json_text_columns,
+    json_text_decoder,
+    list_decoder,
     resolve_path,
+    struct_decoder,
+    with_decoded,
 )
 from subsetctl.errors import UserError
 from subsetctl.registry import LOADERS
@@ -77,38 +81,13 @@ def _json_decoder(feature: Any, scalars_as_text: bool = False) -> Callable[[Any]
     if isinstance(feature, datasets.Json):
         # a feature saved with ``decode=False`` refuses to decode; a decoding one reads the same text
         decoding = feature if feature.decode else datasets.Json()
-
-        def decode(value: Any) -> Any:
-            if not isinstance(value, str):
-                return value
-            decoded = decoding.decode_example(value)
-            return value if scalars_as_text and not isinstance(decoded, (str, list, dict)) else decoded
-
-        return decode
+        return json_text_decoder(decoding.decode_example, scalars_as_text)
     if isinstance(feature, (datasets.List, datasets.LargeList)):
-        item = _json_decoder(feature.feature, scalars_as_text)
-        if item is None:
-            return None
-        return lambda value: [item(v) for v in value] if isinstance(value, list) else value
+        return list_decoder(_json_decoder(feature.feature, scalars_as_text))
     if isinstance(feature, dict):
-        fields = {key: decoder for key, sub in feature.items()
-                  if (decoder := _json_decoder(sub, scalars_as_text)) is not None}
-        if not fields:
-            return None
-        return lambda value: {key: fields[key](v) if key in fields else v for key, v in value.items()} \
-            if isinstance(value, dict) else value
+        return struct_decoder({key: decoder for key, sub in feature.items()
+                               if (decoder := _json_decoder(sub, scalars_as_text)) is not None})
     return None
-
-
-def _with_json_decoded(records: list[dict[str, Any]], columns: dict[str, Callable[[Any], Any]]) -> list[dict[str, Any]]:
-    """``records`` with the JSON text of ``Json`` features decoded (:func:`_json_columns_of`):
-    read as stored, the answer "forty" was the text ``"forty"``, quotes included, and a
-    chat message's content ``"hi"`` the same."""
-    for record in records:
-        for column, decode in columns.items():
-            if column in record:
-                record[column] = decode(record[column])
-    return records
 
 
 def describe_exception(exc: BaseException, limit: int = 300) -> str:
@@ -290,7 +269,7 @@ def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
     as_json = _json_columns_of(loaded, options.messages_field, json_text_columns(options, ctx.kind))
 
     def records(batch: Any) -> list[dict[str, Any]]:
-        rows = _with_json_decoded(batch.to_pylist(), as_json) if as_json else batch.to_pylist()
+        rows = with_decoded(batch.to_pylist(), as_json)
         return _with_class_names(rows, classes) if classes else rows
 
     def fetch(wanted: Any) -> Iterator[tuple[int, dict[str, Any]]]:  # the kept rows read again
