@@ -74,6 +74,12 @@ def adopt_legacy_entry(entry: Path, legacy: list[Path]) -> None:
             return
 
 
+def is_record(value: Any, keys: tuple[str, ...]) -> bool:
+    """Whether ``value`` is a JSON object holding each of ``keys``: a result a stage wrote
+    (one that is not, damaged or cut short, is computed again)."""
+    return isinstance(value, dict) and all(key in value for key in keys)
+
+
 def read_work_record(ctx: StageContext, path: Path, kind: type, keys: tuple[str, ...] = ()) -> Any:
     """A stage's record of the work a run stopped partway finished (verify's results.json,
     finetune's runs.json, evaluate's per_run.json): a ``kind`` (list or dict) of JSON
@@ -91,7 +97,7 @@ def read_work_record(ctx: StageContext, path: Path, kind: type, keys: tuple[str,
         record = None
     entries = record if isinstance(record, list) else record.values() if isinstance(record, dict) else None
     if (isinstance(record, kind) and entries is not None
-            and all(isinstance(e, dict) and all(k in e for k in keys) for e in entries)):
+            and all(is_record(entry, keys) for entry in entries)):
         return record
     ctx.reporter.warn(f"{ctx.out_dir.name}: {path} (the work a run stopped partway had finished) is damaged; it is "
                       "not used, and the stage computes that work again (what the cache holds is reused).")

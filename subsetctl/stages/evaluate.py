@@ -92,7 +92,7 @@ class EvaluateStage(common.ModelStage):
                 if cached.is_file() and not ctx.options.get("forced"):  # this adapter was evaluated before
                     try:
                         result = json.loads(cached.read_text())
-                        if not isinstance(result, dict) or not set(RESULT_KEYS) <= result.keys():
+                        if not common.is_record(result, RESULT_KEYS):
                             raise ValueError(f"{cached} is damaged")  # evaluated again
                         per_run[key] = result
                         touch(cached)  # used: the last to go when the caches are trimmed

@@ -207,7 +207,7 @@ class RunCache:
             result = json.loads(path.read_text())
         except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
             return None
-        if not isinstance(result, dict) or not {"true", "diverged"} <= result.keys():  # damaged: trained again
+        if not common.is_record(result, ("true", "diverged")):  # damaged: trained again
             return None
         touch(path)  # used: the last to go when the caches are trimmed (project.cache_limit_gb)
         return result
