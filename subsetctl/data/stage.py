@@ -228,11 +228,16 @@ def source_key(spec: Spec, source: SourceSpec, spec_dir: Path, before_plugins_le
     })
 
 
+def _source_files(folder: Path) -> dict[str, Path]:
+    """A prepared source's files by relative path, sorted (its record, the ``.source.json``,
+    aside)."""
+    return {path.relative_to(folder).as_posix(): path for path in sorted(folder.rglob("*"))
+            if path.is_file() and path.name != SOURCE_FILE}
+
+
 def _file_sums(folder: Path) -> dict[str, list[Any]]:
-    """``{relative path: [size, sha256]}`` of a prepared source's files (its record, the
-    ``.source.json``, aside)."""
-    return {path.relative_to(folder).as_posix(): [path.stat().st_size, sha256_file(path)]
-            for path in sorted(folder.rglob("*")) if path.is_file() and path.name != SOURCE_FILE}
+    """``{relative path: [size, sha256]}`` of a prepared source's files."""
+    return {rel: [path.stat().st_size, sha256_file(path)] for rel, path in _source_files(folder).items()}
 
 
 def _intact(folder: Path, record: dict[str, Any]) -> bool:
@@ -246,8 +251,7 @@ def _intact(folder: Path, record: dict[str, Any]) -> bool:
         return True
     if not isinstance(files, dict):
         return False
-    present = {path.relative_to(folder).as_posix(): path for path in folder.rglob("*")
-               if path.is_file() and path.name != SOURCE_FILE}
+    present = _source_files(folder)
     if set(present) != set(files):
         return False
     try:

@@ -84,8 +84,9 @@ def _message(message: Any, n: int) -> tuple[str, str]:
 def _parts_text(parts: list[Any] | tuple[Any, ...], n: int) -> str:
     """The text of message ``n``'s content given as parts (OpenAI's ``[{"type": "text",
     "text": ...}, ...]``, the Responses API's ``input_text`` and ``output_text`` parts
-    alike, or plain strings): their texts joined with nothing between them, as the OpenAI SDK joins a response's text parts (``Response.output_text``) and as
-    chat templates that take parts (Qwen2-VL's, Llama 3.2 Vision's) write them; no parts is
+    alike, or plain strings): their texts joined with nothing between them, as the OpenAI
+    SDK joins a response's text parts (``Response.output_text``) and as chat templates
+    that take parts (Qwen2-VL's, Llama 3.2 Vision's) write them; no parts is
     no text. Keys other than ``type`` and ``text`` are not looked at (a Parquet struct
     column gives each part every key its rows' parts have, those unused null). Raises
     :class:`NotAChat` (:data:`NOT_TEXT_PARTS`) for a part that is not text (an image,
