@@ -1358,3 +1358,20 @@ def test_byte_level_bpe_and_char_projects_computed_before_answers_followed_the_p
         _computed_before_answers_followed_the_prompt(tiny_project, overrides, monkeypatch)
         statuses = plan_project(tiny_project, overrides)[2]
         assert all(s.state in ("up to date", "disabled") for s in statuses), [(s.name, s.reasons) for s in statuses]
+
+
+def test_a_project_computed_with_gradients_seed_written_out_stays_up_to_date(tiny_project: Path, monkeypatch) -> None:
+    """A project run with ``gradients.seed`` written as the project seed's value, before that
+    counted as unset, is still up to date under the same spec (a project run now is up to
+    date with the value written or not: test_stage_inputs)."""
+    import yaml
+
+    import subsetctl.spec.fingerprints
+
+    seed = yaml.safe_load((tiny_project / "subsetctl.yaml").read_text()).get("project", {}).get("seed", 0)
+    overrides = [f"gradients.seed={seed}"]
+    with monkeypatch.context() as previous_version:
+        previous_version.setattr(subsetctl.spec.fingerprints, "_without_default_seed", lambda dumped: dumped)
+        run_project(tiny_project, overrides)
+    statuses = plan_project(tiny_project, overrides)[2]
+    assert all(s.state in ("up to date", "disabled") for s in statuses), [(s.name, s.reasons) for s in statuses]

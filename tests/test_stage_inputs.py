@@ -176,3 +176,13 @@ def test_a_data_stage_computed_while_label_field_counted_stays_up_to_date(jsonl_
     run_project(jsonl_project, until="data")
     summary = json.loads((jsonl_project / ".subsetctl" / "data" / "manifest.json").read_text())["summary"]
     assert "a" in summary.get("reused", []), summary
+
+
+def test_a_gradients_seed_written_as_the_project_seed_makes_nothing_stale() -> None:
+    # gradients.seed defaults to project.seed: writing that value out projects with the
+    # same matrix, yet re-ran the gradients stage and every stage after it
+    seeded = {**BASE, "project": {"seed": 3}}
+    assert stages_changed_by("gradients.seed=3", seeded) == set()
+    assert "gradients" in stages_changed_by("gradients.seed=4", seeded)
+    assert stages_changed_by("project.seed=4", {**seeded, "gradients": {"seed": 3}}) >= {"data", "verify"}
+    assert "gradients" in stages_changed_by("project.seed=4", {**seeded, "gradients": {"seed": 3}})

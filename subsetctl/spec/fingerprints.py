@@ -25,8 +25,9 @@ RESULT_NEUTRAL: dict[str, tuple[str, ...]] = {
 
 def fingerprint_dump(spec: Spec) -> dict[str, Any]:
     """The spec as JSON for fingerprints and cache keys: the settings of
-    :data:`RESULT_NEUTRAL` at their defaults, and ``model.num_labels`` at its default for
-    a causal LM, which ignores it."""
+    :data:`RESULT_NEUTRAL` at their defaults, ``model.num_labels`` at its default for
+    a causal LM, which ignores it, and a ``gradients.seed`` written as the project seed's
+    value as unset (it projects with the same matrix)."""
     return neutralized(spec.model_dump(mode="json"), spec.model.kind)
 
 
@@ -35,7 +36,19 @@ def neutralized(dumped: dict[str, Any], kind: str) -> dict[str, Any]:
     to the sections it holds (a stage's recorded spec slice, too)."""
     defaults = {section: model().model_dump(mode="json") for section, model in _SECTION_MODELS.items()}  # 256.0
     defaults["model"] = {"num_labels": ModelSpec.model_fields["num_labels"].default}
-    return _with_neutral_settings(dumped, kind, defaults)
+    return _without_default_seed(_with_neutral_settings(dumped, kind, defaults))
+
+
+def _without_default_seed(dumped: dict[str, Any]) -> dict[str, Any]:
+    """``dumped`` (a spec or a stage's slice of it) with ``gradients.seed`` as unset when it
+    equals the project seed, the value it defaults to: writing it out re-ran the gradients
+    stage (and everything after it) for the same projection."""
+    project = dumped.get("project")
+    project_seed = project.get("seed") if isinstance(project, dict) else dumped.get("project.seed")
+    gradients = dumped.get("gradients")
+    if project_seed is None or not isinstance(gradients, dict) or gradients.get("seed") != project_seed:
+        return dumped
+    return {**dumped, "gradients": {**gradients, "seed": None}}
 
 
 def with_neutral_values_of(sliced: dict[str, Any], recorded: Any, kind: str) -> dict[str, Any]:
