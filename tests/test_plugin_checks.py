@@ -383,3 +383,13 @@ def test_a_strategy_whose_subsets_all_failed_names_the_estimator_after_others_ha
                                      r"subsets this strategy estimated \(NaN or infinite; it gave a finite one for 1 "
                                      r"of the 4 subsets estimated so far\)\. Fix the estimator's code if it is a "
                                      r"plugin", (module,))
+
+
+def test_a_plugin_strategys_trace_subset_naming_a_source_twice_is_refused(plugin_strategy_name: str) -> None:
+    """A trace subset ["a", "a"] was stored and reported as a subset evaluated, one no
+    estimate was made for (a selection naming a source twice was already refused)."""
+    result = StrategyResult("s", ["a"], estimated_loss=1.5, trace=[{"subset": ["a"], "loss": 1.0},
+                                                                   {"subset": ["b", "a", "b"], "loss": 0.5}])
+    with pytest.raises(UserError, match=r"returned a trace entry whose subset \['b', 'a', 'b'\] names a source "
+                                        r"more than once"):
+        _run_strategy(_returning(result), plugin_strategy_name, "mine", None, _Context(), None)

@@ -306,6 +306,11 @@ def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any,
     if strangers:  # a report of scores for sources that are not there (or keys that cannot be sorted)
         raise UserError(f"{where} returned scores or trace subsets naming {', '.join(strangers[:5])}, which are "
                         f"not sources of this project (sources: {', '.join(context.sources)}); {shape}.")
+    # (a memo's packed trace holds each source once by construction)
+    twice = None if isinstance(result.trace, SubsetTrace) else _first_repeated_trace_subset(result.trace)
+    if twice is not None:  # stored and reported as evaluated, a subset no estimate was made for
+        raise UserError(f"{where} returned a trace entry whose subset {twice!r} names a source more than "
+                        "once; a trace subset is a set of sources, each listed once.")
     chosen = set(result.selected)
     result.selected = [name for name in context.sources if name in chosen]  # in source order
     said = result.estimated_loss
@@ -323,6 +328,16 @@ def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any,
                         "estimated_loss and scores must be numbers, trace entries {'subset': [...], 'loss': "
                         "number}.") from exc
     return result
+
+
+def _first_repeated_trace_subset(trace: Any) -> list[Any] | None:
+    """The first subset of a plugin's trace (a sequence of entries) that lists a source
+    twice, or None."""
+    for step in trace:
+        subset = list(_trace_subset(step))
+        if len(set(subset)) < len(subset):
+            return subset
+    return None
 
 
 def _trace_subset(step: Any) -> Any:
