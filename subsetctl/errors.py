@@ -135,6 +135,7 @@ def as_os_error(exc: BaseException) -> OSError | None:
     "[Errno 28] ..." strings; safetensors, which peft saves adapters with, raises
     ``SafetensorError`` "... I/O error: No space left on device (os error 28)"). A full disk
     while copying or saving an adapter was an internal error. None for anything else."""
+    import errno
     import os
     import shutil
 
@@ -142,10 +143,13 @@ def as_os_error(exc: BaseException) -> OSError | None:
         return exc
     if isinstance(exc, shutil.Error):
         entries = exc.args[0] if exc.args and isinstance(exc.args[0], list) else []
-        found = next(((entry, code) for entry in entries if isinstance(entry, tuple) and len(entry) == 3
-                      and (code := re.search(r"\[Errno (\d+)\]", str(entry[2])))), None)
-        if found is None:
+        coded = [(entry, code) for entry in entries if isinstance(entry, tuple) and len(entry) == 3
+                 and (code := re.search(r"\[Errno (\d+)\]", str(entry[2])))]
+        if not coded:
             return exc
+        # a full disk first, wherever it is among the files: a file that could not be read
+        # before it (a socket, a permission) hid the advice that frees the copy
+        found = next((c for c in coded if int(c[1].group(1)) == errno.ENOSPC), coded[0])
         (_, dst, _), code = found
         filename: str | None = str(dst)
     elif type(exc).__name__ == "SafetensorError" and (code := re.search(r"\(os error (\d+)\)", str(exc))):

@@ -64,3 +64,15 @@ def test_a_checkpoint_on_a_full_disk_raises_enospc() -> None:
     with pytest.raises(OSError) as caught:
         train._torch_save({"cpu": torch.get_rng_state()}, Path("/dev/full"))
     assert caught.value.errno == errno.ENOSPC
+
+
+def test_a_full_disk_among_copytree_errors_is_the_one_said() -> None:
+    """shutil.copytree gathers every file's error: a file it could not read listed before
+    the full disk (a socket in a checkpoint folder, a permission) hid the full disk."""
+    from subsetctl.errors import as_os_error
+
+    unreadable = ("/p/a/sock", "/p/b/sock", "[Errno 6] No such device or address: '/p/a/sock'")
+    full = ("/p/a/w.bin", "/p/b/w.bin", f"[Errno 28] {FULL}: '/p/a/w.bin' -> '/p/b/w.bin'")
+    error = as_os_error(shutil.Error([unreadable, full]))
+    assert error is not None and error.errno == errno.ENOSPC and error.filename == "/p/b/w.bin"
+    assert as_os_error(shutil.Error([unreadable])).errno == errno.ENXIO  # otherwise the first, as before
