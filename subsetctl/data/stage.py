@@ -18,7 +18,8 @@ classifier, one label vocabulary is built over the target and all sources (from
 ``label_text``) and every split is re-encoded with it; it is saved in ``data.json``
 (:func:`label_names`). A classifier's source is saved as soon as it is prepared too
 (its labels not yet in that vocabulary), so a run stopped partway keeps it, and saved
-again once the vocabulary is known.
+again once the vocabulary is known if that changes its label ids (a reused source whose
+ids stay is copied, as a causal LM's is).
 """
 
 from __future__ import annotations
@@ -72,6 +73,14 @@ def _apply_vocabulary(dataset: Dataset, vocabulary: list[str]) -> Dataset:
     table = dataset.with_format("arrow")[:].combine_chunks()  # only this split's rows
     labels = pa.array(encode_labels(table.column("label_text").to_pylist(), vocabulary), type=pa.int64())
     return dataset_from_table(table.set_column(COLUMNS.index("label"), "label", labels))
+
+
+def _label_ids(dataset: Dataset) -> Any:
+    """A split's ``label`` column (the ids a classifier trains on) as an Arrow array: no
+    copy of a memory-mapped split's."""
+    import pyarrow as pa
+
+    return dataset.with_format("arrow")[:].column("label") if len(dataset) else pa.chunked_array([], pa.int64())
 
 
 def _label_spelling(text: str) -> str:
@@ -394,9 +403,11 @@ def run_data_stage(
         return _write_summary(out_dir, spec, counts, None, warnings, reused)
     prepared: dict[str, dict[str, Dataset]] = {}  # classifiers: the label vocabulary needs every source first
     records: dict[str, dict[str, Any]] = {}
+    found_at: dict[str, Path | None] = {}  # where each source's saved rows are: None, saved by this run
     for done, source in enumerate(everything, start=1):
         prepared[source.name], records[source.name], found = _prepare_or_reuse(
             spec, source, spec_dir, out_dir, earlier, warnings, reused)
+        found_at[source.name] = found
         if found is None:  # saved now, labels not yet in the shared vocabulary, so that a run stopped
             with quiet_datasets():  # partway keeps it (a reused source is re-encoded from label_text)
                 _write_source(out_dir, source.name, prepared[source.name], records[source.name])
@@ -408,13 +419,23 @@ def run_data_stage(
             f"The classifier data has {len(labels)} distinct label(s) ({', '.join(map(repr, labels)) or 'none'}) over the "
             "target and all sources; a classifier needs at least 2. Check loader.label_field."
         )
+    saved_labels = {name: {split: _label_ids(ds) for split, ds in splits.items()} for name, splits in prepared.items()}
     prepared = {name: {split: _apply_vocabulary(ds, labels) for split, ds in splits.items()}
                 for name, splits in prepared.items()}
     warnings.extend(_label_warnings(spec.target.name, prepared))
     warnings.extend(overlap_warnings(spec.target.name, prepared, spec.model.kind, controls))
-    with quiet_datasets():  # every source saved (again): its labels are in the vocabulary of all of them
+    with quiet_datasets():  # every source saved (again) whose labels the vocabulary of all of them changes
         for name, splits in prepared.items():
-            _write_source(out_dir, name, splits, records[name])
+            found = found_at[name]
+            if not all(saved_labels[name][split].equals(_label_ids(ds)) for split, ds in splits.items()):
+                _write_source(out_dir, name, splits, records[name])
+                continue
+            # saved in this vocabulary already (the data stage re-run for another source's sake):
+            # kept, or copied as a causal LM's are; saving it again re-hashed it (~1 s/GB)
+            if found is not None and found != out_dir / name:
+                _copy_source(found, out_dir, name)
+            if found is not None and read_json_object(out_dir / name / SOURCE_FILE) != records[name]:
+                atomic_write_json(out_dir / name / SOURCE_FILE, records[name])  # an earlier key: today's
     return _write_summary(out_dir, spec, {name: split_summary(splits) for name, splits in prepared.items()},
                           labels, warnings, reused)
 

@@ -371,3 +371,28 @@ def test_a_plugin_module_next_to_the_spec_is_named_by_the_data_stage_too(tmp_pat
     spec = _spec(tmp_path, 1).model_copy(update={"plugins": ["nearby_loader_xyz:x"]})
     with pytest.raises(UserError, match=rf"put {tmp_path}/plugins on PYTHONPATH"):
         run_data_stage(spec, tmp_path, tmp_path / "out")
+
+
+def test_a_classifier_source_whose_label_ids_stay_is_copied_not_saved_again(tmp_path: Path, monkeypatch) -> None:
+    """Adding a source with no new class saved every classifier source again (and hashed its
+    files), although the vocabulary, and so each source's label ids, stayed the same; a
+    source whose ids do change (a new class sorted before its own) is still saved again."""
+    earlier, out = tmp_path / "earlier", tmp_path / "out"
+    run_data_stage(_spec(tmp_path, 2, "classifier"), tmp_path, earlier)
+    saved: list[str] = []
+    real = data_stage._write_source
+    monkeypatch.setattr(data_stage, "_write_source", lambda o, name, *a: (saved.append(name), real(o, name, *a)))
+    spec = _spec(tmp_path, 3, "classifier")  # s2's classes are c0-c2, as the others'
+    summary = run_data_stage(spec, tmp_path, out, reuse_from=[earlier])
+    assert saved == ["s2"] and summary["reused"] == ["tgt", "s0", "s1"]
+    assert (out / "s0" / ".source.json").read_bytes() == (earlier / "s0" / ".source.json").read_bytes()
+    run_data_stage(spec, tmp_path, tmp_path / "fresh", reuse=False)
+    assert _rows(out, spec) == _rows(tmp_path / "fresh", spec)
+    saved.clear()
+    write_jsonl(tmp_path / "s3.jsonl", [{"prompt": f"new {j}", "y": "a0"} for j in range(4)])  # sorts first
+    (tmp_path / "s3.labeled").touch()
+    spec = _spec(tmp_path, 4, "classifier")
+    run_data_stage(spec, tmp_path, tmp_path / "again", reuse_from=[out])
+    assert sorted(saved) == ["s0", "s1", "s2", "s3", "tgt"]  # s3 when prepared (its id 0 is a0's in both)
+    run_data_stage(spec, tmp_path, tmp_path / "fresh4", reuse=False)
+    assert _rows(tmp_path / "again", spec) == _rows(tmp_path / "fresh4", spec)
