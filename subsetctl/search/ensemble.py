@@ -207,7 +207,16 @@ def select_by_scores(
                 "infinite); check the estimator settings (estimate.*, e.g. a larger estimate.lam) or, for a "
                 "plugin estimator, its code."
             )
-        mask = prefixes[int(np.nanargmin(prefix_losses))]
+        lowest = int(np.nanargmin(prefix_losses))
+        # prefixes within rounding noise of the lowest are a tie: keep the shortest, as exhaustive keeps the
+        # fewest sources (a source that repeats the target's train rows won the tie by 2.5e-10)
+        best = int(np.flatnonzero(prefix_losses <= prefix_losses[lowest] + SCORE_NOISE)[0])
+        if best < lowest:
+            pick = f"its best {best}" if best else "the target only"
+            notices.append(f"The ranking's best {lowest} source(s) are estimated lower than the pick ({pick}) by less "
+                           f"than {SCORE_NOISE:g}, rounding noise of the estimates (e.g. a source that repeats rows "
+                           "the target already has): of such tied prefixes the shortest is kept.")
+        mask = prefixes[best]
     return mask, memo.loss_of(memo.names(mask)), diagnostics, notices
 
 

@@ -191,6 +191,23 @@ def test_sweep_prefix_k_holds_the_k_best_scored_sources() -> None:
         assert entry["loss"] == pytest.approx(1.0 - sum(effects[i] for i in order[:k]))
 
 
+@pytest.mark.parametrize("name", ["random_ensemble", "surrogate"])
+def test_sweep_does_not_pick_a_longer_prefix_by_rounding_noise(name: str) -> None:
+    """The sweep took the prefix with the lowest estimate, so a source repeating the
+    target's train rows (2.5e-10 lower: solver noise) was picked over the target alone, as
+    exhaustive once picked it; of prefixes within 1e-8 the shortest is kept, with a notice."""
+    est = NoiseFavoursFirst([0.0, -0.3, -0.2])
+    result = run_strategy(name, est, SearchContext(sources=est.sources), {"select": "sweep"})
+    assert [entry["k"] for entry in result.diagnostics["sweep"][:2]] == [0, 1]
+    assert result.diagnostics["sweep"][1]["loss"] < result.diagnostics["sweep"][0]["loss"]  # s0 ranked first
+    assert result.selected == [] and result.estimated_loss == 1.0
+    (notice,) = [n for n in result.notices if "rounding noise" in n]
+    assert "The ranking's best 1 source(s) are estimated lower than the pick (the target only)" in notice
+    helps = NoiseFavoursFirst([1e-6, -0.3, -0.2])  # a real gain, above the noise: still picked
+    result = run_strategy(name, helps, SearchContext(sources=helps.sources), {"select": "sweep"})
+    assert result.selected == ["s0"] and not [n for n in result.notices if "rounding noise" in n]
+
+
 def test_exhaustive_does_not_pick_a_source_by_rounding_noise() -> None:
     """A source repeating the target's train rows changes no fast estimate but, by solver
     noise 2.5e-10 lower, was the exhaustive pick over the target alone, without a word."""
