@@ -54,6 +54,9 @@ def init_project(directory: Path, template: str = "quickstart", force: bool = Fa
     text = template_text(template)
     directory = Path(directory).expanduser()  # `init '~/q'` made ./~/q, which `plan ~/q` then did not find
     spec_path = directory / SPEC_FILENAME
+    if directory.exists() and not directory.is_dir():  # `mkdir` said only "File exists"
+        raise UserError(f"{directory} is a file, not a folder: a project is a folder holding its spec "
+                        f"({SPEC_FILENAME}). Name a new or existing folder for `subsetctl init`.")
     if spec_path.is_dir():
         raise UserError(f"{spec_path} is a folder, not a spec file: move or rename it, then run `subsetctl init` "
                         "again.")

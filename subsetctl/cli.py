@@ -220,7 +220,7 @@ def _require_posix_locks() -> None:
 
 
 @main.command()
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("directory", type=click.Path(path_type=Path))  # a file: init_project's UserError (exit 1)
 @click.option("--template", "-t", type=click.Choice(TEMPLATES), default="quickstart", show_default=True,
               help="The commented spec to start from: quickstart (reasoning-gym sources, no files) or minimal "
                    "(also writes three small JSONL files it reads).")

@@ -43,6 +43,15 @@ def test_init_where_no_folder_can_be_made_is_a_user_error(tmp_path: Path) -> Non
     assert "internal error" not in result.output and "Finished stages" not in result.output
 
 
+def test_init_into_a_file_is_a_user_error_naming_it(tmp_path: Path) -> None:
+    """`init afile` was a usage error (exit 2) from click, where `plan afile` and `init afile/sub`
+    are user errors (exit 1)."""
+    (tmp_path / "afile").write_text("x")
+    result = invoke("init", str(tmp_path / "afile"))
+    assert result.exit_code == 1 and f"{tmp_path / 'afile'} is a file, not a folder" in result.output
+    assert (tmp_path / "afile").read_text() == "x"
+
+
 def test_init_minimal_template_is_valid(tmp_path: Path) -> None:
     assert invoke("init", str(tmp_path / "m"), "--template", "minimal").exit_code == 0
     assert (tmp_path / "m" / "target.jsonl").is_file()
