@@ -472,6 +472,22 @@ def test_a_number_yaml_reads_as_another_is_to_be_quoted_as_written() -> None:
     assert validate_data(yaml.safe_load(quoted), "x.yaml", quoted)[0].sources[0].name == "0042"
 
 
+def test_an_override_yaml_reads_as_a_number_is_to_be_quoted_as_typed_inside_shell_quotes(
+        jsonl_project: Path) -> None:
+    """`project.name=007` was told to quote it as "7" (the number YAML read, not what was
+    typed), and `project.name="007"` as typed in a shell loses its quotes: still the number."""
+    from subsetctl.api import validate_spec_file
+
+    path = jsonl_project / "subsetctl.yaml"
+    (issue,) = validate_spec_file(path, ["project.name=007"]).issues
+    assert issue.message.endswith("""quote it to keep it text; on the command line, inside the shell's quotes: \
+'project.name="007"') (set on the command line: project.name=007)""")
+    (issue,) = validate_spec_file(path, ["sources[1].name=no"]).issues
+    assert """quote the value to keep it text; on the command line, inside the shell's quotes: \
+'sources[1].name="no"')""" in issue.message
+    assert validate_spec_file(path, ['project.name="007"']).spec.project.name == "007"
+
+
 def test_wrong_types_and_loader_types_get_messages_in_the_specs_terms() -> None:
     """pydantic's own texts ("Input tag 'json' found using 'type' does not match...", one
     message per union member, "instance of SourceSpec") said neither what to write nor where."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import shlex
 from typing import Any
 
 import yaml
@@ -176,11 +177,26 @@ def attribute_overrides(issues: list[SpecIssue], overrides: list[str]) -> list[S
         named = [plain_key, *(f"{k}.name" for k in re.findall(r"sources\[\d+\]", issue.message))]
         for key, item in reversed(blamed):  # the last override of a key is the one in effect
             if any(same_branch(k, key) for k in named) or _selects_meaning_of(key, plain_key):
+                message = _quoted_on_the_command_line(issue.message, item) if key == plain_key else issue.message
                 issue = issue.model_copy(update={
-                    "line": None, "message": f"{issue.message} (set on the command line: {item})"})
+                    "line": None, "message": f"{message} (set on the command line: {item})"})
                 break
         out.append(issue)
     return out
+
+
+#: the advice to quote a number or boolean YAML read for text, as spec.issues words it for a file
+_QUOTE_ADVICE = re.compile(r"(quote (?:it|the value) to keep it text)(?:, e\.g\. \"[^\"]*\"|, as written: .*)?\)$")
+
+
+def _quoted_on_the_command_line(message: str, item: str) -> str:
+    """``message`` with its advice to quote a value (``name: 007`` is the number 7) given as
+    the override to type: the shell takes the quotes of ``project.name="007"`` off, so YAML
+    read the number again, and the file's example ``"7"`` would even have changed the text."""
+    key, raw = item.split("=", 1)
+    typed = shlex.quote(f'{key}="{raw}"')
+    return _QUOTE_ADVICE.sub(lambda m: f"{m.group(1)}; on the command line, inside the shell's quotes: {typed})",
+                             message)
 
 
 def _selects_meaning_of(override: str, key: str) -> bool:
