@@ -98,6 +98,19 @@ def test_overrides_with_indices_are_type_checked(tmp_path: Path) -> None:
             apply_overrides(MINIMAL, [dotted])
 
 
+def test_an_override_of_one_source_leaves_a_source_aliasing_its_settings_alone() -> None:
+    """`loader: *ld` is the anchored mapping itself, which deepcopy kept shared: the override
+    `sources[0].loader.path=b.jsonl` read b.jsonl for the aliasing source too."""
+    text = ("target: {name: t, loader: {type: jsonl, path: t.jsonl}}\nsources:\n"
+            "  - {name: a, loader: &ld {type: jsonl, path: a.jsonl}, corrupt: &c {shuffle_responses: false}}\n"
+            "  - {name: b, loader: *ld, corrupt: *c}\n")
+    data = yaml.safe_load(text)
+    out = apply_overrides(data, ["sources[0].loader.path=b.jsonl", "sources[1].corrupt.shuffle_responses=true"])
+    assert [s["loader"]["path"] for s in out["sources"]] == ["b.jsonl", "a.jsonl"]
+    assert [s["corrupt"]["shuffle_responses"] for s in out["sources"]] == [False, True]
+    assert data == yaml.safe_load(text)  # the spec's data as read: not changed
+
+
 def test_an_override_value_with_a_hash_is_kept_whole() -> None:
     """YAML reads ` #...` as a comment: `project.name=run #2` became "run" and
     `project.name=#2` nothing. On a command line the `#` is part of the value."""

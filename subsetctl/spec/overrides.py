@@ -5,7 +5,6 @@ caused.
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 import shlex
@@ -71,7 +70,7 @@ def _yaml_drops_a_comment(text: str) -> bool:
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``key=value`` overrides (values parsed as YAML) to a copy of ``data``."""
-    out = copy.deepcopy(data)
+    out = _unshared_copy(data)
     for item in map(_typed_text, overrides):
         if "=" not in item:
             raise SpecError(f"Override {item!r} must look like key=value (e.g. gradients.d=256).")
@@ -107,6 +106,19 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
                 raise SpecError(_not_a_mapping(item, parts[:-1], node, last))
             node[last] = value
     return out
+
+
+def _unshared_copy(node: Any, inside: frozenset[int] = frozenset()) -> Any:
+    """A copy of ``node`` in which no mapping or list is shared: a YAML alias (``loader: *ld``)
+    reads as the anchored object itself, which ``copy.deepcopy`` keeps shared, so an override
+    of ``sources[0].loader.path`` changed every source whose loader was that alias. (A
+    mapping or list inside itself, a recursive alias, is left as it is there.)"""
+    if not isinstance(node, (dict, list)) or id(node) in inside:
+        return node
+    inside = inside | {id(node)}
+    if isinstance(node, dict):
+        return {key: _unshared_copy(value, inside) for key, value in node.items()}
+    return [_unshared_copy(value, inside) for value in node]
 
 
 def _typed_text(item: str) -> str:
