@@ -173,3 +173,29 @@ def test_estimates_identical_for_every_subset_are_warned_about(tiny_project: Pat
     rep = SilentReporter()
     run_project(tiny_project, ["search.strategies=[{name: exhaustive}]"], until="search", reporter=rep)
     assert not [w for w in rep.warnings if "same estimated loss" in w], rep.warnings
+
+
+def test_a_diverged_final_fine_tune_is_warned_and_reported(tiny_project: Path, monkeypatch) -> None:
+    """A final fine-tune whose loss became NaN kept its untrained start (or an earlier
+    checkpoint) as its adapter, was evaluated as if finished, and nothing said so: runs.json
+    alone recorded ``diverged``. Restored from the cache by a later run, it is warned again."""
+    import json
+
+    from subsetctl.modeling import train
+
+    overrides = ["search.strategies=[{name: exhaustive}]", "finetune.baselines=[]"]
+    run_project(tiny_project, overrides, until="search")
+    monkeypatch.setattr(train, "_optimizer_step", lambda *args: None)  # the final fine-tunes' loss: NaN at once
+    rep = SilentReporter()
+    run_project(tiny_project, overrides, reporter=rep)
+    said = [w for w in rep.warnings if "diverged" in w]
+    assert len(said) == 1 and said[0].startswith("finetune exhaustive (seed 0) diverged"), rep.warnings
+    assert "untrained start" in said[0] and "finetune.lr" in said[0]
+    shown = json.loads((tiny_project / "report.json").read_text())["stage_warnings"]
+    assert any("diverged" in w for w in shown["finetune"]), shown
+
+    rep = SilentReporter()  # seed 0's run comes from the cache, seed 1's is trained
+    run_project(tiny_project, [*overrides, "finetune.seeds=2"], reporter=rep)
+    said = sorted(w for w in rep.warnings if "diverged" in w)
+    assert [w[:len("finetune exhaustive (seed 0)")] for w in said] == [
+        "finetune exhaustive (seed 0)", "finetune exhaustive (seed 1)"], rep.warnings

@@ -234,6 +234,20 @@ def _results_only(record: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k != "resumed_from"}
 
 
+def _warn_if_diverged(ctx: StageContext, job: dict[str, Any], record: dict[str, Any]) -> None:
+    """Warn when a run diverged: its adapter is then an earlier checkpoint's, or the untrained
+    start's, and its test metrics are not those of the fine-tune the spec asks for."""
+    if not record.get("diverged"):
+        return
+    kept = record.get("best_step") or 0
+    adapter = (f"its adapter is the one saved at step {kept}" if kept else
+               "its adapter is the untrained start (no checkpoint came before the divergence)")
+    ctx.reporter.warn(
+        f"finetune {'/'.join(job['labels'])} (seed {job['seed']}) diverged (the loss became NaN or infinite) "
+        f"after {record.get('steps')} of {ctx.spec.finetune.steps} steps: {adapter}, so its test metrics are "
+        "not those of a finished fine-tune. Lower finetune.lr or raise finetune.batch_size, then run again.")
+
+
 class FinetuneStage(common.ModelStage):
     name = "finetune"
     description = "fine-tune the base model on each selection and baseline"
@@ -321,6 +335,8 @@ class FinetuneStage(common.ModelStage):
                 cache.store(job["subset"], job["seed"], run_dir, runs[key])
                 atomic_write_json(path, runs)
                 task.update(len(runs))
+        for key, job in by_key.items():  # trained now, earlier, or restored from the cache alike
+            _warn_if_diverged(ctx, job, runs[key])
         labels = {label: [run_key(subset, spec.project.seed + s) for s in range(spec.finetune.seeds)]
                   for label, subset in picks.items()}
         head = {"classes": classes, "head_size": max(spec.model.num_labels or 0, len(classes))} if classes else {}
