@@ -19,6 +19,7 @@ import torch
 
 from subsetctl.errors import UserError
 from subsetctl.modeling.encoding import (
+    TruncationCounts,
     context_kept_whole,
     cut_within_template,
     pad_id,
@@ -374,6 +375,9 @@ def evaluate_model(
 
     if kind == "classifier":
         predictions, metrics, used = _score_classes(model, tokenizer, examples, max_length, batch_size)
+        cut = _texts_cut(tokenizer, examples, max_length)
+        if cut:
+            warnings.append(cut)
     else:
         predictions, metrics, used = _score_generations(
             model, tokenizer, examples, max_length, max_new_tokens, batch_size, metric, warnings, progress
@@ -423,6 +427,15 @@ def _score_classes(
                    for e, p, y in zip(examples, preds, labels)]
     metrics = {"accuracy": float(np.mean([p == y for p, y in zip(preds, labels)])), "macro_f1": macro_f1(preds, labels)}
     return predictions, metrics, "accuracy"
+
+
+def _texts_cut(tokenizer: Any, examples: list[dict], max_length: int) -> str | None:
+    """A warning when ``max_length`` cuts test texts a classifier reads (at their end, as
+    training does): the gradients stage counts the train and validation rows it cuts, but
+    test rows cut here were scored on their start alone without any stage saying so."""
+    counts = TruncationCounts()
+    counts.add_classifier(tokenizer, examples, max_length)
+    return counts.notice(max_length, "test examples")
 
 
 def _score_generations(

@@ -33,8 +33,9 @@ def result_cache_keys(ctx: StageContext, runs: list[str]) -> dict[str, list[str]
     artifacts = ctx.upstream_manifest("finetune").get("artifacts", {})
     base = {"data": common.DataFiles(ctx).of([ctx.spec.target.name]),  # the target's test split is read
             "evaluate": ctx.spec.evaluate.model_dump(mode="json"), "version": __version__}
-    if ctx.spec.model.kind == "classifier":  # macro-F1 over the gold classes: results kept before are not reused
-        base["macro_f1"] = "gold classes"
+    if ctx.spec.model.kind == "classifier":  # macro-F1 over the gold classes: results kept before are not reused,
+        base["macro_f1"] = "gold classes"  # and test texts cut by max_length are warned about
+        base["texts_cut"] = "warned"
     else:  # exact_match compares numbers exactly (a float tolerance matched 1234567891 to 1234567890): likewise,
         base["numbers"] = "exact"  # and generation's prompt cut is warned about
     today, earlier = common.model_key(ctx)

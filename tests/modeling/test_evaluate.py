@@ -268,3 +268,15 @@ def test_answers_are_counted_as_generated_after_their_prompt(monkeypatch) -> Non
     warning = ev._answers_longer_than(tok, rows, 2)
     assert warning is not None and warning.startswith("1 of 2 test answers are longer than evaluate.max_new_tokens=2")
     assert "the longest has 3" in warning
+
+
+def test_classifier_test_texts_cut_by_max_length_are_warned(tiny_bert_dir) -> None:
+    """A classifier's test texts longer than model.max_length were scored on their start
+    alone without a word (the gradients stage counts only train and validation rows)."""
+    model, tok, _ = resolve_model(str(tiny_bert_dir), "classifier", num_labels=2)
+    rows = classifier_rows(4)
+    assert evaluate_model(model, tok, rows, "classifier", max_length=16)["warnings"][1:] == []  # (few rows)
+    rows[2] = {**rows[2], "prompt": "good " * 40}
+    warned = evaluate_model(model, tok, rows, "classifier", max_length=16)["warnings"]
+    assert "model.max_length=16 tokens cut 1 of 4 test examples: in 1 the text was cut at its end (sent: 1)" \
+        in warned[-1], warned
