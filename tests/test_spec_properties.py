@@ -404,3 +404,25 @@ def test_unexpanded_variable_note_names_a_variable_in_the_path(prefix: str, vari
     assert unexpanded_variable_note("/no/vars/here") == ""
     note = unexpanded_variable_note(prefix.replace("$", "") + variable)
     assert note.startswith(". $") and "does not expand environment variables" in note
+
+
+@pytest.mark.parametrize("depth", [65, 1471])
+def test_flow_collections_nested_past_the_limit_are_refused_before_the_scanner_crawls(
+    tmp_path, depth: int
+) -> None:
+    """PyYAML's pure-Python scanner re-checks every open bracket at each token: a spec or
+    an override of `[[[[...` a thousand deep took ~5 s to end in a RecursionError (a fuzz
+    test's deadline under load). Refused past 64 levels, far deeper than any spec."""
+    from subsetctl.spec.reading import read_yaml
+    from subsetctl.spec.yaml_depth import MAX_FLOW_DEPTH
+
+    nested = "[" * depth + "]" * depth
+    spec = tmp_path / "subsetctl.yaml"
+    spec.write_text(f"x: {nested}\n")
+    with pytest.raises(SpecError, match="nested too deeply"):
+        read_yaml(spec)
+    with pytest.raises(SpecError, match="nested too deeply"):
+        apply_overrides({}, [f"project.name={nested}"])
+    deepest = "[" * MAX_FLOW_DEPTH + "]" * MAX_FLOW_DEPTH
+    spec.write_text(f"x: {deepest}\n")
+    assert read_yaml(spec)[0]["x"] is not None and override_value(deepest) is not None  # at the limit: read

@@ -14,6 +14,7 @@ import yaml
 
 from subsetctl.errors import SpecError, printable
 from subsetctl.spec.issues import SpecIssue, format_path
+from subsetctl.spec.yaml_depth import FlowTooDeepError, safe_load_limited
 
 _TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
@@ -50,10 +51,10 @@ def override_value(raw_value: str) -> Any:
     if not raw_value.strip():
         return raw_value
     try:
-        value = yaml.safe_load(raw_value)
+        value = safe_load_limited(raw_value)
     except yaml.YAMLError:
         return raw_value
-    except RecursionError:  # `[[[[...`: as a spec file nested so deeply, a user error, not an internal one
+    except (RecursionError, FlowTooDeepError):  # `[[[[...`: as a spec file nested so deeply, a user error, not an internal one
         shown = raw_value if len(raw_value) <= 40 else raw_value[:40] + "..."
         raise SpecError(f"Override value {shown!r} is nested too deeply to be a spec value.") from None
     return raw_value if "#" in raw_value and _yaml_drops_a_comment(raw_value) else value

@@ -16,6 +16,7 @@ from subsetctl.errors import SpecError, SpecFileError, unexpanded_variable_note
 from subsetctl.spec.issues import _MERGE_TAG, SpecIssue, issues_from_validation, key_lines, line_of_key
 from subsetctl.spec.models import SPEC_FILENAME, Spec
 from subsetctl.spec.overrides import apply_overrides, parse_key_path
+from subsetctl.spec.yaml_depth import FlowDepthLimitedLoader, FlowTooDeepError
 
 
 def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
@@ -64,7 +65,7 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
             problem += " (YAML does not allow tabs for indentation: indent with spaces)"
         raise SpecFileError(path, f"malformed YAML: {problem}. Fix the syntax and retry.",
                             mark.line + 1 if mark is not None else None) from None
-    except RecursionError:
+    except (RecursionError, FlowTooDeepError):
         raise SpecFileError(path, "the YAML is nested too deeply to be a spec. Fix the file and retry.") from None
     if data is None:
         data = {}
@@ -104,7 +105,7 @@ class _DuplicateKeyError(yaml.YAMLError):
         self.key_path, self.line, self.first_line = key_path, line, first_line
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class _UniqueKeyLoader(FlowDepthLimitedLoader):
     """The safe loader, except that a key given twice in one mapping is an error (plain
     YAML keeps the last one, so half of a spec could vanish without a word). Merge keys
     (``<<: *base``) are YAML's own: the keys they bring in may be given again beside them."""
