@@ -599,6 +599,15 @@ def test_an_empty_dask_address_is_found_by_validate(tmp_path: Path) -> None:
     assert "executor.address" in issue and "is not a Dask scheduler address" in issue
 
 
+@pytest.mark.parametrize("address", ["tcp://host:99999", "tcp://host:0", "host:65536"])
+def test_a_dask_port_out_of_range_is_found_by_validate(tmp_path: Path, address: str) -> None:
+    # it passed validate (dask parses any integer port) and the run then reported a timeout
+    pytest.importorskip("distributed")
+    (issue,) = _issues(_spec_file(tmp_path, {**BASE, "executor": {"backend": "dask", "address": address}}))
+    assert "executor.address" in issue and "is not between 1 and 65535" in issue
+    assert _issues(_spec_file(tmp_path, {**BASE, "executor": {"backend": "dask", "address": "host:65535"}})) == []
+
+
 def test_validate_does_not_refuse_a_split_that_rounds_to_rows_once_blank_answers_are_left_out(tmp_path: Path) -> None:
     """6 lines give test 0.1 no row, but one blank answer leaves 5 rows, and 1 test row."""
     lines = [{"prompt": f"q{i}", "response": "" if i == 0 else "a"} for i in range(6)]

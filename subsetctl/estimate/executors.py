@@ -306,7 +306,8 @@ def _bad_address(address: str, reason: Exception) -> UserError:
 
 def check_dask_address(address: str) -> None:
     """Raise a UserError unless ``address`` is a Dask scheduler address: ``tcp://HOST:PORT``
-    (or ``tls://``, ``ws://``, ``ucx://``), ``inproc://...`` or ``HOST:PORT``.
+    (or ``tls://``, ``ws://``, ``ucx://``), ``inproc://...`` or ``HOST:PORT``, with a PORT
+    from 1 to 65535.
 
     Checked before connecting: a Client half-built from a malformed address is closed by
     its ``__del__`` at exit, after a hang and with a stray traceback.
@@ -318,7 +319,9 @@ def check_dask_address(address: str) -> None:
         scheme, location = parse_address(address)
         get_backend(scheme)
         if scheme != "inproc":
-            parse_host_port(location)  # no default port: "localhost" alone is refused
+            _, port = parse_host_port(location)  # no default port: "localhost" alone is refused
+            if not 1 <= port <= 65535:  # parsed as any integer: 99999 would only time out
+                raise ValueError(f"port {port} is not between 1 and 65535")
     except (ValueError, TypeError) as exc:
         raise _bad_address(address, exc) from exc
 

@@ -245,7 +245,8 @@ def test_worker_import_errors_name_subsetctl_and_its_version() -> None:
     assert _worker_import_error(Exception("boom"), None) is None
 
 
-@pytest.mark.parametrize("address", ["localhost", "http://127.0.0.1:8786", "tcp://localhost", "tcp://h:port"])
+@pytest.mark.parametrize("address", ["localhost", "http://127.0.0.1:8786", "tcp://localhost", "tcp://h:port",
+                                     "tcp://h:99999"])
 def test_malformed_dask_address_is_refused_before_connecting(
     address: str, small_features: FeatureSet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
