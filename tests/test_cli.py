@@ -672,7 +672,8 @@ def test_validate_names_an_override_that_points_nowhere_and_a_spec_that_is_a_fol
     assert result.exit_code == 1
     [report] = json.loads(result.output)
     assert report["errors"] == [{"file": "command line", "line": None, "key": "overrides",
-                                 "message": "Override 'sources[9].max_examples=3': sources[9] does not exist."}]
+                                 "message": "Override 'sources[9].max_examples=3': sources[9] does not exist: "
+                                            "sources has 2 items, sources[0] to sources[1]."}]
     text = invoke("validate", str(jsonl_project), "project.name.x=3").output
     assert "command line: overrides: Override 'project.name.x=3': project.name is not a mapping." in text
     (tmp_path / "p" / "subsetctl.yaml").mkdir(parents=True)

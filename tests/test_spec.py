@@ -686,6 +686,25 @@ def test_plugin_loader_options_must_round_trip_through_json(value: str, says: st
     assert spec is None and issues[0].key == "sources[0].loader.options" and says in issues[0].message
 
 
+def test_an_override_of_a_list_item_out_of_range_says_how_many_items_there_are() -> None:
+    """It said only "sources[5] does not exist", not how many sources the spec has."""
+    two = {**MINIMAL, "sources": [*MINIMAL["sources"], {"name": "u", "loader": {"type": "jsonl", "path": "u.jsonl"}}]}
+    for override in ("sources[5].max_examples=3", "sources[5]={}"):
+        with pytest.raises(SpecError, match=r"sources\[5\] does not exist: sources has 2 items, sources\[0\] "
+                                            r"to sources\[1\]\.$"):
+            apply_overrides(two, [override])
+    with pytest.raises(SpecError, match=r"sources\[1\] does not exist: sources has 1 item, sources\[0\]\.$"):
+        apply_overrides(MINIMAL, ["sources[1].max_examples=3"])
+    with pytest.raises(SpecError, match=r"search\.strategies\[0\] does not exist: search\.strategies is empty\."):
+        apply_overrides({**MINIMAL, "search": {"strategies": []}}, ["search.strategies[0].name=x"])
+    with pytest.raises(SpecError, match=r"gradients\[0\] does not exist \(gradients is not a list\)\."):
+        apply_overrides({**MINIMAL, "gradients": {"d": 8}}, ["gradients[0].d=3"])
+    grouped = {**MINIMAL, "source_files": [{"files": "pool/*.jsonl", "loader": {"type": "jsonl"}}]}
+    with pytest.raises(SpecError, match=r"sources has 1 item, sources\[0\]\. The sources of this spec's "
+                                        r"source_files groups are added after overrides apply"):
+        apply_overrides(grouped, ["sources[1].max_examples=3"])
+
+
 def test_a_sources_override_in_a_spec_of_source_files_groups_points_at_them() -> None:
     data = {"source_files": [{"files": "pool/*.jsonl", "loader": {"type": "jsonl"}}]}
     with pytest.raises(SpecError, match=r"sources does not exist\. This spec lists its sources as source_files"):
@@ -699,7 +718,7 @@ def test_override_keys_and_items_that_name_nothing_say_which_part() -> None:
     for key, says in (("a[x]", "is not a dotted key path like a.b[0].c."), ("", "is empty.")):
         with pytest.raises(SpecError, match=re.escape(f"Override key {key!r} {says}")):
             apply_overrides(MINIMAL, [f"{key}=1"])
-    with pytest.raises(SpecError, match=re.escape("Override 'sources[1]=x': sources[1] does not exist.")):
+    with pytest.raises(SpecError, match=re.escape("Override 'sources[1]=x': sources[1] does not exist: sources has 1 item")):
         apply_overrides(MINIMAL, ["sources[1]=x"])  # one past the last item
     with pytest.raises(SpecError, match=re.escape("Override 'target.name.x=1': target.name is not a mapping.")):
         apply_overrides(MINIMAL, ["target.name.x=1"])

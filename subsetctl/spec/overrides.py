@@ -83,24 +83,21 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             nxt = parts[i + 1]
             if isinstance(part, int):
                 if not isinstance(node, list) or part >= len(node):
-                    raise SpecError(f"Override {item!r}: {format_path(tuple(parts[: i + 1]))} does not exist.")
+                    raise SpecError(_no_item(item, parts[: i + 1], node, out))
                 node = node[part]
             else:
                 if not isinstance(node, dict):
                     raise SpecError(_not_a_mapping(item, parts[:i], node, part))
                 if part not in node or node[part] is None:
                     if isinstance(nxt, int):
-                        groups = (" This spec lists its sources as source_files groups: override a group's "
-                                  "settings (source_files[0].max_examples=5), or list the source under sources."
-                                  if i == 0 and part == "sources" and out.get("source_files") else "")
                         raise SpecError(f"Override {item!r}: {format_path(tuple(parts[: i + 1]))} does not "
-                                        f"exist.{groups}")
+                                        f"exist.{_groups_hint(parts[: i + 1], out)}")
                     node[part] = {}
                 node = node[part]
         last = parts[-1]
         if isinstance(last, int):
             if not isinstance(node, list) or last >= len(node):
-                raise SpecError(f"Override {item!r}: {format_path(tuple(parts))} does not exist.")
+                raise SpecError(_no_item(item, parts, node, out))
             node[last] = value
         else:
             if not isinstance(node, dict):
@@ -140,6 +137,28 @@ def _typed_text(item: str) -> str:
         raise SpecError(f"Override {shown!r} is not valid UTF-8 text (the terminal sent other bytes, "
                         "shown as \ufffd). Type it again under a UTF-8 locale, or write the value into "
                         "the spec file.") from None
+
+
+def _groups_hint(path: list[str | int], data: dict[str, Any]) -> str:
+    """For an override of ``sources[i]`` in a spec with ``source_files`` groups: their
+    sources are not in ``sources`` when overrides apply, so how to reach them instead."""
+    if path[0] != "sources" or len(path) > 2 or not data.get("source_files"):
+        return ""
+    which = ("The sources of this spec's source_files groups are added after overrides apply"
+             if data.get("sources") else "This spec lists its sources as source_files groups")
+    return f" {which}: override a group's settings (source_files[0].max_examples=5), or list the source under sources."
+
+
+def _no_item(item: str, path: list[str | int], node: Any, data: dict[str, Any]) -> str:
+    """The error of an override naming a list item that is not there (``path`` ends with
+    its index): how many items the list has, or that it is no list."""
+    where, missing = format_path(tuple(path[:-1])), format_path(tuple(path))
+    if not isinstance(node, list):
+        return f"Override {item!r}: {missing} does not exist ({where} is not a list)."
+    count = (f"{where} is empty" if not node else
+             f"{where} has 1 item, {where}[0]" if len(node) == 1 else
+             f"{where} has {len(node)} items, {where}[0] to {where}[{len(node) - 1}]")
+    return f"Override {item!r}: {missing} does not exist: {count}.{_groups_hint(path, data)}"
 
 
 def _not_a_mapping(item: str, path: list[str | int], node: Any, part: str | int) -> str:
