@@ -265,6 +265,7 @@ def validate(specs: tuple[str, ...], fmt: str) -> None:
     # as typed (a Path would drop "//"); a path holding "=" (/data/x=1/subsetctl.yaml) stays a path
     overrides = [a for a in specs if _OVERRIDE_KEY.match(a) and not _exists(Path(a).expanduser())]
     paths = [Path(a).expanduser() for a in specs if a not in overrides]
+    overrides = [a.lstrip() for a in overrides]  # ` gradients.d=8`, pasted with a space
     reports = []
     for spec in paths or [Path(".")]:
         # a folder named like a spec file (`validate p/subsetctl.yaml` where that is a folder) is said to be one
@@ -420,9 +421,10 @@ def _mark_running(statuses: list[Any], stage: str | None, pid: str) -> None:
             status.reasons = [f"`subsetctl run` (PID {pid}) is computing it now"]
 
 
-#: how a key=value override starts (`gradients.d=`, `sources[0].max_examples =`): a path
-#: holding "=" (`/data/run=1`) does not, and is taken for the folder it names
-_OVERRIDE_KEY = re.compile(r"^[A-Za-z_][\w\-]*(?:\[-?\d+\]|\.[\w\-]+)*\s*=")
+#: how a key=value override starts (`gradients.d=`, `sources[0].max_examples =`, ` gradients.d=`
+#: pasted with a space before it, which the key's parsing strips): a path holding "="
+#: (`/data/run=1`) does not, and is taken for the folder it names
+_OVERRIDE_KEY = re.compile(r"^\s*[A-Za-z_][\w\-]*(?:\[-?\d+\]|\.[\w\-]+)*\s*=")
 
 
 def _exists(path: Path, *, folder: bool = False) -> bool:
@@ -484,7 +486,7 @@ def _split_dir(directory: Path | None, overrides: tuple[str, ...]) -> tuple[Path
             f"{stray[0]!r} is not a key=value override. Give the project folder first, then the overrides: "
             f"`{command} {stray[0]} {' '.join(o for o in overrides if o != stray[0])}`."
         )
-    return directory, overrides
+    return directory, tuple(item.lstrip() for item in overrides)  # ` gradients.d=8`, pasted with a space
 
 
 @main.command()

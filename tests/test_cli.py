@@ -95,6 +95,19 @@ def test_validate_takes_key_value_overrides_like_plan_and_run(jsonl_project: Pat
     assert invoke("validate", "sources[0].max_examples=3").exit_code == 0
 
 
+def test_an_override_pasted_with_a_space_before_it_is_an_override(jsonl_project: Path, monkeypatch) -> None:
+    """`validate ' gradients.d=8'` was taken for a spec file ("no such spec file"), and
+    `plan ' gradients.d=8'` for a project folder, though its key is read stripped."""
+    monkeypatch.chdir(jsonl_project)
+    bad = invoke("validate", " gradients.d=many", "--format", "json")
+    [report] = json.loads(bad.output)
+    assert bad.exit_code == 1 and [e["key"] for e in report["errors"]] == ["gradients.d"]
+    assert report["file"] == "subsetctl.yaml" and "(set on the command line: gradients.d=many)" in bad.output
+    assert invoke("validate", "\tgradients.d=64").exit_code == 0
+    plan = invoke("plan", " gradients.d=many")
+    assert plan.exit_code == 1 and "(set on the command line: gradients.d=many)" in plan.output, plan.output
+
+
 def test_validate_reports_file_line_and_key(jsonl_project: Path) -> None:
     spec = yaml.safe_load((jsonl_project / "subsetctl.yaml").read_text())
     spec["sources"][1]["loader"]["path"] = "missing.jsonl"
