@@ -464,6 +464,33 @@ def test_a_prompt_field_rows_chat_context_that_is_no_context_stops_the_data_stag
             load_jsonl(loader, make_ctx())
 
 
+@pytest.mark.parametrize("context", [[("system", "be \ud800 brief")],
+                                     [("user", "hi"), ("assistant", "there \udfff")]])
+def test_a_lone_surrogate_in_a_chats_earlier_messages_is_refused_as_in_its_prompt(tmp_path: Path, make_ctx,
+                                                                                   context: list) -> None:
+    """The prompt and the answer were checked, the earlier messages not: the row loaded
+    and meta-init stopped with an internal error from the tokenizer ("TextEncodeInput
+    must be Union[...]")."""
+    rows = [{"messages": _chat(("user", "q"), ("assistant", "a"))},
+            {"messages": _chat(*context, ("user", "q"), ("assistant", "a"))}]
+    with pytest.raises(UserError, match=r"chat\.jsonl, line 2: the 'messages' value contains an invalid unicode "
+                                        r"escape \(a lone surrogate such as \\ud800\)"):
+        load_jsonl(_jsonl(tmp_path, rows), make_ctx())
+    rows[1]["metadata"] = {"keep": "\ud800"}  # elsewhere in the row: kept, as any metadata
+    rows[1]["messages"] = _chat(("system", "s"), ("user", "q"), ("assistant", "a"))
+    assert len(load_jsonl(_jsonl(tmp_path, rows), make_ctx())) == 2
+
+
+def test_a_lone_surrogate_in_a_prompt_field_rows_own_chat_context_is_refused(tmp_path: Path, make_ctx) -> None:
+    """As in a chat's earlier messages (a column, or a plugin loader's metadata)."""
+    context = [{"role": "system", "content": "be \ud800 brief"}]
+    for own in ({"chat_context": context}, {"metadata": {"chat_context": context}}):
+        write_jsonl(tmp_path / "rows.jsonl", [{"prompt": "q", "response": "r"}, {"prompt": "q", "response": "r", **own}])
+        loader = JsonlLoader(type="jsonl", path="rows.jsonl", prompt_field="prompt", response_field="response")
+        with pytest.raises(UserError, match=r"line 2: the 'chat_context' value contains an invalid unicode escape"):
+            load_jsonl(loader, make_ctx())
+
+
 def test_a_prompt_field_rows_own_chat_context_is_kept(tmp_path: Path, make_ctx) -> None:
     """A valid one (a plugin loader's, say), none and an empty one load; a classifier,
     which renders no chat, does not check the key."""

@@ -22,13 +22,20 @@ left out is an error that says why.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from typing import TYPE_CHECKING, Any
 
 from subsetctl.chat_context import CONTEXT_KEY
-from subsetctl.data.loaders.common import CommonColumns, LoadContext, _named, _required_fields
+from subsetctl.data.loaders.common import (
+    CommonColumns,
+    LoadContext,
+    _check_context_utf8,
+    _named,
+    _required_fields,
+)
 from subsetctl.errors import UserError
 from subsetctl.spec import LoaderBase
 
@@ -185,6 +192,10 @@ class ChatColumns(CommonColumns):
             left_out.count += 1
             if len(left_out.first) < 5:
                 left_out.first.append(i)
+            return
+        # the earlier messages (read with the prompt by _texts), checked as the prompt is
+        _check_context_utf8(self.context, self.ctx.source_name, self.where, functools.partial(self.locate, i),
+                            self.prompt_field)
 
     def _count_structured(self, i: int, values: dict[str, Any]) -> None:
         """Nothing: a list of messages is what the column holds."""

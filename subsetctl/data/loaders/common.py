@@ -202,6 +202,15 @@ def _check_utf8(text: str, source: str, where: str, locate: Callable[[], str], c
     return text
 
 
+def _check_context_utf8(context: list[dict[str, str]], source: str, where: str, locate: Callable[[], str],
+                        column: str) -> None:
+    """Check a chat context's messages (:data:`CONTEXT_KEY`) as :func:`_check_utf8` checks a
+    prompt: a lone surrogate in one stopped meta-init with an internal error from the
+    tokenizer."""
+    for message in context:
+        _check_utf8(message["content"], source, where, locate, column)
+
+
 # --------------------------------------------------------------- common columns
 
 
@@ -526,8 +535,8 @@ class CommonColumns:
         (:meth:`_texts` just ran for it); may raise :class:`UserError`. Here: a causal LM's
         row that carries a :data:`CONTEXT_KEY` of its own (a plugin loader's, or a column so
         named) has it checked as the model stages read it
-        (:func:`subsetctl.chat_context.is_chat_context`), so that one they would refuse
-        stops the data stage, not meta-init after it."""
+        (:func:`subsetctl.chat_context.is_chat_context`), its texts UTF-8 as a prompt's, so
+        that one they would refuse stops the data stage, not meta-init after it."""
         if not self.classifier and CONTEXT_KEY in extra and not is_chat_context(extra[CONTEXT_KEY]):
             raise UserError(
                 f"Source {self.ctx.source_name!r}: {self.where}, {self.locate(i)}: its {CONTEXT_KEY!r} (a column, "
@@ -535,6 +544,9 @@ class CommonColumns:
                 "assistant), which that key holds: a chat's messages before the prompt, rendered before it. "
                 "Rename that column, or fix what the loader writes there."
             )
+        if not self.classifier and extra.get(CONTEXT_KEY):
+            _check_context_utf8(extra[CONTEXT_KEY], self.ctx.source_name, self.where,
+                                functools.partial(self.locate, i), CONTEXT_KEY)
 
     def _prompt_text(self, record: dict[str, Any]) -> str:
         """A record's prompt: its prompt column's value as text; with a list
