@@ -376,6 +376,25 @@ def test_parquet_string_columns_stored_as_binary_read_as_their_text(tmp_path: Pa
         load_parquet(ParquetLoader(type="parquet", path="bad.parquet"), make_ctx())
 
 
+def test_a_parquet_name_given_twice_is_decoded_as_its_last_column(tmp_path: Path, make_ctx) -> None:
+    """A record holds the last of two columns named alike; when only the first was JSON
+    text (``arrow.json``), its decoder was applied to the last one's plain strings: the
+    answer '[3, 4]' was said to be a list, the metadata '42' became the number 42."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not hasattr(pa, "json_"):
+        pytest.skip("this pyarrow has no arrow.json type")
+    as_json = pa.array(['{"a": 1}', "[1, 2]"], type=pa.json_())
+    plain = pa.array(["[3, 4]", "42"])
+    pq.write_table(pa.Table.from_arrays([pa.array(["p", "q"]), as_json, plain, as_json, plain],
+                                        names=["prompt", "response", "response", "x", "x"]), tmp_path / "d.parquet")
+    ctx = make_ctx()
+    ds = load_parquet(ParquetLoader(type="parquet", path="d.parquet"), ctx)
+    assert ds["response"] == ["[3, 4]", "42"] and ctx.notices == []
+    assert [json.loads(m) for m in ds["metadata"]] == [{"x": "[3, 4]"}, {"x": "42"}]
+
+
 def test_parquet_errors(tmp_path: Path, make_ctx) -> None:
     (tmp_path / "bad.parquet").write_text("not parquet")
     with pytest.raises(UserError, match=r"bad\.parquet could not be read as Parquet"):

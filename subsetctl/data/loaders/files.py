@@ -713,11 +713,13 @@ def load_parquet(options: ParquetLoader, ctx: LoadContext) -> Dataset:
         raise UserError(f"Source {ctx.source_name!r}: file {path} is empty (no rows).")
     names = parquet.schema_arrow.names
 
-    # columns holding JSON text (the last of a name the file gives two columns, as to_pylist)
+    # columns holding JSON text; of a name the file gives two columns, the last one decides, as
+    # to_pylist keeps its values (the first one's decoder was applied to them: a plain "42" read as 42)
     texts = json_text_columns(options, ctx.kind)
-    as_json = {f.name: decoder for f in parquet.schema_arrow
-               if (decoder := _json_decoder(f.type, f.name == options.messages_field
-                                            or (f.name in texts and _is_json_type(f.type)))) is not None}
+    decoders = {f.name: _json_decoder(f.type, f.name == options.messages_field
+                                      or (f.name in texts and _is_json_type(f.type)))
+                for f in parquet.schema_arrow}
+    as_json = {name: decoder for name, decoder in decoders.items() if decoder is not None}
 
     def records(batch: Any) -> list[dict[str, Any]]:
         return with_decoded(batch.to_pylist(), as_json)
