@@ -6,7 +6,8 @@ source with the same classes and runs the data stage again as `run` does after s
 change: into a fresh folder, reusing the first run's prepared sources. Every reused
 source's label ids stay the same, so the re-run should cost about one source's
 preparation, not every source's (it re-read every label row by row and saved every
-source again before). Prints one JSON line.
+source again before). Prints one JSON line (with the process's peak RSS: the sources are
+re-encoded one at a time).
 
     python benchmarks/classifier_sources.py [--sources 20] [--rows 20000]
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import sys
 import time
@@ -66,6 +68,7 @@ def main() -> None:
         "benchmark": "classifier_sources", "sources": args.sources, "rows_per_source": args.rows,
         "first_run_s": round(first, 2), "rerun_after_adding_one_s": round(again, 2),
         "rerun_over_first": round(again / first, 3), "reused": len(summary["reused"]),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),  # (of both runs)
     }))
     shutil.rmtree(folder, ignore_errors=True)
 

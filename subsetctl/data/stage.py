@@ -65,16 +65,6 @@ def source_context(spec: Spec, source: SourceSpec, spec_dir: Path) -> LoadContex
     return LoadContext(source_name=source.name, base_dir=Path(spec_dir), kind=spec.model.kind, seed=seed)
 
 
-def _apply_vocabulary(dataset: Dataset, vocabulary: list[str]) -> Dataset:
-    """``dataset`` with its labels re-encoded in the project's vocabulary, built from its
-    Arrow rows (``to_dict`` made every prompt of a large source a Python string first)."""
-    import pyarrow as pa
-
-    table = dataset.with_format("arrow")[:].combine_chunks()  # only this split's rows
-    labels = pa.array(encode_labels(table.column("label_text").to_pylist(), vocabulary), type=pa.int64())
-    return dataset_from_table(table.set_column(COLUMNS.index("label"), "label", labels))
-
-
 def _label_texts(dataset: Dataset) -> list[str]:
     """A split's ``label_text`` column as a list, read from its Arrow table: iterating
     ``dataset["label_text"]`` decoded row by row (~30 s for 400k rows, most of a
@@ -82,12 +72,34 @@ def _label_texts(dataset: Dataset) -> list[str]:
     return dataset.with_format("arrow")[:].column("label_text").to_pylist() if len(dataset) else []
 
 
-def _label_ids(dataset: Dataset) -> Any:
-    """A split's ``label`` column (the ids a classifier trains on) as an Arrow array: no
-    copy of a memory-mapped split's."""
+def _save_in_vocabulary(out_dir: Path, name: str, splits: dict[str, Dataset], record: dict[str, Any],
+                        vocabulary: list[str], found: Path | None) -> None:
+    """Put a classifier source in ``out_dir`` with its labels as ids in the project's
+    ``vocabulary``: saved again when those ids differ from the ones it was saved with;
+    else kept as it is (saved by this run, or reused in place) or copied from the earlier
+    run's folder ``found``, as a causal LM's reused source is (saving every source again
+    re-hashed it, ~1 s/GB, on each re-run for one source's sake)."""
+    import numpy as np
+
+    ids = {split: np.array(encode_labels(_label_texts(ds), vocabulary), dtype=np.int64) for split, ds in splits.items()}
+    saved = {split: ds.with_format("arrow")[:].column("label").to_numpy() if len(ds) else np.zeros(0, np.int64)
+             for split, ds in splits.items()}
+    if not all(np.array_equal(saved[split], ids[split]) for split in splits):
+        _write_source(out_dir, name, {split: _with_label_ids(ds, ids[split]) for split, ds in splits.items()}, record)
+    elif found is not None:
+        if found != out_dir / name:
+            _copy_source(found, out_dir, name)
+        if read_json_object(out_dir / name / SOURCE_FILE) != record:
+            atomic_write_json(out_dir / name / SOURCE_FILE, record)  # an earlier key: today's
+
+
+def _with_label_ids(dataset: Dataset, ids: Any) -> Dataset:
+    """``dataset`` with ``ids`` as its ``label`` column, built from its Arrow rows
+    (``to_dict`` made every prompt of a large source a Python string first)."""
     import pyarrow as pa
 
-    return dataset.with_format("arrow")[:].column("label") if len(dataset) else pa.chunked_array([], pa.int64())
+    table = dataset.with_format("arrow")[:].combine_chunks()  # only this split's rows
+    return dataset_from_table(table.set_column(COLUMNS.index("label"), "label", pa.array(ids, type=pa.int64())))
 
 
 def _label_spelling(text: str) -> str:
@@ -426,23 +438,11 @@ def run_data_stage(
             f"The classifier data has {len(labels)} distinct label(s) ({', '.join(map(repr, labels)) or 'none'}) over the "
             "target and all sources; a classifier needs at least 2. Check loader.label_field."
         )
-    saved_labels = {name: {split: _label_ids(ds) for split, ds in splits.items()} for name, splits in prepared.items()}
-    prepared = {name: {split: _apply_vocabulary(ds, labels) for split, ds in splits.items()}
-                for name, splits in prepared.items()}
-    warnings.extend(_label_warnings(spec.target.name, prepared))
+    warnings.extend(_label_warnings(spec.target.name, prepared))  # (from label_text, the same in any vocabulary)
     warnings.extend(overlap_warnings(spec.target.name, prepared, spec.model.kind, controls))
-    with quiet_datasets():  # every source saved (again) whose labels the vocabulary of all of them changes
+    with quiet_datasets():  # one source at a time: memory for one source's re-encoded copy
         for name, splits in prepared.items():
-            found = found_at[name]
-            if not all(saved_labels[name][split].equals(_label_ids(ds)) for split, ds in splits.items()):
-                _write_source(out_dir, name, splits, records[name])
-                continue
-            # saved in this vocabulary already (the data stage re-run for another source's sake):
-            # kept, or copied as a causal LM's are; saving it again re-hashed it (~1 s/GB)
-            if found is not None and found != out_dir / name:
-                _copy_source(found, out_dir, name)
-            if found is not None and read_json_object(out_dir / name / SOURCE_FILE) != records[name]:
-                atomic_write_json(out_dir / name / SOURCE_FILE, records[name])  # an earlier key: today's
+            _save_in_vocabulary(out_dir, name, splits, records[name], labels, found_at[name])
     return _write_summary(out_dir, spec, {name: split_summary(splits) for name, splits in prepared.items()},
                           labels, warnings, reused)
 
