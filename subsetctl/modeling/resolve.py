@@ -409,6 +409,8 @@ def _load(
         "trust_remote_code": trust_remote_code,
         "local_files_only": local_files_only,
     }
+    if local_files_only:  # transformers looks for a hub id's adapter_config.json without it: 5 retries, ~25 s a load
+        kwargs["adapter_kwargs"] = {"local_files_only": True}
     with quiet_transformers(), torch.random.fork_rng(devices=[]):
         tokenizer = AutoTokenizer.from_pretrained(
             location, trust_remote_code=trust_remote_code, local_files_only=local_files_only

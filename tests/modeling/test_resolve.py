@@ -134,6 +134,45 @@ def test_unreachable_hub_fails_fast_without_retries(monkeypatch, tmp_path) -> No
     assert "all-minilm-l6-v2" in str(err.value)
 
 
+def _hub_cache_holding(cache: Path, repo_id: str, folder: Path) -> None:
+    """A Hugging Face hub cache (``models--org--name/snapshots/<commit>``, ``refs/main``)
+    holding the files of ``folder`` as the hub model ``repo_id``, built by hand."""
+    import shutil
+
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    shutil.copytree(folder, repo / "snapshots" / "0123456789abcdef")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123456789abcdef")
+
+
+def test_a_cached_hub_model_loads_without_asking_the_unreachable_hub(monkeypatch, tmp_path, tiny_llama_dir) -> None:
+    """Out of reach (HF_HUB_OFFLINE not set), a hub model is loaded from the local cache
+    without a request to the hub: transformers' look for an adapter_config.json did not
+    get local_files_only, and spent five retries (about 25 s) on every load, so on every
+    stage and fine-tune."""
+    import huggingface_hub.constants as hc
+    import huggingface_hub.file_download as fd
+
+    from subsetctl.modeling import resolve
+
+    for var in ("HF_HUB_OFFLINE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", False, raising=False)
+    _hub_cache_holding(tmp_path, "tinyorg/tinyllama", tiny_llama_dir)
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(resolve, "hub_reachable", lambda timeout=3.0: False)
+    asked: list[str] = []
+
+    def unreachable(url, *args, **kwargs):
+        asked.append(url)
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(fd, "get_hf_file_metadata", unreachable)
+    _model, _tok, info = resolve_model("tinyorg/tinyllama", "causal-lm")
+    assert info["origin"] == "hub" and info["hub_offline"] is True and info["architecture"] == "llama"
+    assert asked == []
+
+
 # --------------------------------------------------------------------------- classifier heads
 
 
