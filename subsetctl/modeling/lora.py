@@ -231,11 +231,15 @@ def write_adapter(model: Any, folder: str | Path) -> None:
     weights file 0600; every file gets the mode the umask gives other artifacts, so a
     team sharing the project can read the adapters. A model with a :data:`BASE_MODEL_NAME`
     attribute has its adapters name it as their base model, not the folder peft loaded it
-    from (set after peft's save: saving, peft looks the name up as a folder, else on the hub)."""
+    from (set after peft's save: saving, peft looks the name up as a folder, else on the hub).
+
+    ``save_embedding_layers=False``: LoRA targets linear layers only and the vocabulary is
+    never resized, so there are no embeddings to save, and peft's "auto" asked the hub for a
+    hub model's config.json on every save (a request, and two Python warnings, offline)."""
     from subsetctl.project import new_file_mode
 
     folder = Path(folder)
-    model.save_pretrained(str(folder))
+    model.save_pretrained(str(folder), save_embedding_layers=False)
     name = getattr(model, BASE_MODEL_NAME, None)
     name = name if isinstance(name, str) and name else None
     config_path = folder / "adapter_config.json"

@@ -188,3 +188,30 @@ def test_a_damaged_adapters_message_names_the_project_in_its_command(tmp_path) -
     assert "the stage that wrote it" in str(_damaged(tmp_path / "elsewhere" / "adapter", ValueError("x")))
     kept = project / ".subsetctl" / ".previous" / "verify" / "runs" / "cd34" / "adapter"  # not `--force .previous`
     assert f"`subsetctl run '{project.resolve()}' --force verify`." in str(_damaged(kept, ValueError("x")))
+
+
+def test_saving_the_adapter_of_a_hub_model_asks_the_hub_nothing(tiny_llama_dir, tmp_path, monkeypatch) -> None:
+    """peft looked a hub base model's config.json up on the hub at every adapter save (each
+    meta-init checkpoint, each fine-tune): offline, a request and two raw UserWarnings from
+    site-packages each time. The adapter files are the same as before."""
+    import warnings
+
+    import peft.utils.save_and_load as peft_save
+
+    model, _, _ = resolve_model(str(tiny_llama_dir), "causal-lm")
+    peft_model = apply_lora(model, r=2, kind="causal-lm")
+    save_adapter(peft_model, tmp_path / "local")
+    peft_model.peft_config["default"].base_model_name_or_path = "some-org/some-model"  # as loaded from the hub
+    asked: list[str] = []
+
+    def unreachable(repo_id: str, filename: str, **kwargs) -> None:  # (None: it could not tell)
+        asked.append(repo_id)
+        warnings.warn(f"Unable to fetch remote file {filename} in {repo_id}")
+
+    monkeypatch.setattr(peft_save, "check_file_exists_on_hf_hub", unreachable)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        save_adapter(peft_model, tmp_path / "hub")
+    assert asked == [] and not [str(w.message) for w in caught]
+    assert (tmp_path / "hub" / "adapter_model.safetensors").read_bytes() == \
+        (tmp_path / "local" / "adapter_model.safetensors").read_bytes()
