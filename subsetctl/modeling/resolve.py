@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from subsetctl.errors import UserError, unexpanded_variable_note
-from subsetctl.hub import hub_reachable
+from subsetctl.hub import hub_reachable, model_cached
 from subsetctl.registry import PACKAGED_MODELS
 
 Kind = Literal["causal-lm", "classifier"]
@@ -857,12 +857,15 @@ def resolve_model(
         except UserError:
             raise
         except Exception as exc:  # offline, unreachable, gated, missing: all the user's to fix
-            where = (
-                "the hub is unreachable from this machine and the model is not in the local "
-                "Hugging Face cache"
-                if offline
-                else f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'}"
-            )
+            if not offline:
+                where = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'}"
+            elif model_cached(source):  # validate found its config.json: say what the cache lacks
+                where = ("the hub is unreachable from this machine and the local Hugging Face cache holds only "
+                         f"part of the model: {_first_line(exc).rstrip('.')}; load it once where the hub is "
+                         "reachable to download the rest")
+            else:
+                where = ("the hub is unreachable from this machine and the model is not in the local "
+                         "Hugging Face cache")
             raise UserError(
                 f"Could not load {source!r} from the Hugging Face hub ({where}). If this machine "
                 f"is offline, use a packaged model ({_packaged_hint()}) or the path of a local "

@@ -173,6 +173,30 @@ def test_a_cached_hub_model_loads_without_asking_the_unreachable_hub(monkeypatch
     assert asked == []
 
 
+def test_a_hub_model_cached_in_part_is_not_said_to_be_missing_from_the_cache(monkeypatch, tmp_path,
+                                                                             tiny_llama_dir) -> None:
+    """Out of reach, a hub model whose config.json the cache holds (validate calls it cached)
+    but not its weights: the error says what the cache lacks, not that it has none of it."""
+    import shutil
+
+    import huggingface_hub.constants as hc
+
+    from subsetctl.modeling import resolve
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True, raising=False)
+    partial = shutil.copytree(tiny_llama_dir, tmp_path / "partial")
+    (partial / "model.safetensors").unlink()  # a download cut short before the weights
+    _hub_cache_holding(tmp_path / "cache", "tinyorg/partial", partial)
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(resolve, "hub_reachable", lambda timeout=3.0: False)
+    with pytest.raises(UserError) as err:
+        resolve_model("tinyorg/partial", "causal-lm")
+    text = str(err.value)
+    assert "holds only part of the model" in text and "model.safetensors" in text, text
+    assert "not in the local" not in text
+
+
 # --------------------------------------------------------------------------- classifier heads
 
 
