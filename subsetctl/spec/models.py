@@ -165,7 +165,7 @@ class ModelSpec(StrictModel):
         "smollm2-135m-instruct",
         min_length=1,
         description="A packaged model name (see `subsetctl ls`), a local folder, or a "
-        "Hugging Face hub id (needs network access).",
+        "Hugging Face hub id (read from the local Hugging Face cache where the hub cannot be reached).",
     )
     kind: Literal["causal-lm", "classifier"] = Field(
         "causal-lm", description="causal-lm: prompt -> response; classifier: text -> label."
