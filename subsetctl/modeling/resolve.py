@@ -172,12 +172,12 @@ def config_hash(config: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def ensure_pad_token(tokenizer: Any, model: Any | None = None) -> None:
+def ensure_pad_token(tokenizer: Any, model: Any | None = None, where: str = "The model") -> None:
     """Give a tokenizer without a pad token the EOS token as pad (and tell the model's
     config, which sequence-classification heads need to find the last real token). A pad
     token the model has no embedding for (added to the tokenizer without resizing the
     model's embeddings) is replaced by EOS the same way: padding is masked, but its id is
-    still looked up."""
+    still looked up. ``where`` names the model in the error for a tokenizer with neither."""
     rows = _embedding_rows(model)
     if tokenizer.pad_token is not None and rows is not None and (tokenizer.pad_token_id or 0) >= rows:
         tokenizer.pad_token = None
@@ -185,9 +185,9 @@ def ensure_pad_token(tokenizer: Any, model: Any | None = None) -> None:
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
             raise UserError(
-                "The tokenizer has neither a pad token nor an EOS token, so batches cannot be "
-                "padded. Use a model whose tokenizer defines one of them, or add a pad token to "
-                "the tokenizer files of the local model folder."
+                f"{where} has a tokenizer with neither a pad token nor an EOS token, so batches cannot be "
+                "padded. Use a model whose tokenizer defines one of them, or add a pad token to the tokenizer "
+                "files of the local model folder (tokenizer.pad_token = ...; tokenizer.save_pretrained(folder))."
             )
         tokenizer.pad_token = tokenizer.eos_token
     if model is not None and getattr(model.config, "pad_token_id", None) is None:
@@ -433,7 +433,7 @@ def _load(
                 loading.get("mismatched_keys") or (), model.config.num_labels, where
             )
             new_layers = newly_initialized_layers(model, loading.get("missing_keys") or ())
-    ensure_pad_token(tokenizer, model)
+    ensure_pad_token(tokenizer, model, where)
     if kind == "classifier" and model.config.pad_token_id != tokenizer.pad_token_id:
         # a decoder's head takes the last token that is not config.pad_token_id as the text's end:
         # another id than the batches are padded with made it read a padding position

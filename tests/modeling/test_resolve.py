@@ -50,6 +50,23 @@ def test_a_pad_token_the_model_has_no_embedding_for_falls_back_to_eos(tmp_path: 
         assert torch.isfinite(model(**batch).logits).all()
 
 
+def test_a_tokenizer_without_pad_or_eos_token_is_an_error_naming_the_model_folder(tmp_path: Path) -> None:
+    """The error said "the tokenizer" without naming whose, unlike the other model errors."""
+    import string
+
+    from tinymodels import save_tiny_llama
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    chars = ["<unk>"] + list(string.printable[:95])
+    tk = Tokenizer(models.WordLevel({c: i for i, c in enumerate(chars)}, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    folder = save_tiny_llama(tmp_path / "llama", PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>"))
+    with pytest.raises(UserError, match="neither a pad token nor an EOS token") as err:
+        resolve_model(str(folder), "causal-lm")
+    assert f"The model folder {folder.resolve()} has a tokenizer" in str(err.value)
+
+
 def test_local_folder_loads_and_pad_falls_back_to_eos(tiny_llama_dir) -> None:
     model, tok, info = resolve_model(str(tiny_llama_dir), "causal-lm")
     assert tok.pad_token == tok.eos_token == "<eos>"
