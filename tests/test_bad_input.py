@@ -265,6 +265,9 @@ def test_model_folder_without_tokenizer_says_which_files_it_has(tiny_llama: Path
         path.unlink()
     with pytest.raises(UserError, match="no tokenizer files .* holds: config.json"):
         resolve_model(str(copy), "causal-lm")
+    # validate says so at once, as it does of a folder without config.json, not meta_init after the data stage
+    issues = _issues(_spec_file(tmp_path, {**BASE, "model": {"source": "model"}}))
+    assert any("model.source" in i and "no tokenizer files" in i for i in issues), issues
 
 
 def test_plugin_module_that_raises_on_import(tmp_path: Path, monkeypatch) -> None:

@@ -561,7 +561,7 @@ def check_model_folder(source: str, spec_dir: Path | None, kind: str | None = No
     """Raise the UserError :func:`resolve_model` would, for what validate can see without
     loading anything: a source that is no packaged model, folder or hub id, a packaged
     model that does not load as ``kind``, a folder without config.json (``.``, a parent
-    folder of the model, an empty string), or, with ``kind`` "causal-lm", a folder whose
+    folder of the model, an empty string) or without tokenizer files, or, with ``kind`` "causal-lm", a folder whose
     config.json describes an encoder-only or encoder-decoder model
     (:func:`not_a_causal_lm`; only json is read, transformers is not imported)."""
     if kind is not None and source in packaged_names():
@@ -582,10 +582,22 @@ def check_model_folder(source: str, spec_dir: Path | None, kind: str | None = No
             "model.source at the folder that holds config.json and the weights (as written by "
             f"save_pretrained), or use a packaged model ({_packaged_hint()})."
         )
+    _refuse_folder_without_tokenizer(folder)
     if kind == "causal-lm":
         config = _folder_config(folder)
         if config is not None:
             _refuse_non_causal(config, f"The model folder {folder}")
+
+
+def _refuse_folder_without_tokenizer(folder: Path) -> None:
+    """A UserError for a model folder that holds none of :data:`TOKENIZER_FILES`, listing
+    what it holds."""
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        present = ", ".join(sorted(p.name for p in folder.iterdir())[:12]) or "nothing"
+        raise UserError(
+            f"The model folder {folder} has no tokenizer files (one of {', '.join(TOKENIZER_FILES)}); it "
+            f"holds: {present}. Save the tokenizer there too (tokenizer.save_pretrained(folder))."
+        )
 
 
 def _adapter_hint(folder: Path) -> str:
@@ -826,12 +838,7 @@ def resolve_model(
                 f"(as written by save_pretrained), or use a packaged model ({_packaged_hint()})."
             )
         location = str(folder)
-        if not any((folder / name).is_file() for name in TOKENIZER_FILES):
-            present = ", ".join(sorted(p.name for p in folder.iterdir())[:12]) or "nothing"
-            raise UserError(
-                f"The model folder {folder} has no tokenizer files (one of {', '.join(TOKENIZER_FILES)}); it "
-                f"holds: {present}. Save the tokenizer there too (tokenizer.save_pretrained(folder))."
-            )
+        _refuse_folder_without_tokenizer(folder)
         from safetensors import SafetensorError
 
         where = f"The model folder {folder}"
