@@ -34,9 +34,11 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*/[A-Za-z0-9][A-Za-z0-9_.\-]*$
 #: Config keys that change with the saving library, not with the model.
 _VOLATILE_CONFIG_KEYS = ("_name_or_path", "transformers_version", "_commit_hash")
 
-#: Files any one of which holds a tokenizer's vocabulary (fast, SentencePiece, WordPiece, BPE).
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model",
-                   "vocab.txt", "vocab.json")
+#: Files any one of which holds a tokenizer's vocabulary (fast, SentencePiece, WordPiece, BPE):
+#: SentencePiece files under the names transformers' tokenizers give them (``spm.model``:
+#: DeBERTa-v2/v3, whose hub folders ship no tokenizer.json; ``sentencepiece.model``: RemBERT).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "spm.model",
+                   "sentencepiece.model", "vocab.txt", "vocab.json")
 
 #: transformers ``model_type``s of encoder-only families: bidirectional attention, trained
 #: as masked LMs. ``AutoModelForCausalLM`` maps many of them to a causal-LM class anyway

@@ -384,6 +384,24 @@ def test_validate_check_refuses_encoder_folder_for_causal_lm_only(tiny_bert_dir,
     assert "loads as a causal-lm (smollm2-135m-instruct)" in str(err.value)  # the hint leaves minilm out
 
 
+def test_a_deberta_folder_with_only_its_spm_model_has_tokenizer_files(tmp_path: Path) -> None:
+    """DeBERTa-v2/v3 folders as the hub has them keep their SentencePiece model as spm.model,
+    without tokenizer.json: they were refused as having no tokenizer files, while the
+    message listed spm.model among the files they hold."""
+    import json
+
+    from subsetctl.modeling.resolve import check_model_folder
+
+    folder = tmp_path / "deberta-v3"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "deberta-v2"}))
+    (folder / "spm.model").write_bytes(b"\x0a")
+    check_model_folder(str(folder), None, "classifier")
+    (folder / "spm.model").rename(folder / "other.model")
+    with pytest.raises(UserError, match="no tokenizer files"):
+        check_model_folder(str(folder), None, "classifier")
+
+
 @pytest.mark.parametrize(
     ("config", "refused"),
     [
