@@ -448,7 +448,8 @@ def _optimizer_step(
 ) -> float | None:
     """One update over ``batch_rows`` (``grad_accum`` micro-batches of encoded rows):
     the mean training loss, or None when a micro-batch's loss is not finite (then no update
-    is applied)."""
+    is applied) or the update cannot be held in the weights' dtype (a learning rate of
+    about 1e37 or more: torch refuses the step, and the trainer restores a saved adapter)."""
     optimizer.zero_grad(set_to_none=True)
     step_loss = 0.0
     for micro in range(config.grad_accum):
@@ -463,7 +464,12 @@ def _optimizer_step(
         step_loss += float(loss.detach())
     if config.max_grad_norm:
         torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-    optimizer.step()
+    try:
+        optimizer.step()
+    except RuntimeError as exc:  # "value cannot be converted to type float without overflow"
+        if "overflow" not in str(exc):
+            raise
+        return None
     return step_loss
 
 
@@ -530,7 +536,8 @@ def train_lora(
 
     Returns:
         A :class:`TrainResult`. On return the model holds the saved (best) adapter weights.
-        A non-finite loss stops training with ``diverged=True`` (no update is applied).
+        A non-finite loss, or an update the weights' dtype cannot hold, stops training with
+        ``diverged=True`` (the saved adapter is never a non-finite one).
     """
     from peft import PeftModel
 

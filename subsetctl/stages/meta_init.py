@@ -53,7 +53,7 @@ class MetaInitStage(common.ModelStage):
             from subsetctl.errors import UserError
 
             raise UserError(
-                "meta_init diverged (the loss became NaN or infinite). Lower meta_init.lr or raise "
+                "meta_init diverged (the loss or an update became NaN or infinite). Lower meta_init.lr or raise "
                 "meta_init.batch_size, then run again."
             )
         return {

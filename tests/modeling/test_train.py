@@ -211,6 +211,20 @@ def test_divergence_is_flagged(tiny_llama_dir, tmp_path) -> None:
     assert all(float(v.abs().max()) == 0.0 for k, v in saved.items() if "lora_B" in k)
 
 
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+def test_a_learning_rate_too_large_for_float32_is_a_divergence(tiny_llama_dir, tmp_path, optimizer) -> None:
+    """lr=1e38 (the spec takes any finite positive lr): torch refused the first update
+    ("value cannot be converted to type float without overflow"), and `run` stopped with an
+    internal error instead of meta_init's "diverged, lower meta_init.lr"."""
+    model, tok = _llama(tiny_llama_dir)
+    cfg = TrainConfig(steps=3, batch_size=4, max_length=32, lr=1e38 if optimizer == "adamw" else 1e300,
+                      optimizer=optimizer)
+    result = train_lora(model, tok, causal_rows(), cfg, tmp_path, "causal-lm")
+    assert result.diverged and result.steps == 0
+    saved = _adapter(tmp_path)  # the starting weights
+    assert all(float(v.abs().max()) == 0.0 for k, v in saved.items() if "lora_B" in k)
+
+
 def test_compute_f_matches_surrogate_and_single_token_ce(tiny_llama_dir) -> None:
     model, tok = _llama(tiny_llama_dir)
     rows = causal_rows()
