@@ -199,3 +199,34 @@ def test_a_diverged_final_fine_tune_is_warned_and_reported(tiny_project: Path, m
     said = sorted(w for w in rep.warnings if "diverged" in w)
     assert [w[:len("finetune exhaustive (seed 0)")] for w in said] == [
         "finetune exhaustive (seed 0)", "finetune exhaustive (seed 1)"], rep.warnings
+
+
+def test_a_meta_init_that_made_the_target_worse_is_warned_naming_meta_init_lr(tiny_project: Path, monkeypatch) -> None:
+    """A learning rate too high mostly keeps the loss finite (SmolLM2-135M at meta_init.lr=1:
+    target validation loss 2.30 untrained, 4.94 at the best step) and meta_init finished
+    without a word: the gradients, estimates and fine-tunes started from a theta* worse than
+    the base model. The untrained adapter's loss (here made lower than any trained one's)
+    is now measured and compared."""
+    import json
+
+    from subsetctl.modeling import train
+
+    real, calls = train.evaluate_loss, []
+
+    def first_is_low(*args, **kwargs):  # the stage's evaluation before training comes first
+        calls.append(1)
+        return 0.01 if len(calls) == 1 else real(*args, **kwargs)
+
+    monkeypatch.setattr(train, "evaluate_loss", first_is_low)
+    rep = SilentReporter()
+    run_project(tiny_project, ["meta_init.lr=0.5"], until="meta_init", reporter=rep)
+    said = [w for w in rep.warnings if w.startswith("meta_init: training made")]
+    assert len(said) == 1 and "against 0.01 before training" in said[0], rep.warnings
+    assert said[0].endswith("A meta_init.lr too high (here 0.5) is the usual cause: lower it and run again.")
+    summary = json.loads((tiny_project / ".subsetctl" / "meta_init" / "manifest.json").read_text())["summary"]
+    assert summary["start_val_loss"] == 0.01 and summary["best_val_loss"] > 0.01
+
+    monkeypatch.setattr(train, "evaluate_loss", real)  # trained, the tiny model's loss goes down: nothing said
+    rep = SilentReporter()
+    run_project(tiny_project, [], until="meta_init", reporter=rep)
+    assert not [w for w in rep.warnings if w.startswith("meta_init: training made")], rep.warnings

@@ -2,7 +2,8 @@
 
 The adapter with the best target validation loss (mean softplus(-f), the quantity the
 estimator predicts) is kept. Checkpoints make a killed run resume with optimizer state
-and data order.
+and data order. A best loss above the untrained adapter's (the base model's) is warned
+about: a learning rate too high keeps the loss finite but leaves theta* worse than the start.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class MetaInitStage(common.ModelStage):
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         from subsetctl.modeling.lora import adapter_fingerprint, count_trainable
-        from subsetctl.modeling.train import train_lora
+        from subsetctl.modeling.train import evaluate_loss, train_lora
 
         spec = ctx.spec
         common.seed_everything(spec.project.seed)
@@ -40,6 +41,9 @@ class MetaInitStage(common.ModelStage):
             spec.meta_init, spec, objective="ce", optimizer="adamw", seed=spec.project.seed,
             eval_every=spec.meta_init.eval_every, eval_objective="surrogate",
         )
+        # the untrained adapter's (LoRA B is 0: the base model's), what training should improve on
+        start_val_loss = evaluate_loss(model, tokenizer, validation, spec.model.kind, spec.model.max_length,
+                                       spec.meta_init.batch_size, "surrogate")
         with common.train_progress(ctx, "meta_init", spec.meta_init.steps) as progress:
             result = train_lora(
                 model, tokenizer, train, config, ctx.out_dir, kind=spec.model.kind,
@@ -56,6 +60,13 @@ class MetaInitStage(common.ModelStage):
                 "meta_init diverged (the loss or an update became NaN or infinite). Lower meta_init.lr or raise "
                 "meta_init.batch_size, then run again."
             )
+        if result.best_eval_loss is not None and result.best_eval_loss > start_val_loss:
+            ctx.reporter.warn(
+                f"meta_init: training made the target's validation loss worse: {result.best_eval_loss:.4g} at "
+                f"its best step ({result.best_step}) against {start_val_loss:.4g} before training, so the "
+                "gradients and fine-tunes start from a theta* worse than the base model. A meta_init.lr too "
+                f"high (here {spec.meta_init.lr:g}) is the usual cause: lower it and run again."
+            )
         return {
             "model": {k: v for k, v in info.items() if isinstance(v, (str, int, float, list))},
             "trainable_parameters": count_trainable(model),
@@ -64,6 +75,7 @@ class MetaInitStage(common.ModelStage):
             "resumed_from": result.resumed_from,
             "best_step": result.best_step,
             "best_val_loss": result.best_eval_loss,
+            "start_val_loss": start_val_loss,
             "first_train_loss": result.train_losses[0] if result.train_losses else None,
             "last_train_loss": result.train_losses[-1] if result.train_losses else None,
             "adapter": "adapter",
