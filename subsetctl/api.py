@@ -581,7 +581,9 @@ def _listed(items: str | list[str] | tuple[str, ...] | None) -> list[str]:
 @plugin_scope()
 def validate_spec_file(path: str | Path, overrides: str | list[str] | None = None) -> ValidationReport:
     """Validate one spec file: YAML, schema, then the semantic checks."""
-    path = Path(path)  # a str from a notebook failed with AttributeError deep in read_yaml
+    # a str from a notebook failed with AttributeError deep in read_yaml; "~/q/subsetctl.yaml" was
+    # "no such spec file" while plan_project("~/q") and `subsetctl validate '~/q'` found it
+    path = Path(path).expanduser()
     overrides = _listed(overrides)
     report = ValidationReport(file=str(path))
     try:

@@ -16,6 +16,18 @@ def test_validate_spec_file_takes_a_str_path_as_the_other_functions_do(jsonl_pro
     assert "is a directory" in issue.message
 
 
+def test_validate_spec_file_expands_a_home_folder_as_plan_project_does(jsonl_project: Path,
+                                                                      monkeypatch) -> None:
+    """validate_spec_file("~/q/subsetctl.yaml") said "no such spec file" while
+    plan_project("~/q") (and the CLI) found the project."""
+    from subsetctl.api import plan_project, validate_spec_file
+
+    monkeypatch.setenv("HOME", str(jsonl_project.parent))
+    checked = validate_spec_file(f"~/{jsonl_project.name}/subsetctl.yaml")
+    assert checked.ok, [issue.render() for issue in checked.issues]
+    assert plan_project(f"~/{jsonl_project.name}")[0].root == jsonl_project
+
+
 def test_every_record_run_project_returns_has_the_documented_keys(tiny_project: Path) -> None:
     """README: one record per stage, {"stage", "action", "seconds"}; a stage the spec
     switches off had no "seconds", so summing them over the records raised KeyError."""
