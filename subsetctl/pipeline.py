@@ -379,16 +379,20 @@ class Pipeline:
     def stage_names(self) -> list[str]:
         return [s.name for s in self.stages]
 
-    def _check_stage(self, name: str | None) -> None:
-        if name is not None and name not in self.by_name:
+    def _check_stage(self, name: str | None, optional: bool = True) -> None:
+        """A UserError unless ``name`` is a stage's (or None, for no stage, when ``optional``)."""
+        if (name is not None or not optional) and name not in self.by_name:
             raise UserError(f"Unknown stage {name!r}. Stages: {', '.join(self.stage_names())}.")
 
     def _check_stage_options(self, until: str | None, force: set[str]) -> None:
         """``--until`` and ``--force`` name stages that exist and are switched on: a stage
         the spec switches off is skipped, so ``--until verify`` ran every stage after it
         (every real fine-tune) and ``--force verify`` did nothing, both without a word."""
-        for name in [*sorted(force), until]:
-            self._check_stage(name)
+        # (each forced name checked before any is compared: force=["data", 3] or [None] from a notebook
+        # raised TypeError or ValueError; key=str sorts them all the same)
+        for name in sorted(force, key=str):
+            self._check_stage(name, optional=False)
+        self._check_stage(until)
         for option, name in [*(("--force", n) for n in sorted(force)), ("--until", until)]:
             stage = self.by_name.get(name) if name else None
             if stage is not None and not stage.enabled(self.spec):

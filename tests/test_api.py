@@ -179,6 +179,19 @@ def test_one_override_or_stage_given_as_a_plain_string_is_one_item(jsonl_project
     assert validate_spec_file(jsonl_project / "subsetctl.yaml", "gradients.d=64").spec.gradients.d == 64
 
 
+def test_a_forced_stage_that_is_not_a_stage_name_is_a_user_error(jsonl_project: Path) -> None:
+    """force=[None] or ["data", 3] from a notebook raised ValueError or TypeError (from
+    sorting the names) instead of naming the stages."""
+    import pytest
+
+    from subsetctl.api import plan_project
+    from subsetctl.errors import UserError
+
+    for force in ([None], ["data", 3]):
+        with pytest.raises(UserError, match="Unknown stage (None|3). Stages: data, "):
+            plan_project(jsonl_project, force=force)
+
+
 def test_a_run_with_nothing_to_do_imports_neither_datasets_nor_torch(tiny_project: Path) -> None:
     """`run` checked that pyarrow can open the project's path through the data stage's
     module, which imports datasets (about 1 s): a run with everything up to date took
