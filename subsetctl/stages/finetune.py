@@ -243,7 +243,7 @@ def _warn_if_diverged(ctx: StageContext, job: dict[str, Any], record: dict[str, 
     adapter = (f"its adapter is the one saved at step {kept}" if kept else
                "its adapter is the untrained start (no checkpoint came before the divergence)")
     ctx.reporter.warn(
-        f"finetune {'/'.join(job['labels'])} (seed {job['seed']}) diverged (the loss became NaN or infinite) "
+        f"finetune {'/'.join(job['labels'])} (seed {job['seed']}) diverged (the loss or an update became NaN or infinite) "
         f"after {record.get('steps')} of {ctx.spec.finetune.steps} steps: {adapter}, so its test metrics are "
         "not those of a finished fine-tune. Lower finetune.lr or raise finetune.batch_size, then run again.")
 
