@@ -82,15 +82,29 @@ def _save_in_vocabulary(out_dir: Path, name: str, splits: dict[str, Dataset], re
     import numpy as np
 
     ids = {split: np.array(encode_labels(_label_texts(ds), vocabulary), dtype=np.int64) for split, ds in splits.items()}
-    saved = {split: ds.with_format("arrow")[:].column("label").to_numpy() if len(ds) else np.zeros(0, np.int64)
-             for split, ds in splits.items()}
-    if not all(np.array_equal(saved[split], ids[split]) for split in splits):
+    if not all(np.array_equal(_label_ids(ds), ids[split]) for split, ds in splits.items()):
         _write_source(out_dir, name, {split: _with_label_ids(ds, ids[split]) for split, ds in splits.items()}, record)
     elif found is not None:
         if found != out_dir / name:
             _copy_source(found, out_dir, name)
         if read_json_object(out_dir / name / SOURCE_FILE) != record:
             atomic_write_json(out_dir / name / SOURCE_FILE, record)  # an earlier key: today's
+
+
+def _label_ids(dataset: Dataset) -> Any:
+    """A split's ``label`` column as a numpy array, read from its Arrow table."""
+    import numpy as np
+
+    return dataset.with_format("arrow")[:].column("label").to_numpy() if len(dataset) else np.zeros(0, np.int64)
+
+
+def _as_rewritten(splits: dict[str, Dataset]) -> dict[str, Dataset]:
+    """``splits`` rebuilt from their Arrow rows (:func:`_with_label_ids`, their ids as they
+    are), so that a classifier source saved as prepared has the content-determined
+    fingerprint (in ``state.json``) it has when saved again in the vocabulary: kept or
+    saved again, the same rows are the same files, and so the same output digest of the
+    data stage as a fresh run's."""
+    return {split: _with_label_ids(ds, _label_ids(ds)) if len(ds) else ds for split, ds in splits.items()}
 
 
 def _with_label_ids(dataset: Dataset, ids: Any) -> Dataset:
@@ -429,7 +443,7 @@ def run_data_stage(
         found_at[source.name] = found
         if found is None:  # saved now, labels not yet in the shared vocabulary, so that a run stopped
             with quiet_datasets():  # partway keeps it (a reused source is re-encoded from label_text)
-                _write_source(out_dir, source.name, prepared[source.name], records[source.name])
+                _write_source(out_dir, source.name, _as_rewritten(prepared[source.name]), records[source.name])
         if progress is not None:
             progress(done, len(everything))
     labels = label_vocabulary(t for splits in prepared.values() for ds in splits.values() for t in _label_texts(ds))

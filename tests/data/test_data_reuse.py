@@ -396,3 +396,22 @@ def test_a_classifier_source_whose_label_ids_stay_is_copied_not_saved_again(tmp_
     assert sorted(saved) == ["s0", "s1", "s2", "s3", "tgt"]  # s3 when prepared (its id 0 is a0's in both)
     run_data_stage(spec, tmp_path, tmp_path / "fresh4", reuse=False)
     assert _rows(tmp_path / "again", spec) == _rows(tmp_path / "fresh4", spec)
+
+
+def test_a_classifier_source_kept_as_prepared_saves_as_one_saved_again_would(tmp_path: Path) -> None:
+    """A source whose own label ids were already the shared vocabulary's was kept as first
+    saved, with the fingerprint of how it was prepared in its state.json, while the same
+    rows re-encoded from an earlier run were saved with a fingerprint of their content: a
+    fresh `run --force data` gave another output digest for the same data than the re-run
+    (and so made meta_init and every stage after it stale)."""
+    from subsetctl.project import artifact_checksums, artifact_contents
+
+    spec = _spec(tmp_path, 1, "classifier")  # the target's classes c0-c2; s0 has all three too
+    write_jsonl(tmp_path / "s0.jsonl", [{"prompt": f"s0 {j}", "y": f"c{1 + j % 2}"} for j in range(6)])
+    run_data_stage(spec, tmp_path, tmp_path / "earlier")  # s0's c1, c2: ids 0, 1 then 1, 2 (saved again)
+    write_jsonl(tmp_path / "target.jsonl", [{"prompt": f"tgt {j}", "y": f"c{1 + j % 2}"} for j in range(12)])
+    run_data_stage(spec, tmp_path, tmp_path / "again", reuse_from=[tmp_path / "earlier"])  # s0: 1, 2 -> 0, 1
+    run_data_stage(spec, tmp_path, tmp_path / "fresh", reuse=False)  # s0 as prepared: 0, 1 kept
+    assert _rows(tmp_path / "again", spec) == _rows(tmp_path / "fresh", spec)
+    assert (artifact_contents(artifact_checksums(tmp_path / "again"))
+            == artifact_contents(artifact_checksums(tmp_path / "fresh")))
