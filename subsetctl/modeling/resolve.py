@@ -593,13 +593,34 @@ def check_model_folder(source: str, spec_dir: Path | None, kind: str | None = No
 
 def _refuse_folder_without_tokenizer(folder: Path) -> None:
     """A UserError for a model folder that holds none of :data:`TOKENIZER_FILES`, listing
-    what it holds."""
-    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+    what it holds; unless its tokenizer needs no vocabulary file
+    (:func:`_tokenizer_needs_no_files`)."""
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES) and not _tokenizer_needs_no_files(folder):
         present = ", ".join(sorted(p.name for p in folder.iterdir())[:12]) or "nothing"
         raise UserError(
             f"The model folder {folder} has no tokenizer files (one of {', '.join(TOKENIZER_FILES)}); it "
             f"holds: {present}. Save the tokenizer there too (tokenizer.save_pretrained(folder))."
         )
+
+
+#: Tokenizers of characters or bytes, which save no vocabulary file (only tokenizer_config.json)
+_FILELESS_TOKENIZERS = ("CanineTokenizer", "ByT5Tokenizer", "PerceiverTokenizer")
+#: ``model_type``s whose tokenizer (AutoTokenizer's choice from config.json) is one of them
+_FILELESS_MODEL_TYPES = ("canine", "perceiver")
+
+
+def _tokenizer_needs_no_files(folder: Path) -> bool:
+    """Whether a model folder's tokenizer is one of :data:`_FILELESS_TOKENIZERS`, named by
+    its tokenizer_config.json or, without one naming a class, by its config.json's
+    ``model_type`` (a CANINE folder transformers loads holds only tokenizer_config.json)."""
+    try:
+        tokenizer_config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        tokenizer_config = None
+    named = tokenizer_config.get("tokenizer_class") if isinstance(tokenizer_config, dict) else None
+    if named is not None:
+        return named in _FILELESS_TOKENIZERS
+    return (_folder_config(folder) or {}).get("model_type") in _FILELESS_MODEL_TYPES
 
 
 def _adapter_hint(folder: Path) -> str:

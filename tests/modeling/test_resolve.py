@@ -637,3 +637,24 @@ def test_only_a_causal_lm_read_from_a_folder_gets_the_answer_tokenization_marker
     assert answer_tokenization_inputs("org/name", tmp_path, "causal-lm") == {}  # a hub id: not read
     for name in PACKAGED_MODELS.names():  # byte-level BPE and WordPiece: not converted or read for it
         assert answer_tokenization_inputs(name, tmp_path, "causal-lm") == {}
+
+
+def test_a_canine_or_byt5_folder_needs_no_vocabulary_file(tmp_path: Path) -> None:
+    """Tokenizers of characters or bytes save only tokenizer_config.json, and transformers
+    loads such a folder: it was refused as having no tokenizer files ("save the tokenizer
+    there too"), by validate too. A folder with only the config.json of another family is
+    still refused (AutoTokenizer made an empty-vocabulary tokenizer of it)."""
+    import json
+
+    from subsetctl.modeling.resolve import check_model_folder
+
+    folder = tmp_path / "canine"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "canine"}))
+    check_model_folder(str(folder), None, "classifier")  # AutoTokenizer picks CanineTokenizer by model_type
+    (folder / "config.json").write_text(json.dumps({"model_type": "t5"}))
+    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "ByT5Tokenizer"}))
+    check_model_folder(str(folder), None, "classifier")
+    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "BertTokenizer"}))
+    with pytest.raises(UserError, match="no tokenizer files"):
+        check_model_folder(str(folder), None, "classifier")
