@@ -505,6 +505,27 @@ def test_estimated_vs_true_plot_says_which_figures_are_held_out(tmp_path: Path, 
     assert uncalibrated.get_title() == "surrogate fine-tune (fast, lambda=0.1, uncalibrated)\nSpearman (raw) 1.00"
 
 
+def test_estimated_vs_true_plot_with_calibrate_enabled_false_says_the_map_is_unused(
+        tmp_path: Path, captured: dict[str, Any]) -> None:
+    """With calibrate.enabled: false each verify kind still gets a fitted map (what
+    calibration would give), and the scatter drew its points as "calibrated" with nothing
+    saying the project's estimates are raw, which every other part of the report says."""
+    from subsetctl.report import plots
+
+    report = {"verify": {"ce": _verify_entry()}, "calibration": {"enabled": False, "lam": 0.1}}
+    plots.estimated_vs_true(report, tmp_path / "e.png")
+    ax = captured["fig"].axes[0]
+    assert ax.get_title().startswith("ce fine-tune (fast, lambda=0.1, calibration off)\n")
+    assert "calibrated, unused (map fitted on these 4)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    captured.clear()  # no report-wide calibration (search left out): the summary of calibrate says it
+    plots.estimated_vs_true({"verify": {"ce": _verify_entry()},
+                             "stages": {"calibrate": {"summary": {"calibrated": False}}}}, tmp_path / "e.png")
+    assert "calibration off" in captured["fig"].axes[0].get_title()
+    captured.clear()
+    plots.estimated_vs_true({**report, "calibration": {"enabled": True}}, tmp_path / "e.png")
+    assert "calibration off" not in captured["fig"].axes[0].get_title()
+
+
 def test_estimated_vs_true_plot_leaves_out_a_subset_without_an_estimate(tmp_path: Path,
                                                                          captured: dict[str, Any]) -> None:
     """An estimator that gives NaN for a verify subset (calibration leaves it out; report.json

@@ -84,12 +84,14 @@ def estimated_vs_true(report: dict[str, Any], path: Path) -> Path | None:
         cal = v["calibration"]
         ax.scatter(t, r, label="raw", marker="o", alpha=0.7)
         shown = [t, r]
+        # a map fitted while the project's estimates stay raw (calibrate.enabled: false) is what it would give
+        unused = bool(cal.get("enabled")) and calibration_in_use(report) is False
         if cal.get("enabled"):  # off, the calibrated estimates are the raw ones (the identity map)
-            ax.scatter(t, c, label=f"calibrated (map fitted on these {len(t)})", marker="x")
+            ax.scatter(t, c, label=f"calibrated{', unused' if unused else ''} (map fitted on these {len(t)})", marker="x")
             shown.append(c)
         lo, hi = min(min(values) for values in shown), max(max(values) for values in shown)
         ax.plot([lo, hi], [lo, hi], color="black", linewidth=0.8, label="y = x")
-        ax.set_title(_estimated_vs_true_title(kind, v), fontsize=9)
+        ax.set_title(_estimated_vs_true_title(kind, v, unused), fontsize=9)
         ax.set_xlabel("true target validation loss")
         ax.set_ylabel("estimated")
         ax.ticklabel_format(useOffset=False)  # close losses: plain ticks, not an offset
@@ -101,15 +103,27 @@ def estimated_vs_true(report: dict[str, Any], path: Path) -> Path | None:
     return path
 
 
-def _estimated_vs_true_title(kind: str, verify_entry: dict[str, Any]) -> str:
+def calibration_in_use(report: dict[str, Any]) -> bool | None:
+    """Whether the project's estimates are calibrated (report.json's ``calibration``, else
+    the calibrate stage's summary); None when the report says neither."""
+    cal = report.get("calibration")
+    if isinstance(cal, dict) and "enabled" in cal:
+        return bool(cal["enabled"])
+    summary = (report.get("stages", {}).get("calibrate") or {}).get("summary") or {}
+    calibrated = summary.get("calibrated")
+    return None if calibrated is None else bool(calibrated)
+
+
+def _estimated_vs_true_title(kind: str, verify_entry: dict[str, Any], unused: bool = False) -> str:
     """The scatter's title: the fine-tune, the estimator and lambda chosen, the raw
     estimates' Spearman and the held-out (leave-one-out) error of the calibrated ones, as
     the verify table shows them; the calibrated points themselves come from a map fitted
-    on every point shown, so they are not held out."""
+    on every point shown, so they are not held out. ``unused``: the kind's map was fitted,
+    but the project's estimates are raw (``calibrate.enabled: false``), and the title says so."""
     cal = verify_entry["calibration"]
     rho = cal.get("spearman")
-    head = (f"{kind} fine-tune ({verify_entry.get('estimator') or 'estimator'}, lambda={cal['lam']:g}"
-            f"{'' if cal.get('enabled') else ', uncalibrated'})")
+    state = ", calibration off" if unused else "" if cal.get("enabled") else ", uncalibrated"
+    head = f"{kind} fine-tune ({verify_entry.get('estimator') or 'estimator'}, lambda={cal['lam']:g}{state})"
     figures = f"Spearman (raw) {'–' if rho is None else f'{rho:.2f}'}"
     if cal.get("enabled"):
         figures += f", held-out (LOO) error of calibrated {percent_cell(cal.get('loo_median_rel_err'))}"
