@@ -211,6 +211,23 @@ def test_baselines_and_all_zero_scores_read_plainly(tmp_path: Path, captured: di
     assert captured["fig"].axes[0].get_ylim() == (0.0, 1.0)  # no negative axis for scores that are all 0
 
 
+def test_the_test_metric_plot_says_what_its_whiskers_and_gray_bars_are(tmp_path: Path,
+                                                                        captured: dict[str, Any]) -> None:
+    """The bars had whiskers (± std over the seeds) and gray bars (the baselines) that
+    nothing on the plot explained."""
+    from subsetctl.report import plots
+
+    metrics = {k: {"metric": "accuracy", "score_mean": 0.7, "score_std": 0.04, "seeds": 3}
+               for k in ("forward", "all", "target_only")}
+    plots.test_metric({"test_metrics": metrics}, tmp_path / "t.png")
+    assert captured["fig"].axes[0].get_title() == ("test metric by selection\n"
+                                                   "(mean ± std over 3 seeds; gray: baselines)")
+    captured.clear()
+    plots.test_metric({"test_metrics": {"forward": {"metric": "accuracy", "score_mean": 0.7, "score_std": None,
+                                                    "seeds": 1}}}, tmp_path / "t.png")
+    assert captured["fig"].axes[0].get_title() == "test metric by selection"  # one seed, no baselines
+
+
 def test_macro_f1_cell_shows_mean_and_seed_spread() -> None:
     assert macro_f1_cell({"score_mean": 0.5}) == "–"  # a causal LM: no macro-F1
     assert macro_f1_cell({"macro_f1_mean": 0.4, "macro_f1_std": None}) == "0.4"

@@ -149,8 +149,20 @@ def test_metric(report: dict[str, Any], path: Path) -> Path | None:
     tops = [m + s for m, s in zip(means, stds) if m is not None]
     if tops and min(m for m in means if m is not None) >= 0:  # scores: a zero baseline, never a negative axis
         ax.set_ylim(0, max(tops) * 1.15 if max(tops) > 0 else 1.0)
-    ax.set_title("test metric by selection", fontsize=9)
+    ax.set_title(_test_metric_title(metrics), fontsize=9)
     setp(ax.get_xticklabels(), rotation=30, ha="right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path
+
+
+def _test_metric_title(metrics: dict[str, Any]) -> str:
+    """The test-metric plot's title, saying what its whiskers (± std over the seeds) and its
+    gray bars (the baselines) are: neither was said anywhere on the plot."""
+    key = []
+    if any(m.get("score_std") is not None for m in metrics.values()):
+        seeds = {m.get("seeds") for m in metrics.values()}
+        key.append(f"mean ± std over {seeds.pop()} seeds" if len(seeds) == 1 else "mean ± std over seeds")
+    if any(label in ("all", "target_only") for label in metrics):
+        key.append("gray: baselines")
+    return "test metric by selection" + (f"\n({'; '.join(key)})" if key else "")
