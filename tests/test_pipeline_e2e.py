@@ -124,6 +124,11 @@ def test_report_after_a_partial_run_shows_what_exists(tiny_project: Path) -> Non
     calibration = json.loads((tiny_project / ".subsetctl" / "calibrate" / "calibration.json").read_text())
     primary = calibration["primary"]
     assert (primary["enabled"], primary["slope"], primary["intercept"]) == (False, 1.0, 0.0)
+    # nor its held-out error, which report.json's calibration and the stage summary gave for the raw estimates
+    assert primary["loo_median_rel_err"] is None
+    assert calibration["kinds"]["surrogate"]["calibration"]["loo_median_rel_err"] is not None  # what it would give
+    summary = json.loads((tiny_project / ".subsetctl" / "calibrate" / "manifest.json").read_text())["summary"]
+    assert summary["calibrated"] is False and summary["loo_median_rel_err"] is None
 
 
 def test_true_finetune_estimator_drives_a_strategy(tiny_project: Path) -> None:

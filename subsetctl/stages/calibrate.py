@@ -97,6 +97,8 @@ class CalibrateStage(Stage):
                 # the identity map, as whenever calibration is off: a reader applying slope and intercept
                 # must get the raw estimates the search uses (the fit stays in the kind's entry)
                 primary.enabled, primary.slope, primary.intercept = False, 1.0, 0.0
+                # nor the fit's held-out error: the raw estimates in use have no such error (the kind's entry has it)
+                primary.loo_median_rel_err = float("nan")
                 primary.notes.append(f"calibrate.enabled is false: raw estimates at the spec's lambda "
                                      f"({spec.estimate.lam:g}); the verify table's calibrated error says what "
                                      "calibration would give")
