@@ -598,6 +598,34 @@ def test_reasoning_gym_bad_config(make_ctx) -> None:
         load_reasoning_gym(options, make_ctx())
 
 
+def test_reasoning_gym_generator_that_raises_is_a_user_error(monkeypatch: pytest.MonkeyPatch, make_ctx) -> None:
+    """A generator that gives up on an entry (maze with a distance its grid cannot hold raises
+    RuntimeError at entry time) or raises some other error on its config was an internal
+    error, "a bug in subsetctl"."""
+    import reasoning_gym
+
+    class GivesUp:
+        def __getitem__(self, index: int) -> dict:
+            if index == 1:
+                raise RuntimeError("Could not find suitable path cell after 1000 attempts")
+            return {"question": "q", "answer": "a", "metadata": {}}
+
+    monkeypatch.setattr(reasoning_gym, "create_dataset", lambda *a, **k: GivesUp())
+    options = ReasoningGymLoader(type="reasoning_gym", task="maze", size=3, config={"min_dist": 40})
+    with pytest.raises(UserError) as err:
+        load_reasoning_gym(options, make_ctx("mz"))
+    text = str(err.value)
+    assert "'mz'" in text and "'maze'" in text and "entry 1" in text and "seed 0" in text
+    assert "Could not find suitable path cell" in text and "loader.config" in text
+
+    def refuses(*args: object, **kwargs: object) -> None:
+        raise KeyError("min_dist")
+
+    monkeypatch.setattr(reasoning_gym, "create_dataset", refuses)
+    with pytest.raises(UserError, match=r"'mz'.*'maze' rejected loader.config .*min_dist"):
+        load_reasoning_gym(options, make_ctx("mz"))
+
+
 # ------------------------------------------------------------------------- evals
 
 needs_evals = pytest.mark.skipif(evals_data_dir() is None, reason="evals package data not installed")

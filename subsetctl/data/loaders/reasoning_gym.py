@@ -50,14 +50,22 @@ def load_reasoning_gym(options: ReasoningGymLoader, ctx: LoadContext) -> Dataset
     seed = options.seed if options.seed is not None else ctx.seed
     try:
         generator = reasoning_gym.create_dataset(options.task, size=options.size, seed=seed, **options.config)
-    except (TypeError, ValueError, AssertionError) as exc:
+    except Exception as exc:  # noqa: BLE001 - third-party code refusing the config (assert, TypeError, ...)
         raise UserError(
             f"Source {ctx.source_name!r}: reasoning-gym task {options.task!r} rejected "
-            f"loader.config {options.config!r}: {exc}. Fix loader.config."
+            f"loader.config {options.config!r}: {_exception_text(exc)}. Fix loader.config."
         ) from None
     records = []
     for index in range(options.size):
-        entry = generator[index]
+        try:
+            entry = generator[index]
+        except Exception as exc:  # noqa: BLE001 - a generator giving up (maze: "Could not find ...")
+            raise UserError(
+                f"Source {ctx.source_name!r}: reasoning-gym task {options.task!r} failed to generate entry "
+                f"{index} (seed {seed}, loader.config {options.config!r}): {_exception_text(exc)}. "
+                + ("Loosen loader.config or try another loader.seed." if options.config
+                   else "Try another loader.seed or task.")
+            ) from None
         meta = dict(entry.get("metadata") or {})
         meta.update(
             rg_task=options.task, rg_seed=seed, rg_size=options.size, rg_index=index, rg_config=options.config
@@ -76,3 +84,8 @@ def load_reasoning_gym(options: ReasoningGymLoader, ctx: LoadContext) -> Dataset
         fix="The generator made an unusable entry: try another loader.seed or loader.config.",
         draw=True,
     )
+
+
+def _exception_text(exc: BaseException) -> str:
+    """``exc``'s message, or its type's name where it has none (a bare ``assert``)."""
+    return str(exc) or type(exc).__name__
