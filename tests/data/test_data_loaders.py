@@ -649,6 +649,24 @@ def test_evals_unknown_name_and_file(make_ctx) -> None:
         load_evals(EvalsLoader(type="evals", name="shape_in_shape", file="nope.jsonl"), make_ctx())
 
 
+def test_evals_file_with_carriage_return_line_endings(monkeypatch: pytest.MonkeyPatch, make_ctx,
+                                                      tmp_path: Path) -> None:
+    """An evals file whose lines end with a carriage return alone (the package's
+    Chinese_character_riddles) reads as the evals package reads it, a line a sample; it
+    stopped the data stage with "re-save it", a file inside site-packages."""
+    folder = tmp_path / "data" / "riddles"
+    folder.mkdir(parents=True)
+    samples = [{"input": [{"role": "system", "content": f"Guess {i}."}, {"role": "user", "content": "x"}],
+                "ideal": f"[{i}]"} for i in range(3)]
+    (folder / "samples.jsonl").write_bytes("\r".join(json.dumps(s) for s in samples).encode() + b"\r")
+    monkeypatch.setattr("subsetctl.data.loaders.evals.evals_data_dir", lambda: tmp_path / "data")
+    ds = load_evals(EvalsLoader(type="evals", name="riddles"), make_ctx("rd"))
+    assert ds["prompt"] == [f"Guess {i}.\n\nx" for i in range(3)] and ds["response"] == ["[0]", "[1]", "[2]"]
+    (folder / "samples.jsonl").write_bytes(b'{"input": "a", "ideal": "1"}\r\n\r\n{"input": "b"}\r\n')
+    with pytest.raises(UserError, match="line 3 has no 'ideal'"):  # numbered as universal newlines number them
+        load_evals(EvalsLoader(type="evals", name="riddles"), make_ctx("rd"))
+
+
 def test_evals_missing_package(monkeypatch: pytest.MonkeyPatch, make_ctx) -> None:
     monkeypatch.setattr("subsetctl.data.loaders.evals.evals_data_dir", lambda: None)
     with pytest.raises(UserError, match="pip install --no-deps evals"):

@@ -9,7 +9,7 @@ import functools
 import io
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from pathlib import Path
@@ -278,12 +278,27 @@ def json_document_advice(line: str, written_path: str) -> str:
     return ""
 
 
+def split_bare_carriage_returns(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, str]]:
+    """:func:`text_lines`'s lines with a carriage return alone ending a line too, numbered
+    as Python's universal newlines number them (a CRLF line stays one line, its CR dropped)."""
+    number = 0
+    for _, line in lines:
+        parts = line.split("\r")
+        if len(parts) > 1 and parts[-1] == "":  # the line ended in CR (CRLF, or a CR at the end)
+            parts.pop()
+        for part in parts:
+            number += 1
+            yield number, part
+
+
 def jsonl_records(path: Path, source: str, duplicates: DuplicateKeys | None = None,
-                  written_path: str | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+                  written_path: str | None = None,
+                  universal_newlines: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-blank line of a JSON Lines file, a line at a time;
     the lines whose objects (also nested ones) name a key twice go into ``duplicates``.
     ``written_path``: the path as the spec gives it, for the advice on a file that holds
-    one JSON document (:func:`json_document_advice`)."""
+    one JSON document (:func:`json_document_advice`). ``universal_newlines``: a carriage
+    return alone ends a line too (:func:`split_bare_carriage_returns`)."""
     twice: list[str] = []
 
     def as_dict(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -298,7 +313,8 @@ def jsonl_records(path: Path, source: str, duplicates: DuplicateKeys | None = No
 
     decoder = json.JSONDecoder(object_pairs_hook=as_dict)  # (as fast as json.loads: 0.69 s vs 0.81 s a 400k lines)
     first = True  # the first non-blank line (blank lines may come before it), whose text may show a JSON document
-    for number, line in text_lines(path, source):
+    lines = text_lines(path, source)
+    for number, line in split_bare_carriage_returns(lines) if universal_newlines else lines:
         if not line.strip():
             continue
         try:
@@ -334,8 +350,12 @@ def jsonl_records(path: Path, source: str, duplicates: DuplicateKeys | None = No
 
 
 def parse_jsonl(path: Path, source: str) -> list[tuple[int, dict[str, Any]]]:
-    """Every (line number, object) of a JSON Lines file (for small files: evals samples)."""
-    rows = list(jsonl_records(path, source))
+    """Every (line number, object) of a JSON Lines file (for small files: evals samples).
+
+    A carriage return alone ends a line too, as in Python's universal newlines, with which
+    the ``evals`` package reads its own files: one of them (``Chinese_character_riddles``)
+    has classic Mac OS line endings, and the user cannot re-save a package's file."""
+    rows = list(jsonl_records(path, source, universal_newlines=True))
     if not rows:
         raise UserError(f"Source {source!r}: file {path} is empty. Give a file with at least one row.")
     return rows
