@@ -965,6 +965,14 @@ def test_evals_default_file_prefers_samples(make_ctx) -> None:
     assert json.loads(ds["metadata"][0])["evals_file"] == "samples.jsonl"
 
 
+@needs_evals
+def test_evals_metadata_names_a_nested_file_with_its_folder(make_ctx) -> None:
+    """theory_of_mind has tomi/test.jsonl and socialiqa/test.jsonl: the rows' evals_file was
+    "test.jsonl" for both."""
+    ds = load_evals(EvalsLoader(type="evals", name="theory_of_mind", file="tomi/test.jsonl"), make_ctx())
+    assert json.loads(ds["metadata"][0])["evals_file"] == "tomi/test.jsonl"
+
+
 def test_evals_default_file_rule() -> None:
     from subsetctl.data.loaders import default_evals_file
 

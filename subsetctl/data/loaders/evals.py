@@ -108,8 +108,13 @@ def load_evals(options: EvalsLoader, ctx: LoadContext) -> Dataset:
     """A task from the `evals` package: chat ``input`` -> prompt, ``ideal`` -> response.
 
     A list ``ideal`` (several accepted answers) gives its first item as the response;
-    the whole list stays in the metadata as ``ideal_all``."""
+    the whole list stays in the metadata as ``ideal_all``, with the sample's other keys,
+    ``evals_name`` and ``evals_file`` (the file as ``loader.file`` names it, its folder in
+    the eval included)."""
     path = evals_file(options, ctx.source_name)
+    data_dir = evals_data_dir()  # (found: evals_file found the file in it)
+    # the file as loader.file names it: theory_of_mind has tomi/test.jsonl and socialiqa/test.jsonl
+    file_name = path.relative_to(data_dir / options.name).as_posix() if data_dir else path.name
     parsed = parse_jsonl(path, ctx.source_name)
     records = []
     for number, record in parsed:
@@ -125,7 +130,7 @@ def load_evals(options: EvalsLoader, ctx: LoadContext) -> Dataset:
                 f"{_evals_no_ideal_advice(options, path)}"
             )
         extra = {k: v for k, v in record.items() if k not in ("input", "ideal")}
-        extra.update(evals_name=options.name, evals_file=path.name, ideal_all=ideal_all)
+        extra.update(evals_name=options.name, evals_file=file_name, ideal_all=ideal_all)
         records.append({"prompt": _evals_prompt(record.get("input")), "ideal": ideal, "metadata": extra})
     lines = [number for number, _ in parsed]
     return build_common(
