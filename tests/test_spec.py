@@ -686,6 +686,17 @@ def test_plugin_loader_options_must_round_trip_through_json(value: str, says: st
     assert spec is None and issues[0].key == "sources[0].loader.options" and says in issues[0].message
 
 
+@pytest.mark.parametrize(("value", "says"), [("!!set {'+', '-'}", "config.operators: a set"),
+                                             (".inf", "cannot be saved as JSON"), ("2024-01-01", "a date")])
+def test_reasoning_gym_config_must_round_trip_through_json(value: str, says: str) -> None:
+    """A set (polynomial_equations takes one for its operators) made the data stage stale
+    on every other run (its order changes from process to process) and the rows with it."""
+    text = ("target:\n  name: t\n  loader: {type: jsonl, path: t.jsonl}\nsources:\n"
+            f"  - name: s\n    loader: {{type: reasoning_gym, task: polynomial_equations, config: {{operators: {value}}}}}\n")
+    spec, issues = validate_data(yaml.safe_load(text), "x.yaml", text)
+    assert spec is None and issues[0].key == "sources[0].loader.config" and says in issues[0].message
+
+
 def test_an_override_of_a_list_item_out_of_range_says_how_many_items_there_are() -> None:
     """It said only "sources[5] does not exist", not how many sources the spec has."""
     two = {**MINIMAL, "sources": [*MINIMAL["sources"], {"name": "u", "loader": {"type": "jsonl", "path": "u.jsonl"}}]}

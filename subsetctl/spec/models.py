@@ -340,6 +340,28 @@ class HuggingFaceLoader(LoaderBase, ChatMessages):
     data_files: list[str] | None = Field(None, description="Explicit data files, if any.")
 
 
+def check_json_value(value: Any, where: str) -> None:
+    """ValueError unless ``value`` (a loader's ``options`` or ``config``, named ``where``)
+    is plain JSON: it is saved in the resolved spec and fingerprinted as JSON, and a YAML set
+    (its order changes from run to run, so the data stage never stayed up to date), a date,
+    or .inf/.nan (all written as null, so a change went unseen) would not round-trip."""
+    import math
+
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"{where}: key {key!r} is not text; JSON keys are strings")  # noqa: TRY004 - pydantic reports ValueErrors
+            check_json_value(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            check_json_value(item, f"{where}[{i}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where}: {value} cannot be saved as JSON; give a finite number or text")
+    elif not isinstance(value, str | int | float | bool | type(None)):
+        raise ValueError(f"{where}: a {type(value).__name__} ({value!r}) cannot be saved as JSON; "
+                         "use a list, a mapping, text or a number")
+
+
 class ReasoningGymLoader(StrictModel):
     """A reasoning-gym procedural task generator (offline, seeded, with answer checkers)."""
 
@@ -350,6 +372,14 @@ class ReasoningGymLoader(StrictModel):
     config: dict[str, Any] = Field(
         default_factory=dict, description="Extra keyword options for the generator."
     )
+
+    @field_validator("config")
+    @classmethod
+    def _json_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """The config is saved, fingerprinted and kept in each row's metadata as JSON (see
+        :func:`check_json_value`)."""
+        check_json_value(config, "config")
+        return config
 
 
 class EvalsLoader(StrictModel):
@@ -372,28 +402,9 @@ class PluginLoader(StrictModel):
     @field_validator("options")
     @classmethod
     def _json_options(cls, options: dict[str, Any]) -> dict[str, Any]:
-        """Options are saved in the resolved spec and fingerprinted as JSON: a YAML set
-        (its order changes from run to run, so the data stage never stayed up to date), a
-        date, or .inf/.nan (all written as null, so a change went unseen) would not
-        round-trip."""
-        import math
-
-        def check(value: Any, where: str) -> None:
-            if isinstance(value, dict):
-                for key, item in value.items():
-                    if not isinstance(key, str):
-                        raise ValueError(f"options{where}: key {key!r} is not text; JSON keys are strings")  # noqa: TRY004 - pydantic reports ValueErrors
-                    check(item, f"{where}.{key}")
-            elif isinstance(value, list):
-                for i, item in enumerate(value):
-                    check(item, f"{where}[{i}]")
-            elif isinstance(value, float) and not math.isfinite(value):
-                raise ValueError(f"options{where}: {value} cannot be saved as JSON; give a finite number or text")
-            elif not isinstance(value, str | int | float | bool | type(None)):
-                raise ValueError(f"options{where}: a {type(value).__name__} ({value!r}) cannot be saved as JSON; "
-                                 "use a list, a mapping, text or a number")
-
-        check(options, "")
+        """Options are saved in the resolved spec and fingerprinted as JSON (see
+        :func:`check_json_value`)."""
+        check_json_value(options, "options")
         return options
 
 
