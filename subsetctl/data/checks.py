@@ -672,7 +672,7 @@ def _check_evals(loader: EvalsLoader, loc: tuple[Any, ...], issues: _Issues) -> 
         issues.add(loc, f"the evals loader needs the `evals` package data: `{EVALS_INSTALL_HINT}`")
         return
     folder = data_dir / loader.name
-    if not folder.is_dir():
+    if loader.name not in evals_names(data_dir):  # not a path: '' or '.' read the first eval's file
         issues.add(
             loc + ("name",),
             f"unknown eval {loader.name!r}. {close_names(loader.name, evals_names(data_dir))}",

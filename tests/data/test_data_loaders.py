@@ -667,6 +667,23 @@ def test_evals_file_with_carriage_return_line_endings(monkeypatch: pytest.Monkey
         load_evals(EvalsLoader(type="evals", name="riddles"), make_ctx("rd"))
 
 
+@needs_evals
+@pytest.mark.parametrize("name", ["", ".", "born_first/"])
+def test_evals_name_is_an_eval_not_a_path(name: str, make_ctx, tmp_path: Path) -> None:
+    """name '' or '.' is the evals data folder itself: it read the first eval's file
+    (2d_movement's samples.jsonl) without a word, in validate and in the data stage."""
+    from subsetctl.data.checks import check_sources
+
+    with pytest.raises(UserError, match=r"loader.name .* is not an eval"):
+        load_evals(EvalsLoader(type="evals", name=name), make_ctx())
+    spec_file = tmp_path / "subsetctl.yaml"
+    spec_file.write_text("x: 1\n")
+    spec = Spec.model_validate({"target": {"name": "t", "loader": {"type": "evals", "name": "born_first"}},
+                                "sources": [{"name": "s", "loader": {"type": "evals", "name": name}}]})
+    (issue,) = check_sources(spec, spec_file)
+    assert issue.key == "sources[0].loader.name" and "unknown eval" in issue.message
+
+
 def test_evals_missing_package(monkeypatch: pytest.MonkeyPatch, make_ctx) -> None:
     monkeypatch.setattr("subsetctl.data.loaders.evals.evals_data_dir", lambda: None)
     with pytest.raises(UserError, match="pip install --no-deps evals"):

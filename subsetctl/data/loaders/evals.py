@@ -67,7 +67,7 @@ def evals_file(options: EvalsLoader, source: str) -> Path:
             f"which are not installed. Install them with `{EVALS_INSTALL_HINT}`."
         )
     folder = data_dir / options.name
-    if not folder.is_dir():
+    if options.name not in evals_names(data_dir):  # not a path: '' or '.' read the first eval's file
         raise UserError(
             f"Source {source!r}: loader.name {options.name!r} is not an eval under {data_dir}. "
             f"{close_names(options.name, evals_names(data_dir))}"
