@@ -626,6 +626,15 @@ def test_reasoning_gym_generator_that_raises_is_a_user_error(monkeypatch: pytest
         load_reasoning_gym(options, make_ctx("mz"))
 
 
+def test_reasoning_gym_task_without_answers_says_to_choose_another(make_ctx) -> None:
+    """rubiks_cube's entries all have a null answer (scored by its checker alone): the error
+    said to try another loader.seed or loader.config, which never helps."""
+    options = ReasoningGymLoader(type="reasoning_gym", task="rubiks_cube", size=2)
+    with pytest.raises(UserError, match=r"'rubiks_cube' gives no answers.*Choose a task with answers") as err:
+        load_reasoning_gym(options, make_ctx())
+    assert "loader.seed" not in str(err.value)
+
+
 # ------------------------------------------------------------------------- evals
 
 needs_evals = pytest.mark.skipif(evals_data_dir() is None, reason="evals package data not installed")

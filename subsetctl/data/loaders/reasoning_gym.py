@@ -71,6 +71,13 @@ def load_reasoning_gym(options: ReasoningGymLoader, ctx: LoadContext) -> Dataset
             rg_task=options.task, rg_seed=seed, rg_size=options.size, rg_index=index, rg_config=options.config
         )
         records.append({"question": entry["question"], "answer": entry["answer"], "metadata": meta})
+    if all(record["answer"] is None for record in records):
+        # boxnet, graph_color, propositional_logic, rubiks_cube, rush_hour: no seed or config helps
+        raise UserError(
+            f"Source {ctx.source_name!r}: reasoning-gym task {options.task!r} gives no answers (its "
+            "entries' answer is null: they are scored by the task's checker alone), and every row "
+            "needs a gold response. Choose a task with answers."
+        )
     where = f"reasoning-gym task {options.task!r}"
     return build_common(
         records,
