@@ -31,6 +31,7 @@ from subsetctl.data.loaders import (
     CR_ALONE,
     GZIP_MAGIC,
     UnsupportedCompression,
+    evals_file,
     gzip_damage,
     json_document_advice,
     open_decompressed,
@@ -79,11 +80,18 @@ def _rows_in_file(loader: Any, base_dir: Path) -> tuple[int, str] | None:
     """How many rows a local file holds at most, when that is cheap to know: a Parquet
     file's metadata, or the non-blank lines of a JSON Lines file up to
     :data:`LINES_COUNTED_MB` (an upper bound: blank answers are left out when loaded);
-    with what was counted, for messages. None for anything else or an unreadable file (a
-    named pipe or device is not opened: reading one waits for a writer, maybe forever)."""
-    if not isinstance(loader, (JsonlLoader, ParquetLoader)):
+    with what was counted, for messages; an ``evals`` loader's file in the installed package
+    is such a JSON Lines file. None for anything else or an unreadable file (a named pipe or
+    device is not opened: reading one waits for a writer, maybe forever)."""
+    if isinstance(loader, EvalsLoader):
+        try:
+            path = evals_file(loader, "")
+        except UserError:  # _check_evals says why
+            return None
+    elif isinstance(loader, (JsonlLoader, ParquetLoader)):
+        path = resolve_path(loader.path, base_dir)
+    else:
         return None
-    path = resolve_path(loader.path, base_dir)
     if not path.is_file():  # the file checks say what it is instead
         return None
     try:

@@ -693,6 +693,20 @@ def test_evals_name_is_an_eval_not_a_path(name: str, make_ctx, tmp_path: Path) -
     assert issue.key == "sources[0].loader.name" and "unknown eval" in issue.message
 
 
+@needs_evals
+def test_validate_counts_an_evals_file_for_split_counts(tmp_path: Path) -> None:
+    """born_first has 122 samples: a split of 500 passed validate and stopped the data stage."""
+    from subsetctl.data.checks import check_sources
+
+    spec_file = tmp_path / "subsetctl.yaml"
+    spec_file.write_text("x: 1\n")
+    spec = Spec.model_validate({
+        "target": {"name": "t", "loader": {"type": "reasoning_gym", "task": "chain_sum", "size": 20}},
+        "sources": [{"name": "s", "loader": {"type": "evals", "name": "born_first"}, "split": {"train": 500}}]})
+    (issue,) = check_sources(spec, spec_file)
+    assert issue.key == "sources[0].split" and "at most 122" in issue.message and "born_first.jsonl" in issue.message
+
+
 def test_evals_missing_package(monkeypatch: pytest.MonkeyPatch, make_ctx) -> None:
     monkeypatch.setattr("subsetctl.data.loaders.evals.evals_data_dir", lambda: None)
     with pytest.raises(UserError, match="pip install --no-deps evals"):
