@@ -359,6 +359,23 @@ def test_parquet_loader(tmp_path: Path, make_ctx) -> None:
     assert json.loads(ds["metadata"][1]) == {"n": 2}
 
 
+@pytest.mark.parametrize("nested_in_list", [False, True])
+def test_parquet_struct_with_two_fields_of_one_name_is_a_user_error(
+        tmp_path: Path, make_ctx, nested_in_list: bool) -> None:
+    """pyarrow cannot read a row whose struct has two fields named alike as a dictionary:
+    its ValueError was an internal error; now the column and the field are named."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    fields = [pa.field("a", pa.string()), pa.field("a", pa.string())]
+    meta = pa.StructArray.from_arrays([pa.array(["x", "y"]), pa.array(["p", "q"])], fields=fields)
+    if nested_in_list:
+        meta = pa.ListArray.from_arrays(pa.array([0, 1, 2], pa.int32()), meta)
+    pq.write_table(pa.table({"prompt": ["a", "b"], "response": ["x", "y"], "meta": meta}), tmp_path / "d.parquet")
+    with pytest.raises(UserError, match=r"column 'meta' of .*d\.parquet holds a struct with two fields named 'a'"):
+        load_parquet(ParquetLoader(type="parquet", path="d.parquet"), make_ctx())
+
+
 def test_parquet_string_columns_stored_as_binary_read_as_their_text(tmp_path: Path, make_ctx) -> None:
     """Some writers (Spark without the UTF8 annotation) store text as plain binary: each
     prompt was Python's repr of the bytes, ``"b'hello'"``, quotes included."""

@@ -693,6 +693,23 @@ def _json_decoder(arrow_type: Any, scalars_as_text: bool = False) -> Callable[[A
     return None
 
 
+def _repeated_struct_field(arrow_type: Any) -> str | None:
+    """A field name that a struct in ``arrow_type`` (at any depth: in lists, maps and
+    structs) gives two fields, or None. pyarrow cannot turn such a struct into a dictionary,
+    which is how every row is read."""
+    import pyarrow as pa
+
+    if pa.types.is_struct(arrow_type):
+        names = [f.name for f in arrow_type]
+        repeated = next((name for i, name in enumerate(names) if name in names[:i]), None)
+        return repeated or next((r for f in arrow_type if (r := _repeated_struct_field(f.type))), None)
+    if pa.types.is_map(arrow_type):
+        return _repeated_struct_field(arrow_type.key_type) or _repeated_struct_field(arrow_type.item_type)
+    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type) or pa.types.is_fixed_size_list(arrow_type):
+        return _repeated_struct_field(arrow_type.value_type)
+    return None
+
+
 def json_text_columns(options: Any, kind: str) -> set[str]:
     """The columns whose values a loader reads as text: the prompt's and (causal LM) the
     response's, not with ``messages_field`` (whose chat column is read as text throughout).
@@ -732,6 +749,13 @@ def load_parquet(options: ParquetLoader, ctx: LoadContext) -> Dataset:
     if parquet.metadata.num_rows == 0:
         raise UserError(f"Source {ctx.source_name!r}: file {path} is empty (no rows).")
     names = parquet.schema_arrow.names
+    for field in parquet.schema_arrow:
+        if (repeated := _repeated_struct_field(field.type)) is not None:
+            raise UserError(
+                f"Source {ctx.source_name!r}: column {field.name!r} of {path} holds a struct with two "
+                f"fields named {repeated!r}; each row is read as a dictionary, which cannot keep both. "
+                "Rename one of the two fields in the file (or drop the column) and run again."
+            )
 
     # columns holding JSON text; of a name the file gives two columns, the last one decides, as
     # to_pylist keeps its values (the first one's decoder was applied to them: a plain "42" read as 42)
