@@ -233,6 +233,12 @@ class GradientsStage(common.ModelStage):
         truncation = make_batch.truncation.notice(spec.model.max_length)
         if truncation:
             ctx.reporter.warn(f"gradients: {truncation}")
+        if not self._any_gradient(store):
+            ctx.reporter.warn(
+                f"gradients: the projected gradient of every one of the {store.n_rows:,} rows is zero: at meta_init's "
+                "adapter the model's output does not change with the LoRA weights (it is saturated), so every "
+                "subset gets the same estimate and the search cannot tell them apart. A meta_init.lr far too "
+                f"high (here {spec.meta_init.lr:g}) is the usual cause: lower it and run again.")
         return {
             "rows": store.n_rows,
             "computed": counts.computed,
@@ -319,6 +325,14 @@ class GradientsStage(common.ModelStage):
             if "shard" in shard.info:
                 usable.append(shard)
         return usable, passed_over
+
+    @staticmethod
+    def _any_gradient(store: Any, block: int = 4096) -> bool:
+        """Whether some row of the finished ``store`` has a nonzero feature: read a block of
+        rows at a time, stopping at the first such block (the first, unless theta* is flat)."""
+        import numpy as np
+
+        return any(np.any(store.features[start:start + block]) for start in range(0, store.n_rows, block))
 
     @staticmethod
     def _open_or_create(path: Path, info: dict[str, Any], earlier: dict[str, list[Any]], create: Any) -> Any:
