@@ -703,7 +703,8 @@ class Pipeline:
     def _trim_caches(self, limit: float, started_ns: int) -> None:
         """Keep the caches within ``project.cache_limit_gb``: the entries used least
         recently go first, never those this run used or wrote."""
-        removed, freed = self.project.prune_caches(int(limit * 1e9), keep_since_ns=started_ns)
+        # a limit of 1e300 GB or more is infinite in bytes, which int() refuses: no practical limit
+        removed, freed = self.project.prune_caches(int(min(limit * 1e9, 2.0**63)), keep_since_ns=started_ns)
         if removed:
             self.reporter.info(f"[dim]caches: deleted {removed} entr{'y' if removed == 1 else 'ies'} used least "
                                f"recently ({freed / 1e6:.1f} MB) to stay within project.cache_limit_gb={limit:g}[/dim]")

@@ -74,3 +74,11 @@ def test_half_written_entries_of_a_killed_run_go(tmp_path: Path) -> None:
     os.utime(partial, (time.time() - 10, time.time() - 10))
     project.prune_caches(limit_bytes=10**9, keep_since_ns=time.time_ns() - 10**9)
     assert not partial.exists()
+
+
+def test_an_absurdly_large_limit_is_no_limit(jsonl_project: Path) -> None:
+    """1e300 GB passes validation but is infinite in bytes: the trim after the run stopped
+    it with an internal error (OverflowError) instead of keeping every entry."""
+    entry = _entry(Project(jsonl_project).state_dir / "cache" / "evaluate", "old.json", 10, 3600)
+    run_project(jsonl_project, overrides=["project.cache_limit_gb=1e300"], until="data")
+    assert entry.exists()
