@@ -98,3 +98,17 @@ def test_an_interrupted_store_leaves_no_half_written_entry(tmp_path, monkeypatch
     with pytest.raises(KeyboardInterrupt):
         cache.store(["a"], 0, run_dir, {"subset": ["a"]})
     assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_an_entry_a_cut_short_deletion_left_without_its_adapter_is_trained_again(tmp_path: Path) -> None:
+    """Deleting an entry (the cache trim, a store replacing it) stopped partway can leave its
+    record without the adapter or checksums: restoring it was an internal error
+    (FileNotFoundError copying the adapter)."""
+    cache = _cache(tmp_path)
+    entry = cache._entry(["a"], 0)
+    _put(entry, ["a"], "x")
+    (entry / CHECKSUMS).unlink()
+    (entry / "adapter" / "w.bin").unlink()
+    (entry / "adapter").rmdir()
+    assert _restored(cache, ["a"], tmp_path) is None
+    assert not entry.exists()  # deleted, to be stored again once trained

@@ -177,9 +177,12 @@ def _recorded_subset(entry: Path) -> list[str] | None:
 
 def _adapter_problems(entry: Path) -> list[str]:
     """The files of a cached run's adapter that fail their checksums (none to check in
-    entries from before checksums were kept); raises when the checksums are unreadable."""
+    entries from before checksums were kept, beyond the adapter folder being there: a
+    deletion cut short can leave the record alone); raises when the checksums are unreadable."""
     path = entry / CHECKSUMS
-    return verify_checksums(entry / "adapter", json.loads(path.read_text())) if path.is_file() else []
+    if path.is_file():
+        return verify_checksums(entry / "adapter", json.loads(path.read_text()))
+    return [] if (entry / "adapter").is_dir() else ["the adapter folder is missing"]
 
 
 def _intact(entry: Path) -> bool:
