@@ -33,6 +33,7 @@ from subsetctl.project import (
     atomic_write_json,
     fingerprint,
     replace_dir,
+    size_text,
     verify_checksums,
 )
 from subsetctl.reporter import Reporter, SilentReporter, StageWarnings
@@ -707,7 +708,7 @@ class Pipeline:
         removed, freed = self.project.prune_caches(int(min(limit * 1e9, 2.0**63)), keep_since_ns=started_ns)
         if removed:
             self.reporter.info(f"[dim]caches: deleted {removed} entr{'y' if removed == 1 else 'ies'} used least "
-                               f"recently ({freed / 1e6:.1f} MB) to stay within project.cache_limit_gb={limit:g}[/dim]")
+                               f"recently ({size_text(freed)}) to stay within project.cache_limit_gb={limit:g}[/dim]")
 
     def _run_shard(
         self, force: set[str], options: dict[str, Any], on_stage: Callable[[str, str], None] | None

@@ -82,3 +82,13 @@ def test_an_absurdly_large_limit_is_no_limit(jsonl_project: Path) -> None:
     entry = _entry(Project(jsonl_project).state_dir / "cache" / "evaluate", "old.json", 10, 3600)
     run_project(jsonl_project, overrides=["project.cache_limit_gb=1e300"], until="data")
     assert entry.exists()
+
+
+def test_the_trim_says_how_much_it_freed_in_a_unit_that_shows_it(jsonl_project: Path) -> None:
+    """A few kB freed read "(0.0 MB)", as if nothing had been."""
+    from subsetctl.reporter import SilentReporter
+
+    _entry(Project(jsonl_project).state_dir / "cache" / "evaluate", "old.json", 12_000, 3600)
+    reporter = SilentReporter()
+    run_project(jsonl_project, overrides=["project.cache_limit_gb=0.000000001"], until="data", reporter=reporter)
+    assert any("deleted 1 entry" in m and "(12 kB)" in m for m in reporter.messages)
