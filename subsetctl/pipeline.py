@@ -692,7 +692,7 @@ class Pipeline:
         check_arrow_can_open(self.project.root)
         forget_notices_given()  # said once per run, not once per process (a notebook's second run)
         if options.get("shard") is not None:
-            return self._run_shard(force, options, on_stage)
+            return self._run_shard(until, force, options, on_stage)
         with self.project.lock(notice=self.reporter.warn):
             limit = self.spec.project.cache_limit_gb
             started = self.project.cache_clock() if limit is not None else None
@@ -711,17 +711,26 @@ class Pipeline:
                                f"recently ({size_text(freed)}) to stay within project.cache_limit_gb={limit:g}[/dim]")
 
     def _run_shard(
-        self, force: set[str], options: dict[str, Any], on_stage: Callable[[str, str], None] | None
+        self, until: str | None, force: set[str], options: dict[str, Any],
+        on_stage: Callable[[str, str], None] | None,
     ) -> list[dict[str, Any]]:
         """`run --shard i/N`: the stages before gradients (when one must run) under the
         exclusive lock, which also readies the gradients folder; then shard i of the
         gradient rows under the shared lock, so that shards started at once on several
         GPUs or machines sharing the project directory run side by side. A plain `run`
-        afterwards merges the complete shards."""
+        afterwards merges the complete shards. ``until`` before gradients is refused: a
+        shard run always goes as far as its shard (``--until gradients`` or later changes
+        nothing)."""
         names = self.stage_names()
         if "gradients" not in names:
             raise UserError("--shard splits the gradients stage, which this pipeline does not have.")
         before = names[names.index("gradients") - 1]
+        if until is not None and names.index(until) < names.index("gradients"):
+            raise UserError(
+                f"--until {until} stops before the gradients stage, of which --shard computes a shard, so the two "
+                f"cannot be combined. `subsetctl run {shell_arg(self.project.root)} --until {until}` (without "
+                "--shard) runs the stages up to it; or leave out --until to compute the shard."
+            )
         if force:
             # a stage before gradients can be forced in a run that stops before it; gradients and
             # later stages only in a plain run (--until before gradients would refuse them)

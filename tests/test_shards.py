@@ -340,3 +340,15 @@ def test_the_truncation_warning_counts_rows_taken_from_shards_or_kept_from_a_sto
     said, summary = gradients(["gradients.seed=5"])
     assert summary["computed"] == 0 and summary["reused"] == summary["rows"]
     assert (said, summary["truncated"]) == (whole, truncated)
+
+
+def test_until_before_gradients_with_shard_is_refused(tiny_project: Path) -> None:
+    """`run --shard 0/2 --until data` ignored --until: it ran data, meta_init and the shard
+    (hours of gradients on a GPU) when only the data was asked for."""
+    result = CliRunner().invoke(main, ["run", str(tiny_project), "-q", "--shard", "0/2", "--until", "data"])
+    assert result.exit_code == 1, result.output
+    assert "--until data stops before the gradients stage" in result.output
+    assert f"`subsetctl run {tiny_project} --until data` (without --shard)" in result.output
+    assert not (tiny_project / ".subsetctl" / "data").exists()  # nothing ran
+    results = run_project(tiny_project, until="gradients", options={"shard": (0, 2)})  # as far as the shard: fine
+    assert results[-1]["action"] == "partial"
