@@ -402,9 +402,28 @@ def _flocked(
 @contextlib.contextmanager
 def exclusive_file_lock(path: Path, busy_message: str) -> Iterator[None]:
     """Hold an exclusive flock on ``path`` (created if missing) for the block; raise
-    LockedError(``busy_message``) at once if another process holds it."""
-    with _flocked(path, fcntl.LOCK_EX, lambda _holder: LockedError(busy_message)):
+    LockedError(``busy_message``) if another process holds it (through a momentary
+    holder: :func:`file_lock_held` probing it)."""
+    with _flocked(path, fcntl.LOCK_EX, lambda _holder: LockedError(busy_message), attempts=5):
         yield
+
+
+def file_lock_held(path: Path) -> bool:
+    """Whether another process holds an exclusive flock on the existing file ``path`` (see
+    :func:`exclusive_file_lock`) right now: a shared probe, released at once."""
+    try:
+        handle = open(path, encoding="utf-8")  # noqa: SIM115 - closed in finally
+    except OSError:  # gone (or unreadable): nobody to find
+        return False
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    else:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        return False
+    finally:
+        handle.close()
 
 
 class _LockBusy(Exception):

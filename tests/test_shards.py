@@ -352,3 +352,34 @@ def test_until_before_gradients_with_shard_is_refused(tiny_project: Path) -> Non
     assert not (tiny_project / ".subsetctl" / "data").exists()  # nothing ran
     results = run_project(tiny_project, until="gradients", options={"shard": (0, 2)})  # as far as the shard: fine
     assert results[-1]["action"] == "partial"
+
+
+def test_plan_names_the_shards_being_computed_now(tmp_path: Path) -> None:
+    """While `run --shard 0/2` computed, `plan` said "0 of 2 gradient shards done; compute
+    the others with `run --shard i/2`", as of shards stopped partway, and nothing of the
+    running one (a plain `run` is refused meanwhile)."""
+    from types import SimpleNamespace
+
+    from subsetctl.gradients.store import create_shard_store
+    from subsetctl.stages.gradients import GradientsStage
+
+    shards = tmp_path / "gradients" / "shards"
+    rows = [{"source": "s", "row": i} for i in range(12)]
+    create_shard_store(shards, rows, 4, 0, {"seed": 0}, 0, 2, 2)
+    project = SimpleNamespace(stage_dir=lambda name: tmp_path / name)
+    lock = shards / "shard-0-of-2.lock"
+    code = ("import sys, time; from pathlib import Path; from subsetctl.project import exclusive_file_lock\n"
+            f"with exclusive_file_lock(Path({str(lock)!r}), 'busy'):\n"
+            "    print('locked', flush=True); time.sleep(60)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        note = GradientsStage().unfinished_note(project) or ""
+        assert note.startswith("shard 0/2 being computed now by `run --shard`"), note
+        assert "0 of 2 gradient shards done" in note
+    finally:
+        _release(holder)
+    note = GradientsStage().unfinished_note(project) or ""  # stopped: no longer named as being computed
+    assert note.startswith("0 of 2 gradient shards done"), note
+    with exclusive_file_lock(lock, "busy"):  # the probe left the lock free
+        pass

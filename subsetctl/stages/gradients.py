@@ -115,7 +115,24 @@ class GradientsStage(common.ModelStage):
     def run(self, ctx: StageContext) -> dict[str, Any]:
         """Compute f_i and the projected gradient of every row of :func:`row_table` at
         theta* (the base model with meta_init's adapter) into the store, or, with
-        ``--shard i/N``, shard i's rows into ``shards/`` (see the module docstring)."""
+        ``--shard i/N``, shard i's rows into ``shards/`` (see the module docstring),
+        holding the shard's lock from the start, so that two runs never fill the same shard
+        and `plan` names the shard as being computed while its model loads too."""
+        from subsetctl.gradients.store import shard_dir
+        from subsetctl.project import exclusive_file_lock
+
+        shard = ctx.options.get("shard")
+        if shard is None:
+            return self._compute(ctx)
+        index, count = shard
+        path = shard_dir(ctx.out_dir / "shards", index, count)
+        busy = (f"Shard {index}/{count} of the gradients is already being computed by another "
+                f"`subsetctl run --shard {index}/{count}` on {ctx.project.root}; start a different shard.")
+        with exclusive_file_lock(path.with_name(path.name + ".lock"), busy):
+            return self._compute(ctx)
+
+    def _compute(self, ctx: StageContext) -> dict[str, Any]:
+        """The work of :meth:`run`."""
         from subsetctl.gradients.engine import PerExampleGradientEngine
         from subsetctl.gradients.projectors import make_projector
         from subsetctl.modeling.lora import count_trainable
@@ -180,21 +197,16 @@ class GradientsStage(common.ModelStage):
                        rows: list[dict[str, Any]], info: dict[str, Any], earlier: dict[str, list[Any]],
                        d: int, hidden: int) -> dict[str, Any]:
         """``run --shard i/N``: compute shard i's rows into ``shards/`` (resuming its own
-        partial work), holding the shard's lock so that two runs never fill the same shard;
-        the stage stays incomplete until a plain ``run`` merges the shards."""
+        partial work), under the shard's lock :meth:`run` holds; the stage stays
+        incomplete until a plain ``run`` merges the shards."""
         from subsetctl.gradients.store import create_shard_store, shard_dir
-        from subsetctl.project import exclusive_file_lock
 
         batch_size = ctx.spec.gradients.batch_size
         shards_dir = ctx.out_dir / "shards"
         index, count = shard
-        path = shard_dir(shards_dir, index, count)
-        busy = (f"Shard {index}/{count} of the gradients is already being computed by another "
-                f"`subsetctl run --shard {index}/{count}` on {ctx.project.root}; start a different shard.")
-        with exclusive_file_lock(path.with_name(path.name + ".lock"), busy):
-            store = self._open_or_create(path, info, earlier, lambda: create_shard_store(
-                shards_dir, rows, d, hidden, info, index, count, batch_size))
-            counts = self._fill(ctx, engine, make_batch, store, batch_size, f"gradients shard {index}/{count}")
+        store = self._open_or_create(shard_dir(shards_dir, index, count), info, earlier, lambda: create_shard_store(
+            shards_dir, rows, d, hidden, info, index, count, batch_size))
+        counts = self._fill(ctx, engine, make_batch, store, batch_size, f"gradients shard {index}/{count}")
         ctx.reporter.info(
             f"Shard {index}/{count}: {counts.computed} rows computed, {counts.skipped} already there. "
             "Run without --shard once every shard is done to merge them."
@@ -252,7 +264,26 @@ class GradientsStage(common.ModelStage):
         }
 
     def unfinished_note(self, project: Project) -> str | None:
-        """With shards computed by ``run --shard i/N``: how many are done, and what is next."""
+        """With shards computed by ``run --shard i/N``: those being computed now, how many
+        are done, and what is next."""
+        from subsetctl.project import file_lock_held
+
+        note = self._shards_note(project)
+        shards = project.stage_dir(self.name) / "shards"
+        running = []  # (N, i) of the shard runs holding their shard's lock
+        for lock in shards.glob("shard-*-of-*.lock"):
+            parts = lock.name.removesuffix(".lock").split("-")  # shard-<i>-of-<N>
+            if len(parts) == 4 and parts[1].isdigit() and parts[3].isdigit() and file_lock_held(lock):
+                running.append((int(parts[3]), int(parts[1])))
+        if not running:
+            return note
+        names = ", ".join(f"{index}/{count}" for count, index in sorted(running))
+        now = (f"shard{'s' if len(running) > 1 else ''} {names} being computed now by `run --shard` (a plain `run` "
+               "is refused until the shard runs finish)")
+        return f"{now}; {note}" if note else now
+
+    def _shards_note(self, project: Project) -> str | None:
+        """How many of the shards under ``shards/`` are done, and what is next."""
         import numpy as np
 
         from subsetctl.gradients.store import GradientStore
