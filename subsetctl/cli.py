@@ -514,9 +514,10 @@ def run(
     if shard is not None:  # (an empty --shard is refused, not taken for no --shard)
         try:
             index, count = (int(x) for x in shard.split("/"))
-            assert 0 <= index < count
-        except (ValueError, AssertionError):
-            raise click.BadParameter("expected i/N with 0 <= i < N, e.g. 0/4", param_hint="--shard") from None
+        except ValueError:
+            index, count = -1, 0
+        if not 0 <= index < count:  # not an assert: `python -O` would let 3/2 through
+            raise click.BadParameter("expected i/N with 0 <= i < N, e.g. 0/4", param_hint="--shard")
         options["shard"] = (index, count)
     reporter = RichReporter(quiet=quiet)
     results = run_project(directory, list(overrides), until, list(force), reporter, options)
