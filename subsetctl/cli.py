@@ -28,10 +28,11 @@ def _console(stderr: bool = False) -> Any:
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
-class _StdoutUntilReaderLeaves:
-    """``sys.stdout`` that drops what is written once the reader of a pipe has gone
-    (``subsetctl report | head``): the command still finishes, a `run` its work, with its
-    usual exit code, instead of failing on a broken pipe halfway."""
+class _UntilReaderLeaves:
+    """``sys.stdout`` or ``sys.stderr`` that drops what is written once the reader of a pipe
+    has gone (``subsetctl report | head``, ``subsetctl run 2>&1 | head``): the command still
+    finishes, a `run` its work, with its usual exit code, instead of failing on a broken pipe
+    halfway (rich exits 1 on one, and a run's progress and notices go to stderr)."""
 
     def __init__(self, stream: Any) -> None:
         self._stream = stream
@@ -125,8 +126,10 @@ class _Group(click.Group):
             if (getattr(stream, "encoding", None) or "utf-8").lower().replace("-", "") != "utf8":
                 with contextlib.suppress(AttributeError, ValueError):
                     stream.reconfigure(errors="backslashreplace")
-        if not isinstance(sys.stdout, _StdoutUntilReaderLeaves):
-            sys.stdout = _StdoutUntilReaderLeaves(sys.stdout)
+        if not isinstance(sys.stdout, _UntilReaderLeaves):
+            sys.stdout = _UntilReaderLeaves(sys.stdout)
+        if not isinstance(sys.stderr, _UntilReaderLeaves):
+            sys.stderr = _UntilReaderLeaves(sys.stderr)
         return super().main(*args, **kwargs)
 
     def invoke(self, ctx: click.Context) -> Any:

@@ -430,13 +430,14 @@ def test_arguments_neither_folder_nor_override_are_told_apart(tmp_path: Path, js
         assert result.exit_code == 1 and "is a folder, not a spec file" in result.output, args
 
 
-def _cli_with_reader_gone(*args: str) -> subprocess.CompletedProcess:
-    """The CLI writing into a pipe whose reader has closed it (`subsetctl ... | head -c 0`)."""
+def _cli_with_reader_gone(*args: str, stderr_too: bool = False) -> subprocess.CompletedProcess:
+    """The CLI writing into a pipe whose reader has closed it (`subsetctl ... | head -c 0`;
+    ``stderr_too``: `subsetctl ... 2>&1 | head -c 0`)."""
     command = "import sys; from subsetctl.cli import main; sys.argv[0] = 'subsetctl'; main()"
     proc = subprocess.Popen([sys.executable, "-c", command, *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.STDOUT if stderr_too else subprocess.PIPE, text=True)
     proc.stdout.close()  # before the first write: every write meets a broken pipe
-    stderr = proc.stderr.read()
+    stderr = proc.stderr.read() if proc.stderr else ""
     proc.wait(timeout=600)
     return subprocess.CompletedProcess(proc.args, proc.returncode, "", stderr)
 
@@ -452,6 +453,19 @@ def test_a_reader_that_stops_early_cuts_the_output_not_the_command(tiny_project:
                if s.name in ("data", "meta_init", "gradients"))
     invalid = _cli_with_reader_gone("validate", str(tiny_project), "gradients.d=-1")
     assert invalid.returncode == 1  # its own exit code, not one for the pipe
+
+
+def test_a_reader_of_stderr_that_stops_early_cuts_the_output_not_the_run(tiny_project: Path) -> None:
+    """`subsetctl run DIR 2>&1 | head`: the run's first notice on stderr met the broken pipe,
+    rich exited 1 there and the stage was left unfinished."""
+    from subsetctl.api import plan_project
+
+    ran = _cli_with_reader_gone("run", str(tiny_project), "--until", "meta_init", stderr_too=True)
+    assert ran.returncode == 0
+    assert all(s.state == "up to date" for s in plan_project(tiny_project, until="meta_init")[2]
+               if s.name in ("data", "meta_init"))
+    invalid = _cli_with_reader_gone("plan", str(tiny_project), "gradients.d=-1", stderr_too=True)
+    assert invalid.returncode == 1  # its own exit code, the error written nowhere
 
 
 def test_help_and_version_into_a_closed_pipe_exit_0() -> None:
