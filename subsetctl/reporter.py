@@ -19,9 +19,11 @@ class ProgressTask(Protocol):
 
 
 class Reporter(Protocol):
-    def info(self, message: str) -> None: ...
+    def info(self, message: str) -> None:
+        """A notice, in rich markup ("[dim]...[/dim]"; user text in it escaped)."""
 
-    def warn(self, message: str) -> None: ...
+    def warn(self, message: str) -> None:
+        """A warning, as plain text."""
 
     def progress(self, description: str, total: int) -> contextlib.AbstractContextManager[ProgressTask]: ...
 
@@ -36,13 +38,15 @@ class _NullTask:
 
 @dataclass
 class SilentReporter:
-    """Records messages instead of printing them."""
+    """Records messages instead of printing them, as plain text: ``messages`` without the
+    rich markup the notices are given in (a stage's "[bold cyan]▶ data[/bold cyan]" is
+    "▶ data", a path's escaped "\\[" is "[")."""
 
     messages: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     def info(self, message: str) -> None:
-        self.messages.append(message)
+        self.messages.append(_plain(message))
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
@@ -50,6 +54,17 @@ class SilentReporter:
     @contextlib.contextmanager
     def progress(self, description: str, total: int) -> Iterator[_NullTask]:
         yield _NullTask()
+
+
+def _plain(markup: str) -> str:
+    """The text of a notice given in rich markup (the text as given when it is not valid markup)."""
+    from rich.errors import MarkupError
+    from rich.text import Text
+
+    try:
+        return Text.from_markup(markup).plain
+    except MarkupError:
+        return markup
 
 
 class ShownInResults(str):

@@ -50,3 +50,19 @@ def test_a_progress_message_on_a_terminal_is_shown_as_written_not_read_as_markup
         task._progress.refresh()  # drawn now, in this thread
         task.update(1)
     assert "now=subsets [a, b] of [/x] (1/3)" in out.getvalue()
+
+
+def test_silent_reporter_records_notices_as_plain_text(jsonl_project) -> None:  # type: ignore[no-untyped-def]
+    """A Python caller's SilentReporter.messages held the notices' rich markup: the stage
+    headers read "[bold cyan]▶ data[/bold cyan] [dim]...[/dim]", an escaped "[" as "\\["."""
+    from rich.markup import escape
+
+    from subsetctl.api import run_project
+    from subsetctl.reporter import SilentReporter
+
+    reporter = SilentReporter()
+    run_project(jsonl_project, until="data", reporter=reporter)
+    assert reporter.messages[0].startswith("▶ data ") and "[" not in reporter.messages[0], reporter.messages
+    reporter.info(escape("read /data/run[1]/a.jsonl"))
+    reporter.info("[/x] is not markup")  # kept as given
+    assert reporter.messages[-2:] == ["read /data/run[1]/a.jsonl", "[/x] is not markup"]
