@@ -624,7 +624,7 @@ def ls_command(directory: Path | None, fmt: str) -> None:
     for kind, rows in plugins.items():
         table = Table(title=kind, title_justify="left")
         table.add_column("name", style="bold", overflow="fold")
-        table.add_column("description")
+        table.add_column("description", overflow="fold")  # a narrow terminal folds `datasets.load_from_disk`, never cuts it
         for row in rows:
             if row.get("error"):
                 table.add_row(f"[red]{escape(row['name'])}[/red]", f"[red]{escape(row['error'])}[/red]")

