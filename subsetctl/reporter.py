@@ -164,13 +164,31 @@ class _LogTask:
             self._line(self.done, self.fields)
 
 
+def _stderr_console() -> Any:
+    """rich's console on stderr, interactive (bars redrawn in place) only on a terminal that
+    can redraw: not on TERM=dumb (rich's rule), and not on a file or pipe that FORCE_COLOR
+    (set for colored CI logs) makes rich take for a terminal, where the bars wrote a redraw
+    into the log ten times a second. ``TTY_INTERACTIVE=1`` still forces bars, as in rich."""
+    import os
+    import sys
+
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if console.is_interactive and os.environ.get("TTY_INTERACTIVE") is None:
+        try:
+            console.is_interactive = sys.stderr.isatty()
+        except (AttributeError, ValueError):  # no isatty, or closed
+            console.is_interactive = False
+    return console
+
+
 class RichReporter:
-    """Terminal output through rich: notices on stderr, progress bars with ETA."""
+    """Terminal output through rich: notices on stderr, progress bars with ETA on a terminal
+    that redraws them (``console.is_interactive``), else plain progress lines (a log file)."""
 
     def __init__(self, console: Any = None, quiet: bool = False, log_every: float = 30.0) -> None:
-        from rich.console import Console
-
-        self.console = console or Console(stderr=True)
+        self.console = console or _stderr_console()
         self.quiet = quiet
         #: seconds between progress lines when stderr is not a terminal (a log file)
         self.log_every = log_every
@@ -178,13 +196,13 @@ class RichReporter:
 
     def info(self, message: str) -> None:
         if not self.quiet:  # in a log file, one message is one line (not wrapped at 80 columns)
-            self.console.print(message, highlight=False, soft_wrap=not self.console.is_terminal)
+            self.console.print(message, highlight=False, soft_wrap=not self.console.is_interactive)
 
     def warn(self, message: str) -> None:
         from rich.markup import escape
 
         self.console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False,
-                           soft_wrap=not self.console.is_terminal)
+                           soft_wrap=not self.console.is_interactive)
 
     @contextlib.contextmanager
     def progress(self, description: str, total: int) -> Iterator[ProgressTask]:
@@ -202,7 +220,7 @@ class RichReporter:
         if self.quiet:
             yield _NullTask()
             return
-        if not self.console.is_terminal:  # a log file: plain lines instead of a bar drawn at the end
+        if not self.console.is_interactive:  # a log file: plain lines instead of a bar drawn at the end
             task = _LogTask(self.console, description, total, self.log_every)
             try:
                 yield task

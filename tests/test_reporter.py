@@ -44,12 +44,34 @@ def test_a_progress_message_on_a_terminal_is_shown_as_written_not_read_as_markup
     rich markup: "[a, b]" vanished from the line and "[/x]" raised MarkupError while the
     bar was drawn (a traceback from rich's refresh thread)."""
     out = io.StringIO()
-    reporter = RichReporter(Console(file=out, force_terminal=True, width=200))
+    reporter = RichReporter(Console(file=out, force_terminal=True, force_interactive=True, width=200))
     with reporter.progress("search", total=2) as task:
         task.update(0, now="subsets [a, b] of [/x] (1/3)")
         task._progress.refresh()  # drawn now, in this thread
         task.update(1)
     assert "now=subsets [a, b] of [/x] (1/3)" in out.getvalue()
+
+
+def test_progress_is_plain_lines_where_rich_cannot_redraw_a_bar(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """FORCE_COLOR (colored CI logs) with stderr a file drew the live bar into the log, a
+    redraw ten times a second (17 KB for a 9-second stage); on TERM=dumb, a terminal that
+    cannot redraw, rich drew the bar only at the end: nothing said while a stage ran."""
+    import sys
+
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.delenv("TTY_INTERACTIVE", raising=False)
+    log = io.StringIO()  # stderr a file
+    monkeypatch.setattr(sys, "stderr", log)
+    with RichReporter(log_every=3600).progress("meta_init", total=4) as task:
+        task.update(4, loss=0.25)
+    assert log.getvalue().splitlines() == ["meta_init: 0/4  elapsed 0:00:00",
+                                           "meta_init: 4/4  elapsed 0:00:00  loss=0.25"], log.getvalue()
+
+    monkeypatch.setenv("TERM", "dumb")
+    dumb = io.StringIO()
+    with RichReporter(Console(file=dumb, force_terminal=True, width=200), log_every=3600).progress("data", 2) as task:
+        assert dumb.getvalue() == "data: 0/2  elapsed 0:00:00\n"  # said at once
+        task.update(2)
 
 
 def test_silent_reporter_records_notices_as_plain_text(jsonl_project) -> None:  # type: ignore[no-untyped-def]
