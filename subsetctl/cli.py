@@ -37,6 +37,16 @@ class _UntilReaderLeaves:
     def __init__(self, stream: Any) -> None:
         self._stream = stream
         self.reader_gone = False
+        self._buffer: _UntilReaderLeaves | None = None
+
+    @property
+    def buffer(self) -> Any:
+        """The binary stream under it, guarded the same way: click writes its text (`--help`,
+        `schema`, JSON) there, as UTF-8, when the stream's encoding is ASCII (LC_ALL=C), and
+        a closed pipe was an internal error (BrokenPipeError) and exit 1."""
+        if self._buffer is None:
+            self._buffer = _UntilReaderLeaves(self._stream.buffer)  # (AttributeError: none, as getattr expects)
+        return self._buffer
 
     def write(self, text: str) -> int:
         if not self.reader_gone:

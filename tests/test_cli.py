@@ -430,12 +430,13 @@ def test_arguments_neither_folder_nor_override_are_told_apart(tmp_path: Path, js
         assert result.exit_code == 1 and "is a folder, not a spec file" in result.output, args
 
 
-def _cli_with_reader_gone(*args: str, stderr_too: bool = False) -> subprocess.CompletedProcess:
+def _cli_with_reader_gone(*args: str, stderr_too: bool = False, env: dict | None = None) -> subprocess.CompletedProcess:
     """The CLI writing into a pipe whose reader has closed it (`subsetctl ... | head -c 0`;
     ``stderr_too``: `subsetctl ... 2>&1 | head -c 0`)."""
     command = "import sys; from subsetctl.cli import main; sys.argv[0] = 'subsetctl'; main()"
     proc = subprocess.Popen([sys.executable, "-c", command, *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT if stderr_too else subprocess.PIPE, text=True)
+                            stderr=subprocess.STDOUT if stderr_too else subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
     proc.stdout.close()  # before the first write: every write meets a broken pipe
     stderr = proc.stderr.read() if proc.stderr else ""
     proc.wait(timeout=600)
@@ -474,6 +475,15 @@ def test_help_and_version_into_a_closed_pipe_exit_0() -> None:
     for args in (["--help"], ["-h"], ["--version"]):
         printed = _cli_with_reader_gone(*args)
         assert (printed.returncode, printed.stderr) == (0, ""), args
+
+
+def test_click_output_on_an_ascii_stdout_into_a_closed_pipe_exits_0() -> None:
+    """With an ASCII stdout (LC_ALL=C, PYTHONIOENCODING=ascii) click writes its text to the
+    binary stream under sys.stdout, past the guard for a reader that leaves: `schema | head`
+    and `--help | head` were "internal error: BrokenPipeError" and exit 1."""
+    for args in (["schema"], ["--help"], ["ls", "--format", "json"]):
+        printed = _cli_with_reader_gone(*args, env={"PYTHONIOENCODING": "ascii"})
+        assert (printed.returncode, printed.stderr) == (0, ""), (args, printed.stderr)
 
 
 def test_a_non_utf8_locale_prints_marks_escaped_not_an_internal_error(jsonl_project: Path) -> None:
