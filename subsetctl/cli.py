@@ -136,9 +136,10 @@ class _Group(click.Group):
             if (getattr(stream, "encoding", None) or "utf-8").lower().replace("-", "") != "utf8":
                 with contextlib.suppress(AttributeError, ValueError):
                     stream.reconfigure(errors="backslashreplace")
-        if not isinstance(sys.stdout, _UntilReaderLeaves):
+        # (None: started with the stream closed, `>&-`; rich and click write nowhere then)
+        if sys.stdout is not None and not isinstance(sys.stdout, _UntilReaderLeaves):
             sys.stdout = _UntilReaderLeaves(sys.stdout)
-        if not isinstance(sys.stderr, _UntilReaderLeaves):
+        if sys.stderr is not None and not isinstance(sys.stderr, _UntilReaderLeaves):
             sys.stderr = _UntilReaderLeaves(sys.stderr)
         return super().main(*args, **kwargs)
 

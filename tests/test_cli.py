@@ -477,6 +477,25 @@ def test_help_and_version_into_a_closed_pipe_exit_0() -> None:
         assert (printed.returncode, printed.stderr) == (0, ""), args
 
 
+def test_a_command_started_with_stdout_or_stderr_closed_runs_as_usual(tiny_project: Path) -> None:
+    """`subsetctl report DIR >&-` was "internal error: AttributeError: 'NoneType' object has
+    no attribute 'write'" and exit 120: Python gives a closed stream as None, which rich and
+    click write nowhere, but the guard for a reader that leaves wrapped it."""
+    command = "import sys; from subsetctl.cli import main; sys.argv[0] = 'subsetctl'; main()"
+
+    def started_with_closed(fd: int, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", command, *args], check=False, capture_output=True, text=True,
+                              preexec_fn=lambda: os.close(fd), timeout=600)
+
+    assert invoke("run", str(tiny_project), "--until", "data", "-q").exit_code == 0
+    for args in (["report", str(tiny_project)], ["schema"], ["plan", str(tiny_project), "--format", "json"]):
+        done = started_with_closed(1, *args)
+        assert (done.returncode, done.stderr) == (0, ""), (args, done.stderr)
+    ran = started_with_closed(2, "run", str(tiny_project), "--until", "meta_init")
+    assert ran.returncode == 0 and "Ran meta_init" in ran.stdout, ran.stdout
+    assert started_with_closed(2, "plan", str(tiny_project), "gradients.d=-1").returncode == 1
+
+
 def test_click_output_on_an_ascii_stdout_into_a_closed_pipe_exits_0() -> None:
     """With an ASCII stdout (LC_ALL=C, PYTHONIOENCODING=ascii) click writes its text to the
     binary stream under sys.stdout, past the guard for a reader that leaves: `schema | head`
