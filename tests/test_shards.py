@@ -32,6 +32,16 @@ def _hold_lock(root: Path, shared: bool, shard: bool = False, seconds: float = 6
     return holder
 
 
+def _hold_file_lock(lock: Path) -> subprocess.Popen:
+    """Another process holding ``lock`` exclusively (as a running `run --shard` its shard's)."""
+    code = ("import sys, time; from pathlib import Path; from subsetctl.project import exclusive_file_lock\n"
+            f"with exclusive_file_lock(Path({str(lock)!r}), 'busy'):\n"
+            "    print('locked', flush=True); time.sleep(60)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
 def _release(holder: subprocess.Popen) -> None:
     holder.kill()
     holder.wait()
@@ -368,12 +378,8 @@ def test_plan_names_the_shards_being_computed_now(tmp_path: Path) -> None:
     create_shard_store(shards, rows, 4, 0, {"seed": 0}, 0, 2, 2)
     project = SimpleNamespace(stage_dir=lambda name: tmp_path / name)
     lock = shards / "shard-0-of-2.lock"
-    code = ("import sys, time; from pathlib import Path; from subsetctl.project import exclusive_file_lock\n"
-            f"with exclusive_file_lock(Path({str(lock)!r}), 'busy'):\n"
-            "    print('locked', flush=True); time.sleep(60)\n")
-    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    holder = _hold_file_lock(lock)
     try:
-        assert holder.stdout.readline().strip() == "locked"
         note = GradientsStage().unfinished_note(project) or ""
         assert note.startswith("shard 0/2 being computed now by `run --shard`"), note
         assert "0 of 2 gradient shards done" in note
@@ -394,3 +400,26 @@ def test_a_bad_shard_value_is_a_usage_error_also_under_python_O(tmp_path: Path, 
         done = subprocess.run([sys.executable, *flags, "-c", command, "run", str(tmp_path), "--shard", shard],
                               check=False, capture_output=True, text=True, timeout=120)
         assert done.returncode == 2 and "Invalid value for --shard" in done.stderr, (flags, done.stderr)
+
+
+def test_report_names_the_shards_being_computed_now_instead_of_a_stopped_run(tiny_project: Path) -> None:
+    """While `run --shard 1/2` computed, `subsetctl report` said "Stopped partway: gradients.
+    `subsetctl run DIR` resumes it", which a plain `run` then refused (the shards hold the lock)."""
+    from subsetctl.report.terminal import load_report_data, outdated_note
+
+    run_project(tiny_project, until="gradients")
+    spec = tiny_project / "subsetctl.yaml"
+    spec.write_text(spec.read_text().replace("d: 16", "d: 8"))
+    run_project(tiny_project, options={"shard": (0, 2)})
+    lock = Project(tiny_project).stage_dir("gradients") / "shards" / "shard-1-of-2.lock"
+    holder = _hold_file_lock(lock)
+    try:
+        data = load_report_data(tiny_project)
+        note = outdated_note(data) or ""
+        assert data["shards_running"] == ["1/2"] and "gradients" not in data["unfinished"], data
+        assert "Gradient shard 1/2 is being computed now by `subsetctl run --shard`" in note, note
+        assert "Stopped partway" not in note, note
+    finally:
+        _release(holder)
+    data = load_report_data(tiny_project)  # the shard run stopped: gradients is unfinished, `run` resumes it
+    assert "shards_running" not in data and "gradients" in data["unfinished"], data

@@ -63,6 +63,12 @@ def load_report_data(root: Path, overrides: list[str] | None = None) -> dict[str
         stage = project.stage_in_progress(running)
         data["running"] = {"pid": running, "stage": stage}
         data["unfinished"] = [name for name in data["unfinished"] if name != stage]
+    if "gradients" in data["unfinished"]:  # shard runs hold the project lock shared, not as a `run`
+        from subsetctl.stages.gradients import running_shards
+
+        if shards := running_shards(project):
+            data["shards_running"] = shards
+            data["unfinished"] = [name for name in data["unfinished"] if name != "gradients"]
     report_json = root / "report.json"
     set_aside = [name for name in stages if project.results_dir(name) != project.stage_dir(name)]  # shown from .set-aside
     if (report_json.is_file() and "report" in stages and "report" not in outdated and not data["damaged"]
@@ -195,6 +201,11 @@ def outdated_note(data: dict[str, Any]) -> str | None:
         at = f", computing {running['stage']}" if running.get("stage") else ""
         notes.append(f"A `subsetctl run` is in progress (PID {running['pid']}{at}): the results shown are those "
                      "finished so far; `subsetctl report` again once it is done.")
+    shards = data.get("shards_running") or []
+    if shards:
+        notes.append(f"Gradient shard{'s' if len(shards) > 1 else ''} {', '.join(shards)} "
+                     f"{'are' if len(shards) > 1 else 'is'} being computed now by `subsetctl run --shard`; once "
+                     f"every shard is done, `subsetctl run {folder}` merges them and goes on.")
     unfinished = data.get("unfinished") or []
     if unfinished:  # a run stopped partway (Ctrl-C): its finished work is kept
         notes.append(f"Stopped partway: {', '.join(unfinished)}. `subsetctl run {folder}` resumes "

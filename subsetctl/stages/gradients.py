@@ -266,20 +266,12 @@ class GradientsStage(common.ModelStage):
     def unfinished_note(self, project: Project) -> str | None:
         """With shards computed by ``run --shard i/N``: those being computed now, how many
         are done, and what is next."""
-        from subsetctl.project import file_lock_held
-
         note = self._shards_note(project)
-        shards = project.stage_dir(self.name) / "shards"
-        running = []  # (N, i) of the shard runs holding their shard's lock
-        for lock in shards.glob("shard-*-of-*.lock"):
-            parts = lock.name.removesuffix(".lock").split("-")  # shard-<i>-of-<N>
-            if len(parts) == 4 and parts[1].isdigit() and parts[3].isdigit() and file_lock_held(lock):
-                running.append((int(parts[3]), int(parts[1])))
+        running = running_shards(project)
         if not running:
             return note
-        names = ", ".join(f"{index}/{count}" for count, index in sorted(running))
-        now = (f"shard{'s' if len(running) > 1 else ''} {names} being computed now by `run --shard` (a plain `run` "
-               "is refused until the shard runs finish)")
+        now = (f"shard{'s' if len(running) > 1 else ''} {', '.join(running)} being computed now by `run --shard` "
+               "(a plain `run` is refused until the shard runs finish)")
         return f"{now}; {note}" if note else now
 
     def _shards_note(self, project: Project) -> str | None:
@@ -427,3 +419,16 @@ class GradientsStage(common.ModelStage):
                 f"The gradient store needs about {size_text(need)} but only {size_text(free)} is free "
                 f"in {folder}. Free disk space or lower gradients.d."
             )
+
+
+def running_shards(project: Project) -> list[str]:
+    """The shards (``"i/N"``, by N then i) whose ``run --shard i/N`` is computing now: those
+    whose shard lock a process holds."""
+    from subsetctl.project import file_lock_held
+
+    running = []
+    for lock in (project.stage_dir("gradients") / "shards").glob("shard-*-of-*.lock"):
+        parts = lock.name.removesuffix(".lock").split("-")  # shard-<i>-of-<N>
+        if len(parts) == 4 and parts[1].isdigit() and parts[3].isdigit() and file_lock_held(lock):
+            running.append((int(parts[3]), int(parts[1])))
+    return [f"{index}/{count}" for count, index in sorted(running)]
