@@ -106,6 +106,34 @@ def results_overrides(project: Project, skip: frozenset[str] | set[str] = frozen
     return out
 
 
+def other_versions(project: Project, stages: list[str]) -> dict[str, Any] | None:
+    """The shown results computed with other library versions than the current ones
+    (:func:`~subsetctl.pipeline.library_versions`): ``stages``' manifests of another run's
+    versions (results kept from before an upgrade, or put back), and results a stage took from
+    the re-run cache (its ``provenance.json``) that an earlier run computed with other versions
+    or, cached by an earlier subsetctl, unknown ones. None when every result is of these."""
+    from subsetctl import pipeline
+    from subsetctl.stages.common import PROVENANCE
+
+    now = pipeline.library_versions()
+    made: dict[str, Any] = {}
+    reused: dict[str, Any] = {}
+    for stage in stages:
+        manifest = project.read_results_manifest(stage) or {}
+        if "versions" in manifest and (diff := pipeline.versions_differing(manifest["versions"], now)):
+            made[stage] = diff
+        record = _read(project.results_dir(stage) / PROVENANCE)
+        computed_with = record.get("computed_with") if isinstance(record, dict) else None
+        if isinstance(computed_with, dict):
+            differing = {result: diff for result, versions in sorted(computed_with.items())
+                         if (diff := pipeline.versions_differing(versions, now))}
+            if differing:
+                reused[stage] = differing
+    if not made and not reused:
+        return None
+    return {"now": now, **({"stages": made} if made else {}), **({"reused": reused} if reused else {})}
+
+
 def selection_order(spec: Any) -> list[str]:
     """The selections in the order the spec lists them: its strategies, then the
     fine-tune baselines (stage files keep them sorted by label)."""
@@ -228,4 +256,9 @@ def build_report(
     if metrics:
         report["test_metrics"] = metrics["metrics"]
         report["test_warnings"] = metrics.get("warnings", [])
+    # results computed with other library versions than the current ones: reused from the
+    # caches, or kept from before an upgrade (nothing makes them stale)
+    versions = other_versions(project, [stage for stage in report["stages"] if stage not in skip])
+    if versions:
+        report["other_library_versions"] = versions
     return in_spec_order(report)

@@ -209,3 +209,42 @@ def overrides_line(report: dict[str, Any]) -> str | None:
         return None
     return "made with command-line overrides, not the spec alone: " + "; ".join(
         f"{item} ({', '.join(stages)})" for item, stages in overrides.items())
+
+
+def versions_line(report: dict[str, Any]) -> str | None:
+    """A short note when some shown results were computed with other library versions than
+    the current ones (report.json's ``other_library_versions``): whose, and what changed;
+    None when all were computed with these."""
+    other = report.get("other_library_versions")
+    if not isinstance(other, dict):
+        return None
+    changes: dict[str, None] = {}  # "torch 2.1.0, now 2.2.0", in order, once each
+
+    def note(diff: dict[str, Any]) -> None:
+        for name, pair in diff.items():
+            if isinstance(pair, dict):
+                changes[f"{name} {pair.get('then') or 'absent'}, now {pair.get('now') or 'absent'}"] = None
+
+    parts: list[str] = []
+    stages = other.get("stages") if isinstance(other.get("stages"), dict) else {}
+    for diff in stages.values():
+        if isinstance(diff, dict):
+            note(diff)
+    if stages:
+        parts.append(f"the results of {', '.join(stages)}")
+    unknown = 0
+    for stage, results in (other.get("reused") or {}).items():
+        known = [diff for diff in results.values() if isinstance(diff, dict)]
+        unknown += len(results) - len(known)
+        for diff in known:
+            note(diff)
+        if known:
+            parts.append(f"{len(known)} result(s) {stage} took from the cache")
+    if not parts and not unknown:
+        return None
+    text = "Computed with other library versions than the current ones: " + "; ".join(parts)
+    text += f" ({'; '.join(changes)})" if changes else ""
+    if unknown:
+        text += (f"{'; ' if parts else ''}{unknown} result(s) taken from the cache were computed with library versions "
+                 "not recorded (cached by an earlier subsetctl)")
+    return text + ". report.json's other_library_versions lists them."

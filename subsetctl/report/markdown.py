@@ -26,6 +26,7 @@ from subsetctl.report.cells import (
     test_metric_cells,
     verify_k_cell,
     verify_notes,
+    versions_line,
 )
 from subsetctl.report.cells import fmt as _fmt
 
@@ -72,6 +73,9 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     overrides = overrides_line(report)
     if overrides:
         lines += [f"> Results {overrides}.", ""]
+    versions = versions_line(report)
+    if versions:  # results reused from the caches, or kept, from before a library upgrade
+        lines += [f"> {md_text(versions)}", ""]
     if report.get("data_warnings"):
         lines += ["## Data warnings", "", *(f"- {md_text(w)}" for w in report["data_warnings"]), ""]
     stage_warnings = stage_warning_lines(report)

@@ -29,6 +29,7 @@ from subsetctl.report.cells import (
     test_metric_cells,
     verify_k_cell,
     verify_notes,
+    versions_line,
 )
 from subsetctl.report.cells import fmt as _f
 
@@ -73,6 +74,9 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
     overrides = overrides_line(report)
     if overrides:
         console.print(f"[yellow]results {escape(overrides)}[/yellow]")
+    versions = versions_line(report)
+    if versions:  # results reused from the caches, or kept, from before a library upgrade
+        console.print(f"[yellow]{escape(versions)}[/yellow]")
     # a cause the user fixed since must not read as a problem of now
     _print_warnings(console, "data", [f"data: {w}" for w in report.get("data_warnings", [])], DATA_WARNINGS_SHOWN,
                     "data: the warnings below are of the last run's inputs; the spec or its input files changed "

@@ -104,6 +104,59 @@ def read_work_record(ctx: StageContext, path: Path, kind: type, keys: tuple[str,
     return kind()
 
 
+#: a stage's record of the results it took from the re-run cache (``.subsetctl/cache/``) and
+#: the library versions that computed them: in the stage's ``describes_only`` (how a result
+#: came about, not what it is), so a version upgrade changes no output digest
+PROVENANCE = "provenance.json"
+
+
+def versioned(entry: dict[str, Any]) -> dict[str, Any]:
+    """A cache entry as it is written: the result with the library versions computing it."""
+    from subsetctl import pipeline
+
+    return {**entry, "versions": pipeline.library_versions()}
+
+
+def take_versions(entry: dict[str, Any]) -> Any:
+    """Remove and return the library versions a cache entry was computed with (None from an
+    entry an earlier subsetctl wrote without them: unknown), leaving the result alone."""
+    return entry.pop("versions", None)
+
+
+class Provenance:
+    """The stage's :data:`PROVENANCE` file: ``{"computed_with": {result: versions}}`` for
+    each result (a verify fine-tune, a finetune run, an evaluation) taken from the cache,
+    with the library versions that computed it (None: unknown). Results the stage computes
+    itself were computed with the versions in its manifest. Written as results are taken,
+    so a run stopped partway resumes with it."""
+
+    def __init__(self, ctx: StageContext) -> None:
+        import json
+
+        self.path = ctx.out_dir / PROVENANCE
+        try:
+            kept = json.loads(self.path.read_text(encoding="utf-8"))["computed_with"]
+        except (OSError, ValueError, TypeError, KeyError):
+            kept = None
+        self.computed_with: dict[str, Any] = kept if isinstance(kept, dict) else {}
+
+    def reused(self, result: str, versions: Any) -> None:
+        """``result`` came from the cache, computed with ``versions``."""
+        self.computed_with[result] = versions if isinstance(versions, dict) else None
+        self.write()
+
+    def computed(self, result: str) -> None:
+        """``result`` was computed now (a resumed stage's earlier record of it is dropped)."""
+        if self.computed_with.pop(result, False) is not False:
+            self.write()
+
+    def write(self) -> None:
+        from subsetctl.project import atomic_write_json
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.path, {"computed_with": self.computed_with})
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, numpy and torch so a stage is reproducible from the spec."""
     import numpy as np

@@ -62,6 +62,8 @@ class EvaluateStage(common.ModelStage):
     after = ("data", "finetune")
     memory_keys = ("evaluate.batch_size", "evaluate.max_new_tokens", "model.max_length")
     spec_keys = ("model", "evaluate")
+    # which results came from the cache, computed with which library versions: not a result
+    describes_only = (common.PROVENANCE,)
 
     switch = "finetune.enabled"
 
@@ -82,6 +84,7 @@ class EvaluateStage(common.ModelStage):
         cache = ctx.project.state_dir.joinpath(*RESULT_CACHE)
         cache_keys = result_cache_keys(ctx, [k for k in keys if k not in per_run])
         model = tokenizer = None
+        provenance = common.Provenance(ctx)
         reused = 0
         with ctx.reporter.progress("evaluate", total=len(keys)) as task:
             task.update(sum(k in per_run for k in keys))
@@ -95,6 +98,7 @@ class EvaluateStage(common.ModelStage):
                         result = json.loads(cached.read_text())
                         if not common.is_record(result, RESULT_KEYS):
                             raise ValueError(f"{cached} is damaged")  # evaluated again
+                        provenance.reused(key, common.take_versions(result))
                         per_run[key] = result
                         touch(cached)  # used: the last to go when the caches are trimmed
                         reused += 1
@@ -110,9 +114,11 @@ class EvaluateStage(common.ModelStage):
                                         max_new_tokens=spec.evaluate.max_new_tokens,
                                         batch_size=spec.evaluate.batch_size, metric=spec.evaluate.metric)
                 per_run[key] = result
-                atomic_write_json(cached, result)
+                provenance.computed(key)
+                atomic_write_json(cached, common.versioned(result))
                 atomic_write_json(per_run_path, per_run)
                 task.update(sum(k in per_run for k in keys))
+        provenance.write()
         if reused:
             ctx.reporter.info(f"evaluate: reused {reused} result(s) of adapters evaluated by an earlier run.")
         warnings = sorted({w for r in per_run.values() for w in r.get("warnings", [])})

@@ -156,7 +156,7 @@ class AdapterCache:
         try:
             shutil.copytree(run_dir / "adapter", partial / "adapter")
             atomic_write_json(partial / CHECKSUMS, artifact_checksums(partial / "adapter"))
-            atomic_write_json(partial / "record.json", record)
+            atomic_write_json(partial / "record.json", common.versioned(record))
             shutil.rmtree(entry, ignore_errors=True)
             os.replace(partial, entry)
         except BaseException:  # interrupted (Ctrl-C, SIGTERM) or failed: no half-written entry kept
@@ -259,8 +259,10 @@ class FinetuneStage(common.ModelStage):
     spec_keys = ("project.seed", "model", "finetune")
     # peft writes the base model's path into each adapter's config, and the model card names
     # the spec's model.source: where the model was, not what was trained (moving the project
-    # or the model folder changes them)
-    describes_only = ("runs/*/adapter/adapter_config.json", "runs/*/adapter/README.md", BASE_MODEL_FILE)
+    # or the model folder changes them); which runs came from the cache, computed with which
+    # library versions
+    describes_only = ("runs/*/adapter/adapter_config.json", "runs/*/adapter/README.md", BASE_MODEL_FILE,
+                      common.PROVENANCE)
 
     switch = "finetune.enabled"
 
@@ -293,6 +295,7 @@ class FinetuneStage(common.ModelStage):
                 by_key.setdefault(key, {"subset": subset, "seed": seed, "labels": []})["labels"].append(label)
         todo = [k for k in by_key if k not in runs]
         cache = AdapterCache(ctx)
+        provenance = common.Provenance(ctx)
         classes = cache.data.labels if spec.model.kind == "classifier" else None  # the head's classes, by id
         restored = 0
         with ctx.reporter.progress("finetune runs", total=len(by_key)) as task:
@@ -302,6 +305,7 @@ class FinetuneStage(common.ModelStage):
                 run_dir = ctx.out_dir / "runs" / key
                 record = None if ctx.options.get("forced") else cache.restore(job["subset"], job["seed"], run_dir)
                 if record is not None:  # trained by an earlier run with the same inputs
+                    provenance.reused(key, common.take_versions(record))
                     record = _results_only(record)
                     restored += 1
                     name_base_model(run_dir / "adapter", base_name)
@@ -311,6 +315,7 @@ class FinetuneStage(common.ModelStage):
                     atomic_write_json(path, runs)
                     task.update(len(runs))
                     continue
+                provenance.computed(key)
                 common.seed_everything(job["seed"])
                 model, tokenizer, _ = common.lora_model(ctx, seed=job["seed"])
                 train = list(target_train)
@@ -343,6 +348,7 @@ class FinetuneStage(common.ModelStage):
         labels = {label: [run_key(subset, spec.project.seed + s) for s in range(spec.finetune.seeds)]
                   for label, subset in picks.items()}
         head = {"classes": classes, "head_size": max(spec.model.num_labels or 0, len(classes))} if classes else {}
+        provenance.write()
         atomic_write_json(ctx.out_dir / "labels.json", {"labels": labels, "selections": picks, **head})
         # the base model the adapters name, and where this machine read it from (the report says both)
         atomic_write_json(ctx.out_dir / BASE_MODEL_FILE, {

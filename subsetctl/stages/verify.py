@@ -79,6 +79,8 @@ class VerifyStage(common.ModelStage):
     # not meta_init's optimizer settings: a real fine-tune takes only its schedule from them
     # (no weight decay, no gradient accumulation, verify's steps, batch and learning rates)
     spec_keys = ("project.seed", "model", "verify")
+    # which results came from the cache, computed with which library versions: not a result
+    describes_only = (common.PROVENANCE,)
 
     switch = "verify.enabled"
 
@@ -118,6 +120,7 @@ class VerifyStage(common.ModelStage):
 
         finetuner: RealFinetuner | None = None
         cache = RunCache(ctx)
+        provenance = common.Provenance(ctx)
         reused = 0
         total = len(subsets) * len(v.kinds) * v.repeats
         with ctx.reporter.progress("verify fine-tunes", total=total) as task:
@@ -132,13 +135,16 @@ class VerifyStage(common.ModelStage):
                                 say_diverged(kind, subset, seed)
                             continue
                         out = None if ctx.options.get("forced") else cache.get(kind, subset, seed)
+                        run = f"{kind}-{index}-{repeat}"
                         if out is None:
                             if finetuner is None:
                                 finetuner = RealFinetuner(ctx, kind)
                             finetuner.kind = kind
-                            out = finetuner.run(subset, ctx.out_dir / "work" / f"{kind}-{index}-{repeat}", seed=seed)
+                            out = finetuner.run(subset, ctx.out_dir / "work" / run, seed=seed)
                             cache.put(kind, subset, seed, out)
+                            provenance.computed(run)
                         else:
+                            provenance.reused(run, common.take_versions(out))
                             reused += 1
                         if out["diverged"]:
                             say_diverged(kind, subset, seed)
@@ -159,6 +165,7 @@ class VerifyStage(common.ModelStage):
         theta = evaluate_loss(finetuner.model, finetuner.tokenizer, finetuner.validation, spec.model.kind,
                               spec.model.max_length, batch_size=16, objective="surrogate")
         atomic_write_json(ctx.out_dir / "subsets.json", {"subsets": subsets, "theta_star_loss": theta})
+        provenance.write()
         agreement = {kind: repeat_agreement(done, kind) for kind in v.kinds} if v.repeats > 1 else {}
         if reused:
             ctx.reporter.info(f"verify: reused {reused} fine-tune(s) finished by an earlier run with the same inputs.")
@@ -214,7 +221,7 @@ class RunCache:
 
     def put(self, kind: str, subset: list[str], seed: int, result: dict[str, Any]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self._path(kind, subset, seed), result)
+        atomic_write_json(self._path(kind, subset, seed), common.versioned(result))
 
 
 def mean_over_repeats(runs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:

@@ -1,0 +1,65 @@
+"""Results reused from the re-run caches (verify fine-tunes, finetune runs, evaluations)
+say which library versions computed them, and the report says when those differ from the
+current ones; a library upgrade makes nothing stale."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from subsetctl import pipeline
+from subsetctl.api import plan_project, run_project
+
+BASE = ["verify.enabled=true", "verify.k=3", "verify.steps=1", "verify.kinds=[ce]"]
+
+
+def _read(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_results_taken_from_the_caches_record_the_versions_that_computed_them(
+        tiny_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    state = tiny_project / ".subsetctl"
+    run_project(tiny_project, BASE)
+    then = pipeline.library_versions()
+    entry = next((state / "cache" / "evaluate").glob("*.json"))
+    assert _read(entry)["versions"] == then  # each entry records the versions computing it
+    assert _read(state / "verify" / "provenance.json") == {"computed_with": {}}  # all computed now
+    assert "other_library_versions" not in _read(tiny_project / "report.json")
+
+    now = {**then, "torch": "99.0"}  # an upgrade of torch between the runs
+    monkeypatch.setattr(pipeline, "library_versions", lambda: now)
+    assert all(not s.will_run for s in plan_project(tiny_project, BASE)[2])  # nothing is stale for it
+    old = _read(entry)
+    del old["versions"]  # as an earlier subsetctl cached it
+    entry.write_text(json.dumps(old))
+
+    run_project(tiny_project, [*BASE, "finetune.seeds=2", "verify.repeats=2"])  # reuses the first runs
+    verify = _read(state / "verify" / "provenance.json")["computed_with"]
+    assert verify == {f"ce-{i}-0": then for i in range(3)}  # repeat 1's were computed now
+    finetune = _read(state / "finetune" / "provenance.json")["computed_with"]
+    runs = _read(state / "finetune" / "manifest.json")["summary"]["runs"]
+    assert len(finetune) == runs // 2 and all(v == then for v in finetune.values())
+    evaluate = _read(state / "evaluate" / "provenance.json")["computed_with"]
+    assert sorted(evaluate.values(), key=str) == sorted([None, *[then] * (runs // 2 - 1)], key=str)
+    assert "versions" not in json.dumps(_read(state / "evaluate" / "per_run.json"))  # results only
+
+    report = _read(tiny_project / "report.json")["other_library_versions"]
+    torch = {"then": then.get("torch"), "now": "99.0"}
+    assert report["now"] == now and report["stages"]["data"] == {"torch": torch}  # not re-run: from before
+    assert report["reused"]["verify"] == {f"ce-{i}-0": {"torch": torch} for i in range(3)}
+    assert sorted(report["reused"]["evaluate"].values(), key=str) == sorted(
+        ["unknown", *[{"torch": torch}] * (runs // 2 - 1)], key=str)
+    md = (tiny_project / "report.md").read_text()
+    assert "Computed with other library versions than the current ones" in md
+    assert f"torch {then.get('torch')}, now 99.0" in md and "3 result(s) verify took from the cache" in md
+    assert "1 result(s) taken from the cache were computed with library versions not recorded" in md
+
+
+def test_a_report_of_results_computed_with_the_current_versions_has_no_note() -> None:
+    from subsetctl.report.cells import versions_line
+
+    assert versions_line({}) is None
+    assert versions_line({"other_library_versions": {"now": {}, "reused": {"verify": {}}}}) is None
