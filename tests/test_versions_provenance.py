@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from subsetctl import pipeline
@@ -63,3 +64,44 @@ def test_a_report_of_results_computed_with_the_current_versions_has_no_note() ->
 
     assert versions_line({}) is None
     assert versions_line({"other_library_versions": {"now": {}, "reused": {"verify": {}}}}) is None
+
+
+def _batch(m: int):
+    from subsetctl.estimate.base import EstimateBatch
+
+    return EstimateBatch(loss=np.ones(m), w_norm=np.ones(m), iterations=np.ones(m, dtype=int),
+                         converged=np.ones(m, dtype=bool))
+
+
+def test_the_subset_results_store_records_the_versions_computing_each_row(tmp_path: Path) -> None:
+    from subsetctl.estimate.results import DATA_FILE, SubsetResultsStore
+
+    masks = np.array([[True, False], [False, True], [True, True]])
+    store = SubsetResultsStore(tmp_path / "s", ["a", "b"], "k", versions={"torch": "1"})
+    store.add(masks[:2], _batch(2))
+    store = SubsetResultsStore(tmp_path / "s", ["a", "b"], "k", versions={"torch": "2"})  # after an upgrade
+    store.add(masks[2:], _batch(1))
+    rows = store.rows_of(masks)
+    assert store.versions_of(rows) == [({"torch": "1"}, 2), ({"torch": "2"}, 1)]
+    # a store an earlier subsetctl wrote records none: unknown, and it is kept, not reset
+    with np.load(tmp_path / "s" / DATA_FILE) as data:
+        arrays = {k: data[k] for k in data.files if k != "computed_with"}
+    np.savez(tmp_path / "s" / DATA_FILE, **arrays)
+    store = SubsetResultsStore(tmp_path / "s", ["a", "b"], "k", versions={"torch": "2"})
+    assert store.reset_reason is None and store.versions_of(store.rows_of(masks)) == [(None, 3)]
+
+
+def test_search_estimates_taken_from_the_store_are_counted_by_the_versions_that_computed_them(
+        tiny_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    state = tiny_project / ".subsetctl"
+    run_project(tiny_project, until="search")
+    assert _read(state / "search" / "provenance.json")["estimates"] == []  # all computed now
+    then = pipeline.library_versions()
+    monkeypatch.setattr(pipeline, "library_versions", lambda: {**then, "numpy": "9.9"})
+    run_project(tiny_project, ["search.strategies=[{name: exhaustive}]"])  # every estimate from the store
+    groups = _read(state / "search" / "provenance.json")["estimates"]
+    assert len(groups) == 1 and groups[0]["versions"] == then and groups[0]["count"] >= 8
+    report = _read(tiny_project / "report.json")["other_library_versions"]
+    numpy = {"numpy": {"then": then.get("numpy"), "now": "9.9"}}
+    assert report["reused_estimates"]["search"] == [{"count": groups[0]["count"], "versions": numpy}]
+    assert f"{groups[0]['count']} subset estimate(s) search took from the cache" in (tiny_project / "report.md").read_text()

@@ -10,12 +10,14 @@ are computed, in chunks that are saved as they finish.
 
 Layout of the store folder:
 
-* ``store.json``: ``{"format": 1, "key": ..., "sources": [...]}``, written when the store
-  is created or reset;
+* ``store.json``: ``{"format": 1, "key": ..., "sources": [...], "versions": [...]}``,
+  written when the store is created or reset, or new rows are computed with library
+  versions not listed yet (``versions``: the versions dicts that computed its rows);
 * ``subsets.npz``: ``masks`` (M, n) bool, ``loss``, ``w_norm``, ``iterations``,
-  ``converged`` (M,), and ``completed`` (M,) bool, the bitmap of rows whose metrics are
+  ``converged`` (M,), ``completed`` (M,) bool, the bitmap of rows whose metrics are
   final (rows registered with :meth:`SubsetResultsStore.reserve` and not yet estimated are
-  ``False``). It is rewritten whole through a temporary file and ``os.replace``, so a
+  ``False``), and ``computed_with`` (M,) int, each row's index in ``versions`` (-1: not
+  recorded, a store an earlier subsetctl wrote). It is rewritten whole through a temporary file and ``os.replace``, so a
   crash leaves either the old or the new version, never a torn one.
 """
 
@@ -117,10 +119,15 @@ class SubsetResultsStore:
         earlier_keys: keys an earlier subsetctl wrote for the same results (the key's
             parts were spelled differently then); a store under one of them is kept and
             takes ``key``.
+        versions: the library versions computing the rows added now (recorded per row,
+            :meth:`versions_of`); None records none.
     """
 
-    def __init__(self, path: Path | str, sources: list[str], key: str, earlier_keys: tuple[str, ...] = ()) -> None:
+    def __init__(self, path: Path | str, sources: list[str], key: str, earlier_keys: tuple[str, ...] = (),
+                 versions: dict[str, str] | None = None) -> None:
         self.path = Path(path)
+        self.versions = versions
+        self._versions: list[Any] = []  # store.json's list of the versions that computed rows
         self.sources = list(sources)
         self.key = str(key)
         self.earlier_keys = tuple(str(k) for k in earlier_keys)
@@ -130,6 +137,7 @@ class SubsetResultsStore:
         self._masks = np.zeros((0, n), dtype=bool)
         self._batch = empty_batch(0)
         self._completed = np.zeros(0, dtype=bool)
+        self._computed_with = np.zeros(0, dtype=np.int64)
         self._open()
 
     # -- loading --------------------------------------------------------------------
@@ -150,8 +158,10 @@ class SubsetResultsStore:
                     reason = f"its key {meta.get('key')!r} differs from {self.key!r}"
                 elif meta.get("sources") != self.sources:
                     reason = "it was written for a different list of sources"
-                elif meta.get("key") != self.key:  # the same results under an earlier spelling of the key
-                    self._write_meta()
+                else:
+                    self._versions = meta.get("versions") if isinstance(meta.get("versions"), list) else []
+                    if meta.get("key") != self.key:  # the same results under an earlier spelling of the key
+                        self._write_meta()
         elif data_path.exists():
             reason = f"it had results but no {META_FILE}"
         else:
@@ -170,6 +180,8 @@ class SubsetResultsStore:
             self._masks = np.zeros((0, n), dtype=bool)
             self._batch = empty_batch(0)
             self._completed = np.zeros(0, dtype=bool)
+            self._computed_with = np.zeros(0, dtype=np.int64)
+            self._versions = []
             self._write_meta()
         self._index = {k: i for i, k in enumerate(_row_keys(self._masks))}
 
@@ -186,13 +198,17 @@ class SubsetResultsStore:
                 converged=data["converged"].astype(bool),
             )
             self._completed = data["completed"].astype(bool)
+            # (a store an earlier subsetctl wrote has no record of the versions: unknown)
+            self._computed_with = (data["computed_with"].astype(np.int64) if "computed_with" in data.files
+                                   else np.full(len(masks), -1, dtype=np.int64))
         rows = {len(masks), len(self._batch.loss), len(self._batch.w_norm), len(self._batch.iterations),
-                len(self._batch.converged), len(self._completed)}
+                len(self._batch.converged), len(self._completed), len(self._computed_with)}
         if len(rows) != 1:
             raise ValueError(f"its arrays have different numbers of rows ({sorted(rows)})")
 
     def _write_meta(self) -> None:
-        text = json.dumps({"format": FORMAT_VERSION, "key": self.key, "sources": self.sources}, indent=1)
+        text = json.dumps({"format": FORMAT_VERSION, "key": self.key, "sources": self.sources,
+                           "versions": self._versions}, indent=1)
         atomic_write(self.path / META_FILE, lambda fh: fh.write(text))
 
     def _save(self) -> None:
@@ -203,6 +219,7 @@ class SubsetResultsStore:
             "iterations": self._batch.iterations,
             "converged": self._batch.converged,
             "completed": self._completed,
+            "computed_with": self._computed_with,
         }
         atomic_write(self.path / DATA_FILE, lambda fh: np.savez(fh, **arrays), mode="wb")
 
@@ -258,6 +275,7 @@ class SubsetResultsStore:
             self._masks = np.concatenate([self._masks, masks[new]])
             self._batch = concat_batches([self._batch, empty_batch(len(new))])
             self._completed = np.concatenate([self._completed, np.zeros(len(new), bool)])
+            self._computed_with = np.concatenate([self._computed_with, np.full(len(new), -1, dtype=np.int64)])
         return rows
 
     def reserve(self, masks: np.ndarray) -> None:
@@ -277,7 +295,29 @@ class SubsetResultsStore:
         rows = self._rows_for(masks)
         put_batch(self._batch, rows, batch)
         self._completed[rows] = True
+        if self.versions is not None:
+            if self.versions not in self._versions:
+                self._versions.append(self.versions)
+                self._write_meta()
+            self._computed_with[rows] = self._versions.index(self.versions)
         self._save()
+
+    def rows_of(self, masks: np.ndarray) -> np.ndarray:
+        """The rows of ``masks`` that are completed (their order in the store)."""
+        index = self._index_of()
+        rows = np.array([index.get(k, -1) for k in _row_keys(_as_masks(masks, len(self.sources)))], dtype=np.int64)
+        rows = rows[rows >= 0]
+        return rows[self._completed[rows]]
+
+    def versions_of(self, rows: Any) -> list[tuple[Any, int]]:
+        """The library versions that computed ``rows`` (None: not recorded) with how many
+        of them each computed, in order of first use."""
+        counts: dict[int, int] = {}
+        for row in sorted(int(r) for r in rows):
+            i = int(self._computed_with[row])
+            i = i if 0 <= i < len(self._versions) and isinstance(self._versions[i], dict) else -1
+            counts[i] = counts.get(i, 0) + 1
+        return [(self._versions[i] if i >= 0 else None, n) for i, n in counts.items()]
 
 
 # ------------------------------------------------------------- cached estimator
@@ -322,6 +362,10 @@ class CachedEstimator(SubsetEstimator):
         self.description = f"cached {getattr(estimator, 'description', '')}".strip()
         self.computed = 0
         self.reused = 0
+        # the store's rows answered without solving that this wrapper did not compute (estimated
+        # by an earlier run, or by an earlier subsetctl: :meth:`SubsetResultsStore.versions_of`)
+        self.reused_rows: set[int] = set()
+        self._computed_rows: set[int] = set()
 
     @property
     def sources(self) -> list[str]:
@@ -343,6 +387,7 @@ class CachedEstimator(SubsetEstimator):
         uniq = uniq[order]
         inverse = np.argsort(order)[inverse.reshape(-1)]
         found, results = self.store.lookup(uniq)
+        self.reused_rows.update(int(r) for r in self.store.rows_of(uniq[found]) if int(r) not in self._computed_rows)
         todo = np.flatnonzero(~found)
         done = total - int(np.isin(inverse, todo).sum())
         if self.progress is not None:
@@ -354,6 +399,7 @@ class CachedEstimator(SubsetEstimator):
             chunk = todo[start : start + self.chunk_size]
             batch = estimate_parallel(self.estimator, uniq[chunk], **self.executor_kwargs)
             self.store.add(uniq[chunk], batch)
+            self._computed_rows.update(int(r) for r in self.store.rows_of(uniq[chunk]))
             put_batch(results, chunk, batch)
             self.computed += int(chunk.size)
             done += int(counts[chunk].sum())

@@ -111,13 +111,15 @@ def other_versions(project: Project, stages: list[str]) -> dict[str, Any] | None
     (:func:`~subsetctl.pipeline.library_versions`): ``stages``' manifests of another run's
     versions (results kept from before an upgrade, or put back), and results a stage took from
     the re-run cache (its ``provenance.json``) that an earlier run computed with other versions
-    or, cached by an earlier subsetctl, unknown ones. None when every result is of these."""
+    or, cached by an earlier subsetctl, unknown ones (the search's subset estimates: counted,
+    by versions). None when every result is of these."""
     from subsetctl import pipeline
     from subsetctl.stages.common import PROVENANCE
 
     now = pipeline.library_versions()
     made: dict[str, Any] = {}
     reused: dict[str, Any] = {}
+    estimates: dict[str, Any] = {}
     for stage in stages:
         manifest = project.read_results_manifest(stage) or {}
         if "versions" in manifest and (diff := pipeline.versions_differing(manifest["versions"], now)):
@@ -129,9 +131,17 @@ def other_versions(project: Project, stages: list[str]) -> dict[str, Any] | None
                          if (diff := pipeline.versions_differing(versions, now))}
             if differing:
                 reused[stage] = differing
-    if not made and not reused:
+        groups = record.get("estimates") if isinstance(record, dict) else None  # the search's, counted
+        if isinstance(groups, list):
+            counted = [{"count": group["count"], "versions": diff} for group in groups
+                       if isinstance(group, dict) and isinstance(group.get("count"), int)
+                       and (diff := pipeline.versions_differing(group.get("versions"), now))]
+            if counted:
+                estimates[stage] = counted
+    if not made and not reused and not estimates:
         return None
-    return {"now": now, **({"stages": made} if made else {}), **({"reused": reused} if reused else {})}
+    return {"now": now, **({"stages": made} if made else {}), **({"reused": reused} if reused else {}),
+            **({"reused_estimates": estimates} if estimates else {})}
 
 
 def selection_order(spec: Any) -> list[str]:

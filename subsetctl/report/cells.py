@@ -240,6 +240,16 @@ def versions_line(report: dict[str, Any]) -> str | None:
             note(diff)
         if known:
             parts.append(f"{len(known)} result(s) {stage} took from the cache")
+    for stage, groups in (other.get("reused_estimates") or {}).items():
+        known_count = 0
+        for group in groups:
+            if isinstance(group.get("versions"), dict):
+                note(group["versions"])
+                known_count += group.get("count", 0)
+            else:
+                unknown += group.get("count", 0)
+        if known_count:
+            parts.append(f"{known_count} subset estimate(s) {stage} took from the cache")
     if not parts and not unknown:
         return None
     text = "Computed with other library versions than the current ones: " + "; ".join(parts)

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from subsetctl import pipeline
 from subsetctl.pipeline import Stage, StageContext
 from subsetctl.project import Project, atomic_write_json, fingerprint, touch
 from subsetctl.reporter import AboutThisRun, ShownInResults
@@ -364,6 +365,8 @@ class SearchStage(Stage):
     # inputs (extra_inputs), so a plugin for another stage, or one not used, re-runs nothing
     spec_keys = ("project.seed", "estimate", "search", *SIMULATED_FINETUNE_KEYS)
     spec_keys_no_longer_read = ("plugins",)  # a search recorded with them stays up to date
+    # how many estimates came from the cache, computed with which library versions: not a result
+    describes_only = (common.PROVENANCE,)
 
     def spec_slice(self, spec: Spec) -> dict[str, Any]:
         """The slice, with the estimator settings that no estimator the search may use
@@ -452,6 +455,9 @@ class SearchStage(Stage):
             else cal.to_dict(),
             "sources": features.sources,
         })
+        # the estimates taken from the store that earlier runs computed, by the library versions computing them
+        atomic_write_json(ctx.out_dir / common.PROVENANCE, {"computed_with": {}, "estimates": [
+            {"versions": versions, "count": count} for versions, count in store.versions_of(cached.reused_rows)]})
         alike = _all_estimates_alike(batch.loss, None if in_process else cal.lam)
         if alike:
             ctx.reporter.warn(alike)
@@ -497,7 +503,8 @@ def _open_store(ctx: StageContext, estimator_used: str, lam: float, sources: lis
         shutil.rmtree(store_dir, ignore_errors=True)
     else:  # estimates an earlier subsetctl kept under another key
         common.adopt_legacy_entry(store_dir, [_store_dir(ctx, estimator_used, k, sources) for k in earlier])
-    store = SubsetResultsStore(store_dir, sources, key, earlier_keys=tuple(earlier))
+    store = SubsetResultsStore(store_dir, sources, key, earlier_keys=tuple(earlier),
+                               versions=pipeline.library_versions())
     touch(store_dir)  # used: the last to go when the caches are trimmed (project.cache_limit_gb)
     if store.reset_reason:
         ctx.reporter.warn(AboutThisRun(f"{store.reset_reason} Its subsets are estimated again."))
