@@ -168,14 +168,15 @@ def _stderr_console() -> Any:
     """rich's console on stderr, interactive (bars redrawn in place) only on a terminal that
     can redraw: not on TERM=dumb (rich's rule), and not on a file or pipe that FORCE_COLOR
     (set for colored CI logs) makes rich take for a terminal, where the bars wrote a redraw
-    into the log ten times a second. ``TTY_INTERACTIVE=1`` still forces bars, as in rich."""
+    into the log ten times a second. ``TTY_INTERACTIVE=1`` still forces bars, as in rich (which
+    reads "0" and "1" only: another value, or an empty one, forces nothing)."""
     import os
     import sys
 
     from rich.console import Console
 
     console = Console(stderr=True)
-    if console.is_interactive and os.environ.get("TTY_INTERACTIVE") is None:
+    if console.is_interactive and os.environ.get("TTY_INTERACTIVE") != "1":
         try:
             console.is_interactive = sys.stderr.isatty()
         except (AttributeError, ValueError):  # no isatty, or closed

@@ -88,3 +88,20 @@ def test_silent_reporter_records_notices_as_plain_text(jsonl_project) -> None:  
     reporter.info(escape("read /data/run[1]/a.jsonl"))
     reporter.info("[/x] is not markup")  # kept as given
     assert reporter.messages[-2:] == ["read /data/run[1]/a.jsonl", "[/x] is not markup"]
+
+
+def test_a_tty_interactive_other_than_1_does_not_force_the_bars_into_a_file(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Only TTY_INTERACTIVE=1 forces the bars (rich reads "0" and "1" and ignores any other
+    value): an empty or other value with FORCE_COLOR and stderr a file drew the live bar's
+    redraws into the log, as if it were 1."""
+    import sys
+
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.delenv("TERM", raising=False)
+    for value in ("", "yes"):
+        monkeypatch.setenv("TTY_INTERACTIVE", value)
+        log = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", log)
+        assert not RichReporter().console.is_interactive, value
+    monkeypatch.setenv("TTY_INTERACTIVE", "1")  # forced, as in rich
+    assert RichReporter().console.is_interactive
