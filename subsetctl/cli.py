@@ -9,6 +9,7 @@ traceback; set ``SUBSETCTL_DEBUG=1`` to see tracebacks of internal errors.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import sys
@@ -52,18 +53,24 @@ class _UntilReaderLeaves:
         if not self.reader_gone:
             try:
                 return self._stream.write(text)
-            except BrokenPipeError:
-                self._drop_the_rest()
+            except OSError as exc:
+                self._drop_the_rest(exc)
         return len(text)
 
     def flush(self) -> None:
         if not self.reader_gone:
             try:
                 self._stream.flush()
-            except BrokenPipeError:
-                self._drop_the_rest()
+            except OSError as exc:
+                self._drop_the_rest(exc)
 
-    def _drop_the_rest(self) -> None:
+    def _drop_the_rest(self, exc: OSError) -> None:
+        """From now on write nothing: the reader has gone (a broken pipe), or the stream was
+        never writable (EBADF: a wrapper script run with ``2>&-`` or ``>&-`` left its own
+        read-only file where the closed stream was, and Python took it for the stream).
+        Any other error is raised."""
+        if not isinstance(exc, BrokenPipeError) and exc.errno != errno.EBADF:
+            raise exc
         self.reader_gone = True
         with contextlib.suppress(OSError, ValueError):  # the interpreter's last flush writes nowhere too
             devnull = os.open(os.devnull, os.O_WRONLY)

@@ -496,6 +496,30 @@ def test_a_command_started_with_stdout_or_stderr_closed_runs_as_usual(tiny_proje
     assert started_with_closed(2, "plan", str(tiny_project), "gradients.d=-1").returncode == 1
 
 
+def test_a_stream_left_unwritable_by_a_wrapper_script_is_written_nowhere(jsonl_project: Path) -> None:
+    """A wrapper script (`#!/bin/bash ... exec python ...`) run with `2>&-` or `>&-` leaves
+    its own read-only file where the closed stream was: Python takes it for stderr (stdout),
+    each write fails with EBADF, and `run` was "internal error: OSError: [Errno 9] Bad file
+    descriptor" with the stage left unfinished (`schema` the same). It is written nowhere,
+    as a closed stream is."""
+    from subsetctl.api import plan_project
+
+    command = "import sys; from subsetctl.cli import main; sys.argv[0] = 'subsetctl'; main()"
+
+    def started_read_only(fd: int, *args: str) -> subprocess.CompletedProcess:
+        def read_only() -> None:
+            os.dup2(os.open(os.devnull, os.O_RDONLY), fd)
+
+        return subprocess.run([sys.executable, "-c", command, *args], check=False, capture_output=True, text=True,
+                              preexec_fn=read_only, timeout=600)
+
+    done = started_read_only(1, "schema")
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    ran = started_read_only(2, "run", str(jsonl_project), "--until", "data")
+    assert ran.returncode == 0 and "Ran data" in ran.stdout, ran.stdout
+    assert plan_project(jsonl_project, until="data")[2][0].state == "up to date"
+
+
 def test_click_output_on_an_ascii_stdout_into_a_closed_pipe_exits_0() -> None:
     """With an ASCII stdout (LC_ALL=C, PYTHONIOENCODING=ascii) click writes its text to the
     binary stream under sys.stdout, past the guard for a reader that leaves: `schema | head`
