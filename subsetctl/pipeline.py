@@ -621,6 +621,11 @@ class Pipeline:
             reasons.append("earlier unfinished work was for other inputs; `run` "
                            + ("keeps what still applies and does the rest" if stage.partial_work_keyed
                               else "starts over"))
+        elif work is not None:  # its inputs are known only once the stages before it re-run
+            reasons.append("earlier unfinished work is resumed only if the stages before it that re-run come out "
+                           "as before; else `run` "
+                           + ("keeps what still applies and does the rest" if stage.partial_work_keyed
+                              else "discards it and starts over"))
         return state, reasons
 
     def _changes(

@@ -423,3 +423,19 @@ def test_report_names_the_shards_being_computed_now_instead_of_a_stopped_run(tin
         _release(holder)
     data = load_report_data(tiny_project)  # the shard run stopped: gradients is unfinished, `run` resumes it
     assert "shards_running" not in data and "gradients" in data["unfinished"], data
+
+
+def test_plan_says_unfinished_shards_survive_an_upstream_rerun_only_if_it_comes_out_as_before(
+        tiny_project: Path) -> None:
+    """With shard work done and meta_init to re-run, `plan` showed gradients as "never run"
+    with no word of the shard work a changed meta_init output discards; it says so now, and a
+    re-run that comes out as before (forced, same inputs) does resume the shard's rows."""
+    run_project(tiny_project, options={"shard": (0, 2)})
+    statuses = {s.name: s for s in plan_project(tiny_project, force=["meta_init"])[2]}
+    gradients = statuses["gradients"]
+    assert gradients.state == "never run" and any(
+        "resumed only if the stages before it that re-run come out as before" in r for r in gradients.reasons), gradients
+    results = {r["stage"]: r for r in run_project(tiny_project, until="gradients", force=["meta_init"])}
+    assert results["meta_init"]["action"] == "ran"
+    summary = json.loads((Project(tiny_project).stage_dir("gradients") / "manifest.json").read_text())["summary"]
+    assert 0 < summary["reused"] < summary["rows"], summary
