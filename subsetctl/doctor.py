@@ -4,7 +4,8 @@ Checks: the Python version, torch and the device it will use, the packaged model
 whether SmolLM2's one-time GGUF conversion is cached), free disk space where the project
 lives, and, given a project directory, that its spec is valid and that dask is
 importable when the spec asks for ``executor.backend: dask``. Nothing here downloads,
-converts or writes anything.
+converts or leaves anything behind (whether a folder takes new files is tried with an
+empty folder made in it and removed at once).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import importlib.util
 import os
 import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,6 +114,10 @@ def _unwritable(folder: Path) -> str | None:
         return f"{where} is not a folder"
     if not os.access(where, os.W_OK | os.X_OK):
         return f"{where} is not writable"
+    try:  # os.access says yes where making a folder fails (/proc, /sys; NFS squashing root)
+        os.rmdir(tempfile.mkdtemp(prefix=".subsetctl-doctor-", dir=where))
+    except OSError as exc:
+        return f"{where} is not writable (making a folder there fails: {exc.strerror or exc})"
     return None
 
 
@@ -131,9 +137,9 @@ def check_writable(folder: Path) -> Check:
     from subsetctl.errors import UserError
     from subsetctl.project import STATE_DIRNAME, check_arrow_can_open
 
-    blocked = [p for p in (folder, folder / STATE_DIRNAME) if p.exists() and not os.access(p, os.W_OK | os.X_OK)]
+    blocked = next((why for p in (folder, folder / STATE_DIRNAME) if p.exists() and (why := _unwritable(p))), None)
     if blocked:
-        return Check("writable", False, f"{blocked[0]} is not writable",
+        return Check("writable", False, blocked,
                      "Fix its permissions, or copy the project somewhere writable: `plan` and `report` work "
                      "read-only, `run` does not.")
     try:

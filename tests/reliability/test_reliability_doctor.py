@@ -159,3 +159,25 @@ def test_doctor_without_a_folder_checks_the_current_project(healthy: None, tmp_p
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(main, ["doctor"])
     assert result.exit_code == 0 and "project spec" not in result.output, result.output
+
+
+def test_doctor_tries_making_a_folder_where_os_access_says_writable(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """os.access says yes for root in /proc or /sys, and on NFS that squashes root, where
+    making a folder fails: doctor said ✓ (SUBSETCTL_CACHE=/proc/x, the project folder) and
+    `run` then failed on its first write."""
+    import os
+
+    if os.path.isdir("/proc/self") and os.access("/proc", os.W_OK | os.X_OK):  # root on Linux
+        why = doctor._unwritable(Path("/proc/subsetctl-doctor-test/models"))
+        assert why is not None and why.startswith("/proc is not writable (making a folder there fails"), why
+
+    def refused(*args: object, **kwargs: object) -> str:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(doctor.tempfile, "mkdtemp", refused)
+    check = doctor.check_writable(tmp_path)
+    assert not check.ok and check.detail == f"{tmp_path} is not writable (making a folder there fails: Permission denied)"
+    monkeypatch.undo()
+    assert doctor.check_writable(tmp_path).ok
+    assert list(tmp_path.iterdir()) == []  # the folder it tried is gone
