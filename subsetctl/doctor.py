@@ -233,6 +233,13 @@ def run_checks(directory: Path | None = None) -> list[Check]:
             checks.append(Check("project", False, f"{directory} does not exist",
                                 f"Create it with `subsetctl init {shell_arg(directory)}`."))
         else:
+            from subsetctl.spec import SPEC_FILENAME
+
+            if directory.is_file() and directory.name != SPEC_FILENAME:  # `run` refuses it (Project.find)
+                checks.append(Check(
+                    "project", False, f"{directory} is a file, but `run` takes a project folder (or its {SPEC_FILENAME})",
+                    f"Rename or copy {directory.name} to {folder / SPEC_FILENAME} and name the folder; "
+                    f"`subsetctl validate {shell_arg(directory)}` checks this file alone."))
             project_checks, spec = check_project(directory)
             checks.extend(project_checks)
             if spec is not None:

@@ -219,3 +219,18 @@ def test_doctor_does_not_fail_a_packaged_model_the_project_does_not_use(
     (project / "subsetctl.yaml").write_text(yaml.safe_dump(spec))
     result = CliRunner().invoke(main, ["doctor", str(project)])
     assert result.exit_code == 1 and "✗ packaged model smollm2-135m-instruct: missing" in result.output, result.output
+
+
+def test_doctor_refuses_a_spec_file_of_another_name_as_run_does(healthy: None, tmp_path: Path) -> None:
+    """`doctor myproject/other.yaml` passed every check, and `run` (`plan`, `report`) then
+    refused the file: a project is a folder whose spec is named subsetctl.yaml."""
+    project = rf.make_project(tmp_path / "p", rf.data_spec())
+    other = project / "other.yaml"
+    other.write_text((project / "subsetctl.yaml").read_text())
+    result = CliRunner().invoke(main, ["doctor", str(other)])
+    assert result.exit_code == 1, result.output
+    assert f"✗ project: {other} is a file, but `run` takes a project folder" in result.output
+    assert f"{project / 'subsetctl.yaml'}" in result.output and "✓ project spec" in result.output
+    assert CliRunner().invoke(main, ["run", str(other)]).exit_code == 1
+    result = CliRunner().invoke(main, ["doctor", str(project / "subsetctl.yaml")])
+    assert result.exit_code == 0, result.output
