@@ -3,7 +3,8 @@
 Checks: the Python version, torch and the device it will use, the packaged models (and
 whether SmolLM2's one-time GGUF conversion is cached, or else its cache folder can take
 it), free disk space where the project
-lives, and, given a project directory, that its spec is valid and that dask is
+lives, and, given a project directory, that its spec is valid, that its ``model.device``
+is there, and that dask is
 importable when the spec asks for ``executor.backend: dask`` (a packaged model the spec
 does not name is then not a problem either). Nothing here downloads,
 converts or leaves anything behind (whether a folder takes new files is tried with an
@@ -194,6 +195,24 @@ def check_hub(spec: Any, spec_dir: Path) -> Check | None:
     return Check("hub access", False, f"{len(missing)} hub id(s) cannot be loaded here ({names})", missing[0][1])
 
 
+def check_device(spec: Any) -> Check | None:
+    """The spec's ``model.device`` is there (`run` stops at its first model stage if not);
+    None for ``auto``, which the torch check reports."""
+    from subsetctl.errors import UserError
+    from subsetctl.stages.common import device_for
+
+    if spec.model.device == "auto":
+        return None
+    try:
+        device = device_for(spec)
+    except ImportError:  # no torch: its own check says so
+        return None
+    except UserError:
+        return Check("device", False, f"model.device is {spec.model.device}, but this torch sees no CUDA GPU",
+                     "Use model.device: auto (GPU when there is one) or cpu, or install a CUDA build of torch.")
+    return Check("device", True, f"model.device: {device}")
+
+
 def dask_importable() -> bool:
     """dask and distributed are installed (found without importing them)."""
     return importlib.util.find_spec("dask") is not None and importlib.util.find_spec("distributed") is not None
@@ -247,6 +266,9 @@ def run_checks(directory: Path | None = None) -> list[Check]:
             hub = check_hub(spec, folder) if spec is not None else None
             if hub is not None:
                 checks.append(hub)
+            device = check_device(spec) if spec is not None else None
+            if device is not None:
+                checks.append(device)
             checks.append(check_writable(folder))
     checks.append(check_dask(spec))
     checks.append(check_disk(folder))

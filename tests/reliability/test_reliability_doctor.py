@@ -234,3 +234,23 @@ def test_doctor_refuses_a_spec_file_of_another_name_as_run_does(healthy: None, t
     assert CliRunner().invoke(main, ["run", str(other)]).exit_code == 1
     result = CliRunner().invoke(main, ["doctor", str(project / "subsetctl.yaml")])
     assert result.exit_code == 0, result.output
+
+
+def test_doctor_says_when_the_spec_asks_for_a_gpu_torch_does_not_see(healthy: None, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """`model.device: cuda` on a machine (or torch build) without CUDA passed doctor, whose
+    torch line reported the device `auto` picks, and `run` stopped at meta_init."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    spec = rf.data_spec()
+    spec["model"] = {"device": "cuda"}
+    project = rf.make_project(tmp_path / "p", spec)
+    result = CliRunner().invoke(main, ["doctor", str(project)])
+    assert result.exit_code == 1, result.output
+    assert "✗ device: model.device is cuda, but this torch sees no CUDA GPU" in result.output
+    assert "Use model.device: auto" in result.output
+    spec["model"] = {"device": "cpu"}
+    (project / "subsetctl.yaml").write_text(yaml.safe_dump(spec))
+    result = CliRunner().invoke(main, ["doctor", str(project)])
+    assert result.exit_code == 0 and "✓ device: model.device: cpu" in result.output, result.output
