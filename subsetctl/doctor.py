@@ -63,7 +63,9 @@ def check_torch() -> Check:
 
 
 def check_packaged_models() -> list[Check]:
-    """Each packaged model's PyPI package, and whether SmolLM2's conversion is cached."""
+    """Each packaged model's PyPI package with its model files, and whether SmolLM2's
+    conversion is cached."""
+    from subsetctl.errors import UserError
     from subsetctl.modeling.packaged import (
         CACHE_ADVICE,
         MINILM_NAME,
@@ -73,6 +75,7 @@ def check_packaged_models() -> list[Check]:
         SMOLLM2_PYPI,
         _marker_matches,
         cache_root,
+        locate_minilm,
     )
 
     checks = []
@@ -86,6 +89,13 @@ def check_packaged_models() -> list[Check]:
                                 f"{install} (or name a local model folder in model.source)."))
             continue
         detail = "installed"
+        if name == MINILM_NAME:
+            try:
+                locate_minilm()  # its model folder, as `run` finds it
+            except UserError:
+                checks.append(Check(f"packaged model {name}", False, "installed, but its model folder has no config.json",
+                                    f"{install.replace('--no-deps', '--force-reinstall --no-deps')}"))
+                continue
         if name == SMOLLM2_NAME:
             gguf = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
             target = cache_root() / SMOLLM2_NAME

