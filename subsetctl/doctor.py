@@ -205,6 +205,28 @@ def check_hub(spec: Any, spec_dir: Path) -> Check | None:
     return Check("hub access", False, f"{len(missing)} hub id(s) cannot be loaded here ({names})", missing[0][1])
 
 
+def check_datasets_cache(spec: Any, spec_dir: Path) -> Check | None:
+    """The datasets cache takes the tables ``datasets.load_dataset`` prepares for the spec's
+    ``huggingface`` loaders (all but those of save_to_disk folders, which it only reads);
+    None when the spec has none."""
+    from subsetctl.data.loaders import resolve_path
+    from subsetctl.data.loaders.files import is_saved_to_disk
+    from subsetctl.hub import datasets_cache_dir
+    from subsetctl.spec import HuggingFaceLoader
+
+    if not any(isinstance(source.loader, HuggingFaceLoader)
+               and not is_saved_to_disk(resolve_path(source.loader.path, spec_dir))
+               for source in (spec.target, *spec.sources)):
+        return None
+    folder = datasets_cache_dir()
+    blocked = _unwritable(folder)
+    if blocked:
+        return Check("datasets cache", False, f"{folder} cannot be made or written: {blocked}",
+                     "The huggingface loader prepares its tables in the datasets cache: set HF_DATASETS_CACHE "
+                     "(or HF_HOME) to a writable folder, or read the files with the jsonl, csv or parquet loader.")
+    return Check("datasets cache", True, f"{folder} takes the huggingface loaders' tables")
+
+
 def check_device(spec: Any) -> Check | None:
     """The spec's ``model.device`` is there (`run` stops at its first model stage if not);
     None for ``auto``, which the torch check reports."""
@@ -276,9 +298,9 @@ def run_checks(directory: Path | None = None) -> list[Check]:
             hub = check_hub(spec, folder) if spec is not None else None
             if hub is not None:
                 checks.append(hub)
-            device = check_device(spec) if spec is not None else None
-            if device is not None:
-                checks.append(device)
+            for check in (check_datasets_cache(spec, folder), check_device(spec)) if spec is not None else ():
+                if check is not None:
+                    checks.append(check)
             checks.append(check_writable(folder))
     checks.append(check_dask(spec))
     checks.append(check_disk(folder))

