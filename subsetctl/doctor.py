@@ -205,6 +205,15 @@ def check_hub(spec: Any, spec_dir: Path) -> Check | None:
     return Check("hub access", False, f"{len(missing)} hub id(s) cannot be loaded here ({names})", missing[0][1])
 
 
+def _cache_check(name: str, folder: Path, what: str, advice: str) -> Check:
+    """``folder``, a cache outside the project that `run` writes ``what`` into, can be
+    made or written."""
+    blocked = _unwritable(folder)
+    if blocked:
+        return Check(name, False, f"{folder} cannot be made or written: {blocked}", advice)
+    return Check(name, True, f"{folder} takes {what}")
+
+
 def check_datasets_cache(spec: Any, spec_dir: Path) -> Check | None:
     """The datasets cache takes the tables ``datasets.load_dataset`` prepares for the spec's
     ``huggingface`` loaders (all but those of save_to_disk folders, which it only reads);
@@ -218,13 +227,31 @@ def check_datasets_cache(spec: Any, spec_dir: Path) -> Check | None:
                and not is_saved_to_disk(resolve_path(source.loader.path, spec_dir))
                for source in (spec.target, *spec.sources)):
         return None
-    folder = datasets_cache_dir()
-    blocked = _unwritable(folder)
-    if blocked:
-        return Check("datasets cache", False, f"{folder} cannot be made or written: {blocked}",
-                     "The huggingface loader prepares its tables in the datasets cache: set HF_DATASETS_CACHE "
-                     "(or HF_HOME) to a writable folder, or read the files with the jsonl, csv or parquet loader.")
-    return Check("datasets cache", True, f"{folder} takes the huggingface loaders' tables")
+    return _cache_check("datasets cache", datasets_cache_dir(), "the huggingface loaders' tables",
+                        "The huggingface loader prepares its tables in the datasets cache: set HF_DATASETS_CACHE "
+                        "(or HF_HOME) to a writable folder, or read the files with the jsonl, csv or parquet loader.")
+
+
+def check_hub_cache(spec: Any, spec_dir: Path) -> Check | None:
+    """The Hugging Face hub cache takes the downloads of the hub model and datasets the spec
+    names that it does not hold yet; None when there are none."""
+    import huggingface_hub.constants as hub_constants
+
+    from subsetctl.data.checks import uncached_hub_datasets
+    from subsetctl.errors import UserError
+    from subsetctl.hub import model_cached
+    from subsetctl.modeling.resolve import classify_model_source, model_location
+
+    try:
+        location = model_location(spec.model.source, spec_dir)
+        model = classify_model_source(location) == "hub" and not model_cached(location)
+    except UserError:  # not a model source at all: validate says so
+        model = False
+    if not model and not uncached_hub_datasets(spec, spec_dir):
+        return None
+    return _cache_check("hub cache", Path(hub_constants.HF_HUB_CACHE), "the hub ids' downloads",
+                        "The hub ids the spec names that are not cached yet are downloaded there: set HF_HUB_CACHE "
+                        "(or HF_HOME) to a writable folder, or use a packaged model or local copies.")
 
 
 def check_device(spec: Any) -> Check | None:
@@ -298,7 +325,8 @@ def run_checks(directory: Path | None = None) -> list[Check]:
             hub = check_hub(spec, folder) if spec is not None else None
             if hub is not None:
                 checks.append(hub)
-            for check in (check_datasets_cache(spec, folder), check_device(spec)) if spec is not None else ():
+            for check in ((check_hub_cache(spec, folder), check_datasets_cache(spec, folder), check_device(spec))
+                          if spec is not None else ()):
                 if check is not None:
                     checks.append(check)
             checks.append(check_writable(folder))

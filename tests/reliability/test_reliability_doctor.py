@@ -292,3 +292,27 @@ def test_doctor_checks_the_datasets_cache_a_huggingface_loader_writes(healthy: N
     spec["sources"][0]["loader"] = {"type": "jsonl", "path": "a.jsonl"}  # no huggingface loader: not checked
     (project / "subsetctl.yaml").write_text(yaml.safe_dump(spec))
     assert "datasets cache" not in CliRunner().invoke(main, ["doctor", str(project)]).output
+
+
+def test_doctor_checks_the_hub_cache_takes_what_the_spec_downloads(healthy: None, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hub model not cached yet, with the hub reachable, is downloaded into the hub cache
+    by the first model stage: with a HOME that is no folder, doctor passed and that failed."""
+    import huggingface_hub.constants as hub_constants
+
+    import subsetctl.hub
+
+    monkeypatch.setattr(subsetctl.hub, "hub_reachable", lambda *a, **k: True)
+    home = tmp_path / "home"
+    home.write_text("not a folder")
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(home / "hub"))
+    spec = rf.data_spec()
+    spec["model"] = {"source": "some-org/some-model"}
+    project = rf.make_project(tmp_path / "p", spec)
+    result = CliRunner().invoke(main, ["doctor", str(project)])
+    assert result.exit_code == 1, result.output
+    assert f"✗ hub cache: {home / 'hub'} cannot be made or written: {home} is not a folder" in result.output
+    assert "hub access" not in result.output  # (reachable)
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    result = CliRunner().invoke(main, ["doctor", str(project)])
+    assert result.exit_code == 0 and "✓ hub cache" in result.output, result.output
