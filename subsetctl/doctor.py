@@ -2,13 +2,13 @@
 
 Checks: the Python version, torch and the device it will use, the packaged models (and
 whether SmolLM2's one-time GGUF conversion is cached, or else its cache folder can take
-it), free disk space where the project
-lives, and, given a project directory, that its spec is valid, that its ``model.device``
-is there, and that dask is
-importable when the spec asks for ``executor.backend: dask`` (a packaged model the spec
-does not name is then not a problem either). Nothing here downloads,
-converts or leaves anything behind (whether a folder takes new files is tried with an
-empty folder made in it and removed at once).
+it), and free disk space where the project lives. Given a project directory, also: that
+it is a folder (or its subsetctl.yaml) and its spec is valid, that the hub ids it names
+load here, that the hub and datasets caches can take what `run` writes there, that its
+``model.device`` is there, that the folder is writable, and that dask is importable when
+the spec asks for ``executor.backend: dask``; a packaged model the spec does not name is
+then not a problem. Nothing here downloads, converts or leaves anything behind (whether a
+folder takes new files is tried with an empty folder made in it and removed at once).
 """
 
 from __future__ import annotations
