@@ -178,6 +178,23 @@ def check_writable(folder: Path) -> Check:
     return Check("writable", True, f"{folder} accepts the stages' files")
 
 
+def check_project_folder(directory: Path) -> Check | None:
+    """What `run`, `plan` and `report` refuse before reading the spec (a spec file of another
+    name than subsetctl.yaml, a folder path holding '::'); None if nothing, or if there is
+    no spec file, which the spec check reports."""
+    from subsetctl.errors import UserError
+    from subsetctl.project import Project
+    from subsetctl.spec import SPEC_FILENAME
+
+    if not (directory.is_file() or (directory / SPEC_FILENAME).is_file()):
+        return None
+    try:
+        Project.find(directory)
+    except UserError as exc:
+        return Check("project", False, f"`run` refuses {directory}", str(exc))
+    return None
+
+
 def check_project(directory: Path) -> tuple[list[Check], Any]:
     """The project's spec is valid; returns the checks and the Spec (None if invalid)."""
     from subsetctl.api import validate_spec_file
@@ -311,13 +328,9 @@ def run_checks(directory: Path | None = None) -> list[Check]:
             checks.append(Check("project", False, f"{directory} does not exist",
                                 f"Create it with `subsetctl init {shell_arg(directory)}`."))
         else:
-            from subsetctl.spec import SPEC_FILENAME
-
-            if directory.is_file() and directory.name != SPEC_FILENAME:  # `run` refuses it (Project.find)
-                checks.append(Check(
-                    "project", False, f"{directory} is a file, but `run` takes a project folder (or its {SPEC_FILENAME})",
-                    f"Rename or copy {directory.name} to {folder / SPEC_FILENAME} and name the folder; "
-                    f"`subsetctl validate {shell_arg(directory)}` checks this file alone."))
+            refused = check_project_folder(directory)
+            if refused is not None:
+                checks.append(refused)
             project_checks, spec = check_project(directory)
             checks.extend(project_checks)
             if spec is not None:

@@ -229,8 +229,8 @@ def test_doctor_refuses_a_spec_file_of_another_name_as_run_does(healthy: None, t
     other.write_text((project / "subsetctl.yaml").read_text())
     result = CliRunner().invoke(main, ["doctor", str(other)])
     assert result.exit_code == 1, result.output
-    assert f"✗ project: {other} is a file, but `run` takes a project folder" in result.output
-    assert f"{project / 'subsetctl.yaml'}" in result.output and "✓ project spec" in result.output
+    assert f"✗ project: `run` refuses {other}" in result.output
+    assert f"{other} is a file, but a project is a folder" in result.output and "✓ project spec" in result.output
     assert CliRunner().invoke(main, ["run", str(other)]).exit_code == 1
     result = CliRunner().invoke(main, ["doctor", str(project / "subsetctl.yaml")])
     assert result.exit_code == 0, result.output
@@ -316,3 +316,14 @@ def test_doctor_checks_the_hub_cache_takes_what_the_spec_downloads(healthy: None
     monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     result = CliRunner().invoke(main, ["doctor", str(project)])
     assert result.exit_code == 0 and "✓ hub cache" in result.output, result.output
+
+
+def test_doctor_says_run_refuses_a_folder_whose_path_holds_two_colons(healthy: None, tmp_path: Path) -> None:
+    """A project under a path with '::' (which datasets reads as a chained URL) passed
+    every check, and `run` refused it."""
+    project = rf.make_project(tmp_path / "a::b", rf.data_spec())
+    result = CliRunner().invoke(main, ["doctor", str(project)])
+    assert result.exit_code == 1, result.output
+    assert f"✗ project: `run` refuses {project}" in result.output and "holds '::'" in result.output
+    assert "✓ project spec" in result.output  # the rest is still checked
+    assert CliRunner().invoke(main, ["run", str(project)]).exit_code == 1
