@@ -105,3 +105,21 @@ def test_search_estimates_taken_from_the_store_are_counted_by_the_versions_that_
     numpy = {"numpy": {"then": then.get("numpy"), "now": "9.9"}}
     assert report["reused_estimates"]["search"] == [{"count": groups[0]["count"], "versions": numpy}]
     assert f"{groups[0]['count']} subset estimate(s) search took from the cache" in (tiny_project / "report.md").read_text()
+
+
+def test_a_stage_recomputed_to_the_same_outputs_with_the_current_versions_rewrites_the_note(
+        tiny_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    state = tiny_project / ".subsetctl"
+    run_project(tiny_project, BASE)
+    then = pipeline.library_versions()
+    monkeypatch.setattr(pipeline, "library_versions", lambda: {**then, "torch": "99.0"})
+    run_project(tiny_project, [*BASE, "finetune.seeds=2"])
+    assert "verify" in _read(tiny_project / "report.json")["other_library_versions"]["stages"]
+    digest = _read(state / "verify" / "manifest.json")["output_digest"]
+    run_project(tiny_project, [*BASE, "finetune.seeds=2"], force="verify")  # the same fine-tunes, with torch 99.0
+    assert _read(state / "verify" / "manifest.json")["output_digest"] == digest  # (nothing else re-runs for it)
+    # the report no longer says verify's results were computed with the torch before
+    assert "verify" not in _read(tiny_project / "report.json")["other_library_versions"]["stages"]
+    assert all(not s.will_run for s in plan_project(tiny_project, [*BASE, "finetune.seeds=2"])[2])
+    monkeypatch.setattr(pipeline, "library_versions", lambda: {**then, "torch": "100.0"})
+    assert all(not s.will_run for s in plan_project(tiny_project, [*BASE, "finetune.seeds=2"])[2])  # an upgrade alone

@@ -144,6 +144,37 @@ def other_versions(project: Project, stages: list[str]) -> dict[str, Any] | None
             **({"reused_estimates": estimates} if estimates else {})}
 
 
+def results_versions(project: Project) -> dict[str, Any] | None:
+    """The library versions each stage's finished results were computed with (its manifest's
+    ``versions``, and its ``provenance.json``: what it took from the caches) when they are
+    not all the same; None when they are. An input of the report stage: a stage recomputed
+    with other versions to the same output digest (``run --force``), or results put back,
+    rewrite the report's note on them, while an upgrade alone changes none of these records
+    and re-runs nothing."""
+    from subsetctl.stages import stage_names
+    from subsetctl.stages.common import PROVENANCE
+
+    recorded: dict[str, Any] = {}
+    seen: list[Any] = []  # each distinct versions record
+    for stage in stage_names():
+        manifest = project.read_results_manifest(stage) if stage != "report" else None
+        if not manifest or manifest.get("corrupt"):
+            continue
+        try:
+            provenance = _read(project.results_dir(stage) / PROVENANCE)
+        except (OSError, ValueError):  # damaged: the stage is recomputed, and not shown meanwhile
+            provenance = None
+        provenance = provenance if isinstance(provenance, dict) else {}
+        computed_with = provenance.get("computed_with")
+        estimates = provenance.get("estimates")
+        versions = [manifest.get("versions"), *(computed_with.values() if isinstance(computed_with, dict) else []),
+                    *(group.get("versions") for group in (estimates if isinstance(estimates, list) else [])
+                      if isinstance(group, dict))]
+        seen += [v for v in versions if v not in seen]
+        recorded[stage] = {"versions": manifest.get("versions"), **({"provenance": provenance} if provenance else {})}
+    return recorded if len(seen) > 1 else None
+
+
 def selection_order(spec: Any) -> list[str]:
     """The selections in the order the spec lists them: its strategies, then the
     fine-tune baselines (stage files keep them sorted by label)."""

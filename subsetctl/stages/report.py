@@ -18,17 +18,24 @@ class ReportStage(Stage):
     def extra_inputs(self, spec: Any, project: Project) -> dict[str, Any]:
         """The switched-off stages whose kept results the spec has moved past (the report
         shows their results only until their settings change, so a change re-runs it), the
-        command-line overrides the results were made with, and the order of the
-        selections in its tables."""
-        from subsetctl.report.build import results_overrides, selection_order, switched_off_moved_past
+        command-line overrides the results were made with, the library versions that computed
+        them when not all the same, and the order of the selections in its tables."""
+        from subsetctl.report.build import (
+            results_overrides,
+            results_versions,
+            selection_order,
+            switched_off_moved_past,
+        )
 
         moved = switched_off_moved_past(project, spec)
         # results replaced or put back to the same output digests (so nothing upstream
         # re-runs the report) may have been made with other command-line overrides
         overrides = results_overrides(project)
+        # likewise the library versions they were computed with (the report's note on them)
+        versions = results_versions(project)
         # the tables' order (reordering the baselines re-runs nothing else)
         return {"selection_order": selection_order(spec), **({"switched_off_moved_past": moved} if moved else {}),
-                **({"overrides": overrides} if overrides else {})}
+                **({"overrides": overrides} if overrides else {}), **({"library_versions": versions} if versions else {})}
 
     def missing_outputs(self, project: Project, manifest: dict[str, Any]) -> list[str]:
         """report.md, report.json and the plots the last run wrote, if deleted since."""
