@@ -366,12 +366,13 @@ def library_versions() -> dict[str, str]:
 def versions_differing(then: Any, now: dict[str, str]) -> dict[str, dict[str, str | None]] | str | None:
     """How the library versions ``then`` that computed a result (a manifest's or a cache
     entry's ``versions``) differ from ``now``: ``{name: {"then": ..., "now": ...}}`` (None for
-    a library one side lacks); ``"unknown"`` when ``then`` is not a record of versions (an
-    entry an earlier subsetctl cached without them); None when they are the same."""
+    a library uninstalled since); ``"unknown"`` when ``then`` is not a record of versions (an
+    entry an earlier subsetctl cached without them); None when they are the same. A library
+    installed only since (dask, reasoning-gym) took no part in the result: not a difference."""
     if not isinstance(then, dict) or not all(isinstance(v, str) for v in then.values()):
         return "unknown"
-    changed = {name: {"then": then.get(name), "now": now.get(name)}
-               for name in sorted(set(then) | set(now)) if then.get(name) != now.get(name)}
+    changed = {name: {"then": then[name], "now": now.get(name)}
+               for name in sorted(then) if then[name] != now.get(name)}
     return changed or None
 
 

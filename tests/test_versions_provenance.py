@@ -123,3 +123,14 @@ def test_a_stage_recomputed_to_the_same_outputs_with_the_current_versions_rewrit
     assert all(not s.will_run for s in plan_project(tiny_project, [*BASE, "finetune.seeds=2"])[2])
     monkeypatch.setattr(pipeline, "library_versions", lambda: {**then, "torch": "100.0"})
     assert all(not s.will_run for s in plan_project(tiny_project, [*BASE, "finetune.seeds=2"])[2])  # an upgrade alone
+
+
+def test_a_library_installed_only_since_is_no_difference() -> None:
+    """Installing dask (or reasoning-gym) after a run put every kept stage in the report's
+    note ("dask absent, now 2025.1"), though it took no part in their results; an uninstalled
+    or changed library still counts, and an entry without versions is unknown."""
+    then = {"subsetctl": "1.0", "torch": "2.13.0", "numpy": "2.0"}
+    assert pipeline.versions_differing(then, {**then, "dask": "2025.1"}) is None
+    assert pipeline.versions_differing(then, {"subsetctl": "1.0", "torch": "2.14.0"}) == {
+        "numpy": {"then": "2.0", "now": None}, "torch": {"then": "2.13.0", "now": "2.14.0"}}
+    assert pipeline.versions_differing(None, then) == "unknown"
