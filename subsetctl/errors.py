@@ -26,9 +26,34 @@ def unexpanded_variable_note(path: object) -> str:
     the user knows why the file is "missing"; "" otherwise."""
     found = re.search(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?", str(path))
     if not found:
-        return unencodable_path_note(path)
+        return windows_path_note(path) or unencodable_path_note(path)
     return (f". {found.group(0)} is taken as it is: subsetctl does not expand environment variables in a spec "
             "(write the path out, or use ~ for your home folder)")
+
+
+_WINDOWS_DRIVE = re.compile(r"^([A-Za-z]):[\\/]")
+_WINDOWS_VARIABLE = re.compile(r"%[A-Za-z_][A-Za-z0-9_]*%")
+
+
+def windows_path_note(path: object) -> str:
+    """For a path that was not found: a note when it is written as on Windows (``data\\a.jsonl``,
+    ``C:\\Users\\me``, ``%USERPROFILE%``), where ``\\`` is part of a file name here, with the
+    path to write instead; "" otherwise."""
+    text = str(path)
+    variable = _WINDOWS_VARIABLE.search(text)
+    if variable:
+        return (f". {variable.group(0)} is a Windows variable, which subsetctl does not expand: write the path out "
+                "(with '/' between folders), or use ~ for your home folder")
+    drive = _WINDOWS_DRIVE.match(text)
+    if not drive and "\\" not in text:
+        return ""
+    unix = text.replace("\\", "/")
+    if drive:
+        return (". It is written as a Windows path, with a drive letter, which Linux and macOS do not have: write the "
+                f"path the files have on this machine, e.g. '/mnt/{drive.group(1).lower()}/{unix[3:]}' where WSL "
+                "mounts that drive (with '/' between folders)")
+    return (". It is written as a Windows path: on Linux and macOS a backslash is part of a file name, not a "
+            f"folder separator. Write it with '/': '{unix}'")
 
 
 def printable(text: str) -> str:

@@ -91,6 +91,30 @@ def test_a_shell_variable_in_a_path_is_named_as_not_expanded(tmp_path: Path, mon
         {"name": "s0", "loader": {"type": "jsonl", "path": "price_$5.jsonl"}}]})))  # not a variable's name
 
 
+def test_a_windows_path_is_named_as_one_with_the_path_to_write(tmp_path: Path) -> None:
+    """A spec written on Windows (`data\\t.jsonl`, `C:\\models\\llama`, `%USERPROFILE%`) said
+    only "file /spec/folder/data\\t.jsonl does not exist", while `data/t.jsonl` was there:
+    on Linux and macOS a backslash is a character of the name, and drives are mounted."""
+    (tmp_path / "data").mkdir()
+    data = {**BASE, "model": {"source": "C:\\models\\llama"},
+            "sources": [{"name": "s0", "loader": {"type": "jsonl", "path": "data\\t.jsonl"}},
+                        {"name": "s1", "loader": {"type": "jsonl", "path": "%USERPROFILE%\\t.jsonl"}}]}
+    issues = _issues(_spec_file(tmp_path, data))
+    issues += _issues(_spec_file(tmp_path, {**BASE, "source_files": [{"files": "data\\*.jsonl",
+                                                                      "loader": {"type": "jsonl"}}]}))
+    for key, note in (
+        ("model.source", "e.g. '/mnt/c/models/llama' where WSL mounts that drive"),
+        ("sources[0].loader.path", "a backslash is part of a file name, not a folder separator"),
+        ("sources[0].loader.path", "Write it with '/': 'data/t.jsonl'"),
+        ("sources[1].loader.path", "%USERPROFILE% is a Windows variable, which subsetctl does not expand"),
+        ("source_files[0].files", "Write it with '/': 'data/*.jsonl'"),
+    ):
+        (issue,) = [i for i in issues if f": {key}: " in i] or [f"nothing about {key} in {issues}"]
+        assert note in issue, issue
+    assert "Windows" not in " ".join(_issues(_spec_file(tmp_path, {**BASE, "sources": [
+        {"name": "s0", "loader": {"type": "jsonl", "path": "data/missing.jsonl"}}]})))
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
 def test_a_data_path_that_is_a_named_pipe_is_refused_not_waited_on(tmp_path: Path) -> None:
     """validate (and plan, run) opened a FIFO given as a JSON Lines path to count its lines,
