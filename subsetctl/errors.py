@@ -10,6 +10,7 @@ import contextlib
 import re
 import shlex
 from collections.abc import Iterator
+from pathlib import Path
 
 
 def shell_arg(path: object) -> str:
@@ -20,13 +21,16 @@ def shell_arg(path: object) -> str:
     return shlex.quote(f"./{text}" if text.startswith("-") else text)
 
 
-def unexpanded_variable_note(path: object) -> str:
+def unexpanded_variable_note(path: object, looked_for: Path | None = None) -> str:
     """For a path that was not found: a note when it holds what looks like a shell variable
     (``$HOME/data``, ``${DATA}/x``), which a spec file does not expand (only ``~`` is), so
-    the user knows why the file is "missing"; "" otherwise."""
+    the user knows why the file is "missing"; with ``looked_for``, where it was looked for,
+    also one when that is a broken symbolic link or a name written otherwise there
+    (:func:`missing_path_note`); "" otherwise."""
     found = re.search(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?", str(path))
     if not found:
-        return windows_path_note(path) or unencodable_path_note(path)
+        return (windows_path_note(path) or unencodable_path_note(path)
+                or (missing_path_note(looked_for) if looked_for is not None else ""))
     return (f". {found.group(0)} is taken as it is: subsetctl does not expand environment variables in a spec "
             "(write the path out, or use ~ for your home folder)")
 
@@ -54,6 +58,42 @@ def windows_path_note(path: object) -> str:
                 "mounts that drive (with '/' between folders)")
     return (". It is written as a Windows path: on Linux and macOS a backslash is part of a file name, not a "
             f"folder separator. Write it with '/': '{unix}'")
+
+
+def missing_path_note(path: Path) -> str:
+    """For a path that was not found: a note when ``path`` is a symbolic link to nothing, or
+    when one of its names is not in its folder as written but is there in another Unicode
+    form (``é`` as ``e`` + accent, as macOS writes names) or letter case (which macOS and
+    Windows take as the same name, Linux does not); "" otherwise."""
+    import os
+    import unicodedata
+
+    try:
+        if path.is_symlink():
+            return f". It is a symbolic link to {os.readlink(path)}, which does not exist: fix the link or the path"
+    except (OSError, ValueError):
+        return ""
+
+    def same(name: str) -> str:
+        return unicodedata.normalize("NFC", name).casefold()
+
+    absolute = Path(os.path.abspath(path))
+    for folder, name in ((p.parent, p.name) for p in reversed([absolute, *absolute.parents]) if p.name):
+        if (folder / name).exists() or (folder / name).is_symlink():
+            continue
+        try:
+            with os.scandir(folder) as entries:
+                there = next((e.name for e in entries if e.name != name and same(e.name) == same(name)), None)
+        except (OSError, ValueError):  # (a folder that may not be listed; a name the locale cannot write)
+            return ""
+        if there is None:
+            return ""
+        if unicodedata.normalize("NFC", there) == unicodedata.normalize("NFC", name):
+            return (f". {folder / there} is there: the same name in another Unicode form (accented letters as macOS "
+                    "writes them), which Linux takes as another name. Rename the file to the name the spec writes")
+        return (f". {folder / there} is there: the same name in other letter case, which macOS and Windows take as "
+                "the same name and Linux does not. Write the name as the folder has it, or rename the file")
+    return ""
 
 
 def printable(text: str) -> str:

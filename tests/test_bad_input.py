@@ -115,6 +115,33 @@ def test_a_windows_path_is_named_as_one_with_the_path_to_write(tmp_path: Path) -
         {"name": "s0", "loader": {"type": "jsonl", "path": "data/missing.jsonl"}}]})))
 
 
+def test_a_path_found_only_in_another_unicode_form_or_case_or_a_broken_link_says_so(tmp_path: Path) -> None:
+    """`café.jsonl` in the spec and a file macOS named `cafe\u0301.jsonl` (NFD), `data/x.jsonl` for
+    `Data/x.jsonl`, and a symbolic link to nothing were each "file ... does not exist", while
+    `ls` showed the name: Linux takes other Unicode forms and letter cases as other names."""
+    from subsetctl.data.loaders import LoadContext, load_jsonl
+    from subsetctl.spec import JsonlLoader
+
+    spec = _spec_file(tmp_path, BASE)
+    (tmp_path / "Data").mkdir()
+    for name in ("cafe\u0301.jsonl", "Data/x.jsonl"):
+        shutil.copy(tmp_path / "t.jsonl", tmp_path / name)
+    (tmp_path / "gone.jsonl").symlink_to("nowhere.jsonl")
+    data = {**BASE, "sources": [{"name": f"s{i}", "loader": {"type": "jsonl", "path": path}}
+                                for i, path in enumerate(["caf\u00e9.jsonl", "data/x.jsonl", "gone.jsonl"])]}
+    issues = _issues(_spec_file(tmp_path, data))
+    assert len(issues) == 3, issues
+    nfd = tmp_path / "cafe\u0301.jsonl"
+    assert (f". {nfd} is there: the same name in another Unicode form (accented letters "
+            "as macOS writes them), which Linux takes as another name. Rename the file") in issues[0]
+    assert f". {tmp_path / 'Data'} is there: the same name in other letter case" in issues[1]
+    assert ". It is a symbolic link to nowhere.jsonl, which does not exist: fix the link or the path" in issues[2]
+    with pytest.raises(UserError, match="another Unicode form"):
+        load_jsonl(JsonlLoader(type="jsonl", path="caf\u00e9.jsonl"), LoadContext("s0", spec.parent, "causal-lm", 0))
+    assert "is there" not in " ".join(_issues(_spec_file(tmp_path, {**BASE, "sources": [
+        {"name": "s0", "loader": {"type": "jsonl", "path": "Data/missing.jsonl"}}]})))
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
 def test_a_data_path_that_is_a_named_pipe_is_refused_not_waited_on(tmp_path: Path) -> None:
     """validate (and plan, run) opened a FIFO given as a JSON Lines path to count its lines,

@@ -120,7 +120,7 @@ def _existing_file(path_option: str, ctx: LoadContext) -> Path:
         raise UserError(
             f"Source {ctx.source_name!r}: loader.path {path_option!r} does not exist (looked for "
             f"{path}; relative paths resolve against the spec's folder {ctx.base_dir})"
-            f"{unexpanded_variable_note(path_option)}. Fix loader.path or create the file."
+            f"{unexpanded_variable_note(path_option, path)}. Fix loader.path or create the file."
         )
     if not path.is_file():
         raise UserError(
