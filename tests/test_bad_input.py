@@ -145,7 +145,7 @@ def test_a_path_found_only_in_another_unicode_form_or_case_or_a_broken_link_says
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
 def test_a_data_path_that_is_a_named_pipe_is_refused_not_waited_on(tmp_path: Path) -> None:
     """validate (and plan, run) opened a FIFO given as a JSON Lines path to count its lines,
-    and waited for a writer forever."""
+    and waited for a writer forever; then it said only "... is not a file", not what to do."""
     os.mkfifo(tmp_path / "pipe.jsonl")
     data = {**BASE, "sources": [{"name": "s0", "loader": {"type": "jsonl", "path": "pipe.jsonl"}}, *BASE["sources"][1:]]}
     path = _spec_file(tmp_path, data)
@@ -158,7 +158,8 @@ def test_a_data_path_that_is_a_named_pipe_is_refused_not_waited_on(tmp_path: Pat
         os.close(os.open(tmp_path / "pipe.jsonl", os.O_WRONLY))
         worker.join(timeout=30)
     assert not hung, "validate waited on the named pipe"
-    assert found == [f"{path}:14: sources[0].loader.path: {tmp_path / 'pipe.jsonl'} is not a file"]
+    assert found == [(f"{path}:14: sources[0].loader.path: {tmp_path / 'pipe.jsonl'} is not a regular file (a named "
+                     "pipe, a device or a socket): point loader.path at the data file itself")]
 
 
 def test_a_data_file_that_may_not_be_read_is_found_by_validate(tmp_path: Path, monkeypatch) -> None:

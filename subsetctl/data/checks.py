@@ -250,7 +250,11 @@ def _check_file_loader(
                 f"{unexpanded_variable_note(path_value, resolved)}",
             )
         elif not resolved.is_file():
-            issues.add(loc + ("path",), f"{resolved} is not a file")
+            issues.add(loc + ("path",), f"{resolved} is a folder, not a file: point loader.path at the data file "
+                       "itself (a `source_files` group makes one source per file of a folder; a folder of a "
+                       "dataset loads with `type: huggingface`)" if resolved.is_dir() else
+                       f"{resolved} is not a regular file (a named pipe, a device or a socket): point "
+                       "loader.path at the data file itself")
         else:
             _check_columns(loader, resolved, loc, kind, issues)
     if kind == "classifier" and getattr(loader, "messages_field", None) is not None:

@@ -272,7 +272,10 @@ def test_a_folder_a_non_parquet_file_a_missing_local_dataset_and_seed_in_config_
                            "sources[2].loader.path", "sources[3].loader.path"}
     assert issues["sources[0].loader.config.seed"].message == "set seed with loader.seed, not inside loader.config"
     assert issues["sources[0].loader.config.size"].message == "set size with loader.size, not inside loader.config"
-    assert issues["sources[1].loader.path"].message == f"{tmp_path / 'folder.jsonl'} is not a file"
+    assert issues["sources[1].loader.path"].message == (
+        f"{tmp_path / 'folder.jsonl'} is a folder, not a file: point loader.path at the data file itself (a "
+        "`source_files` group makes one source per file of a folder; a folder of a dataset loads with "
+        "`type: huggingface`)")
     assert issues["sources[2].loader.path"].message.startswith("fake.parquet: not a Parquet file (")
     assert issues["sources[3].loader.path"].message == (f"local dataset path {tmp_path / 'no_such_folder'} "
                                                         "does not exist")
