@@ -209,6 +209,23 @@ def test_malformed_yaml_is_listed_once_with_its_line(tmp_path: Path) -> None:
     assert issue.render().count(str(path)) == 1
 
 
+@pytest.mark.parametrize(("text", "advice"), [
+    ("{base}project:\n\tname: x\n", "(a tab at column 1: YAML does not allow tabs for indentation: indent with"),
+    ("{base}project:\n  name: x\t\n", "(a tab at column 10, after 'name: x': the YAML reader takes no tab between"),
+    ("\ufeffproject:\t{{name: x}}\n{base}", "(a tab at column 9, after 'project:': the YAML reader takes no tab"),
+])
+def test_a_tab_the_yaml_reader_refuses_is_named_with_its_column(tmp_path: Path, text: str, advice: str) -> None:
+    """PyYAML refuses a tab after a line's text too (`name: x<tab>`, `key:<tab>value`), which
+    is valid YAML; the error said "YAML does not allow tabs for indentation: indent with
+    spaces" about a line whose indentation was spaces, and the tab, at its end, was invisible."""
+    base = yaml.safe_dump(BASE, sort_keys=False)
+    path = _spec_file(tmp_path, BASE, text.format(base=base))
+    (issue,) = validate_spec_file(path).issues
+    assert issue.line == (1 if text.startswith("\ufeff") else base.count("\n") + 2), issue.render()
+    assert advice in issue.message, issue.message
+    assert text.startswith("{base}project:\n\t") or "only spaces, and one at a line's end is invisible" in issue.message
+
+
 def test_strategy_problems_the_spec_shows_are_found_by_validate(tmp_path: Path) -> None:
     data = {**BASE, "search": {"strategies": [
         {"name": "forward"},

@@ -61,8 +61,8 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        if "'\\t'" in problem:  # "found character '\t' that cannot start any token"
-            problem += " (YAML does not allow tabs for indentation: indent with spaces)"
+        if "'\\t'" in problem and mark is not None:  # "found character '\t' that cannot start any token"
+            problem += _tab_advice(text, mark.line, mark.column)
         raise SpecFileError(path, f"malformed YAML: {problem}. Fix the syntax and retry.",
                             mark.line + 1 if mark is not None else None) from None
     except (RecursionError, FlowTooDeepError):
@@ -75,6 +75,19 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
             f"sources, ...), not a {type(data).__name__}."
         )
     return data, text
+
+
+def _tab_advice(text: str, line: int, column: int) -> str:
+    """What to say about the tab the YAML reader refused at 0-based ``line`` and ``column``
+    of ``text``: one in a line's indentation, or one after its text (``key:<tab>value``, an
+    invisible tab at a line's end), which PyYAML refuses too though the line looks right."""
+    lines = text.splitlines()
+    before = lines[line].lstrip("\ufeff")[:column] if line < len(lines) else ""  # (columns leave a BOM out)
+    if not before.strip(" \t"):
+        return f" (a tab at column {column + 1}: YAML does not allow tabs for indentation: indent with spaces)"
+    return (f" (a tab at column {column + 1}, after {before.strip()!r}: the YAML reader takes no tab between or "
+            "after a line's values, only spaces, and one at a line's end is invisible in most editors: "
+            "replace it with a space)")
 
 
 _MAX_ALIAS_EXPANSION = 1_000_000  # values a spec's aliases may add beyond those written
