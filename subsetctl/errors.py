@@ -60,11 +60,12 @@ def windows_path_note(path: object) -> str:
             f"folder separator. Write it with '/': '{unix}'")
 
 
-def missing_path_note(path: Path) -> str:
+def missing_path_note(path: Path, written_by: str = "the spec") -> str:
     """For a path that was not found: a note when ``path`` is a symbolic link to nothing, or
     when one of its names is not in its folder as written but is there in another Unicode
     form (``é`` as ``e`` + accent, as macOS writes names) or letter case (which macOS and
-    Windows take as the same name, Linux does not); "" otherwise."""
+    Windows take as the same name, Linux does not); "" otherwise. ``written_by`` is where the
+    path was written (the spec, the command)."""
     import os
     import unicodedata
 
@@ -90,9 +91,9 @@ def missing_path_note(path: Path) -> str:
             return ""
         if unicodedata.normalize("NFC", there) == unicodedata.normalize("NFC", name):
             return (f". {folder / there} is there: the same name in another Unicode form (accented letters as macOS "
-                    "writes them), which Linux takes as another name. Rename the file to the name the spec writes")
+                    f"writes them), which Linux takes as another name. Rename it to the name {written_by} gives")
         return (f". {folder / there} is there: the same name in other letter case, which macOS and Windows take as "
-                "the same name and Linux does not. Write the name as the folder has it, or rename the file")
+                "the same name and Linux does not. Write the name as the folder has it, or rename it")
     return ""
 
 

@@ -34,7 +34,14 @@ from pathlib import Path
 from stat import S_ISREG
 from typing import IO, Any
 
-from subsetctl.errors import UTF8_LOCALE_ADVICE, LockedError, UserError, printable, shell_arg
+from subsetctl.errors import (
+    UTF8_LOCALE_ADVICE,
+    LockedError,
+    UserError,
+    missing_path_note,
+    printable,
+    shell_arg,
+)
 from subsetctl.spec import SPEC_FILENAME
 
 #: under the state folder: each stage's last finished results while a run with other
@@ -504,7 +511,8 @@ class Project:
                 )
             p = p.parent
         if not p.exists():
-            raise UserError(f"{p} does not exist. Name an existing project folder (one holding {SPEC_FILENAME}), "
+            raise UserError(f"{p} does not exist{missing_path_note(p, 'the command')}. Name an existing project "
+                            f"folder (one holding {SPEC_FILENAME}), "
                             f"or create one with `subsetctl init {shell_arg(p)}`.")
         if (p / SPEC_FILENAME).is_dir():
             raise UserError(f"{p / SPEC_FILENAME} is a folder, not a spec file: move or rename it, then create "

@@ -133,13 +133,28 @@ def test_a_path_found_only_in_another_unicode_form_or_case_or_a_broken_link_says
     assert len(issues) == 3, issues
     nfd = tmp_path / "cafe\u0301.jsonl"
     assert (f". {nfd} is there: the same name in another Unicode form (accented letters "
-            "as macOS writes them), which Linux takes as another name. Rename the file") in issues[0]
+            "as macOS writes them), which Linux takes as another name. Rename it") in issues[0]
     assert f". {tmp_path / 'Data'} is there: the same name in other letter case" in issues[1]
     assert ". It is a symbolic link to nowhere.jsonl, which does not exist: fix the link or the path" in issues[2]
     with pytest.raises(UserError, match="another Unicode form"):
         load_jsonl(JsonlLoader(type="jsonl", path="caf\u00e9.jsonl"), LoadContext("s0", spec.parent, "causal-lm", 0))
     assert "is there" not in " ".join(_issues(_spec_file(tmp_path, {**BASE, "sources": [
         {"name": "s0", "loader": {"type": "jsonl", "path": "Data/missing.jsonl"}}]})))
+
+
+def test_a_project_or_spec_named_in_another_unicode_form_or_case_says_which_is_there(jsonl_project: Path) -> None:
+    """`subsetctl plan projé` for a folder unpacked from a macOS archive (`proje` + a combining
+    accent), or `validate proj/Subsetctl.yaml`, said only "does not exist" / "no such spec file"."""
+    nfd = jsonl_project / "work" / "proje\u0301"
+    shutil.copytree(jsonl_project, nfd, ignore=shutil.ignore_patterns("work"))
+    result = CliRunner().invoke(main, ["plan", str(nfd.parent / "proj\u00e9")])
+    assert result.exit_code == 1, result.output
+    assert f"does not exist. {nfd} is there: the same name in another Unicode form" in result.output
+    assert "Rename it to the name the command gives" in result.output
+    result = CliRunner().invoke(main, ["validate", str(nfd / "Subsetctl.yaml")])
+    assert result.exit_code == 1, result.output
+    assert (f"no such spec file. {nfd / 'subsetctl.yaml'} is there: the same name in other letter case"
+            in " ".join(result.output.split()))
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")

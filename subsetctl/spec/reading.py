@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from subsetctl.errors import SpecError, SpecFileError, unexpanded_variable_note
+from subsetctl.errors import SpecError, SpecFileError, missing_path_note, unexpanded_variable_note
 from subsetctl.spec.issues import _MERGE_TAG, SpecIssue, issues_from_validation, key_lines, line_of_key
 from subsetctl.spec.models import SPEC_FILENAME, Spec
 from subsetctl.spec.overrides import apply_overrides, parse_key_path
@@ -25,7 +25,8 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
     try:
         raw_bytes = path.read_bytes()
     except FileNotFoundError:
-        raise SpecFileError(path, "no such spec file. Create one with `subsetctl init DIR`.") from None
+        raise SpecFileError(path, f"no such spec file{missing_path_note(path, 'the command')}. Create one with "
+                                  "`subsetctl init DIR`.") from None
     except IsADirectoryError:
         raise SpecError(f"{path} is a directory; give the spec file (usually {SPEC_FILENAME}).") from None
     except OSError as exc:
