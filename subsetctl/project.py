@@ -518,6 +518,12 @@ class Project:
             raise UserError(f"{p / SPEC_FILENAME} is a folder, not a spec file: move or rename it, then create "
                             f"the spec with `subsetctl init {shell_arg(p)}`.")
         if not (p / SPEC_FILENAME).is_file():
+            enclosing = next((f for f in p.resolve().parents if (f / SPEC_FILENAME).is_file()), None)
+            if enclosing is not None:  # run from a project's data folder: `init` there would nest a project
+                raise UserError(
+                    f"{p} is not a subsetctl project: it has no {SPEC_FILENAME}, but it is inside the project "
+                    f"{enclosing}. Name that folder ({shell_arg(enclosing)}), or create a project here with "
+                    f"`subsetctl init {shell_arg(p)}`.")
             raise UserError(
                 f"{p} is not a subsetctl project: it has no {SPEC_FILENAME}. "
                 f"Create one with `subsetctl init {shell_arg(p)}`."

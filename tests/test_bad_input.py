@@ -157,6 +157,17 @@ def test_a_project_or_spec_named_in_another_unicode_form_or_case_says_which_is_t
             in " ".join(result.output.split()))
 
 
+def test_a_command_run_in_a_projects_subfolder_names_the_project(jsonl_project: Path, monkeypatch) -> None:
+    """`subsetctl plan` in `myproject/data/` said "it has no subsetctl.yaml. Create one with
+    `subsetctl init .`", which would start a second project inside the first's data."""
+    (jsonl_project / "data").mkdir()
+    monkeypatch.chdir(jsonl_project / "data")
+    result = CliRunner().invoke(main, ["plan"])
+    assert result.exit_code == 1, result.output
+    assert (f". is not a subsetctl project: it has no subsetctl.yaml, but it is inside the project "
+            f"{jsonl_project.resolve()}. Name that folder") in " ".join(result.output.split())
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
 def test_a_data_path_that_is_a_named_pipe_is_refused_not_waited_on(tmp_path: Path) -> None:
     """validate (and plan, run) opened a FIFO given as a JSON Lines path to count its lines,
