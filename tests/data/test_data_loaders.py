@@ -1165,6 +1165,23 @@ def test_a_utf16_file_without_a_byte_order_mark_is_named_so_by_validate(tmp_path
         assert problem.startswith(f"{where} NUL bytes, as UTF-16 text without a byte-order mark has"), problem
 
 
+def test_a_byte_order_mark_starting_a_later_jsonl_line_is_named_with_what_to_do(tmp_path: Path, make_ctx) -> None:
+    """Two files appended (`cat a.jsonl b.jsonl`), the second saved with a BOM: line 3 was
+    "invalid JSON (Unexpected UTF-8 BOM (decode using utf-8-sig) at column 1)", advice to
+    Python code. A BOM at the file's start still loads."""
+    rows = '{"prompt": "q", "response": "1"}\n'
+    (tmp_path / "d.jsonl").write_text("\ufeff" + rows * 2 + "\ufeff" + rows, encoding="utf-8")
+    with pytest.raises(UserError) as caught:
+        load_jsonl(JsonlLoader(type="jsonl", path="d.jsonl"), make_ctx())
+    message = str(caught.value)
+    assert "line 3: invalid JSON (Unexpected UTF-8 BOM at column 1)" in message and "utf-8-sig" not in message
+    assert message.endswith("The line starts with a byte-order mark (U+FEFF), which a file may have only at its "
+                            "start (as when a file saved with one is appended to another): delete those 3 bytes "
+                            "(EF BB BF) there."), message
+    (tmp_path / "d.jsonl").write_text("\ufeff" + rows * 3, encoding="utf-8")
+    assert len(load_jsonl(JsonlLoader(type="jsonl", path="d.jsonl"), make_ctx())) == 3
+
+
 def test_a_jsonl_file_with_carriage_returns_alone_is_named_so(tmp_path: Path, make_ctx) -> None:
     """Lines ending in CR alone (classic Mac OS): validate, reading with universal newlines,
     passed the file, and the data stage, splitting on LF, said "invalid JSON (Extra data at

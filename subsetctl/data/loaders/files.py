@@ -291,6 +291,12 @@ def split_bare_carriage_returns(lines: Iterable[tuple[int, str]]) -> Iterator[tu
             yield number, part
 
 
+#: what to say about a line past the first that starts with a byte-order mark (U+FEFF)
+_MID_FILE_BOM = (" The line starts with a byte-order mark (U+FEFF), which a file may have only at its start (as "
+                 "when a file saved with one is appended to another): delete those 3 bytes (EF BB BF) there.")
+_PYTHON_BOM_HINT = " (decode using utf-8-sig)"  # json's advice to Python code, not to the file's author
+
+
 def jsonl_records(path: Path, source: str, duplicates: DuplicateKeys | None = None,
                   written_path: str | None = None,
                   universal_newlines: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -323,9 +329,9 @@ def jsonl_records(path: Path, source: str, duplicates: DuplicateKeys | None = No
         except json.JSONDecodeError as exc:
             cr_alone = "\r" in line.rstrip("\r")
             raise UserError(
-                f"Source {source!r}: file {path}, line {number}: invalid JSON ({exc.msg} at "
+                f"Source {source!r}: file {path}, line {number}: invalid JSON ({exc.msg.replace(_PYTHON_BOM_HINT, '')} at "
                 f"column {exc.colno}). Each line of a .jsonl file must be one JSON object."
-                f"{f' Its {CR_ALONE}.' if cr_alone else ''}"
+                f"{f' Its {CR_ALONE}.' if cr_alone else ''}{_MID_FILE_BOM if line.startswith(chr(0xFEFF)) else ''}"
                 f"{json_document_advice(line, written_path or str(path)) if first else ''}"
             ) from None
         except (ValueError, RecursionError) as exc:
