@@ -391,15 +391,16 @@ def test_plan_names_the_shards_being_computed_now(tmp_path: Path) -> None:
         pass
 
 
-@pytest.mark.parametrize("shard", ["3/2", "0/0", "a/b", "-1/2", "1/2/3", "", "2/2"])
-def test_a_bad_shard_value_is_a_usage_error_also_under_python_O(tmp_path: Path, shard: str) -> None:
+def test_a_bad_shard_value_is_a_usage_error_also_under_python_O(tmp_path: Path) -> None:
     """--shard was checked with an ``assert``, which ``python -O`` strips: 3/2 then started a
     run; every bad value is a usage error (exit 2) naming the option, with or without -O."""
+    for shard in ("3/2", "0/0", "a/b", "-1/2", "1/2/3", "", "2/2"):
+        result = CliRunner().invoke(main, ["run", str(tmp_path), "--shard", shard])
+        assert result.exit_code == 2 and "Invalid value for --shard" in result.output, (shard, result.output)
     command = "import sys; from subsetctl.cli import main; sys.argv[0] = 'subsetctl'; main()"
-    for flags in ([], ["-O"]):
-        done = subprocess.run([sys.executable, *flags, "-c", command, "run", str(tmp_path), "--shard", shard],
-                              check=False, capture_output=True, text=True, timeout=120)
-        assert done.returncode == 2 and "Invalid value for --shard" in done.stderr, (flags, done.stderr)
+    done = subprocess.run([sys.executable, "-O", "-c", command, "run", str(tmp_path), "--shard", "3/2"],
+                          check=False, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Invalid value for --shard" in done.stderr, done.stderr
 
 
 def test_report_names_the_shards_being_computed_now_instead_of_a_stopped_run(tiny_project: Path) -> None:
