@@ -114,7 +114,6 @@ def other_versions(project: Project, stages: list[str]) -> dict[str, Any] | None
     or, cached by an earlier subsetctl, unknown ones (the search's subset estimates: counted,
     by versions). None when every result is of these."""
     from subsetctl import pipeline
-    from subsetctl.stages.common import PROVENANCE
 
     now = pipeline.library_versions()
     made: dict[str, Any] = {}
@@ -124,20 +123,16 @@ def other_versions(project: Project, stages: list[str]) -> dict[str, Any] | None
         manifest = project.read_results_manifest(stage) or {}
         if "versions" in manifest and (diff := pipeline.versions_differing(manifest["versions"], now)):
             made[stage] = diff
-        record = _read(project.results_dir(stage) / PROVENANCE)
-        computed_with = record.get("computed_with") if isinstance(record, dict) else None
-        if isinstance(computed_with, dict):
-            differing = {result: diff for result, versions in sorted(computed_with.items())
-                         if (diff := pipeline.versions_differing(versions, now))}
-            if differing:
-                reused[stage] = differing
-        groups = record.get("estimates") if isinstance(record, dict) else None  # the search's, counted
-        if isinstance(groups, list):
-            counted = [{"count": group["count"], "versions": diff} for group in groups
-                       if isinstance(group, dict) and isinstance(group.get("count"), int)
-                       and (diff := pipeline.versions_differing(group.get("versions"), now))]
-            if counted:
-                estimates[stage] = counted
+        _, computed_with, groups = _provenance(project, stage)
+        differing = {result: diff for result, versions in sorted(computed_with.items())
+                     if (diff := pipeline.versions_differing(versions, now))}
+        if differing:
+            reused[stage] = differing
+        counted = [{"count": group["count"], "versions": diff} for group in groups  # the search's, counted
+                   if isinstance(group.get("count"), int)
+                   and (diff := pipeline.versions_differing(group.get("versions"), now))]
+        if counted:
+            estimates[stage] = counted
     if not made and not reused and not estimates:
         return None
     return {"now": now, **({"stages": made} if made else {}), **({"reused": reused} if reused else {}),
@@ -152,7 +147,6 @@ def results_versions(project: Project) -> dict[str, Any] | None:
     rewrite the report's note on them, while an upgrade alone changes none of these records
     and re-runs nothing."""
     from subsetctl.stages import stage_names
-    from subsetctl.stages.common import PROVENANCE
 
     recorded: dict[str, Any] = {}
     seen: list[Any] = []  # each distinct versions record
@@ -160,19 +154,29 @@ def results_versions(project: Project) -> dict[str, Any] | None:
         manifest = project.read_results_manifest(stage) if stage != "report" else None
         if not manifest or manifest.get("corrupt"):
             continue
-        try:
-            provenance = _read(project.results_dir(stage) / PROVENANCE)
-        except (OSError, ValueError):  # damaged: the stage is recomputed, and not shown meanwhile
-            provenance = None
-        provenance = provenance if isinstance(provenance, dict) else {}
-        computed_with = provenance.get("computed_with")
-        estimates = provenance.get("estimates")
-        versions = [manifest.get("versions"), *(computed_with.values() if isinstance(computed_with, dict) else []),
-                    *(group.get("versions") for group in (estimates if isinstance(estimates, list) else [])
-                      if isinstance(group, dict))]
+        provenance, computed_with, groups = _provenance(project, stage)
+        versions = [manifest.get("versions"), *computed_with.values(), *(group.get("versions") for group in groups)]
         seen += [v for v in versions if v not in seen]
         recorded[stage] = {"versions": manifest.get("versions"), **({"provenance": provenance} if provenance else {})}
     return recorded if len(seen) > 1 else None
+
+
+def _provenance(project: Project, stage: str) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    """What ``stage``'s results took from the re-run caches: its ``provenance.json`` as
+    written, each result's versions by result (``computed_with``), and the search's
+    estimates counted by versions (``estimates``); empty when it has none, or the file is
+    damaged (the stage is then recomputed, and not shown meanwhile)."""
+    from subsetctl.stages.common import PROVENANCE
+
+    try:
+        record = _read(project.results_dir(stage) / PROVENANCE)
+    except (OSError, ValueError):
+        record = None
+    record = record if isinstance(record, dict) else {}
+    computed_with = record.get("computed_with")
+    groups = record.get("estimates")
+    return (record, computed_with if isinstance(computed_with, dict) else {},
+            [group for group in groups if isinstance(group, dict)] if isinstance(groups, list) else [])
 
 
 def selection_order(spec: Any) -> list[str]:
