@@ -21,11 +21,13 @@ def shell_arg(path: object) -> str:
     return shlex.quote(f"./{text}" if text.startswith("-") else text)
 
 
-def unexpanded_variable_note(path: object, looked_for: Path | None = None) -> str:
-    """For a path that was not found: a note when it holds what looks like a shell variable
-    (``$HOME/data``, ``${DATA}/x``), which a spec file does not expand (only ``~`` is), so
-    the user knows why the file is "missing"; with ``looked_for``, where it was looked for,
-    also one when that is a broken symbolic link or a name written otherwise there
+def path_not_found_note(path: object, looked_for: Path | None = None) -> str:
+    """For a path a spec names that was not found: why, when that shows in the path (so the
+    user knows why the file is "missing"): it holds what looks like a shell variable
+    (``$HOME/data``, ``${DATA}/x``), which a spec file does not expand (only ``~`` is), or
+    it is written as on Windows (:func:`windows_path_note`), or cannot be encoded here
+    (:func:`unencodable_path_note`); with ``looked_for``, where it was looked for, also when
+    that is a broken symbolic link or a name written otherwise there
     (:func:`missing_path_note`); "" otherwise."""
     found = re.search(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?", str(path))
     if not found:

@@ -20,7 +20,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from subsetctl.errors import SpecError, shell_arg, unexpanded_variable_note
+from subsetctl.errors import SpecError, path_not_found_note, shell_arg
 from subsetctl.spec import (
     _as_written_hint,
     _UniqueKeyLoader,
@@ -401,8 +401,8 @@ def test_shell_arg_is_one_shell_word_naming_the_same_file(path: str) -> None:
 @PROPERTY
 @given(st.text(max_size=20), st.from_regex(r"\$\{?[A-Za-z_][A-Za-z0-9_]{0,6}\}?", fullmatch=True))
 def test_unexpanded_variable_note_names_a_variable_in_the_path(prefix: str, variable: str) -> None:
-    assert unexpanded_variable_note("/no/vars/here") == ""
-    note = unexpanded_variable_note(prefix.replace("$", "") + variable)
+    assert path_not_found_note("/no/vars/here") == ""
+    note = path_not_found_note(prefix.replace("$", "") + variable)
     assert note.startswith(". $") and "does not expand environment variables" in note
 
 

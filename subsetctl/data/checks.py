@@ -38,7 +38,7 @@ from subsetctl.data.loaders import (
     resolve_path,
     utf16_note,
 )
-from subsetctl.errors import UserError, unexpanded_variable_note
+from subsetctl.errors import UserError, path_not_found_note
 from subsetctl.hub import looks_local
 from subsetctl.spec import (
     CsvLoader,
@@ -212,7 +212,7 @@ def _check_file_loader(
         local = resolve_path(loader.path, base_dir)
         if looks_local(loader.path) and not local.exists():
             issues.add(loc + ("path",), f"local dataset path {local} does not exist"
-                       f"{unexpanded_variable_note(loader.path, local)}")
+                       f"{path_not_found_note(loader.path, local)}")
         elif local.is_file():
             issues.add(loc + ("path",), file_as_dataset_path_problem(local, loader.path))
         elif is_saved_to_disk(local):
@@ -238,7 +238,7 @@ def _check_file_loader(
                 and not (local / data_file).exists()
             ):
                 issues.add(loc + ("data_files", i), f"data file {resolve_path(data_file, base_dir)} does not "
-                           f"exist{unexpanded_variable_note(data_file, resolve_path(data_file, base_dir))}")
+                           f"exist{path_not_found_note(data_file, resolve_path(data_file, base_dir))}")
         if len(issues.found) == found and not local.exists():
             _check_builder_files(loader, [f for files in by_entry for f in files], loc, kind, issues)
     elif path_value is not None:
@@ -247,7 +247,7 @@ def _check_file_loader(
             issues.add(
                 loc + ("path",),
                 f"file {resolved} does not exist (relative paths resolve against the spec's folder)"
-                f"{unexpanded_variable_note(path_value, resolved)}",
+                f"{path_not_found_note(path_value, resolved)}",
             )
         elif not resolved.is_file():
             issues.add(loc + ("path",), f"{resolved} is a folder, not a file: point loader.path at the data file "

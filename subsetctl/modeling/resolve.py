@@ -20,7 +20,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from subsetctl.errors import UserError, unexpanded_variable_note
+from subsetctl.errors import UserError, path_not_found_note
 from subsetctl.hub import hub_reachable, model_cached
 from subsetctl.registry import PACKAGED_MODELS
 
@@ -801,7 +801,7 @@ def classify_model_source(source: str) -> str:
     raise UserError(
         f"Unknown model {source!r}: it is not a packaged model, not an existing folder{where} and not "
         f"a hub id of the form 'org/name'. Packaged models: {_packaged_hint()}. Or give the "
-        f"path of a local Hugging Face model folder{unexpanded_variable_note(source)}."
+        f"path of a local Hugging Face model folder{path_not_found_note(source)}."
     )
 
 

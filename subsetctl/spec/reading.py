@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from subsetctl.errors import SpecError, SpecFileError, missing_path_note, unexpanded_variable_note
+from subsetctl.errors import SpecError, SpecFileError, missing_path_note, path_not_found_note
 from subsetctl.spec.issues import _MERGE_TAG, SpecIssue, issues_from_validation, key_lines, line_of_key
 from subsetctl.spec.models import SPEC_FILENAME, Spec
 from subsetctl.spec.overrides import apply_overrides, parse_key_path
@@ -226,7 +226,7 @@ def expand_source_files(
             issues.append(SpecIssue(
                 file=file, line=lines.get(("source_files", g, "files")), key=f"source_files[{g}].files",
                 message=f"{group.files!r} matches no file (a relative pattern is taken in {Path(spec_dir).resolve()}; "
-                        f"'**' matches subfolders; the target's own file is left out){unexpanded_variable_note(group.files)}. "
+                        f"'**' matches subfolders; the target's own file is left out){path_not_found_note(group.files)}. "
                         "Check the pattern or remove the group."))
         for entry in expanded:
             origin[len(entries)] = (g, entry["loader"]["path"])

@@ -25,7 +25,7 @@ from subsetctl.data.loaders.common import (
     _where,
     one_based_row,
 )
-from subsetctl.errors import UserError, unexpanded_variable_note
+from subsetctl.errors import UserError, path_not_found_note
 from subsetctl.registry import LOADERS
 from subsetctl.spec import CsvLoader, HuggingFaceLoader, JsonlLoader, ParquetLoader
 
@@ -81,7 +81,7 @@ def unmatched_glob_message(options: HuggingFaceLoader, index: int, base_dir: Pat
     """What to say about ``data_files[index]``, a glob that matches no file."""
     entry = (options.data_files or [])[index]
     return (f"loader.data_files pattern {entry!r} matches no file (looked for {resolve_path(entry, base_dir)}; "
-            f"relative patterns resolve against the spec's folder){unexpanded_variable_note(entry)}. Fix the pattern "
+            f"relative patterns resolve against the spec's folder){path_not_found_note(entry)}. Fix the pattern "
             "or the folder.")
 
 
@@ -120,7 +120,7 @@ def _existing_file(path_option: str, ctx: LoadContext) -> Path:
         raise UserError(
             f"Source {ctx.source_name!r}: loader.path {path_option!r} does not exist (looked for "
             f"{path}; relative paths resolve against the spec's folder {ctx.base_dir})"
-            f"{unexpanded_variable_note(path_option, path)}. Fix loader.path or create the file."
+            f"{path_not_found_note(path_option, path)}. Fix loader.path or create the file."
         )
     if not path.is_file():
         raise UserError(
