@@ -416,8 +416,10 @@ def exclusive_file_lock(path: Path, busy_message: str) -> Iterator[None]:
 
 
 def file_lock_held(path: Path) -> bool:
-    """Whether another process holds an exclusive flock on the existing file ``path`` (see
-    :func:`exclusive_file_lock`) right now: a shared probe, released at once."""
+    """Whether another process holds an exclusive flock on the existing file ``path`` right
+    now (a plain `run`'s project lock, a shard run's shard lock: :func:`exclusive_file_lock`;
+    shared holders, such as shard runs on the project lock, do not count): a shared probe,
+    released at once."""
     try:
         handle = open(path, encoding="utf-8")  # noqa: SIM115 - closed in finally
     except OSError:  # gone (or unreadable): nobody to find
@@ -871,15 +873,12 @@ class Project:
         statuses are moving. A shared probe, released at once: it never stands in the way of
         shard runs (shared too), and of a starting `run` only for that instant."""
         path = self.state_dir / "lock"
-        if not path.is_file():
+        if not path.is_file() or not file_lock_held(path):
             return None
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except OSError:
-                return _LockHolder.read(handle.read()).pid or "unknown"
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-        return None
+        try:
+            return _LockHolder.read(path.read_text(encoding="utf-8", errors="replace")).pid or "unknown"
+        except OSError:
+            return "unknown"
 
     def read_work_marker(self, stage: str) -> dict[str, Any]:
         """``stage``'s work marker (work.json, written as a stage starts: the inputs
