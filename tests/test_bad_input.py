@@ -142,6 +142,26 @@ def test_a_path_found_only_in_another_unicode_form_or_case_or_a_broken_link_says
         {"name": "s0", "loader": {"type": "jsonl", "path": "Data/missing.jsonl"}}]})))
 
 
+def test_a_model_folder_or_source_files_named_in_another_unicode_form_or_case_says_so(tmp_path: Path) -> None:
+    """model.source `./modèle` for a folder `Modèle` (or one macOS named in NFD) was "Unknown
+    model", no more; two files of one source_files group whose names differ only in Unicode
+    form gave a duplicate-name error that printed the same file name twice."""
+    folder = tmp_path / "Mode\u0300le"
+    folder.mkdir()
+    (tmp_path / "src").mkdir()
+    for name in ("caf\u00e9.jsonl", "cafe\u0301.jsonl", "tea.jsonl"):
+        (tmp_path / "src" / name).write_text('{"prompt": "a", "response": "b"}\n')
+    for written in ("./mode\u0300le", "./Mod\u00e8le"):
+        issues = _issues(_spec_file(tmp_path, {**BASE, "model": {"source": written}}))
+        assert len(issues) == 1 and "Unknown model" in issues[0], issues
+        other = "other letter case" if written.startswith("./m") else "another Unicode form"
+        assert f"{folder} is there: the same name in {other}" in issues[0]
+    issues = _issues(_spec_file(tmp_path, {**BASE, "source_files": [{"files": "src/*.jsonl", "loader": {"type": "jsonl"}}]}))
+    assert len(issues) == 1 and "duplicate source name 'cafe'" in issues[0], issues
+    assert ("The two file names look alike but differ in Unicode form ('src/cafe\\u0301.jsonl' and "
+            "'src/caf\\xe9.jsonl'") in issues[0]
+
+
 def test_a_project_or_spec_named_in_another_unicode_form_or_case_says_which_is_there(jsonl_project: Path) -> None:
     """`subsetctl plan projé` for a folder unpacked from a macOS archive (`proje` + a combining
     accent), or `validate proj/Subsetctl.yaml`, said only "does not exist" / "no such spec file"."""

@@ -569,7 +569,7 @@ def check_model_folder(source: str, spec_dir: Path | None, kind: str | None = No
     if kind is not None and source in packaged_names():
         _check_packaged_kind(source, kind)
     location = model_location(source, spec_dir)
-    if classify_model_source(location) != "local":
+    if classify_model_source(location, spec_dir) != "local":
         return
     folder = Path(location).expanduser().resolve()
     if not (folder / "config.json").is_file():
@@ -781,8 +781,10 @@ def answer_tokenization_inputs(source: str, spec_dir: Path | None, kind: str) ->
     return dict(ANSWER_TOKENIZATION) if folder is not None and tokenizer_marks_first_word(folder) else {}
 
 
-def classify_model_source(source: str) -> str:
-    """ "packaged", "local" or "hub"; raises a UserError for anything else."""
+def classify_model_source(source: str, spec_dir: Path | None = None) -> str:
+    """ "packaged", "local" or "hub"; raises a UserError for anything else. ``spec_dir``
+    (where a relative folder is looked for first) only sharpens that error: a folder there
+    or in the working directory whose name differs in letter case or Unicode form is named."""
     if source in packaged_names():
         return "packaged"
     path = Path(source).expanduser()
@@ -798,10 +800,12 @@ def classify_model_source(source: str) -> str:
         return "hub"
     where = ("" if path.is_absolute() else
              f" (a relative folder is looked for next to the spec file, then in the current folder, {Path.cwd()})")
+    looked_in = [path] if path.is_absolute() else [*([Path(spec_dir) / path] if spec_dir is not None else []), path]
+    note = next((n for n in (path_not_found_note(source, p) for p in looked_in) if n), "")
     raise UserError(
         f"Unknown model {source!r}: it is not a packaged model, not an existing folder{where} and not "
         f"a hub id of the form 'org/name'. Packaged models: {_packaged_hint()}. Or give the "
-        f"path of a local Hugging Face model folder{path_not_found_note(source)}."
+        f"path of a local Hugging Face model folder{note}."
     )
 
 

@@ -6,6 +6,7 @@ encodings refused with the line), validated into a :class:`Spec` with its issues
 from __future__ import annotations
 
 import re
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -271,17 +272,34 @@ def blame_source_files(
                 same[(g, suffix, issue.message)][1].append(path)
                 continue
             same[(g, suffix, issue.message)] = (issue, [path])
+        named: list[str] = []
         for index, (g, path) in origin.items():  # messages that name sources[i] (duplicate names)
             if re.search(rf"sources\[{index}\](?!\d)", issue.message):
+                named.append(path)
                 where = f"source_files[{g}] ({path})"  # a function: a backslash in a file name is not an escape
                 issue.message = re.sub(rf"sources\[{index}\](?!\d)", lambda _m, w=where: w, issue.message)
                 if issue.key == "(top level)":
                     issue.key, issue.line = f"source_files[{g}] ({path})", lines.get(("source_files", g))
+        issue.message += _same_looking_paths_note(named)
         out.append(issue)
     for (g, suffix, _), (issue, paths) in same.items():
         if len(paths) > 1:
             issue.key = f"source_files[{g}] ({paths[0]} and {len(paths) - 1} more files){suffix}"
     return out
+
+
+def _same_looking_paths_note(paths: list[str]) -> str:
+    """For an issue naming files of a ``source_files`` group: a note when two of them print
+    alike but differ in Unicode form (``é`` as one character or as ``e`` + accent, as
+    macOS writes names), so the two names the message shows look the same; "" otherwise."""
+    forms: dict[str, str] = {}
+    for path in paths:
+        other = forms.setdefault(unicodedata.normalize("NFC", path), path)
+        if other != path:
+            return (f". The two file names look alike but differ in Unicode form ({other!a} and {path!a}: "
+                    "an accented letter written as one character, or as a letter and an accent, as macOS writes "
+                    "them), which Linux takes as two names; remove or rename one")
+    return ""
 
 
 def load_spec(path: Path, overrides: list[str] | None = None) -> Spec:
