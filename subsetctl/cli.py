@@ -8,6 +8,7 @@ traceback; set ``SUBSETCTL_DEBUG=1`` to see tracebacks of internal errors.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import errno
 import os
@@ -133,16 +134,35 @@ def _stop_signals_as_interrupt() -> Any:
             signal.signal(signum, handler_before if handler_before is not None else signal.SIG_DFL)
 
 
+#: What the marks subsetctl prints become on a stream that cannot encode them (an ASCII or
+#: Latin-1 locale): one character each where one does, so tables keep their columns
+#: (``\u2713`` took six cells where rich had measured one); other text is escaped.
+_ASCII_MARKS = {"✓": "+", "✗": "x", "→": ">", "▶": ">", "…": ".", "–": "-", "—": "-", "▁": "_", "±": "+-", "θ": "theta"}
+_ASCII_MARKS_ERRORS = "subsetctl-ascii-marks"
+
+
+def _ascii_marks(error: UnicodeError) -> tuple[str, int]:
+    """Codec error handler: the marks of :data:`_ASCII_MARKS` as ASCII, anything else as a
+    backslash escape (``é`` as ``\xe9``), so a non-UTF-8 locale never crashes a command."""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    text = error.object[error.start:error.end]
+    return "".join(_ASCII_MARKS.get(c) or c.encode("ascii", "backslashreplace").decode("ascii") for c in text), error.end
+
+
+codecs.register_error(_ASCII_MARKS_ERRORS, _ascii_marks)
+
+
 class _Group(click.Group):
     """A click group that turns user errors into exit code 1 without a traceback."""
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         # before click parses anything: `--help` and `--version` print and exit while
         # parsing, before the group's callback runs, and click made a closed pipe exit 1
-        for stream in (sys.stdout, sys.stderr):  # a non-UTF-8 locale: ✓, é as \u2713, \xe9, not a crash
+        for stream in (sys.stdout, sys.stderr):  # a non-UTF-8 locale: ✓, é as +, \xe9, not a crash
             if (getattr(stream, "encoding", None) or "utf-8").lower().replace("-", "") != "utf8":
                 with contextlib.suppress(AttributeError, ValueError):
-                    stream.reconfigure(errors="backslashreplace")
+                    stream.reconfigure(errors=_ASCII_MARKS_ERRORS)
         # (None: started with the stream closed, `>&-`; rich and click write nowhere then)
         if sys.stdout is not None and not isinstance(sys.stdout, _UntilReaderLeaves):
             sys.stdout = _UntilReaderLeaves(sys.stdout)

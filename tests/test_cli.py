@@ -529,16 +529,32 @@ def test_click_output_on_an_ascii_stdout_into_a_closed_pipe_exits_0() -> None:
         assert (printed.returncode, printed.stderr) == (0, ""), (args, printed.stderr)
 
 
-def test_a_non_utf8_locale_prints_marks_escaped_not_an_internal_error(jsonl_project: Path) -> None:
+def test_a_non_utf8_locale_prints_marks_in_ascii_not_an_internal_error(jsonl_project: Path) -> None:
     """With an ASCII (or Latin-1) stdout, `validate` printing "✓" was an internal error
-    (UnicodeEncodeError) and exit 1."""
+    (UnicodeEncodeError) and exit 1; then it printed "\\u2713", six characters where the
+    tables had measured one, so their columns no longer lined up."""
     env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
     env.pop("PYTHONIOENCODING", None)
     command = "import sys; from subsetctl.cli import main; sys.argv[0] = 'subsetctl'; main()"
     done = subprocess.run([sys.executable, "-c", command, "validate", str(jsonl_project)], env=env, check=False,
                           capture_output=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    assert b"\\u2713" in done.stdout and b"is valid" in done.stdout
+    assert done.stdout.startswith(b"+ ") and b"is valid" in done.stdout, done.stdout
+
+
+def test_marks_on_an_ascii_stream_take_one_column_and_other_text_is_escaped() -> None:
+    """The marks the tables hold (✓, –, …) become one ASCII character each, so a column stays
+    as wide as rich measured it; a name's é stays readable as \\xe9; reading is untouched."""
+    import io
+
+    from subsetctl.cli import _ASCII_MARKS_ERRORS
+
+    out = io.TextIOWrapper(io.BytesIO(), encoding="ascii", errors=_ASCII_MARKS_ERRORS)
+    out.write("| 0.5 \u2713 | \u2013 | caf\u00e9 \u2026 |")
+    out.flush()
+    assert out.buffer.getvalue() == b"| 0.5 + | - | caf\\xe9 . |"
+    with pytest.raises(UnicodeDecodeError):
+        b"\xff".decode("ascii", errors=_ASCII_MARKS_ERRORS)
 
 
 def test_a_project_path_pyarrow_cannot_open_is_a_user_error_before_any_stage(tiny_project: Path) -> None:
