@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from click.testing import CliRunner
 
 from subsetctl.api import plan_project, run_project, validate_spec_file
 from subsetctl.cli import main
+from subsetctl.reporter import SilentReporter, _NullTask
 
 
 def test_full_run_then_noop_then_partial_rerun(tiny_project: Path) -> None:
@@ -495,6 +498,19 @@ def test_report_during_a_run_says_it_is_running_not_stopped(tiny_project: Path) 
         holder.wait()
     assert load_report_data(tiny_project)["unfinished"] == ["finetune"]  # the run has gone: stopped partway
 
+class _ProgressRecorder(SilentReporter):
+    """A SilentReporter that keeps each progress bar's updates, by description."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.updates: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+
+    def progress(self, description: str, total: int) -> contextlib.AbstractContextManager[Any]:
+        task = _NullTask()
+        self.updates[description] = task.updates
+        return contextlib.nullcontext(task)
+
+
 def test_a_stage_that_fails_on_new_inputs_keeps_its_finished_results(tiny_project: Path) -> None:
     """A user error raised inside a stage (here: LoRA target modules the model lacks, found
     only once meta_init loads the model) deleted the stage's finished results before the
@@ -503,7 +519,12 @@ def test_a_stage_that_fails_on_new_inputs_keeps_its_finished_results(tiny_projec
     from subsetctl.errors import UserError
     from subsetctl.project import Project
 
-    run_project(tiny_project, until="meta_init")
+    reporter = _ProgressRecorder()
+    run_project(tiny_project, until="meta_init", reporter=reporter)
+    # (and its progress names the validation loss the surrogate: "val=" beside a cross-entropy
+    # "loss=" read as the measure finetune's progress shows under that name)
+    fields = [set(f) for _, f in reporter.updates["meta_init"] if f]
+    assert fields and all(f == {"loss", "val_surrogate"} for f in fields), fields
     project = Project(tiny_project)
     adapter = project.stage_dir("meta_init") / "adapter" / "adapter_model.safetensors"
     before = adapter.read_bytes()
@@ -600,7 +621,12 @@ def test_set_aside_results_whose_upstream_reruns_are_put_back_when_it_comes_out_
 
     from subsetctl.project import Project
 
-    run_project(tiny_project, until="meta_init")
+    reporter = _ProgressRecorder()
+    run_project(tiny_project, until="meta_init", reporter=reporter)
+    # (and its progress names the validation loss the surrogate: "val=" beside a cross-entropy
+    # "loss=" read as the measure finetune's progress shows under that name)
+    fields = [set(f) for _, f in reporter.updates["meta_init"] if f]
+    assert fields and all(f == {"loss", "val_surrogate"} for f in fields), fields
     project = Project(tiny_project)
     adapter = project.stage_dir("meta_init") / "adapter" / "adapter_model.safetensors"
     before = adapter.read_bytes()
@@ -1395,3 +1421,4 @@ def test_gradients_warn_when_theta_star_is_flat(tiny_project: Path) -> None:
     usual = SilentReporter()
     run_project(tiny_project, until="gradients", reporter=usual)
     assert not any("gradient of every one of the" in m for m in usual.warnings), usual.warnings
+

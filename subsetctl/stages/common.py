@@ -370,11 +370,13 @@ def train_config(section: TrainSpec, spec: Spec, objective: str, optimizer: str,
 
 
 @contextlib.contextmanager
-def train_progress(ctx: StageContext, description: str, total: int) -> Iterator[Any]:
-    """A progress callback for train_lora showing loss and validation loss."""
+def train_progress(ctx: StageContext, description: str, total: int, val_label: str = "val") -> Iterator[Any]:
+    """A progress callback for train_lora showing training loss and validation loss, the
+    latter as ``val_label`` (meta_init's is the surrogate softplus(-f), not the
+    cross-entropy its training loss is: "val=0.27" beside "loss=3.8" read as the same measure)."""
     with ctx.reporter.progress(description, total=total) as task:
 
         def callback(step: int, total_steps: int, loss: float | None, eval_loss: float | None) -> None:
-            task.update(step, loss=loss, val=eval_loss)
+            task.update(step, **{"loss": loss, val_label: eval_loss})
 
         yield callback

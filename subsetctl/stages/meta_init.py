@@ -44,7 +44,7 @@ class MetaInitStage(common.ModelStage):
         # the untrained adapter's (LoRA B is 0: the base model's), what training should improve on
         start_val_loss = evaluate_loss(model, tokenizer, validation, spec.model.kind, spec.model.max_length,
                                        spec.meta_init.batch_size, "surrogate")
-        with common.train_progress(ctx, "meta_init", spec.meta_init.steps) as progress:
+        with common.train_progress(ctx, "meta_init", spec.meta_init.steps, "val_surrogate") as progress:
             result = train_lora(
                 model, tokenizer, train, config, ctx.out_dir, kind=spec.model.kind,
                 eval_examples=validation, progress=progress,
