@@ -269,7 +269,8 @@ def environment_error(error: BaseException) -> UserError | None:
         )
     if exc.errno == errno.ENOSPC:
         return UserError(
-            f"No space left on the device (writing{where}). Free disk space (the gradient store and checkpoints "
+            f"No space left on the device (writing{where}). Free disk space (the gradient store, checkpoints "
+            "and the re-run caches in .subsetctl/cache/, safe to delete and capped by project.cache_limit_gb, "
             "are the large files) and run again: finished work is kept and resumed."
         )
     return None

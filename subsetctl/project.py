@@ -123,7 +123,10 @@ def check_arrow_can_open(folder: Path) -> None:
 
 def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> None:
     """Write ``path`` through ``write(handle)`` so that readers see the old or the new file,
-    never half: a temporary file in the same folder, fsync, then ``os.replace``."""
+    never half: a temporary file in the same folder, fsync, then ``os.replace``. An
+    OSError that names no file (a full disk while writing or syncing) is given ``path``,
+    so that the message says where: the pipeline's note names only the stage's folder,
+    not the cache or other folder the stage was writing to."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-{os.getpid()}-")  # see LEFTOVER
     try:
@@ -133,9 +136,11 @@ def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> N
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:
+            exc.filename = str(path)
         raise
 
 

@@ -76,3 +76,23 @@ def test_a_full_disk_among_copytree_errors_is_the_one_said() -> None:
     error = as_os_error(shutil.Error([unreadable, full]))
     assert error is not None and error.errno == errno.ENOSPC and error.filename == "/p/b/w.bin"
     assert as_os_error(shutil.Error([unreadable])).errno == errno.ENXIO  # otherwise the first, as before
+
+
+def test_a_full_disk_in_an_atomic_write_names_the_file(tmp_path: Path) -> None:
+    """A write or fsync on a full disk names no file: a search estimate store in
+    .subsetctl/cache/search/ was reported as "writing in stage search, under
+    .subsetctl/search", the stage's folder, not the cache folder filling the disk."""
+    from subsetctl.errors import environment_error
+    from subsetctl.project import atomic_write
+
+    target = tmp_path / ".subsetctl" / "cache" / "search" / "k" / "subsets.npz"
+
+    def full(handle) -> None:
+        raise OSError(errno.ENOSPC, FULL)
+
+    with pytest.raises(OSError) as caught:
+        atomic_write(target, full, mode="wb")
+    assert caught.value.filename == str(target)
+    assert [p.name for p in target.parent.iterdir()] == []  # the temporary file is gone
+    message = str(environment_error(caught.value))
+    assert f"writing {target})" in message and "cache_limit_gb" in message, message
