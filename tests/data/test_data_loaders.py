@@ -458,6 +458,42 @@ def test_huggingface_csv_files_are_read_as_the_text_they_hold(tmp_path: Path, ma
     assert loaded["prompt"] == ["t0,x"] and loaded["response"] == ["1.0"]
 
 
+def test_huggingface_cache_that_cannot_be_written_names_the_cache(tmp_path: Path, make_ctx, monkeypatch) -> None:
+    """A read-only or full datasets cache said "Check loader.path, loader.name, ...", which no
+    spec change fixes: the message names the cache folder and the variable that moves it."""
+    import errno
+
+    import datasets
+
+    folder = tmp_path / "hfdata"
+    folder.mkdir()
+    write_jsonl(folder / "train.jsonl", qa_rows(2, "a"))
+    cache = tmp_path / "ro" / "datasets"
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(cache))
+    options = HuggingFaceLoader(type="huggingface", path="hfdata")
+    for error in (OSError(errno.EROFS, "Read-only file system", str(cache.parent)),  # above it: not made
+                  PermissionError(errno.EACCES, "Permission denied", str(cache / "json" / "x.lock")),
+                  OSError(errno.ENOSPC, "No space left on device")):  # (a write names no file)
+        def refuse(*args, error=error, **kwargs):
+            if error.errno != errno.ENOSPC:
+                raise error
+            raise datasets.exceptions.DatasetGenerationError("An error occurred") from error  # as datasets wraps it
+
+        monkeypatch.setattr(datasets, "load_dataset", refuse)
+        with pytest.raises(UserError) as caught:
+            load_huggingface(options, make_ctx("hf"))
+        message = str(caught.value)
+        assert f"in {cache} (HF_DATASETS_CACHE" in message and "loader.path" not in message, message
+    not_a_folder = NotADirectoryError(errno.ENOTDIR, "Not a directory", str(cache))  # HF_HOME under a file
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: (_ for _ in ()).throw(not_a_folder))
+    with pytest.raises(UserError, match="a part of that path is a file: move it aside"):
+        load_huggingface(options, make_ctx("hf"))
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: (_ for _ in ()).throw(
+        PermissionError(errno.EACCES, "Permission denied", str(folder / "train.jsonl"))))
+    with pytest.raises(UserError, match="Check loader.path"):  # the data's own file: as before
+        load_huggingface(options, make_ctx("hf"))
+
+
 def test_huggingface_data_files_globs_resolve_against_the_spec_folder_and_are_tracked(
     tmp_path: Path, make_ctx, monkeypatch
 ) -> None:
