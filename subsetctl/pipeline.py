@@ -1117,6 +1117,20 @@ class Pipeline:
         settings = {key: value for key in stage.memory_keys if (value := _dig(dumped, key)) is not None}
         return out_of_memory_error(exc, stage.name, settings)
 
+    def _project_gone(self, stage: Stage) -> UserError | None:
+        """The user error for the project's state folder gone while ``stage`` ran (the project
+        deleted, moved or its disk unmounted); None while it is there. The stage then failed
+        on a missing file with advice to re-run an upstream stage, or, when it finished,
+        its results' writes made the folders anew and it was recorded as done in a
+        project holding nothing else."""
+        if self.project.state_dir.is_dir():
+            return None
+        return UserError(
+            f"Stage {stage.name}: the project's state folder {self.project.state_dir} is gone while it ran (the "
+            "project deleted or moved, or its disk unmounted), so there is nowhere to save its results. Put the "
+            "project back where it was (or run it where it is now) and run again."
+        )
+
     def _run_stage(
         self,
         stage: Stage,
@@ -1142,6 +1156,8 @@ class Pipeline:
         try:
             summary = stage.run(ctx)
         except Exception as exc:  # (torch's OutOfMemoryError is a RuntimeError)
+            if (gone := self._project_gone(stage)) is not None:  # whatever failed for want of its files
+                raise gone from exc
             out_of_memory = (self._out_of_memory(stage, exc) if isinstance(exc, (OSError, MemoryError, RuntimeError))
                              else None)
             if out_of_memory is not None:
@@ -1150,6 +1166,8 @@ class Pipeline:
                 exc.add_note(f"stage {stage.name}, under {out_dir}")
             raise
         seconds = time.perf_counter() - start
+        if (gone := self._project_gone(stage)) is not None:  # writing its results would make the folder anew
+            raise gone
         if summary.get("incomplete"):
             return None  # e.g. one shard of the gradients: nothing to commit yet
         if stage.inputs_rechecked and (now := stage.extra_inputs(self.spec, self.project)) != inputs.get("extra"):
