@@ -124,22 +124,33 @@ def check_arrow_can_open(folder: Path) -> None:
 def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> None:
     """Write ``path`` through ``write(handle)`` so that readers see the old or the new file,
     never half: a temporary file in the same folder, fsync, then ``os.replace``. An
-    OSError that names no file (a full disk while writing or syncing) is given ``path``,
-    so that the message says where: the pipeline's note names only the stage's folder,
-    not the cache or other folder the stage was writing to."""
+    OSError that names no file is given ``path`` (:func:`naming_os_errors`): the
+    pipeline's note names only the stage's folder, not the cache or other folder the
+    stage was writing to."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-{os.getpid()}-")  # see LEFTOVER
     try:
-        os.fchmod(fd, new_file_mode())
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
+        with naming_os_errors(path):
+            os.fchmod(fd, new_file_mode())
+            with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
+                write(handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+    except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:
+        raise
+
+
+@contextlib.contextmanager
+def naming_os_errors(path: Path) -> Iterator[None]:
+    """Give an OSError raised in the block that names no file (a write or fsync on a full
+    disk) ``path`` as its file, so that the message says where it was writing."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno is not None and exc.filename is None:
             exc.filename = str(path)
         raise
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from subsetctl.pipeline import Stage, StageContext
-from subsetctl.project import Project, atomic_write_json, atomic_write_text
+from subsetctl.project import Project, atomic_write_json, atomic_write_text, naming_os_errors
 
 
 class ReportStage(Stage):
@@ -70,8 +70,9 @@ class ReportStage(Stage):
         if ctx.spec.report.plots:
             folder.mkdir(exist_ok=True)
             for title, name, fn in drawn:
-                if fn(report, folder / name):
-                    written[title] = f"plots/{name}"
+                with naming_os_errors(folder / name):  # (matplotlib's write on a full disk names no file)
+                    if fn(report, folder / name):
+                        written[title] = f"plots/{name}"
         for _, name, _ in drawn:  # an earlier run's plot of results no longer shown (or plots switched off)
             if f"plots/{name}" not in written.values():
                 (folder / name).unlink(missing_ok=True)

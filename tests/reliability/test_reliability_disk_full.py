@@ -96,3 +96,26 @@ def test_a_full_disk_in_an_atomic_write_names_the_file(tmp_path: Path) -> None:
     assert [p.name for p in target.parent.iterdir()] == []  # the temporary file is gone
     message = str(environment_error(caught.value))
     assert f"writing {target})" in message and "cache_limit_gb" in message, message
+
+
+def test_a_full_disk_while_drawing_a_plot_names_the_plot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """matplotlib's write on a full disk names no file: the message named the report stage's
+    folder (.subsetctl/report), not plots/ in the project folder."""
+    from subsetctl.pipeline import StageContext
+    from subsetctl.project import Project
+    from subsetctl.report import plots
+    from subsetctl.reporter import SilentReporter, StageWarnings
+    from subsetctl.spec import load_spec
+    from subsetctl.stages.report import ReportStage
+
+    project = Project.find(rf.make_project(tmp_path / "p", rf.data_spec()))
+
+    def full(report, path) -> None:
+        raise OSError(errno.ENOSPC, FULL)
+
+    monkeypatch.setattr(plots, "source_scores", full)
+    ctx = StageContext(load_spec(project.spec_path), project, StageWarnings(SilentReporter()),
+                       project.stage_dir("report"), {})
+    with pytest.raises(OSError) as caught:
+        ReportStage().run(ctx)
+    assert caught.value.filename == str(project.root / "plots" / "source_scores.png")
