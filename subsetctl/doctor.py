@@ -6,7 +6,8 @@ it), and free disk space where the project lives. Given a project directory, als
 it is a folder (or its subsetctl.yaml) and its spec is valid, that the hub ids it names
 load here, that the hub and datasets caches can take what `run` writes there, that its
 ``model.device`` is there, that the folder is writable, and that dask is importable when
-the spec asks for ``executor.backend: dask``; a packaged model the spec does not name is
+the spec asks for ``executor.backend: dask`` (and its ``executor.address``, if any, takes
+a connection); a packaged model the spec does not name is
 then not a problem. Nothing here downloads, converts or leaves anything behind (whether a
 folder takes new files is tried with an empty folder made in it and removed at once).
 """
@@ -305,6 +306,40 @@ def check_dask(spec: Any) -> Check:
     return Check("dask", True, "not installed (only needed for executor.backend: dask)")
 
 
+def check_dask_scheduler(spec: Any) -> Check | None:
+    """The Dask scheduler the spec names (``executor.address``) takes a connection: the
+    search stage, after the model stages' hours, stopped there when it did not. Only a TCP
+    connection is tried (no Dask handshake, which the search does with its own checks);
+    None without the dask backend, an address, dask itself (:func:`check_dask` says so),
+    or for a scheme other than tcp:// and tls://."""
+    import socket
+
+    from subsetctl.errors import UserError
+
+    address = spec.executor.address
+    if spec.executor.backend != "dask" or not address or not dask_importable():
+        return None
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    from subsetctl.estimate.executors import check_dask_address
+
+    try:
+        check_dask_address(address)
+    except UserError as exc:
+        return Check("dask scheduler", False, f"executor.address {address!r} is not a scheduler address", str(exc))
+    scheme, location = parse_address(address)
+    if scheme not in ("tcp", "tls"):
+        return None
+    host, port = parse_host_port(location)
+    try:
+        socket.create_connection((host, port), timeout=min(spec.executor.connect_timeout, 5.0)).close()
+    except OSError as exc:
+        return Check("dask scheduler", False, f"{address} cannot be reached ({exc.strerror or exc or 'timed out'})",
+                     "Start the scheduler (`dask scheduler`) and its workers, check executor.address, or drop it "
+                     "to use a local cluster: the search stage connects to it after the model stages.")
+    return Check("dask scheduler", True, f"{address} takes connections")
+
+
 def _unless_unused(check: Check, spec: Any) -> Check:
     """A failed packaged-model check made a pass when the project's spec names another
     model: `run` loads only ``model.source``, so a missing package or a cache that cannot
@@ -344,5 +379,7 @@ def run_checks(directory: Path | None = None) -> list[Check]:
                     checks.append(check)
             checks.append(check_writable(folder))
     checks.append(check_dask(spec))
+    if spec is not None and (scheduler := check_dask_scheduler(spec)) is not None:
+        checks.append(scheduler)
     checks.append(check_disk(folder))
     return checks

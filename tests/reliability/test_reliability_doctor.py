@@ -327,3 +327,23 @@ def test_doctor_says_run_refuses_a_folder_whose_path_holds_two_colons(healthy: N
     assert f"✗ project: `run` refuses {project}" in result.output and "holds '::'" in result.output
     assert "✓ project spec" in result.output  # the rest is still checked
     assert CliRunner().invoke(main, ["run", str(project)]).exit_code == 1
+
+
+@pytest.mark.skipif(not doctor.dask_importable(), reason="needs dask")
+def test_doctor_says_when_the_dask_scheduler_of_the_spec_cannot_be_reached(healthy: None, tmp_path: Path) -> None:
+    """A scheduler that was not running passed `doctor`; the run stopped at the search stage,
+    after the model stages."""
+    import socket
+
+    listening = socket.create_server(("127.0.0.1", 0))
+    port = listening.getsockname()[1]
+    spec = rf.data_spec()
+    spec["executor"] = {"backend": "dask", "address": f"tcp://127.0.0.1:{port}"}
+    project = rf.make_project(tmp_path / "p", spec)
+    result = CliRunner().invoke(main, ["doctor", str(project)])
+    assert f"✓ dask scheduler: tcp://127.0.0.1:{port} takes connections" in result.output, result.output
+    listening.close()
+    result = CliRunner().invoke(main, ["doctor", str(project)])
+    assert result.exit_code == 1, result.output
+    assert f"✗ dask scheduler: tcp://127.0.0.1:{port} cannot be reached" in result.output
+    assert "Start the scheduler" in result.output
