@@ -134,6 +134,45 @@ def datasets_cache_dir() -> Path:
     return Path(os.environ.get("HF_DATASETS_CACHE") or Path(hub_constants.HF_HOME) / "datasets")
 
 
+def cache_write_problem(exc: BaseException, default: str) -> str | None:
+    """What to say when ``exc`` (or the error it was raised from: datasets wraps a write's
+    OSError in DatasetGenerationError) is a Hugging Face cache that cannot be written
+    (read-only, not writable, full, a file where its folder goes): the failure, the cache
+    and the variable that moves it; None for any other error. A full disk names no file:
+    it is put on the ``default`` cache ("datasets" or "hub"), the one being written. Such
+    failures were reported as the dataset's or model's own ("Check loader.path", "if the
+    id is misspelled"), which no spec change fixes."""
+    import errno
+
+    import huggingface_hub.constants as hub_constants
+
+    from subsetctl.errors import as_os_error
+
+    error, seen = None, exc
+    while seen is not None and error is None:
+        error = as_os_error(seen)
+        seen = seen.__cause__ or seen.__context__
+    if error is None or error.errno not in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.ENOTDIR):
+        return None
+    caches = {"datasets": (datasets_cache_dir(), "HF_DATASETS_CACHE", "datasets prepares its tables"),
+              "hub": (Path(hub_constants.HF_HUB_CACHE), "HF_HUB_CACHE", "the hub client keeps its downloads")}
+    if error.filename:  # the cache, a file in it, or a folder above it that could not be made
+        failed = Path(os.path.abspath(error.filename))
+        found = next((name for name, (cache, _, _) in caches.items()
+                      if failed.is_relative_to(Path(os.path.abspath(cache)))
+                      or Path(os.path.abspath(cache)).is_relative_to(failed)), None)
+    else:
+        found = default if error.errno == errno.ENOSPC else None
+    if found is None:
+        return None
+    cache, variable, what = caches[found]
+    fix = {errno.ENOSPC: "free disk space there",
+           errno.ENOTDIR: "a part of that path is a file: move it aside"}.get(error.errno, "fix its permissions")
+    return (f"{error.strerror}{f' ({error.filename})' if error.filename else ''}. {what[0].upper()}{what[1:]} in "
+            f"{os.path.abspath(cache)} ({variable}, else $HF_HOME/{found}): {fix}, or set {variable} to a writable "
+            f"folder with room (e.g. {variable}=$TMPDIR/hf-{found}).")
+
+
 def _snake_case(name: str) -> str:
     """``MetaMathQA`` -> ``meta_math_qa``, as datasets names a builder's cache folder."""
     name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)

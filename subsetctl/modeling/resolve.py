@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from subsetctl.errors import UserError, path_not_found_note
-from subsetctl.hub import hub_reachable, model_cached
+from subsetctl.hub import cache_write_problem, hub_reachable, model_cached
 from subsetctl.registry import PACKAGED_MODELS
 
 Kind = Literal["causal-lm", "classifier"]
@@ -891,6 +891,9 @@ def resolve_model(
         except UserError:
             raise
         except Exception as exc:  # offline, unreachable, gated, missing: all the user's to fix
+            if (cache_problem := cache_write_problem(exc, default="hub")) is not None:
+                raise UserError(f"Could not load {source!r} from the Hugging Face hub: it could not write the "
+                                f"local cache: {cache_problem}") from exc
             if not offline:
                 where = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'}"
             elif model_cached(source):  # validate found its config.json: say what the cache lacks

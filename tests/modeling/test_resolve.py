@@ -102,6 +102,31 @@ def test_hub_id_offline_is_user_error(monkeypatch, tmp_path) -> None:
     assert "smollm2-135m-instruct" in text and "local" in text
 
 
+def test_a_hub_cache_that_cannot_be_written_names_the_cache(monkeypatch, tmp_path) -> None:
+    """A read-only or full hub cache while downloading a model said "If this machine is
+    offline, use a packaged model ...; if the id is misspelled, fix it"."""
+    import errno
+
+    import huggingface_hub.constants as hc
+
+    from subsetctl.modeling import resolve
+
+    cache = tmp_path / "hub"
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(resolve, "hub_reachable", lambda: True)
+    for error, fix in ((PermissionError(errno.EACCES, "Permission denied", str(cache / ".locks" / "m.lock")),
+                        "fix its permissions"),
+                       (OSError(errno.ENOSPC, "No space left on device"), "free disk space there")):
+        def refuse(*args, error=error, **kwargs):
+            raise error
+
+        monkeypatch.setattr(resolve, "_load", refuse)
+        with pytest.raises(UserError) as caught:
+            resolve_model("some-org/some-model", "causal-lm")
+        text = " ".join(str(caught.value).split())
+        assert f"in {cache} (HF_HUB_CACHE, else $HF_HOME/hub): {fix}" in text and "misspelled" not in text, text
+
+
 def test_folder_without_config_and_file_source_are_user_errors(tmp_path) -> None:
     with pytest.raises(UserError, match="config.json"):
         resolve_model(str(tmp_path), "causal-lm")

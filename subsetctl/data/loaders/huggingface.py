@@ -4,7 +4,6 @@ with class names and JSON columns turned into text and hub access refused offlin
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +23,7 @@ from subsetctl.data.loaders.files import (
     with_decoded,
 )
 from subsetctl.errors import UserError
+from subsetctl.hub import cache_write_problem
 from subsetctl.registry import LOADERS
 from subsetctl.spec import HuggingFaceLoader
 
@@ -165,44 +165,6 @@ def file_as_dataset_path_problem(file: Path, written: str) -> str:
             f"{', or '.join(advice)}")
 
 
-def _cache_problem(exc: BaseException, source_name: str, where: str) -> UserError | None:
-    """The user error for ``load_dataset`` failing to write a Hugging Face cache (read-only,
-    not writable, full, a file where its folder goes), naming the cache and the variable
-    that moves it; None for any other error. Such a failure was reported as the dataset's
-    own, with "Check loader.path, loader.name, ...", which no spec change fixes."""
-    import errno
-
-    import huggingface_hub.constants as hub_constants
-
-    from subsetctl.errors import as_os_error
-    from subsetctl.hub import datasets_cache_dir
-
-    error, seen = None, exc  # datasets wraps a write's error: DatasetGenerationError, caused by it
-    while seen is not None and error is None:
-        error = as_os_error(seen)
-        seen = seen.__cause__ or seen.__context__
-    if error is None or error.errno not in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.ENOTDIR):
-        return None
-    caches = [(Path(os.path.abspath(datasets_cache_dir())), "HF_DATASETS_CACHE", "datasets", "prepares its tables"),
-              (Path(os.path.abspath(hub_constants.HF_HUB_CACHE)), "HF_HUB_CACHE", "hub", "downloads hub datasets")]
-    if error.filename:  # the cache, a file in it, or a folder above it that could not be made
-        failed = Path(os.path.abspath(error.filename))
-        found = next((c for c in caches if failed.is_relative_to(c[0]) or c[0].is_relative_to(failed)), None)
-    else:  # a full disk names no file: load_dataset writes nowhere but its caches
-        found = caches[0] if error.errno == errno.ENOSPC else None
-    if found is None:
-        return None
-    cache, variable, default, what = found
-    fix = {errno.ENOSPC: "free disk space there",
-           errno.ENOTDIR: "a part of that path is a file: move it aside"}.get(error.errno, "fix its permissions")
-    return UserError(
-        f"Source {source_name!r}: datasets.load_dataset could not write its cache while loading {where}: "
-        f"{error.strerror}{f' ({error.filename})' if error.filename else ''}. It {what} in {cache} ({variable}, "
-        f"else $HF_HOME/{default}): {fix}, or set {variable} to a writable folder with room (e.g. "
-        f"{variable}=$TMPDIR/hf-{default}). Nothing in the spec needs changing."
-    )
-
-
 def _refuse_unreachable_hub_dataset(path: str, local: Path, source_name: str) -> None:
     """A hub dataset that is in no local cache, on a machine that cannot reach the hub,
     fails at once instead of after the hub client's half minute of retries (``validate``
@@ -290,8 +252,9 @@ def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001  (load_dataset fails in many library-specific ways)
-        if (cache_problem := _cache_problem(exc, ctx.source_name, where)) is not None:
-            raise cache_problem from None
+        if (cache_problem := cache_write_problem(exc, default="datasets")) is not None:
+            raise UserError(f"Source {ctx.source_name!r}: datasets.load_dataset could not write its cache while "
+                            f"loading {where}: {cache_problem} Nothing in the spec needs changing.") from None
         raise UserError(
             f"Source {ctx.source_name!r}: datasets.load_dataset could not load {where}, split "
             f"{options.split!r}: {describe_exception(exc)}. Check loader.path, loader.name, "
