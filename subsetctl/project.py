@@ -408,7 +408,7 @@ def _flocked(
     try:
         try:
             _flock_briefly(handle, mode, attempts)
-        except OSError:
+        except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip()
             if wait_for is None or not wait_for(holder):
@@ -442,8 +442,10 @@ def file_lock_held(path: Path) -> bool:
         return False
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError:
+    except BlockingIOError:
         return True
+    except OSError:  # a file system without locks: no holder can be found
+        return False
     else:
         fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
         return False
@@ -463,10 +465,27 @@ def _flock_briefly(handle: Any, mode: int, attempts: int = 5, pause: float = 0.1
         try:
             fcntl.flock(handle.fileno(), mode | fcntl.LOCK_NB)
             return
-        except OSError:
+        except BlockingIOError:  # held by another process
             if attempt == attempts - 1:
                 raise
             time.sleep(pause)
+        except OSError as exc:  # ENOLCK, EOPNOTSUPP, ...: no holder, a file system without locks
+            raise locks_unsupported(Path(handle.name), exc) from exc
+
+
+class LocksUnsupportedError(UserError):
+    """A lock file's file system refuses flock (a network file system mounted without lock
+    support): it was taken for a lock another run holds ("locked by running `subsetctl run
+    --shard` processes"), with nothing running."""
+
+
+def locks_unsupported(path: Path, exc: OSError) -> LocksUnsupportedError:
+    """The :class:`LocksUnsupportedError` for the lock file ``path`` that flock refused with ``exc``."""
+    return LocksUnsupportedError(
+        f"Cannot lock {path}: {exc.strerror or exc}. The file system holding it does not support file locks "
+        "(flock), which subsetctl needs to keep runs of one project apart; no other run holds it. Move the "
+        "project to a local disk, or mount the network file system with lock support."
+    )
 
 
 @dataclass(frozen=True)
@@ -869,7 +888,7 @@ class Project:
         report read on a laptop) had every artifact hashed again by each `plan` and
         `report`. A running `run` may be committing the stage, so then nothing is written;
         a read-only project is left as it is."""
-        with (contextlib.suppress(_LockBusy, OSError),  # held, or a read-only project
+        with (contextlib.suppress(_LockBusy, OSError, LocksUnsupportedError),  # held, read-only, no locks there
               _flocked(self.state_dir / "lock", fcntl.LOCK_EX, lambda _holder: _LockBusy())):
             self.restamp_manifest(stage, restamped)
 

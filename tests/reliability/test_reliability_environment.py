@@ -1,5 +1,5 @@
 """What a run meets from the machine mid-stage, rather than from the spec: the project's
-folder gone under it. Each is a user error that names what happened and what to do."""
+folder gone under it, a file system without file locks. Each is a user error that names what happened and what to do."""
 
 from __future__ import annotations
 
@@ -33,3 +33,31 @@ def test_a_project_deleted_while_a_stage_runs_is_said(tmp_path: Path, monkeypatc
     assert result.exit_code == 1 and "internal error" not in result.output, result.output
     assert f"the project's state folder {project / '.subsetctl'} is gone while it ran" in " ".join(result.output.split())
     assert not project.exists()  # nothing made anew
+
+
+def test_a_file_system_without_locks_is_not_taken_for_a_running_run(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """flock refused (ENOLCK: NFS without its lock service) was read as the lock being held:
+    "locked by running `subsetctl run --shard` processes", with nothing running; `plan`
+    showed no stage as running and still works."""
+    import errno
+    import fcntl
+
+    from subsetctl.errors import LockedError, UserError
+    from subsetctl.project import Project, file_lock_held
+
+    project = Project.find(rf.make_project(tmp_path / "p", rf.data_spec()))
+    real = fcntl.flock
+
+    def no_locks(fd, operation):
+        if operation & fcntl.LOCK_UN:
+            return real(fd, operation)
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.raises(UserError) as caught, project.lock():
+        pass
+    assert not isinstance(caught.value, LockedError)
+    assert "does not support file locks (flock)" in str(caught.value) and "no other run holds it" in str(caught.value)
+    assert not file_lock_held(project.state_dir / "lock")
+    project.restamp_manifest_when_idle("data", {"x": [1]})  # (plan, report: nothing to restamp, no error)
