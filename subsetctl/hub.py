@@ -180,7 +180,9 @@ def _snake_case(name: str) -> str:
 
 
 def unreachable_reason() -> str:
-    """Why the hub cannot be used, for messages."""
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-        return "HF_HUB_OFFLINE is set"
+    """Why the hub cannot be used, for messages. huggingface_hub reads TRANSFORMERS_OFFLINE
+    as HF_HUB_OFFLINE: set alone, it was said as the hub's host not being reachable."""
+    for variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(variable, "").lower() in ("1", "true", "yes", "on"):
+            return f"{variable} is set"
     return f"{hub_host()} cannot be reached from this machine"

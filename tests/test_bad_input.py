@@ -960,3 +960,15 @@ def test_a_stage_that_runs_out_of_memory_names_the_settings_to_lower(tiny_projec
     said = [f"it tried to allocate {shown} at once" for size, shown in sizes.items() if size in str(raised)]
     assert (said[0] in message) if said else ("tried to allocate" not in message), message
     assert json.loads((tiny_project / ".subsetctl" / "data" / "manifest.json").read_text())["stage"] == "data"
+
+
+@pytest.mark.parametrize("variable", ["HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"])
+def test_the_offline_variable_set_is_named_as_why_the_hub_is_not_used(monkeypatch, variable: str) -> None:
+    """TRANSFORMERS_OFFLINE alone (huggingface_hub reads it as HF_HUB_OFFLINE) was said as
+    "huggingface.co cannot be reached from this machine", on a machine that can reach it."""
+    from subsetctl.hub import unreachable_reason
+
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(variable, "1")
+    assert unreachable_reason() == f"{variable} is set"
