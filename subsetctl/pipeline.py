@@ -186,6 +186,11 @@ class Stage(ABC):
     #: from and is checked against them (the data stage's sources); other stages start over
     partial_work_keyed: bool = False
 
+    def memory_settings(self, spec: Spec) -> tuple[str, ...]:
+        """The spec keys that bound this stage's memory with ``spec``: :attr:`memory_keys`,
+        unless the stage's work (and so what to lower) depends on the spec."""
+        return self.memory_keys
+
     def enabled(self, spec: Spec) -> bool:
         return True
 
@@ -1114,7 +1119,7 @@ class Pipeline:
         """The user error for ``stage`` when ``exc`` says it ran out of memory (see
         :func:`out_of_memory_error`), naming its memory settings as they are; else None."""
         dumped = self.spec.model_dump(mode="json")
-        settings = {key: value for key in stage.memory_keys if (value := _dig(dumped, key)) is not None}
+        settings = {key: value for key in stage.memory_settings(self.spec) if (value := _dig(dumped, key)) is not None}
         return out_of_memory_error(exc, stage.name, settings)
 
     def _project_gone(self, stage: Stage) -> UserError | None:

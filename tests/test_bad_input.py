@@ -972,3 +972,14 @@ def test_the_offline_variable_set_is_named_as_why_the_hub_is_not_used(monkeypatc
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv(variable, "1")
     assert unreachable_reason() == f"{variable} is set"
+
+
+def test_running_out_of_memory_in_a_search_with_true_finetune_names_its_fine_tune_settings(tmp_path: Path) -> None:
+    """true_finetune fine-tunes in the search's own process, one subset at a time: running out
+    of memory there said to lower executor.n_jobs and executor.batch_size, which it does not use."""
+    from subsetctl.stages.search import SearchStage
+
+    spec = Spec.model_validate({**BASE, "estimate": {"estimator": "true_finetune"}})
+    assert SearchStage().memory_settings(spec) == ("verify.batch_size", "model.max_length")
+    fast = Spec.model_validate(BASE)
+    assert SearchStage().memory_settings(fast) == ("executor.n_jobs", "executor.batch_size")

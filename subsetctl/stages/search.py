@@ -368,6 +368,16 @@ class SearchStage(Stage):
     # how many estimates came from the cache, computed with which library versions: not a result
     describes_only = (common.PROVENANCE,)
 
+    def memory_settings(self, spec: Spec) -> tuple[str, ...]:
+        """A model-backed estimator (true_finetune) fine-tunes in this process, one subset at
+        a time, with verify's budget: its batch size and the length bound the memory, not
+        the executor's workers and batches, which running out of memory named."""
+        from subsetctl.registry import ESTIMATORS
+
+        if getattr(ESTIMATORS.get(spec.estimate.estimator), "needs_model", False):
+            return ("verify.batch_size", "model.max_length")
+        return self.memory_keys
+
     def spec_slice(self, spec: Spec) -> dict[str, Any]:
         """The slice, with the estimator settings that no estimator the search may use
         takes at their defaults (the fast estimator reads neither estimate.max_iter nor
