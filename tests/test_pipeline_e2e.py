@@ -25,6 +25,10 @@ def test_full_run_then_noop_then_partial_rerun(tiny_project: Path) -> None:
     report = json.loads((tiny_project / "report.json").read_text(), parse_constant=reject)
     assert set(report["strategies"]) == {"exhaustive", "gradient_similarity"}
     assert set(report["test_metrics"]) >= {"exhaustive", "all", "target_only"}
+    comparison = report["final_vs_baselines"]  # the pick's test score beside the baselines'
+    assert comparison["final"] == report["final"] and set(comparison["scores"]) >= {"all", "target_only"}
+    assert comparison["below"] == [b for b in ("target_only", "all")
+                                   if comparison["scores"][b] > comparison["scores"][report["final"]]]
     assert (tiny_project / "report.md").read_text().startswith("# subsetctl report")
     for label, folders in report["adapters"].items():  # where to find each selection's adapters
         assert label in report["test_metrics"] and all((tiny_project / f / "adapter_config.json").is_file()

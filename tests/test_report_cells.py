@@ -69,6 +69,45 @@ def test_test_metric_cells_show_the_spread_over_seeds() -> None:
     assert test_metric_cells(three) == ("0.500 ± 0.000", "2.000 ± 0.012")
 
 
+
+def _test_metrics(scores: dict[str, float], losses: dict[str, float], seeds: int = 1) -> dict[str, Any]:
+    return {label: {"metric": "exact_match", "score_mean": score, "loss_mean": losses[label], "seeds": seeds,
+                    "n_test": 10} for label, score in scores.items()}
+
+
+def test_the_final_pick_below_a_baseline_on_test_is_said_with_what_to_make_of_it() -> None:
+    """The test metrics table showed the final pick scoring 0 and target_only 0.2 with nothing
+    said: whether the selection paid off was left to reading the table."""
+    from subsetctl.report.cells import final_vs_baselines, final_vs_baselines_line
+
+    report = {**_report(False), "test_metrics": _test_metrics(
+        {"all": 0.0, "forward": 0.0, "target_only": 0.2}, {"all": 1.5, "forward": 1.5, "target_only": 1.2})}
+    comparison = final_vs_baselines(report)
+    assert comparison is not None and comparison["below"] == ["target_only"] and comparison["seeds"] == 1
+    line = final_vs_baselines_line(comparison, calibrated=False)
+    assert line.startswith("On the test split (10 test examples, 1 seed each), exact_match: forward 0, "
+                           "target_only 0.2, all 0. The final pick (forward) scores below target_only: "
+                           "fine-tuning on the target alone did better here; with one seed"), line
+    assert "verify.enabled: true" in line and "test loss is lower" not in line
+    report["test_metrics"] = _test_metrics({"forward": 0.3, "target_only": 0.2, "all": 0.3},
+                                           {"forward": 1.1, "target_only": 1.2, "all": 1.0}, seeds=3)
+    line = final_vs_baselines_line(final_vs_baselines(report), calibrated=True)
+    assert line.endswith("at least as well as the baselines."), line
+    report["test_metrics"]["target_only"]["score_mean"] = 0.4  # higher score, higher loss: said both
+    line = final_vs_baselines_line(final_vs_baselines(report), calibrated=True)
+    assert line.endswith("did better here by this metric, though the pick's test loss is lower."), line
+    assert "one seed" not in line and "verify" not in line
+    # shown in both renderings, from report.json's content (this report is not calibrated)
+    report["final_vs_baselines"] = final_vs_baselines(report)
+    line = final_vs_baselines_line(report["final_vs_baselines"], calibrated=False)
+    assert f"> {line}" in render_markdown(report, {}).replace("\\", "")
+    buffer = io.StringIO()
+    render_full_report(report, Console(file=buffer, width=400))
+    assert line in buffer.getvalue()
+    # nothing to compare: no baseline evaluated, or the pick not evaluated
+    assert final_vs_baselines({**report, "test_metrics": _test_metrics({"forward": 0.3}, {"forward": 1.0})}) is None
+    assert final_vs_baselines({**report, "final": "backward"}) is None
+
 def _many_sources_report(n: int) -> dict[str, Any]:
     """n sources, source i scored i (so s{n-1} scores highest); forward selects all of them."""
     sources = [f"s{i:04d}" for i in range(n)]

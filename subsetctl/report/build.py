@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from subsetctl.project import Project
+from subsetctl.report.cells import final_vs_baselines
 
 
 def _read(path: Path) -> Any:
@@ -301,6 +302,9 @@ def build_report(
     if metrics:
         report["test_metrics"] = metrics["metrics"]
         report["test_warnings"] = metrics.get("warnings", [])
+        comparison = final_vs_baselines(report)
+        if comparison:
+            report["final_vs_baselines"] = comparison
     # results computed with other library versions than the current ones: reused from the
     # caches, or kept from before an upgrade (nothing makes them stale)
     versions = other_versions(project, [stage for stage in report["stages"] if stage not in skip])

@@ -258,3 +258,66 @@ def versions_line(report: dict[str, Any]) -> str | None:
         text += (f"{'; ' if parts else ''}{unknown} result(s) taken from the cache were computed with library versions "
                  "not recorded (cached by an earlier subsetctl)")
     return text + ". report.json's other_library_versions lists them."
+
+
+#: The baselines the final pick is compared with on the test split, in the order named.
+_BASELINES = ("target_only", "all")
+
+
+def final_vs_baselines(report: dict[str, Any]) -> dict[str, Any] | None:
+    """The final pick's test score beside the baselines' (target_only, all): {final, metric,
+    scores (selection -> mean score), losses (-> mean test loss), seeds (fewest of any),
+    n_test, below (the baselines scoring higher than the pick)}; None without test metrics
+    of the pick and a baseline other than it. The test metrics table holds the figures;
+    this says in a line whether the selection paid off, which the table leaves to the reader
+    (a pick below fine-tuning on the target alone is the result to act on)."""
+    metrics = report.get("test_metrics") or {}
+    final = report.get("final")
+    if final not in metrics:
+        return None
+    baselines = [b for b in _BASELINES if b in metrics and b != final]
+    if not baselines:
+        return None
+    shown = [final, *baselines]
+    scores = {label: metrics[label].get("score_mean") for label in shown}
+    if not all(isinstance(s, (int, float)) and math.isfinite(s) for s in scores.values()):
+        return None
+    return {
+        "final": final, "metric": metrics[final].get("metric"), "scores": scores,
+        "losses": {label: metrics[label].get("loss_mean") for label in shown},
+        "seeds": min(int(metrics[label].get("seeds") or 1) for label in shown),
+        "n_test": metrics[final].get("n_test"),
+        "below": [b for b in baselines if scores[b] > scores[final]],
+    }
+
+
+def final_vs_baselines_line(comparison: dict[str, Any] | None, calibrated: bool) -> str | None:
+    """The sentence for :func:`final_vs_baselines`' comparison (None for none): the scores,
+    and when the pick scored below a baseline, what to make of it (one seed and a small
+    test split make a gap noisy; uncalibrated estimates were never checked against real
+    fine-tunes)."""
+    if not comparison:
+        return None
+    final, scores, losses = comparison["final"], comparison["scores"], comparison["losses"]
+    shown = [final, *(b for b in _BASELINES if b in scores and b != final)]  # (report.json sorts the keys)
+    figures = ", ".join(f"{label} {fmt(float(scores[label]), 3)}" for label in shown)
+    test = f"{comparison['n_test']} test examples, " if comparison.get("n_test") else ""
+    seeds = comparison["seeds"]
+    line = (f"On the test split ({test}{seeds} seed{'s' if seeds > 1 else ''} each), {comparison['metric']}: "
+            f"{figures}")
+    below = comparison["below"]
+    if not below:
+        return line + f". The final pick ({final}) scores at least as well as the baselines."
+    alone = {"target_only": "fine-tuning on the target alone", "all": "fine-tuning on every source"}
+    line += (f". The final pick ({final}) scores below {' and '.join(below)}: "
+             f"{' and '.join(alone[b] for b in below)} did better here")
+    if all(isinstance(losses.get(b), float) and isinstance(losses.get(final), float)
+           and losses[b] > losses[final] for b in below):
+        line += " by this metric, though the pick's test loss is lower"
+    advice = []
+    if seeds == 1:
+        advice.append("with one seed a gap this size may be noise (finetune.seeds repeats each fine-tune)")
+    if not calibrated:
+        advice.append("the estimates were not checked against real fine-tunes (verify.enabled: true runs "
+                      "verify.k of them and calibrates the estimates)")
+    return line + (f"; {'; '.join(advice)}." if advice else ".")

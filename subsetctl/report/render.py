@@ -15,6 +15,7 @@ from subsetctl.report.cells import (
     calibrated_loss_cell,
     calibration_notes,
     calibration_state,
+    final_vs_baselines_line,
     loss_cell,
     macro_f1_cell,
     overrides_line,
@@ -172,6 +173,11 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
         console.print(t)
         for warning in report.get("test_warnings", []):
             console.print(f"[yellow]test metrics: {escape(warning)}[/yellow]")
+        comparison = report.get("final_vs_baselines")
+        verdict = final_vs_baselines_line(comparison, bool(report.get("calibration", {}).get("enabled")))
+        if verdict:
+            style = "yellow" if comparison["below"] else "dim"
+            console.print(f"[{style}]{escape(verdict)}[/{style}]")
     final = report.get("final")
     if final and report.get("adapters", {}).get(final):
         others = len(report["adapters"][final]) - 1
