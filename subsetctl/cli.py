@@ -386,7 +386,7 @@ def _status_table(statuses: list[Any], title: str) -> Any:
 @click.option("--force", multiple=True, callback=_stage_option,
               help="Plan as if this stage were forced (repeatable).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="json: each stage's status, whether run would run it and why, for scripts.")
+              help="json: each stage's status, whether run would run it and why, and how much work it is, for scripts.")
 def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, force: tuple[str, ...], fmt: str) -> None:
     """Show each stage's status and what `run` would do (changes nothing but the cache of file hashes).
 
@@ -421,6 +421,9 @@ def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, 
         console.print(f"run would execute: {', '.join(todo) or 'nothing for certain'}"
                       + (f"; then, only if what the stages before them produce changes: {', '.join(maybe)}"
                          if maybe else "") + (f"; {back}" if back else ""))
+        for s in statuses:  # the cost of the run, before it starts
+            if s.will_run and s.work:
+                console.print(f"[dim]  {s.name}: {escape(s.work)}[/dim]")
     elif put_back:
         console.print(f"Everything is up to date once {back}.")
     else:

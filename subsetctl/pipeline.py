@@ -194,6 +194,12 @@ class Stage(ABC):
     def enabled(self, spec: Spec) -> bool:
         return True
 
+    def work(self, spec: Spec) -> str | None:
+        """How much work a run of this stage does with ``spec``, in the spec's own counts
+        (optimizer steps, fine-tunes): what ``plan`` shows beside a stage it would run, so
+        the cost of a run is seen before it starts. None when there is nothing to count."""
+        return None
+
     def extra_inputs(self, spec: Spec, project: Project) -> dict[str, Any]:
         """Inputs outside the spec that should invalidate the stage (file hashes...)."""
         return {}
@@ -257,10 +263,12 @@ class StageStatus:
     missing_outputs: list[str] = field(default_factory=list)
     #: what ``fingerprint`` hashes (the spec slice, upstream digests, extra inputs, version)
     inputs: dict[str, Any] | None = None
+    #: how much work running it is (:meth:`Stage.work`), for a stage `run` would run
+    work: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"stage": self.name, "state": self.state, "reasons": self.reasons, "will_run": self.will_run,
-                "conditional": self.conditional, "put_back": self.put_back}
+                "conditional": self.conditional, "put_back": self.put_back, "work": self.work}
 
 
 def _same_model_folder_as_recorded(inputs: dict[str, Any], manifest: dict[str, Any]) -> str | None:
@@ -604,7 +612,8 @@ class Pipeline:
             if put_back and kept is not None:
                 put_back_manifests[stage.name] = kept[1]
             statuses.append(StageStatus(stage.name, state, reasons, will_run, fp, conditional, put_back,
-                                        kept[0] if put_back and kept else None, missing, inputs))
+                                        kept[0] if put_back and kept else None, missing, inputs,
+                                        stage.work(self.spec) if will_run else None))
             if until is not None and stage.name == until:
                 reached_until = True
         return statuses

@@ -163,7 +163,9 @@ def test_plan_run_until_data_then_noop_then_change_one_source(jsonl_project: Pat
     plan = invoke("plan", root, "--format", "json")
     assert plan.exit_code == 0
     assert json.loads(plan.output)[0] == {"stage": "data", "state": "never run", "reasons": [], "will_run": True,
-                                          "conditional": False, "put_back": False}
+                                          "conditional": False, "put_back": False,
+                                          "work": "the target and 2 sources (those prepared before as they are "
+                                                  "now are reused)"}
     assert not (jsonl_project / ".subsetctl").exists()  # plan has no side effects
 
     first = invoke("run", root, "--until", "data", "-q")
@@ -323,6 +325,31 @@ def test_validate_plan_and_run_warn_about_settings_that_defeat_calibration(jsonl
     spec["verify"] = {"enabled": True, "k": 4}
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     assert json.loads(invoke("validate", str(path), "--format", "json").output)[0]["warnings"] == []
+
+
+def test_plan_says_how_much_work_each_stage_to_run_is(jsonl_project: Path, monkeypatch) -> None:
+    """`plan` said which stages a run would execute but not how big they are: the number of
+    real fine-tunes verify and finetune would train was found out only by running them."""
+    monkeypatch.setenv("COLUMNS", "200")
+    args = ["plan", str(jsonl_project), "verify.enabled=true", "verify.k=3", "verify.repeats=2", "finetune.seeds=3",
+            "meta_init.grad_accum=2"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    lines = [line.strip() for line in result.output.splitlines()]
+    assert "meta_init: 40 steps of 2 × 8 examples" in lines, result.output
+    assert ("verify: up to 12 real fine-tunes (3 subsets × 2 kinds × 2 repeats) of 15 steps of 8 examples; "
+            "those in the cache are reused") in lines
+    verify = json.loads(CliRunner().invoke(main, [*args, "verify.k=8", "--format", "json"]).stdout)[3]
+    assert verify["work"].startswith("up to 16 real fine-tunes (4 subsets × 2 kinds × 2 repeats)")  # 2 sources: 4
+    assert ("finetune: up to 9 fine-tunes (3 selections × 3 seeds; alike picks are trained once) of 40 steps "
+            "of 8 examples; those in the cache are reused") in lines  # random_ensemble + all + target_only
+    assert "search: 1 strategy, estimates on the CPU (fast)" in lines
+    statuses = {s["stage"]: s for s in json.loads(CliRunner().invoke(main, [*args, "--format", "json"]).stdout)}
+    assert statuses["gradients"]["work"].startswith("one gradient per example of the target and the 2 sources")
+    assert statuses["report"]["work"] is None
+    CliRunner().invoke(main, ["run", str(jsonl_project), "--until", "data"])
+    statuses = {s["stage"]: s for s in json.loads(CliRunner().invoke(main, [*args, "--format", "json"]).stdout)}
+    assert statuses["data"]["work"] is None and statuses["meta_init"]["work"]  # only for what would run
 
 
 def test_plan_names_sources_added_removed_and_changed(jsonl_project: Path) -> None:

@@ -380,3 +380,9 @@ def train_progress(ctx: StageContext, description: str, total: int, val_label: s
             task.update(step, **{"loss": loss, val_label: eval_loss})
 
         yield callback
+
+
+def steps_work(steps: int, batch_size: int, grad_accum: int = 1) -> str:
+    """A fine-tune's size as ``plan`` shows it: "30 steps of 8 examples" (× micro-batches)."""
+    per_step = f"{batch_size} examples" if grad_accum == 1 else f"{grad_accum} × {batch_size} examples"
+    return f"{steps} step{'s' if steps != 1 else ''} of {per_step}"

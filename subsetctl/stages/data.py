@@ -18,6 +18,9 @@ DATA_WARNINGS_LIVE = 20
 class DataStage(Stage):
     name = "data"
     description = "load, shuffle and split the target and the sources"
+
+    def work(self, spec: Spec) -> str:
+        return f"the target and {len(spec.sources)} sources (those prepared before as they are now are reused)"
     after = ()
     # not "plugins": what a plugin can change here is a loader's code, which extra_inputs holds
     # (adding a strategy or estimator plugin re-ran this stage, every source reused)

@@ -15,6 +15,7 @@ from subsetctl import __version__
 from subsetctl.pipeline import StageContext
 from subsetctl.project import atomic_write_json, fingerprint, touch
 from subsetctl.reporter import ShownInResults
+from subsetctl.spec import Spec
 from subsetctl.stages import common
 from subsetctl.stages.finetune import adapter_relpath
 
@@ -59,6 +60,10 @@ def result_cache_keys(ctx: StageContext, runs: list[str]) -> dict[str, list[str]
 class EvaluateStage(common.ModelStage):
     name = "evaluate"
     description = "test-split metrics of every fine-tuned selection"
+
+    def work(self, spec: Spec) -> str:
+        generate = "" if spec.model.kind == "classifier" else f", generating up to {spec.evaluate.max_new_tokens} tokens"
+        return f"the target's test split through each fine-tuned adapter{generate}; those in the cache are reused"
     after = ("data", "finetune")
     memory_keys = ("evaluate.batch_size", "evaluate.max_new_tokens", "model.max_length")
     spec_keys = ("model", "evaluate")

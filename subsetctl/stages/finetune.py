@@ -29,7 +29,7 @@ from subsetctl.project import (
     verify_checksums,
 )
 from subsetctl.reporter import AboutThisRun
-from subsetctl.spec import fingerprint_dump
+from subsetctl.spec import Spec, fingerprint_dump
 from subsetctl.stages import common
 
 RUNS = "runs.json"
@@ -254,6 +254,13 @@ def _warn_if_diverged(ctx: StageContext, job: dict[str, Any], record: dict[str, 
 class FinetuneStage(common.ModelStage):
     name = "finetune"
     description = "fine-tune the base model on each selection and baseline"
+
+    def work(self, spec: Spec) -> str:
+        f = spec.finetune
+        selections = len(spec.search.strategies) + len(f.baselines)
+        seeds = f" × {f.seeds} seeds" if f.seeds > 1 else ""
+        return (f"up to {selections * f.seeds} fine-tunes ({selections} selections{seeds}; alike picks are trained "
+                f"once) of {common.steps_work(f.steps, f.batch_size, f.grad_accum)}; those in the cache are reused")
     after = ("data", "search")
     memory_keys = ("finetune.batch_size", "model.max_length")
     spec_keys = ("project.seed", "model", "finetune")

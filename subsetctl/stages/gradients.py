@@ -100,6 +100,10 @@ class BatchMaker:
 class GradientsStage(common.ModelStage):
     name = "gradients"
     description = "per-example f and projected gradients at theta*"
+
+    def work(self, spec: Spec) -> str:
+        return (f"one gradient per example of the target and the {len(spec.sources)} sources, in batches of "
+                f"{spec.gradients.batch_size}, projected to d = {spec.gradients.d}")
     after = ("data", "meta_init")
     memory_keys = ("gradients.batch_size", "model.max_length", "gradients.memory_budget_mb")
     spec_keys = ("project.seed", "model", "gradients")

@@ -357,6 +357,12 @@ class SearchStage(Stage):
 
     name = "search"
     description = "estimate subsets and run the search strategies"
+
+    def work(self, spec: Spec) -> str:
+        n = len(spec.search.strategies)
+        how = ("each estimate a real fine-tune from theta* (true_finetune)" if spec.estimate.estimator == "true_finetune"
+               else f"estimates on the CPU ({spec.estimate.estimator})")
+        return f"{n} strateg{'ies' if n > 1 else 'y'}, {how}"
     after = ("gradients", "calibrate")
     memory_keys = ("executor.n_jobs", "executor.batch_size")
     # not "executor": every backend gives the same estimates (only how fast)
