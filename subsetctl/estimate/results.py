@@ -24,6 +24,7 @@ Layout of the store folder:
 from __future__ import annotations
 
 import json
+import shutil
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -132,6 +133,9 @@ class SubsetResultsStore:
         self.key = str(key)
         self.earlier_keys = tuple(str(k) for k in earlier_keys)
         self.reset_reason: str | None = None
+        if self.path.exists() and not self.path.is_dir():  # a hand edit or a bad copy: estimated again
+            self.path.unlink()
+            self.reset_reason = f"The subset results store at {self.path} was reset: it was a file, not a folder."
         self.path.mkdir(parents=True, exist_ok=True)
         n = len(self.sources)
         self._masks = np.zeros((0, n), dtype=bool)
@@ -152,7 +156,9 @@ class SubsetResultsStore:
             except (OSError, ValueError) as exc:
                 reason = f"its {META_FILE} was unreadable ({exc})"
             else:
-                if meta.get("format") != FORMAT_VERSION:
+                if not isinstance(meta, dict):  # an edit or a bad copy: not what this store wrote
+                    reason = f"its {META_FILE} is not a JSON object"
+                elif meta.get("format") != FORMAT_VERSION:
                     reason = f"it has format {meta.get('format')!r}, not {FORMAT_VERSION}"
                 elif meta.get("key") != self.key and meta.get("key") not in self.earlier_keys:
                     reason = f"its key {meta.get('key')!r} differs from {self.key!r}"
@@ -174,6 +180,9 @@ class SubsetResultsStore:
                 reason = f"its {DATA_FILE} was unreadable ({exc})"
         if reason is not None:
             self.reset_reason = f"The subset results store at {self.path} was reset: {reason}."
+            for path in (meta_path, data_path):  # one of them a folder (a hand edit): unreadable, and in the way
+                if path.is_dir():
+                    shutil.rmtree(path)
             if data_path.exists():
                 data_path.unlink()
             n = len(self.sources)

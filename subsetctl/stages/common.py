@@ -74,6 +74,26 @@ def adopt_legacy_entry(entry: Path, legacy: list[Path]) -> None:
             return
 
 
+def drop_misshapen_entry(ctx: StageContext, entry: Path, folder: bool) -> None:
+    """Delete a cache entry that is a file where a folder belongs (``folder``), or a folder
+    where a file belongs (a hand edit, a bad copy), with a notice: the cache is safe to
+    delete, so what it held is computed again. Such an entry stopped every later `run` with
+    an error asking to move it aside by hand."""
+    import shutil
+
+    from subsetctl.reporter import AboutThisRun
+
+    if not entry.exists() or entry.is_dir() == folder:
+        return
+    found, wanted = ("a file", "a folder") if folder else ("a folder", "a file")
+    ctx.reporter.warn(AboutThisRun(f"The cache entry {entry} is {found} where subsetctl keeps {wanted}; "
+                                   "it is deleted and computed again."))
+    if entry.is_dir():
+        shutil.rmtree(entry, ignore_errors=True)
+    else:
+        entry.unlink()
+
+
 def is_record(value: Any, keys: tuple[str, ...]) -> bool:
     """Whether ``value`` is a JSON object holding each of ``keys``: a result a stage wrote
     (one that is not, damaged or cut short, is computed again)."""

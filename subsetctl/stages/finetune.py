@@ -66,6 +66,7 @@ class AdapterCache:
 
     def __init__(self, ctx: StageContext) -> None:
         spec = ctx.spec
+        self.ctx = ctx
         self.reporter = ctx.reporter
         self.folder = ctx.project.state_dir.joinpath(*ADAPTER_CACHE)
         self.data = common.DataFiles(ctx)
@@ -131,13 +132,16 @@ class AdapterCache:
         deleted with a warning, so the run is trained again instead of the damage being
         committed and every later evaluate failing on it."""
         entry = self._locate(subset, seed)
+        common.drop_misshapen_entry(self.ctx, entry, folder=True)
         try:
             record = json.loads((entry / "record.json").read_text())
             if not isinstance(record, dict) or record.get("subset") != list(subset):  # a damaged record, or a
                 return None  # run of another order: trained again (and stored in its place)
             problems = _adapter_problems(entry)
-        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        except FileNotFoundError:
             return None
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:  # a file of it a folder, or unreadable
+            problems = [f"{type(exc).__name__}: {exc}"]
         if problems:
             self.reporter.warn(AboutThisRun(f"The cached fine-tune {entry} is damaged ({'; '.join(problems[:3])}); "
                                             "it is deleted and the run is trained again."))
@@ -157,6 +161,7 @@ class AdapterCache:
             shutil.copytree(run_dir / "adapter", partial / "adapter")
             atomic_write_json(partial / CHECKSUMS, artifact_checksums(partial / "adapter"))
             atomic_write_json(partial / "record.json", common.versioned(record))
+            common.drop_misshapen_entry(self.ctx, entry, folder=True)
             shutil.rmtree(entry, ignore_errors=True)
             os.replace(partial, entry)
         except BaseException:  # interrupted (Ctrl-C, SIGTERM) or failed: no half-written entry kept

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -189,3 +190,27 @@ def test_results_round_trip_metrics(tmp_path: Path) -> None:
     all_masks, all_batch = store.results()
     np.testing.assert_array_equal(all_masks, masks)
     assert all_batch.w_norm.tolist() == [1.0, 2.0]
+
+
+@pytest.mark.parametrize("damage", ["meta not an object", "meta a folder", "data a folder", "store a file"])
+def test_a_store_of_another_shape_resets(tmp_path: Path, fast: FastEstimator, damage: str) -> None:
+    """A store.json that is JSON but not an object stopped the search with an internal
+    error (AttributeError); a file where the store's folder belongs, or a folder where one
+    of its files belongs, with an error asking to move it aside: the store is a cache."""
+    masks = _distinct_masks(3, len(fast.sources), seed=8)
+    folder = tmp_path / "store"
+    SubsetResultsStore(folder, fast.sources, "k").add(masks, fast.estimate(masks))
+    if damage == "store a file":
+        shutil.rmtree(folder)
+        folder.write_text("x")
+    else:
+        name = "subsets.npz" if damage == "data a folder" else "store.json"
+        (folder / name).unlink()
+        if damage == "meta not an object":
+            (folder / name).write_text("[]")
+        else:
+            (folder / name).mkdir()
+    store = SubsetResultsStore(folder, fast.sources, "k")
+    assert store.reset_reason is not None and len(store) == 0
+    store.add(masks, fast.estimate(masks))
+    assert len(SubsetResultsStore(folder, fast.sources, "k")) == 3

@@ -254,3 +254,30 @@ def test_a_cached_test_result_of_another_shape_is_evaluated_again(project: Path,
     assert result.exit_code == 0 and "internal error" not in result.output, result.output
     assert (json.loads((project / rf.STATE / "evaluate" / "metrics.json").read_text())
             == json.loads((finished / rf.STATE / "evaluate" / "metrics.json").read_text()))
+
+
+def test_cache_entries_of_the_wrong_kind_are_computed_again(project: Path, finished: Path) -> None:
+    """A cache entry that is a file where a folder belongs (a fine-tune, the search's store)
+    or a folder where a file belongs (a test result) stopped every later `run` with an
+    error asking to move it aside by hand; the cache is safe to delete, so it is recomputed."""
+    cache = project / rf.STATE / "cache"
+    swapped = [*(cache / "finetune").iterdir(), *(cache / "search").iterdir(), *(cache / "evaluate").glob("*.json")]
+    for entry in swapped:
+        if entry.is_dir():
+            shutil.rmtree(entry)
+            entry.write_text("x")
+        else:
+            entry.unlink()
+            entry.mkdir()
+    for stage, work in (("search", None), ("finetune", "runs.json"), ("evaluate", "per_run.json")):
+        for name in ("manifest.json", work):  # started again, with no work finished
+            if name:
+                (project / rf.STATE / stage / name).unlink()
+    result = CliRunner().invoke(main, ["run", str(project), "-q"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert text.count("where subsetctl keeps a") == len(swapped) - 1, text  # the store: "reset"
+    assert "subset results store" in text and "was reset: it was a file" in text
+    assert all(entry.is_dir() != entry.name.endswith(".json") for entry in swapped)
+    assert (json.loads((project / rf.STATE / "evaluate" / "metrics.json").read_text())
+            == json.loads((finished / rf.STATE / "evaluate" / "metrics.json").read_text()))
