@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -94,16 +94,26 @@ def drop_misshapen_entry(ctx: StageContext, entry: Path, folder: bool) -> None:
         entry.unlink()
 
 
-def is_record(value: Any, keys: tuple[str, ...]) -> bool:
+#: what a record's value may be (:func:`is_record`): a JSON number, or a number or null
+NUMBER = (int, float)
+NUMBER_OR_NULL = (int, float, type(None))
+
+
+def is_record(value: Any, keys: tuple[str, ...] | Mapping[str, type | tuple[type, ...]]) -> bool:
     """Whether ``value`` is a JSON object holding each of ``keys``: a result a stage wrote
-    (one that is not, damaged or cut short, is computed again)."""
-    return isinstance(value, dict) and all(key in value for key in keys)
+    (one that is not, damaged or cut short, is computed again). With ``keys`` a mapping,
+    each value must also be of the type(s) it maps to: a hand-edited result (a score of
+    "abc") stopped the stage with an internal error when it was computed with."""
+    if not isinstance(value, dict) or not all(key in value for key in keys):
+        return False
+    return not isinstance(keys, Mapping) or all(isinstance(value[k], t) for k, t in keys.items())
 
 
-def read_work_record(ctx: StageContext, path: Path, kind: type, keys: tuple[str, ...] = ()) -> Any:
+def read_work_record(ctx: StageContext, path: Path, kind: type,
+                     keys: tuple[str, ...] | Mapping[str, type | tuple[type, ...]] = ()) -> Any:
     """A stage's record of the work a run stopped partway finished (verify's results.json,
     finetune's runs.json, evaluate's per_run.json): a ``kind`` (list or dict) of JSON
-    objects, each with ``keys``; empty when there is none. One that is unreadable or of
+    objects, each with ``keys`` (see :func:`is_record`); empty when there is none. One that is unreadable or of
     another shape (a machine crash, a disk error, an edit) is not used: the stage starts
     that record afresh, with a warning (finished fine-tunes and evaluations come back from
     the cache). It stopped every later `run` with an internal error until deleted by hand."""

@@ -20,8 +20,10 @@ from subsetctl.stages import common
 from subsetctl.stages.finetune import adapter_relpath
 
 RESULT_CACHE = ("cache", "evaluate")
-#: what every test result has (a cached or recorded one without them is damaged: evaluated again)
-RESULT_KEYS = ("score", "loss_ce", "metric", "n")
+#: what every test result has, of these types (a cached or recorded one without them is
+#: damaged: evaluated again); ``loss_ce`` is null where it was not finite
+RESULT_KEYS = {"score": common.NUMBER, "loss_ce": common.NUMBER_OR_NULL, "metric": str, "n": int,
+               "metrics": dict, "warnings": list}
 
 
 def result_cache_keys(ctx: StageContext, runs: list[str]) -> dict[str, list[str]]:

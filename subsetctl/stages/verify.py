@@ -37,6 +37,9 @@ from subsetctl.stages import common
 RESULTS = "results.json"
 #: Where finished runs are kept across changes of the verify settings (under .subsetctl/).
 RUN_CACHE = ("cache", "verify")
+#: what every fine-tune's result has, of these types (a cached or recorded one without them
+#: is damaged: trained again); ``true`` is null for a run that diverged
+RESULT_KEYS = {"true": common.NUMBER_OR_NULL, "diverged": bool}
 
 
 def verify_subsets(sources: list[str], k: int, seed: int) -> list[list[str]]:
@@ -119,7 +122,7 @@ class VerifyStage(common.ModelStage):
         v = spec.verify
         subsets = verify_subsets(common.source_names(spec), v.k, spec.project.seed)
         path = ctx.out_dir / RESULTS
-        done: list[dict[str, Any]] = common.read_work_record(ctx, path, list, ("kind", "index"))
+        done: list[dict[str, Any]] = common.read_work_record(ctx, path, list, {"kind": str, "index": int, "subset": list, **RESULT_KEYS})
         finished = {(r["kind"], r["index"], r.get("repeat", 0)): r for r in done}
 
         def say_diverged(kind: str, subset: list[str], seed: int) -> None:
@@ -225,7 +228,7 @@ class RunCache:
             result = json.loads(path.read_text())
         except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
             return None
-        if not common.is_record(result, ("true", "diverged")):  # damaged: trained again
+        if not common.is_record(result, RESULT_KEYS):  # damaged: trained again
             return None
         touch(path)  # used: the last to go when the caches are trimmed (project.cache_limit_gb)
         return result

@@ -242,7 +242,8 @@ def test_a_damaged_record_of_finished_work_is_not_used(project: Path, finished: 
             == json.loads((finished / rf.STATE / stage / name).read_text()))
 
 
-@pytest.mark.parametrize("content", ["[]", "{}", '{"score": 1}'])
+@pytest.mark.parametrize("content", ["[]", "{}", '{"score": 1}', ('{"score": "abc", "loss_ce": 4.6, "metric": '
+                                     '"exact_match", "n": 5, "metrics": {}, "warnings": []}')])
 def test_a_cached_test_result_of_another_shape_is_evaluated_again(project: Path, finished: Path, content: str) -> None:
     """A cached evaluation (or verify fine-tune) that is JSON but not a result stopped the
     stage with an internal error (AttributeError, KeyError) on every run."""
@@ -254,6 +255,22 @@ def test_a_cached_test_result_of_another_shape_is_evaluated_again(project: Path,
     assert result.exit_code == 0 and "internal error" not in result.output, result.output
     assert (json.loads((project / rf.STATE / "evaluate" / "metrics.json").read_text())
             == json.loads((finished / rf.STATE / "evaluate" / "metrics.json").read_text()))
+
+
+def test_a_result_whose_values_are_of_other_types_is_damaged() -> None:
+    """A hand-edited test result or verify fine-tune (a score of "abc", warnings that are
+    not a list) passed as a result and stopped the stage or the report with an internal
+    error (ValueError, TypeError) on every run."""
+    from subsetctl.stages import common, evaluate, verify
+
+    tested = {"score": 0.5, "loss_ce": None, "metric": "exact_match", "n": 5, "metrics": {}, "warnings": []}
+    assert common.is_record(tested, evaluate.RESULT_KEYS)
+    for key, value in [("score", "abc"), ("score", None), ("warnings", "abc"), ("metrics", 1), ("n", "5")]:
+        assert not common.is_record({**tested, key: value}, evaluate.RESULT_KEYS), key
+    assert common.is_record({"true": 4.6, "diverged": False}, verify.RESULT_KEYS)
+    assert common.is_record({"true": None, "diverged": True}, verify.RESULT_KEYS)  # a diverged run
+    assert not common.is_record({"true": "abc", "diverged": False}, verify.RESULT_KEYS)
+    assert not common.is_record({"true": 4.6, "diverged": "no"}, verify.RESULT_KEYS)
 
 
 def test_cache_entries_of_the_wrong_kind_are_computed_again(project: Path, finished: Path) -> None:
