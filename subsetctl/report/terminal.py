@@ -69,10 +69,13 @@ def load_report_data(root: Path, overrides: list[str] | None = None) -> dict[str
         if shards := running_shards(project):
             data["shards_running"] = shards
             data["unfinished"] = [name for name in data["unfinished"] if name != "gradients"]
-    report_json = root / "report.json"
+    # read from the report stage's own copy, checked against its manifest's checksums: the one in the
+    # project folder is the user's (edited into another shape, it stopped `report` with an internal
+    # error); deleted, the report stage is not current
+    report_json = project.stage_dir("report") / "report.json"
     set_aside = [name for name in stages if project.results_dir(name) != project.stage_dir(name)]  # shown from .set-aside
-    if (report_json.is_file() and "report" in stages and "report" not in outdated and not data["damaged"]
-            and not set_aside):  # report.json names the stage folders (adapter paths)
+    if ((root / "report.json").is_file() and report_json.is_file() and "report" in stages and "report" not in outdated
+            and not data["damaged"] and not set_aside):  # report.json names the stage folders (adapter paths)
         try:
             data["report"] = in_spec_order(json.loads(report_json.read_text(encoding="utf-8")))
         except json.JSONDecodeError:

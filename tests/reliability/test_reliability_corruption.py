@@ -131,6 +131,16 @@ def test_report_calls_damaged_state_damaged_and_does_not_show_it(project: Path) 
     assert "selections (final" not in text  # the damaged search's results are left out
 
 
+def test_report_shows_the_results_whatever_became_of_the_report_json_in_the_project_folder(project: Path) -> None:
+    """`report` read the project folder's report.json, the user's copy: edited into a list
+    (or any other shape) it stopped with an internal error (AttributeError)."""
+    (project / "report.json").write_text("[]")
+    for args in (["report", str(project)], ["report", str(project), "--format", "json"]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0 and "internal error" not in result.output, result.output
+        assert "exhaustive" in result.output
+
+
 def test_a_damaged_cached_fine_tune_is_trained_again_not_reused(project: Path) -> None:
     """A damaged cache entry was copied back unchecked ("reused"), committed with fresh
     checksums, and evaluate then failed with an internal error on every later run."""
