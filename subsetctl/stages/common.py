@@ -74,7 +74,7 @@ def adopt_legacy_entry(entry: Path, legacy: list[Path]) -> None:
             return
 
 
-def drop_misshapen_entry(ctx: StageContext, entry: Path, folder: bool) -> None:
+def drop_misshapen_entry(reporter: Any, entry: Path, folder: bool) -> None:
     """Delete a cache entry that is a file where a folder belongs (``folder``), or a folder
     where a file belongs (a hand edit, a bad copy), with a notice: the cache is safe to
     delete, so what it held is computed again. Such an entry stopped every later `run` with
@@ -86,8 +86,8 @@ def drop_misshapen_entry(ctx: StageContext, entry: Path, folder: bool) -> None:
     if not entry.exists() or entry.is_dir() == folder:
         return
     found, wanted = ("a file", "a folder") if folder else ("a folder", "a file")
-    ctx.reporter.warn(AboutThisRun(f"The cache entry {entry} is {found} where subsetctl keeps {wanted}; "
-                                   "it is deleted and computed again."))
+    reporter.warn(AboutThisRun(f"The cache entry {entry} is {found} where subsetctl keeps {wanted}; "
+                               "it is deleted and computed again."))
     if entry.is_dir():
         shutil.rmtree(entry, ignore_errors=True)
     else:

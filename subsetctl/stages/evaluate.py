@@ -100,7 +100,7 @@ class EvaluateStage(common.ModelStage):
                     continue
                 cached, *legacy = (cache / f"{k}.json" for k in cache_keys[key])
                 common.adopt_legacy_entry(cached, legacy)
-                common.drop_misshapen_entry(ctx, cached, folder=False)
+                common.drop_misshapen_entry(ctx.reporter, cached, folder=False)
                 if cached.is_file() and not ctx.options.get("forced"):  # this adapter was evaluated before
                     try:
                         result = json.loads(cached.read_text())

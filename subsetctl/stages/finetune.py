@@ -66,7 +66,6 @@ class AdapterCache:
 
     def __init__(self, ctx: StageContext) -> None:
         spec = ctx.spec
-        self.ctx = ctx
         self.reporter = ctx.reporter
         self.folder = ctx.project.state_dir.joinpath(*ADAPTER_CACHE)
         self.data = common.DataFiles(ctx)
@@ -132,7 +131,7 @@ class AdapterCache:
         deleted with a warning, so the run is trained again instead of the damage being
         committed and every later evaluate failing on it."""
         entry = self._locate(subset, seed)
-        common.drop_misshapen_entry(self.ctx, entry, folder=True)
+        common.drop_misshapen_entry(self.reporter, entry, folder=True)
         try:
             record = json.loads((entry / "record.json").read_text())
             if not isinstance(record, dict) or record.get("subset") != list(subset):  # a damaged record, or a
@@ -161,7 +160,7 @@ class AdapterCache:
             shutil.copytree(run_dir / "adapter", partial / "adapter")
             atomic_write_json(partial / CHECKSUMS, artifact_checksums(partial / "adapter"))
             atomic_write_json(partial / "record.json", common.versioned(record))
-            common.drop_misshapen_entry(self.ctx, entry, folder=True)
+            common.drop_misshapen_entry(self.reporter, entry, folder=True)
             shutil.rmtree(entry, ignore_errors=True)
             os.replace(partial, entry)
         except BaseException:  # interrupted (Ctrl-C, SIGTERM) or failed: no half-written entry kept

@@ -197,7 +197,7 @@ class RunCache:
 
     def __init__(self, ctx: StageContext) -> None:
         spec = ctx.spec
-        self.ctx = ctx
+        self.reporter = ctx.reporter
         self.folder = ctx.project.state_dir.joinpath(*RUN_CACHE)
         self.spec = spec
         model, earlier = common.model_key(ctx)
@@ -223,7 +223,7 @@ class RunCache:
     def get(self, kind: str, subset: list[str], seed: int) -> dict[str, Any] | None:
         path = self._path(kind, subset, seed)
         common.adopt_legacy_entry(path, [self._path(kind, subset, seed, b) for b in self.legacy_bases])
-        common.drop_misshapen_entry(self.ctx, path, folder=False)
+        common.drop_misshapen_entry(self.reporter, path, folder=False)
         try:
             result = json.loads(path.read_text())
         except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
@@ -236,7 +236,7 @@ class RunCache:
     def put(self, kind: str, subset: list[str], seed: int, result: dict[str, Any]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self._path(kind, subset, seed)
-        common.drop_misshapen_entry(self.ctx, path, folder=False)  # (not looked up when forced)
+        common.drop_misshapen_entry(self.reporter, path, folder=False)  # (not looked up when forced)
         atomic_write_json(path, common.versioned(result))
 
 
