@@ -200,6 +200,15 @@ def read_json_object(path: Path) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def artifacts_shape_ok(artifacts: Any) -> bool:
+    """Whether recorded checksums (a manifest's ``artifacts``, a cached fine-tune's
+    checksums.json) map each file to its ``sha256`` and ``size``, as
+    :func:`verify_checksums` reads them."""
+    return isinstance(artifacts, dict) and all(
+        isinstance(meta, dict) and isinstance(meta.get("sha256"), str) and isinstance(meta.get("size"), int)
+        for meta in artifacts.values())
+
+
 def manifest_shape_ok(manifest: dict[str, Any]) -> bool:
     """Whether a manifest read from disk has the shape the stages rely on: a fingerprint,
     artifacts mapping each file to its ``sha256`` and ``size``, and inputs (when recorded)
@@ -209,9 +218,7 @@ def manifest_shape_ok(manifest: dict[str, Any]) -> bool:
     inputs = manifest.get("inputs", {})
     return (
         isinstance(manifest.get("fingerprint"), str)
-        and isinstance(artifacts, dict)
-        and all(isinstance(meta, dict) and isinstance(meta.get("sha256"), str)
-                and isinstance(meta.get("size"), int) for meta in artifacts.values())
+        and artifacts_shape_ok(artifacts)
         and isinstance(inputs, dict)
         and all(isinstance(inputs.get(key, {}), dict) for key in ("upstream", "slice"))
     )

@@ -112,3 +112,16 @@ def test_an_entry_a_cut_short_deletion_left_without_its_adapter_is_trained_again
     (entry / "adapter").rmdir()
     assert _restored(cache, ["a"], tmp_path) is None
     assert not entry.exists()  # deleted, to be stored again once trained
+
+
+@pytest.mark.parametrize("checksums", [[], {"w.bin": 1}, {"w.bin": {"size": 8}}])
+def test_checksums_of_another_shape_are_damage_trained_again_not_an_internal_error(tmp_path: Path,
+                                                                                  checksums: object) -> None:
+    """A cached fine-tune's checksums.json edited into another shape stopped the finetune
+    stage with an internal error (AttributeError, TypeError) on every run."""
+    cache = _cache(tmp_path)
+    entry = cache._entry(["a"], 0)
+    _put(entry, ["a"], "x")
+    atomic_write_json(entry / CHECKSUMS, checksums)
+    assert _restored(cache, ["a"], tmp_path) is None
+    assert not entry.exists()  # deleted, so the run trained now is stored in its place

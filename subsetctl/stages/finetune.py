@@ -22,6 +22,7 @@ from subsetctl import __version__
 from subsetctl.pipeline import StageContext
 from subsetctl.project import (
     artifact_checksums,
+    artifacts_shape_ok,
     atomic_write_json,
     atomic_write_text,
     fingerprint,
@@ -185,7 +186,10 @@ def _adapter_problems(entry: Path) -> list[str]:
     deletion cut short can leave the record alone); raises when the checksums are unreadable."""
     path = entry / CHECKSUMS
     if path.is_file():
-        return verify_checksums(entry / "adapter", json.loads(path.read_text()))
+        recorded = json.loads(path.read_text())
+        if not artifacts_shape_ok(recorded):  # an edit: not the checksums stored with the adapter
+            return [f"{CHECKSUMS} is not a record of checksums"]
+        return verify_checksums(entry / "adapter", recorded)
     return [] if (entry / "adapter").is_dir() else ["the adapter folder is missing"]
 
 
