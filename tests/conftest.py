@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -67,12 +68,16 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+def _write_jsonl_data(folder: Path) -> None:
+    write_jsonl(folder / "target.jsonl", [{"prompt": f"{i}+1=", "response": str(i + 1)} for i in range(20)])
+    write_jsonl(folder / "a.jsonl", [{"prompt": f"{i}+2=", "response": str(i + 2)} for i in range(10)])
+    write_jsonl(folder / "b.jsonl", [{"prompt": f"say {i}", "response": f"{i}"} for i in range(10)])
+
+
 @pytest.fixture
 def jsonl_project(tmp_path: Path) -> Path:
     """A project with a JSONL target and two JSONL sources (no model needed for data)."""
-    write_jsonl(tmp_path / "target.jsonl", [{"prompt": f"{i}+1=", "response": str(i + 1)} for i in range(20)])
-    write_jsonl(tmp_path / "a.jsonl", [{"prompt": f"{i}+2=", "response": str(i + 2)} for i in range(10)])
-    write_jsonl(tmp_path / "b.jsonl", [{"prompt": f"say {i}", "response": f"{i}"} for i in range(10)])
+    _write_jsonl_data(tmp_path)
     spec = {
         "project": {"name": "t", "seed": 0},
         "target": {
@@ -103,6 +108,44 @@ def tiny_project(jsonl_project: Path, tiny_llama: Path) -> Path:
 
     (jsonl_project / "subsetctl.yaml").write_text(yaml.safe_dump(tiny_project_spec(tiny_llama), sort_keys=False))
     return jsonl_project
+
+
+@pytest.fixture(scope="session")
+def _tiny_project_runs() -> dict:
+    """``tiny_project`` after ``run_project(tiny_project, until=...)``, made once per session
+    for each ``until`` asked for (a key of this dict). Not for direct use: see ``tiny_project_ran``."""
+    return {}
+
+
+@pytest.fixture
+def tiny_project_ran(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path,
+                     _tiny_project_runs: dict):
+    """A function ``(until=None) -> Path`` giving ``tiny_project`` (same folder, files and
+    spec) as ``run_project(tiny_project, until=until)`` leaves it: a copy of one such run
+    made once per session (the pipeline run is the slowest step of most end-to-end tests).
+    A copied project stays up to date (fingerprints follow file contents, not paths or
+    times), so the copy is that run's state; tests that check what the run itself does or
+    says still run it."""
+    from tinymodels import tiny_project_spec
+
+    from subsetctl.api import run_project
+    from subsetctl.hub import forget_unreachable
+
+    def ran(until: str | None = None) -> Path:
+        if until not in _tiny_project_runs:
+            folder = tmp_path_factory.mktemp(f"tiny-project-ran-until-{until or 'all'}")
+            _write_jsonl_data(folder)
+            (folder / "subsetctl.yaml").write_text(yaml.safe_dump(tiny_project_spec(tiny_llama), sort_keys=False))
+            run_project(folder, until=until)
+            _tiny_project_runs[until] = folder
+            forget_unreachable()  # as the autouse fixtures left them for the test
+            resolve = sys.modules.get("subsetctl.modeling.resolve")
+            if resolve is not None:
+                resolve.forget_notices_given()
+        shutil.copytree(_tiny_project_runs[until], tmp_path, symlinks=True, dirs_exist_ok=True)
+        return tmp_path
+
+    return ran
 
 
 @pytest.fixture

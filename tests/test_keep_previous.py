@@ -22,9 +22,9 @@ def _store(project: Project) -> Path:
     return project.stage_dir("gradients") / "store" / "features.npy"
 
 
-def test_going_back_to_earlier_inputs_puts_the_previous_results_back(tiny_project: Path) -> None:
+def test_going_back_to_earlier_inputs_puts_the_previous_results_back(tiny_project_ran) -> None:
     """gradients.d: 16, then 8, then 16 again: the third run recomputed the d=16 store."""
-    run_project(tiny_project, until="gradients")
+    tiny_project = tiny_project_ran("gradients")
     project = Project(tiny_project)
     first = _store(project).read_bytes()
     assert _actions(run_project(tiny_project, until="gradients", overrides=["gradients.d=8"]))["gradients"] == "ran"
@@ -40,10 +40,10 @@ def test_going_back_to_earlier_inputs_puts_the_previous_results_back(tiny_projec
     assert _store(project).read_bytes() == second
 
 
-def test_previous_results_whose_upstream_reruns_are_put_back(tiny_project: Path) -> None:
+def test_previous_results_whose_upstream_reruns_are_put_back(tiny_project_ran) -> None:
     """A change of the data (a source's max_examples), undone: data re-runs to its earlier
     output and meta_init's previous results are put back, as `plan` says beforehand."""
-    run_project(tiny_project, until="meta_init")
+    tiny_project = tiny_project_ran("meta_init")
     project = Project(tiny_project)
     adapter = project.stage_dir("meta_init") / "adapter" / "adapter_model.safetensors"
     before = adapter.read_bytes()
@@ -61,8 +61,8 @@ def test_previous_results_whose_upstream_reruns_are_put_back(tiny_project: Path)
     assert adapter.read_bytes() == before
 
 
-def test_keep_previous_false_keeps_nothing(tiny_project: Path) -> None:
-    run_project(tiny_project, until="gradients")
+def test_keep_previous_false_keeps_nothing(tiny_project_ran) -> None:
+    tiny_project = tiny_project_ran("gradients")
     project = Project(tiny_project)
     run_project(tiny_project, until="gradients", overrides=["gradients.d=8"])
     assert project.previous_dir("gradients").is_dir()
@@ -72,10 +72,10 @@ def test_keep_previous_false_keeps_nothing(tiny_project: Path) -> None:
     assert not (project.state_dir / ".previous").exists()
 
 
-def test_a_swap_cut_short_loses_no_results(tiny_project: Path) -> None:
+def test_a_swap_cut_short_loses_no_results(tiny_project_ran) -> None:
     """Killed between the renames of a swap: the results out of the stage's folder for an
     instant come back when `run` next starts."""
-    run_project(tiny_project, until="gradients")
+    tiny_project = tiny_project_ran("gradients")
     project = Project(tiny_project)
     first = _store(project).read_bytes()
     run_project(tiny_project, until="gradients", overrides=["gradients.d=8"])
@@ -88,8 +88,8 @@ def test_a_swap_cut_short_loses_no_results(tiny_project: Path) -> None:
     assert _actions(run_project(tiny_project, until="gradients", overrides=["gradients.d=8"]))["gradients"] == "up to date"
 
 
-def test_damaged_previous_results_are_not_put_back(tiny_project: Path) -> None:
-    run_project(tiny_project, until="gradients")
+def test_damaged_previous_results_are_not_put_back(tiny_project_ran) -> None:
+    tiny_project = tiny_project_ran("gradients")
     project = Project(tiny_project)
     run_project(tiny_project, until="gradients", overrides=["gradients.d=8"])
     kept = project.previous_dir("gradients") / "store" / "features.npy"
@@ -101,10 +101,10 @@ def test_damaged_previous_results_are_not_put_back(tiny_project: Path) -> None:
     assert _actions(run_project(tiny_project, until="gradients"))["gradients"] == "ran"
 
 
-def test_the_report_is_written_again_not_put_back(tiny_project: Path) -> None:
+def test_the_report_is_written_again_not_put_back(tiny_project_ran) -> None:
     """The report stage writes report.md in the project folder, which putting back its
     previous folder would not restore: going back re-runs it."""
-    run_project(tiny_project)
+    tiny_project = tiny_project_ran()
     project = Project(tiny_project)
     run_project(tiny_project, overrides=["project.name=renamed"])
     assert "renamed" in (tiny_project / "report.md").read_text()
@@ -113,8 +113,8 @@ def test_the_report_is_written_again_not_put_back(tiny_project: Path) -> None:
     assert "renamed" not in (tiny_project / "report.md").read_text()
 
 
-def test_plan_does_not_promise_previous_results_that_keep_previous_false_deletes(tiny_project: Path) -> None:
-    run_project(tiny_project, until="gradients")
+def test_plan_does_not_promise_previous_results_that_keep_previous_false_deletes(tiny_project_ran) -> None:
+    tiny_project = tiny_project_ran("gradients")
     run_project(tiny_project, until="gradients", overrides=["gradients.d=8"])
     off = ["project.keep_previous=false"]
     statuses = {s.name: s for s in plan_project(tiny_project, off, until="gradients")[2]}
@@ -122,13 +122,13 @@ def test_plan_does_not_promise_previous_results_that_keep_previous_false_deletes
     assert _actions(run_project(tiny_project, until="gradients", overrides=off))["gradients"] == "ran"
 
 
-def test_the_report_says_the_results_shown_are_of_other_inputs_until_run_swaps(tiny_project: Path) -> None:
+def test_the_report_says_the_results_shown_are_of_other_inputs_until_run_swaps(tiny_project_ran) -> None:
     """Back to d=16 after a full run with d=8: `plan` calls gradients and what follows up to
     date (their previous results come back), but the report showed the d=8 results as the
     spec's."""
     from subsetctl.report.terminal import load_report_data, outdated_note
 
-    run_project(tiny_project)
+    tiny_project = tiny_project_ran()
     run_project(tiny_project, overrides=["gradients.d=8"])
     data = load_report_data(tiny_project)
     assert "gradients" in data["previous"] and "search" in data["previous"]
@@ -138,9 +138,9 @@ def test_the_report_says_the_results_shown_are_of_other_inputs_until_run_swaps(t
     assert data["previous"] == [] and data["stale"] == [] and outdated_note(data) is None
 
 
-def test_a_forced_run_keeps_the_results_it_replaces(tiny_project: Path) -> None:
+def test_a_forced_run_keeps_the_results_it_replaces(tiny_project_ran) -> None:
     """`run --force gradients` with d=16 while the folder held d=8 results deleted them."""
-    run_project(tiny_project, until="gradients")
+    tiny_project = tiny_project_ran("gradients")
     run_project(tiny_project, until="gradients", overrides=["gradients.d=8"])
     project = Project(tiny_project)
     eight = _store(project).read_bytes()
@@ -149,14 +149,14 @@ def test_a_forced_run_keeps_the_results_it_replaces(tiny_project: Path) -> None:
     assert _store(project).read_bytes() == eight
 
 
-def test_plan_and_run_say_what_they_put_back(tiny_project: Path) -> None:
+def test_plan_and_run_say_what_they_put_back(tiny_project_ran) -> None:
     """`plan` said "`run` would do nothing" and `run` "nothing to do" while they put three
     stages' previous results back."""
     from click.testing import CliRunner
 
     from subsetctl.cli import main
 
-    run_project(tiny_project, until="search")
+    tiny_project = tiny_project_ran("search")
     run_project(tiny_project, until="search", overrides=["gradients.d=8"])
     runner = CliRunner()
     plan = runner.invoke(main, ["plan", str(tiny_project), "--until", "search"], terminal_width=200)
@@ -168,14 +168,14 @@ def test_plan_and_run_say_what_they_put_back(tiny_project: Path) -> None:
     assert "put back gradients, calibrate, search" in " ".join(ran.output.split()), ran.output
 
 
-def test_plan_says_what_the_kept_results_take_on_disk(tiny_project: Path) -> None:
+def test_plan_says_what_the_kept_results_take_on_disk(tiny_project_ran) -> None:
     """Previous results can double a project's size: `plan` says how much they take
     (a file hard-linked into the current results counts once, there)."""
     from types import SimpleNamespace
 
     from subsetctl.cli import _kept_line
 
-    run_project(tiny_project, until="gradients")
+    tiny_project = tiny_project_ran("gradients")
     project = Project(tiny_project)
     assert project.kept_bytes()["previous"] == 0
     run_project(tiny_project, until="gradients", overrides=["gradients.d=8"])
@@ -194,20 +194,20 @@ def test_plan_says_what_the_kept_results_take_on_disk(tiny_project: Path) -> Non
     assert off is not None and "the next `run` deletes it" in off and "keep_previous: false` frees" not in off
 
 
-def test_the_same_data_from_other_inputs_keeps_what_follows(tiny_project: Path, same_jsonl_plugin) -> None:
+def test_the_same_data_from_other_inputs_keeps_what_follows(tiny_project_ran, same_jsonl_plugin) -> None:
     """Each source's record (its key: loader code, versions) was part of the data stage's
     output: a data run giving the same rows still re-ran meta_init and all after it. (A
     plugin registered as the jsonl loader that loads as it does: every source's key
     changes, and so do the stage's inputs, not the rows.)"""
-    run_project(tiny_project, until="meta_init")
+    tiny_project = tiny_project_ran("meta_init")
     plugin = same_jsonl_plugin(tiny_project)
     actions = _actions(run_project(tiny_project, until="meta_init", overrides=[f"plugins=[{plugin}]"]))
     assert actions == {"data": "ran", "meta_init": "up to date"}
 
 
-def test_shards_complete_a_swap_cut_short_first(tiny_project: Path) -> None:
+def test_shards_complete_a_swap_cut_short_first(tiny_project_ran) -> None:
     """`run --shard` after a kill inside a swap deleted the only copy of the results."""
-    run_project(tiny_project, until="gradients")
+    tiny_project = tiny_project_ran("gradients")
     project = Project(tiny_project)
     run_project(tiny_project, until="gradients", overrides=["gradients.d=8"])
     eight = _store(project).read_bytes()
@@ -218,9 +218,9 @@ def test_shards_complete_a_swap_cut_short_first(tiny_project: Path) -> None:
     assert _store(project).read_bytes() == eight
 
 
-def test_a_kill_between_commit_and_keeping_the_replaced_results_loses_nothing(tiny_project: Path,
+def test_a_kill_between_commit_and_keeping_the_replaced_results_loses_nothing(tiny_project_ran,
                                                                              monkeypatch) -> None:
-    run_project(tiny_project, until="gradients")
+    tiny_project = tiny_project_ran("gradients")
     project = Project(tiny_project)
     sixteen = _store(project).read_bytes()
     real = Project.keep_as_previous
@@ -239,11 +239,11 @@ def test_a_kill_between_commit_and_keeping_the_replaced_results_loses_nothing(ti
     assert _store(project).read_bytes() == sixteen
 
 
-def test_a_forced_run_keeps_results_a_failed_run_set_aside(tiny_project: Path, monkeypatch) -> None:
+def test_a_forced_run_keeps_results_a_failed_run_set_aside(tiny_project_ran, monkeypatch) -> None:
     from subsetctl.errors import UserError
     from subsetctl.stages.gradients import GradientsStage
 
-    run_project(tiny_project, until="gradients")
+    tiny_project = tiny_project_ran("gradients")
     project = Project(tiny_project)
     sixteen = _store(project).read_bytes()
     real = GradientsStage.run
@@ -257,8 +257,8 @@ def test_a_forced_run_keeps_results_a_failed_run_set_aside(tiny_project: Path, m
     assert _store(project).read_bytes() == sixteen
 
 
-def test_plan_until_promises_no_put_back_after_it(tiny_project: Path) -> None:
-    run_project(tiny_project, until="search")
+def test_plan_until_promises_no_put_back_after_it(tiny_project_ran) -> None:
+    tiny_project = tiny_project_ran("search")
     run_project(tiny_project, until="search", overrides=["gradients.d=8"])
     statuses = {s.name: s for s in plan_project(tiny_project, until="gradients")[2]}
     assert statuses["gradients"].put_back

@@ -162,10 +162,10 @@ def test_true_finetune_estimator_drives_a_strategy(tiny_project: Path) -> None:
     assert summary["computed_now"] == 0 and summary["reused"] >= 4
 
 
-def test_report_leaves_out_results_an_upstream_change_made_outdated(tiny_project: Path) -> None:
+def test_report_leaves_out_results_an_upstream_change_made_outdated(tiny_project_ran) -> None:
     from subsetctl.report.terminal import load_report_data
 
-    run_project(tiny_project)
+    tiny_project = tiny_project_ran()
     run_project(tiny_project, ["search.strategies=[{name: forward}]"], until="search")
     data = load_report_data(tiny_project)
     assert set(data["outdated"]) == {"finetune", "evaluate", "report"}
@@ -189,11 +189,11 @@ def test_report_leaves_out_results_an_upstream_change_made_outdated(tiny_project
     assert data["outdated"] == [] and "forward" in data["report"]["test_metrics"]
 
 
-def test_finetune_and_evaluate_reuse_what_an_upstream_change_left_the_same(tiny_project: Path) -> None:
+def test_finetune_and_evaluate_reuse_what_an_upstream_change_left_the_same(tiny_project_ran) -> None:
     def summary(stage: str) -> dict:
         return json.loads((tiny_project / ".subsetctl" / stage / "manifest.json").read_text())["summary"]
 
-    run_project(tiny_project)
+    tiny_project = tiny_project_ran()
     n = summary("finetune")["runs"]
     assert summary("finetune")["trained_now"] == n and summary("evaluate")["reused"] == 0
     metrics = json.loads((tiny_project / ".subsetctl" / "evaluate" / "metrics.json").read_text())["metrics"]
@@ -346,10 +346,10 @@ def test_verify_takes_one_batch_a_step_and_only_estimated_rows_get_gradients(tin
     assert actions["calibrate"] == actions["search"] == "up to date"
 
 
-def test_results_of_a_switched_off_stage_whose_settings_changed_are_left_out(tiny_project: Path) -> None:
+def test_results_of_a_switched_off_stage_whose_settings_changed_are_left_out(tiny_project_ran) -> None:
     from subsetctl.report.terminal import load_report_data, outdated_note
 
-    run_project(tiny_project)
+    tiny_project = tiny_project_ran()
     off = ["finetune.enabled=false"]
     run_project(tiny_project, off)  # switched off, settings unchanged: the results still match the spec
     assert "test_metrics" in json.loads((tiny_project / "report.json").read_text())
@@ -377,8 +377,8 @@ def test_results_of_a_switched_off_stage_whose_settings_changed_are_left_out(tin
     assert note is not None and "Switched off in the spec, with settings changed since" in note
 
 
-def test_plots_of_results_no_longer_shown_are_removed(tiny_project: Path) -> None:
-    run_project(tiny_project)
+def test_plots_of_results_no_longer_shown_are_removed(tiny_project_ran) -> None:
+    tiny_project = tiny_project_ran()
     assert (tiny_project / "plots" / "test_metric.png").is_file()
     run_project(tiny_project, ["report.plots=false"])
     assert not list((tiny_project / "plots").glob("*.png"))  # report.md no longer links them: gone, not stale
@@ -460,10 +460,10 @@ def test_a_partial_gradient_store_of_another_row_table_is_recreated(tiny_project
     assert ("a", "validation") not in {(r["source"], r["split"]) for r in store.rows} and store.complete
 
 
-def test_report_says_a_stage_a_run_stopped_partway_is_resumable_not_unrun(tiny_project: Path) -> None:
+def test_report_says_a_stage_a_run_stopped_partway_is_resumable_not_unrun(tiny_project_ran) -> None:
     from subsetctl.report.terminal import load_report_data, outdated_note
 
-    run_project(tiny_project)
+    tiny_project = tiny_project_ran()
     (tiny_project / ".subsetctl" / "finetune" / "manifest.json").unlink()  # as a Ctrl-C leaves it: work.json stays
     data = load_report_data(tiny_project)
     assert data["unfinished"] == ["finetune"] and "finetune" not in data["not_run"]
@@ -475,7 +475,7 @@ def test_report_says_a_stage_a_run_stopped_partway_is_resumable_not_unrun(tiny_p
 
 
 
-def test_report_during_a_run_says_it_is_running_not_stopped(tiny_project: Path) -> None:
+def test_report_during_a_run_says_it_is_running_not_stopped(tiny_project_ran) -> None:
     """`report` while a run computes a stage said "Stopped partway: ... `subsetctl run`
     resumes it", advice that then fails on the lock."""
     import subprocess
@@ -483,7 +483,7 @@ def test_report_during_a_run_says_it_is_running_not_stopped(tiny_project: Path) 
 
     from subsetctl.report.terminal import load_report_data, outdated_note
 
-    run_project(tiny_project)
+    tiny_project = tiny_project_ran()
     state = tiny_project / ".subsetctl" / "finetune"
     (state / "manifest.json").unlink()
     code = ("import sys, time; from pathlib import Path; from subsetctl.project import Project\n"
@@ -502,6 +502,7 @@ def test_report_during_a_run_says_it_is_running_not_stopped(tiny_project: Path) 
         holder.wait()
     assert load_report_data(tiny_project)["unfinished"] == ["finetune"]  # the run has gone: stopped partway
 
+<<<<<<< HEAD
 class _ProgressRecorder(SilentReporter):
     """A SilentReporter that keeps each progress bar's updates, by description."""
 
@@ -516,6 +517,9 @@ class _ProgressRecorder(SilentReporter):
 
 
 def test_a_stage_that_fails_on_new_inputs_keeps_its_finished_results(tiny_project: Path) -> None:
+=======
+def test_a_stage_that_fails_on_new_inputs_keeps_its_finished_results(tiny_project_ran) -> None:
+>>>>>>> a62f071 (Tests: end-to-end tests start from a copy of one session-wide tiny-project run (no behaviour change))
     """A user error raised inside a stage (here: LoRA target modules the model lacks, found
     only once meta_init loads the model) deleted the stage's finished results before the
     check ran; with the override dropped, meta_init trained again. They are now set aside
@@ -523,12 +527,16 @@ def test_a_stage_that_fails_on_new_inputs_keeps_its_finished_results(tiny_projec
     from subsetctl.errors import UserError
     from subsetctl.project import Project
 
+<<<<<<< HEAD
     reporter = _ProgressRecorder()
     run_project(tiny_project, until="meta_init", reporter=reporter)
     # (and its progress names the validation loss the surrogate: "val=" beside a cross-entropy
     # "loss=" read as the measure finetune's progress shows under that name)
     fields = [set(f) for _, f in reporter.updates["meta_init"] if f]
     assert fields and all(f == {"loss", "val_surrogate"} for f in fields), fields
+=======
+    tiny_project = tiny_project_ran("meta_init")
+>>>>>>> a62f071 (Tests: end-to-end tests start from a copy of one session-wide tiny-project run (no behaviour change))
     project = Project(tiny_project)
     adapter = project.stage_dir("meta_init") / "adapter" / "adapter_model.safetensors"
     before = adapter.read_bytes()
@@ -552,7 +560,7 @@ def test_a_stage_that_fails_on_new_inputs_keeps_its_finished_results(tiny_projec
     assert adapter.read_bytes() != before
 
 
-def test_set_aside_gradients_are_put_back_before_shards_start(tiny_project: Path, monkeypatch) -> None:
+def test_set_aside_gradients_are_put_back_before_shards_start(tiny_project_ran, monkeypatch) -> None:
     """`plan` said gradients were up to date (set aside, to be put back); `run --shard`
     believed it, skipped the exclusive step and then failed on every retry with "inputs
     changed while shards were starting"."""
@@ -560,7 +568,7 @@ def test_set_aside_gradients_are_put_back_before_shards_start(tiny_project: Path
     from subsetctl.project import Project
     from subsetctl.stages.gradients import GradientsStage
 
-    run_project(tiny_project, until="gradients")
+    tiny_project = tiny_project_ran("gradients")
     real = GradientsStage.run
     monkeypatch.setattr(GradientsStage, "run", lambda self, ctx: (_ for _ in ()).throw(UserError("failed inside")))
     try:
@@ -574,14 +582,14 @@ def test_set_aside_gradients_are_put_back_before_shards_start(tiny_project: Path
     assert not Project(tiny_project).set_aside_dir("gradients").exists()
 
 
-def test_a_forced_run_drops_what_was_set_aside(tiny_project: Path, monkeypatch) -> None:
+def test_a_forced_run_drops_what_was_set_aside(tiny_project_ran, monkeypatch) -> None:
     """`run --force meta_init` interrupted, then `run`: the results a failed run had set
     aside were put back over the forced run's partial work."""
     from subsetctl.errors import UserError
     from subsetctl.project import Project
     from subsetctl.stages.meta_init import MetaInitStage
 
-    run_project(tiny_project, until="meta_init")
+    tiny_project = tiny_project_ran("meta_init")
     try:
         run_project(tiny_project, until="meta_init", overrides=["model.lora.target_modules=[no_such_proj]"])
     except UserError:
@@ -617,7 +625,7 @@ def _fail_meta_init_with(tiny_project: Path, overrides: list[str]) -> None:
         raise AssertionError("the bad target module was accepted")
 
 
-def test_set_aside_results_whose_upstream_reruns_are_put_back_when_it_comes_out_as_before(tiny_project: Path) -> None:
+def test_set_aside_results_whose_upstream_reruns_are_put_back_when_it_comes_out_as_before(tiny_project_ran) -> None:
     """A change that re-ran data, then failed in meta_init, was undone: `plan` said meta_init
     was "never run" although `run` re-runs data, finds its output as before and puts
     meta_init's set-aside results back (no training)."""
@@ -625,12 +633,16 @@ def test_set_aside_results_whose_upstream_reruns_are_put_back_when_it_comes_out_
 
     from subsetctl.project import Project
 
+<<<<<<< HEAD
     reporter = _ProgressRecorder()
     run_project(tiny_project, until="meta_init", reporter=reporter)
     # (and its progress names the validation loss the surrogate: "val=" beside a cross-entropy
     # "loss=" read as the measure finetune's progress shows under that name)
     fields = [set(f) for _, f in reporter.updates["meta_init"] if f]
     assert fields and all(f == {"loss", "val_surrogate"} for f in fields), fields
+=======
+    tiny_project = tiny_project_ran("meta_init")
+>>>>>>> a62f071 (Tests: end-to-end tests start from a copy of one session-wide tiny-project run (no behaviour change))
     project = Project(tiny_project)
     adapter = project.stage_dir("meta_init") / "adapter" / "adapter_model.safetensors"
     before = adapter.read_bytes()
@@ -651,7 +663,7 @@ def test_set_aside_results_whose_upstream_reruns_are_put_back_when_it_comes_out_
     assert not (project.state_dir / ".set-aside").exists()  # no empty folder left behind
 
 
-def test_the_report_shows_results_that_follow_from_set_aside_ones(tiny_project: Path) -> None:
+def test_the_report_shows_results_that_follow_from_set_aside_ones(tiny_project_ran) -> None:
     """After a failed change to meta_init, `subsetctl report` left out every result after it
     as outdated (meta_init had no manifest in its folder) although `plan` says all is up to
     date: the set-aside results count as the stage's until a run replaces them."""
@@ -659,7 +671,7 @@ def test_the_report_shows_results_that_follow_from_set_aside_ones(tiny_project: 
     from subsetctl.report.build import build_report, outdated_stages
     from subsetctl.report.terminal import load_report_data, outdated_note
 
-    run_project(tiny_project)
+    tiny_project = tiny_project_ran()
     full = load_report_data(tiny_project)["report"]
     _fail_meta_init_with(tiny_project, [])
     project = Project(tiny_project)
@@ -676,7 +688,7 @@ def test_the_report_shows_results_that_follow_from_set_aside_ones(tiny_project: 
     assert "meta_init" in data["stale"] and "meta_init" not in data["not_run"]
 
 
-def test_the_report_reads_a_set_aside_stages_own_results(tiny_project: Path, monkeypatch) -> None:
+def test_the_report_reads_a_set_aside_stages_own_results(tiny_project_ran, monkeypatch) -> None:
     """A failed re-run of finetune set its results aside: the report read its (now empty)
     folder and lost the adapters' paths; they come from the set-aside folder."""
     from subsetctl.errors import UserError
@@ -684,7 +696,7 @@ def test_the_report_reads_a_set_aside_stages_own_results(tiny_project: Path, mon
     from subsetctl.report.build import build_report
     from subsetctl.stages.finetune import FinetuneStage
 
-    run_project(tiny_project)
+    tiny_project = tiny_project_ran()
     project = Project(tiny_project)
     monkeypatch.setattr(FinetuneStage, "run", lambda self, ctx: (_ for _ in ()).throw(UserError("failed inside")))
     try:
@@ -704,14 +716,14 @@ def test_the_report_reads_a_set_aside_stages_own_results(tiny_project: Path, mon
     assert shown_paths and all((tiny_project / path).is_dir() for path in shown_paths), shown_paths
 
 
-def test_adding_a_source_loads_only_that_one(tiny_project: Path) -> None:
+def test_adding_a_source_loads_only_that_one(tiny_project_ran) -> None:
     """The data stage re-prepared every source when one was added: the others come from
     the results it replaces (set aside while it runs); `--force data` prepares all."""
     import yaml
 
     from subsetctl.project import Project
 
-    run_project(tiny_project, until="data")
+    tiny_project = tiny_project_ran("data")
     spec_path = tiny_project / "subsetctl.yaml"
     spec = yaml.safe_load(spec_path.read_text())
     spec["sources"].append({"name": "c", "loader": {"type": "jsonl", "path": "a.jsonl"}, "max_examples": 5})
@@ -723,12 +735,12 @@ def test_adding_a_source_loads_only_that_one(tiny_project: Path) -> None:
     assert Project(tiny_project).read_manifest("data")["summary"]["reused"] == []
 
 
-def test_sources_are_not_reused_from_damaged_results(tiny_project: Path) -> None:
+def test_sources_are_not_reused_from_damaged_results(tiny_project_ran) -> None:
     import yaml
 
     from subsetctl.project import Project
 
-    run_project(tiny_project, until="data")
+    tiny_project = tiny_project_ran("data")
     run_project(tiny_project, until="data", overrides=["project.seed=5"])  # the seed-0 data kept as previous
     previous = Project(tiny_project).previous_dir("data")
     arrow = next((previous / "a").rglob("*.arrow"))
@@ -743,7 +755,7 @@ def test_sources_are_not_reused_from_damaged_results(tiny_project: Path) -> None
     assert Project(tiny_project).read_manifest("data")["summary"]["reused"] == []
 
 
-def test_the_terminal_report_names_set_aside_adapters_and_checks_switched_off_settings(tiny_project: Path,
+def test_the_terminal_report_names_set_aside_adapters_and_checks_switched_off_settings(tiny_project_ran,
                                                                                         monkeypatch) -> None:
     """With finetune's results set aside by a failed run, `subsetctl report` took the adapter
     paths from report.json (the emptied stage folder), and, finetune switched off with its
@@ -752,7 +764,7 @@ def test_the_terminal_report_names_set_aside_adapters_and_checks_switched_off_se
     from subsetctl.report.terminal import load_report_data
     from subsetctl.stages.finetune import FinetuneStage
 
-    run_project(tiny_project)
+    tiny_project = tiny_project_ran()
     monkeypatch.setattr(FinetuneStage, "run", lambda self, ctx: (_ for _ in ()).throw(UserError("failed inside")))
     try:
         run_project(tiny_project, overrides=["finetune.steps=3"])
@@ -792,10 +804,10 @@ def test_a_plugin_replacing_a_built_in_loader_makes_the_data_stale_when_it_chang
     assert status.will_run and "the code of the loader jsonl plugin" in " ".join(status.reasons), status.reasons
 
 
-def test_plan_force_does_not_call_a_forced_stage_conditional(tiny_project: Path) -> None:
+def test_plan_force_does_not_call_a_forced_stage_conditional(tiny_project_ran) -> None:
     from tinymodels import change_data_of
 
-    run_project(tiny_project, until="meta_init")
+    tiny_project = tiny_project_ran("meta_init")
     original = change_data_of(tiny_project)
     _fail_meta_init_with(tiny_project, ["project.keep_previous=false"])
     (tiny_project / "subsetctl.yaml").write_text(original)
@@ -804,10 +816,10 @@ def test_plan_force_does_not_call_a_forced_stage_conditional(tiny_project: Path)
     assert forced["meta_init"].will_run and not forced["meta_init"].conditional
 
 
-def test_the_report_follows_the_overrides_of_results_that_came_back_to_the_same_output(tiny_project: Path) -> None:
+def test_the_report_follows_the_overrides_of_results_that_came_back_to_the_same_output(tiny_project_ran) -> None:
     """Results replaced or put back with the same output digests re-run nothing downstream,
     but the report's "made with command-line overrides" line must still follow them."""
-    run_project(tiny_project)
+    tiny_project = tiny_project_ran()
     manifest_path = tiny_project / ".subsetctl" / "evaluate" / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     assert manifest["overrides"] == []
@@ -885,7 +897,7 @@ def test_cached_runs_follow_the_model_files_not_their_folder(tiny_project: Path,
     assert summary("search")["computed_now"] == 0
 
 
-def test_plan_predicts_the_report_from_the_results_run_will_put_back(tiny_project: Path) -> None:
+def test_plan_predicts_the_report_from_the_results_run_will_put_back(tiny_project_ran) -> None:
     """The report stage's inputs include the overrides its upstream results were made with;
     `plan` read them before `run` puts kept results back, and so said the report would
     run when `run` then skipped it (and the other way round)."""
@@ -894,7 +906,7 @@ def test_plan_predicts_the_report_from_the_results_run_will_put_back(tiny_projec
         ran = {r["stage"] for r in run_project(tiny_project, overrides) if r["action"] == "ran"}
         return report.will_run, "report" in ran
 
-    run_project(tiny_project)
+    tiny_project = tiny_project_ran()
     run_project(tiny_project, ["search.final=exhaustive"], until="search")  # search's results: made with it
     assert predicted_and_ran([]) == (False, False)  # run puts back search: the report stays as it was
     run_project(tiny_project, ["search.final=exhaustive"])  # and now the report says it was made with it
@@ -902,7 +914,7 @@ def test_plan_predicts_the_report_from_the_results_run_will_put_back(tiny_projec
 
 
 def test_reordering_the_sources_gives_what_a_fresh_project_with_that_order_gives(
-    tiny_project: Path, tmp_path_factory
+    tiny_project_ran, tmp_path_factory
 ) -> None:
     """The sources' order is meta_init's multitask pool and the order a fine-tune pools
     their rows in; a reordered spec kept the old order's theta*, gradients and search
@@ -911,7 +923,7 @@ def test_reordering_the_sources_gives_what_a_fresh_project_with_that_order_gives
 
     import yaml
 
-    run_project(tiny_project)
+    tiny_project = tiny_project_ran()
     spec = yaml.safe_load((tiny_project / "subsetctl.yaml").read_text())
     spec["sources"] = spec["sources"][::-1]
     (tiny_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -1146,14 +1158,14 @@ def test_switching_model_source_from_a_local_folder_to_a_hub_id_is_no_gone_folde
 
 
 def test_plan_says_previous_results_go_back_when_an_upstream_stage_re_runs_with_the_same_output(
-    tiny_project: Path
+    tiny_project_ran
 ) -> None:
     """gradients.d=32 tried, then the spec's d again after a data file moved (another path
     in the spec, the same rows): `run` re-runs data and puts the previous gradients back,
     but `plan` said the gradients would run for certain."""
     import shutil
 
-    run_project(tiny_project, until="gradients")
+    tiny_project = tiny_project_ran("gradients")
     run_project(tiny_project, ["gradients.d=32"], until="gradients")
     (tiny_project / "moved").mkdir()
     shutil.move(tiny_project / "b.jsonl", tiny_project / "moved" / "b.jsonl")
@@ -1166,13 +1178,13 @@ def test_plan_says_previous_results_go_back_when_an_upstream_stage_re_runs_with_
     assert results["data"]["action"] == "ran" and results["gradients"].get("put_back")
 
 
-def test_a_report_built_from_the_stages_marks_switched_off_stages_too(tiny_project: Path) -> None:
+def test_a_report_built_from_the_stages_marks_switched_off_stages_too(tiny_project_ran) -> None:
     """`report --format markdown` without a current report.md renders the report built from
     the stages: its time table marks a switched-off stage as report.md's does."""
     from subsetctl.report.markdown import render_markdown
     from subsetctl.report.terminal import load_report_data
 
-    run_project(tiny_project)
+    tiny_project = tiny_project_ran()
     (tiny_project / "subsetctl.yaml").write_text(
         (tiny_project / "subsetctl.yaml").read_text().replace("finetune:\n", "finetune:\n  enabled: false\n"))
     (tiny_project / "report.json").unlink()  # not current: the report is built from the stages
@@ -1238,10 +1250,10 @@ def test_a_shard_finished_before_the_model_folder_moved_is_kept(tiny_project: Pa
     assert (store == 7.0).all(axis=1).sum() == 1
 
 
-def test_plan_says_an_upstream_stage_was_switched_off_or_on_not_that_it_changed(tiny_project: Path) -> None:
+def test_plan_says_an_upstream_stage_was_switched_off_or_on_not_that_it_changed(tiny_project_ran) -> None:
     """finetune switched off: evaluate's output no longer counts for the report, which
     `plan` said as "upstream evaluate changed" (it did not: it stopped running)."""
-    run_project(tiny_project)
+    tiny_project = tiny_project_ran()
     statuses = {s.name: s for s in plan_project(tiny_project, overrides=["finetune.enabled=false"])[2]}
     assert statuses["report"].will_run and statuses["report"].reasons == ["upstream evaluate switched off in the spec"]
     run_project(tiny_project, overrides=["finetune.enabled=false"])
@@ -1249,15 +1261,15 @@ def test_plan_says_an_upstream_stage_was_switched_off_or_on_not_that_it_changed(
     assert statuses["report"].will_run and statuses["report"].reasons == ["upstream evaluate switched on in the spec"]
 
 
-def test_plan_does_not_call_the_order_of_the_selections_an_input_file(tiny_project: Path) -> None:
-    run_project(tiny_project)
+def test_plan_does_not_call_the_order_of_the_selections_an_input_file(tiny_project_ran) -> None:
+    tiny_project = tiny_project_ran()
     statuses = {s.name: s for s in plan_project(tiny_project, overrides=['finetune.baselines=["target_only","all"]'])[2]}
     reasons = statuses["report"].reasons
     assert "the order of the search strategies and baselines in the spec changed" in reasons, reasons
     assert not any("input files" in reason for reason in reasons), reasons
 
 
-def test_the_report_names_the_base_model_the_adapters_load_onto_with_plain_peft(tiny_project: Path,
+def test_the_report_names_the_base_model_the_adapters_load_onto_with_plain_peft(tiny_project_ran,
                                                                                 tiny_llama: Path) -> None:
     """report.md said `peft.PeftModel.from_pretrained(base_model, folder)` but never which
     base model (a packaged model's name is no folder `from_pretrained` takes; a moved
@@ -1269,7 +1281,7 @@ def test_the_report_names_the_base_model_the_adapters_load_onto_with_plain_peft(
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    run_project(tiny_project)
+    tiny_project = tiny_project_ran()
     report = json.loads((tiny_project / "report.json").read_text())
     assert report["adapter_base_model"] == str(tiny_llama)
     assert f"The base model is `{tiny_llama}`" in (tiny_project / "report.md").read_text()

@@ -143,8 +143,8 @@ def test_shards_run_alongside_each_other_then_merge(tiny_project: Path) -> None:
     np.testing.assert_allclose(np.load(state / "store" / "features.npy"), sharded, rtol=1e-5, atol=1e-6)
 
 
-def test_one_shard_twice_and_force_with_shard_are_refused(tiny_project: Path) -> None:
-    run_project(tiny_project, until="meta_init")
+def test_one_shard_twice_and_force_with_shard_are_refused(tiny_project_ran) -> None:
+    tiny_project = tiny_project_ran("meta_init")
     shard_lock = tiny_project / ".subsetctl" / "gradients" / "shards" / "shard-0-of-2.lock"
     with exclusive_file_lock(shard_lock, "held by the test"), pytest.raises(LockedError, match="already being"):
         run_project(tiny_project, options={"shard": (0, 2)})
@@ -165,8 +165,8 @@ def test_cli_shard_run_says_what_is_left(tiny_project: Path) -> None:
     assert "Everything is up to date" not in result.output and "selections" not in result.output
 
 
-def test_a_damaged_upstream_stage_is_recomputed_once_before_the_shard(tiny_project: Path) -> None:
-    run_project(tiny_project, until="meta_init")
+def test_a_damaged_upstream_stage_is_recomputed_once_before_the_shard(tiny_project_ran) -> None:
+    tiny_project = tiny_project_ran("meta_init")
     adapter = next((tiny_project / ".subsetctl" / "meta_init" / "adapter").glob("*.safetensors"))
     adapter.write_bytes(adapter.read_bytes()[:100])  # truncated: fails its checksum
     results = run_project(tiny_project, options={"shard": (0, 2)})
@@ -299,7 +299,7 @@ def test_force_with_shard_advises_commands_that_work(tiny_project: Path) -> None
 
 @pytest.mark.parametrize(("damaged", "artifact"), [("meta_init", "adapter/adapter_model.safetensors"),
                                                    ("gradients", "store/features.npy")])
-def test_damage_found_by_a_shard_run_advises_a_run_that_recomputes_it(tiny_project: Path, damaged: str,
+def test_damage_found_by_a_shard_run_advises_a_run_that_recomputes_it(tiny_project_ran, damaged: str,
                                                                       artifact: str) -> None:
     """Artifacts found damaged by a shard run (holding the lock shared, so it cannot
     recompute them) were always said to be recomputed by `run --until meta_init`, which
@@ -307,7 +307,7 @@ def test_damage_found_by_a_shard_run_advises_a_run_that_recomputes_it(tiny_proje
     from subsetctl.api import make_pipeline
     from subsetctl.spec import load_spec
 
-    run_project(tiny_project, until="gradients")
+    tiny_project = tiny_project_ran("gradients")
     path = tiny_project / ".subsetctl" / damaged / artifact
     path.write_bytes(path.read_bytes()[:100])  # truncated: fails its checksum
     project = Project(tiny_project)
@@ -403,12 +403,12 @@ def test_a_bad_shard_value_is_a_usage_error_also_under_python_O(tmp_path: Path) 
     assert done.returncode == 2 and "Invalid value for --shard" in done.stderr, done.stderr
 
 
-def test_report_names_the_shards_being_computed_now_instead_of_a_stopped_run(tiny_project: Path) -> None:
+def test_report_names_the_shards_being_computed_now_instead_of_a_stopped_run(tiny_project_ran) -> None:
     """While `run --shard 1/2` computed, `subsetctl report` said "Stopped partway: gradients.
     `subsetctl run DIR` resumes it", which a plain `run` then refused (the shards hold the lock)."""
     from subsetctl.report.terminal import load_report_data, outdated_note
 
-    run_project(tiny_project, until="gradients")
+    tiny_project = tiny_project_ran("gradients")
     spec = tiny_project / "subsetctl.yaml"
     spec.write_text(spec.read_text().replace("d: 16", "d: 8"))
     run_project(tiny_project, options={"shard": (0, 2)})
