@@ -502,7 +502,6 @@ def test_report_during_a_run_says_it_is_running_not_stopped(tiny_project_ran) ->
         holder.wait()
     assert load_report_data(tiny_project)["unfinished"] == ["finetune"]  # the run has gone: stopped partway
 
-<<<<<<< HEAD
 class _ProgressRecorder(SilentReporter):
     """A SilentReporter that keeps each progress bar's updates, by description."""
 
@@ -516,10 +515,7 @@ class _ProgressRecorder(SilentReporter):
         return contextlib.nullcontext(task)
 
 
-def test_a_stage_that_fails_on_new_inputs_keeps_its_finished_results(tiny_project: Path) -> None:
-=======
 def test_a_stage_that_fails_on_new_inputs_keeps_its_finished_results(tiny_project_ran) -> None:
->>>>>>> a62f071 (Tests: end-to-end tests start from a copy of one session-wide tiny-project run (no behaviour change))
     """A user error raised inside a stage (here: LoRA target modules the model lacks, found
     only once meta_init loads the model) deleted the stage's finished results before the
     check ran; with the override dropped, meta_init trained again. They are now set aside
@@ -527,16 +523,7 @@ def test_a_stage_that_fails_on_new_inputs_keeps_its_finished_results(tiny_projec
     from subsetctl.errors import UserError
     from subsetctl.project import Project
 
-<<<<<<< HEAD
-    reporter = _ProgressRecorder()
-    run_project(tiny_project, until="meta_init", reporter=reporter)
-    # (and its progress names the validation loss the surrogate: "val=" beside a cross-entropy
-    # "loss=" read as the measure finetune's progress shows under that name)
-    fields = [set(f) for _, f in reporter.updates["meta_init"] if f]
-    assert fields and all(f == {"loss", "val_surrogate"} for f in fields), fields
-=======
     tiny_project = tiny_project_ran("meta_init")
->>>>>>> a62f071 (Tests: end-to-end tests start from a copy of one session-wide tiny-project run (no behaviour change))
     project = Project(tiny_project)
     adapter = project.stage_dir("meta_init") / "adapter" / "adapter_model.safetensors"
     before = adapter.read_bytes()
@@ -555,9 +542,14 @@ def test_a_stage_that_fails_on_new_inputs_keeps_its_finished_results(tiny_projec
     assert adapter.read_bytes() == before
     assert not project.set_aside_dir("meta_init").exists()
     # a change that finishes replaces the results for good: nothing is left aside
-    run_project(tiny_project, until="meta_init", overrides=["meta_init.lr=0.002"])
+    reporter = _ProgressRecorder()
+    run_project(tiny_project, until="meta_init", overrides=["meta_init.lr=0.002"], reporter=reporter)
     assert not project.set_aside_dir("meta_init").exists()
     assert adapter.read_bytes() != before
+    # (and its progress names the validation loss the surrogate: "val=" beside a cross-entropy
+    # "loss=" read as the measure finetune's progress shows under that name)
+    fields = [set(f) for _, f in reporter.updates["meta_init"] if f]
+    assert fields and all(f == {"loss", "val_surrogate"} for f in fields), fields
 
 
 def test_set_aside_gradients_are_put_back_before_shards_start(tiny_project_ran, monkeypatch) -> None:
@@ -633,16 +625,7 @@ def test_set_aside_results_whose_upstream_reruns_are_put_back_when_it_comes_out_
 
     from subsetctl.project import Project
 
-<<<<<<< HEAD
-    reporter = _ProgressRecorder()
-    run_project(tiny_project, until="meta_init", reporter=reporter)
-    # (and its progress names the validation loss the surrogate: "val=" beside a cross-entropy
-    # "loss=" read as the measure finetune's progress shows under that name)
-    fields = [set(f) for _, f in reporter.updates["meta_init"] if f]
-    assert fields and all(f == {"loss", "val_surrogate"} for f in fields), fields
-=======
     tiny_project = tiny_project_ran("meta_init")
->>>>>>> a62f071 (Tests: end-to-end tests start from a copy of one session-wide tiny-project run (no behaviour change))
     project = Project(tiny_project)
     adapter = project.stage_dir("meta_init") / "adapter" / "adapter_model.safetensors"
     before = adapter.read_bytes()
