@@ -603,7 +603,7 @@ def _print_report(root: Path, console: Any, overrides: list[str] | None = None) 
               help="json: {project (its folder), stages, outdated, stale, previous, missing_outputs, damaged, "
                    "not_run, unfinished, switched_off, switched_off_moved_past, spec_problem, report (report.json's content, "
                    "or the same from the stages' results when it is not current); running while a run is in "
-                   "progress}; markdown: report.md.")
+                   "progress, shards_running while --shard runs compute gradients}; markdown: report.md.")
 @click.option("--all-sources", is_flag=True,
               help="List every source in the text report (with more than 30, highest score first; by "
                    "default the per-source table then shows the 20 highest and 10 lowest scoring and long "
