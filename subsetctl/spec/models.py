@@ -250,7 +250,8 @@ class ChatMessages(BaseModel):
         "ShareGPT's {from, value}), instead of prompt_field and response_field. The last message is the "
         "gold response (the assistant's, or gpt's); the user message before it is the prompt; the messages "
         "before that (system messages, earlier turns) are its context, rendered with the model's chat template "
-        "before it. Rows not ending with a user message and the answer are left out with a notice.",
+        "before it. Rows that are no such chat (not ending with a user message and the answer, turns that do "
+        "not alternate, content that is not text) are left out with a warning.",
     )
 
     @field_validator("prompt_field", "response_field", check_fields=False)
