@@ -143,11 +143,23 @@ def test_shards_run_alongside_each_other_then_merge(tiny_project: Path) -> None:
     np.testing.assert_allclose(np.load(state / "store" / "features.npy"), sharded, rtol=1e-5, atol=1e-6)
 
 
-def test_one_shard_twice_and_force_with_shard_are_refused(tiny_project_ran) -> None:
+def test_one_shard_twice_and_force_with_shard_are_refused(tiny_project_ran, monkeypatch) -> None:
+    """The second run of a shard fails on the shard's lock before it loads the model (which
+    takes minutes for a real one), not after."""
+    from subsetctl.stages import common
+
     tiny_project = tiny_project_ran("meta_init")
     shard_lock = tiny_project / ".subsetctl" / "gradients" / "shards" / "shard-0-of-2.lock"
+    loads: list[str] = []
+
+    def no_loading(ctx):
+        loads.append(ctx.out_dir.name)
+        raise AssertionError("the model was loaded although the shard's lock is held")
+
+    monkeypatch.setattr(common, "base_model", no_loading)
     with exclusive_file_lock(shard_lock, "held by the test"), pytest.raises(LockedError, match="already being"):
         run_project(tiny_project, options={"shard": (0, 2)})
+    assert loads == []
     with pytest.raises(UserError, match="--force cannot be combined with --shard"):
         run_project(tiny_project, force=["gradients"], options={"shard": (0, 2)})
 
