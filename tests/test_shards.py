@@ -452,3 +452,37 @@ def test_plan_says_unfinished_shards_survive_an_upstream_rerun_only_if_it_comes_
     assert results["meta_init"]["action"] == "ran"
     summary = json.loads((Project(tiny_project).stage_dir("gradients") / "manifest.json").read_text())["summary"]
     assert 0 < summary["reused"] < summary["rows"], summary
+
+
+def test_the_merge_says_which_library_versions_computed_each_shard(tiny_project_ran, monkeypatch) -> None:
+    """Shards may be computed on other machines, with other torch or transformers: each
+    records its versions, and the merged stage's provenance.json lists them (the report's
+    other_library_versions too). Such a shard is merged all the same, and said; a version
+    difference makes nothing stale."""
+    from subsetctl import pipeline
+    from subsetctl.report.build import other_versions
+    from subsetctl.reporter import SilentReporter
+    from subsetctl.stages.gradients import GradientsStage
+
+    tiny_project = tiny_project_ran("meta_init")
+    now = pipeline.library_versions()
+    elsewhere = {**now, "torch": "99.0"}
+    monkeypatch.setattr(pipeline, "library_versions", lambda: elsewhere)
+    run_project(tiny_project, options={"shard": (0, 2)})  # on a machine with another torch
+    monkeypatch.setattr(pipeline, "library_versions", lambda: now)
+    run_project(tiny_project, options={"shard": (1, 2)})
+    state = tiny_project / ".subsetctl" / "gradients"
+    assert json.loads((state / "shards" / "shard-0-of-2" / "info.json").read_text())["versions"] == [elsewhere]
+
+    reporter = SilentReporter()
+    run_project(tiny_project, until="gradients", reporter=reporter)
+    summary = json.loads((state / "manifest.json").read_text())["summary"]
+    assert summary["computed"] == 0 and summary["reused"] == summary["rows"]  # merged, other torch or not
+    provenance = json.loads((state / "provenance.json").read_text())
+    assert provenance == {"computed_with": {"shard 0/2": elsewhere, "shard 1/2": now}}
+    assert any(f"shard 0/2 was computed with other library versions than this run's (torch 99.0, now "
+               f"{now['torch']})" in m for m in reporter.messages), reporter.messages
+    assert not any("shard 1/2 was computed" in m for m in reporter.messages)
+    assert other_versions(Project(tiny_project), ["gradients"]) == {
+        "now": now, "reused": {"gradients": {"shard 0/2": {"torch": {"then": "99.0", "now": now["torch"]}}}}}
+    assert "provenance.json" in GradientsStage.describes_only  # no output digest changes for it

@@ -2,8 +2,9 @@
 
 Layout of a store directory::
 
-    info.json     model, adapter fingerprint, projector, seed, d, p, n_rows, h (+ shard);
-                  written last at creation, by atomic rename: its presence marks a store
+    info.json     model, adapter fingerprint, projector, seed, d, p, n_rows, h (+ shard, and
+                  a shard's library versions); written last at creation, by atomic rename:
+                  its presence marks a store
     rows.json     the row table, one {"source", "split", "index"} object per row
     features.npy  (N, d) float32 projected gradients x_i   (np.lib.format.open_memmap)
     outputs.npy   (N,)   float32 model outputs f_i
@@ -160,6 +161,25 @@ class GradientStore:
     def row_offset(self) -> int:
         """Global index of this store's first row (non-zero for a shard)."""
         return int(self.info.get("shard", {}).get("start", 0))
+
+    @property
+    def versions(self) -> list[Any]:
+        """The library versions that computed the store's rows (info.json's ``versions``):
+        each distinct record of :func:`subsetctl.pipeline.library_versions` once, in the
+        order they began writing rows; None for rows an earlier subsetctl wrote without
+        recording them. It describes the rows only: :meth:`check_info` never compares it."""
+        kept = self.info.get("versions")
+        if isinstance(kept, list):
+            return list(kept)
+        return [None] if np.any(self.written) else []
+
+    def add_versions(self, versions: Mapping[str, str]) -> None:
+        """Record that ``versions`` compute rows of the store from now on (recorded before
+        they do, so the rows of a run stopped partway are not left out)."""
+        known = self.versions
+        if dict(versions) not in known:
+            self.info = {**self.info, "versions": [*known, dict(versions)]}
+            atomic_write_json(self.path / INFO, self.info)
 
     def check_info(self, expected: Mapping[str, Any], earlier: Mapping[str, Sequence[Any]] | None = None) -> None:
         """Raise StaleArtifactError when a key of ``expected`` differs from the store's info.

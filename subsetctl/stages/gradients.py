@@ -105,6 +105,8 @@ class GradientsStage(common.ModelStage):
         return (f"one gradient per example of the target and the {len(spec.sources)} sources, in batches of "
                 f"{spec.gradients.batch_size}, projected to d = {spec.gradients.d}")
     after = ("data", "meta_init")
+    #: the shards merged and the library versions their `run --shard` computed them with
+    describes_only = (common.PROVENANCE,)
     memory_keys = ("gradients.batch_size", "model.max_length", "gradients.memory_budget_mb")
     spec_keys = ("project.seed", "model", "gradients")
 
@@ -202,7 +204,9 @@ class GradientsStage(common.ModelStage):
                        d: int, hidden: int) -> dict[str, Any]:
         """``run --shard i/N``: compute shard i's rows into ``shards/`` (resuming its own
         partial work), under the shard's lock :meth:`run` holds; the stage stays
-        incomplete until a plain ``run`` merges the shards."""
+        incomplete until a plain ``run`` merges the shards. The shard records the library
+        versions computing its rows (another machine's may differ from the merging run's)."""
+        from subsetctl import pipeline
         from subsetctl.gradients.store import create_shard_store, shard_dir
 
         batch_size = ctx.spec.gradients.batch_size
@@ -210,6 +214,8 @@ class GradientsStage(common.ModelStage):
         index, count = shard
         store = self._open_or_create(shard_dir(shards_dir, index, count), info, earlier, lambda: create_shard_store(
             shards_dir, rows, d, hidden, info, index, count, batch_size))
+        if not store.complete:
+            store.add_versions(pipeline.library_versions())
         counts = self._fill(ctx, engine, make_batch, store, batch_size, f"gradients shard {index}/{count}")
         ctx.reporter.info(
             f"Shard {index}/{count}: {counts.computed} rows computed, {counts.skipped} already there. "
@@ -222,23 +228,28 @@ class GradientsStage(common.ModelStage):
                        p: int) -> dict[str, Any]:
         """A plain ``run``: open the store (or create it anew), take the rows usable shards
         computed, compute the rest, then count model.max_length's cuts in every row (kept
-        ones too, for the warning) and remove the merged shards; the stage's summary."""
+        ones too, for the warning) and remove the merged shards; the stage's summary. Its
+        provenance.json names the shards whose rows it took, with their library versions."""
         import shutil
 
         import numpy as np
 
-        from subsetctl.gradients.store import GradientStore, take_shard_rows
+        from subsetctl.gradients.store import GradientStore
 
         spec = ctx.spec
         shards_dir = ctx.out_dir / "shards"
         store_dir = ctx.out_dir / "store"
         store = self._open_or_create(store_dir, info, earlier, lambda: GradientStore.create(store_dir, rows, d, hidden, info))
+        provenance = common.Provenance(ctx)  # (resumed: the shards an earlier try of this run took rows from)
+        if not np.any(store.written):  # a new store: a record left from before is of other rows
+            provenance.computed_with.clear()
         shards, passed_over = self._usable_shards(shards_dir, info, earlier) if not store.complete else ([], [])
         for name, why in passed_over:  # its rows are computed here: say so, it may be hours of work
             ctx.reporter.warn(f"gradients: shard {name} is not merged ({why}); its rows are computed here.")
         if shards:
-            taken = take_shard_rows(shards, store)
+            taken = self._take_shards(ctx, shards, store, provenance)
             ctx.reporter.info(f"Merged {len(shards)} gradient shards: {taken:,} of {store.n_rows:,} rows taken from them.")
+        provenance.write()
         counts = self._fill(ctx, engine, make_batch, store, spec.gradients.batch_size, "gradients")
         if counts.skipped:  # rows kept or taken from shards, never encoded here: the warning is of every row
             with ctx.reporter.progress("gradients: what model.max_length cuts in the rows kept",
@@ -352,6 +363,39 @@ class GradientsStage(common.ModelStage):
             if "shard" in shard.info:
                 usable.append(shard)
         return usable, passed_over
+
+    @staticmethod
+    def _take_shards(ctx: StageContext, shards: list[Any], store: Any, provenance: common.Provenance) -> int:
+        """Copy into ``store`` the rows of ``shards`` it lacks; each shard that gives rows
+        goes into ``provenance`` with the library versions that computed them ("shard i/N";
+        "shard i/N (run k of m)" for a shard resumed by runs of other versions). A shard
+        computed with other versions than this run's is merged all the same (a version
+        difference makes nothing stale), and said. Returns the number of rows copied."""
+        from subsetctl import pipeline
+        from subsetctl.gradients.store import take_shard_rows
+
+        now = pipeline.library_versions()
+        taken = 0
+        for shard in shards:
+            copied = take_shard_rows([shard], store)
+            if not copied:
+                continue
+            taken += copied
+            name = f"shard {shard.info['shard']['index']}/{shard.info['shard']['count']}"
+            records = shard.versions
+            for k, versions in enumerate(records):
+                provenance.reused(name if len(records) == 1 else f"{name} (run {k + 1} of {len(records)})", versions)
+            changes: dict[str, None] = {}  # "torch 2.1.0, now 2.2.0", once each
+            for diff in (pipeline.versions_differing(versions, now) for versions in records):
+                if diff == "unknown":
+                    changes["versions not recorded (an earlier subsetctl)"] = None
+                for library, pair in (diff.items() if isinstance(diff, dict) else ()):
+                    changes[f"{library} {pair['then'] or 'absent'}, now {pair['now'] or 'absent'}"] = None
+            if changes:
+                ctx.reporter.info(f"gradients: {name} was computed with other library versions than this run's "
+                                  f"({'; '.join(changes)}); its rows are merged all the same, and provenance.json "
+                                  "and the report say so.")
+        return taken
 
     @staticmethod
     def _any_gradient(store: Any, block: int = 4096) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -197,3 +198,19 @@ def test_rows_the_batches_never_encoded_are_counted_once_by_count_rest(kind: str
     assert done == [2, 4, 5]  # rows 4 to 8, two at a time
     assert parts.truncation.seen == whole.truncation.seen == len(items)
     assert parts.truncation.cut == 3 and parts.truncation.notice(16) == whole.truncation.notice(16)
+
+
+def test_a_store_records_the_library_versions_computing_its_rows_without_comparing_them(tmp_path: Path) -> None:
+    store = GradientStore.create(tmp_path / "s", [{"i": 0}, {"i": 1}], d=2, h=0, info={"seed": 0})
+    assert store.versions == []
+    store.add_versions({"torch": "1"})
+    store.add_versions({"torch": "1"})  # (recorded once)
+    store.write([0], np.zeros(1), np.zeros((1, 2)))
+    store = GradientStore.open(tmp_path / "s")
+    store.add_versions({"torch": "2"})  # resumed after an upgrade
+    assert GradientStore.open(tmp_path / "s").versions == [{"torch": "1"}, {"torch": "2"}]
+    store.check_info({"seed": 0})  # versions differ from nothing: never a reason to recreate
+    info = json.loads((tmp_path / "s" / "info.json").read_text())
+    del info["versions"]  # written by an earlier subsetctl: its rows' versions are unknown
+    (tmp_path / "s" / "info.json").write_text(json.dumps(info))
+    assert GradientStore.open(tmp_path / "s").versions == [None]
