@@ -134,3 +134,18 @@ def test_a_library_installed_only_since_is_no_difference() -> None:
     assert pipeline.versions_differing(then, {"subsetctl": "1.0", "torch": "2.14.0"}) == {
         "numpy": {"then": "2.0", "now": None}, "torch": {"then": "2.13.0", "now": "2.14.0"}}
     assert pipeline.versions_differing(None, then) == "unknown"
+
+
+def test_the_note_names_gradient_shards_merged_with_other_versions_as_shards() -> None:
+    """Rows merged from `run --shard` were "2 result(s) gradients took from the cache"."""
+    from subsetctl.report.cells import versions_line
+
+    torch = {"torch": {"then": "2.1.0", "now": "2.2.0"}}
+    line = versions_line({"other_library_versions": {"now": {}, "reused": {"gradients": {
+        "shard 0/3 (run 1 of 2)": torch, "shard 0/3 (run 2 of 2)": torch, "shard 2/3": torch, "shard 1/3": "unknown"},
+        "verify": {"ce-0-0": "unknown"}}}})
+    assert line == ("Computed with other library versions than the current ones: the gradient rows of 2 shard(s) "
+                    "merged (shard 0/3, shard 2/3) (torch 2.1.0, now 2.2.0); 1 result(s) taken from the cache were "
+                    "computed with library versions not recorded (cached by an earlier subsetctl); 1 gradient shard(s) "
+                    "merged were computed with library versions not recorded (begun by an earlier subsetctl). "
+                    "report.json's other_library_versions lists them.")

@@ -232,12 +232,18 @@ def versions_line(report: dict[str, Any]) -> str | None:
             note(diff)
     if stages:
         parts.append(f"the results of {', '.join(stages)}")
-    unknown = 0
+    unknown = unknown_shards = 0
     for stage, results in (other.get("reused") or {}).items():
         known = [diff for diff in results.values() if isinstance(diff, dict)]
-        unknown += len(results) - len(known)
         for diff in known:
             note(diff)
+        if stage == "gradients":  # rows merged from `run --shard` ("shard i/N", or "shard i/N (run k of m)")
+            shards = {key.split(" (")[0]: None for key, diff in results.items() if isinstance(diff, dict)}
+            unknown_shards += len({key.split(" (")[0] for key, diff in results.items() if not isinstance(diff, dict)})
+            if shards:
+                parts.append(f"the gradient rows of {len(shards)} shard(s) merged ({', '.join(shards)})")
+            continue
+        unknown += len(results) - len(known)
         if known:
             parts.append(f"{len(known)} result(s) {stage} took from the cache")
     for stage, groups in (other.get("reused_estimates") or {}).items():
@@ -250,13 +256,16 @@ def versions_line(report: dict[str, Any]) -> str | None:
                 unknown += group.get("count", 0)
         if known_count:
             parts.append(f"{known_count} subset estimate(s) {stage} took from the cache")
-    if not parts and not unknown:
+    if not parts and not unknown and not unknown_shards:
         return None
     text = "Computed with other library versions than the current ones: " + "; ".join(parts)
     text += f" ({'; '.join(changes)})" if changes else ""
     if unknown:
         text += (f"{'; ' if parts else ''}{unknown} result(s) taken from the cache were computed with library versions "
                  "not recorded (cached by an earlier subsetctl)")
+    if unknown_shards:
+        text += (f"{'; ' if parts or unknown else ''}{unknown_shards} gradient shard(s) merged were computed with "
+                 "library versions not recorded (begun by an earlier subsetctl)")
     return text + ". report.json's other_library_versions lists them."
 
 
