@@ -473,16 +473,20 @@ def test_the_merge_says_which_library_versions_computed_each_shard(tiny_project_
     run_project(tiny_project, options={"shard": (1, 2)})
     state = tiny_project / ".subsetctl" / "gradients"
     assert json.loads((state / "shards" / "shard-0-of-2" / "info.json").read_text())["versions"] == [elsewhere]
+    info_path = state / "shards" / "shard-1-of-2" / "info.json"  # as if begun by an earlier subsetctl, resumed now
+    info_path.write_text(json.dumps({**json.loads(info_path.read_text()), "versions": [None, now]}))
 
     reporter = SilentReporter()
     run_project(tiny_project, until="gradients", reporter=reporter)
     summary = json.loads((state / "manifest.json").read_text())["summary"]
     assert summary["computed"] == 0 and summary["reused"] == summary["rows"]  # merged, other torch or not
     provenance = json.loads((state / "provenance.json").read_text())
-    assert provenance == {"computed_with": {"shard 0/2": elsewhere, "shard 1/2": now}}
+    assert provenance == {"computed_with": {"shard 0/2": elsewhere, "shard 1/2 (run 1 of 2)": None,
+                                            "shard 1/2 (run 2 of 2)": now}}
     assert any(f"shard 0/2 was computed with other library versions than this run's (torch 99.0, now "
                f"{now['torch']})" in m for m in reporter.messages), reporter.messages
-    assert not any("shard 1/2 was computed" in m for m in reporter.messages)
-    assert other_versions(Project(tiny_project), ["gradients"]) == {
-        "now": now, "reused": {"gradients": {"shard 0/2": {"torch": {"then": "99.0", "now": now["torch"]}}}}}
+    assert any("shard 1/2 was computed with other library versions than this run's (versions not recorded"
+               in m for m in reporter.messages), reporter.messages
+    assert other_versions(Project(tiny_project), ["gradients"]) == {"now": now, "reused": {"gradients": {
+        "shard 0/2": {"torch": {"then": "99.0", "now": now["torch"]}}, "shard 1/2 (run 1 of 2)": "unknown"}}}
     assert "provenance.json" in GradientsStage.describes_only  # no output digest changes for it
