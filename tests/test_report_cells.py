@@ -650,3 +650,19 @@ def test_the_terminal_shows_the_scores_with_the_digits_report_md_shows() -> None
     render_full_report(report, Console(file=buffer, width=200))
     text = buffer.getvalue()
     assert "0.1235 ✓" in text and "-2.346e-05" in text
+
+
+def test_a_strategy_labelled_like_a_baseline_is_not_compared_as_that_baseline() -> None:
+    """finetune.baselines: [all] leaves the label target_only free for a strategy; the
+    comparison took its score for fine-tuning on the target alone."""
+    from subsetctl.report.cells import final_vs_baselines, final_vs_baselines_line
+
+    report = _report(False)
+    report["strategies"] = {**report["strategies"], "target_only": report["strategies"]["forward"]}
+    report["test_metrics"] = _test_metrics({"forward": 0.1, "target_only": 0.5, "all": 0.1},
+                                           {"forward": 1.0, "target_only": 1.0, "all": 1.0})
+    comparison = final_vs_baselines(report)
+    assert comparison is not None and comparison["below"] == [] and set(comparison["scores"]) == {"forward", "all"}
+    assert "target alone" not in final_vs_baselines_line(comparison, calibrated=False)
+    del report["test_metrics"]["all"]  # the strategy alone left: nothing to compare with
+    assert final_vs_baselines(report) is None

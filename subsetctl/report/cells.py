@@ -284,7 +284,10 @@ def final_vs_baselines(report: dict[str, Any]) -> dict[str, Any] | None:
     final = report.get("final")
     if final not in metrics:
         return None
-    baselines = [b for b in _BASELINES if b in metrics and b != final]
+    # (a strategy may be labelled "all" or "target_only" when that baseline is not fine-tuned:
+    # its test score is a strategy's pick, not fine-tuning on every source or the target alone)
+    strategies = report.get("strategies") or {}
+    baselines = [b for b in _BASELINES if b in metrics and b != final and b not in strategies]
     if not baselines:
         return None
     shown = [final, *baselines]
