@@ -78,7 +78,7 @@ def _test_metrics(scores: dict[str, float], losses: dict[str, float], seeds: int
 def test_the_final_pick_below_a_baseline_on_test_is_said_with_what_to_make_of_it() -> None:
     """The test metrics table showed the final pick scoring 0 and target_only 0.2 with nothing
     said: whether the selection paid off was left to reading the table."""
-    from subsetctl.report.cells import final_vs_baselines, final_vs_baselines_line
+    from subsetctl.report.cells import estimates_checked, final_vs_baselines, final_vs_baselines_line
 
     report = {**_report(False), "test_metrics": _test_metrics(
         {"all": 0.0, "forward": 0.0, "target_only": 0.2}, {"all": 1.5, "forward": 1.5, "target_only": 1.2})}
@@ -99,7 +99,7 @@ def test_the_final_pick_below_a_baseline_on_test_is_said_with_what_to_make_of_it
     assert "one seed" not in line and "verify" not in line
     # shown in both renderings, from report.json's content (this report is not calibrated)
     report["final_vs_baselines"] = final_vs_baselines(report)
-    line = final_vs_baselines_line(report["final_vs_baselines"], calibrated=False)
+    line = final_vs_baselines_line(report["final_vs_baselines"], calibrated=estimates_checked(report))
     assert f"> {line}" in render_markdown(report, {}).replace("\\", "")
     buffer = io.StringIO()
     render_full_report(report, Console(file=buffer, width=400))
@@ -666,3 +666,24 @@ def test_a_strategy_labelled_like_a_baseline_is_not_compared_as_that_baseline() 
     assert "target alone" not in final_vs_baselines_line(comparison, calibrated=False)
     del report["test_metrics"]["all"]  # the strategy alone left: nothing to compare with
     assert final_vs_baselines(report) is None
+
+
+def test_estimates_of_real_fine_tunes_or_compared_with_verify_are_not_called_unchecked() -> None:
+    """The pick-below-a-baseline line said the estimates "were not checked against real
+    fine-tunes (verify.enabled: true ...)" whenever calibration was off: also of true_finetune's
+    estimates (real fine-tunes) and with verify on and calibration off or not possible."""
+    from subsetctl.report.cells import estimates_checked, final_vs_baselines, final_vs_baselines_line
+
+    report = {**_report(False), "test_metrics": _test_metrics(
+        {"forward": 0.1, "target_only": 0.5, "all": 0.1}, {"forward": 1.0, "target_only": 1.0, "all": 1.0})}
+    unverified = {k: v for k, v in report.items() if k != "verify"}
+    true_finetune = {**unverified, "calibration": {"enabled": False, "estimator": "true_finetune", "lam": None,
+                                                   "slope": 1.0, "intercept": 0.0}}
+    assert not estimates_checked(unverified) and estimates_checked(report) and estimates_checked(true_finetune)
+    for checked in (report, true_finetune):
+        checked["final_vs_baselines"] = final_vs_baselines(checked)
+        assert "did better here" in render_markdown(checked, {}) and "verify.enabled" not in render_markdown(checked, {})
+        buffer = io.StringIO()
+        render_full_report(checked, Console(file=buffer, width=400))
+        assert "did better here" in buffer.getvalue() and "verify.enabled" not in buffer.getvalue()
+    assert "verify.enabled: true" in final_vs_baselines_line(final_vs_baselines(unverified), estimates_checked(unverified))

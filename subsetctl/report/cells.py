@@ -303,11 +303,20 @@ def final_vs_baselines(report: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
+def estimates_checked(report: dict[str, Any]) -> bool:
+    """Whether the search's estimates were checked against real fine-tunes: calibrated,
+    compared with verify's fine-tunes (verify on, calibration off or not possible), or real
+    fine-tune losses themselves (true_finetune: search records no lambda)."""
+    calibration = report.get("calibration") or {}
+    return bool(calibration.get("enabled") or report.get("verify")
+                or ("lam" in calibration and calibration["lam"] is None))
+
+
 def final_vs_baselines_line(comparison: dict[str, Any] | None, calibrated: bool) -> str | None:
     """The sentence for :func:`final_vs_baselines`' comparison (None for none): the scores,
     and when the pick scored below a baseline, what to make of it (one seed and a small
-    test split make a gap noisy; uncalibrated estimates were never checked against real
-    fine-tunes)."""
+    test split make a gap noisy; estimates never checked against real fine-tunes, not
+    ``calibrated`` (:func:`estimates_checked`), may rank subsets wrongly)."""
     if not comparison:
         return None
     final, scores, losses = comparison["final"], comparison["scores"], comparison["losses"]

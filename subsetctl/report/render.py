@@ -15,6 +15,7 @@ from subsetctl.report.cells import (
     calibrated_loss_cell,
     calibration_notes,
     calibration_state,
+    estimates_checked,
     final_vs_baselines_line,
     loss_cell,
     macro_f1_cell,
@@ -174,7 +175,7 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
         for warning in report.get("test_warnings", []):
             console.print(f"[yellow]test metrics: {escape(warning)}[/yellow]")
         comparison = report.get("final_vs_baselines")
-        verdict = final_vs_baselines_line(comparison, bool(report.get("calibration", {}).get("enabled")))
+        verdict = final_vs_baselines_line(comparison, estimates_checked(report))
         if verdict:
             style = "yellow" if comparison["below"] else "dim"
             console.print(f"[{style}]{escape(verdict)}[/{style}]")
