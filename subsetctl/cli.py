@@ -137,7 +137,8 @@ def _stop_signals_as_interrupt() -> Any:
 #: What the marks subsetctl prints become on a stream that cannot encode them (an ASCII or
 #: Latin-1 locale): one character each where one does, so tables keep their columns
 #: (``\u2713`` took six cells where rich had measured one); other text is escaped.
-_ASCII_MARKS = {"✓": "+", "✗": "x", "→": ">", "▶": ">", "…": ".", "–": "-", "—": "-", "▁": "_", "±": "+-", "θ": "theta"}
+_ASCII_MARKS = {"✓": "+", "✗": "x", "→": ">", "▶": ">", "…": ".", "–": "-", "—": "-", "▁": "_", "±": "+-", "θ": "theta",
+                "×": "x"}
 _ASCII_MARKS_ERRORS = "subsetctl-ascii-marks"
 
 

@@ -584,6 +584,19 @@ def test_marks_on_an_ascii_stream_take_one_column_and_other_text_is_escaped() ->
         b"\xff".decode("ascii", errors=_ASCII_MARKS_ERRORS)
 
 
+def test_plans_multiplication_sign_is_an_x_on_an_ascii_stream() -> None:
+    """plan's work lines ("4 selections \u00d7 2 seeds") printed the sign as \\xd7."""
+    import io
+
+    from subsetctl.cli import _ASCII_MARKS_ERRORS
+    from subsetctl.stages.common import steps_work
+
+    out = io.TextIOWrapper(io.BytesIO(), encoding="ascii", errors=_ASCII_MARKS_ERRORS)
+    out.write(f"4 selections \u00d7 2 seeds of {steps_work(3, 4, 2)}")
+    out.flush()
+    assert out.buffer.getvalue() == b"4 selections x 2 seeds of 3 steps of 2 x 4 examples"
+
+
 def test_a_project_path_pyarrow_cannot_open_is_a_user_error_before_any_stage(tiny_project: Path) -> None:
     """A non-ASCII project folder under LC_ALL=C (UTF-8 mode off), or one whose name has bytes
     that are not UTF-8, reads as surrogate escapes that pyarrow refuses: the data stage ran,
