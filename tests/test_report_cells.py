@@ -687,3 +687,19 @@ def test_estimates_of_real_fine_tunes_or_compared_with_verify_are_not_called_unc
         render_full_report(checked, Console(file=buffer, width=400))
         assert "did better here" in buffer.getvalue() and "verify.enabled" not in buffer.getvalue()
     assert "verify.enabled: true" in final_vs_baselines_line(final_vs_baselines(unverified), estimates_checked(unverified))
+
+
+def test_the_test_metrics_table_keeps_its_columns_on_an_ascii_stream() -> None:
+    """With several seeds its cells hold "±", which an ASCII stdout (LC_ALL=C) prints as "+-":
+    one character wider than rich measured, so the row's later columns were pushed right."""
+    from subsetctl.cli import _ASCII_MARKS_ERRORS
+
+    report = {**_report(False), "test_metrics": {label: {
+        "metric": "accuracy", "score_mean": 0.5, "score_std": 0.1, "loss_mean": 1.0, "loss_std": 0.01, "seeds": 3,
+        "n_test": 10, "macro_f1_mean": 0.4, "macro_f1_std": 0.05} for label in ("forward", "all")}}
+    out = io.TextIOWrapper(io.BytesIO(), encoding="ascii", errors=_ASCII_MARKS_ERRORS)
+    render_full_report(report, Console(file=out, width=200))
+    out.flush()
+    text = out.buffer.getvalue().decode("ascii")
+    table = text[text.index("test metrics ("):].splitlines()[1:7]
+    assert "0.500 +- 0.100" in text and len({len(line) for line in table}) == 1, "\n".join(table)

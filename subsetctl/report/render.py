@@ -169,8 +169,11 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
             t.add_column(col, overflow="fold")
         test_digits = test_loss_digits(report)
         for label, m in report["test_metrics"].items():
-            score, loss = test_metric_cells(m, test_digits)
-            t.add_row(label, m["metric"], score, *([macro_f1_cell(m)] if f1 else []), loss, str(m["seeds"]))
+            cells = [*test_metric_cells(m, test_digits), *([macro_f1_cell(m)] if f1 else [])]
+            if not _encodes(console, "±"):  # (printed as "+-", a column wider than rich measured)
+                cells = [cell.replace("±", "+-") for cell in cells]
+            score, loss, *f1_cell = cells
+            t.add_row(label, m["metric"], score, *f1_cell, loss, str(m["seeds"]))
         console.print(t)
         for warning in report.get("test_warnings", []):
             console.print(f"[yellow]test metrics: {escape(warning)}[/yellow]")
@@ -186,6 +189,16 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
                       f"{escape(_from_here(report['adapters'][final][0], root))}"
                       + (f" (+{others} more seed{'s' if others > 1 else ''})" if others else "")
                       + " [dim](report.md lists every selection's)[/dim]")
+
+
+def _encodes(console: Any, text: str) -> bool:
+    """Whether ``console``'s stream can encode ``text`` (not in an ASCII locale, where the
+    CLI prints a mark it cannot encode as ASCII: see cli._ASCII_MARKS)."""
+    try:
+        text.encode(console.encoding)
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
 
 
 def _print_warnings(console: Any, name: str, lines: list[str], shown: int, stale_note: str | None) -> None:
