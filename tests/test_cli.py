@@ -344,6 +344,11 @@ def test_plan_says_how_much_work_each_stage_to_run_is(jsonl_project: Path, monke
     assert ("finetune: up to 9 fine-tunes (3 selections × 3 seeds; alike picks are trained once) of 40 steps "
             "of 8 examples; those in the cache are reused") in lines  # random_ensemble + all + target_only
     assert "search: 1 strategy, estimates on the CPU (fast)" in lines
+    # calibration choosing the estimator (verify on): it may not be estimate.estimator
+    chooses = CliRunner().invoke(main, [*args, "calibrate.estimators=[linear_sgd, fast]", "verify.k=8"]).output
+    assert "search: 1 strategy, estimates on the CPU (fast or linear_sgd, as calibrate chooses)" in chooses, chooses
+    too_few = CliRunner().invoke(main, [*args, "calibrate.estimators=[linear_sgd]"]).output  # k=3: no calibration
+    assert "search: 1 strategy, estimates on the CPU (fast)" in [line.strip() for line in too_few.splitlines()], too_few
     statuses = {s["stage"]: s for s in json.loads(CliRunner().invoke(main, [*args, "--format", "json"]).stdout)}
     assert statuses["gradients"]["work"].startswith("one gradient per example of the target and the 2 sources")
     assert statuses["report"]["work"] is None

@@ -26,7 +26,7 @@ from subsetctl import pipeline
 from subsetctl.pipeline import Stage, StageContext
 from subsetctl.project import Project, atomic_write_json, fingerprint, touch
 from subsetctl.reporter import AboutThisRun, ShownInResults
-from subsetctl.spec import Spec, fingerprint_dump
+from subsetctl.spec import MIN_CALIBRATION_K, Spec, fingerprint_dump
 from subsetctl.stages import common
 from subsetctl.stages.calibrate import read_calibration
 from subsetctl.stages.features import (
@@ -359,9 +359,19 @@ class SearchStage(Stage):
     description = "estimate subsets and run the search strategies"
 
     def work(self, spec: Spec) -> str:
+        """The strategies, and the estimator: one that fine-tunes for real (true_finetune, a
+        plugin's), or those calibration chooses among (:func:`estimator_name`)."""
+        from subsetctl.registry import fine_tunes_for_real
+
         n = len(spec.search.strategies)
-        how = ("each estimate a real fine-tune from theta* (true_finetune)" if spec.estimate.estimator == "true_finetune"
-               else f"estimates on the CPU ({spec.estimate.estimator})")
+        if fine_tunes_for_real(spec.estimate.estimator):
+            how = f"each estimate a real fine-tune from theta* ({spec.estimate.estimator})"
+        else:  # (calibrate.estimators: with enough verify fine-tunes, calibration may choose another)
+            chooses = (spec.verify.enabled and spec.calibrate.enabled
+                       and min(spec.verify.k, 2 ** min(len(spec.sources), 30)) >= MIN_CALIBRATION_K)
+            extra = spec.calibrate.estimators if chooses else []
+            names = list(dict.fromkeys([spec.estimate.estimator, *extra]))
+            how = f"estimates on the CPU ({' or '.join(names)}{', as calibrate chooses' if len(names) > 1 else ''})"
         return f"{n} strateg{'ies' if n > 1 else 'y'}, {how}"
     after = ("gradients", "calibrate")
     memory_keys = ("executor.n_jobs", "executor.batch_size")
