@@ -703,3 +703,16 @@ def test_the_test_metrics_table_keeps_its_columns_on_an_ascii_stream() -> None:
     text = out.buffer.getvalue().decode("ascii")
     table = text[text.index("test metrics ("):].splitlines()[1:7]
     assert "0.500 +- 0.100" in text and len({len(line) for line in table}) == 1, "\n".join(table)
+
+
+def test_the_final_pick_line_escapes_a_labels_underscores_in_markdown() -> None:
+    """The tables write a label through md_name; the line under the test metrics did not, so
+    a final pick labelled x._y_ read as x.*y* (italics) in report.md."""
+    from subsetctl.report.cells import final_vs_baselines
+
+    report = {**_report(False), "final": "x._y_"}
+    report["strategies"] = {"x._y_": report["strategies"]["forward"]}
+    report["test_metrics"] = _test_metrics({"x._y_": 0.1, "target_only": 0.5}, {"x._y_": 1.0, "target_only": 1.0})
+    report["final_vs_baselines"] = final_vs_baselines(report)
+    line = next(line for line in render_markdown(report, {}).splitlines() if line.startswith("> On the test split"))
+    assert "x.\\_y\\_ 0.1, target_only 0.5. The final pick (x.\\_y\\_) scores below target_only" in line, line

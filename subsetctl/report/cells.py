@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 
@@ -312,25 +313,27 @@ def estimates_checked(report: dict[str, Any]) -> bool:
                 or ("lam" in calibration and calibration["lam"] is None))
 
 
-def final_vs_baselines_line(comparison: dict[str, Any] | None, calibrated: bool) -> str | None:
+def final_vs_baselines_line(comparison: dict[str, Any] | None, calibrated: bool,
+                            name: Callable[[str], str] = str) -> str | None:
     """The sentence for :func:`final_vs_baselines`' comparison (None for none): the scores,
     and when the pick scored below a baseline, what to make of it (one seed and a small
     test split make a gap noisy; estimates never checked against real fine-tunes, not
-    ``calibrated`` (:func:`estimates_checked`), may rank subsets wrongly)."""
+    ``calibrated`` (:func:`estimates_checked`), may rank subsets wrongly). ``name`` writes
+    a selection's label (Markdown's escapes its underscores, as the tables' do)."""
     if not comparison:
         return None
     final, scores, losses = comparison["final"], comparison["scores"], comparison["losses"]
     shown = [final, *(b for b in _BASELINES if b in scores and b != final)]  # (report.json sorts the keys)
-    figures = ", ".join(f"{label} {fmt(float(scores[label]), 3)}" for label in shown)
+    figures = ", ".join(f"{name(label)} {fmt(float(scores[label]), 3)}" for label in shown)
     test = f"{comparison['n_test']} test examples, " if comparison.get("n_test") else ""
     seeds = comparison["seeds"]
     line = (f"On the test split ({test}{seeds} seed{'s' if seeds > 1 else ''} each), {comparison['metric']}: "
             f"{figures}")
     below = comparison["below"]
     if not below:
-        return line + f". The final pick ({final}) scores at least as well as the baselines."
+        return line + f". The final pick ({name(final)}) scores at least as well as the baselines."
     alone = {"target_only": "fine-tuning on the target alone", "all": "fine-tuning on every source"}
-    line += (f". The final pick ({final}) scores below {' and '.join(below)}: "
+    line += (f". The final pick ({name(final)}) scores below {' and '.join(map(name, below))}: "
              f"{' and '.join(alone[b] for b in below)} did better here")
     if all(isinstance(losses.get(b), float) and isinstance(losses.get(final), float)
            and losses[b] > losses[final] for b in below):

@@ -131,7 +131,7 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
             lines.append(f"| {md_name(label)} | {m['metric']} | {score} |{f1_cell} {loss} | {m['seeds']} |")
         for w in report.get("test_warnings", []):
             lines.append(f"\n> {md_text(w)}")
-        verdict = final_vs_baselines_line(report.get("final_vs_baselines"), estimates_checked(report))
+        verdict = final_vs_baselines_line(report.get("final_vs_baselines"), estimates_checked(report), md_name)
         if verdict:
             lines.append(f"\n> {md_text(verdict)}")
         lines.append("")
