@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import os
+import stat
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -269,6 +270,16 @@ class StageStatus:
     def to_dict(self) -> dict[str, Any]:
         return {"stage": self.name, "state": self.state, "reasons": self.reasons, "will_run": self.will_run,
                 "conditional": self.conditional, "put_back": self.put_back, "work": self.work}
+
+
+def _folder_identity(folder: Path) -> tuple[int, int] | None:
+    """``folder``'s device and inode (the same while it is not deleted and made anew); None
+    when it is not a folder there."""
+    try:
+        st = folder.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
 
 
 def _same_model_folder_as_recorded(inputs: dict[str, Any], manifest: dict[str, Any]) -> str | None:
@@ -1131,13 +1142,16 @@ class Pipeline:
         settings = {key: value for key in stage.memory_settings(self.spec) if (value := _dig(dumped, key)) is not None}
         return out_of_memory_error(exc, stage.name, settings)
 
-    def _project_gone(self, stage: Stage) -> UserError | None:
+    def _project_gone(self, stage: Stage, before: tuple[int, int] | None) -> UserError | None:
         """The user error for the project's state folder gone while ``stage`` ran (the project
-        deleted, moved or its disk unmounted); None while it is there. The stage then failed
-        on a missing file with advice to re-run an upstream stage, or, when it finished,
-        its results' writes made the folders anew and it was recorded as done in a
-        project holding nothing else."""
-        if self.project.state_dir.is_dir():
+        deleted, moved or its disk unmounted); None while the folder it had when it started
+        (``before``, :func:`_folder_identity`) is there. The stage then failed on a missing
+        file with advice to re-run an upstream stage, or, when it finished, its results'
+        writes made the folders anew and it was recorded as done in a project holding
+        nothing else. A write after the deletion makes the folder anew: another folder,
+        gone as much."""
+        now = _folder_identity(self.project.state_dir)
+        if now is not None and (before is None or now == before):
             return None
         return UserError(
             f"Stage {stage.name}: the project's state folder {self.project.state_dir} is gone while it ran (the "
@@ -1165,12 +1179,13 @@ class Pipeline:
         if on_stage:
             on_stage(stage.name, stage.description)
         start = time.perf_counter()
+        state_folder = _folder_identity(self.project.state_dir)
         recorder = StageWarnings(self.reporter)  # what it warns of goes into its manifest: the report shows it
         ctx = StageContext(self.spec, self.project, recorder, out_dir, options)
         try:
             summary = stage.run(ctx)
         except Exception as exc:  # (torch's OutOfMemoryError is a RuntimeError)
-            if (gone := self._project_gone(stage)) is not None:  # whatever failed for want of its files
+            if (gone := self._project_gone(stage, state_folder)) is not None:  # whatever failed for want of its files
                 raise gone from exc
             out_of_memory = (self._out_of_memory(stage, exc) if isinstance(exc, (OSError, MemoryError, RuntimeError))
                              else None)
@@ -1180,7 +1195,7 @@ class Pipeline:
                 exc.add_note(f"stage {stage.name}, under {out_dir}")
             raise
         seconds = time.perf_counter() - start
-        if (gone := self._project_gone(stage)) is not None:  # writing its results would make the folder anew
+        if (gone := self._project_gone(stage, state_folder)) is not None:  # writing its results would make the folder anew
             raise gone
         if summary.get("incomplete"):
             return None  # e.g. one shard of the gradients: nothing to commit yet
