@@ -627,8 +627,14 @@ def report(directory: Path | None, fmt: str, all_sources: bool) -> None:
         path = project.root / "report.md"
         current = ("report" in data["stages"] and "report" not in data["outdated"] and not data["damaged"]
                    and path.is_file())
-        # report.md as written (with its plots) when current; else the same content from the stages
-        text = path.read_text(encoding="utf-8") if current else render_markdown(data["report"], {})
+        # report.md as written (with its plots) when current; else, or when an edit left it no
+        # UTF-8 text (it is the user's file), the same content from the stages
+        text = None
+        if current:
+            with contextlib.suppress(UnicodeDecodeError):
+                text = path.read_text(encoding="utf-8")
+        if text is None:
+            text = render_markdown(data["report"], {})
         note = outdated_note(data)
         quoted = "\n".join(f"> {line}" for line in note.splitlines()) if note else ""
         click.echo(text + (f"\n{quoted}\n" if note else ""))

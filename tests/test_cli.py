@@ -998,3 +998,19 @@ def test_a_platform_without_posix_file_locks_is_told_to_use_wsl(monkeypatch: pyt
     assert "subsetctl runs on Linux and macOS: it locks the project folder and its caches with POSIX file locks" in text
     assert "run it under WSL" in text and "internal error" not in text
     assert CliRunner().invoke(main, ["--version"]).exit_code == 0
+
+
+def test_report_markdown_of_a_report_md_edited_into_other_bytes_shows_the_report(jsonl_project: Path,
+                                                                              monkeypatch) -> None:
+    """report.md is the user's file: saved in Latin-1 by an editor, `report --format markdown`
+    stopped with an internal error (UnicodeDecodeError); it shows the report from the stages."""
+    from subsetctl.report import terminal
+
+    current = {"project": str(jsonl_project), "stages": {"report": {}}, "outdated": [], "damaged": [],
+               "report": {"project": "t", "stages": {}}}
+    monkeypatch.setattr(terminal, "load_report_data", lambda root, overrides=None: current)
+    (jsonl_project / "report.md").write_bytes("# my notes: caf\u00e9\n".encode("latin-1"))
+    result = CliRunner().invoke(main, ["report", str(jsonl_project), "--format", "markdown"])
+    assert result.exit_code == 0 and result.output.startswith("# subsetctl report"), result.output
+    (jsonl_project / "report.md").write_text("# edited\n", encoding="utf-8")  # a UTF-8 edit is shown as it is
+    assert CliRunner().invoke(main, ["report", str(jsonl_project), "--format", "markdown"]).output == "# edited\n\n"
