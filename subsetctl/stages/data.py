@@ -18,9 +18,6 @@ DATA_WARNINGS_LIVE = 20
 class DataStage(Stage):
     name = "data"
     description = "load, shuffle and split the target and the sources"
-
-    def work(self, spec: Spec) -> str:
-        return f"the target and {len(spec.sources)} sources (those prepared before as they are now are reused)"
     after = ()
     # not "plugins": what a plugin can change here is a loader's code, which extra_inputs holds
     # (adding a strategy or estimator plugin re-ran this stage, every source reused)
@@ -28,6 +25,9 @@ class DataStage(Stage):
     spec_keys_no_longer_read = ("plugins",)  # a data stage recorded with them stays up to date
     inputs_rechecked = True  # files read source by source, for minutes: one may be edited meanwhile
     partial_work_keyed = True  # each source's folder records the key it was prepared from (.source.json)
+
+    def work(self, spec: Spec) -> str:
+        return f"the target and {len(spec.sources)} sources (those prepared before as they are now are reused)"
 
     def spec_slice(self, spec: Spec) -> dict[str, Any]:
         """The spec slice, with each ``loader.label_field`` a causal LM's loaders do not read

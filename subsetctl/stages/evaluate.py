@@ -62,10 +62,6 @@ def result_cache_keys(ctx: StageContext, runs: list[str]) -> dict[str, list[str]
 class EvaluateStage(common.ModelStage):
     name = "evaluate"
     description = "test-split metrics of every fine-tuned selection"
-
-    def work(self, spec: Spec) -> str:
-        generate = "" if spec.model.kind == "classifier" else f", generating up to {spec.evaluate.max_new_tokens} tokens"
-        return f"the target's test split through each fine-tuned adapter{generate}; those in the cache are reused"
     after = ("data", "finetune")
     memory_keys = ("evaluate.batch_size", "evaluate.max_new_tokens", "model.max_length")
     spec_keys = ("model", "evaluate")
@@ -73,6 +69,10 @@ class EvaluateStage(common.ModelStage):
     describes_only = (common.PROVENANCE,)
 
     switch = "finetune.enabled"
+
+    def work(self, spec: Spec) -> str:
+        generate = "" if spec.model.kind == "classifier" else f", generating up to {spec.evaluate.max_new_tokens} tokens"
+        return f"the target's test split through each fine-tuned adapter{generate}; those in the cache are reused"
 
     def enabled(self, spec: Any) -> bool:
         return bool(spec.finetune.enabled)

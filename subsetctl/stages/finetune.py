@@ -262,13 +262,6 @@ def _warn_if_diverged(ctx: StageContext, job: dict[str, Any], record: dict[str, 
 class FinetuneStage(common.ModelStage):
     name = "finetune"
     description = "fine-tune the base model on each selection and baseline"
-
-    def work(self, spec: Spec) -> str:
-        f = spec.finetune
-        selections = len(spec.search.strategies) + len(f.baselines)
-        seeds = f" × {f.seeds} seeds" if f.seeds > 1 else ""
-        return (f"up to {selections * f.seeds} fine-tunes ({selections} selections{seeds}; alike picks are trained "
-                f"once) of {common.steps_work(f.steps, f.batch_size, f.grad_accum)}; those in the cache are reused")
     after = ("data", "search")
     memory_keys = ("finetune.batch_size", "model.max_length")
     spec_keys = ("project.seed", "model", "finetune")
@@ -280,6 +273,13 @@ class FinetuneStage(common.ModelStage):
                       common.PROVENANCE)
 
     switch = "finetune.enabled"
+
+    def work(self, spec: Spec) -> str:
+        f = spec.finetune
+        selections = len(spec.search.strategies) + len(f.baselines)
+        seeds = f" × {f.seeds} seeds" if f.seeds > 1 else ""
+        return (f"up to {selections * f.seeds} fine-tunes ({selections} selections{seeds}; alike picks are trained "
+                f"once) of {common.steps_work(f.steps, f.batch_size, f.grad_accum)}; those in the cache are reused")
 
     def enabled(self, spec: Any) -> bool:
         return bool(spec.finetune.enabled)

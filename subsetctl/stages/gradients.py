@@ -100,15 +100,15 @@ class BatchMaker:
 class GradientsStage(common.ModelStage):
     name = "gradients"
     description = "per-example f and projected gradients at theta*"
-
-    def work(self, spec: Spec) -> str:
-        return (f"one gradient per example of the target and the {len(spec.sources)} sources, in batches of "
-                f"{spec.gradients.batch_size}, projected to d = {spec.gradients.d}")
     after = ("data", "meta_init")
     #: the shards merged and the library versions their `run --shard` computed them with
     describes_only = (common.PROVENANCE,)
     memory_keys = ("gradients.batch_size", "model.max_length", "gradients.memory_budget_mb")
     spec_keys = ("project.seed", "model", "gradients")
+
+    def work(self, spec: Spec) -> str:
+        return (f"one gradient per example of the target and the {len(spec.sources)} sources, in batches of "
+                f"{spec.gradients.batch_size}, projected to d = {spec.gradients.d}")
 
     def extra_inputs(self, spec: Spec, project: Project) -> dict[str, Any]:
         """The model folder's files, and the file of a plugin projector."""

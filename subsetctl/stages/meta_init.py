@@ -23,13 +23,13 @@ class MetaInitStage(common.ModelStage):
     # must not re-run the gradients, verify's fine-tunes and the real-fine-tune estimates
     describes_only = ("adapter/adapter_config.json", "adapter/README.md")
     description = "multitask LoRA on target + all sources (theta*)"
+    after = ("data",)
+    memory_keys = ("meta_init.batch_size", "model.max_length")
+    spec_keys = ("project.seed", "model", "meta_init")
 
     def work(self, spec: Spec) -> str:
         m = spec.meta_init
         return common.steps_work(m.steps, m.batch_size, m.grad_accum)
-    after = ("data",)
-    memory_keys = ("meta_init.batch_size", "model.max_length")
-    spec_keys = ("project.seed", "model", "meta_init")
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         from subsetctl.modeling.lora import adapter_fingerprint, count_trainable

@@ -357,6 +357,16 @@ class SearchStage(Stage):
 
     name = "search"
     description = "estimate subsets and run the search strategies"
+    after = ("gradients", "calibrate")
+    memory_keys = ("executor.n_jobs", "executor.batch_size")
+    # not "executor": every backend gives the same estimates (only how fast)
+    # verify's budget: what linear_sgd simulates by default (true_finetune's: extra_inputs)
+    # not "plugins": the code of the plugin estimators and strategies it uses is among its
+    # inputs (extra_inputs), so a plugin for another stage, or one not used, re-runs nothing
+    spec_keys = ("project.seed", "estimate", "search", *SIMULATED_FINETUNE_KEYS)
+    spec_keys_no_longer_read = ("plugins",)  # a search recorded with them stays up to date
+    # how many estimates came from the cache, computed with which library versions: not a result
+    describes_only = (common.PROVENANCE,)
 
     def work(self, spec: Spec) -> str:
         """The strategies, and the estimator: one that fine-tunes for real (true_finetune, a
@@ -373,16 +383,6 @@ class SearchStage(Stage):
             names = list(dict.fromkeys([spec.estimate.estimator, *extra]))
             how = f"estimates on the CPU ({' or '.join(names)}{', as calibrate chooses' if len(names) > 1 else ''})"
         return f"{n} strateg{'ies' if n > 1 else 'y'}, {how}"
-    after = ("gradients", "calibrate")
-    memory_keys = ("executor.n_jobs", "executor.batch_size")
-    # not "executor": every backend gives the same estimates (only how fast)
-    # verify's budget: what linear_sgd simulates by default (true_finetune's: extra_inputs)
-    # not "plugins": the code of the plugin estimators and strategies it uses is among its
-    # inputs (extra_inputs), so a plugin for another stage, or one not used, re-runs nothing
-    spec_keys = ("project.seed", "estimate", "search", *SIMULATED_FINETUNE_KEYS)
-    spec_keys_no_longer_read = ("plugins",)  # a search recorded with them stays up to date
-    # how many estimates came from the cache, computed with which library versions: not a result
-    describes_only = (common.PROVENANCE,)
 
     def memory_settings(self, spec: Spec) -> tuple[str, ...]:
         """A model-backed estimator (true_finetune) fine-tunes in this process, one subset at

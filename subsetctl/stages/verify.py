@@ -78,14 +78,6 @@ class VerifyStage(common.ModelStage):
     name = "verify"
     scratch = ("work",)  # the real fine-tune under way
     description = "real fine-tunes of k random subsets from theta*"
-
-    def work(self, spec: Spec) -> str:
-        v = spec.verify
-        k = min(v.k, 2 ** min(len(spec.sources), 30))  # no more than the distinct subsets (validate warns)
-        runs = k * len(v.kinds) * v.repeats
-        return (f"up to {runs} real fine-tunes ({k} subsets × {len(v.kinds)} kind{'s' if len(v.kinds) > 1 else ''}"
-                f"{f' × {v.repeats} repeats' if v.repeats > 1 else ''}) of {common.steps_work(v.steps, v.batch_size)}; "
-                "those in the cache are reused")
     after = ("data", "meta_init")
     memory_keys = ("verify.batch_size", "model.max_length")
     # not meta_init's optimizer settings: a real fine-tune takes only its schedule from them
@@ -95,6 +87,14 @@ class VerifyStage(common.ModelStage):
     describes_only = (common.PROVENANCE,)
 
     switch = "verify.enabled"
+
+    def work(self, spec: Spec) -> str:
+        v = spec.verify
+        k = min(v.k, 2 ** min(len(spec.sources), 30))  # no more than the distinct subsets (validate warns)
+        runs = k * len(v.kinds) * v.repeats
+        return (f"up to {runs} real fine-tunes ({k} subsets × {len(v.kinds)} kind{'s' if len(v.kinds) > 1 else ''}"
+                f"{f' × {v.repeats} repeats' if v.repeats > 1 else ''}) of {common.steps_work(v.steps, v.batch_size)}; "
+                "those in the cache are reused")
 
     def enabled(self, spec: Any) -> bool:
         return bool(spec.verify.enabled)
