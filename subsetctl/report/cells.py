@@ -331,7 +331,9 @@ def final_vs_baselines_line(comparison: dict[str, Any] | None, calibrated: bool,
             f"{figures}")
     below = comparison["below"]
     if not below:
-        return line + f". The final pick ({name(final)}) scores at least as well as the baselines."
+        others = shown[1:]
+        return (line + f". The final pick ({name(final)}) scores at least as well as "
+                + (f"the baseline {name(others[0])}." if len(others) == 1 else "both baselines."))
     alone = {"target_only": "fine-tuning on the target alone", "all": "fine-tuning on every source"}
     line += (f". The final pick ({name(final)}) scores below {' and '.join(map(name, below))}: "
              f"{' and '.join(alone[b] for b in below)} did better here")
