@@ -336,16 +336,13 @@ def unreachable_hub_ids(spec: Spec, spec_dir: Path) -> list[tuple[tuple[Any, ...
     does not hold, when the hub cannot be reached: ``(key, message)`` pairs. The network
     is probed only when there is such an id (a TCP connect, at most 3 s)."""
     from subsetctl.data.checks import uncached_hub_datasets
-    from subsetctl.hub import hub_reachable, model_cached, unreachable_reason
-    from subsetctl.modeling.resolve import classify_model_source, model_location
+    from subsetctl.hub import hub_reachable, unreachable_reason
+    from subsetctl.modeling.resolve import uncached_hub_model
 
     needed: list[tuple[tuple[Any, ...], str, str]] = []
-    try:
-        location = model_location(spec.model.source, spec_dir)
-        if classify_model_source(location) == "hub" and not model_cached(location):
-            needed.append((("model", "source"), location, "model"))
-    except UserError:  # not a model source at all: check_model_folder says so
-        pass
+    model = uncached_hub_model(spec.model.source, spec_dir)
+    if model is not None:
+        needed.append((("model", "source"), model, "model"))
     needed += [(loc, path, "dataset") for loc, path in uncached_hub_datasets(spec, spec_dir)]
     if not needed or hub_reachable():
         return []

@@ -256,16 +256,9 @@ def check_hub_cache(spec: Any, spec_dir: Path) -> Check | None:
     import huggingface_hub.constants as hub_constants
 
     from subsetctl.data.checks import uncached_hub_datasets
-    from subsetctl.errors import UserError
-    from subsetctl.hub import model_cached
-    from subsetctl.modeling.resolve import classify_model_source, model_location
+    from subsetctl.modeling.resolve import uncached_hub_model
 
-    try:
-        location = model_location(spec.model.source, spec_dir)
-        model = classify_model_source(location) == "hub" and not model_cached(location)
-    except UserError:  # not a model source at all: validate says so
-        model = False
-    if not model and not uncached_hub_datasets(spec, spec_dir):
+    if uncached_hub_model(spec.model.source, spec_dir) is None and not uncached_hub_datasets(spec, spec_dir):
         return None
     return _cache_check("hub cache", Path(hub_constants.HF_HUB_CACHE), "the hub ids' downloads",
                         "The hub ids the spec names that are not cached yet are downloaded there: set HF_HUB_CACHE "

@@ -459,6 +459,19 @@ def model_location(source: str, spec_dir: Path | None) -> str:
     return source
 
 
+def uncached_hub_model(source: str, spec_dir: Path | None) -> str | None:
+    """The hub id ``model.source`` names when the local Hugging Face cache does not hold it
+    (loading it downloads it); None for a packaged model, a local folder, a cached hub id,
+    or no model source at all (:func:`check_model_folder` says so)."""
+    try:
+        location = model_location(source, spec_dir)
+        if classify_model_source(location) == "hub" and not model_cached(location):
+            return location
+    except UserError:
+        pass
+    return None
+
+
 def adapter_base_model_name(source: str, spec_dir: Path | None) -> str:
     """The base model a saved adapter names (its adapter_config.json's
     ``base_model_name_or_path``): ``model.source`` as the spec names it, so that a copied
