@@ -84,25 +84,25 @@ def test_the_final_pick_below_a_baseline_on_test_is_said_with_what_to_make_of_it
         {"all": 0.0, "forward": 0.0, "target_only": 0.2}, {"all": 1.5, "forward": 1.5, "target_only": 1.2})}
     comparison = final_vs_baselines(report)
     assert comparison is not None and comparison["below"] == ["target_only"] and comparison["seeds"] == 1
-    line = final_vs_baselines_line(comparison, calibrated=False)
+    line = final_vs_baselines_line(comparison, checked=False)
     assert line.startswith("On the test split (10 test examples, 1 seed each), exact_match: forward 0, "
                            "target_only 0.2, all 0. The final pick (forward) scores below target_only: "
                            "fine-tuning on the target alone did better here; with one seed"), line
     assert "verify.enabled: true" in line and "test loss is lower" not in line
     report["test_metrics"] = _test_metrics({"forward": 0.3, "target_only": 0.2, "all": 0.3},
                                            {"forward": 1.1, "target_only": 1.2, "all": 1.0}, seeds=3)
-    line = final_vs_baselines_line(final_vs_baselines(report), calibrated=True)
+    line = final_vs_baselines_line(final_vs_baselines(report), checked=True)
     assert line.endswith("at least as well as both baselines."), line
     one = {**report, "test_metrics": {k: v for k, v in report["test_metrics"].items() if k != "all"}}
-    assert final_vs_baselines_line(final_vs_baselines(one), calibrated=True).endswith(
+    assert final_vs_baselines_line(final_vs_baselines(one), checked=True).endswith(
         "at least as well as the baseline target_only.")  # one baseline fine-tuned: named, not "the baselines"
     report["test_metrics"]["target_only"]["score_mean"] = 0.4  # higher score, higher loss: said both
-    line = final_vs_baselines_line(final_vs_baselines(report), calibrated=True)
+    line = final_vs_baselines_line(final_vs_baselines(report), checked=True)
     assert line.endswith("did better here by this metric, though the pick's test loss is lower."), line
     assert "one seed" not in line and "verify" not in line
     # shown in both renderings, from report.json's content (this report is not calibrated)
     report["final_vs_baselines"] = final_vs_baselines(report)
-    line = final_vs_baselines_line(report["final_vs_baselines"], calibrated=estimates_checked(report))
+    line = final_vs_baselines_line(report["final_vs_baselines"], checked=estimates_checked(report))
     assert f"> {line}" in render_markdown(report, {}).replace("\\", "")
     buffer = io.StringIO()
     render_full_report(report, Console(file=buffer, width=400))
@@ -666,7 +666,7 @@ def test_a_strategy_labelled_like_a_baseline_is_not_compared_as_that_baseline() 
                                            {"forward": 1.0, "target_only": 1.0, "all": 1.0})
     comparison = final_vs_baselines(report)
     assert comparison is not None and comparison["below"] == [] and set(comparison["scores"]) == {"forward", "all"}
-    assert "target alone" not in final_vs_baselines_line(comparison, calibrated=False)
+    assert "target alone" not in final_vs_baselines_line(comparison, checked=False)
     del report["test_metrics"]["all"]  # the strategy alone left: nothing to compare with
     assert final_vs_baselines(report) is None
 

@@ -313,12 +313,12 @@ def estimates_checked(report: dict[str, Any]) -> bool:
                 or ("lam" in calibration and calibration["lam"] is None))
 
 
-def final_vs_baselines_line(comparison: dict[str, Any] | None, calibrated: bool,
+def final_vs_baselines_line(comparison: dict[str, Any] | None, checked: bool,
                             name: Callable[[str], str] = str) -> str | None:
     """The sentence for :func:`final_vs_baselines`' comparison (None for none): the scores,
     and when the pick scored below a baseline, what to make of it (one seed and a small
     test split make a gap noisy; estimates never checked against real fine-tunes, not
-    ``calibrated`` (:func:`estimates_checked`), may rank subsets wrongly). ``name`` writes
+    ``checked`` (:func:`estimates_checked`), may rank subsets wrongly). ``name`` writes
     a selection's label (Markdown's escapes its underscores, as the tables' do)."""
     if not comparison:
         return None
@@ -343,7 +343,7 @@ def final_vs_baselines_line(comparison: dict[str, Any] | None, calibrated: bool,
     advice = []
     if seeds == 1:
         advice.append("with one seed a gap this size may be noise (finetune.seeds repeats each fine-tune)")
-    if not calibrated:
+    if not checked:
         advice.append("the estimates were not checked against real fine-tunes (verify.enabled: true runs "
                       "verify.k of them and calibrates the estimates)")
     return line + (f"; {'; '.join(advice)}." if advice else ".")
