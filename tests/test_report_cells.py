@@ -655,6 +655,33 @@ def test_the_terminal_shows_the_scores_with_the_digits_report_md_shows() -> None
     assert "0.1235 ✓" in text and "-2.346e-05" in text
 
 
+def test_a_gap_within_the_seed_to_seed_spread_is_said_to_be_one() -> None:
+    """With finetune.seeds > 1 the line compared the mean scores alone: a pick 0.02 below a
+    baseline whose scores varied by 0.1 between seeds read as "did better here"."""
+    from subsetctl.report.cells import final_vs_baselines, final_vs_baselines_line
+
+    report = {**_report(False), "test_metrics": _test_metrics(
+        {"forward": 0.30, "target_only": 0.32, "all": 0.10}, {"forward": 1.0, "target_only": 1.0, "all": 1.0}, seeds=3)}
+    for label, std in (("forward", 0.1), ("target_only", 0.1), ("all", 0.01)):
+        report["test_metrics"][label]["score_std"] = std
+    line = final_vs_baselines_line(final_vs_baselines(report), checked=True)
+    # 0.02 < 2 * sqrt((0.1**2 + 0.1**2) / 2) = 0.2: noise; 0.2 above all, beyond 2 * sqrt(0.0101 / 2) = 0.14
+    assert ("scores below target_only: fine-tuning on the target alone did better here; the gap to "
+            "target_only is within the seed-to-seed spread (under twice its standard error over the 3 seeds), "
+            "so not a clear difference.") in line, line
+    report["test_metrics"]["target_only"]["score_mean"] = 0.29  # above both now, one of them within the spread
+    line = final_vs_baselines_line(final_vs_baselines(report), checked=True)
+    assert line.endswith("at least as well as both baselines; the gap to target_only is within the seed-to-seed "
+                         "spread (under twice its standard error over the 3 seeds), so not a clear difference."), line
+    report["test_metrics"]["target_only"]["score_std"] = 0.001  # tight seeds: 0.01 gap beyond 2 * 0.0707
+    report["test_metrics"]["forward"]["score_std"] = 0.001
+    assert "spread" not in final_vs_baselines_line(final_vs_baselines(report), checked=True)
+    # a report.json written before the stds were recorded: the line as before
+    comparison = final_vs_baselines(report)
+    del comparison["stds"]
+    assert "spread" not in final_vs_baselines_line(comparison, checked=True)
+
+
 def test_a_strategy_labelled_like_a_baseline_is_not_compared_as_that_baseline() -> None:
     """finetune.baselines: [all] leaves the label target_only free for a strategy; the
     comparison took its score for fine-tuning on the target alone."""

@@ -276,7 +276,8 @@ _BASELINES = ("target_only", "all")
 
 def final_vs_baselines(report: dict[str, Any]) -> dict[str, Any] | None:
     """The final pick's test score beside the baselines' (target_only, all): {final, metric,
-    scores (selection -> mean score), losses (-> mean test loss), seeds (fewest of any),
+    scores (selection -> mean score), stds (-> the score's std over seeds, None for one
+    seed), losses (-> mean test loss), seeds (fewest of any),
     n_test, below (the baselines scoring higher than the pick)}; None without test metrics
     of the pick and a baseline other than it. The test metrics table holds the figures;
     this says in a line whether the selection paid off, which the table leaves to the reader
@@ -297,11 +298,26 @@ def final_vs_baselines(report: dict[str, Any]) -> dict[str, Any] | None:
         return None
     return {
         "final": final, "metric": metrics[final].get("metric"), "scores": scores,
+        "stds": {label: metrics[label].get("score_std") for label in shown},
         "losses": {label: metrics[label].get("loss_mean") for label in shown},
         "seeds": min(int(metrics[label].get("seeds") or 1) for label in shown),
         "n_test": metrics[final].get("n_test"),
         "below": [b for b in baselines if scores[b] > scores[final]],
     }
+
+
+def _within_seed_noise(comparison: dict[str, Any], baseline: str) -> bool:
+    """Whether the pick's gap to ``baseline`` is within twice the standard error of the
+    difference of their mean scores over the seeds (each std is over the seeds, ddof 0, so the
+    variance of a mean is std**2 / (seeds - 1)): a gap that seed-to-seed variation alone makes
+    likely. False with one seed (no spread known) or without the stds (a report.json written
+    before they were recorded)."""
+    stds, seeds = comparison.get("stds") or {}, comparison["seeds"]
+    final_std, baseline_std = stds.get(comparison["final"]), stds.get(baseline)
+    if seeds < 2 or not all(isinstance(s, (int, float)) and math.isfinite(s) for s in (final_std, baseline_std)):
+        return False
+    gap = abs(float(comparison["scores"][baseline]) - float(comparison["scores"][comparison["final"]]))
+    return gap <= 2.0 * math.sqrt((final_std**2 + baseline_std**2) / (seeds - 1))
 
 
 def estimates_checked(report: dict[str, Any]) -> bool:
@@ -318,7 +334,9 @@ def final_vs_baselines_line(comparison: dict[str, Any] | None, checked: bool,
     """The sentence for :func:`final_vs_baselines`' comparison (None for none): the scores,
     and when the pick scored below a baseline, what to make of it (one seed and a small
     test split make a gap noisy; estimates never checked against real fine-tunes, not
-    ``checked`` (:func:`estimates_checked`), may rank subsets wrongly). ``name`` writes
+    ``checked`` (:func:`estimates_checked`), may rank subsets wrongly). With several seeds,
+    a gap within the seed-to-seed spread (:func:`_within_seed_noise`) is said to be one,
+    above or below: the means alone read as a difference. ``name`` writes
     a selection's label (Markdown's escapes its underscores, as the tables' do)."""
     if not comparison:
         return None
@@ -330,17 +348,21 @@ def final_vs_baselines_line(comparison: dict[str, Any] | None, checked: bool,
     line = (f"On the test split ({test}{seeds} seed{'s' if seeds > 1 else ''} each), {comparison['metric']}: "
             f"{figures}")
     below = comparison["below"]
+    noisy = [b for b in shown[1:] if _within_seed_noise(comparison, b)]
+    spread = (f"the gap to {' and '.join(map(name, noisy))} is within the seed-to-seed spread "
+              f"(under twice its standard error over the {seeds} seeds), so not a clear difference")
     if not below:
         others = shown[1:]
         return (line + f". The final pick ({name(final)}) scores at least as well as "
-                + (f"the baseline {name(others[0])}." if len(others) == 1 else "both baselines."))
+                + (f"the baseline {name(others[0])}" if len(others) == 1 else "both baselines")
+                + (f"; {spread}." if noisy else "."))
     alone = {"target_only": "fine-tuning on the target alone", "all": "fine-tuning on every source"}
     line += (f". The final pick ({name(final)}) scores below {' and '.join(map(name, below))}: "
              f"{' and '.join(alone[b] for b in below)} did better here")
     if all(isinstance(losses.get(b), float) and isinstance(losses.get(final), float)
            and losses[b] > losses[final] for b in below):
         line += " by this metric, though the pick's test loss is lower"
-    advice = []
+    advice = [spread] if noisy else []
     if seeds == 1:
         advice.append("with one seed a gap this size may be noise (finetune.seeds repeats each fine-tune)")
     if not checked:
