@@ -35,7 +35,12 @@ T = TypeVar("T")
 
 def doc_summary(obj: Any) -> str:
     """The first paragraph of ``obj``'s docstring as one line for ``subsetctl ls``, with
-    Sphinx markup made plain (``:func:`name``` and double backticks become `name`)."""
+    Sphinx markup made plain (``:func:`name``` and double backticks become `name`); for an
+    object (not a class) with a ``description`` of its own, that (a packaged model's
+    docstring is its class's, the same for every model)."""
+    own = getattr(obj, "description", None)
+    if not isinstance(obj, type) and isinstance(own, str) and own.strip():
+        return " ".join(own.split())
     first = (getattr(obj, "__doc__", None) or "").strip().split("\n\n")[0]
     text = re.sub(r":[a-z]+:`~?([^`]+)`", r"`\1`", " ".join(first.split()))
     return text.replace("``", "`")
@@ -72,6 +77,9 @@ class Registry(Generic[T]):
     #: ``"module:Class"`` every plugin of this kind must subclass (checked by :meth:`get`),
     #: so a function registered as a strategy is the plugin's error, not an internal one
     base: str = ""
+    #: ``"module:Class"`` every plugin of this kind must be an instance of (checked by
+    #: :meth:`get`): plugins that are objects, not classes (packaged models)
+    instance_of: str = ""
     #: registered names that are no answer to "which one?" (the ``plugin`` loader type, which
     #: loads nothing itself): left out of the names an unknown name's error lists or suggests
     not_a_choice: tuple[str, ...] = ()
@@ -228,6 +236,8 @@ class Registry(Generic[T]):
             entry = self._entries[name]
             if self.base and entry.origin != "built-in":
                 self._check_kind(entry)
+            if self.instance_of and entry.origin != "built-in":
+                self._check_instance(entry)
             return entry.obj
         if name in self._broken:
             raise UserError(self._broken[name])
@@ -267,6 +277,27 @@ class Registry(Generic[T]):
             f"The {self.kind} {entry.name!r} ({entry.origin}) is {what}, not a subclass of {module}.{attr}: "
             f"{self.kind} plugins are classes deriving from {attr} (README → Plugins shows one). Fix the plugin."
         )
+
+    def _check_instance(self, entry: Entry[T]) -> None:
+        """Refuse a plugin that is not an instance of :attr:`instance_of`, or one whose own
+        ``name`` is not the name it is registered under (a spec naming it would find it, and
+        its cached files would be kept under the other name), saying what it is: it failed
+        later, with an AttributeError, in the stage that used it."""
+        module, _, attr = self.instance_of.partition(":")
+        expected = getattr(importlib.import_module(module), attr)
+        obj = entry.obj
+        if not isinstance(obj, expected):
+            what = f"the class {obj.__name__}" if isinstance(obj, type) else f"an instance of {type(obj).__name__}"
+            raise UserError(
+                f"The {self.kind} {entry.name!r} ({entry.origin}) is {what}, not a {module}.{attr}: {self.kind} "
+                f"plugins are {attr} objects (README → Plugins shows one). Fix the plugin."
+            )
+        own = getattr(obj, "name", entry.name)
+        if own != entry.name:
+            raise UserError(
+                f"The {self.kind} {entry.name!r} ({entry.origin}) is a {attr} named {own!r}: register it under "
+                f"its own name (or give it the name {entry.name!r}). Fix the plugin."
+            )
 
     @property
     def variable(self) -> str:
@@ -319,7 +350,8 @@ STRATEGIES: Registry[Any] = Registry(
     "strategy", "subsetctl.strategies", ("subsetctl.search.strategies",), base="subsetctl.search.base:Strategy"
 )
 PACKAGED_MODELS: Registry[Any] = Registry(
-    "packaged model", "subsetctl.models", ("subsetctl.modeling.packaged",)
+    "packaged model", "subsetctl.models", ("subsetctl.modeling.packaged",),
+    instance_of="subsetctl.modeling.packaged:PackagedModel",
 )
 
 def fine_tunes_for_real(estimator: str) -> bool:

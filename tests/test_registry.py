@@ -865,3 +865,40 @@ def test_an_installed_plugin_whose_name_a_specs_plugin_took_first_is_there_after
             assert registry.get("thing") is Local and registry.replaced() == {}
         assert registry.get("thing") is Installed
         assert registry.origin("thing") == "entry point installed_pkg:Installed"
+
+
+def test_an_installed_packaged_model_is_described_by_itself_and_checked_when_named(monkeypatch) -> None:
+    """An entry point of `subsetctl.models` was listed by `ls` with PackagedModel's class
+    docstring ("A model shipped inside a PyPI package.") for every such model, and one that
+    was not a PackagedModel was taken as one: it failed later with an AttributeError, and
+    broke the error message of any other packaged model that listed the causal LMs."""
+    import pytest
+
+    import subsetctl.registry as registry_module
+    from subsetctl.errors import UserError
+    from subsetctl.modeling.packaged import PackagedModel
+    from subsetctl.modeling.resolve import _check_packaged_kind
+    from subsetctl.registry import PACKAGED_MODELS, Entry
+
+    def packaged(name: str) -> PackagedModel:
+        return PackagedModel(name=name, description=f"{name}, a Llama from PyPI {name}", architecture="llama",
+                             kinds=("causal-lm",), lora_targets=("q_proj",), pypi=name, locate=lambda c, p: c)
+
+    installed = [_EntryPoint("my-model", "mypkg:MODEL", obj=packaged("my-model")),
+                 _EntryPoint("junk", "mypkg:JUNK", obj=object()),
+                 _EntryPoint("renamed", "mypkg:OTHER", obj=packaged("other-name"))]
+    monkeypatch.setattr(registry_module, "entry_points", lambda group: installed)
+    registry: Registry = Registry("packaged model", "subsetctl.models", (),
+                                  instance_of="subsetctl.modeling.packaged:PackagedModel")
+    assert registry.get("my-model").name == "my-model"
+    assert {e.name: e.description for e in registry.entries()}["my-model"] == "my-model, a Llama from PyPI my-model"
+    with pytest.raises(UserError, match=r"'junk' \(entry point mypkg:JUNK\) is an instance of object, not a "
+                                        r"subsetctl.modeling.packaged.PackagedModel"):
+        registry.get("junk")
+    with pytest.raises(UserError, match="'renamed' .* is a PackagedModel named 'other-name': register it under"):
+        registry.get("renamed")
+
+    # a broken one installed beside the built-ins: another model's error still lists the causal LMs
+    monkeypatch.setitem(PACKAGED_MODELS._entries, "junk", Entry("junk", object(), "", "entry point mypkg:JUNK"))
+    with pytest.raises(UserError, match=r"loads as a causal-lm \(smollm2-135m-instruct\)"):
+        _check_packaged_kind("all-minilm-l6-v2", "causal-lm")

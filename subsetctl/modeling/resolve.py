@@ -261,10 +261,24 @@ def not_a_causal_lm(config: Mapping[str, Any]) -> str | None:
     return None
 
 
+def packaged_names_of_kind(kind: str) -> list[str]:
+    """The packaged models that load as ``kind`` ("causal-lm", "classifier"), for error
+    messages; a plugin's packaged model that is broken (not a PackagedModel) is left out
+    here (the error is about another model) and refused when a spec names it."""
+    names = []
+    for name in packaged_names():
+        try:
+            entry = PACKAGED_MODELS.get(name)
+        except UserError:
+            continue
+        if kind in entry.kinds:
+            names.append(name)
+    return names
+
+
 def _causal_packaged_hint() -> str:
     """The packaged models that load as a causal-lm, for error messages."""
-    names = [n for n in packaged_names() if "causal-lm" in getattr(PACKAGED_MODELS.get(n), "kinds", ())]
-    return ", ".join(names) or "none installed"
+    return ", ".join(packaged_names_of_kind("causal-lm")) or "none installed"
 
 
 def _refuse_non_causal(config: Mapping[str, Any], where: str) -> None:
@@ -526,7 +540,7 @@ def _check_packaged_kind(source: str, kind: str) -> None:
     entry = PACKAGED_MODELS.get(source)
     if kind in entry.kinds:
         return
-    fitting = [n for n in packaged_names() if kind in getattr(PACKAGED_MODELS.get(n), "kinds", ())]
+    fitting = packaged_names_of_kind(kind)
     raise UserError(
         f"The packaged model {source!r} ({entry.architecture}) cannot be loaded as a {kind}; it supports: "
         f"{', '.join(entry.kinds)}. Change model.kind, or pick a packaged model that loads as a {kind} "
