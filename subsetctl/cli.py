@@ -423,8 +423,10 @@ def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, 
                       + (f"; then, only if what the stages before them produce changes: {', '.join(maybe)}"
                          if maybe else "") + (f"; {back}" if back else ""))
         for s in statuses:  # the cost of the run, before it starts
-            if s.will_run and s.work:
-                console.print(f"[dim]  {s.name}: {escape(s.work)}[/dim]")
+            last = f"its last run took {_seconds_text(s.last_seconds)}" if s.last_seconds is not None else None
+            line = "; ".join(part for part in (s.work, last) if part)
+            if s.will_run and line:
+                console.print(f"[dim]  {s.name}: {escape(line)}[/dim]")
     elif put_back:
         console.print(f"Everything is up to date once {back}.")
     else:
@@ -432,6 +434,18 @@ def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, 
     kept = _kept_line(project, spec.project.keep_previous)
     if kept:
         console.print(f"[dim]{kept}[/dim]")
+
+
+def _seconds_text(seconds: float) -> str:
+    """A stage's duration as plan prints it: "0.6 s", "43 s", "3 min 24 s", "2 h 05 min"."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60} s"
+    return f"{whole // 3600} h {whole // 60 % 60:02d} min"
 
 
 def _kept_line(project: Any, keep_previous: bool = True) -> str | None:

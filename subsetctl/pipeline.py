@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import math
 import os
 import stat
 import time
@@ -266,10 +267,20 @@ class StageStatus:
     inputs: dict[str, Any] | None = None
     #: how much work running it is (:meth:`Stage.work`), for a stage `run` would run
     work: str | None = None
+    #: the seconds its last finished run took (its manifest's), for a stage `run` would run
+    #: again; None when it never finished one. A hint of the cost, not a promise: a run with
+    #: other settings, or one taking results from the cache, takes another time
+    last_seconds: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"stage": self.name, "state": self.state, "reasons": self.reasons, "will_run": self.will_run,
-                "conditional": self.conditional, "put_back": self.put_back, "work": self.work}
+                "conditional": self.conditional, "put_back": self.put_back, "work": self.work,
+                "last_seconds": self.last_seconds}
+
+
+def _is_seconds(value: Any) -> bool:
+    """Whether a manifest's ``seconds`` is a duration (a hand-edited or damaged one is not shown)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
 
 
 def _folder_identity(folder: Path) -> tuple[int, int] | None:
@@ -567,6 +578,7 @@ class Pipeline:
                 statuses.append(StageStatus(stage.name, "disabled", reasons, False))
                 continue
             manifest = self.project.read_manifest(stage.name)
+            last_seconds = manifest.get("seconds") if manifest and not manifest.get("corrupt") else None
             fp, inputs = self._current(stage, digests)
             reasons = []
             missing: list[str] = []
@@ -624,7 +636,8 @@ class Pipeline:
                 put_back_manifests[stage.name] = kept[1]
             statuses.append(StageStatus(stage.name, state, reasons, will_run, fp, conditional, put_back,
                                         kept[0] if put_back and kept else None, missing, inputs,
-                                        stage.work(self.spec) if will_run else None))
+                                        stage.work(self.spec) if will_run else None,
+                                        float(last_seconds) if will_run and _is_seconds(last_seconds) else None))
             if until is not None and stage.name == until:
                 reached_until = True
         return statuses

@@ -165,7 +165,7 @@ def test_plan_run_until_data_then_noop_then_change_one_source(jsonl_project: Pat
     assert json.loads(plan.output)[0] == {"stage": "data", "state": "never run", "reasons": [], "will_run": True,
                                           "conditional": False, "put_back": False,
                                           "work": "the target and 2 sources (those prepared before as they are "
-                                                  "now are reused)"}
+                                                  "now are reused)", "last_seconds": None}
     assert not (jsonl_project / ".subsetctl").exists()  # plan has no side effects
 
     first = invoke("run", root, "--until", "data", "-q")
@@ -352,9 +352,22 @@ def test_plan_says_how_much_work_each_stage_to_run_is(jsonl_project: Path, monke
     statuses = {s["stage"]: s for s in json.loads(CliRunner().invoke(main, [*args, "--format", "json"]).stdout)}
     assert statuses["gradients"]["work"].startswith("one gradient per example of the target and the 2 sources")
     assert statuses["report"]["work"] is None
+    assert statuses["data"]["last_seconds"] is None  # never ran
     CliRunner().invoke(main, ["run", str(jsonl_project), "--until", "data"])
     statuses = {s["stage"]: s for s in json.loads(CliRunner().invoke(main, [*args, "--format", "json"]).stdout)}
     assert statuses["data"]["work"] is None and statuses["meta_init"]["work"]  # only for what would run
+    assert statuses["data"]["last_seconds"] is None
+    # a stage that ran before and would run again: how long it took then, from its manifest
+    manifest_path = jsonl_project / ".subsetctl" / "data" / "manifest.json"
+    ran = json.loads(manifest_path.read_text())["seconds"]
+    forced = {s["stage"]: s for s in json.loads(CliRunner().invoke(main, [*args, "--force", "data", "--format",
+                                                                        "json"]).stdout)}
+    assert forced["data"]["last_seconds"] == ran and forced["meta_init"]["last_seconds"] is None
+    manifest = json.loads(manifest_path.read_text())
+    manifest_path.write_text(json.dumps({**manifest, "seconds": 204.4}))  # (the checksums cover artifacts only)
+    text = CliRunner().invoke(main, [*args, "--force", "data"]).output
+    assert "data: the target and 2 sources (those prepared before as they are now are reused); its last run took " \
+           "3 min 24 s" in " ".join(text.split()), text
 
 
 def test_plan_names_sources_added_removed_and_changed(jsonl_project: Path) -> None:
