@@ -310,14 +310,14 @@ def _within_seed_noise(comparison: dict[str, Any], baseline: str) -> bool:
     """Whether the pick's gap to ``baseline`` is within twice the standard error of the
     difference of their mean scores over the seeds (each std is over the seeds, ddof 0, so the
     variance of a mean is std**2 / (seeds - 1)): a gap that seed-to-seed variation alone makes
-    likely. False with one seed (no spread known) or without the stds (a report.json written
+    likely. False for equal scores (no gap to explain), with one seed (no spread known) or without the stds (a report.json written
     before they were recorded)."""
     stds, seeds = comparison.get("stds") or {}, comparison["seeds"]
     final_std, baseline_std = stds.get(comparison["final"]), stds.get(baseline)
     if seeds < 2 or not all(isinstance(s, (int, float)) and math.isfinite(s) for s in (final_std, baseline_std)):
         return False
     gap = abs(float(comparison["scores"][baseline]) - float(comparison["scores"][comparison["final"]]))
-    return gap <= 2.0 * math.sqrt((final_std**2 + baseline_std**2) / (seeds - 1))
+    return 0 < gap <= 2.0 * math.sqrt((final_std**2 + baseline_std**2) / (seeds - 1))
 
 
 def estimates_checked(report: dict[str, Any]) -> bool:
@@ -349,7 +349,8 @@ def final_vs_baselines_line(comparison: dict[str, Any] | None, checked: bool,
             f"{figures}")
     below = comparison["below"]
     noisy = [b for b in shown[1:] if _within_seed_noise(comparison, b)]
-    spread = (f"the gap to {' and '.join(map(name, noisy))} is within the seed-to-seed spread "
+    spread = (f"the {'gaps' if len(noisy) > 1 else 'gap'} to {' and '.join(map(name, noisy))} "
+              f"{'are' if len(noisy) > 1 else 'is'} within the seed-to-seed spread "
               f"(under twice its standard error over the {seeds} seeds), so not a clear difference")
     if not below:
         others = shown[1:]
