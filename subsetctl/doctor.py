@@ -172,6 +172,11 @@ def check_writable(folder: Path) -> Check:
         return Check("writable", False, blocked,
                      "Fix its permissions, or copy the project somewhere writable: `plan` and `report` work "
                      "read-only, `run` does not.")
+    lock = folder / STATE_DIRNAME / "lock"
+    if lock.exists() and not lock.is_file():  # `run` fails taking the project's lock there, before any stage
+        return Check("writable", False, f"{lock} is not a file: `run` cannot take the project's lock there",
+                     "Something else put it there: move it aside (subsetctl makes the file again); nothing of "
+                     "the stages' results is in it.")
     try:
         check_arrow_can_open(folder)  # `run` refuses such a folder before its first stage
     except UserError as exc:

@@ -347,3 +347,14 @@ def test_doctor_says_when_the_dask_scheduler_of_the_spec_cannot_be_reached(healt
     assert result.exit_code == 1, result.output
     assert f"✗ dask scheduler: tcp://127.0.0.1:{port} cannot be reached" in result.output
     assert "Start the scheduler" in result.output
+
+
+def test_doctor_says_when_the_project_lock_is_a_folder(tmp_path: Path) -> None:
+    """`run` stops with "Cannot use .../.subsetctl/lock: Is a directory" while doctor said
+    every check passed ("writable: ... accepts the stages' files")."""
+    (tmp_path / ".subsetctl" / "lock").mkdir(parents=True)
+    check = doctor.check_writable(tmp_path)
+    assert not check.ok and "lock is not a file" in check.detail and "move it aside" in check.advice, check
+    (tmp_path / ".subsetctl" / "lock").rmdir()
+    (tmp_path / ".subsetctl" / "lock").write_text("")
+    assert doctor.check_writable(tmp_path).ok
