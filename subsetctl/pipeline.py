@@ -355,7 +355,8 @@ def _changed_inputs(old: Any, new: dict[str, Any]) -> str | None:
     old = old if isinstance(old, dict) else {}
     moved = "switched_off_moved_past"  # the report stage's: switched-off stages whose settings changed
     order = "selection_order"  # the report stage's: a setting of the spec, not a file
-    changed = sorted(k for k in set(old) & set(new) if old[k] != new[k] and k not in (moved, order))
+    report_format = "report_format"  # the report stage's: what this subsetctl writes into it
+    changed = sorted(k for k in set(old) & set(new) if old[k] != new[k] and k not in (moved, order, report_format))
     code = "plugin code"  # present only while some plugin is used: its coming or going is a change too
     # (plugin code that only gained or lost entries is named as it is: no plugin's file was edited)
     shown = [name for name in (_input_name(k, old[k], new[k]) for k in changed) if name != code]
@@ -370,6 +371,9 @@ def _changed_inputs(old: Any, new: dict[str, Any]) -> str | None:
     if "answer_tokenization" in new and "answer_tokenization" not in old:
         parts.append("answers are now tokenized after the prompt: an older subsetctl tokenized each alone, "
                      "and this model's SentencePiece-style tokenizer gave them other ids then")
+    if report_format in new and old.get(report_format) != new[report_format]:
+        parts.append("report.json and report.md were written by an earlier subsetctl, without what this one "
+                     "writes there (such as final_vs_baselines): written again from the stages' results")
     if "model_files" in new and "model_files" not in old:
         parts.append("the model folder's files were not recorded by the run that made these results "
                      "(an older subsetctl), so they cannot be checked")

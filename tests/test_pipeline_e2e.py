@@ -1390,6 +1390,31 @@ def test_byte_level_bpe_and_char_projects_computed_before_answers_followed_the_p
         assert all(s.state in ("up to date", "disabled") for s in statuses), [(s.name, s.reasons) for s in statuses]
 
 
+def test_a_report_an_earlier_subsetctl_wrote_is_written_again_with_what_this_one_adds(tiny_project_ran) -> None:
+    """A project whose report stage an earlier subsetctl ran (its inputs without
+    report_format; report.json without final_vs_baselines) was up to date, so an upgrade
+    never wrote the report's newer contents: plan says why the report re-runs, and run
+    writes it again alone."""
+    from subsetctl.project import fingerprint
+
+    project = tiny_project_ran()
+    manifest_file = project / ".subsetctl" / "report" / "manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    manifest["inputs"]["extra"].pop("report_format", None)  # as an earlier subsetctl recorded them
+    manifest["fingerprint"] = fingerprint(manifest["inputs"])
+    manifest_file.write_text(json.dumps(manifest))
+    report = json.loads((project / "report.json").read_text())
+    del report["final_vs_baselines"]
+    (project / "report.json").write_text(json.dumps(report))
+
+    statuses = {s.name: s for s in plan_project(project)[2]}
+    assert [name for name, s in statuses.items() if s.will_run] == ["report"]
+    assert any("written by an earlier subsetctl" in r for r in statuses["report"].reasons), statuses["report"].reasons
+    assert {r["stage"] for r in run_project(project) if r["action"] == "ran"} == {"report"}
+    assert "final_vs_baselines" in json.loads((project / "report.json").read_text())
+    assert all(s.state in ("up to date", "disabled") for s in plan_project(project)[2])
+
+
 def test_a_project_computed_with_gradients_seed_written_out_stays_up_to_date(tiny_project: Path, monkeypatch) -> None:
     """A project run with ``gradients.seed`` written as the project seed's value, before that
     counted as unset, is still up to date under the same spec (a project run now is up to

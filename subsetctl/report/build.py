@@ -10,6 +10,13 @@ from typing import Any
 from subsetctl.project import Project
 from subsetctl.report.cells import final_vs_baselines
 
+#: what report.json and report.md hold, as a number raised whenever a subsetctl writes more
+#: into them (2: ``final_vs_baselines`` and the line under the test metrics); one of the
+#: report stage's inputs, so a report an earlier subsetctl wrote (with none, or a lower one)
+#: is written again by the next run (seconds; nothing else re-runs) instead of staying
+#: without what the README documents
+REPORT_FORMAT = 2
+
 
 def _read(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

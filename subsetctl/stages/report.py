@@ -19,8 +19,10 @@ class ReportStage(Stage):
         """The switched-off stages whose kept results the spec has moved past (the report
         shows their results only until their settings change, so a change re-runs it), the
         command-line overrides the results were made with, the library versions that computed
-        them when not all the same, and the order of the selections in its tables."""
+        them when not all the same, the order of the selections in its tables, and what
+        report.json and report.md hold (:data:`~subsetctl.report.build.REPORT_FORMAT`)."""
         from subsetctl.report.build import (
+            REPORT_FORMAT,
             results_overrides,
             results_versions,
             selection_order,
@@ -34,7 +36,7 @@ class ReportStage(Stage):
         # likewise the library versions they were computed with (the report's note on them)
         versions = results_versions(project)
         # the tables' order (reordering the baselines re-runs nothing else)
-        return {"selection_order": selection_order(spec), **({"switched_off_moved_past": moved} if moved else {}),
+        return {"report_format": REPORT_FORMAT, "selection_order": selection_order(spec), **({"switched_off_moved_past": moved} if moved else {}),
                 **({"overrides": overrides} if overrides else {}), **({"library_versions": versions} if versions else {})}
 
     def missing_outputs(self, project: Project, manifest: dict[str, Any]) -> list[str]:
