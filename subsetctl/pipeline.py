@@ -1116,13 +1116,14 @@ class Pipeline:
         its work marker records ``fp``, or records inputs that
         :meth:`_fingerprint_matches` takes as these (the same local model folder under
         another path, neutral settings as an earlier version counted them). Markers of
-        earlier versions record the fingerprint only."""
+        earlier versions record the fingerprint only: that of the spec's settings as written
+        (before neutral settings counted at their defaults), which is tried too."""
         marker = self.project.read_work_marker(stage.name)
         if fp is None or marker.get("fingerprint") is None:
             return False
         if marker["fingerprint"] == fp:
             return True
-        return isinstance(marker.get("inputs"), dict) and self._fingerprint_matches(stage, marker, fp, inputs)
+        return isinstance(marker.get("inputs", {}), dict) and self._fingerprint_matches(stage, marker, fp, inputs)
 
     def _prepare_work_dir(self, stage: Stage, fp: str | None, inputs: dict[str, Any]) -> None:
         """Ready ``stage``'s folder for a run with inputs ``fp``: partial work for other

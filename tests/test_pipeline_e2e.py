@@ -460,6 +460,27 @@ def test_a_partial_gradient_store_of_another_row_table_is_recreated(tiny_project
     assert ("a", "validation") not in {(r["source"], r["split"]) for r in store.rows} and store.complete
 
 
+def test_partial_work_an_earlier_subsetctl_marked_with_the_settings_as_written_is_resumed(tiny_project_ran) -> None:
+    """A work marker of a subsetctl from before result-neutral settings counted at their
+    defaults records only the fingerprint of the spec's settings as written (tiny_project's
+    meta_init.checkpoint_every: 2): the run it stopped is resumed, not discarded as work
+    "for other inputs" (hours of meta-init training on a real project)."""
+    from subsetctl.project import fingerprint
+
+    tiny_project = tiny_project_ran("meta_init")
+    state = tiny_project / ".subsetctl" / "meta_init"
+    (state / "manifest.json").unlink()  # as a Ctrl-C leaves it: work.json and the checkpoints stay
+    marker = json.loads((state / "work.json").read_text())
+    inputs = marker["inputs"]
+    assert inputs["slice"]["meta_init"]["checkpoint_every"] == 10  # counted at its default now
+    as_written = {**inputs, "slice": {**inputs["slice"], "meta_init": {**inputs["slice"]["meta_init"],
+                                                                        "checkpoint_every": 2}}}
+    (state / "work.json").write_text(json.dumps({"fingerprint": fingerprint(as_written), "pid": marker["pid"]}))
+    meta_init = {s.name: s for s in plan_project(tiny_project)[2]}["meta_init"]
+    assert meta_init.state == "unfinished", meta_init.reasons
+    assert "resumes" in " ".join(meta_init.reasons)
+
+
 def test_report_says_a_stage_a_run_stopped_partway_is_resumable_not_unrun(tiny_project_ran) -> None:
     from subsetctl.report.terminal import load_report_data, outdated_note
 
