@@ -11,11 +11,12 @@ from subsetctl.project import Project
 from subsetctl.report.cells import final_vs_baselines
 
 #: what report.json and report.md hold, as a number raised whenever a subsetctl writes more
-#: into them (2: ``final_vs_baselines`` and the line under the test metrics); one of the
+#: into them (2: ``final_vs_baselines`` and the line under the test metrics; 3: its ``stds``,
+#: for the note on a gap within the seed-to-seed spread); one of the
 #: report stage's inputs, so a report an earlier subsetctl wrote (with none, or a lower one)
 #: is written again by the next run (seconds; nothing else re-runs) instead of staying
 #: without what the README documents
-REPORT_FORMAT = 2
+REPORT_FORMAT = 3
 
 
 def _read(path: Path) -> Any:
