@@ -1428,12 +1428,23 @@ def test_a_report_an_earlier_subsetctl_wrote_is_written_again_with_what_this_one
     del report["final_vs_baselines"]
     (project / "report.json").write_text(json.dumps(report))
 
+    # `report` before the run: the report as this subsetctl writes it, not "the spec changed"
+    result = CliRunner().invoke(main, ["report", str(project), "--format", "json"])
+    shown = json.loads(result.stdout)
+    assert shown["report_by_earlier_subsetctl"] and shown["stale"] == [], shown["stale"]
+    assert "final_vs_baselines" in shown["report"]
+    text = " ".join(CliRunner().invoke(main, ["report", str(project)]).output.split())
+    assert "written by an earlier subsetctl" in text and "The spec or its input files changed" not in text, text
+    assert "On the test split" in text
+
     statuses = {s.name: s for s in plan_project(project)[2]}
     assert [name for name, s in statuses.items() if s.will_run] == ["report"]
     assert any("written by an earlier subsetctl" in r for r in statuses["report"].reasons), statuses["report"].reasons
     assert {r["stage"] for r in run_project(project) if r["action"] == "ran"} == {"report"}
     assert "final_vs_baselines" in json.loads((project / "report.json").read_text())
     assert all(s.state in ("up to date", "disabled") for s in plan_project(project)[2])
+    assert not json.loads(CliRunner().invoke(main, ["report", str(project), "--format", "json"]).stdout)[
+        "report_by_earlier_subsetctl"]
 
 
 def test_a_project_computed_with_gradients_seed_written_out_stays_up_to_date(tiny_project: Path, monkeypatch) -> None:

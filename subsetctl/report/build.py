@@ -19,6 +19,25 @@ from subsetctl.report.cells import final_vs_baselines
 REPORT_FORMAT = 3
 
 
+def stale_only_for_its_format(project: Project, current_inputs: dict[str, Any] | None) -> bool:
+    """Whether the report stage's results are out of date only because an earlier subsetctl
+    wrote them (its recorded :data:`REPORT_FORMAT` lower, or none): its other inputs, as its
+    manifest records them, are ``current_inputs`` (what `plan` computes now). `report` then
+    shows the report as this subsetctl writes it, built from the stages' results, and says
+    that `run` writes it again, instead of "the spec or its input files changed"."""
+    manifest = project.read_manifest("report")
+    recorded = manifest.get("inputs") if manifest and not manifest.get("corrupt") else None
+    if not isinstance(recorded, dict) or not isinstance(current_inputs, dict):
+        return False
+
+    def without_format(inputs: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+        extra = dict(inputs.get("extra") or {})
+        return {**inputs, "extra": extra}, extra.pop("report_format", None)
+
+    (before, recorded_format), (now, _) = without_format(recorded), without_format(current_inputs)
+    return recorded_format != REPORT_FORMAT and before == now
+
+
 def _read(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 

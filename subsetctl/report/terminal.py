@@ -75,7 +75,8 @@ def load_report_data(root: Path, overrides: list[str] | None = None) -> dict[str
     report_json = project.stage_dir("report") / "report.json"
     set_aside = [name for name in stages if project.results_dir(name) != project.stage_dir(name)]  # shown from .set-aside
     if ((root / "report.json").is_file() and report_json.is_file() and "report" in stages and "report" not in outdated
-            and not data["damaged"] and not set_aside):  # report.json names the stage folders (adapter paths)
+            and not data["damaged"] and not set_aside  # report.json names the stage folders (adapter paths)
+            and not data["report_by_earlier_subsetctl"]):  # (without what this one writes: built below)
         try:
             data["report"] = in_spec_order(json.loads(report_json.read_text(encoding="utf-8")))
         except json.JSONDecodeError:
@@ -115,7 +116,7 @@ def _checked_against_spec(root: Path, overrides: list[str] | None, stages: dict[
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         more = f" (and {len(lines) - 2} more; `subsetctl validate` lists them)" if len(lines) > 2 else ""
         return {"stale": [], "previous": [], "missing_outputs": {}, "damaged": [], "not_run": [], "unfinished": [],
-                "spec_problem": " ".join(lines[:2]) + more, "name": None,
+                "report_by_earlier_subsetctl": False, "spec_problem": " ".join(lines[:2]) + more, "name": None,
                 "spec": None}
     from subsetctl.stages import all_stages
 
@@ -132,6 +133,14 @@ def _checked_against_spec(root: Path, overrides: list[str] | None, stages: dict[
         elif s.state in ("never run", "unfinished") and s.name in stages:  # shown from results set aside
             changed.add(s.name)  # by a run with other inputs that has not finished
 
+    from subsetctl.project import Project
+    from subsetctl.report.build import stale_only_for_its_format
+
+    report_status = next((s for s in statuses if s.name == "report"), None)
+    earlier_format = ("report" in stages and "report" in changed and report_status is not None
+                      and stale_only_for_its_format(Project(root), report_status.inputs))
+    if earlier_format:  # written by an earlier subsetctl, nothing else changed: not "the spec changed"
+        changed.discard("report")
     stale = [s.name for s in statuses if s.name in changed and s.name in stages]
     # up to date only once `run` swaps their previous results in: the results shown are of other inputs
     swapped = [s.name for s in statuses if s.put_back_from == "previous" and s.name in stages]
@@ -139,6 +148,7 @@ def _checked_against_spec(root: Path, overrides: list[str] | None, stages: dict[
             "damaged": [s.name for s in statuses if s.state == "corrupt"],
             "not_run": [s.name for s in statuses if s.state == "never run" and s.name not in stages],
             "unfinished": [s.name for s in statuses if s.state == "unfinished"],
+            "report_by_earlier_subsetctl": earlier_format,
             "spec_problem": None, "name": spec.project.name, "spec": spec}
 
 
@@ -179,6 +189,10 @@ def outdated_note(data: dict[str, Any]) -> str | None:
         notes.append(f"The spec or its input files changed since these results: {', '.join(stale)} would re-run "
                      f"(`subsetctl plan {folder}` says why; a run with key=value overrides counts as "
                      "a change of the spec for the next run without them).")
+    if data.get("report_by_earlier_subsetctl"):
+        notes.append(f"report.md and report.json were written by an earlier subsetctl, without what this one adds "
+                     f"to them; shown here as this one writes them. `subsetctl run {folder}` writes them again "
+                     "(seconds; nothing else re-runs).")
     missing = data.get("missing_outputs") or {}
     if missing:
         files = [f for found in missing.values() for f in found]
