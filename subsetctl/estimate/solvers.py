@@ -85,12 +85,6 @@ def _loss_and_sigmoid(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return loss, sig_neg
 
 
-def _mask_rows(m: int) -> int:
-    """Rows the masks are padded to: matrix products with a single row or column use a
-    different BLAS routine (gemv), whose rounding differs from gemm's."""
-    return max(m, 2)
-
-
 def extend_masks(masks: np.ndarray, n_sources: int) -> np.ndarray:
     """Validate ``masks`` (m, n_sources) and prepend the always-present target column.
 
@@ -228,17 +222,34 @@ class SufficientStats:
         """Masked sums for extended masks ``ext`` (m, B): row counts ``n`` (m,), mean
         gradient ``g`` (m, d), Hessian ``H`` (m, d, d) including ``2 lam I``, and the
         objective at 0, ``F0`` (m,)."""
-        m = ext.shape[0]
         d = self.d
-        e = np.zeros((_mask_rows(m), ext.shape[1]))
-        e[:m] = ext
-        n = (e @ self.counts)[:m]
-        g = (e @ self.grad)[:m] / n[:, None]
-        hess = (e @ self.hess.reshape(len(self.counts), d * d))[:m].reshape(m, d, d)
+        n = _masked_sums(ext, self.counts)
+        g = _masked_sums(ext, self.grad) / n[:, None]
+        hess = _masked_sums(ext, self.hess)
         hess /= n[:, None, None]
         hess[:, np.arange(d), np.arange(d)] += 2.0 * lam
-        f0 = (e @ self.loss)[:m] / n
+        f0 = _masked_sums(ext, self.loss) / n
         return n, g, hess, f0
+
+
+def _masked_sums(ext: np.ndarray, stacked: np.ndarray) -> np.ndarray:
+    """``ext @ stacked`` for boolean masks ``ext`` (m, B) and per-block values ``stacked``
+    (B, ...): each mask's sum of its blocks' values, added block by block in block order.
+
+    Element-wise sums give a mask the same bits whatever other masks share its batch. A
+    matrix product did not: BLAS picks its kernels by the batch's shape and a row's place in
+    it, so a subset's estimate changed in the last bits with ``executor.batch_size``, with how
+    many subsets a strategy asked for at once, and with what the search cache already held
+    (a resumed search), which can flip a choice between subsets estimated as equal."""
+    out = np.zeros((ext.shape[0], *stacked.shape[1:]))
+    flat, values = out.reshape(ext.shape[0], -1), stacked.reshape(ext.shape[1], -1)
+    for b in range(ext.shape[1]):
+        rows = ext[:, b]
+        if rows.all():
+            flat += values[b]
+        elif rows.any():
+            np.add(flat, values[b], out=flat, where=rows[:, None])
+    return out
 
 
 def _solve_many(hess: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -259,12 +270,15 @@ def _solve_many(hess: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def _val_loss(val_x: np.ndarray, val_f: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """L_hat for each row of ``w`` (m, d): mean softplus(-(f_j + x_j^T w))."""
-    m = w.shape[0]
-    wp = np.zeros((_mask_rows(m), w.shape[1]))
-    wp[:m] = w
-    z = (val_x @ wp.T)[:, :m] + val_f[:, None]
-    return softplus_neg(z).mean(axis=0)
+    """L_hat for each row of ``w`` (m, d): mean softplus(-(f_j + x_j^T w)).
+
+    Each row's products are added feature by feature and its mean taken along a contiguous
+    row, so a row gets the same bits in any batch (see :func:`_masked_sums`)."""
+    z = np.empty((w.shape[0], val_f.shape[0]))
+    z[:] = val_f
+    for j in range(w.shape[1]):
+        z += w[:, j, None] * val_x[:, j]
+    return softplus_neg(z).mean(axis=1)
 
 
 # ---------------------------------------------------------------------- fast
@@ -366,8 +380,8 @@ class FastEstimator(SubsetEstimator):
 
 class _Plan:
     """Which masks of a batch contain each block: ``cols[b]`` indexes the masks whose
-    extended mask includes block b. Single-column products are padded to two columns
-    (``_mask_rows``): BLAS computes those with gemv, which rounds differently."""
+    extended mask includes block b. Single-column products are padded to two columns:
+    BLAS computes those with gemv, which rounds differently."""
 
     def __init__(self, ext: np.ndarray) -> None:
         self.ext = ext

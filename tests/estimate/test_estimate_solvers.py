@@ -260,3 +260,21 @@ def test_exact_never_goes_uphill_on_a_hard_one_dimensional_problem() -> None:
     ref = minimize_scalar(lambda v: obj(np.array([v])), bounds=(-5, 5), method="bounded", options={"xatol": 1e-12})
     assert batch.converged[0]
     assert w[0, 0] == pytest.approx(ref.x, abs=1e-6)
+
+
+@pytest.mark.parametrize("cls", [FastEstimator, ExactEstimator])
+def test_a_subsets_estimate_does_not_depend_on_its_batch(cls: type) -> None:
+    """The same bits for a subset estimated alone, in batches of any size or all at once:
+    matrix products rounded a row by the batch's shape and its place in it, so the search's
+    estimates changed with executor.batch_size, with how many subsets a strategy asked for,
+    and with what the cache held when a stopped search resumed."""
+    features = make_synthetic_features(n_sources=6, rows_per_source=30, d=16, n_target_train=20, n_val=50, seed=0)
+    masks = np.array(list(itertools.product([False, True], repeat=6)))
+    masks = masks[np.random.default_rng(1).permutation(len(masks))]
+    est = cls(features, lam=1.0)
+    whole = est.estimate(masks)
+    for size in (1, 3, 7, 17):
+        parts = [est.estimate(masks[i:i + size]) for i in range(0, len(masks), size)]
+        for field in ("loss", "w_norm", "converged", "iterations"):
+            got = np.concatenate([getattr(p, field) for p in parts])
+            assert np.array_equal(got, getattr(whole, field), equal_nan=field in ("loss", "w_norm")), (size, field)
