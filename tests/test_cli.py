@@ -401,12 +401,12 @@ def test_the_override_note_covers_source_files_groups() -> None:
     assert _overrides_note(["gradients.d=8"], keys) == ""
 
 
-def test_plan_says_which_stages_run_only_if_an_upstream_output_changes(tiny_project: Path) -> None:
+def test_plan_says_which_stages_run_only_if_an_upstream_output_changes(tiny_project_ran) -> None:
     """`plan --force data` listed every stage after data as running; `run` then re-ran data
     alone (same output): those stages are now listed as conditional."""
     from subsetctl.api import plan_project, run_project
 
-    run_project(tiny_project, until="gradients")
+    tiny_project = tiny_project_ran("gradients")  # a copy of `run_project(tiny_project, until="gradients")`
     statuses = {s.name: s for s in plan_project(tiny_project, force=["data"], until="gradients")[2]}
     assert statuses["data"].will_run and not statuses["data"].conditional
     assert statuses["meta_init"].conditional and statuses["gradients"].conditional
@@ -655,8 +655,9 @@ def test_a_data_file_name_the_locale_cannot_encode_is_named_as_such_not_only_mis
     assert "PYTHONUTF8=1" in text, text
 
 
-def test_debug_shows_where_a_plugins_own_code_failed(tiny_project: Path, monkeypatch) -> None:
+def test_debug_shows_where_a_plugins_own_code_failed(tiny_project_ran, monkeypatch) -> None:
     """SUBSETCTL_DEBUG=1 printed only the one-paragraph message for a plugin's error: no file, no line."""
+    tiny_project = tiny_project_ran("gradients")  # a copy: the failing search stage still runs
     (tiny_project / "clidebug_plugin.py").write_text(
         "from subsetctl.registry import STRATEGIES\nfrom subsetctl.search.base import Strategy\n\n"
         "def helper():\n    raise ValueError('boom in my strategy')\n\n"

@@ -81,7 +81,8 @@ def test_cli_run_prints_report(tiny_project: Path, monkeypatch) -> None:
     assert positions == sorted(positions)
 
 
-def test_verify_and_calibrate_on_tiny_model(tiny_project: Path) -> None:
+def test_verify_and_calibrate_on_tiny_model(tiny_project_ran) -> None:
+    tiny_project = tiny_project_ran("gradients")  # a copy: the stages this test looks at still run
     overrides = ["verify.enabled=true", "verify.k=5", "verify.steps=2", "verify.batch_size=4",
                  "finetune.enabled=false", "calibrate.lambda_grid=[0.1, 1.0, 10.0]"]
     run_project(tiny_project, overrides)
@@ -100,7 +101,8 @@ def test_verify_and_calibrate_on_tiny_model(tiny_project: Path) -> None:
     assert (tiny_project / "plots" / "estimated_vs_true.png").is_file()
 
 
-def test_calibration_chooses_among_estimators_and_search_uses_the_choice(tiny_project: Path) -> None:
+def test_calibration_chooses_among_estimators_and_search_uses_the_choice(tiny_project_ran) -> None:
+    tiny_project = tiny_project_ran("gradients")  # a copy: the stages this test looks at still run
     overrides = ["verify.enabled=true", "verify.k=5", "verify.steps=2", "verify.batch_size=4",
                  "verify.kinds=[surrogate]", "verify.lr_surrogate=0.01", "finetune.enabled=false",
                  "calibrate.estimators=[fast, linear_sgd]", "calibrate.against=surrogate",
@@ -117,7 +119,8 @@ def test_calibration_chooses_among_estimators_and_search_uses_the_choice(tiny_pr
     assert entry["estimator"] in (tiny_project / "report.md").read_text()
 
 
-def test_report_after_a_partial_run_shows_what_exists(tiny_project: Path) -> None:
+def test_report_after_a_partial_run_shows_what_exists(tiny_project_ran) -> None:
+    tiny_project = tiny_project_ran("gradients")  # a copy: the stages this test looks at still run
     overrides = ["verify.enabled=true", "verify.k=4", "verify.steps=1", "verify.batch_size=4",
                  "verify.kinds=[surrogate]"]
     run_project(tiny_project, overrides, until="calibrate")
@@ -138,7 +141,8 @@ def test_report_after_a_partial_run_shows_what_exists(tiny_project: Path) -> Non
     assert summary["calibrated"] is False and summary["loo_median_rel_err"] is None
 
 
-def test_true_finetune_estimator_drives_a_strategy(tiny_project: Path) -> None:
+def test_true_finetune_estimator_drives_a_strategy(tiny_project_ran) -> None:
+    tiny_project = tiny_project_ran("gradients")  # a copy: the stages this test looks at still run
     overrides = ["estimate.estimator=true_finetune", "verify.enabled=true", "verify.k=4", "verify.steps=1",
                  "verify.kinds=[ce]",
                  "search.strategies=[{name: forward, params: {max_steps: 1}}]", "finetune.enabled=false"]
@@ -226,7 +230,8 @@ def test_finetune_and_evaluate_reuse_what_an_upstream_change_left_the_same(tiny_
     assert all("b" not in r["subset"] for r in records.values())
 
 
-def test_calibration_against_a_kind_verify_did_not_run_is_recorded_and_reported(tiny_project: Path) -> None:
+def test_calibration_against_a_kind_verify_did_not_run_is_recorded_and_reported(tiny_project_ran) -> None:
+    tiny_project = tiny_project_ran("gradients")  # a copy: the stages this test looks at still run
     overrides = ["verify.enabled=true", "verify.k=4", "verify.steps=1", "verify.batch_size=4",
                  "verify.kinds=[surrogate]", "calibrate.against=ce", "finetune.enabled=false"]
     run_project(tiny_project, overrides)
@@ -421,8 +426,9 @@ def test_a_project_computed_before_checkpoint_every_counted_at_its_default_stays
 
 
 def test_report_after_a_run_that_switched_verify_on_by_override_does_not_call_it_switched_off(
-    tiny_project: Path,
+    tiny_project_ran,
 ) -> None:
+    tiny_project = tiny_project_ran("gradients")  # a copy: verify and what follows still run
     from subsetctl.report.terminal import load_report_data, outdated_note
 
     for switched_on in (["verify.enabled=true", "verify.k=4", "verify.steps=1", "verify.batch_size=4"],
