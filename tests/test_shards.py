@@ -164,7 +164,8 @@ def test_one_shard_twice_and_force_with_shard_are_refused(tiny_project_ran, monk
         run_project(tiny_project, force=["gradients"], options={"shard": (0, 2)})
 
 
-def test_cli_shard_run_says_what_is_left(tiny_project: Path) -> None:
+def test_cli_shard_run_says_what_is_left(tiny_project_ran) -> None:
+    tiny_project = tiny_project_ran("meta_init")  # a copy: the shard runs still start from there
     result = CliRunner().invoke(main, ["run", str(tiny_project), "-q", "--shard", "1/2"])
     assert result.exit_code == 0, result.output
     assert "gradients shard 1/2 is done" in result.output and "without --shard merges" in result.output
@@ -186,13 +187,14 @@ def test_a_damaged_upstream_stage_is_recomputed_once_before_the_shard(tiny_proje
                                                             ("gradients", "partial")]
 
 
-def test_shards_an_earlier_version_finished_merge_with_shards_finished_now(tiny_project: Path) -> None:
+def test_shards_an_earlier_version_finished_merge_with_shards_finished_now(tiny_project_ran) -> None:
     """A shard finished before the upgrade names the model folder's path in its info.json,
     one finished after names the folder by its files: they were not merged ("Could not
     merge shards") and every row was computed again."""
     from subsetctl.modeling.resolve import model_location
     from subsetctl.spec import load_spec
 
+    tiny_project = tiny_project_ran("meta_init")  # a copy: the shard runs still start from there
     run_project(tiny_project, options={"shard": (0, 2)})
     info_path = tiny_project / ".subsetctl" / "gradients" / "shards" / "shard-0-of-2" / "info.json"
     info = json.loads(info_path.read_text())
@@ -205,7 +207,7 @@ def test_shards_an_earlier_version_finished_merge_with_shards_finished_now(tiny_
     assert summary["computed"] == 0 and summary["reused"] == summary["rows"]
 
 
-def test_shards_of_different_counts_give_their_rows_to_the_merge(tiny_project: Path) -> None:
+def test_shards_of_different_counts_give_their_rows_to_the_merge(tiny_project_ran) -> None:
     """Shard 0/2 finished, then the job was re-split in three and 1/3 and 2/3 finished: the
     shards cover every row between them but do not tile, so the merge was refused ("Could
     not merge shards") and every row computed again. Now each shard's rows are taken, and
@@ -213,6 +215,7 @@ def test_shards_of_different_counts_give_their_rows_to_the_merge(tiny_project: P
     from subsetctl.gradients.store import GradientStore
     from subsetctl.spec import load_spec
 
+    tiny_project = tiny_project_ran("meta_init")  # a copy: the shard runs still start from there
     run_project(tiny_project, options={"shard": (0, 2)})
     run_project(tiny_project, options={"shard": (1, 3)})
     run_project(tiny_project, options={"shard": (2, 3)})
@@ -272,13 +275,14 @@ def test_plan_says_shards_of_different_counts_that_cover_every_row_are_ready_to_
     assert note.startswith("1 of 3 gradient shards done; compute the others"), note
 
 
-def test_a_damaged_shard_is_warned_about_and_its_rows_computed(tiny_project: Path) -> None:
+def test_a_damaged_shard_is_warned_about_and_its_rows_computed(tiny_project_ran) -> None:
     """A shard whose data file is cut short (a disk filled up, a copy between machines
     stopped) is passed over with the shards of other settings: the merge takes the other
     shard's rows and computes that one's, and a warning says so (it said nothing: the work
     of a shard computed on another machine was thrown away unsaid)."""
     from subsetctl.reporter import SilentReporter
 
+    tiny_project = tiny_project_ran("meta_init")  # a copy: the shard runs still start from there
     run_project(tiny_project, options={"shard": (0, 2)})
     run_project(tiny_project, options={"shard": (1, 2)})
     features = tiny_project / ".subsetctl" / "gradients" / "shards" / "shard-1-of-2" / "features.npy"
@@ -292,9 +296,10 @@ def test_a_damaged_shard_is_warned_about_and_its_rows_computed(tiny_project: Pat
     assert 0 < summary["reused"] < summary["rows"] and summary["reused"] + summary["computed"] == summary["rows"]
 
 
-def test_force_with_shard_advises_commands_that_work(tiny_project: Path) -> None:
+def test_force_with_shard_advises_commands_that_work(tiny_project_ran) -> None:
     """The advice names the project and a command that runs: `--until meta_init` would refuse
     `--force gradients` (it comes after), so that one goes with a plain run."""
+    tiny_project = tiny_project_ran("meta_init")  # a copy of a project that ran as far as the shards start
     with pytest.raises(UserError, match="--force cannot be combined with --shard") as refused:
         run_project(tiny_project, force=["gradients"], options={"shard": (0, 2)})
     assert "--until" not in str(refused.value) and "DIR" not in str(refused.value)
