@@ -174,3 +174,21 @@ def same_jsonl_plugin(monkeypatch: pytest.MonkeyPatch):
     yield write
     for module in written:
         sys.modules.pop(module, None)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread(request: pytest.FixtureRequest) -> object:
+    """Tiny random models run fastest on one torch thread: on 2 cores a second thread only
+    adds synchronisation to each small op (and contends with a loaded machine): four
+    end-to-end tests took 32-37 s instead of 80-82 s. Tests marked `slow` keep every thread
+    (they run the real packaged models), except under tests/modeling, whose conftest pins
+    one thread for all of its tests."""
+    if request.node.get_closest_marker("slow") is not None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
