@@ -176,19 +176,41 @@ def same_jsonl_plugin(monkeypatch: pytest.MonkeyPatch):
         sys.modules.pop(module, None)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread(request: pytest.FixtureRequest) -> object:
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread() -> object:
     """Tiny random models run fastest on one torch thread: on 2 cores a second thread only
     adds synchronisation to each small op (and contends with a loaded machine): four
-    end-to-end tests took 32-37 s instead of 80-82 s. Tests marked `slow` keep every thread
-    (they run the real packaged models), except under tests/modeling, whose conftest pins
-    one thread for all of its tests."""
-    if request.node.get_closest_marker("slow") is not None:
+    end-to-end tests took 32-37 s instead of 80-82 s. Set for the whole session, before any
+    session- or module-wide project is made, and for the `subsetctl` processes tests start
+    (OMP_NUM_THREADS): torch's results differ in the last bits between thread counts, so a
+    project made with two threads and re-run with one retrained other adapter bits."""
+    import torch
+
+    before = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OMP_NUM_THREADS", "1")
+        torch.set_num_threads(1)
+        _THREADS["all"] = before
+        yield
+    torch.set_num_threads(before)
+
+
+#: torch's thread count before :func:`_one_torch_thread` pinned it
+_THREADS: dict[str, int] = {}
+
+
+@pytest.fixture(autouse=True)
+def _all_torch_threads_for_slow_tests(request: pytest.FixtureRequest) -> object:
+    """Tests marked `slow` run the real packaged models, which use every thread (except
+    under tests/modeling, whose conftest pins one thread for all of its tests)."""
+    if request.node.get_closest_marker("slow") is None:
         yield
         return
     import torch
 
-    before = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("OMP_NUM_THREADS", raising=False)
+        torch.set_num_threads(_THREADS["all"])
+        yield
     torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
