@@ -255,31 +255,33 @@ class _ExactSums:
     (a resumed search), which can flip a choice between subsets estimated as equal. Adding
     the blocks one by one instead was 4-20x slower (benchmarks/estimate.py).
 
-    The values are written as integers times one power of two, ``scale``, chosen so that
-    the largest column's absolute sum is below 2**52 of them: every partial sum of a
+    Each column's values are written as integers times a power of two of its own,
+    ``scale[j]``, chosen so that the column's absolute sum is below 2**52 of them (and no
+    finer than 2**-1074, of which every float64 is a whole multiple): every partial sum of a
     product with 0/1 masks is then an integer a float64 holds exactly, so a sum is the same
-    in any order. The rounding to integers is at most ``scale / 2`` per block: for the
-    largest column, the size of float64's own rounding of such a sum (B * 2**-53 * its
-    absolute sum); a matrix's smaller entries are kept to the same absolute precision, as
-    a matrix product's rounding keeps them. Values holding a non-finite number are summed
-    as a plain product (they give no finite estimate anyway)."""
+    in any order. The rounding to integers is at most ``scale[j] / 2`` per block: the size
+    of float64's own rounding of such a sum (B * 2**-53 * its absolute sum), column by
+    column as a matrix product's rounding is (one scale for the whole matrix lost a small
+    column's precision: at 1e-12 of the largest, 4e-5 of it). Values holding a non-finite
+    number are summed as a plain product (they give no finite estimate anyway)."""
 
     def __init__(self, stacked: np.ndarray) -> None:
         self.shape = stacked.shape
         flat = np.asarray(stacked, dtype=np.float64).reshape(stacked.shape[0], -1)
         with np.errstate(invalid="ignore", over="ignore"):
-            largest = float(np.abs(flat).sum(axis=0).max(initial=0.0))
-        self.exact = math.isfinite(largest)
-        _, exponent = math.frexp(largest if self.exact and largest > 0 else 1.0)  # largest < 2**exponent
-        self.scale = math.ldexp(1.0, exponent - 52) if self.exact else 1.0
+            column_sums = np.abs(flat).sum(axis=0)
+        self.exact = bool(np.isfinite(column_sums).all())
+        _, exponents = np.frexp(np.where(column_sums > 0, column_sums, 1.0))  # column_sums < 2**exponents
+        self.scale = np.ldexp(1.0, np.maximum(exponents - 52, -1074)) if self.exact else np.ones(flat.shape[1])
         self.units = np.round(flat / self.scale) if self.exact else flat
 
     def __call__(self, ext: np.ndarray, per_row: np.ndarray | None = None) -> np.ndarray:
         """The masked sums, each row times ``per_row`` (m,) when given (one pass for the
         scale and, say, a division by the row counts)."""
         sums = ext.astype(np.float64) @ self.units
-        factor = self.scale if per_row is None else self.scale * per_row[:, None]
-        sums *= factor
+        if per_row is not None:
+            sums *= per_row[:, None]
+        sums *= self.scale  # a power of two: exact, bar a subnormal result's own rounding
         return sums.reshape(ext.shape[0], *self.shape[1:])
 
 

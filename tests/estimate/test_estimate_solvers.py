@@ -278,3 +278,20 @@ def test_a_subsets_estimate_does_not_depend_on_its_batch(cls: type) -> None:
         for field in ("loss", "w_norm", "converged", "iterations"):
             got = np.concatenate([getattr(p, field) for p in parts])
             assert np.array_equal(got, getattr(whole, field), equal_nan=field in ("loss", "w_norm")), (size, field)
+
+
+def test_exact_sums_keep_each_columns_precision_and_tiny_values() -> None:
+    """A small column is summed to its own precision, not to the largest column's (one
+    scale for the whole matrix lost 4e-5 of a column 1e-12 the size of another), and a
+    matrix of subnormal values sums to them (its scale underflowed to 0: NaN sums)."""
+    from subsetctl.estimate.solvers import _ExactSums
+
+    ext = np.array([[1, 1, 0], [1, 0, 1], [0, 1, 1]], dtype=bool)
+    mixed = np.array([[1.0, 1e-12], [1.0, 1.2345678901234e-12], [1.0, 3.3e-12]])
+    tiny = np.array([[1e-310, -3e-300], [2e-310, 5e-300], [3e-310, 7e-300]])
+    per_row = np.array([1 / 3, 1 / 7, 1 / 11])
+    for values in (mixed, tiny):
+        plain = ext.astype(np.float64) @ values
+        within = 4 * 2.0**-53 * np.abs(values).sum(axis=0)  # float64's own rounding of each column's sum
+        assert (np.abs(_ExactSums(values)(ext) - plain) <= within).all(), values
+        assert (np.abs(_ExactSums(values)(ext, per_row) - plain * per_row[:, None]) <= within).all(), values
