@@ -37,7 +37,15 @@ import numpy as np
 
 from subsetctl.errors import UserError
 from subsetctl.estimate.base import EstimateBatch, FeatureSet, SubsetEstimator
-from subsetctl.estimate.solvers import _as_blocks, _empty_batch, _hash_arrays, _Rows, _val_loss, extend_masks
+from subsetctl.estimate.solvers import (
+    _as_blocks,
+    _empty_batch,
+    _hash_arrays,
+    _Rows,
+    _rows_times,
+    _val_loss,
+    extend_masks,
+)
 from subsetctl.registry import ESTIMATORS
 
 
@@ -147,15 +155,16 @@ class LinearSGDEstimator(SubsetEstimator):
         return w
 
     def _simulate_full(self, ext: np.ndarray) -> np.ndarray:
+        # row by row (_rows_times): a subset's w does not depend on the other subsets of its batch
         x, f, sizes = self.rows.x, self.rows.f, np.diff(self.rows.offsets)
-        member = ext[:, np.repeat(np.arange(len(sizes)), sizes)].T.astype(np.float64)  # (n, m)
-        pool = member.sum(axis=0)  # (m,)
+        member = ext[:, np.repeat(np.arange(len(sizes)), sizes)].astype(np.float64)  # (m, n)
+        pool = member.sum(axis=1)  # (m,)
         w = np.zeros((len(ext), x.shape[1]))
         decay = 1.0 - 2.0 * self.lr * self.lam
         for _ in range(self.steps):
-            margin = f[:, None] + x @ w.T  # (n, m)
-            weights = _sigmoid_neg(margin) * member / pool
-            w = decay * w + self.lr * (weights.T @ x)
+            margin = _rows_times(x, w) + f  # (m, n)
+            weights = _sigmoid_neg(margin) * member / pool[:, None]
+            w = decay * w + self.lr * _rows_times(x.T, weights)
         return w
 
     # ------------------------------------------------------------------ estimate

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import pickle
 
@@ -13,6 +14,7 @@ from scipy.optimize import minimize
 from subsetctl.errors import UserError
 from subsetctl.estimate.base import FeatureSet
 from subsetctl.estimate.calibrate import spearman
+from subsetctl.estimate.dynamics import LinearSGDEstimator
 from subsetctl.estimate.solvers import DEFAULT_LAMBDA, ExactEstimator, FastEstimator
 from subsetctl.estimate.synthetic import make_synthetic_features
 from subsetctl.registry import ESTIMATORS
@@ -262,12 +264,14 @@ def test_exact_never_goes_uphill_on_a_hard_one_dimensional_problem() -> None:
     assert w[0, 0] == pytest.approx(ref.x, abs=1e-6)
 
 
-@pytest.mark.parametrize("cls", [FastEstimator, ExactEstimator])
+@pytest.mark.parametrize("cls", [FastEstimator, ExactEstimator, functools.partial(LinearSGDEstimator, replay=False),
+                                 functools.partial(LinearSGDEstimator, replay=True)])
 def test_a_subsets_estimate_does_not_depend_on_its_batch(cls: type) -> None:
     """The same bits for a subset estimated alone, in batches of any size or all at once:
     matrix products rounded a row by the batch's shape and its place in it, so the search's
     estimates changed with executor.batch_size, with how many subsets a strategy asked for,
-    and with what the cache held when a stopped search resumed."""
+    and with what the cache held when a stopped search resumed (linear_sgd's full-batch
+    steps, replay: false, too)."""
     features = make_synthetic_features(n_sources=6, rows_per_source=30, d=16, n_target_train=20, n_val=50, seed=0)
     masks = np.array(list(itertools.product([False, True], repeat=6)))
     masks = masks[np.random.default_rng(1).permutation(len(masks))]
