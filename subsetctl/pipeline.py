@@ -268,8 +268,9 @@ class StageStatus:
     #: how much work running it is (:meth:`Stage.work`), for a stage `run` would run
     work: str | None = None
     #: the seconds its last finished run took (its manifest's), for a stage `run` would run
-    #: again; None when it never finished one. A hint of the cost, not a promise: a run with
-    #: other settings, or one taking results from the cache, takes another time
+    #: again; None when it never finished one, or when that run resumed work stopped partway
+    #: or merged shards (its seconds are the rest's only). A hint of the cost, not a promise:
+    #: a run with other settings, or one taking results from the cache, takes another time
     last_seconds: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -582,7 +583,8 @@ class Pipeline:
                 statuses.append(StageStatus(stage.name, "disabled", reasons, False))
                 continue
             manifest = self.project.read_manifest(stage.name)
-            last_seconds = manifest.get("seconds") if manifest and not manifest.get("corrupt") else None
+            last_seconds = (manifest.get("seconds") if manifest and not manifest.get("corrupt")
+                            and not manifest.get("resumed") else None)
             fp, inputs = self._current(stage, digests)
             reasons = []
             missing: list[str] = []
@@ -1125,15 +1127,17 @@ class Pipeline:
             return True
         return isinstance(marker.get("inputs", {}), dict) and self._fingerprint_matches(stage, marker, fp, inputs)
 
-    def _prepare_work_dir(self, stage: Stage, fp: str | None, inputs: dict[str, Any]) -> None:
+    def _prepare_work_dir(self, stage: Stage, fp: str | None, inputs: dict[str, Any]) -> bool:
         """Ready ``stage``'s folder for a run with inputs ``fp``: partial work for other
         inputs is discarded (work for the same inputs under another fingerprint, e.g. from
         a model folder since moved, is resumed), the commit point removed, and the inputs
-        recorded (work.json)."""
+        recorded (work.json). Whether the run resumes unfinished work (an earlier run's
+        stopped partway, or shards'): it then takes only the time the rest takes."""
         out_dir = self.project.stage_dir(stage.name)
         work_marker = out_dir / WORK_MARKER
         if work_marker.exists() and not work_marker.is_file():  # damaged (e.g. a folder): start clean
             self.project.reset_stage(stage.name)
+        unfinished = work_marker.is_file() and self.project.read_manifest(stage.name) is None
         if work_marker.is_file() and not self._work_matches(stage, fp, inputs):
             manifest = self.project.read_manifest(stage.name)
             if manifest is None and stage.partial_work_keyed:  # the stage takes what still applies
@@ -1150,8 +1154,10 @@ class Pipeline:
                 replace_dir(out_dir, aside)
         self.project.invalidate(stage.name)
         out_dir.mkdir(parents=True, exist_ok=True)
+        resumes = unfinished and any(path.name != WORK_MARKER for path in out_dir.iterdir())
         atomic_write_json(work_marker, {"fingerprint": fp, "inputs": inputs,  # pid: `plan` says "running"
                                         "pid": os.getpid()})
+        return resumes
 
     def _out_of_memory(self, stage: Stage, exc: BaseException) -> UserError | None:
         """The user error for ``stage`` when ``exc`` says it ran out of memory (see
@@ -1187,9 +1193,8 @@ class Pipeline:
         shared: bool = False,
     ) -> dict[str, Any] | None:
         out_dir = self.project.stage_dir(stage.name)
-        if not shared:
-            self._prepare_work_dir(stage, fp, inputs)
-        elif self._work_fingerprint(stage) != fp:
+        resumed = False if shared else self._prepare_work_dir(stage, fp, inputs)
+        if shared and self._work_fingerprint(stage) != fp:
             raise UserError(
                 f"Stage {stage.name}'s inputs changed while shards were starting (another `run` on this "
                 "project?). Start the shard again."
@@ -1238,6 +1243,8 @@ class Pipeline:
             # (not an input of anything: a stage recorded before warnings were is as up to date)
             **({"warnings": recorder.warnings} if recorder.warnings else {}),
             "seconds": round(seconds, 3),
+            # (its seconds are the rest's only: `plan` does not give them as the stage's time)
+            **({"resumed": True} if resumed else {}),
             "overrides": self.overrides,
             "versions": library_versions(),
         }

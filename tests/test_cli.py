@@ -1028,3 +1028,23 @@ def test_report_markdown_of_a_report_md_edited_into_other_bytes_shows_the_report
     assert result.exit_code == 0 and result.output.startswith("# subsetctl report"), result.output
     (jsonl_project / "report.md").write_text("# edited\n", encoding="utf-8")  # a UTF-8 edit is shown as it is
     assert CliRunner().invoke(main, ["report", str(jsonl_project), "--format", "markdown"]).output == "# edited\n\n"
+
+
+def test_plan_gives_no_last_time_for_a_run_that_resumed_partial_work(jsonl_project: Path) -> None:
+    """A run that resumed work an earlier one stopped (or merged shards) took only the rest's
+    time: `plan` gave that as the stage's last time, a hint of the cost far below it."""
+    args = ["plan", str(jsonl_project), "--until", "data"]
+    CliRunner().invoke(main, ["run", str(jsonl_project), "--until", "data"])
+    data = jsonl_project / ".subsetctl" / "data"
+    (data / "manifest.json").unlink()  # as a run stopped before its commit: its work kept
+    (data / "work.json").write_text(json.dumps({**json.loads((data / "work.json").read_text()), "pid": None}))
+    assert CliRunner().invoke(main, ["run", str(jsonl_project), "--until", "data"]).exit_code == 0
+    assert json.loads((data / "manifest.json").read_text())["resumed"] is True
+    forced = {s["stage"]: s for s in json.loads(CliRunner().invoke(main, [*args, "--force", "data", "--format",
+                                                                        "json"]).stdout)}
+    assert forced["data"]["will_run"] and forced["data"]["last_seconds"] is None
+    CliRunner().invoke(main, ["run", str(jsonl_project), "--until", "data", "--force", "data"])  # a whole run
+    assert "resumed" not in json.loads((data / "manifest.json").read_text())
+    forced = {s["stage"]: s for s in json.loads(CliRunner().invoke(main, [*args, "--force", "data", "--format",
+                                                                        "json"]).stdout)}
+    assert isinstance(forced["data"]["last_seconds"], float)
