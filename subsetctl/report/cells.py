@@ -351,7 +351,8 @@ def final_vs_baselines_line(comparison: dict[str, Any] | None, checked: bool,
     noisy = [b for b in shown[1:] if _within_seed_noise(comparison, b)]
     spread = (f"the {'gaps' if len(noisy) > 1 else 'gap'} to {' and '.join(map(name, noisy))} "
               f"{'are' if len(noisy) > 1 else 'is'} within the seed-to-seed spread "
-              f"(under twice its standard error over the {seeds} seeds), so not a clear difference")
+              f"(under twice {'their' if len(noisy) > 1 else 'its'} standard error over the {seeds} seeds), "
+              "so not a clear difference")
     if not below:
         others = shown[1:]
         return (line + f". The final pick ({name(final)}) scores at least as well as "
