@@ -1484,3 +1484,23 @@ def test_gradients_warn_when_theta_star_is_flat(tiny_project: Path) -> None:
     run_project(tiny_project, until="gradients", reporter=usual)
     assert not any("gradient of every one of the" in m for m in usual.warnings), usual.warnings
 
+
+
+def test_a_report_a_later_subsetctl_wrote_is_not_called_an_earlier_ones(tiny_project_ran) -> None:
+    """Going back to an older subsetctl (not supported, but `plan` should not mislead): a
+    report a later one wrote, with a higher report_format, was said to be "written by an
+    earlier subsetctl, without what this one writes there"."""
+    from subsetctl.project import fingerprint
+    from subsetctl.report.build import REPORT_FORMAT
+
+    project = tiny_project_ran()
+    manifest_file = project / ".subsetctl" / "report" / "manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    manifest["inputs"]["extra"]["report_format"] = REPORT_FORMAT + 1
+    manifest["fingerprint"] = fingerprint(manifest["inputs"])
+    manifest_file.write_text(json.dumps(manifest))
+    reasons = {s.name: s.reasons for s in plan_project(project)[2]}["report"]
+    assert any(f"written by a later subsetctl (their format {REPORT_FORMAT + 1}; this one writes {REPORT_FORMAT})"
+               in r for r in reasons) and not any("earlier" in r for r in reasons), reasons
+    shown = json.loads(CliRunner().invoke(main, ["report", str(project), "--format", "json"]).stdout)
+    assert not shown["report_by_earlier_subsetctl"] and shown["stale"] == ["report"], shown["stale"]

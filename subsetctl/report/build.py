@@ -35,7 +35,8 @@ def stale_only_for_its_format(project: Project, current_inputs: dict[str, Any] |
         return {**inputs, "extra": extra}, extra.pop("report_format", None)
 
     (before, recorded_format), (now, _) = without_format(recorded), without_format(current_inputs)
-    return recorded_format != REPORT_FORMAT and before == now
+    later = isinstance(recorded_format, int) and recorded_format > REPORT_FORMAT  # (going back: not supported)
+    return recorded_format != REPORT_FORMAT and not later and before == now
 
 
 def _read(path: Path) -> Any:
