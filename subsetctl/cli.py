@@ -438,7 +438,7 @@ def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, 
 
 def _seconds_text(seconds: float) -> str:
     """A stage's duration as plan prints it: "0.6 s", "43 s", "3 min 24 s", "2 h 05 min"."""
-    if seconds < 10:
+    if round(seconds, 1) < 10:  # (9.96 s is "10 s", as 10.2 s is)
         return f"{seconds:.1f} s"
     whole = round(seconds)
     if whole < 60:

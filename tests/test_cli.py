@@ -1048,3 +1048,11 @@ def test_plan_gives_no_last_time_for_a_run_that_resumed_partial_work(jsonl_proje
     forced = {s["stage"]: s for s in json.loads(CliRunner().invoke(main, [*args, "--force", "data", "--format",
                                                                         "json"]).stdout)}
     assert isinstance(forced["data"]["last_seconds"], float)
+
+
+def test_plan_writes_a_stage_time_as_it_rounds() -> None:
+    """9.96 s was "10.0 s", a tenth shown at 10 s and not above."""
+    from subsetctl.cli import _seconds_text
+
+    assert [_seconds_text(s) for s in (0.64, 9.94, 9.96, 43.4, 59.6, 204.4, 3599.6, 7500)] == [
+        "0.6 s", "9.9 s", "10 s", "43 s", "1 min 0 s", "3 min 24 s", "1 h 00 min", "2 h 05 min"]
