@@ -425,16 +425,11 @@ class FastEstimator(SubsetEstimator):
 
 class _Plan:
     """Which masks of a batch contain each block: ``cols[b]`` indexes the masks whose
-    extended mask includes block b. Single-column products are padded to two columns:
-    BLAS computes those with gemv, which rounds differently."""
+    extended mask includes block b."""
 
     def __init__(self, ext: np.ndarray) -> None:
         self.ext = ext
         self.cols = [np.flatnonzero(ext[:, b]) for b in range(ext.shape[1])]
-
-    @staticmethod
-    def padded(cols: np.ndarray) -> np.ndarray:
-        return np.repeat(cols, 2) if cols.size == 1 else cols
 
 
 class _Rows:
@@ -520,8 +515,10 @@ class ExactEstimator(SubsetEstimator):
         self, plan: _Plan, n: np.ndarray, w: np.ndarray, want_curv: bool
     ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray | None]]:
         """Objective ``F`` (m,), gradient ``G`` (m, d) and, if asked, per-block
-        ``sigmoid(-z)`` (n_b, padded m_b) at ``w`` (m, d), from which :meth:`_curvature`
-        derives the row curvatures only for the masks that still need a Newton step."""
+        ``sigmoid(-z)`` (m_b, n_b) at ``w`` (m, d), from which :meth:`_curvature`
+        derives the row curvatures only for the masks that still need a Newton step. The
+        products are taken mask by mask (:func:`_rows_times`): a mask's numbers do not
+        depend on the other masks of its batch."""
         m, d = w.shape
         loss = np.zeros(m)
         grad = np.zeros((m, d))
@@ -531,13 +528,11 @@ class ExactEstimator(SubsetEstimator):
                 curv.append(None)
                 continue
             xb, fb = self.rows.block(b)
-            pc = _Plan.padded(cols)
-            z = xb @ w[pc].T
-            z += fb[:, None]
+            z = _rows_times(xb, w[cols])
+            z += fb
             lo, sn = _loss_and_sigmoid(z)
-            k = cols.size
-            loss[cols] += lo.sum(axis=0)[:k]
-            grad[cols] -= (xb.T @ sn).T[:k]
+            loss[cols] += lo.sum(axis=1)
+            grad[cols] -= _rows_times(xb.T, sn)
             curv.append(sn if want_curv else None)
         f = loss / n + self.lam * np.einsum("ij,ij->i", w, w)
         g = grad / n[:, None] + 2.0 * self.lam * w
@@ -551,9 +546,9 @@ class ExactEstimator(SubsetEstimator):
             if cols.size == 0:
                 continue
             xb, _ = self.rows.block(b)
-            t = xb @ v[_Plan.padded(cols)].T
+            t = _rows_times(xb, v[cols])
             t *= curv[b]
-            out[cols] += (xb.T @ t).T[: cols.size]
+            out[cols] += _rows_times(xb.T, t)
         return out / n[:, None] + 2.0 * self.lam * v
 
     @staticmethod
@@ -575,7 +570,7 @@ class ExactEstimator(SubsetEstimator):
                 out.append(None)
                 continue
             pos = np.searchsorted(plan.cols[b], sel[cols])
-            out.append(curv[b][:, _Plan.padded(pos)])
+            out.append(curv[b][pos])
         return sub, out
 
     def _pcg(

@@ -299,3 +299,18 @@ def test_exact_sums_keep_each_columns_precision_and_tiny_values() -> None:
         within = 4 * 2.0**-53 * np.abs(values).sum(axis=0)  # float64's own rounding of each column's sum
         assert (np.abs(_ExactSums(values)(ext) - plain) <= within).all(), values
         assert (np.abs(_ExactSums(values)(ext, per_row) - plain * per_row[:, None]) <= within).all(), values
+
+
+def test_an_exact_estimate_does_not_depend_on_its_batch_at_a_larger_size() -> None:
+    """The exact estimator's passes over the rows were matrix products across the masks
+    that contain a block (padded to two columns): at d = 96 and 300 rows a block, BLAS
+    rounded a mask's products by how many other masks shared its batch."""
+    features = make_synthetic_features(n_sources=8, rows_per_source=300, d=96, n_target_train=100, n_val=100, seed=0)
+    masks = np.array(list(itertools.product([False, True], repeat=8)))
+    masks = masks[np.random.default_rng(1).permutation(len(masks))][:128]
+    est = ExactEstimator(features, lam=1.0)
+    whole = est.estimate(masks)
+    for size in (1, 33):
+        parts = [est.estimate(masks[i:i + size]) for i in range(0, len(masks), size)]
+        assert np.array_equal(np.concatenate([p.loss for p in parts]), whole.loss, equal_nan=True), size
+        assert np.array_equal(np.concatenate([p.iterations for p in parts]), whole.iterations), size
