@@ -21,6 +21,7 @@ copy of it) are UserErrors.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import logging
@@ -222,10 +223,11 @@ class _DaskConnection:
         neither logs: a client whose scheduler is gone logged its cancelled reconnect as an
         ERROR with a traceback, after the search's own message."""
         with _distributed_logs_off():
-            with contextlib.suppress(Exception):
+            # (asyncio.CancelledError is no Exception: a close cancelled as the scheduler goes)
+            with contextlib.suppress(Exception, asyncio.CancelledError):
                 self.client.close()
             if self.cluster is not None:
-                with contextlib.suppress(Exception):
+                with contextlib.suppress(Exception, asyncio.CancelledError):
                     self.cluster.close()
                 _forget_closed_schedulers()
         if self.environment is not None:  # a worker restarted meanwhile set them again
@@ -370,7 +372,7 @@ def _connect_dask(dd: ModuleType, n_jobs: int, address: str | None, connect_time
             "dashboard's port 8787, or a scheduler too busy to answer). Give the scheduler's own address "
             "(`dask scheduler` prints it; the default port is 8786)."
         ) from None
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, asyncio.CancelledError) as exc:
         raise UserError(unreachable.format(exc)) from exc
     except Exception as exc:  # a non-Dask server's bytes read as a Dask message (MemoryError, ...)
         if "ssl_context" in str(exc):  # tls:// without Dask's TLS settings: refused here, before connecting
@@ -705,33 +707,76 @@ def _dask_results(
     """Estimate every slice of ``masks`` on the process's Dask client for these settings;
     results in the order of ``slices``, ``progress(i)`` called as slice ``i`` finishes."""
     client = _dask_client(n_jobs, address, connect_timeout)
-    if address is not None:
-        _require_workers(client, address, connect_timeout)
     from dask.distributed import as_completed
 
-    _check_workers_code(client, address)  # first: an older subsetctl there has no _load_code
-    _check_workers_load(client, estimator, address)
     futures: list[Any] = []
+    task_failed = False  # the exception is a task's own (the estimator's, or KilledWorker)
     try:
+        if address is not None:
+            _require_workers(client, address, connect_timeout)
+        _check_workers_code(client, address)  # first: an older subsetctl there has no _load_code
+        _check_workers_load(client, estimator, address)
         shipped = _scatter(client, estimator)
         futures = [client.submit(_run_batch, shipped, masks[s], pure=False) for s in slices]
         position = {f.key: i for i, f in enumerate(futures)}
         results: list[EstimateBatch | None] = [None] * len(futures)
         for fut in as_completed(futures, loop=client.loop):
             i = position[fut.key]
-            results[i] = fut.result()
+            task_failed = fut.status == "error"
+            results[i] = fut.result()  # a finished one is fetched through the scheduler: it may fail too
             progress(i)
         return [r for r in results if r is not None]
     except BaseException as exc:
         if futures:  # the cluster outlives this call: stop what it would still compute
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception, asyncio.CancelledError):
                 client.cancel(futures)
-        # a client that lost its scheduler is reconnecting ("connecting"), its futures cancelled
-        scheduler_lost = address is not None and client.status not in ("running", "closing", "closed")
-        problem = _worker_import_error(exc, address) or _workers_lost(exc, address, scheduler_lost)
-        if problem is not None:
-            raise problem from exc
-        raise
+        if isinstance(exc, (UserError, KeyboardInterrupt, SystemExit, GeneratorExit)):
+            raise
+        problem = _dask_failure(exc, client, address, task_failed)
+        if problem is None:
+            raise
+        if isinstance(problem, _LostDask) and problem.scheduler_lost:
+            _forget_dask_client(client)  # its reconnect, given up later, would log an ERROR
+        raise problem from exc
+
+
+def _dask_failure(exc: BaseException, client: Any, address: str | None, task_failed: bool) -> UserError | None:
+    """What a failure of :func:`_dask_results` means to the user: a worker that cannot
+    import the estimator's code, or estimates lost with their workers or with the
+    scheduler at ``address``; None for the estimator's own errors (and bugs), raised as they
+    are. distributed says a lost scheduler in many ways, at any step (waiting for workers,
+    scattering, fetching a finished estimate, cancelling): a cancelled future, a
+    CommClosedError or another OSError, a TimeoutError, an asyncio.CancelledError, or a
+    client that is no longer running; a raw CommClosedError escaped when a finished estimate
+    was fetched just as the scheduler died."""
+    from distributed import CancelledError
+    from distributed.scheduler import KilledWorker
+
+    problem = _worker_import_error(exc, address)
+    if problem is not None:
+        return problem
+    if isinstance(exc, KilledWorker):
+        return _cluster_lost(exc, address, scheduler_lost=False)
+    if task_failed:
+        return None
+    client_down = getattr(client, "status", "running") != "running"
+    if not client_down and not isinstance(exc, (CancelledError, asyncio.CancelledError, OSError, TimeoutError)):
+        return None
+    # a future cancelled while the client runs, for another reason than the connection (the
+    # scheduler restarted): the workers' trouble; anything else is the connection's
+    scheduler_lost = address is not None and (
+        client_down or not isinstance(exc, CancelledError)
+        or getattr(exc, "reason", None) == "scheduler-connection-lost")
+    return _cluster_lost(exc, address, scheduler_lost)
+
+
+def _forget_dask_client(client: Any) -> None:
+    """Close ``client`` (its scheduler is lost) and drop it: the next call connects anew."""
+    with _DASK_LOCK:
+        keys = [key for key, conn in _DASK_CONNECTIONS.items() if conn.client is client]
+        conns = [_DASK_CONNECTIONS.pop(key) for key in keys]
+    for conn in conns:
+        conn.close()
 
 
 def _scatter(client: Any, estimator: SubsetEstimator) -> Any:
@@ -755,26 +800,41 @@ def _scatter(client: Any, estimator: SubsetEstimator) -> Any:
         raise blamed from exc
 
 
-def _workers_lost(exc: BaseException, address: str | None, scheduler_lost: bool = False) -> UserError | None:
-    """A UserError for estimates lost with their workers (killed, out of memory, or the
-    cluster shut down) or with the connection to the scheduler at ``address``, else None.
-    Dask says it as a cancelled future or KilledWorker."""
-    from distributed import CancelledError
-    from distributed.scheduler import KilledWorker
+class _LostDask(UserError):
+    """A UserError for estimates lost with the Dask cluster; ``scheduler_lost`` when the
+    connection to the scheduler at executor.address was lost."""
 
-    if not isinstance(exc, (CancelledError, KilledWorker)):
-        return None
+    def __init__(self, message: str, scheduler_lost: bool = False) -> None:
+        super().__init__(message)
+        self.scheduler_lost = scheduler_lost
+
+
+#: what a search keeps of a failed estimate: it saves each chunk of estimates as it finishes
+_KEPT = ("A search keeps the estimates it finished so far (saved in its cache as each chunk finishes), "
+         "so running it again resumes there")
+
+
+def _cluster_lost(exc: BaseException, address: str | None, scheduler_lost: bool) -> _LostDask:
+    """The UserError for estimates lost with the connection to the scheduler at ``address``
+    (``scheduler_lost``), else with their workers (killed, out of memory, or the cluster
+    shut down)."""
+    try:
+        detail = " ".join(str(exc).split())
+    except Exception:  # noqa: BLE001 - a half-built exception's own __str__ failing
+        detail = ""
+    said = f"Dask said {type(exc).__name__}{': ' + detail[:160] if detail else ''}{'...' if len(detail) > 160 else ''}"
     if scheduler_lost:
-        return UserError(
-            f"Lost the connection to the Dask scheduler at {address!r} while estimating (it stopped, or the "
-            "network to it failed). The estimates finished so far are kept: restart the scheduler and its "
-            "workers (or check the network) and run again."
+        return _LostDask(
+            f"Lost the connection to the Dask scheduler at {address!r} (executor.address) while estimating: it "
+            f"stopped, or the network to it failed ({said}). {_KEPT}: restart the scheduler and its workers (or "
+            "check the network), or drop executor.address to use a local cluster, and run again.",
+            scheduler_lost=True,
         )
-    where = f"at {address!r}" if address else "of the local cluster"
-    return UserError(
-        f"The Dask workers {where} were lost while estimating ({type(exc).__name__}: killed, out of memory, "
-        "or the cluster shut down). The estimates finished so far are kept: restart the workers (or use "
-        "fewer, or a smaller executor.batch_size, if they ran out of memory) and run again."
+    where = f"at {address!r} (executor.address)" if address else "of the local cluster"
+    return _LostDask(
+        f"The Dask workers {where} were lost while estimating: killed, out of memory, or the cluster shut down "
+        f"({said}). {_KEPT}: restart the workers (or use fewer, or a smaller executor.batch_size, if they ran "
+        "out of memory) and run again."
     )
 
 

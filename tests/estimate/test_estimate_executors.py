@@ -520,15 +520,69 @@ def test_a_plugin_estimator_that_cannot_be_pickled_is_blamed_for_dask(
 
 
 def test_workers_lost_mid_search_are_a_user_error() -> None:
+    import asyncio
+
     from distributed import CancelledError
+    from distributed.client import FutureCancelledError
+    from distributed.comm.core import CommClosedError
     from distributed.scheduler import KilledWorker
 
-    from subsetctl.estimate.executors import _workers_lost
+    from subsetctl.estimate.executors import _dask_failure
 
-    lost = _workers_lost(CancelledError("_run_batch-1"), None)
-    assert lost is not None and "local cluster were lost" in str(lost) and "finished so far are kept" in str(lost)
-    assert _workers_lost(KilledWorker("_run_batch-1", None, 3), "tcp://s:8786") is not None  # type: ignore[arg-type]
-    assert _workers_lost(ValueError("an estimator's own error"), None) is None
+    running, connecting = SimpleNamespace(status="running"), SimpleNamespace(status="connecting")
+    lost = _dask_failure(CancelledError("_run_batch-1"), running, None, False)
+    assert lost is not None and "local cluster were lost" in str(lost) and "finished so far" in str(lost)
+    assert "workers at 'tcp://s:8786' (executor.address) were lost" in str(
+        _dask_failure(KilledWorker("_run_batch-1", None, 3), running, "tcp://s:8786", True))  # type: ignore[arg-type]
+    assert _dask_failure(ValueError("an estimator's own error"), running, None, False) is None
+    assert _dask_failure(OSError("an estimator's own error"), running, "tcp://s:8786", True) is None
+    # the scheduler lost, however distributed says it
+    for exc, client in [(CommClosedError("in <TCP ConnectionPool.gather>: ConnectionResetError"), running),
+                        (OSError("Timed out trying to connect"), running), (TimeoutError(), running),
+                        (asyncio.CancelledError(), running), (CancelledError("_run_batch-1"), connecting),
+                        (FutureCancelledError("_run_batch-1", "scheduler-connection-lost"), running),
+                        (RuntimeError("anything"), SimpleNamespace(status="closed"))]:
+        lost = _dask_failure(exc, client, "tcp://s:8786", False)
+        assert lost is not None and str(lost).startswith(
+            "Lost the connection to the Dask scheduler at 'tcp://s:8786' (executor.address)"), (exc, lost)
+        assert "\n" not in str(lost) and "run again" in str(lost)
+
+
+def test_a_scheduler_lost_at_any_step_is_a_user_error(small_features: FeatureSet, monkeypatch) -> None:
+    """The scheduler lost as a finished estimate was fetched: a raw CommClosedError escaped
+    (the mid-estimate test above, under load); so did one while waiting for workers, while
+    scattering or submitting. Each step is made to fail as distributed fails there."""
+    import asyncio
+
+    import distributed
+    from distributed.comm.core import CommClosedError
+
+    masks = random_masks(4, small_features.n_sources, seed=0)
+    closed = CommClosedError("in <TCP (closed) ConnectionPool.gather>: ConnectionResetError: [Errno 104]")
+    with _scheduler(1, processes=False) as address:
+        for owner, method, exc in [(distributed.Future, "result", closed),
+                                   (distributed.Client, "wait_for_workers", OSError("Timed out during handshake")),
+                                   (distributed.Client, "scatter", closed),
+                                   (distributed.Client, "submit", asyncio.CancelledError())]:
+            with monkeypatch.context() as patched:
+                def fail(*args: Any, exc: BaseException = exc, **kwargs: Any) -> Any:
+                    raise exc
+
+                patched.setattr(owner, method, fail)
+                with pytest.raises(UserError, match=f"Lost the connection to the Dask scheduler at {address!r}"):
+                    estimate_parallel(FastEstimator(small_features, lam=0.1), masks, backend="dask",
+                                      address=address, batch_size=2)
+
+
+def test_closing_a_client_whose_scheduler_is_gone_raises_nothing() -> None:
+    import asyncio
+
+    from subsetctl.estimate.executors import _DaskConnection
+
+    def cancelled() -> None:
+        raise asyncio.CancelledError
+
+    _DaskConnection(SimpleNamespace(close=cancelled), SimpleNamespace(close=cancelled)).close()
 
 
 def test_estimator_folders_of_killed_runs_are_deleted_and_nothing_else(tmp_path: Path, monkeypatch) -> None:
