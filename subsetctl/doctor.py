@@ -164,7 +164,7 @@ def check_disk(folder: Path) -> Check:
 def check_writable(folder: Path) -> Check:
     """The project folder and its state folder accept new files: every stage writes there
     (a read-only copy plans and reports, but `run` stops at its first write)."""
-    from subsetctl.errors import UserError
+    from subsetctl.errors import UserError, dangling_link_target
     from subsetctl.project import STATE_DIRNAME, check_arrow_can_open
 
     blocked = next((why for p in (folder, folder / STATE_DIRNAME) if p.exists() and (why := _unwritable(p))), None)
@@ -177,6 +177,10 @@ def check_writable(folder: Path) -> Check:
         return Check("writable", False, f"{lock} is not a file: `run` cannot take the project's lock there",
                      "Something else put it there: move it aside (subsetctl makes the file again); nothing of "
                      "the stages' results is in it.")
+    if target := dangling_link_target(str(lock)):
+        return Check("writable", False, f"{lock} is a symbolic link to {target}, which cannot be made: `run` "
+                     "cannot take the project's lock there",
+                     "Remove the link (subsetctl makes the file itself) or make its target's folder.")
     try:
         check_arrow_can_open(folder)  # `run` refuses such a folder before its first stage
     except UserError as exc:

@@ -262,6 +262,12 @@ def environment_error(error: BaseException) -> UserError | None:
             "folder (a HOME or cache folder, or the project's .subsetctl/, that is a file); move that file aside "
             "and run again."
         )
+    if exc.errno == errno.ENOENT and exc.filename and (target := dangling_link_target(str(exc.filename))):
+        return UserError(
+            f"Cannot use {exc.filename}: it is a symbolic link to {target}, which cannot be made (a folder on its "
+            "way does not exist). Remove the link (subsetctl makes the file itself) or make its target's folder, "
+            "and run again. Finished stages are kept."
+        )
     if exc.errno == errno.EEXIST and exc.filename and not os.path.isdir(exc.filename):  # mkdir(exist_ok=True)
         return UserError(
             f"Cannot use {exc.filename}: it is a file where subsetctl keeps a folder (its state lives in "
@@ -274,6 +280,18 @@ def environment_error(error: BaseException) -> UserError | None:
             "are the large files) and run again: finished work is kept and resumed."
         )
     return None
+
+
+def dangling_link_target(path: str) -> str | None:
+    """Where the symbolic link ``path`` points when that place does not exist and its folder
+    does not either (opening the link to write fails: ENOENT, though ``path`` is there);
+    None for anything else, such as a link whose target opening it would create."""
+    import os
+
+    if not os.path.islink(path) or os.path.exists(path):
+        return None
+    target = os.path.realpath(path)
+    return None if os.path.isdir(os.path.dirname(target)) else target
 
 
 @contextlib.contextmanager

@@ -95,3 +95,24 @@ def test_a_damaged_lock_file_is_taken_over(data_project: Path, content: bytes) -
     assert result.exit_code == 0 and "internal error" not in result.output, result.output
     assert (state / "data" / "manifest.json").is_file()
     assert (state / "lock").read_text() == ""  # released after the run
+
+
+def test_a_lock_that_links_where_no_file_can_be_made_is_a_user_error(data_project: Path, tmp_path: Path) -> None:
+    """A .subsetctl/lock left as a symbolic link into a folder that is gone (a project copied
+    with its links, a cleaned-up scratch disk) stopped `run` with an internal error
+    (FileNotFoundError on the lock, which exists as a link), and doctor said all was fine."""
+    from subsetctl import doctor
+
+    state = data_project / ".subsetctl"
+    state.mkdir()
+    (state / "lock").symlink_to(tmp_path / "gone" / "lock")
+    result = CliRunner().invoke(main, ["run", str(data_project), "--until", "data", "-q"])
+    assert result.exit_code == 1 and "internal error" not in result.output, result.output
+    assert "symbolic link" in result.output and str(tmp_path / "gone" / "lock") in result.output
+    assert "Remove the link" in result.output
+    check = doctor.check_writable(data_project)
+    assert not check.ok and "symbolic link" in check.detail, check
+    (tmp_path / "gone").mkdir()  # a link whose target opening it makes is fine: run writes through it
+    assert doctor.check_writable(data_project).ok
+    result = CliRunner().invoke(main, ["run", str(data_project), "--until", "data", "-q"])
+    assert result.exit_code == 0, result.output
