@@ -230,3 +230,19 @@ def test_a_meta_init_that_made_the_target_worse_is_warned_naming_meta_init_lr(ti
     rep = SilentReporter()
     run_project(tiny_project, [], until="meta_init", reporter=rep)
     assert not [w for w in rep.warnings if w.startswith("meta_init: training made")], rep.warnings
+
+
+def test_a_meta_init_that_barely_moved_the_loss_is_not_blamed_on_a_high_lr() -> None:
+    """The reference classifier spec (MiniLM, 40 steps, lr 0.001) ended meta_init at a best
+    validation loss of 0.6945 against 0.6922 untrained, and was told that a learning rate
+    too high is the usual cause and to lower it: training had barely moved the loss."""
+    from subsetctl.stages.meta_init import worse_than_untrained_warning
+
+    barely = worse_than_untrained_warning(0.6922, 0.6945, 10, 0.001, 28)
+    assert barely is not None and "0.6945 at its best step (10) against 0.6922" in barely
+    assert "too high" not in barely and "barely moved" in barely and "28 validation examples" in barely
+    clearly = worse_than_untrained_warning(2.30, 4.94, 40, 1.0, 28)
+    assert clearly is not None and clearly.endswith("A meta_init.lr too high (here 1) is the usual cause: lower it "
+                                                    "and run again.")
+    assert worse_than_untrained_warning(0.6922, 0.6922, 10, 0.001, 28) is None
+    assert worse_than_untrained_warning(0.6922, 0.60, 10, 0.001, 28) is None
