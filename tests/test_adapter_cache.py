@@ -4,7 +4,9 @@ on a stand-in for the data stage (no model needed)."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -125,3 +127,43 @@ def test_checksums_of_another_shape_are_damage_trained_again_not_an_internal_err
     atomic_write_json(entry / CHECKSUMS, checksums)
     assert _restored(cache, ["a"], tmp_path) is None
     assert not entry.exists()  # deleted, so the run trained now is stored in its place
+
+
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO])
+@pytest.mark.parametrize("unreadable", ["record.json", CHECKSUMS, "adapter/w.bin"])
+def test_a_cached_fine_tune_that_cannot_be_read_is_kept_not_deleted_as_damage(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int, unreadable: str) -> None:
+    """A cached fine-tune's file this process may not read (EACCES, EPERM, EROFS), or that
+    the disk failed to read (EIO), is no damage: the entry was deleted and the run trained
+    again. Permissions go up as the OSError (the CLI's permissions message); other errors
+    are a UserError naming the entry, which is kept."""
+    from subsetctl import project
+    from subsetctl.errors import UserError
+
+    cache = _cache(tmp_path)
+    entry = cache._entry(["a"], 0)
+    _put(entry, ["a"], "x")
+    (entry / "adapter" / "w.bin").write_text("x")  # a new stamp: hashed again on restore
+    path = entry / unreadable
+    error = OSError(code, os.strerror(code), str(path))
+    read_text, sha256_file = Path.read_text, project.sha256_file
+
+    def refused_text(self: Path, *args: object, **kwargs: object) -> str:
+        if self == path:
+            raise error
+        return read_text(self, *args, **kwargs)
+
+    def refused_hash(file: Path, *args: object, **kwargs: object) -> str:
+        if Path(file) == path:
+            raise error
+        return sha256_file(file, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", refused_text)
+    monkeypatch.setattr(project, "sha256_file", refused_hash)
+    with pytest.raises(OSError if code != errno.EIO else UserError) as raised:
+        cache.restore(["a"], 0, tmp_path / "run")
+    if code == errno.EIO:
+        assert str(entry) in str(raised.value) and "it is kept" in str(raised.value)
+    assert raised.value is error or raised.value.__cause__ is error
+    monkeypatch.undo()
+    assert _restored(cache, ["a"], tmp_path) == "x"  # kept, and used once it can be read

@@ -11,6 +11,7 @@ inputs changed.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from subsetctl import __version__
+from subsetctl.errors import UserError
 from subsetctl.pipeline import StageContext
 from subsetctl.project import (
     artifact_checksums,
@@ -140,8 +142,8 @@ class AdapterCache:
             problems = _adapter_problems(entry)
         except FileNotFoundError:
             return None
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:  # a file of it a folder, or unreadable
-            problems = [f"{type(exc).__name__}: {exc}"]
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:  # a file of it a folder, or garbled
+            problems = [_damage(entry, exc)]
         if problems:
             self.reporter.warn(AboutThisRun(f"The cached fine-tune {entry} is damaged ({'; '.join(problems[:3])}); "
                                             "it is deleted and the run is trained again."))
@@ -197,8 +199,32 @@ def _intact(entry: Path) -> bool:
     """Whether a cached run's adapter passes its checksums (:func:`_adapter_problems`)."""
     try:
         return not _adapter_problems(entry)
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        _damage(entry, exc)  # (raises when the entry could not be read, which is no damage)
         return False
+
+
+#: how a cached run's file that cannot be read is damaged: a folder where a file belongs, a
+#: file where a folder belongs
+_DAMAGE_ERRNOS = (errno.EISDIR, errno.ENOTDIR)
+
+
+def _damage(entry: Path, exc: BaseException) -> str:
+    """What is wrong with the cached run at ``entry``, whose files raised ``exc`` when read,
+    when that is damage, for the notice deleting it (a garbled file, a folder where a file
+    belongs); raises otherwise. A file this process may not read (EACCES, EPERM, EROFS) goes
+    up as it is, the CLI's permissions message; any other OSError (EIO, a stale network
+    mount) is a UserError keeping the entry: a finished fine-tune, hours of work maybe, was
+    deleted and trained again over a problem reading it that running again would not have."""
+    if not isinstance(exc, OSError) or exc.errno in _DAMAGE_ERRNOS:
+        return f"{type(exc).__name__}: {exc}"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        raise exc
+    raise UserError(
+        f"The cached fine-tune {entry} cannot be read ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); "
+        "it is kept. Fix what keeps it from being read (the disk, the mount) and run again, or delete that "
+        "folder to train the run again."
+    ) from exc
 
 
 #: the finetune stage's record of the base model its adapters name and the folder it was read from
