@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -167,3 +168,28 @@ def test_a_cached_fine_tune_that_cannot_be_read_is_kept_not_deleted_as_damage(
     assert raised.value is error or raised.value.__cause__ is error
     monkeypatch.undo()
     assert _restored(cache, ["a"], tmp_path) == "x"  # kept, and used once it can be read
+
+
+@pytest.mark.parametrize("folder", [True, False])
+def test_a_misshapen_entry_deleted_meanwhile_by_someone_else_is_no_internal_error(tmp_path: Path,
+                                                                                  folder: bool) -> None:
+    """A cache entry of the wrong shape (a file where a folder belongs) deleted by another
+    process (the cache deleted by hand while a run uses it) between being found and being
+    deleted stopped the run with an internal error (FileNotFoundError)."""
+    from subsetctl.stages.common import drop_misshapen_entry
+
+    entry = tmp_path / "entry"
+    if folder:
+        entry.write_text("a file where a folder belongs")
+    else:
+        (entry / "inside").mkdir(parents=True)
+
+    class DeletedWhileWarning(SilentReporter):
+        def warn(self, message: object) -> None:
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+
+    drop_misshapen_entry(DeletedWhileWarning(), entry, folder=folder)
+    assert not entry.exists()

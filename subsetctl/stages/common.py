@@ -78,7 +78,9 @@ def drop_misshapen_entry(reporter: Any, entry: Path, folder: bool) -> None:
     """Delete a cache entry that is a file where a folder belongs (``folder``), or a folder
     where a file belongs (a hand edit, a bad copy), with a notice: the cache is safe to
     delete, so what it held is computed again. Such an entry stopped every later `run` with
-    an error asking to move it aside by hand."""
+    an error asking to move it aside by hand. One deleted meanwhile by someone else (the
+    cache deleted by hand while a run uses it) is gone as asked: that was an internal error
+    (FileNotFoundError)."""
     import shutil
 
     from subsetctl.reporter import AboutThisRun
@@ -91,7 +93,7 @@ def drop_misshapen_entry(reporter: Any, entry: Path, folder: bool) -> None:
     if entry.is_dir():
         shutil.rmtree(entry, ignore_errors=True)
     else:
-        entry.unlink()
+        entry.unlink(missing_ok=True)
 
 
 #: what a record's value may be (:func:`is_record`): a JSON number, or a number or null
