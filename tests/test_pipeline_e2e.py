@@ -1417,19 +1417,24 @@ def test_byte_level_bpe_and_char_projects_computed_before_answers_followed_the_p
         assert all(s.state in ("up to date", "disabled") for s in statuses), [(s.name, s.reasons) for s in statuses]
 
 
+def _report_written_by_an_earlier_subsetctl(project: Path) -> None:
+    """Record the report stage's inputs as an earlier subsetctl did, without report_format."""
+    from subsetctl.project import fingerprint
+
+    manifest_file = project / ".subsetctl" / "report" / "manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    manifest["inputs"]["extra"].pop("report_format", None)
+    manifest["fingerprint"] = fingerprint(manifest["inputs"])
+    manifest_file.write_text(json.dumps(manifest))
+
+
 def test_a_report_an_earlier_subsetctl_wrote_is_written_again_with_what_this_one_adds(tiny_project_ran) -> None:
     """A project whose report stage an earlier subsetctl ran (its inputs without
     report_format; report.json without final_vs_baselines) was up to date, so an upgrade
     never wrote the report's newer contents: plan says why the report re-runs, and run
     writes it again alone."""
-    from subsetctl.project import fingerprint
-
     project = tiny_project_ran()
-    manifest_file = project / ".subsetctl" / "report" / "manifest.json"
-    manifest = json.loads(manifest_file.read_text())
-    manifest["inputs"]["extra"].pop("report_format", None)  # as an earlier subsetctl recorded them
-    manifest["fingerprint"] = fingerprint(manifest["inputs"])
-    manifest_file.write_text(json.dumps(manifest))
+    _report_written_by_an_earlier_subsetctl(project)
     report = json.loads((project / "report.json").read_text())
     del report["final_vs_baselines"]
     (project / "report.json").write_text(json.dumps(report))
@@ -1451,6 +1456,24 @@ def test_a_report_an_earlier_subsetctl_wrote_is_written_again_with_what_this_one
     assert all(s.state in ("up to date", "disabled") for s in plan_project(project)[2])
     assert not json.loads(CliRunner().invoke(main, ["report", str(project), "--format", "json"]).stdout)[
         "report_by_earlier_subsetctl"]
+
+
+def test_a_report_an_earlier_subsetctl_wrote_then_deleted_is_listed_as_missing(tiny_project_ran) -> None:
+    """After an upgrade, report.md deleted by hand: `report` listed no missing output (its
+    json's missing_outputs was empty, and no "Deleted since the last run" note) and said
+    report.md was written by an earlier subsetctl; `plan` listed it."""
+    project = tiny_project_ran()
+    _report_written_by_an_earlier_subsetctl(project)
+    (project / "report.md").unlink()
+
+    shown = json.loads(CliRunner().invoke(main, ["report", str(project), "--format", "json"]).stdout)
+    assert shown["report_by_earlier_subsetctl"] and shown["stale"] == [], shown["stale"]
+    assert shown["missing_outputs"] == {"report": ["report.md"]}, shown["missing_outputs"]
+    text = " ".join(CliRunner().invoke(main, ["report", str(project)]).output.split())
+    assert "Deleted since the last run: report.md." in text, text
+    assert "report.json was written by an earlier subsetctl" in text and "report.md and report.json" not in text, text
+    reasons = {s.name: s.reasons for s in plan_project(project)[2]}["report"]
+    assert "outputs missing: report.md" in reasons, reasons
 
 
 def test_a_project_computed_with_gradients_seed_written_out_stays_up_to_date(tiny_project: Path, monkeypatch) -> None:

@@ -141,6 +141,8 @@ def _checked_against_spec(root: Path, overrides: list[str] | None, stages: dict[
                       and stale_only_for_its_format(Project(root), report_status.inputs))
     if earlier_format:  # written by an earlier subsetctl, nothing else changed: not "the spec changed"
         changed.discard("report")
+        if report_status.missing_outputs:  # and deleted since (its other reason): said as for any report
+            missing["report"] = report_status.missing_outputs
     stale = [s.name for s in statuses if s.name in changed and s.name in stages]
     # up to date only once `run` swaps their previous results in: the results shown are of other inputs
     swapped = [s.name for s in statuses if s.put_back_from == "previous" and s.name in stages]
@@ -189,11 +191,15 @@ def outdated_note(data: dict[str, Any]) -> str | None:
         notes.append(f"The spec or its input files changed since these results: {', '.join(stale)} would re-run "
                      f"(`subsetctl plan {folder}` says why; a run with key=value overrides counts as "
                      "a change of the spec for the next run without them).")
-    if data.get("report_by_earlier_subsetctl"):
-        notes.append(f"report.md and report.json were written by an earlier subsetctl, without what this one adds "
-                     f"to them; shown here as this one writes them. `subsetctl run {folder}` writes them again "
-                     "(seconds; nothing else re-runs).")
     missing = data.get("missing_outputs") or {}
+    # report.md or report.json deleted since: "Deleted since the last run" below says so, not that it was written
+    kept = [f for f in ("report.md", "report.json") if f not in missing.get("report", [])]
+    if data.get("report_by_earlier_subsetctl") and kept:
+        one = len(kept) == 1
+        notes.append(f"{' and '.join(kept)} {'was' if one else 'were'} written by an earlier subsetctl, without what "
+                     f"this one adds to {'it' if one else 'them'}; shown here as this one writes "
+                     f"{'it' if one else 'them'}. `subsetctl run {folder}` writes {'it' if one else 'them'} again "
+                     "(seconds; nothing else re-runs).")
     if missing:
         files = [f for found in missing.values() for f in found]
         notes.append(f"Deleted since the last run: {', '.join(files)}. `subsetctl run {folder}` writes "
