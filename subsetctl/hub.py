@@ -13,6 +13,7 @@ import re
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -148,10 +149,7 @@ def cache_write_problem(exc: BaseException, default: str) -> str | None:
 
     from subsetctl.errors import as_os_error
 
-    error, seen = None, exc
-    while seen is not None and error is None:
-        error = as_os_error(seen)
-        seen = seen.__cause__ or seen.__context__
+    error = next((found for e in _chain(exc) if (found := as_os_error(e)) is not None), None)
     if error is None or error.errno not in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.ENOTDIR):
         return None
     caches = {"datasets": (datasets_cache_dir(), "HF_DATASETS_CACHE", "datasets prepares its tables"),
@@ -171,6 +169,22 @@ def cache_write_problem(exc: BaseException, default: str) -> str | None:
     return (f"{error.strerror}{f' ({error.filename})' if error.filename else ''}. {what[0].upper()}{what[1:]} in "
             f"{os.path.abspath(cache)} ({variable}, else $HF_HOME/{found}): {fix}, or set {variable} to a writable "
             f"folder with room (e.g. {variable}=$TMPDIR/hf-{found}).")
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every error it was raised from or while handling (``__cause__`` before
+    ``__context__``, each followed as far as it goes), each once. Following only
+    ``__cause__ or __context__`` missed an OSError in the context of an error raised
+    ``from`` another, and looped for ever on a chain that comes back on itself (``raise a
+    from b``, ``b`` raised while ``a`` was handled: Python cuts loops of contexts only)."""
+    todo, seen = [exc], set()
+    while todo:
+        error = todo.pop()
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        yield error
+        todo.extend(e for e in (error.__context__, error.__cause__) if e is not None)  # (the cause popped first)
 
 
 def _snake_case(name: str) -> str:

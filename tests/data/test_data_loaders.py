@@ -494,6 +494,55 @@ def test_huggingface_cache_that_cannot_be_written_names_the_cache(tmp_path: Path
         load_huggingface(options, make_ctx("hf"))
 
 
+def test_a_cache_write_error_is_found_in_any_cause_or_context_and_a_looping_chain_ends(
+        tmp_path: Path, monkeypatch) -> None:
+    """The OSError of a cache that cannot be written was looked for along ``__cause__ or
+    __context__`` only: one in the context of an error raised ``from`` another was missed
+    (the message blamed the spec), and a chain coming back on itself (an error raised again
+    ``from`` one raised while handling it) looped for ever: the data stage hung."""
+    import errno
+    import threading
+
+    from subsetctl.hub import cache_write_problem
+
+    cache = tmp_path / "datasets"
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(cache))
+    refused = PermissionError(errno.EACCES, "Permission denied", str(cache / "x.lock"))
+    try:
+        try:
+            raise refused
+        except OSError:
+            raise RuntimeError("could not prepare the split") from ValueError("no usable builder")
+    except RuntimeError as exc:
+        in_context = exc
+    fallback: BaseException | None = None
+    try:
+        raise ValueError("the first attempt")
+    except ValueError as exc:
+        first = exc
+        try:
+            raise KeyError("the fallback, tried while handling the first")
+        except KeyError as exc:
+            fallback = exc
+    try:
+        raise first from fallback  # after both: first -> fallback (its cause) -> first (fallback's context)
+    except ValueError as exc:
+        looping = exc
+    assert looping.__cause__.__context__ is looping
+
+    found: dict[str, str | None] = {}
+
+    def look() -> None:
+        found["in context"] = cache_write_problem(in_context, default="datasets")
+        found["looping"] = cache_write_problem(looping, default="datasets")
+
+    worker = threading.Thread(target=look, daemon=True)  # (a loop for ever fails the test, not hangs it)
+    worker.start()
+    worker.join(timeout=10)
+    assert not worker.is_alive() and found.get("looping", "") is None, found
+    assert f"in {cache} (HF_DATASETS_CACHE" in (found["in context"] or ""), found
+
+
 def test_huggingface_data_files_globs_resolve_against_the_spec_folder_and_are_tracked(
     tmp_path: Path, make_ctx, monkeypatch
 ) -> None:
