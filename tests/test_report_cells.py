@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.cells import cell_len
 from rich.console import Console
 
 from subsetctl.report.cells import (
@@ -752,3 +753,23 @@ def test_the_final_pick_line_escapes_a_labels_underscores_in_markdown() -> None:
     report["final_vs_baselines"] = final_vs_baselines(report)
     line = next(line for line in render_markdown(report, {}).splitlines() if line.startswith("> On the test split"))
     assert "x.\\_y\\_ 0.1, target_only 0.5. The final pick (x.\\_y\\_) scores below target_only" in line, line
+
+
+def test_a_long_strategy_label_is_not_folded_on_80_columns() -> None:
+    """The reference classifier spec's report on an 80-column terminal printed its
+    representation_similarity strategy as "representation_simil" over "arity" in the
+    selections table, beside a two-name selection that could have folded instead."""
+    report = _report(False)
+    row = report["strategies"]["forward"]
+    report["strategies"] = {"exhaustive": {**row, "selected": ["css_selectors", "phonetics"]},
+                            "representation_similarity": {**row, "selected": ["aba_rules_shuffled"]}}
+    report["final"] = "exhaustive"
+    buffer = io.StringIO()
+    render_full_report(report, Console(file=buffer, width=80))
+    text = buffer.getvalue()
+    assert "│ representation_similarity │" in text, text
+    assert "css_selectors" in text and "phonetics" in text
+    assert max(map(cell_len, text.splitlines())) <= 80, text  # the loss columns' headers wrap instead
+    wide = io.StringIO()
+    render_full_report(report, Console(file=wide, width=200))
+    assert "est. loss raw" in wide.getvalue()  # with room, they do not

@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.cells import cell_len
 from rich.markup import escape
+from rich.text import Text
 
 from subsetctl.report.cells import (
     SELECTED_SHOWN,
@@ -45,6 +46,13 @@ before it counts the rest."""
 SOURCE_COLUMN_KEPT = 16
 """Characters of a source name the score table keeps on one line before it moves
 strategies to a second table (longer names fold)."""
+
+
+#: the widest a strategy's label is kept unfolded in the terminal's selections table
+LABEL_WIDTH_KEPT = 30
+#: the selections table's loss columns: their headers wrap ("est. loss" over "raw"), their
+#: numbers (five significant digits) fit, and the names beside them get the room
+LOSS_COLUMN_WIDTH = 9
 
 
 def score_column_groups(strategies: int, score_width: int, rows: Sequence[str | None], width: int) -> list[list[int]]:
@@ -97,17 +105,23 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
         table = Table(title=f"selections (final: {report['final']}; {cal.get('estimator') or 'estimator'} "
                             f"lambda={_f(cal.get('lam'))}, "
                             f"{calibration_state(cal, report.get('calibration_against'))})", title_justify="left")
-        for col in ("strategy", "selected", "est. loss raw", "est. loss cal."):  # fold long names, never cut them
-            table.add_column(col, justify="left" if col in ("strategy", "selected") else "right", overflow="fold")
         raw_digits, cal_digits = selection_loss_digits(report)
-        for label, r in report["strategies"].items():
-            table.add_row(label, selected_cell(r["selected"], None if all_sources else SELECTED_SHOWN),
-                          loss_cell(r["estimated_loss_raw"], raw_digits),
-                          calibrated_loss_cell(r, bool(cal.get("enabled")), cal_digits))
-        for label, r in report.get("baselines", {}).items():
-            table.add_row(f"[dim]{label}[/dim]", f"[dim]{baseline_cell(r['selected'])}[/dim]",
-                          loss_cell(r["estimated_loss_raw"], raw_digits),
-                          calibrated_loss_cell(r, bool(cal.get("enabled")), cal_digits))
+        enabled = bool(cal.get("enabled"))
+        selection_rows = [
+            (label, selected_cell(r["selected"], None if all_sources else SELECTED_SHOWN),
+             loss_cell(r["estimated_loss_raw"], raw_digits), calibrated_loss_cell(r, enabled, cal_digits))
+            for label, r in report["strategies"].items()
+        ] + [
+            (f"[dim]{label}[/dim]", f"[dim]{baseline_cell(r['selected'])}[/dim]",
+             loss_cell(r["estimated_loss_raw"], raw_digits), calibrated_loss_cell(r, enabled, cal_digits))
+            for label, r in report.get("baselines", {}).items()
+        ]
+        for col, width in zip(("strategy", "selected", "est. loss raw", "est. loss cal."),
+                              _selection_column_widths(selection_rows, console.width)):
+            table.add_column(col, justify="left" if col in ("strategy", "selected") else "right",
+                             overflow="fold", **width)  # fold long names, never cut them
+        for row in selection_rows:
+            table.add_row(*row)
         console.print(table)
         for note in calibration_notes(report):
             console.print(f"[dim]calibration: {escape(note)}[/dim]")
@@ -189,6 +203,20 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
                       f"{escape(_from_here(report['adapters'][final][0], root))}"
                       + (f" (+{others} more seed{'s' if others > 1 else ''})" if others else "")
                       + " [dim](report.md lists every selection's)[/dim]")
+
+
+def _selection_column_widths(rows: list[tuple[str, str, str, str]], width: int) -> list[dict[str, int]]:
+    """The selections table's column widths when its rows do not fit ``width`` on one line
+    each: a strategy's label (up to :data:`LABEL_WIDTH_KEPT`) is kept whole and the loss
+    columns' headers wrap ("est. loss" over "raw"), so the selected names fold first. On 80
+    columns "representation_similarity" folded mid-word beside a two-name selection."""
+    natural = [max((cell_len(Text.from_markup(cells[i]).plain) for cells in rows), default=1) for i in range(4)]
+    headers = (len("strategy"), len("selected"), len("est. loss raw"), len("est. loss cal."))
+    needed = sum(max(cell, header) for cell, header in zip(natural, headers)) + 3 * 4 + 1  # padding, rules
+    if needed <= width:
+        return [{}, {}, {}, {}]
+    label = min(max(natural[0], len("strategy")), LABEL_WIDTH_KEPT)
+    return [{"min_width": label}, {}, {"max_width": LOSS_COLUMN_WIDTH}, {"max_width": LOSS_COLUMN_WIDTH}]
 
 
 def _encodes(console: Any, text: str) -> bool:
