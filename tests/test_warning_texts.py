@@ -246,3 +246,28 @@ def test_a_meta_init_that_barely_moved_the_loss_is_not_blamed_on_a_high_lr() -> 
                                                     "and run again.")
     assert worse_than_untrained_warning(0.6922, 0.6922, 10, 0.001, 28) is None
     assert worse_than_untrained_warning(0.6922, 0.60, 10, 0.001, 28) is None
+
+
+def test_classifier_selections_that_predicted_one_class_are_warned() -> None:
+    """The reference classifier spec's every selection scored accuracy 0.667 (macro-F1 0.4)
+    on 27 test examples, each predicting 'False' for all of them, and nothing said so: the
+    selections looked tied by the test metric, though no fine-tune had learned the task."""
+    from subsetctl.stages.evaluate import one_class_warning
+
+    def run(*predicted: int) -> dict:
+        gold = [0, 1, 0][: len(predicted)]
+        return {"n": len(predicted), "predictions": [{"gold": g, "prediction": p} for g, p in zip(gold, predicted)]}
+
+    classes = ["False", "True"]
+    per_run = {"a": run(0, 0, 0), "b": run(0, 0, 0), "c": run(0, 1, 0), "d": run(1, 1, 1), "e": run(0, 0, 0)}
+    said = one_class_warning({"exhaustive": ["a"], "all": ["b", "e"], "target_only": ["c"]}, per_run, classes)
+    assert said is not None and said.startswith("The fine-tunes of exhaustive and all predicted 'False' for every one of "
+                                                "the 3 test examples (every seed)"), said
+    assert "target_only" not in said and "finetune.steps" in said
+    mixed = one_class_warning({"x": ["a"], "y": ["d"]}, per_run, classes)
+    assert mixed is not None and mixed.startswith("The fine-tunes of x and y each predicted a single class")
+    assert one_class_warning({"x": ["a", "c"]}, per_run, classes) is None  # one seed learned more than that
+    assert one_class_warning({"x": ["c"]}, per_run, classes) is None
+    same_gold = {"a": {"n": 2, "predictions": [{"gold": 0, "prediction": 0}] * 2}}
+    assert one_class_warning({"x": ["a"]}, same_gold, classes) is None  # one class is all there is to predict
+    assert one_class_warning({"x": ["z"]}, {"z": {"n": 3}}, classes) is None  # (a result without predictions)

@@ -83,7 +83,8 @@ class EvaluateStage(common.ModelStage):
 
         spec = ctx.spec
         ft = ctx.upstream_dir("finetune")
-        labels = json.loads((ft / "labels.json").read_text())["labels"]
+        finetuned = json.loads((ft / "labels.json").read_text())
+        labels = finetuned["labels"]
         test = common.examples(ctx, spec.target.name, "test")
         per_run_path = ctx.out_dir / "per_run.json"
         per_run: dict[str, Any] = common.read_work_record(ctx, per_run_path, dict, RESULT_KEYS)
@@ -130,6 +131,9 @@ class EvaluateStage(common.ModelStage):
         if reused:
             ctx.reporter.info(f"evaluate: reused {reused} result(s) of adapters evaluated by an earlier run.")
         warnings = sorted({w for r in per_run.values() for w in r.get("warnings", [])})
+        classes = finetuned.get("classes") if spec.model.kind == "classifier" else None
+        if classes and (one_class := one_class_warning(labels, per_run, classes)):
+            warnings.append(one_class)
         for w in warnings:  # (the report lists them under the test metrics)
             ctx.reporter.warn(ShownInResults(w))
         table: dict[str, Any] = {}
@@ -149,3 +153,43 @@ class EvaluateStage(common.ModelStage):
         atomic_write_json(ctx.out_dir / "metrics.json", {"metrics": table, "warnings": warnings})
         return {"metrics": {k: round(v["score_mean"], 4) for k, v in table.items()}, "n_test": len(test),
                 "reused": reused}
+
+
+def one_class_warning(labels: dict[str, list[str]], per_run: dict[str, Any], classes: list[str] | None) -> str | None:
+    """The warning for the classifier's selections whose every fine-tune (each seed)
+    predicted one class for every test example, though the test split holds more than
+    one: such a run learned only which class is common, and its accuracy is that class's
+    share of the test split, so the test metric cannot tell those selections apart (the
+    reference classifier spec: every selection 0.667, macro-F1 0.4, said nowhere). None
+    when no selection did, or for results without their predictions."""
+    constant: dict[str, set[int]] = {}
+    gold: set[int] = set()
+    for label, runs in labels.items():
+        predicted: set[int] = set()
+        for run in runs:
+            predictions = per_run[run].get("predictions")
+            if not isinstance(predictions, list) or not predictions:
+                return None
+            gold.update(p.get("gold") for p in predictions if isinstance(p, dict))
+            ones = {p.get("prediction") for p in predictions if isinstance(p, dict)}
+            if len(ones) != 1:
+                break
+            predicted |= ones
+        else:
+            constant[label] = predicted
+    if not constant or len(gold) < 2:
+        return None
+    names = list(constant)
+    who = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+    all_classes = set().union(*constant.values())
+
+    def class_name(i: Any) -> str:
+        return repr(classes[i]) if isinstance(i, int) and classes and 0 <= i < len(classes) else repr(i)
+
+    what = (f"predicted {class_name(next(iter(all_classes)))}" if len(all_classes) == 1
+            else "each predicted a single class")
+    n = per_run[labels[names[0]][0]].get("n")
+    return (f"The fine-tunes of {who} {what} for every one of the {n} test examples (every seed): they learned "
+            "only which class is common, and accuracy is then that class's share of the test split, which does not "
+            "tell selections apart (the test losses still do). More finetune.steps, another finetune.lr or more "
+            "target examples may help.")
