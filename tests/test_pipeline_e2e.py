@@ -1005,9 +1005,10 @@ def test_fine_tunes_an_earlier_version_keyed_by_the_sorted_selection_are_still_f
 
 def _forced_from_a_moved_model_folder(project: Path, model: Path, stage: str,
                                       overrides: tuple[str, ...] = ()) -> tuple[str, str, list[str]]:
-    """Run the project on a copy of ``model`` inside it, move that folder, then force
-    ``stage`` from the moved folder: the stage's output digest before and after, and the
-    stages the forced run ran."""
+    """Run the project (a copy of the shared run on ``model``: its model stages are up to
+    date) on a copy of ``model`` inside it, move that folder, then force ``stage`` from the
+    moved folder: the stage's output digest before and after, and the stages the forced
+    run ran."""
     import shutil
 
     shutil.copytree(model, project / "models" / "base")
@@ -1021,12 +1022,13 @@ def _forced_from_a_moved_model_folder(project: Path, model: Path, stage: str,
 
 
 def test_theta_star_trained_again_from_a_moved_model_folder_leaves_what_follows_up_to_date(
-    tiny_project: Path, tiny_llama: Path
+    tiny_project_ran, tiny_llama: Path
 ) -> None:
     """peft writes the base model's absolute path into the adapter's config and card: θ*
     trained again with the same weights from a moved folder had another output digest,
     and the gradients, verify's fine-tunes and everything after them ran again."""
     verify = ("verify.enabled=true", "verify.k=4", "verify.steps=1", "verify.kinds=[ce]")
+    tiny_project = tiny_project_ran()
     before, after, ran = _forced_from_a_moved_model_folder(tiny_project, tiny_llama, "meta_init", verify)
     assert "models/moved" in (tiny_project / ".subsetctl" / "meta_init" / "adapter" / "adapter_config.json").read_text()
     # (the report is written again: the overrides its results were made with changed)
@@ -1034,11 +1036,12 @@ def test_theta_star_trained_again_from_a_moved_model_folder_leaves_what_follows_
 
 
 def test_gradients_computed_again_from_a_moved_model_folder_leave_what_follows_up_to_date(
-    tiny_project: Path, tiny_llama: Path
+    tiny_project_ran, tiny_llama: Path
 ) -> None:
     """The gradient store's info.json named the model folder's path: gradients computed
     again from a moved folder had another output digest, so the estimates, the search and
     everything after them ran again."""
+    tiny_project = tiny_project_ran()
     before, after, ran = _forced_from_a_moved_model_folder(tiny_project, tiny_llama, "gradients")
     info = (tiny_project / ".subsetctl" / "gradients" / "store" / "info.json").read_text()
     assert "models/" not in info and "known by its files" in info
@@ -1046,13 +1049,14 @@ def test_gradients_computed_again_from_a_moved_model_folder_leave_what_follows_u
 
 
 def test_finetune_trained_again_from_a_moved_model_folder_leaves_evaluate_up_to_date(
-    tiny_project: Path, tiny_llama: Path
+    tiny_project_ran, tiny_llama: Path
 ) -> None:
     """peft writes the base model's absolute path into every fine-tuned adapter's config:
     the same fine-tunes from a moved model folder (or a project folder elsewhere, with the
     model inside it) had another finetune output digest, and evaluate ran again."""
     import shutil
 
+    tiny_project = tiny_project_ran()
     before, after, ran = _forced_from_a_moved_model_folder(tiny_project, tiny_llama, "finetune")
     configs = (tiny_project / ".subsetctl" / "finetune" / "runs").glob("*/adapter/adapter_config.json")
     assert all("models/moved" in c.read_text() for c in configs)
@@ -1066,7 +1070,7 @@ def test_finetune_trained_again_from_a_moved_model_folder_leaves_evaluate_up_to_
 
 
 def test_plan_counts_a_moved_model_folder_as_unchanged_while_an_upstream_stage_re_runs(
-    tiny_project: Path, tiny_llama: Path
+    tiny_project_ran, tiny_llama: Path
 ) -> None:
     """A project whose model folder moved (its files the same) is up to date, but once the
     data stage re-ran too (`--force data`, or a data file moved with the model), `plan`
@@ -1074,6 +1078,7 @@ def test_plan_counts_a_moved_model_folder_as_unchanged_while_an_upstream_stage_r
     while `run` found them unchanged and skipped them."""
     import shutil
 
+    tiny_project = tiny_project_ran()  # a copy: its model stages are up to date on these files
     shutil.copytree(tiny_llama, tiny_project / "models" / "base")
     run_project(tiny_project, ["model.source=models/base"])
     shutil.move(tiny_project / "models" / "base", tiny_project / "models" / "moved")
