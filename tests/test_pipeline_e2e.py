@@ -244,7 +244,7 @@ def test_calibration_against_a_kind_verify_did_not_run_is_recorded_and_reported(
 
 
 def test_a_replaced_local_model_makes_the_model_stages_stale_and_relative_paths_follow_the_spec(
-    tiny_project: Path, tiny_llama: Path, tmp_path_factory, monkeypatch
+    tiny_project_ran, tiny_llama: Path, tmp_path_factory, monkeypatch
 ) -> None:
     """model.source relative to the spec's folder works from any working directory, and a
     checkpoint replaced at the same path re-runs every stage that loads the model (and is
@@ -254,13 +254,15 @@ def test_a_replaced_local_model_makes_the_model_stages_stale_and_relative_paths_
     import torch
     import yaml
 
+    tiny_project = tiny_project_ran()  # a copy, run on these model files in another folder
     shutil.copytree(tiny_llama, tiny_project / "models" / "base")
     spec = yaml.safe_load((tiny_project / "subsetctl.yaml").read_text())
     spec["model"]["source"] = "models/base"
     (tiny_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))  # not the project folder
     assert validate_spec_file(tiny_project / "subsetctl.yaml").issues == []
-    run_project(tiny_project)
+    # the stages are up to date on the same files; meta_init, trained again from here, records models/base
+    run_project(tiny_project, force=["meta_init"])
     assert all(not s.will_run for s in plan_project(tiny_project)[2])
     # the same files under another spelling, or moved: nothing re-runs (meta_init is hours on a real model)
     base = tiny_project / "models" / "base"
