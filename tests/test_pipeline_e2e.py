@@ -1500,19 +1500,21 @@ def test_a_project_computed_with_gradients_seed_written_out_stays_up_to_date(tin
     assert all(s.state in ("up to date", "disabled") for s in statuses), [(s.name, s.reasons) for s in statuses]
 
 
-def test_gradients_warn_when_theta_star_is_flat(tiny_project: Path) -> None:
+def test_gradients_warn_when_theta_star_is_flat(tiny_project_ran) -> None:
     """A meta_init.lr so high that the model's output no longer depends on the LoRA weights
     gave all-zero gradient features and, only later, a search whose estimates were all
     equal, with nothing naming meta_init.lr; the gradients stage says so now, and only then."""
     from subsetctl.reporter import SilentReporter
 
+    tiny_project = tiny_project_ran("gradients")  # a copy: the usual θ*; its gradients run again here
+    usual = SilentReporter()
+    ran = run_project(tiny_project, until="gradients", reporter=usual, force=["gradients"])
+    assert [r["stage"] for r in ran if r["action"] == "ran"] == ["gradients"]
+    assert not any("gradient of every one of the" in m for m in usual.warnings), usual.warnings
     flat = SilentReporter()
     run_project(tiny_project, until="gradients", overrides=["meta_init.lr=1e12"], reporter=flat)
     assert any("gradient of every one of the" in m and "meta_init.lr far too high (here 1e+12)" in m
                for m in flat.warnings), flat.warnings
-    usual = SilentReporter()
-    run_project(tiny_project, until="gradients", reporter=usual)
-    assert not any("gradient of every one of the" in m for m in usual.warnings), usual.warnings
 
 
 
