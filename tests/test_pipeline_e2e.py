@@ -849,7 +849,7 @@ def test_the_report_follows_the_overrides_of_results_that_came_back_to_the_same_
     assert "overrides" not in json.loads((tiny_project / "report.json").read_text())
 
 
-def test_cached_runs_follow_the_model_files_not_their_folder(tiny_project: Path, tiny_llama: Path,
+def test_cached_runs_follow_the_model_files_not_their_folder(tiny_project_ran, tiny_llama: Path,
                                                               monkeypatch) -> None:
     """Fine-tunes, verify runs, test results and real-fine-tune estimates are cached by the
     model folder's files: moving the folder keeps them all. Entries an earlier subsetctl
@@ -871,6 +871,7 @@ def test_cached_runs_follow_the_model_files_not_their_folder(tiny_project: Path,
                      "model": fingerprint_dump(ctx.spec)["model"]}
 
     init = RunCache.__init__
+    tiny_project = tiny_project_ran("gradients")  # a copy (the same model files elsewhere): no cached runs yet
     shutil.copytree(tiny_llama, tiny_project / "models" / "base")
     overrides = ["model.source=models/base", "verify.enabled=true", "verify.k=4", "verify.steps=1",
                  "verify.kinds=[ce]", "estimate.estimator=true_finetune",
