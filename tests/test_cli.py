@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -475,29 +476,42 @@ def test_arguments_neither_folder_nor_override_are_told_apart(tmp_path: Path, js
         assert result.exit_code == 1 and "is a folder, not a spec file" in result.output, args
 
 
-def _cli_with_reader_gone(*args: str, stderr_too: bool = False, env: dict | None = None) -> subprocess.CompletedProcess:
-    """The CLI writing into a pipe whose reader has closed it (`subsetctl ... | head -c 0`;
-    ``stderr_too``: `subsetctl ... 2>&1 | head -c 0`)."""
+def _start_cli_with_reader_gone(*args: str, stderr_too: bool = False,
+                                env: dict | None = None) -> Callable[[], subprocess.CompletedProcess]:
+    """Start the CLI writing into a pipe whose reader has closed it (`subsetctl ... | head -c 0`;
+    ``stderr_too``: `subsetctl ... 2>&1 | head -c 0`); call what comes back for how it ended."""
     command = "import sys; from subsetctl.cli import main; sys.argv[0] = 'subsetctl'; main()"
     proc = subprocess.Popen([sys.executable, "-c", command, *args], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT if stderr_too else subprocess.PIPE, text=True,
                             env={**os.environ, **(env or {})})
     proc.stdout.close()  # before the first write: every write meets a broken pipe
-    stderr = proc.stderr.read() if proc.stderr else ""
-    proc.wait(timeout=600)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, "", stderr)
+
+    def ended() -> subprocess.CompletedProcess:
+        stderr = proc.stderr.read() if proc.stderr else ""
+        proc.wait(timeout=600)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, "", stderr)
+
+    return ended
 
 
-def test_a_reader_that_stops_early_cuts_the_output_not_the_command(tiny_project: Path) -> None:
+def _cli_with_reader_gone(*args: str, stderr_too: bool = False, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The CLI writing into a pipe whose reader has closed it (see :func:`_start_cli_with_reader_gone`)."""
+    return _start_cli_with_reader_gone(*args, stderr_too=stderr_too, env=env)()
+
+
+def test_a_reader_that_stops_early_cuts_the_output_not_the_command(tiny_project_ran) -> None:
     from subsetctl.api import plan_project
 
-    listed = _cli_with_reader_gone("ls")
-    assert (listed.returncode, listed.stderr) == (0, "")
-    ran = _cli_with_reader_gone("run", str(tiny_project), "--until", "gradients")  # the work goes on to the end
-    assert ran.returncode == 0, ran.stderr
+    tiny_project = tiny_project_ran("meta_init")  # a copy: the gradients are computed below
+    # three commands side by side (`validate` and `ls` read nothing the run writes)
+    running = _start_cli_with_reader_gone("run", str(tiny_project), "--until", "gradients")
+    listing = _start_cli_with_reader_gone("ls")
+    validating = _start_cli_with_reader_gone("validate", str(tiny_project), "gradients.d=-1")
+    ran, listed, invalid = running(), listing(), validating()
+    assert ran.returncode == 0, ran.stderr  # the work goes on to the end
     assert all(s.state == "up to date" for s in plan_project(tiny_project, until="gradients")[2]
                if s.name in ("data", "meta_init", "gradients"))
-    invalid = _cli_with_reader_gone("validate", str(tiny_project), "gradients.d=-1")
+    assert (listed.returncode, listed.stderr) == (0, "")
     assert invalid.returncode == 1  # its own exit code, not one for the pipe
 
 
