@@ -125,13 +125,13 @@ def tiny_project_ran(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, t
     made once per session (the pipeline run is the slowest step of most end-to-end tests).
     A copied project stays up to date (fingerprints follow file contents, not paths or
     times), so the copy is that run's state; tests that check what the run itself does or
-    says still run it."""
+    says still run it. ``into``: copy it into that folder instead (a second project)."""
     from tinymodels import tiny_project_spec
 
     from subsetctl.api import run_project
     from subsetctl.hub import forget_unreachable
 
-    def ran(until: str | None = None) -> Path:
+    def ran(until: str | None = None, into: Path | None = None) -> Path:
         if until not in _tiny_project_runs:
             folder = tmp_path_factory.mktemp(f"tiny-project-ran-until-{until or 'all'}")
             _write_jsonl_data(folder)
@@ -142,8 +142,8 @@ def tiny_project_ran(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, t
             resolve = sys.modules.get("subsetctl.modeling.resolve")
             if resolve is not None:
                 resolve.forget_notices_given()
-        shutil.copytree(_tiny_project_runs[until], tmp_path, symlinks=True, dirs_exist_ok=True)
-        return tmp_path
+        shutil.copytree(_tiny_project_runs[until], into or tmp_path, symlinks=True, dirs_exist_ok=True)
+        return into or tmp_path
 
     return ran
 
