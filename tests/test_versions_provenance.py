@@ -83,10 +83,15 @@ def test_the_subset_results_store_records_the_versions_computing_each_row(tmp_pa
     store.add(masks[2:], _batch(1))
     rows = store.rows_of(masks)
     assert store.versions_of(rows) == [({"torch": "1"}, 2), ({"torch": "2"}, 1)]
-    # a store an earlier subsetctl wrote records none: unknown, and it is kept, not reset
-    with np.load(tmp_path / "s" / DATA_FILE) as data:
-        arrays = {k: data[k] for k in data.files if k != "computed_with"}
-    np.savez(tmp_path / "s" / DATA_FILE, **arrays)
+    # a store an earlier subsetctl wrote (format 1: boolean masks, one file) records none:
+    # unknown, and it is kept, not reset
+    masks_bool, rest = store.results()
+    for path in (tmp_path / "s").glob("subsets*.npz"):
+        path.unlink()
+    np.savez(tmp_path / "s" / DATA_FILE, masks=masks_bool, loss=rest.loss, w_norm=rest.w_norm,
+             iterations=rest.iterations, converged=rest.converged, completed=np.ones(3, dtype=bool))
+    meta = json.loads((tmp_path / "s" / "store.json").read_text())
+    (tmp_path / "s" / "store.json").write_text(json.dumps({**meta, "format": 1}))
     store = SubsetResultsStore(tmp_path / "s", ["a", "b"], "k", versions={"torch": "2"})
     assert store.reset_reason is None and store.versions_of(store.rows_of(masks)) == [(None, 3)]
 

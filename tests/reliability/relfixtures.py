@@ -148,15 +148,17 @@ def written_rows(store: Path) -> int:
 
 
 def subset_results(folder: Path) -> dict[bytes, tuple[float, float, int, bool]]:
-    """Completed subset estimates of a results store: packed mask -> metrics."""
-    with np.load(folder / "subsets.npz") as data:
-        done = data["completed"].astype(bool)
-        out = {}
-        for i in np.flatnonzero(done):
-            key = np.packbits(data["masks"][i]).tobytes()
-            out[key] = (float(data["loss"][i]), float(data["w_norm"][i]),
-                        int(data["iterations"][i]), bool(data["converged"][i]))
-        return out
+    """Completed subset estimates of a results store: packed mask -> metrics (read through
+    the store itself: its main file and the segment files written since)."""
+    from subsetctl.estimate.results import META_FILE, SubsetResultsStore
+
+    meta = json.loads((folder / META_FILE).read_text())
+    store = SubsetResultsStore(folder, meta["sources"], meta["key"])
+    assert store.reset_reason is None, store.reset_reason
+    masks, batch = store.results()
+    return {np.packbits(mask).tobytes(): (float(loss), float(norm), int(its), bool(conv))
+            for mask, loss, norm, its, conv in zip(masks, batch.loss, batch.w_norm, batch.iterations,
+                                                   batch.converged, strict=True)}
 
 
 def adapter_tensors(folder: Path) -> dict[str, np.ndarray]:
