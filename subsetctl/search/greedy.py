@@ -43,11 +43,18 @@ class GreedyParams(StrategyParams):
     )
 
 
+def _step_bound(params: GreedyParams, n_sources: int) -> int:
+    """At most how many steps greedy selection takes: one per source, or ``max_steps``."""
+    return min(n_sources, params.max_steps or n_sources)
+
+
 def _greedy(
     memo: SubsetMemo, context: SearchContext, params: GreedyParams, forward: bool
 ) -> tuple[np.ndarray, float | None, np.ndarray, list[dict], list[str]]:
-    """Run greedy selection; returns (mask, loss, scores, steps, notices)."""
+    """Run greedy selection; returns (mask, loss, scores, steps, notices). Progress says
+    which step a round estimates, of at most how many (a long search shows where it is)."""
     n = len(memo.sources)
+    name, bound = memo.label, _step_bound(params, n)  # (the label: the strategy's name)
     current = np.zeros(n, dtype=bool) if forward else np.ones(n, dtype=bool)
     current_loss = float(memo.losses(current[None, :])[0])
     notices: list[str] = []
@@ -64,7 +71,9 @@ def _greedy(
             break
         masks = np.repeat(current[None, :], len(candidates), axis=0)
         masks[np.arange(len(candidates)), candidates] = forward
+        memo.label = f"{name}, step {len(steps) + 1} of at most {bound}"  # the memo's progress names the step
         losses = memo.losses(masks)
+        memo.label = name
         finite = np.isfinite(losses)
         # a failed start: gains against the worst candidate (none finite: no base, and no numpy warning)
         base = current_loss if np.isfinite(current_loss) else (losses[finite].max() if finite.any() else np.nan)
@@ -95,7 +104,7 @@ def _greedy(
                 "improvement": float(gains[best]),
             }
         )
-        context.report(f"{'forward' if forward else 'backward'}: step {len(steps)}", len(steps), n)
+        context.report(f"{name}: step {len(steps)} of at most {bound} done", len(steps), bound)
     unscored = [memo.sources[k] for k in np.flatnonzero(np.isnan(scores))]
     if unscored:  # the estimator failed on their step in the last round that tried it
         notices.append(f"Sources {', '.join(map(repr, unscored))} have no score: the estimator failed on their "
@@ -114,8 +123,7 @@ class _Greedy(Strategy):
     @classmethod
     def max_subsets(cls, params: GreedyParams, n_sources: int) -> int | None:  # type: ignore[override]
         """The start, then every remaining source at each accepted step."""
-        steps = min(n_sources, params.max_steps or n_sources)
-        return 1 + sum(n_sources - k for k in range(steps))
+        return 1 + sum(n_sources - k for k in range(_step_bound(params, n_sources)))
 
     def run(self, estimator: SubsetEstimator, context: SearchContext, params: GreedyParams) -> StrategyResult:
         memo = SubsetMemo(estimator, context, self.name)

@@ -130,3 +130,18 @@ def test_forward_does_not_add_a_source_for_rounding_noise() -> None:
     helps = NoiseFavoursFirst([1e-6, -0.3, -0.2])
     result = run_strategy("forward", helps, SearchContext(sources=helps.sources))
     assert result.selected == ["s0"] and not any("rounding noise" in n for n in result.notices)
+
+
+@pytest.mark.parametrize(("name", "params", "bound"), [("forward", {}, 4), ("backward", {}, 4),
+                                                       ("forward", {"max_steps": 2}, 2)])
+def test_progress_says_which_step_of_at_most_how_many(name: str, params: dict, bound: int) -> None:
+    """The progress line of a long greedy search (1,000 sources) said only how many subsets
+    of the round were estimated, not which step the search was at."""
+    est = Additive([0.3, 0.2, 0.1, -0.05] if name == "forward" else [-0.3, -0.2, 0.1, 0.05])
+    events: list[tuple[str, int, int]] = []
+    context = SearchContext(sources=est.sources, progress=lambda msg, done, total: events.append((msg, done, total)))
+    run_strategy(name, est, context, params)
+    rounds = [msg for msg, _, _ in events if "estimated" in msg][1:]  # (the first: the start)
+    assert rounds[:2] == [f"{name}, step 1 of at most {bound}: estimated 4/4 subsets",
+                          f"{name}, step 2 of at most {bound}: estimated 3/3 subsets"]
+    assert (f"{name}: step 1 of at most {bound} done", 1, bound) in events
