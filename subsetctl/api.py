@@ -363,28 +363,16 @@ def _real_fine_tunes_of_the_search(spec: Spec) -> str | None:
     one fine-tune per distinct subset the strategies estimate, which the spec bounds
     (:meth:`Strategy.max_subsets`); None up to :data:`MANY_REAL_FINE_TUNES` or for an
     estimator that does not fine-tune."""
-    from subsetctl.plugin_guard import strategy_hook
-    from subsetctl.registry import STRATEGIES, fine_tunes_for_real
+    from subsetctl.registry import fine_tunes_for_real
+    from subsetctl.search.base import count_text
+    from subsetctl.stages.search import search_subset_bounds
 
     if not fine_tunes_for_real(spec.estimate.estimator):
         return None
-    n = len(spec.sources)
-    counts: list[tuple[str, int]] = []
-    for i, entry in enumerate(spec.search.strategies):
-        try:
-            cls = STRATEGIES.get(entry.name)
-            params = _parse_strategy_params(cls, entry.params, i)
-            bound = strategy_hook(cls, entry.name, STRATEGIES.origin(entry.name), "max_subsets", params, n)
-        except (UserError, ValueError):  # reported by the checks of the strategies themselves
-            continue
-        if bound is not None:
-            counts.append((entry.label or entry.name, bound))
-    counts.append(("the all and target_only baselines", 2))
-    total = sum(c for _, c in counts)
+    total, parts, _ = search_subset_bounds(spec)
     if total <= MANY_REAL_FINE_TUNES:
         return None
-    parts = ", ".join(f"{label}: {count:,}" for label, count in counts)
-    return (f"{spec.estimate.estimator!r} fine-tunes for real every subset the search estimates: up to {total:,} "
+    return (f"{spec.estimate.estimator!r} fine-tunes for real every subset the search estimates: up to {count_text(total)} "
             f"fine-tunes here ({parts}; subsets the strategies share are fine-tuned once), each as long as one "
             "fine-tune at the estimate's budget. Search with 'fast' or 'linear_sgd' and check a few subsets for "
             "real with verify, or narrow the search (fewer sources, a smaller m, forward with max_steps).")

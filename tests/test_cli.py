@@ -344,12 +344,15 @@ def test_plan_says_how_much_work_each_stage_to_run_is(jsonl_project: Path, monke
     assert verify["work"].startswith("up to 16 real fine-tunes (4 subsets × 2 kinds × 2 repeats)")  # 2 sources: 4
     assert ("finetune: up to 9 fine-tunes (3 selections × 3 seeds; alike picks are trained once) of 40 steps "
             "of 8 examples; those in the cache are reused") in lines  # random_ensemble + all + target_only
-    assert "search: 1 strategy, estimates on the CPU (fast)" in lines
+    search = ": up to 5 subsets (random_ensemble: 3, the all and target_only baselines: 2; shared ones are estimated once, " \
+        "stored ones reused)"  # random_ensemble: the 2 subsets of 1 of 2 sources, then its pick
+    assert f"search: 1 strategy, estimates on the CPU (fast){search}" in lines
     # calibration choosing the estimator (verify on): it may not be estimate.estimator
     chooses = CliRunner().invoke(main, [*args, "calibrate.estimators=[linear_sgd, fast]", "verify.k=8"]).output
-    assert "search: 1 strategy, estimates on the CPU (fast or linear_sgd, as calibrate chooses)" in chooses, chooses
+    assert f"search: 1 strategy, estimates on the CPU (fast or linear_sgd, as calibrate chooses){search}" in chooses, \
+        chooses
     too_few = CliRunner().invoke(main, [*args, "calibrate.estimators=[linear_sgd]"]).output  # k=3: no calibration
-    assert "search: 1 strategy, estimates on the CPU (fast)" in [line.strip() for line in too_few.splitlines()], too_few
+    assert f"search: 1 strategy, estimates on the CPU (fast){search}" in [line.strip() for line in too_few.splitlines()], too_few
     statuses = {s["stage"]: s for s in json.loads(CliRunner().invoke(main, [*args, "--format", "json"]).stdout)}
     assert statuses["gradients"]["work"].startswith("one gradient per example of the target and the 2 sources")
     assert statuses["report"]["work"] is None
@@ -369,6 +372,41 @@ def test_plan_says_how_much_work_each_stage_to_run_is(jsonl_project: Path, monke
     text = CliRunner().invoke(main, [*args, "--force", "data"]).output
     assert "data: the target and 2 sources (those prepared before as they are now are reused); its last run took " \
            "3 min 24 s" in " ".join(text.split()), text
+
+
+def test_plan_says_at_most_how_many_subsets_the_search_estimates() -> None:
+    """The search's work line named its strategies and estimator but not how many subsets
+    they estimate: forward over 1,000 sources is half a million."""
+    from subsetctl.registry import STRATEGIES
+    from subsetctl.search.base import Strategy, count_text
+    from subsetctl.spec import Spec
+    from subsetctl.stages.search import SearchStage
+
+    def work(n_sources: int, *strategies: dict) -> str:
+        sources = [{"name": f"s{i}", "loader": {"type": "jsonl", "path": "s.jsonl"}} for i in range(n_sources)]
+        return SearchStage().work(Spec.model_validate({
+            "target": {"name": "t", "loader": {"type": "jsonl", "path": "t.jsonl"}}, "sources": sources,
+            "search": {"strategies": list(strategies)}}))
+
+    assert work(1000, {"name": "forward"}, {"name": "backward", "params": {"max_steps": 2}, "label": "back2"},
+                {"name": "random_ensemble", "params": {"m": 300, "select": "sweep"}}) == (
+        "3 strategies, estimates on the CPU (fast): up to 503,804 subsets (forward: 500,501, back2: 2,000, "
+        "random_ensemble: 1,301, the all and target_only baselines: 2; shared ones are estimated once, stored ones "
+        "reused)")  # forward: 1 + 1000 * 1001 / 2; backward: 1 + 1000 + 999; random_ensemble: m, then 1001 prefixes
+    assert work(10, {"name": "exhaustive"}, {"name": "all"}).startswith(
+        "2 strategies, estimates on the CPU (fast): up to 1,027 subsets (exhaustive: 1,024, all: 1, ")
+    assert [count_text(c) for c in (2**40, 2**1000, 2**1000 + 2)] == ["1,099,511,627,776", "2^1000",
+                                                                      "more than 2^1000"]
+
+    @STRATEGIES.register("cli_plan_uncounted", "says no count")
+    class Uncounted(Strategy):  # max_subsets: None, as Strategy's
+        def run(self, estimator, context, params):  # type: ignore[no-untyped-def]
+            raise NotImplementedError
+
+    assert work(3, {"name": "cli_plan_uncounted"}, {"name": "forward"}) == (
+        "2 strategies, estimates on the CPU (fast): up to 9 subsets besides those of cli_plan_uncounted, which does "
+        "not say (forward: 7, the all and target_only baselines: 2; shared ones are estimated once, stored ones "
+        "reused)")
 
 
 def test_plan_names_sources_added_removed_and_changed(jsonl_project: Path) -> None:

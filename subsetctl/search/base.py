@@ -38,6 +38,16 @@ from subsetctl.spec import NoBooleansForNumbers, plain_error_message
 ProgressFn = Callable[[str, int, int], None]
 
 
+def count_text(count: int) -> str:
+    """A number of subsets for a message: in full with thousands separators up to 2^40, past
+    that as a power of two (exhaustive over 1,000 sources: 2^1000, which in full ran to 302
+    digits), or "more than" the largest one below it."""
+    if count <= 2**40:
+        return f"{count:,}"
+    power = count.bit_length() - 1
+    return f"2^{power}" if count == 2**power else f"more than 2^{power}"
+
+
 class NoFiniteEstimate(UserError):
     """A strategy found no finite estimate among the subsets it needs to choose from
     (every one NaN or infinite). The estimator, not the strategy, is at fault, so the

@@ -109,6 +109,42 @@ def _fine_tune_counter(ctx: StageContext, estimator: str, computed: Any) -> Any:
     return progress
 
 
+#: What the stage estimates besides its strategies' subsets, and how many: its two baselines.
+BASELINE_SUBSETS = ("the all and target_only baselines", 2)
+
+
+def search_subset_bounds(spec: Spec) -> tuple[int, str, list[str]]:
+    """At most how many distinct subsets a search of ``spec`` estimates: the sum of each
+    strategy's :meth:`~subsetctl.search.base.Strategy.max_subsets` and the baselines'
+    (:data:`BASELINE_SUBSETS`), the counts by label ("exhaustive: 256, forward: 16, the all
+    and target_only baselines: 2") and the labels of the strategies not counted: their
+    ``max_subsets`` says None, or fails, or their name or params are wrong (which `validate`
+    reports). The one count of `plan`'s work line and of validate's warning about real
+    fine-tunes."""
+    from subsetctl.errors import UserError
+    from subsetctl.plugin_guard import strategy_hook
+    from subsetctl.registry import STRATEGIES
+    from subsetctl.search.base import count_text, parse_params
+
+    counts: list[tuple[str, int]] = []
+    unknown: list[str] = []
+    for i, entry in enumerate(spec.search.strategies):
+        label = entry.label or entry.name
+        try:
+            cls = STRATEGIES.get(entry.name)
+            params = parse_params(cls, entry.params, f"search.strategies[{i}].params")
+            bound = strategy_hook(cls, entry.name, STRATEGIES.origin(entry.name), "max_subsets", params,
+                                  len(spec.sources))
+        except (UserError, ValueError):  # reported by the checks of the strategies themselves
+            bound = None
+        if bound is None:
+            unknown.append(label)
+        else:
+            counts.append((label, bound))
+    counts.append(BASELINE_SUBSETS)
+    return sum(c for _, c in counts), ", ".join(f"{label}: {count_text(c)}" for label, c in counts), unknown
+
+
 def search_estimators(spec: Spec) -> list[str]:
     """The estimators the search may use: the spec's, or one calibration chooses among
     ``calibrate.estimators`` (when verify and calibration are on)."""
@@ -369,9 +405,11 @@ class SearchStage(Stage):
     describes_only = (common.PROVENANCE,)
 
     def work(self, spec: Spec) -> str:
-        """The strategies, and the estimator: one that fine-tunes for real (true_finetune, a
-        plugin's), or those calibration chooses among (:func:`estimator_name`)."""
+        """The strategies, the estimator (one that fine-tunes for real, true_finetune or a
+        plugin's, or those calibration chooses among: :func:`estimator_name`), and at most how
+        many subsets it estimates (:func:`search_subset_bounds`)."""
         from subsetctl.registry import fine_tunes_for_real
+        from subsetctl.search.base import count_text
 
         n = len(spec.search.strategies)
         if fine_tunes_for_real(spec.estimate.estimator):
@@ -382,7 +420,11 @@ class SearchStage(Stage):
             extra = spec.calibrate.estimators if chooses else []
             names = list(dict.fromkeys([spec.estimate.estimator, *extra]))
             how = f"estimates on the CPU ({' or '.join(names)}{', as calibrate chooses' if len(names) > 1 else ''})"
-        return f"{n} strateg{'ies' if n > 1 else 'y'}, {how}"
+        total, parts, unknown = search_subset_bounds(spec)
+        besides = f" besides those of {', '.join(unknown)}, which do{'es' if len(unknown) == 1 else ''} not say" \
+            if unknown else ""
+        return (f"{n} strateg{'ies' if n > 1 else 'y'}, {how}: up to {count_text(total)} subsets{besides} ({parts}; "
+                "shared ones are estimated once, stored ones reused)")
 
     def memory_settings(self, spec: Spec) -> tuple[str, ...]:
         """A model-backed estimator (true_finetune) fine-tunes in this process, one subset at
