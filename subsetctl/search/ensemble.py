@@ -31,6 +31,7 @@ from subsetctl.search.base import (
     StrategyParams,
     StrategyResult,
     SubsetMemo,
+    count_text,
 )
 
 SelectMode = Literal["sign", "threshold", "top_k", "sweep"]
@@ -367,12 +368,34 @@ class Surrogate(Strategy):
         )
 
 
+#: The most sources ``exhaustive`` takes, whatever its ``max_sources`` (2^20 subsets).
+EXHAUSTIVE_MAX_SOURCES = 20
+
+
 class ExhaustiveParams(StrategyParams):
     """Limits of the exhaustive search."""
 
     max_sources: int = Field(
-        12, ge=1, le=20, description="refuse to run above this many sources (2^n subsets)"
+        12, ge=1, le=EXHAUSTIVE_MAX_SOURCES, description="refuse to run above this many sources (2^n subsets)"
     )
+
+
+def _too_many_for_exhaustive(n: int, params: ExhaustiveParams) -> str | None:
+    """Why ``exhaustive`` refuses ``n`` sources (more than ``params.max_sources``), and what to
+    use instead, or None. Raising max_sources is advised only where it can help (up to
+    :data:`EXHAUSTIVE_MAX_SOURCES`), and 2^n is written in full only while it is short: for
+    1,000 sources it ran to 302 digits, with advice to raise max_sources, which stops at 20."""
+    if n <= params.max_sources:
+        return None
+    count = f"2^{n} = {count_text(2**n)}" if n <= 40 else f"2^{n}"
+    if n > EXHAUSTIVE_MAX_SOURCES:
+        limit, instead = f"the most it can take ({EXHAUSTIVE_MAX_SOURCES} sources, whatever its max_sources)", ""
+    else:
+        limit = f"its limit of max_sources={params.max_sources}"
+        instead = (f", or raise its params.max_sources under search.strategies to {n} (at most "
+                   f"{EXHAUSTIVE_MAX_SOURCES})")
+    return (f"The exhaustive strategy would estimate {count} subsets of {n} sources, above {limit}. Use "
+            f"'random_ensemble' (or 'surrogate') for this many sources{instead}.")
 
 
 @STRATEGIES.register("exhaustive", "estimate every subset (small n) and keep the best")
@@ -391,23 +414,15 @@ class Exhaustive(Strategy):
 
     @classmethod
     def check_spec(cls, params: ExhaustiveParams, n_sources: int, earlier: list[str]) -> str | None:
-        if n_sources > params.max_sources:
-            return (f"exhaustive would estimate 2^{n_sources} subsets of {n_sources} sources, above its limit "
-                    f"of max_sources={params.max_sources}. Use random_ensemble (or surrogate), or raise "
-                    "params.max_sources (at most 20).")
-        return None
+        return _too_many_for_exhaustive(n_sources, params)
 
     def run(
         self, estimator: SubsetEstimator, context: SearchContext, params: ExhaustiveParams
     ) -> StrategyResult:
         n = len(estimator.sources)
-        if n > params.max_sources:
-            raise UserError(
-                f"The exhaustive strategy would estimate 2^{n} = {2**n} subsets of {n} "
-                f"sources, above its limit of {params.max_sources} sources. Use "
-                "'random_ensemble' (or 'surrogate') for this many sources, or raise "
-                "its params.max_sources under search.strategies (at most 20)."
-            )
+        refusal = _too_many_for_exhaustive(n, params)
+        if refusal:
+            raise UserError(refusal)
         memo = SubsetMemo(estimator, context, self.name)
         codes = np.arange(2**n)
         masks = ((codes[:, None] >> np.arange(n)[None, :]) & 1).astype(bool)

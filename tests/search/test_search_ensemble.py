@@ -120,6 +120,31 @@ def test_exhaustive_refuses_more_than_12_sources() -> None:
     assert "random_ensemble" in str(info.value) and "13" in str(info.value)
 
 
+def test_exhaustive_advises_raising_max_sources_only_where_it_can_help() -> None:
+    """For 1,000 sources the refusal advised raising params.max_sources, which stops at 20,
+    and wrote 2^1000 out in 302 digits."""
+    from subsetctl.registry import STRATEGIES
+    from subsetctl.search import parse_params
+
+    def refusal(n: int, **params: int) -> str:
+        est = Additive([0.0] * n)
+        with pytest.raises(UserError) as info:
+            run_strategy("exhaustive", est, SearchContext(sources=est.sources), params)
+        cls = STRATEGIES.get("exhaustive")  # validate says the same
+        assert cls.check_spec(parse_params(cls, params, "params"), n, []) == str(info.value)
+        return str(info.value)
+
+    assert refusal(13) == ("The exhaustive strategy would estimate 2^13 = 8,192 subsets of 13 sources, above its limit "
+                           "of max_sources=12. Use 'random_ensemble' (or 'surrogate') for this many sources, or raise "
+                           "its params.max_sources under search.strategies to 13 (at most 20).")
+    for n in (21, 1000):
+        text = refusal(n, max_sources=20)
+        assert "max_sources under" not in text and "raise" not in text and "'random_ensemble'" in text, text
+        assert "the most it can take (20 sources, whatever its max_sources)" in text
+    assert "2^40 = 1,099,511,627,776 subsets" in refusal(40)
+    assert "estimate 2^1000 subsets of 1000 sources" in refusal(1000) and len(refusal(1000)) < 300
+
+
 def test_mean_difference_scores_undefined_source_gets_zero() -> None:
     masks = np.array([[1, 1, 0], [1, 0, 1]], dtype=bool)
     scores, notices = mean_difference_scores(masks, np.array([1.0, 2.0]), ["a", "b", "c"])
