@@ -218,16 +218,16 @@ def _progress_on(task: Any, strategies_done: int) -> Any:
 _ESTIMATOR_FIX = "the estimator's code if it is a plugin, or its settings (estimate.*, e.g. a larger estimate.lam)"
 
 
-def _no_finite_estimate(masks: Any, batch: Any, estimator_used: str, so_far: str = "") -> str | None:
-    """What to say when the store's results (``masks``, ``batch``: ``store.results()``)
-    hold estimates and not one of them is finite (the estimator failed on every subset),
+def _no_finite_estimate(batch: Any, estimator_used: str, so_far: str = "") -> str | None:
+    """What to say when the store's estimates (``batch``: ``store.estimates()``) hold
+    estimates and not one of them is finite (the estimator failed on every subset),
     else None."""
     from subsetctl.registry import ESTIMATORS
 
-    if not len(masks) or np.isfinite(np.asarray(batch.loss, dtype=float)).any():
+    if not len(batch.loss) or np.isfinite(np.asarray(batch.loss, dtype=float)).any():
         return None
     return (f"The estimator {estimator_used!r} ({ESTIMATORS.origin(estimator_used)}) gave no finite estimate for "
-            f"any of the {len(masks)} subsets estimated{so_far} (every one is NaN or infinite)")
+            f"any of the {len(batch.loss)} subsets estimated{so_far} (every one is NaN or infinite)")
 
 
 def _all_estimates_alike(losses: Any, lam: float | None) -> str | None:
@@ -249,19 +249,19 @@ def _all_estimates_alike(losses: Any, lam: float | None) -> str | None:
             f"{cause[1:]}, then run again.")
 
 
-def _no_finite_estimate_for_strategy(masks: Any, batch: Any, estimator_used: str) -> str:
+def _no_finite_estimate_for_strategy(batch: Any, estimator_used: str) -> str:
     """What to say when a strategy found no finite estimate among its own subsets while
-    the store (``masks``, ``batch``: ``store.results()``) may hold finite ones from the
+    the store (``batch``: ``store.estimates()``) may hold finite ones from the
     strategies before it: the estimator is still the one at fault, and is named."""
     from subsetctl.registry import ESTIMATORS
 
-    failed = _no_finite_estimate(masks, batch, estimator_used, " so far")
+    failed = _no_finite_estimate(batch, estimator_used, " so far")
     if failed:
         return failed
     finite = int(np.isfinite(np.asarray(batch.loss, dtype=float)).sum())
     return (f"The estimator {estimator_used!r} ({ESTIMATORS.origin(estimator_used)}) gave no finite estimate for "
             f"any of the subsets this strategy estimated (NaN or infinite; it gave a finite one for {finite} of "
-            f"the {len(masks)} subsets estimated so far)")
+            f"the {len(batch.loss)} subsets estimated so far)")
 
 
 def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any, params: Any,
@@ -493,8 +493,8 @@ class SearchStage(Stage):
         def estimator_failed(this_strategy: bool = False) -> str | None:
             """What _run_strategy says of the estimator (see there), from the store's results."""
             if this_strategy:
-                return _no_finite_estimate_for_strategy(*store.results(), estimator_used)
-            return _no_finite_estimate(*store.results(), estimator_used, " so far")
+                return _no_finite_estimate_for_strategy(store.estimates(), estimator_used)
+            return _no_finite_estimate(store.estimates(), estimator_used, " so far")
 
         results = _run_strategies(ctx, features, cached, cal, estimator_failed)
         for label, record in results.items():
@@ -508,8 +508,8 @@ class SearchStage(Stage):
             raw = float(cached.estimate(cached.masks_for([subset])).loss[0])
             baseline[name] = {"selected": list(subset), "estimated_loss_raw": raw,
                               "estimated_loss_calibrated": _calibrated(cal, raw)}
-        masks, batch = store.results()
-        failed = _no_finite_estimate(masks, batch, estimator_used)  # (the results just read)
+        batch = store.estimates()  # (the masks are not needed: unpacked, 500 MB at 1,000 sources)
+        failed = _no_finite_estimate(batch, estimator_used)  # (the results just read)
         if failed:
             raise UserError(
                 f"{failed}, so no selection can be chosen. Fix {_ESTIMATOR_FIX}; the stored estimates are "
@@ -529,16 +529,16 @@ class SearchStage(Stage):
         alike = _all_estimates_alike(batch.loss, None if in_process else cal.lam)
         if alike:
             ctx.reporter.warn(alike)
-        not_converged = int(np.sum(~np.asarray(batch.converged, dtype=bool))) if len(masks) else 0
+        not_converged = int(np.sum(~np.asarray(batch.converged, dtype=bool))) if len(batch.loss) else 0
         told = any("did not converge" in n for r in results.values() for n in r.get("notices", []))
         if not_converged and not told:  # (a strategy's notice said it already, with the count and what to do)
-            ctx.reporter.warn(f"{not_converged} of {len(masks)} subset estimates did not converge (their estimates "
+            ctx.reporter.warn(f"{not_converged} of {len(batch.loss)} subset estimates did not converge (their estimates "
                               f"are kept but unreliable); {cached.not_converged_advice}.")
         return {
             "final": final,
             "selected": results[final]["selected"],
             "strategies": {k: v["selected"] for k, v in results.items()},
-            "subsets_estimated": len(masks),
+            "subsets_estimated": len(batch.loss),
             "subsets_store": store_dir.relative_to(ctx.project.root).as_posix(),
             "computed_now": cached.computed,
             "reused": cached.reused,

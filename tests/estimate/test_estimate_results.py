@@ -190,6 +190,8 @@ def test_results_round_trip_metrics(tmp_path: Path) -> None:
     all_masks, all_batch = store.results()
     np.testing.assert_array_equal(all_masks, masks)
     assert all_batch.w_norm.tolist() == [1.0, 2.0]
+    store.reserve(np.array([[1, 1, 1]], dtype=bool))  # reserved, not completed: in neither
+    assert store.estimates().iterations.tolist() == [3, 50] and len(store.results()[0]) == 2
 
 
 @pytest.mark.parametrize("damage", ["meta not an object", "meta a folder", "data a folder", "store a file"])
