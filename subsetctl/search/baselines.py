@@ -155,6 +155,31 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (na * nb)) if na > 0 and nb > 0 else 0.0
 
 
+def _threshold_kept_all_or_none(name: str, sims: np.ndarray, keep: np.ndarray, threshold: float) -> str | None:
+    """What to say when ``threshold`` kept every source or none: the pick is then the ``all``
+    or the ``target_only`` baseline's, which the result alone does not show; None otherwise (and
+    for a single source, which any threshold keeps or drops)."""
+    n = len(sims)
+    if n < 2 or 0 < int(keep.sum()) < n:
+        return None
+    low, high = float(np.min(sims)), float(np.max(sims))
+    if keep.all():
+        said = f"threshold={threshold:g} kept all {n} sources"
+        pick = "the 'all' baseline's"
+        change = (f"Raise {name}'s threshold to between the lowest and the highest similarity, or set its top_k, "
+                  "to keep only the most similar sources.")
+    else:
+        said = f"threshold={threshold:g} kept none of the {n} sources"
+        pick = "the target alone (the 'target_only' baseline's)"
+        change = (f"Lower {name}'s threshold below the highest similarity ({high:.3g}), or set its top_k, to keep "
+                  "the most similar sources.")
+    if low == high:
+        change = (f"Every source has the same similarity, so no threshold tells them apart: {name} does not rank "
+                  "these sources.")
+    return (f"{said} (their similarities to the target range from {low:.3g} to {high:.3g}), so its pick "
+            f"is {pick}. {change}")
+
+
 def _select_similar(
     name: str, memo: SubsetMemo, sims: np.ndarray, params: SimilarityParams
 ) -> StrategyResult:
@@ -168,6 +193,9 @@ def _select_similar(
         keep[order] = True
     else:
         keep = sims > params.threshold
+        kept_all_or_none = _threshold_kept_all_or_none(name, sims, keep, params.threshold)
+        if kept_all_or_none:
+            notices.append(kept_all_or_none)
     return _result(
         name,
         memo,

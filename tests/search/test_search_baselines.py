@@ -105,3 +105,39 @@ def test_cosine_is_scale_free_and_normalised_by_both_vectors() -> None:
     assert cosine(np.array([1.0, 0.0]), np.array([5.0, 0.0])) == pytest.approx(1.0)
     assert cosine(np.array([10.0, 0.0]), np.array([0.0, 0.5])) == pytest.approx(0.0)
     assert cosine(np.zeros(2), np.array([1.0, 0.0])) == 0.0
+
+
+def test_similarity_threshold_keeping_all_or_none_is_said(estimator: CountingEstimator,
+                                                          planted_features: FeatureSet) -> None:
+    """A threshold above every similarity (or below every one) made the pick the target alone
+    (or every source) without a word: it looked like a selection."""
+    reprs = np.zeros((len(SOURCES), 3))
+    reprs[:, 0] = 1.0
+    reprs[SOURCES.index("flip1")] = [-1.0, 0.0, 0.0]
+    with_repr = FeatureSet(
+        **{**planted_features.__dict__, "source_repr": reprs, "target_repr": np.array([1.0, 0.2, 0.0])}
+    )
+    ctx = SearchContext(sources=list(SOURCES), features=with_repr)
+    none = run_strategy("representation_similarity", estimator, ctx, {"threshold": 0.99})
+    assert none.selected == []
+    (said,) = [n for n in none.notices if "threshold=" in n]
+    assert said.startswith(f"threshold=0.99 kept none of the {len(SOURCES)} sources "
+                           "(their similarities to the target range from -0.981 to 0.981)"), said
+    assert "'target_only'" in said and "Lower representation_similarity's threshold below the highest " \
+                                       "similarity (0.981)" in said
+    every = run_strategy("representation_similarity", estimator, ctx, {"threshold": -0.99})
+    assert every.selected == list(SOURCES)
+    (said,) = [n for n in every.notices if "threshold=" in n]
+    assert said.startswith(f"threshold=-0.99 kept all {len(SOURCES)} sources "), said
+    assert "'all' baseline" in said and "Raise representation_similarity's threshold" in said
+    some = run_strategy("representation_similarity", estimator, ctx, {"threshold": 0.5})
+    assert 0 < len(some.selected) < len(SOURCES) and not any("threshold=" in n for n in some.notices)
+    ctx = SearchContext(sources=list(SOURCES), features=planted_features)
+    grads = run_strategy("gradient_similarity", estimator, ctx, {"threshold": 0.999})
+    (said,) = [n for n in grads.notices if "threshold=" in n]
+    assert grads.selected == [] and said.startswith("threshold=0.999 kept none") and "gradient_similarity's" in said
+    alike = FeatureSet(**{**with_repr.__dict__, "source_repr": np.zeros((len(SOURCES), 3))})  # every cosine 0
+    flat = run_strategy("representation_similarity", estimator, SearchContext(sources=list(SOURCES), features=alike))
+    assert any("no threshold tells them apart" in n for n in flat.notices), flat.notices
+    top = run_strategy("gradient_similarity", estimator, ctx, {"top_k": len(SOURCES)})
+    assert not any("threshold=" in n for n in top.notices)
