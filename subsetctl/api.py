@@ -538,9 +538,9 @@ def _warn_verify_settings(spec: Spec, warn: _AddIssue) -> None:
 
 
 def _warn_top_k_beyond_the_sources(spec: Spec, warn: Callable[[tuple[Any, ...], str], None]) -> None:
-    """A strategy's ``top_k`` above the number of sources keeps every source: valid (the
-    same spec may later list more sources), but likely not what was meant; the search says
-    so again when it runs."""
+    """A strategy's ``top_k`` (or the built-in ``random`` baseline's ``k``) above the number
+    of sources keeps every source: valid (the same spec may later list more sources), but
+    likely not what was meant; the search says so again when it runs."""
     from subsetctl.registry import STRATEGIES
 
     n = len(spec.sources)
@@ -549,11 +549,12 @@ def _warn_top_k_beyond_the_sources(spec: Spec, warn: Callable[[tuple[Any, ...], 
             params = _parse_strategy_params(STRATEGIES.get(strategy.name), strategy.params, i)
         except UserError:
             continue
-        k = getattr(params, "top_k", None)
+        key = "k" if strategy.name == "random" and STRATEGIES.origin("random") == "built-in" else "top_k"
+        k = getattr(params, key, None)
         if isinstance(k, int) and k > n:
-            warn(("search", "strategies", i, "params", "top_k"),
-                 f"top_k={k} exceeds the {n} source{'s' if n != 1 else ''}, so {strategy.label or strategy.name} "
-                 f"will keep all of them. Lower top_k to at most {n}.")
+            warn(("search", "strategies", i, "params", key),
+                 f"{key}={k} exceeds the {n} source{'s' if n != 1 else ''}, so {strategy.label or strategy.name} "
+                 f"will keep all of them. Lower {key} to at most {n}.")
 
 
 def _warn_few_random_subsets(spec: Spec, warn: Callable[[tuple[Any, ...], str], None]) -> None:

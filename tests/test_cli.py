@@ -1036,6 +1036,11 @@ def test_validate_warns_about_a_top_k_beyond_the_sources(jsonl_project: Path) ->
     strategies = "search.strategies=[{name: gradient_similarity, params: {top_k: 3}}]"
     result = CliRunner().invoke(main, ["validate", str(path), strategies])
     assert result.exit_code == 0 and "top_k=3 exceeds the 2 sources" in result.output, result.output
+    # the random baseline's k: "k=5 exceeds the 2 sources; kept all of them" came from the search alone
+    over = validate_spec_file(path, ["search.strategies=[{name: forward}, {name: random, params: {k: 5}}]"])
+    (warning,) = [w for w in over.warnings if w.key.endswith(".k")]
+    assert warning.key == "search.strategies[1].params.k", warning
+    assert warning.message.startswith("k=5 exceeds the 2 sources, so random will keep all of them. Lower k"), warning
 
 
 
