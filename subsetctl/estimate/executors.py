@@ -1,9 +1,10 @@
 """Run an estimator over many masks in parallel: joblib (loky, threading) or Dask.
 
-Masks are cut into batches whose boundaries depend only on the number of masks and
-``batch_size`` (never on the backend or ``n_jobs``), each batch is estimated by one
-worker, and the results are put back in request order. Because estimators are
-deterministic for a given batch, every backend returns the same numbers as the
+Masks are cut into batches of ``batch_size``, or by default into at least as many
+batches as there are workers (``n_jobs``; a Dask cluster's worker threads with an
+``address``), each batch is estimated by one worker, and the results are put back in
+request order. Because a mask's estimate does not depend on the other masks of its batch
+(:mod:`subsetctl.estimate.solvers`), every backend returns the same numbers as the
 sequential one.
 
 Shipping the estimator: for loky it is written once per call with :func:`joblib.dump`
@@ -56,11 +57,13 @@ ProgressFn = Callable[[int, int], None]
 _WORKER_CACHE: dict[str, SubsetEstimator] = {}
 
 
-def default_batch_size(n_masks: int, estimator: SubsetEstimator) -> int:
-    """Batch size used when none is given: about ``TARGET_BATCHES`` batches, capped by
-    the estimator's own ``chunk_size`` (if it has one) and ``MAX_DEFAULT_BATCH``."""
+def default_batch_size(n_masks: int, estimator: SubsetEstimator, workers: int = 1) -> int:
+    """Batch size used when none is given: about ``TARGET_BATCHES`` batches, or one per
+    worker when there are more ``workers`` (with 8 batches, a search's 256-subset chunks
+    kept only 8 of 16 loky workers, or of a Dask cluster's 64, busy), capped by the
+    estimator's own ``chunk_size`` (if it has one) and ``MAX_DEFAULT_BATCH``."""
     cap = int(getattr(estimator, "chunk_size", MAX_DEFAULT_BATCH))
-    return max(1, min(cap, MAX_DEFAULT_BATCH, math.ceil(n_masks / TARGET_BATCHES)))
+    return max(1, min(cap, MAX_DEFAULT_BATCH, math.ceil(n_masks / max(TARGET_BATCHES, workers))))
 
 
 def _batches(n: int, size: int) -> list[slice]:
@@ -512,6 +515,15 @@ def close_dask_clients() -> None:
         conn.close()
 
 
+def _cluster_threads(client: Any) -> int:
+    """How many tasks the workers of ``client``'s scheduler run at once (their threads);
+    0 when it cannot say (no workers yet, or the scheduler lost: the estimate says so)."""
+    try:
+        return sum(client.nthreads().values())
+    except Exception:  # noqa: BLE001 - the cluster's own trouble: the estimate says it
+        return 0
+
+
 def _require_workers(client: Any, address: str, timeout: float) -> None:
     """Wait up to ``timeout`` s for one worker at the scheduler ``address``, else a UserError
     (scattering to no worker fails with an opaque TimeoutError)."""
@@ -854,7 +866,8 @@ def estimate_parallel(
     Args:
         backend: ``"loky"`` (processes, default), ``"threading"``, ``"dask"`` or
             ``"sequential"`` (in this process, same batches).
-        n_jobs: joblib workers, or workers of the local Dask cluster.
+        n_jobs: joblib workers, or workers of the local Dask cluster; the default batches
+            are at least this many (with ``address``: the cluster's worker threads).
         address: Dask scheduler address (``"tcp://host:8786"``); without it a
             ``LocalCluster(n_workers=n_jobs, threads_per_worker=1, processes=True)`` is
             started on first use and reused by later calls (see :func:`close_dask_clients`).
@@ -885,7 +898,10 @@ def estimate_parallel(
     total = len(masks)
     if total == 0:
         return empty_batch(0)
-    size = batch_size or default_batch_size(total, estimator)
+    workers = 1 if backend == "sequential" else n_jobs
+    if backend == "dask" and address is not None and batch_size is None:
+        workers = _cluster_threads(_dask_client(n_jobs, address, connect_timeout))
+    size = batch_size or default_batch_size(total, estimator, workers)
     slices = _batches(total, size)
     done = 0
 

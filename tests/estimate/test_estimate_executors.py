@@ -309,6 +309,52 @@ def test_default_batches_do_not_depend_on_backend(exact: ExactEstimator) -> None
     assert default_batch_size(1, exact) == 1
 
 
+def test_default_batches_keep_every_worker_busy(small_features: FeatureSet, monkeypatch) -> None:
+    """A search hands the executor 256 subsets at a time: cut into 8 batches whatever
+    n_jobs was, 16 loky workers ran 8 tasks (8 idle), and a Dask cluster of 64 workers 8."""
+    fast = FastEstimator(small_features)
+    assert default_batch_size(256, fast) == 32
+    assert default_batch_size(256, fast, workers=16) == 16
+    assert default_batch_size(256, fast, workers=64) == 4
+    assert default_batch_size(256, fast, workers=1000) == 1
+    import joblib
+
+    started: list[int] = []
+    real = joblib.Parallel
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        started.append(kwargs["n_jobs"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(joblib, "Parallel", counting)
+    masks = random_masks(256, small_features.n_sources, seed=0)
+    got = estimate_parallel(fast, masks, backend="threading", n_jobs=16)
+    assert started == [16]
+    _assert_same(estimate_parallel(fast, masks, backend="sequential"), got)
+
+
+def test_default_batches_on_a_dask_address_follow_the_clusters_threads(
+        small_features: FeatureSet, monkeypatch) -> None:
+    """With an address, n_jobs is not the cluster's size: the batches follow its threads."""
+    from subsetctl.estimate import executors
+
+    cut: list[int] = []
+    real = executors._batches
+    monkeypatch.setattr(executors, "_batches", lambda n, size: cut.append(size) or real(n, size))
+    fast = FastEstimator(small_features)
+    masks = random_masks(48, small_features.n_sources, seed=2)
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=12, processes=False, dashboard_address=None,
+                      silence_logs=logging.ERROR) as cluster:
+        try:
+            got = estimate_parallel(fast, masks, backend="dask", address=cluster.scheduler_address, n_jobs=2)
+        finally:
+            close_dask_clients()
+    assert cut == [4]  # 12 batches for 12 threads (n_jobs=2, and 8 batches, would cut 6)
+    _assert_same(estimate_parallel(fast, masks, backend="sequential"), got)
+
+
 @contextmanager
 def _non_dask_server(greeting: bytes) -> Iterator[str]:
     """A TCP server on a free port that accepts connections and sends ``greeting`` (maybe
