@@ -842,11 +842,16 @@ def _cluster_lost(exc: BaseException, address: str | None, scheduler_lost: bool)
             "check the network), or drop executor.address to use a local cluster, and run again.",
             scheduler_lost=True,
         )
-    where = f"at {address!r} (executor.address)" if address else "of the local cluster"
+    if address is None:  # subsetctl starts (and restarts) the local cluster: the user has none to restart
+        return _LostDask(
+            f"The Dask workers of the local cluster were lost while estimating: killed, or out of memory ({said}). "
+            f"{_KEPT}, on a new local cluster (lower executor.n_jobs or executor.batch_size if they ran out of "
+            "memory)."
+        )
     return _LostDask(
-        f"The Dask workers {where} were lost while estimating: killed, out of memory, or the cluster shut down "
-        f"({said}). {_KEPT}: restart the workers (or use fewer, or a smaller executor.batch_size, if they ran "
-        "out of memory) and run again."
+        f"The Dask workers at {address!r} (executor.address) were lost while estimating: killed, out of memory, or "
+        f"the cluster shut down ({said}). {_KEPT}: restart the workers (or use fewer, or a smaller "
+        "executor.batch_size, if they ran out of memory) and run again."
     )
 
 

@@ -578,6 +578,8 @@ def test_workers_lost_mid_search_are_a_user_error() -> None:
     running, connecting = SimpleNamespace(status="running"), SimpleNamespace(status="connecting")
     lost = _dask_failure(CancelledError("_run_batch-1"), running, None, False)
     assert lost is not None and "local cluster were lost" in str(lost) and "finished so far" in str(lost)
+    # subsetctl starts the local cluster: there are no workers for the user to restart
+    assert "restart the workers" not in str(lost) and "on a new local cluster" in str(lost)
     assert "workers at 'tcp://s:8786' (executor.address) were lost" in str(
         _dask_failure(KilledWorker("_run_batch-1", None, 3), running, "tcp://s:8786", True))  # type: ignore[arg-type]
     assert _dask_failure(ValueError("an estimator's own error"), running, None, False) is None
