@@ -102,6 +102,24 @@ def test_the_results_chunk_gives_every_worker_a_task_of_the_asked_batch_size() -
     assert chunk(batch_size=10, n_jobs=2) == RESULTS_CHUNK
 
 
+def test_readme_says_n_jobs_still_counts_with_a_dask_address_and_a_batch_size() -> None:
+    """README said n_jobs was the cluster's to decide with an address; with batch_size set,
+    the search hands out batch_size x n_jobs subsets at a time, whatever the cluster."""
+    import re
+    from pathlib import Path
+
+    from subsetctl.stages.search import results_chunk_size
+
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8").split())
+    assert "`n_jobs` is then theirs to decide" not in readme
+    said = re.search(r"`batch_size: (\d+)` with the default `n_jobs: 2` kept (\d+) of (\d+) workers busy", readme)
+    assert said is not None
+    batch, busy, workers = map(int, said.groups())
+    chunk = results_chunk_size(Spec.model_validate({**BASE, "executor": {
+        "backend": "dask", "address": "tcp://s:8786", "batch_size": batch}}))
+    assert chunk // batch == busy < workers
+
+
 def test_a_switched_off_stage_is_not_said_to_be_moved_past_by_keys_the_spec_did_not_change() -> None:
     """A slice recorded by an earlier version (verify read meta_init.weight_decay; finetune's
     checkpoint_every raw) is no change of the spec; a changed setting is."""
