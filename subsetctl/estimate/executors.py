@@ -298,8 +298,21 @@ def _import_dask() -> ModuleType:
     except ImportError as exc:
         from subsetctl.doctor import DASK_ADVICE
 
-        raise UserError(f"executor.backend is dask, but dask is not installed here ({exc}). {DASK_ADVICE}") from exc
+        raise UserError(f"executor.backend is dask, but {_what_is_missing(exc)}. {DASK_ADVICE}") from exc
     return dask.distributed
+
+
+def _what_is_missing(exc: ImportError) -> str:
+    """Which of dask and distributed is not installed, from ``exc`` or the error it was
+    raised from: dask without distributed (``pip install dask``) raises its own
+    several-line advice to conda- or pip-install distributed, which the message quoted."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        name = str(getattr(cause, "name", None) or "").split(".")[0] if isinstance(cause, ModuleNotFoundError) else ""
+        if name in ("dask", "distributed"):
+            return f"{name} is not installed here" + (" (dask is)" if name == "distributed" else "")
+        cause = cause.__cause__
+    return f"dask.distributed cannot be imported here ({' '.join(str(exc).split())[:200]})"
 
 
 def _bad_address(address: str, reason: Exception) -> UserError:

@@ -175,6 +175,28 @@ def test_dask_not_installed_says_how_to_install(small_features: FeatureSet, monk
         estimate_parallel(FastEstimator(small_features), random_masks(3, 10, seed=0), backend="dask")
 
 
+def test_dask_without_distributed_says_which_is_missing_in_one_paragraph(
+        small_features: FeatureSet, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`pip install dask` alone: dask.distributed raised dask's own several-line advice
+    ("dask.distributed is not installed. Please either conda or pip install ..."), which the
+    error quoted after saying that dask was not installed."""
+
+    class NoDistributed:
+        def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+            if name == "distributed" or name.startswith("distributed."):
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+    for name in [n for n in sys.modules if n == "distributed" or n.startswith(("distributed.", "dask.distributed"))]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "meta_path", [NoDistributed(), *sys.meta_path])
+    with pytest.raises(UserError) as info:
+        estimate_parallel(FastEstimator(small_features), random_masks(3, 10, seed=0), backend="dask")
+    message = str(info.value)
+    assert "\n" not in message and "conda" not in message, message
+    assert message.startswith("executor.backend is dask, but distributed is not installed here (dask is).")
+    assert "pip install 'subsetctl[dask]'" in message
+
+
 def test_validate_warns_when_the_dask_backend_is_set_without_dask(
     jsonl_project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
