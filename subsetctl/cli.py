@@ -712,7 +712,7 @@ def doctor(directory: Path | None) -> None:
     With DIRECTORY (a project or its spec file; default: the current directory when it
     holds a subsetctl.yaml), also that its spec validates, its hub ids load, the hub
     and datasets caches can take what run writes there, its model.device is there,
-    the Dask scheduler its executor.address names takes connections, its folder is
+    the Dask scheduler its executor.address names answers (and with how many workers), its folder is
     writable and its disk has room; a packaged model it does not use is
     then no problem."""
     from rich.markup import escape

@@ -309,11 +309,11 @@ def check_dask(spec: Any) -> Check:
 
 
 def check_dask_scheduler(spec: Any) -> Check | None:
-    """The Dask scheduler the spec names (``executor.address``) takes a connection: the
-    search stage, after the model stages' hours, stopped there when it did not. Only a TCP
-    connection is tried (no Dask handshake, which the search does with its own checks);
-    None without the dask backend, an address, dask itself (:func:`check_dask` says so),
-    or for a scheme other than tcp:// and tls://."""
+    """The Dask scheduler the spec names (``executor.address``) answers: the search stage,
+    after the model stages' hours, stopped there when it did not. A TCP connection is tried,
+    then the search's own connection (a TCP connection alone passed any port that took one,
+    the dashboard's among them); None without the dask backend, an address, dask itself
+    (:func:`check_dask` says so), or for a scheme other than tcp:// and tls://."""
     import socket
 
     from subsetctl.errors import UserError
@@ -339,7 +339,14 @@ def check_dask_scheduler(spec: Any) -> Check | None:
         return Check("dask scheduler", False, f"{address} cannot be reached ({exc.strerror or exc or 'timed out'})",
                      "Start the scheduler (`dask scheduler`) and its workers, check executor.address, or drop it "
                      "to use a local cluster: the search stage connects to it after the model stages.")
-    return Check("dask scheduler", True, f"{address} takes connections")
+    from subsetctl.estimate.executors import scheduler_threads
+
+    try:  # a port that takes connections may be another server's: the dashboard's 8787 passed
+        workers, threads = scheduler_threads(address, min(spec.executor.connect_timeout, 5.0))
+    except UserError as exc:
+        return Check("dask scheduler", False, f"{address} takes connections, but no Dask scheduler answered there",
+                     str(exc))
+    return Check("dask scheduler", True, f"{address} answers, with {workers} worker(s) ({threads} threads) now")
 
 
 def _unless_unused(check: Check, spec: Any) -> Check:

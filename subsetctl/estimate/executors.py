@@ -407,6 +407,18 @@ def _connect_dask(dd: ModuleType, n_jobs: int, address: str | None, connect_time
     return _DaskConnection(client)
 
 
+def scheduler_threads(address: str, connect_timeout: float) -> tuple[int, int]:
+    """(workers, their threads) of the Dask scheduler at ``address``, asked as the search
+    connects (:func:`_connect_dask`: the same UserErrors, for a port that is no Dask
+    scheduler's too); for `doctor`, which tried only a TCP connection."""
+    conn = _connect_dask(_import_dask(), 1, address, connect_timeout)
+    try:
+        nthreads = conn.client.nthreads()
+    finally:
+        conn.close()
+    return len(nthreads), sum(nthreads.values())
+
+
 def _new_client(dd: ModuleType, address: str, connect_timeout: float) -> Any:
     """``dd.Client(address)``, closed when it fails to connect: the half-built client of a
     server that answers but is no Dask scheduler stayed open, kept alive by the error's

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import shutil
 from pathlib import Path
 
@@ -338,11 +339,26 @@ def test_doctor_says_when_the_dask_scheduler_of_the_spec_cannot_be_reached(healt
     listening = socket.create_server(("127.0.0.1", 0))
     port = listening.getsockname()[1]
     spec = rf.data_spec()
-    spec["executor"] = {"backend": "dask", "address": f"tcp://127.0.0.1:{port}"}
+    # a port that takes connections but never speaks Dask (the dashboard's 8787) passed too
+    spec["executor"] = {"backend": "dask", "address": f"tcp://127.0.0.1:{port}", "connect_timeout": 0.5}
     project = rf.make_project(tmp_path / "p", spec)
     result = CliRunner().invoke(main, ["doctor", str(project)])
-    assert f"✓ dask scheduler: tcp://127.0.0.1:{port} takes connections" in result.output, result.output
+    assert f"✗ dask scheduler: tcp://127.0.0.1:{port} takes connections, but no Dask scheduler answered" \
+        in result.output, result.output
+    assert "the default port is 8786" in result.output
     listening.close()
+    from dask.distributed import LocalCluster
+
+    from subsetctl.estimate.executors import close_dask_clients
+
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None,
+                      silence_logs=logging.ERROR, host="127.0.0.1", protocol="tcp") as cluster:
+        spec["executor"]["address"] = cluster.scheduler_address
+        rf.make_project(tmp_path / "q", spec)
+        result = CliRunner().invoke(main, ["doctor", str(tmp_path / "q")])
+        close_dask_clients()
+    assert f"✓ dask scheduler: {cluster.scheduler_address} answers, with 1 worker(s) (2 threads) now" \
+        in result.output, result.output
     result = CliRunner().invoke(main, ["doctor", str(project)])
     assert result.exit_code == 1, result.output
     assert f"✗ dask scheduler: tcp://127.0.0.1:{port} cannot be reached" in result.output
