@@ -464,11 +464,11 @@ def _warn_hub_data(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:
 def _warn_dask_missing(spec: Spec, warn: _AddIssue) -> None:
     """executor.backend: dask without dask installed here: the search would stop only
     after the stages before it have run."""
-    from subsetctl.doctor import check_dask
+    from subsetctl.doctor import check_dask, dask_missing
 
     dask = check_dask(spec)
     if not dask.ok:  # executor.backend: dask without dask installed here
-        warn(("executor", "backend"), f"dask is not installed here, so the search stage would stop with an "
+        warn(("executor", "backend"), f"{dask_missing()} here, so the search stage would stop with an "
                                       f"error after the stages before it have run: {dask.advice}")
 
 

@@ -294,7 +294,18 @@ def check_device(spec: Any) -> Check | None:
 
 def dask_importable() -> bool:
     """dask and distributed are installed (found without importing them)."""
-    return importlib.util.find_spec("dask") is not None and importlib.util.find_spec("distributed") is not None
+    return dask_missing() is None
+
+
+def dask_missing() -> str | None:
+    """What of dask.distributed is not installed, in words ("dask is not installed",
+    "distributed is not installed (dask is)": ``pip install dask`` alone leaves it out),
+    or None when both are (found without importing them)."""
+    if importlib.util.find_spec("dask") is None:
+        return "dask is not installed"
+    if importlib.util.find_spec("distributed") is None:
+        return "distributed is not installed (dask is)"
+    return None
 
 
 def check_dask(spec: Any) -> Check:
@@ -304,7 +315,7 @@ def check_dask(spec: Any) -> Check:
     if present:
         return Check("dask", True, "installed")
     if needed:
-        return Check("dask", False, "missing, and the spec sets executor.backend: dask", DASK_ADVICE)
+        return Check("dask", False, f"{dask_missing()}, and the spec sets executor.backend: dask", DASK_ADVICE)
     return Check("dask", True, "not installed (only needed for executor.backend: dask)")
 
 
