@@ -243,18 +243,25 @@ class SubsetTrace(MutableSequence[dict[str, Any]]):
                 block = []
         return [*(self._names(union.tobytes()) if width else []), *written]
 
-    def to_json(self, limit: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
+    def to_json(self, limit: int | None = None,
+                names_limit: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
         """What :meth:`StrategyResult.to_dict` stores: the entries (all of them, or the
-        ``limit`` with the lowest loss, in evaluation order) as JSON values, and the
-        number of entries when some were left out (else ``None``). Names are made only
-        for the entries kept; written entries are all converted, so a bad one is found."""
+        ``limit`` with the lowest loss listing at most ``names_limit`` names in all, in
+        evaluation order) as JSON values, and the number of entries when some were left
+        out (else ``None``). Names are made only for the entries kept; written entries are
+        all converted, so a bad one is found."""
         losses = self.losses()
         written = {}
         for i, row in enumerate(self._rows):
             if isinstance(row, tuple):
                 written[i] = entry = _json_entry(row[0])
                 losses[i] = math.nan if entry["loss"] is None else entry["loss"]
-        kept = _lowest_losses(losses, limit)
+
+        def size(i: int) -> int:
+            row = self._rows[i]
+            return len(written[i]["subset"]) if i in written else int.from_bytes(row, "big").bit_count()  # type: ignore[arg-type]
+
+        kept = _lowest_losses(losses, limit, size, names_limit)
         entries = [
             written[i] if i in written else {"subset": self._names(self._rows[i]), "loss": _json_float(losses[i])}
             for i in (range(len(self)) if kept is None else kept.tolist())
@@ -267,22 +274,34 @@ def _json_entry(entry: dict[str, Any]) -> dict[str, Any]:
     return {"subset": list(entry["subset"]), "loss": _json_float(entry["loss"])}
 
 
-def _lowest_losses(losses: np.ndarray, limit: int | None) -> np.ndarray | None:
+def _lowest_losses(losses: np.ndarray, limit: int | None, size: Callable[[int], int] | None = None,
+                   names_limit: int | None = None) -> np.ndarray | None:
     """Indices of the ``limit`` lowest losses, in evaluation order (failures, NaN, last;
-    ties by order); ``None`` when every entry is kept."""
-    if limit is None or len(losses) <= limit:
+    ties by order), cut further to the first of them (by loss) whose subsets list at most
+    ``names_limit`` names in all (``size(i)``: entry ``i``'s; the lowest is always kept);
+    ``None`` when every entry is kept."""
+    if (limit is None or len(losses) <= limit) and (names_limit is None or size is None):
         return None
-    return np.sort(np.argsort(losses, kind="stable")[:limit])
+    order = np.argsort(losses, kind="stable")[:limit]
+    if names_limit is not None and size is not None:
+        names = 0
+        for j, i in enumerate(order.tolist()):
+            names += size(i)
+            if names > names_limit and j:
+                order = order[:j]
+                break
+    return None if len(order) == len(losses) else np.sort(order)
 
 
 def _trace_to_json(
-    trace: Iterable[dict[str, Any]], limit: int | None
+    trace: Iterable[dict[str, Any]], limit: int | None, names_limit: int | None = None
 ) -> tuple[list[dict[str, Any]], int | None]:
     """:meth:`SubsetTrace.to_json` for any trace (a plugin's may be a list of dicts)."""
     if isinstance(trace, SubsetTrace):
-        return trace.to_json(limit)
+        return trace.to_json(limit, names_limit)
     entries = [_json_entry(t) for t in trace]
-    kept = _lowest_losses(np.array([math.nan if t["loss"] is None else t["loss"] for t in entries]), limit)
+    kept = _lowest_losses(np.array([math.nan if t["loss"] is None else t["loss"] for t in entries]), limit,
+                          lambda i: len(entries[i]["subset"]), names_limit)
     if kept is None:
         return entries, None
     return [entries[i] for i in kept.tolist()], len(entries)
@@ -314,13 +333,15 @@ class StrategyResult:
     notices: list[str] = field(default_factory=list)
     diagnostics: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self, trace_limit: int | None = None) -> dict[str, Any]:
+    def to_dict(self, trace_limit: int | None = None, trace_names_limit: int | None = None) -> dict[str, Any]:
         """A JSON-serializable dict (non-finite floats become ``None``). With more than
         ``trace_limit`` entries, the trace keeps the ``trace_limit`` subsets with the lowest
         loss (in evaluation order) and ``trace_total`` says how many there were: an
         exhaustive search over 20 sources made a 287 MB selections.json of names, when every
-        estimate is in the search cache anyway. Names are made only for the subsets kept."""
-        trace, total = _trace_to_json(self.trace, trace_limit)
+        estimate is in the search cache anyway. ``trace_names_limit`` cuts it further to the
+        lowest-loss subsets listing that many names in all (backward over 1,000 sources
+        lists ~1,000 a subset). Names are made only for the subsets kept."""
+        trace, total = _trace_to_json(self.trace, trace_limit, trace_names_limit)
         out: dict[str, Any] = {
             "strategy": self.strategy,
             "selected": list(self.selected),

@@ -43,6 +43,9 @@ SUBSET_CACHE = ("cache", "search")
 #: Subsets of a strategy's trace kept in selections.json (the lowest estimated losses);
 #: every estimate stays in the search cache.
 TRACE_KEPT = 10_000
+#: ... and at most this many source names in all, per strategy: a subset of backward over
+#: 1,000 sources lists ~1,000, and 10,000 of them made selections.json 100 MB.
+TRACE_NAMES_KEPT = 200_000
 
 
 def _calibrated(cal: Any, value: float | None) -> float | None:
@@ -357,7 +360,7 @@ def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any,
     if said is None or (isinstance(said, numbers.Real) and not math.isfinite(float(said))):
         result.estimated_loss = float(estimator.estimate(estimator.masks_for([result.selected])).loss[0])
     try:  # with the trace kept, as the stage stores it: the whole trace made every name of every subset
-        result.to_dict(trace_limit=TRACE_KEPT)
+        result.to_dict(trace_limit=TRACE_KEPT, trace_names_limit=TRACE_NAMES_KEPT)
     except Exception as exc:  # e.g. estimated_loss="low"
         if origin == "built-in":
             raise
@@ -602,7 +605,7 @@ def _run_strategies(ctx: StageContext, features: Any, cached: Any, cal: Any,
             result = _run_strategy(cls, entry.name, label, cached, search_ctx, params, estimator_failed)
             for notice in result.notices:
                 ctx.reporter.warn(ShownInResults(f"{label}: {notice}"))  # the report's search notes
-            record = result.to_dict(trace_limit=TRACE_KEPT)
+            record = result.to_dict(trace_limit=TRACE_KEPT, trace_names_limit=TRACE_NAMES_KEPT)
             record["label"] = label
             record["params"] = params.model_dump(mode="json")
             record["estimated_loss_raw"] = record["estimated_loss"]
