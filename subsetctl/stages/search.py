@@ -463,12 +463,13 @@ class SearchStage(Stage):
         return extra
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
+        from subsetctl.estimate.executors import close_dask_clients, forget_dumped_estimator
+
         try:
             return self._search(ctx)
         finally:
+            forget_dumped_estimator()  # the file loky's workers read the estimator from, kept between chunks
             if ctx.spec.executor.backend == "dask":  # the client lives for the stage, not the whole run
-                from subsetctl.estimate.executors import close_dask_clients
-
                 close_dask_clients()
 
     def _search(self, ctx: StageContext) -> dict[str, Any]:
