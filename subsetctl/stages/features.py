@@ -20,11 +20,15 @@ def load_features(store_dir: Path, spec: Spec) -> FeatureSet:
     x = np.asarray(store.features, dtype=np.float64)
     f = np.asarray(store.outputs, dtype=np.float64)
     rep = np.asarray(store.repr, dtype=np.float64) if store.repr is not None else None
-    source_of = np.array([r["source"] for r in store.rows])
-    split_of = np.array([r["split"] for r in store.rows])
+    # the rows of each (source, split), in store order: one pass (comparing every row's source
+    # name once per source took 0.8 s of the search stage at 3,000 sources of 5 rows, and grows
+    # with sources x rows)
+    rows_of: dict[tuple[str, str], list[int]] = {}
+    for i, r in enumerate(store.rows):
+        rows_of.setdefault((r["source"], r["split"]), []).append(i)
 
     def pick(name: str, split: str) -> np.ndarray:
-        return np.flatnonzero((source_of == name) & (split_of == split))
+        return np.array(rows_of.get((name, split), []), dtype=np.int64)
 
     target = spec.target.name
     sources = [s.name for s in spec.sources]

@@ -43,3 +43,31 @@ def test_repr_rows_are_as_wide_as_the_last_hidden_state_not_config_hidden_size(j
     rep = np.load(store / "repr.npy")
     assert info["h"] == 32 and rep.shape == (info["n_rows"], 32)
     assert np.all(np.abs(rep).sum(axis=1) > 0)  # every row's mean hidden state was written
+
+
+def test_features_are_grouped_by_source_in_one_pass(monkeypatch) -> None:
+    """load_features compared every row's source name once per source: 0.8 s of the search
+    stage at 3,000 sources of 5 rows, growing with sources x rows (4,000 sources of 20 rows: 3 s,
+    now 0.06 s). Each source keeps its rows in store order, interleaved or not."""
+    import time
+    from types import SimpleNamespace
+
+    from subsetctl.gradients import store as store_module
+    from subsetctl.stages.features import load_features
+
+    n, per = 4000, 20
+    names = [f"s{i:05d}" for i in range(n)]
+    rows = [{"source": "t", "split": "train"}, {"source": "t", "split": "validation"}]
+    rows += [{"source": names[i % n], "split": "train"} for i in range(n * per)]  # interleaved sources
+    m = len(rows)
+    fake = SimpleNamespace(features=np.arange(m, dtype=float)[:, None] * np.ones((1, 2)),
+                           outputs=np.arange(m, dtype=float), repr=None, rows=rows)
+    monkeypatch.setattr(store_module.GradientStore, "open", classmethod(lambda cls, path, writable=True: fake))
+    spec = SimpleNamespace(target=SimpleNamespace(name="t"), sources=[SimpleNamespace(name=s) for s in names])
+    started = time.perf_counter()
+    features = load_features(Path("unused"), spec)
+    took = time.perf_counter() - started
+    assert features.target_train_f.tolist() == [0.0] and features.val_f.tolist() == [1.0]
+    assert features.source_train_f[3].tolist() == [2.0 + 3 + k * n for k in range(per)]
+    assert features.source_train_x[n - 1][:, 0].tolist() == [2.0 + n - 1 + k * n for k in range(per)]
+    assert took < 1.0, f"load_features took {took:.2f} s for {n} sources"
