@@ -16,6 +16,7 @@ import dataclasses
 import math
 import numbers
 import shutil
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -322,12 +323,13 @@ def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any,
         raise UserError(f"{where} returned selected={result.selected!r}; it must be a list of source names "
                         "(e.g. ['a', 'b'], or [] for the target alone).")
     result.selected = selected
-    unknown = [s for s in result.selected if s not in context.sources]
+    known = set(context.sources)  # (the list: a scan per name, 0.25 s a strategy over 3,000 sources)
+    unknown = [s for s in result.selected if s not in known]
     if unknown:
         raise UserError(f"{where} selected {', '.join(map(repr, unknown))}, which "
                         f"{'is not a source' if len(unknown) == 1 else 'are not sources'} of this "
                         f"project (sources: {', '.join(context.sources)}).")
-    repeated = sorted({s for s in result.selected if list(result.selected).count(s) > 1})
+    repeated = sorted(s for s, count in Counter(result.selected).items() if count > 1)
     if repeated:  # a fine-tune would train on those sources' rows twice
         raise UserError(f"{where} selected {', '.join(map(repr, repeated))} more than once; a selection is a "
                         "set of sources, each listed once.")
@@ -340,7 +342,7 @@ def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any,
         traced = result.trace.named() if isinstance(result.trace, SubsetTrace) else (
             name for step in result.trace for name in _trace_subset(step))
         named = [*result.scores, *traced]
-        strangers = sorted({repr(name) for name in named if name not in context.sources})
+        strangers = sorted({repr(name) for name in named if name not in known})
     except (TypeError, AttributeError):  # scores=None, a trace entry that is no mapping, subset: 3
         raise UserError(f"{where} returned scores or a trace of the wrong shape; {shape}.") from None
     if strangers:  # a report of scores for sources that are not there (or keys that cannot be sorted)

@@ -82,3 +82,24 @@ def test_a_plugin_estimators_sources_are_checked_when_it_is_built(planted_featur
     with pytest.raises(UserError, match=r"The estimator plugin 'test_sources_plugin' \(module "
                                         r"test_search_plugin_errors\) " + says):
         make_estimator(spec, planted_features, 1.0)
+
+
+def test_a_strategys_result_over_thousands_of_sources_is_checked_in_linear_time() -> None:
+    """The checks of a strategy's pick scanned the list of sources once per name (and
+    counted each selected name in a copy of the pick): 0.25 s a strategy over 3,000
+    sources, 1.8 s over 8,000; a pick of them all is checked in milliseconds now."""
+    import time
+
+    names = [f"s{i:05d}" for i in range(8000)]
+
+    class _PicksAll(Strategy):
+        def run(self, estimator: Any, context: SearchContext, params: StrategyParams) -> StrategyResult:
+            return StrategyResult("all_of_them", list(names), scores=dict.fromkeys(names, 1.0), estimated_loss=1.0)
+
+    started = time.perf_counter()
+    result = _run_strategy(_PicksAll, "all", "all", _FailingEstimator(), SearchContext(sources=names),
+                           StrategyParams())
+    assert result.selected == names and time.perf_counter() - started < 0.5
+    with pytest.raises(UserError, match=r"selected 's00007' more than once"):
+        _PicksAll.run = lambda self, e, c, p: StrategyResult("x", [*names[:10], "s00007"])  # type: ignore[method-assign]
+        _run_strategy(_PicksAll, "all", "all", _FailingEstimator(), SearchContext(sources=names), StrategyParams())
