@@ -12,6 +12,7 @@ import pytest
 
 from subsetctl import pipeline
 from subsetctl.api import plan_project, run_project
+from subsetctl.reporter import SilentReporter
 
 BASE = ["verify.enabled=true", "verify.k=3", "verify.steps=1", "verify.kinds=[ce]"]
 
@@ -103,9 +104,13 @@ def test_search_estimates_taken_from_the_store_are_counted_by_the_versions_that_
     assert _read(state / "search" / "provenance.json")["estimates"] == []  # all computed now
     then = pipeline.library_versions()
     monkeypatch.setattr(pipeline, "library_versions", lambda: {**then, "numpy": "9.9"})
-    run_project(tiny_project, ["search.strategies=[{name: exhaustive}]"])  # every estimate from the store
+    reporter = SilentReporter()
+    run_project(tiny_project, ["search.strategies=[{name: exhaustive}]"], reporter=reporter)  # all from the store
     groups = _read(state / "search" / "provenance.json")["estimates"]
     assert len(groups) == 1 and groups[0]["versions"] == then and groups[0]["count"] >= 8
+    # the terminal says so too (it said only "Ran search in 0.4 s")
+    assert f"search: {groups[0]['count']} subset estimates taken from the store" in "\n".join(reporter.messages)
+    assert "computed; 0 computed now." in "\n".join(reporter.messages)
     report = _read(tiny_project / "report.json")["other_library_versions"]
     numpy = {"numpy": {"then": then.get("numpy"), "now": "9.9"}}
     assert report["reused_estimates"]["search"] == [{"count": groups[0]["count"], "versions": numpy}]

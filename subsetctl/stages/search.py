@@ -535,6 +535,12 @@ class SearchStage(Stage):
         alike = _all_estimates_alike(batch.loss, None if in_process else cal.lam)
         if alike:
             ctx.reporter.warn(alike)
+        if cached.reused_rows:  # a resumed or re-run search: say how much of it the store saved
+            from rich.markup import escape
+
+            ctx.reporter.info(escape(f"search: {len(cached.reused_rows):,} subset estimates taken from the store "
+                                     f"({store_dir.relative_to(ctx.project.root).as_posix()}) that an earlier run "
+                                     f"computed; {cached.computed:,} computed now."))
         not_converged = int(np.sum(~np.asarray(batch.converged, dtype=bool))) if len(batch.loss) else 0
         told = any("did not converge" in n for r in results.values() for n in r.get("notices", []))
         if not_converged and not told:  # (a strategy's notice said it already, with the count and what to do)
