@@ -608,6 +608,26 @@ estimate: {lam: 1e+1}
                 assert _schema_errors(data) == [], (section, key, spelling)
 
 
+def test_a_quoted_split_fraction_is_a_fraction_as_it_is_unquoted() -> None:
+    """`train: "1.0"` (a number quoted, which validate takes) was read as the count 1, one
+    row, where `train: 1.0` is every row; a quoted whole number is still a count."""
+    text = """
+target: {name: t, loader: {type: jsonl, path: t.jsonl}, split: {train: "0.5", validation: " 0.25 ", test: "25e-2"}}
+sources: [{name: s, loader: {type: jsonl, path: s.jsonl}, split: {train: "1.0"}},
+          {name: c, loader: {type: jsonl, path: c.jsonl}, split: {train: "10", validation: 1}}]
+"""
+    spec = Spec.model_validate(yaml.safe_load(text))
+    split = spec.target.split
+    assert (split.train, split.validation, split.test) == (0.5, 0.25, 0.25)
+    assert all(isinstance(v, float) for v in (split.train, split.validation, split.test))
+    train = spec.sources[0].split.train
+    assert (train, type(train)) == (1.0, float)  # every row, as `train: 1.0`
+    counts = spec.sources[1].split
+    assert (counts.train, type(counts.train), counts.validation, type(counts.validation)) == (10, int, 1, int)
+    with pytest.raises(ValueError, match="less than or equal to 1"):
+        Spec.model_validate(yaml.safe_load(text.replace('"1.0"', '"1.5"')))
+
+
 def test_the_schema_flags_a_spec_without_sources() -> None:
     """validate refuses a spec with no source (no `sources`, none listed, no `source_files`
     group); the schema passed it."""

@@ -424,6 +424,19 @@ class SplitSpec(StrictModel):
     validation: SplitSize = Field(0, description="Validation examples (count or fraction).")
     test: SplitSize = Field(0, description="Held-out test examples (count or fraction).")
 
+    @field_validator("train", "validation", "test", mode="before")
+    @classmethod
+    def _quoted_fraction(cls, value: Any) -> Any:
+        """A quoted number with a decimal point or an exponent (``train: "1.0"``) is a fraction,
+        as it is unquoted: pydantic read ``"1.0"`` as the whole number 1, so one row where every
+        row was meant."""
+        if isinstance(value, str) and re.fullmatch(QUOTED_NUMBER_PATTERN, value) and re.search(r"[.eE]", value):
+            try:
+                return float(value.strip())
+            except ValueError:  # (a spelling float() does not take: pydantic says what is wrong)
+                return value
+        return value
+
     @model_validator(mode="after")
     def _fractions_sum(self) -> SplitSpec:
         sizes = {"train": self.train, "validation": self.validation, "test": self.test}
