@@ -25,6 +25,7 @@ from subsetctl.spec import (
     SPEC_FILENAME,
     Spec,
     SpecIssue,
+    SplitSpec,
     apply_overrides,
     attribute_overrides,
     blame_source_files,
@@ -405,6 +406,7 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
     _warn_replaced_built_ins(warn)
     _warn_top_k_beyond_the_sources(spec, warn)
     _warn_few_random_subsets(spec, warn)
+    _warn_split_of_one(spec, warn)
     if spec.verify.enabled:
         _warn_verify_settings(spec, warn)
     return found
@@ -582,6 +584,23 @@ def _warn_few_random_subsets(spec: Spec, warn: Callable[[tuple[Any, ...], str], 
              "subsets and its pick depends on project.seed. Measured at 1,000 sources, m=200 ranked the sources "
              "alike between two seeds at a Spearman of only 0.20 (m=1000: 0.47 for random_ensemble, 0.96 for "
              f"surrogate). Set m to at least {n:,}, the number of sources.")
+
+
+def _warn_split_of_one(spec: Spec, warn: Callable[[tuple[Any, ...], str], None]) -> None:
+    """A split entry given as the whole number 1 (``train: 1``) is a count, one example,
+    where every example (the fraction ``1.0``) is the likely meaning: valid, and the data
+    stage would quietly keep one row. Said for the target and each listed source; for a
+    ``source_files`` group once (:func:`blame_source_files` merges its sources' warnings)."""
+    owners: list[tuple[tuple[Any, ...], str, SplitSpec]] = [(("target",), "the target", spec.target.split)]
+    owners += [(("sources", i), "each source of the group" if i in spec.source_origins else f"source {source.name!r}",
+                source.split) for i, source in enumerate(spec.sources)]
+    for path, who, split in owners:
+        for key in ("train", "validation", "test"):
+            value = getattr(split, key)
+            if key in split.model_fields_set and isinstance(value, int) and value == 1:
+                warn((*path, "split", key),
+                     f"{key}: 1 is a count, so {who} gets one {key} example; a fraction is written with a "
+                     f"decimal point ({key}: 1.0 is every example). Write {key}: 1.0 if every example was meant.")
 
 
 def _listed(items: str | list[str] | tuple[str, ...] | None) -> list[str]:

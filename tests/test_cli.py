@@ -1150,3 +1150,30 @@ def test_plan_writes_a_stage_time_as_it_rounds() -> None:
 
     assert [_seconds_text(s) for s in (0.64, 9.94, 9.96, 43.4, 59.6, 204.4, 3599.6, 7500)] == [
         "0.6 s", "9.9 s", "10 s", "43 s", "1 min 0 s", "3 min 24 s", "1 h 00 min", "2 h 05 min"]
+
+
+def test_validate_warns_about_a_split_count_of_one(jsonl_project: Path) -> None:
+    """`train: 1` is a count (one example), not the fraction 1.0 (every example): valid, and the
+    data stage kept one row without a word. 1.0 and other counts are not warned about."""
+    from subsetctl.api import validate_spec_file
+
+    path = jsonl_project / "subsetctl.yaml"
+    report = validate_spec_file(path, ["sources[1].split.train=1", "target.split.test=1"])
+    assert not report.issues, report.issues
+    found = {w.key: w.message for w in report.warnings if ": 1 is a count" in w.message}
+    assert set(found) == {"sources[1].split.train", "target.split.test"}, report.warnings
+    assert found["sources[1].split.train"].startswith("train: 1 is a count, so source "), found
+    assert "train: 1.0 is every example" in found["sources[1].split.train"], found
+    assert "the target gets one test example" in found["target.split.test"], found
+    quiet = validate_spec_file(path, ["sources[1].split.train=1.0", "sources[0].split.train=2"])
+    assert not [w for w in quiet.warnings if ": 1 is a count" in w.message], quiet.warnings
+    result = CliRunner().invoke(main, ["validate", str(path), "sources[0].split.train=1"])
+    assert result.exit_code == 0 and "train: 1 is a count" in result.output, result.output
+    (jsonl_project / "more").mkdir()
+    for i in range(3):  # a source_files group: said once for the group, not once per expanded source
+        (jsonl_project / "more" / f"m{i}.jsonl").write_text('{"prompt": "p", "response": "r"}\n')
+    group = "source_files=[{files: more/*.jsonl, loader: {type: jsonl}, split: {train: 1}}]"
+    report = validate_spec_file(path, [group])
+    said = [w for w in report.warnings if ": 1 is a count" in w.message]
+    assert [w.key for w in said] == ["source_files[0] (more/m0.jsonl and 2 more files).split.train"], said
+    assert "so each source of the group gets one train example" in said[0].message, said
