@@ -23,6 +23,7 @@ from subsetctl.project import Project, atomic_write_text
 from subsetctl.reporter import Reporter, SilentReporter
 from subsetctl.spec import (
     SPEC_FILENAME,
+    SourceSpec,
     Spec,
     SpecIssue,
     SplitSpec,
@@ -407,6 +408,7 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
     _warn_top_k_beyond_the_sources(spec, warn)
     _warn_few_random_subsets(spec, warn)
     _warn_split_of_one(spec, warn)
+    _warn_shared_generated_entries(spec, warn)
     if spec.verify.enabled:
         _warn_verify_settings(spec, warn)
     return found
@@ -601,6 +603,40 @@ def _warn_split_of_one(spec: Spec, warn: Callable[[tuple[Any, ...], str], None])
                 warn((*path, "split", key),
                      f"{key}: 1 is a count, so {who} gets one {key} example; a fraction is written with a "
                      f"decimal point ({key}: 1.0 is every example). Write {key}: 1.0 if every example was meant.")
+
+
+def _warn_shared_generated_entries(spec: Spec, warn: Callable[[tuple[Any, ...], str], None]) -> None:
+    """Two ``reasoning_gym`` loaders of one task and config whose seed ranges overlap: most
+    tasks make entry i from seed + i, so seeds 1 and 2 (size 100) share 99 entries, which
+    the data stage's check for sources with exactly the same rows does not see. Said once per
+    later-listed loader, naming the first earlier one it overlaps; sources with
+    ``corrupt.shuffle_responses`` (negative controls, their prompts taken on purpose) are left out."""
+    from subsetctl.spec.models import ReasoningGymLoader
+
+    owners: list[tuple[tuple[Any, ...], str, SourceSpec]] = [(("target",), "the target", spec.target)]
+    owners += [(("sources", i), f"source {source.name!r}", source) for i, source in enumerate(spec.sources)
+               if not source.corrupt.shuffle_responses]
+    by_task: dict[str, list[tuple[tuple[Any, ...], str, int, int]]] = {}
+    for path, who, owner in owners:
+        loader = owner.loader
+        if not isinstance(loader, ReasoningGymLoader):
+            continue
+        seed = next(s for s in (loader.seed, owner.seed, spec.project.seed) if s is not None)
+        task = f"{loader.task} {json.dumps(loader.config, sort_keys=True)}"
+        by_task.setdefault(task, []).append((path, who, seed, seed + loader.size))
+    for task, ranges in by_task.items():
+        free_seed = max(end for *_, end in ranges)
+        for n, (path, who, start, end) in enumerate(ranges):
+            earlier = next(((w, s, e) for _, w, s, e in ranges[:n] if s < end and start < e), None)
+            if earlier is None:
+                continue
+            other, other_start, other_end = earlier
+            shared = min(end, other_end) - max(start, other_start)
+            warn((*path, "loader", "seed"),
+                 f"{who} and {other} generate the reasoning-gym task {task.split(' ')[0]} from seeds "
+                 f"{start}-{end - 1} and {other_start}-{other_end - 1}; most tasks make entry i from seed + i, so "
+                 f"they likely share {shared:,} entr{'y' if shared == 1 else 'ies'}. Space the seeds of one task at "
+                 f"least its size apart (e.g. loader.seed: {free_seed}, past every range of this task).")
 
 
 def _listed(items: str | list[str] | tuple[str, ...] | None) -> list[str]:

@@ -1177,3 +1177,31 @@ def test_validate_warns_about_a_split_count_of_one(jsonl_project: Path) -> None:
     said = [w for w in report.warnings if ": 1 is a count" in w.message]
     assert [w.key for w in said] == ["source_files[0] (more/m0.jsonl and 2 more files).split.train"], said
     assert "so each source of the group gets one train example" in said[0].message, said
+
+
+def test_validate_warns_about_generated_sources_sharing_entries() -> None:
+    """reasoning-gym makes entry i from seed + i for most tasks: two loaders of one task whose
+    seed ranges overlap share entries (seeds 2 and 1 of basic_arithmetic: 24 of them), which the
+    data stage's check for identical sources does not see. A negative control (the quickstart's
+    shuffled copy of the target's task) is left out; other tasks or configs do not overlap."""
+    from subsetctl.api import validate_spec_file
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "quickstart" / "subsetctl.yaml"
+    assert not [w for w in validate_spec_file(path).warnings if w.key.endswith("loader.seed")]
+    moved = ["sources[0].loader.task=basic_arithmetic",  # chain_sum's seed 2, size 24: inside the target's 1-128
+             "sources[1].loader={type: reasoning_gym, task: basic_arithmetic, size: 10, seed: 500}",
+             "sources[2].loader={type: reasoning_gym, task: products, size: 24, seed: 2}",
+             ("sources[3].loader={type: reasoning_gym, task: basic_arithmetic, size: 24, seed: 3, "
+             "config: {min_terms: 2, max_terms: 3}}")]
+    report = validate_spec_file(path, moved)
+    assert not report.issues, report.issues
+    (said,) = [w for w in report.warnings if w.key.endswith("loader.seed")]
+    assert said.key == "sources[0].loader.seed", said
+    assert said.message.startswith("source 'chain_sum' and the target generate the reasoning-gym task "
+                                   "basic_arithmetic from seeds 2-25 and 1-128;"), said.message
+    assert "share 24 entries" in said.message and "loader.seed: 510" in said.message, said.message
+    report = validate_spec_file(path, [*moved, "sources[1].loader.seed=20"])  # overlaps chain_sum's and the target's
+    said = {w.key: w.message for w in report.warnings if w.key.endswith("loader.seed")}
+    assert set(said) == {"sources[0].loader.seed", "sources[1].loader.seed"}, said
+    assert "from seeds 20-29 and 1-128" in said["sources[1].loader.seed"], said
+    assert "share 10 entries" in said["sources[1].loader.seed"], said
