@@ -20,7 +20,7 @@ first use and kept for the rest of the process, one per settings, so a search th
 estimates step by step does not start a cluster per step; :func:`close_dask_clients`
 closes them (it runs at exit). Dask problems a user can fix (dask not installed, a
 malformed or unreachable address, no workers, workers without subsetctl or with another
-copy of it) are UserErrors.
+copy of it, a scheduler lost or no longer answering) are UserErrors.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -580,11 +581,12 @@ def close_dask_clients() -> None:
         conn.close()
 
 
-def _cluster_threads(client: Any) -> int:
+def _cluster_threads(client: Any, timeout: float) -> int:
     """How many tasks the workers of ``client``'s scheduler run at once (their threads);
-    0 when it cannot say (no workers yet, or the scheduler lost: the estimate says so)."""
+    0 when it cannot say (no workers yet, or the scheduler lost or not answering within
+    ``timeout`` s: the estimate says so)."""
     try:
-        return sum(client.nthreads().values())
+        return sum(client.nthreads(callback_timeout=timeout).values())
     except Exception:  # noqa: BLE001 - the cluster's own trouble: the estimate says it
         return 0
 
@@ -784,12 +786,11 @@ def _dask_results(
     """Estimate every slice of ``masks`` on the process's Dask client for these settings;
     results in the order of ``slices``, ``progress(i)`` called as slice ``i`` finishes."""
     client = _dask_client(n_jobs, address, connect_timeout)
-    from dask.distributed import as_completed
-
     futures: list[Any] = []
     task_failed = False  # the exception is a task's own (the estimator's, or KilledWorker)
     try:
-        if address is not None:
+        if address is not None:  # first: a kept client's scheduler frozen since the last call hung in client.run
+            _ask_scheduler(client, address, connect_timeout)
             _require_workers(client, address, connect_timeout)
         _check_workers_code(client, address)  # first: an older subsetctl there has no _load_code
         _check_workers_load(client, estimator, address)
@@ -797,7 +798,7 @@ def _dask_results(
         futures = [client.submit(_run_batch, shipped, masks[s], pure=False) for s in slices]
         position = {f.key: i for i, f in enumerate(futures)}
         results: list[EstimateBatch | None] = [None] * len(futures)
-        for fut in as_completed(futures, loop=client.loop):
+        for fut in _finished(client, futures, address, connect_timeout):
             i = position[fut.key]
             task_failed = fut.status == "error"
             results[i] = fut.result()  # a finished one is fetched through the scheduler: it may fail too
@@ -807,6 +808,8 @@ def _dask_results(
         if futures:  # the cluster outlives this call: stop what it would still compute
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 client.cancel(futures)
+        if isinstance(exc, _LostDask) and exc.scheduler_lost:  # stopped answering: the next call connects anew
+            _forget_dask_client(client)
         if isinstance(exc, (UserError, KeyboardInterrupt, SystemExit, GeneratorExit)):
             raise
         problem = _dask_failure(exc, client, address, task_failed)
@@ -815,6 +818,45 @@ def _dask_results(
         if isinstance(problem, _LostDask) and problem.scheduler_lost:
             _forget_dask_client(client)  # its reconnect, given up later, would log an ERROR
         raise problem from exc
+
+
+def _finished(client: Any, futures: list[Any], address: str | None, connect_timeout: float) -> Iterator[Any]:
+    """``futures`` as they finish (``as_completed``). With an ``address``, the scheduler is
+    asked for its identity whenever no future finished for ``connect_timeout`` s
+    (:func:`_ask_scheduler`: a UserError when it does not answer): a frozen
+    scheduler (SIGSTOP, a hung host) keeps its TCP connections open, so the search waited
+    for its estimates until Ctrl-C. A scheduler answers while its workers compute, so a
+    busy cluster is not taken for a silent one. A local cluster's scheduler runs in this
+    process: it is not asked."""
+    from dask.distributed import as_completed
+
+    finished = as_completed(futures, loop=client.loop)
+    if address is None:
+        yield from finished
+        return
+    quiet_since = time.monotonic()
+    while not finished.is_empty():
+        if finished.has_ready():
+            yield from finished.next_batch(block=False)
+            quiet_since = time.monotonic()
+            continue
+        if time.monotonic() - quiet_since >= connect_timeout:
+            _ask_scheduler(client, address, connect_timeout)
+            quiet_since = time.monotonic()
+        with finished.thread_condition:  # woken as a future finishes (it notifies after queueing it)
+            if not finished.has_ready():
+                finished.thread_condition.wait(timeout=max(0.01, quiet_since + connect_timeout - time.monotonic()))
+
+
+def _ask_scheduler(client: Any, address: str, connect_timeout: float) -> None:
+    """Ask the scheduler at ``address`` for its identity; a :func:`_scheduler_silent`
+    UserError when it does not answer within ``2 * connect_timeout + 1`` s (the bound of the
+    handshake as it connects)."""
+    waited = 2 * connect_timeout + 1
+    try:
+        client.sync(client.scheduler.identity, callback_timeout=waited)
+    except TimeoutError as exc:
+        raise _scheduler_silent(address, waited) from exc
 
 
 def _dask_failure(exc: BaseException, client: Any, address: str | None, task_failed: bool) -> UserError | None:
@@ -891,6 +933,24 @@ _KEPT = ("A search keeps the estimates it finished so far (saved in its cache as
          "so running it again resumes there")
 
 
+#: what to do about a scheduler at executor.address that was lost or stopped answering
+_RESTART_SCHEDULER = ("restart the scheduler and its workers (or check the network), or drop executor.address to "
+                      "use a local cluster, and run again.")
+
+
+def _scheduler_silent(address: str, waited: float) -> _LostDask:
+    """The UserError for a scheduler at ``address`` that stopped answering (:func:`_finished`)
+    though the connection to it stays open: asked after a while without a finished
+    estimate, it did not answer within ``waited`` s."""
+    return _LostDask(
+        f"The Dask scheduler at {address!r} (executor.address) stopped answering while estimating: no estimate "
+        f"came back for a while, and it did not answer a request within {waited:g} s, though the connection to it "
+        f"is open (it is frozen or suspended, its machine hangs, or the network to it does; raise "
+        f"executor.connect_timeout for a scheduler slow to answer). {_KEPT}: {_RESTART_SCHEDULER}",
+        scheduler_lost=True,
+    )
+
+
 def _cluster_lost(exc: BaseException, address: str | None, scheduler_lost: bool) -> _LostDask:
     """The UserError for estimates lost with the connection to the scheduler at ``address``
     (``scheduler_lost``), else with their workers (killed, out of memory, or the cluster
@@ -903,8 +963,7 @@ def _cluster_lost(exc: BaseException, address: str | None, scheduler_lost: bool)
     if scheduler_lost:
         return _LostDask(
             f"Lost the connection to the Dask scheduler at {address!r} (executor.address) while estimating: it "
-            f"stopped, or the network to it failed ({said}). {_KEPT}: restart the scheduler and its workers (or "
-            "check the network), or drop executor.address to use a local cluster, and run again.",
+            f"stopped, or the network to it failed ({said}). {_KEPT}: {_RESTART_SCHEDULER}",
             scheduler_lost=True,
         )
     if address is None:  # subsetctl starts (and restarts) the local cluster: the user has none to restart
@@ -970,7 +1029,7 @@ def estimate_parallel(
         return empty_batch(0)
     workers = 1 if backend == "sequential" else n_jobs
     if backend == "dask" and address is not None and batch_size is None:
-        workers = _cluster_threads(_dask_client(n_jobs, address, connect_timeout))
+        workers = _cluster_threads(_dask_client(n_jobs, address, connect_timeout), 2 * connect_timeout + 1)
     size = batch_size or default_batch_size(total, estimator, workers)
     slices = _batches(total, size)
     done = 0

@@ -509,6 +509,66 @@ def test_a_scheduler_lost_mid_estimate_is_a_user_error_without_a_traceback(
     assert not [r for r in caplog.records if r.name.startswith("distributed") and r.levelno >= logging.ERROR]
 
 
+@pytest.mark.parametrize("stopped_after", [0.5, 0.0])
+def test_a_frozen_scheduler_is_a_user_error_not_a_hang(
+    stopped_after: float, small_features: FeatureSet, tmp_path: Path
+) -> None:
+    """A scheduler stopped (SIGSTOP) while estimating keeps its TCP connections open: the
+    search waited for its estimates until Ctrl-C. Asked after connect_timeout s without a
+    finished estimate, it does not answer, and the search says so; so does a scheduler
+    stopped between two calls (the next one hung asking how many threads its workers have)."""
+    import signal
+
+    with _scheduler_with_one_worker(tmp_path) as (address, scheduler):  # the worker imports _Slow
+        estimator = _Slow(small_features)
+        masks = random_masks(40, small_features.n_sources, seed=0)
+        estimate_parallel(estimator, masks[:2], backend="dask", address=address, connect_timeout=30)  # warm
+        try:
+            if stopped_after:
+                threading.Timer(stopped_after, scheduler.send_signal, (signal.SIGSTOP,)).start()
+            else:
+                scheduler.send_signal(signal.SIGSTOP)
+            start = time.monotonic()
+            with pytest.raises(UserError) as silent:  # 40 batches of 0.2 s: 8 s unless stopped
+                estimate_parallel(estimator, masks, backend="dask", address=address, connect_timeout=0.5,
+                                  batch_size=1 if stopped_after else None)
+            took = time.monotonic() - start
+        finally:
+            scheduler.send_signal(signal.SIGCONT)
+        close_dask_clients()
+    message = str(silent.value)
+    assert message.startswith(f"The Dask scheduler at {address!r} (executor.address) stopped answering"), message
+    assert "the estimates it finished so far" in message and "\n" not in message
+    assert took < 6, took  # stopped at 0.5 s: 0.5 s without an estimate, then 2 s unanswered (at 0: 2 + 2 s)
+
+
+class _Slower(FastEstimator):
+    """The fast estimator, 1.5 s per batch."""
+
+    def estimate(self, masks: np.ndarray) -> EstimateBatch:
+        time.sleep(1.5)
+        return super().estimate(masks)
+
+
+def test_a_busy_scheduler_is_not_taken_for_a_frozen_one(small_features: FeatureSet, monkeypatch) -> None:
+    """No estimate finishes for longer than connect_timeout: the scheduler is asked, answers
+    while its workers compute, and the estimate goes on."""
+    import distributed
+
+    asked: list[float] = []
+    real = distributed.Client.sync
+    monkeypatch.setattr(distributed.Client, "sync", lambda self, func, *args, **kwargs: (
+        asked.append(kwargs["callback_timeout"]) if kwargs.get("callback_timeout") == 1.4 else None,
+        real(self, func, *args, **kwargs))[1])
+    estimator = _Slower(small_features)
+    masks = random_masks(2, small_features.n_sources, seed=0)
+    with _scheduler(1, processes=False) as address:
+        got = estimate_parallel(estimator, masks, backend="dask", address=address, batch_size=1,
+                                connect_timeout=0.2)
+    _assert_same(got, FastEstimator(small_features).estimate(masks))
+    assert len(asked) >= 4, asked  # about every 0.2 s for 3 s
+
+
 def test_workers_running_another_copy_of_subsetctl_are_refused(small_features: FeatureSet, tmp_path: Path) -> None:
     """Workers were checked only for importing subsetctl: a worker with another checkout of
     the same version computed the estimates with its own code, silently."""
