@@ -13,7 +13,8 @@ process; so the exact estimator's rows (N x d float64) are shared, not copied pe
 The file is kept for the next call with the same estimator (the same object, its
 attributes not reassigned): a search estimates in chunks of 256 subsets, one call each
 (:func:`forget_dumped_estimator` removes it; it runs at exit). For Dask it is scattered
-once per call to every worker.
+to every worker, and kept there for the next call likewise (on the same client, while
+its data is not lost; :func:`forget_scattered_estimator` releases it).
 
 Dask clients (and the LocalCluster started when no ``address`` is given) are opened on
 first use and kept for the rest of the process, one per settings, so a search that
@@ -204,14 +205,19 @@ def _attribute_values(estimator: Any) -> list[Any]:
     return list(vars(estimator).items()) if hasattr(estimator, "__dict__") else []
 
 
+def _same_estimator(kept: dict[str, Any], estimator: Any, attributes: list[Any]) -> bool:
+    """Whether ``kept`` (:data:`_dumped`, :data:`_scattered`) holds ``estimator``, none of its
+    attributes reassigned since (their values are held, so compared by identity)."""
+    return (kept.get("estimator") is estimator and len(attributes) == len(kept["attributes"])
+            and all(k == k0 and v is v0 for (k, v), (k0, v0) in zip(attributes, kept["attributes"])))
+
+
 def _dumped_estimator(estimator: SubsetEstimator) -> str:
     """The path of ``estimator`` dumped for the loky workers: the last call's file when it
     is the same object and none of its attributes was reassigned since (their values are
     held, so compared by identity), else a new file (the last one removed)."""
     attributes = _attribute_values(estimator)
-    same = (_dumped.get("estimator") is estimator and len(attributes) == len(_dumped["attributes"])
-            and all(k == k0 and v is v0 for (k, v), (k0, v0) in zip(attributes, _dumped["attributes"])))
-    if same and os.path.exists(_dumped["path"]):
+    if _same_estimator(_dumped, estimator, attributes) and os.path.exists(_dumped["path"]):
         return str(_dumped["path"])
     forget_dumped_estimator()
     import joblib
@@ -574,6 +580,7 @@ def _dask_client(n_jobs: int, address: str | None, connect_timeout: float) -> An
 def close_dask_clients() -> None:
     """Close every Dask client (and LocalCluster) this module opened; the next ``dask``
     call connects again. Safe to call any time; runs at interpreter exit."""
+    forget_scattered_estimator()
     with _DASK_LOCK:
         conns = list(_DASK_CONNECTIONS.values())
         _DASK_CONNECTIONS.clear()
@@ -794,7 +801,7 @@ def _dask_results(
             _require_workers(client, address, connect_timeout)
         _check_workers_code(client, address)  # first: an older subsetctl there has no _load_code
         _check_workers_load(client, estimator, address)
-        shipped = _scatter(client, estimator)
+        shipped = _scattered_estimator(client, estimator)
         futures = [client.submit(_run_batch, shipped, masks[s], pure=False) for s in slices]
         position = {f.key: i for i, f in enumerate(futures)}
         results: list[EstimateBatch | None] = [None] * len(futures)
@@ -808,6 +815,7 @@ def _dask_results(
         if futures:  # the cluster outlives this call: stop what it would still compute
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 client.cancel(futures)
+        forget_scattered_estimator()  # maybe lost with a worker: the next call scatters it again
         if isinstance(exc, _LostDask) and exc.scheduler_lost:  # stopped answering: the next call connects anew
             _forget_dask_client(client)
         if isinstance(exc, (UserError, KeyboardInterrupt, SystemExit, GeneratorExit)):
@@ -891,11 +899,46 @@ def _dask_failure(exc: BaseException, client: Any, address: str | None, task_fai
 
 def _forget_dask_client(client: Any) -> None:
     """Close ``client`` (its scheduler is lost) and drop it: the next call connects anew."""
+    forget_scattered_estimator()
     with _DASK_LOCK:
         keys = [key for key, conn in _DASK_CONNECTIONS.items() if conn.client is client]
         conns = [_DASK_CONNECTIONS.pop(key) for key in keys]
     for conn in conns:
         conn.close()
+
+
+#: the estimator the last Dask call scattered: ``estimator``, ``attributes`` (its attribute values
+#: then), ``client``, ``future``. Scattering it again for every call cost 30-40 ms each (and
+#: the estimator's bytes sent to every worker again); a search calls once per chunk of 256.
+_scattered: dict[str, Any] = {}
+
+
+def _scattered_estimator(client: Any, estimator: SubsetEstimator) -> Any:
+    """The future of ``estimator`` scattered to every worker of ``client``: the last call's
+    when it is the same estimator (as :func:`_dumped_estimator` tells) on the same client and
+    its data is still there (``finished``; lost with its workers, it is ``cancelled``), else a
+    new one (the last one released). One future is kept, not a new one scattered under a
+    fresh key per call (see :func:`_scatter`)."""
+    attributes = _attribute_values(estimator)
+    kept = _scattered.get("future")
+    if (_same_estimator(_scattered, estimator, attributes) and _scattered["client"] is client
+            and getattr(kept, "status", None) == "finished"):
+        return kept
+    forget_scattered_estimator()
+    future = _scatter(client, estimator)
+    _scattered.update(estimator=estimator, attributes=attributes, client=client, future=future)
+    return future
+
+
+def forget_scattered_estimator() -> None:
+    """Release the estimator kept scattered on the Dask workers (the next call scatters it
+    again); done when the search stage ends and when its client is closed. Safe to call any
+    time."""
+    future = _scattered.get("future")
+    _scattered.clear()
+    if future is not None:  # a client closed or lost meanwhile: nothing to release there
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            future.release()
 
 
 def _scatter(client: Any, estimator: SubsetEstimator) -> Any:
@@ -904,8 +947,8 @@ def _scatter(client: Any, estimator: SubsetEstimator) -> Any:
     log and traceback)."""
     try:
         with _distributed_logs_off():  # that log: the error below says it
-            # hash=False: a fresh key per call. With the default content hash, the previous
-            # call's release of the same key can race this scatter and drop the data.
+            # hash=False: a fresh key per scatter. With the default content hash, the release
+            # of the previous future of the same key can race this scatter and drop the data.
             return client.scatter(estimator, broadcast=True, hash=False)
     except TypeError as exc:  # distributed's "Could not serialize object of type ..."
         from subsetctl.plugin_guard import unpicklable_plugin

@@ -465,12 +465,17 @@ class SearchStage(Stage):
         return extra
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
-        from subsetctl.estimate.executors import close_dask_clients, forget_dumped_estimator
+        from subsetctl.estimate.executors import (
+            close_dask_clients,
+            forget_dumped_estimator,
+            forget_scattered_estimator,
+        )
 
         try:
             return self._search(ctx)
         finally:
             forget_dumped_estimator()  # the file loky's workers read the estimator from, kept between chunks
+            forget_scattered_estimator()  # its copy on the Dask workers, likewise
             if ctx.spec.executor.backend == "dask":  # the client lives for the stage, not the whole run
                 close_dask_clients()
 

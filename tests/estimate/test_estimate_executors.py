@@ -945,3 +945,42 @@ def test_loky_dumps_an_estimator_once_for_the_calls_of_a_search(small_features: 
     finally:
         executors.forget_dumped_estimator()
     assert not Path(dumps[1]).parent.exists()
+
+
+def test_dask_scatters_an_estimator_once_for_the_calls_of_a_search(small_features: FeatureSet, monkeypatch) -> None:
+    """The estimator was scattered to every worker again for each call (a search's chunk of
+    256 subsets), 30-40 ms and its bytes over the network each time. One scatter is kept
+    while the same estimator comes back unchanged on the same client; it is scattered again
+    when an attribute was reassigned (the old one released), when its data was lost with
+    the workers, and released when the clients close."""
+    import os
+
+    import distributed
+
+    from subsetctl.estimate import executors
+
+    scattered: list[Any] = []
+    real = distributed.Client.scatter
+    monkeypatch.setattr(distributed.Client, "scatter",
+                        lambda self, data, **kwargs: (scattered.append(data), real(self, data, **kwargs))[1])
+    est = FastEstimator(small_features, lam=0.1)
+    masks = random_masks(12, small_features.n_sources, seed=0)
+    for _ in range(2):
+        _assert_same(estimate_parallel(est, masks, backend="dask", n_jobs=1, batch_size=4), est.estimate(masks))
+    assert len(scattered) == 1
+    client, first = executors._scattered["client"], executors._scattered["future"].key
+    est.lam = 10.0
+    expected = FastEstimator(small_features, lam=10.0).estimate(masks)
+    _assert_same(estimate_parallel(est, masks, backend="dask", n_jobs=1, batch_size=4), expected)
+    assert len(scattered) == 2 and first not in client.futures  # the old one released
+    kept = executors._scattered["future"]
+    with contextlib.suppress(Exception):
+        client.run(os._exit, 1)  # the only worker dies with the estimator; its nanny starts another
+    client.wait_for_workers(1, timeout=30)
+    deadline = time.monotonic() + 10
+    while kept.status == "finished" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _assert_same(estimate_parallel(est, masks, backend="dask", n_jobs=1, batch_size=4), expected)
+    assert len(scattered) == 3
+    close_dask_clients()
+    assert executors._scattered == {}
