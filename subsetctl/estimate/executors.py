@@ -808,7 +808,7 @@ def _dask_results(
         for fut in _finished(client, futures, address, connect_timeout):
             i = position[fut.key]
             task_failed = fut.status == "error"
-            results[i] = fut.result()  # a finished one is fetched through the scheduler: it may fail too
+            results[i] = _fetched(fut, client, address, connect_timeout)
             progress(i)
         return [r for r in results if r is not None]
     except BaseException as exc:
@@ -854,6 +854,20 @@ def _finished(client: Any, futures: list[Any], address: str | None, connect_time
         with finished.thread_condition:  # woken as a future finishes (it notifies after queueing it)
             if not finished.has_ready():
                 finished.thread_condition.wait(timeout=max(0.01, quiet_since + connect_timeout - time.monotonic()))
+
+
+def _fetched(fut: Any, client: Any, address: str | None, connect_timeout: float) -> Any:
+    """The result of the finished ``fut``, fetched through the scheduler (so it may fail
+    too). With an ``address``, the scheduler is asked (:func:`_ask_scheduler`) when that
+    takes longer than ``2 * connect_timeout + 1`` s: one frozen just after the estimate
+    finished hung the fetch, as it did the wait. One that answers is waited for."""
+    if address is None:
+        return fut.result()
+    try:
+        return fut.result(timeout=2 * connect_timeout + 1)
+    except TimeoutError:  # (or the estimator's own TimeoutError, raised again below)
+        _ask_scheduler(client, address, connect_timeout)
+    return fut.result()
 
 
 def _ask_scheduler(client: Any, address: str, connect_timeout: float) -> None:
