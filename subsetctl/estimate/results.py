@@ -45,6 +45,7 @@ import numpy as np
 
 from subsetctl.errors import UserError
 from subsetctl.estimate.base import EstimateBatch, SubsetEstimator
+from subsetctl.estimate.rowindex import RowIndex, distinct_rows
 from subsetctl.project import atomic_write
 
 FORMAT_VERSION = 2
@@ -117,27 +118,11 @@ def _as_masks(masks: np.ndarray, n: int) -> np.ndarray:
     return arr.astype(bool, copy=False)
 
 
-def _packed_keys(packed: np.ndarray) -> list[bytes]:
-    """One dictionary key per row of packed masks."""
-    return [row.tobytes() for row in packed]
-
-
-def _row_keys(masks: np.ndarray) -> list[bytes]:
-    return _packed_keys(np.packbits(masks, axis=1))
-
-
 def _distinct_rows(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The distinct rows of ``masks`` in order of first appearance, and for each row of
     ``masks`` the index of its distinct row. (``np.unique(axis=0)`` sorts the rows as
     opaque records: 57% of a backward search's time over 1,000 sources.)"""
-    first_of: dict[bytes, int] = {}
-    firsts: list[int] = []
-    inverse = np.empty(len(masks), dtype=np.int64)
-    for i, key in enumerate(_row_keys(masks)):
-        j = first_of.setdefault(key, len(firsts))
-        if j == len(firsts):
-            firsts.append(i)
-        inverse[i] = j
+    firsts, inverse = distinct_rows(np.packbits(masks, axis=1))
     return masks[firsts], inverse
 
 
@@ -235,7 +220,8 @@ class SubsetResultsStore:
         self._merged_through = 0  # the last segment number folded into DATA_FILE
         self._main_rows = 0  # the rows DATA_FILE holds
         self._segments: list[tuple[int, int]] = []  # (number, rows) of the segment files not merged yet
-        self._index: dict[bytes, int] = {}  # packed mask -> row
+        # packed mask -> row (a hash table over self._rows' masks: no copy of them)
+        self._index = RowIndex(lambda: self._rows["packed_masks"])
         self._open()
 
     # -- loading --------------------------------------------------------------------
@@ -294,7 +280,7 @@ class SubsetResultsStore:
             self._segments = []
             self._versions = []
             self._write_meta()
-        self._index = {k: i for i, k in enumerate(_packed_keys(self._rows["packed_masks"]))}
+        self._index.build(self._rows.count)
 
     @staticmethod
     def _arrays(data: Any, n_sources: int) -> dict[str, np.ndarray]:
@@ -407,15 +393,25 @@ class SubsetResultsStore:
     def lookup(self, masks: np.ndarray) -> tuple[np.ndarray, EstimateBatch]:
         """For each mask: whether a completed result is stored, and the results (rows
         not found are NaN / 0 / False)."""
-        masks = _as_masks(masks, len(self.sources))
-        index = self._index
-        rows = np.array([index.get(k, -1) for k in _row_keys(masks)], dtype=np.int64)
+        found, out, _ = self._lookup(masks)
+        return found, out
+
+    def _lookup(self, masks: np.ndarray) -> tuple[np.ndarray, EstimateBatch, np.ndarray]:
+        """:meth:`lookup`, and the row of each mask found (-1 for the others)."""
+        rows = self._completed_rows(masks)
         found = rows >= 0
-        found[found] = self._rows["completed"][rows[found]]
-        out = empty_batch(len(masks))
+        out = empty_batch(len(rows))
         if found.any():
             put_batch(out, found, self._batch_at(rows[found]))
-        return found, out
+        return found, out, rows
+
+    def _completed_rows(self, masks: np.ndarray) -> np.ndarray:
+        """The row of each mask, -1 where it is not stored or not completed."""
+        rows = self._index.find(np.packbits(_as_masks(masks, len(self.sources)), axis=1))
+        found = rows >= 0
+        found[found] = self._rows["completed"][rows[found]]
+        rows[~found] = -1
+        return rows
 
     def results(self) -> tuple[np.ndarray, EstimateBatch]:
         """All completed masks and their results, in insertion order."""
@@ -435,19 +431,9 @@ class SubsetResultsStore:
 
     def _rows_for(self, masks: np.ndarray) -> np.ndarray:
         """Row of each mask, appending unknown masks (not yet completed)."""
-        index = self._index
         packed = np.packbits(masks, axis=1)
-        rows = np.empty(len(masks), dtype=np.int64)
-        new: list[int] = []
-        for i, row_bits in enumerate(packed):
-            k = row_bits.tobytes()
-            row = index.get(k)
-            if row is None:
-                row = self._rows.count + len(new)
-                index[k] = row
-                new.append(i)
-            rows[i] = row
-        if new:
+        rows, new = self._index.add(packed)
+        if len(new):
             fresh = self._rows.append(len(new))
             self._rows["packed_masks"][fresh] = packed[new]
         return rows
@@ -461,8 +447,9 @@ class SubsetResultsStore:
         if self._rows.count != before:
             self._save(np.arange(before, self._rows.count))
 
-    def add(self, masks: np.ndarray, batch: EstimateBatch) -> None:
-        """Store the results of ``masks`` (completed) and save atomically."""
+    def add(self, masks: np.ndarray, batch: EstimateBatch) -> np.ndarray:
+        """Store the results of ``masks`` (completed) and save atomically. Returns their
+        rows (:meth:`rows_of`)."""
         masks = _as_masks(masks, len(self.sources))
         if len(batch.loss) != len(masks):
             raise ValueError(f"{len(masks)} masks but {len(batch.loss)} results")
@@ -478,13 +465,12 @@ class SubsetResultsStore:
                 self._write_meta()
             self._rows["computed_with"][rows] = self._versions.index(self.versions)
         self._save(rows)
+        return rows
 
     def rows_of(self, masks: np.ndarray) -> np.ndarray:
         """The rows of ``masks`` that are completed (their order in the store)."""
-        index = self._index
-        rows = np.array([index.get(k, -1) for k in _row_keys(_as_masks(masks, len(self.sources)))], dtype=np.int64)
-        rows = rows[rows >= 0]
-        return rows[self._rows["completed"][rows]]
+        rows = self._completed_rows(masks)
+        return rows[rows >= 0]
 
     def versions_of(self, rows: Any) -> list[tuple[Any, int]]:
         """The library versions that computed ``rows`` (None: not recorded) with how many
@@ -561,8 +547,8 @@ class CachedEstimator(SubsetEstimator):
         if total == 0:
             return empty_batch(0)
         uniq, inverse = _distinct_rows(masks)
-        found, results = self.store.lookup(uniq)
-        self.reused_rows.update(int(r) for r in self.store.rows_of(uniq[found]) if int(r) not in self._computed_rows)
+        found, results, rows = self.store._lookup(uniq)
+        self.reused_rows.update(int(r) for r in rows[found] if int(r) not in self._computed_rows)
         todo = np.flatnonzero(~found)
         done = total - int(np.isin(inverse, todo).sum())
         if self.progress is not None:
@@ -573,8 +559,7 @@ class CachedEstimator(SubsetEstimator):
         for start in range(0, todo.size, self.chunk_size):
             chunk = todo[start : start + self.chunk_size]
             batch = estimate_parallel(self.estimator, uniq[chunk], **self.executor_kwargs)
-            self.store.add(uniq[chunk], batch)
-            self._computed_rows.update(int(r) for r in self.store.rows_of(uniq[chunk]))
+            self._computed_rows.update(int(r) for r in self.store.add(uniq[chunk], batch))
             put_batch(results, chunk, batch)
             self.computed += int(chunk.size)
             done += int(counts[chunk].sum())

@@ -316,3 +316,73 @@ def test_segments_are_merged_before_there_are_too_many(tmp_path: Path, monkeypat
         store.add(masks[i:i + 1], _small_batch(1, offset=i))
         assert len(list(tmp_path.glob("subsets.*.npz"))) < 4
     assert SubsetResultsStore(tmp_path, store.sources, "k").lookup(masks[:120])[1].loss.tolist() == list(range(120))
+
+
+def _batch_of(losses: np.ndarray) -> EstimateBatch:
+    m = len(losses)
+    return EstimateBatch(np.asarray(losses, dtype=float), np.zeros(m), np.zeros(m, dtype=np.int64), np.ones(m, dtype=bool))
+
+
+@pytest.mark.parametrize("hashing", ["real", "all_equal", "three_values"])
+def test_the_index_finds_each_masks_own_row_when_hashes_collide(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hashing: str
+) -> None:
+    """The index keeps a hash per row, not the mask: masks sharing a hash (forced here: one
+    hash for all, or three) are told apart by their rows, through growth and reopening."""
+    from subsetctl.estimate import rowindex
+
+    real = rowindex.hash_rows
+    if hashing == "all_equal":
+        monkeypatch.setattr(rowindex, "hash_rows", lambda packed: np.zeros(len(packed), dtype=np.uint64))
+    elif hashing == "three_values":
+        monkeypatch.setattr(rowindex, "hash_rows", lambda packed: real(packed) % np.uint64(3))
+    rng = np.random.default_rng(5)
+    masks = np.unique(rng.random((300, 13)) < 0.5, axis=0)
+    rng.shuffle(masks)
+    losses = np.arange(len(masks), dtype=float)
+    sources = [f"s{i}" for i in range(13)]
+    store = SubsetResultsStore(tmp_path / "store", sources, "k")
+    store.reserve(masks[:40])  # rows 0..39, not completed
+    # chunks repeating masks within and across them: one row each
+    for start in range(0, len(masks), 64):
+        chunk = np.concatenate([masks[start : start + 64], masks[start : start + 3]])
+        rows = store.add(chunk, _batch_of(np.concatenate([losses[start : start + 64], losses[start : start + 3]])))
+        np.testing.assert_array_equal(rows, np.arange(start, start + len(chunk) - 3).tolist()
+                                      + list(range(start, start + 3)))
+    absent = ~masks[:5] & (rng.random((5, 13)) < 0.5)  # maybe stored, maybe not
+    absent = absent[[not (masks == a).all(axis=1).any() for a in absent]]
+    for opened in (store, SubsetResultsStore(tmp_path / "store", sources, "k")):
+        order = rng.permutation(len(masks))
+        found, batch = opened.lookup(masks[order])
+        assert found.all()
+        np.testing.assert_array_equal(batch.loss, losses[order])
+        np.testing.assert_array_equal(opened.rows_of(masks[order]), order)
+        found, batch = opened.lookup(absent)
+        assert not found.any() and np.isnan(batch.loss).all()
+        assert len(opened) == len(masks)
+
+
+def test_the_index_returns_the_last_of_equal_stored_rows_as_the_dict_did(tmp_path: Path) -> None:
+    """A store file holding one mask twice (not written by a store: an edit) answers with
+    its last row, as the index keyed by the mask's bytes did."""
+    sources = ["a", "b", "c"]
+    store = SubsetResultsStore(tmp_path / "store", sources, "k")
+    masks = np.array([[1, 0, 1], [0, 1, 1], [1, 1, 1]], dtype=bool)
+    store.add(masks, _batch_of(np.array([1.0, 2.0, 3.0])))
+    path = tmp_path / "store" / "subsets.npz"
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["packed_masks"][2] = arrays["packed_masks"][0]
+    np.savez(path, **arrays)
+    found, batch = SubsetResultsStore(tmp_path / "store", sources, "k").lookup(masks[:1])
+    assert found.all() and batch.loss.tolist() == [3.0]
+
+
+def test_distinct_rows_with_colliding_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows sharing a hash are still told apart by their bytes; first appearances in order."""
+    from subsetctl.estimate import rowindex
+
+    packed = np.array([[3, 1], [2, 0], [3, 1], [7, 7], [2, 0]], dtype=np.uint8)
+    for hashes in (None, np.zeros(5, dtype=np.uint64), np.array([1, 0, 1, 0, 0], dtype=np.uint64)):
+        firsts, inverse = rowindex.distinct_rows(packed, hashes)
+        assert firsts.tolist() == [0, 1, 3] and inverse.tolist() == [0, 1, 0, 2, 1]
