@@ -386,3 +386,20 @@ def test_distinct_rows_with_colliding_hashes(monkeypatch: pytest.MonkeyPatch) ->
     for hashes in (None, np.zeros(5, dtype=np.uint64), np.array([1, 0, 1, 0, 0], dtype=np.uint64)):
         firsts, inverse = rowindex.distinct_rows(packed, hashes)
         assert firsts.tolist() == [0, 1, 3] and inverse.tolist() == [0, 1, 0, 2, 1]
+
+
+def test_reused_rows_are_the_stored_rows_an_earlier_run_computed(tmp_path: Path, fast: FastEstimator) -> None:
+    """reused_rows: the store's rows answered without solving that this wrapper did not
+    compute itself (asked again later, its own rows are not counted)."""
+    masks = random_masks(40, len(fast.sources), seed=3)
+    masks = masks[np.sort(np.unique(masks, axis=0, return_index=True)[1])][:12]
+    assert len(masks) == 12
+    store = SubsetResultsStore(tmp_path / "store", fast.sources, "k")
+    first = CachedEstimator(fast, store, chunk_size=4)
+    first.estimate(masks[:5])
+    first.estimate(masks[:8])  # its own 5 again, 3 new
+    assert first.reused_rows == set() and first.computed == 8
+    again = CachedEstimator(fast, SubsetResultsStore(tmp_path / "store", fast.sources, "k"), chunk_size=4)
+    again.estimate(masks[6:])  # 2 stored by the first, the rest new
+    again.estimate(masks[4:])  # 4 and 5 stored by the first; its own again
+    assert again.reused_rows == {4, 5, 6, 7} and again.computed == len(masks) - 8
