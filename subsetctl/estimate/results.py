@@ -221,7 +221,7 @@ class SubsetResultsStore:
         self._main_rows = 0  # the rows DATA_FILE holds
         self._segments: list[tuple[int, int]] = []  # (number, rows) of the segment files not merged yet
         # packed mask -> row (a hash table over self._rows' masks: no copy of them)
-        self._index = RowIndex(lambda: self._rows["packed_masks"])
+        self._index = RowIndex(lambda rows: self._rows["packed_masks"][rows])
         self._open()
 
     # -- loading --------------------------------------------------------------------
@@ -431,12 +431,14 @@ class SubsetResultsStore:
 
     def _rows_for(self, masks: np.ndarray) -> np.ndarray:
         """Row of each mask, appending unknown masks (not yet completed)."""
-        packed = np.packbits(masks, axis=1)
-        rows, new = self._index.add(packed)
-        if len(new):
-            fresh = self._rows.append(len(new))
-            self._rows["packed_masks"][fresh] = packed[new]
+        rows, _ = self._index.add(np.packbits(masks, axis=1), self._append)
         return rows
+
+    def _append(self, packed: np.ndarray) -> int:
+        """Add rows of masks ``packed`` (not completed); returns the first one's number."""
+        fresh = self._rows.append(len(packed))
+        self._rows["packed_masks"][fresh] = packed
+        return fresh.start
 
     def reserve(self, masks: np.ndarray) -> None:
         """Register masks about to be estimated (not completed), so that a crash leaves

@@ -22,6 +22,8 @@ BUCKET = 8
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 _MUL1 = np.uint64(0xBF58476D1CE4E5B9)
 _MUL2 = np.uint64(0x94D049BB133111EB)
+#: masks looked up or placed at a time (a step reads BUCKET slots of each: 64 bytes)
+_STEP = 8_192
 #: rows hashed at a time (bounds the temporaries when a large store is indexed on opening)
 _BLOCK = 65_536
 
@@ -81,19 +83,17 @@ class RowIndex:
     """Row numbers of packed masks, the masks held by the owner.
 
     Args:
-        packed_rows: returns the owner's packed masks (row ``i``: the mask of row ``i``;
-            a view of its current storage, read at each call).
+        take: ``take(rows)``, the owner's packed masks of row numbers ``rows`` (2-D).
 
-    Rows are numbered from 0 in the order :meth:`build` and :meth:`add` first see them.
     The table is buckets of :data:`BUCKET` slots (a row's bucket: its hash's low bits;
     a full bucket overflows to the next), at most half full, so a lookup of a whole
     batch reads one bucket per mask in one step, rarely two.
     """
 
-    def __init__(self, packed_rows: Callable[[], np.ndarray]) -> None:
-        self._packed_rows = packed_rows
-        self.count = 0
-        self._hashes = np.zeros(0, dtype=np.uint64)  # per row; capacity grown by doubling
+    def __init__(self, take: Callable[[np.ndarray], np.ndarray]) -> None:
+        self._take = take
+        self.count = 0  # rows indexed
+        self._hashes = np.zeros(0, dtype=np.uint64)  # by row number; capacity grown by doubling
         self._slots = np.full((1, BUCKET), _EMPTY, dtype=np.int64)  # row numbers, _EMPTY where free
 
     @property
@@ -102,14 +102,16 @@ class RowIndex:
         return int(self._hashes.nbytes + self._slots.nbytes)
 
     def build(self, count: int) -> None:
-        """Index the owner's first ``count`` rows (all of them new). Of equal rows, the
-        last is the one :meth:`find` returns."""
+        """Index the owner's rows ``0 .. count - 1``, replacing what was indexed. Of equal
+        rows, the last is the one :meth:`find` returns."""
         self.count = 0
         self._hashes = np.zeros(0, dtype=np.uint64)
         self._slots = np.full((1, BUCKET), _EMPTY, dtype=np.int64)
         if count:
-            self._reserve(count)
-            self._hashes[:count] = hash_rows(self._packed_rows()[:count])
+            self._reserve(count, count)
+            for start in range(0, count, _BLOCK):
+                rows = np.arange(start, min(count, start + _BLOCK))
+                self._hashes[rows] = hash_rows(self._take(rows))
             self.count = count
             self._place(np.arange(count - 1, -1, -1))
 
@@ -118,19 +120,23 @@ class RowIndex:
         packed = np.asarray(packed, dtype=np.uint8)
         h = hash_rows(packed) if hashes is None else hashes
         found = np.full(len(packed), -1, dtype=np.int64)
-        if not self.count or not len(packed):
-            return found
+        if self.count:
+            for start in range(0, len(packed), _STEP):  # bounds the (masks, BUCKET) temporaries
+                found[start : start + _STEP] = self._find(packed[start : start + _STEP], h[start : start + _STEP])
+        return found
+
+    def _find(self, packed: np.ndarray, h: np.ndarray) -> np.ndarray:
+        found = np.full(len(packed), -1, dtype=np.int64)
         last = len(self._slots) - 1
         bucket = (h & np.uint64(last)).astype(np.int64)
         active = np.arange(len(packed))
-        rows = self._packed_rows()
         while active.size:
             slots = self._slots[bucket[active]]  # (k, BUCKET)
             taken = slots != _EMPTY
             same = taken & (self._hashes[np.where(taken, slots, 0)] == h[active, None])
             which, at = np.nonzero(same)  # by mask, then slot: a mask's first slot first
             if which.size:
-                equal = (rows[slots[which, at]] == packed[active[which]]).all(axis=1)
+                equal = (self._take(slots[which, at]) == packed[active[which]]).all(axis=1)
                 which, at = which[equal], at[equal]
                 first = np.unique(which, return_index=True)[1]  # of equal rows, the earliest slot
                 found[active[which[first]]] = slots[which[first], at[first]]
@@ -139,11 +145,22 @@ class RowIndex:
             bucket[active] = (bucket[active] + 1) & last
         return found
 
-    def add(self, packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The row of each row of ``packed``, numbering the ones not indexed yet from
-        :attr:`count` on (a mask repeated in ``packed`` gets one row). Returns the rows and
-        the positions in ``packed`` of the new rows' masks, in row order: the owner
-        stores ``packed[new]`` as its rows ``count_before ...`` before the next lookup."""
+    def insert(self, hashes: np.ndarray, rows: np.ndarray) -> None:
+        """Index the owner's rows ``rows`` (none indexed yet, no two equal), of hashes
+        ``hashes`` (:func:`hash_rows` of their masks)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if not len(rows):
+            return
+        self._reserve(self.count + len(rows), int(rows.max()) + 1)
+        self._hashes[rows] = hashes
+        self.count += len(rows)
+        self._place(rows)
+
+    def add(self, packed: np.ndarray, append: Callable[[np.ndarray], int]) -> tuple[np.ndarray, np.ndarray]:
+        """The row of each row of ``packed``; the masks not indexed yet (each once, in order
+        of first appearance) are given to ``append``, which stores them as the owner's rows
+        from the number it returns on, and are indexed. Returns the rows and the positions
+        in ``packed`` of the masks appended."""
         packed = np.asarray(packed, dtype=np.uint8)
         h = hash_rows(packed)
         rows = self.find(packed, h)
@@ -152,32 +169,35 @@ class RowIndex:
             return rows, missing
         firsts, inverse = distinct_rows(packed[missing], h[missing])
         new = missing[firsts]
-        rows[missing] = self.count + inverse
-        self._reserve(self.count + len(new))
-        fresh = np.arange(self.count, self.count + len(new))
-        self._hashes[fresh] = h[new]
-        self.count += len(new)
-        self._place(fresh)
+        first = append(packed[new])
+        numbers = np.arange(first, first + len(new))
+        self.insert(h[new], numbers)
+        rows[missing] = numbers[inverse]
         return rows, new
 
-    def _reserve(self, count: int) -> None:
-        """Room for ``count`` rows: the hashes' capacity, and a table at most half full."""
-        if count > len(self._hashes):
-            grown = np.zeros(max(count, 2 * len(self._hashes), 64), dtype=np.uint64)
-            grown[: self.count] = self._hashes[: self.count]
+    def _reserve(self, count: int, rows: int) -> None:
+        """Room for ``count`` rows indexed, numbered below ``rows``: the hashes' capacity,
+        and a table at most half full."""
+        if rows > len(self._hashes):
+            grown = np.zeros(max(rows, 2 * len(self._hashes), 64), dtype=np.uint64)
+            grown[: len(self._hashes)] = self._hashes
             self._hashes = grown
         if 2 * count > self._slots.size:
             buckets = len(self._slots)
             while 2 * count > buckets * BUCKET:
                 buckets *= 2
+            indexed = np.sort(self._slots[self._slots != _EMPTY])[::-1]  # last first: it stays the one found
             self._slots = np.full((buckets, BUCKET), _EMPTY, dtype=np.int64)
-            if self.count:
-                self._place(np.arange(self.count - 1, -1, -1))  # last first: it stays the one found
+            self._place(indexed)
 
     def _place(self, rows: np.ndarray) -> None:
         """Put ``rows`` (indexed in :attr:`_hashes`) in the first free slot of their bucket
         (or the next bucket with one); of rows sharing a bucket, those earlier in ``rows``
         take the earlier slots."""
+        for start in range(0, len(rows), _STEP):  # in order: earlier rows first
+            self._place_some(rows[start : start + _STEP])
+
+    def _place_some(self, rows: np.ndarray) -> None:
         last = len(self._slots) - 1
         bucket = (self._hashes[rows] & np.uint64(last)).astype(np.int64)
         while rows.size:
@@ -193,3 +213,49 @@ class RowIndex:
             left = np.ones(len(rows), dtype=bool)
             left[winners] = False
             rows, bucket = rows[left], bucket[left]
+
+
+class PackedRows:
+    """Packed masks appended in blocks of at most :data:`_BLOCK` rows, the last block grown
+    by doubling: no copy of the rows held already once a block is full (a single array
+    grown by doubling holds three times the rows while it grows, and up to twice after)."""
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self.count = 0
+        self._blocks: list[np.ndarray] = []
+
+    @property
+    def nbytes(self) -> int:
+        return sum(block.nbytes for block in self._blocks)
+
+    def append(self, packed: np.ndarray) -> int:
+        """Add the rows of ``packed`` (uint8, ``(k, width)``); returns the first one's number."""
+        packed = np.asarray(packed, dtype=np.uint8).reshape(-1, self.width)
+        first, done = self.count, 0
+        while done < len(packed):
+            at = self.count % _BLOCK
+            if at == 0 and (not self._blocks or len(self._blocks[-1]) == _BLOCK):
+                self._blocks.append(np.zeros((0, self.width), dtype=np.uint8))
+            block = self._blocks[-1]
+            k = min(len(packed) - done, _BLOCK - at)
+            if at + k > len(block):  # the last block grows by doubling, up to _BLOCK rows
+                grown = np.zeros((min(_BLOCK, max(at + k, 2 * len(block), 64)), self.width), dtype=np.uint8)
+                grown[:at] = block[:at]
+                self._blocks[-1] = block = grown
+            block[at : at + k] = packed[done : done + k]
+            self.count += k
+            done += k
+        return first
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """The rows of numbers ``rows`` (int array), as one ``(len(rows), width)`` array."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(self._blocks) == 1:
+            return self._blocks[0][rows]
+        out = np.empty((len(rows), self.width), dtype=np.uint8)
+        block, at = np.divmod(rows, _BLOCK)
+        for b in np.unique(block).tolist():
+            where = block == b
+            out[where] = self._blocks[b][at[where]]
+        return out

@@ -32,6 +32,7 @@ from pydantic import ConfigDict, ValidationError
 
 from subsetctl.errors import UserError
 from subsetctl.estimate.base import FeatureSet, SubsetEstimator
+from subsetctl.estimate.rowindex import PackedRows, RowIndex, distinct_rows, hash_rows
 from subsetctl.spec import NoBooleansForNumbers, plain_error_message
 
 #: ``progress(message, done, total)``: called by strategies as batches finish.
@@ -114,19 +115,22 @@ class SubsetTrace(MutableSequence[dict[str, Any]]):
 
     Why not that list: a list of names costs 8 bytes a selected source plus a list and a
     dict per subset, and ``forward`` over 2,000 sources evaluates 2M subsets (about 19 GB).
-    Here a subset is its mask packed 8 sources to a byte (the same ``bytes`` object
-    :class:`SubsetMemo` keys its estimates by) and its loss one float64 (NaN: failed);
-    names are made only for the entries read, and :meth:`StrategyResult.to_dict` reads
-    only those it keeps. An entry written into the trace (``append``, ``trace[i] = ...``)
-    is kept as given.
+    Here a subset is its mask packed 8 sources to a byte, a row of ``packed`` (the
+    :class:`~subsetctl.estimate.rowindex.PackedRows` that :class:`SubsetMemo` finds its
+    estimates in: the trace holds each entry's row number, not a copy of the mask), and
+    its loss one float64 (NaN: failed); names are made only for the entries read, and
+    :meth:`StrategyResult.to_dict` reads only those it keeps. An entry written into the
+    trace (``append``, ``trace[i] = ...``) is kept as given.
     """
 
-    def __init__(self, sources: list[str]) -> None:
+    def __init__(self, sources: list[str], packed: PackedRows | None = None) -> None:
         self.sources = list(sources)
         self._names_of = np.array(self.sources, dtype=object)  # picks names 4x faster than a loop
-        # bytes: a packed mask (:meth:`pack`); a 1-tuple: an entry written as given
-        self._rows: list[bytes | tuple[Any]] = []
-        self._loss = array("d")  # per row; NaN for a failure and for a written entry
+        self._packed = PackedRows((len(self.sources) + 7) // 8) if packed is None else packed
+        # per entry: its row in self._packed, or -(k + 1) for self._written[k], an entry written as given
+        self._at = array("q")
+        self._written: list[Any] = []
+        self._loss = array("d")  # per entry; NaN for a failure and for a written entry
 
     @staticmethod
     def pack(masks: np.ndarray) -> list[bytes]:
@@ -134,31 +138,50 @@ class SubsetTrace(MutableSequence[dict[str, Any]]):
         highest bit): the key of one subset, ``ceil(n_sources / 8)`` bytes."""
         return [row.tobytes() for row in np.packbits(np.asarray(masks, dtype=bool), axis=1)]
 
-    def record(self, rows: list[bytes], losses: np.ndarray) -> None:
-        """Add evaluated subsets: packed masks (:meth:`pack`) and their losses (NaN: failed)."""
+    def record(self, rows: list[bytes] | np.ndarray, losses: np.ndarray) -> None:
+        """Add evaluated subsets: packed masks (:meth:`pack`, or a 2-D uint8 array of them)
+        and their losses (NaN: failed)."""
+        if not isinstance(rows, np.ndarray):
+            rows = np.frombuffer(b"".join(rows), dtype=np.uint8).reshape(len(rows), self._packed.width)
+        first = self._packed.append(rows)
+        self.record_rows(np.arange(first, first + len(rows)), losses)
+
+    def record_rows(self, rows: np.ndarray, losses: np.ndarray) -> None:
+        """Add evaluated subsets held in :attr:`_packed` already: their row numbers there
+        and their losses (NaN: failed)."""
         values = np.asarray(losses, dtype=np.float64).reshape(-1)
         if len(values) != len(rows):
             raise ValueError(f"{len(rows)} subsets but {len(values)} losses")
-        self._rows.extend(rows)
+        self._at.frombytes(np.asarray(rows, dtype=np.int64).tobytes())
         self._loss.frombytes(values.tobytes())
 
     def losses(self) -> np.ndarray:
         """Every entry's loss as float64, NaN where it failed (written entries: NaN too)."""
         return np.array(self._loss, dtype=np.float64)
 
-    def _names(self, row: bytes) -> list[str]:
-        bits = np.unpackbits(np.frombuffer(row, dtype=np.uint8), count=len(self.sources))
+    def _mask(self, i: int) -> np.ndarray:
+        """Entry ``i``'s packed mask (not a written entry)."""
+        return self._packed.take(np.array([self._at[i]]))[0]
+
+    def _names(self, row: np.ndarray) -> list[str]:
+        bits = np.unpackbits(row, count=len(self.sources))
         return self._names_of[bits.view(bool)].tolist()
 
     def _entry(self, i: int) -> dict[str, Any]:
-        row = self._rows[i]
-        if isinstance(row, tuple):
-            return row[0]
+        at = self._at[i]
+        if at < 0:
+            return self._written[-at - 1]
         loss = self._loss[i]
-        return {"subset": self._names(row), "loss": None if math.isnan(loss) else loss}
+        return {"subset": self._names(self._mask(i)), "loss": None if math.isnan(loss) else loss}
+
+    def _refs(self, values: list[Any]) -> array:
+        """Hold ``values`` as written entries; their references for :attr:`_at`."""
+        first = len(self._written)
+        self._written.extend(values)
+        return array("q", range(-first - 1, -first - len(values) - 1, -1))
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self._at)
 
     @typing.overload
     def __getitem__(self, index: int) -> dict[str, Any]: ...
@@ -174,28 +197,37 @@ class SubsetTrace(MutableSequence[dict[str, Any]]):
     def __setitem__(self, index: Any, value: Any) -> None:
         if isinstance(index, slice):
             values = list(value)
-            self._rows[index] = [(v,) for v in values]  # raises first, as a list would
+            kept = len(self._written)
+            try:
+                self._at[index] = self._refs(values)  # raises first, as a list would
+            except (ValueError, TypeError):
+                del self._written[kept:]
+                raise
             self._loss[index] = array("d", [math.nan] * len(values))
         else:
-            self._rows[index] = (value,)
+            self._at[range(len(self))[index]] = self._refs([value])[0]  # IndexError as a list's
             self._loss[index] = math.nan
 
     def __delitem__(self, index: Any) -> None:
-        del self._rows[index]
+        if not isinstance(index, slice):
+            index = range(len(self))[index]  # IndexError as a list's
+        del self._at[index]
         del self._loss[index]
 
     def insert(self, index: int, value: dict[str, Any]) -> None:
-        self._rows.insert(index, (value,))
+        self._at.insert(index, self._refs([value])[0])
         self._loss.insert(index, math.nan)
 
     def clear(self) -> None:
-        self._rows.clear()
+        self._at = array("q")
+        self._written = []
         self._loss = array("d")
 
     def copy(self) -> SubsetTrace:
-        """A shallow copy, as ``list.copy`` gives."""
-        other = SubsetTrace(self.sources)
-        other._rows, other._loss = list(self._rows), array("d", self._loss)
+        """A shallow copy, as ``list.copy`` gives (the masks' storage is shared: rows are
+        only ever added to it)."""
+        other = SubsetTrace(self.sources, self._packed)
+        other._at, other._written, other._loss = array("q", self._at), list(self._written), array("d", self._loss)
         return other
 
     __copy__ = copy  # copy.copy: not a second view of the same rows, which the memo goes on adding to
@@ -229,19 +261,16 @@ class SubsetTrace(MutableSequence[dict[str, Any]]):
         """Every name some entry lists, each once (for a check of the names, not their
         order): the union of the packed masks, then the written entries' ``subset``
         (an entry that is no mapping raises as reading it would)."""
-        width = (len(self.sources) + 7) // 8
+        width = self._packed.width
         union = np.zeros(width, dtype=np.uint8)
+        at = np.frombuffer(self._at, dtype=np.int64).copy() if len(self._at) else np.zeros(0, dtype=np.int64)
+        stored = at[at >= 0]
+        for start in range(0, len(stored), 65_536):
+            union |= np.bitwise_or.reduce(self._packed.take(stored[start : start + 65_536]), axis=0)
         written: list[Any] = []
-        block: list[bytes] = []
-        for row in [*self._rows, None]:  # None: flush the last block
-            if isinstance(row, tuple):
-                written.extend(row[0].get("subset") or [])
-            elif row is not None:
-                block.append(row)
-            if block and (row is None or len(block) == 65_536):
-                union |= np.bitwise_or.reduce(np.frombuffer(b"".join(block), dtype=np.uint8).reshape(-1, width))
-                block = []
-        return [*(self._names(union.tobytes()) if width else []), *written]
+        for ref in at[at < 0].tolist():
+            written.extend(self._written[-ref - 1].get("subset") or [])
+        return [*(self._names(union) if width else []), *written]
 
     def to_json(self, limit: int | None = None,
                 names_limit: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
@@ -252,18 +281,17 @@ class SubsetTrace(MutableSequence[dict[str, Any]]):
         all converted, so a bad one is found."""
         losses = self.losses()
         written = {}
-        for i, row in enumerate(self._rows):
-            if isinstance(row, tuple):
-                written[i] = entry = _json_entry(row[0])
+        for i, at in enumerate(self._at):
+            if at < 0:
+                written[i] = entry = _json_entry(self._written[-at - 1])
                 losses[i] = math.nan if entry["loss"] is None else entry["loss"]
 
         def size(i: int) -> int:
-            row = self._rows[i]
-            return len(written[i]["subset"]) if i in written else int.from_bytes(row, "big").bit_count()  # type: ignore[arg-type]
+            return len(written[i]["subset"]) if i in written else int.from_bytes(self._mask(i).tobytes()).bit_count()
 
         kept = _lowest_losses(losses, limit, size, names_limit)
         entries = [
-            written[i] if i in written else {"subset": self._names(self._rows[i]), "loss": _json_float(losses[i])}
+            written[i] if i in written else {"subset": self._names(self._mask(i)), "loss": _json_float(losses[i])}
             for i in (range(len(self)) if kept is None else kept.tolist())
         ]
         return entries, None if kept is None else len(self)
@@ -425,7 +453,8 @@ class SubsetMemo:
     progress), and records every newly evaluated subset in :attr:`trace` (a
     :class:`SubsetTrace`). Failed estimates (a NaN or infinite loss) become NaN, are
     recorded as ``None`` in the trace and counted; unconverged ones are counted too.
-    Subsets are keyed by their packed mask, shared with the trace.
+    Subsets are found by their packed mask, held once: in the trace's storage, indexed by a
+    hash table of row numbers (:class:`~subsetctl.estimate.rowindex.RowIndex`).
     """
 
     def __init__(
@@ -440,8 +469,10 @@ class SubsetMemo:
         self.label = label
         self.chunk_size = max(1, int(chunk_size))
         self.sources = list(estimator.sources)
-        self._losses: dict[bytes, float] = {}  # keyed by SubsetTrace.pack
-        self.trace: MutableSequence[dict[str, Any]] = SubsetTrace(self.sources)
+        self._packed = PackedRows((len(self.sources) + 7) // 8)  # the masks estimated (and any a trace adds)
+        self._index = RowIndex(self._packed.take)
+        self._values = np.zeros(0)  # loss by row of self._packed
+        self.trace: MutableSequence[dict[str, Any]] = SubsetTrace(self.sources, self._packed)
         self.n_failed = 0
         self.n_not_converged = 0
         self.n_calls = 0
@@ -449,7 +480,7 @@ class SubsetMemo:
     @property
     def n_evaluated(self) -> int:
         """Distinct subsets estimated so far in this run."""
-        return len(self._losses)
+        return self._index.count
 
     def names(self, mask: np.ndarray) -> list[str]:
         """Source names of one mask, in source order."""
@@ -463,13 +494,13 @@ class SubsetMemo:
         """``L_hat`` for each row of ``masks`` (NaN where the estimator failed: gave NaN or an
         infinite value)."""
         masks = np.asarray(masks, dtype=bool).reshape(-1, len(self.sources))
-        keys = SubsetTrace.pack(masks)
-        todo: list[int] = []
-        queued: set[bytes] = set()
-        for i, key in enumerate(keys):
-            if key not in self._losses and key not in queued:
-                queued.add(key)
-                todo.append(i)
+        packed = np.packbits(masks, axis=1)
+        hashes = hash_rows(packed)
+        rows_of = self._index.find(packed, hashes)
+        missing = np.flatnonzero(rows_of < 0)
+        firsts, repeats = distinct_rows(packed[missing], hashes[missing])
+        todo = missing[firsts]  # in order of first appearance
+        numbers = np.empty(len(todo), dtype=np.int64)  # their rows in self._packed
         for start in range(0, len(todo), self.chunk_size):
             rows = todo[start : start + self.chunk_size]
             batch = self.estimator.estimate(masks[rows])
@@ -485,12 +516,20 @@ class SubsetMemo:
             # NaN for every failure: an infinite estimate read as a loss made every finite
             # gain of greedy infinite, and -inf was the "lowest loss" of exhaustive and sweep
             values = np.where(failed, np.nan, loss)
-            new = [keys[i] for i in rows]
-            self._losses.update(zip(new, values.tolist()))
+            first = self._packed.append(packed[rows])
+            new = numbers[start : start + len(rows)] = np.arange(first, first + len(rows))
+            self._index.insert(hashes[rows], new)
+            if first + len(rows) > len(self._values):
+                grown = np.full(max(first + len(rows), 2 * len(self._values), 64), np.nan)
+                grown[: len(self._values)] = self._values
+                self._values = grown
+            self._values[new] = values
             self.n_failed += int(failed.sum())
             self.n_not_converged += int((~failed & ~converged).sum())
-            if isinstance(self.trace, SubsetTrace):
-                self.trace.record(new, values)
+            if isinstance(self.trace, SubsetTrace) and self.trace._packed is self._packed:
+                self.trace.record_rows(new, values)
+            elif isinstance(self.trace, SubsetTrace):  # a plugin's own
+                self.trace.record(packed[rows], values)
             else:  # a plugin replaced it with a list: append to it as before
                 self.trace.extend({"subset": self.names(masks[i]), "loss": None if math.isnan(v) else v}
                                   for i, v in zip(rows, values.tolist()))
@@ -499,7 +538,8 @@ class SubsetMemo:
                 start + len(rows),
                 len(todo),
             )
-        return np.array([self._losses[k] for k in keys], dtype=float)
+        rows_of[missing] = numbers[repeats]
+        return self._values[rows_of]
 
     def loss_of(self, names: list[str]) -> float | None:
         """``L_hat`` of one subset given by names; ``None`` if the estimator failed."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 
@@ -343,11 +344,49 @@ def test_the_memo_keeps_a_subset_as_bits_and_a_float() -> None:
     memo.losses(masks)
     trace = memo.trace
     assert isinstance(trace, SubsetTrace) and len(trace) == len({m.tobytes() for m in masks})
-    rows = trace._rows
-    assert all(type(row) is bytes and len(row) == 3 for row in rows)  # 20 sources: 3 bytes each
-    assert trace.losses().dtype == np.float64 and trace.losses().shape == (len(rows),)
-    assert all(key is row for key, row in zip(memo._losses, rows))  # one bytes object, shared with the memo
+    assert trace._packed is memo._packed and trace._packed.width == 3  # 20 sources: 3 bytes each, held once
+    assert trace._packed.count == len(trace) and list(trace._at) == list(range(len(trace)))
+    assert trace.losses().dtype == np.float64 and trace.losses().shape == (len(trace),)
     assert [t["subset"] for t in trace] == [memo.names(m) for m in est.calls[0]]
+
+
+@pytest.mark.parametrize("hashing", ["real", "all_equal", "two_values"])
+def test_the_memo_tells_subsets_apart_when_their_hashes_collide(monkeypatch: pytest.MonkeyPatch, hashing: str) -> None:
+    """The memo finds a subset by a hash of its mask, confirmed against the mask it holds:
+    masks sharing a hash (forced here) are still estimated once each and get their own loss."""
+    from subsetctl.estimate import rowindex
+    from subsetctl.search import base
+
+    real = rowindex.hash_rows
+    fake = {"all_equal": lambda packed: np.zeros(len(packed), dtype=np.uint64),
+            "two_values": lambda packed: real(packed) & np.uint64(1)}.get(hashing, real)
+    monkeypatch.setattr(rowindex, "hash_rows", fake)
+    monkeypatch.setattr(base, "hash_rows", fake)
+    est = Recorder(12)
+    memo = SubsetMemo(est, SearchContext(sources=est.sources), "t", chunk_size=7)
+    masks = np.unique(np.random.default_rng(1).random((150, 12)) < 0.5, axis=0)
+    expected = masks.sum(axis=1).astype(float)  # Recorder's loss
+    first = memo.losses(np.concatenate([masks[:60], masks[:10]]))
+    np.testing.assert_allclose(first, np.concatenate([expected[:60], expected[:10]]))
+    order = np.random.default_rng(2).permutation(len(masks))
+    np.testing.assert_allclose(memo.losses(masks[order]), expected[order])
+    assert memo.n_evaluated == len(masks) == sum(len(c) for c in est.calls) == len(memo.trace)
+    assert [t["subset"] for t in memo.trace] == [memo.names(m) for m in np.concatenate(est.calls)]
+
+
+def test_a_trace_copy_recording_does_not_disturb_the_memo() -> None:
+    """A copy of the memo's trace shares the masks' storage; what it records is added there
+    without changing the memo's answers or the original trace."""
+    est = Recorder(6)
+    memo = SubsetMemo(est, SearchContext(sources=est.sources), "t")
+    masks = np.eye(6, dtype=bool)
+    before = memo.losses(masks[:3])
+    other = copy.copy(memo.trace)
+    other.record(SubsetTrace.pack(masks[3:5]), np.array([7.0, 8.0]))
+    np.testing.assert_allclose(memo.losses(masks), np.concatenate([before, memo.losses(masks[3:])]))
+    assert [t["loss"] for t in other] == [*before.tolist(), 7.0, 8.0]
+    assert len(memo.trace) == 6 and memo.n_evaluated == 6 and sum(len(c) for c in est.calls) == 6
+    assert memo.trace[4] == {"subset": [est.sources[4]], "loss": float(memo.losses(masks[4:5])[0])}
 
 
 def test_a_trace_can_be_written_like_a_list() -> None:
