@@ -403,3 +403,22 @@ def test_reused_rows_are_the_stored_rows_an_earlier_run_computed(tmp_path: Path,
     again.estimate(masks[6:])  # 2 stored by the first, the rest new
     again.estimate(masks[4:])  # 4 and 5 stored by the first; its own again
     assert again.reused_rows == {4, 5, 6, 7} and again.computed == len(masks) - 8
+
+
+def test_a_wrapped_store_add_that_returns_nothing_still_works(
+    tmp_path: Path, fast: FastEstimator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plugin may wrap SubsetResultsStore.add as it was (returning None), as the
+    reliability tests' relkill does: the cached estimator does not rely on its return value."""
+    original = SubsetResultsStore.add
+    saved: list[int] = []
+
+    def add(self: SubsetResultsStore, masks: np.ndarray, batch: EstimateBatch) -> None:
+        original(self, masks, batch)
+        saved.append(len(masks))
+
+    monkeypatch.setattr(SubsetResultsStore, "add", add)
+    masks = random_masks(9, len(fast.sources), seed=4)
+    cached = CachedEstimator(fast, SubsetResultsStore(tmp_path / "store", fast.sources, "k"), chunk_size=4)
+    np.testing.assert_allclose(cached.estimate(masks).loss, fast.estimate(masks).loss)
+    assert sum(saved) == cached.computed and cached.reused_rows == set()
