@@ -659,11 +659,14 @@ class Pipeline:
         if self.project.swap_cut_short(stage.name):
             reasons.append("a run was stopped while it swapped this stage's results with its previous ones; "
                            "`run` completes the swap first (nothing is lost), then re-checks the stage")
-        if self.project.read_set_aside_manifest(stage.name) is not None:
-            reasons.append("results set aside by a run that stopped before finishing are of other inputs: "
-                           "`run` computes it anew (they stay set aside until it finishes)")
         work = self._work_fingerprint(stage)
-        if work is not None and self._work_matches(stage, fp, inputs):  # stopped partway (Ctrl-C, a crash)
+        resumes = work is not None and self._work_matches(stage, fp, inputs)  # stopped partway (Ctrl-C, a crash)
+        if self.project.read_set_aside_manifest(stage.name) is not None:
+            # the results the stopped run replaced; "computes it anew" would belie the resumed work below
+            reasons.append("results set aside by a run that stopped before finishing are of other inputs: "
+                           + ("they stay set aside until the resumed work finishes" if resumes
+                              else "`run` computes it anew (they stay set aside until it finishes)"))
+        if resumes:
             state = "unfinished"
             reasons.append(stage.unfinished_note(self.project) or "a run stopped partway; `run` resumes its work")
         elif work is not None and fp is not None:

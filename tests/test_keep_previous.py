@@ -284,3 +284,28 @@ def test_a_damaged_manifest_does_not_cost_the_set_aside_results_with_keep_previo
     results = run_project(tiny_project, until="gradients", overrides=off)
     assert _actions(results)["gradients"] != "ran"  # put back, not recomputed
     assert _store(project).read_bytes() == sixteen
+
+
+def test_plan_of_a_stage_stopped_partway_after_setting_results_aside_says_it_resumes(tiny_project_ran,
+                                                                                     monkeypatch) -> None:
+    """A run with other inputs set the gradients aside, then stopped partway (Ctrl-C): plan
+    said both "`run` computes it anew" and "`run` resumes its work"; it resumes."""
+    from subsetctl.gradients.store import GradientStore
+
+    tiny_project = tiny_project_ran("gradients")
+    real, calls = GradientStore.write, []
+
+    def stopped(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(GradientStore, "write", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        run_project(tiny_project, until="gradients", overrides=["gradients.d=8"])
+    monkeypatch.setattr(GradientStore, "write", real)
+    assert Project(tiny_project).set_aside_dir("gradients").is_dir()
+    gradients = {s.name: s for s in plan_project(tiny_project, ["gradients.d=8"], until="gradients")[2]}["gradients"]
+    assert gradients.state == "unfinished", gradients.reasons
+    assert "resumes" in " ".join(gradients.reasons) and "anew" not in " ".join(gradients.reasons)
