@@ -983,3 +983,16 @@ def test_running_out_of_memory_in_a_search_with_true_finetune_names_its_fine_tun
     assert SearchStage().memory_settings(spec) == ("verify.batch_size", "model.max_length")
     fast = Spec.model_validate(BASE)
     assert SearchStage().memory_settings(fast) == ("executor.n_jobs", "executor.batch_size")
+
+
+def test_validate_says_what_to_do_with_an_empty_jsonl_or_csv_file(tmp_path: Path) -> None:
+    """"sub.jsonl: the file is empty" named the problem but not what to give instead, as the
+    header-only CSV's message and the data stage's do."""
+    (tmp_path / "e.jsonl").write_text("\n")
+    (tmp_path / "e.csv").write_text("")
+    sources = [{"name": "j", "loader": {"type": "jsonl", "path": "e.jsonl"}},
+               {"name": "c", "loader": {"type": "csv", "path": "e.csv"}}, BASE["sources"][0]]
+    issues = _issues(_spec_file(tmp_path, {**BASE, "sources": sources}))
+    assert len(issues) == 2, issues
+    assert "e.jsonl: the file is empty: give a JSON Lines file with at least one example" in issues[0]
+    assert "e.csv: the file is empty: give a CSV file with a header row and at least one example" in issues[1]

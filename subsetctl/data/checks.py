@@ -318,7 +318,8 @@ def _file_head(loader: LoaderBase, path: Path) -> tuple[list[str] | None, str | 
                                       "must be one example like {\"prompt\": ..., \"response\": ...}."
                                       f"{json_document_advice(line, loader.path)}"), False
                     return list(first), None, False
-            return None, "the file is empty", False
+            return None, ("the file is empty: give a JSON Lines file with at least one example "
+                          "(a JSON object a line)"), False
         if loader.type == "csv":
             with _open_text(path) as handle:
                 rows = (row for row in csv.reader(_past_blank_lines(handle, loader.delimiter), delimiter=loader.delimiter)
@@ -327,7 +328,9 @@ def _file_head(loader: LoaderBase, path: Path) -> tuple[list[str] | None, str | 
                 if header and any("\x00" in cell for cell in header):
                     return None, _nul_problem(None), False
                 rowless = header is not None and _no_row_follows(rows)
-            return (header, None, rowless) if header else (None, "the file is empty", False)
+            if not header:
+                return None, "the file is empty: give a CSV file with a header row and at least one example", False
+            return header, None, rowless
         if loader.type == "parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq
