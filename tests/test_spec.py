@@ -628,6 +628,21 @@ sources: [{name: s, loader: {type: jsonl, path: s.jsonl}, split: {train: "1.0"}}
         Spec.model_validate(yaml.safe_load(text.replace('"1.0"', '"1.5"')))
 
 
+def test_split_fractions_over_one_are_named_and_a_left_out_train_is_said() -> None:
+    """`split: {validation: 0.2, test: 0.2}` said "split fractions add up to more than 1.0":
+    the user wrote 0.4; train, left out, counts as 1.0. The message names the fractions, their
+    sum, and (train left out) its default and a train that fits."""
+    from subsetctl.spec.models import SplitSpec
+
+    with pytest.raises(ValueError, match=r"train, not given, defaults to the fraction 1\.0.*validation 0\.2 \+ "
+                                         r"test 0\.2 the fractions add up to 1\.4.*give train too \(e\.g\. train: 0\.6\)"):
+        SplitSpec.model_validate({"validation": 0.2, "test": 0.2})
+    with pytest.raises(ValueError, match=r"validation 0\.6 \+ test 0\.6 .*lower those and give train too"):
+        SplitSpec.model_validate({"validation": 0.6, "test": 0.6})
+    with pytest.raises(ValueError, match=r"train 0\.6 \+ validation 0\.3 \+ test 0\.3 add up to 1\.2, more than 1\.0"):
+        SplitSpec.model_validate({"train": 0.6, "validation": 0.3, "test": 0.3})
+
+
 def test_the_schema_flags_a_spec_without_sources() -> None:
     """validate refuses a spec with no source (no `sources`, none listed, no `source_files`
     group); the schema passed it."""

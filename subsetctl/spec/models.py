@@ -441,8 +441,20 @@ class SplitSpec(StrictModel):
     def _fractions_sum(self) -> SplitSpec:
         sizes = {"train": self.train, "validation": self.validation, "test": self.test}
         fractions = {k: v for k, v in sizes.items() if isinstance(v, float)}
-        if sum(fractions.values()) > 1.0 + 1e-9:
-            raise ValueError("split fractions add up to more than 1.0")
+        total = sum(fractions.values())
+        if total > 1.0 + 1e-9:
+            listed = " + ".join(f"{k} {v:g}" for k, v in fractions.items())
+            if "train" not in self.model_fields_set:  # the user wrote only validation and/or test
+                given = {k: v for k, v in fractions.items() if k != "train"}
+                others = total - 1.0
+                raise ValueError(
+                    f"train, not given, defaults to the fraction 1.0 (every example), so with "
+                    f"{' + '.join(f'{k} {v:g}' for k, v in given.items())} the fractions add up to {total:g}, "
+                    "more than 1.0; " + (f"give train too (e.g. train: {1.0 - others:g})" if others < 1.0 - 1e-9
+                                         else "lower those and give train too")
+                )
+            raise ValueError(f"split fractions {listed} add up to {total:g}, more than 1.0 (every example); "
+                             "lower them to add up to at most 1.0")
         counts = [k for k, v in sizes.items() if isinstance(v, int) and v > 0]
         if counts and abs(sum(fractions.values()) - 1.0) < 1e-9:
             if "train" not in self.model_fields_set:
