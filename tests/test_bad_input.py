@@ -996,3 +996,30 @@ def test_validate_says_what_to_do_with_an_empty_jsonl_or_csv_file(tmp_path: Path
     assert len(issues) == 2, issues
     assert "e.jsonl: the file is empty: give a JSON Lines file with at least one example" in issues[0]
     assert "e.csv: the file is empty: give a CSV file with a header row and at least one example" in issues[1]
+
+
+def test_validate_names_the_loader_type_a_file_of_another_type_needs(tmp_path: Path) -> None:
+    """A Parquet file read as CSV or JSON Lines was "not valid UTF-8: re-save it as UTF-8", a
+    JSON Lines file read as CSV "no column 'prompt' (its first row has '{\\"prompt\\": \\"0\\"'...)":
+    the fix is the loader's type, which the message now names."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"prompt": ["a"], "response": ["b"]}), tmp_path / "p.parquet")
+    (tmp_path / "c.csv").write_text("prompt,response\na,b\n")
+    sources = [{"name": "pc", "loader": {"type": "csv", "path": "p.parquet"}},
+               {"name": "pj", "loader": {"type": "jsonl", "path": "p.parquet"}},
+               {"name": "jc", "loader": {"type": "csv", "path": "t.jsonl"}},
+               {"name": "cj", "loader": {"type": "jsonl", "path": "c.csv"}},
+               {"name": "cp", "loader": {"type": "parquet", "path": "c.csv"}}]
+    issues = _issues(_spec_file(tmp_path, {**BASE, "sources": sources}))
+    assert len(issues) == 5, issues
+    assert "p.parquet: it is a Parquet file, not CSV (loader.type is csv): write `type: parquet`" in issues[0]
+    assert "UTF-8" not in issues[0] and "write `type: parquet`" in issues[1] and "UTF-8" not in issues[1]
+    assert "t.jsonl: its first line is a JSON object, not a CSV header: for a JSON Lines file write `type: jsonl`" \
+        in issues[2] and "no column" not in issues[2]
+    assert "c.csv: its name ends in .csv: for a CSV file write `type: csv` (line 1 is not JSON" in issues[3]
+    assert "c.csv: its name ends in .csv: for a CSV file write `type: csv` (not a Parquet file" in issues[4]
+    right = [{"name": "p", "loader": {"type": "parquet", "path": "p.parquet"}},
+             {"name": "c", "loader": {"type": "csv", "path": "c.csv"}}, BASE["sources"][0]]
+    assert _issues(_spec_file(tmp_path, {**BASE, "sources": right})) == []

@@ -412,8 +412,13 @@ def _check_columns(loader: LoaderBase, path: Path, loc: tuple[Any, ...], kind: s
     """The file can be read as its loader's type, has every column the loader asks for,
     and a row (all problems at once, before any run; the data stage checks every row later)."""
     columns, problem, rowless = _file_head(loader, path)
-    if problem:
-        issues.add(loc + ("path",), f"{path.name}: {problem}")
+    other, certain = _other_type_advice(loader, path, columns)
+    if problem or certain:
+        # a Parquet file read as CSV was "not valid UTF-8: re-save it as UTF-8", a CSV file read as
+        # JSON Lines "line 1 is not JSON", a JSON Lines file read as CSV "no column 'question'":
+        # the fix is the loader's type (the problem found, by the name's suffix alone, said too)
+        issues.add(loc + ("path",), f"{path.name}: " + (other if certain else f"{other} ({problem})" if other
+                                                          else str(problem)))
         return
     damage = _gzip_damage(path, from_line_count=loader.type == "jsonl")
     if damage:
@@ -430,6 +435,33 @@ def _check_columns(loader: LoaderBase, path: Path, loc: tuple[Any, ...], kind: s
     if rowless:
         issues.add(loc + ("path",), f"{path.name}: the file has {'a schema' if loader.type == 'parquet' else 'a header'} "
                                     "but no rows: give a file with at least one example")
+
+
+def _other_type_advice(loader: LoaderBase, path: Path, columns: list[str] | None) -> tuple[str, bool]:
+    """Where the file is of another type than ``loader.type`` says: what to write instead, and
+    whether that is certain, by the file's content (a Parquet file's first bytes, ``PAR1``; a
+    CSV "header" that is a JSON object), not only by its name's suffix (said for a file the
+    loader cannot read). ``("", False)`` otherwise."""
+    if loader.type not in ("jsonl", "csv", "parquet"):
+        return "", False
+    try:
+        with open(path, "rb") as raw:
+            magic = raw.read(4)
+    except OSError:
+        return "", False
+    if magic == b"PAR1" and loader.type != "parquet":
+        read_as = "CSV" if loader.type == "csv" else "JSON Lines"
+        return f"it is a Parquet file, not {read_as} (loader.type is {loader.type}): write `type: parquet`", True
+    if loader.type == "csv" and columns and columns[0].lstrip().startswith("{"):
+        return ("its first line is a JSON object, not a CSV header: for a JSON Lines file write "
+                "`type: jsonl`"), True
+    name = path.name.lower().removesuffix(".gz")
+    for suffixes, kind, what in (((".csv", ".tsv"), "csv", "a CSV file"),
+                                 ((".jsonl", ".ndjson"), "jsonl", "a JSON Lines file"),
+                                 ((".parquet", ".pq"), "parquet", "a Parquet file")):
+        if name.endswith(suffixes) and kind != loader.type and columns is None:
+            return f"its name ends in {name[name.rindex('.'):]}: for {what} write `type: {kind}`", False
+    return "", False
 
 
 def _jsonl_head_keys(path: Path, first: list[str], wanted: list[str]) -> tuple[list[str], int]:
