@@ -300,8 +300,12 @@ def _strategy_label_issues(spec: Spec, issue: _AddIssue) -> None:
     fine-tune baseline's (their results would be mixed up), and a search.final that names
     none of them."""
     labels = [s.label or s.name for s in spec.search.strategies]
-    if len(set(labels)) != len(labels):
-        issue(("search", "strategies"), "two strategies share a name; give one a distinct `label`")
+    for label in dict.fromkeys(x for x in labels if labels.count(x) > 1):  # each name given twice, said once
+        at = [f"search.strategies[{i}]" for i, x in enumerate(labels) if x == label]
+        which = f"{', '.join(at[:-1])} and {at[-1]} are {'both' if len(at) == 2 else 'all'}"
+        issue(("search", "strategies"), f"two strategies share a name: {which} reported as {label!r}; give "
+                                        f"{'one' if len(at) == 2 else 'all but one'} a distinct `label` "
+                                        f"(e.g. `label: {label}-2` on {at[-1]})")
     for i, label in enumerate(labels):
         if label in spec.finetune.baselines:
             issue(("search", "strategies", i), f"reported as {label!r}, like the {label} baseline in "

@@ -804,6 +804,25 @@ def test_the_targets_name_cannot_be_one_of_the_data_stages_own_files() -> None:
         "the target's name 'data.json' is reserved (the data stage keeps a file of that name); rename it"]
 
 
+def test_strategies_sharing_a_name_are_named_with_the_name(jsonl_project: Path) -> None:
+    """"two strategies share a name" said neither which name nor which entries (a spec listing
+    random_ensemble twice with other params, or two `random` baselines)."""
+    from subsetctl.api import validate_spec_file
+
+    path = jsonl_project / "subsetctl.yaml"
+    strategies = ("search.strategies=[{name: random_ensemble}, {name: random, params: {k: 1}}, "
+                  "{name: random, params: {k: 2}}, {name: random_ensemble, params: {m: 9}}, {name: random_ensemble}]")
+    issues = [i.message for i in validate_spec_file(path, [strategies]).issues if i.key == "search.strategies"]
+    assert len(issues) == 2, issues
+    assert issues[0].startswith(
+        "two strategies share a name: search.strategies[0], search.strategies[3] and search.strategies[4] are all "
+        "reported as 'random_ensemble'; give all but one a distinct `label` (e.g. `label: random_ensemble-2` on "
+        "search.strategies[4])"), issues
+    assert issues[1].startswith(
+        "two strategies share a name: search.strategies[1] and search.strategies[2] are both reported as 'random'; "
+        "give one a distinct `label` (e.g. `label: random-2` on search.strategies[2])"), issues
+
+
 def test_validate_checks_strategy_labels_the_final_pick_and_a_dask_address_without_dask(jsonl_project: Path) -> None:
     from subsetctl.api import validate_spec_file
 
