@@ -891,3 +891,16 @@ def test_the_schema_flags_a_target_split_without_train_validation_or_test_rows(t
                                                                                 "test": 0.1}}}):
         assert refused(data) == []
         assert _schema_errors(data) == [], data
+
+
+def test_a_strategy_given_by_its_name_alone_says_how_to_write_it() -> None:
+    """`strategies: [forward, random_ensemble]` said "expected a mapping of keys (key: value),
+    got the text 'forward'" and not what the mapping is."""
+    import copy
+
+    data = copy.deepcopy(MINIMAL)
+    data["search"] = {"strategies": ["forward", {"name": "all"}]}
+    spec, issues = validate_data(data, "x.yaml")
+    expected = ("expected a mapping of keys (key: value), got the text 'forward': a strategy is written "
+                "`{name: forward}` (with `params:` beside it, if any)")
+    assert spec is None and [(i.key, i.message) for i in issues] == [("search.strategies[0]", expected)]

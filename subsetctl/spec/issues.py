@@ -235,7 +235,11 @@ def plain_error_message(err: Any) -> str:
                  else "jsonl, csv, parquet, huggingface, reasoning_gym, evals or plugin")
         return f"the loader needs a `type` ({types})"
     if kind in ("model_type", "dict_type", "model_attributes_type"):  # the last: a loader (a tagged union)
-        return f"expected a mapping of keys (key: value), got {_describe_value(value)}"
+        loc = tuple(err["loc"])
+        # `strategies: [forward, random_ensemble]`: each entry is a strategy's name alone
+        hint = (f": a strategy is written `{{name: {value}}}` (with `params:` beside it, if any)"
+                if loc[:2] == ("search", "strategies") and len(loc) == 3 and isinstance(value, str) else "")
+        return f"expected a mapping of keys (key: value), got {_describe_value(value)}{hint}"
     if kind in ("int_parsing", "int_type", "int_from_float"):
         return f"expected a whole number, got {_describe_value(value)}"
     if kind in ("float_parsing", "float_type"):
