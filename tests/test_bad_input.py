@@ -1023,3 +1023,16 @@ def test_validate_names_the_loader_type_a_file_of_another_type_needs(tmp_path: P
     right = [{"name": "p", "loader": {"type": "parquet", "path": "p.parquet"}},
              {"name": "c", "loader": {"type": "csv", "path": "c.csv"}}, BASE["sources"][0]]
     assert _issues(_spec_file(tmp_path, {**BASE, "sources": right})) == []
+
+
+def test_split_counts_beyond_the_rows_say_what_to_write_instead(tmp_path: Path) -> None:
+    """"asks for 10 examples ... but the target has at most 8 (...)" named the problem, not
+    what to write: lower the counts, or give fractions."""
+    target = {**BASE["target"], "split": {"train": 6, "validation": 2, "test": 2}}
+    (issue,) = _issues(_spec_file(tmp_path, {**BASE, "target": target}))
+    assert issue.endswith("lower the counts to add up to at most 8, or give fractions of the rows "
+                          "(e.g. train: 0.8, validation: 0.1, test: 0.1)"), issue
+    source = {**BASE["sources"][0], "split": {"train": 9}}
+    (issue,) = _issues(_spec_file(tmp_path, {**BASE, "sources": [source, *BASE["sources"][1:]]}))
+    assert issue.endswith("lower the counts to add up to at most 8, or give fractions of the rows "
+                          "(e.g. train: 1.0, every row)"), issue

@@ -174,7 +174,8 @@ def _check_split(
             loc + ("split",),
             f"asks for {sum(counts.values())} examples (train={counts['train']}, validation="
             f"{counts['validation']}, test={counts['test']}) but the {'target' if is_target else 'source'} has at "
-            f"most {n} ({counted})",
+            f"most {n} ({counted}): lower the counts to add up to at most {n}, or give fractions of the rows "
+            f"({'e.g. train: 0.8, validation: 0.1, test: 0.1' if is_target else 'e.g. train: 1.0, every row'})",
         )
     # a fraction that rounds to no rows, only where the size is exact: a reasoning-gym task
     # makes exactly `size` rows, while a file's count or max_examples is an upper bound, and
