@@ -255,6 +255,21 @@ def test_malformed_yaml_is_listed_once_with_its_line(tmp_path: Path) -> None:
     assert issue.render().count(str(path)) == 1
 
 
+@pytest.mark.parametrize(("text", "line", "advice"), [
+    ("target:\n  name: t\n    loader: {type: jsonl}\n", 3, "a ': ' on line 3 where YAML expects no key"),
+    ("target:\n  split {train: 0.5, test: 0.5}\n", 2, "a key on it or before it that lacks its colon"),
+    ("sources:\n  - name: a\n - name: b\n", 3, "the indentation does not line up: line 3, or the line before it"),
+    ("sources:\n  - name: a\n    loader: {type: jsonl}\n      max_examples: 3\n", 4,
+     "the indentation does not line up"),
+])
+def test_a_misindented_line_or_a_missing_colon_is_said_in_plain_words(tmp_path: Path, text: str, line: int,
+                                                                      advice: str) -> None:
+    """PyYAML's "expected <block end>, but found '<block mapping start>'" and "mapping values
+    are not allowed here" were all a mis-indented line or a missing colon was said with."""
+    (issue,) = validate_spec_file(_spec_file(tmp_path, BASE, text)).issues
+    assert issue.line == line and issue.message.startswith("malformed YAML") and advice in issue.message, issue
+
+
 @pytest.mark.parametrize(("text", "advice"), [
     ("{base}project:\n\tname: x\n", "(a tab at column 1: YAML does not allow tabs for indentation: indent with"),
     ("{base}project:\n  name: x\t\n", "(a tab at column 10, after 'name: x': the YAML reader takes no tab between"),

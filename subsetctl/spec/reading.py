@@ -65,6 +65,8 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         if "'\\t'" in problem and mark is not None:  # "found character '\t' that cannot start any token"
             problem += _tab_advice(text, mark.line, mark.column)
+        elif mark is not None:
+            problem += _parser_advice(problem, mark.line)
         raise SpecFileError(path, f"malformed YAML: {problem}. Fix the syntax and retry.",
                             mark.line + 1 if mark is not None else None) from None
     except (RecursionError, FlowTooDeepError):
@@ -90,6 +92,22 @@ def _tab_advice(text: str, line: int, column: int) -> str:
     return (f" (a tab at column {column + 1}, after {before.strip()!r}: the YAML reader takes no tab between or "
             "after a line's values, only spaces, and one at a line's end is invisible in most editors: "
             "replace it with a space)")
+
+
+def _parser_advice(problem: str, line: int) -> str:
+    """Plain words for the PyYAML parser's messages that a mis-indented line or a missing colon
+    gives ("expected <block end>, but found '<block mapping start>'", "mapping values are not
+    allowed here"), which say neither; "" for others. ``line`` is 0-based (the column where the
+    parser stopped is often past the colon missing: not said)."""
+    if problem.startswith("expected <block end>"):
+        return (f" (the indentation does not line up: line {line + 1}, or the line before it, is indented "
+                "more or less than the keys or `- ` items it belongs with; indent the keys of one mapping, "
+                "and the items of one list, by the same number of spaces)")
+    if problem.startswith("mapping values are not allowed here"):
+        return (f" (a ': ' on line {line + 1} where YAML expects no key: a key on it or before it "
+                "that lacks its colon (`split {train: 0.5}` for `split: {train: 0.5}`), a line indented deeper "
+                "than the keys it belongs with, or a value holding ': ' that needs quotes)")
+    return ""
 
 
 _MAX_ALIAS_EXPANSION = 1_000_000  # values a spec's aliases may add beyond those written
