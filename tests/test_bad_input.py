@@ -1051,3 +1051,11 @@ def test_split_counts_beyond_the_rows_say_what_to_write_instead(tmp_path: Path) 
     (issue,) = _issues(_spec_file(tmp_path, {**BASE, "sources": [source, *BASE["sources"][1:]]}))
     assert issue.endswith("lower the counts to add up to at most 8, or give fractions of the rows "
                           "(e.g. train: 1.0, every row)"), issue
+
+
+@pytest.mark.parametrize("text", ["", "# a spec to write\n\n", "---\n"])
+def test_an_empty_spec_file_is_said_to_be_empty(tmp_path: Path, text: str) -> None:
+    """An empty spec (or one of comments only) was "target: required key is missing"."""
+    (issue,) = validate_spec_file(_spec_file(tmp_path, BASE, text)).issues
+    assert issue.key == "(file)" and issue.message.startswith("the spec is empty (no keys, or only comments)")
+    assert "`subsetctl init DIR`" in issue.message

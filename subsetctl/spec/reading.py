@@ -215,6 +215,10 @@ def validate_data(data: dict[str, Any], file: str, text: str = "") -> tuple[Spec
     returned lists every source under ``sources`` (groups' after the listed ones) and has
     no groups left, so stages, fingerprints and resolved specs see plain sources."""
     lines = key_lines(text) if text else {}
+    if data == {}:  # an empty file (or only comments): "target: required key is missing" said less
+        return None, [SpecIssue(file=file, line=None, key="(file)", message=(
+            "the spec is empty (no keys, or only comments): it needs a `target` and its `sources` (or "
+            "`source_files`); `subsetctl init DIR` writes a commented spec to start from"))]
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:
