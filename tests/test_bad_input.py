@@ -1059,3 +1059,18 @@ def test_an_empty_spec_file_is_said_to_be_empty(tmp_path: Path, text: str) -> No
     (issue,) = validate_spec_file(_spec_file(tmp_path, BASE, text)).issues
     assert issue.key == "(file)" and issue.message.startswith("the spec is empty (no keys, or only comments)")
     assert "`subsetctl init DIR`" in issue.message
+
+
+def test_a_group_source_named_like_a_listed_one_says_to_set_name_prefix(tmp_path: Path) -> None:
+    """A `source_files` glob matching a listed source's file made "duplicate source name 's'
+    (...); names must be unique", and no name the user wrote can be renamed: the group's
+    `name_prefix` is what to set."""
+    (tmp_path / "pool").mkdir()
+    (tmp_path / "pool" / "s0.jsonl").write_text(json.dumps({"prompt": "p", "response": "r"}) + "\n")
+    data = {**BASE, "source_files": [{"files": "pool/*.jsonl", "loader": {"type": "jsonl"}}]}
+    (issue,) = _issues(_spec_file(tmp_path, data))
+    assert "duplicate source name 's0'" in issue and "names must be unique: rename one" in issue
+    assert issue.endswith("set the group's `name_prefix` (e.g. `name_prefix: pool-`) to rename them"), issue
+    listed = {**BASE, "sources": [*BASE["sources"], {**BASE["sources"][0], "name": "s0"}]}
+    (issue,) = _issues(_spec_file(tmp_path, listed))
+    assert issue.endswith("names must be unique: rename one"), issue

@@ -883,7 +883,7 @@ class Spec(StrictModel):
                                 "file; rename it")
             if source.name in seen:
                 problems.append(f"duplicate source name {source.name!r} (sources[{seen[source.name]}] and "
-                                f"sources[{i}]); names must be unique")
+                                f"sources[{i}]); names must be unique: rename one")
             elif source.name.casefold() in folded:
                 other = folded[source.name.casefold()]
                 problems.append(f"source names {self.sources[other].name!r} (sources[{other}]) and {source.name!r} "

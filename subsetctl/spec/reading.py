@@ -303,6 +303,9 @@ def blame_source_files(
                 if issue.key == "(top level)":
                     issue.key, issue.line = f"source_files[{g}] ({path})", lines.get(("source_files", g))
         issue.message += _same_looking_paths_note(named)
+        if named and issue.message.startswith("duplicate source name"):  # a file's name, not one written
+            issue.message += ("; a source_files group names its sources after their files: set the group's "
+                              "`name_prefix` (e.g. `name_prefix: pool-`) to rename them")
         out.append(issue)
     for (g, suffix, _), (issue, paths) in same.items():
         if len(paths) > 1:
