@@ -1468,3 +1468,19 @@ def test_a_label_of_minus_one_is_noted_as_a_likely_missing_label(tmp_path: Path,
     ctx = make_ctx(kind="classifier")
     load_csv(CsvLoader(type="csv", path="pm.csv", prompt_field="text", label_field="y"), ctx)
     assert ctx.notices == []
+
+
+def test_a_data_file_datasets_cannot_read_is_named(tmp_path: Path, make_ctx) -> None:
+    """Parquet files of one dataset with other column types (an int64 answer column, then a
+    string one) failed as "DatasetGenerationError: An error occurred while generating the
+    dataset (caused by ArrowInvalid: ...)": which file, only datasets' stray log line said."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "pq").mkdir()
+    pq.write_table(pa.table({"prompt": ["a", "b"], "response": [1, 2]}), tmp_path / "pq" / "a.parquet")
+    pq.write_table(pa.table({"prompt": ["c", "d"], "response": ["x", "y"]}), tmp_path / "pq" / "b.parquet")
+    options = HuggingFaceLoader(type="huggingface", path="parquet", data_files=["pq/*.parquet"])
+    with pytest.raises(UserError) as caught:
+        load_huggingface(options, make_ctx("hf"))
+    assert f"split 'train' (reading {tmp_path / 'pq' / 'b.parquet'}): " in str(caught.value), caught.value

@@ -212,6 +212,36 @@ def csv_cells_as_text(path: str, name: str | None, data_files: list[str] | None)
     return {"converters": {column: str for column in columns}, "keep_default_na": False}
 
 
+class _FailedFiles:
+    """The files ``datasets``' file builders log "Failed to read file '...' with error ..."
+    for, while in effect: the error load_dataset raises then (a DatasetGenerationError, "An
+    error occurred while generating the dataset") names none, so a glob of files one of
+    which has other column types said which only in that stray log line."""
+
+    def __init__(self) -> None:
+        import logging
+        import re
+
+        self.files: list[str] = []
+        files = self.files
+
+        class Handler(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                found = re.match(r"Failed to read file '(.+?)' with error", str(record.msg))
+                if found and found.group(1) not in files:
+                    files.append(found.group(1))
+
+        self._handler = Handler(logging.ERROR)
+        self._logger = logging.getLogger("datasets")
+
+    def __enter__(self) -> list[str]:
+        self._logger.addHandler(self._handler)
+        return self.files
+
+    def __exit__(self, *exc: object) -> None:
+        self._logger.removeHandler(self._handler)
+
+
 @LOADERS.register("huggingface")
 def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
     """Anything ``datasets.load_dataset`` reads: a local folder or a hub id; a folder written
@@ -231,6 +261,7 @@ def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
     if local.is_file():
         raise UserError(f"Source {ctx.source_name!r}: loader.path {file_as_dataset_path_problem(local, options.path)}.")
     _refuse_unreachable_hub_dataset(path, local, ctx.source_name)
+    failed = _FailedFiles()
     try:
         if is_saved_to_disk(local):  # written by Dataset(Dict).save_to_disk, which load_dataset refuses
             loaded = datasets.load_from_disk(str(local))
@@ -248,16 +279,19 @@ def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
                 data_files = [str(_glob_escaped(Path(f))) if Path(f).is_absolute() and Path(f).exists() else f
                               for f in data_files]
             as_text = csv_cells_as_text(path, options.name, data_files) if local.exists() or is_file_builder(path) else {}
-            loaded = datasets.load_dataset(path, options.name, split=options.split, data_files=data_files, **as_text)
+            with failed:
+                loaded = datasets.load_dataset(path, options.name, split=options.split, data_files=data_files,
+                                               **as_text)
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001  (load_dataset fails in many library-specific ways)
         if (cache_problem := cache_write_problem(exc, default="datasets")) is not None:
             raise UserError(f"Source {ctx.source_name!r}: datasets.load_dataset could not write its cache while "
                             f"loading {where}: {cache_problem} Nothing in the spec needs changing.") from None
+        reading = f" (reading {', '.join(failed.files)})" if failed.files else ""
         raise UserError(
             f"Source {ctx.source_name!r}: datasets.load_dataset could not load {where}, split "
-            f"{options.split!r}: {describe_exception(exc)}. Check loader.path, loader.name, "
+            f"{options.split!r}{reading}: {describe_exception(exc)}. Check loader.path, loader.name, "
             "loader.split and loader.data_files (hub ids need network access; the files of one "
             "dataset must have the same columns with the same types)."
         ) from None
