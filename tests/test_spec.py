@@ -904,3 +904,18 @@ def test_a_strategy_given_by_its_name_alone_says_how_to_write_it() -> None:
     expected = ("expected a mapping of keys (key: value), got the text 'forward': a strategy is written "
                 "`{name: forward}` (with `params:` beside it, if any)")
     assert spec is None and [(i.key, i.message) for i in issues] == [("search.strategies[0]", expected)]
+
+
+def test_an_answer_column_the_prompt_reads_too_is_refused() -> None:
+    """`prompt_field: text, response_field: text` (the answer's column mistyped as the
+    prompt's) passed validate and the data stage without a word: every answer was its own
+    prompt's text."""
+    import copy
+
+    for prompt, field in (("text", "response_field"), (["title", "text"], "response_field"), ("text", "label_field")):
+        data = copy.deepcopy(MINIMAL)
+        data["sources"][0]["loader"].update({"prompt_field": prompt, field: "text"})
+        spec, issues = validate_data(data, "x.yaml")
+        expected = (f"names 'text', a column prompt_field reads too: every answer would be its own prompt's "
+                    f"text; set {field} to the column holding the answer")
+        assert spec is None and [(i.key, i.message) for i in issues] == [(f"sources[0].loader.{field}", expected)]

@@ -237,6 +237,17 @@ class LoaderBase(StrictModel):
                                  "list each column once")
         return value
 
+    @field_validator("response_field", "label_field")
+    @classmethod
+    def _answer_not_the_prompt(cls, value: Any, info: ValidationInfo) -> Any:
+        """The answer's column is not one the prompt is read from: every answer would be
+        (part of) its own prompt, which a fine-tune learns to copy (no warning said so)."""
+        prompt = info.data.get("prompt_field")
+        if value is not None and value in ([prompt] if isinstance(prompt, str) else prompt or []):
+            raise ValueError(f"names {value!r}, a column prompt_field reads too: every answer would be its own "
+                             f"prompt's text; set {info.field_name} to the column holding the answer")
+        return value
+
 
 class ChatMessages(BaseModel):
     """The ``messages_field`` option of the loaders whose cells can hold a list (JSON Lines,
