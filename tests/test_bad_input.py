@@ -1074,3 +1074,19 @@ def test_a_group_source_named_like_a_listed_one_says_to_set_name_prefix(tmp_path
     listed = {**BASE, "sources": [*BASE["sources"], {**BASE["sources"][0], "name": "s0"}]}
     (issue,) = _issues(_spec_file(tmp_path, listed))
     assert issue.endswith("names must be unique: rename one"), issue
+
+
+def test_a_jsonl_first_row_without_the_answer_is_not_said_to_lack_the_column(tmp_path: Path) -> None:
+    """A JSON Lines file whose first row alone lacks the answer was "the file has no column
+    'response' (its first row has 'prompt')": a right response_field looked misnamed. The row
+    lacks its value, as the data stage says too."""
+    rows = [{"prompt": "p0"}, *({"prompt": f"p{i}", "response": "r"} for i in range(1, 8))]
+    (tmp_path / "s.jsonl").write_text("\n" + "".join(json.dumps(r) + "\n" for r in rows))
+    sources = [{"name": "s", "loader": {"type": "jsonl", "path": "s.jsonl"}}, *BASE["sources"][1:]]
+    (issue,) = _issues(_spec_file(tmp_path, {**BASE, "sources": sources}))
+    assert "sources[0].loader.response_field" in issue and "no column" not in issue, issue
+    assert issue.endswith("the file's first row (line 2) has no 'response', though later rows have it: every row "
+                          "needs its answer; fix or drop that row"), issue
+    (tmp_path / "s.jsonl").write_text("".join(json.dumps({"prompt": "p"}) + "\n" for _ in range(8)))
+    (issue,) = _issues(_spec_file(tmp_path, {**BASE, "sources": sources}))
+    assert "the file has no column 'response'" in issue  # no row has it: the column is misnamed

@@ -23,7 +23,7 @@ import io
 import json
 import zlib
 from collections.abc import Iterator
-from itertools import dropwhile
+from itertools import dropwhile, islice
 from pathlib import Path
 from typing import IO, Any
 
@@ -432,6 +432,8 @@ def _check_columns(loader: LoaderBase, path: Path, loc: tuple[Any, ...], kind: s
         # a listed prompt column may be left out of some rows (Alpaca's empty input): looked for further on
         columns, rows = _jsonl_head_keys(path, columns, loader.prompt_field)
         where = f"its first {rows} rows have" if rows > 1 else where
+    if loader.type == "jsonl":
+        columns = _later_jsonl_columns(loader, path, columns, loc, kind, issues)
     _check_named_columns(loader, columns, where, loc, kind, issues)
     if rowless:
         issues.add(loc + ("path",), f"{path.name}: the file has {'a schema' if loader.type == 'parquet' else 'a header'} "
@@ -465,6 +467,41 @@ def _other_type_advice(loader: LoaderBase, path: Path, columns: list[str] | None
     return "", False
 
 
+def _later_jsonl_columns(loader: LoaderBase, path: Path, columns: list[str], loc: tuple[Any, ...], kind: str,
+                         issues: _Issues) -> list[str]:
+    """``columns`` (a JSON Lines file's first row's keys) with the prompt's or answer's column
+    that the first row lacks but later rows have: that row lacks its value (the data stage's
+    error, "line 1: 'answer' ... is missing"), said here as such, not as "the file has no
+    column 'answer'", which sent users to rename a right ``response_field``."""
+    single = [(key, column) for key, _, column in _wanted_columns(loader, kind)
+              if column and column not in columns and len(key) == 1]  # (a listed prompt column: may be left out)
+    if not single:
+        return columns
+    later: set[str] = set()
+    try:  # the head's first LABEL_ROWS_READ rows, as _jsonl_head_keys reads them (nothing assumed of the rest)
+        with _open_text(path) as handle:
+            rows = list(islice(((n, text) for n, text in enumerate(handle, start=1) if text.strip()),
+                               LABEL_ROWS_READ))
+    except Exception:  # noqa: BLE001 - unreadable past its head: the data stage says why
+        return columns
+    line = rows[0][0] if rows else 1
+    for _, text in islice(rows, 1, None):
+        try:
+            record = json.loads(text)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(record, dict):
+            later.update(record)
+    found = [(key, column) for key, column in single if column in later]
+    if not found:
+        return columns
+    for key, column in found:
+        what = {"response_field": "answer", "label_field": "label", "messages_field": "chat"}.get(key[0], "prompt")
+        issues.add(loc + key, f"the file's first row (line {line}) has no {column!r}, though later rows have it: "
+                              f"every row needs its {what}; fix or drop that row")
+    return [*columns, *(column for _, column in found)]
+
+
 def _jsonl_head_keys(path: Path, first: list[str], wanted: list[str]) -> tuple[list[str], int]:
     """The keys of a JSON Lines file's first :data:`LABEL_ROWS_READ` objects, in the order
     they come, and how many objects were read (``first``: the first object's keys); then,
@@ -473,7 +510,6 @@ def _jsonl_head_keys(path: Path, first: list[str], wanted: list[str]) -> tuple[l
     data stage reads it), and a file that cannot be read through (the data stage says why)
     or is larger than :data:`LINES_COUNTED_MB` (read on every `validate`, `plan` and `run`)
     is not said to lack one; lines that are not JSON objects are passed over."""
-    from itertools import islice
 
     keys: dict[str, None] = dict.fromkeys(first)
     count = 0
