@@ -919,3 +919,22 @@ def test_an_answer_column_the_prompt_reads_too_is_refused() -> None:
         expected = (f"names 'text', a column prompt_field reads too: every answer would be its own prompt's "
                     f"text; set {field} to the column holding the answer")
         assert spec is None and [(i.key, i.message) for i in issues] == [(f"sources[0].loader.{field}", expected)]
+
+
+def test_a_source_files_group_given_a_path_or_a_list_of_files_says_what_it_takes() -> None:
+    """A group's `loader.path` was "unknown key (check its spelling ...)", though spelt right,
+    and `files: [a.jsonl, b.jsonl]` "expected text, got a list": neither said what a group
+    takes (one glob pattern in `files`, no loader path)."""
+    import copy
+
+    data = copy.deepcopy(MINIMAL)
+    data["source_files"] = [{"files": "pool/*.jsonl", "loader": {"type": "jsonl", "path": "pool/a.jsonl"}}]
+    _, issues = validate_data(data, "x.yaml")
+    expected = ("a source_files group's loader takes no path: the group's `files` pattern names the files (one "
+                "source each); remove loader.path")
+    assert [(i.key, i.message) for i in issues] == [("source_files[0].loader.path", expected)]
+    data["source_files"] = [{"files": ["pool/a.jsonl", "pool/b.jsonl"], "loader": {"type": "jsonl"}}]
+    _, issues = validate_data(data, "x.yaml")
+    assert [i.key for i in issues] == ["source_files[0].files"]
+    assert issues[0].message.startswith("expected one glob pattern, got a list ['pool/a.jsonl', 'pool/b.jsonl']: "
+                                        "give a pattern matching them all"), issues[0].message

@@ -214,6 +214,9 @@ def plain_error_message(err: Any) -> str:
     kind, value, message = err["type"], err.get("input"), err["msg"]
     if kind == "extra_forbidden":
         loc = [part for part in err["loc"] if isinstance(part, (str, int))]
+        if loc[:1] == ["source_files"] and "loader" in loc and loc[-1] == "path":  # right spelling, wrong place
+            return ("a source_files group's loader takes no path: the group's `files` pattern names the files "
+                    "(one source each); remove loader.path")
         allowed = sorted(_keys_at(loc[:-1]) - {str(loc[-1])}) if loc else []  # never the key just refused
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.75) if loc else []
         if close:
@@ -244,6 +247,10 @@ def plain_error_message(err: Any) -> str:
         return f"expected a whole number, got {_describe_value(value)}"
     if kind in ("float_parsing", "float_type"):
         return f"expected a number, got {_describe_value(value)}"
+    if kind == "string_type" and isinstance(value, list) and tuple(err["loc"])[:1] == ("source_files",) \
+            and tuple(err["loc"])[-1:] == ("files",):  # `files: [a.jsonl, b.jsonl]`
+        return (f"expected one glob pattern, got a list {value!r}: give a pattern matching them all (e.g. "
+                "data/pool/*.jsonl), a group for each, or list the files as sources")
     if kind == "string_type":  # `name: 2023`, `name: yes`: YAML read a number or a boolean
         if isinstance(value, bool):
             return (f"expected text, got the boolean {str(value).lower()} (YAML reads unquoted true/false, "
