@@ -1090,3 +1090,17 @@ def test_a_jsonl_first_row_without_the_answer_is_not_said_to_lack_the_column(tmp
     (tmp_path / "s.jsonl").write_text("".join(json.dumps({"prompt": "p"}) + "\n" for _ in range(8)))
     (issue,) = _issues(_spec_file(tmp_path, {**BASE, "sources": sources}))
     assert "the file has no column 'response'" in issue  # no row has it: the column is misnamed
+
+
+def test_a_column_named_but_for_spaces_or_letter_case_is_pointed_at(tmp_path: Path) -> None:
+    """A CSV header `prompt, response` (a space after the comma) was "no column 'response'
+    (its first row has 'prompt', ' response')", the space easy to miss; 'Prompt' likewise
+    for a letter's case. The message says which column differs only so, and how to name it."""
+    (tmp_path / "c.csv").write_text("Prompt, response\na,b\n")
+    sources = [{"name": "c", "loader": {"type": "csv", "path": "c.csv"}}, *BASE["sources"][1:]]
+    issues = _issues(_spec_file(tmp_path, {**BASE, "sources": sources}))
+    assert len(issues) == 2, issues
+    assert issues[0].endswith("'Prompt' differs from it only in letter case (column names are matched exactly): "
+                              "set prompt_field: \"Prompt\", or fix the data's column name"), issues[0]
+    assert issues[1].endswith("' response' differs from it only in spaces around it (column names are matched "
+                              "exactly): set response_field: \" response\", or fix the data's column name"), issues[1]

@@ -708,8 +708,15 @@ def _check_named_columns(loader: LoaderBase, columns: list[str], where: str, loc
             hint = f" (is the delimiter {other!r}? set loader.delimiter: {json.dumps(other)})"  # "\t": YAML's tab
     for key, option, column in wanted:
         if column and column not in columns:
-            issues.add(loc + key, f"{what} has no column {column!r} ({where} {listed}){hint}; "
-                                  f"set {option} to one of them or fix the data")
+            # ' label' (a space after a CSV header's comma) or 'Question': alike to the eye in the list shown
+            near = next((c for c in columns if c.strip().casefold() == column.strip().casefold()), None)
+            if near is not None:
+                how = "spaces around it" if near.strip() == column.strip() else "letter case"
+                fix = (f"; {near!r} differs from it only in {how} (column names are matched exactly): set "
+                       f"{option}: {json.dumps(near)}, or fix the data's column name")
+            else:
+                fix = f"; set {option} to one of them or fix the data"
+            issues.add(loc + key, f"{what} has no column {column!r} ({where} {listed}){hint}{fix}")
 
 
 def _check_reasoning_gym(loader: ReasoningGymLoader, loc: tuple[Any, ...], issues: _Issues) -> None:
