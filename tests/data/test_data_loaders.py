@@ -1470,10 +1470,11 @@ def test_a_label_of_minus_one_is_noted_as_a_likely_missing_label(tmp_path: Path,
     assert ctx.notices == []
 
 
-def test_a_data_file_datasets_cannot_read_is_named(tmp_path: Path, make_ctx) -> None:
+def test_a_data_file_datasets_cannot_read_is_named(tmp_path: Path, make_ctx, capfd) -> None:
     """Parquet files of one dataset with other column types (an int64 answer column, then a
     string one) failed as "DatasetGenerationError: An error occurred while generating the
-    dataset (caused by ArrowInvalid: ...)": which file, only datasets' stray log line said."""
+    dataset (caused by ArrowInvalid: ...)": which file, only datasets' stray log line said,
+    printed above the error (it is not printed now)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -1484,3 +1485,4 @@ def test_a_data_file_datasets_cannot_read_is_named(tmp_path: Path, make_ctx) -> 
     with pytest.raises(UserError) as caught:
         load_huggingface(options, make_ctx("hf"))
     assert f"split 'train' (reading {tmp_path / 'pq' / 'b.parquet'}): " in str(caught.value), caught.value
+    assert "Failed to read file" not in capfd.readouterr().err

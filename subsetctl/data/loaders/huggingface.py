@@ -4,6 +4,8 @@ with class names and JSON columns turned into text and hub access refused offlin
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -216,30 +218,37 @@ class _FailedFiles:
     """The files ``datasets``' file builders log "Failed to read file '...' with error ..."
     for, while in effect: the error load_dataset raises then (a DatasetGenerationError, "An
     error occurred while generating the dataset") names none, so a glob of files one of
-    which has other column types said which only in that stray log line."""
+    which has other column types said which only in that stray log line, printed above the
+    error. The line is kept from ``datasets``' own handlers: the error names the file."""
+
+    PATTERN = r"Failed to read file '(.+?)' with error"
 
     def __init__(self) -> None:
-        import logging
-        import re
-
         self.files: list[str] = []
-        files = self.files
-
-        class Handler(logging.Handler):
-            def emit(self, record: logging.LogRecord) -> None:
-                found = re.match(r"Failed to read file '(.+?)' with error", str(record.msg))
-                if found and found.group(1) not in files:
-                    files.append(found.group(1))
-
-        self._handler = Handler(logging.ERROR)
         self._logger = logging.getLogger("datasets")
+        self._handler = logging.Handler(logging.ERROR)
+        self._handler.emit = self._note  # type: ignore[method-assign]
+        self._muted: list[logging.Handler] = []
+
+    def _note(self, record: logging.LogRecord) -> None:
+        found = re.match(self.PATTERN, str(record.msg))
+        if found and found.group(1) not in self.files:
+            self.files.append(found.group(1))
+
+    def _keep(self, record: logging.LogRecord) -> bool:
+        return re.match(self.PATTERN, str(record.msg)) is None
 
     def __enter__(self) -> list[str]:
+        self._muted = list(self._logger.handlers)
+        for handler in self._muted:
+            handler.addFilter(self._keep)
         self._logger.addHandler(self._handler)
         return self.files
 
     def __exit__(self, *exc: object) -> None:
         self._logger.removeHandler(self._handler)
+        for handler in self._muted:
+            handler.removeFilter(self._keep)
 
 
 @LOADERS.register("huggingface")
