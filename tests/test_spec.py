@@ -938,3 +938,17 @@ def test_a_source_files_group_given_a_path_or_a_list_of_files_says_what_it_takes
     assert [i.key for i in issues] == ["source_files[0].files"]
     assert issues[0].message.startswith("expected one glob pattern, got a list ['pool/a.jsonl', 'pool/b.jsonl']: "
                                         "give a pattern matching them all"), issues[0].message
+
+
+def test_a_value_out_of_its_range_is_shown_beside_the_bound() -> None:
+    """`max_examples: -1` said "Input should be greater than or equal to 1" without the value
+    written (a strategy's params said "(got -5)"); the key's other messages show it too."""
+    import copy
+
+    data = copy.deepcopy(MINIMAL)
+    data["sources"][0]["max_examples"] = -1
+    data["gradients"] = {"d": 0}
+    _, issues = validate_data(data, "x.yaml")
+    assert sorted((i.key, i.message) for i in issues) == [
+        ("gradients.d", "Input should be greater than or equal to 1 (got 0)"),
+        ("sources[0].max_examples", "Input should be greater than or equal to 1 (got -1)")]

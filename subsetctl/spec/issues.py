@@ -270,6 +270,8 @@ def plain_error_message(err: Any) -> str:
                 f" (e.g. {folded!r})" if re.fullmatch(NAME_PATTERN, folded) else "")
         return (f"{value!r} is not a valid name: use letters, digits, '_', '.' and '-' (no spaces or '/'), "
                 f"starting with a letter or digit, at most 64 characters{hint}")
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than") and "input" in err:
+        return f"{message} (got {value!r})"  # as a strategy's params say: the bound alone hid what was written
     return message.removeprefix("Value error, ")
 
 
