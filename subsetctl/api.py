@@ -303,7 +303,8 @@ def _strategy_label_issues(spec: Spec, issue: _AddIssue) -> None:
     for label in dict.fromkeys(x for x in labels if labels.count(x) > 1):  # each name given twice, said once
         at = [f"search.strategies[{i}]" for i, x in enumerate(labels) if x == label]
         which = f"{', '.join(at[:-1])} and {at[-1]} are {'both' if len(at) == 2 else 'all'}"
-        issue(("search", "strategies"), f"two strategies share a name: {which} reported as {label!r}; give "
+        count = {2: "two", 3: "three", 4: "four"}.get(len(at), str(len(at)))
+        issue(("search", "strategies"), f"{count} strategies share a name: {which} reported as {label!r}; give "
                                         f"{'one' if len(at) == 2 else 'all but one'} a distinct `label` "
                                         f"(e.g. `label: {label}-2` on {at[-1]})")
     for i, label in enumerate(labels):

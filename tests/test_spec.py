@@ -806,7 +806,8 @@ def test_the_targets_name_cannot_be_one_of_the_data_stages_own_files() -> None:
 
 def test_strategies_sharing_a_name_are_named_with_the_name(jsonl_project: Path) -> None:
     """"two strategies share a name" said neither which name nor which entries (a spec listing
-    random_ensemble twice with other params, or two `random` baselines)."""
+    random_ensemble twice with other params, or two `random` baselines), and said "two" where
+    three shared it."""
     from subsetctl.api import validate_spec_file
 
     path = jsonl_project / "subsetctl.yaml"
@@ -815,7 +816,7 @@ def test_strategies_sharing_a_name_are_named_with_the_name(jsonl_project: Path) 
     issues = [i.message for i in validate_spec_file(path, [strategies]).issues if i.key == "search.strategies"]
     assert len(issues) == 2, issues
     assert issues[0].startswith(
-        "two strategies share a name: search.strategies[0], search.strategies[3] and search.strategies[4] are all "
+        "three strategies share a name: search.strategies[0], search.strategies[3] and search.strategies[4] are all "
         "reported as 'random_ensemble'; give all but one a distinct `label` (e.g. `label: random_ensemble-2` on "
         "search.strategies[4])"), issues
     assert issues[1].startswith(
