@@ -1104,3 +1104,15 @@ def test_a_column_named_but_for_spaces_or_letter_case_is_pointed_at(tmp_path: Pa
                               "set prompt_field: \"Prompt\", or fix the data's column name"), issues[0]
     assert issues[1].endswith("' response' differs from it only in spaces around it (column names are matched "
                               "exactly): set response_field: \" response\", or fix the data's column name"), issues[1]
+
+
+def test_a_near_column_of_a_list_prompt_field_is_set_as_the_list(tmp_path: Path) -> None:
+    """With prompt_field a list, the hint for a column differing only in letter case said
+    `set prompt_field: "Question"`, which would drop the list's other columns."""
+    (tmp_path / "c.csv").write_text("context,Question,response\na,b,c\n")
+    loader = {"type": "csv", "path": "c.csv", "prompt_field": ["context", "question"]}
+    sources = [{"name": "c", "loader": loader}, *BASE["sources"][1:]]
+    (issue,) = _issues(_spec_file(tmp_path, {**BASE, "sources": sources}))
+    assert "sources[0].loader.prompt_field[1]" in issue, issue
+    assert issue.endswith("'Question' differs from it only in letter case (column names are matched exactly): "
+                          "set prompt_field: [\"context\", \"Question\"], or fix the data's column name"), issue

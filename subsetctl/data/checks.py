@@ -712,8 +712,11 @@ def _check_named_columns(loader: LoaderBase, columns: list[str], where: str, loc
             near = next((c for c in columns if c.strip().casefold() == column.strip().casefold()), None)
             if near is not None:
                 how = "spaces around it" if near.strip() == column.strip() else "letter case"
+                value: Any = near
+                if len(key) == 2:  # an entry of a list (prompt_field: [context, question]): the list it makes
+                    value = [near if i == key[1] else c for i, c in enumerate(getattr(loader, option))]
                 fix = (f"; {near!r} differs from it only in {how} (column names are matched exactly): set "
-                       f"{option}: {json.dumps(near)}, or fix the data's column name")
+                       f"{option}: {json.dumps(value)}, or fix the data's column name")
             else:
                 fix = f"; set {option} to one of them or fix the data"
             issues.add(loc + key, f"{what} has no column {column!r} ({where} {listed}){hint}{fix}")
