@@ -1116,3 +1116,26 @@ def test_a_near_column_of_a_list_prompt_field_is_set_as_the_list(tmp_path: Path)
     assert "sources[0].loader.prompt_field[1]" in issue, issue
     assert issue.endswith("'Question' differs from it only in letter case (column names are matched exactly): "
                           "set prompt_field: [\"context\", \"Question\"], or fix the data's column name"), issue
+
+
+def test_huggingface_data_files_given_as_text_are_a_list_of_one(tmp_path: Path) -> None:
+    """`data_files: "data/*.csv"`, which load_dataset takes, was refused ("expected a list");
+    it is read as the list of that one pattern, with the list's resolved spec (so its
+    fingerprint), and validate checks its files' columns. A mapping of splits to files says
+    what to write."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.csv").write_text("prompt,Response\n" + "p,r\n" * 8)
+    as_text = {"type": "huggingface", "path": "csv", "data_files": "data/*.csv"}
+    sources = [{"name": "a", "loader": as_text},
+               {"name": "b", "loader": {**as_text, "data_files": ["data/*.csv"]}}, *BASE["sources"][2:]]
+    path = _spec_file(tmp_path, {**BASE, "sources": sources})
+    issues = _issues(path)
+    assert len(issues) == 2 and all("no column 'response'" in i for i in issues), issues
+    assert "sources[0].loader.response_field" in issues[0], issues
+    (tmp_path / "data" / "a.csv").write_text("prompt,response\n" + "p,r\n" * 8)
+    spec = load_spec(path)
+    assert spec.sources[0].loader.data_files == ["data/*.csv"]
+    assert spec.sources[0].loader.model_dump() == spec.sources[1].loader.model_dump()
+    sources[0]["loader"] = {**as_text, "data_files": {"train": "data/*.csv"}}
+    (issue,) = _issues(_spec_file(tmp_path, {**BASE, "sources": sources}))
+    assert "sources[0].loader.data_files: a mapping of splits to files is not taken here" in issue, issue

@@ -342,6 +342,11 @@ class ParquetLoader(LoaderBase, ChatMessages):
     path: str = Field(description="Path to the .parquet file, relative to the spec file.")
 
 
+def _one_file_schema(schema: dict[str, Any]) -> None:
+    """``data_files``' schema: a list, or one file as text (the validator makes it a list)."""
+    schema["anyOf"].insert(1, {"type": "string"})
+
+
 class HuggingFaceLoader(LoaderBase, ChatMessages):
     """Any dataset `datasets.load_dataset` can read: a hub id or a local folder/script."""
 
@@ -349,7 +354,20 @@ class HuggingFaceLoader(LoaderBase, ChatMessages):
     path: str = Field(description="Hub dataset id or local path given to datasets.load_dataset.")
     name: str | None = Field(None, description="Dataset configuration name.")
     split: str = Field("train", description="Which split to read.")
-    data_files: list[str] | None = Field(None, description="Explicit data files, if any.")
+    data_files: list[str] | None = Field(
+        None, json_schema_extra=_one_file_schema,
+        description="Explicit data files, if any: a list of files or glob patterns (one may be given as text).",
+    )
+
+    @field_validator("data_files", mode="before")
+    @classmethod
+    def _one_file(cls, value: Any) -> Any:
+        """`data_files: "data/*.csv"`, as load_dataset takes it: a list of that one entry
+        (so the resolved spec and the fingerprint are those of `data_files: [data/*.csv]`)."""
+        if isinstance(value, dict):  # load_dataset's {split: files}: one split is read, so its files are given
+            raise ValueError("a mapping of splits to files is not taken here: list the files of the one split "  # noqa: TRY004 - pydantic reports ValueErrors
+                             "to read (`data_files: [data/train*.csv]`, which load_dataset reads as split 'train')")
+        return [value] if isinstance(value, str) else value
 
 
 def check_json_value(value: Any, where: str) -> None:
