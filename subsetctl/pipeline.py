@@ -81,7 +81,8 @@ def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
     Sources are compared by name, not by list position: adding or removing one would
     otherwise shift every later index and list all their keys as changed. They are
-    described as ``sources: added a; removed b; changed c`` (or ``reordered``)."""
+    described as ``sources: renamed d -> e (...); added a; removed b; changed c`` (or
+    ``reordered``); a source removed and one added with the same settings are a rename."""
     old_sources, new_sources = old.get("sources"), new.get("sources")
     described: list[str] = []
     if isinstance(old_sources, list) and isinstance(new_sources, list) and old_sources != new_sources:
@@ -100,7 +101,8 @@ def _listed(items: list[str], limit: int = 6) -> str:
 
 
 def _describe_sources(old: list[Any], new: list[Any]) -> str:
-    """``sources: added x, y; removed z; changed w`` from two lists of source dicts."""
+    """``sources: renamed v -> u (...); added x, y; removed z; changed w`` from two lists of
+    source dicts (a removed and an added source alike but for the name: renamed)."""
     def by_name(items: list[Any]) -> dict[str, Any]:
         return {str(s.get("name")) if isinstance(s, dict) else str(i): s for i, s in enumerate(items)}
 
@@ -108,9 +110,23 @@ def _describe_sources(old: list[Any], new: list[Any]) -> str:
         keys = changed_keys(a[name], b[name]) if isinstance(a[name], dict) and isinstance(b[name], dict) else []
         return f"{name} ({', '.join(keys)})" if 0 < len(keys) <= 3 else name
 
+    def unnamed(source: Any) -> Any:
+        return {k: v for k, v in source.items() if k != "name"} if isinstance(source, dict) else source
+
     a, b = by_name(old), by_name(new)
+    added, removed = [n for n in b if n not in a], [n for n in a if n not in b]
+    renamed: list[str] = []  # a source removed and one added with the same settings: likely a rename
+    for name in list(added):
+        was = next((n for n in removed if unnamed(a[n]) == unnamed(b[name])), None)
+        if was is not None:
+            added.remove(name)
+            removed.remove(was)
+            renamed.append(f"{was} -> {name}")
     parts = []
-    for word, names in (("added", [n for n in b if n not in a]), ("removed", [n for n in a if n not in b]),
+    if renamed:  # the data stage finds a prepared source by its name: it is not reused
+        parts.append(f"renamed {_listed(renamed, 5)} (same settings; loaded again under the new "
+                     f"name{'s' if len(renamed) > 1 else ''}: prepared sources are kept by name)")
+    for word, names in (("added", added), ("removed", removed),
                         ("changed", [what_changed(n) for n in b if n in a and a[n] != b[n]])):
         if names:
             parts.append(f"{word} {_listed(names, 5)}")

@@ -415,11 +415,32 @@ def test_plan_names_sources_added_removed_and_changed(jsonl_project: Path) -> No
     root = str(jsonl_project)
     assert invoke("run", root, "--until", "data", "-q").exit_code == 0
     spec = yaml.safe_load((jsonl_project / "subsetctl.yaml").read_text())
-    spec["sources"] = [{"name": "c", "loader": {"type": "jsonl", "path": "a.jsonl"}}, spec["sources"][1]]
+    spec["sources"] = [{"name": "c", "loader": {"type": "jsonl", "path": "a.jsonl"}, "max_examples": 4},
+                       spec["sources"][1]]
     spec["sources"][1]["max_examples"] = 3
     (jsonl_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     data = json.loads(invoke("plan", root, "--format", "json").output)[0]
     assert data["reasons"] == ["spec changed: sources: added c; removed a; changed b (max_examples)"]
+
+
+def test_plan_says_a_source_renamed_with_the_same_settings_is_a_rename(jsonl_project: Path) -> None:
+    """Renaming a source (same loader, same file) was "added spelling; removed a", as if
+    other data came in; it is said to be a rename, loaded again (the data stage keeps a
+    prepared source by its name: nothing is reused for it)."""
+    import yaml
+
+    root = str(jsonl_project)
+    assert invoke("run", root, "--until", "data", "-q").exit_code == 0
+    spec = yaml.safe_load((jsonl_project / "subsetctl.yaml").read_text())
+    spec["sources"][0]["name"] = "spelling"
+    spec["sources"].append({"name": "c", "loader": {"type": "jsonl", "path": "b.jsonl"}, "max_examples": 3})
+    (jsonl_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    data = json.loads(invoke("plan", root, "--format", "json").output)[0]
+    reason = ("spec changed: sources: renamed a -> spelling (same settings; loaded again under the new name: "
+              "prepared sources are kept by name); added c")
+    assert data["reasons"] == [reason]
+    ran = invoke("run", root, "--until", "data")
+    assert ran.exit_code == 0 and "2 of 4 sources (the target counted) reused" in ran.output, ran.output
 
 
 def test_plan_says_a_change_came_from_the_last_runs_command_line(jsonl_project: Path) -> None:
