@@ -159,3 +159,31 @@ def test_the_note_names_gradient_shards_merged_with_other_versions_as_shards() -
                     "computed with library versions not recorded (cached by an earlier subsetctl); 1 gradient shard(s) "
                     "merged were computed with library versions not recorded (begun by an earlier subsetctl). "
                     "report.json's other_library_versions lists them.")
+
+
+def test_a_rerun_after_ctrl_c_in_finetune_says_which_fine_tunes_it_kept_and_which_it_trained(
+        tiny_project_ran, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run stopped by Ctrl-C during the finetune stage, then run again: the rerun said nothing
+    of the fine-tunes the stopped run had finished (and it kept), only those it trained."""
+    from subsetctl.modeling import train
+
+    tiny_project = tiny_project_ran("search")
+    real, calls = train.train_lora, []
+
+    def stopped_at_the_second(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train_lora", stopped_at_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        run_project(tiny_project, until="finetune")
+    monkeypatch.setattr(train, "train_lora", real)
+    reporter = SilentReporter()
+    run_project(tiny_project, until="finetune", reporter=reporter)
+    summary = _read(tiny_project / ".subsetctl" / "finetune" / "manifest.json")["summary"]
+    runs = summary["runs"]
+    assert runs >= 2 and summary["trained_now"] == runs - 1, summary
+    assert (f"finetune: of {runs} fine-tunes, 1 kept as the run that stopped partway finished it; {runs - 1} "
+            "trained now.") in reporter.messages, reporter.messages

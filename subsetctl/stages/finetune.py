@@ -395,8 +395,15 @@ class FinetuneStage(common.ModelStage):
         atomic_write_json(ctx.out_dir / BASE_MODEL_FILE, {
             "name": base_name,
             "folder": adapter_base_model_folder(spec.model.source, ctx.project.root)})
-        if restored:
-            ctx.reporter.info(f"finetune: reused {restored} run(s) trained by an earlier run with the same inputs.")
+        kept = len(by_key) - len(todo)  # finished by a run that stopped partway (Ctrl-C): its runs.json
+        if kept or restored:  # say what was trained now, as the search says what it took from its store
+            taken = []
+            if kept:
+                taken.append(f"{kept} kept as the run that stopped partway finished {'it' if kept == 1 else 'them'}")
+            if restored:
+                taken.append(f"{restored} reused from the cache (trained by an earlier run with the same inputs)")
+            ctx.reporter.info(f"finetune: of {len(by_key)} fine-tune{'s' if len(by_key) != 1 else ''}, "
+                              f"{' and '.join(taken)}; {len(todo) - restored} trained now.")
         return {"runs": len(by_key), "trained_now": len(todo) - restored,
                 "reused_runs": len(by_key) - len(todo) + restored,
                 "labels": {k: len(v) for k, v in picks.items()},
