@@ -242,6 +242,9 @@ def _check_file_loader(
                            f"exist{path_not_found_note(data_file, resolve_path(data_file, base_dir))}")
         if len(issues.found) == found and not local.exists():
             _check_builder_files(loader, [f for files in by_entry for f in files], loc, kind, issues)
+        elif (len(issues.found) == found and local.is_dir() and not loader.data_files and not is_glob(str(local))
+              and not is_saved_to_disk(local)):
+            _check_folder_files(loader, local, loc, kind, issues)
     elif path_value is not None:
         resolved = resolve_path(path_value, base_dir)
         if not resolved.exists():
@@ -604,6 +607,45 @@ def _check_builder_files(loader: HuggingFaceLoader, files: list[str], loc: tuple
         return
     if any(part.split("[")[0].strip() != "train" for part in loader.split.split("+")):
         return  # a split data_files (a list: train) lacks; load_dataset says so
+    _check_files_columns(loader, builder, files, loc, kind, issues)
+
+
+def _check_folder_files(loader: HuggingFaceLoader, folder: Path, loc: tuple[Any, ...], kind: str,
+                        issues: _Issues) -> None:
+    """A ``huggingface`` loader whose path is a plain local folder of data files (CSV, JSON
+    Lines, Parquet; no ``data_files``): the columns it asks for are in the heads of the
+    files ``datasets`` reads for ``loader.split``, as it finds them (by their names and
+    extensions), read as its builder reads them (:func:`_check_files_columns`). Nothing is
+    said when ``datasets`` cannot tell the files here, the split is not one of the folder's
+    (``load_dataset`` says so), or the builder is told to read the files otherwise (a ``.tsv``
+    file's tab, a README's configuration)."""
+    if "+" in loader.split:
+        return
+    split = loader.split.split("[")[0].strip()
+    try:
+        import datasets
+        from datasets.packaged_modules.csv.csv import CsvConfig
+        from datasets.packaged_modules.json.json import JsonConfig
+        from datasets.packaged_modules.parquet.parquet import ParquetConfig
+
+        config = datasets.load_dataset_builder(str(folder), loader.name).config
+    except Exception:  # noqa: BLE001 - load_dataset, in the data stage, says what is wrong
+        return
+    builder = {CsvConfig: "csv", JsonConfig: "json", ParquetConfig: "parquet"}.get(type(config))
+    if builder is None or not config.data_files:
+        return
+    if (builder == "csv" and (config.sep != "," or config.delimiter not in (None, ","))
+            or builder == "json" and config.field is not None):
+        return
+    files = next(([str(f) for f in found] for name, found in config.data_files.items() if str(name) == split), None)
+    if files:
+        _check_files_columns(loader, builder, files, loc, kind, issues)
+
+
+def _check_files_columns(loader: HuggingFaceLoader, builder: str, files: list[str], loc: tuple[Any, ...],
+                         kind: str, issues: _Issues) -> None:
+    """The columns ``loader`` asks for are in the heads of the local ``files`` that datasets'
+    ``builder`` (json, csv, parquet) reads (see :func:`_check_builder_files`)."""
     if any("://" in f or not Path(f).is_file() for f in files):
         return
     wanted = [column for _, _, column in _wanted_columns(loader, kind) if column]

@@ -668,3 +668,37 @@ def test_a_gzip_json_lines_file_is_decompressed_once_for_its_line_count_and_gzip
     issues = check_issues(tmp_path, spec)
     assert set(issues) == {"sources[1].loader.path"}
     assert "cannot be decompressed (Compressed file ended" in issues["sources[1].loader.path"].message
+
+
+def test_a_plain_local_folder_of_data_files_has_its_columns_checked(tmp_path: Path, make_ctx) -> None:
+    """`{type: huggingface, path: ./data/more}` on a folder of CSV (or JSON Lines) files was
+    not checked for columns, as a single file is: the data stage said the column was missing.
+    The files datasets reads for the split are checked, as it finds them; a folder whose
+    files it reads otherwise (a .tsv file's tab) is left to the data stage."""
+    import pandas as pd
+
+    from subsetctl.data.loaders.huggingface import load_huggingface
+    from subsetctl.spec import HuggingFaceLoader
+
+    for name in ("more", "split", "lines", "tabs"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    for part in ("a", "b"):
+        pd.DataFrame(qa_rows(3, part)).to_csv(tmp_path / "data" / "more" / f"{part}.csv", index=False)
+        write_jsonl(tmp_path / "data" / "lines" / f"{part}.jsonl", qa_rows(3, part))
+    pd.DataFrame(qa_rows(3)).to_csv(tmp_path / "data" / "split" / "train.csv", index=False)
+    pd.DataFrame(qa_rows(2, "t")).to_csv(tmp_path / "data" / "split" / "test.csv", index=False)  # another split
+    pd.DataFrame(qa_rows(3)).to_csv(tmp_path / "data" / "tabs" / "a.tsv", index=False, sep="\t")
+    folders = ["./data/more", "./data/split", "./data/lines", "./data/tabs"]
+    good = GOOD + "".join(f"  - {{name: s{i}, loader: {{type: huggingface, path: {folder}}}}}\n"
+                          for i, folder in enumerate(folders))
+    assert check_issues(tmp_path, good) == {}
+    loader = HuggingFaceLoader(type="huggingface", path=str(tmp_path / "data" / "split"))
+    assert load_huggingface(loader, make_ctx())["prompt"] == ["q0?", "q1?", "q2?"]  # (as the data stage reads it)
+    issues = check_issues(tmp_path, good.replace("}}\n", ", response_field: Response}}\n"))
+    assert set(issues) == {f"sources[{i}].loader.response_field" for i in range(1, 4)}, issues
+    assert issues["sources[1].loader.response_field"].message.startswith(
+        f"each of the 2 data files ({tmp_path / 'data' / 'more' / 'a.csv'}, ...; 2 in all) has no column 'Response' "
+        "(their heads have 'prompt', 'response', 'extra'); 'response' differs from it only in letter case")
+    assert "data file " + str(tmp_path / "data" / "split" / "train.csv") in issues[
+        "sources[2].loader.response_field"].message
