@@ -220,12 +220,11 @@ def _dumped_estimator(estimator: SubsetEstimator) -> str:
     if _same_estimator(_dumped, estimator, attributes) and os.path.exists(_dumped["path"]):
         return str(_dumped["path"])
     forget_dumped_estimator()
-    import joblib
 
     folder = _temp_dir(_estimate_nbytes(estimator))
     path = os.path.join(folder, _ESTIMATOR_FILE)
     try:
-        joblib.dump(estimator, path)
+        _dump_for_workers(estimator, path)
     except BaseException as exc:  # a plugin holding a lambda, an open file, ...; or Ctrl-C
         shutil.rmtree(folder, ignore_errors=True)
         if not isinstance(exc, Exception):
@@ -238,6 +237,24 @@ def _dumped_estimator(estimator: SubsetEstimator) -> str:
         raise blamed from exc
     _dumped.update(estimator=estimator, attributes=attributes, folder=folder, path=path)
     return path
+
+
+def _dump_for_workers(estimator: SubsetEstimator, path: str) -> None:
+    """Write ``estimator`` to ``path`` for the loky workers to load: with joblib (plain
+    pickle, its arrays memory-mapped by the workers), or with cloudpickle when its code is
+    one the workers cannot import (an estimator class of the script or notebook calling
+    subsetctl, in ``__main__``, or of a module registered with
+    ``cloudpickle.register_pickle_by_value``), which then travels by value."""
+    import joblib
+
+    code = _referenced_code(estimator)
+    if code is None or len(_by_reference(code, estimator)) == len(code):
+        joblib.dump(estimator, path)
+        return
+    import cloudpickle
+
+    with open(path, "wb") as file:
+        cloudpickle.dump(estimator, file, protocol=5)
 
 
 def forget_dumped_estimator() -> None:
@@ -649,6 +666,15 @@ def _code_of(estimator: SubsetEstimator) -> bytes | None:
     :func:`_run_batch`) imports, without its data; None when plain pickle cannot tell (an
     estimator only cloudpickle ships: Dask's own errors speak for it then)."""
     import pickle
+
+    code = _referenced_code(estimator)
+    return None if code is None else pickle.dumps(tuple(_by_reference(code, estimator)), protocol=5)
+
+
+def _referenced_code(estimator: SubsetEstimator) -> list[Any] | None:
+    """The classes and functions pickling ``estimator`` refers to (with :func:`_run_batch`);
+    None when plain pickle cannot pickle it."""
+    import pickle
     import types
 
     code: dict[int, Any] = {id(_run_batch): _run_batch}
@@ -660,9 +686,9 @@ def _code_of(estimator: SubsetEstimator) -> bytes | None:
 
     try:  # arrays' buffers are handed to the callback, not copied
         Referenced(_Sink(), protocol=5, buffer_callback=lambda buffer: None).dump(estimator)
-        return pickle.dumps(tuple(_by_reference(code.values(), estimator)), protocol=5)
     except Exception:  # noqa: BLE001 - not plain-picklable: no check
         return None
+    return list(code.values())
 
 
 def _by_reference(code: Any, estimator: SubsetEstimator) -> list[Any]:

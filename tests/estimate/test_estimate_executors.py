@@ -811,6 +811,26 @@ def test_an_estimator_class_of_the_calling_script_is_not_refused(
     _assert_same(got, estimate_parallel(estimator, masks, backend="sequential", batch_size=3))
 
 
+def test_an_estimator_class_of_the_calling_script_runs_on_loky(
+    small_features: FeatureSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An estimator class defined in a notebook or script (``__main__``) is written for the
+    loky workers by value: dumped by reference, as plain pickle does, the workers (which
+    have no such class) failed with "AttributeError: Can't get attribute ...", a traceback
+    from the search stage."""
+    from subsetctl.estimate import executors
+
+    monkeypatch.setattr(_OfTheScript, "__module__", "__main__")
+    monkeypatch.setattr(sys.modules["__main__"], "_OfTheScript", _OfTheScript, raising=False)
+    estimator = _OfTheScript(small_features)
+    masks = random_masks(6, small_features.n_sources, seed=0)
+    try:
+        got = estimate_parallel(estimator, masks, backend="loky", n_jobs=2, batch_size=3)
+    finally:
+        executors.forget_dumped_estimator()
+    _assert_same(got, estimate_parallel(estimator, masks, backend="sequential", batch_size=3))
+
+
 def test_a_worker_the_code_check_cannot_reach_is_not_blamed_on_the_code(small_features: FeatureSet) -> None:
     """The scheduler gives a worker it cannot reach (leaving the cluster, its connection
     lost) as that worker's answer: a CommClosedError or a timeout was said as "cannot load
