@@ -652,13 +652,31 @@ def _listed(items: str | list[str] | tuple[str, ...] | None) -> list[str]:
     return [items] if isinstance(items, str) else list(items)
 
 
+def _override_list(overrides: str | list[str] | tuple[str, ...] | None) -> list[str]:
+    """The ``overrides`` argument as a list (:func:`_listed`); given as a dict
+    (``{"gradients.d": 8}``), or with an item that is not text, a UserError saying what to
+    write: a dict's keys alone were taken ("Override 'gradients.d' must look like
+    key=value"), and a number failed with an AttributeError."""
+    if isinstance(overrides, dict):
+        written = [f"{key}={value if isinstance(value, str) else json.dumps(value, default=str)}"
+                   for key, value in overrides.items()]
+        raise UserError(f"overrides takes a list of 'key=value' texts, as on the command line, not a dict: write "
+                        f"{written!r}.")
+    listed = _listed(overrides)
+    for i, item in enumerate(listed):
+        if not isinstance(item, str):
+            raise UserError(f"overrides[{i}] is {item!r} ({type(item).__name__}); overrides takes a list of "
+                            "'key=value' texts, as on the command line (['gradients.d=8']).")
+    return listed
+
+
 @plugin_scope()
 def validate_spec_file(path: str | Path, overrides: str | list[str] | None = None) -> ValidationReport:
     """Validate one spec file: YAML, schema, then the semantic checks."""
     # a str from a notebook failed with AttributeError deep in read_yaml; "~/q/subsetctl.yaml" was
     # "no such spec file" while plan_project("~/q") and `subsetctl validate '~/q'` found it
     path = Path(path).expanduser()
-    overrides = _listed(overrides)
+    overrides = _override_list(overrides)
     report = ValidationReport(file=str(path))
     try:
         data, text = read_yaml(path)
@@ -739,7 +757,7 @@ def plan_project(
     force: str | list[str] | None = None, reporter: Reporter | None = None,
 ) -> tuple[Project, Spec, list[StageStatus]]:
     """Each stage's status and what ``run`` would do; the spec's warnings go to ``reporter``."""
-    overrides, force = _listed(overrides), _listed(force)
+    overrides, force = _override_list(overrides), _listed(force)
     with environment_errors_as_user_errors():
         project, spec = load_project(directory, overrides, reporter)
         pipeline = make_pipeline(project, spec)
@@ -785,7 +803,7 @@ def run_project(
 ) -> list[dict[str, Any]]:
     """Run every stale stage; returns one record per stage (action, seconds). A folder the
     run cannot write or a full disk raises a UserError, as the CLI reports it."""
-    overrides, force = _listed(overrides), _listed(force)
+    overrides, force = _override_list(overrides), _listed(force)
     rep = reporter or SilentReporter()
     with environment_errors_as_user_errors():
         project, spec = load_project(directory, overrides, rep)

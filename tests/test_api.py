@@ -179,6 +179,26 @@ def test_one_override_or_stage_given_as_a_plain_string_is_one_item(jsonl_project
     assert validate_spec_file(jsonl_project / "subsetctl.yaml", "gradients.d=64").spec.gradients.d == 64
 
 
+def test_overrides_given_as_a_dict_or_with_a_number_are_a_user_error_saying_what_to_write(
+        jsonl_project: Path) -> None:
+    """A dict of overrides, natural in Python, was taken as its keys alone: "Override
+    'gradients.d' must look like key=value", though a value was given; a number among
+    them raised AttributeError ('int' object has no attribute 'encode')."""
+    import pytest
+
+    from subsetctl.api import plan_project, run_project, validate_spec_file
+    from subsetctl.errors import UserError
+
+    spec_path = jsonl_project / "subsetctl.yaml"
+    for call in (plan_project, run_project, validate_spec_file):
+        where = spec_path if call is validate_spec_file else jsonl_project
+        with pytest.raises(UserError, match=r"not a dict: write \['gradients.d=8', 'model.lora.target_modules="
+                                            r"\[\"q_proj\"\]'\]\.$"):
+            call(where, {"gradients.d": 8, "model.lora.target_modules": ["q_proj"]})
+        with pytest.raises(UserError, match=r"^overrides\[1\] is 8 \(int\); overrides takes a list of 'key=value'"):
+            call(where, ["gradients.d=8", 8])
+
+
 def test_a_forced_stage_that_is_not_a_stage_name_is_a_user_error(jsonl_project: Path) -> None:
     """force=[None] or ["data", 3] from a notebook raised ValueError or TypeError (from
     sorting the names) instead of naming the stages."""
