@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import numbers
 import os
 import random
 import sys
@@ -802,8 +803,11 @@ def run_project(
     options: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Run every stale stage; returns one record per stage (action, seconds). A folder the
-    run cannot write or a full disk raises a UserError, as the CLI reports it."""
+    run cannot write or a full disk raises a UserError, as the CLI reports it.
+    ``options={"shard": (i, N)}`` computes only shard i of N of the gradients (as
+    ``run --shard i/N``)."""
     overrides, force = _override_list(overrides), _listed(force)
+    _check_run_options(options)
     rep = reporter or SilentReporter()
     with environment_errors_as_user_errors():
         project, spec = load_project(directory, overrides, rep)
@@ -816,6 +820,29 @@ def run_project(
             options=options,
             on_stage=lambda name, desc: rep.info(f"[bold cyan]▶ {name}[/bold cyan] [dim]{desc}[/dim]"),
         )
+
+
+def _check_run_options(options: dict[str, Any] | None) -> None:
+    """Refuse run options other than ``shard``, and a shard that is not (i, N) with
+    0 <= i < N, before any stage runs: a mistyped key (``{"shards": (0, 2)}``) ran the whole
+    pipeline instead of one shard, and ``{"shard": "0/2"}`` failed with a ValueError in the
+    gradients stage, after the stages before it."""
+    if options is None:
+        return
+    if not isinstance(options, dict):
+        raise UserError(f"options is a dict ({{'shard': (0, 2)}}), not {options!r}.")
+    unknown = [key for key in options if key != "shard"]
+    if unknown:
+        raise UserError(f"Unknown run option {unknown[0]!r}: run_project takes options={{'shard': (i, N)}} "
+                        "(compute only shard i of N of the gradients, as `run --shard i/N`), or none.")
+    shard = options.get("shard")
+    if shard is None:
+        return
+    pair = tuple(shard) if isinstance(shard, tuple | list) else ()
+    if len(pair) != 2 or not all(isinstance(x, numbers.Integral) and not isinstance(x, bool) for x in pair) \
+            or not 0 <= pair[0] < pair[1]:
+        raise UserError(f"options['shard'] is {shard!r}; it takes (i, N), two whole numbers with 0 <= i < N "
+                        "(e.g. (0, 4), as `run --shard 0/4`).")
 
 
 @plugin_scope()

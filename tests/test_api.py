@@ -199,6 +199,26 @@ def test_overrides_given_as_a_dict_or_with_a_number_are_a_user_error_saying_what
             call(where, ["gradients.d=8", 8])
 
 
+def test_run_options_other_than_a_shard_pair_are_refused_before_any_stage(jsonl_project: Path) -> None:
+    """options={"shards": (0, 2)} (a typo) ran the whole pipeline, not one shard, without a
+    word; {"shard": "0/2"} failed with a ValueError in the gradients stage, after the
+    stages before it had run."""
+    import numpy as np
+    import pytest
+
+    from subsetctl.api import run_project
+    from subsetctl.errors import UserError
+
+    with pytest.raises(UserError, match=r"^Unknown run option 'shards': run_project takes options=\{'shard': \(i, N\)\}"):
+        run_project(jsonl_project, options={"shards": (0, 2)})
+    for shard in ("0/2", (2, 2), (0, 2, 1), (True, 2), (0.0, 2)):
+        with pytest.raises(UserError, match=r"it takes \(i, N\), two whole numbers with 0 <= i < N"):
+            run_project(jsonl_project, options={"shard": shard})
+    assert not (jsonl_project / ".subsetctl" / "data").exists()  # refused before the data stage
+    with pytest.raises(UserError, match="gradients"):  # numpy's integers are whole numbers: past the check
+        run_project(jsonl_project, until="data", options={"shard": (np.int64(0), 2)})
+
+
 def test_a_forced_stage_that_is_not_a_stage_name_is_a_user_error(jsonl_project: Path) -> None:
     """force=[None] or ["data", 3] from a notebook raised ValueError or TypeError (from
     sorting the names) instead of naming the stages."""
