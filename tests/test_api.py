@@ -219,6 +219,26 @@ def test_run_options_other_than_a_shard_pair_are_refused_before_any_stage(jsonl_
         run_project(jsonl_project, until="data", options={"shard": (np.int64(0), 2)})
 
 
+def test_load_report_data_takes_the_project_as_the_api_functions_do(tiny_project: Path, monkeypatch) -> None:
+    """README: what `report --format json` prints is load_report_data(folder); a folder given
+    as a str (as to run_project) raised TypeError ("unsupported operand type(s) for /:
+    'str' and 'str'"), as did a missing folder, where a UserError says what to name."""
+    import pytest
+
+    from subsetctl.api import run_project
+    from subsetctl.errors import UserError
+    from subsetctl.report.terminal import load_report_data
+
+    run_project(tiny_project, until="data")
+    data = load_report_data(str(tiny_project))
+    assert list(data["stages"]) == ["data"] and data["project"] == str(tiny_project.resolve())
+    monkeypatch.setenv("HOME", str(tiny_project.parent))
+    for other in (tiny_project / "subsetctl.yaml", f"~/{tiny_project.name}"):
+        assert load_report_data(other)["stages"] == data["stages"]
+    with pytest.raises(UserError, match="does not exist. Name an existing project folder"):
+        load_report_data(str(tiny_project / "nope"))
+
+
 def test_a_forced_stage_that_is_not_a_stage_name_is_a_user_error(jsonl_project: Path) -> None:
     """force=[None] or ["data", 3] from a notebook raised ValueError or TypeError (from
     sorting the names) instead of naming the stages."""

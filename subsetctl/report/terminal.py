@@ -15,10 +15,13 @@ def load_report_data(root: Path, overrides: list[str] | None = None) -> dict[str
 
     ``stale`` lists the stages whose shown results no longer match the spec (with
     ``overrides``, as a run with them would see it) or its input files: what `plan` says
-    a run would redo; ``spec_problem`` says why that could not be checked."""
+    a run would redo; ``spec_problem`` says why that could not be checked. ``root`` is
+    found as the api's functions find a project: a str, ``~/q`` or its spec file will do,
+    and a folder that is no project is a UserError saying so."""
     from subsetctl.stages import stage_names
 
-    project = Project(root)
+    project = Project.find(root)  # Project(root) took only a Path: a str from a notebook was a TypeError
+    root = project.root
     stages: dict[str, Any] = {}
     for name in stage_names():  # in execution order; set-aside results while a run replacing them is unfinished
         manifest = project.read_results_manifest(name)
