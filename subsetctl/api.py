@@ -668,7 +668,22 @@ def _override_list(overrides: str | list[str] | tuple[str, ...] | None) -> list[
         if not isinstance(item, str):
             raise UserError(f"overrides[{i}] is {item!r} ({type(item).__name__}); overrides takes a list of "
                             "'key=value' texts, as on the command line (['gradients.d=8']).")
+        _refuse_overrides_in_one_text(item)
     return listed
+
+
+def _refuse_overrides_in_one_text(item: str) -> None:
+    """A UserError for one override text holding several, separated by spaces, as typed on
+    a command line ("project.name=a finetune.steps=2"): the first took the rest as its value
+    (the project named "a finetune.steps=2", finetune.steps left as it was), without a word.
+    Only a later word that is a key of one of the spec's sections counts (``finetune.steps=``)."""
+    import re
+
+    sections = "|".join(re.escape(name) for name in Spec.model_fields)
+    parts = re.split(rf"\s+(?=(?:{sections})(?:\[-?\d+\]|\.[\w\-]+)*=)", item.strip())
+    if len(parts) > 1 and "=" in parts[0]:
+        raise UserError(f"Override {item!r} holds {len(parts)} overrides in one text: give each as its own item (of "
+                        f"the list from Python, an argument on the command line): {parts!r}.")
 
 
 @plugin_scope()

@@ -199,6 +199,23 @@ def test_overrides_given_as_a_dict_or_with_a_number_are_a_user_error_saying_what
             call(where, ["gradients.d=8", 8])
 
 
+def test_overrides_typed_in_one_text_as_on_a_command_line_are_refused(jsonl_project: Path) -> None:
+    """plan_project(p, "project.name=a finetune.steps=2") named the project "a
+    finetune.steps=2" and left finetune.steps as it was, without a word. A value with
+    spaces that holds no other spec key stays one override."""
+    import pytest
+
+    from subsetctl.api import plan_project, validate_spec_file
+    from subsetctl.errors import UserError
+
+    for given in ("project.name=a finetune.steps=2", ["gradients.d=8", "project.name=x  sources[0].max_examples=3"]):
+        with pytest.raises(UserError, match=r"holds 2 overrides in one text: give each as its own item .*: "
+                                            r"\['project.name=(a|x)', '(finetune.steps=2|sources\[0\].max_examples=3)'\]"):
+            plan_project(jsonl_project, given)
+    checked = validate_spec_file(jsonl_project / "subsetctl.yaml", ["project.name=lr=1 data=2 b"])
+    assert checked.ok and checked.spec is not None and checked.spec.project.name == "lr=1 data=2 b"
+
+
 def test_run_options_other_than_a_shard_pair_are_refused_before_any_stage(jsonl_project: Path) -> None:
     """options={"shards": (0, 2)} (a typo) ran the whole pipeline, not one shard, without a
     word; {"shard": "0/2"} failed with a ValueError in the gradients stage, after the
