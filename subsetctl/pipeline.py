@@ -865,11 +865,41 @@ class Pipeline:
                 if status.state == "corrupt":  # never resume shards next to damaged artifacts
                     self.project.reset_stage(gradients.name)
                 if status.will_run and self._work_fingerprint(gradients) != status.fingerprint:
+                    self._refuse_discarding_shards(gradients, status)
                     self._prepare_work_dir(gradients, status.fingerprint, status.inputs or {})
         with self.project.lock(notice=self.reporter.warn, shared=True, shard=True, waiting=self.reporter.info):
             shard_results = self._run_stages("gradients", set(), options, on_stage, shared=True)
         done = {r["stage"] for r in results}
         return results + [r for r in shard_results if r["stage"] not in done]
+
+    def _refuse_discarding_shards(self, stage: Stage, status: StageStatus) -> None:
+        """A shard run whose inputs differ from those of the shards already computed (another
+        spec or other overrides than theirs, a mistake on one machine) would discard their
+        rows to start its own: refused, naming the shards, what differs and what to do."""
+        from subsetctl.stages.gradients import computed_shards
+
+        inputs = status.inputs or {}
+        if self.project.read_manifest(stage.name) is not None or self._work_matches(stage, status.fingerprint, inputs):
+            return
+        shards = computed_shards(self.project)
+        if not shards:
+            return
+        old = self.project.read_work_marker(stage.name).get("inputs")
+        old = old if isinstance(old, dict) else {}
+        old_slice, new_slice = old.get("slice"), inputs.get("slice")
+        keys = changed_keys(old_slice, new_slice) if isinstance(old_slice, dict) and isinstance(new_slice, dict) else []
+        ups = [up for up in stage.after if (old.get("upstream") or {}).get(up) != (inputs.get("upstream") or {}).get(up)]
+        what = [f"settings {_listed(keys)}"] if keys else []
+        what += [f"the results of {_listed(ups)}"] if ups else []
+        what += [] if what else ["their model or data files"]
+        held = ", ".join(f"shard {label}: {rows:,} row{'s' if rows != 1 else ''}" for label, rows in shards)
+        raise UserError(
+            f"The gradient shards computed so far ({held}) are for other inputs than this run's (differing: "
+            f"{'; '.join(what)}), and this shard run would discard their rows to start over. Start every shard with "
+            "the spec and overrides the others were started with. To discard those rows and start the shards over "
+            f"with this spec, delete {shell_arg(self.project.stage_dir(stage.name) / 'shards')} first, then "
+            "start the shards again."
+        )
 
     def _shard_preparation_lock(self, needed: Callable[[], bool]) -> contextlib.ExitStack | None:
         """The exclusive lock for what a shard run does before its shard (the stages before

@@ -178,6 +178,26 @@ def test_cli_shard_run_says_what_is_left(tiny_project_ran) -> None:
     assert "Everything is up to date" not in result.output and "selections" not in result.output
 
 
+def test_a_shard_run_with_other_overrides_is_refused_rather_than_discarding_the_other_shards(tiny_project_ran) -> None:
+    """Shard 1/2 started with an override shard 0/2 was not started with (or the other way
+    round) deleted shard 0/2's computed rows to start over for its own inputs; it is refused
+    now, naming the shards and what differs, and the rows stay to be merged."""
+    tiny_project = tiny_project_ran("meta_init")
+    run_project(tiny_project, ["gradients.d=8"], options={"shard": (0, 2)})
+    shard = tiny_project / ".subsetctl" / "gradients" / "shards" / "shard-0-of-2"
+    before = np.load(shard / "features.npy").copy()
+    result = CliRunner().invoke(main, ["run", str(tiny_project), "-q", "--shard", "1/2"])
+    assert result.exit_code == 1, result.output
+    message = " ".join(result.output.split())
+    assert "shard 0/2:" in message and "differing: settings gradients.d" in message, message
+    assert "Traceback" not in result.output and "delete" in message and "shards first" in message, message
+    np.testing.assert_array_equal(np.load(shard / "features.npy"), before)
+    run_project(tiny_project, ["gradients.d=8"], options={"shard": (1, 2)})  # as shard 0/2: side by side
+    assert run_project(tiny_project, ["gradients.d=8"], until="gradients")[-1]["action"] == "ran"
+    summary = json.loads((Project(tiny_project).stage_dir("gradients") / "manifest.json").read_text())["summary"]
+    assert summary["reused"] == summary["rows"], summary  # every row from the two shards
+
+
 def test_a_damaged_upstream_stage_is_recomputed_once_before_the_shard(tiny_project_ran) -> None:
     tiny_project = tiny_project_ran("meta_init")
     adapter = next((tiny_project / ".subsetctl" / "meta_init" / "adapter").glob("*.safetensors"))

@@ -480,3 +480,25 @@ def running_shards(project: Project) -> list[str]:
         if len(parts) == 4 and parts[1].isdigit() and parts[3].isdigit() and file_lock_held(lock):
             running.append((int(parts[3]), int(parts[1])))
     return [f"{index}/{count}" for count, index in sorted(running)]
+
+
+def computed_shards(project: Project) -> list[tuple[str, int]]:
+    """The shards under the gradients stage's ``shards/`` that hold computed rows, as
+    (``"i/N"``, rows written), by N then i: the work a `run --shard` for other inputs would
+    discard. A shard whose files cannot be read counts with the rows it can say (none)."""
+    import numpy as np
+
+    from subsetctl.gradients.store import GradientStore
+
+    found = []
+    for path in (project.stage_dir("gradients") / "shards").glob("shard-*-of-*"):
+        parts = path.name.split("-")  # shard-<i>-of-<N>
+        if not path.is_dir() or len(parts) != 4 or not (parts[1].isdigit() and parts[3].isdigit()):
+            continue
+        try:
+            rows = int(np.count_nonzero(GradientStore.open(path, writable=False).written))
+        except (UserError, OSError, ValueError):
+            continue
+        if rows:
+            found.append(((int(parts[3]), int(parts[1])), rows))
+    return [(f"{index}/{count}", rows) for (count, index), rows in sorted(found)]
