@@ -913,8 +913,18 @@ class Pipeline:
         try:
             held.enter_context(self.project.lock(notice=self.reporter.warn, shard=True, waiting=self.reporter.info))
         except LockedError as exc:
-            if exc.holder != "shards" or needed():
+            if exc.holder != "shards":
                 raise
+            if needed():  # the running shards' work was prepared for other inputs than this run's
+                from subsetctl.stages.gradients import running_shards
+
+                running = ", ".join(running_shards(self.project)) or "other shards"
+                raise LockedError(
+                    f"Shard runs ({running}) are computing the gradients of {self.project.root} now, for other inputs "
+                    "than this run's: its spec, overrides or data files differ from theirs, and it would have to change what "
+                    "they rely on (a stage before gradients, the gradients folder). Start every shard with the spec "
+                    "and overrides the running ones were started with; `plan` and `report` work meanwhile.",
+                    holder="shards") from exc
             return None
         return held
 

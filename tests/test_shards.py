@@ -198,6 +198,22 @@ def test_a_shard_run_with_other_overrides_is_refused_rather_than_discarding_the_
     assert summary["reused"] == summary["rows"], summary  # every row from the two shards
 
 
+def test_a_shard_run_with_other_overrides_than_running_shards_says_so(tiny_project_ran) -> None:
+    """It was told only that the project "is locked by running `subsetctl run --shard`
+    processes. Wait for them to finish", though shards are to run side by side: the user
+    was left to guess that its overrides differed from theirs."""
+    tiny_project = tiny_project_ran("meta_init")
+    run_project(tiny_project, options={"shard": (0, 2)})  # the gradients folder readied for the spec
+    holder = _hold_lock(tiny_project, shared=True, shard=True)  # shards running now
+    try:
+        with pytest.raises(LockedError, match="for other inputs than this run's: its spec, overrides") as caught:
+            run_project(tiny_project, ["gradients.d=8"], options={"shard": (1, 2)})
+        assert "Start every shard with the spec and overrides the running ones were started with" in str(caught.value)
+        run_project(tiny_project, options={"shard": (1, 2)})  # the same spec: side by side
+    finally:
+        _release(holder)
+
+
 def test_a_damaged_upstream_stage_is_recomputed_once_before_the_shard(tiny_project_ran) -> None:
     tiny_project = tiny_project_ran("meta_init")
     adapter = next((tiny_project / ".subsetctl" / "meta_init" / "adapter").glob("*.safetensors"))
