@@ -199,7 +199,8 @@ class _Group(click.Group):
         except KeyboardInterrupt as exc:
             stopped = f"stopped by {exc.signal_name}" if isinstance(exc, Terminated) else "interrupted"
             with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
-                _console(stderr=True).print(f"{stopped}; finished work is kept, `subsetctl run` resumes.")
+                resumes = getattr(exc, "resumes", "`subsetctl run` resumes")  # a shard run's: that shard's run
+                _console(stderr=True).print(f"{stopped}; finished work is kept, {resumes}.")
             sys.exit(128 + exc.signum if isinstance(exc, Terminated) else 130)
         except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
@@ -580,7 +581,15 @@ def run(
             raise click.BadParameter("expected i/N with 0 <= i < N, e.g. 0/4", param_hint="--shard")
         options["shard"] = (index, count)
     reporter = RichReporter(quiet=quiet)
-    results = run_project(directory, list(overrides), until, list(force), reporter, options)
+    try:
+        results = run_project(directory, list(overrides), until, list(force), reporter, options)
+    except KeyboardInterrupt as exc:  # a shard stopped: its own run resumes it (a plain one would not wait for the rest)
+        if shard is not None:
+            where = f" {shell_arg(directory)}" if directory is not None else ""
+            again = " ".join([f"subsetctl run{where} --shard {shard}", *map(shell_arg, overrides)])
+            exc.resumes = (f"`{again}` resumes this shard (or, once the other shards are done, a plain `subsetctl "
+                           "run` computes its missing rows itself)")
+        raise
     ran = [r for r in results if r["action"] == "ran"]
     put_back = [r["stage"] for r in results if r.get("put_back")]
     console = _console()

@@ -214,6 +214,24 @@ def test_a_shard_run_with_other_overrides_than_running_shards_says_so(tiny_proje
         _release(holder)
 
 
+def test_a_stopped_shard_run_names_the_shard_run_that_resumes_it(tmp_path: Path, monkeypatch) -> None:
+    """A shard run stopped (Ctrl-C, SIGTERM) said "`subsetctl run` resumes", a plain run, which
+    is refused while the other shards run and computes every missing row itself after; it
+    names the shard's own run, with its overrides, now."""
+    import subsetctl.api
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(subsetctl.api, "run_project", stopped)
+    result = CliRunner().invoke(main, ["run", str(tmp_path), "--shard", "1/2", "gradients.d=8"])
+    assert result.exit_code == 130, result.output
+    said = " ".join(result.output.split())  # (however the console wraps it)
+    assert f"`subsetctl run {tmp_path} --shard 1/2 gradients.d=8` resumes this shard" in said, said
+    result = CliRunner().invoke(main, ["run", str(tmp_path)])
+    assert "finished work is kept, `subsetctl run` resumes." in " ".join(result.output.split()), result.output
+
+
 def test_a_damaged_upstream_stage_is_recomputed_once_before_the_shard(tiny_project_ran) -> None:
     tiny_project = tiny_project_ran("meta_init")
     adapter = next((tiny_project / ".subsetctl" / "meta_init" / "adapter").glob("*.safetensors"))
