@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 
@@ -284,3 +285,15 @@ def test_a_run_with_nothing_to_do_imports_neither_datasets_nor_torch(tiny_projec
     done = subprocess.run([sys.executable, "-c", probe, str(tiny_project)], capture_output=True, text=True,
                           check=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
     assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout + done.stderr
+
+
+def test_report_json_keys_readme_calls_conditional_are_absent_without_warnings(tiny_project_ran) -> None:
+    """README listed `data_warnings` and `stage_warnings` among report.json's keys as if always
+    there; they are written only when there is a warning of their kind, and README says so."""
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8").split())
+    assert ("`data_warnings` and `stage_warnings` (each only when there is a warning of its kind: absent, not "
+            "empty, otherwise)") in readme
+    report = json.loads((tiny_project_ran() / "report.json").read_text())
+    for key in ("data_warnings", "stage_warnings"):
+        assert key not in report or report[key], (key, report.get(key))
+    assert "test_warnings" in report
