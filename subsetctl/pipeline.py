@@ -76,6 +76,13 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _computed_shards(project: Project) -> list[tuple[str, int]]:
+    """The gradient shards holding computed rows (:func:`subsetctl.stages.gradients.computed_shards`)."""
+    from subsetctl.stages.gradients import computed_shards
+
+    return computed_shards(project)
+
+
 def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Dotted keys whose values differ between two spec slices.
 
@@ -685,6 +692,10 @@ class Pipeline:
         if resumes:
             state = "unfinished"
             reasons.append(stage.unfinished_note(self.project) or "a run stopped partway; `run` resumes its work")
+        elif work is not None and fp is not None and stage.name == "gradients" and _computed_shards(self.project):
+            reasons.append("gradient shards computed so far are for other inputs: `run` refuses rather than discard "
+                           "their rows (run with the spec and overrides they were started with to merge them, or "
+                           "--force gradients to discard them)")
         elif work is not None and fp is not None:
             reasons.append("earlier unfinished work was for other inputs; `run` "
                            + ("keeps what still applies and does the rest" if stage.partial_work_keyed
@@ -865,23 +876,21 @@ class Pipeline:
                 if status.state == "corrupt":  # never resume shards next to damaged artifacts
                     self.project.reset_stage(gradients.name)
                 if status.will_run and self._work_fingerprint(gradients) != status.fingerprint:
-                    self._refuse_discarding_shards(gradients, status)
+                    self._refuse_discarding_shards(gradients, status.fingerprint, status.inputs or {}, shard_run=True)
                     self._prepare_work_dir(gradients, status.fingerprint, status.inputs or {})
         with self.project.lock(notice=self.reporter.warn, shared=True, shard=True, waiting=self.reporter.info):
             shard_results = self._run_stages("gradients", set(), options, on_stage, shared=True)
         done = {r["stage"] for r in results}
         return results + [r for r in shard_results if r["stage"] not in done]
 
-    def _refuse_discarding_shards(self, stage: Stage, status: StageStatus) -> None:
-        """A shard run whose inputs differ from those of the shards already computed (another
-        spec or other overrides than theirs, a mistake on one machine) would discard their
-        rows to start its own: refused, naming the shards, what differs and what to do."""
-        from subsetctl.stages.gradients import computed_shards
-
-        inputs = status.inputs or {}
-        if self.project.read_manifest(stage.name) is not None or self._work_matches(stage, status.fingerprint, inputs):
+    def _refuse_discarding_shards(self, stage: Stage, fp: str | None, inputs: dict[str, Any], shard_run: bool) -> None:
+        """A run whose inputs differ from those of the gradient shards already computed
+        (another spec or other overrides than theirs: a shard run's on one machine, or the
+        plain run meant to merge them) would discard their rows to start its own: refused,
+        naming the shards, what differs and what to do (`--force gradients` discards them)."""
+        if self.project.read_manifest(stage.name) is not None or self._work_matches(stage, fp, inputs):
             return
-        shards = computed_shards(self.project)
+        shards = _computed_shards(self.project)
         if not shards:
             return
         old = self.project.read_work_marker(stage.name).get("inputs")
@@ -895,10 +904,12 @@ class Pipeline:
         held = ", ".join(f"shard {label}: {rows:,} row{'s' if rows != 1 else ''}" for label, rows in shards)
         raise UserError(
             f"The gradient shards computed so far ({held}) are for other inputs than this run's (differing: "
-            f"{'; '.join(what)}), and this shard run would discard their rows to start over. Start every shard with "
-            "the spec and overrides the others were started with. To discard those rows and start the shards over "
-            f"with this spec, delete {shell_arg(self.project.stage_dir(stage.name) / 'shards')} first, then "
-            "start the shards again."
+            f"{'; '.join(what)}), and this {'shard run' if shard_run else 'run'} would discard their rows to start "
+            + ("over. Start every shard with the spec and overrides the others were started with. To discard those "
+               f"rows and start the shards over with this spec, delete {shell_arg(self.project.stage_dir(stage.name) / 'shards')} "
+               "first, then start the shards again." if shard_run else
+               "over instead of merging them. Run with the spec and overrides the shards were started with to merge "
+               f"them; or add --force {stage.name} to discard those rows and compute the stage with this spec.")
         )
 
     def _shard_preparation_lock(self, needed: Callable[[], bool]) -> contextlib.ExitStack | None:
@@ -1256,6 +1267,8 @@ class Pipeline:
         shared: bool = False,
     ) -> dict[str, Any] | None:
         out_dir = self.project.stage_dir(stage.name)
+        if not shared and stage.name == "gradients":
+            self._refuse_discarding_shards(stage, fp, inputs, shard_run=False)
         resumed = False if shared else self._prepare_work_dir(stage, fp, inputs)
         if shared and self._work_fingerprint(stage) != fp:
             raise UserError(

@@ -198,6 +198,23 @@ def test_a_shard_run_with_other_overrides_is_refused_rather_than_discarding_the_
     assert summary["reused"] == summary["rows"], summary  # every row from the two shards
 
 
+def test_the_merging_run_without_the_shards_overrides_is_refused_rather_than_discarding_them(tiny_project_ran) -> None:
+    """The plain run meant to merge shards started with `gradients.d=8`, run without it,
+    deleted every shard's rows silently (README: a shard of other settings "is not merged,
+    with a warning"); it is refused now, naming --force gradients to discard them on purpose."""
+    tiny_project = tiny_project_ran("meta_init")
+    run_project(tiny_project, ["gradients.d=8"], options={"shard": (0, 2)})
+    gradients = {s.name: s for s in plan_project(tiny_project)[2]}["gradients"]  # not "`run` starts over"
+    assert any("`run` refuses rather than discard their rows" in r for r in gradients.reasons), gradients.reasons
+    with pytest.raises(UserError, match="this run would discard their rows to start over instead of merging") as caught:
+        run_project(tiny_project, until="gradients")
+    assert "shard 0/2:" in str(caught.value) and "--force gradients" in str(caught.value)
+    assert (tiny_project / ".subsetctl" / "gradients" / "shards" / "shard-0-of-2").is_dir()
+    results = run_project(tiny_project, ["gradients.d=8"], until="gradients")  # merges shard 0/2's rows
+    summary = json.loads((Project(tiny_project).stage_dir("gradients") / "manifest.json").read_text())["summary"]
+    assert results[-1]["action"] == "ran" and 0 < summary["reused"] < summary["rows"], summary
+
+
 def test_a_shard_run_with_other_overrides_than_running_shards_says_so(tiny_project_ran) -> None:
     """It was told only that the project "is locked by running `subsetctl run --shard`
     processes. Wait for them to finish", though shards are to run side by side: the user
@@ -298,9 +315,12 @@ def test_shards_of_different_counts_give_their_rows_to_the_merge(tiny_project_ra
     run_project(tiny_project, ["gradients.seed=5"], until="gradients")
     summary = json.loads((state / "manifest.json").read_text())["summary"]
     assert (summary["reused"], summary["computed"]) == (kept, n_rows - kept)
-    # a shard computed with other settings gives nothing
+    # a shard computed with other settings gives nothing (a run with other settings than the
+    # shards' is refused, not to discard them by mistake: --force gradients discards them)
     run_project(tiny_project, ["gradients.seed=7"], options={"shard": (0, 2)})
-    run_project(tiny_project, ["gradients.seed=9"], until="gradients")
+    with pytest.raises(UserError, match="differing: settings gradients.seed"):
+        run_project(tiny_project, ["gradients.seed=9"], until="gradients")
+    run_project(tiny_project, ["gradients.seed=9"], until="gradients", force=["gradients"])
     summary = json.loads((state / "manifest.json").read_text())["summary"]
     assert (summary["reused"], summary["computed"]) == (0, n_rows)
 
