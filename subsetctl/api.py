@@ -653,6 +653,32 @@ def _listed(items: str | list[str] | tuple[str, ...] | None) -> list[str]:
     return [items] if isinstance(items, str) else list(items)
 
 
+def _path_arg(value: Any, what: str, example: str) -> Path:
+    """``value`` as a Path, or a UserError saying what to pass: a dict or None raised a
+    TypeError from Path() ("expected str, bytes or os.PathLike object"), and an empty dict
+    or list was taken for the current folder."""
+    if not isinstance(value, str | os.PathLike):
+        raise UserError(f"{what} must be a str or pathlib.Path (e.g. {example!r}), not {value!r} "
+                        f"({type(value).__name__}).")
+    return Path(value).expanduser()
+
+
+def _directory_arg(directory: Any) -> Path | None:
+    """The project folder argument of plan_project and run_project (None: the current folder)."""
+    return None if directory is None else _path_arg(directory, "directory (the project folder)", "myproject")
+
+
+def _until_arg(until: Any) -> str | None:
+    """``until`` as one stage name, or a UserError saying what to pass: a list (``["search"]``,
+    as ``force`` takes) raised a TypeError ("unhashable type: 'list'"). A run stops after
+    one stage, so a list is refused rather than read."""
+    if isinstance(until, list | tuple | set | frozenset):
+        hint = f" (until={next(iter(until))!r})" if len(until) == 1 else ""
+        raise UserError(f"until takes one stage name, a str{hint}, not {until!r}: the run stops after that "
+                        "stage (force is the one that takes a list).")
+    return until
+
+
 def _override_list(overrides: str | list[str] | tuple[str, ...] | None) -> list[str]:
     """The ``overrides`` argument as a list (:func:`_listed`); given as a dict
     (``{"gradients.d": 8}``), or with an item that is not text, a UserError saying what to
@@ -691,7 +717,7 @@ def validate_spec_file(path: str | Path, overrides: str | list[str] | None = Non
     """Validate one spec file: YAML, schema, then the semantic checks."""
     # a str from a notebook failed with AttributeError deep in read_yaml; "~/q/subsetctl.yaml" was
     # "no such spec file" while plan_project("~/q") and `subsetctl validate '~/q'` found it
-    path = Path(path).expanduser()
+    path = _path_arg(path, "path (the spec file)", "myproject/subsetctl.yaml")
     overrides = _override_list(overrides)
     report = ValidationReport(file=str(path))
     try:
@@ -774,6 +800,7 @@ def plan_project(
 ) -> tuple[Project, Spec, list[StageStatus]]:
     """Each stage's status and what ``run`` would do; the spec's warnings go to ``reporter``."""
     overrides, force = _override_list(overrides), _listed(force)
+    directory, until = _directory_arg(directory), _until_arg(until)
     with environment_errors_as_user_errors():
         project, spec = load_project(directory, overrides, reporter)
         pipeline = make_pipeline(project, spec)
@@ -822,6 +849,7 @@ def run_project(
     ``options={"shard": (i, N)}`` computes only shard i of N of the gradients (as
     ``run --shard i/N``)."""
     overrides, force = _override_list(overrides), _listed(force)
+    directory, until = _directory_arg(directory), _until_arg(until)
     _check_run_options(options)
     rep = reporter or SilentReporter()
     with environment_errors_as_user_errors():

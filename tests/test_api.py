@@ -297,3 +297,28 @@ def test_report_json_keys_readme_calls_conditional_are_absent_without_warnings(t
     for key in ("data_warnings", "stage_warnings"):
         assert key not in report or report[key], (key, report.get(key))
     assert "test_warnings" in report
+
+
+def test_an_until_or_a_path_of_the_wrong_type_is_a_user_error_saying_what_to_pass(jsonl_project: Path) -> None:
+    """until=["search"] (as force takes a list) raised TypeError ("unhashable type: 'list'"),
+    validate_spec_file of a dict or None a TypeError from Path(), and plan_project({}) took
+    an empty dict for the current folder."""
+    import pytest
+
+    from subsetctl.api import plan_project, run_project, validate_spec_file
+    from subsetctl.errors import UserError
+
+    for call in (plan_project, run_project):
+        with pytest.raises(UserError, match=r"^until takes one stage name, a str \(until='search'\), not \['search'\]"):
+            call(jsonl_project, until=["search"])
+        with pytest.raises(UserError, match=r"^until takes one stage name, a str, not \('data', 'search'\)"):
+            call(jsonl_project, until=("data", "search"))
+        with pytest.raises(UserError, match=r"^directory \(the project folder\) must be a str or pathlib.Path "
+                                            r"\(e.g. 'myproject'\), not \{\} \(dict\)\.$"):
+            call({})
+    for path in ({"project": {"name": "t"}}, None, 3):
+        with pytest.raises(UserError, match=r"^path \(the spec file\) must be a str or pathlib.Path \(e.g. "
+                                            r"'myproject/subsetctl.yaml'\), not .* \((dict|NoneType|int)\)\.$"):
+            validate_spec_file(path)
+    assert not (jsonl_project / ".subsetctl" / "data").exists()  # refused before the data stage
+    assert plan_project(str(jsonl_project), until="data")[2][0].will_run  # valid input as before
