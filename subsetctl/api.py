@@ -668,6 +668,31 @@ def _directory_arg(directory: Any) -> Path | None:
     return None if directory is None else _path_arg(directory, "directory (the project folder)", "myproject")
 
 
+#: the methods of a reporter (:class:`subsetctl.reporter.Reporter`; README → From Python)
+_REPORTER_METHODS = {"info": "info(message)", "warn": "warn(message)", "progress": "progress(description, total)"}
+
+
+def _check_reporter(reporter: Any, needed: tuple[str, ...] = tuple(_REPORTER_METHODS)) -> None:
+    """A UserError naming the methods ``reporter`` lacks (of ``needed``): reporter="quiet"
+    raised AttributeError at the project's lock, and an object without ``progress`` failed
+    deep in the first stage that shows a bar, after the stages before it had run."""
+    if reporter is None:
+        return
+    missing = [name for name in needed if not callable(getattr(reporter, name, None))]
+    if missing:
+        methods = list(_REPORTER_METHODS.values())
+        shown = repr(reporter) if len(repr(reporter)) <= 60 else f"<{type(reporter).__name__} object>"
+        raise UserError(f"reporter={shown} has no {_or_list(missing)} method: a reporter has "
+                        f"{', '.join(methods[:-1])} and {methods[-1]} (README → From Python). Pass None or "
+                        "subsetctl.reporter.SilentReporter() for a quiet run, RichReporter() for the terminal's "
+                        "output, or an object with those methods.")
+
+
+def _or_list(names: list[str]) -> str:
+    """``["a", "b", "c"]`` as "a, b or c"."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
 def _until_arg(until: Any) -> str | None:
     """``until`` as one stage name, or a UserError saying what to pass: a list (``["search"]``,
     as ``force`` takes) raised a TypeError ("unhashable type: 'list'"). A run stops after
@@ -801,6 +826,7 @@ def plan_project(
     """Each stage's status and what ``run`` would do; the spec's warnings go to ``reporter``."""
     overrides, force = _override_list(overrides), _listed(force)
     directory, until = _directory_arg(directory), _until_arg(until)
+    _check_reporter(reporter, ("warn",))  # plan only warns
     with environment_errors_as_user_errors():
         project, spec = load_project(directory, overrides, reporter)
         pipeline = make_pipeline(project, spec)
@@ -851,6 +877,7 @@ def run_project(
     overrides, force = _override_list(overrides), _listed(force)
     directory, until = _directory_arg(directory), _until_arg(until)
     _check_run_options(options)
+    _check_reporter(reporter)
     rep = reporter or SilentReporter()
     with environment_errors_as_user_errors():
         project, spec = load_project(directory, overrides, rep)

@@ -322,3 +322,28 @@ def test_an_until_or_a_path_of_the_wrong_type_is_a_user_error_saying_what_to_pas
             validate_spec_file(path)
     assert not (jsonl_project / ".subsetctl" / "data").exists()  # refused before the data stage
     assert plan_project(str(jsonl_project), until="data")[2][0].will_run  # valid input as before
+
+
+def test_a_reporter_without_the_reporter_methods_is_refused_at_the_start_naming_them(jsonl_project: Path) -> None:
+    """reporter="quiet" raised AttributeError at the project's lock; an object with info and
+    warn but no progress failed inside the data stage (its progress bar), once the run had
+    begun. README → From Python documents the methods a reporter has."""
+    import pytest
+
+    from subsetctl.api import plan_project, run_project
+    from subsetctl.errors import UserError
+
+    class NoProgress:
+        def info(self, message: str) -> None: ...
+
+        def warn(self, message: str) -> None: ...
+
+    methods = r"a reporter has info\(message\), warn\(message\) and progress\(description, total\) \(README"
+    with pytest.raises(UserError, match=rf"^reporter='quiet' has no info, warn or progress method: {methods}"):
+        run_project(jsonl_project, reporter="quiet")
+    with pytest.raises(UserError, match=rf"^reporter=<.*NoProgress object.*> has no progress method: {methods}"):
+        run_project(jsonl_project, until="data", reporter=NoProgress())
+    assert not (jsonl_project / ".subsetctl" / "data").exists()  # refused before the data stage
+    with pytest.raises(UserError, match="^reporter='quiet' has no warn method"):  # plan only warns
+        plan_project(jsonl_project, reporter="quiet")
+    assert plan_project(jsonl_project, reporter=NoProgress())[2][0].will_run
