@@ -17,7 +17,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from subsetctl.errors import SpecError, SpecFileError, UserError, environment_errors_as_user_errors, shell_arg
+from subsetctl.errors import (
+    SpecError,
+    SpecFileError,
+    UserError,
+    environment_errors_as_user_errors,
+    shell_arg,
+    worded,
+)
 from subsetctl.pipeline import Pipeline, StageStatus
 from subsetctl.plugin_scoping import plugin_scope
 from subsetctl.project import Project, atomic_write_text
@@ -64,7 +71,7 @@ def init_project(directory: Path, template: str = "quickstart", force: bool = Fa
         raise UserError(f"{spec_path} is a folder, not a spec file: move or rename it, then run `subsetctl init` "
                         "again.")
     if spec_path.exists() and not force:
-        raise UserError(f"{spec_path} already exists; pass --force to overwrite it.")
+        raise UserError(f"{spec_path} already exists; pass {worded('--force', 'force=True')} to overwrite it.")
     try:
         directory.mkdir(parents=True, exist_ok=True)
         # editors validate and complete the spec against the schema of the installed version,
@@ -757,7 +764,7 @@ def validate_spec_file(path: str | Path, overrides: str | list[str] | None = Non
         if overrides:
             data = apply_overrides(data, overrides)
     except SpecError as exc:
-        report.issues.append(SpecIssue(file="command line", line=None, key="overrides", message=str(exc)))
+        report.issues.append(SpecIssue(file=worded("command line", "overrides argument"), line=None, key="overrides", message=str(exc)))
         return report
     spec, issues = validate_data(data, str(path), text)
     report.issues.extend(issues)

@@ -20,7 +20,7 @@ from typing import Any
 import click
 
 from subsetctl import __version__
-from subsetctl.errors import UserError, environment_error, shell_arg
+from subsetctl.errors import UserError, cli_wording, environment_error, shell_arg
 from subsetctl.templates import TEMPLATES
 
 
@@ -246,6 +246,7 @@ def main() -> None:
     pick and reports. All state lives in the project directory; runs resume.
     """
     _require_posix_locks()
+    click.get_current_context().with_resource(cli_wording())  # messages name the options, not the API's arguments
 
 
 def _require_posix_locks() -> None:

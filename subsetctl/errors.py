@@ -7,6 +7,7 @@ unknown name). The CLI prints its message and exits with status 1, never a trace
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import re
 import shlex
 from collections.abc import Iterator
@@ -123,6 +124,27 @@ def unencodable_path_note(path: object) -> str:
                 f"as under LC_ALL=C with UTF-8 mode off), so it cannot be opened even if it is there: {UTF8_LOCALE_ADVICE}, "
                 "or rename it to an ASCII name")
     return ""
+
+
+#: whether the CLI is running a command: messages then name its options (``--force``, "on the
+#: command line"), and the Python API's arguments otherwise (``force=True``, "in overrides")
+_CLI_WORDING: contextvars.ContextVar[bool] = contextvars.ContextVar("subsetctl_cli_wording", default=False)
+
+
+@contextlib.contextmanager
+def cli_wording() -> Iterator[None]:
+    """Word messages for the command line while the CLI runs a command (see :func:`worded`)."""
+    token = _CLI_WORDING.set(True)
+    try:
+        yield
+    finally:
+        _CLI_WORDING.reset(token)
+
+
+def worded(cli: str, python: str) -> str:
+    """``cli`` while the CLI runs a command (:func:`cli_wording`), ``python`` for a caller of
+    the API: "pass --force" told a notebook of an option it cannot pass."""
+    return cli if _CLI_WORDING.get() else python
 
 
 class UserError(Exception):

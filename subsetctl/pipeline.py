@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from subsetctl import __version__
-from subsetctl.errors import LockedError, UserError, as_os_error, out_of_memory_error, shell_arg
+from subsetctl.errors import LockedError, UserError, as_os_error, out_of_memory_error, shell_arg, worded
 from subsetctl.project import (
     WORK_MARKER,
     Project,
@@ -474,20 +474,24 @@ class Pipeline:
         for name in sorted(force, key=str):
             self._check_stage(name, optional=False)
         self._check_stage(until)
-        for option, name in [*(("--force", n) for n in sorted(force)), ("--until", until)]:
+
+        def option(name: str, value: str) -> str:  # `--until data` on the command line, until='data' in Python
+            return worded(f"--{name} {value}", f"{name}={value!r}")
+
+        for which, name in [*(("force", n) for n in sorted(force)), ("until", until)]:
             stage = self.by_name.get(name) if name else None
             if stage is not None and not stage.enabled(self.spec):
                 switch = f" ({stage.switch}: false)" if stage.switch else ""
                 raise UserError(
-                    f"{option} {name}: the {name} stage is switched off in the spec{switch}, so it never runs. "
-                    + (f"Switch it on (`{stage.switch}=true` on the command line, or in the spec) or name "
-                       "another stage." if stage.switch else "Name another stage.")
+                    f"{option(which, name)}: the {name} stage is switched off in the spec{switch}, so it never runs. "
+                    + (f"Switch it on (`{stage.switch}=true` {worded('on the command line', 'in overrides')}, or "
+                       "in the spec) or name another stage." if stage.switch else "Name another stage.")
                 )
         order = self.stage_names()
         late = [n for n in sorted(force, key=order.index) if until and order.index(n) > order.index(until)]
         if late:
-            raise UserError(f"--force {late[0]}: it comes after --until {until}, so it would not run. Stop at "
-                            f"{late[0]} or later, or leave out --until.")
+            raise UserError(f"{option('force', late[0])}: it comes after {option('until', until)}, so it would not "
+                            f"run. Stop at {late[0]} or later, or leave out {worded('--until', 'until')}.")
 
     def _current(self, stage: Stage, digests: dict[str, str | None]) -> tuple[str | None, dict[str, Any]]:
         """The fingerprint a stage would have now (None when an upstream has no output yet)."""

@@ -347,3 +347,31 @@ def test_a_reporter_without_the_reporter_methods_is_refused_at_the_start_naming_
     with pytest.raises(UserError, match="^reporter='quiet' has no warn method"):  # plan only warns
         plan_project(jsonl_project, reporter="quiet")
     assert plan_project(jsonl_project, reporter=NoProgress())[2][0].will_run
+
+
+def test_messages_to_a_python_caller_name_the_apis_arguments_not_the_clis_options(jsonl_project: Path) -> None:
+    """From Python, init_project said "pass --force to overwrite it", an override was
+    "set on the command line", and a stage switched off or forced past until was named
+    as `--until verify`: options a notebook cannot pass. The CLI keeps its own words
+    (test_cli.py)."""
+    import pytest
+
+    from subsetctl.api import init_project, plan_project, validate_spec_file
+    from subsetctl.errors import UserError
+
+    with pytest.raises(UserError, match=r"subsetctl.yaml already exists; pass force=True to overwrite it\.$"):
+        init_project(jsonl_project)
+    with pytest.raises(UserError, match=r"^force='search': it comes after until='data', so it would not run\. Stop "
+                                        r"at search or later, or leave out until\.$"):
+        plan_project(jsonl_project, until="data", force="search")
+    with pytest.raises(UserError, match=r"^until='verify': the verify stage is switched off in the spec \(verify."
+                                        r"enabled: false\), so it never runs\. Switch it on \(`verify.enabled=true` "
+                                        r"in overrides, or in the spec\)"):
+        plan_project(jsonl_project, ["verify.enabled=false"], until="verify")
+    issues = validate_spec_file(jsonl_project / "subsetctl.yaml", ["gradients.d=many", "project.name=007"]).issues
+    assert [i.message.split("(YAML")[-1] for i in issues] == [
+        (" reads unquoted numbers as numbers: quote it to keep it text; in overrides: 'project.name=\"007\"') "
+         "(given in overrides: project.name=007)"),
+        "expected a whole number, got the text 'many' (given in overrides: gradients.d=many)"]
+    (bad,) = validate_spec_file(jsonl_project / "subsetctl.yaml", ["gradients..d=1"]).issues
+    assert bad.render().startswith("overrides argument: overrides: Override key 'gradients..d'")

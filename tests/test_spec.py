@@ -28,6 +28,16 @@ MINIMAL = {
 }
 
 
+
+@pytest.fixture
+def cli_words():
+    """Messages worded as the CLI gives them ("set on the command line: ..."), which the tests
+    taking this pin; from Python they name the API's arguments (test_api.py)."""
+    from subsetctl.errors import cli_wording
+
+    with cli_wording():
+        yield
+
 def test_minimal_spec_gets_defaults() -> None:
     spec = Spec.model_validate(MINIMAL)
     assert spec.gradients.d == 128
@@ -351,7 +361,7 @@ def test_source_files_names_of_files_whose_names_are_not_utf8(tmp_path: Path) ->
     assert "caf" in names and any(re.fullmatch(r"dir-[0-9a-f]{8}\.train", n) for n in names), names
 
 
-def test_group_problems_point_at_the_setting_and_at_an_override(tmp_path: Path) -> None:
+def test_group_problems_point_at_the_setting_and_at_an_override(tmp_path: Path, cli_words: None) -> None:
     from subsetctl.api import validate_spec_file
 
     path = _files_project(tmp_path, [{"files": "data/sources/*.jsonl", "loader": {"type": "jsonl", "response_field": "x"}}])
@@ -486,7 +496,7 @@ def test_a_number_yaml_reads_as_another_is_to_be_quoted_as_written() -> None:
 
 
 def test_an_override_yaml_reads_as_a_number_is_to_be_quoted_as_typed_inside_shell_quotes(
-        jsonl_project: Path) -> None:
+        jsonl_project: Path, cli_words: None) -> None:
     """`project.name=007` was told to quote it as "7" (the number YAML read, not what was
     typed), and `project.name="007"` as typed in a shell loses its quotes: still the number."""
     from subsetctl.api import validate_spec_file
@@ -657,7 +667,7 @@ def test_the_schema_flags_a_spec_without_sources() -> None:
         assert _schema_errors(data) == [], data
 
 
-def test_an_override_of_a_name_or_type_is_blamed_for_its_siblings() -> None:
+def test_an_override_of_a_name_or_type_is_blamed_for_its_siblings(cli_words: None) -> None:
     """`search.strategies[3].name=random` made the file's params invalid; the issue named the
     file's line of another strategy and not the override."""
     from subsetctl.spec import SpecIssue, attribute_overrides
@@ -671,7 +681,7 @@ def test_an_override_of_a_name_or_type_is_blamed_for_its_siblings() -> None:
     assert loader.line is None
 
 
-def test_a_duplicate_source_name_set_by_an_override_is_blamed_on_it(tmp_path: Path) -> None:
+def test_a_duplicate_source_name_set_by_an_override_is_blamed_on_it(tmp_path: Path, cli_words: None) -> None:
     """`sources[0].name=b` named the first source like the second: the problem was put at
     the second source's line in the file, which the user had not touched."""
     from subsetctl.api import validate_spec_file
@@ -841,7 +851,8 @@ def test_validate_checks_strategy_labels_the_final_pick_and_a_dask_address_witho
     assert not validate_spec_file(path, ["executor.address=tcp://10.0.0.1:8786", "executor.backend=dask"]).warnings
 
 
-def test_a_duplicate_source_name_in_the_file_is_not_blamed_on_another_key_of_a_source(tmp_path: Path) -> None:
+def test_a_duplicate_source_name_in_the_file_is_not_blamed_on_another_key_of_a_source(tmp_path: Path,
+                                                                                       cli_words: None) -> None:
     """The message names sources[0]: an override of its max_examples did not make the clash."""
     from subsetctl.api import validate_spec_file
 

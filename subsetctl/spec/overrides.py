@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from subsetctl.errors import SpecError, printable
+from subsetctl.errors import SpecError, printable, worded
 from subsetctl.spec.issues import SpecIssue, format_path
 from subsetctl.spec.yaml_depth import FlowTooDeepError, safe_load_limited
 
@@ -211,7 +211,7 @@ def attribute_overrides(issues: list[SpecIssue], overrides: list[str]) -> list[S
             if any(same_branch(k, key) for k in named) or _selects_meaning_of(key, plain_key):
                 message = _quoted_on_the_command_line(issue.message, item) if key == plain_key else issue.message
                 issue = issue.model_copy(update={
-                    "line": None, "message": f"{message} (set on the command line: {item})"})
+                    "line": None, "message": f"{message} ({worded('set on the command line', 'given in overrides')}: {item})"})
                 break
         out.append(issue)
     return out
@@ -226,9 +226,10 @@ def _quoted_on_the_command_line(message: str, item: str) -> str:
     the override to type: the shell takes the quotes of ``project.name="007"`` off, so YAML
     read the number again, and the file's example ``"7"`` would even have changed the text."""
     key, raw = item.split("=", 1)
-    typed = shlex.quote(f'{key}="{raw}"')
-    return _QUOTE_ADVICE.sub(lambda m: f"{m.group(1)}; on the command line, inside the shell's quotes: {typed})",
-                             message)
+    quoted = f'{key}="{raw}"'
+    where = worded(f"on the command line, inside the shell's quotes: {shlex.quote(quoted)}",
+                   f"in overrides: {quoted!r}")  # (from Python, no shell takes the quotes off)
+    return _QUOTE_ADVICE.sub(lambda m: f"{m.group(1)}; {where})", message)
 
 
 def _selects_meaning_of(override: str, key: str) -> bool:
