@@ -365,7 +365,7 @@ def test_a_damaged_shard_is_warned_about_and_its_rows_computed(tiny_project_ran)
     merged = run_project(tiny_project, until="gradients", reporter=reporter)
     assert merged[-1]["action"] == "ran"
     assert [w for w in reporter.warnings if w.startswith("gradients: shard")] == [
-        "gradients: shard shard-1-of-2 is not merged (its files are damaged or incomplete); its rows are computed here."]
+        "gradients: shard 1/2 is not merged (its files are damaged or incomplete); its rows are computed here."]
     summary = json.loads((tiny_project / ".subsetctl" / "gradients" / "manifest.json").read_text())["summary"]
     assert 0 < summary["reused"] < summary["rows"] and summary["reused"] + summary["computed"] == summary["rows"]
 

@@ -245,7 +245,7 @@ class GradientsStage(common.ModelStage):
             provenance.computed_with.clear()
         shards, passed_over = self._usable_shards(shards_dir, info, earlier) if not store.complete else ([], [])
         for name, why in passed_over:  # its rows are computed here: say so, it may be hours of work
-            ctx.reporter.warn(f"gradients: shard {name} is not merged ({why}); its rows are computed here.")
+            ctx.reporter.warn(f"gradients: shard {shard_label(name)} is not merged ({why}); its rows are computed here.")
         if shards:
             taken = self._take_shards(ctx, shards, store, provenance)
             ctx.reporter.info(f"Merged {len(shards)} gradient shards: {taken:,} of {store.n_rows:,} rows taken from them.")
@@ -467,6 +467,15 @@ class GradientsStage(common.ModelStage):
                 f"The gradient store needs about {size_text(need)} but only {size_text(free)} is free "
                 f"in {folder}. Free disk space or lower gradients.d."
             )
+
+
+def shard_label(folder: str) -> str:
+    """``"i/N"`` for a shard's folder name ``shard-<i>-of-<N>`` (as `run --shard i/N` names
+    the shard); any other name as it is."""
+    parts = folder.split("-")
+    if len(parts) == 4 and parts[0] == "shard" and parts[2] == "of" and parts[1].isdigit() and parts[3].isdigit():
+        return f"{parts[1]}/{parts[3]}"
+    return folder
 
 
 def running_shards(project: Project) -> list[str]:
