@@ -513,8 +513,26 @@ def test_report_names_the_shards_being_computed_now_instead_of_a_stopped_run(tin
         assert "Stopped partway" not in note, note
     finally:
         _release(holder)
-    data = load_report_data(tiny_project)  # the shard run stopped: gradients is unfinished, `run` resumes it
-    assert "shards_running" not in data and "gradients" in data["unfinished"], data
+    data = load_report_data(tiny_project)  # the shard run stopped: shard 0/2 is done, 1/2 to compute
+    assert "shards_running" not in data and "gradients" not in data["unfinished"], data
+    assert data["shards_state"].startswith("1 of 2 gradient shards done; compute the others"), data
+    assert "Stopped partway" not in (outdated_note(data) or "")
+
+
+def test_report_says_every_shard_is_done_and_a_plain_run_merges_them(tiny_project_ran) -> None:
+    """With every gradient shard done and not merged yet, `subsetctl report` (and its
+    markdown) said "Stopped partway: gradients. `subsetctl run DIR` resumes it where it
+    stopped", where `plan` said "all 2 gradient shards done; `run` merges them"."""
+    tiny_project = tiny_project_ran("meta_init")  # a copy: the shard runs still start from there
+    run_project(tiny_project, options={"shard": (0, 2)})
+    run_project(tiny_project, options={"shard": (1, 2)})
+    for fmt in ("text", "markdown"):
+        result = CliRunner().invoke(main, ["report", str(tiny_project), "--format", fmt])
+        assert result.exit_code == 0, result.output
+        text = " ".join(result.output.replace(">", " ").split())
+        assert "Stopped partway" not in text, text
+        assert ("Gradients computed in shards (`subsetctl run --shard i/N`): all 2 gradient shards done; `run` merges "
+                f"them (`subsetctl run {tiny_project}`).") in text, text
 
 
 def test_plan_says_unfinished_shards_survive_an_upstream_rerun_only_if_it_comes_out_as_before(

@@ -67,10 +67,13 @@ def load_report_data(root: Path, overrides: list[str] | None = None) -> dict[str
         data["running"] = {"pid": running, "stage": stage}
         data["unfinished"] = [name for name in data["unfinished"] if name != stage]
     if "gradients" in data["unfinished"]:  # shard runs hold the project lock shared, not as a `run`
-        from subsetctl.stages.gradients import running_shards
+        from subsetctl.stages.gradients import GradientsStage, running_shards
 
         if shards := running_shards(project):
             data["shards_running"] = shards
+            data["unfinished"] = [name for name in data["unfinished"] if name != "gradients"]
+        elif note := GradientsStage().unfinished_note(project):  # shards done (or some): not a run stopped partway
+            data["shards_state"] = note
             data["unfinished"] = [name for name in data["unfinished"] if name != "gradients"]
     # read from the report stage's own copy, checked against its manifest's checksums: the one in the
     # project folder is the user's (edited into another shape, it stopped `report` with an internal
@@ -232,6 +235,9 @@ def outdated_note(data: dict[str, Any]) -> str | None:
         notes.append(f"Gradient shard{'s' if len(shards) > 1 else ''} {', '.join(shards)} "
                      f"{'are' if len(shards) > 1 else 'is'} being computed now by `subsetctl run --shard`; once "
                      f"every shard is done, `subsetctl run {folder}` merges them and goes on.")
+    if data.get("shards_state"):  # e.g. "all 2 gradient shards done; `run` merges them"
+        notes.append(f"Gradients computed in shards (`subsetctl run --shard i/N`): {data['shards_state']} "
+                     f"(`subsetctl run {folder}`).")
     unfinished = data.get("unfinished") or []
     if unfinished:  # a run stopped partway (Ctrl-C): its finished work is kept
         notes.append(f"Stopped partway: {', '.join(unfinished)}. `subsetctl run {folder}` resumes "
