@@ -773,3 +773,11 @@ def test_a_long_strategy_label_is_not_folded_on_80_columns() -> None:
     wide = io.StringIO()
     render_full_report(report, Console(file=wide, width=200))
     assert "est. loss raw" in wide.getvalue()  # with room, they do not
+
+
+def test_markdown_time_table_has_the_report_row_the_terminal_table_has() -> None:
+    """The terminal's stage table has a `report` row; report.md's had none and said nothing of
+    it: the report stage writes report.md before its own time is known, and says so."""
+    text = render_markdown(_report(False), {})
+    table = text[text.index("## Time per stage"):]
+    assert "| report | not known when this file was written (`subsetctl report` shows it) |" in table, table

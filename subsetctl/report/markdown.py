@@ -169,6 +169,8 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     for stage, info in report["stages"].items():
         name = f"{stage} (switched off; an earlier run's)" if info.get("switched_off") else stage
         lines.append(f"| {name} | {_fmt(info['seconds'], 4)} |")
+    if "report" not in report["stages"]:  # this file is written by the report stage, before its time is known
+        lines.append("| report | not known when this file was written (`subsetctl report` shows it) |")
     lines.append("")
     for title, rel in plots.items():
         lines += [f"![{title}]({rel})", ""]
