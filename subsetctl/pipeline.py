@@ -234,9 +234,10 @@ class Stage(ABC):
         root) that are gone; a stage with any missing is re-run rather than up to date."""
         return []
 
-    def unfinished_note(self, project: Project) -> str | None:
+    def unfinished_note(self, project: Project, spec: Spec | None = None) -> str | None:
         """What ``plan`` says of this stage's unfinished work, when a generic "a run
-        stopped partway" would mislead (gradient shards computed on purpose)."""
+        stopped partway" would mislead (gradient shards computed on purpose); ``spec``, the
+        spec the next run runs with, when known."""
         return None
 
     def spec_slice(self, spec: Spec) -> dict[str, Any]:
@@ -695,7 +696,7 @@ class Pipeline:
                               else "`run` computes it anew (they stay set aside until it finishes)"))
         if resumes:
             state = "unfinished"
-            reasons.append(stage.unfinished_note(self.project) or "a run stopped partway; `run` resumes its work")
+            reasons.append(stage.unfinished_note(self.project, self.spec) or "a run stopped partway; `run` resumes its work")
         elif work is not None and fp is not None and stage.name == "gradients" and _computed_shards(self.project):
             reasons.append("gradient shards computed so far are for other inputs: `run` refuses rather than discard "
                            "their rows (run with the spec and overrides they were started with to merge them, or "

@@ -587,3 +587,44 @@ def test_the_merge_says_which_library_versions_computed_each_shard(tiny_project_
     assert other_versions(Project(tiny_project), ["gradients"]) == {"now": now, "reused": {"gradients": {
         "shard 0/2": {"torch": {"then": "99.0", "now": now["torch"]}}, "shard 1/2 (run 1 of 2)": "unknown"}}}
     assert "provenance.json" in GradientsStage.describes_only  # no output digest changes for it
+
+
+def test_plan_names_a_shard_of_other_settings_that_the_merge_would_pass_over(tiny_project_ran) -> None:
+    """A shard copied in from a machine run with other settings is not merged (the merge
+    warns and computes its rows), but `plan` said "all 2 gradient shards done; `run` merges
+    them"; it names that shard and why, as the merge's warning does, and counts it as not done."""
+    from subsetctl.reporter import SilentReporter
+
+    tiny_project = tiny_project_ran("meta_init")  # a copy: the shard runs still start from there
+    run_project(tiny_project, options={"shard": (0, 2)})
+    run_project(tiny_project, options={"shard": (1, 2)})
+    info_path = tiny_project / ".subsetctl" / "gradients" / "shards" / "shard-1-of-2" / "info.json"
+    info = json.loads(info_path.read_text())
+    info_path.write_text(json.dumps({**info, "seed": info["seed"] + 1}))  # as if run with another gradients.seed
+    why = f"computed with other settings or another model or adapter: seed: stored {info['seed'] + 1}, expected {info['seed']}"
+    (gradients,) = [s for s in plan_project(tiny_project)[2] if s.name == "gradients"]
+    assert gradients.reasons == [(
+        "1 of 2 gradient shards done; compute the others with `run --shard i/2`, then `run` merges them (it computes "
+        f"any rows still missing itself); shard 1/2 is not merged ({why}): `run` computes its rows itself")]
+    reporter = SilentReporter()
+    run_project(tiny_project, until="gradients", reporter=reporter)
+    assert [w for w in reporter.warnings if w.startswith("gradients: shard")] == [
+        f"gradients: shard 1/2 is not merged ({why}); its rows are computed here."]
+
+
+def test_plan_does_not_call_a_shard_being_written_damaged(tiny_project_ran) -> None:
+    """A shard whose run is creating its files may not open yet: `plan` names it as being
+    computed, not as a damaged shard the merge would pass over; once no run holds it, it is."""
+    tiny_project = tiny_project_ran("meta_init")
+    run_project(tiny_project, options={"shard": (0, 2)})
+    shards = Project(tiny_project).stage_dir("gradients") / "shards"
+    (shards / "shard-1-of-2").mkdir()  # its files not written yet
+    holder = _hold_file_lock(shards / "shard-1-of-2.lock")
+    try:
+        (gradients,) = [s for s in plan_project(tiny_project)[2] if s.name == "gradients"]
+        assert gradients.reasons[0].startswith("shard 1/2 being computed now"), gradients.reasons
+        assert "not merged" not in gradients.reasons[0], gradients.reasons
+    finally:
+        _release(holder)
+    (gradients,) = [s for s in plan_project(tiny_project)[2] if s.name == "gradients"]
+    assert "shard 1/2 is not merged (its files are damaged or incomplete)" in gradients.reasons[0], gradients.reasons

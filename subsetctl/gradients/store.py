@@ -190,18 +190,24 @@ class GradientStore:
         ``earlier`` names, per key, values an earlier subsetctl wrote for the same thing
         (the model's path, before a local folder was known by its files); they match too.
         """
-        earlier = earlier or {}
-        diffs = [
-            f"{k}: stored {self.info.get(k)!r}, expected {v!r}"
-            for k, v in expected.items()
-            if self.info.get(k) != v and self.info.get(k) not in earlier.get(k, ())
-        ]
+        diffs = self.info_differences(expected, earlier)
         if diffs:
             raise StaleArtifactError(
                 f"The gradient store at {self.path} was computed with different settings ("
                 + "; ".join(diffs)
                 + "). Re-run gradients (subsetctl run recomputes the stage) instead of mixing them."
             )
+
+    def info_differences(self, expected: Mapping[str, Any],
+                         earlier: Mapping[str, Sequence[Any]] | None = None) -> list[str]:
+        """The keys of ``expected`` the store's info differs in (``"d: stored 8, expected
+        16"`` each), as :meth:`check_info` tells them; empty when it would accept the store."""
+        earlier = earlier or {}
+        return [
+            f"{k}: stored {self.info.get(k)!r}, expected {v!r}"
+            for k, v in expected.items()
+            if self.info.get(k) != v and self.info.get(k) not in earlier.get(k, ())
+        ]
 
     def adopt_info(self, expected: Mapping[str, Any]) -> None:
         """Write ``expected``'s values into info.json where they differ (after

@@ -72,7 +72,7 @@ def load_report_data(root: Path, overrides: list[str] | None = None) -> dict[str
         if shards := running_shards(project):
             data["shards_running"] = shards
             data["unfinished"] = [name for name in data["unfinished"] if name != "gradients"]
-        elif note := GradientsStage().unfinished_note(project):  # shards done (or some): not a run stopped partway
+        elif note := GradientsStage().unfinished_note(project, spec):  # shards done (or some): not a run stopped partway
             data["shards_state"] = note
             data["unfinished"] = [name for name in data["unfinished"] if name != "gradients"]
     # read from the report stage's own copy, checked against its manifest's checksums: the one in the

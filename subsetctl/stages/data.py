@@ -54,7 +54,7 @@ class DataStage(Stage):
         } | plugin_code_inputs(spec.plugins, [(LOADERS, t) for t in types], project.root)  # a plugin that
         # registers a loader under a built-in type (jsonl) and changes: empty when the built-ins load
 
-    def unfinished_note(self, project: Project) -> str | None:
+    def unfinished_note(self, project: Project, spec: Spec | None = None) -> str | None:
         """How many sources a run that stopped partway prepared (each kept, see
         :mod:`subsetctl.data.stage`)."""
         from subsetctl.data.stage import SOURCE_FILE

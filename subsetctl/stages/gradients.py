@@ -184,12 +184,8 @@ class GradientsStage(common.ModelStage):
             "model": model_identity,
             "model_config": model_info.get("config_hash"),
             "adapter_fingerprint": adapter_fingerprint(adapter),
-            "projector": spec.gradients.projector,
-            "seed": seed,
+            **self._settings_info(spec),
             "p": p,
-            "d": spec.gradients.d,
-            "kind": spec.model.kind,
-            "max_length": spec.model.max_length,
             # which rows, in which order: a partial store of another row table (an earlier
             # version's, with sources' validation rows) must be recreated, not filled by position
             "rows_digest": fingerprint(rows),
@@ -198,6 +194,17 @@ class GradientsStage(common.ModelStage):
         if projector_code is not None:  # rows of an edited plugin projector must not mix with the old ones
             info["projector_code"] = projector_code
         return info, {"model": earlier_identities}
+
+    @staticmethod
+    def _settings_info(spec: Spec) -> dict[str, Any]:
+        """The part of the store's info.json the spec's settings give alone (no model loaded)."""
+        return {
+            "projector": spec.gradients.projector,
+            "seed": spec.gradients.seed if spec.gradients.seed is not None else spec.project.seed,
+            "d": spec.gradients.d,
+            "kind": spec.model.kind,
+            "max_length": spec.model.max_length,
+        }
 
     def _compute_shard(self, ctx: StageContext, shard: tuple[int, int], engine: Any, make_batch: BatchMaker,
                        rows: list[dict[str, Any]], info: dict[str, Any], earlier: dict[str, list[Any]],
@@ -278,10 +285,11 @@ class GradientsStage(common.ModelStage):
             "adapter_fingerprint": info["adapter_fingerprint"],
         }
 
-    def unfinished_note(self, project: Project) -> str | None:
+    def unfinished_note(self, project: Project, spec: Spec | None = None) -> str | None:
         """With shards computed by ``run --shard i/N``: those being computed now, how many
-        are done, and what is next."""
-        note = self._shards_note(project)
+        are done, and what is next; with ``spec``, the shards the merge would pass over
+        (damaged, or of other settings than the spec's) and why."""
+        note = self._shards_note(project, spec)
         running = running_shards(project)
         if not running:
             return note
@@ -289,17 +297,27 @@ class GradientsStage(common.ModelStage):
                "(a plain `run` is refused until the shard runs finish)")
         return f"{now}; {note}" if note else now
 
-    def _shards_note(self, project: Project) -> str | None:
-        """How many of the shards under ``shards/`` are done, and what is next."""
+    def _shards_note(self, project: Project, spec: Spec | None = None) -> str | None:
+        """How many of the shards under ``shards/`` are done, and what is next; with
+        ``spec``, the shards the merge would pass over are named, with why, and count as
+        not done."""
         import numpy as np
 
         from subsetctl.gradients.store import GradientStore
 
+        shards_dir = project.stage_dir(self.name) / "shards"
+        passed_over = self._passed_over(project, spec, shards_dir) if spec is not None else []
+        running = set(running_shards(project))  # one being written may not open yet: not damaged
+        passed_over = [(name, why) for name, why in passed_over if shard_label(name) not in running]
+        left_out = {name for name, _ in passed_over}
         found: dict[int, list[bool]] = {}
         covered: dict[int, Any] = {}  # total rows -> the rows some shard has written (shards of any count)
-        for path in sorted((project.stage_dir(self.name) / "shards").glob("shard-*-of-*")):
+        for path in sorted(shards_dir.glob("shard-*-of-*")):
             parts = path.name.split("-")  # shard-<i>-of-<N>
             if not path.is_dir() or len(parts) != 4 or not parts[3].isdigit():
+                continue
+            if path.name in left_out:
+                found.setdefault(int(parts[3]), []).append(False)
                 continue
             try:
                 store = GradientStore.open(path, writable=False)
@@ -318,11 +336,26 @@ class GradientsStage(common.ModelStage):
             return None
         count, states = max(found.items(), key=lambda item: len(item[1]))
         if sum(states) == count:
-            return f"all {count} gradient shards done; `run` merges them"
-        if any(rows.all() for rows in covered.values()):  # e.g. 0/2 done, then 1/3 and 2/3
-            return "the gradient shards (of different counts) have computed every row between them; `run` merges them"
-        return (f"{sum(states)} of {count} gradient shards done; compute the others with `run --shard i/{count}`, "
-                f"then `run` merges them (it computes any rows still missing itself)")
+            note = f"all {count} gradient shards done; `run` merges them"
+        elif any(rows.all() for rows in covered.values()):  # e.g. 0/2 done, then 1/3 and 2/3
+            note = "the gradient shards (of different counts) have computed every row between them; `run` merges them"
+        else:
+            note = (f"{sum(states)} of {count} gradient shards done; compute the others with `run --shard i/{count}`, "
+                    f"then `run` merges them (it computes any rows still missing itself)")
+        for name, why in passed_over:  # as the merge's warning says it
+            note += f"; shard {shard_label(name)} is not merged ({why}): `run` computes its rows itself"
+        return note
+
+    def _passed_over(self, project: Project, spec: Spec, shards_dir: Path) -> list[tuple[str, str]]:
+        """The shards under ``shards_dir`` the merge would pass over, as :meth:`_usable_shards`
+        tells them, checked against what is known without loading the model: the spec's
+        settings and meta_init's adapter (its fingerprint as meta_init's manifest records it,
+        without loading torch; not compared before meta_init has run)."""
+        info = self._settings_info(spec)
+        summary = (project.read_results_manifest("meta_init") or {}).get("summary")
+        if isinstance(summary, dict) and isinstance(summary.get("adapter_fingerprint"), str):
+            info["adapter_fingerprint"] = summary["adapter_fingerprint"]
+        return self._usable_shards(shards_dir, info, {})[1]
 
     @staticmethod
     def _model_identity(ctx: StageContext, model_info: dict[str, Any]) -> tuple[str, list[str]]:
@@ -355,10 +388,10 @@ class GradientsStage(common.ModelStage):
             except (UserError, OSError, ValueError):
                 passed_over.append((path.name, "its files are damaged or incomplete"))
                 continue
-            try:
-                shard.check_info(info, earlier)
-            except (UserError, OSError, ValueError):
-                passed_over.append((path.name, "computed with other settings or another model or adapter"))
+            differences = shard.info_differences(info, earlier)
+            if differences:
+                passed_over.append((path.name, "computed with other settings or another model or adapter: "
+                                               + "; ".join(differences)))
                 continue
             if "shard" in shard.info:
                 usable.append(shard)
