@@ -234,6 +234,30 @@ def _no_finite_estimate(batch: Any, estimator_used: str, so_far: str = "") -> st
             f"any of the {len(batch.loss)} subsets estimated{so_far} (every one is NaN or infinite)")
 
 
+def _final_estimated_above_target_only(final: str, results: dict[str, Any], baselines: dict[str, Any]) -> str | None:
+    """A warning when the final pick (some sources) is estimated worse than the target alone:
+    a strategy that scores sources one by one (random_ensemble, surrogate: averages over
+    many subsets) can keep sources that each help on average but hurt together, and nothing
+    said so; the report's table showed the two numbers apart. Raw estimates are compared
+    (a calibration map orders them alike)."""
+    record = results.get(final) or {}
+    picked, estimate = record.get("selected") or [], record.get("estimated_loss_raw")
+    alone = baselines["target_only"]["estimated_loss_raw"]
+    if not picked or estimate is None or not math.isfinite(alone) or not estimate > alone:
+        return None
+    candidates = {**{label: r.get("estimated_loss_raw") for label, r in results.items()},
+                  **{name: b["estimated_loss_raw"] for name, b in baselines.items()}}
+    best, lowest = min(((k, v) for k, v in candidates.items() if v is not None and math.isfinite(v)),
+                       key=lambda kv: kv[1])
+    named = "the target alone's" if best == "target_only" else f"{best}'s pick"
+    return (f"The final pick, {final}'s {len(picked)} source{'s' if len(picked) != 1 else ''}, is estimated at "
+            f"L_hat {estimate:.4g} (raw), above the target alone's {alone:.4g}: by the estimates, adding them hurts. "
+            "Per-source scores average over many subsets, so sources that each help on average can hurt together. "
+            f"The lowest estimate here is {named} ({lowest:.4g}); to pick by the subset's own estimate, make "
+            "search.final a strategy that compares its candidates with the target alone (forward, "
+            "exhaustive, or select: sweep).")
+
+
 def _all_estimates_alike(losses: Any, lam: float | None) -> str | None:
     """What to say when two or more subsets were estimated and every finite estimate is the
     same number (up to rounding): the search then ranks nothing, and each strategy's pick is
@@ -519,6 +543,9 @@ class SearchStage(Stage):
             raw = float(cached.estimate(cached.masks_for([subset])).loss[0])
             baseline[name] = {"selected": list(subset), "estimated_loss_raw": raw,
                               "estimated_loss_calibrated": _calibrated(cal, raw)}
+        above = _final_estimated_above_target_only(final, results, baseline)
+        if above:
+            ctx.reporter.warn(above)
         batch = store.estimates()  # (the masks are not needed: unpacked, 500 MB at 1,000 sources)
         failed = _no_finite_estimate(batch, estimator_used)  # (the results just read)
         if failed:
