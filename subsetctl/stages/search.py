@@ -249,11 +249,15 @@ def _final_estimated_above_target_only(final: str, results: dict[str, Any], base
                   **{name: b["estimated_loss_raw"] for name, b in baselines.items()}}
     best, lowest = min(((k, v) for k, v in candidates.items() if v is not None and math.isfinite(v)),
                        key=lambda kv: kv[1])
+    from subsetctl.report.cells import loss_cell, loss_digits
+
+    digits = loss_digits([estimate, alone, lowest])  # as the report's table writes them: 1.400, 1.390
+    estimate_text, alone_text, lowest_text = (loss_cell(v, digits) for v in (estimate, alone, lowest))
     named = "the target alone's" if best == "target_only" else f"{best}'s pick"
     return (f"The final pick, {final}'s {len(picked)} source{'s' if len(picked) != 1 else ''}, is estimated at "
-            f"L_hat {estimate:.4g} (raw), above the target alone's {alone:.4g}: by the estimates, adding them hurts. "
+            f"L_hat {estimate_text} (raw), above the target alone's {alone_text}: by the estimates, adding them hurts. "
             "Per-source scores average over many subsets, so sources that each help on average can hurt together. "
-            f"The lowest estimate here is {named} ({lowest:.4g}); to pick by the subset's own estimate, make "
+            f"The lowest estimate here is {named} ({lowest_text}); to pick by the subset's own estimate, make "
             "search.final a strategy that compares its candidates with the target alone (forward, "
             "exhaustive, or select: sweep).")
 

@@ -259,12 +259,12 @@ def test_a_final_pick_estimated_above_the_target_alone_is_warned_about() -> None
                "forward": {"selected": ["a"], "estimated_loss_raw": 1.384}}
     said = _final_estimated_above_target_only("random_ensemble", results, baselines)
     assert said is not None and said.startswith(
-        "The final pick, random_ensemble's 3 sources, is estimated at L_hat 1.4 (raw), above the target alone's 1.39"), said
+        "The final pick, random_ensemble's 3 sources, is estimated at L_hat 1.400 (raw), above the target alone's 1.390:"), said
     assert "The lowest estimate here is forward's pick (1.384)" in said, said
     assert _final_estimated_above_target_only("forward", results, baselines) is None
     results["forward"]["estimated_loss_raw"] = 1.395  # then the target alone is the lowest
     said = _final_estimated_above_target_only("random_ensemble", results, baselines)
-    assert "The lowest estimate here is the target alone's (1.39)" in said, said
+    assert "The lowest estimate here is the target alone's (1.390)" in said, said
     for selected, estimate in (([], 1.5), (["a"], None), (["a"], 1.390)):
         results["random_ensemble"] = {"selected": selected, "estimated_loss_raw": estimate}
         assert _final_estimated_above_target_only("random_ensemble", results, baselines) is None
