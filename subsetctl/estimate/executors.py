@@ -442,12 +442,12 @@ def _connect_dask(dd: ModuleType, n_jobs: int, address: str | None, connect_time
                    "Start it (`dask scheduler`), check the address and port, or drop the address to use "
                    "a local cluster.")
     try:
-        client = _within(2 * connect_timeout + 1, lambda: _new_client(dd, address, connect_timeout))
+        client = _within(_answer_within(connect_timeout), lambda: _new_client(dd, address, connect_timeout))
     except ValueError as exc:  # a form the check above let through but dask refuses
         raise _bad_address(address, exc) from exc
     except _NoAnswer:  # something listens there, but the Dask handshake never completes
         raise UserError(
-            f"No Dask scheduler answered at {address!r} within {2 * connect_timeout + 1:g} s: something "
+            f"No Dask scheduler answered at {address!r} within {_answer_within(connect_timeout):g} s: something "
             "listens on that port but did not complete Dask's handshake (another service, such as the "
             "dashboard's port 8787, or a scheduler too busy to answer). Give the scheduler's own address "
             "(`dask scheduler` prints it; the default port is 8786)."
@@ -495,6 +495,12 @@ def _new_client(dd: ModuleType, address: str, connect_timeout: float) -> Any:
             client.close(timeout=connect_timeout)
         raise
     return client
+
+
+def _answer_within(connect_timeout: float) -> float:
+    """Seconds a scheduler has to answer a request: its handshake's bound as it connects
+    (``executor.connect_timeout`` twice, and a second), also while a search waits on it."""
+    return 2 * connect_timeout + 1
 
 
 class _NoAnswer(Exception):
@@ -885,12 +891,12 @@ def _finished(client: Any, futures: list[Any], address: str | None, connect_time
 def _fetched(fut: Any, client: Any, address: str | None, connect_timeout: float) -> Any:
     """The result of the finished ``fut``, fetched through the scheduler (so it may fail
     too). With an ``address``, the scheduler is asked (:func:`_ask_scheduler`) when that
-    takes longer than ``2 * connect_timeout + 1`` s: one frozen just after the estimate
+    takes longer than :func:`_answer_within` s: one frozen just after the estimate
     finished hung the fetch, as it did the wait. One that answers is waited for."""
     if address is None:
         return fut.result()
     try:
-        return fut.result(timeout=2 * connect_timeout + 1)
+        return fut.result(timeout=_answer_within(connect_timeout))
     except TimeoutError:  # (or the estimator's own TimeoutError, raised again below)
         _ask_scheduler(client, address, connect_timeout)
     return fut.result()
@@ -898,9 +904,8 @@ def _fetched(fut: Any, client: Any, address: str | None, connect_timeout: float)
 
 def _ask_scheduler(client: Any, address: str, connect_timeout: float) -> None:
     """Ask the scheduler at ``address`` for its identity; a :func:`_scheduler_silent`
-    UserError when it does not answer within ``2 * connect_timeout + 1`` s (the bound of the
-    handshake as it connects)."""
-    waited = 2 * connect_timeout + 1
+    UserError when it does not answer within :func:`_answer_within` s."""
+    waited = _answer_within(connect_timeout)
     try:
         client.sync(client.scheduler.identity, callback_timeout=waited)
     except TimeoutError as exc:
@@ -1112,7 +1117,7 @@ def estimate_parallel(
         return empty_batch(0)
     workers = 1 if backend == "sequential" else n_jobs
     if backend == "dask" and address is not None and batch_size is None:
-        workers = _cluster_threads(_dask_client(n_jobs, address, connect_timeout), 2 * connect_timeout + 1)
+        workers = _cluster_threads(_dask_client(n_jobs, address, connect_timeout), _answer_within(connect_timeout))
     size = batch_size or default_batch_size(total, estimator, workers)
     slices = _batches(total, size)
     done = 0
