@@ -34,7 +34,6 @@ from subsetctl.spec import (
     SourceSpec,
     Spec,
     SpecIssue,
-    SplitSpec,
     apply_overrides,
     attribute_overrides,
     blame_source_files,
@@ -310,7 +309,7 @@ def _strategy_label_issues(spec: Spec, issue: _AddIssue) -> None:
     labels = [s.label or s.name for s in spec.search.strategies]
     for label in dict.fromkeys(x for x in labels if labels.count(x) > 1):  # each name given twice, said once
         at = [f"search.strategies[{i}]" for i, x in enumerate(labels) if x == label]
-        which = f"{', '.join(at[:-1])} and {at[-1]} are {'both' if len(at) == 2 else 'all'}"
+        which = f"{_words(at)} are {'both' if len(at) == 2 else 'all'}"
         count = {2: "two", 3: "three", 4: "four"}.get(len(at), str(len(at)))
         issue(("search", "strategies"), f"{count} strategies share a name: {which} reported as {label!r}; give "
                                         f"{'one' if len(at) == 2 else 'all but one'} a distinct `label` "
@@ -446,7 +445,7 @@ def _warn_model_settings(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:
     if spec.model.kind == "causal-lm" and spec.model.num_labels is not None:
         warn(("model", "num_labels"), "is for classifiers only: a causal-lm model ignores it (and so does "
                                       "every stage). Remove it, or set model.kind: classifier if that is meant.")
-    for loc, source in [(("target",), spec.target), *((("sources", i), s) for i, s in enumerate(spec.sources))]:
+    for loc, source in _target_and_sources(spec):
         field = getattr(source.loader, "label_field", None)
         if spec.model.kind == "causal-lm" and field:  # a classifier spec without model.kind, most likely
             answers = getattr(source.loader, "response_field", None)
@@ -601,15 +600,28 @@ def _warn_few_random_subsets(spec: Spec, warn: Callable[[tuple[Any, ...], str], 
              f"surrogate). Set m to at least {n:,}, the number of sources.")
 
 
+def _target_and_sources(spec: Spec) -> list[tuple[tuple[Any, ...], SourceSpec]]:
+    """The target and each source (listed or expanded from a ``source_files`` group), with
+    its key in the spec: ``("target",)``, ``("sources", i)``."""
+    return [(("target",), spec.target), *((("sources", i), s) for i, s in enumerate(spec.sources))]
+
+
+def _named(spec: Spec, path: tuple[Any, ...], source: SourceSpec) -> str:
+    """How a warning names the target or source at ``path`` (:func:`_target_and_sources`): a
+    source of a ``source_files`` group as one of the group's (:func:`blame_source_files`
+    merges their warnings into one)."""
+    if path == ("target",):
+        return "the target"
+    return "each source of the group" if path[1] in spec.source_origins else f"source {source.name!r}"
+
+
 def _warn_split_of_one(spec: Spec, warn: Callable[[tuple[Any, ...], str], None]) -> None:
     """A split entry given as the whole number 1 (``train: 1``) is a count, one example,
     where every example (the fraction ``1.0``) is the likely meaning: valid, and the data
     stage would quietly keep one row. Said for the target and each listed source; for a
     ``source_files`` group once (:func:`blame_source_files` merges its sources' warnings)."""
-    owners: list[tuple[tuple[Any, ...], str, SplitSpec]] = [(("target",), "the target", spec.target.split)]
-    owners += [(("sources", i), "each source of the group" if i in spec.source_origins else f"source {source.name!r}",
-                source.split) for i, source in enumerate(spec.sources)]
-    for path, who, split in owners:
+    for path, source in _target_and_sources(spec):
+        split, who = source.split, _named(spec, path, source)
         for key in ("train", "validation", "test"):
             value = getattr(split, key)
             if key in split.model_fields_set and isinstance(value, int) and value == 1:
@@ -626,14 +638,12 @@ def _warn_shared_generated_entries(spec: Spec, warn: Callable[[tuple[Any, ...], 
     ``corrupt.shuffle_responses`` (negative controls, their prompts taken on purpose) are left out."""
     from subsetctl.spec.models import ReasoningGymLoader
 
-    owners: list[tuple[tuple[Any, ...], str, SourceSpec]] = [(("target",), "the target", spec.target)]
-    owners += [(("sources", i), f"source {source.name!r}", source) for i, source in enumerate(spec.sources)
-               if not source.corrupt.shuffle_responses]
     by_task: dict[str, list[tuple[tuple[Any, ...], str, int, int]]] = {}
-    for path, who, owner in owners:
+    for path, owner in _target_and_sources(spec):
         loader = owner.loader
-        if not isinstance(loader, ReasoningGymLoader):
+        if not isinstance(loader, ReasoningGymLoader) or (path != ("target",) and owner.corrupt.shuffle_responses):
             continue
+        who = _named(spec, path, owner)
         seed = next(s for s in (loader.seed, owner.seed, spec.project.seed) if s is not None)
         task = f"{loader.task} {json.dumps(loader.config, sort_keys=True)}"
         by_task.setdefault(task, []).append((path, who, seed, seed + loader.size))
@@ -689,15 +699,15 @@ def _check_reporter(reporter: Any, needed: tuple[str, ...] = tuple(_REPORTER_MET
     if missing:
         methods = list(_REPORTER_METHODS.values())
         shown = repr(reporter) if len(repr(reporter)) <= 60 else f"<{type(reporter).__name__} object>"
-        raise UserError(f"reporter={shown} has no {_or_list(missing)} method: a reporter has "
-                        f"{', '.join(methods[:-1])} and {methods[-1]} (README → From Python). Pass None or "
+        raise UserError(f"reporter={shown} has no {_words(missing, 'or')} method: a reporter has "
+                        f"{_words(methods)} (README → From Python). Pass None or "
                         "subsetctl.reporter.SilentReporter() for a quiet run, RichReporter() for the terminal's "
                         "output, or an object with those methods.")
 
 
-def _or_list(names: list[str]) -> str:
-    """``["a", "b", "c"]`` as "a, b or c"."""
-    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+def _words(names: list[str], last: str = "and") -> str:
+    """``["a", "b", "c"]`` as "a, b and c" (``last``: the word before the last name)."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {last} {names[-1]}"
 
 
 def _until_arg(until: Any) -> str | None:
