@@ -502,13 +502,20 @@ class GradientsStage(common.ModelStage):
             )
 
 
+def shard_numbers(name: str) -> tuple[int, int] | None:
+    """``(i, N)`` of a shard's folder or lock file name (``shard-<i>-of-<N>``, ``.lock``
+    after it); None for any other name."""
+    parts = name.removesuffix(".lock").split("-")
+    if len(parts) == 4 and parts[0] == "shard" and parts[2] == "of" and parts[1].isdigit() and parts[3].isdigit():
+        return int(parts[1]), int(parts[3])
+    return None
+
+
 def shard_label(folder: str) -> str:
     """``"i/N"`` for a shard's folder name ``shard-<i>-of-<N>`` (as `run --shard i/N` names
     the shard); any other name as it is."""
-    parts = folder.split("-")
-    if len(parts) == 4 and parts[0] == "shard" and parts[2] == "of" and parts[1].isdigit() and parts[3].isdigit():
-        return f"{parts[1]}/{parts[3]}"
-    return folder
+    numbers = shard_numbers(folder)
+    return folder if numbers is None else f"{numbers[0]}/{numbers[1]}"
 
 
 def running_shards(project: Project) -> list[str]:
@@ -518,9 +525,9 @@ def running_shards(project: Project) -> list[str]:
 
     running = []
     for lock in (project.stage_dir("gradients") / "shards").glob("shard-*-of-*.lock"):
-        parts = lock.name.removesuffix(".lock").split("-")  # shard-<i>-of-<N>
-        if len(parts) == 4 and parts[1].isdigit() and parts[3].isdigit() and file_lock_held(lock):
-            running.append((int(parts[3]), int(parts[1])))
+        numbers = shard_numbers(lock.name)
+        if numbers is not None and file_lock_held(lock):
+            running.append(numbers[::-1])
     return [f"{index}/{count}" for count, index in sorted(running)]
 
 
@@ -534,13 +541,13 @@ def computed_shards(project: Project) -> list[tuple[str, int]]:
 
     found = []
     for path in (project.stage_dir("gradients") / "shards").glob("shard-*-of-*"):
-        parts = path.name.split("-")  # shard-<i>-of-<N>
-        if not path.is_dir() or len(parts) != 4 or not (parts[1].isdigit() and parts[3].isdigit()):
+        numbers = shard_numbers(path.name)
+        if not path.is_dir() or numbers is None:
             continue
         try:
             rows = int(np.count_nonzero(GradientStore.open(path, writable=False).written))
         except (UserError, OSError, ValueError):
             continue
         if rows:
-            found.append(((int(parts[3]), int(parts[1])), rows))
+            found.append((numbers[::-1], rows))
     return [(f"{index}/{count}", rows) for (count, index), rows in sorted(found)]
