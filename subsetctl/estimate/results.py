@@ -45,7 +45,7 @@ import numpy as np
 
 from subsetctl.errors import UserError
 from subsetctl.estimate.base import EstimateBatch, SubsetEstimator
-from subsetctl.estimate.rowindex import RowIndex, distinct_rows
+from subsetctl.estimate.rowindex import RowIndex, distinct_rows, grown
 from subsetctl.project import atomic_write
 
 FORMAT_VERSION = 2
@@ -160,13 +160,8 @@ class _Rows:
         """Add ``k`` rows: no mask, unknown metrics (NaN, 0, False), not completed, computed
         with unknown versions (-1). Returns their slice."""
         start, stop = self.count, self.count + k
-        capacity = len(self._columns["loss"])
-        if stop > capacity:
-            capacity = max(stop, 2 * capacity, 64)
-            for name, column in self._columns.items():
-                grown = np.zeros((capacity, *column.shape[1:]), dtype=column.dtype)
-                grown[:start] = column[:start]
-                self._columns[name] = grown
+        for name, column in self._columns.items():
+            self._columns[name] = grown(column, stop, used=start)
         fresh = slice(start, stop)
         self._columns["packed_masks"][fresh] = 0
         self._columns["loss"][fresh] = np.nan
@@ -571,10 +566,8 @@ class CachedEstimator(SubsetEstimator):
             # (read back, not taken from add's return value: a plugin wrapping add, as the
             # reliability tests' relkill does, may return None)
             added = self.store.rows_of(uniq[chunk])
-            if len(added) and added.max() >= len(self._computed):
-                grown = np.zeros(max(2 * len(self._computed), int(added.max()) + 1, 1024), dtype=bool)
-                grown[: len(self._computed)] = self._computed
-                self._computed = grown
+            if len(added):
+                self._computed = grown(self._computed, int(added.max()) + 1, False, least=1024)
             self._computed[added] = True
             put_batch(results, chunk, batch)
             self.computed += int(chunk.size)

@@ -13,6 +13,7 @@ with the same hash are still told apart. Lookups and inserts work on whole batch
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +27,21 @@ _MUL2 = np.uint64(0x94D049BB133111EB)
 _STEP = 8_192
 #: rows hashed at a time (bounds the temporaries when a large store is indexed on opening)
 _BLOCK = 65_536
+
+
+def grown(values: np.ndarray, size: int, fill: Any = 0, least: int = 64, used: int | None = None) -> np.ndarray:
+    """``values`` when its first axis holds ``size`` entries, else a copy with room for
+    ``size`` at least, and twice its length at least (appending n entries then copies O(n)
+    of them in all); the new entries are ``fill``. ``used``: copy only the first ``used``
+    entries (the rest are spare capacity, copied as ``fill``)."""
+    if size <= len(values):
+        return values
+    shape = (max(size, 2 * len(values), least), *values.shape[1:])
+    # zeros: pages of entries not written yet stay unallocated (full, or a copy, writes them)
+    out = np.zeros(shape, dtype=values.dtype) if fill == 0 else np.full(shape, fill, dtype=values.dtype)
+    kept = len(values) if used is None else used
+    out[:kept] = values[:kept]
+    return out
 
 
 def hash_rows(packed: np.ndarray) -> np.ndarray:
@@ -178,10 +194,7 @@ class RowIndex:
     def _reserve(self, count: int, rows: int) -> None:
         """Room for ``count`` rows indexed, numbered below ``rows``: the hashes' capacity,
         and a table at most half full."""
-        if rows > len(self._hashes):
-            grown = np.zeros(max(rows, 2 * len(self._hashes), 64), dtype=np.uint64)
-            grown[: len(self._hashes)] = self._hashes
-            self._hashes = grown
+        self._hashes = grown(self._hashes, rows)
         if 2 * count > self._slots.size:
             buckets = len(self._slots)
             while 2 * count > buckets * BUCKET:

@@ -32,7 +32,7 @@ from pydantic import ConfigDict, ValidationError
 
 from subsetctl.errors import UserError
 from subsetctl.estimate.base import FeatureSet, SubsetEstimator
-from subsetctl.estimate.rowindex import PackedRows, RowIndex, distinct_rows, hash_rows
+from subsetctl.estimate.rowindex import PackedRows, RowIndex, distinct_rows, grown, hash_rows
 from subsetctl.spec import NoBooleansForNumbers, plain_error_message
 
 #: ``progress(message, done, total)``: called by strategies as batches finish.
@@ -519,10 +519,7 @@ class SubsetMemo:
             first = self._packed.append(packed[rows])
             new = numbers[start : start + len(rows)] = np.arange(first, first + len(rows))
             self._index.insert(hashes[rows], new)
-            if first + len(rows) > len(self._values):
-                grown = np.full(max(first + len(rows), 2 * len(self._values), 64), np.nan)
-                grown[: len(self._values)] = self._values
-                self._values = grown
+            self._values = grown(self._values, first + len(rows), np.nan)
             self._values[new] = values
             self.n_failed += int(failed.sum())
             self.n_not_converged += int((~failed & ~converged).sum())
