@@ -214,7 +214,7 @@ def csv_cells_as_text(path: str, name: str | None, data_files: list[str] | None)
     return {"converters": {column: str for column in columns}, "keep_default_na": False}
 
 
-class _FailedFiles:
+class _FailedFiles(logging.Handler):
     """The files ``datasets``' file builders log "Failed to read file '...' with error ..."
     for, while in effect: the error load_dataset raises then (a DatasetGenerationError, "An
     error occurred while generating the dataset") names none, so a glob of files one of
@@ -224,13 +224,12 @@ class _FailedFiles:
     PATTERN = r"Failed to read file '(.+?)' with error"
 
     def __init__(self) -> None:
+        super().__init__(logging.ERROR)
         self.files: list[str] = []
         self._logger = logging.getLogger("datasets")
-        self._handler = logging.Handler(logging.ERROR)
-        self._handler.emit = self._note  # type: ignore[method-assign]
         self._muted: list[logging.Handler] = []
 
-    def _note(self, record: logging.LogRecord) -> None:
+    def emit(self, record: logging.LogRecord) -> None:
         found = re.match(self.PATTERN, str(record.msg))
         if found and found.group(1) not in self.files:
             self.files.append(found.group(1))
@@ -242,11 +241,11 @@ class _FailedFiles:
         self._muted = list(self._logger.handlers)
         for handler in self._muted:
             handler.addFilter(self._keep)
-        self._logger.addHandler(self._handler)
+        self._logger.addHandler(self)
         return self.files
 
     def __exit__(self, *exc: object) -> None:
-        self._logger.removeHandler(self._handler)
+        self._logger.removeHandler(self)
         for handler in self._muted:
             handler.removeFilter(self._keep)
 
