@@ -446,6 +446,11 @@ LoaderSpec = Annotated[
 SplitSize = Union[Annotated[int, Field(ge=0)], Annotated[float, Field(ge=0.0, le=1.0)]]  # noqa: UP007
 
 
+def _listed_fractions(fractions: dict[str, float]) -> str:
+    """``"validation 0.6 + test 0.5"``: split fractions as a split error lists them."""
+    return " + ".join(f"{k} {v:g}" for k, v in fractions.items())
+
+
 class SplitSpec(StrictModel):
     """Split sizes: an int is a count, a float in [0, 1] a fraction of the examples."""
 
@@ -472,24 +477,23 @@ class SplitSpec(StrictModel):
         fractions = {k: v for k, v in sizes.items() if isinstance(v, float)}
         total = sum(fractions.values())
         if total > 1.0 + 1e-9:
-            listed = " + ".join(f"{k} {v:g}" for k, v in fractions.items())
             if "train" not in self.model_fields_set:  # the user wrote only validation and/or test
                 given = {k: v for k, v in fractions.items() if k != "train"}
                 others = total - 1.0
                 raise ValueError(
                     f"train, not given, defaults to the fraction 1.0 (every example), so with "
-                    f"{' + '.join(f'{k} {v:g}' for k, v in given.items())} the fractions add up to {total:g}, "
+                    f"{_listed_fractions(given)} the fractions add up to {total:g}, "
                     "more than 1.0; " + (f"give train too (e.g. train: {1.0 - others:g})" if others < 1.0 - 1e-9
                                          else "lower those and give train too")
                 )
-            raise ValueError(f"split fractions {listed} add up to {total:g}, more than 1.0 (every example); "
+            raise ValueError(f"split fractions {_listed_fractions(fractions)} add up to {total:g}, more than 1.0 (every example); "
                              "lower them to add up to at most 1.0")
         counts = [k for k, v in sizes.items() if isinstance(v, int) and v > 0]
         if counts and abs(sum(fractions.values()) - 1.0) < 1e-9:
             if "train" not in self.model_fields_set:
                 taken = "train, not given, defaults to the fraction 1.0, which already takes"
             else:
-                taken = f"the fractions {' + '.join(f'{k} {v}' for k, v in fractions.items())} already take"
+                taken = f"the fractions {_listed_fractions(fractions)} already take"
             raise ValueError(
                 f"{taken} every example, so the count for "
                 f"{' and '.join(counts)} asks for more rows than there are; give every split as a "

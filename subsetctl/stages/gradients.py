@@ -313,11 +313,12 @@ class GradientsStage(common.ModelStage):
         found: dict[int, list[bool]] = {}
         covered: dict[int, Any] = {}  # total rows -> the rows some shard has written (shards of any count)
         for path in sorted(shards_dir.glob("shard-*-of-*")):
-            parts = path.name.split("-")  # shard-<i>-of-<N>
-            if not path.is_dir() or len(parts) != 4 or not parts[3].isdigit():
+            numbers = shard_numbers(path.name)
+            if not path.is_dir() or numbers is None:
                 continue
+            count = numbers[1]
             if path.name in left_out:
-                found.setdefault(int(parts[3]), []).append(False)
+                found.setdefault(count, []).append(False)
                 continue
             try:
                 store = GradientStore.open(path, writable=False)
@@ -331,7 +332,7 @@ class GradientsStage(common.ModelStage):
                     rows[store.row_offset:store.row_offset + store.n_rows] |= np.asarray(store.written, dtype=bool)
                 except (KeyError, TypeError, ValueError):  # a shard that does not say its rows: not counted
                     pass
-            found.setdefault(int(parts[3]), []).append(done)
+            found.setdefault(count, []).append(done)
         if not found:
             return None
         count, states = max(found.items(), key=lambda item: len(item[1]))
