@@ -228,6 +228,26 @@ def _stage_option(ctx: click.Context, param: click.Parameter, value: Any) -> Any
     return value
 
 
+class _StageOption(click.Option):
+    """An option whose value is a stage name (`--until`, `--force`): shown as STAGE in the
+    usage, and its help ends with the stage names, so that `run --help` says what to write
+    (they were listed only after a wrong one). The names come from the stages themselves,
+    imported only when the help is shown."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("metavar", "STAGE")
+        kwargs.setdefault("callback", _stage_option)
+        super().__init__(*args, **kwargs)
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        from subsetctl.stages import stage_names
+
+        record = super().get_help_record(ctx)
+        if record is None:
+            return None
+        return record[0], f"{record[1]} Stages, in order: {', '.join(stage_names())}."
+
+
 def _echo_json(data: Any) -> None:
     """Print strict JSON (NaN as null, so jq and JavaScript can read it)."""
     from subsetctl.project import json_text
@@ -385,9 +405,8 @@ def _status_table(statuses: list[Any], title: str) -> Any:
 @main.command()
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 @click.argument("overrides", nargs=-1)
-@click.option("--until", callback=_stage_option, help="Plan only up to this stage.")
-@click.option("--force", multiple=True, callback=_stage_option,
-              help="Plan as if this stage were forced (repeatable).")
+@click.option("--until", cls=_StageOption, help="Plan only up to this stage.")
+@click.option("--force", cls=_StageOption, multiple=True, help="Plan as if this stage were forced (repeatable).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: each stage's status, whether run would run it and why, and how much work it is, for scripts.")
 def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, force: tuple[str, ...], fmt: str) -> None:
@@ -553,9 +572,9 @@ def _split_dir(directory: Path | None, overrides: tuple[str, ...]) -> tuple[Path
 @main.command()
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 @click.argument("overrides", nargs=-1)
-@click.option("--until", callback=_stage_option, help="Stop after this stage.")
-@click.option("--force", multiple=True, callback=_stage_option, help="Re-run this stage even if up to date (repeatable).")
-@click.option("--shard", help="gradients stage: compute only shard i/N of the rows (e.g. 0/4); shards of one "
+@click.option("--until", cls=_StageOption, help="Stop after this stage.")
+@click.option("--force", cls=_StageOption, multiple=True, help="Re-run this stage even if up to date (repeatable).")
+@click.option("--shard", metavar="i/N", help="gradients stage: compute only shard i/N of the rows (e.g. 0/4); shards of one "
               "project may run at the same time, on several GPUs or machines sharing the directory.")
 @click.option("--quiet", "-q", is_flag=True,
               help="No progress and no notices; warnings, errors, the summary and the report still print.")

@@ -1226,3 +1226,19 @@ def test_validate_warns_about_generated_sources_sharing_entries() -> None:
     assert set(said) == {"sources[0].loader.seed", "sources[1].loader.seed"}, said
     assert "from seeds 20-29 and 1-128" in said["sources[1].loader.seed"], said
     assert "share 10 entries" in said["sources[1].loader.seed"], said
+
+
+@pytest.mark.parametrize("command", ["run", "plan"])
+def test_run_and_plan_help_name_the_stages_their_until_and_force_take(command: str) -> None:
+    """`run --help` showed `--until TEXT  Stop after this stage.` without saying which names a
+    stage has: a new user learned them only from the error after a wrong one. `--shard TEXT`
+    did not show its i/N form in the usage either."""
+    from subsetctl.stages import stage_names
+
+    shown = " ".join(invoke(command, "--help").output.split())
+    assert "--until STAGE" in shown and "--force STAGE" in shown, shown
+    assert shown.count(f"Stages, in order: {', '.join(stage_names())}.") == 2, shown
+    if command == "run":
+        assert "--shard i/N" in shown, shown
+    wrong = CliRunner().invoke(main, [command, "--until", "serach"])
+    assert wrong.exit_code == 2 and "'serach' is not a stage" in wrong.output, wrong.output
