@@ -532,6 +532,12 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def enclosing_project(folder: Path) -> Path | None:
+    """The nearest folder above ``folder`` that holds a spec, resolved: the project a command
+    run in its data folder most likely meant (``init`` there would nest a second project)."""
+    return next((f for f in folder.resolve().parents if (f / SPEC_FILENAME).is_file()), None)
+
+
 @dataclass
 class Project:
     """A project directory holding ``subsetctl.yaml`` and the ``.subsetctl`` state."""
@@ -562,7 +568,7 @@ class Project:
             raise UserError(f"{p / SPEC_FILENAME} is a folder, not a spec file: move or rename it, then create "
                             f"the spec with `subsetctl init {shell_arg(p)}`.")
         if not (p / SPEC_FILENAME).is_file():
-            enclosing = next((f for f in p.resolve().parents if (f / SPEC_FILENAME).is_file()), None)
+            enclosing = enclosing_project(p)
             if enclosing is not None:  # run from a project's data folder: `init` there would nest a project
                 raise UserError(
                     f"{p} is not a subsetctl project: it has no {SPEC_FILENAME}, but it is inside the project "

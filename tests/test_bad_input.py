@@ -188,6 +188,25 @@ def test_a_command_run_in_a_projects_subfolder_names_the_project(jsonl_project: 
             f"{jsonl_project.resolve()}. Name that folder") in " ".join(result.output.split())
 
 
+def test_validate_in_a_projects_subfolder_names_the_project_and_init_the_folder(jsonl_project: Path,
+                                                                                 monkeypatch) -> None:
+    """`subsetctl validate` in `myproject/data/` said "no such spec file. Create one with
+    `subsetctl init DIR`", while `plan` and `run` there name the project; and a folder not made
+    yet (`validate newproj`) was told the placeholder DIR rather than its own `init`."""
+    (jsonl_project / "data").mkdir()
+    monkeypatch.chdir(jsonl_project / "data")
+    result = CliRunner().invoke(main, ["validate"])
+    assert result.exit_code == 1, result.output
+    assert (f"no such spec file: . is inside the project {jsonl_project.resolve()}. Name that one (`subsetctl "
+            f"validate {jsonl_project.resolve()}`), or create a project here with `subsetctl init .`."
+            ) in " ".join(result.output.split()), result.output
+    monkeypatch.chdir(jsonl_project.parent)
+    result = CliRunner().invoke(main, ["validate", "newproj", "."])
+    shown = " ".join(result.output.split())
+    assert result.exit_code == 1 and "no such spec file. Create a project there with `subsetctl init newproj`." in shown
+    assert "no such spec file. Create one with `subsetctl init .`." in shown, shown  # (tmp_path: in no project)
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
 def test_a_data_path_that_is_a_named_pipe_is_refused_not_waited_on(tmp_path: Path) -> None:
     """validate (and plan, run) opened a FIFO given as a JSON Lines path to count its lines,

@@ -20,14 +20,35 @@ from subsetctl.spec.overrides import apply_overrides, parse_key_path
 from subsetctl.spec.yaml_depth import FlowDepthLimitedLoader, FlowTooDeepError
 
 
+def _missing_spec_advice(path: Path) -> str:
+    """What to do about a spec file that is not there: for a project's ``subsetctl.yaml``, the
+    `init` of that very folder, or, when the folder lies inside a project (`validate` run in
+    its data folder), that project, as `plan` and `run` name it; for a name without a YAML
+    suffix (a project folder not made yet), the `init` of that folder; "DIR" otherwise."""
+    from subsetctl.errors import shell_arg
+    from subsetctl.project import enclosing_project
+
+    if path.name != SPEC_FILENAME:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            return ". Create one with `subsetctl init DIR`."
+        return f". Create a project there with `subsetctl init {shell_arg(path)}`."
+    folder = path.parent
+    enclosing = enclosing_project(folder) if folder.is_dir() else None
+    if enclosing is not None:
+        return (f": {folder} is inside the project {enclosing}. Name that one "
+                f"(`subsetctl validate {shell_arg(enclosing)}`), or create a project here with "
+                f"`subsetctl init {shell_arg(folder)}`.")
+    return f". Create one with `subsetctl init {shell_arg(folder)}`."
+
+
 def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
     """Read a spec file with the safe loader: its mapping and its text (for the lines of
     keys); errors name the file and line."""
     try:
         raw_bytes = path.read_bytes()
     except FileNotFoundError:
-        raise SpecFileError(path, f"no such spec file{missing_path_note(path, 'the command')}. Create one with "
-                                  "`subsetctl init DIR`.") from None
+        raise SpecFileError(path, f"no such spec file{missing_path_note(path, 'the command')}"
+                                  f"{_missing_spec_advice(path)}") from None
     except IsADirectoryError:
         raise SpecError(f"{path} is a directory; give the spec file (usually {SPEC_FILENAME}).") from None
     except OSError as exc:
