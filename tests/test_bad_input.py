@@ -142,6 +142,20 @@ def test_a_path_found_only_in_another_unicode_form_or_case_or_a_broken_link_says
         {"name": "s0", "loader": {"type": "jsonl", "path": "Data/missing.jsonl"}}]})))
 
 
+def test_a_model_source_naming_a_file_beside_the_spec_says_to_name_its_folder(tmp_path: Path, monkeypatch) -> None:
+    """model.source `models/tiny/config.json` (the file, not its folder), written relative to
+    the spec and validated from another folder, was "Unknown model ...: not an existing folder",
+    as if nothing were there; from the spec's folder it said "is a file"."""
+    (tmp_path / "models" / "tiny").mkdir(parents=True)
+    (tmp_path / "models" / "tiny" / "config.json").write_text("{}")
+    spec = _spec_file(tmp_path, {**BASE, "model": {"source": "models/tiny/config.json"}})
+    monkeypatch.chdir(tmp_path.parent)
+    (issue,) = _issues(spec)
+    assert "Unknown model" not in issue, issue
+    assert (f"Model source 'models/tiny/config.json' is a file ({tmp_path / 'models' / 'tiny' / 'config.json'}), "
+            "not a folder. Name the Hugging Face model folder that holds config.json (perhaps 'models/tiny')") in issue
+
+
 def test_a_model_folder_or_source_files_named_in_another_unicode_form_or_case_says_so(tmp_path: Path) -> None:
     """model.source `./modèle` for a folder `Modèle` (or one macOS named in NFD) was "Unknown
     model", no more; two files of one source_files group whose names differ only in Unicode

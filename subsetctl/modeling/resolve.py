@@ -815,19 +815,20 @@ def classify_model_source(source: str, spec_dir: Path | None = None) -> str:
     if source in packaged_names():
         return "packaged"
     path = Path(source).expanduser()
+    looked_in = [path] if path.is_absolute() else [*([Path(spec_dir) / path] if spec_dir is not None else []), path]
+    file = next((p for p in looked_in if p.exists() and not p.is_dir()), None)
+    if file is not None and (path.exists() or not _HUB_ID.match(source)):  # (model.source: ./model/config.json)
+        raise UserError(
+            f"Model source {source!r} is a file ({file}), not a folder. Name the Hugging Face model "
+            f"folder that holds config.json (perhaps {str(Path(source).parent)!r}), a packaged model "
+            f"({_packaged_hint()}), or a hub id like 'org/name'."
+        )
     if path.exists():
-        if not path.is_dir():
-            raise UserError(
-                f"Model source {source!r} is a file, not a folder. Name a Hugging Face model "
-                "folder (with config.json), a packaged model "
-                f"({_packaged_hint()}), or a hub id like 'org/name'."
-            )
         return "local"
     if _HUB_ID.match(source):
         return "hub"
     where = ("" if path.is_absolute() else
              f" (a relative folder is looked for next to the spec file, then in the current folder, {Path.cwd()})")
-    looked_in = [path] if path.is_absolute() else [*([Path(spec_dir) / path] if spec_dir is not None else []), path]
     note = next((n for n in (path_not_found_note(source, p) for p in looked_in) if n), "")
     raise UserError(
         f"Unknown model {source!r}: it is not a packaged model, not an existing folder{where} and not "
