@@ -743,15 +743,18 @@ def doctor(directory: Path | None) -> None:
     and datasets caches can take what run writes there, its model.device is there,
     the Dask scheduler its executor.address names answers (and with how many workers), its folder is
     writable and its disk has room; a packaged model it does not use is
-    then no problem."""
+    then no problem. In a project's subfolder it names the project it did not check."""
     from rich.markup import escape
 
     from subsetctl.doctor import run_checks
+    from subsetctl.project import enclosing_project
     from subsetctl.spec import SPEC_FILENAME
 
     directory = _folder_not_override(directory)
     if directory is None and Path(SPEC_FILENAME).is_file():  # the current directory is a project
         directory = Path(".")
+    # in a project's subfolder (its data): say that its project was not checked, and how to
+    enclosing = enclosing_project(Path(".")) if directory is None else None
     console = _console()
     problems = 0
     for check in run_checks(directory):
@@ -761,6 +764,10 @@ def doctor(directory: Path | None) -> None:
             problems += 1
             if check.advice:
                 console.print(f"    → {escape(check.advice)}")
+    if enclosing is not None:
+        console.print(f"Checked the environment only: this folder has no {SPEC_FILENAME}, but it is inside the "
+                      f"project {enclosing}; `subsetctl doctor {shell_arg(enclosing)}` checks that project too.",
+                      markup=False)
     if problems:
         sys.exit(1)
 

@@ -162,6 +162,22 @@ def test_doctor_without_a_folder_checks_the_current_project(healthy: None, tmp_p
     assert result.exit_code == 0 and "project spec" not in result.output, result.output
 
 
+def test_doctor_in_a_projects_subfolder_says_the_project_was_not_checked(healthy: None, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """`subsetctl doctor` in `myproject/data/` checked the environment alone and said all was
+    fine, with no word that the project around it (here with a bad spec) went unchecked."""
+    spec = rf.data_spec()
+    spec["gradients"] = {"d": -3}
+    project = rf.make_project(tmp_path / "p", spec)
+    (project / "data").mkdir()
+    monkeypatch.chdir(project / "data")
+    result = CliRunner().invoke(main, ["doctor"])
+    assert result.exit_code == 0 and "project spec" not in result.output, result.output
+    assert (f"Checked the environment only: this folder has no subsetctl.yaml, but it is inside the project "
+            f"{project.resolve()}; `subsetctl doctor {project.resolve()}` checks that project too."
+            ) in " ".join(result.output.split()), result.output
+
+
 def test_doctor_tries_making_a_folder_where_os_access_says_writable(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """os.access says yes for root in /proc or /sys, and on NFS that squashes root, where
