@@ -605,8 +605,7 @@ def run(
         results = run_project(directory, list(overrides), until, list(force), reporter, options)
     except KeyboardInterrupt as exc:  # a shard stopped: its own run resumes it (a plain one would not wait for the rest)
         if shard is not None:
-            where = f" {shell_arg(directory)}" if directory is not None else ""
-            again = " ".join([f"subsetctl run{where} --shard {shard}", *map(shell_arg, overrides)])
+            again = _run_command(directory, overrides, f"--shard {shard}")
             exc.resumes = (f"`{again}` resumes this shard (or, once the other shards are done, a plain `subsetctl "
                            "run` computes its missing rows itself)")
         raise
@@ -624,15 +623,29 @@ def run(
             console.print(f"{done}the gradients stage is complete: shard {shard} has nothing to compute. "
                           "`subsetctl run` without --shard goes on with the stages after it.")
         return
+    from subsetctl.stages import stage_names
+
+    stopped_early = until is not None and until != stage_names()[-1]
     if not ran:
-        console.print(f"Everything is up to date; {back or 'nothing to do'}.")
+        upto = f" up to {until}" if stopped_early else ""
+        console.print(f"Everything{upto} is up to date; {back or 'nothing to do'}.")
     else:
         total = sum(r["seconds"] for r in ran)
         console.print(f"Ran {', '.join(r['stage'] for r in ran)} in {total:.1f} s" + (f"; {back}." if back else "."))
-    if not until:
+    if stopped_early:  # "Everything is up to date" alone read as if the whole pipeline were
+        console.print(f"Stopped after {until} (--until {until}): `{_run_command(directory, overrides)}` runs the "
+                      "stages after it that are not up to date and shows the report.", markup=False)
+    else:
         from subsetctl.project import Project
 
         _print_report(Project.find(directory).root, console, list(overrides))
+
+
+def _run_command(directory: Path | None, overrides: tuple[str, ...], options: str = "") -> str:
+    """The `subsetctl run` command line for this project and overrides (and ``options``),
+    copy-pasteable: what to type to resume or go on."""
+    where = f" {shell_arg(directory)}" if directory is not None else ""
+    return " ".join([f"subsetctl run{where}", *([options] if options else []), *map(shell_arg, overrides)])
 
 
 def _print_report(root: Path, console: Any, overrides: list[str] | None = None) -> None:

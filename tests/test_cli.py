@@ -1242,3 +1242,16 @@ def test_run_and_plan_help_name_the_stages_their_until_and_force_take(command: s
         assert "--shard i/N" in shown, shown
     wrong = CliRunner().invoke(main, [command, "--until", "serach"])
     assert wrong.exit_code == 2 and "'serach' is not a stage" in wrong.output, wrong.output
+
+
+def test_run_until_says_it_stopped_early_and_what_goes_on(jsonl_project: Path) -> None:
+    """`run --until data` a second time said "Everything is up to date; nothing to do." while
+    meta_init and every stage after it had never run, and neither run said how to go on."""
+    first = invoke("run", str(jsonl_project), "--until", "data", "-q", "gradients.d=16")
+    assert first.exit_code == 0 and "Ran data" in first.output, first.output
+    goes_on = (f"Stopped after data (--until data): `subsetctl run {jsonl_project} gradients.d=16` runs the stages "
+               "after it that are not up to date and shows the report.")
+    assert goes_on in " ".join(first.output.split()), first.output
+    again = invoke("run", str(jsonl_project), "--until", "data", "-q", "gradients.d=16")
+    assert "Everything up to data is up to date; nothing to do." in again.output, again.output
+    assert "Everything is up to date" not in again.output and goes_on in " ".join(again.output.split())
