@@ -826,11 +826,14 @@ class Pipeline:
         if "gradients" not in names:
             raise UserError("--shard splits the gradients stage, which this pipeline does not have.")
         before = names[names.index("gradients") - 1]
+        # the options as the caller gave them: `--shard` on the command line, options["shard"] in Python
+        shard_option = worded("--shard", "options['shard']")
         if until is not None and names.index(until) < names.index("gradients"):
             raise UserError(
-                f"--until {until} stops before the gradients stage, of which --shard computes a shard, so the two "
-                f"cannot be combined. `subsetctl run {shell_arg(self.project.root)} --until {until}` (without "
-                "--shard) runs the stages up to it; or leave out --until to compute the shard."
+                f"{worded(f'--until {until}', f'until={until!r}')} stops before the gradients stage, of which "
+                f"{shard_option} computes a shard, so the two cannot be combined. `subsetctl run "
+                f"{shell_arg(self.project.root)} --until {until}` (without --shard) runs the stages up to it; or leave "
+                f"out {worded('--until', 'until')} to compute the shard."
             )
         if force:
             # a stage before gradients can be forced in a run that stops before it; gradients and
@@ -849,8 +852,8 @@ class Pipeline:
                               f"`subsetctl run {root}` (without --shard), which computes {'them' if several else 'it'} "
                               "itself")
             raise UserError(
-                "--force cannot be combined with --shard (forcing a stage while other shards run would "
-                f"delete their work). {'; '.join(advice)}."
+                f"{worded('--force', f'force={forced!r}')} cannot be combined with {shard_option} (forcing a stage "
+                f"while other shards run would delete their work). {'; '.join(advice)}."
             )
         gradients = self.stages[names.index("gradients")]
         upstream = names[: names.index("gradients")]

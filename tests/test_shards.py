@@ -5,6 +5,7 @@ unsharded run computes."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -160,7 +161,7 @@ def test_one_shard_twice_and_force_with_shard_are_refused(tiny_project_ran, monk
     with exclusive_file_lock(shard_lock, "held by the test"), pytest.raises(LockedError, match="already being"):
         run_project(tiny_project, options={"shard": (0, 2)})
     assert loads == []
-    with pytest.raises(UserError, match="--force cannot be combined with --shard"):
+    with pytest.raises(UserError, match=re.escape("force=['gradients'] cannot be combined with options['shard']")):
         run_project(tiny_project, force=["gradients"], options={"shard": (0, 2)})
 
 
@@ -374,11 +375,13 @@ def test_force_with_shard_advises_commands_that_work(tiny_project_ran) -> None:
     """The advice names the project and a command that runs: `--until meta_init` would refuse
     `--force gradients` (it comes after), so that one goes with a plain run."""
     tiny_project = tiny_project_ran("meta_init")  # a copy of a project that ran as far as the shards start
-    with pytest.raises(UserError, match="--force cannot be combined with --shard") as refused:
+    with pytest.raises(UserError, match=re.escape("force=['gradients'] cannot be combined with options['shard']")
+                       ) as refused:
         run_project(tiny_project, force=["gradients"], options={"shard": (0, 2)})
     assert "--until" not in str(refused.value) and "DIR" not in str(refused.value)
     assert f"plain `subsetctl run {tiny_project}` (without --shard)" in str(refused.value)
-    with pytest.raises(UserError, match="--force cannot be combined with --shard") as refused:
+    with pytest.raises(UserError, match=re.escape("force=['data', 'search'] cannot be combined with options['shard']")
+                       ) as refused:
         run_project(tiny_project, force=["data", "search"], options={"shard": (0, 2)})
     assert f"`subsetctl run {tiny_project} --force data --until meta_init` first" in str(refused.value)
     assert "--force search goes with a plain" in str(refused.value)
@@ -451,6 +454,13 @@ def test_until_before_gradients_with_shard_is_refused(tiny_project: Path) -> Non
     assert "--until data stops before the gradients stage" in result.output
     assert f"`subsetctl run {tiny_project} --until data` (without --shard)" in result.output
     assert not (tiny_project / ".subsetctl" / "data").exists()  # nothing ran
+    with pytest.raises(UserError) as refused:  # Python is told of its own arguments, not of --until and --shard
+        run_project(tiny_project, until="data", options={"shard": (0, 2)})
+    assert str(refused.value).startswith("until='data' stops before the gradients stage, of which options['shard'] "
+                                         "computes a shard"), refused.value
+    assert str(refused.value).endswith("or leave out until to compute the shard."), refused.value
+    forced = CliRunner().invoke(main, ["run", str(tiny_project), "-q", "--shard", "0/2", "--force", "data"])
+    assert forced.exit_code == 1 and "--force cannot be combined with --shard" in forced.output, forced.output
     results = run_project(tiny_project, until="gradients", options={"shard": (0, 2)})  # as far as the shard: fine
     assert results[-1]["action"] == "partial"
 
