@@ -1255,3 +1255,26 @@ def test_run_until_says_it_stopped_early_and_what_goes_on(jsonl_project: Path) -
     again = invoke("run", str(jsonl_project), "--until", "data", "-q", "gradients.d=16")
     assert "Everything up to data is up to date; nothing to do." in again.output, again.output
     assert "Everything is up to date" not in again.output and goes_on in " ".join(again.output.split())
+
+
+def test_the_minimal_templates_row_layout_hints_validate_as_written(tmp_path: Path) -> None:
+    """The minimal template said `prompt_field: [instruction, input]` for Alpaca rows but not
+    their answer column: a source written from that hint failed validate ("the file has no
+    column 'response'"). Each hint, copied into a loader as written, reads its layout's rows."""
+    assert invoke("init", str(tmp_path / "m"), "--template", "minimal").exit_code == 0
+    spec_text = (tmp_path / "m" / "subsetctl.yaml").read_text()
+    comment = " ".join(line.strip().lstrip("# ") for line in spec_text.splitlines() if line.strip().startswith("#"))
+    alpaca = re.search(r"(prompt_field: \[instruction, input\](?:, response_field: \w+)?) \(Alpaca", comment)
+    chat = re.search(r"(messages_field: \w+) \(a chat per row", comment)
+    assert alpaca and chat, comment
+    (tmp_path / "m" / "alpaca.jsonl").write_text(
+        json.dumps({"instruction": "Add", "input": "1 and 2", "output": "3"}) + "\n")
+    (tmp_path / "m" / "chat.jsonl").write_text(json.dumps({"messages": [
+        {"role": "user", "content": "What is 1 plus 2?"}, {"role": "assistant", "content": "3"}]}) + "\n")
+    spec = yaml.safe_load(spec_text)
+    for name, hint in (("alpaca", alpaca[1]), ("chat", chat[1])):
+        loader = {"type": "jsonl", "path": f"{name}.jsonl", **yaml.safe_load("{" + hint + "}")}
+        spec["sources"].append({"name": name, "loader": loader})
+    (tmp_path / "m" / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    result = invoke("validate", str(tmp_path / "m"))
+    assert result.exit_code == 0, result.output
