@@ -155,7 +155,12 @@ codecs.register_error(_ASCII_MARKS_ERRORS, _ascii_marks)
 
 
 class _Group(click.Group):
-    """A click group that turns user errors into exit code 1 without a traceback."""
+    """A click group that turns user errors into exit code 1 without a traceback, and lists
+    its commands in the order a project uses them (init, validate, ..., doctor), as they are
+    defined below, rather than alphabetically (doctor first, init after it)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         # before click parses anything: `--help` and `--version` print and exit while
@@ -306,7 +311,7 @@ def init(directory: Path, template: str, force: bool) -> None:
                   highlight=False, markup=False)
 
 
-@main.command()
+@main.command(short_help="Check spec files without loading a model.")
 @click.argument("specs", nargs=-1)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: one object per spec with its problems and warnings, for scripts.")
@@ -402,7 +407,7 @@ def _status_table(statuses: list[Any], title: str) -> Any:
     return table
 
 
-@main.command()
+@main.command(short_help="Show each stage's status and what `run` would do.")
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 @click.argument("overrides", nargs=-1)
 @click.option("--until", cls=_StageOption, help="Plan only up to this stage.")
@@ -569,7 +574,7 @@ def _split_dir(directory: Path | None, overrides: tuple[str, ...]) -> tuple[Path
     return directory, tuple(item.lstrip() for item in overrides)  # ` gradients.d=8`, pasted with a space
 
 
-@main.command()
+@main.command(short_help="Run every stale stage; resume where the last run stopped.")
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 @click.argument("overrides", nargs=-1)
 @click.option("--until", cls=_StageOption, help="Stop after this stage.")
@@ -654,7 +659,7 @@ def _print_report(root: Path, console: Any, overrides: list[str] | None = None) 
     render_report(root, console, overrides=overrides)
 
 
-@main.command()
+@main.command(short_help="Show the results of the last run.")
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True,
               help="json: {project (its folder), stages, outdated, stale, previous, missing_outputs, damaged, "
@@ -699,7 +704,7 @@ def report(directory: Path | None, fmt: str, all_sources: bool) -> None:
         render_report(project.root, _console(), all_sources=all_sources)
 
 
-@main.command(name="ls")
+@main.command(name="ls", short_help="List loaders, strategies, estimators, projectors and models.")
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: every kind's entries with description, parameters and origin, for scripts.")

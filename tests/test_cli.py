@@ -1278,3 +1278,14 @@ def test_the_minimal_templates_row_layout_hints_validate_as_written(tmp_path: Pa
     (tmp_path / "m" / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     result = invoke("validate", str(tmp_path / "m"))
     assert result.exit_code == 0, result.output
+
+
+def test_help_lists_the_commands_in_the_order_of_use_each_summary_whole(monkeypatch) -> None:
+    """`subsetctl --help` listed the commands alphabetically (doctor first, run after plan and
+    report) and cut four summaries at 80 columns ("List registered loaders, strategies,
+    estimators, projectors...", "Run every stale stage in order; resume where the last run...")."""
+    monkeypatch.setenv("COLUMNS", "80")
+    shown = invoke("--help").output
+    listed = re.findall(r"^  (\w+) {2,}(.*)$", shown.split("Commands:")[1], flags=re.MULTILINE)
+    assert [name for name, _ in listed] == ["init", "validate", "schema", "plan", "run", "report", "ls", "doctor"]
+    assert all(not summary.endswith("...") and summary.endswith(".") for _, summary in listed), listed
