@@ -18,6 +18,7 @@ expensive real fine-tune estimator) do its work efficiently.
 
 from __future__ import annotations
 
+import difflib
 import math
 import types
 import typing
@@ -613,8 +614,10 @@ def parse_params(strategy_cls: type[Strategy], raw: dict[str, Any] | None, where
         for err in exc.errors():
             loc = ".".join(str(p) for p in err["loc"])
             msg = plain_error_message(err)
-            if err["type"] == "extra_forbidden":
-                msg = "is not a parameter of this strategy"
+            if err["type"] == "extra_forbidden":  # a mistyped name (`alpa`): the parameter it likely meant
+                close = difflib.get_close_matches(str(err["loc"][-1]), list(strategy_cls.Params.model_fields),
+                                                  n=1, cutoff=0.75)
+                msg = "is not a parameter of this strategy" + (f" (did you mean {close[0]!r}?)" if close else "")
             elif msg == err["msg"].removeprefix("Value error, ") and "input" in err and err["type"] != "missing" \
                     and loc:  # pydantic's own text: say what was given
                 msg = f"{msg} (got {err['input']!r})"

@@ -89,6 +89,16 @@ def test_unknown_param_is_refused_with_valid_keys() -> None:
     assert "min_improvement" in msg.split("Valid keys:")[1]
 
 
+def test_a_mistyped_param_says_which_one_it_likely_meant() -> None:
+    """`params: {alpa: 0.3}` said only "is not a parameter of this strategy" and the valid keys,
+    while a mistyped spec key (`meta_int`) is told "did you mean 'meta_init'?"."""
+    with pytest.raises(UserError) as info:
+        parse_params(STRATEGIES.get("random_ensemble"), {"alpa": 0.3, "zzz": 1}, "search.strategies[0].params")
+    msg = str(info.value)
+    assert "params.alpa: is not a parameter of this strategy (did you mean 'alpha'?)" in msg, msg
+    assert "params.zzz: is not a parameter of this strategy" in msg and msg.count("did you mean") == 1, msg
+
+
 def test_a_param_out_of_range_is_refused_without_the_valid_keys() -> None:
     """A range error ended in "Valid keys: max_sources", which helps with a mistyped key only."""
     with pytest.raises(UserError) as info:
