@@ -33,9 +33,34 @@ def path_not_found_note(path: object, looked_for: Path | None = None) -> str:
     found = re.search(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?", str(path))
     if not found:
         return (windows_path_note(path) or unencodable_path_note(path)
-                or (missing_path_note(looked_for) if looked_for is not None else ""))
+                or (missing_path_note(looked_for) or cwd_relative_note(path, looked_for)
+                    if looked_for is not None else ""))
     return (f". {found.group(0)} is taken as it is: subsetctl does not expand environment variables in a spec "
             "(write the path out, or use ~ for your home folder)")
+
+
+def cwd_relative_note(path: object, looked_for: Path) -> str:
+    """For a relative path a spec names that is not at ``looked_for`` (where the spec's folder
+    puts it) but is there from the current folder: a path written from where the command runs
+    (`path: myproject/data.jsonl` in myproject's own spec), with the path to write instead;
+    "" otherwise."""
+    import os
+
+    written = Path(str(path))
+    try:
+        if written.is_absolute() or str(path).startswith("~") or not written.exists():
+            return ""
+        spec_folder = looked_for
+        for _ in written.parts:  # looked_for is the spec's folder / path, joined as written
+            spec_folder = spec_folder.parent
+        there = written.resolve()
+        if there == looked_for.resolve():
+            return ""
+        instead = os.path.relpath(there, spec_folder.resolve())
+    except (OSError, ValueError):  # (a name the locale cannot encode; no common root)
+        return ""
+    return (f". {written} is there from the current folder ({Path.cwd()}): write {instead!r}, its path from the "
+            "spec's folder (or an absolute path)")
 
 
 _WINDOWS_DRIVE = re.compile(r"^([A-Za-z]):[\\/]")

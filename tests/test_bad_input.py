@@ -142,6 +142,24 @@ def test_a_path_found_only_in_another_unicode_form_or_case_or_a_broken_link_says
         {"name": "s0", "loader": {"type": "jsonl", "path": "Data/missing.jsonl"}}]})))
 
 
+def test_a_data_path_written_from_the_current_folder_says_what_to_write(tmp_path: Path, monkeypatch) -> None:
+    """`path: proj/t.jsonl` in proj's own spec, validated from proj's parent (where that path
+    does lead to the file) said only "file proj/proj/t.jsonl does not exist", which reads as if
+    the file were gone."""
+    project = tmp_path / "proj"
+    project.mkdir()
+    source = {"name": "s0", "loader": {"type": "jsonl", "path": "proj/t.jsonl"}}
+    spec = _spec_file(project, {**BASE, "sources": [source, *BASE["sources"][1:]]})
+    monkeypatch.chdir(tmp_path)
+    (issue,) = _issues(spec)
+    assert issue.endswith(f"does not exist (relative paths resolve against the spec's folder). proj/t.jsonl is "
+                          f"there from the current folder ({tmp_path}): write 't.jsonl', its path from the spec's "
+                          "folder (or an absolute path)"), issue
+    monkeypatch.chdir(project)  # from the spec's folder, where proj/t.jsonl leads nowhere: no note
+    (issue,) = _issues(spec)
+    assert issue.endswith("does not exist (relative paths resolve against the spec's folder)"), issue
+
+
 def test_a_model_source_naming_a_file_beside_the_spec_says_to_name_its_folder(tmp_path: Path, monkeypatch) -> None:
     """model.source `models/tiny/config.json` (the file, not its folder), written relative to
     the spec and validated from another folder, was "Unknown model ...: not an existing folder",
