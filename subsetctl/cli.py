@@ -204,7 +204,7 @@ class _Group(click.Group):
         except KeyboardInterrupt as exc:
             stopped = f"stopped by {exc.signal_name}" if isinstance(exc, Terminated) else "interrupted"
             with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
-                resumes = getattr(exc, "resumes", "`subsetctl run` resumes")  # a shard run's: that shard's run
+                resumes = getattr(exc, "resumes", "`subsetctl run` resumes")  # a run's own: its command
                 _console(stderr=True).print(f"{stopped}; finished work is kept, {resumes}.")
             sys.exit(128 + exc.signum if isinstance(exc, Terminated) else 130)
         except (click.exceptions.Exit, click.ClickException, SystemExit):
@@ -608,11 +608,13 @@ def run(
     reporter = RichReporter(quiet=quiet)
     try:
         results = run_project(directory, list(overrides), until, list(force), reporter, options)
-    except KeyboardInterrupt as exc:  # a shard stopped: its own run resumes it (a plain one would not wait for the rest)
-        if shard is not None:
+    except KeyboardInterrupt as exc:  # the command that resumes it: this project, its overrides (and --until)
+        if shard is not None:  # a shard's own run (a plain one would not wait for the rest)
             again = _run_command(directory, overrides, f"--shard {shard}")
             exc.resumes = (f"`{again}` resumes this shard (or, once the other shards are done, a plain `subsetctl "
                            "run` computes its missing rows itself)")
+        else:  # not --force: the stopped stage is unfinished and resumes; forced again, it would start over
+            exc.resumes = f"`{_run_command(directory, overrides, f'--until {until}' if until else '')}` resumes"
         raise
     ran = [r for r in results if r["action"] == "ran"]
     put_back = [r["stage"] for r in results if r.get("put_back")]

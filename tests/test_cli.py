@@ -1020,7 +1020,8 @@ def test_stop_signals_stop_a_run_like_ctrl_c(jsonl_project: Path, stop_signal: s
                              check=False, capture_output=True, text=True, timeout=120,
                              env={**os.environ, "STOP_SIGNAL": stop_signal})
     assert stopped.returncode == exit_code, stopped.stderr[-800:]
-    assert f"stopped by {stop_signal}; finished work is kept, `subsetctl run` resumes." in stopped.stderr
+    assert (f"stopped by {stop_signal}; finished work is kept, `subsetctl run {jsonl_project} --until data` "
+            "resumes.") in " ".join(stopped.stderr.split())
     assert "Traceback" not in stopped.stderr
     assert not (state / "data" / "manifest.json").exists()
     assert not [p for p in state.rglob("*") if ".tmp-" in p.name]

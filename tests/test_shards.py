@@ -246,8 +246,9 @@ def test_a_stopped_shard_run_names_the_shard_run_that_resumes_it(tmp_path: Path,
     assert result.exit_code == 130, result.output
     said = " ".join(result.output.split())  # (however the console wraps it)
     assert f"`subsetctl run {tmp_path} --shard 1/2 gradients.d=8` resumes this shard" in said, said
-    result = CliRunner().invoke(main, ["run", str(tmp_path)])
-    assert "finished work is kept, `subsetctl run` resumes." in " ".join(result.output.split()), result.output
+    result = CliRunner().invoke(main, ["run", str(tmp_path), "gradients.d=8"])
+    assert (f"finished work is kept, `subsetctl run {tmp_path} gradients.d=8` resumes."
+            in " ".join(result.output.split())), result.output
 
 
 def test_a_damaged_upstream_stage_is_recomputed_once_before_the_shard(tiny_project_ran) -> None:
