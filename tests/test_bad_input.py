@@ -160,6 +160,16 @@ def test_a_data_path_written_from_the_current_folder_says_what_to_write(tmp_path
     assert issue.endswith("does not exist (relative paths resolve against the spec's folder)"), issue
 
 
+@pytest.mark.parametrize("written", ["SmolLM2-135M-Instruct", "smollm2-135m"])
+def test_a_model_name_close_to_a_packaged_ones_says_which_it_likely_meant(tmp_path: Path, written: str) -> None:
+    """`model.source: SmolLM2-135M-Instruct` (the model card's spelling) or the name cut short
+    was "Unknown model" with the packaged names listed, but no word that one is that model."""
+    (issue,) = _issues(_spec_file(tmp_path, {**BASE, "model": {"source": written}}))
+    assert f"Unknown model {written!r}: it is not a packaged model (did you mean 'smollm2-135m-instruct'?)" in issue
+    (issue,) = _issues(_spec_file(tmp_path, {**BASE, "model": {"source": "gpt2x"}}))
+    assert "did you mean" not in issue, issue
+
+
 def test_a_model_source_naming_a_file_beside_the_spec_says_to_name_its_folder(tmp_path: Path, monkeypatch) -> None:
     """model.source `models/tiny/config.json` (the file, not its folder), written relative to
     the spec and validated from another folder, was "Unknown model ...: not an existing folder",

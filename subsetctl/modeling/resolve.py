@@ -12,6 +12,7 @@ where it came from, the folder read, and a hash of its config.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import hashlib
 import json
 import re
@@ -831,10 +832,19 @@ def classify_model_source(source: str, spec_dir: Path | None = None) -> str:
              f" (a relative folder is looked for next to the spec file, then in the current folder, {Path.cwd()})")
     note = next((n for n in (path_not_found_note(source, p) for p in looked_in) if n), "")
     raise UserError(
-        f"Unknown model {source!r}: it is not a packaged model, not an existing folder{where} and not "
-        f"a hub id of the form 'org/name'. Packaged models: {_packaged_hint()}. Or give the "
+        f"Unknown model {source!r}: it is not a packaged model{_packaged_guess(source)}, not an existing "
+        f"folder{where} and not a hub id of the form 'org/name'. Packaged models: {_packaged_hint()}. Or give the "
         f"path of a local Hugging Face model folder{note}."
     )
+
+
+def _packaged_guess(source: str) -> str:
+    """" (did you mean 'smollm2-135m-instruct'?)" for a model name close to a packaged one's,
+    in any letter case (`SmolLM2-135M-Instruct`, as the model card writes it, or the name cut
+    short, `smollm2-135m`); "" when none is close."""
+    names = packaged_names()
+    close = difflib.get_close_matches(source.strip().lower(), names, n=1, cutoff=0.7)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def resolve_model(
