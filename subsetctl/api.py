@@ -363,9 +363,21 @@ def unreachable_hub_ids(spec: Spec, spec_dir: Path) -> list[tuple[tuple[Any, ...
     instead = {"model": "a packaged model (`subsetctl ls`) or a local model folder",
                "dataset": "a local copy (a save_to_disk folder, or its files with the jsonl, csv or parquet loader)"}
     return [(loc, (f"{name!r} is a Hugging Face hub id that is not in the local Hugging Face cache, and "
-                   f"{unreachable_reason()}: a stage that still has to load it will fail. Use {instead[what]}, or "
+                   f"{unreachable_reason()}: a stage that still has to load it will fail. Use "
+                   f"{(_packaged_copy(name) if what == 'model' else None) or instead[what]}, or "
                    "run once where the hub is reachable (it then loads offline from the cache)."))
             for loc, name, what in needed]
+
+
+def _packaged_copy(hub_id: str) -> str | None:
+    """For a model hub id whose name is a packaged model's (`HuggingFaceTB/SmolLM2-135M-Instruct`
+    and `smollm2-135m-instruct`): the packaged model to name instead, which needs no hub."""
+    from subsetctl.modeling.resolve import packaged_names
+
+    name = hub_id.rsplit("/", 1)[-1].lower()
+    if name not in packaged_names():
+        return None
+    return f"the packaged model {name!r} (`model.source: {name}`), the same model shipped on PyPI"
 
 
 #: More real fine-tunes than this in one search get a warning (``true_finetune``).

