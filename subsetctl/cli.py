@@ -453,10 +453,10 @@ def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, 
             line = "; ".join(part for part in (s.work, last) if part)
             if s.will_run and line:
                 console.print(f"[dim]  {s.name}: {escape(line)}[/dim]")
-    elif put_back:
-        console.print(f"Everything is up to date once {back}.")
-    else:
-        console.print("Everything is up to date; `run` would do nothing.")
+    else:  # with --until: the stages it plans, not the whole pipeline (later ones may never have run)
+        upto, command = (f" up to {until}", f"`run --until {until}`") if _stops_early(until) else ("", "`run`")
+        console.print(f"Everything{upto} is up to date once {back}." if put_back else
+                      f"Everything{upto} is up to date; {command} would do nothing.")
     kept = _kept_line(project, spec.project.keep_previous)
     if kept:
         console.print(f"[dim]{kept}[/dim]")
@@ -630,9 +630,7 @@ def run(
             console.print(f"{done}the gradients stage is complete: shard {shard} has nothing to compute. "
                           "`subsetctl run` without --shard goes on with the stages after it.")
         return
-    from subsetctl.stages import stage_names
-
-    stopped_early = until is not None and until != stage_names()[-1]
+    stopped_early = _stops_early(until)
     if not ran:
         upto = f" up to {until}" if stopped_early else ""
         console.print(f"Everything{upto} is up to date; {back or 'nothing to do'}.")
@@ -646,6 +644,14 @@ def run(
         from subsetctl.project import Project
 
         _print_report(Project.find(directory).root, console, list(overrides))
+
+
+def _stops_early(until: str | None) -> bool:
+    """Whether ``--until`` leaves stages out (any stage but the last): what is up to date is
+    then only the stages up to it, and the report is not the run's to show."""
+    from subsetctl.stages import stage_names
+
+    return until is not None and until != stage_names()[-1]
 
 
 def _run_command(directory: Path | None, overrides: tuple[str, ...], options: str = "") -> str:

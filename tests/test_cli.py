@@ -842,10 +842,13 @@ def test_ls_folds_long_descriptions_on_a_narrow_terminal_never_cuts(monkeypatch)
 
 
 def test_plan_with_nothing_to_run_says_so_and_names_a_large_cache(jsonl_project: Path) -> None:
+    """With --until, what is up to date is the stages up to it: `plan --until data` said
+    "Everything is up to date; `run` would do nothing." while meta_init had never run."""
     assert invoke("run", str(jsonl_project), "--until", "data", "-q").exit_code == 0
     result = invoke("plan", str(jsonl_project), "--until", "data")
     assert result.exit_code == 0
-    assert "Everything is up to date; `run` would do nothing." in result.output
+    assert "Everything up to data is up to date; `run --until data` would do nothing." in result.output
+    assert "Everything is up to date" not in result.output, result.output
     assert "Kept on disk" not in result.output  # nothing large kept
     cache = jsonl_project / ".subsetctl" / "cache"
     cache.mkdir()
@@ -854,7 +857,7 @@ def test_plan_with_nothing_to_run_says_so_and_names_a_large_cache(jsonl_project:
     text = " ".join(invoke("plan", str(jsonl_project), "--until", "data").output.split())
     assert ("Kept on disk: 2.5 MB of cached fine-tunes and estimates in .subsetctl/cache (safe to delete; "
             "`project.cache_limit_gb` caps it).") in text
-    assert "Everything is up to date; `run` would do nothing." in text  # a cache entry changes no status
+    assert "Everything up to data is up to date; `run --until data` would do nothing." in text  # (a cache entry)
 
 
 def test_kept_line_names_each_large_kind_and_what_frees_it() -> None:
@@ -1290,3 +1293,4 @@ def test_help_lists_the_commands_in_the_order_of_use_each_summary_whole(monkeypa
     listed = re.findall(r"^  (\w+) {2,}(.*)$", shown.split("Commands:")[1], flags=re.MULTILINE)
     assert [name for name, _ in listed] == ["init", "validate", "schema", "plan", "run", "report", "ls", "doctor"]
     assert all(not summary.endswith("...") and summary.endswith(".") for _, summary in listed), listed
+
