@@ -604,6 +604,9 @@ class Pipeline:
         digests: dict[str, str | None] = {}
         rerun: set[str] = set()
         reached_until = False
+        #: stages after ``until`` that are not up to date: `run --until` leaves them so, and
+        #: the results of the stages after them, made from theirs, are as outdated
+        left_stale: set[str] = set()
         for stage in self.stages:
             if not stage.enabled(self.spec):
                 reasons = ["switched off in the spec"]
@@ -650,6 +653,15 @@ class Pipeline:
                 else:
                     state = "stale"
                     reasons, missing, conditional_aside = self._changes(stage, manifest, inputs, rerun, force)
+            if reached_until and state == "up to date" and kept is None:
+                behind = [u for u in stage.after if u in left_stale]
+                if behind:  # its inputs are the outdated results of a stage `run --until` does not reach
+                    state = "stale"
+                    one = len(behind) == 1
+                    reasons = [(f"upstream {', '.join(behind)} {'is' if one else 'are'} not up to date and "
+                                f"`run --until {until}` stops before {'it' if one else 'them'}")]
+            if reached_until and state != "up to date":
+                left_stale.add(stage.name)
             if stage.name in force:
                 reasons.append("forced with --force")
             will_run = not reached_until and (state != "up to date" or stage.name in force or any(u in rerun for u in stage.after))

@@ -1541,3 +1541,21 @@ def test_a_report_a_later_subsetctl_wrote_is_not_called_an_earlier_ones(tiny_pro
                in r for r in reasons) and not any("earlier" in r for r in reasons), reasons
     shown = json.loads(CliRunner().invoke(main, ["report", str(project), "--format", "json"]).stdout)
     assert not shown["report_by_earlier_subsetctl"] and shown["stale"] == ["report"], shown["stale"]
+
+
+def test_plan_until_says_the_later_stages_it_leaves_outdated(tiny_project_ran) -> None:
+    """`plan --until search` after a change of finetune's settings called evaluate, whose
+    results come from the fine-tunes that change outdates, "up to date" (`report` after the
+    run left them out as outdated), and summed up "Everything is up to date; `run` would
+    do nothing." under a table of stale stages."""
+    tiny_project = tiny_project_ran()
+    statuses = {s.name: s for s in plan_project(tiny_project, overrides=["finetune.steps=3"], until="search")[2]}
+    assert [statuses[n].state for n in ("search", "finetune", "evaluate", "report")] == ["up to date", *["stale"] * 3]
+    assert not any(s.will_run for s in statuses.values())
+    assert statuses["evaluate"].reasons == ["upstream finetune is not up to date and `run --until search` stops before it"]
+    output = " ".join(CliRunner().invoke(main, ["plan", str(tiny_project), "--until", "search",
+                                                "finetune.steps=3"]).output.split())
+    assert "Everything is up to date" not in output, output
+    assert ("Everything up to search is up to date; `run --until search` would do nothing. Not up to date after "
+            "--until search, and left so: finetune, evaluate, report; `run` without --until brings them up to "
+            "date.") in output, output
