@@ -219,10 +219,12 @@ class Stage(ABC):
     def enabled(self, spec: Spec) -> bool:
         return True
 
-    def work(self, spec: Spec) -> str | None:
+    def work(self, spec: Spec, forced: bool = False) -> str | None:
         """How much work a run of this stage does with ``spec``, in the spec's own counts
         (optimizer steps, fine-tunes): what ``plan`` shows beside a stage it would run, so
-        the cost of a run is seen before it starts. None when there is nothing to count."""
+        the cost of a run is seen before it starts. None when there is nothing to count.
+        ``forced``: the stage runs because of ``--force``, which reuses nothing earlier runs
+        computed (:func:`~subsetctl.stages.common.reused_unless_forced` says so)."""
         return None
 
     def extra_inputs(self, spec: Spec, project: Project) -> dict[str, Any]:
@@ -686,7 +688,7 @@ class Pipeline:
                 put_back_manifests[stage.name] = kept[1]
             statuses.append(StageStatus(stage.name, state, reasons, will_run, fp, conditional, put_back,
                                         kept[0] if put_back and kept else None, missing, inputs,
-                                        stage.work(self.spec) if will_run else None,
+                                        stage.work(self.spec, stage.name in force) if will_run else None,
                                         float(last_seconds) if will_run and _is_seconds(last_seconds) else None))
             if until is not None and stage.name == until:
                 reached_until = True

@@ -370,7 +370,7 @@ def test_plan_says_how_much_work_each_stage_to_run_is(jsonl_project: Path, monke
     manifest = json.loads(manifest_path.read_text())
     manifest_path.write_text(json.dumps({**manifest, "seconds": 204.4}))  # (the checksums cover artifacts only)
     text = CliRunner().invoke(main, [*args, "--force", "data"]).output
-    assert "data: the target and 2 sources (those prepared before as they are now are reused); its last run took " \
+    assert "data: the target and 2 sources (--force: every one loaded again); its last run took " \
            "3 min 24 s" in " ".join(text.split()), text
 
 

@@ -1559,3 +1559,17 @@ def test_plan_until_says_the_later_stages_it_leaves_outdated(tiny_project_ran) -
     assert ("Everything up to search is up to date; `run --until search` would do nothing. Not up to date after "
             "--until search, and left so: finetune, evaluate, report; `run` without --until brings them up to "
             "date.") in output, output
+
+
+def test_plan_does_not_promise_reused_results_to_a_forced_stage(tiny_project: Path) -> None:
+    """`plan --force finetune` said "those in the cache are reused" of the fine-tunes, and
+    likewise of verify's, the evaluations, the search's estimates and the prepared sources,
+    while a forced stage takes none of them and computes everything again."""
+    cached = ("data", "verify", "search", "finetune", "evaluate")
+    plain = {s.name: s.work for s in plan_project(tiny_project, ["verify.enabled=true"])[2]}
+    forced = {s.name: s.work for s in plan_project(tiny_project, ["verify.enabled=true"], force=list(cached))[2]}
+    for name in cached:
+        assert "reused" in plain[name] and "--force:" not in plain[name], plain[name]
+        assert "reused" not in forced[name] and "--force: " in forced[name], forced[name]
+    assert forced["finetune"].endswith("; --force: none taken from the cache, all computed again")
+    assert forced["meta_init"] == plain["meta_init"]  # nothing of its own reused, nothing said

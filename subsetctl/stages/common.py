@@ -414,6 +414,15 @@ def train_progress(ctx: StageContext, description: str, total: int, val_label: s
         yield callback
 
 
+def reused_unless_forced(forced: bool, reused: str,
+                         instead: str = "none taken from the cache, all computed again") -> str:
+    """The part of a stage's ``plan`` work line saying which earlier results it takes
+    (``reused``), or, when ``forced`` (``--force STAGE``), that it takes none (``instead``):
+    a forced verify, finetune, evaluate, search or data stage computes everything again, and
+    `plan` said "those in the cache are reused" all the same."""
+    return f"--force: {instead}" if forced else reused
+
+
 def steps_work(steps: int, batch_size: int, grad_accum: int = 1) -> str:
     """A fine-tune's size as ``plan`` shows it: "30 steps of 8 examples" (× micro-batches)."""
     per_step = f"{batch_size} examples" if grad_accum == 1 else f"{grad_accum} × {batch_size} examples"

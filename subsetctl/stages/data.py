@@ -10,6 +10,7 @@ from subsetctl.pipeline import Stage, StageContext
 from subsetctl.project import Project
 from subsetctl.reporter import ShownInResults
 from subsetctl.spec import Spec
+from subsetctl.stages import common
 
 #: data warnings printed as the stage runs; the rest are counted (report.md lists them all)
 DATA_WARNINGS_LIVE = 20
@@ -26,8 +27,10 @@ class DataStage(Stage):
     inputs_rechecked = True  # files read source by source, for minutes: one may be edited meanwhile
     partial_work_keyed = True  # each source's folder records the key it was prepared from (.source.json)
 
-    def work(self, spec: Spec) -> str:
-        return f"the target and {len(spec.sources)} sources (those prepared before as they are now are reused)"
+    def work(self, spec: Spec, forced: bool = False) -> str:
+        reused = common.reused_unless_forced(forced, "those prepared before as they are now are reused",
+                                             "every one loaded again")
+        return f"the target and {len(spec.sources)} sources ({reused})"
 
     def spec_slice(self, spec: Spec) -> dict[str, Any]:
         """The spec slice, with each ``loader.label_field`` a causal LM's loaders do not read

@@ -70,9 +70,10 @@ class EvaluateStage(common.ModelStage):
 
     switch = "finetune.enabled"
 
-    def work(self, spec: Spec) -> str:
+    def work(self, spec: Spec, forced: bool = False) -> str:
         generate = "" if spec.model.kind == "classifier" else f", generating up to {spec.evaluate.max_new_tokens} tokens"
-        return f"the target's test split through each fine-tuned adapter{generate}; those in the cache are reused"
+        return (f"the target's test split through each fine-tuned adapter{generate}; "
+                + common.reused_unless_forced(forced, "those in the cache are reused"))
 
     def enabled(self, spec: Any) -> bool:
         return bool(spec.finetune.enabled)

@@ -300,12 +300,13 @@ class FinetuneStage(common.ModelStage):
 
     switch = "finetune.enabled"
 
-    def work(self, spec: Spec) -> str:
+    def work(self, spec: Spec, forced: bool = False) -> str:
         f = spec.finetune
         selections = len(spec.search.strategies) + len(f.baselines)
         seeds = f" × {f.seeds} seeds" if f.seeds > 1 else ""
         return (f"up to {selections * f.seeds} fine-tunes ({selections} selections{seeds}; alike picks are trained "
-                f"once) of {common.steps_work(f.steps, f.batch_size, f.grad_accum)}; those in the cache are reused")
+                f"once) of {common.steps_work(f.steps, f.batch_size, f.grad_accum)}; "
+                + common.reused_unless_forced(forced, "those in the cache are reused"))
 
     def enabled(self, spec: Any) -> bool:
         return bool(spec.finetune.enabled)

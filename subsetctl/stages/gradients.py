@@ -106,7 +106,7 @@ class GradientsStage(common.ModelStage):
     memory_keys = ("gradients.batch_size", "model.max_length", "gradients.memory_budget_mb")
     spec_keys = ("project.seed", "model", "gradients")
 
-    def work(self, spec: Spec) -> str:
+    def work(self, spec: Spec, forced: bool = False) -> str:
         return (f"one gradient per example of the target and the {len(spec.sources)} sources, in batches of "
                 f"{spec.gradients.batch_size}, projected to d = {spec.gradients.d}")
 

@@ -27,7 +27,7 @@ class MetaInitStage(common.ModelStage):
     memory_keys = ("meta_init.batch_size", "model.max_length")
     spec_keys = ("project.seed", "model", "meta_init")
 
-    def work(self, spec: Spec) -> str:
+    def work(self, spec: Spec, forced: bool = False) -> str:
         m = spec.meta_init
         return common.steps_work(m.steps, m.batch_size, m.grad_accum)
 

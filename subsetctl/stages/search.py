@@ -437,7 +437,7 @@ class SearchStage(Stage):
     # how many estimates came from the cache, computed with which library versions: not a result
     describes_only = (common.PROVENANCE,)
 
-    def work(self, spec: Spec) -> str:
+    def work(self, spec: Spec, forced: bool = False) -> str:
         """The strategies, the estimator (one that fine-tunes for real, true_finetune or a
         plugin's, or those calibration chooses among: :func:`estimator_name`), and at most how
         many subsets it estimates (:func:`search_subset_bounds`)."""
@@ -456,8 +456,9 @@ class SearchStage(Stage):
         total, parts, unknown = search_subset_bounds(spec)
         besides = f" besides those of {', '.join(unknown)}, which do{'es' if len(unknown) == 1 else ''} not say" \
             if unknown else ""
+        stored = common.reused_unless_forced(forced, "stored ones reused", "none taken from the store")
         return (f"{n} strateg{'ies' if n > 1 else 'y'}, {how}: up to {count_text(total)} subsets{besides} ({parts}; "
-                "shared ones are estimated once, stored ones reused)")
+                f"shared ones are estimated once, {stored})")
 
     def memory_settings(self, spec: Spec) -> tuple[str, ...]:
         """A model-backed estimator (true_finetune) fine-tunes in this process, one subset at

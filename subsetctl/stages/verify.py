@@ -88,13 +88,13 @@ class VerifyStage(common.ModelStage):
 
     switch = "verify.enabled"
 
-    def work(self, spec: Spec) -> str:
+    def work(self, spec: Spec, forced: bool = False) -> str:
         v = spec.verify
         k = min(v.k, 2 ** min(len(spec.sources), 30))  # no more than the distinct subsets (validate warns)
         runs = k * len(v.kinds) * v.repeats
         return (f"up to {runs} real fine-tunes ({k} subsets × {len(v.kinds)} kind{'s' if len(v.kinds) > 1 else ''}"
                 f"{f' × {v.repeats} repeats' if v.repeats > 1 else ''}) of {common.steps_work(v.steps, v.batch_size)}; "
-                "those in the cache are reused")
+                + common.reused_unless_forced(forced, "those in the cache are reused"))
 
     def enabled(self, spec: Any) -> bool:
         return bool(spec.verify.enabled)
