@@ -503,6 +503,51 @@ def load_split(data_dir: Path, name: str, split: str) -> Dataset:
         return Dataset.load_from_disk(str(path))
 
 
+def split_columns(data_dir: Path, name: str, split: str) -> dict[str, list[Any]]:
+    """One saved split's columns as Python lists (``{}`` for an empty split): what
+    ``load_split(...)[:]`` gives, read straight from the split's Arrow files when its
+    columns are plain values and it was saved with no output format (what the data stage
+    writes). ``Dataset.load_from_disk`` takes about 3 ms a split in bookkeeping (a thread
+    pool, deep copies of the features), which a fine-tune of 2,000 sources paid once per
+    source and run; reading the files takes 0.07 ms. Anything else, or files this cannot
+    read (a damaged split), goes through :func:`load_split`, with its errors."""
+    if split in SPLITS:
+        path = Path(data_dir) / name / split
+        if Path(data_dir, name).is_dir() and not path.exists():
+            return {}  # an empty split is not saved (see the module docstring)
+        columns = _plain_split_columns(path)
+        if columns is not None:
+            return columns
+    dataset = load_split(data_dir, name, split)
+    return dataset[:] if len(dataset) else {}
+
+
+def _plain_split_columns(path: Path) -> dict[str, list[Any]] | None:
+    """The columns of the ``save_to_disk`` folder ``path`` read with pyarrow, or None when
+    ``datasets`` would give other values (a format set, a feature that decodes, such as an
+    image) or the folder cannot be read so."""
+    import pyarrow as pa
+
+    try:
+        state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+        features = json.loads((path / "dataset_info.json").read_text(encoding="utf-8"))["features"]
+        plain = (state.get("_format_type") is None and not state.get("_format_columns")
+                 and not state.get("_format_kwargs") and isinstance(features, dict)
+                 and all(isinstance(f, dict) and f.get("_type") == "Value" for f in features.values()))
+        if not plain:
+            return None
+        tables = []
+        for data_file in state["_data_files"]:
+            with pa.memory_map(str(path / data_file["filename"])) as stream:
+                tables.append(pa.ipc.open_stream(stream).read_all())
+        table = pa.concat_tables(tables)
+    except (OSError, ValueError, KeyError, TypeError, pa.ArrowException):
+        return None
+    if list(table.column_names) != list(features):
+        return None
+    return table.to_pydict()
+
+
 def load_all(data_dir: Path, spec: Spec) -> dict[str, dict[str, Dataset]]:
     """``{name: {split: Dataset}}`` for the target and every source of ``spec``."""
     return {

@@ -202,12 +202,9 @@ def seed_everything(seed: int) -> None:
 def examples(ctx: StageContext, name: str, split: str) -> list[dict[str, Any]]:
     """Rows of one source split as dicts (empty list when the split is empty; a damaged or
     missing source folder is an error for every split, never taken as "no rows")."""
-    from subsetctl.data.stage import load_split
+    from subsetctl.data.stage import split_columns
 
-    dataset = load_split(ctx.upstream_dir("data"), name, split)
-    if len(dataset) == 0:
-        return []
-    columns = dataset[:]  # one columnar read: iterating rows took 4.7 s for 200k rows
+    columns = split_columns(ctx.upstream_dir("data"), name, split)  # columnar: rows took 4.7 s for 200k
     return [dict(zip(columns, values)) for values in zip(*columns.values())]
 
 
