@@ -274,11 +274,38 @@ class _ExactSums:
     def __call__(self, ext: np.ndarray, per_row: np.ndarray | None = None) -> np.ndarray:
         """The masked sums, each row times ``per_row`` (m,) when given (one pass for the
         scale and, say, a division by the row counts)."""
-        sums = ext.astype(np.float64) @ self.units
+        sums = _sparse_product(ext, self.units) if self.exact and _sparse(ext) else _dense_product(ext, self.units)
         if per_row is not None:
             sums *= per_row[:, None]
         sums *= self.scale  # a power of two: exact, bar a subnormal result's own rounding
         return sums.reshape(ext.shape[0], *self.shape[1:])
+
+
+#: masks with at most this share of blocks set are summed as a sparse product (see _sparse)
+_SPARSE_SHARE = 1 / 64
+
+
+def _sparse(ext: np.ndarray) -> bool:
+    """Whether the masks ``ext`` are sparse enough that adding up only the blocks they
+    hold beats the dense product over every block: ``forward`` over 2,000 sources asks
+    for subsets of a few dozen, for which the dense product did 2,000 blocks' work each
+    (with 256 masks of 2 blocks out of 2,001 at d = 64, 14x; at 1 in 100, 2x; the dense
+    product wins from about 1 in 40 on two cores, more cores moving that lower)."""
+    return np.count_nonzero(ext) <= ext.size * _SPARSE_SHARE
+
+
+def _dense_product(ext: np.ndarray, units: np.ndarray) -> np.ndarray:
+    """``ext @ units`` as a BLAS matrix product."""
+    return ext.astype(np.float64) @ units
+
+
+def _sparse_product(ext: np.ndarray, units: np.ndarray) -> np.ndarray:
+    """``ext @ units`` adding the rows of ``units`` each mask holds: the same bits as the
+    dense product where every partial sum is a whole number a float64 holds exactly, as
+    :class:`_ExactSums` makes them (any order of adding gives the same sum)."""
+    from scipy import sparse
+
+    return np.asarray(sparse.csr_matrix(ext, dtype=np.float64) @ units)
 
 
 def _solve_many(hess: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -301,6 +301,33 @@ def test_exact_sums_keep_each_columns_precision_and_tiny_values() -> None:
         assert (np.abs(_ExactSums(values)(ext, per_row) - plain * per_row[:, None]) <= within).all(), values
 
 
+def test_exact_sums_of_sparse_masks_add_only_the_blocks_they_hold(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Masks of a few blocks out of many (forward's subsets over thousands of sources) are
+    summed from the blocks they hold, not by a dense product over every block, to the same
+    bits; dense masks still take the dense product."""
+    from subsetctl.estimate import solvers
+
+    rng = np.random.default_rng(0)
+    sums = solvers._ExactSums(rng.normal(size=(400, 5, 5)) * rng.lognormal(size=(400, 1, 1)))
+    sparse = np.zeros((32, 400), dtype=bool)
+    for row in sparse:
+        row[rng.choice(400, 3, replace=False)] = True
+    dense = rng.random((32, 400)) < 0.5
+    per_row = rng.random(32)
+    expected = {id(m): (m.astype(np.float64) @ sums.units * per_row[:, None] * sums.scale).reshape(32, 5, 5)
+                for m in (sparse, dense)}
+
+    def refused(*args: object) -> np.ndarray:
+        raise AssertionError("dense product of sparse masks")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(solvers, "_dense_product", refused)
+        assert np.array_equal(sums(sparse, per_row), expected[id(sparse)])
+    called = []
+    monkeypatch.setattr(solvers, "_sparse_product", lambda *args: called.append(1))
+    assert np.array_equal(sums(dense, per_row), expected[id(dense)]) and not called
+
+
 def test_an_exact_estimate_does_not_depend_on_its_batch_at_a_larger_size() -> None:
     """The exact estimator's passes over the rows were matrix products across the masks
     that contain a block (padded to two columns): at d = 96 and 300 rows a block, BLAS
