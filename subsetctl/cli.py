@@ -657,7 +657,14 @@ def run(
     else:
         from subsetctl.project import Project
 
-        _print_report(Project.find(directory).root, console, list(overrides))
+        root = Project.find(directory).root
+        _print_report(root, console, list(overrides))
+        written = _report_files(root)
+        if written:  # where the report went: the terminal showed it, but not that it is also on disk
+            shown = Path(directory) if directory is not None else Path(".")
+            where = f" {shell_arg(directory)}" if directory is not None else ""
+            console.print(f"Report files: {', '.join(str(shown / name) for name in written)} (`subsetctl "
+                          f"report{where}` shows it again).", markup=False)
 
 
 def _stops_early(until: str | None) -> bool:
@@ -673,6 +680,13 @@ def _run_command(directory: Path | None, overrides: tuple[str, ...], options: st
     copy-pasteable: what to type to resume or go on."""
     where = f" {shell_arg(directory)}" if directory is not None else ""
     return " ".join([f"subsetctl run{where}", *([options] if options else []), *map(shell_arg, overrides)])
+
+
+def _report_files(root: Path) -> list[str]:
+    """The report files in the project folder, relative to it: report.md, report.json and
+    the plots (those there now: none while the report stage has not run)."""
+    names = [name for name in ("report.md", "report.json") if (root / name).is_file()]
+    return names + sorted(f"plots/{p.name}" for p in (root / "plots").glob("*.png")) if names else []
 
 
 def _print_report(root: Path, console: Any, overrides: list[str] | None = None) -> None:

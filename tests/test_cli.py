@@ -1294,3 +1294,16 @@ def test_help_lists_the_commands_in_the_order_of_use_each_summary_whole(monkeypa
     assert [name for name, _ in listed] == ["init", "validate", "schema", "plan", "run", "report", "ls", "doctor"]
     assert all(not summary.endswith("...") and summary.endswith(".") for _, summary in listed), listed
 
+
+
+def test_a_whole_run_ends_naming_the_report_files(tiny_project_ran) -> None:
+    """`run` printed the report and the stages, and never said that report.md, report.json and
+    the plots were written in the project folder, nor where: a new user looked for them."""
+    project = tiny_project_ran()
+    result = invoke("run", str(project), "-q")
+    assert result.exit_code == 0, result.output
+    plots = sorted(f"{project}/plots/{p.name}" for p in (project / "plots").glob("*.png"))
+    assert plots, list(project.iterdir())
+    last = " ".join(result.output.split()).rsplit("Report files: ", 1)[-1]
+    assert last == (f"{project}/report.md, {project}/report.json, {', '.join(plots)} "
+                    f"(`subsetctl report {project}` shows it again)."), result.output
