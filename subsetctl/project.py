@@ -532,6 +532,15 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def spec_beside(path: Path) -> Path | None:
+    """For a spec file named that does not exist (`proj/subsetctl.yml`, `proj/spec.yaml`): the
+    project spec in its folder, when there is one, which the user most likely meant."""
+    if path.suffix.lower() not in (".yaml", ".yml") or path.name == SPEC_FILENAME or path.exists():
+        return None
+    spec = path.parent / SPEC_FILENAME
+    return spec if spec.is_file() else None
+
+
 def enclosing_project(folder: Path) -> Path | None:
     """The nearest folder above ``folder`` that holds a spec, resolved: the project a command
     run in its data folder most likely meant (``init`` there would nest a second project)."""
@@ -561,9 +570,14 @@ class Project:
                 )
             p = p.parent
         if not p.exists():
+            spec = spec_beside(p)
+            if spec is not None:  # `run proj/subsetctl.yml`: the project is there, its spec named otherwise
+                raise UserError(f"{p} does not exist, but {spec} does: name the project folder "
+                                f"({shell_arg(spec.parent)}) or its {SPEC_FILENAME}.")
+            create = (f"or create one with `subsetctl init {shell_arg(p)}`" if p.suffix.lower() not in (".yaml", ".yml")
+                      else f"or create one with `subsetctl init DIR` (its spec is DIR/{SPEC_FILENAME})")
             raise UserError(f"{p} does not exist{missing_path_note(p, 'the command')}. Name an existing project "
-                            f"folder (one holding {SPEC_FILENAME}), "
-                            f"or create one with `subsetctl init {shell_arg(p)}`.")
+                            f"folder (one holding {SPEC_FILENAME}), {create}.")
         if (p / SPEC_FILENAME).is_dir():
             raise UserError(f"{p / SPEC_FILENAME} is a folder, not a spec file: move or rename it, then create "
                             f"the spec with `subsetctl init {shell_arg(p)}`.")

@@ -185,6 +185,25 @@ def test_an_uncached_hub_id_of_a_packaged_model_names_the_packaged_model(tmp_pat
     assert "Use a packaged model (`subsetctl ls`) or a local model folder, or run" in warning.message, warning.message
 
 
+def test_a_mistyped_spec_name_points_to_the_projects_spec_not_to_init(jsonl_project: Path) -> None:
+    """`run proj/subsetctl.yml` (the .yml spelling) advised `subsetctl init proj/subsetctl.yml`,
+    which would make a project folder of that name, and `validate proj/subsetctl.yml` "Create
+    one with `subsetctl init DIR`", while proj/subsetctl.yaml was right there."""
+    typed = jsonl_project / "subsetctl.yml"
+    result = CliRunner().invoke(main, ["run", str(typed)])
+    shown = " ".join(result.output.split())
+    assert result.exit_code == 1 and "subsetctl init" not in shown, shown
+    assert (f"{typed} does not exist, but {jsonl_project / 'subsetctl.yaml'} does: name the project folder "
+            f"({jsonl_project}) or its subsetctl.yaml.") in shown, shown
+    result = CliRunner().invoke(main, ["validate", str(typed)])
+    shown = " ".join(result.output.split())
+    assert result.exit_code == 1 and (f"no such spec file, but {jsonl_project / 'subsetctl.yaml'} is there: "
+                                      f"`subsetctl validate {jsonl_project}` checks it.") in shown, shown
+    result = CliRunner().invoke(main, ["plan", str(jsonl_project / "nowhere" / "spec.yaml")])
+    shown = " ".join(result.output.split())
+    assert "or create one with `subsetctl init DIR` (its spec is DIR/subsetctl.yaml)." in shown, shown
+
+
 def test_a_model_source_naming_a_file_beside_the_spec_says_to_name_its_folder(tmp_path: Path, monkeypatch) -> None:
     """model.source `models/tiny/config.json` (the file, not its folder), written relative to
     the spec and validated from another folder, was "Unknown model ...: not an existing folder",

@@ -26,9 +26,12 @@ def _missing_spec_advice(path: Path) -> str:
     its data folder), that project, as `plan` and `run` name it; for a name without a YAML
     suffix (a project folder not made yet), the `init` of that folder; "DIR" otherwise."""
     from subsetctl.errors import shell_arg
-    from subsetctl.project import enclosing_project
+    from subsetctl.project import enclosing_project, spec_beside
 
     if path.name != SPEC_FILENAME:
+        beside = spec_beside(path)
+        if beside is not None:  # `validate proj/subsetctl.yml`
+            return f", but {beside} is there: `subsetctl validate {shell_arg(path.parent)}` checks it."
         if path.suffix.lower() in (".yaml", ".yml"):
             return ". Create one with `subsetctl init DIR`."
         return f". Create a project there with `subsetctl init {shell_arg(path)}`."
