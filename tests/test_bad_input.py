@@ -365,6 +365,21 @@ def test_a_misindented_line_or_a_missing_colon_is_said_in_plain_words(tmp_path: 
     assert issue.line == line and issue.message.startswith("malformed YAML") and advice in issue.message, issue
 
 
+@pytest.mark.parametrize(("text", "line", "advice"), [
+    ("sources:\n  - {name: a, loader: {type: jsonl, path: a.jsonl}\n  - {name: b}\n", 3,
+     ("(in the '{' opened on line 2: a ',' missing between two of its entries, or its closing '}' missing, likely "
+      "at the end of line 2)")),
+    ("search:\n  strategies: [{name: forward} {name: backward}]\n", 2,
+     "(in the '[' opened on line 2: a ',' missing between two of its entries, or its closing ']' missing)"),
+])
+def test_an_unclosed_brace_or_bracket_names_the_line_it_opened_on(tmp_path: Path, text: str, line: int,
+                                                                  advice: str) -> None:
+    """A `{...}` source entry missing its closing brace (the quickstart's one-line sources) said
+    only "expected ',' or '}', but got '-'", on the line after the one to fix."""
+    (issue,) = validate_spec_file(_spec_file(tmp_path, BASE, text)).issues
+    assert issue.line == line and issue.message.startswith("malformed YAML") and advice in issue.message, issue
+
+
 @pytest.mark.parametrize(("text", "advice"), [
     ("{base}project:\n\tname: x\n", "(a tab at column 1: YAML does not allow tabs for indentation: indent with"),
     ("{base}project:\n  name: x\t\n", "(a tab at column 10, after 'name: x': the YAML reader takes no tab between"),

@@ -90,7 +90,8 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
         if "'\\t'" in problem and mark is not None:  # "found character '\t' that cannot start any token"
             problem += _tab_advice(text, mark.line, mark.column)
         elif mark is not None:
-            problem += _parser_advice(problem, mark.line)
+            opened = getattr(exc, "context_mark", None)
+            problem += _parser_advice(problem, mark.line, opened.line if opened is not None else None)
         raise SpecFileError(path, f"malformed YAML: {problem}. Fix the syntax and retry.",
                             mark.line + 1 if mark is not None else None) from None
     except (RecursionError, FlowTooDeepError):
@@ -118,11 +119,18 @@ def _tab_advice(text: str, line: int, column: int) -> str:
             "replace it with a space)")
 
 
-def _parser_advice(problem: str, line: int) -> str:
-    """Plain words for the PyYAML parser's messages that a mis-indented line or a missing colon
-    gives ("expected <block end>, but found '<block mapping start>'", "mapping values are not
-    allowed here"), which say neither; "" for others. ``line`` is 0-based (the column where the
-    parser stopped is often past the colon missing: not said)."""
+def _parser_advice(problem: str, line: int, opened: int | None = None) -> str:
+    """Plain words for the PyYAML parser's messages that a mis-indented line, a missing colon
+    or an unclosed ``{...}`` / ``[...]`` gives ("expected <block end>, but found '<block mapping
+    start>'", "mapping values are not allowed here", "expected ',' or '}', but got '-'", the
+    last on the line after the one to fix), which say neither; "" for others. ``line`` is
+    0-based (the column where the parser stopped is often past the colon missing: not said);
+    ``opened``, 0-based, is the line where the ``{`` or ``[`` the parser was reading began."""
+    for opener, closer in (("{", "}"), ("[", "]")):
+        if problem.startswith(f"expected ',' or '{closer}'") and opened is not None:
+            where = "" if opened == line else f", likely at the end of line {opened + 1}"
+            return (f" (in the '{opener}' opened on line {opened + 1}: a ',' missing between two of its entries, "
+                    f"or its closing '{closer}' missing{where})")
     if problem.startswith("expected <block end>"):
         return (f" (the indentation does not line up: line {line + 1}, or the line before it, is indented "
                 "more or less than the keys or `- ` items it belongs with; indent the keys of one mapping, "
