@@ -62,6 +62,13 @@ def init_project(directory: Path, template: str = "quickstart", force: bool = Fa
     the template would write (their names are appended to ``kept``)."""
     text = template_text(template)
     directory = Path(directory).expanduser()  # `init '~/q'` made ./~/q, which `plan ~/q` then did not find
+    if directory.suffix.lower() in (".yaml", ".yml") and not directory.is_dir():  # a spec file named, not a folder
+        if directory.name != SPEC_FILENAME:  # `init myspec.yaml` made a folder myspec.yaml/ holding subsetctl.yaml
+            raise UserError(
+                f"{directory} names a spec file, but a project is a folder whose spec is named {SPEC_FILENAME}, "
+                f"which `subsetctl init` writes: name the folder, e.g. `subsetctl init "
+                f"{shell_arg(directory.with_suffix(''))}`.")
+        directory = directory.parent  # `init proj/subsetctl.yaml`: proj, as the other commands take it
     spec_path = directory / SPEC_FILENAME
     if directory.exists() and not directory.is_dir():  # `mkdir` said only "File exists"
         raise UserError(f"{directory} is a file, not a folder: a project is a folder holding its spec "

@@ -53,6 +53,20 @@ def test_init_into_a_file_is_a_user_error_naming_it(tmp_path: Path) -> None:
     assert (tmp_path / "afile").read_text() == "x"
 
 
+def test_init_given_a_spec_path_makes_its_folder_the_project(tmp_path: Path) -> None:
+    """`subsetctl init newp/subsetctl.yaml` made a folder named subsetctl.yaml holding the spec
+    (newp/subsetctl.yaml/subsetctl.yaml), and `init myspec.yaml` a folder myspec.yaml/; the other
+    commands take a project's spec for its folder, and init now does too."""
+    made = invoke("init", str(tmp_path / "newp" / "subsetctl.yaml"))
+    assert made.exit_code == 0, made.output
+    assert (tmp_path / "newp" / "subsetctl.yaml").is_file() and (tmp_path / "newp" / "subsetctl.schema.json").is_file()
+    again = invoke("init", str(tmp_path / "newp" / "subsetctl.yaml"))
+    assert again.exit_code == 1 and "already exists; pass --force" in again.output, again.output
+    named = invoke("init", str(tmp_path / "myspec.yaml"))
+    assert named.exit_code == 1 and not (tmp_path / "myspec.yaml").exists(), named.output
+    assert f"name the folder, e.g. `subsetctl init {tmp_path / 'myspec'}`." in " ".join(named.output.split())
+
+
 def test_init_minimal_template_is_valid(tmp_path: Path) -> None:
     assert invoke("init", str(tmp_path / "m"), "--template", "minimal").exit_code == 0
     assert (tmp_path / "m" / "target.jsonl").is_file()
