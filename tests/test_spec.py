@@ -964,3 +964,16 @@ def test_a_value_out_of_its_range_is_shown_beside_the_bound() -> None:
     assert sorted((i.key, i.message) for i in issues) == [
         ("gradients.d", "Input should be greater than or equal to 1 (got 0)"),
         ("sources[0].max_examples", "Input should be greater than or equal to 1 (got -1)")]
+
+
+def test_a_value_not_among_a_keys_choices_is_shown_with_the_one_likely_meant() -> None:
+    """`model.kind: classifer` said "Input should be 'causal-lm' or 'classifier'" without the
+    value written or the one it was close to, where a mistyped key is told "did you mean"."""
+    import copy
+
+    data = copy.deepcopy(MINIMAL)
+    data["model"] = {**data.get("model", {}), "kind": "classifer", "dtype": "fp16"}
+    _, issues = validate_data(data, "x.yaml")
+    assert sorted((i.key, i.message) for i in issues) == [
+        ("model.dtype", "Input should be 'float32', 'bfloat16' or 'float16' (got 'fp16')"),
+        ("model.kind", "Input should be 'causal-lm' or 'classifier' (got 'classifer'; did you mean 'classifier'?)")]

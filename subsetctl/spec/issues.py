@@ -272,6 +272,10 @@ def plain_error_message(err: Any) -> str:
                 f"starting with a letter or digit, at most 64 characters{hint}")
     if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than") and "input" in err:
         return f"{message} (got {value!r})"  # as a strategy's params say: the bound alone hid what was written
+    if kind == "literal_error" and "input" in err:  # `kind: classifer`: the value written, and the one likely meant
+        choices = re.findall(r"'([^']*)'", err.get("ctx", {}).get("expected", ""))
+        close = difflib.get_close_matches(str(value).lower(), choices, n=1, cutoff=0.6)
+        return f"{message} (got {value!r}{f'; did you mean {close[0]!r}?' if close else ''})"
     return message.removeprefix("Value error, ")
 
 
