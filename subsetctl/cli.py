@@ -689,6 +689,26 @@ def _report_files(root: Path) -> list[str]:
     return names + sorted(f"plots/{p.name}" for p in (root / "plots").glob("*.png")) if names else []
 
 
+def _enclosing_plugins_project(folder: Path = Path(".")) -> Path | None:
+    """The project around ``folder`` (a project's data folder, with no spec of its own) when
+    its spec names `plugins:`, which `ls` there does not list; None otherwise, also for a spec
+    that cannot be read (`ls` in the project says why)."""
+    from subsetctl.project import enclosing_project
+    from subsetctl.spec import SPEC_FILENAME
+    from subsetctl.spec.reading import read_yaml
+
+    if (folder / SPEC_FILENAME).is_file():
+        return None
+    project = enclosing_project(folder)
+    if project is None:
+        return None
+    try:
+        data, _ = read_yaml(project / SPEC_FILENAME)
+    except UserError:
+        return None
+    return project if data.get("plugins") else None
+
+
 def _print_report(root: Path, console: Any, overrides: list[str] | None = None) -> None:
     from subsetctl.report.terminal import render_report
 
@@ -749,7 +769,8 @@ def ls_command(directory: Path | None, fmt: str) -> None:
 
     Also the plugins the `plugins:` list of a project's spec registers: DIRECTORY's (a
     project or its spec file), else the current directory's subsetctl.yaml when there is
-    one. Installed plugins that fail to import are listed with the reason."""
+    one (in a project's subfolder, it names the project when its spec has plugins). Installed
+    plugins that fail to import are listed with the reason."""
     from rich.markup import escape
     from rich.table import Table
 
@@ -768,6 +789,10 @@ def ls_command(directory: Path | None, fmt: str) -> None:
         _echo_json(plugins)
         return
     console = _console()
+    unlisted = _enclosing_plugins_project() if directory is None else None
+    if unlisted is not None:  # said first: the tables below lack them
+        console.print(f"This folder has no subsetctl.yaml, but it is inside the project {unlisted}, whose spec "
+                      f"names plugins: `subsetctl ls {shell_arg(unlisted)}` lists them too.", markup=False)
     for kind, rows in plugins.items():
         table = Table(title=kind, title_justify="left")
         table.add_column("name", style="bold", overflow="fold")

@@ -1321,3 +1321,19 @@ def test_a_whole_run_ends_naming_the_report_files(tiny_project_ran) -> None:
     last = " ".join(result.output.split()).rsplit("Report files: ", 1)[-1]
     assert last == (f"{project}/report.md, {project}/report.json, {', '.join(plots)} "
                     f"(`subsetctl report {project}` shows it again)."), result.output
+
+
+def test_ls_in_a_projects_subfolder_names_the_project_whose_plugins_it_leaves_out(jsonl_project: Path,
+                                                                                   monkeypatch) -> None:
+    """`subsetctl ls` in `myproject/data/` listed the built-ins alone, with no word that the
+    project's spec registers plugins it did not list (`ls` in the project lists them)."""
+    spec = yaml.safe_load((jsonl_project / "subsetctl.yaml").read_text())
+    (jsonl_project / "subsetctl.yaml").write_text(yaml.safe_dump({**spec, "plugins": ["my_plugins"]}))
+    (jsonl_project / "data").mkdir()
+    monkeypatch.chdir(jsonl_project / "data")
+    listed = invoke("ls")
+    assert listed.exit_code == 0, listed.output
+    assert (f"inside the project {jsonl_project.resolve()}, whose spec names plugins: `subsetctl ls "
+            f"{jsonl_project.resolve()}` lists them too.") in " ".join(listed.output.split()), listed.output
+    (jsonl_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec))  # no plugins: nothing left out, no word
+    assert "inside the project" not in invoke("ls").output
