@@ -775,10 +775,14 @@ def _refuse_overrides_in_one_text(item: str) -> None:
 
 @plugin_scope()
 def validate_spec_file(path: str | Path, overrides: str | list[str] | None = None) -> ValidationReport:
-    """Validate one spec file: YAML, schema, then the semantic checks."""
+    """Validate one spec file: YAML, schema, then the semantic checks. A project folder
+    holding a spec stands for that spec, as `subsetctl validate myproject` and
+    :func:`plan_project` take it (it was "m1 is a directory; give the spec file")."""
     # a str from a notebook failed with AttributeError deep in read_yaml; "~/q/subsetctl.yaml" was
     # "no such spec file" while plan_project("~/q") and `subsetctl validate '~/q'` found it
     path = _path_arg(path, "path (the spec file)", "myproject/subsetctl.yaml")
+    if path.is_dir() and (path / SPEC_FILENAME).is_file():
+        path = path / SPEC_FILENAME
     overrides = _override_list(overrides)
     report = ValidationReport(file=str(path))
     try:

@@ -13,8 +13,19 @@ def test_validate_spec_file_takes_a_str_path_as_the_other_functions_do(jsonl_pro
     from_str = validate_spec_file(str(spec_path), ["gradients.d=64"])
     assert from_str.ok and from_str.spec is not None
     assert from_str.to_dict() == validate_spec_file(spec_path, ["gradients.d=64"]).to_dict()
-    (issue,) = validate_spec_file(str(jsonl_project)).issues  # a folder: the issue, not AttributeError
+    (jsonl_project / "data").mkdir()
+    (issue,) = validate_spec_file(str(jsonl_project / "data")).issues  # a folder: the issue, not AttributeError
     assert "is a directory" in issue.message
+
+
+def test_validate_spec_file_takes_a_project_folder_as_plan_project_does(jsonl_project: Path) -> None:
+    """validate_spec_file("myproject") said "myproject is a directory; give the spec file"
+    while plan_project("myproject") and `subsetctl validate myproject` take the folder."""
+    from subsetctl.api import validate_spec_file
+
+    checked = validate_spec_file(jsonl_project, ["gradients.d=64"])
+    assert checked.ok, [issue.render() for issue in checked.issues]
+    assert checked.to_dict() == validate_spec_file(jsonl_project / "subsetctl.yaml", ["gradients.d=64"]).to_dict()
 
 
 def test_validate_spec_file_expands_a_home_folder_as_plan_project_does(jsonl_project: Path,
