@@ -802,6 +802,8 @@ def validate_spec_file(path: str | Path, overrides: str | list[str] | None = Non
     spec, issues = validate_data(data, str(path), text)
     report.issues.extend(issues)
     report.spec = spec
+    if spec is not None:
+        spec._command_line = list(overrides)  # which of its settings are not the file's
     if spec is None:
         report.issues.extend(i for i in _param_issues_of_an_invalid_spec(data, path, text) if i not in issues)
     else:

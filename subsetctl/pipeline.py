@@ -383,7 +383,8 @@ def _changed_inputs(old: Any, new: dict[str, Any]) -> str | None:
     moved = "switched_off_moved_past"  # the report stage's: switched-off stages whose settings changed
     order = "selection_order"  # the report stage's: a setting of the spec, not a file
     report_format = "report_format"  # the report stage's: what this subsetctl writes into it
-    changed = sorted(k for k in set(old) & set(new) if old[k] != new[k] and k not in (moved, order, report_format))
+    changed = sorted(k for k in set(old) & set(new)
+                     if old[k] != new[k] and k not in (moved, order, report_format, "overrides"))
     code = "plugin code"  # present only while some plugin is used: its coming or going is a change too
     # (plugin code that only gained or lost entries is named as it is: no plugin's file was edited)
     shown = [name for name in (_input_name(k, old[k], new[k]) for k in changed) if name != code]
@@ -408,6 +409,11 @@ def _changed_inputs(old: Any, new: dict[str, Any]) -> str | None:
     if "model_files" in new and "model_files" not in old:
         parts.append("the model folder's files were not recorded by the run that made these results "
                      "(an older subsetctl), so they cannot be checked")
+    if old.get("overrides") != new.get("overrides"):  # the report stage's: its "made with overrides" line
+        now = list(new.get("overrides") or {})
+        parts.append(f"the command-line overrides the results it shows were made with are now {_listed(now)}" if now
+                     else "the results it shows are now the spec's alone (made without command-line overrides, or "
+                          "with values the spec file now holds)")
     if old.get(moved) != new.get(moved):
         parts.append(f"results it shows are of switched-off stages whose settings changed: "
                      f"{_listed(new.get(moved) or [])}" if new.get(moved) else

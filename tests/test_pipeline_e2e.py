@@ -836,6 +836,7 @@ def test_the_report_follows_the_overrides_of_results_that_came_back_to_the_same_
     manifest = json.loads(manifest_path.read_text())
     assert manifest["overrides"] == []
     manifest["overrides"] = ["evaluate.max_new_tokens=16"]  # as if made by a run with it, to the same results
+    manifest["inputs"]["slice"]["evaluate"]["max_new_tokens"] = 16  # (which records the override's value)
     manifest_path.write_text(json.dumps(manifest))
     (report,) = [s for s in plan_project(tiny_project)[2] if s.name == "report"]
     assert report.will_run
@@ -1573,3 +1574,28 @@ def test_plan_does_not_promise_reused_results_to_a_forced_stage(tiny_project: Pa
         assert "reused" not in forced[name] and "--force: " in forced[name], forced[name]
     assert forced["finetune"].endswith("; --force: none taken from the cache, all computed again")
     assert forced["meta_init"] == plain["meta_init"]  # nothing of its own reused, nothing said
+
+
+def test_the_report_drops_an_override_once_the_spec_file_holds_its_value(tiny_project_ran) -> None:
+    """After `run finetune.steps=3`, then `steps: 3` written into the spec file, every stage
+    was up to date and the report went on saying "Results made with command-line
+    overrides, not the spec alone: finetune.steps=3", although they were the spec's."""
+    import yaml
+
+    tiny_project = tiny_project_ran()
+    run_project(tiny_project, overrides=["finetune.steps=3"])
+    assert json.loads((tiny_project / "report.json").read_text())["overrides"] == {"finetune.steps=3": ["finetune"]}
+    spec = yaml.safe_load((tiny_project / "subsetctl.yaml").read_text())
+    spec["finetune"]["steps"] = 3
+    (tiny_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    statuses = {s.name: s for s in plan_project(tiny_project)[2]}
+    assert [name for name, s in statuses.items() if s.will_run] == ["report"]
+    shown = json.loads(CliRunner().invoke(main, ["report", str(tiny_project), "--format", "json"]).output)
+    assert shown["report_names_overrides_since_held"] and shown["stale"] == [], shown["stale"]
+    assert "overrides" not in shown["report"]  # built from the stages, as the next run writes it
+    now_the_specs = ("the results it shows are now the spec's alone (made without command-line overrides, or with "
+                     "values the spec file now holds)")
+    assert statuses["report"].reasons == [now_the_specs]
+    assert [r["stage"] for r in run_project(tiny_project) if r["action"] == "ran"] == ["report"]
+    assert "overrides" not in json.loads((tiny_project / "report.json").read_text())
+    assert "command-line overrides" not in (tiny_project / "report.md").read_text()

@@ -25,18 +25,41 @@ def stale_only_for_its_format(project: Project, current_inputs: dict[str, Any] |
     manifest records them, are ``current_inputs`` (what `plan` computes now). `report` then
     shows the report as this subsetctl writes it, built from the stages' results, and says
     that `run` writes it again, instead of "the spec or its input files changed"."""
-    manifest = project.read_manifest("report")
-    recorded = manifest.get("inputs") if manifest and not manifest.get("corrupt") else None
-    if not isinstance(recorded, dict) or not isinstance(current_inputs, dict):
+    recorded = _recorded_report_inputs(project)
+    if recorded is None or not isinstance(current_inputs, dict):
         return False
-
-    def without_format(inputs: dict[str, Any]) -> tuple[dict[str, Any], Any]:
-        extra = dict(inputs.get("extra") or {})
-        return {**inputs, "extra": extra}, extra.pop("report_format", None)
-
-    (before, recorded_format), (now, _) = without_format(recorded), without_format(current_inputs)
+    (before, recorded_format), (now, _) = (_without_extra(inputs, "report_format") for inputs in (recorded, current_inputs))
     later = isinstance(recorded_format, int) and recorded_format > REPORT_FORMAT  # (going back: not supported)
     return recorded_format != REPORT_FORMAT and not later and before == now
+
+
+def stale_only_for_its_overrides_line(project: Project, current_inputs: dict[str, Any] | None) -> bool:
+    """Whether the report stage's results are out of date only because the command-line
+    overrides they name are not those of the results now (the spec file holds an
+    override's value since: :func:`results_overrides`); its other inputs, as its manifest
+    records them, are ``current_inputs`` (what `plan` computes now). `report` then shows the
+    report built from the stages' results, and says that `run` writes it again, instead of
+    "the spec or its input files changed"."""
+    recorded = _recorded_report_inputs(project)
+    if recorded is None or not isinstance(current_inputs, dict):
+        return False
+    (before, named), (now, named_now) = (_without_extra(inputs, "overrides") for inputs in (recorded, current_inputs))
+    named, named_now = named or {}, named_now or {}  # override -> stages; only some of those named left out:
+    dropped_only = len(named_now) < len(named) and all(named.get(o) == stages for o, stages in named_now.items())
+    return dropped_only and before == now
+
+
+def _without_extra(inputs: dict[str, Any], key: str) -> tuple[dict[str, Any], Any]:
+    """The report stage's ``inputs`` without the extra input ``key``, and that input's value."""
+    extra = dict(inputs.get("extra") or {})
+    return {**inputs, "extra": extra}, extra.pop(key, None)
+
+
+def _recorded_report_inputs(project: Project) -> dict[str, Any] | None:
+    """The inputs the report stage's manifest records (None without a readable one)."""
+    manifest = project.read_manifest("report")
+    recorded = manifest.get("inputs") if manifest and not manifest.get("corrupt") else None
+    return recorded if isinstance(recorded, dict) else None
 
 
 def _read(path: Path) -> Any:
@@ -119,19 +142,46 @@ def _overrides_read_by(manifest: dict[str, Any]) -> list[str]:
     return overrides_under(shaping, list(manifest.get("inputs", {}).get("slice", {})))
 
 
-def results_overrides(project: Project, skip: frozenset[str] | set[str] = frozenset()) -> dict[str, list[str]]:
+def _held_by_the_spec(stage: Any, spec: Any, manifest: dict[str, Any], override: str) -> bool:
+    """Whether ``spec``'s file now sets what ``override`` set for ``stage``'s results (the
+    stage's settings under the override's key, as its manifest records them, are the
+    spec's now) and this command does not override that key: the results are then what
+    the spec alone gives, and no longer "made with command-line overrides"."""
+    from subsetctl.pipeline import flatten
+    from subsetctl.spec import override_keys, same_branch
+
+    ((key, _),) = override_keys([override]) or ((None, None),)
+    if key is None or any(same_branch(key, k) for k, _ in override_keys(spec.command_line_overrides)):
+        return False
+    recorded = manifest.get("inputs", {}).get("slice")
+    if not isinstance(recorded, dict):
+        return False
+
+    def under_key(settings: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in flatten(settings).items() if same_branch(k, key)}
+
+    return under_key(recorded) == under_key(stage.spec_slice(spec))
+
+
+def results_overrides(project: Project, skip: frozenset[str] | set[str] = frozenset(),
+                      spec: Any = None) -> dict[str, list[str]]:
     """override -> the stages (not in ``skip``) whose finished results were made with it
     (:func:`_overrides_read_by`), in pipeline order: the report's "made with command-line
     overrides" line, and an input of the report stage, so a run that replaces or puts back
-    those results also rewrites the line."""
-    from subsetctl.stages import stage_names
+    those results also rewrites the line. With ``spec``, an override whose value the spec
+    file now holds is left out (:func:`_held_by_the_spec`): after `run finetune.steps=5` and
+    then ``steps: 5`` in the file, nothing re-runs, and the line said the results were not
+    the spec's alone."""
+    from subsetctl.stages import all_stages
 
     out: dict[str, list[str]] = {}
-    for stage in stage_names():
-        manifest = project.read_results_manifest(stage) if stage != "report" and stage not in skip else None
+    for stage in all_stages():
+        manifest = (project.read_results_manifest(stage.name) if stage.name != "report" and stage.name not in skip
+                    else None)
         if manifest and not manifest.get("corrupt"):
             for override in _overrides_read_by(manifest):
-                out.setdefault(override, []).append(stage)
+                if spec is None or not _held_by_the_spec(stage, spec, manifest, override):
+                    out.setdefault(override, []).append(stage.name)
     return out
 
 
@@ -248,14 +298,15 @@ def mark_switched_off(
 
 def build_report(
     project: Project, skip: frozenset[str] | set[str] = frozenset(), name: str | None = None,
-    order: list[str] | None = None,
+    order: list[str] | None = None, spec: Any = None,
 ) -> dict[str, Any]:
     """The report's content from the stage artifacts (nothing is recomputed); the results
     of the stages in ``skip`` (outdated ones) are left out, as are the files of a stage
     with no finished results (a run stopped partway through it, or computing it now: what
     its folder holds is uncommitted, unchecked work). ``name`` is the spec's
     ``project.name`` (the report stage has it); without it, the folder's name. ``order``:
-    the selections' order for the tables (:func:`selection_order`)."""
+    the selections' order for the tables (:func:`selection_order`); ``spec``: the spec now,
+    to leave out of the overrides line those the spec file holds (:func:`results_overrides`)."""
     from subsetctl.stages import stage_names
 
     skip = set(skip) | {stage for stage in stage_names() if stage != "report"
@@ -280,7 +331,7 @@ def build_report(
                     warnings[stage] = said
     if warnings:  # (stages recorded before subsetctl kept them have none)
         report["stage_warnings"] = warnings
-    overrides = results_overrides(project, skip)
+    overrides = results_overrides(project, skip, spec)
     if overrides:  # results made under command-line overrides say so (not the spec alone)
         report["overrides"] = overrides
     data = None if "data" in skip else _read(project.results_dir("data") / "data.json")

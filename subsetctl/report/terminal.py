@@ -82,14 +82,15 @@ def load_report_data(root: Path, overrides: list[str] | None = None) -> dict[str
     set_aside = [name for name in stages if project.results_dir(name) != project.stage_dir(name)]  # shown from .set-aside
     if ((root / "report.json").is_file() and report_json.is_file() and "report" in stages and "report" not in outdated
             and not data["damaged"] and not set_aside  # report.json names the stage folders (adapter paths)
-            and not data["report_by_earlier_subsetctl"]):  # (without what this one writes: built below)
+            and not data["report_by_earlier_subsetctl"]  # (without what this one writes: built below)
+            and not data["report_names_overrides_since_held"]):  # (with an overrides line no longer true)
         try:
             data["report"] = in_spec_order(json.loads(report_json.read_text(encoding="utf-8")))
         except json.JSONDecodeError:
             pass
     if "report" not in data:  # no current report stage (`run --until calibrate`, damaged state): from the stages
         data["report"] = build_report(project, skip=set(outdated) | set(data["damaged"]), name=name,
-                                      order=selection_order(spec) if spec is not None else None)
+                                      order=selection_order(spec) if spec is not None else None, spec=spec)
         if spec is not None:  # its time table marks them as report.md's does
             mark_switched_off(data["report"]["stages"], spec, unless=switched_on_by_an_override)
     return data
@@ -122,7 +123,8 @@ def _checked_against_spec(root: Path, overrides: list[str] | None, stages: dict[
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         more = f" (and {len(lines) - 2} more; `subsetctl validate` lists them)" if len(lines) > 2 else ""
         return {"stale": [], "previous": [], "missing_outputs": {}, "damaged": [], "not_run": [], "unfinished": [],
-                "report_by_earlier_subsetctl": False, "spec_problem": " ".join(lines[:2]) + more, "name": None,
+                "report_by_earlier_subsetctl": False, "report_names_overrides_since_held": False,
+                "spec_problem": " ".join(lines[:2]) + more, "name": None,
                 "spec": None}
     from subsetctl.stages import all_stages
 
@@ -140,12 +142,14 @@ def _checked_against_spec(root: Path, overrides: list[str] | None, stages: dict[
             changed.add(s.name)  # by a run with other inputs that has not finished
 
     from subsetctl.project import Project
-    from subsetctl.report.build import stale_only_for_its_format
+    from subsetctl.report.build import stale_only_for_its_format, stale_only_for_its_overrides_line
 
     report_status = next((s for s in statuses if s.name == "report"), None)
     earlier_format = ("report" in stages and "report" in changed and report_status is not None
                       and stale_only_for_its_format(Project(root), report_status.inputs))
-    if earlier_format:  # written by an earlier subsetctl, nothing else changed: not "the spec changed"
+    overrides_held = (not earlier_format and "report" in stages and "report" in changed and report_status is not None
+                      and stale_only_for_its_overrides_line(Project(root), report_status.inputs))
+    if earlier_format or overrides_held:  # only what the report itself says is outdated: not "the spec changed"
         changed.discard("report")
         if report_status.missing_outputs:  # and deleted since (its other reason): said as for any report
             missing["report"] = report_status.missing_outputs
@@ -156,7 +160,7 @@ def _checked_against_spec(root: Path, overrides: list[str] | None, stages: dict[
             "damaged": [s.name for s in statuses if s.state == "corrupt"],
             "not_run": [s.name for s in statuses if s.state == "never run" and s.name not in stages],
             "unfinished": [s.name for s in statuses if s.state == "unfinished"],
-            "report_by_earlier_subsetctl": earlier_format,
+            "report_by_earlier_subsetctl": earlier_format, "report_names_overrides_since_held": overrides_held,
             "spec_problem": None, "name": spec.project.name, "spec": spec}
 
 
@@ -206,6 +210,11 @@ def outdated_note(data: dict[str, Any]) -> str | None:
                      f"this one adds to {'it' if one else 'them'}; shown here as this one writes "
                      f"{'it' if one else 'them'}. `subsetctl run {folder}` writes {'it' if one else 'them'} again "
                      "(seconds; nothing else re-runs).")
+    if data.get("report_names_overrides_since_held") and kept:
+        one = len(kept) == 1
+        notes.append(f"{' and '.join(kept)} still {'names' if one else 'name'} command-line overrides whose values "
+                     f"the spec file holds now; shown here without them. `subsetctl run {folder}` writes "
+                     f"{'it' if one else 'them'} again (nothing else re-runs).")
     if missing:
         files = [f for found in missing.values() for f in found]
         notes.append(f"Deleted since the last run: {', '.join(files)}. `subsetctl run {folder}` writes "

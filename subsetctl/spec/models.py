@@ -896,6 +896,15 @@ class Spec(StrictModel):
         index in ``sources`` (empty for a spec without groups): to blame its problems there."""
         return self._source_origins
 
+    #: the command line's ``key=value`` overrides applied to the spec file's settings
+    _command_line: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def command_line_overrides(self) -> list[str]:
+        """The ``key=value`` overrides this spec was loaded with (empty: the spec file's
+        settings alone): what the report may call "made with command-line overrides"."""
+        return self._command_line
+
     @model_validator(mode="after")
     def _names(self) -> Spec:
         """Every name problem at once: reserved names, names taken twice, the target's name."""

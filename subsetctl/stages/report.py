@@ -32,7 +32,7 @@ class ReportStage(Stage):
         moved = switched_off_moved_past(project, spec)
         # results replaced or put back to the same output digests (so nothing upstream
         # re-runs the report) may have been made with other command-line overrides
-        overrides = results_overrides(project)
+        overrides = results_overrides(project, spec=spec)
         # likewise the library versions they were computed with (the report's note on them)
         versions = results_versions(project)
         # the tables' order (reordering the baselines re-runs nothing else)
@@ -52,7 +52,8 @@ class ReportStage(Stage):
         # results an upstream change made outdated (finetune switched off after a new search,
         # `run --until search`) are left out, as `subsetctl report` leaves them out
         outdated = set(outdated_stages(ctx.project, ctx.spec))
-        report = build_report(ctx.project, skip=outdated, name=ctx.spec.project.name, order=selection_order(ctx.spec))
+        report = build_report(ctx.project, skip=outdated, name=ctx.spec.project.name, order=selection_order(ctx.spec),
+                              spec=ctx.spec)
         mark_switched_off(report["stages"], ctx.spec)
         if outdated:
             from subsetctl.stages import all_stages
