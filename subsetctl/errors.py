@@ -320,6 +320,12 @@ def environment_error(error: BaseException) -> UserError | None:
             f"Cannot use {exc.filename}: it is a file where subsetctl keeps a folder (its state lives in "
             ".subsetctl/); something else put it there. Move it aside and run again. Finished stages are kept."
         )
+    if exc.errno == errno.ENAMETOOLONG:  # `subsetctl init <a 300-letter name>`: an internal error, "a bug"
+        name = f" {str(exc.filename)[:60]}..." if exc.filename else ""
+        return UserError(
+            f"Cannot use{name}: {exc.strerror} (most file systems take names of at most 255 bytes). Give a "
+            "shorter file or folder name."
+        )
     if exc.errno == errno.ENOSPC:
         return UserError(
             f"No space left on the device (writing{where}). Free disk space (the gradient store, checkpoints "

@@ -1337,3 +1337,13 @@ def test_ls_in_a_projects_subfolder_names_the_project_whose_plugins_it_leaves_ou
             f"{jsonl_project.resolve()}` lists them too.") in " ".join(listed.output.split()), listed.output
     (jsonl_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec))  # no plugins: nothing left out, no word
     assert "inside the project" not in invoke("ls").output
+
+
+def test_a_file_or_folder_name_too_long_is_a_user_error(tmp_path: Path) -> None:
+    """`subsetctl init <a 300-letter name>` (or `plan` of such a spec file) was "internal error:
+    OSError: [Errno 36] File name too long ... This is a bug in subsetctl"."""
+    for args in (["init", str(tmp_path / ("p" * 300))], ["plan", str(tmp_path / ("p" * 300 + ".yaml"))]):
+        result = invoke(*args)
+        assert result.exit_code == 1 and "internal error" not in result.output, result.output
+        assert "File name too long (most file systems take names of at most 255 bytes). Give a shorter" in " ".join(
+            result.output.split()), result.output
