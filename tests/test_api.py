@@ -308,6 +308,11 @@ def test_report_json_keys_readme_calls_conditional_are_absent_without_warnings(t
     for key in ("data_warnings", "stage_warnings"):
         assert key not in report or report[key], (key, report.get(key))
     assert "test_warnings" in report
+    # README's list names every key a whole run writes (it left out adapter_base_model_path, and
+    # put test_warnings, always there with the test metrics, among the keys written only on a warning)
+    listed = readme[readme.index("After a whole run, `report.json` holds what"):readme.index("## The spec")]
+    assert [key for key in report if f"`{key}`" not in listed] == [], listed
+    assert "`test_warnings` (with `test_metrics`, an empty list when the test split gave none)" in listed
 
 
 def test_an_until_or_a_path_of_the_wrong_type_is_a_user_error_saying_what_to_pass(jsonl_project: Path) -> None:
