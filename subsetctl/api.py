@@ -781,8 +781,9 @@ def validate_spec_file(path: str | Path, overrides: str | list[str] | None = Non
     # a str from a notebook failed with AttributeError deep in read_yaml; "~/q/subsetctl.yaml" was
     # "no such spec file" while plan_project("~/q") and `subsetctl validate '~/q'` found it
     path = _path_arg(path, "path (the spec file)", "myproject/subsetctl.yaml")
-    if path.is_dir() and (path / SPEC_FILENAME).is_file():
-        path = path / SPEC_FILENAME
+    with contextlib.suppress(OSError, ValueError):  # (a name too long to look up: read_yaml says so)
+        if path.is_dir() and (path / SPEC_FILENAME).is_file():
+            path = path / SPEC_FILENAME
     overrides = _override_list(overrides)
     report = ValidationReport(file=str(path))
     try:
