@@ -89,13 +89,22 @@ def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     Sources are compared by name, not by list position: adding or removing one would
     otherwise shift every later index and list all their keys as changed. They are
     described as ``sources: renamed d -> e (...); added a; removed b; changed c`` (or
-    ``reordered``); a source removed and one added with the same settings are a rename."""
+    ``reordered``); a source removed and one added with the same settings are a rename.
+    The search strategies likewise, by label (``search.strategies: added forward``): a
+    strategy added at position 2 was "search.strategies[2].label, search.strategies[2].name"."""
     old_sources, new_sources = old.get("sources"), new.get("sources")
     described: list[str] = []
     if isinstance(old_sources, list) and isinstance(new_sources, list) and old_sources != new_sources:
         described = [_describe_sources(old_sources, new_sources)]
         old = {k: v for k, v in old.items() if k != "sources"}
         new = {k: v for k, v in new.items() if k != "sources"}
+    old_search, new_search = old.get("search"), new.get("search")
+    if isinstance(old_search, dict) and isinstance(new_search, dict):
+        old_list, new_list = old_search.get("strategies"), new_search.get("strategies")
+        if isinstance(old_list, list) and isinstance(new_list, list) and old_list != new_list:
+            described.append(_describe_strategies(old_list, new_list))
+            old = {**old, "search": {k: v for k, v in old_search.items() if k != "strategies"}}
+            new = {**new, "search": {k: v for k, v in new_search.items() if k != "strategies"}}
     a, b = flatten(old), flatten(new)
     keys = {k for k in set(a) | set(b) if a.get(k, "<unset>") != b.get(k, "<unset>")}
     # an empty list on one side is a key of its own: `plugins` stands for `plugins[0]` etc.
@@ -110,15 +119,42 @@ def _listed(items: list[str], limit: int = 6) -> str:
 def _describe_sources(old: list[Any], new: list[Any]) -> str:
     """``sources: renamed v -> u (...); added x, y; removed z; changed w`` from two lists of
     source dicts (a removed and an added source alike but for the name: renamed)."""
+    return "sources: " + _describe_named(
+        old, new, "name",
+        renamed_note="same settings; loaded again under the new name{s}: prepared sources are kept by name",
+        reordered="reordered (their order is meta_init's multitask pool and the search's: what follows re-runs; "
+                  "putting the order back puts the kept results back)")
+
+
+def _describe_strategies(old: list[Any], new: list[Any]) -> str:
+    """``search.strategies: renamed forward -> fwd (...); added exhaustive; removed
+    surrogate; changed random_ensemble (params.m)`` (or ``reordered``) from two lists of
+    strategy dicts, each named by its label (its name when it has none)."""
+    return "search.strategies: " + _describe_named(
+        old, new, "label", renamed_note="same strategy and params, another label{s}",
+        reordered="reordered (the first is the final pick unless search.final names one, and the report's "
+                  "tables follow the order)")
+
+
+def _describe_named(old: list[Any], new: list[Any], name_key: str, renamed_note: str, reordered: str) -> str:
+    """What changed between two lists of dicts known by ``name_key`` (a strategy without a
+    label by its ``name``): ``renamed v -> u (renamed_note); added x; removed z; changed w
+    (keys)``, or ``reordered`` when only their order differs. ``{s}`` in ``renamed_note``
+    is "s" for more than one rename."""
+    def name_of(item: Any, i: int) -> str:
+        if not isinstance(item, dict):
+            return str(i)
+        return str(item.get(name_key) or item.get("name"))
+
     def by_name(items: list[Any]) -> dict[str, Any]:
-        return {str(s.get("name")) if isinstance(s, dict) else str(i): s for i, s in enumerate(items)}
+        return {name_of(s, i): s for i, s in enumerate(items)}
 
     def what_changed(name: str) -> str:  # "a (max_examples)": the keys, when few
         keys = changed_keys(a[name], b[name]) if isinstance(a[name], dict) and isinstance(b[name], dict) else []
         return f"{name} ({', '.join(keys)})" if 0 < len(keys) <= 3 else name
 
-    def unnamed(source: Any) -> Any:
-        return {k: v for k, v in source.items() if k != "name"} if isinstance(source, dict) else source
+    def unnamed(item: Any) -> Any:
+        return {k: v for k, v in item.items() if k != name_key} if isinstance(item, dict) else item
 
     a, b = by_name(old), by_name(new)
     added, removed = [n for n in b if n not in a], [n for n in a if n not in b]
@@ -130,16 +166,13 @@ def _describe_sources(old: list[Any], new: list[Any]) -> str:
             removed.remove(was)
             renamed.append(f"{was} -> {name}")
     parts = []
-    if renamed:  # the data stage finds a prepared source by its name: it is not reused
-        parts.append(f"renamed {_listed(renamed, 5)} (same settings; loaded again under the new "
-                     f"name{'s' if len(renamed) > 1 else ''}: prepared sources are kept by name)")
+    if renamed:
+        parts.append(f"renamed {_listed(renamed, 5)} ({renamed_note.format(s='s' if len(renamed) > 1 else '')})")
     for word, names in (("added", added), ("removed", removed),
                         ("changed", [what_changed(n) for n in b if n in a and a[n] != b[n]])):
         if names:
             parts.append(f"{word} {_listed(names, 5)}")
-    return "sources: " + ("; ".join(parts) if parts else
-                          "reordered (their order is meta_init's multitask pool and the search's: what "
-                          "follows re-runs; putting the order back puts the kept results back)")
+    return "; ".join(parts) if parts else reordered
 
 
 @dataclass

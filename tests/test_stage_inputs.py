@@ -155,6 +155,36 @@ def test_a_list_filled_from_empty_is_said_once_in_a_plan_reason() -> None:
     assert changed_keys({"x": {"a": 1, "b": [1]}}, {"x": {"a": 2, "b": []}}) == ["x.a", "x.b"]
 
 
+def test_plan_names_the_strategies_added_removed_renamed_or_reordered() -> None:
+    """Adding a third strategy said "spec changed: search.strategies[2].label,
+    search.strategies[2].name" (removing one said the same), and swapping the first two
+    "search.strategies[0].name, search.strategies[1].name": the strategies are now named,
+    by label, as the sources are."""
+    from subsetctl.pipeline import changed_keys
+    from subsetctl.spec import overrides_under
+
+    def search(*strategies: dict) -> dict:
+        return {"search": {"final": None, "strategies": [{"name": n, "params": {}, "label": None, **extra}
+                                                         for n, extra in strategies]}}
+
+    two = search(("exhaustive", {}), ("gradient_similarity", {}))
+    assert changed_keys(two, search(("exhaustive", {}), ("gradient_similarity", {}), ("forward", {}))) == [
+        "search.strategies: added forward"]
+    assert changed_keys(search(("exhaustive", {}), ("gradient_similarity", {}), ("forward", {})), two) == [
+        "search.strategies: removed forward"]
+    assert changed_keys(two, search(("gradient_similarity", {}), ("exhaustive", {}))) == [
+        ("search.strategies: reordered (the first is the final pick unless search.final names one, and the "
+         "report's tables follow the order)")]
+    assert changed_keys(two, search(("exhaustive", {"label": "ex"}), ("gradient_similarity", {}))) == [
+        "search.strategies: renamed exhaustive -> ex (same strategy and params, another label)"]
+    threshold = search(("exhaustive", {}), ("gradient_similarity", {"params": {"threshold": 0.5}}))
+    keys = changed_keys(two, {**threshold, "search": {**threshold["search"], "final": "exhaustive"}})
+    assert keys == ["search.strategies: changed gradient_similarity (params.threshold)", "search.final"]
+    # plan's "(set on the command line: ...)" note still finds the override behind it
+    assert overrides_under(["search.strategies[1].params.threshold=0.5"], keys[:1]) == [
+        "search.strategies[1].params.threshold=0.5"]
+
+
 def test_a_label_field_a_causal_lm_does_not_read_makes_nothing_stale() -> None:
     """A causal LM reads its answers from response_field: setting or changing label_field
     prepared every source again (and so recomputed the gradients) for nothing."""

@@ -185,11 +185,11 @@ def override_keys(overrides: list[str]) -> list[tuple[str, str]]:
 
 def overrides_under(overrides: list[str], keys: list[str]) -> list[str]:
     """The ``overrides`` that set one of ``keys`` (spec key paths, or `plan`'s
-    ``sources: ...`` description of changed sources) or a key above or below one: a
+    ``sources: ...`` or ``search.strategies: ...`` description of a changed list) or a key above or below one: a
     ``source_files`` override counts for ``sources``, which that group expands into."""
     return [item for key, item in override_keys(overrides)
-            if any(same_branch(key, k) or (k.split(":", 1)[0] == "sources"
-                                           and key.startswith(("sources", "source_files")))
+            if any(same_branch(key, k) or same_branch(key, k.split(":", 1)[0])  # "search.strategies: added x"
+                   or (k.split(":", 1)[0] == "sources" and key.startswith("source_files"))
                    for k in keys)]
 
 
