@@ -192,7 +192,8 @@ def test_plan_run_until_data_then_noop_then_change_one_source(jsonl_project: Pat
     result = invoke("plan", root, "sources[0].max_examples=5", "--format", "json")
     data_status = json.loads(result.output)[0]
     assert data_status["state"] == "stale"
-    assert data_status["reasons"] == ["spec changed: sources: changed a (max_examples)"]
+    assert data_status["reasons"] == [("spec changed: sources: changed a (max_examples) (set on this command line: "
+                                       "sources[0].max_examples=5)")]
 
     (jsonl_project / "a.jsonl").write_text('{"prompt": "x", "response": "y"}\n' * 12)
     result = json.loads(invoke("plan", root, "--format", "json").output)[0]

@@ -1599,3 +1599,17 @@ def test_the_report_drops_an_override_once_the_spec_file_holds_its_value(tiny_pr
     assert [r["stage"] for r in run_project(tiny_project) if r["action"] == "ran"] == ["report"]
     assert "overrides" not in json.loads((tiny_project / "report.json").read_text())
     assert "command-line overrides" not in (tiny_project / "report.md").read_text()
+
+
+def test_plan_says_which_changed_keys_this_command_line_sets(tiny_project_ran) -> None:
+    """`plan p finetune.steps=3` said "spec changed: finetune.steps" as for an edit of the
+    file, though the file still holds what the results were made with."""
+    tiny_project = tiny_project_ran()
+    statuses = {s.name: s for s in plan_project(tiny_project, ["finetune.steps=3", "evaluate.batch_size=4"])[2]}
+    assert statuses["finetune"].reasons == ["spec changed: finetune.steps (set on this command line: finetune.steps=3)"]
+    import yaml
+
+    spec = yaml.safe_load((tiny_project / "subsetctl.yaml").read_text())
+    spec["finetune"]["steps"] = 3  # the same change, now in the file
+    (tiny_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    assert {s.name: s for s in plan_project(tiny_project)[2]}["finetune"].reasons == ["spec changed: finetune.steps"]
