@@ -369,17 +369,22 @@ def _same_model_folder_as_recorded(inputs: dict[str, Any], manifest: dict[str, A
     return source if isinstance(source, str) and source != new_model.get("source") else None
 
 
-def _overrides_note(overrides: Any, keys: list[str], said: str = "the last run set {} on the command line") -> str:
+def _overrides_note(overrides: Any, keys: list[str], planned: bool = False) -> str:
     """" (the last run set x=1 on the command line)" when a changed key was overridden then:
-    the file did not change, the earlier run's command line did. ``said``: the words, for
-    the overrides of the command being planned ("set on this command line: {}"), whose
-    results a later `run` without them does not keep."""
+    the file did not change, the earlier run's command line did. ``planned``: the overrides
+    of the command being planned (" (set on this command line: x=1)"), whose results a
+    later `run` without them does not keep. A caller of the Python API reads of its
+    ``overrides`` argument instead."""
     if not isinstance(overrides, list):
         return ""
     from subsetctl.spec import overrides_under
 
-    hits = overrides_under(overrides, keys)
-    return f" ({said.format(', '.join(hits))})" if hits else ""
+    hits = ", ".join(overrides_under(overrides, keys))
+    if not hits:
+        return ""
+    if planned:
+        return f" ({worded('set on this command line', 'given in overrides')}: {hits})"
+    return f" ({worded(f'the last run set {hits} on the command line', f'the last run set {hits} in its overrides')})"
 
 
 def _input_name(key: str, old: Any, new: Any) -> str:
@@ -787,7 +792,7 @@ class Pipeline:
                             {k: v for k, v in new_slice.items() if k not in added})
         if keys:
             reasons.append(f"spec changed: {_listed(keys)}" + _overrides_note(manifest.get("overrides"), keys)
-                           + _overrides_note(self.spec.command_line_overrides, keys, "set on this command line: {}"))
+                           + _overrides_note(self.spec.command_line_overrides, keys, planned=True))
         if dropped:
             reasons.append(f"this subsetctl no longer reads {_listed(dropped)} for this stage (the spec "
                            "did not change)")

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from subsetctl.api import plan_project, run_project, validate_spec_file
 from subsetctl.cli import main
+from subsetctl.errors import cli_wording
 from subsetctl.reporter import SilentReporter, _NullTask
 
 
@@ -1606,7 +1607,10 @@ def test_plan_says_which_changed_keys_this_command_line_sets(tiny_project_ran) -
     file, though the file still holds what the results were made with."""
     tiny_project = tiny_project_ran()
     statuses = {s.name: s for s in plan_project(tiny_project, ["finetune.steps=3", "evaluate.batch_size=4"])[2]}
-    assert statuses["finetune"].reasons == ["spec changed: finetune.steps (set on this command line: finetune.steps=3)"]
+    assert statuses["finetune"].reasons == ["spec changed: finetune.steps (given in overrides: finetune.steps=3)"]
+    with cli_wording():  # as `subsetctl plan` words it
+        cli = {s.name: s for s in plan_project(tiny_project, ["finetune.steps=3"])[2]}
+    assert cli["finetune"].reasons == ["spec changed: finetune.steps (set on this command line: finetune.steps=3)"]
     import yaml
 
     spec = yaml.safe_load((tiny_project / "subsetctl.yaml").read_text())
