@@ -328,7 +328,16 @@ def validate(specs: tuple[str, ...], fmt: str) -> None:
 
     split = [a for a in specs if a.startswith("=") and not _exists(Path(a).expanduser())]
     if split:  # `validate gradients.d = 32`: each file name would be "no such spec file"
-        joined = _joined_overrides(specs)
+        joined = _joined_overrides(specs, frozenset(a for a in specs if _exists(Path(a).expanduser())))
+        keyless = [a for a in joined.split(" ") if a.startswith("=")]
+        if keyless:  # `validate m1 =3` with m1 a project: the value has no key to join
+            before = "the argument before it is a spec file or project folder, not a key" if joined[0] != "=" \
+                else "nothing before it names a key"
+            fixed = " ".join(f"KEY{a}" if a.startswith("=") else a for a in joined.split(" "))
+            raise click.UsageError(
+                f"{keyless[0]!r} is a value without a key: {before}. Write each override as one argument, "
+                f"key=value without spaces around '=', with the key you mean: `subsetctl validate {fixed}`."
+            )
         raise click.UsageError(f"{split[0]!r} is not a spec file or a key=value override. Write each override "
                                f"as one argument, key=value without spaces around '=': `subsetctl validate {joined}`.")
     # as typed (a Path would drop "//"); a path holding "=" (/data/x=1/subsetctl.yaml) stays a path
@@ -536,9 +545,22 @@ def _exists(path: Path, *, folder: bool = False) -> bool:
         return False
 
 
-def _joined_overrides(items: tuple[str, ...]) -> str:
+def _joined_overrides(items: tuple[str, ...], paths: frozenset[str] = frozenset()) -> str:
     """Command-line arguments with overrides split by spaces joined back, for the fix a
-    usage error suggests: "gradients.d = 32" and "gradients.d: 32" -> "gradients.d=32"."""
+    usage error suggests: "gradients.d = 32" and "gradients.d: 32" -> "gradients.d=32".
+    An argument in ``paths`` (a spec file or project folder) is never joined to its
+    neighbours: `validate m1 =3` suggested `validate m1=3`, the folder glued to the value."""
+    runs: list[list[str]] = [[]]
+    for item in items:
+        if item in paths:
+            runs += [[item], []]
+        else:
+            runs[-1].append(item)
+    return " ".join(part for run in runs if run for part in [_joined_run(run)] if part)
+
+
+def _joined_run(items: list[str]) -> str:
+    """Arguments that are no paths, joined back as `_joined_overrides` says."""
     joined = re.sub(r"\s*=\s*", "=", " ".join(items))
     return re.sub(r"^([\w.\[\]]+):\s+|(?<=\s)([\w.\[\]]+):\s+", lambda m: f"{m.group(1) or m.group(2)}=", joined)
 

@@ -518,6 +518,22 @@ def test_an_override_split_by_spaces_is_a_usage_error_suggesting_it_whole(tmp_pa
         assert result.exit_code == 2, result.output
         assert "without spaces around '='" in result.output and suggested in result.output, result.output
 
+def test_validate_keeps_a_project_apart_from_a_value_split_off_its_key(tmp_path: Path,
+                                                                       monkeypatch) -> None:
+    """`validate m1 =3` (m1 a project) suggested `subsetctl validate m1=3`, the folder glued
+    onto the value as if it were the key."""
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    assert runner.invoke(main, ["init", "m1"]).exit_code == 0
+    for args, suggested in ((["m1", "=3"], "`subsetctl validate m1 KEY=3`"),
+                            (["m1", "=", "3"], "`subsetctl validate m1 KEY=3`"),
+                            (["=3"], "`subsetctl validate KEY=3`"),
+                            (["m1", "search.seed", "=3"], "`subsetctl validate m1 search.seed=3`")):
+        result = runner.invoke(main, ["validate", *args], prog_name="subsetctl")
+        assert result.exit_code == 2 and suggested in result.output, (args, result.output)
+        assert "m1=3" not in result.output, args
+
+
 def test_arguments_neither_folder_nor_override_are_told_apart(tmp_path: Path, jsonl_project: Path,
                                                                monkeypatch) -> None:
     """Exit codes and advice for arguments in the wrong place: an override given to a
