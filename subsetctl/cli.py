@@ -745,7 +745,8 @@ def _print_report(root: Path, console: Any, overrides: list[str] | None = None) 
                    "report_names_overrides_since_held, spec_problem, "
                    "report (report.json's content, "
                    "or the same from the stages' results when it is not current); running while a run is in "
-                   "progress, shards_running while --shard runs compute gradients}; markdown: report.md.")
+                   "progress, shards_running while --shard runs compute gradients; before any stage has finished, "
+                   "stages {} and report null, with exit 1}; markdown: report.md.")
 @click.option("--all-sources", is_flag=True,
               help="List every source in the text report (with more than 30, highest score first; by "
                    "default the per-source table then shows the 20 highest and 10 lowest scoring and long "
@@ -755,11 +756,14 @@ def report(directory: Path | None, fmt: str, all_sources: bool) -> None:
 
     DIRECTORY is the project (default: the current directory)."""
     from subsetctl.project import Project
-    from subsetctl.report.terminal import load_report_data, render_report
+    from subsetctl.report.terminal import load_report_data, nothing_to_report, render_report
 
     project = Project.find(_folder_not_override(directory))
-    if fmt == "json":
-        _echo_json(load_report_data(project.root))
+    if fmt == "json":  # nothing run yet: still JSON for a script (report null), then the error, exit 1
+        data = load_report_data(project.root, nothing_run_ok=True)
+        _echo_json(data)
+        if not data["stages"]:
+            raise UserError(nothing_to_report(project.root))
     elif fmt == "markdown":
         from subsetctl.report.markdown import render_markdown
         from subsetctl.report.terminal import outdated_note

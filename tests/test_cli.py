@@ -1364,3 +1364,17 @@ def test_a_file_or_folder_name_too_long_is_a_user_error(tmp_path: Path) -> None:
         assert result.exit_code == 1 and "internal error" not in result.output, result.output
         assert "File name too long (most file systems take names of at most 255 bytes). Give a shorter" in " ".join(
             result.output.split()), result.output
+
+
+def test_report_json_on_a_project_never_run_is_json_saying_so(tmp_path: Path) -> None:
+    """`report --format json` before any run printed only the text error: a script had
+    nothing to parse. It prints the documented keys (stages empty, report null, not_run)
+    and still exits 1 with the error on stderr, as the text format does."""
+    assert invoke("init", str(tmp_path / "p")).exit_code == 0
+    result = CliRunner().invoke(main, ["report", str(tmp_path / "p"), "--format", "json"])
+    assert result.exit_code == 1 and "Nothing to report" in result.stderr
+    data = json.loads(result.stdout)
+    assert data["stages"] == {} and data["report"] is None and data["project"] == str(tmp_path / "p")
+    assert data["not_run"][0] == "data" and data["not_run"][-1] == "report"
+    text = CliRunner().invoke(main, ["report", str(tmp_path / "p")])
+    assert text.exit_code == 1 and text.stdout == "" and "Nothing to report" in text.stderr

@@ -10,9 +10,12 @@ from subsetctl.errors import UserError, shell_arg
 from subsetctl.project import Project
 
 
-def load_report_data(root: Path, overrides: list[str] | None = None) -> dict[str, Any]:
+def load_report_data(root: Path, overrides: list[str] | None = None, *, nothing_run_ok: bool = False) -> dict[str, Any]:
     """Everything the report shows, from the stage manifests (nothing is recomputed).
 
+    A project no stage has finished in is a UserError saying to run it; with
+    ``nothing_run_ok`` (`report --format json`, whose scripts need JSON to parse) it is the
+    same keys with ``stages`` empty, ``report`` None and ``not_run`` the stages `run` would run.
     ``stale`` lists the stages whose shown results no longer match the spec (with
     ``overrides``, as a run with them would see it) or its input files: what `plan` says
     a run would redo; ``spec_problem`` says why that could not be checked. ``root`` is
@@ -31,11 +34,8 @@ def load_report_data(root: Path, overrides: list[str] | None = None) -> dict[str
                 "summary": manifest.get("summary", {}),
                 "written_at": manifest.get("written_at"),
             }
-    if not stages:
-        raise UserError(
-            f"Nothing to report in {root}: no stage has finished yet. Run `subsetctl run {shell_arg(root)}` first "
-            f"(`subsetctl plan {shell_arg(root)}` shows what it would do)."
-        )
+    if not stages and not nothing_run_ok:
+        raise UserError(nothing_to_report(root))
     from subsetctl.report.build import (
         build_report,
         in_spec_order,
@@ -88,12 +88,20 @@ def load_report_data(root: Path, overrides: list[str] | None = None) -> dict[str
             data["report"] = in_spec_order(json.loads(report_json.read_text(encoding="utf-8")))
         except json.JSONDecodeError:
             pass
+    if not stages:  # nothing run yet (nothing_run_ok): no report to build
+        data["report"] = None
     if "report" not in data:  # no current report stage (`run --until calibrate`, damaged state): from the stages
         data["report"] = build_report(project, skip=set(outdated) | set(data["damaged"]), name=name,
                                       order=selection_order(spec) if spec is not None else None, spec=spec)
         if spec is not None:  # its time table marks them as report.md's does
             mark_switched_off(data["report"]["stages"], spec, unless=switched_on_by_an_override)
     return data
+
+
+def nothing_to_report(root: Path) -> str:
+    """The error for a project no stage has finished in: what to run."""
+    return (f"Nothing to report in {root}: no stage has finished yet. Run `subsetctl run {shell_arg(root)}` first "
+            f"(`subsetctl plan {shell_arg(root)}` shows what it would do).")
 
 
 def _switched_on_by_an_override(project: Project, stage: str) -> bool:
