@@ -56,10 +56,12 @@ SCHEMA_FILENAME = "subsetctl.schema.json"
 
 
 def init_project(directory: Path, template: str = "quickstart", force: bool = False,
-                 kept: list[str] | None = None) -> Path:
+                 kept: list[str] | None = None, backups: list[Path] | None = None) -> Path:
     """Create ``directory`` with a commented ``subsetctl.yaml`` (and the JSON schema it
     points editors at); never overwrites a spec unless ``force``, nor ever a data file
-    the template would write (their names are appended to ``kept``)."""
+    the template would write (their names are appended to ``kept``). A spec ``force``
+    overwrites is first copied to ``subsetctl.yaml.bak`` (``.bak.1``, ... when that
+    exists; the path is appended to ``backups``): it may hold hours of edits."""
     text = template_text(template)
     directory = Path(directory).expanduser()  # `init '~/q'` made ./~/q, which `plan ~/q` then did not find
     if directory.suffix.lower() in (".yaml", ".yml") and not directory.is_dir():  # a spec file named, not a folder
@@ -83,7 +85,11 @@ def init_project(directory: Path, template: str = "quickstart", force: bool = Fa
         # editors validate and complete the spec against the schema of the installed version,
         # written next to it (no network needed; `subsetctl schema` regenerates it after an upgrade)
         body = text.split("\n", 1)[1] if text.startswith("# yaml-language-server") else text
-        atomic_write_text(spec_path, f"# yaml-language-server: $schema={SCHEMA_FILENAME}\n" + body)
+        new_text = f"# yaml-language-server: $schema={SCHEMA_FILENAME}\n" + body
+        backup = _backed_up_spec(spec_path, new_text)
+        if backup is not None and backups is not None:
+            backups.append(backup)
+        atomic_write_text(spec_path, new_text)
         atomic_write_text(directory / SCHEMA_FILENAME, schema_text())  # generated: always this version's
         for extra in _template_files(template):
             target = directory / extra.name
@@ -97,6 +103,26 @@ def init_project(directory: Path, template: str = "quickstart", force: bool = Fa
             "(it is created if missing, with its parents)."
         ) from None
     return spec_path
+
+
+def _backed_up_spec(spec_path: Path, new_text: str) -> Path | None:
+    """Copy the spec `init --force` is about to overwrite to a backup file that does not
+    exist yet (subsetctl.yaml.bak, then .bak.1, .bak.2, ...); None when there is no spec or
+    it already holds ``new_text`` (nothing to lose)."""
+    if not spec_path.is_file():
+        return None
+    old = spec_path.read_bytes()
+    if old == new_text.encode("utf-8"):
+        return None
+    n = 0
+    while True:
+        backup = spec_path.with_name(spec_path.name + (".bak" if n == 0 else f".bak.{n}"))
+        try:
+            with backup.open("xb") as f:  # never overwrites an earlier backup
+                f.write(old)
+            return backup
+        except FileExistsError:
+            n += 1
 
 
 def _template_files(template: str) -> list[Any]:

@@ -293,16 +293,21 @@ def _require_posix_locks() -> None:
 @click.option("--template", "-t", type=click.Choice(TEMPLATES), default="quickstart", show_default=True,
               help="The commented spec to start from: quickstart (reasoning-gym sources, no files) or minimal "
                    "(also writes three small JSONL files it reads).")
-@click.option("--force", is_flag=True, help="Overwrite an existing subsetctl.yaml.")
+@click.option("--force", is_flag=True, help="Overwrite an existing subsetctl.yaml (kept as subsetctl.yaml.bak, or "
+              ".bak.1, ... when that exists).")
 def init(directory: Path, template: str, force: bool) -> None:
     """Create a project directory with a commented spec."""
     from subsetctl.api import init_project
 
     kept: list[str] = []
-    path = init_project(directory, template, force, kept)
+    backups: list[Path] = []
+    path = init_project(directory, template, force, kept, backups)
     console = _console()
     console.print(f"Created {path} (template {template}) and its schema for editors, subsetctl.schema.json.",
                   highlight=False, markup=False)
+    for backup in backups:
+        console.print(f"The spec it replaced is kept as {backup} (rename it back to {path.name} to use it again).",
+                      highlight=False, markup=False)
     if kept:
         console.print(f"Kept the existing {', '.join(sorted(kept))} (the spec reads {'it' if len(kept) == 1 else 'them'}; "
                       "delete a file to get the template's).", highlight=False, markup=False)

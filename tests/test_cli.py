@@ -1378,3 +1378,18 @@ def test_report_json_on_a_project_never_run_is_json_saying_so(tmp_path: Path) ->
     assert data["not_run"][0] == "data" and data["not_run"][-1] == "report"
     text = CliRunner().invoke(main, ["report", str(tmp_path / "p")])
     assert text.exit_code == 1 and text.stdout == "" and "Nothing to report" in text.stderr
+
+
+def test_init_force_keeps_the_spec_it_overwrites(tmp_path: Path) -> None:
+    """`init DIR --force` overwrote an edited spec without a copy; it keeps it as
+    subsetctl.yaml.bak, then .bak.1 (never overwriting a backup), and says so; an unedited
+    spec (the same text) needs none."""
+    spec = tmp_path / "p" / "subsetctl.yaml"
+    assert invoke("init", str(tmp_path / "p")).exit_code == 0
+    same = invoke("init", str(tmp_path / "p"), "--force")
+    assert same.exit_code == 0 and "kept as" not in same.output and not spec.with_name("subsetctl.yaml.bak").exists()
+    for n, backup in enumerate(("subsetctl.yaml.bak", "subsetctl.yaml.bak.1")):
+        spec.write_text(spec.read_text() + f"# my edit {n}\n")
+        result = invoke("init", str(tmp_path / "p"), "--force")
+        assert result.exit_code == 0 and f"kept as {spec.with_name(backup)}" in result.output, result.output
+        assert spec.with_name(backup).read_text().endswith(f"# my edit {n}\n") and "my edit" not in spec.read_text()
