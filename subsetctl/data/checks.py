@@ -430,7 +430,7 @@ def _check_columns(loader: LoaderBase, path: Path, loc: tuple[Any, ...], kind: s
         return
     if columns is None:
         return
-    where = "its schema has" if loader.type == "parquet" else "its first row has"
+    where = _columns_source(loader.type)
     if loader.type == "jsonl" and not isinstance(loader.prompt_field, str) and not set(loader.prompt_field) <= set(columns):
         # a listed prompt column may be left out of some rows (Alpaca's empty input): looked for further on
         columns, rows = _jsonl_head_keys(path, columns, loader.prompt_field)
@@ -441,6 +441,13 @@ def _check_columns(loader: LoaderBase, path: Path, loc: tuple[Any, ...], kind: s
     if rowless:
         issues.add(loc + ("path",), f"{path.name}: the file has {'a schema' if loader.type == 'parquet' else 'a header'} "
                                     "but no rows: give a file with at least one example")
+
+
+def _columns_source(kind: str) -> str:
+    """Where a file of ``kind`` (a loader type or datasets builder) lists its columns, as a
+    missing column's message says it: a CSV's header was called "its first row", which a
+    reader takes for the first data row under it."""
+    return {"parquet": "its schema has", "csv": "its header has"}.get(kind, "its first row has")
 
 
 def _other_type_advice(loader: LoaderBase, path: Path, columns: list[str] | None) -> tuple[str, bool]:
@@ -660,7 +667,7 @@ def _check_files_columns(loader: HuggingFaceLoader, builder: str, files: list[st
             return
         columns.update(dict.fromkeys(head))
     if len(files) == 1:
-        what, where = f"data file {files[0]}", "its schema has" if builder == "parquet" else "its first row has"
+        what, where = f"data file {files[0]}", _columns_source(builder)
     else:
         first = "first " if len(read) < len(files) else ""
         what = f"each of the {first}{len(read)} data files ({read[0]}, ...; {len(files)} in all)"

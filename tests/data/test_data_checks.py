@@ -367,6 +367,7 @@ def test_the_files_a_json_csv_or_parquet_builder_reads_are_checked_for_the_colum
                        "'prompt', 'response', 'extra'); set prompt_field to one of them or fix the data")
     assert "no column 'promt' (its first row has 'prompt', 'response', 'extra')" in issues[
         "sources[2].loader.prompt_field"].message
+    assert "(its header has 'prompt', 'response', 'extra')" in issues["sources[3].loader.prompt_field"].message
     assert "(its schema has 'prompt', 'response', 'extra')" in issues["sources[4].loader.prompt_field"].message
     assert issues["sources[5].loader.prompt_field"].message.startswith(
         f"each of the 2 data files ({tmp_path / 'data' / 'parts' / 'a.jsonl'}, ...; 2 in all) has no column 'promt' "
@@ -438,7 +439,7 @@ def test_a_builder_csv_files_lines_of_spaces_before_its_header_are_skipped_as_pa
     loaded = load_huggingface(HuggingFaceLoader(type="huggingface", path="csv", data_files=["data/s.csv"]), make_ctx())
     assert loaded["prompt"] == ["q0?", "q1?"]  # (as the data stage reads it)
     issues = check_issues(tmp_path, GOOD + f"  - {{name: s, loader: {loader[:-1]}, prompt_field: promt}}}}\n")
-    assert "no column 'promt' (its first row has 'prompt', 'response')" in issues["sources[1].loader.prompt_field"].message
+    assert "no column 'promt' (its header has 'prompt', 'response')" in issues["sources[1].loader.prompt_field"].message
 
 
 def test_a_builder_csv_column_is_known_by_the_name_pandas_gives_a_repeated_one(tmp_path: Path, make_ctx) -> None:

@@ -180,11 +180,13 @@ def test_validate_does_not_read_a_large_file_through_for_a_listed_column(tmp_pat
 
 
 def test_validate_names_a_listed_column_a_csv_header_lacks(tmp_path: Path) -> None:
+    """A CSV's columns are named after its header, which the message called "its first row"
+    (a data row, to a reader of CSV); JSON Lines keeps "its first row"."""
     (tmp_path / "data").mkdir()
     pd.DataFrame([{"instruction": "a", "output": "b"}] * 8).to_csv(tmp_path / "data" / "t.csv", index=False)
     issues = check_issues(tmp_path, SPEC.replace("type: jsonl\n    path: data/t.jsonl", "type: csv\n    path: data/t.csv"))
     assert set(issues) == {"target.loader.prompt_field[1]"}
-    assert "has no column 'input' (its first row has 'instruction', 'output')" in \
+    assert "has no column 'input' (its header has 'instruction', 'output')" in \
         issues["target.loader.prompt_field[1]"].message
 
 
