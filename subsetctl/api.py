@@ -456,6 +456,7 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
     _warn_model_settings(spec, spec_path, warn)
     _warn_hub_data(spec, spec_path, warn)
     _warn_dask_missing(spec, warn)
+    _warn_device_missing(spec, warn)
     _warn_reasoning_gym_metric(spec, warn)
     _warn_executor_settings(spec, warn)
     costly = _real_fine_tunes_of_the_search(spec)
@@ -531,6 +532,22 @@ def _warn_dask_missing(spec: Spec, warn: _AddIssue) -> None:
     if not dask.ok:  # executor.backend: dask without dask installed here
         warn(("executor", "backend"), f"{dask_missing()} here, so the search stage would stop with an "
                                       f"error after the stages before it have run: {dask.advice}")
+
+
+def _warn_device_missing(spec: Spec, warn: _AddIssue) -> None:
+    """model.device: cuda where this torch sees no CUDA GPU (`doctor` fails on it): `run`
+    here would stop at its first model stage. A warning, not an error: the spec may be
+    meant for another machine. torch is imported (about 2 s) only for a spec naming cuda,
+    so validating any other stays as fast as before."""
+    if not spec.model.device.startswith("cuda"):
+        return
+    from subsetctl.doctor import check_device
+
+    device = check_device(spec)
+    if device is not None and not device.ok:
+        warn(("model", "device"), f"{spec.model.device}, but this torch sees no CUDA GPU, so `run` here would stop "
+                                  f"at its first model stage, after the data stage: {device.advice} (A spec meant "
+                                  "for another machine, one with a GPU, can ignore this.)")
 
 
 def _warn_reasoning_gym_metric(spec: Spec, warn: _AddIssue) -> None:

@@ -1393,3 +1393,25 @@ def test_init_force_keeps_the_spec_it_overwrites(tmp_path: Path) -> None:
         result = invoke("init", str(tmp_path / "p"), "--force")
         assert result.exit_code == 0 and f"kept as {spec.with_name(backup)}" in result.output, result.output
         assert spec.with_name(backup).read_text().endswith(f"# my edit {n}\n") and "my edit" not in spec.read_text()
+
+
+def test_validate_warns_of_model_device_cuda_where_torch_sees_no_gpu(tmp_path: Path, monkeypatch) -> None:
+    """`model.device: cuda` on a machine without a GPU passed validate (doctor failed on it,
+    and `run` stopped at meta_init); it is a warning (exit 0: the spec may be for another
+    machine). A spec not naming cuda is validated without asking torch."""
+    import torch
+
+    from subsetctl import doctor
+
+    assert invoke("init", str(tmp_path / "p")).exit_code == 0
+    spec = tmp_path / "p" / "subsetctl.yaml"
+    check_device = doctor.check_device
+    monkeypatch.setattr(doctor, "check_device", lambda spec: pytest.fail("torch asked for a spec without cuda"))
+    assert "model.device" not in invoke("validate", str(spec)).output
+    monkeypatch.setattr(doctor, "check_device", check_device)
+    spec.write_text(spec.read_text().replace("\nmodel:\n", "\nmodel:\n  device: cuda\n", 1))
+    for available, warned in ((False, True), (True, False)):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda available=available: available)
+        result = invoke("validate", str(spec))
+        assert result.exit_code == 0, result.output
+        assert ("model.device: cuda, but this torch sees no CUDA GPU" in result.output) is warned, result.output
