@@ -852,8 +852,8 @@ def validate_spec_file(path: str | Path, overrides: str | list[str] | None = Non
         report.issues.extend(i for i in _param_issues_of_an_invalid_spec(data, path, text) if i not in issues)
     else:
         lines = key_lines(text) if text else {}
-        report.issues.extend(blame_source_files(semantic_issues(spec, path, text), spec.source_origins, lines))
-        report.warnings.extend(blame_source_files(spec_warnings(spec, path, text), spec.source_origins, lines))
+        report.issues.extend(blame_source_files(semantic_issues(spec, path, text), spec.source_origins, lines, path.parent))
+        report.warnings.extend(blame_source_files(spec_warnings(spec, path, text), spec.source_origins, lines, path.parent))
     if overrides:
         report.issues = attribute_overrides(report.issues, overrides)
         report.warnings = attribute_overrides(report.warnings, overrides)

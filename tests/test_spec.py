@@ -316,6 +316,34 @@ def test_source_files_problems_name_the_group_and_file(tmp_path: Path) -> None:
     assert "needs training examples" in issue.message
 
 
+def test_a_problem_many_files_of_a_group_share_is_said_once(tmp_path: Path) -> None:
+    """A group split asking for more rows than most of its files have was one line per file
+    (each message names its own file and row count, so they were not alike): 2,000 lines
+    at 2,000 files. Many files are one problem, with the count, a few of the files and the
+    row counts' range; a few files keep their own messages."""
+    from subsetctl.api import validate_spec_file
+
+    folder = tmp_path / "data" / "sources"
+    folder.mkdir(parents=True)
+    for n in range(12):  # 10 files of 3 or 4 rows, 2 of 40
+        (folder / f"x_{n:02d}.jsonl").write_text('{"prompt": "1", "response": "2"}\n' * (40 if n > 9 else 3 + n % 2))
+    path = _files_project(tmp_path, [{"files": "data/sources/x_*.jsonl", "loader": {"type": "jsonl"},
+                                      "name_prefix": "p-", "split": {"train": 10}}])
+    report = validate_spec_file(path)
+    (issue,) = report.issues
+    assert not report.ok
+    assert issue.key == ("source_files[0] (10 of 12 files: data/sources/x_00.jsonl, data/sources/x_01.jsonl, "
+                         "data/sources/x_02.jsonl and 7 more).split"), issue.key
+    assert "asks for 10 examples" in issue.message and "has at most 3 to 4 (file <each file> has 3 to 4" in issue.message
+    assert "lower the counts" in issue.message and issue.line == key_lines(path.read_text())[("source_files", 0, "split")]
+    for n in range(2, 10):
+        (folder / f"x_{n:02d}.jsonl").write_text('{"prompt": "1", "response": "2"}\n' * 40)
+    few = validate_spec_file(path).issues  # 2 files: each its own message, naming its own file and rows
+    assert [i.key for i in few] == ["source_files[0] (data/sources/x_00.jsonl).split",
+                                    "source_files[0] (data/sources/x_01.jsonl).split"]
+    assert "x_00.jsonl has 3 non-blank lines" in few[0].message and "x_01.jsonl has 4 non-blank" in few[1].message
+
+
 def test_a_message_naming_expanded_sources_names_each_file_once() -> None:
     """``sources[i]`` in a message becomes the group and file it was expanded from, each in
     one pass over the message: the message was searched and rewritten once per expanded

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -292,7 +293,7 @@ def expand_source_files(
     try:
         full = Spec.model_validate({**data, "sources": entries})
     except ValidationError as exc:
-        return None, blame_source_files(issues_from_validation(exc, file, lines), origin, lines)
+        return None, blame_source_files(issues_from_validation(exc, file, lines), origin, lines, spec_dir)
     full._source_origins = origin
     return full, []
 
@@ -308,24 +309,25 @@ def _line_of(group: tuple[Any, ...], suffix: str, lines: dict[tuple[Any, ...], i
 
 
 def blame_source_files(
-    issues: list[SpecIssue], origin: dict[int, tuple[int, str]], lines: dict[tuple[Any, ...], int]
+    issues: list[SpecIssue], origin: dict[int, tuple[int, str]], lines: dict[tuple[Any, ...], int],
+    base_dir: Path | None = None,
 ) -> list[SpecIssue]:
     """Issues about a source expanded from a ``source_files`` group, keyed by the group and
     the file (``source_files[0] (data/a.jsonl).split``) at the group's line, instead of by
     an index ``sources[i]`` the spec file does not have. The same problem in many files of
-    one group (a group setting that fits none of them) is listed once, with the count."""
-    out: list[SpecIssue] = []
-    same: dict[tuple[int, str, str], tuple[SpecIssue, list[str]]] = {}
+    one group (a group setting that fits none of them) is listed once (:func:`_merged`):
+    messages alike but for the file they name (as ``base_dir``, the spec's folder, makes its
+    path) and their numbers (its row count) are one problem, so 2,000 files too short for
+    the group's split are one line, not 2,000."""
+    out: list[tuple[SpecIssue, tuple[int, str, str] | None]] = []
+    same: dict[tuple[int, str, str], list[tuple[SpecIssue, str]]] = {}
     for issue in issues:
         match = re.match(r"sources\[(\d+)\]", issue.key)
+        shared: tuple[int, str, str] | None = None
         if match and int(match.group(1)) in origin:
             g, path = origin[int(match.group(1))]
             suffix = issue.key[match.end():]
             issue.key, issue.line = f"source_files[{g}] ({path}){suffix}", _line_of(("source_files", g), suffix, lines)
-            if (g, suffix, issue.message) in same:
-                same[(g, suffix, issue.message)][1].append(path)
-                continue
-            same[(g, suffix, issue.message)] = (issue, [path])
         # messages that name sources[i] (duplicate names): the indices they name, looked up
         # (a search per expanded source and issue took 2 min at 2,000 files, each with an issue)
         named_indices = sorted({int(m.group(1)) for m in _SOURCE_INDEX.finditer(issue.message)} & origin.keys())
@@ -340,11 +342,80 @@ def blame_source_files(
         if named and issue.message.startswith("duplicate source name"):  # a file's name, not one written
             issue.message += ("; a source_files group names its sources after their files: set the group's "
                               "`name_prefix` (e.g. `name_prefix: pool-`) to rename them")
-        out.append(issue)
-    for (g, suffix, _), (issue, paths) in same.items():
-        if len(paths) > 1:
-            issue.key = f"source_files[{g}] ({paths[0]} and {len(paths) - 1} more files){suffix}"
-    return out
+        if match and int(match.group(1)) in origin:
+            shared = (g, suffix, _message_template(issue.message, path, base_dir)[0])
+            same.setdefault(shared, []).append((issue, path))
+        out.append((issue, shared))
+    in_group = Counter(g for g, _ in origin.values())
+    merged = {shared: _merged(found, shared, in_group[shared[0]], base_dir)
+              for shared, found in same.items() if _merges(found)}
+    # a merged problem where its first file's was; its other files' issues left out
+    return [merged.get(shared, issue) for issue, shared in out
+            if shared not in merged or issue is same[shared][0][0]]
+
+
+#: a problem shared by at most this many files of one ``source_files`` group is said for each
+#: file (its own numbers and path), unless every file's message is the same; more are said once
+FILES_SAID_ONE_BY_ONE = 5
+
+#: the files a problem shared by many files of a group names (the rest are counted)
+FILES_NAMED = 3
+
+#: a number in a message (a row count, a line number), compared across the files of a group
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:,\d{3})*(?:\.\d+)?(?![\w])")
+
+#: where a message template (:func:`_message_template`) had the file it is about, and a number
+_FILE_SLOT, _NUMBER_SLOT = "\x00", "\x01"
+
+
+def _message_template(message: str, path: str, base_dir: Path | None) -> tuple[str, list[str]]:
+    """``message`` with the file it is about (``path``, as written or as ``base_dir`` makes
+    it) taken out and its numbers marked: the same template is the same problem of two
+    files of one group. Also the numbers, in order."""
+    file = Path(path).expanduser()
+    full = file if file.is_absolute() or base_dir is None else Path(base_dir) / file
+    forms = sorted({path, str(full), *([str(full.resolve())] if base_dir is not None else [])}, key=len, reverse=True)
+    parts = re.split("|".join(re.escape(form) for form in forms), message)
+    numbers = [n for part in parts for n in _NUMBER.findall(part)]
+    return _FILE_SLOT.join(_NUMBER.sub(_NUMBER_SLOT, part) for part in parts), numbers
+
+
+def _merges(found: list[tuple[SpecIssue, str]]) -> bool:
+    """Whether the issues of files of one group that share a template are said once: when
+    there are many of them, or every one's message is the same."""
+    return len(found) > 1 and (
+        len(found) > FILES_SAID_ONE_BY_ONE or len({issue.message for issue, _ in found}) == 1)
+
+
+def _merged(
+    found: list[tuple[SpecIssue, str]], shared: tuple[int, str, str], in_group: int, base_dir: Path | None
+) -> SpecIssue:
+    """One issue for a problem of several files of group ``shared[0]``: keyed by how many of
+    the group's ``in_group`` files have it and the first few of them, its message the first
+    file's with the file it names as ``<each file>`` and a number that differs between them
+    as the range it spans (``at most 3 to 4``)."""
+    g, suffix, template = shared
+    first, paths = found[0][0], [path for _, path in found]
+    if len(found) <= FILES_SAID_ONE_BY_ONE:  # the same message for every file
+        return first.model_copy(update={"key": f"source_files[{g}] ({paths[0]} and {len(paths) - 1} more files){suffix}"})
+    numbers = [_message_template(issue.message, path, base_dir)[1] for issue, path in found]
+    spans = []
+    for values in zip(*numbers, strict=True):
+        low, high = min(values, key=_number), max(values, key=_number)
+        spans.append(low if _number(low) == _number(high) else f"{low} to {high}")
+    spans.reverse()
+    message = "".join(spans.pop() if part == _NUMBER_SLOT else part for part in re.split(f"({_NUMBER_SLOT})", template))
+    how_many = f"all {in_group}" if len(found) == in_group else f"{len(found)} of {in_group}"
+    names = ", ".join(paths[:FILES_NAMED])
+    return first.model_copy(update={
+        "key": f"source_files[{g}] ({how_many} files: {names} and {len(found) - FILES_NAMED} more){suffix}",
+        "message": message.replace(_FILE_SLOT, "<each file>"),
+    })
+
+
+def _number(text: str) -> float:
+    """A number of a message (:data:`_NUMBER`) as a value."""
+    return float(text.replace(",", ""))
 
 
 _SOURCE_INDEX = re.compile(r"sources\[(\d+)\](?!\d)")
