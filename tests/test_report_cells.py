@@ -157,6 +157,24 @@ def test_terminal_report_with_a_thousand_sources_stays_short_unless_asked() -> N
     assert all(f"| s{i:04d} |" in markdown for i in range(1000))
 
 
+def test_markdown_score_table_of_many_sources_is_ranked_as_the_terminal_ranks_it() -> None:
+    """report.md's per-source scores listed 2,000 sources in the spec's order while the
+    terminal ranks them by the final strategy's score: the table is ranked the same way,
+    every source kept, and its heading says how it is sorted; a few sources stay in the
+    spec's order, as in the terminal."""
+    report = _many_sources_report(40)
+    report["sources"] = report["sources"][::-1][:20] + report["sources"][:20]  # spec order: not the ranking
+    report["strategies"]["forward"]["scores"] |= {"s0039": None}
+    markdown = render_markdown(report, {})
+    table = [line.split(" | ")[0].lstrip("| ") for line in markdown.splitlines() if line.startswith("| s0")]
+    assert table == [f"s{i:04d}" for i in range(38, -1, -1)] + ["s0039"]  # every source, unscored last
+    assert "## Per-source scores (higher = more helpful; sorted by forward's score, highest first)" in markdown
+    assert "> All 40 sources, ranked as the terminal report ranks them" in markdown
+    few = render_markdown(_many_sources_report(3) | {"sources": ["s0001", "s0000", "s0002"]}, {})
+    assert [line[:8] for line in few.splitlines() if line.startswith("| s0")] == ["| s0001 ", "| s0000 ", "| s0002 "]
+    assert "(higher = more helpful; in the spec's order)" in few
+
+
 def test_markdown_names_with_underscores_by_punctuation_are_no_emphasis() -> None:
     """Source names come from file names: in report.md, ``x.__init__`` rendered as x.**init**
     and two selected names ``p._a, b_`` as one italic run."""

@@ -12,11 +12,12 @@ from subsetctl.report.cells import final_vs_baselines
 
 #: what report.json and report.md hold, as a number raised whenever a subsetctl writes more
 #: into them (2: ``final_vs_baselines`` and the line under the test metrics; 3: its ``stds``,
-#: for the note on a gap within the seed-to-seed spread); one of the
+#: for the note on a gap within the seed-to-seed spread; 4: report.md's per-source scores of
+#: many sources ranked as the terminal ranks them); one of the
 #: report stage's inputs, so a report an earlier subsetctl wrote (with none, or a lower one)
 #: is written again by the next run (seconds; nothing else re-runs) instead of staying
 #: without what the README documents
-REPORT_FORMAT = 3
+REPORT_FORMAT = 4
 
 
 def stale_only_for_its_format(project: Project, current_inputs: dict[str, Any] | None) -> bool:

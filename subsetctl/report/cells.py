@@ -185,8 +185,20 @@ def ranked_by_score(sources: list[str], scores: dict[str, float | None]) -> list
     return sorted(sources, key=lambda s: (scores.get(s) is None, -(scores.get(s) or 0.0)))
 
 
-def score_table_rows(sources: list[str], scores: dict[str, float | None], top: int = 20,
-                     bottom: int = 10, everything: bool = False) -> tuple[list[str | None], int]:
+#: a per-source score table of more sources than these shows the ``top`` highest and ``bottom``
+#: lowest scores (:func:`score_table_rows`), ranked; of fewer, all in the spec's order
+SCORE_ROWS_TOP, SCORE_ROWS_BOTTOM = 20, 10
+
+
+def score_ranking(report: dict[str, Any], scored: dict[str, Any]) -> str:
+    """The strategy (of ``scored``, those with scores) whose scores rank a per-source score
+    table of many sources: the final pick's, else the first with scores; the terminal's
+    table and report.md's are in the same order."""
+    return report["final"] if report.get("final") in scored else next(iter(scored))
+
+
+def score_table_rows(sources: list[str], scores: dict[str, float | None], top: int = SCORE_ROWS_TOP,
+                     bottom: int = SCORE_ROWS_BOTTOM, everything: bool = False) -> tuple[list[str | None], int]:
     """The sources a per-source score table shows, and how many it leaves out.
 
     Up to ``top + bottom`` sources, all are shown in spec order. Beyond that, the ``top``

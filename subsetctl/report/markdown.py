@@ -8,6 +8,8 @@ from typing import Any
 
 from subsetctl.report.build import in_spec_order
 from subsetctl.report.cells import (
+    SCORE_ROWS_BOTTOM,
+    SCORE_ROWS_TOP,
     SELECTED_SHOWN,
     baseline_cell,
     calibrated_loss_cell,
@@ -20,6 +22,8 @@ from subsetctl.report.cells import (
     overrides_line,
     percent_cell,
     repeats_cell,
+    score_ranking,
+    score_table_rows,
     selected_cell,
     selection_loss_digits,
     stage_warning_lines,
@@ -105,11 +109,19 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
         lines += [f"> search {note}" for note in strategy_notes(report)] + ([""] if strategy_notes(report) else [])
         scored = {k: v for k, v in report["strategies"].items() if v["scores"]}
         if scored:
-            lines += ["## Per-source scores (higher = more helpful)", "",
+            # ranked as the terminal ranks it (its highest and lowest), every source kept: the full record
+            ranking = score_ranking(report, scored)
+            rows, _ = score_table_rows(report["sources"], scored[ranking]["scores"], everything=True)
+            ranked = len(rows) > SCORE_ROWS_TOP + SCORE_ROWS_BOTTOM
+            order = f"sorted by {md_name(ranking)}'s score, highest first" if ranked else "in the spec's order"
+            note = (f"> All {len(rows):,} sources, ranked as the terminal report ranks them (it shows the "
+                    f"{SCORE_ROWS_TOP} highest and {SCORE_ROWS_BOTTOM} lowest); sources {md_name(ranking)} did not "
+                    "score are last, in the spec's order.")
+            lines += [f"## Per-source scores (higher = more helpful; {order})", "", *([note, ""] if ranked else []),
                       "| source | " + " | ".join(md_name(k) for k in scored) + " |",
                       "|---|" + "---|" * len(scored)]
             selected = [set(v["selected"]) for v in scored.values()]  # not a list scan per source and strategy
-            for s in report["sources"]:
+            for s in rows:
                 lines.append(f"| {md_name(s)} | " + " | ".join(_fmt(v["scores"].get(s)) + (" ✓" if s in chosen else "")
                                                            for v, chosen in zip(scored.values(), selected)) + " |")
             lines.append("")

@@ -23,6 +23,7 @@ from subsetctl.report.cells import (
     overrides_line,
     percent_cell,
     repeats_cell,
+    score_ranking,
     score_table_rows,
     selected_cell,
     selection_loss_digits,
@@ -129,7 +130,7 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
             console.print(f"[dim]search {escape(note)}[/dim]")
         scored = {k: v for k, v in report["strategies"].items() if v["scores"]}
         if scored:
-            ranking = report["final"] if report.get("final") in scored else next(iter(scored))
+            ranking = score_ranking(report, scored)
             rows, left_out = score_table_rows(report["sources"], scored[ranking]["scores"], everything=all_sources)
             caption = (f"{left_out} sources in between are left out (the highest and lowest by {ranking} are "
                        "shown); `subsetctl report --all-sources` or report.md lists all") if left_out else None
