@@ -141,6 +141,11 @@ class Calibration:
         def clean(v: float) -> float | None:
             return None if v is None or not np.isfinite(v) else float(v)
 
+        def stat(key: str, v: float) -> float | int | None:
+            """A per-lambda value as JSON shows it: ``n``, a count, as an integer (4, not 4.0)."""
+            value = clean(v)
+            return int(value) if key == "n" and value is not None else value
+
         return {
             "lam": float(self.lam),
             "slope": float(self.slope),
@@ -148,7 +153,7 @@ class Calibration:
             "loo_median_rel_err": clean(self.loo_median_rel_err),
             "spearman": clean(self.spearman),
             "per_lambda": [
-                {"lam": float(lam), **{k: clean(v) for k, v in stats.items()}}
+                {"lam": float(lam), **{k: stat(k, v) for k, v in stats.items()}}
                 for lam, stats in sorted(self.per_lambda.items())
             ],
             "enabled": bool(self.enabled),

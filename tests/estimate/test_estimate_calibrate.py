@@ -98,6 +98,15 @@ def test_json_round_trip() -> None:
     np.testing.assert_array_equal(back.apply(np.array([0.4])), cal.apply(np.array([0.4])))
 
 
+def test_per_lambda_n_is_written_as_an_integer() -> None:
+    """report.json's calibration.per_lambda[].n, how many subsets were usable, read 4.0: a
+    count a script compares or indexes with (``range(n)``) should be an integer there."""
+    y = np.array([0.61, 0.55, 0.72, 0.48, 0.66])
+    rows = json.loads(json.dumps(calibrate(y, _grid(y)).to_dict()))["per_lambda"]
+    assert [type(row["n"]) for row in rows] == [int] * len(rows) and rows[0]["n"] == 5
+    assert all(isinstance(row["raw_median_rel_err"], float) for row in rows)  # the statistics stay floats
+
+
 def test_mismatched_lengths_are_user_errors() -> None:
     with pytest.raises(UserError, match="raw estimates"):
         calibrate([0.1, 0.2, 0.3, 0.4], {1.0: [0.1, 0.2]})
