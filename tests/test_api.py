@@ -315,6 +315,31 @@ def test_report_json_keys_readme_calls_conditional_are_absent_without_warnings(t
     assert "`test_warnings` (with `test_metrics`, an empty list when the test split gave none)" in listed
 
 
+def readme_report_json_keys() -> str:
+    """README's paragraph listing report.json's keys (From Python), whitespace collapsed."""
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8").split())
+    return readme[readme.index("After a whole run, `report.json` holds what"):readme.index("## The spec")]
+
+
+def test_readme_names_the_keys_inside_report_json_entries_a_script_reads(tiny_project_ran) -> None:
+    """README named report.json's top-level keys but not what is inside `strategies` (their
+    `strategy`), `baselines`, `calibration` and its `per_lambda` rows, or `stages`; nor that
+    the stds are over the seeds with ddof 0 (a script comparing them with a sample std was off
+    by sqrt(seeds / (seeds - 1))), nor what the adapter paths are relative to."""
+    listed = readme_report_json_keys()
+    report = json.loads((tiny_project_ran() / "report.json").read_text())
+    inner = {key for entry in report["strategies"].values() for key in entry}
+    inner |= {key for entry in report["baselines"].values() for key in entry}
+    inner |= {key for entry in report["test_metrics"].values() for key in entry}
+    inner |= {key for entry in report["stages"].values() for key in entry}
+    inner |= set(report["calibration"]) | {key for row in report["calibration"]["per_lambda"] for key in row}
+    assert sorted(key for key in inner if f"`{key}`" not in listed) == [], listed
+    assert "each std is over the seeds with ddof 0" in listed
+    assert "adapter folders, one a seed, relative to the project folder" in listed
+    folder = tiny_project_ran()
+    assert all((folder / path).is_dir() for paths in report["adapters"].values() for path in paths)
+
+
 def test_an_until_or_a_path_of_the_wrong_type_is_a_user_error_saying_what_to_pass(jsonl_project: Path) -> None:
     """until=["search"] (as force takes a list) raised TypeError ("unhashable type: 'list'"),
     validate_spec_file of a dict or None a TypeError from Path(), and plan_project({}) took

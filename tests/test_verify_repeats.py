@@ -69,6 +69,9 @@ def test_verify_repeats_on_a_tiny_model(tiny_project: Path) -> None:
     assert any(reps[0] != reps[1] for reps in entry["true_repeats"])
     report = json.loads((tiny_project / "report.json").read_text())
     assert report["verify"]["ce"]["repeats"] == 2
+    from test_api import readme_report_json_keys  # README names what a verify kind's entry holds
+
+    assert sorted(key for key in report["verify"]["ce"] if f"`{key}`" not in readme_report_json_keys()) == []
     assert "| 2 (" in (tiny_project / "report.md").read_text()
 
 
