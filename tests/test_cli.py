@@ -1415,3 +1415,29 @@ def test_validate_warns_of_model_device_cuda_where_torch_sees_no_gpu(tmp_path: P
         result = invoke("validate", str(spec))
         assert result.exit_code == 0, result.output
         assert ("model.device: cuda, but this torch sees no CUDA GPU" in result.output) is warned, result.output
+
+
+def test_readme_documents_each_commands_json_and_stdout_holds_it_alone(tiny_project_ran) -> None:
+    """README said `validate`, `plan` and `ls` take `--format json` but not what they print,
+    nor that stdout holds the JSON alone (a script runs `json.loads(stdout)`); each key the
+    three print is named there, and a warning goes to stderr, a failure leaves stdout empty."""
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8").split())
+    listed = readme[readme.index("The other commands' `--format json`"):readme.index("Overrides are dotted keys")]
+    root = str(tiny_project_ran())
+    runner = CliRunner()
+    checked = runner.invoke(main, ["validate", root, "verify.enabled=true", "verify.k=2", "--format", "json"])
+    assert checked.exit_code == 0 and checked.stderr == ""
+    [spec] = json.loads(checked.stdout)
+    plan = runner.invoke(main, ["plan", root, "verify.enabled=true", "verify.k=2", "--format", "json"])
+    assert plan.exit_code == 0 and "verify.k" in plan.stderr  # the warning, on stderr only
+    stages = json.loads(plan.stdout)
+    plugins = json.loads(runner.invoke(main, ["ls", "--format", "json"]).stdout)
+    keys = set(spec) | set(spec["warnings"][0]) | {key for stage in stages for key in stage} | set(plugins)
+    keys |= {key for rows in plugins.values() for row in rows for key in row}
+    keys |= {key for row in plugins["strategies"] for param in row["params"] for key in param}
+    assert sorted(key for key in keys if f"`{key}`" not in listed and f"{{{key}," not in listed
+                  and f" {key}," not in listed and f" {key}}}" not in listed) == [], listed
+    for args in (["report", str(Path(root) / "nowhere"), "--format", "json"],
+                 ["plan", root, "gradients.d=many", "--format", "json"], ["plan", root, "--until", "x", "--format", "json"]):
+        failed = runner.invoke(main, args)
+        assert failed.exit_code in (1, 2) and failed.stdout == "" and failed.stderr, (args, failed.output)
