@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 
 def test_validate_spec_file_takes_a_str_path_as_the_other_functions_do(jsonl_project: Path) -> None:
     from subsetctl.api import validate_spec_file
@@ -338,6 +340,30 @@ def test_readme_names_the_keys_inside_report_json_entries_a_script_reads(tiny_pr
     assert "adapter folders, one a seed, relative to the project folder" in listed
     folder = tiny_project_ran()
     assert all((folder / path).is_dir() for paths in report["adapters"].values() for path in paths)
+
+
+def test_report_json_gives_each_seeds_test_figures_in_the_adapters_order(tiny_project_ran) -> None:
+    """test_metrics gave a selection's mean and (ddof-0) std over the seeds only: a script
+    pairing two selections seed by seed, or wanting the sample std, had to read the evaluate
+    stage's per_run.json by run id. Each seed's score and loss are there now, in the order
+    of the selection's adapters, and load_report_data gives what report.json holds."""
+    import statistics
+
+    from subsetctl.api import run_project
+    from subsetctl.report.terminal import load_report_data
+
+    folder = tiny_project_ran()
+    run_project(folder, ["finetune.seeds=2"])
+    report = json.loads((folder / "report.json").read_text())
+    per_run = json.loads((folder / ".subsetctl" / "evaluate" / "per_run.json").read_text())
+    for label, row in report["test_metrics"].items():
+        runs = [Path(path).parent.name for path in report["adapters"][label]]
+        assert row["loss_per_seed"] == [per_run[run]["loss_ce"] for run in runs] and len(runs) == 2
+        assert row["score_per_seed"] == [per_run[run]["score"] for run in runs]
+        assert row["loss_mean"] == pytest.approx(statistics.fmean(row["loss_per_seed"]))
+        assert row["loss_std"] == pytest.approx(statistics.pstdev(row["loss_per_seed"]))  # README: ddof 0
+    assert load_report_data(folder)["report"]["test_metrics"] == report["test_metrics"]
+    assert "`score_per_seed`, `loss_per_seed`, a classifier's `macro_f1_per_seed`" in readme_report_json_keys()
 
 
 def test_an_until_or_a_path_of_the_wrong_type_is_a_user_error_saying_what_to_pass(jsonl_project: Path) -> None:

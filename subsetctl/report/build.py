@@ -13,11 +13,11 @@ from subsetctl.report.cells import final_vs_baselines
 #: what report.json and report.md hold, as a number raised whenever a subsetctl writes more
 #: into them (2: ``final_vs_baselines`` and the line under the test metrics; 3: its ``stds``,
 #: for the note on a gap within the seed-to-seed spread; 4: report.md's per-source scores of
-#: many sources ranked as the terminal ranks them); one of the
-#: report stage's inputs, so a report an earlier subsetctl wrote (with none, or a lower one)
+#: many sources ranked as the terminal ranks them; 5: the test metrics' per-seed figures); one of
+#: the report stage's inputs, so a report an earlier subsetctl wrote (with none, or a lower one)
 #: is written again by the next run (seconds; nothing else re-runs) instead of staying
 #: without what the README documents
-REPORT_FORMAT = 4
+REPORT_FORMAT = 5
 
 
 def stale_only_for_its_format(project: Project, current_inputs: dict[str, Any] | None) -> bool:
@@ -65,6 +65,31 @@ def _recorded_report_inputs(project: Project) -> dict[str, Any] | None:
 
 def _read(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def with_per_seed(table: dict[str, Any], finetuned: dict[str, Any] | None, per_run: Any) -> dict[str, Any]:
+    """The test metrics ``table`` with each selection's per-seed figures beside its mean and
+    std: ``score_per_seed`` and ``loss_per_seed`` (a classifier's also ``macro_f1_per_seed``),
+    one a fine-tune in the order of its ``adapters`` (seeds project.seed, project.seed + 1,
+    ...). A script pairing selections by seed, or taking another std than numpy's ddof-0
+    one, needs them; they were only in the evaluate stage's per_run.json, keyed by run id.
+    A selection whose runs the evaluate stage's results do not all hold is left as it is."""
+    labels = finetuned.get("labels") if isinstance(finetuned, dict) else None
+    if not isinstance(labels, dict) or not isinstance(per_run, dict):
+        return table
+    out = {}
+    for label, row in table.items():
+        runs = labels.get(label)
+        results = [per_run.get(run) for run in runs] if isinstance(runs, list) else []
+        if not results or not all(isinstance(r, dict) for r in results) or len(results) != row.get("seeds"):
+            out[label] = row
+            continue
+        row = {**row, "score_per_seed": [r.get("score") for r in results],
+               "loss_per_seed": [r.get("loss_ce") for r in results]}
+        if "macro_f1_mean" in row:
+            row["macro_f1_per_seed"] = [(r.get("metrics") or {}).get("macro_f1") for r in results]
+        out[label] = row
+    return out
 
 
 def _finished(manifest: dict[str, Any] | None) -> bool:
@@ -380,7 +405,8 @@ def build_report(
                 report["adapter_head_size"] = finetuned["head_size"]
     metrics = None if "evaluate" in skip else _read(project.results_dir("evaluate") / "metrics.json")
     if metrics:
-        report["test_metrics"] = metrics["metrics"]
+        report["test_metrics"] = with_per_seed(metrics["metrics"], finetuned,
+                                               _read(project.results_dir("evaluate") / "per_run.json"))
         report["test_warnings"] = metrics.get("warnings", [])
         comparison = final_vs_baselines(report)
         if comparison:
