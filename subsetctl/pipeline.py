@@ -440,12 +440,14 @@ def _changed_inputs(old: Any, new: dict[str, Any]) -> str | None:
         parts.append("answers are now tokenized after the prompt: an older subsetctl tokenized each alone, "
                      "and this model's SentencePiece-style tokenizer gave them other ids then")
     if report_format in new and old.get(report_format) != new[report_format]:
+        from subsetctl.report.build import added_since
+
         later = old.get(report_format)
         parts.append(f"report.json and report.md were written by a later subsetctl (their format {later}; this "
                      f"one writes {new[report_format]}): written again as this one writes them"
                      if isinstance(later, int) and later > new[report_format] else
                      "report.json and report.md were written by an earlier subsetctl, without what this one "
-                     "writes there (such as final_vs_baselines): written again from the stages' results")
+                     f"writes there ({added_since(later)}): written again from the stages' results")
     if "model_files" in new and "model_files" not in old:
         parts.append("the model folder's files were not recorded by the run that made these results "
                      "(an older subsetctl), so they cannot be checked")

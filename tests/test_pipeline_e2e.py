@@ -1545,6 +1545,27 @@ def test_a_report_a_later_subsetctl_wrote_is_not_called_an_earlier_ones(tiny_pro
     assert not shown["report_by_earlier_subsetctl"] and shown["stale"] == ["report"], shown["stale"]
 
 
+def test_a_report_an_earlier_subsetctl_wrote_is_said_to_lack_what_it_lacks(tiny_project_ran) -> None:
+    """`plan` said a report an earlier subsetctl wrote lacked "such as final_vs_baselines" even
+    when it held final_vs_baselines and lacked only what later formats added (the per-seed
+    test figures); it names what was added after the report's own format now."""
+    from subsetctl.project import fingerprint
+    from subsetctl.report.build import REPORT_FORMAT
+
+    project = tiny_project_ran()
+    manifest_file = project / ".subsetctl" / "report" / "manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    for recorded, named, left_out in ((3, "(test_metrics' score_per_seed and loss_per_seed)", "final_vs_baselines"),
+                                      (None, ("(test_metrics' score_per_seed and loss_per_seed, "
+                                              "final_vs_baselines' stds, final_vs_baselines)"), "")):
+        manifest["inputs"]["extra"]["report_format"] = recorded
+        manifest["fingerprint"] = fingerprint(manifest["inputs"])
+        manifest_file.write_text(json.dumps(manifest))
+        [reason] = {s.name: s.reasons for s in plan_project(project)[2]}["report"]
+        assert f"without what this one writes there {named}" in reason and REPORT_FORMAT == 4, reason
+        assert not left_out or left_out not in reason, reason
+
+
 def test_plan_until_says_the_later_stages_it_leaves_outdated(tiny_project_ran) -> None:
     """`plan --until search` after a change of finetune's settings called evaluate, whose
     results come from the fine-tunes that change outdates, "up to date" (`report` after the

@@ -19,6 +19,18 @@ from subsetctl.report.cells import final_vs_baselines
 #: without what the README documents
 REPORT_FORMAT = 5
 
+#: what each :data:`REPORT_FORMAT` added, as `plan` names it for a report an earlier one wrote
+FORMAT_ADDITIONS = {2: "final_vs_baselines", 3: "final_vs_baselines' stds",
+                    4: "test_metrics' score_per_seed and loss_per_seed"}
+
+
+def added_since(recorded_format: Any) -> str:
+    """What this subsetctl writes into report.json that one of ``recorded_format`` (None or
+    not a number: before formats were recorded, 1) did not: the additions after it, newest
+    first, e.g. "test_metrics' score_per_seed and loss_per_seed, final_vs_baselines' stds"."""
+    since = recorded_format if isinstance(recorded_format, int) and not isinstance(recorded_format, bool) else 1
+    return ", ".join(FORMAT_ADDITIONS[n] for n in sorted(FORMAT_ADDITIONS, reverse=True) if n > since)
+
 
 def stale_only_for_its_format(project: Project, current_inputs: dict[str, Any] | None) -> bool:
     """Whether the report stage's results are out of date only because an earlier subsetctl
