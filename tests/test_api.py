@@ -366,6 +366,21 @@ def test_report_json_gives_each_seeds_test_figures_in_the_adapters_order(tiny_pr
     assert "`score_per_seed`, `loss_per_seed`, a classifier's `macro_f1_per_seed`" in readme_report_json_keys()
 
 
+def test_readme_names_every_key_the_report_builders_write() -> None:
+    """README's list of report.json's keys left out some that only some runs write: a
+    classifier's `adapter_head_size`, `left_out` and `left_out_switched_off` (results an
+    upstream change outdated), and `other_library_versions` (named elsewhere only). Every
+    key the report stage or its builder sets is named there now."""
+    import re
+
+    root = Path(__file__).resolve().parents[1] / "subsetctl"
+    code = (root / "report" / "build.py").read_text() + (root / "stages" / "report.py").read_text()
+    written = set(re.findall(r'report\["([a-z_]+)"\] =', code))
+    assert {"adapter_head_size", "left_out", "final"} <= written  # (the pattern finds them)
+    listed = readme_report_json_keys()
+    assert sorted(key for key in written if f"`{key}`" not in listed) == [], listed
+
+
 def test_an_until_or_a_path_of_the_wrong_type_is_a_user_error_saying_what_to_pass(jsonl_project: Path) -> None:
     """until=["search"] (as force takes a list) raised TypeError ("unhashable type: 'list'"),
     validate_spec_file of a dict or None a TypeError from Path(), and plan_project({}) took
