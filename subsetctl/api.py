@@ -918,7 +918,22 @@ def plan_project(
         pipeline = make_pipeline(project, spec)
         if reporter is not None:
             warn_edited_plugins(reporter, spec)
-        return project, spec, pipeline.plan(force=set(force or []), until=until)
+        statuses = pipeline.plan(force=set(force or []), until=until)
+        running = project.run_in_progress()
+        if running:
+            _mark_running(statuses, project.stage_in_progress(running), running)
+        return project, spec, statuses
+
+
+def _mark_running(statuses: list[StageStatus], stage: str | None, pid: str) -> None:
+    """Say "running" for the stage a live `run` is computing, whatever its status would be
+    otherwise ("unfinished: a run stopped partway", or "never run" when that run was
+    started with other overrides). Here rather than in the CLI, so that `plan_project` in a
+    notebook says what `plan --format json` says while a run works on the project."""
+    for status in statuses:
+        if status.name == stage:
+            status.state = "running"
+            status.reasons = [f"`subsetctl run` (PID {pid}) is computing it now"]
 
 
 @contextlib.contextmanager

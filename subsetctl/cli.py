@@ -440,9 +440,7 @@ def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, 
 
     directory, overrides = _split_dir(directory, overrides)
     project, spec, statuses = plan_project(directory, list(overrides), until, list(force), RichReporter())
-    running = project.run_in_progress()
-    if running:
-        _mark_running(statuses, project.stage_in_progress(running), running)
+    running = project.run_in_progress()  # (plan_project marked the stage that run computes)
     if fmt == "json":
         _echo_json([s.to_dict() for s in statuses])
         return
@@ -522,16 +520,6 @@ def _kept_line(project: Any, keep_previous: bool = True) -> str | None:
         parts.append(f"{size_text(sizes['cache'])} of cached fine-tunes and estimates in .subsetctl/cache (safe to delete; "
                      "`project.cache_limit_gb` caps it)")
     return ("Kept on disk: " + "; ".join(parts) + ".") if parts else None
-
-
-def _mark_running(statuses: list[Any], stage: str | None, pid: str) -> None:
-    """Say "running" for the stage a live `run` is computing, whatever its status would be
-    otherwise ("unfinished: a run stopped partway", or "never run" when that run was
-    started with other overrides)."""
-    for status in statuses:
-        if status.name == stage:
-            status.state = "running"
-            status.reasons = [f"`subsetctl run` (PID {pid}) is computing it now"]
 
 
 #: how a key=value override starts (`gradients.d=`, `sources[0].max_examples =`, ` gradients.d=`

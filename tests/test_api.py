@@ -381,6 +381,36 @@ def test_readme_names_every_key_the_report_builders_write() -> None:
     assert sorted(key for key in written if f"`{key}`" not in listed) == [], listed
 
 
+def test_plan_project_says_running_for_the_stage_a_live_run_computes_as_the_cli_does(jsonl_project: Path) -> None:
+    """`plan --format json` said "running" for the stage a live `run` was computing, but
+    plan_project, which it wraps, said "never run" for it: a notebook polling a project
+    from a second kernel could not tell a stage being computed from one not started."""
+    import subprocess
+    import sys
+
+    from click.testing import CliRunner
+
+    from subsetctl.api import plan_project
+    from subsetctl.cli import main
+
+    code = ("import time; from pathlib import Path; from subsetctl.project import Project\n"
+            f"with Project(Path({str(jsonl_project)!r})).lock():\n    print('locked', flush=True); time.sleep(30)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        marker = jsonl_project / ".subsetctl" / "data" / "work.json"  # the run's marker: it computes data
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps({"pid": holder.pid}))
+        data = plan_project(jsonl_project)[2][0]
+        shown = json.loads(CliRunner().invoke(main, ["plan", str(jsonl_project), "--format", "json"]).stdout)[0]
+    finally:
+        holder.kill()
+        holder.wait()
+    computing = f"`subsetctl run` (PID {holder.pid}) is computing it now"
+    assert (data.name, data.state, data.reasons) == ("data", "running", [computing])
+    assert shown == data.to_dict()
+
+
 def test_an_until_or_a_path_of_the_wrong_type_is_a_user_error_saying_what_to_pass(jsonl_project: Path) -> None:
     """until=["search"] (as force takes a list) raised TypeError ("unhashable type: 'list'"),
     validate_spec_file of a dict or None a TypeError from Path(), and plan_project({}) took
