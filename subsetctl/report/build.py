@@ -21,7 +21,7 @@ REPORT_FORMAT = 5
 
 #: what each :data:`REPORT_FORMAT` added, as `plan` names it for a report an earlier one wrote
 FORMAT_ADDITIONS = {2: "final_vs_baselines", 3: "final_vs_baselines' stds",
-                    4: "test_metrics' score_per_seed and loss_per_seed"}
+                    4: "report.md's per-source scores ranked", 5: "test_metrics' score_per_seed and loss_per_seed"}
 
 
 def added_since(recorded_format: Any) -> str:
