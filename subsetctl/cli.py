@@ -456,7 +456,7 @@ def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, 
     maybe = [s.name for s in statuses if s.will_run and s.conditional]
     put_back = [s.name for s in statuses if s.put_back and not s.will_run]
     back = (f"`run` puts back the kept results of {', '.join(put_back)} (nothing recomputed)" if put_back else "")
-    beyond = _left_after_until(statuses, until)
+    beyond = [s.name for s in statuses if s.left_stale_by_until]
     if todo or maybe:
         console.print(f"run would execute: {', '.join(todo) or 'nothing for certain'}"
                       + (f"; then, only if what the stages before them produce changes: {', '.join(maybe)}"
@@ -476,16 +476,6 @@ def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, 
     kept = _kept_line(project, spec.project.keep_previous)
     if kept:
         console.print(f"[dim]{kept}[/dim]")
-
-
-def _left_after_until(statuses: list[Any], until: str | None) -> list[str]:
-    """The stages after ``until`` that are not up to date (switched-off ones aside): `run
-    --until` leaves them as they are, so `plan --until` must not sum up as "everything is
-    up to date" while they are outdated."""
-    names = [s.name for s in statuses]
-    if until is None or until not in names:
-        return []
-    return [s.name for s in statuses[names.index(until) + 1:] if s.state not in ("up to date", "disabled")]
 
 
 def _seconds_text(seconds: float) -> str:

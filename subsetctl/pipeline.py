@@ -331,11 +331,14 @@ class StageStatus:
     #: or merged shards (its seconds are the rest's only). A hint of the cost, not a promise:
     #: a run with other settings, or one taking results from the cache, takes another time
     last_seconds: float | None = None
+    #: after the ``until`` of a plan and not up to date: `run --until` leaves it so (plan's
+    #: text says so in its last line; its JSON, a list of stages, in this field)
+    left_stale_by_until: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"stage": self.name, "state": self.state, "reasons": self.reasons, "will_run": self.will_run,
                 "conditional": self.conditional, "put_back": self.put_back, "work": self.work,
-                "last_seconds": self.last_seconds}
+                "last_seconds": self.last_seconds, "left_stale_by_until": self.left_stale_by_until}
 
 
 def _is_seconds(value: Any) -> bool:
@@ -737,7 +740,8 @@ class Pipeline:
             statuses.append(StageStatus(stage.name, state, reasons, will_run, fp, conditional, put_back,
                                         kept[0] if put_back and kept else None, missing, inputs,
                                         stage.work(self.spec, stage.name in force) if will_run else None,
-                                        float(last_seconds) if will_run and _is_seconds(last_seconds) else None))
+                                        float(last_seconds) if will_run and _is_seconds(last_seconds) else None,
+                                        reached_until and state != "up to date"))
             if until is not None and stage.name == until:
                 reached_until = True
         return statuses

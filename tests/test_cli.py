@@ -180,7 +180,8 @@ def test_plan_run_until_data_then_noop_then_change_one_source(jsonl_project: Pat
     assert json.loads(plan.output)[0] == {"stage": "data", "state": "never run", "reasons": [], "will_run": True,
                                           "conditional": False, "put_back": False,
                                           "work": "the target and 2 sources (those prepared before as they are "
-                                                  "now are reused)", "last_seconds": None}
+                                                  "now are reused)", "last_seconds": None,
+                                          "left_stale_by_until": False}
     assert not (jsonl_project / ".subsetctl").exists()  # plan has no side effects
 
     first = invoke("run", root, "--until", "data", "-q")

@@ -1586,6 +1586,18 @@ def test_plan_until_says_the_later_stages_it_leaves_outdated(tiny_project_ran) -
             "date.") in output, output
 
 
+def test_plan_json_marks_the_stages_until_leaves_outdated(tiny_project_ran) -> None:
+    """`plan --format json --until search` left out what the text's last line says, the
+    stages after search that `run --until search` leaves outdated: each stage now says so in
+    `left_stale_by_until` (the JSON stays a list of stages), false without --until."""
+    tiny_project = str(tiny_project_ran())
+    args = ["plan", tiny_project, "--until", "search", "finetune.steps=3", "--format", "json"]
+    stages = json.loads(CliRunner().invoke(main, args).stdout)
+    assert [s["stage"] for s in stages if s["left_stale_by_until"]] == ["finetune", "evaluate", "report"], stages
+    unlimited = json.loads(CliRunner().invoke(main, ["plan", tiny_project, "finetune.steps=3", "--format", "json"]).stdout)
+    assert [s["left_stale_by_until"] for s in unlimited] == [False] * len(unlimited), unlimited
+
+
 def test_plan_does_not_promise_reused_results_to_a_forced_stage(tiny_project: Path) -> None:
     """`plan --force finetune` said "those in the cache are reused" of the fine-tunes, and
     likewise of verify's, the evaluations, the search's estimates and the prepared sources,
