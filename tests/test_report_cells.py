@@ -799,3 +799,32 @@ def test_markdown_time_table_has_the_report_row_the_terminal_table_has() -> None
     text = render_markdown(_report(False), {})
     table = text[text.index("## Time per stage"):]
     assert "| report | not known when this file was written (`subsetctl report` shows it) |" in table, table
+
+
+def test_report_writes_an_older_calibrations_counts_as_integers(tmp_path) -> None:
+    """report.json copied calibration.json and selections.json as they were, so a project
+    calibrated before `per_lambda[].n` was written as an integer kept showing `n: 4.0` after
+    the report was rewritten; the report makes such whole counts integers itself (the
+    statistics beside them stay floats), without calibrate or search running again."""
+    import json
+
+    from subsetctl.project import Project
+    from subsetctl.report.build import build_report
+
+    rows = [{"lam": 0.1, "spearman": 0.5, "raw_median_rel_err": 2.0, "n": 4.0}]
+    calibration = {"lam": 0.1, "slope": 1.0, "intercept": 0.0, "per_lambda": rows, "enabled": True, "notes": []}
+    files = {"search": ("selections.json", {"sources": ["a"], "final": "forward", "strategies": {}, "baselines": {},
+                                            "calibration": calibration}),
+             "calibrate": ("calibration.json", {"kinds": {"subsets": {"calibration": calibration, "candidates": {
+                 "other": {"calibration": calibration, "raw": [0.5]}}}}, "against": "subsets"})}
+    for stage, (name, content) in files.items():
+        folder = tmp_path / ".subsetctl" / stage
+        folder.mkdir(parents=True)
+        (folder / "manifest.json").write_text(json.dumps({"fingerprint": "f", "seconds": 1.0, "summary": {}}))
+        (folder / name).write_text(json.dumps(content))
+    (tmp_path / "subsetctl.yaml").write_text("x: 1\n")
+    report = json.loads(json.dumps(build_report(Project(tmp_path))))
+    kind = report["verify"]["subsets"]
+    for cal in (report["calibration"], kind["calibration"], kind["candidates"]["other"]["calibration"]):
+        [row] = cal["per_lambda"]
+        assert type(row["n"]) is int and row["n"] == 4 and type(row["raw_median_rel_err"]) is float, row

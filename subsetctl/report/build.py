@@ -79,6 +79,21 @@ def _read(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
+def whole_counts(value: Any) -> Any:
+    """``value`` with each ``per_lambda`` row's ``n``, a count of usable subsets, an integer
+    where it is a whole float: calibrations written before subsetctl wrote it as an integer
+    say ``4.0``, and the report copies them (from calibration.json and selections.json)
+    without re-running calibrate or search."""
+    if isinstance(value, dict):
+        return {key: ([{**row, "n": int(row["n"])} if isinstance(row, dict) and isinstance(row.get("n"), float)
+                       and row["n"].is_integer() else row for row in item]
+                      if key == "per_lambda" and isinstance(item, list) else whole_counts(item))
+                for key, item in value.items()}
+    if isinstance(value, list):
+        return [whole_counts(item) for item in value]
+    return value
+
+
 def with_per_seed(table: dict[str, Any], finetuned: dict[str, Any] | None, per_run: Any) -> dict[str, Any]:
     """The test metrics ``table`` with each selection's per-seed figures beside its mean and
     std: ``score_per_seed`` and ``loss_per_seed`` (a classifier's also ``macro_f1_per_seed``),
@@ -390,10 +405,10 @@ def build_report(
             for label, r in selections["strategies"].items()
         }
         report["baselines"] = selections["baselines"]
-        report["calibration"] = selections["calibration"]
+        report["calibration"] = whole_counts(selections["calibration"])
     calibrate = None if "calibrate" in skip else _read(project.results_dir("calibrate") / "calibration.json")
     if calibrate and calibrate.get("kinds"):
-        report["verify"] = calibrate["kinds"]
+        report["verify"] = whole_counts(calibrate["kinds"])
         report["calibration_against"] = calibrate.get("against")  # the verify kind the map was fitted to
     finetuned = None if "finetune" in skip else _read(project.results_dir("finetune") / "labels.json")
     if finetuned:  # where each selection's LoRA adapters are, one per seed (relative to the project)
