@@ -228,6 +228,10 @@ class Stage(ABC):
     #: run with other inputs re-runs it, kept as previous once that run finishes): not for a
     #: stage that also writes files outside its folder, which a put-back would not restore
     keeps_results: bool = True
+    #: whether it shows how long the stages before it took (the report's time table): `run`
+    #: then runs it again after any stage before it runs, also one whose output comes out
+    #: unchanged (``--force search``), which leaves its fingerprint as it was
+    shows_stage_seconds: bool = False
     #: the spec key that switches the stage on and off (stages that can be switched off)
     switch: str | None = None
     #: the spec settings that bound the stage's memory (batch sizes, lengths): named, with
@@ -729,6 +733,13 @@ class Pipeline:
                 if stage.name not in force and self._kept_if_upstream_as_before(stage, inputs, rerun):
                     reasons[0] += (f"; if {whose} output comes out as the one this stage's previous results were "
                                    "made from, `run` puts those back instead")
+            if stage.shows_stage_seconds and rerun and not reached_until and (conditional or not will_run):
+                # its time table shows how long they took this time, whatever their output
+                will_run, state, conditional = True, "stale", False
+                certain = [s.name for s in statuses if s.will_run and not s.conditional] or sorted(rerun)
+                reasons = [(f"{', '.join(certain)} will run, and its time table shows how long "
+                            f"{'it takes' if len(certain) == 1 else 'they take'} (rewritten even when the output "
+                            "is unchanged)")]
             if will_run:
                 rerun.add(stage.name)
                 digests[stage.name] = None
@@ -1027,6 +1038,7 @@ class Pipeline:
         date, and ``until``'s folder is used as it is, never reset."""
         results: list[dict[str, Any]] = []
         digests: dict[str, str | None] = {}
+        ran = False  # whether a stage ran in this run (a stage showing their seconds runs again)
         if not shared:
             self.project.finish_interrupted_moves(self.spec.project.keep_previous)
             if not self.spec.project.keep_previous:  # switched off: the disk they take is wanted back
@@ -1038,7 +1050,8 @@ class Pipeline:
             fp, inputs = self._current(stage, digests)
             put_back = not shared and stage.name not in force and self._put_back_kept(stage, fp, inputs)
             manifest = self.project.read_manifest(stage.name)
-            if self._still_up_to_date(stage, manifest, fp, inputs, force, until, shared):
+            if (not (stage.shows_stage_seconds and ran)
+                    and self._still_up_to_date(stage, manifest, fp, inputs, force, until, shared)):
                 assert manifest is not None
                 digests[stage.name] = manifest["output_digest"]
                 results.append({"stage": stage.name, "action": "up to date", "seconds": 0.0,
@@ -1050,6 +1063,7 @@ class Pipeline:
                     break
                 digests[stage.name] = manifest["output_digest"]
                 results.append({"stage": stage.name, "action": "ran", "seconds": manifest["seconds"]})
+                ran = True
             if until is not None and stage.name == until:
                 break
         return results

@@ -1097,7 +1097,7 @@ def test_plan_counts_a_moved_model_folder_as_unchanged_while_an_upstream_stage_r
         assert statuses[stage].conditional, (stage, statuses[stage].reasons)
         assert not any("model.source" in reason for reason in statuses[stage].reasons)
     ran = [r["stage"] for r in run_project(tiny_project, moved, force=["data"]) if r["action"] == "ran"]
-    assert ran == ["data"]
+    assert ran == ["data", "report"]  # (the report, for the data stage's new time)
 
 
 def test_plan_says_the_model_folder_is_gone_when_a_project_is_copied_without_it(
@@ -1596,6 +1596,26 @@ def test_plan_json_marks_the_stages_until_leaves_outdated(tiny_project_ran) -> N
     assert [s["stage"] for s in stages if s["left_stale_by_until"]] == ["finetune", "evaluate", "report"], stages
     unlimited = json.loads(CliRunner().invoke(main, ["plan", tiny_project, "finetune.steps=3", "--format", "json"]).stdout)
     assert [s["left_stale_by_until"] for s in unlimited] == [False] * len(unlimited), unlimited
+
+
+def test_a_forced_stage_with_unchanged_output_rewrites_the_report_times(tiny_project_ran) -> None:
+    """`run --force search` whose selections came out the same left the report as it was
+    (its inputs, the search's output, unchanged), so report.md's and the terminal's time
+    table kept the old search's seconds: the report now runs again after any stage runs,
+    and `plan` says it will for certain, not only if the search's output changes."""
+    root = tiny_project_ran()
+    planned = {s.name: s for s in plan_project(root, force="search")[2]}["report"]
+    assert planned.will_run and not planned.conditional, planned
+    assert planned.reasons == [("search will run, and its time table shows how long it takes (rewritten even "
+                                "when the output is unchanged)")], planned.reasons
+    report = json.loads((root / "report.json").read_text())
+    report["stages"]["search"]["seconds"] = 9999.0  # as the last run's time, told apart from this run's
+    (root / "report.json").write_text(json.dumps(report))
+    actions = {r["stage"]: r["action"] for r in run_project(root, force="search")}
+    assert actions["search"] == actions["report"] == "ran" and actions["finetune"] == "up to date", actions
+    seconds = json.loads((root / ".subsetctl" / "search" / "manifest.json").read_text())["seconds"]
+    assert json.loads((root / "report.json").read_text())["stages"]["search"]["seconds"] == seconds != 9999.0
+    assert all(r["action"] in ("up to date", "disabled") for r in run_project(root))  # nothing ran: left as it is
 
 
 def test_plan_does_not_promise_reused_results_to_a_forced_stage(tiny_project: Path) -> None:

@@ -14,6 +14,7 @@ class ReportStage(Stage):
     after = ("search", "calibrate", "evaluate")
     spec_keys = ("project.name", "report")
     keeps_results = False  # report.md, report.json and plots/ are in the project folder: always rewritten
+    shows_stage_seconds = True  # its time table: rewritten after any stage runs, whatever that stage's output
 
     def extra_inputs(self, spec: Any, project: Project) -> dict[str, Any]:
         """The switched-off stages whose kept results the spec has moved past (the report
