@@ -344,6 +344,27 @@ def test_a_problem_many_files_of_a_group_share_is_said_once(tmp_path: Path) -> N
     assert "x_00.jsonl has 3 non-blank lines" in few[0].message and "x_01.jsonl has 4 non-blank" in few[1].message
 
 
+def test_a_line_number_that_differs_between_files_is_not_merged_into_a_span_of_lines(tmp_path: Path) -> None:
+    """Merging one problem of many files of a group turned their differing numbers into a
+    range, fit for counts but not for places: "line 1 to 3 is not JSON" read as if lines 1
+    to 3 were all bad in every file. A line number now reads "a line (1 to 3 in different
+    files)"; the same line in every file stays "line 2"."""
+    from subsetctl.api import validate_spec_file
+
+    folder = tmp_path / "data" / "sources"
+    folder.mkdir(parents=True)
+    for n in range(7):  # the bad line after 0, 1 or 2 blank lines: line 1, 2 or 3
+        (folder / f"x_{n}.jsonl").write_text("\n" * (n % 3) + "not json\n")
+    path = _files_project(tmp_path, [{"files": "data/sources/x_*.jsonl", "loader": {"type": "jsonl"}}])
+    (issue,) = validate_spec_file(path).issues
+    assert "a line (1 to 3 in different files) is not JSON" in issue.message, issue.message
+    assert "line 1 to 3" not in issue.message and issue.key.startswith("source_files[0] (all 7 files: ")
+    for n in range(7):
+        (folder / f"x_{n}.jsonl").write_text("\nnot json\n" + "\n" * n)  # line 2 in each (the blank lines after it: other sizes)
+    (issue,) = validate_spec_file(path).issues
+    assert "line 2 is not JSON" in issue.message and "different files" not in issue.message, issue.message
+
+
 def test_a_message_naming_expanded_sources_names_each_file_once() -> None:
     """``sources[i]`` in a message becomes the group and file it was expanded from, each in
     one pass over the message: the message was searched and rewritten once per expanded

@@ -370,12 +370,14 @@ _FILE_SLOT, _NUMBER_SLOT = "\x00", "\x01"
 
 def _message_template(message: str, path: str, base_dir: Path | None) -> tuple[str, list[str]]:
     """``message`` with the file it is about (``path``, as written or as ``base_dir`` makes
-    it) taken out and its numbers marked: the same template is the same problem of two
-    files of one group. Also the numbers, in order."""
+    it, or its name alone) taken out and its numbers marked: the same template is the same
+    problem of two files of one group. Also the numbers, in order."""
     file = Path(path).expanduser()
     full = file if file.is_absolute() or base_dir is None else Path(base_dir) / file
     forms = sorted({path, str(full), *([str(full.resolve())] if base_dir is not None else [])}, key=len, reverse=True)
-    parts = re.split("|".join(re.escape(form) for form in forms), message)
+    # a message naming the file alone ("x_1.jsonl: line 2 is not JSON"), not inside another path or word
+    name = rf"(?<![\w./\\-]){re.escape(file.name)}(?!\w|\.\w)"
+    parts = re.split("|".join([*(re.escape(form) for form in forms), name]), message)
     numbers = [n for part in parts for n in _NUMBER.findall(part)]
     return _FILE_SLOT.join(_NUMBER.sub(_NUMBER_SLOT, part) for part in parts), numbers
 
@@ -393,24 +395,40 @@ def _merged(
     """One issue for a problem of several files of group ``shared[0]``: keyed by how many of
     the group's ``in_group`` files have it and the first few of them, its message the first
     file's with the file it names as ``<each file>`` and a number that differs between them
-    as the range it spans (``at most 3 to 4``)."""
+    as the range it spans (``at most 3 to 4``); a place in the file that differs (``line 3``,
+    :data:`_POSITION`) as ``a line (3 to 7 in different files)``, not as a span of lines."""
     g, suffix, template = shared
     first, paths = found[0][0], [path for _, path in found]
     if len(found) <= FILES_SAID_ONE_BY_ONE:  # the same message for every file
         return first.model_copy(update={"key": f"source_files[{g}] ({paths[0]} and {len(paths) - 1} more files){suffix}"})
     numbers = [_message_template(issue.message, path, base_dir)[1] for issue, path in found]
-    spans = []
-    for values in zip(*numbers, strict=True):
-        low, high = min(values, key=_number), max(values, key=_number)
-        spans.append(low if _number(low) == _number(high) else f"{low} to {high}")
+    spans = [(min(values, key=_number), max(values, key=_number)) for values in zip(*numbers, strict=True)]
     spans.reverse()
-    message = "".join(spans.pop() if part == _NUMBER_SLOT else part for part in re.split(f"({_NUMBER_SLOT})", template))
+    message = ""
+    for part in re.split(f"({_NUMBER_SLOT})", template):
+        if part != _NUMBER_SLOT:
+            message += part
+            continue
+        low, high = spans.pop()
+        position = _POSITION.search(message) if _number(low) != _number(high) else None
+        if position is None:
+            message += low if _number(low) == _number(high) else f"{low} to {high}"
+        else:  # "line 3 to 7" would read as every line from 3 to 7
+            word, plural = position.group(1), position.group(2)
+            article = "" if plural else ("A " if word[0].isupper() else "a ")
+            message = (message[:position.start()] + f"{article}{word.lower() if article else word}{plural} "
+                       f"({low} to {high} in different files)")
     how_many = f"all {in_group}" if len(found) == in_group else f"{len(found)} of {in_group}"
     names = ", ".join(paths[:FILES_NAMED])
     return first.model_copy(update={
         "key": f"source_files[{g}] ({how_many} files: {names} and {len(found) - FILES_NAMED} more){suffix}",
         "message": message.replace(_FILE_SLOT, "<each file>"),
     })
+
+
+#: a word before a number of a message that makes it a place in a file, not a count (``line
+#: 3``): differing between files, it is said as "a line (3 to 7 in different files)"
+_POSITION = re.compile(r"\b([Ll]ine|[Rr]ow|[Cc]olumn|[Bb]yte)(s?) $")
 
 
 def _number(text: str) -> float:
