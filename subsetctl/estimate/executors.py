@@ -219,7 +219,7 @@ def _dumped_estimator(estimator: SubsetEstimator) -> str:
     attributes = _attribute_values(estimator)
     if _same_estimator(_dumped, estimator, attributes) and os.path.exists(_dumped["path"]):
         return str(_dumped["path"])
-    forget_dumped_estimator()
+    _forget_dumped_file()
 
     folder = _temp_dir(_estimate_nbytes(estimator))
     path = os.path.join(folder, _ESTIMATOR_FILE)
@@ -258,8 +258,14 @@ def _dump_for_workers(estimator: SubsetEstimator, path: str) -> None:
 
 
 def forget_dumped_estimator() -> None:
-    """Remove the estimator file kept for the loky workers (the next call dumps it again).
-    Safe to call any time; runs at interpreter exit."""
+    """Remove the estimator file kept for the loky workers (the next call dumps it again),
+    and the timings kept of it (:func:`_loky_or_here`). Safe to call any time; runs at
+    interpreter exit."""
+    _timed.clear()
+    _forget_dumped_file()
+
+
+def _forget_dumped_file() -> None:
     folder = _dumped.get("folder")
     _dumped.clear()
     if folder:
@@ -1067,6 +1073,59 @@ def _cluster_lost(exc: BaseException, address: str | None, scheduler_lost: bool)
     )
 
 
+def _here(estimator: SubsetEstimator, masks: np.ndarray, slices: list[slice],
+          advance: Callable[[int], None]) -> Iterator[EstimateBatch]:
+    """The batches estimated in this process, one after the other."""
+    for i, s in enumerate(slices):
+        yield estimator.estimate(masks[s])
+        advance(i)
+
+
+#: calls of each way (loky's workers, this process) that the loky backend times for an
+#: estimator before it keeps the faster (0: always the workers; see :func:`_loky_or_here`)
+TIMED_CALLS = 2
+#: the loky backend's timings of the current estimator: ``estimator``, ``attributes`` (as in
+#: :data:`_dumped`), ``warm`` (its first call, untimed, ran), and for each way the
+#: ``seconds`` and ``masks`` of its timed calls
+_timed: dict[str, Any] = {}
+
+
+def _loky_or_here(estimator: SubsetEstimator) -> str:
+    """How the loky backend runs its next call for ``estimator``: ``"loky"`` (the workers) or
+    ``"sequential"`` (this process). A search calls once per chunk of 256 subsets; each
+    call costs loky 10-30 ms of dispatch, and this process's numpy already uses every core
+    for its matrix products, so on 2 cores a forward search over 2,000 sources took 1.5x as
+    long on the workers (benchmarks/search_executor.py). So the first call runs on the
+    workers (it starts them: untimed), then :data:`TIMED_CALLS` calls each way are timed
+    alternately and the faster per subset is kept for the estimator's further calls. Every
+    way gives the same numbers, bit for bit."""
+    attributes = _attribute_values(estimator)
+    if not _same_estimator(_timed, estimator, attributes):
+        _timed.clear()
+        _timed.update(estimator=estimator, attributes=attributes, warm=False,
+                      loky={"seconds": 0.0, "masks": 0, "calls": 0},
+                      sequential={"seconds": 0.0, "masks": 0, "calls": 0})
+    loky, here = _timed["loky"], _timed["sequential"]
+    if not _timed["warm"] or TIMED_CALLS <= 0:
+        return "loky"
+    if min(loky["calls"], here["calls"]) < TIMED_CALLS:
+        return "sequential" if here["calls"] <= loky["calls"] else "loky"
+    faster_here = here["seconds"] * loky["masks"] < loky["seconds"] * here["masks"]
+    return "sequential" if faster_here else "loky"
+
+
+def _timed_call(way: str, seconds: float, masks: int) -> None:
+    """Count a loky-backend call that ran ``way`` for :func:`_loky_or_here`."""
+    if not _timed:
+        return
+    if not _timed["warm"]:
+        _timed["warm"] = True
+        return
+    kept = _timed[way]
+    if kept["calls"] < TIMED_CALLS:
+        kept.update(seconds=kept["seconds"] + seconds, masks=kept["masks"] + masks, calls=kept["calls"] + 1)
+
+
 def estimate_parallel(
     estimator: SubsetEstimator,
     masks: np.ndarray,
@@ -1129,17 +1188,20 @@ def estimate_parallel(
             progress(done, total)
 
     if backend == "sequential" or (backend != "dask" and (n_jobs == 1 or len(slices) == 1)):
-        parts = []
-        for i, s in enumerate(slices):
-            parts.append(estimator.estimate(masks[s]))
-            advance(i)
-        return concat_batches(parts)
+        return concat_batches([*_here(estimator, masks, slices, advance)])
     if backend == "dask":
         parts = _dask_results(estimator, masks, slices, n_jobs, address, connect_timeout, advance)
         return concat_batches(parts)
+    way = _loky_or_here(estimator) if backend == "loky" else backend
+    started = time.perf_counter()
     parts = []
-    # no more workers than tasks: each extra loky process is started (and torn down) for nothing
-    for i, part in enumerate(_joblib_results(estimator, masks, slices, backend, min(n_jobs, len(slices)))):
-        parts.append(part)
-        advance(i)
+    if way == "sequential":
+        parts.extend(_here(estimator, masks, slices, advance))
+    else:
+        # no more workers than tasks: each extra loky process is started (and torn down) for nothing
+        for i, part in enumerate(_joblib_results(estimator, masks, slices, backend, min(n_jobs, len(slices)))):
+            parts.append(part)
+            advance(i)
+    if backend == "loky":
+        _timed_call(way, time.perf_counter() - started, total)
     return concat_batches(parts)
