@@ -155,3 +155,33 @@ def test_a_reversing_map_turns_calibration_off_with_a_warning() -> None:
     assert out["calibration"]["enabled"] is False and out["calibration"]["spearman"] == -1.0
     assert out["calibrated"] == out["raw"] and out["loo_median_rel_err_with_selection"] is None
     assert any("slope -1 (not positive)" in w and "reverse order" in w for w in reporter.warnings)
+
+
+def test_a_new_lambda_grid_with_calibration_off_reruns_the_report_not_the_search(tiny_project) -> None:
+    """With calibrate.enabled false the search uses estimate.lam, whatever the grid, but a new
+    calibrate.lambda_grid re-ran it: calibrate's verify table (which shows the grid) changed
+    its output digest. The table's figures now stay out of that digest (the report counts
+    them itself and shows the new grid); a change the search does read re-runs it."""
+    import json
+
+    import yaml
+
+    from subsetctl.api import run_project
+
+    def ran(overrides: list[str]) -> list[str]:
+        return [r["stage"] for r in run_project(tiny_project, overrides) if r["action"] == "ran"]
+
+    spec_file = tiny_project / "subsetctl.yaml"
+    spec = yaml.safe_load(spec_file.read_text())
+    spec["verify"] = {"enabled": True, "k": 4, "steps": 2, "batch_size": 4}
+    spec["calibrate"] = {"enabled": False, "lambda_grid": [0.1, 1.0]}
+    spec_file.write_text(yaml.safe_dump(spec, sort_keys=False))
+    ran([])
+    assert ran(["calibrate.lambda_grid=[0.1,1.0,5.0]"]) == ["calibrate", "report"]
+    verify = json.loads((tiny_project / "report.json").read_text())["verify"]
+    assert all(set(kind["spearman_raw_by_lambda"]) == {"0.1", "1.0", "5.0"} for kind in verify.values())
+    # what the search reads changes: it re-runs
+    assert "search" in ran(["calibrate.lambda_grid=[0.1,1.0,5.0]", "estimate.lam=5.0"])
+    assert "search" in ran(["calibrate.lambda_grid=[5.0]", "estimate.lam=1.0", "calibrate.enabled=true"])
+    selections = json.loads((tiny_project / ".subsetctl" / "search" / "selections.json").read_text())
+    assert selections["calibration"]["lam"] == 5.0

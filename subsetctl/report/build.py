@@ -408,6 +408,12 @@ def build_report(
         report["calibration"] = whole_counts(selections["calibration"])
     calibrate = None if "calibrate" in skip else _read(project.results_dir("calibrate") / "calibration.json")
     if calibrate and calibrate.get("kinds"):
+        from subsetctl.stages.calibrate import GRID_FIGURES
+
+        # (an older calibrate stage kept each kind's figures in calibration.json)
+        for kind, figures in (_read(project.results_dir("calibrate") / GRID_FIGURES) or {}).items():
+            if kind in calibrate["kinds"]:
+                calibrate["kinds"][kind]["spearman_raw_by_lambda"] = figures
         report["verify"] = whole_counts(calibrate["kinds"])
         report["calibration_against"] = calibrate.get("against")  # the verify kind the map was fitted to
     finetuned = None if "finetune" in skip else _read(project.results_dir("finetune") / "labels.json")

@@ -25,6 +25,13 @@ from subsetctl.stages.features import (
 from subsetctl.stages.verify import mean_over_repeats, repeat_agreement
 
 CALIBRATION = "calibration.json"
+#: each verify kind's Spearman of the raw estimates at every lambda of the grid
+#: (``{kind: {lambda: spearman}}``), the report's verify table shows it as the kind's
+#: ``spearman_raw_by_lambda``. Kept apart from calibration.json and out of the stage's output
+#: digest: with calibration off a new ``calibrate.lambda_grid`` changes only these figures,
+#: and re-ran the search (which reads the primary calibration alone) for nothing. The report
+#: stage counts this file among its inputs instead.
+GRID_FIGURES = "spearman_by_lambda.json"
 
 #: Below this rank agreement with verify's fine-tunes the stage warns that rankings are weak.
 WEAK_SPEARMAN = 0.5
@@ -35,6 +42,7 @@ class CalibrateStage(Stage):
     description = "choose lambda and calibrate estimates against verify's real fine-tunes (when verify is on)"
     after = ("gradients", "verify")
     memory_keys = ("executor.n_jobs", "executor.batch_size")
+    describes_only = (GRID_FIGURES,)  # read by the report alone, which counts it itself
     # verify's budget: what linear_sgd simulates by default
     spec_keys = ("project.seed", "estimate", "calibrate", "verify.enabled", *SIMULATED_FINETUNE_KEYS)
 
@@ -109,6 +117,8 @@ class CalibrateStage(Stage):
                                   estimator=spec.estimate.estimator)
         out["primary"] = primary.to_dict()
         out["against"] = against
+        atomic_write_json(ctx.out_dir / GRID_FIGURES, {kind: entry.pop("spearman_raw_by_lambda")
+                                                        for kind, entry in out["kinds"].items()})
         atomic_write_json(ctx.out_dir / CALIBRATION, out)
         return {"estimator": primary.estimator, "lambda": primary.lam, "calibrated": primary.enabled,
                 "slope": primary.slope, "intercept": primary.intercept,

@@ -37,7 +37,11 @@ class ReportStage(Stage):
         # likewise the library versions they were computed with (the report's note on them)
         versions = results_versions(project)
         # the tables' order (reordering the baselines re-runs nothing else)
-        return {"report_format": REPORT_FORMAT, "selection_order": selection_order(spec), **({"switched_off_moved_past": moved} if moved else {}),
+        # the verify table's figures for each lambda of the grid, left out of calibrate's output digest
+        grid = _calibrate_grid_figures(project)
+        return {"report_format": REPORT_FORMAT, "selection_order": selection_order(spec),
+                **({"calibrate_grid_figures": grid} if grid else {}),
+                **({"switched_off_moved_past": moved} if moved else {}),
                 **({"overrides": overrides} if overrides else {}), **({"library_versions": versions} if versions else {})}
 
     def missing_outputs(self, project: Project, manifest: dict[str, Any]) -> list[str]:
@@ -84,3 +88,13 @@ class ReportStage(Stage):
         atomic_write_text(ctx.project.root / "report.md", render_markdown(report, written))
         atomic_write_json(ctx.out_dir / "report.json", report)
         return {"plots": list(written.values())}
+
+
+def _calibrate_grid_figures(project: Project) -> str | None:
+    """The checksum of the calibrate stage's :data:`~subsetctl.stages.calibrate.GRID_FIGURES`
+    as its manifest records it; None when it has none (not run, or run by an older version)."""
+    from subsetctl.stages.calibrate import GRID_FIGURES
+
+    manifest = project.read_manifest("calibrate") or {}
+    entry = (manifest.get("artifacts") or {}).get(GRID_FIGURES)
+    return entry.get("sha256") if isinstance(entry, dict) else None
