@@ -716,11 +716,12 @@ class Pipeline:
                     state = "stale"
                     one = len(behind) == 1
                     reasons = [(f"upstream {', '.join(behind)} {'is' if one else 'are'} not up to date and "
-                                f"`run --until {until}` stops before {'it' if one else 'them'}")]
+                                f"{worded(f'`run --until {until}`', f'until={until!r}')} stops before "
+                                f"{'it' if one else 'them'}")]
             if reached_until and state != "up to date":
                 left_stale.add(stage.name)
             if stage.name in force:
-                reasons.append("forced with --force")
+                reasons.append(worded("forced with --force", "forced (named in force)"))
             will_run = not reached_until and (state != "up to date" or stage.name in force or any(u in rerun for u in stage.after))
             if will_run and state == "up to date":
                 state = "stale"

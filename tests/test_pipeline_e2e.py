@@ -1577,7 +1577,12 @@ def test_plan_until_says_the_later_stages_it_leaves_outdated(tiny_project_ran) -
     statuses = {s.name: s for s in plan_project(tiny_project, overrides=["finetune.steps=3"], until="search")[2]}
     assert [statuses[n].state for n in ("search", "finetune", "evaluate", "report")] == ["up to date", *["stale"] * 3]
     assert not any(s.will_run for s in statuses.values())
-    assert statuses["evaluate"].reasons == ["upstream finetune is not up to date and `run --until search` stops before it"]
+    assert statuses["evaluate"].reasons == ["upstream finetune is not up to date and until='search' stops before it"]
+    with cli_wording():  # as `subsetctl plan --until search` words it
+        cli = {s.name: s for s in plan_project(tiny_project, overrides=["finetune.steps=3"], until="search")[2]}
+    assert cli["evaluate"].reasons == ["upstream finetune is not up to date and `run --until search` stops before it"]
+    forced = {s.name: s for s in plan_project(tiny_project, force=["search"])[2]}
+    assert "forced (named in force)" in forced["search"].reasons, forced["search"].reasons
     output = " ".join(CliRunner().invoke(main, ["plan", str(tiny_project), "--until", "search",
                                                 "finetune.steps=3"]).output.split())
     assert "Everything is up to date" not in output, output
