@@ -320,7 +320,7 @@ def blame_source_files(
     path) and their numbers (its row count) are one problem, so 2,000 files too short for
     the group's split are one line, not 2,000."""
     out: list[tuple[SpecIssue, tuple[int, str, str] | None]] = []
-    same: dict[tuple[int, str, str], list[tuple[SpecIssue, str]]] = {}
+    same: dict[tuple[int, str, str], list[tuple[SpecIssue, str, list[str]]]] = {}  # issue, file, its numbers
     for issue in issues:
         match = re.match(r"sources\[(\d+)\]", issue.key)
         shared: tuple[int, str, str] | None = None
@@ -343,11 +343,12 @@ def blame_source_files(
             issue.message += ("; a source_files group names its sources after their files: set the group's "
                               "`name_prefix` (e.g. `name_prefix: pool-`) to rename them")
         if match and int(match.group(1)) in origin:
-            shared = (g, suffix, _message_template(issue.message, path, base_dir)[0])
-            same.setdefault(shared, []).append((issue, path))
+            template, numbers = _message_template(issue.message, path, base_dir)
+            shared = (g, suffix, template)
+            same.setdefault(shared, []).append((issue, path, numbers))
         out.append((issue, shared))
     in_group = Counter(g for g, _ in origin.values())
-    merged = {shared: _merged(found, shared, in_group[shared[0]], base_dir)
+    merged = {shared: _merged(found, shared, in_group[shared[0]])
               for shared, found in same.items() if _merges(found)}
     # a merged problem where its first file's was; its other files' issues left out
     return [merged.get(shared, issue) for issue, shared in out
@@ -382,27 +383,26 @@ def _message_template(message: str, path: str, base_dir: Path | None) -> tuple[s
     return _FILE_SLOT.join(_NUMBER.sub(_NUMBER_SLOT, part) for part in parts), numbers
 
 
-def _merges(found: list[tuple[SpecIssue, str]]) -> bool:
+def _merges(found: list[tuple[SpecIssue, str, list[str]]]) -> bool:
     """Whether the issues of files of one group that share a template are said once: when
     there are many of them, or every one's message is the same."""
     return len(found) > 1 and (
-        len(found) > FILES_SAID_ONE_BY_ONE or len({issue.message for issue, _ in found}) == 1)
+        len(found) > FILES_SAID_ONE_BY_ONE or len({issue.message for issue, _, _ in found}) == 1)
 
 
-def _merged(
-    found: list[tuple[SpecIssue, str]], shared: tuple[int, str, str], in_group: int, base_dir: Path | None
-) -> SpecIssue:
-    """One issue for a problem of several files of group ``shared[0]``: keyed by how many of
+def _merged(found: list[tuple[SpecIssue, str, list[str]]], shared: tuple[int, str, str], in_group: int) -> SpecIssue:
+    """One issue for a problem of several files of group ``shared[0]`` (each issue with its
+    file and the numbers of its message, :func:`_message_template`'s): keyed by how many of
     the group's ``in_group`` files have it and the first few of them, its message the first
     file's with the file it names as ``<each file>`` and a number that differs between them
     as the range it spans (``at most 3 to 4``); a place in the file that differs (``line 3``,
     :data:`_POSITION`) as ``a line (3 to 7 in different files)``, not as a span of lines."""
     g, suffix, template = shared
-    first, paths = found[0][0], [path for _, path in found]
+    first, paths = found[0][0], [path for _, path, _ in found]
     if len(found) <= FILES_SAID_ONE_BY_ONE:  # the same message for every file
         return first.model_copy(update={"key": f"source_files[{g}] ({paths[0]} and {len(paths) - 1} more files){suffix}"})
-    numbers = [_message_template(issue.message, path, base_dir)[1] for issue, path in found]
-    spans = [(min(values, key=_number), max(values, key=_number)) for values in zip(*numbers, strict=True)]
+    spans = [(min(values, key=_number), max(values, key=_number))
+             for values in zip(*(numbers for _, _, numbers in found), strict=True)]
     spans.reverse()
     message = ""
     for part in re.split(f"({_NUMBER_SLOT})", template):
