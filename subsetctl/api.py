@@ -39,6 +39,7 @@ from subsetctl.spec import (
     blame_source_files,
     json_schema,
     key_lines,
+    overrides_that_change,
     read_yaml,
     validate_data,
 )
@@ -837,6 +838,7 @@ def validate_spec_file(path: str | Path, overrides: str | list[str] | None = Non
     except SpecError as exc:
         report.issues.append(SpecIssue(file=str(path), line=None, key="(file)", message=str(exc)))
         return report
+    file_data = data
     try:
         if overrides:
             data = apply_overrides(data, overrides)
@@ -847,7 +849,7 @@ def validate_spec_file(path: str | Path, overrides: str | list[str] | None = Non
     report.issues.extend(issues)
     report.spec = spec
     if spec is not None:
-        spec._command_line = list(overrides)  # which of its settings are not the file's
+        spec._command_line = overrides_that_change(file_data, overrides)  # which of its settings are not the file's
     if spec is None:
         report.issues.extend(i for i in _param_issues_of_an_invalid_spec(data, path, text) if i not in issues)
     else:
@@ -876,15 +878,13 @@ def load_project(
     return project, report.spec
 
 
-def make_pipeline(
-    project: Project, spec: Spec, reporter: Reporter | None = None, overrides: list[str] | None = None
-) -> Pipeline:
+def make_pipeline(project: Project, spec: Spec, reporter: Reporter | None = None) -> Pipeline:
     from subsetctl.plugin_loading import load_plugin_string
     from subsetctl.stages import all_stages
 
     for plugin in spec.plugins:
         load_plugin_string(plugin, project.root)
-    return Pipeline(project, spec, all_stages(), reporter or SilentReporter(), overrides)
+    return Pipeline(project, spec, all_stages(), reporter or SilentReporter(), spec.command_line_overrides)
 
 
 def warn_edited_plugins(reporter: Reporter, spec: Spec) -> None:
@@ -982,7 +982,7 @@ def run_project(
     rep = reporter or SilentReporter()
     with environment_errors_as_user_errors():
         project, spec = load_project(directory, overrides, rep)
-        pipeline = make_pipeline(project, spec, reporter, overrides)
+        pipeline = make_pipeline(project, spec, reporter)
         warn_edited_plugins(rep, spec)
     with environment_errors_as_user_errors(), _callers_random_state():
         return pipeline.run(

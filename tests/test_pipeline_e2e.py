@@ -1662,6 +1662,21 @@ def test_the_report_drops_an_override_once_the_spec_file_holds_its_value(tiny_pr
     assert "command-line overrides" not in (tiny_project / "report.md").read_text()
 
 
+def test_an_override_giving_the_files_own_value_is_not_called_an_override(tiny_project_ran) -> None:
+    """`run finetune.steps=S` on a spec holding ``steps: S`` changed nothing, yet report.json
+    and report.md said the results were "made with command-line overrides"."""
+    import yaml
+
+    tiny_project = tiny_project_ran()
+    steps = yaml.safe_load((tiny_project / "subsetctl.yaml").read_text())["finetune"]["steps"]
+    statuses = plan_project(tiny_project, [f"finetune.steps={steps}"])[2]
+    assert not [s.name for s in statuses if s.will_run]
+    run_project(tiny_project, overrides=[f"finetune.steps={steps}"], force=["finetune"])
+    assert "overrides" not in json.loads((tiny_project / "report.json").read_text())
+    assert "command-line overrides" not in (tiny_project / "report.md").read_text()
+    assert json.loads((tiny_project / ".subsetctl" / "finetune" / "manifest.json").read_text())["overrides"] == []
+
+
 def test_plan_says_which_changed_keys_this_command_line_sets(tiny_project_ran) -> None:
     """`plan p finetune.steps=3` said "spec changed: finetune.steps" as for an edit of the
     file, though the file still holds what the results were made with."""

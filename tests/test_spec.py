@@ -18,6 +18,7 @@ from subsetctl.spec import (
     json_schema,
     key_lines,
     load_spec,
+    overrides_that_change,
     parse_key_path,
     validate_data,
 )
@@ -27,6 +28,23 @@ MINIMAL = {
     "sources": [{"name": "s", "loader": {"type": "jsonl", "path": "s.jsonl"}}],
 }
 
+
+
+def test_overrides_that_change_leave_out_those_giving_the_files_own_values() -> None:
+    """Only overrides that make the settings other than the file's count as overrides: one
+    equal to the file's value, one a later override replaces, and a pair that ends on the
+    file's value are not (the report said results made with `finetune.steps=5` on a spec
+    holding ``steps: 5`` were "made with command-line overrides")."""
+    data = {**MINIMAL, "finetune": {"steps": 5, "lr": 0.1}}
+    assert overrides_that_change(data, ["finetune.steps=5"]) == []
+    assert overrides_that_change(data, ["finetune.steps=6"]) == ["finetune.steps=6"]
+    assert overrides_that_change(data, ["finetune.steps=6", "finetune.steps=5"]) == []
+    assert overrides_that_change(data, ["finetune.steps=6", "finetune.steps=6"]) == ["finetune.steps=6"]
+    assert overrides_that_change(data, ["finetune.steps=6", "finetune={steps: 7, lr: 0.1}"]) == [
+        "finetune={steps: 7, lr: 0.1}"]
+    assert overrides_that_change(data, ["sources[0].name=s", "gradients.d=8"]) == ["gradients.d=8"]
+    assert overrides_that_change(data, ["sources[-1].name=u"]) == ["sources[-1].name=u"]
+    assert overrides_that_change(data, ["no-equals-sign"]) == ["no-equals-sign"]  # refused elsewhere
 
 
 @pytest.fixture

@@ -111,6 +111,7 @@ from subsetctl.spec.overrides import (  # noqa: F401
     attribute_overrides,
     override_keys,
     override_value,
+    overrides_that_change,
     overrides_under,
     parse_key_path,
     same_branch,

@@ -106,6 +106,38 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return out
 
 
+def overrides_that_change(data: dict[str, Any], overrides: list[str]) -> list[str]:
+    """The ``overrides`` that make ``data`` (the spec file's settings) other than the file
+    says: an override a later one replaces (the same key, or one above it) is left out, and
+    so is one whose key holds the file's own value once all are applied (`run
+    finetune.steps=5` on a spec with ``steps: 5``). The rest are what the report calls
+    "made with command-line overrides" and the manifests record; a result made with no-op
+    overrides is the spec's alone. Malformed overrides are kept (apply_overrides refuses them)."""
+    try:
+        whole = apply_overrides(data, overrides)
+    except SpecError:
+        return list(overrides)
+    keyed = override_keys(overrides)
+    if len(keyed) != len(overrides):
+        return list(overrides)
+    missing = object()
+
+    def at(node: Any, key: str) -> Any:
+        for part in parse_key_path(key):
+            in_list = isinstance(part, int) and isinstance(node, list) and -len(node) <= part < len(node)
+            if not (in_list or (isinstance(part, str) and isinstance(node, dict) and part in node)):
+                return missing
+            node = node[part]
+        return node
+
+    kept = []
+    for i, (key, item) in enumerate(keyed):
+        replaced = any(later == key or key.startswith((later + ".", later + "[")) for later, _ in keyed[i + 1:])
+        if not replaced and at(whole, key) != at(data, key):
+            kept.append(item)
+    return kept
+
+
 def _unshared_copy(node: Any, inside: frozenset[int] = frozenset()) -> Any:
     """A copy of ``node`` in which no mapping or list is shared: a YAML alias (``loader: *ld``)
     reads as the anchored object itself, which ``copy.deepcopy`` keeps shared, so an override
