@@ -575,7 +575,7 @@ def _split_dir(directory: Path | None, overrides: tuple[str, ...]) -> tuple[Path
         command = click.get_current_context().command_path
         if directory is not None or not Path(stray[0]).is_dir():  # not a folder put last: a split override
             joined = _joined_overrides(overrides)
-            folder = f" {shell_arg(directory)}" if directory is not None else ""
+            folder = _project_arg(directory)
             if joined == " ".join(overrides):  # nothing to join: a stray word, not a split override
                 raise click.UsageError(
                     f"{stray[0]!r} is not a key=value override (write key=value, e.g. gradients.d=32), and only "
@@ -667,7 +667,7 @@ def run(
         written = _report_files(root)
         if written:  # where the report went: the terminal showed it, but not that it is also on disk
             shown = Path(directory) if directory is not None else Path(".")
-            where = f" {shell_arg(directory)}" if directory is not None else ""
+            where = _project_arg(directory)
             console.print(f"Report files: {', '.join(str(shown / name) for name in written)} (`subsetctl "
                           f"report{where}` shows it again).", markup=False)
 
@@ -683,8 +683,13 @@ def _stops_early(until: str | None) -> bool:
 def _run_command(directory: Path | None, overrides: tuple[str, ...], options: str = "") -> str:
     """The `subsetctl run` command line for this project and overrides (and ``options``),
     copy-pasteable: what to type to resume or go on."""
-    where = f" {shell_arg(directory)}" if directory is not None else ""
-    return " ".join([f"subsetctl run{where}", *([options] if options else []), *map(shell_arg, overrides)])
+    return " ".join([f"subsetctl run{_project_arg(directory)}", *([options] if options else []), *map(shell_arg, overrides)])
+
+
+def _project_arg(directory: str | Path | None) -> str:
+    """The project folder as typed after a command (" my proj" quoted for a shell, with its
+    leading space), or "" for the current folder: for the commands the CLI suggests."""
+    return f" {shell_arg(directory)}" if directory is not None else ""
 
 
 def _report_files(root: Path) -> list[str]:
