@@ -185,3 +185,8 @@ def test_a_new_lambda_grid_with_calibration_off_reruns_the_report_not_the_search
     assert "search" in ran(["calibrate.lambda_grid=[5.0]", "estimate.lam=1.0", "calibrate.enabled=true"])
     selections = json.loads((tiny_project / ".subsetctl" / "search" / "selections.json").read_text())
     assert selections["calibration"]["lam"] == 5.0
+    # calibration on picks lambda from the grid: a new estimate.lam (the fallback) re-runs
+    # calibrate, whose choice stays, and not the search (it re-ran the search for nothing)
+    on = ["calibrate.lambda_grid=[5.0]", "calibrate.enabled=true"]
+    assert ran([*on, "estimate.lam=2.0"]) == ["calibrate", "report"]
+    assert json.loads((tiny_project / ".subsetctl" / "search" / "selections.json").read_text()) == selections

@@ -473,8 +473,15 @@ class SearchStage(Stage):
     def spec_slice(self, spec: Spec) -> dict[str, Any]:
         """The slice, with the estimator settings that no estimator the search may use
         takes at their defaults (the fast estimator reads neither estimate.max_iter nor
-        estimate.sgd nor verify's budget): changing one re-runs nothing."""
-        return with_unread_estimator_keys_at_defaults(super().spec_slice(spec), spec, search_estimators(spec))
+        estimate.sgd nor verify's budget): changing one re-runs nothing. ``estimate.lam``
+        is left out too: the search takes lambda from calibrate's output (the chosen one,
+        or estimate.lam when calibration is off or falls back to it), which re-runs it when
+        lambda changes; a new estimate.lam that calibration does not choose left the search
+        re-running for nothing."""
+        sliced = with_unread_estimator_keys_at_defaults(super().spec_slice(spec), spec, search_estimators(spec))
+        if isinstance(sliced.get("estimate"), dict):
+            sliced["estimate"] = {key: value for key, value in sliced["estimate"].items() if key != "lam"}
+        return sliced
 
     def extra_inputs(self, spec: Spec, project: Project) -> dict[str, Any]:
         """The files of plugin estimators and strategies (editing one re-runs the search);
