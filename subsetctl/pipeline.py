@@ -111,6 +111,43 @@ def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return described + sorted(k for k in keys if not any(k.startswith((p + "[", p + ".")) for p in keys))
 
 
+def _keys_no_longer_read(stage: Stage, recorded_slice: Any) -> dict[tuple[str, ...], Any]:
+    """Where in the recorded slice (a slice key, or a slice key and a key inside it) each
+    of the stage's :attr:`Stage.spec_keys_no_longer_read` is, -> its recorded value: a key
+    of the slice itself (``plugins``, ``executor.backend``) or of a section the slice holds
+    whole (``estimate.lam`` in ``estimate``)."""
+    found: dict[tuple[str, ...], Any] = {}
+    if not isinstance(recorded_slice, dict):
+        return found
+    for key in stage.spec_keys_no_longer_read:
+        section, _, inner = key.partition(".")
+        if key in recorded_slice:
+            found[(key,)] = recorded_slice[key]
+        elif inner and isinstance(recorded_slice.get(section), dict) and inner in recorded_slice[section]:
+            found[(section, inner)] = recorded_slice[section][inner]
+    return found
+
+
+def _with_values(sliced: dict[str, Any], values: dict[tuple[str, ...], Any]) -> dict[str, Any]:
+    """``sliced`` with the places of ``values`` (:func:`_keys_no_longer_read`) set to them."""
+    out = dict(sliced)
+    for path, value in values.items():
+        if len(path) == 1:
+            out[path[0]] = value
+        elif isinstance(out.get(path[0]), dict):
+            out[path[0]] = {**out[path[0]], path[1]: value}
+    return out
+
+
+def _without_keys(sliced: dict[str, Any], paths: list[tuple[str, ...]]) -> dict[str, Any]:
+    """``sliced`` without the keys inside its sections at ``paths`` (``("estimate", "lam")``)."""
+    out = dict(sliced)
+    for section, inner in paths:
+        if isinstance(out.get(section), dict):
+            out[section] = {k: v for k, v in out[section].items() if k != inner}
+    return out
+
+
 def _listed(items: list[str], limit: int = 6) -> str:
     """``a, b, c (+4 more)``: the first ``limit`` items of a plan reason's list."""
     return ", ".join(items[:limit]) + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
@@ -213,7 +250,8 @@ class Stage(ABC):
     #: results (what they stood for is among its other inputs): a run recorded with them, at
     #: whatever value, and the same inputs otherwise is up to date, not re-run once (the data
     #: stage's ``plugins``: a re-run would also record the warnings of this version's checks,
-    #: a new output digest for meta_init, gradients and every stage after them)
+    #: a new output digest for meta_init, gradients and every stage after them); a key of a
+    #: section is written with a dot (the search's ``estimate.lam``)
     spec_keys_no_longer_read: tuple[str, ...] = ()
     #: top-level folders of the stage's own folder that hold work in progress (resumable
     #: checkpoints, half-done runs): left out of its checksums and output digest
@@ -584,11 +622,9 @@ class Pipeline:
         source = _same_model_folder_as_recorded(inputs, manifest)
         if source is not None:  # the same model files under another path: `model.source` as recorded
             slices += [{**s, "model": {**s["model"], "source": source}} for s in slices]
-        recorded_slice = manifest.get("inputs", {}).get("slice")
-        dropped = {key: recorded_slice[key] for key in stage.spec_keys_no_longer_read
-                   if isinstance(recorded_slice, dict) and key in recorded_slice}
+        dropped = _keys_no_longer_read(stage, manifest.get("inputs", {}).get("slice"))
         if dropped:  # as an earlier subsetctl recorded the slice, with keys that change nothing here
-            slices += [{**s, **dropped} for s in slices]
+            slices += [_with_values(s, dropped) for s in slices]
         return any(recorded == fingerprint({**inputs, "slice": s}) for s in slices[1:])
 
     def _model_folder_gone(self, old_inputs: Any, new: dict[str, Any]) -> Path | None:
@@ -800,7 +836,9 @@ class Pipeline:
         reasons: list[str] = []
         old = manifest.get("inputs", {})
         old_slice = old.get("slice", {})
-        dropped = sorted(set(old_slice) - set(inputs["slice"]))  # a newer subsetctl reads less
+        nested = [path for path in _keys_no_longer_read(stage, old_slice) if len(path) == 2]  # estimate.lam
+        old_slice = _without_keys(old_slice, nested)
+        dropped = sorted([*(set(old_slice) - set(inputs["slice"])), *map(".".join, nested)])  # a newer subsetctl reads less
         added = sorted(set(inputs["slice"]) - set(old_slice)) if old_slice else []  # ... or more
         new_slice = inputs["slice"]
         source = _same_model_folder_as_recorded(inputs, manifest)

@@ -190,3 +190,30 @@ def test_a_new_lambda_grid_with_calibration_off_reruns_the_report_not_the_search
     on = ["calibrate.lambda_grid=[5.0]", "calibrate.enabled=true"]
     assert ran([*on, "estimate.lam=2.0"]) == ["calibrate", "report"]
     assert json.loads((tiny_project / ".subsetctl" / "search" / "selections.json").read_text()) == selections
+
+
+def test_a_search_recorded_with_estimate_lam_stays_up_to_date(tiny_project) -> None:
+    """The search no longer reads estimate.lam (lambda comes from calibrate's output); one
+    recorded by an earlier subsetctl with it in its slice is up to date, not re-run once, and
+    a later change is not said to be one of estimate.lam."""
+    import json
+
+    from subsetctl.api import plan_project, run_project
+    from subsetctl.project import fingerprint
+
+    run_project(tiny_project, until="search")
+    path = tiny_project / ".subsetctl" / "search" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    assert "lam" not in manifest["inputs"]["slice"]["estimate"]
+    assert fingerprint(manifest["inputs"]) == manifest["fingerprint"]
+    manifest["inputs"]["slice"]["estimate"]["lam"] = 0.5  # as the earlier subsetctl recorded it
+    manifest["fingerprint"] = fingerprint(manifest["inputs"])
+    path.write_text(json.dumps(manifest))
+
+    def search_plan(overrides: list[str]) -> object:
+        return {s.name: s for s in plan_project(tiny_project, overrides, until="search")[2]}["search"]
+
+    assert not search_plan([]).will_run
+    reasons = search_plan(["estimate.estimator=exact"]).reasons
+    assert reasons[:2] == ["spec changed: estimate.estimator (given in overrides: estimate.estimator=exact)",
+                           "this subsetctl no longer reads estimate.lam for this stage (the spec did not change)"]

@@ -433,7 +433,8 @@ class SearchStage(Stage):
     # not "plugins": the code of the plugin estimators and strategies it uses is among its
     # inputs (extra_inputs), so a plugin for another stage, or one not used, re-runs nothing
     spec_keys = ("project.seed", "estimate", "search", *SIMULATED_FINETUNE_KEYS)
-    spec_keys_no_longer_read = ("plugins",)  # a search recorded with them stays up to date
+    # a search recorded with them stays up to date (lambda: calibrate's output holds it)
+    spec_keys_no_longer_read = ("plugins", "estimate.lam")
     # how many estimates came from the cache, computed with which library versions: not a result
     describes_only = (common.PROVENANCE,)
 
