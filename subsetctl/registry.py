@@ -192,14 +192,17 @@ class Registry(Generic[T]):
 
     def _load_entry_points(self) -> None:
         """Import every installed entry point of the group (see :meth:`_load`)."""
-        values: dict[str, list[str]] = {}
+        values: dict[str, dict[str, str | None]] = {}  # name -> entry point value -> its distribution
         for ep in entry_points(group=self.group):
-            values.setdefault(ep.name, []).append(ep.value)
+            values.setdefault(ep.name, {})[ep.value] = distribution_of(ep)
         for name, found in values.items():
-            if len(set(found)) > 1:  # which one wins would depend on the order packages were installed
+            if len(found) > 1:  # which one wins would depend on the order packages were installed
+                listed = ", ".join(f"{value!r}{f' of {found[value]}' if found[value] else ''}" for value in sorted(found))
+                packages = sorted({dist.split()[0] for dist in found.values() if dist})
+                how = f" (`pip uninstall {packages[0]}` or `pip uninstall {packages[1]}`)" if len(packages) == 2 else ""
                 self._broken[name] = (
                     f"Two installed packages register the {self.kind} {name!r} (entry points "
-                    f"{', '.join(repr(v) for v in sorted(set(found)))} in group {self.group!r}). Uninstall one of them."
+                    f"{listed}; group {self.group!r}). Uninstall one of them{how}."
                 )
         for ep in entry_points(group=self.group):
             taken = self._entries.get(ep.name)
@@ -210,16 +213,19 @@ class Registry(Generic[T]):
                 with contextlib.redirect_stdout(sys.stderr):  # a print at import must not corrupt --format json
                     obj = ep.load()
             except (Exception, SystemExit) as exc:  # noqa: BLE001 - the plugin's own code: its author's to fix
+                dist = distribution_of(ep)
+                of, how = (f" of {dist}", f" (`pip uninstall {dist.split()[0]}`)") if dist else ("", "")
                 self._broken[ep.name] = (
-                    f"The {self.kind} plugin {ep.name!r} (entry point {ep.value!r} in group {self.group!r}) "
-                    f"failed to import: {type(exc).__name__}: {exc}. Fix or uninstall that package."
+                    f"The {self.kind} plugin {ep.name!r} (entry point {ep.value!r}{of} in group {self.group!r}) "
+                    f"failed to import: {type(exc).__name__}: {exc}. Fix or uninstall that package{how}."
                 )
                 continue
+            origin = entry_point_origin(ep)
             if beneath:  # a spec's plugin of another module has the name for its call: the entry point's after it
-                self._installed[ep.name] = Entry(ep.name, obj, doc_summary(obj), f"entry point {ep.value}")
+                self._installed[ep.name] = Entry(ep.name, obj, doc_summary(obj), origin)
                 _label_class(obj, ep.name, doc_summary(obj))
                 continue
-            self.add(ep.name, obj, doc_summary(obj), origin=f"entry point {ep.value}")
+            self.add(ep.name, obj, doc_summary(obj), origin=origin)
 
     def _plugin_of(self, name: str, value: str) -> bool:
         """Whether ``name`` is registered by a spec's plugin from the module of the entry
@@ -371,6 +377,26 @@ ALL_REGISTRIES: dict[str, Registry[Any]] = {
     "projectors": PROJECTORS,
     "models": PACKAGED_MODELS,
 }
+
+
+def distribution_of(ep: Any) -> str | None:
+    """The installed package that declares the entry point ``ep``, as "name version"
+    (``myplug 0.2.0``): what to uninstall or upgrade, which its module path does not say;
+    None when it is not known (an entry point made by hand)."""
+    dist = getattr(ep, "dist", None)
+    try:
+        name, version = dist.name, dist.version  # type: ignore[union-attr]
+    except Exception:  # noqa: BLE001 - no distribution, or one whose METADATA cannot be read
+        return None
+    return f"{name} {version}" if name else None
+
+
+def entry_point_origin(ep: Any) -> str:
+    """Where a plugin from the entry point ``ep`` comes from, for `ls` and messages:
+    "entry point myplug.strategies:TopK of myplug 0.2.0" (the package and its version
+    when known)."""
+    dist = distribution_of(ep)
+    return f"entry point {ep.value}" + (f" of {dist}" if dist else "")
 
 
 def _origin(obj: Any) -> str:

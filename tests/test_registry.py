@@ -45,8 +45,13 @@ def test_built_in_strategies_carry_their_registered_names() -> None:
 class _EntryPoint:
     """Stands in for an installed importlib.metadata entry point."""
 
-    def __init__(self, name: str, value: str, obj: object = None, error: Exception | None = None) -> None:
+    def __init__(self, name: str, value: str, obj: object = None, error: Exception | None = None,
+                 dist: str | None = None) -> None:
         self.name, self.value, self._obj, self._error = name, value, obj, error
+        if dist is not None:  # "name version": the installed package that declares it
+            from types import SimpleNamespace
+
+            self.dist = SimpleNamespace(name=dist.split()[0], version=dist.split()[1])
 
     def load(self) -> object:
         if self._error is not None:
@@ -74,6 +79,34 @@ def test_a_broken_installed_plugin_is_skipped_and_named_only_when_asked_for(monk
         registry.get("broken")
     with pytest.raises(UnknownPluginError, match=r"@THINGS.register\('nope'\)"):
         registry.get("nope")
+
+
+def test_an_installed_plugin_is_named_with_its_package_and_version(monkeypatch) -> None:
+    """`ls`, and every message naming a plugin, said only "entry point mod:Attr": not which
+    installed package to upgrade or uninstall when two register one name or one fails to
+    import, nor which version made the results."""
+    import pytest
+
+    import subsetctl.registry as registry_module
+    from subsetctl.errors import UserError
+
+    class A:
+        """one"""
+
+    installed = [_EntryPoint("good", "pkg_a.mod:A", obj=A, dist="pkg-a 1.2.0"),
+                 _EntryPoint("twice", "pkg_a.mod:A", obj=A, dist="pkg-a 1.2.0"),
+                 _EntryPoint("twice", "pkg_b:B", obj=A, dist="pkg-b 0.3"),
+                 _EntryPoint("broken", "pkg_c:C", error=ImportError("no numpy"), dist="pkg-c 2.0")]
+    monkeypatch.setattr(registry_module, "entry_points", lambda group: installed)
+    registry: Registry[type] = Registry("thing", "subsetctl.test_things", ())
+    assert registry.origin("good") == "entry point pkg_a.mod:A of pkg-a 1.2.0"
+    with pytest.raises(UserError, match=r"\(entry points 'pkg_a.mod:A' of pkg-a 1.2.0, 'pkg_b:B' of pkg-b 0.3; group "
+                                        r"'subsetctl.test_things'\). Uninstall one of them \(`pip uninstall pkg-a` or "
+                                        r"`pip uninstall pkg-b`\)."):
+        registry.get("twice")
+    with pytest.raises(UserError, match=r"\(entry point 'pkg_c:C' of pkg-c 2.0 in group .*: ImportError: no numpy. "
+                                        r"Fix or uninstall that package \(`pip uninstall pkg-c`\)."):
+        registry.get("broken")
 
 
 def test_ls_lists_a_broken_plugin_with_its_reason(monkeypatch) -> None:
