@@ -440,12 +440,25 @@ def _input_name(key: str, old: Any, new: Any) -> str:
     if key == "selection_order":
         return "the order of the search strategies and baselines in the spec"
     if isinstance(old, dict) and isinstance(new, dict) and "code" in new and old.get("code") != new["code"]:
-        return f"{key} (its loader plugin's code)"
+        return f"{key} (its loader plugin's code{_package_change(old['code'], new['code'])})"
     if key == "plugin code" and isinstance(old, dict) and isinstance(new, dict):  # {"strategy best_single": ...}
         edited = sorted(name for name in new if name in old and old[name] != new[name])
         if edited:
-            return f"the code of the {_listed(edited)} plugin{'s' if len(edited) > 1 else ''}"
+            packages = "".join(_package_change(old[name], new[name]) for name in edited)
+            return f"the code of the {_listed(edited)} plugin{'s' if len(edited) > 1 else ''}{packages}"
     return key
+
+
+def _package_change(old: Any, new: Any) -> str:
+    """", myplug 0.1.0 -> 0.2.0" when a plugin's code fingerprint (see
+    :meth:`subsetctl.registry.Registry.code_fingerprint`) names another installed package
+    release than before; "" otherwise (its file edited, or not an installed plugin)."""
+    then, now = ((value.get("package") if isinstance(value, dict) else None) for value in (old, new))
+    if then == now or now is None:
+        return ""
+    name, _, version = now.partition(" ")
+    before = then.partition(" ")[2] if isinstance(then, str) and then.partition(" ")[0] == name else None
+    return f", {name} {before} -> {version}" if before else f", now {now}"
 
 
 def _plugins_coming_or_going(old: Any, new: Any) -> str | None:

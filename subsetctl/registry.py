@@ -54,6 +54,9 @@ class Entry(Generic[T]):
     obj: T
     description: str
     origin: str = "built-in"
+    #: the installed package that declares its entry point, "name version" (None: a built-in,
+    #: a module under ``plugins:``, or an entry point of no known package)
+    package: str | None = None
 
 
 def _plural(kind: str) -> str:
@@ -103,10 +106,11 @@ class Registry(Generic[T]):
 
         return decorator
 
-    def add(self, name: str, obj: T, description: str, origin: str = "built-in", again: bool = False) -> None:
+    def add(self, name: str, obj: T, description: str, origin: str = "built-in", again: bool = False,
+            package: str | None = None) -> None:
         """Register ``obj`` directly (used for entry points and ``plugins:``); ``again``: see
-        :meth:`_store`."""
-        self._store(Entry(name=name, obj=obj, description=description, origin=origin), again=again)
+        :meth:`_store`; ``package``: see :attr:`Entry.package`."""
+        self._store(Entry(name=name, obj=obj, description=description, origin=origin, package=package), again=again)
         _label_class(obj, name, description)
 
     def _store(self, entry: Entry[T], again: bool = False) -> None:
@@ -220,12 +224,12 @@ class Registry(Generic[T]):
                     f"failed to import: {type(exc).__name__}: {exc}. Fix or uninstall that package{how}."
                 )
                 continue
-            origin = entry_point_origin(ep)
+            origin, package = entry_point_origin(ep), distribution_of(ep)
             if beneath:  # a spec's plugin of another module has the name for its call: the entry point's after it
-                self._installed[ep.name] = Entry(ep.name, obj, doc_summary(obj), origin)
+                self._installed[ep.name] = Entry(ep.name, obj, doc_summary(obj), origin, package)
                 _label_class(obj, ep.name, doc_summary(obj))
                 continue
-            self.add(ep.name, obj, doc_summary(obj), origin=origin)
+            self.add(ep.name, obj, doc_summary(obj), origin=origin, package=package)
 
     def _plugin_of(self, name: str, value: str) -> bool:
         """Whether ``name`` is registered by a spec's plugin from the module of the entry
@@ -312,15 +316,28 @@ class Registry(Generic[T]):
 
     def code_fingerprint(self, name: str, root: Any = None) -> dict[str, Any] | None:
         """The content fingerprint of the file defining plugin ``name``, so that editing a
-        plugin makes the stages using it stale; None for built-ins (pinned by subsetctl's
-        version) and for names not registered (validate says so)."""
+        plugin makes the stages using it stale, with, for an installed one, its package and
+        version (``"package": "myplug 0.2.0"``): a new release changes what the file's own
+        hash does not see (the other modules it imports, data it ships); None for built-ins
+        (pinned by subsetctl's version) and for names not registered (validate says so)."""
         from subsetctl.filehash import code_fingerprint
 
         try:
             obj = self.get(name)
         except UserError:
             return None
-        return None if self.origin(name) == "built-in" else code_fingerprint(obj, root)
+        if self.origin(name) == "built-in":
+            return None
+        code = code_fingerprint(obj, root)
+        package = self.package(name)
+        return code if package is None else {**(code or {}), "package": package}
+
+    def package(self, name: str) -> str | None:
+        """The installed package (``"myplug 0.2.0"``) that declares the plugin ``name``'s
+        entry point; None for any other plugin (see :attr:`Entry.package`)."""
+        self._load()
+        entry = self._entries.get(name)
+        return None if entry is None else entry.package
 
     def origin(self, name: str) -> str:
         """Where the plugin ``name`` comes from: "built-in", "module x.y" or "entry point ..."."""

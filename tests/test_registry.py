@@ -935,3 +935,42 @@ def test_an_installed_packaged_model_is_described_by_itself_and_checked_when_nam
     monkeypatch.setitem(PACKAGED_MODELS._entries, "junk", Entry("junk", object(), "", "entry point mypkg:JUNK"))
     with pytest.raises(UserError, match=r"loads as a causal-lm \(smollm2-135m-instruct\)"):
         _check_packaged_kind("all-minilm-l6-v2", "causal-lm")
+
+
+def test_a_new_release_of_an_installed_plugin_makes_the_stages_using_it_stale(
+        tiny_project_ran, tmp_path_factory, monkeypatch) -> None:
+    """Only the file defining an installed plugin was fingerprinted: a new release of its
+    package (another helper module, other shipped data) left the search "up to date", and
+    its estimates were taken from the search cache."""
+    import yaml
+
+    from subsetctl.api import plan_project, run_project
+    from subsetctl.registry import ESTIMATORS
+
+    project = tiny_project_ran("gradients")
+    site = tmp_path_factory.mktemp("site")
+    (site / "plugpkg_estimators.py").write_text(
+        "from subsetctl.estimate.solvers import FastEstimator\n\n"
+        "class Plugged(FastEstimator):\n    '''fast, from a package'''\n")
+    info = site / "plugpkg-1.0.dist-info"
+    info.mkdir()
+    (info / "entry_points.txt").write_text("[subsetctl.estimators]\nplugged = plugpkg_estimators:Plugged\n")
+
+    def install(version: str) -> None:  # as a new process finds the package installed
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: plugpkg\nVersion: {version}\n")
+        ESTIMATORS._entries.pop("plugged", None)
+        monkeypatch.setattr(ESTIMATORS, "_loaded", False)
+
+    monkeypatch.syspath_prepend(str(site))
+    install("1.0")
+    spec = yaml.safe_load((project / "subsetctl.yaml").read_text())
+    spec["estimate"] = {"estimator": "plugged"}
+    (project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    run_project(project, until="search")
+    assert ESTIMATORS.origin("plugged") == "entry point plugpkg_estimators:Plugged of plugpkg 1.0"
+    assert not any(s.will_run for s in plan_project(project, until="search")[2])
+
+    install("1.1")
+    search = {s.name: s for s in plan_project(project, until="search")[2]}["search"]
+    assert search.will_run
+    assert "the code of the estimator plugged plugin, plugpkg 1.0 -> 1.1" in "; ".join(search.reasons)

@@ -20,7 +20,7 @@ from subsetctl.data.loaders import (
     resolve_path,
 )
 from subsetctl.errors import UserError
-from subsetctl.filehash import code_fingerprint, file_fingerprint, tree_fingerprint
+from subsetctl.filehash import file_fingerprint, tree_fingerprint
 from subsetctl.project import STATE_DIRNAME
 from subsetctl.spec import HuggingFaceLoader, PluginLoader, SourceSpec
 
@@ -106,12 +106,8 @@ def plugin_fingerprint_inputs(source: SourceSpec, loader: PluginLoader, spec_dir
             return {"builtin": loader.name, "valid": False}
         return {"builtin": source_fingerprint_inputs(source.model_copy(update={"loader": options}), spec_dir)}
     out: dict[str, Any] = {"code": None}
-    try:
-        fn = LOADERS.get(loader.name)
-    except UserError:  # not registered (yet): validate and the data stage report it
-        fn = None
-    if fn is not None:
-        out["code"] = code_fingerprint(fn, spec_dir)
+    if loader.name in LOADERS.names():  # else not registered (yet): validate and the data stage report it
+        out["code"] = LOADERS.code_fingerprint(loader.name, spec_dir)  # with an installed one's version
     paths = _option_paths(loader.options, (), Path(spec_dir))
     out["paths"] = {key: _file_or_unreadable(path, spec_dir) for key, path in paths.items()}
     return out
