@@ -437,6 +437,8 @@ def _input_name(key: str, old: Any, new: Any) -> str:
     file, or whose loader plugin's code, changed)."""
     if key == "model_files":
         return "model folder (model.source)"
+    if key == "model_package":  # a packaged model's plugin package: "myplug 0.1.0"
+        return f"packaged model (model.source){_package_change({'package': old}, {'package': new})}"
     if key == "selection_order":
         return "the order of the search strategies and baselines in the spec"
     if isinstance(old, dict) and isinstance(new, dict) and "code" in new and old.get("code") != new["code"]:
@@ -494,6 +496,8 @@ def _changed_inputs(old: Any, new: dict[str, Any]) -> str | None:
         parts.append(coming_or_going)
     if order in old and order in new and old[order] != new[order]:
         parts.append(f"{_input_name(order, old[order], new[order])} changed")
+    if "model_package" in new and "model_package" not in old:  # recorded since (or another packaged model)
+        parts.append(f"the packaged model (model.source) is now known by its package too, {new['model_package']}")
     if "answer_tokenization" in new and "answer_tokenization" not in old:
         parts.append("answers are now tokenized after the prompt: an older subsetctl tokenized each alone, "
                      "and this model's SentencePiece-style tokenizer gave them other ids then")

@@ -713,8 +713,13 @@ def model_fingerprint_inputs(source: str, spec_dir: Path | None) -> dict[str, An
     """What the model stages depend on besides ``model.source`` itself: for a local
     folder, the size and sha256 of every file in it (so a retrained or replaced checkpoint
     at the same path makes meta_init, gradients, verify, finetune and evaluate stale;
-    hashes are cached, see :mod:`subsetctl.filehash`). Packaged models are pinned by their
-    package version and hub ids by the spec, so they add nothing."""
+    hashes are cached, see :mod:`subsetctl.filehash`). A packaged model from an installed
+    plugin package adds that package and its version (``model_package``: a new release may
+    ship other weights); the built-in ones are known by name (their packages' versions are
+    not recorded), and hub ids by the spec, so they add nothing."""
+    package = PACKAGED_MODELS.package(source) if source in packaged_names() else None
+    if package is not None:
+        return {"model_package": package}
     folder = _local_model_folder(source, spec_dir)
     if folder is None:  # not a model folder: nothing to hash (validate and the model stages say what
         return {}  # is wrong; never hash a whole unrelated tree)

@@ -56,7 +56,7 @@ def model_key(ctx: StageContext) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     files = model_fingerprint_inputs(ctx.spec.model.source, ctx.project.root)
     answers = answer_tokenization_inputs(ctx.spec.model.source, ctx.project.root, ctx.spec.model.kind)
     by_path = {"model": model, **files, **answers}
-    if not files:
+    if "model_files" not in files:  # a packaged model (with its plugin package's version) or a hub id
         return by_path, []
     return {"model": {**model, "source": LOCAL_MODEL_SOURCE}, **files, **answers}, [by_path]
 

@@ -683,3 +683,37 @@ def test_a_canine_or_byt5_folder_needs_no_vocabulary_file(tmp_path: Path) -> Non
     (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "BertTokenizer"}))
     with pytest.raises(UserError, match="no tokenizer files"):
         check_model_folder(str(folder), None, "classifier")
+
+
+def test_a_packaged_model_from_a_plugin_package_is_known_by_its_release(
+        jsonl_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A packaged model an installed plugin package ships was known by its name alone: a
+    release shipping other weights left meta_init and every stage after it "up to date",
+    and the fine-tune caches handed back runs of the old weights."""
+    from types import SimpleNamespace
+
+    from subsetctl import pipeline
+    from subsetctl.modeling.packaged import PackagedModel
+    from subsetctl.modeling.resolve import model_fingerprint_inputs
+    from subsetctl.project import Project
+    from subsetctl.registry import Entry
+    from subsetctl.spec import load_spec
+    from subsetctl.stages.common import model_key
+
+    model = PackagedModel(name="plugged-llama", description="a Llama from plugpkg", architecture="llama",
+                          kinds=("causal-lm",), lora_targets=("q_proj",), pypi="plugpkg",
+                          locate=lambda cache_dir, progress: jsonl_project)  # not called: known by name
+    monkeypatch.setitem(PACKAGED_MODELS._entries, "plugged-llama", Entry(
+        "plugged-llama", model, model.description, "entry point plugpkg:MODEL of plugpkg 1.0", "plugpkg 1.0"))
+    assert model_fingerprint_inputs("plugged-llama", jsonl_project) == {"model_package": "plugpkg 1.0"}
+    assert model_fingerprint_inputs("smollm2-135m-instruct", jsonl_project) == {}  # built-ins: by name
+
+    spec_file = jsonl_project / "subsetctl.yaml"
+    spec_file.write_text(spec_file.read_text() + "model: {source: plugged-llama}\n")
+    ctx = SimpleNamespace(spec=load_spec(spec_file), project=Project.find(jsonl_project))
+    key, earlier = model_key(ctx)  # type: ignore[arg-type]
+    assert key["model"]["source"] == "plugged-llama" and key["model_package"] == "plugpkg 1.0" and earlier == []
+
+    reason = pipeline._changed_inputs({"model_package": "plugpkg 1.0"}, {"model_package": "plugpkg 1.1"})
+    assert reason == "input files changed: packaged model (model.source), plugpkg 1.0 -> 1.1"
+    assert "is now known by its package too, plugpkg 1.0" in pipeline._changed_inputs({}, {"model_package": "plugpkg 1.0"})
