@@ -12,6 +12,8 @@ strategy that validate calls (``check_spec``, ``max_subsets``).
 from __future__ import annotations
 
 import numbers
+import traceback
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,32 +21,80 @@ import numpy as np
 from subsetctl.errors import UserError
 
 
-def what_it_did(exc: BaseException) -> str:
+def what_it_did(exc: BaseException, plugin: Any = None) -> str:
     """How a plugin's call ended, for a message: "called sys.exit(3)" (a ``SystemExit``,
-    caught so the run does not end silently with the plugin's code) or "raised T: msg"."""
+    caught so the run does not end silently with the plugin's code) or "raised T: msg",
+    followed by where in ``plugin``'s code (its class or function), if known (see
+    :func:`plugin_frame`)."""
     if isinstance(exc, SystemExit):
-        return f"called sys.exit({exc.code!r})"
-    return f"raised {type(exc).__name__}: {exc}"
+        return f"called sys.exit({exc.code!r}){plugin_frame(exc, plugin)}"
+    return f"raised {type(exc).__name__}: {exc}{plugin_frame(exc, plugin)}"
+
+
+def _home_of(plugin: Any) -> tuple[list[Path], Path | None]:
+    """Where ``plugin``'s code lives (``plugin``: its class, function or object, or the name
+    of its module): the folders of its top-level package (every module of the package is
+    its author's), or, for a plugin in a module of its own (``best_single.py`` on
+    PYTHONPATH), that file alone, not the folder it shares with other modules. Found
+    without importing anything: the module may be the one that failed to import."""
+    import importlib.util
+
+    if isinstance(plugin, str):
+        module = plugin
+    else:
+        owner = plugin if isinstance(plugin, type) or callable(plugin) else type(plugin)
+        module = getattr(owner, "__module__", None) or ""
+    try:
+        spec = importlib.util.find_spec(module.partition(".")[0]) if module else None
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
+        return [], None
+    folders = [Path(p) for p in spec.submodule_search_locations or []]
+    return folders, (None if folders or not spec.origin else Path(spec.origin))
+
+
+def plugin_frame(exc: BaseException, plugin: Any) -> str:
+    """" (at /path/myplug/helpers.py:12, in score)": the innermost line of ``plugin``'s own
+    code (its package, or its module file; ``plugin`` as for :func:`_home_of`) that ``exc``
+    passed through, which is where its author looks first (the line raising may be in numpy,
+    and the whole traceback is shown only by `run` with SUBSETCTL_DEBUG=1); "" when none is
+    known."""
+    if plugin is None or exc.__traceback__ is None:
+        return ""
+    folders, file = _home_of(plugin)
+    found = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        path = Path(frame.filename)
+        if (file is not None and path == file) or any(path.is_relative_to(folder) for folder in folders):
+            found = frame
+    if found is None:
+        return ""
+    return f" (at {found.filename}:{found.lineno}, in {found.name})"
 
 
 def call_loader_plugin(fn: Any, options: Any, ctx: Any, who: str, fix: str) -> Any:
     """``fn(options, ctx)``, a loader plugin's call, with an exception of its own code
-    (``sys.exit()`` too) blamed on it: "Source 's': {who} raised T: msg. {fix}" (it was
-    reported as an internal error, a bug in subsetctl). A UserError it raises is its own
-    message and passes through."""
+    (``sys.exit()`` too) blamed on it: "Source 's': {who} raised T: msg (at file:line ...).
+    {fix}" (it was reported as an internal error, a bug in subsetctl). A UserError it raises
+    is its own message and passes through."""
     try:
         return fn(options, ctx)
     except UserError:
         raise
     except (Exception, SystemExit) as exc:
-        raise UserError(f"Source {ctx.source_name!r}: {who} {what_it_did(exc)}. {fix}") from exc
+        raise UserError(f"Source {ctx.source_name!r}: {who} {what_it_did(exc, fn)}. {fix}") from exc
 
 
-def _blame(kind: str, name: str, origin: str, what: str, exc: BaseException | None = None) -> UserError:
+def _blame(kind: str, name: str, origin: str, what: str, exc: BaseException | None = None,
+           plugin: Any = None) -> UserError:
+    """The error for a plugin ``name`` that did ``what`` (raising ``exc``, where in the code
+    of ``plugin``, its class or object, says :func:`plugin_frame`)."""
     if isinstance(exc, SystemExit):
-        cause = f": it {what_it_did(exc)}"
+        cause = f": it {what_it_did(exc, plugin)}"
     else:
-        cause = f": {type(exc).__name__}: {' '.join(str(exc).split())[:300]}" if exc is not None else ""
+        cause = (f": {type(exc).__name__}: {' '.join(str(exc).split())[:300]}{plugin_frame(exc, plugin)}"
+                 if exc is not None else "")
     return UserError(f"The {kind} plugin {name!r} ({origin}) {what}{cause}. Fix the plugin, or use a built-in "
                      f"{kind} (`subsetctl ls` lists them).")
 
@@ -57,7 +107,8 @@ def build_plugin(kind: str, name: str, origin: str, build: Any, *args: Any, **kw
     except UserError:
         raise
     except (Exception, SystemExit) as exc:  # the plugin's own code (sys.exit() too: not a silent exit)
-        raise _blame(kind, name, origin, f"could not be built with {', '.join(map(repr, sorted(kwargs))) or 'no arguments'}", exc) from exc
+        raise _blame(kind, name, origin, f"could not be built with {', '.join(map(repr, sorted(kwargs))) or 'no arguments'}",
+                     exc, build) from exc
 
 
 def strategy_hook(cls: Any, name: str, origin: str, hook: str, *args: Any) -> Any:
@@ -75,7 +126,7 @@ def strategy_hook(cls: Any, name: str, origin: str, hook: str, *args: Any) -> An
     except UserError:
         raise
     except (Exception, SystemExit) as exc:  # the plugin's own code (sys.exit() too: not a silent exit)
-        raise _blame("strategy", name, origin, f"failed in {hook}()", exc) from exc
+        raise _blame("strategy", name, origin, f"failed in {hook}()", exc, cls) from exc
     if result is not None and (isinstance(result, bool) or not isinstance(result, kind)):
         raise _blame("strategy", name, origin, f"returned {result!r} from {hook}(); it must return {what} or None")
     return int(result) if isinstance(result, numbers.Integral) else result
@@ -101,7 +152,7 @@ class _Checked:
         except UserError:
             raise
         except (Exception, SystemExit) as exc:  # the plugin's own code (sys.exit() too: not a silent exit)
-            raise _blame(self.kind, self.name, self.origin, f"failed while {doing}", exc) from exc
+            raise _blame(self.kind, self.name, self.origin, f"failed while {doing}", exc, self.inner) from exc
 
 
 class CheckedEstimator(_Checked):
@@ -136,7 +187,8 @@ def check_estimator_sources(estimator: CheckedEstimator, expected: list[str]) ->
         got = estimator.inner.sources
         names = None if callable(got) or isinstance(got, (str, bytes)) else list(got)
     except (Exception, SystemExit) as exc:  # the plugin's own code (a property that raises)
-        raise _blame("estimator", estimator.name, estimator.origin, "failed while reading its sources", exc) from exc
+        raise _blame("estimator", estimator.name, estimator.origin, "failed while reading its sources", exc,
+                     estimator.inner) from exc
     if names != list(expected):
         shown = "a method (not a property)" if callable(got) else repr(names if names is not None else got)
         raise _blame("estimator", estimator.name, estimator.origin,

@@ -51,9 +51,11 @@ def load_plugin_string(spec: str, spec_dir: Path | None = None) -> Any:
     except UserError:  # subsetctl refused what it registers (two plugins under one name): says so itself
         raise
     except (Exception, SystemExit) as exc:  # the plugin's own code failed (or exited) while importing
+        from subsetctl.plugin_guard import plugin_frame
+
         raise UserError(
-            f"Plugin module {module_name!r} raised {type(exc).__name__} while being imported: {exc}. "
-            "Fix the plugin or remove it from plugins:."
+            f"Plugin module {module_name!r} raised {type(exc).__name__} while being imported: {exc}"
+            f"{plugin_frame(exc, module_name)}. Fix the plugin or remove it from plugins:."
         ) from exc
     if not hasattr(module, attr):
         public = sorted(name for name in vars(module) if not name.startswith("_"))

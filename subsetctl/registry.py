@@ -217,11 +217,14 @@ class Registry(Generic[T]):
                 with contextlib.redirect_stdout(sys.stderr):  # a print at import must not corrupt --format json
                     obj = ep.load()
             except (Exception, SystemExit) as exc:  # noqa: BLE001 - the plugin's own code: its author's to fix
+                from subsetctl.plugin_guard import plugin_frame
+
                 dist = distribution_of(ep)
                 of, how = (f" of {dist}", f" (`pip uninstall {dist.split()[0]}`)") if dist else ("", "")
                 self._broken[ep.name] = (
                     f"The {self.kind} plugin {ep.name!r} (entry point {ep.value!r}{of} in group {self.group!r}) "
-                    f"failed to import: {type(exc).__name__}: {exc}. Fix or uninstall that package{how}."
+                    f"failed to import: {type(exc).__name__}: {exc}{plugin_frame(exc, ep.value.partition(':')[0])}. "
+                    f"Fix or uninstall that package{how}."
                 )
                 continue
             origin, package = entry_point_origin(ep), distribution_of(ep)

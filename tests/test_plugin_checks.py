@@ -257,7 +257,7 @@ class BestSingle(Strategy):
     _with_plugins(tiny_project, monkeypatch, ["nan_est2:NanEst", "best_single2:BestSingle"],
                   estimate={"estimator": "nanest2"}, search={"strategies": [{"name": "best_single2"}]})
     _search_fails_with(tiny_project, r"Strategy 'best_single2' \(module best_single2\) raised ValueError: "
-                                     r"All-NaN slice encountered\. The estimator 'nanest2' \(module nan_est2\) "
+                                     r"All-NaN slice encountered \(at \S+best_single2\.py:10, in run\)\. The estimator 'nanest2' \(module nan_est2\) "
                                      r"gave no finite estimate for any of the 3 subsets estimated so far .*, "
                                      r"which is most likely why: fix the estimator", ("nan_est2", "best_single2"))
 
@@ -393,3 +393,38 @@ def test_a_plugin_strategys_trace_subset_naming_a_source_twice_is_refused(plugin
     with pytest.raises(UserError, match=r"returned a trace entry whose subset \['b', 'a', 'b'\] names a source "
                                         r"more than once"):
         _run_strategy(_returning(result), plugin_strategy_name, "mine", None, _Context(), None)
+
+
+def test_a_plugins_error_names_the_line_of_its_own_code_it_came_from(tmp_path: Path, monkeypatch) -> None:
+    """An exception in a plugin's code was reported as "raised T: msg" alone: its author had
+    to re-run with SUBSETCTL_DEBUG=1 (not possible for validate or ls) to learn where. The
+    innermost line of the plugin's package is named, not numpy's that raised."""
+    from subsetctl.plugin_guard import CheckedEstimator
+    from subsetctl.plugin_loading import load_plugin_string
+
+    package = tmp_path / "frameplug"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "helpers.py").write_text("import numpy as np\n\n\ndef invert(m):\n    return np.linalg.inv(m)\n")
+    (package / "plugins.py").write_text(
+        "import numpy as np\n"
+        "from frameplug.helpers import invert\n\n\n"
+        "class Inverting:\n"
+        "    def run(self, estimator, context, params):\n"
+        "        return invert(np.zeros((2, 2)))\n\n"
+        "    def estimate(self, masks):\n"
+        "        return invert(np.zeros((2, 2)))\n")
+    (tmp_path / "failing_import.py").write_text("def setup():\n    raise OSError('no config')\n\n\nsetup()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from frameplug.plugins import Inverting
+
+    STRATEGIES.register("frame_test_strategy", "a test strategy")(Inverting)
+    at = f"(at {package / 'helpers.py'}:5, in invert)"
+    with pytest.raises(UserError, match=r"raised LinAlgError: Singular matrix " + re.escape(at) + r"\. This is an error"):
+        _run_strategy(Inverting, "frame_test_strategy", "mine", None, _Context(), None)
+    with pytest.raises(UserError, match=r"failed while estimating subsets: LinAlgError: Singular matrix "
+                                        + re.escape(at) + r"\. Fix the plugin"):
+        CheckedEstimator(Inverting(), "inv", "module frameplug.plugins").estimate(np.ones((1, 3), dtype=bool))
+    with pytest.raises(UserError, match=r"raised OSError while being imported: no config "
+                                        + re.escape(f"(at {tmp_path / 'failing_import.py'}:2, in setup)")):
+        load_plugin_string("failing_import:X")

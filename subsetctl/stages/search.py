@@ -332,11 +332,11 @@ def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any,
         failed = estimator_failed() if estimator_failed is not None else None
         if failed:
             raise UserError(
-                f"Strategy {label!r} ({origin}) {what_it_did(exc)}. {failed}, which is most likely why: fix "
+                f"Strategy {label!r} ({origin}) {what_it_did(exc, cls)}. {failed}, which is most likely why: fix "
                 f"{_ESTIMATOR_FIX}, then run again."
             ) from exc
         raise UserError(
-            f"Strategy {label!r} ({origin}) {what_it_did(exc)}. This is an error in the "
+            f"Strategy {label!r} ({origin}) {what_it_did(exc, cls)}. This is an error in the "
             "plugin, not in subsetctl: fix it and run again (the subset estimates made so far are kept)."
         ) from exc
     where = f"Strategy {label!r} ({origin})"

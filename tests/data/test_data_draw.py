@@ -136,7 +136,8 @@ _REPLACING = r"loader plugin 'jsonl' \(module test_data_draw\), which replaces t
 
 
 @pytest.mark.parametrize(("plugin", "says"), [
-    (_raising_jsonl, _REPLACING + r"raised ValueError: cannot parse\. Fix the plugin"),
+    (_raising_jsonl, _REPLACING + r"raised ValueError: cannot parse \(at \S+test_data_draw\.py:\d+, in _raising_jsonl\)\. "
+                                  r"Fix the plugin"),
     (_plugin_columns_jsonl, _REPLACING + (r"returned a dataset with the columns prompt, response; a replacement is "
                                           r"called as the built-in is .* must return the built-in's columns "
                                           r"\(source, prompt, .*load_jsonl")),

@@ -190,7 +190,7 @@ def test_plugin_strategy_mistakes_are_blamed_on_the_plugin_and_nothing_is_commit
     run_project(project, until="search")
     search = project / ".subsetctl" / "search"
     assert json.loads((search / "selections.json").read_text())["strategies"]["relplug_undecorated"]["selected"] == ["bad"]
-    for name, needle in (("relplug_crash", "raised KeyError: 'nope'. This is an error in the plugin"),
+    for name, needle in (("relplug_crash", r"raised KeyError: 'nope' \(at \S+relplug_bad\.py:\d+, in run\)\. This is an error in the plugin"),
                          ("relplug_list", "returned a list"),
                          ("relplug_ghost", "selected 'zzz', which is not a source"),
                          ("relplug_stray_score", "returned scores or trace subsets naming 0, which are not sources"),

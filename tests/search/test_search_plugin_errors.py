@@ -45,7 +45,8 @@ def test_errors_while_estimating_are_not_blamed_on_the_plugin() -> None:
     with pytest.raises(RuntimeError, match="worker lost"):  # subsetctl's: shown as an internal error
         _run_strategy(_AsksForEstimates, "test_plugin_asks_for_estimates", "p", _FailingEstimator(), context,
                       StrategyParams())
-    with pytest.raises(UserError, match="raised ZeroDivisionError: plugin arithmetic. This is an error in the plugin"):
+    with pytest.raises(UserError, match=r"raised ZeroDivisionError: plugin arithmetic \(at \S+test_search_plugin_errors"
+                                        r"\.py:\d+, in run\)\. This is an error in the plugin"):
         _run_strategy(_OwnBug, "test_plugin_own_bug", "p", _FailingEstimator(), context, StrategyParams())
 
 
