@@ -262,6 +262,31 @@ def locate_minilm(cache_dir: Path | None = None, progress: Progress | None = Non
     return folder
 
 
+def locate_packaged(name: str, cache_dir: Path | None = None, progress: Progress | None = None) -> Path:
+    """The HF folder of the packaged model ``name``, from its ``locate``. A plugin package's
+    ``locate`` that raises (``sys.exit()`` too) or returns no path is blamed on that package,
+    in a UserError naming it and the line of its code (it was an "internal error ... a bug in
+    subsetctl" in validate and run); a built-in's failure is subsetctl's own."""
+    entry = PACKAGED_MODELS.get(name)
+    origin = PACKAGED_MODELS.origin(name)
+    if origin == "built-in":
+        return Path(entry.locate(cache_dir, progress))
+    from subsetctl.plugin_guard import what_it_did
+
+    fix = "Fix or reinstall that package, or set model.source to another model (`subsetctl ls` lists them)."
+    try:
+        folder = entry.locate(cache_dir, progress)
+    except UserError:
+        raise
+    except (Exception, SystemExit) as exc:  # the plugin's own code
+        raise UserError(f"The packaged model {name!r} ({origin}) {what_it_did(exc, entry.locate)} while locating "
+                        f"its folder. {fix}") from exc
+    if not isinstance(folder, (str, os.PathLike)):
+        raise UserError(f"The packaged model {name!r} ({origin}) returned {folder!r} from locate(); it must return "
+                        f"the path of a Hugging Face model folder. {fix}")
+    return Path(folder)
+
+
 def present_folder(name: str, cache_dir: Path | None = None) -> Path | None:
     """The HF folder of the packaged model ``name`` if it is there without converting it
     (converted already, or shipped as a folder), else None."""
@@ -270,7 +295,7 @@ def present_folder(name: str, cache_dir: Path | None = None) -> Path | None:
         folder = cache_root(cache_dir) / name
         return folder if (folder / CONVERSION_MARKER).is_file() and (folder / "config.json").is_file() else None
     try:
-        return Path(entry.locate(cache_dir, None))
+        return locate_packaged(name, cache_dir)
     except UserError:
         return None
 

@@ -593,9 +593,16 @@ def check_model_folder(source: str, spec_dir: Path | None, kind: str | None = No
     model that does not load as ``kind``, a folder without config.json (``.``, a parent
     folder of the model, an empty string) or without tokenizer files, or, with ``kind`` "causal-lm", a folder whose
     config.json describes an encoder-only or encoder-decoder model
-    (:func:`not_a_causal_lm`; only json is read, transformers is not imported)."""
+    (:func:`not_a_causal_lm`; only json is read, transformers is not imported), or a plugin
+    package's packaged model whose ``locate`` fails (one not converted on first use, which
+    only finds its shipped folder)."""
     if kind is not None and source in packaged_names():
         _check_packaged_kind(source, kind)
+    if source in packaged_names() and PACKAGED_MODELS.origin(source) != "built-in" \
+            and not PACKAGED_MODELS.get(source).converted:
+        from subsetctl.modeling.packaged import locate_packaged
+
+        locate_packaged(source)  # said now, not first by run's meta_init
     location = model_location(source, spec_dir)
     if classify_model_source(location, spec_dir) != "local":
         return
@@ -686,7 +693,9 @@ def check_max_length_fits_folder(source: str, spec_dir: Path | None, max_length:
             packaged = PACKAGED_MODELS.get(source)
             if packaged.converted:
                 return
-            folder = packaged.locate(None, None)  # finds the shipped folder, nothing more
+            from subsetctl.modeling.packaged import locate_packaged
+
+            folder = locate_packaged(source)  # finds the shipped folder, nothing more
         else:
             location = model_location(source, spec_dir)
             if classify_model_source(location) != "local":
@@ -894,7 +903,9 @@ def resolve_model(
     if origin == "packaged":
         entry = PACKAGED_MODELS.get(source)
         _check_packaged_kind(source, kind)
-        folder = entry.locate(Path(cache_dir) if cache_dir is not None else None, progress)
+        from subsetctl.modeling.packaged import locate_packaged
+
+        folder = locate_packaged(source, Path(cache_dir) if cache_dir is not None else None, progress)
         location = str(folder)
         info["lora_targets"] = list(entry.lora_targets)
         where = f"The packaged model {source!r}"

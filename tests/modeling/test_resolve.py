@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -717,3 +718,41 @@ def test_a_packaged_model_from_a_plugin_package_is_known_by_its_release(
     reason = pipeline._changed_inputs({"model_package": "plugpkg 1.0"}, {"model_package": "plugpkg 1.1"})
     assert reason == "input files changed: packaged model (model.source), plugpkg 1.0 -> 1.1"
     assert "is now known by its package too, plugpkg 1.0" in pipeline._changed_inputs({}, {"model_package": "plugpkg 1.0"})
+
+
+@pytest.mark.parametrize(("locate", "says"), [
+    ("raise", (r"raised FileNotFoundError: weights not shipped \(at \S+shipper\.py:3, in locate\) while locating "
+               r"its folder\. Fix or reinstall that package")),
+    ("none", r"returned None from locate\(\); it must return the path of a Hugging Face model folder"),
+])
+def test_a_plugin_packaged_models_failing_locate_is_blamed_on_its_package(
+        jsonl_project: Path, monkeypatch: pytest.MonkeyPatch, locate: str, says: str) -> None:
+    """A packaged model's ``locate`` from a plugin package that raised (or gave no path) was
+    "internal error ... a bug in subsetctl" in validate and in run."""
+    import sys
+
+    from subsetctl.api import validate_spec_file
+    from subsetctl.modeling.packaged import PackagedModel
+    from subsetctl.modeling.resolve import resolve_model
+    from subsetctl.registry import Entry
+
+    (jsonl_project / "shipper.py").write_text(
+        "def locate(cache_dir, progress):\n    if MODE == 'raise':\n        raise FileNotFoundError('weights not shipped')\n"
+        f"\n\nMODE = {locate!r}\n")
+    monkeypatch.syspath_prepend(str(jsonl_project))
+    import shipper  # type: ignore[import-not-found]
+
+    model = PackagedModel(name="shipped", description="a model from shipper", architecture="llama",
+                          kinds=("causal-lm",), lora_targets=("q_proj",), pypi="shipper", locate=shipper.locate)
+    origin = "entry point shipper:MODEL of shipper 1.0"
+    monkeypatch.setitem(PACKAGED_MODELS._entries, "shipped", Entry("shipped", model, model.description, origin,
+                                                                   "shipper 1.0"))
+    try:
+        with pytest.raises(UserError, match=r"The packaged model 'shipped' \(" + origin + r"\) " + says):
+            resolve_model("shipped", kind="causal-lm")
+        spec_file = jsonl_project / "subsetctl.yaml"
+        spec_file.write_text(spec_file.read_text() + "model: {source: shipped}\n")
+        problems = [e.message for e in validate_spec_file(spec_file).issues if e.key == "model.source"]
+        assert len(problems) == 1 and re.search(says, problems[0]), problems
+    finally:
+        sys.modules.pop("shipper", None)
