@@ -431,12 +431,15 @@ def _origin(obj: Any) -> str:
 
 
 def _label_class(obj: Any, name: str, description: str) -> None:
-    """Give a registered class that declares ``name``/``description`` attributes but leaves
-    them empty (e.g. a Strategy subclass) the registered ones, so each is written once."""
+    """Give a registered class that declares ``name``/``description`` attributes but does not
+    set them itself (e.g. a Strategy subclass) the registered ones, so each is written once.
+    Also when it inherits them from a registered class (a plugin subclassing the built-in
+    ``all``): it was named "all" where its class names it (``Invalid parameters for strategy
+    'all'``, ``StrategyResult(strategy=self.name)``)."""
     if not isinstance(obj, type):
         return
     for attr, value in (("name", name), ("description", description)):
-        if hasattr(obj, attr) and not getattr(obj, attr) and attr not in vars(obj):
+        if hasattr(obj, attr) and attr not in vars(obj):
             setattr(obj, attr, value)
 
 

@@ -974,3 +974,24 @@ def test_a_new_release_of_an_installed_plugin_makes_the_stages_using_it_stale(
     search = {s.name: s for s in plan_project(project, until="search")[2]}["search"]
     assert search.will_run
     assert "the code of the estimator plugged plugin, plugpkg 1.0 -> 1.1" in "; ".join(search.reasons)
+
+
+def test_a_plugin_subclassing_a_built_in_is_named_by_its_own_registration() -> None:
+    """A plugin strategy deriving from the built-in `all` kept the name "all": a mistyped
+    parameter was "Invalid parameters for strategy 'all'", and README's
+    `StrategyResult(strategy=self.name, ...)` recorded it as `all`."""
+    import pytest
+
+    from subsetctl.errors import UserError
+    from subsetctl.registry import STRATEGIES
+    from subsetctl.search.base import parse_params
+    from subsetctl.search.baselines import AllSources
+
+    @STRATEGIES.register("every_source_too")
+    class EverySource(AllSources):
+        """Every source, as a plugin."""
+
+    assert EverySource.name == "every_source_too" and AllSources.name == "all"
+    assert EverySource.description == "Every source, as a plugin."
+    with pytest.raises(UserError, match=r"Invalid parameters for strategy 'every_source_too': params\.k: is not a "):
+        parse_params(EverySource, {"k": 1}, "params")
