@@ -3,6 +3,7 @@
 Layout of the stage folder ``out_dir``::
 
     out_dir/<name>/<split>/    one ``Dataset.save_to_disk`` folder per non-empty split
+                               (written by :func:`~subsetctl.data.saving.save_split`)
                                (an empty split has no folder: ``load_split`` gives an
                                empty dataset; ``datasets`` cannot reload 0-row saves)
     out_dir/data.json          the summary :func:`run_data_stage` returns, less ``reused``
@@ -45,6 +46,7 @@ from subsetctl.data.loaders import (
 )
 from subsetctl.data.overlap import OverlapCheck, overlap_warnings
 from subsetctl.data.prepare import SPLITS, prepare_source, quiet_datasets, split_summary
+from subsetctl.data.saving import save_split
 from subsetctl.errors import UserError
 from subsetctl.plugin_loading import load_plugin_string
 from subsetctl.plugin_scoping import plugin_scope
@@ -231,7 +233,7 @@ def _write_source(out_dir: Path, name: str, splits: dict[str, Dataset], record: 
         tmp.mkdir(parents=True)
         for split, dataset in splits.items():
             if len(dataset):  # datasets cannot load back a saved 0-row dataset; see load_split
-                dataset.save_to_disk(str(tmp / split))  # applies a select()'s index mapping itself
+                save_split(dataset, tmp / split)  # save_to_disk's files, written directly; applies a select()
         atomic_write_json(tmp / SOURCE_FILE, {**record, "files": _file_sums(tmp)})
 
     _put_in_place(out_dir, name, fill)

@@ -1,0 +1,84 @@
+"""The data stage of a project of many tiny sources: its per-source overhead, old against new.
+
+Builds the project ``many_sources.py`` builds (``--sources`` JSONL files of ``--rows``
+rows, one ``source_files`` group) and runs the data stage on it fresh (nothing reused)
+``--repeats`` times each way, alternating: as it is, and with each split saved by
+``Dataset.save_to_disk`` as it was before (``saving.save_split``'s fallback for everything).
+Both must write the same files (every path and byte under the stage folder). Prints one
+JSON line: the best time of each way, per source, and their ratio.
+
+    python benchmarks/data_stage_many.py [--sources 300] [--rows 4] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+from _common import work_dir
+from many_sources import build
+
+
+def _files(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` by relative path: its sha256."""
+    return {path.relative_to(folder).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def _old_save(dataset: Any, folder: Path) -> None:
+    """How the data stage saved a split before: ``save_to_disk`` itself."""
+    dataset.save_to_disk(str(folder))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sources", type=int, default=300)
+    parser.add_argument("--rows", type=int, default=4, help="examples per source")
+    parser.add_argument("--repeats", type=int, default=3, help="fresh data stages each way (the best counts)")
+    args = parser.parse_args()
+
+    from subsetctl.data import stage
+    from subsetctl.spec.reading import load_spec
+
+    folder = work_dir() / "data_stage_many"
+    if folder.exists():
+        shutil.rmtree(folder)
+    build(folder, args.sources, args.rows)
+    spec = load_spec(folder / "subsetctl.yaml")
+
+    def run(old: bool) -> tuple[float, dict[str, str]]:
+        out = folder / ("old" if old else "new")
+        shutil.rmtree(out, ignore_errors=True)
+        with mock.patch.object(stage, "save_split", _old_save) if old else contextlib.nullcontext():
+            started = time.perf_counter()
+            stage.run_data_stage(spec, folder, out, reuse=False)
+            seconds = time.perf_counter() - started
+        return seconds, _files(out)
+
+    run(False)  # imports, the loaders' first calls
+    times: dict[bool, list[float]] = {True: [], False: []}
+    files: dict[bool, dict[str, str]] = {}
+    for _ in range(args.repeats):
+        for old in (True, False):
+            seconds, files[old] = run(old)
+            times[old].append(seconds)
+    assert files[True] == files[False], "the two ways wrote different files"
+    old_s, new_s = min(times[True]), min(times[False])
+    print(json.dumps({
+        "sources": args.sources, "rows_per_source": args.rows, "repeats": args.repeats,
+        "data_stage_old_s": round(old_s, 2), "data_stage_new_s": round(new_s, 2),
+        "ms_per_source_old": round(1000 * old_s / (args.sources + 1), 2),
+        "ms_per_source_new": round(1000 * new_s / (args.sources + 1), 2),
+        "speedup": round(old_s / new_s, 2), "same_files": True, "files": len(files[False]),
+    }))
+
+
+if __name__ == "__main__":
+    main()
