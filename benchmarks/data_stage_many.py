@@ -2,8 +2,9 @@
 
 Builds the project ``many_sources.py`` builds (``--sources`` JSONL files of ``--rows``
 rows, one ``source_files`` group) and runs the data stage on it fresh (nothing reused)
-``--repeats`` times each way, alternating: as it is, and with each split saved by
-``Dataset.save_to_disk`` as it was before (``saving.save_split``'s fallback for everything).
+``--repeats`` times each way, alternating: as it is, and as it was before (each split
+saved by ``Dataset.save_to_disk``, each source's ``.source.json`` written atomically with
+an fsync of its own).
 Both must write the same files (every path and byte under the stage folder). Prints one
 JSON line: the best time of each way, per source, and their ratio.
 
@@ -18,6 +19,7 @@ import hashlib
 import json
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -35,6 +37,23 @@ def _files(folder: Path) -> dict[str, str]:
 def _old_save(dataset: Any, folder: Path) -> None:
     """How the data stage saved a split before: ``save_to_disk`` itself."""
     dataset.save_to_disk(str(folder))
+
+
+def _old_record(tmp: Path, record: dict[str, Any]) -> None:
+    """How it wrote a source's record before: atomically (a temporary file, fsync)."""
+    from subsetctl.data.stage import SOURCE_FILE
+    from subsetctl.project import atomic_write_json
+
+    atomic_write_json(tmp / SOURCE_FILE, record)
+
+
+@contextlib.contextmanager
+def _as_before() -> Iterator[None]:
+    """The data stage as it was before this benchmark's changes (see the module docstring)."""
+    from subsetctl.data import stage
+
+    with mock.patch.object(stage, "save_split", _old_save), mock.patch.object(stage, "_write_record", _old_record):
+        yield
 
 
 def main() -> None:
@@ -56,7 +75,7 @@ def main() -> None:
     def run(old: bool) -> tuple[float, dict[str, str]]:
         out = folder / ("old" if old else "new")
         shutil.rmtree(out, ignore_errors=True)
-        with mock.patch.object(stage, "save_split", _old_save) if old else contextlib.nullcontext():
+        with _as_before() if old else contextlib.nullcontext():
             started = time.perf_counter()
             stage.run_data_stage(spec, folder, out, reuse=False)
             seconds = time.perf_counter() - started

@@ -268,8 +268,13 @@ def json_text(data: Any, **kwargs: Any) -> str:
     return json.dumps(finite_json(data), allow_nan=False, default=str, **kwargs)
 
 
+def json_file_text(data: Any) -> str:
+    """The text of a JSON file subsetctl writes: strict JSON, indented, keys sorted."""
+    return json_text(data, indent=2, sort_keys=True) + "\n"
+
+
 def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json_text(data, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(path, json_file_text(data))
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -50,7 +50,7 @@ from subsetctl.data.saving import save_split
 from subsetctl.errors import UserError
 from subsetctl.plugin_loading import load_plugin_string
 from subsetctl.plugin_scoping import plugin_scope
-from subsetctl.project import atomic_write_json, read_json_object, replace_dir, sha256_file
+from subsetctl.project import atomic_write_json, json_file_text, read_json_object, replace_dir, sha256_file
 from subsetctl.spec import SourceSpec, Spec
 
 SUMMARY_FILE = "data.json"
@@ -234,9 +234,17 @@ def _write_source(out_dir: Path, name: str, splits: dict[str, Dataset], record: 
         for split, dataset in splits.items():
             if len(dataset):  # datasets cannot load back a saved 0-row dataset; see load_split
                 save_split(dataset, tmp / split)  # save_to_disk's files, written directly; applies a select()
-        atomic_write_json(tmp / SOURCE_FILE, {**record, "files": _file_sums(tmp)})
+        _write_record(tmp, {**record, "files": _file_sums(tmp)})
 
     _put_in_place(out_dir, name, fill)
+
+
+def _write_record(tmp: Path, record: dict[str, Any]) -> None:
+    """Write a source's ``.source.json`` in its temporary folder: a plain write, as the
+    folder is renamed into place whole and a record a crash of the machine leaves empty
+    or cut short is no record (the source is prepared again). A temporary file and fsync
+    of its own cost ~3 ms a source, a tenth of the data stage of many small sources."""
+    (tmp / SOURCE_FILE).write_text(json_file_text(record), encoding="utf-8")
 
 
 def source_key(spec: Spec, source: SourceSpec, spec_dir: Path, before_plugins_left_out: bool = False,

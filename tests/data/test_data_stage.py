@@ -314,6 +314,25 @@ def test_the_stage_saves_splits_without_save_to_disk_as_save_to_disk_would(
         load_split(tmp_path / "out", "tgt", "train").to_list()
 
 
+def test_a_prepared_source_is_written_without_an_fsync_of_its_own(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each source's folder is renamed into place whole, so its record needs no temporary
+    file and fsync of its own (~3 ms a source, a tenth of the data stage of 2,000 small
+    sources): a record a crash of the machine leaves empty means the source is prepared
+    again. Only data.json is written atomically; the records read back as they were."""
+    import os
+
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    spec = _spec(tmp_path)
+    out = tmp_path / "out"
+    run_data_stage(spec, tmp_path, out)
+    assert len(synced) == 1  # data.json
+    (out / "aux" / ".source.json").write_text("")  # a record a crash left empty: aux prepared again
+    assert run_data_stage(spec, tmp_path, out)["reused"] == ["tgt", "rg"]
+
+
 def test_a_split_save_to_disk_would_shard_or_embed_is_saved_by_it(tmp_path: Path) -> None:
     """Features that are not plain values (an image is embedded by datasets' writer) are
     left to ``save_to_disk``, as is a split it would write in several shards."""
