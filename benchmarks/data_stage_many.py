@@ -4,7 +4,8 @@ Builds the project ``many_sources.py`` builds (``--sources`` JSONL files of ``--
 rows, one ``source_files`` group) and runs the data stage on it fresh (nothing reused)
 ``--repeats`` times each way, alternating: as it is, and as it was before (each split
 saved by ``Dataset.save_to_disk``, each source's ``.source.json`` written atomically with
-an fsync of its own).
+an fsync of its own, the leak and duplicate checks reading each split through a new
+``Dataset``).
 Both must write the same files (every path and byte under the stage folder). Prints one
 JSON line: the best time of each way, per source, and their ratio.
 
@@ -47,12 +48,25 @@ def _old_record(tmp: Path, record: dict[str, Any]) -> None:
     atomic_write_json(tmp / SOURCE_FILE, record)
 
 
+def _old_row_keys(dataset: Any, kind: str) -> list[tuple[str, str]]:
+    """How the leak and duplicate checks read a split's rows before: through a new
+    ``Dataset`` of its two columns (``select_columns``)."""
+    from subsetctl.data.overlap import _comparable
+
+    answer = "label_text" if kind == "classifier" else "response"
+    if len(dataset) == 0:
+        return []
+    columns = dataset.select_columns(["prompt", answer])[:]
+    return [(_comparable(p), _comparable(a)) for p, a in zip(columns["prompt"], columns[answer])]
+
+
 @contextlib.contextmanager
 def _as_before() -> Iterator[None]:
     """The data stage as it was before this benchmark's changes (see the module docstring)."""
-    from subsetctl.data import stage
+    from subsetctl.data import overlap, stage
 
-    with mock.patch.object(stage, "save_split", _old_save), mock.patch.object(stage, "_write_record", _old_record):
+    with (mock.patch.object(stage, "save_split", _old_save), mock.patch.object(stage, "_write_record", _old_record),
+          mock.patch.object(overlap, "_row_keys", _old_row_keys)):
         yield
 
 

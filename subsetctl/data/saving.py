@@ -35,9 +35,11 @@ def save_split(dataset: Dataset, folder: Path) -> None:
     if layout is None:
         dataset.save_to_disk(str(folder))
         return
+    from subsetctl.data.loaders import dataset_table
+
     schema, info, batch_size = layout
     folder.mkdir(parents=True, exist_ok=True)
-    _write_stream(folder / DATA_FILE, _rows(dataset), schema, batch_size)
+    _write_stream(folder / DATA_FILE, dataset_table(dataset), schema, batch_size)
     state = {key: dataset.__dict__[key] for key in _STATE_KEYS}
     state["_split"] = str(dataset.split) if dataset.split is not None else None
     state["_data_files"] = [{"filename": DATA_FILE}]
@@ -72,15 +74,6 @@ def _one_shard_layout(dataset: Dataset) -> tuple[pa.Schema, dict[str, Any], int]
 
     schema = pa.schema(features.type).with_metadata(ArrowWriter._build_metadata(DatasetInfo(features=features)))
     return schema, asdict(dataset._info), batch_size
-
-
-def _rows(dataset: Dataset) -> pa.Table:
-    """The split's rows as one Arrow table: its table with its ``select`` index mapping
-    (if any) applied."""
-    table = dataset.data.table
-    if dataset._indices is not None:
-        table = table.take(dataset._indices.column(0))
-    return table
 
 
 def _write_stream(path: Path, table: pa.Table, schema: pa.Schema, batch_size: int) -> None:

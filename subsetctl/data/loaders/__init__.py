@@ -63,6 +63,7 @@ from subsetctl.data.loaders.common import (  # noqa: F401
     dataset_features,
     dataset_from_columns,
     dataset_from_table,
+    dataset_table,
     empty_dataset,
     encode_labels,
     label_to_text,

@@ -827,6 +827,17 @@ def dataset_from_table(table: Any) -> Dataset:
     return Dataset(InMemoryTable(table), info=DatasetInfo(features=features), fingerprint=digest.hexdigest()[:16])
 
 
+def dataset_table(dataset: Dataset) -> Any:
+    """A dataset's rows as one ``pyarrow.Table``: its table with its ``select`` index
+    mapping (if any) applied. ``with_format("arrow")[:]`` and ``select_columns`` give the
+    same rows through a new ``Dataset``, whose construction (deep copies of the features
+    and info) costs about 2 ms: per source, a tenth of a data stage of many small ones."""
+    table = dataset.data.table
+    if dataset._indices is not None:
+        table = table.take(dataset._indices.column(0))
+    return table
+
+
 def _note_blank_answers(blank: list[int], blank_count: int, total: int, ctx: LoadContext, where: str,
                         locate: Callable[[int], str], named: str, what: str, advice: str) -> None:
     """Rows whose answer is empty or only whitespace have nothing to train or score on:
