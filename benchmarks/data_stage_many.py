@@ -5,9 +5,10 @@ rows, one ``source_files`` group) and runs the data stage on it fresh (nothing r
 ``--repeats`` times each way, alternating: as it is, and as it was before (each split
 saved by ``Dataset.save_to_disk``, each source's ``.source.json`` written atomically with
 an fsync of its own, the leak and duplicate checks reading each split through a new
-``Dataset``).
+``Dataset``, a reused source's splits read back with ``Dataset.load_from_disk``); then
+once more each way after one source is added, reusing the others.
 Both must write the same files (every path and byte under the stage folder). Prints one
-JSON line: the best time of each way, per source, and their ratio.
+JSON line: the best time of each way, per source, and their ratios.
 
     python benchmarks/data_stage_many.py [--sources 300] [--rows 4] [--repeats 3]
 """
@@ -66,7 +67,8 @@ def _as_before() -> Iterator[None]:
     from subsetctl.data import overlap, stage
 
     with (mock.patch.object(stage, "save_split", _old_save), mock.patch.object(stage, "_write_record", _old_record),
-          mock.patch.object(overlap, "_row_keys", _old_row_keys)):
+          mock.patch.object(overlap, "_row_keys", _old_row_keys),
+          mock.patch.object(stage, "_load_saved_split", lambda path: None)):  # load_from_disk for every split
         yield
 
 
@@ -95,21 +97,41 @@ def main() -> None:
             seconds = time.perf_counter() - started
         return seconds, _files(out)
 
+    def add_one(old: bool) -> tuple[float, dict[str, str]]:
+        """The stage re-run after one source is added, reusing the others from ``run``'s folder."""
+        out = folder / ("old_plus_one" if old else "new_plus_one")
+        shutil.rmtree(out, ignore_errors=True)
+        with _as_before() if old else contextlib.nullcontext():
+            started = time.perf_counter()
+            stage.run_data_stage(spec_plus_one, folder, out, reuse_from=[folder / ("old" if old else "new")])
+            seconds = time.perf_counter() - started
+        return seconds, _files(out)
+
     run(False)  # imports, the loaders' first calls
-    times: dict[bool, list[float]] = {True: [], False: []}
-    files: dict[bool, dict[str, str]] = {}
+    times: dict[str, list[float]] = {"old": [], "new": [], "old_add_one": [], "new_add_one": []}
+    files: dict[str, dict[str, str]] = {}
     for _ in range(args.repeats):
         for old in (True, False):
-            seconds, files[old] = run(old)
-            times[old].append(seconds)
-    assert files[True] == files[False], "the two ways wrote different files"
-    old_s, new_s = min(times[True]), min(times[False])
+            seconds, files["old" if old else "new"] = run(old)
+            times["old" if old else "new"].append(seconds)
+    extra = folder / "pool" / f"s{args.sources:05d}.jsonl"
+    extra.write_text("".join(json.dumps({"prompt": f"{a}+{a}=", "response": str(2 * a)}) + "\n" for a in range(args.rows)))
+    spec_plus_one = load_spec(folder / "subsetctl.yaml")
+    for _ in range(args.repeats):
+        for old in (True, False):
+            seconds, files[f"{'old' if old else 'new'}_add_one"] = add_one(old)
+            times[f"{'old' if old else 'new'}_add_one"].append(seconds)
+    assert files["old"] == files["new"] and files["old_add_one"] == files["new_add_one"], "the two ways differ"
+    best = {way: min(seconds) for way, seconds in times.items()}
     print(json.dumps({
         "sources": args.sources, "rows_per_source": args.rows, "repeats": args.repeats,
-        "data_stage_old_s": round(old_s, 2), "data_stage_new_s": round(new_s, 2),
-        "ms_per_source_old": round(1000 * old_s / (args.sources + 1), 2),
-        "ms_per_source_new": round(1000 * new_s / (args.sources + 1), 2),
-        "speedup": round(old_s / new_s, 2), "same_files": True, "files": len(files[False]),
+        "data_stage_old_s": round(best["old"], 2), "data_stage_new_s": round(best["new"], 2),
+        "ms_per_source_old": round(1000 * best["old"] / (args.sources + 1), 2),
+        "ms_per_source_new": round(1000 * best["new"] / (args.sources + 1), 2),
+        "speedup": round(best["old"] / best["new"], 2),
+        "add_one_old_s": round(best["old_add_one"], 2), "add_one_new_s": round(best["new_add_one"], 2),
+        "add_one_speedup": round(best["old_add_one"] / best["new_add_one"], 2),
+        "same_files": True, "files": len(files["new"]),
     }))
 
 
