@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import errno
 import re
 import shlex
 from collections.abc import Iterator
@@ -226,7 +227,6 @@ def out_of_memory_error(exc: BaseException, stage: str, settings: dict[str, obje
         return UserError(f"Stage {stage} lost a worker process{f' (exit codes {codes.group(1)})' if codes else ''}: "
                          f"the system killed it, most likely for lack of memory. {advice}: finished stages, and the "
                          "estimates stored so far, are kept.")
-    import errno
 
     if not (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
             or (isinstance(exc, OSError) and exc.errno == errno.ENOMEM)  # a fork, an mmap the system refused
@@ -243,6 +243,14 @@ def out_of_memory_error(exc: BaseException, stage: str, settings: dict[str, obje
                      "are kept.")
 
 
+_EDQUOT = getattr(errno, "EDQUOT", 122)  # (not in errno on every platform; Linux's number)
+_OUT_OF_SPACE = frozenset({errno.ENOSPC, _EDQUOT, errno.EFBIG})
+"""ENOSPC (the disk is full), EDQUOT (the user's disk quota is used up: on a shared machine
+the usual way to run out) and EFBIG (a file reached the process's file size limit,
+``ulimit -f``, or the file system's largest file): the writes that fail for want of room,
+which the user frees."""
+
+
 def as_os_error(exc: BaseException) -> OSError | None:
     """The OSError behind ``exc``, with its errno: ``exc`` itself for an OSError that has
     one; for errors that carry the system's error only as text, an OSError built from it
@@ -250,7 +258,6 @@ def as_os_error(exc: BaseException) -> OSError | None:
     "[Errno 28] ..." strings; safetensors, which peft saves adapters with, raises
     ``SafetensorError`` "... I/O error: No space left on device (os error 28)"). A full disk
     while copying or saving an adapter was an internal error. None for anything else."""
-    import errno
     import os
     import shutil
 
@@ -262,9 +269,10 @@ def as_os_error(exc: BaseException) -> OSError | None:
                  and (code := re.search(r"\[Errno (\d+)\]", str(entry[2])))]
         if not coded:
             return exc
-        # a full disk first, wherever it is among the files: a file that could not be read
-        # before it (a socket, a permission) hid the advice that frees the copy
-        found = next((c for c in coded if int(c[1].group(1)) == errno.ENOSPC), coded[0])
+        # a full disk (or quota, or file size limit) first, wherever it is among the files: a
+        # file that could not be read before it (a socket, a permission) hid the advice that
+        # frees the copy
+        found = next((c for c in coded if int(c[1].group(1)) in _OUT_OF_SPACE), coded[0])
         (_, dst, _), code = found
         filename: str | None = str(dst)
     elif type(exc).__name__ == "SafetensorError" and (code := re.search(r"\(os error (\d+)\)", str(exc))):
@@ -280,10 +288,9 @@ def as_os_error(exc: BaseException) -> OSError | None:
 
 def environment_error(error: BaseException) -> UserError | None:
     """A UserError for file-system conditions the user fixes (read-only or unwritable
-    folder, full disk), from an OSError or an error that carries one as text
+    folder, full disk, disk quota exceeded, file size limit), from an OSError or an error that carries one as text
     (:func:`as_os_error`); None for anything else, which stays an internal error. The CLI
     prints it; :func:`environment_errors_as_user_errors` raises it to API callers."""
-    import errno
     import os
 
     exc = as_os_error(error)
@@ -326,13 +333,38 @@ def environment_error(error: BaseException) -> UserError | None:
             f"Cannot use{name}: {exc.strerror} (most file systems take names of at most 255 bytes). Give a "
             "shorter file or folder name."
         )
+    large_files = ("(the gradient store, checkpoints and the re-run caches in .subsetctl/cache/, safe to delete "
+                   "and capped by project.cache_limit_gb, are the large files)")
     if exc.errno == errno.ENOSPC:
         return UserError(
-            f"No space left on the device (writing{where}). Free disk space (the gradient store, checkpoints "
-            "and the re-run caches in .subsetctl/cache/, safe to delete and capped by project.cache_limit_gb, "
-            "are the large files) and run again: finished work is kept and resumed."
+            f"No space left on the device (writing{where}). Free disk space {large_files} and run again: "
+            "finished work is kept and resumed."
+        )
+    if exc.errno == _EDQUOT:
+        return UserError(
+            f"Disk quota exceeded (writing{where}): your quota on this file system is used up. Free space in it "
+            f"{large_files}, or ask for a larger quota, and run again: finished work is kept and resumed."
+        )
+    if exc.errno == errno.EFBIG:
+        return UserError(
+            f"File too large (writing{where}): it reached {_file_size_limit()}. Raise the limit "
+            "(`ulimit -f unlimited` in the shell that runs subsetctl) or move the project to a file system "
+            "that holds larger files, and run again: finished work is kept and resumed."
         )
     return None
+
+
+def _file_size_limit() -> str:
+    """The limit an EFBIG write ran into, in words: this process's file size limit
+    (``ulimit -f``, RLIMIT_FSIZE) where it has one, else the file system's largest file."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return "the file system's largest file"
+    soft, _hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if soft == resource.RLIM_INFINITY:
+        return "the file system's largest file"
+    return f"this process's file size limit (`ulimit -f`: {soft // 1024} KiB)"
 
 
 def dangling_link_target(path: str) -> str | None:

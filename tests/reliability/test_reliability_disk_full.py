@@ -119,3 +119,39 @@ def test_a_full_disk_while_drawing_a_plot_names_the_plot(tmp_path: Path, monkeyp
     with pytest.raises(OSError) as caught:
         ReportStage().run(ctx)
     assert caught.value.filename == str(project.root / "plots" / "source_scores.png")
+
+
+@pytest.mark.parametrize(("code", "strerror", "said"), [
+    (errno.EFBIG, "File too large", ("File too large (writing /p/.subsetctl/data/manifest.json): it reached this "
+     "process's file size limit (`ulimit -f`: 20 KiB). Raise the limit (`ulimit -f unlimited`")),
+    (errno.EDQUOT, "Disk quota exceeded", ("Disk quota exceeded (writing /p/.subsetctl/data/manifest.json): your "
+     "quota on this file system is used up.")),
+])
+def test_a_file_size_limit_or_a_used_up_quota_is_a_user_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int, strerror: str, said: str
+) -> None:
+    """Under `ulimit -f` (EFBIG) or on a file system whose quota the user has used up
+    (EDQUOT, a shared machine's usual way to run out of room), `run` stopped with "internal
+    error: OSError: [Errno 27] File too large: '.../manifest.json'" and "This is a bug in
+    subsetctl"; copying an adapter there said the unreadable file's error, not that one."""
+    import resource
+
+    project = rf.make_project(tmp_path / "p", rf.data_spec())
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (20 * 1024, resource.RLIM_INFINITY))
+
+    def no_room(self, ctx):
+        raise OSError(code, strerror, "/p/.subsetctl/data/manifest.json")
+
+    monkeypatch.setattr(DataStage, "run", no_room)
+    result = CliRunner().invoke(main, ["run", str(project), "--until", "data", "-q"])
+    assert result.exit_code == 1, result.output
+    assert said in " ".join(result.output.split()), result.output
+    assert "finished work is kept and resumed" in result.output
+    assert "internal error" not in result.output and "bug in subsetctl" not in result.output
+
+    from subsetctl.errors import as_os_error
+
+    unreadable = ("/p/a/sock", "/p/b/sock", "[Errno 6] No such device or address: '/p/a/sock'")
+    full = ("/p/a/w.bin", "/p/b/w.bin", f"[Errno {code}] {strerror}: '/p/a/w.bin' -> '/p/b/w.bin'")
+    error = as_os_error(shutil.Error([unreadable, full]))
+    assert error is not None and error.errno == code and error.filename == "/p/b/w.bin"
