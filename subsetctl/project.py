@@ -245,6 +245,22 @@ def replace_dir(src: Path, dst: Path, aside: Path | None = None) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def remove_tree(path: Path) -> None:
+    """``shutil.rmtree(path)``, raising the first error with the full path of the file it
+    could not delete: rmtree deletes through folder descriptors, so its OSError named the
+    bare file name ("Cannot use written.npy: Permission denied"), not where it is."""
+
+    def name_the_path(failed: str, error: BaseException) -> None:
+        if isinstance(error, OSError) and error.filename != failed:
+            error.filename = failed
+        raise error
+
+    if sys.version_info >= (3, 12):  # onerror is deprecated there
+        shutil.rmtree(path, onexc=lambda _func, failed, error: name_the_path(failed, error))
+    else:
+        shutil.rmtree(path, onerror=lambda _func, failed, exc_info: name_the_path(failed, exc_info[1]))
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically (see :func:`atomic_write`)."""
     atomic_write(path, lambda handle: handle.write(text))

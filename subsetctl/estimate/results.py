@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -46,7 +45,7 @@ import numpy as np
 from subsetctl.errors import UserError
 from subsetctl.estimate.base import EstimateBatch, SubsetEstimator
 from subsetctl.estimate.rowindex import RowIndex, distinct_rows, grown
-from subsetctl.project import atomic_write
+from subsetctl.project import atomic_write, remove_tree
 
 FORMAT_VERSION = 2
 #: formats this version reads: 1 (masks saved as booleans, no segment files) is upgraded in place
@@ -261,12 +260,12 @@ class SubsetResultsStore:
             self.reset_reason = f"The subset results store at {self.path} was reset: {reason}."
             for path in (meta_path, data_path):  # one of them a folder (a hand edit): unreadable, and in the way
                 if path.is_dir():
-                    shutil.rmtree(path)
+                    remove_tree(path)
             if data_path.exists():
                 data_path.unlink()
             for _, segment in self._segment_files():
                 if segment.is_dir():
-                    shutil.rmtree(segment)
+                    remove_tree(segment)
                 else:
                     segment.unlink()
             self._rows = _Rows(len(self.sources))

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from typing import Any, Literal
 import numpy as np
 
 from subsetctl.errors import StaleArtifactError, UserError
-from subsetctl.project import atomic_write_json
+from subsetctl.project import atomic_write_json, remove_tree
 
 INFO = "info.json"
 ROWS = "rows.json"
@@ -94,7 +93,7 @@ class GradientStore:
         """
         path = Path(path)
         if path.exists():
-            shutil.rmtree(path)
+            remove_tree(path)
         path.mkdir(parents=True)
         n = len(rows)
         full_info = {**dict(info), "n_rows": n, "d": int(d), "h": int(h)}

@@ -37,7 +37,7 @@ from subsetctl.errors import UserError
 from subsetctl.modeling.encoding import TruncationCounts, encode_rows, make_batch, row_context
 from subsetctl.modeling.lora import load_adapter_weights, save_adapter, write_adapter
 from subsetctl.modeling.outputs import causal_lm_scores, classifier_f, surrogate_loss
-from subsetctl.project import replace_dir
+from subsetctl.project import remove_tree, replace_dir
 
 Objective = Literal["ce", "surrogate"]
 TrainProgress = Callable[[int, int, "float | None", "float | None"], None]
@@ -430,7 +430,7 @@ def _restore_or_start(
     restored = _read_latest_checkpoint(existing, fingerprint, out_dir, notices) if existing and resume else None
     if restored is None:
         if existing:
-            shutil.rmtree(ckpt_root)
+            remove_tree(ckpt_root)
         torch.manual_seed(seed)  # dropout stream; restored from checkpoints on resume
         return _History()
     last_dir, state, optimizer_state, rng = restored

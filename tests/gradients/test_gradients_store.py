@@ -214,3 +214,30 @@ def test_a_store_records_the_library_versions_computing_its_rows_without_compari
     del info["versions"]  # written by an earlier subsetctl: its rows' versions are unknown
     (tmp_path / "s" / "info.json").write_text(json.dumps(info))
     assert GradientStore.open(tmp_path / "s").versions == [None]
+
+
+def test_a_store_that_cannot_be_deleted_names_the_file_with_its_folder(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run --force gradients` on a store whose files the user may not delete (a read-only
+    store folder) said "Cannot use written.npy: Permission denied", not where it is: rmtree
+    deletes through folder descriptors and its error held the bare name."""
+    import errno
+    import os
+
+    from subsetctl.errors import environment_error
+
+    rows = [{"source": "t", "index": 0}]
+    store = tmp_path / ".subsetctl" / "gradients" / "store"
+    GradientStore.create(store, rows, 2, 0, {})
+    real_unlink = os.unlink
+
+    def denied(path, *, dir_fd=None):  # as the OS answers for a file in a read-only folder
+        if str(path).endswith(".npy"):
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+        return real_unlink(path, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "unlink", denied)
+    with pytest.raises(PermissionError) as caught:
+        GradientStore.create(store, rows, 2, 0, {})
+    assert os.path.dirname(caught.value.filename) == str(store), caught.value.filename
+    assert f"Cannot use {store}{os.sep}" in str(environment_error(caught.value))
