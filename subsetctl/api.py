@@ -458,6 +458,7 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
     _warn_hub_data(spec, spec_path, warn)
     _warn_dask_missing(spec, warn)
     _warn_device_missing(spec, warn)
+    _warn_dtype_on_cpu(spec, warn)
     _warn_reasoning_gym_metric(spec, warn)
     _warn_executor_settings(spec, warn)
     costly = _real_fine_tunes_of_the_search(spec)
@@ -549,6 +550,27 @@ def _warn_device_missing(spec: Spec, warn: _AddIssue) -> None:
         warn(("model", "device"), f"{spec.model.device}, but this torch sees no CUDA GPU, so `run` here would stop "
                                   f"at its first model stage, after the data stage: {device.advice} (A spec meant "
                                   "for another machine, one with a GPU, can ignore this.)")
+
+
+def _warn_dtype_on_cpu(spec: Spec, warn: _AddIssue) -> None:
+    """model.dtype float16 (or bfloat16 without bfloat16 instructions) where the model
+    stages would run on the CPU: a GPU spec copied to a machine without one ran every
+    model stage many times slower, unwarned. torch is imported (about 2 s) only for such a
+    dtype with ``device: auto``, to tell whether there is a GPU."""
+    if spec.model.dtype == "float32" or spec.model.device not in ("auto", "cpu"):
+        return  # model.device: cuda without a GPU is _warn_device_missing's
+    from subsetctl.modeling.precision import slow_dtype_on_cpu
+
+    if spec.model.device == "auto":
+        try:
+            import torch
+        except ImportError:  # no torch: doctor says so
+            return
+        if torch.cuda.is_available():
+            return
+    message = slow_dtype_on_cpu(spec.model.dtype, spec.model.device)
+    if message:
+        warn(("model", "dtype"), message)
 
 
 def _warn_reasoning_gym_metric(spec: Spec, warn: _AddIssue) -> None:

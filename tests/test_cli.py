@@ -1418,6 +1418,51 @@ def test_validate_warns_of_model_device_cuda_where_torch_sees_no_gpu(tmp_path: P
         assert ("model.device: cuda, but this torch sees no CUDA GPU" in result.output) is warned, result.output
 
 
+def test_validate_warns_of_a_half_precision_dtype_on_the_cpu(tmp_path: Path, monkeypatch) -> None:
+    """A GPU spec (`dtype: float16` or `bfloat16`, `device: auto`) copied to a machine without
+    a GPU validated without a word, and every model stage ran on the CPU in that precision,
+    float16 about 16× slower than float32; bfloat16 is warned of only on a CPU without
+    bfloat16 instructions. A GPU, or float32, is not warned of."""
+    import torch
+
+    from subsetctl.modeling import precision
+
+    assert invoke("init", str(tmp_path / "p")).exit_code == 0
+    spec = tmp_path / "p" / "subsetctl.yaml"
+    original = spec.read_text()
+    cases = [  # (dtype, device, GPU, CPU has bfloat16 instructions, warned)
+        ("float16", "auto", False, True, True), ("float16", "cpu", False, True, True),
+        ("float16", "auto", True, True, False), ("bfloat16", "auto", False, False, True),
+        ("bfloat16", "auto", False, True, False), ("bfloat16", "cpu", False, None, False),
+        ("float32", "cpu", False, False, False),
+    ]
+    for dtype, device, gpu, bf16, warned in cases:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda gpu=gpu: gpu)
+        monkeypatch.setattr(precision, "cpu_has_bfloat16", lambda bf16=bf16: bf16)
+        spec.write_text(original.replace("\nmodel:\n", f"\nmodel:\n  dtype: {dtype}\n  device: {device}\n", 1))
+        result = invoke("validate", str(spec))
+        assert result.exit_code == 0, result.output
+        text = " ".join(result.output.split())
+        assert (f"model.dtype: {dtype}, but model.device is {device}" in text) is warned, (dtype, device, text)
+        if warned:
+            assert "Use model.dtype: float32 on this machine" in text, text
+
+
+def test_cpu_has_bfloat16_reads_the_cpu_flags(tmp_path: Path) -> None:
+    """The bfloat16 instructions are told from /proc/cpuinfo's flags; without the file
+    (macOS, Windows) or its flags line, nothing is said."""
+    from subsetctl.modeling.precision import cpu_has_bfloat16
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16\n")
+    assert cpu_has_bfloat16(cpuinfo) is True
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f\n")
+    assert cpu_has_bfloat16(cpuinfo) is False
+    cpuinfo.write_text("processor\t: 0\nFeatures\t: fp asimd\n")
+    assert cpu_has_bfloat16(cpuinfo) is None
+    assert cpu_has_bfloat16(tmp_path / "missing") is None
+
+
 def test_readme_documents_each_commands_json_and_stdout_holds_it_alone(tiny_project_ran) -> None:
     """README said `validate`, `plan` and `ls` take `--format json` but not what they print,
     nor that stdout holds the JSON alone (a script runs `json.loads(stdout)`); each key the
