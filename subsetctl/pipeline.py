@@ -474,11 +474,13 @@ def _plugins_coming_or_going(old: Any, new: Any) -> str | None:
     return "; ".join(parts) or None
 
 
-def _changed_inputs(old: Any, new: dict[str, Any]) -> str | None:
+def _changed_inputs(old: Any, new: dict[str, Any], earlier_model: tuple[str, str] | None = None) -> str | None:
     """Why the extra inputs differ, for `plan`: the sources whose data files changed, or
     the model folder (``model_files``, from a model stage). A source added or removed is
-    left to the spec's reason; a model folder the earlier run did not record (it predates
-    model fingerprints) is said as such, not as a change."""
+    left to the spec's reason; a model folder the earlier run did not record is said as
+    such, not as a change: ``earlier_model`` (origin, ``model.source``) when that run read
+    a hub id or a packaged model, known by name (:func:`_model_known_by_name`), else it
+    predates model fingerprints."""
     old = old if isinstance(old, dict) else {}
     moved = "switched_off_moved_past"  # the report stage's: switched-off stages whose settings changed
     order = "selection_order"  # the report stage's: a setting of the spec, not a file
@@ -511,8 +513,7 @@ def _changed_inputs(old: Any, new: dict[str, Any]) -> str | None:
                      "report.json and report.md were written by an earlier subsetctl, without what this one "
                      f"writes there ({added_since(later)}): written again from the stages' results")
     if "model_files" in new and "model_files" not in old:
-        parts.append("the model folder's files were not recorded by the run that made these results "
-                     "(an older subsetctl), so they cannot be checked")
+        parts.append(_unrecorded_model_files(earlier_model))
     if old.get("overrides") != new.get("overrides"):  # the report stage's: its "made with overrides" line
         now = list(new.get("overrides") or {})
         parts.append(f"the command-line overrides the results it shows were made with are now {_listed(now)}" if now
@@ -523,6 +524,45 @@ def _changed_inputs(old: Any, new: dict[str, Any]) -> str | None:
                      f"{_listed(new.get(moved) or [])}" if new.get(moved) else
                      "switched-off stages whose results it left out match the spec again")
     return "; ".join(parts) or None
+
+
+def _model_known_by_name(old_inputs: Any, manifest: dict[str, Any], source_now: str,
+                         project_root: Path) -> tuple[str, str] | None:
+    """("hub" or "packaged", ``model.source``) when a stage's results were made from a hub
+    id or a packaged model and ``model.source`` now names something else: such a model is
+    known by its name, its files are not recorded, so a local folder of the same files
+    cannot be matched to it. The origin meta_init recorded is taken where there is one;
+    else the recorded name is classified as it stands now. None otherwise."""
+    from subsetctl.modeling.resolve import classify_model_source, model_location
+
+    slice_ = old_inputs.get("slice") if isinstance(old_inputs, dict) else None
+    model = slice_.get("model") if isinstance(slice_, dict) else None
+    source = model.get("source") if isinstance(model, dict) else None
+    if not isinstance(source, str) or source == source_now:
+        return None
+    summary = manifest.get("summary")
+    origin = summary.get("model", {}).get("origin") if isinstance(summary, dict) and isinstance(
+        summary.get("model"), dict) else None
+    if origin is None:
+        try:
+            origin = classify_model_source(model_location(source, project_root))
+        except UserError:
+            return None
+    return (origin, source) if origin in ("hub", "packaged") else None
+
+
+def _unrecorded_model_files(earlier_model: tuple[str, str] | None) -> str:
+    """`plan`'s reason when a model stage's run recorded no model folder files and one is
+    read now: the run read a model known by name (``earlier_model``), or an older subsetctl
+    made it."""
+    if earlier_model is None:
+        return ("the model folder's files were not recorded by the run that made these results "
+                "(an older subsetctl), so they cannot be checked")
+    origin, source = earlier_model
+    back = " (offline it loads from the local Hugging Face cache, as before)" if origin == "hub" else ""
+    return (f"made from the {'hub' if origin == 'hub' else 'packaged'} model {source!r}, known by its name, not "
+            f"its files, so this local folder cannot be matched to it even with the same files; to keep these "
+            f"results, set model.source back to {source!r}{back}")
 
 
 def library_versions() -> dict[str, str]:
@@ -882,7 +922,8 @@ class Pipeline:
                 reasons.append(f"upstream {up} switched on in the spec")
             elif old_upstream.get(up) != inputs["upstream"].get(up):
                 reasons.append(f"upstream {up} changed")
-        extra = _changed_inputs(old.get("extra"), inputs["extra"])
+        extra = _changed_inputs(old.get("extra"), inputs["extra"],
+                                _model_known_by_name(old, manifest, self.spec.model.source, self.project.root))
         if extra:
             reasons.append(extra)
         gone = self._model_folder_gone(old, inputs["extra"])

@@ -145,6 +145,35 @@ def test_plan_says_which_input_of_a_source_changed() -> None:
                                          "search strategies and baselines in the spec changed")
 
 
+def test_plan_says_a_local_folder_cannot_be_matched_to_the_hub_model_the_results_were_made_from(
+        tiny_project_ran) -> None:
+    """Results made from a hub id (its files not recorded: meta_init's manifest has no
+    model_files, its summary the origin "hub"), model.source now a local folder: `plan`
+    said the folder's files "were not recorded by the run that made these results (an
+    older subsetctl)", which was not so; it names the hub model and how to keep the
+    results. A packaged model (no origin recorded, as the other stages' manifests) likewise."""
+    import json
+
+    from subsetctl.api import plan_project
+
+    project = tiny_project_ran(until="meta_init")
+    path = project / ".subsetctl" / "meta_init" / "manifest.json"
+    for origin, source in (("hub", "tinyorg/tinyllama"), ("packaged", "smollm2-135m-instruct")):
+        manifest = json.loads(path.read_text())
+        manifest["inputs"]["slice"]["model"]["source"] = source  # as a run on that model recorded them
+        manifest["inputs"]["extra"].pop("model_files", None)
+        manifest["fingerprint"] = "0" * 16  # that run's inputs: not the folder's
+        manifest["summary"]["model"].pop("origin", None)
+        if origin == "hub":
+            manifest["summary"]["model"]["origin"] = "hub"
+        path.write_text(json.dumps(manifest))
+        meta_init = next(s for s in plan_project(project)[2] if s.name == "meta_init")
+        reasons = "; ".join(meta_init.reasons)
+        assert f"made from the {origin} model {source!r}, known by its name, not its files" in reasons, reasons
+        assert f"set model.source back to {source!r}" in reasons and "older subsetctl" not in reasons, reasons
+        assert ("offline it loads from the local Hugging Face cache" in reasons) is (origin == "hub"), reasons
+
+
 def test_a_list_filled_from_empty_is_said_once_in_a_plan_reason() -> None:
     """Adding the first plugin said "spec changed: plugins, plugins[0]"."""
     from subsetctl.pipeline import changed_keys
