@@ -2,7 +2,8 @@
 
 Checks: the Python version, torch and the device it will use, the packaged models (and
 whether SmolLM2's one-time GGUF conversion is cached, or else its cache folder can take
-it), and free disk space where the project lives. Given a project directory, also: that
+it), the installed plugins (each imports, and a plugin package's packaged model finds its
+folder), and free disk space where the project lives. Given a project directory, also: that
 it is a folder (or its subsetctl.yaml) and its spec is valid, that the hub ids it names
 load here, that the hub and datasets caches can take what `run` writes there, that its
 ``model.device`` is there, that the folder is writable, and that dask is importable when
@@ -360,12 +361,49 @@ def check_dask_scheduler(spec: Any) -> Check | None:
     return Check("dask scheduler", True, f"{address} answers, with {workers} worker(s) ({threads} threads) now")
 
 
+def check_installed_plugins() -> list[Check]:
+    """The plugins installed packages contribute (entry points of the ``subsetctl.*``
+    groups): one that fails to import, or two packages registering one name, is a failed
+    check naming the package and what to do (`ls` listed it, but only a spec naming it
+    failed); so is a packaged model of such a package whose ``locate`` fails or finds no
+    config.json (one converted on first use is not located: that converts it). A line
+    says which packages contribute plugins when any do."""
+    from subsetctl.errors import UserError
+    from subsetctl.modeling.packaged import locate_packaged
+    from subsetctl.registry import ALL_REGISTRIES, PACKAGED_MODELS
+
+    checks = [Check(f"installed {registry.kind} plugin {name}", False,
+                    "registered twice" if why.startswith("Two installed packages") else "failed to import", why)
+              for registry in ALL_REGISTRIES.values() for name, why in registry.broken().items()]
+    packages = sorted({entry.package for registry in ALL_REGISTRIES.values() for entry in registry.entries()
+                       if entry.package})
+    for entry in PACKAGED_MODELS.entries():
+        if entry.origin == "built-in" or getattr(entry.obj, "converted", True):
+            continue
+        try:
+            folder = locate_packaged(entry.name)
+        except UserError as exc:
+            checks.append(Check(f"packaged model {entry.name}", False, f"{entry.origin}: its folder cannot be "
+                                "found", str(exc)))
+            continue
+        ok = (folder / "config.json").is_file()
+        checks.append(Check(f"packaged model {entry.name}", ok, f"{entry.origin}" + ("" if ok else
+                            f", but its folder {folder} has no config.json"), "" if ok else
+                            "Reinstall that package, or set model.source to another model."))
+    if packages:
+        checks.insert(0, Check("installed plugins", True, f"from {', '.join(packages)}"))
+    return checks
+
+
 def _unless_unused(check: Check, spec: Any) -> Check:
     """A failed packaged-model check made a pass when the project's spec names another
     model: `run` loads only ``model.source``, so a missing package or a cache that cannot
     take the conversion does not stop it (as a missing dask does not without the dask
     backend)."""
     prefix = "packaged model "
+    if not check.ok and check.name.startswith("installed ") and check.name != "installed plugins":
+        # the spec validated, so it names no broken plugin (validate says so when it does)
+        return Check(check.name, True, f"{check.detail} (not used by the project)")
     if check.ok or not check.name.startswith(prefix) or check.name[len(prefix):] == spec.model.source:
         return check
     return Check(check.name, True, f"{check.detail} (not needed: the project's model.source is {spec.model.source})")
@@ -373,7 +411,7 @@ def _unless_unused(check: Check, spec: Any) -> Check:
 
 def run_checks(directory: Path | None = None) -> list[Check]:
     """Every check, in display order; ``directory`` is an optional project folder."""
-    checks = [check_python(), check_torch(), *check_packaged_models()]
+    checks = [check_python(), check_torch(), *check_packaged_models(), *check_installed_plugins()]
     spec = None
     folder = Path.cwd()  # the project's folder (``directory`` may name its spec file)
     if directory is not None:

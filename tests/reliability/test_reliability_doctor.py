@@ -390,3 +390,33 @@ def test_doctor_says_when_the_project_lock_is_a_folder(tmp_path: Path) -> None:
     (tmp_path / ".subsetctl" / "lock").rmdir()
     (tmp_path / ".subsetctl" / "lock").write_text("")
     assert doctor.check_writable(tmp_path).ok
+
+
+def test_doctor_fails_on_a_broken_installed_plugin_unless_the_project_does_without_it(
+        healthy: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An installed package whose plugin failed to import, or whose packaged model's folder
+    could not be found, passed `doctor`; `ls` listed it, and a spec naming it failed."""
+    from subsetctl.modeling.packaged import PackagedModel
+    from subsetctl.registry import ESTIMATORS, PACKAGED_MODELS, Entry
+
+    def locate(cache_dir: Path | None, progress: object) -> Path:
+        raise FileNotFoundError("weights not shipped")
+
+    model = PackagedModel(name="unshipped", description="a model", architecture="llama", kinds=("causal-lm",),
+                          lora_targets=("q_proj",), pypi="badpkg", locate=locate)
+    origin = "entry point badpkg.models:MODEL of badpkg 0.3"
+    monkeypatch.setitem(PACKAGED_MODELS._entries, "unshipped", Entry("unshipped", model, "a model", origin, "badpkg 0.3"))
+    why = "The estimator plugin 'broken' (entry point 'badpkg.est:E' of badpkg 0.3 ...) failed to import: boom."
+    monkeypatch.setitem(ESTIMATORS._broken, "broken", why)
+
+    result = CliRunner().invoke(main, ["doctor"])
+    assert result.exit_code == 1, result.output
+    assert "✓ installed plugins: from badpkg 0.3" in result.output
+    assert "✗ installed estimator plugin broken: failed to import" in result.output and why in result.output
+    assert f"✗ packaged model unshipped: {origin}: its folder cannot be found" in result.output
+    assert "raised FileNotFoundError: weights not shipped" in result.output
+
+    project = rf.make_project(tmp_path / "p", rf.data_spec())  # names neither: they do not stop its run
+    result = CliRunner().invoke(main, ["doctor", str(project)])
+    assert result.exit_code == 0, result.output
+    assert "✓ installed estimator plugin broken: failed to import (not used by the project)" in result.output
