@@ -157,6 +157,48 @@ def _code_target(obj: Any) -> Any:
     return inspect.unwrap(obj if inspect.isroutine(obj) or inspect.isclass(obj) else type(obj))
 
 
+#: the most ``.py`` files of a plugin's package :func:`package_code_fingerprint` reads; a
+#: package with more (a plugin inside a large library) is left to its defining file
+PACKAGE_FILES_LIMIT = 300
+
+#: top-level package name -> :func:`package_code_fingerprint` as this process first took it
+_PACKAGE_AS_LOADED: dict[str, dict[str, Any] | None] = {}
+
+
+def package_code_fingerprint(obj: Any, root: Path | None = None) -> dict[str, Any] | None:
+    """One digest of every ``.py`` file of the top-level package that defines ``obj`` (its
+    folders, recursively; ``__pycache__`` and hidden folders left out) and their count: a
+    plugin's helpers live in the other modules of its package, which the defining file's
+    own fingerprint (:func:`code_fingerprint`) does not see. None for a module not in a
+    package (its file is all there is) and for a package of more than
+    :data:`PACKAGE_FILES_LIMIT` files. Taken once per process, as its code was loaded (see
+    :func:`code_fingerprint`): a helper edited in a notebook after the import does not run."""
+    import hashlib
+    import sys
+
+    top_name = (getattr(_code_target(obj), "__module__", None) or "").partition(".")[0]
+    top = sys.modules.get(top_name)
+    folders = [Path(folder) for folder in getattr(top, "__path__", None) or []]
+    if not folders:
+        return None
+    if top_name in _PACKAGE_AS_LOADED:
+        return _PACKAGE_AS_LOADED[top_name]
+    files: list[tuple[str, Path]] = []
+    for folder in folders:
+        for path in folder.rglob("*.py"):
+            parts = path.relative_to(folder).parts
+            if not any(part == "__pycache__" or part.startswith(".") for part in parts[:-1]):
+                files.append(("/".join((folder.name, *parts)), path))
+            if len(files) > PACKAGE_FILES_LIMIT:
+                _PACKAGE_AS_LOADED[top_name] = None
+                return None
+    digest = hashlib.sha256()
+    for name, path in sorted(files):
+        digest.update(f"{name}\0{file_fingerprint(path, root).get('sha256')}\n".encode())
+    _PACKAGE_AS_LOADED[top_name] = {"sha256": digest.hexdigest(), "files": len(files)}
+    return _PACKAGE_AS_LOADED[top_name]
+
+
 def code_edited_since_loaded(objects: Iterable[Any]) -> list[Path]:
     """The source files of ``objects`` (plugin functions, classes, callable objects) whose
     content changed since this process loaded their code (see :func:`code_fingerprint`):

@@ -319,11 +319,13 @@ class Registry(Generic[T]):
 
     def code_fingerprint(self, name: str, root: Any = None) -> dict[str, Any] | None:
         """The content fingerprint of the file defining plugin ``name``, so that editing a
-        plugin makes the stages using it stale, with, for an installed one, its package and
-        version (``"package": "myplug 0.2.0"``): a new release changes what the file's own
-        hash does not see (the other modules it imports, data it ships); None for built-ins
-        (pinned by subsetctl's version) and for names not registered (validate says so)."""
-        from subsetctl.filehash import code_fingerprint
+        plugin makes the stages using it stale, with the digest of its package's other
+        modules (``package_files``: its helpers; see
+        :func:`~subsetctl.filehash.package_code_fingerprint`) and, for an installed one, its
+        package and version (``"package": "myplug 0.2.0"``: a new release also changes
+        what no file of it shows, data it ships); None for built-ins (pinned by subsetctl's
+        version) and for names not registered (validate says so)."""
+        from subsetctl.filehash import code_fingerprint, package_code_fingerprint
 
         try:
             obj = self.get(name)
@@ -332,8 +334,9 @@ class Registry(Generic[T]):
         if self.origin(name) == "built-in":
             return None
         code = code_fingerprint(obj, root)
-        package = self.package(name)
-        return code if package is None else {**(code or {}), "package": package}
+        more = {key: value for key, value in (("package_files", package_code_fingerprint(obj, root)),
+                                              ("package", self.package(name))) if value is not None}
+        return {**(code or {}), **more} if more else code
 
     def package(self, name: str) -> str | None:
         """The installed package (``"myplug 0.2.0"``) that declares the plugin ``name``'s

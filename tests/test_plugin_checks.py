@@ -399,21 +399,16 @@ def test_a_plugins_error_names_the_line_of_its_own_code_it_came_from(tmp_path: P
     """An exception in a plugin's code was reported as "raised T: msg" alone: its author had
     to re-run with SUBSETCTL_DEBUG=1 (not possible for validate or ls) to learn where. The
     innermost line of the plugin's package is named, not numpy's that raised."""
+    from pluginfiles import write_package
+
     from subsetctl.plugin_guard import CheckedEstimator
     from subsetctl.plugin_loading import load_plugin_string
 
-    package = tmp_path / "frameplug"
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "helpers.py").write_text("import numpy as np\n\n\ndef invert(m):\n    return np.linalg.inv(m)\n")
-    (package / "plugins.py").write_text(
-        "import numpy as np\n"
-        "from frameplug.helpers import invert\n\n\n"
-        "class Inverting:\n"
-        "    def run(self, estimator, context, params):\n"
-        "        return invert(np.zeros((2, 2)))\n\n"
-        "    def estimate(self, masks):\n"
-        "        return invert(np.zeros((2, 2)))\n")
+    package = write_package(tmp_path, "frameplug", {
+        "helpers": "import numpy as np\n\n\ndef invert(m):\n    return np.linalg.inv(m)\n",
+        "plugins": ("import numpy as np\nfrom frameplug.helpers import invert\n\n\nclass Inverting:\n"
+                    "    def run(self, estimator, context, params):\n        return invert(np.zeros((2, 2)))\n\n"
+                    "    def estimate(self, masks):\n        return invert(np.zeros((2, 2)))\n")})
     (tmp_path / "failing_import.py").write_text("def setup():\n    raise OSError('no config')\n\n\nsetup()\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     from frameplug.plugins import Inverting

@@ -995,3 +995,37 @@ def test_a_plugin_subclassing_a_built_in_is_named_by_its_own_registration() -> N
     assert EverySource.description == "Every source, as a plugin."
     with pytest.raises(UserError, match=r"Invalid parameters for strategy 'every_source_too': params\.k: is not a "):
         parse_params(EverySource, {"k": 1}, "params")
+
+
+def test_editing_a_helper_module_of_a_plugins_package_makes_the_stages_using_it_stale(
+        tiny_project_ran, tmp_path_factory, monkeypatch) -> None:
+    """Only the file defining a plugin was fingerprinted: a plugin package's helper module
+    edited (an editable install being developed) left the search "up to date", and a re-run
+    took the estimates of the old helper from the search cache."""
+    import yaml
+    from pluginfiles import write_package
+
+    from subsetctl import filehash
+    from subsetctl.api import plan_project, run_project
+
+    project = tiny_project_ran("gradients")
+    site = tmp_path_factory.mktemp("helper-site")
+    package = write_package(site, "helperplug", {"penalty": "PENALTY = 0.001\n", "estimators": (
+        "import numpy as np\nfrom subsetctl.estimate.solvers import FastEstimator\nfrom subsetctl.registry import "
+        "ESTIMATORS\nfrom helperplug.penalty import PENALTY\n\n\n@ESTIMATORS.register('helped')\n"
+        "class Helped(FastEstimator):\n    def estimate(self, masks):\n        batch = super().estimate(masks)\n"
+        "        batch.loss = batch.loss + PENALTY * np.asarray(masks).sum(axis=1)\n        return batch\n")})
+    monkeypatch.syspath_prepend(str(site))
+    spec = yaml.safe_load((project / "subsetctl.yaml").read_text())
+    spec["plugins"] = ["helperplug.estimators:Helped"]
+    spec["estimate"] = {"estimator": "helped"}
+    (project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    run_project(project, until="search")
+    assert not any(s.will_run for s in plan_project(project, until="search")[2])
+
+    (package / "penalty.py").write_text("PENALTY = 0.5\n")
+    for name in ("helperplug", "helperplug.penalty", "helperplug.estimators"):  # as a new process imports them
+        sys.modules.pop(name)
+    monkeypatch.setattr(filehash, "_PACKAGE_AS_LOADED", {}, raising=False)  # (a new process)
+    search = {s.name: s for s in plan_project(project, until="search")[2]}["search"]
+    assert search.will_run and "the code of the estimator helped plugin" in "; ".join(search.reasons)
