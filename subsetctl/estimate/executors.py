@@ -190,9 +190,13 @@ def _joblib_results(
         yield from parallel(delayed(_run_batch)(estimator, masks[s]) for s in slices)
         return
     path = _dumped_estimator(estimator)
-    parallel = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator",
-                        idle_worker_timeout=LOKY_IDLE_WORKER_TIMEOUT_S)
-    yield from parallel(delayed(_run_from_file)(path, masks[s]) for s in slices)
+    with Parallel(n_jobs=n_jobs, backend="loky", return_as="generator",
+                  idle_worker_timeout=LOKY_IDLE_WORKER_TIMEOUT_S) as parallel:
+        # the workers start (or are found running) with SIGINT blocked: a Ctrl-C while they
+        # were importing made each print a KeyboardInterrupt traceback of its own
+        with _sigint_blocked_for_new_threads():
+            list(parallel(delayed(os.getpid)() for _ in range(n_jobs)))
+        yield from parallel(delayed(_run_from_file)(path, masks[s]) for s in slices)
 
 
 #: the estimator the last loky call dumped: ``estimator``, ``attributes`` (its attribute values
@@ -547,10 +551,11 @@ def _environment_put_back(environment: dict[str, str]) -> None:
 
 @contextlib.contextmanager
 def _sigint_blocked_for_new_threads() -> Iterator[None]:
-    """SIGINT blocked in this thread while a LocalCluster starts. The threads it starts
-    inherit the block, and so do the worker processes they spawn (a signal mask survives
-    fork and exec), so a Ctrl-C reaches this process alone, which then closes the cluster;
-    the workers do not die first with tracebacks of their own.
+    """SIGINT blocked in this thread while a LocalCluster, or the loky backend's workers,
+    start. The threads it starts inherit the block, and so do the worker processes they
+    spawn (a signal mask survives fork and exec), so a Ctrl-C reaches this process alone,
+    which then closes the cluster (joblib, the loky workers); the workers do not die first
+    with tracebacks of their own.
 
     A Ctrl-C meanwhile is not lost: it is recorded (it stays pending until the block is
     lifted, or an older thread of this process takes it) and raised again once the cluster

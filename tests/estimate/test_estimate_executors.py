@@ -1052,3 +1052,27 @@ def test_dask_scatters_an_estimator_once_for_the_calls_of_a_search(small_feature
     assert len(scattered) == 3
     close_dask_clients()
     assert executors._scattered == {}
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no signal masks")
+def test_loky_workers_start_with_sigint_blocked(exact: ExactEstimator) -> None:
+    """Ctrl-C at a terminal sends SIGINT to every process of the run, the loky workers too:
+    one still importing (a search's first call) printed a KeyboardInterrupt traceback of its
+    own under subsetctl's "interrupted; finished work is kept". The workers start with
+    SIGINT blocked, so that subsetctl alone takes the Ctrl-C and stops them."""
+    import signal
+
+    from joblib import Parallel, delayed
+    from joblib.externals.loky import get_reusable_executor
+
+    from subsetctl.estimate.executors import LOKY_IDLE_WORKER_TIMEOUT_S, _joblib_results
+    from subsetctl.estimate.results import concat_batches
+
+    get_reusable_executor().shutdown(wait=True)  # workers this call starts
+    masks = random_masks(4, len(exact.sources), seed=2)
+    parts = list(_joblib_results(exact, masks, [slice(0, 2), slice(2, 4)], "loky", 2))
+    _assert_same(concat_batches(parts), exact.estimate(masks))
+    blocked = Parallel(n_jobs=2, backend="loky", idle_worker_timeout=LOKY_IDLE_WORKER_TIMEOUT_S)(
+        delayed(signal.pthread_sigmask)(signal.SIG_BLOCK, []) for _ in range(4))  # the same, reused workers
+    assert all(signal.SIGINT in mask for mask in blocked), blocked
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # this process: as before
