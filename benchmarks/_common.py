@@ -50,7 +50,11 @@ def fidelity_overrides(folder: Path) -> list[str]:
     recorded = folder / OVERRIDES_FILE
     if recorded.is_file():
         return list(json.loads(recorded.read_text()))
-    v = json.loads((folder / ".subsetctl" / "verify" / "resolved_spec.json").read_text())["verify"]
+    from subsetctl.project import Project
+
+    resolved = Project(folder).resolved_spec("verify")
+    assert resolved is not None, f"{folder}: no verify results"
+    v = resolved["verify"]
     return ["verify.enabled=true", f"verify.k={v['k']}", f"verify.steps={v['steps']}",
             f"verify.batch_size={v['batch_size']}", f"verify.lr_ce={v['lr_ce']}"]
 

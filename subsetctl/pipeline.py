@@ -28,6 +28,7 @@ from typing import Any
 from subsetctl import __version__
 from subsetctl.errors import LockedError, UserError, as_os_error, out_of_memory_error, shell_arg, worded
 from subsetctl.project import (
+    RESOLVED_SPEC,
     WORK_MARKER,
     Project,
     artifact_checksums,
@@ -973,6 +974,7 @@ class Pipeline:
             limit = self.spec.project.cache_limit_gb
             started = self.project.cache_clock() if limit is not None else None
             results = self._run_stages(until, force, options, on_stage)
+            self.project.prune_resolved_specs()  # those of results no longer kept
             if limit is not None and started is not None:
                 self._trim_caches(limit, started)
             return results
@@ -1491,10 +1493,10 @@ class Pipeline:
                 f"made from them as they were when the run started. Run `subsetctl run {shell_arg(self.project.root)}` "
                 "again (what it prepared from unchanged files is reused)."
             )
-        atomic_write_json(out_dir / "resolved_spec.json", self.spec.model_dump(mode="json"))
+        resolved_spec = self.project.keep_resolved_spec(self.spec.model_dump(mode="json"))
         artifacts = artifact_checksums(out_dir, stage.scratch)
         outputs = {k: v for k, v in artifact_contents(artifacts).items()
-                   if k not in ("resolved_spec.json", WORK_MARKER)
+                   if k not in (RESOLVED_SPEC, WORK_MARKER)  # (a folder of an earlier subsetctl has its own copy)
                    and not any(fnmatch.fnmatchcase(k, pattern) for pattern in stage.describes_only)}
         manifest = {
             "stage": stage.name,
@@ -1509,6 +1511,7 @@ class Pipeline:
             **({"resumed": True} if resumed else {}),
             "overrides": self.overrides,
             "versions": library_versions(),
+            "resolved_spec": resolved_spec,  # .subsetctl/specs/<this>.json
         }
         self.project.write_manifest(stage.name, manifest, artifacts)
         if self.spec.project.keep_previous and stage.keeps_results:  # the results this run replaced: put back if the spec returns to them

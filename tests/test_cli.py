@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 import subsetctl
 from subsetctl.cli import main
+from subsetctl.project import Project
 
 
 def invoke(*args: str):
@@ -204,8 +205,8 @@ def test_plan_run_until_data_then_noop_then_change_one_source(jsonl_project: Pat
 def test_run_override_is_recorded(jsonl_project: Path) -> None:
     result = invoke("run", str(jsonl_project), "--until", "data", "-q", "sources[0].max_examples=4")
     assert result.exit_code == 0, result.output
-    resolved = json.loads((jsonl_project / ".subsetctl" / "data" / "resolved_spec.json").read_text())
-    assert resolved["sources"][0]["max_examples"] == 4
+    resolved = Project(jsonl_project).resolved_spec("data")
+    assert resolved is not None and resolved["sources"][0]["max_examples"] == 4
 
 
 def test_bad_override_is_a_user_error(jsonl_project: Path) -> None:
@@ -1027,6 +1028,7 @@ _SIGTERM_MID_WRITE = """
 import os, signal, sys
 import subsetctl.project as project
 from subsetctl.cli import main
+from subsetctl.project import Project
 original = project.atomic_write
 def atomic_write(path, write, mode="w"):
     def write_then_stop(handle):
