@@ -384,7 +384,7 @@ def unreachable_hub_ids(spec: Spec, spec_dir: Path) -> list[tuple[tuple[Any, ...
     does not hold, when the hub cannot be reached: ``(key, message)`` pairs. The network
     is probed only when there is such an id (a TCP connect, at most 3 s)."""
     from subsetctl.data.checks import uncached_hub_datasets
-    from subsetctl.hub import hub_reachable, unreachable_reason
+    from subsetctl.hub import cache_looked_in, hub_reachable, unreachable_reason
     from subsetctl.modeling.resolve import uncached_hub_model
 
     needed: list[tuple[tuple[Any, ...], str, str]] = []
@@ -396,7 +396,8 @@ def unreachable_hub_ids(spec: Spec, spec_dir: Path) -> list[tuple[tuple[Any, ...
         return []
     instead = {"model": "a packaged model (`subsetctl ls`) or a local model folder",
                "dataset": "a local copy (a save_to_disk folder, or its files with the jsonl, csv or parquet loader)"}
-    return [(loc, (f"{name!r} is a Hugging Face hub id that is not in the local Hugging Face cache, and "
+    return [(loc, (f"{name!r} is a Hugging Face hub id that is not in the local Hugging Face cache "
+                   f"({cache_looked_in(what)}), and "
                    f"{unreachable_reason()}: a stage that still has to load it will fail. Use "
                    f"{(_packaged_copy(name) if what == 'model' else None) or instead[what]}, or "
                    "run once where the hub is reachable (it then loads offline from the cache)."))

@@ -127,6 +127,19 @@ def dataset_cached(path: str) -> bool:
     return any(p.is_dir() for p in candidates)
 
 
+def cache_looked_in(what: str) -> str:
+    """Where the local Hugging Face cache was looked in for a hub ``what`` ("model" or
+    "dataset"), and the variables that move it, for messages: an offline machine whose
+    cache is elsewhere (a cluster's shared scratch, set in the job's environment only) was
+    told the id is "not in the local Hugging Face cache" without saying which folder that was."""
+    import huggingface_hub.constants as hub_constants
+
+    if what == "model":
+        return f"looked in {hub_constants.HF_HUB_CACHE}; HF_HOME or HF_HUB_CACHE name another"
+    return (f"looked in {hub_constants.HF_HUB_CACHE} and {datasets_cache_dir()}; HF_HOME, HF_HUB_CACHE or "
+            "HF_DATASETS_CACHE name others")
+
+
 def datasets_cache_dir() -> Path:
     """Where ``datasets.load_dataset`` prepares its tables (``HF_DATASETS_CACHE``, else
     ``$HF_HOME/datasets``), found without importing datasets."""

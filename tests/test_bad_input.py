@@ -564,11 +564,15 @@ def test_hub_ids_that_cannot_be_loaded_offline_are_said_at_once(tmp_path: Path, 
     assert report.issues == [] and [i.key for i in issues] == ["model.source", "sources[3].loader.path"]  # json: files
     assert "'org/data' is a Hugging Face hub id that is not in the local Hugging Face cache" in issues[1].message
     assert "cannot be reached" in issues[1].message and "save_to_disk" in issues[1].message
+    # which folders "the local Hugging Face cache" was (a cluster's cache set only in its jobs' environment)
+    assert f"(looked in {hub_cache}; HF_HOME or HF_HUB_CACHE name another)" in issues[0].message
+    assert f"(looked in {hub_cache} and {datasets_cache}; HF_HOME, HF_HUB_CACHE or HF_DATASETS_CACHE" in issues[1].message
     t0 = time.perf_counter()
-    with pytest.raises(UserError, match="not in the local Hugging Face cache|does not hold it"):
+    with pytest.raises(UserError, match="not in the local Hugging Face cache|does not hold it") as err:
         load_huggingface(HuggingFaceLoader(type="huggingface", path="org/data"),
                          LoadContext(source_name="hf", base_dir=tmp_path, kind="causal-lm", seed=0))
     assert time.perf_counter() - t0 < 5  # no retries
+    assert f"looked in {hub_cache} and {datasets_cache}" in str(err.value)
     with pytest.raises(UserError, match="does not exist|doesn't exist|not found|Couldn't find"):  # meant as local
         load_huggingface(HuggingFaceLoader(type="huggingface", path="./org/data"),
                          LoadContext(source_name="hf", base_dir=tmp_path, kind="causal-lm", seed=0))

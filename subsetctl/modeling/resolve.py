@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from subsetctl.errors import UserError, path_not_found_note
-from subsetctl.hub import cache_write_problem, hub_reachable, model_cached
+from subsetctl.hub import cache_looked_in, cache_write_problem, hub_reachable, model_cached
 from subsetctl.registry import PACKAGED_MODELS
 
 Kind = Literal["causal-lm", "classifier"]
@@ -956,10 +956,10 @@ def resolve_model(
                          "reachable to download the rest")
             else:
                 where = ("the hub is unreachable from this machine and the model is not in the local "
-                         "Hugging Face cache")
+                         f"Hugging Face cache, {cache_looked_in('model')}")
             raise UserError(
                 f"Could not load {source!r} from the Hugging Face hub ({where}). If this machine "
-                f"is offline, use a packaged model ({_packaged_hint()}) or the path of a local "
+                f"is offline, set model.source to a packaged model ({_packaged_hint()}) or the path of a local "
                 "model folder; if the id is misspelled, fix it."
             ) from exc
 

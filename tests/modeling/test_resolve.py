@@ -164,6 +164,7 @@ def test_unreachable_hub_fails_fast_without_retries(monkeypatch, tmp_path) -> No
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(hc, "HF_HUB_OFFLINE", False, raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hub"))
 
     def no_network(*args, **kwargs):
         raise OSError("network is unreachable")
@@ -174,7 +175,8 @@ def test_unreachable_hub_fails_fast_without_retries(monkeypatch, tmp_path) -> No
     with pytest.raises(UserError, match="unreachable") as err:
         resolve_model("some-org/not-cached-anywhere", "causal-lm")
     assert time.perf_counter() - t0 < 10  # no minute of client retries
-    assert "all-minilm-l6-v2" in str(err.value)
+    assert "set model.source to a packaged model (all-minilm-l6-v2" in str(err.value)  # the key to change
+    assert f"looked in {tmp_path / 'hub'}; HF_HOME or HF_HUB_CACHE name another" in str(err.value)  # which cache
 
 
 def _hub_cache_holding(cache: Path, repo_id: str, folder: Path) -> None:

@@ -171,14 +171,21 @@ def _refuse_unreachable_hub_dataset(path: str, local: Path, source_name: str) ->
     """A hub dataset that is in no local cache, on a machine that cannot reach the hub,
     fails at once instead of after the hub client's half minute of retries (``validate``
     says the same before any stage runs)."""
-    from subsetctl.hub import dataset_cached, hub_reachable, is_file_builder, looks_local, unreachable_reason
+    from subsetctl.hub import (
+        cache_looked_in,
+        dataset_cached,
+        hub_reachable,
+        is_file_builder,
+        looks_local,
+        unreachable_reason,
+    )
 
     if looks_local(path) or local.exists() or is_file_builder(path) or dataset_cached(path) \
             or hub_reachable():  # a path meant as local: load_dataset says it is missing
         return
     raise UserError(
         f"Source {source_name!r}: {path!r} is a Hugging Face hub dataset id, but {unreachable_reason()} and "
-        "the local Hugging Face cache does not hold it. Point loader.path at a local copy (a folder written by "
+        f"the local Hugging Face cache does not hold it ({cache_looked_in('dataset')}). Point loader.path at a local copy (a folder written by "
         "save_to_disk, or use the jsonl, csv or parquet loader on its files), or run where the hub is reachable."
     )
 
