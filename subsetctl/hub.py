@@ -103,6 +103,20 @@ def model_cached(repo_id: str) -> bool:
         return False
 
 
+def cached_revision(repo_id: str) -> str | None:
+    """The commit of the hub model ``repo_id`` whose files the local Hugging Face cache
+    serves now (the snapshot folder its config.json is in: the revision ``from_pretrained``
+    last downloaded, or loads offline); None when the cache does not hold it. Asks no
+    network."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(repo_id, "config.json")
+    except ValueError:  # not a valid repo id
+        return None
+    return Path(found).parent.name if isinstance(found, str) else None
+
+
 def is_file_builder(path: str) -> bool:
     """Whether ``path`` names one of datasets' file builders (``json`` with data_files).
     The installed datasets' own list when it is imported already; importing it only to

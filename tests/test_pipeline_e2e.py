@@ -1381,6 +1381,27 @@ def test_adapters_name_the_base_model_as_the_spec_does_not_where_this_machine_ha
         assert json.loads(config.read_text())["base_model_name_or_path"] == "tiny-packaged", config
 
 
+def test_report_json_names_the_revision_the_finetune_stage_recorded_for_a_hub_base_model(tiny_project_ran) -> None:
+    """report.json's `adapter_base_model_revision`: the revision of a hub base model that
+    the finetune stage recorded (base_model.json), for `from_pretrained(id, revision=...)`;
+    absent for a record of another model (adapters naming another) or without one."""
+    from subsetctl.project import Project
+    from subsetctl.report.build import build_report
+    from subsetctl.stages.finetune import BASE_MODEL_FILE
+
+    project = Project(tiny_project_ran())
+    for config in (project.results_dir("finetune") / "runs").glob("*/adapter/adapter_config.json"):
+        data = json.loads(config.read_text())  # as adapters trained on the hub id name it
+        config.write_text(json.dumps({**data, "base_model_name_or_path": "tinyorg/tinyllama"}))
+    record = project.results_dir("finetune") / BASE_MODEL_FILE
+    record.write_text(json.dumps({"name": "tinyorg/tinyllama", "folder": None, "revision": "0123abcd"}))
+    report = build_report(project)
+    assert report["adapter_base_model"] == "tinyorg/tinyllama" and "adapter_base_model_path" not in report
+    assert report["adapter_base_model_revision"] == "0123abcd", report
+    record.write_text(json.dumps({"name": "other/model", "folder": None, "revision": "0123abcd"}))
+    assert "adapter_base_model_revision" not in build_report(project)
+
+
 def _computed_before_answers_followed_the_prompt(project: Path, overrides: list[str], monkeypatch) -> None:
     """Run ``project`` as a subsetctl from before answers were tokenized after the prompt:
     its model stages' inputs and cache keys had no answer_tokenization marker."""

@@ -122,6 +122,22 @@ def _many_sources_report(n: int) -> dict[str, Any]:
             "strategies": {"forward": row}, "stages": {}}
 
 
+def test_markdown_names_the_revision_of_a_hub_base_model() -> None:
+    """Adapters trained on a hub id named it alone, and a newer revision downloaded later
+    leaves the stages up to date, so `from_pretrained(id)` could load other weights than
+    they were trained on; report.md names the revision the local cache held, and how to
+    load it. Without one (a local folder, an earlier run), the sentence is as before."""
+    hub = "TinyLlama/TinyLlama-1.1B-Chat-v1.0"
+    report = {**_report(True), "adapters": {"forward": [".subsetctl/finetune/runs/r/adapter"]},
+              "adapter_base_model": hub, "adapter_base_model_revision": "fe8a4ea1"}
+    text = " ".join(render_markdown(report, {}).split())
+    assert f"The base model is the hub model `{hub}`" in text and "at revision `fe8a4ea1`" in text, text
+    assert f"`from_pretrained('{hub}', revision='fe8a4ea1')` loads those weights" in text, text
+    del report["adapter_base_model_revision"]
+    text = " ".join(render_markdown(report, {}).split())
+    assert "revision" not in text and f"The base model is `{hub}`" in text, text
+
+
 def test_selected_cell_summarizes_long_selections() -> None:
     assert selected_cell([]) == "(none)"
     assert selected_cell(["a", "b"]) == "a, b"

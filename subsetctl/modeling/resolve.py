@@ -518,6 +518,21 @@ def adapter_base_model_folder(source: str, spec_dir: Path | None) -> str | None:
     return str(location.resolve()) if location.is_dir() else None
 
 
+def adapter_base_model_revision(source: str, spec_dir: Path | None) -> str | None:
+    """For a hub id, the revision (commit) of it that the local Hugging Face cache serves
+    (:func:`subsetctl.hub.cached_revision`): a hub id has no revision setting, and a newer
+    revision downloaded later leaves the stages up to date, so ``from_pretrained(id)`` may
+    later load other weights than the adapters were trained on; the report names this one.
+    None for a packaged model, a local folder, or a hub id the cache does not hold."""
+    if source in packaged_names() or not _HUB_ID.match(source):
+        return None
+    if Path(model_location(source, spec_dir)).expanduser().is_dir():
+        return None
+    from subsetctl.hub import cached_revision
+
+    return cached_revision(source)
+
+
 def folder_a_hub_id_shadows(source: str, spec_dir: Path | None) -> Path | None:
     """For a ``model.source`` that is no folder but looks like a hub id (``models/bsae``):
     the local folder its first part names, when there is one (next to the spec or in the

@@ -432,6 +432,9 @@ def build_report(
             folder = record.get("folder") if isinstance(record, dict) and record.get("name") == base else None
             if isinstance(folder, str) and folder != base:  # where the run read it (a packaged model's folder)
                 report["adapter_base_model_path"] = folder
+            revision = record.get("revision") if isinstance(record, dict) and record.get("name") == base else None
+            if isinstance(revision, str):  # a hub id's, as the local cache held it: from_pretrained(base, revision=)
+                report["adapter_base_model_revision"] = revision
         if finetuned.get("classes"):  # a classifier's head: what loading an adapter needs
             report["adapter_classes"] = finetuned["classes"]
             if finetuned.get("head_size"):  # more outputs than classes when model.num_labels asked for them

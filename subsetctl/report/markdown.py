@@ -162,6 +162,13 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
                     "`base_model_name_or_path`: where it was when the adapters were trained; after copying "
                     "the project to another machine or moving the model, load the base model from where it "
                     "is now).")
+        elif base and report.get("adapter_base_model_revision"):  # a hub id
+            revision = report["adapter_base_model_revision"]
+            how += (f" The base model is the hub model `{base}` (each adapter_config.json's "
+                    f"`base_model_name_or_path`), at revision `{revision}`, as the local Hugging Face cache held "
+                    f"it when the finetune stage ran: `from_pretrained({base!r}, revision={revision!r})` loads "
+                    "those weights, while `from_pretrained` without a revision takes the latest, which may be "
+                    "newer (a newer revision does not make the stages re-run).")
         elif base:
             how += (f" The base model is `{base}` (each adapter_config.json's `base_model_name_or_path`: "
                     "model.source as the spec named it when they were trained, a local folder relative to the "

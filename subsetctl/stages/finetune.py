@@ -313,7 +313,11 @@ class FinetuneStage(common.ModelStage):
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         from subsetctl.modeling.lora import name_base_model
-        from subsetctl.modeling.resolve import adapter_base_model_folder, adapter_base_model_name
+        from subsetctl.modeling.resolve import (
+            adapter_base_model_folder,
+            adapter_base_model_name,
+            adapter_base_model_revision,
+        )
         from subsetctl.modeling.train import train_lora
 
         spec = ctx.spec
@@ -392,10 +396,13 @@ class FinetuneStage(common.ModelStage):
         head = {"classes": classes, "head_size": max(spec.model.num_labels or 0, len(classes))} if classes else {}
         provenance.write()
         atomic_write_json(ctx.out_dir / "labels.json", {"labels": labels, "selections": picks, **head})
-        # the base model the adapters name, and where this machine read it from (the report says both)
+        # the base model the adapters name, where this machine read it from, and a hub id's
+        # revision in the local cache (the report says them)
+        revision = adapter_base_model_revision(spec.model.source, ctx.project.root)
         atomic_write_json(ctx.out_dir / BASE_MODEL_FILE, {
             "name": base_name,
-            "folder": adapter_base_model_folder(spec.model.source, ctx.project.root)})
+            "folder": adapter_base_model_folder(spec.model.source, ctx.project.root),
+            **({"revision": revision} if revision else {})})
         kept = len(by_key) - len(todo)  # finished by a run that stopped partway (Ctrl-C): its runs.json
         if kept or restored:  # say what was trained now, as the search says what it took from its store
             taken = []

@@ -218,6 +218,22 @@ def test_a_cached_hub_model_loads_without_asking_the_unreachable_hub(monkeypatch
     assert asked == []
 
 
+def test_the_revision_of_a_hub_base_model_is_the_cached_snapshots(monkeypatch, tmp_path, tiny_llama_dir) -> None:
+    """The finetune stage records, for a hub id, the commit of the snapshot the local cache
+    serves (the report names it); nothing for a hub id the cache lacks, a local folder or a
+    packaged model. No network is asked."""
+    import huggingface_hub.constants as hc
+
+    from subsetctl.modeling.resolve import adapter_base_model_revision
+
+    _hub_cache_holding(tmp_path / "cache", "tinyorg/tinyllama", tiny_llama_dir)
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    assert adapter_base_model_revision("tinyorg/tinyllama", tmp_path) == "0123456789abcdef"
+    assert adapter_base_model_revision("tinyorg/not-cached", tmp_path) is None
+    assert adapter_base_model_revision(str(tiny_llama_dir), tmp_path) is None
+    assert adapter_base_model_revision("smollm2-135m-instruct", tmp_path) is None
+
+
 def test_a_hub_model_cached_in_part_is_not_said_to_be_missing_from_the_cache(monkeypatch, tmp_path,
                                                                              tiny_llama_dir) -> None:
     """Out of reach, a hub model whose config.json the cache holds (validate calls it cached)
