@@ -88,6 +88,7 @@ class Registry(Generic[T]):
     not_a_choice: tuple[str, ...] = ()
     _entries: dict[str, Entry[T]] = field(default_factory=dict)
     _broken: dict[str, str] = field(default_factory=dict)  # entry-point name -> why it failed to import
+    _broken_origins: dict[str, str] = field(default_factory=dict)  # entry-point name -> where it comes from
     _replaced: dict[str, str] = field(default_factory=dict)  # built-in name -> the plugin that replaced it
     #: entry points whose name a spec's plugin held when they were read: theirs after the call
     _installed: dict[str, Entry[T]] = field(default_factory=dict)
@@ -204,6 +205,7 @@ class Registry(Generic[T]):
                 listed = ", ".join(f"{value!r}{f' of {found[value]}' if found[value] else ''}" for value in sorted(found))
                 packages = sorted({dist.split()[0] for dist in found.values() if dist})
                 how = f" (`pip uninstall {packages[0]}` or `pip uninstall {packages[1]}`)" if len(packages) == 2 else ""
+                self._broken_origins[name] = f"entry points {', '.join(sorted(found))}"
                 self._broken[name] = (
                     f"Two installed packages register the {self.kind} {name!r} (entry points "
                     f"{listed}; group {self.group!r}). Uninstall one of them{how}."
@@ -221,6 +223,7 @@ class Registry(Generic[T]):
 
                 dist = distribution_of(ep)
                 of, how = (f" of {dist}", f" (`pip uninstall {dist.split()[0]}`)") if dist else ("", "")
+                self._broken_origins[ep.name] = entry_point_origin(ep)
                 self._broken[ep.name] = (
                     f"The {self.kind} plugin {ep.name!r} (entry point {ep.value!r}{of} in group {self.group!r}) "
                     f"failed to import: {type(exc).__name__}: {exc}{plugin_frame(exc, ep.value.partition(':')[0])}. "
@@ -354,6 +357,12 @@ class Registry(Generic[T]):
         """Installed entry points of this kind that failed to import, with the reason."""
         self._load()
         return dict(self._broken)
+
+    def broken_origin(self, name: str) -> str:
+        """Where the broken plugin ``name`` (see :meth:`broken`) comes from, for `ls`: "entry
+        point mod:Attr of myplug 0.1.0", or the packages of two that register one name."""
+        self._load()
+        return self._broken_origins.get(name, "entry point")
 
     def names(self) -> list[str]:
         self._load()

@@ -1029,3 +1029,19 @@ def test_editing_a_helper_module_of_a_plugins_package_makes_the_stages_using_it_
     monkeypatch.setattr(filehash, "_PACKAGE_AS_LOADED", {}, raising=False)  # (a new process)
     search = {s.name: s for s in plan_project(project, until="search")[2]}["search"]
     assert search.will_run and "the code of the estimator helped plugin" in "; ".join(search.reasons)
+
+
+def test_ls_names_where_a_broken_installed_plugin_comes_from(monkeypatch) -> None:
+    """`ls --format json` gave a plugin that failed to import the origin "entry point" alone,
+    where a working one's names its entry point and package."""
+    import subsetctl.registry as registry_module
+    from subsetctl.api import list_plugins
+    from subsetctl.registry import STRATEGIES
+
+    installed = [_EntryPoint("broken_strategy", "pkg_c.strategies:C", error=ImportError("no numpy"), dist="pkg-c 2.0")]
+    monkeypatch.setattr(registry_module, "entry_points", lambda group: installed if "strateg" in group else [])
+    monkeypatch.setattr(STRATEGIES, "_loaded", False)
+    monkeypatch.setattr(STRATEGIES, "_broken", {})
+    monkeypatch.setattr(STRATEGIES, "_broken_origins", {}, raising=False)
+    row = next(r for r in list_plugins()["strategies"] if r["name"] == "broken_strategy")
+    assert row["origin"] == "entry point pkg_c.strategies:C of pkg-c 2.0" and "no numpy" in row["error"]
