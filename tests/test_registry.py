@@ -937,6 +937,19 @@ def test_an_installed_packaged_model_is_described_by_itself_and_checked_when_nam
         _check_packaged_kind("all-minilm-l6-v2", "causal-lm")
 
 
+def _estimator_package(site: Path, name: str, value: str, version: str) -> Path:
+    """An installed package ``plugpkg`` in ``site`` (a folder for sys.path) whose entry point
+    ``name = value`` registers a copy of the fast estimator; returns its dist-info folder."""
+    module, attr = value.split(":")
+    (site / f"{module}.py").write_text("from subsetctl.estimate.solvers import FastEstimator\n\n"
+                                       f"class {attr}(FastEstimator):\n    '''fast, from a package'''\n")
+    info = site / f"plugpkg-{version}.dist-info"
+    info.mkdir()
+    (info / "entry_points.txt").write_text(f"[subsetctl.estimators]\n{name} = {value}\n")
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: plugpkg\nVersion: {version}\n")
+    return info
+
+
 def test_a_new_release_of_an_installed_plugin_makes_the_stages_using_it_stale(
         tiny_project_ran, tmp_path_factory, monkeypatch) -> None:
     """Only the file defining an installed plugin was fingerprinted: a new release of its
@@ -949,12 +962,7 @@ def test_a_new_release_of_an_installed_plugin_makes_the_stages_using_it_stale(
 
     project = tiny_project_ran("gradients")
     site = tmp_path_factory.mktemp("site")
-    (site / "plugpkg_estimators.py").write_text(
-        "from subsetctl.estimate.solvers import FastEstimator\n\n"
-        "class Plugged(FastEstimator):\n    '''fast, from a package'''\n")
-    info = site / "plugpkg-1.0.dist-info"
-    info.mkdir()
-    (info / "entry_points.txt").write_text("[subsetctl.estimators]\nplugged = plugpkg_estimators:Plugged\n")
+    info = _estimator_package(site, "plugged", "plugpkg_estimators:Plugged", "1.0")
 
     def install(version: str) -> None:  # as a new process finds the package installed
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: plugpkg\nVersion: {version}\n")
@@ -1045,3 +1053,34 @@ def test_ls_names_where_a_broken_installed_plugin_comes_from(monkeypatch) -> Non
     monkeypatch.setattr(STRATEGIES, "_broken_origins", {}, raising=False)
     row = next(r for r in list_plugins()["strategies"] if r["name"] == "broken_strategy")
     assert row["origin"] == "entry point pkg_c.strategies:C of pkg-c 2.0" and "no numpy" in row["error"]
+
+
+def test_the_report_names_the_plugins_and_releases_that_made_its_results(
+        tiny_project_ran, tmp_path_factory, monkeypatch) -> None:
+    """The stages recorded which plugin code and package release they ran, but report.json
+    and report.md never said that third-party code made the results."""
+    import json
+
+    import yaml
+
+    from subsetctl.api import run_project
+    from subsetctl.registry import ESTIMATORS
+
+    project = tiny_project_ran("gradients")
+    site = tmp_path_factory.mktemp("site")
+    _estimator_package(site, "named", "plugpkg_named:Named", "2.0")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setattr(ESTIMATORS, "_loaded", False)
+    spec = yaml.safe_load((project / "subsetctl.yaml").read_text())
+    spec["estimate"] = {"estimator": "named"}
+    (project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    run_project(project)
+    plugins = json.loads((project / "report.json").read_text())["plugins"]
+    assert list(plugins) == ["estimator named"]
+    assert plugins["estimator named"]["package"] == "plugpkg 2.0" and "search" in plugins["estimator named"]["stages"]
+    assert len(plugins["estimator named"]["sha256"]) == 12
+    assert "made with plugins: estimator named (plugpkg 2.0; " in (project / "report.md").read_text()
+    spec["estimate"] = {"estimator": "fast"}  # built-ins alone: nothing said
+    (project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    run_project(project)
+    assert "plugins" not in json.loads((project / "report.json").read_text())

@@ -17,11 +17,12 @@ from subsetctl.report.cells import final_vs_baselines
 #: the report stage's inputs, so a report an earlier subsetctl wrote (with none, or a lower one)
 #: is written again by the next run (seconds; nothing else re-runs) instead of staying
 #: without what the README documents
-REPORT_FORMAT = 5
+REPORT_FORMAT = 6
 
 #: what each :data:`REPORT_FORMAT` added, as `plan` names it for a report an earlier one wrote
 FORMAT_ADDITIONS = {2: "final_vs_baselines", 3: "final_vs_baselines' stds",
-                    4: "report.md's per-source scores ranked", 5: "test_metrics' score_per_seed and loss_per_seed"}
+                    4: "report.md's per-source scores ranked", 5: "test_metrics' score_per_seed and loss_per_seed",
+                    6: "the plugins the results were made with"}
 
 
 def added_since(recorded_format: Any) -> str:
@@ -216,6 +217,35 @@ def _held_by_the_spec(stage: Any, spec: Any, manifest: dict[str, Any], override:
     return under_key(recorded) == under_key(stage.spec_slice(spec))
 
 
+def results_plugins(project: Project, skip: frozenset[str] | set[str] = frozenset()) -> dict[str, dict[str, Any]]:
+    """plugin -> what made the shown results with it, from the stages' manifests (not those
+    in ``skip``): ``{"strategy best_single": {"stages": ["search"], "package": "myplug 0.1.0",
+    "sha256": <its file's, 12 digits>}}``, ``"package"`` only for an installed plugin, and
+    ``"packaged model"`` for a model shipped by a plugin package. Each stage records the
+    plugins it ran in its inputs (editing one makes it stale); the report names them, so
+    results made with third-party code say which code and release."""
+    from subsetctl.stages import all_stages
+
+    out: dict[str, dict[str, Any]] = {}
+    for stage in all_stages():
+        manifest = (project.read_results_manifest(stage.name) if stage.name != "report" and stage.name not in skip
+                    else None)
+        extra = manifest.get("inputs", {}).get("extra") if manifest and not manifest.get("corrupt") else None
+        if not isinstance(extra, dict):
+            continue
+        used = dict(extra.get("plugin code") or {})
+        if isinstance(extra.get("model_package"), str):
+            used["packaged model"] = {"package": extra["model_package"]}
+        for name, code in used.items():
+            entry = out.setdefault(name, {"stages": []})
+            entry["stages"].append(stage.name)
+            if isinstance(code, dict) and isinstance(code.get("package"), str):
+                entry["package"] = code["package"]
+            if isinstance(code, dict) and isinstance(code.get("sha256"), str):
+                entry["sha256"] = code["sha256"][:12]
+    return out
+
+
 def results_overrides(project: Project, skip: frozenset[str] | set[str] = frozenset(),
                       spec: Any = None) -> dict[str, list[str]]:
     """override -> the stages (not in ``skip``) whose finished results were made with it
@@ -387,6 +417,9 @@ def build_report(
     overrides = results_overrides(project, skip, spec)
     if overrides:  # results made under command-line overrides say so (not the spec alone)
         report["overrides"] = overrides
+    plugins = results_plugins(project, skip)
+    if plugins:  # third-party code that made results: which, and which release
+        report["plugins"] = plugins
     data = None if "data" in skip else _read(project.results_dir("data") / "data.json")
     if data and data.get("warnings"):  # leaked held-out rows, dropped blank rows, ...: true of every result
         report["data_warnings"] = data["warnings"]

@@ -224,6 +224,18 @@ def overrides_line(report: dict[str, Any]) -> str | None:
         f"{item} ({', '.join(stages)})" for item, stages in overrides.items())
 
 
+def plugins_line(report: dict[str, Any]) -> str | None:
+    """The plugins the shown results were made with, their packages and the stages that ran
+    them ("made with plugins: estimator plugged (plugpkg 1.0; calibrate, search)"); None
+    when built-ins alone made them."""
+    plugins = report.get("plugins") or {}
+    if not isinstance(plugins, dict) or not plugins:
+        return None
+    return "made with plugins: " + "; ".join(
+        f"{name} ({'; '.join(filter(None, [entry.get('package'), ', '.join(entry.get('stages', []))]))})"
+        for name, entry in plugins.items() if isinstance(entry, dict))
+
+
 def versions_line(report: dict[str, Any]) -> str | None:
     """A short note when some shown results were computed with other library versions than
     the current ones (report.json's ``other_library_versions``): whose, and what changed;

@@ -21,6 +21,7 @@ from subsetctl.report.cells import (
     macro_f1_cell,
     overrides_line,
     percent_cell,
+    plugins_line,
     repeats_cell,
     score_ranking,
     score_table_rows,
@@ -79,6 +80,9 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     overrides = overrides_line(report)
     if overrides:
         lines += [f"> Results {overrides}.", ""]
+    plugins = plugins_line(report)
+    if plugins:
+        lines += [f"> Results {md_text(plugins)}.", ""]
     versions = versions_line(report)
     if versions:  # results reused from the caches, or kept, from before a library upgrade
         lines += [f"> {md_text(versions)}", ""]

@@ -22,6 +22,7 @@ from subsetctl.report.cells import (
     macro_f1_cell,
     overrides_line,
     percent_cell,
+    plugins_line,
     repeats_cell,
     score_ranking,
     score_table_rows,
@@ -85,6 +86,9 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
     overrides = overrides_line(report)
     if overrides:
         console.print(f"[yellow]results {escape(overrides)}[/yellow]")
+    plugins = plugins_line(report)
+    if plugins:
+        console.print(f"results {escape(plugins)}")
     versions = versions_line(report)
     if versions:  # results reused from the caches, or kept, from before a library upgrade
         console.print(f"[yellow]{escape(versions)}[/yellow]")
