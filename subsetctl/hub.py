@@ -103,18 +103,25 @@ def model_cached(repo_id: str) -> bool:
         return False
 
 
-def cached_revision(repo_id: str) -> str | None:
-    """The commit of the hub model ``repo_id`` whose files the local Hugging Face cache
-    serves now (the snapshot folder its config.json is in: the revision ``from_pretrained``
-    last downloaded, or loads offline); None when the cache does not hold it. Asks no
-    network."""
+def cached_snapshot(repo_id: str) -> Path | None:
+    """The folder of the hub model ``repo_id``'s files that the local Hugging Face cache
+    serves now (the snapshot its config.json is in: the revision ``from_pretrained`` last
+    downloaded, or loads offline); None when the cache does not hold its config.json.
+    Asks no network."""
     from huggingface_hub import try_to_load_from_cache
 
     try:
         found = try_to_load_from_cache(repo_id, "config.json")
     except ValueError:  # not a valid repo id
         return None
-    return Path(found).parent.name if isinstance(found, str) else None
+    return Path(found).parent if isinstance(found, str) else None
+
+
+def cached_revision(repo_id: str) -> str | None:
+    """The commit of the hub model ``repo_id`` that the local Hugging Face cache serves
+    (its snapshot folder's name, :func:`cached_snapshot`); None when it is not cached."""
+    snapshot = cached_snapshot(repo_id)
+    return snapshot.name if snapshot is not None else None
 
 
 def is_file_builder(path: str) -> bool:

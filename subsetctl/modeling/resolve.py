@@ -619,7 +619,12 @@ def check_model_folder(source: str, spec_dir: Path | None, kind: str | None = No
 
         locate_packaged(source)  # said now, not first by run's meta_init
     location = model_location(source, spec_dir)
-    if classify_model_source(location, spec_dir) != "local":
+    origin = classify_model_source(location, spec_dir)
+    if origin == "hub" and kind == "causal-lm":  # its cached config.json, where the cache has one
+        cached = _cached_hub_config(location)
+        if cached is not None:
+            _refuse_non_causal(*cached)
+    if origin != "local":
         return
     folder = Path(location).expanduser().resolve()
     if not (folder / "config.json").is_file():
@@ -686,6 +691,21 @@ def _adapter_hint(folder: Path) -> str:
             "trains its own adapter on the base model.")
 
 
+def _cached_hub_config(source: str) -> tuple[dict[str, Any], str] | None:
+    """The config.json of the hub model ``source`` as the local Hugging Face cache holds it,
+    and how messages name it; None when the cache holds none (or one that cannot be read).
+    ``validate`` checks it as a local folder's, offline too, so a hub id that names an
+    encoder, or a max_length past its positions, is said before the data stage runs, not at
+    meta_init. Only config.json: a cache holding part of the model is left to loading it."""
+    from subsetctl.hub import cached_snapshot
+
+    snapshot = cached_snapshot(source)
+    config = _folder_config(snapshot) if snapshot is not None else None
+    if config is None:
+        return None
+    return config, f"The hub model {source!r} (its copy in the local Hugging Face cache, {snapshot})"
+
+
 def _folder_config(folder: Path) -> dict[str, Any] | None:
     """A model folder's config.json, or None when it is missing, unreadable or not a json
     object (loading the model says what is wrong with it)."""
@@ -697,12 +717,14 @@ def _folder_config(folder: Path) -> dict[str, Any] | None:
 
 
 def check_max_length_fits_folder(source: str, spec_dir: Path | None, max_length: int) -> None:
-    """:func:`refuse_max_length_beyond_positions` for a local model folder or a packaged
-    model shipped as a plain folder, from its config.json alone (validate); hub models and
-    packaged models that are converted on first use are checked when a stage loads them.
-    Nothing is said here about a source :func:`check_model_folder` refuses."""
+    """:func:`refuse_max_length_beyond_positions` for a local model folder, a packaged
+    model shipped as a plain folder, or a hub id the local Hugging Face cache holds, from
+    its config.json alone (validate); hub models not cached and packaged models that are
+    converted on first use are checked when a stage loads them. Nothing is said here about
+    a source :func:`check_model_folder` refuses."""
     from subsetctl.registry import PACKAGED_MODELS
 
+    config: dict[str, Any] | None = None
     try:
         if source in packaged_names():
             packaged = PACKAGED_MODELS.get(source)
@@ -713,14 +735,23 @@ def check_max_length_fits_folder(source: str, spec_dir: Path | None, max_length:
             folder = locate_packaged(source)  # finds the shipped folder, nothing more
         else:
             location = model_location(source, spec_dir)
-            if classify_model_source(location) != "local":
+            origin = classify_model_source(location)
+            if origin == "hub":
+                cached = _cached_hub_config(location)
+                if cached is None:
+                    return
+                config, where = cached
+                where = where[0].lower() + where[1:]
+            elif origin != "local":
                 return
-            folder = Path(location).expanduser().resolve()
+            else:
+                folder = Path(location).expanduser().resolve()
     except UserError:
         return
-    config = _folder_config(folder)
+    if config is None:
+        config, where = _folder_config(folder), f"the model folder {folder}"
     if config is not None:
-        refuse_max_length_beyond_positions(config, max_length, f"the model folder {folder}")
+        refuse_max_length_beyond_positions(config, max_length, where)
 
 
 def _local_model_folder(source: str, spec_dir: Path | None) -> Path | None:

@@ -428,6 +428,36 @@ def test_validate_check_refuses_encoder_folder_for_causal_lm_only(tiny_bert_dir,
     assert "loads as a causal-lm (smollm2-135m-instruct)" in str(err.value)  # the hint leaves minilm out
 
 
+def test_validate_checks_the_config_of_a_hub_model_the_local_cache_holds(monkeypatch, tmp_path) -> None:
+    """A hub id named an encoder as a causal-lm, or a max_length past its positions: validate
+    passed (only local folders' configs were read), the data stage ran, and meta_init
+    failed. The local Hugging Face cache's config.json is read as a folder's (offline too,
+    no network asked); a hub id the cache lacks, or a classifier, is left to loading it."""
+    import json
+
+    import huggingface_hub.constants as hc
+
+    from subsetctl.modeling.resolve import check_max_length_fits_folder, check_model_folder
+
+    for name, config in (("bert", {"model_type": "bert", "architectures": ["BertModel"]}),
+                         ("gpt2", {"model_type": "gpt2", "n_positions": 256})):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps(config))  # the cache may hold config.json alone
+        _hub_cache_holding(tmp_path / "cache", f"tinyorg/{name}", tmp_path / name)
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    snapshot = tmp_path / "cache" / "models--tinyorg--bert" / "snapshots" / "0123456789abcdef"
+    with pytest.raises(UserError, match="cannot be loaded as a causal-lm") as err:
+        check_model_folder("tinyorg/bert", tmp_path, "causal-lm")
+    assert f"The hub model 'tinyorg/bert' (its copy in the local Hugging Face cache, {snapshot})" in str(err.value)
+    check_model_folder("tinyorg/bert", tmp_path, "classifier")
+    check_model_folder("tinyorg/not-cached", tmp_path, "causal-lm")
+    with pytest.raises(UserError, match="has only 256 token positions") as err:
+        check_max_length_fits_folder("tinyorg/gpt2", tmp_path, 512)
+    assert "model.max_length is 512, but the hub model 'tinyorg/gpt2' (its copy in the local" in str(err.value)
+    check_max_length_fits_folder("tinyorg/gpt2", tmp_path, 256)
+    check_max_length_fits_folder("tinyorg/not-cached", tmp_path, 512)
+
+
 def test_a_deberta_folder_with_only_its_spm_model_has_tokenizer_files(tmp_path: Path) -> None:
     """DeBERTa-v2/v3 folders as the hub has them keep their SentencePiece model as spm.model,
     without tokenizer.json: they were refused as having no tokenizer files, while the
