@@ -859,7 +859,8 @@ class Pipeline:
         if self.project.swap_cut_short(stage.name):
             reasons.append("a run was stopped while it swapped this stage's results with its previous ones; "
                            "`run` completes the swap first (nothing is lost), then re-checks the stage")
-        work = self._work_fingerprint(stage)
+        # a marker alone is a run that failed before computing anything: nothing to resume or discard
+        work = self._work_fingerprint(stage) if self.project.holds_work(stage.name) else None
         resumes = work is not None and self._work_matches(stage, fp, inputs)  # stopped partway (Ctrl-C, a crash)
         if self.project.read_set_aside_manifest(stage.name) is not None:
             # the results the stopped run replaced; "computes it anew" would belie the resumed work below
@@ -1406,7 +1407,8 @@ class Pipeline:
                 self.reporter.info(f"[dim]{stage.name}: inputs changed since a run stopped partway; the work it "
                                    "did that still applies is kept[/dim]")
             elif manifest is None:  # an unfinished run, not a finished stage
-                self.reporter.info(f"[dim]{stage.name}: inputs changed, discarding earlier partial work[/dim]")
+                if self.project.holds_work(stage.name):  # not a run that failed before computing anything
+                    self.reporter.info(f"[dim]{stage.name}: inputs changed, discarding earlier partial work[/dim]")
                 self.project.reset_stage(stage.name)
             elif manifest.get("corrupt") or not stage.keeps_results:
                 self.project.reset_stage(stage.name)
@@ -1416,7 +1418,7 @@ class Pipeline:
                 replace_dir(out_dir, aside)
         self.project.invalidate(stage.name)
         out_dir.mkdir(parents=True, exist_ok=True)
-        resumes = unfinished and any(path.name != WORK_MARKER for path in out_dir.iterdir())
+        resumes = unfinished and self.project.holds_work(stage.name)
         atomic_write_json(work_marker, {"fingerprint": fp, "inputs": inputs,  # pid: `plan` says "running"
                                         "pid": os.getpid()})
         return resumes

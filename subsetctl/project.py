@@ -1021,6 +1021,16 @@ class Project:
             return {}
         return marker if isinstance(marker, dict) else {}
 
+    def holds_work(self, stage: str) -> bool:
+        """Whether ``stage``'s folder holds anything besides its work marker: what a run that
+        stopped partway computed. A run that failed before computing anything (its model
+        could not be loaded, the device was missing) leaves the marker alone, which is no
+        work to resume or discard."""
+        try:
+            return any(path.name != WORK_MARKER for path in self.stage_dir(stage).iterdir())
+        except OSError:  # no folder (or not one)
+            return False
+
     def stage_in_progress(self, pid: str) -> str | None:
         """The stage the `run` with process id ``pid`` is computing: the one whose work
         marker names that process and that has not committed (no manifest) yet."""

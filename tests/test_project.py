@@ -339,14 +339,14 @@ def test_force_recomputes_and_moved_project_stays_up_to_date(jsonl_project: Path
     assert statuses[0].state == "up to date"
 
 
+class Recording(SilentReporter):
+    """A reporter that keeps the info lines too (SilentReporter keeps the warnings)."""
+
+    def info(self, message: str) -> None:
+        self.messages.append(message)
+
+
 def test_rerunning_a_finished_stage_does_not_claim_partial_work_was_discarded(jsonl_project: Path) -> None:
-    class Recording(SilentReporter):
-        def __init__(self) -> None:
-            super().__init__()
-
-        def info(self, message: str) -> None:
-            self.messages.append(message)
-
     run_project(jsonl_project, until="data")
     reporter = Recording()
     run_project(jsonl_project, ["sources[0].max_examples=5"], until="data", reporter=reporter)
@@ -354,6 +354,29 @@ def test_rerunning_a_finished_stage_does_not_claim_partial_work_was_discarded(js
     (jsonl_project / ".subsetctl" / "data" / "manifest.json").unlink()  # as if killed before the commit
     run_project(jsonl_project, until="data", reporter=reporter)
     assert any("discarding earlier partial work" in m for m in reporter.messages)
+
+
+def test_a_stage_that_failed_before_computing_anything_left_no_partial_work(tiny_project: Path, monkeypatch) -> None:
+    """meta_init stopped at once (model.device: cuda without a GPU; likewise a hub model not
+    in the cache offline) left its work marker alone, and then `plan` said "earlier
+    unfinished work was for other inputs; `run` starts over" (with the same inputs: "a run
+    stopped partway; `run` resumes its work") and `run` "inputs changed, discarding earlier
+    partial work", though nothing had been computed."""
+    import torch
+
+    from subsetctl.errors import UserError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UserError, match="sees no CUDA GPU"):
+        run_project(tiny_project, ["model.device=cuda"], until="meta_init")
+    assert (tiny_project / ".subsetctl" / "meta_init" / "work.json").is_file()
+    for overrides in ([], ["model.device=cuda"]):
+        meta_init = next(s for s in plan_project(tiny_project, overrides, until="meta_init")[2]
+                         if s.name == "meta_init")
+        assert meta_init.state == "never run" and meta_init.reasons == [], (overrides, meta_init)
+    reporter = Recording()
+    run_project(tiny_project, until="meta_init", reporter=reporter)
+    assert not any("partial work" in m for m in reporter.messages), reporter.messages
 
 
 def test_plan_tells_an_unfinished_stage_from_one_never_run(jsonl_project: Path) -> None:
