@@ -352,13 +352,28 @@ def _prepare_or_reuse(spec: Spec, source: SourceSpec, spec_dir: Path, out_dir: P
         reused.append(source.name)
         return {split: load_split(folder.parent, source.name, split) for split in SPLITS}, record, folder
     before = len(warnings)
-    splits = prepare_source(source, source_context(spec, source, spec_dir), warnings)
+    try:
+        splits = prepare_source(source, source_context(spec, source, spec_dir), warnings)
+    except UserError as exc:
+        if source is spec.target and len(exc.args) == 1 and isinstance(exc.args[0], str):
+            exc.args = (_of_the_target(exc.args[0], source.name),)
+        raise
+    if source is spec.target:
+        warnings[before:] = [_of_the_target(w, source.name) for w in warnings[before:]]
     if source_key(spec, source, spec_dir) != key:  # its files changed as they were read: the rows may be of
         raise UserError(  # either version, and would be reused as made from the first whenever it came back
             f"Source {source.name!r}: its input files changed while the data stage read them. Run again once "
             "they are as they should be (the sources prepared so far are reused)."
         )
     return splits, {"key": key, "warnings": [_folder_free(w, spec_dir) for w in warnings[before:]]}, None
+
+
+def _of_the_target(message: str, name: str) -> str:
+    """A loader's message about the target, which loaders word as of any source ("Source
+    'gsm8k': ... is a Hugging Face hub dataset id"), said of the target: the spec key to
+    change is under ``target``, not ``sources``."""
+    said = f"Source {name!r}"
+    return f"The target {name!r}" + message[len(said):] if message.startswith(said) else message
 
 
 _SPEC_DIR = "{spec_dir}"

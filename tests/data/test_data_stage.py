@@ -469,3 +469,18 @@ def test_a_data_file_edited_while_the_run_reads_it_is_not_recorded_as_its_earlie
     assert plan_project(jsonl_project)[2][0].state != "up to date"
     run_project(jsonl_project, until="data")
     assert all(not p.startswith("EDITED") for p in load_split(jsonl_project / ".subsetctl" / "data", "a", "train")["prompt"])
+
+
+def test_a_loader_problem_of_the_target_is_said_of_the_target(tmp_path: Path) -> None:
+    """Loaders word every problem as of a source ("Source 'tgt': ... has no column"), so one
+    with the target's data sent the user looking under `sources` for a source of that name."""
+    spec = _spec(tmp_path)
+    write_jsonl(tmp_path / "target.jsonl", [{"question": "q", "answer": "a"}] * 4)  # no prompt/response
+    with pytest.raises(UserError) as raised:
+        run_data_stage(spec, tmp_path, tmp_path / "out")
+    assert str(raised.value).startswith("The target 'tgt': "), str(raised.value)
+    write_jsonl(tmp_path / "target.jsonl", qa_rows(12, "t"))  # a source's problem is still a source's
+    write_jsonl(tmp_path / "aux.jsonl", [{"question": "q", "answer": "a"}] * 4)
+    with pytest.raises(UserError) as raised:
+        run_data_stage(spec, tmp_path, tmp_path / "out")
+    assert str(raised.value).startswith("Source 'aux': "), str(raised.value)
