@@ -217,7 +217,11 @@ def check_project(directory: Path) -> tuple[list[Check], Any]:
         first = report.issues[0].render()
         return [Check("project spec", False, f"{len(report.issues)} problem(s), first: {first}",
                       f"Run `subsetctl validate {shell_arg(path)}` and fix what it lists.")], None
-    return [Check("project spec", True, f"{path} is valid")], report.spec
+    warned = len(report.warnings)
+    # (valid, so the check passes; its warnings, a float16 model on the CPU say, are named)
+    more = (f" with {warned} warning{'s' if warned > 1 else ''}, first: {report.warnings[0].render()} "
+            f"(`subsetctl validate {shell_arg(path)}` lists them)" if warned else "")
+    return [Check("project spec", True, f"{path} is valid{more}")], report.spec
 
 
 def check_hub(spec: Any, spec_dir: Path) -> Check | None:

@@ -420,3 +420,16 @@ def test_doctor_fails_on_a_broken_installed_plugin_unless_the_project_does_witho
     result = CliRunner().invoke(main, ["doctor", str(project)])
     assert result.exit_code == 0, result.output
     assert "✓ installed estimator plugin broken: failed to import (not used by the project)" in result.output
+
+
+def test_doctor_names_the_warnings_of_a_valid_spec(healthy: None, tmp_path: Path) -> None:
+    """`doctor` said "project spec: ... is valid" of a spec `validate` warns about (here far
+    more workers than cores), and never said there was anything to read."""
+    import os
+
+    spec = rf.data_spec()
+    spec["executor"] = {"backend": "loky", "n_jobs": 4 * (os.cpu_count() or 1) + 1}
+    project = rf.make_project(tmp_path / "p", spec)
+    result = CliRunner().invoke(main, ["doctor", str(project)])
+    assert result.exit_code == 0, result.output
+    assert "is valid with 1 warning, first: " in result.output and "workers on a machine with" in result.output
