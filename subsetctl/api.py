@@ -1061,7 +1061,8 @@ def list_plugins(directory: str | Path | None = None) -> dict[str, list[dict[str
     out: dict[str, list[dict[str, Any]]] = {}
     for kind, registry in ALL_REGISTRIES.items():
         rows: list[dict[str, Any]] = [
-            {"name": name, "description": "failed to import", "origin": registry.broken_origin(name), "error": why}
+            {"name": name, "description": registry.broken_summary(name), "origin": registry.broken_origin(name),
+             "error": why}
             for name, why in registry.broken().items()
         ]
         for entry in registry.entries():

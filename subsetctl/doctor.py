@@ -377,7 +377,7 @@ def check_installed_plugins() -> list[Check]:
     from subsetctl.registry import ALL_REGISTRIES, PACKAGED_MODELS
 
     checks = [Check(f"installed {registry.kind} plugin {name}", False,
-                    "registered twice" if why.startswith("Two installed packages") else "failed to import", why)
+                    registry.broken_summary(name), why)
               for registry in ALL_REGISTRIES.values() for name, why in registry.broken().items()]
     packages = sorted({entry.package for registry in ALL_REGISTRIES.values() for entry in registry.entries()
                        if entry.package})

@@ -358,6 +358,11 @@ class Registry(Generic[T]):
         self._load()
         return dict(self._broken)
 
+    def broken_summary(self, name: str) -> str:
+        """What is wrong with the broken entry point ``name`` (see :meth:`broken`), in a few
+        words for `ls` and `doctor`: "registered twice" or "failed to import"."""
+        return "registered twice" if self.broken()[name].startswith("Two installed packages") else "failed to import"
+
     def broken_origin(self, name: str) -> str:
         """Where the broken plugin ``name`` (see :meth:`broken`) comes from, for `ls`: "entry
         point mod:Attr of myplug 0.1.0", or the packages of two that register one name."""

@@ -565,6 +565,8 @@ def test_two_installed_packages_under_one_name_fail_only_the_specs_that_use_it(m
     with pytest.raises(UserError, match=r"Two installed packages register the thing 'twice' \(entry points "
                                         r"'pkg_a:A', 'pkg_b:B'"):
         registry.get("twice")
+    # `ls` and `doctor` say which trouble it is (`ls` said "failed to import" of a clash)
+    assert registry.broken_summary("twice") == "registered twice"
 
 
 def test_the_lock_names_a_shard_run_on_another_machine(tmp_path: Path, monkeypatch) -> None:
