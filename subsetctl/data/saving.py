@@ -53,6 +53,7 @@ def _one_shard_layout(dataset: Dataset) -> tuple[pa.Schema, dict[str, Any], int]
     the record batch size ``save_to_disk`` writes ``dataset`` with, or None when it would
     write it otherwise than this module can (more than one shard; features that are not
     plain values, or a JSON-unfriendly format)."""
+    import pyarrow as pa
     from datasets import DatasetInfo, config
     from datasets.arrow_writer import ArrowWriter, get_writer_batch_size_from_data_size
     from datasets.utils.py_utils import asdict, convert_file_size_to_int
@@ -62,16 +63,14 @@ def _one_shard_layout(dataset: Dataset) -> tuple[pa.Schema, dict[str, Any], int]
         return None
     if dataset.list_indexes() or dataset._format_kwargs:
         return None
-    nbytes = dataset.data.nbytes  # save_to_disk's estimate (Dataset._estimate_nbytes, plain columns)
+    nbytes = dataset.data.nbytes  # save_to_disk's estimate (Dataset._estimate_nbytes, plain columns): an int
     if dataset._indices is not None and len(dataset.data):
-        nbytes = nbytes * len(dataset._indices) / len(dataset.data)
+        nbytes = nbytes * len(dataset._indices) // len(dataset.data)
     if int(nbytes / convert_file_size_to_int(config.MAX_SHARD_SIZE)) + 1 != 1 or len(dataset) == 0:
         return None
     batch_size = config.DEFAULT_MAX_BATCH_SIZE
     if nbytes > 0:
         batch_size = min(batch_size, get_writer_batch_size_from_data_size(len(dataset), nbytes))
-    import pyarrow as pa
-
     schema = pa.schema(features.type).with_metadata(ArrowWriter._build_metadata(DatasetInfo(features=features)))
     return schema, asdict(dataset._info), batch_size
 

@@ -350,6 +350,26 @@ def test_a_prepared_source_is_written_without_an_fsync_of_its_own(
     assert run_data_stage(spec, tmp_path, out)["reused"] == ["tgt", "rg"]
 
 
+def test_a_split_of_large_rows_is_saved_in_save_to_disks_smaller_batches(tmp_path: Path) -> None:
+    """Rows of more than 100 KB on average make ``save_to_disk`` write batches of fewer
+    than 1,000 rows, from its estimate of the split's bytes: an integer, also for a split
+    drawn from a larger table (a ``select``), as the batch size must be."""
+    import filecmp
+
+    from subsetctl.data.loaders import dataset_from_columns
+    from subsetctl.data.saving import DATA_FILE, save_split
+
+    n = 7
+    rows = dataset_from_columns({"source": ["s"] * n, "prompt": ["x" * (150_000 + i) for i in range(n)],
+                                 "response": ["1"] * n, "label": [-1] * n, "label_text": [""] * n,
+                                 "metadata": ["{}"] * n, "row": list(range(n))}).select([5, 0, 3, 1, 6])
+    with quiet_datasets():
+        rows.save_to_disk(str(tmp_path / "expected"))
+    save_split(rows, tmp_path / "saved")
+    assert filecmp.cmp(tmp_path / "expected" / DATA_FILE, tmp_path / "saved" / DATA_FILE, shallow=False)
+    assert pa.ipc.open_stream(pa.memory_map(str(tmp_path / "saved" / DATA_FILE))).read_all().num_rows == 5
+
+
 def test_a_split_save_to_disk_would_shard_or_embed_is_saved_by_it(tmp_path: Path) -> None:
     """Features that are not plain values (an image is embedded by datasets' writer) are
     left to ``save_to_disk``, as is a split it would write in several shards."""
