@@ -192,11 +192,30 @@ def _joblib_results(
     path = _dumped_estimator(estimator)
     with Parallel(n_jobs=n_jobs, backend="loky", return_as="generator",
                   idle_worker_timeout=LOKY_IDLE_WORKER_TIMEOUT_S) as parallel:
-        # the workers start (or are found running) with SIGINT blocked: a Ctrl-C while they
-        # were importing made each print a KeyboardInterrupt traceback of its own
-        with _sigint_blocked_for_new_threads():
-            list(parallel(delayed(os.getpid)() for _ in range(n_jobs)))
+        if _loky_workers_may_start(n_jobs):
+            # the workers start (or are found running) with SIGINT blocked: a Ctrl-C while they
+            # were importing made each print a KeyboardInterrupt traceback of its own
+            with _sigint_blocked_for_new_threads():
+                list(parallel(delayed(os.getpid)() for _ in range(n_jobs)))
         yield from parallel(delayed(_run_from_file)(path, masks[s]) for s in slices)
+
+
+def _loky_workers_may_start(n_jobs: int) -> bool:
+    """Whether a loky call with ``n_jobs`` may start workers: unless loky's reusable
+    executor is up with ``n_jobs`` live workers (the earlier calls of a search), it may. Only
+    then are they started with SIGINT blocked: that round trip of ``n_jobs`` tiny tasks took
+    3-13 ms here, which every chunk of a search paid on top of its 10-30 ms of dispatch.
+    Read from loky's internals; anything unexpected there counts as "may start"."""
+    try:
+        from joblib.externals.loky import reusable_executor
+
+        executor = reusable_executor._executor
+        processes = dict(executor._processes) if executor is not None else {}
+        return (executor is None or executor._max_workers != n_jobs or len(processes) != n_jobs
+                or bool(getattr(executor, "_broken", None)) or bool(getattr(executor, "_shutdown_thread", None))
+                or not all(process.is_alive() for process in processes.values()))
+    except Exception:  # noqa: BLE001 - another joblib: start them blocked, as always before
+        return True
 
 
 #: the estimator the last loky call dumped: ``estimator``, ``attributes`` (its attribute values

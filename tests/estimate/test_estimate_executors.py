@@ -1076,3 +1076,21 @@ def test_loky_workers_start_with_sigint_blocked(exact: ExactEstimator) -> None:
         delayed(signal.pthread_sigmask)(signal.SIG_BLOCK, []) for _ in range(4))  # the same, reused workers
     assert all(signal.SIGINT in mask for mask in blocked), blocked
     assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # this process: as before
+
+
+def test_loky_workers_are_started_blocked_only_when_they_may_start(exact: ExactEstimator) -> None:
+    """Starting the workers with SIGINT blocked took a round trip of tiny tasks (3-13 ms)
+    before every chunk of a search, on top of its dispatch; it is done when loky has no
+    live workers of that number, and not again while they are up."""
+    from joblib.externals.loky import get_reusable_executor
+
+    from subsetctl.estimate.executors import _joblib_results, _loky_workers_may_start
+
+    get_reusable_executor().shutdown(wait=True)
+    assert _loky_workers_may_start(2)
+    masks = random_masks(4, len(exact.sources), seed=3)
+    list(_joblib_results(exact, masks, [slice(0, 2), slice(2, 4)], "loky", 2))
+    assert not _loky_workers_may_start(2)  # up: the next chunk goes straight to them
+    assert _loky_workers_may_start(3)  # another number: loky starts others
+    get_reusable_executor().shutdown(wait=True)
+    assert _loky_workers_may_start(2)
