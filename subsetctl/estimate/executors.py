@@ -753,30 +753,37 @@ def _by_reference(code: Any, estimator: SubsetEstimator) -> list[Any]:
     return [obj for obj in code if not shipped_by_value(obj)]
 
 
-def _check_workers_load(client: Any, estimator: SubsetEstimator, address: str | None) -> None:
+def _check_workers_load(client: Any, estimator: SubsetEstimator, address: str | None,
+                        workers: list[str] | None = None, total: int | None = None,
+                        code: bytes | None = None) -> list[str]:
     """A UserError naming the workers that cannot import the estimator's code (subsetctl, a
     plugin). Checked before scattering it: a cluster where only some workers lack a module
-    hung the search, their tasks asking the others for an estimator none could give them."""
-    code = _code_of(estimator)
+    hung the search, their tasks asking the others for an estimator none could give them.
+
+    ``workers``: only these (of ``total`` in the cluster, for the message), else all;
+    ``code``: :func:`_code_of` the estimator, when the caller has it. Returns the workers
+    that loaded it (none when the check could not run)."""
+    code = code if code is not None else _code_of(estimator)
     if code is None:
-        return
+        return []
     try:
-        answers = client.run(_load_code, code, on_error="return")
+        answers = client.run(_load_code, code, on_error="return",
+                             **({} if workers is None else {"workers": workers}))
     except Exception:  # noqa: BLE001 - the cluster's own trouble: the estimate says it
-        return
+        return []
     # an OSError (CommClosedError, a timeout) is the scheduler not reaching that worker (it
     # left, or is leaving), not its code: the estimate goes on without it, as before
     failed = {worker: answer for worker, answer in answers.items()
               if isinstance(answer, BaseException) and not isinstance(answer, OSError)}
     if not failed:
-        return
+        return [worker for worker, answer in answers.items() if not isinstance(answer, BaseException)]
     names = sorted(failed)
-    workers = _workers_phrase(address, names, len(answers))
+    workers_phrase = _workers_phrase(address, names, total or len(answers))
     first = failed[names[0]]
-    problem = _worker_import_error(first, address, workers)
+    problem = _worker_import_error(first, address, workers_phrase)
     if problem is None:  # a module there, but not the same code (AttributeError, ...)
         problem = UserError(
-            f"{workers} cannot load the estimator's code ({type(first).__name__}: "
+            f"{workers_phrase} cannot load the estimator's code ({type(first).__name__}: "
             f"{first}): every worker must have subsetctl {__version__} and the spec's plugins installed, "
             "the same versions as here."
         )
@@ -800,24 +807,30 @@ def subsetctl_code_digest() -> dict[str, Any]:
     return _CODE_DIGEST
 
 
-def _check_workers_code(client: Any, address: str | None) -> None:
+def _check_workers_code(client: Any, address: str | None, workers: list[str] | None = None,
+                        total: int | None = None) -> list[str]:
     """A UserError naming the workers whose subsetctl differs from this process's: another
     version, or the same version from another checkout. The estimator is shipped by
     reference to subsetctl's code, so such workers would compute the estimates with their
     own code, and the results would silently differ from a local run's. A subsetctl older
     than this check has no :func:`subsetctl_code_digest` to run: its workers answer with the
-    error of unpickling it, and are refused as such."""
+    error of unpickling it, and are refused as such.
+
+    ``workers``: only these (of ``total`` in the cluster, for the message), else all.
+    Returns the workers that passed (none when the check could not run)."""
     try:
-        answers = client.run(subsetctl_code_digest, on_error="return")
+        answers = client.run(subsetctl_code_digest, on_error="return",
+                             **({} if workers is None else {"workers": workers}))
     except Exception:  # noqa: BLE001 - the cluster's own trouble: the estimate says it
-        return
+        return []
+    total = total or len(answers)
     here = subsetctl_code_digest()
     older = sorted(worker for worker, answer in answers.items()
                    if isinstance(answer, BaseException) and not isinstance(answer, OSError)
                    and subsetctl_code_digest.__name__ in str(answer))
     if older:
         raise UserError(
-            f"{_workers_phrase(address, older, len(answers))} run an older subsetctl than {__version__} here "
+            f"{_workers_phrase(address, older, total)} run an older subsetctl than {__version__} here "
             f"(one without {subsetctl_code_digest.__name__}, which checks that the workers run the same code). "
             "The estimates are computed with the workers' own subsetctl, so they would differ from this "
             f"machine's. Install the same subsetctl there as here ({here['folder']}), restart the workers, and "
@@ -826,7 +839,7 @@ def _check_workers_code(client: Any, address: str | None) -> None:
     differing = {worker: answer for worker, answer in answers.items()
                  if isinstance(answer, dict) and answer.get("files") != here["files"]}
     if not differing:
-        return
+        return [worker for worker, answer in answers.items() if isinstance(answer, dict)]
     names = sorted(differing)
     theirs = differing[names[0]]
     their_files, our_files = theirs.get("files") or {}, here["files"]
@@ -836,11 +849,46 @@ def _check_workers_code(client: Any, address: str | None) -> None:
     which = (f"subsetctl {version}, not {__version__} as here" if version != __version__
              else f"another copy of subsetctl {version}")
     raise UserError(
-        f"{_workers_phrase(address, names, len(answers))} run {which} (from {theirs.get('folder')}; "
+        f"{_workers_phrase(address, names, total)} run {which} (from {theirs.get('folder')}; "
         f"{len(changed)} file(s) differ: {shown}). The estimates are computed with the workers' own subsetctl, "
         f"so they would differ from this machine's. Install the same subsetctl there as here ({here['folder']}), "
         "restart the workers, and run again: the estimates finished so far are kept."
     )
+
+
+#: what this search stage's Dask calls have checked of the workers of ``client``: ``code``,
+#: the worker processes (address, scratch folder) that run this subsetctl, and ``loaded``,
+#: those that loaded the estimator's code, by its digest. Checking every worker on every
+#: call (two round trips to all of them) cost ~9 ms of a local cluster's ~48 ms per call,
+#: and a search calls once per chunk of 256 subsets and per greedy step.
+_checked: dict[str, Any] = {}
+
+
+def _check_new_workers(client: Any, estimator: SubsetEstimator, address: str | None,
+                       workers: dict[str, dict[str, Any]]) -> None:
+    """:func:`_check_workers_code` and :func:`_check_workers_load` on those of ``workers``
+    (the scheduler's identity of each, by address) not checked yet with this client and
+    this estimator's code. A worker is known by its address and scratch folder: one
+    restarted at the same address (a fixed ``--worker-port``), maybe from another
+    checkout, has a new folder, and is checked again."""
+    import hashlib
+
+    if _checked.get("client") is not client:
+        _checked.clear()
+        _checked.update(client=client, code=set(), loaded=set())
+    process = {worker: (worker, str(info.get("local_directory"))) for worker, info in workers.items()}
+    unchecked = sorted(w for w, key in process.items() if key not in _checked["code"])
+    if unchecked:  # first: an older subsetctl there has no _load_code
+        passed = _check_workers_code(client, address, unchecked, len(workers))
+        _checked["code"].update(process[w] for w in passed if w in process)
+    code = _code_of(estimator)
+    if code is None:
+        return
+    digest = hashlib.sha256(code).hexdigest()
+    unloaded = sorted(w for w, key in process.items() if (key, digest) not in _checked["loaded"])
+    if unloaded:
+        passed = _check_workers_load(client, estimator, address, unloaded, len(workers), code=code)
+        _checked["loaded"].update((process[w], digest) for w in passed if w in process)
 
 
 def _dask_results(
@@ -859,10 +907,13 @@ def _dask_results(
     task_failed = False  # the exception is a task's own (the estimator's, or KilledWorker)
     try:
         if address is not None:  # first: a kept client's scheduler frozen since the last call hung in client.run
-            _ask_scheduler(client, address, connect_timeout)
+            workers = _ask_scheduler(client, address, connect_timeout).get("workers") or {}
             _require_workers(client, address, connect_timeout)
-        _check_workers_code(client, address)  # first: an older subsetctl there has no _load_code
-        _check_workers_load(client, estimator, address)
+            if not workers:  # they joined while it waited
+                workers = _ask_scheduler(client, address, connect_timeout).get("workers") or {}
+        else:  # (the local cluster's scheduler runs in this process)
+            workers = client.sync(client.scheduler.identity).get("workers") or {}
+        _check_new_workers(client, estimator, address, workers)
         shipped = _scattered_estimator(client, estimator)
         futures = [client.submit(_run_batch, shipped, masks[s], pure=False) for s in slices]
         position = {f.key: i for i, f in enumerate(futures)}
@@ -932,12 +983,13 @@ def _fetched(fut: Any, client: Any, address: str | None, connect_timeout: float)
     return fut.result()
 
 
-def _ask_scheduler(client: Any, address: str, connect_timeout: float) -> None:
-    """Ask the scheduler at ``address`` for its identity; a :func:`_scheduler_silent`
-    UserError when it does not answer within :func:`_answer_within` s."""
+def _ask_scheduler(client: Any, address: str, connect_timeout: float) -> dict[str, Any]:
+    """Ask the scheduler at ``address`` for its identity (its ``workers`` among it), and
+    return it; a :func:`_scheduler_silent` UserError when it does not answer within
+    :func:`_answer_within` s."""
     waited = _answer_within(connect_timeout)
     try:
-        client.sync(client.scheduler.identity, callback_timeout=waited)
+        return client.sync(client.scheduler.identity, callback_timeout=waited)
     except TimeoutError as exc:
         raise _scheduler_silent(address, waited) from exc
 
@@ -999,7 +1051,7 @@ def _scattered_estimator(client: Any, estimator: SubsetEstimator) -> Any:
     if (_same_estimator(_scattered, estimator, attributes) and _scattered["client"] is client
             and getattr(kept, "status", None) == "finished"):
         return kept
-    forget_scattered_estimator()
+    _release_scattered()
     future = _scatter(client, estimator)
     _scattered.update(estimator=estimator, attributes=attributes, client=client, future=future)
     return future
@@ -1007,8 +1059,15 @@ def _scattered_estimator(client: Any, estimator: SubsetEstimator) -> Any:
 
 def forget_scattered_estimator() -> None:
     """Release the estimator kept scattered on the Dask workers (the next call scatters it
-    again); done when the search stage ends and when its client is closed. Safe to call any
-    time."""
+    again), and forget which workers were checked (:data:`_checked`: the next call checks
+    them again); done when the search stage ends, when a call fails and when its client is
+    closed. Safe to call any time."""
+    _release_scattered()
+    _checked.clear()
+
+
+def _release_scattered() -> None:
+    """Release the estimator kept scattered on the Dask workers, if any."""
     future = _scattered.get("future")
     _scattered.clear()
     if future is not None:  # a client closed or lost meanwhile: nothing to release there

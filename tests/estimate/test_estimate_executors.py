@@ -1094,3 +1094,44 @@ def test_loky_workers_are_started_blocked_only_when_they_may_start(exact: ExactE
     assert _loky_workers_may_start(3)  # another number: loky starts others
     get_reusable_executor().shutdown(wait=True)
     assert _loky_workers_may_start(2)
+
+
+def test_dask_checks_each_worker_once_per_search_stage(small_features: FeatureSet, monkeypatch) -> None:
+    """Every call (a search's chunk of 256 subsets, each greedy step) checked every worker's
+    subsetctl and its loading of the estimator's code again: two round trips to all workers
+    per call. Each worker process is checked once per search stage now; one that joins
+    later is checked before its first tasks, alone, and the stage's end forgets them all."""
+    import distributed
+    from dask.distributed import LocalCluster
+
+    from subsetctl.estimate import executors
+
+    checked: list[tuple[str, list[str] | None]] = []
+    real = distributed.Client.run
+    monkeypatch.setattr(distributed.Client, "run", lambda self, function, *args, **kwargs: (
+        checked.append((function.__name__, kwargs.get("workers"))), real(self, function, *args, **kwargs))[1])
+    est = FastEstimator(small_features, lam=0.1)
+    masks = random_masks(12, small_features.n_sources, seed=0)
+    expected = est.estimate(masks)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None,
+                      silence_logs=logging.ERROR) as cluster:
+        try:
+            address = cluster.scheduler_address
+            for _ in range(3):
+                _assert_same(estimate_parallel(est, masks, backend="dask", address=address, batch_size=4), expected)
+            first = sorted(cluster.scheduler.workers)
+            assert checked == [("subsetctl_code_digest", first), ("_load_code", first)]
+            checked.clear()
+            cluster.scale(2)
+            client = executors._scattered["client"]
+            client.wait_for_workers(2, timeout=30)
+            _assert_same(estimate_parallel(est, masks, backend="dask", address=address, batch_size=4), expected)
+            joined = sorted(set(cluster.scheduler.workers) - set(first))
+            assert checked == [("subsetctl_code_digest", joined), ("_load_code", joined)]
+            checked.clear()
+            executors.forget_scattered_estimator()  # as the search stage does at its end
+            _assert_same(estimate_parallel(est, masks, backend="dask", address=address, batch_size=4), expected)
+            assert [name for name, _ in checked] == ["subsetctl_code_digest", "_load_code"]
+            assert sorted(checked[0][1] or []) == sorted(cluster.scheduler.workers)
+        finally:
+            close_dask_clients()

@@ -1,0 +1,131 @@
+"""Time a search on a local Dask cluster against loky and one process, and the cost of
+checking the Dask workers on every call.
+
+The search stage estimates in chunks of 256 subsets, and a greedy search once per step:
+one executor call each. Before running a call's tasks, the Dask backend checks that the
+workers run this subsetctl and can load the estimator's code (two round trips to every
+worker). It now checks each worker process once per search stage
+(``executors._check_new_workers``); before, it checked all of them on every call. This
+script runs the same searches (``forward``, then ``random_ensemble``, through a fresh
+results store each time, as a first run does) ``--repeats`` times, alternating, in this
+one process:
+
+* ``dask``: ``backend: dask`` without an address (a LocalCluster of ``--n-jobs``
+  single-threaded processes, started once before the timings, as a search stage reuses it);
+* ``dask_checks_every_call``: the same, with the workers checked again on every call
+  (what it did before);
+* ``loky`` and ``sequential``.
+
+Figures are the fastest of the repeats, in seconds, the ratios of the others to ``dask``,
+and the calls made; ``identical`` tells whether all ways chose the same subsets with the
+same estimates. By default a synthetic store of ``--sources`` sources of ``--rows`` rows
+at ``--d``.
+
+    python benchmarks/search_dask.py [--sources 60] [--rows 4] [--d 32] [--m 3000] [--repeats 3]
+
+Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+if not os.environ.get("PYTHONPATH"):  # this checkout's code unless told otherwise
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from subsetctl.estimate import executors
+from subsetctl.estimate.results import CachedEstimator, SubsetResultsStore
+from subsetctl.estimate.solvers import FastEstimator
+from subsetctl.estimate.synthetic import make_synthetic_features
+from subsetctl.search.base import SearchContext, run_strategy
+
+WAYS = ("dask", "dask_checks_every_call", "loky", "sequential")
+
+
+class _Counted:
+    """``executors._check_new_workers`` counting its calls; with ``every_call``, it forgets
+    the workers checked before each (the behaviour before they were remembered)."""
+
+    def __init__(self) -> None:
+        self.original = executors._check_new_workers
+        self.every_call = False
+        self.calls = 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        self.calls += 1
+        if self.every_call:
+            executors._checked.clear()
+        self.original(*args, **kwargs)
+
+
+def search(estimator: FastEstimator, way: str, n_jobs: int, m: int, counted: _Counted) -> tuple[float, Any]:
+    """Both searches run ``way``, in seconds, and what they picked (subsets and losses)."""
+    executors.forget_dumped_estimator()
+    executors.forget_scattered_estimator()  # each search as a new stage
+    counted.every_call = way == "dask_checks_every_call"
+    backend = "dask" if way.startswith("dask") else way
+    picked = []
+    with tempfile.TemporaryDirectory() as folder:
+        store = SubsetResultsStore(Path(folder) / "store", estimator.sources, "bench")
+        cached = CachedEstimator(estimator, store, {"backend": backend, "n_jobs": n_jobs}, chunk_size=256)
+        ctx = SearchContext(sources=list(estimator.sources), seed=0)
+        started = time.perf_counter()
+        for name, params in (("forward", {}), ("random_ensemble", {"m": m, "alpha": 0.5})):
+            result = run_strategy(name, cached, ctx, params)
+            picked.append((result.selected, result.estimated_loss))
+        took = time.perf_counter() - started
+    executors.forget_dumped_estimator()
+    executors.forget_scattered_estimator()
+    return took, picked
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sources", type=int, default=60)
+    parser.add_argument("--rows", type=int, default=4)
+    parser.add_argument("--d", type=int, default=32)
+    parser.add_argument("--m", type=int, default=3000)
+    parser.add_argument("--n-jobs", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    features = make_synthetic_features(n_sources=args.sources, rows_per_source=args.rows, d=args.d,
+                                       n_target_train=20, n_val=20, helpful=tuple(range(0, 20, 2)), harmful=(1, 3))
+    estimator = FastEstimator(features, lam=1.0)
+    counted = _Counted()
+    executors._check_new_workers = counted  # type: ignore[assignment]
+    try:
+        for way in ("dask", "loky"):  # start the local cluster and the loky workers (once per process)
+            search(estimator, way, args.n_jobs, args.m, counted)
+        seconds: dict[str, list[float]] = {way: [] for way in WAYS}
+        picked: dict[str, Any] = {}
+        counted.calls = 0
+        for _ in range(args.repeats):
+            for way in WAYS:
+                took, result = search(estimator, way, args.n_jobs, args.m, counted)
+                seconds[way].append(took)
+                picked.setdefault(way, result)
+        calls = counted.calls // (2 * args.repeats)
+    finally:
+        executors._check_new_workers = counted.original  # type: ignore[assignment]
+        executors.close_dask_clients()
+    best = {way: min(v) for way, v in seconds.items()}
+    print(json.dumps({
+        "sources": len(features.sources), "d": int(features.d), "n_jobs": args.n_jobs, "m": args.m,
+        "dask_calls_per_search": calls,
+        **{f"{way}_s": round(best[way], 3) for way in WAYS},
+        **{f"{way}_over_dask": round(best[way] / best["dask"], 2) for way in WAYS[1:]},
+        "check_ms_saved_per_call": round(1000 * (best["dask_checks_every_call"] - best["dask"]) / max(calls, 1), 1),
+        "all_s": {way: [round(x, 3) for x in v] for way, v in seconds.items()},
+        "identical": all(picked[way] == picked["dask"] for way in WAYS),
+    }))
+
+
+if __name__ == "__main__":
+    main()
