@@ -846,10 +846,21 @@ def _check_workers_code(client: Any, address: str | None, workers: list[str] | N
     changed = sorted(name for name in set(their_files) | set(our_files) if their_files.get(name) != our_files.get(name))
     shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
     version = theirs.get("version")
+    phrase = _workers_phrase(address, names, total)
+    if version == __version__ and theirs.get("folder") == here["folder"]:
+        # a worker reads subsetctl's files once: started before they were edited here (a
+        # checkout being worked on), it keeps the old code, the same folder named twice
+        raise UserError(
+            f"{phrase} run subsetctl from the same folder as here ({here['folder']}), but with other files "
+            f"({len(changed)} file(s) differ: {shown}): they read them before the files were edited (or, on "
+            "another machine, that folder holds another copy). The estimates are computed with the workers' own "
+            "code, so they would differ from this machine's. Restart the workers (on another machine, install "
+            "the same subsetctl there), and run again: the estimates finished so far are kept."
+        )
     which = (f"subsetctl {version}, not {__version__} as here" if version != __version__
              else f"another copy of subsetctl {version}")
     raise UserError(
-        f"{_workers_phrase(address, names, total)} run {which} (from {theirs.get('folder')}; "
+        f"{phrase} run {which} (from {theirs.get('folder')}; "
         f"{len(changed)} file(s) differ: {shown}). The estimates are computed with the workers' own subsetctl, "
         f"so they would differ from this machine's. Install the same subsetctl there as here ({here['folder']}), "
         "restart the workers, and run again: the estimates finished so far are kept."

@@ -1135,3 +1135,24 @@ def test_dask_checks_each_worker_once_per_search_stage(small_features: FeatureSe
             assert sorted(checked[0][1] or []) == sorted(cluster.scheduler.workers)
         finally:
             close_dask_clients()
+
+
+def test_workers_that_read_subsetctl_before_it_was_edited_are_told_to_restart() -> None:
+    """A worker reads subsetctl's files once: started before a checkout was edited, it ran the
+    old code from the same folder, and was said to "run another copy of subsetctl (from
+    /x/subsetctl ...). Install the same subsetctl there as here (/x/subsetctl)", the same
+    folder named twice with no word of what happened."""
+    from subsetctl.estimate.executors import _check_workers_code, subsetctl_code_digest
+
+    class Answers:
+        def run(self, function: Any, on_error: str) -> dict[str, Any]:
+            return {"tcp://a:1": before_edit}
+
+    here = subsetctl_code_digest()
+    before_edit = {**here, "files": {**here["files"], "search/greedy.py": "0" * 64}}
+    with pytest.raises(UserError) as refused:
+        _check_workers_code(Answers(), "tcp://s:8786")
+    message = " ".join(str(refused.value).split())
+    assert f"run subsetctl from the same folder as here ({here['folder']}), but with other files" in message, message
+    assert "1 file(s) differ: search/greedy.py" in message and "Restart the workers" in message, message
+    assert "another copy of subsetctl" not in message, message
