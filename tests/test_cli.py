@@ -1489,3 +1489,18 @@ def test_readme_documents_each_commands_json_and_stdout_holds_it_alone(tiny_proj
                  ["plan", root, "gradients.d=many", "--format", "json"], ["plan", root, "--until", "x", "--format", "json"]):
         failed = runner.invoke(main, args)
         assert failed.exit_code in (1, 2) and failed.stdout == "" and failed.stderr, (args, failed.output)
+
+
+def test_plan_says_the_search_estimates_on_a_dask_cluster(jsonl_project: Path, monkeypatch) -> None:
+    """`plan` said "estimates on the CPU (fast)" of a search whose estimates a Dask cluster
+    computes; it names the cluster (or the local one started), and nothing for loky."""
+    monkeypatch.setenv("COLUMNS", "250")
+    args = ["plan", str(jsonl_project), "executor.backend=dask"]
+    local = CliRunner().invoke(main, [*args, "executor.n_jobs=3"])
+    assert "search: 1 strategy, estimates on the CPU (fast), on a local Dask cluster of 3 processes: up to" \
+        in local.output, local.output
+    remote = CliRunner().invoke(main, [*args, "executor.address=tcp://10.0.0.5:8786"])
+    assert ("search: 1 strategy, estimates on the CPU (fast), on the Dask cluster at 'tcp://10.0.0.5:8786' "
+            "(executor.address): up to") in remote.output, remote.output
+    loky = CliRunner().invoke(main, ["plan", str(jsonl_project)])
+    assert "search: 1 strategy, estimates on the CPU (fast): up to" in loky.output, loky.output

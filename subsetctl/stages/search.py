@@ -419,6 +419,19 @@ def _trace_subset(step: Any) -> Any:
     return subset
 
 
+def _on_dask(spec: Spec) -> str:
+    """Where the estimates run when that is a Dask cluster (``plan``'s work of the search):
+    ", on the Dask cluster at 'tcp://...' (executor.address)" or ", on a local Dask cluster of
+    2 processes"; "" for the other backends, which run on this machine. Without it, plan said
+    "estimates on the CPU" of a search whose estimates a cluster computes."""
+    executor = spec.executor
+    if executor.backend != "dask":
+        return ""
+    if executor.address:
+        return f", on the Dask cluster at {executor.address!r} (executor.address)"
+    return f", on a local Dask cluster of {executor.n_jobs} process{'es' if executor.n_jobs > 1 else ''}"
+
+
 class SearchStage(Stage):
     """Runs the spec's strategies against one cached estimator and writes selections.json
     (each strategy's pick, scores and trace, the ``all`` and ``target_only`` baselines'
@@ -454,6 +467,7 @@ class SearchStage(Stage):
             extra = spec.calibrate.estimators if chooses else []
             names = list(dict.fromkeys([spec.estimate.estimator, *extra]))
             how = f"estimates on the CPU ({' or '.join(names)}{', as calibrate chooses' if len(names) > 1 else ''})"
+            how += _on_dask(spec)
         total, parts, unknown = search_subset_bounds(spec)
         besides = f" besides those of {', '.join(unknown)}, which do{'es' if len(unknown) == 1 else ''} not say" \
             if unknown else ""
