@@ -325,8 +325,9 @@ def check_dask(spec: Any) -> Check:
 
 
 def check_dask_scheduler(spec: Any) -> Check | None:
-    """The Dask scheduler the spec names (``executor.address``) answers: the search stage,
-    after the model stages' hours, stopped there when it did not. A TCP connection is tried,
+    """The Dask scheduler the spec names (``executor.address``) answers, with at least one
+    worker: the search stage, after the model stages' hours, stopped there when it did not
+    (a scheduler without workers passed). A TCP connection is tried,
     then the search's own connection (a TCP connection alone passed any port that took one,
     the dashboard's among them); None without the dask backend, an address, dask itself
     (:func:`check_dask` says so), or for a scheme other than tcp:// and tls://."""
@@ -362,6 +363,11 @@ def check_dask_scheduler(spec: Any) -> Check | None:
     except UserError as exc:
         return Check("dask scheduler", False, f"{address} takes connections, but no Dask scheduler answered there",
                      str(exc))
+    if not workers:  # the search waits executor.connect_timeout for one, then stops
+        return Check("dask scheduler", False, f"{address} answers, but no worker is connected to it now",
+                     f"Start at least one before the search stage runs (`dask worker {address}`, on a machine with "
+                     "the same subsetctl and the spec's plugins installed; an adaptive cluster must keep one "
+                     "running): the search stops when none has joined within executor.connect_timeout.")
     return Check("dask scheduler", True, f"{address} answers, with {workers} worker(s) ({threads} threads) now")
 
 

@@ -433,3 +433,24 @@ def test_doctor_names_the_warnings_of_a_valid_spec(healthy: None, tmp_path: Path
     result = CliRunner().invoke(main, ["doctor", str(project)])
     assert result.exit_code == 0, result.output
     assert "is valid with 1 warning, first: " in result.output and "workers on a machine with" in result.output
+
+
+def test_doctor_fails_a_dask_scheduler_without_workers(tmp_path: Path) -> None:
+    """A scheduler with no worker connected passed ("answers, with 0 worker(s) (0 threads)
+    now"), though the search stops when no worker joins within executor.connect_timeout."""
+    from dask.distributed import LocalCluster
+
+    from subsetctl.estimate.executors import close_dask_clients
+
+    spec = rf.data_spec()
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=None, silence_logs=logging.ERROR,
+                      host="127.0.0.1", protocol="tcp") as cluster:
+        spec["executor"] = {"backend": "dask", "address": cluster.scheduler_address}
+        project = rf.make_project(tmp_path / "p", spec)
+        result = CliRunner().invoke(main, ["doctor", str(project)])
+        close_dask_clients()
+    assert result.exit_code == 1, result.output
+    output = " ".join(result.output.split())
+    assert f"✗ dask scheduler: {cluster.scheduler_address} answers, but no worker is connected to it now" \
+        in output, output
+    assert f"`dask worker {cluster.scheduler_address}`" in output, output
