@@ -140,8 +140,9 @@ def _label_setup_warnings(target: str, prepared: dict[str, dict[str, Dataset]]) 
     """Label setups that run but cannot mean what was meant: a target with one class
     (its test accuracy only counts how rarely a selection predicts a class only the
     sources have: there is always one, as the data stage refuses a single class in all),
-    target test or validation classes its train split never shows, and a source whose
-    labels are nearly all distinct (a text column)."""
+    target test or validation classes its train split never shows, a source whose
+    labels are fractional numbers (a score column), and one whose labels are nearly all
+    distinct (a text column)."""
     warnings = []
     splits = {name: _label_texts(ds) for name, ds in prepared[target].items()}
     classes = {t for labels in splits.values() for t in labels}
@@ -172,10 +173,36 @@ def _label_setup_warnings(target: str, prepared: dict[str, dict[str, Dataset]]) 
     for name, parts in prepared.items():
         labels = [t for ds in parts.values() for t in _label_texts(ds)]
         distinct = len(set(labels))
-        if distinct > MANY_CLASSES and distinct > len(labels) / 2:
-            warnings.append(f"{'Target' if name == target else 'Source'} {name!r} has {distinct} distinct labels "
+        who = f"{'Target' if name == target else 'Source'} {name!r}"
+        fractions = _fractional_labels(set(labels))
+        if fractions:
+            shown = ", ".join(repr(t) for t in fractions[:5]) + (", ..." if len(fractions) > 5 else "")
+            warnings.append(f"{who} has labels that are fractional numbers ({shown}; {len(fractions)} of its "
+                            f"{distinct} distinct labels): a classifier makes each distinct value a class of its "
+                            "own, with no order or nearness between them, so loader.label_field looks like a score "
+                            "(a regression target, as STS-B's similarity), not a class. Point loader.label_field "
+                            "at a class column, or write the scores as classes in the file (rounded or binned).")
+        elif distinct > MANY_CLASSES and distinct > len(labels) / 2:
+            warnings.append(f"{who} has {distinct} distinct labels "
                             f"over {len(labels)} rows: loader.label_field is probably a text column, not the class.")
     return warnings
+
+
+def _fractional_labels(labels: set[str]) -> list[str]:
+    """The labels that are numbers with a fraction ('0.5', '3.7'), sorted numerically, when
+    every label is a number: such a column holds scores, which a classifier would learn as
+    unrelated classes. None when any label is a word (a '0.5' among words is a class name)
+    or all are whole numbers (a CSV's '1.0' is the class 1, which :func:`_label_warnings`
+    compares with the target's)."""
+    import math
+
+    values = {}
+    for text in labels:
+        try:
+            values[text] = float(text)
+        except ValueError:
+            return []
+    return sorted((t for t, v in values.items() if math.isfinite(v) and not v.is_integer()), key=values.__getitem__)
 
 
 def _label_warnings(target: str, prepared: dict[str, dict[str, Dataset]]) -> list[str]:

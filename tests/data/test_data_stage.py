@@ -432,6 +432,28 @@ def test_label_setups_that_cannot_mean_what_was_meant_are_warned_about() -> None
     assert not any("Target" in w for w in texts)
 
 
+def test_a_label_column_of_fractional_scores_is_warned_about() -> None:
+    """A classifier source whose label_field held scores (STS-B's 0.0-5.0 similarity) made
+    every distinct value a class and widened the head by dozens of outputs; the only word
+    was "labels the target never uses: '0', '0.1', ...", or, with most scores on one row,
+    that the label was "probably a text column"."""
+    from subsetctl.data.stage import _label_warnings
+
+    def splits(labels: list[str]) -> dict[str, Dataset]:
+        return {"train": Dataset.from_dict({"label_text": labels})}
+
+    scores = [f"{i / 10:g}" for i in range(51)] + ["2.5", "3"]
+    warnings = _label_warnings("t", {"t": splits(["neg", "pos"]), "sts": splits(scores)})
+    (fractional,) = [w for w in warnings if "fractional" in w]
+    assert fractional.startswith("Source 'sts' has labels that are fractional numbers ('0.1', '0.2', '0.3', '0.4', "
+                                 "'0.5', ...; 45 of its 51 distinct labels)")
+    assert "loader.label_field looks like a score" in fractional and "rounded or binned" in fractional
+    assert not any("text column" in w for w in warnings)
+    # whole numbers (also a CSV's floats), words, and a word-like '0.5' among words are classes
+    for labels in (["0.0", "1.0"], ["0", "1", "2"], ["0.5", "pos"], ["nan", "1"]):
+        assert not [w for w in _label_warnings("t", {"t": splits(labels)}) if "fractional" in w], labels
+
+
 def test_the_run_prints_the_first_data_warnings_and_counts_the_rest(jsonl_project: Path) -> None:
     """200 sources with a small problem each printed 400 unaggregated lines."""
     import yaml
