@@ -209,16 +209,19 @@ def _label_warnings(target: str, prepared: dict[str, dict[str, Dataset]]) -> lis
     """Classes a source has that the target never uses: harmless but worth knowing, and
     likely a mistake when they are the target's labels written another way (a CSV file
     of floats gives "1.0" where a Parquet or JSON file gives "1"; CSV "True" is not JSON
-    true, which reads "1"): each is a class of its own."""
+    true, which reads "1"): each is a class of its own. A source none of whose labels
+    is the target's (0/1 beside the target's 'negative'/'positive') gets told so, as
+    nothing maps one file's classes onto another's."""
     target_labels = {t for ds in prepared[target].values() for t in _label_texts(ds)}
     by_spelling = {_label_spelling(t): t for t in sorted(target_labels)}
     warnings = _label_setup_warnings(target, prepared)
     for name, splits in prepared.items():
         if name == target:
             continue
-        extra = sorted({t for ds in splits.values() for t in _label_texts(ds)} - target_labels)
+        labels = {t for ds in splits.values() for t in _label_texts(ds)}
+        extra = sorted(labels - target_labels)
         if extra:
-            shown = ", ".join(repr(t) for t in extra[:5]) + (" ..." if len(extra) > 5 else "")
+            shown = ", ".join(repr(t) for t in extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
             alike = [(t, by_spelling[_label_spelling(t)]) for t in extra if _label_spelling(t) in by_spelling]
             hint = ""
             if alike:
@@ -226,6 +229,13 @@ def _label_warnings(target: str, prepared: dict[str, dict[str, Dataset]]) -> lis
                 hint = (f" {pairs} look like the target's labels written another way, but each is a class of its "
                         "own: write the labels the same way in every file (a CSV column of floats gives '1.0', "
                         "CSV True/False stay text, JSON true/false read '1'/'0').")
+            elif not labels & target_labels:
+                ours = sorted(target_labels)
+                named = ", ".join(repr(t) for t in ours[:5]) + (f" and {len(ours) - 5} more" if len(ours) > 5 else "")
+                hint = (" None of its labels is the target's: classes are matched across files by their names, so "
+                        "its rows teach only classes the target's test never asks for (predicting one is a miss). "
+                        f"If they are the target's classes ({named}) under other names, write the target's names "
+                        "in its file.")
             warnings.append(f"Source {name!r} has labels the target never uses: {shown}.{hint}")
     return warnings
 

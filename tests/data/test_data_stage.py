@@ -401,6 +401,28 @@ def test_labels_written_another_way_are_pointed_out() -> None:
     assert "'True' (the target's '1')" in warnings[1] and "'x'" not in warnings[1].split(".", 1)[1]
 
 
+def test_a_source_with_none_of_the_targets_labels_is_told_they_are_matched_by_name() -> None:
+    """An SST-2-style source labelled 0/1 beside a target labelled 'negative'/'positive'
+    was told only "has labels the target never uses: '0', '1'", not that nothing maps one
+    file's classes onto another's, so its rows teach classes the target never asks for."""
+    from subsetctl.data.stage import _label_warnings
+
+    def splits(labels: list[str]) -> dict[str, Dataset]:
+        return {"train": Dataset.from_dict({"label_text": labels})}
+
+    prepared = {"t": splits(["negative", "positive"]), "ints": splits(["0", "1"]),
+                "some": splits(["positive", "mixed"])}
+    ints, some = _label_warnings("t", prepared)
+    assert ints == ("Source 'ints' has labels the target never uses: '0', '1'. None of its labels is the target's: "
+                    "classes are matched across files by their names, so its rows teach only classes the target's "
+                    "test never asks for (predicting one is a miss). If they are the target's classes ('negative', "
+                    "'positive') under other names, write the target's names in its file.")
+    assert some == "Source 'some' has labels the target never uses: 'mixed'."  # shares 'positive'
+    many = _label_warnings("t", {"t": splits(["a", "b"]), "s": splits([f"c{i}" for i in range(7)])})
+    assert many[0].startswith("Source 's' has labels the target never uses: 'c0', 'c1', 'c2', 'c3', 'c4' and 2 more. "
+                            "None of its labels")
+
+
 def test_label_setups_that_cannot_mean_what_was_meant_are_warned_about() -> None:
     """A one-class target, target test classes its train split never has, and a
     label_field pointing at a text column all passed with "labels the target never uses"."""
