@@ -495,6 +495,9 @@ def _warn_model_settings(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:
         warn(("model", "num_labels"), "is for classifiers only: a causal-lm model ignores it (and so does "
                                       "every stage). Remove it, or set model.kind: classifier if that is meant.")
     for loc, source in _target_and_sources(spec):
+        if spec.model.kind == "causal-lm" and source.label_map:
+            warn(loc + ("label_map",), "is for classifiers only: a causal-lm learns its answers as text and ignores "
+                                       "label_map. Set model.kind: classifier if that is meant, or remove it.")
         field = getattr(source.loader, "label_field", None)
         if spec.model.kind == "causal-lm" and field:  # a classifier spec without model.kind, most likely
             answers = getattr(source.loader, "response_field", None)

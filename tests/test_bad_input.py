@@ -782,6 +782,14 @@ def test_num_labels_on_a_causal_lm_is_a_warning(tmp_path: Path) -> None:
     assert "classifiers only" in report.warnings[0].message
 
 
+def test_label_map_on_a_causal_lm_is_a_warning(tmp_path: Path) -> None:
+    """A causal LM learns its answers as text: a label_map would rename nothing."""
+    sources = [{**BASE["sources"][0], "label_map": {0: "neg"}}, *BASE["sources"][1:]]
+    report = validate_spec_file(_spec_file(tmp_path, {**BASE, "sources": sources}))
+    assert report.issues == [] and [w.key for w in report.warnings] == ["sources[0].label_map"]
+    assert report.warnings[0].message.startswith("is for classifiers only: a causal-lm learns its answers as text")
+
+
 def test_label_field_on_a_causal_lm_is_a_warning(tmp_path: Path) -> None:
     """A classifier spec that leaves out model.kind is a causal LM: with a response column
     too, it ran on that column with no word that label_field was ignored."""

@@ -85,6 +85,17 @@ def test_num_labels_counts_for_a_classifier_only() -> None:
     assert {"meta_init", "gradients", "finetune", "evaluate"} <= stages_changed_by("model.num_labels=5", classifier)
 
 
+def test_label_map_counts_for_a_classifiers_data_only_and_unset_changes_no_key() -> None:
+    """A source's label_map renames a classifier's classes: the data stage (and so every
+    stage after it) re-runs when it changes; a causal LM ignores it. Unset, it is left out
+    of the dumped spec, so projects computed before the option existed stay up to date."""
+    classifier = {**BASE, "model": {"kind": "classifier", "source": "m"}}
+    assert stages_changed_by("sources[0].label_map.0=neg", classifier) == {"data"}
+    assert stages_changed_by("sources[0].label_map.0=neg") == set()
+    spec = Spec.model_validate(classifier)
+    assert "label_map" not in spec.model_dump(mode="json")["sources"][0]
+
+
 def test_fingerprint_dump_keeps_defaults_as_they_were() -> None:
     # projects computed before these rules keep their fingerprints and cache keys
     spec = Spec.model_validate(BASE)

@@ -1039,7 +1039,8 @@ def _check_num_labels(spec: Spec, sources: list[SourceSpec], base_dir: Path, iss
             continue  # a draw of the rows: the run's labels are those of the rows it keeps
         path = resolve_path(loader.path, base_dir)
         if path.is_file():
-            found |= _head_labels(loader, path)
+            labels = _head_labels(loader, path)
+            found |= {(source.label_map or {}).get(t, t) for t in labels}  # the classes they become
     if len(found) <= asked:
         return
     names = label_vocabulary(found)

@@ -107,6 +107,29 @@ def load_source(source: SourceSpec, ctx: LoadContext) -> Dataset:
     return dataset
 
 
+def map_labels(dataset: Dataset, source: SourceSpec, warnings: list[str] | None) -> Dataset:
+    """``dataset`` with each ``label_text`` that ``source.label_map`` names renamed to its
+    class (a classifier's source labelled 0/1 taught as the target's 'negative' and
+    'positive'); a key that no row's label is (a typo, '1.0' for the '1' subsetctl reads)
+    is warned about, with the labels there are."""
+    label_map = source.label_map or {}
+    texts = dataset.with_format("arrow")[:].column("label_text").to_pylist() if len(dataset) else []
+    unused = sorted(set(label_map) - set(texts))
+    if unused and warnings is not None:
+        there = sorted(set(texts))
+        shown = ", ".join(repr(t) for t in there[:10]) + (f" and {len(there) - 10} more" if len(there) > 10 else "")
+        warnings.append(f"{'Target' if isinstance(source, TargetSpec) else 'Source'} {source.name!r}: label_map names "
+                        f"{', '.join(repr(k) for k in unused)}, which no row of it has as its label (its labels: "
+                        f"{shown or 'none'}); those keys rename nothing. Write each key as the label is read "
+                        "(JSON 1, 1.0 and true read '1'; a CSV cell as written).")
+    digest = hashlib.sha256(json.dumps(label_map, sort_keys=True).encode()).hexdigest()
+    renamed = [label_map.get(t, t) for t in texts]
+    return dataset.remove_columns("label_text").add_column(
+        "label_text", renamed, new_fingerprint=hashlib.sha256(
+            f"{dataset._fingerprint}|labels|{digest}".encode()).hexdigest()[:16]).select_columns(
+        list(dataset.column_names))
+
+
 def _what_it_returned(dataset: Any) -> str:
     """What a replacing loader returned, for a message: its type when it is not a
     dataset, else the dataset's columns."""
@@ -253,6 +276,8 @@ def prepare_source(
     dataset = load_source(source, ctx)
     if warnings is not None:
         warnings.extend(ctx.notices)
+    if source.label_map and ctx.kind == "classifier":
+        dataset = map_labels(dataset, source, warnings)
     drawn = "rows" in ctx.drawn  # the loader returned the draw's rows, in its order
     n_loaded = ctx.drawn["rows"] if drawn else len(dataset)
     if n_loaded == 0:

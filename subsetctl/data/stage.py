@@ -210,8 +210,8 @@ def _label_warnings(target: str, prepared: dict[str, dict[str, Dataset]]) -> lis
     likely a mistake when they are the target's labels written another way (a CSV file
     of floats gives "1.0" where a Parquet or JSON file gives "1"; CSV "True" is not JSON
     true, which reads "1"): each is a class of its own. A source none of whose labels
-    is the target's (0/1 beside the target's 'negative'/'positive') gets told so, as
-    nothing maps one file's classes onto another's."""
+    is the target's (0/1 beside the target's 'negative'/'positive') gets told so, and
+    pointed to ``label_map``: nothing else maps one file's classes onto another's."""
     target_labels = {t for ds in prepared[target].values() for t in _label_texts(ds)}
     by_spelling = {_label_spelling(t): t for t in sorted(target_labels)}
     warnings = _label_setup_warnings(target, prepared)
@@ -234,8 +234,8 @@ def _label_warnings(target: str, prepared: dict[str, dict[str, Dataset]]) -> lis
                 named = ", ".join(repr(t) for t in ours[:5]) + (f" and {len(ours) - 5} more" if len(ours) > 5 else "")
                 hint = (" None of its labels is the target's: classes are matched across files by their names, so "
                         "its rows teach only classes the target's test never asks for (predicting one is a miss). "
-                        f"If they are the target's classes ({named}) under other names, write the target's names "
-                        "in its file.")
+                        f"If they are the target's classes ({named}) under other names, map them onto those with "
+                        f"the source's label_map (e.g. label_map: {{{extra[0]}: {ours[0]}}}).")
             warnings.append(f"Source {name!r} has labels the target never uses: {shown}.{hint}")
     return warnings
 

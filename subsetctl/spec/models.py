@@ -526,6 +526,44 @@ class SourceSettings(StrictModel):
     )
     seed: int | None = Field(None, ge=0, description="Seed for shuffling/splitting (default: project seed).")
     corrupt: CorruptSpec = Field(default_factory=CorruptSpec, description="Planted corruption.")
+    label_map: dict[str, str] | None = Field(
+        None,
+        description="Classifier only: renames labels of these rows, each key a label as it is read (JSON 1, 1.0 "
+        "and true read '1'; a CSV cell as written, stripped) and its value the class it becomes, e.g. the "
+        "target's name for it: {0: negative, 1: positive}. Labels it does not name keep theirs. Classes are "
+        "matched across the target and the sources by name, so a source labelled 0/1 beside a target labelled "
+        "negative/positive needs this to teach the target's classes.",
+    )
+
+    @field_validator("label_map", mode="before")
+    @classmethod
+    def _label_map_as_labels(cls, value: Any) -> Any:
+        """Keys and values as the loaders read labels (YAML's ``0:`` key is the label
+        '0', ``1.0`` is '1', ``true`` is '1'), so a map matches the labels it names; a value
+        that is no class (blank, a list, an object, null) is refused."""
+        from subsetctl.data.loaders.common import label_to_text
+
+        if not isinstance(value, dict):
+            return value
+        mapped: dict[str, str] = {}
+        for key, name in value.items():
+            if not isinstance(name, (str, int, float)) or not label_to_text(name):
+                raise ValueError(f"maps {key!r} to {name!r}, which is no class name: give each label the class it "
+                                 "becomes, as text or a number")
+            if isinstance(key, (list, dict)) or key is None:
+                raise ValueError(f"has the key {key!r}: each key is a label, as text or a number")
+            # (one label keyed twice, 2 and '2', takes the later: a command-line override's)
+            mapped[label_to_text(key)] = label_to_text(name)
+        return mapped
+
+    @model_serializer(mode="wrap")
+    def _dump_without_unset_label_map(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The dump without ``label_map`` when it is unset, as before the option existed:
+        the spec's dumps feed fingerprints and source keys, which stay as they were."""
+        dumped = handler(self)
+        if isinstance(dumped, dict) and dumped.get("label_map", ...) is None:
+            del dumped["label_map"]
+        return dumped
 
 
 class SourceSpec(SourceSettings):
@@ -614,7 +652,7 @@ class SourceFilesSpec(SourceSettings):
 
     def expand(self, spec_dir: Path) -> list[dict[str, Any]]:
         """One source entry (a dict ready for :class:`SourceSpec`) per matching file."""
-        settings = self.model_dump(mode="json", include={"split", "max_examples", "seed", "corrupt"})
+        settings = self.model_dump(mode="json", include={"split", "max_examples", "seed", "corrupt", "label_map"})
         loader = self.loader.model_dump(mode="json")
         return [{"name": self.source_name(rel), "loader": {**loader, "path": rel.as_posix()}, **settings}
                 for rel in self.matching_files(spec_dir)]

@@ -543,6 +543,21 @@ def test_num_labels_below_the_labels_of_the_files_heads_is_an_issue(tmp_path: Pa
     assert set(check_issues(tmp_path, text)) == {"sources[1].loader.path"}
 
 
+def test_num_labels_check_counts_the_classes_a_label_map_makes(tmp_path: Path) -> None:
+    """A source labelled 0/1 whose label_map renames them to the target's 'neg'/'pos' adds
+    no class: counting its file's own labels would refuse a head of 2 that the run sizes so."""
+    _two_label_target(tmp_path)
+    write_jsonl(tmp_path / "data" / "s.jsonl", [{"prompt": f"s{i}", "label": i % 2} for i in range(4)])
+    text = CLASSIFIER_HEAD + """\
+  - name: s
+    loader: {type: jsonl, path: data/s.jsonl, label_field: label}
+    label_map: {0: neg, 1: pos}
+"""
+    assert check_issues(tmp_path, text) == {}
+    issues = check_issues(tmp_path, text.replace("{0: neg, 1: pos}", "{0: neg}"))
+    assert "3 labels ('1', 'neg', 'pos')" in issues["model.num_labels"].message
+
+
 def test_num_labels_check_skips_a_parquet_label_that_is_not_utf8(tmp_path: Path) -> None:
     """A Parquet label column stored as binary with bytes that are not UTF-8 made validate
     fail with an internal error (UnicodeDecodeError) while counting the labels for

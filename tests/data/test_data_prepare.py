@@ -198,3 +198,26 @@ def test_a_split_of_counts_is_said_once_and_fractions_with_their_counts(tmp_path
                        split={"train": 0.5, "validation": 5, "test": 2})
     with pytest.raises(UserError, match=r"\(train=0\.5, validation=5, test=2 -> train=4, validation=5, test=2\) but"):
         prepare_source(mixed, make_ctx())
+
+
+def test_label_map_renames_a_classifier_sources_labels_to_the_targets_classes(tmp_path: Path, make_ctx) -> None:
+    """Classes are matched across files by name, and nothing mapped one file's onto
+    another's: an SST-2-style source labelled 0/1 beside a target labelled
+    'negative'/'positive' could only teach two classes of its own."""
+    write_jsonl(tmp_path / "d.jsonl", [{"text": f"t{i}", "y": i % 3} for i in range(12)])
+    source = SourceSpec(name="sst", loader={"type": "jsonl", "path": "d.jsonl", "prompt_field": "text",
+                                            "label_field": "y"},
+                        label_map={0: "negative", 1.0: "positive", "7": "neutral"})
+    assert source.label_map == {"0": "negative", "1": "positive", "7": "neutral"}  # keys as labels read
+    warnings: list[str] = []
+    splits = prepare_source(source, make_ctx(kind="classifier"), warnings)
+    labels = Counter(t for ds in splits.values() for t in ds["label_text"])
+    assert labels == {"negative": 4, "positive": 4, "2": 4}  # a label it does not name keeps its own
+    (unused,) = warnings
+    assert unused == ("Source 'sst': label_map names '7', which no row of it has as its label (its labels: '0', "
+                      "'1', '2'); those keys rename nothing. Write each key as the label is read (JSON 1, 1.0 and "
+                      "true read '1'; a CSV cell as written).")
+    assert list(splits["train"].column_names) == list(COLUMNS)
+    for bad in ({0: ""}, {0: ["a"]}, {0: None}):
+        with pytest.raises(ValueError, match="which is no class name"):
+            SourceSpec(name="sst", loader={"type": "jsonl", "path": "d.jsonl"}, label_map=bad)

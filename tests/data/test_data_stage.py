@@ -416,7 +416,8 @@ def test_a_source_with_none_of_the_targets_labels_is_told_they_are_matched_by_na
     assert ints == ("Source 'ints' has labels the target never uses: '0', '1'. None of its labels is the target's: "
                     "classes are matched across files by their names, so its rows teach only classes the target's "
                     "test never asks for (predicting one is a miss). If they are the target's classes ('negative', "
-                    "'positive') under other names, write the target's names in its file.")
+                    "'positive') under other names, map them onto those with the source's label_map (e.g. "
+                    "label_map: {0: negative}).")
     assert some == "Source 'some' has labels the target never uses: 'mixed'."  # shares 'positive'
     many = _label_warnings("t", {"t": splits(["a", "b"]), "s": splits([f"c{i}" for i in range(7)])})
     assert many[0].startswith("Source 's' has labels the target never uses: 'c0', 'c1', 'c2', 'c3', 'c4' and 2 more. "
