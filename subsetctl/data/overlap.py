@@ -87,12 +87,15 @@ class OverlapCheck:
             self.by_content.setdefault(digest, []).append(name)
 
     def warnings(self) -> list[str]:
-        """What the checks found, for the sources added so far."""
+        """What the checks found, for the sources added so far; a classifier's rows are
+        called by what they hold, a text and its label, not a prompt and its answer."""
         warnings: list[str] = []
+        same = "the same text and label" if self.kind == "classifier" else "the same prompt and answer"
+        answers = "labels" if self.kind == "classifier" else "answers"
         if self.repeated:
             warnings.append(
                 f"The target {self.target!r} has {self.repeated} validation/test row(s) that also appear in its "
-                "train split (the same prompt and answer: its data repeats them). Subsets are ranked by the "
+                f"train split ({same}: its data repeats them). Subsets are ranked by the "
                 "validation loss and compared on the test split, both of which then reward memorizing these "
                 "rows. Remove the duplicates from the target's data."
             )
@@ -103,8 +106,8 @@ class OverlapCheck:
                     f"({sum(c for _, c in leaking[NAMES_SHOWN:])} rows)" if len(leaking) > NAMES_SHOWN else "")
             which = f"Source {shown}{more} holds" if len(leaking) == 1 else f"Sources {shown}{more} hold"
             warnings.append(
-                f"{which} target validation/test rows verbatim (the same prompt and answer; of the target's "
-                f"{len(self.held_out)} distinct held-out rows): training on them leaks held-out answers, so the "
+                f"{which} target validation/test rows verbatim ({same}; of the target's "
+                f"{len(self.held_out)} distinct held-out rows): training on them leaks held-out {answers}, so the "
                 "search will rate such sources helpful and the test scores of selections with them are inflated. "
                 "Remove those rows from the sources (or the sources from the spec)."
             )
@@ -112,7 +115,7 @@ class OverlapCheck:
             which = ("Every row of source " if len(self.copies_of_train) == 1 else "Every row of sources ")
             warnings.append(
                 f"{which}{_names(self.copies_of_train)} is a row of the train split of the target {self.target!r} itself "
-                "(the same prompt and answer): such a source brings no new data, only counts target rows again (in "
+                f"({same}): such a source brings no new data, only counts target rows again (in "
                 "meta-init and in every subset that takes it), so selecting it weighs the target's rows more. "
                 "Remove it from the sources unless repeating the target's rows is what you mean to test."
             )

@@ -141,3 +141,26 @@ def test_the_checks_read_a_splits_rows_without_making_a_dataset_of_them(monkeypa
     check = OverlapCheck("tgt", target, "causal-lm")
     assert made == []
     assert check.target_train == {("c", "3"), ("a", "1")} and check.held_out == {("b", "2")}
+
+
+def test_a_classifiers_overlap_warnings_speak_of_texts_and_labels() -> None:
+    """A classifier's rows are a text and its label: the warnings said "the same prompt
+    and answer" and "leaks held-out answers", a causal LM's words."""
+    from subsetctl.data.loaders import dataset_from_columns
+    from subsetctl.data.overlap import OverlapCheck
+
+    def split(texts: list[str], labels: list[str]):  # type: ignore[no-untyped-def]
+        n = len(texts)
+        return dataset_from_columns({"source": ["s"] * n, "prompt": texts, "response": [""] * n, "label": [0] * n,
+                                     "label_text": labels, "metadata": ["{}"] * n, "row": list(range(n))})
+
+    target = {"train": split(["a", "b"], ["pos", "neg"]), "validation": split(["b"], ["neg"]),
+              "test": split(["c"], ["pos"])}
+    check = OverlapCheck("tgt", target, "classifier")
+    check.add("copy", {"train": split(["c", "a"], ["pos", "pos"])})
+    repeated, leaking = check.warnings()
+    assert "(the same text and label: its data repeats them)" in repeated
+    assert leaking.startswith("Source 'copy' (1) holds target validation/test rows verbatim (the same text and "
+                              "label; of the target's 2 distinct held-out rows): training on them leaks held-out "
+                              "labels,")
+    assert not any("prompt and answer" in w or "answers" in w for w in check.warnings())
