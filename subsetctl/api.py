@@ -478,8 +478,9 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
 def _warn_model_settings(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:
     """A model.source that will be fetched from the hub though a local folder of (almost)
     that name exists, classifier settings a causal LM ignores (model.num_labels, a
-    loader's label_field: most likely a classifier spec without model.kind), and a
-    response_field written for a classifier, which reads its label_field instead."""
+    loader's label_field, a label_map: most likely a classifier spec without model.kind),
+    and causal-LM settings a classifier ignores (a response_field, as it reads its
+    label_field instead; evaluate.max_new_tokens, as it generates nothing)."""
     from subsetctl.modeling.resolve import folder_a_hub_id_shadows
 
     folder = folder_a_hub_id_shadows(spec.model.source, spec_path.parent)
@@ -494,6 +495,10 @@ def _warn_model_settings(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:
     if spec.model.kind == "causal-lm" and spec.model.num_labels is not None:
         warn(("model", "num_labels"), "is for classifiers only: a causal-lm model ignores it (and so does "
                                       "every stage). Remove it, or set model.kind: classifier if that is meant.")
+    if spec.model.kind == "classifier" and "max_new_tokens" in spec.evaluate.model_fields_set:
+        warn(("evaluate", "max_new_tokens"), "is for causal LMs only: a classifier predicts a class and generates "
+                                             "nothing, so the bound is never used. Remove it, or set model.kind: "
+                                             "causal-lm if that is meant.")
     for loc, source in _target_and_sources(spec):
         if spec.model.kind == "causal-lm" and source.label_map:
             warn(loc + ("label_map",), "is for classifiers only: a causal-lm learns its answers as text and ignores "

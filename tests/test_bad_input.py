@@ -782,6 +782,19 @@ def test_num_labels_on_a_causal_lm_is_a_warning(tmp_path: Path) -> None:
     assert "classifiers only" in report.warnings[0].message
 
 
+def test_max_new_tokens_written_for_a_classifier_is_a_warning(tmp_path: Path) -> None:
+    """A classifier predicts a class and generates nothing: evaluate.max_new_tokens (left
+    from a causal-LM spec) passed validate without a word, though nothing reads it."""
+    classifier = {**BASE, "model": {"kind": "classifier"}, "target": {**BASE["target"], "loader": {
+        **BASE["target"]["loader"], "label_field": "response"}}, "sources": [
+        {**s, "loader": {**s["loader"], "label_field": "response"}} for s in BASE["sources"]]}
+    report = validate_spec_file(_spec_file(tmp_path, {**classifier, "evaluate": {"max_new_tokens": 5}}))
+    assert [w.key for w in report.warnings] == ["evaluate.max_new_tokens"]
+    assert report.warnings[0].message.startswith("is for causal LMs only: a classifier predicts a class")
+    assert validate_spec_file(_spec_file(tmp_path, classifier)).warnings == []
+    assert validate_spec_file(_spec_file(tmp_path, {**BASE, "evaluate": {"max_new_tokens": 5}})).warnings == []
+
+
 def test_label_map_on_a_causal_lm_is_a_warning(tmp_path: Path) -> None:
     """A causal LM learns its answers as text: a label_map would rename nothing."""
     sources = [{**BASE["sources"][0], "label_map": {0: "neg"}}, *BASE["sources"][1:]]
