@@ -1063,3 +1063,20 @@ def test_a_value_not_among_a_keys_choices_is_shown_with_the_one_likely_meant() -
     assert sorted((i.key, i.message) for i in issues) == [
         ("model.dtype", "Input should be 'float32', 'bfloat16' or 'float16' (got 'fp16')"),
         ("model.kind", "Input should be 'causal-lm' or 'classifier' (got 'classifer'; did you mean 'classifier'?)")]
+
+
+@pytest.mark.parametrize("written", ["macro_f1", "F1", "macro-F1"])
+def test_macro_f1_asked_for_as_the_metric_is_told_it_is_reported_beside_accuracy(written: str) -> None:
+    """A classifier's `evaluate.metric: macro_f1` was told only the four choices, though
+    macro-F1 is already in every test-metrics table: nothing said where to find it."""
+    import copy
+
+    data = copy.deepcopy(MINIMAL)
+    data["evaluate"] = {"metric": written}
+    _, issues = validate_data(data, "x.yaml")
+    (issue,) = issues
+    assert issue.key == "evaluate.metric"
+    assert issue.message == (f"Input should be 'auto', 'exact_match', 'reasoning_gym' or 'accuracy' (got {written!r}): "
+                             "a classifier's macro-F1 is no metric to choose; it is reported beside accuracy "
+                             "('accuracy' or 'auto') in every test-metrics table and in report.json's test_metrics "
+                             "(macro_f1_mean)")

@@ -275,8 +275,17 @@ def plain_error_message(err: Any) -> str:
     if kind == "literal_error" and "input" in err:  # `kind: classifer`: the value written, and the one likely meant
         choices = re.findall(r"'([^']*)'", err.get("ctx", {}).get("expected", ""))
         close = difflib.get_close_matches(str(value).lower(), choices, n=1, cutoff=0.6)
+        if tuple(err["loc"]) == ("evaluate", "metric") and _names_f1(value):  # the classifier's second figure
+            return (f"{message} (got {value!r}): a classifier's macro-F1 is no metric to choose; it is "
+                    "reported beside accuracy ('accuracy' or 'auto') in every test-metrics table and in "
+                    "report.json's test_metrics (macro_f1_mean)")
         return f"{message} (got {value!r}{f'; did you mean {close[0]!r}?' if close else ''})"
     return message.removeprefix("Value error, ")
+
+
+def _names_f1(value: Any) -> bool:
+    """Whether ``value`` names an F1 score (``macro_f1``, ``F1``, ``macro-F1``)."""
+    return isinstance(value, str) and re.sub(r"[^a-z0-9]", "", value.lower()) in ("f1", "macrof1", "f1macro")
 
 
 def _keys_at(path: list[str | int]) -> set[str]:
