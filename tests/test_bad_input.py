@@ -795,6 +795,23 @@ def test_max_new_tokens_written_for_a_classifier_is_a_warning(tmp_path: Path) ->
     assert validate_spec_file(_spec_file(tmp_path, {**BASE, "evaluate": {"max_new_tokens": 5}})).warnings == []
 
 
+def test_a_classifier_with_a_source_files_group_gets_no_warning_about_settings_it_left_out(tmp_path: Path) -> None:
+    """A spec with a source_files group is validated again from its dump, which wrote out
+    every default: a classifier was warned that the response_field it never wrote (of the
+    target, and of the group) is for causal LMs only."""
+    (tmp_path / "pool").mkdir()
+    for name in ("a", "b"):
+        (tmp_path / "pool" / f"{name}.jsonl").write_text("".join(json.dumps({"text": f"{i}", "y": i % 2}) + "\n"
+                                                                  for i in range(8)))
+    target = {**BASE["target"], "loader": {**BASE["target"]["loader"], "label_field": "response"}}
+    group = {"files": "pool/*.jsonl", "loader": {"type": "jsonl", "prompt_field": "text", "label_field": "y"}}
+    spec = {"model": {"kind": "classifier"}, "target": target, "source_files": [group]}
+    assert validate_spec_file(_spec_file(tmp_path, spec)).warnings == []
+    written = {**group, "loader": {**group["loader"], "response_field": "answer"}}
+    report = validate_spec_file(_spec_file(tmp_path, {**spec, "source_files": [written]}))
+    assert [w.key for w in report.warnings] == ["source_files[0] (pool/a.jsonl and 1 more files).loader.response_field"]
+
+
 def test_label_map_on_a_causal_lm_is_a_warning(tmp_path: Path) -> None:
     """A causal LM learns its answers as text: a label_map would rename nothing."""
     sources = [{**BASE["sources"][0], "label_map": {0: "neg"}}, *BASE["sources"][1:]]

@@ -651,9 +651,12 @@ class SourceFilesSpec(SourceSettings):
         return name
 
     def expand(self, spec_dir: Path) -> list[dict[str, Any]]:
-        """One source entry (a dict ready for :class:`SourceSpec`) per matching file."""
-        settings = self.model_dump(mode="json", include={"split", "max_examples", "seed", "corrupt", "label_map"})
-        loader = self.loader.model_dump(mode="json")
+        """One source entry (a dict ready for :class:`SourceSpec`) per matching file: the
+        group's settings and loader options as written (unset ones left to their defaults,
+        so that validate's warnings about settings written know which were)."""
+        settings = self.model_dump(mode="json", include={"split", "max_examples", "seed", "corrupt", "label_map"},
+                                   exclude_unset=True)
+        loader = self.loader.model_dump(mode="json", exclude_unset=True)
         return [{"name": self.source_name(rel), "loader": {**loader, "path": rel.as_posix()}, **settings}
                 for rel in self.matching_files(spec_dir)]
 

@@ -269,7 +269,9 @@ def expand_source_files(
     Problems with an expanded source (a name taken twice, a file name that makes no valid
     source name) are reported under the group's key and line, naming the file."""
     issues: list[SpecIssue] = []
-    entries = [s.model_dump(mode="json") for s in spec.sources]
+    # dumped as written (exclude_unset): the spec validated again from it knows which keys
+    # were written, as validate's warnings ask (a classifier's response_field written)
+    entries = [s.model_dump(mode="json", exclude_unset=True) for s in spec.sources]
     origin: dict[int, tuple[int, str]] = {}  # index in the expanded list -> (group, file)
     target_path = getattr(spec.target.loader, "path", None)
     target_file = (Path(spec_dir) / Path(target_path).expanduser()).resolve() if target_path else None
@@ -289,7 +291,7 @@ def expand_source_files(
             entries.append(entry)
     if issues:
         return None, issues
-    data = spec.model_dump(mode="json", exclude={"source_files"})
+    data = spec.model_dump(mode="json", exclude={"source_files"}, exclude_unset=True)
     try:
         full = Spec.model_validate({**data, "sources": entries})
     except ValidationError as exc:
