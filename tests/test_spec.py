@@ -1080,3 +1080,16 @@ def test_macro_f1_asked_for_as_the_metric_is_told_it_is_reported_beside_accuracy
                              "a classifier's macro-F1 is no metric to choose; it is reported beside accuracy "
                              "('accuracy' or 'auto') in every test-metrics table and in report.json's test_metrics "
                              "(macro_f1_mean)")
+
+
+def test_the_schema_takes_the_label_map_values_validate_takes() -> None:
+    """`label_map: {negative: 0}` (onto a target labelled 0/1) and `{yes: true}` are valid:
+    validate reads the values as labels; the schema wanted text, so editors flagged them."""
+    data = yaml.safe_load("""
+target: {name: t, loader: {type: jsonl, path: t.jsonl}, label_map: {"1.0": 1}}
+sources: [{name: s, loader: {type: jsonl, path: s.jsonl}, label_map: {negative: 0, positive: 1.0, ok: true}}]
+""")
+    spec = Spec.model_validate(data)
+    assert spec.sources[0].label_map == {"negative": "0", "positive": "1", "ok": "1"}
+    assert _schema_errors(data) == []
+    assert _schema_errors({**data, "target": {**data["target"], "label_map": {"a": ["b"]}}})

@@ -22,6 +22,7 @@ from pydantic import (
     SerializerFunctionWrapHandler,
     Tag,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_serializer,
     model_validator,
@@ -526,7 +527,7 @@ class SourceSettings(StrictModel):
     )
     seed: int | None = Field(None, ge=0, description="Seed for shuffling/splitting (default: project seed).")
     corrupt: CorruptSpec = Field(default_factory=CorruptSpec, description="Planted corruption.")
-    label_map: dict[str, str] | None = Field(
+    label_map: dict[str, Annotated[str, WithJsonSchema({"type": ["string", "number", "boolean"]})]] | None = Field(
         None,
         description="Classifier only: renames labels of these rows, each key a label as it is read (JSON 1, 1.0 "
         "and true read '1'; a CSV cell as written, stripped) and its value the class it becomes, e.g. the "
