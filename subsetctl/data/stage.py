@@ -226,9 +226,11 @@ def _label_warnings(target: str, prepared: dict[str, dict[str, Dataset]]) -> lis
             hint = ""
             if alike:
                 pairs = ", ".join(f"{a!r} (the target's {b!r})" for a, b in alike[:5])
+                a, b = alike[0]
                 hint = (f" {pairs} look like the target's labels written another way, but each is a class of its "
                         "own: write the labels the same way in every file (a CSV column of floats gives '1.0', "
-                        "CSV True/False stay text, JSON true/false read '1'/'0').")
+                        "CSV True/False stay text, JSON true/false read '1'/'0'), or map them with the source's "
+                        f"label_map (e.g. label_map: {{{a!r}: {b!r}}}).")
             elif not labels & target_labels:
                 ours = sorted(target_labels)
                 named = ", ".join(repr(t) for t in ours[:5]) + (f" and {len(ours) - 5} more" if len(ours) > 5 else "")
@@ -236,6 +238,9 @@ def _label_warnings(target: str, prepared: dict[str, dict[str, Dataset]]) -> lis
                         "its rows teach only classes the target's test never asks for (predicting one is a miss). "
                         f"If they are the target's classes ({named}) under other names, map them onto those with "
                         f"the source's label_map (e.g. label_map: {{{extra[0]}: {ours[0]}}}).")
+            else:
+                hint = (" Its rows of those classes teach classes the target's test never asks for (predicting one "
+                        "is a miss); if one is a target class under another name, map it with the source's label_map.")
             warnings.append(f"Source {name!r} has labels the target never uses: {shown}.{hint}")
     return warnings
 

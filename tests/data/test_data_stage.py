@@ -399,6 +399,7 @@ def test_labels_written_another_way_are_pointed_out() -> None:
     assert warnings[0].startswith("Source 'floats' has labels the target never uses: '0.0', '1.0'. '0.0' (the "
                                   "target's '0'), '1.0' (the target's '1') look like the target's labels written")
     assert "'True' (the target's '1')" in warnings[1] and "'x'" not in warnings[1].split(".", 1)[1]
+    assert warnings[0].endswith("or map them with the source's label_map (e.g. label_map: {'0.0': '0'}).")
 
 
 def test_a_source_with_none_of_the_targets_labels_is_told_they_are_matched_by_name() -> None:
@@ -418,7 +419,9 @@ def test_a_source_with_none_of_the_targets_labels_is_told_they_are_matched_by_na
                     "test never asks for (predicting one is a miss). If they are the target's classes ('negative', "
                     "'positive') under other names, map them onto those with the source's label_map (e.g. "
                     "label_map: {0: negative}).")
-    assert some == "Source 'some' has labels the target never uses: 'mixed'."  # shares 'positive'
+    assert some == ("Source 'some' has labels the target never uses: 'mixed'. Its rows of those classes teach "
+                    "classes the target's test never asks for (predicting one is a miss); if one is a target class "
+                    "under another name, map it with the source's label_map.")  # shares 'positive'
     many = _label_warnings("t", {"t": splits(["a", "b"]), "s": splits([f"c{i}" for i in range(7)])})
     assert many[0].startswith("Source 's' has labels the target never uses: 'c0', 'c1', 'c2', 'c3', 'c4' and 2 more. "
                             "None of its labels")
