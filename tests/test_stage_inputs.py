@@ -94,6 +94,8 @@ def test_label_map_counts_for_a_classifiers_data_only_and_unset_changes_no_key()
     assert stages_changed_by("sources[0].label_map.0=neg") == set()
     spec = Spec.model_validate(classifier)
     assert "label_map" not in spec.model_dump(mode="json")["sources"][0]
+    # an empty map renames nothing: as unset, it prepares nothing again
+    assert stages_changed_by("sources[0].label_map={}", classifier) == set()
 
 
 def test_fingerprint_dump_keeps_defaults_as_they_were() -> None:

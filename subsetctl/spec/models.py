@@ -541,7 +541,7 @@ class SourceSettings(StrictModel):
     def _label_map_as_labels(cls, value: Any) -> Any:
         """Keys and values as the loaders read labels (YAML's ``0:`` key is the label
         '0', ``1.0`` is '1', ``true`` is '1'), so a map matches the labels it names; a value
-        that is no class (blank, a list, an object, null) is refused."""
+        that is no class (blank, a list, an object, null) is refused; an empty map is none."""
         from subsetctl.data.loaders.common import label_to_text
 
         if not isinstance(value, dict):
@@ -555,7 +555,7 @@ class SourceSettings(StrictModel):
                 raise ValueError(f"has the key {key!r}: each key is a label, as text or a number")
             # (one label keyed twice, 2 and '2', takes the later: a command-line override's)
             mapped[label_to_text(key)] = label_to_text(name)
-        return mapped
+        return mapped or None  # an empty map renames nothing: unset, so it changes no key
 
     @model_serializer(mode="wrap")
     def _dump_without_unset_label_map(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
