@@ -314,8 +314,8 @@ def _dask_address_issues(spec: Spec, issue: _AddIssue) -> None:
 
         try:  # a malformed address would only be found after the gradients stage
             check_dask_address(spec.executor.address)
-        except UserError as exc:
-            issue(("executor", "address"), str(exc))
+        except UserError as exc:  # (said under the key: "executor.address: '' is not ...", not the key twice)
+            issue(("executor", "address"), str(exc).removeprefix("executor.address "))
 
 
 def _evaluate_issues(spec: Spec, issue: _AddIssue) -> None:

@@ -882,6 +882,7 @@ def test_an_empty_dask_address_is_found_by_validate(tmp_path: Path) -> None:
     pytest.importorskip("distributed")
     (issue,) = _issues(_spec_file(tmp_path, {**BASE, "executor": {"backend": "dask", "address": ""}}))
     assert "executor.address" in issue and "is not a Dask scheduler address" in issue
+    assert issue.count("executor.address") == 1, issue  # "executor.address: executor.address '' is not ..."
 
 
 @pytest.mark.parametrize("address", ["tcp://host:99999", "tcp://host:0", "host:65536"])
