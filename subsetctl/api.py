@@ -611,13 +611,24 @@ def _warn_executor_settings(spec: Spec, warn: _AddIssue) -> None:
 
 def _warn_replaced_built_ins(warn: _AddIssue) -> None:
     """Each built-in loader, strategy, estimator, projector or packaged model a plugin
-    replaces (it registered the same name): wherever a spec names it, the plugin's code runs."""
-    from subsetctl.registry import ALL_REGISTRIES
+    replaces (it registered the same name): wherever a spec names it, the plugin's code runs.
+    Likewise an installed plugin a module of the spec's ``plugins:`` registers again: for
+    this spec the module's code runs, not the installed package's (said of neither before)."""
+    from subsetctl.plugin_scoping import is_plugin
+    from subsetctl.registry import ALL_REGISTRIES, entry_point_origin, installed_entry_points
 
     for registry in ALL_REGISTRIES.values():
         for name, origin in registry.replaced().items():
             warn(("plugins",), f"{origin} replaces the built-in {registry.kind} {name!r}: wherever a spec names "
                                f"{name!r}, that plugin's code runs instead of subsetctl's")
+        modules = [entry for entry in registry.entries() if is_plugin(entry)]
+        installed = installed_entry_points(registry.group) if modules else {}  # (read only then: ~6 ms a kind)
+        for entry in modules:
+            ep = installed.get(entry.name)
+            if ep is not None and ep.value.partition(":")[0] != getattr(entry.obj, "__module__", None):
+                warn(("plugins",), f"{entry.origin} registers the {registry.kind} {entry.name!r}, which the installed "
+                                   f"{entry_point_origin(ep)} also registers: for this spec the module's code runs, "
+                                   "not the installed package's. Rename one of them to use both")
 
 
 def _warn_verify_settings(spec: Spec, warn: _AddIssue) -> None:

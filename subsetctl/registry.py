@@ -416,6 +416,12 @@ ALL_REGISTRIES: dict[str, Registry[Any]] = {
 }
 
 
+def installed_entry_points(group: str) -> dict[str, Any]:
+    """The installed entry points of ``group`` by name (one of each; a name two packages
+    register is :meth:`Registry.broken`)."""
+    return {ep.name: ep for ep in entry_points(group=group)}
+
+
 def distribution_of(ep: Any) -> str | None:
     """The installed package that declares the entry point ``ep``, as "name version"
     (``myplug 0.2.0``): what to uninstall or upgrade, which its module path does not say;

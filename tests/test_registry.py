@@ -1086,3 +1086,33 @@ def test_the_report_names_the_plugins_and_releases_that_made_its_results(
     (project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     run_project(project)
     assert "plugins" not in json.loads((project / "report.json").read_text())
+
+
+def test_validate_warns_of_a_spec_plugin_registering_an_installed_plugins_name(
+        tiny_project, tmp_path_factory, monkeypatch) -> None:
+    """A `plugins:` module registering the name of an installed entry point replaced it for
+    that spec without a word (a built-in's replacement is warned of)."""
+    import yaml
+
+    from subsetctl.api import validate_spec_file
+    from subsetctl.registry import ESTIMATORS
+
+    site = tmp_path_factory.mktemp("site")
+    _estimator_package(site, "shadowed", "plugpkg_shadowed:Installed", "3.0")
+    (site / "spec_shadow.py").write_text(
+        "from subsetctl.estimate.solvers import FastEstimator\n"
+        "from subsetctl.registry import ESTIMATORS\n\n"
+        "@ESTIMATORS.register('shadowed')\n"
+        "class Mine(FastEstimator):\n    '''fast, the spec's own'''\n")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setattr(ESTIMATORS, "_entries", dict(ESTIMATORS._entries))  # put back after the test
+    monkeypatch.setattr(ESTIMATORS, "_loaded", False)
+    spec = yaml.safe_load((tiny_project / "subsetctl.yaml").read_text())
+    spec["plugins"] = ["spec_shadow:Mine"]
+    (tiny_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    warnings = [w.render() for w in validate_spec_file(tiny_project).warnings]
+    assert any("registers the estimator 'shadowed', which the installed entry point plugpkg_shadowed:Installed "
+               "of plugpkg 3.0 also registers" in w for w in warnings), warnings
+    spec["plugins"] = []  # without the module: nothing said
+    (tiny_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    assert not any("also registers" in w.render() for w in validate_spec_file(tiny_project).warnings)
