@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -224,13 +224,9 @@ def results_plugins(project: Project, skip: frozenset[str] | set[str] = frozense
     ``"packaged model"`` for a model shipped by a plugin package. Each stage records the
     plugins it ran in its inputs (editing one makes it stale); the report names them, so
     results made with third-party code say which code and release."""
-    from subsetctl.stages import all_stages
-
     out: dict[str, dict[str, Any]] = {}
-    for stage in all_stages():
-        manifest = (project.read_results_manifest(stage.name) if stage.name != "report" and stage.name not in skip
-                    else None)
-        extra = manifest.get("inputs", {}).get("extra") if manifest and not manifest.get("corrupt") else None
+    for stage, manifest in _shown_results(project, skip):
+        extra = manifest.get("inputs", {}).get("extra")
         if not isinstance(extra, dict):
             continue
         used = dict(extra.get("plugin code") or {})
@@ -255,17 +251,26 @@ def results_overrides(project: Project, skip: frozenset[str] | set[str] = frozen
     file now holds is left out (:func:`_held_by_the_spec`): after `run finetune.steps=5` and
     then ``steps: 5`` in the file, nothing re-runs, and the line said the results were not
     the spec's alone."""
+    out: dict[str, list[str]] = {}
+    for stage, manifest in _shown_results(project, skip):
+        for override in _overrides_read_by(manifest):
+            if spec is None or not _held_by_the_spec(stage, spec, manifest, override):
+                out.setdefault(override, []).append(stage.name)
+    return out
+
+
+def _shown_results(project: Project, skip: frozenset[str] | set[str]) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """(stage, its results manifest) for each stage before the report whose finished
+    results the report shows (not in ``skip``), in pipeline order: what
+    :func:`results_overrides` and :func:`results_plugins` read."""
     from subsetctl.stages import all_stages
 
-    out: dict[str, list[str]] = {}
     for stage in all_stages():
-        manifest = (project.read_results_manifest(stage.name) if stage.name != "report" and stage.name not in skip
-                    else None)
+        if stage.name == "report" or stage.name in skip:
+            continue
+        manifest = project.read_results_manifest(stage.name)
         if manifest and not manifest.get("corrupt"):
-            for override in _overrides_read_by(manifest):
-                if spec is None or not _held_by_the_spec(stage, spec, manifest, override):
-                    out.setdefault(override, []).append(stage.name)
-    return out
+            yield stage, manifest
 
 
 def other_versions(project: Project, stages: list[str]) -> dict[str, Any] | None:
