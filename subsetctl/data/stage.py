@@ -45,7 +45,7 @@ from subsetctl.data.loaders import (
     label_vocabulary,
 )
 from subsetctl.data.overlap import OverlapCheck, overlap_warnings
-from subsetctl.data.prepare import SPLITS, prepare_source, quiet_datasets, split_summary
+from subsetctl.data.prepare import SPLITS, label_texts, prepare_source, quiet_datasets, split_summary
 from subsetctl.data.saving import save_split
 from subsetctl.errors import UserError
 from subsetctl.plugin_loading import load_plugin_string
@@ -67,13 +67,6 @@ def source_context(spec: Spec, source: SourceSpec, spec_dir: Path) -> LoadContex
     return LoadContext(source_name=source.name, base_dir=Path(spec_dir), kind=spec.model.kind, seed=seed)
 
 
-def _label_texts(dataset: Dataset) -> list[str]:
-    """A split's ``label_text`` column as a list, read from its Arrow table: iterating
-    ``dataset["label_text"]`` decoded row by row (~30 s for 400k rows, most of a
-    classifier's data stage re-run)."""
-    return dataset.with_format("arrow")[:].column("label_text").to_pylist() if len(dataset) else []
-
-
 def _save_in_vocabulary(out_dir: Path, name: str, splits: dict[str, Dataset], record: dict[str, Any],
                         vocabulary: list[str], found: Path | None) -> None:
     """Put a classifier source in ``out_dir`` with its labels as ids in the project's
@@ -83,7 +76,7 @@ def _save_in_vocabulary(out_dir: Path, name: str, splits: dict[str, Dataset], re
     re-hashed it, ~1 s/GB, on each re-run for one source's sake)."""
     import numpy as np
 
-    ids = {split: np.array(encode_labels(_label_texts(ds), vocabulary), dtype=np.int64) for split, ds in splits.items()}
+    ids = {split: np.array(encode_labels(label_texts(ds), vocabulary), dtype=np.int64) for split, ds in splits.items()}
     if not all(np.array_equal(_label_ids(ds), ids[split]) for split, ds in splits.items()):
         _write_source(out_dir, name, {split: _with_label_ids(ds, ids[split]) for split, ds in splits.items()}, record)
     elif found is not None:
@@ -144,11 +137,11 @@ def _label_setup_warnings(target: str, prepared: dict[str, dict[str, Dataset]]) 
     labels are fractional numbers (a score column), and one whose labels are nearly all
     distinct (a text column)."""
     warnings = []
-    splits = {name: _label_texts(ds) for name, ds in prepared[target].items()}
+    splits = {name: label_texts(ds) for name, ds in prepared[target].items()}
     classes = {t for labels in splits.values() for t in labels}
     if len(classes) == 1:
         others = sorted({t for name, parts in prepared.items() if name != target
-                         for ds in parts.values() for t in _label_texts(ds)} - classes)
+                         for ds in parts.values() for t in label_texts(ds)} - classes)
         shown = ", ".join(repr(t) for t in others[:5]) + (" ..." if len(others) > 5 else "")
         warnings.append(f"Target {target!r} has a single class ({next(iter(classes))!r}) in every split: its test "
                         f"accuracy only counts how rarely a selection predicts a class only the sources have "
@@ -171,7 +164,7 @@ def _label_setup_warnings(target: str, prepared: dict[str, dict[str, Dataset]]) 
         warnings.append(f"Target {target!r}: its validation/test labels {shown} never occur in its train split, so "
                         "only the sources can teach them.")
     for name, parts in prepared.items():
-        labels = [t for ds in parts.values() for t in _label_texts(ds)]
+        labels = [t for ds in parts.values() for t in label_texts(ds)]
         distinct = len(set(labels))
         who = f"{'Target' if name == target else 'Source'} {name!r}"
         fractions = _fractional_labels(set(labels))
@@ -212,13 +205,13 @@ def _label_warnings(target: str, prepared: dict[str, dict[str, Dataset]]) -> lis
     true, which reads "1"): each is a class of its own. A source none of whose labels
     is the target's (0/1 beside the target's 'negative'/'positive') gets told so, and
     pointed to ``label_map``: nothing else maps one file's classes onto another's."""
-    target_labels = {t for ds in prepared[target].values() for t in _label_texts(ds)}
+    target_labels = {t for ds in prepared[target].values() for t in label_texts(ds)}
     by_spelling = {_label_spelling(t): t for t in sorted(target_labels)}
     warnings = _label_setup_warnings(target, prepared)
     for name, splits in prepared.items():
         if name == target:
             continue
-        labels = {t for ds in splits.values() for t in _label_texts(ds)}
+        labels = {t for ds in splits.values() for t in label_texts(ds)}
         extra = sorted(labels - target_labels)
         if extra:
             shown = ", ".join(repr(t) for t in extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
@@ -513,7 +506,7 @@ def run_data_stage(
                 _write_source(out_dir, source.name, _as_rewritten(prepared[source.name]), records[source.name])
         if progress is not None:
             progress(done, len(everything))
-    labels = label_vocabulary(t for splits in prepared.values() for ds in splits.values() for t in _label_texts(ds))
+    labels = label_vocabulary(t for splits in prepared.values() for ds in splits.values() for t in label_texts(ds))
     if len(labels) < 2:
         raise UserError(
             f"The classifier data has {len(labels)} distinct label(s) ({', '.join(map(repr, labels)) or 'none'}) over the "
