@@ -829,14 +829,20 @@ class Project:
         """Store the resolved spec a stage ran with as ``specs/<digest>.json`` and return
         the digest, which the stage's manifest records (``resolved_spec``). One file per
         distinct spec, not one per stage folder: the stages of a run share their spec, and
-        with 2,000 sources each copy took 860 KB, nine of them a run. An existing copy that
-        reads back as the spec is kept (its modification time renewed: used by this run)."""
+        with 2,000 sources each copy took 860 KB, nine of them a run. An existing copy whose
+        text is the spec's is kept (its modification time renewed: used by this run); the
+        text is made once, for the comparison and the write, and the copy is not parsed."""
         digest = fingerprint(resolved)
         path = self.state_dir / SPECS_DIRNAME / f"{digest}.json"
-        if read_json_object(path) == resolved:
+        text = json_file_text(resolved)
+        try:
+            same = path.read_text(encoding="utf-8") == text
+        except (OSError, UnicodeDecodeError):  # not there yet (or unreadable: written again)
+            same = False
+        if same:
             touch(path)
         else:
-            atomic_write_json(path, resolved)
+            atomic_write_text(path, text)
         return digest
 
     def resolved_spec(self, stage: str) -> dict[str, Any] | None:
