@@ -197,8 +197,9 @@ class Registry(Generic[T]):
 
     def _load_entry_points(self) -> None:
         """Import every installed entry point of the group (see :meth:`_load`)."""
+        installed = list(entry_points(group=self.group))  # (each scan reads every package's metadata)
         values: dict[str, dict[str, str | None]] = {}  # name -> entry point value -> its distribution
-        for ep in entry_points(group=self.group):
+        for ep in installed:
             values.setdefault(ep.name, {})[ep.value] = distribution_of(ep)
         for name, found in values.items():
             if len(found) > 1:  # which one wins would depend on the order packages were installed
@@ -210,7 +211,7 @@ class Registry(Generic[T]):
                     f"Two installed packages register the {self.kind} {name!r} (entry points "
                     f"{listed}; group {self.group!r}). Uninstall one of them{how}."
                 )
-        for ep in entry_points(group=self.group):
+        for ep in installed:
             taken = self._entries.get(ep.name)
             beneath = taken is not None and is_plugin(taken) and not self._plugin_of(ep.name, ep.value)
             if ep.name in self._broken or (taken is not None and not beneath and not self._plugin_of(ep.name, ep.value)):
@@ -221,16 +222,17 @@ class Registry(Generic[T]):
             except (Exception, SystemExit) as exc:  # noqa: BLE001 - the plugin's own code: its author's to fix
                 from subsetctl.plugin_guard import plugin_frame
 
-                dist = distribution_of(ep)
+                dist = values[ep.name][ep.value]
                 of, how = (f" of {dist}", f" (`pip uninstall {dist.split()[0]}`)") if dist else ("", "")
-                self._broken_origins[ep.name] = entry_point_origin(ep)
+                self._broken_origins[ep.name] = _origin_of_entry_point(ep.value, dist)
                 self._broken[ep.name] = (
                     f"The {self.kind} plugin {ep.name!r} (entry point {ep.value!r}{of} in group {self.group!r}) "
                     f"failed to import: {type(exc).__name__}: {exc}{plugin_frame(exc, ep.value.partition(':')[0])}. "
                     f"Fix or uninstall that package{how}."
                 )
                 continue
-            origin, package = entry_point_origin(ep), distribution_of(ep)
+            package = values[ep.name][ep.value]  # (its metadata read once, above)
+            origin = _origin_of_entry_point(ep.value, package)
             if beneath:  # a spec's plugin of another module has the name for its call: the entry point's after it
                 self._installed[ep.name] = Entry(ep.name, obj, doc_summary(obj), origin, package)
                 _label_class(obj, ep.name, doc_summary(obj))
@@ -438,8 +440,12 @@ def entry_point_origin(ep: Any) -> str:
     """Where a plugin from the entry point ``ep`` comes from, for `ls` and messages:
     "entry point myplug.strategies:TopK of myplug 0.2.0" (the package and its version
     when known)."""
-    dist = distribution_of(ep)
-    return f"entry point {ep.value}" + (f" of {dist}" if dist else "")
+    return _origin_of_entry_point(ep.value, distribution_of(ep))
+
+
+def _origin_of_entry_point(value: str, dist: str | None) -> str:
+    """:func:`entry_point_origin` of the entry point ``value`` of the package ``dist``."""
+    return f"entry point {value}" + (f" of {dist}" if dist else "")
 
 
 def _origin(obj: Any) -> str:
