@@ -17,6 +17,7 @@ import contextlib
 import fnmatch
 import math
 import os
+import socket
 import stat
 import time
 from abc import ABC, abstractmethod
@@ -1396,6 +1397,7 @@ class Pipeline:
         a model folder since moved, is resumed), the commit point removed, and the inputs
         recorded (work.json). Whether the run resumes unfinished work (an earlier run's
         stopped partway, or shards'): it then takes only the time the rest takes."""
+        self.project.keep_lock_in_place()
         out_dir = self.project.stage_dir(stage.name)
         work_marker = out_dir / WORK_MARKER
         if work_marker.exists() and not work_marker.is_file():  # damaged (e.g. a folder): start clean
@@ -1420,7 +1422,7 @@ class Pipeline:
         out_dir.mkdir(parents=True, exist_ok=True)
         resumes = unfinished and self.project.holds_work(stage.name)
         atomic_write_json(work_marker, {"fingerprint": fp, "inputs": inputs,  # pid: `plan` says "running"
-                                        "pid": os.getpid()})
+                                        "pid": os.getpid(), "host": socket.gethostname()})
         return resumes
 
     def _out_of_memory(self, stage: Stage, exc: BaseException) -> UserError | None:

@@ -548,6 +548,30 @@ class _LockHolder:
         return f" on {self.host}" if self.host and self.host != socket.gethostname() else ""
 
 
+def _write_holder(handle: IO[str], text: str) -> None:
+    """Write ``text`` (:meth:`_LockHolder.text`) into the lock file ``handle`` this process holds exclusively."""
+    handle.seek(0)
+    handle.truncate()
+    handle.write(text)
+    handle.flush()
+
+
+def _process_started_after(pid: int, path: Path) -> bool:
+    """Whether process ``pid`` started after ``path`` was last written, so that it cannot be
+    the process that wrote it (its PID was given to another one since). Where the system
+    does not say when a process started (no /proc: not Linux), False."""
+    try:
+        stat_fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+        ticks_since_boot = int(stat_fields[stat_fields.rindex(")") + 2:].split()[19])  # field 22, starttime
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text(encoding="ascii").splitlines()
+                    if line.startswith("btime "))
+        started = boot + ticks_since_boot / os.sysconf("SC_CLK_TCK")
+        written = path.stat().st_mtime
+    except (OSError, ValueError, IndexError, StopIteration):
+        return False
+    return started > written + 2.0  # boot time is whole seconds
+
+
 def pid_alive(pid: int) -> bool:
     """Whether process ``pid`` exists (one of another user counts as alive)."""
     try:
@@ -582,6 +606,11 @@ class Project:
     #: while `plan` works out a run (:meth:`as_if_put_back`): the manifests of kept results
     #: that run will put back, by stage, read in place of the stage's current ones
     _put_back: dict[str, dict[str, Any]] | None = field(default=None, repr=False, compare=False)
+    #: while this process holds the run lock exclusively: the lock files it holds, the one it
+    #: took first and any it took again after the file was deleted (:meth:`keep_lock_in_place`),
+    #: and what it wrote in them
+    _held_locks: list[IO[str]] | None = field(default=None, repr=False, compare=False)
+    _held_lock_text: str = field(default="", repr=False, compare=False)
 
     @classmethod
     def find(cls, path: str | Path | None) -> Project:
@@ -1009,10 +1038,12 @@ class Project:
     def run_in_progress(self) -> str | None:
         """The PID of a plain `run` holding the lock right now, or None, so `plan` can say its
         statuses are moving. A shared probe, released at once: it never stands in the way of
-        shard runs (shared too), and of a starting `run` only for that instant."""
+        shard runs (shared too), and of a starting `run` only for that instant. A run whose
+        lock file was deleted is found by its work marker (:meth:`run_holding_deleted_lock`)."""
         path = self.state_dir / "lock"
         if not path.is_file() or not file_lock_held(path):
-            return None
+            running = self.run_holding_deleted_lock()
+            return None if running is None else str(running[0])
         try:
             return _LockHolder.read(path.read_text(encoding="utf-8", errors="replace")).pid or "unknown"
         except OSError:
@@ -1091,15 +1122,87 @@ class Project:
             handle.seek(0)
             previous = _LockHolder.read(handle.read()).pid
             stale = previous.isascii() and previous.isdigit() and int(previous) != os.getpid() and not pid_alive(int(previous))
+            running = None if shard else self.run_holding_deleted_lock()  # shard runs' markers are their own
+            if running is not None:
+                raise LockedError(
+                    f"Project {self.root} is locked by a running `subsetctl run` (PID {running[0]}, computing "
+                    f"{running[1]}), whose lock file {self.state_dir / 'lock'} was deleted. Wait for it to finish or "
+                    "stop that process; `plan` and `report` work meanwhile.", holder="run")
             if stale and notice is not None:
                 notice(f"Took over a stale lock left by PID {previous}, which is no longer running.")
-            handle.seek(0)
-            handle.truncate()
-            handle.write(_LockHolder.text(shard))
-            handle.flush()
+            self._held_lock_text = _LockHolder.text(shard)
+            _write_holder(handle, self._held_lock_text)
+            self._held_locks = [handle]
             try:
                 yield
             finally:
-                handle.seek(0)
-                handle.truncate()
-                handle.flush()
+                if not shard:  # a shard run goes on computing its rows under the shared lock
+                    self._drop_pid_from_work_markers()
+                held, self._held_locks = self._held_locks or [handle], None
+                with contextlib.ExitStack() as closing:
+                    for taken_again in held[1:]:
+                        closing.callback(taken_again.close)
+                    for each in held:
+                        each.seek(0)
+                        each.truncate()
+                        each.flush()
+
+    def keep_lock_in_place(self) -> None:
+        """Before a stage starts: make sure the run lock this process holds is still the
+        file at ``.subsetctl/lock``. A user who deleted that file (taking it for a stale
+        lock, as with git's index.lock) let a second `run` lock a new one beside this run;
+        this run then takes the new file itself, or, when another run holds it already,
+        stops between stages (nothing computed is lost) rather than write stages beside it."""
+        if not self._held_locks:
+            return
+        path = self.state_dir / "lock"
+        try:
+            if os.path.samestat(os.fstat(self._held_locks[-1].fileno()), os.stat(path)):
+                return
+        except FileNotFoundError:
+            pass
+        handle = open(path, "a+", encoding="utf-8", errors="replace")  # noqa: SIM115 - closed when the lock ends
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = _LockHolder.read(handle.read()).pid or "unknown"
+            handle.close()
+            raise LockedError(
+                f"The lock file {path} of project {self.root} was deleted while this run held it, and another "
+                f"`subsetctl run` (PID {holder}) has locked the project since. This run stops here so that the two do "
+                "not write the same stages; the stages it finished are kept. Let the other run finish, then run "
+                "again if anything is left to do (`subsetctl plan` says).", holder="run") from None
+        _write_holder(handle, self._held_lock_text)
+        self._held_locks.append(handle)
+
+    def _drop_pid_from_work_markers(self) -> None:
+        """As this process lets the lock go: take its PID out of the stages' work markers, so
+        that neither `plan` nor a later `run` (:meth:`run_holding_deleted_lock`) takes the
+        process, still alive in a notebook, for a run computing a stage it left unfinished
+        (stopped by an error or Ctrl-C) or whose manifest was deleted since. The markers'
+        inputs stay: the next run resumes the work."""
+        for marker_path in self.state_dir.glob(f"*/{WORK_MARKER}"):
+            marker = self.read_work_marker(marker_path.parent.name)
+            if marker.get("pid") == os.getpid():
+                with contextlib.suppress(OSError):  # a full disk or a read-only folder: the marker stays
+                    atomic_write_json(marker_path, {k: v for k, v in marker.items() if k not in ("pid", "host")})
+
+    def run_holding_deleted_lock(self) -> tuple[int, str] | None:
+        """A live `run` of this project on this machine that a lock check could not see, as
+        (PID, stage): its lock file was deleted, and the new file at the path is unlocked. Found
+        by its work marker (work.json of a stage it has not finished, naming its PID and host)
+        when that process is alive and started before the marker was written (a PID the
+        system has since given to another process does not count). None when there is none."""
+        host = socket.gethostname()
+        for marker_path in sorted(self.state_dir.glob(f"*/{WORK_MARKER}")):
+            stage = marker_path.parent.name
+            marker = self.read_work_marker(stage)
+            pid = marker.get("pid")
+            if (not isinstance(pid, int) or isinstance(pid, bool) or pid == os.getpid() or marker.get("host") != host
+                    or (marker_path.parent / MANIFEST).exists() or not pid_alive(pid)):
+                continue
+            if _process_started_after(pid, marker_path):
+                continue
+            return pid, stage
+        return None

@@ -395,18 +395,20 @@ def test_plan_says_running_for_the_stage_a_live_run_is_computing(jsonl_project: 
 
     run_project(jsonl_project, until="data")
     (jsonl_project / ".subsetctl" / "data" / "manifest.json").unlink()  # a run working on the data stage
+    marker = jsonl_project / ".subsetctl" / "data" / "work.json"
     code = (
         "import sys, time; from pathlib import Path; from subsetctl.project import Project\n"
         f"with Project(Path({str(jsonl_project)!r})).lock():\n    print('locked', flush=True); time.sleep(30)\n"
     )
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    marker = jsonl_project / ".subsetctl" / "data" / "work.json"
     plan = ["plan", str(jsonl_project), "--until", "data", "--format", "json"]
     try:
         assert holder.stdout.readline().strip() == "locked"
         marker.write_text(json.dumps({**json.loads(marker.read_text()), "pid": holder.pid}))  # its stage
         result = CliRunner().invoke(main, plan)
-        marker.write_text(json.dumps({**json.loads(marker.read_text()), "pid": 1}))  # left by another run
+        dead = subprocess.Popen([sys.executable, "-c", ""])
+        dead.wait()
+        marker.write_text(json.dumps({**json.loads(marker.read_text()), "pid": dead.pid}))  # left by another run
         other = CliRunner().invoke(main, plan)
     finally:
         holder.kill()
@@ -588,3 +590,102 @@ def test_the_stages_share_one_stored_resolved_spec_and_unkept_ones_are_pruned(js
     (project.stage_dir("data") / "resolved_spec.json").write_text(json.dumps({"project": {"seed": 7}}))
     manifest_path.write_text(json.dumps({k: v for k, v in manifest.items() if k != "resolved_spec"}))
     assert project.resolved_spec("data") == {"project": {"seed": 7}}
+
+
+def _sleeper() -> subprocess.Popen:
+    """A live process standing for a `run` (its PID is what a work marker names)."""
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+
+
+def test_a_run_whose_lock_file_was_deleted_still_keeps_a_second_run_out(tmp_path: Path) -> None:
+    """Deleting .subsetctl/lock while a run held it (as one deletes git's index.lock) let a
+    second `run` lock a new file and write the same stages beside the first: the second is
+    refused by the first's work marker, and plan still sees the first running."""
+    import socket
+    import time
+
+    project = Project(tmp_path)
+    holder = _sleeper()
+    try:
+        time.sleep(0.1)
+        project.stage_dir("gradients").mkdir(parents=True)
+        marker = project.stage_dir("gradients") / "work.json"
+        atomic_write_json(marker, {"fingerprint": "f", "inputs": {}, "pid": holder.pid, "host": socket.gethostname()})
+        with pytest.raises(LockedError, match=rf"PID {holder.pid}, computing gradients.*lock file .* was deleted"), \
+                project.lock():
+            pass
+        assert project.run_in_progress() == str(holder.pid)
+        atomic_write_json(marker, {"fingerprint": "f", "inputs": {}, "pid": holder.pid, "host": "another-machine"})
+        with project.lock():  # a shard run's marker on another machine: its own lock there, not this one's
+            pass
+        (project.stage_dir("gradients") / "manifest.json").write_text("{}")
+        atomic_write_json(marker, {"fingerprint": "f", "inputs": {}, "pid": holder.pid, "host": socket.gethostname()})
+        with project.lock():  # a finished stage's marker names no running work
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with project.lock():  # the holder is gone
+        pass
+
+
+def test_a_work_marker_older_than_the_process_with_its_pid_is_no_run(tmp_path: Path) -> None:
+    """The PID of a run that died may be given to another process later: that one started
+    after the marker was written, so it is not taken for the run."""
+    import socket
+    import time
+
+    project = Project(tmp_path)
+    project.stage_dir("search").mkdir(parents=True)
+    marker = project.stage_dir("search") / "work.json"
+    atomic_write_json(marker, {"fingerprint": "f", "inputs": {}, "pid": 0, "host": socket.gethostname()})
+    os.utime(marker, (time.time() - 60, time.time() - 60))
+    other = _sleeper()
+    try:
+        atomic_write_json(marker, {"fingerprint": "f", "inputs": {}, "pid": other.pid, "host": socket.gethostname()})
+        os.utime(marker, (time.time() - 60, time.time() - 60))
+        assert project.run_holding_deleted_lock() is None
+        with project.lock():
+            pass
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_run_takes_its_deleted_lock_file_again_or_stops_between_stages(tmp_path: Path) -> None:
+    """While this process holds the lock, the file is deleted: before the next stage it locks
+    the new file at the path; when another run has locked that one, it stops (LockedError)."""
+    project = Project(tmp_path)
+    path = project.state_dir / "lock"
+    with project.lock():
+        project.keep_lock_in_place()  # in place: nothing to do
+        path.unlink()
+        project.keep_lock_in_place()
+        assert path.read_text() == str(os.getpid())
+    assert path.read_text() == ""  # released: the file taken again holds no PID
+    with project.lock():
+        code = ("import fcntl, sys, time\nh = open(sys.argv[1], 'a+'); fcntl.flock(h, fcntl.LOCK_EX)\n"
+                "h.write('4242'); h.flush(); print('locked', flush=True); time.sleep(30)\n")
+        path.unlink()
+        other = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True)
+        try:
+            assert other.stdout.readline().strip() == "locked"
+            with pytest.raises(LockedError, match=r"was deleted while this run held it.*PID 4242"):
+                project.keep_lock_in_place()
+        finally:
+            other.kill()
+            other.wait()
+    assert path.read_text() == "4242"  # the other run's file is left to it
+
+
+def test_a_run_stopped_by_an_error_leaves_no_pid_in_its_unfinished_work(tmp_path: Path) -> None:
+    """A run from a notebook that stops partway (an error, Ctrl-C) leaves the kernel alive:
+    its PID in the stage's work marker would have `plan` say the stage is running, and
+    keep a `run` from the shell out, for as long as the notebook lives."""
+    project = Project(tmp_path)
+    marker = project.stage_dir("gradients") / "work.json"
+    marker.parent.mkdir(parents=True)
+    with pytest.raises(RuntimeError), project.lock():
+        atomic_write_json(marker, {"fingerprint": "f", "inputs": {"a": 1}, "pid": os.getpid(), "host": "h"})
+        raise RuntimeError("the stage failed")
+    assert json.loads(marker.read_text()) == {"fingerprint": "f", "inputs": {"a": 1}}  # resumable still
