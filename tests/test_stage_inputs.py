@@ -85,6 +85,16 @@ def test_num_labels_counts_for_a_classifier_only() -> None:
     assert {"meta_init", "gradients", "finetune", "evaluate"} <= stages_changed_by("model.num_labels=5", classifier)
 
 
+def test_max_new_tokens_counts_for_a_causal_lm_only() -> None:
+    """A classifier generates nothing: evaluate.max_new_tokens (which validate warns of) re-ran
+    its evaluate stage and missed the test results cached for every adapter."""
+    assert stages_changed_by("evaluate.max_new_tokens=64") == {"evaluate"}
+    classifier = {**BASE, "model": {"kind": "classifier", "source": "m"}}
+    assert stages_changed_by("evaluate.max_new_tokens=64", classifier) == set()
+    assert fingerprint_dump(Spec.model_validate(apply_overrides(classifier, ["evaluate.max_new_tokens=64"]))) \
+        == fingerprint_dump(Spec.model_validate(classifier))  # the test results' cache keys too
+
+
 def test_label_map_counts_for_a_classifiers_data_only_and_unset_changes_no_key() -> None:
     """A source's label_map renames a classifier's classes: the data stage (and so every
     stage after it) re-runs when it changes; a causal LM ignores it. Unset, it is left out

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from subsetctl.spec.models import ModelSpec, Spec
+from subsetctl.spec.models import EvaluateSpec, ModelSpec, Spec
 
 #: Settings that change how a stage runs but not what it produces: fingerprints and cache
 #: keys count them at their defaults, so changing one re-runs nothing. (At the default,
@@ -22,11 +22,19 @@ RESULT_NEUTRAL: dict[str, tuple[str, ...]] = {
     "finetune": ("checkpoint_every",),
 }
 
+#: Settings one kind of model ignores, counted at their defaults for it like
+#: :data:`RESULT_NEUTRAL`: a causal LM has no classification head (``model.num_labels``),
+#: a classifier generates nothing (``evaluate.max_new_tokens``).
+KIND_NEUTRAL: dict[str, dict[str, tuple[str, ...]]] = {
+    "causal-lm": {"model": ("num_labels",)},
+    "classifier": {"evaluate": ("max_new_tokens",)},
+}
+
 
 def fingerprint_dump(spec: Spec) -> dict[str, Any]:
     """The spec as JSON for fingerprints and cache keys: the settings of
-    :data:`RESULT_NEUTRAL` at their defaults, ``model.num_labels`` at its default for
-    a causal LM, which ignores it, and a ``gradients.seed`` written as the project seed's
+    :data:`RESULT_NEUTRAL` at their defaults, those of :data:`KIND_NEUTRAL` for the model's
+    kind (``model.num_labels`` of a causal LM, which ignores it) too, and a ``gradients.seed`` written as the project seed's
     value as unset (it projects with the same matrix)."""
     return neutralized(spec.model_dump(mode="json"), spec.model.kind)
 
@@ -36,6 +44,7 @@ def neutralized(dumped: dict[str, Any], kind: str) -> dict[str, Any]:
     to the sections it holds (a stage's recorded spec slice, too)."""
     defaults = {section: model().model_dump(mode="json") for section, model in _SECTION_MODELS.items()}  # 256.0
     defaults["model"] = {"num_labels": ModelSpec.model_fields["num_labels"].default}
+    defaults["evaluate"] = {"max_new_tokens": EvaluateSpec.model_fields["max_new_tokens"].default}
     return _without_default_seed(_with_neutral_settings(dumped, kind, defaults))
 
 
@@ -60,8 +69,8 @@ def with_neutral_values_of(sliced: dict[str, Any], recorded: Any, kind: str) -> 
 
 def _with_neutral_settings(dumped: dict[str, Any], kind: str, values: dict[str, Any]) -> dict[str, Any]:
     """A copy of ``dumped`` whose result-neutral settings (:data:`RESULT_NEUTRAL`, and
-    ``model.num_labels`` of a causal LM) are those ``values`` holds, section by section."""
-    neutral = {**RESULT_NEUTRAL, **({"model": ("num_labels",)} if kind == "causal-lm" else {})}
+    :data:`KIND_NEUTRAL` of the model's kind) are those ``values`` holds, section by section."""
+    neutral = {**RESULT_NEUTRAL, **(KIND_NEUTRAL.get(kind, {}))}
     out = dict(dumped)
     for section, keys in neutral.items():
         if isinstance(out.get(section), dict) and isinstance(values.get(section), dict):
