@@ -1292,3 +1292,12 @@ def test_huggingface_data_files_given_as_text_are_a_list_of_one(tmp_path: Path) 
     sources[0]["loader"] = {**as_text, "data_files": {"train": "data/*.csv"}}
     (issue,) = _issues(_spec_file(tmp_path, {**BASE, "sources": sources}))
     assert "sources[0].loader.data_files: a mapping of splits to files is not taken here" in issue, issue
+
+
+def test_running_out_of_memory_evaluating_a_classifier_does_not_name_max_new_tokens() -> None:
+    """A classifier generates nothing: lowering evaluate.max_new_tokens frees no memory."""
+    from subsetctl.stages.evaluate import EvaluateStage
+
+    classifier = Spec.model_validate({**BASE, "model": {"kind": "classifier", "source": "m"}})
+    assert EvaluateStage().memory_settings(classifier) == ("evaluate.batch_size", "model.max_length")
+    assert "evaluate.max_new_tokens" in EvaluateStage().memory_settings(Spec.model_validate(BASE))

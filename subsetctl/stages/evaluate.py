@@ -70,6 +70,12 @@ class EvaluateStage(common.ModelStage):
 
     switch = "finetune.enabled"
 
+    def memory_settings(self, spec: Spec) -> tuple[str, ...]:
+        """A classifier generates nothing: its max_new_tokens bounds no memory."""
+        if spec.model.kind == "classifier":
+            return tuple(key for key in self.memory_keys if key != "evaluate.max_new_tokens")
+        return self.memory_keys
+
     def work(self, spec: Spec, forced: bool = False) -> str:
         generate = "" if spec.model.kind == "classifier" else f", generating up to {spec.evaluate.max_new_tokens} tokens"
         return (f"the target's test split through each fine-tuned adapter{generate}; "
