@@ -375,6 +375,10 @@ class StageStatus:
     #: or merged shards (its seconds are the rest's only). A hint of the cost, not a promise:
     #: a run with other settings, or one taking results from the cache, takes another time
     last_seconds: float | None = None
+    #: how much work that last run was (:meth:`Stage.work` of the spec it ran with), where it
+    #: differs from ``work``: a run shrunk with overrides (fewer steps, subsets, seeds) took
+    #: ``last_seconds`` for this much, which is what scaling its time up to ``work`` needs
+    last_work: str | None = None
     #: after the ``until`` of a plan and not up to date: `run --until` leaves it so (plan's
     #: text says so in its last line; its JSON, a list of stages, in this field)
     left_stale_by_until: bool = False
@@ -382,7 +386,29 @@ class StageStatus:
     def to_dict(self) -> dict[str, Any]:
         return {"stage": self.name, "state": self.state, "reasons": self.reasons, "will_run": self.will_run,
                 "conditional": self.conditional, "put_back": self.put_back, "work": self.work,
-                "last_seconds": self.last_seconds, "left_stale_by_until": self.left_stale_by_until}
+                "last_seconds": self.last_seconds, "last_work": self.last_work,
+                "left_stale_by_until": self.left_stale_by_until}
+
+
+def _last_clause_at(text: str) -> int | None:
+    """Where the last "; " outside parentheses in a work text starts (before a clause such
+    as "those in the cache are reused"), or None when there is none."""
+    depth, found = 0, None
+    for i, char in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth == 0 and text.startswith("; ", i):
+            found = i
+    return found
+
+
+def _without_shared_last_clause(then: str, now: str) -> str:
+    """``then``, a work text of a stage's last run, without its last clause when ``now``
+    ends with the same one (which results it reuses): plan shows ``then`` after ``now``,
+    and saying it twice read as if it were part of the size."""
+    cut_then, cut_now = _last_clause_at(then), _last_clause_at(now)
+    if cut_then is not None and cut_now is not None and then[cut_then:] == now[cut_now:]:
+        return then[:cut_then]
+    return then
 
 
 def _is_seconds(value: Any) -> bool:
@@ -759,6 +785,7 @@ class Pipeline:
         #: stages after ``until`` that are not up to date: `run --until` leaves them so, and
         #: the results of the stages after them, made from theirs, are as outdated
         left_stale: set[str] = set()
+        last_specs: dict[str, Spec | None] = {}  # the specs stages last ran with, by digest: parsed once
         for stage in self.stages:
             if not stage.enabled(self.spec):
                 reasons = ["switched off in the spec"]
@@ -772,6 +799,7 @@ class Pipeline:
             manifest = self.project.read_manifest(stage.name)
             last_seconds = (manifest.get("seconds") if manifest and not manifest.get("corrupt")
                             and not manifest.get("resumed") else None)
+            last_spec_digest = manifest.get("resolved_spec") if manifest and _is_seconds(last_seconds) else None
             fp, inputs = self._current(stage, digests)
             reasons = []
             missing: list[str] = []
@@ -844,14 +872,39 @@ class Pipeline:
             put_back = kept is not None and not reached_until  # `run --until` stops before it
             if put_back and kept is not None:
                 put_back_manifests[stage.name] = kept[1]
+            shown_seconds = will_run and _is_seconds(last_seconds)
             statuses.append(StageStatus(stage.name, state, reasons, will_run, fp, conditional, put_back,
                                         kept[0] if put_back and kept else None, missing, inputs,
                                         stage.work(self.spec, stage.name in force) if will_run else None,
-                                        float(last_seconds) if will_run and _is_seconds(last_seconds) else None,
+                                        float(last_seconds) if shown_seconds else None,
+                                        self._last_work(stage, last_spec_digest, last_specs) if shown_seconds else None,
                                         reached_until and state != "up to date"))
             if until is not None and stage.name == until:
                 reached_until = True
         return statuses
+
+    def _last_work(self, stage: Stage, digest: Any, specs: dict[str, Spec | None]) -> str | None:
+        """How much work ``stage``'s last finished run was (:meth:`Stage.work` of the resolved
+        spec its manifest names by ``digest``), when that differs from what a run with the
+        spec would do now; None when it is the same, or the spec it ran with is missing or no
+        longer reads as a spec (one of an earlier subsetctl). ``specs`` caches the parsed
+        specs by digest: the stages of one run share theirs, which with thousands of sources
+        is a large file."""
+        from pydantic import ValidationError
+
+        if not isinstance(digest, str):
+            return None
+        if digest not in specs:
+            stored = self.project.stored_spec(digest)
+            try:
+                specs[digest] = Spec.model_validate(stored) if stored is not None else None
+            except ValidationError:
+                specs[digest] = None
+        last_spec = specs[digest]
+        if last_spec is None:
+            return None
+        then, now = stage.work(last_spec), stage.work(self.spec)
+        return _without_shared_last_clause(then, now) if then and then != now else None
 
     def _never_run(self, stage: Stage, fp: str | None, inputs: dict[str, Any]) -> tuple[str, list[str]]:
         """The state ("never run" or "unfinished") and reasons :meth:`plan` gives a stage

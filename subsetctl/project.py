@@ -881,8 +881,13 @@ class Project:
         manifest = self.read_manifest(stage) or {}
         digest = manifest.get("resolved_spec")
         if isinstance(digest, str):
-            return read_json_object(self.state_dir / SPECS_DIRNAME / f"{digest}.json")
+            return self.stored_spec(digest)
         return read_json_object(self.stage_dir(stage) / RESOLVED_SPEC)
+
+    def stored_spec(self, digest: str) -> dict[str, Any] | None:
+        """The resolved spec :meth:`keep_resolved_spec` stored under ``digest`` (a
+        manifest's ``resolved_spec``); None when it is missing or unreadable."""
+        return read_json_object(self.state_dir / SPECS_DIRNAME / f"{digest}.json")
 
     def prune_resolved_specs(self) -> int:
         """Delete the stored specs that no stage's results name (current, set aside or

@@ -181,7 +181,7 @@ def test_plan_run_until_data_then_noop_then_change_one_source(jsonl_project: Pat
     assert json.loads(plan.output)[0] == {"stage": "data", "state": "never run", "reasons": [], "will_run": True,
                                           "conditional": False, "put_back": False,
                                           "work": "the target and 2 sources (those prepared before as they are "
-                                                  "now are reused)", "last_seconds": None,
+                                                  "now are reused)", "last_seconds": None, "last_work": None,
                                           "left_stale_by_until": False}
     assert not (jsonl_project / ".subsetctl").exists()  # plan has no side effects
 
@@ -389,6 +389,34 @@ def test_plan_says_how_much_work_each_stage_to_run_is(jsonl_project: Path, monke
     text = CliRunner().invoke(main, [*args, "--force", "data"]).output
     assert "data: the target and 2 sources (--force: every one loaded again); its last run took " \
            "3 min 24 s" in " ".join(text.split()), text
+
+
+def test_plan_says_how_much_work_the_last_run_took_its_seconds_for(tiny_project_ran) -> None:
+    """A rehearsal shrunk with overrides (fewer steps, a smaller d) and then planned at full
+    size showed "2000 steps ...; its last run took 19 s", the 19 s being those of 6 steps:
+    nothing said what the seconds were for, so they could not be scaled up. Now the last
+    run's own work is said where it differs (without the reuse clause both share)."""
+    from subsetctl.pipeline import _without_shared_last_clause
+
+    project = str(tiny_project_ran("gradients"))  # ran with meta_init.steps=4, gradients.d=16
+    args = ["plan", project, "meta_init.steps=40", "gradients.d=64"]
+    text = " ".join(CliRunner().invoke(main, args).output.split())
+    assert re.search(r"meta_init: 40 steps of 4 examples; its last run took [\d.]+ m?s, for 4 steps of 4 examples",
+                     text), text
+    assert "projected to d = 64; its last run took" in text
+    assert re.search(r"its last run took [\d.]+ m?s, for one gradient per example of the target and the 3 sources, "
+                     r"in batches of 4, projected to d = 16", text), text
+    statuses = {s["stage"]: s for s in json.loads(CliRunner().invoke(main, [*args, "--format", "json"]).stdout)}
+    assert statuses["meta_init"]["last_work"] == "4 steps of 4 examples"
+    same = {s["stage"]: s for s in json.loads(CliRunner().invoke(
+        main, ["plan", project, "--force", "meta_init", "--format", "json"]).stdout)}
+    assert same["meta_init"]["last_seconds"] is not None and same["meta_init"]["last_work"] is None  # as now
+    # "those in the cache are reused" is said once, for the run to come, not again for the last one
+    now = "up to 20 real fine-tunes (10 subsets × 2 kinds) of 200 steps of 16 examples; those in the cache are reused"
+    then = "up to 10 real fine-tunes (5 subsets × 2 kinds) of 3 steps of 4 examples; those in the cache are reused"
+    assert _without_shared_last_clause(then, now) == "up to 10 real fine-tunes (5 subsets × 2 kinds) of 3 steps of 4 examples"
+    nested = "3 strategies: up to 35 subsets (random_ensemble: 16; shared ones are estimated once, stored ones reused)"
+    assert _without_shared_last_clause(nested.replace("35", "20"), nested) == nested.replace("35", "20")
 
 
 def test_plan_says_at_most_how_many_subsets_the_search_estimates() -> None:
