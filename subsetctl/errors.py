@@ -213,15 +213,24 @@ class StaleArtifactError(UserError):
     """An upstream artifact does not match what the spec asks for."""
 
 
-def out_of_memory_error(exc: BaseException, stage: str, settings: dict[str, object]) -> UserError | None:
+def out_of_memory_error(exc: BaseException, stage: str, settings: dict[str, object],
+                        accumulation: tuple[str, str, object] | None = None) -> UserError | None:
     """A UserError for a stage that ran out of memory (Python's MemoryError, torch's
     OutOfMemoryError on a GPU, or its CPU allocator refusing a tensor), naming the spec
     ``settings`` that bound the stage's memory (``{"meta_init.batch_size": 8, ...}``, as
     they are now) so the user knows what to lower; None for any other error. A batch
-    size the machine cannot hold is the user's to change, not a bug in subsetctl."""
+    size the machine cannot hold is the user's to change, not a bug in subsetctl.
+    ``accumulation``: for a stage that trains in micro-batches, its batch size key, its
+    ``grad_accum`` key and that one's value: lowering the batch size alone also changes
+    how many examples each optimizer step takes (the training itself), so the advice says
+    to raise ``grad_accum`` as much to keep them."""
     text = str(exc)
     lower = " or ".join(f"{key} (now {value})" for key, value in settings.items())
     advice = f"Lower {lower}, then run again" if lower else "Free memory (or use a larger machine), then run again"
+    if accumulation is not None and accumulation[0] in settings:
+        batch_key, accum_key, accum = accumulation
+        advice += (f" (to keep the training as it is, divide {batch_key} by a number and multiply {accum_key} "
+                   f"(now {accum}) by the same one: each optimizer step then averages over as many examples)")
     if type(exc).__name__ == "TerminatedWorkerError":  # loky's, for a worker the system killed (SIGKILL)
         codes = re.search(r"exit codes of the workers are (\{.*?\})", text)
         return UserError(f"Stage {stage} lost a worker process{f' (exit codes {codes.group(1)})' if codes else ''}: "

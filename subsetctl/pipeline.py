@@ -277,6 +277,10 @@ class Stage(ABC):
     #: the spec settings that bound the stage's memory (batch sizes, lengths): named, with
     #: their values, when it runs out of memory, as what to lower
     memory_keys: tuple[str, ...] = ()
+    #: for a stage that trains in micro-batches: its batch size key and its ``grad_accum``
+    #: key, for the out-of-memory advice to say how to lower the batch size and keep the
+    #: examples per optimizer step (the run's results) as they are
+    accumulation_keys: tuple[str, str] | None = None
     #: whether its :meth:`extra_inputs` are taken again once it has run, and the results not
     #: committed when they changed meanwhile: a stage that reads input files as it goes (the
     #: data stage), whose results would otherwise be recorded as made from the files as they
@@ -1483,7 +1487,11 @@ class Pipeline:
         :func:`out_of_memory_error`), naming its memory settings as they are; else None."""
         dumped = self.spec.model_dump(mode="json")
         settings = {key: value for key in stage.memory_settings(self.spec) if (value := _dig(dumped, key)) is not None}
-        return out_of_memory_error(exc, stage.name, settings)
+        accumulation = None
+        if stage.accumulation_keys is not None:
+            batch_key, accum_key = stage.accumulation_keys
+            accumulation = (batch_key, accum_key, _dig(dumped, accum_key))
+        return out_of_memory_error(exc, stage.name, settings, accumulation)
 
     def _project_gone(self, stage: Stage, before: tuple[int, int] | None) -> UserError | None:
         """The user error for the project's state folder gone while ``stage`` ran (the project

@@ -1117,8 +1117,8 @@ def test_a_stage_that_runs_out_of_memory_names_the_settings_to_lower(tiny_projec
     with pytest.raises(UserError) as caught:
         run_project(tiny_project, until="meta_init")
     message = str(caught.value)
-    assert "Lower meta_init.batch_size (now 4) or model.max_length (now 32), then run again: finished stages" \
-           in message, message
+    assert "Lower meta_init.batch_size (now 4) or model.max_length (now 32), then run again (" in message, message
+    assert "meta_init.grad_accum (now 1) by the same one" in message and "): finished stages" in message, message
     if type(raised).__name__ == "TerminatedWorkerError":
         assert message.startswith("Stage meta_init lost a worker process (exit codes {SIGKILL(-9)}): the system "
                                   "killed it, most likely for lack of memory."), message
@@ -1128,6 +1128,35 @@ def test_a_stage_that_runs_out_of_memory_names_the_settings_to_lower(tiny_projec
     said = [f"it tried to allocate {shown} at once" for size, shown in sizes.items() if size in str(raised)]
     assert (said[0] in message) if said else ("tried to allocate" not in message), message
     assert json.loads((tiny_project / ".subsetctl" / "data" / "manifest.json").read_text())["stage"] == "data"
+
+
+def test_running_out_of_memory_in_a_fine_tune_says_to_keep_the_examples_per_step_with_grad_accum(
+        tiny_project: Path, monkeypatch) -> None:
+    """A GPU spec's meta_init.batch_size too big for the card was told "Lower meta_init.batch_size
+    (now 16) or model.max_length": lowering the batch size alone also makes every optimizer step
+    average over fewer examples, which is another training. meta_init and finetune train in
+    micro-batches (grad_accum), and the advice now says how to keep the training as it is."""
+    import torch
+
+    from subsetctl.api import run_project
+    from subsetctl.stages.meta_init import MetaInitStage
+
+    def out_of_memory(self, ctx):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB.")
+
+    monkeypatch.setattr(MetaInitStage, "run", out_of_memory)
+    with pytest.raises(UserError) as caught:
+        run_project(tiny_project, ["meta_init.grad_accum=2"], until="meta_init")
+    message = str(caught.value)
+    assert ("Lower meta_init.batch_size (now 4) or model.max_length (now 32), then run again (to keep the training "
+            "as it is, divide meta_init.batch_size by a number and multiply meta_init.grad_accum (now 2) by the same "
+            "one: each optimizer step then averages over as many examples): finished stages are kept.") in message, \
+        message
+    from subsetctl.stages.finetune import FinetuneStage
+    from subsetctl.stages.verify import VerifyStage
+
+    assert FinetuneStage.accumulation_keys == ("finetune.batch_size", "finetune.grad_accum")
+    assert VerifyStage.accumulation_keys is None  # verify's fine-tunes take no grad_accum
 
 
 @pytest.mark.parametrize("variable", ["HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"])

@@ -290,6 +290,7 @@ class FinetuneStage(common.ModelStage):
     description = "fine-tune the base model on each selection and baseline"
     after = ("data", "search")
     memory_keys = ("finetune.batch_size", "model.max_length")
+    accumulation_keys = ("finetune.batch_size", "finetune.grad_accum")
     spec_keys = ("project.seed", "model", "finetune")
     # peft writes the base model's path into each adapter's config, and the model card names
     # the spec's model.source: where the model was, not what was trained (moving the project

@@ -25,6 +25,7 @@ class MetaInitStage(common.ModelStage):
     description = "multitask LoRA on target + all sources (theta*)"
     after = ("data",)
     memory_keys = ("meta_init.batch_size", "model.max_length")
+    accumulation_keys = ("meta_init.batch_size", "meta_init.grad_accum")
     spec_keys = ("project.seed", "model", "meta_init")
 
     def work(self, spec: Spec, forced: bool = False) -> str:
