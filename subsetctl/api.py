@@ -603,7 +603,8 @@ def _warn_executor_settings(spec: Spec, warn: _AddIssue) -> None:
         each = "" if spec.executor.backend == "threading" else " (each a process with its own copy of the features)"
         warn(("executor", "n_jobs"), f"{spec.executor.n_jobs} workers on a machine with {cores} cores: the estimates "
                                      f"are CPU-bound, so workers beyond the cores only add start-up time and "
-                                     f"memory{each}. Use at most {cores}.")
+                                     f"memory{each}. Use at most {cores} on this machine (a spec meant for "
+                                     "another machine, one with more cores, can ignore this).")
     if spec.executor.address and spec.executor.backend != "dask":
         warn(("executor", "address"), f"is only used by executor.backend: dask; with "
                                       f"{spec.executor.backend!r} the estimates run on this machine.")

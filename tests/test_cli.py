@@ -1478,6 +1478,20 @@ def test_validate_warns_of_a_half_precision_dtype_on_the_cpu(tmp_path: Path, mon
             assert "Use model.dtype: float32 on this machine" in text, text
 
 
+def test_too_many_workers_for_this_machine_says_a_spec_for_another_can_ignore_it(tmp_path: Path, monkeypatch) -> None:
+    """specs/hub-llama-gpu.yaml (executor.n_jobs: 16) validated on a 2-core laptop, to rehearse
+    it, was told "Use at most 2." as if the spec were wrong, where the warnings about
+    model.device and model.dtype meant for a GPU machine say such a spec can ignore them."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert invoke("init", str(tmp_path / "p")).exit_code == 0
+    result = invoke("validate", str(tmp_path / "p" / "subsetctl.yaml"), "executor.n_jobs=16")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert ("executor.n_jobs: 16 workers on a machine with 2 cores" in text
+            and "Use at most 2 on this machine (a spec meant for another machine, one with more cores, can ignore "
+                "this)." in text), text
+
+
 def test_cpu_has_bfloat16_reads_the_cpu_flags(tmp_path: Path) -> None:
     """The bfloat16 instructions are told from /proc/cpuinfo's flags; without the file
     (macOS, Windows) or its flags line, nothing is said."""
