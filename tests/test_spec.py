@@ -1061,8 +1061,37 @@ def test_a_value_not_among_a_keys_choices_is_shown_with_the_one_likely_meant() -
     data["model"] = {**data.get("model", {}), "kind": "classifer", "dtype": "fp16"}
     _, issues = validate_data(data, "x.yaml")
     assert sorted((i.key, i.message) for i in issues) == [
-        ("model.dtype", "Input should be 'float32', 'bfloat16' or 'float16' (got 'fp16')"),
+        ("model.dtype", "Input should be 'float32', 'bfloat16' or 'float16' (got 'fp16'; did you mean 'float16'?)"),
         ("model.kind", "Input should be 'causal-lm' or 'classifier' (got 'classifer'; did you mean 'classifier'?)")]
+
+
+@pytest.mark.parametrize(("key", "written", "meant"), [
+    ("dtype", "fp16", "float16"), ("dtype", "bf16", "bfloat16"), ("dtype", "half", "float16"),
+    ("dtype", "FP32", "float32"), ("device", "gpu", "cuda")])
+def test_a_gpu_setting_in_other_tools_words_is_told_the_choice_it_names(key: str, written: str, meant: str) -> None:
+    """A GPU spec written with the Hugging Face Trainer's or PyTorch's words got no suggestion
+    (`dtype: fp16`, too far from 'float16' by spelling) or a wrong one (`device: gpu`: "did
+    you mean 'cpu'?", the closest spelling, where the GPU was meant)."""
+    import copy
+
+    data = copy.deepcopy(MINIMAL)
+    data["model"] = {**data.get("model", {}), key: written}
+    _, issues = validate_data(data, "x.yaml")
+    assert [i.key for i in issues] == [f"model.{key}"]
+    assert issues[0].message.endswith(f"(got {written!r}; did you mean {meant!r}?)"), issues[0].message
+
+
+def test_a_numbered_cuda_device_is_told_to_choose_the_gpu_with_cuda_visible_devices() -> None:
+    """`model.device: cuda:1` (PyTorch's way to name the second GPU) was told "did you mean
+    'cuda'?", which would run on the first GPU: the GPU is chosen with CUDA_VISIBLE_DEVICES."""
+    import copy
+
+    data = copy.deepcopy(MINIMAL)
+    data["model"] = {**data.get("model", {}), "device": "cuda:1"}
+    _, issues = validate_data(data, "x.yaml")
+    assert [(i.key, i.message) for i in issues] == [(
+        "model.device", ("Input should be 'auto', 'cpu' or 'cuda' (got 'cuda:1'): 'cuda' runs on the first GPU "
+                         "torch sees; to run on GPU 1, keep 'cuda' and start the command with CUDA_VISIBLE_DEVICES=1"))]
 
 
 @pytest.mark.parametrize("written", ["macro_f1", "F1", "macro-F1"])

@@ -274,13 +274,30 @@ def plain_error_message(err: Any) -> str:
         return f"{message} (got {value!r})"  # as a strategy's params say: the bound alone hid what was written
     if kind == "literal_error" and "input" in err:  # `kind: classifer`: the value written, and the one likely meant
         choices = re.findall(r"'([^']*)'", err.get("ctx", {}).get("expected", ""))
-        close = difflib.get_close_matches(str(value).lower(), choices, n=1, cutoff=0.6)
+        loc = tuple(err["loc"])
+        if loc == ("model", "device") and isinstance(value, str) and re.fullmatch(r"cuda:\d+", value.strip()):
+            return (f"{message} (got {value!r}): 'cuda' runs on the first GPU torch sees; to run on GPU "
+                    f"{value.strip()[5:]}, keep 'cuda' and start the command with CUDA_VISIBLE_DEVICES="
+                    f"{value.strip()[5:]}")
+        meant = LIKELY_MEANT.get(loc, {}).get(str(value).strip().lower())
+        close = [meant] if meant else difflib.get_close_matches(str(value).lower(), choices, n=1, cutoff=0.6)
         if tuple(err["loc"]) == ("evaluate", "metric") and _names_f1(value):  # the classifier's second figure
             return (f"{message} (got {value!r}): a classifier's macro-F1 is no metric to choose; it is "
                     "reported beside accuracy ('accuracy' or 'auto') in every test-metrics table and in "
                     "report.json's test_metrics (macro_f1_mean)")
         return f"{message} (got {value!r}{f'; did you mean {close[0]!r}?' if close else ''})"
     return message.removeprefix("Value error, ")
+
+
+#: values of a choice that name another choice in other tools' words (PyTorch's, the Hugging
+#: Face Trainer's flags), by the key's location: what "did you mean" suggests for them, where
+#: the closest spelling is wrong (`device: gpu` looks most like 'cpu') or too far (`fp16`)
+LIKELY_MEANT: dict[tuple[str, ...], dict[str, str]] = {
+    ("model", "dtype"): {"fp16": "float16", "half": "float16", "torch.float16": "float16",
+                         "bf16": "bfloat16", "torch.bfloat16": "bfloat16",
+                         "fp32": "float32", "float": "float32", "full": "float32", "torch.float32": "float32"},
+    ("model", "device"): {"gpu": "cuda", "cuda0": "cuda"},
+}
 
 
 def _names_f1(value: Any) -> bool:
