@@ -657,6 +657,17 @@ def test_the_schema_takes_the_spellings_of_tab_the_delimiter_takes() -> None:
         assert _schema_errors(data), wrong
 
 
+def test_a_lambda_grid_with_non_positive_values_names_them_and_says_what_to_write() -> None:
+    """`calibrate.lambda_grid: [0, 0.1]` was refused with "lambda_grid values must be positive,
+    got 0.0": the key and the value, but not why nor what to write instead (issue #8: a
+    validation error naming the key and what to do)."""
+    _, issues = validate_data({**MINIMAL, "calibrate": {"lambda_grid": [0, -1, 0.1]}}, "x.yaml")
+    assert [i.key for i in issues] == ["calibrate.lambda_grid"]
+    message = issues[0].message
+    assert message.startswith("lambda_grid values must be positive, got 0, -1: lambda is the ridge penalty"), message
+    assert "Remove them, or write a small positive value such as 0.001" in message, message
+
+
 def test_the_schema_flags_the_list_items_validate_refuses() -> None:
     """A lambda of 0 or below and a verify kind given twice are refused by validate; the
     schema let editors pass them."""

@@ -775,9 +775,13 @@ class CalibrateSpec(StrictModel):
     @field_validator("lambda_grid")
     @classmethod
     def _positive(cls, grid: list[float]) -> list[float]:
-        bad = [v for v in grid if not v > 0]
+        bad = [f"{v:g}" for v in grid if not v > 0]
         if bad:
-            raise ValueError(f"lambda_grid values must be positive, got {', '.join(map(str, bad))}")
+            raise ValueError(
+                f"lambda_grid values must be positive, got {', '.join(bad)}: lambda is the ridge penalty of "
+                "every estimate (w_S = argmin loss + lambda·|w|²), whose minimum need not exist at 0 or below. "
+                f"Remove {'it' if len(bad) == 1 else 'them'}, or write a small positive value such as 0.001 "
+                "(the default grid is [0.01, 0.1, 0.3, 1, 3, 10])")
         return grid
 
 
