@@ -30,3 +30,22 @@ def test_reference_spec_validates(path: Path, monkeypatch: pytest.MonkeyPatch) -
         pytest.skip("the evals package (task data) is not installed")
     result = CliRunner().invoke(main, ["validate", str(path)])
     assert result.exit_code == 0, result.output
+
+
+def test_the_readmes_rehearsal_overrides_fit_the_gpu_spec(monkeypatch: pytest.MonkeyPatch) -> None:
+    """README's "Rehearsing a GPU spec on a CPU" shrinks specs/hub-llama-gpu.yaml with
+    overrides: each must be a key of that spec's schema with a valid value, and keep
+    verify.k high enough that calibration stays on (the rehearsal is to try it)."""
+    import re
+    import shlex
+
+    monkeypatch.setattr("subsetctl.hub.hub_reachable", lambda timeout=3.0: True)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Rehearsing a GPU spec on a CPU", 1)[1]
+    command = re.search(r"```bash\n(subsetctl run rehearsal [^\n]+)\n```", section)
+    assert command, "README's rehearsal section has no `subsetctl run rehearsal ...` command"
+    overrides = shlex.split(command.group(1))[3:]
+    assert {o.split("=", 1)[0] for o in overrides} >= {"meta_init.steps", "verify.k", "finetune.seeds", "gradients.d"}
+    result = CliRunner().invoke(main, ["validate", str(ROOT / "specs" / "hub-llama-gpu.yaml"), *overrides])
+    assert result.exit_code == 0, result.output
+    assert "too few to calibrate" not in result.output and "executor.n_jobs" not in result.output, result.output
