@@ -557,7 +557,7 @@ def _warn_device_missing(spec: Spec, warn: _AddIssue) -> None:
     device = check_device(spec)
     if device is not None and not device.ok:
         warn(("model", "device"), f"{spec.model.device}, but this torch sees no CUDA GPU, so `run` here would stop "
-                                  f"at its first model stage, after the data stage: {device.advice} (A spec meant "
+                                  f"at its first model stage, after the data stage. {device.advice} (A spec meant "
                                   "for another machine, one with a GPU, can ignore this.)")
 
 
