@@ -844,3 +844,19 @@ def test_report_writes_an_older_calibrations_counts_as_integers(tmp_path) -> Non
     for cal in (report["calibration"], kind["calibration"], kind["candidates"]["other"]["calibration"]):
         [row] = cal["per_lambda"]
         assert type(row["n"]) is int and row["n"] == 4 and type(row["raw_median_rel_err"]) is float, row
+
+
+def test_an_override_a_stage_recorded_at_its_default_did_not_make_its_results() -> None:
+    """The search and calibrate with the fast estimator count verify.steps and
+    verify.batch_size at their defaults (they replay no fine-tune): the report said
+    `verify.steps=3` made their results, and plan's reason for the report listed the same
+    overrides as "now" ones once the run without them came."""
+    from subsetctl.report.build import _overrides_read_by
+
+    manifest = {"overrides": ["verify.steps=3", "verify.enabled=true", "verify.lr_surrogate=2e-3", "finetune.steps=2"],
+                "inputs": {"slice": {"verify.steps": 15, "verify.enabled": True, "verify.lr_surrogate": 0.002,
+                                     "estimate": {"lam": 1.0}}}}
+    # 2e-3 (text, as YAML reads it) is the default 0.002 and the recorded value: read as set
+    assert _overrides_read_by(manifest) == ["verify.enabled=true", "verify.lr_surrogate=2e-3"]
+    manifest["inputs"]["slice"]["verify.steps"] = 3  # an estimator that replays the fine-tunes reads it
+    assert _overrides_read_by(manifest) == ["verify.steps=3", "verify.enabled=true", "verify.lr_surrogate=2e-3"]

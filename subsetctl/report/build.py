@@ -185,15 +185,59 @@ def outdated_stages(project: Project, spec: Any = None) -> list[str]:
 def _overrides_read_by(manifest: dict[str, Any]) -> list[str]:
     """The command-line overrides of the run that made a stage's results, as far as they
     set a spec key the stage reads (every stage a command runs records all of its
-    overrides, also those of keys it never reads)."""
-    from subsetctl.spec import RESULT_NEUTRAL, override_keys, overrides_under
+    overrides, also those of keys it never reads), and the stage read them as set: a
+    stage that counts a key at its default in some settings (the search's verify.steps
+    with the fast estimator, which replays no fine-tune) recorded the default, not the
+    override's value, and its results are not made with that override."""
+    from subsetctl.pipeline import flatten
+    from subsetctl.spec import RESULT_NEUTRAL, override_keys, override_value, overrides_under
 
     overrides = manifest.get("overrides")
-    if not isinstance(overrides, list):
+    recorded = manifest.get("inputs", {}).get("slice", {})
+    if not isinstance(overrides, list) or not isinstance(recorded, dict):
         return []
     neutral = {f"{section}.{key}" for section, keys in RESULT_NEUTRAL.items() for key in keys}
-    shaping = [item for key, item in override_keys([str(o) for o in overrides]) if key not in neutral]  # not e.g. checkpoint_every
-    return overrides_under(shaping, list(manifest.get("inputs", {}).get("slice", {})))
+    settings = flatten(recorded)
+
+    def read_as_set(key: str, item: str) -> bool:  # not: the stage recorded the default where it set another value
+        default = _schema_default(key)
+        return (key not in settings or default is None or settings[key] != default[0]
+                or _same_setting(override_value(item.split("=", 1)[1]), default[0]))
+
+    shaping = [item for key, item in override_keys([str(o) for o in overrides])
+               if key not in neutral and read_as_set(key, item)]  # not e.g. checkpoint_every
+    return overrides_under(shaping, list(recorded))
+
+
+def _schema_default(key: str) -> tuple[Any] | None:
+    """The default of the spec setting at the dotted ``key`` (``verify.steps``), as a
+    1-tuple; None for a key with none (a source's, a section without defaults)."""
+    from pydantic import BaseModel
+
+    from subsetctl.pipeline import flatten
+    from subsetctl.spec import Spec
+
+    section, _, rest = key.partition(".")
+    field = Spec.model_fields.get(section)
+    model = field.annotation if field is not None else None
+    if not rest or not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return None
+    try:
+        defaults = flatten(model().model_dump(mode="json"))
+    except ValueError:  # a section with required settings
+        return None
+    return (defaults[rest],) if rest in defaults else None
+
+
+def _same_setting(value: Any, default: Any) -> bool:
+    """Whether an override's value (read as YAML: ``1e-3`` is text there) is the setting
+    ``default``."""
+    if value == default:
+        return True
+    try:
+        return not isinstance(default, bool) and float(value) == float(default)
+    except (TypeError, ValueError):
+        return False
 
 
 def _held_by_the_spec(stage: Any, spec: Any, manifest: dict[str, Any], override: str) -> bool:
