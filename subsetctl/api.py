@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import numbers
 import os
 import random
@@ -694,11 +695,20 @@ def _warn_few_random_subsets(spec: Spec, warn: Callable[[tuple[Any, ...], str], 
         except UserError:
             continue
         m = getattr(params, "m", None)
-        if not isinstance(m, int) or m >= n:
-            continue
         label = strategy.label or strategy.name
         who = label if label == strategy.name else f"{label} ({strategy.name})"
         default = "" if "m" in params.model_fields_set else " (the default)"
+        alpha = getattr(params, "alpha", None)
+        if isinstance(m, int) and isinstance(alpha, float) and n >= 2 and not default:  # m set, not the default
+            size = min(max(1, round(alpha * n)), n - 1)  # as the strategy clamps it (subset_size)
+            if m > (total := math.comb(n, size)):
+                warn(("search", "strategies", i, "params", "m"),
+                     f"m={m} is more than the {total:,} distinct subsets of {size} of the {n} sources "
+                     f"(alpha={alpha:g}) that exist: {who} estimates all {total:,} (the search's notice says so), "
+                     f"and a larger m adds nothing. Set m to {total:,} or less to say what runs.")
+                continue
+        if not isinstance(m, int) or m >= n:
+            continue
         warn(("search", "strategies", i, "params", "m"),
              f"m={m}{default} is below the number of sources ({n:,}), so {who} scores each source from few random "
              "subsets and its pick depends on project.seed. Measured at 1,000 sources, m=200 ranked the sources "

@@ -1167,6 +1167,19 @@ def test_validate_warns_about_fewer_random_subsets_than_sources(jsonl_project: P
     result = CliRunner().invoke(main, ["validate", str(path), "search.strategies=[{name: surrogate, params: {m: 1}}]"])
     assert result.exit_code == 0 and "m=1 is below the number of sources" in " ".join(result.output.split())
 
+
+def test_validate_warns_of_a_random_ensemble_m_above_the_distinct_subsets(jsonl_project: Path) -> None:
+    """m=1000 over 2 sources (2 distinct subsets of 1) was said only by the search's notice at
+    run time; the default m (200) is not warned of: few sources are no mistake."""
+    from subsetctl.api import validate_spec_file
+
+    path = jsonl_project / "subsetctl.yaml"
+    report = validate_spec_file(path, ["search.strategies=[{name: random_ensemble, params: {m: 1000}}]"])
+    (warning,) = [w for w in report.warnings if w.key.endswith(".m")]
+    assert warning.message.startswith("m=1000 is more than the 2 distinct subsets of 1 of the 2 sources (alpha=0.5)")
+    assert not [w for w in validate_spec_file(path, ["search.strategies=[{name: random_ensemble}]"]).warnings
+                if w.key.endswith(".m")]
+
 def test_an_override_longer_than_a_file_name_is_an_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An argument over 255 bytes (a long list or name) was tried as a file and failed
     `validate` (and `plan`/`run` given no folder) with "internal error: File name too long"."""
