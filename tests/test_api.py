@@ -342,6 +342,28 @@ def test_readme_names_the_keys_inside_report_json_entries_a_script_reads(tiny_pr
     assert all((folder / path).is_dir() for paths in report["adapters"].values() for path in paths)
 
 
+def test_report_json_says_which_spec_versions_and_run_made_each_stages_results(tiny_project_ran) -> None:
+    """Two report.json files could not be told apart by what made them: neither the resolved
+    spec (overrides included), nor the library versions (subsetctl's), nor when each stage's
+    results were written, nor the report's format, were in it; a user comparing two runs
+    had only the figures. Each stage now names them, as its manifest records them."""
+    from subsetctl.report.build import REPORT_FORMAT
+
+    project = tiny_project_ran()
+    report = json.loads((project / "report.json").read_text())
+    assert report["report_format"] == REPORT_FORMAT
+    for stage, entry in report["stages"].items():
+        manifest = json.loads((project / ".subsetctl" / stage / "manifest.json").read_text())
+        assert (entry["written_at"], entry["resolved_spec"]) == (manifest["written_at"], manifest["resolved_spec"])
+        assert entry["versions"]["subsetctl"] == manifest["versions"]["subsetctl"]
+        spec = json.loads((project / ".subsetctl" / "specs" / f"{entry['resolved_spec']}.json").read_text())
+        assert spec["project"]["seed"] == 0, stage
+    from subsetctl.report.terminal import load_report_data
+
+    shown = load_report_data(project)["report"]
+    assert shown["stages"]["finetune"]["resolved_spec"] == report["stages"]["finetune"]["resolved_spec"]
+
+
 def test_report_json_gives_each_seeds_test_figures_in_the_adapters_order(tiny_project_ran) -> None:
     """test_metrics gave a selection's mean and (ddof-0) std over the seeds only: a script
     pairing two selections seed by seed, or wanting the sample std, had to read the evaluate

@@ -16,13 +16,15 @@ from subsetctl.report.cells import final_vs_baselines
 #: many sources ranked as the terminal ranks them; 5: the test metrics' per-seed figures); one of
 #: the report stage's inputs, so a report an earlier subsetctl wrote (with none, or a lower one)
 #: is written again by the next run (seconds; nothing else re-runs) instead of staying
-#: without what the README documents
-REPORT_FORMAT = 6
+#: without what the README documents; 7: each stage's ``written_at``, ``resolved_spec`` and
+#: ``versions``, and this number itself as ``report_format``
+REPORT_FORMAT = 7
 
 #: what each :data:`REPORT_FORMAT` added, as `plan` names it for a report an earlier one wrote
 FORMAT_ADDITIONS = {2: "final_vs_baselines", 3: "final_vs_baselines' stds",
                     4: "report.md's per-source scores ranked", 5: "test_metrics' score_per_seed and loss_per_seed",
-                    6: "the plugins the results were made with"}
+                    6: "the plugins the results were made with",
+                    7: "each stage's written_at, resolved_spec and versions, and report_format"}
 
 
 def added_since(recorded_format: Any) -> str:
@@ -118,6 +120,20 @@ def with_per_seed(table: dict[str, Any], finetuned: dict[str, Any] | None, per_r
             row["macro_f1_per_seed"] = [(r.get("metrics") or {}).get("macro_f1") for r in results]
         out[label] = row
     return out
+
+
+#: what a stage's manifest records of the run that made its results, copied into report.json's
+#: entry of that stage: when they were written, the digest of the resolved spec they were made
+#: with (``.subsetctl/specs/<digest>.json``) and the library versions (subsetctl's among them)
+PROVENANCE_KEYS = ("written_at", "resolved_spec", "versions")
+
+
+def made_by(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The :data:`PROVENANCE_KEYS` a stage's results ``manifest`` records (results an earlier
+    subsetctl wrote may lack some): two report.json files compared stage by stage say whether
+    each stage's results came from the same settings, the same libraries and the same run,
+    which the figures alone do not."""
+    return {key: manifest[key] for key in PROVENANCE_KEYS if manifest.get(key) is not None}
 
 
 def _finished(manifest: dict[str, Any] | None) -> bool:
@@ -443,7 +459,7 @@ def build_report(
 
     skip = set(skip) | {stage for stage in stage_names() if stage != "report"
                         and not _finished(project.read_results_manifest(stage))}
-    report: dict[str, Any] = {"project": name or project.root.name, "stages": {}}
+    report: dict[str, Any] = {"project": name or project.root.name, "report_format": REPORT_FORMAT, "stages": {}}
     if order:
         report["selection_order"] = list(order)
     warnings: dict[str, list[str]] = {}
@@ -453,7 +469,8 @@ def build_report(
             continue
         manifest = project.read_results_manifest(stage)
         if manifest and not manifest.get("corrupt"):
-            report["stages"][stage] = {"seconds": manifest.get("seconds"), "summary": manifest.get("summary")}
+            report["stages"][stage] = {"seconds": manifest.get("seconds"), "summary": manifest.get("summary"),
+                                       **made_by(manifest)}
             if manifest.get("warnings") and stage not in skip:  # said while it ran (truncated examples, ...)
                 # a model's loading notice is said by the first stage of a run that loads it: a
                 # later run re-running only later stages records it again, under one of them
