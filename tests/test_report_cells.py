@@ -528,6 +528,20 @@ def test_markdown_shows_html_in_free_text_instead_of_rendering_it() -> None:
     assert "- file /d/&lt;!--a.jsonl has (< 10) rows" in markdown and "<b>" not in markdown and "<!--" not in markdown
 
 
+def test_markdown_heading_shows_the_project_name_as_written() -> None:
+    """A project name with Markdown in it rendered as markup in report.md's heading: ``*b*``
+    in italics, `` `x` `` as code, ``[l](u)`` as a link, and a last `` #`` was dropped as the
+    heading's closing one. Rendered (CommonMark, as GitHub's is), the heading is the name."""
+    import html
+
+    from markdown_it import MarkdownIt
+
+    name = "run |1| `x` *b* <i>é</i> a_b [l](u) ~~s~~ \\ #"
+    rendered = MarkdownIt("commonmark").render(render_markdown({**_report(False), "project": name}, {}))
+    heading = rendered.split("</h1>")[0].removeprefix("<h1>")
+    assert html.unescape(heading) == f"subsetctl report: {name}", heading
+
+
 def test_narrow_terminals_move_strategies_to_another_score_table_instead_of_folding_scores() -> None:
     """With many strategies at 80 columns rich folded a score across two lines
     ("-0.88" over "4"), which reads as two numbers."""

@@ -53,6 +53,15 @@ def md_text(text: str) -> str:
     return re.sub(r"<(?=[A-Za-z/!?])", "&lt;", str(text))
 
 
+def md_title(name: str) -> str:
+    """The project's name (any one printable line) as the heading's Markdown text: besides
+    :func:`md_text`'s ``<``, each character that Markdown reads as markup (`` ` ``, ``*``,
+    ``_``, ``[``, ``]``, ``~``, ``#``, ``\\``) is escaped, so ``run `2` *b*`` is shown as
+    written, not as code and italics, and a ``#`` at its end is not taken for the
+    heading's closing one. (Warnings keep their backticks: they mark commands as code.)"""
+    return md_text(re.sub(r"([\\`*_\[\]~#])", r"\\\1", str(name)))
+
+
 def _selected_md(names: list[str]) -> str:
     """All selected names; a long list folds behind its count (a <details> element, which
     GitHub and most Markdown viewers render inside a table cell)."""
@@ -76,7 +85,7 @@ def left_out_note(left_out: list[str], switched_off: list[str]) -> str:
 
 def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     report = in_spec_order(report)
-    lines = [f"# subsetctl report: {md_text(report['project'])}", ""]
+    lines = [f"# subsetctl report: {md_title(report['project'])}", ""]
     overrides = overrides_line(report)
     if overrides:
         lines += [f"> Results {overrides}.", ""]
