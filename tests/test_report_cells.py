@@ -70,6 +70,18 @@ def test_test_metric_cells_show_the_spread_over_seeds() -> None:
     assert test_metric_cells(three) == ("0.500 ± 0.000", "2.000 ± 0.012")
 
 
+def test_a_test_loss_std_has_as_many_decimals_as_its_mean() -> None:
+    """The test loss's mean took as many digits as told selections apart (0.6661) but its std
+    always 3 decimals: "0.6661 ± 0.000" (a spread of 0.0003 read as none) and "12.35 ± 0.032"
+    (a std finer than the mean it qualifies), in the terminal and report.md alike."""
+    from subsetctl.report.cells import test_metric_cells
+
+    assert test_metric_cells({"score_mean": 0.6, "score_std": 0.0, "loss_mean": 0.66613, "loss_std": 0.000324},
+                             4)[1] == "0.6661 ± 0.0003"
+    assert test_metric_cells({"score_mean": 0.6, "score_std": 0.0, "loss_mean": 12.3456, "loss_std": 0.0324},
+                             4)[1] == "12.35 ± 0.03"
+
+
 
 def _test_metrics(scores: dict[str, float], losses: dict[str, float], seeds: int = 1) -> dict[str, Any]:
     return {label: {"metric": "exact_match", "score_mean": score, "loss_mean": losses[label], "seeds": seeds,

@@ -72,9 +72,17 @@ def test_metric_cells(metrics: dict[str, Any], loss_digits: int = 4) -> tuple[st
     loss = loss_cell(metrics["loss_mean"], loss_digits)
     if metrics.get("score_std") is not None:  # same decimals on both sides: 0.000 ± 0.000, not 0 ± 0.000
         score = f"{metrics['score_mean']:.3f} ± {metrics['score_std']:.3f}"
-    if metrics.get("loss_std") is not None:
-        loss += f" ± {metrics['loss_std']:.3f}"
+    if metrics.get("loss_std") is not None:  # as many decimals as the mean: 0.6661 ± 0.0003, not ± 0.000
+        loss += f" ± {metrics['loss_std']:.{_decimals(loss, 3)}f}"
     return score, loss
+
+
+def _decimals(number: str, otherwise: int) -> int:
+    """How many decimals the formatted ``number`` shows (``otherwise`` for one in
+    exponent notation, or not a number): a ± std beside a mean takes the mean's."""
+    if "e" in number.lower() or not number.replace(".", "", 1).lstrip("-").isdigit():
+        return otherwise
+    return len(number.partition(".")[2])
 
 
 def macro_f1_cell(metrics: dict[str, Any]) -> str:
