@@ -1559,3 +1559,19 @@ def test_plan_says_the_search_estimates_on_a_dask_cluster(jsonl_project: Path, m
             "(executor.address): up to") in remote.output, remote.output
     loky = CliRunner().invoke(main, ["plan", str(jsonl_project)])
     assert "search: 1 strategy, estimates on the CPU (fast): up to" in loky.output, loky.output
+
+
+def test_report_says_when_report_md_and_json_show_results_gone_since(tiny_project_ran) -> None:
+    """With the evaluate stage's results deleted by hand (or any upstream change the report
+    stage has not followed), `report` showed no test metrics and said evaluate had not run,
+    but not that report.md and report.json in the folder still held the deleted test metrics:
+    a script reading report.json read them as current."""
+    project = tiny_project_ran()
+    shutil.rmtree(project / ".subsetctl" / "evaluate")
+    assert "test_metrics" in json.loads((project / "report.json").read_text())
+    text = " ".join(invoke("report", str(project)).output.split())
+    assert ("report.md and report.json are of an earlier run: they still show results that changed or were "
+            f"removed since, unlike this report. `subsetctl run {project}` writes them again.") in text, text
+    (project / "report.md").unlink()
+    text = " ".join(invoke("report", str(project)).output.split())
+    assert "report.json is of an earlier run: it still shows results" in text, text

@@ -212,6 +212,13 @@ def outdated_note(data: dict[str, Any]) -> str | None:
     missing = data.get("missing_outputs") or {}
     # report.md or report.json deleted since: "Deleted since the last run" below says so, not that it was written
     kept = [f for f in ("report.md", "report.json") if f not in missing.get("report", [])]
+    # a script reading report.json reads what is gone (missing_outputs is not checked for an outdated stage)
+    written = [f for f in kept if (Path(data["project"]) / f).is_file()]
+    if "report" in data.get("outdated", []) and written:
+        one = len(written) == 1
+        notes.append(f"{' and '.join(written)} {'is' if one else 'are'} of an earlier run: {'it' if one else 'they'} "
+                     "still show" + ("s" if one else "") + " results that changed or were removed since, unlike "
+                     f"this report. `subsetctl run {folder}` writes {'it' if one else 'them'} again.")
     if data.get("report_by_earlier_subsetctl") and kept:
         one = len(kept) == 1
         notes.append(f"{' and '.join(kept)} {'was' if one else 'were'} written by an earlier subsetctl, without what "
