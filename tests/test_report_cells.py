@@ -540,6 +540,16 @@ def test_markdown_shows_html_in_free_text_instead_of_rendering_it() -> None:
     assert "- file /d/&lt;!--a.jsonl has (< 10) rows" in markdown and "<b>" not in markdown and "<!--" not in markdown
 
 
+def test_not_run_note_names_one_stage_as_it() -> None:
+    """One stage not run yet read "Not run yet: evaluate. `subsetctl run p` runs them."."""
+    from subsetctl.report.terminal import outdated_note
+
+    assert outdated_note({"project": "p", "not_run": ["evaluate"]}).endswith(
+        "Not run yet: evaluate. `subsetctl run p` runs it.")
+    assert "Not run yet: finetune, evaluate. `subsetctl run p` runs them." in outdated_note(
+        {"project": "p", "not_run": ["finetune", "evaluate"]})
+
+
 def test_markdown_heading_shows_the_project_name_as_written() -> None:
     """A project name with Markdown in it rendered as markup in report.md's heading: ``*b*``
     in italics, `` `x` `` as code, ``[l](u)`` as a link, and a last `` #`` was dropped as the

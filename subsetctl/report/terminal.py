@@ -248,7 +248,8 @@ def outdated_note(data: dict[str, Any]) -> str | None:
                      "previous results) without recomputing them.")
     not_run = data.get("not_run") or []
     if not_run:
-        notes.append(f"Not run yet: {', '.join(not_run)}. `subsetctl run {folder}` runs them.")
+        notes.append(f"Not run yet: {', '.join(not_run)}. `subsetctl run {folder}` runs "
+                     f"{'it' if len(not_run) == 1 else 'them'}.")
     running = data.get("running")
     if running:
         at = f", computing {running['stage']}" if running.get("stage") else ""
