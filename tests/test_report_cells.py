@@ -449,6 +449,23 @@ def test_close_estimates_get_the_digits_that_tell_them_apart() -> None:
     assert "| forward | a | 4.6148 | 4.610 |" in markdown and "| 4.6149 | 4.620 |" in markdown
 
 
+def test_estimated_vs_true_plot_of_diverged_fine_tunes_is_not_blank(tmp_path: Path, captured: dict[str, Any]) -> None:
+    """With every verify fine-tune diverged (no true loss), report.md showed a blank
+    estimated-vs-true plot: empty axes from 0 to 1, no title. There is no plot then; and a
+    kind with no point beside one with points says so in its panel."""
+    from subsetctl.report import plots
+
+    diverged = {"true": [None, None], "raw": [1.0, 1.1], "calibrated": [1.0, 1.1], "estimator": "fast",
+                "calibration": {"enabled": False, "lam": 1.0, "spearman": None}}
+    assert plots.estimated_vs_true({"verify": {"ce": diverged, "surrogate": diverged}}, tmp_path / "e.png") is None
+    assert not (tmp_path / "e.png").exists() and not captured
+    usable = {**diverged, "true": [1.2, 1.3]}
+    assert plots.estimated_vs_true({"verify": {"ce": diverged, "surrogate": usable}}, tmp_path / "e.png")
+    empty, drawn = captured["fig"].axes
+    assert not empty.axison and "ce: no fine-tuned subset has both a true loss" in empty.texts[0].get_text()
+    assert drawn.collections and "surrogate" in drawn.get_title()
+
+
 def test_estimated_vs_true_plot_without_calibration_shows_raw_only(tmp_path: Path, captured: dict[str, Any]) -> None:
     """Calibration off (too few fine-tunes): no "calibrated" points on the raw ones and no
     "Spearman=nan" in the title."""

@@ -62,18 +62,23 @@ def estimated_vs_true(report: dict[str, Any], path: Path) -> Path | None:
     """Scatter of estimated vs. true loss per verify subset, raw and calibrated, per kind
     (the true loss is the mean over verify's repeats; a gray bar spans the repeats). A
     subset without a true loss (its fine-tune diverged) or without an estimate (the
-    estimator gave NaN; calibration left it out too) has no point."""
+    estimator gave NaN; calibration left it out too) has no point; a kind with no point at
+    all says so in its panel, and with none in any kind there is no plot (it was a blank
+    one, empty axes from 0 to 1)."""
     verify = report.get("verify")
-    if not verify:
+    points = {kind: _verify_points(v) for kind, v in (verify or {}).items()}
+    if not any(points.values()):
         return None
     from matplotlib.ticker import MaxNLocator
 
     fig = _figure(figsize=(5 * len(verify), 4.4))
     axes = fig.subplots(1, len(verify), squeeze=False)
     for ax, (kind, v) in zip(axes[0], verify.items()):
-        pairs = [(t, r, c) for t, r, c in zip(v["true"], v["raw"], v["calibrated"])
-                 if t is not None and r is not None and c is not None]
+        pairs = points[kind]
         if not pairs:
+            ax.set_axis_off()
+            ax.text(0.5, 0.5, f"{kind}: no fine-tuned subset has both a true loss\nand an estimate "
+                    "(diverged, or no finite estimate)", ha="center", va="center", fontsize=9, wrap=True)
             continue
         t, r, c = zip(*pairs)
         spans = [(min(f), max(f), raw) for reps, raw in zip(v.get("true_repeats") or [], v["raw"])
@@ -101,6 +106,12 @@ def estimated_vs_true(report: dict[str, Any], path: Path) -> Path | None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path
+
+
+def _verify_points(v: dict[str, Any]) -> list[tuple[float, float, float]]:
+    """(true, raw, calibrated) of each of one verify kind's subsets that has all three."""
+    return [(t, r, c) for t, r, c in zip(v.get("true") or [], v.get("raw") or [], v.get("calibrated") or [])
+            if t is not None and r is not None and c is not None]
 
 
 def calibration_in_use(report: dict[str, Any]) -> bool | None:
