@@ -404,6 +404,26 @@ def test_stage_warnings_are_in_every_report_and_many_are_counted_in_the_terminal
     assert "meta_init: the warnings below" not in buffer.getvalue()
 
 
+def test_adapter_head_size_only_where_the_head_has_more_outputs_than_classes(tmp_path) -> None:
+    """report.json had `adapter_head_size` for every classifier (2 for 2 classes), though
+    README (and the code's comment) give it only where `model.num_labels` made the head
+    larger than the classes: a script took its presence for a head with unused outputs."""
+    import json
+
+    from subsetctl.project import Project
+    from subsetctl.report.build import build_report
+
+    folder = tmp_path / ".subsetctl" / "finetune"
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text(json.dumps({"fingerprint": "f", "seconds": 1.0, "summary": {}}))
+    (tmp_path / "subsetctl.yaml").write_text("x: 1\n")
+    for head_size, shown in ((2, None), (6, 6)):
+        labels = {"classes": ["even", "odd"], "head_size": head_size, "labels": {"all": ["r1"]}}
+        (folder / "labels.json").write_text(json.dumps(labels))
+        report = build_report(Project(tmp_path))
+        assert report["adapter_classes"] == ["even", "odd"] and report.get("adapter_head_size") == shown, report
+
+
 def test_results_made_with_command_line_overrides_say_so(tmp_path) -> None:
     """`run p finetune.steps=3` left nothing in report.md or report.json saying that the
     test metrics shown were not the spec's."""

@@ -536,8 +536,9 @@ def build_report(
                 report["adapter_base_model_revision"] = revision
         if finetuned.get("classes"):  # a classifier's head: what loading an adapter needs
             report["adapter_classes"] = finetuned["classes"]
-            if finetuned.get("head_size"):  # more outputs than classes when model.num_labels asked for them
-                report["adapter_head_size"] = finetuned["head_size"]
+            head_size = finetuned.get("head_size")  # (the finetune stage records it for every classifier)
+            if isinstance(head_size, int) and head_size > len(finetuned["classes"]):  # model.num_labels asked for more
+                report["adapter_head_size"] = head_size
     metrics = None if "evaluate" in skip else _read(project.results_dir("evaluate") / "metrics.json")
     if metrics:
         report["test_metrics"] = with_per_seed(metrics["metrics"], finetuned,
