@@ -18,6 +18,7 @@ every artifact file, so that corruption is detected instead of silently used.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import errno
 import fcntl
 import hashlib
@@ -293,6 +294,14 @@ def json_text(data: Any, **kwargs: Any) -> str:
 def json_file_text(data: Any) -> str:
     """The text of a JSON file subsetctl writes: strict JSON, indented, keys sorted."""
     return json_text(data, indent=2, sort_keys=True) + "\n"
+
+
+def timestamp() -> str:
+    """Now, local time with its UTC offset, as RFC 3339 writes it (``2026-12-04T15:46:29+01:00``):
+    when a stage's results were written, in its manifest and report.json. ``%z``'s ``+0100``
+    (no colon) is not RFC 3339, which Go's ``time.RFC3339``, Safari's ``Date`` and JSON
+    Schema's ``date-time`` require of a script reading report.json."""
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
@@ -1002,7 +1011,7 @@ class Project:
         folder = self.stage_dir(stage)
         manifest = dict(manifest)
         manifest["artifacts"] = artifact_checksums(folder) if artifacts is None else artifacts
-        manifest["written_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        manifest["written_at"] = timestamp()
         atomic_write_json(folder / MANIFEST, manifest)
 
     def restamp_manifest(self, stage: str, restamped: dict[str, list[int]]) -> None:

@@ -52,6 +52,20 @@ def test_checksums_detect_truncation(tmp_path: Path) -> None:
     assert verify_checksums(folder, manifest["artifacts"])
 
 
+def test_a_manifest_says_when_it_was_written_in_rfc_3339(tmp_path: Path) -> None:
+    """written_at (in report.json too) was ``2026-12-04T15:46:29+0000``: the offset without its
+    colon is not RFC 3339, so Go's time.RFC3339 parse and Safari's Date rejected it."""
+    import datetime
+    import re
+
+    project = Project(tmp_path)
+    project.stage_dir("x").mkdir(parents=True)
+    project.write_manifest("x", {"fingerprint": "f"})
+    written = project.read_manifest("x")["written_at"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d", written), written
+    assert abs(datetime.datetime.fromisoformat(written).timestamp() - datetime.datetime.now().timestamp()) < 60
+
+
 def test_checksums_of_a_folder_a_running_run_moves_meanwhile_say_missing_not_crash(tmp_path: Path, monkeypatch) -> None:
     """`plan` and `report` check a stage's artifacts while a `run` may move the stage's folder
     (setting its results aside, swapping in previous ones): a file there when looked for and
