@@ -587,6 +587,17 @@ def test_not_run_note_names_one_stage_as_it() -> None:
         {"project": "p", "not_run": ["finetune", "evaluate"]})
 
 
+def test_markdown_time_table_says_when_each_stage_finished() -> None:
+    """The terminal's stages table has a "finished" column; report.md's time table had only
+    the seconds, so a report.md pasted into a pull request did not say when its results were
+    made (report.json's `written_at`)."""
+    report = {**_report(False), "stages": {"data": {"seconds": 0.5, "written_at": "2026-12-04T15:46:29+00:00"},
+                                           "search": {"seconds": 0.07}}}
+    markdown = render_markdown(report, {})
+    assert "| stage | seconds | finished |" in markdown
+    assert "| data | 0.5 | 2026-12-04T15:46:29+00:00 |" in markdown and "| search | 0.07 | – |" in markdown
+
+
 def test_markdown_heading_shows_the_project_name_as_written() -> None:
     """A project name with Markdown in it rendered as markup in report.md's heading: ``*b*``
     in italics, `` `x` `` as code, ``[l](u)`` as a link, and a last `` #`` was dropped as the

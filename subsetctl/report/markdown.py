@@ -197,12 +197,13 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
         lines.append("")
     if report.get("left_out"):
         lines += [f"> {left_out_note(report['left_out'], report.get('left_out_switched_off', []))}", ""]
-    lines += ["## Time per stage", "", "| stage | seconds |", "|---|---|"]
+    # when each stage's results were written, as the terminal's "finished" column (report.json's written_at)
+    lines += ["## Time per stage", "", "| stage | seconds | finished |", "|---|---|---|"]
     for stage, info in report["stages"].items():
         name = f"{stage} (switched off; an earlier run's)" if info.get("switched_off") else stage
-        lines.append(f"| {name} | {_fmt(info['seconds'], 4)} |")
+        lines.append(f"| {name} | {_fmt(info['seconds'], 4)} | {info.get('written_at') or '–'} |")
     if "report" not in report["stages"]:  # this file is written by the report stage, before its time is known
-        lines.append("| report | not known when this file was written (`subsetctl report` shows it) |")
+        lines.append("| report | not known when this file was written (`subsetctl report` shows it) | |")
     lines.append("")
     for title, rel in plots.items():
         lines += [f"![{title}]({rel})", ""]
