@@ -356,6 +356,7 @@ def test_report_json_says_which_spec_versions_and_run_made_each_stages_results(t
         manifest = json.loads((project / ".subsetctl" / stage / "manifest.json").read_text())
         assert (entry["written_at"], entry["resolved_spec"]) == (manifest["written_at"], manifest["resolved_spec"])
         assert entry["versions"]["subsetctl"] == manifest["versions"]["subsetctl"]
+        assert (entry["fingerprint"], entry["output_digest"]) == (manifest["fingerprint"], manifest["output_digest"])
         spec = json.loads((project / ".subsetctl" / "specs" / f"{entry['resolved_spec']}.json").read_text())
         assert spec["project"]["seed"] == 0, stage
     from subsetctl.report.terminal import load_report_data

@@ -24,7 +24,8 @@ REPORT_FORMAT = 7
 FORMAT_ADDITIONS = {2: "final_vs_baselines", 3: "final_vs_baselines' stds",
                     4: "report.md's per-source scores ranked", 5: "test_metrics' score_per_seed and loss_per_seed",
                     6: "the plugins the results were made with",
-                    7: "each stage's written_at (report.md's time table too), resolved_spec and versions, and report_format"}
+                    7: "each stage's written_at (report.md's time table too), resolved_spec, versions, "
+                       "fingerprint and output_digest, and report_format"}
 
 
 def added_since(recorded_format: Any) -> str:
@@ -124,8 +125,10 @@ def with_per_seed(table: dict[str, Any], finetuned: dict[str, Any] | None, per_r
 
 #: what a stage's manifest records of the run that made its results, copied into report.json's
 #: entry of that stage: when they were written, the digest of the resolved spec they were made
-#: with (``.subsetctl/specs/<digest>.json``) and the library versions (subsetctl's among them)
-PROVENANCE_KEYS = ("written_at", "resolved_spec", "versions")
+#: with (``.subsetctl/specs/<digest>.json``), the library versions (subsetctl's among them), the
+#: fingerprint of all its inputs (settings, input files' contents, upstream results: the same spec
+#: on edited data files differs here only) and the digest of its results
+PROVENANCE_KEYS = ("written_at", "resolved_spec", "versions", "fingerprint", "output_digest")
 
 
 def made_by(manifest: dict[str, Any]) -> dict[str, Any]:
