@@ -386,6 +386,10 @@ class StageStatus:
     #: after the ``until`` of a plan and not up to date: `run --until` leaves it so (plan's
     #: text says so in its last line; its JSON, a list of stages, in this field)
     left_stale_by_until: bool = False
+    #: stale only because stages before it will run and its time table shows their seconds
+    #: (:attr:`Stage.shows_stage_seconds`): nothing of its own changed, nor, necessarily, of
+    #: the spec (those stages may run because their results are damaged)
+    for_time_table: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"stage": self.name, "state": self.state, "reasons": self.reasons, "will_run": self.will_run,
@@ -861,9 +865,10 @@ class Pipeline:
                 if stage.name not in force and self._kept_if_upstream_as_before(stage, inputs, rerun):
                     reasons[0] += (f"; if {whose} output comes out as the one this stage's previous results were "
                                    "made from, `run` puts those back instead")
+            for_time_table = False
             if stage.shows_stage_seconds and rerun and not reached_until and (conditional or not will_run):
                 # its time table shows how long they took this time, whatever their output
-                will_run, state, conditional = True, "stale", False
+                will_run, state, conditional, for_time_table = True, "stale", False, True
                 certain = [s.name for s in statuses if s.will_run and not s.conditional] or sorted(rerun)
                 reasons = [(f"{', '.join(certain)} will run, and its time table shows how long "
                             f"{'it takes' if len(certain) == 1 else 'they take'} (rewritten even when the output "
@@ -882,7 +887,7 @@ class Pipeline:
                                         stage.work(self.spec, stage.name in force) if will_run else None,
                                         float(last_seconds) if shown_seconds else None,
                                         self._last_work(stage, last_spec_digest, last_specs) if shown_seconds else None,
-                                        reached_until and state != "up to date"))
+                                        reached_until and state != "up to date", for_time_table))
             if until is not None and stage.name == until:
                 reached_until = True
         return statuses

@@ -1575,3 +1575,20 @@ def test_report_says_when_report_md_and_json_show_results_gone_since(tiny_projec
     (project / "report.md").unlink()
     text = " ".join(invoke("report", str(project)).output.split())
     assert "report.json is of an earlier run: it still shows results" in text, text
+
+
+def test_report_blames_damaged_results_not_the_spec(tiny_project_ran) -> None:
+    """With only the evaluate stage's files damaged, `report` also said "The spec or its input
+    files changed since these results: report would re-run": the report stage re-runs for its
+    time table whenever a stage before it runs, and that was taken for a change of the spec."""
+    project = tiny_project_ran()
+    (project / ".subsetctl" / "evaluate" / "metrics.json").write_text("{bad", encoding="utf-8")
+    text = " ".join(invoke("report", str(project)).output.split())
+    assert "Damaged saved results: evaluate" in text and "The spec or its input files changed" not in text, text
+    shown = json.loads(invoke("report", str(project), "--format", "json").stdout)
+    assert (shown["damaged"], shown["stale"]) == (["evaluate"], [])
+    spec = yaml.safe_load((project / "subsetctl.yaml").read_text())
+    spec["finetune"]["steps"] += 1  # a change of the spec as well: the report is stale after it again
+    (project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    changed = json.loads(invoke("report", str(project), "--format", "json").stdout)
+    assert changed["stale"] == ["finetune", "report"] and changed["damaged"] == ["evaluate"], changed

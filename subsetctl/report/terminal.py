@@ -144,7 +144,10 @@ def _checked_against_spec(root: Path, overrides: list[str] | None, stages: dict[
     for s in statuses:
         if s.name in missing:
             continue
-        if s.state == "stale" and (not s.conditional or any(up in changed for up in after.get(s.name, ()))):
+        if s.state == "stale" and s.for_time_table:  # (the report) after a change, not after damage alone
+            if changed:
+                changed.add(s.name)
+        elif s.state == "stale" and (not s.conditional or any(up in changed for up in after.get(s.name, ()))):
             changed.add(s.name)
         elif s.state in ("never run", "unfinished") and s.name in stages:  # shown from results set aside
             changed.add(s.name)  # by a run with other inputs that has not finished
