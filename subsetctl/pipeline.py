@@ -948,6 +948,28 @@ class Pipeline:
                               else "discards it and starts over"))
         return state, reasons
 
+    def _spec_keys_changed(self, stage: Stage, manifest: dict[str, Any], inputs: dict[str, Any],
+                           old_slice: dict[str, Any], unshared: list[str]) -> list[str]:
+        """The spec keys whose values differ from those the run that made ``manifest``
+        recorded (``old_slice``, without the keys ``unshared`` that only one subsetctl reads):
+        as the fingerprint counts them now, and as the spec writes them, both. An earlier
+        subsetctl recorded settings as written that this one counts at their defaults
+        (``meta_init.checkpoint_every: 2``; ``verify.steps`` of a search no estimator of which
+        reads it): such a key is no change of the spec, though its recorded value differs
+        from the counted one."""
+        counted, written = inputs["slice"], stage.raw_spec_slice(self.spec)
+        source = _same_model_folder_as_recorded(inputs, manifest)
+        if source is not None:  # the same model files under another path: not a change, as for `run`
+            counted, written = ({**s, "model": {**s["model"], "source": source}} if isinstance(s.get("model"), dict)
+                                else s for s in (counted, written))
+        old = {k: v for k, v in old_slice.items() if k not in unshared}
+
+        def changed(new: dict[str, Any], recorded: dict[str, Any]) -> list[str]:
+            return changed_keys(recorded, {k: v for k, v in new.items() if k not in unshared})
+
+        as_written = set(changed(written, old))
+        return [key for key in changed(counted, neutralized(old, self.spec.model.kind)) if key in as_written]
+
     def _changes(
         self, stage: Stage, manifest: dict[str, Any], inputs: dict[str, Any], rerun: set[str], force: set[str]
     ) -> tuple[list[str], list[str], bool]:
@@ -962,12 +984,7 @@ class Pipeline:
         old_slice = _without_keys(old_slice, nested)
         dropped = sorted([*(set(old_slice) - set(inputs["slice"])), *map(".".join, nested)])  # a newer subsetctl reads less
         added = sorted(set(inputs["slice"]) - set(old_slice)) if old_slice else []  # ... or more
-        new_slice = inputs["slice"]
-        source = _same_model_folder_as_recorded(inputs, manifest)
-        if source is not None:  # the same model files under another path: not a change, as for `run`
-            new_slice = {**new_slice, "model": {**new_slice["model"], "source": source}}
-        keys = changed_keys({k: v for k, v in old_slice.items() if k not in dropped},
-                            {k: v for k, v in new_slice.items() if k not in added})
+        keys = self._spec_keys_changed(stage, manifest, inputs, old_slice, dropped + added)
         if keys:
             reasons.append(f"spec changed: {_listed(keys)}" + _overrides_note(manifest.get("overrides"), keys)
                            + _overrides_note(self.spec.command_line_overrides, keys, planned=True))

@@ -1715,3 +1715,27 @@ def test_plan_says_which_changed_keys_this_command_line_sets(tiny_project_ran) -
     spec["finetune"]["steps"] = 3  # the same change, now in the file
     (tiny_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     assert {s.name: s for s in plan_project(tiny_project)[2]}["finetune"].reasons == ["spec changed: finetune.steps"]
+
+
+def test_settings_an_earlier_subsetctl_recorded_as_written_are_not_said_to_have_changed(tiny_project_ran) -> None:
+    """A stage an earlier subsetctl recorded with settings as the spec writes them, which
+    this one counts at their defaults (meta_init.checkpoint_every: 2; verify.steps in the
+    slice of a search whose fast estimator does not read it), is stale for another reason:
+    plan said "spec changed: meta_init.checkpoint_every" (and "verify.steps") of a spec that
+    had not changed there."""
+    from subsetctl.project import fingerprint
+
+    tiny_project = tiny_project_ran("search")
+    state = tiny_project / ".subsetctl"
+    for stage, edit in (("meta_init", lambda s: s["meta_init"].update(checkpoint_every=2)),
+                        ("search", lambda s: s.update({"verify.steps": 3}))):
+        path = state / stage / "manifest.json"
+        manifest = json.loads(path.read_text())
+        edit(manifest["inputs"]["slice"])  # as the earlier subsetctl recorded it
+        manifest["fingerprint"] = fingerprint(manifest["inputs"])
+        path.write_text(json.dumps(manifest))
+    overrides = ["meta_init.steps=3", "verify.steps=3"]
+    statuses = {s.name: s for s in plan_project(tiny_project, overrides, until="search")[2]}
+    assert statuses["meta_init"].reasons[0] == "spec changed: meta_init.steps (given in overrides: meta_init.steps=3)"
+    assert not any("spec changed" in reason for reason in statuses["search"].reasons), statuses["search"].reasons
+    assert statuses["search"].reasons[0].startswith("upstream gradients, calibrate will re-run")
