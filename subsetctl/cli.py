@@ -731,7 +731,7 @@ def _print_report(root: Path, console: Any, overrides: list[str] | None = None) 
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True,
               help="json: {project (its folder), stages, outdated, stale, previous, missing_outputs, damaged, "
                    "not_run, unfinished, switched_off, switched_off_moved_past, report_by_earlier_subsetctl, "
-                   "report_names_overrides_since_held, spec_problem, "
+                   "report_names_overrides_since_held, stale_by_earlier_subsetctl, spec_problem, "
                    "report (report.json's content, "
                    "or the same from the stages' results when it is not current); running while a run is in "
                    "progress, shards_running while --shard runs compute gradients; before any stage has finished, "

@@ -587,6 +587,19 @@ def _model_known_by_name(old_inputs: Any, manifest: dict[str, Any], source_now: 
     return (origin, source) if origin in ("hub", "packaged") else None
 
 
+#: what `plan`'s reasons say of results another subsetctl made whose inputs this one reads
+#: otherwise (:func:`said_of_another_subsetctl`)
+_ANOTHER_SUBSETCTL = ("an older subsetctl", "an earlier subsetctl", "a later subsetctl", "this subsetctl also reads",
+                      "this subsetctl no longer reads", "subsetctl version changed")
+
+
+def said_of_another_subsetctl(reasons: list[str]) -> bool:
+    """Whether `plan`'s ``reasons`` for a stale stage name a way another subsetctl (the one
+    that made its results) read its inputs otherwise than this one: after an upgrade a stage
+    can be stale with nothing of the spec or its files changed, which `report` then says."""
+    return any(mark in reason for reason in reasons for mark in _ANOTHER_SUBSETCTL)
+
+
 def _unrecorded_model_files(earlier_model: tuple[str, str] | None) -> str:
     """`plan`'s reason when a model stage's run recorded no model folder files and one is
     read now: the run read a model known by name (``earlier_model``), or an older subsetctl

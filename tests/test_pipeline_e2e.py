@@ -1739,3 +1739,30 @@ def test_settings_an_earlier_subsetctl_recorded_as_written_are_not_said_to_have_
     assert statuses["meta_init"].reasons[0] == "spec changed: meta_init.steps (given in overrides: meta_init.steps=3)"
     assert not any("spec changed" in reason for reason in statuses["search"].reasons), statuses["search"].reasons
     assert statuses["search"].reasons[0].startswith("upstream gradients, calibrate will re-run")
+
+
+def test_report_says_results_are_outdated_by_the_upgrade_not_only_by_the_spec(tiny_project_ran) -> None:
+    """Results an older subsetctl made, which did not record the model folder's files, are
+    stale with the spec and its files as they were: report said only "The spec or its input
+    files changed since these results", which the user had not touched."""
+    from tinymodels import change_data_of
+
+    from subsetctl.project import fingerprint
+    from subsetctl.report.terminal import load_report_data, outdated_note
+
+    tiny_project = tiny_project_ran()
+    path = tiny_project / ".subsetctl" / "meta_init" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["inputs"]["extra"] = {k: v for k, v in manifest["inputs"]["extra"].items() if k != "model_files"}
+    assert manifest["inputs"]["extra"] != json.loads(path.read_text())["inputs"]["extra"]
+    manifest["fingerprint"] = fingerprint(manifest["inputs"])  # as the older subsetctl recorded it
+    original = path.read_text()
+    path.write_text(json.dumps(manifest))
+    data = load_report_data(tiny_project)
+    assert "meta_init" in data["stale"] and data["stale_by_earlier_subsetctl"]
+    assert "or this subsetctl reads them otherwise than the earlier one" in outdated_note(data)
+    path.write_text(original)
+    change_data_of(tiny_project)  # the spec changed, this subsetctl made the results: said as before
+    data = load_report_data(tiny_project)
+    assert data["stale"] and not data["stale_by_earlier_subsetctl"]
+    assert "The spec or its input files changed since these results: " in outdated_note(data)

@@ -132,6 +132,7 @@ def _checked_against_spec(root: Path, overrides: list[str] | None, stages: dict[
         more = f" (and {len(lines) - 2} more; `subsetctl validate` lists them)" if len(lines) > 2 else ""
         return {"stale": [], "previous": [], "missing_outputs": {}, "damaged": [], "not_run": [], "unfinished": [],
                 "report_by_earlier_subsetctl": False, "report_names_overrides_since_held": False,
+                "stale_by_earlier_subsetctl": False,
                 "spec_problem": " ".join(lines[:2]) + more, "name": None,
                 "spec": None}
     from subsetctl.stages import all_stages
@@ -152,6 +153,7 @@ def _checked_against_spec(root: Path, overrides: list[str] | None, stages: dict[
         elif s.state in ("never run", "unfinished") and s.name in stages:  # shown from results set aside
             changed.add(s.name)  # by a run with other inputs that has not finished
 
+    from subsetctl.pipeline import said_of_another_subsetctl
     from subsetctl.project import Project
     from subsetctl.report.build import stale_only_for_its_format, stale_only_for_its_overrides_line
 
@@ -165,6 +167,7 @@ def _checked_against_spec(root: Path, overrides: list[str] | None, stages: dict[
         if report_status.missing_outputs:  # and deleted since (its other reason): said as for any report
             missing["report"] = report_status.missing_outputs
     stale = [s.name for s in statuses if s.name in changed and s.name in stages]
+    by_another = any(said_of_another_subsetctl(s.reasons) for s in statuses if s.name in stale)
     # up to date only once `run` swaps their previous results in: the results shown are of other inputs
     swapped = [s.name for s in statuses if s.put_back_from == "previous" and s.name in stages]
     return {"stale": stale, "previous": swapped, "missing_outputs": missing,
@@ -172,6 +175,7 @@ def _checked_against_spec(root: Path, overrides: list[str] | None, stages: dict[
             "not_run": [s.name for s in statuses if s.state == "never run" and s.name not in stages],
             "unfinished": [s.name for s in statuses if s.state == "unfinished"],
             "report_by_earlier_subsetctl": earlier_format, "report_names_overrides_since_held": overrides_held,
+            "stale_by_earlier_subsetctl": by_another,
             "spec_problem": None, "name": spec.project.name, "spec": spec}
 
 
@@ -209,7 +213,9 @@ def outdated_note(data: dict[str, Any]) -> str | None:
                      f"`subsetctl run {folder}` brings them up to date.")
     stale = data.get("stale") or []
     if stale:
-        notes.append(f"The spec or its input files changed since these results: {', '.join(stale)} would re-run "
+        how = (", or this subsetctl reads them otherwise than the earlier one that made these results"
+               if data.get("stale_by_earlier_subsetctl") else "")
+        notes.append(f"The spec or its input files changed since these results{how}: {', '.join(stale)} would re-run "
                      f"(`subsetctl plan {folder}` says why; a run with key=value overrides counts as "
                      "a change of the spec for the next run without them).")
     missing = data.get("missing_outputs") or {}
