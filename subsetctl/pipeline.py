@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from subsetctl import __version__
+from subsetctl import RESULTS_VERSION, __version__
 from subsetctl.errors import LockedError, UserError, as_os_error, out_of_memory_error, shell_arg, worded
 from subsetctl.project import (
     RESOLVED_SPEC,
@@ -590,7 +590,7 @@ def _model_known_by_name(old_inputs: Any, manifest: dict[str, Any], source_now: 
 #: what `plan`'s reasons say of results another subsetctl made whose inputs this one reads
 #: otherwise (:func:`said_of_another_subsetctl`)
 _ANOTHER_SUBSETCTL = ("an older subsetctl", "an earlier subsetctl", "a later subsetctl", "this subsetctl also reads",
-                      "this subsetctl no longer reads", "subsetctl version changed")
+                      "this subsetctl no longer reads", "this subsetctl computes results otherwise")
 
 
 def said_of_another_subsetctl(reasons: list[str]) -> bool:
@@ -702,7 +702,7 @@ class Pipeline:
             "slice": stage.spec_slice(self.spec),
             "upstream": upstream,
             "extra": stage.extra_inputs(self.spec, self.project),
-            "version": __version__,
+            "version": RESULTS_VERSION,
         }
         if any(v is None for v in upstream.values()):
             return None, inputs
@@ -1030,7 +1030,8 @@ class Pipeline:
         if missing:  # runs whatever its upstream produces: not conditional
             reasons.append(f"outputs missing: {', '.join(missing)}")
         if old.get("version") != inputs["version"]:
-            reasons.append(f"subsetctl version changed ({old.get('version')} -> {__version__})")
+            reasons.append(f"this subsetctl computes results otherwise than the one that made these "
+                           f"(results version {old.get('version')} -> {RESULTS_VERSION})")
         if not reasons:
             reasons.append("inputs changed")
         own = not set(reasons) <= {f"upstream {u} will re-run" for u in stage.after if u in rerun}

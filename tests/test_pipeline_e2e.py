@@ -1766,3 +1766,34 @@ def test_report_says_results_are_outdated_by_the_upgrade_not_only_by_the_spec(ti
     data = load_report_data(tiny_project)
     assert data["stale"] and not data["stale_by_earlier_subsetctl"]
     assert "The spec or its input files changed since these results: " in outdated_note(data)
+
+
+def test_a_new_release_of_subsetctl_alone_keeps_the_results_and_the_caches(tiny_project_ran, monkeypatch) -> None:
+    """Every fingerprint and cache key held subsetctl's release (``__version__``): the first
+    release after a project's run made every stage stale and every cached fine-tune, test
+    result and subset estimate unfound, so a plain upgrade trained everything again."""
+    import shutil
+
+    tiny_project = tiny_project_ran()
+    for module in [m for name, m in sys.modules.items() if name.split(".")[0] == "subsetctl"]:
+        if hasattr(module, "__version__"):  # the release, wherever a module took it from
+            monkeypatch.setattr(module, "__version__", "99.0.0")
+    statuses = plan_project(tiny_project)[2]
+    assert all(s.state in ("up to date", "disabled") for s in statuses), [(s.name, s.reasons) for s in statuses]
+    state = tiny_project / ".subsetctl"
+    for stage in ("search", "finetune", "evaluate"):
+        shutil.rmtree(state / stage)  # run again: their results come from the caches
+    run_project(tiny_project)
+
+    def summary(stage: str) -> dict[str, Any]:
+        return json.loads((state / stage / "manifest.json").read_text())["summary"]
+
+    assert summary("search")["computed_now"] == 0 and summary("finetune")["trained_now"] == 0
+    assert summary("evaluate")["reused"] == summary("finetune")["runs"]
+    # a change that makes results differ raises RESULTS_VERSION: that re-runs them, and plan says why
+    import subsetctl.pipeline
+
+    monkeypatch.setattr(subsetctl.pipeline, "RESULTS_VERSION", "0.2.0")
+    data = {s.name: s for s in plan_project(tiny_project)[2]}["data"]
+    assert data.reasons == [("this subsetctl computes results otherwise than the one that made these "
+                             "(results version 0.1.0 -> 0.2.0)")]

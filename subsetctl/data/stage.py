@@ -288,7 +288,8 @@ def source_key(spec: Spec, source: SourceSpec, spec_dir: Path, before_plugins_le
     corruption), whether it is the target, the seed and model kind, its input files or
     generating package, with a plugin loader's code
     (:func:`~subsetctl.data.fingerprint.source_fingerprint_inputs`), the code of a plugin
-    registered under its loader's built-in type, and the subsetctl version.
+    registered under its loader's built-in type, and subsetctl's results version
+    (:data:`subsetctl.RESULTS_VERSION`).
 
     Not the spec's whole ``plugins:`` list: adding a strategy or estimator plugin loaded
     every source again (the loader code above is what a plugin can change here). Keys
@@ -296,7 +297,7 @@ def source_key(spec: Spec, source: SourceSpec, spec_dir: Path, before_plugins_le
     Nor a ``loader.label_field`` a causal LM's loaders do not read
     (:func:`~subsetctl.data.fingerprint.source_dump`); keys written while it counted
     (``label_field_counted``) are accepted too."""
-    from subsetctl import __version__
+    from subsetctl import RESULTS_VERSION
     from subsetctl.data.fingerprint import source_dump, source_fingerprint_inputs
     from subsetctl.project import fingerprint
     from subsetctl.registry import LOADERS
@@ -311,7 +312,7 @@ def source_key(spec: Spec, source: SourceSpec, spec_dir: Path, before_plugins_le
         "kind": spec.model.kind,
         "inputs": source_fingerprint_inputs(source, spec_dir),
         **({"plugins": spec.plugins} if before_plugins_left_out else {}),
-        "version": __version__,
+        "version": RESULTS_VERSION,
     })
 
 

@@ -101,6 +101,6 @@ class DataStage(Stage):
             n = len(summary["reused"])
             counted = f"all {n}" if n == len(sources) else f"{n} of {len(sources)}"
             ctx.reporter.info(f"[dim]data: {counted} sources (the target counted) reused as prepared by an earlier "
-                              "run (same spec, files and subsetctl version)"
+                              "run (same spec and files)"
                               + ("" if n == len(sources) else "; the others were loaded") + "[/dim]")
         return summary

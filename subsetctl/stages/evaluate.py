@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from subsetctl import __version__
+from subsetctl import RESULTS_VERSION
 from subsetctl.pipeline import StageContext
 from subsetctl.project import atomic_write_json, fingerprint, touch
 from subsetctl.reporter import ShownInResults
@@ -35,7 +35,7 @@ def result_cache_keys(ctx: StageContext, runs: list[str]) -> dict[str, list[str]
     what is scored), the model and the evaluate settings."""
     artifacts = ctx.upstream_manifest("finetune").get("artifacts", {})
     base = {"data": common.DataFiles(ctx).of([ctx.spec.target.name]),  # the target's test split is read
-            "evaluate": fingerprint_dump(ctx.spec)["evaluate"], "version": __version__}  # a classifier's max_new_tokens aside
+            "evaluate": fingerprint_dump(ctx.spec)["evaluate"], "version": RESULTS_VERSION}  # a classifier's max_new_tokens aside
     if ctx.spec.model.kind == "classifier":  # macro-F1 over the gold classes: results kept before are not reused,
         base["macro_f1"] = "gold classes"  # and test texts cut by max_length are warned about
         base["texts_cut"] = "warned"

@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from subsetctl import __version__
+from subsetctl import RESULTS_VERSION
 from subsetctl.errors import UserError
 from subsetctl.pipeline import StageContext
 from subsetctl.project import (
@@ -81,7 +81,7 @@ class AdapterCache:
 
         def base(dumped: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
             train = {k: v for k, v in dumped["finetune"].items() if k not in ("enabled", "baselines", "seeds")}
-            return {**model, "train": train, "version": __version__, **new_layers}
+            return {**model, "train": train, "version": RESULTS_VERSION, **new_layers}
 
         dumped = fingerprint_dump(spec)
         self.base = base(dumped, model)  # result-neutral settings at their defaults

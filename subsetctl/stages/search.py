@@ -168,17 +168,17 @@ def estimator_name(spec: Any, cal: Any) -> str:
 
 def _store_dir(ctx: StageContext, estimator: str, key: str, sources: list[str]) -> Path:
     """Where the search keeps its subset estimates: ``.subsetctl/cache/search`` under a key
-    of all they depend on (``key``; plus the sources, subsetctl's version and where the
+    of all they depend on (``key``; plus the sources, subsetctl's results version and where the
     estimator comes from, with a plugin's code), so a search re-run for another strategy
     list reuses them. ``key`` holds, for an estimator working on the cached gradients, the
     estimator, lambda, its settings and the gradient features; for a model-backed one
     (``true_finetune``: real fine-tunes from theta*, minutes each) what a real fine-tune
     depends on (:func:`_real_fine_tune_inputs`)."""
-    from subsetctl import __version__
+    from subsetctl import RESULTS_VERSION
     from subsetctl.registry import ESTIMATORS
 
     origin = ESTIMATORS.origin(estimator)
-    where: dict[str, Any] = {"key": key, "sources": sources, "version": __version__, "origin": origin,
+    where: dict[str, Any] = {"key": key, "sources": sources, "version": RESULTS_VERSION, "origin": origin,
              "plugins": [] if origin == "built-in" else list(ctx.spec.plugins)}
     code = ESTIMATORS.code_fingerprint(estimator, ctx.project.root)
     if code is not None:  # an edited plugin estimator must not reuse its old estimates

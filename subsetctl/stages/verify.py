@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from subsetctl import __version__
+from subsetctl import RESULTS_VERSION
 from subsetctl.pipeline import StageContext
 from subsetctl.project import atomic_write_json, fingerprint, touch
 from subsetctl.spec import Spec
@@ -208,7 +208,7 @@ class RunCache:
             "grad_accum": 1,  # always 1 now; kept so runs cached before stay found
             "steps": spec.verify.steps,
             "batch_size": spec.verify.batch_size,
-            "version": __version__,
+            "version": RESULTS_VERSION,
         }
         # runs an earlier subsetctl kept, keyed by the model folder's path and without its
         # files (theta*'s digest stood for them)
