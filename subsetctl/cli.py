@@ -760,9 +760,12 @@ def report(directory: Path | None, fmt: str, all_sources: bool) -> None:
         data = load_report_data(project.root)
         path = project.root / "report.md"
         current = ("report" in data["stages"] and "report" not in data["outdated"] and not data["damaged"]
-                   and path.is_file())
+                   and path.is_file() and not data.get("report_by_earlier_subsetctl")
+                   and not data.get("report_names_overrides_since_held"))
         # report.md as written (with its plots) when current; else, or when an edit left it no
-        # UTF-8 text (it is the user's file), the same content from the stages
+        # UTF-8 text (it is the user's file), the same content from the stages (so too when an
+        # earlier subsetctl wrote it, or it names overrides the spec holds now: the note below
+        # says it is shown as this one writes it)
         text = None
         if current:
             with contextlib.suppress(UnicodeDecodeError):

@@ -1483,6 +1483,13 @@ def test_a_report_an_earlier_subsetctl_wrote_is_written_again_with_what_this_one
     assert "written by an earlier subsetctl" in text and "The spec or its input files changed" not in text, text
     assert "On the test split" in text
 
+    # --format markdown likewise: report.md as this one writes it, not the old file the note
+    # says it is not (it printed that file verbatim, without "On the test split")
+    (project / "report.md").write_text("# report.md of an earlier subsetctl\n", encoding="utf-8")
+    markdown = CliRunner().invoke(main, ["report", str(project), "--format", "markdown"]).output
+    assert not markdown.startswith("# report.md of an earlier") and "On the test split" in markdown, markdown
+    assert "shown here as this one writes them" in " ".join(markdown.split())
+
     statuses = {s.name: s for s in plan_project(project)[2]}
     assert [name for name, s in statuses.items() if s.will_run] == ["report"]
     assert any("written by an earlier subsetctl" in r for r in statuses["report"].reasons), statuses["report"].reasons
