@@ -951,7 +951,9 @@ class Pipeline:
                            "their rows (run with the spec and overrides they were started with to merge them, or "
                            "--force gradients to discard them)")
         elif work is not None and fp is not None:
-            reasons.append("earlier unfinished work was for other inputs; `run` "
+            whose = ("was begun by an older subsetctl, which recorded its inputs otherwise (they may be the same)"
+                     if self._work_of_an_older_subsetctl(stage) else "was for other inputs")
+            reasons.append(f"earlier unfinished work {whose}; `run` "
                            + ("keeps what still applies and does the rest" if stage.partial_work_keyed
                               else "starts over"))
         elif work is not None:  # its inputs are known only once the stages before it re-run
@@ -1470,6 +1472,13 @@ class Pipeline:
         """The inputs fingerprint of the partial work in ``stage``'s folder (work.json), if any."""
         return self.project.read_work_marker(stage.name).get("fingerprint")
 
+    def _work_of_an_older_subsetctl(self, stage: Stage) -> bool:
+        """Whether the partial work in ``stage``'s folder is marked as an older subsetctl marked
+        it: with a fingerprint of its inputs as that one counted them, not the inputs. When it
+        does not match, "for other inputs" would be a guess (often they are the same spec and
+        files, recorded otherwise: before the model folder's files were)."""
+        return "inputs" not in self.project.read_work_marker(stage.name)
+
     def _work_matches(self, stage: Stage, fp: str | None, inputs: dict[str, Any]) -> bool:
         """Whether the partial work in ``stage``'s folder was computed from these inputs:
         its work marker records ``fp``, or records inputs that
@@ -1503,7 +1512,9 @@ class Pipeline:
                                    "did that still applies is kept[/dim]")
             elif manifest is None:  # an unfinished run, not a finished stage
                 if self.project.holds_work(stage.name):  # not a run that failed before computing anything
-                    self.reporter.info(f"[dim]{stage.name}: inputs changed, discarding earlier partial work[/dim]")
+                    why = ("begun by an older subsetctl, which recorded its inputs otherwise"
+                           if self._work_of_an_older_subsetctl(stage) else "inputs changed")
+                    self.reporter.info(f"[dim]{stage.name}: {why}, discarding earlier partial work[/dim]")
                 self.project.reset_stage(stage.name)
             elif manifest.get("corrupt") or not stage.keeps_results:
                 self.project.reset_stage(stage.name)

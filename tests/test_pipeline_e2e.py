@@ -1804,3 +1804,4 @@ def test_a_new_release_of_subsetctl_alone_keeps_the_results_and_the_caches(tiny_
     data = {s.name: s for s in plan_project(tiny_project)[2]}["data"]
     assert data.reasons == [("this subsetctl computes results otherwise than the one that made these "
                              "(results version 0.1.0 -> 0.2.0)")]
+

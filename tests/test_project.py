@@ -393,6 +393,26 @@ def test_a_stage_that_failed_before_computing_anything_left_no_partial_work(tiny
     assert not any("partial work" in m for m in reporter.messages), reporter.messages
 
 
+def test_partial_work_an_older_subsetctl_marked_without_inputs_is_not_said_to_be_of_other_inputs(
+    tiny_project_ran,
+) -> None:
+    """A work marker of an older subsetctl holds only a fingerprint of the inputs as that one
+    counted them (before the model folder's files were recorded): when it does not match,
+    plan said "earlier unfinished work was for other inputs" of a spec and files unchanged."""
+    tiny_project = tiny_project_ran("meta_init")
+    state = tiny_project / ".subsetctl" / "meta_init"
+    (state / "manifest.json").unlink()  # as a kill leaves it: work.json and the checkpoints stay
+    (state / "work.json").write_text(json.dumps({"fingerprint": "28fc62c812b4fb5e"}))  # of an older subsetctl
+    meta_init = {s.name: s for s in plan_project(tiny_project)[2]}["meta_init"]
+    said = ("earlier unfinished work was begun by an older subsetctl, which recorded its inputs otherwise (they may "
+            "be the same); `run` starts over")
+    assert meta_init.state == "never run" and meta_init.reasons == [said], meta_init.reasons
+    reporter = Recording()
+    run_project(tiny_project, until="meta_init", reporter=reporter)
+    assert any("begun by an older subsetctl, which recorded its inputs otherwise, discarding earlier partial work"
+               in m for m in reporter.messages), reporter.messages
+
+
 def test_plan_tells_an_unfinished_stage_from_one_never_run(jsonl_project: Path) -> None:
     run_project(jsonl_project, until="data")
     (jsonl_project / ".subsetctl" / "data" / "manifest.json").unlink()  # as if stopped before the commit
