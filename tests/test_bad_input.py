@@ -1330,3 +1330,31 @@ def test_running_out_of_memory_evaluating_a_classifier_does_not_name_max_new_tok
     classifier = Spec.model_validate({**BASE, "model": {"kind": "classifier", "source": "m"}})
     assert EvaluateStage().memory_settings(classifier) == ("evaluate.batch_size", "model.max_length")
     assert "evaluate.max_new_tokens" in EvaluateStage().memory_settings(Spec.model_validate(BASE))
+
+
+def test_a_fine_tune_whose_loss_rose_without_a_nan_is_warned_of() -> None:
+    """A learning rate too high for the model sends a fine-tune to a constant prediction
+    (every selection's test loss near the log of the vocabulary size) with no NaN: its test
+    metrics were shown without a word."""
+    from types import SimpleNamespace
+
+    from subsetctl.reporter import SilentReporter
+    from subsetctl.stages.finetune import _warn_if_diverged, training_loss_ends
+
+    losses = [2.1, 2.0, 2.2, 1.9, 6.0, 9.5, 10.8, 10.8, 10.7, 10.8]
+    record = {"diverged": False, "steps": 10, **training_loss_ends(losses)}
+    assert record["train_loss_start"] == 2.1 and record["train_loss_end"] == 10.8
+    reporter = SilentReporter()
+    ctx = SimpleNamespace(reporter=reporter, spec=Spec.model_validate({**BASE, "finetune": {"lr": 0.05}}))
+    _warn_if_diverged(ctx, {"labels": ["forward"], "seed": 0}, record)
+    (warning,) = reporter.warnings
+    assert warning.startswith("finetune forward (seed 0): the training loss rose from 2.100 to 10.800 over 10 steps")
+    assert "Lower finetune.lr (now 0.05)" in warning
+    for calm in ([2.1, 2.0, 1.8, 1.7, 1.5, 1.6, 1.4, 1.3, 1.2, 1.1],  # learning
+                 [0.1, 0.1, 0.2, 0.3, 0.4, 0.5, 0.4, 0.5, 0.5, 0.5],  # up 5x, but by less than half a nat
+                 [4.6, 4.5, 4.6, 4.6]):  # a random model's start near ln(vocabulary): no rise
+        reporter = SilentReporter()
+        ctx.reporter = reporter
+        _warn_if_diverged(ctx, {"labels": ["forward"], "seed": 0}, {"diverged": False, **training_loss_ends(calm)})
+        assert reporter.warnings == [], calm
+    assert training_loss_ends([1.0, float("nan"), 2.0, 3.0]) == {} and training_loss_ends([1.0, 2.0]) == {}

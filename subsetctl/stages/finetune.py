@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -271,9 +272,36 @@ def _results_only(record: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k != "resumed_from"}
 
 
+def training_loss_ends(losses: list[float]) -> dict[str, float]:
+    """The mean training loss of a run's first and last tenth of steps (1 to 10 steps each:
+    one batch's loss is noisy), as ``train_loss_start`` and ``train_loss_end``; nothing for
+    a run of fewer than 4 steps or with a non-finite loss (a divergence, said otherwise)."""
+    if len(losses) < 4 or not all(math.isfinite(x) for x in losses):
+        return {}
+    width = min(10, max(1, len(losses) // 10))
+    return {"train_loss_start": sum(losses[:width]) / width, "train_loss_end": sum(losses[-width:]) / width}
+
+
+#: a training loss that ends this many times its start, and this much higher, went astray
+LOSS_ROSE_RATIO, LOSS_ROSE_BY = 1.5, 0.5
+
+
 def _warn_if_diverged(ctx: StageContext, job: dict[str, Any], record: dict[str, Any]) -> None:
     """Warn when a run diverged: its adapter is then an earlier checkpoint's, or the untrained
-    start's, and its test metrics are not those of the fine-tune the spec asks for."""
+    start's, and its test metrics are not those of the fine-tune the spec asks for. Also when
+    its training loss rose far above where it started while staying finite: a learning
+    rate too high for the model sends the weights to a constant prediction (the loss near
+    the log of the vocabulary size) without a NaN, and the test metrics, also of the
+    adapter kept by validation, are then quietly those of a broken model."""
+    start, end = record.get("train_loss_start"), record.get("train_loss_end")
+    if (not record.get("diverged") and isinstance(start, float) and isinstance(end, float)
+            and end > start * LOSS_ROSE_RATIO and end - start > LOSS_ROSE_BY):
+        ctx.reporter.warn(
+            f"finetune {'/'.join(job['labels'])} (seed {job['seed']}): the training loss rose from {start:.3f} to "
+            f"{end:.3f} over {record.get('steps')} steps (means of its first and last steps) without becoming NaN: "
+            "the fine-tune went astray, most likely with a learning rate too high for the model, and its test "
+            f"metrics are not those of a working fine-tune. Lower finetune.lr (now {ctx.spec.finetune.lr:g}), "
+            "then run again.")
     if not record.get("diverged"):
         return
     kept = record.get("best_step") or 0
@@ -384,7 +412,8 @@ class FinetuneStage(common.ModelStage):
                 runs[key] = {"subset": job["subset"], "seed": job["seed"], "steps": result.steps,
                              "best_step": result.best_step, "best_val_loss": result.best_eval_loss,
                              "diverged": result.diverged,
-                             "last_train_loss": result.train_losses[-1] if result.train_losses else None}
+                             "last_train_loss": result.train_losses[-1] if result.train_losses else None,
+                             **training_loss_ends(result.train_losses)}
                 atomic_write_text(run_dir / "adapter" / "README.md",
                                   model_card(job["labels"], job["subset"], ctx, runs[key], classes))
                 cache.store(job["subset"], job["seed"], run_dir, runs[key])
