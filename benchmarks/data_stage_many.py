@@ -69,6 +69,7 @@ def _as_before() -> Iterator[None]:
 
     with (mock.patch.object(stage, "save_split", _old_save), mock.patch.object(stage, "_write_record", _old_record),
           mock.patch.object(overlap, "_row_keys", _old_row_keys),
+          mock.patch.object(overlap, "_key_batches", lambda dataset, kind: iter([_old_row_keys(dataset, kind)])),
           mock.patch.object(stage, "_load_saved_split", lambda path: None)):  # load_from_disk for every split
         yield
 
