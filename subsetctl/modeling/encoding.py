@@ -42,7 +42,8 @@ class EncodedExample:
 
 class TruncationCounts:
     """The examples ``max_length`` cut, by source and by what was cut: a cut prompt loses
-    context, a cut answer teaches the model answers without their end (and its EOS). A
+    context, a cut answer teaches the model answers without their end (and its EOS) and
+    without their prompt (:func:`_assemble_causal_lm` keeps one prompt token then). A
     prompt that lost only the chat template's text before it (its default system prompt)
     is counted apart: its own text is whole."""
 
@@ -111,8 +112,9 @@ class TruncationCounts:
         if self.text_cut:
             parts.append(f"in {sum(self.text_cut.values())} the text was cut at its end ({by_source(self.text_cut)})")
         if self.answer_cut:
-            parts.append(f"in {sum(self.answer_cut.values())} the answer itself was cut, so the model learns it "
-                         f"without its end ({by_source(self.answer_cut)})")
+            parts.append(f"in {sum(self.answer_cut.values())} the answer itself was cut and fills max_length alone: "
+                         "the model learns its start without its end, and without its prompt (cut to its last "
+                         f"token) ({by_source(self.answer_cut)})")
         return (f"model.max_length={max_length} tokens cut {cut} of {self.seen} {examples}: {'; '.join(parts)}. "
                 "Raise model.max_length if the cut parts matter.")
 

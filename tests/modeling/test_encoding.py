@@ -234,3 +234,20 @@ def test_a_long_answer_after_a_prompt_of_many_tokens_a_character_is_cut_as_token
     assert expected.answer_cut and expected.input_ids[-1] != tok.eos_token_id
     assert encode_rows(tok, rows, "causal-lm", 32) == [expected]
     assert encode_causal_lm(tok, rows[0]["prompt"], rows[0]["response"], 32) == expected
+
+
+def test_an_answer_cut_by_max_length_is_said_to_have_lost_its_prompt_too() -> None:
+    """An answer longer than ``max_length`` keeps only the prompt's last token, so the
+    model learns the answer's start with no question before it; the notice said only that
+    the answer was learned "without its end" (a long-document source of 2,000 rows had
+    1,911 such examples at max_length 64)."""
+    from subsetctl.modeling.encoding import TruncationCounts
+
+    tok = char_tokenizer()
+    rows = _rows([("What is the capital of France?", "Paris, " * 10)])
+    encoded = encode_rows(tok, rows, "causal-lm", max_length=16)
+    assert encoded[0].answer_cut and encoded[0].response_mask.count(0) == 1  # one prompt token left
+    counts = TruncationCounts()
+    counts.add(encoded, rows)
+    assert ("in 1 the answer itself was cut and fills max_length alone: the model learns its start without its "
+            "end, and without its prompt (cut to its last token) (s: 1)" in counts.notice(16))
