@@ -124,9 +124,13 @@ def _duration(seconds: float) -> str:
 class _LogTask:
     """Progress as plain lines, for a log file: when stderr is not a terminal, rich draws
     its bars only once, at the end, so a batch job's log would show nothing while a stage
-    runs. A line at the start, then at most one every ``every`` seconds, and at the end."""
+    runs. A line at the start, then at most one every ``every`` seconds, and at the end.
+    A line is also written every ``every`` seconds in which no count came (a thread of its
+    own): one step of work can take minutes (the data stage reading a source of gigabytes
+    counts once, when the source is done), and a log silent that long looks hung."""
 
     def __init__(self, console: Any, description: str, total: int, every: float) -> None:
+        import threading
         import time
 
         self._clock = time.monotonic
@@ -136,7 +140,20 @@ class _LogTask:
         self.done = -1
         self.shown = 0
         self.fields: dict[str, Any] = {}
+        self._lock = threading.Lock()  # the heartbeat's lines and update's
+        self._stop = threading.Event()
         self._line(0, {})
+        self._heartbeat: threading.Thread | None = None
+        if every > 0:
+            self._heartbeat = threading.Thread(target=self._beat, name=f"progress-{description}", daemon=True)
+            self._heartbeat.start()
+
+    def _beat(self) -> None:
+        """Write the count so far when ``every`` seconds passed without a line."""
+        while not self._stop.wait(self.every / 4):
+            with self._lock:
+                if self._clock() - self.last_line >= self.every:
+                    self._line(max(self.done, 0), self.fields)
 
     def _line(self, completed: int, fields: dict[str, Any]) -> None:
         from rich.markup import escape
@@ -153,13 +170,17 @@ class _LogTask:
     def update(self, completed: int, **fields: Any) -> None:
         if completed == self.done and fields == self.fields:  # new fields (a step's progress) may be shown
             return
-        self.done, self.fields = completed, fields
-        if completed >= self.total or self._clock() - self.last_line >= self.every:
-            self._line(completed, fields)
+        with self._lock:
+            self.done, self.fields = completed, fields
+            if completed >= self.total or self._clock() - self.last_line >= self.every:
+                self._line(completed, fields)
 
     def close(self) -> None:
         """The last count, when the work ended short of the total (a diverged run stops
         early) or after the last line shown: a log always says where a stage got to."""
+        self._stop.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join()
         if self.done > self.shown:
             self._line(self.done, self.fields)
 

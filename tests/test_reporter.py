@@ -105,3 +105,18 @@ def test_a_tty_interactive_other_than_1_does_not_force_the_bars_into_a_file(monk
         assert not RichReporter().console.is_interactive, value
     monkeypatch.setenv("TTY_INTERACTIVE", "1")  # forced, as in rich
     assert RichReporter().console.is_interactive
+
+
+def test_a_log_gets_a_line_while_one_step_of_work_takes_long() -> None:
+    """Lines came only with a new count: a data stage reading one large source (a count a
+    source) left a batch job's log silent for minutes, as if hung."""
+    import time
+
+    log = io.StringIO()
+    reporter = RichReporter(console=Console(file=log, force_terminal=False, width=200), log_every=0.1)
+    with reporter.progress("data", total=2) as task:
+        task.update(1)
+        time.sleep(0.5)  # one long source: no count comes
+        lines = log.getvalue().splitlines()
+        assert len(lines) >= 3 and all(line.startswith("data: 1/2  elapsed") for line in lines[1:]), lines
+    assert log.getvalue().splitlines()[-1].startswith("data: 1/2")  # the count it got to, nothing more
