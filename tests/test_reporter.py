@@ -120,3 +120,16 @@ def test_a_log_gets_a_line_while_one_step_of_work_takes_long() -> None:
         lines = log.getvalue().splitlines()
         assert len(lines) >= 3 and all(line.startswith("data: 1/2  elapsed") for line in lines[1:]), lines
     assert log.getvalue().splitlines()[-1].startswith("data: 1/2")  # the count it got to, nothing more
+
+
+def test_the_data_stages_progress_names_the_source_being_read(tiny_project) -> None:
+    """The data stage's bar counted sources done and named none: with one large source the
+    bar sat at "1/7" for minutes, and said not which file it was reading."""
+    from subsetctl.api import run_project
+
+    log = io.StringIO()
+    run_project(tiny_project, until="data", reporter=RichReporter(Console(file=log, width=200), log_every=0))
+    lines = [line for line in log.getvalue().splitlines() if line.startswith("data: ")]
+    reading = [(line.split("  ")[0], line.rsplit("reading=", 1)[1]) for line in lines if "reading=" in line]
+    assert reading == [("data: 0/4", "target"), ("data: 1/4", "a"), ("data: 2/4", "b"), ("data: 3/4", "bad")]
+    assert lines[-1].startswith("data: 4/4") and "reading=" not in lines[-1]

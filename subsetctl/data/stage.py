@@ -432,7 +432,7 @@ def _in_folder(warning: str, spec_dir: Path) -> str:
 @plugin_scope()
 def run_data_stage(
     spec: Spec, spec_dir: Path, out_dir: Path, progress: Progress | None = None,
-    reuse_from: list[Path] | None = None, reuse: bool = True,
+    reuse_from: list[Path] | None = None, reuse: bool = True, reading: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Prepare the target and every source and save them under ``out_dir``.
 
@@ -446,6 +446,9 @@ def run_data_stage(
             sources prepared from an unchanged key are reused, after those in ``out_dir``
             (a run stopped partway).
         reuse: False prepares every source again (``run --force data``).
+        reading: optional ``reading(name)``, called before each source is prepared or
+            reused, so that a progress display can name the source being read (one large
+            source can take minutes, and ``progress`` counts it only when it is done).
 
     Returns:
         A JSON-able summary, also written to ``out_dir/data.json`` (less ``reused``, so
@@ -476,6 +479,8 @@ def run_data_stage(
         counts: dict[str, Any] = {}
         check: OverlapCheck | None = None
         for done, source in enumerate(everything, start=1):
+            if reading is not None:
+                reading(source.name)
             splits, record, found = _prepare_or_reuse(spec, source, spec_dir, out_dir, earlier, warnings, reused)
             if check is None:  # the target comes first
                 check = OverlapCheck(spec.target.name, splits, spec.model.kind, controls)
@@ -499,6 +504,8 @@ def run_data_stage(
     records: dict[str, dict[str, Any]] = {}
     found_at: dict[str, Path | None] = {}  # where each source's saved rows are: None, saved by this run
     for done, source in enumerate(everything, start=1):
+        if reading is not None:
+            reading(source.name)
         prepared[source.name], records[source.name], found = _prepare_or_reuse(
             spec, source, spec_dir, out_dir, earlier, warnings, reused)
         found_at[source.name] = found

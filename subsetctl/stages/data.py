@@ -85,8 +85,15 @@ class DataStage(Stage):
 
         sources = [ctx.spec.target, *ctx.spec.sources]
         with ctx.reporter.progress("data", total=len(sources)) as task:
+            done = [0]  # sources done so far, for the bar's count while the next one is read
+
+            def finished(count: int, total: int) -> None:
+                done[0] = count
+                task.update(count)
+
             summary = run_data_stage(
-                ctx.spec, ctx.spec_dir, ctx.out_dir, progress=lambda done, total: task.update(done),
+                ctx.spec, ctx.spec_dir, ctx.out_dir, progress=finished,
+                reading=lambda name: task.update(done[0], reading=name),  # the bar (and a log) names it
                 # sources prepared from the same inputs by the run whose results this one replaces, or the one before
                 reuse_from=self._intact_earlier_results(ctx.project),
                 reuse=not ctx.options.get("forced"),
