@@ -1592,3 +1592,24 @@ def test_report_blames_damaged_results_not_the_spec(tiny_project_ran) -> None:
     (project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     changed = json.loads(invoke("report", str(project), "--format", "json").stdout)
     assert changed["stale"] == ["finetune", "report"] and changed["damaged"] == ["evaluate"], changed
+
+
+def test_plan_counts_the_rows_the_gradients_stage_would_compute(jsonl_project: Path) -> None:
+    """The gradients stage costs a fixed time per row, yet ``plan`` said only "one gradient
+    per example of the target and the 1 sources": a 300 MB source taken whole (549,158
+    rows, hours of gradients) looked like any other. Once the data stage is up to date the
+    rows are counted (the target's train and validation rows, the sources' train rows)."""
+    def gradients_work(*overrides: str) -> str:
+        result = CliRunner().invoke(main, ["plan", str(jsonl_project), *overrides, "--format", "json"])
+        assert result.exit_code == 0, result.output
+        return {s["stage"]: s for s in json.loads(result.stdout)}["gradients"]["work"]
+
+    assert "rows" not in gradients_work()  # no data prepared yet: nothing to count
+    CliRunner().invoke(main, ["run", str(jsonl_project), "--until", "data"])
+    counts = json.loads((jsonl_project / ".subsetctl" / "data" / "data.json").read_text())["counts"]
+    rows = {"target": counts["target"]["train"] + counts["target"]["validation"],
+            "a": counts["a"]["train"], "b": counts["b"]["train"]}
+    largest = max(rows, key=lambda name: rows[name])
+    assert gradients_work().endswith(f": {sum(rows.values()):,} rows (the most from {largest!r}: {rows[largest]:,}; "
+                                     "`max_examples` on a source caps its rows)")
+    assert "rows" not in gradients_work("sources[0].max_examples=1")  # the data stage runs again first

@@ -9,6 +9,7 @@ machine) into ``shards/``; a later plain ``run`` takes every row the shards comp
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,25 @@ class GradientsStage(common.ModelStage):
     def work(self, spec: Spec, forced: bool = False) -> str:
         return (f"one gradient per example of the target and the {len(spec.sources)} sources, in batches of "
                 f"{spec.gradients.batch_size}, projected to d = {spec.gradients.d}")
+
+    def planned_work(self, spec: Spec, forced: bool, project: Project, rerun: set[str]) -> str | None:
+        """:meth:`work`, with the number of rows the data stage prepared when it is up to
+        date: the stage costs a fixed time per row, and a large source taken whole (no
+        ``max_examples``) makes it run for hours, which the count shows before it starts."""
+        work = self.work(spec, forced)
+        if "data" in rerun:  # its rows are yet to be prepared
+            return work
+        try:
+            # data.json: the data stage's SUMMARY_FILE (its module imports datasets, which plan must not)
+            counts = json.loads((project.stage_dir("data") / "data.json").read_text(encoding="utf-8"))["counts"]
+            rows = {name: sum(int(counts[name][split]) for split in
+                              (TARGET_SPLITS if name == spec.target.name else SOURCE_SPLITS))
+                    for name in [spec.target.name, *(source.name for source in spec.sources)]}
+        except (OSError, ValueError, KeyError, TypeError):  # no data stage yet, or one of other sources
+            return work
+        largest = max(rows, key=lambda name: rows[name])
+        return (f"{work}: {sum(rows.values()):,} rows (the most from {largest!r}: {rows[largest]:,}; "
+                "`max_examples` on a source caps its rows)")
 
     def extra_inputs(self, spec: Spec, project: Project) -> dict[str, Any]:
         """The model folder's files, and the file of a plugin projector."""
