@@ -1486,3 +1486,18 @@ def test_a_data_file_datasets_cannot_read_is_named(tmp_path: Path, make_ctx, cap
         load_huggingface(options, make_ctx("hf"))
     assert f"split 'train' (reading {tmp_path / 'pq' / 'b.parquet'}): " in str(caught.value), caught.value
     assert "Failed to read file" not in capfd.readouterr().err
+
+
+def test_a_source_whose_answers_are_mostly_empty_is_told_to_check_its_column(tmp_path: Path, make_ctx) -> None:
+    """A source of 50,000 rows whose answers were 90% blank said only that 45,030 rows were
+    left out, as for a few blank answers; most of a file blank is more likely the wrong
+    column (or answers kept elsewhere) than data to train on."""
+    write_jsonl(tmp_path / "most.jsonl", [*qa_rows(1), *({"prompt": "x", "response": " "} for _ in range(3))])
+    ctx = make_ctx()
+    assert len(load_jsonl(JsonlLoader(type="jsonl", path="most.jsonl"), ctx)) == 1
+    assert ctx.notices[0].endswith("they are left out (every row needs a gold response). That is most of its rows: "
+                                   "check that the loader reads the right column.")
+    write_jsonl(tmp_path / "few.jsonl", [*qa_rows(3), {"prompt": "x", "response": ""}])
+    ctx = make_ctx()
+    load_jsonl(JsonlLoader(type="jsonl", path="few.jsonl"), ctx)
+    assert "most of its rows" not in ctx.notices[0]

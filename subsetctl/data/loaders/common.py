@@ -843,16 +843,20 @@ def _note_blank_answers(blank: list[int], blank_count: int, total: int, ctx: Loa
     """Rows whose answer is empty or only whitespace have nothing to train or score on:
     they are left out with a notice naming their lines (a few blank gold answers are
     common in public datasets, and rows a `max_examples` cut drops anyway must not stop
-    the run); an error when every row is blank."""
+    the run); an error when every row is blank, and a hint to check the column read when
+    most are (a source of 50,000 rows kept 4,970 and said only that 45,030 were left out)."""
     shown = ", ".join(locate(i) for i in blank[:5]) + (f" (+{blank_count - 5} more)" if blank_count > 5 else "")
     if blank_count == total:
         raise UserError(
             f"Source {ctx.source_name!r}: {where}: {named} is empty in every row ({shown}). Every row "
             f"needs {what}; check that the loader reads the right column.{advice}"
         )
+    # most rows blank: more likely a column of something else (or of answers given elsewhere) than blank answers
+    most = (f" That is most of its rows: check that the loader reads the right column.{advice}"
+            if blank_count * 2 > total else "")
     ctx.notices.append(
         f"Source {ctx.source_name!r}: {where}: {blank_count} of {total} rows have an empty {named} ({shown}); "
-        f"they are left out (every row needs {what})."
+        f"they are left out (every row needs {what}).{most}"
     )
 
 
