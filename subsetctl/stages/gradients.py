@@ -108,7 +108,8 @@ class GradientsStage(common.ModelStage):
     spec_keys = ("project.seed", "model", "gradients")
 
     def work(self, spec: Spec, forced: bool = False) -> str:
-        return (f"one gradient per example of the target and the {len(spec.sources)} sources, in batches of "
+        n = len(spec.sources)
+        return (f"one gradient per example of the target and the {n} source{'' if n == 1 else 's'}, in batches of "
                 f"{spec.gradients.batch_size}, projected to d = {spec.gradients.d}")
 
     def planned_work(self, spec: Spec, forced: bool, project: Project, rerun: set[str]) -> str | None:
