@@ -944,3 +944,14 @@ def test_an_override_a_stage_recorded_at_its_default_did_not_make_its_results() 
     assert _overrides_read_by(manifest) == ["verify.enabled=true", "verify.lr_surrogate=2e-3"]
     manifest["inputs"]["slice"]["verify.steps"] = 3  # an estimator that replays the fine-tunes reads it
     assert _overrides_read_by(manifest) == ["verify.steps=3", "verify.enabled=true", "verify.lr_surrogate=2e-3"]
+
+
+def test_the_terminal_report_names_its_project_as_report_md_does() -> None:
+    """Pasted terminal output of `report` or `run` could not be matched to its run: only
+    report.md's heading named the project."""
+    buffer = io.StringIO()
+    render_full_report(_report(False), Console(file=buffer, width=200), root=Path("/work/exp-7"))
+    assert buffer.getvalue().splitlines()[0] == "subsetctl report: p (/work/exp-7)"
+    buffer = io.StringIO()
+    render_full_report(_report(False), Console(file=buffer, width=200), root=Path("/work/p"))
+    assert buffer.getvalue().splitlines()[0] == "subsetctl report: p"  # the folder is the name: said once

@@ -83,6 +83,9 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
     from rich.table import Table
 
     stale = stale or []
+    if isinstance(report.get("project"), str):  # pasted output says which project's report it is, as report.md's heading
+        console.print(f"[bold]subsetctl report: {escape(report['project'])}[/bold]"
+                      + (f" [dim]({escape(str(root))})[/dim]" if root is not None and root.name != report["project"] else ""))
     overrides = overrides_line(report)
     if overrides:
         console.print(f"[yellow]results {escape(overrides)}[/yellow]")
