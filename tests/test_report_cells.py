@@ -955,3 +955,17 @@ def test_the_terminal_report_names_its_project_as_report_md_does() -> None:
     buffer = io.StringIO()
     render_full_report(_report(False), Console(file=buffer, width=200), root=Path("/work/p"))
     assert buffer.getvalue().splitlines()[0] == "subsetctl report: p"  # the folder is the name: said once
+
+
+def test_a_base_model_path_with_backticks_stays_one_code_span_in_report_md() -> None:
+    """report.md wrote the base model's path between single backticks: a path holding one
+    (a folder named `exp`1) broke the span and the rest of the line rendered as code."""
+    from markdown_it import MarkdownIt
+
+    from subsetctl.report.markdown import md_code
+
+    assert md_code("models/llama") == "`models/llama`"
+    assert md_code("/m/exp`1") == "``/m/exp`1``" and md_code("`x`") == "`` `x` ``"
+    report = {**_report(False), "adapters": {"forward": ["runs/f/adapter"]}, "adapter_base_model": "/m/exp`1/llama"}
+    html = MarkdownIt().render(render_markdown(report, {}))
+    assert "<code>/m/exp`1/llama</code>" in html, html

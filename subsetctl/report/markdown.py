@@ -53,6 +53,16 @@ def md_text(text: str) -> str:
     return re.sub(r"<(?=[A-Za-z/!?])", "&lt;", str(text))
 
 
+def md_code(text: str) -> str:
+    """``text`` (a path, a model id) as a Markdown code span that shows it as it is, also
+    when it holds backticks: fenced by one more backtick than its longest run of them, with
+    a space inside the fences when it starts or ends with one (CommonMark's rule)."""
+    text = str(text)
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def md_title(name: str) -> str:
     """The project's name (any one printable line) as the heading's Markdown text: besides
     :func:`md_text`'s ``<``, each character that Markdown reads as markup (`` ` ``, ``*``,
@@ -171,29 +181,29 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
                    "relative to the project folder; one per seed.")
         base = report.get("adapter_base_model")
         if base and PurePath(base).is_absolute():  # a local folder named so, or adapters saved by an earlier version
-            how += (f" The base model is `{base}` (each adapter_config.json's "
+            how += (f" The base model is {md_code(base)} (each adapter_config.json's "
                     "`base_model_name_or_path`: where it was when the adapters were trained; after copying "
                     "the project to another machine or moving the model, load the base model from where it "
                     "is now).")
         elif base and report.get("adapter_base_model_revision"):  # a hub id
             revision = report["adapter_base_model_revision"]
-            how += (f" The base model is the hub model `{base}` (each adapter_config.json's "
-                    f"`base_model_name_or_path`), at revision `{revision}`, as the local Hugging Face cache held "
-                    f"it when the finetune stage ran: `from_pretrained({base!r}, revision={revision!r})` loads "
+            how += (f" The base model is the hub model {md_code(base)} (each adapter_config.json's "
+                    f"`base_model_name_or_path`), at revision {md_code(revision)}, as the local Hugging Face cache held "
+                    f"it when the finetune stage ran: {md_code(f'from_pretrained({base!r}, revision={revision!r})')} loads "
                     "those weights, while `from_pretrained` without a revision takes the latest, which may be "
                     "newer (a newer revision does not make the stages re-run).")
         elif base:
-            how += (f" The base model is `{base}` (each adapter_config.json's `base_model_name_or_path`: "
+            how += (f" The base model is {md_code(base)} (each adapter_config.json's `base_model_name_or_path`: "
                     "model.source as the spec named it when they were trained, a local folder relative to the "
                     "project folder; a model folder moved since, with the same files, re-ran nothing and is "
                     "named as it was")
             if report.get("adapter_base_model_path"):
-                how += (f"; the run read it from `{report['adapter_base_model_path']}`, the folder to give "
+                how += (f"; the run read it from {md_code(report['adapter_base_model_path'])}, the folder to give "
                         "`from_pretrained` on that machine")
             how += ")."
         lines += ["## Fine-tuned adapters", "", how, "", "| selection | adapter folder(s) |", "|---|---|"]
         for label, folders in report["adapters"].items():
-            lines.append(f"| {md_name(label)} | {'<br>'.join(f'`{f}`' for f in folders)} |")
+            lines.append(f"| {md_name(label)} | {'<br>'.join(md_code(f) for f in folders)} |")
         lines.append("")
     if report.get("left_out"):
         lines += [f"> {left_out_note(report['left_out'], report.get('left_out_switched_off', []))}", ""]
