@@ -656,6 +656,21 @@ def test_help_and_version_into_a_closed_pipe_exit_0() -> None:
         assert (printed.returncode, printed.stderr) == (0, ""), args
 
 
+def test_python_dash_m_subsetctl_runs_the_cli() -> None:
+    """`python -m subsetctl` said "No module named subsetctl.__main__": the way to run the
+    installed CLI when pip's scripts folder is not on PATH, or with a chosen interpreter."""
+    from subsetctl import __version__
+
+    def dash_m(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "subsetctl", *args], check=False, capture_output=True,
+                              text=True, timeout=120)
+
+    version, helped = dash_m("--version"), dash_m("--help")
+    assert (version.returncode, version.stdout.strip()) == (0, f"subsetctl, version {__version__}"), version.stderr
+    assert helped.returncode == 0 and helped.stdout.startswith("Usage: python -m subsetctl "), helped.stderr
+    assert "validate" in helped.stdout
+
+
 def test_a_command_started_with_stdout_or_stderr_closed_runs_as_usual(tiny_project: Path) -> None:
     """`subsetctl report DIR >&-` was "internal error: AttributeError: 'NoneType' object has
     no attribute 'write'" and exit 120: Python gives a closed stream as None, which rich and
