@@ -1,0 +1,89 @@
+"""What the sdist and the wheel built from this checkout hold: users install a wheel, not an
+editable checkout, so a file the code reads at run time but the wheel leaves out fails only
+for them, and an sdist without the tests' helpers cannot run its own tests."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow  # two setuptools builds: about 10 s
+
+ROOT = Path(__file__).resolve().parents[1]
+# a checkout's own scratch (and what building writes), left out of the copy that is built
+_NOT_COPIED = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", ".subsetctl", "_work",
+                                     ".hypothesis", ".pytest_cache", ".ruff_cache", "report*", "plots")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, set[str], set[str]]:
+    """A copy of the checkout, with the litter a working checkout has (compiled files, an
+    example's run, benchmark scratch), and the names in the sdist (its top folder left off)
+    and in the wheel built from it by setuptools, as ``python -m build`` does."""
+    copy = tmp_path_factory.mktemp("checkout") / "subsetctl"
+    shutil.copytree(ROOT, copy, ignore=_NOT_COPIED)
+    for litter in ("tests/__pycache__/conftest.cpython-311.pyc", "subsetctl/__pycache__/cli.cpython-311.pyc",
+                   "examples/quickstart/.subsetctl/state.json", "benchmarks/_work/result.json"):
+        (copy / litter).parent.mkdir(parents=True, exist_ok=True)
+        (copy / litter).write_text("{}")
+    out = copy.parent / "dist"
+    sdist_name = _build("sdist", copy, out)
+    with tarfile.open(out / sdist_name) as sdist:
+        in_sdist = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
+        sdist.extractall(out / "unpacked", filter="data")
+    # the wheel from the unpacked sdist, as `python -m build` makes it
+    wheel_name = _build("wheel", next((out / "unpacked").iterdir()), out)
+    with zipfile.ZipFile(out / wheel_name) as wheel:
+        in_wheel = set(wheel.namelist())
+    return copy, in_sdist, in_wheel
+
+
+def _build(kind: str, source: Path, out: Path) -> str:
+    """Build ``kind`` (sdist or wheel) of ``source`` into ``out`` with setuptools' PEP 517
+    backend, in a process of its own (a second build in the same process left no wheel)."""
+    code = f"import sys; from setuptools import build_meta; print('built:', build_meta.build_{kind}(sys.argv[1]))"
+    done = subprocess.run([sys.executable, "-c", code, str(out)], cwd=source, capture_output=True, text=True,
+                          check=False, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.rsplit("built:", 1)[1].strip()
+
+
+def _files(folder: Path, root: Path) -> set[str]:
+    """The files under ``folder``, relative to ``root``, compiled files left out."""
+    return {p.relative_to(root).as_posix() for p in folder.rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
+
+
+def test_the_sdist_holds_the_tests_their_helpers_and_the_specs_readme_names(built) -> None:
+    """The sdist had 25 of the test files (setuptools' default: tests/test*.py) and none of
+    conftest.py, tinymodels.py or the test subfolders they need, nor CHANGELOG.md, the
+    quickstart example or the reference specs in specs/."""
+    copy, in_sdist, _ = built
+    wanted = _files(copy / "tests", copy) | _files(copy / "subsetctl", copy) | _files(copy / "specs", copy)
+    wanted |= {"README.md", "CHANGELOG.md", "pyproject.toml", "MANIFEST.in", "examples/quickstart/subsetctl.yaml"}
+    assert sorted(wanted - in_sdist) == []
+
+
+def test_the_sdist_leaves_out_ci_scratch_and_compiled_files(built) -> None:
+    _, in_sdist, _ = built
+    shipped_litter = [name for name in in_sdist
+                      if name.startswith((".ci/", "benchmarks/_work/", "examples/quickstart/.subsetctl/"))
+                      or "__pycache__" in name or name.endswith(".pyc")]
+    assert shipped_litter == []
+
+
+def test_the_wheel_holds_every_file_of_the_package_and_the_console_script(built) -> None:
+    """Templates `init` copies and each module: a file under subsetctl/ the wheel leaves out
+    is read at run time from a checkout only."""
+    copy, _, in_wheel = built
+    assert sorted(_files(copy / "subsetctl", copy) - in_wheel) == []
+    assert [name for name in in_wheel if not name.startswith(("subsetctl/", "subsetctl-"))] == []
+    entry_points = next(name for name in in_wheel if name.endswith(".dist-info/entry_points.txt"))
+    with zipfile.ZipFile(next((copy.parent / "dist").glob("*.whl"))) as wheel:
+        assert "subsetctl = subsetctl.cli:main" in wheel.read(entry_points).decode()
