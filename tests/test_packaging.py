@@ -10,6 +10,7 @@ import sys
 import tarfile
 import zipfile
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -21,8 +22,19 @@ _NOT_COPIED = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-in
                                      ".hypothesis", ".pytest_cache", ".ruff_cache", "report*", "plots")
 
 
+class Built(NamedTuple):
+    """What :func:`built` made: the copy built, the names in each archive, the wheel's
+    METADATA and what the builds wrote to stderr (setuptools' warnings)."""
+
+    copy: Path
+    in_sdist: set[str]
+    in_wheel: set[str]
+    metadata: str
+    warnings: str
+
+
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, set[str], set[str]]:
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     """A copy of the checkout, with the litter a working checkout has (compiled files, an
     example's run, benchmark scratch), and the names in the sdist (its top folder left off)
     and in the wheel built from it by setuptools, as ``python -m build`` does."""
@@ -33,25 +45,27 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, set[str], set
         (copy / litter).parent.mkdir(parents=True, exist_ok=True)
         (copy / litter).write_text("{}")
     out = copy.parent / "dist"
-    sdist_name = _build("sdist", copy, out)
+    sdist_name, sdist_warnings = _build("sdist", copy, out)
     with tarfile.open(out / sdist_name) as sdist:
         in_sdist = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
         sdist.extractall(out / "unpacked", filter="data")
     # the wheel from the unpacked sdist, as `python -m build` makes it
-    wheel_name = _build("wheel", next((out / "unpacked").iterdir()), out)
+    wheel_name, wheel_warnings = _build("wheel", next((out / "unpacked").iterdir()), out)
     with zipfile.ZipFile(out / wheel_name) as wheel:
         in_wheel = set(wheel.namelist())
-    return copy, in_sdist, in_wheel
+        metadata = wheel.read(next(name for name in in_wheel if name.endswith(".dist-info/METADATA"))).decode()
+    return Built(copy, in_sdist, in_wheel, metadata, sdist_warnings + wheel_warnings)
 
 
-def _build(kind: str, source: Path, out: Path) -> str:
+def _build(kind: str, source: Path, out: Path) -> tuple[str, str]:
     """Build ``kind`` (sdist or wheel) of ``source`` into ``out`` with setuptools' PEP 517
-    backend, in a process of its own (a second build in the same process left no wheel)."""
+    backend, in a process of its own (a second build in the same process left no wheel).
+    Returns the archive's name and what the build wrote to stderr."""
     code = f"import sys; from setuptools import build_meta; print('built:', build_meta.build_{kind}(sys.argv[1]))"
     done = subprocess.run([sys.executable, "-c", code, str(out)], cwd=source, capture_output=True, text=True,
                           check=False, timeout=300)
     assert done.returncode == 0, done.stderr
-    return done.stdout.rsplit("built:", 1)[1].strip()
+    return done.stdout.rsplit("built:", 1)[1].strip(), done.stderr
 
 
 def _files(folder: Path, root: Path) -> set[str]:
@@ -64,15 +78,14 @@ def test_the_sdist_holds_the_tests_their_helpers_and_the_specs_readme_names(buil
     """The sdist had 25 of the test files (setuptools' default: tests/test*.py) and none of
     conftest.py, tinymodels.py or the test subfolders they need, nor CHANGELOG.md, the
     quickstart example or the reference specs in specs/."""
-    copy, in_sdist, _ = built
+    copy, in_sdist = built.copy, built.in_sdist
     wanted = _files(copy / "tests", copy) | _files(copy / "subsetctl", copy) | _files(copy / "specs", copy)
     wanted |= {"README.md", "CHANGELOG.md", "pyproject.toml", "MANIFEST.in", "examples/quickstart/subsetctl.yaml"}
     assert sorted(wanted - in_sdist) == []
 
 
 def test_the_sdist_leaves_out_ci_scratch_and_compiled_files(built) -> None:
-    _, in_sdist, _ = built
-    shipped_litter = [name for name in in_sdist
+    shipped_litter = [name for name in built.in_sdist
                       if name.startswith((".ci/", "benchmarks/_work/", "examples/quickstart/.subsetctl/"))
                       or "__pycache__" in name or name.endswith(".pyc")]
     assert shipped_litter == []
@@ -81,9 +94,18 @@ def test_the_sdist_leaves_out_ci_scratch_and_compiled_files(built) -> None:
 def test_the_wheel_holds_every_file_of_the_package_and_the_console_script(built) -> None:
     """Templates `init` copies and each module: a file under subsetctl/ the wheel leaves out
     is read at run time from a checkout only."""
-    copy, _, in_wheel = built
+    copy, in_wheel = built.copy, built.in_wheel
     assert sorted(_files(copy / "subsetctl", copy) - in_wheel) == []
     assert [name for name in in_wheel if not name.startswith(("subsetctl/", "subsetctl-"))] == []
     entry_points = next(name for name in in_wheel if name.endswith(".dist-info/entry_points.txt"))
     with zipfile.ZipFile(next((copy.parent / "dist").glob("*.whl"))) as wheel:
         assert "subsetctl = subsetctl.cli:main" in wheel.read(entry_points).decode()
+
+
+def test_the_license_is_an_spdx_expression_shipped_with_its_text(built) -> None:
+    """pyproject's `license = { text = ... }` table made setuptools warn that it is deprecated
+    (an error from 2027 on), and no LICENSE text was shipped, though Apache-2.0 asks for it."""
+    assert "License-Expression: Apache-2.0" in built.metadata.splitlines()
+    assert "LICENSE" in built.in_sdist
+    assert any(name.endswith(".dist-info/licenses/LICENSE") for name in built.in_wheel)
+    assert "deprecated" not in built.warnings.lower(), built.warnings
