@@ -14,9 +14,12 @@ from typing import NamedTuple
 
 import pytest
 
+from subsetctl import __version__
+
 pytestmark = pytest.mark.slow  # two setuptools builds: about 10 s
 
 ROOT = Path(__file__).resolve().parents[1]
+BUMPED = f"{__version__}.dev7"  # the copy's version, to tell it from this checkout's
 # a checkout's own scratch (and what building writes), left out of the copy that is built
 _NOT_COPIED = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", ".subsetctl", "_work",
                                      ".hypothesis", ".pytest_cache", ".ruff_cache", "report*", "plots")
@@ -35,7 +38,7 @@ class Built(NamedTuple):
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    """A copy of the checkout, with the litter a working checkout has (compiled files, an
+    """A copy of the checkout, its ``__version__`` bumped to ``BUMPED``, with the litter a working checkout has (compiled files, an
     example's run, benchmark scratch), and the names in the sdist (its top folder left off)
     and in the wheel built from it by setuptools, as ``python -m build`` does."""
     copy = tmp_path_factory.mktemp("checkout") / "subsetctl"
@@ -44,6 +47,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
                    "examples/quickstart/.subsetctl/state.json", "benchmarks/_work/result.json"):
         (copy / litter).parent.mkdir(parents=True, exist_ok=True)
         (copy / litter).write_text("{}")
+    init = copy / "subsetctl" / "__init__.py"  # a release bumps __version__, and only it
+    init.write_text(init.read_text(encoding="utf-8").replace(f'"{__version__}"', f'"{BUMPED}"'), encoding="utf-8")
     out = copy.parent / "dist"
     sdist_name, sdist_warnings = _build("sdist", copy, out)
     with tarfile.open(out / sdist_name) as sdist:
@@ -109,3 +114,10 @@ def test_the_license_is_an_spdx_expression_shipped_with_its_text(built) -> None:
     assert "LICENSE" in built.in_sdist
     assert any(name.endswith(".dist-info/licenses/LICENSE") for name in built.in_wheel)
     assert "deprecated" not in built.warnings.lower(), built.warnings
+
+
+def test_the_built_version_is_the_one_subsetctl_version_prints(built) -> None:
+    """pyproject.toml and subsetctl/__init__.py each wrote the version: a release that bumped
+    one built a wheel whose `subsetctl --version` disagreed with its name and metadata."""
+    assert f"Version: {BUMPED}" in built.metadata.splitlines()
+    assert f"subsetctl-{BUMPED}.dist-info/METADATA" in built.in_wheel
