@@ -121,3 +121,10 @@ def test_the_built_version_is_the_one_subsetctl_version_prints(built) -> None:
     one built a wheel whose `subsetctl --version` disagreed with its name and metadata."""
     assert f"Version: {BUMPED}" in built.metadata.splitlines()
     assert f"subsetctl-{BUMPED}.dist-info/METADATA" in built.in_wheel
+
+
+def test_the_wheel_marks_the_package_as_typed(built) -> None:
+    """README documents subsetctl.api for scripts and notebooks, and its functions have type
+    hints, but without a py.typed marker (PEP 561) mypy and pyright ignored them and
+    reported "missing library stubs" for an installed subsetctl."""
+    assert "subsetctl/py.typed" in built.in_wheel
