@@ -510,3 +510,19 @@ def test_messages_to_a_python_caller_name_the_apis_arguments_not_the_clis_option
         "expected a whole number, got the text 'many' (given in overrides: gradients.d=many)"]
     (bad,) = validate_spec_file(jsonl_project / "subsetctl.yaml", ["gradients..d=1"]).issues
     assert bad.render().startswith("overrides argument: overrides: Override key 'gradients..d'")
+
+
+def test_readme_quickstart_without_a_checkout_runs_the_example_spec(tmp_path: Path) -> None:
+    """README's install from a wheel runs `subsetctl init myproject && subsetctl run myproject`
+    as the quickstart: that holds while init's quickstart spec is examples/quickstart's (all
+    but the first line, which points editors at the schema next to each), and its wheel's
+    name is this version's."""
+    from subsetctl import __version__
+    from subsetctl.api import init_project
+
+    root = Path(__file__).resolve().parents[1]
+    written = init_project(tmp_path / "myproject").read_text(encoding="utf-8")
+    example = (root / "examples" / "quickstart" / "subsetctl.yaml").read_text(encoding="utf-8")
+    assert written.splitlines()[1:] == example.splitlines()[1:]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    assert f"pip install subsetctl-{__version__}-py3-none-any.whl" in readme
