@@ -459,6 +459,7 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
     _warn_model_settings(spec, spec_path, warn)
     _warn_hub_data(spec, spec_path, warn)
     _warn_dask_missing(spec, warn)
+    _warn_packaged_model_missing(spec, warn)
     _warn_device_missing(spec, warn)
     _warn_dtype_on_cpu(spec, warn)
     _warn_reasoning_gym_metric(spec, warn)
@@ -544,6 +545,19 @@ def _warn_dask_missing(spec: Spec, warn: _AddIssue) -> None:
     if not dask.ok:  # executor.backend: dask without dask installed here
         warn(("executor", "backend"), f"{dask_missing()} here, so the search stage would stop with an "
                                       f"error after the stages before it have run: {dask.advice}")
+
+
+def _warn_packaged_model_missing(spec: Spec, warn: _AddIssue) -> None:
+    """model.source a packaged model whose PyPI package is not installed here (the
+    quickstart's SmolLM2 after installing subsetctl alone): `run` would stop at meta_init,
+    after the data stage, and `validate` said the spec was valid. A warning, not an error,
+    as for Dask: the spec may be meant for another machine."""
+    from subsetctl.modeling.packaged import package_missing
+
+    missing = package_missing(spec.model.source)
+    if missing is not None:
+        warn(("model", "source"), f"{missing} Without it, `run` here would stop at meta_init, after the data "
+                                  "stage.")
 
 
 def _warn_device_missing(spec: Spec, warn: _AddIssue) -> None:

