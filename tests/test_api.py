@@ -348,10 +348,13 @@ def test_report_json_says_which_spec_versions_and_run_made_each_stages_results(t
     results were written, nor the report's format, were in it; a user comparing two runs
     had only the figures. Each stage now names them, as its manifest records them."""
     from subsetctl.report.build import REPORT_FORMAT
+    from subsetctl.stages import stage_names
 
     project = tiny_project_ran()
     report = json.loads((project / "report.json").read_text())
     assert report["report_format"] == REPORT_FORMAT
+    assert report["stage_order"] == [s for s in stage_names() if s in report["stages"]]  # the keys are sorted
+    assert report["stage_order"][:2] == ["data", "meta_init"]
     for stage, entry in report["stages"].items():
         manifest = json.loads((project / ".subsetctl" / stage / "manifest.json").read_text())
         assert (entry["written_at"], entry["resolved_spec"]) == (manifest["written_at"], manifest["resolved_spec"])

@@ -25,7 +25,7 @@ FORMAT_ADDITIONS = {2: "final_vs_baselines", 3: "final_vs_baselines' stds",
                     4: "report.md's per-source scores ranked", 5: "test_metrics' score_per_seed and loss_per_seed",
                     6: "the plugins the results were made with",
                     7: "each stage's written_at (report.md's time table too), resolved_spec, versions, "
-                       "fingerprint and output_digest, and report_format"}
+                       "fingerprint and output_digest, stage_order, and report_format"}
 
 
 def added_since(recorded_format: Any) -> str:
@@ -481,6 +481,7 @@ def build_report(
                 seen.update(said)
                 if said:
                     warnings[stage] = said
+    report["stage_order"] = list(report["stages"])  # the file's keys are sorted: the pipeline's order, for scripts
     if warnings:  # (stages recorded before subsetctl kept them have none)
         report["stage_warnings"] = warnings
     overrides = results_overrides(project, skip, spec)
