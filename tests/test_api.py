@@ -543,7 +543,7 @@ def test_validate_warns_that_the_spec_s_packaged_model_is_not_installed(jsonl_pr
     spec = jsonl_project / "subsetctl.yaml"
     installed = validate_spec_file(spec, ["model.source=smollm2-135m-instruct"])
     assert not [w for w in installed.warnings if w.key == "model.source"]
-    monkeypatch.setitem(packaged._BUILT_IN_PACKAGES, packaged.SMOLLM2_NAME,
+    monkeypatch.setitem(packaged.BUILT_IN_PACKAGES, packaged.SMOLLM2_NAME,
                         ("no_such_module_for_a_test", packaged.SMOLLM2_PYPI))
     missing = validate_spec_file(spec, ["model.source=smollm2-135m-instruct"])
     assert missing.ok

