@@ -638,6 +638,25 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+def thread_counts() -> dict[str, int | str]:
+    """The thread counts this process computes with, saved with each stage's results next to
+    the library versions: torch's results differ in the last bits between thread counts (its
+    float reductions split the work by thread), so the same spec run with another
+    ``OMP_NUM_THREADS`` or ``torch.set_num_threads`` trains other θ*, gradients and adapters.
+    ``torch``: torch's intra-op threads, only when this process has loaded torch (a stage that
+    did not load it computed nothing with it; loading it here would cost seconds);
+    ``OMP_NUM_THREADS``: the environment variable as set (the BLAS under numpy follows it)."""
+    import sys
+
+    out: dict[str, int | str] = {}
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "get_num_threads"):
+        out["torch"] = int(torch.get_num_threads())
+    if os.environ.get("OMP_NUM_THREADS"):
+        out["OMP_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"]
+    return out
+
+
 def versions_differing(then: Any, now: dict[str, str]) -> dict[str, dict[str, str | None]] | str | None:
     """How the library versions ``then`` that computed a result (a manifest's or a cache
     entry's ``versions``) differ from ``now``: ``{name: {"then": ..., "now": ...}}`` (None for
@@ -1629,6 +1648,7 @@ class Pipeline:
             **({"resumed": True} if resumed else {}),
             "overrides": self.overrides,
             "versions": library_versions(),
+            "threads": thread_counts(),  # (not an input either: results differ in the last bits by it)
             "resolved_spec": resolved_spec,  # .subsetctl/specs/<this>.json
         }
         self.project.write_manifest(stage.name, manifest, artifacts)

@@ -187,3 +187,30 @@ def test_a_rerun_after_ctrl_c_in_finetune_says_which_fine_tunes_it_kept_and_whic
     assert runs >= 2 and summary["trained_now"] == runs - 1, summary
     assert (f"finetune: of {runs} fine-tunes, 1 kept as the run that stopped partway finished it; {runs - 1} "
             "trained now.") in reporter.messages, reporter.messages
+
+
+def test_each_stage_records_the_thread_counts_its_results_were_computed_with(tiny_project_ran) -> None:
+    """torch's results differ in the last bits between thread counts, so each manifest and
+    report.json's stage entries say which the results were computed with."""
+    import torch
+
+    root = tiny_project_ran()
+    report = _read(root / "report.json")
+    for stage in ("meta_init", "gradients", "finetune", "evaluate"):
+        threads = _read(root / ".subsetctl" / stage / "manifest.json")["threads"]
+        assert threads == {"torch": torch.get_num_threads(), "OMP_NUM_THREADS": "1"}  # as the tests pin them
+        assert report["stages"][stage]["threads"] == threads
+
+
+def test_the_thread_counts_recorded_follow_torch_and_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    torch.set_num_threads(2)
+    try:
+        assert pipeline.thread_counts() == {"torch": 2, "OMP_NUM_THREADS": "2"}
+    finally:
+        torch.set_num_threads(before)
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert pipeline.thread_counts() == {"torch": before}

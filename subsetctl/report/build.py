@@ -126,9 +126,10 @@ def with_per_seed(table: dict[str, Any], finetuned: dict[str, Any] | None, per_r
 #: what a stage's manifest records of the run that made its results, copied into report.json's
 #: entry of that stage: when they were written, the digest of the resolved spec they were made
 #: with (``.subsetctl/specs/<digest>.json``), the library versions (subsetctl's among them), the
+#: thread counts it computed with (none recorded by an earlier subsetctl), the
 #: fingerprint of all its inputs (settings, input files' contents, upstream results: the same spec
 #: on edited data files differs here only) and the digest of its results
-PROVENANCE_KEYS = ("written_at", "resolved_spec", "versions", "fingerprint", "output_digest")
+PROVENANCE_KEYS = ("written_at", "resolved_spec", "versions", "threads", "fingerprint", "output_digest")
 
 
 def made_by(manifest: dict[str, Any]) -> dict[str, Any]:
