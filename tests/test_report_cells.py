@@ -969,3 +969,23 @@ def test_a_base_model_path_with_backticks_stays_one_code_span_in_report_md() -> 
     report = {**_report(False), "adapters": {"forward": ["runs/f/adapter"]}, "adapter_base_model": "/m/exp`1/llama"}
     html = MarkdownIt().render(render_markdown(report, {}))
     assert "<code>/m/exp`1/llama</code>" in html, html
+
+
+def test_stages_computed_with_different_torch_thread_counts_are_named_in_the_report() -> None:
+    """torch's results differ in the last bits between thread counts: a project run in steps
+    from shells with another OMP_NUM_THREADS holds results no one run gives, and says so."""
+    report = _report(False)
+    report["stages"] = {"finetune": {"seconds": 1.0, "threads": {"torch": 1}},  # (report.json sorts the stages)
+                        "data": {"seconds": 1.0, "threads": {}},  # (torch not loaded: no count)
+                        "gradients": {"seconds": 1.0, "threads": {"torch": 2}},
+                        "meta_init": {"seconds": 1.0, "threads": {"torch": 2, "OMP_NUM_THREADS": "2"}}}
+    note = ("Computed with different torch thread counts, whose results differ in the last bits: finetune with "
+            "1 thread; meta_init, gradients with 2 threads.")
+    assert note in render_markdown(report, {})
+    buffer = io.StringIO()
+    render_full_report(report, Console(file=buffer, width=400))
+    assert note in buffer.getvalue()
+
+    report["stages"]["finetune"]["threads"] = {"torch": 2}  # one count (or none recorded): no note
+    assert "thread counts" not in render_markdown(report, {})
+    assert "thread counts" not in render_markdown(_report(False), {})

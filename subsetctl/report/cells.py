@@ -302,6 +302,32 @@ def versions_line(report: dict[str, Any]) -> str | None:
     return text + ". report.json's other_library_versions lists them."
 
 
+def threads_line(report: dict[str, Any]) -> str | None:
+    """A short note when the shown stages' results were computed with different torch thread
+    counts (report.json's ``stages.<stage>.threads``): torch's results differ in the last bits
+    between thread counts, so such results are not what one run of the spec with either count
+    gives (a project run in steps from shells with other ``OMP_NUM_THREADS``, or on two
+    machines). None when they were all computed with one count, or none was recorded."""
+    from subsetctl.stages import stage_names
+
+    stages = report.get("stages") or {}
+    by_count: dict[int, list[str]] = {}
+    for stage in sorted(stages, key=lambda name: (stage_names() + [name]).index(name)):  # in run order
+        entry = stages[stage]
+        threads = entry.get("threads") if isinstance(entry, dict) else None
+        count = threads.get("torch") if isinstance(threads, dict) else None
+        if isinstance(count, int):
+            by_count.setdefault(count, []).append(stage)
+    if len(by_count) < 2:
+        return None
+    parts = [f"{', '.join(stages)} with {count} thread{'s' if count != 1 else ''}"
+             for count, stages in sorted(by_count.items())]
+    return ("Computed with different torch thread counts, whose results differ in the last bits: "
+            f"{'; '.join(parts)}. To have the results of one run, re-run the stages of the other count with the "
+            "same one (`OMP_NUM_THREADS=N subsetctl run DIR --force STAGE`, STAGE the first of them); each stage's "
+            "`threads` in report.json lists them.")
+
+
 #: The baselines the final pick is compared with on the test split, in the order named.
 _BASELINES = ("target_only", "all")
 

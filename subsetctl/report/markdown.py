@@ -31,6 +31,7 @@ from subsetctl.report.cells import (
     strategy_notes,
     test_loss_digits,
     test_metric_cells,
+    threads_line,
     verify_k_cell,
     verify_notes,
     versions_line,
@@ -105,6 +106,9 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     versions = versions_line(report)
     if versions:  # results reused from the caches, or kept, from before a library upgrade
         lines += [f"> {md_text(versions)}", ""]
+    threads = threads_line(report)
+    if threads:  # stages run with different torch thread counts
+        lines += [f"> {md_text(threads)}", ""]
     if report.get("data_warnings"):
         lines += ["## Data warnings", "", *(f"- {md_text(w)}" for w in report["data_warnings"]), ""]
     stage_warnings = stage_warning_lines(report)

@@ -32,6 +32,7 @@ from subsetctl.report.cells import (
     strategy_notes,
     test_loss_digits,
     test_metric_cells,
+    threads_line,
     verify_k_cell,
     verify_notes,
     versions_line,
@@ -95,6 +96,9 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
     versions = versions_line(report)
     if versions:  # results reused from the caches, or kept, from before a library upgrade
         console.print(f"[yellow]{escape(versions)}[/yellow]")
+    threads = threads_line(report)
+    if threads:  # stages run with different torch thread counts
+        console.print(f"[yellow]{escape(threads)}[/yellow]")
     # a cause the user fixed since must not read as a problem of now
     _print_warnings(console, "data", [f"data: {w}" for w in report.get("data_warnings", [])], DATA_WARNINGS_SHOWN,
                     "data: the warnings below are of the last run's inputs; the spec or its input files changed "
