@@ -1583,8 +1583,8 @@ def test_a_report_an_earlier_subsetctl_wrote_is_said_to_lack_what_it_lacks(tiny_
     project = tiny_project_ran()
     manifest_file = project / ".subsetctl" / "report" / "manifest.json"
     manifest = json.loads(manifest_file.read_text())
-    per_seed = ("each stage's written_at (report.md's time table too), resolved_spec, versions, fingerprint and "
-                "output_digest, and report_format, "
+    per_seed = ("each stage's written_at (report.md's time table too), resolved_spec, versions, threads, fingerprint and "
+                "output_digest, stage_order, and report_format, "
                 "the plugins the results were made with, test_metrics' score_per_seed and loss_per_seed")
     for recorded, named, left_out in ((4, f"({per_seed})", "final_vs_baselines"),
                                       (3, f"({per_seed}, report.md's per-source scores ranked)", "final_vs_baselines"),

@@ -24,7 +24,7 @@ REPORT_FORMAT = 7
 FORMAT_ADDITIONS = {2: "final_vs_baselines", 3: "final_vs_baselines' stds",
                     4: "report.md's per-source scores ranked", 5: "test_metrics' score_per_seed and loss_per_seed",
                     6: "the plugins the results were made with",
-                    7: "each stage's written_at (report.md's time table too), resolved_spec, versions, "
+                    7: "each stage's written_at (report.md's time table too), resolved_spec, versions, threads, "
                        "fingerprint and output_digest, stage_order, and report_format"}
 
 
