@@ -608,15 +608,29 @@ def _warn_reasoning_gym_metric(spec: Spec, warn: _AddIssue) -> None:
                                      "Use 'exact_match' or 'auto'.")
 
 
+def usable_cores() -> tuple[int, int]:
+    """``(cores this process may run on, cores of the machine)``. A batch job (Slurm's
+    ``--cpus-per-task``, ``taskset``) is confined to some of a node's cores: ``os.cpu_count()``
+    counts them all, so 64 workers on a 4-core allocation of a 128-core node went unwarned.
+    Where the affinity cannot be read (macOS, Windows) both are the machine's count."""
+    machine = os.cpu_count() or 1
+    try:
+        return len(os.sched_getaffinity(0)) or machine, machine
+    except (AttributeError, OSError):
+        return machine, machine
+
+
 def _warn_executor_settings(spec: Spec, warn: _AddIssue) -> None:
     """More local workers than twice the cores (the estimates are CPU-bound), and an
     executor.address that a backend other than dask does not use."""
-    cores = os.cpu_count() or 1
+    cores, machine = usable_cores()
     local = spec.executor.backend in ("loky", "threading") or (spec.executor.backend == "dask"
                                                                and not spec.executor.address)
     if local and spec.executor.n_jobs > 2 * cores:
         each = "" if spec.executor.backend == "threading" else " (each a process with its own copy of the features)"
-        warn(("executor", "n_jobs"), f"{spec.executor.n_jobs} workers on a machine with {cores} cores: the estimates "
+        where = (f"a machine with {cores} cores" if cores == machine else
+                 f"{cores} of this machine's {machine} cores (those this process may use: a batch job's allocation)")
+        warn(("executor", "n_jobs"), f"{spec.executor.n_jobs} workers on {where}: the estimates "
                                      f"are CPU-bound, so workers beyond the cores only add start-up time and "
                                      f"memory{each}. Use at most {cores} on this machine (a spec meant for "
                                      "another machine, one with more cores, can ignore this).")

@@ -1511,6 +1511,7 @@ def test_too_many_workers_for_this_machine_says_a_spec_for_another_can_ignore_it
     it, was told "Use at most 2." as if the spec were wrong, where the warnings about
     model.device and model.dtype meant for a GPU machine say such a spec can ignore them."""
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     assert invoke("init", str(tmp_path / "p")).exit_code == 0
     result = invoke("validate", str(tmp_path / "p" / "subsetctl.yaml"), "executor.n_jobs=16")
     assert result.exit_code == 0, result.output
@@ -1518,6 +1519,19 @@ def test_too_many_workers_for_this_machine_says_a_spec_for_another_can_ignore_it
     assert ("executor.n_jobs: 16 workers on a machine with 2 cores" in text
             and "Use at most 2 on this machine (a spec meant for another machine, one with more cores, can ignore "
                 "this)." in text), text
+
+
+def test_too_many_workers_counts_the_cores_a_batch_job_may_use(tmp_path: Path, monkeypatch) -> None:
+    """A Slurm job given 4 of a 128-core node's cores (its CPU affinity) with executor.n_jobs: 64
+    was not warned: the check counted the node's cores (os.cpu_count), not the job's."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 128)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    assert invoke("init", str(tmp_path / "p")).exit_code == 0
+    result = invoke("validate", str(tmp_path / "p" / "subsetctl.yaml"), "executor.n_jobs=64")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert ("executor.n_jobs: 64 workers on 4 of this machine's 128 cores (those this process may use: a batch "
+            "job's allocation)" in text and "Use at most 4 on this machine" in text), text
 
 
 def test_cpu_has_bfloat16_reads_the_cpu_flags(tmp_path: Path) -> None:
