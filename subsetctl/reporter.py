@@ -18,6 +18,18 @@ class ProgressTask(Protocol):
     def update(self, completed: int, **fields: Any) -> None: ...
 
 
+def resume_at(task: ProgressTask, completed: int) -> None:
+    """Tell ``task`` that ``completed`` of its work was done by an earlier, stopped run (a
+    training resumed from its checkpoint): it is shown at once and left out of the ETA,
+    which is the time per unit *this* run takes. A task without ``resume`` (a reporter of
+    one's own) is given it as an update."""
+    resume = getattr(task, "resume", None)
+    if callable(resume):
+        resume(completed)
+    else:
+        task.update(completed)
+
+
 class Reporter(Protocol):
     def info(self, message: str) -> None:
         """A notice, in rich markup ("[dim]...[/dim]"; user text in it escaped)."""
@@ -34,6 +46,9 @@ class _NullTask:
 
     def update(self, completed: int, **fields: Any) -> None:
         self.updates.append((completed, fields))
+
+    def resume(self, completed: int) -> None:
+        self.updates.append((completed, {"resumed": True}))
 
 
 @dataclass
@@ -111,6 +126,11 @@ class _RichTask:
         # (the info column reads markup: a strategy's progress message "[a, b]" vanished, "[/x]" raised)
         self._progress.update(self._task_id, completed=completed, info=escape(_fields_text(fields)))
 
+    def resume(self, completed: int) -> None:
+        """Start the bar at ``completed`` with its clock and speed afresh: the jump from 0
+        counted as this run's speed, and the ETA read the rest as nearly done."""
+        self._progress.reset(self._task_id, completed=completed, info="resumed")
+
 
 def _fields_text(fields: dict[str, Any]) -> str:
     return "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items() if v is not None)
@@ -137,6 +157,7 @@ class _LogTask:
         self.console, self.description, self.total, self.every = console, description, total, every
         self.started = self._clock()
         self.last_line = self.started
+        self._base = (0, self.started)  # (count, time) the ETA's rate is measured from (see resume)
         self.done = -1
         self.shown = 0
         self.fields: dict[str, Any] = {}
@@ -155,14 +176,17 @@ class _LogTask:
                 if self._clock() - self.last_line >= self.every:
                     self._line(max(self.done, 0), self.fields)
 
-    def _line(self, completed: int, fields: dict[str, Any]) -> None:
+    def _line(self, completed: int, fields: dict[str, Any], note: str = "") -> None:
         from rich.markup import escape
 
-        elapsed = self._clock() - self.started
-        eta = elapsed / completed * (self.total - completed) if 0 < completed < self.total else None
+        now = self._clock()
+        elapsed = now - self.started
+        base_count, base_time = self._base
+        eta = ((now - base_time) / (completed - base_count) * (self.total - completed)
+               if base_count < completed < self.total else None)
         text = f"{self.description}: {completed}/{self.total}  elapsed {_duration(elapsed)}"
         text += f"  eta {_duration(eta)}" if eta is not None else ""
-        info = _fields_text(fields)
+        info = "  ".join(part for part in (_fields_text(fields), note) if part)
         self.console.print(escape(text + (f"  {info}" if info else "")), highlight=False, soft_wrap=True)
         self.last_line = self._clock()
         self.shown = completed
@@ -174,6 +198,15 @@ class _LogTask:
             self.done, self.fields = completed, fields
             if completed >= self.total or self._clock() - self.last_line >= self.every:
                 self._line(completed, fields)
+
+    def resume(self, completed: int) -> None:
+        """A line at once saying the work resumes at ``completed`` (an earlier run did the
+        rest): the log of a resubmitted job said "0/300" for its first 30 s, and then an ETA
+        that counted the earlier run's steps as done in this run's time."""
+        with self._lock:
+            self.done, self.fields = completed, {}
+            self._base = (completed, self._clock())
+            self._line(completed, {}, note=f"resumed: the first {completed} done by an earlier run")
 
     def close(self) -> None:
         """The last count, when the work ended short of the total (a diverged run stops

@@ -133,3 +133,26 @@ def test_the_data_stages_progress_names_the_source_being_read(tiny_project) -> N
     reading = [(line.split("  ")[0], line.rsplit("reading=", 1)[1]) for line in lines if "reading=" in line]
     assert reading == [("data: 0/4", "target"), ("data: 1/4", "a"), ("data: 2/4", "b"), ("data: 3/4", "bad")]
     assert lines[-1].startswith("data: 4/4") and "reading=" not in lines[-1]
+
+
+def test_a_resumed_training_says_so_in_the_log_and_its_eta_counts_only_this_runs_steps(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A batch job resubmitted after its time limit resumed meta_init at step 196 of 300, but its
+    log said "meta_init: 0/300" for 30 s, and then an ETA that took the 196 steps the earlier
+    job did as done in this job's seconds (10 s for 10 steps: "eta 0:00:04", not 0:01:34)."""
+    import time
+    from types import SimpleNamespace
+
+    from subsetctl.stages.common import train_progress
+
+    now = [0.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    log = io.StringIO()
+    ctx = SimpleNamespace(reporter=RichReporter(console=Console(file=log, force_terminal=False, width=200),
+                                                log_every=0))
+    with train_progress(ctx, "meta_init", 300) as progress:  # type: ignore[arg-type]
+        progress(196, 300, None, None)  # train_lora's call before the first step it resumes
+        now[0] = 10.0
+        progress(206, 300, 2.5, None)
+    lines = log.getvalue().splitlines()
+    assert lines[1] == "meta_init: 196/300  elapsed 0:00:00  resumed: the first 196 done by an earlier run", lines
+    assert lines[2] == "meta_init: 206/300  elapsed 0:00:10  eta 0:01:34  loss=2.5", lines

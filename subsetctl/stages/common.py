@@ -13,6 +13,7 @@ from typing import Any
 from subsetctl.errors import shell_arg
 from subsetctl.pipeline import Stage, StageContext
 from subsetctl.project import Project
+from subsetctl.reporter import resume_at
 from subsetctl.spec import Spec, TrainSpec
 
 
@@ -406,7 +407,10 @@ def train_progress(ctx: StageContext, description: str, total: int, val_label: s
     with ctx.reporter.progress(description, total=total) as task:
 
         def callback(step: int, total_steps: int, loss: float | None, eval_loss: float | None) -> None:
-            task.update(step, **{"loss": loss, val_label: eval_loss})
+            if loss is None:  # train_lora's call before its first step: the step it resumes from
+                resume_at(task, step)
+            else:
+                task.update(step, **{"loss": loss, val_label: eval_loss})
 
         yield callback
 
