@@ -3,7 +3,7 @@
 Layout::
 
     DIR/subsetctl.yaml          the spec (single source of truth)
-    DIR/.subsetctl/lock         lock of a running `run` (exclusive, holds the PID; shared by `run --shard`)
+    DIR/.subsetctl/lock         lock of a running `run` (exclusive, holds its PID and host; shared by `run --shard`)
     DIR/.subsetctl/<stage>/     a stage's artifacts
     DIR/.subsetctl/<stage>/manifest.json
                                 written last, by atomic rename: the commit point
@@ -62,6 +62,8 @@ RESOLVED_SPEC = "resolved_spec.json"
 WORK_MARKER = "work.json"
 #: the lock file of a shard run's exclusive hold says "PID shard HOST" (other shard runs wait for it)
 SHARD_TAG = "shard"
+#: a plain `run`'s lock file says "PID run HOST" (earlier subsetctl wrote the PID alone)
+RUN_TAG = "run"
 #: a file or folder being written, renamed into place when complete: ``.<name>.tmp-<PID>-<random>``
 #: (:func:`atomic_write`, adapters, checkpoints); one whose process is gone was cut short by a kill
 LEFTOVER = re.compile(r"^\..+\.tmp-(\d+)-[A-Za-z0-9_]+$")
@@ -533,9 +535,10 @@ def locks_unsupported(path: Path, exc: OSError) -> LocksUnsupportedError:
 
 @dataclass(frozen=True)
 class _LockHolder:
-    """Who holds the project lock, as its lock file says: ``PID`` (a plain `run`), ``PID
-    shard HOST`` (a shard run's exclusive hold, see :meth:`Project.lock`), or nothing
-    (shard runs holding it shared)."""
+    """Who holds the project lock, as its lock file says: ``PID run HOST`` (a plain `run`;
+    ``PID`` alone from an earlier subsetctl), ``PID shard HOST`` (a shard run's exclusive
+    hold, see :meth:`Project.lock`), or nothing (shard runs holding it shared). The host
+    matters on a cluster: a job refused on one node is told which node runs the other."""
 
     pid: str
     shard: bool = False
@@ -549,7 +552,7 @@ class _LockHolder:
     @staticmethod
     def text(shard: bool) -> str:
         """What this process writes into the lock file when it holds it exclusively."""
-        return f"{os.getpid()} {SHARD_TAG} {socket.gethostname()}" if shard else str(os.getpid())
+        return f"{os.getpid()} {SHARD_TAG if shard else RUN_TAG} {socket.gethostname()}"
 
     @property
     def on_host(self) -> str:
@@ -1112,7 +1115,8 @@ class Project:
             who = ("running `subsetctl run --shard` processes. Wait for them to finish or stop them" if not holder.pid
                    else f"a `subsetctl run --shard` (PID {holder.pid}{holder.on_host}) running the stages before "
                    "gradients. Wait for it to finish or stop that process" if holder.shard else
-                   f"a running `subsetctl run` (PID {holder.pid}). Wait for it to finish or stop that process")
+                   f"a running `subsetctl run` (PID {holder.pid}{holder.on_host}). Wait for it to finish or stop "
+                   "that process")
             return LockedError(f"Project {self.root} is locked by {who}; `plan` and `report` work meanwhile.",
                                holder="run" if holder.pid else "shards")
 
@@ -1134,8 +1138,10 @@ class Project:
                 yield
                 return
             handle.seek(0)
-            previous = _LockHolder.read(handle.read()).pid
-            stale = previous.isascii() and previous.isdigit() and int(previous) != os.getpid() and not pid_alive(int(previous))
+            previous_holder = _LockHolder.read(handle.read())
+            previous = previous_holder.pid
+            stale = previous.isascii() and previous.isdigit() and int(previous) != os.getpid() and (
+                bool(previous_holder.on_host) or not pid_alive(int(previous)))  # the lock was free: it died there
             running = None if shard else self.run_holding_deleted_lock()  # shard runs' markers are their own
             if running is not None:
                 raise LockedError(
@@ -1143,7 +1149,8 @@ class Project:
                     f"{running[1]}), whose lock file {self.state_dir / 'lock'} was deleted. Wait for it to finish or "
                     "stop that process; `plan` and `report` work meanwhile.", holder="run")
             if stale and notice is not None:
-                notice(f"Took over a stale lock left by PID {previous}, which is no longer running.")
+                notice(f"Took over a stale lock left by PID {previous}{previous_holder.on_host}, which is no longer "
+                       "running.")
             self._held_lock_text = _LockHolder.text(shard)
             _write_holder(handle, self._held_lock_text)
             self._held_locks = [handle]
@@ -1180,7 +1187,8 @@ class Project:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             handle.seek(0)
-            holder = _LockHolder.read(handle.read()).pid or "unknown"
+            other = _LockHolder.read(handle.read())
+            holder = f"{other.pid}{other.on_host}" if other.pid else "unknown"
             handle.close()
             raise LockedError(
                 f"The lock file {path} of project {self.root} was deleted while this run held it, and another "

@@ -17,6 +17,31 @@ from subsetctl.project import Project, artifact_checksums, atomic_write_json, ve
 from subsetctl.reporter import SilentReporter
 
 
+def test_the_lock_names_the_machine_of_a_run_on_another(tmp_path: Path, monkeypatch) -> None:
+    """A cluster job refused on one node was told only "locked by a running `subsetctl run`
+    (PID 4242)", a process of another node (shard runs said "on HOST" already); a lock
+    that job left when it was killed is taken over naming that node too."""
+    import socket
+
+    code = ("import time; from pathlib import Path; from subsetctl.project import Project\n"
+            f"with Project(Path({str(tmp_path)!r})).lock():\n    print('locked', flush=True); time.sleep(30)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    here = socket.gethostname()
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        monkeypatch.setattr(socket, "gethostname", lambda: "another-node")  # as seen from there
+        with pytest.raises(LockedError, match=rf"a running `subsetctl run` \(PID {holder.pid} on {here}\)\. Wait"), \
+                Project(tmp_path).lock():
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    messages: list[str] = []
+    with Project(tmp_path).lock(notice=messages.append):
+        pass
+    assert messages == [f"Took over a stale lock left by PID {holder.pid} on {here}, which is no longer running."]
+
+
 def test_second_lock_names_holder_pid(tmp_path: Path) -> None:
     project = Project(tmp_path)
     code = (
@@ -695,7 +720,7 @@ def test_a_run_takes_its_deleted_lock_file_again_or_stops_between_stages(tmp_pat
         project.keep_lock_in_place()  # in place: nothing to do
         path.unlink()
         project.keep_lock_in_place()
-        assert path.read_text() == str(os.getpid())
+        assert path.read_text().split()[0] == str(os.getpid())
     assert path.read_text() == ""  # released: the file taken again holds no PID
     with project.lock():
         code = ("import fcntl, sys, time\nh = open(sys.argv[1], 'a+'); fcntl.flock(h, fcntl.LOCK_EX)\n"
