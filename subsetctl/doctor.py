@@ -280,7 +280,7 @@ def check_device(spec: Any) -> Check | None:
     """The spec's ``model.device`` is there (`run` stops at its first model stage if not);
     None for ``auto``, which the torch check reports."""
     from subsetctl.errors import UserError
-    from subsetctl.stages.common import device_for
+    from subsetctl.stages.common import device_for, no_cuda_advice
 
     if spec.model.device == "auto":
         return None
@@ -290,7 +290,7 @@ def check_device(spec: Any) -> Check | None:
         return None
     except UserError:
         return Check("device", False, f"model.device is {spec.model.device}, but this torch sees no CUDA GPU",
-                     "Use model.device: auto (GPU when there is one) or cpu, or install a CUDA build of torch.")
+                     no_cuda_advice())
     return Check("device", True, f"model.device: {device}")
 
 

@@ -1476,6 +1476,33 @@ def test_validate_warns_of_model_device_cuda_where_torch_sees_no_gpu(tmp_path: P
         assert ("model.device: cuda, but this torch sees no CUDA GPU" in result.output) is warned, result.output
 
 
+def test_no_gpu_for_model_device_cuda_says_why_a_cuda_torch_sees_none(tmp_path: Path, monkeypatch) -> None:
+    """A batch job given no GPU (CUDA_VISIBLE_DEVICES empty), with a CUDA build of torch, was
+    told to "install a CUDA build of torch"; it is told the variable hides the GPUs, and, with
+    it unset, that the machine shows none; a CPU-only torch is told to install a CUDA build."""
+    import torch
+
+    from subsetctl.doctor import check_device
+    from subsetctl.spec import load_spec
+
+    assert invoke("init", str(tmp_path / "p")).exit_code == 0
+    spec_path = tmp_path / "p" / "subsetctl.yaml"
+    spec_path.write_text(spec_path.read_text().replace("\nmodel:\n", "\nmodel:\n  device: cuda\n", 1))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", "12.4")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    text = " ".join(invoke("validate", str(spec_path)).output.split())
+    assert ("CUDA_VISIBLE_DEVICES is '' here, which hides the GPUs it does not list from torch (a batch job given "
+            "no GPU, or a script that set it): ask the scheduler for a GPU (Slurm: --gres=gpu:1)") in text, text
+    assert "install a CUDA build" not in text, text
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    device = check_device(load_spec(spec_path))
+    assert device is not None and not device.ok and device.advice.startswith("This machine shows torch no GPU"), device
+    monkeypatch.setattr(torch.version, "cuda", None)
+    device = check_device(load_spec(spec_path))
+    assert device is not None and device.advice.startswith("This torch is a CPU-only build: install a CUDA build"), device
+
+
 def test_validate_warns_of_a_half_precision_dtype_on_the_cpu(tmp_path: Path, monkeypatch) -> None:
     """A GPU spec (`dtype: float16` or `bfloat16`, `device: auto`) copied to a machine without
     a GPU validated without a word, and every model stage ran on the CPU in that precision,

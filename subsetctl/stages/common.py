@@ -270,9 +270,30 @@ def device_for(spec: Spec) -> str:
 
         raise UserError(
             f"model.device is {spec.model.device!r}, but this torch ({torch.__version__}) sees no CUDA GPU. "
-            "Use model.device: auto (GPU when there is one) or cpu, or install a CUDA build of torch."
+            f"{no_cuda_advice()}"
         )
     return spec.model.device
+
+
+def no_cuda_advice() -> str:
+    """Why this torch sees no CUDA GPU and what to do, for a spec naming ``cuda``: a CPU-only
+    build of torch; ``CUDA_VISIBLE_DEVICES`` hiding the GPUs (a batch job given none, or a
+    script that set it empty); or no GPU or driver on this machine. "Install a CUDA build of
+    torch" alone sent a job with a CUDA build, started without a GPU, to reinstall torch."""
+    import os
+
+    import torch
+
+    instead = "or use model.device: auto (GPU when there is one) or cpu"
+    if torch.version.cuda is None:
+        return f"This torch is a CPU-only build: install a CUDA build of torch, {instead}."
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return (f"CUDA_VISIBLE_DEVICES is {visible!r} here, which hides the GPUs it does not list from torch (a batch "
+                f"job given no GPU, or a script that set it): ask the scheduler for a GPU (Slurm: --gres=gpu:1) or "
+                f"name a GPU there, {instead}.")
+    return (f"This machine shows torch no GPU (no GPU, or no NVIDIA driver: `nvidia-smi` tells): run on a node with "
+            f"a GPU (a batch job must ask for one, Slurm: --gres=gpu:1), {instead}.")
 
 
 def base_model(ctx: StageContext) -> tuple[Any, Any, dict[str, Any]]:

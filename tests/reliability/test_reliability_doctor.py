@@ -266,7 +266,7 @@ def test_doctor_says_when_the_spec_asks_for_a_gpu_torch_does_not_see(healthy: No
     result = CliRunner().invoke(main, ["doctor", str(project)])
     assert result.exit_code == 1, result.output
     assert "✗ device: model.device is cuda, but this torch sees no CUDA GPU" in result.output
-    assert "Use model.device: auto" in result.output
+    assert "or use model.device: auto" in result.output
     spec["model"] = {"device": "cpu"}
     (project / "subsetctl.yaml").write_text(yaml.safe_dump(spec))
     result = CliRunner().invoke(main, ["doctor", str(project)])
