@@ -748,3 +748,22 @@ def test_a_run_stopped_by_an_error_leaves_no_pid_in_its_unfinished_work(tmp_path
         atomic_write_json(marker, {"fingerprint": "f", "inputs": {"a": 1}, "pid": os.getpid(), "host": "h"})
         raise RuntimeError("the stage failed")
     assert json.loads(marker.read_text()) == {"fingerprint": "f", "inputs": {"a": 1}}  # resumable still
+
+
+def test_auto_device_on_the_cpu_with_a_cuda_torch_warns_in_the_log(tiny_project: Path, monkeypatch) -> None:
+    """A batch job given no GPU (CUDA_VISIBLE_DEVICES empty), with a CUDA build of torch and
+    model.device: auto, ran its model stages on the CPU, many times slower, and its log never
+    said so; it is warned once, while it runs (not a finding the report keeps)."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", "12.4")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    reporter = SilentReporter()
+    run_project(tiny_project, until="gradients", reporter=reporter)
+    fallback = [w for w in reporter.warnings if "model.device is auto and this CUDA build of torch" in w]
+    assert len(fallback) == 1, reporter.warnings
+    assert "so the model stages run on the CPU, many times slower. CUDA_VISIBLE_DEVICES is '' here" in fallback[0]
+    assert fallback[0].endswith("or set model.device: cpu to mean the CPU."), fallback[0]
+    manifest = json.loads((tiny_project / ".subsetctl" / "meta_init" / "manifest.json").read_text())
+    assert not any("CUDA" in w for w in manifest.get("warnings", [])), manifest

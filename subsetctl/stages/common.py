@@ -13,7 +13,7 @@ from typing import Any
 from subsetctl.errors import shell_arg
 from subsetctl.pipeline import Stage, StageContext
 from subsetctl.project import Project
-from subsetctl.reporter import resume_at
+from subsetctl.reporter import AboutThisRun, resume_at
 from subsetctl.spec import Spec, TrainSpec
 
 
@@ -275,16 +275,16 @@ def device_for(spec: Spec) -> str:
     return spec.model.device
 
 
-def no_cuda_advice() -> str:
+def no_cuda_advice(instead: str = "or use model.device: auto (GPU when there is one) or cpu") -> str:
     """Why this torch sees no CUDA GPU and what to do, for a spec naming ``cuda``: a CPU-only
     build of torch; ``CUDA_VISIBLE_DEVICES`` hiding the GPUs (a batch job given none, or a
     script that set it empty); or no GPU or driver on this machine. "Install a CUDA build of
-    torch" alone sent a job with a CUDA build, started without a GPU, to reinstall torch."""
+    torch" alone sent a job with a CUDA build, started without a GPU, to reinstall torch.
+    ``instead``: the other way out, ending the advice."""
     import os
 
     import torch
 
-    instead = "or use model.device: auto (GPU when there is one) or cpu"
     if torch.version.cuda is None:
         return f"This torch is a CPU-only build: install a CUDA build of torch, {instead}."
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -296,13 +296,33 @@ def no_cuda_advice() -> str:
             f"a GPU (a batch job must ask for one, Slurm: --gres=gpu:1), {instead}.")
 
 
+def cpu_fallback_warning(spec: Spec) -> str | None:
+    """Why ``model.device: auto`` runs the model stages on the CPU where a GPU was likely
+    meant: this torch is a CUDA build but sees no GPU (a batch job given none, its
+    ``CUDA_VISIBLE_DEVICES`` empty). Such a job ran on the CPU, many times slower, with
+    nothing in its log saying so. None where auto finds a GPU, or torch is a CPU-only build."""
+    import torch
+
+    if spec.model.device != "auto" or torch.version.cuda is None or torch.cuda.is_available():
+        return None
+    return (f"model.device is auto and this CUDA build of torch ({torch.__version__}) sees no GPU, so the model "
+            f"stages run on the CPU, many times slower. {no_cuda_advice('or set model.device: cpu to mean the CPU')}")
+
+
 def base_model(ctx: StageContext) -> tuple[Any, Any, dict[str, Any]]:
     """The base model and tokenizer from the spec (converted once when packaged)."""
     from rich.markup import escape
 
-    from subsetctl.modeling.resolve import model_location, refuse_max_length_beyond_positions, resolve_model
+    from subsetctl.modeling.resolve import (
+        first_notice,
+        model_location,
+        refuse_max_length_beyond_positions,
+        resolve_model,
+    )
 
     spec = ctx.spec.model
+    if (fallback := cpu_fallback_warning(ctx.spec)) and first_notice(("cpu fallback", str(ctx.project.root))):
+        ctx.reporter.warn(AboutThisRun(fallback))  # said while the job runs, once; not a finding of the report
     model, tokenizer, info = resolve_model(
         model_location(spec.source, ctx.project.root),
         kind=spec.kind,
