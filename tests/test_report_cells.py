@@ -989,3 +989,28 @@ def test_stages_computed_with_different_torch_thread_counts_are_named_in_the_rep
     report["stages"]["finetune"]["threads"] = {"torch": 2}  # one count (or none recorded): no note
     assert "thread counts" not in render_markdown(report, {})
     assert "thread counts" not in render_markdown(_report(False), {})
+
+
+def test_plots_with_a_read_only_home_leave_no_matplotlib_noise_in_the_log(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A batch job whose HOME (and so ~/.config and ~/.cache) cannot be written got
+    matplotlib's "mkdir -p failed ... it is highly recommended to set the MPLCONFIGDIR
+    environment variable" in its log as the report was drawn; matplotlib's folders are then
+    the project's cache folder given, for the import only."""
+    import os
+    import subprocess
+    import sys
+
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")  # a folder under a file cannot be made, whoever runs the test
+    fallback = tmp_path / "project" / ".subsetctl" / "cache" / "matplotlib"
+    code = ("import os, sys; from pathlib import Path; from subsetctl.report.plots import import_matplotlib, _figure\n"
+            f"import_matplotlib(Path({str(fallback)!r})); _figure().savefig({str(tmp_path / 'x.png')!r})\n"
+            "print('MPLCONFIGDIR' in os.environ)\n")
+    env = {k: v for k, v in os.environ.items() if k != "MPLCONFIGDIR"}
+    env.update(HOME=str(blocked / "home"), XDG_CONFIG_HOME=str(blocked / "config"), XDG_CACHE_HOME=str(blocked / "c"),
+               PYTHONPATH=os.pathsep.join(sys.path))
+    done = subprocess.run([sys.executable, "-c", code], check=False, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert done.stdout.strip() == "False"  # the variable was set for the import only
+    assert any(fallback.glob("fontlist-*.json")), list(fallback.iterdir())  # the font cache kept for the next run

@@ -4,10 +4,47 @@ process's backend, a notebook's among them, and its open figures are left alone)
 from __future__ import annotations
 
 import math
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
 from subsetctl.report.cells import percent_cell, ranked_by_score
+
+
+def import_matplotlib(fallback: Path) -> None:
+    """Import matplotlib with ``fallback`` as its config and cache folder where its own
+    (``$MPLCONFIGDIR``, else ``$XDG_CONFIG_HOME``/``$XDG_CACHE_HOME`` or ``~/.config``/``~/.cache``,
+    ``/matplotlib``) cannot be written: a batch job whose HOME is read-only got matplotlib's
+    "mkdir -p failed ... Matplotlib created a temporary cache directory ... it is highly
+    recommended to set the MPLCONFIGDIR environment variable" in its log, and rebuilt the
+    font cache in a temporary folder each run. matplotlib reads the variable once, as it is
+    imported: it is set for the import only. Nothing is done once matplotlib is imported."""
+    if "matplotlib" in sys.modules or os.environ.get("MPLCONFIGDIR") or _own_dirs_writable():
+        return
+    fallback.mkdir(parents=True, exist_ok=True)
+    os.environ["MPLCONFIGDIR"] = str(fallback)
+    try:
+        import matplotlib.figure  # noqa: F401 - reads its config and font cache folders now
+    finally:
+        del os.environ["MPLCONFIGDIR"]
+
+
+def _own_dirs_writable() -> bool:
+    """Whether matplotlib's default config and cache folders can be made and written."""
+    try:
+        home = Path.home()
+    except RuntimeError:  # no HOME and no user entry
+        return False
+    for variable, default in (("XDG_CONFIG_HOME", home / ".config"), ("XDG_CACHE_HOME", home / ".cache")):
+        folder = Path(os.environ.get(variable) or default) / "matplotlib"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return False
+        if not os.access(folder, os.W_OK):
+            return False
+    return True
 
 
 def _figure(**kwargs: Any) -> Any:

@@ -77,6 +77,7 @@ class ReportStage(Stage):
         )
         if ctx.spec.report.plots:
             folder.mkdir(exist_ok=True)
+            plots.import_matplotlib(ctx.project.state_dir / "cache" / "matplotlib")  # HOME read-only: no noise
             for title, name, fn in drawn:
                 with naming_os_errors(folder / name):  # (matplotlib's write on a full disk names no file)
                     if fn(report, folder / name):
