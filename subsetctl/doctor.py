@@ -97,7 +97,12 @@ def check_packaged_models() -> list[Check]:
                 continue
         if name == SMOLLM2_NAME:
             gguf = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
-            target = cache_root() / SMOLLM2_NAME
+            try:
+                target = cache_root() / SMOLLM2_NAME
+            except UserError as exc:  # no home folder for the cache
+                checks.append(Check(f"packaged model {name}", False, f"{detail}, but no home folder is known",
+                                    str(exc)))
+                continue
             if not gguf.is_file():
                 checks.append(Check(f"packaged model {name}", False, f"installed, but {gguf.name} is missing",
                                     f"{install.replace('--no-deps', '--force-reinstall --no-deps')}"))

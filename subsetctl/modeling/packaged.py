@@ -75,7 +75,12 @@ def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     env = os.environ.get("SUBSETCTL_CACHE")
     if env:
         return Path(env).expanduser() / "models"
-    return Path.home() / ".cache" / "subsetctl" / "models"
+    try:
+        return Path.home() / ".cache" / "subsetctl" / "models"
+    except RuntimeError:  # a job or container with no HOME whose user the system does not know
+        raise UserError("No home folder is known here (HOME is not set, and this user has no entry in the "
+                        f"system's user list), so a packaged model's converted copy has no cache to go to. "
+                        f"{CACHE_ADVICE}") from None
 
 
 #: what to do when the cache of converted models cannot be written (`doctor` says it too)

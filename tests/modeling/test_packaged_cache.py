@@ -161,3 +161,22 @@ def test_a_full_disk_while_converting_names_the_cache_not_the_project(
         packaged.convert_gguf(gguf, target)
     assert f"into {target.parent}. Free disk space there, or set SUBSETCTL_CACHE" in str(caught.value)
     assert list(target.parent.iterdir()) == []  # the half-written copy is gone
+
+
+def test_no_home_folder_is_a_user_error_naming_subsetctl_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job (a container) with HOME unset whose user has no entry in the user list: the
+    cache's ~ could not be resolved and `run` and `doctor` said "internal error: RuntimeError:
+    Could not determine home directory. This is a bug in subsetctl"."""
+    from subsetctl.doctor import check_packaged_models
+    from subsetctl.errors import UserError
+
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.delenv("SUBSETCTL_CACHE", raising=False)
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    with pytest.raises(UserError, match=r"No home folder is known here .* set SUBSETCTL_CACHE to a writable folder"):
+        packaged.cache_root()
+    smollm = next(c for c in check_packaged_models() if packaged.SMOLLM2_NAME in c.name)
+    assert not smollm.ok and smollm.detail.endswith("but no home folder is known"), smollm
+    assert "set SUBSETCTL_CACHE" in smollm.advice, smollm
