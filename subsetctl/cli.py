@@ -2,7 +2,8 @@
 
 Exit codes: 0 ok, 1 user error (bad spec, missing file, locked project...), 2 usage
 error (unknown option, missing argument), 130 interrupted (Ctrl-C), 143 stopped by SIGTERM,
-129 stopped by SIGHUP (terminal closed). User errors print one paragraph, never a
+129 stopped by SIGHUP (terminal closed), 138/140 stopped by SIGUSR1/SIGUSR2 (a scheduler's
+time-limit warning). User errors print one paragraph, never a
 traceback; set ``SUBSETCTL_DEBUG=1`` to see tracebacks of internal errors.
 """
 
@@ -98,15 +99,19 @@ class Terminated(KeyboardInterrupt):
 
 
 def _stop_signals() -> list[int]:
-    """The signals that stop a command cleanly: SIGTERM, and SIGHUP where the platform has it."""
+    """The signals that stop a command cleanly: SIGTERM, and SIGHUP, SIGUSR1 and SIGUSR2
+    where the platform has them. A scheduler warns a job of its time limit with SIGUSR1 or
+    SIGUSR2 (Slurm's ``--signal=USR1@120``); their default action killed the process outright,
+    with nothing said and its temporary files left."""
     import signal
 
-    return [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    return [signal.SIGTERM] + [getattr(signal, name) for name in ("SIGHUP", "SIGUSR1", "SIGUSR2")
+                               if hasattr(signal, name)]
 
 
 @contextlib.contextmanager
 def _stop_signals_as_interrupt() -> Any:
-    """SIGTERM and SIGHUP raise :class:`Terminated` for the block (main thread only:
+    """The stop signals (:func:`_stop_signals`) raise :class:`Terminated` for the block (main thread only:
     elsewhere a handler cannot be set). A signal ignored by whoever started us (``nohup``
     ignores SIGHUP) stays ignored. A process forked meanwhile that inherits the handler
     dies of the signal as before, rather than raising in code that does not expect it."""

@@ -1085,13 +1085,15 @@ main()
 """
 
 
-@pytest.mark.parametrize(("stop_signal", "exit_code"), [("SIGTERM", 143), ("SIGHUP", 129)])
+@pytest.mark.parametrize(("stop_signal", "exit_code"), [("SIGTERM", 143), ("SIGHUP", 129), ("SIGUSR1", 138),
+                                                       ("SIGUSR2", 140)])
 def test_stop_signals_stop_a_run_like_ctrl_c(jsonl_project: Path, stop_signal: str, exit_code: int) -> None:
     """SIGTERM (a scheduler's stop, `kill PID`) or SIGHUP (the terminal or SSH session
     closed) mid-write stops `run` cleanly: exit 128 + the signal's number with one line, no
     traceback, the half-written file deleted and the lock released; the next run resumes
     without a stale lock. (Either used to kill the process outright, with nothing said,
-    leaving the temporary file and the PID in the lock.)"""
+    leaving the temporary file and the PID in the lock.) So does SIGUSR1 or SIGUSR2, a
+    scheduler's warning before a job's time limit (Slurm's --signal=USR1@120)."""
     state = jsonl_project / ".subsetctl"
     # SIGHUP as a terminal leaves it: a suite run under `nohup` passes SIGHUP on ignored, which
     # the run rightly keeps ignoring (test_an_ignored_sighup_stays_ignored)
