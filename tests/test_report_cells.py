@@ -1014,3 +1014,27 @@ def test_plots_with_a_read_only_home_leave_no_matplotlib_noise_in_the_log(tmp_pa
     assert done.returncode == 0 and done.stderr == "", done.stderr
     assert done.stdout.strip() == "False"  # the variable was set for the import only
     assert any(fallback.glob("fontlist-*.json")), list(fallback.iterdir())  # the font cache kept for the next run
+
+
+def test_selections_that_share_one_fine_tune_are_said_under_the_test_metrics() -> None:
+    """exhaustive, forward and a sweep picked the same sources: the finetune stage trained them
+    once, and the test metrics table showed three rows of the very same figures with nothing
+    saying they were one run (a reader took it for a coincidence, or for three agreeing runs)."""
+    from subsetctl.report.cells import shared_finetune_line
+
+    report = _report(False)
+    report["test_metrics"] = _test_metrics({"forward": 0.3, "exhaustive": 0.3, "gs": 0.1, "target_only": 0.2,
+                                            "fwd_mi": 0.2}, {"forward": 1.1, "exhaustive": 1.1, "gs": 1.3,
+                                                             "target_only": 1.2, "fwd_mi": 1.2})
+    report["adapters"] = {"forward": ["runs/aa/adapter"], "exhaustive": ["runs/aa/adapter"], "gs": ["runs/bb/adapter"],
+                          "target_only": ["runs/cc/adapter"], "fwd_mi": ["runs/cc/adapter"]}
+    line = shared_finetune_line(report)
+    assert line == ("Selections of the same sources are fine-tuned once and share that run's figures: "
+                    "forward, exhaustive; target_only, fwd_mi."), line
+    assert f"> {line}" in render_markdown(report, {})
+    buffer = io.StringIO()
+    render_full_report(report, Console(file=buffer, width=400))
+    assert line in buffer.getvalue()
+    report["adapters"]["exhaustive"] = ["runs/dd/adapter"]
+    report["adapters"]["fwd_mi"] = ["runs/ee/adapter"]
+    assert shared_finetune_line(report) is None  # every row its own run: nothing to say

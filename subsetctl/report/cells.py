@@ -328,6 +328,23 @@ def threads_line(report: dict[str, Any]) -> str | None:
             "`threads` in report.json lists them.")
 
 
+def shared_finetune_line(report: dict[str, Any]) -> str | None:
+    """Which selections of the test metrics table picked the same sources and so share one
+    fine-tune (the finetune stage trains identical picks once, and their rows repeat one
+    run's figures), from report.json's ``adapters``; None when every row is a run of its own.
+    Without it, two strategies showing the very same test loss read as a coincidence."""
+    metrics, adapters = report.get("test_metrics") or {}, report.get("adapters") or {}
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for label in metrics:  # in the table's order
+        if adapters.get(label):
+            groups.setdefault(tuple(adapters[label]), []).append(label)
+    shared = [labels for labels in groups.values() if len(labels) > 1]
+    if not shared:
+        return None
+    return ("Selections of the same sources are fine-tuned once and share that run's figures: "
+            + "; ".join(", ".join(labels) for labels in shared) + ".")
+
+
 #: The baselines the final pick is compared with on the test split, in the order named.
 _BASELINES = ("target_only", "all")
 

@@ -27,6 +27,7 @@ from subsetctl.report.cells import (
     score_table_rows,
     selected_cell,
     selection_loss_digits,
+    shared_finetune_line,
     stage_warning_lines,
     strategy_notes,
     test_loss_digits,
@@ -170,6 +171,9 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
             lines.append(f"| {md_name(label)} | {m['metric']} | {score} |{f1_cell} {loss} | {m['seeds']} |")
         for w in report.get("test_warnings", []):
             lines.append(f"\n> {md_text(w)}")
+        shared = shared_finetune_line(report)
+        if shared:
+            lines.append(f"\n> {md_text(shared)}")
         verdict = final_vs_baselines_line(report.get("final_vs_baselines"), estimates_checked(report), md_name)
         if verdict:
             lines.append(f"\n> {md_text(verdict)}")

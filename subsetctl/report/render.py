@@ -28,6 +28,7 @@ from subsetctl.report.cells import (
     score_table_rows,
     selected_cell,
     selection_loss_digits,
+    shared_finetune_line,
     stage_warning_lines,
     strategy_notes,
     test_loss_digits,
@@ -203,6 +204,9 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
         console.print(t)
         for warning in report.get("test_warnings", []):
             console.print(f"[yellow]test metrics: {escape(warning)}[/yellow]")
+        shared = shared_finetune_line(report)
+        if shared:
+            console.print(f"[dim]{escape(shared)}[/dim]")
         comparison = report.get("final_vs_baselines")
         verdict = final_vs_baselines_line(comparison, estimates_checked(report))
         if verdict:
