@@ -168,11 +168,12 @@ def _issue_collector(spec_path: Path, text: str, found: list[SpecIssue]) -> Call
     return add
 
 
-def _parse_strategy_params(cls: Any, params: Any, index: int) -> Any:
-    """The validated params of the strategy at ``search.strategies[index]``."""
+def _parse_strategy_params(cls: Any, params: Any, index: int, label: str | None = None) -> Any:
+    """The validated params of the strategy at ``search.strategies[index]`` (``label``: its
+    label in the spec, which an error names)."""
     from subsetctl.search.base import parse_params
 
-    return parse_params(cls, params, f"search.strategies[{index}].params")
+    return parse_params(cls, params, f"search.strategies[{index}].params", label)
 
 
 def _param_issues_of_an_invalid_spec(data: Any, path: Path, text: str) -> list[SpecIssue]:
@@ -210,7 +211,7 @@ def _param_issues_of_an_invalid_spec(data: Any, path: Path, text: str) -> list[S
         if not isinstance(entry.get("params"), dict | None):  # the schema's message says it already
             continue
         try:
-            _parse_strategy_params(STRATEGIES.get(name), entry.get("params"), i)
+            _parse_strategy_params(STRATEGIES.get(name), entry.get("params"), i, entry.get("label"))
         except UserError as exc:
             issue(("search", "strategies", i, "params"), str(exc))
     return found
@@ -288,7 +289,7 @@ def _strategy_issues(spec: Spec, issue: _AddIssue, failed_plugins: list[str]) ->
             issue(("search", "strategies", i, "name"), unknown_after_failed_imports(exc, STRATEGIES, failed_plugins))
             continue
         try:
-            params = _parse_strategy_params(cls, strategy.params, i)
+            params = _parse_strategy_params(cls, strategy.params, i, strategy.label)
         except UserError as exc:
             issue(("search", "strategies", i, "params"), str(exc))
             continue

@@ -553,3 +553,25 @@ def test_validate_warns_that_the_spec_s_packaged_model_is_not_installed(jsonl_pr
     # a spec without model.source runs the same packaged model, the default
     (default,) = [w.message for w in validate_spec_file(spec).warnings if w.key == "model.source"]
     assert warning.message.startswith(default)  # the overridden one adds "(given in overrides: ...)"
+
+
+def test_invalid_strategy_params_name_the_strategys_label(jsonl_project: Path) -> None:
+    """Of two `random_ensemble` entries (labels re_sign and re_sweep, as the report shows them)
+    a bad param was "Invalid parameters for strategy 'random_ensemble'": the label, the name the
+    user wrote and reads in the report, was left out."""
+    import yaml
+
+    from subsetctl.api import validate_spec_file
+
+    spec_path = jsonl_project / "subsetctl.yaml"
+    spec = yaml.safe_load(spec_path.read_text())
+    spec["search"] = {"strategies": [
+        {"name": "random_ensemble", "label": "re_sign", "params": {"m": 4}},
+        {"name": "random_ensemble", "label": "re_sweep", "params": {"m": 4, "select": "sweep", "top_k": 1}},
+        {"name": "forward", "params": {"max_steps": 0}}]}
+    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    messages = [issue.message for issue in validate_spec_file(spec_path).issues]
+    assert any(m.startswith("Invalid parameters for strategy 're_sweep' (random_ensemble): "
+                            "search.strategies[1].params: top_k is only used with select: top_k") for m in messages), messages
+    assert any(m.startswith("Invalid parameters for strategy 'forward': search.strategies[2].params.max_steps")
+               for m in messages), messages  # no label: the name, once

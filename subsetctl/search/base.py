@@ -580,7 +580,8 @@ def check_sources(estimator: SubsetEstimator, context: SearchContext) -> None:
         )
 
 
-def parse_params(strategy_cls: type[Strategy], raw: dict[str, Any] | None, where: str) -> StrategyParams:
+def parse_params(strategy_cls: type[Strategy], raw: dict[str, Any] | None, where: str,
+                 label: str | None = None) -> StrategyParams:
     """Validate ``raw`` against ``strategy_cls.Params``.
 
     Args:
@@ -588,6 +589,9 @@ def parse_params(strategy_cls: type[Strategy], raw: dict[str, Any] | None, where
         raw: the ``params:`` mapping from the spec (``None`` means all defaults).
         where: the spec path of that mapping, e.g. ``search.strategies[0].params``; error
             messages name keys below it (``search.strategies[0].params.m``).
+        label: the strategy's ``label`` in the spec, if any: the error names it (with the
+            strategy's name), as the report does, so that of two ``random_ensemble`` entries
+            the one meant is plain.
 
     Raises:
         UserError: one paragraph naming every bad key and what is expected.
@@ -624,8 +628,9 @@ def parse_params(strategy_cls: type[Strategy], raw: dict[str, Any] | None, where
             problems.append(f"{where}.{loc}: {msg}" if loc else f"{where}: {msg}")
         # the keys it has help with a mistyped one only, not with a value out of range
         unknown = any(err["type"] == "extra_forbidden" for err in exc.errors())
+        named = f"{label!r} ({strategy_cls.name})" if label and label != strategy_cls.name else repr(strategy_cls.name)
         raise UserError(
-            f"Invalid parameters for strategy {strategy_cls.name!r}: "
+            f"Invalid parameters for strategy {named}: "
             + "; ".join(problems)
             + (f". Valid keys: {valid}. `subsetctl ls` lists their defaults." if unknown else ".")
         ) from None

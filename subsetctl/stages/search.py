@@ -136,7 +136,7 @@ def search_subset_bounds(spec: Spec) -> tuple[int, str, list[str]]:
         label = entry.label or entry.name
         try:
             cls = STRATEGIES.get(entry.name)
-            params = parse_params(cls, entry.params, f"search.strategies[{i}].params")
+            params = parse_params(cls, entry.params, f"search.strategies[{i}].params", entry.label)
             bound = strategy_hook(cls, entry.name, STRATEGIES.origin(entry.name), "max_subsets", params,
                                   len(spec.sources))
         except (UserError, ValueError):  # reported by the checks of the strategies themselves
@@ -665,7 +665,7 @@ def _run_strategies(ctx: StageContext, features: Any, cached: Any, cal: Any,
         for i, entry in enumerate(spec.search.strategies):
             label = entry.label or entry.name
             cls = STRATEGIES.get(entry.name)
-            params = parse_params(cls, entry.params, f"search.strategies[{i}].params")
+            params = parse_params(cls, entry.params, f"search.strategies[{i}].params", entry.label)
             search_ctx = SearchContext(
                 sources=features.sources, seed=spec.project.seed, features=features,
                 other_selections=dict(other), progress=_progress_on(task, i),
