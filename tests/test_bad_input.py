@@ -754,8 +754,8 @@ def test_a_search_that_would_fine_tune_for_real_hundreds_of_times_is_warned(tmp_
             "search": {"strategies": [{"name": "exhaustive"}, {"name": "forward", "params": {"max_steps": 2}}]}}
     report = validate_spec_file(_spec_file(tmp_path, data))
     (warning,) = [w for w in report.warnings if w.key == "estimate.estimator"]
-    assert "up to 274 fine-tunes here (exhaustive: 256, forward: 16, the all and target_only baselines: 2" \
-        in warning.message
+    assert ("up to 256 fine-tunes here (all there are of 8 sources; by strategy exhaustive: 256, forward: 16, the "
+            "all and target_only baselines: 2") in warning.message  # the 2^8 subsets there are, not 274
     data["search"] = {"strategies": [{"name": "forward", "params": {"max_steps": 1}}]}
     assert not [w for w in validate_spec_file(_spec_file(tmp_path, data)).warnings if w.key == "estimate.estimator"]
     data["estimate"] = {"estimator": "fast"}

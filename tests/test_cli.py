@@ -361,8 +361,9 @@ def test_plan_says_how_much_work_each_stage_to_run_is(jsonl_project: Path, monke
     assert verify["work"].startswith("up to 16 real fine-tunes (4 subsets × 2 kinds × 2 repeats)")  # 2 sources: 4
     assert ("finetune: up to 9 fine-tunes (3 selections × 3 seeds; alike picks are trained once) of 40 steps "
             "of 8 examples; those in the cache are reused") in lines  # random_ensemble + all + target_only
-    search = ": up to 5 subsets (random_ensemble: 3, the all and target_only baselines: 2; shared ones are estimated once, " \
-        "stored ones reused)"  # random_ensemble: the 2 subsets of 1 of 2 sources, then its pick
+    search = ": up to 4 subsets (all there are of 2 sources; by strategy random_ensemble: 3, the all and target_only " \
+        "baselines: 2; shared ones are estimated once, stored ones reused)"  # random_ensemble: the 2 subsets of 1
+    # of 2 sources, then its pick; with the baselines' 2, more than the 4 there are
     assert f"search: 1 strategy, estimates on the CPU (fast){search}" in lines
     # calibration choosing the estimator (verify on): it may not be estimate.estimator
     chooses = CliRunner().invoke(main, [*args, "calibrate.estimators=[linear_sgd, fast]", "verify.k=8"]).output
@@ -438,8 +439,16 @@ def test_plan_says_at_most_how_many_subsets_the_search_estimates() -> None:
         "3 strategies, estimates on the CPU (fast): up to 503,804 subsets (forward: 500,501, back2: 2,000, "
         "random_ensemble: 1,301, the all and target_only baselines: 2; shared ones are estimated once, stored ones "
         "reused)")  # forward: 1 + 1000 * 1001 / 2; backward: 1 + 1000 + 999; random_ensemble: m, then 1001 prefixes
+    # no more than the 2^n subsets there are: exhaustive beside forward over 6 sources said "up to 94" of 64
     assert work(10, {"name": "exhaustive"}, {"name": "all"}).startswith(
-        "2 strategies, estimates on the CPU (fast): up to 1,027 subsets (exhaustive: 1,024, all: 1, ")
+        "2 strategies, estimates on the CPU (fast): up to 1,024 subsets (all there are of 10 sources; by strategy "
+        "exhaustive: 1,024, all: 1, ")
+    assert work(6, {"name": "exhaustive"}, {"name": "forward"}) == (
+        "2 strategies, estimates on the CPU (fast): up to 64 subsets (all there are of 6 sources; by strategy "
+        "exhaustive: 64, forward: 22, the all and target_only baselines: 2; shared ones are estimated once, stored "
+        "ones reused)")
+    assert work(6, {"name": "forward", "params": {"max_steps": 1}}).startswith("1 strategy, estimates on the CPU "
+                                                                              "(fast): up to 9 subsets (forward: 7, ")
     assert [count_text(c) for c in (2**40, 2**1000, 2**1000 + 2)] == ["1,099,511,627,776", "2^1000",
                                                                       "more than 2^1000"]
 
@@ -448,10 +457,12 @@ def test_plan_says_at_most_how_many_subsets_the_search_estimates() -> None:
         def run(self, estimator, context, params):  # type: ignore[no-untyped-def]
             raise NotImplementedError
 
-    assert work(3, {"name": "cli_plan_uncounted"}, {"name": "forward"}) == (
-        "2 strategies, estimates on the CPU (fast): up to 9 subsets besides those of cli_plan_uncounted, which does "
-        "not say (forward: 7, the all and target_only baselines: 2; shared ones are estimated once, stored ones "
+    assert work(4, {"name": "cli_plan_uncounted"}, {"name": "forward"}) == (
+        "2 strategies, estimates on the CPU (fast): up to 13 subsets besides those of cli_plan_uncounted, which does "
+        "not say (forward: 11, the all and target_only baselines: 2; shared ones are estimated once, stored ones "
         "reused)")
+    assert work(3, {"name": "cli_plan_uncounted"}, {"name": "forward"}).startswith(  # 8 bounds its subsets too
+        "2 strategies, estimates on the CPU (fast): up to 8 subsets (all there are of 3 sources; by strategy forward: 7")
 
 
 def test_plan_names_sources_added_removed_and_changed(jsonl_project: Path) -> None:

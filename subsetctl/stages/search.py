@@ -120,7 +120,9 @@ BASELINE_SUBSETS = ("the all and target_only baselines", 2)
 def search_subset_bounds(spec: Spec) -> tuple[int, str, list[str]]:
     """At most how many distinct subsets a search of ``spec`` estimates: the sum of each
     strategy's :meth:`~subsetctl.search.base.Strategy.max_subsets` and the baselines'
-    (:data:`BASELINE_SUBSETS`), the counts by label ("exhaustive: 256, forward: 16, the all
+    (:data:`BASELINE_SUBSETS`), but no more than the 2^n subsets of n sources there are (a
+    search estimates each once: exhaustive over 6 sources beside forward said "up to 192"
+    of 64), the counts by label ("exhaustive: 256, forward: 16, the all
     and target_only baselines: 2") and the labels of the strategies not counted: their
     ``max_subsets`` says None, or fails, or their name or params are wrong (which `validate`
     reports). The one count of `plan`'s work line and of validate's warning about real
@@ -146,7 +148,12 @@ def search_subset_bounds(spec: Spec) -> tuple[int, str, list[str]]:
         else:
             counts.append((label, bound))
     counts.append(BASELINE_SUBSETS)
-    return sum(c for _, c in counts), ", ".join(f"{label}: {count_text(c)}" for label, c in counts), unknown
+    total, parts = sum(c for _, c in counts), ", ".join(f"{label}: {count_text(c)}" for label, c in counts)
+    distinct = 2 ** len(spec.sources)
+    if total > distinct:  # the strategies' counts overlap: no search estimates more subsets than exist
+        # (those of strategies that do not say are among them too)
+        return distinct, f"all there are of {len(spec.sources)} sources; by strategy {parts}", []
+    return total, parts, unknown
 
 
 def search_estimators(spec: Spec) -> list[str]:
