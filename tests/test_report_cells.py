@@ -1038,3 +1038,16 @@ def test_selections_that_share_one_fine_tune_are_said_under_the_test_metrics() -
     report["adapters"]["exhaustive"] = ["runs/dd/adapter"]
     report["adapters"]["fwd_mi"] = ["runs/ee/adapter"]
     assert shared_finetune_line(report) is None  # every row its own run: nothing to say
+
+
+def test_terminal_selections_mark_the_baseline_rows_as_report_md_does() -> None:
+    """A strategy labelled `all` (finetune.baselines: []) beside the search's `all` baseline made
+    two rows named "all" in the terminal's selections table (the baseline's only dimmed, which
+    piped output loses), while report.md wrote "all (baseline)"."""
+    report = _report(False)
+    report["strategies"]["all"] = {**report["strategies"]["forward"], "selected": ["a", "b"]}
+    buffer = io.StringIO()
+    render_full_report(report, Console(file=buffer, width=200))
+    rows = [line.split("│")[1].strip() for line in buffer.getvalue().splitlines() if line.startswith("│ all")]
+    assert rows == ["all", "all (baseline)"], buffer.getvalue()
+    assert "| all (baseline) |" in render_markdown(report, {})

@@ -125,7 +125,7 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
              loss_cell(r["estimated_loss_raw"], raw_digits), calibrated_loss_cell(r, enabled, cal_digits))
             for label, r in report["strategies"].items()
         ] + [
-            (f"[dim]{label}[/dim]", f"[dim]{baseline_cell(r['selected'])}[/dim]",
+            (f"[dim]{escape(label)} (baseline)[/dim]", f"[dim]{baseline_cell(r['selected'])}[/dim]",
              loss_cell(r["estimated_loss_raw"], raw_digits), calibrated_loss_cell(r, enabled, cal_digits))
             for label, r in report.get("baselines", {}).items()
         ]
