@@ -613,7 +613,7 @@ def parse_params(strategy_cls: type[Strategy], raw: dict[str, Any] | None, where
     try:
         return strategy_cls.Params.model_validate(raw)
     except ValidationError as exc:
-        valid = ", ".join(strategy_cls.Params.model_fields) or "(none)"
+        valid = ", ".join(strategy_cls.Params.model_fields)
         problems = []
         for err in exc.errors():
             loc = ".".join(str(p) for p in err["loc"])
@@ -632,7 +632,8 @@ def parse_params(strategy_cls: type[Strategy], raw: dict[str, Any] | None, where
         raise UserError(
             f"Invalid parameters for strategy {named}: "
             + "; ".join(problems)
-            + (f". Valid keys: {valid}. `subsetctl ls` lists their defaults." if unknown else ".")
+            + ("." if not unknown else f". Valid keys: {valid}. `subsetctl ls` lists their defaults." if valid
+               else ". This strategy takes no parameters: remove its params.")
         ) from None
 
 

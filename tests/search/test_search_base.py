@@ -455,3 +455,13 @@ def test_the_not_converged_advice_is_the_cached_estimators(tmp_path) -> None:
     memo = SubsetMemo(cached, SearchContext(sources=est.sources), "t")
     memo.losses(np.ones((1, 3), bool))
     assert any(n.endswith("unreliable); raise estimate.max_iter.") for n in memo.notices()), memo.notices()
+
+
+def test_a_param_given_to_a_strategy_without_params_says_to_remove_it() -> None:
+    """`{name: all, params: {k: 1}}` ended "Valid keys: (none). `subsetctl ls` lists their
+    defaults.": there are no keys, nor defaults, to list."""
+    with pytest.raises(UserError) as info:
+        parse_params(STRATEGIES.get("all"), {"k": 1}, "search.strategies[0].params", "every")
+    msg = str(info.value)
+    assert msg == ("Invalid parameters for strategy 'every' (all): search.strategies[0].params.k: is not a parameter "
+                   "of this strategy. This strategy takes no parameters: remove its params."), msg
