@@ -80,13 +80,15 @@ class TargetOnly(_OnePick):
 class RandomParams(StrategyParams):
     """Size of the random pick."""
 
-    like: str | None = Field(None, description="pick as many sources as this earlier strategy selected")
+    like: str | None = Field(None, description="pick as many sources as the strategy listed before it with this "
+                                                "label (its name where it has no label) selected")
     k: int | None = Field(None, ge=0, description="pick this many sources (when 'like' is not set)")
 
     @model_validator(mode="after")
     def _one_size(self) -> RandomParams:
         if (self.like is None) == (self.k is None):
-            raise ValueError("set exactly one of 'like' (a strategy name) or 'k' (a number)")
+            raise ValueError("set exactly one of 'like' (the label of a strategy listed before it: its name where "
+                             "it has no label) or 'k' (a number)")
         return self
 
 

@@ -804,8 +804,9 @@ class SearchSpec(StrictModel):
     final: str | None = Field(
         None,
         description="The strategy (by label) whose pick is the final one (default: the first): the "
-        "search summary's `selected`, the adapter the report points to, and the order of the report's "
-        "per-source score table. Every strategy's pick is fine-tuned and evaluated either way.",
+        "search summary's `selected`, the adapter the report points to, and, with more than 30 sources, "
+        "the order of the report's per-source score table (ranked by its scores; fewer are in the spec's order). "
+        "Every strategy's pick is fine-tuned and evaluated either way.",
     )
 
 

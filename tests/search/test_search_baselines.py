@@ -141,3 +141,19 @@ def test_similarity_threshold_keeping_all_or_none_is_said(estimator: CountingEst
     assert any("no threshold tells them apart" in n for n in flat.notices), flat.notices
     top = run_strategy("gradient_similarity", estimator, ctx, {"top_k": len(SOURCES)})
     assert not any("threshold=" in n for n in top.notices)
+
+
+def test_random_like_and_search_final_say_they_read_labels() -> None:
+    """`like` and `final` name a strategy by its label (`like: forward` finds no strategy labelled
+    fw), but random's error said "'like' (a strategy name)", its description "this earlier
+    strategy", and search.final's description promised the order of the per-source score table,
+    which only more than 30 sources are ranked by."""
+    from subsetctl.search.baselines import RandomParams
+    from subsetctl.spec.models import SearchSpec
+
+    with pytest.raises(ValueError, match=r"'like' \(the label of a strategy listed before it: its name where it has "
+                                         r"no label\)"):
+        RandomParams()
+    assert "label" in RandomParams.model_fields["like"].description
+    assert "with more than 30 sources, the order of the report's per-source score table" in \
+        SearchSpec.model_fields["final"].description
