@@ -1051,3 +1051,19 @@ def test_terminal_selections_mark_the_baseline_rows_as_report_md_does() -> None:
     rows = [line.split("│")[1].strip() for line in buffer.getvalue().splitlines() if line.startswith("│ all")]
     assert rows == ["all", "all (baseline)"], buffer.getvalue()
     assert "| all (baseline) |" in render_markdown(report, {})
+
+
+def test_the_surrogates_holdout_fit_is_in_every_report() -> None:
+    """`surrogate`'s `holdout` measures how well its linear fit predicts unseen subsets, but the
+    R² and Spearman were kept in report.json's diagnostics only: no report showed them."""
+    report = _report(False)
+    report["strategies"]["sg"] = {**report["strategies"]["forward"], "strategy": "surrogate", "diagnostics": {
+        "holdout_r2": 0.9023, "holdout_spearman": 1.0, "n_train": 12, "n_holdout": 3}}
+    report["strategies"]["sg0"] = {**report["strategies"]["sg"], "diagnostics": {"intercept": 4.5}}  # holdout: 0
+    line = ("sg: the linear surrogate, fitted on 12 subsets, predicts the 3 held out with R² 0.902 and Spearman 1 "
+            "(near 1: its per-source scores")
+    assert f"> search {line}" in render_markdown(report, {})
+    buffer = io.StringIO()
+    render_full_report(report, Console(file=buffer, width=400))
+    assert f"search {line}" in buffer.getvalue()
+    assert "sg0: the linear surrogate" not in buffer.getvalue()

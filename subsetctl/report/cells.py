@@ -154,7 +154,21 @@ def strategy_notes(report: dict[str, Any]) -> list[str]:
     """Each strategy's notices from the search (unconverged solves, too few distinct
     subsets, ...), prefixed with its label: they were said while `run` ran and belong
     in every report, not in report.json alone."""
-    return [f"{label}: {note}" for label, r in report.get("strategies", {}).items() for note in r.get("notices", [])]
+    return [f"{label}: {note}" for label, r in report.get("strategies", {}).items()
+            for note in [*r.get("notices", []), *_surrogate_fit(r)]]
+
+
+def _surrogate_fit(result: dict[str, Any]) -> list[str]:
+    """How well a surrogate's linear fit predicts the subsets its ``holdout`` kept out (R² and
+    Spearman, from its diagnostics): what ``holdout`` is for, which only report.json held."""
+    diag = result.get("diagnostics") or {}
+    if "n_holdout" not in diag:
+        return []
+    r2, rho = diag.get("holdout_r2"), diag.get("holdout_spearman")
+    return [(f"the linear surrogate, fitted on {diag.get('n_train')} subsets, predicts the {diag['n_holdout']} held "
+            f"out with R² {'–' if r2 is None else f'{r2:.3g}'} and Spearman {'–' if rho is None else f'{rho:.3g}'} "
+            "(near 1: its per-source scores, the coefficients of a refit on all subsets, describe the estimates "
+            "well; low: sources interact, compare with exhaustive or forward).")]
 
 
 def repeats_cell(verify_entry: dict[str, Any]) -> str:
