@@ -261,9 +261,14 @@ def _final_estimated_above_target_only(final: str, results: dict[str, Any], base
     digits = loss_digits([estimate, alone, lowest])  # as the report's table writes them: 1.400, 1.390
     estimate_text, alone_text, lowest_text = (loss_cell(v, digits) for v in (estimate, alone, lowest))
     named = "the target alone's" if best == "target_only" else f"{best}'s pick"
+    strategy = record.get("strategy", final)
+    if strategy in ("random_ensemble", "surrogate"):  # the built-ins whose scores average over many subsets
+        why = "Per-source scores average over many subsets, so sources that each help on average can hurt together. "
+    else:  # a baseline (random: no scores at all), backward stopped early, a plugin: no word on averages
+        why = f"{strategy} does not weigh its pick against the target alone. "
     return (f"The final pick, {final}'s {len(picked)} source{'s' if len(picked) != 1 else ''}, is estimated at "
-            f"L_hat {estimate_text} (raw), above the target alone's {alone_text}: by the estimates, adding them hurts. "
-            "Per-source scores average over many subsets, so sources that each help on average can hurt together. "
+            f"L_hat {estimate_text} (raw), above the target alone's {alone_text}: by the estimates, adding "
+            f"{'them' if len(picked) != 1 else 'it'} hurts. {why}"
             f"The lowest estimate here is {named} ({lowest_text}); to pick by the subset's own estimate, make "
             "search.final a strategy that compares its candidates with the target alone (forward, "
             "exhaustive, or select: sweep).")

@@ -268,3 +268,20 @@ def test_a_final_pick_estimated_above_the_target_alone_is_warned_about() -> None
     for selected, estimate in (([], 1.5), (["a"], None), (["a"], 1.390)):
         results["random_ensemble"] = {"selected": selected, "estimated_loss_raw": estimate}
         assert _final_estimated_above_target_only("random_ensemble", results, baselines) is None
+
+
+
+def test_a_final_random_pick_above_the_target_alone_is_not_blamed_on_averaged_scores() -> None:
+    """`search.final` naming the `random` baseline, its one source estimated above the target
+    alone, was told "adding them hurts. Per-source scores average over many subsets ...": random
+    has no scores."""
+    from subsetctl.stages.search import _final_estimated_above_target_only
+
+    baselines = {"all": {"estimated_loss_raw": 1.451}, "target_only": {"estimated_loss_raw": 1.390}}
+    results = {"rnd": {"strategy": "random", "selected": ["b"], "estimated_loss_raw": 1.400},
+               "re": {"strategy": "random_ensemble", "selected": ["a", "b"], "estimated_loss_raw": 1.420}}
+    said = _final_estimated_above_target_only("rnd", results, baselines)
+    assert "rnd's 1 source, is estimated at L_hat 1.400 (raw), above the target alone's 1.390: by the estimates, " \
+        "adding it hurts. random does not weigh its pick against the target alone. The lowest" in said, said
+    assert "Per-source scores" not in said
+    assert "adding them hurts. Per-source scores average" in _final_estimated_above_target_only("re", results, baselines)
