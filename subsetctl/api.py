@@ -356,7 +356,19 @@ def _strategy_label_issues(spec: Spec, issue: _AddIssue) -> None:
                                                "finetune.baselines: their results would be mixed up. Give the "
                                                "strategy another `label`.")
     if spec.search.final is not None and spec.search.final not in labels:
-        issue(("search", "final"), f"{spec.search.final!r} is not one of the strategies ({', '.join(labels)})")
+        issue(("search", "final"), _unknown_final(spec.search.final, spec.search.strategies, labels))
+
+
+def _unknown_final(final: str, strategies: list[Any], labels: list[str]) -> str:
+    """What to say of a ``search.final`` that is no strategy's label: the labels there are,
+    those of the entries of that strategy name (``final: random_ensemble`` where both are
+    labelled), and what to do."""
+    named = [label for entry, label in zip(strategies, labels) if entry.name == final]
+    also = (f"; the {final} strateg{'ies are' if len(named) > 1 else 'y is'} labelled {', '.join(named)}"
+            if named else "")
+    return (f"{final!r} is not one of the strategies ({', '.join(labels)}): search.final names a strategy by its "
+            f"label (its name where it has none){also}. Set it to one of them, or leave it out to make the first "
+            "strategy's pick the final one.")
 
 
 def _estimator_and_projector_issues(spec: Spec, issue: _AddIssue, failed_plugins: list[str]) -> None:

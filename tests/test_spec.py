@@ -942,6 +942,13 @@ def test_validate_checks_strategy_labels_the_final_pick_and_a_dask_address_witho
     (final,) = validate_spec_file(path, [*labelled, "search.final=nope"]).issues
     assert final.key == "search.final" and final.message.startswith("'nope' is not one of the strategies (exhaustive, again)")
     assert validate_spec_file(path, [*labelled, "search.final=again"]).ok
+    # final by the strategy's name where its entries are labelled: which labels it has, and what to do
+    relabelled = ["search.strategies=[{name: exhaustive, label: ex1}, {name: exhaustive, label: ex2}]"]
+    (final,) = validate_spec_file(path, [*relabelled, "search.final=exhaustive"]).issues
+    assert final.message.startswith(
+        "'exhaustive' is not one of the strategies (ex1, ex2): search.final names a strategy by its label (its name "
+        "where it has none); the exhaustive strategies are labelled ex1, ex2. Set it to one of them, or leave it out"
+    ), final.message
     report = validate_spec_file(path, ["executor.address=tcp://10.0.0.1:8786"])
     assert report.ok and [w.key for w in report.warnings] == ["executor.address"]
     assert "only used by executor.backend: dask; with 'loky'" in report.warnings[0].message
