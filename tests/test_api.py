@@ -575,3 +575,22 @@ def test_invalid_strategy_params_name_the_strategys_label(jsonl_project: Path) -
                             "search.strategies[1].params: top_k is only used with select: top_k") for m in messages), messages
     assert any(m.startswith("Invalid parameters for strategy 'forward': search.strategies[2].params.max_steps")
                for m in messages), messages  # no label: the name, once
+
+
+def test_two_random_baselines_of_one_size_are_warned_to_pick_alike(jsonl_project: Path) -> None:
+    """`random` with k: 1 listed twice (labels r1, r2), meant as two random draws, picked the same
+    source (both seeded by project.seed), one fine-tune, and nothing said so before the run."""
+    from subsetctl.api import validate_spec_file
+
+    path = jsonl_project / "subsetctl.yaml"
+    strategies = ("search.strategies=[{name: forward}, {name: random, label: r1, params: {k: 1}}, "
+                  "{name: random, label: r2, params: {k: 1}}, {name: random, label: r3, params: {like: forward}}, "
+                  "{name: random, label: r4, params: {k: 2}}]")
+    report = validate_spec_file(path, [strategies])
+    said = [w for w in report.warnings if w.key.startswith("search.strategies")]
+    assert [(w.key, w.message[:60]) for w in said] == [
+        ("search.strategies[2].params.k", "r2 and r1 are both the random baseline with k=1: drawn with ")], said
+    assert "they pick the same sources, fine-tuned once" in said[0].message
+    alike = strategies.replace("label: r4, params: {k: 2}", "label: r4, params: {like: forward}")
+    assert [w.key for w in validate_spec_file(path, [alike]).warnings if w.key.startswith("search")] == [
+        "search.strategies[2].params.k", "search.strategies[4].params.like"]
