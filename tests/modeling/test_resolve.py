@@ -332,7 +332,7 @@ def test_a_kept_head_with_the_classes_in_another_order_is_reordered(tiny_bert_2_
         (folder / "config.json").write_text(json.dumps(config))
         resolve.forget_notices_given()
         reporter = SilentReporter()
-        model = SimpleNamespace(source=str(folder), kind="classifier", dtype="float32", trust_remote_code=False,
+        model = SimpleNamespace(source=str(folder), kind="classifier", dtype="float32", device="cpu", trust_remote_code=False,
                                 num_labels=None, max_length=32)
         ctx = SimpleNamespace(spec=SimpleNamespace(model=model), project=SimpleNamespace(root=tmp_path),
                               reporter=reporter, upstream_dir=lambda stage: tmp_path)
