@@ -472,7 +472,7 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
     _warn_model_settings(spec, spec_path, warn)
     _warn_hub_data(spec, spec_path, warn)
     _warn_dask_missing(spec, warn)
-    _warn_packaged_model_missing(spec, warn)
+    _warn_packaged_model_unavailable(spec, warn)
     _warn_device_missing(spec, warn)
     _warn_dtype_on_cpu(spec, warn)
     _warn_reasoning_gym_metric(spec, warn)
@@ -561,17 +561,30 @@ def _warn_dask_missing(spec: Spec, warn: _AddIssue) -> None:
                                       f"error after the stages before it have run: {dask.advice}")
 
 
-def _warn_packaged_model_missing(spec: Spec, warn: _AddIssue) -> None:
+def _warn_packaged_model_unavailable(spec: Spec, warn: _AddIssue) -> None:
     """model.source a packaged model whose PyPI package is not installed here (the
-    quickstart's SmolLM2 after installing subsetctl alone): `run` would stop at meta_init,
-    after the data stage, and `validate` said the spec was valid. A warning, not an error,
-    as for Dask: the spec may be meant for another machine."""
-    from subsetctl.modeling.packaged import package_missing
+    quickstart's SmolLM2 after installing subsetctl alone), or whose first conversion has
+    no cache it can write (a batch job's read-only HOME, or none): `run` would stop at
+    meta_init, after the data stage, and `validate` said the spec was valid. A warning,
+    not an error, as for Dask: the spec may be meant for another machine."""
+    from subsetctl.doctor import conversion_cache_problem
+    from subsetctl.modeling.packaged import conversion_pending, package_missing
 
     missing = package_missing(spec.model.source)
     if missing is not None:
         warn(("model", "source"), f"{missing} Without it, `run` here would stop at meta_init, after the data "
                                   "stage.")
+        return
+    try:  # its conversion's cache: a batch job's read-only HOME (or none) stopped `run` at meta_init as well
+        target = conversion_pending(spec.model.source)
+        problem = conversion_cache_problem(target) if target is not None else None
+    except UserError as exc:  # no home folder is known
+        warn(("model", "source"), f"{exc} Without it, `run` here would stop at meta_init, after the data stage.")
+        return
+    if problem is not None:
+        warn(("model", "source"), f"{spec.model.source} is converted once, by the first run's meta_init, into "
+                                  f"{target}, but {problem[0]}: `run` here would stop there, after the data stage. "
+                                  f"{problem[1]}")
 
 
 def _warn_device_missing(spec: Spec, warn: _AddIssue) -> None:

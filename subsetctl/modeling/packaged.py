@@ -285,6 +285,18 @@ def package_missing(name: str) -> str | None:
     return None
 
 
+def conversion_pending(name: str) -> Path | None:
+    """Where the first run will convert the built-in packaged model ``name`` (SmolLM2's GGUF
+    file), when it is installed and not converted yet; None when nothing is to convert (it
+    is converted, is not installed, or needs no conversion). Raises the UserError of
+    :func:`cache_root` when no home folder is known for the cache."""
+    if name != SMOLLM2_NAME or package_missing(name) is not None:
+        return None
+    gguf = _package_dir(*BUILT_IN_PACKAGES[name], name) / SMOLLM2_GGUF
+    target = cache_root() / name
+    return target if gguf.is_file() and not _marker_matches(target, gguf) else None
+
+
 def locate_packaged(name: str, cache_dir: Path | None = None, progress: Progress | None = None) -> Path:
     """The HF folder of the packaged model ``name``, from its ``locate``. A plugin package's
     ``locate`` that raises (``sys.exit()`` too) or returns no path is blamed on that package,
