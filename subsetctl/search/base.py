@@ -70,6 +70,9 @@ class SearchContext:
             pick like one of them.
         progress: optional callback ``progress(message, done, total)``; nothing else
             is ever reported to the terminal.
+        label: the strategy's ``label`` in the spec, where it has one: its progress and
+            notices say it (of two ``gradient_similarity`` entries, "Raise gs_thr's
+            threshold" names the one meant); None: the strategy's name.
     """
 
     sources: list[str]
@@ -77,6 +80,7 @@ class SearchContext:
     features: FeatureSet | None = None
     other_selections: dict[str, list[str]] = field(default_factory=dict)
     progress: ProgressFn | None = None
+    label: str | None = None
 
     def report(self, message: str, done: int, total: int) -> None:
         """Forward a progress event to the callback, if there is one."""
@@ -467,7 +471,7 @@ class SubsetMemo:
     ) -> None:
         self.estimator = estimator
         self.context = context
-        self.label = label
+        self.label = context.label or label  # what its progress and the strategy's notices call the strategy
         self.chunk_size = max(1, int(chunk_size))
         self.sources = list(estimator.sources)
         self._packed = PackedRows((len(self.sources) + 7) // 8)  # the masks estimated (and any a trace adds)

@@ -195,7 +195,7 @@ def _select_similar(
         keep[order] = True
     else:
         keep = sims > params.threshold
-        kept_all_or_none = _threshold_kept_all_or_none(name, sims, keep, params.threshold)
+        kept_all_or_none = _threshold_kept_all_or_none(memo.label, sims, keep, params.threshold)
         if kept_all_or_none:
             notices.append(kept_all_or_none)
     return _result(

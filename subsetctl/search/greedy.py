@@ -54,7 +54,7 @@ def _greedy(
     """Run greedy selection; returns (mask, loss, scores, steps, notices). Progress says
     which step a round estimates, of at most how many (a long search shows where it is)."""
     n = len(memo.sources)
-    name, bound = memo.label, _step_bound(params, n)  # (the label: the strategy's name)
+    name, bound = memo.label, _step_bound(params, n)  # (the memo's label: the spec's label, else the strategy's name)
     current = np.zeros(n, dtype=bool) if forward else np.ones(n, dtype=bool)
     current_loss = float(memo.losses(current[None, :])[0])
     notices: list[str] = []

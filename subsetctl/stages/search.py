@@ -680,7 +680,7 @@ def _run_strategies(ctx: StageContext, features: Any, cached: Any, cal: Any,
             params = parse_params(cls, entry.params, f"search.strategies[{i}].params", entry.label)
             search_ctx = SearchContext(
                 sources=features.sources, seed=spec.project.seed, features=features,
-                other_selections=dict(other), progress=_progress_on(task, i),
+                other_selections=dict(other), progress=_progress_on(task, i), label=entry.label,
             )
             result = _run_strategy(cls, entry.name, label, cached, search_ctx, params, estimator_failed)
             for notice in result.notices:

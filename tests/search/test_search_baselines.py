@@ -141,6 +141,23 @@ def test_similarity_threshold_keeping_all_or_none_is_said(estimator: CountingEst
     assert any("no threshold tells them apart" in n for n in flat.notices), flat.notices
     top = run_strategy("gradient_similarity", estimator, ctx, {"top_k": len(SOURCES)})
     assert not any("threshold=" in n for n in top.notices)
+    labelled = SearchContext(sources=list(SOURCES), features=planted_features, label="gs_thr")
+    (said,) = [n for n in run_strategy("gradient_similarity", estimator, labelled, {"threshold": 0.999}).notices
+               if "threshold=" in n]
+    assert "Lower gs_thr's threshold" in said, said  # the entry meant, of two gradient_similarity ones
+
+
+def test_greedy_progress_names_the_strategy_by_its_label(estimator: CountingEstimator) -> None:
+    """Of `forward` and a `forward` labelled fwd_mi, both showed "forward, step 1 ..." as they ran."""
+    said: list[str] = []
+    ctx = SearchContext(sources=estimator.sources, label="fwd_mi",
+                        progress=lambda message, done, total: said.append(message))
+    run_strategy("forward", estimator, ctx, {"max_steps": 1})
+    assert said and all(message.startswith("fwd_mi") for message in said), said
+    said.clear()
+    run_strategy("forward", estimator, SearchContext(sources=estimator.sources, progress=lambda m, d, t: said.append(m)),
+                 {"max_steps": 1})
+    assert said and all(message.startswith("forward") for message in said), said
 
 
 def test_random_like_and_search_final_say_they_read_labels() -> None:
