@@ -233,9 +233,15 @@ def compute_store(
     store: GradientStore,
     batch_size: int,
     progress: Callable[[int, int], None] | None = None,
+    resumed: Callable[[int], None] | None = None,
 ) -> ComputeCounts:
     """Fill ``store`` batch by batch, skipping the batches whose rows are all written
     already (wherever they are: an interrupted run's, or rows taken from shards).
+
+    ``progress(done, n)`` counts the skipped rows at the start, where ``resumed(skipped)``
+    is told them (when there are any), and then the rows this call computes: a resumed
+    run's skipped rows, wherever they lie, are no part of its speed (its ETA read them as
+    rows computed in no time, and the rest as nearly done).
 
     Batches are the fixed blocks ``[k * batch_size, (k + 1) * batch_size)`` of the store's
     rows, so a resumed or sharded run pads and computes every row exactly as an
@@ -245,18 +251,21 @@ def compute_store(
     if batch_size < 1:
         raise UserError(f"gradients.batch_size={batch_size} must be at least 1.")
     n = store.n_rows
-    computed = skipped = 0
     written = np.asarray(store.written)
-    for start in range(0, n, batch_size):
+    done_before = [start for start in range(0, n, batch_size) if written[start:start + batch_size].all()]
+    skipped = sum(min(n, start + batch_size) - start for start in done_before)
+    if skipped and resumed is not None:
+        resumed(skipped)
+    elif skipped and progress is not None:
+        progress(skipped, n)
+    computed = 0
+    for start in sorted(set(range(0, n, batch_size)) - set(done_before)):
         local = list(range(start, min(n, start + batch_size)))
-        if written[local].all():
-            skipped += len(local)
-        else:
-            result = engine.compute(make_batch([i + store.row_offset for i in local]))
-            store.write(local, result.f, result.x, result.repr if store.h else None)
-            computed += len(local)
+        result = engine.compute(make_batch([i + store.row_offset for i in local]))
+        store.write(local, result.f, result.x, result.repr if store.h else None)
+        computed += len(local)
         if progress is not None:
-            progress(computed + skipped, n)
+            progress(skipped + computed, n)
     return ComputeCounts(computed=computed, skipped=skipped)
 
 

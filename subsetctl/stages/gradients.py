@@ -17,6 +17,7 @@ from typing import Any
 from subsetctl.errors import UserError
 from subsetctl.pipeline import StageContext
 from subsetctl.project import Project, fingerprint, size_text
+from subsetctl.reporter import resume_at
 from subsetctl.spec import Spec
 from subsetctl.stages import common
 
@@ -483,7 +484,8 @@ class GradientsStage(common.ModelStage):
             ctx.reporter.info(f"{label}: resuming; {done:,} of {store.n_rows:,} rows are computed already (by a "
                               f"run that stopped partway, or by shards), computing the other {store.n_rows - done:,}")
         with ctx.reporter.progress(label, total=store.n_rows) as task, torch.enable_grad():
-            return compute_store(engine, make_batch, store, batch_size, progress=lambda done, total: task.update(done))
+            return compute_store(engine, make_batch, store, batch_size, progress=lambda done, total: task.update(done),
+                                 resumed=lambda done: resume_at(task, done))
 
     @staticmethod
     def _repr_width(model: Any, tokenizer: Any, items: list[dict[str, Any]], kind: str, max_length: int,

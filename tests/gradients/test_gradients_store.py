@@ -83,6 +83,25 @@ def test_write_reopen_resume(tmp_path: Path, setup) -> None:
     assert (c.computed, c.skipped) == (0, N)
 
 
+def test_a_resumed_fill_counts_the_rows_done_before_at_the_start(tmp_path: Path, setup) -> None:
+    """A resumed gradients stage counted rows it skipped as it passed them (scattered, after
+    merged shards), so its ETA read them as rows computed in no time: they are said at once
+    (``resumed``), and the progress after counts the rows computed now."""
+    engine, info, rows = setup
+    store = GradientStore.create(tmp_path / "scattered", rows, D, 64, info)
+    for batch in ([3, 4, 5], [9, 10]):  # rows a shard computed, in the middle and at the end
+        done = engine.compute(make_batch(batch))
+        store.write(batch, done.f, done.x, done.repr)
+    said: list[tuple[str, int]] = []
+    c = compute_store(engine, make_batch, store, BS, progress=lambda a, b: said.append(("progress", a)),
+                      resumed=lambda a: said.append(("resumed", a)))
+    assert (c.computed, c.skipped) == (N - 5, 5)
+    assert said == [("resumed", 5), ("progress", 8), ("progress", 11)]  # rows 0-2, then 6-8: this call's own
+    seen: list[int] = []
+    compute_store(engine, make_batch, store, BS, progress=lambda a, b: seen.append(a))
+    assert seen == [N]  # all done before, and no resumed callback: said as progress once
+
+
 def test_shard_rows_of_any_count_fill_the_unsharded_store(tmp_path: Path, setup) -> None:
     """Rows taken from shards of different counts (0/2 with 1/3 and 2/3: overlapping, not
     tiling) give the store an unsharded run computes, byte for byte."""
