@@ -206,7 +206,7 @@ class _LogTask:
         with self._lock:
             self.done, self.fields = completed, {}
             self._base = (completed, self._clock())
-            self._line(completed, {}, note=f"resumed: the first {completed} done by an earlier run")
+            self._line(completed, {}, note=f"resumed: {completed} done by an earlier run")
 
     def close(self) -> None:
         """The last count, when the work ended short of the total (a diverged run stops

@@ -154,5 +154,5 @@ def test_a_resumed_training_says_so_in_the_log_and_its_eta_counts_only_this_runs
         now[0] = 10.0
         progress(206, 300, 2.5, None)
     lines = log.getvalue().splitlines()
-    assert lines[1] == "meta_init: 196/300  elapsed 0:00:00  resumed: the first 196 done by an earlier run", lines
+    assert lines[1] == "meta_init: 196/300  elapsed 0:00:00  resumed: 196 done by an earlier run", lines
     assert lines[2] == "meta_init: 206/300  elapsed 0:00:10  eta 0:01:34  loss=2.5", lines
