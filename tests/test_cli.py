@@ -1682,3 +1682,14 @@ def test_plan_counts_the_rows_the_gradients_stage_would_compute(jsonl_project: P
     assert gradients_work().endswith(f": {sum(rows.values()):,} rows (the most from {largest!r}: {rows[largest]:,}; "
                                      "`max_examples` on a source caps its rows)")
     assert "rows" not in gradients_work("sources[0].max_examples=1")  # the data stage runs again first
+
+
+def test_the_shipped_example_specs_validate_without_a_warning() -> None:
+    """The quickstart's random_ensemble asked for m=500 of the 462 subsets there are, which
+    validate (rightly) warns of: the first command a new user runs printed a warning about
+    the example itself."""
+    from subsetctl.api import validate_spec_file
+
+    root = Path(__file__).resolve().parents[1]
+    report = validate_spec_file(root / "examples" / "quickstart" / "subsetctl.yaml")
+    assert report.ok and report.warnings == [], [w.render() for w in report.warnings]
