@@ -767,6 +767,7 @@ def _warn_few_random_subsets(spec: Spec, warn: Callable[[tuple[Any, ...], str], 
     number of sources (as listed and expanded from ``source_files``): each source is then
     scored from few subsets, and its pick varies with ``project.seed``."""
     from subsetctl.registry import STRATEGIES
+    from subsetctl.search.ensemble import clamped_subset_size
 
     n = len(spec.sources)
     for i, strategy in enumerate(spec.search.strategies):
@@ -782,7 +783,7 @@ def _warn_few_random_subsets(spec: Spec, warn: Callable[[tuple[Any, ...], str], 
         default = "" if "m" in params.model_fields_set else " (the default)"
         alpha = getattr(params, "alpha", None)
         if isinstance(m, int) and isinstance(alpha, float) and n >= 2 and not default:  # m set, not the default
-            size = min(max(1, round(alpha * n)), n - 1)  # as the strategy clamps it (subset_size)
+            size = clamped_subset_size(n, alpha)
             if m > (total := math.comb(n, size)):
                 warn(("search", "strategies", i, "params", "m"),
                      f"m={m} is more than the {total:,} distinct subsets of {size} of the {n} sources "

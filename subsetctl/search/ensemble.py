@@ -113,6 +113,12 @@ def _too_few_sources(n: int, strategy: str) -> str | None:
             f"{'is' if n == 1 else 'are'} {n}. Use the 'exhaustive' strategy instead.")
 
 
+def clamped_subset_size(n: int, alpha: float) -> int:
+    """``round(alpha * n)`` clamped to ``1..n-1`` (1 for a single source): the size of the
+    random subsets, which :func:`subset_size` uses and `plan`/`validate` count with."""
+    return min(max(1, round(alpha * n)), max(1, n - 1))
+
+
 def subset_size(n: int, alpha: float, strategy: str) -> tuple[int, list[str]]:
     """``round(alpha * n)`` clamped to ``1..n-1`` (a size of n says nothing per source),
     with a notice when clamped. Raises a UserError for fewer than 2 sources."""
@@ -120,7 +126,7 @@ def subset_size(n: int, alpha: float, strategy: str) -> tuple[int, list[str]]:
     if problem:
         raise UserError(problem)
     raw = round(alpha * n)
-    size = min(max(1, raw), n - 1)
+    size = clamped_subset_size(n, alpha)
     notices = []
     if size != raw:
         notices.append(
@@ -279,7 +285,7 @@ class RandomEnsemble(Strategy):
 def _random_subsets_bound(params: RandomSubsetParams, n_sources: int) -> int:
     """The m random subsets (at most as many as exist), then the selection: one subset,
     or the n + 1 prefixes of a sweep."""
-    size = min(max(1, round(params.alpha * n_sources)), max(1, n_sources - 1))  # as subset_size clamps it
+    size = clamped_subset_size(n_sources, params.alpha)
     return min(params.m, math.comb(n_sources, size)) + (n_sources + 1 if params.select == "sweep" else 1)
 
 
