@@ -177,14 +177,14 @@ def check_writable(folder: Path) -> Check:
     """The project folder and its state folder accept new files: every stage writes there
     (a read-only copy plans and reports, but `run` stops at its first write)."""
     from subsetctl.errors import UserError, dangling_link_target
-    from subsetctl.project import STATE_DIRNAME, check_arrow_can_open
+    from subsetctl.project import STATE_DIRNAME, Project, check_arrow_can_open
 
     blocked = next((why for p in (folder, folder / STATE_DIRNAME) if p.exists() and (why := _unwritable(p))), None)
     if blocked:
         return Check("writable", False, blocked,
                      "Fix its permissions, or copy the project somewhere writable: `plan` and `report` work "
                      "read-only, `run` does not.")
-    lock = folder / STATE_DIRNAME / "lock"
+    lock = Project(folder).lock_path
     if lock.exists() and not lock.is_file():  # `run` fails taking the project's lock there, before any stage
         return Check("writable", False, f"{lock} is not a file: `run` cannot take the project's lock there",
                      "Something else put it there: move it aside (subsetctl makes the file again); nothing of "

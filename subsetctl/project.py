@@ -677,6 +677,11 @@ class Project:
     def state_dir(self) -> Path:
         return self.root / STATE_DIRNAME
 
+    @property
+    def lock_path(self) -> Path:
+        """The run lock's file (:meth:`lock`)."""
+        return self.state_dir / "lock"
+
     def stage_dir(self, stage: str) -> Path:
         return self.state_dir / stage
 
@@ -874,7 +879,7 @@ class Project:
         text is the spec's is kept (its modification time renewed: used by this run); the
         text is made once, for the comparison and the write, and the copy is not parsed."""
         digest = fingerprint(resolved)
-        path = self.state_dir / SPECS_DIRNAME / f"{digest}.json"
+        path = self._stored_spec_path(digest)
         text = json_file_text(resolved)
         try:
             same = path.read_text(encoding="utf-8") == text
@@ -899,7 +904,11 @@ class Project:
     def stored_spec(self, digest: str) -> dict[str, Any] | None:
         """The resolved spec :meth:`keep_resolved_spec` stored under ``digest`` (a
         manifest's ``resolved_spec``); None when it is missing or unreadable."""
-        return read_json_object(self.state_dir / SPECS_DIRNAME / f"{digest}.json")
+        return read_json_object(self._stored_spec_path(digest))
+
+    def _stored_spec_path(self, digest: str) -> Path:
+        """Where :meth:`keep_resolved_spec` stores the resolved spec of ``digest``."""
+        return self.state_dir / SPECS_DIRNAME / f"{digest}.json"
 
     def prune_resolved_specs(self) -> int:
         """Delete the stored specs that no stage's results name (current, set aside or
@@ -1038,7 +1047,7 @@ class Project:
         `report`. A running `run` may be committing the stage, so then nothing is written;
         a read-only project is left as it is."""
         with (contextlib.suppress(_LockBusy, OSError, LocksUnsupportedError),  # held, read-only, no locks there
-              _flocked(self.state_dir / "lock", fcntl.LOCK_EX, lambda _holder: _LockBusy())):
+              _flocked(self.lock_path, fcntl.LOCK_EX, lambda _holder: _LockBusy())):
             self.restamp_manifest(stage, restamped)
 
     def invalidate(self, stage: str) -> None:
@@ -1057,7 +1066,7 @@ class Project:
         statuses are moving. A shared probe, released at once: it never stands in the way of
         shard runs (shared too), and of a starting `run` only for that instant. A run whose
         lock file was deleted is found by its work marker (:meth:`run_holding_deleted_lock`)."""
-        path = self.state_dir / "lock"
+        path = self.lock_path
         if not path.is_file() or not file_lock_held(path):
             running = self.run_holding_deleted_lock()
             return None if running is None else str(running[0])
@@ -1131,7 +1140,7 @@ class Project:
             return waits
 
         mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
-        with _flocked(self.state_dir / "lock", mode, busy, attempts=5, wait_for=shard_preparing) as handle:
+        with _flocked(self.lock_path, mode, busy, attempts=5, wait_for=shard_preparing) as handle:
             if shared:
                 handle.truncate(0)  # any PID there is a dead exclusive holder's: none can be alive now
                 handle.flush()
@@ -1146,7 +1155,7 @@ class Project:
             if running is not None:
                 raise LockedError(
                     f"Project {self.root} is locked by a running `subsetctl run` (PID {running[0]}, computing "
-                    f"{running[1]}), whose lock file {self.state_dir / 'lock'} was deleted. Wait for it to finish or "
+                    f"{running[1]}), whose lock file {self.lock_path} was deleted. Wait for it to finish or "
                     "stop that process; `plan` and `report` work meanwhile.", holder="run")
             if stale and notice is not None:
                 notice(f"Took over a stale lock left by PID {previous}{previous_holder.on_host}, which is no longer "
@@ -1176,7 +1185,7 @@ class Project:
         stops between stages (nothing computed is lost) rather than write stages beside it."""
         if not self._held_locks:
             return
-        path = self.state_dir / "lock"
+        path = self.lock_path
         try:
             if os.path.samestat(os.fstat(self._held_locks[-1].fileno()), os.stat(path)):
                 return
