@@ -98,19 +98,20 @@ class OverlapCheck:
 
     def add(self, name: str, splits: Mapping[str, Any]) -> None:
         """Take in one source's prepared splits."""
+        checked = name not in self.controls  # a negative control is only compared with the other sources
         shared: set[tuple[str, str]] = set()
         rows = digest = 0
-        all_in_train = True
+        all_in_train = checked
         for split in splits.values():
             for keys in _key_batches(split, self.kind):
-                if self.held_out:
+                if checked and self.held_out:
                     shared.update(self.held_out.intersection(keys))
                 all_in_train = all_in_train and self.target_train.issuperset(keys)
                 rows += len(keys)
                 digest = (digest + _rows_digest(keys)) % 2**64
-        if name not in self.controls and shared:
+        if shared:
             self.leaking.append((name, len(shared)))
-        if rows and name not in self.controls and all_in_train:
+        if rows and all_in_train:
             self.copies_of_train.append(name)
         if rows:
             self.by_content.setdefault(f"{rows}:{digest:016x}", []).append(name)
