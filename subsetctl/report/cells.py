@@ -325,8 +325,9 @@ def threads_line(report: dict[str, Any]) -> str | None:
     from subsetctl.stages import stage_names
 
     stages = report.get("stages") or {}
+    order = {name: i for i, name in enumerate(stage_names())}
     by_count: dict[int, list[str]] = {}
-    for stage in sorted(stages, key=lambda name: (stage_names() + [name]).index(name)):  # in run order
+    for stage in sorted(stages, key=lambda name: order.get(name, len(order))):  # in run order
         entry = stages[stage]
         threads = entry.get("threads") if isinstance(entry, dict) else None
         count = threads.get("torch") if isinstance(threads, dict) else None
