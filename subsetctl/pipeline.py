@@ -425,6 +425,21 @@ def _without_shared_last_clause(then: str, now: str) -> str:
     return then
 
 
+def _without_trailing_breakdown(then: str, now: str) -> str:
+    """``then`` without the parenthesized breakdown it ends with (the search's subsets by
+    strategy) when ``now`` ends with one too: plan shows ``then`` right after ``now``, and
+    the last run's whole breakdown repeated what is planned for all but the strategy added.
+    The figures before it (strategies, subsets) say what the seconds were for."""
+    if not (then.endswith(")") and now.endswith(")")):
+        return then
+    depth = 0
+    for i in range(len(then) - 1, -1, -1):
+        depth += {")": 1, "(": -1}.get(then[i], 0)
+        if depth == 0:
+            return then[:i].rstrip() if i > 0 else then
+    return then
+
+
 def _is_seconds(value: Any) -> bool:
     """Whether a manifest's ``seconds`` is a duration (a hand-edited or damaged one is not shown)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
@@ -951,7 +966,9 @@ class Pipeline:
         if last_spec is None:
             return None
         then, now = stage.work(last_spec), stage.work(self.spec)
-        return _without_shared_last_clause(then, now) if then and then != now else None
+        if not then or then == now:
+            return None
+        return _without_trailing_breakdown(_without_shared_last_clause(then, now), now)
 
     def _never_run(self, stage: Stage, fp: str | None, inputs: dict[str, Any]) -> tuple[str, list[str]]:
         """The state ("never run" or "unfinished") and reasons :meth:`plan` gives a stage

@@ -420,6 +420,26 @@ def test_plan_says_how_much_work_the_last_run_took_its_seconds_for(tiny_project_
     assert _without_shared_last_clause(nested.replace("35", "20"), nested) == nested.replace("35", "20")
 
 
+def test_plan_says_the_last_search_in_brief(tiny_project_ran) -> None:
+    """Adding one strategy made plan repeat the last search's whole breakdown by strategy
+    after the planned one ("its last run took 0.0 s, for 2 strategies, ...: up to 8 subsets
+    (all there are of 3 sources; by strategy exhaustive: 8, ...; shared ones are estimated
+    once, stored ones reused)"): the last run is now said by its strategies and subsets."""
+    from subsetctl.pipeline import _without_trailing_breakdown
+
+    project = tiny_project_ran("search")
+    spec = yaml.safe_load((project / "subsetctl.yaml").read_text())
+    spec["search"]["strategies"].append({"name": "forward"})
+    (project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    statuses = {s["stage"]: s for s in json.loads(CliRunner().invoke(
+        main, ["plan", str(project), "--format", "json"]).stdout)}
+    assert statuses["search"]["work"].startswith("3 strategies"), statuses["search"]
+    assert re.fullmatch(r"2 strategies, estimates on the CPU \(fast\): up to 8 subsets",
+                        statuses["search"]["last_work"]), statuses["search"]["last_work"]
+    assert _without_trailing_breakdown("a (b) c", "x (y)") == "a (b) c"  # not at the end: kept
+    assert _without_trailing_breakdown("a (b (c))", "x") == "a (b (c))"  # now has none: kept
+
+
 def test_plan_says_at_most_how_many_subsets_the_search_estimates() -> None:
     """The search's work line named its strategies and estimator but not how many subsets
     they estimate: forward over 1,000 sources is half a million."""
