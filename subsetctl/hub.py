@@ -12,6 +12,7 @@ import os
 import re
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,13 +66,38 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     known = _UNREACHABLE_SINCE.get(address)
     if known is not None and time.monotonic() - known < _UNREACHABLE_MEMORY_S:
         return False
-    try:
-        with socket.create_connection(address, timeout=timeout):
-            _UNREACHABLE_SINCE.pop(address, None)
-            return True
-    except OSError:
-        _UNREACHABLE_SINCE[address] = time.monotonic()
-        return False
+    started = time.monotonic()
+    for sockaddr in _resolved(*address, timeout=timeout):
+        try:
+            with socket.create_connection(sockaddr[:2], timeout=max(0.1, timeout - (time.monotonic() - started))):
+                _UNREACHABLE_SINCE.pop(address, None)
+                return True
+        except OSError:
+            pass
+        if time.monotonic() - started >= timeout:
+            break
+    _UNREACHABLE_SINCE[address] = time.monotonic()
+    return False
+
+
+def _resolved(host: str, port: int, timeout: float) -> list[tuple]:
+    """The socket addresses ``host`` resolves to, or none when it does not resolve within
+    ``timeout`` s. A machine whose configured name server cannot be reached (a cluster node
+    cut off from the network) blocks in ``getaddrinfo`` for the resolver's own retries,
+    often 10-40 s, which a socket's timeout does not cover; the lookup runs in a daemon
+    thread, left to finish on its own if it takes longer."""
+    found: list[tuple] = []
+
+    def look_up() -> None:
+        try:
+            found.extend(info[4] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except (OSError, UnicodeError):  # unknown host; a name IDNA cannot encode
+            pass
+
+    lookup = threading.Thread(target=look_up, name="subsetctl-hub-lookup", daemon=True)
+    lookup.start()
+    lookup.join(timeout)
+    return [] if lookup.is_alive() else list(found)
 
 
 #: (host, port) -> when a probe last failed. One command asks several times (``doctor``

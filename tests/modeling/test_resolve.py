@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -526,7 +527,46 @@ def test_the_hub_probe_follows_hf_endpoints_port(monkeypatch, endpoint: str, add
         raise OSError("refused")
 
     monkeypatch.setattr(socket, "create_connection", connect)
+    monkeypatch.setattr(socket, "getaddrinfo", _resolving_to_itself)
     assert hub.hub_reachable() is False and probed == [address]
+
+
+def _resolving_to_itself(host, port, *args, **kwargs) -> list:
+    """A name lookup that answers at once with the name itself (no name server asked)."""
+    import socket
+
+    return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (host, port))]
+
+
+def test_the_hub_probe_does_not_wait_on_a_name_server_that_does_not_answer(monkeypatch) -> None:
+    """A node whose name server cannot be reached blocks in getaddrinfo for the resolver's
+    retries (10-40 s), which the probe's socket timeout did not cover: every validate
+    waited that long before saying the hub was unreachable. The lookup now counts in the
+    timeout."""
+    import socket
+    import threading
+
+    import huggingface_hub.constants as hc
+
+    from subsetctl import hub
+
+    for var in ("HF_HUB_OFFLINE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HF_ENDPOINT"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", False, raising=False)
+    answered = threading.Event()
+
+    def silent_name_server(*args, **kwargs):
+        answered.wait(30)
+        raise socket.gaierror("Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", silent_name_server)
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: pytest.fail("no address to connect to"))
+    started = time.monotonic()
+    try:
+        assert hub.hub_reachable(timeout=0.5) is False
+        assert time.monotonic() - started < 3
+    finally:
+        answered.set()  # let the lookup thread end
 
 
 def test_a_failed_hub_probe_is_believed_for_a_while(monkeypatch) -> None:
@@ -558,6 +598,7 @@ def test_a_failed_hub_probe_is_believed_for_a_while(monkeypatch) -> None:
         return Connection()
 
     monkeypatch.setattr(socket, "create_connection", connect)
+    monkeypatch.setattr(socket, "getaddrinfo", _resolving_to_itself)
     assert hub.hub_reachable() is False and hub.hub_reachable() is False
     assert len(probes) == 1
     hub.forget_unreachable()
