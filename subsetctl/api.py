@@ -57,7 +57,7 @@ def template_text(name: str) -> str:
 SCHEMA_FILENAME = "subsetctl.schema.json"
 
 
-def init_project(directory: Path, template: str = "quickstart", force: bool = False,
+def init_project(directory: str | Path, template: str = "quickstart", force: bool = False,
                  kept: list[str] | None = None, backups: list[Path] | None = None) -> Path:
     """Create ``directory`` with a commented ``subsetctl.yaml`` (and the JSON schema it
     points editors at); never overwrites a spec unless ``force``, nor ever a data file

@@ -622,3 +622,19 @@ def test_two_random_baselines_of_one_size_are_warned_to_pick_alike(jsonl_project
     alike = strategies.replace("label: r4, params: {k: 2}", "label: r4, params: {like: forward}")
     assert [w.key for w in validate_spec_file(path, [alike]).warnings if w.key.startswith("search")] == [
         "search.strategies[2].params.k", "search.strategies[4].params.like"]
+
+
+def test_the_readmes_api_functions_take_a_folder_as_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """README: the package is typed, so mypy and pyright check calls against its hints. Every
+    function README lists takes a project folder or spec as `str | Path`, but init_project's
+    hint was `Path` alone: `init_project("myproject")` worked and was flagged by a type checker."""
+    import typing
+
+    from subsetctl import api
+
+    for name in ("init_project", "validate_spec_file", "plan_project", "run_project", "list_plugins"):
+        function = getattr(api, name)
+        first = next(iter(typing.get_type_hints(function)))
+        assert str in typing.get_args(typing.get_type_hints(function)[first]), (name, first)
+    monkeypatch.chdir(tmp_path)
+    assert api.init_project("myproject", "minimal").resolve() == tmp_path / "myproject" / "subsetctl.yaml"
