@@ -1116,3 +1116,25 @@ def test_validate_warns_of_a_spec_plugin_registering_an_installed_plugins_name(
     spec["plugins"] = []  # without the module: nothing said
     (tiny_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     assert not any("also registers" in w.render() for w in validate_spec_file(tiny_project).warnings)
+
+
+def test_readme_states_each_built_in_strategy_parameter_s_default() -> None:
+    """README's "Strategies" section gives each built-in strategy parameter's default in prose
+    (`m` (200), `alpha` 0.5, `select` (default `sign`), ...), which `subsetctl ls` reads from the
+    code: a default changed in one place and not the other told a user a value the run did
+    not use. Each parameter with a default is named there with its value close after it."""
+    from subsetctl.api import list_plugins
+
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8").split())
+    section = readme[readme.index("### Strategies and what their per-source scores mean"):readme.index("### Classifiers")]
+    missing = []
+    for row in list_plugins()["strategies"]:
+        for param in row["params"]:
+            default = param["default"]
+            if default is None:  # unset: nothing to state
+                continue
+            forms = {str(default), format(default, "g") if isinstance(default, float) else str(default)}
+            if not any(re.search(rf"`{re.escape(param['name'])}`[^.;]{{0,25}}?\b{re.escape(form)}\b", section)
+                       for form in forms):
+                missing.append(f"{row['name']}.{param['name']}={default!r}")
+    assert missing == [], missing
