@@ -985,6 +985,23 @@ def test_a_project_name_with_a_control_character_is_refused_at_its_key(name: str
     assert ok is not None and not issues
 
 
+def test_a_target_without_validation_rows_is_said_at_its_split_line_with_the_other_problems(tmp_path: Path) -> None:
+    """A target split without validation rows was refused as "spec.yaml:1: target: the target
+    needs validation examples" (the target's first line, not the split's, and no reason), by a
+    schema check that also hid every other problem of the spec; one without test rows was said
+    at `target.split.test` on the split's line, with why, beside the others. Both are now."""
+    from subsetctl.api import validate_spec_file
+
+    (tmp_path / "t.jsonl").write_text('{"prompt": "p", "response": "r"}\n' * 40)
+    (tmp_path / "subsetctl.yaml").write_text(
+        "target:\n  name: t\n  loader: {type: jsonl, path: t.jsonl}\n  split: {train: 0.5, test: 0.2}\n"
+        "sources:\n  - {name: s, loader: {type: jsonl, path: t.jsonl}}\n")  # random_ensemble of 1 source: refused
+    rendered = [issue.render() for issue in validate_spec_file(tmp_path / "subsetctl.yaml").issues]
+    assert any(":4: target.split.validation: the target needs validation examples (split.validation > 0): it "
+               "chooses the checkpoint" in issue for issue in rendered), rendered
+    assert any("needs at least 2 sources" in issue for issue in rendered), rendered
+
+
 def test_the_schema_flags_a_target_split_without_train_validation_or_test_rows(tmp_path: Path) -> None:
     """validate refuses a target split with no train, validation or test rows (0, 0.0, or
     validation or test left out, which default to 0); the schema passed them to editors."""

@@ -682,12 +682,6 @@ class TargetSpec(SourceSpec):
         description="Split sizes; the target needs train, validation and test examples.",
     )
 
-    @model_validator(mode="after")
-    def _needs_validation(self) -> TargetSpec:
-        if self.split.validation == 0:
-            raise ValueError("the target needs validation examples (split.validation > 0)")
-        return self
-
 
 # ---------------------------------------------------------------------------- stages
 
