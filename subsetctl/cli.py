@@ -434,7 +434,8 @@ def _status_table(statuses: list[Any], title: str) -> Any:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: each stage's status, whether run would run it and why, and how much work it is, for scripts.")
 def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, force: tuple[str, ...], fmt: str) -> None:
-    """Show each stage's status and what `run` would do (changes nothing but the cache of file hashes).
+    """Show each stage's status and what `run` would do (changes nothing but the cache of file
+    hashes, and the file stamps recorded for a copied project's results).
 
     DIRECTORY is the project (default: the current directory); extra `key=value`
     arguments are spec overrides, planned as `run` would apply them."""
@@ -746,7 +747,8 @@ def _print_report(root: Path, console: Any, overrides: list[str] | None = None) 
                    "default the per-source table then shows the 20 highest and 10 lowest scoring and long "
                    "selections are summarized). json and markdown always list every source.")
 def report(directory: Path | None, fmt: str, all_sources: bool) -> None:
-    """Show the results of the last run (read-only; works during a run).
+    """Show the results of the last run (works during a run; changes nothing but the cache of file
+    hashes, and the file stamps recorded for a copied project's results).
 
     DIRECTORY is the project (default: the current directory)."""
     from subsetctl.project import Project
