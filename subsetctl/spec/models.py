@@ -172,7 +172,9 @@ class ModelSpec(StrictModel):
         "causal-lm", description="causal-lm: prompt -> response; classifier: text -> label."
     )
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
-        "float32", description="Weights dtype (float32 on CPU)."
+        "float32", description=("Weights dtype, used as set on every device: bfloat16 or float16 for a GPU; on a "
+                                "CPU float32 (float16 there is many times slower, as is bfloat16 without bfloat16 "
+                                "instructions: validate warns).")
     )
     max_length: int = Field(
         128, ge=8, le=32768, description=("Max tokens per example. A causal LM's prompt is cut from the left (its "
