@@ -626,14 +626,17 @@ def test_two_random_baselines_of_one_size_are_warned_to_pick_alike(jsonl_project
 
 def test_the_readmes_api_functions_take_a_folder_as_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """README: the package is typed, so mypy and pyright check calls against its hints. Every
-    function README lists takes a project folder or spec as `str | Path`, but init_project's
-    hint was `Path` alone: `init_project("myproject")` worked and was flagged by a type checker."""
+    function README lists takes a project folder or spec as `str | Path`, but init_project's and
+    load_report_data's hints were `Path` alone: `init_project("myproject")` worked and was flagged
+    by a type checker."""
     import typing
 
     from subsetctl import api
+    from subsetctl.report import terminal
 
-    for name in ("init_project", "validate_spec_file", "plan_project", "run_project", "list_plugins"):
-        function = getattr(api, name)
+    functions = {name: getattr(api, name) for name in ("init_project", "validate_spec_file", "plan_project",
+                                                          "run_project", "list_plugins")}
+    for name, function in {**functions, "load_report_data": terminal.load_report_data}.items():
         first = next(iter(typing.get_type_hints(function)))
         assert str in typing.get_args(typing.get_type_hints(function)[first]), (name, first)
     monkeypatch.chdir(tmp_path)

@@ -10,7 +10,7 @@ from subsetctl.errors import UserError, shell_arg
 from subsetctl.project import Project
 
 
-def load_report_data(root: Path, overrides: list[str] | None = None, *, nothing_run_ok: bool = False) -> dict[str, Any]:
+def load_report_data(root: str | Path, overrides: list[str] | None = None, *, nothing_run_ok: bool = False) -> dict[str, Any]:
     """Everything the report shows, from the stage manifests (nothing is recomputed).
 
     A project no stage has finished in is a UserError saying to run it; with
