@@ -12,7 +12,8 @@ the same k subsets, :func:`calibrate`:
    (leave-one-out error), then the larger, more conservative one);
 3. fits ``calibrated = slope * raw + intercept`` by least squares at that lambda (a slope
    that is not positive turns calibration off: the search ranks by the raw estimates, and
-   such a map would reverse or flatten their order);
+   such a map would reverse or flatten their order); a lambda chosen at either end of the
+   grid, ranking better than its neighbour, gets a note: the best one may lie beyond it;
 4. reports the leave-one-out median relative error of the calibrated estimate (each
    subset predicted by a map fitted on the others), so the error shown is held out.
 
@@ -266,6 +267,9 @@ def calibrate(
         )
         return Calibration(lam=chosen, slope=1.0, intercept=0.0, loo_median_rel_err=float("nan"),
                            spearman=stats["spearman"], per_lambda=per_lambda, enabled=False, notes=notes)
+    edge = _grid_edge_note(chosen, per_lambda)
+    if edge:
+        notes.append(edge)
     return Calibration(
         lam=chosen,
         slope=slope,
@@ -276,6 +280,37 @@ def calibrate(
         enabled=True,
         notes=notes,
     )
+
+
+def _grid_edge_note(chosen: float, per_lambda: dict[float, dict[str, float]]) -> str | None:
+    """A note when ``chosen`` is the smallest or the largest of the lambdas that competed
+    (two or more, each with ``MIN_K`` usable subsets and a Spearman) and ranks the subsets
+    better than its neighbour in the grid: the best lambda may lie beyond the grid, which
+    nothing else would tell the user. None otherwise, and for the largest lambda when it won
+    only by the tie rule (same Spearman and error as its neighbour: no sign of a trend)."""
+    competed = [lam for lam in sorted(per_lambda)
+                if per_lambda[lam]["n"] >= MIN_K and np.isfinite(per_lambda[lam]["spearman"])]
+    if len(competed) < 2 or chosen not in (competed[0], competed[-1]):
+        return None
+    smallest = chosen == competed[0]
+    mine, theirs = per_lambda[chosen], per_lambda[competed[1] if smallest else competed[-2]]
+    tied = (abs(mine["spearman"] - theirs["spearman"]) <= 1e-12
+            and abs(_nan_last(mine["loo_median_rel_err"]) - _nan_last(theirs["loo_median_rel_err"])) <= 1e-9)
+    if tied and not smallest:
+        return None
+    neighbour = competed[1] if smallest else competed[-2]
+    end, way, beyond = ("smallest", "smaller", (chosen / 10, chosen / 3)) if smallest else \
+        ("largest", "larger", (chosen * 3, chosen * 10))
+    return (f"lambda={chosen:g} is the {end} of calibrate.lambda_grid and ranks the fine-tuned subsets best "
+            f"(Spearman {mine['spearman']:.2f}; lambda={neighbour:g}: {theirs['spearman']:.2f}"
+            + (", with a larger leave-one-out error" if abs(mine["spearman"] - theirs["spearman"]) <= 1e-12 else "")
+            + f"), so the best lambda may lie beyond the grid: add {way} values to calibrate.lambda_grid "
+            f"(e.g. {', '.join(_one_digit(lam) for lam in beyond)}) to find out.")
+
+
+def _one_digit(value: float) -> str:
+    """``value`` rounded to one significant digit, as a spec would write it (0.003, 30)."""
+    return f"{float(f'{value:.1g}'):g}"
 
 
 def _estimates_by_lambda(raw_by_lambda: Mapping[float, Sequence[float] | np.ndarray], k: int) -> dict[float, np.ndarray]:

@@ -293,3 +293,22 @@ def test_a_map_with_a_slope_that_is_not_positive_is_not_used(raw: list[float]) -
     assert cal.lam == 0.1 and np.isfinite(cal.spearman) and np.isnan(cal.loo_median_rel_err)
     assert any(note.startswith("Calibration is off: the affine map fitted at lambda=0.1 has slope -")
                for note in cal.notes)
+
+
+def test_a_lambda_chosen_at_either_end_of_the_grid_is_noted() -> None:
+    """The default grid's smallest lambda won on the tiny project (Spearman 0.76 against 0.62
+    at the next) and nothing said that a smaller one might rank better still."""
+    y = np.array([0.3, 0.5, 0.4, 0.6, 0.2, 0.45])
+    scrambled = np.array([0.3, 0.2, 0.4, 0.6, 0.5, 0.45])
+    smallest = calibrate(y, {0.01: y * 2, 0.1: scrambled, 1.0: -y})
+    assert smallest.lam == 0.01 and smallest.enabled
+    assert [n for n in smallest.notes if "beyond the grid" in n] == [(
+        "lambda=0.01 is the smallest of calibrate.lambda_grid and ranks the fine-tuned subsets best (Spearman "
+        "1.00; lambda=0.1: 0.09), so the best lambda may lie beyond the grid: add smaller values to "
+        "calibrate.lambda_grid (e.g. 0.001, 0.003) to find out.")]
+    largest = calibrate(y, {0.01: -y, 0.1: scrambled, 10.0: y})
+    assert largest.lam == 10.0 and "add larger values to calibrate.lambda_grid (e.g. 30, 100)" in largest.notes[-1]
+    # not for a lambda inside the grid, a pinned one, or the largest winning only by the tie rule
+    for grid in ({0.01: -y, 1.0: y * 2 + 1, 10.0: scrambled}, {1.0: y}, {0.01: y * 2, 1.0: y * 2 + 1}):
+        cal = calibrate(y, grid)
+        assert cal.enabled and not any("beyond the grid" in n for n in cal.notes), (grid, cal.notes)
