@@ -15,7 +15,9 @@ the same k subsets, :func:`calibrate`:
    such a map would reverse or flatten their order); a lambda chosen at either end of the
    grid, ranking better than its neighbour, gets a note: the best one may lie beyond it;
 4. reports the leave-one-out median relative error of the calibrated estimate (each
-   subset predicted by a map fitted on the others), so the error shown is held out.
+   subset predicted by a map fitted on the others), so the error shown is held out, and
+   says so when it is no smaller than that of predicting each subset by the mean of the
+   others (real runs that barely differ make any error small).
 
 With fewer than ``MIN_K`` usable subsets calibration is off: the result keeps the spec's
 lambda (``default_lam``), else the grid's largest, with the identity map, and says so.
@@ -94,6 +96,18 @@ def _pick_lambda(scored: list[tuple[float, float, float]]) -> tuple[float, float
     closest = min(_nan_last(t[2]) for t in tied)
     lam, spear, _ = max((t for t in tied if _nan_last(t[2]) <= closest + 1e-9), key=lambda t: t[0])
     return lam, spear
+
+
+def _mean_loo_rel_errors(y: np.ndarray) -> np.ndarray:
+    """Relative error of each point predicted by the mean of the others: the held-out error
+    of an estimate that knows nothing of the subsets, for :func:`_loo_rel_errors` to beat."""
+    others = (y.sum() - y) / (len(y) - 1)
+    return np.abs(others - y) / np.maximum(np.abs(y), 1e-12)
+
+
+def _percent(fraction: float) -> str:
+    """A fraction as a percentage with two significant digits (0.00064 -> 0.064%)."""
+    return f"{fraction * 100:#.2g}%"
 
 
 def _rel_errors(pred: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -270,6 +284,15 @@ def calibrate(
     edge = _grid_edge_note(chosen, per_lambda)
     if edge:
         notes.append(edge)
+    # a small held-out error reads as a precise estimate; it is only one if it beats knowing nothing
+    # of the subset at all: the mean of the other fine-tunes, held out alike
+    of_mean = float(np.median(_mean_loo_rel_errors(y[ok])))
+    if stats["loo_median_rel_err"] >= of_mean:
+        notes.append(
+            f"The calibrated estimates' leave-one-out error ({_percent(stats['loo_median_rel_err'])}) is no smaller "
+            f"than that of predicting each fine-tuned subset by the mean of the others ({_percent(of_mean)}): the "
+            "calibrated values tell no more about a subset's loss than the average of the real runs does, however "
+            "small the error looks. Judge the estimates by their rank agreement (Spearman) instead.")
     return Calibration(
         lam=chosen,
         slope=slope,

@@ -312,3 +312,20 @@ def test_a_lambda_chosen_at_either_end_of_the_grid_is_noted() -> None:
     for grid in ({0.01: -y, 1.0: y * 2 + 1, 10.0: scrambled}, {1.0: y}, {0.01: y * 2, 1.0: y * 2 + 1}):
         cal = calibrate(y, grid)
         assert cal.enabled and not any("beyond the grid" in n for n in cal.notes), (grid, cal.notes)
+
+
+def test_a_held_out_error_no_smaller_than_the_mean_of_the_other_runs_is_noted() -> None:
+    """On the tiny project the surrogate runs' calibrated error read 0.0064%, a precise-looking
+    figure, while predicting each run by the mean of the others was off by only 0.0047%."""
+    y = np.array([0.50, 0.52, 0.51, 0.53, 0.49, 0.515])
+    others = (y.sum() - y) / (len(y) - 1)
+    of_mean = float(np.median(np.abs(others - y) / y))  # 2.4%
+    cal = calibrate(y, {1.0: np.array([0.2, 0.3, 0.1, 0.5, 0.05, 0.6])})
+    assert cal.enabled and of_mean <= cal.loo_median_rel_err < 0.03
+    assert cal.notes == [(
+        "The calibrated estimates' leave-one-out error (2.5%) is no smaller than that of predicting each "
+        f"fine-tuned subset by the mean of the others ({of_mean * 100:#.2g}%): the calibrated values tell no more "
+        "about a subset's loss than the average of the real runs does, however small the error looks. Judge the "
+        "estimates by their rank agreement (Spearman) instead.")]
+    # an estimate that beats the mean is not noted
+    assert calibrate(y, {1.0: np.array([0.1, 0.3, 0.2, 0.5, 0.05, 0.6])}).notes == []
