@@ -46,6 +46,39 @@ def test_calibration_off_for_too_few_fine_tunes_says_what_to_raise() -> None:
     assert "raise verify.k" in cal.notes[-1]
 
 
+def test_calibration_off_because_the_fine_tunes_diverged_names_their_learning_rate() -> None:
+    """With verify.lr_surrogate far too high every surrogate run diverged, and the note said to
+    raise verify.k: more fine-tunes at that learning rate, which would diverge too."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from subsetctl.estimate.calibrate import calibrate
+    from subsetctl.stages.calibrate import CalibrateStage
+
+    nan = float("nan")
+    cal = calibrate([nan, nan, 3.0, nan, 5.0, 6.0], {1.0: [1.1, 2.1, 3.1, 4.1, 5.1, 6.1]}, lr_key="verify.lr_ce")
+    assert not cal.enabled and cal.notes[-1].endswith(
+        "3 of the 6 fine-tunes are not usable (the notes say why); 3 diverged: lower verify.lr_ce first (more "
+        "fine-tunes at this one would diverge too), then raise verify.k if too few remain."), cal.notes
+    # the stage names the learning rate of the kind whose runs diverged
+    reporter = SilentReporter()
+    spec = SimpleNamespace(calibrate=SimpleNamespace(enabled=True), estimate=SimpleNamespace(lam=1.0))
+    rows = [{"kind": "surrogate", "index": i, "subset": [f"s{i}"], "true": None} for i in range(5)]
+
+    class Fixed:
+        def masks_for(self, subsets: list) -> list:
+            return subsets
+
+        def estimate(self, masks: list) -> SimpleNamespace:
+            return SimpleNamespace(loss=np.arange(len(masks), dtype=float))
+
+    out = CalibrateStage._calibrate_kind(SimpleNamespace(spec=spec, reporter=reporter), rows, ["fast"], [1.0],
+                                         {("fast", 1.0): Fixed()})
+    assert "5 diverged: lower verify.lr_surrogate first" in out["calibration"]["notes"][-1]
+    assert any("lower verify.lr_surrogate first" in w for w in reporter.warnings)
+
+
 def test_a_small_test_split_warning_says_what_to_give_more_rows(tiny_project: Path) -> None:
     """The small validation split's warning named target.split.validation; the small test
     split's stopped at "too noisy to compare subsets"."""

@@ -205,6 +205,7 @@ def calibrate(
     raw_by_lambda: Mapping[float, Sequence[float] | np.ndarray],
     labels: Sequence[str] | None = None,
     default_lam: float | None = None,
+    lr_key: str | None = None,
 ) -> Calibration:
     """Choose lambda by rank agreement and fit the affine map (see the module docstring).
 
@@ -214,6 +215,8 @@ def calibrate(
         labels: optional names of the k subsets, used in notes.
         default_lam: lambda to keep when lambda cannot be chosen (fewer than ``MIN_K``
             usable subsets; it need not be in the grid); defaults to the grid's largest.
+        lr_key: the spec key of the learning rate the fine-tunes ran at (``verify.lr_ce``),
+            which the note names when too few are usable because half or more diverged.
 
     Raises:
         UserError: empty grid, or an estimate array whose length is not k.
@@ -243,12 +246,15 @@ def calibrate(
         for lam in grid if per_lambda[lam]["n"] >= MIN_K])
     if pick is None:
         if n_usable < MIN_K:
+            n_diverged = int((~valid).sum())
             notes.append(
                 f"Calibration is off: {n_usable} usable fine-tuned subsets, at least {MIN_K} are "
                 "needed to fit and check the affine map; estimates are reported raw. "
                 + ("Raise verify.k (6-10 is typical)." if n_usable == len(y) else
                    f"{len(y) - n_usable} of the {len(y)} fine-tunes are not usable (the notes say why); "
-                   "raise verify.k or fix what made them unusable.")
+                   + (f"{n_diverged} diverged: lower {lr_key or 'the learning rate of these fine-tunes'} first (more "
+                      "fine-tunes at this one would diverge too), then raise verify.k if too few remain."
+                      if 2 * n_diverged >= len(y) else "raise verify.k or fix what made them unusable."))
             )
         elif not constant:
             notes.append("Calibration is off: no lambda's estimates rank the fine-tuned subsets (the estimates "

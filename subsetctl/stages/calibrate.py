@@ -146,6 +146,7 @@ class CalibrateStage(Stage):
         y = np.array([np.nan if r["true"] is None else r["true"] for r in rows], dtype=float)
         labels = [common.subset_label(r["subset"]) for r in rows]
         subsets = [r["subset"] for r in rows]
+        lr_key = f"verify.lr_{rows[0]['kind']}"  # named when too few fine-tunes are usable because they diverged
         candidates, raws = {}, {}
         for name in names:
             raw_by_lambda = {lam: estimators[(name, lam)].estimate(estimators[(name, lam)].masks_for(subsets)).loss
@@ -153,10 +154,10 @@ class CalibrateStage(Stage):
             usable = [lam for lam in choice_grid if lam in raw_by_lambda]
             if spec.calibrate.enabled and usable:  # lambda is chosen from the grid alone
                 cal = calibrate(y, {lam: raw_by_lambda[lam] for lam in usable}, labels=labels,
-                                default_lam=spec.estimate.lam)
+                                default_lam=spec.estimate.lam, lr_key=lr_key)
             elif spec.estimate.lam in raw_by_lambda:
                 cal = calibrate(y, {spec.estimate.lam: raw_by_lambda[spec.estimate.lam]}, labels=labels,
-                                default_lam=spec.estimate.lam)
+                                default_lam=spec.estimate.lam, lr_key=lr_key)
             else:  # an extra candidate with no lambda it accepts: not a candidate
                 continue
             if cal.lam not in raw_by_lambda:  # calibration off: it falls back to the spec's lambda, which this
