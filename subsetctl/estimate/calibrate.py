@@ -98,6 +98,14 @@ def _pick_lambda(scored: list[tuple[float, float, float]]) -> tuple[float, float
     return lam, spear
 
 
+def _some_names(names: list[str], shown: int = 5) -> str:
+    """``names`` joined by commas, the first ``shown`` of them and how many more
+    ("a, b, c, d, e and 3 more")."""
+    if len(names) <= shown:
+        return ", ".join(names)
+    return f"{', '.join(names[:shown])} and {len(names) - shown} more"
+
+
 def _mean_loo_rel_errors(y: np.ndarray) -> np.ndarray:
     """Relative error of each point predicted by the mean of the others: the held-out error
     of an estimate that knows nothing of the subsets, for :func:`_loo_rel_errors` to beat."""
@@ -227,8 +235,10 @@ def calibrate(
     names = list(labels) if labels is not None else [f"subset #{i}" for i in range(len(y))]
     notes: list[str] = []
     valid = np.isfinite(y)
-    for i in np.flatnonzero(~valid):
-        notes.append(f"{names[i]} excluded: its true loss is NaN (the fine-tune diverged).")
+    diverged = [names[i] for i in np.flatnonzero(~valid)]
+    if diverged:  # one note, however many: a line each buried the report's other notes (8 of 8 diverged)
+        notes.append(f"{_some_names(diverged)} excluded: {'its true loss is' if len(diverged) == 1 else 'their true losses are'} "
+                     f"NaN (the fine-tune{'' if len(diverged) == 1 else 's'} diverged).")
     per_lambda = _agreement_by_lambda(y, valid, raws, names, notes)
 
     yv = y[valid]

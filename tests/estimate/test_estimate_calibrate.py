@@ -329,3 +329,17 @@ def test_a_held_out_error_no_smaller_than_the_mean_of_the_other_runs_is_noted() 
         "estimates by their rank agreement (Spearman) instead.")]
     # an estimate that beats the mean is not noted
     assert calibrate(y, {1.0: np.array([0.1, 0.3, 0.2, 0.5, 0.05, 0.6])}).notes == []
+
+
+def test_diverged_fine_tunes_are_one_note_however_many() -> None:
+    """With every surrogate fine-tune of the tiny project diverged, the report listed eight
+    "X excluded: its true loss is NaN" lines before the one that said calibration is off."""
+    y = np.array([0.61, np.nan, 0.72, np.nan, 0.66, 0.59, 0.5])
+    raw = {1.0: np.array([0.5, 0.1, 0.6, 0.4, 0.55, 0.48, 0.45])}
+    cal = calibrate(y, raw, labels=[f"s{i}" for i in range(7)])
+    assert cal.notes[0] == "s1, s3 excluded: their true losses are NaN (the fine-tunes diverged)."
+    assert len([n for n in cal.notes if "NaN" in n]) == 1
+    cal = calibrate(np.full(8, np.nan), {1.0: np.arange(8.0)}, labels=[f"s{i}" for i in range(8)])
+    assert cal.notes[0] == ("s0, s1, s2, s3, s4 and 3 more excluded: their true losses are NaN (the fine-tunes "
+                            "diverged).")
+    assert len(cal.notes) == 2 and cal.notes[1].startswith("Calibration is off")
