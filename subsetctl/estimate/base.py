@@ -68,8 +68,12 @@ class SubsetEstimator(ABC):
     #: one-line description shown by ``subsetctl ls``
     description: str = ""
     #: what to do when estimates come back not converged: the end of the search's notice
-    not_converged_advice: str = ("use a larger lambda (estimate.lam, or larger values in calibrate.lambda_grid "
-                                 "when calibration chooses it)")
+    #: (calibration takes the best-ranking lambda of its grid: larger values added to the grid
+    #: leave its choice as it was unless they rank better, so the advice is to leave out the
+    #: chosen one and those below)
+    not_converged_advice: str = ("use a larger lambda (estimate.lam; where calibration chooses it, a "
+                                 "calibrate.lambda_grid without the chosen value and those below it: a larger "
+                                 "value added to it is chosen only if it ranks the verify runs better)")
 
     @property
     @abstractmethod
