@@ -217,3 +217,21 @@ def test_a_search_recorded_with_estimate_lam_stays_up_to_date(tiny_project) -> N
     reasons = search_plan(["estimate.estimator=exact"]).reasons
     assert reasons[:2] == ["spec changed: estimate.estimator (given in overrides: estimate.estimator=exact)",
                            "this subsetctl no longer reads estimate.lam for this stage (the spec did not change)"]
+
+
+def test_a_true_finetune_search_records_none_of_the_fast_calibrations_figures() -> None:
+    """With estimate.estimator: true_finetune, report.json's calibration named true_finetune
+    with the Spearman (0.62), held-out error and per-lambda rows that calibrate had fitted to
+    fast, and fast's note to add smaller lambdas to the grid, which the search never reads."""
+    from subsetctl.estimate.calibrate import calibrate
+    from subsetctl.stages.search import real_losses_calibration
+
+    truth = np.array([0.5, 0.7, 0.6, 0.9, 0.8])
+    fast = calibrate(truth, {0.01: truth * 2, 0.1: truth[::-1]})
+    assert fast.enabled and fast.spearman == 1.0 and fast.notes  # (the note on the grid's smallest lambda)
+    recorded = real_losses_calibration(fast, "true_finetune").to_dict()
+    assert recorded["estimator"] == "true_finetune" and not recorded["enabled"]
+    assert recorded["spearman"] is None and recorded["loo_median_rel_err"] is None and recorded["per_lambda"] == []
+    assert recorded["notes"] == [("the search uses true_finetune, which fine-tunes for real: its estimates are real "
+                                 "losses and are not calibrated")]
+    assert fast.enabled and fast.spearman == 1.0  # the verify table's calibration is left as it was

@@ -49,6 +49,17 @@ TRACE_KEPT = 10_000
 TRACE_NAMES_KEPT = 200_000
 
 
+def real_losses_calibration(cal: Any, estimator: str) -> Any:
+    """The calibration selections.json records for a search whose ``estimator`` fine-tunes
+    for real (true_finetune): off, and without the figures of the one calibrate fitted to
+    another estimator (its Spearman, held-out error, per-lambda rows and notes: report.json
+    gave them as true_finetune's); the verify table keeps them, under that estimator's name."""
+    return dataclasses.replace(cal, enabled=False, estimator=estimator, spearman=float("nan"),
+                               loo_median_rel_err=float("nan"), per_lambda={}, notes=[
+                                   (f"the search uses {estimator}, which fine-tunes for real: its estimates are "
+                                   "real losses and are not calibrated")])
+
+
 def _calibrated(cal: Any, value: float | None) -> float | None:
     """The calibrated estimate; None when calibration is off (its map is the identity then,
     and a "calibrated" copy of the raw value would claim a calibration that did not happen)."""
@@ -553,9 +564,7 @@ class SearchStage(Stage):
         estimator = make_estimator(spec, features, cal.lam, ctx, name=estimator_used)
         in_process = bool(getattr(estimator, "needs_model", False))
         if in_process:  # true_finetune: its estimates are real losses
-            cal = dataclasses.replace(cal, enabled=False, estimator=estimator_used, notes=[
-                *cal.notes, (f"the search uses {estimator_used}, which fine-tunes for real: its estimates are "
-                             "real losses and are not calibrated")])
+            cal = real_losses_calibration(cal, estimator_used)
         store = _open_store(ctx, estimator_used, cal.lam, features.sources, in_process)
         store_dir = store.path
         kwargs = executor_kwargs(spec)
