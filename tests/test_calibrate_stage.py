@@ -235,3 +235,29 @@ def test_a_true_finetune_search_records_none_of_the_fast_calibrations_figures() 
     assert recorded["notes"] == [("the search uses true_finetune, which fine-tunes for real: its estimates are real "
                                  "losses and are not calibrated")]
     assert fast.enabled and fast.spearman == 1.0  # the verify table's calibration is left as it was
+
+
+def test_plan_says_what_calibration_will_decide_or_why_it_will_not() -> None:
+    """plan showed nothing beside calibrate but how long it last took: a verify.k too small to
+    calibrate, calibration switched off or a pinned lambda went unseen until the report."""
+    from subsetctl.spec import Spec
+
+    def work(**parts: dict) -> str:
+        return CalibrateStage().work(Spec.model_validate({
+            "target": {"name": "t", "loader": {"type": "jsonl", "path": "t.jsonl"}},
+            "sources": [{"name": f"s{i}", "loader": {"type": "jsonl", "path": "s.jsonl"}} for i in range(6)],
+            **parts}))
+
+    on = {"enabled": True, "k": 8}
+    assert work(verify=on) == ("the choice of lambda among the 6 of calibrate.lambda_grid (0.01 to 10) by rank "
+                               "agreement, and an affine map fitted to the ce fine-tunes of verify's 8 subsets")
+    assert work(verify=on, calibrate={"lambda_grid": [0.3]}) == (
+        "lambda pinned at 0.3, and an affine map fitted to the ce fine-tunes of verify's 8 subsets")
+    assert work(verify={**on, "kinds": ["surrogate"]}, calibrate={"estimators": ["fast", "linear_sgd"]}).startswith(
+        "the choice of lambda among the 6 of calibrate.lambda_grid (0.01 to 10) and of the estimator among fast, "
+        "linear_sgd by rank agreement, and an affine map fitted to the surrogate fine-tunes")
+    assert work(verify={**on, "k": 3}) == ("no calibration: raw estimates at estimate.lam = 1 (verify's 3 subsets "
+                                           "are fewer than the 4 it needs)")
+    assert work(verify=on, calibrate={"enabled": False}).startswith(
+        "no calibration: raw estimates at estimate.lam = 1 (calibrate.enabled is false); the 6 lambdas")
+    assert work() == "no calibration: raw estimates at estimate.lam = 1 (verify is off)"

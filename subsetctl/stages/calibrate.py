@@ -46,6 +46,31 @@ class CalibrateStage(Stage):
     # verify's budget: what linear_sgd simulates by default
     spec_keys = ("project.seed", "estimate", "calibrate", "verify.enabled", *SIMULATED_FINETUNE_KEYS)
 
+    def work(self, spec: Any, forced: bool = False) -> str:
+        """What calibration will decide, and from what (plan showed only how long its last run
+        took: a k too small to calibrate, or calibration switched off, went unseen until the report)."""
+        from subsetctl.spec import MIN_CALIBRATION_K
+
+        kept = f"no calibration: raw estimates at estimate.lam = {spec.estimate.lam:g}"
+        if not spec.verify.enabled:
+            return f"{kept} (verify is off)"
+        k = min(spec.verify.k, 2 ** min(len(spec.sources), 30))
+        grid = sorted(set(spec.calibrate.lambda_grid))
+        if not spec.calibrate.enabled:
+            return (f"{kept} (calibrate.enabled is false); the {len(grid)} lambda{'s' if len(grid) > 1 else ''} of "
+                    f"calibrate.lambda_grid compared with verify's {k} subsets for the report only")
+        if k < MIN_CALIBRATION_K:
+            return f"{kept} (verify's {k} subset{'s are' if k != 1 else ' is'} fewer than the {MIN_CALIBRATION_K} it needs)"
+        names = candidate_estimators(spec)
+        against = spec.calibrate.against if spec.calibrate.against in spec.verify.kinds else spec.verify.kinds[0]
+        chosen = ([f"of lambda among the {len(grid)} of calibrate.lambda_grid ({grid[0]:g} to {grid[-1]:g})"]
+                  if len(grid) > 1 else []) + ([f"of the estimator among {', '.join(names)}"] if len(names) > 1 else [])
+        fitted = f"an affine map fitted to the {against} fine-tunes of verify's {k} subsets"
+        if not chosen:
+            return f"lambda pinned at {grid[0]:g}, and {fitted}"
+        return (f"the choice {' and '.join(chosen)} by rank agreement"
+                + (f" (lambda pinned at {grid[0]:g})" if len(grid) == 1 else "") + f", and {fitted}")
+
     def spec_slice(self, spec: Any) -> dict[str, Any]:
         """The slice, with the estimator settings no estimator it builds takes at their
         defaults: without verify it builds none (it records estimate.estimator and
