@@ -261,3 +261,18 @@ def test_plan_says_what_calibration_will_decide_or_why_it_will_not() -> None:
     assert work(verify=on, calibrate={"enabled": False}).startswith(
         "no calibration: raw estimates at estimate.lam = 1 (calibrate.enabled is false); the 6 lambdas")
     assert work() == "no calibration: raw estimates at estimate.lam = 1 (verify is off)"
+
+
+def test_weak_ranking_with_calibration_off_does_not_call_the_spec_lambda_the_best() -> None:
+    """With calibrate.enabled: false the warning called the spec's lambda "the best estimate
+    (fast, lambda=1)", as if calibration had chosen it for ranking best."""
+    truth = [0.5, 0.7, 0.6, 0.9, 0.8]
+    reporter = SilentReporter()
+    spec = SimpleNamespace(calibrate=SimpleNamespace(enabled=False), estimate=SimpleNamespace(lam=1.0))
+    rows = [{"kind": "ce", "index": i, "subset": [f"s{i}"], "true": t} for i, t in enumerate(truth)]
+    CalibrateStage._calibrate_kind(SimpleNamespace(spec=spec, reporter=reporter), rows, ["fast"], [1.0],
+                                   {("fast", 1.0): Fixed([0.5, 0.9, 0.8, 0.6, 0.7])})
+    weak = [w for w in reporter.warnings if "weak evidence" in w]
+    assert len(weak) == 1 and "best" not in weak[0], weak
+    assert weak[0].startswith("calibration (ce): the search's estimate (fast, estimate.lam = 1; calibrate.enabled "
+                              "is false) ranks the 5 real ce fine-tunes at Spearman 0.10")

@@ -213,8 +213,12 @@ class CalibrateStage(Stage):
                 else:
                     said.setdefault(note, []).append(kind)
         elif np.isfinite(chosen.spearman) and chosen.spearman < WEAK_SPEARMAN:
+            # with calibration off, lambda is the spec's, not the best-ranking one: not "the best estimate"
+            which = (f"the best estimate ({chosen.estimator}, lambda={chosen.lam:g})" if spec.calibrate.enabled else
+                     f"the search's estimate ({chosen.estimator}, estimate.lam = {chosen.lam:g}; calibrate.enabled "
+                     "is false)")
             ctx.reporter.warn(
-                f"calibration ({kind}): the best estimate ({chosen.estimator}, lambda={chosen.lam:g}) ranks the "
+                f"calibration ({kind}): {which} ranks the "
                 f"{len(rows)} real {kind} fine-tunes at Spearman {chosen.spearman:.2f}; rankings from the search "
                 "are weak evidence for this kind of fine-tune (README, Measured > Fidelity, says why)."
             )
