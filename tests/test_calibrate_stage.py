@@ -276,3 +276,30 @@ def test_weak_ranking_with_calibration_off_does_not_call_the_spec_lambda_the_bes
     assert len(weak) == 1 and "best" not in weak[0], weak
     assert weak[0].startswith("calibration (ce): the search's estimate (fast, estimate.lam = 1; calibrate.enabled "
                               "is false) ranks the 5 real ce fine-tunes at Spearman 0.10")
+
+
+def test_estimates_of_the_verify_subsets_that_did_not_converge_at_the_chosen_lambda_are_noted() -> None:
+    """On the tiny project the default grid's 0.01 was chosen though the fast solver had not
+    converged on 7 of the 8 verify subsets there: only the search's warning about its own
+    subsets said anything of convergence, nothing of the estimates lambda was chosen on."""
+
+    class Unconverged(Fixed):
+        def estimate(self, masks: np.ndarray) -> EstimateBatch:
+            batch = super().estimate(masks)
+            batch.converged[:3] = False
+            return batch
+
+    truth = [0.5, 0.7, 0.6, 0.9, 0.8]
+    spec = SimpleNamespace(calibrate=SimpleNamespace(enabled=True), estimate=SimpleNamespace(lam=1.0))
+    rows = [{"kind": "ce", "index": i, "subset": [f"s{i}"], "true": t} for i, t in enumerate(truth)]
+    ctx = SimpleNamespace(spec=spec, reporter=SilentReporter())
+    estimators = {("fast", 0.01): Unconverged(truth), ("fast", 1.0): Fixed([0.9, 0.5, 0.6, 0.7, 0.8])}
+    out = CalibrateStage._calibrate_kind(ctx, rows, ["fast"], [0.01, 1.0], estimators)
+    assert out["calibration"]["lam"] == 0.01
+    assert any(note.startswith("The fast solver did not converge on 3 of the 5 fine-tuned subsets at lambda=0.01 "
+                               "(the chosen one): the rank agreement and error shown for it rest partly on "
+                               "unreliable estimates") for note in out["calibration"]["notes"]), out["calibration"]
+    # converged everywhere at the chosen lambda (0.01 unconverged, 1 chosen): no such note
+    estimators = {("fast", 0.01): Unconverged([0.9, 0.5, 0.6, 0.7, 0.8]), ("fast", 1.0): Fixed(truth)}
+    out = CalibrateStage._calibrate_kind(ctx, rows, ["fast"], [0.01, 1.0], estimators)
+    assert out["calibration"]["lam"] == 1.0 and not any("converge" in n for n in out["calibration"]["notes"])

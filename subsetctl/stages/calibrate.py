@@ -173,9 +173,13 @@ class CalibrateStage(Stage):
         subsets = [r["subset"] for r in rows]
         lr_key = f"verify.lr_{rows[0]['kind']}"  # named when too few fine-tunes are usable because they diverged
         candidates, raws = {}, {}
+        unconverged: dict[tuple[str, float], int] = {}  # (estimator, lambda) -> verify subsets not solved to tolerance
         for name in names:
-            raw_by_lambda = {lam: estimators[(name, lam)].estimate(estimators[(name, lam)].masks_for(subsets)).loss
-                             for lam in grid if (name, lam) in estimators}
+            batches = {lam: estimators[(name, lam)].estimate(estimators[(name, lam)].masks_for(subsets))
+                       for lam in grid if (name, lam) in estimators}
+            raw_by_lambda = {lam: batch.loss for lam, batch in batches.items()}
+            unconverged.update({(name, lam): int(np.sum(~np.asarray(batch.converged, dtype=bool)))
+                                for lam, batch in batches.items() if getattr(batch, "converged", None) is not None})
             usable = [lam for lam in choice_grid if lam in raw_by_lambda]
             if spec.calibrate.enabled and usable:  # lambda is chosen from the grid alone
                 cal = calibrate(y, {lam: raw_by_lambda[lam] for lam in usable}, labels=labels,
@@ -191,6 +195,15 @@ class CalibrateStage(Stage):
             candidates[name], raws[name] = cal, raw_by_lambda
         chosen = choose_estimator(candidates)
         chosen.notes.extend(_diverged_repeat_notes(rows, labels))
+        n_unconverged = unconverged.get((chosen.estimator, chosen.lam), 0)
+        if n_unconverged:  # the search warns of its own subsets; these decided lambda, which nothing said
+            advice = getattr(estimators[(chosen.estimator, chosen.lam)], "not_converged_advice", "")
+            which = "the chosen one" if spec.calibrate.enabled else "estimate.lam"
+            chosen.notes.append(
+                f"The {chosen.estimator} solver did not converge on {n_unconverged} of the {len(rows)} fine-tuned "
+                f"subsets at lambda={chosen.lam:g} ({which}): "
+                "the rank agreement and error shown for it rest partly on unreliable estimates"
+                + (f"; {advice}." if advice else "."))
         # the same choice, redone without each held-out subset (estimators in order of preference)
         ordered = {(name, lam): raws[name][lam] for name in raws for lam in choice_grid if lam in raws[name]}
         # (none when calibration turned itself off: too few usable runs, or runs that all ended
