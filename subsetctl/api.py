@@ -488,6 +488,7 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
     _warn_shared_generated_entries(spec, warn)
     if spec.verify.enabled:
         _warn_verify_settings(spec, warn)
+    _warn_unused_calibrate_settings(spec, warn)
     return found
 
 
@@ -713,6 +714,22 @@ def _warn_verify_settings(spec: Spec, warn: _AddIssue) -> None:
                                        f"({', '.join(verify.kinds)}): calibration will use the "
                                        f"{verify.kinds[0]!r} fine-tunes. Add it to verify.kinds or change "
                                        "calibrate.against.")
+
+
+def _warn_unused_calibrate_settings(spec: Spec, warn: _AddIssue) -> None:
+    """Calibrate settings written in the spec that nothing reads: any of them with verify off
+    (nothing to calibrate against: the search uses estimate.lam and estimate.estimator), and
+    calibrate.estimators with calibration off. Both ran with the spec's lambda and estimator
+    without a word until the report's header said which."""
+    written = [key for key in ("lambda_grid", "estimators", "against") if key in spec.calibrate.model_fields_set]
+    kept = f"the search uses estimate.lam ({spec.estimate.lam:g}) and estimate.estimator ({spec.estimate.estimator})"
+    if not spec.verify.enabled:
+        for key in written:
+            warn(("calibrate", key), f"is not used: verify is off, so there are no real fine-tunes to calibrate "
+                                     f"against and {kept}. Set verify.enabled: true, or remove it.")
+    elif not spec.calibrate.enabled and "estimators" in written and spec.calibrate.estimators:
+        warn(("calibrate", "estimators"), f"is not used: calibrate.enabled is false, so nothing chooses among them "
+                                          f"and {kept}. Set calibrate.enabled: true, or remove it.")
 
 
 def _warn_top_k_beyond_the_sources(spec: Spec, warn: Callable[[tuple[Any, ...], str], None]) -> None:

@@ -1358,3 +1358,22 @@ def test_a_fine_tune_whose_loss_rose_without_a_nan_is_warned_of() -> None:
         _warn_if_diverged(ctx, {"labels": ["forward"], "seed": 0}, {"diverged": False, **training_loss_ends(calm)})
         assert reporter.warnings == [], calm
     assert training_loss_ends([1.0, float("nan"), 2.0, 3.0]) == {} and training_loss_ends([1.0, 2.0]) == {}
+
+
+def test_calibrate_settings_nothing_reads_are_warned_of(tmp_path: Path) -> None:
+    """A calibrate.lambda_grid written with verify off (nothing to calibrate against), or
+    calibrate.estimators with calibration off, ran with estimate.lam and estimate.estimator
+    without a word from validate, plan or run."""
+    path = _spec_file(tmp_path, {**BASE, "calibrate": {"lambda_grid": [0.1, 1.0], "against": "surrogate"}})
+    warnings = validate_spec_file(path).warnings
+    assert [w.key for w in warnings] == ["calibrate.lambda_grid", "calibrate.against"]
+    assert all("is not used: verify is off" in w.message and "estimate.lam (1)" in w.message for w in warnings)
+    off = {"enabled": False, "estimators": ["fast", "linear_sgd"]}
+    path = _spec_file(tmp_path, {**BASE, "verify": {"enabled": True, "k": 6}, "calibrate": off})
+    (warning,) = validate_spec_file(path).warnings
+    assert warning.key == "calibrate.estimators" and "calibrate.enabled is false" in warning.message
+    # the defaults, or the same settings with verify and calibration on: nothing to say
+    assert validate_spec_file(_spec_file(tmp_path, BASE)).warnings == []
+    on = {"lambda_grid": [0.1, 1.0], "estimators": ["fast", "linear_sgd"]}
+    assert validate_spec_file(_spec_file(tmp_path, {**BASE, "verify": {"enabled": True, "k": 6},
+                                                    "calibrate": on})).warnings == []
