@@ -26,6 +26,19 @@ class Fixed:
                              converged=np.ones(n, bool))
 
 
+class Unconverged(Fixed):
+    """:class:`Fixed`, its solves of the first ``n`` subsets flagged as not converged."""
+
+    def __init__(self, values: list[float], n: int = 2) -> None:
+        super().__init__(values)
+        self.n = n
+
+    def estimate(self, masks: np.ndarray) -> EstimateBatch:
+        batch = super().estimate(masks)
+        batch.converged[:self.n] = False
+        return batch
+
+
 def _run(raw_fast: list[float], raw_sgd: list[float], truth: list[float]) -> tuple[dict, SilentReporter]:
     reporter = SilentReporter()
     spec = SimpleNamespace(calibrate=SimpleNamespace(enabled=True), estimate=SimpleNamespace(lam=1.0))
@@ -283,23 +296,31 @@ def test_estimates_of_the_verify_subsets_that_did_not_converge_at_the_chosen_lam
     converged on 7 of the 8 verify subsets there: only the search's warning about its own
     subsets said anything of convergence, nothing of the estimates lambda was chosen on."""
 
-    class Unconverged(Fixed):
-        def estimate(self, masks: np.ndarray) -> EstimateBatch:
-            batch = super().estimate(masks)
-            batch.converged[:3] = False
-            return batch
-
     truth = [0.5, 0.7, 0.6, 0.9, 0.8]
     spec = SimpleNamespace(calibrate=SimpleNamespace(enabled=True), estimate=SimpleNamespace(lam=1.0))
     rows = [{"kind": "ce", "index": i, "subset": [f"s{i}"], "true": t} for i, t in enumerate(truth)]
     ctx = SimpleNamespace(spec=spec, reporter=SilentReporter())
-    estimators = {("fast", 0.01): Unconverged(truth), ("fast", 1.0): Fixed([0.9, 0.5, 0.6, 0.7, 0.8])}
+    estimators = {("fast", 0.01): Unconverged(truth, 3), ("fast", 1.0): Fixed([0.9, 0.5, 0.6, 0.7, 0.8])}
     out = CalibrateStage._calibrate_kind(ctx, rows, ["fast"], [0.01, 1.0], estimators)
     assert out["calibration"]["lam"] == 0.01
     assert any(note.startswith("The fast solver did not converge on 3 of the 5 fine-tuned subsets at lambda=0.01 "
                                "(the chosen one): the rank agreement and error shown for it rest partly on "
                                "unreliable estimates") for note in out["calibration"]["notes"]), out["calibration"]
     # converged everywhere at the chosen lambda (0.01 unconverged, 1 chosen): no such note
-    estimators = {("fast", 0.01): Unconverged([0.9, 0.5, 0.6, 0.7, 0.8]), ("fast", 1.0): Fixed(truth)}
+    estimators = {("fast", 0.01): Unconverged([0.9, 0.5, 0.6, 0.7, 0.8], 3), ("fast", 1.0): Fixed(truth)}
     out = CalibrateStage._calibrate_kind(ctx, rows, ["fast"], [0.01, 1.0], estimators)
     assert out["calibration"]["lam"] == 1.0 and not any("converge" in n for n in out["calibration"]["notes"])
+
+
+def test_no_advice_to_add_smaller_lambdas_where_the_solver_did_not_converge_at_the_smallest() -> None:
+    """The note on the grid's smallest lambda said to add smaller ones while the solver had
+    not converged at it on 7 of 8 verify subsets (and the search said to use a larger one)."""
+
+    truth = [0.5, 0.7, 0.6, 0.9, 0.8]
+    spec = SimpleNamespace(calibrate=SimpleNamespace(enabled=True), estimate=SimpleNamespace(lam=1.0))
+    rows = [{"kind": "ce", "index": i, "subset": [f"s{i}"], "true": t} for i, t in enumerate(truth)]
+    ctx = SimpleNamespace(spec=spec, reporter=SilentReporter())
+    for smallest, says in ((Fixed(truth), True), (Unconverged(truth), False)):
+        estimators = {("fast", 0.01): smallest, ("fast", 1.0): Fixed([0.9, 0.5, 0.6, 0.7, 0.8])}
+        notes = CalibrateStage._calibrate_kind(ctx, rows, ["fast"], [0.01, 1.0], estimators)["calibration"]["notes"]
+        assert any("add smaller values to calibrate.lambda_grid" in note for note in notes) == says, notes

@@ -37,6 +37,9 @@ from subsetctl.spec import MIN_CALIBRATION_K
 
 #: Fewest usable true fine-tunes for which an affine map is fitted.
 MIN_K = MIN_CALIBRATION_K
+#: what the note on a lambda chosen at the grid's small end advises (a caller whose solver did
+#: not converge there drops that note: smaller lambdas converge less still)
+ADD_SMALLER = "add smaller values to calibrate.lambda_grid"
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -338,12 +341,12 @@ def _grid_edge_note(chosen: float, per_lambda: dict[float, dict[str, float]]) ->
     if tied and not smallest:
         return None
     neighbour = competed[1] if smallest else competed[-2]
-    end, way, beyond = ("smallest", "smaller", (chosen / 10, chosen / 3)) if smallest else \
-        ("largest", "larger", (chosen * 3, chosen * 10))
+    end, add, beyond = ("smallest", ADD_SMALLER, (chosen / 10, chosen / 3)) if smallest else \
+        ("largest", "add larger values to calibrate.lambda_grid", (chosen * 3, chosen * 10))
     return (f"lambda={chosen:g} is the {end} of calibrate.lambda_grid and ranks the fine-tuned subsets best "
             f"(Spearman {mine['spearman']:.2f}; lambda={neighbour:g}: {theirs['spearman']:.2f}"
             + (", with a larger leave-one-out error" if abs(mine["spearman"] - theirs["spearman"]) <= 1e-12 else "")
-            + f"), so the best lambda may lie beyond the grid: add {way} values to calibrate.lambda_grid "
+            + f"), so the best lambda may lie beyond the grid: {add} "
             f"(e.g. {', '.join(_one_digit(lam) for lam in beyond)}) to find out.")
 
 

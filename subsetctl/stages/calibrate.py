@@ -160,6 +160,7 @@ class CalibrateStage(Stage):
         where the notes of a calibration that turned itself off go (note -> kinds), for the
         caller to warn once per note however many kinds say it (default: warned here)."""
         from subsetctl.estimate.calibrate import (
+            ADD_SMALLER,
             MIN_K,
             calibrate,
             choose_estimator,
@@ -197,6 +198,8 @@ class CalibrateStage(Stage):
         chosen.notes.extend(_diverged_repeat_notes(rows, labels))
         n_unconverged = unconverged.get((chosen.estimator, chosen.lam), 0)
         if n_unconverged:  # the search warns of its own subsets; these decided lambda, which nothing said
+            # not also "add smaller lambdas": the solver, short of converging here, converges less still there
+            chosen.notes = [note for note in chosen.notes if ADD_SMALLER not in note]
             advice = getattr(estimators[(chosen.estimator, chosen.lam)], "not_converged_advice", "")
             which = "the chosen one" if spec.calibrate.enabled else "estimate.lam"
             chosen.notes.append(
