@@ -310,6 +310,11 @@ def test_estimates_of_the_verify_subsets_that_did_not_converge_at_the_chosen_lam
     estimators = {("fast", 0.01): Unconverged([0.9, 0.5, 0.6, 0.7, 0.8], 3), ("fast", 1.0): Fixed(truth)}
     out = CalibrateStage._calibrate_kind(ctx, rows, ["fast"], [0.01, 1.0], estimators)
     assert out["calibration"]["lam"] == 1.0 and not any("converge" in n for n in out["calibration"]["notes"])
+    # calibration off for too few runs keeps estimate.lam: the note does not call it chosen
+    few = rows[:3]
+    out = CalibrateStage._calibrate_kind(ctx, few, ["fast"], [0.01, 1.0], {("fast", 0.01): Fixed(truth[:3]),
+                                                                           ("fast", 1.0): Unconverged(truth[:3], 1)})
+    assert any("at lambda=1 (estimate.lam)" in note for note in out["calibration"]["notes"]), out["calibration"]
 
 
 def test_no_advice_to_add_smaller_lambdas_where_the_solver_did_not_converge_at_the_smallest() -> None:

@@ -201,7 +201,8 @@ class CalibrateStage(Stage):
             # not also "add smaller lambdas": the solver, short of converging here, converges less still there
             chosen.notes = [note for note in chosen.notes if ADD_SMALLER not in note]
             advice = getattr(estimators[(chosen.estimator, chosen.lam)], "not_converged_advice", "")
-            which = "the chosen one" if spec.calibrate.enabled else "estimate.lam"
+            # (a calibration that turned itself off for too few runs kept estimate.lam: no Spearman chose it)
+            which = "the chosen one" if spec.calibrate.enabled and np.isfinite(chosen.spearman) else "estimate.lam"
             chosen.notes.append(
                 f"The {chosen.estimator} solver did not converge on {n_unconverged} of the {len(rows)} fine-tuned "
                 f"subsets at lambda={chosen.lam:g} ({which}): "
