@@ -329,3 +329,19 @@ def test_no_advice_to_add_smaller_lambdas_where_the_solver_did_not_converge_at_t
         estimators = {("fast", 0.01): smallest, ("fast", 1.0): Fixed([0.9, 0.5, 0.6, 0.7, 0.8])}
         notes = CalibrateStage._calibrate_kind(ctx, rows, ["fast"], [0.01, 1.0], estimators)["calibration"]["notes"]
         assert any("add smaller values to calibrate.lambda_grid" in note for note in notes) == says, notes
+
+
+def test_an_estimator_refusing_the_whole_grid_says_its_lambda_is_the_spec_s() -> None:
+    """estimate.estimator: linear_sgd with calibrate.lambda_grid: [1e6] (where its simulated
+    fine-tune diverges) was calibrated at estimate.lam = 1, a lambda the grid did not hold,
+    and the report's "lambda=1" said nothing of where it came from."""
+    truth = [0.5, 0.7, 0.6, 0.9, 0.8]
+    spec = SimpleNamespace(calibrate=SimpleNamespace(enabled=True), estimate=SimpleNamespace(lam=1.0))
+    rows = [{"kind": "ce", "index": i, "subset": [f"s{i}"], "true": t} for i, t in enumerate(truth)]
+    ctx = SimpleNamespace(spec=spec, reporter=SilentReporter())
+    # (the stage leaves out the (estimator, lambda) pairs the estimator refuses: here 1e6)
+    out = CalibrateStage._calibrate_kind(ctx, rows, ["linear_sgd"], [1.0, 1e6], {("linear_sgd", 1.0): Fixed(truth)},
+                                         [1e6])
+    assert out["calibration"]["lam"] == 1.0
+    assert ("linear_sgd accepts none of calibrate.lambda_grid (the run's warnings say why): its lambda is "
+            "estimate.lam = 1, not chosen from the grid.") in out["calibration"]["notes"]

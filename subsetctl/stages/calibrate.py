@@ -188,6 +188,9 @@ class CalibrateStage(Stage):
             elif spec.estimate.lam in raw_by_lambda:
                 cal = calibrate(y, {spec.estimate.lam: raw_by_lambda[spec.estimate.lam]}, labels=labels,
                                 default_lam=spec.estimate.lam, lr_key=lr_key)
+                if spec.calibrate.enabled:  # every lambda of the grid refused (warned of): say whose lambda this is
+                    cal.notes.append(f"{name} accepts none of calibrate.lambda_grid (the run's warnings say why): "
+                                     f"its lambda is estimate.lam = {spec.estimate.lam:g}, not chosen from the grid.")
             else:  # an extra candidate with no lambda it accepts: not a candidate
                 continue
             if cal.lam not in raw_by_lambda:  # calibration off: it falls back to the spec's lambda, which this
