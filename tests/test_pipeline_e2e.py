@@ -524,7 +524,7 @@ def test_report_during_a_run_says_it_is_running_not_stopped(tiny_project_ran) ->
         marker = json.loads((state / "work.json").read_text())
         (state / "work.json").write_text(json.dumps({**marker, "pid": holder.pid}))  # the run working on it
         data = load_report_data(tiny_project)
-        assert data["running"] == {"pid": str(holder.pid), "stage": "finetune"} and data["unfinished"] == []
+        assert data["running"] == {"pid": holder.pid, "stage": "finetune"} and data["unfinished"] == []
         note = outdated_note(data) or ""
         assert f"in progress (PID {holder.pid}, computing finetune)" in note and "Stopped partway" not in note
     finally:

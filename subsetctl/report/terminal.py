@@ -64,7 +64,8 @@ def load_report_data(root: str | Path, overrides: list[str] | None = None, *, no
     running = project.run_in_progress()  # "unfinished" is the stage that run is computing now
     if running:
         stage = project.stage_in_progress(running)
-        data["running"] = {"pid": running, "stage": stage}
+        # the PID as a number a script can signal or poll (null when the lock file does not say)
+        data["running"] = {"pid": int(running) if running.isdigit() else None, "stage": stage}
         data["unfinished"] = [name for name in data["unfinished"] if name != stage]
     if "gradients" in data["unfinished"]:  # shard runs hold the project lock shared, not as a `run`
         from subsetctl.stages.gradients import GradientsStage, running_shards
@@ -262,7 +263,8 @@ def outdated_note(data: dict[str, Any]) -> str | None:
     running = data.get("running")
     if running:
         at = f", computing {running['stage']}" if running.get("stage") else ""
-        notes.append(f"A `subsetctl run` is in progress (PID {running['pid']}{at}): the results shown are those "
+        notes.append(f"A `subsetctl run` is in progress (PID {running.get('pid') or 'unknown'}{at}): the results "
+                     "shown are those "
                      "finished so far; `subsetctl report` again once it is done.")
     shards = data.get("shards_running") or []
     if shards:
