@@ -11,7 +11,7 @@ from searchfixtures import SOURCES, Additive, CountingEstimator, NoiseFavoursFir
 from subsetctl.errors import UserError
 from subsetctl.estimate.base import EstimateBatch
 from subsetctl.search import SearchContext, run_strategy
-from subsetctl.search.ensemble import fit_ridge, mean_difference_scores, sample_subsets
+from subsetctl.search.ensemble import fit_ridge, indicator_gram, mean_difference_scores, sample_subsets
 
 
 @pytest.mark.parametrize("n, size, m", [(8, 4, 10), (8, 4, 60), (8, 4, 70), (20, 10, 500), (5, 1, 5)])
@@ -159,6 +159,30 @@ def test_fit_ridge_recovers_linear_model() -> None:
     coef, intercept = fit_ridge(x.astype(float), y, 1e-9)
     assert coef == pytest.approx([0.5, -1.0, 0.0, 0.25], abs=1e-6)
     assert intercept == pytest.approx(2.0, abs=1e-6)
+
+
+def test_indicator_gram_counts_exactly_and_adds_up_over_parts_of_the_rows() -> None:
+    """The surrogate counts the Gram matrix of its train rows, fits, then adds the held-out
+    rows' to fit all: the counts must be exact in float32 and add up to those of all rows."""
+    x = np.random.default_rng(0).random((300, 40)) > 0.5
+    exact = x.astype(np.int64).T @ x.astype(np.int64)
+    assert np.array_equal(indicator_gram(x, chunk=7), exact)
+    assert np.array_equal(indicator_gram(x[:100]) + indicator_gram(x[100:]), exact)
+
+
+def test_fit_ridge_of_indicators_agrees_with_the_centered_float_fit() -> None:
+    """Bool indicators are fitted from their counts (less the column means' outer product),
+    float ones centered first: the same ridge solution, with or without the Gram matrix given."""
+    rng = np.random.default_rng(1)
+    x = rng.random((120, 30)) > 0.5
+    x[:, 3] = True  # a source in every subset: its centered column is 0, so is its coefficient
+    y = 4.5 + x @ rng.normal(0.0, 1e-3, 30) + rng.normal(0.0, 1e-5, 120)
+    coef, intercept = fit_ridge(x.astype(float), y, 0.5)
+    for gram in (None, indicator_gram(x)):
+        coef_b, intercept_b = fit_ridge(x, y, 0.5, gram)
+        assert coef_b == pytest.approx(coef, rel=1e-9, abs=1e-12)
+        assert intercept_b == pytest.approx(intercept, rel=1e-12)
+    assert abs(coef[3]) < 1e-12
 
 
 def test_exhaustive_does_not_advise_raising_m_it_has_no_m() -> None:
