@@ -10,7 +10,10 @@ indicators, took its Gram matrix, added ``ridge * np.eye(n)`` and ran LU. The tw
 alternate ``--repeats`` times after one warm-up run each; Python's allocations (numpy's included) are traced in a
 separate pass (``tracemalloc``). Both must give the same selection (the sources scoring
 above 1e-8) and coefficients within 1e-9 of each other, relative to the largest. Prints one
-JSON line: each way's best seconds and peak MB, and the ratios old / new.
+JSON line: each way's best seconds and peak MB, and the ratios old / new. The drawing of the
+subsets themselves (``sample_subsets``, which both ensemble strategies run) is timed too, against
+its earlier loop (each draw sorted as a Python list and kept as a tuple), checked to draw the
+same subsets.
 
     python benchmarks/surrogate_fit.py [--sources 5000] [--m 5000] [--repeats 3]
 """
@@ -39,6 +42,21 @@ def _old_fit_ridge(x: np.ndarray, y: np.ndarray, ridge: float) -> tuple[np.ndarr
     return coef, float(y_mean - x_mean @ coef)
 
 
+def _old_sample_subsets(n: int, size: int, m: int, rng: np.random.Generator) -> np.ndarray:
+    """sample_subsets' rejection path as it was: each draw a sorted tuple of Python ints."""
+    seen: set[tuple[int, ...]] = set()
+    chosen: list[tuple[int, ...]] = []
+    while len(chosen) < m:
+        combo = tuple(sorted(rng.choice(n, size=size, replace=False).tolist()))
+        if combo not in seen:
+            seen.add(combo)
+            chosen.append(combo)
+    masks = np.zeros((m, n), dtype=bool)
+    for row, combo in enumerate(chosen):
+        masks[row, list(combo)] = True
+    return masks
+
+
 def old(masks: np.ndarray, y: np.ndarray, train: np.ndarray, ridge: float) -> np.ndarray:
     x = masks.astype(float)
     _old_fit_ridge(x[train], y[train], ridge)
@@ -59,8 +77,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
+    draws: dict[str, list[float]] = {"old": [], "new": []}
+    for _ in range(args.repeats):
+        started = time.perf_counter()
+        before = _old_sample_subsets(args.sources, args.sources // 2, args.m, np.random.default_rng(0))
+        draws["old"].append(time.perf_counter() - started)
+        started = time.perf_counter()
+        masks, _ = sample_subsets(args.sources, args.sources // 2, args.m, np.random.default_rng(0))
+        draws["new"].append(time.perf_counter() - started)
+        assert np.array_equal(masks, before), "sample_subsets drew other subsets than before"
     rng = np.random.default_rng(0)
-    masks, _ = sample_subsets(args.sources, args.sources // 2, args.m, rng)
+    masks, _ = sample_subsets(args.sources, args.sources // 2, args.m, rng)  # and leaves rng where it did
     effects = rng.normal(0.0, 1e-4, args.sources)
     y = 4.5 + masks @ effects / args.sources + rng.normal(0.0, 1e-6, args.m)  # losses near 4.5, as a run's
     perm = np.random.default_rng(1).permutation(args.m)
@@ -93,7 +120,9 @@ def main() -> None:
         "speedup": round(best["old"] / best["new"], 2),
         "old_peak_mb": round(peak["old"], 1), "new_peak_mb": round(peak["new"], 1),
         "memory_ratio": round(peak["old"] / peak["new"], 2),
-        "coef_max_rel_diff": diff, "same_selection": same_pick,
+        "coef_max_rel_diff": diff,
+        "sample_old_s": round(min(draws["old"]), 2), "sample_new_s": round(min(draws["new"]), 2),
+        "sample_speedup": round(min(draws["old"]) / min(draws["new"]), 1), "same_selection": same_pick,
     }))
 
 

@@ -88,21 +88,22 @@ def sample_subsets(n: int, size: int, m: int, rng: np.random.Generator) -> tuple
             f"exist among {n} sources; estimated all {total}."
         )
         m = total
+    masks = np.zeros((m, n), dtype=bool)
     if 2 * m > total:
         combos = list(itertools.combinations(range(n), size))
         pick = np.sort(rng.choice(total, size=m, replace=False))
-        chosen = [combos[i] for i in pick]
+        for row, i in enumerate(pick):
+            masks[row, list(combos[i])] = True
     else:
-        seen: set[tuple[int, ...]] = set()
-        chosen = []
-        while len(chosen) < m:
-            combo = tuple(sorted(rng.choice(n, size=size, replace=False).tolist()))
-            if combo not in seen:
-                seen.add(combo)
-                chosen.append(combo)
-    masks = np.zeros((m, n), dtype=bool)
-    for row, combo in enumerate(chosen):
-        masks[row, list(combo)] = True
+        # each draw is told apart by the bytes of its sorted indices, kept as an array: as Python
+        # lists and tuples, 5,000 draws of 2,500 of 5,000 sources took 4.8 s (the same draws)
+        seen: set[bytes] = set()
+        while len(seen) < m:
+            combo = np.sort(rng.choice(n, size=size, replace=False))
+            key = combo.tobytes()
+            if key not in seen:
+                masks[len(seen), combo] = True
+                seen.add(key)
     return masks, notices
 
 

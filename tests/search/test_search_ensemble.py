@@ -205,6 +205,22 @@ def test_sample_subsets_rejection_path_never_repeats_a_subset() -> None:
     assert len({row.tobytes() for row in masks}) == 10
 
 
+def test_sample_subsets_rejection_path_draws_the_subsets_it_drew_one_by_one_before() -> None:
+    """The draws are kept as arrays now, not sorted Python tuples: the same seed must still
+    give the same subsets, in the same order (stored estimates and picks depend on them)."""
+    for n, size, m in ((50, 25, 40), (9, 2, 12), (300, 150, 20)):
+        rng = np.random.default_rng(3)
+        seen: set[tuple[int, ...]] = set()
+        before = []
+        while len(before) < m:
+            combo = tuple(sorted(rng.choice(n, size=size, replace=False).tolist()))
+            if combo not in seen:
+                seen.add(combo)
+                before.append(combo)
+        masks, _ = sample_subsets(n, size, m, np.random.default_rng(3))
+        assert [tuple(np.flatnonzero(row)) for row in masks] == before
+
+
 def test_mean_difference_score_is_a_difference_of_means() -> None:
     masks = np.array([[1, 0], [0, 1], [0, 0], [0, 1]], dtype=bool)
     losses = np.array([1.0, 2.0, 3.0, 10.0])
