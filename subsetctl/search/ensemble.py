@@ -328,7 +328,7 @@ def fit_ridge(
     centered first. The ridge is added on the diagonal in place and the system (positive
     definite for ``ridge`` > 0) solved by Cholesky, in place. Over 5,000 sources and 5,000
     subsets the surrogate's two fits held float64 copies of the subsets and n x n float64
-    matrices (the identity among them) and ran LU: 920 MB and 14.5 s, against 402 MB and 8.1 s
+    matrices (the identity among them) and ran LU: 920 MB and 15.2 s, against 402 MB and 8.0 s
     (``benchmarks/surrogate_fit.py``)."""
     y = np.asarray(y, dtype=float)
     y_mean = y.mean()
