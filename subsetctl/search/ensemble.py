@@ -326,7 +326,8 @@ def fit_ridge(
     from the exact counts of :func:`indicator_gram` (``gram``, when the caller has it) less
     the rank-one term of the column means, without a float copy of ``x``; other ``x`` is
     centered first. The ridge is added on the diagonal in place and the system (positive
-    definite for ``ridge`` > 0) solved by Cholesky, in place. Over 5,000 sources and 5,000
+    definite for ``ridge`` > 0) solved by Cholesky, in place; by LU where rounding leaves it
+    not quite positive definite (a tiny ridge, fewer subsets than sources). Over 5,000 sources and 5,000
     subsets the surrogate's two fits held float64 copies of the subsets and n x n float64
     matrices (the identity among them) and ran LU: 920 MB and 15.2 s, against 402 MB and 8.0 s
     (``benchmarks/surrogate_fit.py``)."""
@@ -336,9 +337,14 @@ def fit_ridge(
     if x.dtype == bool:
         colsum = x.sum(axis=0, dtype=np.int64).astype(float)
         x_mean = colsum / len(y)
-        a = (indicator_gram(x) if gram is None else gram).astype(float)
-        for start in range(0, len(a), 1024):  # a -= count * outer(x_mean, x_mean), a block of rows at a time
-            a[start : start + 1024] -= np.outer(colsum[start : start + 1024], x_mean)
+        counts = indicator_gram(x) if gram is None else gram
+
+        def system() -> np.ndarray:
+            a = counts.astype(float)
+            for start in range(0, len(a), 1024):  # a -= count * outer(x_mean, x_mean), a block of rows at a time
+                a[start : start + 1024] -= np.outer(colsum[start : start + 1024], x_mean)
+            return a
+
         b = np.zeros(x.shape[1])
         for start in range(0, len(x), 2048):
             b += x[start : start + 2048].T.astype(float) @ yc[start : start + 2048]
@@ -346,11 +352,20 @@ def fit_ridge(
     else:
         x_mean = x.mean(axis=0)
         xc = x - x_mean
-        a, b = xc.T @ xc, xc.T @ yc
+        b = xc.T @ yc
+
+        def system() -> np.ndarray:
+            return xc.T @ xc
+
+    a = system()
     a[np.diag_indices_from(a)] += ridge
-    # a is symmetric: its transpose, in Fortran order, is factored in place (a itself would be copied)
-    factor = scipy.linalg.cho_factor(a.T, overwrite_a=True, check_finite=False)
-    coef = scipy.linalg.cho_solve(factor, b, check_finite=False)
+    try:  # a is symmetric: its transpose, in Fortran order, is factored in place (a itself would be copied)
+        coef = scipy.linalg.cho_solve(scipy.linalg.cho_factor(a.T, overwrite_a=True, check_finite=False), b,
+                                      check_finite=False)
+    except np.linalg.LinAlgError:  # a ridge too small for the rounding of fewer subsets than sources: LU, as before
+        a = system()
+        a[np.diag_indices_from(a)] += ridge
+        coef = np.linalg.solve(a, b)
     return coef, float(y_mean - x_mean @ coef)
 
 

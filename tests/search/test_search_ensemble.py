@@ -185,6 +185,20 @@ def test_fit_ridge_of_indicators_agrees_with_the_centered_float_fit() -> None:
     assert abs(coef[3]) < 1e-12
 
 
+def test_fit_ridge_of_indicators_with_a_tiny_ridge_and_fewer_subsets_than_sources() -> None:
+    """Fewer subsets than sources leave the centered Gram matrix singular, and a ridge of
+    1e-12 too small for its rounding: Cholesky fails, and the fit falls back to LU (what the
+    ridge was solved with before) instead of stopping the search."""
+    rng = np.random.default_rng(1)
+    x = rng.random((500, 2000)) > 0.5
+    y = 4.5 + x @ rng.normal(0.0, 1e-3, 2000)
+    coef, intercept = fit_ridge(x, y, 1e-12)
+    coef_f, intercept_f = fit_ridge(x.astype(float), y, 1e-12)
+    assert np.isfinite(coef).all() and np.isfinite(intercept)
+    assert np.abs(x @ coef + intercept - y).max() < 1e-6  # it interpolates the subsets, as the LU fit does
+    assert np.abs(x @ coef_f + intercept_f - y).max() < 1e-6
+
+
 def test_exhaustive_does_not_advise_raising_m_it_has_no_m() -> None:
     """Every subset is estimated, so a source in all or none of the finite ones means the
     estimator failed on the rest; the notice said "Increase m." (exhaustive has no m)."""
