@@ -94,6 +94,34 @@ def test_decimal_and_date_answers_read_as_their_text_not_quoted(tmp_path: Path, 
     assert on_day["response"] == ["2024-01-02", "2023-05-06"]
 
 
+def test_whole_number_answers_held_as_floats_are_a_notice(tmp_path: Path, make_ctx) -> None:
+    """A JSON column mixing 5 and 0.5, read by the huggingface loader (datasets' JSON
+    reader makes it a float column), and a Parquet float column (pandas' integer column
+    with a missing value) read the answer 5 as "5.0" with no word said: the model learned
+    and was scored on "5.0" while the same answer in a JSON Lines file, or the target,
+    reads "5"."""
+    rows = [{"q": f"half of {i}", "a": i // 2 if i % 2 == 0 else i / 2} for i in range(4)]
+    (tmp_path / "d.json").write_text(json.dumps(rows))
+    ctx = make_ctx("halves")
+    ds = load_huggingface(HuggingFaceLoader(type="huggingface", path="json", data_files=["d.json"],
+                                            prompt_field="q", response_field="a"), ctx)
+    assert ds["response"] == ["0.0", "0.5", "1.0", "1.5"]  # as read: said, not rewritten
+    [notice] = [n for n in ctx.notices if "floating-point" in n]
+    assert "2 row(s)" in notice and "'0.0'" in notice and "store the column as integers or as text" in notice
+    pd.DataFrame({"prompt": ["p0", "p1"], "response": [3.0, 4.0]}).to_parquet(tmp_path / "d.parquet")
+    ctx = make_ctx("floats")
+    load_parquet(ParquetLoader(type="parquet", path="d.parquet"), ctx)
+    assert any("2 row(s)" in n and "floating-point" in n for n in ctx.notices)
+    write_jsonl(tmp_path / "d.jsonl", rows)  # JSON Lines keeps 0 as "0": only 0.5 and 1.5 are floats
+    ctx = make_ctx("halves_jsonl")
+    ds = load_jsonl(JsonlLoader(type="jsonl", path="d.jsonl", prompt_field="q", response_field="a"), ctx)
+    assert ds["response"] == ["0", "0.5", "1", "1.5"] and not any("floating-point" in n for n in ctx.notices)
+    write_jsonl(tmp_path / "c.jsonl", [{"text": "t", "y": 1.0}, {"text": "u", "y": 0.0}])  # a label reads "1"
+    ctx = make_ctx("labels", kind="classifier")
+    load_jsonl(JsonlLoader(type="jsonl", path="c.jsonl", prompt_field="text", label_field="y"), ctx)
+    assert not any("floating-point" in n for n in ctx.notices)
+
+
 def test_jsonl_classifier_labels_by_sorted_value(tmp_path: Path, make_ctx) -> None:
     rows = [{"text": "t", "y": "pos"}, {"text": "u", "y": "neg"}, {"text": "v", "y": "pos"}]
     write_jsonl(tmp_path / "c.jsonl", rows)

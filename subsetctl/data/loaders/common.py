@@ -359,6 +359,8 @@ class CommonColumns:
         self.structured_count = 0
         self.structured_prompt: tuple[int, str] | None = None  # first row whose prompt is (e.g. a chat)
         self.structured_prompt_count = 0
+        self.whole_float: tuple[int, float] | None = None  # first row whose answer is a float like 5.0
+        self.whole_float_count = 0
         self.chunks: list[Any] = []
         self.columns: dict[str, list[Any]] = self._empty_columns()
         self.fetch = fetch
@@ -482,8 +484,14 @@ class CommonColumns:
 
     def _count_structured(self, i: int, values: dict[str, Any]) -> None:
         """Count row ``i`` if its prompt or answer (in ``values``) is a list or an object,
-        which is read as its JSON text (said once, by :meth:`finish`)."""
-        if isinstance(values[self.answer_field], (list, dict)):
+        which is read as its JSON text, or (a causal LM's) its answer is a whole number held
+        as a float, which reads "5.0" (each said once, by :meth:`finish`)."""
+        answer = values[self.answer_field]
+        if not self.classifier and isinstance(answer, float) and math.isfinite(answer) and answer.is_integer():
+            self.whole_float_count += 1  # reads "5.0" (a classifier's label reads "5": label_to_text)
+            if self.whole_float is None:
+                self.whole_float = (i, answer)
+        if isinstance(answer, (list, dict)):
             self.structured_count += 1
             if self.structured is None:
                 self.structured = (i, value_to_text(values[self.answer_field]))
@@ -603,6 +611,24 @@ class CommonColumns:
         self.ctx.notices.append(
             f"Source {self.ctx.source_name!r}: {count} row(s) of {self.where} have a list or an object as {named} "
             f"(first at {self.locate(first)}: {example}); {what_then}"
+        )
+
+    def _note_whole_floats(self, named: str) -> None:
+        """The notice that some answers are whole numbers held as floats: each reads "5.0",
+        which the model learns and is scored on, while the same answer written 5 (in another
+        file, or the target) reads "5". A Parquet or Arrow float column holds whole numbers
+        so (pandas makes one of an integer column with a missing value), and ``datasets``'
+        JSON reader makes one of a column mixing 5 and 0.5, whose 5 the ``jsonl`` loader
+        reads as "5": nothing in the texts shows it."""
+        first, value = self.whole_float  # type: ignore[misc]  # (set: the caller checked)
+        self.ctx.notices.append(
+            f"Source {self.ctx.source_name!r}: {self.whole_float_count} row(s) of {self.where} have a whole number "
+            f"stored as a floating-point number as {named} (first at {self.locate(first)}: {value!r}): each gold "
+            f"response is that text, {value_to_text(value)!r} with its '.0', which the model learns and is scored "
+            f"on, and which does not match {int(value)!r} written elsewhere. A Parquet or Arrow float column "
+            "stores whole numbers so (pandas makes one of an integer column with a missing value), and so does "
+            "the huggingface loader's JSON reader for a column mixing whole numbers and fractions (type: jsonl "
+            f"reads 5 as '5'). If {str(int(value))!r} is meant, store the column as integers or as text."
         )
 
     def _some_rows(self, count: int, first: list[int]) -> tuple[str, str, str]:
@@ -751,6 +777,8 @@ class CommonColumns:
                                   f"each is {'a class' if self.classifier else 'the gold response'} as its JSON "
                                   "text. If it holds several accepted answers or a nested field, write the one "
                                   "meant as a plain value (or use a plugin loader).")
+        if self.whole_float is not None:
+            self._note_whole_floats(named)
         self._flush()
         table = self._one_chunk()
         if self.limit is not None and self.usable > self.limit:
