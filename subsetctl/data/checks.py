@@ -265,7 +265,10 @@ def _check_file_loader(
         issues.add(loc + ("messages_field",), "is for a causal LM's chats, but model.kind is classifier: name the "
                                               "text column with prompt_field and the class with label_field")
     if kind == "classifier" and not loader.label_field:
-        issues.add(loc + ("label_field",), "model.kind is classifier: name the label column with label_field")
+        written = loader.response_field if "response_field" in loader.model_fields_set else None
+        issues.add(loc + ("label_field",), "model.kind is classifier: name the label column with label_field"
+                   + (f" (label_field: {written}, if the column response_field names holds the classes: a "
+                      "classifier reads no response_field)" if written else ""))
     if kind == "causal-lm" and not loader.response_field:
         issues.add(
             loc + ("response_field",), "model.kind is causal-lm: name the response column with response_field"
@@ -744,6 +747,11 @@ def _builder_file_columns(builder: str, path: Path, wanted: list[str]) -> list[s
         return None
 
 
+#: column names that usually hold a chat a row (OpenAI's messages, ShareGPT's conversations), which
+#: a causal LM reads with ``messages_field``
+CHAT_COLUMNS = ("messages", "conversations", "conversation", "chat", "dialog", "dialogue")
+
+
 def _check_named_columns(loader: LoaderBase, columns: list[str], where: str, loc: tuple[Any, ...], kind: str,
                          issues: _Issues, what: str = "the file") -> None:
     """An issue for each column the loader asks for that ``columns`` lacks (``where`` says
@@ -755,8 +763,27 @@ def _check_named_columns(loader: LoaderBase, columns: list[str], where: str, loc
         other = next((d for d in (";", "\t", "|", ",") if d != loader.delimiter and d in columns[0]), None)
         if other:
             hint = f" (is the delimiter {other!r}? set loader.delimiter: {json.dumps(other)})"  # "\t": YAML's tab
+    elif loader.type == "huggingface" and len(columns) == 1:  # datasets' CSV reader splits at commas alone
+        other = next((d for d in (";", "\t", "|") if d in columns[0]), None)
+        if other:
+            hint = (f" (is the delimiter {other!r}? the huggingface loader reads CSV files at commas only: read "
+                    f"the file with loader: {{type: csv, delimiter: {json.dumps(other)}}}, one source a file)")
+    chats = [c for c in columns if c in CHAT_COLUMNS] if hasattr(loader, "messages_field") and kind != "classifier" \
+        else []
     for key, option, column in wanted:
         if column and column not in columns:
+            if chats and option != "messages_field":  # a chat a row, read as prompt and response columns
+                issues.add(loc + key, f"{what} has no column {column!r} ({where} {listed}); {chats[0]!r} looks like "
+                           f"a column of chats: read it with loader.messages_field: {chats[0]} in place of "
+                           "prompt_field and response_field (the last message is the response, the user's "
+                           "before it the prompt)")
+                continue
+            if option == "response_field" and len(columns) == 1 and not hint:  # plain text: no answer to learn
+                issues.add(loc + key, f"{what} has no column {column!r} ({where} {listed}): one column, no answer. "
+                           "Every row needs a prompt and a response, the text the model learns: write each row "
+                           "as the two (an empty prompt column learns the whole text with no prompt, with a "
+                           "warning), or read it with a plugin loader")
+                continue
             # ' label' (a space after a CSV header's comma) or 'Question': alike to the eye in the list shown
             near = next((c for c in columns if c.strip().casefold() == column.strip().casefold()), None)
             if near is not None:

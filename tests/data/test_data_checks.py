@@ -718,3 +718,37 @@ def test_a_plain_local_folder_of_data_files_has_its_columns_checked(tmp_path: Pa
         "(their heads have 'prompt', 'response', 'extra'); 'response' differs from it only in letter case")
     assert "data file " + str(tmp_path / "data" / "split" / "train.csv") in issues[
         "sources[2].loader.response_field"].message
+
+
+def test_a_missing_column_names_the_loader_setting_that_reads_the_file_as_it_is(tmp_path: Path) -> None:
+    """A new user's own files read with the default columns: a chat a row (a `messages`
+    column) was told to set prompt_field to 'messages'; a tab-separated file read by the
+    huggingface loader, which has no delimiter option, was told to set prompt_field; a
+    text-only file was told to set response_field to 'text', which validate then refuses
+    (the prompt's column); a classifier's label column given as response_field was told
+    only to name it with label_field. Each now says what to write, and what it says works."""
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    write_jsonl(tmp_path / "data" / "chat.jsonl", [{"messages": [{"role": "user", "content": "2+2?"},
+                                                                {"role": "assistant", "content": "4"}]}])
+    write_jsonl(tmp_path / "data" / "text.jsonl", [{"text": "The cat sat."}])
+    (tmp_path / "data" / "tab.tsv").write_text("question\treply\nq\ta\n")
+    text = GOOD + """\
+  - name: chat
+    loader: {type: jsonl, path: data/chat.jsonl}
+  - name: tab
+    loader: {type: huggingface, path: csv, data_files: [data/tab.tsv], prompt_field: question, response_field: reply}
+  - name: text
+    loader: {type: jsonl, path: data/text.jsonl, prompt_field: text}
+"""
+    issues = check_issues(tmp_path, text)
+    for key in ("prompt_field", "response_field"):
+        assert "read it with loader.messages_field: messages" in issues[f"sources[1].loader.{key}"].message
+    assert 'loader: {type: csv, delimiter: "\\t"}' in issues["sources[2].loader.prompt_field"].message
+    assert "one column, no answer" in issues["sources[3].loader.response_field"].message
+    fixed = (text.replace("path: data/chat.jsonl}", "path: data/chat.jsonl, messages_field: messages}")
+             .replace("type: huggingface, path: csv, data_files: [data/tab.tsv],",
+                      'type: csv, delimiter: "\\t", path: data/tab.tsv,'))
+    assert [key for key in check_issues(tmp_path, fixed) if not key.startswith("sources[3]")] == []
+    classifier = "model: {kind: classifier}\n" + GOOD.replace("path: data/t.jsonl", "path: data/t.jsonl\n    response_field: response")
+    assert "(label_field: response, if the column" in check_issues(tmp_path, classifier)["target.loader.label_field"].message
