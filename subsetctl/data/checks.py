@@ -778,7 +778,7 @@ def _check_named_columns(loader: LoaderBase, columns: list[str], where: str, loc
                            "prompt_field and response_field (the last message is the response, the user's "
                            "before it the prompt)")
                 continue
-            if option == "response_field" and len(columns) == 1 and not hint:  # plain text: no answer to learn
+            if option == "response_field" and columns == ["text"]:  # plain text (a corpus): no answer to learn
                 issues.add(loc + key, f"{what} has no column {column!r} ({where} {listed}): one column, no answer. "
                            "Every row needs a prompt and a response, the text the model learns: write each row "
                            "as the two (an empty prompt column learns the whole text with no prompt, with a "
