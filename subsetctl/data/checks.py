@@ -440,7 +440,8 @@ def _check_columns(loader: LoaderBase, path: Path, loc: tuple[Any, ...], kind: s
         where = f"its first {rows} rows have" if rows > 1 else where
     if loader.type == "jsonl":
         columns = _later_jsonl_columns(loader, path, columns, loc, kind, issues)
-    _check_named_columns(loader, columns, where, loc, kind, issues)
+    note = _under_a_key_note(path) if loader.type == "jsonl" and _lacks_a_column(loader, kind, columns) else ""
+    _check_named_columns(loader, columns, where, loc, kind, issues, note=note)
     if rowless:
         issues.add(loc + ("path",), f"{path.name}: the file has {'a schema' if loader.type == 'parquet' else 'a header'} "
                                     "but no rows: give a file with at least one example")
@@ -610,7 +611,7 @@ def _check_builder_files(loader: HuggingFaceLoader, files: list[str], loc: tuple
     reading that split is checked; a column is missing only when none of the files read
     (the first :data:`BUILDER_FILES_READ`) has it. Nothing is said when a file is remote or
     cannot be read here, or its columns cannot be told cheaply (a JSON document that is one
-    object, as ``{"data": [...]}``; a JSON array over :data:`LINES_COUNTED_MB`): the data
+    object holding no list of rows; a JSON array over :data:`LINES_COUNTED_MB`): the data
     stage has the last word."""
     builder = loader.path
     if builder not in ("json", "csv", "parquet") or not files:
@@ -675,7 +676,9 @@ def _check_files_columns(loader: HuggingFaceLoader, builder: str, files: list[st
         first = "first " if len(read) < len(files) else ""
         what = f"each of the {first}{len(read)} data files ({read[0]}, ...; {len(files)} in all)"
         where = "their heads have"
-    _check_named_columns(loader, list(columns), where, loc, kind, issues, what)
+    note = (_under_a_key_note(Path(read[0])) if builder == "json" and len(read) == 1
+            and _lacks_a_column(loader, kind, list(columns)) else "")
+    _check_named_columns(loader, list(columns), where, loc, kind, issues, what, note)
 
 
 #: the first bytes of the archives ``datasets`` unpacks that :func:`open_decompressed` does
@@ -699,9 +702,10 @@ def _builder_file_columns(builder: str, path: Path, wanted: list[str]) -> list[s
     ``path``, from its head; None when that cannot be told cheaply or surely (the data
     stage says what is wrong with a file). JSON Lines: the keys of the first rows (and, for
     a ``wanted`` column they lack, of the rest: :func:`_jsonl_head_keys`); a JSON array of
-    objects: every object's keys (of strings: ``text``); a one-line document of one key
-    (``{"data": [...]}``, whose rows only the builder's ``field`` option, which the loader
-    does not take, reads): not told; CSV: the header, with pandas' names for repeated and
+    objects: every object's keys (of strings: ``text``); a document of one key, or a
+    pretty-printed one: the key that holds a list of objects (``{"data": [...]}``, whose rows
+    only the builder's ``field`` option, which the loader does not take, reads: the builder
+    makes one row of it; :func:`_rows_under_a_key`), else not told; CSV: the header, with pandas' names for repeated and
     empty ones added (pandas' own); Parquet: the schema's names. An archive (:func:`_is_archive`): not
     told."""
     try:
@@ -739,9 +743,14 @@ def _builder_file_columns(builder: str, path: Path, wanted: list[str]) -> list[s
             if isinstance(items, list) and items and all(isinstance(item, str) for item in items):
                 return ["text"]
             return None
-        first = json.loads(line)
+        try:
+            first = json.loads(line)
+        except ValueError:
+            first = None  # a pretty-printed document's first line, "{"
         if not isinstance(first, dict) or (not more and len(first) == 1):
-            return None  # a document holding its rows under one key, as {"data": [...]}: not checked
+            # a document holding its rows under a key, as {"data": [...]}: the builder makes one row of it
+            found = _rows_under_a_key(path) if line.lstrip().startswith("{") and not (first and more) else None
+            return [found[0]] if found else None
         return _jsonl_head_keys(path, list(first), wanted)[0]
     except Exception:  # noqa: BLE001 - unreadable or not what the builder reads: the data stage says why
         return None
@@ -752,13 +761,51 @@ def _builder_file_columns(builder: str, path: Path, wanted: list[str]) -> list[s
 CHAT_COLUMNS = ("messages", "conversations", "conversation", "chat", "dialog", "dialogue")
 
 
+def _rows_under_a_key(path: Path) -> tuple[str, int] | None:
+    """``(key, count)`` when the JSON file ``path`` (up to :data:`LINES_COUNTED_MB`) is one
+    object holding its rows, a list of objects, under ``key`` (SQuAD's ``{"version": ...,
+    "data": [...]}``, an export's ``{"rows": [...]}``): read as JSON Lines, or by
+    ``datasets``' JSON reader without its ``field`` option, it is one row whose columns are
+    those keys. None otherwise, or when it cannot be read."""
+    try:
+        if path.stat().st_size > LINES_COUNTED_MB * 2**20:
+            return None
+        with _open_text(path) as handle:
+            document = json.load(handle)
+    except Exception:  # noqa: BLE001 - not one JSON document: other checks say what it is
+        return None
+    if not isinstance(document, dict):
+        return None
+    return next(((key, len(value)) for key, value in document.items()
+                 if isinstance(value, list) and value and all(isinstance(item, dict) for item in value)), None)
+
+
+def _lacks_a_column(loader: LoaderBase, kind: str, columns: list[str]) -> bool:
+    """Whether ``columns``, few as a document's keys are, lack one the loader asks for (only
+    then is a file read whole for :func:`_under_a_key_note`)."""
+    return len(columns) <= 3 and any(column and column not in columns for _, _, column in _wanted_columns(loader, kind))
+
+
+def _under_a_key_note(path: Path) -> str:
+    """What a missing column's issue adds for a file holding its rows under a key
+    (:func:`_rows_under_a_key`): how to make them rows; "" for any other file."""
+    found = _rows_under_a_key(path)
+    if found is None:
+        return ""
+    key, count = found
+    return (f" ({path.name} is one JSON object holding its {count} rows under {key!r}, which no loader reads "
+            f"there: write them one object a line, e.g. `jq -c '.{key}[]' {path.name} > {path.stem}.jsonl`, "
+            "and read that with type: jsonl)")
+
+
 def _check_named_columns(loader: LoaderBase, columns: list[str], where: str, loc: tuple[Any, ...], kind: str,
-                         issues: _Issues, what: str = "the file") -> None:
+                         issues: _Issues, what: str = "the file", note: str = "") -> None:
     """An issue for each column the loader asks for that ``columns`` lacks (``where`` says
-    what listed them: "its first row has"; ``what`` what lacks it)."""
+    what listed them: "its first row has"; ``what`` what lacks it; ``note``, what is
+    known of the file, e.g. :func:`_under_a_key_note`, said after the columns)."""
     wanted = _wanted_columns(loader, kind)
     listed = ", ".join(repr(c) for c in columns) or "(none)"
-    hint = ""
+    hint = note
     if loader.type == "csv" and len(columns) == 1:
         other = next((d for d in (";", "\t", "|", ",") if d != loader.delimiter and d in columns[0]), None)
         if other:
@@ -794,7 +841,7 @@ def _check_named_columns(loader: LoaderBase, columns: list[str], where: str, loc
                 fix = (f"; {near!r} differs from it only in {how} (column names are matched exactly): set "
                        f"{option}: {json.dumps(value)}, or fix the data's column name")
             else:
-                fix = f"; set {option} to one of them or fix the data"
+                fix = "" if note else f"; set {option} to one of them or fix the data"
             issues.add(loc + key, f"{what} has no column {column!r} ({where} {listed}){hint}{fix}")
 
 

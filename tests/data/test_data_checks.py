@@ -377,16 +377,15 @@ def test_the_files_a_json_csv_or_parquet_builder_reads_are_checked_for_the_colum
 
 
 def test_builder_files_whose_columns_cannot_be_told_here_are_not_said_to_lack_one(tmp_path: Path) -> None:
-    """No false alarm: a JSON document holding its rows under one key (the builder's `field`
-    option reads those; the loader does not take it), a pretty-printed object, a column first
-    met in a later row, a remote file, another split, or pandas' name for a repeated CSV
-    column are left to the data stage."""
+    """No false alarm: a JSON document holding no list of rows under its one key, a
+    pretty-printed one, a column first met in a later row, a remote file, another split, or
+    pandas' name for a repeated CSV column are left to the data stage."""
     import json
 
     (tmp_path / "data").mkdir()
     write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
-    (tmp_path / "data" / "doc.json").write_text(json.dumps({"data": qa_rows(3)}))
-    (tmp_path / "data" / "pretty.json").write_text(json.dumps({"data": qa_rows(3)}, indent=2))
+    (tmp_path / "data" / "doc.json").write_text(json.dumps({"data": "not rows"}))
+    (tmp_path / "data" / "pretty.json").write_text(json.dumps({"data": [1, 2]}, indent=2))
     write_jsonl(tmp_path / "data" / "late.jsonl", [{"prompt": "q", "response": "a"}] * 3 + [
         {"prompt": "q", "response": "a", "context": "c"}])
     (tmp_path / "data" / "twice.csv").write_text("prompt,prompt,response\nq,r,a\n")
@@ -752,3 +751,26 @@ def test_a_missing_column_names_the_loader_setting_that_reads_the_file_as_it_is(
     assert [key for key in check_issues(tmp_path, fixed) if not key.startswith("sources[3]")] == []
     classifier = "model: {kind: classifier}\n" + GOOD.replace("path: data/t.jsonl", "path: data/t.jsonl\n    response_field: response")
     assert "(label_field: response, if the column" in check_issues(tmp_path, classifier)["target.loader.label_field"].message
+
+
+@pytest.mark.parametrize("indent", [None, 2])
+def test_a_json_document_holding_its_rows_under_a_key_is_said_with_how_to_make_them_rows(
+        tmp_path: Path, indent: int | None) -> None:
+    """A JSON file that is one object holding its rows under a key (SQuAD's
+    `{"version": ..., "data": [...]}`) passed validate as a `huggingface` json source (one
+    key, or pretty-printed) and then failed the data stage with "Available columns: 'data'",
+    which no loader option fixes; as a `jsonl` source it was told to set prompt_field to
+    'data'. Each now says the rows are under 'data' and how to write them as rows."""
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    for name, document in (("one", {"data": qa_rows(3)}), ("two", {"version": 1, "data": qa_rows(3)})):
+        (tmp_path / "data" / f"{name}.json").write_text(json.dumps(document, indent=indent))
+    text = GOOD + "".join(f"  - {{name: {name}, loader: {{type: {loader}}}}}\n" for name, loader in (
+        ("a", "huggingface, path: json, data_files: [data/one.json]"),
+        ("b", "huggingface, path: json, data_files: [data/two.json]"),
+        ("c", "jsonl, path: data/one.json"), ("d", "jsonl, path: data/two.json")))
+    issues = check_issues(tmp_path, text)
+    for i, name in ((1, "one"), (2, "two")) + (((3, "one"), (4, "two")) if indent is None else ()):
+        message = issues[f"sources[{i}].loader.prompt_field"].message
+        assert "holding its 3 rows under 'data'" in message and f"jq -c '.data[]' {name}.json" in message, message
+        assert "set prompt_field to one of them" not in message
