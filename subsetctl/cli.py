@@ -296,8 +296,9 @@ def _require_posix_locks() -> None:
 @main.command()
 @click.argument("directory", type=click.Path(path_type=Path))  # a file: init_project's UserError (exit 1)
 @click.option("--template", "-t", type=click.Choice(TEMPLATES), default="quickstart", show_default=True,
-              help="The commented spec to start from: quickstart (reasoning-gym sources, no files) or minimal "
-                   "(also writes three small JSONL files it reads).")
+              help="The commented spec to start from: quickstart (reasoning-gym sources, no files), minimal "
+                   "(also writes three small JSONL files it reads) or classifier (a sequence classifier on a CSV "
+                   "and a JSON Lines file it writes, labels mapped across them).")
 @click.option("--force", is_flag=True, help="Overwrite an existing subsetctl.yaml (kept as subsetctl.yaml.bak, or "
               ".bak.1, ... when that exists).")
 def init(directory: Path, template: str, force: bool) -> None:

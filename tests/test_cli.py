@@ -77,6 +77,25 @@ def test_init_minimal_template_is_valid(tmp_path: Path) -> None:
     assert not (tmp_path / "u").exists()
 
 
+def test_init_classifier_template_validates_and_its_data_maps_onto_the_targets_classes(tmp_path: Path) -> None:
+    """`init -t classifier`: a sequence classifier on local files (a CSV target, a JSON Lines
+    source labelled 0/1 mapped onto the target's classes); validate and the data stage say
+    nothing of it (no warning a new user would have to read through), and every source's
+    labels are the target's two classes."""
+    import datasets
+
+    assert invoke("init", str(tmp_path / "c"), "--template", "classifier").exit_code == 0
+    assert {"target.csv", "reviews.jsonl"} <= {p.name for p in (tmp_path / "c").iterdir()}
+    checked = invoke("validate", str(tmp_path / "c"), "--format", "json")
+    [report] = json.loads(checked.stdout)
+    assert checked.exit_code == 0 and report["errors"] == [] and report["warnings"] == [], report
+    ran = invoke("run", str(tmp_path / "c"), "--until", "data")
+    assert ran.exit_code == 0 and "warning" not in ran.output.lower(), ran.output
+    for name in ("films", "products", "products_shuffled"):
+        labels = set(datasets.load_from_disk(str(tmp_path / "c" / ".subsetctl" / "data" / name / "train"))["label_text"])
+        assert labels == {"negative", "positive"}, (name, labels)
+
+
 def test_init_keeps_the_users_data_files_and_validate_sees_a_split_that_rounds_to_no_rows(tmp_path: Path) -> None:
     """A one-row target.jsonl: `init -t minimal` kept it without a word, and validate passed
     split.validation 0.25 of it, which `run` then refused."""
