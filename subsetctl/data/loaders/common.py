@@ -615,8 +615,8 @@ class CommonColumns:
 
     def _note_whole_floats(self, named: str) -> None:
         """The notice that some answers are whole numbers held as floats: each reads "5.0",
-        which the model learns and is scored on, while the same answer written 5 (in another
-        file, or the target) reads "5". A Parquet or Arrow float column holds whole numbers
+        the tokens the model learns (and the test loss scores; exact_match takes 5.0 = 5), while
+        the same answer written 5 (in another file, or the target) reads "5". A Parquet or Arrow float column holds whole numbers
         so (pandas makes one of an integer column with a missing value), and ``datasets``'
         JSON reader makes one of a column mixing 5 and 0.5, whose 5 the ``jsonl`` loader
         reads as "5": nothing in the texts shows it."""
@@ -624,8 +624,9 @@ class CommonColumns:
         self.ctx.notices.append(
             f"Source {self.ctx.source_name!r}: {self.whole_float_count} row(s) of {self.where} have a whole number "
             f"stored as a floating-point number as {named} (first at {self.locate(first)}: {value!r}): each gold "
-            f"response is that text, {value_to_text(value)!r} with its '.0', which the model learns and is scored "
-            f"on, and which does not match {int(value)!r} written elsewhere. A Parquet or Arrow float column "
+            f"response is that text, {value_to_text(value)!r} with its '.0', the tokens the model learns (and the "
+            f"test loss scores; exact_match takes {value_to_text(value)} = {int(value)}), where {int(value)!r} "
+            "written elsewhere reads without it. A Parquet or Arrow float column "
             "stores whole numbers so (pandas makes one of an integer column with a missing value), and so does "
             "the huggingface loader's JSON reader for a column mixing whole numbers and fractions (type: jsonl "
             f"reads 5 as '5'). If {str(int(value))!r} is meant, store the column as integers or as text."
