@@ -735,6 +735,33 @@ sources: [{name: s, loader: {type: jsonl, path: s.jsonl}, split: {train: "1.0"}}
         Spec.model_validate(yaml.safe_load(text.replace('"1.0"', '"1.5"')))
 
 
+def test_a_split_naming_a_file_says_how_split_files_are_read(tmp_path: Path) -> None:
+    """A dataset that comes with its own train and test files, written `split: {train:
+    data/train.jsonl, test: data/test.jsonl}`, was told only "expected a number, got the text
+    'data/train.jsonl'". It is now told that a split is a count or a fraction, and how such
+    files are read, as one target; that reading works (a mistyped number is told as before)."""
+    from subsetctl.spec.models import SplitSpec
+
+    for written in ("data/train.jsonl", "test.csv", " TEST.PARQUET "):
+        with pytest.raises(ValueError, match=r"names a file, but a split is a count or a fraction.*"
+                                             r"split: train\+test\}"):
+            SplitSpec.model_validate({"train": written, "validation": 0.2, "test": 0.2})
+    with pytest.raises(ValueError) as typo:
+        SplitSpec.model_validate({"train": "many"})
+    assert "names a file" not in str(typo.value)
+    (tmp_path / "data").mkdir()
+    for split, rows in (("train", range(6)), ("test", range(6, 8))):
+        (tmp_path / "data" / f"{split}.jsonl").write_text(
+            "".join(json.dumps({"prompt": f"{i}?", "response": str(i)}) + "\n" for i in rows))
+    from subsetctl.data.loaders import load_huggingface
+    from subsetctl.data.loaders.common import LoadContext
+    from subsetctl.spec import HuggingFaceLoader
+
+    both = load_huggingface(HuggingFaceLoader(type="huggingface", path="data", split="train+test"),
+                            LoadContext(source_name="t", base_dir=tmp_path, kind="causal-lm", seed=0))
+    assert sorted(both["response"], key=int) == [str(i) for i in range(8)]
+
+
 def test_split_fractions_over_one_are_named_and_a_left_out_train_is_said() -> None:
     """`split: {validation: 0.2, test: 0.2}` said "split fractions add up to more than 1.0":
     the user wrote 0.4; train, left out, counts as 1.0. The message names the fractions, their

@@ -454,6 +454,14 @@ def _listed_fractions(fractions: dict[str, float]) -> str:
     return " + ".join(f"{k} {v:g}" for k, v in fractions.items())
 
 
+def _names_a_file(text: str) -> bool:
+    """Whether a split size's text is a file's path (a folder in it, or a data file's
+    extension) rather than a mistyped number."""
+    text = text.strip()
+    return "/" in text or "\\" in text or bool(
+        re.search(r"\.(jsonl|json|csv|tsv|parquet|txt|gz|arrow)$", text, re.IGNORECASE))
+
+
 class SplitSpec(StrictModel):
     """Split sizes: an int is a count, a float in [0, 1] a fraction of the examples."""
 
@@ -466,7 +474,17 @@ class SplitSpec(StrictModel):
     def _quoted_fraction(cls, value: Any) -> Any:
         """A quoted number with a decimal point or an exponent (``train: "1.0"``) is a fraction,
         as it is unquoted: pydantic read ``"1.0"`` as the whole number 1, so one row where every
-        row was meant."""
+        row was meant. A file named for a split (``test: data/test.jsonl``, a dataset that comes
+        with its own test file) is refused saying how its files are read instead: "expected a
+        number" said nothing of that."""
+        if isinstance(value, str) and _names_a_file(value):
+            raise ValueError(
+                f"{value.strip()!r} names a file, but a split is a count or a fraction of the rows the loader "
+                "reads: subsetctl draws the train, validation and test rows from one loader, by the seed, and "
+                "takes no file per split. Read your split files as one: a folder holding train.jsonl and "
+                "test.jsonl (or .csv, .parquet) with loader: {type: huggingface, path: FOLDER, split: "
+                "train+test}, or the files joined into one; their rows are then split anew (a test set of "
+                "their own is not kept apart)")
         if isinstance(value, str) and re.fullmatch(QUOTED_NUMBER_PATTERN, value) and re.search(r"[.eE]", value):
             try:
                 return float(value.strip())
