@@ -122,6 +122,33 @@ def test_whole_number_answers_held_as_floats_are_a_notice(tmp_path: Path, make_c
     assert not any("floating-point" in n for n in ctx.notices)
 
 
+def test_answers_that_mostly_start_with_whitespace_are_a_notice(tmp_path: Path, make_ctx) -> None:
+    """A CSV file written with ", " between its cells (header `question, answer`, which
+    validate's hint then has read as ' answer') gave every answer a leading space (" 12"), and
+    legacy prompt/completion files do so on purpose for base models: the model learned the
+    space as each answer's first token with no word said. Most answers so: a notice (a CSV's
+    naming the ", " cause); a few: none; a classifier's labels are stripped: none."""
+    (tmp_path / "d.csv").write_text("question, answer\n" + "".join(f"q{i}?, {i}\n" for i in range(4)))
+    ctx = make_ctx("spaced")
+    ds = load_csv(CsvLoader(type="csv", path="d.csv", prompt_field="question", response_field=" answer"), ctx)
+    assert ds["response"] == [" 0", " 1", " 2", " 3"]  # as read: said, not rewritten
+    [notice] = [n for n in ctx.notices if "starting with whitespace" in n]
+    assert "every row" in notice and "' 0'" in notice and "re-save it with ',' alone" in notice, notice
+    write_jsonl(tmp_path / "pc.jsonl", [{"prompt": f"{i}?", "completion": f" {i}"} for i in range(3)]
+                + [{"prompt": "x?", "completion": "x"}])
+    ctx = make_ctx("completions")
+    load_jsonl(JsonlLoader(type="jsonl", path="pc.jsonl", response_field="completion"), ctx)
+    [notice] = [n for n in ctx.notices if "starting with whitespace" in n]
+    assert "3 of 4 rows" in notice and "re-save" not in notice, notice
+    write_jsonl(tmp_path / "few.jsonl", [{"prompt": "a", "response": " 1"}] + [{"prompt": "b", "response": "2"}] * 2)
+    ctx = make_ctx("few")
+    load_jsonl(JsonlLoader(type="jsonl", path="few.jsonl"), ctx)
+    assert not any("starting with whitespace" in n for n in ctx.notices)
+    ctx = make_ctx("labels", kind="classifier")
+    load_csv(CsvLoader(type="csv", path="d.csv", prompt_field="question", label_field=" answer"), ctx)
+    assert not any("starting with whitespace" in n for n in ctx.notices)
+
+
 def test_jsonl_classifier_labels_by_sorted_value(tmp_path: Path, make_ctx) -> None:
     rows = [{"text": "t", "y": "pos"}, {"text": "u", "y": "neg"}, {"text": "v", "y": "pos"}]
     write_jsonl(tmp_path / "c.jsonl", rows)

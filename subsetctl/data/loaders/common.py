@@ -361,6 +361,8 @@ class CommonColumns:
         self.structured_prompt_count = 0
         self.whole_float: tuple[int, float] | None = None  # first row whose answer is a float like 5.0
         self.whole_float_count = 0
+        self.spaced: tuple[int, str] | None = None  # first kept row whose answer starts with whitespace
+        self.spaced_count = 0
         self.chunks: list[Any] = []
         self.columns: dict[str, list[Any]] = self._empty_columns()
         self.fetch = fetch
@@ -470,6 +472,10 @@ class CommonColumns:
                 self.minus_one_count += 1
                 if len(self.minus_one) < 5:
                     self.minus_one.append(i)
+        if not self.classifier and answer[:1].isspace():  # (a classifier's label is stripped)
+            self.spaced_count += 1
+            if self.spaced is None:
+                self.spaced = (i, answer)
         if not prompt.strip():  # (a row kept: one whose answer is blank is left out above)
             self.empty_prompt_count += 1
             if len(self.empty_prompts) < 5:
@@ -632,6 +638,24 @@ class CommonColumns:
             f"reads 5 as '5'). If {str(int(value))!r} is meant, store the column as integers or as text."
         )
 
+    def _note_spaced_answers(self, named: str) -> None:
+        """The notice that most kept answers start with whitespace, which the model then
+        learns as each answer's first tokens (exact_match strips it; the test loss does not):
+        a CSV file written with ", " between its cells (a header ``question, answer`` whose
+        `` answer`` validate's hint then names) reads so, as do legacy prompt/completion files,
+        whose completions start with a space for a base model without a chat template."""
+        first, example = self.spaced  # type: ignore[misc]  # (set: the caller checked)
+        example = example if len(example) <= 30 else example[:27] + "..."
+        every, have, _ = self._some_rows(self.spaced_count, [first])
+        csv_hint = (" A CSV file written with ', ' between its cells has a space before every cell after the "
+                    "first (its header's too): re-save it with ',' alone." if ".csv" in self.where else "")
+        self.ctx.notices.append(
+            f"Source {self.ctx.source_name!r}: {every} of {self.where} {have} {named} starting with whitespace "
+            f"(first at {self.locate(first)}: {example!r}): the model learns it as the answer's first "
+            f"tokens, and the test loss scores them (exact_match strips it).{csv_hint} Remove it from the data "
+            "unless the model is meant to write it."
+        )
+
     def _some_rows(self, count: int, first: list[int]) -> tuple[str, str, str]:
         """How a notice names ``count`` of the kept rows, ``first`` the first few of them:
         ("every row", "has") or ("3 of 5 rows", "have"), and where they are ("line 2,
@@ -780,6 +804,8 @@ class CommonColumns:
                                   "meant as a plain value (or use a plugin loader).")
         if self.whole_float is not None:
             self._note_whole_floats(named)
+        if self.spaced is not None and 2 * self.spaced_count >= self.count - self.left_out_count:
+            self._note_spaced_answers(named)
         self._flush()
         table = self._one_chunk()
         if self.limit is not None and self.usable > self.limit:
