@@ -1288,6 +1288,23 @@ def test_a_column_named_but_for_spaces_or_letter_case_is_pointed_at(tmp_path: Pa
                               "exactly): set response_field: \" response\", or fix the data's column name"), issues[1]
 
 
+def test_a_csv_file_written_with_comma_space_is_told_to_be_saved_again(tmp_path: Path) -> None:
+    """A CSV file written with ", " (`question, answer` then `q?, 12`) was told to set
+    response_field: " answer", which reads every answer with a leading space that the model
+    then learns. Where its first row's cells start with a space too, the message says the
+    file was written so and to re-save it; a header alone so spaced keeps the old hint."""
+    (tmp_path / "c.csv").write_text("prompt, response\nq?, 12\n")
+    sources = [{"name": "c", "loader": {"type": "csv", "path": "c.csv"}}, *BASE["sources"][1:]]
+    (issue,) = _issues(_spec_file(tmp_path, {**BASE, "sources": sources}))
+    assert issue.endswith("the file separates its cells with ', ': every column after the first starts with a "
+                          "space, and so do the cells of its first row (the answers too, which the model would "
+                          "learn): re-save the file with ',' alone (or set response_field: \" response\", keeping "
+                          "those spaces)"), issue
+    (tmp_path / "c.csv").write_text("prompt, response\nq?,12\n")
+    (issue,) = _issues(_spec_file(tmp_path, {**BASE, "sources": sources}))
+    assert "differs from it only in spaces around it" in issue and "re-save" not in issue, issue
+
+
 def test_a_near_column_of_a_list_prompt_field_is_set_as_the_list(tmp_path: Path) -> None:
     """With prompt_field a list, the hint for a column differing only in letter case said
     `set prompt_field: "Question"`, which would drop the list's other columns."""

@@ -441,7 +441,8 @@ def _check_columns(loader: LoaderBase, path: Path, loc: tuple[Any, ...], kind: s
     if loader.type == "jsonl":
         columns = _later_jsonl_columns(loader, path, columns, loc, kind, issues)
     note = _under_a_key_note(path) if loader.type == "jsonl" and _lacks_a_column(loader, kind, columns) else ""
-    _check_named_columns(loader, columns, where, loc, kind, issues, note=note)
+    _check_named_columns(loader, columns, where, loc, kind, issues, note=note,
+                         spaced_cells=_csv_cells_spaced(loader, path, columns))
     if rowless:
         issues.add(loc + ("path",), f"{path.name}: the file has {'a schema' if loader.type == 'parquet' else 'a header'} "
                                     "but no rows: give a file with at least one example")
@@ -798,11 +799,29 @@ def _under_a_key_note(path: Path) -> str:
             "and read that with type: jsonl)")
 
 
+def _csv_cells_spaced(loader: LoaderBase, path: Path, columns: list[str]) -> bool:
+    """Whether a CSV file was written with a space after each delimiter (``question, answer``
+    then ``q?, 12``): every column after the first, and every cell after the first of its
+    first row, starts with a space, which the answers then keep. False when unsure."""
+    if loader.type != "csv" or len(columns) < 2 or not all(c[:1] == " " for c in columns[1:]):
+        return False
+    try:
+        with _open_text(path) as handle:
+            rows = (row for row in csv.reader(_past_blank_lines(handle, loader.delimiter),
+                                              delimiter=loader.delimiter) if row)
+            next(rows, None)
+            first = next(rows, None)
+    except Exception:  # noqa: BLE001 - unreadable past its header: the data stage says why
+        return False
+    return first is not None and len(first) > 1 and all(cell[:1] == " " for cell in first[1:] if cell)
+
+
 def _check_named_columns(loader: LoaderBase, columns: list[str], where: str, loc: tuple[Any, ...], kind: str,
-                         issues: _Issues, what: str = "the file", note: str = "") -> None:
+                         issues: _Issues, what: str = "the file", note: str = "", spaced_cells: bool = False) -> None:
     """An issue for each column the loader asks for that ``columns`` lacks (``where`` says
     what listed them: "its first row has"; ``what`` what lacks it; ``note``, what is
-    known of the file, e.g. :func:`_under_a_key_note`, said after the columns)."""
+    known of the file, e.g. :func:`_under_a_key_note`, said after the columns;
+    ``spaced_cells``: a CSV file written with ", ", :func:`_csv_cells_spaced`)."""
     wanted = _wanted_columns(loader, kind)
     listed = ", ".join(repr(c) for c in columns) or "(none)"
     hint = note
@@ -840,6 +859,11 @@ def _check_named_columns(loader: LoaderBase, columns: list[str], where: str, loc
                     value = [near if i == key[1] else c for i, c in enumerate(getattr(loader, option))]
                 fix = (f"; {near!r} differs from it only in {how} (column names are matched exactly): set "
                        f"{option}: {json.dumps(value)}, or fix the data's column name")
+                if spaced_cells:  # `question, answer` and `q?, 12`: a file written with ", "
+                    fix = (f"; the file separates its cells with {loader.delimiter + ' '!r}: every column after the "
+                           "first starts with a space, and so do the cells of its first row (the answers too, "
+                           f"which the model would learn): re-save the file with {loader.delimiter!r} alone (or set "
+                           f"{option}: {json.dumps(value)}, keeping those spaces)")
             else:
                 fix = "" if note else f"; set {option} to one of them or fix the data"
             issues.add(loc + key, f"{what} has no column {column!r} ({where} {listed}){hint}{fix}")
