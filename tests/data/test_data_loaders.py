@@ -149,6 +149,28 @@ def test_answers_that_mostly_start_with_whitespace_are_a_notice(tmp_path: Path, 
     assert not any("starting with whitespace" in n for n in ctx.notices)
 
 
+def test_float32_answers_and_labels_read_as_their_shortest_text(tmp_path: Path, make_ctx) -> None:
+    """A Parquet float32 column (numpy's float32, as many pipelines write scores) and a saved
+    dataset's `Value("float32")` column read 0.1 as "0.10000000149011612" and 2.3 as
+    "2.299999952316284": the model learned those digits, and a classifier's classes were
+    named so, with no word said. They read "0.1" and "2.3", as written."""
+    import numpy as np
+    from datasets import Dataset, Features, Value
+
+    values = [0.1, 0.25, 2.3]
+    pd.DataFrame({"prompt": ["p0", "p1", "p2"], "response": np.array(values, dtype=np.float32)}).to_parquet(
+        tmp_path / "d.parquet")
+    assert load_parquet(ParquetLoader(type="parquet", path="d.parquet"), make_ctx())["response"] == ["0.1", "0.25", "2.3"]
+    labels = load_parquet(ParquetLoader(type="parquet", path="d.parquet", label_field="response"),
+                          make_ctx(kind="classifier"))["label_text"]
+    assert labels == ["0.1", "0.25", "2.3"]
+    Dataset.from_dict({"prompt": ["p0", "p1", "p2"], "response": values},
+                      features=Features({"prompt": Value("string"), "response": Value("float32")})
+                      ).save_to_disk(str(tmp_path / "saved"))
+    ds = load_huggingface(HuggingFaceLoader(type="huggingface", path="saved"), make_ctx("hf"))
+    assert ds["response"] == ["0.1", "0.25", "2.3"]
+
+
 def test_jsonl_classifier_labels_by_sorted_value(tmp_path: Path, make_ctx) -> None:
     rows = [{"text": "t", "y": "pos"}, {"text": "u", "y": "neg"}, {"text": "v", "y": "pos"}]
     write_jsonl(tmp_path / "c.jsonl", rows)

@@ -673,6 +673,26 @@ def with_decoded(records: list[dict[str, Any]], columns: dict[str, Callable[[Any
     return records
 
 
+def _shortest_float32(value: Any) -> Any:
+    """A value of a float32 (or float16) column as the float its shortest text names:
+    ``to_pylist`` widens float32 0.1 to 0.10000000149011612, which an answer or label then
+    read as that text."""
+    import numpy as np
+
+    return value if value is None else float(str(np.float32(value)))
+
+
+def narrow_float_decoders(schema: Any) -> dict[str, Callable[[Any], Any]]:
+    """Decoders (for :func:`with_decoded`) of the float32 and float16 columns of the Arrow
+    ``schema``: each value read as the float its shortest float32 text names (0.1, not
+    0.10000000149011612; :func:`_shortest_float32`); a float64 column's values are exact as
+    they are."""
+    import pyarrow as pa
+
+    return {f.name: _shortest_float32 for f in schema
+            if pa.types.is_float32(f.type) or pa.types.is_float16(f.type)}
+
+
 def _json_or_text(text: str) -> Any:
     """``text`` as JSON, or itself where it is not JSON."""
     try:
@@ -770,6 +790,7 @@ def load_parquet(options: ParquetLoader, ctx: LoadContext) -> Dataset:
                                       or (f.name in texts and _is_json_type(f.type)))
                 for f in parquet.schema_arrow}
     as_json = {name: decoder for name, decoder in decoders.items() if decoder is not None}
+    as_json = {**narrow_float_decoders(parquet.schema_arrow), **as_json}
 
     def records(batch: Any) -> list[dict[str, Any]]:
         return with_decoded(batch.to_pylist(), as_json)

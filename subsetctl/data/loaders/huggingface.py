@@ -20,6 +20,7 @@ from subsetctl.data.loaders.files import (
     json_text_columns,
     json_text_decoder,
     list_decoder,
+    narrow_float_decoders,
     resolve_path,
     struct_decoder,
     with_decoded,
@@ -319,7 +320,8 @@ def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
     # "numpy" format turned numbers into JSON strings) or its feature decoding (an Image
     # column became a PIL object whose text holds a memory address), like ``to_list()``
     classes = _class_names_of(loaded)
-    as_json = _json_columns_of(loaded, options.messages_field, json_text_columns(options, ctx.kind))
+    as_json = {**narrow_float_decoders(loaded.data.schema),
+               **_json_columns_of(loaded, options.messages_field, json_text_columns(options, ctx.kind))}
 
     def records(batch: Any) -> list[dict[str, Any]]:
         rows = with_decoded(batch.to_pylist(), as_json)
