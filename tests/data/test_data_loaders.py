@@ -171,6 +171,31 @@ def test_float32_answers_and_labels_read_as_their_shortest_text(tmp_path: Path, 
     assert ds["response"] == ["0.1", "0.25", "2.3"]
 
 
+def test_a_spreadsheet_workbook_is_told_to_be_saved_as_csv(tmp_path: Path, make_ctx) -> None:
+    """An Excel .xlsx given as a CSV source is a zip: validate and the data stage said
+    "compressed with zip ... decompress it (`unzip data.xlsx`)", which gives XML parts, not
+    rows. A workbook (.xlsx, an old .xls, an .ods) is named as one, with how to save it."""
+    import zipfile
+
+    from data_helpers import check_issues
+
+    with zipfile.ZipFile(tmp_path / "book.xlsx", "w") as book:
+        book.writestr("xl/workbook.xml", "<workbook/>")
+    (tmp_path / "old.xls").write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(512))
+    with zipfile.ZipFile(tmp_path / "plain.zip", "w") as archive:
+        archive.writestr("data.csv", "prompt,response\na,b\n")
+    for name, kind in (("book.xlsx", "an Excel workbook"), ("old.xls", "an Excel 97-2003 workbook")):
+        with pytest.raises(UserError, match=f"{kind}, not a text file: .*Save the sheet as CSV") as raised:
+            load_csv(CsvLoader(type="csv", path=name), make_ctx())
+        assert "unzip" not in str(raised.value)
+    with pytest.raises(UserError, match=r"compressed with zip.*unzip plain\.zip"):  # a zip of data: as before
+        load_csv(CsvLoader(type="csv", path="plain.zip"), make_ctx())
+    write_jsonl(tmp_path / "t.jsonl", qa_rows(4))
+    issues = check_issues(tmp_path, "target: {name: t, loader: {type: jsonl, path: t.jsonl}}\n"
+                                    "sources: [{name: s, loader: {type: csv, path: book.xlsx}}]\n")
+    assert "book.xlsx: an Excel workbook, not a text file" in issues["sources[0].loader.path"].message
+
+
 def test_jsonl_classifier_labels_by_sorted_value(tmp_path: Path, make_ctx) -> None:
     rows = [{"text": "t", "y": "pos"}, {"text": "u", "y": "neg"}, {"text": "v", "y": "pos"}]
     write_jsonl(tmp_path / "c.jsonl", rows)

@@ -152,13 +152,53 @@ class UnsupportedCompression(UserError):
         super().__init__(f"file {path} is {self.problem}.")
 
 
+class SpreadsheetFile(UnsupportedCompression):
+    """A spreadsheet workbook (Excel's .xlsx or .xls, an OpenDocument .ods) given as a data
+    file: an .xlsx is a zip, which was told to be unzipped (into XML parts, no rows)."""
+
+    def __init__(self, path: Path, kind: str) -> None:
+        self.problem = (f"{kind}, not a text file: subsetctl reads no workbooks. Save the sheet as CSV from the "
+                        "spreadsheet program (Excel: Save As, CSV UTF-8) and point the spec at that file, read "
+                        "with type: csv")
+        UserError.__init__(self, f"file {path} is {self.problem}.")
+
+
+#: the first bytes of an OLE2 compound file: an Excel 97-2003 workbook (.xls)
+_OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+
+
+def _spreadsheet_kind(path: Path, head: bytes) -> str | None:
+    """What spreadsheet ``path`` is (its first bytes ``head``), or None: an Excel workbook (a
+    zip holding ``xl/workbook.xml``, or named .xlsx/.xlsm), an OpenDocument spreadsheet (a zip
+    named .ods), an Excel 97-2003 workbook (OLE2)."""
+    import zipfile
+
+    if head.startswith(_OLE2_MAGIC):
+        return "an Excel 97-2003 workbook"
+    if not head.startswith(b"PK\x03\x04"):
+        return None
+    suffix = path.suffix.lower()
+    if suffix == ".ods":
+        return "an OpenDocument spreadsheet"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            excel = "xl/workbook.xml" in archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        excel = False
+    return "an Excel workbook" if excel or suffix in (".xlsx", ".xlsm") else None
+
+
 def open_decompressed(path: Path) -> IO[bytes]:
     """A data file's bytes, decompressed when it is gzip-compressed (whatever its name).
-    A file compressed otherwise (zstd, bzip2, xz, zip) is an :class:`UnsupportedCompression`."""
+    A file compressed otherwise (zstd, bzip2, xz, zip) is an :class:`UnsupportedCompression`,
+    a spreadsheet workbook (an .xlsx is a zip) a :class:`SpreadsheetFile`."""
     import gzip
 
     with open(path, "rb") as raw:
         head = raw.read(10)
+    spreadsheet = _spreadsheet_kind(path, head)
+    if spreadsheet is not None:
+        raise SpreadsheetFile(path, spreadsheet)
     for magic, (name, command) in OTHER_COMPRESSIONS.items():
         if head.startswith(magic):
             raise UnsupportedCompression(path, name, command)
