@@ -607,7 +607,9 @@ def test_wrong_types_and_loader_types_get_messages_in_the_specs_terms() -> None:
     by_key = {i.key: i for i in issues}
     assert set(by_key) == {"target.loader.type", "target.split.train", "sources[0]", "gradients.d"}
     tag = by_key["target.loader.type"]
-    assert tag.line == 5 and tag.message.startswith("unknown loader type 'json' (did you mean 'jsonl'?)")
+    assert tag.line == 5 and tag.message.startswith("unknown loader type 'json' (a JSON Lines file, one object a "
+                                                    "line: type: jsonl; one JSON array of examples (a .json file): "
+                                                    "{type: huggingface, path: json, data_files: [FILE]})")
     assert "`type: plugin`" in tag.message
     assert by_key["target.split.train"].message == "expected a number, got the text 'half'"  # once, not per member
     assert by_key["sources[0]"].message == "expected a mapping of keys (key: value), got the text 's.jsonl'"
@@ -621,6 +623,28 @@ def test_wrong_types_and_loader_types_get_messages_in_the_specs_terms() -> None:
                                 "evals or plugin)")),
         ("source_files[0].loader.type", "unknown loader type 'huggingface'. The types are jsonl, csv, parquet."),
     ]
+
+
+def test_a_loader_type_named_after_a_file_format_says_which_loader_reads_it() -> None:
+    """`type: json` (a JSON array) was told "did you mean 'jsonl'?", which then refused the
+    array; `type: tsv` "did you mean 'csv'?", which split its rows at commas; `type: text`,
+    `hf` or `arrow` nothing. Each is told the loader and options that read such a file; a
+    source_files group, which has no huggingface loader, keeps the nearest name."""
+    def message(loader: dict, group: bool = False) -> str:
+        data = {"target": {"name": "t", "loader": {"type": "jsonl", "path": "t.jsonl"}},
+                "sources": [] if group else [{"name": "s", "loader": loader}]}
+        if group:
+            data["source_files"] = [{"files": "*.jsonl", "loader": loader}]
+        _, issues = validate_data(data, "x.yaml")
+        [issue] = [i for i in issues if i.key.endswith("loader.type")]
+        return issue.message
+
+    assert "(a tab-separated file: {type: csv, delimiter: \"\\t\"})" in message({"type": "tsv", "path": "s.tsv"})
+    assert "(type: huggingface)" in message({"type": "hf", "path": "d"})
+    assert "{type: huggingface, path: FOLDER}" in message({"type": "arrow", "path": "d"})
+    assert "no loader reads plain text" in message({"type": "text", "path": "s.txt"})
+    assert "(did you mean 'jsonl'?)" in message({"type": "json"}, group=True)
+    assert "(did you mean 'jsonl'?)" in message({"type": "JSONL", "path": "s.jsonl"})
 
 
 def test_schema_shows_the_defaults_built_by_factories() -> None:

@@ -209,6 +209,30 @@ def _as_written_hint(message: str, value: Any, loc: tuple[Any, ...], line: int |
     return message.replace(f'e.g. "{value}")', f'as written: "{written}"; unquoted, YAML reads {written} as {value})')
 
 
+_SAVED = "a folder written by save_to_disk: {type: huggingface, path: FOLDER}"
+_SPREADSHEET = "a spreadsheet: save it as CSV (UTF-8) and read that with type: csv"
+_PLAIN_TEXT = ('no loader reads plain text: every row needs a prompt and an answer, as JSON Lines ({"prompt": '
+               '..., "response": ...} a line: type: jsonl) or CSV columns (type: csv)')
+_JSON = ("a JSON Lines file, one object a line: type: jsonl; one JSON array of examples (a .json file): "
+         "{type: huggingface, path: json, data_files: [FILE]}")
+#: what to write for a loader type named after a file format subsetctl reads with another
+#: loader (``type: json`` for a JSON array was told "did you mean 'jsonl'?", which then
+#: refused the array; ``type: tsv`` "did you mean 'csv'?", which split at commas): the
+#: loader it needs, and how
+_LOADER_TYPE_ADVICE = {
+    "json": ("huggingface", _JSON),
+    "tsv": ("csv", 'a tab-separated file: {type: csv, delimiter: "\\t"}'),
+    "hf": ("huggingface", "type: huggingface"),
+    "datasets": ("huggingface", "a Hugging Face dataset, a save_to_disk folder or a hub id: type: huggingface"),
+    "arrow": ("huggingface", _SAVED),
+    "disk": ("huggingface", _SAVED),
+    "excel": ("csv", _SPREADSHEET),
+    "xlsx": ("csv", _SPREADSHEET),
+    "text": ("jsonl", _PLAIN_TEXT),
+    "txt": ("jsonl", _PLAIN_TEXT),
+}
+
+
 def plain_error_message(err: Any) -> str:
     """A pydantic error's message in the spec's terms: what is wrong and what to write."""
     kind, value, message = err["type"], err.get("input"), err["msg"]
@@ -231,6 +255,9 @@ def plain_error_message(err: Any) -> str:
         tag, expected = err["ctx"]["tag"], [t.strip(" '") for t in err["ctx"]["expected_tags"].split(",")]
         close = difflib.get_close_matches(tag.lower(), expected, n=1, cutoff=0.5)  # JSONL -> jsonl
         hint = f" (did you mean {close[0]!r}?)" if close else ""
+        advice = _LOADER_TYPE_ADVICE.get(tag.strip().lower().lstrip("."))
+        if advice is not None and advice[0] in expected:  # (a source_files group takes no huggingface)
+            hint = f" ({advice[1]})"
         plugin = "; a loader from a plugin is `type: plugin` with its `name`" if "plugin" in expected else ""
         return f"unknown loader type {tag!r}{hint}. The types are {', '.join(expected)}{plugin}."
     if kind == "union_tag_not_found":
