@@ -297,8 +297,9 @@ def _require_posix_locks() -> None:
 @click.argument("directory", type=click.Path(path_type=Path))  # a file: init_project's UserError (exit 1)
 @click.option("--template", "-t", type=click.Choice(TEMPLATES), default="quickstart", show_default=True,
               help="The commented spec to start from: quickstart (reasoning-gym sources, no files), minimal "
-                   "(also writes three small JSONL files it reads) or classifier (a sequence classifier on a CSV "
-                   "and a JSON Lines file it writes, labels mapped across them).")
+                   "(also writes three small JSONL files it reads), classifier (a sequence classifier on a CSV "
+                   "and a JSON Lines file it writes, labels mapped across them) or hub-gpu (a hub model and hub "
+                   "datasets on GPUs: specs/hub-llama-gpu.yaml).")
 @click.option("--force", is_flag=True, help="Overwrite an existing subsetctl.yaml (kept as subsetctl.yaml.bak, or "
               ".bak.1, ... when that exists).")
 def init(directory: Path, template: str, force: bool) -> None:

@@ -531,6 +531,18 @@ def test_readme_quickstart_without_a_checkout_runs_the_example_spec(tmp_path: Pa
     assert f"pip install subsetctl-{__version__}-py3-none-any.whl" in readme
 
 
+def test_init_hub_gpu_template_is_the_reference_gpu_spec(tmp_path: Path) -> None:
+    """`init -t hub-gpu` writes specs/hub-llama-gpu.yaml (all but the first line, which points
+    editors at the schema next to each), the GPU setup README's rehearsal starts from, which
+    a user without a checkout (a wheel) had no copy of."""
+    from subsetctl.api import init_project
+
+    root = Path(__file__).resolve().parents[1]
+    written = init_project(tmp_path / "gpu", "hub-gpu").read_text(encoding="utf-8")
+    reference = (root / "specs" / "hub-llama-gpu.yaml").read_text(encoding="utf-8")
+    assert written.splitlines()[1:] == reference.splitlines()[1:]
+
+
 def test_validate_warns_that_the_spec_s_packaged_model_is_not_installed(jsonl_project: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """After installing subsetctl alone (from a wheel), `validate` said the quickstart spec was
