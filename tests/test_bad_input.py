@@ -1305,6 +1305,23 @@ def test_a_csv_file_written_with_comma_space_is_told_to_be_saved_again(tmp_path:
     assert "differs from it only in spaces around it" in issue and "re-save" not in issue, issue
 
 
+def test_a_csv_file_without_a_header_is_told_to_get_one(tmp_path: Path) -> None:
+    """A CSV file of rows alone (`What is 0 plus 1?,1` on its first line) was told "no column
+    'prompt' (its header has 'What is 0 plus 1?', '1'); set prompt_field to one of them",
+    which would read every row but the first under those names. It is told that its first
+    line looks like a row and to add a header naming the columns asked for."""
+    (tmp_path / "c.csv").write_text("".join(f"What is {i} plus 1?,{i + 1}\n" for i in range(4)))
+    sources = [{"name": "c", "loader": {"type": "csv", "path": "c.csv"}}, *BASE["sources"][1:]]
+    issues = _issues(_spec_file(tmp_path, {**BASE, "sources": sources}))
+    assert len(issues) == 2, issues
+    for issue in issues:
+        assert issue.endswith("(a row, not column names? a CSV file's first line is its header: add one naming "
+                              "the columns, e.g. `prompt,response`, above the rows)"), issue
+    (tmp_path / "c.csv").write_text("Prompt,Reply\nq,a\n")  # a header of other names: told as before
+    issues = _issues(_spec_file(tmp_path, {**BASE, "sources": sources}))
+    assert all("a row, not column names" not in issue for issue in issues), issues
+
+
 def test_a_near_column_of_a_list_prompt_field_is_set_as_the_list(tmp_path: Path) -> None:
     """With prompt_field a list, the hint for a column differing only in letter case said
     `set prompt_field: "Question"`, which would drop the list's other columns."""

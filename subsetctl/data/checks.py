@@ -21,6 +21,7 @@ import functools
 import gzip
 import io
 import json
+import re
 import zlib
 from collections.abc import Iterator
 from itertools import dropwhile, islice
@@ -834,6 +835,12 @@ def _check_named_columns(loader: LoaderBase, columns: list[str], where: str, loc
         if other:
             hint = (f" (is the delimiter {other!r}? the huggingface loader reads CSV files at commas only: read "
                     f"the file with loader: {{type: csv, delimiter: {json.dumps(other)}}}, one source a file)")
+    headerless = (loader.type == "csv" and not hint and len(columns) > 1
+                  and any(re.fullmatch(r"\s*[-+]?\d+(\.\d+)?\s*", c) or len(c) > 40 for c in columns))
+    if headerless:  # `What is 2 plus 2?,4` as the first line: a row read as the column names
+        named = loader.delimiter.join(column for _, _, column in wanted if column)
+        hint = (" (a row, not column names? a CSV file's first line is its header: add one naming the columns, "
+                f"e.g. `{named}`, above the rows)")
     chats = [c for c in columns if c in CHAT_COLUMNS] if hasattr(loader, "messages_field") and kind != "classifier" \
         else []
     for key, option, column in wanted:
@@ -865,7 +872,7 @@ def _check_named_columns(loader: LoaderBase, columns: list[str], where: str, loc
                            f"which the model would learn): re-save the file with {loader.delimiter!r} alone (or set "
                            f"{option}: {json.dumps(value)}, keeping those spaces)")
             else:
-                fix = "" if note else f"; set {option} to one of them or fix the data"
+                fix = "" if note or headerless else f"; set {option} to one of them or fix the data"
             issues.add(loc + key, f"{what} has no column {column!r} ({where} {listed}){hint}{fix}")
 
 
