@@ -1404,6 +1404,9 @@ def test_a_json_array_file_given_as_json_lines_says_which_loader_reads_it(tmp_pa
     with pytest.raises(UserError, match=r"line 1: .*It holds one JSON array") as caught:
         load_jsonl(loader, make_ctx())
     assert advice in str(caught.value)
+    # a source_files group takes no huggingface loader: it is told how to write JSON Lines too
+    assert "(a source of its own: a source_files group has no such loader)" in problem
+    assert "or write it as JSON Lines (`jq -c '.[]' alpaca.json > alpaca.jsonl`)." in problem
     advised = HuggingFaceLoader(type="huggingface", path="json", data_files=["alpaca.json"],
                                 prompt_field="instruction", response_field="output")
     assert load_huggingface(advised, make_ctx())["response"] == ["0", "1", "2"]

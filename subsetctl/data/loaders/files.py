@@ -304,15 +304,19 @@ def json_document_advice(line: str, written_path: str) -> str:
     document instead, starting with ``line``: an array of examples (Alpaca's
     alpaca_data.json and many others are one array, often pretty-printed) reads with the
     ``huggingface`` loader's ``json`` builder, which takes arrays (offline, from local
-    files); an object spread over lines (pretty-printed) is to be written one per line.
+    files), or is written as JSON Lines (``jq``: a source_files group, which takes no
+    ``huggingface`` loader); an object spread over lines (pretty-printed) is to be written
+    one per line.
     "" when the line looks like neither (a line of JSON Lines that is not JSON)."""
     text = line.lstrip("\ufeff \t\r\n")
     if text.startswith("["):
         # a path YAML's flow style would read otherwise (a comma, "#", a space, quotes) is quoted
         shown = written_path if re.fullmatch(r"[\w./\-]+", written_path) else json.dumps(written_path)
+        name = Path(written_path).name
         return (f" It holds one JSON array (a .json document), not one object per line: read it with "
                 f"loader: {{type: huggingface, path: json, data_files: [{shown}]}}, which takes JSON "
-                "arrays, or write it as JSON Lines.")
+                f"arrays (a source of its own: a source_files group has no such loader), or write it as JSON "
+                f"Lines (`jq -c '.[]' {name} > {Path(name).stem}.jsonl`).")
     if text.rstrip() == "{":
         return " It looks like one JSON object spread over lines (pretty-printed): write one object per line."
     return ""
