@@ -319,8 +319,9 @@ def _file_head(loader: LoaderBase, path: Path) -> tuple[list[str] | None, str | 
                     try:
                         first = json.loads(line)
                     except ValueError as exc:
+                        rows_under = _under_a_key_note(path) if line.strip() == "{" else ""  # pretty-printed
                         return None, (f"line {number} is not JSON ({exc.args[0].split(':')[0]}): not a JSON Lines "
-                                      f"file.{json_document_advice(line, loader.path)}"), False
+                                      f"file.{json_document_advice(line, loader.path)}{rows_under}"), False
                     if not isinstance(first, dict):
                         return None, (f"line {number} is a JSON {type(first).__name__}, not an object: each line "
                                       "must be one example like {\"prompt\": ..., \"response\": ...}."

@@ -774,3 +774,6 @@ def test_a_json_document_holding_its_rows_under_a_key_is_said_with_how_to_make_t
         message = issues[f"sources[{i}].loader.prompt_field"].message
         assert "holding its 3 rows under 'data'" in message and f"jq -c '.data[]' {name}.json" in message, message
         assert "set prompt_field to one of them" not in message
+    for i, name in ((3, "one"), (4, "two")) if indent else ():  # pretty-printed, read as JSON Lines
+        message = issues[f"sources[{i}].loader.path"].message
+        assert "pretty-printed" in message and f"jq -c '.data[]' {name}.json" in message, message
