@@ -75,6 +75,18 @@ def test_unknown_key_names_path_and_line() -> None:
     assert "unknown key" in issues[0].message
 
 
+@pytest.mark.parametrize("written, read_as", [("yes", "the boolean True"), ("1", "the number 1"), ("~", "nothing (null)")])
+def test_a_key_yaml_reads_as_no_text_is_named_as_written_at_its_line(written: str, read_as: str) -> None:
+    """`yes:` (a boolean to YAML), `1:` or `~:` as a key: pydantic's location held the key as a
+    number (`project[1]`, also for `yes`), at the line of the section, with "Keys should be
+    strings"; the issue names the key as written, at its line, and says what YAML read."""
+    text = f"project:\n  name: p\n  {written}: 2\n" + yaml.safe_dump(MINIMAL)
+    spec, issues = validate_data(yaml.safe_load(text), "x.yaml", text)
+    assert spec is None
+    assert [(i.key, i.line) for i in issues] == [(f"project.{written}", 3)]
+    assert f"a key must be text, and YAML read this one as {read_as}" in issues[0].message
+
+
 @pytest.mark.parametrize(
     "mutate, key",
     [

@@ -160,6 +160,8 @@ def issues_from_validation(
         if "constrained-int" in err["loc"] and union_member(err) in fraction_out_of_range:
             continue
         loc = _clean_loc(tuple(err["loc"]))
+        if err["type"] == "invalid_key":  # pydantic's loc holds the key as a number (`yes:` read True is 1)
+            loc = _written_key(loc[:-1], err.get("input"), lines)
         message = plain_error_message(err)
         if union_member(err) in fraction_out_of_range and "constrained-float" in err["loc"]:
             message = (f"expected a count (a whole number of examples, 0 or more) or a fraction from 0 to 1, "
@@ -176,6 +178,21 @@ def issues_from_validation(
         if issue not in found:  # a union (count or fraction) fails once per member, alike
             found.append(issue)
     return found
+
+
+def _written_key(parent: tuple[Any, ...], key: Any, lines: dict[tuple[Any, ...], int]) -> tuple[Any, ...]:
+    """The location of a key YAML did not read as text (``yes:``, ``1:``, ``~:``) under
+    ``parent``, with the key as the file writes it (so the issue names it and its line);
+    ``parent`` plus the key as read when no written key reads as it."""
+    for path in lines:
+        if len(path) == len(parent) + 1 and path[:-1] == parent and isinstance(path[-1], str):
+            try:
+                read = yaml.safe_load(path[-1])
+            except yaml.YAMLError:
+                continue
+            if read == key and type(read) is type(key):
+                return path
+    return (*parent, str(key))
 
 
 def _merge_note(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int], merged: dict[tuple[Any, ...], int]) -> str:
@@ -248,6 +265,10 @@ def plain_error_message(err: Any) -> str:
         return "unknown key (check its spelling; `subsetctl schema` lists the keys)"
     if kind == "missing":
         return "required key is missing"
+    if kind == "invalid_key":  # `yes: 1`, `1: 2`, `~: x`: the key is no name
+        return (f"a key must be text, and YAML read this one as {_describe_value(value)} (unquoted "
+                "true/false, yes/no and on/off are booleans, unquoted numbers are numbers and ~ is null): "
+                "write the key's name (`subsetctl schema` lists the keys)")
     if isinstance(value, _BooleanForNumber):
         return (f"expected a number, got the boolean {value!r} (YAML reads true/false, yes/no "
                 "and on/off as booleans)")
