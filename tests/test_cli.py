@@ -130,6 +130,18 @@ def test_validate_takes_key_value_overrides_like_plan_and_run(jsonl_project: Pat
     assert invoke("validate", "sources[0].max_examples=3").exit_code == 0
 
 
+@pytest.mark.parametrize("override, said", [("sources[a].name=x", "is not a dotted key path"),
+                                             ("gradients..d=3", "(an empty part)")])
+def test_validate_takes_an_override_whose_key_is_no_key_path_for_an_override(jsonl_project: Path, override: str,
+                                                                             said: str) -> None:
+    """`validate DIR sources[a].name=x` looked for a spec file of that name: "no such spec
+    file. Create a project there with `subsetctl init 'sources[a].name=x'`", where `plan` and
+    `run` say what is wrong with the key."""
+    result = invoke("validate", str(jsonl_project), override)
+    assert result.exit_code == 1 and said in result.output, result.output
+    assert "no such spec file" not in result.output and "subsetctl init" not in result.output
+
+
 def test_an_override_pasted_with_a_space_before_it_is_an_override(jsonl_project: Path, monkeypatch) -> None:
     """`validate ' gradients.d=8'` was taken for a spec file ("no such spec file"), and
     `plan ' gradients.d=8'` for a project folder, though its key is read stripped."""
