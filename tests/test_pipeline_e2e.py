@@ -1805,3 +1805,19 @@ def test_a_new_release_of_subsetctl_alone_keeps_the_results_and_the_caches(tiny_
     assert data.reasons == [("this subsetctl computes results otherwise than the one that made these "
                              "(results version 0.1.0 -> 0.2.0)")]
 
+
+
+def test_a_divergence_from_a_weight_decay_times_lr_of_1_or_more_names_the_weight_decay(tiny_project_ran) -> None:
+    """meta_init.weight_decay: 1e15 (the spec takes any weight decay of 0 or more): each AdamW
+    step scaled the weights by 1 - lr x weight_decay, meta_init diverged, and the error said to
+    lower meta_init.lr or raise meta_init.batch_size, neither of which was the cause."""
+    import pytest
+
+    from subsetctl.errors import UserError
+
+    project = tiny_project_ran("data")
+    with pytest.raises(UserError) as raised:
+        run_project(project, until="meta_init", overrides=["meta_init.weight_decay=1e15"], reporter=SilentReporter())
+    assert "meta_init diverged" in str(raised.value)
+    assert "meta_init.weight_decay (1e+15) times meta_init.lr" in str(raised.value)
+    assert "Lower meta_init.weight_decay" in str(raised.value) and "raise meta_init.batch_size" not in str(raised.value)

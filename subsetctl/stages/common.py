@@ -440,6 +440,18 @@ def train_config(section: TrainSpec, spec: Spec, objective: str, optimizer: str,
     )
 
 
+def divergence_fix(section: str, lr: float, weight_decay: float) -> str:
+    """What to change after a fine-tune of ``section`` (meta_init, finetune) diverged: its
+    weight decay when that times the lr is 1 or more (each step scales the weights by
+    1 - lr * weight_decay, which then zeroes them or flips and grows them: the lr alone was
+    blamed, for `weight_decay: 1e6`), else its lr or batch size."""
+    if lr * weight_decay >= 1:
+        return (f"{section}.weight_decay ({weight_decay:g}) times {section}.lr ({lr:g}) is {lr * weight_decay:g}, "
+                f"and each step scales the weights by 1 - lr x weight_decay, which at 1 or more zeroes them or flips "
+                f"and grows them. Lower {section}.weight_decay (0.01 to 0.1 is usual), then run again.")
+    return f"Lower {section}.lr or raise {section}.batch_size, then run again."
+
+
 @contextlib.contextmanager
 def train_progress(ctx: StageContext, description: str, total: int, val_label: str = "val") -> Iterator[Any]:
     """A progress callback for train_lora showing training loss and validation loss, the

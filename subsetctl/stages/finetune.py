@@ -310,7 +310,8 @@ def _warn_if_diverged(ctx: StageContext, job: dict[str, Any], record: dict[str, 
     ctx.reporter.warn(
         f"finetune {'/'.join(job['labels'])} (seed {job['seed']}) diverged (the loss or an update became NaN or infinite) "
         f"after {record.get('steps')} of {ctx.spec.finetune.steps} steps: {adapter}, so its test metrics are "
-        "not those of a finished fine-tune. Lower finetune.lr or raise finetune.batch_size, then run again.")
+        "not those of a finished fine-tune. "
+        + common.divergence_fix("finetune", ctx.spec.finetune.lr, ctx.spec.finetune.weight_decay))
 
 
 class FinetuneStage(common.ModelStage):

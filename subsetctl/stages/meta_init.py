@@ -63,9 +63,8 @@ class MetaInitStage(common.ModelStage):
             from subsetctl.errors import UserError
 
             raise UserError(
-                "meta_init diverged (the loss or an update became NaN or infinite). Lower meta_init.lr or raise "
-                "meta_init.batch_size, then run again."
-            )
+                "meta_init diverged (the loss or an update became NaN or infinite). "
+                + common.divergence_fix("meta_init", spec.meta_init.lr, spec.meta_init.weight_decay))
         if result.best_eval_loss is not None and (
                 warning := worse_than_untrained_warning(start_val_loss, result.best_eval_loss, result.best_step,
                                                         spec.meta_init.lr, len(validation))):
