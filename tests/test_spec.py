@@ -87,6 +87,18 @@ def test_a_key_yaml_reads_as_no_text_is_named_as_written_at_its_line(written: st
     assert f"a key must be text, and YAML read this one as {read_as}" in issues[0].message
 
 
+@pytest.mark.parametrize("written, named", [("\u00a0\u00a0seed: 1", "U+00A0 (NO-BREAK SPACE)"),
+                                           ("  se\u200bed: 1", "U+200B (ZERO WIDTH SPACE)")])
+def test_an_unknown_key_holding_a_character_that_prints_as_a_space_or_nothing_says_so(written: str,
+                                                                                      named: str) -> None:
+    """A no-break space pasted as indentation (or a zero-width space in a key) makes a key
+    that prints as `  seed` or `seed`: it was refused as an unknown key with no hint of why."""
+    text = "project:\n  name: p\n" + written + "\n" + yaml.safe_dump(MINIMAL)
+    spec, issues = validate_data(yaml.safe_load(text), "x.yaml", text)
+    assert spec is None and len(issues) == 1 and issues[0].line == 3
+    assert f"it holds {named}, which YAML takes as part of the key's name" in issues[0].message
+
+
 @pytest.mark.parametrize(
     "mutate, key",
     [

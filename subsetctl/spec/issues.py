@@ -259,6 +259,11 @@ def plain_error_message(err: Any) -> str:
             return ("a source_files group's loader takes no path: the group's `files` pattern names the files "
                     "(one source each); remove loader.path")
         allowed = sorted(_keys_at(loc[:-1]) - {str(loc[-1])}) if loc else []  # never the key just refused
+        hidden = _hidden_characters(str(loc[-1])) if loc else ""
+        if hidden:
+            return (f"unknown key {str(loc[-1])!r}: it holds {hidden}, which YAML takes as part of the key's name "
+                    "(not as indentation or a space between words): retype the line with plain spaces "
+                    "(`subsetctl schema` lists the keys)")
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.75) if loc else []
         if close:
             return f"unknown key (did you mean {close[0]!r}? `subsetctl schema` lists the keys)"
@@ -383,6 +388,17 @@ def _models_in(annotation: Any) -> list[Any]:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return [annotation]
     return [model for arg in get_args(annotation) for model in _models_in(arg)]
+
+
+def _hidden_characters(key: str) -> str:
+    """The characters of ``key`` that print as a space or as nothing (a no-break space pasted
+    from a web page or a word processor, a zero-width space), named: "U+00A0 (NO-BREAK
+    SPACE)"; "" when it has none. Such a key was refused as unknown, shown as ``  seed``,
+    with no hint of why (the no-break spaces meant as its indentation)."""
+    import unicodedata
+
+    found = dict.fromkeys(c for c in key if c != " " and (unicodedata.category(c) in ("Zs", "Cf", "Cc")))
+    return ", ".join(f"U+{ord(c):04X} ({unicodedata.name(c, 'a control character')})" for c in found)
 
 
 def _describe_value(value: Any) -> str:
