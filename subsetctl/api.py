@@ -484,6 +484,7 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
     _warn_top_k_beyond_the_sources(spec, warn)
     _warn_few_random_subsets(spec, warn)
     _warn_random_picks_alike(spec, warn)
+    _warn_source_named_as_a_baseline(spec, warn)
     _warn_split_of_one(spec, warn)
     _warn_shared_generated_entries(spec, warn)
     if spec.verify.enabled:
@@ -777,6 +778,18 @@ def _warn_random_picks_alike(spec: Spec, warn: Callable[[tuple[Any, ...], str], 
                  "of them, or give them different sizes.")
         else:
             first[size] = label
+
+
+def _warn_source_named_as_a_baseline(spec: Spec, warn: _AddIssue) -> None:
+    """A source named ``all`` or ``target_only``, the baselines' names: the report lists a
+    selection's sources by name beside the baselines' rows, so a pick of that source reads
+    as the baseline (`target_only, b` for the source target_only and b)."""
+    for i, source in enumerate(spec.sources):
+        if source.name in ("all", "target_only"):
+            warn(("sources", i, "name"),
+                 f"the source {source.name!r} has a baseline's name: the report lists the sources a strategy "
+                 f"picked by name beside the {source.name!r} baseline's row, so a pick of this source reads as "
+                 "that baseline. Rename the source.")
 
 
 def _warn_few_random_subsets(spec: Spec, warn: Callable[[tuple[Any, ...], str], None]) -> None:

@@ -617,6 +617,19 @@ def test_invalid_strategy_params_name_the_strategys_label(jsonl_project: Path) -
                for m in messages), messages  # no label: the name, once
 
 
+@pytest.mark.parametrize("name", ["all", "target_only"])
+def test_a_source_named_as_a_baseline_is_warned(jsonl_project: Path, name: str) -> None:
+    """A source named `target_only` (or `all`) was taken silently, and the report's selections
+    table then listed a strategy's pick of it and b as `target_only, b`, beside the
+    target_only baseline's row."""
+    from subsetctl.api import validate_spec_file
+
+    report = validate_spec_file(jsonl_project / "subsetctl.yaml", [f"sources[0].name={name}"])
+    said = [w for w in report.warnings if w.key == "sources[0].name"]
+    assert report.ok and len(said) == 1 and said[0].message.startswith(f"the source {name!r} has a baseline's name")
+    assert not [w for w in validate_spec_file(jsonl_project / "subsetctl.yaml").warnings if w.key == "sources[0].name"]
+
+
 def test_two_random_baselines_of_one_size_are_warned_to_pick_alike(jsonl_project: Path) -> None:
     """`random` with k: 1 listed twice (labels r1, r2), meant as two random draws, picked the same
     source (both seeded by project.seed), one fine-tune, and nothing said so before the run."""
