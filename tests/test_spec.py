@@ -99,6 +99,21 @@ def test_an_unknown_key_holding_a_character_that_prints_as_a_space_or_nothing_sa
     assert f"it holds {named}, which YAML takes as part of the key's name" in issues[0].message
 
 
+@pytest.mark.parametrize("section, settings", [("meta_init", {"batch_size": 10**15}),
+                                               ("finetune", {"steps": 100_000, "grad_accum": 100_000}),
+                                               ("verify", {"batch_size": 10**10}),
+                                               ("estimate", {"sgd": {"steps": 10**12}})])
+def test_a_training_run_too_long_to_draw_its_batch_order_for_is_refused(section: str, settings: dict) -> None:
+    """`meta_init.batch_size: 1e15` passed validate, and `run` hung drawing the batch order
+    (steps x batch_size indices) until memory ran out, with nothing said."""
+    data = {**copy.deepcopy(MINIMAL), section: settings}
+    spec, issues = validate_data(data, "x.yaml")
+    assert spec is None and [i.key for i in issues] == [section if section != "estimate" else "estimate.sgd"]
+    assert "examples, more than the 1,000,000,000 one fine-tune can draw its batch order for" in issues[0].message
+    assert validate_data({**copy.deepcopy(MINIMAL), section: {"sgd": {"steps": 1000}} if section == "estimate"
+                          else {"steps": 1000, "batch_size": 64}}, "x.yaml")[0]
+
+
 @pytest.mark.parametrize(
     "mutate, key",
     [

@@ -6,6 +6,7 @@ as numbers).
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import types
@@ -716,6 +717,32 @@ class TrainSpec(StrictModel):
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     checkpoint_every: int = Field(10, ge=1, description="Save a resumable checkpoint every N steps.")
 
+    @model_validator(mode="after")
+    def _feasible_length(self) -> TrainSpec:
+        check_training_length(self.steps, self.batch_size, self.grad_accum)
+        return self
+
+
+#: the most examples (steps x batch_size x grad_accum) one fine-tune (real or simulated) may train on
+MAX_TRAINING_EXAMPLES = 10**9
+
+
+def check_training_length(steps: int | None, batch_size: int | None, grad_accum: int | None = None) -> None:
+    """Refuse a fine-tune whose steps x batch_size (x grad_accum) examples are more than
+    its batch order (every step's example indices, drawn before training) can hold: a
+    `batch_size: 1e15` was taken, and the run hung drawing that order until it ran out of
+    memory, with nothing said. A setting left out (None: a default from elsewhere) counts as 1."""
+    factors = {"steps": steps, "batch_size": batch_size, "grad_accum": grad_accum}
+    examples = math.prod(v or 1 for v in factors.values())
+    if examples > MAX_TRAINING_EXAMPLES:
+        named = {k: v for k, v in factors.items() if v is not None}
+        product = f" = {' x '.join(f'{v:,}' for v in named.values())}" if len(named) > 1 else ""
+        keys = list(named)
+        raise ValueError(
+            f"{' x '.join(keys)}{product} = {examples:,} examples, more than the {MAX_TRAINING_EXAMPLES:,} one "
+            f"fine-tune can draw its batch order for (the indices alone would not fit in memory): lower "
+            + (", ".join(keys[:-1]) + " or " if len(keys) > 1 else "") + keys[-1])
+
 
 class MetaInitSpec(TrainSpec):
     """Multitask LoRA training on target + all sources: theta*."""
@@ -748,6 +775,11 @@ class SimulatedFinetuneSpec(StrictModel):
         description="Replay the real fine-tune's batch sequence (true) or take full-batch steps "
         "(false: no batch-sampling noise).",
     )
+
+    @model_validator(mode="after")
+    def _feasible_length(self) -> SimulatedFinetuneSpec:
+        check_training_length(self.steps, self.batch_size)
+        return self
 
 
 class EstimateSpec(StrictModel):
@@ -881,6 +913,11 @@ class VerifySpec(StrictModel):
         "Calibration fits the mean over repeats, and the report shows how well the repeats rank the "
         "subsets alike: the ceiling for any estimate's Spearman against one run.",
     )
+
+    @model_validator(mode="after")
+    def _feasible_length(self) -> VerifySpec:
+        check_training_length(self.steps, self.batch_size)
+        return self
 
     @field_validator("kinds")
     @classmethod
