@@ -114,6 +114,16 @@ def test_a_training_run_too_long_to_draw_its_batch_order_for_is_refused(section:
                           else {"steps": 1000, "batch_size": 64}}, "x.yaml")[0]
 
 
+def test_a_very_long_invalid_name_is_shown_cut_short() -> None:
+    """A 5,000-character source name was echoed whole in its "is not a valid name" issue."""
+    data = copy.deepcopy(MINIMAL)
+    data["sources"][0]["name"] = "y" * 5000
+    spec, issues = validate_data(data, "x.yaml")
+    assert spec is None and [i.key for i in issues] == ["sources[0].name"]
+    assert issues[0].message.startswith(f"{'y' * 40!r}... (5,000 characters) is not a valid name")
+    assert len(issues[0].message) < 300
+
+
 @pytest.mark.parametrize(
     "mutate, key",
     [

@@ -321,7 +321,9 @@ def plain_error_message(err: Any) -> str:
             folded = re.sub(r"[^A-Za-z0-9_.\-]", "_", _ascii_form(value)).lstrip("_.-")[:64]
             hint = "; the letters must be ASCII: no accents, other scripts or emoji" + (
                 f" (e.g. {folded!r})" if re.fullmatch(NAME_PATTERN, folded) else "")
-        return (f"{value!r} is not a valid name: use letters, digits, '_', '.' and '-' (no spaces or '/'), "
+        shown = repr(value) if not isinstance(value, str) or len(value) <= 80 else \
+            f"{value[:40]!r}... ({len(value):,} characters)"  # a 5,000-character name filled the screen
+        return (f"{shown} is not a valid name: use letters, digits, '_', '.' and '-' (no spaces or '/'), "
                 f"starting with a letter or digit, at most 64 characters{hint}")
     if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than") and "input" in err:
         return f"{message} (got {value!r})"  # as a strategy's params say: the bound alone hid what was written
