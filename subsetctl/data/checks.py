@@ -248,7 +248,9 @@ def _check_file_loader(
             _check_folder_files(loader, local, loc, kind, issues)
     elif path_value is not None:
         resolved = resolve_path(path_value, base_dir)
-        if not resolved.exists():
+        if not resolved.exists() and _not_one_local_file(str(path_value)):
+            issues.add(loc + ("path",), _not_one_local_file(str(path_value)))
+        elif not resolved.exists():
             issues.add(
                 loc + ("path",),
                 f"file {resolved} does not exist (relative paths resolve against the spec's folder)"
@@ -603,6 +605,23 @@ def _wanted_columns(loader: LoaderBase, kind: str) -> list[tuple[tuple[Any, ...]
 
 #: data files of one ``huggingface`` builder source whose heads validate reads at most
 BUILDER_FILES_READ = 32
+
+
+def _not_one_local_file(path: str) -> str:
+    """Why a file loader's ``path`` that names no file is not one local file, when it shows:
+    a URL (these loaders do not download) or a file pattern (they read one file); "" else.
+    Without it the error said ".../https:/example.com/a.jsonl does not exist"."""
+    from subsetctl.data.loaders import is_glob
+
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", path):
+        return (f"{path!r} is a URL, and the jsonl, csv and parquet loaders read local files only: download "
+                "it and name the file, or read it with `type: huggingface`, `path: json` (or csv, parquet) "
+                f"and `data_files: [{path}]`, which downloads it")
+    if is_glob(path):
+        return (f"{path!r} is a file pattern, and loader.path names one file: for one source per matching "
+                "file use a `source_files` group (`files:` takes the pattern); to read the files as one "
+                "source, `type: huggingface`, `path: json` (or csv, parquet) and `data_files: [the pattern]`")
+    return ""
 
 
 def _check_builder_files(loader: HuggingFaceLoader, files: list[str], loc: tuple[Any, ...], kind: str,

@@ -40,6 +40,24 @@ def test_missing_file_has_key_line_and_resolved_path(tmp_path: Path) -> None:
     assert str(tmp_path / "data" / "t.jsonl") in issue.message
 
 
+def test_a_url_or_a_pattern_as_a_file_loaders_path_is_said_to_be_one(tmp_path: Path) -> None:
+    """`path: https://example.com/a.jsonl` was told ".../https:/example.com/a.jsonl does not
+    exist" (the slashes collapsed, no word that URLs are not read) and `path: data/*.jsonl`
+    "file data/*.jsonl does not exist", with no word of source_files."""
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    write_jsonl(tmp_path / "data" / "a.jsonl", qa_rows(4))
+    spec = GOOD + ("  - {name: web, loader: {type: jsonl, path: 'https://example.com/a.jsonl'}}\n"
+                   "  - {name: many, loader: {type: csv, path: 'data/*.jsonl'}}\n")
+    issues = check_issues(tmp_path, spec)
+    web, many = issues["sources[1].loader.path"].message, issues["sources[2].loader.path"].message
+    assert web.startswith("'https://example.com/a.jsonl' is a URL, and the jsonl, csv and parquet loaders read "
+                          "local files only"), web
+    assert "data_files: [https://example.com/a.jsonl]" in web
+    assert many.startswith("'data/*.jsonl' is a file pattern, and loader.path names one file: for one source per "
+                           "matching file use a `source_files` group"), many
+
+
 def test_many_issues(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
