@@ -28,7 +28,9 @@ from subsetctl.templates import TEMPLATES
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    from subsetctl.reporter import console_width
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=console_width())
 
 
 class _UntilReaderLeaves:

@@ -218,6 +218,21 @@ class _LogTask:
             self._line(self.done, self.fields)
 
 
+def console_width() -> int | None:
+    """The width to build a rich ``Console`` with: None (rich's own choice: ``COLUMNS``, else
+    the terminal's, else 80) unless ``COLUMNS`` is 0, which rich takes as a width of 0 columns
+    and then prints nothing at all, errors and warnings on stderr included (a command exited 1
+    without a word): the terminal's width then, or 80, as ``COLUMNS`` unset gives. A CI runner
+    or container whose pseudo-terminal reports 0 columns exports ``COLUMNS=0``."""
+    import os
+    import shutil
+
+    columns = os.environ.get("COLUMNS", "")
+    if not columns.isdigit() or int(columns) > 0:
+        return None
+    return shutil.get_terminal_size().columns or 80  # (it takes COLUMNS=0 for unset; a 0-column terminal too)
+
+
 def _stderr_console() -> Any:
     """rich's console on stderr, interactive (bars redrawn in place) only on a terminal that
     can redraw: not on TERM=dumb (rich's rule), and not on a file or pipe that FORCE_COLOR
@@ -229,7 +244,7 @@ def _stderr_console() -> Any:
 
     from rich.console import Console
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, width=console_width())
     if console.is_interactive and os.environ.get("TTY_INTERACTIVE") != "1":
         try:
             console.is_interactive = sys.stderr.isatty()

@@ -962,6 +962,19 @@ def test_plan_and_the_stages_table_fold_on_a_narrow_terminal_never_cut(jsonl_pro
     assert re.search(r"│ meta_init +│ never run +│ run", invoke("plan", str(jsonl_project)).output)  # a table
 
 
+def test_columns_0_prints_as_columns_unset_errors_and_warnings_too(jsonl_project: Path, monkeypatch) -> None:
+    """rich takes ``COLUMNS=0`` (a CI runner's pseudo-terminal of 0 columns) for a width of 0
+    and printed nothing at all: `plan` of a missing folder exited 1 without a word, `run`'s
+    warnings and `plan`'s table were gone."""
+    monkeypatch.setenv("COLUMNS", "0")
+    missing = invoke("plan", str(jsonl_project / "nope"))
+    assert missing.exit_code == 1 and "does not exist" in missing.output, missing.output
+    ran = invoke("run", str(jsonl_project), "--until", "data", "-q")
+    assert ran.exit_code == 0 and "warning:" in ran.output and "Ran data" in ran.output, ran.output
+    planned = invoke("plan", str(jsonl_project)).output
+    assert "data" in planned and "meta_init" in planned, planned
+
+
 def test_run_quiet_leaves_out_the_notices_and_its_help_says_so(jsonl_project: Path) -> None:
     """`run --help` said -q meant "No progress bars."; it also leaves out the notices."""
     assert "no notices" in " ".join(invoke("run", "--help").output.split())
