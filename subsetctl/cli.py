@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import contextvars
 import errno
+import functools
 import os
 import re
 import sys
@@ -260,11 +262,38 @@ class _StageOption(click.Option):
         return record[0], f"{record[1]} Stages, in order: {', '.join(stage_names())}."
 
 
+#: the stdout a `--format json` command was started with (:func:`_json_alone_on_stdout`)
+_JSON_STDOUT: contextvars.ContextVar[Any] = contextvars.ContextVar("_JSON_STDOUT", default=None)
+
+
+def _json_alone_on_stdout(command: Any) -> Any:
+    """A command whose ``fmt`` is "json" runs with ``sys.stdout`` sent to stderr, and
+    :func:`_echo_json` writes the JSON to the stdout it was started with: stdout then holds the
+    JSON alone. Plugin code that `validate`, `plan` and `ls` call (a strategy's ``check_spec``
+    or ``max_subsets``, a packaged model's ``locate``) printed onto stdout before it, and
+    ``json.load`` of the output failed (a print while a plugin is imported went to stderr
+    already)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("fmt") != "json" or sys.stdout is None:  # (None: started with stdout closed, `>&-`)
+            return command(*args, **kwargs)
+        token = _JSON_STDOUT.set(sys.stdout)
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                return command(*args, **kwargs)
+        finally:
+            _JSON_STDOUT.reset(token)
+
+    return wrapper
+
+
 def _echo_json(data: Any) -> None:
-    """Print strict JSON (NaN as null, so jq and JavaScript can read it)."""
+    """Print strict JSON (NaN as null, so jq and JavaScript can read it), on the command's
+    own stdout (see :func:`_json_alone_on_stdout`)."""
     from subsetctl.project import json_text
 
-    click.echo(json_text(data, indent=2))
+    click.echo(json_text(data, indent=2), file=_JSON_STDOUT.get())
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -329,6 +358,7 @@ def init(directory: Path, template: str, force: bool) -> None:
 @click.argument("specs", nargs=-1)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: one object per spec with its problems and warnings, for scripts.")
+@_json_alone_on_stdout
 def validate(specs: tuple[str, ...], fmt: str) -> None:
     """Check spec files (or project directories; default: the current directory's
     subsetctl.yaml) without loading a model (exit 1 if any is invalid).
@@ -438,6 +468,7 @@ def _status_table(statuses: list[Any], title: str) -> Any:
 @click.option("--force", cls=_StageOption, multiple=True, help="Plan as if this stage were forced (repeatable).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: each stage's status, whether run would run it and why, and how much work it is, for scripts.")
+@_json_alone_on_stdout
 def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, force: tuple[str, ...], fmt: str) -> None:
     """Show each stage's status and what `run` would do (changes nothing but the cache of file
     hashes, and the file stamps recorded for a copied project's results).
@@ -757,6 +788,7 @@ def _print_report(root: Path, console: Any, overrides: list[str] | None = None) 
               help="List every source in the text report (with more than 30, highest score first; by "
                    "default the per-source table then shows the 20 highest and 10 lowest scoring and long "
                    "selections are summarized). json and markdown always list every source.")
+@_json_alone_on_stdout
 def report(directory: Path | None, fmt: str, all_sources: bool) -> None:
     """Show the results of the last run (works during a run; changes nothing but the cache of file
     hashes, and the file stamps recorded for a copied project's results).
@@ -801,6 +833,7 @@ def report(directory: Path | None, fmt: str, all_sources: bool) -> None:
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: every kind's entries with description, parameters and origin, for scripts.")
+@_json_alone_on_stdout
 def ls_command(directory: Path | None, fmt: str) -> None:
     """List registered loaders, strategies, estimators, projectors and packaged models.
 

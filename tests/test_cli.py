@@ -975,6 +975,41 @@ def test_columns_0_prints_as_columns_unset_errors_and_warnings_too(jsonl_project
     assert "data" in planned and "meta_init" in planned, planned
 
 
+def test_format_json_keeps_a_plugins_prints_off_stdout(jsonl_project: Path, monkeypatch) -> None:
+    """A strategy plugin's `check_spec` or `max_subsets` that prints (a debugging print)
+    wrote onto stdout before the JSON of `validate`, `plan` and `report --format json`, and a
+    script's `json.loads` of it failed: stdout holds the JSON alone, the print goes to stderr."""
+    (jsonl_project / "chatty_strategy.py").write_text(
+        "from subsetctl.registry import STRATEGIES\n"
+        "from subsetctl.search.base import Strategy\n"
+        "@STRATEGIES.register('chatty', 'prints while checked')\n"
+        "class Chatty(Strategy):\n"
+        "    @classmethod\n"
+        "    def check_spec(cls, params, n_sources, earlier):\n"
+        "        print('chatty checked')\n"
+        "    @classmethod\n"
+        "    def max_subsets(cls, params, n_sources):\n"
+        "        print('chatty sized')\n"
+        "        return 1\n"
+        "    def run(self, estimator, context, params):\n"
+        "        raise NotImplementedError\n")
+    monkeypatch.syspath_prepend(str(jsonl_project))
+    spec = {**yaml.safe_load((jsonl_project / "subsetctl.yaml").read_text()), "plugins": ["chatty_strategy:Chatty"],
+            "search": {"strategies": [{"name": "chatty"}]}}
+    (jsonl_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    try:
+        printed = ""
+        for command in ("validate", "plan", "report", "ls"):
+            result = CliRunner().invoke(main, [command, str(jsonl_project), "--format", "json"])
+            json.loads(result.stdout)  # the JSON alone
+            assert "chatty checked" not in result.stdout and "chatty sized" not in result.stdout, result.stdout
+            printed += result.stderr
+        assert "chatty checked" in printed and "chatty sized" in printed, printed  # on stderr instead
+        assert "chatty checked" in invoke("plan", str(jsonl_project)).stdout  # the text format prints it as before
+    finally:
+        sys.modules.pop("chatty_strategy", None)
+
+
 def test_run_quiet_leaves_out_the_notices_and_its_help_says_so(jsonl_project: Path) -> None:
     """`run --help` said -q meant "No progress bars."; it also leaves out the notices."""
     assert "no notices" in " ".join(invoke("run", "--help").output.split())
