@@ -1498,7 +1498,7 @@ def test_help_lists_the_commands_in_the_order_of_use_each_summary_whole(monkeypa
 
 
 
-def test_a_whole_run_ends_naming_the_report_files(tiny_project_ran) -> None:
+def test_a_whole_run_ends_naming_the_report_files(tiny_project_ran, tmp_path_factory) -> None:
     """`run` printed the report and the stages, and never said that report.md, report.json and
     the plots were written in the project folder, nor where: a new user looked for them."""
     project = tiny_project_ran()
@@ -1509,6 +1509,13 @@ def test_a_whole_run_ends_naming_the_report_files(tiny_project_ran) -> None:
     last = " ".join(result.output.split()).rsplit("Report files: ", 1)[-1]
     assert last == (f"{project}/report.md, {project}/report.json, {', '.join(plots)} "
                     f"(`subsetctl report {project}` shows it again)."), result.output
+    # a folder whose name has a space: each path quoted as the command is (it read as two paths)
+    spaced = tiny_project_ran(into=tmp_path_factory.mktemp("my proj"))
+    result = invoke("run", str(spaced), "-q")
+    last = " ".join(result.output.split()).rsplit("Report files: ", 1)[-1]
+    assert result.exit_code == 0 and last.startswith(f"'{spaced}/report.md', '{spaced}/report.json', '{spaced}/plots/"), \
+        result.output
+    assert last.endswith(f"(`subsetctl report '{spaced}'` shows it again)."), result.output
 
 
 def test_ls_in_a_projects_subfolder_names_the_project_whose_plugins_it_leaves_out(jsonl_project: Path,
