@@ -213,8 +213,10 @@ class _Group(click.Group):
         except KeyboardInterrupt as exc:
             stopped = f"stopped by {exc.signal_name}" if isinstance(exc, Terminated) else "interrupted"
             with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
-                resumes = getattr(exc, "resumes", "`subsetctl run` resumes")  # a run's own: its command
-                _console(stderr=True).print(f"{stopped}; finished work is kept, {resumes}.")
+                # a run's own: its command; another command (`plan`, `report`, ...) has nothing to resume,
+                # and "`subsetctl run` resumes" after one read in a job's log as if a run had been stopped
+                resumes = getattr(exc, "resumes", None)
+                _console(stderr=True).print(f"{stopped}; finished work is kept, {resumes}." if resumes else f"{stopped}.")
             sys.exit(128 + exc.signum if isinstance(exc, Terminated) else 130)
         except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
