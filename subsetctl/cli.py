@@ -558,9 +558,11 @@ def _kept_line(project: Any, keep_previous: bool = True) -> str | None:
 
 
 #: how a key=value override starts (`gradients.d=`, `sources[0].max_examples =`, ` gradients.d=`
-#: pasted with a space before it, which the key's parsing strips): a path holding "="
-#: (`/data/run=1`) does not, and is taken for the folder it names
-_OVERRIDE_KEY = re.compile(r"^\s*[A-Za-z_][\w\-]*(?:\[-?\d+\]|\.[\w\-]+)*\s*=")
+#: pasted with a space before it, which the key's parsing strips), a malformed key's too
+#: (`sources[x].name=`, `meta init.steps=`: the override's parsing names what is wrong with it; they
+#: were taken for a folder "that does not exist", and the error advised `subsetctl init` of it): a
+#: path holding "=" after a "/" (`/data/run=1`, `./a=b`) does not, and is taken for what it names
+_OVERRIDE_KEY = re.compile(r"^\s*[^\s/=][^/=]*=")
 
 #: a key=value whose key is no key path (`sources[a].name=x`, `gradients..d=3`): no folder in
 #: the key and no spec file named, so `validate` takes it for an override, as `plan` and `run`

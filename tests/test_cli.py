@@ -1010,6 +1010,23 @@ def test_format_json_keeps_a_plugins_prints_off_stdout(jsonl_project: Path, monk
         sys.modules.pop("chatty_strategy", None)
 
 
+def test_a_malformed_override_key_is_named_as_one_not_taken_for_a_missing_folder(jsonl_project: Path,
+                                                                                   monkeypatch) -> None:
+    """`plan 'sources[x].name=3'` (an index that is no number) said "sources[x].name=3 does not
+    exist ... create one with `subsetctl init 'sources[x].name=3'`", and `validate DIR` with it
+    "no such spec file": the override's own parsing says what is wrong with the key."""
+    monkeypatch.chdir(jsonl_project)
+    for args in (["plan", "sources[x].name=3"], ["run", "sources[x].name=3"], ["validate", ".", "sources[x].name=3"]):
+        result = CliRunner().invoke(main, args)
+        text = " ".join(result.output.split())
+        assert result.exit_code == 1 and "'sources[x].name' is not a dotted key path" in text, (args, text)
+        assert "subsetctl init" not in text and "no such spec file" not in text, (args, text)
+    assert "unknown key (did you mean 'meta_init'?" in " ".join(invoke("validate", "meta init.steps=3").output.split())
+    (jsonl_project / "x=1").mkdir()  # a folder holding "=" is still a folder
+    (jsonl_project / "x=1" / "subsetctl.yaml").write_text((jsonl_project / "subsetctl.yaml").read_text())
+    assert "x=1/subsetctl.yaml:8: target.loader.path" in invoke("validate", "x=1").output  # its spec read
+
+
 def test_run_quiet_leaves_out_the_notices_and_its_help_says_so(jsonl_project: Path) -> None:
     """`run --help` said -q meant "No progress bars."; it also leaves out the notices."""
     assert "no notices" in " ".join(invoke("run", "--help").output.split())
