@@ -387,8 +387,7 @@ def validate(specs: tuple[str, ...], fmt: str) -> None:
         raise click.UsageError(f"{split[0]!r} is not a spec file or a key=value override. Write each override "
                                f"as one argument, key=value without spaces around '=': `subsetctl validate {joined}`.")
     # as typed (a Path would drop "//"); a path holding "=" (/data/x=1/subsetctl.yaml) stays a path
-    overrides = [a for a in specs if _OVERRIDE_KEY.match(a) or _MISWRITTEN_OVERRIDE.match(a)
-                 if not _exists(Path(a).expanduser())]
+    overrides = [a for a in specs if _OVERRIDE_KEY.match(a) and not _exists(Path(a).expanduser())]
     paths = [Path(a).expanduser() for a in specs if a not in overrides]
     overrides = [a.lstrip() for a in overrides]  # ` gradients.d=8`, pasted with a space
     reports = []
@@ -563,13 +562,6 @@ def _kept_line(project: Any, keep_previous: bool = True) -> str | None:
 #: were taken for a folder "that does not exist", and the error advised `subsetctl init` of it): a
 #: path holding "=" after a "/" (`/data/run=1`, `./a=b`) does not, and is taken for what it names
 _OVERRIDE_KEY = re.compile(r"^\s*[^\s/=][^/=]*=")
-
-#: a key=value whose key is no key path (`sources[a].name=x`, `gradients..d=3`): no folder in
-#: the key and no spec file named, so `validate` takes it for an override, as `plan` and `run`
-#: do, and says what is wrong with the key (it was looked for as a spec file, "no such spec
-#: file", and `subsetctl init 'sources[a].name=x'` suggested)
-_MISWRITTEN_OVERRIDE = re.compile(r"^\s*[^\s=/\\]+(?<!\.yaml)(?<!\.yml)\s*=")
-
 
 def _exists(path: Path, *, folder: bool = False) -> bool:
     """Whether ``path`` (a command-line argument) is on disk (a folder: ``folder``). A name
