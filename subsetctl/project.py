@@ -67,6 +67,8 @@ RUN_TAG = "run"
 #: a file or folder being written, renamed into place when complete: ``.<name>.tmp-<PID>-<random>``
 #: (:func:`atomic_write`, adapters, checkpoints); one whose process is gone was cut short by a kill
 LEFTOVER = re.compile(r"^\..+\.tmp-(\d+)-[A-Za-z0-9_]+$")
+#: an old folder :func:`replace_dir` renamed aside, deleted once the new one is in place
+REPLACED = re.compile(r"^\..+\.old-[0-9a-f]{8}$")
 
 
 def new_file_mode() -> int:
@@ -1103,6 +1105,46 @@ class Project:
                 return stage
         return None
 
+    def refuse_links(self) -> None:
+        """UserError when a run could write or delete through a symbolic link: the state
+        folder, or anything in it, being one. subsetctl makes no links there; a project
+        folder copied from someone else (an archive, a git clone) can hold them, and a
+        run's writes (the lock file's PID, a stage's files) and deletions (a stage re-run,
+        the cache and spec cleanups) would then reach the files they point to, outside the
+        project. A state folder that is itself a link (to a bigger disk) is taken while the
+        folder it points to holds only what subsetctl writes there (or nothing)."""
+        from subsetctl.stages import all_stages
+
+        state = self.state_dir
+        if state.is_symlink() and state.is_dir():
+            own = {stage.name for stage in all_stages()} | {"cache", SPECS_DIRNAME, "lock", SET_ASIDE_DIRNAME,
+                                                            PREVIOUS_DIRNAME}
+            foreign = sorted(e.name for e in os.scandir(state)
+                             if e.name not in own and not LEFTOVER.match(e.name) and not REPLACED.match(e.name))
+            if foreign:
+                shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+                raise UserError(
+                    f"Refusing to run: the project's state folder {state} is a link to {os.path.realpath(state)}, "
+                    f"which holds files subsetctl did not write ({shown}); a run writes into that folder and "
+                    f"deletes there. Point the link at an empty folder (or delete it, `rm {shell_arg(state)}`, "
+                    "which leaves the folder it points to alone), then run again.")
+        pending = [state] if state.is_dir() else []
+        while pending:
+            try:
+                entries = list(os.scandir(pending.pop()))
+            except OSError:  # unreadable: the run's own writes there say so
+                continue
+            for entry in entries:
+                if entry.is_symlink():
+                    raise UserError(
+                        f"Refusing to run: {entry.path} is a symbolic link (to {os.readlink(entry.path)}). subsetctl "
+                        f"makes no links in {state}, and a run writing or deleting there would reach the file it "
+                        "points to, outside the project (a project folder copied from someone else can hold one). "
+                        f"Delete the link (`rm {shell_arg(entry.path)}`, which leaves what it points to alone), then "
+                        "run again.")
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(Path(entry.path))
+
     @contextlib.contextmanager
     def lock(self, notice: Any = None, shared: bool = False, shard: bool = False,
              waiting: Any = None) -> Iterator[None]:
@@ -1139,6 +1181,7 @@ class Project:
                         "gradients (or puts kept results back) for every shard.")
             return waits
 
+        self.refuse_links()  # before the lock file is opened for writing
         mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
         with _flocked(self.lock_path, mode, busy, attempts=5, wait_for=shard_preparing) as handle:
             if shared:

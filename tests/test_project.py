@@ -362,6 +362,67 @@ def test_inside_refuses_paths_outside(tmp_path: Path) -> None:
         project.inside(tmp_path / ".." / "elsewhere")
 
 
+def test_a_lock_file_that_is_a_link_is_refused_and_what_it_points_to_left_as_it_was(tmp_path: Path) -> None:
+    """A project folder copied from someone else may hold `.subsetctl/lock -> ~/.bashrc`: the
+    run's PID was written into that file (truncating it)."""
+    from subsetctl.errors import UserError
+
+    precious = tmp_path / "precious.txt"
+    precious.write_text("mine")
+    project = Project(tmp_path / "proj")
+    project.state_dir.mkdir(parents=True)
+    project.lock_path.symlink_to(precious)
+    with pytest.raises(UserError, match=r"lock is a symbolic link .*rm "), project.lock():
+        pass
+    assert precious.read_text() == "mine"
+
+
+def test_a_run_refuses_a_stage_folder_that_is_a_link_and_deletes_nothing_it_points_to(jsonl_project: Path,
+                                                                                       tmp_path: Path) -> None:
+    from subsetctl.errors import UserError
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "notes.txt").write_text("mine")
+    (jsonl_project / ".subsetctl").mkdir(exist_ok=True)
+    (jsonl_project / ".subsetctl" / "data").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(UserError, match="data is a symbolic link"):
+        run_project(jsonl_project, until="data", force=["data"])
+    assert [p.name for p in elsewhere.iterdir()] == ["notes.txt"]
+
+
+def test_a_state_folder_linked_to_a_folder_of_other_files_is_refused(tmp_path: Path) -> None:
+    """`.subsetctl -> ~` would have a run write its stage folders there and delete files on
+    re-runs (the stored-spec cleanup deleted every `specs/*.json`)."""
+    from subsetctl.errors import UserError
+
+    home = tmp_path / "home"
+    (home / "specs").mkdir(parents=True)
+    (home / "specs" / "mine.json").write_text("{}")
+    (home / "notes.txt").write_text("mine")
+    (tmp_path / "proj").mkdir()
+    project = Project(tmp_path / "proj")
+    project.state_dir.symlink_to(home, target_is_directory=True)
+    with pytest.raises(UserError, match=r"holds files subsetctl did not write \(notes.txt\)"), project.lock():
+        pass
+    assert sorted(p.name for p in home.rglob("*")) == ["mine.json", "notes.txt", "specs"]
+
+
+def test_a_state_folder_linked_to_an_empty_folder_or_its_own_results_is_taken(tmp_path: Path) -> None:
+    """The state folder linked to a bigger disk is a user's choice, not a danger."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    (tmp_path / "proj").mkdir()
+    project = Project(tmp_path / "proj")
+    project.state_dir.symlink_to(scratch, target_is_directory=True)
+    with project.lock():
+        (project.state_dir / "data").mkdir()
+        (project.state_dir / "specs").mkdir()
+    with project.lock():  # its own lock, stage and specs folders: still taken
+        pass
+    assert sorted(p.name for p in scratch.iterdir()) == ["data", "lock", "specs"]
+
+
 def test_force_recomputes_and_moved_project_stays_up_to_date(jsonl_project: Path, tmp_path: Path) -> None:
     import shutil
 
