@@ -392,6 +392,20 @@ def test_plots_of_results_no_longer_shown_are_removed(tiny_project_ran) -> None:
     assert not list((tiny_project / "plots").glob("*.png"))  # report.md no longer links them: gone, not stale
 
 
+def test_a_plot_that_is_a_link_is_replaced_not_written_through(tiny_project_ran, tmp_path: Path) -> None:
+    """`plots/test_metric.png -> ~/notes.txt` in a copied project: the plot was written into the
+    file the link points to, outside the project."""
+    tiny_project = tiny_project_ran()
+    precious = tmp_path / "notes.txt"
+    precious.write_text("mine")
+    (tiny_project / "plots" / "test_metric.png").unlink()
+    (tiny_project / "plots" / "test_metric.png").symlink_to(precious)
+    run_project(tiny_project, force=["report"])
+    assert precious.read_text() == "mine"
+    plot = tiny_project / "plots" / "test_metric.png"
+    assert not plot.is_symlink() and plot.read_bytes().startswith(b"\x89PNG")
+
+
 def test_a_project_computed_before_checkpoint_every_counted_at_its_default_stays_up_to_date(
     tiny_project: Path, monkeypatch
 ) -> None:

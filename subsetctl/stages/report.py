@@ -79,6 +79,8 @@ class ReportStage(Stage):
             folder.mkdir(exist_ok=True)
             plots.import_matplotlib(ctx.project.state_dir / "cache" / "matplotlib")  # HOME read-only: no noise
             for title, name, fn in drawn:
+                if (folder / name).is_symlink():  # (a copied project's) replaced, not written through: it may
+                    (folder / name).unlink()      # point at any file of the user's, outside the project
                 with naming_os_errors(folder / name):  # (matplotlib's write on a full disk names no file)
                     if fn(report, folder / name):
                         written[title] = f"plots/{name}"
