@@ -144,6 +144,8 @@ class ValidationReport:
     warnings: list[SpecIssue] = field(default_factory=list)
     #: the validated spec (with overrides applied) when the schema accepted it
     spec: Spec | None = field(default=None, repr=False)
+    #: code from outside subsetctl the spec runs (:func:`code_the_spec_runs`)
+    runs_code: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -151,7 +153,29 @@ class ValidationReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"file": self.file, "valid": self.ok, "errors": [i.model_dump() for i in self.issues],
-                "warnings": [w.model_dump() for w in self.warnings]}
+                "warnings": [w.model_dump() for w in self.warnings], "runs_code": self.runs_code}
+
+
+def code_the_spec_runs(spec: Spec) -> list[str]:
+    """What ``spec`` makes run besides subsetctl and the libraries it uses, one line each:
+    its ``plugins:`` modules (imported by validate, plan and run alike: their registrations
+    are what the checks look up), a model's own code (``model.trust_remote_code``), and a
+    Dask cluster named by ``executor.address``, whose results this process unpickles.
+    validate and plan say it, so that a spec from someone else is not run unread; the
+    installed plugins of the environment are the user's own choice, not the spec's."""
+    notes = []
+    for i, plugin in enumerate(spec.plugins):
+        module = plugin.partition(":")[0]
+        file = getattr(sys.modules.get(module), "__file__", None)
+        notes.append(f"plugins[{i}]: the Python module {module!r}{f' ({file})' if file else ''}, which validate, "
+                     "plan and run import")
+    if spec.model.trust_remote_code:
+        notes.append(f"model.trust_remote_code: the Python files of the model {spec.model.source!r}, whenever a "
+                     "stage loads it")
+    if spec.executor.backend == "dask" and spec.executor.address:
+        notes.append(f"executor.address: the Dask cluster at {spec.executor.address!r} computes the search's estimates "
+                     "and sends them back pickled, which can run any code here: name only a cluster you trust")
+    return notes
 
 
 def _issue_collector(spec_path: Path, text: str, found: list[SpecIssue]) -> Callable[[tuple[Any, ...], str], None]:
@@ -1022,6 +1046,7 @@ def validate_spec_file(path: str | Path, overrides: str | list[str] | None = Non
         lines = key_lines(text) if text else {}
         report.issues.extend(blame_source_files(semantic_issues(spec, path, text), spec.source_origins, lines, path.parent))
         report.warnings.extend(blame_source_files(spec_warnings(spec, path, text), spec.source_origins, lines, path.parent))
+        report.runs_code = code_the_spec_runs(spec)
     if overrides:
         report.issues = attribute_overrides(report.issues, overrides)
         report.warnings = attribute_overrides(report.warnings, overrides)

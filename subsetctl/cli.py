@@ -288,6 +288,16 @@ def _json_alone_on_stdout(command: Any) -> Any:
             _JSON_STDOUT.reset(token)
 
     return wrapper
+def _print_code_the_spec_runs(console: Any, notes: list[str]) -> None:
+    """validate's and plan's lines on the code from outside subsetctl a spec runs
+    (:func:`subsetctl.api.code_the_spec_runs`), said before `run` runs it."""
+    from rich.markup import escape
+
+    if notes:
+        console.print("  [yellow]runs code from outside subsetctl (read it before running a spec from someone "
+                      "else):[/yellow]")
+    for note in notes:
+        console.print(f"    {escape(note)}")
 
 
 def _echo_json(data: Any) -> None:
@@ -409,6 +419,7 @@ def validate(specs: tuple[str, ...], fmt: str) -> None:
                     console.print(f"  {issue.render()}", markup=False)
             for warning in report.warnings:
                 console.print(f"  [yellow]warning:[/yellow] {escape(warning.render())}")
+            _print_code_the_spec_runs(console, report.runs_code)
     if not all(r.ok for r in reports):
         sys.exit(1)
 
@@ -478,7 +489,7 @@ def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, 
     arguments are spec overrides, planned as `run` would apply them."""
     from rich.markup import escape
 
-    from subsetctl.api import plan_project
+    from subsetctl.api import code_the_spec_runs, plan_project
     from subsetctl.reporter import RichReporter
 
     directory, overrides = _split_dir(directory, overrides)
@@ -493,8 +504,7 @@ def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, 
     if running:
         console.print(f"[yellow]A `subsetctl run` (PID {running}) is working on this project now: these statuses "
                       "change as its stages finish.[/yellow]")
-    if spec.model.trust_remote_code:
-        console.print("[yellow]model.trust_remote_code is ON: model code from the model folder will run.[/yellow]")
+    _print_code_the_spec_runs(console, code_the_spec_runs(spec))
     todo = [s.name for s in statuses if s.will_run and not s.conditional]
     maybe = [s.name for s in statuses if s.will_run and s.conditional]
     put_back = [s.name for s in statuses if s.put_back and not s.will_run]

@@ -886,6 +886,28 @@ def test_debug_shows_where_a_plugins_own_code_failed(tiny_project_ran, monkeypat
     assert 'clidebug_plugin.py", line 5, in helper' in debug.output
 
 
+def test_validate_and_plan_say_what_code_from_outside_subsetctl_a_spec_runs(jsonl_project: Path, monkeypatch) -> None:
+    """A spec from someone else: its plugins' modules and the model's own code
+    (trust_remote_code) run, and validate said nothing of either (plan only of the latter)."""
+    (jsonl_project / "clicode_plugin.py").write_text(
+        "from subsetctl.registry import LOADERS\n\n@LOADERS.register('clicode_loader', 'x')\n"
+        "def clicode_loader(options, ctx):\n    return []\n")
+    monkeypatch.syspath_prepend(str(jsonl_project))
+    overrides = ["plugins=[clicode_plugin:clicode_loader]", "model.trust_remote_code=true"]
+    plugin = f"plugins[0]: the Python module 'clicode_plugin' ({jsonl_project / 'clicode_plugin.py'})"
+    for command in ("validate", "plan"):
+        result = invoke(command, str(jsonl_project), *overrides)
+        assert result.exit_code == 0, result.output
+        text = " ".join(result.output.split())
+        assert "runs code from outside subsetctl" in text and plugin in text, text
+        assert "model.trust_remote_code: the Python files of the model" in text
+    listed = json.loads(invoke("validate", str(jsonl_project), *overrides, "--format", "json").output)
+    runs = listed[0]["runs_code"]
+    assert len(runs) == 2 and runs[0].startswith(plugin)
+    assert runs[1].startswith("model.trust_remote_code: the Python files of the model")
+    assert json.loads(invoke("validate", str(jsonl_project), "--format", "json").output)[0]["runs_code"] == []
+
+
 def test_ls_text_shows_each_kind_with_strategy_parameters_plugin_origins_and_broken_entry_points(
     tmp_path: Path, monkeypatch
 ) -> None:
