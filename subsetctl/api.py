@@ -95,7 +95,7 @@ def init_project(directory: str | Path, template: str = "quickstart", force: boo
         atomic_write_text(directory / SCHEMA_FILENAME, schema_text())  # generated: always this version's
         for extra in _template_files(template):
             target = directory / extra.name
-            if not target.exists():
+            if not target.exists() and not target.is_symlink():  # a dangling link: written through, outside
                 target.write_bytes(extra.read_bytes())
             elif kept is not None:
                 kept.append(extra.name)

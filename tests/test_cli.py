@@ -111,6 +111,16 @@ def test_init_keeps_the_users_data_files_and_validate_sees_a_split_that_rounds_t
     assert invoke("validate", str(tmp_path / "m")).exit_code == 0  # 0.25 of up to 40 rows: some
 
 
+def test_init_writes_no_template_file_through_a_link_to_a_file_not_there(tmp_path: Path) -> None:
+    """`target.jsonl -> ../elsewhere.jsonl`, a link to no file yet: init wrote the template's
+    rows through it, creating a file outside the project folder."""
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "target.jsonl").symlink_to(tmp_path / "elsewhere.jsonl")
+    made = invoke("init", str(tmp_path / "m"), "--template", "minimal")
+    assert made.exit_code == 0 and "Kept the existing target.jsonl" in made.output
+    assert not (tmp_path / "elsewhere.jsonl").exists() and (tmp_path / "m" / "target.jsonl").is_symlink()
+
+
 def test_validate_without_arguments_checks_the_current_directory(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     missing = invoke("validate")
