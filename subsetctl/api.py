@@ -28,7 +28,7 @@ from subsetctl.errors import (
 )
 from subsetctl.pipeline import Pipeline, StageStatus
 from subsetctl.plugin_scoping import plugin_scope
-from subsetctl.project import Project, atomic_write_text
+from subsetctl.project import Project, atomic_write_text, keep_as_backup
 from subsetctl.reporter import Reporter, SilentReporter
 from subsetctl.spec import (
     SPEC_FILENAME,
@@ -111,20 +111,9 @@ def _backed_up_spec(spec_path: Path, new_text: str) -> Path | None:
     """Copy the spec `init --force` is about to overwrite to a backup file that does not
     exist yet (subsetctl.yaml.bak, then .bak.1, .bak.2, ...); None when there is no spec or
     it already holds ``new_text`` (nothing to lose)."""
-    if not spec_path.is_file():
+    if not spec_path.is_file() or spec_path.read_bytes() == new_text.encode("utf-8"):
         return None
-    old = spec_path.read_bytes()
-    if old == new_text.encode("utf-8"):
-        return None
-    n = 0
-    while True:
-        backup = spec_path.with_name(spec_path.name + (".bak" if n == 0 else f".bak.{n}"))
-        try:
-            with backup.open("xb") as f:  # never overwrites an earlier backup
-                f.write(old)
-            return backup
-        except FileExistsError:
-            n += 1
+    return keep_as_backup(spec_path)
 
 
 def _template_files(template: str) -> list[Any]:

@@ -272,6 +272,23 @@ def remove_tree(path: Path) -> None:
         shutil.rmtree(path, onerror=lambda _func, failed, exc_info: name_the_path(failed, exc_info[1]))
 
 
+def keep_as_backup(path: Path) -> Path:
+    """Copy the file ``path`` to a backup file that does not exist yet, ``NAME.bak``, then
+    ``NAME.bak.1``, ``.bak.2``, ...; returns the backup. For a file of the user's that
+    subsetctl is about to replace (a spec ``init --force`` overwrites, a report.md of
+    their own): an earlier backup is never overwritten."""
+    old = path.read_bytes()
+    n = 0
+    while True:
+        backup = path.with_name(path.name + (".bak" if n == 0 else f".bak.{n}"))
+        try:
+            with backup.open("xb") as f:  # never overwrites an earlier backup
+                f.write(old)
+            return backup
+        except FileExistsError:
+            n += 1
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically (see :func:`atomic_write`)."""
     atomic_write(path, lambda handle: handle.write(text))

@@ -406,6 +406,25 @@ def test_a_plot_that_is_a_link_is_replaced_not_written_through(tiny_project_ran,
     assert not plot.is_symlink() and plot.read_bytes().startswith(b"\x89PNG")
 
 
+def test_a_report_md_of_the_users_own_is_kept_as_a_backup_not_overwritten_unsaid(tiny_project_ran) -> None:
+    """Notes of the user's in report.md (or a report.json of another tool) next to the spec
+    were replaced by the report without a word."""
+    from subsetctl.reporter import SilentReporter
+
+    tiny_project = tiny_project_ran()
+    (tiny_project / "report.md").write_text("my notes\n")
+    (tiny_project / "report.json").write_text("[1, 2]\n")
+    reporter = SilentReporter()
+    run_project(tiny_project, force=["report"], reporter=reporter)
+    assert (tiny_project / "report.md.bak").read_text() == "my notes\n"
+    assert (tiny_project / "report.json.bak").read_text() == "[1, 2]\n"
+    assert (tiny_project / "report.md").read_text().startswith("# subsetctl report")
+    assert any("report.md was not a subsetctl report: kept as report.md.bak" in w for w in reporter.warnings)
+    run_project(tiny_project, force=["report"])  # its own report now: replaced, no backup of it
+    assert sorted(p.name for p in tiny_project.glob("report*")) == ["report.json", "report.json.bak", "report.md",
+                                                                     "report.md.bak"]
+
+
 def test_a_project_computed_before_checkpoint_every_counted_at_its_default_stays_up_to_date(
     tiny_project: Path, monkeypatch
 ) -> None:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from subsetctl.pipeline import Stage, StageContext
-from subsetctl.project import Project, atomic_write_json, atomic_write_text, naming_os_errors
+from subsetctl.project import Project, atomic_write_json, atomic_write_text, keep_as_backup, naming_os_errors
+
+#: how report.md begins (:func:`~subsetctl.report.markdown.render_markdown`)
+MARKDOWN_HEADING = b"# subsetctl report"
 
 
 class ReportStage(Stage):
@@ -87,6 +92,8 @@ class ReportStage(Stage):
         for _, name, _ in drawn:  # an earlier run's plot of results no longer shown (or plots switched off)
             if f"plots/{name}" not in written.values():
                 (folder / name).unlink(missing_ok=True)
+        for name in ("report.json", "report.md"):
+            _keep_a_file_of_the_users(ctx, ctx.project.root / name)
         atomic_write_json(ctx.project.root / "report.json", report)
         atomic_write_text(ctx.project.root / "report.md", render_markdown(report, written))
         atomic_write_json(ctx.out_dir / "report.json", report)
@@ -101,3 +108,25 @@ def _calibrate_grid_figures(project: Project) -> str | None:
     manifest = project.read_manifest("calibrate") or {}
     entry = (manifest.get("artifacts") or {}).get(GRID_FIGURES)
     return entry.get("sha256") if isinstance(entry, dict) else None
+
+
+def _written_by_subsetctl(path: Path) -> bool:
+    """Whether ``path`` (report.md or report.json in the project folder) is a report some
+    subsetctl wrote: report.md under its heading, report.json an object with ``stages``."""
+    try:
+        if path.suffix == ".md":
+            with path.open("rb") as handle:
+                return handle.read(len(MARKDOWN_HEADING)) == MARKDOWN_HEADING
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # (UnicodeDecodeError and JSONDecodeError are ValueErrors)
+        return False
+    return isinstance(data, dict) and "stages" in data
+
+
+def _keep_a_file_of_the_users(ctx: StageContext, path: Path) -> None:
+    """A report.md or report.json of the user's own (notes next to the spec, a project
+    folder made before subsetctl used it) is copied to ``NAME.bak`` before the report
+    replaces it, and the run says so: it was overwritten without a word."""
+    if path.is_file() and not path.is_symlink() and not _written_by_subsetctl(path):
+        backup = keep_as_backup(path)
+        ctx.reporter.warn(f"{path} was not a subsetctl report: kept as {backup.name} before the report replaced it.")
