@@ -1098,6 +1098,10 @@ def plan_project(
         pipeline = make_pipeline(project, spec)
         if reporter is not None:
             warn_edited_plugins(reporter, spec)
+            try:  # a link in the state folder: said before `run` stops on it
+                project.refuse_links()
+            except UserError as exc:
+                reporter.warn(f"`run` would stop at once: {exc}")
         statuses = pipeline.plan(force=set(force or []), until=until)
         running = project.run_in_progress()
         if running:

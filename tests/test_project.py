@@ -391,6 +391,16 @@ def test_a_run_refuses_a_stage_folder_that_is_a_link_and_deletes_nothing_it_poin
     assert [p.name for p in elsewhere.iterdir()] == ["notes.txt"]
 
 
+def test_plan_warns_of_a_link_in_the_state_folder_that_run_refuses(jsonl_project: Path, tmp_path: Path) -> None:
+    (tmp_path / "precious.txt").write_text("mine")
+    (jsonl_project / ".subsetctl").mkdir(exist_ok=True)
+    (jsonl_project / ".subsetctl" / "lock").symlink_to(tmp_path / "precious.txt")
+    reporter = SilentReporter()
+    plan_project(jsonl_project, until="data", reporter=reporter)
+    assert any(w.startswith("`run` would stop at once: Refusing to run:") and "lock is a symbolic link" in w
+               for w in reporter.warnings), reporter.warnings
+
+
 def test_a_state_folder_linked_to_a_folder_of_other_files_is_refused(tmp_path: Path) -> None:
     """`.subsetctl -> ~` would have a run write its stage folders there and delete files on
     re-runs (the stored-spec cleanup deleted every `specs/*.json`)."""
