@@ -1128,23 +1128,20 @@ class Project:
         folder copied from someone else (an archive, a git clone) can hold them, and a
         run's writes (the lock file's PID, a stage's files) and deletions (a stage re-run,
         the cache and spec cleanups) would then reach the files they point to, outside the
-        project. A state folder that is itself a link (to a bigger disk) is taken while the
-        folder it points to holds only what subsetctl writes there (or nothing)."""
+        project. The state folder and its cache folder may each be a link (to a bigger
+        disk) while the folder it points to holds only what subsetctl writes there (or
+        nothing)."""
+        from subsetctl.filehash import CACHE_FILE
         from subsetctl.stages import all_stages
 
         state = self.state_dir
+        linkable = {  # a folder that may be a link -> the names subsetctl writes in it
+            state: {stage.name for stage in all_stages()} | {"cache", SPECS_DIRNAME, "lock", SET_ASIDE_DIRNAME,
+                                                             PREVIOUS_DIRNAME},
+            state / "cache": {*self.CACHE_KINDS, CACHE_FILE[-1], "matplotlib", ".run-started"},
+        }
         if state.is_symlink() and state.is_dir():
-            own = {stage.name for stage in all_stages()} | {"cache", SPECS_DIRNAME, "lock", SET_ASIDE_DIRNAME,
-                                                            PREVIOUS_DIRNAME}
-            foreign = sorted(e.name for e in os.scandir(state)
-                             if e.name not in own and not LEFTOVER.match(e.name) and not REPLACED.match(e.name))
-            if foreign:
-                shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-                raise UserError(
-                    f"Refusing to run: the project's state folder {state} is a link to {os.path.realpath(state)}, "
-                    f"which holds files subsetctl did not write ({shown}); a run writes into that folder and "
-                    f"deletes there. Point the link at an empty folder (or delete it, `rm {shell_arg(state)}`, "
-                    "which leaves the folder it points to alone), then run again.")
+            self._refuse_a_link_to_other_files(state, linkable[state])
         pending = [state] if state.is_dir() else []
         while pending:
             try:
@@ -1152,15 +1149,32 @@ class Project:
             except OSError:  # unreadable: the run's own writes there say so
                 continue
             for entry in entries:
-                if entry.is_symlink():
+                path = Path(entry.path)
+                if entry.is_symlink() and path in linkable and path.is_dir():
+                    self._refuse_a_link_to_other_files(path, linkable[path])
+                elif entry.is_symlink():
                     raise UserError(
                         f"Refusing to run: {entry.path} is a symbolic link (to {os.readlink(entry.path)}). subsetctl "
                         f"makes no links in {state}, and a run writing or deleting there would reach the file it "
                         "points to, outside the project (a project folder copied from someone else can hold one). "
                         f"Delete the link (`rm {shell_arg(entry.path)}`, which leaves what it points to alone), then "
                         "run again.")
-                if entry.is_dir(follow_symlinks=False):
-                    pending.append(Path(entry.path))
+                if entry.is_dir():  # (a link only where it was taken above)
+                    pending.append(path)
+
+    @staticmethod
+    def _refuse_a_link_to_other_files(link: Path, own: set[str]) -> None:
+        """UserError when the folder ``link`` points to holds files other than ``own`` (the
+        names subsetctl writes there) and its half-written or replaced leftovers."""
+        foreign = sorted(e.name for e in os.scandir(link)
+                         if e.name not in own and not LEFTOVER.match(e.name) and not REPLACED.match(e.name))
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            raise UserError(
+                f"Refusing to run: {link} is a link to {os.path.realpath(link)}, which holds files subsetctl did not "
+                f"write ({shown}); a run writes into that folder and deletes there. Point the link at an empty "
+                f"folder (or delete it, `rm {shell_arg(link)}`, which leaves the folder it points to alone), then "
+                "run again.")
 
     @contextlib.contextmanager
     def lock(self, notice: Any = None, shared: bool = False, shard: bool = False,

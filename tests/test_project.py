@@ -420,6 +420,8 @@ def test_a_state_folder_linked_to_a_folder_of_other_files_is_refused(tmp_path: P
 
 def test_a_state_folder_linked_to_an_empty_folder_or_its_own_results_is_taken(tmp_path: Path) -> None:
     """The state folder linked to a bigger disk is a user's choice, not a danger."""
+    from subsetctl.errors import UserError
+
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     (tmp_path / "proj").mkdir()
@@ -431,6 +433,19 @@ def test_a_state_folder_linked_to_an_empty_folder_or_its_own_results_is_taken(tm
     with project.lock():  # its own lock, stage and specs folders: still taken
         pass
     assert sorted(p.name for p in scratch.iterdir()) == ["data", "lock", "specs"]
+    (tmp_path / "cache").mkdir()  # so is its cache folder linked to one of the cache's own files
+    (tmp_path / "cache" / "finetune").mkdir()
+    (scratch / "cache").symlink_to(tmp_path / "cache", target_is_directory=True)
+    with project.lock():
+        pass
+    (tmp_path / "cache" / "finetune" / "x").symlink_to(tmp_path)  # a link below it is not
+    with pytest.raises(UserError, match="finetune/x is a symbolic link"), project.lock():
+        pass
+    (tmp_path / "cache" / "finetune" / "x").unlink()
+    (tmp_path / "cache" / "notes.txt").write_text("mine")  # nor a cache link to a folder of other files
+    with pytest.raises(UserError, match=r"cache is a link to .*holds files subsetctl did not write \(notes.txt\)"), \
+            project.lock():
+        pass
 
 
 def test_force_recomputes_and_moved_project_stays_up_to_date(jsonl_project: Path, tmp_path: Path) -> None:
