@@ -743,6 +743,22 @@ def test_python_dash_m_subsetctl_runs_the_cli() -> None:
     assert "validate" in helped.stdout
 
 
+def test_python_dash_m_subsetctl_imports_no_module_of_the_current_folder_unasked(jsonl_project: Path) -> None:
+    """`python -m` put the current folder on sys.path: `python -m subsetctl validate` in the
+    folder of a spec from someone else imported (ran) a `plugins:` module lying there, which
+    `subsetctl validate` does not find. PYTHONPATH=. still puts it there."""
+    marker = jsonl_project.parent / "imported"
+    (jsonl_project / "dashm_plugin.py").write_text(f"open({str(marker)!r}, 'w').close()\nthing = 1\n")
+    command = [sys.executable, "-m", "subsetctl", "validate", ".", "plugins=[dashm_plugin:thing]"]
+    plain = subprocess.run(command, cwd=jsonl_project, check=False, capture_output=True, text=True, timeout=120)
+    assert plain.returncode == 1 and "could not be imported" in plain.stdout + plain.stderr, plain.stdout
+    assert not marker.exists()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [".", os.environ.get("PYTHONPATH")]))}
+    asked = subprocess.run(command, cwd=jsonl_project, check=False, capture_output=True, text=True, timeout=120,
+                           env=env)
+    assert marker.exists() and "could not be imported" not in asked.stdout + asked.stderr, asked.stdout
+
+
 def test_a_command_started_with_stdout_or_stderr_closed_runs_as_usual(tiny_project: Path) -> None:
     """`subsetctl report DIR >&-` was "internal error: AttributeError: 'NoneType' object has
     no attribute 'write'" and exit 120: Python gives a closed stream as None, which rich and
