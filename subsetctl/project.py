@@ -1013,7 +1013,9 @@ class Project:
         """``path`` resolved, refusing anything outside the project directory."""
         resolved = path.resolve()
         if resolved != self.root and self.root not in resolved.parents:
-            raise UserError(f"Refusing to write {resolved}: it is outside the project {self.root}.")
+            raise UserError(f"Refusing to write {resolved}: it is outside the project {self.root}"
+                            + (f" ({path} links there). Delete the link (`rm {shell_arg(path)}`, which leaves what "
+                               "it points to alone), then run again." if path.is_symlink() else "."))
         return resolved
 
     # ------------------------------------------------------------------ manifests
@@ -1142,6 +1144,8 @@ class Project:
         }
         if state.is_symlink() and state.is_dir():
             self._refuse_a_link_to_other_files(state, linkable[state])
+        if (self.root / "plots").is_symlink():  # the report stage refuses it (:meth:`inside`): said before the work
+            self.inside(self.root / "plots")
         pending = [state] if state.is_dir() else []
         while pending:
             try:

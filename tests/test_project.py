@@ -377,11 +377,10 @@ def test_a_lock_file_that_is_a_link_is_refused_and_what_it_points_to_left_as_it_
     assert precious.read_text() == "mine"
 
 
-def test_a_run_refuses_a_stage_folder_that_is_a_link_and_deletes_nothing_it_points_to(jsonl_project: Path,
-                                                                                       tmp_path: Path) -> None:
+def test_a_run_refuses_a_stage_folder_that_is_a_link_and_deletes_nothing_it_points_to(jsonl_project: Path) -> None:
     from subsetctl.errors import UserError
 
-    elsewhere = tmp_path / "elsewhere"
+    elsewhere = jsonl_project.parent / f"{jsonl_project.name}-elsewhere"  # (jsonl_project is tmp_path itself)
     elsewhere.mkdir()
     (elsewhere / "notes.txt").write_text("mine")
     (jsonl_project / ".subsetctl").mkdir(exist_ok=True)
@@ -399,6 +398,18 @@ def test_plan_warns_of_a_link_in_the_state_folder_that_run_refuses(jsonl_project
     plan_project(jsonl_project, until="data", reporter=reporter)
     assert any(w.startswith("`run` would stop at once: Refusing to run:") and "lock is a symbolic link" in w
                for w in reporter.warnings), reporter.warnings
+
+
+def test_a_plots_folder_linked_outside_the_project_is_refused_before_any_work(jsonl_project: Path) -> None:
+    """The report stage refused it, but only at the end of the run, after every stage's work."""
+    from subsetctl.errors import UserError
+
+    figures = jsonl_project.parent / f"{jsonl_project.name}-figures"  # (jsonl_project is tmp_path itself)
+    figures.mkdir()
+    (jsonl_project / "plots").symlink_to(figures, target_is_directory=True)
+    with pytest.raises(UserError, match=r"outside the project .* \(.*plots links there\)\. Delete the link"):
+        run_project(jsonl_project, until="data")
+    assert not (jsonl_project / ".subsetctl" / "data").exists()
 
 
 def test_a_state_folder_linked_to_a_folder_of_other_files_is_refused(tmp_path: Path) -> None:
