@@ -331,6 +331,12 @@ def environment_error(error: BaseException) -> UserError | None:
             "way does not exist). Remove the link (subsetctl makes the file itself) or make its target's folder, "
             "and run again. Finished stages are kept."
         )
+    if exc.errno == errno.EEXIST and exc.filename and os.path.islink(exc.filename) and not os.path.exists(exc.filename):
+        return UserError(  # mkdir does not follow a link to nothing: "it is a file" said what it was not
+            f"Cannot use {exc.filename}: it is a symbolic link to {os.readlink(exc.filename)}, which does not exist, "
+            "where subsetctl keeps a folder. Make the folder it points to, or remove the link (subsetctl makes the "
+            "folder itself), and run again. Finished stages are kept."
+        )
     if exc.errno == errno.EEXIST and exc.filename and not os.path.isdir(exc.filename):  # mkdir(exist_ok=True)
         return UserError(
             f"Cannot use {exc.filename}: it is a file where subsetctl keeps a folder (its state lives in "

@@ -342,6 +342,14 @@ def test_a_file_where_the_state_folder_belongs_is_a_user_error(jsonl_project: Pa
     assert f"Cannot use {jsonl_project / '.subsetctl'}: it is a file where subsetctl keeps a folder" in result.output
 
 
+def test_a_state_folder_that_is_a_link_to_nothing_is_called_so_not_a_file(jsonl_project: Path) -> None:
+    (jsonl_project / ".subsetctl").symlink_to(jsonl_project / "gone")
+    result = CliRunner().invoke(main, ["run", str(jsonl_project), "--until", "data"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1 and "internal error" not in text and "it is a file" not in text, text
+    assert f"it is a symbolic link to {jsonl_project / 'gone'}, which does not exist" in text
+
+
 def test_malformed_yaml_is_listed_once_with_its_line(tmp_path: Path) -> None:
     path = _spec_file(tmp_path, BASE, "project: {name: x\n")
     report = validate_spec_file(path)
