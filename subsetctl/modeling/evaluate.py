@@ -8,9 +8,13 @@ and macro-F1. Per-example predictions come back so reports can show them.
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import json
 import re
-from collections.abc import Callable, Sequence
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -98,6 +102,77 @@ def _metadata(example: dict) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+#: the most a shift or a power in a scorer's ``eval`` may take as its right operand (the
+#: left of a power must be a number too): 1 << 10**9 or 9**9**9 would never finish
+_MAX_EXPONENT = 1024
+#: held while a scorer's module has :func:`_eval_data_only` as its ``eval``
+_SCORER_EVAL = threading.Lock()
+
+
+def _numeric(node: ast.AST) -> bool:
+    """Whether ``node`` is arithmetic on numbers alone (``0x3a << 2``, ``-(5 // 2)``)."""
+    if isinstance(node, ast.Constant):
+        return type(node.value) in (int, float, complex)
+    if isinstance(node, ast.UnaryOp):
+        return _numeric(node.operand)
+    if isinstance(node, ast.BinOp):
+        if isinstance(node.op, ast.Pow | ast.LShift):
+            right = node.right
+            small = isinstance(right, ast.Constant) and type(right.value) is int and abs(right.value) <= _MAX_EXPONENT
+            return small and (_numeric(node.left) if isinstance(node.op, ast.LShift)
+                              else isinstance(node.left, ast.Constant) and _numeric(node.left))
+        return _numeric(node.left) and _numeric(node.right)
+    return False
+
+
+def _data_only(node: ast.AST) -> bool:
+    """Whether ``node`` is a Python literal (a list of characters, a matrix, a board) or
+    arithmetic on numbers: nothing that names, calls or looks up anything."""
+    if isinstance(node, ast.Constant):
+        return True
+    if isinstance(node, ast.List | ast.Tuple | ast.Set):
+        return all(_data_only(e) for e in node.elts)
+    if isinstance(node, ast.Dict):
+        return all(k is not None and _data_only(k) for k in node.keys) and all(_data_only(v) for v in node.values)
+    return _numeric(node)
+
+
+def _eval_data_only(source: Any, *_: Any) -> Any:
+    """``eval`` for reasoning-gym's scorers: several ``eval`` the model's answer (string_insertion,
+    spiral_matrix, n_queens, binary_matrix: "is it a Python list?"), so a generated
+    ``__import__('os').system(...)`` ran in the evaluate stage. Literals and arithmetic on
+    numbers, what those scorers and bitwise_arithmetic's check evaluate, are evaluated;
+    anything else raises ValueError, which the scorers take as a wrong answer."""
+    tree = ast.parse(source.strip() if isinstance(source, str) else source, mode="eval")
+    if not _data_only(tree.body):
+        raise ValueError("not a Python literal or arithmetic on numbers: not evaluated")
+    return eval(compile(tree, "<answer>", "eval"), {"__builtins__": {}}, {})  # (data only: checked above)
+
+
+@contextlib.contextmanager
+def _answers_not_run(scorer: Any) -> Iterator[None]:
+    """While the block runs, the modules of ``scorer``'s package (reasoning-gym: a composite
+    task scores with other tasks' modules) find :func:`_eval_data_only` when they call
+    ``eval`` (a module's own name comes before the builtin one); their ``eval`` as it was
+    afterwards. One scorer at a time (threads)."""
+    package = type(scorer).__module__.partition(".")[0]
+    modules = [m for name, m in list(sys.modules.items())
+               if m is not None and (name == package or name.startswith(f"{package}."))]
+    missing = object()
+    with _SCORER_EVAL:
+        before = [(m, vars(m).get("eval", missing)) for m in modules]
+        for module in modules:
+            module.eval = _eval_data_only  # type: ignore[attr-defined]
+        try:
+            yield
+        finally:
+            for module, was in before:
+                if was is missing:
+                    del module.eval  # type: ignore[attr-defined]
+                else:
+                    module.eval = was  # type: ignore[attr-defined]
+
+
 class ReasoningGymScorer:
     """Scores answers with reasoning-gym's per-task ``score_answer``; one dataset object
     (the scorer) is built per task and generator config, and reused. The config matters:
@@ -136,8 +211,9 @@ class ReasoningGymScorer:
             "metadata": meta,
         }
         config = meta.get("rg_config")
-        return float(self._dataset(str(task), config if isinstance(config, dict) else None)
-                     .score_answer(prediction, entry))
+        scorer = self._dataset(str(task), config if isinstance(config, dict) else None)
+        with _answers_not_run(scorer):  # some scorers eval the answer: the model's text is not run as code
+            return float(scorer.score_answer(prediction, entry))
 
 
 # --------------------------------------------------------------------------- generation

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 from modelfixtures import causal_rows, classifier_rows
@@ -77,6 +78,34 @@ def test_reasoning_gym_scores_real_rows() -> None:
     assert sorted(key.split("|")[0] for key in scorer._by_task) == ["basic_arithmetic", "word_sorting"]  # one each
     with pytest.raises(UserError, match="rg_task"):
         scorer.score("1", causal_rows()[0])
+
+
+@pytest.mark.parametrize("task", ["string_insertion", "spiral_matrix", "n_queens", "binary_matrix"])
+def test_a_generated_answer_is_never_run_as_python_by_the_scorer(task: str, tmp_path) -> None:
+    """These tasks' score_answer `eval`s the model's answer ("is it a Python list?"): a
+    generated `__import__('os').system(...)` ran during the evaluate stage."""
+    marker = tmp_path / "ran"
+    scorer = ReasoningGymScorer()
+    (row,) = _rg_rows(task, 1)
+    assert scorer.score(f"__import__('pathlib').Path({str(marker)!r}).touch() or 'x'", row) == 0.0
+    assert not marker.exists()
+    assert scorer.score(row["response"], row) == 1.0
+    assert not [name for name, m in list(sys.modules.items())  # the modules' eval is the builtin again
+                if name.startswith("reasoning_gym") and m is not None and "eval" in vars(m)]
+
+
+def test_the_scorers_eval_takes_literals_and_arithmetic_only() -> None:
+    from subsetctl.modeling.evaluate import _eval_data_only
+
+    assert _eval_data_only("['a', 'b']") == ["a", "b"] and _eval_data_only(" [[1, 0], [0, 1]] ") == [[1, 0], [0, 1]]
+    assert _eval_data_only("((0x3a << 0x2) - 0x1f) >> 0x1") == 100 and _eval_data_only("-(7 // 2) + 2**10") == 1021
+    for code in ("__import__('os')", "().__class__", "[x for x in ()]", "9**9**9", "1 << 10**10", "'a' * 10**9",
+                 "open('f')", "(lambda: 1)()"):
+        with pytest.raises(ValueError, match="not evaluated"):
+            _eval_data_only(code)
+    scorer = ReasoningGymScorer()  # bitwise_arithmetic's own check evaluates its problem: still scored right
+    for row in _rg_rows("bitwise_arithmetic", 2):
+        assert scorer.score(row["response"], row) == 1.0
 
 
 def test_auto_metric_dispatch_with_perfect_answers(monkeypatch, tiny_llama_dir) -> None:
