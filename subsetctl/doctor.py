@@ -194,6 +194,10 @@ def check_writable(folder: Path) -> Check:
                      "cannot take the project's lock there",
                      "Remove the link (subsetctl makes the file itself) or make its target's folder.")
     try:
+        Project(folder.resolve()).refuse_links()  # `run` refuses them before its first stage
+    except UserError as exc:
+        return Check("writable", False, f"{folder}: `run` would stop at once on a symbolic link", str(exc))
+    try:
         check_arrow_can_open(folder)  # `run` refuses such a folder before its first stage
     except UserError as exc:
         return Check("writable", False, f"{folder}: pyarrow cannot open the stages' files under its path", str(exc))

@@ -1014,7 +1014,7 @@ class Project:
         resolved = path.resolve()
         if resolved != self.root and self.root not in resolved.parents:
             raise UserError(f"Refusing to write {resolved}: it is outside the project {self.root}"
-                            + (f" ({path} links there). Delete the link (`rm {shell_arg(path)}`, which leaves what "
+                            + (f" ({path} links there). Remove the link (`rm {shell_arg(path)}`, which leaves what "
                                "it points to alone), then run again." if path.is_symlink() else "."))
         return resolved
 
@@ -1161,7 +1161,7 @@ class Project:
                         f"Refusing to run: {entry.path} is a symbolic link (to {os.readlink(entry.path)}). subsetctl "
                         f"makes no links in {state}, and a run writing or deleting there would reach the file it "
                         "points to, outside the project (a project folder copied from someone else can hold one). "
-                        f"Delete the link (`rm {shell_arg(entry.path)}`, which leaves what it points to alone), then "
+                        f"Remove the link (`rm {shell_arg(entry.path)}`, which leaves what it points to alone), then "
                         "run again.")
                 if entry.is_dir():  # (a link only where it was taken above)
                     pending.append(path)
@@ -1177,7 +1177,7 @@ class Project:
             raise UserError(
                 f"Refusing to run: {link} is a link to {os.path.realpath(link)}, which holds files subsetctl did not "
                 f"write ({shown}); a run writes into that folder and deletes there. Point the link at an empty "
-                f"folder (or delete it, `rm {shell_arg(link)}`, which leaves the folder it points to alone), then "
+                f"folder (or remove it, `rm {shell_arg(link)}`, which leaves the folder it points to alone), then "
                 "run again.")
 
     @contextlib.contextmanager

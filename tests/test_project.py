@@ -407,7 +407,7 @@ def test_a_plots_folder_linked_outside_the_project_is_refused_before_any_work(js
     figures = jsonl_project.parent / f"{jsonl_project.name}-figures"  # (jsonl_project is tmp_path itself)
     figures.mkdir()
     (jsonl_project / "plots").symlink_to(figures, target_is_directory=True)
-    with pytest.raises(UserError, match=r"outside the project .* \(.*plots links there\)\. Delete the link"):
+    with pytest.raises(UserError, match=r"outside the project .* \(.*plots links there\)\. Remove the link"):
         run_project(jsonl_project, until="data")
     assert not (jsonl_project / ".subsetctl" / "data").exists()
 

@@ -112,7 +112,10 @@ def test_a_lock_that_links_where_no_file_can_be_made_is_a_user_error(data_projec
     assert "Remove the link" in result.output
     check = doctor.check_writable(data_project)
     assert not check.ok and "symbolic link" in check.detail, check
-    (tmp_path / "gone").mkdir()  # a link whose target opening it makes is fine: run writes through it
+    (tmp_path / "gone").mkdir()  # a link whose target opening it makes: run refuses it too (it would write there)
+    check = doctor.check_writable(data_project)
+    assert not check.ok and "would stop at once on a symbolic link" in check.detail and "Remove the link" in check.advice
+    (state / "lock").unlink()
     assert doctor.check_writable(data_project).ok
     result = CliRunner().invoke(main, ["run", str(data_project), "--until", "data", "-q"])
     assert result.exit_code == 0, result.output
