@@ -251,9 +251,17 @@ def classifier_load_hint(classes: list[str], head_size: int | None = None) -> st
 
 def model_card(label_list: list[str], subset: list[str], ctx: StageContext, record: dict[str, Any],
                classes: list[str] | None = None) -> str:
+    """The adapter folder's README.md: what this one run was trained on and with, its own
+    seed (``record["seed"]``: ``project.seed`` + i for the i-th of ``finetune.seeds``, not
+    the project's seed, which every run's card named) and the step whose weights were kept
+    (the best on the target's validation rows, not always the last)."""
     spec = ctx.spec
     load = (classifier_load_hint(classes, spec.model.num_labels) if classes
             else "Load with `peft.PeftModel.from_pretrained(base_model, this_folder)`.")
+    seed = record.get("seed", spec.project.seed)
+    best, best_loss = record.get("best_step"), record.get("best_val_loss")
+    kept = (f"- weights kept: step {best}'s, the best target validation loss ({best_loss:.4g})\n"
+            if best and isinstance(best_loss, float) else "")
     return (
         f"# subsetctl adapter: {', '.join(label_list)}\n\n"
         f"LoRA adapter (peft format) for `{spec.model.source}`, fine-tuned by subsetctl on the target "
@@ -261,7 +269,8 @@ def model_card(label_list: list[str], subset: list[str], ctx: StageContext, reco
         f"- steps: {record['steps']}, batch size: {spec.finetune.batch_size}, lr: {spec.finetune.lr}\n"
         f"- LoRA: r={spec.model.lora.r}, alpha={spec.model.lora.alpha}\n"
         f"- final train loss: {record['last_train_loss'] if record['last_train_loss'] is not None else 'n/a'}\n"
-        f"- project: {spec.project.name}, seed {spec.project.seed}\n\n"
+        f"{kept}"
+        f"- project: {spec.project.name}, seed {seed}\n\n"
         f"{load} Test metrics are in the project's report.md.\n"
     )
 
