@@ -4,6 +4,7 @@ generate, merge, export its training rows and their provenance) run as written."
 
 from __future__ import annotations
 
+import runpy
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -24,3 +25,73 @@ def test_each_adapters_model_card_names_its_own_seed_and_the_step_kept(tmp_path:
     assert "- weights kept: step 2's, the best target validation loss (4.5)\n" in card, card
     no_validation = model_card(["exhaustive"], ["a"], ctx, {**record, "best_step": 0, "best_val_loss": None})
     assert "weights kept" not in no_validation and "seed 1" in no_validation, no_validation
+
+
+def _readme_script() -> str:
+    """The Python block of README's "Using the result" section."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Using the result\n", 1)[1].split("\n## ", 1)[0]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_script_using_the_result_runs_as_written(tiny_project_ran, tiny_llama: Path, tmp_path: Path,
+                                                            monkeypatch) -> None:
+    """README's script: the final pick's adapter loads onto the base model report.json names,
+    generates, merges into a standalone model (with the tokenizer) that computes what the
+    adapter does, and its training rows and provenance are written as the section says."""
+    import json
+    import shutil
+
+    project = tiny_project_ran(into=tmp_path / "myproject")
+    monkeypatch.chdir(tmp_path)
+    report = json.loads((project / "report.json").read_text())
+    script = _readme_script()
+    (tmp_path / "using_the_result.py").write_text(script)
+    runpy.run_path(str(tmp_path / "using_the_result.py"))
+    _check_outputs(tmp_path, project, report, report["final"])
+    # another selection, of several sources (the tiny project's final pick is the target alone)
+    widest = max(report["adapters"], key=lambda label: len(_chosen(report, label)))
+    assert len(_chosen(report, widest)) > 1
+    assert 'pick = report["final"]' in script
+    (tmp_path / "using_the_result.py").write_text(script.replace('pick = report["final"]', f"pick = {widest!r}"))
+    runpy.run_path(str(tmp_path / "using_the_result.py"))
+    _check_outputs(tmp_path, project, report, widest)
+    # a copy of a project whose spec names its model folder relatively, on a machine without the
+    # folder the run read it from: the base model is the copy's own folder
+    shutil.copytree(tiny_llama, project / "model")
+    copied = {**report, "adapter_base_model": "model", "adapter_base_model_path": str(tmp_path / "gone" / "model")}
+    (project / "report.json").write_text(json.dumps(copied))
+    (tmp_path / "using_the_result.py").write_text(script)
+    runpy.run_path(str(tmp_path / "using_the_result.py"))
+    _check_outputs(tmp_path, project, report, report["final"])
+
+
+def _chosen(report: dict, label: str) -> list[str]:
+    return ({**report["strategies"], **report["baselines"]})[label]["selected"]
+
+
+def _check_outputs(folder: Path, project: Path, report: dict, pick: str) -> None:
+    """What README's script wrote for the selection ``pick``."""
+    import json
+
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    merged = AutoModelForCausalLM.from_pretrained(folder / "final-pick-merged").eval()
+    assert (folder / "final-pick-merged" / "tokenizer.json").is_file()
+    base = AutoModelForCausalLM.from_pretrained(report["adapter_base_model"])
+    adapted = PeftModel.from_pretrained(base, str(project / report["adapters"][pick][0])).eval()
+    ids = torch.tensor([[1, 5, 7, 9]])
+    with torch.no_grad():
+        assert torch.allclose(merged(input_ids=ids).logits, adapted(input_ids=ids).logits, atol=1e-5)
+
+    chosen = _chosen(report, pick)
+    rows = [json.loads(line) for line in (folder / "final-pick-train.jsonl").read_text().splitlines()]
+    assert [r["source"] for r in rows] == sorted((r["source"] for r in rows), key=["target", *chosen].index)
+    assert {r["source"] for r in rows} == {"target", *chosen}
+    assert len([r for r in rows if r["source"] == "target"]) == 10  # tiny_project_spec's target.split.train
+    provenance = json.loads((folder / "final-pick-provenance.json").read_text())
+    assert provenance["selection"] == pick and provenance["sources"] == chosen and provenance["rows"] == len(rows)
+    assert provenance["seed"] == 0 and provenance["spec"]["finetune"]["steps"] == 2
+    assert provenance["test_metrics"] == report["test_metrics"][pick]
