@@ -95,3 +95,12 @@ def _check_outputs(folder: Path, project: Path, report: dict, pick: str) -> None
     assert provenance["selection"] == pick and provenance["sources"] == chosen and provenance["rows"] == len(rows)
     assert provenance["seed"] == 0 and provenance["spec"]["finetune"]["steps"] == 2
     assert provenance["test_metrics"] == report["test_metrics"][pick]
+
+
+def test_report_md_says_which_adapter_folder_is_which_seeds(tiny_project_ran) -> None:
+    """report.md listed each selection's adapter folders "one per seed" without saying
+    which is which seed's; they are in seed order, project.seed's first, and it says where
+    README shows how to use one."""
+    report_md = (tiny_project_ran() / "report.md").read_text()
+    assert "one per seed, `project.seed`'s first, then `project.seed` + 1's, ..." in report_md
+    assert 'README\'s "Using the result" loads one' in report_md

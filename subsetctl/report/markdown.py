@@ -95,6 +95,12 @@ def left_out_note(left_out: list[str], switched_off: list[str]) -> str:
     return note + " Run the project again to see new ones."
 
 
+#: which adapter folder of a selection is which seed's (the table listed them unlabelled), and
+#: where to find how to use one outside subsetctl
+_PER_SEED = ("one per seed, `project.seed`'s first, then `project.seed` + 1's, ... (README's \"Using the "
+             "result\" loads one, merges it and exports the rows it was fine-tuned on).")
+
+
 def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     report = in_spec_order(report)
     lines = [f"# subsetctl report: {md_title(report['project'])}", ""]
@@ -182,11 +188,11 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
         if report.get("adapter_classes"):
             from subsetctl.stages.finetune import classifier_load_hint
 
-            how = f"LoRA adapters in peft format, relative to the project folder; one per seed. " \
+            how = f"LoRA adapters in peft format, relative to the project folder; {_PER_SEED} " \
                   f"{classifier_load_hint(report['adapter_classes'], report.get('adapter_head_size'))}"
         else:
             how = ("LoRA adapters in peft format (`peft.PeftModel.from_pretrained(base_model, folder)`), "
-                   "relative to the project folder; one per seed.")
+                   f"relative to the project folder; {_PER_SEED}")
         base = report.get("adapter_base_model")
         if base and PurePath(base).is_absolute():  # a local folder named so, or adapters saved by an earlier version
             how += (f" The base model is {md_code(base)} (each adapter_config.json's "
