@@ -946,6 +946,28 @@ def test_an_override_a_stage_recorded_at_its_default_did_not_make_its_results() 
     assert _overrides_read_by(manifest) == ["verify.steps=3", "verify.enabled=true", "verify.lr_surrogate=2e-3"]
 
 
+def test_an_override_of_a_setting_the_stage_leaves_out_of_its_slice_did_not_make_its_results() -> None:
+    """The search records `estimate` without `lam` (it takes lambda from calibrate): after
+    `run estimate.lam=0.5` the report said "estimate.lam=0.5 (calibrate, search)", as the key
+    lies under the recorded `estimate` section, though the search never read it."""
+    from subsetctl.report.build import _overrides_read_by
+
+    slice_ = {"estimate": {"estimator": "fast", "max_iter": 50},
+              "search": {"strategies": [{"name": "forward", "params": {}}, {"name": "x", "params": {"m": 3}}]}}
+    manifest = {"overrides": ["estimate.lam=0.5", "search.strategies[1].params.m=3", "search.strategies[0].params={}",
+                              "estimate.max_iter=50"],
+                "inputs": {"slice": slice_}}
+    assert _overrides_read_by(manifest) == ["search.strategies[1].params.m=3", "search.strategies[0].params={}",
+                                            "estimate.max_iter=50"]
+    slice_["estimate"]["lam"] = 0.5  # calibrate records it
+    assert _overrides_read_by(manifest)[0] == "estimate.lam=0.5"
+    # a source_files group expands into the sources a stage records
+    manifest = {"overrides": ["source_files[0].max_examples=3", "sources[0].max_examples=4"],
+                "inputs": {"slice": {"sources": [{"name": "a", "max_examples": 4}]}}}
+    assert _overrides_read_by(manifest) == ["source_files[0].max_examples=3", "sources[0].max_examples=4"]
+    assert _overrides_read_by({**manifest, "inputs": {"slice": {"finetune": {"steps": 2}}}}) == []
+
+
 def test_the_terminal_report_names_its_project_as_report_md_does() -> None:
     """Pasted terminal output of `report` or `run` could not be matched to its run: only
     report.md's heading named the project."""

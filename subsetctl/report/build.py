@@ -210,7 +210,7 @@ def _overrides_read_by(manifest: dict[str, Any]) -> list[str]:
     with the fast estimator, which replays no fine-tune) recorded the default, not the
     override's value, and its results are not made with that override."""
     from subsetctl.pipeline import flatten
-    from subsetctl.spec import RESULT_NEUTRAL, override_keys, override_value, overrides_under
+    from subsetctl.spec import RESULT_NEUTRAL, override_keys, override_value, overrides_under, same_branch
 
     overrides = manifest.get("overrides")
     recorded = manifest.get("inputs", {}).get("slice", {})
@@ -224,9 +224,34 @@ def _overrides_read_by(manifest: dict[str, Any]) -> list[str]:
         return (key not in settings or default is None or settings[key] != default[0]
                 or _same_setting(override_value(item.split("=", 1)[1]), default[0]))
 
-    shaping = [item for key, item in override_keys([str(o) for o in overrides])
-               if key not in neutral and read_as_set(key, item)]  # not e.g. checkpoint_every
-    return overrides_under(shaping, list(recorded))
+    # each setting the stage recorded, not the sections holding them: the search records
+    # `estimate` without `lam` (it takes lambda from calibrate), and `estimate.lam=0.5` was said
+    # to have made its results because it lies under `estimate`
+    paths = _setting_paths(recorded)
+    sources = [path for path in paths if same_branch("sources", path)]
+    return [item for key, item in override_keys([str(o) for o in overrides])
+            if key not in neutral and read_as_set(key, item)  # not e.g. checkpoint_every
+            and (overrides_under([item], paths)
+                 or (key.startswith("source_files") and bool(sources)))]  # a group expands into sources
+
+
+def _setting_paths(recorded: dict[str, Any]) -> list[str]:
+    """The dotted path of every setting in a stage's recorded spec slice (``estimate.max_iter``,
+    ``search.strategies[0].params.m``), an empty mapping or list counting as one (a
+    strategy's ``params: {}``, which an override of it set)."""
+    out: list[str] = []
+
+    def walk(value: Any, path: str) -> None:
+        items = (list(value.items()) if isinstance(value, dict) else
+                 [(f"[{i}]", v) for i, v in enumerate(value)] if isinstance(value, list) else None)
+        if not items:
+            out.append(path)
+            return
+        for key, child in items:
+            walk(child, f"{path}{key}" if str(key).startswith("[") else f"{path}.{key}" if path else str(key))
+
+    walk(recorded, "")
+    return [path for path in out if path]
 
 
 def _schema_default(key: str) -> tuple[Any] | None:
