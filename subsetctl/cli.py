@@ -288,6 +288,8 @@ def _json_alone_on_stdout(command: Any) -> Any:
             _JSON_STDOUT.reset(token)
 
     return wrapper
+
+
 def _print_code_the_spec_runs(console: Any, notes: list[str]) -> None:
     """validate's and plan's lines on the code from outside subsetctl a spec runs
     (:func:`subsetctl.api.code_the_spec_runs`), said before `run` runs it."""
@@ -795,8 +797,12 @@ def _print_report(root: Path, console: Any, overrides: list[str] | None = None) 
               help="List every source in the text report (with more than 30, highest score first; by "
                    "default the per-source table then shows the 20 highest and 10 lowest scoring and long "
                    "selections are summarized). json and markdown always list every source.")
+@click.option("--compare", "other", type=click.Path(path_type=Path), default=None,
+              help="Another variant to set beside this one: a project folder, or a report.json kept from an "
+                   "earlier run. Shows the settings that differ, the lambda, each selection's sources and "
+                   "estimated loss, and the test metrics (text or json).")
 @_json_alone_on_stdout
-def report(directory: Path | None, fmt: str, all_sources: bool) -> None:
+def report(directory: Path | None, fmt: str, all_sources: bool, other: Path | None) -> None:
     """Show the results of the last run (works during a run; changes nothing but the cache of file
     hashes, and the file stamps recorded for a copied project's results).
 
@@ -805,6 +811,17 @@ def report(directory: Path | None, fmt: str, all_sources: bool) -> None:
     from subsetctl.report.terminal import load_report_data, nothing_to_report, render_report
 
     project = Project.find(_folder_not_override(directory))
+    if other is not None:
+        from subsetctl.report.compare import compare_reports, load_side, render_comparison
+
+        if fmt == "markdown":
+            raise click.UsageError("--compare prints text or json (--format json), not markdown.")
+        comparison = compare_reports(load_side(project.root), load_side(other))
+        if fmt == "json":
+            _echo_json(comparison)
+        else:
+            render_comparison(comparison, _console())
+        return
     if fmt == "json":  # nothing run yet: still JSON for a script (report null), then the error, exit 1
         data = load_report_data(project.root, nothing_run_ok=True)
         _echo_json(data)

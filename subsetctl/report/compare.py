@@ -1,0 +1,171 @@
+"""`subsetctl report A --compare B`: two variants of a study side by side.
+
+An ablation (gradients.d, lambda, the strategies, seeds) runs one variant per project
+folder, or one after another in one project with a copy of its report.json kept between
+them; comparing two meant diffing report.json by hand. This puts side by side what
+differs: the settings that made the results (each stage's recorded spec slice, so only
+settings a stage read), the lambda and estimator used, each selection's sources and
+estimated loss, and the test metrics. Read-only, like `report`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from subsetctl.errors import UserError
+
+
+def load_side(path: str | Path) -> dict[str, Any]:
+    """One side of a comparison: ``{"label", "report", "settings"}`` from a project folder
+    (its report as `report --format json` gives it, and the settings its stages recorded)
+    or from a report.json file kept elsewhere (``settings`` None: a file holds only its
+    command-line overrides). A path that is neither is a UserError saying what to give."""
+    from subsetctl.project import Project
+
+    path = Path(path).expanduser()
+    if path.is_file() and path.suffix == ".json":
+        try:
+            report = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise UserError(f"--compare {path}: the file is not a readable report.json ({exc}). Give a project "
+                            "folder, or a report.json a run wrote (e.g. one copied aside before the next variant "
+                            "ran).") from exc
+        if not isinstance(report, dict) or not isinstance(report.get("strategies"), dict):
+            raise UserError(f"--compare {path}: the file is JSON but not a report.json (it has no `strategies`). "
+                            "Give a project folder, or a report.json a run wrote.")
+        return {"label": str(path), "report": report, "settings": None}
+    from subsetctl.report.terminal import load_report_data
+
+    data = load_report_data(Project.find(path).root)
+    return {"label": data["project"], "report": data["report"] or {},
+            "settings": recorded_settings(Project.find(path))}
+
+
+def recorded_settings(project: Any) -> dict[str, Any]:
+    """Dotted setting -> value, as the stages whose results the project holds recorded
+    them (each its spec slice: only what it reads, so a setting that cannot change a
+    result is not there); a setting two stages read is taken from the first in pipeline
+    order (both ran with one value unless one's results are outdated, which `report` says)."""
+    from subsetctl.pipeline import flatten
+    from subsetctl.stages import stage_names
+
+    out: dict[str, Any] = {}
+    for name in stage_names():
+        manifest = project.read_results_manifest(name)
+        recorded = (manifest or {}).get("inputs", {}).get("slice")
+        if isinstance(recorded, dict) and not (manifest or {}).get("corrupt"):
+            for key, value in flatten(recorded).items():
+                out.setdefault(key, value)
+    return out
+
+
+def _selection(report: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """A strategy's or baseline's entry of ``report`` by its label."""
+    found = (report.get("strategies") or {}).get(name) or (report.get("baselines") or {}).get(name)
+    return found if isinstance(found, dict) else None
+
+
+def _estimate(report: dict[str, Any], entry: dict[str, Any] | None) -> float | None:
+    """The selection's estimated loss: calibrated where the report's estimates are (then in
+    nats of a real fine-tune, comparable between variants), else raw."""
+    if entry is None:
+        return None
+    calibrated = bool((report.get("calibration") or {}).get("enabled")) and \
+        entry.get("estimated_loss_calibrated") is not None
+    value = entry.get("estimated_loss_calibrated" if calibrated else "estimated_loss_raw")
+    return value if isinstance(value, int | float) else None
+
+
+def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """What differs between two sides (:func:`load_side`), as `report --compare --format
+    json` prints it: ``a``/``b`` (their labels), ``settings`` (``[{key, a, b}]``, the
+    recorded settings that differ; None where a side is a report.json file),
+    ``overrides`` (each side's command-line overrides), ``final``, ``lambda``,
+    ``estimator``, ``selections`` (``[{selection, a, b, same, estimate_a, estimate_b}]``,
+    the sources each picked, in the first side's order, then the second's others) and
+    ``test`` (``[{selection, metric, a, b, loss_a, loss_b}]``, the test score and loss means)."""
+    ra, rb = a["report"], b["report"]
+    settings = None
+    if a["settings"] is not None and b["settings"] is not None:
+        keys = list(a["settings"]) + [k for k in b["settings"] if k not in a["settings"]]
+        settings = [{"key": k, "a": a["settings"].get(k), "b": b["settings"].get(k)} for k in keys
+                    if a["settings"].get(k) != b["settings"].get(k)]
+    names = [*(ra.get("selection_order") or []),
+             *[n for n in (rb.get("selection_order") or []) if n not in (ra.get("selection_order") or [])]]
+    selections, test = [], []
+    for name in names:
+        ea, eb = _selection(ra, name), _selection(rb, name)
+        sa = sorted(ea.get("selected") or []) if ea is not None else None
+        sb = sorted(eb.get("selected") or []) if eb is not None else None
+        selections.append({"selection": name, "a": sa, "b": sb, "same": sa == sb,
+                           "estimate_a": _estimate(ra, ea), "estimate_b": _estimate(rb, eb)})
+        ta, tb = ((r.get("test_metrics") or {}).get(name) or {} for r in (ra, rb))
+        if ta or tb:
+            test.append({"selection": name, "metric": ta.get("metric") or tb.get("metric"),
+                         "a": ta.get("score_mean"), "b": tb.get("score_mean"),
+                         "loss_a": ta.get("loss_mean"), "loss_b": tb.get("loss_mean")})
+    cal_a, cal_b = ra.get("calibration") or {}, rb.get("calibration") or {}
+    return {
+        "a": a["label"], "b": b["label"], "settings": settings,
+        "overrides": {"a": sorted(ra.get("overrides") or {}), "b": sorted(rb.get("overrides") or {})},
+        "final": {"a": ra.get("final"), "b": rb.get("final")},
+        "lambda": {"a": cal_a.get("lam"), "b": cal_b.get("lam")},
+        "estimator": {"a": cal_a.get("estimator"), "b": cal_b.get("estimator")},
+        "selections": selections, "test": test,
+    }
+
+
+def _cell(value: Any) -> str:
+    """A value as the comparison shows it: a number to 4 significant digits, a list of
+    sources comma-separated ("(none)" when empty), "-" for a side without it."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.5g}"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or "(none)"
+    return str(value)
+
+
+def render_comparison(cmp: dict[str, Any], console: Any) -> None:
+    """Print :func:`compare_reports`' result as tables: A is the project `report` names,
+    B the one `--compare` names."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    console.print(f"subsetctl report --compare\n  A: {escape(cmp['a'])}\n  B: {escape(cmp['b'])}")
+    if cmp["settings"] is None:
+        console.print("settings: a report.json file records only its command-line overrides (A: "
+                      f"{escape(', '.join(cmp['overrides']['a']) or 'none')}; B: "
+                      f"{escape(', '.join(cmp['overrides']['b']) or 'none')}); compare two project folders to "
+                      "see every setting that differs.")
+    elif not cmp["settings"]:
+        console.print("settings: the same in every stage's results")
+    else:
+        table = Table(title="settings that differ (as the stages recorded them)", title_justify="left")
+        for column in ("setting", "A", "B"):
+            table.add_column(column, overflow="fold")
+        for row in cmp["settings"]:
+            table.add_row(escape(row["key"]), escape(_cell(row["a"])), escape(_cell(row["b"])))
+        console.print(table)
+    table = Table(title=(f"selections (final: A {_cell(cmp['final']['a'])}, B {_cell(cmp['final']['b'])}; "
+                         f"lambda: A {_cell(cmp['lambda']['a'])}, B {_cell(cmp['lambda']['b'])}; "
+                         f"estimator: A {_cell(cmp['estimator']['a'])}, B {_cell(cmp['estimator']['b'])})"),
+                  title_justify="left")
+    for column in ("selection", "A selected", "B selected", "same", "A est. loss", "B est. loss"):
+        table.add_column(column, overflow="fold", justify="right" if "loss" in column else "left")
+    for row in cmp["selections"]:
+        table.add_row(escape(row["selection"]), escape(_cell(row["a"])), escape(_cell(row["b"])),
+                      "yes" if row["same"] else "[bold]no[/bold]", _cell(row["estimate_a"]), _cell(row["estimate_b"]))
+    console.print(table)
+    if cmp["test"]:
+        table = Table(title="test metrics (means over the seeds)", title_justify="left")
+        for column in ("selection", "metric", "A score", "B score", "A test loss", "B test loss"):
+            table.add_column(column, overflow="fold", justify="left" if column in ("selection", "metric") else "right")
+        for row in cmp["test"]:
+            table.add_row(escape(row["selection"]), escape(_cell(row["metric"])), _cell(row["a"]), _cell(row["b"]),
+                          _cell(row["loss_a"]), _cell(row["loss_b"]))
+        console.print(table)
+    console.print("est. loss: calibrated where the report's estimates are (nats of a real fine-tune), else raw; "
+                  "raw estimates of variants with other gradients or lambda are not on one scale.")

@@ -1,0 +1,91 @@
+"""`subsetctl report A --compare B`: two variants of a study side by side."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from subsetctl.cli import main
+from subsetctl.report.compare import compare_reports
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+def _side(label: str, selected: list[str], settings: dict | None, lam: float = 0.1,
+          overrides: dict | None = None) -> dict:
+    report = {
+        "final": "forward", "selection_order": ["forward", "all", "target_only"],
+        "calibration": {"enabled": True, "lam": lam, "estimator": "fast"},
+        "strategies": {"forward": {"selected": selected, "estimated_loss_raw": 1.5,
+                                   "estimated_loss_calibrated": 2.25}},
+        "baselines": {"all": {"selected": ["a", "b"], "estimated_loss_raw": 1.75, "estimated_loss_calibrated": 2.5},
+                      "target_only": {"selected": [], "estimated_loss_raw": 1.0, "estimated_loss_calibrated": 2.0}},
+        "test_metrics": {"forward": {"metric": "exact_match", "score_mean": 0.5, "loss_mean": 2.0}},
+        "overrides": overrides,
+    }
+    return {"label": label, "report": report, "settings": settings}
+
+
+def test_compare_puts_the_differing_settings_selections_and_figures_side_by_side() -> None:
+    """An ablation compared two variants by diffing report.json by hand, and report.json does
+    not even hold the settings that made it."""
+    a = _side("A", ["b", "a"], {"gradients.d": 16, "project.seed": 0, "meta_init.steps": 4})
+    b = _side("B", ["a"], {"gradients.d": 32, "project.seed": 0, "estimate.lam": 0.5}, lam=0.01)
+    b["report"]["selection_order"].append("exhaustive")
+    b["report"]["strategies"]["exhaustive"] = {"selected": ["b"], "estimated_loss_raw": 1.25}
+    cmp = compare_reports(a, b)
+    assert cmp["settings"] == [{"key": "gradients.d", "a": 16, "b": 32},
+                               {"key": "meta_init.steps", "a": 4, "b": None},
+                               {"key": "estimate.lam", "a": None, "b": 0.5}]
+    assert cmp["lambda"] == {"a": 0.1, "b": 0.01} and cmp["final"] == {"a": "forward", "b": "forward"}
+    rows = {row["selection"]: row for row in cmp["selections"]}
+    assert list(rows) == ["forward", "all", "target_only", "exhaustive"]  # A's order, then B's others
+    assert rows["forward"]["a"] == ["a", "b"] and rows["forward"]["b"] == ["a"] and not rows["forward"]["same"]
+    assert rows["forward"]["estimate_a"] == 2.25  # calibrated, where the report's estimates are
+    assert rows["all"]["same"] and rows["exhaustive"]["a"] is None and rows["exhaustive"]["b"] == ["b"]
+    assert cmp["test"] == [{"selection": "forward", "metric": "exact_match", "a": 0.5, "b": 0.5,
+                            "loss_a": 2.0, "loss_b": 2.0}]
+    b["settings"] = None  # a report.json file: only its overrides are known
+    assert compare_reports(a, b)["settings"] is None
+
+
+def test_report_compare_takes_a_project_folder_or_a_kept_report_json(tiny_project_ran, tmp_path: Path) -> None:
+    a = tiny_project_ran(into=tmp_path / "a")
+    b = tiny_project_ran(into=tmp_path / "b")
+    result = invoke("report", str(a), "--compare", str(b))
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert f"A: {a} B: {b}" in text and "settings: the same in every stage's results" in text, text
+    assert "test metrics" in text and " no " not in text  # every selection the same
+    # a variant's report.json kept aside, with another pick and an override
+    kept = json.loads((b / "report.json").read_text())
+    final = kept["final"]
+    kept["strategies"][final]["selected"] = ["zz"]
+    kept["overrides"] = {"gradients.d=32": ["gradients"]}
+    (tmp_path / "v2.json").write_text(json.dumps(kept))
+    result = invoke("report", str(a), "--compare", str(tmp_path / "v2.json"), "--format", "json")
+    assert result.exit_code == 0, result.output
+    cmp = json.loads(result.output)
+    assert cmp["settings"] is None and cmp["overrides"] == {"a": [], "b": ["gradients.d=32"]}
+    [row] = [row for row in cmp["selections"] if row["selection"] == final]
+    assert row["b"] == ["zz"] and not row["same"]
+    text = " ".join(invoke("report", str(a), "--compare", str(tmp_path / "v2.json")).output.split())
+    assert "records only its command-line overrides (A: none; B: gradients.d=32)" in text, text
+
+
+def test_report_compare_of_something_else_says_what_to_give(tiny_project_ran, tmp_path: Path) -> None:
+    a = tiny_project_ran(into=tmp_path / "a")
+    (tmp_path / "x.json").write_text('{"rows": []}')
+    result = invoke("report", str(a), "--compare", str(tmp_path / "x.json"))
+    assert result.exit_code == 1 and "not a report.json (it has no `strategies`)" in result.output, result.output
+    (tmp_path / "y.json").write_text("{")
+    result = invoke("report", str(a), "--compare", str(tmp_path / "y.json"))
+    assert result.exit_code == 1 and "is not a readable report.json" in result.output, result.output
+    result = invoke("report", str(a), "--compare", str(tmp_path / "nowhere"))
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    result = invoke("report", str(a), "--compare", str(a), "--format", "markdown")
+    assert result.exit_code == 2 and "--compare prints text or json" in result.output, result.output
