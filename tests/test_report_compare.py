@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import yaml
 from click.testing import CliRunner
 
 from subsetctl.cli import main
@@ -61,20 +62,28 @@ def test_report_compare_takes_a_project_folder_or_a_kept_report_json(tiny_projec
     text = " ".join(result.output.split())
     assert f"A: {a} B: {b}" in text and "settings: the same in every stage's results" in text, text
     assert "test metrics" in text and " no " not in text  # every selection the same
-    # a variant's report.json kept aside, with another pick and an override
+    # a variant's report.json kept aside, with another pick and another setting
     kept = json.loads((b / "report.json").read_text())
+    assert kept["settings"]["gradients.d"] == yaml.safe_load((a / "subsetctl.yaml").read_text())["gradients"]["d"]
+    assert "checkpoint_every" not in " ".join(kept["settings"])  # nothing that cannot change a result
+    assert isinstance(kept["settings"]["calibrate.lambda_grid"], list)  # a list of values is one setting
+    assert "sources[0].name" in kept["settings"]  # a list of sources is not
     final = kept["final"]
     kept["strategies"][final]["selected"] = ["zz"]
-    kept["overrides"] = {"gradients.d=32": ["gradients"]}
+    kept["settings"]["gradients.d"] = 99
+    kept["overrides"] = {"gradients.d=99": ["gradients"]}
     (tmp_path / "v2.json").write_text(json.dumps(kept))
     result = invoke("report", str(a), "--compare", str(tmp_path / "v2.json"), "--format", "json")
     assert result.exit_code == 0, result.output
     cmp = json.loads(result.output)
-    assert cmp["settings"] is None and cmp["overrides"] == {"a": [], "b": ["gradients.d=32"]}
+    assert [row["key"] for row in cmp["settings"]] == ["gradients.d"] and cmp["settings"][0]["b"] == 99, cmp
+    assert cmp["overrides"] == {"a": [], "b": ["gradients.d=99"]}
     [row] = [row for row in cmp["selections"] if row["selection"] == final]
     assert row["b"] == ["zz"] and not row["same"]
+    del kept["settings"]  # as an earlier subsetctl wrote it
+    (tmp_path / "v2.json").write_text(json.dumps(kept))
     text = " ".join(invoke("report", str(a), "--compare", str(tmp_path / "v2.json")).output.split())
-    assert "records only its command-line overrides (A: none; B: gradients.d=32)" in text, text
+    assert "records only its command-line overrides (A: none; B: gradients.d=99)" in text, text
 
 
 def test_report_compare_of_something_else_says_what_to_give(tiny_project_ran, tmp_path: Path) -> None:

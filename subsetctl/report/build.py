@@ -17,15 +17,17 @@ from subsetctl.report.cells import final_vs_baselines
 #: the report stage's inputs, so a report an earlier subsetctl wrote (with none, or a lower one)
 #: is written again by the next run (seconds; nothing else re-runs) instead of staying
 #: without what the README documents; 7: each stage's ``written_at``, ``resolved_spec`` and
-#: ``versions``, and this number itself as ``report_format``
-REPORT_FORMAT = 7
+#: ``versions``, and this number itself as ``report_format``; 8: ``settings``, the settings the
+#: shown results were made with
+REPORT_FORMAT = 8
 
 #: what each :data:`REPORT_FORMAT` added, as `plan` names it for a report an earlier one wrote
 FORMAT_ADDITIONS = {2: "final_vs_baselines", 3: "final_vs_baselines' stds",
                     4: "report.md's per-source scores ranked", 5: "test_metrics' score_per_seed and loss_per_seed",
                     6: "the plugins the results were made with",
                     7: "each stage's written_at (report.md's time table too), resolved_spec, versions, threads, "
-                       "fingerprint and output_digest, stage_order, and report_format"}
+                       "fingerprint and output_digest, stage_order, and report_format",
+                    8: "settings (what the results were made with)"}
 
 
 def added_since(recorded_format: Any) -> str:
@@ -331,6 +333,39 @@ def results_plugins(project: Project, skip: frozenset[str] | set[str] = frozense
     return out
 
 
+def results_settings(project: Project, skip: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
+    """Dotted setting -> value, as the stages whose results are shown (not in ``skip``)
+    recorded them (each its spec slice: only what it reads, so nothing that cannot change a
+    result), overrides included: report.json's ``settings``, which tell two variants of a
+    study apart (`report --compare`). A setting two stages read is taken from the first in
+    pipeline order (both ran with one value unless one's results are outdated)."""
+    from subsetctl.spec import RESULT_NEUTRAL
+    from subsetctl.spec.fingerprints import KIND_NEUTRAL
+
+    out: dict[str, Any] = {}
+
+    def walk(value: Any, path: str) -> None:  # a list of plain values (lambda_grid) stays one setting
+        if isinstance(value, dict) and value:
+            for key, child in value.items():
+                walk(child, f"{path}.{key}" if path else str(key))
+        elif isinstance(value, list) and any(isinstance(item, dict | list) for item in value):
+            for i, child in enumerate(value):
+                walk(child, f"{path}[{i}]")
+        else:
+            out.setdefault(path, value)
+
+    for _, manifest in _shown_results(project, skip):
+        recorded = manifest.get("inputs", {}).get("slice")
+        if isinstance(recorded, dict):
+            walk(recorded, "")
+    # recorded at their defaults whatever the spec says (a checkpoint's spacing, a causal LM's
+    # num_labels): not what made the results
+    kind = KIND_NEUTRAL.get(str(out.get("model.kind")), {})
+    neutral = {f"{section}.{key}" for table in (RESULT_NEUTRAL, kind) for section, keys in table.items()
+               for key in keys}
+    return {key: value for key, value in sorted(out.items()) if key not in neutral}
+
+
 def results_overrides(project: Project, skip: frozenset[str] | set[str] = frozenset(),
                       spec: Any = None) -> dict[str, list[str]]:
     """override -> the stages (not in ``skip``) whose finished results were made with it
@@ -510,6 +545,8 @@ def build_report(
     report["stage_order"] = list(report["stages"])  # the file's keys are sorted: the pipeline's order, for scripts
     if warnings:  # (stages recorded before subsetctl kept them have none)
         report["stage_warnings"] = warnings
+    # what made the results, as each stage recorded it: a report.json kept aside says which variant it is
+    report["settings"] = results_settings(project, skip)
     overrides = results_overrides(project, skip, spec)
     if overrides:  # results made under command-line overrides say so (not the spec alone)
         report["overrides"] = overrides

@@ -18,9 +18,9 @@ from subsetctl.errors import UserError
 
 def load_side(path: str | Path) -> dict[str, Any]:
     """One side of a comparison: ``{"label", "report", "settings"}`` from a project folder
-    (its report as `report --format json` gives it, and the settings its stages recorded)
-    or from a report.json file kept elsewhere (``settings`` None: a file holds only its
-    command-line overrides). A path that is neither is a UserError saying what to give."""
+    (its report as `report --format json` gives it, and the settings its shown results were
+    made with) or from a report.json file kept elsewhere (its ``settings``; None in one an
+    earlier subsetctl wrote). A path that is neither is a UserError saying what to give."""
     from subsetctl.project import Project
 
     path = Path(path).expanduser()
@@ -34,30 +34,15 @@ def load_side(path: str | Path) -> dict[str, Any]:
         if not isinstance(report, dict) or not isinstance(report.get("strategies"), dict):
             raise UserError(f"--compare {path}: the file is JSON but not a report.json (it has no `strategies`). "
                             "Give a project folder, or a report.json a run wrote.")
-        return {"label": str(path), "report": report, "settings": None}
+        settings = report.get("settings")  # (a report.json an earlier subsetctl wrote has none)
+        return {"label": str(path), "report": report, "settings": settings if isinstance(settings, dict) else None}
+    from subsetctl.report.build import results_settings
     from subsetctl.report.terminal import load_report_data
 
-    data = load_report_data(Project.find(path).root)
+    project = Project.find(path)
+    data = load_report_data(project.root)
     return {"label": data["project"], "report": data["report"] or {},
-            "settings": recorded_settings(Project.find(path))}
-
-
-def recorded_settings(project: Any) -> dict[str, Any]:
-    """Dotted setting -> value, as the stages whose results the project holds recorded
-    them (each its spec slice: only what it reads, so a setting that cannot change a
-    result is not there); a setting two stages read is taken from the first in pipeline
-    order (both ran with one value unless one's results are outdated, which `report` says)."""
-    from subsetctl.pipeline import flatten
-    from subsetctl.stages import stage_names
-
-    out: dict[str, Any] = {}
-    for name in stage_names():
-        manifest = project.read_results_manifest(name)
-        recorded = (manifest or {}).get("inputs", {}).get("slice")
-        if isinstance(recorded, dict) and not (manifest or {}).get("corrupt"):
-            for key, value in flatten(recorded).items():
-                out.setdefault(key, value)
-    return out
+            "settings": results_settings(project, set(data["outdated"]))}
 
 
 def _selection(report: dict[str, Any], name: str) -> dict[str, Any] | None:
@@ -80,7 +65,8 @@ def _estimate(report: dict[str, Any], entry: dict[str, Any] | None) -> float | N
 def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     """What differs between two sides (:func:`load_side`), as `report --compare --format
     json` prints it: ``a``/``b`` (their labels), ``settings`` (``[{key, a, b}]``, the
-    recorded settings that differ; None where a side is a report.json file),
+    recorded settings that differ; None where a side is a report.json without them, an earlier
+    subsetctl's),
     ``overrides`` (each side's command-line overrides), ``final``, ``lambda``,
     ``estimator``, ``selections`` (``[{selection, a, b, same, estimate_a, estimate_b}]``,
     the sources each picked, in the first side's order, then the second's others) and
@@ -136,10 +122,10 @@ def render_comparison(cmp: dict[str, Any], console: Any) -> None:
 
     console.print(f"subsetctl report --compare\n  A: {escape(cmp['a'])}\n  B: {escape(cmp['b'])}")
     if cmp["settings"] is None:
-        console.print("settings: a report.json file records only its command-line overrides (A: "
+        console.print("settings: a report.json an earlier subsetctl wrote records only its command-line overrides (A: "
                       f"{escape(', '.join(cmp['overrides']['a']) or 'none')}; B: "
                       f"{escape(', '.join(cmp['overrides']['b']) or 'none')}); compare two project folders to "
-                      "see every setting that differs.")
+                      "see every setting that differs (or run the variant again to rewrite its report.json).")
     elif not cmp["settings"]:
         console.print("settings: the same in every stage's results")
     else:
