@@ -94,6 +94,9 @@ def test_report_compare_of_something_else_says_what_to_give(tiny_project_ran, tm
     (tmp_path / "y.json").write_text("{")
     result = invoke("report", str(a), "--compare", str(tmp_path / "y.json"))
     assert result.exit_code == 1 and "is not a readable report.json" in result.output, result.output
+    result = invoke("report", str(a), "--compare", str(a / "report.md"))
+    assert result.exit_code == 1 and "give a project folder (or its subsetctl.yaml), or a report.json" in " ".join(
+        result.output.split()), result.output
     result = invoke("report", str(a), "--compare", str(tmp_path / "nowhere"))
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     result = invoke("report", str(a), "--compare", str(a), "--format", "markdown")

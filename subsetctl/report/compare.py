@@ -36,6 +36,9 @@ def load_side(path: str | Path) -> dict[str, Any]:
                             "Give a project folder, or a report.json a run wrote.")
         settings = report.get("settings")  # (a report.json an earlier subsetctl wrote has none)
         return {"label": str(path), "report": report, "settings": settings if isinstance(settings, dict) else None}
+    if path.is_file() and path.suffix not in (".yaml", ".yml"):  # a project's spec file names its project
+        raise UserError(f"--compare {path}: give a project folder (or its subsetctl.yaml), or a report.json a run "
+                        "wrote (e.g. one copied aside before the next variant ran); not another file.")
     from subsetctl.report.build import results_settings
     from subsetctl.report.terminal import load_report_data
 
