@@ -87,6 +87,17 @@ def new_file_mode() -> int:
 _PROC_STATUS = "/proc/self/status"  # where Linux gives the umask without setting it
 
 
+def give_files_new_mode(folder: Path) -> None:
+    """Give every file under ``folder`` the mode :func:`new_file_mode` says: what a library
+    saved there (``save_pretrained``: safetensors creates its weights file 0o600) becomes
+    as readable as the other files this process writes, so that the rest of a team sharing
+    the project directory, or the model cache, can read it too."""
+    mode = new_file_mode()
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            path.chmod(mode)
+
+
 def _probed_file_mode() -> int:
     """:func:`new_file_mode` where there is no ``/proc`` (macOS): the mode of a probe file
     created 0o666 in the temporary folder. Setting the umask to 0 and back to read it, as

@@ -236,7 +236,7 @@ def write_adapter(model: Any, folder: str | Path) -> None:
     ``save_embedding_layers=False``: LoRA targets linear layers only and the vocabulary is
     never resized, so there are no embeddings to save, and peft's "auto" asked the hub for a
     hub model's config.json on every save (a request, and two Python warnings, offline)."""
-    from subsetctl.project import new_file_mode
+    from subsetctl.project import give_files_new_mode
 
     folder = Path(folder)
     model.save_pretrained(str(folder), save_embedding_layers=False)
@@ -253,9 +253,7 @@ def write_adapter(model: Any, folder: str | Path) -> None:
         config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     if name is not None:
         _name_base_model_in_card(folder / "README.md", name)
-    for path in folder.rglob("*"):
-        if path.is_file():
-            path.chmod(new_file_mode())
+    give_files_new_mode(folder)
 
 
 def _name_base_model_in_card(card: Path, name: str) -> None:

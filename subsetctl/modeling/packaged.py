@@ -172,7 +172,7 @@ def convert_gguf(gguf_path: Path, target: Path, progress: Progress | None = None
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from subsetctl.modeling.resolve import quiet_transformers
-    from subsetctl.project import replace_dir
+    from subsetctl.project import give_files_new_mode, replace_dir
 
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     _make_cache_folder(target.parent)
@@ -195,6 +195,7 @@ def convert_gguf(gguf_path: Path, target: Path, progress: Progress | None = None
         (tmp / CONVERSION_MARKER).write_text(
             json.dumps({"gguf": gguf_path.name, "gguf_size": gguf_path.stat().st_size})
         )
+        give_files_new_mode(tmp)  # the weights, 0o600 from safetensors: the cache may be shared (SUBSETCTL_CACHE)
         # Another process (a run of another project sharing this cache) may have finished the
         # same conversion meanwhile and be loading it: use theirs, never delete it under them.
         # The check and the move are one step under a lock the converting processes share

@@ -180,3 +180,29 @@ def test_no_home_folder_is_a_user_error_naming_subsetctl_cache(monkeypatch: pyte
     smollm = next(c for c in check_packaged_models() if packaged.SMOLLM2_NAME in c.name)
     assert not smollm.ok and smollm.detail.endswith("but no home folder is known"), smollm
     assert "set SUBSETCTL_CACHE" in smollm.advice, smollm
+
+
+def test_the_converted_weights_are_readable_by_the_users_sharing_the_cache(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """safetensors creates the weights file 0o600: a converted copy in a cache a team shares
+    (SUBSETCTL_CACHE) was readable by the user who converted it alone, and every other
+    user's run stopped with "internal error: FileNotFoundError: No such file or directory:
+    .../model.safetensors"."""
+    import os
+
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"gguf" * 10)
+    target = tmp_path / "cache" / "models" / "m"
+
+    def as_safetensors_saves() -> None:
+        for saved in target.parent.glob(".m.tmp-*/model.bin"):
+            saved.chmod(0o600)
+
+    _fake_transformers(monkeypatch, as_safetensors_saves)
+    old_umask = os.umask(0o002)
+    try:
+        packaged.convert_gguf(gguf, target)
+    finally:
+        os.umask(old_umask)
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in target.iterdir()}
+    assert modes == dict.fromkeys(["model.bin", "tokenizer.bin", packaged.CONVERSION_MARKER], "0o664"), modes
