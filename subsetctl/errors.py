@@ -369,6 +369,44 @@ def environment_error(error: BaseException) -> UserError | None:
     return None
 
 
+def owner_note(path: object) -> str:
+    """For a file or folder this user was refused: who may change that, in words, as
+    "it belongs to ann, group team, mode -rw-r--r--; you are bob", for a team sharing a
+    project directory or a cache, where the user refused cannot fix another's file and
+    needs to know whom to ask; with "you are" left out where it is this user's own. ""
+    when ``path`` cannot be looked up (gone, or a folder on its way may not be read)."""
+    import os
+    import stat
+
+    try:
+        info = os.stat(str(path))
+    except (OSError, ValueError):
+        return ""
+    owner, group, me = _user_name(info.st_uid), _group_name(info.st_gid), _user_name(os.geteuid())
+    you = "" if info.st_uid == os.geteuid() else f"; you are {me}"
+    return f"it belongs to {owner}, group {group}, mode {stat.filemode(info.st_mode)}{you}"
+
+
+def _user_name(uid: int) -> str:
+    """The login name of ``uid``, or the number where the user list has none (a container's)."""
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        return str(uid)
+
+
+def _group_name(gid: int) -> str:
+    """The name of group ``gid``, or the number where the group list has none."""
+    try:
+        import grp
+
+        return grp.getgrgid(gid).gr_name
+    except (ImportError, KeyError):
+        return str(gid)
+
+
 def _file_size_limit() -> str:
     """The limit an EFBIG write ran into, in words: this process's file size limit
     (``ulimit -f``, RLIMIT_FSIZE) where it has one, else the file system's largest file."""

@@ -21,7 +21,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from subsetctl.errors import UserError, path_not_found_note
+from subsetctl.errors import UserError, owner_note, path_not_found_note, shell_arg
 from subsetctl.hub import cache_looked_in, cache_write_problem, hub_reachable, model_cached
 from subsetctl.registry import PACKAGED_MODELS
 
@@ -658,6 +658,28 @@ def _refuse_folder_without_tokenizer(folder: Path) -> None:
         )
 
 
+def _refuse_unreadable_files(folder: Path, where: str) -> None:
+    """A UserError for a model folder holding files this user may not read (a folder a
+    teammate saved, whose safetensors weights file is 0o600; a converted copy an earlier
+    subsetctl wrote so into a shared SUBSETCTL_CACHE): transformers said "No such file or
+    directory" of the weights file, which is there, and, for a packaged model, stopped the
+    run with an internal error. Names the first such file, its owner and the command."""
+    import os
+
+    try:
+        refused = sorted(p for p in folder.iterdir() if p.is_file() and not os.access(p, os.R_OK))
+    except OSError:  # the folder itself may not be listed: the load says so
+        return
+    if refused:
+        more = f" and {len(refused) - 1} more" if len(refused) > 1 else ""
+        whose = f" ({note})" if (note := owner_note(refused[0])) else ""
+        raise UserError(
+            f"{where} holds files you may not read: {refused[0].name}{more}{whose}. Its "
+            f"owner can make them readable with `chmod -R a+rX {shell_arg(folder)}` (or `g+rX`, for their group "
+            "alone); then run again."
+        )
+
+
 #: Tokenizers of characters or bytes, which save no vocabulary file (only tokenizer_config.json)
 _FILELESS_TOKENIZERS = ("CanineTokenizer", "ByT5Tokenizer", "PerceiverTokenizer")
 #: ``model_type``s whose tokenizer (AutoTokenizer's choice from config.json) is one of them
@@ -955,6 +977,7 @@ def resolve_model(
         location = str(folder)
         info["lora_targets"] = list(entry.lora_targets)
         where = f"The packaged model {source!r}"
+        _refuse_unreadable_files(folder, f"The converted copy of the packaged model {source!r}, {folder},")
         model, tokenizer, replaced_head, new_layers = _load(location, kind, dtype, trust_remote_code, num_labels, where=where)
     elif origin == "local":
         folder = Path(source).expanduser().resolve()
@@ -966,6 +989,7 @@ def resolve_model(
             )
         location = str(folder)
         _refuse_folder_without_tokenizer(folder)
+        _refuse_unreadable_files(folder, f"The model folder {folder}")
         from safetensors import SafetensorError
 
         where = f"The model folder {folder}"

@@ -845,3 +845,37 @@ def test_a_plugin_packaged_models_failing_locate_is_blamed_on_its_package(
         assert len(problems) == 1 and re.search(says, problems[0]), problems
     finally:
         sys.modules.pop("shipper", None)
+
+
+@pytest.mark.parametrize("packaged", [False, True])
+def test_a_model_file_the_user_may_not_read_names_it_its_owner_and_the_chmod(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, packaged: bool) -> None:
+    """A teammate's model folder (or a converted copy an earlier subsetctl wrote into a shared
+    SUBSETCTL_CACHE) whose safetensors weights file is 0o600: transformers said "No such file
+    or directory" of the file, which is there (a packaged model's: "internal error")."""
+    import os
+    import shutil
+
+    from tinymodels import save_tiny_llama
+
+    from subsetctl.errors import shell_arg
+
+    folder = save_tiny_llama(tmp_path / "my model")
+    real_access = os.access
+    # (root reads anything: deny as the OS would a user other than the owner)
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: Path(path).name != "model.safetensors"
+                        and real_access(path, mode, **kw))
+    source = str(folder)
+    if packaged:
+        from subsetctl.modeling import packaged as packaged_models
+
+        cache = tmp_path / "cache"
+        shutil.copytree(folder, cache / packaged_models.SMOLLM2_NAME)
+        monkeypatch.setattr(packaged_models, "locate_packaged", lambda name, cache_dir, progress: cache / name)
+        source, folder = packaged_models.SMOLLM2_NAME, cache / packaged_models.SMOLLM2_NAME
+    with pytest.raises(UserError) as caught:
+        resolve_model(source)
+    message = str(caught.value)
+    assert "No such file" not in message
+    assert f"{folder}{',' if packaged else ''} holds files you may not read: model.safetensors (it belongs to " in message
+    assert f"Its owner can make them readable with `chmod -R a+rX {shell_arg(folder)}`" in message
