@@ -310,8 +310,8 @@ def environment_error(error: BaseException) -> UserError | None:
     where = f" {exc.filename}" if exc.filename else (f" in {notes[-1]}" if notes else "")
     if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return UserError(
-            f"Cannot use{where}: {exc.strerror}. subsetctl reads the spec, data and model files and keeps "
-            "all its state in the project directory (.subsetctl/, report.md, plots/); fix the permissions, "
+            f"Cannot use{where}: {exc.strerror}{_teammate_note(exc)}. subsetctl reads the spec, data and model files "
+            "and keeps all its state in the project directory (.subsetctl/, report.md, plots/); fix the permissions, "
             "or copy the project somewhere writable and run it there. Finished stages are kept."
         )
     if exc.errno == errno.EISDIR and exc.filename:
@@ -385,6 +385,35 @@ def owner_note(path: object) -> str:
     owner, group, me = _user_name(info.st_uid), _group_name(info.st_gid), _user_name(os.geteuid())
     you = "" if info.st_uid == os.geteuid() else f"; you are {me}"
     return f"it belongs to {owner}, group {group}, mode {stat.filemode(info.st_mode)}{you}"
+
+
+def _teammate_note(exc: OSError) -> str:
+    """For a permission error on a file or folder another user owns (a teammate's, in a
+    project directory or a cache a team shares): whose it is and the command its owner runs
+    to let the group write it, the project's folder as a whole where it is in one, as
+    "; it belongs to ann, group team, mode drwxr-sr-x; you are bob: ann can let the group
+    write it with `chmod -R g+w /srv/proj` (and run subsetctl with `umask 002`, so that what
+    it writes later stays group-writable)"; "" for this user's own (or an unknown) path."""
+    import os
+
+    if exc.errno not in (errno.EACCES, errno.EPERM) or not exc.filename:
+        return ""
+    path = Path(os.fsdecode(exc.filename)).absolute()
+    denied = next((p for p in (path, *path.parents) if os.path.lexists(p)), None)
+    try:
+        owner = os.lstat(denied).st_uid if denied is not None else os.geteuid()
+    except (OSError, ValueError):
+        return ""
+    if owner == os.geteuid():
+        return ""
+    folder = denied
+    if ".subsetctl" in denied.parts:  # the project's state: the whole project, as every run writes it all
+        folder = Path(*denied.parts[:denied.parts.index(".subsetctl")])
+    elif (denied.parent / "subsetctl.yaml").is_file():  # report.md, plots/
+        folder = denied.parent
+    return (f"; {owner_note(denied)}: {_user_name(owner)} can let the group write it with "
+            f"`chmod -R g+w {shell_arg(folder)}` (and run subsetctl with `umask 002`, so that what it writes later "
+            "stays group-writable)")
 
 
 def _user_name(uid: int) -> str:

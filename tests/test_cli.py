@@ -1164,6 +1164,40 @@ def test_unexpected_errors_interrupts_and_permission_errors_each_get_their_messa
     assert other.exit_code == 1 and "internal error: FileNotFoundError" in other.stderr
 
 
+def test_a_teammates_file_that_may_not_be_written_names_its_owner_and_the_chmod(
+    jsonl_project: Path, monkeypatch
+) -> None:
+    """A project folder a team shares, where one user ran subsetctl under umask 022: the next
+    user's `run` said "Permission denied ... fix the permissions" of the lock file (or a stage's
+    folder), but not whose it is, nor the command its owner runs to let the group write it."""
+    import errno
+    import os
+
+    import subsetctl.api
+    from subsetctl.errors import shell_arg
+
+    lock = jsonl_project / ".subsetctl" / "lock"
+    lock.parent.mkdir()
+    lock.write_text("")
+    owner = lock.stat().st_uid
+    denied = PermissionError(errno.EACCES, "Permission denied", str(lock))
+
+    def plan_project(*args, **kwargs):
+        raise denied
+
+    monkeypatch.setattr(subsetctl.api, "plan_project", plan_project)
+    monkeypatch.setattr(os, "geteuid", lambda: owner + 4242)  # another user than the lock file's owner
+    refused = CliRunner().invoke(main, ["plan", str(jsonl_project)])
+    message = " ".join(refused.stderr.split())
+    assert refused.exit_code == 1 and "internal error" not in message
+    assert f"Cannot use {lock}: Permission denied; it belongs to " in message
+    assert ", mode -rw-r--r--; you are " in message or ", mode -rw-rw-r--; you are " in message
+    assert f"can let the group write it with `chmod -R g+w {shell_arg(jsonl_project)}` (and run subsetctl with " \
+           "`umask 002`" in message
+    monkeypatch.setattr(os, "geteuid", lambda: owner)  # the user's own file: no one else to ask
+    assert "belongs to" not in CliRunner().invoke(main, ["plan", str(jsonl_project)]).stderr
+
+
 def test_validate_names_an_override_that_points_nowhere_and_a_spec_that_is_a_folder(
     jsonl_project: Path, tmp_path: Path
 ) -> None:
