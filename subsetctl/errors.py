@@ -382,7 +382,7 @@ def owner_note(path: object) -> str:
         info = os.stat(str(path))
     except (OSError, ValueError):
         return ""
-    owner, group, me = _user_name(info.st_uid), _group_name(info.st_gid), _user_name(os.geteuid())
+    owner, group, me = user_name(info.st_uid), _group_name(info.st_gid), user_name(os.geteuid())
     you = "" if info.st_uid == os.geteuid() else f"; you are {me}"
     return f"it belongs to {owner}, group {group}, mode {stat.filemode(info.st_mode)}{you}"
 
@@ -411,12 +411,12 @@ def _teammate_note(exc: OSError) -> str:
         folder = Path(*denied.parts[:denied.parts.index(".subsetctl")])
     elif (denied.parent / "subsetctl.yaml").is_file():  # report.md, plots/
         folder = denied.parent
-    return (f"; {owner_note(denied)}: {_user_name(owner)} can let the group write it with "
+    return (f"; {owner_note(denied)}: {user_name(owner)} can let the group write it with "
             f"`chmod -R g+w {shell_arg(folder)}` (and run subsetctl with `umask 002`, so that what it writes later "
             "stays group-writable)")
 
 
-def _user_name(uid: int) -> str:
+def user_name(uid: int) -> str:
     """The login name of ``uid``, or the number where the user list has none (a container's)."""
     try:
         import pwd

@@ -3,7 +3,7 @@
 Layout::
 
     DIR/subsetctl.yaml          the spec (single source of truth)
-    DIR/.subsetctl/lock         lock of a running `run` (exclusive, holds its PID and host; shared by `run --shard`)
+    DIR/.subsetctl/lock         lock of a running `run` (exclusive, holds its PID, host and user; shared by `run --shard`)
     DIR/.subsetctl/<stage>/     a stage's artifacts
     DIR/.subsetctl/<stage>/manifest.json
                                 written last, by atomic rename: the commit point
@@ -44,6 +44,7 @@ from subsetctl.errors import (
     missing_path_note,
     printable,
     shell_arg,
+    user_name,
 )
 from subsetctl.spec import SPEC_FILENAME
 
@@ -60,9 +61,9 @@ SPECS_DIRNAME = "specs"
 RESOLVED_SPEC = "resolved_spec.json"
 #: a stage folder's record of the run working in it: its inputs fingerprint and PID
 WORK_MARKER = "work.json"
-#: the lock file of a shard run's exclusive hold says "PID shard HOST" (other shard runs wait for it)
+#: the lock file of a shard run's exclusive hold says "PID shard HOST USER" (other shard runs wait for it)
 SHARD_TAG = "shard"
-#: a plain `run`'s lock file says "PID run HOST" (earlier subsetctl wrote the PID alone)
+#: a plain `run`'s lock file says "PID run HOST USER" (earlier subsetctl wrote the PID alone, then no USER)
 RUN_TAG = "run"
 #: a file or folder being written, renamed into place when complete: ``.<name>.tmp-<PID>-<random>``
 #: (:func:`atomic_write`, adapters, checkpoints); one whose process is gone was cut short by a kill
@@ -565,29 +566,38 @@ def locks_unsupported(path: Path, exc: OSError) -> LocksUnsupportedError:
 
 @dataclass(frozen=True)
 class _LockHolder:
-    """Who holds the project lock, as its lock file says: ``PID run HOST`` (a plain `run`;
-    ``PID`` alone from an earlier subsetctl), ``PID shard HOST`` (a shard run's exclusive
-    hold, see :meth:`Project.lock`), or nothing (shard runs holding it shared). The host
-    matters on a cluster: a job refused on one node is told which node runs the other."""
+    """Who holds the project lock, as its lock file says: ``PID run HOST USER`` (a plain
+    `run`; ``PID`` alone, or without the user, from an earlier subsetctl), ``PID shard HOST
+    USER`` (a shard run's exclusive hold, see :meth:`Project.lock`), or nothing (shard runs
+    holding it shared). The host matters on a cluster: a job refused on one node is told
+    which node runs the other; the user, to a team sharing the project folder: whom to ask
+    (another user's process is not theirs to stop, and its PID alone does not say whose)."""
 
     pid: str
     shard: bool = False
     host: str | None = None
+    user: str | None = None
 
     @classmethod
     def read(cls, text: str) -> _LockHolder:
         parts = text.split()
-        return cls(parts[0] if parts else "", parts[1:2] == [SHARD_TAG], parts[2] if len(parts) > 2 else None)
+        return cls(parts[0] if parts else "", parts[1:2] == [SHARD_TAG], parts[2] if len(parts) > 2 else None,
+                   parts[3] if len(parts) > 3 else None)
 
     @staticmethod
     def text(shard: bool) -> str:
         """What this process writes into the lock file when it holds it exclusively."""
-        return f"{os.getpid()} {SHARD_TAG if shard else RUN_TAG} {socket.gethostname()}"
+        return f"{os.getpid()} {SHARD_TAG if shard else RUN_TAG} {socket.gethostname()} {user_name(os.geteuid())}"
 
     @property
     def on_host(self) -> str:
         """" on HOST" when the holder is on another machine than this one."""
         return f" on {self.host}" if self.host and self.host != socket.gethostname() else ""
+
+    @property
+    def where_whose(self) -> str:
+        """:attr:`on_host`, and ", user NAME" when another user started the holder."""
+        return self.on_host + (f", user {self.user}" if self.user and self.user != user_name(os.geteuid()) else "")
 
 
 def _write_holder(handle: IO[str], text: str) -> None:
@@ -1210,9 +1220,9 @@ class Project:
         def busy(text: str) -> LockedError:
             holder = _LockHolder.read(text)
             who = ("running `subsetctl run --shard` processes. Wait for them to finish or stop them" if not holder.pid
-                   else f"a `subsetctl run --shard` (PID {holder.pid}{holder.on_host}) running the stages before "
+                   else f"a `subsetctl run --shard` (PID {holder.pid}{holder.where_whose}) running the stages before "
                    "gradients. Wait for it to finish or stop that process" if holder.shard else
-                   f"a running `subsetctl run` (PID {holder.pid}{holder.on_host}). Wait for it to finish or stop "
+                   f"a running `subsetctl run` (PID {holder.pid}{holder.where_whose}). Wait for it to finish or stop "
                    "that process")
             return LockedError(f"Project {self.root} is locked by {who}; `plan` and `report` work meanwhile.",
                                holder="run" if holder.pid else "shards")
@@ -1223,7 +1233,7 @@ class Project:
             holder = _LockHolder.read(text)
             waits = shard and holder.shard
             if waits and waiting is not None:
-                waiting(f"Waiting for the shard run PID {holder.pid}{holder.on_host}, which runs the stages before "
+                waiting(f"Waiting for the shard run PID {holder.pid}{holder.where_whose}, which runs the stages before "
                         "gradients (or puts kept results back) for every shard.")
             return waits
 
@@ -1286,7 +1296,7 @@ class Project:
         except OSError:
             handle.seek(0)
             other = _LockHolder.read(handle.read())
-            holder = f"{other.pid}{other.on_host}" if other.pid else "unknown"
+            holder = f"{other.pid}{other.where_whose}" if other.pid else "unknown"
             handle.close()
             raise LockedError(
                 f"The lock file {path} of project {self.root} was deleted while this run held it, and another "

@@ -17,10 +17,14 @@ from subsetctl.project import Project, artifact_checksums, atomic_write_json, ve
 from subsetctl.reporter import SilentReporter
 
 
-def test_the_lock_names_the_machine_of_a_run_on_another(tmp_path: Path, monkeypatch) -> None:
+def test_the_lock_names_the_machine_and_the_user_of_a_run_on_another(tmp_path: Path, monkeypatch) -> None:
     """A cluster job refused on one node was told only "locked by a running `subsetctl run`
     (PID 4242)", a process of another node (shard runs said "on HOST" already); a lock
-    that job left when it was killed is taken over naming that node too."""
+    that job left when it was killed is taken over naming that node too. So was a user
+    refused by another user's run in a project folder a team shares: a process not theirs
+    to stop, without whose it is (the user's own run is named without the user)."""
+    import os
+    import pwd
     import socket
 
     code = ("import time; from pathlib import Path; from subsetctl.project import Project\n"
@@ -33,6 +37,12 @@ def test_the_lock_names_the_machine_of_a_run_on_another(tmp_path: Path, monkeypa
         with pytest.raises(LockedError, match=rf"a running `subsetctl run` \(PID {holder.pid} on {here}\)\. Wait"), \
                 Project(tmp_path).lock():
             pass
+        me = os.geteuid()
+        monkeypatch.setattr(os, "geteuid", lambda: me + 4242)  # as another user sees it
+        with pytest.raises(LockedError, match=rf"a running `subsetctl run` \(PID {holder.pid} on {here}, user "
+                                              rf"{pwd.getpwuid(me).pw_name}\)\. Wait"), Project(tmp_path).lock():
+            pass
+        monkeypatch.setattr(os, "geteuid", lambda: me)
     finally:
         holder.kill()
         holder.wait()
