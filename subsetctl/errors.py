@@ -310,7 +310,7 @@ def environment_error(error: BaseException) -> UserError | None:
     where = f" {exc.filename}" if exc.filename else (f" in {notes[-1]}" if notes else "")
     if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return UserError(
-            f"Cannot use{where}: {exc.strerror}{_teammate_note(exc)}. subsetctl reads the spec, data and model files "
+            f"Cannot use{where}: {exc.strerror}{teammate_note(exc)}. subsetctl reads the spec, data and model files "
             "and keeps all its state in the project directory (.subsetctl/, report.md, plots/); fix the permissions, "
             "or copy the project somewhere writable and run it there. Finished stages are kept."
         )
@@ -369,12 +369,13 @@ def environment_error(error: BaseException) -> UserError | None:
     return None
 
 
-def owner_note(path: object) -> str:
+def owner_note(path: object, subject: str = "it") -> str:
     """For a file or folder this user was refused: who may change that, in words, as
     "it belongs to ann, group team, mode -rw-r--r--; you are bob", for a team sharing a
     project directory or a cache, where the user refused cannot fix another's file and
     needs to know whom to ask; with "you are" left out where it is this user's own. ""
-    when ``path`` cannot be looked up (gone, or a folder on its way may not be read)."""
+    when ``path`` cannot be looked up (gone, or a folder on its way may not be read).
+    ``subject`` names it ("it", or the folder of a file that could not be made)."""
     import os
     import stat
 
@@ -384,10 +385,10 @@ def owner_note(path: object) -> str:
         return ""
     owner, group, me = user_name(info.st_uid), _group_name(info.st_gid), user_name(os.geteuid())
     you = "" if info.st_uid == os.geteuid() else f"; you are {me}"
-    return f"it belongs to {owner}, group {group}, mode {stat.filemode(info.st_mode)}{you}"
+    return f"{subject} belongs to {owner}, group {group}, mode {stat.filemode(info.st_mode)}{you}"
 
 
-def _teammate_note(exc: OSError) -> str:
+def teammate_note(exc: OSError) -> str:
     """For a permission error on a file or folder another user owns (a teammate's, in a
     project directory or a cache a team shares): whose it is and the command its owner runs
     to let the group write it, the project's folder as a whole where it is in one, as
@@ -411,7 +412,8 @@ def _teammate_note(exc: OSError) -> str:
         folder = Path(*denied.parts[:denied.parts.index(".subsetctl")])
     elif (denied.parent / "subsetctl.yaml").is_file():  # report.md, plots/
         folder = denied.parent
-    return (f"; {owner_note(denied)}: {user_name(owner)} can let the group write it with "
+    subject = "it" if denied == path else f"its folder {denied}"  # (a file that could not be made there)
+    return (f"; {owner_note(denied, subject)}: {user_name(owner)} can let the group write it with "
             f"`chmod -R g+w {shell_arg(folder)}` (and run subsetctl with `umask 002`, so that what it writes later "
             "stays group-writable)")
 

@@ -199,7 +199,8 @@ def cache_write_problem(exc: BaseException, default: str) -> str | None:
     """What to say when ``exc`` (or the error it was raised from: datasets wraps a write's
     OSError in DatasetGenerationError) is a Hugging Face cache that cannot be written
     (read-only, not writable, full, a file where its folder goes): the failure, the cache
-    and the variable that moves it; None for any other error. A full disk names no file:
+    and the variable that moves it (and, in a cache a team shares, the teammate whose folder
+    it is, and their command); None for any other error. A full disk names no file:
     it is put on the ``default`` cache ("datasets" or "hub"), the one being written. Such
     failures were reported as the dataset's or model's own ("Check loader.path", "if the
     id is misspelled"), which no spec change fixes."""
@@ -207,7 +208,7 @@ def cache_write_problem(exc: BaseException, default: str) -> str | None:
 
     import huggingface_hub.constants as hub_constants
 
-    from subsetctl.errors import as_os_error
+    from subsetctl.errors import as_os_error, teammate_note
 
     error = next((found for e in _chain(exc) if (found := as_os_error(e)) is not None), None)
     if error is None or error.errno not in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.ENOTDIR):
@@ -226,7 +227,8 @@ def cache_write_problem(exc: BaseException, default: str) -> str | None:
     cache, variable, what = caches[found]
     fix = {errno.ENOSPC: "free disk space there",
            errno.ENOTDIR: "a part of that path is a file: move it aside"}.get(error.errno, "fix its permissions")
-    return (f"{error.strerror}{f' ({error.filename})' if error.filename else ''}. {what[0].upper()}{what[1:]} in "
+    return (f"{error.strerror}{f' ({error.filename})' if error.filename else ''}{teammate_note(error)}. "
+            f"{what[0].upper()}{what[1:]} in "
             f"{os.path.abspath(cache)} ({variable}, else $HF_HOME/{found}): {fix}, or set {variable} to a writable "
             f"folder with room (e.g. {variable}=$TMPDIR/hf-{found}).")
 

@@ -596,6 +596,29 @@ def test_huggingface_cache_that_cannot_be_written_names_the_cache(tmp_path: Path
         load_huggingface(options, make_ctx("hf"))
 
 
+def test_a_teammates_datasets_cache_names_its_owner_and_the_chmod(tmp_path: Path, monkeypatch) -> None:
+    """A Hugging Face cache a team shares (HF_HOME), whose datasets folder one user made
+    under umask 022: the next user's data stage said "fix its permissions" of the cache, not
+    whose folder it is nor the command its owner runs."""
+    import errno
+    import os
+
+    from subsetctl.errors import shell_arg
+    from subsetctl.hub import cache_write_problem
+
+    cache = tmp_path / "hf" / "datasets"
+    cache.mkdir(parents=True)
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(cache))
+    refused = PermissionError(errno.EACCES, "Permission denied", str(cache / "_tmp_json.lock"))  # not made
+    owner = cache.stat().st_uid
+    monkeypatch.setattr(os, "geteuid", lambda: owner + 4242)  # another user than the folder's owner
+    problem = cache_write_problem(refused, default="datasets") or ""
+    assert f"Permission denied ({cache / '_tmp_json.lock'}); its folder {cache} belongs to " in problem, problem
+    assert f"can let the group write it with `chmod -R g+w {shell_arg(cache)}`" in problem, problem
+    assert problem.endswith(f"in {cache} (HF_DATASETS_CACHE, else $HF_HOME/datasets): fix its permissions, or set "
+                            "HF_DATASETS_CACHE to a writable folder with room (e.g. HF_DATASETS_CACHE=$TMPDIR/hf-datasets)."), problem
+
+
 def test_a_cache_write_error_is_found_in_any_cause_or_context_and_a_looping_chain_ends(
         tmp_path: Path, monkeypatch) -> None:
     """The OSError of a cache that cannot be written was looked for along ``__cause__ or
