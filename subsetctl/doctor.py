@@ -6,7 +6,7 @@ it), the installed plugins (each imports, and a plugin package's packaged model 
 folder), and free disk space where the project lives. Given a project directory, also: that
 it is a folder (or its subsetctl.yaml) and its spec is valid, that the hub ids it names
 load here, that the hub and datasets caches can take what `run` writes there, that its
-``model.device`` is there, that the folder is writable, and that dask is importable when
+``model.device`` is there, that the folder and its stage folders are writable, and that dask is importable when
 the spec asks for ``executor.backend: dask`` (and its ``executor.address``, if any, takes
 a connection); a packaged model the spec does not name is
 then not a problem. Nothing here downloads, converts or leaves anything behind (whether a
@@ -15,6 +15,7 @@ folder takes new files is tried with an empty folder made in it and removed at o
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import os
 import shutil
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from subsetctl.errors import shell_arg
+from subsetctl.errors import shell_arg, teammate_note
 
 MIN_FREE_GB = 2.0
 """Less free disk than this in the project directory is reported as a problem."""
@@ -179,11 +180,18 @@ def check_writable(folder: Path) -> Check:
     from subsetctl.errors import UserError, dangling_link_target
     from subsetctl.project import STATE_DIRNAME, Project, check_arrow_can_open
 
-    blocked = next((why for p in (folder, folder / STATE_DIRNAME) if p.exists() and (why := _unwritable(p))), None)
+    blocked = next(((p, why) for p in (folder, folder / STATE_DIRNAME) if p.exists() and (why := _unwritable(p))),
+                   None)
     if blocked:
-        return Check("writable", False, blocked,
-                     "Fix its permissions, or copy the project somewhere writable: `plan` and `report` work "
-                     "read-only, `run` does not.")
+        return Check("writable", False, blocked[1], _ask_the_owner(blocked[0]) or (
+            "Fix its permissions, or copy the project somewhere writable: `plan` and `report` work read-only, `run` "
+            "does not."))
+    if stuck := _first_unwritable(folder / STATE_DIRNAME):
+        first, count = stuck
+        more = f" (and {count - 1} more there)" if count > 1 else ""
+        return Check("writable", False, f"{first} may not be written{more}: `run` stops when it writes there",
+                     _ask_the_owner(first) or f"Fix their permissions (`chmod -R u+w {shell_arg(folder)}`), or copy "
+                     "the project somewhere writable: `plan` and `report` work read-only, `run` does not.")
     lock = Project(folder).lock_path
     if lock.exists() and not lock.is_file():  # `run` fails taking the project's lock there, before any stage
         return Check("writable", False, f"{lock} is not a file: `run` cannot take the project's lock there",
@@ -202,6 +210,31 @@ def check_writable(folder: Path) -> Check:
     except UserError as exc:
         return Check("writable", False, f"{folder}: pyarrow cannot open the stages' files under its path", str(exc))
     return Check("writable", True, f"{folder} accepts the stages' files")
+
+
+def _ask_the_owner(path: Path) -> str:
+    """For a file or folder of the project that another user owns: whose it is and the
+    command they run (:func:`subsetctl.errors.teammate_note`), as a check's advice; ""
+    for this user's own."""
+    note = teammate_note(PermissionError(errno.EACCES, "Permission denied", str(path)))
+    return f"{note[2].upper()}{note[3:]}; or copy the project somewhere writable" if note else ""
+
+
+def _first_unwritable(state: Path) -> tuple[Path, int] | None:
+    """The first folder under the state folder ``state`` (or its lock file) that this user
+    may not write, and how many there are; None if none. A project folder a team shares,
+    where one user ran subsetctl under umask 022, passed the writable check (its own folder
+    and .subsetctl/ group-writable) while the stage folders that user made stopped the next
+    user's `run` (a stage set aside, a run resumed in its folder, the lock). Files in the
+    folders are replaced, not written in place, and the entries of the re-run caches are
+    only read and (skipped where they cannot be) deleted: neither is looked at."""
+    found = [lock] if (lock := state / "lock").is_file() and not os.access(lock, os.W_OK) else []
+    for root, dirs, _files in os.walk(state):
+        here = Path(root)
+        if here.parent == state / "cache":  # cache/<kind>/: its entries are not looked into
+            dirs.clear()
+        found += [here / name for name in dirs if not os.access(here / name, os.W_OK | os.X_OK)]
+    return (min(found), len(found)) if found else None
 
 
 def check_project_folder(directory: Path) -> Check | None:

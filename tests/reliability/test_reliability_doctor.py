@@ -133,6 +133,34 @@ def test_doctor_checks_the_project_is_writable_and_takes_the_spec_file(tmp_path:
     assert not check.ok and f"{tmp_path} is not writable" in check.detail and "`run` does not" in check.advice
 
 
+def test_doctor_names_a_teammates_stage_folder_run_may_not_write_and_whom_to_ask(tmp_path: Path, monkeypatch) -> None:
+    """A project folder a team shares, where one user ran subsetctl under umask 022: the next
+    user's doctor said "writable ✓" (the project folder and .subsetctl/ group-writable) while
+    `run` stopped on that user's stage folder; the entries of the re-run caches, which `run`
+    only reads, are not counted."""
+    import os
+
+    from subsetctl.errors import shell_arg
+
+    state = tmp_path / ".subsetctl"
+    for folder in ("search/sub", "finetune", "cache/finetune/0123abcd"):
+        (state / folder).mkdir(parents=True)
+    denied = {state / "search", state / "search" / "sub", state / "cache" / "finetune" / "0123abcd"}
+    real_access = os.access
+    monkeypatch.setattr(doctor.os, "access", lambda p, mode: Path(p) not in denied and real_access(p, mode))
+    owner = tmp_path.stat().st_uid
+    monkeypatch.setattr(os, "geteuid", lambda: owner + 4242)  # another user than the one who ran it
+    check = doctor.check_writable(tmp_path)
+    assert not check.ok, check
+    assert check.detail == f"{state / 'search'} may not be written (and 1 more there): `run` stops when it writes there"
+    assert check.advice.startswith("It belongs to "), check
+    assert f"can let the group write it with `chmod -R g+w {shell_arg(tmp_path)}`" in check.advice, check
+    monkeypatch.setattr(os, "geteuid", lambda: owner)  # the user's own folders: no one else to ask
+    assert f"`chmod -R u+w {shell_arg(tmp_path)}`" in doctor.check_writable(tmp_path).advice
+    denied.clear()
+    assert doctor.check_writable(tmp_path).ok
+
+
 def test_doctor_says_when_pyarrow_cannot_open_the_project_folder(tmp_path: Path) -> None:
     """A folder whose path pyarrow cannot open (bytes that are not UTF-8; a non-ASCII path
     under LC_ALL=C) passed every check, then `run` refused it."""
