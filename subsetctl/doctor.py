@@ -183,15 +183,18 @@ def check_writable(folder: Path) -> Check:
     blocked = next(((p, why) for p in (folder, folder / STATE_DIRNAME) if p.exists() and (why := _unwritable(p))),
                    None)
     if blocked:
-        return Check("writable", False, blocked[1], _ask_the_owner(blocked[0]) or (
+        owner = _ask_the_owner(blocked[0])
+        return Check("writable", False, blocked[1], f"{owner}; or copy the project somewhere writable" if owner else (
             "Fix its permissions, or copy the project somewhere writable: `plan` and `report` work read-only, `run` "
             "does not."))
     if stuck := _first_unwritable(folder / STATE_DIRNAME):
         first, count = stuck
         more = f" (and {count - 1} more there)" if count > 1 else ""
+        owner = _ask_the_owner(first)
         return Check("writable", False, f"{first} may not be written{more}: `run` stops when it writes there",
-                     _ask_the_owner(first) or f"Fix their permissions (`chmod -R u+w {shell_arg(folder)}`), or copy "
-                     "the project somewhere writable: `plan` and `report` work read-only, `run` does not.")
+                     f"{owner}; or copy the project somewhere writable" if owner else f"Fix their permissions "
+                     f"(`chmod -R u+w {shell_arg(folder)}`), or copy the project somewhere writable: `plan` and "
+                     "`report` work read-only, `run` does not.")
     lock = Project(folder).lock_path
     if lock.exists() and not lock.is_file():  # `run` fails taking the project's lock there, before any stage
         return Check("writable", False, f"{lock} is not a file: `run` cannot take the project's lock there",
@@ -213,11 +216,11 @@ def check_writable(folder: Path) -> Check:
 
 
 def _ask_the_owner(path: Path) -> str:
-    """For a file or folder of the project that another user owns: whose it is and the
-    command they run (:func:`subsetctl.errors.teammate_note`), as a check's advice; ""
-    for this user's own."""
+    """For a file or folder that another user owns (of the project, or a cache the team
+    shares): whose it is and the command they run (:func:`subsetctl.errors.teammate_note`),
+    as a check's advice; "" for this user's own."""
     note = teammate_note(PermissionError(errno.EACCES, "Permission denied", str(path)))
-    return f"{note[2].upper()}{note[3:]}; or copy the project somewhere writable" if note else ""
+    return f"{note[2].upper()}{note[3:]}" if note else ""
 
 
 def _first_unwritable(state: Path) -> tuple[Path, int] | None:
@@ -290,7 +293,9 @@ def _cache_check(name: str, folder: Path, what: str, advice: str) -> Check:
     made or written."""
     blocked = _unwritable(folder)
     if blocked:
-        return Check(name, False, f"{folder} cannot be made or written: {blocked}", advice)
+        owner = _ask_the_owner(_nearest_existing(folder))  # a cache a team shares, made under another's umask
+        return Check(name, False, f"{folder} cannot be made or written: {blocked}",
+                     f"{owner}. {advice}" if owner else advice)
     return Check(name, True, f"{folder} takes {what}")
 
 
