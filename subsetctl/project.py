@@ -878,7 +878,8 @@ class Project:
         used or written since ``keep_since_ns`` (this run, :meth:`cache_clock`) are never
         deleted. Entries are dated by their modification time, which a cache hit renews
         (:func:`touch`). Half-written entries a killed run left (``*.partial``) go too.
-        Returns (entries deleted, bytes freed)."""
+        Returns (entries deleted, bytes freed): an entry that could not be deleted (another
+        user's, in a project folder a team shares) is not counted: the run said it had deleted it."""
         entries: list[tuple[int, int, Path]] = []
         for kind in self.CACHE_KINDS:
             folder = self.state_dir / "cache" / kind
@@ -906,7 +907,10 @@ class Project:
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
             else:
-                path.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)
+            if os.path.lexists(path):  # another user's entry in a cache a team shares: not this run's to delete
+                continue
             total -= size
             removed, freed = removed + 1, freed + size
         return removed, freed

@@ -37,6 +37,25 @@ def test_the_least_recently_used_entries_go_first(tmp_path: Path) -> None:
     assert removed == 0 and adapter.is_dir() and fresh.exists()
 
 
+def test_an_entry_that_could_not_be_deleted_is_not_counted(tmp_path: Path, monkeypatch) -> None:
+    """In a project folder a team shares, another user's cache entries (folders made under
+    umask 022) cannot be deleted: the run still said "caches: deleted 2 entries (800 B)" of
+    entries left as they were."""
+    import shutil
+
+    project = Project(tmp_path)
+    cache = project.state_dir / "cache"
+    theirs = cache / "finetune" / "theirs"
+    _entry(theirs / "adapter", "weights.bin", 400, 300)
+    os.utime(theirs, (time.time() - 300, time.time() - 300))
+    mine = _entry(cache / "evaluate", "mine.json", 400, 200)
+    real_rmtree = shutil.rmtree
+    monkeypatch.setattr(shutil, "rmtree", lambda path, ignore_errors=False, **kw: None if Path(path) == theirs
+                        else real_rmtree(path, ignore_errors=ignore_errors, **kw))  # (root deletes anything)
+    assert project.prune_caches(limit_bytes=0, keep_since_ns=time.time_ns() - 10**9) == (1, 400)
+    assert theirs.is_dir() and not mine.exists()
+
+
 def test_a_run_keeps_the_caches_within_the_limit(tiny_project: Path) -> None:
     run_project(tiny_project)
     project = Project(tiny_project)
