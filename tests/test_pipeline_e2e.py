@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from subsetctl.api import plan_project, run_project, validate_spec_file
@@ -1855,3 +1856,50 @@ def test_a_divergence_from_a_weight_decay_times_lr_of_1_or_more_names_the_weight
     assert "meta_init diverged" in str(raised.value)
     assert "meta_init.weight_decay (1e+15) times meta_init.lr" in str(raised.value)
     assert "Lower meta_init.weight_decay" in str(raised.value) and "raise meta_init.batch_size" not in str(raised.value)
+
+
+@pytest.mark.parametrize("stage", ["finetune", "evaluate", "verify"])
+def test_a_result_the_cache_cannot_take_is_kept_and_not_computed_again(tiny_project_ran, monkeypatch,
+                                                                       stage: str) -> None:
+    """A project folder a team shares, whose `.subsetctl/cache/<stage>` another user made
+    under umask 022: a run stopped on the permission error right after a fine-tune (or a
+    test evaluation) finished, before recording it, so the run after `chmod -R g+w`
+    computed it again."""
+    import errno
+
+    from subsetctl.errors import UserError
+    from subsetctl.modeling import evaluate as evaluating
+    from subsetctl.modeling import train
+    from subsetctl.stages import evaluate, finetune, verify
+
+    tiny_project = tiny_project_ran("search" if stage == "finetune" else "finetune")
+    overrides = ["verify.enabled=true", "verify.k=2", "verify.kinds=[ce]", "verify.steps=1"] if stage == "verify" else []
+    computed: list[int] = []
+    module, name = (evaluating, "evaluate_model") if stage == "evaluate" else (train, "train_lora")
+    real = getattr(module, name)
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        computed.append(1)
+        return real(*args, **kwargs)
+
+    def refused(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise PermissionError(errno.EACCES, "Permission denied", str(tiny_project / ".subsetctl" / "cache" / stage))
+
+    real_write = evaluate.atomic_write_json
+    monkeypatch.setattr(module, name, counting)
+    if stage == "finetune":
+        monkeypatch.setattr(finetune.AdapterCache, "store", refused)
+    elif stage == "verify":
+        monkeypatch.setattr(verify.RunCache, "put", refused)
+    else:
+        monkeypatch.setattr(evaluate, "atomic_write_json", lambda path, data: refused() if "cache" in path.parts
+                            else real_write(path, data))
+    with pytest.raises((UserError, PermissionError)):
+        run_project(tiny_project, overrides, until=stage)
+    assert len(computed) == 1
+    monkeypatch.undo()
+    monkeypatch.setattr(module, name, counting)
+    run_project(tiny_project, overrides, until=stage)
+    record = {"finetune": "runs.json", "evaluate": "per_run.json", "verify": "results.json"}[stage]
+    done = json.loads((tiny_project / ".subsetctl" / stage / record).read_text())
+    assert len(computed) == len(done), done  # the one before the refusal is not done again

@@ -131,8 +131,8 @@ class EvaluateStage(common.ModelStage):
                                         batch_size=spec.evaluate.batch_size, metric=spec.evaluate.metric)
                 per_run[key] = result
                 provenance.computed(key)
+                atomic_write_json(per_run_path, per_run)  # first: a cache that cannot take it (a teammate's) loses nothing
                 atomic_write_json(cached, common.versioned(result))
-                atomic_write_json(per_run_path, per_run)
                 task.update(sum(k in per_run for k in keys))
         provenance.write()
         if reused:

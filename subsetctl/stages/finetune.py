@@ -426,8 +426,8 @@ class FinetuneStage(common.ModelStage):
                              **training_loss_ends(result.train_losses)}
                 atomic_write_text(run_dir / "adapter" / "README.md",
                                   model_card(job["labels"], job["subset"], ctx, runs[key], classes))
+                atomic_write_json(path, runs)  # first: a cache that cannot take it (a teammate's) loses nothing
                 cache.store(job["subset"], job["seed"], run_dir, runs[key])
-                atomic_write_json(path, runs)
                 task.update(len(runs))
         for key, job in by_key.items():  # trained now, earlier, or restored from the cache alike
             _warn_if_diverged(ctx, job, runs[key])

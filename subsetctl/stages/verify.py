@@ -148,12 +148,12 @@ class VerifyStage(common.ModelStage):
                             continue
                         out = None if ctx.options.get("forced") else cache.get(kind, subset, seed)
                         run = f"{kind}-{index}-{repeat}"
+                        computed = out is None
                         if out is None:
                             if finetuner is None:
                                 finetuner = RealFinetuner(ctx, kind)
                             finetuner.kind = kind
                             out = finetuner.run(subset, ctx.out_dir / "work" / run, seed=seed)
-                            cache.put(kind, subset, seed, out)
                             provenance.computed(run)
                         else:
                             provenance.reused(run, common.take_versions(out))
@@ -163,6 +163,8 @@ class VerifyStage(common.ModelStage):
                         done.append({"kind": kind, "index": index, "repeat": repeat, "seed": seed,
                                      "subset": subset, **out})
                         atomic_write_json(path, done)
+                        if computed:  # after its record: a cache that cannot take it (a teammate's) loses nothing
+                            cache.put(kind, subset, seed, out)
                         task.update(len(done))
         shutil.rmtree(ctx.out_dir / "work", ignore_errors=True)
         seconds = [r["seconds"] for r in done if isinstance(r.get("seconds"), (int, float))]
