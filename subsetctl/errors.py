@@ -393,7 +393,7 @@ def teammate_note(exc: OSError) -> str:
     project directory or a cache a team shares): whose it is and the command its owner runs
     to let the group write it, the project's folder as a whole where it is in one, as
     "; it belongs to ann, group team, mode drwxr-sr-x; you are bob: ann can let the group
-    write it with `chmod -R g+w /srv/proj` (and run subsetctl with `umask 002`, so that what
+    write it with `chmod -R g+rwX /srv/proj` (and run subsetctl with `umask 002`, so that what
     it writes later stays group-writable)"; "" for this user's own (or an unknown) path."""
     import os
 
@@ -414,7 +414,7 @@ def teammate_note(exc: OSError) -> str:
         folder = denied.parent
     subject = "it" if denied == path else f"its folder {denied}"  # (a file that could not be made there)
     return (f"; {owner_note(denied, subject)}: {user_name(owner)} can let the group write it with "
-            f"`chmod -R g+w {shell_arg(folder)}` (and run subsetctl with `umask 002`, so that what it writes later "
+            f"`chmod -R g+rwX {shell_arg(folder)}` (and run subsetctl with `umask 002`, so that what it writes later "
             "stays group-writable)")
 
 

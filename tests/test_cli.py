@@ -1192,7 +1192,7 @@ def test_a_teammates_file_that_may_not_be_written_names_its_owner_and_the_chmod(
     assert refused.exit_code == 1 and "internal error" not in message
     assert f"Cannot use {lock}: Permission denied; it belongs to " in message
     assert ", mode -rw-r--r--; you are " in message or ", mode -rw-rw-r--; you are " in message
-    assert f"can let the group write it with `chmod -R g+w {shell_arg(jsonl_project)}` (and run subsetctl with " \
+    assert f"can let the group write it with `chmod -R g+rwX {shell_arg(jsonl_project)}` (and run subsetctl with " \
            "`umask 002`" in message
     monkeypatch.setattr(os, "geteuid", lambda: owner)  # the user's own file: no one else to ask
     assert "belongs to" not in CliRunner().invoke(main, ["plan", str(jsonl_project)]).stderr

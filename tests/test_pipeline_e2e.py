@@ -1863,7 +1863,7 @@ def test_a_result_the_cache_cannot_take_is_kept_and_not_computed_again(tiny_proj
                                                                        stage: str) -> None:
     """A project folder a team shares, whose `.subsetctl/cache/<stage>` another user made
     under umask 022: a run stopped on the permission error right after a fine-tune (or a
-    test evaluation) finished, before recording it, so the run after `chmod -R g+w`
+    test evaluation) finished, before recording it, so the run after `chmod -R g+rwX`
     computed it again."""
     import errno
 

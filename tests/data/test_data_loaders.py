@@ -614,7 +614,7 @@ def test_a_teammates_datasets_cache_names_its_owner_and_the_chmod(tmp_path: Path
     monkeypatch.setattr(os, "geteuid", lambda: owner + 4242)  # another user than the folder's owner
     problem = cache_write_problem(refused, default="datasets") or ""
     assert f"Permission denied ({cache / '_tmp_json.lock'}); its folder {cache} belongs to " in problem, problem
-    assert f"can let the group write it with `chmod -R g+w {shell_arg(cache)}`" in problem, problem
+    assert f"can let the group write it with `chmod -R g+rwX {shell_arg(cache)}`" in problem, problem
     assert problem.endswith(f"in {cache} (HF_DATASETS_CACHE, else $HF_HOME/datasets): fix its permissions, or set "
                             "HF_DATASETS_CACHE to a writable folder with room (e.g. HF_DATASETS_CACHE=$TMPDIR/hf-datasets)."), problem
 

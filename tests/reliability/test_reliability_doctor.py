@@ -154,11 +154,11 @@ def test_doctor_names_a_teammates_stage_folder_run_may_not_write_and_whom_to_ask
     assert not check.ok, check
     assert check.detail == f"{state / 'search'} may not be written (and 1 more there): `run` stops when it writes there"
     assert check.advice.startswith("It belongs to "), check
-    assert f"can let the group write it with `chmod -R g+w {shell_arg(tmp_path)}`" in check.advice, check
+    assert f"can let the group write it with `chmod -R g+rwX {shell_arg(tmp_path)}`" in check.advice, check
     cache = state / "search" / "hf"  # a cache the team shares, made under another user's umask: so is said
     shared = doctor._cache_check("datasets cache", cache, "the tables", "Set HF_DATASETS_CACHE.")
     assert shared.advice.startswith("It belongs to ") and shared.advice.endswith(
-        f"can let the group write it with `chmod -R g+w {shell_arg(tmp_path)}` (and run subsetctl with `umask 002`, "
+        f"can let the group write it with `chmod -R g+rwX {shell_arg(tmp_path)}` (and run subsetctl with `umask 002`, "
         "so that what it writes later stays group-writable). Set HF_DATASETS_CACHE."), shared
     monkeypatch.setattr(os, "geteuid", lambda: owner)  # the user's own folders: no one else to ask
     assert f"`chmod -R u+w {shell_arg(tmp_path)}`" in doctor.check_writable(tmp_path).advice
