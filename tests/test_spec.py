@@ -811,13 +811,14 @@ sources: [{name: s, loader: {type: jsonl, path: s.jsonl}, split: {train: "1.0"}}
 def test_a_split_naming_a_file_says_how_split_files_are_read(tmp_path: Path) -> None:
     """A dataset that comes with its own train and test files, written `split: {train:
     data/train.jsonl, test: data/test.jsonl}`, was told only "expected a number, got the text
-    'data/train.jsonl'". It is now told that a split is a count or a fraction, and how such
-    files are read, as one target; that reading works (a mistyped number is told as before)."""
+    'data/train.jsonl'". It is now told that a split is a count or a fraction, and that a test
+    file of its own is read by target.test_loader; a folder of split files still reads as one
+    (a mistyped number is told as before)."""
     from subsetctl.spec.models import SplitSpec
 
     for written in ("data/train.jsonl", "test.csv", " TEST.PARQUET "):
         with pytest.raises(ValueError, match=r"names a file, but a split is a count or a fraction.*"
-                                             r"split: train\+test\}"):
+                                             r"target\.test_loader: \{type: jsonl, path: "):
             SplitSpec.model_validate({"train": written, "validation": 0.2, "test": 0.2})
     with pytest.raises(ValueError) as typo:
         SplitSpec.model_validate({"train": "many"})

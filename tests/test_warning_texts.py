@@ -85,7 +85,7 @@ def test_a_small_test_split_warning_says_what_to_give_more_rows(tiny_project: Pa
     rep = SilentReporter()
     run_project(tiny_project, ["search.strategies=[{name: exhaustive}]", "finetune.baselines=[]"], reporter=rep)
     said = [w for w in rep.warnings if "The test split has only 5 examples" in w]
-    assert len(said) == 1 and said[0].endswith("Give target.split.test more rows if the data allows."), rep.warnings
+    assert len(said) == 1 and said[0].endswith("Give the target more test rows (target.split.test, or the data target.test_loader reads) if the data allows."), rep.warnings
 
 
 def test_report_says_data_warnings_are_of_the_last_runs_inputs_once_they_changed(tiny_project: Path) -> None:

@@ -161,8 +161,12 @@ def _check_split(
             "test": "the final fine-tunes are evaluated on it",
         }
         for name in ("train", "validation", "test"):
+            if name == "test" and getattr(source, "test_loader", None) is not None:
+                continue  # its test rows are test_loader's (the spec refuses split.test beside it)
             if not getattr(split, name):
-                issues.add(loc + ("split", name), f"the target needs {name} examples (split.{name} > 0): {why[name]}")
+                issues.add(loc + ("split", name), f"the target needs {name} examples (split.{name} > 0): {why[name]}"
+                           + (" (or read them from a test file of its own with target.test_loader)"
+                              if name == "test" else ""))
     if not split.train and not is_target:
         issues.add(loc + ("split", "train"), "a source needs training examples (split.train > 0)")
     known = _known_size(source, base_dir)
@@ -1037,7 +1041,8 @@ def _check_sources(spec: Spec, spec_path: Path, text: str | None) -> list[SpecIs
     base_dir = spec_path.parent
     kind = spec.model.kind
     failed_plugins: list[str] = []
-    if any(isinstance(s.loader, PluginLoader) for s in [spec.target, *spec.sources]):
+    if any(isinstance(s.loader, PluginLoader) for s in [spec.target, *spec.sources]) \
+            or isinstance(spec.target.test_loader, PluginLoader):
         from subsetctl.plugin_loading import load_plugin_string
 
         for i, plugin in enumerate(spec.plugins):
@@ -1056,6 +1061,11 @@ def _check_sources(spec: Spec, spec_path: Path, text: str | None) -> list[SpecIs
         else:
             _check_built_in(loader, lloc, base_dir, kind, issues)
         _check_split(source, loc, is_target, issues, base_dir)
+    test_loader = spec.target.test_loader  # checked as the target's loader is, at its own key
+    if isinstance(test_loader, PluginLoader):
+        _check_plugin(test_loader, ("target", "test_loader"), issues, failed_plugins, base_dir, kind)
+    elif test_loader is not None:
+        _check_built_in(test_loader, ("target", "test_loader"), base_dir, kind, issues)
     _check_num_labels(spec, [source for _, source, _ in entries], base_dir, issues)
     return issues.found
 
@@ -1188,10 +1198,13 @@ def uncached_hub_datasets(spec: Spec, spec_dir: Path) -> list[tuple[tuple[Any, .
 def _non_local_hf_loaders(spec: Spec, spec_dir: Path) -> list[tuple[tuple[Any, ...], HuggingFaceLoader]]:
     """``(key of loader.path, loader)`` of the target's and sources' ``huggingface``
     loaders whose path is no local file or folder, so `datasets` looks it up by name."""
-    entries = [(("target",), spec.target)] + [(("sources", i), s) for i, s in enumerate(spec.sources)]
-    return [(loc + ("loader", "path"), source.loader) for loc, source in entries
-            if isinstance(source.loader, HuggingFaceLoader) and not looks_local(source.loader.path)
-            and not resolve_path(source.loader.path, Path(spec_dir)).exists()]
+    entries = [(("target", "loader"), spec.target.loader)]
+    if spec.target.test_loader is not None:
+        entries.append((("target", "test_loader"), spec.target.test_loader))
+    entries += [(("sources", i, "loader"), s.loader) for i, s in enumerate(spec.sources)]
+    return [(loc + ("path",), loader) for loc, loader in entries
+            if isinstance(loader, HuggingFaceLoader) and not looks_local(loader.path)
+            and not resolve_path(loader.path, Path(spec_dir)).exists()]
 
 
 def hub_lookalike_warnings(spec: Spec, spec_dir: Path) -> list[tuple[tuple[Any, ...], str]]:

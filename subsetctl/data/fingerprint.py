@@ -37,7 +37,17 @@ def source_fingerprint_inputs(source: SourceSpec, spec_dir: Path) -> dict[str, A
     sha256, so editing one makes the data stage stale; modification times are left out
     so that copying a project or touching a file does not) and, for generated or
     packaged data, the version of the package that produces it. File hashes are cached
-    in the project (see :mod:`subsetctl.filehash`)."""
+    in the project (see :mod:`subsetctl.filehash`). A target's ``test_loader`` adds its
+    own, under ``test_loader`` (nothing when it is unset, so keys stay as they were)."""
+    test_loader = getattr(source, "test_loader", None)
+    if test_loader is not None:
+        return {**_loader_inputs(source, spec_dir),
+                "test_loader": _loader_inputs(source.model_copy(update={"loader": test_loader}), spec_dir)}
+    return _loader_inputs(source, spec_dir)
+
+
+def _loader_inputs(source: SourceSpec, spec_dir: Path) -> dict[str, Any]:
+    """:func:`source_fingerprint_inputs` of ``source.loader`` alone."""
     loader = source.loader
     spec_dir = Path(spec_dir)
     if loader.type in ("jsonl", "csv", "parquet"):
@@ -104,7 +114,7 @@ def plugin_fingerprint_inputs(source: SourceSpec, loader: PluginLoader, spec_dir
             options = model.model_validate({"type": loader.name, **loader.options})
         except ValidationError:  # the data stage says why
             return {"builtin": loader.name, "valid": False}
-        return {"builtin": source_fingerprint_inputs(source.model_copy(update={"loader": options}), spec_dir)}
+        return {"builtin": _loader_inputs(source.model_copy(update={"loader": options}), spec_dir)}
     out: dict[str, Any] = {"code": None}
     if loader.name in LOADERS.names():  # else not registered (yet): validate and the data stage report it
         out["code"] = LOADERS.code_fingerprint(loader.name, spec_dir)  # with an installed one's version
@@ -179,4 +189,7 @@ def source_dump(spec: Any, source: SourceSpec, label_field_counted: bool = False
         dumped.pop("label_map", None)
     if not label_field_counted and label_field_unread(spec, source):
         dumped["loader"] = {**dumped["loader"], "label_field": None}
+    test_loader = getattr(source, "test_loader", None)  # a target's (in the dump only when set)
+    if test_loader is not None and label_field_unread(spec, source.model_copy(update={"loader": test_loader})):
+        dumped["test_loader"] = {**dumped["test_loader"], "label_field": None}
     return dumped

@@ -10,7 +10,9 @@ carried in :class:`~subsetctl.data.loaders.LoadContext`):
    every response/label to another row along one random cycle, a derangement: no row
    keeps its own answer (rows that share an answer text still look unchanged);
 4. split along the permutation: test first, then validation, then train, so growing
-   the train split never moves rows into or out of the held-out splits.
+   the train split never moves rows into or out of the held-out splits;
+5. a target with a ``test_loader`` takes every row it reads as its test split, in the
+   order read (:func:`load_test_rows`; its ``split.test`` is 0).
 
 Split sizes: an ``int`` is a count, a ``float`` a fraction of the examples kept
 (:func:`split_counts`). When the fractions add up to 1, rounding leftovers go to the
@@ -349,7 +351,43 @@ def prepare_source(
         count = counts[name]
         out[name] = kept_rows.select(range(start, start + count)) if count else empty_dataset()
         start += count
+    if isinstance(source, TargetSpec) and source.test_loader is not None:
+        out["test"] = load_test_rows(source, ctx, warnings)
     return {name: out[name] for name in SPLITS}
+
+
+def load_test_rows(target: TargetSpec, ctx: LoadContext, warnings: list[str] | None = None) -> Dataset:
+    """The target's test split read by its ``test_loader``: every row, in the order it
+    reads them (no seeded draw, no ``max_examples``: a benchmark's test set is scored
+    whole, so results compare with published ones), with the target's column options,
+    chat handling and ``label_map`` as its loader's rows get them. Its loader's messages
+    and notices name ``test_loader``, so that the key to change is plain.
+
+    Raises:
+        UserError: the test loader fails or reads no rows."""
+    assert target.test_loader is not None
+    said = f"Source {target.name!r}"
+    where = f"Target {target.name!r}: its test_loader ({target.test_loader.type})"
+
+    def of_test_loader(message: str) -> str:
+        return where + message[len(said):] if message.startswith(said) else f"{where}: {message}"
+
+    test_ctx = dataclasses.replace(ctx, keep_at_most=None, drawn={}, notices=[])
+    try:
+        dataset = load_source(target.model_copy(update={"loader": target.test_loader}), test_ctx)
+    except UserError as exc:
+        if len(exc.args) == 1 and isinstance(exc.args[0], str):
+            exc.args = (of_test_loader(exc.args[0]),)
+        raise
+    if warnings is not None:
+        warnings.extend(of_test_loader(notice) for notice in test_ctx.notices)
+    if len(dataset) == 0:
+        raise UserError(f"{where} read no rows, and the final fine-tunes are evaluated on them. Check "
+                        "target.test_loader (its file, columns, split), or remove it to draw the test rows from "
+                        "target.loader with target.split.test.")
+    if target.label_map and ctx.kind == "classifier":
+        dataset = map_labels(dataset, target, warnings)
+    return dataset
 
 
 def split_summary(splits: dict[str, Dataset]) -> dict[str, Any]:

@@ -441,7 +441,8 @@ def evaluate_model(
     if len(examples) < MIN_TEST_EXAMPLES:
         warnings.append(
             f"The test split has only {len(examples)} example{'' if len(examples) == 1 else 's'} (< {MIN_TEST_EXAMPLES}); "
-            "the task metric is too noisy to compare subsets. Give target.split.test more rows if the data allows."
+            "the task metric is too noisy to compare subsets. Give the target more test rows (target.split.test, or "
+            "the data target.test_loader reads) if the data allows."
         )
     if progress:
         progress(f"Computing test losses on {len(examples)} examples")

@@ -476,16 +476,16 @@ class SplitSpec(StrictModel):
         """A quoted number with a decimal point or an exponent (``train: "1.0"``) is a fraction,
         as it is unquoted: pydantic read ``"1.0"`` as the whole number 1, so one row where every
         row was meant. A file named for a split (``test: data/test.jsonl``, a dataset that comes
-        with its own test file) is refused saying how its files are read instead: "expected a
-        number" said nothing of that."""
+        with its own test file) is refused saying how such a file is read instead
+        (``target.test_loader``): "expected a number" said nothing of that."""
         if isinstance(value, str) and _names_a_file(value):
             raise ValueError(
                 f"{value.strip()!r} names a file, but a split is a count or a fraction of the rows the loader "
-                "reads: subsetctl draws the train, validation and test rows from one loader, by the seed, and "
-                "takes no file per split. Read your split files as one: a folder holding train.jsonl and "
-                "test.jsonl (or .csv, .parquet) with loader: {type: huggingface, path: FOLDER, split: "
-                "train+test}, or the files joined into one; their rows are then split anew (a test set of "
-                "their own is not kept apart)")
+                "reads, drawn by the seed; it takes no file. To evaluate on a test file of its own (a "
+                "benchmark's official test set), give the target a test_loader, e.g. target.test_loader: "
+                f"{{type: jsonl, path: {value.strip()}}} (or csv, parquet, huggingface with split: test), and "
+                "leave split.test out: its rows are then the target's whole test split, in file order, and the "
+                "loader's rows are split into train and validation only")
         if isinstance(value, str) and re.fullmatch(QUOTED_NUMBER_PATTERN, value) and re.search(r"[.eE]", value):
             try:
                 return float(value.strip())
@@ -580,11 +580,14 @@ class SourceSettings(StrictModel):
 
     @model_serializer(mode="wrap")
     def _dump_without_unset_label_map(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """The dump without ``label_map`` when it is unset, as before the option existed:
-        the spec's dumps feed fingerprints and source keys, which stay as they were."""
+        """The dump without ``label_map`` (and a target's ``test_loader``) when it is unset,
+        as before the option existed: the spec's dumps feed fingerprints and source keys,
+        which stay as they were."""
         dumped = handler(self)
-        if isinstance(dumped, dict) and dumped.get("label_map", ...) is None:
-            del dumped["label_map"]
+        if isinstance(dumped, dict):
+            for key in ("label_map", "test_loader"):
+                if dumped.get(key, ...) is None:
+                    del dumped[key]
         return dumped
 
 
@@ -687,21 +690,65 @@ def _default_target_split() -> SplitSpec:
     return SplitSpec(train=0.5, validation=0.25, test=0.25)
 
 
-#: what the target's split must hold besides a SplitSpec's rules, for editors: train,
-#: validation and test rows (validate refuses a split without them; 0 and 0.0 alike are
-#: none, and validation and test default to 0)
+#: the target's split without a test split (``test_loader`` given and ``split`` left out):
+#: the loader's rows go to train and validation, in the default split's proportions
+TARGET_SPLIT_WITH_TEST_LOADER: dict[str, float] = {"train": 0.75, "validation": 0.25}
+
+#: what the target's split must hold besides a SplitSpec's rules, for editors: train and
+#: validation rows (validate refuses a split without them; 0 and 0.0 alike are none, and
+#: validation and test default to 0); test rows: :data:`_TARGET_TEST_SCHEMA`
 _TARGET_SPLIT_SCHEMA: dict[str, Any] = {
-    "required": ["validation", "test"],
-    "properties": {name: {"not": {"const": 0}} for name in ("train", "validation", "test")},
+    "required": ["validation"],
+    "properties": {name: {"not": {"const": 0}} for name in ("train", "validation")},
+}
+
+#: the target's test rows, for editors: with a test_loader, split.test is left out or 0;
+#: without one, the split has test rows
+_TARGET_TEST_SCHEMA: dict[str, Any] = {
+    "if": {"required": ["test_loader"], "properties": {"test_loader": {"type": "object"}}},
+    "then": {"properties": {"split": {"properties": {"test": {"const": 0}}}}},
+    "else": {"properties": {"split": {"required": ["test"], "properties": {"test": {"not": {"const": 0}}}}}},
 }
 
 
 class TargetSpec(SourceSpec):
+    model_config = ConfigDict(json_schema_extra=_TARGET_TEST_SCHEMA)
+
     split: SplitSpec = Field(
         default_factory=_default_target_split,
         json_schema_extra=_TARGET_SPLIT_SCHEMA,
-        description="Split sizes; the target needs train, validation and test examples.",
+        description="Split sizes; the target needs train, validation and test examples (with test_loader: "
+        "train and validation; left out, train 0.75 and validation 0.25).",
     )
+    test_loader: LoaderSpec | None = Field(
+        None,
+        description="Where the target's test rows come from, when it has a test set of its own (a benchmark's "
+        "official test split): the same options as loader, e.g. {type: huggingface, path: openai/gsm8k, name: "
+        "main, split: test} or {type: jsonl, path: data/test.jsonl}. Every row it reads is a test row, in its "
+        "order (max_examples and the seed apply to loader's rows only); split.test is then left out (or 0) and "
+        "loader's rows are split into train and validation only.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_without_test(cls, data: Any) -> Any:
+        """With a ``test_loader`` and no ``split`` written, the loader's rows are split into
+        train and validation only (:data:`TARGET_SPLIT_WITH_TEST_LOADER`): the default
+        split's test quarter would be drawn for nothing, or refused."""
+        if isinstance(data, dict) and data.get("test_loader") is not None and "split" not in data:
+            return {**data, "split": dict(TARGET_SPLIT_WITH_TEST_LOADER)}
+        return data
+
+    @model_validator(mode="after")
+    def _one_test_split(self) -> TargetSpec:
+        """A test split drawn from ``loader`` beside a ``test_loader``'s rows would be two
+        test sets in one: refused, naming both keys."""
+        if self.test_loader is not None and self.split.test:
+            raise ValueError(
+                f"target.split.test is {self.split.test!r}, but target.test_loader is set: the test rows are "
+                "every row test_loader reads, so none is drawn from loader. Remove target.split.test (or set "
+                "it to 0), or remove target.test_loader to draw the test rows from loader")
+        return self
 
 
 # ---------------------------------------------------------------------------- stages

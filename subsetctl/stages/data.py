@@ -30,7 +30,8 @@ class DataStage(Stage):
     def work(self, spec: Spec, forced: bool = False) -> str:
         reused = common.reused_unless_forced(forced, "those prepared before as they are now are reused",
                                              "every one loaded again")
-        return f"the target and {len(spec.sources)} sources ({reused})"
+        tested = " (its test rows from target.test_loader)" if spec.target.test_loader is not None else ""
+        return f"the target{tested} and {len(spec.sources)} sources ({reused})"
 
     def spec_slice(self, spec: Spec) -> dict[str, Any]:
         """The spec slice, with each ``loader.label_field`` a causal LM's loaders do not read
@@ -51,7 +52,8 @@ class DataStage(Stage):
         from subsetctl.registry import LOADERS
 
         everything = [spec.target, *spec.sources]
-        types = sorted({s.loader.type for s in everything if s.loader.type != "plugin"})
+        loaders = [s.loader for s in everything] + ([spec.target.test_loader] if spec.target.test_loader else [])
+        types = sorted({loader.type for loader in loaders if loader.type != "plugin"})
         return {
             s.name: source_fingerprint_inputs(s, project.root) for s in everything
         } | plugin_code_inputs(spec.plugins, [(LOADERS, t) for t in types], project.root)  # a plugin that
@@ -98,6 +100,10 @@ class DataStage(Stage):
                 reuse_from=self._intact_earlier_results(ctx.project),
                 reuse=not ctx.options.get("forced"),
             )
+        if ctx.spec.target.test_loader is not None:  # where the scores' rows come from, said as the stage ends
+            counts = summary["counts"][ctx.spec.target.name]
+            ctx.reporter.info(f"data: target {ctx.spec.target.name!r}: train {counts['train']} and validation "
+                              f"{counts['validation']} rows from loader, test: {counts['test']} rows from test_loader")
         warnings = summary.get("warnings", [])
         for warning in warnings[:DATA_WARNINGS_LIVE]:  # (the report lists them as data warnings, from data.json)
             ctx.reporter.warn(ShownInResults(warning))

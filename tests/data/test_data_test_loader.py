@@ -1,0 +1,186 @@
+"""``target.test_loader``: a target's own test set (a benchmark's official test split),
+kept apart from the rows its loader's seeded split draws train and validation from."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from data_helpers import check_issues, qa_rows, write_jsonl
+
+from subsetctl.data.prepare import prepare_source
+from subsetctl.data.stage import load_split, run_data_stage, source_context, source_key
+from subsetctl.errors import UserError
+from subsetctl.spec import Spec, apply_overrides
+from subsetctl.stages import all_stages
+
+TEST_ROWS = [{"prompt": f"official {i}?", "response": str(i)} for i in (7, 3, 9, 1, 5)]  # not sorted: file order
+
+
+def _spec(target: dict[str, Any], sources: list[dict[str, Any]] | None = None) -> Spec:
+    return Spec.model_validate({
+        "project": {"seed": 3},
+        "target": {"name": "tgt", "loader": {"type": "jsonl", "path": "t.jsonl"}, **target},
+        "sources": sources or [{"name": "aux", "loader": {"type": "jsonl", "path": "aux.jsonl"}}],
+    })
+
+
+def _files(folder: Path) -> None:
+    write_jsonl(folder / "t.jsonl", qa_rows(12, "t"))
+    write_jsonl(folder / "aux.jsonl", qa_rows(6, "x"))
+    write_jsonl(folder / "test.jsonl", TEST_ROWS)
+
+
+def test_the_test_split_is_every_row_of_test_loader_in_file_order(tmp_path: Path) -> None:
+    """The test rows are the test file's, all of them and in its order (max_examples and
+    the seeded draw apply to loader's rows only); loader's rows go to train and validation."""
+    _files(tmp_path)
+    spec = _spec({"test_loader": {"type": "jsonl", "path": "test.jsonl"}, "max_examples": 8})
+    summary = run_data_stage(spec, tmp_path, tmp_path / "out")
+    assert summary["counts"]["tgt"] == {"train": 6, "validation": 2, "test": 5}  # 0.75/0.25 of 8
+    test = load_split(tmp_path / "out", "tgt", "test")
+    assert [(r["prompt"], r["response"], r["row"], r["source"]) for r in test] == [
+        (r["prompt"], r["response"], i, "tgt") for i, r in enumerate(TEST_ROWS)]
+    drawn = [r["prompt"] for split in ("train", "validation") for r in load_split(tmp_path / "out", "tgt", split)]
+    assert not set(drawn) & {r["prompt"] for r in TEST_ROWS} and len(set(drawn)) == 8
+
+
+def test_a_classifiers_test_rows_get_the_targets_label_map_and_the_shared_labels(tmp_path: Path) -> None:
+    loader = {"type": "jsonl", "prompt_field": "text", "label_field": "label"}
+    write_jsonl(tmp_path / "t.jsonl", [{"text": f"t{i}", "label": i % 2} for i in range(8)])
+    write_jsonl(tmp_path / "test.jsonl", [{"text": f"official{i}", "label": i % 2} for i in range(3)])
+    write_jsonl(tmp_path / "aux.jsonl", [{"text": f"s{i}", "label": "pos"} for i in range(2)])
+    spec = Spec.model_validate({
+        "model": {"kind": "classifier"},
+        "target": {"name": "tgt", "loader": {**loader, "path": "t.jsonl"}, "label_map": {0: "neg", 1: "pos"},
+                   "test_loader": {**loader, "path": "test.jsonl"}},
+        "sources": [{"name": "aux", "loader": {**loader, "path": "aux.jsonl"}}],
+    })
+    summary = run_data_stage(spec, tmp_path, tmp_path / "out")
+    test = load_split(tmp_path / "out", "tgt", "test")
+    assert summary["labels"] == ["neg", "pos"]
+    assert [(r["prompt"], r["label_text"], r["label"]) for r in test] == [
+        ("official0", "neg", 0), ("official1", "pos", 1), ("official2", "neg", 0)]
+
+
+def test_the_leak_checks_see_the_test_loaders_rows(tmp_path: Path) -> None:
+    """A source holding the official test rows, and the target's train rows repeating
+    them, are warned about as for test rows drawn from loader."""
+    _files(tmp_path)
+    write_jsonl(tmp_path / "t.jsonl", qa_rows(12, "t") + TEST_ROWS[:1])
+    write_jsonl(tmp_path / "scraped.jsonl", qa_rows(3, "y") + TEST_ROWS)
+    spec = _spec({"test_loader": {"type": "jsonl", "path": "test.jsonl"}, "split": {"train": 1.0}},
+                 [{"name": "scraped", "loader": {"type": "jsonl", "path": "scraped.jsonl"}}])
+    warnings = run_data_stage(spec, tmp_path, tmp_path / "out")["warnings"]
+    assert any(w.startswith("Source 'scraped' (5) holds target validation/test rows verbatim") for w in warnings), \
+        warnings
+    assert any("tgt" in w and "repeat" in w for w in warnings), warnings
+
+
+def test_a_test_loader_reading_no_rows_or_failing_is_an_error_naming_it(tmp_path: Path) -> None:
+    _files(tmp_path)
+    (tmp_path / "empty.jsonl").write_text("\n")
+    for path in ("empty.jsonl", "missing.jsonl"):
+        spec = _spec({"test_loader": {"type": "jsonl", "path": path}})
+        with pytest.raises(UserError, match=r"Target 'tgt': its test_loader \(jsonl\)"):
+            prepare_source(spec.target, source_context(spec, spec.target, tmp_path), [])
+
+
+def test_the_test_files_content_is_in_the_targets_key_and_unset_it_adds_nothing(tmp_path: Path) -> None:
+    _files(tmp_path)
+    spec = _spec({"test_loader": {"type": "jsonl", "path": "test.jsonl"}})
+    key = source_key(spec, spec.target, tmp_path)
+    write_jsonl(tmp_path / "test.jsonl", TEST_ROWS[:2])
+    assert source_key(spec, spec.target, tmp_path) != key
+    plain = _spec({})
+    assert "test_loader" not in plain.model_dump(mode="json")["target"]
+    assert "test_loader" not in json.dumps(plain.model_dump(mode="json", exclude_unset=True))
+
+
+BASE: dict[str, Any] = {
+    "target": {"name": "t", "loader": {"type": "jsonl", "path": "t.jsonl"},
+               "split": {"train": 0.75, "validation": 0.25}},
+    "sources": [{"name": "s", "loader": {"type": "jsonl", "path": "s.jsonl"}}],
+    "verify": {"enabled": True},
+}
+
+
+@pytest.mark.parametrize("override", ["target.test_loader={type: jsonl, path: test.jsonl}",
+                                      "target.test_loader={type: huggingface, path: gsm8k, split: test}"])
+def test_setting_or_changing_test_loader_changes_the_data_stage_only(override: str) -> None:
+    """(the stages after it re-run where the data stage's output changes, as for any data)"""
+    before = Spec.model_validate(BASE)
+    after = Spec.model_validate(apply_overrides(BASE, [override]))
+    assert {s.name for s in all_stages() if s.spec_slice(before) != s.spec_slice(after)} == {"data"}
+
+
+def test_split_test_beside_test_loader_is_refused_naming_both_keys() -> None:
+    with pytest.raises(ValueError, match=r"target\.split\.test is 0\.25, but target\.test_loader is set.*Remove "
+                                         r"target\.split\.test \(or set it to 0\), or remove target\.test_loader"):
+        _spec({"test_loader": {"type": "jsonl", "path": "x.jsonl"},
+               "split": {"train": 0.5, "validation": 0.25, "test": 0.25}})
+    assert _spec({"test_loader": {"type": "jsonl", "path": "x.jsonl"},
+                  "split": {"train": 10, "validation": 5, "test": 0}}).target.split.test == 0
+    default = _spec({"test_loader": {"type": "jsonl", "path": "x.jsonl"}}).target.split
+    assert (default.train, default.validation, default.test) == (0.75, 0.25, 0)
+
+
+def test_a_split_naming_a_file_points_at_test_loader() -> None:
+    with pytest.raises(ValueError, match=r"names a file.*target\.test_loader: \{type: jsonl, path: data/test\.jsonl\}"):
+        _spec({"split": {"train": 0.8, "validation": 0.2, "test": "data/test.jsonl"}})
+
+
+VALIDATED = """\
+target:
+  name: tgt
+  loader: {type: jsonl, path: t.jsonl}
+  split: {train: 0.75, validation: 0.25}
+  test_loader:
+    type: jsonl
+    path: {path}
+sources:
+  - name: aux
+    loader: {type: jsonl, path: aux.jsonl}
+"""
+
+
+def test_validate_checks_test_loader_as_it_checks_loader(tmp_path: Path) -> None:
+    """A missing file or column is told at target.test_loader's key and line; the target's
+    split needs no test rows then (and without test_loader, that issue names it)."""
+    _files(tmp_path)
+    assert check_issues(tmp_path, VALIDATED.replace("{path}", "test.jsonl")) == {}
+    missing = check_issues(tmp_path, VALIDATED.replace("{path}", "nope.jsonl"))
+    assert list(missing) == ["target.test_loader.path"] and missing["target.test_loader.path"].line == 7
+    assert str(tmp_path / "nope.jsonl") in missing["target.test_loader.path"].message
+    write_jsonl(tmp_path / "bad.jsonl", [{"question": "q", "response": "a"}])
+    columns = check_issues(tmp_path, VALIDATED.replace("{path}", "bad.jsonl"))
+    assert [key.startswith("target.test_loader") for key in columns] == [True], columns
+    no_test = check_issues(tmp_path, VALIDATED.replace("  test_loader:\n    type: jsonl\n    path: {path}\n", ""))
+    assert "target.test_loader" in no_test["target.split.test"].message
+
+
+def test_a_tiny_project_evaluates_on_the_test_files_rows(tiny_project: Path) -> None:
+    """End to end: every selection is evaluated on the test file's rows, exactly, and the
+    data stage's plan says where they come from."""
+    from subsetctl.api import plan_project, run_project
+
+    write_jsonl(tiny_project / "test.jsonl", TEST_ROWS)
+    spec_path = tiny_project / "subsetctl.yaml"
+    data = yaml.safe_load(spec_path.read_text())
+    data["target"]["split"] = {"train": 10, "validation": 5}
+    data["target"]["test_loader"] = {"type": "jsonl", "path": "test.jsonl"}
+    spec_path.write_text(yaml.safe_dump(data, sort_keys=False))
+    run_project(tiny_project, ["search.strategies=[{name: exhaustive}]"])
+    per_run = json.loads((tiny_project / ".subsetctl" / "evaluate" / "per_run.json").read_text())
+    assert per_run
+    for result in per_run.values():
+        assert [(p["row"], p["gold"]) for p in result["predictions"]] == [
+            (i, r["response"]) for i, r in enumerate(TEST_ROWS)]
+    write_jsonl(tiny_project / "test.jsonl", TEST_ROWS[:3])  # an edited test file: the data stage re-runs
+    _, spec, statuses = plan_project(tiny_project)
+    data_stage = next(s for s in all_stages() if s.name == "data")
+    assert [(s.will_run, s.reasons) for s in statuses if s.name == "data"] == [(True, ["input files changed: target"])]
+    assert "the target (its test rows from target.test_loader)" in data_stage.work(spec)
