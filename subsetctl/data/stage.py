@@ -460,6 +460,9 @@ def run_data_stage(
              "labels": [label names] | None, "warnings": [messages],
              "reused": [names of sources reused from an earlier run]}
 
+        and ``"target_test_from": "test_loader"`` when the target's test rows are those of
+        its ``test_loader`` (the report says so beside its test scores).
+
         (Counts sit under ``counts`` so a source named "warnings" cannot collide.)
     """
     out_dir = Path(out_dir)
@@ -542,6 +545,8 @@ def _write_summary(out_dir: Path, spec: Spec, counts: dict[str, Any], labels: li
         "labels": labels,
         "warnings": warnings,
     }
+    if spec.target.test_loader is not None:  # (only then: an unchanged project's data.json stays as it was)
+        summary["target_test_from"] = "test_loader"
     atomic_write_json(out_dir / SUMMARY_FILE, summary)
     # not in data.json: the same data reused or prepared again is the same output (its digest)
     return {**summary, "reused": reused}

@@ -556,6 +556,8 @@ def build_report(
     data = None if "data" in skip else _read(project.results_dir("data") / "data.json")
     if data and data.get("warnings"):  # leaked held-out rows, dropped blank rows, ...: true of every result
         report["data_warnings"] = data["warnings"]
+    if data and data.get("target_test_from"):  # the test scores' rows: a test set of the target's own
+        report["target_test_from"] = data["target_test_from"]
     selections = None if "search" in skip else _read(project.results_dir("search") / "selections.json")
     if selections:
         report["sources"] = selections["sources"]

@@ -368,7 +368,8 @@ def final_vs_baselines(report: dict[str, Any]) -> dict[str, Any] | None:
     """The final pick's test score beside the baselines' (target_only, all): {final, metric,
     scores (selection -> mean score), stds (-> the score's std over seeds, None for one
     seed), losses (-> mean test loss), seeds (fewest of any),
-    n_test, below (the baselines scoring higher than the pick)}; None without test metrics
+    n_test, below (the baselines scoring higher than the pick), and test_from ("test_loader")
+    when the test rows are the target's own test set}; None without test metrics
     of the pick and a baseline other than it. The test metrics table holds the figures;
     this says in a line whether the selection paid off, which the table leaves to the reader
     (a pick below fine-tuning on the target alone is the result to act on)."""
@@ -393,6 +394,7 @@ def final_vs_baselines(report: dict[str, Any]) -> dict[str, Any] | None:
         "seeds": min(int(metrics[label].get("seeds") or 1) for label in shown),
         "n_test": metrics[final].get("n_test"),
         "below": [b for b in baselines if scores[b] > scores[final]],
+        **({"test_from": report["target_test_from"]} if report.get("target_test_from") else {}),
     }
 
 
@@ -433,7 +435,8 @@ def final_vs_baselines_line(comparison: dict[str, Any] | None, checked: bool,
     final, scores, losses = comparison["final"], comparison["scores"], comparison["losses"]
     shown = [final, *(b for b in _BASELINES if b in scores and b != final)]  # (report.json sorts the keys)
     figures = ", ".join(f"{name(label)} {fmt(float(scores[label]), 3)}" for label in shown)
-    test = f"{comparison['n_test']} test examples, " if comparison.get("n_test") else ""
+    read = f" from target.{comparison['test_from']}" if comparison.get("test_from") else ""
+    test = f"{comparison['n_test']} test examples{read}, " if comparison.get("n_test") else ""
     seeds = comparison["seeds"]
     line = (f"On the test split ({test}{seeds} seed{'s' if seeds > 1 else ''} each), {comparison['metric']}: "
             f"{figures}")

@@ -41,6 +41,8 @@ def test_the_test_split_is_every_row_of_test_loader_in_file_order(tmp_path: Path
     spec = _spec({"test_loader": {"type": "jsonl", "path": "test.jsonl"}, "max_examples": 8})
     summary = run_data_stage(spec, tmp_path, tmp_path / "out")
     assert summary["counts"]["tgt"] == {"train": 6, "validation": 2, "test": 5}  # 0.75/0.25 of 8
+    assert summary["target_test_from"] == "test_loader"
+    assert "target_test_from" not in run_data_stage(_spec({}), tmp_path, tmp_path / "plain")  # data.json as it was
     test = load_split(tmp_path / "out", "tgt", "test")
     assert [(r["prompt"], r["response"], r["row"], r["source"]) for r in test] == [
         (r["prompt"], r["response"], i, "tgt") for i, r in enumerate(TEST_ROWS)]
@@ -179,6 +181,9 @@ def test_a_tiny_project_evaluates_on_the_test_files_rows(tiny_project: Path) -> 
     for result in per_run.values():
         assert [(p["row"], p["gold"]) for p in result["predictions"]] == [
             (i, r["response"]) for i, r in enumerate(TEST_ROWS)]
+    report = json.loads((tiny_project / "report.json").read_text())
+    assert report["target_test_from"] == report["final_vs_baselines"]["test_from"] == "test_loader"
+    assert "5 test examples from target.test_loader" in (tiny_project / "report.md").read_text()
     write_jsonl(tiny_project / "test.jsonl", TEST_ROWS[:3])  # an edited test file: the data stage re-runs
     _, spec, statuses = plan_project(tiny_project)
     data_stage = next(s for s in all_stages() if s.name == "data")
