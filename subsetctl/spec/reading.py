@@ -273,18 +273,19 @@ def expand_source_files(
     # were written, as validate's warnings ask (a classifier's response_field written)
     entries = [s.model_dump(mode="json", exclude_unset=True) for s in spec.sources]
     origin: dict[int, tuple[int, str]] = {}  # index in the expanded list -> (group, file)
-    target_path = getattr(spec.target.loader, "path", None)
-    target_file = (Path(spec_dir) / Path(target_path).expanduser()).resolve() if target_path else None
+    # the target's own files (its loader's, its test_loader's) are never also sources (the target is
+    # always included, and a source of its test rows would leak them): a glob over the data folder may
+    # well match them
+    target_paths = [getattr(loader, "path", None) for loader in (spec.target.loader, spec.target.test_loader)]
+    target_files = {(Path(spec_dir) / Path(p).expanduser()).resolve() for p in target_paths if p}
     for g, group in enumerate(spec.source_files):
-        # the target's own file is never also a source (it is always included): a glob over the
-        # data folder may well match it
         expanded = [e for e in group.expand(spec_dir)
-                    if (Path(spec_dir) / Path(e["loader"]["path"]).expanduser()).resolve() != target_file]
+                    if (Path(spec_dir) / Path(e["loader"]["path"]).expanduser()).resolve() not in target_files]
         if not expanded:
             issues.append(SpecIssue(
                 file=file, line=lines.get(("source_files", g, "files")), key=f"source_files[{g}].files",
                 message=f"{group.files!r} matches no file (a relative pattern is taken in {Path(spec_dir).resolve()}; "
-                        f"'**' matches subfolders; the target's own file is left out){path_not_found_note(group.files)}. "
+                        f"'**' matches subfolders; the target's own files are left out){path_not_found_note(group.files)}. "
                         "Check the pattern or remove the group."))
         for entry in expanded:
             origin[len(entries)] = (g, entry["loader"]["path"])

@@ -119,6 +119,21 @@ def test_setting_or_changing_test_loader_changes_the_data_stage_only(override: s
     assert {s.name for s in all_stages() if s.spec_slice(before) != s.spec_slice(after)} == {"data"}
 
 
+def test_a_source_files_glob_leaves_out_the_test_file_as_it_leaves_out_the_targets(tmp_path: Path) -> None:
+    """A glob over the data folder matching the test file made it a source: the official
+    test rows in training (the leak warning said so, but the spec asked for it)."""
+    from subsetctl.spec import load_spec
+
+    _files(tmp_path)
+    (tmp_path / "subsetctl.yaml").write_text(yaml.safe_dump({
+        "target": {"name": "tgt", "loader": {"type": "jsonl", "path": "t.jsonl"},
+                   "test_loader": {"type": "jsonl", "path": "./test.jsonl"}},
+        "source_files": [{"files": "*.jsonl", "loader": {"type": "jsonl"}}]}))
+    spec = load_spec(tmp_path / "subsetctl.yaml")
+    assert [s.name for s in spec.sources] == ["aux"]
+    assert spec.target.test_loader is not None and spec.target.split.test == 0
+
+
 def test_split_test_beside_test_loader_is_refused_naming_both_keys() -> None:
     with pytest.raises(ValueError, match=r"target\.split\.test is 0\.25, but target\.test_loader is set.*Remove "
                                          r"target\.split\.test \(or set it to 0\), or remove target\.test_loader"):
