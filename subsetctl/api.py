@@ -534,22 +534,31 @@ def _warn_model_settings(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:
         if spec.model.kind == "causal-lm" and source.label_map:
             warn(loc + ("label_map",), "is for classifiers only: a causal-lm learns its answers as text and ignores "
                                        "label_map. Set model.kind: classifier if that is meant, or remove it.")
-        field = getattr(source.loader, "label_field", None)
-        if spec.model.kind == "causal-lm" and field:  # a classifier spec without model.kind, most likely
-            answers = getattr(source.loader, "response_field", None)
-            reads = f"response_field ({answers!r})" if answers else "response_field"
-            if getattr(source.loader, "messages_field", None) is not None:
-                reads = f"messages_field ({source.loader.messages_field!r})"  # type: ignore[union-attr]
-            warn(loc + ("loader", "label_field"),
-                 f"is for classifiers only: a causal-lm reads its answers from {reads} and ignores label_field "
-                 f"({field!r}). Set model.kind: classifier if that is meant, or remove it.")
-        answers = getattr(source.loader, "response_field", None)
-        if (spec.model.kind == "classifier" and answers is not None
-                and "response_field" in source.loader.model_fields_set):  # written, not the default
-            classes = f"label_field ({field!r})" if field else "label_field"
-            warn(loc + ("loader", "response_field"),
-                 f"is for causal LMs only: a classifier reads its classes from {classes} and ignores "
-                 f"response_field ({answers!r}). Remove it, or set model.kind: causal-lm if that is meant.")
+        test_loader = getattr(source, "test_loader", None)  # the target's, read with the same options
+        for at, loader in [(loc + ("loader",), source.loader),
+                           *([(loc + ("test_loader",), test_loader)] if test_loader is not None else [])]:
+            _warn_unread_answer_column(spec, at, loader, warn)
+
+
+def _warn_unread_answer_column(spec: Spec, loc: tuple[Any, ...], loader: Any, warn: _AddIssue) -> None:
+    """A loader's answer column of the other kind of model, which nothing reads: a
+    ``label_field`` for a causal LM, a ``response_field`` written for a classifier."""
+    field = getattr(loader, "label_field", None)
+    if spec.model.kind == "causal-lm" and field:  # a classifier spec without model.kind, most likely
+        answers = getattr(loader, "response_field", None)
+        reads = f"response_field ({answers!r})" if answers else "response_field"
+        if getattr(loader, "messages_field", None) is not None:
+            reads = f"messages_field ({loader.messages_field!r})"
+        warn(loc + ("label_field",),
+             f"is for classifiers only: a causal-lm reads its answers from {reads} and ignores label_field "
+             f"({field!r}). Set model.kind: classifier if that is meant, or remove it.")
+    answers = getattr(loader, "response_field", None)
+    if (spec.model.kind == "classifier" and answers is not None
+            and "response_field" in loader.model_fields_set):  # written, not the default
+        classes = f"label_field ({field!r})" if field else "label_field"
+        warn(loc + ("response_field",),
+             f"is for causal LMs only: a classifier reads its classes from {classes} and ignores "
+             f"response_field ({answers!r}). Remove it, or set model.kind: causal-lm if that is meant.")
 
 
 def _warn_hub_data(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:
@@ -640,12 +649,15 @@ def _warn_dtype_on_cpu(spec: Spec, warn: _AddIssue) -> None:
 
 
 def _warn_reasoning_gym_metric(spec: Spec, warn: _AddIssue) -> None:
-    """The reasoning_gym metric for a causal LM's target whose loader writes no
-    reasoning-gym metadata: evaluate would stop after every fine-tune."""
-    if (spec.evaluate.metric == "reasoning_gym" and spec.target.loader.type not in ("reasoning_gym", "plugin")
+    """The reasoning_gym metric for a causal LM's target whose test rows' loader (its
+    ``test_loader``, else its ``loader``) writes no reasoning-gym metadata: evaluate would
+    stop after every fine-tune."""
+    tested = spec.target.test_loader or spec.target.loader
+    if (spec.evaluate.metric == "reasoning_gym" and tested.type not in ("reasoning_gym", "plugin")
             and spec.model.kind == "causal-lm"):  # a classifier's is an error already, with its own advice
+        whose = f"a {tested.type} target" if tested is spec.target.loader else f"a {tested.type} test_loader"
         warn(("evaluate", "metric"), f"'reasoning_gym' scores rows that carry reasoning-gym metadata (rg_task), "
-                                     f"which the reasoning_gym loader writes; a {spec.target.loader.type} target "
+                                     f"which the reasoning_gym loader writes; {whose} "
                                      "has none unless its rows do, and evaluate would stop after every fine-tune. "
                                      "Use 'exact_match' or 'auto'.")
 

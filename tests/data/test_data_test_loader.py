@@ -179,6 +179,22 @@ def test_validate_checks_test_loader_as_it_checks_loader(tmp_path: Path) -> None
     assert "target.test_loader" in no_test["target.split.test"].message
 
 
+def test_validates_warnings_about_unread_options_cover_test_loader(tmp_path: Path) -> None:
+    """A label_field a causal LM ignores, and the reasoning_gym metric on test rows that
+    carry no reasoning-gym metadata, are warned about for test_loader as for loader."""
+    from subsetctl.api import spec_warnings
+
+    spec = Spec.model_validate({
+        "target": {"name": "tgt", "loader": {"type": "reasoning_gym", "task": "leg_counting"},
+                   "test_loader": {"type": "jsonl", "path": "test.jsonl", "label_field": "y"}},
+        "sources": [{"name": "aux", "loader": {"type": "jsonl", "path": "aux.jsonl"}}],
+        "evaluate": {"metric": "reasoning_gym"},
+    })
+    said = {issue.key: issue.message for issue in spec_warnings(spec, tmp_path / "subsetctl.yaml")}
+    assert said["target.test_loader.label_field"].startswith("is for classifiers only")
+    assert "a jsonl test_loader has none" in said["evaluate.metric"]
+
+
 def test_a_tiny_project_evaluates_on_the_test_files_rows(tiny_project: Path) -> None:
     """End to end: every selection is evaluated on the test file's rows, exactly, and the
     data stage's plan says where they come from."""
