@@ -195,6 +195,15 @@ def test_validates_warnings_about_unread_options_cover_test_loader(tmp_path: Pat
     assert "a jsonl test_loader has none" in said["evaluate.metric"]
 
 
+def test_a_hub_test_loader_is_among_the_hub_datasets_a_run_needs(tmp_path: Path) -> None:
+    """`plan`, `run` and `doctor` list the hub datasets the local caches lack: the test set's too."""
+    from subsetctl.data.checks import uncached_hub_datasets
+
+    _files(tmp_path)
+    spec = _spec({"test_loader": {"type": "huggingface", "path": "no-such-org/no-such-set", "split": "test"}})
+    assert uncached_hub_datasets(spec, tmp_path) == [(("target", "test_loader", "path"), "no-such-org/no-such-set")]
+
+
 def test_a_tiny_project_evaluates_on_the_test_files_rows(tiny_project: Path) -> None:
     """End to end: every selection is evaluated on the test file's rows, exactly, and the
     data stage's plan says where they come from."""
