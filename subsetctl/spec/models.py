@@ -739,16 +739,19 @@ class TargetSpec(SourceSpec):
             return {**data, "split": dict(TARGET_SPLIT_WITH_TEST_LOADER)}
         return data
 
-    @model_validator(mode="after")
-    def _one_test_split(self) -> TargetSpec:
+    @field_validator("test_loader")
+    @classmethod
+    def _one_test_split(cls, test_loader: Any, info: ValidationInfo) -> Any:
         """A test split drawn from ``loader`` beside a ``test_loader``'s rows would be two
-        test sets in one: refused, naming both keys."""
-        if self.test_loader is not None and self.split.test:
+        test sets in one: refused at test_loader's key and line (validated after the
+        split), naming both keys."""
+        split = info.data.get("split")
+        if test_loader is not None and isinstance(split, SplitSpec) and split.test:
             raise ValueError(
-                f"target.split.test is {self.split.test!r}, but target.test_loader is set: the test rows are "
+                f"target.split.test is {split.test!r}, but target.test_loader is set: the test rows are "
                 "every row test_loader reads, so none is drawn from loader. Remove target.split.test (or set "
                 "it to 0), or remove target.test_loader to draw the test rows from loader")
-        return self
+        return test_loader
 
 
 # ---------------------------------------------------------------------------- stages

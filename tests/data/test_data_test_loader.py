@@ -135,10 +135,15 @@ def test_a_source_files_glob_leaves_out_the_test_file_as_it_leaves_out_the_targe
 
 
 def test_split_test_beside_test_loader_is_refused_naming_both_keys() -> None:
-    with pytest.raises(ValueError, match=r"target\.split\.test is 0\.25, but target\.test_loader is set.*Remove "
-                                         r"target\.split\.test \(or set it to 0\), or remove target\.test_loader"):
+    """...at test_loader's key (and so its line), not the target's first line."""
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"target\.split\.test is 0\.25, but target\.test_loader is set.*"
+                                              r"Remove target\.split\.test \(or set it to 0\), or remove "
+                                              r"target\.test_loader") as refused:
         _spec({"test_loader": {"type": "jsonl", "path": "x.jsonl"},
                "split": {"train": 0.5, "validation": 0.25, "test": 0.25}})
+    assert [e["loc"] for e in refused.value.errors()] == [("target", "test_loader")]
     assert _spec({"test_loader": {"type": "jsonl", "path": "x.jsonl"},
                   "split": {"train": 10, "validation": 5, "test": 0}}).target.split.test == 0
     default = _spec({"test_loader": {"type": "jsonl", "path": "x.jsonl"}}).target.split
