@@ -1117,19 +1117,20 @@ def plan_project(
         statuses = pipeline.plan(force=set(force or []), until=until)
         running = project.run_in_progress()
         if running:
-            _mark_running(statuses, project.stage_in_progress(running), running)
+            _mark_running(statuses, project.stage_in_progress(running), running + project.running_whose())
         return project, spec, statuses
 
 
-def _mark_running(statuses: list[StageStatus], stage: str | None, pid: str) -> None:
+def _mark_running(statuses: list[StageStatus], stage: str | None, holder: str) -> None:
     """Say "running" for the stage a live `run` is computing, whatever its status would be
     otherwise ("unfinished: a run stopped partway", or "never run" when that run was
-    started with other overrides). Here rather than in the CLI, so that `plan_project` in a
+    started with other overrides); ``holder`` is its PID, and where and whose it is when
+    another machine's or user's (:meth:`~subsetctl.project.Project.running_whose`). Here rather than in the CLI, so that `plan_project` in a
     notebook says what `plan --format json` says while a run works on the project."""
     for status in statuses:
         if status.name == stage:
             status.state = "running"
-            status.reasons = [f"`subsetctl run` (PID {pid}) is computing it now"]
+            status.reasons = [f"`subsetctl run` (PID {holder}) is computing it now"]
 
 
 @contextlib.contextmanager

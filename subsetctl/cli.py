@@ -504,7 +504,8 @@ def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, 
     title = f"plan for {escape(str(project.root))}"
     console.print(_status_lines(statuses, title) if console.width < NARROW_PLAN else _status_table(statuses, title))
     if running:
-        console.print(f"[yellow]A `subsetctl run` (PID {running}) is working on this project now: these statuses "
+        console.print(f"[yellow]A `subsetctl run` (PID {running}{escape(project.running_whose())}) is working on "
+                      "this project now: these statuses "
                       "change as its stages finish.[/yellow]")
     _print_code_the_spec_runs(console, code_the_spec_runs(spec))
     todo = [s.name for s in statuses if s.will_run and not s.conditional]

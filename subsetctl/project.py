@@ -1121,6 +1121,16 @@ class Project:
         except OSError:
             return "unknown"
 
+    def running_whose(self) -> str:
+        """Where and whose the `run` holding the lock is, as its lock file says: " on HOST"
+        for another machine, ", user NAME" for another user (a team sharing the project
+        folder: whom to ask, as the PID alone does not say); "" when it is this user's here,
+        or the file does not say (:meth:`_LockHolder.where_whose`)."""
+        try:
+            return _LockHolder.read(self.lock_path.read_text(encoding="utf-8", errors="replace")).where_whose
+        except OSError:
+            return ""
+
     def read_work_marker(self, stage: str) -> dict[str, Any]:
         """``stage``'s work marker (work.json, written as a stage starts: the inputs
         fingerprint and the PID of the run working on it); empty when missing or unreadable."""
