@@ -820,9 +820,10 @@ def test_a_split_naming_a_file_says_how_split_files_are_read(tmp_path: Path) -> 
         with pytest.raises(ValueError, match=r"names a file, but a split is a count or a fraction.*"
                                              r"target\.test_loader: \{type: jsonl, path: "):
             SplitSpec.model_validate({"train": written, "validation": 0.2, "test": 0.2})
-    with pytest.raises(ValueError) as typo:
-        SplitSpec.model_validate({"train": "many"})
-    assert "names a file" not in str(typo.value)
+    for typo_text in ("many", "1/4", " 3 / 10 "):  # a fraction written with "/" names no file
+        with pytest.raises(ValueError) as typo:
+            SplitSpec.model_validate({"train": typo_text})
+        assert "names a file" not in str(typo.value)
     (tmp_path / "data").mkdir()
     for split, rows in (("train", range(6)), ("test", range(6, 8))):
         (tmp_path / "data" / f"{split}.jsonl").write_text(

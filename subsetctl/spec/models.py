@@ -457,8 +457,11 @@ def _listed_fractions(fractions: dict[str, float]) -> str:
 
 def _names_a_file(text: str) -> bool:
     """Whether a split size's text is a file's path (a folder in it, or a data file's
-    extension) rather than a mistyped number."""
+    extension) rather than a mistyped number (a fraction written ``1/4`` is one: it holds a
+    "/" but names no file)."""
     text = text.strip()
+    if re.fullmatch(r"\d+(\.\d*)?\s*/\s*\d+(\.\d*)?", text):
+        return False
     return "/" in text or "\\" in text or bool(
         re.search(r"\.(jsonl|json|csv|tsv|parquet|txt|gz|arrow)$", text, re.IGNORECASE))
 
