@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -101,3 +102,16 @@ def test_report_compare_of_something_else_says_what_to_give(tiny_project_ran, tm
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     result = invoke("report", str(a), "--compare", str(a), "--format", "markdown")
     assert result.exit_code == 2 and "--compare prints text or json" in result.output, result.output
+
+
+def test_compare_with_a_missing_path_names_the_option_and_what_to_give(tmp_path: Path) -> None:
+    """A mistyped --compare path (a kept report.json's, a project folder's) was told to
+    `subsetctl init` it, as if it named the project to report on."""
+    from subsetctl.errors import UserError
+    from subsetctl.report.compare import load_side
+
+    for missing in ("v1-report.json", "variant-b"):
+        with pytest.raises(UserError) as refused:
+            load_side(tmp_path / missing)
+        text = str(refused.value)
+        assert f"--compare {tmp_path / missing}: no such file or folder" in text and "subsetctl init" not in text, text

@@ -24,6 +24,9 @@ def load_side(path: str | Path) -> dict[str, Any]:
     from subsetctl.project import Project
 
     path = Path(path).expanduser()
+    if not path.exists():  # (Project.find's error advised `subsetctl init` of it, a kept report.json's name too)
+        raise UserError(f"--compare {path}: no such file or folder. Give a project folder (or its subsetctl.yaml), "
+                        "or a report.json a run wrote (e.g. one copied aside before the next variant ran).")
     if path.is_file() and path.suffix == ".json":
         try:
             report = json.loads(path.read_text(encoding="utf-8"))
