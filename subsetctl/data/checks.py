@@ -34,6 +34,7 @@ from subsetctl.data.loaders import (
     UnsupportedCompression,
     evals_file,
     gzip_damage,
+    jq_rows_command,
     json_document_advice,
     open_decompressed,
     resolve_path,
@@ -820,7 +821,7 @@ def _under_a_key_note(path: Path) -> str:
         return ""
     key, count = found
     return (f" ({path.name} is one JSON object holding its {count} rows under {key!r}, which no loader reads "
-            f"there: write them one object a line, e.g. `jq -c '.{key}[]' {path.name} > {path.stem}.jsonl`, "
+            f"there: write them one object a line, e.g. `{jq_rows_command(path.name, key)}`, "
             "and read that with type: jsonl)")
 
 

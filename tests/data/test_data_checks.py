@@ -795,3 +795,24 @@ def test_a_json_document_holding_its_rows_under_a_key_is_said_with_how_to_make_t
     for i, name in ((3, "one"), (4, "two")) if indent else ():  # pretty-printed, read as JSON Lines
         message = issues[f"sources[{i}].loader.path"].message
         assert "pretty-printed" in message and f"jq -c '.data[]' {name}.json" in message, message
+
+
+def test_the_jq_command_for_rows_under_a_key_runs_as_shown_for_any_file_and_key() -> None:
+    """The advice's `jq` command pasted the file names in bare and the key after a dot: for
+    `my data.json`, or rows under 'my rows', the command shown failed (or wrote elsewhere)."""
+    from subsetctl.data.loaders import jq_rows_command
+
+    assert jq_rows_command("squad.json", "data") == "jq -c '.data[]' squad.json > squad.jsonl"
+    assert jq_rows_command("alpaca.json") == "jq -c '.[]' alpaca.json > alpaca.jsonl"
+    assert jq_rows_command("my data.json", "my rows") == \
+        """jq -c '.["my rows"][]' 'my data.json' > 'my data.jsonl'"""
+
+
+def test_a_document_with_rows_under_a_key_names_a_jq_command_quoted_for_the_shell(tmp_path: Path) -> None:
+    """validate's advice for `{"my rows": [...]}` in `my data.json` gives a command that runs as shown."""
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    (tmp_path / "data" / "my data.json").write_text(json.dumps({"my rows": qa_rows(3)}))
+    issues = check_issues(tmp_path, GOOD + "  - {name: a, loader: {type: jsonl, path: data/my data.json}}\n")
+    message = issues["sources[1].loader.prompt_field"].message
+    assert """`jq -c '.["my rows"][]' 'my data.json' > 'my data.jsonl'`""" in message, message

@@ -103,6 +103,7 @@ from subsetctl.data.loaders.files import (  # noqa: F401
     gzip_damage,
     is_glob,
     is_saved_to_disk,
+    jq_rows_command,
     json_document_advice,
     jsonl_records,
     load_csv,

@@ -9,6 +9,7 @@ import functools
 import io
 import json
 import re
+import shlex
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
@@ -25,7 +26,7 @@ from subsetctl.data.loaders.common import (
     _where,
     one_based_row,
 )
-from subsetctl.errors import UserError, path_not_found_note
+from subsetctl.errors import UserError, path_not_found_note, shell_arg
 from subsetctl.registry import LOADERS
 from subsetctl.spec import CsvLoader, HuggingFaceLoader, JsonlLoader, ParquetLoader
 
@@ -299,6 +300,18 @@ class DuplicateKeys:
                 "kept too.")
 
 
+def jq_rows_command(name: str, key: str | None = None) -> str:
+    """The ``jq`` command that writes the rows of the JSON file ``name`` (in the current
+    folder) as JSON Lines beside it: its array's items, or those of the list under ``key``
+    (``{"data": [...]}``). The file names are shell words and a key that is no jq
+    identifier is written ``.["my rows"]``, so the command runs as shown for ``my data.json``
+    too (the names were pasted in bare, and such a command failed or wrote elsewhere)."""
+    under = "" if key is None else (f".{key}" if re.fullmatch(r"[A-Za-z_]\w*", key, re.ASCII)
+                                    else f".[{json.dumps(key)}]")
+    rows = f"{under}[]" if under else ".[]"
+    return f"jq -c {shlex.quote(rows)} {shell_arg(name)} > {shell_arg(Path(name).stem + '.jsonl')}"
+
+
 def json_document_advice(line: str, written_path: str) -> str:
     """What to do with a "JSON Lines" file whose first line shows it holds one JSON
     document instead, starting with ``line``: an array of examples (Alpaca's
@@ -316,7 +329,7 @@ def json_document_advice(line: str, written_path: str) -> str:
         return (f" It holds one JSON array (a .json document), not one object per line: read it with "
                 f"loader: {{type: huggingface, path: json, data_files: [{shown}]}}, which takes JSON "
                 f"arrays (a source of its own: a source_files group has no such loader), or write it as JSON "
-                f"Lines (`jq -c '.[]' {name} > {Path(name).stem}.jsonl`).")
+                f"Lines (`{jq_rows_command(name)}`).")
     if text.rstrip() == "{":
         return " It looks like one JSON object spread over lines (pretty-printed): write one object per line."
     return ""
