@@ -542,7 +542,10 @@ def _warn_model_settings(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:
 
 def _warn_unread_answer_column(spec: Spec, loc: tuple[Any, ...], loader: Any, warn: _AddIssue) -> None:
     """A loader's answer column of the other kind of model, which nothing reads: a
-    ``label_field`` for a causal LM, a ``response_field`` written for a classifier."""
+    ``label_field`` for a causal LM, a ``response_field`` written for a classifier that
+    has a ``label_field`` (without one, validate's error at label_field already names the
+    column response_field names: a warning to remove it said the same mistake twice, with
+    other advice)."""
     field = getattr(loader, "label_field", None)
     if spec.model.kind == "causal-lm" and field:  # a classifier spec without model.kind, most likely
         answers = getattr(loader, "response_field", None)
@@ -553,7 +556,7 @@ def _warn_unread_answer_column(spec: Spec, loc: tuple[Any, ...], loader: Any, wa
              f"is for classifiers only: a causal-lm reads its answers from {reads} and ignores label_field "
              f"({field!r}). Set model.kind: classifier if that is meant, or remove it.")
     answers = getattr(loader, "response_field", None)
-    if (spec.model.kind == "classifier" and answers is not None
+    if (spec.model.kind == "classifier" and answers is not None and field
             and "response_field" in loader.model_fields_set):  # written, not the default
         classes = f"label_field ({field!r})" if field else "label_field"
         warn(loc + ("response_field",),

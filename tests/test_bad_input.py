@@ -820,6 +820,21 @@ def test_a_classifier_with_a_source_files_group_gets_no_warning_about_settings_i
     assert [w.key for w in report.warnings] == ["source_files[0] (pool/a.jsonl and 1 more files).loader.response_field"]
 
 
+def test_a_classifier_response_field_without_label_field_is_said_once(tmp_path: Path) -> None:
+    """A classifier's loader naming its classes with response_field alone got validate's
+    error at label_field (naming that column) and a warning at response_field to remove it:
+    one mistake, said twice with other advice. The error alone says it now."""
+    classifier = {**BASE, "model": {"kind": "classifier"}, "target": {**BASE["target"], "loader": {
+        **BASE["target"]["loader"], "label_field": "response"}}, "sources": [
+        {**s, "loader": {**s["loader"], "label_field": "response"}} for s in BASE["sources"]]}
+    classifier["target"]["loader"].pop("label_field")
+    classifier["target"]["loader"]["response_field"] = "response"
+    report = validate_spec_file(_spec_file(tmp_path, classifier))
+    assert [i.key for i in report.issues] == ["target.loader.label_field"], report.issues
+    assert "label_field: response, if the column response_field names holds the classes" in report.issues[0].message
+    assert report.warnings == [], report.warnings
+
+
 def test_label_map_on_a_causal_lm_is_a_warning(tmp_path: Path) -> None:
     """A causal LM learns its answers as text: a label_map would rename nothing."""
     sources = [{**BASE["sources"][0], "label_map": {0: "neg"}}, *BASE["sources"][1:]]
