@@ -1225,9 +1225,11 @@ class Project:
         started on several GPUs or machines that share the project directory run at the
         same time while no plain `run` can. A lock left by a dead process is taken over
         (the kernel drops flock locks when a process dies; the PID file tells us whose it was).
+        A state folder holding a symbolic link is refused first (:meth:`refuse_links`), before
+        the lock file is opened for writing.
 
         ``shard``: taken by a shard run. Its exclusive hold (the stages before gradients,
-        putting back kept results) is marked ``PID shard HOST`` in the lock file, and a shard
+        putting back kept results) is marked ``PID shard HOST USER`` in the lock file, and a shard
         run waits for another shard run's exclusive hold instead of failing: shards
         started at the same moment run those stages once, then side by side. ``waiting``
         is told when it waits (``notice`` when it takes over a stale lock)."""
