@@ -576,6 +576,7 @@ def _kept_line(project: Any, keep_previous: bool = True) -> str | None:
 #: path holding "=" after a "/" (`/data/run=1`, `./a=b`) does not, and is taken for what it names
 _OVERRIDE_KEY = re.compile(r"^\s*[^\s/=][^/=]*=")
 
+
 def _exists(path: Path, *, folder: bool = False) -> bool:
     """Whether ``path`` (a command-line argument) is on disk (a folder: ``folder``). A name
     the system refuses is not: an override longer than 255 bytes (a long list or name)

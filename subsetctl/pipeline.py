@@ -968,7 +968,9 @@ class Pipeline:
         then, now = stage.work(last_spec), stage.work(self.spec)
         if not then or then == now:
             return None
-        return _without_trailing_breakdown(_without_shared_last_clause(then, now), now)
+        brief = _without_shared_last_clause(then, now)
+        # (the search's subsets by strategy only: another stage's parenthesis says why, "(verify is off)")
+        return _without_trailing_breakdown(brief, now) if stage.name == "search" else brief
 
     def _never_run(self, stage: Stage, fp: str | None, inputs: dict[str, Any]) -> tuple[str, list[str]]:
         """The state ("never run" or "unfinished") and reasons :meth:`plan` gives a stage

@@ -477,6 +477,9 @@ def test_plan_says_the_last_search_in_brief(tiny_project_ran) -> None:
     assert statuses["search"]["work"].startswith("3 strategies"), statuses["search"]
     assert re.fullmatch(r"2 strategies, estimates on the CPU \(fast\): up to 8 subsets",
                         statuses["search"]["last_work"]), statuses["search"]["last_work"]
+    calibrate = {s["stage"]: s for s in json.loads(CliRunner().invoke(
+        main, ["plan", str(project), "verify.enabled=true", "verify.k=2", "--format", "json"]).stdout)}["calibrate"]
+    assert calibrate["last_work"].endswith("(verify is off)"), calibrate  # another stage's parenthesis says why
     assert _without_trailing_breakdown("a (b) c", "x (y)") == "a (b) c"  # not at the end: kept
     assert _without_trailing_breakdown("a (b (c))", "x") == "a (b (c))"  # now has none: kept
 

@@ -190,7 +190,9 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
         for note in verify_notes(report):
             console.print(f"[dim]verify {escape(note)}[/dim]")
     if report.get("test_metrics"):
-        t = Table(title="test metrics (target's held-out split)", title_justify="left")
+        held_out = ("target.test_loader's rows" if report.get("target_test_from") == "test_loader"
+                    else "target's held-out split")
+        t = Table(title=f"test metrics ({held_out})", title_justify="left")
         f1 = any("macro_f1_mean" in m for m in report["test_metrics"].values())
         for col in ("selection", "metric", "score", *(["macro-F1"] if f1 else []), "test loss", "seeds"):
             t.add_column(col, overflow="fold")

@@ -229,6 +229,12 @@ def test_a_tiny_project_evaluates_on_the_test_files_rows(tiny_project: Path) -> 
     report = json.loads((tiny_project / "report.json").read_text())
     assert report["target_test_from"] == report["final_vs_baselines"]["test_from"] == "test_loader"
     assert "5 test examples from target.test_loader" in (tiny_project / "report.md").read_text()
+    from click.testing import CliRunner
+
+    from subsetctl.cli import main
+
+    shown = " ".join(CliRunner().invoke(main, ["report", str(tiny_project)]).output.split())
+    assert "test metrics (target.test_loader's rows)" in shown, shown  # not "the target's held-out split"
     write_jsonl(tiny_project / "test.jsonl", TEST_ROWS[:3])  # an edited test file: the data stage re-runs
     _, spec, statuses = plan_project(tiny_project)
     data_stage = next(s for s in all_stages() if s.name == "data")
