@@ -608,14 +608,14 @@ def _joined_run(items: list[str]) -> str:
 
 
 def _folder_not_override(directory: Path | None) -> Path | None:
-    """The folder argument of a command that takes no overrides (`report`, `ls`,
-    `doctor`); a key=value there is a usage error saying so (it was looked for as a
-    folder, and the error offered `subsetctl init finetune.seeds=2`)."""
+    """The folder argument of a command that takes no overrides (`ls`, `doctor`); a
+    key=value there is a usage error saying so (it was looked for as a folder, and the
+    error offered `subsetctl init finetune.seeds=2`)."""
     if directory is not None and _OVERRIDE_KEY.match(str(directory)) and not _exists(Path(directory).expanduser()):
         command = click.get_current_context().command_path
         raise click.UsageError(
             f"{str(directory)!r} looks like a key=value override, but `{command}` takes none: it reads the project "
-            "as it is (`subsetctl plan` and `subsetctl run` take overrides). Give the project folder, or nothing "
+            "as it is (`subsetctl plan`, `run` and `report` take overrides). Give the project folder, or nothing "
             "for the current one."
         )
     return directory
@@ -787,6 +787,7 @@ def _print_report(root: Path, console: Any, overrides: list[str] | None = None) 
 
 @main.command(short_help="Show the results of the last run.")
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
+@click.argument("overrides", nargs=-1)
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True,
               help="json: {project (its folder), stages, outdated, stale, previous, missing_outputs, damaged, "
                    "not_run, unfinished, switched_off, switched_off_moved_past, report_by_earlier_subsetctl, "
@@ -804,15 +805,26 @@ def _print_report(root: Path, console: Any, overrides: list[str] | None = None) 
                    "earlier run. Shows the settings that differ, the lambda, each selection's sources and "
                    "estimated loss, and the test metrics (text or json).")
 @_json_alone_on_stdout
-def report(directory: Path | None, fmt: str, all_sources: bool, other: Path | None) -> None:
+def report(directory: Path | None, overrides: tuple[str, ...], fmt: str, all_sources: bool,
+           other: Path | None) -> None:
     """Show the results of the last run (works during a run; changes nothing but the cache of file
     hashes, and the file stamps recorded for a copied project's results).
 
-    DIRECTORY is the project (default: the current directory)."""
+    DIRECTORY is the project (default: the current directory); extra `key=value` arguments
+    are the overrides a `run` was given: what is stale is then judged against the spec with
+    them, as `plan` with them judges it (without them, a variant's results read as stale)."""
     from subsetctl.project import Project
     from subsetctl.report.terminal import load_report_data, nothing_to_report, render_report
 
-    project = Project.find(_folder_not_override(directory))
+    directory, overrides = _split_dir(directory, overrides)
+    project = Project.find(directory)
+    if overrides:  # a mistyped override is an error, as plan's, not results "not checked against the spec"
+        if other is not None:
+            raise click.UsageError("--compare sets two variants' results side by side as they are: it takes no "
+                                   "key=value overrides. Leave them out.")
+        from subsetctl.api import load_project
+
+        load_project(project.root, list(overrides))
     if other is not None:
         from subsetctl.report.compare import compare_reports, load_side, render_comparison
 
@@ -825,7 +837,7 @@ def report(directory: Path | None, fmt: str, all_sources: bool, other: Path | No
             render_comparison(comparison, _console())
         return
     if fmt == "json":  # nothing run yet: still JSON for a script (report null), then the error, exit 1
-        data = load_report_data(project.root, nothing_run_ok=True)
+        data = load_report_data(project.root, list(overrides), nothing_run_ok=True)
         _echo_json(data)
         if not data["stages"]:
             raise UserError(nothing_to_report(project.root))
@@ -833,7 +845,7 @@ def report(directory: Path | None, fmt: str, all_sources: bool, other: Path | No
         from subsetctl.report.markdown import render_markdown
         from subsetctl.report.terminal import outdated_note
 
-        data = load_report_data(project.root)
+        data = load_report_data(project.root, list(overrides))
         path = project.root / "report.md"
         current = ("report" in data["stages"] and "report" not in data["outdated"] and not data["damaged"]
                    and path.is_file() and not data.get("report_by_earlier_subsetctl")
@@ -848,11 +860,11 @@ def report(directory: Path | None, fmt: str, all_sources: bool, other: Path | No
                 text = path.read_text(encoding="utf-8")
         if text is None:
             text = render_markdown(data["report"], {})
-        note = outdated_note(data)
+        note = outdated_note(data, list(overrides))
         quoted = "\n".join(f"> {line}" for line in note.splitlines()) if note else ""
         click.echo(text + (f"\n{quoted}\n" if note else ""))
     else:
-        render_report(project.root, _console(), all_sources=all_sources)
+        render_report(project.root, _console(), all_sources=all_sources, overrides=list(overrides))
 
 
 @main.command(name="ls", short_help="List loaders, strategies, estimators, projectors and models.")

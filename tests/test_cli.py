@@ -307,6 +307,28 @@ def test_a_report_of_a_partial_run_says_which_stages_have_not_run(jsonl_project:
     assert data["report"]["project"] == "t"  # the spec's project.name, without a report stage too
 
 
+def test_report_with_a_runs_overrides_judges_its_results_against_them(jsonl_project: Path) -> None:
+    """After `run P key=value`, `report P` lists the variant's stages as stale (the spec on
+    disk differs); `report P key=value` judges them as `plan P key=value` does, and the
+    commands its notes suggest repeat the overrides. A mistyped override is an error, as
+    plan's, not results "not checked against the spec"; --compare takes none."""
+    root = str(jsonl_project)
+    assert invoke("run", root, "--until", "data", "-q", "sources[0].max_examples=4").exit_code == 0
+    plain = json.loads(invoke("report", root, "--format", "json").output)
+    assert plain["stale"] == ["data"]
+    same = invoke("report", root, "sources[0].max_examples=4", "--format", "json")
+    assert same.exit_code == 0 and json.loads(same.output)["stale"] == [] and json.loads(same.output)["spec_problem"] is None
+    other = " ".join(invoke("report", root, "sources[0].max_examples=5").output.split())
+    assert f"`subsetctl plan {root} 'sources[0].max_examples=5'` says why" in other, other
+    assert f"`subsetctl run {root} 'sources[0].max_examples=5'` runs them" in other, other
+    markdown = " ".join(invoke("report", root, "--format", "markdown", "sources[0].max_examples=4").output.split())
+    assert "changed since" not in markdown and f"`subsetctl run {root} 'sources[0].max_examples=4'` runs" in markdown
+    typo = invoke("report", root, "sources[0].max_exemples=4", "--format", "json")
+    assert typo.exit_code == 1 and "max_exemples" in typo.output and '"stale"' not in typo.output
+    compared = invoke("report", root, "sources[0].max_examples=4", "--compare", root)
+    assert compared.exit_code == 2 and "takes no key=value overrides" in compared.output
+
+
 def test_report_before_run_says_what_to_do(jsonl_project: Path) -> None:
     result = invoke("report", str(jsonl_project))
     assert result.exit_code == 1 and "subsetctl run" in result.output
@@ -648,7 +670,7 @@ def test_arguments_neither_folder_nor_override_are_told_apart(tmp_path: Path, js
     spec file"), `~` in init (made ./~/q)."""
     runner = CliRunner()
     monkeypatch.chdir(jsonl_project)
-    for command in ("report", "ls", "doctor"):
+    for command in ("ls", "doctor"):
         result = runner.invoke(main, [command, "finetune.seeds=2"], prog_name="subsetctl")
         assert result.exit_code == 2 and "takes none" in result.output and "init" not in result.output, command
     result = runner.invoke(main, ["plan", str(tmp_path / "x=y")])

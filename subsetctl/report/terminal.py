@@ -203,11 +203,14 @@ def _why_outdated(data: dict[str, Any], outdated: list[str]) -> str:
     return "an upstream stage changed since"
 
 
-def outdated_note(data: dict[str, Any]) -> str | None:
+def outdated_note(data: dict[str, Any], overrides: list[str] | None = None) -> str | None:
     """Lines saying which stages' results are left out as outdated, which shown results
-    the spec has moved past, and what to do; None when the report is current."""
+    the spec has moved past, and what to do; None when the report is current. ``overrides``:
+    those the results were checked against (`report DIR key=value`), which the commands it
+    suggests (`run`, `plan`) then repeat: without them, they would run or plan another variant."""
     notes = []
-    folder = shell_arg(data["project"])  # as the commands suggested below take it
+    # as the commands suggested below take it, with the overrides after it
+    folder = " ".join([shell_arg(data["project"]), *map(shell_arg, overrides or [])])
     shown = [s for s in data.get("outdated", []) if s != "report"]
     if shown:
         notes.append(f"Not shown: the results of {', '.join(shown)}, from an earlier run ({_why_outdated(data, shown)}). "
@@ -292,7 +295,8 @@ def outdated_note(data: dict[str, Any]) -> str | None:
 
 def render_report(root: Path, console: Any, all_sources: bool = False, overrides: list[str] | None = None) -> None:
     """Print the report; the full results tables come from report.json when present.
-    ``all_sources`` lists every source instead of the highest and lowest scoring ones."""
+    ``all_sources`` lists every source instead of the highest and lowest scoring ones;
+    ``overrides``: judge what is stale against the spec with them, as a run with them would."""
     from rich.table import Table
 
     data = load_report_data(root, overrides)
@@ -301,7 +305,7 @@ def render_report(root: Path, console: Any, all_sources: bool = False, overrides
         from subsetctl.report.render import render_full_report
 
         render_full_report(full, console, all_sources=all_sources, root=root, stale=data.get("stale") or [])
-    note = outdated_note(data)
+    note = outdated_note(data, overrides)
     if note:
         from rich.markup import escape
 
