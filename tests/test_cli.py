@@ -1640,6 +1640,11 @@ def test_a_whole_run_ends_naming_the_report_files(tiny_project_ran, tmp_path_fac
     assert result.exit_code == 0 and last.startswith(f"'{spaced}/report.md', '{spaced}/report.json', '{spaced}/plots/"), \
         result.output
     assert last.endswith(f"(`subsetctl report '{spaced}'` shows it again)."), result.output
+    # after a run with overrides, `report` with them: without, the variant's results read as stale
+    result = invoke("run", str(project), "-q", "finetune.steps=2", "project.name=my name")  # (the spec's steps)
+    last = " ".join(result.output.split()).rsplit("Report files: ", 1)[-1]
+    assert last.endswith(f"(`subsetctl report {project} finetune.steps=2 'project.name=my name'` shows it again)."), \
+        result.output
 
 
 def test_ls_in_a_projects_subfolder_names_the_project_whose_plugins_it_leaves_out(jsonl_project: Path,
