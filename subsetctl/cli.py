@@ -661,9 +661,14 @@ def _split_dir(directory: Path | None, overrides: tuple[str, ...]) -> tuple[Path
               "project may run at the same time, on several GPUs or machines sharing the directory.")
 @click.option("--quiet", "-q", is_flag=True,
               help="No progress and no notices; warnings, errors, the summary and the report still print.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: at the end, print on stdout what `report --format json` with these overrides prints (the "
+                   "report instead of its text; the summary, progress and warnings go to stderr), for scripts; "
+                   "nothing on stdout when the run fails or is stopped.")
+@_json_alone_on_stdout
 def run(
     directory: Path | None, overrides: tuple[str, ...], until: str | None, force: tuple[str, ...],
-    shard: str | None, quiet: bool,
+    shard: str | None, quiet: bool, fmt: str,
 ) -> None:
     """Run every stale stage in order; resume where the last run stopped.
 
@@ -707,6 +712,8 @@ def run(
         else:  # the gradients stage is complete already (or was put back): no shard of it left to compute
             console.print(f"{done}the gradients stage is complete: shard {shard} has nothing to compute. "
                           "`subsetctl run` without --shard goes on with the stages after it.")
+        if fmt == "json":
+            _echo_report_json(directory, overrides)
         return
     stopped_early = _stops_early(until)
     if not ran:
@@ -722,7 +729,8 @@ def run(
         from subsetctl.project import Project
 
         root = Project.find(directory).root
-        _print_report(root, console, list(overrides))
+        if fmt != "json":  # (json: the report is printed below, as JSON, on stdout)
+            _print_report(root, console, list(overrides))
         written = _report_files(root)
         if written:  # where the report went: the terminal showed it, but not that it is also on disk
             shown = Path(directory) if directory is not None else Path(".")
@@ -730,6 +738,18 @@ def run(
             # each as one shell word, as the commands: `my proj/report.md, ...` read as two paths and more
             console.print(f"Report files: {', '.join(shell_arg(shown / name) for name in written)} (`subsetctl "
                           f"report{where}` shows it again).", markup=False)
+    if fmt == "json":
+        _echo_report_json(directory, overrides)
+
+
+def _echo_report_json(directory: Path | None, overrides: tuple[str, ...]) -> None:
+    """`run --format json`'s output once the run is over: what `report --format json` with the
+    run's overrides prints, so that a script driving variants reads each one's results, judged
+    against the spec with its overrides, without a second command (also after `--until` or
+    `--shard`: its stages and `not_run`)."""
+    from subsetctl.report.terminal import load_report_data
+
+    _echo_json(load_report_data(directory if directory is not None else Path("."), list(overrides), nothing_run_ok=True))
 
 
 def _stops_early(until: str | None) -> bool:

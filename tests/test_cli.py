@@ -329,6 +329,22 @@ def test_report_with_a_runs_overrides_judges_its_results_against_them(jsonl_proj
     assert compared.exit_code == 2 and "takes no key=value overrides" in compared.output
 
 
+def test_run_format_json_prints_the_report_json_of_its_variant_alone_on_stdout(jsonl_project: Path) -> None:
+    """A script driving variants (`run P key=value` each) got the whole text report on stdout,
+    `-q` too, and needed `report --format json` after it; `run --format json` prints what
+    `report --format json` with the run's overrides prints, the summary going to stderr."""
+    root = str(jsonl_project)
+    result = CliRunner().invoke(main, ["run", root, "--until", "data", "-q", "--format", "json",
+                                       "sources[0].max_examples=4"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)  # the JSON alone
+    assert data == json.loads(invoke("report", root, "sources[0].max_examples=4", "--format", "json").stdout)
+    assert data["stale"] == [] and list(data["stages"]) == ["data"] and data["not_run"][0] == "meta_init"
+    assert "Ran data" in result.stderr and "Stopped after data" in result.stderr
+    failed = CliRunner().invoke(main, ["run", root, "--format", "json", "gradients.d=abc"])
+    assert failed.exit_code == 1 and failed.stdout == "" and "gradients.d" in failed.stderr
+
+
 def test_report_before_run_says_what_to_do(jsonl_project: Path) -> None:
     result = invoke("report", str(jsonl_project))
     assert result.exit_code == 1 and "subsetctl run" in result.output
@@ -1645,6 +1661,18 @@ def test_a_whole_run_ends_naming_the_report_files(tiny_project_ran, tmp_path_fac
     last = " ".join(result.output.split()).rsplit("Report files: ", 1)[-1]
     assert last.endswith(f"(`subsetctl report {project} finetune.steps=2 'project.name=my name'` shows it again)."), \
         result.output
+
+
+def test_a_whole_run_with_format_json_prints_its_report_as_json_not_as_text(tiny_project_ran) -> None:
+    """`run --format json` of the whole pipeline: stdout is report.json's content with what
+    `report --format json` adds, the text report is not printed, and the report files line
+    goes to stderr."""
+    project = tiny_project_ran()
+    result = CliRunner().invoke(main, ["run", str(project), "--format", "json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["stale"] == [] and data["report"] == json.loads((project / "report.json").read_text())
+    assert "Report files: " in result.stderr and "selections" not in result.stderr, result.stderr
 
 
 def test_ls_in_a_projects_subfolder_names_the_project_whose_plugins_it_leaves_out(jsonl_project: Path,
