@@ -28,7 +28,7 @@ from subsetctl.errors import (
 )
 from subsetctl.pipeline import Pipeline, StageStatus
 from subsetctl.plugin_scoping import plugin_scope
-from subsetctl.project import Project, atomic_write_text, keep_as_backup
+from subsetctl.project import Project, atomic_write_text, keep_as_backup, manifests_read_once
 from subsetctl.reporter import Reporter, SilentReporter
 from subsetctl.spec import (
     SPEC_FILENAME,
@@ -1108,7 +1108,7 @@ def plan_project(
     overrides, force = _override_list(overrides), _listed(force)
     directory, until = _directory_arg(directory), _until_arg(until)
     _check_reporter(reporter, ("warn",))  # plan only warns
-    with environment_errors_as_user_errors():
+    with environment_errors_as_user_errors(), manifests_read_once():
         project, spec = load_project(directory, overrides, reporter)
         pipeline = make_pipeline(project, spec)
         if reporter is not None:
@@ -1184,7 +1184,7 @@ def run_project(
         project, spec = load_project(directory, overrides, rep)
         pipeline = make_pipeline(project, spec, reporter)
         warn_edited_plugins(rep, spec)
-    with environment_errors_as_user_errors(), _callers_random_state():
+    with environment_errors_as_user_errors(), _callers_random_state(), manifests_read_once():
         return pipeline.run(
             until=until,
             force=set(force or []),

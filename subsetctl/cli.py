@@ -675,7 +675,7 @@ def run(
     DIRECTORY is the project (default: the current directory). Extra arguments are `key=value` overrides of the spec, e.g. gradients.d=256 or
     sources[0].max_examples=50; they are type-checked and saved with the run.
     """
-    from subsetctl.api import run_project
+    from subsetctl.project import manifests_read_once
     from subsetctl.reporter import RichReporter
 
     directory, overrides = _split_dir(directory, overrides)
@@ -689,6 +689,17 @@ def run(
             raise click.BadParameter("expected i/N with 0 <= i < N, e.g. 0/4", param_hint="--shard")
         options["shard"] = (index, count)
     reporter = RichReporter(quiet=quiet)
+    with manifests_read_once():  # the run and its report read each manifest once
+        _run_and_report(directory, overrides, until, force, shard, reporter, options)
+
+
+def _run_and_report(
+    directory: Path | None, overrides: tuple[str, ...], until: str | None, force: tuple[str, ...],
+    shard: str | None, reporter: Any, options: dict[str, Any],
+) -> None:
+    """`run`'s work once its arguments are checked: the stages, then what it says and the report."""
+    from subsetctl.api import run_project
+
     try:
         results = run_project(directory, list(overrides), until, list(force), reporter, options)
     except KeyboardInterrupt as exc:  # the command that resumes it: this project, its overrides (and --until)

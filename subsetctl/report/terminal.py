@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from subsetctl.errors import UserError, shell_arg
-from subsetctl.project import Project
+from subsetctl.project import Project, manifests_read_once
 
 
+@manifests_read_once()  # its checks against the spec (a plan) and the report read each manifest once
 def load_report_data(root: str | Path, overrides: list[str] | None = None, *, nothing_run_ok: bool = False) -> dict[str, Any]:
     """Everything the report shows, from the stage manifests (nothing is recomputed).
 
