@@ -1011,6 +1011,29 @@ def _refuse_overrides_in_one_text(item: str) -> None:
                         f"the list from Python, an argument on the command line): {parts!r}.")
 
 
+#: (spec file, overrides, its text) -> its validation, while :func:`spec_validated_once` is on
+_validations: dict[tuple[str, tuple[str, ...], str], ValidationReport] | None = None
+
+
+@contextlib.contextmanager
+def spec_validated_once() -> Iterator[dict[tuple[str, tuple[str, ...], str], ValidationReport]]:
+    """Within it, :func:`validate_spec_file` validates a spec file once for the same text
+    and overrides, and hands out that report again: `run`'s terminal report checked the
+    results against the spec by validating it all over again (the glob of every
+    ``source_files`` group expanded, each source file's head read: seconds for thousands of
+    sources, in a `run` with nothing to do). The dict it yields is what it holds: clear it
+    when what the validation read may have changed since (stages ran). Re-entrant."""
+    global _validations
+    if _validations is not None:
+        yield _validations
+        return
+    _validations = {}
+    try:
+        yield _validations
+    finally:
+        _validations = None
+
+
 @plugin_scope()
 def validate_spec_file(path: str | Path, overrides: str | list[str] | None = None) -> ValidationReport:
     """Validate one spec file: YAML, schema, then the semantic checks. A project folder
@@ -1032,6 +1055,10 @@ def validate_spec_file(path: str | Path, overrides: str | list[str] | None = Non
     except SpecError as exc:
         report.issues.append(SpecIssue(file=str(path), line=None, key="(file)", message=str(exc)))
         return report
+    memo = _validations
+    key = (str(path.absolute()), tuple(overrides), text)
+    if memo is not None and key in memo:
+        return memo[key]
     file_data = data
     try:
         if overrides:
@@ -1054,6 +1081,8 @@ def validate_spec_file(path: str | Path, overrides: str | list[str] | None = Non
     if overrides:
         report.issues = attribute_overrides(report.issues, overrides)
         report.warnings = attribute_overrides(report.warnings, overrides)
+    if memo is not None:
+        memo[key] = report
     return report
 
 

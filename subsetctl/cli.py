@@ -675,6 +675,7 @@ def run(
     DIRECTORY is the project (default: the current directory). Extra arguments are `key=value` overrides of the spec, e.g. gradients.d=256 or
     sources[0].max_examples=50; they are type-checked and saved with the run.
     """
+    from subsetctl.api import spec_validated_once
     from subsetctl.project import manifests_read_once
     from subsetctl.reporter import RichReporter
 
@@ -689,15 +690,18 @@ def run(
             raise click.BadParameter("expected i/N with 0 <= i < N, e.g. 0/4", param_hint="--shard")
         options["shard"] = (index, count)
     reporter = RichReporter(quiet=quiet)
-    with manifests_read_once():  # the run and its report read each manifest once
-        _run_and_report(directory, overrides, until, force, shard, reporter, options)
+    # the run and its report read each manifest once, and its report checks the results against the
+    # spec the run validated (unless stages ran since)
+    with manifests_read_once(), spec_validated_once() as validated:
+        _run_and_report(directory, overrides, until, force, shard, reporter, options, validated)
 
 
 def _run_and_report(
     directory: Path | None, overrides: tuple[str, ...], until: str | None, force: tuple[str, ...],
-    shard: str | None, reporter: Any, options: dict[str, Any],
+    shard: str | None, reporter: Any, options: dict[str, Any], validated: dict[Any, Any],
 ) -> None:
-    """`run`'s work once its arguments are checked: the stages, then what it says and the report."""
+    """`run`'s work once its arguments are checked: the stages, then what it says and the
+    report. ``validated``: :func:`~subsetctl.api.spec_validated_once`'s, emptied when stages ran."""
     from subsetctl.api import run_project
 
     try:
@@ -712,6 +716,8 @@ def _run_and_report(
         raise
     ran = [r for r in results if r["action"] == "ran"]
     put_back = [r["stage"] for r in results if r.get("put_back")]
+    if ran or put_back or any(r["action"] == "partial" for r in results):  # a while since the spec was checked
+        validated.clear()  # the report validates it again
     console = _console()
     back = f"put back {', '.join(put_back)} (results kept from an earlier run with these inputs)" if put_back else ""
     if shard is not None:  # a shard run stops at the gradients stage: nothing to report yet

@@ -1956,3 +1956,24 @@ def test_the_shipped_example_specs_validate_without_a_warning() -> None:
     root = Path(__file__).resolve().parents[1]
     report = validate_spec_file(root / "examples" / "quickstart" / "subsetctl.yaml")
     assert report.ok and report.warnings == [], [w.render() for w in report.warnings]
+
+
+def test_a_run_with_nothing_to_do_validates_the_spec_once_one_that_ran_stages_again_for_its_report(
+    tiny_project_ran, monkeypatch
+) -> None:
+    """The report after `run` checks the results against the spec: it validated the whole
+    spec again (every source file's head read: seconds for thousands of sources) a moment
+    after the run had. With nothing run the run's validation serves; after stages ran (a
+    while, in which the spec or its files may have changed) it validates again."""
+    from subsetctl import api
+
+    project = str(tiny_project_ran())
+    checked: list[int] = []
+    real = api.semantic_issues
+    monkeypatch.setattr(api, "semantic_issues", lambda *args, **kw: checked.append(1) or real(*args, **kw))
+    result = invoke("run", project)
+    assert result.exit_code == 0 and "Everything is up to date" in result.output, result.output
+    assert "stages" in result.output and len(checked) == 1
+    checked.clear()
+    result = invoke("run", project, "--force", "report")
+    assert result.exit_code == 0 and "Ran report" in result.output and len(checked) == 2, result.output
