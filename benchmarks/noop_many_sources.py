@@ -1,0 +1,98 @@
+"""`run`, `plan` and `report` with nothing to do on a project of thousands of sources, old against new.
+
+Builds the project ``many_sources.py`` builds (``--sources`` JSONL files of ``--rows`` rows,
+one ``source_files`` group, a tiny random Llama; gradients.d 8 and one cheap strategy, so
+the one real run is short), runs it once, then times `subsetctl run` (nothing to do),
+`plan` and `report` from the command line, ``--repeats`` times each way, alternating: with
+this checkout's code (new) and with that of ``--old`` (a git revision, checked out in a
+temporary worktree; by default the commit before manifests were parsed once per command).
+Each way must print the same thing. Prints one JSON line: the best seconds of each command
+each way, and the ratios.
+
+    python benchmarks/noop_many_sources.py [--sources 2000] [--rows 5] [--repeats 3] [--old REV]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+from _common import ROOT, work_dir
+from many_sources import build
+
+#: the commit whose parent is the old code by default (found by its message: hashes change on a rebase)
+_FIRST_CHANGE = "parse each stage manifest once per command"
+
+
+def _old_revision() -> str:
+    found = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%H", "--fixed-strings", f"--grep={_FIRST_CHANGE}"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    if not found:
+        raise SystemExit(f"No commit of this checkout says {_FIRST_CHANGE!r}: give the old code with --old REV.")
+    return f"{found}^"
+
+
+def _subsetctl(code: Path, *args: str) -> tuple[float, str]:
+    """Seconds and stdout of ``python -P -m subsetctl ARGS`` running the package in ``code``."""
+    env = {**os.environ, "PYTHONPATH": str(code), "COLUMNS": "120"}
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-P", "-m", "subsetctl", *args], check=False, capture_output=True, text=True, env=env)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"subsetctl {' '.join(args)} ({code}) exited {done.returncode}:\n{done.stdout}{done.stderr}")
+    return seconds, done.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sources", type=int, default=2000)
+    parser.add_argument("--rows", type=int, default=5, help="examples per source")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--old", help="git revision of the old code (default: the one before the change)")
+    args = parser.parse_args()
+
+    folder = work_dir() / "noop_many_sources"
+    if folder.exists():
+        shutil.rmtree(folder)
+    build(folder, args.sources, args.rows)
+    spec = yaml.safe_load((folder / "subsetctl.yaml").read_text())
+    spec["gradients"] = {"d": 8, "batch_size": 64}
+    spec["search"] = {"strategies": [{"name": "gradient_similarity"}]}
+    (folder / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    first_run, _ = _subsetctl(ROOT, "run", str(folder), "-q")
+
+    old = args.old or _old_revision()
+    with tempfile.TemporaryDirectory() as scratch:
+        tree = Path(scratch) / "old"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree), old], check=True)
+        try:
+            best: dict[str, dict[str, float]] = {"old": {}, "new": {}}
+            for _ in range(args.repeats):
+                for command in ("run", "plan", "report"):
+                    said = {}
+                    for way, code in (("old", tree), ("new", ROOT)):
+                        seconds, said[way] = _subsetctl(code, command, str(folder))
+                        best[way][command] = min(seconds, best[way].get(command, seconds))
+                    assert said["old"] == said["new"], f"`{command}` says otherwise:\n{said['old']}\n---\n{said['new']}"
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
+    manifest = folder / ".subsetctl" / "data" / "manifest.json"
+    print(json.dumps({
+        "sources": args.sources, "rows_per_source": args.rows, "repeats": args.repeats,
+        "data_manifest_mb": round(manifest.stat().st_size / 1e6, 1), "first_run_s": round(first_run, 1),
+        **{f"{command}_s": {way: round(best[way][command], 2) for way in ("old", "new")} for command in best["new"]},
+        **{f"{command}_speedup": round(best["old"][command] / best["new"][command], 2) for command in best["new"]},
+        "same_output": True,
+    }))
+
+
+if __name__ == "__main__":
+    main()
