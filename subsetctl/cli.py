@@ -693,15 +693,16 @@ def run(
     # the run and its report read each manifest once, and its report checks the results against the
     # spec the run validated (unless stages ran since)
     with manifests_read_once(), spec_validated_once() as validated:
-        _run_and_report(directory, overrides, until, force, shard, reporter, options, validated)
+        _run_and_report(directory, overrides, until, force, shard, reporter, options, validated, fmt)
 
 
 def _run_and_report(
     directory: Path | None, overrides: tuple[str, ...], until: str | None, force: tuple[str, ...],
-    shard: str | None, reporter: Any, options: dict[str, Any], validated: dict[Any, Any],
+    shard: str | None, reporter: Any, options: dict[str, Any], validated: dict[Any, Any], fmt: str,
 ) -> None:
     """`run`'s work once its arguments are checked: the stages, then what it says and the
-    report. ``validated``: :func:`~subsetctl.api.spec_validated_once`'s, emptied when stages ran."""
+    report (as JSON on stdout for ``fmt`` "json"). ``validated``:
+    :func:`~subsetctl.api.spec_validated_once`'s, emptied when stages ran."""
     from subsetctl.api import run_project
 
     try:
