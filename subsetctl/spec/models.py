@@ -754,6 +754,12 @@ class TargetSpec(SourceSpec):
                 f"target.split.test is {split.test!r}, but target.test_loader is set: the test rows are "
                 "every row test_loader reads, so none is drawn from loader. Remove target.split.test (or set "
                 "it to 0), or remove target.test_loader to draw the test rows from loader")
+        if test_loader is not None and test_loader == info.data.get("loader"):
+            # every test row would be a train or validation row too: scores of a leaked test set
+            raise ValueError(
+                "reads what target.loader reads (the same options), so every test row would also be a train or "
+                "validation row. Point target.test_loader at the target's test set (its test file, or the "
+                "dataset's test split), or remove it to draw the test rows from loader")
         return test_loader
 
 

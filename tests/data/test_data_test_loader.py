@@ -240,3 +240,18 @@ def test_a_tiny_project_evaluates_on_the_test_files_rows(tiny_project: Path) -> 
     data_stage = next(s for s in all_stages() if s.name == "data")
     assert [(s.will_run, s.reasons) for s in statuses if s.name == "data"] == [(True, ["input files changed: target"])]
     assert "the target (its test rows from target.test_loader)" in data_stage.work(spec)
+
+
+def test_a_test_loader_reading_what_loader_reads_is_refused(tmp_path: Path) -> None:
+    """`test_loader` copied from `loader` unchanged (the test file not yet written in): the
+    test rows were the training file's, a leaked test set only the data stage's generic
+    "repeats them" warning hinted at."""
+    from subsetctl.spec import Spec
+
+    loader = {"type": "jsonl", "path": "target.jsonl"}
+    target = {"name": "t", "loader": loader, "test_loader": dict(loader)}
+    with pytest.raises(ValueError, match=r"test_loader\n.*reads what target.loader reads"):
+        Spec.model_validate({"target": target, "sources": [{"name": "a", "loader": {"type": "jsonl",
+                                                                                     "path": "a.jsonl"}}]})
+    Spec.model_validate({"target": {**target, "test_loader": {**loader, "path": "test.jsonl"}},
+                         "sources": [{"name": "a", "loader": {"type": "jsonl", "path": "a.jsonl"}}]})
