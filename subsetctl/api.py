@@ -28,7 +28,7 @@ from subsetctl.errors import (
 )
 from subsetctl.pipeline import Pipeline, StageStatus
 from subsetctl.plugin_scoping import plugin_scope
-from subsetctl.project import Project, atomic_write_text, keep_as_backup, manifests_read_once
+from subsetctl.project import CommandMemo, Project, atomic_write_text, keep_as_backup, manifests_read_once
 from subsetctl.reporter import Reporter, SilentReporter
 from subsetctl.spec import (
     SPEC_FILENAME,
@@ -558,9 +558,8 @@ def _warn_unread_answer_column(spec: Spec, loc: tuple[Any, ...], loader: Any, wa
     answers = getattr(loader, "response_field", None)
     if (spec.model.kind == "classifier" and answers is not None and field
             and "response_field" in loader.model_fields_set):  # written, not the default
-        classes = f"label_field ({field!r})" if field else "label_field"
         warn(loc + ("response_field",),
-             f"is for causal LMs only: a classifier reads its classes from {classes} and ignores "
+             f"is for causal LMs only: a classifier reads its classes from label_field ({field!r}) and ignores "
              f"response_field ({answers!r}). Remove it, or set model.kind: causal-lm if that is meant.")
 
 
@@ -1012,26 +1011,18 @@ def _refuse_overrides_in_one_text(item: str) -> None:
 
 
 #: (spec file, overrides, its text) -> its validation, while :func:`spec_validated_once` is on
-_validations: dict[tuple[str, tuple[str, ...], str], ValidationReport] | None = None
+_validations: CommandMemo[tuple[str, tuple[str, ...], str], ValidationReport] = CommandMemo()
 
 
-@contextlib.contextmanager
-def spec_validated_once() -> Iterator[dict[tuple[str, tuple[str, ...], str], ValidationReport]]:
+def spec_validated_once() -> contextlib.AbstractContextManager[dict[tuple[str, tuple[str, ...], str],
+                                                                    ValidationReport]]:
     """Within it, :func:`validate_spec_file` validates a spec file once for the same text
     and overrides, and hands out that report again: `run`'s terminal report checked the
     results against the spec by validating it all over again (the glob of every
     ``source_files`` group expanded, each source file's head read: seconds for thousands of
     sources, in a `run` with nothing to do). The dict it yields is what it holds: clear it
     when what the validation read may have changed since (stages ran). Re-entrant."""
-    global _validations
-    if _validations is not None:
-        yield _validations
-        return
-    _validations = {}
-    try:
-        yield _validations
-    finally:
-        _validations = None
+    return _validations.scope()
 
 
 @plugin_scope()
@@ -1055,7 +1046,7 @@ def validate_spec_file(path: str | Path, overrides: str | list[str] | None = Non
     except SpecError as exc:
         report.issues.append(SpecIssue(file=str(path), line=None, key="(file)", message=str(exc)))
         return report
-    memo = _validations
+    memo = _validations.held
     key = (str(path.absolute()), tuple(overrides), text)
     if memo is not None and key in memo:
         return memo[key]
@@ -1157,8 +1148,9 @@ def _mark_running(statuses: list[StageStatus], stage: str | None, holder: str) -
     """Say "running" for the stage a live `run` is computing, whatever its status would be
     otherwise ("unfinished: a run stopped partway", or "never run" when that run was
     started with other overrides); ``holder`` is its PID, and where and whose it is when
-    another machine's or user's (:meth:`~subsetctl.project.Project.running_whose`). Here rather than in the CLI, so that `plan_project` in a
-    notebook says what `plan --format json` says while a run works on the project."""
+    another machine's or user's (:meth:`~subsetctl.project.Project.running_whose`). Here
+    rather than in the CLI, so that `plan_project` in a notebook says what `plan --format
+    json` says while a run works on the project."""
     for status in statuses:
         if status.name == stage:
             status.state = "running"

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from stat import S_ISREG
-from typing import IO, Any
+from typing import IO, Any, Generic, TypeVar
 
 from subsetctl.errors import (
     UTF8_LOCALE_ADVICE,
@@ -223,26 +223,45 @@ def read_json_object(path: Path) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+MemoKey = TypeVar("MemoKey")
+MemoValue = TypeVar("MemoValue")
+
+
+class CommandMemo(Generic[MemoKey, MemoValue]):
+    """A dict that exists only while :meth:`scope` is entered: what one command worked out
+    once (a parsed manifest, a spec's validation) and would otherwise work out again and
+    again, dropped when the outermost scope ends so that nothing held outlives the
+    command. Re-entrant: a nested scope shares the outer one's dict. :attr:`held` is None
+    outside any scope (nothing is kept)."""
+
+    def __init__(self) -> None:
+        self.held: dict[MemoKey, MemoValue] | None = None
+
+    @contextlib.contextmanager
+    def scope(self) -> Iterator[dict[MemoKey, MemoValue]]:
+        """Keep what is memoized until the outermost scope ends; yields the dict held."""
+        if self.held is not None:
+            yield self.held
+            return
+        self.held = {}
+        try:
+            yield self.held
+        finally:
+            self.held = None
+
+
 #: path -> (its stat stamp, the manifest parsed from it) while :func:`manifests_read_once` is on
-_manifest_cache: dict[Path, tuple[tuple[int, ...], dict[str, Any]]] | None = None
+_parsed_manifests: CommandMemo[Path, tuple[tuple[int, ...], dict[str, Any]]] = CommandMemo()
 
 
-@contextlib.contextmanager
-def manifests_read_once() -> Iterator[None]:
+def manifests_read_once() -> contextlib.AbstractContextManager[Any]:
     """Within it, :meth:`Project.read_manifest` parses each manifest file once while it is
     the same file (device, inode, size, modification and change times): one command read
     the data stage's manifest (1.5 kB a source) over a hundred times, seconds for a project
     of thousands of sources. Re-entrant; the parsed manifests are dropped when the
-    outermost one ends, so a dict handed out is never shared beyond the command."""
-    global _manifest_cache
-    if _manifest_cache is not None:
-        yield
-        return
-    _manifest_cache = {}
-    try:
-        yield
-    finally:
-        _manifest_cache = None
+    outermost one ends, so a dict handed out is never shared beyond the command. Usable as
+    a decorator too."""
+    return _parsed_manifests.scope()
 
 
 def artifacts_shape_ok(artifacts: Any) -> bool:
@@ -1077,7 +1096,7 @@ class Project:
         path = self.stage_dir(stage) / MANIFEST
         if not path.is_file():
             return None
-        cache = _manifest_cache
+        cache = _parsed_manifests.held
         try:
             with open(path, "rb") as handle:
                 stat = os.fstat(handle.fileno())  # of the file read, even if a `run` replaces it meanwhile
