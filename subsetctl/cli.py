@@ -851,6 +851,15 @@ def report(directory: Path | None, overrides: tuple[str, ...], fmt: str, all_sou
     DIRECTORY is the project (default: the current directory); extra `key=value` arguments
     are the overrides a `run` was given: what is stale is then judged against the spec with
     them, as `plan` with them judges it (without them, a variant's results read as stale)."""
+    from subsetctl.api import spec_validated_once
+
+    with spec_validated_once():  # the overrides' check below and the report's validate the spec once
+        _report(directory, overrides, fmt, all_sources, other)
+
+
+def _report(directory: Path | None, overrides: tuple[str, ...], fmt: str, all_sources: bool,
+            other: Path | None) -> None:
+    """`report`'s work (:func:`report`)."""
     from subsetctl.project import Project
     from subsetctl.report.terminal import load_report_data, nothing_to_report, render_report
 

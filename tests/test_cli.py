@@ -1977,3 +1977,6 @@ def test_a_run_with_nothing_to_do_validates_the_spec_once_one_that_ran_stages_ag
     checked.clear()
     result = invoke("run", project, "--force", "report")
     assert result.exit_code == 0 and "Ran report" in result.output and len(checked) == 2, result.output
+    checked.clear()  # `report` with overrides: their check and the report's share one validation
+    result = invoke("report", project, "finetune.steps=2", "--format", "json")
+    assert result.exit_code == 0 and len(checked) == 1, result.output
