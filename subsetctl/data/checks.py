@@ -253,8 +253,8 @@ def _check_file_loader(
             _check_folder_files(loader, local, loc, kind, issues)
     elif path_value is not None:
         resolved = resolve_path(path_value, base_dir)
-        if not resolved.exists() and _not_one_local_file(str(path_value)):
-            issues.add(loc + ("path",), _not_one_local_file(str(path_value)))
+        if not resolved.exists() and (not_one_file := _not_one_local_file(str(path_value))):
+            issues.add(loc + ("path",), not_one_file)
         elif not resolved.exists():
             issues.add(
                 loc + ("path",),
