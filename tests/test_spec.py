@@ -159,6 +159,9 @@ def test_duplicate_and_target_names_messages() -> None:
 
 def test_overrides_with_indices_are_type_checked(tmp_path: Path) -> None:
     assert parse_key_path("sources[0].max_examples") == ["sources", 0, "max_examples"]
+    assert parse_key_path("a[0][1].b") == ["a", 0, 1, "b"]
+    with pytest.raises(SpecError, match=r"write a dot after 'sources\[0\]' \(sources\[0\]\.max_examples\)"):
+        parse_key_path("sources[0]max_examples")  # was read as sources[0].max_examples
     data = apply_overrides(MINIMAL, ["sources[0].max_examples=50", "gradients.d=256"])
     spec = Spec.model_validate(data)
     assert spec.sources[0].max_examples == 50 and spec.gradients.d == 256

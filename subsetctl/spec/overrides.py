@@ -35,6 +35,9 @@ def parse_key_path(key: str) -> list[str | int]:
             raise SpecError(f"Override key {key!r} is not a dotted key path like a.b[0].c.")
         parts.append(match.group(1) if match.group(1) is not None else int(match.group(2)))
         pos = match.end()
+        if match.group(2) is not None and pos < len(key) and key[pos] not in ".[":  # "sources[0]max_examples"
+            raise SpecError(f"Override key {key!r} is not a dotted key path like a.b[0].c: write a dot after "
+                            f"{key[:pos]!r} ({key[:pos]}.{key[pos:]}).")
     if not parts:
         raise SpecError(f"Override key {key!r} is empty.")
     return parts
