@@ -386,7 +386,10 @@ def load_test_rows(target: TargetSpec, ctx: LoadContext, warnings: list[str] | N
                         "target.test_loader (its file, columns, split), or remove it to draw the test rows from "
                         "target.loader with target.split.test.")
     if target.label_map and ctx.kind == "classifier":
-        dataset = map_labels(dataset, target, warnings)
+        mapped: list[str] = []  # (said of the test_loader's rows: its loader's may well have those labels)
+        dataset = map_labels(dataset, target, mapped)
+        if warnings is not None:
+            warnings.extend(where + notice.removeprefix(f"Target {target.name!r}") for notice in mapped)
     return dataset
 
 

@@ -68,6 +68,24 @@ def test_a_classifiers_test_rows_get_the_targets_label_map_and_the_shared_labels
         ("official0", "neg", 0), ("official1", "pos", 1), ("official2", "neg", 0)]
 
 
+def test_a_label_map_key_the_test_rows_lack_is_said_of_the_test_loader(tmp_path: Path) -> None:
+    """The test file holding one class only: the unused label_map key is said of its
+    rows (the loader's rows use it), not of the target as a whole."""
+    loader = {"type": "jsonl", "prompt_field": "text", "label_field": "label"}
+    write_jsonl(tmp_path / "t.jsonl", [{"text": f"t{i}", "label": i % 2} for i in range(8)])
+    write_jsonl(tmp_path / "test.jsonl", [{"text": f"official{i}", "label": 0} for i in range(3)])
+    spec = Spec.model_validate({
+        "model": {"kind": "classifier"},
+        "target": {"name": "tgt", "loader": {**loader, "path": "t.jsonl"}, "label_map": {0: "neg", 1: "pos"},
+                   "test_loader": {**loader, "path": "test.jsonl"}},
+        "sources": [{"name": "aux", "loader": {**loader, "path": "t.jsonl"}}],
+    })
+    warnings: list[str] = []
+    prepare_source(spec.target, source_context(spec, spec.target, tmp_path), warnings)
+    said = [w for w in warnings if "label_map names '1'" in w]
+    assert len(said) == 1 and said[0].startswith("Target 'tgt': its test_loader (jsonl): label_map names '1'"), warnings
+
+
 def test_the_leak_checks_see_the_test_loaders_rows(tmp_path: Path) -> None:
     """A source holding the official test rows, and the target's train rows repeating
     them, are warned about as for test rows drawn from loader."""
