@@ -531,9 +531,6 @@ def _warn_model_settings(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:
                                              "nothing, so the bound is never used. Remove it, or set model.kind: "
                                              "causal-lm if that is meant.")
     for loc, source in _target_and_sources(spec):
-        if spec.model.kind == "causal-lm" and source.label_map:
-            warn(loc + ("label_map",), "is for classifiers only: a causal-lm learns its answers as text and ignores "
-                                       "label_map. Set model.kind: classifier if that is meant, or remove it.")
         test_loader = getattr(source, "test_loader", None)  # the target's, read with the same options
         for at, loader in [(loc + ("loader",), source.loader),
                            *([(loc + ("test_loader",), test_loader)] if test_loader is not None else [])]:

@@ -95,13 +95,13 @@ def test_max_new_tokens_counts_for_a_causal_lm_only() -> None:
         == fingerprint_dump(Spec.model_validate(classifier))  # the test results' cache keys too
 
 
-def test_label_map_counts_for_a_classifiers_data_only_and_unset_changes_no_key() -> None:
-    """A source's label_map renames a classifier's classes: the data stage (and so every
-    stage after it) re-runs when it changes; a causal LM ignores it. Unset, it is left out
+def test_label_map_counts_for_the_data_and_unset_changes_no_key() -> None:
+    """A source's label_map renames a classifier's classes and a causal LM's answers: the
+    data stage (and so every stage after it) re-runs when it changes. Unset, it is left out
     of the dumped spec, so projects computed before the option existed stay up to date."""
     classifier = {**BASE, "model": {"kind": "classifier", "source": "m"}}
     assert stages_changed_by("sources[0].label_map.0=neg", classifier) == {"data"}
-    assert stages_changed_by("sources[0].label_map.0=neg") == set()
+    assert stages_changed_by("sources[0].label_map.0=neg") == {"data"}
     spec = Spec.model_validate(classifier)
     assert "label_map" not in spec.model_dump(mode="json")["sources"][0]
     # an empty map renames nothing: as unset, it prepares nothing again

@@ -182,11 +182,9 @@ def source_dump(spec: Any, source: SourceSpec, label_field_counted: bool = False
     """``source`` as JSON for the data stage's fingerprint and a source's key: with a
     ``loader.label_field`` that cannot change its data (:func:`label_field_unread`) left at
     its default, so changing it re-prepares nothing. ``label_field_counted``: as subsetctl
-    counted it before, to recognise data prepared then. A ``label_map`` is counted only
-    for a classifier: a causal LM's loaders read no label (a dump has none unset)."""
+    counted it before, to recognise data prepared then. (A ``label_map`` is in the dump
+    only when set: it renames a classifier's labels and a causal LM's answers.)"""
     dumped = source.model_dump(mode="json")
-    if spec.model.kind != "classifier":
-        dumped.pop("label_map", None)
     if not label_field_counted and label_field_unread(spec, source):
         dumped["loader"] = {**dumped["loader"], "label_field": None}
     test_loader = getattr(source, "test_loader", None)  # a target's (in the dump only when set)

@@ -110,33 +110,37 @@ def load_source(source: SourceSpec, ctx: LoadContext) -> Dataset:
     return dataset
 
 
-def label_texts(dataset: Dataset) -> list[str]:
-    """A classifier split's ``label_text`` column as a list, read from its Arrow table:
-    iterating ``dataset["label_text"]`` decoded row by row (~30 s for 400k rows, most of a
-    classifier's data stage re-run)."""
-    return dataset_table(dataset).column("label_text").to_pylist() if len(dataset) else []
+def label_texts(dataset: Dataset, column: str = "label_text") -> list[str]:
+    """A classifier split's ``label_text`` column (or another text ``column``) as a list,
+    read from its Arrow table: iterating ``dataset["label_text"]`` decoded row by row (~30 s
+    for 400k rows, most of a classifier's data stage re-run)."""
+    return dataset_table(dataset).column(column).to_pylist() if len(dataset) else []
 
 
-def map_labels(dataset: Dataset, source: SourceSpec, warnings: list[str] | None) -> Dataset:
-    """``dataset`` with each ``label_text`` that ``source.label_map`` names renamed to its
-    class (a classifier's source labelled 0/1 taught as the target's 'negative' and
-    'positive'); a key that no row's label is (a typo, '1.0' for the '1' subsetctl reads)
-    is warned about, with the labels there are."""
+def map_labels(dataset: Dataset, source: SourceSpec, warnings: list[str] | None, kind: str = "classifier") -> Dataset:
+    """``dataset`` with each label that ``source.label_map`` names renamed to its class (a
+    classifier's source labelled 0/1 taught as the target's 'negative' and 'positive'), or,
+    for a causal LM (``kind``), each answer that is a key, whole, replaced by its value (a
+    classification dataset's 0/1 answers taught as the words a causal-lm target answers
+    with); a key that no row's label is (a typo, '1.0' for the '1' subsetctl reads) is
+    warned about, with the labels there are."""
+    column, what = ("label_text", "label") if kind == "classifier" else ("response", "answer")
     label_map = source.label_map or {}
-    texts = label_texts(dataset)
+    texts = label_texts(dataset, column)
     unused = sorted(set(label_map) - set(texts))
     if unused and warnings is not None:
         there = sorted(set(texts))
         shown = ", ".join(repr(t) for t in there[:10]) + (f" and {len(there) - 10} more" if len(there) > 10 else "")
         warnings.append(f"{'Target' if isinstance(source, TargetSpec) else 'Source'} {source.name!r}: label_map names "
-                        f"{', '.join(repr(k) for k in unused)}, which no row of it has as its label (its labels: "
-                        f"{shown or 'none'}); those keys rename nothing. Write each key as the label is read "
+                        f"{', '.join(repr(k) for k in unused)}, which no row of it has as its {what} (its {what}s: "
+                        f"{shown or 'none'}); those keys rename nothing. Write each key as the {what} is read "
                         "(JSON 1, 1.0 and true read '1'; a CSV cell as written).")
     digest = hashlib.sha256(json.dumps(label_map, sort_keys=True).encode()).hexdigest()
     renamed = [label_map.get(t, t) for t in texts]
-    return dataset.remove_columns("label_text").add_column(
-        "label_text", renamed, new_fingerprint=hashlib.sha256(
-            f"{dataset._fingerprint}|labels|{digest}".encode()).hexdigest()[:16]).select_columns(
+    tag = "labels" if kind == "classifier" else "answers"  # (the classifier's as it was: same prepared data)
+    return dataset.remove_columns(column).add_column(
+        column, renamed, new_fingerprint=hashlib.sha256(
+            f"{dataset._fingerprint}|{tag}|{digest}".encode()).hexdigest()[:16]).select_columns(
         list(dataset.column_names))
 
 
@@ -286,8 +290,8 @@ def prepare_source(
     dataset = load_source(source, ctx)
     if warnings is not None:
         warnings.extend(ctx.notices)
-    if source.label_map and ctx.kind == "classifier":
-        dataset = map_labels(dataset, source, warnings)
+    if source.label_map:
+        dataset = map_labels(dataset, source, warnings, ctx.kind)
     drawn = "rows" in ctx.drawn  # the loader returned the draw's rows, in its order
     n_loaded = ctx.drawn["rows"] if drawn else len(dataset)
     if n_loaded == 0:
@@ -385,9 +389,9 @@ def load_test_rows(target: TargetSpec, ctx: LoadContext, warnings: list[str] | N
         raise UserError(f"{where} read no rows, and the final fine-tunes are evaluated on them. Check "
                         "target.test_loader (its file, columns, split), or remove it to draw the test rows from "
                         "target.loader with target.split.test.")
-    if target.label_map and ctx.kind == "classifier":
+    if target.label_map:
         mapped: list[str] = []  # (said of the test_loader's rows: its loader's may well have those labels)
-        dataset = map_labels(dataset, target, mapped)
+        dataset = map_labels(dataset, target, mapped, ctx.kind)
         if warnings is not None:
             warnings.extend(where + notice.removeprefix(f"Target {target.name!r}") for notice in mapped)
     return dataset

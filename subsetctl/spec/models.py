@@ -553,11 +553,12 @@ class SourceSettings(StrictModel):
     corrupt: CorruptSpec = Field(default_factory=CorruptSpec, description="Planted corruption.")
     label_map: dict[str, Annotated[str, WithJsonSchema({"type": ["string", "number", "boolean"]})]] | None = Field(
         None,
-        description="Classifier only: renames labels of these rows, each key a label as it is read (JSON 1, 1.0 "
-        "and true read '1'; a CSV cell as written, stripped) and its value the class it becomes, e.g. the "
-        "target's name for it: {0: negative, 1: positive}. Labels it does not name keep theirs. Classes are "
-        "matched across the target and the sources by name, so a source labelled 0/1 beside a target labelled "
-        "negative/positive needs this to teach the target's classes.",
+        description="Renames labels of these rows (a classifier), or answers (a causal LM: an answer that is a key, "
+        "whole, becomes its value), each key a label as it is read (JSON 1, 1.0 and true read '1'; a CSV cell as "
+        "written, stripped) and its value the class it becomes, e.g. the target's name for it: {0: negative, 1: "
+        "positive}. Labels it does not name keep theirs. Classes are matched across the target and the sources "
+        "by name, so a source labelled 0/1 beside a target labelled negative/positive needs this to teach the "
+        "target's classes; a causal-lm source answering 0/1 likewise learns the target's words.",
     )
 
     @field_validator("label_map", mode="before")

@@ -200,6 +200,23 @@ def test_a_split_of_counts_is_said_once_and_fractions_with_their_counts(tmp_path
         prepare_source(mixed, make_ctx())
 
 
+def test_label_map_renames_a_causal_lm_sources_whole_answers(tmp_path: Path, make_ctx) -> None:
+    """A classification dataset answering 0/1 as a causal-lm source: label_map teaches the
+    target's words; an answer merely holding a key (10) and one it does not name are kept."""
+    write_jsonl(tmp_path / "d.jsonl", [{"prompt": f"p{i}", "y": [0, 1, 10][i % 3]} for i in range(12)])
+    source = SourceSpec(name="sst", loader={"type": "jsonl", "path": "d.jsonl", "response_field": "y"},
+                        label_map={0: "negative", 1: "positive", 5: "neutral"})
+    warnings: list[str] = []
+    splits = prepare_source(source, make_ctx(), warnings)
+    answers = Counter(t for ds in splits.values() for t in ds["response"])
+    assert answers == {"negative": 4, "positive": 4, "10": 4}
+    assert [w for w in warnings if "label_map" in w] == [
+        ("Source 'sst': label_map names '5', which no row of it has as its answer (its answers: '0', '1', '10'); "
+         "those keys rename nothing. Write each key as the answer is read (JSON 1, 1.0 and true read '1'; a CSV "
+         "cell as written).")]
+    assert set(splits["train"]["label_text"]) <= {""}  # (a classifier's column: untouched)
+
+
 def test_label_map_renames_a_classifier_sources_labels_to_the_targets_classes(tmp_path: Path, make_ctx) -> None:
     """Classes are matched across files by name, and nothing mapped one file's onto
     another's: an SST-2-style source labelled 0/1 beside a target labelled
