@@ -30,6 +30,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -110,6 +111,9 @@ def load_source(source: SourceSpec, ctx: LoadContext) -> Dataset:
     return dataset
 
 
+_WHOLE_FLOAT = re.compile(r"(-?\d+)\.0+")
+
+
 def label_texts(dataset: Dataset, column: str = "label_text") -> list[str]:
     """A classifier split's ``label_text`` column (or another text ``column``) as a list,
     read from its Arrow table: iterating ``dataset["label_text"]`` decoded row by row (~30 s
@@ -124,19 +128,23 @@ def map_labels(dataset: Dataset, source: SourceSpec, warnings: list[str] | None,
     classification dataset's 0/1 answers taught as the words a causal-lm target answers
     with); a key that no row's label is (a typo, '1.0' for the '1' subsetctl reads) is
     warned about, with the labels there are."""
-    column, what = ("label_text", "label") if kind == "classifier" else ("response", "answer")
+    classifier = kind == "classifier"
+    column, what = ("label_text", "label") if classifier else ("response", "answer")
     label_map = source.label_map or {}
     texts = label_texts(dataset, column)
-    unused = sorted(set(label_map) - set(texts))
+    # (an answer '1.0', a whole number a float column holds, is the key 1: a key is read as labels are)
+    keys = texts if classifier else [m.group(1) if (m := _WHOLE_FLOAT.fullmatch(t)) else t for t in texts]
+    unused = sorted(set(label_map) - set(keys))
     if unused and warnings is not None:
         there = sorted(set(texts))
         shown = ", ".join(repr(t) for t in there[:10]) + (f" and {len(there) - 10} more" if len(there) > 10 else "")
         warnings.append(f"{'Target' if isinstance(source, TargetSpec) else 'Source'} {source.name!r}: label_map names "
                         f"{', '.join(repr(k) for k in unused)}, which no row of it has as its {what} (its {what}s: "
                         f"{shown or 'none'}); those keys rename nothing. Write each key as the {what} is read "
-                        "(JSON 1, 1.0 and true read '1'; a CSV cell as written).")
+                        + ("(JSON 1, 1.0 and true read '1'; a CSV cell as written)." if classifier else
+                           "(the whole answer; 1.0 matches the key 1)."))
     digest = hashlib.sha256(json.dumps(label_map, sort_keys=True).encode()).hexdigest()
-    renamed = [label_map.get(t, t) for t in texts]
+    renamed = [label_map.get(key, text) for key, text in zip(keys, texts, strict=True)]
     tag = "labels" if kind == "classifier" else "answers"  # (the classifier's as it was: same prepared data)
     return dataset.remove_columns(column).add_column(
         column, renamed, new_fingerprint=hashlib.sha256(

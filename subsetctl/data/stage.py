@@ -64,7 +64,9 @@ Progress = Callable[[int, int], None]
 def source_context(spec: Spec, source: SourceSpec, spec_dir: Path) -> LoadContext:
     """The load context of ``source``: its seed is ``source.seed`` or the project seed."""
     seed = source.seed if source.seed is not None else spec.project.seed
-    return LoadContext(source_name=source.name, base_dir=Path(spec_dir), kind=spec.model.kind, seed=seed)
+    renamed = frozenset(source.label_map or ()) if spec.model.kind == "causal-lm" else frozenset()
+    return LoadContext(source_name=source.name, base_dir=Path(spec_dir), kind=spec.model.kind, seed=seed,
+                       renamed_answers=renamed)
 
 
 def _save_in_vocabulary(out_dir: Path, name: str, splits: dict[str, Dataset], record: dict[str, Any],

@@ -12,8 +12,9 @@ from data_helpers import qa_rows, write_jsonl
 
 from subsetctl.data.loaders import COLUMNS
 from subsetctl.data.prepare import derangement, prepare_source, split_counts
+from subsetctl.data.stage import source_context
 from subsetctl.errors import UserError
-from subsetctl.spec import SourceSpec, SplitSpec, TargetSpec
+from subsetctl.spec import SourceSpec, Spec, SplitSpec, TargetSpec
 
 
 def _source(tmp_path: Path, n: int = 20, **kwargs) -> SourceSpec:
@@ -200,20 +201,24 @@ def test_a_split_of_counts_is_said_once_and_fractions_with_their_counts(tmp_path
         prepare_source(mixed, make_ctx())
 
 
-def test_label_map_renames_a_causal_lm_sources_whole_answers(tmp_path: Path, make_ctx) -> None:
+def test_label_map_renames_a_causal_lm_sources_whole_answers(tmp_path: Path) -> None:
     """A classification dataset answering 0/1 as a causal-lm source: label_map teaches the
-    target's words; an answer merely holding a key (10) and one it does not name are kept."""
-    write_jsonl(tmp_path / "d.jsonl", [{"prompt": f"p{i}", "y": [0, 1, 10][i % 3]} for i in range(12)])
-    source = SourceSpec(name="sst", loader={"type": "jsonl", "path": "d.jsonl", "response_field": "y"},
-                        label_map={0: "negative", 1: "positive", 5: "neutral"})
+    target's words (1.0, a whole number stored as a float, is the key 1); an answer merely
+    holding a key (10) and one it does not name are kept."""
+    write_jsonl(tmp_path / "d.jsonl", [{"prompt": f"p{i}", "y": [0, 1.0, 10][i % 3]} for i in range(12)])
+    spec = Spec.model_validate({
+        "target": {"name": "t", "loader": {"type": "jsonl", "path": "d.jsonl"}},
+        "sources": [{"name": "sst", "loader": {"type": "jsonl", "path": "d.jsonl", "response_field": "y"},
+                     "label_map": {0: "negative", 1: "positive", 5: "neutral"}}]})
+    source = spec.sources[0]
     warnings: list[str] = []
-    splits = prepare_source(source, make_ctx(), warnings)
+    splits = prepare_source(source, source_context(spec, source, tmp_path), warnings)
     answers = Counter(t for ds in splits.values() for t in ds["response"])
     assert answers == {"negative": 4, "positive": 4, "10": 4}
-    assert [w for w in warnings if "label_map" in w] == [
-        ("Source 'sst': label_map names '5', which no row of it has as its answer (its answers: '0', '1', '10'); "
-         "those keys rename nothing. Write each key as the answer is read (JSON 1, 1.0 and true read '1'; a CSV "
-         "cell as written).")]
+    assert warnings == [  # (not that 1.0 is learned as '1.0': it is renamed)
+        ("Source 'sst': label_map names '5', which no row of it has as its answer (its answers: '0', '1.0', '10'); "
+         "those keys rename nothing. Write each key as the answer is read (the whole answer; 1.0 matches the key "
+         "1).")]
     assert set(splits["train"]["label_text"]) <= {""}  # (a classifier's column: untouched)
 
 

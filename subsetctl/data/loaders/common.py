@@ -79,6 +79,9 @@ class LoadContext:
     #: ``{"rows": n}`` once a loader has drawn the sample itself: the dataset it returns
     #: holds the kept rows in the draw's order, out of ``n`` usable rows
     drawn: dict[str, int] = dataclass_field(default_factory=dict, compare=False)
+    #: a causal LM's answers the source's ``label_map`` renames (its keys): a whole number
+    #: held as a float among them ('1.0', the key 1) is renamed, not learned as written
+    renamed_answers: frozenset[str] = frozenset()
 
 
 #: the random stream of :func:`sample_order` under the source's seed
@@ -493,7 +496,8 @@ class CommonColumns:
         which is read as its JSON text, or (a causal LM's) its answer is a whole number held
         as a float, which reads "5.0" (each said once, by :meth:`finish`)."""
         answer = values[self.answer_field]
-        if not self.classifier and isinstance(answer, float) and math.isfinite(answer) and answer.is_integer():
+        if (not self.classifier and isinstance(answer, float) and math.isfinite(answer) and answer.is_integer()
+                and str(int(answer)) not in self.ctx.renamed_answers):
             self.whole_float_count += 1  # reads "5.0" (a classifier's label reads "5": label_to_text)
             if self.whole_float is None:
                 self.whole_float = (i, answer)
