@@ -1152,8 +1152,9 @@ def _head_labels(loader: LoaderBase, path: Path) -> set[str]:
 
 def _check_num_labels(spec: Spec, sources: list[SourceSpec], base_dir: Path, issues: _Issues) -> None:
     """A classifier's ``model.num_labels`` is not below the labels the first rows of the
-    target's and the sources' local files already use: the head has ``num_labels`` outputs,
-    and the run would refuse it before meta-init, minutes in (after the data stage). Only
+    target's (its ``test_loader``'s too) and the sources' local files already use: the head
+    has ``num_labels`` outputs, and the run would refuse it before meta-init, minutes in
+    (after the data stage). Only
     the heads of JSON Lines, CSV and Parquet files are read (:data:`LABEL_ROWS_READ` rows
     each), so fewer labels found says nothing; the run checks every row's that it keeps.
     A source that keeps a seeded draw of its rows (``max_examples``, split counts, split
@@ -1166,12 +1167,14 @@ def _check_num_labels(spec: Spec, sources: list[SourceSpec], base_dir: Path, iss
     if spec.model.kind != "classifier" or asked is None:
         return
     found: set[str] = set()
-    for source in sources:
-        loader = source.loader
+    test_loader = spec.target.test_loader  # (its rows are all kept: no draw)
+    for source, loader in [(source, source.loader) for source in sources] + (
+            [(spec.target, test_loader)] if test_loader is not None else []):
         if not isinstance(loader, (JsonlLoader, CsvLoader, ParquetLoader)) or not loader.label_field:
             continue
         fractions = [size for name in SPLITS if isinstance(size := getattr(source.split, name), float)]
-        if source.max_examples is not None or abs(sum(fractions) - 1.0) > 1e-9:  # (then every count is 0)
+        drawn = source.max_examples is not None or abs(sum(fractions) - 1.0) > 1e-9  # (then every count is 0)
+        if drawn and loader is not test_loader:
             continue  # a draw of the rows: the run's labels are those of the rows it keeps
         path = resolve_path(loader.path, base_dir)
         if path.is_file():

@@ -532,6 +532,22 @@ def _two_label_target(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "data" / "t.jsonl", [{"prompt": f"t{i}", "label": ["pos", "neg"][i % 2]} for i in range(8)])
 
 
+def test_num_labels_counts_the_labels_of_the_targets_test_loader(tmp_path: Path) -> None:
+    """The test file's rows are all kept (no draw), so a class only it has needs a head
+    output too: validate passed it and the run refused it after the data stage."""
+    _two_label_target(tmp_path)
+    write_jsonl(tmp_path / "data" / "test.jsonl", [{"prompt": f"x{i}", "label": ["pos", "neu"][i % 2]} for i in range(4)])
+    write_jsonl(tmp_path / "data" / "s.jsonl", [{"prompt": f"s{i}", "label": "neg"} for i in range(4)])
+    text = CLASSIFIER_HEAD.replace("label_field: label}\n", "label_field: label}\n  split: {train: 0.8, validation: 0.2}\n"
+                                   "  test_loader: {type: jsonl, path: data/test.jsonl, label_field: label}\n", 1) + """\
+  - name: s
+    loader: {type: jsonl, path: data/s.jsonl, label_field: label}
+"""
+    issues = check_issues(tmp_path, text)
+    assert set(issues) == {"model.num_labels"}, issues
+    assert "3 labels ('neg', 'neu', 'pos')" in issues["model.num_labels"].message
+
+
 def test_num_labels_below_the_labels_of_the_files_heads_is_an_issue(tmp_path: Path) -> None:
     """A classifier's `model.num_labels: 2` with three classes in the data passed validate;
     the run refused it only after the data stage, before meta-init."""
