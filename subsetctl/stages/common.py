@@ -4,9 +4,10 @@ with a fresh LoRA adapter, training configs and progress wiring."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,42 @@ def adopt_legacy_entry(entry: Path, legacy: list[Path]) -> None:
             with contextlib.suppress(OSError):  # taken already (by another process): read where it is now
                 os.replace(old, entry)
             return
+
+
+#: the errors of a cache that cannot take an entry (a teammate's folder, a read-only or full disk)
+_CACHE_REFUSALS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, getattr(errno, "EDQUOT", 122))
+
+
+class CacheWrites:
+    """Writes of finished results into a stage's re-run cache, which warn (once per stage
+    run) instead of stopping the run when the cache cannot take them: the result is already
+    recorded in the stage's folder, and the cache only spares later runs the work, so a
+    teammate's cache folder, a read-only or a full cache disk stopped a run for nothing."""
+
+    def __init__(self, reporter: Any, folder: Path) -> None:
+        self.reporter = reporter
+        self.folder = folder
+        self.refused = False
+
+    def __call__(self, write: Callable[[], Any]) -> None:
+        """Run ``write``; a refusal of the cache (:data:`_CACHE_REFUSALS`) is warned of, and
+        later writes are not tried (each would be refused alike)."""
+        from subsetctl.errors import teammate_note
+
+        if self.refused:
+            return
+        try:
+            write()
+        except OSError as exc:
+            if exc.errno not in _CACHE_REFUSALS:
+                raise
+            self.refused = True
+            where = exc.filename or self.folder
+            self.reporter.warn(AboutThisRun(
+                f"The re-run cache {self.folder} cannot take results ({where}: {exc.strerror}{teammate_note(exc)}). "
+                "This run's results are kept in the project all the same, but are not cached: a later run whose "
+                "results change back computes them again. Fix the cache folder's permissions or free space there "
+                f"(or delete it: {shell_arg(str(self.folder))} is safe to delete)."))
 
 
 def drop_misshapen_entry(reporter: Any, entry: Path, folder: bool) -> None:

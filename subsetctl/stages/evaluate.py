@@ -97,6 +97,7 @@ class EvaluateStage(common.ModelStage):
         per_run: dict[str, Any] = common.read_work_record(ctx, per_run_path, dict, RESULT_KEYS)
         keys = sorted({k for ks in labels.values() for k in ks})
         cache = ctx.project.state_dir.joinpath(*RESULT_CACHE)
+        cache_writes = common.CacheWrites(ctx.reporter, cache)
         cache_keys = result_cache_keys(ctx, [k for k in keys if k not in per_run])
         model = tokenizer = None
         provenance = common.Provenance(ctx)
@@ -132,7 +133,7 @@ class EvaluateStage(common.ModelStage):
                 per_run[key] = result
                 provenance.computed(key)
                 atomic_write_json(per_run_path, per_run)  # first: a cache that cannot take it (a teammate's) loses nothing
-                atomic_write_json(cached, common.versioned(result))
+                cache_writes(lambda: atomic_write_json(cached, common.versioned(result)))  # noqa: B023
                 task.update(sum(k in per_run for k in keys))
         provenance.write()
         if reused:

@@ -380,6 +380,7 @@ class FinetuneStage(common.ModelStage):
                 by_key.setdefault(key, {"subset": subset, "seed": seed, "labels": []})["labels"].append(label)
         todo = [k for k in by_key if k not in runs]
         cache = AdapterCache(ctx)
+        cache_writes = common.CacheWrites(ctx.reporter, cache.folder)
         provenance = common.Provenance(ctx)
         classes = cache.data.labels if spec.model.kind == "classifier" else None  # the head's classes, by id
         restored = 0
@@ -427,7 +428,7 @@ class FinetuneStage(common.ModelStage):
                 atomic_write_text(run_dir / "adapter" / "README.md",
                                   model_card(job["labels"], job["subset"], ctx, runs[key], classes))
                 atomic_write_json(path, runs)  # first: a cache that cannot take it (a teammate's) loses nothing
-                cache.store(job["subset"], job["seed"], run_dir, runs[key])
+                cache_writes(lambda: cache.store(job["subset"], job["seed"], run_dir, runs[key]))  # noqa: B023
                 task.update(len(runs))
         for key, job in by_key.items():  # trained now, earlier, or restored from the cache alike
             _warn_if_diverged(ctx, job, runs[key])

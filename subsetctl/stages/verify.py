@@ -132,6 +132,7 @@ class VerifyStage(common.ModelStage):
 
         finetuner: RealFinetuner | None = None
         cache = RunCache(ctx)
+        cache_writes = common.CacheWrites(ctx.reporter, cache.folder)
         provenance = common.Provenance(ctx)
         reused = 0
         total = len(subsets) * len(v.kinds) * v.repeats
@@ -164,7 +165,7 @@ class VerifyStage(common.ModelStage):
                                      "subset": subset, **out})
                         atomic_write_json(path, done)
                         if computed:  # after its record: a cache that cannot take it (a teammate's) loses nothing
-                            cache.put(kind, subset, seed, out)
+                            cache_writes(lambda: cache.put(kind, subset, seed, out))  # noqa: B023
                         task.update(len(done))
         shutil.rmtree(ctx.out_dir / "work", ignore_errors=True)
         seconds = [r["seconds"] for r in done if isinstance(r.get("seconds"), (int, float))]
