@@ -499,6 +499,7 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
     _warn_random_picks_alike(spec, warn)
     _warn_source_named_as_a_baseline(spec, warn)
     _warn_split_of_one(spec, warn)
+    _warn_adamw_lr_slips(spec, warn)
     _warn_shared_generated_entries(spec, warn)
     if spec.verify.enabled:
         _warn_verify_settings(spec, warn)
@@ -881,6 +882,27 @@ def _warn_split_of_one(spec: Spec, warn: Callable[[tuple[Any, ...], str], None])
                 warn((*path, "split", key),
                      f"{key}: 1 is a count, so {who} gets one {key} example; a fraction is written with a "
                      f"decimal point ({key}: 1.0 is every example). Write {key}: 1.0 if every example was meant.")
+
+
+#: above it, an AdamW learning rate is surely a slip (1e3 for 1e-3): each step moves every
+#: LoRA weight by about the learning rate, whatever the gradient's size
+_ADAMW_LR_SLIP = 1.0
+
+
+def _warn_adamw_lr_slips(spec: Spec, warn: Callable[[tuple[Any, ...], str], None]) -> None:
+    """An AdamW learning rate above :data:`_ADAMW_LR_SLIP` (meta_init.lr, finetune.lr,
+    verify.lr_ce): valid, but AdamW's step is about the learning rate per weight, so such a
+    run learns nothing useful, and on a small model it can even finish with no divergence
+    to say so (``meta_init.lr: 1e15`` did). The SGD rates (the estimate's simulated fine-tune,
+    verify.lr_surrogate) scale with the gradient and are left alone."""
+    rates = [(("meta_init", "lr"), spec.meta_init.lr), (("finetune", "lr"), spec.finetune.lr)]
+    if spec.verify.enabled:
+        rates.append((("verify", "lr_ce"), spec.verify.lr_ce))
+    for key, lr in rates:
+        if lr > _ADAMW_LR_SLIP:
+            warn(key, f"is {lr:g}: AdamW moves every LoRA weight by about the learning rate each step, so a rate "
+                      "above 1 wrecks the model rather than training it (LoRA rates are about 1e-4 to 1e-2). Check "
+                      "the exponent's sign (1e-3, not 1e3).")
 
 
 def _warn_shared_generated_entries(spec: Spec, warn: Callable[[tuple[Any, ...], str], None]) -> None:

@@ -1519,6 +1519,22 @@ def test_plan_writes_a_stage_time_as_it_rounds() -> None:
         "0.6 s", "9.9 s", "10 s", "43 s", "1 min 0 s", "3 min 24 s", "1 h 00 min", "2 h 05 min"]
 
 
+def test_validate_warns_about_an_adamw_learning_rate_above_one(jsonl_project: Path) -> None:
+    """`meta_init.lr: 1e15` (a slip for 1e-15, or 1e3 for 1e-3) was valid and, on a small
+    model, even finished with no divergence to warn of. SGD rates and 1 itself are not warned of."""
+    from subsetctl.api import validate_spec_file
+
+    path = jsonl_project / "subsetctl.yaml"
+    report = validate_spec_file(path, ["meta_init.lr=1e15", "finetune.lr=1e3", "verify.enabled=true",
+                                       "verify.lr_ce=5", "verify.lr_surrogate=50"])
+    assert not report.issues, report.issues
+    found = {w.key: w.message for w in report.warnings if "AdamW moves every LoRA weight" in w.message}
+    assert set(found) == {"meta_init.lr", "finetune.lr", "verify.lr_ce"}, report.warnings
+    assert found["meta_init.lr"].startswith("is 1e+15: AdamW") and "(1e-3, not 1e3)" in found["finetune.lr"]
+    quiet = validate_spec_file(path, ["meta_init.lr=1", "finetune.lr=0.01"])
+    assert not [w for w in quiet.warnings if "AdamW" in w.message], quiet.warnings
+
+
 def test_validate_warns_about_a_split_count_of_one(jsonl_project: Path) -> None:
     """`train: 1` is a count (one example), not the fraction 1.0 (every example): valid, and the
     data stage kept one row without a word. 1.0 and other counts are not warned about."""
