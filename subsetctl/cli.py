@@ -266,6 +266,8 @@ class _StageOption(click.Option):
 
 #: the stdout a `--format json` command was started with (:func:`_json_alone_on_stdout`)
 _JSON_STDOUT: contextvars.ContextVar[Any] = contextvars.ContextVar("_JSON_STDOUT", default=None)
+#: whether the `--format json` command running has printed its JSON (:func:`_echo_json`)
+_JSON_ECHOED: contextvars.ContextVar[bool] = contextvars.ContextVar("_JSON_ECHOED", default=False)
 
 
 def _json_alone_on_stdout(command: Any) -> Any:
@@ -274,20 +276,37 @@ def _json_alone_on_stdout(command: Any) -> Any:
     JSON alone. Plugin code that `validate`, `plan` and `ls` call (a strategy's ``check_spec``
     or ``max_subsets``, a packaged model's ``locate``) printed onto stdout before it, and
     ``json.load`` of the output failed (a print while a plugin is imported went to stderr
-    already)."""
+    already). A user error (exit 1) that stops the command before it printed its JSON prints
+    :func:`error_json` there instead (the paragraph still goes to stderr): a script read
+    nothing on stdout and had to parse the text to tell a locked project from a bad spec."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if kwargs.get("fmt") != "json" or sys.stdout is None:  # (None: started with stdout closed, `>&-`)
             return command(*args, **kwargs)
-        token = _JSON_STDOUT.set(sys.stdout)
+        token, echoed = _JSON_STDOUT.set(sys.stdout), _JSON_ECHOED.set(False)
         try:
             with contextlib.redirect_stdout(sys.stderr):
                 return command(*args, **kwargs)
+        except Exception as exc:  # a UserError, or an OSError the CLI reports as one (environment_error)
+            user_error = exc if isinstance(exc, UserError) else environment_error(exc)
+            if user_error is not None and not _JSON_ECHOED.get():  # (`report` of nothing run: its JSON, then exit 1)
+                _echo_json(error_json(user_error))
+            raise
         finally:
             _JSON_STDOUT.reset(token)
+            _JSON_ECHOED.reset(echoed)
 
     return wrapper
+
+
+def error_json(exc: UserError) -> dict[str, Any]:
+    """What a `--format json` command prints on stdout for the user error ``exc``:
+    ``{"error": {"kind", "message", "exit_code"}}``, ``kind`` the error's stable name
+    (:attr:`~subsetctl.errors.UserError.error_kind`: "project_locked" for a lock another
+    process holds, which a sweep retries; "spec_invalid", "not_found", ...) and ``message``
+    the paragraph printed on stderr."""
+    return {"error": {"kind": exc.error_kind, "message": str(exc), "exit_code": 1}}
 
 
 def _print_code_the_spec_runs(console: Any, notes: list[str]) -> None:
@@ -308,6 +327,7 @@ def _echo_json(data: Any) -> None:
     from subsetctl.project import json_text
 
     click.echo(json_text(data, indent=2), file=_JSON_STDOUT.get())
+    _JSON_ECHOED.set(True)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -664,7 +684,8 @@ def _split_dir(directory: Path | None, overrides: tuple[str, ...]) -> tuple[Path
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: at the end, print on stdout what `report --format json` with these overrides prints (the "
                    "report instead of its text; the summary, progress and warnings go to stderr), for scripts; "
-                   "nothing on stdout when the run fails or is stopped.")
+                   "on a user error {\"error\": {kind, message, exit_code}} instead; nothing on stdout when "
+                   "the run is stopped.")
 @_json_alone_on_stdout
 def run(
     directory: Path | None, overrides: tuple[str, ...], until: str | None, force: tuple[str, ...],

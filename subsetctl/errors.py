@@ -174,11 +174,24 @@ def worded(cli: str, python: str) -> str:
 
 
 class UserError(Exception):
-    """An error caused by user input; the message says what is wrong and what to do."""
+    """An error caused by user input; the message says what is wrong and what to do.
+
+    ``error_kind`` is its kind as `--format json` names it (``{"error": {"kind": ...}}``), a
+    stable name a script branches on instead of parsing the message; each subclass sets its own."""
+
+    error_kind = "user_error"
 
 
 class SpecError(UserError):
     """The spec file is malformed or invalid."""
+
+    error_kind = "spec_invalid"
+
+
+class NotFoundError(UserError):
+    """A folder or file the command was given is not there, or is not a project."""
+
+    error_kind = "not_found"
 
 
 class SpecFileError(SpecError):
@@ -195,6 +208,8 @@ class SpecFileError(SpecError):
 class UnknownPluginError(UserError):
     """A name was asked of a registry that does not know it (``kind`` "strategy", ...)."""
 
+    error_kind = "unknown_plugin"
+
     def __init__(self, message: str, kind: str = "", name: str = "") -> None:
         super().__init__(message)
         self.kind, self.name = kind, name
@@ -202,7 +217,10 @@ class UnknownPluginError(UserError):
 
 class LockedError(UserError):
     """Another process holds the project lock. ``holder``: "run" (a plain `run`),
-    "shards" (shard runs holding it shared) or "" (another lock than the project's)."""
+    "shards" (shard runs holding it shared) or "" (another lock than the project's).
+    Another process's work, not a mistake: a script retries once it is done."""
+
+    error_kind = "project_locked"
 
     def __init__(self, message: str, holder: str = "") -> None:
         super().__init__(message)
@@ -212,9 +230,24 @@ class LockedError(UserError):
 class StaleArtifactError(UserError):
     """An upstream artifact does not match what the spec asks for."""
 
+    error_kind = "stale_artifact"
+
+
+class EnvironmentUserError(UserError):
+    """A file-system condition the user fixes (:func:`environment_error`): permissions, a
+    full disk or quota, a file where a folder belongs."""
+
+    error_kind = "environment"
+
+
+class OutOfMemoryUserError(UserError):
+    """A stage ran out of memory (:func:`out_of_memory_error`): a setting to lower, not a bug."""
+
+    error_kind = "out_of_memory"
+
 
 def out_of_memory_error(exc: BaseException, stage: str, settings: dict[str, object],
-                        accumulation: tuple[str, str, object] | None = None) -> UserError | None:
+                        accumulation: tuple[str, str, object] | None = None) -> OutOfMemoryUserError | None:
     """A UserError for a stage that ran out of memory (Python's MemoryError, torch's
     OutOfMemoryError on a GPU, or its CPU allocator refusing a tensor), naming the spec
     ``settings`` that bound the stage's memory (``{"meta_init.batch_size": 8, ...}``, as
@@ -233,7 +266,7 @@ def out_of_memory_error(exc: BaseException, stage: str, settings: dict[str, obje
                    f"(now {accum}) by the same one: each optimizer step then averages over as many examples)")
     if type(exc).__name__ == "TerminatedWorkerError":  # loky's, for a worker the system killed (SIGKILL)
         codes = re.search(r"exit codes of the workers are (\{.*?\})", text)
-        return UserError(f"Stage {stage} lost a worker process{f' (exit codes {codes.group(1)})' if codes else ''}: "
+        return OutOfMemoryUserError(f"Stage {stage} lost a worker process{f' (exit codes {codes.group(1)})' if codes else ''}: "
                          f"the system killed it, most likely for lack of memory. {advice}: finished stages, and the "
                          "estimates stored so far, are kept.")
 
@@ -248,7 +281,7 @@ def out_of_memory_error(exc: BaseException, stage: str, settings: dict[str, obje
         amount, unit = tried.groups()
         size = (f": it tried to allocate {float(amount) / 2**20:,.0f} MiB at once" if unit == "bytes"
                 else f": it tried to allocate {amount} {unit} at once")
-    return UserError(f"Stage {stage} ran out of memory{size} ({type(exc).__name__}). {advice}: finished stages "
+    return OutOfMemoryUserError(f"Stage {stage} ran out of memory{size} ({type(exc).__name__}). {advice}: finished stages "
                      "are kept.")
 
 
@@ -295,7 +328,7 @@ def as_os_error(exc: BaseException) -> OSError | None:
     return error
 
 
-def environment_error(error: BaseException) -> UserError | None:
+def environment_error(error: BaseException) -> EnvironmentUserError | None:
     """A UserError for file-system conditions the user fixes (read-only or unwritable
     folder, full disk, disk quota exceeded, file size limit), from an OSError or an error that carries one as text
     (:func:`as_os_error`); None for anything else, which stays an internal error. The CLI
@@ -309,59 +342,59 @@ def environment_error(error: BaseException) -> UserError | None:
     notes = getattr(exc, "__notes__", [])  # the pipeline notes the stage and its folder
     where = f" {exc.filename}" if exc.filename else (f" in {notes[-1]}" if notes else "")
     if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        return UserError(
+        return EnvironmentUserError(
             f"Cannot use{where}: {exc.strerror}{teammate_note(exc)}. subsetctl reads the spec, data and model files "
             "and keeps all its state in the project directory (.subsetctl/, report.md, plots/); fix the permissions, "
             "or copy the project somewhere writable and run it there. Finished stages are kept."
         )
     if exc.errno == errno.EISDIR and exc.filename:
-        return UserError(
+        return EnvironmentUserError(
             f"Cannot use {exc.filename}: {exc.strerror}. subsetctl expects a file there and found a folder; "
             "something else put it there. Move it aside and run again."
         )
     if exc.errno == errno.ENOTDIR and exc.filename:
-        return UserError(
+        return EnvironmentUserError(
             f"Cannot use {exc.filename}: {exc.strerror}. A part of this path is a file where subsetctl expects a "
             "folder (a HOME or cache folder, or the project's .subsetctl/, that is a file); move that file aside "
             "and run again."
         )
     if exc.errno == errno.ENOENT and exc.filename and (target := dangling_link_target(str(exc.filename))):
-        return UserError(
+        return EnvironmentUserError(
             f"Cannot use {exc.filename}: it is a symbolic link to {target}, which cannot be made (a folder on its "
             "way does not exist). Remove the link (subsetctl makes the file itself) or make its target's folder, "
             "and run again. Finished stages are kept."
         )
     if exc.errno == errno.EEXIST and exc.filename and os.path.islink(exc.filename) and not os.path.exists(exc.filename):
-        return UserError(  # mkdir does not follow a link to nothing: "it is a file" said what it was not
+        return EnvironmentUserError(  # mkdir does not follow a link to nothing: "it is a file" said what it was not
             f"Cannot use {exc.filename}: it is a symbolic link to {os.readlink(exc.filename)}, which does not exist, "
             "where subsetctl keeps a folder. Make the folder it points to, or remove the link (subsetctl makes the "
             "folder itself), and run again. Finished stages are kept."
         )
     if exc.errno == errno.EEXIST and exc.filename and not os.path.isdir(exc.filename):  # mkdir(exist_ok=True)
-        return UserError(
+        return EnvironmentUserError(
             f"Cannot use {exc.filename}: it is a file where subsetctl keeps a folder (its state lives in "
             ".subsetctl/); something else put it there. Move it aside and run again. Finished stages are kept."
         )
     if exc.errno == errno.ENAMETOOLONG:  # `subsetctl init <a 300-letter name>`: an internal error, "a bug"
         name = f" {str(exc.filename)[:60]}..." if exc.filename else ""
-        return UserError(
+        return EnvironmentUserError(
             f"Cannot use{name}: {exc.strerror} (most file systems take names of at most 255 bytes). Give a "
             "shorter file or folder name."
         )
     large_files = ("(the gradient store, checkpoints and the re-run caches in .subsetctl/cache/, safe to delete "
                    "and capped by project.cache_limit_gb, are the large files)")
     if exc.errno == errno.ENOSPC:
-        return UserError(
+        return EnvironmentUserError(
             f"No space left on the device (writing{where}). Free disk space {large_files} and run again: "
             "finished work is kept and resumed."
         )
     if exc.errno == _EDQUOT:
-        return UserError(
+        return EnvironmentUserError(
             f"Disk quota exceeded (writing{where}): your quota on this file system is used up. Free space in it "
             f"{large_files}, or ask for a larger quota, and run again: finished work is kept and resumed."
         )
     if exc.errno == errno.EFBIG:
-        return UserError(
+        return EnvironmentUserError(
             f"File too large (writing{where}): it reached {_file_size_limit()}. Raise the limit "
             "(`ulimit -f unlimited` in the shell that runs subsetctl) or move the project to a file system "
             "that holds larger files, and run again: finished work is kept and resumed."

@@ -40,6 +40,7 @@ from typing import IO, Any, Generic, TypeVar
 from subsetctl.errors import (
     UTF8_LOCALE_ADVICE,
     LockedError,
+    NotFoundError,
     UserError,
     missing_path_note,
     printable,
@@ -595,6 +596,8 @@ class LocksUnsupportedError(UserError):
     support): it was taken for a lock another run holds ("locked by running `subsetctl run
     --shard` processes"), with nothing running."""
 
+    error_kind = "environment"  # (the file system's, not another process's: no use retrying)
+
 
 def locks_unsupported(path: Path, exc: OSError) -> LocksUnsupportedError:
     """The :class:`LocksUnsupportedError` for the lock file ``path`` that flock refused with ``exc``."""
@@ -721,11 +724,11 @@ class Project:
         if not p.exists():
             spec = spec_beside(p)
             if spec is not None:  # `run proj/subsetctl.yml`: the project is there, its spec named otherwise
-                raise UserError(f"{p} does not exist, but {spec} does: name the project folder "
+                raise NotFoundError(f"{p} does not exist, but {spec} does: name the project folder "
                                 f"({shell_arg(spec.parent)}) or its {SPEC_FILENAME}.")
             create = (f"or create one with `subsetctl init {shell_arg(p)}`" if p.suffix.lower() not in (".yaml", ".yml")
                       else f"or create one with `subsetctl init DIR` (its spec is DIR/{SPEC_FILENAME})")
-            raise UserError(f"{p} does not exist{missing_path_note(p, 'the command')}. Name an existing project "
+            raise NotFoundError(f"{p} does not exist{missing_path_note(p, 'the command')}. Name an existing project "
                             f"folder (one holding {SPEC_FILENAME}), {create}.")
         if (p / SPEC_FILENAME).is_dir():
             raise UserError(f"{p / SPEC_FILENAME} is a folder, not a spec file: move or rename it, then create "
@@ -733,11 +736,11 @@ class Project:
         if not (p / SPEC_FILENAME).is_file():
             enclosing = enclosing_project(p)
             if enclosing is not None:  # run from a project's data folder: `init` there would nest a project
-                raise UserError(
+                raise NotFoundError(
                     f"{p} is not a subsetctl project: it has no {SPEC_FILENAME}, but it is inside the project "
                     f"{enclosing}. Name that folder ({shell_arg(enclosing)}), or create a project here with "
                     f"`subsetctl init {shell_arg(p)}`.")
-            raise UserError(
+            raise NotFoundError(
                 f"{p} is not a subsetctl project: it has no {SPEC_FILENAME}. "
                 f"Create one with `subsetctl init {shell_arg(p)}`."
             )

@@ -342,7 +342,32 @@ def test_run_format_json_prints_the_report_json_of_its_variant_alone_on_stdout(j
     assert data["stale"] == [] and list(data["stages"]) == ["data"] and data["not_run"][0] == "meta_init"
     assert "Ran data" in result.stderr and "Stopped after data" in result.stderr
     failed = CliRunner().invoke(main, ["run", root, "--format", "json", "gradients.d=abc"])
-    assert failed.exit_code == 1 and failed.stdout == "" and "gradients.d" in failed.stderr
+    assert failed.exit_code == 1 and json.loads(failed.stdout)["error"]["kind"] == "spec_invalid"
+    assert "gradients.d" in failed.stderr
+
+
+def test_format_json_prints_a_user_error_as_one_json_object_on_stdout(tmp_path: Path, jsonl_project: Path) -> None:
+    """A user error printed its paragraph on stderr and nothing on stdout: a sweep had to parse the
+    text to tell a project another run has locked (retry later) from a bad spec (give up). Each
+    `--format json` command prints {"error": {kind, message, exit_code}} there, the paragraph still
+    on stderr, the exit code 1 as before."""
+    root = str(jsonl_project)
+    for command in (["plan"], ["report"], ["run"], ["ls"]):
+        missing = CliRunner().invoke(main, [*command, str(tmp_path / "nothing"), "--format", "json"])
+        error = json.loads(missing.stdout)["error"]
+        assert missing.exit_code == 1 and error["kind"] == "not_found" and error["exit_code"] == 1, command
+        assert "does not exist" in error["message"] and error["message"] in " ".join(missing.stderr.split())
+    bad = CliRunner().invoke(main, ["plan", root, "estimate.lam=-1", "--format", "json"])
+    assert bad.exit_code == 1 and json.loads(bad.stdout)["error"]["kind"] == "spec_invalid"
+    with Project(jsonl_project).lock():  # another run holds it
+        locked = CliRunner().invoke(main, ["run", root, "--until", "data", "--format", "json"])
+    error = json.loads(locked.stdout)["error"]
+    assert locked.exit_code == 1 and error["kind"] == "project_locked" and "is locked by" in error["message"]
+    assert not (jsonl_project / ".subsetctl" / "data").exists()
+    before_any_run = CliRunner().invoke(main, ["report", root, "--format", "json"])  # its JSON alone, as before
+    assert before_any_run.exit_code == 1 and "error" not in json.loads(before_any_run.stdout)
+    text = CliRunner().invoke(main, ["plan", str(tmp_path / "nothing")])  # without --format json: text alone
+    assert text.exit_code == 1 and text.stdout == ""
 
 
 def test_report_before_run_says_what_to_do(jsonl_project: Path) -> None:
@@ -1871,7 +1896,8 @@ def test_cpu_has_bfloat16_reads_the_cpu_flags(tmp_path: Path) -> None:
 def test_readme_documents_each_commands_json_and_stdout_holds_it_alone(tiny_project_ran) -> None:
     """README said `validate`, `plan` and `ls` take `--format json` but not what they print,
     nor that stdout holds the JSON alone (a script runs `json.loads(stdout)`); each key the
-    three print is named there, and a warning goes to stderr, a failure leaves stdout empty."""
+    three print is named there, and a warning goes to stderr; a user error prints its JSON error alone, a
+    usage error nothing."""
     readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8").split())
     listed = readme[readme.index("The other commands' `--format json`"):readme.index("Overrides are dotted keys")]
     root = str(tiny_project_ran())
@@ -1890,8 +1916,10 @@ def test_readme_documents_each_commands_json_and_stdout_holds_it_alone(tiny_proj
                   and f" {key}," not in listed and f" {key}}}" not in listed) == [], listed
     for args in (["report", str(Path(root) / "nowhere"), "--format", "json"],
                  ["plan", root, "gradients.d=many", "--format", "json"], ["plan", root, "--until", "x", "--format", "json"]):
-        failed = runner.invoke(main, args)
-        assert failed.exit_code in (1, 2) and failed.stdout == "" and failed.stderr, (args, failed.output)
+        failed = runner.invoke(main, args)  # a user error's JSON alone; nothing for a usage error
+        assert failed.exit_code in (1, 2) and failed.stderr, (args, failed.output)
+        assert (json.loads(failed.stdout)["error"]["exit_code"] == 1 if failed.exit_code == 1
+                else failed.stdout == ""), (args, failed.output)
 
 
 def test_plan_says_the_search_estimates_on_a_dask_cluster(jsonl_project: Path, monkeypatch) -> None:
