@@ -123,6 +123,14 @@ def _template_files(template: str) -> list[Any]:
     return [f for f in folder.iterdir() if f.is_file()]
 
 
+#: the version of what `validate --format json` prints (:meth:`ValidationReport.to_dict`'s
+#: ``validate_format``), raised whenever a subsetctl changes its keys or their meaning: a script
+#: checks it has the keys it reads, as report.json's ``report_format`` lets it. 1: the first numbered
+VALIDATE_FORMAT = 1
+#: the version of what `ls --format json` prints (its ``ls_format``), raised as :data:`VALIDATE_FORMAT` is
+LS_FORMAT = 1
+
+
 @dataclass
 class ValidationReport:
     """What validating one spec file found: errors (``issues``, the spec is unusable) and
@@ -142,7 +150,8 @@ class ValidationReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"file": self.file, "valid": self.ok, "errors": [i.model_dump() for i in self.issues],
-                "warnings": [w.model_dump() for w in self.warnings], "runs_code": self.runs_code}
+                "warnings": [w.model_dump() for w in self.warnings], "runs_code": self.runs_code,
+                "validate_format": VALIDATE_FORMAT}
 
 
 def code_the_spec_runs(spec: Spec) -> list[str]:

@@ -961,8 +961,10 @@ def ls_command(directory: Path | None, fmt: str) -> None:
             plugins = list_plugins(None)
     else:
         plugins = list_plugins(_folder_not_override(directory))
-    if fmt == "json":
-        _echo_json(plugins)
+    if fmt == "json":  # (its version beside the kinds: list_plugins() holds the kinds alone)
+        from subsetctl.api import LS_FORMAT
+
+        _echo_json({**plugins, "ls_format": LS_FORMAT})
         return
     console = _console()
     unlisted = _enclosing_plugins_project() if directory is None else None

@@ -358,6 +358,12 @@ class Stage(ABC):
         """Do the work, write artifacts into ``ctx.out_dir``, return a JSON summary."""
 
 
+#: the version of what `plan --format json` prints (:meth:`StageStatus.to_dict`'s ``plan_format``),
+#: raised whenever a subsetctl changes its keys or their meaning: a script checks it has the keys
+#: it reads, as report.json's ``report_format`` lets it. 1: the first numbered
+PLAN_FORMAT = 1
+
+
 @dataclass
 class StageStatus:
     name: str
@@ -401,7 +407,7 @@ class StageStatus:
         return {"stage": self.name, "state": self.state, "reasons": self.reasons, "will_run": self.will_run,
                 "conditional": self.conditional, "put_back": self.put_back, "work": self.work,
                 "last_seconds": self.last_seconds, "last_work": self.last_work,
-                "left_stale_by_until": self.left_stale_by_until}
+                "left_stale_by_until": self.left_stale_by_until, "plan_format": PLAN_FORMAT}
 
 
 def _last_clause_at(text: str) -> int | None:

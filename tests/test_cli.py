@@ -223,7 +223,7 @@ def test_plan_run_until_data_then_noop_then_change_one_source(jsonl_project: Pat
                                           "conditional": False, "put_back": False,
                                           "work": "the target and 2 sources (those prepared before as they are "
                                                   "now are reused)", "last_seconds": None, "last_work": None,
-                                          "left_stale_by_until": False}
+                                          "left_stale_by_until": False, "plan_format": 1}
     assert not (jsonl_project / ".subsetctl").exists()  # plan has no side effects
 
     first = invoke("run", root, "--until", "data", "-q")
@@ -381,7 +381,22 @@ def test_ls_lists_every_kind() -> None:
     data = json.loads(result.output)
     assert {"loaders", "strategies", "estimators", "projectors", "models"} <= set(data)
     assert "jsonl" in [r["name"] for r in data["loaders"]]
-    assert all(r["description"] for kind in data.values() for r in kind)
+    assert all(r["description"] for name, kind in data.items() if name != "ls_format" for r in kind)
+
+
+def test_validate_plan_and_ls_json_say_their_format_version(jsonl_project: Path) -> None:
+    """report.json has `report_format` for a script to check it has the keys it reads; what
+    `validate`, `plan` and `ls --format json` print had no version: each now says its own."""
+    from subsetctl.api import LS_FORMAT, VALIDATE_FORMAT
+    from subsetctl.pipeline import PLAN_FORMAT
+
+    root = str(jsonl_project)
+    assert VALIDATE_FORMAT >= 1 and PLAN_FORMAT >= 1 and LS_FORMAT >= 1
+    [checked] = json.loads(invoke("validate", root, "--format", "json").stdout)
+    assert checked["validate_format"] == VALIDATE_FORMAT
+    stages = json.loads(invoke("plan", root, "--format", "json").stdout)
+    assert stages and all(stage["plan_format"] == PLAN_FORMAT for stage in stages)
+    assert json.loads(invoke("ls", "--format", "json").stdout)["ls_format"] == LS_FORMAT
 
 
 def test_schema_command_prints_json() -> None:
@@ -1910,7 +1925,7 @@ def test_readme_documents_each_commands_json_and_stdout_holds_it_alone(tiny_proj
     stages = json.loads(plan.stdout)
     plugins = json.loads(runner.invoke(main, ["ls", "--format", "json"]).stdout)
     keys = set(spec) | set(spec["warnings"][0]) | {key for stage in stages for key in stage} | set(plugins)
-    keys |= {key for rows in plugins.values() for row in rows for key in row}
+    keys |= {key for kind, rows in plugins.items() if kind != "ls_format" for row in rows for key in row}
     keys |= {key for row in plugins["strategies"] for param in row["params"] for key in param}
     assert sorted(key for key in keys if f"`{key}`" not in listed and f"{{{key}," not in listed
                   and f" {key}," not in listed and f" {key}}}" not in listed) == [], listed
