@@ -410,6 +410,18 @@ class StageStatus:
                 "left_stale_by_until": self.left_stale_by_until, "plan_format": PLAN_FORMAT}
 
 
+def outputs_gone(project: Project, names: list[str]) -> str:
+    """How `plan` words a stage's :meth:`Stage.missing_outputs` ``names`` (paths in the project
+    folder): "outputs missing: ..." for those deleted, "outputs damaged: ..." for those there
+    but no longer what the stage wrote (a report.json cut short), which a deletion's words
+    misnamed."""
+    damaged = [name for name in names if (project.root / name).exists()]
+    deleted = [name for name in names if name not in damaged]
+    return "; ".join([*([f"outputs missing: {', '.join(deleted)}"] if deleted else []),
+                      *([f"outputs damaged (not what it wrote; cut short or edited): {', '.join(damaged)}"]
+                        if damaged else [])])
+
+
 def _last_clause_at(text: str) -> int | None:
     """Where the last "; " outside parentheses in a work text starts (before a clause such
     as "those in the cache are reused"), or None when there is none."""
@@ -896,7 +908,7 @@ class Pipeline:
                 elif self._fingerprint_matches(stage, manifest, fp, inputs):
                     missing = stage.missing_outputs(self.project, manifest)
                     state = "stale" if missing else "up to date"
-                    reasons = [f"outputs missing: {', '.join(missing)}"] if missing else []
+                    reasons = [outputs_gone(self.project, missing)] if missing else []
                 else:
                     state = "stale"
                     reasons, missing, conditional_aside = self._changes(stage, manifest, inputs, rerun, force)
@@ -1080,7 +1092,7 @@ class Pipeline:
                            "or set model.source to where it is now")
         missing = stage.missing_outputs(self.project, manifest)
         if missing:  # runs whatever its upstream produces: not conditional
-            reasons.append(f"outputs missing: {', '.join(missing)}")
+            reasons.append(outputs_gone(self.project, missing))
         if old.get("version") != inputs["version"]:
             reasons.append(f"this subsetctl computes results otherwise than the one that made these "
                            f"(results version {old.get('version')} -> {RESULTS_VERSION})")
@@ -1352,8 +1364,7 @@ class Pipeline:
         if missing:
             from rich.markup import escape
 
-            self.reporter.info(f"[dim]{stage.name}: outputs missing ({escape(', '.join(missing))}), "
-                               "running it again[/dim]")
+            self.reporter.info(f"[dim]{stage.name}: {escape(outputs_gone(self.project, missing))}; running it again[/dim]")
             return False
         return True
 

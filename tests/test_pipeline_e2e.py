@@ -1552,6 +1552,29 @@ def test_a_report_an_earlier_subsetctl_wrote_then_deleted_is_listed_as_missing(t
     assert "outputs missing: report.md" in reasons, reasons
 
 
+def test_a_report_json_cut_short_is_listed_as_damaged_and_written_again(tiny_project_ran) -> None:
+    """report.json in the project folder cut short to "{": `report` showed the report whole (from
+    the report stage's own copy) and said nothing, `plan` said it was up to date, and a script
+    reading report.json failed until some other change re-ran the report. It is listed like a
+    deleted output, as damaged, and the next `run` writes it again, reading as the report."""
+    project = tiny_project_ran()
+    whole = json.loads((project / "report.json").read_text(encoding="utf-8"))
+    (project / "report.json").write_text("{", encoding="utf-8")
+
+    shown = json.loads(CliRunner().invoke(main, ["report", str(project), "--format", "json"]).stdout)
+    assert shown["missing_outputs"] == {"report": ["report.json"]} and shown["stale"] == [], shown
+    assert shown["report"]["stages"].keys() == whole["stages"].keys()  # shown rebuilt, not from the damaged file
+    text = " ".join(CliRunner().invoke(main, ["report", str(project)]).output.split())
+    assert "Damaged since the last run: report.json" in text and "Deleted since" not in text, text
+    reasons = {s.name: s.reasons for s in plan_project(project)[2]}["report"]
+    assert reasons == ["outputs damaged (not what it wrote; cut short or edited): report.json"], reasons
+    assert [r["stage"] for r in run_project(project) if r["action"] == "ran"] == ["report"]
+    assert json.loads((project / "report.json").read_text(encoding="utf-8"))["stages"].keys() == whole["stages"].keys()
+    (project / ".subsetctl" / "report" / "report.json").write_text("{", encoding="utf-8")  # the stage's own copy
+    text = " ".join(CliRunner().invoke(main, ["report", str(project)]).output.split())  # was: "they are not shown"
+    assert "Damaged saved results: report" in text and "shown rebuilt" in text and "not shown" not in text, text
+
+
 def test_a_project_computed_with_gradients_seed_written_out_stays_up_to_date(tiny_project: Path, monkeypatch) -> None:
     """A project run with ``gradients.seed`` written as the project seed's value, before that
     counted as unset, is still up to date under the same spec (a project run now is up to

@@ -244,10 +244,17 @@ def outdated_note(data: dict[str, Any], overrides: list[str] | None = None) -> s
         notes.append(f"{' and '.join(kept)} still {'names' if one else 'name'} command-line overrides whose values "
                      f"the spec file holds now; shown here without them. `subsetctl run {folder}` writes "
                      f"{'it' if one else 'them'} again (nothing else re-runs).")
-    if missing:
-        files = [f for found in missing.values() for f in found]
-        notes.append(f"Deleted since the last run: {', '.join(files)}. `subsetctl run {folder}` writes "
-                     f"{'it' if len(files) == 1 else 'them'} again (nothing else changed).")
+    files = [f for found in missing.values() for f in found]
+    damaged_files = [f for f in files if (Path(data["project"]) / f).exists()]  # there, but not what was written
+    deleted = [f for f in files if f not in damaged_files]
+    if deleted:
+        notes.append(f"Deleted since the last run: {', '.join(deleted)}. `subsetctl run {folder}` writes "
+                     f"{'it' if len(deleted) == 1 else 'them'} again (nothing else changed).")
+    if damaged_files:
+        one = len(damaged_files) == 1
+        notes.append(f"Damaged since the last run: {', '.join(damaged_files)} (not the report it wrote: cut short or "
+                     f"edited); shown here rebuilt from the results. `subsetctl run {folder}` writes "
+                     f"{'it' if one else 'them'} again (nothing else changed).")
     moved = data.get("switched_off_moved_past") or []
     if moved:
         one = len(moved) == 1
@@ -284,10 +291,13 @@ def outdated_note(data: dict[str, Any], overrides: list[str] | None = None) -> s
                      f"{'it' if len(unfinished) == 1 else 'them'} where {'it' if len(unfinished) == 1 else 'they'} "
                      "stopped.")
     damaged = data.get("damaged") or []
-    if damaged:
+    if damaged:  # the report's own: rebuilt from the other stages' results, so shown all the same
+        hidden = [name for name in damaged if name != "report"]
+        shown = ("; the report is shown rebuilt from the other stages' results" if "report" in damaged else "")
         notes.append(f"Damaged saved results: {', '.join(damaged)} (files that fail their checksums or an unreadable "
-                     f"manifest; `subsetctl plan {folder}` names them); they are not shown, and "
-                     f"`subsetctl run {folder}` recomputes them.")
+                     f"manifest; `subsetctl plan {folder}` names them){shown}; "
+                     + (f"{', '.join(hidden)} {'is' if len(hidden) == 1 else 'are'} not shown; " if hidden else "")
+                     + f"`subsetctl run {folder}` recomputes {'it' if len(damaged) == 1 else 'them'}.")
     if data.get("spec_problem"):
         notes.append(f"The spec does not validate now, so these results could not be checked against it: "
                      f"{data['spec_problem']}")

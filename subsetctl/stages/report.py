@@ -50,9 +50,13 @@ class ReportStage(Stage):
                 **({"overrides": overrides} if overrides else {}), **({"library_versions": versions} if versions else {})}
 
     def missing_outputs(self, project: Project, manifest: dict[str, Any]) -> list[str]:
-        """report.md, report.json and the plots the last run wrote, if deleted since."""
+        """report.md, report.json and the plots the last run wrote, if deleted since; report.json
+        also when it is there but no report (cut short to ``{``, emptied): a script reading it
+        failed while `plan` said the report was up to date and `report` showed it whole, from the
+        stage's own copy. (report.md is the user's to annotate: an edit there is no damage.)"""
         written = ["report.md", "report.json", *manifest.get("summary", {}).get("plots", [])]
-        return [name for name in written if not (project.root / name).is_file()]
+        return [name for name in written if not (project.root / name).is_file()
+                or (name == "report.json" and not _written_by_subsetctl(project.root / name))]
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         from subsetctl.report import plots
