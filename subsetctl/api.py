@@ -38,6 +38,7 @@ from subsetctl.spec import (
     apply_overrides,
     attribute_overrides,
     blame_source_files,
+    indexed_overrides,
     json_schema,
     key_lines,
     overrides_that_change,
@@ -1081,6 +1082,7 @@ def validate_spec_file(path: str | Path, overrides: str | list[str] | None = Non
     file_data = data
     try:
         if overrides:
+            overrides = indexed_overrides(data, overrides)  # a strategy named in a key: its index
             data = apply_overrides(data, overrides)
     except SpecError as exc:
         report.issues.append(SpecIssue(file=worded("command line", "overrides argument"), line=None, key="overrides", message=str(exc)))

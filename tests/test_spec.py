@@ -15,6 +15,7 @@ from subsetctl.errors import SpecError
 from subsetctl.spec import (
     Spec,
     apply_overrides,
+    indexed_overrides,
     json_schema,
     key_lines,
     load_spec,
@@ -176,6 +177,48 @@ def test_overrides_with_indices_are_type_checked(tmp_path: Path) -> None:
     for dotted in ("sources.0.max_examples=5", "sources.0=x"):  # a list item with a dot: say how to write it
         with pytest.raises(SpecError, match=r"sources is a list, not a mapping: name an item with brackets, sources\[0\]"):
             apply_overrides(MINIMAL, [dotted])
+
+
+def test_a_strategy_is_named_in_an_override_by_its_label_or_name_and_two_answering_are_refused() -> None:
+    """A strategy's params were reachable by index only (`search.strategies[2].params.k=3`), which
+    changes with the list's order: `search.strategies.NAME...` names it by its label, else its name,
+    and is written with its index for what follows; a name two strategies answer to, or none, is
+    refused saying which there are."""
+    data = {**MINIMAL, "search": {"strategies": [{"name": "forward"}, {"name": "random", "params": {"k": 1}},
+                                                 {"name": "random", "label": "r2"}]}}
+    assert indexed_overrides(data, ["search.strategies.forward.params.max_steps=2", "search.strategies.r2.params.k=3",
+                                    "gradients.d=8", "search.strategies[1].params.k=2"]) == [
+        "search.strategies[0].params.max_steps=2", "search.strategies[2].params.k=3", "gradients.d=8",
+        "search.strategies[1].params.k=2"]
+    spec = Spec.model_validate(apply_overrides(data, indexed_overrides(data, ["search.strategies.r2.params.k=3"])))
+    assert spec.search.strategies[2].params == {"k": 3} and spec.search.strategies[1].params == {"k": 1}
+    # as the overrides before it leave the list: a label given on the command line names it after
+    assert indexed_overrides(data, ["search.strategies[1].label=r1", "search.strategies.r1.params.k=4"])[1] == \
+        "search.strategies[1].params.k=4"
+    with pytest.raises(SpecError, match=r"2 strategies answer to 'random' \(search.strategies\[1\] random, "
+                                        r"search.strategies\[2\] random \(label r2\)\): name one by its index, "
+                                        r"search.strategies\[1\].params.k=5"):
+        indexed_overrides(data, ["search.strategies.random.params.k=5"])
+    with pytest.raises(SpecError, match=r"no strategy is named or labelled 'nope' \(the strategies: "
+                                        r"search.strategies\[0\] forward, "):
+        indexed_overrides(data, ["search.strategies.nope.params.k=5"])
+    assert indexed_overrides(data, ["search.strategies.0.params.k=5"]) == ["search.strategies.0.params.k=5"]  # as was
+
+
+def test_validate_applies_and_blames_an_override_naming_a_strategy(jsonl_project: Path) -> None:
+    """Through validate (and so plan and run): the named strategy's params are set, and an issue
+    in them is blamed on the override, not on a line of the file."""
+    from subsetctl.api import validate_spec_file
+
+    path = jsonl_project / "subsetctl.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["search"] = {"strategies": [{"name": "forward"}, {"name": "random", "params": {"k": 1}}]}
+    path.write_text(yaml.safe_dump(data))
+    checked = validate_spec_file(path, ["search.strategies.random.params.k=2"])
+    assert checked.ok and checked.spec.search.strategies[1].params == {"k": 2}, checked.issues
+    bad = validate_spec_file(path, ["search.strategies.random.params.k=abc"])
+    assert not bad.ok and bad.issues[0].line is None
+    assert "(set on the command line" in bad.issues[0].message or "(given in overrides" in bad.issues[0].message
 
 
 def test_an_override_of_one_source_leaves_a_source_aliasing_its_settings_alone() -> None:

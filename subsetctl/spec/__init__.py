@@ -109,6 +109,7 @@ from subsetctl.spec.overrides import (  # noqa: F401
     _yaml_drops_a_comment,
     apply_overrides,
     attribute_overrides,
+    indexed_overrides,
     override_keys,
     override_value,
     overrides_that_change,

@@ -109,6 +109,60 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return out
 
 
+#: the list whose items an override may name instead of indexing (``search.strategies.forward``)
+_NAMED_LIST = ["search", "strategies"]
+
+
+def indexed_overrides(data: dict[str, Any], overrides: list[str]) -> list[str]:
+    """``overrides`` with a search strategy named where its index goes, written with its index:
+    ``search.strategies.forward.params.k=3`` -> ``search.strategies[0].params.k=3`` (the strategy
+    whose ``label``, or ``name``, is forward, in ``data`` as the overrides before it leave it), so
+    that what follows (applying them, blaming issues on them, recording them) sees one key for one
+    setting. The index alone changed with the list's order. Raises SpecError when no strategy or
+    several answer to the name (two `random` baselines: their labels, or indices, tell them apart).
+    Other overrides, malformed ones included, are kept as written."""
+    out: list[str] = []
+    for item in overrides:
+        key, _, value = str(item).partition("=")
+        try:
+            parts = parse_key_path(key)
+        except SpecError:
+            parts = []
+        named = parts[2] if len(parts) > 2 and parts[:2] == _NAMED_LIST else None
+        if not isinstance(named, str) or named.isdigit():  # (`strategies.0`: apply_overrides says to write [0])
+            out.append(item)
+            continue
+        try:
+            strategies = apply_overrides(data, out).get("search", {}).get("strategies")
+        except (SpecError, AttributeError):  # an earlier override is malformed, or `search` no mapping: said there
+            out.append(item)
+            continue
+        if not isinstance(strategies, list):
+            out.append(item)
+            continue
+        found = [i for i, entry in enumerate(strategies)
+                 if isinstance(entry, dict) and named in (entry.get("label"), entry.get("name"))]
+        where = format_path(tuple(_NAMED_LIST))
+        if len(found) != 1:
+            listed = found or range(len(strategies))
+            names = ", ".join(f"{where}[{i}] {_strategy_called(strategies[i])}" for i in listed)
+            problem = (f"no strategy is named or labelled {named!r} (the strategies: {names or 'none'})" if not found
+                       else f"{len(found)} strategies answer to {named!r} ({names}): name one by its index, "
+                            f"{format_path((*_NAMED_LIST, found[0], *parts[3:]))}={value}, or by a `label:` that "
+                            "the spec gives it")
+            raise SpecError(f"Override {item!r}: {problem}.")
+        out.append(f"{format_path((*_NAMED_LIST, found[0], *parts[3:]))}={value}")
+    return out
+
+
+def _strategy_called(entry: Any) -> str:
+    """A strategy entry as :func:`indexed_overrides` lists it: its name, and label when set."""
+    if not isinstance(entry, dict):
+        return "(not a mapping)"
+    label = f" (label {entry['label']})" if entry.get("label") else ""
+    return f"{entry.get('name')}{label}"
+
+
 def overrides_that_change(data: dict[str, Any], overrides: list[str]) -> list[str]:
     """The ``overrides`` that make ``data`` (the spec file's settings) other than the file
     says: an override a later one replaces (the same key, or one above it) is left out, and
