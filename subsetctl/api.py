@@ -560,6 +560,8 @@ def _warn_unread_answer_column(spec: Spec, loc: tuple[Any, ...], loader: Any, wa
         reads = f"response_field ({answers!r})" if answers else "response_field"
         if getattr(loader, "messages_field", None) is not None:
             reads = f"messages_field ({loader.messages_field!r})"
+        if getattr(loader, "text_field", None) is not None:
+            reads = f"text_field ({loader.text_field!r})"
         warn(loc + ("label_field",),
              f"is for classifiers only: a causal-lm reads its answers from {reads} and ignores label_field "
              f"({field!r}). Set model.kind: classifier if that is meant, or remove it.")

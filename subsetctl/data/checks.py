@@ -272,6 +272,11 @@ def _check_file_loader(
     if kind == "classifier" and getattr(loader, "messages_field", None) is not None:
         issues.add(loc + ("messages_field",), "is for a causal LM's chats, but model.kind is classifier: name the "
                                               "text column with prompt_field and the class with label_field")
+    if kind == "classifier" and loader.text_field is not None:
+        issues.add(loc + ("text_field",), "is for a causal LM's plain text, trained on whole, but model.kind is "
+                                          "classifier, which learns a class for each text and has no objective "
+                                          "without one: name the text column with prompt_field and the class "
+                                          "with label_field")
     if kind == "classifier" and not loader.label_field:
         written = loader.response_field if "response_field" in loader.model_fields_set else None
         issues.add(loc + ("label_field",), "model.kind is classifier: name the label column with label_field"
@@ -595,10 +600,13 @@ def _check_saved_to_disk(loader: HuggingFaceLoader, folder: Path, loc: tuple[Any
 
 def _wanted_columns(loader: LoaderBase, kind: str) -> list[tuple[tuple[Any, ...], str, str | None]]:
     """``(the key of its issue, the option, the column)`` of each column the loader asks
-    for: the chats' column, or the prompt's and the answer's (the label's for a classifier)."""
+    for: the chats' column, the text's (``text_field``), or the prompt's and the answer's
+    (the label's for a classifier)."""
     messages_field = getattr(loader, "messages_field", None)
     if messages_field is not None and kind != "classifier":  # (a classifier's: an issue of its own)
         return [(("messages_field",), "messages_field", messages_field)]
+    if loader.text_field is not None and kind != "classifier":
+        return [(("text_field",), "text_field", loader.text_field)]
     prompt = loader.prompt_field
     wanted: list[tuple[tuple[Any, ...], str, str | None]] = (
         [(("prompt_field",), "prompt_field", prompt)] if isinstance(prompt, str)
@@ -842,6 +850,24 @@ def _csv_cells_spaced(loader: LoaderBase, path: Path, columns: list[str]) -> boo
     return first is not None and len(first) > 1 and all(cell[:1] == " " for cell in first[1:] if cell)
 
 
+#: the column a file of plain text (a corpus, a dump) holds its documents in, where it has others
+TEXT_COLUMN = "text"
+
+
+def _plain_text_column(loader: LoaderBase, kind: str, columns: list[str], wanted: list[str | None]) -> str | None:
+    """The column ``loader.text_field`` would read, for a causal LM's file that has no answer
+    column and none of the prompt's (``wanted``: the prompt's columns, the answer's last) but
+    that one, and looks like plain text: its one column, or one named :data:`TEXT_COLUMN`
+    (Wikipedia dumps: id, url, title, text); else None."""
+    if kind == "classifier" or loader.text_field is not None or getattr(loader, "messages_field", None) is not None:
+        return None
+    *prompt, answer = wanted
+    text = columns[0] if len(columns) == 1 else TEXT_COLUMN if TEXT_COLUMN in columns else None
+    if text is None or answer in columns or any(c in columns and c != text for c in prompt):
+        return None
+    return text
+
+
 def _check_named_columns(loader: LoaderBase, columns: list[str], where: str, loc: tuple[Any, ...], kind: str,
                          issues: _Issues, what: str = "the file", note: str = "", spaced_cells: bool = False) -> None:
     """An issue for each column the loader asks for that ``columns`` lacks (``where`` says
@@ -868,6 +894,8 @@ def _check_named_columns(loader: LoaderBase, columns: list[str], where: str, loc
                 f"e.g. `{named}`, above the rows)")
     chats = [c for c in columns if c in CHAT_COLUMNS] if hasattr(loader, "messages_field") and kind != "classifier" \
         else []
+    text = None if hint or headerless else _plain_text_column(loader, kind, columns,
+                                                              [column for _, _, column in wanted])
     for key, option, column in wanted:
         if column and column not in columns:
             if chats and option != "messages_field":  # a chat a row, read as prompt and response columns
@@ -876,11 +904,16 @@ def _check_named_columns(loader: LoaderBase, columns: list[str], where: str, loc
                            "prompt_field and response_field (the last message is the response, the user's "
                            "before it the prompt)")
                 continue
-            if option == "response_field" and columns == ["text"]:  # plain text (a corpus): no answer to learn
-                issues.add(loc + key, f"{what} has no column {column!r} ({where} {listed}): one column, no answer. "
-                           "Every row needs a prompt and a response, the text the model learns: write each row "
-                           "as the two (an empty prompt column learns the whole text with no prompt, with a "
-                           "warning), or read it with a plugin loader")
+            if text is not None and option == "response_field":  # plain text (a corpus): no answer to learn
+                has = (f"has one column, {text!r}" if len(columns) == 1
+                       else f"has no column {column!r} ({where} {listed})")
+                shown = text if re.fullmatch(r"[A-Za-z_][\w.-]*", text) else json.dumps(text)  # as YAML reads it
+                issues.add(loc + key, f"{what} {has}, and no prompt and response to learn: set text_field: "
+                           f"{shown} (in place of prompt_field and response_field) to train on each "
+                           "row's text whole, loss on every token and no prompt; or give each row a prompt and a "
+                           "response")
+                continue
+            if text is not None:  # (the prompt's column: said with the answer's)
                 continue
             # ' label' (a space after a CSV header's comma) or 'Question': alike to the eye in the list shown
             near = next((c for c in columns if c.strip().casefold() == column.strip().casefold()), None)

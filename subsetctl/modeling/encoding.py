@@ -19,6 +19,7 @@ import torch
 
 from subsetctl.chat_context import CONTEXT_KEY, is_chat_context
 from subsetctl.errors import UserError
+from subsetctl.text_rows import is_text_row
 
 
 @dataclass
@@ -54,7 +55,7 @@ class TruncationCounts:
         self.context_cut: Counter[str] = Counter()  # only a chat's earlier messages (the last user message whole)
         self.prompt_cut: Counter[str] = Counter()
         self.answer_cut: Counter[str] = Counter()
-        self.text_cut: Counter[str] = Counter()  # a classifier's input, cut at its end
+        self.text_cut: Counter[str] = Counter()  # a classifier's input, or a text trained on whole, cut at its end
         self.seen = 0
 
     def add(self, encoded: Sequence[EncodedExample], rows: Sequence[dict]) -> None:
@@ -62,7 +63,9 @@ class TruncationCounts:
         for example, row in zip(encoded, rows):
             self.seen += 1
             source = str(row.get("source", "?"))
-            if example.answer_cut:
+            if example.answer_cut and is_text_row(row):  # a text trained on whole: cut at its end, as it reads
+                self.text_cut[source] += 1
+            elif example.answer_cut:
                 self.answer_cut[source] += 1
             elif example.within_template:
                 self.preamble_cut[source] += 1
@@ -466,7 +469,12 @@ def encode_rows(tokenizer: Any, rows: Sequence[dict], kind: str, max_length: int
     """The items a batch is made of: causal-LM rows (dicts with prompt, response, source,
     row) tokenized as :func:`encode_causal_lm` would, one tokenizer call for all prompts
     and one for all responses; classifier rows as they are, checked to have a label,
-    since they are tokenized a batch at a time."""
+    since they are tokenized a batch at a time. A text trained on whole
+    (:func:`~subsetctl.text_rows.is_text_row`, ``loader.text_field``) is its response after
+    only the BOS text the tokenizer starts texts with (:func:`leading_bos_text`), with no
+    chat template: every token of it (and its EOS) is in the response mask, but a first
+    token no BOS precedes, which nothing predicts; one longer than ``max_length`` keeps its
+    start, as a long answer does."""
     if kind == "causal-lm":  # one tokenizer call per column: row by row took 43 s for 200k rows
         responses = [str(row.get("response") or "") for row in rows]
         for i, (row, response) in enumerate(zip(rows, responses)):
@@ -474,7 +482,9 @@ def encode_rows(tokenizer: Any, rows: Sequence[dict], kind: str, max_length: int
         if not rows:
             return []
         contexts = [row_context(row) for row in rows]
-        prompts = [render_prompt(tokenizer, str(row["prompt"]), context) for row, context in zip(rows, contexts)]
+        # a text trained on whole (loader.text_field): no template, no prompt, only the BOS a text starts with
+        prompts = [leading_bos_text(tokenizer) if is_text_row(row) else render_prompt(tokenizer, str(row["prompt"]), context)
+                   for row, context in zip(rows, contexts)]
         prompt_ids = tokenize_kept(tokenizer, prompts, max_length, keep="end")
         response_ids = tokenize_responses(tokenizer, prompts, responses, max_length)
         encoded = [_assemble_causal_lm(tokenizer, p, r, max_length) for p, r in zip(prompt_ids, response_ids)]

@@ -38,6 +38,7 @@ from subsetctl.modeling.encoding import TruncationCounts, encode_rows, make_batc
 from subsetctl.modeling.lora import load_adapter_weights, save_adapter, write_adapter
 from subsetctl.modeling.outputs import causal_lm_scores, classifier_f, surrogate_loss
 from subsetctl.project import remove_tree, replace_dir
+from subsetctl.text_rows import TEXT_KEY, is_text_row
 
 Objective = Literal["ce", "surrogate"]
 TrainProgress = Callable[[int, int, "float | None", "float | None"], None]
@@ -268,6 +269,8 @@ def _run_fingerprint(
             key = [ex.get("source"), ex.get("row"), ex.get("prompt"), ex.get("response"), ex.get("label")]
             if kind == "causal-lm" and (context := row_context(ex)) is not None:
                 key.append(context)  # (rendered before the prompt; rows without one fingerprint as before)
+            if kind == "causal-lm" and is_text_row(ex):
+                key.append(TEXT_KEY)  # (tokenized with no template; other rows fingerprint as before)
             digest.update(json.dumps(key, default=str).encode())
     return digest.hexdigest()
 

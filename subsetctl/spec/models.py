@@ -210,7 +210,45 @@ PromptField = Annotated[
 ]
 
 
-class LoaderBase(StrictModel):
+class PlainText(BaseModel):
+    """The ``text_field`` option of the file loaders: a causal LM's source of plain text (a
+    corpus of documents, code files, a pretraining shard), each row's text trained on whole,
+    with no prompt (see :class:`subsetctl.data.loaders.text.TextColumns`). Its field comes
+    before the loader's own (a base of :class:`LoaderBase`), so that the prompt's and the
+    response's validators below see it."""
+
+    text_field: str | None = Field(
+        None, min_length=1,
+        description="Causal-lm sources only: column holding plain text (a document, a code file) to train on "
+        "whole, loss on every token and no prompt, instead of prompt_field and response_field. A text longer "
+        "than model.max_length is cut at its end, as a long answer is. Not for a classifier, nor for the "
+        "target (its test metric scores answers generated for prompts).",
+    )
+
+    @field_validator("text_field")
+    @classmethod
+    def _text_or_chats(cls, value: Any, info: ValidationInfo) -> Any:
+        """A text is no chat: ``text_field`` beside ``messages_field`` would leave one unread."""
+        messages_field = info.data.get("messages_field")
+        if value is not None and messages_field is not None:
+            raise ValueError(f"cannot be combined with messages_field ({messages_field!r}): a row is either a chat "
+                             "or a text trained on whole. Remove one of them")
+        return value
+
+    @field_validator("prompt_field", "response_field", check_fields=False)
+    @classmethod
+    def _text_or_columns(cls, value: Any, info: ValidationInfo) -> Any:
+        """A text trained on whole has no prompt and no response column: one written next
+        to ``text_field`` would be ignored. (Run for a value written only, not a default.)"""
+        text_field = info.data.get("text_field")
+        if text_field is not None:
+            raise ValueError(
+                f"cannot be combined with text_field ({text_field!r}): each row's text is trained on whole, with "
+                f"no prompt. Remove {info.field_name}, or remove text_field to read a prompt and a response")
+        return value
+
+
+class LoaderBase(StrictModel, PlainText):
     """Options shared by file loaders: which columns hold the prompt and the answer."""
 
     prompt_field: PromptField = Field(
@@ -252,6 +290,26 @@ class LoaderBase(StrictModel):
                              f"prompt's text; set {info.field_name} to the column holding the answer")
         return value
 
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The options as written: without ``messages_field`` and ``text_field`` when they
+        are unset (so that a source's dump, its resolved spec and its fingerprint stay as
+        they were before the options existed), and without the ``prompt_field`` and
+        ``response_field`` one of them replaces when it is set (so that a dump read again,
+        as ``source_files`` groups are, is not taken as setting them). One serializer for
+        both (pydantic uses one a model), here, since CSV loaders have no chats."""
+        dumped: dict[str, Any] = handler(self)
+        replaced = False
+        for option in ("messages_field", "text_field"):
+            if dumped.get(option) is None:
+                dumped.pop(option, None)
+            else:
+                replaced = True
+        if replaced:
+            dumped.pop("prompt_field", None)
+            dumped.pop("response_field", None)
+        return dumped
+
 
 class ChatMessages(BaseModel):
     """The ``messages_field`` option of the loaders whose cells can hold a list (JSON Lines,
@@ -284,21 +342,6 @@ class ChatMessages(BaseModel):
                 "them from their own columns"
             )
         return value
-
-    @model_serializer(mode="wrap")
-    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """The options as written: without ``messages_field`` when it is unset (so that a
-        source's dump, its resolved spec and its fingerprint stay as they were before the
-        option existed), and without the ``prompt_field`` and ``response_field`` it
-        replaces when it is set (so that a dump read again, as ``source_files`` groups
-        are, is not taken as setting them)."""
-        dumped: dict[str, Any] = handler(self)
-        if dumped.get("messages_field") is None:
-            dumped.pop("messages_field", None)
-        else:
-            dumped.pop("prompt_field", None)
-            dumped.pop("response_field", None)
-        return dumped
 
 
 class JsonlLoader(LoaderBase, ChatMessages):
@@ -742,6 +785,21 @@ class TargetSpec(SourceSpec):
         if isinstance(data, dict) and data.get("test_loader") is not None and "split" not in data:
             return {**data, "split": dict(TARGET_SPLIT_WITH_TEST_LOADER)}
         return data
+
+    @field_validator("loader", "test_loader")
+    @classmethod
+    def _not_plain_text(cls, loader: Any) -> Any:
+        """The target's rows need a prompt and an answer: its validation loss could be a
+        text's, but ``evaluate`` scores the answers generated for the test prompts against
+        the gold responses (exact_match, reasoning-gym's scorer), and a text trained on
+        whole has neither (there is no loss-only metric)."""
+        if getattr(loader, "text_field", None) is not None:
+            raise ValueError(
+                f"text_field ({loader.text_field!r}) is for sources only: the target's test rows are scored by the "
+                "answers the model generates for their prompts (evaluate.metric: exact_match or reasoning_gym), "
+                "and a text trained on whole has no prompt and no answer. Give the target prompt and response "
+                "columns (prompt_field and response_field, or messages_field), or make this corpus a source")
+        return loader
 
     @field_validator("test_loader")
     @classmethod

@@ -778,11 +778,13 @@ def test_a_missing_column_names_the_loader_setting_that_reads_the_file_as_it_is(
     for key in ("prompt_field", "response_field"):
         assert "read it with loader.messages_field: messages" in issues[f"sources[1].loader.{key}"].message
     assert 'loader: {type: csv, delimiter: "\\t"}' in issues["sources[2].loader.prompt_field"].message
-    assert "one column, no answer" in issues["sources[3].loader.response_field"].message
+    assert "has one column, 'text', and no prompt and response to learn: set text_field: text" in issues[
+        "sources[3].loader.response_field"].message
     fixed = (text.replace("path: data/chat.jsonl}", "path: data/chat.jsonl, messages_field: messages}")
              .replace("type: huggingface, path: csv, data_files: [data/tab.tsv],",
-                      'type: csv, delimiter: "\\t", path: data/tab.tsv,'))
-    assert [key for key in check_issues(tmp_path, fixed) if not key.startswith("sources[3]")] == []
+                      'type: csv, delimiter: "\\t", path: data/tab.tsv,')
+             .replace("path: data/text.jsonl, prompt_field: text}", "path: data/text.jsonl, text_field: text}"))
+    assert list(check_issues(tmp_path, fixed)) == []
     classifier = "model: {kind: classifier}\n" + GOOD.replace("path: data/t.jsonl", "path: data/t.jsonl\n    response_field: response")
     assert "(label_field: response, if the column" in check_issues(tmp_path, classifier)["target.loader.label_field"].message
 

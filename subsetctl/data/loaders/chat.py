@@ -260,8 +260,13 @@ def common_columns(options: LoaderBase, ctx: LoadContext, where: str, locate: Ca
                    available: Iterable[str] | None = None,
                    fetch: Callable[[Any], Iterable[tuple[int, dict[str, Any]]]] | None = None) -> CommonColumns:
     """The :class:`CommonColumns` a file loader with ``options`` feeds its records to: a
-    :class:`ChatColumns` with ``messages_field`` (causal LMs only), else one reading the
-    prompt and the answer column the model kind needs."""
+    :class:`ChatColumns` with ``messages_field`` (causal LMs only), a
+    :class:`~subsetctl.data.loaders.text.TextColumns` with ``text_field`` (causal LMs only),
+    else one reading the prompt and the answer column the model kind needs."""
+    from subsetctl.data.loaders.text import TextColumns
+
+    if getattr(options, "text_field", None) is not None:
+        return TextColumns(options.text_field, ctx, where, locate, available, fetch)
     messages_field = getattr(options, "messages_field", None)
     if messages_field is None:
         answer_option, answer_field = _required_fields(options, ctx)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from subsetctl.chat_context import CONTEXT_KEY, is_chat_context
 from subsetctl.errors import UserError
 from subsetctl.spec import LoaderBase
+from subsetctl.text_rows import TEXT_KEY
 
 if TYPE_CHECKING:
     from datasets import Dataset, Features
@@ -605,6 +606,13 @@ class CommonColumns:
                     continue
             extra[key] = value
         self._more_metadata(i, extra)
+        if not self.classifier and TEXT_KEY in extra and (extra[TEXT_KEY] is not True or prompt or extra.get(CONTEXT_KEY)):
+            # (a plugin's own text rows, or a prepared one filtered, have an empty prompt and no chat)
+            raise UserError(
+                f"Source {self.ctx.source_name!r}: {self.where}, {self.locate(i)}: its {TEXT_KEY!r} (a column, or a "
+                "key of its metadata) marks a text trained on whole (loader.text_field), which is true in a row with "
+                "an empty prompt and no chat context only. Rename that column, or fix what the loader writes there."
+            )
         columns = self.columns
         columns["source"].append(source)
         columns["prompt"].append(prompt)

@@ -22,7 +22,6 @@ from subsetctl.data.loaders.common import (
     CommonColumns,
     LoadContext,
     _records_at,
-    _required_fields,
     _where,
     one_based_row,
 )
@@ -607,7 +606,6 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
 
     path = _existing_file(options.path, ctx)
     source = ctx.source_name
-    answer_option, answer_field = _required_fields(options, ctx)
 
     @functools.cache
     def lines() -> Any:  # the line mapping reads the file again, only when a message needs a line
@@ -660,8 +658,7 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
                 first_empty = (frame.iloc[:, 0] == "").to_numpy()
                 delimiter_first = bool(first_empty.any() and (frame[first_empty].iloc[:, 1:] != "").to_numpy().any())
             if builder is None:
-                builder = CommonColumns(options.prompt_field, answer_field, answer_option, ctx,
-                                        _where(path), locate, columns, fetch=fetch)
+                builder = common_columns(options, ctx, _where(path), locate, columns, fetch=fetch)
             if not builder.mapping_all:  # only the columns every row is checked for
                 frame = frame[[c for c in builder.fields if c in columns]]
             builder.add_all(frame.to_dict("records"))
@@ -795,13 +792,15 @@ def _repeated_struct_field(arrow_type: Any) -> str | None:
 
 def json_text_columns(options: Any, kind: str) -> set[str]:
     """The columns whose values a loader reads as text: the prompt's and (causal LM) the
-    response's, not with ``messages_field`` (whose chat column is read as text throughout).
+    response's, or ``text_field``'s, not with ``messages_field`` (whose chat column is read as text throughout).
     In them a top-level JSON-text value that is a number, a boolean or null stays that text:
     datasets stores a string that is valid JSON as that JSON, so the answer ``"1.50"`` was
     stored as ``1.50`` (decoded, ``"1.5"``) and the answer ``"null"`` as ``null`` (decoded, a
     row without its answer); a number's JSON text is the number's text anyway."""
     if getattr(options, "messages_field", None) is not None:
         return set()
+    if options.text_field is not None:
+        return {options.text_field}
     prompt = options.prompt_field
     columns = {prompt} if isinstance(prompt, str) else set(prompt)
     if kind != "classifier" and options.response_field:

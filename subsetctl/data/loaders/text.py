@@ -1,0 +1,63 @@
+"""Plain-text rows (``loader.text_field``): a causal LM's source of documents (a corpus, code
+files, a pretraining shard), each row's text trained on whole, with no prompt.
+
+A row becomes an empty prompt and its text as the response, its metadata marked with
+:data:`~subsetctl.text_rows.TEXT_KEY`: the model stages then tokenize the text alone, with
+no chat template (a BOS first where the tokenizer starts texts with one), and every token
+of it (its EOS too) is a response token, trained on and scored. A text longer than
+``model.max_length`` keeps its start, as a long answer does. The rules of
+:class:`~subsetctl.data.loaders.common.CommonColumns` apply to the text as to an answer: a
+missing or null text is an error naming the row, a blank one is left out with a notice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from subsetctl.data.loaders.common import CommonColumns, LoadContext, value_to_text
+from subsetctl.errors import UserError
+from subsetctl.text_rows import TEXT_KEY
+
+
+class TextColumns(CommonColumns):
+    """:class:`CommonColumns` for rows whose ``text_field`` holds a text trained on whole
+    (see the module): the column is read as the answer, the prompt left empty (without the
+    notice an empty prompt gets elsewhere: here it is what the option means)."""
+
+    def __init__(self, text_field: str, ctx: LoadContext, where: str, locate: Callable[[int], str],
+                 available: Iterable[str] | None = None,
+                 fetch: Callable[[Any], Iterable[tuple[int, dict[str, Any]]]] | None = None) -> None:
+        if ctx.kind == "classifier":
+            raise UserError(
+                f"Source {ctx.source_name!r}: loader.text_field is for a causal LM's plain text, trained on whole, "
+                "but model.kind is classifier, which learns a class for each text and has no objective without "
+                "one. Name the text column with loader.prompt_field and the class with loader.label_field."
+            )
+        super().__init__(text_field, text_field, "text_field", ctx, where, locate, available, fetch=fetch)
+        self.prompt_option = "text_field"
+        self.what = "a text"
+
+    def _texts(self, record: dict[str, Any]) -> tuple[str, str]:
+        """No prompt, and the text as the answer."""
+        return "", value_to_text(record[self.answer_field])
+
+    def _count_structured(self, i: int, values: dict[str, Any]) -> None:
+        """The text's column counted once, as the answer (it is the prompt's column too)."""
+        super()._count_structured(i, values)
+        self.structured_prompt, self.structured_prompt_count = None, 0
+
+    def _note_empty_prompts(self) -> None:
+        """Nothing: every row's prompt is empty, which is what ``text_field`` means."""
+
+    def _more_metadata(self, i: int, extra: dict[str, Any]) -> None:
+        """Mark the row as a text trained on whole; a key of its own of that name (a column,
+        or a key of its metadata) would be taken for the mark, so it is refused."""
+        if TEXT_KEY in extra:
+            raise UserError(
+                f"Source {self.ctx.source_name!r}: {self.where}, {self.locate(i)}: the row has a key of its own "
+                f"named {TEXT_KEY!r} (a column, or a key of its metadata), the name that marks a text trained on "
+                "whole. Rename that column (or drop it)."
+            )
+        super()._more_metadata(i, extra)
+        extra[TEXT_KEY] = True

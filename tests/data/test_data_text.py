@@ -1,0 +1,184 @@
+"""``loader.text_field``: plain-text rows (a corpus's documents) read as an empty prompt and
+the text as the response, marked to be trained on whole, and the spec and ``validate`` rules
+of the option."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from data_helpers import check_issues, qa_rows, write_jsonl
+
+from subsetctl.data.loaders import load_csv, load_jsonl, load_parquet
+from subsetctl.errors import UserError
+from subsetctl.spec import CsvLoader, JsonlLoader, ParquetLoader
+from subsetctl.spec.reading import validate_data
+from subsetctl.text_rows import TEXT_KEY, is_text_row
+
+
+def _jsonl(tmp_path: Path, rows: list[dict], field: str = "text") -> JsonlLoader:
+    write_jsonl(tmp_path / "corpus.jsonl", rows)
+    return JsonlLoader(type="jsonl", path="corpus.jsonl", text_field=field)
+
+
+def test_text_rows_are_an_empty_prompt_and_the_text_as_the_response(tmp_path: Path, make_ctx) -> None:
+    ctx = make_ctx()
+    ds = load_jsonl(_jsonl(tmp_path, [{"text": "The cat sat.", "id": 7}, {"text": "  Indented code", "id": 8}]), ctx)
+    assert ds["prompt"] == ["", ""] and ds["response"] == ["The cat sat.", "  Indented code"]
+    assert [json.loads(m) for m in ds["metadata"]] == [{"id": 7, TEXT_KEY: True}, {"id": 8, TEXT_KEY: True}]
+    assert all(is_text_row(row) for row in ds)
+    # no "empty prompt" notice: no prompt is what the option means
+    assert not any("empty" in notice and "prompt" in notice for notice in ctx.notices), ctx.notices
+
+
+def test_csv_and_parquet_read_a_text_column(tmp_path: Path, make_ctx) -> None:
+    (tmp_path / "c.csv").write_text('title,body\na,"line one\nline two"\nb,second\n')
+    ds = load_csv(CsvLoader(type="csv", path="c.csv", text_field="body"), make_ctx())
+    assert ds["prompt"] == ["", ""] and ds["response"] == ["line one\nline two", "second"]
+    assert [json.loads(m) for m in ds["metadata"]] == [{"title": "a", TEXT_KEY: True}, {"title": "b", TEXT_KEY: True}]
+    pq.write_table(pa.Table.from_pylist([{"content": "def f(): pass"}, {"content": "x = 1"}]), tmp_path / "p.parquet")
+    ds = load_parquet(ParquetLoader(type="parquet", path="p.parquet", text_field="content"), make_ctx())
+    assert ds["response"] == ["def f(): pass", "x = 1"] and all(is_text_row(row) for row in ds)
+
+
+def test_a_blank_text_is_left_out_and_a_null_one_is_an_error_naming_text_field(tmp_path: Path, make_ctx) -> None:
+    ctx = make_ctx()
+    ds = load_jsonl(_jsonl(tmp_path, [{"text": "kept"}, {"text": "   "}, {"text": "also kept"}]), ctx)
+    assert ds["response"] == ["kept", "also kept"]
+    assert any("1 of 3 rows have an empty 'text' (loader.text_field) (line 2)" in n for n in ctx.notices), ctx.notices
+    with pytest.raises(UserError, match=r"line 2: 'text' \(loader.text_field\) is missing, null or NaN"):
+        load_jsonl(_jsonl(tmp_path, [{"text": "a"}, {"text": None}]), make_ctx())
+    with pytest.raises(UserError, match=r"has no column 'body' \(asked for by loader.text_field\)"):
+        load_jsonl(_jsonl(tmp_path, [{"text": "a"}], field="body"), make_ctx())
+
+
+def test_a_drawn_sample_of_texts_maps_the_rows_it_keeps(tmp_path: Path, make_ctx) -> None:
+    rows = [{"text": f"document {i}", "n": i} for i in range(30)]
+    ctx = make_ctx()
+    ctx = type(ctx)(source_name=ctx.source_name, base_dir=ctx.base_dir, kind=ctx.kind, seed=ctx.seed, keep_at_most=5)
+    drawn = load_jsonl(_jsonl(tmp_path, rows), ctx)
+    assert ctx.drawn == {"rows": 30} and len(drawn) == 5
+    assert all(text == f"document {row}" and json.loads(m) == {"n": row, TEXT_KEY: True}
+               for text, row, m in zip(drawn["response"], drawn["row"], drawn["metadata"], strict=True))
+
+
+def test_a_classifier_cannot_load_texts(tmp_path: Path, make_ctx) -> None:
+    with pytest.raises(UserError, match="text_field is for a causal LM's plain text.*model.kind is classifier"):
+        load_jsonl(_jsonl(tmp_path, [{"text": "a", "label": 1}]), make_ctx(kind="classifier"))
+
+
+def test_a_rows_own_mark_is_refused(tmp_path: Path, make_ctx) -> None:
+    """The mark is the model stages' cue to train on a row with no prompt and no template:
+    a data column of that name is refused in a text source, and in a prompt/response source
+    where it would mark a row with a prompt."""
+    for own in ({TEXT_KEY: True}, {"metadata": {TEXT_KEY: "yes"}}):
+        with pytest.raises(UserError, match=rf"line 1: the row has a key of its own named '{TEXT_KEY}'"):
+            load_jsonl(_jsonl(tmp_path, [{"text": "a", **own}]), make_ctx())
+        write_jsonl(tmp_path / "qa.jsonl", [{"prompt": "q", "response": "r", **own}])
+        with pytest.raises(UserError, match=rf"line 1: its '{TEXT_KEY}' \(a column, or a key of its metadata\)"):
+            load_jsonl(JsonlLoader(type="jsonl", path="qa.jsonl"), make_ctx())
+
+
+# ------------------------------------------------------------------------- spec and validate
+
+
+SPEC = """\
+target:
+  name: tgt
+  loader: {type: jsonl, path: data/t.jsonl}
+  split: {train: 0.5, validation: 0.25, test: 0.25}
+sources:
+  - name: corpus
+    loader:
+      type: jsonl
+      path: data/corpus.jsonl
+      text_field: text
+"""
+
+
+def _spec_issues(tmp_path: Path, text: str) -> list:
+    return validate_data(yaml.safe_load(text), str(tmp_path / "subsetctl.yaml"), text)[1]
+
+
+@pytest.mark.parametrize("key", ["prompt_field", "response_field", "messages_field"])
+def test_text_field_with_another_reading_of_the_rows_is_a_spec_error(tmp_path: Path, key: str) -> None:
+    (issue,) = _spec_issues(tmp_path, SPEC.replace("      text_field: text\n", f"      text_field: text\n      {key}: x\n"))
+    if key == "messages_field":
+        assert issue.key == "sources[0].loader.text_field" and "cannot be combined with messages_field ('x')" in issue.message
+    else:
+        assert issue.key == f"sources[0].loader.{key}" and issue.line == 11
+        assert "cannot be combined with text_field ('text')" in issue.message
+
+
+@pytest.mark.parametrize("loader", ["loader", "test_loader"])
+def test_the_target_cannot_be_plain_text(tmp_path: Path, loader: str) -> None:
+    """The target's test rows are scored by answers generated for their prompts."""
+    target = "  loader: {type: jsonl, path: data/t.jsonl, text_field: text}\n"
+    if loader == "test_loader":
+        target = "  loader: {type: jsonl, path: data/t.jsonl}\n  test_loader: {type: jsonl, path: data/x.jsonl, text_field: text}\n"
+    text = SPEC.replace("  loader: {type: jsonl, path: data/t.jsonl}\n  split: {train: 0.5, validation: 0.25, test: 0.25}\n",
+                        target)
+    (issue,) = _spec_issues(tmp_path, text)
+    assert issue.key == f"target.{loader}" and "text_field ('text') is for sources only" in issue.message
+    assert "exact_match or reasoning_gym" in issue.message
+
+
+def test_text_field_dumps_without_the_prompt_and_reads_again_and_in_groups(tmp_path: Path) -> None:
+    """A loader without the option dumps as before it existed (its fingerprint unchanged);
+    one with it, without the prompt and response columns it replaces, and is valid again."""
+    assert "text_field" not in CsvLoader(type="csv", path="x.csv").model_dump(mode="json")
+    loader = CsvLoader(type="csv", path="x.csv", text_field="text")
+    dumped = loader.model_dump(mode="json")
+    assert "prompt_field" not in dumped and "response_field" not in dumped
+    assert CsvLoader.model_validate(dumped) == loader
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "a.jsonl", [{"text": "a"}])
+    text = SPEC + "source_files:\n  - files: data/a*.jsonl\n    loader: {type: jsonl, text_field: text}\n"
+    spec, issues = validate_data(yaml.safe_load(text), str(tmp_path / "subsetctl.yaml"), text)
+    assert issues == [] and spec is not None
+    assert [s.loader.text_field for s in spec.sources] == ["text", "text"]
+
+
+def test_validate_names_text_field_for_a_file_of_plain_text(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    write_jsonl(tmp_path / "data" / "corpus.jsonl", [{"text": "The cat sat."}])
+    write_jsonl(tmp_path / "data" / "wiki.jsonl", [{"id": 1, "title": "Cats", "text": "The cat sat."}])
+    (tmp_path / "data" / "code.csv").write_text("content\nx = 1\n")
+    text = SPEC.replace("      text_field: text\n", "") + """\
+  - name: wiki
+    loader: {type: jsonl, path: data/wiki.jsonl}
+  - name: code
+    loader: {type: csv, path: data/code.csv}
+"""
+    issues = check_issues(tmp_path, text)
+    assert set(issues) == {f"sources[{i}].loader.response_field" for i in range(3)}, issues  # one issue a source
+    assert issues["sources[0].loader.response_field"].message.startswith(
+        "the file has one column, 'text', and no prompt and response to learn: set text_field: text (in place of "
+        "prompt_field and response_field) to train on each row's text whole")
+    assert "has no column 'response' (its first row has 'id', 'title', 'text'), and no prompt and response to " \
+           "learn: set text_field: text" in issues["sources[1].loader.response_field"].message
+    assert "has one column, 'content'" in issues["sources[2].loader.response_field"].message
+    fixed = (text.replace("path: data/corpus.jsonl\n", "path: data/corpus.jsonl\n      text_field: text\n")
+             .replace("path: data/wiki.jsonl}", "path: data/wiki.jsonl, text_field: text}")
+             .replace("path: data/code.csv}", "path: data/code.csv, text_field: content}"))
+    assert check_issues(tmp_path, fixed) == {}
+    missing = check_issues(tmp_path, fixed.replace("text_field: content", "text_field: body"))
+    assert "has no column 'body' (its header has 'content'); set text_field" in \
+        missing["sources[2].loader.text_field"].message
+
+
+def test_validate_refuses_text_field_for_a_classifier(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", [{"prompt": "q", "label": 1}] * 4)
+    write_jsonl(tmp_path / "data" / "corpus.jsonl", [{"text": "a", "label": 1}])
+    text = "model: {kind: classifier}\n" + SPEC.replace(
+        "path: data/t.jsonl}", "path: data/t.jsonl, label_field: label}").replace(
+        "      text_field: text\n", "      text_field: text\n      label_field: label\n")
+    issues = check_issues(tmp_path, text)
+    assert "is for a causal LM's plain text, trained on whole, but model.kind is classifier" in \
+        issues["sources[0].loader.text_field"].message
