@@ -521,8 +521,9 @@ def _warn_model_settings(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:
     """A model.source that will be fetched from the hub though a local folder of (almost)
     that name exists, classifier settings a causal LM ignores (model.num_labels, a
     loader's label_field, a label_map: most likely a classifier spec without model.kind),
-    and causal-LM settings a classifier ignores (a response_field, as it reads its
-    label_field instead; evaluate.max_new_tokens, as it generates nothing)."""
+    causal-LM settings a classifier ignores (a response_field, as it reads its
+    label_field instead; evaluate.max_new_tokens, as it generates nothing), and a
+    ``corrupt.shuffle_responses`` that changes nothing (texts read whole, with no prompt)."""
     from subsetctl.modeling.resolve import folder_a_hub_id_shadows
 
     folder = folder_a_hub_id_shadows(spec.model.source, spec_path.parent)
@@ -542,6 +543,11 @@ def _warn_model_settings(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:
                                              "nothing, so the bound is never used. Remove it, or set model.kind: "
                                              "causal-lm if that is meant.")
     for loc, source in _target_and_sources(spec):
+        if source.corrupt.shuffle_responses and getattr(source.loader, "text_field", None) is not None:
+            warn(loc + ("corrupt", "shuffle_responses"),
+                 "does nothing to a source read with loader.text_field: its rows have no prompt, so its texts "
+                 "shuffled are the same texts, and it is no harmful source. Plant one with prompt and response "
+                 "columns (its answers shuffled), or remove it.")
         test_loader = getattr(source, "test_loader", None)  # the target's, read with the same options
         for at, loader in [(loc + ("loader",), source.loader),
                            *([(loc + ("test_loader",), test_loader)] if test_loader is not None else [])]:

@@ -182,3 +182,19 @@ def test_validate_refuses_text_field_for_a_classifier(tmp_path: Path) -> None:
     issues = check_issues(tmp_path, text)
     assert "is for a causal LM's plain text, trained on whole, but model.kind is classifier" in \
         issues["sources[0].loader.text_field"].message
+
+
+def test_validate_warns_that_shuffling_texts_plants_nothing(tmp_path: Path) -> None:
+    """Shuffled among rows without prompts, the texts are the same texts: a negative control
+    that is none."""
+    from subsetctl.api import spec_warnings
+    from subsetctl.spec import Spec
+
+    data = yaml.safe_load(SPEC)
+    data["sources"][0]["corrupt"] = {"shuffle_responses": True}
+    warnings = spec_warnings(Spec.model_validate(data), tmp_path / "subsetctl.yaml")
+    (warning,) = [w for w in warnings if w.key == "sources[0].corrupt.shuffle_responses"]
+    assert warning.message.startswith("does nothing to a source read with loader.text_field")
+    data["sources"][0]["loader"] = {"type": "jsonl", "path": "data/corpus.jsonl"}
+    assert not [w for w in spec_warnings(Spec.model_validate(data), tmp_path / "subsetctl.yaml")
+                if w.key.endswith("shuffle_responses")]
