@@ -27,12 +27,12 @@ def _jsonl(tmp_path: Path, rows: list[dict], field: str = "text") -> JsonlLoader
 
 def test_text_rows_are_an_empty_prompt_and_the_text_as_the_response(tmp_path: Path, make_ctx) -> None:
     ctx = make_ctx()
-    ds = load_jsonl(_jsonl(tmp_path, [{"text": "The cat sat.", "id": 7}, {"text": "  Indented code", "id": 8}]), ctx)
-    assert ds["prompt"] == ["", ""] and ds["response"] == ["The cat sat.", "  Indented code"]
+    ds = load_jsonl(_jsonl(tmp_path, [{"text": " The cat sat.", "id": 7}, {"text": "  Indented code", "id": 8}]), ctx)
+    assert ds["prompt"] == ["", ""] and ds["response"] == [" The cat sat.", "  Indented code"]
     assert [json.loads(m) for m in ds["metadata"]] == [{"id": 7, TEXT_KEY: True}, {"id": 8, TEXT_KEY: True}]
     assert all(is_text_row(row) for row in ds)
-    # no "empty prompt" notice: no prompt is what the option means
-    assert not any("empty" in notice and "prompt" in notice for notice in ctx.notices), ctx.notices
+    # no "empty prompt" notice (no prompt is what the option means), nor one on answers starting with whitespace
+    assert ctx.notices == []
 
 
 def test_csv_and_parquet_read_a_text_column(tmp_path: Path, make_ctx) -> None:

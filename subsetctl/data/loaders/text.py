@@ -50,6 +50,11 @@ class TextColumns(CommonColumns):
     def _note_empty_prompts(self) -> None:
         """Nothing: every row's prompt is empty, which is what ``text_field`` means."""
 
+    def _note_spaced_answers(self, named: str) -> None:
+        """Nothing: the notice is about answers after a prompt (a CSV file written with ", ",
+        legacy completions), which the test loss and exact_match score; a text's leading
+        whitespace (indented code, a dump's formatting) is part of the text it learns."""
+
     def _more_metadata(self, i: int, extra: dict[str, Any]) -> None:
         """Mark the row as a text trained on whole; a key of its own of that name (a column,
         or a key of its metadata) would be taken for the mark, so it is refused."""
