@@ -856,14 +856,15 @@ TEXT_COLUMN = "text"
 
 def _plain_text_column(loader: LoaderBase, kind: str, columns: list[str], wanted: list[str | None]) -> str | None:
     """The column ``loader.text_field`` would read, for a causal LM's file that has no answer
-    column and none of the prompt's (``wanted``: the prompt's columns, the answer's last) but
-    that one, and looks like plain text: its one column, or one named :data:`TEXT_COLUMN`
-    (Wikipedia dumps: id, url, title, text); else None."""
+    column and looks like plain text (``wanted``: the prompt's columns, the answer's last): one
+    named :data:`TEXT_COLUMN` (Wikipedia dumps: id, url, title, text), none of the prompt's
+    columns but it there, or the file's one column where that is no prompt column (a file of
+    prompts alone lacks its answers: no text to train on whole); else None."""
     if kind == "classifier" or loader.text_field is not None or getattr(loader, "messages_field", None) is not None:
         return None
     *prompt, answer = wanted
-    text = columns[0] if len(columns) == 1 else TEXT_COLUMN if TEXT_COLUMN in columns else None
-    if text is None or answer in columns or any(c in columns and c != text for c in prompt):
+    text = TEXT_COLUMN if TEXT_COLUMN in columns else columns[0] if len(columns) == 1 else None
+    if text is None or answer in columns or any(c in columns and c != TEXT_COLUMN for c in prompt):
         return None
     return text
 

@@ -167,6 +167,11 @@ def test_validate_names_text_field_for_a_file_of_plain_text(tmp_path: Path) -> N
              .replace("path: data/wiki.jsonl}", "path: data/wiki.jsonl, text_field: text}")
              .replace("path: data/code.csv}", "path: data/code.csv, text_field: content}"))
     assert check_issues(tmp_path, fixed) == {}
+    # a file of prompts alone lacks its answers: it is no text to train on whole
+    write_jsonl(tmp_path / "data" / "questions.jsonl", [{"question": "2+2?"}])
+    prompts = check_issues(tmp_path, fixed + "  - {name: q, loader: {type: jsonl, path: data/questions.jsonl, "
+                                              "prompt_field: question}}\n")
+    assert "text_field" not in prompts["sources[3].loader.response_field"].message
     missing = check_issues(tmp_path, fixed.replace("text_field: content", "text_field: body"))
     assert "has no column 'body' (its header has 'content'); set text_field" in \
         missing["sources[2].loader.text_field"].message
