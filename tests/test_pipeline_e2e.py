@@ -420,7 +420,7 @@ def test_a_report_md_of_the_users_own_is_kept_as_a_backup_not_overwritten_unsaid
     assert (tiny_project / "report.md.bak").read_text() == "my notes\n"
     assert (tiny_project / "report.json.bak").read_text() == "[1, 2]\n"
     assert (tiny_project / "report.md").read_text().startswith("# subsetctl report")
-    assert any("report.md was not a subsetctl report: kept as report.md.bak" in w for w in reporter.warnings)
+    assert any("report.md was not a subsetctl report it could read (a file of your own, or one damaged): kept as report.md.bak" in w for w in reporter.warnings)
     run_project(tiny_project, force=["report"])  # its own report now: replaced, no backup of it
     assert sorted(p.name for p in tiny_project.glob("report*")) == ["report.json", "report.json.bak", "report.md",
                                                                      "report.md.bak"]

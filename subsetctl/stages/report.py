@@ -133,4 +133,5 @@ def _keep_a_file_of_the_users(ctx: StageContext, path: Path) -> None:
     replaces it, and the run says so: it was overwritten without a word."""
     if path.is_file() and not path.is_symlink() and not _written_by_subsetctl(path):
         backup = keep_as_backup(path)
-        ctx.reporter.warn(f"{path} was not a subsetctl report: kept as {backup.name} before the report replaced it.")
+        ctx.reporter.warn(f"{path} was not a subsetctl report it could read (a file of your own, or one damaged): "
+                          f"kept as {backup.name} before the report replaced it.")
