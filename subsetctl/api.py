@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from subsetctl.errors import (
+    PluginNotImported,
     SpecError,
     SpecFileError,
     UserError,
@@ -144,6 +145,11 @@ class ValidationReport:
     spec: Spec | None = field(default=None, repr=False)
     #: code from outside subsetctl the spec runs (:func:`code_the_spec_runs`)
     runs_code: list[str] = field(default_factory=list)
+    #: whether its ``plugins:`` were imported (not with ``import_plugins=False``, ``--no-plugins``)
+    plugins_imported: bool = True
+    #: what was left unchecked because the plugins were not imported (the plugins themselves,
+    #: names one may register): no problem of the spec, and not counted by :attr:`ok`
+    not_checked: list[SpecIssue] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -152,22 +158,27 @@ class ValidationReport:
     def to_dict(self) -> dict[str, Any]:
         return {"file": self.file, "valid": self.ok, "errors": [i.model_dump() for i in self.issues],
                 "warnings": [w.model_dump() for w in self.warnings], "runs_code": self.runs_code,
+                "plugins_imported": self.plugins_imported, "not_checked": [i.model_dump() for i in self.not_checked],
                 "validate_format": VALIDATE_FORMAT}
 
 
-def code_the_spec_runs(spec: Spec) -> list[str]:
+def code_the_spec_runs(spec: Spec, imported: bool = True) -> list[str]:
     """What ``spec`` makes run besides subsetctl and the libraries it uses, one line each:
     its ``plugins:`` modules (imported by validate, plan and run alike: their registrations
     are what the checks look up), a model's own code (``model.trust_remote_code``), and a
     Dask cluster named by ``executor.address``, whose results this process unpickles.
     validate and plan say it, so that a spec from someone else is not run unread; the
-    installed plugins of the environment are the user's own choice, not the spec's."""
+    installed plugins of the environment are the user's own choice, not the spec's.
+    ``imported``: False when the plugins were not imported (``--no-plugins``), which is said."""
+    from subsetctl.plugin_loading import module_file, no_plugins_option
+
     notes = []
     for i, plugin in enumerate(spec.plugins):
         module = plugin.partition(":")[0]
-        file = getattr(sys.modules.get(module), "__file__", None)
-        notes.append(f"plugins[{i}]: the Python module {module!r}{f' ({file})' if file else ''}, which validate, "
-                     "plan and run import")
+        file = getattr(sys.modules.get(module), "__file__", None) or module_file(module)
+        how = ("which validate, plan and run import" if imported else
+               f"not imported now ({no_plugins_option()}); validate, plan and ls without it, and run, import it")
+        notes.append(f"plugins[{i}]: the Python module {module!r}{f' ({file})' if file else ''}, {how}")
     if spec.model.trust_remote_code:
         notes.append(f"model.trust_remote_code: the Python files of the model {spec.model.source!r}, whenever a "
                      "stage loads it")
@@ -1047,11 +1058,12 @@ def _refuse_overrides_in_one_text(item: str) -> None:
                         f"the list from Python, an argument on the command line): {parts!r}.")
 
 
-#: (spec file, overrides, its text) -> its validation, while :func:`spec_validated_once` is on
-_validations: CommandMemo[tuple[str, tuple[str, ...], str], ValidationReport] = CommandMemo()
+#: (spec file, overrides, its text, whether its plugins are imported) -> its validation, while
+#: :func:`spec_validated_once` is on
+_validations: CommandMemo[tuple[str, tuple[str, ...], str, bool], ValidationReport] = CommandMemo()
 
 
-def spec_validated_once() -> contextlib.AbstractContextManager[dict[tuple[str, tuple[str, ...], str],
+def spec_validated_once() -> contextlib.AbstractContextManager[dict[tuple[str, tuple[str, ...], str, bool],
                                                                     ValidationReport]]:
     """Within it, :func:`validate_spec_file` validates a spec file once for the same text
     and overrides, and hands out that report again: `run`'s terminal report checked the
@@ -1063,10 +1075,23 @@ def spec_validated_once() -> contextlib.AbstractContextManager[dict[tuple[str, t
 
 
 @plugin_scope()
-def validate_spec_file(path: str | Path, overrides: str | list[str] | None = None) -> ValidationReport:
+def validate_spec_file(path: str | Path, overrides: str | list[str] | None = None, *,
+                       import_plugins: bool = True) -> ValidationReport:
     """Validate one spec file: YAML, schema, then the semantic checks. A project folder
     holding a spec stands for that spec, as `subsetctl validate myproject` and
-    :func:`plan_project` take it (it was "m1 is a directory; give the spec file")."""
+    :func:`plan_project` take it (it was "m1 is a directory; give the spec file").
+    ``import_plugins=False`` (``--no-plugins``): the spec's ``plugins:`` are not imported, so
+    their code does not run; what they would register is listed in ``not_checked``."""
+    from subsetctl.plugin_loading import plugins_not_imported, plugins_skipped
+
+    with plugins_not_imported(not import_plugins):
+        return _validate_spec_file(path, overrides, not plugins_skipped())
+
+
+def _validate_spec_file(path: str | Path, overrides: str | list[str] | None, import_plugins: bool) -> ValidationReport:
+    """:func:`validate_spec_file`."""
+    from subsetctl.plugin_loading import is_not_checked
+
     # a str from a notebook failed with AttributeError deep in read_yaml; "~/q/subsetctl.yaml" was
     # "no such spec file" while plan_project("~/q") and `subsetctl validate '~/q'` found it
     path = _path_arg(path, "path (the spec file)", "myproject/subsetctl.yaml")
@@ -1074,7 +1099,7 @@ def validate_spec_file(path: str | Path, overrides: str | list[str] | None = Non
         if path.is_dir() and (path / SPEC_FILENAME).is_file():
             path = path / SPEC_FILENAME
     overrides = _override_list(overrides)
-    report = ValidationReport(file=str(path))
+    report = ValidationReport(file=str(path), plugins_imported=import_plugins)
     try:
         data, text = read_yaml(path)
     except SpecFileError as exc:
@@ -1084,7 +1109,7 @@ def validate_spec_file(path: str | Path, overrides: str | list[str] | None = Non
         report.issues.append(SpecIssue(file=str(path), line=None, key="(file)", message=str(exc)))
         return report
     memo = _validations.held
-    key = (str(path.absolute()), tuple(overrides), text)
+    key = (str(path.absolute()), tuple(overrides), text, import_plugins)
     if memo is not None and key in memo:
         return memo[key]
     file_data = data
@@ -1106,10 +1131,13 @@ def validate_spec_file(path: str | Path, overrides: str | list[str] | None = Non
         lines = key_lines(text) if text else {}
         report.issues.extend(blame_source_files(semantic_issues(spec, path, text), spec.source_origins, lines, path.parent))
         report.warnings.extend(blame_source_files(spec_warnings(spec, path, text), spec.source_origins, lines, path.parent))
-        report.runs_code = code_the_spec_runs(spec)
+        report.runs_code = code_the_spec_runs(spec, import_plugins)
+    report.not_checked = [i for i in report.issues if is_not_checked(i.message)]
+    report.issues = [i for i in report.issues if not is_not_checked(i.message)]
     if overrides:
         report.issues = attribute_overrides(report.issues, overrides)
         report.warnings = attribute_overrides(report.warnings, overrides)
+        report.not_checked = attribute_overrides(report.not_checked, overrides)
     if memo is not None:
         memo[key] = report
     return report
@@ -1136,7 +1164,8 @@ def make_pipeline(project: Project, spec: Spec, reporter: Reporter | None = None
     from subsetctl.stages import all_stages
 
     for plugin in spec.plugins:
-        load_plugin_string(plugin, project.root)
+        with contextlib.suppress(PluginNotImported):  # plan_project(import_plugins=False): the checks say so
+            load_plugin_string(plugin, project.root)
     return Pipeline(project, spec, all_stages(), reporter or SilentReporter(), spec.command_line_overrides)
 
 
@@ -1160,13 +1189,18 @@ def warn_edited_plugins(reporter: Reporter, spec: Spec) -> None:
 @plugin_scope()
 def plan_project(
     directory: str | Path | None, overrides: str | list[str] | None = None, until: str | None = None,
-    force: str | list[str] | None = None, reporter: Reporter | None = None,
+    force: str | list[str] | None = None, reporter: Reporter | None = None, *, import_plugins: bool = True,
 ) -> tuple[Project, Spec, list[StageStatus]]:
-    """Each stage's status and what ``run`` would do; the spec's warnings go to ``reporter``."""
+    """Each stage's status and what ``run`` would do; the spec's warnings go to ``reporter``.
+    ``import_plugins=False`` (``--no-plugins``): the spec's ``plugins:`` are not imported, so
+    their code does not run; a stage using what one would register (and those after it) is
+    "not checked" (``will_run`` False: not known)."""
+    from subsetctl.plugin_loading import plugins_not_imported
+
     overrides, force = _override_list(overrides), _listed(force)
     directory, until = _directory_arg(directory), _until_arg(until)
     _check_reporter(reporter, ("warn",))  # plan only warns
-    with environment_errors_as_user_errors(), manifests_read_once():
+    with environment_errors_as_user_errors(), manifests_read_once(), plugins_not_imported(not import_plugins):
         project, spec = load_project(directory, overrides, reporter)
         pipeline = make_pipeline(project, spec)
         if reporter is not None:
@@ -1276,14 +1310,18 @@ def _check_run_options(options: dict[str, Any] | None) -> None:
 
 
 @plugin_scope()
-def list_plugins(directory: str | Path | None = None) -> dict[str, list[dict[str, Any]]]:
+def list_plugins(directory: str | Path | None = None, *, import_plugins: bool = True) -> dict[str, list[dict[str, Any]]]:
     """Registered plugins of every kind, with one-line descriptions and where each comes
     from; with ``directory``, also those its spec's ``plugins:`` register. Installed entry
-    points that fail to import are listed with ``error`` (the reason) instead."""
-    from subsetctl.plugin_loading import load_plugin_string
+    points that fail to import are listed with ``error`` (the reason) instead.
+    ``import_plugins=False`` (``--no-plugins``): the spec's ``plugins:`` are not imported, so
+    their code does not run; they are listed under ``"not imported"`` (the ``module:attr``
+    as ``name``, its file as ``origin``) instead of what they register."""
+    from subsetctl.plugin_loading import load_plugin_string, module_file, no_plugins_option
     from subsetctl.registry import ALL_REGISTRIES
     from subsetctl.spec import read_yaml
 
+    not_imported: list[dict[str, Any]] = []  # the spec's plugins, with import_plugins=False
     if directory is not None:  # only its plugins: list is read, so a spec with other problems still lists them
         project = Project.find(directory)
         data, _ = read_yaml(project.spec_path)
@@ -1292,8 +1330,13 @@ def list_plugins(directory: str | Path | None = None) -> dict[str, list[dict[str
         if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
             raise UserError(f"{project.spec_path}: plugins must be a list of 'module:attr' strings. "
                             f"`subsetctl validate {shell_arg(project.root)}` says more.")
-        for plugin in plugins:
+        for plugin in plugins if import_plugins else []:
             load_plugin_string(plugin, project.spec_path.parent)
+        files = {plugin: module_file(plugin.partition(":")[0]) for plugin in ([] if import_plugins else plugins)}
+        not_imported = [
+            {"name": plugin, "description": f"not imported ({no_plugins_option()}): what it registers is not listed",
+             "origin": str(file) if file is not None else "a module not found on PYTHONPATH here"}
+            for plugin, file in files.items()]
     out: dict[str, list[dict[str, Any]]] = {}
     for kind, registry in ALL_REGISTRIES.items():
         rows: list[dict[str, Any]] = [
@@ -1317,6 +1360,8 @@ def list_plugins(directory: str | Path | None = None) -> dict[str, list[dict[str
                     row["params"] = []
             rows.append(row)
         out[kind] = sorted(rows, key=lambda r: r["name"])
+    if not_imported:
+        out["not imported"] = not_imported
     return out
 
 

@@ -264,6 +264,18 @@ class _StageOption(click.Option):
         return record[0], f"{record[1]} Stages, in order: {', '.join(stage_names())}."
 
 
+def _no_plugins_option(command: Any) -> Any:
+    """`--no-plugins` (also ``SUBSETCTL_NO_PLUGINS=1``) of the commands that check a spec
+    without running it (validate, plan, ls, doctor): its ``plugins:`` are not imported, so a
+    spec from someone else can be checked before its code is read. `run` has no such option:
+    it needs them."""
+    return click.option(
+        "--no-plugins", "no_plugins", is_flag=True, envvar="SUBSETCTL_NO_PLUGINS", show_envvar=True,
+        help="Do not import the spec's plugins: modules (their code does not run): list them, with their files, "
+             "and report what they would register as not checked. Installed plugin packages are still imported.",
+    )(command)
+
+
 #: the stdout a `--format json` command was started with (:func:`_json_alone_on_stdout`)
 _JSON_STDOUT: contextvars.ContextVar[Any] = contextvars.ContextVar("_JSON_STDOUT", default=None)
 #: whether the `--format json` command running has printed its JSON (:func:`_echo_json`)
@@ -307,6 +319,20 @@ def error_json(exc: UserError) -> dict[str, Any]:
     process holds, which a sweep retries; "spec_invalid", "not_found", ...) and ``message``
     the paragraph printed on stderr."""
     return {"error": {"kind": exc.error_kind, "message": str(exc), "exit_code": 1}}
+
+
+def _print_not_checked(console: Any, report: Any) -> None:
+    """validate's lines on a spec checked without importing its plugins (`--no-plugins`): what
+    that left unchecked, and that a plain `validate` runs their code."""
+    from rich.markup import escape
+
+    if report.plugins_imported or report.spec is None or not report.spec.plugins:
+        return
+    console.print("  [yellow]plugins not imported (--no-plugins): their code did not run, and what they "
+                  "register is not checked; a plain `subsetctl validate` imports them, which runs their "
+                  "code[/yellow]")
+    for item in report.not_checked:
+        console.print(f"  {escape(item.render())}")
 
 
 def _print_code_the_spec_runs(console: Any, notes: list[str]) -> None:
@@ -392,8 +418,9 @@ def init(directory: Path, template: str, force: bool) -> None:
 @click.argument("specs", nargs=-1)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: one object per spec with its problems and warnings, for scripts.")
+@_no_plugins_option
 @_json_alone_on_stdout
-def validate(specs: tuple[str, ...], fmt: str) -> None:
+def validate(specs: tuple[str, ...], fmt: str, no_plugins: bool) -> None:
     """Check spec files (or project directories; default: the current directory's
     subsetctl.yaml) without loading a model (exit 1 if any is invalid).
 
@@ -427,20 +454,22 @@ def validate(specs: tuple[str, ...], fmt: str) -> None:
         # a folder named like a spec file (`validate p/subsetctl.yaml` where that is a folder) is said to be one
         named_as_spec = spec.suffix in (".yaml", ".yml") and not _exists(spec / SPEC_FILENAME)
         path = spec / SPEC_FILENAME if _exists(spec, folder=True) and not named_as_spec else spec
-        reports.append(validate_spec_file(path, overrides))
+        reports.append(validate_spec_file(path, overrides, import_plugins=not no_plugins))
     if fmt == "json":
         _echo_json([r.to_dict() for r in reports])
     else:
         console = _console()
         for report in reports:
+            unchecked = " (except what its plugins provide: see below)" if report.not_checked else ""
             if report.ok:
-                console.print(f"[green]✓[/green] {escape(str(report.file))} is valid")
+                console.print(f"[green]✓[/green] {escape(str(report.file))} is valid{unchecked}")
             else:
-                console.print(f"[red]✗[/red] {escape(str(report.file))}: {len(report.issues)} problem(s)")
+                console.print(f"[red]✗[/red] {escape(str(report.file))}: {len(report.issues)} problem(s){unchecked}")
                 for issue in report.issues:
                     console.print(f"  {issue.render()}", markup=False)
             for warning in report.warnings:
                 console.print(f"  [yellow]warning:[/yellow] {escape(warning.render())}")
+            _print_not_checked(console, report)
             _print_code_the_spec_runs(console, report.runs_code)
     if not all(r.ok for r in reports):
         sys.exit(1)
@@ -458,12 +487,14 @@ def schema() -> None:
 #: the stage names themselves ("meta_in" / "it") and gave "why" five letters a line
 NARROW_PLAN = 60
 
-_STATE_COLORS = {"up to date": "green", "stale": "yellow", "never run": "cyan", "unfinished": "magenta",
+_STATE_COLORS = {"not checked": "yellow", "up to date": "green", "stale": "yellow", "never run": "cyan", "unfinished": "magenta",
                  "running": "blue", "disabled": "dim", "corrupt": "red"}
 
 
 def _action(status: Any) -> str:
     """What `run` would do with a stage, as `plan` says it."""
+    if status.state == "not checked":  # plan --no-plugins: it uses a plugin's code
+        return "not known"
     return "run" if status.will_run else "put back" if status.put_back else "skip"
 
 
@@ -502,8 +533,10 @@ def _status_table(statuses: list[Any], title: str) -> Any:
 @click.option("--force", cls=_StageOption, multiple=True, help="Plan as if this stage were forced (repeatable).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: each stage's status, whether run would run it and why, and how much work it is, for scripts.")
+@_no_plugins_option
 @_json_alone_on_stdout
-def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, force: tuple[str, ...], fmt: str) -> None:
+def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, force: tuple[str, ...], fmt: str,
+         no_plugins: bool) -> None:
     """Show each stage's status and what `run` would do (changes nothing but the cache of file
     hashes, and the file stamps recorded for a copied project's results).
 
@@ -515,7 +548,8 @@ def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, 
     from subsetctl.reporter import RichReporter
 
     directory, overrides = _split_dir(directory, overrides)
-    project, spec, statuses = plan_project(directory, list(overrides), until, list(force), RichReporter())
+    project, spec, statuses = plan_project(directory, list(overrides), until, list(force), RichReporter(),
+                                           import_plugins=not no_plugins)
     running = project.run_in_progress()  # (plan_project marked the stage that run computes)
     if fmt == "json":
         _echo_json([s.to_dict() for s in statuses])
@@ -527,7 +561,13 @@ def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, 
         console.print(f"[yellow]A `subsetctl run` (PID {running}{escape(project.running_whose())}) is working on "
                       "this project now: these statuses "
                       "change as its stages finish.[/yellow]")
-    _print_code_the_spec_runs(console, code_the_spec_runs(spec))
+    _print_code_the_spec_runs(console, code_the_spec_runs(spec, not no_plugins))
+    unknown = [s.name for s in statuses if s.state == "not checked"]
+    if no_plugins and spec.plugins:
+        which = (f"what `run` would do with {escape(', '.join(unknown))} is not known (they use what the plugins "
+                 "provide, or come after a stage that does)" if unknown else "no stage uses a name only they provide")
+        console.print(f"[yellow]plugins not imported (--no-plugins): their code did not run, and {which}. A plain "
+                      "`subsetctl plan` imports them, which runs their code.[/yellow]")
     todo = [s.name for s in statuses if s.will_run and not s.conditional]
     maybe = [s.name for s in statuses if s.will_run and s.conditional]
     put_back = [s.name for s in statuses if s.put_back and not s.will_run]
@@ -545,6 +585,7 @@ def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, 
                 console.print(f"[dim]  {s.name}: {escape(line)}[/dim]")
     else:  # with --until: the stages it plans, not the whole pipeline (later ones may never have run)
         upto, command = (f" up to {until}", f"`run --until {until}`") if _stops_early(until) else ("", "`run`")
+        upto += " but what is not checked" if unknown else ""
         console.print(f"Everything{upto} is up to date once {back}." if put_back else
                       f"Everything{upto} is up to date; {command} would do nothing.")
     if beyond:
@@ -939,14 +980,16 @@ def _report(directory: Path | None, overrides: tuple[str, ...], fmt: str, all_so
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: every kind's entries with description, parameters and origin, for scripts.")
+@_no_plugins_option
 @_json_alone_on_stdout
-def ls_command(directory: Path | None, fmt: str) -> None:
+def ls_command(directory: Path | None, fmt: str, no_plugins: bool) -> None:
     """List registered loaders, strategies, estimators, projectors and packaged models.
 
     Also the plugins the `plugins:` list of a project's spec registers: DIRECTORY's (a
     project or its spec file), else the current directory's subsetctl.yaml when there is
     one (in a project's subfolder, it names the project when its spec has plugins). Installed
-    plugins that fail to import are listed with the reason."""
+    plugins that fail to import are listed with the reason. With --no-plugins the spec's
+    plugins are listed as "not imported", with their files, not what they register."""
     from rich.markup import escape
     from rich.table import Table
 
@@ -954,13 +997,13 @@ def ls_command(directory: Path | None, fmt: str) -> None:
 
     if directory is None and Path("subsetctl.yaml").is_file():  # the current directory is a project
         try:
-            plugins = list_plugins(Path.cwd())
+            plugins = list_plugins(Path.cwd(), import_plugins=not no_plugins)
         except UserError as exc:  # still list what is built in: that needs no spec
             _console(stderr=True).print(f"warning: the spec in this folder was not read, so its plugins are not "
                                         f"listed: {exc}", markup=False)
             plugins = list_plugins(None)
     else:
-        plugins = list_plugins(_folder_not_override(directory))
+        plugins = list_plugins(_folder_not_override(directory), import_plugins=not no_plugins)
     if fmt == "json":  # (its version beside the kinds: list_plugins() holds the kinds alone)
         from subsetctl.api import LS_FORMAT
 
@@ -992,7 +1035,8 @@ def ls_command(directory: Path | None, fmt: str) -> None:
 
 @main.command()
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
-def doctor(directory: Path | None) -> None:
+@_no_plugins_option
+def doctor(directory: Path | None, no_plugins: bool) -> None:
     """Check the environment and say what to do about each problem.
 
     With DIRECTORY (a project or its spec file; default: the current directory when it
@@ -1014,7 +1058,7 @@ def doctor(directory: Path | None) -> None:
     enclosing = enclosing_project(Path(".")) if directory is None else None
     console = _console()
     problems = 0
-    for check in run_checks(directory):
+    for check in run_checks(directory, import_plugins=not no_plugins):
         mark = "[green]✓[/green]" if check.ok else "[red]✗[/red]"
         console.print(f"{mark} {escape(check.name)}: {escape(check.detail)}")
         if not check.ok:

@@ -257,21 +257,29 @@ def check_project_folder(directory: Path) -> Check | None:
     return None
 
 
-def check_project(directory: Path) -> tuple[list[Check], Any]:
-    """The project's spec is valid; returns the checks and the Spec (None if invalid)."""
+def check_project(directory: Path, import_plugins: bool = True) -> tuple[list[Check], Any]:
+    """The project's spec is valid; returns the checks and the Spec (None if invalid).
+    ``import_plugins=False`` (``--no-plugins``): its ``plugins:`` are not imported, and the
+    check says how much that left unchecked."""
     from subsetctl.api import validate_spec_file
+    from subsetctl.plugin_loading import no_plugins_option
     from subsetctl.spec import SPEC_FILENAME
 
     path = directory / SPEC_FILENAME if directory.is_dir() else directory
-    report = validate_spec_file(path)
+    report = validate_spec_file(path, import_plugins=import_plugins)
+    validate = f"subsetctl validate{'' if import_plugins else ' --no-plugins'} {shell_arg(path)}"
     if not report.ok:
         first = report.issues[0].render()
         return [Check("project spec", False, f"{len(report.issues)} problem(s), first: {first}",
-                      f"Run `subsetctl validate {shell_arg(path)}` and fix what it lists.")], None
+                      f"Run `{validate}` and fix what it lists.")], None
     warned = len(report.warnings)
     # (valid, so the check passes; its warnings, a float16 model on the CPU say, are named)
     more = (f" with {warned} warning{'s' if warned > 1 else ''}, first: {report.warnings[0].render()} "
-            f"(`subsetctl validate {shell_arg(path)}` lists them)" if warned else "")
+            f"(`{validate}` lists them)" if warned else "")
+    unchecked = len(report.not_checked)
+    if unchecked:  # a plugin itself is one of them: never nothing when they were left out
+        more += (f"; its plugins were not imported ({no_plugins_option()}): {unchecked} item"
+                 f"{'s' if unchecked > 1 else ''} not checked (`{validate}` lists them)")
     return [Check("project spec", True, f"{path} is valid{more}")], report.spec
 
 
@@ -472,8 +480,10 @@ def _unless_unused(check: Check, spec: Any) -> Check:
     return Check(check.name, True, f"{check.detail} (not needed: the project's model.source is {spec.model.source})")
 
 
-def run_checks(directory: Path | None = None) -> list[Check]:
-    """Every check, in display order; ``directory`` is an optional project folder."""
+def run_checks(directory: Path | None = None, import_plugins: bool = True) -> list[Check]:
+    """Every check, in display order; ``directory`` is an optional project folder, whose
+    spec's ``plugins:`` are not imported with ``import_plugins=False`` (``--no-plugins``;
+    installed plugins are imported all the same: checking that they import is doctor's job)."""
     checks = [check_python(), check_torch(), *check_packaged_models(), *check_installed_plugins()]
     spec = None
     folder = Path.cwd()  # the project's folder (``directory`` may name its spec file)
@@ -487,7 +497,7 @@ def run_checks(directory: Path | None = None) -> list[Check]:
             refused = check_project_folder(directory)
             if refused is not None:
                 checks.append(refused)
-            project_checks, spec = check_project(directory)
+            project_checks, spec = check_project(directory, import_plugins)
             checks.extend(project_checks)
             if spec is not None:
                 checks = [_unless_unused(check, spec) for check in checks]

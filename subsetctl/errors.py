@@ -215,6 +215,11 @@ class UnknownPluginError(UserError):
         self.kind, self.name = kind, name
 
 
+class PluginNotImported(UserError):
+    """A spec's ``plugins:`` module left unimported on purpose (``--no-plugins``): what it
+    would register is not checked, which is no error of the spec."""
+
+
 class LockedError(UserError):
     """Another process holds the project lock. ``holder``: "run" (a plain `run`),
     "shards" (shard runs holding it shared) or "" (another lock than the project's).

@@ -865,6 +865,7 @@ class Pipeline:
         #: the results of the stages after them, made from theirs, are as outdated
         left_stale: set[str] = set()
         last_specs: dict[str, Spec | None] = {}  # the specs stages last ran with, by digest: parsed once
+        not_checked: set[str] = set()  # stages whose inputs hold the code of a plugin not imported (--no-plugins)
         for stage in self.stages:
             if not stage.enabled(self.spec):
                 reasons = ["switched off in the spec"]
@@ -880,6 +881,13 @@ class Pipeline:
                             and not manifest.get("resumed") else None)
             last_spec_digest = manifest.get("resolved_spec") if manifest and _is_seconds(last_seconds) else None
             fp, inputs = self._current(stage, digests)
+            unknown = self._not_checked(stage, inputs, not_checked)
+            if unknown:  # its status is not known: nor are those of the stages after it
+                not_checked.add(stage.name)
+                digests[stage.name] = None
+                statuses.append(StageStatus(stage.name, "not checked", unknown, False, inputs=inputs))
+                reached_until = reached_until or stage.name == until
+                continue
             reasons = []
             missing: list[str] = []
             conditional_aside = False
@@ -962,6 +970,21 @@ class Pipeline:
             if until is not None and stage.name == until:
                 reached_until = True
         return statuses
+
+    def _not_checked(self, stage: Stage, inputs: dict[str, Any], not_checked: set[str]) -> list[str]:
+        """Why ``stage``'s status cannot be known while the spec's plugins are not imported
+        (``plan --no-plugins``): its inputs hold the code of a plugin not imported (see
+        :func:`~subsetctl.plugin_loading.code_not_imported`), or it comes after a stage in
+        ``not_checked``; [] when it can be known."""
+        from subsetctl.plugin_loading import codes_not_imported, no_plugins_option
+
+        codes = codes_not_imported(inputs.get("extra"))
+        if codes:
+            return [(f"it uses {', '.join(codes)}, not built in or installed: provided by a plugin not "
+                     f"imported ({no_plugins_option()}), so whether `run` would run it is not known")]
+        behind = [u for u in stage.after if u in not_checked]
+        return [f"upstream {', '.join(behind)} {'is' if len(behind) == 1 else 'are'} not checked"] \
+            if behind else []
 
     def _last_work(self, stage: Stage, digest: Any, specs: dict[str, Spec | None]) -> str | None:
         """How much work ``stage``'s last finished run was (:meth:`Stage.work` of the resolved

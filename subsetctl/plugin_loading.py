@@ -5,7 +5,9 @@ this module turns what can go wrong on the way into user errors that say what to
 file named instead of a module, a module not on PYTHONPATH, a plugin whose own import
 fails, another project's module of the same name), registers a named class its module
 did not register itself, and fingerprints plugin code for the stages using it. Which
-registrations a spec's call sees is :mod:`subsetctl.plugin_scoping`'s concern.
+registrations a spec's call sees is :mod:`subsetctl.plugin_scoping`'s concern. Within
+:func:`plugins_not_imported` (``validate --no-plugins``) nothing is imported: each plugin is
+located without running its code, and what it would register is "not checked".
 """
 
 from __future__ import annotations
@@ -14,12 +16,123 @@ import contextlib
 import difflib
 import importlib
 import sys
+from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from subsetctl.errors import UnknownPluginError, UserError, shell_arg
+from subsetctl.errors import PluginNotImported, UnknownPluginError, UserError, shell_arg, worded
 from subsetctl.plugin_scoping import importing, register_again
 from subsetctl.registry import ESTIMATORS, STRATEGIES, Registry, doc_summary
+
+#: set while a command checks a spec without importing its ``plugins:`` (:func:`plugins_not_imported`)
+_NOT_IMPORTING: ContextVar[bool] = ContextVar("subsetctl_plugins_not_imported", default=False)
+
+#: how the message of a check left undone for a plugin not imported begins (:func:`is_not_checked`)
+NOT_CHECKED = "not checked: "
+
+
+@contextlib.contextmanager
+def plugins_not_imported(on: bool = True) -> Iterator[None]:
+    """Within it (when ``on``), :func:`load_plugin_string` imports no ``plugins:`` module: it
+    raises :class:`~subsetctl.errors.PluginNotImported` saying where the module is, and a name
+    no registry knows is "not checked" (:func:`unknown_after_failed_imports`) rather than an
+    error. For checking a spec from someone else without running its code (``validate
+    --no-plugins``). Installed entry points are still imported: the environment's, not the spec's."""
+    token = _NOT_IMPORTING.set(_NOT_IMPORTING.get() or on)
+    try:
+        yield
+    finally:
+        _NOT_IMPORTING.reset(token)
+
+
+def plugins_skipped() -> bool:
+    """Whether the spec's plugins are left unimported now (:func:`plugins_not_imported`)."""
+    return _NOT_IMPORTING.get()
+
+
+def is_not_checked(message: str) -> bool:
+    """Whether an issue's ``message`` is a check left undone because the spec's plugins were
+    not imported, not a problem of the spec."""
+    return message.startswith(NOT_CHECKED)
+
+
+def no_plugins_option() -> str:
+    """How the caller asked for plugins not to be imported, for messages."""
+    return worded("--no-plugins", "import_plugins=False")
+
+
+def module_file(module_name: str) -> Path | None:
+    """The file the module ``module_name`` would be imported from, found without running any
+    code: :func:`importlib.util.find_spec` imports a dotted name's parent packages (their
+    ``__init__.py`` runs), so each part is asked of the import system's finders in the
+    folders of the part before. None when it is not found, or is no file (a namespace
+    package, a module built into Python)."""
+    found: Any = None
+    path: Any = None
+    parts = module_name.split(".")
+    for i in range(len(parts)):
+        name = ".".join(parts[: i + 1])
+        if i and path is None:  # the part before is a module, not a package
+            return None
+        loaded = sys.modules.get(name)
+        if loaded is not None:  # imported already (by this process, not for this spec): nothing runs
+            found, path = getattr(loaded, "__spec__", None), getattr(loaded, "__path__", None)
+            continue
+        found = None
+        for finder in sys.meta_path:
+            try:
+                found = finder.find_spec(name, path)  # type: ignore[attr-defined]
+            except Exception:  # noqa: BLE001 - a finder of another package, or a name no module has
+                found = None
+            if found is not None:
+                break
+        if found is None:
+            return None
+        path = found.submodule_search_locations
+    origin = getattr(found, "origin", None)
+    return Path(origin) if origin and getattr(found, "has_location", False) else None
+
+
+def code_not_imported(kind: str, name: str) -> dict[str, str]:
+    """What stands for the code of the plugin ``name`` of ``kind`` in a stage's inputs when
+    no registry knows it and the spec's plugins were not imported: a plugin may provide it,
+    so whether its code changed is not known (:func:`codes_not_imported` finds it)."""
+    return {_CODE_NOT_IMPORTED: f"the {kind} {name!r}"}
+
+
+#: the key of :func:`code_not_imported`'s dict
+_CODE_NOT_IMPORTED = "code not imported"
+
+
+def codes_not_imported(inputs: Any) -> list[str]:
+    """The plugins (``"the strategy 'mine'"``) whose code ``inputs`` (a stage's, nested dicts
+    and lists) holds as :func:`code_not_imported`, in order, once each."""
+    found: list[str] = []
+    todo = [inputs]
+    while todo:
+        item = todo.pop(0)
+        if isinstance(item, dict):
+            if set(item) == {_CODE_NOT_IMPORTED}:
+                found += [item[_CODE_NOT_IMPORTED]] if item[_CODE_NOT_IMPORTED] not in found else []
+                continue
+            todo += list(item.values())
+        elif isinstance(item, list):
+            todo += item
+    return found
+
+
+def _not_imported(spec: str, module_name: str, spec_dir: Path | None) -> PluginNotImported:
+    """The note for the ``plugins:`` entry ``spec`` left unimported (:func:`plugins_not_imported`):
+    the file it would run, or where the module may be when it is not on PYTHONPATH."""
+    file = module_file(module_name)
+    near = _module_file_near(module_name, spec_dir) if file is None else None
+    where = (str(file) if file is not None else
+             f"not found on PYTHONPATH here{f'; its file may be {near}' if near is not None else ''}")
+    return PluginNotImported(
+        f"{NOT_CHECKED}the plugin module {module_name!r} ({where}) was not imported ({no_plugins_option()}): "
+        f"what {spec!r} registers is not checked"
+    )
 
 
 def load_plugin_string(spec: str, spec_dir: Path | None = None) -> Any:
@@ -34,6 +147,8 @@ def load_plugin_string(spec: str, spec_dir: Path | None = None) -> Any:
         )
     if not attr:
         raise UserError(f"Plugin {spec!r} must look like 'package.module:attr'.")
+    if plugins_skipped():
+        raise _not_imported(spec, module_name, spec_dir)
     try:
         module = _import_registering(module_name)
     except ImportError as exc:
@@ -112,10 +227,15 @@ def unknown_after_failed_imports(exc: UserError, registry: Registry[Any], failed
     spec's ``plugins:`` entries that failed to import, as "plugins[i] (module:attr)") are
     broken: most likely one of them would register it, so say that first instead of
     sending the user off to register it again; unless it is a near miss of a registered
-    name (random_ensembel), which is a typo."""
+    name (random_ensembel), which is a typo. With the plugins not imported on purpose
+    (:func:`plugins_not_imported`), such a name is "not checked" instead: no error."""
     if not (failed_plugins and isinstance(exc, UnknownPluginError)):
         return str(exc)
     close = difflib.get_close_matches(exc.name, registry.names(), n=1, cutoff=0.8)
+    if plugins_skipped():  # not imported on purpose: whether one registers it is not known
+        typo = f" (or a typo of {close[0]!r})" if close else ""
+        return (f"{NOT_CHECKED}the {exc.kind} {exc.name!r} is not built in or installed: provided by a plugin not "
+                f"imported ({no_plugins_option()}){typo}")
     if close:
         return f"unknown {exc.kind} {exc.name!r}; did you mean {close[0]!r}?"
     return (f"unknown {exc.kind} {exc.name!r}, probably one that {', '.join(failed_plugins)} registers: "

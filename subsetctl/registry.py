@@ -329,11 +329,16 @@ class Registry(Generic[T]):
         :func:`~subsetctl.filehash.package_code_fingerprint`) and, for an installed one, its
         package and version (``"package": "myplug 0.2.0"``: a new release also changes
         what no file of it shows, data it ships); None for built-ins (pinned by subsetctl's
-        version) and for names not registered (validate says so)."""
+        version) and for names not registered (validate says so), but those a plugin not
+        imported may register (``--no-plugins``): :func:`~subsetctl.plugin_loading.code_not_imported`,
+        so that ``plan`` says it cannot tell."""
         from subsetctl.filehash import code_fingerprint, package_code_fingerprint
+        from subsetctl.plugin_loading import code_not_imported, plugins_skipped
 
         try:
             obj = self.get(name)
+        except UnknownPluginError:
+            return code_not_imported(self.kind, name) if plugins_skipped() else None
         except UserError:
             return None
         if self.origin(name) == "built-in":

@@ -115,9 +115,9 @@ def plugin_fingerprint_inputs(source: SourceSpec, loader: PluginLoader, spec_dir
         except ValidationError:  # the data stage says why
             return {"builtin": loader.name, "valid": False}
         return {"builtin": _loader_inputs(source.model_copy(update={"loader": options}), spec_dir)}
-    out: dict[str, Any] = {"code": None}
-    if loader.name in LOADERS.names():  # else not registered (yet): validate and the data stage report it
-        out["code"] = LOADERS.code_fingerprint(loader.name, spec_dir)  # with an installed one's version
+    # with an installed one's version; None when not registered (yet: validate and the data stage report it),
+    # but a stand-in for a plugin not imported (plan --no-plugins: it says it cannot tell)
+    out: dict[str, Any] = {"code": LOADERS.code_fingerprint(loader.name, spec_dir)}
     paths = _option_paths(loader.options, (), Path(spec_dir))
     out["paths"] = {key: _file_or_unreadable(path, spec_dir) for key, path in paths.items()}
     return out
