@@ -226,9 +226,12 @@ def _param_issues_of_an_invalid_spec(data: Any, path: Path, text: str) -> list[S
         return found
     plugins = data.get("plugins") if isinstance(data, dict) else None
     all_imported = plugins is None or isinstance(plugins, list)
-    for plugin in plugins if isinstance(plugins, list) else []:
+    for i, plugin in enumerate(plugins if isinstance(plugins, list) else []):
         try:
             load_plugin_string(str(plugin), path.parent)
+        except PluginNotImported as exc:  # import_plugins=False: not checked, which validate says
+            issue(("plugins", i), str(exc))
+            all_imported = False
         except UserError:  # said once the spec is valid enough to check its plugins
             all_imported = False
     for i, entry in enumerate(strategies):

@@ -326,7 +326,7 @@ def _print_not_checked(console: Any, report: Any) -> None:
     that left unchecked, and that a plain `validate` runs their code."""
     from rich.markup import escape
 
-    if report.plugins_imported or report.spec is None or not report.spec.plugins:
+    if report.plugins_imported or not report.not_checked:  # (each plugin not imported is one)
         return
     console.print("  [yellow]plugins not imported (--no-plugins): their code did not run, and what they "
                   "register is not checked; a plain `subsetctl validate` imports them, which runs their "

@@ -89,6 +89,9 @@ def test_the_exit_code_still_counts_what_was_checked(stranger_project: Path) -> 
     code, out = _cli("validate", "--no-plugins", str(stranger_project), "sources[0].loader.path=missing.jsonl")
     assert code == 1 and "missing.jsonl" in out
     assert "not checked: the strategy 'stranger_pick'" in " ".join(out.split())
+    code, out = _cli("validate", "--no-plugins", str(stranger_project), "gradients.d=abc")  # the schema refuses it
+    assert code == 1 and "plugins[0]: not checked: the plugin module 'noplug_pkg.strategy'" in " ".join(out.split())
+    assert "plugins not imported (--no-plugins)" in out
     code, out = _cli("validate", "--no-plugins", str(stranger_project), "plugins=[]")
     assert code == 1 and "Unknown strategy 'stranger_pick'" in " ".join(out.split())
     assert not (stranger_project / "marker").exists()
