@@ -585,9 +585,12 @@ def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, 
                 console.print(f"[dim]  {s.name}: {escape(line)}[/dim]")
     else:  # with --until: the stages it plans, not the whole pipeline (later ones may never have run)
         upto, command = (f" up to {until}", f"`run --until {until}`") if _stops_early(until) else ("", "`run`")
-        upto += " but what is not checked" if unknown else ""
+        names = [s.name for s in statuses]
+        unknown_here = set(unknown) & set(names[: names.index(until) + 1] if until else names)  # (plan --no-plugins)
+        upto += " but what is not checked" if unknown_here else ""
         console.print(f"Everything{upto} is up to date once {back}." if put_back else
-                      f"Everything{upto} is up to date; {command} would do nothing.")
+                      f"Everything{upto} is up to date; {command} would do nothing"
+                      f"{' else for certain' if unknown_here else ''}.")
     if beyond:
         console.print(f"Not up to date after --until {until}, and left so: {', '.join(beyond)}; `run` without "
                       "--until brings them up to date.")

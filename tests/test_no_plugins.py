@@ -139,6 +139,26 @@ def test_plan_no_plugins_cannot_tell_about_data_a_plugin_loader_reads(jsonl_proj
     assert not (jsonl_project / "marker").exists()
 
 
+def test_plan_no_plugins_of_a_project_that_ran_says_only_what_it_can(tiny_project_ran, monkeypatch) -> None:
+    """The stages before the one using a plugin keep their statuses; the summary does not
+    say that `run` would do nothing (it may run the stages not checked)."""
+    root = tiny_project_ran(until="calibrate")
+    (root / "noplug_ran.py").write_text(_PLUGIN.format(marker=str(root / "marker")))
+    monkeypatch.syspath_prepend(str(root))
+    overrides = ["plugins=[noplug_ran:StrangerPick]", "search.strategies=[{name: stranger_pick}]"]
+    code, out = _cli("plan", "--no-plugins", str(root), *overrides, "--until", "calibrate")
+    assert code == 0, out
+    assert "Everything up to calibrate is up to date; `run --until calibrate` would do nothing." in out
+    code, out = _cli("plan", "--no-plugins", str(root), *overrides, "--format", "json")
+    states = {row["stage"]: row["state"] for row in json.loads(out)}
+    assert states["calibrate"] == "up to date" and states["search"] == states["report"] == "not checked"
+    code, out = _cli("plan", "--no-plugins", str(root), *overrides, "--until", "search")
+    assert code == 0, out
+    assert ("Everything up to search but what is not checked is up to date; `run --until search` would do nothing "
+            "else for certain.") in " ".join(out.split())
+    assert not (root / "marker").exists()
+
+
 def test_run_has_no_such_option(stranger_project: Path) -> None:
     """`run` needs the plugins' code: there is nothing to run without it."""
     code, out = _cli("run", "--no-plugins", str(stranger_project))
