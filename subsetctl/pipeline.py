@@ -881,7 +881,7 @@ class Pipeline:
                             and not manifest.get("resumed") else None)
             last_spec_digest = manifest.get("resolved_spec") if manifest and _is_seconds(last_seconds) else None
             fp, inputs = self._current(stage, digests)
-            unknown = self._not_checked(stage, inputs, not_checked)
+            unknown = self._not_checked(stage, inputs, not_checked, manifest)
             if unknown:  # its status is not known: nor are those of the stages after it
                 not_checked.add(stage.name)
                 digests[stage.name] = None
@@ -971,17 +971,24 @@ class Pipeline:
                 reached_until = True
         return statuses
 
-    def _not_checked(self, stage: Stage, inputs: dict[str, Any], not_checked: set[str]) -> list[str]:
+    def _not_checked(self, stage: Stage, inputs: dict[str, Any], not_checked: set[str],
+                     manifest: dict[str, Any] | None) -> list[str]:
         """Why ``stage``'s status cannot be known while the spec's plugins are not imported
         (``plan --no-plugins``): its inputs hold the code of a plugin not imported (see
-        :func:`~subsetctl.plugin_loading.code_not_imported`), or it comes after a stage in
-        ``not_checked``; [] when it can be known."""
-        from subsetctl.plugin_loading import codes_not_imported, no_plugins_option
+        :func:`~subsetctl.plugin_loading.code_not_imported`), its last run (``manifest``) used
+        a plugin's code under a name that is a built-in's without the plugins (a plugin's own
+        ``jsonl`` loader), or it comes after a stage in ``not_checked``; [] when it can be known."""
+        from subsetctl.plugin_loading import codes_not_imported, no_plugins_option, plugins_skipped
 
         codes = codes_not_imported(inputs.get("extra"))
         if codes:
             return [(f"it uses {', '.join(codes)}, not built in or installed: provided by a plugin not "
                      f"imported ({no_plugins_option()}), so whether `run` would run it is not known")]
+        extra = (manifest or {}).get("inputs", {}).get("extra")
+        recorded = extra.get("plugin code") if plugins_skipped() and isinstance(extra, dict) else None
+        if isinstance(recorded, dict) and recorded and recorded != inputs["extra"].get("plugin code"):
+            return [(f"its last run used a plugin's code for the {', '.join(recorded)}, from a plugin not imported "
+                     f"({no_plugins_option()}), so whether `run` would run it is not known")]
         behind = [u for u in stage.after if u in not_checked]
         return [f"upstream {', '.join(behind)} {'is' if len(behind) == 1 else 'are'} not checked"] \
             if behind else []

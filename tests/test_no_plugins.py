@@ -159,6 +159,21 @@ def test_plan_no_plugins_of_a_project_that_ran_says_only_what_it_can(tiny_projec
     assert not (root / "marker").exists()
 
 
+def test_plan_no_plugins_cannot_tell_about_a_stage_that_ran_with_a_plugin_replacing_a_built_in(
+        jsonl_project: Path, same_jsonl_plugin) -> None:
+    """A plugin's own `jsonl` loader: without it the spec names the built-in, and the data
+    stage that ran with the plugin's code was called stale ("inputs changed")."""
+    from subsetctl.api import plan_project, run_project
+
+    plugin = same_jsonl_plugin(jsonl_project)
+    run_project(jsonl_project, [f"plugins=[{plugin}]"], until="data")
+    _, _, statuses = plan_project(jsonl_project, [f"plugins=[{plugin}]"], until="data", import_plugins=False)
+    (data,) = [s for s in statuses if s.name == "data"]
+    assert data.state == "not checked", data.reasons
+    assert data.reasons == [("its last run used a plugin's code for the loader jsonl, from a plugin not imported "
+                             "(import_plugins=False), so whether `run` would run it is not known")]
+
+
 def test_run_has_no_such_option(stranger_project: Path) -> None:
     """`run` needs the plugins' code: there is nothing to run without it."""
     code, out = _cli("run", "--no-plugins", str(stranger_project))
