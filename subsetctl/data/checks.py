@@ -39,6 +39,7 @@ from subsetctl.data.loaders import (
     open_decompressed,
     resolve_path,
     utf16_note,
+    value_rows,
 )
 from subsetctl.errors import UserError, path_not_found_note
 from subsetctl.hub import looks_local
@@ -97,6 +98,10 @@ def _rows_in_file(loader: Any, base_dir: Path) -> tuple[int, str] | None:
     if not path.is_file():  # the file checks say what it is instead
         return None
     try:
+        if isinstance(loader, ParquetLoader) and loader.where is not None:  # that value's rows only
+            (column, value), = loader.where.items()
+            rows = len(value_rows(path, column).rows.get(value, ()))
+            return rows, f"file {path} has {rows} rows with {column} = {value!r}"
         if isinstance(loader, ParquetLoader):
             import pyarrow.parquet as pq
 
@@ -460,6 +465,23 @@ def _check_columns(loader: LoaderBase, path: Path, loc: tuple[Any, ...], kind: s
     if rowless:
         issues.add(loc + ("path",), f"{path.name}: the file has {'a schema' if loader.type == 'parquet' else 'a header'} "
                                     "but no rows: give a file with at least one example")
+    elif getattr(loader, "where", None) is not None:
+        _check_where(loader.where, path, loc, issues)
+
+
+def _check_where(where: dict[str, Any], path: Path, loc: tuple[Any, ...], issues: _Issues) -> None:
+    """A Parquet loader's ``where`` names a column of the file holding text or whole numbers,
+    and a value some row holds (the data stage would stop on the source otherwise)."""
+    (column, value), = where.items()
+    try:
+        found = value_rows(path, column).rows
+    except UserError as exc:
+        issues.add(loc + ("where",), f"{path.name}: {exc}")
+        return
+    if value not in found:
+        some = ", ".join(repr(v) for v in list(found)[:10]) + (f" and {len(found) - 10} more" if len(found) > 10 else "")
+        issues.add(loc + ("where",), f"{path.name}: no row has {column} = {value!r} (a value is taken as written: "
+                                     f"the text '1' is not the number 1); its values are {some or 'none'}")
 
 
 def _columns_source(kind: str) -> str:

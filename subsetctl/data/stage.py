@@ -473,7 +473,7 @@ def run_data_stage(
     _clean_leftovers(out_dir, {source.name for source in everything})
     for plugin in spec.plugins:
         load_plugin_string(plugin, spec_dir)
-    warnings: list[str] = []
+    warnings: list[str] = [f"source_files[{g}].by: {note}" for g, note in spec.left_out_rows]
     reused: list[str] = []
     earlier = [Path(f) for f in reuse_from or []] if reuse else []
     if not reuse:  # forced: nothing in the folder counts either

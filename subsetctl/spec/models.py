@@ -21,6 +21,8 @@ from pydantic import (
     Field,
     PrivateAttr,
     SerializerFunctionWrapHandler,
+    StrictInt,
+    StrictStr,
     Tag,
     ValidationInfo,
     WithJsonSchema,
@@ -292,13 +294,15 @@ class LoaderBase(StrictModel, PlainText):
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """The options as written: without ``messages_field`` and ``text_field`` when they
-        are unset (so that a source's dump, its resolved spec and its fingerprint stay as
+        """The options as written: without ``messages_field``, ``text_field`` and a Parquet
+        loader's ``where`` when they are unset (so that a source's dump, its resolved spec and its fingerprint stay as
         they were before the options existed), and without the ``prompt_field`` and
         ``response_field`` one of them replaces when it is set (so that a dump read again,
         as ``source_files`` groups are, is not taken as setting them). One serializer for
         both (pydantic uses one a model), here, since CSV loaders have no chats."""
         dumped: dict[str, Any] = handler(self)
+        if "where" in dumped and dumped["where"] is None:  # (a Parquet loader's row filter, unset)
+            dumped.pop("where")
         replaced = False
         for option in ("messages_field", "text_field"):
             if dumped.get(option) is None:
@@ -343,7 +347,6 @@ class ChatMessages(BaseModel):
             )
         return value
 
-
 class JsonlLoader(LoaderBase, ChatMessages):
     """A local JSON Lines file, one example per line."""
 
@@ -382,11 +385,29 @@ class CsvLoader(LoaderBase, Delimited):
                                   "relative to the spec file.")
 
 
+#: a value a Parquet loader's ``where`` picks rows by: text or a whole number, as the column
+#: holds it (strict: the YAML ``1`` and ``"1"`` are different values, as in the file)
+RowValue = Annotated[StrictStr | StrictInt, Field(union_mode="left_to_right")]
+
+
 class ParquetLoader(LoaderBase, ChatMessages):
     """A local Parquet file."""
 
     type: Literal["parquet"] = Field(description="Loader type: a local Parquet file.")
     path: str = Field(description="Path to the .parquet file, relative to the spec file.")
+    where: dict[str, RowValue] | None = Field(
+        None, json_schema_extra={"minProperties": 1, "maxProperties": 1},
+        description="Read only the rows whose column holds this value, as {column: value} (one column): one "
+        "task of a file holding many. A source_files group with `by` writes it for each of its sources.",
+    )
+
+    @field_validator("where")
+    @classmethod
+    def _one_column(cls, value: Any) -> Any:
+        """``where`` names one column (rows are picked by one column's value)."""
+        if value is not None and len(value) != 1:
+            raise ValueError(f"names {len(value)} columns; give one column and its value, e.g. {{task: cola}}")
+        return value
 
 
 def _one_file_schema(schema: dict[str, Any]) -> None:
@@ -682,6 +703,24 @@ class SourceFilesSpec(SourceSettings):
     name_prefix: str = Field(
         "", pattern=r"^[A-Za-z0-9_.\-]{0,32}$", description="Put before each file's name to make the source name."
     )
+    by: str | None = Field(
+        None, min_length=1,
+        description="Parquet only: a column naming each row's task (FLAN, Super-Natural-Instructions, P3 kept as "
+        "one file). Each file then gives one source per distinct value of the column, named name_prefix + the "
+        "value, reading only that value's rows (its loader's `where`); rows whose value is null or blank are "
+        "left out with a warning.",
+    )
+
+    @model_validator(mode="after")
+    def _by_reads_parquet(self) -> SourceFilesSpec:
+        """``by`` lists a column's values from Parquet's column storage (one column read, and
+        each source's rows read by row group): a text file would be parsed once per value."""
+        if self.by is not None and self.loader.type != "parquet":
+            raise ValueError(
+                f"`by: {self.by}` takes Parquet files, and this group's loader is {self.loader.type}: convert the "
+                f"files (python -c \"import pandas as p,sys; p.read_json(sys.argv[1], lines=True).to_parquet("
+                f"sys.argv[2])\" in.jsonl out.parquet, or p.read_csv for CSV) and set loader.type: parquet")
+        return self
 
     def matching_files(self, spec_dir: Path) -> list[Path]:
         """The files the glob matches, sorted: relative to ``spec_dir`` as written (``..``
@@ -717,20 +756,50 @@ class SourceFilesSpec(SourceSettings):
             return "dir-" + hashlib.sha1(unicodedata.normalize("NFC", text).encode("utf-8", "surrogateescape")).hexdigest()[:8]
 
         stem = ".".join([*(folder_part(p) for p in parts[:-1]), file_stem])
+        return self._safe_name(stem, file_id)
+
+    def value_source_name(self, value: str | int) -> str:
+        """The source name of one value of the ``by`` column: prefix + the value, made
+        name-safe as a file's name is (é -> e, other characters a name cannot hold -> ``_``;
+        a value with no ASCII letter or digit -> ``value-<hash>``). Two values may make one
+        name (``a b`` and ``a_b``): :func:`subsetctl.spec.reading.expand_source_files` refuses that."""
+        text = unicodedata.normalize("NFC", str(value))
+        value_id = hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+        stem = _ascii_form(text)
+        return self._safe_name(stem if re.search(r"[A-Za-z0-9]", stem) else f"value-{value_id}", value_id)
+
+    def _safe_name(self, stem: str, unique_id: str) -> str:
+        """Prefix + ``stem`` as a source name: characters a name cannot hold as ``_``, no
+        leading ``_.-``, and a long one cut, ending in ``unique_id`` so that long names
+        sharing their first characters stay distinct."""
         name = re.sub(r"[^A-Za-z0-9_.\-]", "_", self.name_prefix + stem).lstrip("_.-")
-        if len(name) > 64:  # long names that share their first characters must stay distinct
-            name = f"{name[:55]}-{file_id}"
+        if len(name) > 64:
+            name = f"{name[:55]}-{unique_id}"
         return name
 
     def expand(self, spec_dir: Path) -> list[dict[str, Any]]:
         """One source entry (a dict ready for :class:`SourceSpec`) per matching file: the
         group's settings and loader options as written (unset ones left to their defaults,
         so that validate's warnings about settings written know which were)."""
-        settings = self.model_dump(mode="json", include={"split", "max_examples", "seed", "corrupt", "label_map"},
-                                   exclude_unset=True)
-        loader = self.loader.model_dump(mode="json", exclude_unset=True)
+        settings, loader = self._as_written()
         return [{"name": self.source_name(rel), "loader": {**loader, "path": rel.as_posix()}, **settings}
                 for rel in self.matching_files(spec_dir)]
+
+    def _as_written(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The group's settings and its loader's options as written, for each source's entry."""
+        settings = self.model_dump(mode="json", include={"split", "max_examples", "seed", "corrupt", "label_map"},
+                                   exclude_unset=True)
+        return settings, self.loader.model_dump(mode="json", exclude_unset=True)
+
+    def expand_by_values(self, rel: Path, values: list[str | int]) -> list[dict[str, Any]]:
+        """With ``by``: one source entry per value of the column in matched file ``rel``
+        (``values``, as the file holds them), reading that value's rows only (its loader's
+        ``where``), named :meth:`value_source_name`; settings and options as :meth:`expand`'s."""
+        assert self.by is not None
+        settings, loader = self._as_written()
+        return [{"name": self.value_source_name(value),
+                 "loader": {**loader, "path": rel.as_posix(), "where": {self.by: value}}, **settings}
+                for value in values]
 
 
 def _default_target_split() -> SplitSpec:
@@ -1111,6 +1180,15 @@ class Spec(StrictModel):
         """Which ``source_files`` group and file each expanded source came from, by its
         index in ``sources`` (empty for a spec without groups): to blame its problems there."""
         return self._source_origins
+
+    #: (group, note) on rows a ``source_files`` group's ``by`` left out (null or blank value), one per file
+    _left_out_rows: list[tuple[int, str]] = PrivateAttr(default_factory=list)
+
+    @property
+    def left_out_rows(self) -> list[tuple[int, str]]:
+        """Notes on rows of ``by`` groups' files that no source takes (their value null or
+        blank), one per file, with the index of the group: validate and the data stage warn with them."""
+        return self._left_out_rows
 
     #: the command line's ``key=value`` overrides applied to the spec file's settings
     _command_line: list[str] = PrivateAttr(default_factory=list)

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from subsetctl.errors import SpecError, SpecFileError, missing_path_note, path_not_found_note
 from subsetctl.spec.issues import _MERGE_TAG, SpecIssue, issues_from_validation, key_lines, line_of_key
-from subsetctl.spec.models import SPEC_FILENAME, Spec
+from subsetctl.spec.models import SPEC_FILENAME, SourceFilesSpec, Spec
 from subsetctl.spec.overrides import apply_overrides, parse_key_path
 from subsetctl.spec.yaml_depth import FlowDepthLimitedLoader, FlowTooDeepError
 
@@ -278,9 +278,15 @@ def expand_source_files(
     # well match them
     target_paths = [getattr(loader, "path", None) for loader in (spec.target.loader, spec.target.test_loader)]
     target_files = {(Path(spec_dir) / Path(p).expanduser()).resolve() for p in target_paths if p}
+    left_out: list[tuple[int, str]] = []  # (group, note) on rows of a `by` column in no source (null, blank)
     for g, group in enumerate(spec.source_files):
         expanded = [e for e in group.expand(spec_dir)
                     if (Path(spec_dir) / Path(e["loader"]["path"]).expanduser()).resolve() not in target_files]
+        if group.by is not None and expanded:
+            expanded, found = _expanded_by_values(group, g, expanded, spec_dir, file, lines, left_out)
+            issues.extend(found)
+            if found:
+                continue
         if not expanded:
             issues.append(SpecIssue(
                 file=file, line=lines.get(("source_files", g, "files")), key=f"source_files[{g}].files",
@@ -298,7 +304,50 @@ def expand_source_files(
     except ValidationError as exc:
         return None, blame_source_files(issues_from_validation(exc, file, lines), origin, lines, spec_dir)
     full._source_origins = origin
+    full._left_out_rows = left_out
     return full, []
+
+
+def _expanded_by_values(
+    group: SourceFilesSpec, g: int, per_file: list[dict[str, Any]], spec_dir: Path, file: str,
+    lines: dict[tuple[Any, ...], int], left_out: list[tuple[int, str]],
+) -> tuple[list[dict[str, Any]], list[SpecIssue]]:
+    """The sources of a ``by`` group (``per_file``: one entry per matched file, as
+    :meth:`SourceFilesSpec.expand` makes them): one per value of the column in each file,
+    its rows only. Issues: a file without the column (naming those it has), or not
+    Parquet, and two values that make one source name. A (group, note) added to
+    ``left_out`` for each file with rows whose value is null or blank (no source takes them)."""
+    from subsetctl.data.loaders.files import value_rows  # (the data package imports this one)
+    from subsetctl.errors import UserError
+
+    assert group.by is not None
+    entries: list[dict[str, Any]] = []
+    issues: list[SpecIssue] = []
+    named: dict[str, tuple[str, str | int]] = {}  # source name -> (file, value)
+    for entry in per_file:
+        rel = Path(entry["loader"]["path"])
+        try:
+            found = value_rows((Path(spec_dir) / rel.expanduser()).resolve(), group.by)
+        except UserError as exc:
+            issues.append(SpecIssue(file=file, line=line_of_key(("source_files", g, "by"), lines),
+                                    key=f"source_files[{g}] ({rel.as_posix()}).by", message=str(exc)))
+            continue
+        if found.left_out:
+            left_out.append((g, (f"{found.left_out} row(s) of {rel.as_posix()} have no {group.by!r} value (null "
+                                 "or blank) and are in no source; give them one to use them")))
+        for source in group.expand_by_values(rel, list(found.rows)):
+            value = source["loader"]["where"][group.by]
+            other = named.setdefault(source["name"].casefold(), (rel.as_posix(), value))
+            if other != (rel.as_posix(), value):
+                issues.append(SpecIssue(
+                    file=file, line=line_of_key(("source_files", g, "by"), lines), key=f"source_files[{g}].by",
+                    message=f"{group.by} values {other[1]!r} ({other[0]}) and {value!r} ({rel.as_posix()}) both make "
+                            f"the source name {source['name']!r} (a name holds letters, digits and _.-, and names "
+                            "that differ only in case are one folder): rename one value in its file, or give the "
+                            "files separate groups with different name_prefix"))
+                continue
+            entries.append(source)
+    return entries, issues
 
 
 def _line_of(group: tuple[Any, ...], suffix: str, lines: dict[tuple[Any, ...], int]) -> int | None:

@@ -115,6 +115,7 @@ from subsetctl.data.loaders.files import (  # noqa: F401
     text_lines,
     unmatched_glob_message,
     utf16_note,
+    value_rows,
 )
 from subsetctl.data.loaders.huggingface import (  # noqa: F401
     _BUILDER_BY_SUFFIX,

@@ -1,0 +1,151 @@
+"""A ``source_files`` group with ``by``: one Parquet file holding many tasks, one source
+per value of its task column, each reading that value's rows only (its loader's ``where``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from subsetctl.data.loaders import files
+from subsetctl.data.loaders.files import load_parquet
+from subsetctl.errors import SpecError, UserError
+from subsetctl.spec import ParquetLoader, Spec, load_spec
+
+
+def _rows(values: list) -> list[dict]:
+    """Five rows of each task, the tasks interleaved (each has rows in every row group of 3)."""
+    rows = [{"task": task, "prompt": f"{task} q{i}", "response": f"a{i}"} for i in range(5) for task in values]
+    return rows[::-1]
+
+
+def _project(tmp_path: Path, rows: list[dict] | None = None, group: dict | None = None, row_group_size: int = 3) -> Path:
+    (tmp_path / "data").mkdir(parents=True, exist_ok=True)
+    if rows is None:
+        rows = _rows(["cola", "sst 2", "b/é"]) + [{"task": None, "prompt": "n", "response": "n"},
+                                                   {"task": "  ", "prompt": "b", "response": "b"}]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "data" / "tasks.parquet", row_group_size=row_group_size)
+    (tmp_path / "t.jsonl").write_text('{"prompt": "1", "response": "2"}\n' * 8)
+    spec = {"target": {"name": "t", "loader": {"type": "jsonl", "path": "t.jsonl"},
+                       "split": {"train": 4, "validation": 2, "test": 2}},
+            "source_files": [group or {"files": "data/*.parquet", "by": "task", "name_prefix": "flan-",
+                                       "loader": {"type": "parquet"}}]}
+    path = tmp_path / "subsetctl.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
+    return path
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_each_value_is_a_source_reading_its_rows_only(tmp_path: Path, in_memory: bool,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    if not in_memory:  # a large file: each task's rows read from the row groups holding them
+        monkeypatch.setattr(files, "WHOLE_FILE_BYTES", 0)
+    spec = load_spec(_project(tmp_path))
+    assert [s.name for s in spec.sources] == ["flan-b_e", "flan-cola", "flan-sst_2"]  # sorted by value
+    assert [s.loader.where for s in spec.sources] == [{"task": "b/é"}, {"task": "cola"}, {"task": "sst 2"}]
+    assert all(s.loader.path == "data/tasks.parquet" for s in spec.sources)
+    (note,) = spec.left_out_rows  # the null and the blank value: no source, said once for the file
+    assert note[0] == 0 and "2 row(s) of data/tasks.parquet have no 'task' value" in note[1]
+    for source in spec.sources:  # rows from every row group (3 rows each), in the file's order
+        ds = load_parquet(source.loader, _ctx(tmp_path, source.name))
+        task = source.loader.where["task"]
+        assert ds["prompt"] == [f"{task} q{i}" for i in reversed(range(5))]
+    # the resolved spec lists each source with its file and value: validated again, the same sources
+    again = Spec.model_validate(spec.model_dump(mode="json"))
+    assert again.model_dump() == spec.model_dump() and again.sources[0].loader.where == {"task": "b/é"}
+
+
+def test_whole_number_values_keep_their_type(tmp_path: Path) -> None:
+    spec = load_spec(_project(tmp_path, [{"task": t, "prompt": f"p{t}", "response": "r"} for t in (3, 1, 3)]))
+    assert [(s.name, s.loader.where) for s in spec.sources] == [("flan-1", {"task": 1}), ("flan-3", {"task": 3})]
+    assert load_parquet(spec.sources[1].loader, _ctx(tmp_path, "flan-3"))["prompt"] == ["p3", "p3"]
+    with pytest.raises(UserError, match=r"no row of file .* has 'task' = '3'"):  # the text "3" is no 3
+        load_parquet(ParquetLoader(type="parquet", path="data/tasks.parquet", where={"task": "3"}), _ctx(tmp_path, "x"))
+
+
+def test_a_row_problem_names_the_row_of_the_file(tmp_path: Path) -> None:
+    rows = [{"task": "a", "prompt": "p", "response": "r"}, {"task": "b", "prompt": "p", "response": "r"},
+            {"task": "b", "prompt": None, "response": "r"}]
+    spec = load_spec(_project(tmp_path, rows))
+    with pytest.raises(UserError, match=r"rows with task = 'b'.*row 3|row 3.*rows with task = 'b'"):
+        load_parquet(spec.sources[1].loader, _ctx(tmp_path, spec.sources[1].name))
+
+
+def test_problems_name_the_group_the_file_and_the_columns(tmp_path: Path) -> None:
+    from subsetctl.api import validate_spec_file
+
+    missing = _project(tmp_path / "a", group={"files": "data/*.parquet", "by": "tsk", "loader": {"type": "parquet"}})
+    (issue,) = validate_spec_file(missing).issues
+    assert issue.key == "source_files[0] (data/tasks.parquet).by" and issue.line
+    assert "no column 'tsk'" in issue.message and "'task', 'prompt', 'response'" in issue.message
+    clash = _project(tmp_path / "b", [{"task": t, "prompt": "p", "response": "r"} for t in ("a b", "a_b", "c")])
+    (issue,) = validate_spec_file(clash).issues
+    assert issue.key == "source_files[0].by" and "'a b'" in issue.message and "'a_b'" in issue.message
+    assert "source name 'flan-a_b'" in issue.message
+    floats = _project(tmp_path / "c", [{"task": 0.5, "prompt": "p", "response": "r"}])
+    assert "holds double values" in validate_spec_file(floats).issues[0].message
+    jsonl = _project(tmp_path / "d", group={"files": "data/*.parquet", "by": "task", "loader": {"type": "jsonl"}})
+    with pytest.raises(SpecError, match="`by: task` takes Parquet files, and this group's loader is jsonl"):
+        load_spec(jsonl)
+    with pytest.raises(SpecError, match="names 2 columns"):
+        load_spec(_listed(tmp_path / "e", {"a": "x", "b": "y"}))
+
+
+def test_a_loader_without_where_dumps_as_before(tmp_path: Path) -> None:
+    """Specs without ``by`` keep their fingerprints: no ``where`` key in a Parquet loader's dump."""
+    assert "where" not in ParquetLoader(type="parquet", path="x.parquet").model_dump(mode="json")
+
+
+def test_the_data_stage_reads_each_task_and_goes_stale_with_the_file(tmp_path: Path) -> None:
+    from subsetctl.api import plan_project, run_project
+
+    _project(tmp_path)
+    run_project(tmp_path, until="data")
+    summary = json.loads((tmp_path / ".subsetctl" / "data" / "data.json").read_text())
+    assert summary["counts"]["flan-cola"]["train"] == 5 and set(summary["counts"]) == {"t", "flan-b_e", "flan-cola",
+                                                                                        "flan-sst_2"}
+    assert any("2 row(s) of data/tasks.parquet have no 'task' value" in w for w in summary["warnings"])
+    assert not {s.name: s for s in plan_project(tmp_path)[2]}["data"].will_run
+    rows = _rows(["cola", "sst 2", "b/é"])
+    rows[0]["response"] = "changed"
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "data" / "tasks.parquet")
+    assert {s.name: s for s in plan_project(tmp_path)[2]}["data"].will_run
+
+
+def _listed(tmp_path: Path, where: dict) -> Path:
+    """A project listing a source of ``where``'s rows of the tasks file, and one of all its rows."""
+    path = _project(tmp_path)
+    spec = yaml.safe_load(path.read_text())
+    spec["sources"] = [{"name": "s", "loader": {"type": "parquet", "path": "data/tasks.parquet", "where": where}},
+                       {"name": "all", "loader": {"type": "parquet", "path": "data/tasks.parquet"}}]
+    del spec["source_files"]
+    path.write_text(yaml.safe_dump(spec, allow_unicode=True))
+    return path
+
+
+def _ctx(base: Path, name: str):
+    from subsetctl.data.loaders.common import LoadContext
+
+    return LoadContext(source_name=name, base_dir=base, kind="causal-lm", seed=0)  # type: ignore[arg-type]
+
+
+def test_validate_checks_a_listed_sources_where(tmp_path: Path) -> None:
+    """A listed source's ``where``: its column and value checked by validate (the data stage
+    stopped on them), and its row count is that value's (a split asking for more is an issue)."""
+    from subsetctl.api import validate_spec_file
+
+    (issue,) = validate_spec_file(_listed(tmp_path / "a", {"tsk": "cola"})).issues
+    assert issue.key == "sources[0].loader.where" and "no column 'tsk'" in issue.message
+    (issue,) = validate_spec_file(_listed(tmp_path / "b", {"task": "colaa"})).issues
+    assert issue.key == "sources[0].loader.where" and "no row has task = 'colaa'" in issue.message
+    assert "'b/é', 'cola', 'sst 2'" in issue.message
+    path = _listed(tmp_path / "c", {"task": "cola"})
+    spec = yaml.safe_load(path.read_text())
+    spec["sources"][0]["split"] = {"train": 8}
+    path.write_text(yaml.safe_dump(spec, allow_unicode=True))
+    (issue,) = validate_spec_file(path).issues
+    assert "has 5 rows with task = 'cola'" in issue.message
