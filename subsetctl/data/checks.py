@@ -58,6 +58,7 @@ from subsetctl.spec import (
     format_path,
     key_lines,
     line_of_key,
+    where_text,
 )
 
 
@@ -101,7 +102,7 @@ def _rows_in_file(loader: Any, base_dir: Path) -> tuple[int, str] | None:
         if isinstance(loader, ParquetLoader) and loader.where is not None:  # that value's rows only
             (column, value), = loader.where.items()
             rows = len(value_rows(path, column).rows.get(value, ()))
-            return rows, f"file {path} has {rows} rows with {column} = {value!r}"
+            return rows, f"file {path} {where_text(loader.where)} has {rows} rows"
         if isinstance(loader, ParquetLoader):
             import pyarrow.parquet as pq
 

@@ -100,6 +100,7 @@ from subsetctl.spec.models import (  # noqa: F401
     _or_quoted,
     _SchemaWithFactoryDefaults,
     json_schema,
+    where_text,
 )
 from subsetctl.spec.overrides import (  # noqa: F401
     _TOKEN,

@@ -390,6 +390,12 @@ class CsvLoader(LoaderBase, Delimited):
 RowValue = Annotated[StrictStr | StrictInt, Field(union_mode="left_to_right")]
 
 
+def where_text(where: dict[str, str | int]) -> str:
+    """A Parquet loader's ``where`` as messages name its rows: ``(task = 'cola')``."""
+    (column, value), = where.items()
+    return f"({column} = {value!r})"
+
+
 class ParquetLoader(LoaderBase, ChatMessages):
     """A local Parquet file."""
 

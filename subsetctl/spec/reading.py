@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from subsetctl.errors import SpecError, SpecFileError, missing_path_note, path_not_found_note
 from subsetctl.spec.issues import _MERGE_TAG, SpecIssue, issues_from_validation, key_lines, line_of_key
-from subsetctl.spec.models import SPEC_FILENAME, SourceFilesSpec, Spec
+from subsetctl.spec.models import SPEC_FILENAME, SourceFilesSpec, Spec, where_text
 from subsetctl.spec.overrides import apply_overrides, parse_key_path
 from subsetctl.spec.yaml_depth import FlowDepthLimitedLoader, FlowTooDeepError
 
@@ -294,7 +294,7 @@ def expand_source_files(
                         f"'**' matches subfolders; the target's own files are left out){path_not_found_note(group.files)}. "
                         "Check the pattern or remove the group."))
         for entry in expanded:
-            origin[len(entries)] = (g, entry["loader"]["path"])
+            origin[len(entries)] = (g, _origin_text(entry["loader"]))
             entries.append(entry)
     if issues:
         return None, issues
@@ -306,6 +306,14 @@ def expand_source_files(
     full._source_origins = origin
     full._left_out_rows = left_out
     return full, []
+
+
+def _origin_text(loader: dict[str, Any]) -> str:
+    """How issues name an expanded source: its file (``data/a.jsonl``), and for one value
+    of a ``by`` column the value too (``data/flan.parquet (task = 'cola')``), as the checks
+    name that value's rows, so that a problem of many values is said once."""
+    where = loader.get("where")
+    return loader["path"] if not where else f"{loader['path']} " + where_text(where)
 
 
 def _expanded_by_values(

@@ -71,7 +71,7 @@ def test_a_row_problem_names_the_row_of_the_file(tmp_path: Path) -> None:
     rows = [{"task": "a", "prompt": "p", "response": "r"}, {"task": "b", "prompt": "p", "response": "r"},
             {"task": "b", "prompt": None, "response": "r"}]
     spec = load_spec(_project(tmp_path, rows))
-    with pytest.raises(UserError, match=r"rows with task = 'b'.*row 3|row 3.*rows with task = 'b'"):
+    with pytest.raises(UserError, match=r"tasks.parquet \(task = 'b'\), row 3: 'prompt'"):
         load_parquet(spec.sources[1].loader, _ctx(tmp_path, spec.sources[1].name))
 
 
@@ -148,4 +148,17 @@ def test_validate_checks_a_listed_sources_where(tmp_path: Path) -> None:
     spec["sources"][0]["split"] = {"train": 8}
     path.write_text(yaml.safe_dump(spec, allow_unicode=True))
     (issue,) = validate_spec_file(path).issues
-    assert "has 5 rows with task = 'cola'" in issue.message
+    assert "(task = 'cola') has 5 rows" in issue.message
+
+
+def test_a_problem_of_many_values_is_said_once(tmp_path: Path) -> None:
+    """A group split asking for more rows than 40 tasks have: one issue naming a few of them
+    by file and value (each value's message names its own value: they were 40 issues)."""
+    from subsetctl.api import validate_spec_file
+
+    rows = [{"task": f"t{i:02d}", "prompt": f"p{j}", "response": "r"} for i in range(40) for j in range(3 + i % 2)]
+    path = _project(tmp_path, rows, {"files": "data/*.parquet", "by": "task", "split": {"train": 10},
+                                     "loader": {"type": "parquet"}})
+    (issue,) = validate_spec_file(path).issues
+    assert issue.key.startswith("source_files[0] (all 40 files: data/tasks.parquet (task = 't00'), ")
+    assert "has 3 to 4 rows" in issue.message

@@ -27,7 +27,7 @@ from subsetctl.data.loaders.common import (
 )
 from subsetctl.errors import UserError, path_not_found_note, shell_arg
 from subsetctl.registry import LOADERS
-from subsetctl.spec import CsvLoader, HuggingFaceLoader, JsonlLoader, ParquetLoader
+from subsetctl.spec import CsvLoader, HuggingFaceLoader, JsonlLoader, ParquetLoader, where_text
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -963,7 +963,7 @@ def _rows_where(wanted: dict[str, str | int], path: Path, parquet: Any,
         raise UserError(f"Source {ctx.source_name!r}: no row of file {path} has {column!r} = {value!r} (loader.where). "
                         "The file may have changed since the spec listed its values: validate the spec again, or "
                         "correct the value.")
-    where = f"file {path} (rows with {column} = {value!r})"
+    where = f"file {path} {where_text(wanted)}"
     if sum(parquet.metadata.row_group(g).total_byte_size for g in range(parquet.num_row_groups)) <= WHOLE_FILE_BYTES:
         stat = path.stat()
         picked = _whole_file(path.resolve(), stat.st_size, stat.st_mtime_ns).take(pa.array(rows))
