@@ -43,6 +43,7 @@ from subsetctl.data.loaders import (
     empty_dataset,
     encode_labels,
     label_vocabulary,
+    release_whole_file,
 )
 from subsetctl.data.overlap import OverlapCheck, overlap_warnings
 from subsetctl.data.prepare import SPLITS, label_texts, prepare_source, quiet_datasets, split_summary
@@ -503,6 +504,7 @@ def run_data_stage(
             if progress is not None:
                 progress(done, len(everything))
         assert check is not None
+        release_whole_file()
         warnings.extend(check.warnings())
         return _write_summary(out_dir, spec, counts, None, warnings, reused)
     prepared: dict[str, dict[str, Dataset]] = {}  # classifiers: the label vocabulary needs every source first
@@ -519,6 +521,7 @@ def run_data_stage(
                 _write_source(out_dir, source.name, _as_rewritten(prepared[source.name]), records[source.name])
         if progress is not None:
             progress(done, len(everything))
+    release_whole_file()
     labels = label_vocabulary(t for splits in prepared.values() for ds in splits.values() for t in label_texts(ds))
     if len(labels) < 2:
         raise UserError(

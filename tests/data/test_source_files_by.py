@@ -109,6 +109,7 @@ def test_the_data_stage_reads_each_task_and_goes_stale_with_the_file(tmp_path: P
     assert summary["counts"]["flan-cola"]["train"] == 5 and set(summary["counts"]) == {"t", "flan-b_e", "flan-cola",
                                                                                         "flan-sst_2"}
     assert any("2 row(s) of data/tasks.parquet have no 'task' value" in w for w in summary["warnings"])
+    assert files._whole_file.cache_info().currsize == 0  # the file's rows let go once the stage is done
     assert not {s.name: s for s in plan_project(tmp_path)[2]}["data"].will_run
     rows = _rows(["cola", "sst 2", "b/é"])
     rows[0]["response"] = "changed"

@@ -111,6 +111,7 @@ from subsetctl.data.loaders.files import (  # noqa: F401
     load_parquet,
     open_decompressed,
     parse_jsonl,
+    release_whole_file,
     resolve_path,
     text_lines,
     unmatched_glob_message,

@@ -993,6 +993,13 @@ def _rows_where(wanted: dict[str, str | int], path: Path, parquet: Any,
 WHOLE_FILE_BYTES = 512 * 2**20
 
 
+def release_whole_file() -> None:
+    """Let go of the Parquet file :func:`_whole_file` keeps (up to :data:`WHOLE_FILE_BYTES`):
+    the data stage, done reading its sources, calls it so that the stages after it in the same
+    process (meta-init, gradients) do not hold the file's rows."""
+    _whole_file.cache_clear()
+
+
 @functools.lru_cache(maxsize=1)
 def _whole_file(path: Path, size: int, mtime_ns: int) -> Any:
     """The Arrow table of Parquet file ``path``, kept while its size and modification time
