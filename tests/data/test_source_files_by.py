@@ -163,3 +163,16 @@ def test_a_problem_of_many_values_is_said_once(tmp_path: Path) -> None:
     (issue,) = validate_spec_file(path).issues
     assert issue.key.startswith("source_files[0] (all 40 files: data/tasks.parquet (task = 't00'), ")
     assert "has 3 to 4 rows" in issue.message
+
+
+def test_value_names_of_any_text() -> None:
+    from subsetctl.spec import SourceFilesSpec
+
+    group = SourceFilesSpec(files="*.parquet", by="task", name_prefix="p-", loader={"type": "parquet"})
+    assert group.value_source_name("Crème brûlée") == "p-Creme_brulee" and group.value_source_name(12) == "p-12"
+    no_ascii = group.value_source_name("中文")
+    assert no_ascii.startswith("p-value-") and no_ascii != group.value_source_name("日本")
+    long_a, long_b = group.value_source_name("x" * 80 + "a"), group.value_source_name("x" * 80 + "b")
+    assert len(long_a) == 64 and long_a != long_b
+    unprefixed = SourceFilesSpec(files="*.parquet", by="task", loader={"type": "parquet"})
+    assert unprefixed.value_source_name("_task.1") == "task.1"  # as a file's name, no leading _ . -
