@@ -817,6 +817,7 @@ def _run_and_report(
         written = _report_files(root)
         if written:  # where the report went: the terminal showed it, but not that it is also on disk
             shown = Path(directory) if directory is not None else Path(".")
+            shown = shown.parent if shown.is_file() else shown  # (`run proj/subsetctl.yaml`: the spec file named)
             where = _project_arg(directory) + "".join(f" {shell_arg(o)}" for o in overrides)  # as it judges them
             # each as one shell word, as the commands: `my proj/report.md, ...` read as two paths and more
             console.print(f"Report files: {', '.join(shell_arg(shown / name) for name in written)} (`subsetctl "

@@ -1717,6 +1717,10 @@ def test_a_whole_run_ends_naming_the_report_files(tiny_project_ran, tmp_path_fac
     last = " ".join(result.output.split()).rsplit("Report files: ", 1)[-1]
     assert last.endswith(f"(`subsetctl report {project} finetune.steps=2 'project.name=my name'` shows it again)."), \
         result.output
+    # the spec file named, not its folder: the files are in its folder (they were said to be under the file)
+    result = invoke("run", str(project / "subsetctl.yaml"), "-q")
+    last = " ".join(result.output.split()).rsplit("Report files: ", 1)[-1]
+    assert result.exit_code == 0 and last.startswith(f"{project}/report.md, {project}/report.json"), result.output
 
 
 def test_a_whole_run_with_format_json_prints_its_report_as_json_not_as_text(tiny_project_ran) -> None:
