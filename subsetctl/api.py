@@ -522,6 +522,7 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
     _warn_few_random_subsets(spec, warn)
     _warn_random_picks_alike(spec, warn)
     _warn_source_named_as_a_baseline(spec, warn)
+    _warn_names_windows_refuses(spec, warn)
     _warn_split_of_one(spec, warn)
     _warn_adamw_lr_slips(spec, warn)
     _warn_shared_generated_entries(spec, warn)
@@ -849,6 +850,29 @@ def _warn_source_named_as_a_baseline(spec: Spec, warn: _AddIssue) -> None:
                  f"the source {source.name!r} has a baseline's name: the report lists the sources a strategy "
                  f"picked by name beside the {source.name!r} baseline's row, so a pick of this source reads as "
                  "that baseline. Rename the source.")
+
+
+#: names Windows keeps for devices, in any letter case and with any extension (``nul.v2``)
+_WINDOWS_DEVICE_NAMES = frozenset({"con", "prn", "aux", "nul", *(f"{port}{i}" for port in ("com", "lpt")
+                                                                  for i in range(10))})
+
+
+def _warn_names_windows_refuses(spec: Spec, warn: _AddIssue) -> None:
+    """A target or source name that is a Windows device name (``CON``, ``nul``, ``aux.v2``).
+    Valid here: the data stage keeps each source in ``.subsetctl/data/<name>/``, which Linux
+    and macOS make without a word, but Windows cannot make or copy a folder of that name, so
+    a project copied, synced or shared to Windows breaks there, and nothing said why. For a
+    ``source_files`` group (names from its files) said per file, as each name differs."""
+    for path, source in _target_and_sources(spec):
+        device = source.name.split(".", 1)[0]
+        if device.casefold() not in _WINDOWS_DEVICE_NAMES:
+            continue
+        who = "the target" if path == ("target",) else "the source"
+        warn((*path, "name"),
+             f"{who} {source.name!r} is kept in the folder .subsetctl/data/{source.name}/, which Windows cannot "
+             f"make or copy: {device!r} is a device name there (CON, PRN, AUX, NUL, COM0-9, LPT0-9, in any case, "
+             "with or without an extension). It works on Linux and macOS, but the project cannot be copied, synced "
+             "or shared to Windows. Rename it if the project may be used there.")
 
 
 def _warn_few_random_subsets(spec: Spec, warn: Callable[[tuple[Any, ...], str], None]) -> None:

@@ -630,6 +630,22 @@ def test_a_source_named_as_a_baseline_is_warned(jsonl_project: Path, name: str) 
     assert not [w for w in validate_spec_file(jsonl_project / "subsetctl.yaml").warnings if w.key == "sources[0].name"]
 
 
+@pytest.mark.parametrize(("key", "name"), [("sources[0].name", "CON"), ("sources[0].name", "aux.v2"),
+                                           ("target.name", "nul"), ("sources[0].name", "Lpt1")])
+def test_a_name_windows_cannot_make_a_folder_of_is_warned(jsonl_project: Path, key: str, name: str) -> None:
+    """A source (or target) named `CON`, `nul` or `aux.v2` was taken silently: its folder
+    .subsetctl/data/<name>/ is made on Linux, but a project copied or shared to Windows cannot
+    hold it, and nothing said why."""
+    from subsetctl.api import validate_spec_file
+
+    report = validate_spec_file(jsonl_project / "subsetctl.yaml", [f"{key}={name}"])
+    said = [w for w in report.warnings if w.key == key]
+    assert report.ok and len(said) == 1, said
+    assert f".subsetctl/data/{name}/, which Windows cannot make or copy" in said[0].message
+    assert not [w for w in validate_spec_file(jsonl_project / "subsetctl.yaml", [f"{key}=console"]).warnings
+                if w.key == key]
+
+
 def test_two_random_baselines_of_one_size_are_warned_to_pick_alike(jsonl_project: Path) -> None:
     """`random` with k: 1 listed twice (labels r1, r2), meant as two random draws, picked the same
     source (both seeded by project.seed), one fine-tune, and nothing said so before the run."""
