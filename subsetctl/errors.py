@@ -382,10 +382,7 @@ def environment_error(error: BaseException) -> EnvironmentUserError | None:
         )
     if exc.errno == errno.ENAMETOOLONG:  # `subsetctl init <a 300-letter name>`: an internal error, "a bug"
         name = f" {str(exc.filename)[:60]}..." if exc.filename else ""
-        return EnvironmentUserError(
-            f"Cannot use{name}: {exc.strerror} (most file systems take names of at most 255 bytes). Give a "
-            "shorter file or folder name."
-        )
+        return EnvironmentUserError(f"Cannot use{name}: {exc.strerror}{name_too_long_note(exc)}")
     large_files = ("(the gradient store, checkpoints and the re-run caches in .subsetctl/cache/, safe to delete "
                    "and capped by project.cache_limit_gb, are the large files)")
     if exc.errno == errno.ENOSPC:
@@ -405,6 +402,25 @@ def environment_error(error: BaseException) -> EnvironmentUserError | None:
             "that holds larger files, and run again: finished work is kept and resumed."
         )
     return None
+
+
+def name_too_long_note(exc: OSError) -> str:
+    """What follows "File name too long" (ENAMETOOLONG) in a message: a name in the path over
+    the 255 bytes file systems take, or the whole path over the system's limit for one path
+    (4,096 bytes on Linux), where every name is short and "give a shorter name" fixed nothing:
+    a project many folders deep is moved to a shorter path."""
+    import os
+
+    path = str(exc.filename or "")
+    size = len(path.encode("utf-8", "surrogateescape"))
+    if size <= 1024 or any(len(part.encode("utf-8", "surrogateescape")) > 255 for part in Path(path).parts):
+        return " (most file systems take names of at most 255 bytes). Give a shorter file or folder name."
+    try:
+        limit = os.pathconf("/", "PC_PATH_MAX")
+    except (OSError, ValueError, AttributeError):  # (no pathconf on Windows)
+        limit = 4096
+    return (f": the whole path is {size:,} bytes, and the system takes paths of at most {limit:,} bytes (each "
+            "name in it is within the 255 bytes a name may have). Move the project (or the file) to a shorter path.")
 
 
 def owner_note(path: object, subject: str = "it") -> str:

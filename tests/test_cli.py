@@ -1761,6 +1761,20 @@ def test_a_file_or_folder_name_too_long_is_a_user_error(tmp_path: Path) -> None:
             result.output.split()), result.output
 
 
+def test_a_path_too_long_as_a_whole_is_told_to_move_not_to_shorten_a_name(tmp_path: Path) -> None:
+    """A project 22 folders of 200 letters deep (every name within 255 bytes, the whole path
+    over Linux's 4,096) was told "most file systems take names of at most 255 bytes. Give a
+    shorter file or folder name", which no name of it was over; `validate` said only "cannot
+    read the spec file: File name too long."."""
+    deep = tmp_path.joinpath(*["d" * 200] * 22)
+    for args in (["init", str(deep)], ["validate", str(deep)]):
+        result = invoke(*args)
+        said = " ".join(result.output.split())
+        assert result.exit_code == 1 and "internal error" not in said, said
+        assert "File name too long: the whole path is" in said and "Move the project (or the file) to a shorter path" \
+            in said and "Give a shorter file or folder name" not in said, said
+
+
 def test_report_json_on_a_project_never_run_is_json_saying_so(tmp_path: Path) -> None:
     """`report --format json` before any run printed only the text error: a script had
     nothing to parse. It prints the documented keys (stages empty, report null, not_run)

@@ -5,6 +5,7 @@ encodings refused with the line), validated into a :class:`Spec` with its issues
 
 from __future__ import annotations
 
+import errno
 import re
 import unicodedata
 from collections import Counter
@@ -14,7 +15,13 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from subsetctl.errors import SpecError, SpecFileError, missing_path_note, path_not_found_note
+from subsetctl.errors import (
+    SpecError,
+    SpecFileError,
+    missing_path_note,
+    name_too_long_note,
+    path_not_found_note,
+)
 from subsetctl.spec.issues import _MERGE_TAG, SpecIssue, issues_from_validation, key_lines, line_of_key
 from subsetctl.spec.models import SPEC_FILENAME, SourceFilesSpec, Spec, where_text
 from subsetctl.spec.overrides import apply_overrides, parse_key_path
@@ -56,7 +63,8 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
     except IsADirectoryError:
         raise SpecError(f"{path} is a directory; give the spec file (usually {SPEC_FILENAME}).") from None
     except OSError as exc:
-        raise SpecFileError(path, f"cannot read the spec file: {exc.strerror}.") from None
+        why = name_too_long_note(exc) if exc.errno == errno.ENAMETOOLONG else "."
+        raise SpecFileError(path, f"cannot read the spec file: {exc.strerror}{why}") from None
     try:
         text = raw_bytes.decode("utf-8")
     except UnicodeDecodeError as exc:
