@@ -63,3 +63,19 @@ def glob_without_loops(pattern: str, root_dir: Path) -> set[str]:
 
     walk("", frozenset(), 0)
     return found
+
+
+def literal_folder_note(pattern: str, root_dir: Path) -> str:
+    """For a pattern that matched no file: a folder on its way that exists as written but
+    whose name holds a character a pattern reads otherwise (``[``, ``*``, ``?``: a project in
+    ``runs [v2]/``, a folder a download or a sync tool named ``data [1]``), so that
+    ``/data/runs [v2]/*.jsonl`` looked in ``runs v/`` or ``runs 2/``: the pattern with those
+    characters escaped (``[[]``, as :func:`glob.escape` writes them); "" otherwise."""
+    parts = Path(pattern).expanduser().parts
+    for i in range(len(parts) - 1, 0, -1):  # the longest folder part that is there as written
+        folder = Path(*parts[:i])
+        if any(glob.has_magic(part) for part in parts[:i]) and (Path(root_dir) / folder).is_dir():
+            escaped = os.path.join(glob.escape(str(folder)), *parts[i:])
+            return (f". The folder {folder} exists, but a pattern reads '[', '*' and '?' in its path as "
+                    f"wildcards, not as those characters: write {escaped!r}")
+    return ""

@@ -411,6 +411,20 @@ def test_source_files_names_for_any_file_name_and_the_target_left_out(tmp_path: 
     assert [s.name for s in load_spec(spec_path).sources] == ["zipped"]  # not "zipped.jsonl"
 
 
+def test_source_files_through_a_folder_named_with_brackets_is_told_the_escaped_pattern(tmp_path: Path) -> None:
+    """An absolute `files: /x/runs [v2]/data/sources/*.jsonl` matched nothing (glob reads
+    `[v2]` as one of 'v' or '2'), and the message said only "matches no file" while the
+    folder was there as written: it gives the pattern with `[` escaped, which matches."""
+    from subsetctl.api import validate_spec_file
+
+    project = tmp_path / "runs [v2]"
+    path = _files_project(project, [{"files": f"{project}/data/sources/*.jsonl", "loader": {"type": "jsonl"}}])
+    (issue,) = validate_spec_file(path).issues
+    escaped = f"{tmp_path}/runs [[]v2]/data/sources/*.jsonl"
+    assert "matches no file" in issue.message and f"write {escaped!r}" in issue.message, issue.message
+    assert validate_spec_file(path, [f"source_files[0].files={escaped}"]).ok
+
+
 def test_source_files_problems_name_the_group_and_file(tmp_path: Path) -> None:
     from subsetctl.api import validate_spec_file
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -701,6 +702,22 @@ def test_huggingface_data_files_globs_resolve_against_the_spec_folder_and_are_tr
                                 "sources": [{"name": "s", "loader": options.model_dump()}]})
     (issue,) = check_sources(spec, spec_file)
     assert issue.key == "target.loader.data_files[1]" and "matches no file" in issue.message
+
+
+def test_an_absolute_data_files_pattern_through_a_folder_named_with_brackets_is_told_the_escaped_one(
+    tmp_path: Path, make_ctx
+) -> None:
+    """`data_files: ["/x/exp [2]/parts/*.jsonl"]` matched nothing (glob reads `[2]` as the
+    character 2), said only as "matches no file" while the folder was there as written."""
+    parts = tmp_path / "exp [2]" / "parts"
+    parts.mkdir(parents=True)
+    write_jsonl(parts / "p1.jsonl", qa_rows(3, "a"))
+    written = HuggingFaceLoader(type="huggingface", path="json", data_files=[f"{parts}/*.jsonl"])
+    escaped = f"{tmp_path}/exp [[]2]/parts/*.jsonl"
+    with pytest.raises(UserError, match=re.escape(f"write {escaped!r}")):
+        load_huggingface(written, make_ctx())
+    assert len(load_huggingface(HuggingFaceLoader(type="huggingface", path="json", data_files=[escaped]),
+                                make_ctx())) == 3
 
 
 def test_huggingface_data_files_in_a_folder_whose_path_holds_brackets(tmp_path: Path) -> None:
