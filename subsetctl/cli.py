@@ -44,6 +44,9 @@ class _UntilReaderLeaves:
     def __init__(self, stream: Any) -> None:
         self._stream = stream
         self.reader_gone = False
+        #: why what was written stopped reaching where the stream goes (a log file's disk
+        #: full), and where that is, when it was such an error (:data:`_OUTPUT_LOST`)
+        self.lost: tuple[OSError, str] | None = None
         self._buffer: _UntilReaderLeaves | None = None
 
     @property
@@ -73,9 +76,17 @@ class _UntilReaderLeaves:
     def _drop_the_rest(self, exc: OSError) -> None:
         """From now on write nothing: the reader has gone (a broken pipe), or the stream was
         never writable (EBADF: a wrapper script run with ``2>&-`` or ``>&-`` left its own
-        read-only file where the closed stream was, and Python took it for the stream).
-        Any other error is raised."""
-        if not isinstance(exc, BrokenPipeError) and exc.errno != errno.EBADF:
+        read-only file where the closed stream was, and Python took it for the stream), or
+        where it goes cannot take more (:data:`_OUTPUT_LOST`: ``run > log`` with the log's
+        disk full), which is kept in :attr:`lost` for the command to say at its end: a
+        progress line that could not be logged stopped a run's work there, exit 1, and with
+        stderr the full one, without a word. Any other error is raised."""
+        if exc.errno in _OUTPUT_LOST:
+            where = ""
+            with contextlib.suppress(OSError, ValueError, AttributeError):  # (Linux's /proc only)
+                where = os.readlink(f"/proc/self/fd/{self._stream.fileno()}")
+            self.lost = (exc, where)
+        elif not isinstance(exc, BrokenPipeError) and exc.errno != errno.EBADF:
             raise exc
         self.reader_gone = True
         with contextlib.suppress(OSError, ValueError):  # the interpreter's last flush writes nowhere too
@@ -85,6 +96,33 @@ class _UntilReaderLeaves:
 
     def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding, ... as the stream has them
         return getattr(self._stream, name)
+
+
+#: errors writing stdout or stderr that say where the stream goes can take no more (its disk
+#: is full, over quota, the file over the size limit, or its device failed), not that the
+#: command failed: the command goes on without that stream and says so at its end
+_OUTPUT_LOST = frozenset({errno.ENOSPC, errno.EFBIG, errno.EIO, getattr(errno, "EDQUOT", errno.ENOSPC)})
+
+
+def _say_output_lost() -> bool:
+    """Say, on the other stream where it is writable, that stdout or stderr lost what came
+    after some point (:attr:`_UntilReaderLeaves.lost`); whether any did."""
+    streams = {"stdout": sys.stdout, "stderr": sys.stderr}
+    lost = {name: (getattr(stream, "_buffer", None) and stream._buffer.lost) or getattr(stream, "lost", None)
+            for name, stream in streams.items() if isinstance(stream, _UntilReaderLeaves)}
+    lost = {name: why for name, why in lost.items() if why}
+    for name, (exc, where) in lost.items():
+        if name == "stderr" and _STDOUT_IS_JSON.get():  # (stdout holds the JSON alone, then nothing)
+            continue
+        other = streams["stderr" if name == "stdout" else "stdout"]
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            other.write(f"error: {name} could not be written from some point on: {exc.strerror}"
+                        f"{f' ({where})' if where else ''}, so what the command printed there after it is "
+                        "lost. The command itself went on to its end: a run's stages and report files are "
+                        "kept (`subsetctl report` prints the report again). Free space where the output goes, "
+                        "or send it elsewhere.\n")
+            other.flush()
+    return bool(lost)
 
 
 class Terminated(KeyboardInterrupt):
@@ -183,7 +221,13 @@ class _Group(click.Group):
             sys.stdout = _UntilReaderLeaves(sys.stdout)
         if sys.stderr is not None and not isinstance(sys.stderr, _UntilReaderLeaves):
             sys.stderr = _UntilReaderLeaves(sys.stderr)
-        return super().main(*args, **kwargs)
+        _STDOUT_IS_JSON.set(False)
+        try:
+            return super().main(*args, **kwargs)
+        except SystemExit as done:
+            if _say_output_lost() and done.code in (0, None):
+                raise SystemExit(1) from None
+            raise
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -280,6 +324,9 @@ def _no_plugins_option(command: Any) -> Any:
 _JSON_STDOUT: contextvars.ContextVar[Any] = contextvars.ContextVar("_JSON_STDOUT", default=None)
 #: whether the `--format json` command running has printed its JSON (:func:`_echo_json`)
 _JSON_ECHOED: contextvars.ContextVar[bool] = contextvars.ContextVar("_JSON_ECHOED", default=False)
+#: whether this command's stdout is its JSON (:func:`_json_alone_on_stdout`), still when it
+#: is over: a lost stderr is then not said there (:func:`_say_output_lost`)
+_STDOUT_IS_JSON: contextvars.ContextVar[bool] = contextvars.ContextVar("_STDOUT_IS_JSON", default=False)
 
 
 def _json_alone_on_stdout(command: Any) -> Any:
@@ -297,6 +344,7 @@ def _json_alone_on_stdout(command: Any) -> Any:
         if kwargs.get("fmt") != "json" or sys.stdout is None:  # (None: started with stdout closed, `>&-`)
             return command(*args, **kwargs)
         token, echoed = _JSON_STDOUT.set(sys.stdout), _JSON_ECHOED.set(False)
+        _STDOUT_IS_JSON.set(True)
         try:
             with contextlib.redirect_stdout(sys.stderr):
                 return command(*args, **kwargs)

@@ -801,6 +801,27 @@ def test_a_reader_of_stderr_that_stops_early_cuts_the_output_not_the_run(tiny_pr
     assert invalid.returncode == 1  # its own exit code, the error written nowhere
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a device that is always full)")
+def test_a_log_whose_disk_is_full_loses_the_output_not_the_run(tiny_project: Path) -> None:
+    """`subsetctl run DIR 2> run.log` with the log's disk full (a home quota used up, the project
+    on another disk): the run's first progress line stopped it there, exit 1, and the error said
+    nowhere; with stdout's disk full, `schema > f` was told to free the project's caches."""
+    from subsetctl.api import plan_project
+
+    command = "import sys; from subsetctl.cli import main; sys.argv[0] = 'subsetctl'; main()"
+    with open("/dev/full", "w") as full:
+        ran = subprocess.run([sys.executable, "-c", command, "run", str(tiny_project), "--until", "meta_init"],
+                             stdout=subprocess.PIPE, stderr=full, text=True, timeout=600, check=False)
+        schema = subprocess.run([sys.executable, "-c", command, "schema"], stdout=full, stderr=subprocess.PIPE,
+                                text=True, timeout=120, check=False)
+    assert all(s.state == "up to date" for s in plan_project(tiny_project, until="meta_init")[2]
+               if s.name in ("data", "meta_init"))  # the work went on to the end
+    for ended, said in ((ran, ran.stdout), (schema, schema.stderr)):
+        assert ended.returncode == 1, said
+        assert "could not be written from some point on: No space left on device" in said, said
+    assert "cache" not in schema.stderr, schema.stderr
+
+
 def test_help_and_version_into_a_closed_pipe_exit_0() -> None:
     """`subsetctl --help | head -1` exited 1: click prints them while parsing, before the
     group's callback had set up stdout for a reader that leaves."""
