@@ -191,10 +191,15 @@ _ASCII_MARKS_ERRORS = "subsetctl-ascii-marks"
 
 def _ascii_marks(error: UnicodeError) -> tuple[str, int]:
     """Codec error handler: the marks of :data:`_ASCII_MARKS` as ASCII, anything else as a
-    backslash escape (``é`` as ``\xe9``), so a non-UTF-8 locale never crashes a command."""
+    backslash escape (``é`` as ``\xe9``), so a non-UTF-8 locale never crashes a command. A
+    name Python decoded with surrogate escapes (a non-ASCII path given on the command line
+    under ``LC_ALL=C``) is read as UTF-8 first: ``données`` was ``donn\udcc3\udca9es`` in one
+    line and ``donn\xe9es`` in the next, which quoted it from the spec."""
     if not isinstance(error, UnicodeEncodeError):
         raise error
     text = error.object[error.start:error.end]
+    with contextlib.suppress(UnicodeError):  # (a surrogate that is no escaped byte: as it is)
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     return "".join(_ASCII_MARKS.get(c) or c.encode("ascii", "backslashreplace").decode("ascii") for c in text), error.end
 
 

@@ -941,6 +941,20 @@ def test_marks_on_an_ascii_stream_take_one_column_and_other_text_is_escaped() ->
         b"\xff".decode("ascii", errors=_ASCII_MARKS_ERRORS)
 
 
+def test_a_name_decoded_with_surrogate_escapes_prints_as_the_text_it_spells() -> None:
+    """Under LC_ALL=C (UTF-8 mode off) a project path given on the command line, `données`, is
+    decoded with surrogate escapes: validate's first line printed it `donn\\udcc3\\udca9es` and
+    the next, quoting the spec's UTF-8 text, `donn\\xe9es`. Bytes that are not UTF-8 stay escaped."""
+    import io
+
+    from subsetctl.cli import _ASCII_MARKS_ERRORS
+
+    out = io.TextIOWrapper(io.BytesIO(), encoding="ascii", errors=_ASCII_MARKS_ERRORS)
+    out.write("donn\udcc3\udca9es \u2713 | pr\udcf6j | \ud83d")
+    out.flush()
+    assert out.buffer.getvalue() == b"donn\\xe9es + | pr\\xf6j | \\ud83d"
+
+
 def test_plans_multiplication_sign_is_an_x_on_an_ascii_stream() -> None:
     """plan's work lines ("4 selections \u00d7 2 seeds") printed the sign as \\xd7."""
     import io
