@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from subsetctl.errors import shell_arg, teammate_note
+from subsetctl.errors import shell_arg, standard_input_note, teammate_note
 
 MIN_FREE_GB = 2.0
 """Less free disk than this in the project directory is reported as a problem."""
@@ -492,7 +492,9 @@ def run_checks(directory: Path | None = None, import_plugins: bool = True) -> li
         folder = directory.parent if directory.is_file() else directory
         if not directory.exists():
             checks.append(Check("project", False, f"{directory} does not exist",
-                                f"Create it with `subsetctl init {shell_arg(directory)}`."))
+                                standard_input_note(directory).removeprefix(": ") + "."
+                                if standard_input_note(directory)
+                                else f"Create it with `subsetctl init {shell_arg(directory)}`."))
         else:
             refused = check_project_folder(directory)
             if refused is not None:

@@ -23,6 +23,18 @@ def shell_arg(path: object) -> str:
     return shlex.quote(f"./{text}" if text.startswith("-") else text)
 
 
+def standard_input_note(path: object) -> str:
+    """For ``-`` named where a spec file or a project folder goes (``cat spec.yaml | subsetctl
+    validate -``, the Unix way to read standard input), which no such file is: that subsetctl
+    reads neither from standard input, instead of advice to create a project named ``./-``;
+    "" for any other path."""
+    if str(path) != "-":
+        return ""
+    return (": '-' is not read as standard input here: a spec is read from its file, whose folder its relative "
+            "paths (data files, a local model) are taken in. Save the spec as a file and name that file (or a "
+            "project's folder)")
+
+
 def path_not_found_note(path: object, looked_for: Path | None = None) -> str:
     """For a path a spec names that was not found: why, when that shows in the path (so the
     user knows why the file is "missing"): it holds what looks like a shell variable

@@ -45,6 +45,7 @@ from subsetctl.errors import (
     missing_path_note,
     printable,
     shell_arg,
+    standard_input_note,
     user_name,
 )
 from subsetctl.spec import SPEC_FILENAME
@@ -721,6 +722,8 @@ class Project:
                     f"or check this file alone with `subsetctl validate {shell_arg(p)}`."
                 )
             p = p.parent
+        if not p.exists() and standard_input_note(p):  # `subsetctl plan -`: not "create one with `init ./-`"
+            raise UserError(f"{p} does not exist{standard_input_note(p)}.")
         if not p.exists():
             spec = spec_beside(p)
             if spec is not None:  # `run proj/subsetctl.yml`: the project is there, its spec named otherwise

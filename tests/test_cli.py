@@ -822,6 +822,20 @@ def test_a_log_whose_disk_is_full_loses_the_output_not_the_run(tiny_project: Pat
     assert "cache" not in schema.stderr, schema.stderr
 
 
+def test_a_dash_for_standard_input_is_told_that_specs_are_read_from_files(tmp_path: Path, monkeypatch) -> None:
+    """`cat spec.yaml | subsetctl validate -` (the Unix way to read standard input) was told
+    "no such spec file. Create a project there with `subsetctl init ./-`", as `plan -`,
+    `run -` and `doctor -` were: advice to make a project folder named '-'."""
+    monkeypatch.chdir(tmp_path)
+    for args in (["validate", "-"], ["validate", "--", "-"], ["plan", "--", "-"], ["report", "--", "-"],
+                 ["doctor", "--", "-"]):
+        result = CliRunner().invoke(main, args, input="project: {name: x}\n", catch_exceptions=False)
+        said = " ".join(result.output.split())
+        assert result.exit_code == 1 and "'-' is not read as standard input here" in said, (args, said)
+        assert "init ./-" not in said, (args, said)
+    assert not (tmp_path / "-").exists()
+
+
 def test_help_and_version_into_a_closed_pipe_exit_0() -> None:
     """`subsetctl --help | head -1` exited 1: click prints them while parsing, before the
     group's callback had set up stdout for a reader that leaves."""

@@ -34,9 +34,11 @@ def _missing_spec_advice(path: Path) -> str:
     `init` of that very folder, or, when the folder lies inside a project (`validate` run in
     its data folder), that project, as `plan` and `run` name it; for a name without a YAML
     suffix (a project folder not made yet), the `init` of that folder; "DIR" otherwise."""
-    from subsetctl.errors import shell_arg
+    from subsetctl.errors import shell_arg, standard_input_note
     from subsetctl.project import enclosing_project, spec_beside
 
+    if standard_input_note(path):
+        return f"{standard_input_note(path)}."
     if path.name != SPEC_FILENAME:
         beside = spec_beside(path)
         if beside is not None:  # `validate proj/subsetctl.yml`
