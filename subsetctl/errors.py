@@ -425,12 +425,12 @@ def name_too_long_note(exc: OSError) -> str:
 
     path = str(exc.filename or "")
     size = len(path.encode("utf-8", "surrogateescape"))
-    if size <= 1024 or any(len(part.encode("utf-8", "surrogateescape")) > 255 for part in Path(path).parts):
-        return " (most file systems take names of at most 255 bytes). Give a shorter file or folder name."
     try:
-        limit = os.pathconf("/", "PC_PATH_MAX")
+        limit = os.pathconf("/", "PC_PATH_MAX")  # (the terminating NUL included: 4,096 takes 4,095)
     except (OSError, ValueError, AttributeError):  # (no pathconf on Windows)
         limit = 4096
+    if size < limit or any(len(part.encode("utf-8", "surrogateescape")) > 255 for part in Path(path).parts):
+        return " (most file systems take names of at most 255 bytes). Give a shorter file or folder name."
     return (f": the whole path is {size:,} bytes, and the system takes paths of at most {limit:,} bytes (each "
             "name in it is within the 255 bytes a name may have). Move the project (or the file) to a shorter path.")
 

@@ -1824,6 +1824,18 @@ def test_a_path_too_long_as_a_whole_is_told_to_move_not_to_shorten_a_name(tmp_pa
             in said and "Give a shorter file or folder name" not in said, said
 
 
+def test_a_name_too_long_under_the_path_limit_is_not_called_a_path_too_long() -> None:
+    """A path of 1,500 bytes refused as too long (a file system whose names are shorter than 255
+    bytes: eCryptfs takes 143) was said to be over the 4,096 bytes a path may have."""
+    import errno
+
+    from subsetctl.errors import name_too_long_note
+
+    path = "/".join(["n" * 200] * 7) + "/x.jsonl"
+    note = name_too_long_note(OSError(errno.ENAMETOOLONG, "File name too long", path))
+    assert note.startswith(" (most file systems take names of at most 255 bytes)"), note
+
+
 def test_report_json_on_a_project_never_run_is_json_saying_so(tmp_path: Path) -> None:
     """`report --format json` before any run printed only the text error: a script had
     nothing to parse. It prints the documented keys (stages empty, report null, not_run)
