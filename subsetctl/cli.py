@@ -647,7 +647,7 @@ def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, 
     if beyond:
         console.print(f"Not up to date after --until {until}, and left so: {', '.join(beyond)}; `run` without "
                       "--until brings them up to date.")
-    kept = _kept_line(project, spec.project.keep_previous)
+    kept = _kept_line(project, spec.project.previous_sets)
     if kept:
         console.print(f"[dim]{kept}[/dim]")
 
@@ -664,18 +664,19 @@ def _seconds_text(seconds: float) -> str:
     return f"{whole // 3600} h {whole // 60 % 60:02d} min"
 
 
-def _kept_line(project: Any, keep_previous: bool = True) -> str | None:
+def _kept_line(project: Any, keep_previous: int = 3) -> str | None:  # (true: DEFAULT_PREVIOUS_SETS)
     """What the project keeps on disk besides its current results, when it is 1 MB or more:
     the previous results (put back when the spec returns to them), results set aside, and
-    the caches; with what frees each (``keep_previous``: the spec's setting, false when the
-    next `run` frees the previous results already)."""
+    the caches; with what frees each (``keep_previous``: the earlier result sets a stage
+    keeps by the spec, 0 when the next `run` frees the previous results already)."""
     from subsetctl.project import size_text
 
     sizes = project.kept_bytes()
     parts = []
     if sizes["previous"] >= 1e6:
         frees = ("the next `run` deletes it (`project.keep_previous` is false)" if not keep_previous
-                 else "`project.keep_previous: false` frees it")
+                 else f"up to {keep_previous} set{'s' if keep_previous != 1 else ''} a stage; "
+                 "`project.keep_previous: false` frees it, a lower number some of it")
         parts.append(f"{size_text(sizes['previous'])} of previous results in .subsetctl/.previous (to go back without "
                      f"recomputing; {frees})")
     if sizes["set_aside"] >= 1e6:

@@ -46,7 +46,7 @@ from subsetctl.spec import Spec, fingerprint_dump, neutralized, with_neutral_val
 #: how `plan` names a stage's kept results (:meth:`Pipeline._kept_candidates`), by where they wait
 KEPT_WHAT = {
     "set-aside": "its results, set aside by a run with other inputs that stopped before finishing,",
-    "previous": "its previous results (kept when a run with other inputs replaced them)",
+    "previous": "its results from an earlier run with these inputs (kept when a run with other inputs replaced them)",
 }
 #: what `plan` says of a stage whose kept results (:meth:`Pipeline._kept_matching`) `run` puts back
 KEPT_REASONS = {
@@ -891,7 +891,7 @@ class Pipeline:
             reasons = []
             missing: list[str] = []
             conditional_aside = False
-            kept = self._kept_matching(stage, fp, inputs) if stage.name not in force else None
+            kept = self._kept_matching(stage, fp, inputs) if stage.name not in force else None  # (where, manifest, folder)
             if kept is not None:  # `run` puts them back instead of running the stage
                 manifest = kept[1]
                 state, reasons = "up to date", [KEPT_REASONS[kept[0]]]
@@ -1240,7 +1240,7 @@ class Pipeline:
         statuses = planned()
         if puts_back(statuses) and (held := self._shard_preparation_lock(lambda: puts_back(planned()))) is not None:
             with held:  # shard runs never move folders themselves
-                self.project.finish_interrupted_moves(self.spec.project.keep_previous)
+                self.project.finish_interrupted_moves(self.spec.project.previous_sets)
                 self._put_back_kept_until(until="gradients")
             statuses = planned()
         if prepares(statuses) and (held := self._shard_preparation_lock(lambda: prepares(planned()))) is not None:
@@ -1328,8 +1328,8 @@ class Pipeline:
         digests: dict[str, str | None] = {}
         ran = False  # whether a stage ran in this run (a stage showing their seconds runs again)
         if not shared:
-            self.project.finish_interrupted_moves(self.spec.project.keep_previous)
-            if not self.spec.project.keep_previous:  # switched off: the disk they take is wanted back
+            self.project.finish_interrupted_moves(self.spec.project.previous_sets)
+            if not self.spec.project.previous_sets:  # switched off: the disk they take is wanted back
                 self.project.drop_previous()
         for stage in self.stages:
             if not stage.enabled(self.spec):
@@ -1354,6 +1354,8 @@ class Pipeline:
                 ran = True
             if until is not None and stage.name == until:
                 break
+        if not shared:  # a lowered keep_previous: the oldest sets beyond it go, once those the spec matches are back
+            self.project.limit_all_previous(self.spec.project.previous_sets)
         return results
 
     def _still_up_to_date(self, stage: Stage, manifest: dict[str, Any] | None, fp: str | None,
@@ -1446,23 +1448,24 @@ class Pipeline:
             stage_options = {**options, "forced": True}
         return self._run_stage(stage, fp, inputs, stage_options, on_stage, shared)
 
-    def _kept_candidates(self, stage: Stage, fp: str | None, inputs: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    def _kept_candidates(self, stage: Stage, fp: str | None,
+                         inputs: dict[str, Any]) -> list[tuple[str, dict[str, Any], Path]]:
         """The finished results of ``stage`` kept out of its folder that could stand for it:
         set-aside ones ("set-aside") when it has no committed results of its own, previous
-        ones ("previous") when it has none matching ``fp``, each with its manifest."""
-        out: list[tuple[str, dict[str, Any]]] = []
+        sets ("previous", the most recent first) when it has none matching ``fp``, each with
+        its manifest and folder."""
+        out: list[tuple[str, dict[str, Any], Path]] = []
         if not stage.keeps_results:
             return out
         own = self.project.read_committed_manifest(stage.name)  # a damaged manifest is no commit
         aside = self.project.read_set_aside_manifest(stage.name) if own is None else None
         if aside is not None:
-            out.append(("set-aside", aside))
+            out.append(("set-aside", aside, self.project.set_aside_dir(stage.name)))
         own_matches = own is not None and self._fingerprint_matches(stage, own, fp, inputs)
         # with keep_previous off, `run` deletes them before it starts: they never come back
-        wanted = self.spec.project.keep_previous and not own_matches
-        previous = self.project.read_previous_manifest(stage.name) if wanted else None
-        if previous is not None:
-            out.append(("previous", previous))
+        wanted = bool(self.spec.project.previous_sets) and not own_matches
+        out += [("previous", manifest, folder)
+                for folder, manifest in (self.project.read_previous_manifests(stage.name) if wanted else [])]
         return out
 
     def _keep_other_inputs_results(self, stage: Stage, fp: str | None, inputs: dict[str, Any]) -> None:
@@ -1471,36 +1474,33 @@ class Pipeline:
         results it replaces), not deleted; set-aside results of these very inputs are
         dropped (forced means recomputed, and an interrupted forced run must not have
         them put back over its partial work)."""
-        keep = self.spec.project.keep_previous and stage.keeps_results
+        keep = self.spec.project.previous_sets if stage.keeps_results else 0
         own = self.project.read_committed_manifest(stage.name)
         if keep and own is not None and not self._fingerprint_matches(stage, own, fp, inputs):
-            self.project.previous_dir(stage.name).parent.mkdir(parents=True, exist_ok=True)
-            replace_dir(self.project.stage_dir(stage.name), self.project.previous_dir(stage.name))
+            self.project.add_previous(stage.name, self.project.stage_dir(stage.name), keep)
         aside = self.project.read_set_aside_manifest(stage.name)
         if keep and aside is not None and not self._fingerprint_matches(stage, aside, fp, inputs):
-            self.project.keep_as_previous(stage.name)
+            self.project.keep_as_previous(stage.name, keep)
         else:
             self.project.drop_set_aside(stage.name)
 
-    def _kept_folder(self, stage: Stage, where: str) -> Path:
-        return self.project.set_aside_dir(stage.name) if where == "set-aside" else self.project.previous_dir(stage.name)
-
-    def _kept_matching(self, stage: Stage, fp: str | None, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    def _kept_matching(self, stage: Stage, fp: str | None,
+                       inputs: dict[str, Any]) -> tuple[str, dict[str, Any], Path] | None:
         """Where (``"set-aside"`` or ``"previous"``) kept results of ``stage`` made with the
-        current inputs are, and their manifest; None when there are none, or their files
-        fail their checksums."""
+        current inputs are, their manifest and folder; None when there are none, or their
+        files fail their checksums."""
         if fp is None:
             return None
-        for where, manifest in self._kept_candidates(stage, fp, inputs):
-            if self._kept_usable(stage, where, manifest, fp, inputs):
-                return where, manifest
+        for where, manifest, folder in self._kept_candidates(stage, fp, inputs):
+            if self._kept_usable(stage, folder, manifest, fp, inputs):
+                return where, manifest, folder
         return None
 
-    def _kept_usable(self, stage: Stage, where: str, manifest: dict[str, Any], fp: str,
+    def _kept_usable(self, stage: Stage, folder: Path, manifest: dict[str, Any], fp: str,
                      inputs: dict[str, Any]) -> bool:
-        """Whether kept results were made with inputs ``fp`` and their files pass their checksums."""
+        """Whether kept results (in ``folder``) were made with inputs ``fp`` and their files pass their checksums."""
         return (self._fingerprint_matches(stage, manifest, fp, inputs)
-                and not verify_checksums(self._kept_folder(stage, where), manifest.get("artifacts", {})))
+                and not verify_checksums(folder, manifest.get("artifacts", {})))
 
     def _kept_if_upstream_as_before(self, stage: Stage, inputs: dict[str, Any],
                                     rerun: set[str]) -> tuple[str, list[str]] | None:
@@ -1512,12 +1512,12 @@ class Pipeline:
         waiting = [up for up in stage.after if up in rerun and inputs["upstream"].get(up, "") is None]
         if not waiting:
             return None
-        for where, manifest in self._kept_candidates(stage, None, inputs):
+        for where, manifest, folder in self._kept_candidates(stage, None, inputs):
             recorded = manifest.get("inputs", {}).get("upstream", {})
             supposed = {**inputs, "upstream": {**inputs["upstream"], **{up: recorded.get(up) for up in waiting}}}
             if any(v is None for v in supposed["upstream"].values()):
                 continue
-            if self._kept_usable(stage, where, manifest, fingerprint(supposed), supposed):
+            if self._kept_usable(stage, folder, manifest, fingerprint(supposed), supposed):
                 return where, waiting
         return None
 
@@ -1549,12 +1549,13 @@ class Pipeline:
                                "when a run with other inputs stopped before finishing)[/dim]")
             return True
         own = self.project.read_manifest(stage.name)
-        keep = self.spec.project.keep_previous
+        keep = self.spec.project.previous_sets
         partial = own is None and self.project.stage_dir(stage.name).exists()
-        self.project.swap_in_previous(stage.name, keep_current=keep and own is not None and not own.get("corrupt"))
-        if keep and own is None:  # finished results a failed run set aside are the previous ones now
-            self.project.keep_as_previous(stage.name)
-        self.reporter.info(f"[dim]{stage.name}: its previous results match the spec again; put back instead of "
+        self.project.swap_in_previous(stage.name, kept[2], keep_current=bool(keep) and own is not None
+                                      and not own.get("corrupt"), keep=keep)
+        if keep and own is None:  # finished results a failed run set aside are previous ones now
+            self.project.keep_as_previous(stage.name, keep)
+        self.reporter.info(f"[dim]{stage.name}: its results from an earlier run match the spec again; put back instead of "
                            "recomputed" + ("; discarding earlier partial work for other inputs" if partial else "")
                            + "[/dim]")
         return True
@@ -1718,8 +1719,8 @@ class Pipeline:
             "resolved_spec": resolved_spec,  # .subsetctl/specs/<this>.json
         }
         self.project.write_manifest(stage.name, manifest, artifacts)
-        if self.spec.project.keep_previous and stage.keeps_results:  # the results this run replaced: put back if the spec returns to them
-            self.project.keep_as_previous(stage.name)
+        if self.spec.project.previous_sets and stage.keeps_results:  # the results this run replaced: put back if the spec returns to them
+            self.project.keep_as_previous(stage.name, self.spec.project.previous_sets)
         else:
             self.project.drop_set_aside(stage.name)
         return manifest

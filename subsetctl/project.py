@@ -782,45 +782,107 @@ class Project:
         return read_json_object(self.set_aside_dir(stage) / MANIFEST)
 
     def previous_dir(self, stage: str) -> Path:
-        """Where a stage's previous finished results are kept once a run with other inputs
-        has replaced them (``project.keep_previous``): going back to their inputs puts
-        them back instead of recomputing them."""
+        """The folder of a stage's previous finished results (``project.keep_previous``):
+        each set of results a run with other inputs replaced waits in a subfolder named by
+        its inputs fingerprint (content-addressed: the same inputs kept twice are one set),
+        so that going back to any of them puts it back instead of computing it again."""
         return self.state_dir / PREVIOUS_DIRNAME / stage
 
-    def read_previous_manifest(self, stage: str) -> dict[str, Any] | None:
-        """The manifest of ``stage``'s previous results, or None (none, or unreadable)."""
-        return read_json_object(self.previous_dir(stage) / MANIFEST)
+    def previous_sets(self, stage: str) -> list[Path]:
+        """The folders of ``stage``'s previous result sets, the most recently kept first
+        (a set's folder is dated when it is kept). A previous folder with a manifest of its
+        own is the one set an earlier subsetctl kept there."""
+        folder = self.previous_dir(stage)
+        if (folder / MANIFEST).is_file():
+            return [folder]
+        dated = []
+        for child in folder.iterdir() if folder.is_dir() else []:
+            with contextlib.suppress(OSError):
+                if not child.name.startswith(".") and child.is_dir():
+                    dated.append((child.stat().st_mtime_ns, child.name, child))
+        return [child for _, _, child in sorted(dated, reverse=True)]
 
-    def keep_as_previous(self, stage: str) -> None:
+    def read_previous_manifests(self, stage: str) -> list[tuple[Path, dict[str, Any]]]:
+        """Each previous result set of ``stage`` (:meth:`previous_sets`) with its manifest,
+        the most recent first; sets whose manifest is missing or unreadable are left out."""
+        return [(folder, manifest) for folder in self.previous_sets(stage)
+                if (manifest := read_json_object(folder / MANIFEST)) is not None]
+
+    def keep_as_previous(self, stage: str, keep: int = 1) -> None:
         """Once a run with other inputs has committed ``stage``: its set-aside results (the
-        ones it replaced) become the stage's previous results, replacing older ones."""
+        ones it replaced) become one of the stage's previous result sets, of which the
+        ``keep`` most recent are kept (the oldest are deleted)."""
         aside = self.set_aside_dir(stage)
         if (aside / MANIFEST).is_file():
-            self.previous_dir(stage).parent.mkdir(parents=True, exist_ok=True)
-            replace_dir(aside, self.previous_dir(stage))
+            self.add_previous(stage, aside, keep)
         self.drop_set_aside(stage)
 
-    def swap_in_previous(self, stage: str, keep_current: bool) -> None:
-        """Put ``stage``'s previous results in its folder. Its current finished results
-        become the previous ones when ``keep_current`` (else, and unfinished work always,
-        are deleted). Three renames; :meth:`recover_swaps` completes one a crash cut short."""
-        previous, current = self.previous_dir(stage), self.stage_dir(stage)
+    def add_previous(self, stage: str, folder: Path, keep: int) -> None:
+        """Move ``folder`` (finished results of ``stage``) in among its previous result sets,
+        under its inputs fingerprint (replacing a set of the same inputs), dated now; then
+        keep the ``keep`` most recent sets only."""
+        self._previous_as_sets(stage)
+        manifest = read_json_object(folder / MANIFEST) or {}
+        key = str(manifest.get("fingerprint") or "")
+        key = key[:16] if re.fullmatch(r"[0-9A-Za-z_-]+", key) else f"unknown-{os.getpid()}-{time.time_ns()}"
+        target = self.previous_dir(stage) / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        replace_dir(folder, target)
+        os.utime(target)  # a rename leaves its date as it was: the set is dated by when it was kept
+        self.limit_previous(stage, keep)
+
+    def limit_previous(self, stage: str, keep: int) -> None:
+        """Delete ``stage``'s previous result sets but the ``keep`` most recent ones."""
+        for old in self.previous_sets(stage)[max(keep, 0):]:
+            shutil.rmtree(old, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            self.previous_dir(stage).rmdir()  # none left
+        with contextlib.suppress(OSError):
+            (self.state_dir / PREVIOUS_DIRNAME).rmdir()
+
+    def limit_all_previous(self, keep: int) -> None:
+        """:meth:`limit_previous` for every stage (``project.keep_previous`` lowered)."""
+        folder = self.state_dir / PREVIOUS_DIRNAME
+        for child in sorted(folder.iterdir()) if folder.is_dir() else []:
+            if not child.name.startswith(".") and child.is_dir():
+                self.limit_previous(child.name, keep)
+
+    def _previous_as_sets(self, stage: str) -> None:
+        """Move the one previous set an earlier subsetctl kept in ``stage``'s previous folder
+        itself into a subfolder of it, as the sets are kept now. Two renames: a kill between
+        them leaves the hidden folder that :meth:`recover_swaps` moves in."""
+        folder = self.previous_dir(stage)
+        moving = folder.parent / f".{stage}.sets"
+        if (folder / MANIFEST).is_file():
+            os.replace(folder, moving)
+        if moving.is_dir():
+            folder.mkdir(parents=True, exist_ok=True)
+            key = str((read_json_object(moving / MANIFEST) or {}).get("fingerprint") or "earlier")[:16]
+            os.replace(moving, folder / (key if re.fullmatch(r"[0-9A-Za-z_-]+", key) else "earlier"))
+
+    def swap_in_previous(self, stage: str, kept: Path, keep_current: bool, keep: int = 1) -> None:
+        """Put ``stage``'s previous result set ``kept`` (one of :meth:`previous_sets`) in its
+        folder. Its current finished results become a previous set when ``keep_current``
+        (else, and unfinished work always, are deleted); the ``keep`` most recent sets are
+        kept. Three renames; :meth:`recover_swaps` completes one a crash cut short."""
+        current = self.stage_dir(stage)
         swap = self._swap_dir(stage)
         self.recover_swaps()  # a swap a kill cut short holds results: completed, never deleted
         if current.exists():
             os.replace(current, swap)
-        os.replace(previous, current)
+        os.replace(kept, current)
         if swap.exists() and keep_current and (swap / MANIFEST).is_file():
-            os.replace(swap, previous)
+            self.add_previous(stage, swap, keep)
         else:
             shutil.rmtree(swap, ignore_errors=True)
+        self.limit_previous(stage, keep)
         self.tidy_set_aside()
 
-    def finish_interrupted_moves(self, keep_previous: bool) -> None:
+    def finish_interrupted_moves(self, keep_previous: int) -> None:
         """Complete what a run killed between two renames left (`run` calls this first,
         under the lock): a cut-short :meth:`swap_in_previous`; set-aside results of a stage
         that has committed since (killed before :meth:`keep_as_previous`), which become its
-        previous ones (or are dropped, ``keep_previous`` off); and the old folders
+        previous ones (or are dropped, ``keep_previous`` 0: the sets kept per stage); and the old folders
         :func:`replace_dir` had renamed aside and not yet deleted (always ones being
         replaced, so safe to delete). Set-aside results of a stage whose manifest is
         damaged stay set aside: that stage has not committed, and they may be its only
@@ -830,10 +892,11 @@ class Project:
         for aside in sorted(folder.iterdir()) if folder.is_dir() else []:
             if aside.is_dir() and not aside.name.startswith(".") and self.read_committed_manifest(aside.name):
                 if keep_previous:
-                    self.keep_as_previous(aside.name)
+                    self.keep_as_previous(aside.name, keep_previous)
                 else:
                     self.drop_set_aside(aside.name)
-        for pattern in (f"{SET_ASIDE_DIRNAME}/.*.old-*", f"{PREVIOUS_DIRNAME}/.*.old-*", ".*.old-*"):
+        for pattern in (f"{SET_ASIDE_DIRNAME}/.*.old-*", f"{PREVIOUS_DIRNAME}/.*.old-*", f"{PREVIOUS_DIRNAME}/*/.*.old-*",
+                        ".*.old-*"):
             for old in self.state_dir.glob(pattern):
                 shutil.rmtree(old, ignore_errors=True)
         self.tidy_set_aside()
@@ -862,20 +925,23 @@ class Project:
 
     def recover_swaps(self) -> None:
         """Complete a :meth:`swap_in_previous` that a crash or kill cut short: the stage's
-        results, out of its folder for an instant, are never lost."""
+        results, out of its folder for an instant, are never lost (nor an earlier
+        subsetctl's previous set being moved into a subfolder, :meth:`_previous_as_sets`)."""
         folder = self.state_dir / PREVIOUS_DIRNAME
+        for moving in sorted(folder.glob(".*.sets")) if folder.is_dir() else []:
+            self._previous_as_sets(moving.name[1:-len(".sets")])
         for swap in sorted(folder.glob(".*.swap")) if folder.is_dir() else []:
             stage = swap.name[1:-len(".swap")]
             if not self.stage_dir(stage).exists():  # cut before the previous results went in
                 os.replace(swap, self.stage_dir(stage))
-            elif not self.previous_dir(stage).exists():  # cut before the current became previous
-                os.replace(swap, self.previous_dir(stage))
+            elif (swap / MANIFEST).is_file():  # cut before the current results became a previous set
+                self.add_previous(stage, swap, len(self.previous_sets(stage)) + 1)
             else:
                 shutil.rmtree(swap, ignore_errors=True)
 
     def kept_bytes(self) -> dict[str, int]:
         """Disk taken by what the project keeps besides its current results, for `plan`:
-        ``previous`` (:meth:`previous_dir`, less files hard-linked into the stage folders),
+        ``previous`` (:meth:`previous_sets`, less files hard-linked into the stage folders),
         ``set_aside`` and ``cache``. Each file is counted once however many links it has."""
         seen: set[tuple[int, int]] = set()
 
@@ -1008,7 +1074,8 @@ class Project:
         names it. Returns how many were deleted."""
         named = set()
         for manifest in (*self.state_dir.glob(f"*/{MANIFEST}"), *self.state_dir.glob(f"{SET_ASIDE_DIRNAME}/*/{MANIFEST}"),
-                         *self.state_dir.glob(f"{PREVIOUS_DIRNAME}/*/{MANIFEST}")):
+                         *self.state_dir.glob(f"{PREVIOUS_DIRNAME}/*/{MANIFEST}"),
+                         *self.state_dir.glob(f"{PREVIOUS_DIRNAME}/*/*/{MANIFEST}")):
             digest = (read_json_object(manifest) or {}).get("resolved_spec")
             if isinstance(digest, str):
                 named.add(f"{digest}.json")

@@ -1252,9 +1252,10 @@ def test_kept_line_names_each_large_kind_and_what_frees_it() -> None:
     assert _kept_line(kept(999_999, 999_999, 999_999)) is None  # under 1 MB each: not worth a line
     line = _kept_line(kept(previous=1_234_000_000, set_aside=3_000_000))
     assert line == ("Kept on disk: 1.2 GB of previous results in .subsetctl/.previous (to go back without "
-                    "recomputing; `project.keep_previous: false` frees it); 3.0 MB set aside by a run that did "
+                    "recomputing; up to 3 sets a stage; `project.keep_previous: false` frees it, a lower number "
+                    "some of it); 3.0 MB set aside by a run that did "
                     "not finish.")
-    line = _kept_line(kept(previous=5_000_000), keep_previous=False)
+    line = _kept_line(kept(previous=5_000_000), keep_previous=0)
     assert "5.0 MB of previous results" in line and "the next `run` deletes it" in line
 
 

@@ -29,10 +29,10 @@ def test_going_back_to_earlier_inputs_puts_the_previous_results_back(tiny_projec
     first = _store(project).read_bytes()
     assert _actions(run_project(tiny_project, until="gradients", overrides=["gradients.d=8"]))["gradients"] == "ran"
     second = _store(project).read_bytes()
-    assert second != first and (project.previous_dir("gradients") / "manifest.json").is_file()
+    assert second != first and len(project.read_previous_manifests("gradients")) == 1
     statuses = {s.name: s for s in plan_project(tiny_project, until="gradients")[2]}
     assert statuses["gradients"].state == "up to date" and not statuses["gradients"].will_run
-    assert "previous results" in statuses["gradients"].reasons[0]
+    assert "results from an earlier run" in statuses["gradients"].reasons[0]
     assert _actions(run_project(tiny_project, until="gradients"))["gradients"] == "up to date"
     assert _store(project).read_bytes() == first
     # the d=8 results are the previous ones now: back and forth costs nothing
@@ -92,7 +92,7 @@ def test_damaged_previous_results_are_not_put_back(tiny_project_ran) -> None:
     tiny_project = tiny_project_ran("gradients")
     project = Project(tiny_project)
     run_project(tiny_project, until="gradients", overrides=["gradients.d=8"])
-    kept = project.previous_dir("gradients") / "store" / "features.npy"
+    kept = project.previous_sets("gradients")[0] / "store" / "features.npy"
     data = bytearray(kept.read_bytes())
     data[-1] ^= 0xFF
     kept.write_bytes(bytes(data))
@@ -182,7 +182,7 @@ def test_plan_says_what_the_kept_results_take_on_disk(tiny_project_ran) -> None:
     store = sum(p.stat().st_size for p in project.previous_dir("gradients").rglob("*") if p.is_file())
     assert project.kept_bytes()["previous"] == store > 0
     # a file linked into the current results counts once, there
-    linked = project.previous_dir("gradients") / "store" / "features.npy"
+    linked = project.previous_sets("gradients")[0] / "store" / "features.npy"
     os.link(linked, project.stage_dir("gradients") / "extra-link")
     assert project.kept_bytes()["previous"] == store - linked.stat().st_size
     line = _kept_line(SimpleNamespace(kept_bytes=lambda: {"previous": 2_500_000_000, "set_aside": 0, "cache": 3_000}))
@@ -225,7 +225,7 @@ def test_a_kill_between_commit_and_keeping_the_replaced_results_loses_nothing(ti
     sixteen = _store(project).read_bytes()
     real = Project.keep_as_previous
 
-    def killed(self, stage):
+    def killed(self, stage, keep=1):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(Project, "keep_as_previous", killed)
@@ -309,3 +309,80 @@ def test_plan_of_a_stage_stopped_partway_after_setting_results_aside_says_it_res
     gradients = {s.name: s for s in plan_project(tiny_project, ["gradients.d=8"], until="gradients")[2]}["gradients"]
     assert gradients.state == "unfinished", gradients.reasons
     assert "resumes" in " ".join(gradients.reasons) and "anew" not in " ".join(gradients.reasons)
+
+
+def test_going_back_two_settings_puts_every_stage_back(tiny_project_ran) -> None:
+    """An ablation: meta_init.steps 4, then 2, then 3, then 4 again. One previous set per
+    stage kept the steps=3 results only: the last run trained meta_init and computed the
+    gradients again."""
+    tiny_project = tiny_project_ran("gradients")
+    project = Project(tiny_project)
+    first = _store(project).read_bytes()
+    for steps in (2, 3):
+        actions = _actions(run_project(tiny_project, until="gradients", overrides=[f"meta_init.steps={steps}"]))
+        assert actions["meta_init"] == actions["gradients"] == "ran"
+    statuses = {s.name: s for s in plan_project(tiny_project, until="gradients")[2]}
+    assert statuses["meta_init"].put_back and statuses["gradients"].put_back
+    assert not statuses["meta_init"].will_run and not statuses["gradients"].will_run
+    results = {r["stage"]: r for r in run_project(tiny_project, until="gradients")}
+    assert all(results[name]["action"] == "up to date" and results[name].get("put_back")
+               for name in ("meta_init", "gradients")), results
+    assert _store(project).read_bytes() == first
+    assert len(project.previous_sets("meta_init")) == len(project.previous_sets("gradients")) == 2  # steps 2 and 3
+
+
+def test_the_oldest_previous_sets_go_beyond_keep_previous(tiny_project_ran) -> None:
+    """keep_previous: 2 and four settings of gradients.d: the first is dropped, the two
+    after it are put back; lowering the number drops the oldest beyond it, but not before
+    one the spec asks for is put back (as `plan` promised)."""
+    tiny_project = tiny_project_ran("gradients")
+    project = Project(tiny_project)
+    two = ["project.keep_previous=2"]
+    stores = {}
+    for d in (8, 12, 4):
+        run_project(tiny_project, until="gradients", overrides=[f"gradients.d={d}", *two])
+        stores[d] = _store(project).read_bytes()
+    assert len(project.previous_sets("gradients")) == 2  # d=8 and d=12: the d=16 set went first
+    statuses = {s.name: s for s in plan_project(tiny_project, two, until="gradients")[2]}
+    assert statuses["gradients"].will_run and not statuses["gradients"].put_back
+    for d in (8, 12):
+        statuses = {s.name: s for s in plan_project(tiny_project, [f"gradients.d={d}", *two], until="gradients")[2]}
+        assert statuses["gradients"].put_back, d
+    # the oldest set, asked for with a lower limit: put back first, then the limit drops the d=12 set
+    actions = _actions(run_project(tiny_project, until="gradients", overrides=["gradients.d=8", "project.keep_previous=1"]))
+    assert actions["gradients"] == "up to date" and _store(project).read_bytes() == stores[8]
+    assert len(project.previous_sets("gradients")) == 1  # d=4's, just kept
+    actions = _actions(run_project(tiny_project, until="gradients", overrides=["gradients.d=12", "project.keep_previous=1"]))
+    assert actions["gradients"] == "ran"
+
+
+def test_previous_results_an_earlier_subsetctl_kept_are_put_back(tiny_project_ran) -> None:
+    """The one previous set an earlier subsetctl kept in .previous/<stage> itself is put
+    back, and kept among the sets once a run adds another."""
+    tiny_project = tiny_project_ran("gradients")
+    project = Project(tiny_project)
+    first = _store(project).read_bytes()
+    run_project(tiny_project, until="gradients", overrides=["gradients.d=8"])
+    (only,) = project.previous_sets("gradients")
+    os.replace(only, project.state_dir / "moved")
+    shutil.rmtree(project.previous_dir("gradients"))
+    os.replace(project.state_dir / "moved", project.previous_dir("gradients"))  # the earlier layout
+    assert project.previous_sets("gradients") == [project.previous_dir("gradients")]
+    run_project(tiny_project, until="gradients", overrides=["gradients.d=4"])  # d=8 kept as it was, and d=4's
+    assert len(project.previous_sets("gradients")) == 2
+    assert not (project.previous_dir("gradients") / "manifest.json").exists()
+    assert _actions(run_project(tiny_project, until="gradients"))["gradients"] == "up to date"
+    assert _store(project).read_bytes() == first
+
+
+def test_keep_previous_takes_true_false_or_a_count() -> None:
+    from pydantic import ValidationError
+
+    from subsetctl.spec.models import DEFAULT_PREVIOUS_SETS, ProjectSpec
+
+    assert ProjectSpec(keep_previous=True).previous_sets == DEFAULT_PREVIOUS_SETS
+    assert ProjectSpec(keep_previous=False).previous_sets == ProjectSpec(keep_previous=0).previous_sets == 0
+    assert ProjectSpec(keep_previous=1).previous_sets == ProjectSpec(keep_previous="1").previous_sets == 1
+    with pytest.raises(ValidationError) as refused:
+        ProjectSpec(keep_previous=-1)
+    assert refused.value.error_count() == 1 and "a whole number from 0 to 100" in str(refused.value)

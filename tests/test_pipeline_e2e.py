@@ -789,7 +789,7 @@ def test_sources_are_not_reused_from_damaged_results(tiny_project_ran) -> None:
 
     tiny_project = tiny_project_ran("data")
     run_project(tiny_project, until="data", overrides=["project.seed=5"])  # the seed-0 data kept as previous
-    previous = Project(tiny_project).previous_dir("data")
+    previous = Project(tiny_project).previous_sets("data")[0]
     arrow = next((previous / "a").rglob("*.arrow"))
     damaged = bytearray(arrow.read_bytes())
     damaged[len(damaged) // 2] ^= 0xFF

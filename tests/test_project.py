@@ -749,9 +749,10 @@ def test_the_stages_share_one_stored_resolved_spec_and_unkept_ones_are_pruned(js
     assert [p.name for p in specs.iterdir()] == [f"{first}.json"]
     assert not (project.stage_dir("data") / "resolved_spec.json").exists()
     assert project.resolved_spec("data")["project"]["seed"] == 0
-    run_project(jsonl_project, until="data", overrides=["project.seed=1"])  # seed 0's results kept as previous
+    one = ["project.keep_previous=1"]  # one earlier set kept per stage
+    run_project(jsonl_project, until="data", overrides=["project.seed=1", *one])  # seed 0's results kept as previous
     assert len(list(specs.iterdir())) == 2 and project.resolved_spec("data")["project"]["seed"] == 1
-    run_project(jsonl_project, until="data", overrides=["project.seed=2"])  # seed 0's results are gone now
+    run_project(jsonl_project, until="data", overrides=["project.seed=2", *one])  # seed 0's results are gone now
     assert f"{first}.json" not in {p.name for p in specs.iterdir()} and len(list(specs.iterdir())) == 2
     # an earlier subsetctl's stage folder: its own copy, no name in its manifest
     manifest_path = project.stage_dir("data") / "manifest.json"

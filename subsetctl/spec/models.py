@@ -116,17 +116,23 @@ def _is_number_type(annotation: Any) -> bool:
 # --------------------------------------------------------------------------- project
 
 
+#: the earlier result sets a stage keeps with ``project.keep_previous: true``
+DEFAULT_PREVIOUS_SETS = 3
+
+
 class ProjectSpec(StrictModel):
     name: str = Field("subsetctl-project", description="Project name, shown in reports.")
     # torch takes seeds below 2**64, and fine-tunes add their seed index (`finetune.seeds` at most 100,
     # `verify.repeats` 10): 2**63 and above ran, so projects seeded there stay valid
     seed: int = Field(0, ge=0, le=2**64 - 100, description="Global seed; stages derive their seeds from it.")
-    keep_previous: bool = Field(
+    keep_previous: bool | Annotated[int, Field(ge=0, le=100)] = Field(
         True,
-        description="Keep each stage's previous results (one set per stage, under .subsetctl/.previous) when a "
-        "run with other inputs replaces them, so that going back to those inputs (gradients.d: 32, then 16 "
-        "again) puts them back instead of recomputing them. Costs up to one more copy of each stage's "
-        "files on disk; false deletes them when `run` next starts.",
+        description="How many earlier result sets each stage keeps (under .subsetctl/.previous, by their inputs) "
+        "when runs with other inputs replace them, so that going back to any of those inputs (gradients.d: 32, "
+        "then 16, then 8, then 32 again) puts them back instead of computing them again: a number, the oldest "
+        f"dropped first; true is {DEFAULT_PREVIOUS_SETS}, false (or 0) keeps none and deletes those kept when "
+        "`run` next starts. Each set costs up to one more copy of the stage's files on disk (the gradient store "
+        "can take gigabytes; `plan` says how much they take).",
     )
     cache_limit_gb: float | None = Field(
         None,
@@ -136,6 +142,27 @@ class ProjectSpec(StrictModel):
         "deleted until they fit (never those this run used). A deleted entry is only computed again if "
         "asked for. Unset: no limit (`plan` says how much they take).",
     )
+
+    @field_validator("keep_previous", mode="before")
+    @classmethod
+    def _true_false_or_a_count(cls, value: Any) -> Any:
+        """One clear problem for a value that is neither a boolean nor a count (pydantic
+        named one per member of the union, "keep_previous.bool: Input should be a valid
+        boolean" for -1); a count written as text ("1") is that count, not true."""
+        if isinstance(value, str) and re.fullmatch(r"\s*[0-9]+\s*", value):
+            value = int(value)
+        if isinstance(value, bool) or (isinstance(value, int) and 0 <= value <= 100):
+            return value
+        raise ValueError(f"keep_previous must be true, false or how many earlier result sets each stage keeps, "
+                         f"a whole number from 0 to 100 (got {value!r})")
+
+    @property
+    def previous_sets(self) -> int:
+        """How many earlier result sets each stage keeps (``keep_previous``: a number, or true
+        for :data:`DEFAULT_PREVIOUS_SETS`, false for none)."""
+        if isinstance(self.keep_previous, bool):
+            return DEFAULT_PREVIOUS_SETS if self.keep_previous else 0
+        return self.keep_previous
 
     @field_validator("name")
     @classmethod

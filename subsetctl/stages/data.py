@@ -73,12 +73,12 @@ class DataStage(Stage):
 
     def _intact_earlier_results(self, project: Project) -> list[Path]:
         """The folders of this stage's results of other inputs (set aside while this run
-        replaces them, and the previous ones) whose files pass their checksums: sources
+        replaces them, and the previous sets) whose files pass their checksums: sources
         are reused from these only."""
         from subsetctl.project import verify_checksums
 
         kept = [(project.set_aside_dir(self.name), project.read_set_aside_manifest(self.name)),
-                (project.previous_dir(self.name), project.read_previous_manifest(self.name))]
+                *project.read_previous_manifests(self.name)]
         return [folder for folder, manifest in kept
                 if manifest is not None and not verify_checksums(folder, manifest.get("artifacts", {}))]
 
