@@ -77,8 +77,9 @@ def test_verify_repeats_on_a_tiny_model(tiny_project: Path) -> None:
 
 def test_verify_reuses_finished_fine_tunes_when_its_settings_change(tiny_project: Path) -> None:
     """Raising k keeps the runs already done (the stage folder is reset, the run cache is
-    not); a changed learning rate is a different run and is not reused."""
-    from subsetctl.api import run_project
+    not); a changed learning rate is a different run and is not reused. `plan` says how
+    many the cache holds."""
+    from subsetctl.api import plan_project, run_project
 
     base = ["verify.enabled=true", "verify.steps=2", "verify.batch_size=4", "verify.kinds=[ce]",
             "finetune.enabled=false", "calibrate.lambda_grid=[1.0]"]
@@ -94,10 +95,14 @@ def test_verify_reuses_finished_fine_tunes_when_its_settings_change(tiny_project
     run_project(tiny_project, [*base, "verify.k=3"], until="verify")
     first = results()
     assert verify_summary()["reused"] == 0 and len(first) == 3
+    verify = {s.name: s for s in plan_project(tiny_project, [*base, "verify.k=4"], until="verify")[2]}["verify"]
+    assert verify.work is not None and verify.work.endswith("; 3 of 4 cached, reused"), verify.work  # said none
     run_project(tiny_project, [*base, "verify.k=4"], until="verify")
     second = results()
     assert verify_summary()["reused"] == 3 and len(second) == 4
     assert all(second[key] == value for key, value in first.items())
+    lr = {s.name: s for s in plan_project(tiny_project, [*base, "verify.k=4", "verify.lr_ce=0.003"], until="verify")[2]}
+    assert lr["verify"].work is not None and lr["verify"].work.endswith("; 0 of 4 cached, reused"), lr["verify"].work
     run_project(tiny_project, [*base, "verify.k=4", "verify.lr_ce=0.003"], until="verify")
     assert verify_summary()["reused"] == 0
 

@@ -23,14 +23,17 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from subsetctl import RESULTS_VERSION
+from subsetctl.errors import UserError
 from subsetctl.pipeline import StageContext
-from subsetctl.project import atomic_write_json, fingerprint, touch
+from subsetctl.project import Project, atomic_write_json, fingerprint, touch
+from subsetctl.reporter import SilentReporter
 from subsetctl.spec import Spec
 from subsetctl.stages import common
 
@@ -95,6 +98,31 @@ class VerifyStage(common.ModelStage):
         return (f"up to {runs} real fine-tunes ({k} subsets × {len(v.kinds)} kind{'s' if len(v.kinds) > 1 else ''}"
                 f"{f' × {v.repeats} repeats' if v.repeats > 1 else ''}) of {common.steps_work(v.steps, v.batch_size)}; "
                 + common.reused_unless_forced(forced, "those in the cache are reused"))
+
+    def planned_work(self, spec: Spec, forced: bool, project: Project, rerun: set[str]) -> str | None:
+        """:meth:`work`, saying how many of its fine-tunes the cache holds ("3 of 8 cached,
+        reused") when the stages that key them (data, meta_init) are not re-run: `plan` said
+        "those in the cache are reused", which told nothing of the hours the rest take.
+        Nothing on disk changes (no entry adopted, dropped or dated)."""
+        work = self.work(spec, forced)
+        if forced or any(name in rerun for name in self.after):
+            return work
+        # their results as they will be once `run` has put kept ones back (plan reads those)
+        manifests = {name: project.read_results_manifest(name) for name in self.after}
+        if any(not m or m.get("corrupt") or "output_digest" not in m for m in manifests.values()):
+            return work
+        ctx = StageContext(spec, project, SilentReporter(), project.stage_dir(self.name))
+        try:
+            cache = RunCache(ctx, upstream=lambda name: manifests[name])
+        except (UserError, OSError):  # the model's files cannot be read now: `run` says why
+            return work
+        v = spec.verify
+        subsets = verify_subsets(common.source_names(spec), v.k, spec.project.seed)
+        keys = [(kind, subset, spec.project.seed + repeat)
+                for repeat in range(v.repeats) for kind in v.kinds for subset in subsets]
+        cached = sum(cache.holds(*key) for key in keys)
+        head = work[:work.rindex("; ")] if "; " in work else work
+        return f"{head}; {cached} of {len(keys)} cached, reused"
 
     def enabled(self, spec: Any) -> bool:
         return bool(spec.verify.enabled)
@@ -198,15 +226,18 @@ class RunCache:
     depends on, in the project's state folder (outside the stage folder, which is reset
     when the verify settings change)."""
 
-    def __init__(self, ctx: StageContext) -> None:
+    def __init__(self, ctx: StageContext, upstream: Callable[[str], dict[str, Any]] | None = None) -> None:
+        """``upstream``: the manifest of an upstream stage by name (by default the one in its
+        folder; `plan` passes those `run` will put back)."""
         spec = ctx.spec
+        upstream = upstream or ctx.upstream_manifest
         self.reporter = ctx.reporter
         self.folder = ctx.project.state_dir.joinpath(*RUN_CACHE)
         self.spec = spec
         model, earlier = common.model_key(ctx)
         self.base = {
-            "theta_star": ctx.upstream_manifest("meta_init")["output_digest"],
-            "data": ctx.upstream_manifest("data")["output_digest"],
+            "theta_star": upstream("meta_init")["output_digest"],
+            "data": upstream("data")["output_digest"],
             **model,
             "grad_accum": 1,  # always 1 now; kept so runs cached before stay found
             "steps": spec.verify.steps,
@@ -222,6 +253,13 @@ class RunCache:
         lr = self.spec.verify.lr_ce if kind == "ce" else self.spec.verify.lr_surrogate
         key = fingerprint({**(base or self.base), "kind": kind, "subset": list(subset), "seed": seed, "lr": lr})
         return self.folder / f"{key}.json"
+
+    def holds(self, kind: str, subset: list[str], seed: int) -> bool:
+        """Whether the cache has an entry for this fine-tune (under today's key or one an
+        earlier subsetctl wrote), changing nothing: for `plan` (a damaged entry, which
+        :meth:`get` drops, counts)."""
+        paths = [self._path(kind, subset, seed), *(self._path(kind, subset, seed, b) for b in self.legacy_bases)]
+        return any(path.is_file() for path in paths)
 
     def get(self, kind: str, subset: list[str], seed: int) -> dict[str, Any] | None:
         path = self._path(kind, subset, seed)
