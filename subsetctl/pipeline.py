@@ -353,6 +353,12 @@ class Stage(ABC):
         old = neutralized({k: v for k, v in old.items() if k in shared}, spec.model.kind)  # as recorded before
         return [key for key in changed_keys(old, {k: v for k, v in new.items() if k in shared}) if key != self.switch]
 
+    def settings_not_taken(self, manifest: dict[str, Any]) -> tuple[str, ...]:
+        """Spec keys in the stage's recorded slice that the results of ``manifest`` did not
+        take, by what they record (a fallback the stage did not fall back to): the report's
+        "made with command-line overrides" line does not credit their overrides to it."""
+        return ()
+
     @abstractmethod
     def run(self, ctx: StageContext) -> dict[str, Any]:
         """Do the work, write artifacts into ``ctx.out_dir``, return a JSON summary."""

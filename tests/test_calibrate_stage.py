@@ -203,6 +203,8 @@ def test_a_new_lambda_grid_with_calibration_off_reruns_the_report_not_the_search
     on = ["calibrate.lambda_grid=[5.0]", "calibrate.enabled=true"]
     assert ran([*on, "estimate.lam=2.0"]) == ["calibrate", "report"]
     assert json.loads((tiny_project / ".subsetctl" / "search" / "selections.json").read_text()) == selections
+    # nor does the report say the results were made with estimate.lam=2.0 (it credited calibrate)
+    assert "estimate.lam=2.0" not in json.loads((tiny_project / "report.json").read_text()).get("overrides", {})
 
 
 def test_a_search_recorded_with_estimate_lam_stays_up_to_date(tiny_project) -> None:

@@ -968,6 +968,21 @@ def test_an_override_of_a_setting_the_stage_leaves_out_of_its_slice_did_not_make
     assert _overrides_read_by({**manifest, "inputs": {"slice": {"finetune": {"steps": 2}}}}) == []
 
 
+def test_an_estimate_lam_override_did_not_make_calibrate_results_whose_grid_chose_lambda() -> None:
+    """calibrate records estimate.lam (its fallback): the report credited `estimate.lam=2.0`
+    to calibrate also when calibration chose lambda from calibrate.lambda_grid, and the
+    results were those of the spec without the override."""
+    from subsetctl.report.build import _overrides_read_by
+    from subsetctl.stages.calibrate import CalibrateStage
+
+    manifest = {"overrides": ["estimate.lam=2.0", "calibrate.lambda_grid=[5.0]"],
+                "inputs": {"slice": {"estimate": {"lam": 2.0}, "calibrate": {"lambda_grid": [5.0]}}},
+                "summary": {"calibrated": True, "lambda": 5.0}}
+    assert _overrides_read_by(manifest, CalibrateStage()) == ["calibrate.lambda_grid=[5.0]"]
+    fallback = {**manifest, "summary": {"calibrated": False, "lambda": 2.0}}  # off, or too few fine-tunes
+    assert _overrides_read_by(fallback, CalibrateStage()) == ["estimate.lam=2.0", "calibrate.lambda_grid=[5.0]"]
+
+
 def test_the_terminal_report_names_its_project_as_report_md_does() -> None:
     """Pasted terminal output of `report` or `run` could not be matched to its run: only
     report.md's heading named the project."""

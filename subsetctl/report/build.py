@@ -204,13 +204,15 @@ def outdated_stages(project: Project, spec: Any = None) -> list[str]:
     return outdated
 
 
-def _overrides_read_by(manifest: dict[str, Any]) -> list[str]:
+def _overrides_read_by(manifest: dict[str, Any], stage: Any = None) -> list[str]:
     """The command-line overrides of the run that made a stage's results, as far as they
     set a spec key the stage reads (every stage a command runs records all of its
     overrides, also those of keys it never reads), and the stage read them as set: a
     stage that counts a key at its default in some settings (the search's verify.steps
     with the fast estimator, which replays no fine-tune) recorded the default, not the
-    override's value, and its results are not made with that override."""
+    override's value, and its results are not made with that override; nor with one of
+    a key the ``stage`` says those results did not take (:meth:`Stage.settings_not_taken`:
+    calibrate's estimate.lam when the grid chose lambda)."""
     from subsetctl.pipeline import flatten
     from subsetctl.spec import RESULT_NEUTRAL, override_keys, override_value, overrides_under, same_branch
 
@@ -219,6 +221,7 @@ def _overrides_read_by(manifest: dict[str, Any]) -> list[str]:
     if not isinstance(overrides, list) or not isinstance(recorded, dict):
         return []
     neutral = {f"{section}.{key}" for section, keys in RESULT_NEUTRAL.items() for key in keys}
+    neutral |= set(stage.settings_not_taken(manifest)) if stage is not None else set()
     settings = flatten(recorded)
 
     def read_as_set(key: str, item: str) -> bool:  # not: the stage recorded the default where it set another value
@@ -377,7 +380,7 @@ def results_overrides(project: Project, skip: frozenset[str] | set[str] = frozen
     the spec's alone."""
     out: dict[str, list[str]] = {}
     for stage, manifest in _shown_results(project, skip):
-        for override in _overrides_read_by(manifest):
+        for override in _overrides_read_by(manifest, stage):
             if spec is None or not _held_by_the_spec(stage, spec, manifest, override):
                 out.setdefault(override, []).append(stage.name)
     return out

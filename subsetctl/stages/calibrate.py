@@ -78,6 +78,13 @@ class CalibrateStage(Stage):
         names = candidate_estimators(spec) if spec.verify.enabled else []
         return with_unread_estimator_keys_at_defaults(super().spec_slice(spec), spec, names)
 
+    def settings_not_taken(self, manifest: dict[str, Any]) -> tuple[str, ...]:
+        """estimate.lam when calibration chose lambda from calibrate.lambda_grid (its summary
+        says "calibrated"): the spec's lambda is then only the fallback, and results made
+        with an ``estimate.lam`` override are those the spec without it gives."""
+        summary = manifest.get("summary")
+        return ("estimate.lam",) if isinstance(summary, dict) and summary.get("calibrated") is True else ()
+
     def extra_inputs(self, spec: Any, project: Any) -> dict[str, Any]:
         """The files of plugin estimators among the candidates."""
         from subsetctl.plugin_loading import plugin_code_inputs
