@@ -676,7 +676,7 @@ def _kept_line(project: Any, keep_previous: int = 3) -> str | None:  # (true: DE
     if sizes["previous"] >= 1e6:
         frees = ("the next `run` deletes it (`project.keep_previous` is false)" if not keep_previous
                  else f"up to {keep_previous} set{'s' if keep_previous != 1 else ''} a stage; "
-                 "`project.keep_previous: false` frees it, a lower number some of it")
+                 "`project.keep_previous: false` frees it, a lower number or `project.keep_previous_gb` some of it")
         parts.append(f"{size_text(sizes['previous'])} of previous results in .subsetctl/.previous (to go back without "
                      f"recomputing; {frees})")
     if sizes["set_aside"] >= 1e6:

@@ -1172,7 +1172,18 @@ class Pipeline:
             self.project.prune_resolved_specs()  # those of results no longer kept
             if limit is not None and started is not None:
                 self._trim_caches(limit, started)
+            if self.spec.project.keep_previous_gb is not None:
+                self._trim_previous(self.spec.project.keep_previous_gb)
             return results
+
+    def _trim_previous(self, limit: float) -> None:
+        """Keep the earlier result sets within ``project.keep_previous_gb``: those kept least
+        recently go first (a set put back by this run is no longer among them)."""
+        removed, freed = self.project.prune_previous(int(min(limit * 1e9, 2.0**63)))
+        if removed:
+            self.reporter.info(f"[dim]previous results: deleted the {removed} set{'' if removed == 1 else 's'} kept "
+                               f"least recently ({size_text(freed)}) to stay within project.keep_previous_gb="
+                               f"{limit:g}[/dim]")
 
     def _trim_caches(self, limit: float, started_ns: int) -> None:
         """Keep the caches within ``project.cache_limit_gb``: the entries used least

@@ -200,6 +200,17 @@ def _regular_files(folder: Path) -> Iterator[os.stat_result]:
                 yield stat
 
 
+def _new_bytes(folder: Path, seen: set[tuple[int, int]]) -> int:
+    """Bytes of the files under ``folder`` not in ``seen`` ((device, inode) pairs), which
+    it adds them to: a file with several links is counted once."""
+    total = 0
+    for stat in _regular_files(folder):
+        if (stat.st_dev, stat.st_ino) not in seen:
+            seen.add((stat.st_dev, stat.st_ino))
+            total += stat.st_size
+    return total
+
+
 def _size_of(path: Path) -> int:
     """Bytes of a file, or of every file under a folder."""
     if not path.is_dir():
@@ -943,26 +954,47 @@ class Project:
         """Disk taken by what the project keeps besides its current results, for `plan`:
         ``previous`` (:meth:`previous_sets`, less files hard-linked into the stage folders),
         ``set_aside`` and ``cache``. Each file is counted once however many links it has."""
+        seen = self._current_files()  # current results: what links to them costs nothing more
+        return {"previous": _new_bytes(self.state_dir / PREVIOUS_DIRNAME, seen),
+                "set_aside": _new_bytes(self.state_dir / SET_ASIDE_DIRNAME, seen),
+                "cache": _new_bytes(self.state_dir / "cache", seen)}
+
+    def _current_files(self) -> set[tuple[int, int]]:
+        """(device, inode) of every file of the current results (the state folder less what
+        is kept besides them): a kept file linked to one of them takes no more disk."""
         seen: set[tuple[int, int]] = set()
-
-        def walk(folder: Path, count: bool) -> int:
-            total = 0
-            for stat in _regular_files(folder):
-                if (stat.st_dev, stat.st_ino) not in seen:
-                    seen.add((stat.st_dev, stat.st_ino))
-                    total += stat.st_size if count else 0
-            return total
-
         hidden = (SET_ASIDE_DIRNAME, PREVIOUS_DIRNAME, "cache")
         try:
             current = [f for f in self.state_dir.iterdir() if f.name not in hidden]
         except OSError:
             current = []
         for folder in current:
-            walk(folder, count=False)  # current results: what links to them costs nothing more
-        return {"previous": walk(self.state_dir / PREVIOUS_DIRNAME, True),
-                "set_aside": walk(self.state_dir / SET_ASIDE_DIRNAME, True),
-                "cache": walk(self.state_dir / "cache", True)}
+            _new_bytes(folder, seen)
+        return seen
+
+    def prune_previous(self, limit_bytes: int) -> tuple[int, int]:
+        """Delete the previous result sets of every stage kept least recently until they
+        take at most ``limit_bytes`` (``project.keep_previous_gb``; files linked into the
+        current results count nothing). Returns (sets deleted, bytes freed)."""
+        seen = self._current_files()
+        dated = []
+        folder = self.state_dir / PREVIOUS_DIRNAME
+        for stage in sorted(folder.iterdir()) if folder.is_dir() else []:
+            if stage.name.startswith(".") or not stage.is_dir():
+                continue
+            for kept in self.previous_sets(stage.name):
+                with contextlib.suppress(OSError):
+                    dated.append((kept.stat().st_mtime_ns, kept, stage.name))
+        sized = [(mtime, kept, stage, _new_bytes(kept, seen)) for mtime, kept, stage in sorted(dated, reverse=True)]
+        total = sum(size for *_, size in sized)
+        removed = freed = 0
+        for _, kept, stage, size in reversed(sized):  # the least recently kept first
+            if total <= limit_bytes:
+                break
+            shutil.rmtree(kept, ignore_errors=True)
+            self.limit_previous(stage, len(self.previous_sets(stage)))  # (its folder, when emptied)
+            total, removed, freed = total - size, removed + 1, freed + size
+        return removed, freed
 
     #: the cache folders :meth:`prune_caches` trims, one entry (file or folder) per cached result
     CACHE_KINDS = ("finetune", "verify", "evaluate", "search")

@@ -1253,7 +1253,7 @@ def test_kept_line_names_each_large_kind_and_what_frees_it() -> None:
     line = _kept_line(kept(previous=1_234_000_000, set_aside=3_000_000))
     assert line == ("Kept on disk: 1.2 GB of previous results in .subsetctl/.previous (to go back without "
                     "recomputing; up to 3 sets a stage; `project.keep_previous: false` frees it, a lower number "
-                    "some of it); 3.0 MB set aside by a run that did "
+                    "or `project.keep_previous_gb` some of it); 3.0 MB set aside by a run that did "
                     "not finish.")
     line = _kept_line(kept(previous=5_000_000), keep_previous=0)
     assert "5.0 MB of previous results" in line and "the next `run` deletes it" in line

@@ -386,3 +386,20 @@ def test_keep_previous_takes_true_false_or_a_count() -> None:
     with pytest.raises(ValidationError) as refused:
         ProjectSpec(keep_previous=-1)
     assert refused.value.error_count() == 1 and "a whole number from 0 to 100" in str(refused.value)
+
+
+def test_keep_previous_gb_drops_the_sets_kept_least_recently(tiny_project_ran) -> None:
+    """Gradient stores take gigabytes: `project.keep_previous_gb` bounds the disk the
+    previous sets take, of all stages together, the least recently kept going first."""
+    tiny_project = tiny_project_ran("gradients")
+    project = Project(tiny_project)
+    for d in (8, 4):
+        run_project(tiny_project, until="gradients", overrides=[f"gradients.d={d}"])
+    newer, older = project.previous_sets("gradients")  # d=8's, then d=16's
+    newer_size = sum(p.stat().st_size for p in newer.rglob("*") if p.is_file())
+    limit = ["gradients.d=4", f"project.keep_previous_gb={(newer_size + 1) / 1e9!r}"]
+    assert _actions(run_project(tiny_project, until="gradients", overrides=limit))["gradients"] == "up to date"
+    assert project.previous_sets("gradients") == [newer] and not older.exists()
+    assert project.kept_bytes()["previous"] == newer_size
+    statuses = {s.name: s for s in plan_project(tiny_project, ["gradients.d=8"], until="gradients")[2]}
+    assert statuses["gradients"].put_back and not statuses["meta_init"].will_run

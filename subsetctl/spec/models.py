@@ -134,6 +134,13 @@ class ProjectSpec(StrictModel):
         "`run` next starts. Each set costs up to one more copy of the stage's files on disk (the gradient store "
         "can take gigabytes; `plan` says how much they take).",
     )
+    keep_previous_gb: float | None = Field(
+        None,
+        gt=0,
+        description="Most disk the earlier result sets kept under .subsetctl/.previous (keep_previous) may take: "
+        "after each `run`, the sets kept least recently, of any stage, are deleted until they fit (a file "
+        "linked into the current results counts nothing). Unset: no limit but keep_previous's count.",
+    )
     cache_limit_gb: float | None = Field(
         None,
         gt=0,
