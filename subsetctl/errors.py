@@ -283,9 +283,10 @@ def out_of_memory_error(exc: BaseException, stage: str, settings: dict[str, obje
                    f"(now {accum}) by the same one: each optimizer step then averages over as many examples)")
     if type(exc).__name__ == "TerminatedWorkerError":  # loky's, for a worker the system killed (SIGKILL)
         codes = re.search(r"exit codes of the workers are (\{.*?\})", text)
-        return OutOfMemoryUserError(f"Stage {stage} lost a worker process{f' (exit codes {codes.group(1)})' if codes else ''}: "
-                         f"the system killed it, most likely for lack of memory. {advice}: finished stages, and the "
-                         "estimates stored so far, are kept.")
+        lost = f" (exit codes {codes.group(1)})" if codes else ""
+        return OutOfMemoryUserError(
+            f"Stage {stage} lost a worker process{lost}: the system killed it, most likely for lack of memory. "
+            f"{advice}: finished stages, and the estimates stored so far, are kept.")
 
     if not (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
             or (isinstance(exc, OSError) and exc.errno == errno.ENOMEM)  # a fork, an mmap the system refused
@@ -298,8 +299,8 @@ def out_of_memory_error(exc: BaseException, stage: str, settings: dict[str, obje
         amount, unit = tried.groups()
         size = (f": it tried to allocate {float(amount) / 2**20:,.0f} MiB at once" if unit == "bytes"
                 else f": it tried to allocate {amount} {unit} at once")
-    return OutOfMemoryUserError(f"Stage {stage} ran out of memory{size} ({type(exc).__name__}). {advice}: finished stages "
-                     "are kept.")
+    return OutOfMemoryUserError(
+        f"Stage {stage} ran out of memory{size} ({type(exc).__name__}). {advice}: finished stages are kept.")
 
 
 _EDQUOT = getattr(errno, "EDQUOT", 122)  # (not in errno on every platform; Linux's number)
