@@ -1044,6 +1044,10 @@ class Pipeline:
         if resumes:
             state = "unfinished"
             reasons.append(stage.unfinished_note(self.project, self.spec) or "a run stopped partway; `run` resumes its work")
+        elif (work is None and self.project.holds_work(stage.name)
+              and (note := stage.unfinished_note(self.project, self.spec))):  # e.g. shards copied in from other machines
+            state = "unfinished"
+            reasons.append(note)
         elif work is not None and fp is not None and stage.name == "gradients" and _computed_shards(self.project):
             reasons.append("gradient shards computed so far are for other inputs: `run` refuses rather than discard "
                            "their rows (run with the spec and overrides they were started with to merge them, or "
@@ -1281,6 +1285,8 @@ class Pipeline:
         naming the shards, what differs and what to do (`--force gradients` discards them)."""
         if self.project.read_manifest(stage.name) is not None or self._work_matches(stage, fp, inputs):
             return
+        if self._work_fingerprint(stage) is None:  # shards copied in from other machines, without work.json:
+            return  # nothing discards them (no marker to differ), and the merge checks each shard's own settings
         shards = _computed_shards(self.project)
         if not shards:
             return

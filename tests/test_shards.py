@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -639,3 +640,31 @@ def test_plan_does_not_call_a_shard_being_written_damaged(tiny_project_ran) -> N
         _release(holder)
     (gradients,) = [s for s in plan_project(tiny_project)[2] if s.name == "gradients"]
     assert "shard 1/2 is not merged (its files are damaged or incomplete)" in gradients.reasons[0], gradients.reasons
+
+
+def test_shards_computed_on_machines_without_a_shared_disk_and_copied_back_are_merged(tiny_project_ran,
+                                                                                      tmp_path_factory) -> None:
+    """Each machine runs its shard in its own copy of the project; the user copies the shard
+    folders back into the first copy's ``shards/`` (its gradients folder holds no work.json).
+    The merging run refused them as "for other inputs (differing: the results of data,
+    meta_init)" though they were the same, and `plan` called the stage "never run"; it merges
+    them now, and one computed with other settings is passed over with the merge's warning."""
+    tiny_project = tiny_project_ran("meta_init")
+    machines = [tiny_project_ran("meta_init", into=tmp_path_factory.mktemp(f"machine{i}")) for i in range(2)]
+    for i, machine in enumerate(machines):
+        run_project(machine, options={"shard": (i, 2)})
+    other = tiny_project_ran("meta_init", into=tmp_path_factory.mktemp("other"))
+    run_project(other, ["gradients.d=8"], options={"shard": (0, 3)})
+    shards = tiny_project / ".subsetctl" / "gradients" / "shards"
+    for name, machine in [("shard-0-of-2", machines[0]), ("shard-1-of-2", machines[1]), ("shard-0-of-3", other)]:
+        shutil.copytree(machine / ".subsetctl" / "gradients" / "shards" / name, shards / name)
+    gradients = {s.name: s for s in plan_project(tiny_project)[2]}["gradients"]
+    assert gradients.state == "unfinished", gradients
+    assert any("all 2 gradient shards done" in r and "shard 0/3 is not merged" in r for r in gradients.reasons), gradients
+    result = CliRunner().invoke(main, ["run", str(tiny_project), "-q", "--until", "gradients"])
+    assert result.exit_code == 0, result.output
+    assert "shard 0/3 is not merged" in " ".join(result.output.split()), result.output
+    summary = json.loads((Project(tiny_project).stage_dir("gradients") / "manifest.json").read_text())["summary"]
+    assert summary["reused"] == summary["rows"] and summary["computed"] == 0, summary
+    provenance = json.loads((Project(tiny_project).stage_dir("gradients") / "provenance.json").read_text())
+    assert sorted(provenance["computed_with"]) == ["shard 0/2", "shard 1/2"], provenance
