@@ -17,6 +17,7 @@ import contextlib
 import fnmatch
 import math
 import os
+import shutil
 import socket
 import stat
 import time
@@ -76,6 +77,13 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     else:
         out[prefix] = data
     return out
+
+
+def _shards_of_other_settings(project: Project, spec: Spec) -> list[str]:
+    """The gradient shards a merge with ``spec`` would pass over (:func:`subsetctl.stages.gradients.shards_of_other_settings`)."""
+    from subsetctl.stages.gradients import shards_of_other_settings
+
+    return shards_of_other_settings(project, spec)
 
 
 def _computed_shards(project: Project) -> list[tuple[str, int]]:
@@ -1048,6 +1056,10 @@ class Pipeline:
               and (note := stage.unfinished_note(self.project, self.spec))):  # e.g. shards copied in from other machines
             state = "unfinished"
             reasons.append(note)
+        elif (work is not None and fp is not None and stage.name == "gradients"
+              and self._shards_outlive_work_marker(stage, inputs)):  # an older run's marker beside this spec's shards
+            state = "unfinished"
+            reasons.append(stage.unfinished_note(self.project, self.spec) or "gradient shards for this run's inputs")
         elif work is not None and fp is not None and stage.name == "gradients" and _computed_shards(self.project):
             reasons.append("gradient shards computed so far are for other inputs: `run` refuses rather than discard "
                            "their rows (run with the spec and overrides they were started with to merge them, or "
@@ -1282,7 +1294,10 @@ class Pipeline:
         """A run whose inputs differ from those of the gradient shards already computed
         (another spec or other overrides than theirs: a shard run's on one machine, or the
         plain run meant to merge them) would discard their rows to start its own: refused,
-        naming the shards, what differs and what to do (`--force gradients` discards them)."""
+        naming the shards, what differs and what to do (`--force gradients` discards them).
+        Shards all of this run's settings beside an older run's work marker (shards copied in
+        from other machines, or computed since with this spec) are kept for the merge instead,
+        and the rest of that run's work discarded."""
         if self.project.read_manifest(stage.name) is not None or self._work_matches(stage, fp, inputs):
             return
         if self._work_fingerprint(stage) is None:  # shards copied in from other machines, without work.json:
@@ -1290,6 +1305,20 @@ class Pipeline:
         shards = _computed_shards(self.project)
         if not shards:
             return
+        if self._shards_outlive_work_marker(stage, inputs):
+            self.reporter.info(f"[dim]{stage.name}: the earlier run's work was for other inputs; the shards here are "
+                               "for this run's and are kept to be merged[/dim]")
+            out_dir = self.project.stage_dir(stage.name)
+            for path in out_dir.iterdir():  # the marker and that run's own rows: _prepare_work_dir starts afresh
+                if path.name == "shards":
+                    continue
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+            return
+        other = set(_shards_of_other_settings(self.project, self.spec))
+        ours = [label for label, _ in shards if label not in other]
         old = self.project.read_work_marker(stage.name).get("inputs")
         old = old if isinstance(old, dict) else {}
         old_slice, new_slice = old.get("slice"), inputs.get("slice")
@@ -1307,7 +1336,24 @@ class Pipeline:
                "first, then start the shards again." if shard_run else
                "over instead of merging them. Run with the spec and overrides the shards were started with to merge "
                f"them; or add --force {stage.name} to discard those rows and compute the stage with this spec.")
+            + (f" Shard{'s' if len(ours) > 1 else ''} {', '.join(ours)} {'are' if len(ours) > 1 else 'is'} of this "
+               f"run's settings: to merge {'them' if len(ours) > 1 else 'it'} and discard only the others, delete "
+               + " and ".join(shell_arg(self.project.stage_dir(stage.name) / "shards" / "shard-{}-of-{}".format(
+                   *label.split("/"))) for label, _ in shards if label in other) + " first." if ours else "")
         )
+
+    def _shards_outlive_work_marker(self, stage: Stage, inputs: dict[str, Any]) -> bool:
+        """Whether every gradient shard holding rows is of this run's inputs (``inputs``)
+        though the stage's work marker is of others': its data results the same as the
+        marker's, and its settings and meta_init's adapter as the spec and meta_init tell them
+        (the merge checks each shard's full info again). An older run's marker left beside
+        shards copied in from other machines is no reason to refuse, or to discard them."""
+        old = self.project.read_work_marker(stage.name).get("inputs")
+        old_data = (old.get("upstream") or {}).get("data") if isinstance(old, dict) else None
+        if old_data is None or old_data != (inputs.get("upstream") or {}).get("data"):
+            return False
+        other = set(_shards_of_other_settings(self.project, self.spec))
+        return not any(label in other for label, _ in _computed_shards(self.project))
 
     def _shard_preparation_lock(self, needed: Callable[[], bool]) -> contextlib.ExitStack | None:
         """The exclusive lock for what a shard run does before its shard (the stages before

@@ -668,3 +668,31 @@ def test_shards_computed_on_machines_without_a_shared_disk_and_copied_back_are_m
     assert summary["reused"] == summary["rows"] and summary["computed"] == 0, summary
     provenance = json.loads((Project(tiny_project).stage_dir("gradients") / "provenance.json").read_text())
     assert sorted(provenance["computed_with"]) == ["shard 0/2", "shard 1/2"], provenance
+
+
+def test_this_specs_shards_beside_an_older_runs_work_marker_are_merged_not_refused(tiny_project_ran,
+                                                                                  tmp_path_factory) -> None:
+    """Shard 0/2 computed here with `gradients.d=8` left its work.json; shard 1/2 of the spec
+    itself, computed on another machine, was copied in. The plain run called every shard
+    "for other inputs (differing: gradients.d)", its advice (--force gradients) discarding
+    the good one too. It names the good one and the folder to delete; once the other
+    settings' shard is gone, the plain run merges the rest instead of refusing."""
+    tiny_project = tiny_project_ran("meta_init")
+    run_project(tiny_project, ["gradients.d=8"], options={"shard": (0, 2)})
+    machine = tiny_project_ran("meta_init", into=tmp_path_factory.mktemp("machine"))
+    run_project(machine, options={"shard": (1, 2)})
+    shards = tiny_project / ".subsetctl" / "gradients" / "shards"
+    shutil.copytree(machine / ".subsetctl" / "gradients" / "shards" / "shard-1-of-2", shards / "shard-1-of-2")
+    with pytest.raises(UserError, match="for other inputs than this run's") as caught:
+        run_project(tiny_project, until="gradients")
+    message = " ".join(str(caught.value).split())
+    assert "Shard 1/2 is of this run's settings" in message and f"delete {shards / 'shard-0-of-2'} first" in message
+    shutil.rmtree(shards / "shard-0-of-2")
+    gradients = {s.name: s for s in plan_project(tiny_project)[2]}["gradients"]
+    assert gradients.state == "unfinished" and any("1 of 2 gradient shards done" in r for r in gradients.reasons), \
+        gradients
+    assert run_project(tiny_project, until="gradients")[-1]["action"] == "ran"
+    summary = json.loads((Project(tiny_project).stage_dir("gradients") / "manifest.json").read_text())["summary"]
+    assert 0 < summary["reused"] < summary["rows"] and summary["d"] == 16, summary
+    provenance = json.loads((Project(tiny_project).stage_dir("gradients") / "provenance.json").read_text())
+    assert list(provenance["computed_with"]) == ["shard 1/2"], provenance

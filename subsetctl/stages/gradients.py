@@ -555,6 +555,15 @@ def running_shards(project: Project) -> list[str]:
     return [f"{index}/{count}" for count, index in sorted(running)]
 
 
+def shards_of_other_settings(project: Project, spec: Spec) -> list[str]:
+    """The shards (``"i/N"``) under ``shards/`` a merge with ``spec`` would pass over, as
+    far as the spec's gradients settings and meta_init's adapter tell without loading the
+    model (damaged ones too): those whose rows a run for ``spec`` cannot use."""
+    stage = GradientsStage()
+    return [shard_label(name) for name, _ in
+            stage._passed_over(project, spec, project.stage_dir(stage.name) / "shards")]
+
+
 def computed_shards(project: Project) -> list[tuple[str, int]]:
     """The shards under the gradients stage's ``shards/`` that hold computed rows, as
     (``"i/N"``, rows written), by N then i: the work a `run --shard` for other inputs would
