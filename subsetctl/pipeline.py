@@ -79,7 +79,13 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _shards_of_other_settings(project: Project, spec: Spec) -> list[str]:
+#: what `plan` says of gradients whose shards (some) are for other inputs than the spec's
+_SHARDS_REFUSED = ("gradient shards computed so far are for other inputs: `run` refuses rather than discard their "
+                   "rows (run with the spec and overrides they were started with to merge them, or --force gradients "
+                   "to discard them)")
+
+
+def _shards_of_other_settings(project: Project, spec: Spec) -> dict[str, str]:
     """The gradient shards a merge with ``spec`` would pass over (:func:`subsetctl.stages.gradients.shards_of_other_settings`)."""
     from subsetctl.stages.gradients import shards_of_other_settings
 
@@ -1052,6 +1058,9 @@ class Pipeline:
         if resumes:
             state = "unfinished"
             reasons.append(stage.unfinished_note(self.project, self.spec) or "a run stopped partway; `run` resumes its work")
+        elif (work is None and stage.name == "gradients" and (shards := _computed_shards(self.project))
+              and any(label in _shards_of_other_settings(self.project, self.spec) for label, _ in shards)):
+            reasons.append(_SHARDS_REFUSED)  # copied in without work.json, some of other settings
         elif (work is None and self.project.holds_work(stage.name)
               and (note := stage.unfinished_note(self.project, self.spec))):  # e.g. shards copied in from other machines
             state = "unfinished"
@@ -1061,9 +1070,7 @@ class Pipeline:
             state = "unfinished"
             reasons.append(stage.unfinished_note(self.project, self.spec) or "gradient shards for this run's inputs")
         elif work is not None and fp is not None and stage.name == "gradients" and _computed_shards(self.project):
-            reasons.append("gradient shards computed so far are for other inputs: `run` refuses rather than discard "
-                           "their rows (run with the spec and overrides they were started with to merge them, or "
-                           "--force gradients to discard them)")
+            reasons.append(_SHARDS_REFUSED)
         elif work is not None and fp is not None:
             whose = ("was begun by an older subsetctl, which recorded its inputs otherwise (they may be the same)"
                      if self._work_of_an_older_subsetctl(stage) else "was for other inputs")
@@ -1300,12 +1307,14 @@ class Pipeline:
         and the rest of that run's work discarded."""
         if self.project.read_manifest(stage.name) is not None or self._work_matches(stage, fp, inputs):
             return
-        if self._work_fingerprint(stage) is None:  # shards copied in from other machines, without work.json:
-            return  # nothing discards them (no marker to differ), and the merge checks each shard's own settings
         shards = _computed_shards(self.project)
         if not shards:
             return
-        if self._shards_outlive_work_marker(stage, inputs):
+        other = _shards_of_other_settings(self.project, self.spec)
+        marker = self._work_fingerprint(stage)
+        if marker is None and not any(label in other for label, _ in shards):
+            return  # copied in from other machines without work.json: the merge checks each shard's full info
+        if marker is not None and self._shards_outlive_work_marker(stage, inputs):
             self.reporter.info(f"[dim]{stage.name}: the earlier run's work was for other inputs; the shards here are "
                                "for this run's and are kept to be merged[/dim]")
             out_dir = self.project.stage_dir(stage.name)
@@ -1317,7 +1326,6 @@ class Pipeline:
                 else:
                     path.unlink()
             return
-        other = set(_shards_of_other_settings(self.project, self.spec))
         ours = [label for label, _ in shards if label not in other]
         old = self.project.read_work_marker(stage.name).get("inputs")
         old = old if isinstance(old, dict) else {}
@@ -1327,6 +1335,8 @@ class Pipeline:
         what = [f"settings {_listed(keys)}"] if keys else []
         what += [f"the results of {_listed(ups)}"] if ups else []
         what += [] if what else ["their model or data files"]
+        if marker is None:  # no earlier run's inputs to compare: each shard's own record says what differs
+            what = [f"shard {label}: {other[label]}" for label, _ in shards if label in other]
         held = ", ".join(f"shard {label}: {rows:,} row{'s' if rows != 1 else ''}" for label, rows in shards)
         raise UserError(
             f"The gradient shards computed so far ({held}) are for other inputs than this run's (differing: "
@@ -1352,7 +1362,7 @@ class Pipeline:
         old_data = (old.get("upstream") or {}).get("data") if isinstance(old, dict) else None
         if old_data is None or old_data != (inputs.get("upstream") or {}).get("data"):
             return False
-        other = set(_shards_of_other_settings(self.project, self.spec))
+        other = _shards_of_other_settings(self.project, self.spec)
         return not any(label in other for label, _ in _computed_shards(self.project))
 
     def _shard_preparation_lock(self, needed: Callable[[], bool]) -> contextlib.ExitStack | None:

@@ -648,7 +648,8 @@ def test_shards_computed_on_machines_without_a_shared_disk_and_copied_back_are_m
     folders back into the first copy's ``shards/`` (its gradients folder holds no work.json).
     The merging run refused them as "for other inputs (differing: the results of data,
     meta_init)" though they were the same, and `plan` called the stage "never run"; it merges
-    them now, and one computed with other settings is passed over with the merge's warning."""
+    them now. One computed with other settings among them is refused, with what differs, as
+    shards beside a work.json are, rather than passed over and deleted."""
     tiny_project = tiny_project_ran("meta_init")
     machines = [tiny_project_ran("meta_init", into=tmp_path_factory.mktemp(f"machine{i}")) for i in range(2)]
     for i, machine in enumerate(machines):
@@ -659,11 +660,18 @@ def test_shards_computed_on_machines_without_a_shared_disk_and_copied_back_are_m
     for name, machine in [("shard-0-of-2", machines[0]), ("shard-1-of-2", machines[1]), ("shard-0-of-3", other)]:
         shutil.copytree(machine / ".subsetctl" / "gradients" / "shards" / name, shards / name)
     gradients = {s.name: s for s in plan_project(tiny_project)[2]}["gradients"]
+    assert any("`run` refuses rather than discard their rows" in r for r in gradients.reasons), gradients
+    result = CliRunner().invoke(main, ["run", str(tiny_project), "-q", "--until", "gradients"])
+    message = " ".join(result.output.split())
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "differing: shard 0/3: computed with other settings" in message and "d: stored 8, expected 16" in message
+    assert f"delete {shards / 'shard-0-of-3'} first" in message, message
+    shutil.rmtree(shards / "shard-0-of-3")
+    gradients = {s.name: s for s in plan_project(tiny_project)[2]}["gradients"]
     assert gradients.state == "unfinished", gradients
-    assert any("all 2 gradient shards done" in r and "shard 0/3 is not merged" in r for r in gradients.reasons), gradients
+    assert any("all 2 gradient shards done" in r for r in gradients.reasons), gradients
     result = CliRunner().invoke(main, ["run", str(tiny_project), "-q", "--until", "gradients"])
     assert result.exit_code == 0, result.output
-    assert "shard 0/3 is not merged" in " ".join(result.output.split()), result.output
     summary = json.loads((Project(tiny_project).stage_dir("gradients") / "manifest.json").read_text())["summary"]
     assert summary["reused"] == summary["rows"] and summary["computed"] == 0, summary
     provenance = json.loads((Project(tiny_project).stage_dir("gradients") / "provenance.json").read_text())

@@ -555,13 +555,13 @@ def running_shards(project: Project) -> list[str]:
     return [f"{index}/{count}" for count, index in sorted(running)]
 
 
-def shards_of_other_settings(project: Project, spec: Spec) -> list[str]:
-    """The shards (``"i/N"``) under ``shards/`` a merge with ``spec`` would pass over, as
-    far as the spec's gradients settings and meta_init's adapter tell without loading the
+def shards_of_other_settings(project: Project, spec: Spec) -> dict[str, str]:
+    """The shards (``"i/N"`` -> why) under ``shards/`` a merge with ``spec`` would pass over,
+    as far as the spec's gradients settings and meta_init's adapter tell without loading the
     model (damaged ones too): those whose rows a run for ``spec`` cannot use."""
     stage = GradientsStage()
-    return [shard_label(name) for name, _ in
-            stage._passed_over(project, spec, project.stage_dir(stage.name) / "shards")]
+    return {shard_label(name): why for name, why in
+            stage._passed_over(project, spec, project.stage_dir(stage.name) / "shards")}
 
 
 def computed_shards(project: Project) -> list[tuple[str, int]]:
