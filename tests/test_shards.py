@@ -21,6 +21,9 @@ from subsetctl.cli import main
 from subsetctl.errors import LockedError, UserError
 from subsetctl.project import Project, exclusive_file_lock
 
+#: how a passed-over shard's warning ends
+_DELETED = "and its folder is deleted with the merged shards once they are (copy it aside now to keep it)."
+
 
 def _hold_lock(root: Path, shared: bool, shard: bool = False, seconds: float = 60) -> subprocess.Popen:
     """Another process holding the project lock (as a running `run` or `run --shard` would)."""
@@ -368,7 +371,8 @@ def test_a_damaged_shard_is_warned_about_and_its_rows_computed(tiny_project_ran)
     merged = run_project(tiny_project, until="gradients", reporter=reporter)
     assert merged[-1]["action"] == "ran"
     assert [w for w in reporter.warnings if w.startswith("gradients: shard")] == [
-        "gradients: shard 1/2 is not merged (its files are damaged or incomplete); its rows are computed here."]
+        "gradients: shard 1/2 is not merged (its files are damaged or incomplete); its rows are computed here, "
+        + _DELETED]
     summary = json.loads((tiny_project / ".subsetctl" / "gradients" / "manifest.json").read_text())["summary"]
     assert 0 < summary["reused"] < summary["rows"] and summary["reused"] + summary["computed"] == summary["rows"]
 
@@ -621,7 +625,7 @@ def test_plan_names_a_shard_of_other_settings_that_the_merge_would_pass_over(tin
     reporter = SilentReporter()
     run_project(tiny_project, until="gradients", reporter=reporter)
     assert [w for w in reporter.warnings if w.startswith("gradients: shard")] == [
-        f"gradients: shard 1/2 is not merged ({why}); its rows are computed here."]
+        f"gradients: shard 1/2 is not merged ({why}); its rows are computed here, " + _DELETED]
 
 
 def test_plan_does_not_call_a_shard_being_written_damaged(tiny_project_ran) -> None:

@@ -274,7 +274,9 @@ class GradientsStage(common.ModelStage):
             provenance.computed_with.clear()
         shards, passed_over = self._usable_shards(shards_dir, info, earlier) if not store.complete else ([], [])
         for name, why in passed_over:  # its rows are computed here: say so, it may be hours of work
-            ctx.reporter.warn(f"gradients: shard {shard_label(name)} is not merged ({why}); its rows are computed here.")
+            ctx.reporter.warn(f"gradients: shard {shard_label(name)} is not merged ({why}); its rows are computed here, "
+                              "and its folder is deleted with the merged shards once they are (copy it aside now "
+                              "to keep it).")
         if shards:
             taken = self._take_shards(ctx, shards, store, provenance)
             ctx.reporter.info(f"Merged {len(shards)} gradient shards: {taken:,} of {store.n_rows:,} rows taken from them.")
