@@ -17,6 +17,7 @@ import functools
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -313,16 +314,17 @@ class _StageOption(click.Option):
         return record[0], f"{record[1]} Stages, in order: {', '.join(stage_names())}."
 
 
-def _no_plugins_option(command: Any) -> Any:
+def _no_plugins_option(effect: str) -> Callable[[Any], Any]:
     """`--no-plugins` (also ``SUBSETCTL_NO_PLUGINS=1``) of the commands that check a spec
     without running it (validate, plan, ls, doctor): its ``plugins:`` are not imported, so a
     spec from someone else can be checked before its code is read. `run` has no such option:
-    it needs them."""
+    it needs them. ``effect``: what the command does instead with what they would register
+    (each says it its own way: ls lists no registrations, doctor counts them)."""
     return click.option(
         "--no-plugins", "no_plugins", is_flag=True, envvar="SUBSETCTL_NO_PLUGINS", show_envvar=True,
-        help="Do not import the spec's plugins: modules (their code does not run): list them, with their files, "
-             "and report what they would register as not checked. Installed plugin packages are still imported.",
-    )(command)
+        help=f"Do not import the spec's plugins: modules (their code does not run): list them, with their files, "
+             f"{effect}. Installed plugin packages are still imported.",
+    )
 
 
 #: the stdout a `--format json` command was started with (:func:`_json_alone_on_stdout`)
@@ -471,7 +473,7 @@ def init(directory: Path, template: str, force: bool) -> None:
 @click.argument("specs", nargs=-1)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: one object per spec with its problems and warnings, for scripts.")
-@_no_plugins_option
+@_no_plugins_option("and report what they would register as not checked")
 @_json_alone_on_stdout
 def validate(specs: tuple[str, ...], fmt: str, no_plugins: bool) -> None:
     """Check spec files (or project directories; default: the current directory's
@@ -586,7 +588,7 @@ def _status_table(statuses: list[Any], title: str) -> Any:
 @click.option("--force", cls=_StageOption, multiple=True, help="Plan as if this stage were forced (repeatable).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: each stage's status, whether run would run it and why, and how much work it is, for scripts.")
-@_no_plugins_option
+@_no_plugins_option("and call the stages that use what they would register (and those after them) not checked")
 @_json_alone_on_stdout
 def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, force: tuple[str, ...], fmt: str,
          no_plugins: bool) -> None:
@@ -1038,7 +1040,7 @@ def _report(directory: Path | None, overrides: tuple[str, ...], fmt: str, all_so
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: every kind's entries with description, parameters and origin, for scripts.")
-@_no_plugins_option
+@_no_plugins_option("as \"not imported\" instead of what they register")
 @_json_alone_on_stdout
 def ls_command(directory: Path | None, fmt: str, no_plugins: bool) -> None:
     """List registered loaders, strategies, estimators, projectors and packaged models.
@@ -1093,7 +1095,7 @@ def ls_command(directory: Path | None, fmt: str, no_plugins: bool) -> None:
 
 @main.command()
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
-@_no_plugins_option
+@_no_plugins_option("and count what they would register as not checked")
 def doctor(directory: Path | None, no_plugins: bool) -> None:
     """Check the environment and say what to do about each problem.
 

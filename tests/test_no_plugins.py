@@ -123,6 +123,21 @@ def test_plan_ls_and_doctor_take_no_plugins_too(stranger_project: Path) -> None:
     assert not marker.exists()
 
 
+def test_each_commands_help_and_the_code_lines_say_what_it_does(stranger_project: Path) -> None:
+    """`ls --help` said its --no-plugins reports what the plugins register "as not checked"
+    (it lists them as "not imported", registering nothing), and validate's lines on the code
+    a spec runs left out `ls` and `doctor` among the commands that import its plugins."""
+    said = {command: " ".join(_cli(command, "--help")[1].split()) for command in ("validate", "plan", "ls", "doctor")}
+    assert 'list them, with their files, as "not imported" instead of what they register' in said["ls"]
+    assert "not checked" not in said["ls"]
+    assert "and count what they would register as not checked" in said["doctor"]
+    assert "and call the stages that use what they would register" in said["plan"]
+    assert "and report what they would register as not checked" in said["validate"]
+    (report,) = json.loads(_cli("validate", "--no-plugins", str(stranger_project), "--format", "json")[1])
+    assert "validate, plan, ls and doctor without it, and run, import it" in report["runs_code"][0]
+    assert not (stranger_project / "marker").exists()
+
+
 def test_plan_no_plugins_cannot_tell_about_data_a_plugin_loader_reads(jsonl_project: Path, monkeypatch) -> None:
     """A `type: plugin` loader's code is part of the data stage's inputs: every stage is
     then "not checked" (it was "never run"/"up to date" as if the loader had no code)."""
