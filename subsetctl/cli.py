@@ -587,7 +587,8 @@ def _status_table(statuses: list[Any], title: str) -> Any:
 @click.option("--until", cls=_StageOption, help="Plan only up to this stage.")
 @click.option("--force", cls=_StageOption, multiple=True, help="Plan as if this stage were forced (repeatable).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="json: each stage's status, whether run would run it and why, and how much work it is, for scripts.")
+              help="json: each stage's status, whether run would run it and why, and how much work it is, for scripts; "
+                   "on a user error {\"error\": {kind, message, exit_code}} instead.")
 @_no_plugins_option("and call the stages that use what they would register (and those after them) not checked")
 @_json_alone_on_stdout
 def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, force: tuple[str, ...], fmt: str,
@@ -955,7 +956,8 @@ def _print_report(root: Path, console: Any, overrides: list[str] | None = None) 
                    "report (report.json's content, "
                    "or the same from the stages' results when it is not current); running while a run is in "
                    "progress, shards_running while --shard runs compute gradients; before any stage has finished, "
-                   "stages {} and report null, with exit 1}; markdown: report.md.")
+                   "stages {} and report null, with exit 1}; on another user error {\"error\": {kind, message, "
+                   "exit_code}} instead; markdown: report.md.")
 @click.option("--all-sources", is_flag=True,
               help="List every source in the text report (with more than 30, highest score first; by "
                    "default the per-source table then shows the 20 highest and 10 lowest scoring and long "
@@ -1039,7 +1041,8 @@ def _report(directory: Path | None, overrides: tuple[str, ...], fmt: str, all_so
 @main.command(name="ls", short_help="List loaders, strategies, estimators, projectors and models.")
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="json: every kind's entries with description, parameters and origin, for scripts.")
+              help="json: every kind's entries with description, parameters and origin, for scripts; on a user "
+                   "error {\"error\": {kind, message, exit_code}} instead.")
 @_no_plugins_option("as \"not imported\" instead of what they register")
 @_json_alone_on_stdout
 def ls_command(directory: Path | None, fmt: str, no_plugins: bool) -> None:

@@ -2017,6 +2017,14 @@ def test_readme_documents_each_commands_json_and_stdout_holds_it_alone(tiny_proj
                 else failed.stdout == ""), (args, failed.output)
 
 
+def test_each_json_commands_help_names_its_user_error_object() -> None:
+    """README and `run --help` said a user error prints {"error": {kind, message, exit_code}} on
+    stdout with `--format json`; `plan`, `report` and `ls`, which print it too, did not say so."""
+    for command in ("run", "plan", "report", "ls"):
+        said = " ".join(CliRunner().invoke(main, [command, "--help"]).output.split())
+        assert '{"error": {kind, message, exit_code}}' in said, (command, said)
+
+
 def test_plan_says_the_search_estimates_on_a_dask_cluster(jsonl_project: Path, monkeypatch) -> None:
     """`plan` said "estimates on the CPU (fast)" of a search whose estimates a Dask cluster
     computes; it names the cluster (or the local one started), and nothing for loky."""
