@@ -2017,6 +2017,23 @@ def test_readme_documents_each_commands_json_and_stdout_holds_it_alone(tiny_proj
                 else failed.stdout == ""), (args, failed.output)
 
 
+def test_readme_names_every_kind_a_json_user_error_has() -> None:
+    """README lists the `kind`s of `{"error": {kind, ...}}` for a script to branch on: each
+    error class's kind is one of them, and README names no kind that none has."""
+    import subsetctl.data.loaders.files
+    import subsetctl.estimate.executors
+    import subsetctl.project
+    import subsetctl.search.base  # noqa: F401  (their UserError subclasses)
+    from subsetctl.errors import UserError
+
+    def kinds(cls: type) -> set[str]:
+        return {cls.error_kind}.union(*(kinds(sub) for sub in cls.__subclasses__()))
+
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8").split())
+    listed = readme[readme.index("a stable name to branch on:"):readme.index("A usage error (exit 2")]
+    assert set(re.findall(r"`([a-z_]+)`", listed)) - {"run"} == kinds(UserError), listed
+
+
 def test_each_json_commands_help_names_its_user_error_object() -> None:
     """README and `run --help` said a user error prints {"error": {kind, message, exit_code}} on
     stdout with `--format json`; `plan`, `report` and `ls`, which print it too, did not say so."""
