@@ -940,7 +940,7 @@ class TrainSpec(StrictModel):
     steps: int = Field(40, ge=1, description="Optimizer steps.")
     batch_size: int = Field(8, ge=1, description="Examples per micro-batch.")
     grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
-    lr: float = Field(1e-3, gt=0, description="Learning rate.")
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate (LoRA rates are about 1e-4 to 1e-2; validate warns above 1).")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     checkpoint_every: int = Field(10, ge=1, description="Save a resumable checkpoint every N steps.")
 
