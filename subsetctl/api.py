@@ -1294,7 +1294,9 @@ def run_project(
     options: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Run every stale stage; returns one record per stage (action, seconds). A folder the
-    run cannot write or a full disk raises a UserError, as the CLI reports it.
+    run cannot write or a full disk raises a UserError, as the CLI reports it (but a re-run
+    cache under ``.subsetctl/cache/`` that cannot take a finished result: ``reporter`` is
+    warned once, and the run goes on, the result kept in its stage's folder).
     ``options={"shard": (i, N)}`` computes only shard i of N of the gradients (as
     ``run --shard i/N``)."""
     overrides, force = _override_list(overrides), _listed(force)
