@@ -2017,6 +2017,21 @@ def test_readme_documents_each_commands_json_and_stdout_holds_it_alone(tiny_proj
                 else failed.stdout == ""), (args, failed.output)
 
 
+def test_report_json_keys_are_those_readme_and_report_help_name(jsonl_project: Path) -> None:
+    """`report --format json`'s keys (before any stage has finished: each one is there) are
+    those README's `{project: <its folder>, stages, ...}` and `report --help` list, in order."""
+    runner = CliRunner()
+    printed = runner.invoke(main, ["report", str(jsonl_project), "--format", "json"])
+    assert printed.exit_code == 1, printed.output
+    keys = sorted(json.loads(printed.stdout))
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8").split())
+    listed = readme[readme.index("`report --format json` is `{"):].split("}`:")[0]
+    helped = " ".join(runner.invoke(main, ["report", "--help"]).output.split())
+    helped = helped[helped.index("json: {"):helped.index("; running while")]
+    for text in (listed, helped):
+        assert sorted(re.findall(r"[{,] ?([a-z_]+)", re.sub(r"\([^)]*\)|<[^>]*>", "", text))) == keys, text
+
+
 def test_readme_names_every_kind_a_json_user_error_has() -> None:
     """README lists the `kind`s of `{"error": {kind, ...}}` for a script to branch on: each
     error class's kind is one of them, and README names no kind that none has."""
