@@ -758,8 +758,10 @@ class SourceFilesSpec(SourceSettings):
         if self.by is not None and self.loader.type != "parquet":
             raise ValueError(
                 f"`by: {self.by}` takes Parquet files, and this group's loader is {self.loader.type}: convert the "
-                f"files (python -c \"import pandas as p,sys; p.read_json(sys.argv[1], lines=True).to_parquet("
-                f"sys.argv[2])\" in.jsonl out.parquet, or p.read_csv for CSV) and set loader.type: parquet")
+                f"files, keeping their text as written (JSON Lines: python -c \"import sys; from datasets import "
+                f"load_dataset as l; l('json', data_files=sys.argv[1], split='train').to_parquet(sys.argv[2])\" "
+                f"in.jsonl out.parquet; CSV: python -c \"import sys, pandas as p; p.read_csv(sys.argv[1], dtype=str, "
+                f"keep_default_na=False).to_parquet(sys.argv[2])\" in.csv out.parquet) and set loader.type: parquet")
         return self
 
     def matching_files(self, spec_dir: Path) -> list[Path]:

@@ -4,6 +4,7 @@ per value of its task column, each reading that value's rows only (its loader's 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -93,6 +94,33 @@ def test_problems_name_the_group_the_file_and_the_columns(tmp_path: Path) -> Non
         load_spec(jsonl)
     with pytest.raises(SpecError, match="names 2 columns"):
         load_spec(_listed(tmp_path / "e", {"a": "x", "b": "y"}))
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "csv"])
+def test_the_conversion_a_text_loaders_by_is_told_keeps_the_text_as_written(tmp_path: Path, kind: str) -> None:
+    """`by` on a jsonl or csv group is told a command converting the file to Parquet: it was
+    pandas's read_json and read_csv, which make the answers "1" and "2.50" the numbers 1.0
+    and 2.5 (and an empty CSV cell NaN), so the sources taught other answers than the file's."""
+    import re
+    import subprocess
+    import sys
+
+    rows = [{"task": "a", "prompt": "007", "response": "1"}, {"task": "b", "prompt": "x", "response": "2.50"},
+            {"task": "b", "prompt": "y", "response": ""}]
+    text = ("".join(json.dumps(row) + "\n" for row in rows) if kind == "jsonl" else
+            "task,prompt,response\n" + "".join(f"{r['task']},{r['prompt']},{r['response']}\n" for r in rows))
+    (tmp_path / f"mixture.{kind}").write_text(text)
+    group = {"files": f"mixture.{kind}", "by": "task", "loader": {"type": kind}}
+    with pytest.raises(SpecError) as refused:
+        load_spec(_project(tmp_path, group=group))
+    told = " ".join(str(refused.value).split())
+    command = re.search(rf'{"JSON Lines" if kind == "jsonl" else "CSV"}: python -c "([^"]+)" in\.{kind} out\.parquet',
+                        told)
+    assert command, told
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_DATASETS_OFFLINE": "1"}
+    subprocess.run([sys.executable, "-c", command.group(1), f"mixture.{kind}", "out.parquet"], cwd=tmp_path,
+                   env=env, check=True, capture_output=True)
+    assert pq.read_table(tmp_path / "out.parquet").to_pylist() == rows
 
 
 def test_a_loader_without_where_dumps_as_before(tmp_path: Path) -> None:
