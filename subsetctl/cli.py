@@ -322,8 +322,8 @@ def _no_plugins_option(effect: str) -> Callable[[Any], Any]:
     (each says it its own way: ls lists no registrations, doctor counts them)."""
     return click.option(
         "--no-plugins", "no_plugins", is_flag=True, envvar="SUBSETCTL_NO_PLUGINS", show_envvar=True,
-        help=f"Do not import the spec's plugins: modules (their code does not run): list them, with their files, "
-             f"{effect}. Installed plugin packages are still imported.",
+        help=f"Do not import the spec's plugins: modules (their code does not run): {effect}. Installed plugin "
+             "packages are still imported.",
     )
 
 
@@ -473,7 +473,7 @@ def init(directory: Path, template: str, force: bool) -> None:
 @click.argument("specs", nargs=-1)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: one object per spec with its problems and warnings, for scripts.")
-@_no_plugins_option("and report what they would register as not checked")
+@_no_plugins_option("list them, with their files, and report what they would register as not checked")
 @_json_alone_on_stdout
 def validate(specs: tuple[str, ...], fmt: str, no_plugins: bool) -> None:
     """Check spec files (or project directories; default: the current directory's
@@ -589,7 +589,8 @@ def _status_table(statuses: list[Any], title: str) -> Any:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: each stage's status, whether run would run it and why, and how much work it is, for scripts; "
                    "on a user error {\"error\": {kind, message, exit_code}} instead.")
-@_no_plugins_option("and call the stages that use what they would register (and those after them) not checked")
+@_no_plugins_option("list them, with their files, and call the stages that use what they would register "
+                     "(and those after them) not checked")
 @_json_alone_on_stdout
 def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, force: tuple[str, ...], fmt: str,
          no_plugins: bool) -> None:
@@ -1044,7 +1045,7 @@ def _report(directory: Path | None, overrides: tuple[str, ...], fmt: str, all_so
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: every kind's entries with description, parameters and origin, for scripts; on a user "
                    "error {\"error\": {kind, message, exit_code}} instead.")
-@_no_plugins_option("as \"not imported\" instead of what they register")
+@_no_plugins_option("list them, with their files, as \"not imported\" instead of what they register")
 @_json_alone_on_stdout
 def ls_command(directory: Path | None, fmt: str, no_plugins: bool) -> None:
     """List registered loaders, strategies, estimators, projectors and packaged models.
@@ -1099,7 +1100,7 @@ def ls_command(directory: Path | None, fmt: str, no_plugins: bool) -> None:
 
 @main.command()
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
-@_no_plugins_option("and count what they would register as not checked")
+@_no_plugins_option("count what they would register as not checked (`validate --no-plugins` lists them)")
 def doctor(directory: Path | None, no_plugins: bool) -> None:
     """Check the environment and say what to do about each problem.
 

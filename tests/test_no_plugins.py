@@ -125,12 +125,14 @@ def test_plan_ls_and_doctor_take_no_plugins_too(stranger_project: Path) -> None:
 
 def test_each_commands_help_and_the_code_lines_say_what_it_does(stranger_project: Path) -> None:
     """`ls --help` said its --no-plugins reports what the plugins register "as not checked"
-    (it lists them as "not imported", registering nothing), and validate's lines on the code
+    (it lists them as "not imported", registering nothing), `doctor --help` that it lists
+    them with their files (it counts what is not checked), and validate's lines on the code
     a spec runs left out `ls` and `doctor` among the commands that import its plugins."""
     said = {command: " ".join(_cli(command, "--help")[1].split()) for command in ("validate", "plan", "ls", "doctor")}
     assert 'list them, with their files, as "not imported" instead of what they register' in said["ls"]
     assert "not checked" not in said["ls"]
-    assert "and count what they would register as not checked" in said["doctor"]
+    assert "count what they would register as not checked (`validate --no-plugins` lists them)" in said["doctor"]
+    assert "with their files" not in said["doctor"]  # its project check counts them, and names no file
     assert "and call the stages that use what they would register" in said["plan"]
     assert "and report what they would register as not checked" in said["validate"]
     (report,) = json.loads(_cli("validate", "--no-plugins", str(stranger_project), "--format", "json")[1])
