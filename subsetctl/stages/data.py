@@ -104,7 +104,10 @@ class DataStage(Stage):
             counts = summary["counts"][ctx.spec.target.name]
             ctx.reporter.info(f"data: target {ctx.spec.target.name!r}: train {counts['train']} and validation "
                               f"{counts['validation']} rows from loader, test: {counts['test']} rows from test_loader")
-        warnings = summary.get("warnings", [])
+        # (rows a `by` group's sources leave out: the spec's warnings said so, with file and line, as the run
+        # began; data.json keeps them for the report)
+        said = {f"source_files[{g}].by: {note}" for g, note in ctx.spec.left_out_rows}
+        warnings = [warning for warning in summary.get("warnings", []) if warning not in said]
         for warning in warnings[:DATA_WARNINGS_LIVE]:  # (the report lists them as data warnings, from data.json)
             ctx.reporter.warn(ShownInResults(warning))
         if len(warnings) > DATA_WARNINGS_LIVE:  # 200 sources with a small problem each: not 400 lines here

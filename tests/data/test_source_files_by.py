@@ -130,9 +130,14 @@ def test_a_loader_without_where_dumps_as_before(tmp_path: Path) -> None:
 
 def test_the_data_stage_reads_each_task_and_goes_stale_with_the_file(tmp_path: Path) -> None:
     from subsetctl.api import plan_project, run_project
+    from subsetctl.reporter import SilentReporter
 
     _project(tmp_path)
-    run_project(tmp_path, until="data")
+    reporter = SilentReporter()
+    run_project(tmp_path, until="data", reporter=reporter)
+    # the rows no source takes are said once, by the spec's warning as the run begins (the data stage said it again)
+    (said,) = [w for w in map(str, reporter.warnings) if "have no 'task' value" in w]
+    assert said.startswith(f"{tmp_path / 'subsetctl.yaml'}:12: source_files[0].by: 2 row(s) of data/tasks.parquet"), said
     summary = json.loads((tmp_path / ".subsetctl" / "data" / "data.json").read_text())
     assert summary["counts"]["flan-cola"]["train"] == 5 and set(summary["counts"]) == {"t", "flan-b_e", "flan-cola",
                                                                                         "flan-sst_2"}
