@@ -314,6 +314,13 @@ class _StageOption(click.Option):
         return record[0], f"{record[1]} Stages, in order: {', '.join(stage_names())}."
 
 
+def _no_plugins_asked() -> bool:
+    """Whether ``SUBSETCTL_NO_PLUGINS`` holds a true value, as click reads the flag's
+    environment variable (``1``, ``true``, ``yes``, ``on``)."""
+    value = os.environ.get("SUBSETCTL_NO_PLUGINS", "").strip().lower()
+    return value in ("1", "true", "t", "yes", "y", "on")
+
+
 def _no_plugins_option(effect: str) -> Callable[[Any], Any]:
     """`--no-plugins` (also ``SUBSETCTL_NO_PLUGINS=1``) of the commands that check a spec
     without running it (validate, plan, ls, doctor): its ``plugins:`` are not imported, so a
@@ -814,6 +821,10 @@ def run(
             raise click.BadParameter("expected i/N with 0 <= i < N, e.g. 0/4", param_hint="--shard")
         options["shard"] = (index, count)
     reporter = RichReporter(quiet=quiet)
+    if _no_plugins_asked():  # exported for safety: `run` cannot honour it, and must not look as if it did
+        reporter.warn("SUBSETCTL_NO_PLUGINS is set, but `run` imports the spec's plugins: modules all the same (it "
+                      "needs their code): check a spec you did not write with `subsetctl validate --no-plugins` "
+                      "before running it.")
     # the run and its report read each manifest once, and its report checks the results against the
     # spec the run validated (unless stages ran since)
     with manifests_read_once(), spec_validated_once() as validated:

@@ -217,3 +217,16 @@ def test_installed_entry_points_are_still_imported(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(registry_module, "entry_points", lambda group: [_EntryPoint()])
     with plugins_not_imported():
         assert Registry("thing", "subsetctl.test_things", ()).get("installed") is Installed
+
+
+def test_run_with_the_environment_variable_set_says_it_imports_the_plugins_all_the_same(
+        stranger_project: Path) -> None:
+    """`run` has no --no-plugins: someone who exported SUBSETCTL_NO_PLUGINS for safety had
+    the plugins imported without a word."""
+    code, out = _cli("run", str(stranger_project), "--until", "data", env={"SUBSETCTL_NO_PLUGINS": "1"})
+    assert code == 0, out
+    assert (stranger_project / "marker").read_text() == "imported"
+    assert "SUBSETCTL_NO_PLUGINS is set, but `run` imports the spec's plugins: modules all the same" in \
+        " ".join(out.split())
+    code, out = _cli("run", str(stranger_project), "--until", "data", env={"SUBSETCTL_NO_PLUGINS": "0"})
+    assert code == 0 and "SUBSETCTL_NO_PLUGINS" not in out, out
