@@ -163,6 +163,15 @@ class ProjectSpec(StrictModel):
         raise ValueError(f"keep_previous must be true, false or how many earlier result sets each stage keeps, "
                          f"a whole number from 0 to 100 (got {value!r})")
 
+    @model_serializer(mode="wrap")
+    def _dump_without_unset_keep_previous_gb(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The dump without ``keep_previous_gb`` when it is unset, as before the option
+        existed: the spec's dumps feed fingerprints, which stay as they were."""
+        dumped = handler(self)
+        if isinstance(dumped, dict) and dumped.get("keep_previous_gb", ...) is None:
+            del dumped["keep_previous_gb"]
+        return dumped
+
     @property
     def previous_sets(self) -> int:
         """How many earlier result sets each stage keeps (``keep_previous``: a number, or true
@@ -688,12 +697,12 @@ class SourceSettings(StrictModel):
 
     @model_serializer(mode="wrap")
     def _dump_without_unset_label_map(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """The dump without ``label_map`` (and a target's ``test_loader``) when it is unset,
-        as before the option existed: the spec's dumps feed fingerprints and source keys,
-        which stay as they were."""
+        """The dump without ``label_map`` (and a target's ``test_loader``, a ``source_files``
+        group's ``by``) when it is unset, as before the option existed: the spec's dumps feed
+        fingerprints and source keys, which stay as they were."""
         dumped = handler(self)
         if isinstance(dumped, dict):
-            for key in ("label_map", "test_loader"):
+            for key in ("label_map", "test_loader", "by"):
                 if dumped.get(key, ...) is None:
                     del dumped[key]
         return dumped
