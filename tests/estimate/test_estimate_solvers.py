@@ -213,6 +213,31 @@ def test_softplus_far_below_the_exp_cap_is_exact() -> None:
     np.testing.assert_allclose(sig_neg, [1.0, 1 / (1 + np.exp(-10.0)), 0.5, 1 / (1 + np.exp(30.0))], rtol=1e-12)
 
 
+def test_softplus_between_the_exp_cap_and_the_far_branch_matches_logaddexp() -> None:
+    """``exp`` is capped at exp(700) only: a lower cap (exp(70)) gave a loss of 70 for every
+    row with z in (-700, -70), whatever its z."""
+    from subsetctl.estimate.solvers import _loss_and_sigmoid, softplus_neg
+
+    z = np.array([-650.0, -300.0, -100.0, -71.0, -40.0])
+    loss, sig_neg = _loss_and_sigmoid(z.copy())
+    np.testing.assert_allclose(loss, softplus_neg(z), rtol=1e-12)
+    np.testing.assert_allclose(loss, -z, rtol=1e-12)
+    np.testing.assert_allclose(sig_neg, 1.0, rtol=1e-12)
+
+
+def test_fast_never_marks_a_non_finite_loss_converged(small_features: FeatureSet,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A step whose validation loss overflows (NaN or infinite) is a failed estimate, not a
+    converged one, even where the step itself solved and stays in the quadratic regime."""
+    from subsetctl.estimate import solvers
+
+    real = solvers._val_loss
+    monkeypatch.setattr(solvers, "_val_loss", lambda x, f, w: real(x, f, w) * np.array([np.nan, 1.0, np.inf])[: len(w)])
+    batch = FastEstimator(small_features, lam=1.0).estimate(random_masks(3, small_features.n_sources, seed=2))
+    np.testing.assert_array_equal(np.isfinite(batch.loss), [False, True, False])
+    np.testing.assert_array_equal(batch.converged, [False, True, False])
+
+
 def test_masks_with_values_other_than_0_and_1_are_user_errors(small_features: FeatureSet) -> None:
     masks = np.zeros((1, small_features.n_sources), dtype=int)
     masks[0, 0] = 2
@@ -262,6 +287,54 @@ def test_exact_never_goes_uphill_on_a_hard_one_dimensional_problem() -> None:
     ref = minimize_scalar(lambda v: obj(np.array([v])), bounds=(-5, 5), method="bounded", options={"xatol": 1e-12})
     assert batch.converged[0]
     assert w[0, 0] == pytest.approx(ref.x, abs=1e-6)
+
+
+def test_exact_newton_steps_converge_superlinearly() -> None:
+    """CG is stopped at relative residual ``min(0.5, sqrt(||g||))``, so the outer Newton
+    steps converge superlinearly: 5-7 steps to 1e-10 here. A CG stopped at a fixed 0.5
+    (linear convergence) took up to 23, and a CG whose directions lost conjugacy up to 10;
+    both still converged, so only the step count shows it."""
+    features = make_synthetic_features(n_sources=6, rows_per_source=40, d=8, n_target_train=30, n_val=50, seed=0,
+                                       helpful=(0,), harmful=(1,))
+    masks = random_masks(8, 6, seed=3)
+    for lam, most in ((0.01, 7), (0.1, 5)):
+        batch = ExactEstimator(features, lam=lam, tol=1e-10, max_iter=100).estimate(masks)
+        assert batch.converged.all()
+        assert batch.iterations.max() <= most, (lam, batch.iterations)
+
+
+def test_exact_default_tolerance_is_1e_6(small_features: FeatureSet) -> None:
+    """The pipeline builds the exact estimator without a tol: its default, 1e-6 on the
+    gradient norm, is the precision of every exact estimate a search uses."""
+    lam = 0.05
+    masks = random_masks(4, small_features.n_sources, seed=8)
+    w, batch = ExactEstimator(small_features, lam=lam).solve(masks)
+    w_ref, ref = ExactEstimator(small_features, lam=lam, tol=1e-6).solve(masks)
+    np.testing.assert_array_equal(batch.iterations, ref.iterations)
+    np.testing.assert_array_equal(w, w_ref)
+    for i, mask in enumerate(masks):
+        assert np.linalg.norm(_objective(*_rows(small_features, mask), lam)(w[i])[1]) <= 1e-6
+
+
+def test_exact_line_search_never_accepts_an_uphill_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A step is accepted only where it lowers the objective by ``c1 * alpha * |slope|``
+    (Armijo). With the sign of that term flipped, steps going uphill by up to it were
+    accepted; the module's c1 (1e-4) hides that in tests, a large one (0.45) shows it on
+    this 1-D problem, where the Newton steps overshoot."""
+    from subsetctl.estimate import solvers
+
+    monkeypatch.setattr(solvers, "_ARMIJO_C1", 0.45)
+    x = np.array([[10.37], [24.65]])
+    f = np.array([-6.678, -13.21])
+    lam = 0.0086
+    fs = FeatureSet("t", ["a"], x, f, [np.ones((1, 1))], [np.zeros(1)], x, f)
+    mask = np.array([[False]])
+
+    def obj(w: np.ndarray) -> float:
+        return float(np.logaddexp(0.0, -(f + x @ w)).mean() + lam * w @ w)
+
+    values = [obj(ExactEstimator(fs, lam=lam, max_iter=k).solve(mask)[0][0]) for k in range(6)]
+    assert all(b <= a + 1e-12 for a, b in itertools.pairwise(values)), values
 
 
 @pytest.mark.parametrize("cls", [FastEstimator, ExactEstimator, functools.partial(LinearSGDEstimator, replay=False),
