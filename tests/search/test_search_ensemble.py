@@ -339,3 +339,104 @@ def test_a_final_random_pick_above_the_target_alone_is_not_blamed_on_averaged_sc
         "adding it hurts. random does not weigh its pick against the target alone. The lowest" in said, said
     assert "Per-source scores" not in said
     assert "adding them hurts. Per-source scores average" in _final_estimated_above_target_only("re", results, baselines)
+
+
+def test_a_small_alpha_is_clamped_up_to_subsets_of_one_source() -> None:
+    """round(0.1 * 4) is 0: subsets of no source say nothing about any; the size is
+    raised to 1 (with a notice), as a size of n is lowered to n - 1."""
+    from subsetctl.search.ensemble import clamped_subset_size
+
+    assert clamped_subset_size(4, 0.1) == 1
+    est = Additive([0.1, -0.1, 0.2, 0.0])
+    result = run_strategy("random_ensemble", est, SearchContext(sources=est.sources), {"alpha": 0.1})
+    assert result.diagnostics["subset_size"] == 1
+    assert result.diagnostics["n_subsets"] == 4
+    assert any("alpha=0.1 gives subsets of 0 of 4 sources; used 1" in n for n in result.notices)
+
+
+def test_threshold_selection_keeps_only_scores_above_the_threshold() -> None:
+    """select: threshold keeps score > threshold: a score equal to it (0.125, exact in
+    binary) is not kept."""
+    from subsetctl.search.base import SubsetMemo
+    from subsetctl.search.ensemble import RandomSubsetParams, select_by_scores
+
+    est = Additive([0.25, 0.125, -0.1])
+    memo = SubsetMemo(est, SearchContext(sources=est.sources), "random_ensemble")
+    params = RandomSubsetParams(select="threshold", threshold=0.125)
+    mask, loss, _, _ = select_by_scores(memo, np.array([0.25, 0.125, -0.1]), params)
+    assert mask.tolist() == [True, False, False]
+    assert loss == pytest.approx(0.75)
+
+
+@pytest.mark.parametrize("name", ["random_ensemble", "surrogate"])
+def test_max_subsets_of_a_sweep_counts_its_n_plus_1_prefixes(name: str) -> None:
+    """validate prices a true_finetune search by max_subsets: the m random subsets, then
+    the n + 1 prefixes (k = 0..n) of a sweep. Where none of the prefixes is one of the
+    random subsets, the search estimates exactly that many."""
+    from subsetctl.registry import STRATEGIES
+    from subsetctl.search.base import parse_params
+
+    est = Additive([0.4, 0.3, 0.2, 0.1])
+    params = {"m": 1, "select": "sweep"} if name == "random_ensemble" else {"m": 1, "select": "sweep", "holdout": 0.0}
+    result = run_strategy(name, est, SearchContext(sources=est.sources, seed=0), params)
+    prefixes = {tuple(f"s{i}" for i in range(k)) for k in range(5)}
+    random_subsets = {tuple(t["subset"]) for t in result.trace} - prefixes
+    assert len(random_subsets) == 1  # (the seed's subset is no prefix)
+    cls = STRATEGIES.get(name)
+    bound = cls.max_subsets(parse_params(cls, params, "params"), 4)
+    assert result.diagnostics["n_subsets_estimated"] == bound == 1 + 5
+
+
+class _Interacting(Additive):
+    """:class:`Additive` plus a product of s0 and s1: a loss no linear surrogate fits
+    exactly, so the held-out R^2 is below 1."""
+
+    def estimate(self, masks: np.ndarray) -> EstimateBatch:
+        batch = super().estimate(masks)
+        batch.loss = batch.loss + 0.3 * (masks[:, 0] & masks[:, 1]) - 0.2 * (masks[:, 2] & ~masks[:, 3])
+        return batch
+
+
+def test_surrogate_holdout_r2_is_one_minus_the_residual_over_the_total_sum_of_squares() -> None:
+    """The held-out share is ``round(holdout * m)`` subsets (the first of a permutation
+    seeded by seed + 1), the rest fit the ridge surrogate, and R^2 = 1 - SSE / SST on the
+    held-out subsets, recomputed here with a plain least-squares ridge fit."""
+    est = _Interacting([0.3, -0.2, 0.1, 0.05, -0.1, 0.0])
+    params = {"m": 20, "holdout": 0.2, "ridge": 0.5}
+    result = run_strategy("surrogate", est, SearchContext(sources=est.sources, seed=3), params)
+    diag = result.diagnostics
+    assert (diag["n_holdout"], diag["n_train"]) == (4, 16)
+    masks = np.array([[s in t["subset"] for s in est.sources] for t in result.trace[:20]])
+    y = np.array([t["loss"] for t in result.trace[:20]])
+    perm = np.random.default_rng(3 + 1).permutation(20)
+    hold, train = perm[:4], perm[4:]
+    xt = masks[train].astype(float)
+    xc = xt - xt.mean(axis=0)
+    coef = np.linalg.solve(xc.T @ xc + 0.5 * np.eye(6), xc.T @ (y[train] - y[train].mean()))
+    pred = masks[hold] @ coef + y[train].mean() - xt.mean(axis=0) @ coef
+    sse = ((y[hold] - pred) ** 2).sum()
+    sst = ((y[hold] - y[hold].mean()) ** 2).sum()
+    assert 0 < sse and diag["holdout_r2"] == pytest.approx(1 - sse / sst, rel=1e-9)
+    assert diag["holdout_r2"] < 0.99
+
+
+class _Exclusive(Additive):
+    """:class:`Additive`, with s0 and s1 together 0.7 worse: each alone lowers the loss by
+    about 0.5, both together do not."""
+
+    def estimate(self, masks: np.ndarray) -> EstimateBatch:
+        batch = super().estimate(masks)
+        batch.loss = batch.loss + 0.7 * (masks[:, 0] & masks[:, 1])
+        return batch
+
+
+@pytest.mark.parametrize("first", [0, 1])
+def test_exhaustive_keeps_the_lowest_of_tied_subsets_of_the_fewest_sources(first: int) -> None:
+    """Of subsets tied within rounding noise with the lowest, exhaustive keeps the fewest
+    sources, and among those the lowest estimate: {s0} and {s1} differ by 6e-9 here."""
+    effects = [0.5, 0.5]
+    effects[1 - first] -= 6e-9
+    est = _Exclusive(effects)
+    result = run_strategy("exhaustive", est, SearchContext(sources=est.sources))
+    assert result.selected == [f"s{first}"]
+    assert result.estimated_loss == pytest.approx(0.5, abs=1e-12)

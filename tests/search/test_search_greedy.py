@@ -145,3 +145,29 @@ def test_progress_says_which_step_of_at_most_how_many(name: str, params: dict, b
     assert rounds[:2] == [f"{name}, step 1 of at most {bound}: estimated 4/4 subsets",
                           f"{name}, step 2 of at most {bound}: estimated 3/3 subsets"]
     assert (f"{name}: step 1 of at most {bound} done", 1, bound) in events
+
+
+def test_a_step_that_lowers_the_loss_by_exactly_min_improvement_is_not_taken() -> None:
+    """min_improvement is "stop when the best step lowers L_hat by no more than this": a
+    step gaining exactly that much (0.25, exact in binary) ends the search."""
+    est = Additive([0.5, 0.25])
+    result = run_strategy("forward", est, SearchContext(sources=est.sources), {"min_improvement": 0.25})
+    assert result.selected == ["s0"]
+    assert run_strategy("forward", est, SearchContext(sources=est.sources),
+                        {"min_improvement": 0.125}).selected == ["s0", "s1"]
+
+
+@pytest.mark.parametrize("name", ["forward", "backward"])
+def test_max_subsets_is_tight_when_greedy_runs_to_the_end(name: str) -> None:
+    """validate prices a true_finetune search by max_subsets: the start plus every
+    remaining source at each step. A greedy run that takes every step estimates exactly
+    that many distinct subsets (1 + 4 + 3 + 2 + 1 for 4 sources)."""
+    from subsetctl.registry import STRATEGIES
+    from subsetctl.search.base import parse_params
+
+    est = Additive([0.4, 0.3, 0.2, 0.1] if name == "forward" else [-0.4, -0.3, -0.2, -0.1])
+    result = run_strategy(name, est, SearchContext(sources=est.sources))
+    assert len(result.diagnostics["steps"]) == 4
+    cls = STRATEGIES.get(name)
+    bound = cls.max_subsets(parse_params(cls, {}, "params"), 4)
+    assert result.diagnostics["n_subsets_estimated"] == bound == 11
