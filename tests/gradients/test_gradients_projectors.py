@@ -151,3 +151,28 @@ def test_neighbouring_seeds_share_no_units() -> None:
 
     seeds = {unit_seed(s, u) for s in range(4) for u in range(4)}
     assert len(seeds) == 16  # not seed + unit: seed 1 unit 0 is not seed 0 unit 1
+
+
+def test_a_budget_exactly_the_size_of_p_caches_all_of_it() -> None:
+    """P is generated once and kept when it fits the budget: at exactly its size (2 units
+    of 1024 rows x 64 x 4 bytes = 0.5 MB) too, with no streaming block."""
+    proj = RademacherProjector(p=2 * UNIT_ROWS, d=64, seed=0, memory_budget_mb=0.5)
+    assert (proj.cached_rows, proj.working_units) == (2 * UNIT_ROWS, 0)
+    proj.project(torch.ones(1, 2 * UNIT_ROWS))
+    assert proj.held_bytes == 2 * UNIT_ROWS * 64 * 4
+    smaller = RademacherProjector(p=2 * UNIT_ROWS, d=64, seed=0, memory_budget_mb=0.5 - 1e-6)
+    assert smaller.cached_rows < 2 * UNIT_ROWS
+
+
+def test_unit_seeds_are_pinned_and_make_projector_passes_the_seed_as_given() -> None:
+    """A gradient store built with a seed must meet the same P in any later version: the
+    unit seeds (63 bits of a blake2b digest) are pinned, and make_projector builds the
+    projector of exactly the spec's seed."""
+    from subsetctl.gradients.projectors import unit_seed
+
+    assert unit_seed(0, 0) == 7802762590892943497
+    assert unit_seed(7, 3) == 2744466480285316672
+    for name, cls in (("rademacher", RademacherProjector), ("gaussian", GaussianProjector)):
+        built = make_projector(name, p=UNIT_ROWS + 5, d=8, seed=7)
+        assert type(built) is cls and built.seed == 7
+        assert torch.equal(built.matrix(), cls(p=UNIT_ROWS + 5, d=8, seed=7).matrix())
