@@ -58,6 +58,20 @@ def test_ties_go_to_the_closer_calibration_then_the_larger_lambda() -> None:
     assert np.allclose(held_out, only_small)
 
 
+def test_a_spearman_higher_by_one_swapped_pair_wins_over_a_closer_calibration() -> None:
+    """Only equal Spearmans (to 1e-12) are ties broken by the leave-one-out error: over 40
+    subsets one swapped neighbouring pair lowers Spearman by 1.9e-4, and the lambda ranking
+    all 40 right is chosen though its estimates bend (a larger calibrated error)."""
+    y = np.linspace(0.4, 0.8, 40)
+    swapped = y.copy()
+    swapped[[10, 11]] = swapped[[11, 10]]
+    cal = calibrate(y, {0.1: 2 * swapped + 0.1, 1.0: np.exp(6 * y)})
+    close, best = cal.per_lambda[0.1], cal.per_lambda[1.0]
+    assert best["spearman"] == 1.0 and 0.999 < close["spearman"] < 1.0
+    assert close["loo_median_rel_err"] < best["loo_median_rel_err"]
+    assert cal.lam == 1.0 and cal.spearman == 1.0
+
+
 def test_nan_true_values_are_excluded_with_a_reason() -> None:
     y = np.array([0.61, np.nan, 0.72, 0.48, 0.66, 0.59])
     raw = {1.0: np.array([0.5, 0.1, 0.6, 0.4, 0.55, 0.48])}
@@ -236,6 +250,26 @@ def test_two_usable_runs_report_no_spearman() -> None:
 def test_spearman_of_two_points_is_their_order() -> None:
     assert spearman(np.array([1.0, 2.0]), np.array([5.0, 3.0])) == pytest.approx(-1.0)
     assert spearman(np.array([1.0, 2.0]), np.array([3.0, 5.0])) == pytest.approx(1.0)
+
+
+def test_selection_loo_makes_the_choice_without_the_held_out_subset() -> None:
+    """Held out, subset 0 must not sway the choice: without it lambda 0.1's estimates are
+    exactly affine in the truth (a tie on Spearman 1, won by the smaller error), so subset
+    0, which they put 0.5 too high, is predicted 0.25 too high (0.625 of 0.4). Seen by the
+    choice, that one subset would lower 0.1's Spearman and hand the choice to lambda 1."""
+    y = np.linspace(0.4, 0.8, 8)
+    off = 2 * y + 0.1
+    off[0] += 0.5
+    errs = selection_loo_rel_errors(y, {("fast", 0.1): off, ("fast", 1.0): np.exp(6 * y)})
+    assert errs[0] == pytest.approx(0.625, rel=1e-9)
+
+
+def test_selection_loo_needs_min_k_subsets_besides_the_held_out_one() -> None:
+    """With 4 usable subsets (MIN_K) each fold has 3 others: calibration would be off, so
+    no held-out error; with 5, every fold has one."""
+    y = np.array([0.61, 0.55, 0.72, 0.48, 0.66])
+    assert np.isnan(selection_loo_rel_errors(y[:4], {("fast", 1.0): 2 * y[:4] + 0.1})).all()
+    assert np.isfinite(selection_loo_rel_errors(y, {("fast", 1.0): 2 * y + 0.1})).all()
 
 
 def test_close_but_distinct_true_losses_still_calibrate() -> None:
