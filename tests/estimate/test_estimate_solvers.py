@@ -37,6 +37,17 @@ def _objective(x: np.ndarray, f: np.ndarray, lam: float):
     return fun
 
 
+def _one_dimensional(x: np.ndarray, f: np.ndarray, lam: float):
+    """A 1-D feature set whose target rows are ``(x, f)`` (and validation rows too), the
+    empty mask, and the objective of the target alone."""
+    fs = FeatureSet("t", ["a"], x, f, [np.ones((1, 1))], [np.zeros(1)], x, f)
+
+    def obj(w: np.ndarray) -> float:
+        return float(np.logaddexp(0.0, -(f + x @ w)).mean() + lam * w @ w)
+
+    return fs, np.array([[False]]), obj
+
+
 def test_registered_under_their_names() -> None:
     assert ESTIMATORS.get("exact") is ExactEstimator
     assert ESTIMATORS.get("fast") is FastEstimator
@@ -269,15 +280,8 @@ def test_exact_never_goes_uphill_on_a_hard_one_dimensional_problem() -> None:
     lower the objective (Armijo), and the end point is the 1-D minimiser."""
     from scipy.optimize import minimize_scalar
 
-    x = np.array([[14.19], [-51.62]])
-    f = np.array([-10.75, -11.24])
     lam = 0.049
-    fs = FeatureSet("t", ["a"], x, f, [np.ones((1, 1))], [np.zeros(1)], x, f)
-    mask = np.array([[False]])
-
-    def obj(w: np.ndarray) -> float:
-        return float(np.logaddexp(0.0, -(f + x @ w)).mean() + lam * w @ w)
-
+    fs, mask, obj = _one_dimensional(np.array([[14.19], [-51.62]]), np.array([-10.75, -11.24]), lam)
     values = [obj(np.zeros(1))]
     for k in range(8):
         w, _ = ExactEstimator(fs, lam=lam, max_iter=k).solve(mask)
@@ -324,15 +328,8 @@ def test_exact_line_search_never_accepts_an_uphill_step(monkeypatch: pytest.Monk
     from subsetctl.estimate import solvers
 
     monkeypatch.setattr(solvers, "_ARMIJO_C1", 0.45)
-    x = np.array([[10.37], [24.65]])
-    f = np.array([-6.678, -13.21])
     lam = 0.0086
-    fs = FeatureSet("t", ["a"], x, f, [np.ones((1, 1))], [np.zeros(1)], x, f)
-    mask = np.array([[False]])
-
-    def obj(w: np.ndarray) -> float:
-        return float(np.logaddexp(0.0, -(f + x @ w)).mean() + lam * w @ w)
-
+    fs, mask, obj = _one_dimensional(np.array([[10.37], [24.65]]), np.array([-6.678, -13.21]), lam)
     values = [obj(ExactEstimator(fs, lam=lam, max_iter=k).solve(mask)[0][0]) for k in range(6)]
     assert all(b <= a + 1e-12 for a, b in itertools.pairwise(values)), values
 
