@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from subsetctl.estimate.base import EstimateBatch
 from subsetctl.reporter import SilentReporter
@@ -103,6 +104,15 @@ def test_a_diverged_fine_tune_is_left_out_of_the_per_lambda_spearman() -> None:
     out, _ = _run([0.5, 0.7, 0.1, 0.6, 0.9, 0.8], [0.5, 0.7, 0.1, 0.6, 0.9, 0.8], truth)
     assert out["spearman_raw_by_lambda"] == {"1.0": 1.0}
     assert out["true"][2] is None
+
+
+def test_a_subset_without_an_estimate_is_left_out_of_the_per_lambda_spearman() -> None:
+    """As a diverged fine-tune is: a NaN estimate (a failed solve) leaves its subset out of
+    the recorded Spearman, as calibration leaves it out, instead of making it NaN."""
+    truth = [0.5, 0.7, 0.65, 0.6, 0.9, 0.8]
+    raw = [0.5, 0.7, float("nan"), 0.6, 0.9, 0.8]
+    out, _ = _run(raw, raw, truth)
+    assert out["spearman_raw_by_lambda"] == {"1.0": 1.0}
 
 
 def test_calibration_off_drops_an_extra_candidate_that_refuses_the_spec_lambda() -> None:
@@ -347,3 +357,29 @@ def test_an_estimator_refusing_the_whole_grid_says_its_lambda_is_the_spec_s() ->
     assert out["calibration"]["lam"] == 1.0
     assert ("linear_sgd accepts none of calibrate.lambda_grid (the run's warnings say why): its lambda is "
             "estimate.lam = 1, not chosen from the grid.") in out["calibration"]["notes"]
+
+
+def test_the_error_with_the_choice_held_out_is_the_median_over_the_subsets() -> None:
+    """loo_median_rel_err_with_selection is the median of selection_loo_rel_errors, as the
+    leave-one-out error of the chosen lambda is a median: one badly predicted subset does
+    not set it."""
+    from subsetctl.estimate.calibrate import selection_loo_rel_errors
+
+    truth = [0.5, 0.7, 0.6, 0.9, 0.8, 0.55]
+    fast = [0.9, 0.5, 0.6, 0.7, 0.8, 0.52]
+    sgd = [1.1, 1.52, 1.3, 1.9, 1.69, 1.2]
+    out, _ = _run(fast, sgd, truth)
+    errs = selection_loo_rel_errors(np.array(truth), {("fast", 1.0): np.array(fast), ("linear_sgd", 1.0): np.array(sgd)})
+    assert np.mean(errs) > 1.05 * np.median(errs)
+    assert out["loo_median_rel_err_with_selection"] == pytest.approx(float(np.median(errs)), rel=1e-12)
+
+
+def test_the_calibrated_estimates_are_the_raw_ones_through_the_chosen_map() -> None:
+    """The verify table's calibrated column is slope * raw + intercept of the chosen
+    calibration, not the raw estimates again."""
+    truth = [0.5, 0.7, 0.6, 0.9, 0.8]
+    out, _ = _run([0.9, 0.5, 0.6, 0.7, 0.8], [x * 2 + 0.1 for x in truth], truth)
+    cal = out["calibration"]
+    assert cal["enabled"] and cal["slope"] == pytest.approx(0.5)
+    np.testing.assert_allclose(out["calibrated"], [cal["slope"] * r + cal["intercept"] for r in out["raw"]], rtol=1e-12)
+    np.testing.assert_allclose(out["calibrated"], truth, rtol=1e-9)
