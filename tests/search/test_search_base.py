@@ -465,3 +465,31 @@ def test_a_param_given_to_a_strategy_without_params_says_to_remove_it() -> None:
     msg = str(info.value)
     assert msg == ("Invalid parameters for strategy 'every' (all): search.strategies[0].params.k: is not a parameter "
                    "of this strategy. This strategy takes no parameters: remove its params."), msg
+
+
+def test_a_failed_estimate_is_counted_as_failed_not_also_as_unconverged() -> None:
+    """A NaN estimate flagged not converged (as a solver that gave up reports it) is one
+    failure: the notice of unconverged estimates counts only the finite ones."""
+
+    class GivesUp(Recorder):
+        def estimate(self, masks: np.ndarray) -> EstimateBatch:
+            batch = super().estimate(masks)
+            batch.converged = np.zeros(len(masks), dtype=bool)  # none converged; those with s0 failed too
+            return batch
+
+    est = GivesUp(3, fail_first=True)
+    memo = SubsetMemo(est, SearchContext(sources=est.sources), "t")
+    memo.losses(np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 1]], dtype=bool))
+    assert (memo.n_failed, memo.n_not_converged) == (2, 2)
+
+
+def test_a_trace_listing_exactly_the_names_limit_is_kept_whole() -> None:
+    """trace_names_limit is the most names kept: kept subsets listing exactly that many
+    names in all are all kept."""
+    est = Recorder(4)
+    memo = SubsetMemo(est, SearchContext(sources=est.sources), "t")
+    memo.losses(np.array([[1, 1, 0, 0], [1, 1, 1, 0], [1, 0, 0, 0]], dtype=bool))  # 2 + 3 + 1 names
+    short = StrategyResult("x", [], trace=memo.trace).to_dict(trace_limit=3, trace_names_limit=6)
+    assert [len(t["subset"]) for t in short["trace"]] == [2, 3, 1]
+    cut = StrategyResult("x", [], trace=memo.trace).to_dict(trace_limit=3, trace_names_limit=5)
+    assert [len(t["subset"]) for t in cut["trace"]] == [2, 1] and cut["trace_total"] == 3
