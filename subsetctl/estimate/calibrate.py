@@ -57,11 +57,21 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float((ra @ rb) / denom)
 
 
+#: a fitted slope whose change over the raw estimates' range is below this fraction of the
+#: true losses' scale is rounding, not a trend: taken as 0 ("all alike")
+_FLAT_SLOPE = 1e-9
+
+
 def _fit_affine(raw: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Least-squares ``y ~ slope * raw + intercept``; a constant ``raw`` gives slope 0."""
+    """Least-squares ``y ~ slope * raw + intercept``; a constant ``raw`` gives slope 0, and so
+    does a slope that moves the fit by no more than rounding over the raw range (a true slope
+    of 0 came out 8.5e-17 or -1.4e-16 by rounding alone, read as a real trend or as a reversed
+    order)."""
     if np.ptp(raw) == 0:
         return 0.0, float(np.mean(y))
     slope, intercept = np.polyfit(raw, y, 1)
+    if abs(slope) * np.ptp(raw) <= _FLAT_SLOPE * max(float(np.max(np.abs(y))), np.finfo(float).tiny):
+        return 0.0, float(np.mean(y))
     return float(slope), float(intercept)
 
 

@@ -377,3 +377,15 @@ def test_diverged_fine_tunes_are_one_note_however_many() -> None:
     assert cal.notes[0] == ("s0, s1, s2, s3, s4 and 3 more excluded: their true losses are NaN (the fine-tunes "
                             "diverged).")
     assert len(cal.notes) == 2 and cal.notes[1].startswith("Calibration is off")
+
+
+@pytest.mark.parametrize(("y", "raw"), [
+    ([1, 2, 0, 2, 1.0], [1, 2, 3, 4, 5.0]),  # slope 8.5e-17 by rounding: was taken as a rising map
+    ([2, 1, 3, 3, 1, 2.0], [1, 2, 3, 4, 5, 6.0]),  # -1.4e-16: was said to rank "in the reverse order"
+])
+def test_a_slope_of_zero_within_rounding_is_flat(y: list[float], raw: list[float]) -> None:
+    """True losses that do not move with the raw estimates (Spearman 0): the fitted slope is
+    0 up to rounding, and calibration is off with the estimates ranked "all alike"."""
+    cal = calibrate(np.array(y), {1.0: np.array(raw)})
+    assert not cal.enabled and cal.slope == 1.0
+    assert any("rank the subsets all alike" in note for note in cal.notes), cal.notes
