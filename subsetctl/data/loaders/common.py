@@ -273,6 +273,10 @@ def _required_fields(options: LoaderBase, ctx: LoadContext) -> tuple[str, str]:
 #: large file's rows then never all exist as Python objects at once. Every module reads it
 #: here (``common.CHUNK_ROWS``): change it on this module, not on the package
 CHUNK_ROWS = 50_000
+#: characters (prompts, answers and metadata JSON) mapped before a chunk is made, however
+#: few its rows: 50,000 documents of a corpus (5 kB each, some beyond Latin-1, so Python
+#: holds them at 4 bytes a character) took 1 GB more at the peak than chunks of this size
+CHUNK_CHARS = 16_000_000
 
 
 class CommonColumns:
@@ -369,6 +373,7 @@ class CommonColumns:
         self.spaced_count = 0
         self.chunks: list[Any] = []
         self.columns: dict[str, list[Any]] = self._empty_columns()
+        self.chunk_chars = 0  # characters in :attr:`columns` (see :attr:`chunk_full`)
         self.fetch = fetch
         self.limit = ctx.keep_at_most if fetch is not None else None
         self.usable = 0  # rows checked and kept so far (not left out as blank)
@@ -416,8 +421,14 @@ class CommonColumns:
             self.error = exc
             self._count_null(i, record)
             return
-        if len(self.columns["row"]) >= CHUNK_ROWS:
+        if self.chunk_full:
             self._flush()
+
+    @property
+    def chunk_full(self) -> bool:
+        """Whether the rows mapped since the last chunk make one: :data:`CHUNK_ROWS` of them,
+        or :data:`CHUNK_CHARS` characters (long documents: a count of rows bounds nothing)."""
+        return len(self.columns["row"]) >= CHUNK_ROWS or self.chunk_chars >= CHUNK_CHARS
 
     def _count_null(self, i: int, record: dict[str, Any]) -> None:
         """Count record ``i`` if it lacks its prompt or its answer (a null or missing value)."""
@@ -618,8 +629,10 @@ class CommonColumns:
         columns["prompt"].append(prompt)
         columns["response"].append("" if self.classifier else answer)
         columns["label_text"].append(answer if self.classifier else "")
-        columns["metadata"].append(_metadata_json(extra))
+        metadata = _metadata_json(extra)
+        columns["metadata"].append(metadata)
         columns["row"].append(i)
+        self.chunk_chars += len(prompt) + len(answer) + len(metadata)
 
     def _note_structured(self, first_row: tuple[int, str], count: int, named: str, what_then: str) -> None:
         """The notice that ``count`` rows hold a list or an object as ``named`` (the first of
@@ -711,6 +724,7 @@ class CommonColumns:
         self.chunks.append(pa.Table.from_pydict({name: columns[name] for name in COLUMNS},
                                                 schema=dataset_features().arrow_schema))
         self.columns = self._empty_columns()
+        self.chunk_chars = 0
 
     def _one_chunk(self) -> Any:
         """The chunks as one table of single-chunk columns, as one table of every row would
@@ -761,7 +775,7 @@ class CommonColumns:
                 break
             self._append(int(i), record, prompt, answer)
             got += 1
-            if len(self.columns["row"]) >= CHUNK_ROWS:
+            if self.chunk_full:
                 self._flush()
         if got != len(wanted):
             raise UserError(
