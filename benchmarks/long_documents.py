@@ -1,12 +1,13 @@
 """Memory of reading a corpus of long documents (``loader.text_field``): peak resident
-memory of the JSON Lines loader above what the process held before the load, with chunks
-cut at ``CHUNK_CHARS`` characters as now, against chunks of ``CHUNK_ROWS`` rows only (as
-before: 50,000 documents of 5 kB held as Python strings before the first chunk).
+memory of the JSON Lines and Parquet loaders above what the process held before the load,
+with chunks (and Parquet batches) cut at ``CHUNK_CHARS`` characters (bytes) as now, against
+``CHUNK_ROWS`` rows only (as before: 50,000 documents of 5 kB held as Python strings at once).
 
 Writes a file of ``--mb`` MB of documents of 100 to 20,000 characters (a few words beyond
 Latin-1, as a real corpus has, so Python holds a document at up to 4 bytes a character),
-then loads it in a fresh process per variant, the way the data stage does. Prints one JSON
-line: for each variant the load's seconds and its peak memory above the baseline.
+and as Parquet, then loads each in a fresh process per variant, the way the data stage does.
+Prints one JSON line: for each format and variant the load's seconds and its peak memory above
+the baseline.
 
     python benchmarks/long_documents.py [--mb 200]
 """
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from _common import ROOT
 
@@ -28,19 +30,20 @@ import json, sys, time
 from pathlib import Path
 from subsetctl.data.loaders import LoadContext, common
 from subsetctl.registry import LOADERS
-from subsetctl.spec import JsonlLoader
+from subsetctl.spec import JsonlLoader, ParquetLoader
 import datasets, pyarrow, pandas  # what the data stage has imported before it loads
 def high_water_mb():  # VmHWM: peak RSS of this process image
     for line in open("/proc/self/status"):
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
 path, variant = Path(sys.argv[1]), sys.argv[2]
+kind = path.suffix[1:]
 if variant == "rows_only":
-    common.CHUNK_CHARS = float("inf")
-options = JsonlLoader(type="jsonl", path=str(path), text_field="text")
+    common.CHUNK_CHARS = 10**18
+options = {"jsonl": JsonlLoader, "parquet": ParquetLoader}[kind](type=kind, path=str(path), text_field="text")
 before = high_water_mb()
 start = time.perf_counter()
-dataset = LOADERS.get("jsonl")(options, LoadContext(source_name="docs", base_dir=path.parent, kind="causal-lm", seed=0))
+dataset = LOADERS.get(kind)(options, LoadContext(source_name="docs", base_dir=path.parent, kind="causal-lm", seed=0))
 seconds = time.perf_counter() - start
 print(json.dumps({"rows": len(dataset), "seconds": seconds, "peak_above_mb": high_water_mb() - before}))
 """
@@ -65,19 +68,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mb", type=float, default=200.0)
     args = parser.parse_args()
-    out: dict[str, object] = {}
+    out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="subsetctl-docs-") as tmp:
+        import pyarrow.json as pj
+        import pyarrow.parquet as pq
+
         path = Path(tmp) / "docs.jsonl"
         write_documents(path, args.mb)
-        out["file_mb"] = round(path.stat().st_size / 1e6, 1)
-        for variant in ("chunk_chars", "rows_only"):
-            result = subprocess.run([sys.executable, "-c", CHILD, str(path), variant], capture_output=True, text=True,
-                                    cwd=ROOT, check=False)
-            if result.returncode != 0:
-                raise SystemExit(f"{variant}: {result.stderr[-2000:]}")
-            figures = json.loads(result.stdout.strip().splitlines()[-1])
-            out["rows"] = figures["rows"]
-            out[variant] = {"seconds": round(figures["seconds"], 2), "peak_above_mb": round(figures["peak_above_mb"], 1)}
+        pq.write_table(pj.read_json(path), Path(tmp) / "docs.parquet")
+        for kind in ("jsonl", "parquet"):
+            file = path.with_suffix("." + kind)
+            out[kind] = {"file_mb": round(file.stat().st_size / 1e6, 1)}
+            for variant in ("chunk_chars", "rows_only"):
+                result = subprocess.run([sys.executable, "-c", CHILD, str(file), variant], capture_output=True,
+                                        text=True, cwd=ROOT, check=False)
+                if result.returncode != 0:
+                    raise SystemExit(f"{kind} {variant}: {result.stderr[-2000:]}")
+                figures = json.loads(result.stdout.strip().splitlines()[-1])
+                out["rows"] = figures["rows"]
+                out[kind][variant] = {"seconds": round(figures["seconds"], 2),
+                                      "peak_above_mb": round(figures["peak_above_mb"], 1)}
     print(json.dumps(out))
 
 
