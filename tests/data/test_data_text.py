@@ -56,6 +56,18 @@ def test_a_blank_text_is_left_out_and_a_null_one_is_an_error_naming_text_field(t
         load_jsonl(_jsonl(tmp_path, [{"text": "a"}], field="body"), make_ctx())
 
 
+def test_a_text_held_as_a_list_is_said_to_be_trained_on_as_json(tmp_path: Path, make_ctx) -> None:
+    """A document kept as a list of its parts is trained on as its JSON text: the notice says
+    so in a text's terms (it spoke of a gold response and accepted answers) and says to join
+    the parts."""
+    ctx = make_ctx()
+    ds = load_jsonl(_jsonl(tmp_path, [{"text": "plain"}, {"text": ["part one", "part two"]}]), ctx)
+    assert ds["response"] == ["plain", '["part one", "part two"]']
+    notice, = ctx.notices
+    assert "1 row(s)" in notice and "line 2" in notice and "trained on as its JSON text" in notice
+    assert "Join the parts into one string" in notice and "gold response" not in notice
+
+
 def test_a_drawn_sample_of_texts_maps_the_rows_it_keeps(tmp_path: Path, make_ctx) -> None:
     rows = [{"text": f"document {i}", "n": i} for i in range(30)]
     ctx = make_ctx()

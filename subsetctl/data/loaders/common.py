@@ -644,6 +644,13 @@ class CommonColumns:
             f"(first at {self.locate(first)}: {example}); {what_then}"
         )
 
+    def _structured_answer_advice(self) -> str:
+        """What the notice on answers held as a list or an object says is made of them, and
+        what to do."""
+        return (f"each is {'a class' if self.classifier else 'the gold response'} as its JSON text. If it holds "
+                "several accepted answers or a nested field, write the one meant as a plain value (or use a plugin "
+                "loader).")
+
     def _note_whole_floats(self, named: str) -> None:
         """The notice that some answers are whole numbers held as floats: each reads "5.0",
         the tokens the model learns (and the test loss scores; exact_match takes 5.0 = 5), while
@@ -824,10 +831,7 @@ class CommonColumns:
                                   "chats with loader.messages_field (JSON Lines, Parquet, Hugging Face "
                                   "datasets), or render it in a plugin loader.")
         if self.structured is not None:
-            self._note_structured(self.structured, self.structured_count, named,
-                                  f"each is {'a class' if self.classifier else 'the gold response'} as its JSON "
-                                  "text. If it holds several accepted answers or a nested field, write the one "
-                                  "meant as a plain value (or use a plugin loader).")
+            self._note_structured(self.structured, self.structured_count, named, self._structured_answer_advice())
         if self.whole_float is not None:
             self._note_whole_floats(named)
         if self.spaced is not None and 2 * self.spaced_count >= self.count - self.left_out_count:

@@ -55,6 +55,14 @@ class TextColumns(CommonColumns):
         legacy completions), which the test loss and exact_match score; a text's leading
         whitespace (indented code, a dump's formatting) is part of the text it learns."""
 
+    def _structured_answer_advice(self) -> str:
+        """A text held as a list (a document's paragraphs or lines, as some corpora keep them)
+        is trained on as its JSON text, brackets and quotes included: not joined, since no
+        separator is the right one for every corpus."""
+        return ("each is trained on as its JSON text, brackets, quotes and commas included (a list of parts, "
+                "a document's paragraphs or lines, is not joined). Join the parts into one string in the file, "
+                "with the separator the text needs (or use a plugin loader).")
+
     def _more_metadata(self, i: int, extra: dict[str, Any]) -> None:
         """Mark the row as a text trained on whole; a key of its own of that name (a column,
         or a key of its metadata) would be taken for the mark, so it is refused."""
