@@ -1349,16 +1349,24 @@ def test_long_rows_are_chunked_by_their_characters(tmp_path: Path, make_ctx, mon
     assert chunked._fingerprint == whole._fingerprint
 
 
-def test_parquet_long_rows_are_read_in_smaller_batches(tmp_path: Path, make_ctx, monkeypatch) -> None:
-    """A Parquet file of long rows is read in batches of about CHUNK_CHARS bytes, not of
-    CHUNK_ROWS rows: each batch becomes Python objects at once (50,000 documents of 5 kB
-    were 1 GB more at the peak). Same dataset."""
+@pytest.mark.parametrize("kind", ["parquet", "huggingface"])
+def test_long_rows_are_read_in_smaller_batches(tmp_path: Path, make_ctx, monkeypatch, kind: str) -> None:
+    """A Parquet file or a dataset of long rows is read in batches of about CHUNK_CHARS
+    bytes, not of CHUNK_ROWS rows: each batch becomes Python objects at once (50,000
+    documents of 5 kB were 1 GB more at the peak). Same dataset."""
+    from datasets import Dataset as HfDataset
+
     from subsetctl.data import loaders
     from subsetctl.data.loaders.common import CommonColumns
 
-    pd.DataFrame({"text": [f"doc {i} " + "é" * 1000 for i in range(5)]}).to_parquet(tmp_path / "docs.parquet")
-    options = ParquetLoader(type="parquet", path="docs.parquet", text_field="text")
-    whole = load_parquet(options, make_ctx())
+    texts = {"text": [f"doc {i} " + "é" * 1000 for i in range(5)]}
+    if kind == "parquet":
+        pd.DataFrame(texts).to_parquet(tmp_path / "docs.parquet")
+        options, load = ParquetLoader(type="parquet", path="docs.parquet", text_field="text"), load_parquet
+    else:
+        HfDataset.from_dict(texts).save_to_disk(str(tmp_path / "saved"))
+        options, load = HuggingFaceLoader(type="huggingface", path="saved", text_field="text"), load_huggingface
+    whole = load(options, make_ctx())
     batches: list[int] = []
     add_all = CommonColumns.add_all
 
@@ -1368,7 +1376,7 @@ def test_parquet_long_rows_are_read_in_smaller_batches(tmp_path: Path, make_ctx,
 
     monkeypatch.setattr(CommonColumns, "add_all", counting)
     monkeypatch.setattr(loaders.common, "CHUNK_CHARS", 5000)
-    chunked = load_parquet(options, make_ctx())
+    chunked = load(options, make_ctx())
     assert sum(batches) == 5 and max(batches) < 5, batches
     assert chunked.to_dict() == whole.to_dict()
     assert chunked._fingerprint == whole._fingerprint

@@ -947,15 +947,11 @@ def load_parquet(options: ParquetLoader, ctx: LoadContext) -> Dataset:
 
 
 def _batch_rows(parquet: Any) -> int:
-    """How many rows of ``parquet`` (a ``pyarrow.parquet.ParquetFile``) a batch is read in:
-    :data:`CHUNK_ROWS`, or as many as hold about :data:`CHUNK_CHARS` bytes of the file's
-    uncompressed data where its rows are long. A batch becomes Python objects (``to_pylist``)
-    before its rows are chunked: 50,000 documents of a corpus (5 kB each) took 1 GB more at
-    the peak."""
+    """How many rows of ``parquet`` (a ``pyarrow.parquet.ParquetFile``) a batch is read in
+    (:func:`common.batch_rows`, from the size of its data uncompressed)."""
     meta = parquet.metadata
-    size = sum(meta.row_group(g).total_byte_size for g in range(meta.num_row_groups))
-    per_row = size / max(1, meta.num_rows)
-    return max(1, min(common.CHUNK_ROWS, int(common.CHUNK_CHARS // max(per_row, 1.0))))
+    return common.batch_rows(sum(meta.row_group(g).total_byte_size for g in range(meta.num_row_groups)),
+                             meta.num_rows)
 
 
 def _rows_where(wanted: dict[str, str | int], path: Path, parquet: Any,

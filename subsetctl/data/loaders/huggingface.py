@@ -327,16 +327,18 @@ def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
         rows = with_decoded(batch.to_pylist(), as_json)
         return _with_class_names(rows, classes) if classes else rows
 
+    batch_size = common.batch_rows(loaded.data.nbytes, loaded.num_rows)  # (fewer rows where they are long)
+
     def fetch(wanted: Any) -> Iterator[tuple[int, dict[str, Any]]]:  # the kept rows read again
         indices, start = wanted.tolist(), 0
-        for batch in loaded.select(indices).with_format("arrow").iter(batch_size=common.CHUNK_ROWS):
+        for batch in loaded.select(indices).with_format("arrow").iter(batch_size=batch_size):
             # (a zip of one iterator over every batch took an index it then dropped at each batch's end)
             yield from zip(indices[start:start + batch.num_rows], records(batch))
             start += batch.num_rows
 
     builder = common_columns(options, ctx, where, one_based_row, loaded.column_names, fetch=fetch)
     checked = [c for c in builder.fields if c in loaded.column_names]
-    for batch in loaded.with_format("arrow").iter(batch_size=common.CHUNK_ROWS):
+    for batch in loaded.with_format("arrow").iter(batch_size=batch_size):
         # past the rows mapped as they come, only the columns every row is checked for
         builder.add_all(records(batch if builder.mapping_all else batch.select(checked)))
     return builder.finish()
