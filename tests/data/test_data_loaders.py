@@ -1349,10 +1349,10 @@ def test_long_rows_are_chunked_by_their_characters(tmp_path: Path, make_ctx, mon
     assert chunked._fingerprint == whole._fingerprint
 
 
-@pytest.mark.parametrize("kind", ["parquet", "huggingface"])
+@pytest.mark.parametrize("kind", ["parquet", "huggingface", "csv"])
 def test_long_rows_are_read_in_smaller_batches(tmp_path: Path, make_ctx, monkeypatch, kind: str) -> None:
-    """A Parquet file or a dataset of long rows is read in batches of about CHUNK_CHARS
-    bytes, not of CHUNK_ROWS rows: each batch becomes Python objects at once (50,000
+    """A Parquet or CSV file or a dataset of long rows is read in batches of about
+    CHUNK_CHARS bytes (a CSV file's sized by the frame before), not of CHUNK_ROWS rows: each batch becomes Python objects at once (50,000
     documents of 5 kB were 1 GB more at the peak). Same dataset."""
     from datasets import Dataset as HfDataset
 
@@ -1363,6 +1363,10 @@ def test_long_rows_are_read_in_smaller_batches(tmp_path: Path, make_ctx, monkeyp
     if kind == "parquet":
         pd.DataFrame(texts).to_parquet(tmp_path / "docs.parquet")
         options, load = ParquetLoader(type="parquet", path="docs.parquet", text_field="text"), load_parquet
+    elif kind == "csv":
+        pd.DataFrame(texts).to_csv(tmp_path / "docs.csv", index=False)
+        options, load = CsvLoader(type="csv", path="docs.csv", text_field="text"), load_csv
+        monkeypatch.setattr(loaders.files, "CSV_FIRST_ROWS", 2, raising=False)
     else:
         HfDataset.from_dict(texts).save_to_disk(str(tmp_path / "saved"))
         options, load = HuggingFaceLoader(type="huggingface", path="saved", text_field="text"), load_huggingface

@@ -595,12 +595,17 @@ def _fetch_skipping(frames: Any, wanted: Any, columns: list[str], count: int) ->
     return found
 
 
+#: the rows of a CSV file's first frame, whose size sets how many the next ones hold
+CSV_FIRST_ROWS = 1_000
+
+
 @LOADERS.register("csv")
 def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
     """A local CSV file with a header row; every cell is read as text, a chunk of rows at
     a time. Messages name the file line of a row (the header is line 1).
 
-    Chunks are :data:`CHUNK_ROWS` rows. Lines are found with :func:`csv_record_lines`,
+    Chunks are :data:`CHUNK_ROWS` rows, or fewer of long rows (:func:`common.batch_rows`, from the
+    size of the last chunk read). Lines are found with :func:`csv_record_lines`,
     only when a message needs one."""
     import zlib
 
@@ -627,13 +632,21 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
         )
 
     def frames(skiprows: Any = None, wrap: Any = None) -> Iterator[Any]:
+        # each frame's rows as many as its last one's size allows (common.batch_rows): long rows,
+        # a corpus's documents, are then not held 50,000 at a time as Python strings
         with open_decompressed(path) as handle:
             reader = pd.read_csv(wrap(handle) if wrap else handle, sep=options.delimiter, dtype=str, keep_default_na=False,
-                                 encoding="utf-8-sig", chunksize=common.CHUNK_ROWS, skiprows=skiprows)
+                                 encoding="utf-8-sig", iterator=True, skiprows=skiprows)
             with reader:
-                for frame in reader:
+                size = min(common.CHUNK_ROWS, CSV_FIRST_ROWS)
+                while True:
+                    try:
+                        frame = reader.get_chunk(size)
+                    except StopIteration:
+                        return
                     frame.columns = [str(c) for c in frame.columns]
                     yield frame
+                    size = common.batch_rows(int(frame.memory_usage(deep=True).sum()), len(frame))
 
     def fetch(wanted: Any) -> Iterator[tuple[int, dict[str, Any]]]:  # the file read again for these records
         found = _fetch_skipping(frames, wanted, columns, builder.count if builder else 0) \
