@@ -193,3 +193,28 @@ def test_a_misshapen_entry_deleted_meanwhile_by_someone_else_is_no_internal_erro
 
     drop_misshapen_entry(DeletedWhileWarning(), entry, folder=folder)
     assert not entry.exists()
+
+
+def test_an_adapter_the_full_cache_disk_cannot_take_is_warned_of_not_a_stopped_run(tmp_path, monkeypatch) -> None:
+    """A fine-tune's adapter copied into a cache whose disk is full: ``shutil.copytree``
+    gathers the file's ENOSPC into a ``shutil.Error`` with no errno of its own, which
+    :class:`~subsetctl.stages.common.CacheWrites` let through, so the run stopped after
+    recording the result, as the permission error it warns of had. Now it is one warning."""
+    from subsetctl.stages import common
+
+    cache = _cache(tmp_path)
+    run_dir = tmp_path / "run"
+    (run_dir / "adapter").mkdir(parents=True)
+    (run_dir / "adapter" / "adapter_model.safetensors").write_bytes(b"weights")
+
+    def full(src, dst, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
+
+    monkeypatch.setattr(shutil, "copyfile", full)  # (copytree's copy2 copies the bytes with it)
+    reporter = SilentReporter()
+    writes = common.CacheWrites(reporter, cache.folder)
+    writes(lambda: cache.store(["a"], 0, run_dir, {"subset": ["a"]}))
+    said = [str(w) for w in reporter.warnings]
+    assert writes.refused and len(said) == 1 and "cannot take results" in said[0], said
+    assert os.strerror(errno.ENOSPC) in said[0] and "adapter_model.safetensors" in said[0], said
+    assert list(cache.folder.iterdir()) == []  # no half-written entry either

@@ -93,14 +93,17 @@ class CacheWrites:
 
     def __call__(self, write: Callable[[], Any]) -> None:
         """Run ``write``; a refusal of the cache (:data:`_CACHE_REFUSALS`) is warned of, and
-        later writes are not tried (each would be refused alike)."""
-        from subsetctl.errors import teammate_note
+        later writes are not tried (each would be refused alike). A refusal ``shutil.copytree``
+        gathered into a ``shutil.Error`` (a fine-tune's adapter copied into a full cache disk),
+        which carries its errno as text only, is read by :func:`~subsetctl.errors.as_os_error`."""
+        from subsetctl.errors import as_os_error, teammate_note
 
         if self.refused:
             return
         try:
             write()
-        except OSError as exc:
+        except OSError as error:
+            exc = as_os_error(error) or error
             if exc.errno not in _CACHE_REFUSALS:
                 raise
             self.refused = True
