@@ -112,6 +112,17 @@ def load_source(source: SourceSpec, ctx: LoadContext) -> Dataset:
 
 
 _WHOLE_FLOAT = re.compile(r"(-?\d+)\.0+")
+#: a causal LM's answer a JSON boolean reads as, and the key it is as a label (``true`` is '1')
+_BOOLEAN_ANSWERS = {"true": "1", "false": "0"}
+
+
+def _answer_key(text: str) -> str:
+    """The ``label_map`` key a causal LM's answer ``text`` is, read as a label is (keys are:
+    YAML ``1.0`` and ``true`` are '1'): a whole number a float column holds ('1.0') is its
+    whole number, a JSON boolean ('true', 'false') '1' or '0'; any other answer itself."""
+    if (m := _WHOLE_FLOAT.fullmatch(text)) is not None:
+        return m.group(1)
+    return _BOOLEAN_ANSWERS.get(text, text)
 
 
 def label_texts(dataset: Dataset, column: str = "label_text") -> list[str]:
@@ -132,8 +143,9 @@ def map_labels(dataset: Dataset, source: SourceSpec, warnings: list[str] | None,
     column, what = ("label_text", "label") if classifier else ("response", "answer")
     label_map = source.label_map or {}
     texts = label_texts(dataset, column)
-    # (an answer '1.0', a whole number a float column holds, is the key 1: a key is read as labels are)
-    keys = texts if classifier else [m.group(1) if (m := _WHOLE_FLOAT.fullmatch(t)) else t for t in texts]
+    # (an answer '1.0', a whole number a float column holds, is the key 1, and 'true' the key true, read '1':
+    # a key is read as labels are; an answer the map names as written, a quoted 'true', is that key)
+    keys = texts if classifier else [t if t in label_map else _answer_key(t) for t in texts]
     unused = sorted(set(label_map) - set(keys))
     if unused and warnings is not None:
         there = sorted(set(texts))
@@ -142,7 +154,7 @@ def map_labels(dataset: Dataset, source: SourceSpec, warnings: list[str] | None,
                         f"{', '.join(repr(k) for k in unused)}, which no row of it has as its {what} (its {what}s: "
                         f"{shown or 'none'}); those keys rename nothing. Write each key as the {what} is read "
                         + ("(JSON 1, 1.0 and true read '1'; a CSV cell as written)." if classifier else
-                           "(the whole answer; 1.0 matches the key 1)."))
+                           "(the whole answer; 1.0 matches the key 1, true the key true)."))
     digest = hashlib.sha256(json.dumps(label_map, sort_keys=True).encode()).hexdigest()
     renamed = [label_map.get(key, text) for key, text in zip(keys, texts, strict=True)]
     tag = "labels" if kind == "classifier" else "answers"  # (the classifier's as it was: same prepared data)

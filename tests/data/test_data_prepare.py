@@ -218,8 +218,26 @@ def test_label_map_renames_a_causal_lm_sources_whole_answers(tmp_path: Path) -> 
     assert warnings == [  # (not that 1.0 is learned as '1.0': it is renamed)
         ("Source 'sst': label_map names '5', which no row of it has as its answer (its answers: '0', '1.0', '10'); "
          "those keys rename nothing. Write each key as the answer is read (the whole answer; 1.0 matches the key "
-         "1).")]
+         "1, true the key true).")]
     assert set(splits["train"]["label_text"]) <= {""}  # (a classifier's column: untouched)
+
+
+def test_label_map_renames_a_causal_lm_sources_boolean_answers(tmp_path: Path) -> None:
+    """A dataset answering JSON true/false (BoolQ) as a causal-lm source of a target answering
+    yes/no: ``label_map: {true: 'yes', false: 'no'}``, whose keys are read as labels are ('1',
+    '0'), renamed nothing, and the warning said the map names '0' and '1', which it did not
+    seem to. A quoted key ('true') matches the answer as written."""
+    write_jsonl(tmp_path / "d.jsonl", [{"prompt": f"p{i}", "y": i % 2 == 0} for i in range(12)])
+    for label_map in ({True: "yes", False: "no"}, {"true": "yes", "false": "no"}):
+        spec = Spec.model_validate({
+            "target": {"name": "t", "loader": {"type": "jsonl", "path": "d.jsonl"}},
+            "sources": [{"name": "boolq", "loader": {"type": "jsonl", "path": "d.jsonl", "response_field": "y"},
+                         "label_map": label_map}]})
+        source = spec.sources[0]
+        warnings: list[str] = []
+        splits = prepare_source(source, source_context(spec, source, tmp_path), warnings)
+        assert Counter(t for ds in splits.values() for t in ds["response"]) == {"yes": 6, "no": 6}, label_map
+        assert warnings == [], label_map
 
 
 def test_label_map_renames_a_classifier_sources_labels_to_the_targets_classes(tmp_path: Path, make_ctx) -> None:
