@@ -219,6 +219,8 @@ def test_validate_applies_and_blames_an_override_naming_a_strategy(jsonl_project
     bad = validate_spec_file(path, ["search.strategies.random.params.k=abc"])
     assert not bad.ok and bad.issues[0].line is None
     assert "(set on the command line" in bad.issues[0].message or "(given in overrides" in bad.issues[0].message
+    # load_spec, the Python reader, takes the strategy's name as validate does (it said "not a mapping")
+    assert load_spec(path, ["search.strategies.random.params.k=3"]).search.strategies[1].params == {"k": 3}
 
 
 def test_an_override_of_one_source_leaves_a_source_aliasing_its_settings_alone() -> None:

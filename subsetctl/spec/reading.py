@@ -25,7 +25,7 @@ from subsetctl.errors import (
 from subsetctl.globbing import literal_folder_note
 from subsetctl.spec.issues import _MERGE_TAG, SpecIssue, issues_from_validation, key_lines, line_of_key
 from subsetctl.spec.models import SPEC_FILENAME, SourceFilesSpec, Spec, where_text
-from subsetctl.spec.overrides import apply_overrides, parse_key_path
+from subsetctl.spec.overrides import apply_overrides, indexed_overrides, parse_key_path
 from subsetctl.spec.yaml_depth import FlowDepthLimitedLoader, FlowTooDeepError
 
 
@@ -536,10 +536,12 @@ def _same_looking_paths_note(paths: list[str]) -> str:
 
 
 def load_spec(path: Path, overrides: list[str] | None = None) -> Spec:
-    """Load, override and validate a spec; raise SpecError with every issue found."""
+    """Load, override and validate a spec; raise SpecError with every issue found. A search
+    strategy may be named in an override's key (``search.strategies.forward.params.k=3``),
+    as on the command line (:func:`~subsetctl.spec.overrides.indexed_overrides`)."""
     data, text = read_yaml(path)
     if overrides:
-        data = apply_overrides(data, overrides)
+        data = apply_overrides(data, indexed_overrides(data, overrides))
     spec, issues = validate_data(data, str(path), text)
     if issues:
         raise SpecError(
