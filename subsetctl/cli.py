@@ -679,13 +679,14 @@ def _kept_line(project: Any, keep_previous: int = 3) -> str | None:  # (true: DE
     """What the project keeps on disk besides its current results, when it is 1 MB or more:
     the previous results (put back when the spec returns to them), results set aside, and
     the caches; with what frees each (``keep_previous``: the earlier result sets a stage
-    keeps by the spec, 0 when the next `run` frees the previous results already)."""
+    keeps by the spec, :attr:`~subsetctl.spec.models.ProjectSpec.previous_sets`; 0 when the
+    next `run` frees the previous results already)."""
     from subsetctl.project import size_text
 
     sizes = project.kept_bytes()
     parts = []
     if sizes["previous"] >= 1e6:
-        frees = ("the next `run` deletes it (`project.keep_previous` is false)" if not keep_previous
+        frees = ("the next `run` deletes it (`project.keep_previous` is false or 0)" if not keep_previous
                  else f"up to {keep_previous} set{'s' if keep_previous != 1 else ''} a stage; "
                  "`project.keep_previous: false` frees it, a lower number or `project.keep_previous_gb` some of it")
         parts.append(f"{size_text(sizes['previous'])} of previous results in .subsetctl/.previous (to go back without "

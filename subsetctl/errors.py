@@ -397,7 +397,9 @@ def environment_error(error: BaseException) -> EnvironmentUserError | None:
         name = f" {str(exc.filename)[:60]}..." if exc.filename else ""
         return EnvironmentUserError(f"Cannot use{name}: {exc.strerror}{name_too_long_note(exc)}")
     large_files = ("(the gradient store, checkpoints and the re-run caches in .subsetctl/cache/, safe to delete "
-                   "and capped by project.cache_limit_gb, are the large files)")
+                   "and capped by project.cache_limit_gb, are the large files, and the earlier result sets in "
+                   ".subsetctl/.previous/, up to project.keep_previous of each stage, capped by "
+                   "project.keep_previous_gb)")
     if exc.errno == errno.ENOSPC:
         return EnvironmentUserError(
             f"No space left on the device (writing{where}). Free disk space {large_files} and run again: "
