@@ -734,16 +734,16 @@ class Project:
                 )
             p = p.parent
         if not p.exists() and standard_input_note(p):  # `subsetctl plan -`: not "create one with `init ./-`"
-            raise UserError(f"{p} does not exist{standard_input_note(p)}.")
+            raise NotFoundError(f"{p} does not exist{standard_input_note(p)}.")
         if not p.exists():
             spec = spec_beside(p)
             if spec is not None:  # `run proj/subsetctl.yml`: the project is there, its spec named otherwise
                 raise NotFoundError(f"{p} does not exist, but {spec} does: name the project folder "
-                                f"({shell_arg(spec.parent)}) or its {SPEC_FILENAME}.")
+                                    f"({shell_arg(spec.parent)}) or its {SPEC_FILENAME}.")
             create = (f"or create one with `subsetctl init {shell_arg(p)}`" if p.suffix.lower() not in (".yaml", ".yml")
                       else f"or create one with `subsetctl init DIR` (its spec is DIR/{SPEC_FILENAME})")
             raise NotFoundError(f"{p} does not exist{missing_path_note(p, 'the command')}. Name an existing project "
-                            f"folder (one holding {SPEC_FILENAME}), {create}.")
+                                f"folder (one holding {SPEC_FILENAME}), {create}.")
         if (p / SPEC_FILENAME).is_dir():
             raise UserError(f"{p / SPEC_FILENAME} is a folder, not a spec file: move or rename it, then create "
                             f"the spec with `subsetctl init {shell_arg(p)}`.")

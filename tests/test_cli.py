@@ -834,6 +834,9 @@ def test_a_dash_for_standard_input_is_told_that_specs_are_read_from_files(tmp_pa
         assert result.exit_code == 1 and "'-' is not read as standard input here" in said, (args, said)
         assert "init ./-" not in said, (args, said)
     assert not (tmp_path / "-").exists()
+    # (a path not there, as any other: --format json names it so, not a user_error of no kind)
+    as_json = CliRunner().invoke(main, ["plan", "--format", "json", "--", "-"])
+    assert as_json.exit_code == 1 and json.loads(as_json.stdout)["error"]["kind"] == "not_found", as_json.stdout
 
 
 def test_help_and_version_into_a_closed_pipe_exit_0() -> None:
