@@ -537,7 +537,8 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
 def _warn_model_settings(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:
     """A model.source that will be fetched from the hub though a local folder of (almost)
     that name exists, classifier settings a causal LM ignores (model.num_labels, a
-    loader's label_field, a label_map: most likely a classifier spec without model.kind),
+    loader's label_field: most likely a classifier spec without model.kind; a label_map
+    renames a causal LM's answers),
     causal-LM settings a classifier ignores (a response_field, as it reads its
     label_field instead; evaluate.max_new_tokens, as it generates nothing), and a
     ``corrupt.shuffle_responses`` that changes nothing (texts read whole, with no prompt)."""
