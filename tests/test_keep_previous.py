@@ -403,3 +403,23 @@ def test_keep_previous_gb_drops_the_sets_kept_least_recently(tiny_project_ran) -
     assert project.kept_bytes()["previous"] == newer_size
     statuses = {s.name: s for s in plan_project(tiny_project, ["gradients.d=8"], until="gradients")[2]}
     assert statuses["gradients"].put_back and not statuses["meta_init"].will_run
+
+
+def test_an_earlier_subsetctls_previous_set_moved_in_halfway_is_recovered(tmp_path: Path) -> None:
+    """The one previous set an earlier subsetctl kept in `.previous/<stage>` itself is moved
+    into a subfolder in two renames (:meth:`Project._previous_as_sets`); a kill between them
+    leaves `.previous/.<stage>.sets`, which the next run's :meth:`Project.recover_swaps` moves
+    in under its fingerprint, its files intact (it was untested)."""
+    from subsetctl.project import atomic_write_json
+
+    (tmp_path / "subsetctl.yaml").write_text("project: {name: x}\n")
+    project = Project(tmp_path)
+    moving = project.state_dir / ".previous" / ".gradients.sets"
+    moving.mkdir(parents=True)
+    atomic_write_json(moving / "manifest.json", {"fingerprint": "0123456789abcdef0123"})
+    (moving / "features.npy").write_bytes(b"rows")
+    project.recover_swaps()
+    kept = project.previous_sets("gradients")
+    assert kept == [project.previous_dir("gradients") / "0123456789abcdef"] and not moving.exists()
+    assert (kept[0] / "features.npy").read_bytes() == b"rows"
+    assert [folder for folder, _ in project.read_previous_manifests("gradients")] == kept
