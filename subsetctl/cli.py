@@ -658,7 +658,7 @@ def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, 
     if beyond:
         console.print(f"Not up to date after --until {until}, and left so: {', '.join(beyond)}; `run` without "
                       "--until brings them up to date.")
-    kept = _kept_line(project, spec.project.previous_sets)
+    kept = _kept_line(project, spec.project.sets_to_keep)
     if kept:
         console.print(f"[dim]{kept}[/dim]")
 
@@ -679,7 +679,7 @@ def _kept_line(project: Any, keep_previous: int = 3) -> str | None:  # (true: DE
     """What the project keeps on disk besides its current results, when it is 1 MB or more:
     the previous results (put back when the spec returns to them), results set aside, and
     the caches; with what frees each (``keep_previous``: the earlier result sets a stage
-    keeps by the spec, :attr:`~subsetctl.spec.models.ProjectSpec.previous_sets`; 0 when the
+    keeps by the spec, :attr:`~subsetctl.spec.models.ProjectSpec.sets_to_keep`; 0 when the
     next `run` frees the previous results already)."""
     from subsetctl.project import size_text
 

@@ -1280,7 +1280,7 @@ class Pipeline:
         statuses = planned()
         if puts_back(statuses) and (held := self._shard_preparation_lock(lambda: puts_back(planned()))) is not None:
             with held:  # shard runs never move folders themselves
-                self.project.finish_interrupted_moves(self.spec.project.previous_sets)
+                self.project.finish_interrupted_moves(self.spec.project.sets_to_keep)
                 self._put_back_kept_until(until="gradients")
             statuses = planned()
         if prepares(statuses) and (held := self._shard_preparation_lock(lambda: prepares(planned()))) is not None:
@@ -1407,8 +1407,8 @@ class Pipeline:
         digests: dict[str, str | None] = {}
         ran = False  # whether a stage ran in this run (a stage showing their seconds runs again)
         if not shared:
-            self.project.finish_interrupted_moves(self.spec.project.previous_sets)
-            if not self.spec.project.previous_sets:  # switched off: the disk they take is wanted back
+            self.project.finish_interrupted_moves(self.spec.project.sets_to_keep)
+            if not self.spec.project.sets_to_keep:  # switched off: the disk they take is wanted back
                 self.project.drop_previous()
         for stage in self.stages:
             if not stage.enabled(self.spec):
@@ -1434,7 +1434,7 @@ class Pipeline:
             if until is not None and stage.name == until:
                 break
         if not shared:  # a lowered keep_previous: the oldest sets beyond it go, once those the spec matches are back
-            self.project.limit_all_previous(self.spec.project.previous_sets)
+            self.project.limit_all_previous(self.spec.project.sets_to_keep)
         return results
 
     def _still_up_to_date(self, stage: Stage, manifest: dict[str, Any] | None, fp: str | None,
@@ -1542,7 +1542,7 @@ class Pipeline:
             out.append(("set-aside", aside, self.project.set_aside_dir(stage.name)))
         own_matches = own is not None and self._fingerprint_matches(stage, own, fp, inputs)
         # with keep_previous off, `run` deletes them before it starts: they never come back
-        wanted = bool(self.spec.project.previous_sets) and not own_matches
+        wanted = bool(self.spec.project.sets_to_keep) and not own_matches
         out += [("previous", manifest, folder)
                 for folder, manifest in (self.project.read_previous_manifests(stage.name) if wanted else [])]
         return out
@@ -1553,7 +1553,7 @@ class Pipeline:
         results it replaces), not deleted; set-aside results of these very inputs are
         dropped (forced means recomputed, and an interrupted forced run must not have
         them put back over its partial work)."""
-        keep = self.spec.project.previous_sets if stage.keeps_results else 0
+        keep = self.spec.project.sets_to_keep if stage.keeps_results else 0
         own = self.project.read_committed_manifest(stage.name)
         if keep and own is not None and not self._fingerprint_matches(stage, own, fp, inputs):
             self.project.add_previous(stage.name, self.project.stage_dir(stage.name), keep)
@@ -1628,7 +1628,7 @@ class Pipeline:
                                "when a run with other inputs stopped before finishing)[/dim]")
             return True
         own = self.project.read_manifest(stage.name)
-        keep = self.spec.project.previous_sets
+        keep = self.spec.project.sets_to_keep
         partial = own is None and self.project.stage_dir(stage.name).exists()
         self.project.swap_in_previous(stage.name, kept[2], keep_current=bool(keep) and own is not None
                                       and not own.get("corrupt"), keep=keep)
@@ -1798,8 +1798,8 @@ class Pipeline:
             "resolved_spec": resolved_spec,  # .subsetctl/specs/<this>.json
         }
         self.project.write_manifest(stage.name, manifest, artifacts)
-        if self.spec.project.previous_sets and stage.keeps_results:  # the results this run replaced: put back if the spec returns to them
-            self.project.keep_as_previous(stage.name, self.spec.project.previous_sets)
+        if self.spec.project.sets_to_keep and stage.keeps_results:  # the results this run replaced: put back if the spec returns to them
+            self.project.keep_as_previous(stage.name, self.spec.project.sets_to_keep)
         else:
             self.project.drop_set_aside(stage.name)
         return manifest

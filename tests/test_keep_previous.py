@@ -380,9 +380,9 @@ def test_keep_previous_takes_true_false_or_a_count() -> None:
 
     from subsetctl.spec.models import DEFAULT_PREVIOUS_SETS, ProjectSpec
 
-    assert ProjectSpec(keep_previous=True).previous_sets == DEFAULT_PREVIOUS_SETS
-    assert ProjectSpec(keep_previous=False).previous_sets == ProjectSpec(keep_previous=0).previous_sets == 0
-    assert ProjectSpec(keep_previous=1).previous_sets == ProjectSpec(keep_previous="1").previous_sets == 1
+    assert ProjectSpec(keep_previous=True).sets_to_keep == DEFAULT_PREVIOUS_SETS
+    assert ProjectSpec(keep_previous=False).sets_to_keep == ProjectSpec(keep_previous=0).sets_to_keep == 0
+    assert ProjectSpec(keep_previous=1).sets_to_keep == ProjectSpec(keep_previous="1").sets_to_keep == 1
     with pytest.raises(ValidationError) as refused:
         ProjectSpec(keep_previous=-1)
     assert refused.value.error_count() == 1 and "a whole number from 0 to 100" in str(refused.value)

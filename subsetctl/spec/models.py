@@ -173,9 +173,10 @@ class ProjectSpec(StrictModel):
         return dumped
 
     @property
-    def previous_sets(self) -> int:
+    def sets_to_keep(self) -> int:
         """How many earlier result sets each stage keeps (``keep_previous``: a number, or true
-        for :data:`DEFAULT_PREVIOUS_SETS`, false for none)."""
+        for :data:`DEFAULT_PREVIOUS_SETS`, false for none). (Not named like
+        :meth:`subsetctl.project.Project.previous_sets`, the folders of those kept.)"""
         if isinstance(self.keep_previous, bool):
             return DEFAULT_PREVIOUS_SETS if self.keep_previous else 0
         return self.keep_previous
