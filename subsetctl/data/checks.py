@@ -101,8 +101,10 @@ def _rows_in_file(loader: Any, base_dir: Path) -> tuple[int, str] | None:
     try:
         if isinstance(loader, ParquetLoader) and loader.where is not None:  # that value's rows only
             (column, value), = loader.where.items()
-            rows = len(value_rows(path, column).rows.get(value, ()))
-            return rows, f"file {path} {where_text(loader.where)} has {rows} rows"
+            picked = value_rows(path, column).rows.get(value)
+            if picked is None:  # no row holds it: _check_where says so, not a split asking "at most 0"
+                return None
+            return len(picked), f"file {path} {where_text(loader.where)} has {len(picked)} rows"
         if isinstance(loader, ParquetLoader):
             import pyarrow.parquet as pq
 

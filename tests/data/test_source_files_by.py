@@ -177,6 +177,12 @@ def test_validate_checks_a_listed_sources_where(tmp_path: Path) -> None:
     (issue,) = validate_spec_file(_listed(tmp_path / "b", {"task": "colaa"})).issues
     assert issue.key == "sources[0].loader.where" and "no row has task = 'colaa'" in issue.message
     assert "'b/é', 'cola', 'sst 2'" in issue.message
+    path = _listed(tmp_path / "b2", {"task": "colaa"})  # a split too: said once (not "has at most 0" beside it)
+    spec = yaml.safe_load(path.read_text())
+    spec["sources"][0]["split"] = {"train": 2}
+    path.write_text(yaml.safe_dump(spec, allow_unicode=True))
+    (issue,) = validate_spec_file(path).issues
+    assert issue.key == "sources[0].loader.where", issue
     path = _listed(tmp_path / "c", {"task": "cola"})
     spec = yaml.safe_load(path.read_text())
     spec["sources"][0]["split"] = {"train": 8}
