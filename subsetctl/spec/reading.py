@@ -286,18 +286,22 @@ def expand_source_files(
     origin: dict[int, tuple[int, str]] = {}  # index in the expanded list -> (group, file)
     # the target's own files (its loader's, its test_loader's) are never also sources (the target is
     # always included, and a source of its test rows would leak them): a glob over the data folder may
-    # well match them
-    target_paths = [getattr(loader, "path", None) for loader in (spec.target.loader, spec.target.test_loader)]
-    target_files = {(Path(spec_dir) / Path(p).expanduser()).resolve() for p in target_paths if p}
+    # well match them. A file the target reads one task of (a Parquet loader's `where` on a `by` group's
+    # column: FLAN's file, the target one of its tasks) gives that group its other tasks, not its own
+    target_picks: dict[Path, list[dict[str, Any] | None]] = {}  # file -> the `where`s the target reads it with
+    for loader in (spec.target.loader, spec.target.test_loader):
+        if getattr(loader, "path", None):
+            target_picks.setdefault(_resolved(loader.path, spec_dir), []).append(getattr(loader, "where", None))
     left_out: list[tuple[int, str]] = []  # (group, note) on rows of a `by` column in no source (null, blank)
     for g, group in enumerate(spec.source_files):
-        expanded = [e for e in group.expand(spec_dir)
-                    if (Path(spec_dir) / Path(e["loader"]["path"]).expanduser()).resolve() not in target_files]
+        expanded = [e for e in group.expand(spec_dir) if not _targets_file(target_picks, e, group.by, spec_dir)]
         if group.by is not None and expanded:
             expanded, found = _expanded_by_values(group, g, expanded, spec_dir, file, lines, left_out)
             issues.extend(found)
             if found:
                 continue
+            expanded = [e for e in expanded  # the target's own task (its rows) is no source
+                        if e["loader"]["where"] not in target_picks.get(_resolved(e["loader"]["path"], spec_dir), [])]
         if not expanded:
             issues.append(SpecIssue(
                 file=file, line=lines.get(("source_files", g, "files")), key=f"source_files[{g}].files",
@@ -318,6 +322,23 @@ def expand_source_files(
     full._source_origins = origin
     full._left_out_rows = left_out
     return full, []
+
+
+def _resolved(path: str, spec_dir: Path) -> Path:
+    """A loader's ``path`` as a file, to tell the target's files among a group's."""
+    return (Path(spec_dir) / Path(path).expanduser()).resolve()
+
+
+def _targets_file(target_picks: dict[Path, list[dict[str, Any] | None]], entry: dict[str, Any], by: str | None,
+                  spec_dir: Path) -> bool:
+    """Whether ``entry`` (a group's file) is the target's, to be left out whole: a file the
+    target reads (``target_picks``: its ``where``s by file) all of, or for a group without
+    ``by``; a ``by`` group keeps a file the target reads one value of its ``by`` column of,
+    less that value (:func:`expand_source_files`)."""
+    picks = target_picks.get(_resolved(entry["loader"]["path"], spec_dir))
+    if picks is None:
+        return False
+    return by is None or any(where is None or set(where) != {by} for where in picks)
 
 
 def _origin_text(loader: dict[str, Any]) -> str:

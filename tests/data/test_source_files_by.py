@@ -215,3 +215,24 @@ def test_value_names_of_any_text() -> None:
     assert len(long_a) == 64 and long_a != long_b
     unprefixed = SourceFilesSpec(files="*.parquet", by="task", loader={"type": "parquet"})
     assert unprefixed.value_source_name("_task.1") == "task.1"  # as a file's name, no leading _ . -
+
+
+def test_a_target_reading_one_task_of_the_file_leaves_the_group_its_other_tasks(tmp_path: Path) -> None:
+    """The target one task of the file a ``by`` group reads (FLAN kept as one file, the target its
+    cola): the group gives the other tasks as sources, not the target's own. The whole file was
+    left out as "the target's own", and validate said the group matches no file. A target
+    reading the file whole, or by another column, still leaves it out (its rows would leak)."""
+    path = _project(tmp_path)
+    spec = yaml.safe_load(path.read_text())
+    spec["target"]["loader"] = {"type": "parquet", "path": "data/tasks.parquet", "where": {"task": "cola"}}
+    spec["target"]["split"] = {"train": 3, "validation": 1, "test": 1}
+    path.write_text(yaml.safe_dump(spec, allow_unicode=True))
+    loaded = load_spec(path)
+    assert [(s.name, s.loader.where) for s in loaded.sources] == [("flan-b_e", {"task": "b/é"}),
+                                                                 ("flan-sst_2", {"task": "sst 2"})]
+    for whole in ({"type": "parquet", "path": "data/tasks.parquet"},
+                  {"type": "parquet", "path": "data/tasks.parquet", "where": {"prompt": "cola q1"}}):
+        spec["target"]["loader"] = whole
+        path.write_text(yaml.safe_dump(spec, allow_unicode=True))
+        with pytest.raises(SpecError, match=r"matches no file .*the target's own files are left out"):
+            load_spec(path)
