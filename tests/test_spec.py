@@ -203,6 +203,9 @@ def test_a_strategy_is_named_in_an_override_by_its_label_or_name_and_two_answeri
                                         r"search.strategies\[0\] forward, "):
         indexed_overrides(data, ["search.strategies.nope.params.k=5"])
     assert indexed_overrides(data, ["search.strategies.0.params.k=5"]) == ["search.strategies.0.params.k=5"]  # as was
+    # a spec file listing no strategies (the default one): said so, not "expected a list, got a mapping"
+    with pytest.raises(SpecError, match=r"the spec lists no search.strategies to name 'random_ensemble' among"):
+        indexed_overrides(MINIMAL, ["search.strategies.random_ensemble.params.m=5"])
 
 
 def test_validate_applies_and_blames_an_override_naming_a_strategy(jsonl_project: Path) -> None:

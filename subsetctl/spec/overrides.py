@@ -137,6 +137,10 @@ def indexed_overrides(data: dict[str, Any], overrides: list[str]) -> list[str]:
         except (SpecError, AttributeError):  # an earlier override is malformed, or `search` no mapping: said there
             out.append(item)
             continue
+        if strategies is None:  # (not a list of another kind: validation says so of the list written)
+            raise SpecError(f"Override {item!r}: the spec lists no {format_path(tuple(_NAMED_LIST))} to name "
+                            f"{named!r} among (the default strategy is not written in the file): list them there, "
+                            "or set the list whole on the command line (search.strategies=[{name: ...}]).")
         if not isinstance(strategies, list):
             out.append(item)
             continue
