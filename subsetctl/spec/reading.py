@@ -296,9 +296,17 @@ def expand_source_files(
     for g, group in enumerate(spec.source_files):
         expanded = [e for e in group.expand(spec_dir) if not _targets_file(target_picks, e, group.by, spec_dir)]
         if group.by is not None and expanded:
+            matched = [e["loader"]["path"] for e in expanded]
             expanded, found = _expanded_by_values(group, g, expanded, spec_dir, file, lines, left_out)
             issues.extend(found)
             if found:
+                continue
+            if not expanded:  # every row's value null or blank: not "matches no file"
+                issues.append(SpecIssue(
+                    file=file, line=line_of_key(("source_files", g, "by"), lines), key=f"source_files[{g}].by",
+                    message=f"no row of {', '.join(matched)} has a {group.by!r} value (each is null or blank), so "
+                            "the group makes no source: give the rows their task in that column, or set `by` to "
+                            "the column that names it"))
                 continue
             expanded = [e for e in expanded  # the target's own task (its rows) is no source
                         if e["loader"]["where"] not in target_picks.get(_resolved(e["loader"]["path"], spec_dir), [])]

@@ -236,3 +236,13 @@ def test_a_target_reading_one_task_of_the_file_leaves_the_group_its_other_tasks(
         path.write_text(yaml.safe_dump(spec, allow_unicode=True))
         with pytest.raises(SpecError, match=r"matches no file .*the target's own files are left out"):
             load_spec(path)
+
+
+def test_a_file_whose_by_values_are_all_blank_is_said_so_not_to_match_no_file(tmp_path: Path) -> None:
+    """Every row's ``by`` value blank: the group made no source, and validate said its pattern
+    matches no file, which it did."""
+    from subsetctl.api import validate_spec_file
+
+    path = _project(tmp_path, rows=[{"task": " ", "prompt": f"q{i}", "response": "a"} for i in range(4)])
+    (issue,) = validate_spec_file(path).issues
+    assert issue.key == "source_files[0].by" and "no row of data/tasks.parquet has a 'task' value" in issue.message
