@@ -129,8 +129,6 @@ def _template_files(template: str) -> list[Any]:
 #: ``validate_format``), raised whenever a subsetctl changes its keys or their meaning: a script
 #: checks it has the keys it reads, as report.json's ``report_format`` lets it. 1: the first numbered
 VALIDATE_FORMAT = 1
-#: the version of what `ls --format json` prints (its ``ls_format``), raised as :data:`VALIDATE_FORMAT` is
-LS_FORMAT = 1
 
 
 @dataclass

@@ -1081,10 +1081,8 @@ def ls_command(directory: Path | None, fmt: str, no_plugins: bool) -> None:
             plugins = list_plugins(None)
     else:
         plugins = list_plugins(_folder_not_override(directory), import_plugins=not no_plugins)
-    if fmt == "json":  # (its version beside the kinds: list_plugins() holds the kinds alone)
-        from subsetctl.api import LS_FORMAT
-
-        _echo_json({**plugins, "ls_format": LS_FORMAT})
+    if fmt == "json":  # (each key a kind, a list of entries: no version key among them, which broke loops over them)
+        _echo_json(plugins)
         return
     console = _console()
     unlisted = _enclosing_plugins_project() if directory is None else None

@@ -381,22 +381,21 @@ def test_ls_lists_every_kind() -> None:
     data = json.loads(result.output)
     assert {"loaders", "strategies", "estimators", "projectors", "models"} <= set(data)
     assert "jsonl" in [r["name"] for r in data["loaders"]]
-    assert all(r["description"] for name, kind in data.items() if name != "ls_format" for r in kind)
+    assert all(r["description"] for kind in data.values() for r in kind)  # every key a kind (no version among them)
 
 
-def test_validate_plan_and_ls_json_say_their_format_version(jsonl_project: Path) -> None:
+def test_validate_and_plan_json_say_their_format_version(jsonl_project: Path) -> None:
     """report.json has `report_format` for a script to check it has the keys it reads; what
-    `validate`, `plan` and `ls --format json` print had no version: each now says its own."""
-    from subsetctl.api import LS_FORMAT, VALIDATE_FORMAT
+    `validate` and `plan --format json` print had no version: each now says its own."""
+    from subsetctl.api import VALIDATE_FORMAT
     from subsetctl.pipeline import PLAN_FORMAT
 
     root = str(jsonl_project)
-    assert VALIDATE_FORMAT >= 1 and PLAN_FORMAT >= 1 and LS_FORMAT >= 1
+    assert VALIDATE_FORMAT >= 1 and PLAN_FORMAT >= 1
     [checked] = json.loads(invoke("validate", root, "--format", "json").stdout)
     assert checked["validate_format"] == VALIDATE_FORMAT
     stages = json.loads(invoke("plan", root, "--format", "json").stdout)
     assert stages and all(stage["plan_format"] == PLAN_FORMAT for stage in stages)
-    assert json.loads(invoke("ls", "--format", "json").stdout)["ls_format"] == LS_FORMAT
 
 
 def test_schema_command_prints_json() -> None:
@@ -2008,7 +2007,7 @@ def test_readme_documents_each_commands_json_and_stdout_holds_it_alone(tiny_proj
     stages = json.loads(plan.stdout)
     plugins = json.loads(runner.invoke(main, ["ls", "--format", "json"]).stdout)
     keys = set(spec) | set(spec["warnings"][0]) | {key for stage in stages for key in stage} | set(plugins)
-    keys |= {key for kind, rows in plugins.items() if kind != "ls_format" for row in rows for key in row}
+    keys |= {key for rows in plugins.values() for row in rows for key in row}
     keys |= {key for row in plugins["strategies"] for param in row["params"] for key in param}
     assert sorted(key for key in keys if f"`{key}`" not in listed and f"{{{key}," not in listed
                   and f" {key}," not in listed and f" {key}}}" not in listed) == [], listed
