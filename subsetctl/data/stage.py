@@ -44,6 +44,7 @@ from subsetctl.data.loaders import (
     encode_labels,
     label_vocabulary,
     release_whole_file,
+    whole_file_released,
 )
 from subsetctl.data.overlap import OverlapCheck, overlap_warnings
 from subsetctl.data.prepare import SPLITS, label_texts, prepare_source, quiet_datasets, split_summary
@@ -433,6 +434,7 @@ def _in_folder(warning: str, spec_dir: Path) -> str:
 
 
 @plugin_scope()
+@whole_file_released()
 def run_data_stage(
     spec: Spec, spec_dir: Path, out_dir: Path, progress: Progress | None = None,
     reuse_from: list[Path] | None = None, reuse: bool = True, reading: Callable[[str], None] | None = None,

@@ -150,6 +150,27 @@ def test_the_data_stage_reads_each_task_and_goes_stale_with_the_file(tmp_path: P
     assert {s.name: s for s in plan_project(tmp_path)[2]}["data"].will_run
 
 
+def test_a_data_stage_that_fails_lets_go_of_the_file_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It let go of the file's rows only when it finished: a notebook process whose data
+    stage failed (a bad row of a later source) kept up to 512 MiB of them."""
+    from subsetctl.data import stage
+
+    spec = load_spec(_project(tmp_path))
+    written: list[str] = []
+    real = stage._write_source
+
+    def fail_on_the_second_task(out_dir, name, *args, **kwargs):  # type: ignore[no-untyped-def]
+        written.append(name)
+        if len(written) == 3:  # the target, a task, then this one
+            raise UserError("a bad row")
+        return real(out_dir, name, *args, **kwargs)
+
+    monkeypatch.setattr(stage, "_write_source", fail_on_the_second_task)
+    with pytest.raises(UserError, match="a bad row"):
+        stage.run_data_stage(spec, tmp_path, tmp_path / "out")
+    assert len(written) == 3 and files._whole_file.cache_info().currsize == 0
+
+
 def _listed(tmp_path: Path, where: dict) -> Path:
     """A project listing a source of ``where``'s rows of the tasks file, and one of all its rows."""
     path = _project(tmp_path)

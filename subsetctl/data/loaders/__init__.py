@@ -117,6 +117,7 @@ from subsetctl.data.loaders.files import (  # noqa: F401
     unmatched_glob_message,
     utf16_note,
     value_rows,
+    whole_file_released,
 )
 from subsetctl.data.loaders.huggingface import (  # noqa: F401
     _BUILDER_BY_SUFFIX,

@@ -5,6 +5,7 @@ encoding checks, JSON Lines records.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import json
@@ -1021,6 +1022,17 @@ def release_whole_file() -> None:
     the data stage, done reading its sources, calls it so that the stages after it in the same
     process (meta-init, gradients) do not hold the file's rows."""
     _whole_file.cache_clear()
+
+
+@contextlib.contextmanager
+def whole_file_released() -> Iterator[None]:
+    """Within it, then :func:`release_whole_file` however it ends: a data stage that fails
+    (a bad row of a later source) let go of nothing, and a notebook process kept up to
+    :data:`WHOLE_FILE_BYTES` of a file's rows until its next data stage succeeded."""
+    try:
+        yield
+    finally:
+        release_whole_file()
 
 
 @functools.lru_cache(maxsize=1)
