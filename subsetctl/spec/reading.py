@@ -292,6 +292,13 @@ def expand_source_files(
     for loader in (spec.target.loader, spec.target.test_loader):
         if getattr(loader, "path", None):
             target_picks.setdefault(_resolved(loader.path, spec_dir), []).append(getattr(loader, "where", None))
+    # likewise a task a listed source reads (`where`): the group gives the file's other tasks, so that one
+    # task can have settings of its own (a label_map for its 0/1 labels, which the group's would apply to
+    # every task's answers); it was a second source of the same rows
+    value_picks = {path: list(wheres) for path, wheres in target_picks.items()}
+    for source in spec.sources:
+        if getattr(source.loader, "where", None) is not None and getattr(source.loader, "path", None):
+            value_picks.setdefault(_resolved(source.loader.path, spec_dir), []).append(source.loader.where)
     left_out: list[tuple[int, str]] = []  # (group, note) on rows of a `by` column in no source (null, blank)
     for g, group in enumerate(spec.source_files):
         expanded = [e for e in group.expand(spec_dir) if not _targets_file(target_picks, e, group.by, spec_dir)]
@@ -308,8 +315,8 @@ def expand_source_files(
                             "the group makes no source: give the rows their task in that column, or set `by` to "
                             "the column that names it"))
                 continue
-            expanded = [e for e in expanded  # the target's own task (its rows) is no source
-                        if e["loader"]["where"] not in target_picks.get(_resolved(e["loader"]["path"], spec_dir), [])]
+            expanded = [e for e in expanded  # the target's own task (its rows), or a listed source's, is none
+                        if e["loader"]["where"] not in value_picks.get(_resolved(e["loader"]["path"], spec_dir), [])]
         if not expanded:
             issues.append(SpecIssue(
                 file=file, line=lines.get(("source_files", g, "files")), key=f"source_files[{g}].files",

@@ -259,6 +259,24 @@ def test_a_target_reading_one_task_of_the_file_leaves_the_group_its_other_tasks(
             load_spec(path)
 
 
+def test_a_listed_source_reading_one_task_of_the_file_leaves_the_group_its_other_tasks(tmp_path: Path) -> None:
+    """One task listed as a source of its own (``where`` on the ``by`` column), for settings of
+    its own (a label_map for its 0/1 labels, which the group's would apply to every task's
+    answers): the group gives the file's other tasks. It also gave that task, a second source
+    of the same rows. A listed source reading the file by another column leaves it whole."""
+    path = _project(tmp_path)
+    spec = yaml.safe_load(path.read_text())
+    spec["sources"] = [{"name": "cola", "loader": {"type": "parquet", "path": "data/tasks.parquet",
+                                                   "where": {"task": "cola"}}, "label_map": {0: "no", 1: "yes"}}]
+    path.write_text(yaml.safe_dump(spec, allow_unicode=True))
+    loaded = load_spec(path)
+    assert [(s.name, s.loader.where) for s in loaded.sources] == [
+        ("cola", {"task": "cola"}), ("flan-b_e", {"task": "b/é"}), ("flan-sst_2", {"task": "sst 2"})]
+    spec["sources"][0]["loader"]["where"] = {"prompt": "cola q1"}
+    path.write_text(yaml.safe_dump(spec, allow_unicode=True))
+    assert [s.name for s in load_spec(path).sources] == ["cola", "flan-b_e", "flan-cola", "flan-sst_2"]
+
+
 def test_a_file_whose_by_values_are_all_blank_is_said_so_not_to_match_no_file(tmp_path: Path) -> None:
     """Every row's ``by`` value blank: the group made no source, and validate said its pattern
     matches no file, which it did."""
