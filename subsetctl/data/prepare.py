@@ -132,6 +132,26 @@ def label_texts(dataset: Dataset, column: str = "label_text") -> list[str]:
     return dataset_table(dataset).column(column).to_pylist() if len(dataset) else []
 
 
+def _few_answers_renamed(source: SourceSpec, keys: list[str], texts: list[str]) -> list[str]:
+    """A warning when a causal LM's ``label_map`` renamed some of a source's answers but
+    fewer than half (``keys``: each answer as a key, ``texts`` as read): a map for 0/1
+    labels met answers that only happen to be 0 or 1 (a ``source_files`` group's map
+    applies to each of its sources, with ``by`` to every task: an arithmetic task's answer
+    '1' became 'positive'), which nothing said; a map fitting most answers is taken as meant."""
+    label_map = source.label_map or {}
+    hits = [(text, label_map[key]) for key, text in zip(keys, texts, strict=True) if key in label_map]
+    if not hits or 2 * len(hits) >= len(texts):
+        return []
+    pairs = ", ".join(f"{a!r} -> {b!r}" for a, b in dict.fromkeys(hits))
+    others = sorted({text for key, text in zip(keys, texts, strict=True) if key not in label_map})
+    shown = ", ".join(repr(t) for t in others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+    return [(f"Source {source.name!r}: label_map renamed {len(hits)} of its {len(texts)} answers ({pairs}), the "
+            f"others being no key ({shown}): answers that only happen to equal a key are rewritten (a "
+            "source_files group's label_map applies to each of its sources; with `by`, to every task). If the map "
+            "is for one task's labels, list that task as a source of its own (a parquet loader's `where` on the "
+            "`by` column, with the label_map), which the group then leaves out, and remove the group's label_map")]
+
+
 def map_labels(dataset: Dataset, source: SourceSpec, warnings: list[str] | None, kind: str = "classifier") -> Dataset:
     """``dataset`` with each label that ``source.label_map`` names renamed to its class (a
     classifier's source labelled 0/1 taught as the target's 'negative' and 'positive'), or,
@@ -157,6 +177,8 @@ def map_labels(dataset: Dataset, source: SourceSpec, warnings: list[str] | None,
                            "(the whole answer; 1.0 matches the key 1, true the key true)."))
     digest = hashlib.sha256(json.dumps(label_map, sort_keys=True).encode()).hexdigest()
     renamed = [label_map.get(key, text) for key, text in zip(keys, texts, strict=True)]
+    if not classifier and warnings is not None:
+        warnings.extend(_few_answers_renamed(source, keys, texts))
     tag = "labels" if kind == "classifier" else "answers"  # (the classifier's as it was: same prepared data)
     return dataset.remove_columns(column).add_column(
         column, renamed, new_fingerprint=hashlib.sha256(

@@ -222,6 +222,30 @@ def test_label_map_renames_a_causal_lm_sources_whole_answers(tmp_path: Path) -> 
     assert set(splits["train"]["label_text"]) <= {""}  # (a classifier's column: untouched)
 
 
+def test_label_map_renaming_few_of_a_causal_lm_sources_answers_is_warned_about(tmp_path: Path) -> None:
+    """A map for one task's 0/1 labels meeting another task's answers (a ``by`` group's
+    label_map applies to every task): the arithmetic answer '1' became 'positive' without a
+    word. Renaming fewer than half of a source's answers is said, naming what became what and
+    the way to map one task only; a map fitting most answers (one class left unmapped) is not."""
+    write_jsonl(tmp_path / "d.jsonl", [{"prompt": f"{i}+1=", "y": i + 1} for i in range(12)])
+    write_jsonl(tmp_path / "nli.jsonl", [{"prompt": f"p{i}", "y": i % 3} for i in range(12)])
+    spec = Spec.model_validate({
+        "target": {"name": "t", "loader": {"type": "jsonl", "path": "d.jsonl"}},
+        "sources": [{"name": name, "loader": {"type": "jsonl", "path": path, "response_field": "y"},
+                     "label_map": {0: "negative", 1: "positive"}}
+                    for name, path in (("add", "d.jsonl"), ("nli", "nli.jsonl"))]})
+    found = []
+    for source in spec.sources:
+        warnings: list[str] = []
+        prepare_source(source, source_context(spec, source, tmp_path), warnings)
+        found.append([w for w in warnings if "label_map renamed" in w])
+    (warning,) = found[0]
+    assert warning.startswith("Source 'add': label_map renamed 1 of its 12 answers ('1' -> 'positive'), the others "
+                              "being no key ('10', '11', '12', '2', '3' and 6 more)")
+    assert "list that task as a source of its own (a parquet loader's `where`" in warning
+    assert found[1] == []  # 0 and 1 mapped, 2 (neutral) kept: 8 of 12 renamed, as meant
+
+
 def test_label_map_renames_a_causal_lm_sources_boolean_answers(tmp_path: Path) -> None:
     """A dataset answering JSON true/false (BoolQ) as a causal-lm source of a target answering
     yes/no: ``label_map: {true: 'yes', false: 'no'}``, whose keys are read as labels are ('1',
