@@ -696,6 +696,19 @@ class SourceSettings(StrictModel):
             mapped[label_to_text(key)] = label_to_text(name)
         return mapped or None  # an empty map renames nothing: unset, so it changes no key
 
+    @model_validator(mode="after")
+    def _label_map_not_for_plain_text(self) -> SourceSettings:
+        """A ``label_map`` beside ``loader.text_field`` (a listed source's, a group's) would
+        rename nothing: its rows have no answer and no label, each text being trained on whole
+        (the data stage warned, source by source, to write the keys as the answers read)."""
+        text_field = getattr(getattr(self, "loader", None), "text_field", None)
+        if self.label_map and text_field is not None:
+            raise ValueError(
+                f"label_map cannot be combined with loader.text_field ({text_field!r}): label_map renames answers "
+                "(a causal LM) or labels (a classifier), and a text trained on whole has neither. Remove label_map, "
+                "or read a prompt and a response (prompt_field and response_field) instead of text_field")
+        return self
+
     @model_serializer(mode="wrap")
     def _dump_without_unset_label_map(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         """The dump without ``label_map`` (and a target's ``test_loader``, a ``source_files``

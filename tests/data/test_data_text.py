@@ -126,6 +126,20 @@ def test_text_field_with_another_reading_of_the_rows_is_a_spec_error(tmp_path: P
         assert "cannot be combined with text_field ('text')" in issue.message
 
 
+def test_label_map_with_text_field_is_a_spec_error_naming_both(tmp_path: Path) -> None:
+    """A text trained on whole has no answer to rename: the map was accepted and the data
+    stage warned, source by source, to write its keys as the answers read."""
+    (issue,) = _spec_issues(tmp_path, SPEC + "    label_map: {0: negative, 1: positive}\n")
+    assert issue.key == "sources[0]" and issue.message.startswith(
+        "label_map cannot be combined with loader.text_field ('text'): label_map renames answers")
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "a.jsonl", [{"text": "a"}])
+    group = SPEC + ("source_files:\n  - files: data/a*.jsonl\n    loader: {type: jsonl, text_field: text}\n"
+                    "    label_map: {0: negative}\n")
+    (issue,) = _spec_issues(tmp_path, group.replace("      text_field: text\n", ""))
+    assert issue.key == "source_files[0]" and "label_map cannot be combined with loader.text_field" in issue.message
+
+
 @pytest.mark.parametrize("loader", ["loader", "test_loader"])
 def test_the_target_cannot_be_plain_text(tmp_path: Path, loader: str) -> None:
     """The target's test rows are scored by answers generated for their prompts."""
