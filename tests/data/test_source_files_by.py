@@ -277,6 +277,24 @@ def test_a_listed_source_reading_one_task_of_the_file_leaves_the_group_its_other
     assert [s.name for s in load_spec(path).sources] == ["cola", "flan-b_e", "flan-cola", "flan-sst_2"]
 
 
+def test_where_where_no_loader_takes_it_says_what_to_write(tmp_path: Path) -> None:
+    """``where`` in a group's loader (beside ``by`` on the same column, or to pick one task),
+    or on a text file's loader, was "unknown key (check its spelling...)", as if misspelt."""
+    from subsetctl.spec.reading import validate_data
+
+    path = _project(tmp_path)
+    spec = yaml.safe_load(path.read_text())
+    spec["source_files"][0]["loader"]["where"] = {"task": "cola"}
+    (issue,) = validate_data(spec, str(path))[1]
+    assert issue.key == "source_files[0].loader.where" and issue.message.startswith(
+        "a source_files group's loader takes no where: `by: COLUMN` makes one source per value")
+    del spec["source_files"][0]["loader"]["where"]
+    spec["target"]["loader"]["where"] = {"task": "cola"}
+    (issue,) = validate_data(spec, str(path))[1]
+    assert issue.key == "target.loader.where" and issue.message.startswith(
+        "where is the parquet loader's (it reads the rows of one value of a column")
+
+
 def test_a_file_whose_by_values_are_all_blank_is_said_so_not_to_match_no_file(tmp_path: Path) -> None:
     """Every row's ``by`` value blank: the group made no source, and validate said its pattern
     matches no file, which it did."""
