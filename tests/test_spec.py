@@ -756,7 +756,8 @@ def test_a_loader_type_named_after_a_file_format_says_which_loader_reads_it() ->
     assert "(a tab-separated file: {type: csv, delimiter: \"\\t\"})" in message({"type": "tsv", "path": "s.tsv"})
     assert "(type: huggingface)" in message({"type": "hf", "path": "d"})
     assert "{type: huggingface, path: FOLDER}" in message({"type": "arrow", "path": "d"})
-    assert "no loader reads plain text" in message({"type": "text", "path": "s.txt"})
+    # (not "no loader reads plain text", which loader.text_field does)
+    assert "{type: huggingface, path: text, data_files: [FILE], text_field: text}" in message({"type": "text"})
     assert "(did you mean 'jsonl'?)" in message({"type": "json"}, group=True)
     assert "(did you mean 'jsonl'?)" in message({"type": "JSONL", "path": "s.jsonl"})
 

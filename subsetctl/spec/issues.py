@@ -228,8 +228,10 @@ def _as_written_hint(message: str, value: Any, loc: tuple[Any, ...], line: int |
 
 _SAVED = "a folder written by save_to_disk: {type: huggingface, path: FOLDER}"
 _SPREADSHEET = "a spreadsheet: save it as CSV (UTF-8) and read that with type: csv"
-_PLAIN_TEXT = ('no loader reads plain text: every row needs a prompt and an answer, as JSON Lines ({"prompt": '
-               '..., "response": ...} a line: type: jsonl) or CSV columns (type: csv)')
+_PLAIN_TEXT = ('a causal LM\'s plain text, trained on whole, is read with text_field: a text file a line a row with '
+               '{type: huggingface, path: text, data_files: [FILE], text_field: text}, a JSON Lines file of '
+               '{"text": ...} with {type: jsonl, text_field: text}; rows of a prompt and an answer are JSON Lines '
+               '({"prompt": ..., "response": ...} a line: type: jsonl) or CSV columns (type: csv)')
 _JSON = ("a JSON Lines file, one object a line: type: jsonl; one JSON array of examples (a .json file): "
          "{type: huggingface, path: json, data_files: [FILE]}")
 #: what to write for a loader type named after a file format subsetctl reads with another
