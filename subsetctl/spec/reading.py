@@ -301,7 +301,9 @@ def expand_source_files(
             value_picks.setdefault(_resolved(source.loader.path, spec_dir), []).append(source.loader.where)
     left_out: list[tuple[int, str]] = []  # (group, note) on rows of a `by` column in no source (null, blank)
     for g, group in enumerate(spec.source_files):
-        expanded = [e for e in group.expand(spec_dir) if not _targets_file(target_picks, e, group.by, spec_dir)]
+        matches = group.expand(spec_dir)
+        expanded = [e for e in matches if not _targets_file(target_picks, e, group.by, spec_dir)]
+        taken_by_others = False  # every value of a `by` group's files read by the target or a listed source
         if group.by is not None and expanded:
             matched = [e["loader"]["path"] for e in expanded]
             expanded, found = _expanded_by_values(group, g, expanded, spec_dir, file, lines, left_out)
@@ -317,6 +319,12 @@ def expand_source_files(
                 continue
             expanded = [e for e in expanded  # the target's own task (its rows), or a listed source's, is none
                         if e["loader"]["where"] not in value_picks.get(_resolved(e["loader"]["path"], spec_dir), [])]
+            taken_by_others = not expanded
+        if matches and not expanded:  # not "matches no file": what it matches is the target's (or read already)
+            issues.append(SpecIssue(
+                file=file, line=lines.get(("source_files", g, "files")), key=f"source_files[{g}].files",
+                message=_all_taken_message(group, matches, taken_by_others)))
+            continue
         if not expanded:
             issues.append(SpecIssue(
                 file=file, line=lines.get(("source_files", g, "files")), key=f"source_files[{g}].files",
@@ -337,6 +345,24 @@ def expand_source_files(
     full._source_origins = origin
     full._left_out_rows = left_out
     return full, []
+
+
+def _all_taken_message(group: SourceFilesSpec, matches: list[dict[str, Any]], values: bool) -> str:
+    """Why a group whose pattern matches files makes no source: each is the target's own
+    (read whole, or by a column other than the group's ``by``), or (``values``) each value
+    of its ``by`` column is read by the target or a listed source. It was told its pattern
+    matches no file, which hid a ``by`` column the file lacks (no column was checked)."""
+    files = ", ".join(dict.fromkeys(e["loader"]["path"] for e in matches))
+    if values:
+        return (f"every {group.by!r} value of {files} is read by the target or a listed source (its loader's "
+                "`where`), so the group makes no source: remove the group, or the listed source of a value")
+    how = (f" (a `by` group keeps the target's file when the target's `where` names the group's `by` column, "
+           f"here {group.by!r}, leaving out the target's value only; the target reads this file whole or by "
+           "another column)" if group.by is not None else "")
+    return (f"{group.files!r} matches only the target's own file(s), {files}, which no source may read (its "
+            f"held-out rows would be trained on){how}. Point `files` at the sources' files"
+            + (", or set `by` to the column the target's `where` names" if group.by is not None else "")
+            + ", or remove the group")
 
 
 def _resolved(path: str, spec_dir: Path) -> Path:

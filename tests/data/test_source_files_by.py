@@ -255,7 +255,8 @@ def test_a_target_reading_one_task_of_the_file_leaves_the_group_its_other_tasks(
                   {"type": "parquet", "path": "data/tasks.parquet", "where": {"prompt": "cola q1"}}):
         spec["target"]["loader"] = whole
         path.write_text(yaml.safe_dump(spec, allow_unicode=True))
-        with pytest.raises(SpecError, match=r"matches no file .*the target's own files are left out"):
+        with pytest.raises(SpecError, match=r"matches only the target's own file\(s\), data/tasks.parquet, which no "
+                                            r"source may read .* or set `by` to the column the target's `where` names"):
             load_spec(path)
 
 
@@ -293,6 +294,30 @@ def test_where_where_no_loader_takes_it_says_what_to_write(tmp_path: Path) -> No
     (issue,) = validate_data(spec, str(path))[1]
     assert issue.key == "target.loader.where" and issue.message.startswith(
         "where is the parquet loader's (it reads the rows of one value of a column")
+
+
+def test_a_group_matching_only_what_the_target_or_listed_sources_read_says_so(tmp_path: Path) -> None:
+    """A group whose files are all the target's (a `by` column the target's `where` does not
+    name: a misspelt one, which no check then reached), or each of whose values a listed
+    source reads, was told its pattern matches no file."""
+    path = _project(tmp_path)
+    spec = yaml.safe_load(path.read_text())
+    spec["target"]["test_loader"] = {"type": "parquet", "path": "data/tasks.parquet", "where": {"task": "cola"}}
+    spec["target"]["split"] = {"train": 3, "validation": 1}
+    spec["source_files"][0]["by"] = "tsak"
+    path.write_text(yaml.safe_dump(spec, allow_unicode=True))
+    with pytest.raises(SpecError, match=r"source_files\[0\]\.files: 'data/\*\.parquet' matches only the target's own "
+                                        r"file\(s\), data/tasks.parquet, .*here 'tsak'"):
+        load_spec(path)
+    del spec["target"]["test_loader"]
+    spec["target"]["split"] = {"train": 4, "validation": 2, "test": 2}
+    spec["source_files"][0]["by"] = "task"
+    spec["sources"] = [{"name": f"s{i}", "loader": {"type": "parquet", "path": "data/tasks.parquet",
+                                                   "where": {"task": task}}} for i, task in enumerate(["cola", "sst 2", "b/é"])]
+    path.write_text(yaml.safe_dump(spec, allow_unicode=True))
+    with pytest.raises(SpecError, match=r"every 'task' value of data/tasks.parquet is read by the target or a listed "
+                                        r"source"):
+        load_spec(path)
 
 
 def test_a_file_whose_by_values_are_all_blank_is_said_so_not_to_match_no_file(tmp_path: Path) -> None:
