@@ -496,6 +496,9 @@ FILES_SAID_ONE_BY_ONE = 5
 #: the files a problem shared by many files of a group names (the rest are counted)
 FILES_NAMED = 3
 
+#: how :func:`_origin_text` names one value of a ``by`` group's column: ``data/flan.parquet (task = 'cola')``
+_BY_VALUE_ORIGIN = re.compile(r" \([^()]+ = .+\)$")
+
 #: a number in a message (a row count, a line number), compared across the files of a group
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:,\d{3})*(?:\.\d+)?(?![\w])")
 
@@ -533,8 +536,10 @@ def _merged(found: list[tuple[SpecIssue, str, list[str]]], shared: tuple[int, st
     :data:`_POSITION`) as ``a line (3 to 7 in different files)``, not as a span of lines."""
     g, suffix, template = shared
     first, paths = found[0][0], [path for _, path, _ in found]
+    # a `by` group's sources are values of one file's column (_origin_text): "2 more files" named one file
+    unit = "values" if all(_BY_VALUE_ORIGIN.search(path) for path in paths) else "files"
     if len(found) <= FILES_SAID_ONE_BY_ONE:  # the same message for every file
-        return first.model_copy(update={"key": f"source_files[{g}] ({paths[0]} and {len(paths) - 1} more files){suffix}"})
+        return first.model_copy(update={"key": f"source_files[{g}] ({paths[0]} and {len(paths) - 1} more {unit}){suffix}"})
     spans = [(min(values, key=_number), max(values, key=_number))
              for values in zip(*(numbers for _, _, numbers in found), strict=True)]
     spans.reverse()
@@ -555,7 +560,7 @@ def _merged(found: list[tuple[SpecIssue, str, list[str]]], shared: tuple[int, st
     how_many = f"all {in_group}" if len(found) == in_group else f"{len(found)} of {in_group}"
     names = ", ".join(paths[:FILES_NAMED])
     return first.model_copy(update={
-        "key": f"source_files[{g}] ({how_many} files: {names} and {len(found) - FILES_NAMED} more){suffix}",
+        "key": f"source_files[{g}] ({how_many} {unit}: {names} and {len(found) - FILES_NAMED} more){suffix}",
         "message": message.replace(_FILE_SLOT, "<each file>"),
     })
 

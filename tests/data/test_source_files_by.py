@@ -221,8 +221,16 @@ def test_a_problem_of_many_values_is_said_once(tmp_path: Path) -> None:
     path = _project(tmp_path, rows, {"files": "data/*.parquet", "by": "task", "split": {"train": 10},
                                      "loader": {"type": "parquet"}})
     (issue,) = validate_spec_file(path).issues
-    assert issue.key.startswith("source_files[0] (all 40 files: data/tasks.parquet (task = 't00'), ")
+    assert issue.key.startswith("source_files[0] (all 40 values: data/tasks.parquet (task = 't00'), ")
     assert "has 3 to 4 rows" in issue.message
+    text = tmp_path / "text.yaml"  # a few values alike: "and 2 more values" (it said "more files", of one file)
+    spec = yaml.safe_load(path.read_text())
+    spec["source_files"] = [{"files": "data/*.parquet", "by": "task", "loader": {"type": "parquet", "text_field": "x"}}]
+    rows = [{"task": f"t{i}", "prompt": "p", "response": "r"} for i in range(3)]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "data" / "tasks.parquet")
+    text.write_text(yaml.safe_dump(spec))
+    (issue,) = validate_spec_file(text).issues
+    assert issue.key == "source_files[0] (data/tasks.parquet (task = 't0') and 2 more values).loader.text_field"
 
 
 def test_value_names_of_any_text() -> None:
