@@ -55,6 +55,26 @@ def test_compare_puts_the_differing_settings_selections_and_figures_side_by_side
     assert compare_reports(a, b)["settings"] is None
 
 
+def test_a_setting_differing_alike_for_many_sources_is_one_row() -> None:
+    """A `by` group of 500 tasks read as text in one variant and as prompt/response in the
+    other was 1,500 rows of settings, three a task; the JSON keeps them one a setting."""
+    from subsetctl.report.compare import settings_rows
+
+    text = {"gradients.d": 16, **{f"sources[{i}].loader.text_field": "text" for i in range(1, 501)},
+            "sources[0].max_examples": 5}
+    columns = {"gradients.d": 32, **{f"sources[{i}].loader.{key}": key.split("_")[0]
+                                     for i in range(1, 501) for key in ("prompt_field", "response_field")},
+               "sources[0].max_examples": 5, "sources[3].max_examples": 9}
+    cmp = compare_reports(_side("A", [], text), _side("B", [], columns))
+    assert len(cmp["settings"]) == 1 + 500 * 3 + 1
+    assert settings_rows(cmp["settings"]) == [
+        ("gradients.d", 16, 32),
+        ("sources[1], sources[2], sources[3] and 497 more (500 sources).loader.text_field", "text", None),
+        ("sources[1], sources[2], sources[3] and 497 more (500 sources).loader.prompt_field", None, "prompt"),
+        ("sources[1], sources[2], sources[3] and 497 more (500 sources).loader.response_field", None, "response"),
+        ("sources[3].max_examples", None, 9)]
+
+
 def test_report_compare_takes_a_project_folder_or_a_kept_report_json(tiny_project_ran, tmp_path: Path) -> None:
     a = tiny_project_ran(into=tmp_path / "a")
     b = tiny_project_ran(into=tmp_path / "b")

@@ -10,6 +10,7 @@ estimated loss, and the test metrics. Read-only, like `report`."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,47 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+#: a setting of one listed source, as :func:`~subsetctl.report.build.results_settings` keys it
+_SOURCE_SETTING = re.compile(r"^sources\[(\d+)\]\.(.+)$")
+
+#: sources one collapsed settings row names by index before it counts the rest
+SOURCES_NAMED = 3
+
+
+def settings_rows(settings: list[dict[str, Any]]) -> list[tuple[str, Any, Any]]:
+    """The settings that differ as the terminal shows them, ``(key, a, b)``: a setting that
+    differs alike for several sources (``sources[i].loader.text_field``: text and - for each
+    task of a ``by`` group) is one row, ``sources[2], sources[3], sources[4] (3 sources).loader.text_field``,
+    where it was one row a source (1,500 for a group of 500 tasks read as text in one variant).
+    The JSON keeps a row a setting, for scripts."""
+    shared: dict[tuple[str, str, str], list[str]] = {}  # (setting, a, b) -> the sources' indices
+    rows: list[tuple[str, Any, Any] | tuple[str, str, str]] = []
+    for row in settings:
+        match = _SOURCE_SETTING.match(row["key"])
+        if match is None:
+            rows.append((row["key"], row["a"], row["b"]))
+            continue
+        alike = (match.group(2), json.dumps(row["a"], sort_keys=True, default=str),
+                 json.dumps(row["b"], sort_keys=True, default=str))
+        if alike not in shared:
+            rows.append(alike)
+            shared[alike] = []
+        shared[alike].append(match.group(1))
+    out = []
+    for row in rows:
+        if row not in shared:
+            out.append(row)
+            continue
+        setting, a, b = row
+        indices = shared[row]
+        named = ", ".join(f"sources[{i}]" for i in indices[:SOURCES_NAMED])
+        more = f" and {len(indices) - SOURCES_NAMED} more" if len(indices) > SOURCES_NAMED else ""
+        key = f"sources[{indices[0]}].{setting}" if len(indices) == 1 else \
+            f"{named}{more} ({len(indices)} sources).{setting}"
+        out.append((key, json.loads(a), json.loads(b)))
+    return out
+
+
 def render_comparison(cmp: dict[str, Any], console: Any) -> None:
     """Print :func:`compare_reports`' result as tables: A is the project `report` names,
     B the one `--compare` names."""
@@ -138,8 +180,8 @@ def render_comparison(cmp: dict[str, Any], console: Any) -> None:
         table = Table(title="settings that differ (as the stages recorded them)", title_justify="left")
         for column in ("setting", "A", "B"):
             table.add_column(column, overflow="fold")
-        for row in cmp["settings"]:
-            table.add_row(escape(row["key"]), escape(_cell(row["a"])), escape(_cell(row["b"])))
+        for key, a, b in settings_rows(cmp["settings"]):
+            table.add_row(escape(key), escape(_cell(a)), escape(_cell(b)))
         console.print(table)
     table = Table(title=(f"selections (final: A {_cell(cmp['final']['a'])}, B {_cell(cmp['final']['b'])}; "
                          f"lambda: A {_cell(cmp['lambda']['a'])}, B {_cell(cmp['lambda']['b'])}; "
