@@ -474,7 +474,9 @@ def blame_source_files(
                 issue.key, issue.line = f"source_files[{g}] ({path})", lines.get(("source_files", g))
         issue.message += _same_looking_paths_note(named)
         if named and issue.message.startswith("duplicate source name"):  # a file's name, not one written
-            issue.message += ("; a source_files group names its sources after their files: set the group's "
+            after = ("the values of its `by` column" if all(_BY_VALUE_ORIGIN.search(n) for n in named)
+                     else "their files")
+            issue.message += (f"; a source_files group names its sources after {after}: set the group's "
                               "`name_prefix` (e.g. `name_prefix: pool-`) to rename them")
         if match and int(match.group(1)) in origin:
             template, numbers = _message_template(issue.message, path, base_dir)

@@ -328,6 +328,17 @@ def test_a_group_matching_only_what_the_target_or_listed_sources_read_says_so(tm
         load_spec(path)
 
 
+def test_a_listed_source_named_as_a_value_says_the_group_names_them_after_values(tmp_path: Path) -> None:
+    """It said the group names its sources "after their files", of a name made of a value."""
+    path = _project(tmp_path)
+    spec = yaml.safe_load(path.read_text())
+    spec["sources"] = [{"name": "flan-cola", "loader": {"type": "jsonl", "path": "t.jsonl"}}]
+    path.write_text(yaml.safe_dump(spec, allow_unicode=True))
+    with pytest.raises(SpecError, match=r"duplicate source name 'flan-cola' .* names its sources after the values of "
+                                        r"its `by` column: set the group's `name_prefix`"):
+        load_spec(path)
+
+
 def test_a_file_whose_by_values_are_all_blank_is_said_so_not_to_match_no_file(tmp_path: Path) -> None:
     """Every row's ``by`` value blank: the group made no source, and validate said its pattern
     matches no file, which it did."""
