@@ -75,6 +75,21 @@ def test_a_setting_differing_alike_for_many_sources_is_one_row() -> None:
         ("sources[3].max_examples", None, 9)]
 
 
+def test_sources_are_paired_by_name_not_by_place_in_the_list() -> None:
+    """Two variants whose source lists differ (`by: task` and `by: grp`) paired the sources
+    at one index: every setting of unrelated sources read as different."""
+    a = {"sources[0].name": "a", "sources[0].max_examples": 5,
+         "sources[1].name": "t_add", "sources[1].loader.path": "x.parquet"}
+    b = {"sources[0].name": "t_x", "sources[0].loader.path": "x.parquet",
+         "sources[1].name": "a", "sources[1].max_examples": 5}
+    cmp = compare_reports(_side("A", [], a), _side("B", [], b))
+    assert cmp["settings"] == [
+        {"key": "sources[t_add].name", "a": "t_add", "b": None},
+        {"key": "sources[t_add].loader.path", "a": "x.parquet", "b": None},
+        {"key": "sources[t_x].name", "a": None, "b": "t_x"},
+        {"key": "sources[t_x].loader.path", "a": None, "b": "x.parquet"}]  # source a: the same, not listed
+
+
 def test_report_compare_takes_a_project_folder_or_a_kept_report_json(tiny_project_ran, tmp_path: Path) -> None:
     a = tiny_project_ran(into=tmp_path / "a")
     b = tiny_project_ran(into=tmp_path / "b")

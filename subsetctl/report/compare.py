@@ -81,9 +81,9 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     ra, rb = a["report"], b["report"]
     settings = None
     if a["settings"] is not None and b["settings"] is not None:
-        keys = list(a["settings"]) + [k for k in b["settings"] if k not in a["settings"]]
-        settings = [{"key": k, "a": a["settings"].get(k), "b": b["settings"].get(k)} for k in keys
-                    if a["settings"].get(k) != b["settings"].get(k)]
+        sa, sb = _sources_by_name(a["settings"]), _sources_by_name(b["settings"])
+        keys = list(sa) + [k for k in sb if k not in sa]
+        settings = [{"key": k, "a": sa.get(k), "b": sb.get(k)} for k in keys if sa.get(k) != sb.get(k)]
     names = [*(ra.get("selection_order") or []),
              *[n for n in (rb.get("selection_order") or []) if n not in (ra.get("selection_order") or [])]]
     selections, test = [], []
@@ -109,6 +109,25 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _sources_by_name(settings: dict[str, Any]) -> dict[str, Any]:
+    """A side's recorded settings with each listed source's keyed by its name
+    (``sources[t_add].loader.path``), not its place in the list (``sources[2]...``): two
+    variants whose source lists differ (another ``by`` column, a source added before the
+    others) paired the sources at one index, showing every setting of unrelated sources as
+    different. A source whose name is not recorded keeps its index."""
+    names = {m.group(1): value for key, value in settings.items()
+             if (m := _SOURCE_SETTING.match(key)) and m.group(2) == "name" and isinstance(value, str)}
+    out: dict[str, Any] = {}
+    for key, value in settings.items():
+        match = _SOURCE_SETTING.match(key)
+        if match is not None and match.group(1) in names and match.group(2) != "name":
+            key = f"sources[{names[match.group(1)]}].{match.group(2)}"
+        elif match is not None and match.group(1) in names:
+            key = f"sources[{names[match.group(1)]}].name"
+        out[key] = value
+    return out
+
+
 def _cell(value: Any) -> str:
     """A value as the comparison shows it: a number to 4 significant digits, a list of
     sources comma-separated ("(none)" when empty), "-" for a side without it."""
@@ -122,7 +141,8 @@ def _cell(value: Any) -> str:
 
 
 #: a setting of one listed source, as :func:`~subsetctl.report.build.results_settings` keys it
-_SOURCE_SETTING = re.compile(r"^sources\[(\d+)\]\.(.+)$")
+#: (``sources[2].x``), or as :func:`_sources_by_name` does (``sources[t_add].x``)
+_SOURCE_SETTING = re.compile(r"^sources\[([^\]]+)\]\.(.+)$")
 
 #: sources one collapsed settings row names by index before it counts the rest
 SOURCES_NAMED = 3
@@ -134,7 +154,7 @@ def settings_rows(settings: list[dict[str, Any]]) -> list[tuple[str, Any, Any]]:
     task of a ``by`` group) is one row, ``sources[2], sources[3], sources[4] (3 sources).loader.text_field``,
     where it was one row a source (1,500 for a group of 500 tasks read as text in one variant).
     The JSON keeps a row a setting, for scripts."""
-    shared: dict[tuple[str, str, str], list[str]] = {}  # (setting, a, b) -> the sources' indices
+    shared: dict[tuple[str, str, str], list[str]] = {}  # (setting, a, b) -> the sources' names (or indices)
     rows: list[tuple[str, Any, Any] | tuple[str, str, str]] = []
     for row in settings:
         match = _SOURCE_SETTING.match(row["key"])
