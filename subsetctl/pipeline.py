@@ -355,6 +355,12 @@ class Stage(ABC):
         dumped = spec.model_dump(mode="json")
         return {key: _dig(dumped, key) for key in self.spec_keys}
 
+    def earlier_spec_slices(self, spec: Spec) -> list[dict[str, Any]]:
+        """The slice as an earlier subsetctl counted it where that differs from
+        :meth:`spec_slice` in a way :meth:`raw_spec_slice` does not cover (none here): a
+        project computed then stays up to date."""
+        return []
+
     def settings_moved_past(self, spec: Spec, manifest: dict[str, Any]) -> list[str]:
         """The spec keys this stage reads whose values changed since the run that made
         ``manifest`` (its switch aside): for a switched-off stage, whose results `run` no
@@ -803,6 +809,7 @@ class Pipeline:
         slices = [inputs["slice"]]
         if raw != inputs["slice"]:  # the neutral settings as that run recorded them (they change nothing)
             slices.append(with_neutral_values_of(raw, manifest.get("inputs", {}).get("slice"), self.spec.model.kind))
+        slices += [s for s in stage.earlier_spec_slices(self.spec) if s != inputs["slice"]]
         source = _same_model_folder_as_recorded(inputs, manifest)
         if source is not None:  # the same model files under another path: `model.source` as recorded
             slices += [{**s, "model": {**s["model"], "source": source}} for s in slices]

@@ -331,6 +331,40 @@ def test_going_back_two_settings_puts_every_stage_back(tiny_project_ran) -> None
     assert len(project.previous_sets("meta_init")) == len(project.previous_sets("gradients")) == 2  # steps 2 and 3
 
 
+def test_a_strategy_param_set_back_to_null_puts_the_search_back(tiny_project_ran) -> None:
+    """A sweep's variant `...gradient_similarity.params.top_k=1`, then `top_k=null` (null is
+    unset: the spec's default): the search made without top_k is put back, not run again;
+    the search ran again because its slice held `top_k: None` where the other held no key."""
+    tiny_project = tiny_project_ran("search")
+    key = "search.strategies.gradient_similarity.params.top_k"
+    assert _actions(run_project(tiny_project, until="search", overrides=[f"{key}=1"]))["search"] == "ran"
+    statuses = {s.name: s for s in plan_project(tiny_project, until="search", overrides=[f"{key}=null"])[2]}
+    assert statuses["search"].put_back and not statuses["search"].will_run, statuses["search"].reasons
+    results = {r["stage"]: r for r in run_project(tiny_project, until="search", overrides=[f"{key}=null"])}
+    assert results["search"]["action"] == "up to date" and results["search"].get("put_back"), results
+
+
+def test_a_search_recorded_with_null_params_as_written_stays_up_to_date(tiny_project_ran, monkeypatch) -> None:
+    """A spec that writes `top_k: null`, its search made by a subsetctl that counted the
+    null (as recorded before null params counted as unset): its results are up to date as
+    they are (not swapped for the kept ones made without top_k, nor re-run)."""
+    import yaml
+
+    from subsetctl.stages.search import SearchStage
+
+    tiny_project = tiny_project_ran("search")
+    spec_file = tiny_project / "subsetctl.yaml"
+    spec = yaml.safe_load(spec_file.read_text())
+    spec["search"]["strategies"][1]["params"] = {"top_k": None}
+    spec_file.write_text(yaml.safe_dump(spec, sort_keys=False))
+    with monkeypatch.context() as patched:
+        patched.setattr(SearchStage, "spec_slice", SearchStage._slice_as_written)
+        run_project(tiny_project, until="search")
+    statuses = {s.name: s for s in plan_project(tiny_project, until="search")[2]}
+    search = statuses["search"]
+    assert search.state == "up to date" and not search.will_run and not search.put_back, search.reasons  # as they are
+
+
 def test_the_oldest_previous_sets_go_beyond_keep_previous(tiny_project_ran) -> None:
     """keep_previous: 2 and four settings of gradients.d: the first is dropped, the two
     after it are put back; lowering the number drops the oldest beyond it, but not before
