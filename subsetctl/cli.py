@@ -995,6 +995,20 @@ def report(directory: Path | None, overrides: tuple[str, ...], fmt: str, all_sou
         _report(directory, overrides, fmt, all_sources, other)
 
 
+def _compare(first: Path, other: Path, fmt: str) -> None:
+    """`report FIRST --compare OTHER`: the two sides (a project folder, or a kept report.json,
+    each) set side by side, as text or JSON."""
+    from subsetctl.report.compare import compare_reports, load_side, render_comparison
+
+    if fmt == "markdown":
+        raise click.UsageError("--compare prints text or json (--format json), not markdown.")
+    comparison = compare_reports(load_side(first), load_side(other))
+    if fmt == "json":
+        _echo_json(comparison)
+    else:
+        render_comparison(comparison, _console())
+
+
 def _report(directory: Path | None, overrides: tuple[str, ...], fmt: str, all_sources: bool,
             other: Path | None) -> None:
     """`report`'s work (:func:`report`)."""
@@ -1002,24 +1016,19 @@ def _report(directory: Path | None, overrides: tuple[str, ...], fmt: str, all_so
     from subsetctl.report.terminal import load_report_data, nothing_to_report, render_report
 
     directory, overrides = _split_dir(directory, overrides)
+    if other is not None and overrides:
+        raise click.UsageError("--compare sets two variants' results side by side as they are: it takes no "
+                               "key=value overrides. Leave them out.")
+    if other is not None and directory is not None and directory.suffix == ".json" and directory.is_file():
+        _compare(directory, other, fmt)  # two report.json copies kept from a sweep's variants: no project
+        return
     project = Project.find(directory)
     if overrides:  # a mistyped override is an error, as plan's, not results "not checked against the spec"
-        if other is not None:
-            raise click.UsageError("--compare sets two variants' results side by side as they are: it takes no "
-                                   "key=value overrides. Leave them out.")
         from subsetctl.api import load_project
 
         load_project(project.root, list(overrides))
     if other is not None:
-        from subsetctl.report.compare import compare_reports, load_side, render_comparison
-
-        if fmt == "markdown":
-            raise click.UsageError("--compare prints text or json (--format json), not markdown.")
-        comparison = compare_reports(load_side(project.root), load_side(other))
-        if fmt == "json":
-            _echo_json(comparison)
-        else:
-            render_comparison(comparison, _console())
+        _compare(project.root, other, fmt)
         return
     if fmt == "json":  # nothing run yet: still JSON for a script (report null), then the error, exit 1
         data = load_report_data(project.root, list(overrides), nothing_run_ok=True)
