@@ -331,23 +331,29 @@ def test_going_back_two_settings_puts_every_stage_back(tiny_project_ran) -> None
     assert len(project.previous_sets("meta_init")) == len(project.previous_sets("gradients")) == 2  # steps 2 and 3
 
 
-def test_a_strategy_param_set_back_to_null_puts_the_search_back(tiny_project_ran) -> None:
-    """A sweep's variant `...gradient_similarity.params.top_k=1`, then `top_k=null` (null is
-    unset: the spec's default): the search made without top_k is put back, not run again;
-    the search ran again because its slice held `top_k: None` where the other held no key."""
+def test_a_strategy_param_set_back_to_its_default_puts_the_search_back(tiny_project_ran) -> None:
+    """A sweep's variant `...gradient_similarity.params.top_k=1`, then `top_k=null` (its
+    default), or `threshold=0.0` (its default, written out): the search made without them is
+    put back, or up to date, not run again; it ran again because its slice held `top_k: None`
+    or `threshold: 0.0` where the other held no key."""
     tiny_project = tiny_project_ran("search")
-    key = "search.strategies.gradient_similarity.params.top_k"
-    assert _actions(run_project(tiny_project, until="search", overrides=[f"{key}=1"]))["search"] == "ran"
-    statuses = {s.name: s for s in plan_project(tiny_project, until="search", overrides=[f"{key}=null"])[2]}
+    key = "search.strategies.gradient_similarity.params"
+    assert _actions(run_project(tiny_project, until="search", overrides=[f"{key}.top_k=1"]))["search"] == "ran"
+    statuses = {s.name: s for s in plan_project(tiny_project, until="search", overrides=[f"{key}.top_k=null"])[2]}
     assert statuses["search"].put_back and not statuses["search"].will_run, statuses["search"].reasons
-    results = {r["stage"]: r for r in run_project(tiny_project, until="search", overrides=[f"{key}=null"])}
+    results = {r["stage"]: r for r in run_project(tiny_project, until="search", overrides=[f"{key}.top_k=null"])}
     assert results["search"]["action"] == "up to date" and results["search"].get("put_back"), results
+    statuses = {s.name: s for s in plan_project(tiny_project, until="search", overrides=[f"{key}.threshold=0.0"])[2]}
+    assert statuses["search"].state == "up to date" and not statuses["search"].will_run, statuses["search"].reasons
+    statuses = {s.name: s for s in plan_project(tiny_project, until="search", overrides=[f"{key}.threshold=0.1"])[2]}
+    assert statuses["search"].will_run  # another value is another search
 
 
-def test_a_search_recorded_with_null_params_as_written_stays_up_to_date(tiny_project_ran, monkeypatch) -> None:
-    """A spec that writes `top_k: null`, its search made by a subsetctl that counted the
-    null (as recorded before null params counted as unset): its results are up to date as
-    they are (not swapped for the kept ones made without top_k, nor re-run)."""
+def test_a_search_recorded_with_default_params_as_written_stays_up_to_date(tiny_project_ran, monkeypatch) -> None:
+    """A spec that writes `top_k: null, threshold: 0.0` (the defaults; the quickstart writes
+    `alpha: 0.5, select: sign`), its search made by a subsetctl that counted them as written:
+    its results are up to date as they are (not swapped for the kept ones made without
+    them, nor re-run)."""
     import yaml
 
     from subsetctl.stages.search import SearchStage
@@ -355,7 +361,7 @@ def test_a_search_recorded_with_null_params_as_written_stays_up_to_date(tiny_pro
     tiny_project = tiny_project_ran("search")
     spec_file = tiny_project / "subsetctl.yaml"
     spec = yaml.safe_load(spec_file.read_text())
-    spec["search"]["strategies"][1]["params"] = {"top_k": None}
+    spec["search"]["strategies"][1]["params"] = {"top_k": None, "threshold": 0.0}
     spec_file.write_text(yaml.safe_dump(spec, sort_keys=False))
     with monkeypatch.context() as patched:
         patched.setattr(SearchStage, "spec_slice", SearchStage._slice_as_written)

@@ -455,30 +455,35 @@ def _on_dask(spec: Spec) -> str:
     return f", on a local Dask cluster of {executor.n_jobs} process{'es' if executor.n_jobs > 1 else ''}"
 
 
-def _with_null_defaults_unset(sliced: dict[str, Any]) -> dict[str, Any]:
-    """The search's slice with each strategy entry as :func:`_without_null_defaults` gives it."""
+def _with_defaults_unset(sliced: dict[str, Any]) -> dict[str, Any]:
+    """The search's slice with each strategy entry as :func:`_without_default_params` gives it."""
     search = sliced.get("search")
     if not (isinstance(search, dict) and isinstance(search.get("strategies"), list)):
         return sliced
-    return {**sliced, "search": {**search, "strategies": [_without_null_defaults(s) for s in search["strategies"]]}}
+    return {**sliced, "search": {**search, "strategies": [_without_default_params(s) for s in search["strategies"]]}}
 
 
-def _without_null_defaults(entry: Any) -> Any:
-    """A strategy entry of the search's slice without the params set to null whose default
-    is null (``top_k: null``, or the override ``...params.top_k=null`` a sweep gives to go
-    back to the default): null is unset, so they are the entry without them, and a search
-    made without them is put back or kept up to date rather than run again. (A strategy
-    the registry does not know, or a param whose default is another value, is kept as written.)"""
+def _without_default_params(entry: Any) -> Any:
+    """A strategy entry of the search's slice without the params written at the strategy's
+    default (``top_k: null``, ``threshold: 0.0``, or the override ``...params.top_k=null`` a
+    sweep gives to go back to the default): they are the entry without them, so a search made
+    without them is put back or kept up to date rather than run again. (A strategy the
+    registry does not know is kept as written.)"""
     from subsetctl.registry import STRATEGIES
 
     params = entry.get("params") if isinstance(entry, dict) else None
     known = isinstance(params, dict) and entry.get("name") in STRATEGIES.names()
-    strategy = STRATEGIES.get(entry["name"]) if known else None
-    fields = getattr(getattr(strategy, "Params", None), "model_fields", None)
+    fields = getattr(getattr(STRATEGIES.get(entry["name"]) if known else None, "Params", None), "model_fields", None)
     if not isinstance(fields, dict):
         return entry
-    unset = {name for name, value in params.items() if value is None and name in fields
-             and not fields[name].is_required() and fields[name].get_default(call_default_factory=True) is None}
+
+    def at_default(name: str, value: Any) -> bool:
+        if name not in fields or fields[name].is_required():
+            return False
+        default = fields[name].get_default(call_default_factory=True)
+        return value == default and isinstance(value, bool) == isinstance(default, bool)  # (not 1 for True)
+
+    unset = {name for name, value in params.items() if at_default(name, value)}
     return {**entry, "params": {k: v for k, v in params.items() if k not in unset}} if unset else entry
 
 
@@ -542,13 +547,13 @@ class SearchStage(Stage):
         is left out too: the search takes lambda from calibrate's output (the chosen one,
         or estimate.lam when calibration is off or falls back to it), which re-runs it when
         lambda changes; a new estimate.lam that calibration does not choose left the search
-        re-running for nothing. A strategy param set to null whose default is null counts as
-        unset (:func:`_without_null_defaults`)."""
-        return _with_null_defaults_unset(self._slice_as_written(spec))
+        re-running for nothing. A strategy param written at its default counts as unset
+        (:func:`_without_default_params`)."""
+        return _with_defaults_unset(self._slice_as_written(spec))
 
     def earlier_spec_slices(self, spec: Spec) -> list[dict[str, Any]]:
-        """The slice with strategy params written as null kept (as recorded before
-        :func:`_without_null_defaults`): a search made with ``top_k: null`` in the spec stays up to date."""
+        """The slice with strategy params written at their defaults kept (as recorded before
+        :func:`_without_default_params`): a search made with ``alpha: 0.5`` in the spec stays up to date."""
         return [self._slice_as_written(spec)]
 
     def _slice_as_written(self, spec: Spec) -> dict[str, Any]:
