@@ -725,6 +725,13 @@ class Project:
         """The project at ``path`` (a directory or its spec file); errors if none."""
         p = Path(path or ".").expanduser()
         if p.is_file():
+            if p.suffix == ".json":  # a report.json kept from a variant: no spec to rename
+                raise UserError(
+                    f"{p} is a file, but a project is a folder whose spec is named {SPEC_FILENAME}: name the "
+                    f"project folder. A report.json kept from a variant is read only by `report --compare`: "
+                    f"`subsetctl report {shell_arg(p)} --compare OTHER` (another kept report.json, or a project "
+                    "folder) sets it beside another variant."
+                )
             if p.name != SPEC_FILENAME:  # its folder's own spec would be run instead, without a word
                 raise UserError(
                     f"{p} is a file, but a project is a folder whose spec is named {SPEC_FILENAME}: commands "

@@ -125,7 +125,8 @@ def test_report_compare_takes_a_project_folder_or_a_kept_report_json(tiny_projec
 def test_report_compare_sets_two_kept_report_jsons_side_by_side(tiny_project_ran, tmp_path: Path) -> None:
     """A sweep keeps each variant's report.json aside (`cp myproject/report.json v1.json`):
     `report v1.json --compare v2.json` compares two of them once the project has moved on;
-    the first was taken for a project's spec file ("rename or copy v1.json to subsetctl.yaml")."""
+    the first was taken for a project's spec file ("rename or copy v1.json to subsetctl.yaml"),
+    and is without --compare: the error says what reads it."""
     a = tiny_project_ran(into=tmp_path / "a")
     kept = json.loads((a / "report.json").read_text())
     (tmp_path / "v1.json").write_text(json.dumps(kept))
@@ -138,6 +139,8 @@ def test_report_compare_sets_two_kept_report_jsons_side_by_side(tiny_project_ran
     assert [(row["key"], row["b"]) for row in cmp["settings"]] == [("gradients.d", 99)], cmp
     result = invoke("report", str(tmp_path / "v1.json"), "--compare", str(tmp_path / "v2.json"), "gradients.d=8")
     assert result.exit_code == 2 and "takes no key=value overrides" in result.output, result.output
+    alone = " ".join(invoke("report", str(tmp_path / "v1.json")).output.split())  # no --compare: no project
+    assert f"report {tmp_path / 'v1.json'} --compare OTHER" in alone and "rename" not in alone, alone
 
 
 def test_report_compare_of_something_else_says_what_to_give(tiny_project_ran, tmp_path: Path) -> None:
