@@ -315,10 +315,13 @@ class _StageOption(click.Option):
 
 
 def _no_plugins_asked() -> bool:
-    """Whether ``SUBSETCTL_NO_PLUGINS`` holds a true value, as click reads the flag's
-    environment variable (``1``, ``true``, ``yes``, ``on``)."""
-    value = os.environ.get("SUBSETCTL_NO_PLUGINS", "").strip().lower()
-    return value in ("1", "true", "t", "yes", "y", "on")
+    """Whether ``SUBSETCTL_NO_PLUGINS`` holds a true value, read by click's own boolean
+    type, as the other commands' flag reads it (``1``, ``true``, ``yes``, ``on``; a value
+    that is no boolean, which those commands refuse, is not)."""
+    try:
+        return bool(click.BOOL.convert(os.environ.get("SUBSETCTL_NO_PLUGINS", ""), None, None))
+    except click.BadParameter:
+        return False
 
 
 def _no_plugins_option(effect: str) -> Callable[[Any], Any]:
