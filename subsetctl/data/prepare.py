@@ -179,7 +179,7 @@ def map_labels(dataset: Dataset, source: SourceSpec, warnings: list[str] | None,
     renamed = [label_map.get(key, text) for key, text in zip(keys, texts, strict=True)]
     if not classifier and warnings is not None:
         warnings.extend(_few_answers_renamed(source, keys, texts))
-    tag = "labels" if kind == "classifier" else "answers"  # (the classifier's as it was: same prepared data)
+    tag = "labels" if classifier else "answers"  # (the classifier's as it was: same prepared data)
     return dataset.remove_columns(column).add_column(
         column, renamed, new_fingerprint=hashlib.sha256(
             f"{dataset._fingerprint}|{tag}|{digest}".encode()).hexdigest()[:16]).select_columns(

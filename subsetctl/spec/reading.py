@@ -409,7 +409,7 @@ def _expanded_by_values(
     for entry in per_file:
         rel = Path(entry["loader"]["path"])
         try:
-            found = value_rows((Path(spec_dir) / rel.expanduser()).resolve(), group.by)
+            found = value_rows(_resolved(entry["loader"]["path"], spec_dir), group.by)
         except UserError as exc:
             issues.append(SpecIssue(file=file, line=line_of_key(("source_files", g, "by"), lines),
                                     key=f"source_files[{g}] ({rel.as_posix()}).by", message=str(exc)))

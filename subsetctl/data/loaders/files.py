@@ -960,12 +960,17 @@ def load_parquet(options: ParquetLoader, ctx: LoadContext) -> Dataset:
     return dataset
 
 
+def _data_bytes(parquet: Any) -> int:
+    """The size of the data of ``parquet`` (a ``pyarrow.parquet.ParquetFile``) uncompressed,
+    from its row groups' metadata."""
+    meta = parquet.metadata
+    return sum(meta.row_group(g).total_byte_size for g in range(meta.num_row_groups))
+
+
 def _batch_rows(parquet: Any) -> int:
     """How many rows of ``parquet`` (a ``pyarrow.parquet.ParquetFile``) a batch is read in
     (:func:`common.batch_rows`, from the size of its data uncompressed)."""
-    meta = parquet.metadata
-    return common.batch_rows(sum(meta.row_group(g).total_byte_size for g in range(meta.num_row_groups)),
-                             meta.num_rows)
+    return common.batch_rows(_data_bytes(parquet), parquet.metadata.num_rows)
 
 
 def _rows_where(wanted: dict[str, str | int], path: Path, parquet: Any,
@@ -988,7 +993,7 @@ def _rows_where(wanted: dict[str, str | int], path: Path, parquet: Any,
                         "The file may have changed since the spec listed its values: validate the spec again, or "
                         "correct the value.")
     where = f"file {path} {where_text(wanted)}"
-    if sum(parquet.metadata.row_group(g).total_byte_size for g in range(parquet.num_row_groups)) <= WHOLE_FILE_BYTES:
+    if _data_bytes(parquet) <= WHOLE_FILE_BYTES:
         stat = path.stat()
         picked = _whole_file(path.resolve(), stat.st_size, stat.st_mtime_ns).take(pa.array(rows))
         return where, lambda i: one_based_row(int(rows[i])), lambda: iter(picked.to_batches(_batch_rows(parquet)))
