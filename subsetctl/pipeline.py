@@ -1321,7 +1321,7 @@ class Pipeline:
         marker = self._work_fingerprint(stage)
         if marker is None and not any(label in other for label, _ in shards):
             return  # copied in from other machines without work.json: the merge checks each shard's full info
-        if marker is not None and self._shards_outlive_work_marker(stage, inputs):
+        if marker is not None and self._shards_outlive_work_marker(stage, inputs, shards, other):
             self.reporter.info(f"[dim]{stage.name}: the earlier run's work was for other inputs; the shards here are "
                                "for this run's and are kept to be merged[/dim]")
             out_dir = self.project.stage_dir(stage.name)
@@ -1359,18 +1359,23 @@ class Pipeline:
                    *label.split("/"))) for label, _ in shards if label in other) + " first." if ours else "")
         )
 
-    def _shards_outlive_work_marker(self, stage: Stage, inputs: dict[str, Any]) -> bool:
+    def _shards_outlive_work_marker(self, stage: Stage, inputs: dict[str, Any],
+                                    shards: list[tuple[str, int]] | None = None,
+                                    other: dict[str, str] | None = None) -> bool:
         """Whether every gradient shard holding rows is of this run's inputs (``inputs``)
         though the stage's work marker is of others': its data results the same as the
         marker's, and its settings and meta_init's adapter as the spec and meta_init tell them
         (the merge checks each shard's full info again). An older run's marker left beside
-        shards copied in from other machines is no reason to refuse, or to discard them."""
+        shards copied in from other machines is no reason to refuse, or to discard them.
+        ``shards`` and ``other``: :func:`_computed_shards` and :func:`_shards_of_other_settings`
+        when the caller has read them already (each reads every shard's files)."""
         old = self.project.read_work_marker(stage.name).get("inputs")
         old_data = (old.get("upstream") or {}).get("data") if isinstance(old, dict) else None
         if old_data is None or old_data != (inputs.get("upstream") or {}).get("data"):
             return False
-        other = _shards_of_other_settings(self.project, self.spec)
-        return not any(label in other for label, _ in _computed_shards(self.project))
+        other = _shards_of_other_settings(self.project, self.spec) if other is None else other
+        shards = _computed_shards(self.project) if shards is None else shards
+        return not any(label in other for label, _ in shards)
 
     def _shard_preparation_lock(self, needed: Callable[[], bool]) -> contextlib.ExitStack | None:
         """The exclusive lock for what a shard run does before its shard (the stages before

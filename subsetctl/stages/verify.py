@@ -254,16 +254,19 @@ class RunCache:
         key = fingerprint({**(base or self.base), "kind": kind, "subset": list(subset), "seed": seed, "lr": lr})
         return self.folder / f"{key}.json"
 
+    def _paths(self, kind: str, subset: list[str], seed: int) -> list[Path]:
+        """The entry's path under today's key, then under each key an earlier subsetctl wrote."""
+        return [self._path(kind, subset, seed), *(self._path(kind, subset, seed, b) for b in self.legacy_bases)]
+
     def holds(self, kind: str, subset: list[str], seed: int) -> bool:
         """Whether the cache has an entry for this fine-tune (under today's key or one an
         earlier subsetctl wrote), changing nothing: for `plan` (a damaged entry, which
         :meth:`get` drops, counts)."""
-        paths = [self._path(kind, subset, seed), *(self._path(kind, subset, seed, b) for b in self.legacy_bases)]
-        return any(path.is_file() for path in paths)
+        return any(path.is_file() for path in self._paths(kind, subset, seed))
 
     def get(self, kind: str, subset: list[str], seed: int) -> dict[str, Any] | None:
-        path = self._path(kind, subset, seed)
-        common.adopt_legacy_entry(path, [self._path(kind, subset, seed, b) for b in self.legacy_bases])
+        path, *legacy = self._paths(kind, subset, seed)
+        common.adopt_legacy_entry(path, legacy)
         common.drop_misshapen_entry(self.reporter, path, folder=False)
         try:
             result = json.loads(path.read_text())
