@@ -120,6 +120,17 @@ def _is_number_type(annotation: Any) -> bool:
 DEFAULT_PREVIOUS_SETS = 3
 
 
+def _without_unset(dumped: Any, keys: tuple[str, ...]) -> Any:
+    """``dumped`` (a model's dump) without those of ``keys`` it holds as None: options added
+    after projects were computed, left out while unset, so that the spec's dumps (which feed
+    fingerprints and source keys) stay as they were before the options existed."""
+    if isinstance(dumped, dict):
+        for key in keys:
+            if key in dumped and dumped[key] is None:
+                del dumped[key]
+    return dumped
+
+
 class ProjectSpec(StrictModel):
     name: str = Field("subsetctl-project", description="Project name, shown in reports.")
     # torch takes seeds below 2**64, and fine-tunes add their seed index (`finetune.seeds` at most 100,
@@ -165,12 +176,8 @@ class ProjectSpec(StrictModel):
 
     @model_serializer(mode="wrap")
     def _dump_without_unset_keep_previous_gb(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """The dump without ``keep_previous_gb`` when it is unset, as before the option
-        existed: the spec's dumps feed fingerprints, which stay as they were."""
-        dumped = handler(self)
-        if isinstance(dumped, dict) and dumped.get("keep_previous_gb", ...) is None:
-            del dumped["keep_previous_gb"]
-        return dumped
+        """The dump without ``keep_previous_gb`` when it is unset (:func:`_without_unset`)."""
+        return _without_unset(handler(self), ("keep_previous_gb",))
 
     @property
     def sets_to_keep(self) -> int:
@@ -344,9 +351,7 @@ class LoaderBase(StrictModel, PlainText):
         ``response_field`` one of them replaces when it is set (so that a dump read again,
         as ``source_files`` groups are, is not taken as setting them). One serializer for
         both (pydantic uses one a model), here, since CSV loaders have no chats."""
-        dumped: dict[str, Any] = handler(self)
-        if "where" in dumped and dumped["where"] is None:  # (a Parquet loader's row filter, unset)
-            dumped.pop("where")
+        dumped: dict[str, Any] = _without_unset(handler(self), ("where",))  # (a Parquet loader's row filter)
         replaced = False
         for option in ("messages_field", "text_field"):
             if dumped.get(option) is None:
@@ -712,14 +717,8 @@ class SourceSettings(StrictModel):
     @model_serializer(mode="wrap")
     def _dump_without_unset_label_map(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         """The dump without ``label_map`` (and a target's ``test_loader``, a ``source_files``
-        group's ``by``) when it is unset, as before the option existed: the spec's dumps feed
-        fingerprints and source keys, which stay as they were."""
-        dumped = handler(self)
-        if isinstance(dumped, dict):
-            for key in ("label_map", "test_loader", "by"):
-                if dumped.get(key, ...) is None:
-                    del dumped[key]
-        return dumped
+        group's ``by``) when it is unset (:func:`_without_unset`)."""
+        return _without_unset(handler(self), ("label_map", "test_loader", "by"))
 
 
 class SourceSpec(SourceSettings):
