@@ -858,12 +858,16 @@ class Project:
         with contextlib.suppress(OSError):
             (self.state_dir / PREVIOUS_DIRNAME).rmdir()
 
+    def _stages_with_previous(self) -> list[str]:
+        """The stages with a folder of previous result sets, by name (hidden moves left out)."""
+        folder = self.state_dir / PREVIOUS_DIRNAME
+        return [child.name for child in (sorted(folder.iterdir()) if folder.is_dir() else [])
+                if not child.name.startswith(".") and child.is_dir()]
+
     def limit_all_previous(self, keep: int) -> None:
         """:meth:`limit_previous` for every stage (``project.keep_previous`` lowered)."""
-        folder = self.state_dir / PREVIOUS_DIRNAME
-        for child in sorted(folder.iterdir()) if folder.is_dir() else []:
-            if not child.name.startswith(".") and child.is_dir():
-                self.limit_previous(child.name, keep)
+        for stage in self._stages_with_previous():
+            self.limit_previous(stage, keep)
 
     def _previous_as_sets(self, stage: str) -> None:
         """Move the one previous set an earlier subsetctl kept in ``stage``'s previous folder
@@ -985,13 +989,10 @@ class Project:
         current results count nothing). Returns (sets deleted, bytes freed)."""
         seen = self._current_files()
         dated = []
-        folder = self.state_dir / PREVIOUS_DIRNAME
-        for stage in sorted(folder.iterdir()) if folder.is_dir() else []:
-            if stage.name.startswith(".") or not stage.is_dir():
-                continue
-            for kept in self.previous_sets(stage.name):
+        for stage in self._stages_with_previous():
+            for kept in self.previous_sets(stage):
                 with contextlib.suppress(OSError):
-                    dated.append((kept.stat().st_mtime_ns, kept, stage.name))
+                    dated.append((kept.stat().st_mtime_ns, kept, stage))
         sized = [(mtime, kept, stage, _new_bytes(kept, seen)) for mtime, kept, stage in sorted(dated, reverse=True)]
         total = sum(size for *_, size in sized)
         removed = freed = 0
