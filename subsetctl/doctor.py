@@ -492,8 +492,7 @@ def run_checks(directory: Path | None = None, import_plugins: bool = True) -> li
         folder = directory.parent if directory.is_file() else directory
         if not directory.exists():
             checks.append(Check("project", False, f"{directory} does not exist",
-                                standard_input_note(directory).removeprefix(": ") + "."
-                                if standard_input_note(directory)
+                                stdin.removeprefix(": ") + "." if (stdin := standard_input_note(directory))
                                 else f"Create it with `subsetctl init {shell_arg(directory)}`."))
         else:
             refused = check_project_folder(directory)

@@ -120,10 +120,8 @@ def _sources_by_name(settings: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in settings.items():
         match = _SOURCE_SETTING.match(key)
-        if match is not None and match.group(1) in names and match.group(2) != "name":
+        if match is not None and match.group(1) in names:
             key = f"sources[{names[match.group(1)]}].{match.group(2)}"
-        elif match is not None and match.group(1) in names:
-            key = f"sources[{names[match.group(1)]}].name"
         out[key] = value
     return out
 
