@@ -984,14 +984,19 @@ def _fetched(fut: Any, client: Any, address: str | None, connect_timeout: float)
     """The result of the finished ``fut``, fetched through the scheduler (so it may fail
     too). With an ``address``, the scheduler is asked (:func:`_ask_scheduler`) when that
     takes longer than :func:`_answer_within` s: one frozen just after the estimate
-    finished hung the fetch, as it did the wait. One that answers is waited for."""
-    if address is None:
+    finished hung the fetch, as it did the wait. One that answers is waited for.
+
+    Dask's own logs are off meanwhile: a worker lost while its result was fetched logged
+    "Couldn't gather 1 keys, rescheduling ..." on the terminal, between the progress bar and
+    the search's own message about it (or its recomputed result)."""
+    with _distributed_logs_off():
+        if address is None:
+            return fut.result()
+        try:
+            return fut.result(timeout=_answer_within(connect_timeout))
+        except TimeoutError:  # (or the estimator's own TimeoutError, raised again below)
+            _ask_scheduler(client, address, connect_timeout)
         return fut.result()
-    try:
-        return fut.result(timeout=_answer_within(connect_timeout))
-    except TimeoutError:  # (or the estimator's own TimeoutError, raised again below)
-        _ask_scheduler(client, address, connect_timeout)
-    return fut.result()
 
 
 def _ask_scheduler(client: Any, address: str, connect_timeout: float) -> dict[str, Any]:

@@ -918,6 +918,33 @@ def test_overlapping_silencing_of_distributed_logs_puts_the_levels_back() -> Non
         logger.setLevel(before)  # distributed's own level, for later tests
 
 
+def test_fetching_a_result_keeps_dasks_gather_warning_off_the_terminal(capsys) -> None:
+    """A worker lost while its result was fetched: distributed logged "Couldn't gather 1
+    keys, rescheduling ..." on the terminal, between the progress bar and the search's own
+    message about it."""
+    from subsetctl.estimate.executors import _fetched
+
+    logger = logging.getLogger("distributed.client")
+    handler = logging.StreamHandler()  # (where distributed's own config sends it: stderr)
+    logger.addHandler(handler)
+    before = logger.level
+    logger.setLevel(logging.INFO)
+
+    class _Future:
+        def result(self, timeout: float | None = None) -> str:
+            logger.warning("Couldn't gather 1 keys, rescheduling ('run-batch-1',)")
+            return "estimates"
+
+    try:
+        for address in (None, "tcp://10.0.0.1:8786"):
+            assert _fetched(_Future(), client=None, address=address, connect_timeout=10.0) == "estimates"
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(before)
+    assert "Couldn't gather" not in capsys.readouterr().err
+    assert logger.level == before
+
+
 def test_loky_workers_take_one_projects_plugin_estimator_after_anothers_of_the_same_name(
         small_features: FeatureSet, tmp_path: Path, monkeypatch) -> None:
     """Two projects run one after the other in a notebook, each with its own plugin
