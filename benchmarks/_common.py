@@ -31,6 +31,15 @@ def work_project(name: str, fresh: bool = False, reuse_quickstart: bool = True) 
     return folder
 
 
+def fresh_work_dir(name: str) -> Path:
+    """benchmarks/_work/<name>, an earlier invocation's folder deleted (not created again):
+    its project's stages would not run, and their times would be old."""
+    folder = work_dir() / name
+    if folder.exists():
+        shutil.rmtree(folder)
+    return folder
+
+
 def work_dir() -> Path:
     """benchmarks/_work (git-ignored), or ``$SUBSETCTL_BENCH_DIR``."""
     return Path(os.environ.get("SUBSETCTL_BENCH_DIR", ROOT / "benchmarks" / "_work"))

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from _common import work_dir
+from _common import fresh_work_dir
 from many_sources import build
 
 
@@ -84,9 +84,7 @@ def main() -> None:
     from subsetctl.data import stage
     from subsetctl.spec.reading import load_spec
 
-    folder = work_dir() / "data_stage_many"
-    if folder.exists():
-        shutil.rmtree(folder)
+    folder = fresh_work_dir("data_stage_many")
     build(folder, args.sources, args.rows)
     spec = load_spec(folder / "subsetctl.yaml")
 

@@ -18,14 +18,13 @@ import argparse
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import yaml
-from _common import ROOT, work_dir
+from _common import ROOT, fresh_work_dir
 
 sys.path.insert(0, str(ROOT / "tests"))  # tinymodels: the tiny random Llama the tests use
 
@@ -110,9 +109,7 @@ def main() -> None:
     parser.add_argument("--name", default="large_sources")
     args = parser.parse_args()
 
-    folder = work_dir() / args.name
-    if folder.exists():  # an earlier invocation's project: its stages would not run
-        shutil.rmtree(folder)
+    folder = fresh_work_dir(args.name)
     started = time.perf_counter()
     rows, size = build(folder, args.scale)
     build_s = time.perf_counter() - started

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import yaml
-from _common import ROOT, stage_seconds, work_dir
+from _common import ROOT, fresh_work_dir, stage_seconds
 
 sys.path.insert(0, str(ROOT / "tests"))  # tinymodels: the tiny random Llama the tests use
 
@@ -71,16 +71,13 @@ def main() -> None:
     parser.add_argument("--name", default="many_sources")
     args = parser.parse_args()
 
-    import shutil
 
     from rich.console import Console
 
     from subsetctl.api import plan_project, run_project, validate_spec_file
     from subsetctl.report.terminal import render_report
 
-    folder = work_dir() / args.name
-    if folder.exists():  # an earlier invocation's project: its stages would not run, and their times are old
-        shutil.rmtree(folder)
+    folder = fresh_work_dir(args.name)
     build(folder, args.sources, args.rows)
 
     started = time.perf_counter()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,7 +24,7 @@ import time
 from pathlib import Path
 
 import yaml
-from _common import ROOT, work_dir
+from _common import ROOT, fresh_work_dir
 from many_sources import build
 
 #: the commit whose parent is the old code by default (found by its message: hashes change on a rebase)
@@ -59,9 +58,7 @@ def main() -> None:
     parser.add_argument("--old", help="git revision of the old code (default: the one before the change)")
     args = parser.parse_args()
 
-    folder = work_dir() / "noop_many_sources"
-    if folder.exists():
-        shutil.rmtree(folder)
+    folder = fresh_work_dir("noop_many_sources")
     build(folder, args.sources, args.rows)
     spec = yaml.safe_load((folder / "subsetctl.yaml").read_text())
     spec["gradients"] = {"d": 8, "batch_size": 64}

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from _common import work_dir
+from _common import fresh_work_dir
 
 #: the three layouts of the same rows: the glob and ``by`` of each one's group
 WAYS: dict[str, dict[str, Any]] = {
@@ -78,9 +78,7 @@ def main() -> None:
     from subsetctl.data.loaders import files
     from subsetctl.spec.reading import load_spec
 
-    folder = work_dir() / "one_file_many_sources"
-    if folder.exists():
-        shutil.rmtree(folder)
+    folder = fresh_work_dir("one_file_many_sources")
     folder.mkdir(parents=True)
     build(folder, args.tasks, args.rows)
 

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import time
 from pathlib import Path
 
-from _common import work_dir
+from _common import fresh_work_dir
 
 
 def build(folder: Path, sources: int, rows: int) -> list[str]:
@@ -43,9 +42,7 @@ def main() -> None:
 
     from subsetctl.data.stage import load_split, split_columns
 
-    folder = work_dir() / "read_splits"
-    if folder.exists():
-        shutil.rmtree(folder)
+    folder = fresh_work_dir("read_splits")
     names = build(folder, args.sources, args.rows)
     split_columns(folder, names[0], "train"), load_split(folder, names[0], "train")  # imports, warm cache
 
