@@ -861,12 +861,20 @@ def _warn_names_windows_refuses(spec: Spec, warn: _AddIssue) -> None:
     Valid here: the data stage keeps each source in ``.subsetctl/data/<name>/``, which Linux
     and macOS make without a word, but Windows cannot make or copy a folder of that name, so
     a project copied, synced or shared to Windows breaks there, and nothing said why. For a
-    ``source_files`` group (names from its files) said per file, as each name differs."""
+    ``source_files`` group (names from its files) said per file, as each name differs.
+    A name ending in a dot (``wiki.``) too: Windows drops the dot from a folder's name, so
+    the folder is read back under another name (or as another source's: ``wiki``)."""
     for path, source in _target_and_sources(spec):
+        who = "the target" if path == ("target",) else "the source"
+        if source.name.endswith("."):
+            warn((*path, "name"),
+                 f"{who} {source.name!r} ends in a dot: it is kept in the folder .subsetctl/data/{source.name}/, and "
+                 f"Windows drops a folder name's trailing dot, so a copy of the project there holds "
+                 f"{source.name.rstrip('.')!r} instead and does not find it. It works on Linux and macOS; drop the "
+                 "dot if the project may be used on Windows.")
         device = source.name.split(".", 1)[0]
         if device.casefold() not in _WINDOWS_DEVICE_NAMES:
             continue
-        who = "the target" if path == ("target",) else "the source"
         warn((*path, "name"),
              f"{who} {source.name!r} is kept in the folder .subsetctl/data/{source.name}/, which Windows cannot "
              f"make or copy: {device!r} is a device name there (CON, PRN, AUX, NUL, COM0-9, LPT0-9, in any case, "

@@ -646,6 +646,20 @@ def test_a_name_windows_cannot_make_a_folder_of_is_warned(jsonl_project: Path, k
                 if w.key == key]
 
 
+@pytest.mark.parametrize("key", ["sources[0].name", "target.name"])
+def test_a_name_ending_in_a_dot_is_warned_as_windows_drops_the_dot(jsonl_project: Path, key: str) -> None:
+    """A source named `wiki.` was taken silently: Windows drops a folder name's trailing dot,
+    so a copy of the project there holds .subsetctl/data/wiki/ and does not find the source."""
+    from subsetctl.api import validate_spec_file
+
+    report = validate_spec_file(jsonl_project / "subsetctl.yaml", [f"{key}=wiki."])
+    said = [w for w in report.warnings if w.key == key]
+    assert report.ok and len(said) == 1, said
+    assert "ends in a dot" in said[0].message and "holds 'wiki' instead" in said[0].message
+    assert not [w for w in validate_spec_file(jsonl_project / "subsetctl.yaml", [f"{key}=wiki.v2"]).warnings
+                if w.key == key]
+
+
 def test_two_random_baselines_of_one_size_are_warned_to_pick_alike(jsonl_project: Path) -> None:
     """`random` with k: 1 listed twice (labels r1, r2), meant as two random draws, picked the same
     source (both seeded by project.seed), one fine-tune, and nothing said so before the run."""
