@@ -45,15 +45,48 @@ def test_csv_and_parquet_read_a_text_column(tmp_path: Path, make_ctx) -> None:
     assert ds["response"] == ["def f(): pass", "x = 1"] and all(is_text_row(row) for row in ds)
 
 
-def test_a_blank_text_is_left_out_and_a_null_one_is_an_error_naming_text_field(tmp_path: Path, make_ctx) -> None:
+def test_a_blank_text_is_left_out_and_a_missing_column_is_an_error_naming_text_field(tmp_path: Path,
+                                                                                      make_ctx) -> None:
     ctx = make_ctx()
     ds = load_jsonl(_jsonl(tmp_path, [{"text": "kept"}, {"text": "   "}, {"text": "also kept"}]), ctx)
     assert ds["response"] == ["kept", "also kept"]
     assert any("1 of 3 rows have an empty 'text' (loader.text_field) (line 2)" in n for n in ctx.notices), ctx.notices
-    with pytest.raises(UserError, match=r"line 2: 'text' \(loader.text_field\) is missing, null or NaN"):
-        load_jsonl(_jsonl(tmp_path, [{"text": "a"}, {"text": None}]), make_ctx())
-    with pytest.raises(UserError, match=r"has no column 'body' \(asked for by loader.text_field\)"):
-        load_jsonl(_jsonl(tmp_path, [{"text": "a"}], field="body"), make_ctx())
+    with pytest.raises(UserError, match=r"has no column 'body' \(asked for by loader.text_field\)\. "
+                                        r"Available columns: 'id', 'text'\."):
+        load_jsonl(_jsonl(tmp_path, [{"text": "a", "id": 1}], field="body"), make_ctx())
+
+
+def test_a_missing_null_or_nan_text_is_left_out_with_the_blank_ones_in_one_notice(tmp_path: Path, make_ctx) -> None:
+    """A corpus's row without its text is a missing document: left out, as a blank one is,
+    and counted in the same notice (one null text in a pretraining shard stopped the whole
+    source), whether the value is null, NaN, or the key is absent from a JSON Lines row;
+    a Parquet column's nulls alike. Only a source left with no text is an error."""
+    (tmp_path / "corpus.jsonl").write_text(
+        '{"text": "one"}\n{"text": null}\n{"text": " "}\n{"id": 4}\n{"text": NaN}\n{"text": "six"}\n')
+    ctx = make_ctx()
+    ds = load_jsonl(JsonlLoader(type="jsonl", path="corpus.jsonl", text_field="text"), ctx)
+    assert ds["response"] == ["one", "six"] and ds["row"] == [0, 5]
+    notice, = ctx.notices
+    assert ("4 of 6 rows have an empty or missing 'text' (loader.text_field) (line 2, line 3, line 4, line 5; "
+            "3 missing, null or NaN); they are left out") in notice, notice
+    pq.write_table(pa.Table.from_pylist([{"text": "a"}, {"text": None}]), tmp_path / "p.parquet")
+    ctx = make_ctx()
+    assert load_parquet(ParquetLoader(type="parquet", path="p.parquet", text_field="text"), ctx)["response"] == ["a"]
+    assert ctx.notices == ["Source 'src': file " + str(tmp_path / "p.parquet") + ": 1 of 2 rows have a missing, null "
+                           "or NaN 'text' (loader.text_field) (row 2); they are left out (every row needs a text)."]
+    with pytest.raises(UserError, match=r"'text' \(loader.text_field\) is missing, null or NaN in every row "
+                                        r"\(line 1, line 2\)"):
+        load_jsonl(_jsonl(tmp_path, [{"text": None}, {"text": None, "id": 2}]), make_ctx())
+
+
+def test_max_examples_draws_among_the_texts_kept(tmp_path: Path, make_ctx) -> None:
+    """``max_examples`` counts texts kept: the rows left out (null, blank) are not drawn."""
+    rows = [{"text": f"document {i}"} if i % 3 else {"text": None if i % 2 else ""} for i in range(30)]
+    ctx = make_ctx()
+    ctx = type(ctx)(source_name=ctx.source_name, base_dir=ctx.base_dir, kind=ctx.kind, seed=ctx.seed, keep_at_most=5)
+    drawn = load_jsonl(_jsonl(tmp_path, rows), ctx)
+    assert ctx.drawn == {"rows": 20} and len(drawn) == 5 and all(row % 3 for row in drawn["row"])
+    assert drawn["response"] == [f"document {row}" for row in drawn["row"]]
 
 
 def test_a_text_held_as_a_list_is_said_to_be_trained_on_as_json(tmp_path: Path, make_ctx) -> None:

@@ -367,6 +367,7 @@ class CommonColumns:
         self.null_count = 0
         self.blank: list[int] = []  # the first few rows with a blank answer (for the notice)
         self.blank_count = 0
+        self.missing_count = 0  # of those, rows left out for a missing answer (a subclass's: a text source's)
         self.empty_prompts: list[int] = []  # the first few kept rows with an empty prompt (for the notice)
         self.empty_prompt_count = 0
         self.minus_one: list[int] = []  # the first few rows of a classifier labelled -1 (for the notice)
@@ -484,9 +485,7 @@ class CommonColumns:
         prompt = _check_utf8(prompt, source, self.where, locate_row,
                              self._prompt_column_of(prompt, values) if self.joined else self.prompt_field)
         if not answer.strip():  # nothing to train or score on: left out (see finish) rather than fatal
-            self.blank_count += 1
-            if len(self.blank) < 5:
-                self.blank.append(i)
+            self._leave_out(i)
             return
         answer = _check_utf8(answer, source, self.where, locate_row, answer_field)
         if self.classifier:
@@ -511,6 +510,13 @@ class CommonColumns:
             self.digests.append(self._digest(prompt, answer))
         if full:
             self._append(i, record, prompt, answer)
+
+    def _leave_out(self, i: int) -> None:
+        """Leave row ``i`` out as one with a blank answer: counted, and named by the notice
+        :meth:`finish` gives if among the first few."""
+        self.blank_count += 1
+        if len(self.blank) < 5:
+            self.blank.append(i)
 
     def _count_structured(self, i: int, values: dict[str, Any]) -> None:
         """Count row ``i`` if its prompt or answer (in ``values``) is a list or an object,
@@ -827,7 +833,7 @@ class CommonColumns:
         named = _named(self.answer_field, option)
         if self.blank_count:
             _note_blank_answers(self.blank, self.blank_count, self.count, self.ctx, self.where, self.locate,
-                                self._answer_named(), self.what, self.advice)
+                                self._answer_named(), self.what, self.advice, self.missing_count)
         if self.empty_prompt_count:
             self._note_empty_prompts()
         if self.minus_one_count and self.some_labels != {"-1", "1"}:  # -1 and 1: two classes, as written
@@ -933,23 +939,27 @@ def dataset_table(dataset: Dataset) -> Any:
 
 
 def _note_blank_answers(blank: list[int], blank_count: int, total: int, ctx: LoadContext, where: str,
-                        locate: Callable[[int], str], named: str, what: str, advice: str) -> None:
+                        locate: Callable[[int], str], named: str, what: str, advice: str, missing: int = 0) -> None:
     """Rows whose answer is empty or only whitespace have nothing to train or score on:
     they are left out with a notice naming their lines (a few blank gold answers are
     common in public datasets, and rows a `max_examples` cut drops anyway must not stop
     the run); an error when every row is blank, and a hint to check the column read when
-    most are (a source of 50,000 rows kept 4,970 and said only that 45,030 were left out)."""
+    most are (a source of 50,000 rows kept 4,970 and said only that 45,030 were left out).
+    ``missing`` of the ``blank_count`` rows lack the answer (missing, null or NaN: a text
+    source's missing documents, left out with the blank ones and said in the same notice)."""
     shown = ", ".join(locate(i) for i in blank[:5]) + (f" (+{blank_count - 5} more)" if blank_count > 5 else "")
+    empty = "empty" if not missing else "missing, null or NaN" if missing == blank_count else "empty or missing"
     if blank_count == total:
         raise UserError(
-            f"Source {ctx.source_name!r}: {where}: {named} is empty in every row ({shown}). Every row "
+            f"Source {ctx.source_name!r}: {where}: {named} is {empty} in every row ({shown}). Every row "
             f"needs {what}; check that the loader reads the right column.{advice}"
         )
     # most rows blank: more likely a column of something else (or of answers given elsewhere) than blank answers
     most = (f" That is most of its rows: check that the loader reads the right column.{advice}"
             if blank_count * 2 > total else "")
     ctx.notices.append(
-        f"Source {ctx.source_name!r}: {where}: {blank_count} of {total} rows have an empty {named} ({shown}); "
+        f"Source {ctx.source_name!r}: {where}: {blank_count} of {total} rows have {'a' if empty[0] == 'm' else 'an'} "
+        f"{empty} {named} ({shown}{f'; {missing} missing, null or NaN' if 0 < missing < blank_count else ''}); "
         f"they are left out (every row needs {what}).{most}"
     )
 

@@ -6,8 +6,13 @@ A row becomes an empty prompt and its text as the response, its metadata marked 
 no chat template (a BOS first where the tokenizer starts texts with one), and every token
 of it (its EOS too) is a response token, trained on and scored. A text longer than
 ``model.max_length`` keeps its start, as a long answer does. The rules of
-:class:`~subsetctl.data.loaders.common.CommonColumns` apply to the text as to an answer: a
-missing or null text is an error naming the row, a blank one is left out with a notice.
+:class:`~subsetctl.data.loaders.common.CommonColumns` apply to the text as to an answer (a
+blank one is left out, with one notice counting such rows and naming the first few; every
+row blank is an error), but for one: a missing, null or NaN text is left out as a blank one
+is, in the same notice, not an error. A row of a prompt and an answer without its answer is
+an example broken in the file (an error naming it); a corpus's row without its text is a
+missing document, which a shard a pipeline wrote (a filter's dropped documents kept as
+null) holds by the thousand, and one of them stopped the whole source.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from subsetctl.data.loaders.common import CommonColumns, LoadContext, value_to_text
+from subsetctl.data.loaders.common import CommonColumns, LoadContext, _missing, value_to_text
 from subsetctl.errors import UserError
 from subsetctl.text_rows import TEXT_KEY
 
@@ -37,6 +42,19 @@ class TextColumns(CommonColumns):
         super().__init__(text_field, text_field, "text_field", ctx, where, locate, available, fetch=fetch)
         self.prompt_option = "text_field"
         self.what = "a text"
+
+    def _map(self, i: int, record: dict[str, Any]) -> None:
+        """Row ``i`` mapped, or left out as a blank text is when its text is missing, null or
+        NaN (see the module); a column no row has is still an error, by :meth:`finish`."""
+        if _missing(record.get(self.answer_field)):
+            self.missing_count += 1
+            self._leave_out(i)
+            return
+        super()._map(i, record)
+
+    def _count_null(self, i: int, record: dict[str, Any]) -> None:
+        """Nothing: a row without its text is left out, not one that the error about
+        another row lists as lacking it."""
 
     def _texts(self, record: dict[str, Any]) -> tuple[str, str]:
         """No prompt, and the text as the answer."""
