@@ -101,6 +101,19 @@ def test_a_text_held_as_a_list_is_said_to_be_trained_on_as_json(tmp_path: Path, 
     assert "Join the parts into one string" in notice and "gold response" not in notice
 
 
+def test_a_text_that_is_no_string_is_said_in_a_texts_terms(tmp_path: Path, make_ctx) -> None:
+    """A number or a boolean as a text (an id or a score column named by mistake) is trained
+    on as its few characters: one notice counts such rows, in a text's terms (the notice on
+    whole numbers held as floats spoke of gold responses and exact_match)."""
+    ctx = make_ctx()
+    ds = load_jsonl(_jsonl(tmp_path, [{"text": 5.0}, {"text": "a document"}, {"text": 7}, {"text": True}]), ctx)
+    assert ds["response"] == ["5.0", "a document", "7", "true"]
+    notice, = ctx.notices
+    assert ("3 row(s) of file " in notice and "have a number or another value that is not a string as 'text' "
+            "(loader.text_field) (first at line 1: '5.0')" in notice and "names the column of the documents" in notice)
+    assert "gold response" not in notice and "exact_match" not in notice
+
+
 def test_a_drawn_sample_of_texts_maps_the_rows_it_keeps(tmp_path: Path, make_ctx) -> None:
     rows = [{"text": f"document {i}", "n": i} for i in range(30)]
     ctx = make_ctx()

@@ -18,11 +18,14 @@ null) holds by the thousand, and one of them stopped the whole source.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from subsetctl.data.loaders.common import CommonColumns, LoadContext, _missing, value_to_text
 from subsetctl.errors import UserError
 from subsetctl.text_rows import TEXT_KEY
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 
 class TextColumns(CommonColumns):
@@ -42,6 +45,8 @@ class TextColumns(CommonColumns):
         super().__init__(text_field, text_field, "text_field", ctx, where, locate, available, fetch=fetch)
         self.prompt_option = "text_field"
         self.what = "a text"
+        self.not_text: tuple[int, str] | None = None  # the first row whose text is no string, list or object
+        self.not_text_count = 0
 
     def _map(self, i: int, record: dict[str, Any]) -> None:
         """Row ``i`` mapped, or left out as a blank text is when its text is missing, null or
@@ -61,9 +66,37 @@ class TextColumns(CommonColumns):
         return "", value_to_text(record[self.answer_field])
 
     def _count_structured(self, i: int, values: dict[str, Any]) -> None:
-        """The text's column counted once, as the answer (it is the prompt's column too)."""
+        """The text's column counted once, as the answer (it is the prompt's column too); a
+        text that is no string, list or object (a number, a boolean, a Parquet date) counted
+        too, for the notice :meth:`finish` gives on them."""
         super()._count_structured(i, values)
         self.structured_prompt, self.structured_prompt_count = None, 0
+        value = values[self.answer_field]
+        if not isinstance(value, (str, bytes, bytearray, list, tuple, dict)):
+            self.not_text_count += 1
+            if self.not_text is None:
+                self.not_text = (i, value_to_text(value))
+
+    def _note_whole_floats(self, named: str) -> None:
+        """Nothing: a whole number held as a float is one of the texts that are no string,
+        which :meth:`finish` says (the notice on them speaks of answers the test loss and
+        exact_match score, which a text has not)."""
+
+    def finish(self) -> Dataset:
+        """The dataset, with a notice on texts that are no string: a corpus's text column
+        holding a number or a boolean is more likely an id or a score column named by
+        mistake than a document of a few characters, which is what it is trained on as."""
+        dataset = super().finish()
+        if self.not_text is not None:
+            first, text = self.not_text
+            self.ctx.notices.append(
+                f"Source {self.ctx.source_name!r}: {self.not_text_count} row(s) of {self.where} have a number or "
+                f"another value that is not a string as {self._answer_named()} (first at {self.locate(first)}: "
+                f"{text!r}); each is trained on as its text ({text!r} there), a document of a few characters. Check "
+                "that loader.text_field names the column of the documents, or store the values as strings if "
+                "they are meant."
+            )
+        return dataset
 
     def _note_empty_prompts(self) -> None:
         """Nothing: every row's prompt is empty, which is what ``text_field`` means."""
