@@ -456,9 +456,12 @@ def _check_columns(loader: LoaderBase, path: Path, loc: tuple[Any, ...], kind: s
     if columns is None:
         return
     where = _columns_source(loader.type)
-    if loader.type == "jsonl" and not isinstance(loader.prompt_field, str) and not set(loader.prompt_field) <= set(columns):
-        # a listed prompt column may be left out of some rows (Alpaca's empty input): looked for further on
-        columns, rows = _jsonl_head_keys(path, columns, loader.prompt_field)
+    # columns a row may lack, looked for further on: a listed prompt's (Alpaca's empty input), a text's
+    # (loader.text_field: a missing document, left out by the data stage)
+    sometimes = ([loader.text_field] if loader.text_field is not None and kind != "classifier"
+                 else [] if isinstance(loader.prompt_field, str) else list(loader.prompt_field))
+    if loader.type == "jsonl" and not set(sometimes) <= set(columns):
+        columns, rows = _jsonl_head_keys(path, columns, sometimes)
         where = f"its first {rows} rows have" if rows > 1 else where
     if loader.type == "jsonl":
         columns = _later_jsonl_columns(loader, path, columns, loc, kind, issues)

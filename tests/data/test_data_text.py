@@ -249,6 +249,21 @@ def test_validate_names_text_field_for_a_file_of_plain_text(tmp_path: Path) -> N
         missing["sources[2].loader.text_field"].message
 
 
+def test_validate_takes_a_text_column_some_first_rows_lack(tmp_path: Path) -> None:
+    """A JSON Lines row without its text is left out by the data stage (a missing document):
+    validate does not refuse a file whose first rows lack the column (it said "every row needs
+    its prompt"), even past the rows it reads first, and names a column no row has."""
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    write_jsonl(tmp_path / "data" / "corpus.jsonl", [{"id": 1}, {"id": 2, "text": "The cat sat."}])
+    assert check_issues(tmp_path, SPEC) == {}
+    write_jsonl(tmp_path / "data" / "corpus.jsonl", [{"id": i} for i in range(1500)] + [{"id": 0, "text": "a"}])
+    assert check_issues(tmp_path, SPEC) == {}
+    write_jsonl(tmp_path / "data" / "corpus.jsonl", [{"id": 1, "body": "a"}, {"id": 2, "body": "b"}])
+    assert "has no column 'text' (its first 2 rows have 'id', 'body'); set text_field" in \
+        check_issues(tmp_path, SPEC)["sources[0].loader.text_field"].message
+
+
 def test_validate_refuses_text_field_for_a_classifier(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     write_jsonl(tmp_path / "data" / "t.jsonl", [{"prompt": "q", "label": 1}] * 4)
