@@ -83,10 +83,11 @@ LINES_COUNTED_MB = 64
 def _rows_in_file(loader: Any, base_dir: Path) -> tuple[int, str] | None:
     """How many rows a local file holds at most, when that is cheap to know: a Parquet
     file's metadata, or the non-blank lines of a JSON Lines file up to
-    :data:`LINES_COUNTED_MB` (an upper bound: blank answers are left out when loaded);
-    with what was counted, for messages; an ``evals`` loader's file in the installed package
-    is such a JSON Lines file. None for anything else or an unreadable file (a named pipe or
-    device is not opened: reading one waits for a writer, maybe forever)."""
+    :data:`LINES_COUNTED_MB` (an upper bound: blank answers, and a text source's missing
+    texts, are left out when loaded); with what was counted, for messages; an ``evals``
+    loader's file in the installed package is such a JSON Lines file. None for anything
+    else or an unreadable file (a named pipe or device is not opened: reading one waits for
+    a writer, maybe forever)."""
     if isinstance(loader, EvalsLoader):
         try:
             path = evals_file(loader, "")

@@ -322,8 +322,10 @@ class CommonColumns:
             metadata JSON and Arrow data). Without it, every row is mapped.
 
     Every row needs a prompt and an answer that are not missing, null or NaN (an error
-    naming the row). A row whose answer (the gold response, or the class label) is empty or
-    only whitespace is left out with a notice in ``ctx.notices``: a causal-lm example
+    naming the row; a text source leaves such a row out instead, see
+    :class:`~subsetctl.data.loaders.text.TextColumns`). A row whose answer (the gold
+    response, or the class label) is empty or only whitespace is left out with a notice in
+    ``ctx.notices``: a causal-lm example
     without response tokens has nothing to train or score, and a blank label would become
     a class of its own; every row blank is an error. A CSV row with too few cells reads as
     empty cells, so it is left out too. An empty prompt is allowed, with a notice (a
