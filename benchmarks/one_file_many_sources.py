@@ -1,14 +1,16 @@
 """One Parquet file holding many tasks (``source_files`` with ``by``) against the same rows
-split into one file per task: the time to load the spec (which lists each file's tasks)
-and to run the data stage (nothing reused).
+split into one file per task: the time to load the spec (which lists each file's tasks),
+to fingerprint the sources as `plan` does (each task of one file by its own rows: the
+first time, which reads the file once, and again, from the cache) and to run the data
+stage (nothing reused).
 
 Builds ``--tasks`` tasks of ``--rows`` rows each, written three ways: one Parquet file
 sorted by task (as FLAN-style collections usually come), the same file with its rows
 shuffled (every task in every row group: the worst case for reading one task's rows),
 and one Parquet file per task. Runs each ``--repeats`` times, alternating, and checks
 that the three give every source the same rows. Prints one JSON line: the best wall time
-of each way's spec load and data stage, the data stage's CPU time (steadier on shared
-cores), and its ratio to one file per task.
+of each way's spec load, fingerprints and data stage, the data stage's CPU time (steadier
+on shared cores), and its ratio to one file per task.
 
     python benchmarks/one_file_many_sources.py [--tasks 500] [--rows 50] [--repeats 3]
 """
@@ -74,7 +76,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs each way (the best counts)")
     args = parser.parse_args()
 
+    from subsetctl import filehash
     from subsetctl.data import stage
+    from subsetctl.data.fingerprint import source_fingerprint_inputs
     from subsetctl.data.loaders import files
     from subsetctl.spec.reading import load_spec
 
@@ -82,21 +86,28 @@ def main() -> None:
     folder.mkdir(parents=True)
     build(folder, args.tasks, args.rows)
 
-    def run(way: str) -> tuple[tuple[float, float, float], dict[str, list[str]]]:
+    def run(way: str) -> tuple[tuple[float, float, float, float, float], dict[str, list[str]]]:
         files._value_rows.cache_clear()  # each run as a new process would: the files read again
         files._whole_file.cache_clear()
+        filehash._CACHES.clear()  # (the folder has no state folder: the hash cache is the process's)
         started = time.perf_counter()
         spec = load_spec(folder / f"{way}.yaml")
-        loaded, cpu = time.perf_counter(), time.process_time()
+        loaded = time.perf_counter()
+        fingerprints = []
+        for _ in range(2):  # as `plan` computes them: the first time, then from the cache
+            begun = time.perf_counter()
+            [source_fingerprint_inputs(s, folder) for s in (spec.target, *spec.sources)]
+            fingerprints.append(time.perf_counter() - begun)
         out = folder / "out" / way
         shutil.rmtree(out, ignore_errors=True)
+        begun, cpu = time.perf_counter(), time.process_time()
         stage.run_data_stage(spec, folder, out, reuse=False)
-        seconds = (loaded - started, time.perf_counter() - loaded, time.process_time() - cpu)
+        seconds = (loaded - started, time.perf_counter() - begun, time.process_time() - cpu, *fingerprints)
         rows = {s.name: sorted(stage.load_split(out, s.name, "train")["prompt"]) for s in spec.sources}
         return seconds, rows
 
     run("file_per_task")  # imports, the loaders' first calls
-    times: dict[str, list[tuple[float, float, float]]] = {way: [] for way in WAYS}
+    times: dict[str, list[tuple[float, float, float, float, float]]] = {way: [] for way in WAYS}
     rows: dict[str, dict[str, list[str]]] = {}
     for _ in range(args.repeats):
         for way in WAYS:
@@ -104,10 +115,12 @@ def main() -> None:
             times[way].append(seconds)
     assert rows["one_file_sorted"] == rows["one_file_shuffled"] == rows["file_per_task"], "the ways differ"
     # the best of each (wall clock; the process's CPU time, steadier on shared cores)
-    best = {way: [min(t[i] for t in found) for i in range(3)] for way, found in times.items()}
+    best = {way: [min(t[i] for t in found) for i in range(5)] for way, found in times.items()}
     out: dict[str, Any] = {"tasks": args.tasks, "rows_per_task": args.rows, "repeats": args.repeats}
-    for way, (load, data, cpu) in best.items():
+    for way, (load, data, cpu, first, again) in best.items():
         out[f"{way}_load_spec_s"] = round(load, 3)
+        out[f"{way}_fingerprints_first_s"] = round(first, 3)
+        out[f"{way}_fingerprints_again_s"] = round(again, 3)
         out[f"{way}_data_stage_s"] = round(data, 2)
         out[f"{way}_data_stage_cpu_s"] = round(cpu, 2)
         if way != "file_per_task":

@@ -9,7 +9,10 @@ seconds, and fingerprints are computed by every `plan` and several times per `ru
 modification and change times, inode) and hashes again only when one of those changes. The cache
 lives in the project's state folder (``.subsetctl/cache/file_hashes.json``, safe to
 delete), written once when the command exits; a project that has never run gets an
-in-memory cache only, so `plan` and `validate` leave a fresh folder untouched.
+in-memory cache only, so `plan` and `validate` leave a fresh folder untouched. What is
+derived from a file's content (the digest of each task's rows of a Parquet file its
+sources read with ``where``) is kept beside it, under the file's sha256
+(``.subsetctl/cache/derived.json``).
 """
 
 from __future__ import annotations
@@ -19,13 +22,15 @@ import contextlib
 import json
 import os
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from subsetctl.project import STATE_DIRNAME, atomic_write_json, sha256_file
 
 CACHE_FILE = ("cache", "file_hashes.json")
+#: what :meth:`HashCache.derived` keeps, by file content
+DERIVED_FILE = ("cache", "derived.json")
 
 _CACHES: dict[Path, HashCache] = {}
 
@@ -35,14 +40,10 @@ class HashCache:
 
     def __init__(self, root: Path | None) -> None:
         self.path = root / STATE_DIRNAME / Path(*CACHE_FILE) if root is not None else None
-        self.entries: dict[str, dict[str, Any]] = {}
+        self.entries: dict[str, dict[str, Any]] = _read_json_dict(self.path)
         self.dirty = False
-        if self.path is not None:
-            try:
-                loaded = json.loads(self.path.read_text(encoding="utf-8"))
-                self.entries = loaded if isinstance(loaded, dict) else {}
-            except (OSError, ValueError):
-                self.entries = {}
+        self._derived: dict[str, Any] | None = None  # read when first asked (few projects have any)
+        self.derived_dirty = False
 
     @staticmethod
     def _stamp(stat: os.stat_result) -> list[int]:
@@ -61,19 +62,60 @@ class HashCache:
         self.dirty = True
         return digest
 
+    def derived(self, path: Path, what: str, compute: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+        """``compute(path)``, kept under the file's sha256 and ``what`` (say, the column it
+        is by): computed again only when the file's content changes, so that `plan` and
+        `validate` need not read a large file each time. Not kept when the file changed
+        while it was computed (it may be of either version)."""
+        digest = self.sha256(path)
+        key = f"{digest}:{what}"
+        derived = self._derived_entries()
+        found = derived.get(key)
+        if isinstance(found, dict):
+            return found
+        value = compute(path)
+        if self.sha256(path) == digest:
+            derived[key] = value
+            self.derived_dirty = True
+        return value
+
+    def _derived_entries(self) -> dict[str, Any]:
+        if self._derived is None:
+            self._derived = _read_json_dict(self.path.with_name(DERIVED_FILE[-1]) if self.path else None)
+        return self._derived
+
     def flush(self) -> None:
         """Write the cache if it changed: once per command (at exit), not once per file,
         which with thousands of files rewrote the whole cache thousands of times."""
-        if not self.dirty or self.path is None or not self.path.parent.parent.is_dir():  # no state folder
+        if (not self.dirty and not self.derived_dirty) or self.path is None \
+                or not self.path.parent.parent.is_dir():  # no state folder
             return
         # files since deleted or renamed (an old data file, a replaced model folder) are dropped, so the
-        # cache holds the files the project reads, not every file it ever read
+        # cache holds the files the project reads, not every file it ever read; and so is what was
+        # derived from content no such file holds now
         self.entries = {key: entry for key, entry in self.entries.items() if os.path.isfile(key)}
         try:
-            atomic_write_json(self.path, self.entries)
-            self.dirty = False
+            if self.dirty:
+                atomic_write_json(self.path, self.entries)
+                self.dirty = False
+            if self.derived_dirty:
+                held = {entry.get("sha256") for entry in self.entries.values() if isinstance(entry, dict)}
+                kept = {key: value for key, value in self._derived_entries().items() if key.partition(":")[0] in held}
+                atomic_write_json(self.path.with_name(DERIVED_FILE[-1]), kept)
+                self.derived_dirty = False
         except OSError:  # read-only project: hashing still works, only slower next time
             pass
+
+
+def _read_json_dict(path: Path | None) -> dict[str, Any]:
+    """The JSON object in ``path``; empty when there is none, or it is unreadable or no object."""
+    if path is None:
+        return {}
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
 
 
 def hash_cache(root: Path | None) -> HashCache:

@@ -361,6 +361,11 @@ class Stage(ABC):
         project computed then stays up to date."""
         return []
 
+    def earlier_extra_inputs(self, spec: Spec, project: Project) -> list[dict[str, Any]]:
+        """:meth:`extra_inputs` as an earlier subsetctl counted them where that differs (none
+        here): a project computed then from the same files stays up to date."""
+        return []
+
     def settings_moved_past(self, spec: Spec, manifest: dict[str, Any]) -> list[str]:
         """The spec keys this stage reads whose values changed since the run that made
         ``manifest`` (its switch aside): for a switched-off stage, whose results `run` no
@@ -562,6 +567,23 @@ def _package_change(old: Any, new: Any) -> str:
     name, _, version = now.partition(" ")
     before = then.partition(" ")[2] if isinstance(then, str) and then.partition(" ")[0] == name else None
     return f", {name} {before} -> {version}" if before else f", now {now}"
+
+
+def _as_recorded(old: Any, new: dict[str, Any],
+                 earlier: Callable[[], list[dict[str, Any]]]) -> dict[str, Any]:
+    """Of a stage's extra inputs now (``new``) and as an earlier subsetctl counted them
+    (``earlier()``), those counted as ``old`` (a manifest's) was, by its sources' keys: what
+    changed is said of the files, not of how they are counted (a `where` source's rows, its
+    whole file before)."""
+    if not isinstance(old, dict):
+        return new
+    forms = [new, *earlier()]
+
+    def counted_alike(extra: dict[str, Any]) -> int:
+        return sum(1 for k in set(old) & set(extra)
+                   if isinstance(old[k], dict) and isinstance(extra[k], dict) and set(old[k]) == set(extra[k]))
+
+    return max(forms, key=counted_alike)  # (the first of the best: now's, when all count alike)
 
 
 def _plugins_coming_or_going(old: Any, new: Any) -> str | None:
@@ -799,7 +821,8 @@ class Pipeline:
         a result (:data:`subsetctl.spec.RESULT_NEUTRAL`) counted at their defaults: a project
         computed then with ``checkpoint_every: 2`` stays up to date. Likewise a local model
         folder named by another path (moved, or written ``ckpt/`` for ``ckpt``) whose files
-        are the same, byte for byte, as the run recorded: meta_init is not trained again."""
+        are the same, byte for byte, as the run recorded: meta_init is not trained again. And
+        extra inputs as an earlier subsetctl counted them (:meth:`Stage.earlier_extra_inputs`)."""
         recorded = manifest.get("fingerprint")
         if fp is None or recorded is None:
             return False
@@ -816,7 +839,10 @@ class Pipeline:
         dropped = _keys_no_longer_read(stage, manifest.get("inputs", {}).get("slice"))
         if dropped:  # as an earlier subsetctl recorded the slice, with keys that change nothing here
             slices += [_with_values(s, dropped) for s in slices]
-        return any(recorded == fingerprint({**inputs, "slice": s}) for s in slices[1:])
+        if any(recorded == fingerprint({**inputs, "slice": s}) for s in slices[1:]):
+            return True
+        return any(recorded == fingerprint({**inputs, "slice": s, "extra": extra})
+                   for extra in stage.earlier_extra_inputs(self.spec, self.project) for s in slices)
 
     def _model_folder_gone(self, old_inputs: Any, new: dict[str, Any]) -> Path | None:
         """Where ``model.source`` points when the local model folder a model stage's run read
@@ -1147,7 +1173,8 @@ class Pipeline:
                 reasons.append(f"upstream {up} switched on in the spec")
             elif old_upstream.get(up) != inputs["upstream"].get(up):
                 reasons.append(f"upstream {up} changed")
-        extra = _changed_inputs(old.get("extra"), inputs["extra"],
+        extra = _changed_inputs(old.get("extra"), _as_recorded(old.get("extra"), inputs["extra"],
+                                                              lambda: stage.earlier_extra_inputs(self.spec, self.project)),
                                 _model_known_by_name(old, manifest, self.spec.model.source, self.project.root))
         if extra:
             reasons.append(extra)

@@ -8,6 +8,7 @@ fingerprints) do not import ``datasets``.
 
 from __future__ import annotations
 
+import json
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -32,24 +33,42 @@ def _version(distribution: str) -> str | None:
         return None
 
 
-def source_fingerprint_inputs(source: SourceSpec, spec_dir: Path) -> dict[str, Any]:
+def source_fingerprint_inputs(source: SourceSpec, spec_dir: Path, whole_files: bool = False) -> dict[str, Any]:
     """What a source's data depends on besides its spec: local data files (size and
     sha256, so editing one makes the data stage stale; modification times are left out
     so that copying a project or touching a file does not) and, for generated or
     packaged data, the version of the package that produces it. File hashes are cached
     in the project (see :mod:`subsetctl.filehash`). A target's ``test_loader`` adds its
-    own, under ``test_loader`` (nothing when it is unset, so keys stay as they were)."""
+    own, under ``test_loader`` (nothing when it is unset, so keys stay as they were).
+
+    A Parquet loader with ``where`` (one task of a file holding many, as a ``by`` group's
+    sources read it) depends on that task's rows only (:func:`where_rows_fingerprint`):
+    editing or adding another task of the file prepares that one alone.
+    ``whole_files``: the whole file instead, as subsetctl counted it before (to recognise
+    data prepared then)."""
     test_loader = getattr(source, "test_loader", None)
     if test_loader is not None:
-        return {**_loader_inputs(source, spec_dir),
-                "test_loader": _loader_inputs(source.model_copy(update={"loader": test_loader}), spec_dir)}
-    return _loader_inputs(source, spec_dir)
+        return {**_loader_inputs(source, spec_dir, whole_files),
+                "test_loader": _loader_inputs(source.model_copy(update={"loader": test_loader}), spec_dir,
+                                              whole_files)}
+    return _loader_inputs(source, spec_dir, whole_files)
 
 
-def _loader_inputs(source: SourceSpec, spec_dir: Path) -> dict[str, Any]:
+def reads_rows_where(source: SourceSpec) -> bool:
+    """Whether ``source`` (its loader, or a target's test_loader) reads one task's rows of
+    a Parquet file (``where``): its fingerprint inputs differ from those subsetctl counted
+    before (:func:`source_fingerprint_inputs`'s ``whole_files``)."""
+    loaders = (source.loader, getattr(source, "test_loader", None))
+    return any(getattr(loader, "where", None) is not None
+               or (isinstance(loader, PluginLoader) and loader.options.get("where") is not None) for loader in loaders)
+
+
+def _loader_inputs(source: SourceSpec, spec_dir: Path, whole_files: bool = False) -> dict[str, Any]:
     """:func:`source_fingerprint_inputs` of ``source.loader`` alone."""
     loader = source.loader
     spec_dir = Path(spec_dir)
+    if loader.type == "parquet" and loader.where is not None and not whole_files:
+        return {"rows": where_rows_fingerprint(resolve_path(loader.path, spec_dir), loader.where, spec_dir)}
     if loader.type in ("jsonl", "csv", "parquet"):
         return {"file": file_fingerprint(resolve_path(loader.path, spec_dir), spec_dir)}
     if isinstance(loader, HuggingFaceLoader):
@@ -78,18 +97,40 @@ def _loader_inputs(source: SourceSpec, spec_dir: Path) -> dict[str, Any]:
             pass
         return out
     if isinstance(loader, PluginLoader):
-        return plugin_fingerprint_inputs(source, loader, spec_dir)
+        return plugin_fingerprint_inputs(source, loader, spec_dir, whole_files)
     return {}
 
 
-def plugin_fingerprint_inputs(source: SourceSpec, loader: PluginLoader, spec_dir: Path) -> dict[str, Any]:
+def where_rows_fingerprint(path: Path, where: dict[str, str | int], spec_dir: Path) -> dict[str, Any]:
+    """The fingerprint of the rows of Parquet file ``path`` a loader's ``where`` picks: the
+    sha256 of those rows (:func:`~subsetctl.data.loaders.files.value_digests`; None when
+    no row has the value), kept in the project's cache under the file's sha256 and the
+    column (:meth:`~subsetctl.filehash.HashCache.derived`), so `plan` reads the file only
+    after it changed, once for all its tasks. The file's own fingerprint when it is missing
+    or cannot be read by that column (validate and the data stage say why)."""
+    from subsetctl.data.loaders.files import value_digests
+    from subsetctl.filehash import hash_cache
+
+    (column, value), = where.items()
+    if not path.is_file():
+        return file_fingerprint(path, spec_dir)
+    try:
+        digests = hash_cache(spec_dir).derived(path, f"rows by {column}", lambda p: value_digests(p, column))
+    except (UserError, OSError):
+        return file_fingerprint(path, spec_dir)
+    return {"sha256": digests.get(json.dumps(value))}
+
+
+def plugin_fingerprint_inputs(source: SourceSpec, loader: PluginLoader, spec_dir: Path,
+                              whole_files: bool = False) -> dict[str, Any]:
     """What a plugin loader's data depends on, as far as it can be known without running it.
 
     The loader's ``name`` and ``options`` are in the spec, so changing them already makes
     the data stage stale. Besides them:
 
     - a plugin that names a built-in loader (``name: jsonl``) with valid options gets
-      that loader's inputs (its file, package version, ...);
+      that loader's inputs (its file, package version, ...; ``whole_files``: see
+      :func:`source_fingerprint_inputs`);
     - otherwise, ``code``: the sha256 of the source file of the module that defines the
       registered loader function (``inspect.getsourcefile``), so editing the plugin makes
       the data stage stale; other modules it imports are not followed;
@@ -114,7 +155,7 @@ def plugin_fingerprint_inputs(source: SourceSpec, loader: PluginLoader, spec_dir
             options = model.model_validate({"type": loader.name, **loader.options})
         except ValidationError:  # the data stage says why
             return {"builtin": loader.name, "valid": False}
-        return {"builtin": _loader_inputs(source.model_copy(update={"loader": options}), spec_dir)}
+        return {"builtin": _loader_inputs(source.model_copy(update={"loader": options}), spec_dir, whole_files)}
     # with an installed one's version; None when not registered (yet: validate and the data stage report it),
     # but a stand-in for a plugin not imported (plan --no-plugins: it says it cannot tell)
     out: dict[str, Any] = {"code": LOADERS.code_fingerprint(loader.name, spec_dir)}

@@ -35,7 +35,7 @@ from typing import Any
 
 from datasets import Dataset
 
-from subsetctl.data.fingerprint import label_field_unread
+from subsetctl.data.fingerprint import label_field_unread, reads_rows_where
 from subsetctl.data.loaders import (
     COLUMNS,
     LoadContext,
@@ -287,7 +287,7 @@ def _write_record(tmp: Path, record: dict[str, Any]) -> None:
 
 
 def source_key(spec: Spec, source: SourceSpec, spec_dir: Path, before_plugins_left_out: bool = False,
-               label_field_counted: bool = False) -> str:
+               label_field_counted: bool = False, whole_files: bool = False) -> str:
     """What one source's prepared splits follow from: its spec (loader, split, limits,
     corruption), whether it is the target, the seed and model kind, its input files or
     generating package, with a plugin loader's code
@@ -300,7 +300,8 @@ def source_key(spec: Spec, source: SourceSpec, spec_dir: Path, before_plugins_le
     written before then had the list (``before_plugins_left_out``), and are accepted.
     Nor a ``loader.label_field`` a causal LM's loaders do not read
     (:func:`~subsetctl.data.fingerprint.source_dump`); keys written while it counted
-    (``label_field_counted``) are accepted too."""
+    (``label_field_counted``) are accepted too. Nor, for a Parquet loader's ``where``, the
+    file's other rows; keys written while they counted (``whole_files``) are accepted."""
     from subsetctl import RESULTS_VERSION
     from subsetctl.data.fingerprint import source_dump, source_fingerprint_inputs
     from subsetctl.project import fingerprint
@@ -314,7 +315,7 @@ def source_key(spec: Spec, source: SourceSpec, spec_dir: Path, before_plugins_le
         "target": source.name == spec.target.name,
         "seed": source_context(spec, source, spec_dir).seed,
         "kind": spec.model.kind,
-        "inputs": source_fingerprint_inputs(source, spec_dir),
+        "inputs": source_fingerprint_inputs(source, spec_dir, whole_files=whole_files),
         **({"plugins": spec.plugins} if before_plugins_left_out else {}),
         "version": RESULTS_VERSION,
     })
@@ -383,6 +384,8 @@ def _prepare_or_reuse(spec: Spec, source: SourceSpec, spec_dir: Path, out_dir: P
     keys = (key,)
     if label_field_unread(spec, source):  # also data prepared while subsetctl counted it
         keys += (source_key(spec, source, spec_dir, label_field_counted=True),)
+    if reads_rows_where(source):  # also data prepared while the whole file counted
+        keys += (source_key(spec, source, spec_dir, whole_files=True),)
     found = _prepared_earlier([out_dir, *reuse_from], source.name, keys) or _prepared_earlier(
         [out_dir, *reuse_from], source.name, (source_key(spec, source, spec_dir, before_plugins_left_out=True),))
     if found is not None:

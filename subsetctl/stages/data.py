@@ -59,6 +59,19 @@ class DataStage(Stage):
         } | plugin_code_inputs(spec.plugins, [(LOADERS, t) for t in types], project.root)  # a plugin that
         # registers a loader under a built-in type (jsonl) and changes: empty when the built-ins load
 
+    def earlier_extra_inputs(self, spec: Spec, project: Project) -> list[dict[str, Any]]:
+        """:meth:`extra_inputs` with each source reading one task of a Parquet file
+        (``where``) counting the whole file, as subsetctl did before it counted that task's
+        rows alone: a data stage run then stays up to date while the file is as it was."""
+        from subsetctl.data.fingerprint import reads_rows_where, source_fingerprint_inputs
+
+        everything = [spec.target, *spec.sources]
+        if not any(reads_rows_where(s) for s in everything):
+            return []
+        return [{**self.extra_inputs(spec, project),
+                 **{s.name: source_fingerprint_inputs(s, project.root, whole_files=True)
+                    for s in everything if reads_rows_where(s)}}]
+
     def unfinished_note(self, project: Project, spec: Spec | None = None) -> str | None:
         """How many sources a run that stopped partway prepared (each kept, see
         :mod:`subsetctl.data.stage`)."""

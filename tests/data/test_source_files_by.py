@@ -347,3 +347,83 @@ def test_a_file_whose_by_values_are_all_blank_is_said_so_not_to_match_no_file(tm
     path = _project(tmp_path, rows=[{"task": " ", "prompt": f"q{i}", "response": "a"} for i in range(4)])
     (issue,) = validate_spec_file(path).issues
     assert issue.key == "source_files[0].by" and "no row of data/tasks.parquet has a 'task' value" in issue.message
+
+
+def test_editing_one_task_prepares_that_task_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``where`` source's data depends on its own rows, not the whole file: editing one task
+    (or adding one) made every task of the file stale and prepared them all again."""
+    from subsetctl.api import plan_project, run_project
+    from subsetctl.data import stage
+    from subsetctl.reporter import SilentReporter
+
+    _project(tmp_path)
+    run_project(tmp_path, until="data", reporter=SilentReporter())
+    rows = _rows(["cola", "sst 2", "b/é"])
+    next(r for r in rows if r["task"] == "cola")["response"] = "changed"
+    rows.append({"task": "new", "prompt": "new q", "response": "a"})
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "data" / "tasks.parquet")
+    data = {s.name: s for s in plan_project(tmp_path)[2]}["data"]
+    assert data.will_run and data.reasons == ["spec changed: sources: added flan-new", "input files changed: flan-cola"]
+    prepared: list[str] = []
+    real = stage.prepare_source
+    monkeypatch.setattr(stage, "prepare_source", lambda source, *a, **k: prepared.append(source.name) or real(source, *a, **k))
+    run_project(tmp_path, until="data", reporter=SilentReporter())
+    assert prepared == ["flan-cola", "flan-new"]
+    assert load_parquet(load_spec(tmp_path / "subsetctl.yaml").sources[1].loader, _ctx(tmp_path, "flan-cola"))
+
+
+def test_a_tasks_rows_are_read_once_per_file_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`plan` reads the file for the tasks' row digests once after it changed, for all its
+    tasks, and takes them from the project's cache after (another process too)."""
+    from subsetctl import filehash
+    from subsetctl.api import plan_project, run_project
+    from subsetctl.reporter import SilentReporter
+
+    _project(tmp_path)
+    run_project(tmp_path, until="data", reporter=SilentReporter())
+    filehash.flush_hash_caches()
+    monkeypatch.setattr(filehash, "_CACHES", {})  # as a new process: the cache comes from disk
+    read: list[str] = []
+    real = files.value_digests
+    monkeypatch.setattr(files, "value_digests", lambda path, column: read.append(column) or real(path, column))
+    assert not {s.name: s for s in plan_project(tmp_path)[2]}["data"].will_run
+    assert read == []
+    pq.write_table(pa.Table.from_pylist(_rows(["cola", "sst 2"])), tmp_path / "data" / "tasks.parquet")
+    plan_project(tmp_path)
+    assert read == ["task"]  # three sources' fingerprints, one read
+
+
+def test_a_data_stage_fingerprinted_by_the_whole_file_stays_up_to_date(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A data stage run while each ``where`` source counted its whole file (an earlier
+    subsetctl) stays up to date with the file as it was; once the file changes, `plan` says
+    which sources' inputs changed as that run counted them (every task of the file)."""
+    from subsetctl.api import plan_project, run_project
+    from subsetctl.data import fingerprint, stage
+    from subsetctl.reporter import SilentReporter
+
+    _project(tmp_path)
+    real = fingerprint.source_fingerprint_inputs
+    with monkeypatch.context() as patched:
+        patched.setattr(fingerprint, "source_fingerprint_inputs",
+                        lambda source, spec_dir, whole_files=False: real(source, spec_dir, whole_files=True))
+        run_project(tmp_path, until="data", reporter=SilentReporter())
+    recorded = json.loads((tmp_path / ".subsetctl" / "data" / "manifest.json").read_text())["inputs"]["extra"]
+    assert "file" in recorded["flan-cola"]  # (as an earlier subsetctl recorded it)
+    assert not {s.name: s for s in plan_project(tmp_path)[2]}["data"].will_run
+    rows = _rows(["cola", "sst 2", "b/é"])
+    rows[0]["response"] = "changed"
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "data" / "tasks.parquet")
+    data = {s.name: s for s in plan_project(tmp_path)[2]}["data"]
+    assert data.reasons == ["input files changed: flan-b_e, flan-cola, flan-sst_2"]
+    # the file as it was, and a source added: the tasks prepared then are reused, as made from the same rows
+    _project(tmp_path)
+    spec = yaml.safe_load((tmp_path / "subsetctl.yaml").read_text())
+    spec["sources"] = [{"name": "x", "loader": {"type": "jsonl", "path": "t.jsonl"}}]
+    (tmp_path / "subsetctl.yaml").write_text(yaml.safe_dump(spec, allow_unicode=True))
+    prepared: list[str] = []
+    real_prepare = stage.prepare_source
+    monkeypatch.setattr(stage, "prepare_source",
+                        lambda source, *a, **k: prepared.append(source.name) or real_prepare(source, *a, **k))
+    run_project(tmp_path, until="data", reporter=SilentReporter())
+    assert prepared == ["x"]

@@ -895,6 +895,38 @@ def _value_rows(path: Path, column: str, size: int, mtime_ns: int) -> ValueRows:
     return ValueRows(dict(sorted(rows.items())), int(blank.sum()))
 
 
+def value_digests(path: Path, column: str) -> dict[str, str]:
+    """The sha256 of each value's rows of Parquet file ``path`` (every column of them, in
+    the file's order, with the file's column names and types), keyed by the value as JSON
+    (``'"cola"'``, ``'3'``): what one ``where`` source reads, so that its data stage
+    fingerprint follows its own rows, not the whole file (another task edited, or added,
+    prepares that one again only). Where its rows sit in the file is left out: a task
+    whose rows moved (rows added to a task before it) is not prepared again, and its
+    warnings, recorded when it was, name the rows where they were then. One read of the
+    file, a batch at a time; rows of no value (null, blank) are in no digest.
+
+    Raises:
+        UserError: as :func:`value_rows` (not Parquet, no such column, a column of other values)."""
+    import hashlib
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    found = value_rows(path, column)
+    try:
+        parquet = pq.ParquetFile(path)
+        schema = str(parquet.schema_arrow.remove_metadata()).encode()
+        digests = {value: hashlib.sha256(schema) for value in found.rows}
+        for batch in parquet.iter_batches(batch_size=_batch_rows(parquet)):
+            for row in batch.to_pylist():
+                digest = digests.get(row[column])
+                if digest is not None:
+                    digest.update(b"\n" + json.dumps(row, ensure_ascii=False, default=repr).encode())
+    except (pa.ArrowException, OSError) as exc:
+        raise UserError(f"file {path} could not be read as Parquet ({exc}). Check that it is a Parquet file.") from None
+    return {json.dumps(value): digest.hexdigest() for value, digest in digests.items()}
+
+
 @LOADERS.register("parquet")
 def load_parquet(options: ParquetLoader, ctx: LoadContext) -> Dataset:
     """A local Parquet file, read a batch of rows at a time.
