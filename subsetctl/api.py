@@ -527,7 +527,7 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
     if spec.verify.enabled:
         _warn_verify_settings(spec, warn)
     _warn_unused_calibrate_settings(spec, warn)
-    for g, note in spec.left_out_rows:
+    for g, note in [*spec.left_out_rows, *spec.left_to_others]:
         warn(("source_files", g, "by"), note)
     return found
 

@@ -1254,6 +1254,15 @@ class Spec(StrictModel):
         blank), one per file, with the index of the group: validate and the data stage warn with them."""
         return self._left_out_rows
 
+    #: (group, note) naming the values of a ``by`` group's files the target or listed sources read (``where``)
+    _left_to_others: list[tuple[int, str]] = PrivateAttr(default_factory=list)
+
+    @property
+    def left_to_others(self) -> list[tuple[int, str]]:
+        """Notes naming, per ``by`` group, the values that make none of its sources because the
+        target or a listed source reads their rows with ``where``: validate warns with them."""
+        return self._left_to_others
+
     #: the command line's ``key=value`` overrides applied to the spec file's settings
     _command_line: list[str] = PrivateAttr(default_factory=list)
 

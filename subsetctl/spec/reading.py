@@ -289,9 +289,13 @@ def expand_source_files(
     # well match them. A file the target reads one task of (a Parquet loader's `where` on a `by` group's
     # column: FLAN's file, the target one of its tasks) gives that group its other tasks, not its own
     target_picks: dict[Path, list[dict[str, Any] | None]] = {}  # file -> the `where`s the target reads it with
+    readers: dict[tuple[Path, str], str] = {}  # (file, a `where` as text) -> who reads those rows, for the note
     for loader in (spec.target.loader, spec.target.test_loader):
         if getattr(loader, "path", None):
             target_picks.setdefault(_resolved(loader.path, spec_dir), []).append(getattr(loader, "where", None))
+            if getattr(loader, "where", None) is not None:
+                readers.setdefault((_resolved(loader.path, spec_dir), where_text(loader.where)),
+                                   f"the target {spec.target.name!r}")
     # likewise a task a listed source reads (`where`): the group gives the file's other tasks, so that one
     # task can have settings of its own (a label_map for its 0/1 labels, which the group's would apply to
     # every task's answers); it was a second source of the same rows
@@ -299,7 +303,10 @@ def expand_source_files(
     for source in spec.sources:
         if getattr(source.loader, "where", None) is not None and getattr(source.loader, "path", None):
             value_picks.setdefault(_resolved(source.loader.path, spec_dir), []).append(source.loader.where)
+            readers.setdefault((_resolved(source.loader.path, spec_dir), where_text(source.loader.where)),
+                               f"source {source.name!r}")
     left_out: list[tuple[int, str]] = []  # (group, note) on rows of a `by` column in no source (null, blank)
+    left_to_others: list[tuple[int, str]] = []  # (group, note) on the values the target or listed sources read
     for g, group in enumerate(spec.source_files):
         matches = group.expand(spec_dir)
         expanded = [e for e in matches if not _targets_file(target_picks, e, group.by, spec_dir)]
@@ -317,9 +324,12 @@ def expand_source_files(
                             "the group makes no source: give the rows their task in that column, or set `by` to "
                             "the column that names it"))
                 continue
-            expanded = [e for e in expanded  # the target's own task (its rows), or a listed source's, is none
-                        if e["loader"]["where"] not in value_picks.get(_resolved(e["loader"]["path"], spec_dir), [])]
+            picked = [e for e in expanded  # the target's own task (its rows), or a listed source's, is none
+                      if e["loader"]["where"] in value_picks.get(_resolved(e["loader"]["path"], spec_dir), [])]
+            expanded = [e for e in expanded if e not in picked]
             taken_by_others = not expanded
+            if picked and expanded:  # (none left: the group's issue says so)
+                left_to_others.append((g, _read_by_others_note(group.by, picked, readers, spec_dir)))
         if matches and not expanded:  # not "matches no file": what it matches is the target's (or read already)
             issues.append(SpecIssue(
                 file=file, line=lines.get(("source_files", g, "files")), key=f"source_files[{g}].files",
@@ -344,7 +354,29 @@ def expand_source_files(
         return None, blame_source_files(issues_from_validation(exc, file, lines), origin, lines, spec_dir)
     full._source_origins = origin
     full._left_out_rows = left_out
+    full._left_to_others = left_to_others
     return full, []
+
+
+#: the most tasks :func:`_read_by_others_note` names; it counts the rest
+READ_BY_OTHERS_NAMED = 5
+
+
+def _read_by_others_note(by: str, picked: list[dict[str, Any]], readers: dict[tuple[Path, str], str],
+                         spec_dir: Path) -> str:
+    """One line naming the values of a ``by`` group's files that make no source of the
+    group because the target or a listed source reads their rows (``where``), with who
+    reads each: the group's sources are otherwise one per value, and a task missing from
+    them was said nowhere."""
+    named = []
+    for entry in picked:
+        where = entry["loader"]["where"]
+        who = readers.get((_resolved(entry["loader"]["path"], spec_dir), where_text(where)), "a listed source")
+        named.append(f"{entry['loader']['path']} {where[by]!r} ({who})")
+    more = len(named) - READ_BY_OTHERS_NAMED
+    shown = ", ".join(named[:READ_BY_OTHERS_NAMED]) + (f" (+{more} more)" if more > 0 else "")
+    return (f"{len(picked)} value(s) of the {by!r} column make no source of this group, as the target or a listed "
+            f"source reads their rows (loader.where): {shown}")
 
 
 def _all_taken_message(group: SourceFilesSpec, matches: list[dict[str, Any]], values: bool) -> str:

@@ -427,3 +427,25 @@ def test_a_data_stage_fingerprinted_by_the_whole_file_stays_up_to_date(tmp_path:
                         lambda source, *a, **k: prepared.append(source.name) or real_prepare(source, *a, **k))
     run_project(tmp_path, until="data", reporter=SilentReporter())
     assert prepared == ["x"]
+
+
+def test_validate_names_the_tasks_the_target_or_listed_sources_take_from_a_group(tmp_path: Path) -> None:
+    """The values a ``by`` group makes no source of, as the target or a listed source reads
+    their rows, were said nowhere: one warning of the group names them, with who reads each."""
+    from subsetctl.api import validate_spec_file
+
+    path = _project(tmp_path, _rows(["cola", "sst 2", "b/é", "mnli"]))
+    spec = yaml.safe_load(path.read_text())
+    spec["target"] = {"name": "t", "loader": {"type": "parquet", "path": "data/tasks.parquet", "where": {"task": "cola"}},
+                      "split": {"train": 3, "validation": 1, "test": 1}}
+    spec["sources"] = [{"name": "sst", "loader": {"type": "parquet", "path": "data/tasks.parquet",
+                                                  "where": {"task": "sst 2"}}}]
+    path.write_text(yaml.safe_dump(spec, allow_unicode=True))
+    report = validate_spec_file(path)
+    assert not report.issues
+    (warning,) = [w for w in report.warnings if "make no source" in w.message]
+    assert warning.key == "source_files[0].by" and warning.line
+    assert warning.message == ("2 value(s) of the 'task' column make no source of this group, as the target or a "
+                               "listed source reads their rows (loader.where): data/tasks.parquet 'cola' (the target "
+                               "'t'), data/tasks.parquet 'sst 2' (source 'sst')")
+    assert not [w for w in validate_spec_file(_project(tmp_path / "plain")).warnings if "make no source" in w.message]
