@@ -1151,6 +1151,7 @@ def check_sources(spec: Spec, spec_path: Path, text: str | None = None) -> list[
         return _check_sources(spec, spec_path, text)
     finally:
         _jsonl_read_through_of.cache_clear()
+        _label_column.cache_clear()
 
 
 #: rows of each JSON Lines, CSV or Parquet file whose labels validate reads for ``model.num_labels``
@@ -1196,11 +1197,19 @@ def _head_labels(loader: LoaderBase, path: Path) -> set[str]:
                 # where reading the column by name gives the first
                 twice = names.count(field) > 1
                 at = len(names) - 1 - names[::-1].index(field) if twice else 0
-                batch = next(parquet.iter_batches(batch_size=LABEL_ROWS_READ, columns=None if twice else [field]),
-                             None)
-                values = batch.column(at).to_pylist() if batch is not None else []
+                if loader.where is not None:  # that value's first rows, not the file's (another task's)
+                    column = _label_column(path, field, at if twice else None, *_stamp(path))
+                    (by, value), = loader.where.items()
+                    rows = value_rows(path, by).rows.get(value)
+                    picked = column.take(rows[:LABEL_ROWS_READ]) if rows is not None else column.slice(0, 0)
+                    values, arrow_type = picked.to_pylist(), column.type
+                else:
+                    batch = next(parquet.iter_batches(batch_size=LABEL_ROWS_READ, columns=None if twice else [field]),
+                                 None)
+                    values = batch.column(at).to_pylist() if batch is not None else []
+                    arrow_type = batch.schema.field(at).type if batch is not None else None
                 # a column datasets 5 wrote as JSON text (values of mixed types): its values, as the loader reads
-                decode = _json_decoder(batch.schema.field(at).type) if batch is not None else None
+                decode = _json_decoder(arrow_type) if arrow_type is not None else None
                 values = [decode(v) for v in values] if decode is not None else values
     texts: set[str] = set()
     for value in values:
@@ -1211,6 +1220,25 @@ def _head_labels(loader: LoaderBase, path: Path) -> set[str]:
         except UnicodeDecodeError:  # bytes that are not UTF-8 text: the data stage names the row
             continue
     return {t for t in texts if t.strip()}
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    """``path``'s size and modification time, keying what is cached of its content."""
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=2)
+def _label_column(path: Path, field: str, at: int | None, size: int, mtime_ns: int) -> Any:
+    """Parquet file ``path``'s column ``field`` (the ``at``-th column, for a name the file
+    gives two), read once for all the tasks of the file (``where``) whose labels
+    :func:`_head_labels` reads; kept while the file's size and modification time stay,
+    until :func:`check_sources` returns."""
+    import pyarrow.parquet as pq
+
+    if at is None:
+        return pq.read_table(path, columns=[field]).column(0).combine_chunks()
+    return pq.read_table(path).column(at).combine_chunks()
 
 
 def _check_num_labels(spec: Spec, sources: list[SourceSpec], base_dir: Path, issues: _Issues) -> None:

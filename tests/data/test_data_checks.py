@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from data_helpers import check_issues, qa_rows, write_jsonl
 
+from subsetctl.data.checks import LABEL_ROWS_READ
 from subsetctl.data.loaders import evals_data_dir
 from subsetctl.errors import UserError
 
@@ -834,3 +835,25 @@ def test_a_document_with_rows_under_a_key_names_a_jq_command_quoted_for_the_shel
     issues = check_issues(tmp_path, GOOD + "  - {name: a, loader: {type: jsonl, path: data/my data.json}}\n")
     message = issues["sources[1].loader.prompt_field"].message
     assert """`jq -c '.["my rows"][]' 'my data.json' > 'my data.jsonl'`""" in message, message
+
+
+def test_num_labels_check_reads_a_where_sources_own_rows(tmp_path: Path) -> None:
+    """A source reading one task of a Parquet file (``where``) had the file's first rows'
+    labels counted, another task's: a head of 2 refused for labels only that task has, and
+    a third label of its own, past the file's first rows, not seen."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    _two_label_target(tmp_path)
+    rows = ([{"task": "other", "prompt": f"o{i}", "label": f"l{i % 5}"} for i in range(LABEL_ROWS_READ)]
+            + [{"task": "mine", "prompt": f"m{i}", "label": ["pos", "neg"][i % 2]} for i in range(6)])
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "data" / "tasks.parquet")
+    text = CLASSIFIER_HEAD + """\
+  - name: mine
+    loader: {type: parquet, path: data/tasks.parquet, label_field: label, where: {task: mine}}
+"""
+    assert check_issues(tmp_path, text) == {}
+    rows[-1]["label"] = "neu"
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "data" / "tasks.parquet")
+    issues = check_issues(tmp_path, text)
+    assert "3 labels ('neg', 'neu', 'pos')" in issues["model.num_labels"].message
