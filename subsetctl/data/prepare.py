@@ -47,7 +47,7 @@ from subsetctl.data.loaders import (
 )
 from subsetctl.errors import UserError
 from subsetctl.registry import LOADERS
-from subsetctl.spec import SourceSpec, SplitSpec, TargetSpec
+from subsetctl.spec import SourceSpec, Spec, SplitSpec, TargetSpec
 
 if TYPE_CHECKING:  # datasets is imported where used: validating a spec does not need it
     from datasets import Dataset
@@ -150,6 +150,72 @@ def _few_answers_renamed(source: SourceSpec, keys: list[str], texts: list[str]) 
             "source_files group's label_map applies to each of its sources; with `by`, to every task). If the map "
             "is for one task's labels, list that task as a source of its own (a parquet loader's `where` on the "
             "`by` column, with the label_map), which the group then leaves out, and remove the group's label_map")]
+
+
+#: how :func:`map_labels`'s warnings about a source begin, after "Source 'name': ": keys no row has, few
+#: answers renamed (:func:`group_label_map_warnings` finds those of a group's sources by them)
+LABEL_MAP_WARNINGS = ("label_map names ", "label_map renamed ")
+
+#: the most sources a merged warning (:func:`group_label_map_warnings`) names; it counts the rest
+GROUP_SOURCES_NAMED = 5
+
+
+def group_label_map_warnings(spec: Spec, warnings: list[str]) -> list[str]:
+    """``warnings`` with :func:`map_labels`'s warnings about the sources of one
+    ``source_files`` group (two or more of them) made one, where the first of them was: a
+    group's ``label_map`` is every source's, and one meant for a single task of a ``by``
+    group warned once per other task (hundreds of lines saying one thing)."""
+    members: dict[int, list[SourceSpec]] = {}  # group -> its sources
+    for i, (g, _) in sorted(spec.source_origins.items()):
+        if i < len(spec.sources):
+            members.setdefault(g, []).append(spec.sources[i])
+    heads = {f"Source {source.name!r}: {kind}": (g, source.name, kind)
+             for g, sources in members.items() if sources[0].label_map for source in sources
+             for kind in LABEL_MAP_WARNINGS}
+    found: dict[int, dict[str, list[tuple[str, str]]]] = {}  # group -> kind -> (source, warning)
+    kept: list[str | int] = []  # the other warnings, and each group's place
+    for warning in warnings:
+        head = warning.partition(": ")[0] + ": " + next((k for k in LABEL_MAP_WARNINGS
+                                                        if warning.partition(": ")[2].startswith(k)), "")
+        if head not in heads:
+            kept.append(warning)
+            continue
+        g, name, kind = heads[head]
+        if g not in found:
+            kept.append(g)
+        found.setdefault(g, {}).setdefault(kind, []).append((name, warning))
+    out: list[str] = []
+    for item in kept:
+        if isinstance(item, str):
+            out.append(item)
+        elif sum(map(len, found[item].values())) == 1:  # one source: its own warning says it best
+            out.extend(w for said in found[item].values() for _, w in said)
+        else:
+            out.append(_group_label_map_warning(item, members[item], found[item]))
+    return out
+
+
+def _group_label_map_warning(g: int, members: list[SourceSpec], said: dict[str, list[tuple[str, str]]]) -> str:
+    """The one warning of group ``g``'s label_map (see :func:`group_label_map_warnings`)."""
+    def named(found: list[tuple[str, str]]) -> str:
+        more = len(found) - GROUP_SOURCES_NAMED
+        return ", ".join(repr(name) for name, _ in found[:GROUP_SOURCES_NAMED]) + (f" and {more} more" if more > 0
+                                                                                  else "")
+
+    keys = ", ".join(repr(k) for k in members[0].label_map or {})
+    parts = []
+    if (unused := said.get(LABEL_MAP_WARNINGS[0])):
+        parts.append(f"names keys that no row of {len(unused)} of them has (renaming nothing there): {named(unused)}")
+    if (few := said.get(LABEL_MAP_WARNINGS[1])):
+        parts.append(f"renamed fewer than half of the answers of {len(few)} (answers that only happen to equal a key "
+                     f"are rewritten): {named(few)}")
+    by = next((f"; with `by: {column}`, to every task" for column in (getattr(members[0].loader, "where", None) or {})),
+              "")
+    first = next(w for found in said.values() for _, w in found)
+    return (f"source_files[{g}]: the group's label_map ({keys}) applies to each of its {len(members)} sources{by}; it "
+            f"{'; it '.join(parts)}. If the map is for one task's labels, list that task as a source of its own (a "
+            "parquet loader's `where` on the `by` column, with the label_map), which the group then leaves out, and "
+            f"remove the group's label_map. The first such source's warning: {first}")
 
 
 def map_labels(dataset: Dataset, source: SourceSpec, warnings: list[str] | None, kind: str = "classifier") -> Dataset:

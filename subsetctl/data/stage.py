@@ -47,7 +47,14 @@ from subsetctl.data.loaders import (
     whole_file_released,
 )
 from subsetctl.data.overlap import OverlapCheck, overlap_warnings
-from subsetctl.data.prepare import SPLITS, label_texts, prepare_source, quiet_datasets, split_summary
+from subsetctl.data.prepare import (
+    SPLITS,
+    group_label_map_warnings,
+    label_texts,
+    prepare_source,
+    quiet_datasets,
+    split_summary,
+)
 from subsetctl.data.saving import save_split
 from subsetctl.errors import UserError
 from subsetctl.plugin_loading import load_plugin_string
@@ -511,7 +518,7 @@ def run_data_stage(
         assert check is not None
         release_whole_file()
         warnings.extend(check.warnings())
-        return _write_summary(out_dir, spec, counts, None, warnings, reused)
+        return _write_summary(out_dir, spec, counts, None, group_label_map_warnings(spec, warnings), reused)
     prepared: dict[str, dict[str, Dataset]] = {}  # classifiers: the label vocabulary needs every source first
     records: dict[str, dict[str, Any]] = {}
     found_at: dict[str, Path | None] = {}  # where each source's saved rows are: None, saved by this run
@@ -539,7 +546,7 @@ def run_data_stage(
         for name, splits in prepared.items():
             _save_in_vocabulary(out_dir, name, splits, records[name], labels, found_at[name])
     return _write_summary(out_dir, spec, {name: split_summary(splits) for name, splits in prepared.items()},
-                          labels, warnings, reused)
+                          labels, group_label_map_warnings(spec, warnings), reused)
 
 
 def _write_summary(out_dir: Path, spec: Spec, counts: dict[str, Any], labels: list[str] | None,

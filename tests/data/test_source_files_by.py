@@ -449,3 +449,26 @@ def test_validate_names_the_tasks_the_target_or_listed_sources_take_from_a_group
                                "listed source reads their rows (loader.where): data/tasks.parquet 'cola' (the target "
                                "'t'), data/tasks.parquet 'sst 2' (source 'sst')")
     assert not [w for w in validate_spec_file(_project(tmp_path / "plain")).warnings if "make no source" in w.message]
+
+
+def test_a_group_label_map_for_one_task_warns_once_for_the_group(tmp_path: Path) -> None:
+    """A ``by`` group's label_map meant for one task's 0/1 labels warned once per other task
+    (that it renames nothing there, or few of its answers): one warning for the group now."""
+    from subsetctl.data import stage
+
+    rows = ([{"task": "cls", "prompt": f"c{i}", "response": str(i % 2)} for i in range(6)]
+            + [{"task": t, "prompt": f"{t}{i}", "response": f"w{i}"} for t in ("a", "b", "c") for i in range(6)]
+            + [{"task": "sum", "prompt": f"s{i}", "response": r} for i, r in enumerate(["0", "1", "7", "8", "9", "10"])])
+    group = {"files": "data/*.parquet", "by": "task", "loader": {"type": "parquet"}, "label_map": {0: "no", 1: "yes"}}
+    spec = load_spec(_project(tmp_path, rows, group))
+    summary = stage.run_data_stage(spec, tmp_path, tmp_path / "out")
+    said = [w for w in summary["warnings"] if "label_map" in w]
+    assert len(said) == 1, said
+    assert said[0].startswith("source_files[0]: the group's label_map ('0', '1') applies to each of its 5 sources; "
+                              "with `by: task`, to every task; it names keys that no row of 3 of them has (renaming "
+                              "nothing there): 'a', 'b', 'c'; it renamed fewer than half of the answers of 1"), said[0]
+    assert "The first such source's warning: Source 'a': label_map names '0', '1'" in said[0]
+    one = load_spec(_project(tmp_path / "one", rows[:12], group))  # one other task: its own warning
+    (alone,) = [w for w in stage.run_data_stage(one, tmp_path / "one", tmp_path / "one" / "out")["warnings"]
+                if "label_map" in w]
+    assert alone.startswith("Source 'a': label_map names '0', '1'")
