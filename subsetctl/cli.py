@@ -228,11 +228,21 @@ class _Group(click.Group):
         if sys.stderr is not None and not isinstance(sys.stderr, _UntilReaderLeaves):
             sys.stderr = _UntilReaderLeaves(sys.stderr)
         _STDOUT_IS_JSON.set(False)
+        given = kwargs.get("args", args[0] if args else None)
+        _ARGS.set(tuple(given) if given is not None else tuple(sys.argv[1:]))
         try:
             return super().main(*args, **kwargs)
         except SystemExit as done:
             if _say_output_lost() and done.code in (0, None):
                 raise SystemExit(1) from None
+            raise
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.ClickException as exc:  # the group's own options (`subsetctl --format json run`)
+            _error_json_if_asked(exc)
             raise
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -252,6 +262,7 @@ class _Group(click.Group):
         except UserError as exc:
             from rich.markup import escape
 
+            _error_json_if_asked(exc)  # (before the command ran: the group's own check)
             cause = exc.__cause__
             if cause is not None and os.environ.get("SUBSETCTL_DEBUG"):  # where a plugin's own code failed
                 import traceback
@@ -261,26 +272,46 @@ class _Group(click.Group):
             _console(stderr=True).print(f"[bold red]error:[/bold red] {escape(str(exc))}", markup=True)
             sys.exit(1)
         except KeyboardInterrupt as exc:
-            stopped = f"stopped by {exc.signal_name}" if isinstance(exc, Terminated) else "interrupted"
+            _error_json_if_asked(exc)
             with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
-                # a run's own: its command; another command (`plan`, `report`, ...) has nothing to resume,
-                # and "`subsetctl run` resumes" after one read in a job's log as if a run had been stopped
-                resumes = getattr(exc, "resumes", None)
-                _console(stderr=True).print(f"{stopped}; finished work is kept, {resumes}." if resumes else f"{stopped}.")
-            sys.exit(128 + exc.signum if isinstance(exc, Terminated) else 130)
-        except (click.exceptions.Exit, click.ClickException, SystemExit):
+                _console(stderr=True).print(_stopped_text(exc), markup=False)
+            sys.exit(_stopped_exit_code(exc))
+        except click.ClickException as exc:  # a usage error in the command's arguments (click prints it)
+            _error_json_if_asked(exc)
+            raise
+        except (click.exceptions.Exit, SystemExit):
             raise
         except Exception as exc:  # an internal error: say so plainly
+            _error_json_if_asked(exc)
             if os.environ.get("SUBSETCTL_DEBUG"):
                 raise
             from rich.markup import escape
 
-            _console(stderr=True).print(
-                f"[bold red]internal error:[/bold red] {type(exc).__name__}: {escape(str(exc))}\n"
-                "This is a bug in subsetctl, not in your spec. Finished stages are kept. "
-                "Re-run with SUBSETCTL_DEBUG=1 for the traceback and report it."
-            )
+            _console(stderr=True).print(f"[bold red]internal error:[/bold red] {escape(_internal_error_text(exc))}")
             sys.exit(1)
+
+
+def _stopped_text(exc: KeyboardInterrupt) -> str:
+    """What a command stopped by Ctrl-C or a stop signal (:class:`Terminated`) says: "interrupted."
+    or "stopped by SIGTERM.", and for a run, that its finished work is kept and the command that
+    resumes it (set on the exception as ``resumes``). Another command (`plan`, `report`, ...) has
+    nothing to resume, and "`subsetctl run` resumes" after one read in a job's log as if a run
+    had been stopped."""
+    stopped = f"stopped by {exc.signal_name}" if isinstance(exc, Terminated) else "interrupted"
+    resumes = getattr(exc, "resumes", None)
+    return f"{stopped}; finished work is kept, {resumes}." if resumes else f"{stopped}."
+
+
+def _stopped_exit_code(exc: KeyboardInterrupt) -> int:
+    """The exit code of a command stopped by ``exc``: 128 + the signal's number, as a death by
+    that signal (130 for Ctrl-C's SIGINT, 143 for SIGTERM)."""
+    return 128 + exc.signum if isinstance(exc, Terminated) else 130
+
+
+def _internal_error_text(exc: BaseException) -> str:
+    """What an internal error (an exception no user error explains) says after "internal error:"."""
+    return (f"{type(exc).__name__}: {exc}\nThis is a bug in subsetctl, not in your spec. Finished stages are kept. "
+            "Re-run with SUBSETCTL_DEBUG=1 for the traceback and report it.")
 
 
 def _stage_option(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
@@ -344,6 +375,9 @@ _JSON_ECHOED: contextvars.ContextVar[bool] = contextvars.ContextVar("_JSON_ECHOE
 #: whether this command's stdout is its JSON (:func:`_json_alone_on_stdout`), still when it
 #: is over: a lost stderr is then not said there (:func:`_say_output_lost`)
 _STDOUT_IS_JSON: contextvars.ContextVar[bool] = contextvars.ContextVar("_STDOUT_IS_JSON", default=False)
+#: the command line's arguments (after the program's name), for what fails before the command
+#: runs, and so before it knows its ``fmt`` (:func:`_error_json_if_asked`)
+_ARGS: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("_ARGS", default=())
 
 
 def _json_alone_on_stdout(command: Any) -> Any:
@@ -352,9 +386,11 @@ def _json_alone_on_stdout(command: Any) -> Any:
     JSON alone. Plugin code that `validate`, `plan` and `ls` call (a strategy's ``check_spec``
     or ``max_subsets``, a packaged model's ``locate``) printed onto stdout before it, and
     ``json.load`` of the output failed (a print while a plugin is imported went to stderr
-    already). A user error (exit 1) that stops the command before it printed its JSON prints
-    :func:`error_json` there instead (the paragraph still goes to stderr): a script read
-    nothing on stdout and had to parse the text to tell a locked project from a bad spec."""
+    already). Whatever else stops the command before it printed its JSON prints :func:`error_json`
+    there instead (the paragraph, or the traceback hint, still goes to stderr): a user error
+    (exit 1), a usage error found while it runs (exit 2), Ctrl-C or a stop signal (130, 143,
+    ...), an internal error (1). A script read nothing on stdout and had to parse the text to
+    tell a locked project from a bad spec, and its ``json.loads`` failed on a stopped run."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -365,10 +401,11 @@ def _json_alone_on_stdout(command: Any) -> Any:
         try:
             with contextlib.redirect_stdout(sys.stderr):
                 return command(*args, **kwargs)
-        except Exception as exc:  # a UserError, or an OSError the CLI reports as one (environment_error)
-            user_error = exc if isinstance(exc, UserError) else environment_error(exc)
-            if user_error is not None and not _JSON_ECHOED.get():  # (`report` of nothing run: its JSON, then exit 1)
-                _echo_json(error_json(user_error))
+        except (SystemExit, click.exceptions.Exit):  # (`validate` of an invalid spec: its JSON, then exit 1)
+            raise
+        except BaseException as exc:  # (KeyboardInterrupt: Ctrl-C, or a stop signal as Terminated)
+            if not _JSON_ECHOED.get():  # (`report` of nothing run: its JSON, then exit 1)
+                _echo_json(error_json(environment_error(exc) or exc))  # (an OSError the CLI reports as a user error)
             raise
         finally:
             _JSON_STDOUT.reset(token)
@@ -377,13 +414,47 @@ def _json_alone_on_stdout(command: Any) -> Any:
     return wrapper
 
 
-def error_json(exc: UserError) -> dict[str, Any]:
-    """What a `--format json` command prints on stdout for the user error ``exc``:
-    ``{"error": {"kind", "message", "exit_code"}}``, ``kind`` the error's stable name
+def error_json(exc: BaseException) -> dict[str, Any]:
+    """What a `--format json` command prints on stdout when ``exc`` stops it:
+    ``{"error": {"kind", "message", "exit_code"}}``, ``message`` what is printed on stderr and
+    ``exit_code`` the command's. ``kind`` is a stable name: a user error's own
     (:attr:`~subsetctl.errors.UserError.error_kind`: "project_locked" for a lock another
-    process holds, which a sweep retries; "spec_invalid", "not_found", ...) and ``message``
-    the paragraph printed on stderr."""
-    return {"error": {"kind": exc.error_kind, "message": str(exc), "exit_code": 1}}
+    process holds, which a sweep retries; "spec_invalid", "not_found", ...), "usage" for a
+    usage error (click's: an unknown option, a bad value, exit 2), "interrupted" for Ctrl-C
+    or a stop signal (a run the same command resumes) and "internal_error" for a bug."""
+    if isinstance(exc, UserError):
+        kind, message, code = exc.error_kind, str(exc), 1
+    elif isinstance(exc, KeyboardInterrupt):
+        kind, message, code = "interrupted", _stopped_text(exc), _stopped_exit_code(exc)
+    elif isinstance(exc, click.ClickException):
+        kind = "usage" if isinstance(exc, click.UsageError) else "user_error"
+        message, code = exc.format_message(), exc.exit_code
+    else:
+        kind, message, code = "internal_error", _internal_error_text(exc), 1
+    return {"error": {"kind": kind, "message": message, "exit_code": code}}
+
+
+def _error_json_if_asked(exc: BaseException) -> None:
+    """Print :func:`error_json` of ``exc`` on stdout when it stopped the command before the
+    command ran (no :func:`_json_alone_on_stdout` wrapper printed one) and the command line asks
+    for `--format json`: a usage error in its options or arguments (an unknown option, a stage
+    `--until` does not know, a misspelt command), found while click parses them. The command's
+    ``fmt`` is not known then, so the arguments are read: the last `--format` before any `--`,
+    as click takes it. An error in `--format` itself (`--format yaml`, no value) prints none."""
+    if _STDOUT_IS_JSON.get():  # the command ran as `--format json`: its wrapper printed its JSON
+        return
+    args = list(_ARGS.get())
+    args = args[:args.index("--")] if "--" in args else args
+    fmt = None
+    for i, arg in enumerate(args):
+        if arg == "--format":
+            fmt = args[i + 1] if i + 1 < len(args) else None
+        elif arg.startswith("--format="):
+            fmt = arg.partition("=")[2]
+    if fmt == "json":
+        _STDOUT_IS_JSON.set(True)  # (stdout holds the JSON alone: a lost stderr is not said there)
+        with contextlib.suppress(OSError, ValueError):
+            _echo_json(error_json(exc))
 
 
 def _print_not_checked(console: Any, report: Any) -> None:
@@ -482,7 +553,8 @@ def init(directory: Path, template: str, force: bool) -> None:
 @main.command(short_help="Check spec files without loading a model.")
 @click.argument("specs", nargs=-1)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="json: one object per spec with its problems and warnings, for scripts.")
+              help="json: one object per spec with its problems and warnings, for scripts; on a usage error, "
+                   "Ctrl-C or a bug {\"error\": {kind, message, exit_code}} instead.")
 @_no_plugins_option("list them, with their files, and report what they would register as not checked")
 @_json_alone_on_stdout
 def validate(specs: tuple[str, ...], fmt: str, no_plugins: bool) -> None:
@@ -598,7 +670,7 @@ def _status_table(statuses: list[Any], title: str) -> Any:
 @click.option("--force", cls=_StageOption, multiple=True, help="Plan as if this stage were forced (repeatable).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: each stage's status, whether run would run it and why, and how much work it is, for scripts; "
-                   "on a user error {\"error\": {kind, message, exit_code}} instead.")
+                   "on an error (a user or usage error, Ctrl-C, a bug) {\"error\": {kind, message, exit_code}} instead.")
 @_no_plugins_option("list them, with their files, and call the stages that use what they would register "
                      "(and those after them) not checked")
 @_json_alone_on_stdout
@@ -797,8 +869,8 @@ def _split_dir(directory: Path | None, overrides: tuple[str, ...]) -> tuple[Path
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: at the end, print on stdout what `report --format json` with these overrides prints (the "
                    "report instead of its text; the summary, progress and warnings go to stderr), for scripts; "
-                   "on a user error {\"error\": {kind, message, exit_code}} instead; nothing on stdout when "
-                   "the run is stopped.")
+                   "on an error {\"error\": {kind, message, exit_code}} instead (kind \"interrupted\" for a run "
+                   "stopped by Ctrl-C or a signal, which the same command resumes).")
 @_json_alone_on_stdout
 def run(
     directory: Path | None, overrides: tuple[str, ...], until: str | None, force: tuple[str, ...],
@@ -973,7 +1045,7 @@ def _print_report(root: Path, console: Any, overrides: list[str] | None = None) 
                    "report (report.json's content, "
                    "or the same from the stages' results when it is not current); running while a run is in "
                    "progress, shards_running while --shard runs compute gradients; before any stage has finished, "
-                   "stages {} and report null, with exit 1}; on another user error {\"error\": {kind, message, "
+                   "stages {} and report null, with exit 1}; on another error (a user or usage error, Ctrl-C, a bug) {\"error\": {kind, message, "
                    "exit_code}} instead; markdown: report.md.")
 @click.option("--all-sources", is_flag=True,
               help="List every source in the text report (with more than 30, highest score first; by "
@@ -1067,8 +1139,8 @@ def _report(directory: Path | None, overrides: tuple[str, ...], fmt: str, all_so
 @main.command(name="ls", short_help="List loaders, strategies, estimators, projectors and models.")
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="json: every kind's entries with description, parameters and origin, for scripts; on a user "
-                   "error {\"error\": {kind, message, exit_code}} instead.")
+              help="json: every kind's entries with description, parameters and origin, for scripts; on an error "
+                   "(a user or usage error, Ctrl-C, a bug) {\"error\": {kind, message, exit_code}} instead.")
 @_no_plugins_option("list them, with their files, as \"not imported\" instead of what they register")
 @_json_alone_on_stdout
 def ls_command(directory: Path | None, fmt: str, no_plugins: bool) -> None:

@@ -370,6 +370,54 @@ def test_format_json_prints_a_user_error_as_one_json_object_on_stdout(tmp_path: 
     assert text.exit_code == 1 and text.stdout == ""
 
 
+def test_format_json_prints_usage_internal_and_interrupt_errors_as_json_too(
+    tmp_path: Path, jsonl_project: Path, monkeypatch
+) -> None:
+    """A usage error (exit 2), an internal error (1) and Ctrl-C (130) printed nothing on stdout
+    under `--format json`, and a sweep's `json.loads` failed on it: each prints its
+    {"error": {kind, message, exit_code}}, the exit code as before and the text still on stderr.
+    A usage error click finds while it parses the options (before the command knows its format)
+    does too when the command line asks for `--format json`; one in `--format` itself cannot."""
+    import subsetctl.api
+
+    root = str(jsonl_project)
+    usage = {  # found by click while it parses, by the command while it runs, and before the command
+        "no such option": (["run", root, "--format", "json", "--bogus"], "No such option '--bogus'."),
+        "a bad --until": (["plan", root, "--until", "nope", "--format=json"], "'nope' is not a stage"),
+        "a bad --shard": (["run", root, "--shard", "5/2", "--format", "json"], "expected i/N"),
+        "a split override": (["plan", root, "gradients.d", "=", "3", "--format", "json"], "gradients.d=3"),
+        "no such command": (["rn", root, "--format", "json"], "No such command 'rn'"),
+        "the group's options": (["--format", "json", "ls"], "No such option '--format'"),
+    }
+    for what, (args, said) in usage.items():
+        result = CliRunner().invoke(main, args)
+        error = json.loads(result.stdout)["error"]
+        assert result.exit_code == 2 and error["kind"] == "usage" and error["exit_code"] == 2, what
+        assert said in error["message"] and said in result.stderr and "Usage:" in result.stderr, what
+    for args in (["run", root, "--format", "yaml"], ["run", root, "--format"], ["run", root, "--bogus"],
+                 ["run", root, "--format", "json", "--format", "text", "--bogus"]):  # (click takes the last)
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2 and result.stdout == "", args
+
+    def raising(exc: BaseException):
+        def plan_project(*args, **kwargs):
+            raise exc
+        return plan_project
+
+    monkeypatch.setattr(subsetctl.api, "plan_project", raising(RuntimeError("boom")))
+    bug = CliRunner().invoke(main, ["plan", root, "--format", "json"])
+    error = json.loads(bug.stdout)["error"]
+    assert bug.exit_code == 1 and error["kind"] == "internal_error" and error["exit_code"] == 1
+    assert error["message"].startswith("RuntimeError: boom\nThis is a bug in subsetctl")
+    assert "internal error: RuntimeError: boom" in bug.stderr
+    monkeypatch.setattr(subsetctl.api, "plan_project", raising(KeyboardInterrupt()))
+    stopped = CliRunner().invoke(main, ["plan", root, "--format", "json"])
+    assert stopped.exit_code == 130 and stopped.stderr.strip() == "interrupted."
+    assert json.loads(stopped.stdout) == {"error": {"kind": "interrupted", "message": "interrupted.", "exit_code": 130}}
+    text = CliRunner().invoke(main, ["plan", root])  # without --format json: nothing on stdout, as before
+    assert text.exit_code == 130 and text.stdout == ""
+
+
 def test_report_before_run_says_what_to_do(jsonl_project: Path) -> None:
     result = invoke("report", str(jsonl_project))
     assert result.exit_code == 1 and "subsetctl run" in result.output
@@ -1422,7 +1470,7 @@ def atomic_write(path, write, mode="w"):
             os.kill(os.getpid(), getattr(signal, os.environ["STOP_SIGNAL"]))
     original(path, write_then_stop, mode)
 project.atomic_write = atomic_write
-sys.argv = ["subsetctl", "run", sys.argv[1], "-q", "--until", "data"]
+sys.argv = ["subsetctl", "run", sys.argv[1], "-q", "--until", "data", *os.environ.get("RUN_OPTIONS", "").split()]
 main()
 """
 
@@ -1453,6 +1501,20 @@ def test_stop_signals_stop_a_run_like_ctrl_c(jsonl_project: Path, stop_signal: s
     resumed = CliRunner().invoke(main, ["run", str(jsonl_project), "--until", "data"])
     assert resumed.exit_code == 0, resumed.output
     assert "stale lock" not in resumed.output and (state / "data" / "manifest.json").is_file()
+
+
+def test_a_run_stopped_by_a_signal_prints_its_json_error_under_format_json(jsonl_project: Path) -> None:
+    """`run --format json` stopped by SIGTERM (a scheduler's stop) printed nothing on stdout, and a
+    sweep's `json.loads` of it failed: it prints {"error": {"kind": "interrupted", ...}} with the
+    command that resumes it and its exit code (143, as before), the line still on stderr."""
+    stopped = subprocess.run([sys.executable, "-c", _SIGTERM_MID_WRITE, str(jsonl_project)],
+                             check=False, capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "STOP_SIGNAL": "SIGTERM", "RUN_OPTIONS": "--format json"})
+    assert stopped.returncode == 143, stopped.stderr[-800:]
+    error = json.loads(stopped.stdout)["error"]
+    resumes = f"stopped by SIGTERM; finished work is kept, `subsetctl run {jsonl_project} --until data` resumes."
+    assert error == {"kind": "interrupted", "message": resumes, "exit_code": 143}
+    assert resumes in " ".join(stopped.stderr.split()) and "Traceback" not in stopped.stderr
 
 
 def test_an_ignored_sighup_stays_ignored(jsonl_project: Path) -> None:
@@ -1994,7 +2056,7 @@ def test_readme_documents_each_commands_json_and_stdout_holds_it_alone(tiny_proj
     """README said `validate`, `plan` and `ls` take `--format json` but not what they print,
     nor that stdout holds the JSON alone (a script runs `json.loads(stdout)`); each key the
     three print is named there, and a warning goes to stderr; a user error prints its JSON error alone, a
-    usage error nothing."""
+    usage error too."""
     readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8").split())
     listed = readme[readme.index("The other commands' `--format json`"):readme.index("Overrides are dotted keys")]
     root = str(tiny_project_ran())
@@ -2013,10 +2075,9 @@ def test_readme_documents_each_commands_json_and_stdout_holds_it_alone(tiny_proj
                   and f" {key}," not in listed and f" {key}}}" not in listed) == [], listed
     for args in (["report", str(Path(root) / "nowhere"), "--format", "json"],
                  ["plan", root, "gradients.d=many", "--format", "json"], ["plan", root, "--until", "x", "--format", "json"]):
-        failed = runner.invoke(main, args)  # a user error's JSON alone; nothing for a usage error
+        failed = runner.invoke(main, args)  # a user error's JSON alone; a usage error's too
         assert failed.exit_code in (1, 2) and failed.stderr, (args, failed.output)
-        assert (json.loads(failed.stdout)["error"]["exit_code"] == 1 if failed.exit_code == 1
-                else failed.stdout == ""), (args, failed.output)
+        assert json.loads(failed.stdout)["error"]["exit_code"] == failed.exit_code, (args, failed.output)
 
 
 def test_report_json_keys_are_those_readme_and_report_help_name(jsonl_project: Path) -> None:
@@ -2047,8 +2108,10 @@ def test_readme_names_every_kind_a_json_user_error_has() -> None:
         return {cls.error_kind}.union(*(kinds(sub) for sub in cls.__subclasses__()))
 
     readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8").split())
-    listed = readme[readme.index("a stable name to branch on:"):readme.index("A usage error (exit 2")]
+    listed = readme[readme.index("a stable name to branch on:"):readme.index("The other ways a command ends")]
     assert set(re.findall(r"`([a-z_]+)`", listed)) - {"run"} == kinds(UserError), listed
+    others = readme[readme.index("The other ways a command ends"):readme.index("Overrides are dotted keys")]
+    assert {"usage", "interrupted", "internal_error"} <= set(re.findall(r"`([a-z_]+)`", others)), others
 
 
 def test_each_json_commands_help_names_its_user_error_object() -> None:
