@@ -879,8 +879,9 @@ def run(
     """Run every stale stage in order; resume where the last run stopped.
 
     DIRECTORY is the project (default: the current directory). Extra arguments are `key=value` overrides of the spec, e.g. gradients.d=256 or
-    sources[0].max_examples=50 (a search strategy by its label or name:
-    search.strategies.forward.params.max_steps=3); they are type-checked and saved with the run.
+    sources[0].max_examples=50 (a source by its name: sources.wiki.max_examples=50; a search
+    strategy by its label or name: search.strategies.forward.params.max_steps=3); they are
+    type-checked and saved with the run.
     """
     from subsetctl.api import spec_validated_once
     from subsetctl.project import manifests_read_once

@@ -208,6 +208,52 @@ def test_a_strategy_is_named_in_an_override_by_its_label_or_name_and_two_answeri
         indexed_overrides(MINIMAL, ["search.strategies.random_ensemble.params.m=5"])
 
 
+def test_a_source_is_named_in_an_override_and_a_name_none_or_two_answer_to_is_refused_listing_them() -> None:
+    """A source's settings were reachable by index only (`sources[3].max_examples=50`), which
+    changes with the list's order, and `sources.wiki.max_examples=50` said "sources is not a
+    mapping": the source named wiki is set, written with its index for what follows; a name no
+    source answers to is refused listing the sources (of many, the closest names and how many),
+    one two answer to naming both, and a group's source says to override the group."""
+    data = {**MINIMAL, "sources": [{"name": n, "loader": {"type": "jsonl", "path": f"{n}.jsonl"}} for n in ("a", "wiki", "b")]}
+    assert indexed_overrides(data, ["sources.wiki.max_examples=50", "sources.b={name: b, weight: 2}",
+                                    "sources[0].max_examples=3", "sources.0.max_examples=3"]) == [
+        "sources[1].max_examples=50", "sources[2]={name: b, weight: 2}", "sources[0].max_examples=3",
+        "sources.0.max_examples=3"]  # (as was: apply_overrides says to write [0])
+    assert Spec.model_validate(apply_overrides(data, indexed_overrides(data, ["sources.wiki.max_examples=5"]))
+                               ).sources[1].max_examples == 5
+    # as the overrides before it leave the list: a name given on the command line names it after
+    assert indexed_overrides(data, ["sources[0].name=c", "sources.c.max_examples=4"])[1] == "sources[0].max_examples=4"
+    with pytest.raises(SpecError, match=r"no source is named 'wik' \(the sources: sources\[0\] a, sources\[1\] wiki, "
+                                        r"sources\[2\] b\)\.$"):
+        indexed_overrides(data, ["sources.wik.max_examples=5"])
+    twice = {**MINIMAL, "sources": [{"name": "a"}, {"name": "a"}]}
+    with pytest.raises(SpecError, match=r"2 sources answer to 'a' \(sources\[0\] a, sources\[1\] a\): name one by "
+                                        r"its index, sources\[0\].max_examples=5\.$"):
+        indexed_overrides(twice, ["sources.a.max_examples=5"])
+    many = {**MINIMAL, "sources": [{"name": f"task_{i}"} for i in range(500)]}
+    with pytest.raises(SpecError, match=r"\(the sources: sources\[42\] task_42, .*, \.\.\. \(500 sources\)\)") as refused:
+        indexed_overrides(many, ["sources.task_42x.max_examples=5"])
+    assert str(refused.value).count("sources[") == 10
+    grouped = {**MINIMAL, "source_files": [{"path": "tasks/*.jsonl"}]}
+    with pytest.raises(SpecError, match=r"override a group's settings \(source_files\[0\].max_examples=5\)"):
+        indexed_overrides({**grouped, "sources": [{"name": "a"}]}, ["sources.tasks_x.max_examples=5"])
+    with pytest.raises(SpecError, match=r"the spec lists no sources to name 'x' among\. This spec lists its sources "
+                                        r"as source_files groups"):
+        indexed_overrides({key: value for key, value in grouped.items() if key != "sources"}, ["sources.x.max_examples=5"])
+
+
+def test_validate_and_load_spec_apply_an_override_naming_a_source(jsonl_project: Path) -> None:
+    """Through validate (and so plan and run) and load_spec, as a strategy's name is."""
+    from subsetctl.api import validate_spec_file
+
+    path = jsonl_project / "subsetctl.yaml"
+    checked = validate_spec_file(path, ["sources.b.max_examples=3"])
+    assert checked.ok and [s.max_examples for s in checked.spec.sources] == [None, 3], checked.issues
+    assert load_spec(path, ["sources.a.max_examples=2"]).sources[0].max_examples == 2
+    unknown = validate_spec_file(path, ["sources.c.max_examples=3"])
+    assert not unknown.ok and "no source is named 'c' (the sources: sources[0] a, sources[1] b)" in unknown.issues[0].message
+
+
 def test_validate_applies_and_blames_an_override_naming_a_strategy(jsonl_project: Path) -> None:
     """Through validate (and so plan and run): the named strategy's params are set, and an issue
     in them is blamed on the override, not on a line of the file."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -109,18 +109,40 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return out
 
 
-#: the list whose items an override may name instead of indexing (``search.strategies.forward``)
-_NAMED_LIST = ["search", "strategies"]
+class _NamedList(NamedTuple):
+    """A list of the spec whose items an override may name instead of indexing."""
+
+    path: tuple[str, ...]  # where it is: ("search", "strategies")
+    answers_to: tuple[str, ...]  # the keys of an item that name it, as the name is looked for
+    noun: str  # one item, in words: "strategy"
+    plural: str
+    unlisted: str  # the rest of "the spec lists no search.strategies to name 'x' among", when it lists none
+    tell_apart: str  # the rest of the advice when several answer to the name (after "by its index, ...")
+
+
+#: the lists whose items an override may name instead of indexing: ``search.strategies.forward``
+#: (the strategy whose ``label``, or ``name``, is forward) and ``sources.wiki`` (the source named wiki)
+_NAMED_LISTS = (
+    _NamedList(("search", "strategies"), ("label", "name"), "strategy", "strategies",
+               " (the default strategy is not written in the file): list them there, or set the list whole on the "
+               "command line (search.strategies=[{name: ...}])", ", or by a `label:` that the spec gives it"),
+    _NamedList(("sources",), ("name",), "source", "sources", "", ""),
+)
+
+#: how many items a refused name's error lists (the closest to the name first): a `by` group
+#: of 500 tasks listed in one paragraph read as no list at all
+_CHOICES_LISTED = 10
 
 
 def indexed_overrides(data: dict[str, Any], overrides: list[str]) -> list[str]:
-    """``overrides`` with a search strategy named where its index goes, written with its index:
-    ``search.strategies.forward.params.k=3`` -> ``search.strategies[0].params.k=3`` (the strategy
-    whose ``label``, or ``name``, is forward, in ``data`` as the overrides before it leave it), so
-    that what follows (applying them, blaming issues on them, recording them) sees one key for one
-    setting. The index alone changed with the list's order. Raises SpecError when no strategy or
-    several answer to the name (two `random` baselines: their labels, or indices, tell them apart).
-    Other overrides, malformed ones included, are kept as written."""
+    """``overrides`` with a search strategy or a source named where its index goes, written with
+    its index: ``search.strategies.forward.params.k=3`` -> ``search.strategies[0].params.k=3`` (the
+    strategy whose ``label``, or ``name``, is forward), ``sources.wiki.max_examples=50`` ->
+    ``sources[2].max_examples=50`` (the source named wiki), in ``data`` as the overrides before it
+    leave it, so that what follows (applying them, blaming issues on them, recording them) sees one
+    key for one setting. The index alone changed with the list's order. Raises SpecError when no
+    item or several answer to the name (two `random` baselines: their labels, or indices, tell them
+    apart), listing them. Other overrides, malformed ones included, are kept as written."""
     out: list[str] = []
     for item in overrides:
         key, _, value = str(item).partition("=")
@@ -128,39 +150,60 @@ def indexed_overrides(data: dict[str, Any], overrides: list[str]) -> list[str]:
             parts = parse_key_path(key)
         except SpecError:
             parts = []
-        named = parts[2] if len(parts) > 2 and parts[:2] == _NAMED_LIST else None
-        if not isinstance(named, str) or named.isdigit():  # (`strategies.0`: apply_overrides says to write [0])
+        listed = next((n for n in _NAMED_LISTS if len(parts) > len(n.path) and tuple(parts[:len(n.path)]) == n.path),
+                      None)
+        named = parts[len(listed.path)] if listed is not None else None
+        if listed is None or not isinstance(named, str) or named.isdigit():  # (`.0`: apply_overrides says [0])
             out.append(item)
             continue
         try:
-            strategies = apply_overrides(data, out).get("search", {}).get("strategies")
-        except (SpecError, AttributeError):  # an earlier override is malformed, or `search` no mapping: said there
+            applied = apply_overrides(data, out)
+        except SpecError:  # an earlier override is malformed: said there
             out.append(item)
             continue
-        if strategies is None:  # (not a list of another kind: validation says so of the list written)
-            raise SpecError(f"Override {item!r}: the spec lists no {format_path(tuple(_NAMED_LIST))} to name "
-                            f"{named!r} among (the default strategy is not written in the file): list them there, "
-                            "or set the list whole on the command line (search.strategies=[{name: ...}]).")
-        if not isinstance(strategies, list):
+        entries: Any = applied
+        for part in listed.path:  # (a `search` that is no mapping lists none either)
+            entries = entries.get(part) if isinstance(entries, dict) else None
+        where = format_path(listed.path)
+        if entries is None:
+            raise SpecError(f"Override {item!r}: the spec lists no {where} to name {named!r} among{listed.unlisted}."
+                            f"{_groups_hint(['sources'], applied) if listed.noun == 'source' else ''}")
+        if not isinstance(entries, list):  # (a list of another kind: validation says so)
             out.append(item)
             continue
-        found = [i for i, entry in enumerate(strategies)
-                 if isinstance(entry, dict) and named in (entry.get("label"), entry.get("name"))]
-        where = format_path(tuple(_NAMED_LIST))
+        found = [i for i, entry in enumerate(entries)
+                 if isinstance(entry, dict) and any(entry.get(k) == named for k in listed.answers_to)]
         if len(found) != 1:
-            listed = found or range(len(strategies))
-            names = ", ".join(f"{where}[{i}] {_strategy_called(strategies[i])}" for i in listed)
-            problem = (f"no strategy is named or labelled {named!r} (the strategies: {names or 'none'})" if not found
-                       else f"{len(found)} strategies answer to {named!r} ({names}): name one by its index, "
-                            f"{format_path((*_NAMED_LIST, found[0], *parts[3:]))}={value}, or by a `label:` that "
-                            "the spec gives it")
-            raise SpecError(f"Override {item!r}: {problem}.")
-        out.append(f"{format_path((*_NAMED_LIST, found[0], *parts[3:]))}={value}")
+            choices = _choices(named, entries, found or range(len(entries)), where, listed)
+            answer = "named or labelled" if "label" in listed.answers_to else "named"
+            problem = (f"no {listed.noun} is {answer} {named!r} (the {listed.plural}: {choices})" if not found
+                       else f"{len(found)} {listed.plural} answer to {named!r} ({choices}): name one by its index, "
+                            f"{format_path((*listed.path, found[0], *parts[len(listed.path) + 1:]))}={value}"
+                            f"{listed.tell_apart}")
+            hint = _groups_hint(["sources"], applied) if listed.noun == "source" and not found else ""
+            raise SpecError(f"Override {item!r}: {problem}.{hint}")
+        out.append(f"{format_path((*listed.path, found[0], *parts[len(listed.path) + 1:]))}={value}")
     return out
 
 
-def _strategy_called(entry: Any) -> str:
-    """A strategy entry as :func:`indexed_overrides` lists it: its name, and label when set."""
+def _choices(named: str, entries: list[Any], indices: Any, where: str, listed: _NamedList) -> str:
+    """The items at ``indices`` of a named list, as a refused name's error lists them
+    ("search.strategies[0] forward, search.strategies[2] random (label r2)"), in order; of more
+    than :data:`_CHOICES_LISTED`, that many, those whose name is closest to ``named`` first, and
+    how many there are."""
+    import difflib
+
+    called = {i: _called(entries[i]) for i in indices}
+    order = list(called)
+    if len(order) > _CHOICES_LISTED:
+        close = difflib.get_close_matches(named, list(called.values()), n=_CHOICES_LISTED)
+        order = sorted(order, key=lambda i: close.index(called[i]) if called[i] in close else len(close))
+    shown = ", ".join(f"{where}[{i}] {called[i]}" for i in order[:_CHOICES_LISTED])
+    return f"{shown}, ... ({len(order)} {listed.plural})" if len(order) > _CHOICES_LISTED else shown or "none"
+
+
+def _called(entry: Any) -> str:
+    """A named list's item as :func:`indexed_overrides` lists it: its name, and label when set."""
     if not isinstance(entry, dict):
         return "(not a mapping)"
     label = f" (label {entry['label']})" if entry.get("label") else ""

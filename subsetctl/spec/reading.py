@@ -638,8 +638,9 @@ def _same_looking_paths_note(paths: list[str]) -> str:
 
 def load_spec(path: Path, overrides: list[str] | None = None) -> Spec:
     """Load, override and validate a spec; raise SpecError with every issue found. A search
-    strategy may be named in an override's key (``search.strategies.forward.params.k=3``),
-    as on the command line (:func:`~subsetctl.spec.overrides.indexed_overrides`)."""
+    strategy or a source may be named in an override's key (``search.strategies.forward.params.k=3``,
+    ``sources.wiki.max_examples=50``), as on the command line
+    (:func:`~subsetctl.spec.overrides.indexed_overrides`)."""
     data, text = read_yaml(path)
     if overrides:
         data = apply_overrides(data, indexed_overrides(data, overrides))
