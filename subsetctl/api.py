@@ -1149,10 +1149,11 @@ def _validate_spec_file(path: str | Path, overrides: str | list[str] | None, imp
     if memo is not None and key in memo:
         return memo[key]
     file_data = data
+    written: dict[str, str] = {}  # (what messages quote of an override naming a strategy or source)
     try:
         if overrides:
-            overrides = indexed_overrides(data, overrides)  # a strategy named in a key: its index
-            data = apply_overrides(data, overrides)
+            overrides = indexed_overrides(data, overrides, written)  # a strategy or source named in a key: its index
+            data = apply_overrides(data, overrides, written)
     except SpecError as exc:
         report.issues.append(SpecIssue(file=worded("command line", "overrides argument"), line=None, key="overrides", message=str(exc)))
         return report
@@ -1161,6 +1162,7 @@ def _validate_spec_file(path: str | Path, overrides: str | list[str] | None, imp
     report.spec = spec
     if spec is not None:
         spec._command_line = overrides_that_change(file_data, overrides)  # which of its settings are not the file's
+        spec._written = written
     if spec is None:
         report.issues.extend(i for i in _param_issues_of_an_invalid_spec(data, path, text) if i not in issues)
     else:
@@ -1171,9 +1173,9 @@ def _validate_spec_file(path: str | Path, overrides: str | list[str] | None, imp
     report.not_checked = [i for i in report.issues if is_not_checked(i.message)]
     report.issues = [i for i in report.issues if not is_not_checked(i.message)]
     if overrides:
-        report.issues = attribute_overrides(report.issues, overrides)
-        report.warnings = attribute_overrides(report.warnings, overrides)
-        report.not_checked = attribute_overrides(report.not_checked, overrides)
+        report.issues = attribute_overrides(report.issues, overrides, written)
+        report.warnings = attribute_overrides(report.warnings, overrides, written)
+        report.not_checked = attribute_overrides(report.not_checked, overrides, written)
     if memo is not None:
         memo[key] = report
     return report

@@ -520,17 +520,19 @@ def _same_model_folder_as_recorded(inputs: dict[str, Any], manifest: dict[str, A
     return source if isinstance(source, str) and source != new_model.get("source") else None
 
 
-def _overrides_note(overrides: Any, keys: list[str], planned: bool = False) -> str:
+def _overrides_note(overrides: Any, keys: list[str], planned: bool = False,
+                    written: dict[str, str] | None = None) -> str:
     """" (the last run set x=1 on the command line)" when a changed key was overridden then:
     the file did not change, the earlier run's command line did. ``planned``: the overrides
     of the command being planned (" (set on this command line: x=1)"), whose results a
-    later `run` without them does not keep. A caller of the Python API reads of its
-    ``overrides`` argument instead."""
+    later `run` without them does not keep, quoted as they were written (``written``:
+    :attr:`~subsetctl.spec.models.Spec.overrides_as_written`). A caller of the Python API
+    reads of its ``overrides`` argument instead."""
     if not isinstance(overrides, list):
         return ""
-    from subsetctl.spec import overrides_under
+    from subsetctl.spec import as_written, overrides_under
 
-    hits = ", ".join(overrides_under(overrides, keys))
+    hits = ", ".join(as_written(item, written) for item in overrides_under(overrides, keys))
     if not hits:
         return ""
     if planned:
@@ -1156,7 +1158,8 @@ class Pipeline:
         keys = self._spec_keys_changed(stage, manifest, inputs, old_slice, dropped + added)
         if keys:
             reasons.append(f"spec changed: {_listed(keys)}" + _overrides_note(manifest.get("overrides"), keys)
-                           + _overrides_note(self.spec.command_line_overrides, keys, planned=True))
+                           + _overrides_note(self.spec.command_line_overrides, keys, planned=True,
+                                             written=self.spec.overrides_as_written))
         if dropped:
             reasons.append(f"this subsetctl no longer reads {_listed(dropped)} for this stage (the spec "
                            "did not change)")

@@ -418,6 +418,16 @@ def test_format_json_prints_usage_internal_and_interrupt_errors_as_json_too(
     assert text.exit_code == 130 and text.stdout == ""
 
 
+def test_plan_quotes_an_override_naming_a_source_as_it_was_written(jsonl_project: Path) -> None:
+    """`plan`'s "set on this command line" quoted an override naming a source or strategy with its
+    index (`sources[0].max_examples=3`), where the user typed its name: it quotes what was typed."""
+    root = str(jsonl_project)
+    assert invoke("run", root, "--until", "data", "-q").exit_code == 0
+    planned = invoke("plan", root, "--until", "data", "sources.a.max_examples=3", "--format", "json")
+    [reason] = json.loads(planned.stdout)[0]["reasons"]
+    assert reason.endswith("(set on this command line: sources.a.max_examples=3)"), reason
+
+
 def test_report_before_run_says_what_to_do(jsonl_project: Path) -> None:
     result = invoke("report", str(jsonl_project))
     assert result.exit_code == 1 and "subsetctl run" in result.output

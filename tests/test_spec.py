@@ -272,6 +272,29 @@ def test_validate_applies_and_blames_an_override_naming_a_strategy(jsonl_project
     assert load_spec(path, ["search.strategies.random.params.k=3"]).search.strategies[1].params == {"k": 3}
 
 
+def test_messages_quote_an_override_naming_a_strategy_or_source_as_it_was_written(jsonl_project: Path) -> None:
+    """An override naming a strategy or a source is written with its index for what follows, and
+    the messages quoted that form (`set on the command line: search.strategies[1].params.k=abc`)
+    to a user who typed the name: they quote what was written, the spec's keys keeping the index."""
+    from subsetctl.api import validate_spec_file
+
+    path = jsonl_project / "subsetctl.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["search"] = {"strategies": [{"name": "forward"}, {"name": "random", "params": {"k": 1}}]}
+    path.write_text(yaml.safe_dump(data))
+    [issue] = validate_spec_file(path, ["search.strategies.random.params.k=abc"]).issues
+    assert issue.key.startswith("search.strategies[1].params") and "[1].params.k=abc" not in issue.message
+    assert issue.message.endswith("(given in overrides: search.strategies.random.params.k=abc)"), issue.message
+    [issue] = validate_spec_file(path, ["search.strategies.random.name.x=1"]).issues  # applying it failed
+    assert issue.message == ("Override 'search.strategies.random.name.x=1': search.strategies[1].name is not a "
+                             "mapping."), issue.message
+    [issue] = validate_spec_file(path, ["sources.b.name=007"]).issues  # the quotes to type: on what was typed
+    assert "in overrides: 'sources.b.name=\"007\"'" in issue.message and issue.message.endswith(
+        "(given in overrides: sources.b.name=007)"), issue.message
+    with pytest.raises(SpecError, match=re.escape("Override 'sources.b.max_examples.x=1': sources[1].max_examples")):
+        load_spec(path, ["sources.b.max_examples=3", "sources.b.max_examples.x=1"])
+
+
 def test_an_override_of_one_source_leaves_a_source_aliasing_its_settings_alone() -> None:
     """`loader: *ld` is the anchored mapping itself, which deepcopy kept shared: the override
     `sources[0].loader.path=b.jsonl` read b.jsonl for the aliasing source too."""

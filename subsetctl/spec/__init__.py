@@ -109,6 +109,7 @@ from subsetctl.spec.overrides import (  # noqa: F401
     _typed_text,
     _yaml_drops_a_comment,
     apply_overrides,
+    as_written,
     attribute_overrides,
     indexed_overrides,
     override_keys,

@@ -1272,6 +1272,17 @@ class Spec(StrictModel):
         settings alone): what the report may call "made with command-line overrides"."""
         return self._command_line
 
+    #: each of the overrides that named a search strategy or a source, as recorded (with its
+    #: index) -> as the user wrote it (:func:`~subsetctl.spec.overrides.indexed_overrides`)
+    _written: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @property
+    def overrides_as_written(self) -> dict[str, str]:
+        """Each of :attr:`command_line_overrides` that named a search strategy or a source by
+        its name, with its index -> as the user wrote it: what messages quote
+        (:func:`~subsetctl.spec.overrides.as_written`)."""
+        return self._written
+
     @model_validator(mode="after")
     def _names(self) -> Spec:
         """Every name problem at once: reserved names, names taken twice, the target's name."""

@@ -72,12 +72,14 @@ def _yaml_drops_a_comment(text: str) -> bool:
     return any(char == "#" and not any(start <= i < end for start, end in spans) for i, char in enumerate(text))
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``key=value`` overrides (values parsed as YAML) to a copy of ``data``."""
+def apply_overrides(data: dict[str, Any], overrides: list[str], written: dict[str, str] | None = None) -> dict[str, Any]:
+    """Apply ``key=value`` overrides (values parsed as YAML) to a copy of ``data``. ``written``:
+    :func:`indexed_overrides`'s, so that an error quotes an override as it was written."""
     out = _unshared_copy(data)
     for item in map(_typed_text, overrides):
+        shown = as_written(item, written)
         if "=" not in item:
-            raise SpecError(f"Override {item!r} must look like key=value (e.g. gradients.d=256).")
+            raise SpecError(f"Override {shown!r} must look like key=value (e.g. gradients.d=256).")
         key, raw_value = item.split("=", 1)
         value = override_value(raw_value)
         parts = parse_key_path(key)
@@ -86,25 +88,25 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             nxt = parts[i + 1]
             if isinstance(part, int):
                 if not isinstance(node, list) or part >= len(node):
-                    raise SpecError(_no_item(item, parts[: i + 1], node, out))
+                    raise SpecError(_no_item(shown, parts[: i + 1], node, out))
                 node = node[part]
             else:
                 if not isinstance(node, dict):
-                    raise SpecError(_not_a_mapping(item, parts[:i], node, part))
+                    raise SpecError(_not_a_mapping(shown, parts[:i], node, part))
                 if part not in node or node[part] is None:
                     if isinstance(nxt, int):
-                        raise SpecError(f"Override {item!r}: {format_path(tuple(parts[: i + 1]))} does not "
+                        raise SpecError(f"Override {shown!r}: {format_path(tuple(parts[: i + 1]))} does not "
                                         f"exist.{_groups_hint(parts[: i + 1], out)}")
                     node[part] = {}
                 node = node[part]
         last = parts[-1]
         if isinstance(last, int):
             if not isinstance(node, list) or last >= len(node):
-                raise SpecError(_no_item(item, parts, node, out))
+                raise SpecError(_no_item(shown, parts, node, out))
             node[last] = value
         else:
             if not isinstance(node, dict):
-                raise SpecError(_not_a_mapping(item, parts[:-1], node, last))
+                raise SpecError(_not_a_mapping(shown, parts[:-1], node, last))
             node[last] = value
     return out
 
@@ -134,7 +136,7 @@ _NAMED_LISTS = (
 _CHOICES_LISTED = 10
 
 
-def indexed_overrides(data: dict[str, Any], overrides: list[str]) -> list[str]:
+def indexed_overrides(data: dict[str, Any], overrides: list[str], written: dict[str, str] | None = None) -> list[str]:
     """``overrides`` with a search strategy or a source named where its index goes, written with
     its index: ``search.strategies.forward.params.k=3`` -> ``search.strategies[0].params.k=3`` (the
     strategy whose ``label``, or ``name``, is forward), ``sources.wiki.max_examples=50`` ->
@@ -142,7 +144,10 @@ def indexed_overrides(data: dict[str, Any], overrides: list[str]) -> list[str]:
     leave it, so that what follows (applying them, blaming issues on them, recording them) sees one
     key for one setting. The index alone changed with the list's order. Raises SpecError when no
     item or several answer to the name (two `random` baselines: their labels, or indices, tell them
-    apart), listing them. Other overrides, malformed ones included, are kept as written."""
+    apart), listing them. Other overrides, malformed ones included, are kept as written.
+    ``written``, when given, gets each override written here with an index -> the override as
+    it was written, for the messages that quote it (:func:`as_written`): they quoted
+    ``search.strategies[1].params.k=3`` to a user who typed ``search.strategies.forward.params.k=3``."""
     out: list[str] = []
     for item in overrides:
         key, _, value = str(item).partition("=")
@@ -183,7 +188,15 @@ def indexed_overrides(data: dict[str, Any], overrides: list[str]) -> list[str]:
             hint = _groups_hint(["sources"], applied) if listed.noun == "source" and not found else ""
             raise SpecError(f"Override {item!r}: {problem}.{hint}")
         out.append(f"{format_path((*listed.path, found[0], *parts[len(listed.path) + 1:]))}={value}")
+        if written is not None:
+            written[out[-1]] = item
     return out
+
+
+def as_written(item: str, written: dict[str, str] | None) -> str:
+    """The override ``item`` as the user wrote it: with the name of the strategy or source
+    that :func:`indexed_overrides` (which filled ``written``) wrote with its index; else as it is."""
+    return written.get(item, item) if written else item
 
 
 def _choices(named: str, entries: list[Any], indices: Any, where: str, listed: _NamedList) -> str:
@@ -329,8 +342,10 @@ def overrides_under(overrides: list[str], keys: list[str]) -> list[str]:
                    for k in keys)]
 
 
-def attribute_overrides(issues: list[SpecIssue], overrides: list[str]) -> list[SpecIssue]:
-    """Point issues under an overridden key at the command-line override that set it.
+def attribute_overrides(issues: list[SpecIssue], overrides: list[str],
+                        written: dict[str, str] | None = None) -> list[SpecIssue]:
+    """Point issues under an overridden key at the command-line override that set it, quoted
+    as it was written (``written``: :func:`indexed_overrides`'s).
 
     Without this, ``run . estimate.lam=-1`` would be reported at the line of the file's
     own ``lam:``, which holds a valid value; the user would look in the wrong place. An
@@ -345,9 +360,10 @@ def attribute_overrides(issues: list[SpecIssue], overrides: list[str]) -> list[S
         named = [plain_key, *(f"{k}.name" for k in re.findall(r"sources\[\d+\]", issue.message))]
         for key, item in reversed(blamed):  # the last override of a key is the one in effect
             if any(same_branch(k, key) for k in named) or _selects_meaning_of(key, plain_key):
-                message = _quoted_on_the_command_line(issue.message, item) if key == plain_key else issue.message
+                shown = as_written(item, written)
+                message = _quoted_on_the_command_line(issue.message, shown) if key == plain_key else issue.message
                 issue = issue.model_copy(update={
-                    "line": None, "message": f"{message} ({worded('set on the command line', 'given in overrides')}: {item})"})
+                    "line": None, "message": f"{message} ({worded('set on the command line', 'given in overrides')}: {shown})"})
                 break
         out.append(issue)
     return out

@@ -643,7 +643,8 @@ def load_spec(path: Path, overrides: list[str] | None = None) -> Spec:
     (:func:`~subsetctl.spec.overrides.indexed_overrides`)."""
     data, text = read_yaml(path)
     if overrides:
-        data = apply_overrides(data, indexed_overrides(data, overrides))
+        written: dict[str, str] = {}  # (an error quotes an override naming a strategy as it was written)
+        data = apply_overrides(data, indexed_overrides(data, overrides, written), written)
     spec, issues = validate_data(data, str(path), text)
     if issues:
         raise SpecError(
