@@ -242,6 +242,21 @@ def test_a_source_is_named_in_an_override_and_a_name_none_or_two_answer_to_is_re
         indexed_overrides({key: value for key, value in grouped.items() if key != "sources"}, ["sources.x.max_examples=5"])
 
 
+def test_an_override_naming_a_key_where_an_item_goes_is_told_to_name_one_item() -> None:
+    """`sources.max_examples=3` (meant for every source) said only "no source is named
+    'max_examples'": it is a key of each source, set on one at a time."""
+    data = {**MINIMAL, "sources": [{"name": n, "loader": {"type": "jsonl", "path": f"{n}.jsonl"}} for n in ("a", "b")]}
+    with pytest.raises(SpecError, match=r"no source is named 'max_examples' .*'max_examples' is a key of each source, "
+                                        r"not a source's name: .*\(sources\.NAME\.max_examples=3\) or by its index "
+                                        r"\(sources\[0\]\.max_examples=3\)"):
+        indexed_overrides(data, ["sources.max_examples=3"])
+    with pytest.raises(SpecError, match=r"'params' is a key of each strategy"):
+        indexed_overrides({**MINIMAL, "search": {"strategies": [{"name": "forward"}]}}, ["search.strategies.params={}"])
+    with pytest.raises(SpecError) as unknown:  # a name that is no key: no such advice
+        indexed_overrides(data, ["sources.wiki=3"])
+    assert "is a key of each" not in str(unknown.value)
+
+
 def test_validate_and_load_spec_apply_an_override_naming_a_source(jsonl_project: Path) -> None:
     """Through validate (and so plan and run) and load_spec, as a strategy's name is."""
     from subsetctl.api import validate_spec_file

@@ -120,6 +120,7 @@ class _NamedList(NamedTuple):
     plural: str
     unlisted: str  # the rest of "the spec lists no search.strategies to name 'x' among", when it lists none
     tell_apart: str  # the rest of the advice when several answer to the name (after "by its index, ...")
+    item_model: str  # the spec model of one item (in subsetctl.spec.models), whose keys a name may be mistaken for
 
 
 #: the lists whose items an override may name instead of indexing: ``search.strategies.forward``
@@ -127,8 +128,9 @@ class _NamedList(NamedTuple):
 _NAMED_LISTS = (
     _NamedList(("search", "strategies"), ("label", "name"), "strategy", "strategies",
                " (the default strategy is not written in the file): list them there, or set the list whole on the "
-               "command line (search.strategies=[{name: ...}])", ", or by a `label:` that the spec gives it"),
-    _NamedList(("sources",), ("name",), "source", "sources", "", ""),
+               "command line (search.strategies=[{name: ...}])", ", or by a `label:` that the spec gives it",
+               "StrategySpec"),
+    _NamedList(("sources",), ("name",), "source", "sources", "", "", "SourceSpec"),
 )
 
 #: how many items a refused name's error lists (the closest to the name first): a `by` group
@@ -186,11 +188,27 @@ def indexed_overrides(data: dict[str, Any], overrides: list[str], written: dict[
                             f"{format_path((*listed.path, found[0], *parts[len(listed.path) + 1:]))}={value}"
                             f"{listed.tell_apart}")
             hint = _groups_hint(["sources"], applied) if listed.noun == "source" and not found else ""
+            if not found and len(parts) == len(listed.path) + 1:
+                hint = _one_item_key_hint(named, value, listed) + hint
             raise SpecError(f"Override {item!r}: {problem}.{hint}")
         out.append(f"{format_path((*listed.path, found[0], *parts[len(listed.path) + 1:]))}={value}")
         if written is not None:
             written[out[-1]] = item
     return out
+
+
+def _one_item_key_hint(named: str, value: str, listed: _NamedList) -> str:
+    """Advice when the name looked for is a key of one item (``sources.max_examples=3``, meant
+    for every source): there is no key setting it on them all; name one item, by its name or
+    its index. Empty for other names."""
+    from subsetctl.spec import models
+
+    if named not in getattr(models, listed.item_model).model_fields:
+        return ""
+    where = format_path(listed.path)
+    return (f" {named!r} is a key of each {listed.noun}, not a {listed.noun}'s name: an override sets it on one "
+            f"{listed.noun} at a time, named ({where}.NAME.{named}={value}) or by its index "
+            f"({where}[0].{named}={value}); there is no key for all {listed.plural} at once.")
 
 
 def as_written(item: str, written: dict[str, str] | None) -> str:
