@@ -578,10 +578,11 @@ def validate(specs: tuple[str, ...], fmt: str, no_plugins: bool) -> None:
             fixed = " ".join(f"KEY{a}" if a.startswith("=") else a for a in joined.split(" "))
             raise click.UsageError(
                 f"{keyless[0]!r} is a value without a key: {before}. Write each override as one argument, "
-                f"key=value without spaces around '=', with the key you mean: `subsetctl validate {fixed}`."
+                f"key=value without spaces around '=', with the key you mean: `subsetctl validate{_given_options()} {fixed}`."
             )
         raise click.UsageError(f"{split[0]!r} is not a spec file or a key=value override. Write each override "
-                               f"as one argument, key=value without spaces around '=': `subsetctl validate {joined}`.")
+                               f"as one argument, key=value without spaces around '=': "
+                               f"`subsetctl validate{_given_options()} {joined}`.")
     # as typed (a Path would drop "//"); a path holding "=" (/data/x=1/subsetctl.yaml) stays a path
     overrides = [a for a in specs if _OVERRIDE_KEY.match(a) and not _exists(Path(a).expanduser())]
     paths = [Path(a).expanduser() for a in specs if a not in overrides]
@@ -826,6 +827,27 @@ def _folder_not_override(directory: Path | None) -> Path | None:
     return directory
 
 
+def _given_options() -> str:
+    """The options given on the command line to the current command, written back as
+    arguments (" --until search --force data"; "" for none), for a usage error's suggested
+    command: the fix of a split override (`run P --until search gradients.d = 8`) suggested
+    the command without `--until search`, which then ran every stage."""
+    ctx = click.get_current_context()
+    words: list[str] = []
+    for param in ctx.command.params:
+        if not isinstance(param, click.Option) or param.name is None \
+                or ctx.get_parameter_source(param.name) is not click.core.ParameterSource.COMMANDLINE:
+            continue
+        value = ctx.params.get(param.name)
+        if param.is_flag and not isinstance(param.flag_value, str):
+            opts = param.opts if value else param.secondary_opts
+            words += opts[:1]
+            continue
+        for one in value if param.multiple else (value,):
+            words += [param.opts[0], shell_arg(one)]
+    return "".join(f" {word}" for word in words)
+
+
 def _split_dir(directory: Path | None, overrides: tuple[str, ...]) -> tuple[Path | None, tuple[str, ...]]:
     """`subsetctl run a=b` (no directory): the first argument is an override. A project
     folder after the overrides (`subsetctl plan gradients.d=32 proj`) is a usage error
@@ -848,7 +870,8 @@ def _split_dir(directory: Path | None, overrides: tuple[str, ...]) -> tuple[Path
                 )
             raise click.UsageError(
                 f"{stray[0]!r} is not a key=value override. Write each override as one argument, key=value "
-                f"without spaces around '=' (quote a value that has spaces): `{command}{folder} {joined}`."
+                f"without spaces around '=' (quote a value that has spaces): "
+                f"`{command}{_given_options()}{folder} {joined}`."
             )
         raise click.UsageError(
             f"{stray[0]!r} is not a key=value override. Give the project folder first, then the overrides: "

@@ -758,6 +758,24 @@ def test_an_override_split_by_spaces_is_a_usage_error_suggesting_it_whole(tmp_pa
         assert result.exit_code == 2, result.output
         assert "without spaces around '='" in result.output and suggested in result.output, result.output
 
+
+def test_a_split_override_s_suggested_command_keeps_the_options_given(tmp_path: Path) -> None:
+    """`run P --until search gradients.d = 8` suggested `subsetctl run P gradients.d=8`:
+    pasted, it ran every stage, not up to search."""
+    runner = CliRunner()
+    for args, suggested in (
+            (["run", str(tmp_path), "--until", "search", "-q", "--force", "data", "--force", "meta_init",
+              "gradients.d", "=", "8"],
+             f"`subsetctl run --until search --force data --force meta_init --quiet {tmp_path} gradients.d=8`"),
+            (["plan", "--format", "json", str(tmp_path), "gradients.d", "=", "8"],
+             f"`subsetctl plan --format json {tmp_path} gradients.d=8`"),
+            (["validate", "--no-plugins", str(tmp_path), "gradients.d", "=", "8"],
+             f"`subsetctl validate --no-plugins {tmp_path} gradients.d=8`")):
+        result = runner.invoke(main, args, prog_name="subsetctl")
+        assert result.exit_code == 2, result.output
+        assert suggested in " ".join(result.output.split()), result.output
+
+
 def test_validate_keeps_a_project_apart_from_a_value_split_off_its_key(tmp_path: Path,
                                                                        monkeypatch) -> None:
     """`validate m1 =3` (m1 a project) suggested `subsetctl validate m1=3`, the folder glued
