@@ -1226,15 +1226,30 @@ class Pipeline:
         if options.get("shard") is not None:
             return self._run_shard(until, force, options, on_stage)
         with self.project.lock(notice=self.reporter.warn):
-            limit = self.spec.project.cache_limit_gb
-            started = self.project.cache_clock() if limit is not None else None
+            started = self._cache_clock()
             results = self._run_stages(until, force, options, on_stage)
-            self.project.prune_resolved_specs()  # those of results no longer kept
-            if limit is not None and started is not None:
-                self._trim_caches(limit, started)
-            if self.spec.project.keep_previous_gb is not None:
-                self._trim_previous(self.spec.project.keep_previous_gb)
+            self._trim_kept(started)
             return results
+
+    def _cache_clock(self) -> int | None:
+        """When this run started, by the cache's clock (:meth:`Project.cache_clock`), where
+        ``project.cache_limit_gb`` asks for the caches to be trimmed (None: they are not)."""
+        return self.project.cache_clock() if self.spec.project.cache_limit_gb is not None else None
+
+    def _trim_kept(self, started_ns: int | None) -> None:
+        """Once a run's stages are done, under the exclusive lock: what the project keeps
+        besides its results within the spec's limits. The oldest previous sets beyond
+        ``project.keep_previous`` (a lowered number: after the sets the spec matches were
+        put back), the caches within ``cache_limit_gb`` (``started_ns``: :meth:`_cache_clock`),
+        the previous sets within ``keep_previous_gb``; last, the stored specs no kept
+        results name any more."""
+        limits = self.spec.project
+        self.project.limit_all_previous(limits.sets_to_keep)
+        if limits.cache_limit_gb is not None and started_ns is not None:
+            self._trim_caches(limits.cache_limit_gb, started_ns)
+        if limits.keep_previous_gb is not None:
+            self._trim_previous(limits.keep_previous_gb)
+        self.project.prune_resolved_specs()  # those of results no longer kept
 
     def _trim_previous(self, limit: float) -> None:
         """Keep the earlier result sets within ``project.keep_previous_gb``: those kept least
@@ -1329,10 +1344,25 @@ class Pipeline:
                 if status.will_run and self._work_fingerprint(gradients) != status.fingerprint:
                     self._refuse_discarding_shards(gradients, status.fingerprint, status.inputs or {}, shard_run=True)
                     self._prepare_work_dir(gradients, status.fingerprint, status.inputs or {})
+        started = self._cache_clock()
         with self.project.lock(notice=self.reporter.warn, shared=True, shard=True, waiting=self.reporter.info):
             shard_results = self._run_stages("gradients", set(), options, on_stage, shared=True)
+        self._trim_kept_after_shard(started)
         done = {r["stage"] for r in results}
         return results + [r for r in shard_results if r["stage"] not in done]
+
+    def _trim_kept_after_shard(self, started_ns: int | None) -> None:
+        """After a shard run's shard: :meth:`_trim_kept`, as a plain run does, under the
+        exclusive lock taken as a shard run takes it (shard runs starting meanwhile wait), so
+        never while other shard runs compute theirs (the last one to finish trims) nor
+        while a plain run holds the project (it trims itself)."""
+        try:
+            held = self._shard_preparation_lock(lambda: False)
+        except LockedError:  # a plain `run` took the project since: it keeps the limits
+            return
+        if held is not None:  # None: other shard runs still hold the project
+            with held:
+                self._trim_kept(started_ns)
 
     def _refuse_discarding_shards(self, stage: Stage, fp: str | None, inputs: dict[str, Any], shard_run: bool) -> None:
         """A run whose inputs differ from those of the gradient shards already computed
@@ -1475,8 +1505,6 @@ class Pipeline:
                 ran = True
             if until is not None and stage.name == until:
                 break
-        if not shared:  # a lowered keep_previous: the oldest sets beyond it go, once those the spec matches are back
-            self.project.limit_all_previous(self.spec.project.sets_to_keep)
         return results
 
     def _still_up_to_date(self, stage: Stage, manifest: dict[str, Any] | None, fp: str | None,

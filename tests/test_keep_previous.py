@@ -428,15 +428,21 @@ def test_keep_previous_takes_true_false_or_a_count() -> None:
     assert refused.value.error_count() == 1 and "a whole number from 0 to 100" in str(refused.value)
 
 
+def _two_previous_gradient_sets(tiny_project_ran) -> tuple[Path, Path, Path, int]:
+    """The project run with gradients.d 16, 8 then 4: its two previous gradients sets (d=8's,
+    then d=16's) and the bytes of the newer one."""
+    tiny_project = tiny_project_ran("gradients")
+    for d in (8, 4):
+        run_project(tiny_project, until="gradients", overrides=[f"gradients.d={d}"])
+    newer, older = Project(tiny_project).previous_sets("gradients")
+    return tiny_project, newer, older, sum(p.stat().st_size for p in newer.rglob("*") if p.is_file())
+
+
 def test_keep_previous_gb_drops_the_sets_kept_least_recently(tiny_project_ran) -> None:
     """Gradient stores take gigabytes: `project.keep_previous_gb` bounds the disk the
     previous sets take, of all stages together, the least recently kept going first."""
-    tiny_project = tiny_project_ran("gradients")
+    tiny_project, newer, older, newer_size = _two_previous_gradient_sets(tiny_project_ran)
     project = Project(tiny_project)
-    for d in (8, 4):
-        run_project(tiny_project, until="gradients", overrides=[f"gradients.d={d}"])
-    newer, older = project.previous_sets("gradients")  # d=8's, then d=16's
-    newer_size = sum(p.stat().st_size for p in newer.rglob("*") if p.is_file())
     limit = ["gradients.d=4", f"project.keep_previous_gb={(newer_size + 1) / 1e9!r}"]
     assert _actions(run_project(tiny_project, until="gradients", overrides=limit))["gradients"] == "up to date"
     assert project.previous_sets("gradients") == [newer] and not older.exists()
@@ -463,3 +469,24 @@ def test_an_earlier_subsetctls_previous_set_moved_in_halfway_is_recovered(tmp_pa
     assert kept == [project.previous_dir("gradients") / "0123456789abcdef"] and not moving.exists()
     assert (kept[0] / "features.npy").read_bytes() == b"rows"
     assert [folder for folder, _ in project.read_previous_manifests("gradients")] == kept
+
+
+def test_shard_runs_trim_the_kept_sets_once_no_other_shard_run_is_computing(tiny_project_ran) -> None:
+    """`run --shard` keeps `project.keep_previous` and `keep_previous_gb` as a plain run does,
+    but only as the last shard run to finish: while another holds the project's shared lock,
+    nothing kept is deleted under it."""
+    from test_shards import _hold_lock, _release
+
+    tiny_project, newer, older, newer_size = _two_previous_gradient_sets(tiny_project_ran)
+    project = Project(tiny_project)
+    limit = ["gradients.d=4", f"project.keep_previous_gb={(newer_size + 1) / 1e9!r}"]
+    holder = _hold_lock(tiny_project, shared=True)  # another shard run, still computing
+    try:
+        run_project(tiny_project, overrides=limit, options={"shard": (0, 2)})
+    finally:
+        _release(holder)
+    assert project.previous_sets("gradients") == [newer, older]  # left to the last shard run
+    run_project(tiny_project, overrides=limit, options={"shard": (1, 2)})
+    assert project.previous_sets("gradients") == [newer] and not older.exists()
+    run_project(tiny_project, overrides=["gradients.d=4", "project.keep_previous=0"], options={"shard": (1, 2)})
+    assert project.previous_sets("gradients") == []
