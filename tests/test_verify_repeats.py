@@ -142,3 +142,22 @@ def test_a_resumed_verify_records_the_divergence_of_a_fine_tune_done_before_it_s
         (f"verify: the ce fine-tune of subset {'+'.join(rows[0]['subset']) or '(target only)'} (seed {rows[0]['seed']}) "
          "diverged; it is excluded. If many do, lower verify.lr_ce.")], warnings
     assert not any("[" in w for w in warnings), "subsets are named as the report names them, not as Python lists"
+
+
+def test_plan_counts_no_damaged_verify_cache_entry_as_cached(tiny_project: Path) -> None:
+    """A cache entry cut short (or a folder in its place) is trained again by `run`:
+    `plan` counts only the entries `run` takes."""
+    from subsetctl.api import plan_project, run_project
+
+    base = ["verify.enabled=true", "verify.steps=2", "verify.batch_size=4", "verify.kinds=[ce]",
+            "finetune.enabled=false", "calibrate.lambda_grid=[1.0]"]
+    run_project(tiny_project, [*base, "verify.k=3"], until="verify")
+    cut, folder, _ = sorted((tiny_project / ".subsetctl" / "cache" / "verify").glob("*.json"))
+    cut.write_text(cut.read_text()[:10])
+    folder.unlink()
+    folder.mkdir()
+    verify = {s.name: s for s in plan_project(tiny_project, [*base, "verify.k=4"], until="verify")[2]}["verify"]
+    assert verify.work is not None and verify.work.endswith("; 1 of 4 cached, reused"), verify.work
+    run_project(tiny_project, [*base, "verify.k=4"], until="verify")
+    manifest = json.loads((tiny_project / ".subsetctl" / "verify" / "manifest.json").read_text())
+    assert manifest["summary"]["reused"] == 1

@@ -259,20 +259,26 @@ class RunCache:
         return [self._path(kind, subset, seed), *(self._path(kind, subset, seed, b) for b in self.legacy_bases)]
 
     def holds(self, kind: str, subset: list[str], seed: int) -> bool:
-        """Whether the cache has an entry for this fine-tune (under today's key or one an
-        earlier subsetctl wrote), changing nothing: for `plan` (a damaged entry, which
-        :meth:`get` drops, counts)."""
-        return any(path.is_file() for path in self._paths(kind, subset, seed))
+        """Whether :meth:`get` would take this fine-tune from the cache, changing nothing:
+        for `plan`. The entry :meth:`get` reads (today's key's, else the first an earlier
+        subsetctl wrote) must hold a result: a damaged one (cut short, garbled, a folder),
+        which :meth:`get` passes over, does not count, so `plan` promises no reuse that
+        `run` then trains again."""
+        entry = next((path for path in self._paths(kind, subset, seed) if path.exists()), None)
+        try:
+            return entry is not None and _cached_result(entry) is not None
+        except OSError:  # a folder where the file belongs (dropped by get), or unreadable now
+            return False
 
     def get(self, kind: str, subset: list[str], seed: int) -> dict[str, Any] | None:
         path, *legacy = self._paths(kind, subset, seed)
         common.adopt_legacy_entry(path, legacy)
         common.drop_misshapen_entry(self.reporter, path, folder=False)
         try:
-            result = json.loads(path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+            result = _cached_result(path)
+        except FileNotFoundError:
             return None
-        if not common.is_record(result, RESULT_KEYS):  # damaged: trained again
+        if result is None:  # damaged: trained again
             return None
         touch(path)  # used: the last to go when the caches are trimmed (project.cache_limit_gb)
         return result
@@ -282,6 +288,17 @@ class RunCache:
         path = self._path(kind, subset, seed)
         common.drop_misshapen_entry(self.reporter, path, folder=False)  # (not looked up when forced)
         atomic_write_json(path, common.versioned(result))
+
+
+def _cached_result(path: Path) -> dict[str, Any] | None:
+    """The fine-tune's result the cache entry ``path`` holds; None when it is damaged (cut
+    short, garbled, not a result), which is trained again. Raises OSError when the file
+    cannot be read (FileNotFoundError: there is none)."""
+    try:
+        result = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return result if common.is_record(result, RESULT_KEYS) else None
 
 
 def mean_over_repeats(runs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
