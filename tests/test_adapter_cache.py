@@ -218,3 +218,39 @@ def test_an_adapter_the_full_cache_disk_cannot_take_is_warned_of_not_a_stopped_r
     assert writes.refused and len(said) == 1 and "cannot take results" in said[0], said
     assert os.strerror(errno.ENOSPC) in said[0] and "adapter_model.safetensors" in said[0], said
     assert list(cache.folder.iterdir()) == []  # no half-written entry either
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_holds_tells_what_restore_takes_changing_nothing(tmp_path: Path) -> None:
+    """`plan` counts a cached fine-tune (:meth:`AdapterCache.holds`) only where `run`'s
+    :meth:`AdapterCache.restore` takes it: one of another order, under an earlier key, with a
+    damaged record, an adapter file cut short or missing, or a file in the folder's place."""
+    cases = {}
+    cache = cases["of another order under the key"] = _cache(tmp_path / "order")
+    _put(cache._entry(["a", "b"], 0), ["b", "a"], "trained b, a")
+    cache = cases["under an earlier key"] = _cache(tmp_path / "legacy", legacy=True)
+    _put(cache._entry(["b", "a"], 0, cache.legacy_bases[0], keyed=["a", "b"]), ["b", "a"], "old key")
+    cache = cases["cut short"] = _cache(tmp_path / "cut")
+    _put(cache._entry(["a", "b"], 0), ["a", "b"], "x")
+    (cache._entry(["a", "b"], 0) / "adapter" / "w.bin").write_text("")
+    cache = cases["adapter file missing"] = _cache(tmp_path / "missing")
+    _put(cache._entry(["b", "a"], 0), ["b", "a"], "x")
+    (cache._entry(["b", "a"], 0) / "adapter" / "w.bin").unlink()
+    cache = cases["damaged record"] = _cache(tmp_path / "record")
+    _put(cache._entry(["a", "b"], 0), ["a", "b"], "x")
+    (cache._entry(["a", "b"], 0) / "record.json").write_text('{"subset": ["a", ')
+    cache = cases["a file"] = _cache(tmp_path / "file")
+    cache._entry(["a", "b"], 0).write_text("not an entry")
+    cache = cases["intact"] = _cache(tmp_path / "intact")
+    _put(cache._entry(["a", "b"], 0), ["a", "b"], "x")
+    for case, cache in cases.items():
+        before = _files(cache.folder)
+        held = {tuple(subset): cache.holds(subset, 0) for subset in (["a", "b"], ["b", "a"])}
+        assert _files(cache.folder) == before, case  # plan changes nothing
+        taken = {tuple(subset): _restored(cache, subset, tmp_path / case) is not None
+                 for subset in (["a", "b"], ["b", "a"])}
+        assert held == taken, case
+    assert sum(sum(cache.holds(s, 0) for s in (["a", "b"], ["b", "a"])) for cache in cases.values()) == 3

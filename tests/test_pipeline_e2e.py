@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -230,6 +231,31 @@ def test_finetune_and_evaluate_reuse_what_an_upstream_change_left_the_same(tiny_
     assert summary("finetune")["reused_runs"] >= 1 and summary("evaluate")["reused"] >= 1
     records = json.loads((tiny_project / ".subsetctl" / "finetune" / "runs.json").read_text())
     assert all("b" not in r["subset"] for r in records.values())
+
+
+def test_plan_says_how_many_fine_tunes_and_test_results_the_caches_hold(tiny_project_ran) -> None:
+    """As verify's: "3 of 5 cached, reused" where the stages that decide them are not re-run,
+    counting only what `run` takes (a test result or an adapter file cut short is not)."""
+    tiny_project = tiny_project_ran()
+    state = tiny_project / ".subsetctl"
+    n = json.loads((state / "finetune" / "manifest.json").read_text())["summary"]["runs"]
+
+    def work(stage: str, overrides: tuple[str, ...] = ()) -> str:
+        return str({s.name: s for s in plan_project(tiny_project, list(overrides))[2]}[stage].work)
+
+    assert work("finetune", ("finetune.seeds=2",)).endswith(f"; {n} of {2 * n} cached, reused")
+    assert work("evaluate", ("finetune.seeds=2",)).endswith("; those in the cache are reused")  # not known yet
+    shutil.rmtree(state / "evaluate")
+    cut = min((state / "cache" / "evaluate").glob("*.json"))
+    cut.write_text(cut.read_text()[:5])
+    assert work("evaluate").endswith(f"; {n - 1} of {n} cached, reused")
+    shutil.rmtree(state / "finetune")
+    adapter = min((state / "cache" / "finetune").glob("*/adapter"))
+    weights = max(adapter.iterdir(), key=lambda p: p.stat().st_size)
+    weights.write_bytes(weights.read_bytes()[:100])
+    assert work("finetune").endswith(f"; {n - 1} of {n} cached, reused")
+    run_project(tiny_project)
+    assert json.loads((state / "finetune" / "manifest.json").read_text())["summary"]["reused_runs"] == n - 1
 
 
 def test_calibration_against_a_kind_verify_did_not_run_is_recorded_and_reported(tiny_project_ran) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from subsetctl.errors import shell_arg
+from subsetctl.errors import UserError, shell_arg
 from subsetctl.pipeline import Stage, StageContext
 from subsetctl.project import Project
 from subsetctl.reporter import AboutThisRun, resume_at
@@ -515,6 +515,48 @@ def reused_unless_forced(forced: bool, reused: str,
     a forced verify, finetune, evaluate, search or data stage computes everything again, and
     `plan` said "those in the cache are reused" all the same."""
     return f"--force: {instead}" if forced else reused
+
+
+class _PlannedContext(StageContext):
+    """A stage's context for `plan` (:func:`cached_count_work`): its upstream stages' results
+    as `run` will find them, kept ones put back; a folder only once they are in it."""
+
+    def upstream_manifest(self, stage: str) -> dict[str, Any]:
+        manifest = self.project.read_results_manifest(stage)
+        if not manifest or manifest.get("corrupt") or "output_digest" not in manifest:
+            raise UserError(f"Stage {stage!r} has no finished results `run` would find.")
+        return manifest
+
+    def upstream_dir(self, stage: str) -> Path:
+        from subsetctl.project import MANIFEST, read_json_object
+
+        folder = self.project.results_dir(stage)
+        if read_json_object(folder / MANIFEST) != self.upstream_manifest(stage):
+            raise UserError(f"Stage {stage!r}'s results are not in its folder until `run` puts them back.")
+        return folder
+
+
+def cached_count_work(stage: Stage, spec: Spec, forced: bool, project: Project, rerun: set[str],
+                      count: Callable[[StageContext], tuple[int, int]]) -> str:
+    """``stage``'s `plan` work line (:meth:`Stage.work`) with its last clause ("those in the
+    cache are reused") saying how many of its results the re-run cache holds, "3 of 8
+    cached, reused", which tells how much of the stage's hours are left: ``count(ctx)``
+    gives (cached, all), where ``ctx`` reads the upstream results as `run` will find them
+    (kept ones put back) and reports nothing; it counts only entries `run` takes, changing
+    nothing on disk. The plain line when ``forced`` or an upstream stage re-runs (what the
+    stage will compute is not known yet), or when what ``count`` reads is missing or
+    unreadable now (`run` says why)."""
+    from subsetctl.reporter import SilentReporter
+
+    work = stage.work(spec, forced)
+    if forced or any(name in rerun for name in stage.after):
+        return work
+    try:
+        cached, total = count(_PlannedContext(spec, project, SilentReporter(), project.stage_dir(stage.name)))
+    except (UserError, OSError, ValueError, KeyError, TypeError, AttributeError):
+        return work
+    head = work[:work.rindex("; ")] if "; " in work else work
+    return f"{head}; {cached} of {total} cached, reused"
 
 
 def steps_work(steps: int, batch_size: int, grad_accum: int = 1) -> str:

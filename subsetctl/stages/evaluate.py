@@ -7,13 +7,14 @@ the evaluate settings, so re-running the stage evaluates only adapters it has no
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from subsetctl import RESULTS_VERSION
 from subsetctl.pipeline import StageContext
-from subsetctl.project import atomic_write_json, fingerprint, touch
+from subsetctl.project import Project, atomic_write_json, fingerprint, touch
 from subsetctl.reporter import ShownInResults
 from subsetctl.spec import Spec, fingerprint_dump
 from subsetctl.stages import common
@@ -59,6 +60,18 @@ def result_cache_keys(ctx: StageContext, runs: list[str]) -> dict[str, list[str]
     return {run: keys(run) for run in runs}
 
 
+def _cached_result(entry: Path) -> dict[str, Any] | None:
+    """The test result the cache entry ``entry`` holds; None when there is none there, or
+    it is damaged (cut short, garbled, not a result, a folder), which is evaluated again."""
+    if not entry.is_file():
+        return None
+    try:
+        result = json.loads(entry.read_text())
+    except (ValueError, UnicodeDecodeError):  # (a JSONDecodeError is a ValueError)
+        return None
+    return result if common.is_record(result, RESULT_KEYS) else None
+
+
 class EvaluateStage(common.ModelStage):
     name = "evaluate"
     description = "test-split metrics of every fine-tuned selection"
@@ -80,6 +93,22 @@ class EvaluateStage(common.ModelStage):
         generate = "" if spec.model.kind == "classifier" else f", generating up to {spec.evaluate.max_new_tokens} tokens"
         return (f"the target's test split through each fine-tuned adapter{generate}; "
                 + common.reused_unless_forced(forced, "those in the cache are reused"))
+
+    def planned_work(self, spec: Spec, forced: bool, project: Project, rerun: set[str]) -> str | None:
+        """:meth:`work`, saying how many of the adapters' test results the cache holds ("3 of
+        5 cached, reused") when the stages that decide them (data, finetune) are not
+        re-run. Nothing on disk changes."""
+        def count(ctx: StageContext) -> tuple[int, int]:
+            labels = json.loads((ctx.upstream_dir("finetune") / "labels.json").read_text())["labels"]
+            runs = sorted({run for each in labels.values() for run in each})
+            cache = project.state_dir.joinpath(*RESULT_CACHE)
+            cached = 0
+            for keys in result_cache_keys(ctx, runs).values():  # the entry `run` reads: today's, else an earlier key's
+                entry = next((path for path in (cache / f"{k}.json" for k in keys) if path.exists()), None)
+                cached += entry is not None and _cached_result(entry) is not None
+            return cached, len(runs)
+
+        return common.cached_count_work(self, spec, forced, project, rerun, count)
 
     def enabled(self, spec: Any) -> bool:
         return bool(spec.finetune.enabled)
@@ -110,20 +139,16 @@ class EvaluateStage(common.ModelStage):
                 cached, *legacy = (cache / f"{k}.json" for k in cache_keys[key])
                 common.adopt_legacy_entry(cached, legacy)
                 common.drop_misshapen_entry(ctx.reporter, cached, folder=False)
-                if cached.is_file() and not ctx.options.get("forced"):  # this adapter was evaluated before
-                    try:
-                        result = json.loads(cached.read_text())
-                        if not common.is_record(result, RESULT_KEYS):
-                            raise ValueError(f"{cached} is damaged")  # evaluated again
-                        provenance.reused(key, common.take_versions(result))
-                        per_run[key] = result
-                        touch(cached)  # used: the last to go when the caches are trimmed
-                        reused += 1
-                        atomic_write_json(per_run_path, per_run)
-                        task.update(sum(k in per_run for k in keys))
-                        continue
-                    except (ValueError, UnicodeDecodeError):  # (a JSONDecodeError is a ValueError)
-                        pass
+                # this adapter was evaluated before (a damaged result is evaluated again)
+                result = _cached_result(cached) if not ctx.options.get("forced") else None
+                if result is not None:
+                    provenance.reused(key, common.take_versions(result))
+                    per_run[key] = result
+                    touch(cached)  # used: the last to go when the caches are trimmed
+                    reused += 1
+                    atomic_write_json(per_run_path, per_run)
+                    task.update(sum(k in per_run for k in keys))
+                    continue
                 if model is None:
                     model, tokenizer, _ = common.lora_model(ctx, trainable=False)
                 load_adapter_weights(model, ft / adapter_relpath(key))

@@ -24,6 +24,7 @@ from subsetctl import RESULTS_VERSION
 from subsetctl.errors import UserError
 from subsetctl.pipeline import StageContext
 from subsetctl.project import (
+    Project,
     artifact_checksums,
     artifacts_shape_ok,
     atomic_write_json,
@@ -128,6 +129,21 @@ class AdapterCache:
         common.adopt_legacy_entry(entry, [c for c in candidates if _recorded_subset(c) == list(subset)])
         return entry
 
+    def holds(self, subset: list[str], seed: int) -> bool:
+        """Whether :meth:`restore` would take this run from the cache, changing nothing: for
+        `plan`. The entry :meth:`_locate` would find (under today's key unless that holds a
+        run of another order, else the first an earlier subsetctl wrote for this order) must
+        pass :meth:`restore`'s checks; its adapter's files untouched since they were stored
+        are trusted by their stat stamps, so no weights are read."""
+        entry = self._entry(subset, seed)
+        if not entry.exists() or _recorded_subset(entry) not in (None, list(subset)):
+            candidates = [self._entry(subset, seed, legacy) for legacy in self.legacy_bases]
+            if list(subset) != sorted(subset):
+                candidates += [self._entry(subset, seed, base, keyed=sorted(subset))
+                               for base in [self.base, *self.legacy_bases]]
+            entry = next((c for c in candidates if c != entry and _recorded_subset(c) == list(subset)), entry)
+        return entry.is_dir() and _recorded_subset(entry) == list(subset) and _intact(entry, raises=False)
+
     def restore(self, subset: list[str], seed: int, run_dir: Path) -> dict[str, Any] | None:
         """Copy a cached adapter into ``run_dir``; its record, or None when not cached. An
         entry whose adapter files fail their checksums (a truncated or overwritten file, a bad
@@ -196,12 +212,14 @@ def _adapter_problems(entry: Path) -> list[str]:
     return [] if (entry / "adapter").is_dir() else ["the adapter folder is missing"]
 
 
-def _intact(entry: Path) -> bool:
-    """Whether a cached run's adapter passes its checksums (:func:`_adapter_problems`)."""
+def _intact(entry: Path, raises: bool = True) -> bool:
+    """Whether a cached run's adapter passes its checksums (:func:`_adapter_problems`).
+    An entry that cannot be read raises (:func:`_damage`) unless not ``raises`` (`plan`)."""
     try:
         return not _adapter_problems(entry)
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        _damage(entry, exc)  # (raises when the entry could not be read, which is no damage)
+        if raises:
+            _damage(entry, exc)  # (raises when the entry could not be read, which is no damage)
         return False
 
 
@@ -346,6 +364,18 @@ class FinetuneStage(common.ModelStage):
         return (f"up to {selections * f.seeds} fine-tunes ({selections} selections{seeds}; alike picks are trained "
                 f"once) of {common.steps_work(f.steps, f.batch_size, f.grad_accum)}; "
                 + common.reused_unless_forced(forced, "those in the cache are reused"))
+
+    def planned_work(self, spec: Spec, forced: bool, project: Project, rerun: set[str]) -> str | None:
+        """:meth:`work`, saying how many of its distinct fine-tunes the cache holds ("3 of 5
+        cached, reused") when the stages that decide them (data, search) are not re-run.
+        Nothing on disk changes."""
+        def count(ctx: StageContext) -> tuple[int, int]:
+            cache = AdapterCache(ctx)
+            jobs = {run_key(subset, seed): (subset, seed) for subset in selections(ctx).values()
+                    for seed in range(spec.project.seed, spec.project.seed + spec.finetune.seeds)}
+            return sum(cache.holds(*job) for job in jobs.values()), len(jobs)
+
+        return common.cached_count_work(self, spec, forced, project, rerun, count)
 
     def enabled(self, spec: Any) -> bool:
         return bool(spec.finetune.enabled)

@@ -23,17 +23,14 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from subsetctl import RESULTS_VERSION
-from subsetctl.errors import UserError
 from subsetctl.pipeline import StageContext
 from subsetctl.project import Project, atomic_write_json, fingerprint, touch
-from subsetctl.reporter import SilentReporter
 from subsetctl.spec import Spec
 from subsetctl.stages import common
 
@@ -104,25 +101,15 @@ class VerifyStage(common.ModelStage):
         reused") when the stages that key them (data, meta_init) are not re-run: `plan` said
         "those in the cache are reused", which told nothing of the hours the rest take.
         Nothing on disk changes (no entry adopted, dropped or dated)."""
-        work = self.work(spec, forced)
-        if forced or any(name in rerun for name in self.after):
-            return work
-        # their results as they will be once `run` has put kept ones back (plan reads those)
-        manifests = {name: project.read_results_manifest(name) for name in self.after}
-        if any(not m or m.get("corrupt") or "output_digest" not in m for m in manifests.values()):
-            return work
-        ctx = StageContext(spec, project, SilentReporter(), project.stage_dir(self.name))
-        try:
-            cache = RunCache(ctx, upstream=lambda name: manifests[name])
-        except (UserError, OSError):  # the model's files cannot be read now: `run` says why
-            return work
-        v = spec.verify
-        subsets = verify_subsets(common.source_names(spec), v.k, spec.project.seed)
-        keys = [(kind, subset, spec.project.seed + repeat)
-                for repeat in range(v.repeats) for kind in v.kinds for subset in subsets]
-        cached = sum(cache.holds(*key) for key in keys)
-        head = work[:work.rindex("; ")] if "; " in work else work
-        return f"{head}; {cached} of {len(keys)} cached, reused"
+        def count(ctx: StageContext) -> tuple[int, int]:
+            cache = RunCache(ctx)  # (a UserError or OSError: the model's files cannot be read now)
+            v = spec.verify
+            subsets = verify_subsets(common.source_names(spec), v.k, spec.project.seed)
+            keys = [(kind, subset, spec.project.seed + repeat)
+                    for repeat in range(v.repeats) for kind in v.kinds for subset in subsets]
+            return sum(cache.holds(*key) for key in keys), len(keys)
+
+        return common.cached_count_work(self, spec, forced, project, rerun, count)
 
     def enabled(self, spec: Any) -> bool:
         return bool(spec.verify.enabled)
@@ -226,11 +213,9 @@ class RunCache:
     depends on, in the project's state folder (outside the stage folder, which is reset
     when the verify settings change)."""
 
-    def __init__(self, ctx: StageContext, upstream: Callable[[str], dict[str, Any]] | None = None) -> None:
-        """``upstream``: the manifest of an upstream stage by name (by default the one in its
-        folder; `plan` passes those `run` will put back)."""
+    def __init__(self, ctx: StageContext) -> None:
         spec = ctx.spec
-        upstream = upstream or ctx.upstream_manifest
+        upstream = ctx.upstream_manifest  # (`plan`'s: those `run` will find, :func:`common.cached_count_work`)
         self.reporter = ctx.reporter
         self.folder = ctx.project.state_dir.joinpath(*RUN_CACHE)
         self.spec = spec
