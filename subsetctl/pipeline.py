@@ -1416,25 +1416,32 @@ class Pipeline:
             + (f" Shard{'s' if len(ours) > 1 else ''} {', '.join(ours)} {'are' if len(ours) > 1 else 'is'} of this "
                f"run's settings: to merge {'them' if len(ours) > 1 else 'it'} and discard only the others, delete "
                + " and ".join(shell_arg(self.project.stage_dir(stage.name) / "shards" / "shard-{}-of-{}".format(
-                   *label.split("/"))) for label, _ in shards if label in other) + " first." if ours else "")
+                   *label.split("/"))) for label, _ in shards if label in other) + " first."
+               if ours and len(ours) < len(shards) else "")  # (none of other settings: nothing to delete)
         )
 
     def _shards_outlive_work_marker(self, stage: Stage, inputs: dict[str, Any],
                                     shards: list[tuple[str, int]] | None = None,
                                     other: dict[str, str] | None = None) -> bool:
         """Whether every gradient shard holding rows is of this run's inputs (``inputs``)
-        though the stage's work marker is of others': its data results the same as the
-        marker's, and its settings and meta_init's adapter as the spec and meta_init tell them
-        (the merge checks each shard's full info again). An older run's marker left beside
+        though the stage's work marker is of others': its data results this run's (the
+        marker's, or, where the data changed since, those the shard records it was computed
+        from: shards computed elsewhere since), and its settings and meta_init's adapter as
+        the spec and meta_init tell them (the merge checks each shard's full info again). An older run's marker left beside
         shards copied in from other machines is no reason to refuse, or to discard them.
         ``shards`` and ``other``: :func:`_computed_shards` and :func:`_shards_of_other_settings`
         when the caller has read them already (each reads every shard's files)."""
+        from subsetctl.stages.gradients import shards_data
+
         old = self.project.read_work_marker(stage.name).get("inputs")
         old_data = (old.get("upstream") or {}).get("data") if isinstance(old, dict) else None
-        if old_data is None or old_data != (inputs.get("upstream") or {}).get("data"):
-            return False
-        other = _shards_of_other_settings(self.project, self.spec) if other is None else other
+        data = (inputs.get("upstream") or {}).get("data")
         shards = _computed_shards(self.project) if shards is None else shards
+        if old_data is None or old_data != data:  # each shard must say it was computed from this run's data
+            recorded = shards_data(self.project)
+            if data is None or not shards or any(recorded.get(label) != data for label, _ in shards):
+                return False
+        other = _shards_of_other_settings(self.project, self.spec) if other is None else other
         return not any(label in other for label, _ in shards)
 
     def _shard_preparation_lock(self, needed: Callable[[], bool]) -> contextlib.ExitStack | None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from tinymodels import change_data_of
 
 from subsetctl.api import plan_project, run_project
 from subsetctl.cli import main
@@ -708,3 +709,41 @@ def test_this_specs_shards_beside_an_older_runs_work_marker_are_merged_not_refus
     assert 0 < summary["reused"] < summary["rows"] and summary["d"] == 16, summary
     provenance = json.loads((Project(tiny_project).stage_dir("gradients") / "provenance.json").read_text())
     assert list(provenance["computed_with"]) == ["shard 1/2"], provenance
+
+
+def test_shards_of_the_changed_data_beside_an_older_runs_work_marker_are_merged_not_refused(tiny_project_ran,
+                                                                                            tmp_path_factory) -> None:
+    """Shard 0/2 computed here left its work.json; then the data changed, and both shards of
+    the new data, computed on another machine, were copied in. The plain run called them
+    "for other inputs (differing: the results of data)", its advice (--force gradients)
+    discarding them. Each shard records the data it was computed from: a shard of the old
+    data is named to delete, and shards of this run's data are merged."""
+    tiny_project = tiny_project_ran("meta_init")
+    run_project(tiny_project, options={"shard": (0, 2)})  # its work.json: of the data as it was
+    machine = tiny_project_ran("meta_init", into=tmp_path_factory.mktemp("machine"))
+    change_data_of(tiny_project)
+    change_data_of(machine)
+    for index in (0, 1):
+        run_project(machine, options={"shard": (index, 2)})
+    shards, there = (folder / ".subsetctl" / "gradients" / "shards" for folder in (tiny_project, machine))
+    shutil.copytree(there / "shard-1-of-2", shards / "shard-1-of-2")
+    with pytest.raises(UserError, match="for other inputs than this run's") as caught:
+        run_project(tiny_project, until="gradients")
+    message = " ".join(str(caught.value).split())
+    assert "Shard 1/2 is of this run's settings" in message and f"delete {shards / 'shard-0-of-2'} first" in message
+    shutil.rmtree(shards / "shard-0-of-2")
+    shutil.copytree(there / "shard-0-of-2", shards / "shard-0-of-2")
+    for index in (0, 1):  # as an earlier subsetctl wrote them: their data unknown, the work.json's stands
+        info = json.loads((shards / f"shard-{index}-of-2" / "info.json").read_text())
+        (shards / f"shard-{index}-of-2" / "info.json").write_text(json.dumps({**info, "data": None}))
+    with pytest.raises(UserError, match="add --force gradients") as caught:
+        run_project(tiny_project, until="gradients")
+    assert "discard only the others" not in str(caught.value)  # (it named no folder to delete)
+    for index in (0, 1):
+        shutil.copy(there / f"shard-{index}-of-2" / "info.json", shards / f"shard-{index}-of-2" / "info.json")
+    gradients = {s.name: s for s in plan_project(tiny_project)[2]}["gradients"]
+    assert gradients.state == "unfinished" and "all 2 gradient shards done; `run` merges them" in gradients.reasons, \
+        gradients
+    assert run_project(tiny_project, until="gradients")[-1]["action"] == "ran"
+    summary = json.loads((Project(tiny_project).stage_dir("gradients") / "manifest.json").read_text())["summary"]
+    assert summary["computed"] == 0 and summary["reused"] == summary["rows"], summary

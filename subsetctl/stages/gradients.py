@@ -241,6 +241,7 @@ class GradientsStage(common.ModelStage):
         batch_size = ctx.spec.gradients.batch_size
         shards_dir = ctx.out_dir / "shards"
         index, count = shard
+        info, earlier = _with_data(info, earlier, ctx.upstream_manifest("data").get("output_digest"))
         store = self._open_or_create(shard_dir(shards_dir, index, count), info, earlier, lambda: create_shard_store(
             shards_dir, rows, d, hidden, info, index, count, batch_size))
         if not store.complete:
@@ -272,7 +273,9 @@ class GradientsStage(common.ModelStage):
         provenance = common.Provenance(ctx)  # (resumed: the shards an earlier try of this run took rows from)
         if not np.any(store.written):  # a new store: a record left from before is of other rows
             provenance.computed_with.clear()
-        shards, passed_over = self._usable_shards(shards_dir, info, earlier) if not store.complete else ([], [])
+        data = ctx.upstream_manifest("data").get("output_digest")
+        shards, passed_over = self._usable_shards(shards_dir, *_with_data(info, earlier, data)) if not store.complete \
+            else ([], [])
         for name, why in passed_over:  # its rows are computed here: say so, it may be hours of work
             ctx.reporter.warn(f"gradients: shard {shard_label(name)} is not merged ({why}); its rows are computed here, "
                               "and its folder is deleted with the merged shards once they are (copy it aside now "
@@ -380,7 +383,8 @@ class GradientsStage(common.ModelStage):
         summary = (project.read_results_manifest("meta_init") or {}).get("summary")
         if isinstance(summary, dict) and isinstance(summary.get("adapter_fingerprint"), str):
             info["adapter_fingerprint"] = summary["adapter_fingerprint"]
-        return self._usable_shards(shards_dir, info, {})[1]
+        data = (project.read_results_manifest("data") or {}).get("output_digest")
+        return self._usable_shards(shards_dir, *_with_data(info, {}, data if isinstance(data, str) else None))[1]
 
     @staticmethod
     def _model_identity(ctx: StageContext, model_info: dict[str, Any]) -> tuple[str, list[str]]:
@@ -555,6 +559,37 @@ def running_shards(project: Project) -> list[str]:
         if numbers is not None and file_lock_held(lock):
             running.append(numbers[::-1])
     return [f"{index}/{count}" for count, index in sorted(running)]
+
+
+#: the key of a shard's info.json naming the data stage's results its rows were computed from
+#: (their output digest): a shard copied in from a machine whose data differed is passed
+#: over, and one of this run's data kept beside an older run's work.json of other data
+SHARD_DATA = "data"
+
+
+def _with_data(info: dict[str, Any], earlier: dict[str, list[Any]],
+               data: str | None) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """A shard's ``info`` and ``earlier`` (as :meth:`GradientStore.info_differences` takes
+    them) with the data results it must be of, ``data`` (:data:`SHARD_DATA`; nothing when
+    unknown); a shard an earlier subsetctl computed, which records none, is not refused
+    for it (the run's work.json tells its data)."""
+    if data is None:
+        return info, earlier
+    return {**info, SHARD_DATA: data}, {**earlier, SHARD_DATA: [None]}
+
+
+def shards_data(project: Project) -> dict[str, str | None]:
+    """The data results (:data:`SHARD_DATA`) each gradient shard under ``shards/`` records
+    it was computed from, by ``"i/N"``: None for a shard that records none (an earlier
+    subsetctl's) or whose info cannot be read."""
+    from subsetctl.project import read_json_object
+
+    found = {}
+    for path in (project.stage_dir("gradients") / "shards").glob("shard-*-of-*"):
+        if path.is_dir() and shard_numbers(path.name) is not None:
+            data = (read_json_object(path / "info.json") or {}).get(SHARD_DATA)
+            found[shard_label(path.name)] = data if isinstance(data, str) else None
+    return found
 
 
 def shards_of_other_settings(project: Project, spec: Spec) -> dict[str, str]:
