@@ -1344,8 +1344,8 @@ class Pipeline:
                 if status.will_run and self._work_fingerprint(gradients) != status.fingerprint:
                     self._refuse_discarding_shards(gradients, status.fingerprint, status.inputs or {}, shard_run=True)
                     self._prepare_work_dir(gradients, status.fingerprint, status.inputs or {})
-        started = self._cache_clock()
         with self.project.lock(notice=self.reporter.warn, shared=True, shard=True, waiting=self.reporter.info):
+            started = self._cache_clock()  # (written under the lock: the state folder's links refused first)
             shard_results = self._run_stages("gradients", set(), options, on_stage, shared=True)
         self._trim_kept_after_shard(started)
         done = {r["stage"] for r in results}

@@ -472,21 +472,25 @@ def test_an_earlier_subsetctls_previous_set_moved_in_halfway_is_recovered(tmp_pa
 
 
 def test_shard_runs_trim_the_kept_sets_once_no_other_shard_run_is_computing(tiny_project_ran) -> None:
-    """`run --shard` keeps `project.keep_previous` and `keep_previous_gb` as a plain run does,
-    but only as the last shard run to finish: while another holds the project's shared lock,
-    nothing kept is deleted under it."""
+    """`run --shard` keeps `project.keep_previous`, `keep_previous_gb` and `cache_limit_gb` as a
+    plain run does, but only as the last shard run to finish: while another holds the
+    project's shared lock, nothing kept is deleted under it."""
     from test_shards import _hold_lock, _release
 
     tiny_project, newer, older, newer_size = _two_previous_gradient_sets(tiny_project_ran)
     project = Project(tiny_project)
-    limit = ["gradients.d=4", f"project.keep_previous_gb={(newer_size + 1) / 1e9!r}"]
+    limit = ["gradients.d=4", f"project.keep_previous_gb={(newer_size + 1) / 1e9!r}", "project.cache_limit_gb=1e-9"]
+    cached = project.state_dir / "cache" / "verify" / "0123456789abcdef.json"  # a verify run used long ago
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_text("{}")
+    os.utime(cached, (1e9, 1e9))
     holder = _hold_lock(tiny_project, shared=True)  # another shard run, still computing
     try:
         run_project(tiny_project, overrides=limit, options={"shard": (0, 2)})
     finally:
         _release(holder)
-    assert project.previous_sets("gradients") == [newer, older]  # left to the last shard run
+    assert project.previous_sets("gradients") == [newer, older] and cached.exists()  # left to the last shard run
     run_project(tiny_project, overrides=limit, options={"shard": (1, 2)})
-    assert project.previous_sets("gradients") == [newer] and not older.exists()
+    assert project.previous_sets("gradients") == [newer] and not older.exists() and not cached.exists()
     run_project(tiny_project, overrides=["gradients.d=4", "project.keep_previous=0"], options={"shard": (1, 2)})
     assert project.previous_sets("gradients") == []
