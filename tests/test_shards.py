@@ -378,6 +378,27 @@ def test_a_damaged_shard_is_warned_about_and_its_rows_computed(tiny_project_ran)
     assert 0 < summary["reused"] < summary["rows"] and summary["reused"] + summary["computed"] == summary["rows"]
 
 
+def test_a_shard_of_other_data_copied_in_is_not_merged(tiny_project_ran) -> None:
+    """A shard records the data results it was computed from: one of other data (copied in
+    from a machine whose data files differed, with no work.json to tell) is passed over
+    with a warning, its rows computed here, as one of other settings is."""
+    from subsetctl.reporter import SilentReporter
+
+    tiny_project = tiny_project_ran("meta_init")
+    run_project(tiny_project, options={"shard": (0, 2)})
+    run_project(tiny_project, options={"shard": (1, 2)})
+    info_path = tiny_project / ".subsetctl" / "gradients" / "shards" / "shard-1-of-2" / "info.json"
+    info = json.loads(info_path.read_text())
+    info_path.write_text(json.dumps({**info, "data": "0123456789abcdef"}))
+    reporter = SilentReporter()
+    assert run_project(tiny_project, until="gradients", reporter=reporter)[-1]["action"] == "ran"
+    (warning,) = [w for w in reporter.warnings if w.startswith("gradients: shard")]
+    assert warning.startswith(f"gradients: shard 1/2 is not merged (computed with other settings or another model, "
+                              f"adapter or data: data: stored '0123456789abcdef', expected {info['data']!r})"), warning
+    summary = json.loads((tiny_project / ".subsetctl" / "gradients" / "manifest.json").read_text())["summary"]
+    assert 0 < summary["reused"] < summary["rows"] and summary["reused"] + summary["computed"] == summary["rows"]
+
+
 def test_force_with_shard_advises_commands_that_work(tiny_project_ran) -> None:
     """The advice names the project and a command that runs: `--until meta_init` would refuse
     `--force gradients` (it comes after), so that one goes with a plain run."""
@@ -618,7 +639,7 @@ def test_plan_names_a_shard_of_other_settings_that_the_merge_would_pass_over(tin
     info_path = tiny_project / ".subsetctl" / "gradients" / "shards" / "shard-1-of-2" / "info.json"
     info = json.loads(info_path.read_text())
     info_path.write_text(json.dumps({**info, "seed": info["seed"] + 1}))  # as if run with another gradients.seed
-    why = f"computed with other settings or another model or adapter: seed: stored {info['seed'] + 1}, expected {info['seed']}"
+    why = f"computed with other settings or another model, adapter or data: seed: stored {info['seed'] + 1}, expected {info['seed']}"
     (gradients,) = [s for s in plan_project(tiny_project)[2] if s.name == "gradients"]
     assert gradients.reasons == [(
         "1 of 2 gradient shards done; compute the others with `run --shard i/2`, then `run` merges them (it computes "

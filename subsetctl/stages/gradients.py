@@ -419,7 +419,7 @@ class GradientsStage(common.ModelStage):
                 continue
             differences = shard.info_differences(info, earlier)
             if differences:
-                passed_over.append((path.name, "computed with other settings or another model or adapter: "
+                passed_over.append((path.name, "computed with other settings or another model, adapter or data: "
                                                + "; ".join(differences)))
                 continue
             if "shard" in shard.info:
