@@ -286,8 +286,8 @@ def check_project(directory: Path, import_plugins: bool = True) -> tuple[list[Ch
 def check_hub(spec: Any, spec_dir: Path) -> Check | None:
     """The hub ids the spec names load here (reachable hub, or in the local cache); None
     when it names none that would need the hub."""
-    from subsetctl.api import unreachable_hub_ids
     from subsetctl.spec import format_path
+    from subsetctl.spec_checks import unreachable_hub_ids
 
     missing = unreachable_hub_ids(spec, spec_dir)
     if not missing:

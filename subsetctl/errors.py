@@ -185,6 +185,12 @@ def worded(cli: str, python: str) -> str:
     return cli if _CLI_WORDING.get() else python
 
 
+def joined_names(names: list[str], last: str = "and") -> str:
+    """``["a", "b", "c"]`` as "a, b and c", for a message naming several things (``last``:
+    the word before the last name)."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {last} {names[-1]}"
+
+
 class UserError(Exception):
     """An error caused by user input; the message says what is wrong and what to do.
 

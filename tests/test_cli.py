@@ -1584,8 +1584,9 @@ def test_validate_warns_about_fewer_random_subsets_than_sources(jsonl_project: P
     """random_ensemble and surrogate with m below the number of sources score each source from
     few subsets (at 1,000 sources, m=200 ranked them alike between two seeds at a Spearman of
     0.20), without a word; sources a source_files glob adds count."""
-    from subsetctl.api import _warn_few_random_subsets, validate_spec_file
+    from subsetctl.api import validate_spec_file
     from subsetctl.spec import Spec
+    from subsetctl.spec_checks import _warn_few_random_subsets
 
     path = jsonl_project / "subsetctl.yaml"
     strategies = ("search.strategies=[{name: random_ensemble, params: {m: 1}}, "

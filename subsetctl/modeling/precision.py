@@ -5,7 +5,7 @@ machine without one runs every model stage on the CPU in that precision: float16
 products there are many times slower than float32's (about 16× in a 512 × 576 × 1536 test on
 a 2-core AMD EPYC), and bfloat16 ones are slower too on CPUs without bfloat16 instructions.
 ``validate``, ``plan`` and ``run`` say so before meta_init starts (see
-:func:`subsetctl.api.spec_warnings`).
+:func:`subsetctl.spec_checks.spec_warnings`).
 """
 
 from __future__ import annotations
