@@ -50,7 +50,11 @@ def code_the_spec_runs(spec: Spec, imported: bool = True) -> list[str]:
     return notes
 
 
-def _issue_collector(spec_path: Path, text: str, found: list[SpecIssue]) -> Callable[[tuple[Any, ...], str], None]:
+#: How the checks below add an issue (or a warning) for a key: :func:`_issue_collector`'s function.
+_AddIssue = Callable[[tuple[Any, ...], str], None]
+
+
+def _issue_collector(spec_path: Path, text: str, found: list[SpecIssue]) -> _AddIssue:
     """A function that appends one SpecIssue for a key (its line looked up in the YAML
     ``text``) to ``found``; shared by the error and the warning checks."""
     from subsetctl.spec import format_path, line_of_key
@@ -114,10 +118,6 @@ def param_issues_of_an_invalid_spec(data: Any, path: Path, text: str) -> list[Sp
         except UserError as exc:
             issue(("search", "strategies", i, "params"), str(exc))
     return found
-
-
-#: How the checks below add an issue (or a warning) for a key: :func:`_issue_collector`'s function.
-_AddIssue = Callable[[tuple[Any, ...], str], None]
 
 
 def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue]:
@@ -656,7 +656,7 @@ def _warn_unused_calibrate_settings(spec: Spec, warn: _AddIssue) -> None:
                                           f"and {kept}. Set calibrate.enabled: true, or remove it.")
 
 
-def _warn_top_k_beyond_the_sources(spec: Spec, warn: Callable[[tuple[Any, ...], str], None]) -> None:
+def _warn_top_k_beyond_the_sources(spec: Spec, warn: _AddIssue) -> None:
     """A strategy's ``top_k`` (or the built-in ``random`` baseline's ``k``) above the number
     of sources keeps every source: valid (the same spec may later list more sources), but
     likely not what was meant; the search says so again when it runs."""
@@ -676,7 +676,7 @@ def _warn_top_k_beyond_the_sources(spec: Spec, warn: Callable[[tuple[Any, ...], 
                  f"will keep all of them. Lower {key} to at most {n}.")
 
 
-def _warn_random_picks_alike(spec: Spec, warn: Callable[[tuple[Any, ...], str], None]) -> None:
+def _warn_random_picks_alike(spec: Spec, warn: _AddIssue) -> None:
     """Two built-in ``random`` baselines of one size (the same ``k``, or ``like`` the same
     strategy): both draw from ``project.seed``, so they pick the very same sources, one
     fine-tune, where two random draws were likely meant."""
@@ -746,7 +746,7 @@ def _warn_names_windows_refuses(spec: Spec, warn: _AddIssue) -> None:
              "or shared to Windows. Rename it if the project may be used there.")
 
 
-def _warn_few_random_subsets(spec: Spec, warn: Callable[[tuple[Any, ...], str], None]) -> None:
+def _warn_few_random_subsets(spec: Spec, warn: _AddIssue) -> None:
     """``random_ensemble`` or ``surrogate`` with ``m`` (the random subsets estimated) below the
     number of sources (as listed and expanded from ``source_files``): each source is then
     scored from few subsets, and its pick varies with ``project.seed``."""
@@ -798,7 +798,7 @@ def _named(spec: Spec, path: tuple[Any, ...], source: SourceSpec) -> str:
     return "each source of the group" if path[1] in spec.source_origins else f"source {source.name!r}"
 
 
-def _warn_split_of_one(spec: Spec, warn: Callable[[tuple[Any, ...], str], None]) -> None:
+def _warn_split_of_one(spec: Spec, warn: _AddIssue) -> None:
     """A split entry given as the whole number 1 (``train: 1``) is a count, one example,
     where every example (the fraction ``1.0``) is the likely meaning: valid, and the data
     stage would quietly keep one row. Said for the target and each listed source; for a
@@ -818,7 +818,7 @@ def _warn_split_of_one(spec: Spec, warn: Callable[[tuple[Any, ...], str], None])
 _ADAMW_LR_SLIP = 1.0
 
 
-def _warn_adamw_lr_slips(spec: Spec, warn: Callable[[tuple[Any, ...], str], None]) -> None:
+def _warn_adamw_lr_slips(spec: Spec, warn: _AddIssue) -> None:
     """An AdamW learning rate above :data:`_ADAMW_LR_SLIP` (meta_init.lr, finetune.lr,
     verify.lr_ce): valid, but AdamW's step is about the learning rate per weight, so such a
     run learns nothing useful, and on a small model it can even finish with no divergence
@@ -834,7 +834,7 @@ def _warn_adamw_lr_slips(spec: Spec, warn: Callable[[tuple[Any, ...], str], None
                       "the exponent's sign (1e-3, not 1e3).")
 
 
-def _warn_shared_generated_entries(spec: Spec, warn: Callable[[tuple[Any, ...], str], None]) -> None:
+def _warn_shared_generated_entries(spec: Spec, warn: _AddIssue) -> None:
     """Two ``reasoning_gym`` loaders of one task and config whose seed ranges overlap: most
     tasks make entry i from seed + i, so seeds 1 and 2 (size 100) share 99 entries, which
     the data stage's check for sources with exactly the same rows does not see. Said once per
