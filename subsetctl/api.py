@@ -157,9 +157,11 @@ class ValidationReport:
 
     @property
     def ok(self) -> bool:
+        """Whether the spec is valid: no errors (warnings and what was not checked do not count)."""
         return not self.issues
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as ``validate --format json`` prints it (numbered by :data:`VALIDATE_FORMAT`)."""
         return {"file": self.file, "valid": self.ok, "errors": [i.model_dump() for i in self.issues],
                 "warnings": [w.model_dump() for w in self.warnings], "runs_code": self.runs_code,
                 "plugins_imported": self.plugins_imported, "not_checked": [i.model_dump() for i in self.not_checked],
@@ -357,6 +359,9 @@ def load_project(
 
 
 def make_pipeline(project: Project, spec: Spec, reporter: Reporter | None = None) -> Pipeline:
+    """The pipeline of every stage for ``project`` and its validated ``spec``. The spec's
+    plugins are imported first (what they register is what the stages look up), except
+    while ``import_plugins=False`` holds them back (the checks say what that leaves unknown)."""
     from subsetctl.plugin_loading import load_plugin_string
     from subsetctl.stages import all_stages
 
@@ -565,4 +570,6 @@ def list_plugins(directory: str | Path | None = None, *, import_plugins: bool = 
 
 
 def schema_text() -> str:
+    """The JSON schema of the spec as ``subsetctl schema`` prints it and ``init`` writes it
+    beside a new spec (``subsetctl.schema.json``, which editors validate against)."""
     return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"

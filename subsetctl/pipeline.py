@@ -243,12 +243,15 @@ class StageContext:
 
     @property
     def spec_dir(self) -> Path:
+        """The project folder, which the spec's relative paths (data files, a model folder) start from."""
         return self.project.root
 
     def upstream_dir(self, stage: str) -> Path:
+        """The folder of ``stage``'s results, which this stage reads."""
         return self.project.stage_dir(stage)
 
     def upstream_manifest(self, stage: str) -> dict[str, Any]:
+        """``stage``'s manifest; a UserError when it has not run yet (its results are needed)."""
         manifest = self.project.read_manifest(stage)
         if manifest is None:
             raise UserError(f"Stage {stage!r} has not run yet; run `subsetctl run {shell_arg(self.project.root)}`.")
@@ -312,6 +315,8 @@ class Stage(ABC):
         return self.memory_keys
 
     def enabled(self, spec: Spec) -> bool:
+        """Whether ``spec`` switches this stage on (``verify.enabled``; ``finetune.enabled`` for
+        finetune and evaluate); a stage switched off is skipped by `run`, "disabled" in `plan`."""
         return True
 
     def work(self, spec: Spec, forced: bool = False) -> str | None:
@@ -397,8 +402,13 @@ PLAN_FORMAT = 1
 
 @dataclass
 class StageStatus:
+    """What `plan` finds of one stage (:meth:`Pipeline.plan`): its state, why, and whether `run`
+    would run it; ``plan --format json`` prints :meth:`to_dict`."""
+
     name: str
-    state: str  # "up to date" | "stale" | "never run" | "unfinished" | "disabled" | "corrupt"
+    #: "up to date" | "stale" | "never run" | "unfinished" | "disabled" | "corrupt" | "not checked"
+    #: (``plan --no-plugins``) | "running" (a live `run` computes it: :func:`subsetctl.api.plan_project`)
+    state: str
     reasons: list[str]
     will_run: bool
     fingerprint: str | None = None
@@ -435,6 +445,7 @@ class StageStatus:
     for_time_table: bool = False
 
     def to_dict(self) -> dict[str, Any]:
+        """The status as ``plan --format json`` prints it (numbered by :data:`PLAN_FORMAT`)."""
         return {"stage": self.name, "state": self.state, "reasons": self.reasons, "will_run": self.will_run,
                 "conditional": self.conditional, "put_back": self.put_back, "work": self.work,
                 "last_seconds": self.last_seconds, "last_work": self.last_work,
@@ -768,6 +779,7 @@ class Pipeline:
         self.overrides = list(overrides or [])
 
     def stage_names(self) -> list[str]:
+        """The stages' names, in the order they run."""
         return [s.name for s in self.stages]
 
     def _check_stage(self, name: str | None, optional: bool = True) -> None:
@@ -1814,6 +1826,12 @@ class Pipeline:
         on_stage: Callable[[str, str], None] | None,
         shared: bool = False,
     ) -> dict[str, Any] | None:
+        """Run ``stage`` in its folder (readied by :meth:`_prepare_work_dir`, resuming work of
+        the same inputs ``fp``; ``shared``: a shard run's, used as it is) and commit it: its
+        manifest (fingerprint, inputs, checksums, summary, warnings, versions) is written last.
+        Returns the manifest; None when the run computed only part (one shard of the gradients).
+        A failure is said as the user's where it is (the project folder gone, out of memory,
+        inputs changed while it ran), else raised with the stage and folder noted."""
         out_dir = self.project.stage_dir(stage.name)
         if not shared and stage.name == "gradients":
             self._refuse_discarding_shards(stage, fp, inputs, shard_run=False)

@@ -392,10 +392,13 @@ def timestamp() -> str:
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
+    """Write ``data`` to ``path`` as :func:`json_file_text`, atomically (see :func:`atomic_write`)."""
     atomic_write_text(path, json_file_text(data))
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """The SHA-256 of the file ``path`` as hex, read ``chunk`` bytes at a time (a model's
+    weights need not fit in memory)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while block := handle.read(chunk):
@@ -776,10 +779,12 @@ class Project:
 
     @property
     def spec_path(self) -> Path:
+        """The project's spec file, ``subsetctl.yaml``."""
         return self.root / SPEC_FILENAME
 
     @property
     def state_dir(self) -> Path:
+        """The folder of everything subsetctl computes and keeps for the project, ``.subsetctl``."""
         return self.root / STATE_DIRNAME
 
     @property
@@ -788,6 +793,7 @@ class Project:
         return self.state_dir / "lock"
 
     def stage_dir(self, stage: str) -> Path:
+        """The folder of ``stage``'s current results (and of a run's work in progress)."""
         return self.state_dir / stage
 
     def set_aside_dir(self, stage: str) -> Path:
