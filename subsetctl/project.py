@@ -7,8 +7,15 @@ Layout::
     DIR/.subsetctl/<stage>/     a stage's artifacts
     DIR/.subsetctl/<stage>/manifest.json
                                 written last, by atomic rename: the commit point
+    DIR/.subsetctl/<stage>/work.json
+                                the inputs and PID of the run working in the folder (a resume checks it)
     DIR/.subsetctl/specs/<digest>.json
                                 the resolved specs the stages ran with (each manifest names its own)
+    DIR/.subsetctl/.set-aside/<stage>/
+                                a stage's finished results while a run with other inputs replaces them
+    DIR/.subsetctl/.previous/<stage>/<fingerprint>/
+                                earlier result sets (``project.keep_previous``), put back when the spec returns to them
+    DIR/.subsetctl/cache/       re-run caches (fine-tunes, verify runs, test results, estimates; file hashes)
 
 A manifest records the stage fingerprint, the spec slice it was computed from, the
 upstream stages' output digests, the package and library versions, and a checksum of
@@ -53,6 +60,7 @@ from subsetctl.spec import SPEC_FILENAME
 #: under the state folder: each stage's last finished results while a run with other
 #: inputs re-runs it; put back if the spec returns to their inputs before that run commits
 SET_ASIDE_DIRNAME = ".set-aside"
+#: under the state folder: each stage's previous result sets (:meth:`Project.previous_dir`)
 PREVIOUS_DIRNAME = ".previous"
 
 STATE_DIRNAME = ".subsetctl"
