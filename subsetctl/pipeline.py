@@ -935,13 +935,7 @@ class Pipeline:
         not_checked: set[str] = set()  # stages whose inputs hold the code of a plugin not imported (--no-plugins)
         for stage in self.stages:
             if not stage.enabled(self.spec):
-                reasons = ["switched off in the spec"]
-                manifest = self.project.read_results_manifest(stage.name)  # also set aside: the report shows them
-                moved = stage.settings_moved_past(self.spec, manifest) if manifest else []
-                if moved:
-                    reasons.append(f"its results from an earlier run no longer match the spec ({_listed(moved)} "
-                                   "changed since); the report leaves them out")
-                statuses.append(StageStatus(stage.name, "disabled", reasons, False))
+                statuses.append(self._disabled_status(stage))
                 continue
             manifest = self.project.read_manifest(stage.name)
             last_seconds = (manifest.get("seconds") if manifest and not manifest.get("corrupt")
@@ -973,20 +967,8 @@ class Pipeline:
             elif manifest.get("corrupt"):
                 state, reasons = "corrupt", ["manifest.json is unreadable"]
             else:
-                restamped: dict[str, list[int]] = {}
-                problems = verify_checksums(self.project.stage_dir(stage.name), manifest.get("artifacts", {}),
-                                            restamped)
-                if restamped and not problems:  # a copied project: hashed once, not by every plan and report
-                    self.project.restamp_manifest_when_idle(stage.name, restamped)
-                if problems:
-                    state, reasons = "corrupt", problems
-                elif self._fingerprint_matches(stage, manifest, fp, inputs):
-                    missing = stage.missing_outputs(self.project, manifest)
-                    state = "stale" if missing else "up to date"
-                    reasons = [outputs_gone(self.project, missing)] if missing else []
-                else:
-                    state = "stale"
-                    reasons, missing, conditional_aside = self._changes(stage, manifest, inputs, rerun, force)
+                state, reasons, missing, conditional_aside = self._results_state(stage, manifest, fp, inputs, rerun,
+                                                                                 force)
             if reached_until and state == "up to date" and kept is None:
                 behind = [u for u in stage.after if u in left_stale]
                 if behind:  # its inputs are the outdated results of a stage `run --until` does not reach
@@ -1037,6 +1019,37 @@ class Pipeline:
             if until is not None and stage.name == until:
                 reached_until = True
         return statuses
+
+    def _disabled_status(self, stage: Stage) -> StageStatus:
+        """The status :meth:`plan` gives a stage the spec switches off: "disabled", and whether its
+        results from an earlier run (which the report may still show) no longer match the spec."""
+        reasons = ["switched off in the spec"]
+        manifest = self.project.read_results_manifest(stage.name)  # also set aside: the report shows them
+        moved = stage.settings_moved_past(self.spec, manifest) if manifest else []
+        if moved:
+            reasons.append(f"its results from an earlier run no longer match the spec ({_listed(moved)} "
+                           "changed since); the report leaves them out")
+        return StageStatus(stage.name, "disabled", reasons, False)
+
+    def _results_state(self, stage: Stage, manifest: dict[str, Any], fp: str | None, inputs: dict[str, Any],
+                       rerun: set[str], force: set[str]) -> tuple[str, list[str], list[str], bool]:
+        """What :meth:`plan` finds of ``stage``'s committed results (``manifest``, readable): the
+        state ("corrupt", "stale" or "up to date"), its reasons, the outputs missing, and whether
+        kept results would be put back if upstream output comes out as before (see :meth:`_changes`).
+        Artifacts found intact by hashing (a copied project) get their stamps recorded."""
+        restamped: dict[str, list[int]] = {}
+        problems = verify_checksums(self.project.stage_dir(stage.name), manifest.get("artifacts", {}), restamped)
+        if restamped and not problems:  # a copied project: hashed once, not by every plan and report
+            self.project.restamp_manifest_when_idle(stage.name, restamped)
+        if problems:
+            return "corrupt", problems, [], False
+        if self._fingerprint_matches(stage, manifest, fp, inputs):
+            missing = stage.missing_outputs(self.project, manifest)
+            if missing:
+                return "stale", [outputs_gone(self.project, missing)], missing, False
+            return "up to date", [], [], False
+        reasons, missing, conditional_aside = self._changes(stage, manifest, inputs, rerun, force)
+        return "stale", reasons, missing, conditional_aside
 
     def _not_checked(self, stage: Stage, inputs: dict[str, Any], not_checked: set[str],
                      manifest: dict[str, Any] | None) -> list[str]:
