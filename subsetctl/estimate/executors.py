@@ -72,10 +72,12 @@ def default_batch_size(n_masks: int, estimator: SubsetEstimator, workers: int = 
 
 
 def _batches(n: int, size: int) -> list[slice]:
+    """``n`` masks cut into slices of ``size`` (the last one shorter), in order."""
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
 
 def _run_batch(estimator: SubsetEstimator, masks: np.ndarray) -> EstimateBatch:
+    """Worker side of the threading and Dask backends: estimate one batch of ``masks``."""
     return estimator.estimate(masks)
 
 
@@ -156,7 +158,10 @@ def _delete_dead_runs_temp_dirs(parent: Path) -> None:
                 shutil.rmtree(folder, ignore_errors=True)
 
 
-def _estimate_nbytes(estimator: Any) -> int:
+def _array_bytes(estimator: Any) -> int:
+    """Bytes of the numpy arrays ``estimator`` holds (in its attributes, and the lists, tuples
+    and dicts among them, each array once): about the size of its dump, which
+    :func:`_temp_dir` puts in ``/dev/shm`` only when that has room for it."""
     total = 0
     stack = [estimator]
     seen: set[int] = set()
@@ -183,6 +188,9 @@ def _joblib_results(
     backend: str,
     n_jobs: int,
 ) -> Iterator[EstimateBatch]:
+    """The batches ``slices`` of ``masks`` estimated by joblib's ``backend`` ("threading": the
+    estimator shared in memory; "loky": dumped once for the worker processes, see
+    :func:`_dumped_estimator`), yielded in the order of ``slices``."""
     from joblib import Parallel, delayed
 
     if backend == "threading":
@@ -225,6 +233,7 @@ _dumped: dict[str, Any] = {}
 
 
 def _attribute_values(estimator: Any) -> list[Any]:
+    """``estimator``'s attributes as (name, value) pairs: what :func:`_same_estimator` compares."""
     return list(vars(estimator).items()) if hasattr(estimator, "__dict__") else []
 
 
@@ -244,7 +253,7 @@ def _dumped_estimator(estimator: SubsetEstimator) -> str:
         return str(_dumped["path"])
     _forget_dumped_file()
 
-    folder = _temp_dir(_estimate_nbytes(estimator))
+    folder = _temp_dir(_array_bytes(estimator))
     path = os.path.join(folder, _ESTIMATOR_FILE)
     try:
         _dump_for_workers(estimator, path)
@@ -289,6 +298,7 @@ def forget_dumped_estimator() -> None:
 
 
 def _forget_dumped_file() -> None:
+    """Forget the estimator the last loky call dumped (:data:`_dumped`) and delete its folder."""
     folder = _dumped.get("folder")
     _dumped.clear()
     if folder:
@@ -409,6 +419,7 @@ def _what_is_missing(exc: ImportError) -> str:
 
 
 def _bad_address(address: str, reason: Exception) -> UserError:
+    """The UserError for an ``executor.address`` that is no Dask scheduler address (``reason``: why)."""
     return UserError(
         f"executor.address {address!r} is not a Dask scheduler address ({reason}). Use the form "
         "tcp://HOST:PORT (what `dask scheduler` prints), or drop the address to use a local cluster."
