@@ -1236,7 +1236,11 @@ class Pipeline:
         options: dict[str, Any] | None = None,
         on_stage: Callable[[str, str], None] | None = None,
     ) -> list[dict[str, Any]]:
-        """Run every stale stage in order (up to ``until``); returns what each did.
+        """Run every stale stage in order (up to ``until``) under the project lock, then delete
+        the stored specs no results name and keep the caches and previous result sets within
+        their limits. Returns what each stage did: ``{"stage", "action", "seconds"}``, the
+        action "ran", "up to date" (with ``"put_back": True`` for kept results put back),
+        "partial" (its work continues in a later run) or "disabled".
 
         With ``options["shard"] = (i, N)`` only shard i of N of the gradients stage is
         computed (see :meth:`_run_shard`)."""
