@@ -573,7 +573,7 @@ def test_plan_says_how_much_work_the_last_run_took_its_seconds_for(tiny_project_
     size showed "2000 steps ...; its last run took 19 s", the 19 s being those of 6 steps:
     nothing said what the seconds were for, so they could not be scaled up. Now the last
     run's own work is said where it differs (without the reuse clause both share)."""
-    from subsetctl.pipeline import _without_shared_last_clause
+    from subsetctl.plan_reasons import without_shared_last_clause
 
     project = str(tiny_project_ran("gradients"))  # ran with meta_init.steps=4, gradients.d=16
     args = ["plan", project, "meta_init.steps=40", "gradients.d=64"]
@@ -591,9 +591,9 @@ def test_plan_says_how_much_work_the_last_run_took_its_seconds_for(tiny_project_
     # "those in the cache are reused" is said once, for the run to come, not again for the last one
     now = "up to 20 real fine-tunes (10 subsets × 2 kinds) of 200 steps of 16 examples; those in the cache are reused"
     then = "up to 10 real fine-tunes (5 subsets × 2 kinds) of 3 steps of 4 examples; those in the cache are reused"
-    assert _without_shared_last_clause(then, now) == "up to 10 real fine-tunes (5 subsets × 2 kinds) of 3 steps of 4 examples"
+    assert without_shared_last_clause(then, now) == "up to 10 real fine-tunes (5 subsets × 2 kinds) of 3 steps of 4 examples"
     nested = "3 strategies: up to 35 subsets (random_ensemble: 16; shared ones are estimated once, stored ones reused)"
-    assert _without_shared_last_clause(nested.replace("35", "20"), nested) == nested.replace("35", "20")
+    assert without_shared_last_clause(nested.replace("35", "20"), nested) == nested.replace("35", "20")
 
 
 def test_plan_says_the_last_search_in_brief(tiny_project_ran) -> None:
@@ -601,7 +601,7 @@ def test_plan_says_the_last_search_in_brief(tiny_project_ran) -> None:
     after the planned one ("its last run took 0.0 s, for 2 strategies, ...: up to 8 subsets
     (all there are of 3 sources; by strategy exhaustive: 8, ...; shared ones are estimated
     once, stored ones reused)"): the last run is now said by its strategies and subsets."""
-    from subsetctl.pipeline import _without_trailing_breakdown
+    from subsetctl.plan_reasons import without_trailing_breakdown
 
     project = tiny_project_ran("search")
     spec = yaml.safe_load((project / "subsetctl.yaml").read_text())
@@ -615,8 +615,8 @@ def test_plan_says_the_last_search_in_brief(tiny_project_ran) -> None:
     calibrate = {s["stage"]: s for s in json.loads(CliRunner().invoke(
         main, ["plan", str(project), "verify.enabled=true", "verify.k=2", "--format", "json"]).stdout)}["calibrate"]
     assert calibrate["last_work"].endswith("(verify is off)"), calibrate  # another stage's parenthesis says why
-    assert _without_trailing_breakdown("a (b) c", "x (y)") == "a (b) c"  # not at the end: kept
-    assert _without_trailing_breakdown("a (b (c))", "x") == "a (b (c))"  # now has none: kept
+    assert without_trailing_breakdown("a (b) c", "x (y)") == "a (b) c"  # not at the end: kept
+    assert without_trailing_breakdown("a (b (c))", "x") == "a (b (c))"  # now has none: kept
 
 
 def test_plan_says_at_most_how_many_subsets_the_search_estimates() -> None:
@@ -709,11 +709,11 @@ def test_plan_says_a_change_came_from_the_last_runs_command_line(jsonl_project: 
 
 
 def test_the_override_note_covers_source_files_groups() -> None:
-    from subsetctl.pipeline import _overrides_note
+    from subsetctl.plan_reasons import overrides_note
 
     keys = ["sources: changed a (max_examples)"]
-    assert "source_files[0].max_examples=3" in _overrides_note(["source_files[0].max_examples=3"], keys)
-    assert _overrides_note(["gradients.d=8"], keys) == ""
+    assert "source_files[0].max_examples=3" in overrides_note(["source_files[0].max_examples=3"], keys)
+    assert overrides_note(["gradients.d=8"], keys) == ""
 
 
 def test_plan_says_which_stages_run_only_if_an_upstream_output_changes(tiny_project_ran) -> None:

@@ -160,11 +160,11 @@ def test_a_switched_off_stage_is_not_said_to_be_moved_past_by_keys_the_spec_did_
 
 def test_plan_says_which_input_of_a_source_changed() -> None:
     """An edited loader plugin read "input files changed: b", as if b's data file had."""
-    from subsetctl.pipeline import _changed_inputs
+    from subsetctl.plan_reasons import changed_inputs
 
     old = {"b": {"code": {"sha256": "1"}}, "a": {"file": {"sha256": "1"}}, "selection_order": ["x", "y"]}
     new = {"b": {"code": {"sha256": "2"}}, "a": {"file": {"sha256": "2"}}, "selection_order": ["y", "x"]}
-    assert _changed_inputs(old, new) == ("input files changed: a, b (its loader plugin's code); the order of the "
+    assert changed_inputs(old, new) == ("input files changed: a, b (its loader plugin's code); the order of the "
                                          "search strategies and baselines in the spec changed")
 
 
@@ -199,7 +199,7 @@ def test_plan_says_a_local_folder_cannot_be_matched_to_the_hub_model_the_results
 
 def test_a_list_filled_from_empty_is_said_once_in_a_plan_reason() -> None:
     """Adding the first plugin said "spec changed: plugins, plugins[0]"."""
-    from subsetctl.pipeline import changed_keys
+    from subsetctl.plan_reasons import changed_keys
 
     assert changed_keys({"plugins": []}, {"plugins": ["a:B"]}) == ["plugins"]
     assert changed_keys({"plugins": ["a:B"]}, {"plugins": []}) == ["plugins"]
@@ -212,7 +212,7 @@ def test_plan_names_the_strategies_added_removed_renamed_or_reordered() -> None:
     search.strategies[2].name" (removing one said the same), and swapping the first two
     "search.strategies[0].name, search.strategies[1].name": the strategies are now named,
     by label, as the sources are."""
-    from subsetctl.pipeline import changed_keys
+    from subsetctl.plan_reasons import changed_keys
     from subsetctl.spec import overrides_under
 
     def search(*strategies: dict) -> dict:

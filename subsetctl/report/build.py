@@ -213,7 +213,7 @@ def _overrides_read_by(manifest: dict[str, Any], stage: Any = None) -> list[str]
     override's value, and its results are not made with that override; nor with one of
     a key the ``stage`` says those results did not take (:meth:`Stage.settings_not_taken`:
     calibrate's estimate.lam when the grid chose lambda)."""
-    from subsetctl.pipeline import flatten
+    from subsetctl.plan_reasons import flatten
     from subsetctl.spec import RESULT_NEUTRAL, override_keys, override_value, overrides_under, same_branch
 
     overrides = manifest.get("overrides")
@@ -264,7 +264,7 @@ def _schema_default(key: str) -> tuple[Any] | None:
     1-tuple; None for a key with none (a source's, a section without defaults)."""
     from pydantic import BaseModel
 
-    from subsetctl.pipeline import flatten
+    from subsetctl.plan_reasons import flatten
     from subsetctl.spec import Spec
 
     section, _, rest = key.partition(".")
@@ -295,7 +295,7 @@ def _held_by_the_spec(stage: Any, spec: Any, manifest: dict[str, Any], override:
     stage's settings under the override's key, as its manifest records them, are the
     spec's now) and this command does not override that key: the results are then what
     the spec alone gives, and no longer "made with command-line overrides"."""
-    from subsetctl.pipeline import flatten
+    from subsetctl.plan_reasons import flatten
     from subsetctl.spec import override_keys, same_branch
 
     ((key, _),) = override_keys([override]) or ((None, None),)

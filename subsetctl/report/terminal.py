@@ -155,7 +155,7 @@ def _checked_against_spec(root: Path, overrides: list[str] | None, stages: dict[
         elif s.state in ("never run", "unfinished") and s.name in stages:  # shown from results set aside
             changed.add(s.name)  # by a run with other inputs that has not finished
 
-    from subsetctl.pipeline import said_of_another_subsetctl
+    from subsetctl.plan_reasons import said_of_another_subsetctl
     from subsetctl.project import Project
     from subsetctl.report.build import stale_only_for_its_format, stale_only_for_its_overrides_line
 

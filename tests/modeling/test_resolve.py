@@ -782,7 +782,7 @@ def test_a_packaged_model_from_a_plugin_package_is_known_by_its_release(
     and the fine-tune caches handed back runs of the old weights."""
     from types import SimpleNamespace
 
-    from subsetctl import pipeline
+    from subsetctl import plan_reasons
     from subsetctl.modeling.packaged import PackagedModel
     from subsetctl.modeling.resolve import model_fingerprint_inputs
     from subsetctl.project import Project
@@ -804,9 +804,9 @@ def test_a_packaged_model_from_a_plugin_package_is_known_by_its_release(
     key, earlier = model_key(ctx)  # type: ignore[arg-type]
     assert key["model"]["source"] == "plugged-llama" and key["model_package"] == "plugpkg 1.0" and earlier == []
 
-    reason = pipeline._changed_inputs({"model_package": "plugpkg 1.0"}, {"model_package": "plugpkg 1.1"})
+    reason = plan_reasons.changed_inputs({"model_package": "plugpkg 1.0"}, {"model_package": "plugpkg 1.1"})
     assert reason == "input files changed: packaged model (model.source), plugpkg 1.0 -> 1.1"
-    assert "is now known by its package too, plugpkg 1.0" in pipeline._changed_inputs({}, {"model_package": "plugpkg 1.0"})
+    assert "is now known by its package too, plugpkg 1.0" in plan_reasons.changed_inputs({}, {"model_package": "plugpkg 1.0"})
 
 
 @pytest.mark.parametrize(("locate", "says"), [
