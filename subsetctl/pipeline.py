@@ -1,4 +1,5 @@
-"""The stage graph: plan what is stale and why, run it in order, resume.
+"""The stage graph: plan what is stale and why, run it in order, resume. (How `plan` words
+the why is :mod:`subsetctl.plan_reasons`'s.)
 
 A stage's fingerprint hashes its spec slice, the *output digests* of its upstream stages
 (a hash of their artifact checksums), extra inputs (e.g. data file hashes) and the
