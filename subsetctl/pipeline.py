@@ -141,8 +141,9 @@ class StageContext:
     reporter: Reporter
     out_dir: Path
     #: run options: ``shard`` (i, N) for the gradients stage; ``forced`` when the stage runs
-    #: because of --force, so stages that keep results across runs (verify, finetune,
-    #: evaluate) compute them again instead of reusing them
+    #: because of --force, so stages that reuse results across runs (the data stage's prepared
+    #: sources, the search's estimates, the fine-tunes and test results of finetune, evaluate
+    #: and verify) compute them again instead
     options: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -165,9 +166,13 @@ class StageContext:
 class Stage(ABC):
     """One step of the pipeline. Subclasses set the class attributes and ``run``."""
 
+    #: the stage's name: its folder under ``.subsetctl``, and what --force and --until take
     name: str = ""
+    #: one line on what it computes, shown as `run` starts it
     description: str = ""
+    #: the stages whose results it reads: their output digests are among its inputs
     after: tuple[str, ...] = ()
+    #: the spec keys it reads (sections or dotted keys): its spec slice, :meth:`spec_slice`
     spec_keys: tuple[str, ...] = ()
     #: spec keys an earlier subsetctl also read for this stage, though they cannot change its
     #: results (what they stood for is among its other inputs): a run recorded with them, at
@@ -259,7 +264,7 @@ class Stage(ABC):
         return {key: _dig(dumped, key) for key in self.spec_keys}
 
     def raw_spec_slice(self, spec: Spec) -> dict[str, Any]:
-        """The spec slice as subsetctl recorded it before :func:`spec_slice` counted some
+        """The spec slice as subsetctl recorded it before :meth:`spec_slice` counted some
         settings at their defaults (to recognise a project computed then)."""
         dumped = spec.model_dump(mode="json")
         return {key: _dig(dumped, key) for key in self.spec_keys}
