@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import errno
 import fcntl
 import hashlib
 import json
@@ -53,7 +52,15 @@ from subsetctl.errors import (
     printable,
     shell_arg,
     standard_input_note,
-    user_name,
+)
+from subsetctl.file_locks import (
+    LockHolder,
+    LocksUnsupportedError,
+    file_lock_held,
+    flocked,
+    pid_alive,
+    process_started_after,
+    write_holder,
 )
 from subsetctl.spec import SPEC_FILENAME
 
@@ -71,10 +78,6 @@ SPECS_DIRNAME = "specs"
 RESOLVED_SPEC = "resolved_spec.json"
 #: a stage folder's record of the run working in it: its inputs fingerprint and PID
 WORK_MARKER = "work.json"
-#: the lock file of a shard run's exclusive hold says "PID shard HOST USER" (other shard runs wait for it)
-SHARD_TAG = "shard"
-#: a plain `run`'s lock file says "PID run HOST USER" (earlier subsetctl wrote the PID alone, then no USER)
-RUN_TAG = "run"
 #: a file or folder being written, renamed into place when complete: ``.<name>.tmp-<PID>-<random>``
 #: (:func:`atomic_write`, adapters, checkpoints); one whose process is gone was cut short by a kill
 LEFTOVER = re.compile(r"^\..+\.tmp-(\d+)-[A-Za-z0-9_]+$")
@@ -532,174 +535,8 @@ def _checksum_problem(path: Path, meta: dict[str, Any], rel: str, restamped: dic
     return None
 
 
-@contextlib.contextmanager
-def _flocked(
-    path: Path, mode: int, on_busy: Callable[[str], Exception], attempts: int = 1,
-    wait_for: Callable[[str], bool] | None = None,
-) -> Iterator[IO[str]]:
-    """Open ``path`` (created if missing) and hold an flock of ``mode`` on it for the block.
-
-    When another process holds a conflicting lock (still, after ``attempts`` tries a tenth
-    of a second apart), raise ``on_busy(text of the file)``: lock files hold their
-    holder's PID, so the error can say who it is. When ``wait_for(text of the file)`` is
-    true, wait for that holder instead (Ctrl-C stops the wait)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # errors="replace": a lock file holding bytes that are not UTF-8 (damaged) is read as a holder that is no PID
-    handle = open(path, "a+", encoding="utf-8", errors="replace")  # noqa: SIM115 - closed in finally
-    try:
-        try:
-            _flock_briefly(handle, mode, attempts)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip()
-            if wait_for is None or not wait_for(holder):
-                raise on_busy(holder) from None
-            fcntl.flock(handle.fileno(), mode)
-        try:
-            yield handle
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-    finally:
-        handle.close()
-
-
-@contextlib.contextmanager
-def exclusive_file_lock(path: Path, busy_message: str) -> Iterator[None]:
-    """Hold an exclusive flock on ``path`` (created if missing) for the block; raise
-    LockedError(``busy_message``) if another process holds it (through a momentary
-    holder: :func:`file_lock_held` probing it)."""
-    with _flocked(path, fcntl.LOCK_EX, lambda _holder: LockedError(busy_message), attempts=5):
-        yield
-
-
-def file_lock_held(path: Path) -> bool:
-    """Whether another process holds an exclusive flock on the existing file ``path`` right
-    now (a plain `run`'s project lock, a shard run's shard lock: :func:`exclusive_file_lock`;
-    shared holders, such as shard runs on the project lock, do not count): a shared probe,
-    released at once."""
-    try:
-        handle = open(path, encoding="utf-8")  # noqa: SIM115 - closed in finally
-    except OSError:  # gone (or unreadable): nobody to find
-        return False
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except OSError:  # a file system without locks: no holder can be found
-        return False
-    else:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-        return False
-    finally:
-        handle.close()
-
-
 class _LockBusy(Exception):
     """The project lock is held (:meth:`Project.restamp_manifest_when_idle` then writes nothing)."""
-
-
-def _flock_briefly(handle: Any, mode: int, attempts: int = 5, pause: float = 0.1) -> None:
-    """flock without waiting on a real holder, but through a momentary one: `plan` probes
-    the lock (shared, released at once), and a `run` starting in that instant should not
-    fail. Raises OSError when the lock is still held after ``attempts``."""
-    for attempt in range(attempts):
-        try:
-            fcntl.flock(handle.fileno(), mode | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:  # held by another process
-            if attempt == attempts - 1:
-                raise
-            time.sleep(pause)
-        except OSError as exc:  # ENOLCK, EOPNOTSUPP, ...: no holder, a file system without locks
-            raise locks_unsupported(Path(handle.name), exc) from exc
-
-
-class LocksUnsupportedError(UserError):
-    """A lock file's file system refuses flock (a network file system mounted without lock
-    support): it was taken for a lock another run holds ("locked by running `subsetctl run
-    --shard` processes"), with nothing running."""
-
-    error_kind = "environment"  # (the file system's, not another process's: no use retrying)
-
-
-def locks_unsupported(path: Path, exc: OSError) -> LocksUnsupportedError:
-    """The :class:`LocksUnsupportedError` for the lock file ``path`` that flock refused with ``exc``."""
-    return LocksUnsupportedError(
-        f"Cannot lock {path}: {exc.strerror or exc}. The file system holding it does not support file locks "
-        "(flock), which subsetctl needs to keep runs of one project apart; no other run holds it. Move the "
-        "project to a local disk, or mount the network file system with lock support."
-    )
-
-
-@dataclass(frozen=True)
-class _LockHolder:
-    """Who holds the project lock, as its lock file says: ``PID run HOST USER`` (a plain
-    `run`; ``PID`` alone, or without the user, from an earlier subsetctl), ``PID shard HOST
-    USER`` (a shard run's exclusive hold, see :meth:`Project.lock`), or nothing (shard runs
-    holding it shared). The host matters on a cluster: a job refused on one node is told
-    which node runs the other; the user, to a team sharing the project folder: whom to ask
-    (another user's process is not theirs to stop, and its PID alone does not say whose)."""
-
-    pid: str
-    shard: bool = False
-    host: str | None = None
-    user: str | None = None
-
-    @classmethod
-    def read(cls, text: str) -> _LockHolder:
-        parts = text.split()
-        return cls(parts[0] if parts else "", parts[1:2] == [SHARD_TAG], parts[2] if len(parts) > 2 else None,
-                   parts[3] if len(parts) > 3 else None)
-
-    @staticmethod
-    def text(shard: bool) -> str:
-        """What this process writes into the lock file when it holds it exclusively."""
-        return f"{os.getpid()} {SHARD_TAG if shard else RUN_TAG} {socket.gethostname()} {user_name(os.geteuid())}"
-
-    @property
-    def on_host(self) -> str:
-        """" on HOST" when the holder is on another machine than this one."""
-        return f" on {self.host}" if self.host and self.host != socket.gethostname() else ""
-
-    @property
-    def where_whose(self) -> str:
-        """:attr:`on_host`, and ", user NAME" when another user started the holder."""
-        return self.on_host + (f", user {self.user}" if self.user and self.user != user_name(os.geteuid()) else "")
-
-
-def _write_holder(handle: IO[str], text: str) -> None:
-    """Write ``text`` (:meth:`_LockHolder.text`) into the lock file ``handle`` this process holds exclusively."""
-    handle.seek(0)
-    handle.truncate()
-    handle.write(text)
-    handle.flush()
-
-
-def _process_started_after(pid: int, path: Path) -> bool:
-    """Whether process ``pid`` started after ``path`` was last written, so that it cannot be
-    the process that wrote it (its PID was given to another one since). Where the system
-    does not say when a process started (no /proc: not Linux), False."""
-    try:
-        stat_fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
-        ticks_since_boot = int(stat_fields[stat_fields.rindex(")") + 2:].split()[19])  # field 22, starttime
-        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text(encoding="ascii").splitlines()
-                    if line.startswith("btime "))
-        started = boot + ticks_since_boot / os.sysconf("SC_CLK_TCK")
-        written = path.stat().st_mtime
-    except (OSError, ValueError, IndexError, StopIteration):
-        return False
-    return started > written + 2.0  # boot time is whole seconds
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists (one of another user counts as alive)."""
-    try:
-        os.kill(pid, 0)
-    except OverflowError:  # no process has it (a damaged lock file's number)
-        return False
-    except OSError as exc:
-        return exc.errno == errno.EPERM
-    return True
 
 
 def spec_beside(path: Path) -> Path | None:
@@ -1274,7 +1111,7 @@ class Project:
         `report`. A running `run` may be committing the stage, so then nothing is written;
         a read-only project is left as it is."""
         with (contextlib.suppress(_LockBusy, OSError, LocksUnsupportedError),  # held, read-only, no locks there
-              _flocked(self.lock_path, fcntl.LOCK_EX, lambda _holder: _LockBusy())):
+              flocked(self.lock_path, fcntl.LOCK_EX, lambda _holder: _LockBusy())):
             self.restamp_manifest(stage, restamped)
 
     def invalidate(self, stage: str) -> None:
@@ -1298,7 +1135,7 @@ class Project:
             running = self.run_holding_deleted_lock()
             return None if running is None else str(running[0])
         try:
-            return _LockHolder.read(path.read_text(encoding="utf-8", errors="replace")).pid or "unknown"
+            return LockHolder.read(path.read_text(encoding="utf-8", errors="replace")).pid or "unknown"
         except OSError:
             return "unknown"
 
@@ -1306,9 +1143,9 @@ class Project:
         """Where and whose the `run` holding the lock is, as its lock file says: " on HOST"
         for another machine, ", user NAME" for another user (a team sharing the project
         folder: whom to ask, as the PID alone does not say); "" when it is this user's here,
-        or the file does not say (:meth:`_LockHolder.where_whose`)."""
+        or the file does not say (:meth:`~subsetctl.file_locks.LockHolder.where_whose`)."""
         try:
-            return _LockHolder.read(self.lock_path.read_text(encoding="utf-8", errors="replace")).where_whose
+            return LockHolder.read(self.lock_path.read_text(encoding="utf-8", errors="replace")).where_whose
         except OSError:
             return ""
 
@@ -1415,7 +1252,7 @@ class Project:
         started at the same moment run those stages once, then side by side. ``waiting``
         is told when it waits (``notice`` when it takes over a stale lock)."""
         def busy(text: str) -> LockedError:
-            holder = _LockHolder.read(text)
+            holder = LockHolder.read(text)
             who = ("running `subsetctl run --shard` processes. Wait for them to finish or stop them" if not holder.pid
                    else f"a `subsetctl run --shard` (PID {holder.pid}{holder.where_whose}) running the stages before "
                    "gradients. Wait for it to finish or stop that process" if holder.shard else
@@ -1427,7 +1264,7 @@ class Project:
         def shard_preparing(text: str) -> bool:
             # a holder that died released its lock (the kernel, or the file server, drops it), so
             # waiting on the lock itself never waits for the dead; no PID check (another machine's)
-            holder = _LockHolder.read(text)
+            holder = LockHolder.read(text)
             waits = shard and holder.shard
             if waits and waiting is not None:
                 waiting(f"Waiting for the shard run PID {holder.pid}{holder.where_whose}, which runs the stages before "
@@ -1436,14 +1273,14 @@ class Project:
 
         self.refuse_links()  # before the lock file is opened for writing
         mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
-        with _flocked(self.lock_path, mode, busy, attempts=5, wait_for=shard_preparing) as handle:
+        with flocked(self.lock_path, mode, busy, attempts=5, wait_for=shard_preparing) as handle:
             if shared:
                 handle.truncate(0)  # any PID there is a dead exclusive holder's: none can be alive now
                 handle.flush()
                 yield
                 return
             handle.seek(0)
-            previous_holder = _LockHolder.read(handle.read())
+            previous_holder = LockHolder.read(handle.read())
             previous = previous_holder.pid
             stale = previous.isascii() and previous.isdigit() and int(previous) != os.getpid() and (
                 bool(previous_holder.on_host) or not pid_alive(int(previous)))  # the lock was free: it died there
@@ -1456,8 +1293,8 @@ class Project:
             if stale and notice is not None:
                 notice(f"Took over a stale lock left by PID {previous}{previous_holder.on_host}, which is no longer "
                        "running.")
-            self._held_lock_text = _LockHolder.text(shard)
-            _write_holder(handle, self._held_lock_text)
+            self._held_lock_text = LockHolder.text(shard)
+            write_holder(handle, self._held_lock_text)
             self._held_locks = [handle]
             try:
                 yield
@@ -1492,7 +1329,7 @@ class Project:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             handle.seek(0)
-            other = _LockHolder.read(handle.read())
+            other = LockHolder.read(handle.read())
             holder = f"{other.pid}{other.where_whose}" if other.pid else "unknown"
             handle.close()
             raise LockedError(
@@ -1500,7 +1337,7 @@ class Project:
                 f"`subsetctl run` (PID {holder}) has locked the project since. This run stops here so that the two do "
                 "not write the same stages; the stages it finished are kept. Let the other run finish, then run "
                 "again if anything is left to do (`subsetctl plan` says).", holder="run") from None
-        _write_holder(handle, self._held_lock_text)
+        write_holder(handle, self._held_lock_text)
         self._held_locks.append(handle)
 
     def _drop_pid_from_work_markers(self) -> None:
@@ -1529,7 +1366,7 @@ class Project:
             if (not isinstance(pid, int) or isinstance(pid, bool) or pid == os.getpid() or marker.get("host") != host
                     or (marker_path.parent / MANIFEST).exists() or not pid_alive(pid)):
                 continue
-            if _process_started_after(pid, marker_path):
+            if process_started_after(pid, marker_path):
                 continue
             return pid, stage
         return None

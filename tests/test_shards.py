@@ -20,7 +20,8 @@ from tinymodels import change_data_of
 from subsetctl.api import plan_project, run_project
 from subsetctl.cli import main
 from subsetctl.errors import LockedError, UserError
-from subsetctl.project import Project, exclusive_file_lock
+from subsetctl.file_locks import exclusive_file_lock
+from subsetctl.project import Project
 
 #: how a passed-over shard's warning ends
 _DELETED = "and its folder is deleted with the merged shards once they are (copy it aside now to keep it)."
@@ -40,7 +41,7 @@ def _hold_lock(root: Path, shared: bool, shard: bool = False, seconds: float = 6
 
 def _hold_file_lock(lock: Path) -> subprocess.Popen:
     """Another process holding ``lock`` exclusively (as a running `run --shard` its shard's)."""
-    code = ("import sys, time; from pathlib import Path; from subsetctl.project import exclusive_file_lock\n"
+    code = ("import sys, time; from pathlib import Path; from subsetctl.file_locks import exclusive_file_lock\n"
             f"with exclusive_file_lock(Path({str(lock)!r}), 'busy'):\n"
             "    print('locked', flush=True); time.sleep(60)\n")
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)

@@ -147,7 +147,7 @@ def _delete_dead_runs_temp_dirs(parent: Path) -> None:
     only folders named so that hold nothing but the dumped estimator (a PID seen from
     another container sharing /dev/shm may look dead; a folder of anyone else's is never
     ours)."""
-    from subsetctl.project import pid_alive
+    from subsetctl.file_locks import pid_alive
 
     with contextlib.suppress(OSError):
         for folder in parent.glob(f"{_TEMP_PREFIX}*-*"):

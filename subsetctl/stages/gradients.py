@@ -146,8 +146,8 @@ class GradientsStage(common.ModelStage):
         ``--shard i/N``, shard i's rows into ``shards/`` (see the module docstring),
         holding the shard's lock from the start, so that two runs never fill the same shard
         and `plan` names the shard as being computed while its model loads too."""
+        from subsetctl.file_locks import exclusive_file_lock
         from subsetctl.gradients.store import shard_dir
-        from subsetctl.project import exclusive_file_lock
 
         shard = ctx.options.get("shard")
         if shard is None:
@@ -551,7 +551,7 @@ def shard_label(folder: str) -> str:
 def running_shards(project: Project) -> list[str]:
     """The shards (``"i/N"``, by N then i) whose ``run --shard i/N`` is computing now: those
     whose shard lock a process holds."""
-    from subsetctl.project import file_lock_held
+    from subsetctl.file_locks import file_lock_held
 
     running = []
     for lock in (project.stage_dir("gradients") / "shards").glob("shard-*-of-*.lock"):

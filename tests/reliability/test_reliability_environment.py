@@ -50,7 +50,8 @@ def test_a_file_system_without_locks_is_not_taken_for_a_running_run(tmp_path: Pa
     import fcntl
 
     from subsetctl.errors import LockedError, UserError
-    from subsetctl.project import Project, file_lock_held
+    from subsetctl.file_locks import file_lock_held
+    from subsetctl.project import Project
 
     project = Project.find(rf.make_project(tmp_path / "p", rf.data_spec()))
     real = fcntl.flock
