@@ -1,4 +1,5 @@
-"""The project directory: spec file, state folder, lock, manifests and atomic writes.
+"""The project directory: spec file, state folder, lock, manifests and atomic writes (the
+flock primitives the lock is built on: :mod:`subsetctl.file_locks`).
 
 Layout::
 

@@ -16,6 +16,10 @@ attributes not reassigned): a search estimates in chunks of 256 subsets, one cal
 to every worker, and kept there for the next call likewise (on the same client, while
 its data is not lost; :func:`forget_scattered_estimator` releases it).
 
+The loky backend times an estimator's first calls both on its workers and in this process,
+and runs its further calls the faster way (:func:`_loky_or_here`): a search's many small
+calls can cost more in dispatch than the workers save.
+
 Dask clients (and the LocalCluster started when no ``address`` is given) are opened on
 first use and kept for the rest of the process, one per settings, so a search that
 estimates step by step does not start a cluster per step; :func:`close_dask_clients`
