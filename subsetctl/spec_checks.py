@@ -121,7 +121,11 @@ def param_issues_of_an_invalid_spec(data: Any, path: Path, text: str) -> list[Sp
 
 
 def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue]:
-    """Checks beyond the schema that need no model: files, names, plugins."""
+    """The errors of a spec the schema took, found without a model: plugins that fail to
+    import, the model folder and max_length, the sources' files and columns
+    (:func:`subsetctl.data.checks.check_sources`), strategy names and parameters, the Dask
+    address, a linear_sgd lambda that diverges, evaluate settings the model cannot use, and
+    strategy labels, estimator and projector names."""
     from subsetctl.data.checks import check_sources
 
     found: list[SpecIssue] = []
@@ -400,10 +404,10 @@ def _warn_model_settings(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:
     """A model.source that will be fetched from the hub though a local folder of (almost)
     that name exists, classifier settings a causal LM ignores (model.num_labels, a
     loader's label_field: most likely a classifier spec without model.kind; a label_map
-    renames a causal LM's answers),
-    causal-LM settings a classifier ignores (a response_field, as it reads its
-    label_field instead; evaluate.max_new_tokens, as it generates nothing), and a
-    ``corrupt.shuffle_responses`` that changes nothing (texts read whole, with no prompt)."""
+    renames a causal LM's answers), causal-LM settings a classifier ignores (a
+    response_field, as it reads its label_field instead; evaluate.max_new_tokens, as it
+    generates nothing), and a ``corrupt.shuffle_responses`` that changes nothing (texts
+    read whole, with no prompt)."""
     from subsetctl.modeling.resolve import folder_a_hub_id_shadows
 
     folder = folder_a_hub_id_shadows(spec.model.source, spec_path.parent)
