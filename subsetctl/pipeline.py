@@ -69,6 +69,8 @@ KEPT_REASONS = {
 
 
 def _dig(data: Any, dotted: str) -> Any:
+    """The value at the dotted key ``dotted`` (``estimate.lam``) in nested dicts; None where a
+    part is missing."""
     node = data
     for part in dotted.split("."):
         node = node.get(part) if isinstance(node, dict) else None

@@ -867,6 +867,8 @@ class SourceFilesSpec(SourceSettings):
 
 
 def _default_target_split() -> SplitSpec:
+    """The target's split when the spec gives none: half its rows to train, a quarter each to
+    validation and test (a source's default trains on every row)."""
     return SplitSpec(train=0.5, validation=0.25, test=0.25)
 
 
@@ -1323,7 +1325,7 @@ class Spec(StrictModel):
         return self
 
 
-# ---------------------------------------------------------------------- loading
+# ------------------------------------------------------------------------ JSON schema
 
 
 class _SchemaWithFactoryDefaults(GenerateJsonSchema):
