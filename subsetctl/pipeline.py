@@ -989,39 +989,9 @@ class Pipeline:
         afterwards merges the complete shards. ``until`` before gradients is refused: a
         shard run always goes as far as its shard (``--until gradients`` or later changes
         nothing)."""
+        self._refuse_shard_options(until, force)
         names = self.stage_names()
-        if "gradients" not in names:
-            raise UserError("--shard splits the gradients stage, which this pipeline does not have.")
         before = names[names.index("gradients") - 1]
-        # the options as the caller gave them: `--shard` on the command line, options["shard"] in Python
-        shard_option = worded("--shard", "options['shard']")
-        if until is not None and names.index(until) < names.index("gradients"):
-            raise UserError(
-                f"{worded(f'--until {until}', f'until={until!r}')} stops before the gradients stage, of which "
-                f"{shard_option} computes a shard, so the two cannot be combined. `subsetctl run "
-                f"{shell_arg(self.project.root)} --until {until}` (without --shard) runs the stages up to it; or leave "
-                f"out {worded('--until', 'until')} to compute the shard."
-            )
-        if force:
-            # a stage before gradients can be forced in a run that stops before it; gradients and
-            # later stages only in a plain run (--until before gradients would refuse them)
-            forced = sorted(force, key=names.index)
-            earlier = [name for name in forced if names.index(name) < names.index("gradients")]
-            later = [name for name in forced if name not in earlier]
-            root = shell_arg(self.project.root)
-            advice = []
-            if earlier:
-                advice.append(f"Run `subsetctl run {root} {' '.join(f'--force {n}' for n in earlier)} --until "
-                              f"{before}` first, then the shards")
-            if later:
-                several = len(later) > 1
-                advice.append(f"{', '.join(f'--force {n}' for n in later)} {'go' if several else 'goes'} with a plain "
-                              f"`subsetctl run {root}` (without --shard), which computes {'them' if several else 'it'} "
-                              "itself")
-            raise UserError(
-                f"{worded('--force', f'force={forced!r}')} cannot be combined with {shard_option} (forcing a stage "
-                f"while other shards run would delete their work). {'; '.join(advice)}."
-            )
         gradients = self.stages[names.index("gradients")]
         upstream = names[: names.index("gradients")]
         results: list[dict[str, Any]] = []
@@ -1072,6 +1042,44 @@ class Pipeline:
         if held is not None:  # None: other shard runs still hold the project
             with held:
                 self._trim_kept(started_ns)
+
+    def _refuse_shard_options(self, until: str | None, force: set[str]) -> None:
+        """A UserError for what a shard run cannot do (:meth:`_run_shard`): a pipeline without
+        gradients, an ``until`` before gradients, any ``force`` (forcing a stage while other
+        shards run would delete their work), each saying what to run instead."""
+        names = self.stage_names()
+        if "gradients" not in names:
+            raise UserError("--shard splits the gradients stage, which this pipeline does not have.")
+        before = names[names.index("gradients") - 1]
+        # the options as the caller gave them: `--shard` on the command line, options["shard"] in Python
+        shard_option = worded("--shard", "options['shard']")
+        if until is not None and names.index(until) < names.index("gradients"):
+            raise UserError(
+                f"{worded(f'--until {until}', f'until={until!r}')} stops before the gradients stage, of which "
+                f"{shard_option} computes a shard, so the two cannot be combined. `subsetctl run "
+                f"{shell_arg(self.project.root)} --until {until}` (without --shard) runs the stages up to it; or leave "
+                f"out {worded('--until', 'until')} to compute the shard."
+            )
+        if force:
+            # a stage before gradients can be forced in a run that stops before it; gradients and
+            # later stages only in a plain run (--until before gradients would refuse them)
+            forced = sorted(force, key=names.index)
+            earlier = [name for name in forced if names.index(name) < names.index("gradients")]
+            later = [name for name in forced if name not in earlier]
+            root = shell_arg(self.project.root)
+            advice = []
+            if earlier:
+                advice.append(f"Run `subsetctl run {root} {' '.join(f'--force {n}' for n in earlier)} --until "
+                              f"{before}` first, then the shards")
+            if later:
+                several = len(later) > 1
+                advice.append(f"{', '.join(f'--force {n}' for n in later)} {'go' if several else 'goes'} with a plain "
+                              f"`subsetctl run {root}` (without --shard), which computes {'them' if several else 'it'} "
+                              "itself")
+            raise UserError(
+                f"{worded('--force', f'force={forced!r}')} cannot be combined with {shard_option} (forcing a stage "
+                f"while other shards run would delete their work). {'; '.join(advice)}."
+            )
 
     def _refuse_discarding_shards(self, stage: Stage, fp: str | None, inputs: dict[str, Any], shard_run: bool) -> None:
         """A run whose inputs differ from those of the gradient shards already computed
