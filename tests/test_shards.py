@@ -617,8 +617,10 @@ def test_the_merge_says_which_library_versions_computed_each_shard(tiny_project_
     summary = json.loads((state / "manifest.json").read_text())["summary"]
     assert summary["computed"] == 0 and summary["reused"] == summary["rows"]  # merged, other torch or not
     provenance = json.loads((state / "provenance.json").read_text())
+    threads = [pipeline.thread_counts()]  # each shard's runs' thread counts, with its first record
     assert provenance == {"computed_with": {"shard 0/2": elsewhere, "shard 1/2 (run 1 of 2)": None,
-                                            "shard 1/2 (run 2 of 2)": now}}
+                                            "shard 1/2 (run 2 of 2)": now},
+                          "threads": {"shard 0/2": threads, "shard 1/2 (run 1 of 2)": threads}}
     assert any(f"shard 0/2 was computed with other library versions than this run's (torch 99.0, now "
                f"{now['torch']})" in m for m in reporter.messages), reporter.messages
     assert any("shard 1/2 was computed with other library versions than this run's (versions not recorded"

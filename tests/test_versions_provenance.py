@@ -214,3 +214,48 @@ def test_the_thread_counts_recorded_follow_torch_and_the_environment(monkeypatch
         torch.set_num_threads(before)
     monkeypatch.delenv("OMP_NUM_THREADS")
     assert pipeline.thread_counts() == {"torch": before}
+
+
+def test_results_taken_from_the_caches_record_the_thread_counts_that_computed_them(tiny_project_ran) -> None:
+    """The fine-tunes and evaluations a re-run takes from the cache were computed with the thread
+    counts of the run that cached them, not the manifest's: provenance.json and report.json's
+    ``reused_threads`` say which, and the report's note names them when they differ."""
+    import torch
+
+    root = tiny_project_ran()
+    state = root / ".subsetctl"
+    then = _read(state / "finetune" / "manifest.json")["threads"]
+    entry = next((state / "cache" / "evaluate").glob("*.json"))
+    assert _read(entry)["threads"] == then  # each cache entry records them beside its versions
+    before = torch.get_num_threads()
+    torch.set_num_threads(before + 1)  # a later shell of another OMP_NUM_THREADS
+    try:
+        run_project(root, ["finetune.seeds=2"])  # seed 0's runs and results come from the cache
+    finally:
+        torch.set_num_threads(before)
+    assert _read(state / "finetune" / "manifest.json")["threads"]["torch"] == before + 1
+    for stage in ("finetune", "evaluate"):
+        provenance = _read(state / stage / "provenance.json")
+        assert provenance["threads"] and set(provenance["threads"]) == set(provenance["computed_with"])
+        assert all(threads == then for threads in provenance["threads"].values())
+        assert "threads" not in json.dumps(_read(state / stage / ("runs.json" if stage == "finetune" else "per_run.json")))
+    report = _read(root / "report.json")
+    assert report["stages"]["finetune"]["reused_threads"] == _read(state / "finetune" / "provenance.json")["threads"]
+    runs = len(report["stages"]["finetune"]["reused_threads"])
+    md = (root / "report.md").read_text()
+    assert f"finetune ({runs} from the cache or shards), evaluate ({runs} from the cache or shards) with {before} " in md
+    assert f"; finetune, evaluate with {before + 1} threads." in md
+
+
+def test_gradient_shards_merged_record_the_thread_counts_of_their_runs() -> None:
+    """Rows merged from `run --shard` on another machine (or shell) were computed with its
+    thread counts: the note names the gradients stage's merged rows by them."""
+    from subsetctl.report.cells import threads_line
+
+    report = {"stages": {"gradients": {"threads": {"torch": 2}, "reused_threads": {
+        "shard 0/2": [{"torch": 4}], "shard 1/2": [{"torch": 2}, {"torch": 4}]}}, "meta_init": {"threads": {"torch": 2}}}}
+    assert threads_line(report) == (
+        "Computed with different torch thread counts, whose results differ in the last bits: meta_init, gradients "
+        "with 2 threads; gradients (2 from the cache or shards) with 4 threads. To have the results of one run, "
+        "re-run the stages of the other count with the same one (`OMP_NUM_THREADS=N subsetctl run DIR --force "
+        "STAGE`, STAGE the first of them); each stage's `threads` in report.json lists them.")

@@ -172,12 +172,25 @@ class GradientStore:
             return list(kept)
         return [None] if np.any(self.written) else []
 
-    def add_versions(self, versions: Mapping[str, str]) -> None:
-        """Record that ``versions`` compute rows of the store from now on (recorded before
-        they do, so the rows of a run stopped partway are not left out)."""
-        known = self.versions
-        if dict(versions) not in known:
-            self.info = {**self.info, "versions": [*known, dict(versions)]}
+    @property
+    def threads(self) -> list[Any]:
+        """The thread counts (:func:`subsetctl.pipeline.thread_counts`) the store's rows were
+        computed with (info.json's ``threads``): each distinct record once, in the order they
+        began writing rows; empty where none was recorded (rows an earlier subsetctl wrote).
+        Like :attr:`versions`, it describes the rows only."""
+        kept = self.info.get("threads")
+        return list(kept) if isinstance(kept, list) else []
+
+    def add_versions(self, versions: Mapping[str, str], threads: Mapping[str, Any] | None = None) -> None:
+        """Record that ``versions`` (and the thread counts ``threads``) compute rows of the
+        store from now on (recorded before they do, so the rows of a run stopped partway are
+        not left out)."""
+        known, known_threads = self.versions, self.threads
+        added = {**({"versions": [*known, dict(versions)]} if dict(versions) not in known else {}),
+                 **({"threads": [*known_threads, dict(threads)]}
+                    if threads is not None and dict(threads) not in known_threads else {})}
+        if added:
+            self.info = {**self.info, **added}
             atomic_write_json(self.path / INFO, self.info)
 
     def check_info(self, expected: Mapping[str, Any], earlier: Mapping[str, Sequence[Any]] | None = None) -> None:

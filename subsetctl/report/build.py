@@ -18,8 +18,9 @@ from subsetctl.report.cells import final_vs_baselines
 #: is written again by the next run (seconds; nothing else re-runs) instead of staying
 #: without what the README documents; 7: each stage's ``written_at``, ``resolved_spec`` and
 #: ``versions``, and this number itself as ``report_format``; 8: ``settings``, the settings the
-#: shown results were made with
-REPORT_FORMAT = 8
+#: shown results were made with; 9: each stage's ``reused_threads``, the thread counts of the
+#: results it took from the re-run cache or merged from gradient shards
+REPORT_FORMAT = 9
 
 #: what each :data:`REPORT_FORMAT` added, as `plan` names it for a report an earlier one wrote
 FORMAT_ADDITIONS = {2: "final_vs_baselines", 3: "final_vs_baselines' stds",
@@ -27,7 +28,8 @@ FORMAT_ADDITIONS = {2: "final_vs_baselines", 3: "final_vs_baselines' stds",
                     6: "the plugins the results were made with",
                     7: "each stage's written_at (report.md's time table too), resolved_spec, versions, threads, "
                        "fingerprint and output_digest, stage_order, and report_format",
-                    8: "settings (what the results were made with)"}
+                    8: "settings (what the results were made with)",
+                    9: "each stage's reused_threads (the thread counts of results taken from the cache or shards)"}
 
 
 def added_since(recorded_format: Any) -> str:
@@ -538,6 +540,9 @@ def build_report(
         if manifest and not manifest.get("corrupt"):
             report["stages"][stage] = {"seconds": manifest.get("seconds"), "summary": manifest.get("summary"),
                                        **made_by(manifest)}
+            taken = _provenance(project, stage)[0].get("threads")
+            if isinstance(taken, dict) and taken:  # results taken from the caches or merged shards: theirs
+                report["stages"][stage]["reused_threads"] = taken
             if manifest.get("warnings") and stage not in skip:  # said while it ran (truncated examples, ...)
                 # a model's loading notice is said by the first stage of a run that loads it: a
                 # later run re-running only later stages records it again, under one of them

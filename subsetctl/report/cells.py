@@ -318,21 +318,31 @@ def versions_line(report: dict[str, Any]) -> str | None:
 
 def threads_line(report: dict[str, Any]) -> str | None:
     """A short note when the shown stages' results were computed with different torch thread
-    counts (report.json's ``stages.<stage>.threads``): torch's results differ in the last bits
-    between thread counts, so such results are not what one run of the spec with either count
-    gives (a project run in steps from shells with other ``OMP_NUM_THREADS``, or on two
-    machines). None when they were all computed with one count, or none was recorded."""
+    counts (report.json's ``stages.<stage>.threads``, and ``reused_threads`` for the results a
+    stage took from the re-run cache or merged from gradient shards: "finetune (2 from the
+    cache)"): torch's results differ in the last bits between thread counts, so such results
+    are not what one run of the spec with either count gives (a project run in steps from
+    shells with other ``OMP_NUM_THREADS``, on two machines, or reusing a cache filled so).
+    None when they were all computed with one count, or none was recorded."""
     from subsetctl.stages import stage_names
 
     stages = report.get("stages") or {}
     order = {name: i for i, name in enumerate(stage_names())}
     by_count: dict[int, list[str]] = {}
     for stage in sorted(stages, key=lambda name: order.get(name, len(order))):  # in run order
-        entry = stages[stage]
-        threads = entry.get("threads") if isinstance(entry, dict) else None
+        entry = stages[stage] if isinstance(stages[stage], dict) else {}
+        threads = entry.get("threads")
         count = threads.get("torch") if isinstance(threads, dict) else None
         if isinstance(count, int):
             by_count.setdefault(count, []).append(stage)
+        reused: dict[int, int] = {}  # torch's count -> results taken with it (a shard: each run of it)
+        for taken in (entry.get("reused_threads") or {}).values() if isinstance(entry.get("reused_threads"), dict) else ():
+            for record in taken if isinstance(taken, list) else [taken]:
+                if isinstance(record, dict) and isinstance(record.get("torch"), int):
+                    reused[record["torch"]] = reused.get(record["torch"], 0) + 1
+        for other, n in reused.items():
+            if other != count:
+                by_count.setdefault(other, []).append(f"{stage} ({n} from the cache or shards)")
     if len(by_count) < 2:
         return None
     parts = [f"{', '.join(stages)} with {count} thread{'s' if count != 1 else ''}"

@@ -184,50 +184,70 @@ PROVENANCE = "provenance.json"
 
 
 def versioned(entry: dict[str, Any]) -> dict[str, Any]:
-    """A cache entry as it is written: the result with the library versions computing it."""
+    """A cache entry as it is written: the result with the library versions and the thread
+    counts (:func:`~subsetctl.pipeline.thread_counts`: torch's results differ in the last bits
+    by them) computing it."""
     from subsetctl import pipeline
 
-    return {**entry, "versions": pipeline.library_versions()}
+    return {**entry, "versions": pipeline.library_versions(), "threads": pipeline.thread_counts()}
 
 
-def take_versions(entry: dict[str, Any]) -> Any:
-    """Remove and return the library versions a cache entry was computed with (None from an
-    entry an earlier subsetctl wrote without them: unknown), leaving the result alone."""
-    return entry.pop("versions", None)
+def take_versions(entry: dict[str, Any]) -> tuple[Any, Any]:
+    """Remove and return the library versions and the thread counts a cache entry was
+    computed with (None for either from an entry an earlier subsetctl wrote without them:
+    unknown), leaving the result alone."""
+    return entry.pop("versions", None), entry.pop("threads", None)
 
 
 class Provenance:
     """The stage's :data:`PROVENANCE` file: ``{"computed_with": {result: versions}}`` for
     each result (a verify fine-tune, a finetune run, an evaluation) taken from the cache,
-    with the library versions that computed it (None: unknown). Results the stage computes
-    itself were computed with the versions in its manifest. Written as results are taken,
-    so a run stopped partway resumes with it."""
+    with the library versions that computed it (None: unknown), and ``{"threads": {result:
+    thread counts}}`` for those whose thread counts were recorded (a cache entry an earlier
+    subsetctl wrote has none; a gradient shard lists one record per run that computed rows
+    of it). Results the stage computes itself were computed with the versions and thread
+    counts in its manifest. Written as results are taken, so a run stopped partway resumes
+    with it."""
 
     def __init__(self, ctx: StageContext) -> None:
         import json
 
         self.path = ctx.out_dir / PROVENANCE
         try:
-            kept = json.loads(self.path.read_text(encoding="utf-8"))["computed_with"]
-        except (OSError, ValueError, TypeError, KeyError):
-            kept = None
+            record = json.loads(self.path.read_text(encoding="utf-8"))
+            kept, threads = record["computed_with"], record.get("threads")
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            kept = threads = None
         self.computed_with: dict[str, Any] = kept if isinstance(kept, dict) else {}
+        self.threads: dict[str, Any] = threads if isinstance(threads, dict) else {}
 
-    def reused(self, result: str, versions: Any) -> None:
-        """``result`` came from the cache, computed with ``versions``."""
+    def reused(self, result: str, versions: Any, threads: Any = None) -> None:
+        """``result`` came from the cache, computed with ``versions`` and ``threads`` (None:
+        not recorded)."""
         self.computed_with[result] = versions if isinstance(versions, dict) else None
+        if isinstance(threads, (dict, list)) and threads:
+            self.threads[result] = threads
+        else:
+            self.threads.pop(result, None)
         self.write()
 
     def computed(self, result: str) -> None:
         """``result`` was computed now (a resumed stage's earlier record of it is dropped)."""
-        if self.computed_with.pop(result, False) is not False:
+        dropped = self.computed_with.pop(result, False) is not False
+        if self.threads.pop(result, None) is not None or dropped:
             self.write()
+
+    def clear(self) -> None:
+        """Forget every result taken (a new gradient store: the record is of other rows)."""
+        self.computed_with.clear()
+        self.threads.clear()
 
     def write(self) -> None:
         from subsetctl.project import atomic_write_json
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.path, {"computed_with": self.computed_with})
+        atomic_write_json(self.path, {"computed_with": self.computed_with,
+                                      **({"threads": self.threads} if self.threads else {})})
 
 
 def seed_everything(seed: int) -> None:

@@ -142,7 +142,7 @@ class EvaluateStage(common.ModelStage):
                 # this adapter was evaluated before (a damaged result is evaluated again)
                 result = _cached_result(cached) if not ctx.options.get("forced") else None
                 if result is not None:
-                    provenance.reused(key, common.take_versions(result))
+                    provenance.reused(key, *common.take_versions(result))
                     per_run[key] = result
                     touch(cached)  # used: the last to go when the caches are trimmed
                     reused += 1

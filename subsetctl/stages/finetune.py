@@ -421,7 +421,7 @@ class FinetuneStage(common.ModelStage):
                 run_dir = ctx.out_dir / "runs" / key
                 record = None if ctx.options.get("forced") else cache.restore(job["subset"], job["seed"], run_dir)
                 if record is not None:  # trained by an earlier run with the same inputs
-                    provenance.reused(key, common.take_versions(record))
+                    provenance.reused(key, *common.take_versions(record))
                     record = _results_only(record)
                     restored += 1
                     name_base_model(run_dir / "adapter", base_name)

@@ -245,7 +245,7 @@ class GradientsStage(common.ModelStage):
         store = self._open_or_create(shard_dir(shards_dir, index, count), info, earlier, lambda: create_shard_store(
             shards_dir, rows, d, hidden, info, index, count, batch_size))
         if not store.complete:
-            store.add_versions(pipeline.library_versions())
+            store.add_versions(pipeline.library_versions(), pipeline.thread_counts())
         counts = self._fill(ctx, engine, make_batch, store, batch_size, f"gradients shard {index}/{count}")
         ctx.reporter.info(
             f"Shard {index}/{count}: {counts.computed} rows computed, {counts.skipped} already there. "
@@ -272,7 +272,7 @@ class GradientsStage(common.ModelStage):
         store = self._open_or_create(store_dir, info, earlier, lambda: GradientStore.create(store_dir, rows, d, hidden, info))
         provenance = common.Provenance(ctx)  # (resumed: the shards an earlier try of this run took rows from)
         if not np.any(store.written):  # a new store: a record left from before is of other rows
-            provenance.computed_with.clear()
+            provenance.clear()
         data = ctx.upstream_manifest("data").get("output_digest")
         shards, passed_over = self._usable_shards(shards_dir, *_with_data(info, earlier, data)) if not store.complete \
             else ([], [])
@@ -445,8 +445,9 @@ class GradientsStage(common.ModelStage):
             taken += copied
             name = f"shard {shard.info['shard']['index']}/{shard.info['shard']['count']}"
             records = shard.versions
-            for k, versions in enumerate(records):
-                provenance.reused(name if len(records) == 1 else f"{name} (run {k + 1} of {len(records)})", versions)
+            for k, versions in enumerate(records):  # (its thread counts, with its first record: one list for the shard)
+                provenance.reused(name if len(records) == 1 else f"{name} (run {k + 1} of {len(records)})", versions,
+                                  shard.threads if k == 0 else None)
             changes: dict[str, None] = {}  # "torch 2.1.0, now 2.2.0", once each
             for diff in (pipeline.versions_differing(versions, now) for versions in records):
                 if diff == "unknown":

@@ -172,7 +172,7 @@ class VerifyStage(common.ModelStage):
                             out = finetuner.run(subset, ctx.out_dir / "work" / run, seed=seed)
                             provenance.computed(run)
                         else:
-                            provenance.reused(run, common.take_versions(out))
+                            provenance.reused(run, *common.take_versions(out))
                             reused += 1
                         if out["diverged"]:
                             say_diverged(kind, subset, seed)

@@ -235,6 +235,18 @@ def test_a_store_records_the_library_versions_computing_its_rows_without_compari
     assert GradientStore.open(tmp_path / "s").versions == [None]
 
 
+def test_a_store_records_the_thread_counts_computing_its_rows(tmp_path: Path) -> None:
+    """A shard computed in another shell (other OMP_NUM_THREADS) has other bits: it says so."""
+    store = GradientStore.create(tmp_path / "s", [{"i": 0}, {"i": 1}], d=2, h=0, info={"seed": 0})
+    assert store.threads == []  # (none recorded: an earlier subsetctl's rows)
+    store.add_versions({"torch": "1"}, {"torch": 1})
+    store.add_versions({"torch": "1"}, {"torch": 1})  # (recorded once)
+    store.add_versions({"torch": "1"}, {"torch": 2})  # resumed with another count, the same versions
+    assert GradientStore.open(tmp_path / "s").threads == [{"torch": 1}, {"torch": 2}]
+    assert GradientStore.open(tmp_path / "s").versions == [{"torch": "1"}]
+    store.check_info({"seed": 0})  # never a reason to recreate
+
+
 def test_a_store_that_cannot_be_deleted_names_the_file_with_its_folder(tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """`run --force gradients` on a store whose files the user may not delete (a read-only
