@@ -261,8 +261,9 @@ def changed_inputs(old: Any, new: dict[str, Any], earlier_model: tuple[str, str]
     moved = "switched_off_moved_past"  # the report stage's: switched-off stages whose settings changed
     order = "selection_order"  # the report stage's: a setting of the spec, not a file
     report_format = "report_format"  # the report stage's: what this subsetctl writes into it
+    seeds = "random_seeds"  # the search's: its later random baselines' seeds, from the spec (said by its change)
     changed = sorted(k for k in set(old) & set(new)
-                     if old[k] != new[k] and k not in (moved, order, report_format, "overrides"))
+                     if old[k] != new[k] and k not in (moved, order, report_format, "overrides", seeds))
     code = "plugin code"  # present only while some plugin is used: its coming or going is a change too
     # (plugin code that only gained or lost entries is named as it is: no plugin's file was edited)
     shown = [name for name in (_input_name(k, old[k], new[k]) for k in changed) if name != code]
@@ -288,6 +289,10 @@ def changed_inputs(old: Any, new: dict[str, Any], earlier_model: tuple[str, str]
                      if isinstance(later, int) and later > new[report_format] else
                      "report.json and report.md were written by an earlier subsetctl, without what this one "
                      f"writes there ({added_since(later)}): written again from the stages' results")
+    if seeds in new and seeds not in old:
+        parts.append("the random baselines after the first now draw with seeds of their own (from project.seed and "
+                     "their labels): an earlier subsetctl drew them all from project.seed, so two of one size picked "
+                     "the same sources")
     if "model_files" in new and "model_files" not in old:
         parts.append(_unrecorded_model_files(earlier_model))
     if old.get("overrides") != new.get("overrides"):  # the report stage's: its "made with overrides" line

@@ -386,7 +386,6 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
     _warn_replaced_built_ins(warn)
     _warn_top_k_beyond_the_sources(spec, warn)
     _warn_few_random_subsets(spec, warn)
-    _warn_random_picks_alike(spec, warn)
     _warn_source_named_as_a_baseline(spec, warn)
     _warn_names_windows_refuses(spec, warn)
     _warn_split_of_one(spec, warn)
@@ -678,33 +677,6 @@ def _warn_top_k_beyond_the_sources(spec: Spec, warn: _AddIssue) -> None:
             warn(("search", "strategies", i, "params", key),
                  f"{key}={k} exceeds the {n} source{'s' if n != 1 else ''}, so {strategy.label or strategy.name} "
                  f"will keep all of them. Lower {key} to at most {n}.")
-
-
-def _warn_random_picks_alike(spec: Spec, warn: _AddIssue) -> None:
-    """Two built-in ``random`` baselines of one size (the same ``k``, or ``like`` the same
-    strategy): both draw from ``project.seed``, so they pick the very same sources, one
-    fine-tune, where two random draws were likely meant."""
-    from subsetctl.registry import STRATEGIES
-
-    if STRATEGIES.origin("random") != "built-in":
-        return
-    first: dict[tuple[str, Any], str] = {}
-    for i, strategy in enumerate(spec.search.strategies):
-        if strategy.name != "random":
-            continue
-        try:  # (invalid params are errors, said by validate already)
-            params = _parse_strategy_params(STRATEGIES.get("random"), strategy.params, i)
-        except UserError:
-            continue
-        size = ("like", params.like) if params.like is not None else ("k", params.k)
-        label = strategy.label or strategy.name
-        if size in first:
-            warn(("search", "strategies", i, "params", size[0]),
-                 f"{label} and {first[size]} are both the random baseline with {size[0]}={size[1]}: drawn with the same "
-                 f"seed (project.seed), they pick the same sources, fine-tuned once, not two random draws. Keep one "
-                 "of them, or give them different sizes.")
-        else:
-            first[size] = label
 
 
 def _warn_source_named_as_a_baseline(spec: Spec, warn: _AddIssue) -> None:

@@ -660,23 +660,50 @@ def test_a_name_ending_in_a_dot_is_warned_as_windows_drops_the_dot(jsonl_project
                 if w.key == key]
 
 
-def test_two_random_baselines_of_one_size_are_warned_to_pick_alike(jsonl_project: Path) -> None:
+def test_two_random_baselines_of_one_size_are_two_random_draws(tiny_project_ran) -> None:
     """`random` with k: 1 listed twice (labels r1, r2), meant as two random draws, picked the same
-    source (both seeded by project.seed), one fine-tune, and nothing said so before the run."""
-    from subsetctl.api import validate_spec_file
+    source (both seeded by project.seed), one fine-tune. The first keeps project.seed's pick (a
+    spec of one random baseline picks as before); each later one draws with a seed of its own,
+    from its label; validate no longer warns of them."""
+    from subsetctl.api import run_project, validate_spec_file
 
-    path = jsonl_project / "subsetctl.yaml"
-    strategies = ("search.strategies=[{name: forward}, {name: random, label: r1, params: {k: 1}}, "
-                  "{name: random, label: r2, params: {k: 1}}, {name: random, label: r3, params: {like: forward}}, "
-                  "{name: random, label: r4, params: {k: 2}}]")
-    report = validate_spec_file(path, [strategies])
-    said = [w for w in report.warnings if w.key.startswith("search.strategies")]
-    assert [(w.key, w.message[:60]) for w in said] == [
-        ("search.strategies[2].params.k", "r2 and r1 are both the random baseline with k=1: drawn with ")], said
-    assert "they pick the same sources, fine-tuned once" in said[0].message
-    alike = strategies.replace("label: r4, params: {k: 2}", "label: r4, params: {like: forward}")
-    assert [w.key for w in validate_spec_file(path, [alike]).warnings if w.key.startswith("search")] == [
-        "search.strategies[2].params.k", "search.strategies[4].params.like"]
+    root = tiny_project_ran("gradients")
+    one = "search.strategies=[{name: random, label: r1, params: {k: 1}}]"
+    two = ("search.strategies=[{name: random, label: r1, params: {k: 1}}, {name: random, label: r2, params: {k: 1}}, "
+           "{name: random, label: r3, params: {k: 1}}]")
+
+    def picks(override: str) -> dict[str, list[str]]:
+        run_project(root, [override], until="search")
+        selections = json.loads((root / ".subsetctl" / "search" / "selections.json").read_text())["strategies"]
+        return {label: record["selected"] for label, record in selections.items()}
+
+    alone = picks(one)["r1"]
+    drawn = picks(two)
+    assert drawn["r1"] == alone  # the first random baseline: project.seed's pick, as before
+    assert len({tuple(pick) for pick in drawn.values()}) > 1, drawn  # not one pick three times
+    assert not [w for w in validate_spec_file(root / "subsetctl.yaml", [two]).warnings if w.key.startswith("search")]
+
+
+def test_a_search_an_earlier_subsetctl_ran_with_two_random_baselines_re_runs(tiny_project_ran) -> None:
+    """Its later random baselines were drawn from project.seed: `plan` re-runs the search and
+    says why; a search of one random baseline (or none) stays up to date."""
+    from subsetctl.api import plan_project, run_project
+    from subsetctl.project import fingerprint
+
+    root = tiny_project_ran("gradients")
+    two = ("search.strategies=[{name: random, label: r1, params: {k: 1}}, {name: random, label: r2, params: {k: 1}}]")
+    for overrides, stale in (([two], True), (["search.strategies=[{name: random, params: {k: 1}}]"], False)):
+        run_project(root, overrides, until="search")
+        manifest_file = root / ".subsetctl" / "search" / "manifest.json"
+        manifest = json.loads(manifest_file.read_text())
+        assert ("random_seeds" in manifest["inputs"]["extra"]) is stale
+        manifest["inputs"]["extra"].pop("random_seeds", None)  # as an earlier subsetctl recorded it
+        manifest["fingerprint"] = fingerprint(manifest["inputs"])
+        manifest_file.write_text(json.dumps(manifest))
+        search = {s.name: s for s in plan_project(root, overrides, until="search")[2]}["search"]
+        assert search.will_run is stale, search.reasons
+        assert not stale or any("the random baselines after the first now draw with seeds of their own" in r
+                                for r in search.reasons), search.reasons
 
 
 def test_the_readmes_api_functions_take_a_folder_as_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

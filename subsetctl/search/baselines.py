@@ -6,6 +6,9 @@ report can put its ``L_hat`` next to the others.
 
 from __future__ import annotations
 
+import hashlib
+from typing import Any
+
 import numpy as np
 from pydantic import Field, model_validator
 
@@ -90,6 +93,19 @@ class RandomParams(StrategyParams):
             raise ValueError("set exactly one of 'like' (the label of a strategy listed before it: its name where "
                              "it has no label) or 'k' (a number)")
         return self
+
+
+def random_pick_seeds(project_seed: int, strategies: list[Any]) -> dict[int, int]:
+    """The seeds of the built-in ``random`` entries of ``search.strategies`` after the first:
+    entry index -> a seed of its own, from ``project_seed`` and the entry's label (stable
+    across processes, and across reorderings of the list). The first ``random`` entry draws
+    from ``project_seed`` itself, as every one did before, so a spec with one keeps its pick;
+    two entries of one size drew the same sources (one fine-tune, not two random draws)."""
+    if STRATEGIES.origin("random") != "built-in":
+        return {}
+    entries = [(i, entry.label or entry.name) for i, entry in enumerate(strategies) if entry.name == "random"]
+    return {i: int.from_bytes(hashlib.sha256(f"{project_seed}:{label}".encode()).digest()[:8], "big")
+            for i, label in entries[1:]}
 
 
 @STRATEGIES.register(

@@ -566,19 +566,26 @@ class SearchStage(Stage):
 
     def extra_inputs(self, spec: Spec, project: Project) -> dict[str, Any]:
         """The files of plugin estimators and strategies (editing one re-runs the search);
-        with an estimator that fine-tunes for real, the rest of verify's budget it runs.
+        with an estimator that fine-tunes for real, the rest of verify's budget it runs; with
+        two ``random`` baselines or more, the seeds of those after the first
+        (:func:`~subsetctl.search.baselines.random_pick_seeds`: a search an earlier subsetctl
+        ran drew them all from ``project.seed``, so it re-runs).
 
         Every estimator calibration may choose counts, not only ``estimate.estimator``: an
         edited plugin estimator that calibration chose again (the same choice, so the same
         calibrate output) left the search's estimates from the old code."""
         from subsetctl.plugin_loading import plugin_code_inputs
         from subsetctl.registry import ESTIMATORS, STRATEGIES, fine_tunes_for_real
+        from subsetctl.search.baselines import random_pick_seeds
 
         uses = [*((ESTIMATORS, name) for name in search_estimators(spec)),  # calibration may pick among them
                 *((STRATEGIES, s.name) for s in spec.search.strategies)]
         extra = plugin_code_inputs(spec.plugins, uses, project.root)  # imports the spec's plugins too
         if fine_tunes_for_real(spec.estimate.estimator):
             extra["real_fine_tune"] = {"kind": spec.verify.kinds[0], "lr_ce": spec.verify.lr_ce}
+        seeds = random_pick_seeds(spec.project.seed, spec.search.strategies)
+        if seeds:  # only with two random baselines or more: a search of one (or none) stays up to date
+            extra["random_seeds"] = {str(i): seed for i, seed in seeds.items()}
         return extra
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
@@ -721,17 +728,19 @@ def _run_strategies(ctx: StageContext, features: Any, cached: Any, cal: Any,
     parameters, a trace cut to :data:`TRACE_KEPT` steps); their notices are warned."""
     from subsetctl.registry import STRATEGIES
     from subsetctl.search.base import SearchContext, parse_params
+    from subsetctl.search.baselines import random_pick_seeds
 
     spec = ctx.spec
     results: dict[str, Any] = {}
     other: dict[str, list[str]] = {}
+    seeds = random_pick_seeds(spec.project.seed, spec.search.strategies)  # a later random baseline: its own
     with ctx.reporter.progress("search", total=len(spec.search.strategies)) as task:
         for i, entry in enumerate(spec.search.strategies):
             label = entry.label or entry.name
             cls = STRATEGIES.get(entry.name)
             params = parse_params(cls, entry.params, f"search.strategies[{i}].params", entry.label)
             search_ctx = SearchContext(
-                sources=features.sources, seed=spec.project.seed, features=features,
+                sources=features.sources, seed=seeds.get(i, spec.project.seed), features=features,
                 other_selections=dict(other), progress=_progress_on(task, i), label=entry.label,
             )
             result = _run_strategy(cls, entry.name, label, cached, search_ctx, params, estimator_failed)
