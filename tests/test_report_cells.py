@@ -1104,3 +1104,19 @@ def test_the_surrogates_holdout_fit_is_in_every_report() -> None:
     render_full_report(report, Console(file=buffer, width=400))
     assert f"search {line}" in buffer.getvalue()
     assert "sg0: the linear surrogate" not in buffer.getvalue()
+
+
+def test_the_reproducing_section_shows_20_files_and_counts_the_rest() -> None:
+    """Thousands of sources: report.md lists the first 20 data files' sha256 and says where the
+    rest are; a generated source (reasoning_gym: a package's version, no file) has no row."""
+    from subsetctl.report.cells import reproduce_facts
+
+    report = {**_report(False), "stages": {"search": {"seconds": 1.0, "resolved_spec": "abc", "versions": {"torch": "2.2"}}},
+              "input_files": {"data": {**{f"s{i}": {"file": {"sha256": f"{i:064x}", "size": 1}} for i in range(25)},
+                                       "gym": {"reasoning_gym": "0.1.25"}}}}
+    facts, tables = reproduce_facts(report)
+    [(title, rows, more)] = tables
+    assert title == "data file (by source)" and len(rows) == 20 and more == 5 and rows[0] == ("s0", f"{0:064x}")
+    assert "library versions (the search's results): torch 2.2" in facts
+    md = render_markdown(report, {})
+    assert "| ... 5 more (report.json's `input_files`) | |" in md and "| s19 |" in md and "| s20 |" not in md

@@ -259,3 +259,26 @@ def test_gradient_shards_merged_record_the_thread_counts_of_their_runs() -> None
         "with 2 threads; gradients (2 from the cache or shards) with 4 threads. To have the results of one run, "
         "re-run the stages of the other count with the same one (`OMP_NUM_THREADS=N subsetctl run DIR --force "
         "STAGE`, STAGE the first of them); each stage's `threads` in report.json lists them.")
+
+
+def test_the_report_says_what_produced_the_selection(tiny_project_ran) -> None:
+    """A reviewer given the project folder could not tell from report.md, nor report.json,
+    which data files (by content) and model files the selection was made from: only the
+    stages' manifests held their sha256. Both now say, with the seeds, lambda and versions."""
+    import re
+
+    root = tiny_project_ran()
+    report = _read(root / "report.json")
+    data = _read(root / ".subsetctl" / "data" / "manifest.json")["inputs"]["extra"]
+    model = _read(root / ".subsetctl" / "meta_init" / "manifest.json")["inputs"]["extra"]["model_files"]
+    assert report["input_files"] == {"data": data, "model": {"model_files": model}}
+    md = (root / "report.md").read_text()
+    section = md[md.index("## Reproducing the selection"):md.index("## Time per stage")]
+    assert f"- resolved spec: .subsetctl/specs/{report['stages']['search']['resolved_spec']}.json" in section
+    assert "- seeds: project.seed 0" in section and "- estimator fast, lambda 1 (the spec's estimate.lam)" in section
+    versions = report["stages"]["search"]["versions"]
+    assert f"subsetctl {versions['subsetctl']}, torch {versions['torch']}, transformers" in section
+    for source in ("a", "b", "target"):
+        assert f"| {source} | `{data[source]['file']['sha256']}` |" in section
+    assert f"| model.safetensors | `{model['files']['model.safetensors']['sha256']}` |" in section
+    assert len(re.findall(r"`[0-9a-f]{64}`", section)) == len(model["files"]) + len(data)

@@ -19,8 +19,9 @@ from subsetctl.report.cells import final_vs_baselines
 #: without what the README documents; 7: each stage's ``written_at``, ``resolved_spec`` and
 #: ``versions``, and this number itself as ``report_format``; 8: ``settings``, the settings the
 #: shown results were made with; 9: each stage's ``reused_threads``, the thread counts of the
-#: results it took from the re-run cache or merged from gradient shards
-REPORT_FORMAT = 9
+#: results it took from the re-run cache or merged from gradient shards; 10: ``input_files``,
+#: the data and model files' sha256, and report.md's section on reproducing the selection
+REPORT_FORMAT = 10
 
 #: what each :data:`REPORT_FORMAT` added, as `plan` names it for a report an earlier one wrote
 FORMAT_ADDITIONS = {2: "final_vs_baselines", 3: "final_vs_baselines' stds",
@@ -29,7 +30,9 @@ FORMAT_ADDITIONS = {2: "final_vs_baselines", 3: "final_vs_baselines' stds",
                     7: "each stage's written_at (report.md's time table too), resolved_spec, versions, threads, "
                        "fingerprint and output_digest, stage_order, and report_format",
                     8: "settings (what the results were made with)",
-                    9: "each stage's reused_threads (the thread counts of results taken from the cache or shards)"}
+                    9: "each stage's reused_threads (the thread counts of results taken from the cache or shards)",
+                    10: "input_files (the data and model files' sha256) and report.md's section on reproducing the "
+                        "selection"}
 
 
 def added_since(recorded_format: Any) -> str:
@@ -338,6 +341,27 @@ def results_plugins(project: Project, skip: frozenset[str] | set[str] = frozense
     return out
 
 
+def results_input_files(project: Project, skip: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
+    """What the shown results were made from, as the data and meta_init stages recorded it
+    among their inputs: ``data``, source -> its input files' sizes and sha256 (or what
+    else a loader is known by: a generating package's version), and ``model``, the local
+    model folder's files (``model_files``) or the packaged model's package; a hub id is
+    known by ``model.source`` and ``adapter_base_model_revision``. Empty for stages in
+    ``skip``. A reviewer given the folder checks their copies against these."""
+    out: dict[str, Any] = {}
+    for stage, manifest in _shown_results(project, skip):
+        extra = manifest.get("inputs", {}).get("extra")
+        if not isinstance(extra, dict):
+            continue
+        if stage.name == "data":
+            out["data"] = {name: files for name, files in extra.items() if name != "plugin code"}
+        elif stage.name == "meta_init":
+            model = {key: extra[key] for key in ("model_files", "model_package") if key in extra}
+            if model:
+                out["model"] = model
+    return out
+
+
 def results_settings(project: Project, skip: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
     """Dotted setting -> value, as the stages whose results are shown (not in ``skip``)
     recorded them (each its spec slice: only what it reads, so nothing that cannot change a
@@ -561,6 +585,9 @@ def build_report(
     plugins = results_plugins(project, skip)
     if plugins:  # third-party code that made results: which, and which release
         report["plugins"] = plugins
+    files = results_input_files(project, skip)
+    if files:  # the data and model files' contents the results were made from
+        report["input_files"] = files
     data = None if "data" in skip else _read(project.results_dir("data") / "data.json")
     if data and data.get("warnings"):  # leaked held-out rows, dropped blank rows, ...: true of every result
         report["data_warnings"] = data["warnings"]

@@ -474,3 +474,73 @@ def final_vs_baselines_line(comparison: dict[str, Any] | None, checked: bool,
         advice.append("the estimates were not checked against real fine-tunes (verify.enabled: true runs "
                       "verify.k of them and calibrates the estimates)")
     return line + (f"; {'; '.join(advice)}." if advice else ".")
+
+
+#: at most this many files per table of report.md's section on reproducing the selection
+#: (report.json's ``input_files`` lists every one)
+REPRODUCE_FILES_SHOWN = 20
+
+#: the library versions that section names (every one is in report.json's stages' ``versions``)
+REPRODUCE_LIBRARIES = ("subsetctl", "torch", "transformers", "peft", "numpy", "python")
+
+
+def _file_digests(record: Any, name: str = "") -> list[tuple[str, str]]:
+    """(file, sha256) for each file an input record names (``{"sha256": ...}``, ``{"file":
+    ...}``, ``{"files": {name: ...}}``, a folder's ``path``, a list of ``data_files``), the
+    file named by its place in the record ("" for a source's single file)."""
+    if isinstance(record, dict) and isinstance(record.get("sha256"), str):
+        return [(name, record["sha256"])]
+    if isinstance(record, dict):
+        return [pair for key, value in record.items() for pair in _file_digests(
+            value, name if key in ("file", "files", "path", "data_files") else f"{name}/{key}".strip("/"))]
+    if isinstance(record, list):
+        return [pair for value in record for pair in _file_digests(value, name)]
+    return []
+
+
+def reproduce_facts(report: dict[str, Any]) -> tuple[list[str], list[tuple[str, list[tuple[str, str]], int]]]:
+    """What produced the selection, for a reviewer given the project folder (report.md's
+    section on reproducing it): text lines (the resolved spec the search ran with, the seeds
+    set, the estimator and lambda, the model and a hub id's revision, the library versions and
+    torch threads of the search's results) and tables (title, (file, sha256) rows, how many
+    more) of the model's files and the data files by source (report.json: ``stages.search``,
+    ``settings``, ``input_files``). Nothing without a search's results. Names are as
+    recorded: the caller formats them."""
+    stages = report.get("stages") or {}
+    search = stages.get("search") if isinstance(stages.get("search"), dict) else None
+    if search is None or "strategies" not in report:
+        return [], []
+    lines = []
+    if search.get("resolved_spec"):
+        lines.append(f"resolved spec: .subsetctl/specs/{search['resolved_spec']}.json (the search's; each "
+                     "stage's is report.json's stages.<stage>.resolved_spec)")
+    settings = report.get("settings") or {}
+    seeds = [f"{key} {value}" for key, value in settings.items() if key.endswith("seed") and value is not None]
+    if seeds:
+        lines.append(f"seeds: {', '.join(seeds)}")
+    cal = report.get("calibration") or {}
+    lines.append(f"estimator {cal.get('estimator') or '-'}, lambda {fmt(cal.get('lam'))}"
+                 + (" (chosen by calibrate)" if cal.get("enabled") else " (the spec's estimate.lam)"))
+    files = report.get("input_files") or {}
+    model = files.get("model") if isinstance(files.get("model"), dict) else {}
+    known = [f"revision {report['adapter_base_model_revision']}"] if report.get("adapter_base_model_revision") else []
+    if isinstance(model.get("model_package"), str):
+        known.append(f"package {model['model_package']}")
+    lines.append(f"model: {report.get('adapter_base_model') or settings.get('model.source') or '-'}"
+                 + (f", {', '.join(known)}" if known else ""))
+    versions = search.get("versions") if isinstance(search.get("versions"), dict) else {}
+    named = [f"{name} {versions[name]}" for name in REPRODUCE_LIBRARIES if versions.get(name)]
+    if named:
+        lines.append(f"library versions (the search's results): {', '.join(named)}")
+    counts = sorted({entry["threads"]["torch"] for entry in stages.values() if isinstance(entry, dict)
+                     and isinstance(entry.get("threads"), dict) and isinstance(entry["threads"].get("torch"), int)})
+    if counts:
+        lines.append(f"torch threads: {', '.join(map(str, counts))} (report.json's stages.<stage>.threads)")
+    tables = []
+    model_files = _file_digests(model.get("model_files"))
+    data = [("/".join(part for part in (source, name) if part), digest)
+            for source, record in (files.get("data") or {}).items() for name, digest in _file_digests(record)]
+    for title, rows in (("model file", model_files), ("data file (by source)", data)):
+        if rows:
+            tables.append((title, rows[:REPRODUCE_FILES_SHOWN], max(0, len(rows) - REPRODUCE_FILES_SHOWN)))
+    return lines, tables

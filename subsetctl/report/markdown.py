@@ -23,6 +23,7 @@ from subsetctl.report.cells import (
     percent_cell,
     plugins_line,
     repeats_cell,
+    reproduce_facts,
     score_ranking,
     score_table_rows,
     selected_cell,
@@ -221,6 +222,14 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
         lines.append("")
     if report.get("left_out"):
         lines += [f"> {left_out_note(report['left_out'], report.get('left_out_switched_off', []))}", ""]
+    facts, tables = reproduce_facts(report)
+    if facts:  # what a reviewer given the folder needs to produce the same selection
+        lines += ["## Reproducing the selection", "", *(f"- {md_text(fact)}" for fact in facts), ""]
+        for title, rows, more in tables:
+            lines += [f"| {title} | sha256 |", "|---|---|", *(f"| {md_name(name) if name else '-'} | `{digest}` |"
+                                                            for name, digest in rows)]
+            lines += [f"| ... {more:,} more (report.json's `input_files`) | |"] if more else []
+            lines.append("")
     # when each stage's results were written, as the terminal's "finished" column (report.json's written_at)
     lines += ["## Time per stage", "", "| stage | seconds | finished |", "|---|---|---|"]
     for stage, info in report["stages"].items():

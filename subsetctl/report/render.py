@@ -24,6 +24,7 @@ from subsetctl.report.cells import (
     percent_cell,
     plugins_line,
     repeats_cell,
+    reproduce_facts,
     score_ranking,
     score_table_rows,
     selected_cell,
@@ -221,6 +222,11 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
                       f"{escape(_from_here(report['adapters'][final][0], root))}"
                       + (f" (+{others} more seed{'s' if others > 1 else ''})" if others else "")
                       + " [dim](report.md lists every selection's)[/dim]")
+    facts, tables = reproduce_facts(report)
+    if facts:  # for a reviewer given the folder: what produced the selection (the files' sha256 in report.md)
+        files = " and ".join(f"{len(rows) + more:,} {title.split(' (')[0]}s'" for title, rows, more in tables)
+        console.print("[dim]reproducing: " + escape("; ".join(f for f in facts if f.startswith(("seeds", "estimator", "model"))))
+                      + (f" ({escape(files)} sha256 in report.md)" if files else "") + "[/dim]")
 
 
 def _selection_column_widths(rows: list[tuple[str, str, str, str]], width: int) -> list[dict[str, int]]:
