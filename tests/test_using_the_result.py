@@ -27,6 +27,23 @@ def test_each_adapters_model_card_names_its_own_seed_and_the_step_kept(tmp_path:
     assert "weights kept" not in no_validation and "seed 1" in no_validation, no_validation
 
 
+def test_each_adapters_model_card_names_the_versions_and_spec_that_made_it(tiny_project_ran) -> None:
+    """An adapter folder copied out of the project said nothing of the library versions that
+    trained it nor of the spec: its card names both (a cached run's own versions)."""
+    import json
+
+    root = tiny_project_ran()
+    manifest = json.loads((root / ".subsetctl" / "finetune" / "manifest.json").read_text())
+    versions = manifest["versions"]
+    cards = list((root / ".subsetctl" / "finetune" / "runs").glob("*/adapter/README.md"))
+    assert cards
+    for card in (path.read_text() for path in cards):
+        assert (f"- trained with: subsetctl {versions['subsetctl']}, torch {versions['torch']}, transformers "
+                f"{versions['transformers']}, peft {versions['peft']}, python {versions['python']}\n") in card, card
+        assert (f"- resolved spec: {manifest['resolved_spec']} (the project's .subsetctl/specs/"
+                f"{manifest['resolved_spec']}.json)\n") in card, card
+
+
 def _readme_script() -> str:
     """The Python block of README's "Using the result" section."""
     readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")

@@ -267,13 +267,24 @@ def classifier_load_hint(classes: list[str], head_size: int | None = None) -> st
             f"{spare}).")
 
 
+#: the libraries an adapter's model card names the versions of (the cache entry has them all)
+CARD_LIBRARIES = ("subsetctl", "torch", "transformers", "peft", "python")
+
+
 def model_card(label_list: list[str], subset: list[str], ctx: StageContext, record: dict[str, Any],
-               classes: list[str] | None = None) -> str:
+               classes: list[str] | None = None, versions: Any = None, spec_digest: str | None = None) -> str:
     """The adapter folder's README.md: what this one run was trained on and with, its own
     seed (``record["seed"]``: ``project.seed`` + i for the i-th of ``finetune.seeds``, not
-    the project's seed, which every run's card named) and the step whose weights were kept
-    (the best on the target's validation rows, not always the last)."""
+    the project's seed, which every run's card named), the step whose weights were kept
+    (the best on the target's validation rows, not always the last), the library
+    ``versions`` that trained it (a cached run's own; left out where unknown) and the digest
+    of the resolved spec the stage ran with (``.subsetctl/specs/<digest>.json``): an adapter
+    folder copied out of the project says what made it."""
     spec = ctx.spec
+    made = ", ".join(f"{name} {versions[name]}" for name in CARD_LIBRARIES
+                     if isinstance(versions, dict) and versions.get(name))
+    provenance = (f"- trained with: {made}\n" if made else "") + (
+        f"- resolved spec: {spec_digest} (the project's .subsetctl/specs/{spec_digest}.json)\n" if spec_digest else "")
     load = (classifier_load_hint(classes, spec.model.num_labels) if classes
             else "Load with `peft.PeftModel.from_pretrained(base_model, this_folder)`.")
     seed = record.get("seed", spec.project.seed)
@@ -288,7 +299,8 @@ def model_card(label_list: list[str], subset: list[str], ctx: StageContext, reco
         f"- LoRA: r={spec.model.lora.r}, alpha={spec.model.lora.alpha}\n"
         f"- final train loss: {record['last_train_loss'] if record['last_train_loss'] is not None else 'n/a'}\n"
         f"{kept}"
-        f"- project: {spec.project.name}, seed {seed}\n\n"
+        f"- project: {spec.project.name}, seed {seed}\n"
+        f"{provenance}\n"
         f"{load} Test metrics are in the project's report.md.\n"
     )
 
@@ -381,6 +393,7 @@ class FinetuneStage(common.ModelStage):
         return bool(spec.finetune.enabled)
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
+        from subsetctl import pipeline
         from subsetctl.modeling.lora import name_base_model
         from subsetctl.modeling.resolve import (
             adapter_base_model_folder,
@@ -414,6 +427,7 @@ class FinetuneStage(common.ModelStage):
         provenance = common.Provenance(ctx)
         classes = cache.data.labels if spec.model.kind == "classifier" else None  # the head's classes, by id
         restored = 0
+        spec_digest = fingerprint(spec.model_dump(mode="json"))  # the stage's resolved spec, as its manifest names it
         with ctx.reporter.progress("finetune runs", total=len(by_key)) as task:
             task.update(len(by_key) - len(todo))
             for key in todo:
@@ -421,12 +435,13 @@ class FinetuneStage(common.ModelStage):
                 run_dir = ctx.out_dir / "runs" / key
                 record = None if ctx.options.get("forced") else cache.restore(job["subset"], job["seed"], run_dir)
                 if record is not None:  # trained by an earlier run with the same inputs
-                    provenance.reused(key, *common.take_versions(record))
+                    versions, threads = common.take_versions(record)
+                    provenance.reused(key, versions, threads)
                     record = _results_only(record)
                     restored += 1
                     name_base_model(run_dir / "adapter", base_name)
-                    atomic_write_text(run_dir / "adapter" / "README.md",
-                                      model_card(job["labels"], job["subset"], ctx, record, classes))
+                    atomic_write_text(run_dir / "adapter" / "README.md", model_card(
+                        job["labels"], job["subset"], ctx, record, classes, versions, spec_digest))
                     runs[key] = record
                     atomic_write_json(path, runs)
                     task.update(len(runs))
@@ -456,7 +471,8 @@ class FinetuneStage(common.ModelStage):
                              "last_train_loss": result.train_losses[-1] if result.train_losses else None,
                              **training_loss_ends(result.train_losses)}
                 atomic_write_text(run_dir / "adapter" / "README.md",
-                                  model_card(job["labels"], job["subset"], ctx, runs[key], classes))
+                                  model_card(job["labels"], job["subset"], ctx, runs[key], classes,
+                                             pipeline.library_versions(), spec_digest))
                 atomic_write_json(path, runs)  # first: a cache that cannot take it (a teammate's) loses nothing
                 cache_writes(lambda: cache.store(job["subset"], job["seed"], run_dir, runs[key]))  # noqa: B023
                 task.update(len(runs))
