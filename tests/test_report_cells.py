@@ -1118,5 +1118,6 @@ def test_the_reproducing_section_shows_20_files_and_counts_the_rest() -> None:
     [(title, rows, more)] = tables
     assert title == "data file (by source)" and len(rows) == 20 and more == 5 and rows[0] == ("s0", f"{0:064x}")
     assert "library versions (the search's results): torch 2.2" in facts
+    assert "generated data (their loaders' seeds above): reasoning-gym 0.1.25 (1 source)" in facts
     md = render_markdown(report, {})
     assert "| ... 5 more (report.json's `input_files`) | |" in md and "| s19 |" in md and "| s20 |" not in md

@@ -536,6 +536,14 @@ def reproduce_facts(report: dict[str, Any]) -> tuple[list[str], list[tuple[str, 
                      and isinstance(entry.get("threads"), dict) and isinstance(entry["threads"].get("torch"), int)})
     if counts:
         lines.append(f"torch threads: {', '.join(map(str, counts))} (report.json's stages.<stage>.threads)")
+    generated: dict[str, int] = {}  # sources known by a generating package's version (reasoning_gym), not files
+    for record in (files.get("data") or {}).values():
+        if isinstance(record, dict) and not _file_digests(record):
+            for what in (f"{key.replace('_', '-')} {value}" for key, value in record.items() if isinstance(value, str)):
+                generated[what] = generated.get(what, 0) + 1
+    if generated:
+        lines.append("generated data (their loaders' seeds above): "
+                     + ", ".join(f"{what} ({n} source{'s' if n != 1 else ''})" for what, n in generated.items()))
     tables = []
     model_files = _file_digests(model.get("model_files"))
     data = [("/".join(part for part in (source, name) if part), digest)
