@@ -233,11 +233,13 @@ class Registry(Generic[T]):
                 continue
             package = values[ep.name][ep.value]  # (its metadata read once, above)
             origin = _origin_of_entry_point(ep.value, package)
+            registered = self._entries.get(ep.name)  # by the module's own decorator, as it was imported
+            description = registered.description if registered is not None and registered.obj is obj else doc_summary(obj)
             if beneath:  # a spec's plugin of another module has the name for its call: the entry point's after it
-                self._installed[ep.name] = Entry(ep.name, obj, doc_summary(obj), origin, package)
-                _label_class(obj, ep.name, doc_summary(obj))
+                self._installed[ep.name] = Entry(ep.name, obj, description, origin, package)
+                _label_class(obj, ep.name, description)
                 continue
-            self.add(ep.name, obj, doc_summary(obj), origin=origin, package=package)
+            self.add(ep.name, obj, description, origin=origin, package=package)
 
     def _plugin_of(self, name: str, value: str) -> bool:
         """Whether ``name`` is registered by a spec's plugin from the module of the entry

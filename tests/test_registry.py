@@ -109,6 +109,32 @@ def test_an_installed_plugin_is_named_with_its_package_and_version(monkeypatch) 
         registry.get("broken")
 
 
+def test_an_installed_plugin_keeps_the_description_its_decorator_gave(monkeypatch) -> None:
+    """`ls` showed an entry point's plugin with no description when it had one only from its
+    ``@STRATEGIES.register(name, description)`` (README's strategy example): registering the
+    entry point took the docstring's, which such a class or loader function need not have."""
+    import subsetctl.registry as registry_module
+
+    registry: Registry[type] = Registry("thing", "subsetctl.test_things", ())
+
+    class Top(_Base):
+        pass
+
+    def tsv(options: dict, ctx: object) -> None:
+        return None
+
+    class _Importing(_EntryPoint):
+        def load(self) -> object:  # importing the entry point's module runs its decorator
+            return registry.register(self.name, f"{self.name}, from its decorator")(self._obj)
+
+    installed = [_Importing("top", "pkg.strategies:Top", obj=Top), _Importing("tsv", "pkg.loaders:tsv", obj=tsv)]
+    monkeypatch.setattr(registry_module, "entry_points", lambda group: installed)
+    assert [(e.name, e.description, e.origin) for e in registry.entries()] == [
+        ("top", "top, from its decorator", "entry point pkg.strategies:Top"),
+        ("tsv", "tsv, from its decorator", "entry point pkg.loaders:tsv"),
+    ]
+
+
 def test_ls_lists_a_broken_plugin_with_its_reason(monkeypatch) -> None:
     from subsetctl.api import list_plugins
     from subsetctl.registry import STRATEGIES
