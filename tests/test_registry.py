@@ -1164,3 +1164,24 @@ def test_readme_states_each_built_in_strategy_parameter_s_default() -> None:
                        for form in forms):
                 missing.append(f"{row['name']}.{param['name']}={default!r}")
     assert missing == [], missing
+
+
+def test_the_report_names_a_plugin_loader_that_made_its_data() -> None:
+    """"made with plugins" named the estimators and strategies of a run but never its
+    ``type: plugin`` loaders: the data stage keeps their code under each source's name (with
+    its files), not under ``plugin code``, so data read by third-party code went unsaid."""
+    from types import SimpleNamespace
+
+    from subsetctl.report.build import results_plugins
+
+    code = {"package": "myplug 0.1.0", "sha256": "d19e06d239ecbae16a507447caee2a3f"}
+    data = {"inputs": {
+        "slice": {"target": {"name": "target", "loader": {"type": "jsonl", "path": "t.jsonl"}},
+                  "sources": [{"name": "a", "loader": {"type": "jsonl", "path": "a.jsonl"}},
+                              {"name": "c", "loader": {"type": "plugin", "name": "tsv", "options": {"path": "c.tsv"}}},
+                              {"name": "d", "loader": {"type": "plugin", "name": "tsv", "options": {"path": "d.tsv"}}}]},
+        "extra": {"target": {"file": {"sha256": "0"}}, "a": {"file": {"sha256": "1"}},
+                  "c": {"code": code, "paths": {"path": {"sha256": "2"}}}, "d": {"code": code}}}}
+    project = SimpleNamespace(read_results_manifest=lambda stage: data if stage == "data" else None)
+    assert results_plugins(project) == {  # type: ignore[arg-type]
+        "loader tsv": {"stages": ["data"], "package": "myplug 0.1.0", "sha256": "d19e06d239ec"}}

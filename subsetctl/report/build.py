@@ -328,7 +328,7 @@ def results_plugins(project: Project, skip: frozenset[str] | set[str] = frozense
         extra = manifest.get("inputs", {}).get("extra")
         if not isinstance(extra, dict):
             continue
-        used = dict(extra.get("plugin code") or {})
+        used = dict(extra.get("plugin code") or {}) | _plugin_loaders_code(manifest["inputs"].get("slice"), extra)
         if isinstance(extra.get("model_package"), str):
             used["packaged model"] = {"package": extra["model_package"]}
         for name, code in used.items():
@@ -359,6 +359,26 @@ def results_input_files(project: Project, skip: frozenset[str] | set[str] = froz
             model = {key: extra[key] for key in ("model_files", "model_package") if key in extra}
             if model:
                 out["model"] = model
+    return out
+
+
+def _plugin_loaders_code(recorded: Any, extra: dict[str, Any]) -> dict[str, Any]:
+    """``{"loader tsv": <its code's fingerprint>}`` for each ``type: plugin`` loader (a
+    target's ``test_loader`` too) in a data stage's recorded spec slice ``recorded``: that
+    stage keeps such a loader's code under its source's name in ``extra`` (beside the files
+    its options name), not under ``plugin code``. Empty for any other stage."""
+    if not isinstance(recorded, dict):
+        return {}
+    out: dict[str, Any] = {}
+    for source in [recorded.get("target"), *(recorded.get("sources") or [])]:
+        if not isinstance(source, dict):
+            continue
+        inputs = extra.get(str(source.get("name")))
+        inputs = inputs if isinstance(inputs, dict) else {}
+        for loader, where in ((source.get("loader"), inputs), (source.get("test_loader"), inputs.get("test_loader"))):
+            if (isinstance(loader, dict) and loader.get("type") == "plugin" and isinstance(where, dict)
+                    and isinstance(where.get("code"), dict)):
+                out[f"loader {loader.get('name')}"] = where["code"]
     return out
 
 
