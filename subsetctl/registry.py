@@ -286,7 +286,7 @@ class Registry(Generic[T]):
             if missing:
                 methods = "an abstract method" if len(missing) == 1 else "abstract methods"
                 raise UserError(
-                    f"The {self.kind} {entry.name!r} ({entry.origin}) is the class {obj.__name__}, which does not "
+                    f"The {self.kind} {entry.name!r} ({self.described(entry.name)}) is the class {obj.__name__}, which does not "
                     f"define {', '.join(missing)} ({methods} of {module}.{attr}), so it cannot be built; README → "
                     f"Plugins says what each kind of plugin defines. Fix the plugin."
                 )
@@ -294,7 +294,7 @@ class Registry(Generic[T]):
         what = (f"the class {obj.__name__}" if isinstance(obj, type) else
                 "a function" if callable(obj) and hasattr(obj, "__code__") else f"an instance of {type(obj).__name__}")
         raise UserError(
-            f"The {self.kind} {entry.name!r} ({entry.origin}) is {what}, not a subclass of {module}.{attr}: "
+            f"The {self.kind} {entry.name!r} ({self.described(entry.name)}) is {what}, not a subclass of {module}.{attr}: "
             f"{self.kind} plugins are classes deriving from {attr} (README → Plugins shows one). Fix the plugin."
         )
 
@@ -361,6 +361,22 @@ class Registry(Generic[T]):
         """Where the plugin ``name`` comes from: "built-in", "module x.y" or "entry point ..."."""
         self._load()
         return self._entries[name].origin
+
+    def described(self, name: str) -> str:
+        """:meth:`origin` for a message about the plugin ``name``: with the file of a spec's
+        ``plugins:`` module, "module best_single, /work/plugins/best_single.py",
+        which is where its author looks (a module name alone may be another file of that name
+        found first on ``PYTHONPATH``); the same as :meth:`origin` for any other plugin, so
+        ``== "built-in"`` still tells a built-in."""
+        origin = self.origin(name)
+        if origin.startswith("module "):  # registered by a decorator as its module was imported
+            module = origin.removeprefix("module ")
+        elif origin.startswith("plugins: "):  # a class named under plugins: ("plugins: mod:Attr")
+            module = origin.removeprefix("plugins: ").partition(":")[0]
+        else:
+            return origin
+        file = getattr(sys.modules.get(module), "__file__", None)
+        return f"{origin}, {file}" if file else origin
 
     def broken(self) -> dict[str, str]:
         """Installed entry points of this kind that failed to import, with the reason."""

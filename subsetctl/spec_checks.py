@@ -197,7 +197,7 @@ def _strategy_issues(spec: Spec, issue: _AddIssue, failed_plugins: list[str]) ->
             issue(("search", "strategies", i, "params"), str(exc))
             continue
         earlier = [s.label or s.name for s in spec.search.strategies[:i]]
-        origin = STRATEGIES.origin(strategy.name)
+        origin = STRATEGIES.described(strategy.name)
         try:
             problem = strategy_hook(cls, strategy.name, origin, "check_spec", params, len(spec.sources), earlier)
             if fine_tunes_for_real(spec.estimate.estimator):  # a spec warning then; here the plugin's mistakes

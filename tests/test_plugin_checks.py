@@ -57,13 +57,13 @@ def plugin_strategy_name() -> str:
      r"returned a StrategyResult that cannot be stored \(ValueError"),
 ])
 def test_a_plugin_strategys_result_is_checked(plugin_strategy_name: str, result: Any, says: str) -> None:
-    with pytest.raises(UserError, match=r"Strategy 'mine' \(module [\w.]+\) " + says):
+    with pytest.raises(UserError, match=r"Strategy 'mine' \(module [\w.]+, \S+\.py\) " + says):
         _run_strategy(_returning(result), plugin_strategy_name, "mine", None, _Context(), None)
 
 
 def test_a_plugin_strategy_calling_sys_exit_is_blamed(plugin_strategy_name: str) -> None:
     """It printed only "giving up" and exited 1, the plugin not named."""
-    with pytest.raises(UserError, match=r"Strategy 'mine' \(module [\w.]+\) called sys.exit\('giving up'\)"):
+    with pytest.raises(UserError, match=r"Strategy 'mine' \(module [\w.]+, \S+\.py\) called sys.exit\('giving up'\)"):
         _run_strategy(_returning(raise_exit=True), plugin_strategy_name, "mine", None, _Context(), None)
 
 
@@ -225,7 +225,7 @@ class FirstSource(Strategy):
     _with_plugins(tiny_project, monkeypatch, ["nan_est:NanEst", "first_strategy:FirstSource"],
                   estimate={"estimator": "nanest"}, search={"strategies": [{"name": "first_source"}]},
                   executor={"backend": "sequential"})
-    with pytest.raises(UserError, match=r"The estimator 'nanest' \(module nan_est\) gave no finite estimate for any "
+    with pytest.raises(UserError, match=r"The estimator 'nanest' \(module nan_est, \S+\.py\) gave no finite estimate for any "
                                         r"of the \d+ subsets estimated"):
         run_project(tiny_project, until="search")
     for name in ("nan_est", "first_strategy"):
@@ -256,8 +256,8 @@ class BestSingle(Strategy):
 ''')
     _with_plugins(tiny_project, monkeypatch, ["nan_est2:NanEst", "best_single2:BestSingle"],
                   estimate={"estimator": "nanest2"}, search={"strategies": [{"name": "best_single2"}]})
-    _search_fails_with(tiny_project, r"Strategy 'best_single2' \(module best_single2\) raised ValueError: "
-                                     r"All-NaN slice encountered \(at \S+best_single2\.py:10, in run\)\. The estimator 'nanest2' \(module nan_est2\) "
+    _search_fails_with(tiny_project, r"Strategy 'best_single2' \(module best_single2, \S+\.py\) raised ValueError: "
+                                     r"All-NaN slice encountered \(at \S+best_single2\.py:10, in run\)\. The estimator 'nanest2' \(module nan_est2, \S+\.py\) "
                                      r"gave no finite estimate for any of the 3 subsets estimated so far .*, "
                                      r"which is most likely why: fix the estimator", ("nan_est2", "best_single2"))
 
@@ -328,7 +328,7 @@ def test_a_plugin_strategys_validate_hooks_are_blamed_on_it(jsonl_project: Path,
         sys.modules.pop("hooked_strategy", None)
     problems = [issue.render() for issue in checked.issues]
     assert not checked.ok and len(problems) == 1, problems
-    assert re.search(r"search\.strategies\[0\]\.name: The strategy plugin 'hooked' \(module hooked_strategy\) "
+    assert re.search(r"search\.strategies\[0\]\.name: The strategy plugin 'hooked' \(module hooked_strategy, \S+\.py\) "
                      + says, problems[0]), problems
 
 
@@ -345,7 +345,7 @@ def test_a_built_in_strategy_on_an_estimator_that_gave_only_nan_names_the_estima
     _with_plugins(tiny_project, monkeypatch, [f"{module}:NanEst"], estimate={"estimator": module},
                   search={"strategies": [{"name": strategy}]}, executor={"backend": "sequential"})
     _search_fails_with(tiny_project, rf"Strategy '{strategy}' has no subset to choose from\. The estimator "
-                                     rf"'{module}' \(module {module}\) gave no finite estimate for any of the "
+                                     rf"'{module}' \(module {module}, \S+\.py\) gave no finite estimate for any of the "
                                      r"\d+ subsets estimated so far .*Fix the estimator's code if it is a plugin",
                        (module,))
 
@@ -379,7 +379,7 @@ def test_a_strategy_whose_subsets_all_failed_names_the_estimator_after_others_ha
                                                                    "params": {"alpha": 0.5}}]},
                   executor={"backend": "sequential"})
     _search_fails_with(tiny_project, r"Strategy 'random_ensemble' has no subset to choose from\. The estimator "
-                                     rf"'{module}' \(module {module}\) gave no finite estimate for any of the "
+                                     rf"'{module}' \(module {module}, \S+\.py\) gave no finite estimate for any of the "
                                      r"subsets this strategy estimated \(NaN or infinite; it gave a finite one for 1 "
                                      r"of the 4 subsets estimated so far\)\. Fix the estimator's code if it is a "
                                      r"plugin", (module,))

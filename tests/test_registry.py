@@ -368,7 +368,7 @@ class Broken(SubsetEstimator):
     spec["plugins"], spec["estimate"] = ["broken_est:Broken"], {"estimator": "broken"}
     spec["executor"] = {"backend": "sequential"}
     (tiny_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    with pytest.raises(UserError, match=re.escape(f"The estimator plugin 'broken' (module broken_est) {says}")):
+    with pytest.raises(UserError, match=re.escape(f"The estimator plugin 'broken' (module broken_est, {tiny_project / 'broken_est.py'}) {says}")):
         run_project(tiny_project, until="search")
     sys.modules.pop("broken_est", None)
 
@@ -395,7 +395,7 @@ class Nanny(GaussianProjector):
     spec["plugins"] = ["nan_proj:Nanny"]
     spec["gradients"] = {**spec.get("gradients", {}), "projector": "nanny"}
     (tiny_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    with pytest.raises(UserError, match=re.escape("The projector plugin 'nanny' (module nan_proj) returned NaN")):
+    with pytest.raises(UserError, match=re.escape(f"The projector plugin 'nanny' (module nan_proj, {tiny_project / 'nan_proj.py'}) returned NaN")):
         run_project(tiny_project, until="gradients")
     sys.modules.pop("nan_proj", None)
 
@@ -505,7 +505,7 @@ def test_a_plugin_of_the_wrong_kind_is_the_plugins_error_not_an_internal_one() -
         def run(self, estimator, context, params):
             return None
 
-    with pytest.raises(UserError, match=r"The strategy 'plain' \(module test_registry\) is a function, not a "
+    with pytest.raises(UserError, match=r"The strategy 'plain' \(module test_registry, \S+\.py\) is a function, not a "
                                         r"subclass of subsetctl\.search\.base\.Strategy"):
         registry.get("plain")
     with pytest.raises(UserError, match=r"Params that is not a subclass of subsetctl\.search\.base\.StrategyParams"):
@@ -534,7 +534,7 @@ def test_a_plugin_class_leaving_out_an_abstract_method_is_refused_by_validate() 
         def project_chunks(self, chunks):
             return chunks[0]
 
-    with pytest.raises(UserError, match=r"The strategy 'norun' \(module test_registry\) is the class NoRun, which "
+    with pytest.raises(UserError, match=r"The strategy 'norun' \(module test_registry, \S+\.py\) is the class NoRun, which "
                                         r"does not define run \(an abstract method of subsetctl\.search\.base\.Strategy"):
         strategies.get("norun")
     with pytest.raises(UserError, match=r"does not define _fill \(an abstract method of "

@@ -82,7 +82,7 @@ def load_source(source: SourceSpec, ctx: LoadContext) -> Dataset:
     from datasets import Dataset
 
     loader = LOADERS.get(source.loader.type)
-    origin = LOADERS.origin(source.loader.type)
+    origin = LOADERS.described(source.loader.type)
     if loader not in DRAWING_LOADERS and ctx.keep_at_most is not None:
         ctx = dataclasses.replace(ctx, keep_at_most=None, drawn={})
     with quiet_datasets():

@@ -261,7 +261,7 @@ class GaussianProjector(Projector):
 def make_projector(name: str, p: int, d: int, seed: int, memory_budget_mb: float = 64) -> Projector:
     """Build the registered projector ``name`` (raises UnknownPluginError for unknown names)."""
     cls = PROJECTORS.get(name)
-    origin = PROJECTORS.origin(name)
+    origin = PROJECTORS.described(name)
     if origin == "built-in":
         return cls(p=p, d=d, seed=seed, memory_budget_mb=memory_budget_mb)
     from subsetctl.plugin_guard import CheckedProjector, build_plugin

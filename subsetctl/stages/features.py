@@ -64,7 +64,7 @@ def make_estimator(
 
     name = name or spec.estimate.estimator
     cls = ESTIMATORS.get(name)
-    origin = ESTIMATORS.origin(name)
+    origin = ESTIMATORS.described(name)
     if getattr(cls, "needs_model", False):
         if ctx is None:
             raise UserError(f"The {name!r} estimator cannot be used here; use fast, exact or linear_sgd.")

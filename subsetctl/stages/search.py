@@ -150,7 +150,7 @@ def search_subset_bounds(spec: Spec) -> tuple[int, str, list[str]]:
         try:
             cls = STRATEGIES.get(entry.name)
             params = parse_params(cls, entry.params, f"search.strategies[{i}].params", entry.label)
-            bound = strategy_hook(cls, entry.name, STRATEGIES.origin(entry.name), "max_subsets", params,
+            bound = strategy_hook(cls, entry.name, STRATEGIES.described(entry.name), "max_subsets", params,
                                   len(spec.sources))
         except (UserError, ValueError):  # reported by the checks of the strategies themselves
             bound = None
@@ -248,7 +248,7 @@ def _no_finite_estimate(batch: Any, estimator_used: str, so_far: str = "") -> st
 
     if not len(batch.loss) or np.isfinite(np.asarray(batch.loss, dtype=float)).any():
         return None
-    return (f"The estimator {estimator_used!r} ({ESTIMATORS.origin(estimator_used)}) gave no finite estimate for "
+    return (f"The estimator {estimator_used!r} ({ESTIMATORS.described(estimator_used)}) gave no finite estimate for "
             f"any of the {len(batch.loss)} subsets estimated{so_far} (every one is NaN or infinite)")
 
 
@@ -314,7 +314,7 @@ def _no_finite_estimate_for_strategy(batch: Any, estimator_used: str) -> str:
     if failed:
         return failed
     finite = int(np.isfinite(np.asarray(batch.loss, dtype=float)).sum())
-    return (f"The estimator {estimator_used!r} ({ESTIMATORS.origin(estimator_used)}) gave no finite estimate for "
+    return (f"The estimator {estimator_used!r} ({ESTIMATORS.described(estimator_used)}) gave no finite estimate for "
             f"any of the subsets this strategy estimated (NaN or infinite; it gave a finite one for {finite} of "
             f"the {len(batch.loss)} subsets estimated so far)")
 
@@ -336,7 +336,7 @@ def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any,
     from subsetctl.registry import STRATEGIES
     from subsetctl.search.base import NoFiniteEstimate, StrategyResult, SubsetTrace
 
-    origin = STRATEGIES.origin(name)
+    origin = STRATEGIES.described(name)
     try:
         result = cls().run(estimator if origin == "built-in" else _OwnErrors(estimator), context, params)
     except NoFiniteEstimate:

@@ -132,7 +132,7 @@ def _plugin_columns_jsonl(options: object, ctx: LoadContext) -> object:
     return Dataset.from_dict({"prompt": ["p"], "response": ["r"]})
 
 
-_REPLACING = r"loader plugin 'jsonl' \(module test_data_draw\), which replaces the built-in loader, "
+_REPLACING = r"loader plugin 'jsonl' \(module test_data_draw, \S+\.py\), which replaces the built-in loader, "
 
 
 @pytest.mark.parametrize(("plugin", "says"), [
@@ -160,6 +160,36 @@ def test_a_plugin_under_a_builtin_type_that_fails_is_blamed_on_it(tmp_path: Path
             prepare_source(source, LoadContext(source_name="big", base_dir=tmp_path, kind="causal-lm", seed=0))
     finally:
         LOADERS._entries["jsonl"] = entry
+
+
+def _rows_as_list(options: object, ctx: LoadContext) -> object:
+    return [{"prompt": "p", "response": "r"}]
+
+
+def _renamed_columns(options: object, ctx: LoadContext) -> object:
+    from datasets import Dataset
+
+    return Dataset.from_dict({"question": ["p"], "answer": ["r"]})
+
+
+@pytest.mark.parametrize(("plugin", "says"), [
+    (_rows_as_list, r"returned list, not a datasets\.Dataset"),
+    (_renamed_columns, r"has no column 'prompt'"),
+])
+def test_a_type_plugin_loaders_wrong_result_names_its_module_and_file(tmp_path: Path, plugin: object,
+                                                                       says: str) -> None:
+    """A ``type: plugin`` loader returning a list, or a dataset without the columns, was named
+    by its registered name alone: not by the module or file that holds it."""
+    from subsetctl.registry import LOADERS
+
+    source = SourceSpec(name="mine", loader={"type": "plugin", "name": "test_wrong_result"})
+    LOADERS.add("test_wrong_result", plugin, "test", origin="module test_data_draw")
+    try:
+        with pytest.raises(UserError, match=r"loader plugin 'test_wrong_result' \(module test_data_draw, "
+                                            rf"\S+test_data_draw\.py\) .*{says}"):
+            prepare_source(source, LoadContext(source_name="mine", base_dir=tmp_path, kind="causal-lm", seed=0))
+    finally:
+        LOADERS._entries.pop("test_wrong_result")
 
 
 @pytest.mark.parametrize("rewritten", [{"q": "x"}, {"q": "x", "a": " "}, {"q": None, "a": "z"},

@@ -199,6 +199,7 @@ def test_plugin_strategy_mistakes_are_blamed_on_the_plugin_and_nothing_is_commit
         with pytest.raises(UserError, match=needle) as caught:
             run_project(project, [f"search.strategies[0].name={name}"], until="search")
         assert "module relplug_bad" in str(caught.value)
+        assert f"{tmp_path / 'plugins' / 'relplug_bad.py'})" in str(caught.value)  # its file: where to fix it
         assert not (search / "manifest.json").exists()  # refused before the stage committed
     # a pick without an estimate gets subsetctl's own (that of the `all` baseline here), in source order
     run_project(project, ["search.strategies[0].name=relplug_unordered"], until="search")

@@ -81,7 +81,7 @@ def test_a_plugin_estimators_sources_are_checked_when_it_is_built(planted_featur
         "estimate": {"estimator": "test_sources_plugin"},
     })
     with pytest.raises(UserError, match=r"The estimator plugin 'test_sources_plugin' \(module "
-                                        r"test_search_plugin_errors\) " + says):
+                                        r"test_search_plugin_errors, \S+\.py\) " + says):
         make_estimator(spec, planted_features, 1.0)
 
 

@@ -64,20 +64,19 @@ def load_plugin(options: PluginLoader, ctx: LoadContext) -> Dataset:
     from subsetctl.plugin_guard import call_loader_plugin
 
     # the plugin's data is drawn from after it returns (it may filter what a built-in loader gives)
+    who = f"loader plugin {options.name!r} ({LOADERS.described(options.name)})"
     result = call_loader_plugin(fn, call_options, dataclasses.replace(ctx, keep_at_most=None, drawn={}),
-                                f"loader plugin {options.name!r} ({LOADERS.origin(options.name)})",
-                                "Fix the plugin or its options under loader.options.")
+                                who, "Fix the plugin or its options under loader.options.")
     from datasets import Dataset
 
     if not isinstance(result, Dataset):
         raise UserError(
-            f"Source {ctx.source_name!r}: loader plugin {options.name!r} returned "
-            f"{type(result).__name__}, not a datasets.Dataset. Fix the plugin."
+            f"Source {ctx.source_name!r}: {who} returned {type(result).__name__}, not a datasets.Dataset. Fix the plugin."
         )
     if model is not None:
         return result
     answer = "label" if ctx.kind == "classifier" else "response"
-    where = f"the dataset returned by loader plugin {options.name!r}"
+    where = f"the dataset returned by {who}"
     fix = (
         f"A loader plugin must return a dataset with a 'prompt' column and, for model.kind {ctx.kind}, "
         f"a {answer!r} column (these names are fixed; no option renames them): fix the plugin "
