@@ -86,6 +86,10 @@ class Registry(Generic[T]):
     #: registered names that are no answer to "which one?" (the ``plugin`` loader type, which
     #: loads nothing itself): left out of the names an unknown name's error lists or suggests
     not_a_choice: tuple[str, ...] = ()
+    #: methods of :attr:`base` that subsetctl calls on every plugin of this kind (``run``), so
+    #: a plugin's own must take the base's arguments (checked by :meth:`get`: a ``run(self,
+    #: estimator)`` failed only at the search, after the model stages had run)
+    called: tuple[str, ...] = ()
     _entries: dict[str, Entry[T]] = field(default_factory=dict)
     _broken: dict[str, str] = field(default_factory=dict)  # entry-point name -> why it failed to import
     _broken_origins: dict[str, str] = field(default_factory=dict)  # entry-point name -> where it comes from
@@ -290,6 +294,13 @@ class Registry(Generic[T]):
                     f"define {', '.join(missing)} ({methods} of {module}.{attr}), so it cannot be built; README → "
                     f"Plugins says what each kind of plugin defines. Fix the plugin."
                 )
+            for method in self.called:
+                mismatch = _call_mismatch(obj, base, method)
+                if mismatch:
+                    raise UserError(
+                        f"The {self.kind} {entry.name!r} ({self.described(entry.name)}) is the class {obj.__name__}, "
+                        f"whose {mismatch}; README → Plugins shows one. Fix the plugin."
+                    )
             return
         what = (f"the class {obj.__name__}" if isinstance(obj, type) else
                 "a function" if callable(obj) and hasattr(obj, "__code__") else f"an instance of {type(obj).__name__}")
@@ -412,10 +423,11 @@ ESTIMATORS: Registry[Any] = Registry(
     "estimator",
     "subsetctl.estimators",
     ("subsetctl.estimate.solvers", "subsetctl.estimate.dynamics", "subsetctl.stages.real_finetune"),
-    base="subsetctl.estimate.base:SubsetEstimator",
+    base="subsetctl.estimate.base:SubsetEstimator", called=("estimate",),
 )
 STRATEGIES: Registry[Any] = Registry(
-    "strategy", "subsetctl.strategies", ("subsetctl.search.strategies",), base="subsetctl.search.base:Strategy"
+    "strategy", "subsetctl.strategies", ("subsetctl.search.strategies",), base="subsetctl.search.base:Strategy",
+    called=("run",),
 )
 PACKAGED_MODELS: Registry[Any] = Registry(
     "packaged model", "subsetctl.models", ("subsetctl.modeling.packaged",),
@@ -480,6 +492,27 @@ def _origin(obj: Any) -> str:
         obj = obj.func
     module = getattr(obj, "__module__", None) or ""
     return "built-in" if module == "subsetctl" or module.startswith("subsetctl.") else f"module {module}"
+
+
+def _call_mismatch(cls: type, base: type, method: str) -> str | None:
+    """Why ``cls.<method>`` cannot be called as subsetctl calls ``base.<method>`` (with the
+    base's parameters, positionally): "run(self, estimator) cannot be called as
+    run(self, estimator, context, params): too many positional arguments"; None when it
+    can, or when either is no plain function."""
+    import inspect
+
+    own, expected = inspect.getattr_static(cls, method, None), inspect.getattr_static(base, method, None)
+    if not (inspect.isfunction(own) and inspect.isfunction(expected)) or own is expected:
+        return None
+    wanted = inspect.signature(expected)
+    try:
+        inspect.signature(own).bind(*wanted.parameters)
+    except TypeError as exc:
+        return (f"{method}{inspect.signature(own)} cannot be called as {method}({', '.join(wanted.parameters)}): "
+                f"{exc}")
+    except ValueError:  # no signature to read (a builtin): let the call tell
+        return None
+    return None
 
 
 def _label_class(obj: Any, name: str, description: str) -> None:

@@ -542,6 +542,45 @@ def test_a_plugin_class_leaving_out_an_abstract_method_is_refused_by_validate() 
         projectors.get("dense")
 
 
+def test_a_plugin_whose_run_or_estimate_takes_other_arguments_is_refused_by_validate() -> None:
+    """A strategy with ``run(self, estimator)`` or an estimator with ``estimate(self)`` passed
+    validate and failed at the search, after the model stages had run (the message named
+    neither its file nor what subsetctl passes); one taking more, with defaults, still works."""
+    from subsetctl.errors import UserError
+    from subsetctl.registry import ESTIMATORS, STRATEGIES
+    from subsetctl.search.base import Strategy
+
+    strategies: Registry[type] = Registry("strategy", "subsetctl.test_none", (), base=STRATEGIES.base,
+                                          called=STRATEGIES.called)
+    estimators: Registry[type] = Registry("estimator", "subsetctl.test_none", (), base=ESTIMATORS.base,
+                                          called=ESTIMATORS.called)
+
+    @strategies.register("short")
+    class Short(Strategy):
+        def run(self, estimator):
+            return None
+
+    @strategies.register("roomy")
+    class Roomy(Strategy):
+        def run(self, estimator, context, params, extra=None, *more, **settings):
+            return None
+
+    from subsetctl.estimate.solvers import FastEstimator
+
+    @estimators.register("blind")
+    class Blind(FastEstimator):
+        def estimate(self):
+            return None
+
+    with pytest.raises(UserError, match=r"The strategy 'short' \(module test_registry, \S+test_registry\.py\) is the class "
+                                        r"Short, whose run\(self, estimator\) cannot be called as run\(self, "
+                                        r"estimator, context, params\): too many positional arguments"):
+        strategies.get("short")
+    assert strategies.get("roomy") is Roomy
+    with pytest.raises(UserError, match=r"whose estimate\(self\) cannot be called as estimate\(self, masks\)"):
+        estimators.get("blind")
+
+
 def test_a_plugin_module_next_to_the_spec_but_not_importable_says_which_folder_to_add(tmp_path: Path) -> None:
     from subsetctl.errors import UserError
     from subsetctl.plugin_loading import load_plugin_string
