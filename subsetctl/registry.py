@@ -218,7 +218,9 @@ class Registry(Generic[T]):
         for ep in installed:
             taken = self._entries.get(ep.name)
             beneath = taken is not None and is_plugin(taken) and not self._plugin_of(ep.name, ep.value)
-            if ep.name in self._broken or (taken is not None and not beneath and not self._plugin_of(ep.name, ep.value)):
+            built_in = taken is not None and taken.origin == "built-in"  # replaced by it, as validate says
+            if ep.name in self._broken or (taken is not None and not beneath and not built_in
+                                           and not self._plugin_of(ep.name, ep.value)):
                 continue
             try:
                 with contextlib.redirect_stdout(sys.stderr):  # a print at import must not corrupt --format json

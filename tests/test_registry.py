@@ -1224,3 +1224,26 @@ def test_the_report_names_a_plugin_loader_that_made_its_data() -> None:
     project = SimpleNamespace(read_results_manifest=lambda stage: data if stage == "data" else None)
     assert results_plugins(project) == {  # type: ignore[arg-type]
         "loader tsv": {"stages": ["data"], "package": "myplug 0.1.0", "sha256": "d19e06d239ec"}}
+
+
+def test_an_installed_plugin_under_a_built_ins_name_replaces_it_and_validate_says_so(monkeypatch) -> None:
+    """An entry point named like a built-in (``exhaustive = "myplug.strategies:Mine"``) was
+    skipped without a word: the spec ran subsetctl's own strategy, where README says a plugin
+    under a built-in's name replaces it and validate says so."""
+    import subsetctl.registry as registry_module
+    from subsetctl.search.base import Strategy
+
+    class Mine(Strategy):
+        """my own exhaustive"""
+
+        def run(self, estimator, context, params):
+            return None
+
+    installed = [_EntryPoint("forward", "myplug.strategies:Mine", obj=Mine, dist="myplug 0.1.0")]
+    monkeypatch.setattr(registry_module, "entry_points", lambda group: installed)
+    registry: Registry[type] = Registry("strategy", "subsetctl.test_things", ("subsetctl.search.strategies",),
+                                        base=STRATEGIES.base, called=STRATEGIES.called)
+    monkeypatch.setattr(registry, "_entries", {"forward": STRATEGIES._entries["forward"]})  # the built-in, read first
+    monkeypatch.setattr(registry, "_builtins_loaded", True)
+    assert registry.get("forward") is Mine
+    assert registry.replaced() == {"forward": "entry point myplug.strategies:Mine of myplug 0.1.0"}
