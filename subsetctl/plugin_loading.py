@@ -168,9 +168,12 @@ def load_plugin_string(spec: str, spec_dir: Path | None = None) -> Any:
     except (Exception, SystemExit) as exc:  # the plugin's own code failed (or exited) while importing
         from subsetctl.plugin_guard import plugin_frame
 
+        said, where = str(exc), plugin_frame(exc, module_name)
+        if isinstance(exc, SyntaxError) and exc.filename:  # "(mine.py, line 3)": the file's name alone
+            said, where = str(exc.msg), f" (at {exc.filename}:{exc.lineno})"
         raise UserError(
-            f"Plugin module {module_name!r} raised {type(exc).__name__} while being imported: {exc}"
-            f"{plugin_frame(exc, module_name)}. Fix the plugin or remove it from plugins:."
+            f"Plugin module {module_name!r} raised {type(exc).__name__} while being imported: {said}"
+            f"{where}. Fix the plugin or remove it from plugins:."
         ) from exc
     if not hasattr(module, attr):
         public = sorted(name for name in vars(module) if not name.startswith("_"))

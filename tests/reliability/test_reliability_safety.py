@@ -230,12 +230,15 @@ def test_plugin_strategy_mistakes_are_blamed_on_the_plugin_and_nothing_is_commit
     ({"plugins": ["relplug_missing_dep:Thing"]}, "imports 'sklearn_nonexistent_pkg_xyz', which is not installed"),
     # a name missing from an installed module is not a missing package
     ({"plugins": ["relplug_bad_name:Thing"]}, "could not be imported: cannot import name 'no_such_name'"),
+    # "invalid syntax (relplug_syntax.py, line 2)": the file's name, not where it is
+    ({"plugins": ["relplug_syntax:Thing"]}, "relplug_syntax.py:2). Fix the plugin"),
     ({"search": {"strategies": [{"name": "os:system"}]}}, "os:system"),
 ])
 def test_plugins_only_from_explicit_module_attr_strings(data_project: Path, change: dict, needle: str,
                                                         monkeypatch) -> None:
     (data_project / "relplug_missing_dep.py").write_text("import sklearn_nonexistent_pkg_xyz\n")
     (data_project / "relplug_bad_name.py").write_text("from json import no_such_name\n")
+    (data_project / "relplug_syntax.py").write_text("import json\ndef thing(:\n")
     monkeypatch.syspath_prepend(str(data_project))
     _write_spec(data_project, {**rf.data_spec(), **change})
     result = CliRunner().invoke(main, ["validate", str(data_project)])
