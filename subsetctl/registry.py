@@ -137,6 +137,11 @@ class Registry(Generic[T]):
         replaces = old is not None and old.obj is not entry.obj and old.origin != entry.origin
         shadows = (replaces and old is not None and old.origin.startswith("entry point") and is_plugin(entry)
                    and scope_undo() is not None)  # for this call, as when the plugin came first
+        if old is not None and entry.origin != "built-in" and _two_of_one_module(old.obj, entry.obj):
+            raise UserError(
+                f"{entry.origin} registers the {self.kind} {entry.name!r} twice, as {old.obj.__qualname__} and "
+                f"{entry.obj.__qualname__}: give one of them another name (only the last one would be used)."
+            )
         if replaces and old is not None and not shadows:
             if old.origin != "built-in" and entry.origin != "built-in":
                 raise UserError(
@@ -494,6 +499,16 @@ def _origin(obj: Any) -> str:
         obj = obj.func
     module = getattr(obj, "__module__", None) or ""
     return "built-in" if module == "subsetctl" or module.startswith("subsetctl.") else f"module {module}"
+
+
+def _two_of_one_module(old: Any, new: Any) -> bool:
+    """Whether ``old`` and ``new`` are two different classes or functions of one module (a
+    copy-pasted decorator), not one defined again (its module reloaded, or run twice)."""
+    if old is new:
+        return False
+    module, name = getattr(new, "__module__", None), getattr(new, "__qualname__", None)
+    return (module is not None and name is not None and getattr(old, "__module__", None) == module
+            and getattr(old, "__qualname__", None) not in (None, name))
 
 
 def _call_mismatch(cls: type, base: type, method: str) -> str | None:

@@ -1247,3 +1247,26 @@ def test_an_installed_plugin_under_a_built_ins_name_replaces_it_and_validate_say
     monkeypatch.setattr(registry, "_builtins_loaded", True)
     assert registry.get("forward") is Mine
     assert registry.replaced() == {"forward": "entry point myplug.strategies:Mine of myplug 0.1.0"}
+
+
+def test_a_module_registering_two_classes_under_one_name_is_refused() -> None:
+    """A copy-pasted ``@STRATEGIES.register("mine")`` above a second class kept the last one
+    without a word (a spec naming the first class under plugins: was then told it was "named
+    like the strategy from module ...")."""
+    from subsetctl.errors import UserError
+
+    registry: Registry[type] = Registry("thing", "subsetctl.test_things", ())
+
+    @registry.register("mine", "first")
+    class First(_Base):
+        pass
+
+    with pytest.raises(UserError, match=r"module test_registry registers the thing 'mine' twice, as "
+                                        r"\S*First and \S*Second: give one of them another name"):
+        @registry.register("mine", "second, copy-pasted")
+        class Second(_Base):
+            pass
+
+    assert registry.get("mine") is First
+    again = type("First", (_Base,), {"__module__": First.__module__, "__qualname__": First.__qualname__})
+    registry.register("mine", "first, its module reloaded")(again)  # the same class again: no error
