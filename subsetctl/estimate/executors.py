@@ -86,16 +86,19 @@ def _run_batch(estimator: SubsetEstimator, masks: np.ndarray) -> EstimateBatch:
 
 
 def _run_from_file(path: str, masks: np.ndarray) -> EstimateBatch:
-    """Worker side of the loky backend: load the dumped estimator once per process."""
-    est = _WORKER_CACHE.get(path)
-    if est is None:
-        import joblib
+    """Worker side of the loky backend: load the dumped estimator once per process. What a
+    plugin estimator prints goes to stderr: the worker shares this process's stdout, which
+    holds only the JSON of a `--format json` command (see :mod:`subsetctl.cli`)."""
+    with contextlib.redirect_stdout(sys.stderr):
+        est = _WORKER_CACHE.get(path)
+        if est is None:
+            import joblib
 
-        _WORKER_CACHE.clear()  # keep only the current call's estimator
-        with _registrations_taken_back():
-            est = joblib.load(path, mmap_mode="r")
-        _WORKER_CACHE[path] = est
-    return est.estimate(masks)
+            _WORKER_CACHE.clear()  # keep only the current call's estimator
+            with _registrations_taken_back():
+                est = joblib.load(path, mmap_mode="r")
+            _WORKER_CACHE[path] = est
+        return est.estimate(masks)
 
 
 def _registrations_taken_back() -> contextlib.AbstractContextManager[None]:

@@ -1183,3 +1183,32 @@ def test_workers_that_read_subsetctl_before_it_was_edited_are_told_to_restart() 
     assert f"run subsetctl from the same folder as here ({here['folder']}), but with other files" in message, message
     assert "1 file(s) differ: search/greedy.py" in message and "Restart the workers" in message, message
     assert "another copy of subsetctl" not in message, message
+
+
+def test_a_plugin_estimators_print_on_loky_workers_goes_to_stderr(
+        small_features: FeatureSet, tmp_path: Path, monkeypatch, capfd) -> None:
+    """`run --format json` sends this process's prints to stderr, but a plugin estimator's
+    print() on loky's workers (processes writing to the same stdout) came first on stdout,
+    before the JSON, which a script could then not parse."""
+    from joblib.externals.loky import get_reusable_executor
+
+    from subsetctl.estimate import executors
+
+    get_reusable_executor().shutdown(wait=True)  # workers that see this test's sys.path and stdout
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "printing_est.py").write_text(
+        "from subsetctl.estimate.solvers import FastEstimator\n"
+        "class Est(FastEstimator):\n"
+        "    def estimate(self, masks):\n"
+        "        print('PRINTED BY THE PLUGIN', flush=True)\n"
+        "        return super().estimate(masks)\n")
+    estimator = importlib.import_module("printing_est").Est(small_features, lam=0.1)
+    masks = random_masks(6, len(small_features.sources), seed=3)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # as `--format json` runs a command
+            estimate_parallel(estimator, masks, backend="loky", n_jobs=2, batch_size=3)
+    finally:
+        executors.forget_dumped_estimator()
+        get_reusable_executor().shutdown(wait=True)
+    out, err = capfd.readouterr()
+    assert "PRINTED BY THE PLUGIN" not in out and "PRINTED BY THE PLUGIN" in err
