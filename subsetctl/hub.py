@@ -53,7 +53,7 @@ def hub_reachable(timeout: float = 3.0) -> bool:
             return False
     except ImportError:  # pragma: no cover - transformers depends on huggingface_hub
         pass
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+    if _variable_set("HF_HUB_OFFLINE"):
         return False
     if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
         return True
@@ -255,10 +255,27 @@ def _snake_case(name: str) -> str:
     return re.sub(r"([a-z\d])([A-Z])", r"\1_\2", name).lower()
 
 
+def datasets_offline_reason() -> str | None:
+    """``"HF_DATASETS_OFFLINE is set"`` when it is (to 1, true, yes or on), else None.
+    ``datasets`` then loads a hub dataset only from the local caches, as with
+    ``HF_HUB_OFFLINE``, while the hub client and transformers (a hub model) still reach
+    the hub: :func:`hub_reachable` is not asked about datasets then. Without this an
+    uncached hub dataset got no warning from ``validate`` on a machine that can reach the
+    hub, and the data stage stopped on datasets' own "Couldn't reach ... on the Hub"; where
+    the hub cannot be reached, the message named the host instead of the variable."""
+    return "HF_DATASETS_OFFLINE is set" if _variable_set("HF_DATASETS_OFFLINE") else None
+
+
+def _variable_set(variable: str) -> bool:
+    """Whether the environment variable ``variable`` is set to a true value, as the
+    Hugging Face libraries read it (1, true, yes, on, in any letter case)."""
+    return os.environ.get(variable, "").lower() in ("1", "true", "yes", "on")
+
+
 def unreachable_reason() -> str:
     """Why the hub cannot be used, for messages. huggingface_hub reads TRANSFORMERS_OFFLINE
     as HF_HUB_OFFLINE: set alone, it was said as the hub's host not being reachable."""
     for variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        if os.environ.get(variable, "").lower() in ("1", "true", "yes", "on"):
+        if _variable_set(variable):
             return f"{variable} is set"
     return f"{hub_host()} cannot be reached from this machine"

@@ -298,10 +298,11 @@ def _estimator_and_projector_issues(spec: Spec, issue: _AddIssue, failed_plugins
 
 def unreachable_hub_ids(spec: Spec, spec_dir: Path) -> list[tuple[tuple[Any, ...], str]]:
     """The hub ids (model and datasets) the spec needs that the local Hugging Face cache
-    does not hold, when the hub cannot be reached: ``(key, message)`` pairs. The network
-    is probed only when there is such an id (a TCP connect, at most 3 s)."""
+    does not hold, when the hub cannot be reached (a dataset's also when ``HF_DATASETS_OFFLINE``
+    is set: datasets then asks no hub): ``(key, message)`` pairs. The network is probed only
+    when there is such an id it is asked for (a TCP connect, at most 3 s)."""
     from subsetctl.data.checks import uncached_hub_datasets
-    from subsetctl.hub import cache_looked_in, hub_reachable, unreachable_reason
+    from subsetctl.hub import cache_looked_in, datasets_offline_reason, hub_reachable, unreachable_reason
     from subsetctl.modeling.resolve import uncached_hub_model
 
     needed: list[tuple[tuple[Any, ...], str, str]] = []
@@ -309,16 +310,19 @@ def unreachable_hub_ids(spec: Spec, spec_dir: Path) -> list[tuple[tuple[Any, ...
     if model is not None:
         needed.append((("model", "source"), model, "model"))
     needed += [(loc, path, "dataset") for loc, path in uncached_hub_datasets(spec, spec_dir)]
-    if not needed or hub_reachable():
-        return []
+    datasets_offline = datasets_offline_reason()  # (datasets asks no hub then; a model still does)
+    reasons = {"dataset": datasets_offline} if datasets_offline else {}
+    if any(what not in reasons for _, _, what in needed) and not hub_reachable():
+        reasons.setdefault("dataset", unreachable_reason())
+        reasons["model"] = unreachable_reason()
     instead = {"model": "a packaged model (`subsetctl ls`) or a local model folder",
                "dataset": "a local copy (a save_to_disk folder, or its files with the jsonl, csv or parquet loader)"}
     return [(loc, (f"{name!r} is a Hugging Face hub id that is not in the local Hugging Face cache "
                    f"({cache_looked_in(what)}), and "
-                   f"{unreachable_reason()}: a stage that still has to load it will fail. Use "
+                   f"{reasons[what]}: a stage that still has to load it will fail. Use "
                    f"{(_packaged_copy(name) if what == 'model' else None) or instead[what]}, or "
                    "run once where the hub is reachable (it then loads offline from the cache)."))
-            for loc, name, what in needed]
+            for loc, name, what in needed if what in reasons]
 
 
 def _packaged_copy(hub_id: str) -> str | None:

@@ -599,6 +599,34 @@ def test_hub_ids_that_cannot_be_loaded_offline_are_said_at_once(tmp_path: Path, 
     assert validate_spec_file(path).warnings == []
 
 
+def test_hf_datasets_offline_is_honoured_for_hub_datasets_where_the_hub_is_reachable(tmp_path: Path,
+                                                                                     monkeypatch) -> None:
+    """With HF_DATASETS_OFFLINE=1 datasets loads hub datasets from the local caches only. An
+    uncached one passed validate without a word on a machine that can reach the hub, and the
+    data stage stopped on datasets' "Couldn't reach ... on the Hub (OfflineModeIsEnabled)"
+    under "Check loader.path, loader.name ..."; out of the hub's reach the variable set was
+    not named. A hub model is still looked up (transformers does not read the variable)."""
+    from subsetctl.data.loaders import LoadContext, load_huggingface
+    from subsetctl.spec import HuggingFaceLoader
+
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "datasets"))
+    monkeypatch.setattr("subsetctl.hub.hub_reachable", lambda timeout=3.0: True)
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    data = {**BASE, "model": {"source": "some-org/some-model"},
+            "sources": [*BASE["sources"], {"name": "hf", "loader": {"type": "huggingface", "path": "org/data"}}]}
+    (warning,) = validate_spec_file(_spec_file(tmp_path, data)).warnings
+    assert warning.key == "sources[3].loader.path", warning.key  # the model: the hub is reachable
+    assert "'org/data' is a Hugging Face hub id that is not in the local Hugging Face cache" in warning.message
+    assert "and HF_DATASETS_OFFLINE is set: a stage that still has to load it will fail" in warning.message
+    with pytest.raises(UserError, match="'org/data' is a Hugging Face hub dataset id, but HF_DATASETS_OFFLINE is set "
+                                        "and the local Hugging Face cache does not hold it"):
+        load_huggingface(HuggingFaceLoader(type="huggingface", path="org/data"),
+                         LoadContext(source_name="hf", base_dir=tmp_path, kind="causal-lm", seed=0))
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "0")  # not offline: the hub is asked, and answers
+    assert validate_spec_file(_spec_file(tmp_path, data)).warnings == []
+
+
 def test_a_name_from_a_plugin_that_failed_to_import_is_blamed_on_the_import(tmp_path: Path) -> None:
     """The unknown-name message used to send the user off to register a strategy that the
     broken plugin module already registers."""

@@ -175,17 +175,19 @@ def _refuse_unreachable_hub_dataset(path: str, local: Path, source_name: str) ->
     from subsetctl.hub import (
         cache_looked_in,
         dataset_cached,
+        datasets_offline_reason,
         hub_reachable,
         is_file_builder,
         looks_local,
         unreachable_reason,
     )
 
+    offline = datasets_offline_reason()  # (datasets then asks no hub, reachable or not)
     if looks_local(path) or local.exists() or is_file_builder(path) or dataset_cached(path) \
-            or hub_reachable():  # a path meant as local: load_dataset says it is missing
+            or (offline is None and hub_reachable()):  # a path meant as local: load_dataset says it is missing
         return
     raise UserError(
-        f"Source {source_name!r}: {path!r} is a Hugging Face hub dataset id, but {unreachable_reason()} and "
+        f"Source {source_name!r}: {path!r} is a Hugging Face hub dataset id, but {offline or unreachable_reason()} and "
         f"the local Hugging Face cache does not hold it ({cache_looked_in('dataset')}). Point loader.path at a local copy (a folder written by "
         "save_to_disk, or use the jsonl, csv or parquet loader on its files), or run where the hub is reachable."
     )
