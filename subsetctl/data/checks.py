@@ -690,10 +690,13 @@ def _check_folder_files(loader: HuggingFaceLoader, folder: Path, loc: tuple[Any,
     """A ``huggingface`` loader whose path is a plain local folder of data files (CSV, JSON
     Lines, Parquet; no ``data_files``): the columns it asks for are in the heads of the
     files ``datasets`` reads for ``loader.split``, as it finds them (by their names and
-    extensions), read as its builder reads them (:func:`_check_files_columns`). Nothing is
-    said when ``datasets`` cannot tell the files here, the split is not one of the folder's
-    (``load_dataset`` says so), or the builder is told to read the files otherwise (a ``.tsv``
-    file's tab, a README's configuration)."""
+    extensions), read as its builder reads them (:func:`_check_files_columns`). A folder with
+    several configurations (a hub dataset's copy, its README.md's ``configs:``) must have
+    ``loader.name`` among them, and ``loader.split`` must be one of the configuration's splits:
+    each is an issue listing the choices (``validate`` said nothing, and the data stage stopped
+    on datasets' "Config name is missing ... `load_dataset('gsm8k', 'main')`"). Nothing is said
+    when ``datasets`` cannot tell the files here or the builder is told to read the files
+    otherwise (a ``.tsv`` file's tab)."""
     if "+" in loader.split:
         return
     split = loader.split.split("[")[0].strip()
@@ -704,7 +707,16 @@ def _check_folder_files(loader: HuggingFaceLoader, folder: Path, loc: tuple[Any,
         from datasets.packaged_modules.parquet.parquet import ParquetConfig
 
         config = datasets.load_dataset_builder(str(folder), loader.name).config
+    except ValueError:  # a configuration the folder lacks, or none chosen of several
+        _check_folder_config(loader, folder, loc, issues)
+        return
     except Exception:  # noqa: BLE001 - load_dataset, in the data stage, says what is wrong
+        return
+    splits = [str(name) for name in config.data_files or {}]
+    if splits and split not in splits:
+        named = f" (configuration {loader.name!r})" if loader.name else ""
+        issues.add(loc + ("split",), f"the dataset in {folder}{named} has the splits {', '.join(splits)}, not "
+                                     f"{split!r}; set split to one of them")
         return
     builder = {CsvConfig: "csv", JsonConfig: "json", ParquetConfig: "parquet"}.get(type(config))
     if builder is None or not config.data_files:
@@ -715,6 +727,31 @@ def _check_folder_files(loader: HuggingFaceLoader, folder: Path, loc: tuple[Any,
     files = next(([str(f) for f in found] for name, found in config.data_files.items() if str(name) == split), None)
     if files:
         _check_files_columns(loader, builder, files, loc, kind, issues)
+
+
+def _check_folder_config(loader: HuggingFaceLoader, folder: Path, loc: tuple[Any, ...], issues: _Issues) -> None:
+    """``loader.name`` is not one of the configurations of the dataset in ``folder`` (those
+    its README.md's ``configs:`` header names), or is left out where there are several: an
+    issue listing them. Nothing is said when they cannot be told, or ``loader.name`` is one
+    of them (the builder failed for another reason: the data stage says which)."""
+    import datasets
+
+    try:
+        names = [str(name) for name in datasets.get_dataset_config_names(str(folder))]
+    except Exception:  # noqa: BLE001 - load_dataset, in the data stage, says what is wrong
+        return
+    if not names or loader.name in names:
+        return
+    if names == ["default"]:  # a plain folder of data files: datasets names its one configuration so
+        issues.add(loc + ("name",), f"the dataset in {folder} has one configuration, not {loader.name!r} (its "
+                                    "data files, read as they are): leave loader.name out")
+        return
+    choose = f"set name to one of them (e.g. name: {names[0]})"
+    issues.add(loc + ("name",),
+               f"the dataset in {folder} has the configurations {', '.join(names)}, and loader.name chooses none "
+               f"of them; {choose}" if loader.name is None else
+               f"the dataset in {folder} has no configuration {loader.name!r}; its configurations are "
+               f"{', '.join(names)}: {choose}")
 
 
 def _check_files_columns(loader: HuggingFaceLoader, builder: str, files: list[str], loc: tuple[Any, ...],

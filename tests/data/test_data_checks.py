@@ -754,6 +754,46 @@ def test_a_plain_local_folder_of_data_files_has_its_columns_checked(tmp_path: Pa
         "sources[2].loader.response_field"].message
 
 
+def test_a_local_hub_dataset_copys_configuration_and_split_are_checked(tmp_path: Path) -> None:
+    """A hub dataset's local copy (its README.md's `configs:`, as gsm8k's main and socratic)
+    passed validate with a configuration it lacks, none chosen of several, or a split the
+    configuration lacks: the data stage stopped on datasets' own text ("Config name is
+    missing ... `load_dataset('hub', 'main')`"). Each is an issue listing the choices."""
+    import pandas as pd
+
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    hub = tmp_path / "hub"
+    for config in ("main", "socratic"):
+        (hub / config).mkdir(parents=True)
+        for split in ("train", "test"):
+            pd.DataFrame(qa_rows(3, split)).to_csv(hub / config / f"{split}-00000.csv", index=False)
+    (hub / "README.md").write_text("---\nconfigs:\n" + "".join(
+        f"- config_name: {c}\n  data_files:\n  - split: train\n    path: {c}/train-*\n"
+        f"  - split: test\n    path: {c}/test-*\n" for c in ("main", "socratic")) + "---\n")
+    (tmp_path / "plain").mkdir()
+    pd.DataFrame(qa_rows(3)).to_csv(tmp_path / "plain" / "a.csv", index=False)
+
+    def issues_of(loader: str) -> dict[str, str]:
+        return {key: issue.message for key, issue in check_issues(tmp_path, GOOD + f"  - {{name: h, loader: {loader}}}\n").items()}
+
+    assert issues_of("{type: huggingface, path: ./hub, name: socratic, split: test}") == {}
+    assert issues_of("{type: huggingface, path: ./hub, name: main, split: 'train[:50%]'}") == {}
+    assert issues_of("{type: huggingface, path: ./hub, name: mian}") == {"sources[1].loader.name": (
+        f"the dataset in {hub} has no configuration 'mian'; its configurations are main, socratic: set name to "
+        "one of them (e.g. name: main)")}
+    assert issues_of("{type: huggingface, path: ./hub}") == {"sources[1].loader.name": (
+        f"the dataset in {hub} has the configurations main, socratic, and loader.name chooses none of them; "
+        "set name to one of them (e.g. name: main)")}
+    assert issues_of("{type: huggingface, path: ./hub, name: main, split: validation}") == {"sources[1].loader.split": (
+        f"the dataset in {hub} (configuration 'main') has the splits train, test, not 'validation'; set split to "
+        "one of them")}
+    assert issues_of("{type: huggingface, path: ./plain, split: test}") == {"sources[1].loader.split": (
+        f"the dataset in {tmp_path / 'plain'} has the splits train, not 'test'; set split to one of them")}
+    assert issues_of("{type: huggingface, path: ./plain, name: main}") == {"sources[1].loader.name": (
+        f"the dataset in {tmp_path / 'plain'} has one configuration, not 'main' (its data files, read as they "
+        "are): leave loader.name out")}
+
 def test_a_missing_column_names_the_loader_setting_that_reads_the_file_as_it_is(tmp_path: Path) -> None:
     """A new user's own files read with the default columns: a chat a row (a `messages`
     column) was told to set prompt_field to 'messages'; a tab-separated file read by the
