@@ -477,6 +477,31 @@ def _warn_hub_data(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:
     # plannable and reportable offline; the loaders fail at once when one is still needed
     for loc, message in unreachable_hub_ids(spec, spec_path.parent):
         warn(loc, message)
+    _warn_saved_folder_options(spec, spec_path, warn)
+
+
+def _warn_saved_folder_options(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:
+    """A ``huggingface`` loader on a folder written by ``save_to_disk`` with ``name`` or
+    ``data_files``: it is read whole with ``load_from_disk``, which takes neither, and they
+    were ignored without a word (a configuration or files that were meant to pick rows)."""
+    from subsetctl.data.loaders import is_saved_to_disk, resolve_path
+    from subsetctl.spec import HuggingFaceLoader
+
+    for loc, source in _target_and_sources(spec):
+        test_loader = getattr(source, "test_loader", None)
+        for at, loader in [(loc + ("loader",), source.loader),
+                           *([(loc + ("test_loader",), test_loader)] if test_loader is not None else [])]:
+            if not isinstance(loader, HuggingFaceLoader) or not (loader.name or loader.data_files):
+                continue
+            folder = resolve_path(loader.path, spec_path.parent)
+            if not is_saved_to_disk(folder):
+                continue
+            for key in ("name", "data_files"):
+                if getattr(loader, key):
+                    warn(at + (key,), f"is ignored: {folder} was written by save_to_disk and is read whole "
+                                      "(datasets.load_from_disk takes no configuration or data files; loader.split "
+                                      "picks a DatasetDict's split). Remove it, or point loader.path at the "
+                                      "folder of the dataset meant.")
 
 
 def _warn_dask_missing(spec: Spec, warn: _AddIssue) -> None:

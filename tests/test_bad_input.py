@@ -548,6 +548,23 @@ def test_a_hub_dataset_id_that_looks_like_a_mistyped_local_folder_warns(tmp_path
     assert validate_spec_file(_spec_file(tmp_path, {**BASE, "sources": [*BASE["sources"], source]})).warnings == []
 
 
+def test_name_or_data_files_on_a_save_to_disk_folder_are_warned_of_as_ignored(tmp_path: Path) -> None:
+    """A folder written by save_to_disk is read whole with load_from_disk: a `name` (a
+    configuration meant to pick rows) or `data_files` on it were ignored without a word."""
+    import datasets
+
+    datasets.DatasetDict({"train": datasets.Dataset.from_list([{"prompt": "q", "response": "a"}])}).save_to_disk(
+        str(tmp_path / "saved"))
+    loader = {"type": "huggingface", "path": "./saved", "name": "main", "data_files": ["t.jsonl"]}
+    report = validate_spec_file(_spec_file(tmp_path, {**BASE, "sources": [*BASE["sources"], {"name": "hf", "loader": loader}]}))
+    assert report.issues == [] and [w.key for w in report.warnings] == ["sources[3].loader.name",
+                                                                        "sources[3].loader.data_files"]
+    assert report.warnings[0].message.startswith(f"is ignored: {tmp_path / 'saved'} was written by save_to_disk and "
+                                                 "is read whole"), report.warnings[0].message
+    loader = {"type": "huggingface", "path": "./saved", "split": "train"}  # nothing ignored
+    data = {**BASE, "sources": [*BASE["sources"], {"name": "hf", "loader": loader}]}
+    assert validate_spec_file(_spec_file(tmp_path, data)).warnings == []
+
 def test_hub_ids_that_cannot_be_loaded_offline_are_said_at_once(tmp_path: Path, monkeypatch) -> None:
     """An offline machine used to pass validate without a word, run the stages before, and
     then spend half a minute in the hub client's retries per dataset. A warning, not an
