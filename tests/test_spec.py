@@ -1325,6 +1325,24 @@ def test_a_source_files_group_given_a_path_or_a_list_of_files_says_what_it_takes
                                         "give a pattern matching them all"), issues[0].message
 
 
+def test_load_dataset_options_the_huggingface_loader_takes_not_say_what_to_do_instead() -> None:
+    """`revision` and `streaming` on a huggingface loader (load_dataset's own options) were
+    "unknown key (check its spelling ...)", though spelt right; elsewhere a key is still unknown."""
+    import copy
+
+    data = copy.deepcopy(MINIMAL)
+    data["sources"][0]["loader"] = {"type": "huggingface", "path": "org/data", "revision": "abc", "streaming": True}
+    _, issues = validate_data(data, "x.yaml")
+    found = {i.key: i.message for i in issues}
+    assert list(found) == ["sources[0].loader.revision", "sources[0].loader.streaming"], found
+    assert found["sources[0].loader.revision"].startswith("the huggingface loader takes no revision: a hub id is read "
+                                                          "as the local Hugging Face cache holds it")
+    assert "save_to_disk(FOLDER)`, and point loader.path at that folder" in found["sources[0].loader.revision"]
+    assert found["sources[0].loader.streaming"].startswith("the huggingface loader takes no streaming:")
+    data["sources"][0]["loader"] = {"type": "jsonl", "path": "a.jsonl", "revision": "abc"}
+    _, issues = validate_data(data, "x.yaml")
+    assert [i.message for i in issues] == ["unknown key (check its spelling; `subsetctl schema` lists the keys)"]
+
 def test_a_value_out_of_its_range_is_shown_beside_the_bound() -> None:
     """`max_examples: -1` said "Input should be greater than or equal to 1" without the value
     written (a strategy's params said "(got -5)"); the key's other messages show it too."""

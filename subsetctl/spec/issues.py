@@ -252,6 +252,22 @@ _LOADER_TYPE_ADVICE = {
 }
 
 
+#: ``datasets.load_dataset`` options a Hugging Face user writes on a ``huggingface`` loader,
+#: which it does not take: what to do instead (a bare "unknown key (check its spelling)"
+#: said nothing of a key spelled right)
+_HUGGINGFACE_OPTIONS_NOT_TAKEN = {
+    "revision": ("the huggingface loader takes no revision: a hub id is read as the local Hugging Face cache "
+                 "holds it (offline) or as the hub's latest. To pin a revision, save it once where the hub is "
+                 "reachable, `datasets.load_dataset(ID, NAME, split=SPLIT, revision=COMMIT).save_to_disk(FOLDER)`, "
+                 "and point loader.path at that folder (its files are then part of the data stage's inputs); "
+                 "or remove revision"),
+    "streaming": ("the huggingface loader takes no streaming: the data stage reads the whole split (datasets "
+                  "prepares it in its cache once, memory-mapped, and it is read a batch of rows at a time), and "
+                  "max_examples bounds how many rows the later stages use; remove streaming (for a part of a "
+                  "very large dataset, save that part with save_to_disk and read the folder)"),
+}
+
+
 def plain_error_message(err: Any) -> str:
     """A pydantic error's message in the spec's terms: what is wrong and what to write."""
     kind, value, message = err["type"], err.get("input"), err["msg"]
@@ -269,6 +285,8 @@ def plain_error_message(err: Any) -> str:
             return ("where is the parquet loader's (it reads the rows of one value of a column, one task of a "
                     "Parquet file holding many): convert the file to Parquet (README's `by` section has the "
                     "commands) and set type: parquet, or remove where")
+        if loc[-2:-1] == ["huggingface"] and loc[-1] in _HUGGINGFACE_OPTIONS_NOT_TAKEN:  # load_dataset's own
+            return _HUGGINGFACE_OPTIONS_NOT_TAKEN[loc[-1]]
         allowed = sorted(_keys_at(loc[:-1]) - {str(loc[-1])}) if loc else []  # never the key just refused
         hidden = _hidden_characters(str(loc[-1])) if loc else ""
         if hidden:
