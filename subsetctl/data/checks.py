@@ -610,13 +610,16 @@ def _check_saved_to_disk(loader: HuggingFaceLoader, folder: Path, loc: tuple[Any
     the data stage."""
     from datasets import DatasetInfo
 
+    from subsetctl.data.loaders import saved_split_slice_note
+
     dataset = folder
     try:
         if (folder / "dataset_dict.json").is_file():
             splits = [str(s) for s in json.loads((folder / "dataset_dict.json").read_text(encoding="utf-8"))["splits"]]
             if loader.split not in splits:
                 issues.add(loc + ("split",), f"the DatasetDict saved in {folder} has the splits "
-                                             f"{', '.join(splits)}, not {loader.split!r}; set split to one of them")
+                                             f"{', '.join(splits)}, not {loader.split!r}; set split to one of them"
+                                             f"{saved_split_slice_note(loader.split, splits)}")
                 return
             dataset = folder / loader.split
         features = DatasetInfo.from_directory(str(dataset)).features

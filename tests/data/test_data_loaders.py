@@ -1019,6 +1019,33 @@ def test_huggingface_folder_written_by_save_to_disk(tmp_path: Path, make_ctx) ->
         load_huggingface(HuggingFaceLoader(type="huggingface", path="dict", split="test"), make_ctx())
 
 
+def test_a_slice_of_a_saved_datasetdicts_split_says_why_it_is_not_read(tmp_path: Path, make_ctx) -> None:
+    """`split: train[:10%]` (load_dataset's slice) on a DatasetDict written by save_to_disk,
+    which load_from_disk reads by split name only, was told "has the splits train, test, not
+    'train[:10%]'. Set loader.split to one of them", by validate and the data stage alike,
+    with no word on why a split it has was not one. A split it lacks is told as before."""
+    from datasets import Dataset, DatasetDict
+
+    from subsetctl.data.checks import check_sources
+    from subsetctl.spec import Spec
+
+    rows = {"prompt": ["p0", "p1"], "response": ["r0", "r1"]}
+    DatasetDict({"train": Dataset.from_dict(rows), "test": Dataset.from_dict(rows)}).save_to_disk(str(tmp_path / "dict"))
+    note = ("(a slice or sum such as 'train[:10%]' is read by load_dataset from a dataset's data files, but a folder "
+            "written by save_to_disk is read by split name only; bound a split's rows with max_examples or split "
+            "counts instead)")
+    with pytest.raises(UserError) as err:
+        load_huggingface(HuggingFaceLoader(type="huggingface", path="dict", split="train[:10%]"), make_ctx())
+    assert f"has the splits train, test, not 'train[:10%]'. Set loader.split to one of them {note}." in str(err.value)
+    (tmp_path / "t.jsonl").write_text('{"prompt": "q", "response": "a"}\n')
+    spec = {"target": {"name": "t", "loader": {"type": "jsonl", "path": "t.jsonl"}},
+            "sources": [{"name": "s", "loader": {"type": "huggingface", "path": "./dict", "split": "train[:10%]"}},
+                        {"name": "u", "loader": {"type": "huggingface", "path": "./dict", "split": "validation"}}]}
+    issues = check_sources(Spec.model_validate(spec), tmp_path / "subsetctl.yaml")
+    said = f"the DatasetDict saved in {tmp_path / 'dict'} has the splits train, test, not"
+    assert [i.message for i in issues if i.key.startswith("sources")] == [
+        f"{said} 'train[:10%]'; set split to one of them {note}", f"{said} 'validation'; set split to one of them"]
+
 def test_a_saved_datasets_format_and_feature_decoding_do_not_change_its_rows(tmp_path: Path, make_ctx) -> None:
     """Read batch by batch through the dataset's format, a "numpy"-formatted dataset gave
     responses '"5"' and metadata strings, and an Image column a PIL object's repr with a

@@ -131,6 +131,7 @@ from subsetctl.data.loaders.huggingface import (  # noqa: F401
     describe_exception,
     file_as_dataset_path_problem,
     load_huggingface,
+    saved_split_slice_note,
 )
 from subsetctl.data.loaders.plugin import (  # noqa: F401
     BUILTIN_OPTION_MODELS,

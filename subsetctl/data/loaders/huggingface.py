@@ -144,6 +144,20 @@ def _check_single_split(
     )
 
 
+def saved_split_slice_note(split: str, splits: list[str]) -> str:
+    """What to add where ``split`` is not one of the ``splits`` of a ``DatasetDict`` written
+    by ``save_to_disk`` but names one of them with a slice or a sum (``train[:10%]``,
+    ``train+validation``): ``load_dataset`` reads those from a dataset's data files, while
+    ``load_from_disk`` takes a split's name only, and the error said only "set split to one
+    of them", with no word on why the split written was not one. "" otherwise."""
+    parts = [part.split("[")[0].strip() for part in split.split("+")]
+    if split in splits or not all(part in splits for part in parts):
+        return ""
+    return (f" (a slice or sum such as {split!r} is read by load_dataset from a dataset's data files, but a "
+            "folder written by save_to_disk is read by split name only; bound a split's rows with max_examples "
+            "or split counts instead)")
+
+
 #: the file loader that reads a data file, by the file's suffixes (compression aside)
 _LOADER_BY_SUFFIX = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
 #: the ``datasets`` builder that reads one, for files no built-in loader takes (a JSON array)
@@ -287,7 +301,8 @@ def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
                 if options.split not in loaded:
                     raise UserError(
                         f"Source {ctx.source_name!r}: {where} has the splits {', '.join(loaded)}, not "
-                        f"{options.split!r}. Set loader.split to one of them."
+                        f"{options.split!r}. Set loader.split to one of them"
+                        f"{saved_split_slice_note(options.split, list(loaded))}."
                     )
                 loaded = loaded[options.split]
             else:
