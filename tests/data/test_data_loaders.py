@@ -1046,6 +1046,18 @@ def test_a_slice_of_a_saved_datasetdicts_split_says_why_it_is_not_read(tmp_path:
     assert [i.message for i in issues if i.key.startswith("sources")] == [
         f"{said} 'train[:10%]'; set split to one of them {note}", f"{said} 'validation'; set split to one of them"]
 
+def test_a_load_dataset_error_ending_its_sentence_is_followed_by_one_full_stop(tmp_path: Path, make_ctx) -> None:
+    """datasets' `Unknown split "validation". Should be one of ['train', 'test'].` was
+    followed by ". Check loader.path": two full stops in the message."""
+    import pandas as pd
+
+    (tmp_path / "data").mkdir()
+    for split in ("train", "test"):
+        pd.DataFrame({"prompt": ["p"], "response": ["r"]}).to_csv(tmp_path / "data" / f"{split}.csv", index=False)
+    with pytest.raises(UserError) as err:
+        load_huggingface(HuggingFaceLoader(type="huggingface", path="data", split="validation"), make_ctx())
+    assert "Should be one of ['train', 'test']. Check loader.path" in str(err.value), str(err.value)
+
 def test_a_saved_datasets_format_and_feature_decoding_do_not_change_its_rows(tmp_path: Path, make_ctx) -> None:
     """Read batch by batch through the dataset's format, a "numpy"-formatted dataset gave
     responses '"5"' and metadata strings, and an Image column a PIL object's repr with a

@@ -322,10 +322,11 @@ def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
             raise UserError(f"Source {ctx.source_name!r}: datasets.load_dataset could not write its cache while "
                             f"loading {where}: {cache_problem} Nothing in the spec needs changing.") from None
         reading = f" (reading {', '.join(failed.files)})" if failed.files else ""
+        described = describe_exception(exc)  # ('Unknown split "test". Should be one of [...].' ends a sentence)
         raise UserError(
             f"Source {ctx.source_name!r}: datasets.load_dataset could not load {where}, split "
-            f"{options.split!r}{reading}: {describe_exception(exc)}. Check loader.path, loader.name, "
-            "loader.split and loader.data_files (hub ids need network access; the files of one "
+            f"{options.split!r}{reading}: {described}{'' if described.endswith('.') else '.'} Check loader.path, "
+            "loader.name, loader.split and loader.data_files (hub ids need network access; the files of one "
             "dataset must have the same columns with the same types)."
         ) from None
     if not isinstance(loaded, datasets.Dataset):
