@@ -156,6 +156,31 @@ def test_selected_cell_summarizes_long_selections() -> None:
     names = [f"s{i}" for i in range(20)]
     assert selected_cell(names, 3) == "20 sources: s0, s1, s2, … (+17 more)"
     assert selected_cell(names, None) == ", ".join(names)
+    # with the strategy's scores, the highest scoring are named: the spec's first say nothing of the pick
+    scores = {n: -float(i) for i, n in enumerate(names)} | {"s19": 5.0, "s7": 4.0, "s0": None}
+    assert selected_cell(names, 3, scores) == "20 sources, highest scores first: s19, s7, s1, … (+17 more)"
+    assert selected_cell(names, None, scores) == ", ".join(names)  # all of them: the spec's order
+
+
+def test_a_long_selection_names_its_highest_scoring_sources_and_where_all_are() -> None:
+    """A selection of hundreds of sources named its first eight in the spec's order (the
+    files that sort first: `a, bad, pool-add_0000, ...`), in the terminal and in report.md's
+    summary; it names its highest scoring, and says where the whole list is."""
+    report = _many_sources_report(300)
+    sources = report["sources"]
+    report["strategies"]["forward"]["selected"] = sources[::2]  # 150 of 300; s0298 scores highest
+    buffer = io.StringIO()
+    render_full_report(report, Console(file=buffer, width=200))
+    text = " ".join(buffer.getvalue().split())
+    assert "150 sources, highest scores first: s0298, s0296, s0294," in text and "(+142 more)" in text, text
+    assert "s0000," not in text and "s0002," not in text
+    assert "`subsetctl report --all-sources`, report.md and report.json list all" in text, text
+    markdown = render_markdown(report, {})
+    assert "<details><summary>150 sources, highest scores first: s0298, s0296," in markdown
+    assert "</summary>s0000, s0002, s0004," in markdown  # inside: all of them, in the spec's order
+    buffer = io.StringIO()
+    render_full_report(_report(False), Console(file=buffer, width=200))  # short selections: no such note
+    assert "--all-sources" not in buffer.getvalue()
 
 
 def test_score_table_rows_keep_the_extremes_of_many_sources() -> None:
@@ -172,7 +197,7 @@ def test_terminal_report_with_a_thousand_sources_stays_short_unless_asked() -> N
     buffer = io.StringIO()
     render_full_report(report, Console(file=buffer, width=200))
     short = buffer.getvalue()
-    assert "1000 sources: s0000" in short and "(+992 more)" in short
+    assert "1000 sources, highest scores first: s0999" in short and "(+992 more)" in short
     assert "s0999" in short and "s0980" in short and "s0979" not in short and "s0009" in short
     assert "… 970 more" in short and "--all-sources" in short
     assert len(short.splitlines()) < 60
@@ -181,7 +206,8 @@ def test_terminal_report_with_a_thousand_sources_stays_short_unless_asked() -> N
     full = buffer.getvalue()
     assert all(f"s{i:04d}" in full for i in range(1000)) and "left out" not in full and "(+" not in full
     markdown = render_markdown(report, {})
-    assert "<details><summary>1000 sources</summary>s0000, s0001" in markdown
+    assert "<details><summary>1000 sources, highest scores first: s0999," in markdown
+    assert "</summary>s0000, s0001" in markdown
     assert all(f"| s{i:04d} |" in markdown for i in range(1000))
 
 

@@ -190,14 +190,21 @@ def baseline_cell(names: list[str]) -> str:
     return f"{len(names)} source{'s' if len(names) != 1 else ''}"
 
 
-def selected_cell(names: list[str], limit: int | None = SELECTED_SHOWN) -> str:
+def selected_cell(names: list[str], limit: int | None = SELECTED_SHOWN,
+                  scores: dict[str, float | None] | None = None) -> str:
     """The selected sources of one strategy: all names up to ``limit`` (None: no limit),
-    else the count, the first ``limit`` names and how many more, so one selection of a
-    thousand sources does not fill the terminal."""
+    else the count, ``limit`` names and how many more, so one selection of a thousand
+    sources does not fill the terminal. With ``scores`` (the strategy's per-source
+    scores), the names shown are the selection's highest scoring, the ones a reader looks
+    for: its first in the spec's order were whichever files sort first (``a, bad,
+    pool-add_0000, ...`` of 272), telling nothing about the pick."""
     if not names:
         return "(none)"
     if limit is None or len(names) <= limit:
         return ", ".join(names)
+    if scores:
+        shown = ranked_by_score(names, scores)[:limit]
+        return f"{len(names)} sources, highest scores first: {', '.join(shown)}, … (+{len(names) - limit} more)"
     return f"{len(names)} sources: {', '.join(names[:limit])}, … (+{len(names) - limit} more)"
 
 

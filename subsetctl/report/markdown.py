@@ -75,13 +75,15 @@ def md_title(name: str) -> str:
     return md_text(re.sub(r"([\\`*_\[\]~#])", r"\\\1", str(name)))
 
 
-def _selected_md(names: list[str]) -> str:
-    """All selected names; a long list folds behind its count (a <details> element, which
-    GitHub and most Markdown viewers render inside a table cell)."""
-    names = [md_name(n) for n in names]
+def _selected_md(names: list[str], scores: dict[str, float | None] | None = None) -> str:
+    """All selected names; a long list folds behind its count and, as the terminal names
+    them, its highest scoring by the strategy's ``scores`` (a <details> element, which
+    GitHub and most Markdown viewers render inside a table cell), all of them in the
+    spec's order inside."""
     if len(names) <= SELECTED_SHOWN:
-        return selected_cell(names)
-    return f"<details><summary>{len(names)} sources</summary>{selected_cell(names, None)}</details>"
+        return selected_cell([md_name(n) for n in names])
+    summary = md_name(selected_cell(names, SELECTED_SHOWN, scores))  # ranked by the names scores are keyed by
+    return f"<details><summary>{summary}</summary>{selected_cell([md_name(n) for n in names], None)}</details>"
 
 
 def left_out_note(left_out: list[str], switched_off: list[str]) -> str:
@@ -133,7 +135,7 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
         lines += ["## Selections", "", "| strategy | selected sources | est. loss (raw) | est. loss (calibrated) |", "|---|---|---|---|"]
         raw_digits, cal_digits = selection_loss_digits(report)
         for label, r in report["strategies"].items():
-            lines.append(f"| {md_name(label)} | {_selected_md(r['selected'])} | {loss_cell(r['estimated_loss_raw'], raw_digits)} | "
+            lines.append(f"| {md_name(label)} | {_selected_md(r['selected'], r.get('scores'))} | {loss_cell(r['estimated_loss_raw'], raw_digits)} | "
                          f"{calibrated_loss_cell(r, bool(cal.get('enabled')), cal_digits)} |")
         for label, r in report.get("baselines", {}).items():
             lines.append(f"| {label} (baseline) | {baseline_cell(r['selected'])} | "

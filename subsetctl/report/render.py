@@ -116,13 +116,18 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
         _print_warnings(console, stage, warnings, STAGE_WARNINGS_SHOWN, earlier)
     if "strategies" in report:
         cal = report.get("calibration", {})
+        long = not all_sources and any(len(r["selected"]) > SELECTED_SHOWN for r in report["strategies"].values())
         table = Table(title=f"selections (final: {report['final']}; {cal.get('estimator') or 'estimator'} "
                             f"lambda={_f(cal.get('lam'))}, "
-                            f"{calibration_state(cal, report.get('calibration_against'))})", title_justify="left")
+                            f"{calibration_state(cal, report.get('calibration_against'))})", title_justify="left",
+                      caption=(f"a selection of more than {SELECTED_SHOWN} sources names {SELECTED_SHOWN}, its "
+                               "highest scoring where its strategy scores sources; `subsetctl report --all-sources`, "
+                               "report.md and report.json list all") if long else None,
+                      caption_justify="left")
         raw_digits, cal_digits = selection_loss_digits(report)
         enabled = bool(cal.get("enabled"))
         selection_rows = [
-            (label, selected_cell(r["selected"], None if all_sources else SELECTED_SHOWN),
+            (label, selected_cell(r["selected"], None if all_sources else SELECTED_SHOWN, r.get("scores")),
              loss_cell(r["estimated_loss_raw"], raw_digits), calibrated_loss_cell(r, enabled, cal_digits))
             for label, r in report["strategies"].items()
         ] + [
