@@ -171,3 +171,36 @@ def test_compare_with_a_missing_path_names_the_option_and_what_to_give(tmp_path:
             load_side(tmp_path / missing)
         text = str(refused.value)
         assert f"--compare {tmp_path / missing}: no such file or folder" in text and "subsetctl init" not in text, text
+
+
+def test_long_selections_compared_show_their_counts_and_what_only_one_side_picked() -> None:
+    """Two variants of a 500-source study listed each pick in full, side by side (272 and
+    150 names, and the `all` baseline's 500 a side): a thousand lines, the difference left to
+    spot by eye. The text shows counts and the sources only one side picked; the JSON keeps
+    both picks whole."""
+    import io
+
+    from rich.console import Console
+
+    from subsetctl.report.compare import render_comparison
+
+    sources = [f"s{i:03d}" for i in range(500)]
+    a, b = _side("A", sources[:272], {}), _side("B", sources[130:280], {})
+    for side in (a, b):
+        side["report"]["baselines"]["all"]["selected"] = sources
+    cmp = compare_reports(a, b)
+    rows = {row["selection"]: row for row in cmp["selections"]}
+    assert rows["forward"]["a"] == sources[:272] and rows["all"]["b"] == sources  # JSON: whole
+    buffer = io.StringIO()
+    render_comparison(cmp, Console(file=buffer, width=300))
+    text = " ".join(buffer.getvalue().split())
+    assert len(buffer.getvalue().splitlines()) < 60, buffer.getvalue()
+    assert "272 sources; 130 not in B: s000, s001," in text and "(+122 more)" in text, text
+    assert "150 sources; 8 not in A: s272, s273," in text and "s279" in text, text
+    assert "500 sources, all in B" in text and "500 sources, all in A" in text, text
+    assert "`--format json` lists both picks in full" in text
+    assert "s150" not in text  # picked by both: not listed
+    few = compare_reports(_side("A", ["b", "a"], {}), _side("B", ["a"], {}))  # short picks: whole, as before
+    buffer = io.StringIO()
+    render_comparison(few, Console(file=buffer, width=120))
+    assert "│ a, b " in buffer.getvalue() and "--format json" not in buffer.getvalue()

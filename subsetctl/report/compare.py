@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from subsetctl.errors import UserError
+from subsetctl.report.cells import SELECTED_SHOWN, selected_cell
 
 
 def load_side(path: str | Path) -> dict[str, Any]:
@@ -138,6 +139,29 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def selection_cells(a: list[str] | None, b: list[str] | None) -> tuple[str, str]:
+    """Two sides' picks of one selection as the comparison's cells: each whole while both
+    are short, else each side's count and the sources only it picked (the first
+    :data:`~subsetctl.report.cells.SELECTED_SHOWN` and how many more): two picks of 272 and
+    150 of 500 sources, and the `all` baseline's 503 a side, were each listed in full,
+    a thousand lines with the difference left to spot by eye."""
+    if all(side is None or len(side) <= SELECTED_SHOWN for side in (a, b)):
+        return _cell(a), _cell(b)
+
+    def cell(mine: list[str] | None, other: list[str] | None, other_label: str) -> str:
+        if mine is None or other is None or not mine:
+            return "-" if mine is None else selected_cell(mine)
+        theirs = set(other)
+        only = [name for name in mine if name not in theirs]
+        count = f"{len(mine)} source{'s' if len(mine) != 1 else ''}"
+        if not only:
+            return f"{count}, all in {other_label}"
+        more = f", … (+{len(only) - SELECTED_SHOWN} more)" if len(only) > SELECTED_SHOWN else ""
+        return f"{count}; {len(only)} not in {other_label}: {', '.join(only[:SELECTED_SHOWN])}{more}"
+
+    return cell(a, b, "B"), cell(b, a, "A")
+
+
 #: a setting of one listed source, as :func:`~subsetctl.report.build.results_settings` keys it
 #: (``sources[2].x``), or as :func:`_sources_by_name` does (``sources[t_add].x``)
 _SOURCE_SETTING = re.compile(r"^sources\[([^\]]+)\]\.(.+)$")
@@ -205,10 +229,14 @@ def render_comparison(cmp: dict[str, Any], console: Any) -> None:
                          f"lambda: A {_cell(cmp['lambda']['a'])}, B {_cell(cmp['lambda']['b'])}; "
                          f"estimator: A {_cell(cmp['estimator']['a'])}, B {_cell(cmp['estimator']['b'])})"),
                   title_justify="left")
+    if any(len(row[side] or []) > SELECTED_SHOWN for row in cmp["selections"] for side in ("a", "b")):
+        table.caption = (f"a selection of more than {SELECTED_SHOWN} sources on either side: each side's count and "
+                         "the sources only it picked; `--format json` lists both picks in full")
+        table.caption_justify = "left"
     for column in ("selection", "A selected", "B selected", "same", "A est. loss", "B est. loss"):
         table.add_column(column, overflow="fold", justify="right" if "loss" in column else "left")
     for row in cmp["selections"]:
-        table.add_row(escape(row["selection"]), escape(_cell(row["a"])), escape(_cell(row["b"])),
+        table.add_row(escape(row["selection"]), *map(escape, selection_cells(row["a"], row["b"])),
                       "yes" if row["same"] else "[bold]no[/bold]", _cell(row["estimate_a"]), _cell(row["estimate_b"]))
     console.print(table)
     if cmp["test"]:
