@@ -229,6 +229,25 @@ def test_markdown_score_table_of_many_sources_is_ranked_as_the_terminal_ranks_it
     assert "(higher = more helpful; in the spec's order)" in few
 
 
+def test_markdown_puts_the_scores_of_many_sources_after_the_results_and_plots() -> None:
+    """report.md's table of every source's scores (503 rows) stood between the selections and
+    verify, the test metrics and the plots, which a reader found only past it: with many
+    sources it comes last, a line in its place saying so; a few sources' stay in place."""
+    report = _many_sources_report(500)
+    report["test_metrics"] = {"forward": {"metric": "exact_match", "score_mean": 0.5, "score_std": None,
+                                          "loss_mean": 2.0, "loss_std": None, "seeds": 1}}
+    markdown = render_markdown(report, {"per-source scores": "plots/source_scores.png"})
+    scores, test = markdown.index("## Per-source scores"), markdown.index("## Test metrics")
+    plot = markdown.index("![per-source scores](plots/source_scores.png)")
+    assert test < markdown.index("## Time per stage") < plot < scores
+    assert markdown.index("> Per-source scores: all 500 sources are listed at the end of this file") < test
+    assert all(f"| s{i:04d} |" in markdown[scores:] for i in range(500))  # the full record, still
+    assert "listed at the end of this file, after the plots." in markdown
+    assert "listed at the end of this file." in render_markdown(report, {})  # report.plots: false
+    few = render_markdown(_many_sources_report(3) | {"test_metrics": report["test_metrics"]}, {})
+    assert few.index("## Per-source scores") < few.index("## Test metrics") and "end of this file" not in few
+
+
 def test_markdown_names_with_underscores_by_punctuation_are_no_emphasis() -> None:
     """Source names come from file names: in report.md, ``x.__init__`` rendered as x.**init**
     and two selected names ``p._a, b_`` as one italic run."""

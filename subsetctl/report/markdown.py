@@ -106,6 +106,7 @@ _PER_SEED = ("one per seed, `project.seed`'s first, then `project.seed` + 1's, .
 
 def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     report = in_spec_order(report)
+    appendix: list[str] = []  # the per-source scores of many sources, at the end
     lines = [f"# subsetctl report: {md_title(report['project'])}", ""]
     overrides = overrides_line(report)
     if overrides:
@@ -154,14 +155,20 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
             note = (f"> All {len(rows):,} sources, ranked as the terminal report ranks them (it shows the "
                     f"{SCORE_ROWS_TOP} highest and {SCORE_ROWS_BOTTOM} lowest); sources {md_name(ranking)} did not "
                     "score are last, in the spec's order.")
-            lines += [f"## Per-source scores (higher = more helpful; {order})", "", *([note, ""] if ranked else []),
-                      "| source | " + " | ".join(md_name(k) for k in scored) + " |",
-                      "|---|" + "---|" * len(scored)]
+            table = [f"## Per-source scores (higher = more helpful; {order})", "", *([note, ""] if ranked else []),
+                     "| source | " + " | ".join(md_name(k) for k in scored) + " |",
+                     "|---|" + "---|" * len(scored)]
             selected = [set(v["selected"]) for v in scored.values()]  # not a list scan per source and strategy
             for s in rows:
-                lines.append(f"| {md_name(s)} | " + " | ".join(_fmt(v["scores"].get(s)) + (" ✓" if s in chosen else "")
+                table.append(f"| {md_name(s)} | " + " | ".join(_fmt(v["scores"].get(s)) + (" ✓" if s in chosen else "")
                                                            for v, chosen in zip(scored.values(), selected)) + " |")
-            lines.append("")
+            table.append("")
+            if ranked:  # hundreds of rows: last, so that verify, the test metrics and the plots are not below them
+                appendix = table
+                lines += [(f"> Per-source scores: all {len(rows):,} sources are listed at the end of this file"
+                           f"{', after the plots' if plots else ''}."), ""]
+            else:
+                lines += table
     if report.get("verify"):
         lines += ["## Estimated vs. true (verify)", "", "| fine-tune | estimator | lambda | Spearman (raw) | LOO median rel. error (calibrated) | same, with the choice of estimator and lambda held out too | k | repeats (their Spearman) |", "|---|---|---|---|---|---|---|---|"]
         for kind, v in report["verify"].items():
@@ -242,4 +249,4 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     lines.append("")
     for title, rel in plots.items():
         lines += [f"![{title}]({rel})", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + appendix)
