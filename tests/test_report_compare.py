@@ -204,3 +204,24 @@ def test_long_selections_compared_show_their_counts_and_what_only_one_side_picke
     buffer = io.StringIO()
     render_comparison(few, Console(file=buffer, width=120))
     assert "│ a, b " in buffer.getvalue() and "--format json" not in buffer.getvalue()
+
+
+def test_the_sources_one_side_alone_has_are_one_row_a_side() -> None:
+    """A variant of 503 sources compared with one of 53 listed the 450 others' settings one
+    row each (their paths and names: 900 rows); they are one row, naming the first few and
+    counting the rest. The JSON keeps every setting."""
+    from subsetctl.report.compare import settings_rows
+
+    def side(names: list[str]) -> dict:
+        return {"gradients.d": 8, **{k: v for i, n in enumerate(names)
+                                     for k, v in ((f"sources[{i}].name", n), (f"sources[{i}].loader.path", f"{n}.jsonl"))}}
+
+    shared = [f"s{i:03d}" for i in range(53)]
+    a, b = side(shared + [f"x{i:03d}" for i in range(450)]), side(["y0", *shared])
+    b["sources[5].max_examples"] = 9  # a setting of a source both have: its own row, as before
+    cmp = compare_reports(_side("A", [], a), _side("B", [], b))
+    assert len(cmp["settings"]) == 2 * 450 + 2 + 1
+    assert settings_rows(cmp["settings"]) == [
+        ("sources only in A (450)", "x000, x001, x002 and 447 more", None),
+        ("sources only in B (1)", None, "y0"),
+        ("sources[s004].max_examples", None, 9)]

@@ -175,13 +175,33 @@ def settings_rows(settings: list[dict[str, Any]]) -> list[tuple[str, Any, Any]]:
     differs alike for several sources (``sources[i].loader.text_field``: text and - for each
     task of a ``by`` group) is one row, ``sources[2], sources[3], sources[4] (3 sources).loader.text_field``,
     where it was one row a source (1,500 for a group of 500 tasks read as text in one variant).
-    The JSON keeps a row a setting, for scripts."""
+    The JSON keeps a row a setting, for scripts.
+
+    The sources one side alone has (its name recorded on that side only) are one row a side,
+    ``sources only in A (450)``, naming the first few, not each one's settings: a variant of
+    503 sources compared with one of 53 listed 450 sources' paths and names, two rows each (900
+    rows)."""
+    only: dict[str, list[str]] = {"a": [], "b": []}  # the sources each side alone has, by name
+    for row in settings:
+        match = _SOURCE_SETTING.match(row["key"])
+        if match is not None and match.group(2) == "name":
+            for side, other in (("a", "b"), ("b", "a")):
+                if row[side] is not None and row[other] is None:
+                    only[side].append(match.group(1))
+    one_sided = set(only["a"]) | set(only["b"])
     shared: dict[tuple[str, str, str], list[str]] = {}  # (setting, a, b) -> the sources' names (or indices)
     rows: list[tuple[str, Any, Any] | tuple[str, str, str]] = []
+    for side in ("a", "b"):
+        if only[side]:
+            names = _names_and_more(only[side])
+            rows.append((f"sources only in {side.upper()} ({len(only[side])})",
+                         *((names, None) if side == "a" else (None, names))))
     for row in settings:
         match = _SOURCE_SETTING.match(row["key"])
         if match is None:
             rows.append((row["key"], row["a"], row["b"]))
+            continue
+        if match.group(1) in one_sided:  # said by its side's row
             continue
         alike = (match.group(2), json.dumps(row["a"], sort_keys=True, default=str),
                  json.dumps(row["b"], sort_keys=True, default=str))
@@ -196,12 +216,16 @@ def settings_rows(settings: list[dict[str, Any]]) -> list[tuple[str, Any, Any]]:
             continue
         setting, a, b = row
         indices = shared[row]
-        named = ", ".join(f"sources[{i}]" for i in indices[:SOURCES_NAMED])
-        more = f" and {len(indices) - SOURCES_NAMED} more" if len(indices) > SOURCES_NAMED else ""
         key = f"sources[{indices[0]}].{setting}" if len(indices) == 1 else \
-            f"{named}{more} ({len(indices)} sources).{setting}"
+            f"{_names_and_more([f'sources[{i}]' for i in indices])} ({len(indices)} sources).{setting}"
         out.append((key, json.loads(a), json.loads(b)))
     return out
+
+
+def _names_and_more(names: list[str]) -> str:
+    """The first :data:`SOURCES_NAMED` of ``names`` and how many more ("x, y, z and 447 more")."""
+    more = f" and {len(names) - SOURCES_NAMED} more" if len(names) > SOURCES_NAMED else ""
+    return ", ".join(names[:SOURCES_NAMED]) + more
 
 
 def render_comparison(cmp: dict[str, Any], console: Any) -> None:
