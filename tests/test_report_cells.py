@@ -316,6 +316,30 @@ def test_score_plot_sorts_and_unlabels_many_sources(tmp_path: Path, captured: di
     assert [t.get_text() for t in captured["fig"].axes[0].get_xticklabels()] == [f"s{i:04d}" for i in range(5)]
 
 
+def test_score_plot_of_forty_long_names_keeps_its_bars_and_stands_them_upright(tmp_path: Path,
+                                                                             captured: dict[str, Any]) -> None:
+    """40 sources named as FLAN tasks are (50 characters) left each strategy's bars a strip
+    0.07 in high under their slanted names, which overlapped one another: the panel grows by
+    the names' length, and more than 20 names stand upright."""
+    import warnings
+
+    from subsetctl.report import plots
+
+    names = [f"flan-super_natural_instructions_task{i:04d}_long_name" for i in range(40)]
+    scores = {n: float(i) for i, n in enumerate(names)}
+    report = {"sources": names, "strategies": {"forward": {"scores": scores, "selected": names[:3]},
+                                               "surrogate": {"scores": scores, "selected": []}}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "Tight layout not applied": the names did not fit
+        plots.source_scores(report, tmp_path / "s.png")
+    fig = captured["fig"]
+    assert all(ax.get_position().height * fig.get_figheight() > 1.5 for ax in fig.axes)
+    assert {label.get_rotation() for ax in fig.axes for label in ax.get_xticklabels()} == {90.0}
+    captured.clear()
+    plots.source_scores(_many_sources_report(5), tmp_path / "few.png")  # a few names: slanted, as before
+    assert {label.get_rotation() for label in captured["fig"].axes[0].get_xticklabels()} == {40.0}
+
+
 def test_score_plot_and_table_put_unscored_sources_last(tmp_path: Path, captured: dict[str, Any]) -> None:
     """A missing score is neither drawn as 0 (between positive and negative scores) nor
     ranked differently by the plot and the terminal table."""

@@ -71,7 +71,9 @@ def source_scores(report: dict[str, Any], path: Path) -> Path | None:
         return None
     sources = report["sources"]
     many = len(sources) > LABELLED_SOURCES
-    fig = _figure(figsize=(8, 2.6 * len(scored)))
+    # names upright once they are many: slanted, 40 of them overlapped each other (and a long one reached far left)
+    rotation = 40 if len(sources) <= SLANTED_LABELS else 90
+    fig = _figure(figsize=(8, (2.6 + (0 if many else _label_height(sources, rotation))) * len(scored)))
     axes = fig.subplots(len(scored), 1, squeeze=False)
     for ax, (label, r) in zip(axes[:, 0], scored.items()):
         order = ranked_by_score(sources, r["scores"]) if many else sources
@@ -88,11 +90,24 @@ def source_scores(report: dict[str, Any], path: Path) -> Path | None:
             ax.set_xticks([])
             ax.set_xlabel(f"{len(order)} sources, highest score first (names in report.md)", fontsize=8)
         else:
-            ax.set_xticks(range(len(order)), order, rotation=40, ha="right", fontsize=8)
+            ax.set_xticks(range(len(order)), order, rotation=rotation, ha="right" if rotation < 90 else "center",
+                          fontsize=8)
         ax.set_title(f"{label}: per-source score (green = selected)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path
+
+
+SLANTED_LABELS = 20
+"""Up to this many named bars, the score plot slants their names (40°); more stand upright."""
+
+
+def _label_height(names: list[str], rotation: float) -> float:
+    """Inches the score plot's source names (8 pt, turned ``rotation`` degrees) take below
+    a panel, added to its height: in a figure of fixed height, 40 names of 50 characters
+    (FLAN-style task names) left the bars a strip a few pixels high."""
+    longest = max((len(name) for name in names), default=0)
+    return longest * 8 * 0.6 / 72 * math.sin(math.radians(rotation))  # a character about 0.6 em wide
 
 
 def estimated_vs_true(report: dict[str, Any], path: Path) -> Path | None:
