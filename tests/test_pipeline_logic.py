@@ -1,0 +1,234 @@
+"""The stage graph's bookkeeping with stand-in stages (no model, no data): what `plan` says
+will run is what `run` runs, a stage re-runs only when its inputs changed, and its results
+come back when the spec returns to their inputs. Each stage writes one file from a spec
+setting, so a test sets exactly what changes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from subsetctl.pipeline import Pipeline, Stage, StageContext
+from subsetctl.project import Project
+from subsetctl.spec import Spec, apply_overrides
+
+BASE = {
+    "target": {"name": "t", "loader": {"type": "jsonl", "path": "t.jsonl"}},
+    "sources": [{"name": "s", "loader": {"type": "jsonl", "path": "s.jsonl"}}],
+}
+
+
+class _Writes(Stage):
+    """Writes ``out.txt``: its spec key's value, and what its upstream stage wrote."""
+
+    key = ""
+
+    def run(self, ctx: StageContext) -> dict[str, Any]:
+        value = self.spec_slice(ctx.spec)[self.key]
+        upstream = "".join((ctx.upstream_dir(up) / "out.txt").read_text() for up in self.after
+                           if (ctx.upstream_dir(up) / "out.txt").is_file())  # (not one switched off)
+        (ctx.out_dir / "out.txt").write_text(f"{upstream}|{self.name}={value}")
+        return {}
+
+
+class First(_Writes):
+    name, spec_keys, key = "first", ("project.seed",), "project.seed"
+
+
+class Second(_Writes):
+    """Writes its own setting only, whatever ``first`` wrote: a re-run of ``first`` that
+    changes its output still re-runs it, one that does not leaves it alone."""
+
+    name, after, spec_keys, key = "second", ("first",), ("gradients.d",), "gradients.d"
+
+    def run(self, ctx: StageContext) -> dict[str, Any]:
+        (ctx.out_dir / "out.txt").write_text(f"second={self.spec_slice(ctx.spec)[self.key]}")
+        return {}
+
+
+class Third(_Writes):
+    name, after, spec_keys, key = "third", ("second",), ("verify.steps",), "verify.steps"
+
+
+def _pipeline(root: Path, *overrides: str) -> Pipeline:
+    spec = Spec.model_validate(apply_overrides(BASE, list(overrides)))
+    return Pipeline(Project(root), spec, [First(), Second(), Third()])
+
+
+def _ran(results: list[dict[str, Any]]) -> dict[str, str]:
+    return {r["stage"]: r["action"] for r in results}
+
+
+def _will_run(pipeline: Pipeline, **kwargs: Any) -> dict[str, bool]:
+    return {s.name: s.will_run for s in pipeline.plan(**kwargs)}
+
+
+def test_a_second_run_runs_nothing(tmp_path: Path) -> None:
+    assert _ran(_pipeline(tmp_path).run()) == {"first": "ran", "second": "ran", "third": "ran"}
+    assert _will_run(_pipeline(tmp_path)) == {"first": False, "second": False, "third": False}
+    assert _ran(_pipeline(tmp_path).run()) == {"first": "up to date", "second": "up to date", "third": "up to date"}
+
+
+def test_a_changed_setting_reruns_its_stage_and_the_stages_its_output_reaches(tmp_path: Path) -> None:
+    _pipeline(tmp_path).run()
+    statuses = {s.name: s for s in _pipeline(tmp_path, "gradients.d=8").plan()}
+    assert [statuses[n].will_run for n in ("first", "second", "third")] == [False, True, True]
+    assert statuses["second"].state == "stale" and statuses["second"].reasons == ["spec changed: gradients.d"]
+    assert not statuses["second"].conditional
+    # third's own inputs are as they were: it runs only if second's output comes out otherwise
+    assert statuses["third"].conditional and statuses["third"].state == "stale"
+    assert _ran(_pipeline(tmp_path, "gradients.d=8").run()) == {"first": "up to date", "second": "ran", "third": "ran"}
+    assert (Project(tmp_path).stage_dir("third") / "out.txt").read_text() == "second=8|third=15"
+
+
+def test_an_upstream_rerun_that_changes_nothing_leaves_the_stages_after_it_up_to_date(tmp_path: Path) -> None:
+    _pipeline(tmp_path).run()
+    statuses = {s.name: s for s in _pipeline(tmp_path).plan(force={"first"})}
+    assert statuses["first"].will_run and not statuses["first"].conditional
+    assert statuses["second"].will_run and statuses["second"].conditional
+    assert statuses["second"].reasons == ["upstream first will re-run (skipped if its output is unchanged)"]
+    assert statuses["third"].will_run and statuses["third"].conditional
+    assert _ran(_pipeline(tmp_path).run(force={"first"})) == {"first": "ran", "second": "up to date",
+                                                              "third": "up to date"}
+
+
+def test_a_forced_stage_runs_and_says_why(tmp_path: Path) -> None:
+    _pipeline(tmp_path).run()
+    statuses = {s.name: s for s in _pipeline(tmp_path).plan(force={"second"})}
+    assert not statuses["first"].will_run and statuses["second"].will_run
+    assert statuses["second"].state == "stale" and "forced" in statuses["second"].reasons[-1]
+    assert _ran(_pipeline(tmp_path).run(force={"second"})) == {"first": "up to date", "second": "ran",
+                                                               "third": "up to date"}
+
+
+def test_until_leaves_the_later_stages_and_plan_says_so(tmp_path: Path) -> None:
+    assert _ran(_pipeline(tmp_path).run(until="second")) == {"first": "ran", "second": "ran"}
+    statuses = {s.name: s for s in _pipeline(tmp_path, "project.seed=7").plan(until="second")}
+    assert statuses["first"].will_run and statuses["second"].will_run and not statuses["third"].will_run
+    assert statuses["third"].left_stale_by_until and not statuses["second"].left_stale_by_until
+    assert _ran(_pipeline(tmp_path, "project.seed=7").run(until="first")) == {"first": "ran"}
+    # third's upstream is not brought up to date by `run --until first`: nor is third
+    statuses = {s.name: s for s in _pipeline(tmp_path, "project.seed=7").plan(until="first")}
+    assert [statuses[n].will_run for n in ("first", "second", "third")] == [False, False, False]
+    assert statuses["second"].left_stale_by_until and statuses["third"].left_stale_by_until
+
+
+def test_results_of_earlier_inputs_come_back_instead_of_being_recomputed(tmp_path: Path) -> None:
+    _pipeline(tmp_path).run()
+    _pipeline(tmp_path, "gradients.d=8").run()
+    statuses = {s.name: s for s in _pipeline(tmp_path).plan()}
+    assert not statuses["second"].will_run and statuses["second"].put_back
+    assert statuses["second"].put_back_from == "previous"
+    results = _pipeline(tmp_path).run()
+    assert _ran(results) == {"first": "up to date", "second": "up to date", "third": "up to date"}
+    assert [r.get("put_back") for r in results] == [None, True, True]
+    assert (Project(tmp_path).stage_dir("third") / "out.txt").read_text() == "second=128|third=15"
+
+
+def test_a_damaged_artifact_is_found_and_its_stage_recomputed(tmp_path: Path) -> None:
+    _pipeline(tmp_path).run()
+    out = Project(tmp_path).stage_dir("second") / "out.txt"
+    out.write_text("second=999")  # the same size, other bytes
+    statuses = {s.name: s for s in _pipeline(tmp_path).plan()}
+    assert statuses["second"].state == "corrupt" and statuses["second"].will_run
+    assert _ran(_pipeline(tmp_path).run()) == {"first": "up to date", "second": "ran", "third": "up to date"}
+    assert out.read_text() == "second=128"
+
+
+class Stops(Second):
+    """``second``, which writes a piece of its work first and stops there while ``stop`` is set."""
+
+    stop = False
+
+    def run(self, ctx: StageContext) -> dict[str, Any]:
+        part = ctx.out_dir / "part.txt"
+        found = part.is_file()
+        part.write_text(str(self.spec_slice(ctx.spec)[self.key]))
+        if Stops.stop:
+            raise RuntimeError("stopped")
+        (ctx.out_dir / "out.txt").write_text(f"second={self.spec_slice(ctx.spec)[self.key]}")
+        return {"found_work": found}
+
+
+def _stopping(root: Path, *overrides: str) -> Pipeline:
+    spec = Spec.model_validate(apply_overrides(BASE, list(overrides)))
+    return Pipeline(Project(root), spec, [First(), Stops(), Third()])
+
+
+def test_a_run_stopped_partway_resumes_its_work_and_one_with_other_inputs_starts_over(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Stops, "stop", True)
+    with pytest.raises(RuntimeError):
+        _stopping(tmp_path).run()
+    statuses = {s.name: s for s in _stopping(tmp_path).plan()}
+    assert statuses["second"].state == "unfinished" and statuses["second"].will_run
+    assert statuses["second"].reasons == ["a run stopped partway; `run` resumes its work"]
+    monkeypatch.setattr(Stops, "stop", False)
+    assert _ran(_stopping(tmp_path).run())["second"] == "ran"
+    manifest = Project(tmp_path).read_manifest("second")
+    assert manifest is not None and manifest["summary"] == {"found_work": True} and manifest["resumed"]
+    # stopped again, with other inputs: the next run, with others still, discards that work
+    monkeypatch.setattr(Stops, "stop", True)
+    with pytest.raises(RuntimeError):
+        _stopping(tmp_path, "gradients.d=8").run()
+    monkeypatch.setattr(Stops, "stop", False)
+    statuses = {s.name: s for s in _stopping(tmp_path, "gradients.d=9").plan()}
+    assert statuses["second"].state == "never run"
+    assert statuses["second"].reasons[-1] == "earlier unfinished work was for other inputs; `run` starts over"
+    assert _ran(_stopping(tmp_path, "gradients.d=9").run())["second"] == "ran"
+    manifest = Project(tmp_path).read_manifest("second")
+    assert manifest is not None and manifest["summary"] == {"found_work": False} and "resumed" not in manifest
+
+
+def test_a_mapping_written_in_another_order_is_the_same_input() -> None:
+    """A source's label_map written in another key order maps the same labels: the data
+    stage's fingerprint (and so every later stage's) stays as it was."""
+    from subsetctl.project import fingerprint
+    from subsetctl.stages import all_stages
+
+    data = next(stage for stage in all_stages() if stage.name == "data")
+    one, other = ({**BASE, "sources": [{**BASE["sources"][0], "label_map": mapping}]}
+                  for mapping in ({"0": "neg", "1": "pos"}, {"1": "pos", "0": "neg"}))
+    assert fingerprint(data.spec_slice(Spec.model_validate(one))) == fingerprint(data.spec_slice(Spec.model_validate(other)))
+    assert fingerprint(data.spec_slice(Spec.model_validate(one))) != fingerprint(data.spec_slice(Spec.model_validate(BASE)))
+
+
+def test_results_of_another_results_version_are_computed_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A subsetctl that computes results otherwise (a raised RESULTS_VERSION) re-runs every
+    stage, and `plan` says why."""
+    import subsetctl.pipeline
+
+    _pipeline(tmp_path).run()
+    monkeypatch.setattr(subsetctl.pipeline, "RESULTS_VERSION", subsetctl.pipeline.RESULTS_VERSION + "-later")
+    statuses = {s.name: s for s in _pipeline(tmp_path).plan()}
+    assert statuses["first"].will_run and "this subsetctl computes results otherwise" in statuses["first"].reasons[0]
+    assert _ran(_pipeline(tmp_path).run()) == {"first": "ran", "second": "ran", "third": "ran"}
+
+
+class Switched(Second):
+    """``second``, switched on and off by ``verify.enabled``."""
+
+    switch = "verify.enabled"
+
+    def enabled(self, spec: Spec) -> bool:
+        return spec.verify.enabled
+
+
+def test_a_stage_switched_off_leaves_the_stages_after_it_up_to_date(tmp_path: Path) -> None:
+    def pipeline(*overrides: str) -> Pipeline:
+        spec = Spec.model_validate(apply_overrides(BASE, ["verify.enabled=false", *overrides]))
+        return Pipeline(Project(tmp_path), spec, [First(), Switched(), Third()])
+
+    Third.after = ("first", "second")
+    try:
+        assert _ran(pipeline().run()) == {"first": "ran", "second": "disabled", "third": "ran"}
+        statuses = {s.name: s for s in pipeline().plan()}
+        assert statuses["second"].state == "disabled" and statuses["third"].state == "up to date"
+        assert _ran(pipeline().run()) == {"first": "up to date", "second": "disabled", "third": "up to date"}
+        # switched on: its output is among third's inputs now
+        statuses = {s.name: s for s in pipeline("verify.enabled=true").plan()}
+        assert statuses["second"].will_run and statuses["third"].will_run
+    finally:
+        Third.after = ("second",)
