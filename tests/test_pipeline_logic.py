@@ -232,3 +232,41 @@ def test_a_stage_switched_off_leaves_the_stages_after_it_up_to_date(tmp_path: Pa
         assert statuses["second"].will_run and statuses["third"].will_run
     finally:
         Third.after = ("second",)
+
+
+def test_the_set_kept_last_is_the_one_kept_when_only_one_is(tmp_path: Path) -> None:
+    """With ``keep_previous: 1``, the one previous set kept is the one replaced last, not the
+    one computed last: results put back and replaced again are dated when kept (a rename
+    leaves a folder's date as it was, which made them the oldest)."""
+    for d in ("128", "8", "128", "9"):  # the d=128 results are put back, then replaced by d=9's
+        _pipeline(tmp_path, "project.keep_previous=1", f"gradients.d={d}").run()
+    assert len(Project(tmp_path).previous_sets("second")) == 1
+    statuses = {s.name: s for s in _pipeline(tmp_path, "project.keep_previous=1").plan()}
+    assert statuses["second"].put_back and not statuses["second"].will_run
+    assert {s.name: s for s in _pipeline(tmp_path, "project.keep_previous=1", "gradients.d=8").plan()}["second"].will_run
+
+
+class Writes(Third):
+    """``third``, which also writes ``third.md`` into the project folder (as the report stage writes report.md)."""
+
+    keeps_results = False
+
+    def run(self, ctx: StageContext) -> dict[str, Any]:
+        (ctx.project.root / "third.md").write_text("made")
+        return super().run(ctx)
+
+    def missing_outputs(self, project: Project, manifest: dict[str, Any]) -> list[str]:
+        return [] if (project.root / "third.md").is_file() else ["third.md"]
+
+
+def test_a_file_written_outside_the_state_folder_and_deleted_since_is_written_again(tmp_path: Path) -> None:
+    def pipeline() -> Pipeline:
+        return Pipeline(Project(tmp_path), Spec.model_validate(BASE), [First(), Second(), Writes()])
+
+    pipeline().run()
+    (tmp_path / "third.md").unlink()
+    statuses = {s.name: s for s in pipeline().plan()}
+    assert statuses["third"].state == "stale" and statuses["third"].will_run
+    assert statuses["third"].missing_outputs == ["third.md"] and not statuses["second"].will_run
+    assert _ran(pipeline().run()) == {"first": "up to date", "second": "up to date", "third": "ran"}
+    assert (tmp_path / "third.md").read_text() == "made"
