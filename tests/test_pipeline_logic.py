@@ -5,6 +5,7 @@ setting, so a test sets exactly what changes."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -270,3 +271,30 @@ def test_a_file_written_outside_the_state_folder_and_deleted_since_is_written_ag
     assert statuses["third"].missing_outputs == ["third.md"] and not statuses["second"].will_run
     assert _ran(pipeline().run()) == {"first": "up to date", "second": "up to date", "third": "ran"}
     assert (tmp_path / "third.md").read_text() == "made"
+
+
+def test_keep_previous_gb_deletes_nothing_while_the_sets_take_exactly_the_limit(tmp_path: Path) -> None:
+    """The limit is "at most": sets taking exactly ``keep_previous_gb`` stay; the least
+    recently kept one goes once they take a byte more."""
+    project = Project(tmp_path)
+    for i, name in enumerate(("older", "newer")):
+        kept = project.previous_dir("second") / name
+        kept.mkdir(parents=True)
+        (kept / "out.bin").write_bytes(b"x" * 500)
+        os.utime(kept, ns=(i * 10**9, i * 10**9))
+    assert project.prune_previous(1000) == (0, 0)
+    assert project.prune_previous(999) == (1, 500)
+    assert [p.name for p in project.previous_sets("second")] == ["newer"]
+
+
+def test_plan_does_not_call_unfinished_work_of_other_inputs_while_an_upstream_stage_is_to_rerun(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whether work a stopped run left matches is known only once the stages before it have
+    re-run: `plan` says so, not that it "was for other inputs"."""
+    monkeypatch.setattr(Stops, "stop", True)
+    with pytest.raises(RuntimeError):
+        _stopping(tmp_path).run()
+    statuses = {s.name: s for s in _stopping(tmp_path, "project.seed=7").plan()}
+    assert statuses["first"].will_run and statuses["second"].fingerprint is None
+    assert statuses["second"].reasons[-1].startswith("earlier unfinished work is resumed only if the stages before "
+                                                     "it that re-run come out as before")
