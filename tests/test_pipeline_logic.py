@@ -298,3 +298,14 @@ def test_plan_does_not_call_unfinished_work_of_other_inputs_while_an_upstream_st
     assert statuses["first"].will_run and statuses["second"].fingerprint is None
     assert statuses["second"].reasons[-1].startswith("earlier unfinished work is resumed only if the stages before "
                                                      "it that re-run come out as before")
+
+
+def test_a_stage_whose_upstream_until_leaves_stale_is_not_said_to_be_up_to_date(tmp_path: Path) -> None:
+    """third's own inputs are those it ran with, but they are second's outdated results,
+    which `run --until first` does not bring up to date."""
+    _pipeline(tmp_path).run()
+    _pipeline(tmp_path, "project.seed=7").run(until="first")
+    statuses = {s.name: s for s in _pipeline(tmp_path, "project.seed=7").plan(until="first")}
+    assert statuses["second"].state == "stale" and statuses["third"].state == "stale"
+    assert statuses["third"].reasons == ["upstream second is not up to date and until='first' stops before it"]
+    assert statuses["third"].left_stale_by_until and not statuses["third"].will_run
