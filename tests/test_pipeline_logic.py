@@ -170,6 +170,9 @@ def test_a_run_stopped_partway_resumes_its_work_and_one_with_other_inputs_starts
     assert _ran(_stopping(tmp_path).run())["second"] == "ran"
     manifest = Project(tmp_path).read_manifest("second")
     assert manifest is not None and manifest["summary"] == {"found_work": True} and manifest["resumed"]
+    # a resumed run's seconds are the rest's only: no hint of what a whole run takes
+    statuses = {s.name: s for s in _stopping(tmp_path).plan(force={"first", "second"})}
+    assert isinstance(statuses["first"].last_seconds, float) and statuses["second"].last_seconds is None
     # stopped again, with other inputs: the next run, with others still, discards that work
     monkeypatch.setattr(Stops, "stop", True)
     with pytest.raises(RuntimeError):
@@ -309,3 +312,12 @@ def test_a_stage_whose_upstream_until_leaves_stale_is_not_said_to_be_up_to_date(
     assert statuses["second"].state == "stale" and statuses["third"].state == "stale"
     assert statuses["third"].reasons == ["upstream second is not up to date and until='first' stops before it"]
     assert statuses["third"].left_stale_by_until and not statuses["third"].will_run
+
+
+def test_a_forced_stage_is_recomputed_not_put_back(tmp_path: Path) -> None:
+    _pipeline(tmp_path).run()
+    _pipeline(tmp_path, "gradients.d=8").run()
+    statuses = {s.name: s for s in _pipeline(tmp_path).plan(force={"second"})}
+    assert statuses["second"].will_run and not statuses["second"].put_back
+    results = _pipeline(tmp_path).run(force={"second"})
+    assert _ran(results)["second"] == "ran" and "put_back" not in results[1]
