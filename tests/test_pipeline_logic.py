@@ -321,3 +321,22 @@ def test_a_forced_stage_is_recomputed_not_put_back(tmp_path: Path) -> None:
     assert statuses["second"].will_run and not statuses["second"].put_back
     results = _pipeline(tmp_path).run(force={"second"})
     assert _ran(results)["second"] == "ran" and "put_back" not in results[1]
+
+
+class Times(Third):
+    """``third``, showing how long the stages before it took (as the report stage does)."""
+
+    shows_stage_seconds = True
+
+
+def test_a_stage_showing_the_stage_times_runs_whenever_one_before_it_runs(tmp_path: Path) -> None:
+    def pipeline() -> Pipeline:
+        return Pipeline(Project(tmp_path), Spec.model_validate(BASE), [First(), Second(), Times()])
+
+    pipeline().run()
+    statuses = {s.name: s for s in pipeline().plan(force={"first"})}
+    assert statuses["second"].conditional  # first's output comes out the same
+    assert statuses["third"].will_run and not statuses["third"].conditional and statuses["third"].for_time_table
+    assert statuses["third"].reasons == [("first will run, and its time table shows how long it takes (rewritten even "
+                                          "when the output is unchanged)")]
+    assert _ran(pipeline().run(force={"first"})) == {"first": "ran", "second": "up to date", "third": "ran"}
