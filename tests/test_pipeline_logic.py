@@ -340,3 +340,17 @@ def test_a_stage_showing_the_stage_times_runs_whenever_one_before_it_runs(tmp_pa
     assert statuses["third"].reasons == [("first will run, and its time table shows how long it takes (rewritten even "
                                           "when the output is unchanged)")]
     assert _ran(pipeline().run(force={"first"})) == {"first": "ran", "second": "up to date", "third": "ran"}
+
+
+def test_a_swap_cut_short_after_the_kept_set_went_in_keeps_the_results_it_was_replacing(tmp_path: Path) -> None:
+    """Killed between the second and third renames of a swap: the kept set is in the stage's
+    folder, the results it replaced wait in the swap folder, and `run` makes them a previous set."""
+    _pipeline(tmp_path).run()
+    _pipeline(tmp_path, "gradients.d=8").run()
+    project = Project(tmp_path)
+    swap = project.previous_dir("second").parent / ".second.swap"
+    os.replace(project.stage_dir("second"), swap)  # the d=8 results
+    os.replace(project.previous_sets("second")[0], project.stage_dir("second"))  # the d=128 ones, then the kill
+    assert _ran(_pipeline(tmp_path).run())["second"] == "up to date"
+    assert not swap.exists()
+    assert {s.name: s for s in _pipeline(tmp_path, "gradients.d=8").plan()}["second"].put_back
