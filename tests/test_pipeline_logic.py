@@ -5,7 +5,9 @@ setting, so a test sets exactly what changes."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -354,3 +356,18 @@ def test_a_swap_cut_short_after_the_kept_set_went_in_keeps_the_results_it_was_re
     assert _ran(_pipeline(tmp_path).run())["second"] == "up to date"
     assert not swap.exists()
     assert {s.name: s for s in _pipeline(tmp_path, "gradients.d=8").plan()}["second"].put_back
+
+
+def test_the_results_read_are_the_committed_ones_and_set_aside_ones_only_while_none_are(tmp_path: Path) -> None:
+    """A run killed between committing a stage and keeping the results it replaced leaves both:
+    the report reads the committed ones; with the stage's manifest damaged, the set-aside ones."""
+    _pipeline(tmp_path).run()
+    project = Project(tmp_path)
+    shutil.copytree(project.stage_dir("second"), project.set_aside_dir("second"))
+    (project.set_aside_dir("second") / "manifest.json").write_text(
+        json.dumps({**(project.read_manifest("second") or {}), "fingerprint": "0" * 16}))
+    assert project.results_dir("second") == project.stage_dir("second")
+    assert project.read_results_manifest("second") == project.read_manifest("second")
+    (project.stage_dir("second") / "manifest.json").write_text("{")
+    assert project.results_dir("second") == project.set_aside_dir("second")
+    assert (project.read_results_manifest("second") or {}).get("fingerprint") == "0" * 16
