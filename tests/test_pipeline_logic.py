@@ -371,3 +371,20 @@ def test_the_results_read_are_the_committed_ones_and_set_aside_ones_only_while_n
     (project.stage_dir("second") / "manifest.json").write_text("{")
     assert project.results_dir("second") == project.set_aside_dir("second")
     assert (project.read_results_manifest("second") or {}).get("fingerprint") == "0" * 16
+
+
+def test_set_aside_results_waiting_on_an_upstream_rerun_are_a_conditional_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A change that re-ran first, then stopped in second, undone: first re-runs, and if its
+    output comes out as before, second's set-aside results go back. `plan` says second runs
+    only if first's output differs."""
+    _stopping(tmp_path).run()
+    monkeypatch.setattr(Stops, "stop", True)
+    with pytest.raises(RuntimeError):
+        _stopping(tmp_path, "project.seed=7").run()
+    monkeypatch.setattr(Stops, "stop", False)
+    shutil.rmtree(Project(tmp_path).previous_dir("first"))  # first must re-run
+    statuses = {s.name: s for s in _stopping(tmp_path).plan()}
+    assert statuses["first"].will_run and not statuses["first"].conditional
+    assert statuses["second"].will_run and statuses["second"].conditional and statuses["second"].state == "stale"
+    assert _ran(_stopping(tmp_path).run()) == {"first": "ran", "second": "up to date", "third": "up to date"}
