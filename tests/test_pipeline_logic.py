@@ -276,6 +276,7 @@ def test_a_file_written_outside_the_state_folder_and_deleted_since_is_written_ag
     assert statuses["third"].missing_outputs == ["third.md"] and not statuses["second"].will_run
     assert _ran(pipeline().run()) == {"first": "up to date", "second": "up to date", "third": "ran"}
     assert (tmp_path / "third.md").read_text() == "made"
+    assert "resumed" not in (Project(tmp_path).read_manifest("third") or {})  # a whole run, not a resumed one
 
 
 def test_keep_previous_gb_deletes_nothing_while_the_sets_take_exactly_the_limit(tmp_path: Path) -> None:
