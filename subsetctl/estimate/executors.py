@@ -81,15 +81,53 @@ def _batches(n: int, size: int) -> list[slice]:
 
 
 def _run_batch(estimator: SubsetEstimator, masks: np.ndarray) -> EstimateBatch:
-    """Worker side of the threading and Dask backends: estimate one batch of ``masks``."""
+    """Worker side of the threading backend: estimate one batch of ``masks``. It runs in this
+    process, whose prints a `--format json` command already sends to stderr for the whole
+    command (see :mod:`subsetctl.cli`): ``sys.stdout`` is one for all threads, so it is not
+    redirected here, per batch, where the threads' redirections would undo each other."""
     return estimator.estimate(masks)
 
 
+#: :func:`_prints_to_stderr`: its lock, the calls inside it, and the stdout it replaced
+_STDOUT_LOCK = threading.Lock()
+_stdout_redirections = 0
+_stdout_before: Any = None
+
+
+@contextlib.contextmanager
+def _prints_to_stderr() -> Iterator[None]:
+    """Worker side: ``sys.stdout`` is ``sys.stderr`` while any task is inside, so that what a
+    plugin estimator prints goes to stderr. A worker of the local Dask cluster, or of loky,
+    shares this process's stdout, which holds only the JSON of a `--format json` command (see
+    :mod:`subsetctl.cli`): a print there came before the JSON, and a script could not parse
+    it. Counted under a lock, not :func:`contextlib.redirect_stdout`: a Dask worker runs its
+    tasks in threads (``threads_per_worker``), and each thread putting back the stdout it
+    found could leave a worker's stdout on stderr for good."""
+    global _stdout_redirections, _stdout_before
+    with _STDOUT_LOCK:
+        if _stdout_redirections == 0:
+            _stdout_before, sys.stdout = sys.stdout, sys.stderr
+        _stdout_redirections += 1
+    try:
+        yield
+    finally:
+        with _STDOUT_LOCK:
+            _stdout_redirections -= 1
+            if _stdout_redirections == 0:
+                sys.stdout, _stdout_before = _stdout_before, None
+
+
+def _run_on_dask_worker(estimator: SubsetEstimator, masks: np.ndarray) -> EstimateBatch:
+    """Worker side of the Dask backend: estimate one batch of ``masks``, the estimator's
+    prints sent to stderr (:func:`_prints_to_stderr`)."""
+    with _prints_to_stderr():
+        return estimator.estimate(masks)
+
+
 def _run_from_file(path: str, masks: np.ndarray) -> EstimateBatch:
-    """Worker side of the loky backend: load the dumped estimator once per process. What a
-    plugin estimator prints goes to stderr: the worker shares this process's stdout, which
-    holds only the JSON of a `--format json` command (see :mod:`subsetctl.cli`)."""
-    with contextlib.redirect_stdout(sys.stderr):
+    """Worker side of the loky backend: load the dumped estimator once per process; what it
+    prints goes to stderr (:func:`_prints_to_stderr`)."""
+    with _prints_to_stderr():
         est = _WORKER_CACHE.get(path)
         if est is None:
             import joblib
@@ -717,7 +755,7 @@ class _Sink:
 
 def _code_of(estimator: SubsetEstimator) -> bytes | None:
     """A pickle of the classes and functions that unpickling ``estimator`` (and running
-    :func:`_run_batch`) imports, without its data; None when plain pickle cannot tell (an
+    :func:`_run_on_dask_worker`) imports, without its data; None when plain pickle cannot tell (an
     estimator only cloudpickle ships: Dask's own errors speak for it then)."""
     import pickle
 
@@ -726,12 +764,12 @@ def _code_of(estimator: SubsetEstimator) -> bytes | None:
 
 
 def _referenced_code(estimator: SubsetEstimator) -> list[Any] | None:
-    """The classes and functions pickling ``estimator`` refers to (with :func:`_run_batch`);
+    """The classes and functions pickling ``estimator`` refers to (with :func:`_run_on_dask_worker`);
     None when plain pickle cannot pickle it."""
     import pickle
     import types
 
-    code: dict[int, Any] = {id(_run_batch): _run_batch}
+    code: dict[int, Any] = {id(_run_on_dask_worker): _run_on_dask_worker}
 
     class Referenced(pickle.Pickler):
         def persistent_id(self, obj: Any) -> None:  # called for every object pickled
@@ -944,7 +982,7 @@ def _dask_results(
             workers = client.sync(client.scheduler.identity).get("workers") or {}
         _check_new_workers(client, estimator, address, workers)
         shipped = _scattered_estimator(client, estimator)
-        futures = [client.submit(_run_batch, shipped, masks[s], pure=False) for s in slices]
+        futures = [client.submit(_run_on_dask_worker, shipped, masks[s], pure=False) for s in slices]
         position = {f.key: i for i, f in enumerate(futures)}
         results: list[EstimateBatch | None] = [None] * len(futures)
         for fut in _finished(client, futures, address, connect_timeout):

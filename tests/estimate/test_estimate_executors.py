@@ -1212,3 +1212,48 @@ def test_a_plugin_estimators_print_on_loky_workers_goes_to_stderr(
         get_reusable_executor().shutdown(wait=True)
     out, err = capfd.readouterr()
     assert "PRINTED BY THE PLUGIN" not in out and "PRINTED BY THE PLUGIN" in err
+
+
+@pytest.mark.parametrize("backend", ["dask", "threading"])
+def test_a_plugin_estimators_print_on_dask_or_threads_stays_off_json_stdout(
+        backend: str, small_features: FeatureSet, tmp_path: Path, monkeypatch, capfd) -> None:
+    """The local Dask cluster's workers are processes writing to this process's stdout: a
+    plugin estimator's print() there came before `run --format json`'s JSON (as loky's did).
+    The threading backend's batches run in this process, under the command's own redirection."""
+    from subsetctl.estimate import executors
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "printing_est_2.py").write_text(
+        "from subsetctl.estimate.solvers import FastEstimator\n"
+        "class Est(FastEstimator):\n"
+        "    def estimate(self, masks):\n"
+        "        print('PRINTED BY THE PLUGIN', flush=True)\n"
+        "        return super().estimate(masks)\n")
+    estimator = importlib.import_module("printing_est_2").Est(small_features, lam=0.1)
+    masks = random_masks(6, len(small_features.sources), seed=3)
+    stdout = sys.stdout
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # as `--format json` runs a command
+            got = estimate_parallel(estimator, masks, backend=backend, n_jobs=2, batch_size=3)
+    finally:
+        executors.forget_scattered_estimator()
+    out, err = capfd.readouterr()
+    assert "PRINTED BY THE PLUGIN" not in out and "PRINTED BY THE PLUGIN" in err
+    assert sys.stdout is stdout
+    _assert_same(got, estimate_parallel(estimator, masks, backend="sequential", batch_size=3))
+
+
+def test_prints_to_stderr_puts_stdout_back_after_overlapping_threads() -> None:
+    """Tasks in a Dask worker's threads overlap: with contextlib.redirect_stdout, one leaving
+    after another entered put back the other's stderr, and the worker's stdout stayed stderr."""
+    from subsetctl.estimate.executors import _prints_to_stderr
+
+    stdout = sys.stdout
+    first, second = _prints_to_stderr(), _prints_to_stderr()
+    first.__enter__()
+    second.__enter__()
+    assert sys.stdout is sys.stderr
+    first.__exit__(None, None, None)
+    assert sys.stdout is sys.stderr  # the second is still estimating
+    second.__exit__(None, None, None)
+    assert sys.stdout is stdout
