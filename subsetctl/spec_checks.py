@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from subsetctl.errors import PluginNotImported, UserError, joined_names
-from subsetctl.spec import SourceSpec, Spec, SpecIssue, key_lines
+from subsetctl.spec import SourceSpec, Spec, SpecIssue, format_path, key_lines
 
 
 def code_the_spec_runs(spec: Spec, imported: bool = True) -> list[str]:
@@ -387,7 +387,7 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
     costly = _real_fine_tunes_of_the_search(spec)
     if costly:
         warn(("estimate", "estimator"), costly)
-    _warn_replaced_built_ins(warn)
+    _warn_replaced_built_ins(spec, warn)
     _warn_top_k_beyond_the_sources(spec, warn)
     _warn_few_random_subsets(spec, warn)
     _warn_source_named_as_a_baseline(spec, warn)
@@ -623,9 +623,11 @@ def _warn_executor_settings(spec: Spec, warn: _AddIssue) -> None:
                                       f"{spec.executor.backend!r} the estimates run on this machine.")
 
 
-def _warn_replaced_built_ins(warn: _AddIssue) -> None:
+def _warn_replaced_built_ins(spec: Spec, warn: _AddIssue) -> None:
     """Each built-in loader, strategy, estimator, projector or packaged model a plugin
     replaces (it registered the same name): wherever a spec names it, the plugin's code runs.
+    A module of the spec's ``plugins:`` is blamed there; an installed package's entry point
+    under the key that names the built-in (:func:`_replaced_built_in_by_an_installed_package`).
     Likewise an installed plugin a module of the spec's ``plugins:`` registers again: for
     this spec the module's code runs, not the installed package's (said of neither before)."""
     from subsetctl.plugin_scoping import is_plugin
@@ -633,6 +635,9 @@ def _warn_replaced_built_ins(warn: _AddIssue) -> None:
 
     for registry in ALL_REGISTRIES.values():
         for name, origin in registry.replaced().items():
+            if origin.startswith("entry point"):
+                _replaced_built_in_by_an_installed_package(spec, registry, name, origin, warn)
+                continue
             warn(("plugins",), f"{origin} replaces the built-in {registry.kind} {name!r}: wherever a spec names "
                                f"{name!r}, that plugin's code runs instead of subsetctl's")
         modules = [entry for entry in registry.entries() if is_plugin(entry)]
@@ -643,6 +648,46 @@ def _warn_replaced_built_ins(warn: _AddIssue) -> None:
                 warn(("plugins",), f"{entry.origin} registers the {registry.kind} {entry.name!r}, which the installed "
                                    f"{entry_point_origin(ep)} also registers: for this spec the module's code runs, "
                                    "not the installed package's. Rename one of them to use both")
+
+
+def _replaced_built_in_by_an_installed_package(spec: Spec, registry: Any, name: str, origin: str,
+                                               warn: _AddIssue) -> None:
+    """The built-in ``name`` that an installed package's entry point (``origin``) replaces, said
+    under the first key of the spec that names it (``search.strategies[0].name``), the others
+    listed: the package is in this Python environment, not in the spec, whose ``plugins:`` (often
+    absent) was blamed before. Nothing is said for a spec that does not name it, whose results it
+    does not change (``subsetctl ls`` shows it: its origin is the entry point)."""
+    keys = _keys_naming(spec, registry.kind, name)
+    if not keys:
+        return
+    package = registry.package(name)
+    uninstall = (f"`pip uninstall {package.split()[0]}`" if package else "uninstalling the package that declares it")
+    also = f" (and at {joined_names([format_path(k) for k in keys[1:]])})" if keys[1:] else ""
+    warn(keys[0], f"{name!r}{also} runs the installed {origin}, not subsetctl's built-in {registry.kind}: a package "
+                  f"installed in this Python environment (not listed under plugins:) replaces it under that name. "
+                  f"`subsetctl ls` shows where each {registry.kind} comes from; {uninstall} brings back the "
+                  "built-in")
+
+
+def _keys_naming(spec: Spec, kind: str, name: str) -> list[tuple[Any, ...]]:
+    """The keys of ``spec`` that name the ``kind`` of plugin ``name`` (a loader by its type, a
+    packaged model by model.source), in the order of the spec."""
+    named: list[tuple[tuple[Any, ...], str | None]] = []
+    if kind == "loader":
+        named += [(("target", "loader", "type"), spec.target.loader.type)]
+        if spec.target.test_loader is not None:
+            named += [(("target", "test_loader", "type"), spec.target.test_loader.type)]
+        named += [(("sources", i, "loader", "type"), s.loader.type) for i, s in enumerate(spec.sources)]
+    elif kind == "strategy":
+        named += [(("search", "strategies", i, "name"), s.name) for i, s in enumerate(spec.search.strategies)]
+    elif kind == "estimator":
+        named += [(("estimate", "estimator"), spec.estimate.estimator)]
+        named += [(("calibrate", "estimators", i), n) for i, n in enumerate(spec.calibrate.estimators)]
+    elif kind == "projector":
+        named += [(("gradients", "projector"), spec.gradients.projector)]
+    elif kind == "packaged model":
+        named += [(("model", "source"), spec.model.source)]
+    return [key for key, value in named if value == name]
 
 
 def _warn_verify_settings(spec: Spec, warn: _AddIssue) -> None:

@@ -1270,3 +1270,37 @@ def test_a_module_registering_two_classes_under_one_name_is_refused() -> None:
     assert registry.get("mine") is First
     again = type("First", (_Base,), {"__module__": First.__module__, "__qualname__": First.__qualname__})
     registry.register("mine", "first, its module reloaded")(again)  # the same class again: no error
+
+
+def test_an_installed_package_replacing_a_built_in_is_blamed_on_the_key_naming_it_not_plugins(
+        tiny_project, tmp_path_factory, monkeypatch) -> None:
+    """The warning that an installed entry point replaces a built-in was said under the spec's
+    `plugins` key, which the spec did not have: the package is in the environment. It is said
+    under the key that names the built-in, with how to see and uninstall the package; a spec
+    that does not name it is not warned."""
+    import yaml
+
+    from subsetctl.api import validate_spec_file
+    from subsetctl.registry import ESTIMATORS
+
+    site = tmp_path_factory.mktemp("site")
+    _estimator_package(site, "exact", "plugpkg_exactly:Mine", "2.0")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setattr(ESTIMATORS, "_entries", dict(ESTIMATORS._entries))  # put back after the test
+    monkeypatch.setattr(ESTIMATORS, "_replaced", dict(ESTIMATORS._replaced))
+    monkeypatch.setattr(ESTIMATORS, "_loaded", False)
+    spec = yaml.safe_load((tiny_project / "subsetctl.yaml").read_text())
+    assert "plugins" not in spec
+    spec["estimate"] = {**spec.get("estimate", {}), "estimator": "exact"}
+    (tiny_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    warnings = [w for w in validate_spec_file(tiny_project).warnings if "plugpkg" in w.message]
+    assert [w.key for w in warnings] == ["estimate.estimator"], [w.render() for w in warnings]
+    assert warnings[0].line is not None
+    message = " ".join(warnings[0].message.split())
+    assert ("'exact' runs the installed entry point plugpkg_exactly:Mine of plugpkg 2.0, not subsetctl's built-in "
+            "estimator") in message, message
+    assert "not listed under plugins:" in message and "`subsetctl ls`" in message, message
+    assert "`pip uninstall plugpkg` brings back the built-in" in message, message
+    spec["estimate"]["estimator"] = "fast"  # a spec that does not name it: its results are not changed
+    (tiny_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    assert not [w.render() for w in validate_spec_file(tiny_project).warnings if "plugpkg" in w.message]
