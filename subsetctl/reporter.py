@@ -141,20 +141,39 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+#: seconds between a log's progress lines for a new message (:class:`_LogTask`), by default
+LOG_NOTE_EVERY_S = 5.0
+
+
+def _notes(fields: dict[str, Any]) -> dict[str, str]:
+    """The messages among a progress line's ``fields`` (a strategy's ``now=``, the data
+    stage's ``reading=``), as opposed to its numbers (``loss=``), which change at every step."""
+    return {key: value for key, value in fields.items() if isinstance(value, str)}
+
+
 class _LogTask:
     """Progress as plain lines, for a log file: when stderr is not a terminal, rich draws
     its bars only once, at the end, so a batch job's log would show nothing while a stage
     runs. A line at the start, then at most one every ``every`` seconds, and at the end.
     A line is also written every ``every`` seconds in which no count came (a thread of its
     own): one step of work can take minutes (the data stage reading a source of gigabytes
-    counts once, when the source is done), and a log silent that long looks hung."""
+    counts once, when the source is done), and a log silent that long looks hung.
 
-    def __init__(self, console: Any, description: str, total: int, every: float) -> None:
+    A new message (:func:`_notes`: what a strategy says with ``context.report``, the source
+    the data stage reads) gets its line sooner, ``note_every`` seconds after the last line
+    (written then by that thread when no update comes), the latest message when several came
+    meanwhile: a 7-second strategy's messages showed only on the terminal's bar, its log said
+    "search: 0/1" and "search: 1/1". Numbers alone (a training's loss) keep the ``every`` pace."""
+
+    def __init__(self, console: Any, description: str, total: int, every: float,
+                 note_every: float = LOG_NOTE_EVERY_S) -> None:
         import threading
         import time
 
         self._clock = time.monotonic
         self.console, self.description, self.total, self.every = console, description, total, every
+        self.note_every = min(note_every, every)
+        self._notes_shown: dict[str, str] = {}  # the messages of the last line
         self.started = self._clock()
         self.last_line = self.started
         self._base = (0, self.started)  # (count, time) the ETA's rate is measured from (see resume)
@@ -170,11 +189,18 @@ class _LogTask:
             self._heartbeat.start()
 
     def _beat(self) -> None:
-        """Write the count so far when ``every`` seconds passed without a line."""
-        while not self._stop.wait(self.every / 4):
+        """Write the count so far when ``every`` seconds passed without a line, or a message
+        not yet shown (:meth:`_new_note`) when ``note_every`` seconds did."""
+        while not self._stop.wait(min(self.every, self.note_every or self.every) / 4):  # (0: update writes each)
             with self._lock:
-                if self._clock() - self.last_line >= self.every:
+                quiet = self._clock() - self.last_line
+                if quiet >= self.every or (quiet >= self.note_every and self._new_note(self.fields)):
                     self._line(max(self.done, 0), self.fields)
+
+    def _new_note(self, fields: dict[str, Any]) -> bool:
+        """Whether ``fields`` hold a message the last line did not show."""
+        notes = _notes(fields)
+        return bool(notes) and notes != self._notes_shown
 
     def _line(self, completed: int, fields: dict[str, Any], note: str = "") -> None:
         from rich.markup import escape
@@ -190,13 +216,16 @@ class _LogTask:
         self.console.print(escape(text + (f"  {info}" if info else "")), highlight=False, soft_wrap=True)
         self.last_line = self._clock()
         self.shown = completed
+        self._notes_shown = _notes(fields)
 
     def update(self, completed: int, **fields: Any) -> None:
         if completed == self.done and fields == self.fields:  # new fields (a step's progress) may be shown
             return
         with self._lock:
             self.done, self.fields = completed, fields
-            if completed >= self.total or self._clock() - self.last_line >= self.every:
+            quiet = self._clock() - self.last_line
+            if (completed >= self.total or quiet >= self.every
+                    or (quiet >= self.note_every and self._new_note(fields))):
                 self._line(completed, fields)
 
     def resume(self, completed: int) -> None:
@@ -257,11 +286,14 @@ class RichReporter:
     """Terminal output through rich: notices on stderr, progress bars with ETA on a terminal
     that redraws them (``console.is_interactive``), else plain progress lines (a log file)."""
 
-    def __init__(self, console: Any = None, quiet: bool = False, log_every: float = 30.0) -> None:
+    def __init__(self, console: Any = None, quiet: bool = False, log_every: float = 30.0,
+                 log_note_every: float = LOG_NOTE_EVERY_S) -> None:
         self.console = console or _stderr_console()
         self.quiet = quiet
         #: seconds between progress lines when stderr is not a terminal (a log file)
         self.log_every = log_every
+        #: seconds between such lines for a new message (a strategy's ``context.report``)
+        self.log_note_every = log_note_every
         self._active: Any = None
 
     def info(self, message: str) -> None:
@@ -291,7 +323,7 @@ class RichReporter:
             yield _NullTask()
             return
         if not self.console.is_interactive:  # a log file: plain lines instead of a bar drawn at the end
-            task = _LogTask(self.console, description, total, self.log_every)
+            task = _LogTask(self.console, description, total, self.log_every, self.log_note_every)
             try:
                 yield task
             finally:

@@ -156,3 +156,34 @@ def test_a_resumed_training_says_so_in_the_log_and_its_eta_counts_only_this_runs
     lines = log.getvalue().splitlines()
     assert lines[1] == "meta_init: 196/300  elapsed 0:00:00  resumed: 196 done by an earlier run", lines
     assert lines[2] == "meta_init: 206/300  elapsed 0:00:10  eta 0:01:34  loss=2.5", lines
+
+
+def test_a_log_shows_a_strategys_new_message_within_seconds_not_only_every_30() -> None:
+    """Piped, a strategy's `context.report()` showed only in the heartbeat lines (every 30 s):
+    a 7-second strategy's log said "search: 0/1" and "search: 1/1". A new message gets a line
+    `log_note_every` s after the last one (the latest, when several came meanwhile); numbers
+    alone (a loss) keep the slower pace."""
+    import time
+
+    log = io.StringIO()
+    reporter = RichReporter(console=Console(file=log, force_terminal=False, width=200), log_every=3600,
+                            log_note_every=0.3)
+    with reporter.progress("search", total=1) as task:
+        task.update(0, now="step 1 (1/3)")  # just after the first line: written later, by the heartbeat
+        assert len(log.getvalue().splitlines()) == 1
+        time.sleep(0.8)
+        assert log.getvalue().splitlines()[-1].endswith("now=step 1 (1/3)"), log.getvalue()
+        task.update(0, now="step 2 (2/4)")  # due: written at once
+        assert log.getvalue().splitlines()[-1].endswith("now=step 2 (2/4)"), log.getvalue()
+        task.update(0, now="step 3 (3/4)")
+        task.update(0, now="step 4 (4/4)")  # supersedes step 3 before it was due
+        time.sleep(0.8)
+        lines = log.getvalue().splitlines()
+        assert lines[-1].endswith("now=step 4 (4/4)") and not any("step 3" in line for line in lines), lines
+        shown = len(lines)
+        time.sleep(0.8)  # nothing new: no line
+        task.update(0, loss=0.5)  # a number alone: not sooner than log_every
+        time.sleep(0.5)
+        assert len(log.getvalue().splitlines()) == shown, log.getvalue()
+        task.update(1, now="done")
+    assert log.getvalue().splitlines()[-1].startswith("search: 1/1")
