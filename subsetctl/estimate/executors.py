@@ -152,10 +152,11 @@ def _registrations_taken_back() -> contextlib.AbstractContextManager[None]:
 
 
 def _load_code(code: bytes) -> None:
-    """Worker side of :func:`_check_workers_load`: import the estimator's code."""
+    """Worker side of :func:`_check_workers_load`: import the estimator's code, what a plugin
+    module prints as it is imported sent to stderr (:func:`_prints_to_stderr`)."""
     import pickle
 
-    with _registrations_taken_back():
+    with _prints_to_stderr(), _registrations_taken_back():
         pickle.loads(code)
 
 

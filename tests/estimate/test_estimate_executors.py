@@ -1223,22 +1223,24 @@ def test_a_plugin_estimators_print_on_dask_or_threads_stays_off_json_stdout(
     from subsetctl.estimate import executors
 
     monkeypatch.syspath_prepend(str(tmp_path))
-    (tmp_path / "printing_est_2.py").write_text(
+    (tmp_path / f"printing_est_{backend}.py").write_text(
+        "print('PRINTED AT IMPORT', flush=True)\n"  # on each Dask worker too, as it loads the estimator
         "from subsetctl.estimate.solvers import FastEstimator\n"
         "class Est(FastEstimator):\n"
         "    def estimate(self, masks):\n"
         "        print('PRINTED BY THE PLUGIN', flush=True)\n"
         "        return super().estimate(masks)\n")
-    estimator = importlib.import_module("printing_est_2").Est(small_features, lam=0.1)
     masks = random_masks(6, len(small_features.sources), seed=3)
     stdout = sys.stdout
     try:
         with contextlib.redirect_stdout(sys.stderr):  # as `--format json` runs a command
+            estimator = importlib.import_module(f"printing_est_{backend}").Est(small_features, lam=0.1)
             got = estimate_parallel(estimator, masks, backend=backend, n_jobs=2, batch_size=3)
     finally:
         executors.forget_scattered_estimator()
     out, err = capfd.readouterr()
     assert "PRINTED BY THE PLUGIN" not in out and "PRINTED BY THE PLUGIN" in err
+    assert "PRINTED AT IMPORT" not in out and err.count("PRINTED AT IMPORT") >= (2 if backend == "dask" else 1), err
     assert sys.stdout is stdout
     _assert_same(got, estimate_parallel(estimator, masks, backend="sequential", batch_size=3))
 
