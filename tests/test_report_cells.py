@@ -1190,3 +1190,31 @@ def test_the_reproducing_section_shows_20_files_and_counts_the_rest() -> None:
     assert "generated data (their loaders' seeds above): reasoning-gym 0.1.25 (1 source)" in facts
     md = render_markdown(report, {})
     assert "| ... 5 more (report.json's `input_files`) | |" in md and "| s19 |" in md and "| s20 |" not in md
+
+
+def test_the_reproducing_section_names_a_where_sources_rows_as_rows_not_a_file() -> None:
+    """A source reading one task of a Parquet file (``where``) is fingerprinted by that task's
+    rows: report.md listed the digest as a file ``a/rows`` no sha256sum matches. It names the
+    file and the ``where`` the rows are of (from the data stage's recorded slice) and says
+    the digest is not the file's."""
+    from subsetctl.report.build import _recorded_loaders, _rows_named
+    from subsetctl.report.cells import reproduce_facts
+
+    digest = "ab" * 32
+    recorded = {"target": {"name": "t", "loader": {"type": "jsonl", "path": "t.jsonl"}},
+                "sources": [{"name": "a", "loader": {"type": "parquet", "path": "all.parquet", "where": {"task": "a"}}},
+                            {"name": "p", "loader": {"type": "plugin", "name": "parquet",
+                                                     "options": {"path": "all.parquet", "where": {"task": "p"}}}}]}
+    loaders = _recorded_loaders(recorded)
+    data = {"a": _rows_named({"rows": {"sha256": digest}}, loaders["a"]),
+            "p": _rows_named({"builtin": {"rows": {"sha256": digest}}}, loaders["p"]),
+            "t": _rows_named({"file": {"sha256": "cd" * 32, "size": 3}}, loaders["t"])}
+    assert data["a"] == {"rows": {"sha256": digest, "path": "all.parquet", "where": {"task": "a"}}}
+    assert data["t"] == {"file": {"sha256": "cd" * 32, "size": 3}}
+    report = {**_report(False), "stages": {"search": {"seconds": 1.0, "resolved_spec": "abc"}},
+              "input_files": {"data": data}}
+    facts, [(_, rows, _)] = reproduce_facts(report)
+    assert rows == [("a/rows of all.parquet where task = 'a'", digest),
+                    ("p/builtin/rows of all.parquet where task = 'p'", digest), ("t", "cd" * 32)]
+    assert any(fact.startswith("a source reading one task of a Parquet file (where): the sha256 of that task's rows")
+               for fact in facts)

@@ -354,11 +354,49 @@ def results_input_files(project: Project, skip: frozenset[str] | set[str] = froz
         if not isinstance(extra, dict):
             continue
         if stage.name == "data":
-            out["data"] = {name: files for name, files in extra.items() if name != "plugin code"}
+            loaders = _recorded_loaders(manifest["inputs"].get("slice"))
+            out["data"] = {name: _rows_named(files, loaders.get(name, {}))
+                           for name, files in extra.items() if name != "plugin code"}
         elif stage.name == "meta_init":
             model = {key: extra[key] for key in ("model_files", "model_package") if key in extra}
             if model:
                 out["model"] = model
+    return out
+
+
+def _recorded_loaders(recorded: Any) -> dict[str, dict[str, Any]]:
+    """Source name -> ``{"loader": ..., "test_loader": ...}`` (those set) as a data stage's
+    recorded spec slice ``recorded`` gives them; empty when it is not a slice."""
+    if not isinstance(recorded, dict):
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for source in [recorded.get("target"), *(recorded.get("sources") or [])]:
+        if isinstance(source, dict):
+            out[str(source.get("name"))] = {key: source[key] for key in ("loader", "test_loader")
+                                            if isinstance(source.get(key), dict)}
+    return out
+
+
+def _rows_named(record: Any, loaders: dict[str, Any]) -> Any:
+    """A source's data inputs ``record`` with each ``rows`` fingerprint (a Parquet loader's
+    ``where``: the sha256 of that task's rows, not of the file) given the file and the
+    ``where`` it is of (``path``, ``where``) from its recorded ``loaders``: without them
+    report.md listed it as a file ``<source>/rows`` whose sha256 no file has."""
+    if not isinstance(record, dict):
+        return record
+    out = dict(record)
+    for key, loader in (("", loaders.get("loader")), ("test_loader", loaders.get("test_loader"))):
+        inputs = out.get(key) if key else out
+        if not isinstance(inputs, dict) or not isinstance(loader, dict):
+            continue
+        options = loader.get("options") if loader.get("type") == "plugin" else loader  # a plugin named parquet
+        inner = inputs.get("builtin") if loader.get("type") == "plugin" else inputs
+        if not (isinstance(options, dict) and isinstance(inner, dict) and isinstance(inner.get("rows"), dict)):
+            continue
+        named = {**inner, "rows": {**inner["rows"], "path": options.get("path"), "where": options.get("where")}}
+        if loader.get("type") == "plugin":
+            named = {**inputs, "builtin": named}
+        out = {**out, key: named} if key else {**out, **named}
     return out
 
 

@@ -498,11 +498,24 @@ def _file_digests(record: Any, name: str = "") -> list[tuple[str, str]]:
     if isinstance(record, dict) and isinstance(record.get("sha256"), str):
         return [(name, record["sha256"])]
     if isinstance(record, dict):
-        return [pair for key, value in record.items() for pair in _file_digests(
-            value, name if key in ("file", "files", "path", "data_files") else f"{name}/{key}".strip("/"))]
+        return [pair for key, value in record.items() for pair in (
+            [(_rows_name(name, value), value["sha256"])] if key == "rows" and isinstance(value, dict)
+            and isinstance(value.get("sha256"), str) else _file_digests(
+                value, name if key in ("file", "files", "path", "data_files") else f"{name}/{key}".strip("/")))]
     if isinstance(record, list):
         return [pair for value in record for pair in _file_digests(value, name)]
     return []
+
+
+def _rows_name(name: str, rows: dict[str, Any]) -> str:
+    """How the reproducing section names a Parquet ``where`` source's ``rows`` digest (of
+    the task's rows, not of the file), after ``name``, its place in the record:
+    "rows of all.parquet where task = 'wiki'" (the table puts its source before it)."""
+    where = rows.get("where")
+    if isinstance(where, dict) and len(where) == 1:
+        (column, value), = where.items()
+        return f"{name}/rows of {rows.get('path') or 'its file'} where {column} = {value!r}".strip("/")
+    return f"{name}/its rows".strip("/")
 
 
 def reproduce_facts(report: dict[str, Any]) -> tuple[list[str], list[tuple[str, list[tuple[str, str]], int]]]:
@@ -548,6 +561,10 @@ def reproduce_facts(report: dict[str, Any]) -> tuple[list[str], list[tuple[str, 
         if isinstance(record, dict) and not _file_digests(record):
             for what in (f"{key.replace('_', '-')} {value}" for key, value in record.items() if isinstance(value, str)):
                 generated[what] = generated.get(what, 0) + 1
+    if any(name.split("/")[-1].startswith(("rows of ", "its rows")) for name, _ in _file_digests(files.get("data"))):
+        lines.append("a source reading one task of a Parquet file (where): the sha256 of that task's rows as read, "
+                     "not of the file (the data stage follows them alone); `subsetctl plan` with your copy of the "
+                     "file in place says the data stage is up to date when they match")
     if generated:
         lines.append("generated data (their loaders' seeds above): "
                      + ", ".join(f"{what} ({n} source{'s' if n != 1 else ''})" for what, n in generated.items()))
