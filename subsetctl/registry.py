@@ -138,8 +138,10 @@ class Registry(Generic[T]):
         shadows = (replaces and old is not None and old.origin.startswith("entry point") and is_plugin(entry)
                    and scope_undo() is not None)  # for this call, as when the plugin came first
         if old is not None and entry.origin != "built-in" and _two_of_one_module(old.obj, entry.obj):
+            file = _origin_file(entry.origin)  # (the module is in sys.modules while it is imported)
             raise UserError(
-                f"{entry.origin} registers the {self.kind} {entry.name!r} twice, as {old.obj.__qualname__} and "
+                f"{entry.origin}{f' ({file})' if file else ''} registers the {self.kind} {entry.name!r} twice, as "
+                f"{old.obj.__qualname__} and "
                 f"{entry.obj.__qualname__}: give one of them another name (only the last one would be used)."
             )
         if replaces and old is not None and not shadows:
@@ -387,13 +389,7 @@ class Registry(Generic[T]):
         found first on ``PYTHONPATH``); the same as :meth:`origin` for any other plugin, so
         ``== "built-in"`` still tells a built-in."""
         origin = self.origin(name)
-        if origin.startswith("module "):  # registered by a decorator as its module was imported
-            module = origin.removeprefix("module ")
-        elif origin.startswith("plugins: "):  # a class named under plugins: ("plugins: mod:Attr")
-            module = origin.removeprefix("plugins: ").partition(":")[0]
-        else:
-            return origin
-        file = getattr(sys.modules.get(module), "__file__", None)
+        file = _origin_file(origin)
         return f"{origin}, {file}" if file else origin
 
     def broken(self) -> dict[str, str]:
@@ -499,6 +495,20 @@ def _origin(obj: Any) -> str:
         obj = obj.func
     module = getattr(obj, "__module__", None) or ""
     return "built-in" if module == "subsetctl" or module.startswith("subsetctl.") else f"module {module}"
+
+
+def _origin_file(origin: str) -> str | None:
+    """The file of the module a plugin's ``origin`` names ("module best_single", or a
+    ``plugins:`` entry's "plugins: best_single:BestSingle"), where its author looks (a module
+    name alone may be another file of that name found first on ``PYTHONPATH``); None for any
+    other origin, or a module not imported."""
+    if origin.startswith("module "):  # registered by a decorator as its module was imported
+        module = origin.removeprefix("module ")
+    elif origin.startswith("plugins: "):  # a class named under plugins: ("plugins: mod:Attr")
+        module = origin.removeprefix("plugins: ").partition(":")[0]
+    else:
+        return None
+    return getattr(sys.modules.get(module), "__file__", None)
 
 
 def _two_of_one_module(old: Any, new: Any) -> bool:

@@ -1261,7 +1261,9 @@ def test_a_module_registering_two_classes_under_one_name_is_refused() -> None:
     class First(_Base):
         pass
 
-    with pytest.raises(UserError, match=r"module test_registry registers the thing 'mine' twice, as "
+    # with the module's file, as every message blaming a plugins: module names it (one module name may be two files)
+    file = re.escape(__file__)
+    with pytest.raises(UserError, match=rf"module test_registry \({file}\) registers the thing 'mine' twice, as "
                                         r"\S*First and \S*Second: give one of them another name"):
         @registry.register("mine", "second, copy-pasted")
         class Second(_Base):
