@@ -98,9 +98,10 @@ class RandomParams(StrategyParams):
 def random_pick_seeds(project_seed: int, strategies: list[Any]) -> dict[int, int]:
     """The seeds of the built-in ``random`` entries of ``search.strategies`` after the first:
     entry index -> a seed of its own, from ``project_seed`` and the entry's label (stable
-    across processes, and across reorderings of the list). The first ``random`` entry draws
-    from ``project_seed`` itself, as every one did before, so a spec with one keeps its pick;
-    two entries of one size drew the same sources (one fine-tune, not two random draws)."""
+    across processes, and across moves of the other strategies). The first ``random`` entry
+    draws from ``project_seed`` itself, as every one did before, so a spec with one keeps its
+    pick; two entries of one size drew the same sources (one fine-tune, not two random
+    draws). Which ``random`` entry is first matters: swapping two of them changes both picks."""
     if STRATEGIES.origin("random") != "built-in":
         return {}
     entries = [(i, entry.label or entry.name) for i, entry in enumerate(strategies) if entry.name == "random"]
