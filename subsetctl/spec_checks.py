@@ -321,6 +321,7 @@ def unreachable_hub_ids(spec: Spec, spec_dir: Path) -> list[tuple[tuple[Any, ...
                    f"({cache_looked_in(what)}), and "
                    f"{reasons[what]}: a stage that still has to load it will fail. Use "
                    f"{(_packaged_copy(name) if what == 'model' else None) or instead[what]}, or "
+                   f"{'unset HF_DATASETS_OFFLINE and ' if reasons[what] == datasets_offline else ''}"
                    "run once where the hub is reachable (it then loads offline from the cache)."))
             for loc, name, what in needed if what in reasons]
 

@@ -636,8 +636,11 @@ def test_hf_datasets_offline_is_honoured_for_hub_datasets_where_the_hub_is_reach
     assert warning.key == "sources[3].loader.path", warning.key  # the model: the hub is reachable
     assert "'org/data' is a Hugging Face hub id that is not in the local Hugging Face cache" in warning.message
     assert "and HF_DATASETS_OFFLINE is set: a stage that still has to load it will fail" in warning.message
+    # the way out names the variable too: "run where the hub is reachable" alone was no help where it is
+    assert "or unset HF_DATASETS_OFFLINE and run once where the hub is reachable" in warning.message
     with pytest.raises(UserError, match="'org/data' is a Hugging Face hub dataset id, but HF_DATASETS_OFFLINE is set "
-                                        "and the local Hugging Face cache does not hold it"):
+                                        "and the local Hugging Face cache does not hold it.*, or unset "
+                                        "HF_DATASETS_OFFLINE and run where the hub is reachable"):
         load_huggingface(HuggingFaceLoader(type="huggingface", path="org/data"),
                          LoadContext(source_name="hf", base_dir=tmp_path, kind="causal-lm", seed=0))
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "0")  # not offline: the hub is asked, and answers

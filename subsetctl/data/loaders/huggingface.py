@@ -203,7 +203,8 @@ def _refuse_unreachable_hub_dataset(path: str, local: Path, source_name: str) ->
     raise UserError(
         f"Source {source_name!r}: {path!r} is a Hugging Face hub dataset id, but {offline or unreachable_reason()} and "
         f"the local Hugging Face cache does not hold it ({cache_looked_in('dataset')}). Point loader.path at a local copy (a folder written by "
-        "save_to_disk, or use the jsonl, csv or parquet loader on its files), or run where the hub is reachable."
+        f"save_to_disk, or use the jsonl, csv or parquet loader on its files), or {'unset HF_DATASETS_OFFLINE and ' if offline else ''}"
+        "run where the hub is reachable."
     )
 
 
