@@ -405,15 +405,11 @@ def _plugin_loaders_code(recorded: Any, extra: dict[str, Any]) -> dict[str, Any]
     target's ``test_loader`` too) in a data stage's recorded spec slice ``recorded``: that
     stage keeps such a loader's code under its source's name in ``extra`` (beside the files
     its options name), not under ``plugin code``. Empty for any other stage."""
-    if not isinstance(recorded, dict):
-        return {}
     out: dict[str, Any] = {}
-    for source in [recorded.get("target"), *(recorded.get("sources") or [])]:
-        if not isinstance(source, dict):
-            continue
-        inputs = extra.get(str(source.get("name")))
+    for name, loaders in _recorded_loaders(recorded).items():
+        inputs = extra.get(name)
         inputs = inputs if isinstance(inputs, dict) else {}
-        for loader, where in ((source.get("loader"), inputs), (source.get("test_loader"), inputs.get("test_loader"))):
+        for loader, where in ((loaders.get("loader"), inputs), (loaders.get("test_loader"), inputs.get("test_loader"))):
             if (isinstance(loader, dict) and loader.get("type") == "plugin" and isinstance(where, dict)
                     and isinstance(where.get("code"), dict)):
                 out[f"loader {loader.get('name')}"] = where["code"]
