@@ -171,6 +171,8 @@ def test_compare_with_a_missing_path_names_the_option_and_what_to_give(tmp_path:
             load_side(tmp_path / missing)
         text = str(refused.value)
         assert f"--compare {tmp_path / missing}: no such file or folder" in text and "subsetctl init" not in text, text
+        # `report --format json`'s error kind: not_found, as for a project folder that is not there (it was user_error)
+        assert refused.value.error_kind == "not_found"
 
 
 def test_long_selections_compared_show_their_counts_and_what_only_one_side_picked() -> None:

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from subsetctl.errors import UserError
+from subsetctl.errors import NotFoundError, UserError
 from subsetctl.report.cells import SELECTED_SHOWN, selected_cell
 
 
@@ -26,8 +26,9 @@ def load_side(path: str | Path) -> dict[str, Any]:
     from subsetctl.project import Project
 
     path = Path(path).expanduser()
-    if not path.exists():  # (Project.find's error advised `subsetctl init` of it, a kept report.json's name too)
-        raise UserError(f"--compare {path}: no such file or folder. Give a project folder (or its subsetctl.yaml), "
+    if not path.exists():  # (Project.find's error advised `subsetctl init` of it, a kept report.json's name too;
+        # not_found, as --format json's kind for a project folder that is not there)
+        raise NotFoundError(f"--compare {path}: no such file or folder. Give a project folder (or its subsetctl.yaml), "
                         "or a report.json a run wrote (e.g. one copied aside before the next variant ran).")
     if path.is_file() and path.suffix == ".json":
         try:
