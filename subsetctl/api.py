@@ -532,10 +532,15 @@ def list_plugins(directory: str | Path | None = None, *, import_plugins: bool = 
         plugins = data.get("plugins") if isinstance(data, dict) else None
         plugins = [] if plugins is None else plugins
         if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
-            raise UserError(f"{project.spec_path}: plugins must be a list of 'module:attr' strings. "
+            raise SpecError(f"{project.spec_path}: plugins must be a list of 'module:attr' strings. "
                             f"`subsetctl validate {shell_arg(project.root)}` says more.")
-        for plugin in plugins if import_plugins else []:
-            load_plugin_string(plugin, project.spec_path.parent)
+        for i, plugin in enumerate(plugins if import_plugins else []):
+            try:
+                load_plugin_string(plugin, project.spec_path.parent)
+            except UserError as exc:  # the spec's mistake, as plan and validate call it (kind spec_invalid)
+                if type(exc) is not UserError:
+                    raise
+                raise SpecError(f"{project.spec_path}: plugins[{i}]: {exc}") from exc
         files = {plugin: module_file(plugin.partition(":")[0]) for plugin in ([] if import_plugins else plugins)}
         not_imported = [
             {"name": plugin, "description": f"not imported ({no_plugins_option()}): what it registers is not listed",

@@ -1171,6 +1171,19 @@ def test_ls_text_shows_each_kind_with_strategy_parameters_plugin_origins_and_bro
     assert "exhaustive" in listed.stdout and "cli_ls_loader" in listed.stdout
 
 
+def test_ls_of_a_project_whose_plugin_fails_to_import_is_a_spec_error_as_in_plan(jsonl_project: Path) -> None:
+    """`ls P --format json` gave kind user_error for a `plugins:` entry that cannot be imported,
+    `plan P --format json` spec_invalid for the same mistake: a script branching on the kind
+    told them apart. Both are the spec's, named with its key."""
+    spec = jsonl_project / "subsetctl.yaml"
+    spec.write_text(spec.read_text() + "\nplugins:\n  - no_such_plugin_module_here\n")
+    for command in ("ls", "plan"):
+        result = invoke(command, str(jsonl_project), "--format", "json")
+        assert result.exit_code == 1, result.output
+        error = json.loads(result.stdout)["error"]
+        assert error["kind"] == "spec_invalid" and "plugins[0]" in error["message"], error
+
+
 def test_ls_shows_a_plugin_strategys_required_and_factory_parameters(tmp_path: Path, monkeypatch) -> None:
     """A plugin strategy's parameter without a default, or with a ``default_factory``, was
     listed as ``k=PydanticUndefined`` (and ``"default": "PydanticUndefined"`` in JSON)."""
