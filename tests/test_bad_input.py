@@ -565,6 +565,20 @@ def test_name_or_data_files_on_a_save_to_disk_folder_are_warned_of_as_ignored(tm
     data = {**BASE, "sources": [*BASE["sources"], {"name": "hf", "loader": loader}]}
     assert validate_spec_file(_spec_file(tmp_path, data)).warnings == []
 
+def test_data_files_on_a_save_to_disk_folder_are_not_checked_as_files(tmp_path: Path) -> None:
+    """`data_files` on a folder written by save_to_disk is ignored (validate warns so): a file
+    it names that does not exist was an error too, which contradicted the warning and stopped a
+    spec whose run reads the folder whole."""
+    import datasets
+
+    datasets.DatasetDict({"train": datasets.Dataset.from_list([{"prompt": "q", "response": "a"}])}).save_to_disk(
+        str(tmp_path / "saved"))
+    loader = {"type": "huggingface", "path": "./saved", "split": "train", "data_files": ["missing.jsonl"]}
+    report = validate_spec_file(_spec_file(tmp_path, {**BASE, "sources": [*BASE["sources"], {"name": "hf", "loader": loader}]}))
+    assert report.issues == [], [i.message for i in report.issues]
+    assert [w.key for w in report.warnings] == ["sources[3].loader.data_files"]
+
+
 def test_hub_ids_that_cannot_be_loaded_offline_are_said_at_once(tmp_path: Path, monkeypatch) -> None:
     """An offline machine used to pass validate without a word, run the stages before, and
     then spend half a minute in the hub client's retries per dataset. A warning, not an

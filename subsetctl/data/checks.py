@@ -241,7 +241,8 @@ def _check_file_loader(
                 "`path: json` (or csv, parquet) with `data_files` listing each file",
             )
 
-        by_entry = data_files_by_entry(loader, base_dir)
+        # a save_to_disk folder is read whole: its data_files are ignored (validate warns), not files to find
+        by_entry = [] if is_saved_to_disk(local) else data_files_by_entry(loader, base_dir)
         found = len(issues.found)
         for i, (data_file, files) in enumerate(zip(loader.data_files or [], by_entry)):
             if not files:  # a glob matching no file
