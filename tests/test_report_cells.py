@@ -1097,6 +1097,24 @@ def test_stages_computed_with_different_torch_thread_counts_are_named_in_the_rep
     assert "thread counts" not in render_markdown(_report(False), {})
 
 
+def test_a_stage_that_took_all_its_results_from_the_cache_is_not_named_under_its_own_thread_count() -> None:
+    """A re-run with OMP_NUM_THREADS=1 whose evaluate (or finetune) took every result from a
+    cache filled with 2 threads was said to be computed "with 1 thread", beside the same
+    results "from the cache" with 2, advising to force it again: all were of one count."""
+    report = {**_report(False), "adapters": {"a": ["runs/x/adapter"], "b": ["runs/y/adapter"],
+                                             "c": ["runs/x/adapter"]}}
+    report["stages"] = {"meta_init": {"seconds": 1.0, "threads": {"torch": 2}},
+                        "finetune": {"seconds": 1.0, "threads": {"torch": 1}, "summary": {"trained_now": 0},
+                                     "reused_threads": {"x": {"torch": 2}, "y": {"torch": 2}}},
+                        "evaluate": {"seconds": 1.0, "threads": {"torch": 1}, "summary": {"reused": 2},
+                                     "reused_threads": {"x": {"torch": 2}, "y": {"torch": 2}}}}
+    assert "thread counts" not in render_markdown(report, {})
+    report["stages"]["evaluate"]["summary"] = {"reused": 1}  # one evaluated now, with 1 thread
+    report["stages"]["evaluate"]["reused_threads"] = {"x": {"torch": 2}}
+    assert "evaluate with 1 thread; meta_init, finetune (2 from the cache or shards), evaluate (1 from the cache " \
+           "or shards) with 2 threads." in render_markdown(report, {})
+
+
 def test_plots_with_a_read_only_home_leave_no_matplotlib_noise_in_the_log(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A batch job whose HOME (and so ~/.config and ~/.cache) cannot be written got
     matplotlib's "mkdir -p failed ... it is highly recommended to set the MPLCONFIGDIR

@@ -323,6 +323,25 @@ def versions_line(report: dict[str, Any]) -> str | None:
     return text + ". report.json's other_library_versions lists them."
 
 
+def _computed_nothing_itself(stage: str, entry: dict[str, Any], report: dict[str, Any]) -> bool:
+    """Whether ``stage``'s summary says its last run took every result from the re-run cache
+    (or merged gradient shards) and computed none: its own thread count then made none of the
+    results shown, and naming it beside theirs ("evaluate with 1 thread") told of results of
+    two counts where all were of one."""
+    summary = entry.get("summary") if isinstance(entry.get("summary"), dict) else {}
+    if stage == "finetune":
+        return summary.get("trained_now") == 0
+    if stage == "gradients":
+        return summary.get("computed") == 0
+    if stage == "verify":
+        return isinstance(summary.get("runs"), int) and summary.get("reused") == summary["runs"]
+    if stage == "evaluate":  # one test result per fine-tuned adapter folder
+        adapters = report.get("adapters") if isinstance(report.get("adapters"), dict) else {}
+        folders = {folder for listed in adapters.values() if isinstance(listed, list) for folder in listed}
+        return bool(folders) and summary.get("reused") == len(folders)
+    return False
+
+
 def threads_line(report: dict[str, Any]) -> str | None:
     """A short note when the shown stages' results were computed with different torch thread
     counts (report.json's ``stages.<stage>.threads``, and ``reused_threads`` for the results a
@@ -340,7 +359,7 @@ def threads_line(report: dict[str, Any]) -> str | None:
         entry = stages[stage] if isinstance(stages[stage], dict) else {}
         threads = entry.get("threads")
         count = threads.get("torch") if isinstance(threads, dict) else None
-        if isinstance(count, int):
+        if isinstance(count, int) and not _computed_nothing_itself(stage, entry, report):
             by_count.setdefault(count, []).append(stage)
         reused: dict[int, int] = {}  # torch's count -> results taken with it (a shard: each run of it)
         for taken in (entry.get("reused_threads") or {}).values() if isinstance(entry.get("reused_threads"), dict) else ():
