@@ -258,7 +258,8 @@ def test_gradient_shards_merged_record_the_thread_counts_of_their_runs() -> None
         "Computed with different torch thread counts, whose results differ in the last bits: meta_init, gradients "
         "with 2 threads; gradients (2 from the cache or shards) with 4 threads. To have the results of one run, "
         "re-run the stages of the other count with the same one (`OMP_NUM_THREADS=N subsetctl run DIR --force "
-        "STAGE`, STAGE the first of them); each stage's `threads` in report.json lists them.")
+        "STAGE`, STAGE the first of them); each stage's `threads` in report.json lists them (`reused_threads`, those of its "
+        "results from the cache or shards).")
 
 
 def test_the_report_says_what_produced_the_selection(tiny_project_ran) -> None:

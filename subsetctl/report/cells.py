@@ -376,7 +376,7 @@ def threads_line(report: dict[str, Any]) -> str | None:
     return ("Computed with different torch thread counts, whose results differ in the last bits: "
             f"{'; '.join(parts)}. To have the results of one run, re-run the stages of the other count with the "
             "same one (`OMP_NUM_THREADS=N subsetctl run DIR --force STAGE`, STAGE the first of them); each stage's "
-            "`threads` in report.json lists them.")
+            "`threads` in report.json lists them (`reused_threads`, those of its results from the cache or shards).")
 
 
 def shared_finetune_line(report: dict[str, Any]) -> str | None:
