@@ -564,7 +564,7 @@ def test_validate_warns_that_the_spec_s_packaged_model_is_not_installed(jsonl_pr
     assert "`run` here would stop at meta_init, after the data stage" in warning.message
     # a spec without model.source runs the same packaged model, the default
     (default,) = [w.message for w in validate_spec_file(spec).warnings if w.key == "model.source"]
-    assert warning.message.startswith(default)  # the overridden one adds "(given in overrides: ...)"
+    assert warning.message.startswith(default.removesuffix("."))  # the overridden one adds "(given in overrides: ...)."
 
 
 def test_validate_warns_that_the_packaged_model_s_conversion_has_no_cache_it_can_write(

@@ -2063,7 +2063,7 @@ def test_too_many_workers_for_this_machine_says_a_spec_for_another_can_ignore_it
     text = " ".join(result.output.split())
     assert ("executor.n_jobs: 16 workers on a machine with 2 cores" in text
             and "Use at most 2 on this machine (a spec meant for another machine, one with more cores, can ignore "
-                "this)." in text), text
+                "this) (set on the command line: executor.n_jobs=16)." in text), text
 
 
 def test_too_many_workers_counts_the_cores_a_batch_job_may_use(tmp_path: Path, monkeypatch) -> None:

@@ -299,7 +299,8 @@ def test_messages_quote_an_override_naming_a_strategy_or_source_as_it_was_writte
     path.write_text(yaml.safe_dump(data))
     [issue] = validate_spec_file(path, ["search.strategies.random.params.k=abc"]).issues
     assert issue.key.startswith("search.strategies[1].params") and "[1].params.k=abc" not in issue.message
-    assert issue.message.endswith("(given in overrides: search.strategies.random.params.k=abc)"), issue.message
+    assert issue.message.endswith("(given in overrides: search.strategies.random.params.k=abc)."), issue.message
+    assert ". (given in overrides" not in issue.message, issue.message  # its sentence's full stop after it
     [issue] = validate_spec_file(path, ["search.strategies.random.name.x=1"]).issues  # applying it failed
     assert issue.message == ("Override 'search.strategies.random.name.x=1': search.strategies[1].name is not a "
                              "mapping."), issue.message

@@ -380,8 +380,10 @@ def attribute_overrides(issues: list[SpecIssue], overrides: list[str],
             if any(same_branch(k, key) for k in named) or _selects_meaning_of(key, plain_key):
                 shown = as_written(item, written)
                 message = _quoted_on_the_command_line(issue.message, shown) if key == plain_key else issue.message
+                body, stop = (message[:-1], ".") if message.endswith(".") else (message, "")  # "...'abc' (set on ...)."
                 issue = issue.model_copy(update={
-                    "line": None, "message": f"{message} ({worded('set on the command line', 'given in overrides')}: {shown})"})
+                    "line": None,
+                    "message": f"{body} ({worded('set on the command line', 'given in overrides')}: {shown}){stop}"})
                 break
         out.append(issue)
     return out
