@@ -75,6 +75,21 @@ def test_a_setting_differing_alike_for_many_sources_is_one_row() -> None:
         ("sources[3].max_examples", None, 9)]
 
 
+def test_a_setting_whose_values_are_lists_or_dicts_is_shown() -> None:
+    """Two projects whose plugins: (a list) or target.test_loader (a dict) differ stopped
+    report --compare with an internal error (unhashable type) before any table."""
+    from subsetctl.report.compare import settings_rows
+
+    a = {"plugins": ["tsvload:load_tsv"], "target.test_loader": {"type": "jsonl", "path": "t.jsonl"},
+         "sources[0].name": "a", "sources[0].loader.options": {"path": "x.tsv"}}
+    b = {"plugins": None, "target.test_loader": None, "sources[0].name": "a"}
+    cmp = compare_reports(_side("A", [], a), _side("B", [], b))
+    assert settings_rows(cmp["settings"]) == [
+        ("plugins", ["tsvload:load_tsv"], None),
+        ("target.test_loader", {"type": "jsonl", "path": "t.jsonl"}, None),
+        ("sources[a].loader.options", {"path": "x.tsv"}, None)]
+
+
 def test_sources_are_paired_by_name_not_by_place_in_the_list() -> None:
     """Two variants whose source lists differ (`by: task` and `by: grp`) paired the sources
     at one index: every setting of unrelated sources read as different."""

@@ -191,28 +191,30 @@ def settings_rows(settings: list[dict[str, Any]]) -> list[tuple[str, Any, Any]]:
                     only[side].append(match.group(1))
     one_sided = set(only["a"]) | set(only["b"])
     shared: dict[tuple[str, str, str], list[str]] = {}  # (setting, a, b) -> the sources' names (or indices)
-    rows: list[tuple[str, Any, Any] | tuple[str, str, str]] = []
+    # a source's setting as (setting, a, b) of JSON texts, a key of shared; any other as it is,
+    # whose values may be lists or dicts (no key: a membership test of shared would hash them)
+    rows: list[tuple[bool, tuple[str, Any, Any]]] = []
     for side in ("a", "b"):
         if only[side]:
             names = _names_and_more(only[side])
-            rows.append((f"sources only in {side.upper()} ({len(only[side])})",
-                         *((names, None) if side == "a" else (None, names))))
+            rows.append((False, (f"sources only in {side.upper()} ({len(only[side])})",
+                                 *((names, None) if side == "a" else (None, names)))))
     for row in settings:
         match = _SOURCE_SETTING.match(row["key"])
         if match is None:
-            rows.append((row["key"], row["a"], row["b"]))
+            rows.append((False, (row["key"], row["a"], row["b"])))
             continue
         if match.group(1) in one_sided:  # said by its side's row
             continue
         alike = (match.group(2), json.dumps(row["a"], sort_keys=True, default=str),
                  json.dumps(row["b"], sort_keys=True, default=str))
         if alike not in shared:
-            rows.append(alike)
+            rows.append((True, alike))
             shared[alike] = []
         shared[alike].append(match.group(1))
     out = []
-    for row in rows:
-        if row not in shared:
+    for of_sources, row in rows:
+        if not of_sources:
             out.append(row)
             continue
         setting, a, b = row
