@@ -291,8 +291,8 @@ def changed_inputs(old: Any, new: dict[str, Any], earlier_model: tuple[str, str]
                      f"writes there ({added_since(later)}): written again from the stages' results")
     if seeds in new and seeds not in old:
         parts.append("the random baselines after the first now draw with seeds of their own (from project.seed and "
-                     "their labels): an earlier subsetctl drew them all from project.seed, so two of one size picked "
-                     "the same sources")
+                     "their labels): an earlier subsetctl drew them all from project.seed (two of one size picked "
+                     "the same sources), so their picks may change")
     if "model_files" in new and "model_files" not in old:
         parts.append(_unrecorded_model_files(earlier_model))
     if old.get("overrides") != new.get("overrides"):  # the report stage's: its "made with overrides" line
