@@ -596,7 +596,7 @@ def cached_count_work(stage: Stage, spec: Spec, forced: bool, project: Project, 
     except (UserError, OSError, ValueError, KeyError, TypeError, AttributeError):
         return work
     head = work[:work.rindex("; ")] if "; " in work else work
-    return f"{head}; {cached} of {total} cached, reused"
+    return f"{head}; {cached} of {total} cached, reused" if cached else f"{head}; none cached"
 
 
 def steps_work(steps: int, batch_size: int, grad_accum: int = 1) -> str:
