@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from subsetctl.pipeline import Pipeline, Stage, StageContext
-from subsetctl.project import Project
+from subsetctl.project import Project, fingerprint
 from subsetctl.spec import Spec, apply_overrides
 
 BASE = {
@@ -389,3 +389,82 @@ def test_set_aside_results_waiting_on_an_upstream_rerun_are_a_conditional_run(
     assert statuses["first"].will_run and not statuses["first"].conditional
     assert statuses["second"].will_run and statuses["second"].conditional and statuses["second"].state == "stale"
     assert _ran(_stopping(tmp_path).run()) == {"first": "ran", "second": "up to date", "third": "up to date"}
+
+
+class Section(Second):
+    """``second`` reading the whole gradients section (not the project seed its ``seed`` defaults to)."""
+
+    spec_keys = ("gradients",)
+
+    def run(self, ctx: StageContext) -> dict[str, Any]:
+        (ctx.out_dir / "out.txt").write_text(f"second={self.spec_slice(ctx.spec)['gradients']['d']}")
+        return {}
+
+
+def test_plan_names_only_the_keys_changed_as_written_not_those_an_earlier_subsetctl_recorded_otherwise(
+        tmp_path: Path) -> None:
+    """An earlier subsetctl recorded ``gradients.seed`` as written; this one counts it as
+    unset where it is the project seed. With ``gradients.d`` changed, `plan` names that key
+    only, not the seed, which the spec still writes as it did."""
+    def pipeline(*overrides: str) -> Pipeline:
+        spec = Spec.model_validate(apply_overrides(BASE, ["project.seed=5", "gradients.seed=5", *overrides]))
+        return Pipeline(Project(tmp_path), spec, [First(), Section(), Third()])
+
+    pipeline().run()
+    path = Project(tmp_path).stage_dir("second") / "manifest.json"
+    manifest = json.loads(path.read_text())
+    assert manifest["inputs"]["slice"]["gradients"]["seed"] is None  # counted as unset
+    manifest["inputs"]["slice"]["gradients"]["seed"] = 5  # as the earlier subsetctl recorded it
+    path.write_text(json.dumps(manifest))
+    statuses = {s.name: s for s in pipeline("gradients.d=8").plan()}
+    assert statuses["second"].reasons == ["spec changed: gradients.d"]
+
+
+class Counts(Times):
+    """``third`` showing the stage times, with the work a run does: ``verify.steps`` steps."""
+
+    spec_keys = ("verify.steps",)
+
+    def work(self, spec: Spec, forced: bool = False) -> str | None:
+        return f"{spec.verify.steps} steps"
+
+
+def test_plan_gives_the_last_runs_work_beside_its_time_only_when_it_differs_from_the_planned(
+        tmp_path: Path) -> None:
+    """`plan` shows the last run's seconds beside a stage it would run, and the work they
+    were for only when that differs from the work planned (saying it twice reads as a change)."""
+    def pipeline(*overrides: str) -> Pipeline:
+        return Pipeline(Project(tmp_path), Spec.model_validate(apply_overrides(BASE, list(overrides))),
+                        [First(), Second(), Counts()])
+
+    pipeline().run()
+    third = {s.name: s for s in pipeline().plan(force={"third"})}["third"]
+    assert third.last_seconds is not None and third.last_work is None  # the same work as planned
+    third = {s.name: s for s in pipeline("verify.steps=7").plan()}["third"]
+    assert third.last_seconds is not None and third.last_work and third.last_work != "7 steps"
+
+
+class NoLongerReads(Second):
+    """``second``, whose results an earlier subsetctl recorded with ``plugins`` in its slice."""
+
+    spec_keys_no_longer_read = ("plugins",)
+
+
+def test_results_recorded_with_a_key_no_longer_read_stay_up_to_date(tmp_path: Path) -> None:
+    """A run recorded by an earlier subsetctl that also counted ``plugins`` (at any value) is
+    up to date when the rest of its inputs are the same: not re-run once for the key."""
+    def pipeline(*overrides: str) -> Pipeline:
+        return Pipeline(Project(tmp_path), Spec.model_validate(apply_overrides(BASE, list(overrides))),
+                        [First(), NoLongerReads(), Third()])
+
+    pipeline().run()
+    path = Project(tmp_path).stage_dir("second") / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["inputs"]["slice"]["plugins"] = ["gone_plugin"]  # as the earlier subsetctl recorded it
+    manifest["fingerprint"] = fingerprint(manifest["inputs"])
+    path.write_text(json.dumps(manifest))
+    assert _will_run(pipeline()) == {"first": False, "second": False, "third": False}
+    statuses = {s.name: s for s in pipeline("gradients.d=8").plan()}
+    assert statuses["second"].reasons == ["spec changed: gradients.d",
+                                          ("this subsetctl no longer reads plugins for this stage (the spec did "
+                                           "not change)")]
