@@ -1654,7 +1654,8 @@ def test_plugin_loader_refuses_itself_bad_options_of_a_builtin_and_what_is_no_da
                                         r"(?=.*path: Field required)(?=.*bogus: Extra inputs)"):
         load_plugin(PluginLoader(type="plugin", name="jsonl", options={"bogus": 1}), make_ctx("pl"))
     LOADERS.add("test_list_loader", lambda options, ctx: [{"prompt": "p", "response": "r"}], "test")
-    with pytest.raises(UserError, match=r"loader plugin 'test_list_loader' returned list, not a datasets\.Dataset"):
+    with pytest.raises(UserError, match=r"loader plugin 'test_list_loader' \(built-in\) returned list, "
+                                        r"not a datasets\.Dataset"):  # (registered here: no module to name)
         load_plugin(PluginLoader(type="plugin", name="test_list_loader"), make_ctx("pl"))
 
 

@@ -324,6 +324,7 @@ def test_a_kept_head_with_the_classes_in_another_order_is_reordered(tiny_bert_2_
 
     folder = Path(shutil.copytree(tiny_bert_2_labels_dir, tmp_path / "ckpt"))  # its config.json is rewritten
     monkeypatch.setattr("subsetctl.data.stage.label_names", lambda data_dir: ["neg", "pos"])
+    monkeypatch.setattr(common, "_warn_special_token_text", lambda ctx, tokenizer: None)  # (reads no data here)
     inputs = {"input_ids": torch.tensor([[2, 5, 7, 3]]), "attention_mask": torch.ones(1, 4, dtype=torch.long)}
 
     def loaded_with(names: list[str]) -> tuple[torch.Tensor, list[str], list[str]]:
