@@ -1210,6 +1210,27 @@ def test_the_reproducing_section_shows_20_files_and_counts_the_rest() -> None:
     assert "| ... 5 more (report.json's `input_files`) | |" in md and "| s19 |" in md and "| s20 |" not in md
 
 
+def test_the_reproducing_section_names_each_random_baselines_seed() -> None:
+    """Random baselines after the first draw from a seed of their own (project.seed and their
+    label), which the recorded settings do not list: the section named project.seed alone, and
+    a reviewer could not tell what r2 drew from. The seeds given are those the search used."""
+    from types import SimpleNamespace
+
+    from subsetctl.report.cells import reproduce_facts
+    from subsetctl.search.baselines import random_pick_seeds
+
+    settings = {"project.seed": 7, "search.strategies[0].name": "random", "search.strategies[0].label": "r1",
+                "search.strategies[1].name": "forward", "search.strategies[2].name": "random",
+                "search.strategies[2].label": "r2"}
+    report = {**_report(False), "stages": {"search": {"seconds": 1.0, "resolved_spec": "abc"}}, "settings": settings}
+    used = random_pick_seeds(7, [SimpleNamespace(name="random", label="r1"), SimpleNamespace(name="forward", label=None),
+                                 SimpleNamespace(name="random", label="r2")])
+    facts, _ = reproduce_facts(report)
+    assert f"random baselines' seeds: r1 project.seed (7), r2 {used[2]}" in facts, facts
+    one = {key: value for key, value in settings.items() if not key.startswith("search.strategies[2]")}
+    assert not [f for f in reproduce_facts({**report, "settings": one})[0] if f.startswith("random baselines")]
+
+
 def test_the_reproducing_section_names_a_where_sources_rows_as_rows_not_a_file() -> None:
     """A source reading one task of a Parquet file (``where``) is fingerprinted by that task's
     rows: report.md listed the digest as a file ``a/rows`` no sha256sum matches. It names the

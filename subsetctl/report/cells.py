@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -537,6 +538,24 @@ def _rows_name(name: str, rows: dict[str, Any]) -> str:
     return f"{name}/its rows".strip("/")
 
 
+def _random_baselines_seeds(settings: dict[str, Any]) -> str | None:
+    """The seed each ``random`` baseline drew from, by label, as recorded ``settings`` tell
+    them ("r1 project.seed (0), r2 1234..."), when there are several: the first draws from
+    project.seed, each later one from a seed of its own
+    (:func:`~subsetctl.search.baselines.labelled_seed`), which ``settings`` do not list.
+    None for fewer than two, or a project seed not recorded."""
+    from subsetctl.search.baselines import labelled_seed
+
+    project_seed = settings.get("project.seed")
+    found = [int(m.group(1)) for key, value in settings.items()
+             if value == "random" and (m := re.fullmatch(r"search\.strategies\[(\d+)\]\.name", key))]
+    if len(found) < 2 or not isinstance(project_seed, int):
+        return None
+    labels = [settings.get(f"search.strategies[{i}].label") or "random" for i in sorted(found)]
+    return ", ".join([f"{labels[0]} project.seed ({project_seed})",
+                      *(f"{label} {labelled_seed(project_seed, label)}" for label in labels[1:])])
+
+
 def reproduce_facts(report: dict[str, Any]) -> tuple[list[str], list[tuple[str, list[tuple[str, str]], int]]]:
     """What produced the selection, for a reviewer given the project folder (report.md's
     section on reproducing it): text lines (the resolved spec the search ran with, the seeds
@@ -557,6 +576,9 @@ def reproduce_facts(report: dict[str, Any]) -> tuple[list[str], list[tuple[str, 
     seeds = [f"{key} {value}" for key, value in settings.items() if key.endswith("seed") and value is not None]
     if seeds:
         lines.append(f"seeds: {', '.join(seeds)}")
+    drawn = _random_baselines_seeds(settings)
+    if drawn:
+        lines.append(f"random baselines' seeds: {drawn}")
     cal = report.get("calibration") or {}
     lines.append(f"estimator {cal.get('estimator') or '-'}, lambda {fmt(cal.get('lam'))}"
                  + (" (chosen by calibrate)" if cal.get("enabled") else " (the spec's estimate.lam)"))
