@@ -462,7 +462,12 @@ def check_installed_plugins() -> list[Check]:
                             f", but its folder {folder} has no config.json"), "" if ok else
                             "Reinstall that package, or set model.source to another model."))
     if packages:
-        checks.insert(0, Check("installed plugins", True, f"from {', '.join(packages)}"))
+        replacing = [f"the built-in {registry.kind} {name!r} ({registry.package(name) or origin})"
+                     for registry in ALL_REGISTRIES.values() for name, origin in registry.replaced().items()
+                     if origin.startswith("entry point")]
+        checks.insert(0, Check("installed plugins", True, f"from {', '.join(packages)}" + (
+            f"; replacing {', '.join(replacing)}: a spec naming it runs the package's code (`pip uninstall` "
+            "the package to bring back subsetctl's)" if replacing else "")))
     return checks
 
 

@@ -1306,3 +1306,8 @@ def test_an_installed_package_replacing_a_built_in_is_blamed_on_the_key_naming_i
     spec["estimate"]["estimator"] = "fast"  # a spec that does not name it: its results are not changed
     (tiny_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     assert not [w.render() for w in validate_spec_file(tiny_project).warnings if "plugpkg" in w.message]
+    # doctor, of the environment, says it too (it listed the package alone, as any plugin package)
+    from subsetctl.doctor import check_installed_plugins
+
+    (listed,) = [c for c in check_installed_plugins() if c.name == "installed plugins"]
+    assert "replacing the built-in estimator 'exact' (plugpkg 2.0)" in listed.detail, listed
