@@ -1257,3 +1257,9 @@ def test_the_reproducing_section_names_a_where_sources_rows_as_rows_not_a_file()
                     ("p/builtin/rows of all.parquet where task = 'p'", digest), ("t", "cd" * 32)]
     assert any(fact.startswith("a source reading one task of a Parquet file (where): the sha256 of that task's rows")
                for fact in facts)
+    # a file in a folder (data/flan.parquet, the usual place): the line said only of a file at the top
+    in_folder = {"a": {"rows": {"sha256": digest, "path": "data/all.parquet", "where": {"task": "a"}}}}
+    facts, _ = reproduce_facts({**report, "input_files": {"data": in_folder}})
+    assert any(fact.startswith("a source reading one task of a Parquet file (where)") for fact in facts), facts
+    facts, _ = reproduce_facts({**report, "input_files": {"data": {"t": data["t"]}}})  # no where source: no line
+    assert not any(fact.startswith("a source reading one task") for fact in facts), facts

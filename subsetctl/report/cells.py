@@ -527,6 +527,15 @@ def _file_digests(record: Any, name: str = "") -> list[tuple[str, str]]:
     return []
 
 
+def _holds_rows(record: Any) -> bool:
+    """Whether an input record (or a source's within it) holds the digest of a Parquet
+    ``where`` source's ``rows``, which :func:`_file_digests` names by :func:`_rows_name`."""
+    if isinstance(record, dict):
+        rows = record.get("rows")
+        return (isinstance(rows, dict) and isinstance(rows.get("sha256"), str)) or any(map(_holds_rows, record.values()))
+    return isinstance(record, list) and any(map(_holds_rows, record))
+
+
 def _rows_name(name: str, rows: dict[str, Any]) -> str:
     """How the reproducing section names a Parquet ``where`` source's ``rows`` digest (of
     the task's rows, not of the file), after ``name``, its place in the record:
@@ -602,7 +611,7 @@ def reproduce_facts(report: dict[str, Any]) -> tuple[list[str], list[tuple[str, 
         if isinstance(record, dict) and not _file_digests(record):
             for what in (f"{key.replace('_', '-')} {value}" for key, value in record.items() if isinstance(value, str)):
                 generated[what] = generated.get(what, 0) + 1
-    if any(name.split("/")[-1].startswith(("rows of ", "its rows")) for name, _ in _file_digests(files.get("data"))):
+    if _holds_rows(files.get("data")):
         lines.append("a source reading one task of a Parquet file (where): the sha256 of that task's rows as read, "
                      "not of the file (the data stage follows them alone); `subsetctl plan` with your copy of the "
                      "file in place says the data stage is up to date when they match")
