@@ -122,12 +122,19 @@ class AdapterCache:
                 os.replace(entry, proper)
         if entry.exists():
             return entry
+        common.adopt_legacy_entry(entry, [c for c in self._legacy_entries(subset, seed)
+                                          if _recorded_subset(c) == list(subset)])
+        return entry
+
+    def _legacy_entries(self, subset: list[str], seed: int) -> list[Path]:
+        """Where an earlier subsetctl may have kept this run: under an earlier key of its
+        settings, or (a subset not in sorted order) keyed by the sorted subset, as versions
+        before the training order counted did. Only one whose record shows this order is it."""
         candidates = [self._entry(subset, seed, legacy) for legacy in self.legacy_bases]
         if list(subset) != sorted(subset):
             candidates += [self._entry(subset, seed, base, keyed=sorted(subset))
                            for base in [self.base, *self.legacy_bases]]
-        common.adopt_legacy_entry(entry, [c for c in candidates if _recorded_subset(c) == list(subset)])
-        return entry
+        return candidates
 
     def holds(self, subset: list[str], seed: int) -> bool:
         """Whether :meth:`restore` would take this run from the cache, changing nothing: for
@@ -137,11 +144,8 @@ class AdapterCache:
         are trusted by their stat stamps, so no weights are read."""
         entry = self._entry(subset, seed)
         if not entry.exists() or _recorded_subset(entry) not in (None, list(subset)):
-            candidates = [self._entry(subset, seed, legacy) for legacy in self.legacy_bases]
-            if list(subset) != sorted(subset):
-                candidates += [self._entry(subset, seed, base, keyed=sorted(subset))
-                               for base in [self.base, *self.legacy_bases]]
-            entry = next((c for c in candidates if c != entry and _recorded_subset(c) == list(subset)), entry)
+            entry = next((c for c in self._legacy_entries(subset, seed)
+                          if c != entry and _recorded_subset(c) == list(subset)), entry)
         return entry.is_dir() and _recorded_subset(entry) == list(subset) and _intact(entry, raises=False)
 
     def restore(self, subset: list[str], seed: int, run_dir: Path) -> dict[str, Any] | None:
