@@ -292,19 +292,19 @@ def expand_source_files(
     readers: dict[tuple[Path, str], str] = {}  # (file, a `where` as text) -> who reads those rows, for the note
     for loader in (spec.target.loader, spec.target.test_loader):
         if getattr(loader, "path", None):
-            target_picks.setdefault(_resolved(loader.path, spec_dir), []).append(getattr(loader, "where", None))
-            if getattr(loader, "where", None) is not None:
-                readers.setdefault((_resolved(loader.path, spec_dir), where_text(loader.where)),
-                                   f"the target {spec.target.name!r}")
+            path, where = _resolved(loader.path, spec_dir), getattr(loader, "where", None)
+            target_picks.setdefault(path, []).append(where)
+            if where is not None:
+                readers.setdefault((path, where_text(where)), f"the target {spec.target.name!r}")
     # likewise a task a listed source reads (`where`): the group gives the file's other tasks, so that one
     # task can have settings of its own (a label_map for its 0/1 labels, which the group's would apply to
     # every task's answers); it was a second source of the same rows
     value_picks = {path: list(wheres) for path, wheres in target_picks.items()}
     for source in spec.sources:
         if getattr(source.loader, "where", None) is not None and getattr(source.loader, "path", None):
-            value_picks.setdefault(_resolved(source.loader.path, spec_dir), []).append(source.loader.where)
-            readers.setdefault((_resolved(source.loader.path, spec_dir), where_text(source.loader.where)),
-                               f"source {source.name!r}")
+            path = _resolved(source.loader.path, spec_dir)
+            value_picks.setdefault(path, []).append(source.loader.where)
+            readers.setdefault((path, where_text(source.loader.where)), f"source {source.name!r}")
     left_out: list[tuple[int, str]] = []  # (group, note) on rows of a `by` column in no source (null, blank)
     left_to_others: list[tuple[int, str]] = []  # (group, note) on the values the target or listed sources read
     for g, group in enumerate(spec.source_files):
