@@ -1422,9 +1422,9 @@ def test_the_schema_takes_the_label_map_values_validate_takes() -> None:
     validate reads the values as labels; the schema wanted text, so editors flagged them."""
     data = yaml.safe_load("""
 target: {name: t, loader: {type: jsonl, path: t.jsonl}, label_map: {"1.0": 1}}
-sources: [{name: s, loader: {type: jsonl, path: s.jsonl}, label_map: {negative: 0, positive: 1.0, ok: true}}]
+sources: [{name: s, loader: {type: jsonl, path: s.jsonl}, label_map: {negative: 0, positive: 1.0, ok: true, x: null}}]
 """)
     spec = Spec.model_validate(data)
-    assert spec.sources[0].label_map == {"negative": "0", "positive": "1", "ok": "1"}
+    assert spec.sources[0].label_map == {"negative": "0", "positive": "1", "ok": "1", "x": None}  # null: dropped
     assert _schema_errors(data) == []
     assert _schema_errors({**data, "target": {**data["target"], "label_map": {"a": ["b"]}}})

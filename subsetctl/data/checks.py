@@ -1311,7 +1311,7 @@ def _check_num_labels(spec: Spec, sources: list[SourceSpec], base_dir: Path, iss
         path = resolve_path(loader.path, base_dir)
         if path.is_file():
             labels = _head_labels(loader, path)
-            found |= {(source.label_map or {}).get(t, t) for t in labels}  # the classes they become
+            found |= {(source.label_map or {}).get(t, t) for t in labels} - {None}  # the classes they become
     if len(found) <= asked:
         return
     names = label_vocabulary(found)

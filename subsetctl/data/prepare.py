@@ -142,7 +142,7 @@ def _few_answers_renamed(source: SourceSpec, keys: list[str], texts: list[str]) 
     hits = [(text, label_map[key]) for key, text in zip(keys, texts, strict=True) if key in label_map]
     if not hits or 2 * len(hits) >= len(texts):
         return []
-    pairs = ", ".join(f"{a!r} -> {b!r}" for a, b in dict.fromkeys(hits))
+    pairs = ", ".join(f"{a!r} -> {b!r}" if b is not None else f"{a!r} dropped" for a, b in dict.fromkeys(hits))
     others = sorted({text for key, text in zip(keys, texts, strict=True) if key not in label_map})
     shown = ", ".join(repr(t) for t in others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
     return [(f"Source {source.name!r}: label_map renamed {len(hits)} of its {len(texts)} answers ({pairs}), the "
@@ -246,10 +246,21 @@ def map_labels(dataset: Dataset, source: SourceSpec, warnings: list[str] | None,
     if not classifier and warnings is not None:
         warnings.extend(_few_answers_renamed(source, keys, texts))
     tag = "labels" if classifier else "answers"  # (the classifier's as it was: same prepared data)
-    return dataset.remove_columns(column).add_column(
-        column, renamed, new_fingerprint=hashlib.sha256(
+    mapped = dataset.remove_columns(column).add_column(
+        column, [text if text is not None else "" for text in renamed], new_fingerprint=hashlib.sha256(
             f"{dataset._fingerprint}|{tag}|{digest}".encode()).hexdigest()[:16]).select_columns(
         list(dataset.column_names))
+    kept = [i for i, text in enumerate(renamed) if text is not None]
+    if len(kept) == len(renamed):
+        return mapped
+    # a label mapped to null: its rows are dropped (before the seeded draw, so max_examples counts rows kept)
+    return mapped.select(kept, new_fingerprint=hashlib.sha256(
+        f"{mapped._fingerprint}|dropped|{len(kept)}".encode()).hexdigest()[:16])
+
+
+def drops_rows(source: SourceSpec) -> bool:
+    """Whether ``source.label_map`` maps a label to null, dropping its rows."""
+    return any(value is None for value in (source.label_map or {}).values())
 
 
 def _what_it_returned(dataset: Any) -> str:
@@ -267,6 +278,8 @@ def rows_used(source: SourceSpec) -> int | None:
     or fewer when every split is a count (the draw's first rows fill them; with
     ``corrupt.shuffle_responses`` the answers move among every row kept, so only
     ``max_examples`` counts). None: every row."""
+    if drops_rows(source):
+        return None  # the draw is of the rows the label_map keeps, known only once they are read
     limit = source.max_examples
     sizes = [getattr(source.split, name) for name in SPLITS]
     if all(isinstance(v, int) for v in sizes) and not source.corrupt.shuffle_responses:
@@ -402,6 +415,10 @@ def prepare_source(
         dataset = map_labels(dataset, source, warnings, ctx.kind)
     drawn = "rows" in ctx.drawn  # the loader returned the draw's rows, in its order
     n_loaded = ctx.drawn["rows"] if drawn else len(dataset)
+    if n_loaded == 0 and drops_rows(source):
+        dropped = ", ".join(repr(key) for key, value in (source.label_map or {}).items() if value is None)
+        raise UserError(f"{'Target' if isinstance(source, TargetSpec) else 'Source'} {source.name!r}: its label_map "
+                        f"drops every row (it maps {dropped} to null). Map fewer labels to null, or remove the source.")
     if n_loaded == 0:
         raise UserError(f"Source {source.name!r} has no examples. Check its loader settings.")
     order = np.arange(len(dataset)) if drawn else sample_order(ctx.seed, n_loaded, source.max_examples)
@@ -502,6 +519,9 @@ def load_test_rows(target: TargetSpec, ctx: LoadContext, warnings: list[str] | N
         dataset = map_labels(dataset, target, mapped, ctx.kind)
         if warnings is not None:
             warnings.extend(where + notice.removeprefix(f"Target {target.name!r}") for notice in mapped)
+        if len(dataset) == 0:
+            raise UserError(f"{where}: the target's label_map drops every row it read (labels mapped to null), and "
+                            "the final fine-tunes are evaluated on them. Map fewer labels to null.")
     return dataset
 
 

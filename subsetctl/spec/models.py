@@ -670,33 +670,39 @@ class SourceSettings(StrictModel):
     )
     seed: int | None = Field(None, ge=0, description="Seed for shuffling/splitting (default: project seed).")
     corrupt: CorruptSpec = Field(default_factory=CorruptSpec, description="Planted corruption.")
-    label_map: dict[str, Annotated[str, WithJsonSchema({"type": ["string", "number", "boolean"]})]] | None = Field(
-        None,
-        description="Renames labels of these rows (a classifier), or answers (a causal LM: an answer that is a key, "
-        "whole, becomes its value), each key a label as it is read (JSON 1, 1.0 and true read '1'; a CSV cell as "
-        "written, stripped) and its value the class it becomes, e.g. the target's name for it: {0: negative, 1: "
-        "positive}. Labels it does not name keep theirs. Classes are matched across the target and the sources "
-        "by name, so a source labelled 0/1 beside a target labelled negative/positive needs this to teach the "
-        "target's classes; a causal-lm source answering 0/1 likewise learns the target's words.",
-    )
+    label_map: dict[str, Annotated[str | None, WithJsonSchema({"type": ["string", "number", "boolean", "null"]})]] | None = (
+        Field(
+            None,
+            description="Renames labels of these rows (a classifier), or answers (a causal LM: an answer that is a "
+            "key, whole, becomes its value), each key a label as it is read (JSON 1, 1.0 and true read '1'; a CSV cell "
+            "as written, stripped) and its value the class it becomes, e.g. the target's name for it: {0: negative, "
+            "1: positive}; null drops the rows with that label (a 3-class source's neutral rows beside a 2-class "
+            "target: {neutral: null}). Labels it does not name keep theirs. Classes are matched across the target and "
+            "the sources by name, so a source labelled 0/1 beside a target labelled negative/positive needs this to "
+            "teach the target's classes; a causal-lm source answering 0/1 likewise learns the target's words.",
+        ))
 
     @field_validator("label_map", mode="before")
     @classmethod
     def _label_map_as_labels(cls, value: Any) -> Any:
         """Keys and values as the loaders read labels (YAML's ``0:`` key is the label
         '0', ``1.0`` is '1', ``true`` is '1'), so a map matches the labels it names; a value
-        that is no class (blank, a list, an object, null) is refused; an empty map is none."""
+        that is no class (blank, a list, an object) is refused; null (drop those rows) is kept;
+        an empty map is none."""
         from subsetctl.data.loaders.common import label_to_text
 
         if not isinstance(value, dict):
             return value
-        mapped: dict[str, str] = {}
+        mapped: dict[str, str | None] = {}
         for key, name in value.items():
-            if not isinstance(name, (str, int, float)) or not label_to_text(name):
-                raise ValueError(f"maps {key!r} to {name!r}, which is no class name: give each label the class it "
-                                 "becomes, as text or a number")
             if isinstance(key, (list, dict)) or key is None:
                 raise ValueError(f"has the key {key!r}: each key is a label, as text or a number")
+            if name is None:
+                mapped[label_to_text(key)] = None  # its rows are dropped
+                continue
+            if not isinstance(name, (str, int, float)) or not label_to_text(name):
+                raise ValueError(f"maps {key!r} to {name!r}, which is no class name: give each label the class it "
+                                 "becomes, as text or a number (or null to drop its rows)")
             # (one label keyed twice, 2 and '2', takes the later: a command-line override's)
             mapped[label_to_text(key)] = label_to_text(name)
         return mapped or None  # an empty map renames nothing: unset, so it changes no key

@@ -549,6 +549,22 @@ def test_num_labels_counts_the_labels_of_the_targets_test_loader(tmp_path: Path)
     assert "3 labels ('neg', 'neu', 'pos')" in issues["model.num_labels"].message
 
 
+def test_num_labels_leaves_out_the_labels_a_label_map_drops(tmp_path: Path) -> None:
+    """A 3-class source whose label_map drops its neutral rows (``neu: null``) has the
+    target's two classes: no num_labels issue (and no crash sorting a None class)."""
+    _two_label_target(tmp_path)
+    write_jsonl(tmp_path / "data" / "s.jsonl", [{"prompt": f"s{i}", "label": ["pos", "neg", "neu"][i % 3]}
+                                                for i in range(6)])
+    text = CLASSIFIER_HEAD + """\
+  - name: s
+    loader: {type: jsonl, path: data/s.jsonl, label_field: label}
+    label_map: {neu: null}
+"""
+    assert check_issues(tmp_path, text) == {}
+    issues = check_issues(tmp_path, text.replace("{neu: null}", "{neu: neutral}"))
+    assert "3 labels ('neg', 'neutral', 'pos')" in issues["model.num_labels"].message
+
+
 def test_num_labels_below_the_labels_of_the_files_heads_is_an_issue(tmp_path: Path) -> None:
     """A classifier's `model.num_labels: 2` with three classes in the data passed validate;
     the run refused it only after the data stage, before meta-init."""

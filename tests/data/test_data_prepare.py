@@ -246,6 +246,39 @@ def test_label_map_renaming_few_of_a_causal_lm_sources_answers_is_warned_about(t
     assert found[1] == []  # 0 and 1 mapped, 2 (neutral) kept: 8 of 12 renamed, as meant
 
 
+def test_label_map_to_null_drops_a_classifier_sources_rows_before_the_draw(tmp_path: Path, make_ctx) -> None:
+    """A 3-class source (0/1/2, 2 neutral) beside a 2-class target: ``{2: null}`` drops the
+    neutral rows (a class the target never uses widened the head, and nothing could remove
+    it); max_examples counts the rows kept, not those read; a map dropping every row says so."""
+    write_jsonl(tmp_path / "d.jsonl", [{"text": f"t{i}", "y": i % 3} for i in range(30)])
+    loader = {"type": "jsonl", "path": "d.jsonl", "prompt_field": "text", "label_field": "y"}
+    source = SourceSpec(name="nli", loader=loader, label_map={0: "negative", 1: "positive", 2: None},
+                        max_examples=16, split={"train": 1.0, "validation": 0, "test": 0})
+    assert source.label_map == {"0": "negative", "1": "positive", "2": None}
+    warnings: list[str] = []
+    splits = prepare_source(source, make_ctx(kind="classifier"), warnings)
+    labels = Counter(t for ds in splits.values() for t in ds["label_text"])
+    assert set(labels) == {"negative", "positive"} and sum(labels.values()) == 16
+    assert warnings == []
+    everything = SourceSpec(name="nli", loader=loader, label_map={0: None, 1: None, 2: None})
+    with pytest.raises(UserError, match=r"Source 'nli': its label_map drops every row \(it maps '0', '1', '2' to null"):
+        prepare_source(everything, make_ctx(kind="classifier"))
+
+
+def test_label_map_to_null_drops_a_causal_lm_sources_answers(tmp_path: Path) -> None:
+    """With a causal LM, an answer that is a key mapped to null drops its row."""
+    write_jsonl(tmp_path / "d.jsonl", [{"prompt": f"p{i}", "y": i % 3} for i in range(12)])
+    spec = Spec.model_validate({
+        "target": {"name": "t", "loader": {"type": "jsonl", "path": "d.jsonl"}},
+        "sources": [{"name": "nli", "loader": {"type": "jsonl", "path": "d.jsonl", "response_field": "y"},
+                     "label_map": {0: "no", 1: "yes", 2: None}}]})
+    source = spec.sources[0]
+    warnings: list[str] = []
+    splits = prepare_source(source, source_context(spec, source, tmp_path), warnings)
+    assert Counter(t for ds in splits.values() for t in ds["response"]) == {"no": 4, "yes": 4}
+    assert warnings == []
+
+
 def test_label_map_renames_a_causal_lm_sources_boolean_answers(tmp_path: Path) -> None:
     """A dataset answering JSON true/false (BoolQ) as a causal-lm source of a target answering
     yes/no: ``label_map: {true: 'yes', false: 'no'}``, whose keys are read as labels are ('1',
@@ -282,6 +315,6 @@ def test_label_map_renames_a_classifier_sources_labels_to_the_targets_classes(tm
                       "'1', '2'); those keys rename nothing. Write each key as the label is read (JSON 1, 1.0 and "
                       "true read '1'; a CSV cell as written).")
     assert list(splits["train"].column_names) == list(COLUMNS)
-    for bad in ({0: ""}, {0: ["a"]}, {0: None}):
+    for bad in ({0: ""}, {0: ["a"]}):
         with pytest.raises(ValueError, match="which is no class name"):
             SourceSpec(name="sst", loader={"type": "jsonl", "path": "d.jsonl"}, label_map=bad)
