@@ -458,10 +458,7 @@ def _check_columns(loader: LoaderBase, path: Path, loc: tuple[Any, ...], kind: s
     if columns is None:
         return
     where = _columns_source(loader.type)
-    # columns a row may lack, looked for further on: a listed prompt's (Alpaca's empty input), a text's
-    # (loader.text_field: a missing document, left out by the data stage)
-    sometimes = ([loader.text_field] if loader.text_field is not None and kind != "classifier"
-                 else [] if isinstance(loader.prompt_field, str) else list(loader.prompt_field))
+    sometimes = _sometimes_columns(loader, kind)
     if loader.type == "jsonl" and not set(sometimes) <= set(columns):
         columns, rows = _jsonl_head_keys(path, columns, sometimes)
         where = f"its first {rows} rows have" if rows > 1 else where
@@ -475,6 +472,15 @@ def _check_columns(loader: LoaderBase, path: Path, loc: tuple[Any, ...], kind: s
                                     "but no rows: give a file with at least one example")
     elif getattr(loader, "where", None) is not None:
         _check_where(loader.where, path, loc, issues)
+
+
+def _sometimes_columns(loader: LoaderBase, kind: str) -> list[str]:
+    """The columns ``loader`` asks for that a row may lack, looked for past a file's first
+    row: a listed prompt's (Alpaca's empty input), a text's (loader.text_field: a missing
+    document, left out by the data stage)."""
+    if loader.text_field is not None and kind != "classifier":
+        return [loader.text_field]
+    return [] if isinstance(loader.prompt_field, str) else list(loader.prompt_field)
 
 
 def _check_where(where: dict[str, Any], path: Path, loc: tuple[Any, ...], issues: _Issues) -> None:
@@ -561,14 +567,18 @@ def _later_jsonl_columns(loader: LoaderBase, path: Path, columns: list[str], loc
     return [*columns, *(column for _, column in found)]
 
 
-def _jsonl_head_keys(path: Path, first: list[str], wanted: list[str]) -> tuple[list[str], int]:
+def _jsonl_head_keys(path: Path, first: list[str], wanted: list[str],
+                     sometimes: list[str] | None = None) -> tuple[list[str], int]:
     """The keys of a JSON Lines file's first :data:`LABEL_ROWS_READ` objects, in the order
     they come, and how many objects were read (``first``: the first object's keys); then,
     for a ``wanted`` column none of them has, the rows after them (only a line holding the
     column's name as JSON text is parsed): a column that first comes later is there (the
     data stage reads it), and a file that cannot be read through (the data stage says why)
-    or is larger than :data:`LINES_COUNTED_MB` (read on every `validate`, `plan` and `run`)
-    is not said to lack one; lines that are not JSON objects are passed over."""
+    is not said to lack one; lines that are not JSON objects are passed over. A file larger
+    than :data:`LINES_COUNTED_MB` (read on every `validate`, `plan` and `run`) is not read
+    past its head: of the ``wanted`` columns the head lacks, those a row may leave out
+    (``sometimes``: a listed prompt's, a text's; all of them when None) are taken as there,
+    the others (an answer every row needs) are missing, as they would be in a small file."""
 
     keys: dict[str, None] = dict.fromkeys(first)
     count = 0
@@ -590,7 +600,7 @@ def _jsonl_head_keys(path: Path, first: list[str], wanted: list[str]) -> tuple[l
                 count += 1
             missing = [column for column in wanted if column not in keys]
             if missing and path.stat().st_size > LINES_COUNTED_MB * 2**20:  # not read through on every validate
-                keys.update(dict.fromkeys(missing))
+                keys.update(dict.fromkeys(c for c in missing if sometimes is None or c in sometimes))
             elif missing:
                 names = {column: (json.dumps(column), json.dumps(column, ensure_ascii=False)) for column in missing}
                 hits = (line for line in lines if any(name in line for both in names.values() for name in both))
@@ -771,7 +781,7 @@ def _check_files_columns(loader: HuggingFaceLoader, builder: str, files: list[st
         lacking = [column for column in wanted if column not in columns]
         if not lacking:  # each found already: the files after are not read
             return
-        head = _builder_file_columns(builder, Path(file), lacking)
+        head = _builder_file_columns(builder, Path(file), lacking, _sometimes_columns(loader, kind))
         if head is None:
             return
         columns.update(dict.fromkeys(head))
@@ -802,11 +812,13 @@ def _is_archive(path: Path) -> bool:
     return head.startswith(_ARCHIVE_MAGIC) or tarfile.is_tarfile(path)
 
 
-def _builder_file_columns(builder: str, path: Path, wanted: list[str]) -> list[str] | None:
+def _builder_file_columns(builder: str, path: Path, wanted: list[str],
+                          sometimes: list[str] | None = None) -> list[str] | None:
     """The columns ``datasets``' ``builder`` (json, csv, parquet) reads from the file
     ``path``, from its head; None when that cannot be told cheaply or surely (the data
     stage says what is wrong with a file). JSON Lines: the keys of the first rows (and, for
-    a ``wanted`` column they lack, of the rest: :func:`_jsonl_head_keys`); a JSON array of
+    a ``wanted`` column they lack, of the rest, or past :data:`LINES_COUNTED_MB` of the
+    ``sometimes`` columns only: :func:`_jsonl_head_keys`); a JSON array of
     objects: every object's keys (of strings: ``text``); a document of one key, or a
     pretty-printed one: the key that holds a list of objects (``{"data": [...]}``, whose rows
     only the builder's ``field`` option, which the loader does not take, reads: the builder
@@ -856,7 +868,7 @@ def _builder_file_columns(builder: str, path: Path, wanted: list[str]) -> list[s
             # a document holding its rows under a key, as {"data": [...]}: the builder makes one row of it
             found = _rows_under_a_key(path) if line.lstrip().startswith("{") and not (first and more) else None
             return [found[0]] if found else None
-        return _jsonl_head_keys(path, list(first), wanted)[0]
+        return _jsonl_head_keys(path, list(first), wanted, sometimes)[0]
     except Exception:  # noqa: BLE001 - unreadable or not what the builder reads: the data stage says why
         return None
 

@@ -395,6 +395,27 @@ def test_the_files_a_json_csv_or_parquet_builder_reads_are_checked_for_the_colum
     assert set(issues) == {f"sources[{i}].loader.response_field" for i in range(1, 6)}
 
 
+def test_a_large_json_lines_builder_file_is_checked_from_its_head(tmp_path: Path, monkeypatch) -> None:
+    """A JSON Lines file over :data:`LINES_COUNTED_MB` read through `path: json` was taken to
+    have every column asked for (it is not read through on each validate), so a misspelt
+    response_field passed validate and the data stage said it later. Its first rows are read,
+    as for a small file: an answer they lack is missing; a listed prompt column a row may
+    leave out is not said missing (as with `type: jsonl`)."""
+    from subsetctl.data import checks
+
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    write_jsonl(tmp_path / "data" / "big.jsonl", qa_rows(1200))
+    monkeypatch.setattr(checks, "LINES_COUNTED_MB", 0.01)
+    text = GOOD + "  - {name: big, loader: {type: huggingface, path: json, data_files: [data/big.jsonl]}}\n"
+    assert check_issues(tmp_path, text) == {}
+    issues = check_issues(tmp_path, text.replace("data_files:", "response_field: answer, data_files:"))
+    assert set(issues) == {"sources[1].loader.response_field"}
+    assert "has no column 'answer' (its first row has 'prompt', 'response', 'extra')" in \
+        issues["sources[1].loader.response_field"].message
+    assert check_issues(tmp_path, text.replace("data_files:", "prompt_field: [prompt, context], data_files:")) == {}
+
+
 def test_builder_files_whose_columns_cannot_be_told_here_are_not_said_to_lack_one(tmp_path: Path) -> None:
     """No false alarm: a JSON document holding no list of rows under its one key, a
     pretty-printed one, a column first met in a later row, a remote file, another split, or
