@@ -174,6 +174,38 @@ def dataset_cached(path: str) -> bool:
     return any(p.is_dir() for p in candidates)
 
 
+def cached_dataset_tables(path: str) -> dict[str, Path]:
+    """The configurations of the hub dataset ``path`` whose tables ``datasets`` prepared in
+    its cache, each with the folder it reads them from (``<config>/<version>/<hash>``, the
+    latest modified, as datasets chooses), found from the ``dataset_info.json`` datasets
+    writes there, without importing datasets; empty when there are none. This is what
+    ``load_dataset`` reads where it asks no hub (``HF_DATASETS_OFFLINE``, ``HF_HUB_OFFLINE``,
+    the hub out of reach): its configurations' names and splits, and, in the folder's
+    ``<hash>``, the revision of the dataset they were prepared from."""
+    import json
+
+    namespace, _, name = path.rpartition("/")
+    root = datasets_cache_dir() / ((f"{namespace}___" if namespace else "") + _snake_case(name))
+    if not root.is_dir():
+        return {}
+
+    def modified(folder: Path) -> float:
+        try:
+            return folder.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    found: dict[str, Path] = {}
+    for folder in sorted(root.glob("*/*/*"), key=modified):  # the latest last, replacing older ones
+        try:
+            config = json.loads((folder / "dataset_info.json").read_text(encoding="utf-8"))["config_name"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if config == folder.parent.parent.name:  # (one prepared with other options has its own folder name)
+            found[config] = folder
+    return found
+
+
 def cache_looked_in(what: str) -> str:
     """Where the local Hugging Face cache was looked in for a hub ``what`` ("model" or
     "dataset"), and the variables that move it, for messages: an offline machine whose

@@ -256,6 +256,9 @@ def _check_file_loader(
             ):
                 issues.add(loc + ("data_files", i), f"data file {resolve_path(data_file, base_dir)} does not "
                            f"exist{path_not_found_note(data_file, resolve_path(data_file, base_dir))}")
+        if len(issues.found) == found and not local.exists() and not looks_local(loader.path) \
+                and not loader.data_files:
+            _check_cached_hub_dataset(loader, loc, kind, issues)
         if len(issues.found) == found and not local.exists():
             _check_builder_files(loader, [f for files in by_entry for f in files], loc, kind, issues)
         elif (len(issues.found) == found and local.is_dir() and not loader.data_files and not is_glob(str(local))
@@ -766,6 +769,51 @@ def _check_folder_config(loader: HuggingFaceLoader, folder: Path, loc: tuple[Any
                f"of them; {choose}" if loader.name is None else
                f"the dataset in {folder} has no configuration {loader.name!r}; its configurations are "
                f"{', '.join(names)}: {choose}")
+
+
+def _check_cached_hub_dataset(loader: HuggingFaceLoader, loc: tuple[Any, ...], kind: str, issues: _Issues) -> None:
+    """A hub id whose tables the local ``datasets`` cache holds, where ``datasets`` reads them
+    from there (``HF_DATASETS_OFFLINE``, ``HF_HUB_OFFLINE`` or the hub out of reach: it asks no
+    hub): ``loader.name`` is one of the configurations cached (or left out where there is one),
+    ``loader.split`` one of its splits, and the columns asked for are among its features, from
+    the ``dataset_info.json`` datasets keeps with them (:func:`~subsetctl.hub.cached_dataset_tables`).
+    Each is an issue listing the choices, as for a local folder: the data stage stopped on
+    datasets' "Couldn't find cache for ... for config 'wrong_config'" or "Unknown split". Nothing
+    is said where the hub is asked (it may hold configurations the cache lacks), for a file
+    builder or when the metadata cannot be read."""
+    from datasets import DatasetInfo
+
+    from subsetctl.hub import cached_dataset_tables, datasets_offline_reason, hub_reachable, is_file_builder
+
+    if is_file_builder(loader.path):
+        return
+    tables = cached_dataset_tables(loader.path)
+    if not tables or (datasets_offline_reason() is None and hub_reachable()):
+        return
+    names = sorted(tables)
+    where = f"the local datasets cache (read offline: the hub is not asked) holds {loader.path!r}"
+    if loader.name is None and len(names) > 1:
+        issues.add(loc + ("name",), f"{where} in the configurations {', '.join(names)}, and loader.name chooses none "
+                                    f"of them; set name to one of them (e.g. name: {names[0]})")
+        return
+    if loader.name is not None and loader.name not in tables:
+        issues.add(loc + ("name",), f"{where} in the configurations {', '.join(names)}, not {loader.name!r}: set "
+                                    f"name to one of them, or run once where the hub is reachable to cache that one")
+        return
+    config = loader.name or names[0]
+    try:
+        info = DatasetInfo.from_directory(str(tables[config]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    splits = [str(name) for name in info.splits or {}]
+    parts = [part.split("[")[0].strip() for part in loader.split.split("+")]
+    if splits and any(part not in splits for part in parts):
+        issues.add(loc + ("split",), f"{where} (configuration {config!r}) with the splits {', '.join(splits)}, not "
+                                     f"{loader.split!r}; set split to one of them")
+        return
+    if info.features is not None:
+        _check_named_columns(loader, list(info.features), "its features are", loc, kind, issues,
+                             f"the cached dataset {loader.path!r} (configuration {config!r})")
 
 
 def _check_files_columns(loader: HuggingFaceLoader, builder: str, files: list[str], loc: tuple[Any, ...],

@@ -56,3 +56,29 @@ def check_issues(folder: Path, text: str) -> dict[str, Any]:
     path = folder / "subsetctl.yaml"
     path.write_text(text)
     return {issue.key: issue for issue in check_sources(Spec.model_validate(yaml.safe_load(text)), path)}
+
+
+def fake_cached_hub_dataset(cache: Path, repo: str, config: str, splits: dict[str, list[dict[str, Any]]],
+                            revision: str = "0123abcd") -> Path:
+    """Write the tables of the hub dataset ``repo`` (configuration ``config``, one split per
+    entry of ``splits``) into the datasets cache ``cache`` as ``load_dataset`` prepares them
+    (``org___name/<config>/0.0.0/<revision>``, ``dataset_info.json`` and one Arrow stream a
+    split), so that it loads offline with ``HF_DATASETS_CACHE=cache`` (the hub is never asked
+    in tests). The folder written."""
+    import datasets
+    import pyarrow as pa
+
+    namespace, _, name = repo.rpartition("/")
+    folder = cache / f"{namespace}___{name}" / config / "0.0.0" / revision
+    folder.mkdir(parents=True, exist_ok=True)
+    split_dict, features = datasets.SplitDict(dataset_name=name), None
+    for split, rows in splits.items():
+        table = datasets.Dataset.from_list(rows).data.table
+        features = datasets.Features.from_arrow_schema(table.schema)
+        with pa.OSFile(str(folder / f"{name}-{split}.arrow"), "wb") as sink, \
+                pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        split_dict.add(datasets.SplitInfo(name=split, num_examples=len(rows), dataset_name=name))
+    datasets.DatasetInfo(features=features, config_name=config, dataset_name=name,
+                         splits=split_dict).write_to_directory(str(folder))
+    return folder

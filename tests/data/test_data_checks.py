@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from data_helpers import check_issues, qa_rows, write_jsonl
+from data_helpers import check_issues, fake_cached_hub_dataset, qa_rows, write_jsonl
 
 from subsetctl.data.checks import LABEL_ROWS_READ
 from subsetctl.data.loaders import evals_data_dir
@@ -414,6 +414,56 @@ def test_a_large_json_lines_builder_file_is_checked_from_its_head(tmp_path: Path
     assert "has no column 'answer' (its first row has 'prompt', 'response', 'extra')" in \
         issues["sources[1].loader.response_field"].message
     assert check_issues(tmp_path, text.replace("data_files:", "prompt_field: [prompt, context], data_files:")) == {}
+
+
+@pytest.fixture
+def offline_datasets_cache(tmp_path: Path, monkeypatch) -> Path:
+    """A datasets cache of its own, read offline (HF_DATASETS_OFFLINE), by subsetctl and by
+    datasets (which read both when imported); the hub is never asked."""
+    import datasets
+
+    cache = tmp_path / "hf-datasets"
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(cache))
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    return cache
+
+
+def test_a_cached_hub_datasets_configuration_and_split_are_checked_offline(tmp_path: Path, offline_datasets_cache,
+                                                                            make_ctx) -> None:
+    """A hub id read from the local datasets cache (offline) got no check of loader.name or
+    loader.split: `name: wrong_config` or `split: tset` passed validate and the data stage
+    stopped on datasets' "Couldn't find cache for org/qa for config 'wrong_config'". They are
+    checked against the metadata datasets keeps with the cached tables, listing the choices,
+    as for a local folder; so are the columns."""
+    from subsetctl.data.loaders.huggingface import load_huggingface
+    from subsetctl.spec import HuggingFaceLoader
+
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    fake_cached_hub_dataset(offline_datasets_cache, "org/qa", "main", {"train": qa_rows(5), "test": qa_rows(2)})
+    good = GOOD + "  - {name: hub, loader: {type: huggingface, path: org/qa, name: main, split: test}}\n"
+    assert check_issues(tmp_path, good) == {}
+    loaded = load_huggingface(HuggingFaceLoader(type="huggingface", path="org/qa", name="main", split="test"),
+                              make_ctx())  # (as the data stage reads it)
+    assert loaded["prompt"] == ["q0?", "q1?"]
+    issues = check_issues(tmp_path, good.replace("name: main", "name: wrong_config"))
+    assert set(issues) == {"sources[1].loader.name"}
+    assert "holds 'org/qa' in the configurations main, not 'wrong_config': set name to one of them" in \
+        issues["sources[1].loader.name"].message
+    issues = check_issues(tmp_path, good.replace("split: test", "split: tset"))
+    assert set(issues) == {"sources[1].loader.split"}
+    assert "(configuration 'main') with the splits train, test, not 'tset'; set split to one of them" in \
+        issues["sources[1].loader.split"].message
+    issues = check_issues(tmp_path, good.replace("split: test", "split: test, response_field: answer"))
+    assert "has no column 'answer' (its features are 'prompt', 'response', 'extra')" in \
+        issues["sources[1].loader.response_field"].message
+    assert check_issues(tmp_path, good.replace(", name: main", "")) == {}  # one configuration: it is read
+    fake_cached_hub_dataset(offline_datasets_cache, "org/qa", "other", {"train": qa_rows(5)})
+    issues = check_issues(tmp_path, good.replace(", name: main", ""))
+    assert "in the configurations main, other, and loader.name chooses none of them; set name to one of them" in \
+        issues["sources[1].loader.name"].message
 
 
 def test_builder_files_whose_columns_cannot_be_told_here_are_not_said_to_lack_one(tmp_path: Path) -> None:
