@@ -44,14 +44,59 @@ def source_fingerprint_inputs(source: SourceSpec, spec_dir: Path, whole_files: b
     A Parquet loader with ``where`` (one task of a file holding many, as a ``by`` group's
     sources read it) depends on that task's rows only (:func:`where_rows_fingerprint`):
     editing or adding another task of the file prepares that one alone.
-    ``whole_files``: the whole file instead, as subsetctl counted it before (to recognise
-    data prepared then)."""
+    A ``huggingface`` loader's local dataset folder counts the files its configuration and
+    split read (:func:`folder_files_read`): editing another configuration's files leaves it
+    up to date. ``whole_files``: the whole file (or folder) instead, as subsetctl counted it
+    before (to recognise data prepared then)."""
     test_loader = getattr(source, "test_loader", None)
     if test_loader is not None:
         return {**_loader_inputs(source, spec_dir, whole_files),
                 "test_loader": _loader_inputs(source.model_copy(update={"loader": test_loader}), spec_dir,
                                               whole_files)}
     return _loader_inputs(source, spec_dir, whole_files)
+
+
+def counted_otherwise_before(source: SourceSpec, spec_dir: Path) -> bool:
+    """Whether :func:`source_fingerprint_inputs` of ``source`` may differ from those an
+    earlier subsetctl counted (its ``whole_files``): a Parquet loader's ``where``
+    (:func:`reads_rows_where`), or a ``huggingface`` loader (or a target's test_loader)
+    whose local folder is fingerprinted by the files its configuration and split read
+    (:func:`folder_files_read`), not whole."""
+    loaders = (source.loader, getattr(source, "test_loader", None))
+    return reads_rows_where(source) or any(
+        isinstance(loader, HuggingFaceLoader) and not loader.data_files
+        and folder_files_read(loader, resolve_path(loader.path, Path(spec_dir))) is not None for loader in loaders)
+
+
+def folder_files_read(loader: HuggingFaceLoader, folder: Path) -> list[Path] | None:
+    """The files of the local dataset ``folder`` (a folder of data files, or a hub
+    dataset's copy with several configurations in its README.md's ``configs:``) that
+    ``load_dataset`` reads for ``loader.name`` and ``loader.split`` (each part of a slice
+    or sum), as ``datasets`` finds them, with the README.md and ``.huggingface.yaml`` that
+    define the configurations: editing another configuration's (or split's) files changes
+    nothing this source reads. None when that cannot be told (not such a folder, a
+    ``save_to_disk`` folder, files outside it, a configuration or split it lacks: the whole
+    folder is fingerprinted, and validate or the data stage says what is wrong). Imports
+    ``datasets`` (as validate's folder checks do), only for such a folder."""
+    from subsetctl.data.loaders import is_glob, is_saved_to_disk
+
+    if not folder.is_dir() or is_saved_to_disk(folder) or is_glob(str(folder)):
+        return None
+    try:
+        import datasets
+
+        config = datasets.load_dataset_builder(str(folder), loader.name).config
+    except Exception:  # noqa: BLE001 - validate and load_dataset say what is wrong
+        return None
+    by_split = {str(name): [Path(str(f)) for f in found] for name, found in (config.data_files or {}).items()}
+    parts = [part.split("[")[0].strip() for part in loader.split.split("+")]
+    if not by_split or any(part not in by_split for part in parts):
+        return None
+    read = {f for part in parts for f in by_split[part]}
+    read |= {p for p in (folder / "README.md", folder / ".huggingface.yaml") if p.is_file()}
+    if not all(f.is_file() and f.is_relative_to(folder) for f in read):
+        return None
+    return sorted(read)
 
 
 def reads_rows_where(source: SourceSpec) -> bool:
@@ -74,7 +119,10 @@ def _loader_inputs(source: SourceSpec, spec_dir: Path, whole_files: bool = False
     if isinstance(loader, HuggingFaceLoader):
         out: dict[str, Any] = {"datasets": _version("datasets")}
         local = resolve_path(loader.path, spec_dir)
-        if local.exists():
+        read = None if whole_files or loader.data_files else folder_files_read(loader, local)
+        if read is not None:
+            out["path"] = {"files": {f.relative_to(local).as_posix(): file_fingerprint(f, spec_dir) for f in read}}
+        elif local.exists():
             out["path"] = tree_fingerprint(local, spec_dir)
         if loader.data_files:
             try:  # globs expanded as the loader will (a file added to a glob's folder is a change)

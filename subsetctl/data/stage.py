@@ -35,7 +35,7 @@ from typing import Any
 
 from datasets import Dataset
 
-from subsetctl.data.fingerprint import label_field_unread, reads_rows_where
+from subsetctl.data.fingerprint import counted_otherwise_before, label_field_unread
 from subsetctl.data.loaders import (
     COLUMNS,
     LoadContext,
@@ -391,7 +391,7 @@ def _prepare_or_reuse(spec: Spec, source: SourceSpec, spec_dir: Path, out_dir: P
     keys = (key,)
     if label_field_unread(spec, source):  # also data prepared while subsetctl counted it
         keys += (source_key(spec, source, spec_dir, label_field_counted=True),)
-    if reads_rows_where(source):  # also data prepared while the whole file counted
+    if counted_otherwise_before(source, spec_dir):  # also data prepared while the whole file (folder) counted
         keys += (source_key(spec, source, spec_dir, whole_files=True),)
     found = _prepared_earlier([out_dir, *reuse_from], source.name, keys) or _prepared_earlier(
         [out_dir, *reuse_from], source.name, (source_key(spec, source, spec_dir, before_plugins_left_out=True),))

@@ -62,15 +62,17 @@ class DataStage(Stage):
     def earlier_extra_inputs(self, spec: Spec, project: Project) -> list[dict[str, Any]]:
         """:meth:`extra_inputs` with each source reading one task of a Parquet file
         (``where``) counting the whole file, as subsetctl did before it counted that task's
-        rows alone: a data stage run then stays up to date while the file is as it was."""
-        from subsetctl.data.fingerprint import reads_rows_where, source_fingerprint_inputs
+        rows alone, and each reading a local dataset folder counting the whole folder, as
+        it did before it counted the files of the configuration and split read
+        (:func:`~subsetctl.data.fingerprint.counted_otherwise_before`): a data stage run then
+        stays up to date while the files are as they were."""
+        from subsetctl.data.fingerprint import counted_otherwise_before, source_fingerprint_inputs
 
-        everything = [spec.target, *spec.sources]
-        if not any(reads_rows_where(s) for s in everything):
+        counted = [s for s in [spec.target, *spec.sources] if counted_otherwise_before(s, project.root)]
+        if not counted:
             return []
         return [{**self.extra_inputs(spec, project),
-                 **{s.name: source_fingerprint_inputs(s, project.root, whole_files=True)
-                    for s in everything if reads_rows_where(s)}}]
+                 **{s.name: source_fingerprint_inputs(s, project.root, whole_files=True) for s in counted}}]
 
     def unfinished_note(self, project: Project, spec: Spec | None = None) -> str | None:
         """How many sources a run that stopped partway prepared (each kept, see

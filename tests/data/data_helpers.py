@@ -82,3 +82,19 @@ def fake_cached_hub_dataset(cache: Path, repo: str, config: str, splits: dict[st
     datasets.DatasetInfo(features=features, config_name=config, dataset_name=name,
                          splits=split_dict).write_to_directory(str(folder))
     return folder
+
+
+def run_data_as_counted_before(project: Path, monkeypatch: Any) -> dict[str, Any]:
+    """Run the data stage of ``project`` with each source's inputs counted as an earlier
+    subsetctl counted them (``whole_files``: a ``where`` source's whole file, a dataset
+    folder whole), as a project made then; the extra inputs its manifest records."""
+    from subsetctl.api import run_project
+    from subsetctl.data import fingerprint
+    from subsetctl.reporter import SilentReporter
+
+    real = fingerprint.source_fingerprint_inputs
+    with monkeypatch.context() as patched:
+        patched.setattr(fingerprint, "source_fingerprint_inputs",
+                        lambda source, spec_dir, whole_files=False: real(source, spec_dir, whole_files=True))
+        run_project(project, until="data", reporter=SilentReporter())
+    return json.loads((project / ".subsetctl" / "data" / "manifest.json").read_text())["inputs"]["extra"]

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from data_helpers import qa_rows, write_jsonl
+from data_helpers import qa_rows, run_data_as_counted_before, write_jsonl
 
 import subsetctl.data.stage as data_stage
 from subsetctl.data.stage import load_all, run_data_stage
@@ -415,3 +415,60 @@ def test_a_classifier_source_kept_as_prepared_saves_as_one_saved_again_would(tmp
     assert _rows(tmp_path / "again", spec) == _rows(tmp_path / "fresh", spec)
     assert (artifact_contents(artifact_checksums(tmp_path / "again"))
             == artifact_contents(artifact_checksums(tmp_path / "fresh")))
+
+
+def _repo_copy_project(tmp_path: Path) -> Path:
+    """A project whose sources a and b read the configurations a and b of one local copy
+    of a hub dataset (``repo/``, its README.md's ``configs:`` naming each one's files)."""
+    import yaml
+
+    repo = tmp_path / "repo"
+    for config in ("a", "b"):
+        (repo / config).mkdir(parents=True, exist_ok=True)
+        write_jsonl(repo / config / "train.jsonl", qa_rows(6, config))
+    (repo / "README.md").write_text("---\nconfigs:\n" + "".join(
+        f"- config_name: {c}\n  data_files:\n  - split: train\n    path: {c}/train.jsonl\n" for c in "ab") + "---\n")
+    write_jsonl(tmp_path / "t.jsonl", qa_rows(8, "t"))
+    spec = {"target": {"name": "t", "loader": {"type": "jsonl", "path": "t.jsonl"},
+                       "split": {"train": 4, "validation": 2, "test": 2}},
+            "sources": [{"name": c, "loader": {"type": "huggingface", "path": "./repo", "name": c}} for c in "ab"]}
+    (tmp_path / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return repo
+
+
+def test_editing_one_configuration_of_a_dataset_folder_leaves_the_others_source_up_to_date(
+        tmp_path: Path, prepared_calls: list[str]) -> None:
+    """A local dataset folder with several configurations was fingerprinted whole: editing
+    configuration b's file made source a (configuration a) stale too, and prepared it again.
+    Each source counts the files its configuration and split read."""
+    from subsetctl.api import plan_project, run_project
+    from subsetctl.reporter import SilentReporter
+
+    repo = _repo_copy_project(tmp_path)
+    run_project(tmp_path, until="data", reporter=SilentReporter())
+    assert sorted(prepared_calls) == ["a", "b", "t"]
+    write_jsonl(repo / "b" / "train.jsonl", qa_rows(7, "b"))
+    data = {s.name: s for s in plan_project(tmp_path)[2]}["data"]
+    assert data.reasons == ["input files changed: b"]
+    prepared_calls.clear()
+    run_project(tmp_path, until="data", reporter=SilentReporter())
+    assert prepared_calls == ["b"]
+
+
+def test_a_data_stage_that_counted_the_whole_dataset_folder_stays_up_to_date(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prepared_calls: list[str]) -> None:
+    """A data stage run while a dataset folder counted whole (an earlier subsetctl) stays up
+    to date while the folder is as it was, and its sources are reused when another changes."""
+    from subsetctl.api import plan_project, run_project
+    from subsetctl.reporter import SilentReporter
+
+    _repo_copy_project(tmp_path)
+    recorded = run_data_as_counted_before(tmp_path, monkeypatch)
+    assert "README.md" in recorded["a"]["path"]["files"] and "b/train.jsonl" in recorded["a"]["path"]["files"]
+    assert not {s.name: s for s in plan_project(tmp_path)[2]}["data"].will_run
+    write_jsonl(tmp_path / "t.jsonl", qa_rows(9, "t"))  # another source changes: a and b are reused
+    prepared_calls.clear()
+    run_project(tmp_path, until="data", reporter=SilentReporter())
+    assert prepared_calls == ["t"]
+    assert "b/train.jsonl" not in json.loads((tmp_path / ".subsetctl" / "data" / "manifest.json").read_text())[
+        "inputs"]["extra"]["a"]["path"]["files"]

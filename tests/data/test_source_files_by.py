@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from data_helpers import run_data_as_counted_before
 
 from subsetctl.data.loaders import files
 from subsetctl.data.loaders.files import load_parquet
@@ -399,16 +400,11 @@ def test_a_data_stage_fingerprinted_by_the_whole_file_stays_up_to_date(tmp_path:
     subsetctl) stays up to date with the file as it was; once the file changes, `plan` says
     which sources' inputs changed as that run counted them (every task of the file)."""
     from subsetctl.api import plan_project, run_project
-    from subsetctl.data import fingerprint, stage
+    from subsetctl.data import stage
     from subsetctl.reporter import SilentReporter
 
     _project(tmp_path)
-    real = fingerprint.source_fingerprint_inputs
-    with monkeypatch.context() as patched:
-        patched.setattr(fingerprint, "source_fingerprint_inputs",
-                        lambda source, spec_dir, whole_files=False: real(source, spec_dir, whole_files=True))
-        run_project(tmp_path, until="data", reporter=SilentReporter())
-    recorded = json.loads((tmp_path / ".subsetctl" / "data" / "manifest.json").read_text())["inputs"]["extra"]
+    recorded = run_data_as_counted_before(tmp_path, monkeypatch)
     assert "file" in recorded["flan-cola"]  # (as an earlier subsetctl recorded it)
     assert not {s.name: s for s in plan_project(tmp_path)[2]}["data"].will_run
     rows = _rows(["cola", "sst 2", "b/é"])
