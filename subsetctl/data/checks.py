@@ -640,8 +640,8 @@ def _check_saved_to_disk(loader: HuggingFaceLoader, folder: Path, loc: tuple[Any
     except (OSError, ValueError, KeyError, TypeError):
         return
     if features is not None:
-        _check_named_columns(loader, list(features), "its features are", loc, kind, issues,
-                             f"the dataset saved in {dataset}")
+        _check_named_columns(loader, _with_struct_fields(loader, list(features), kind, features, loc, issues),
+                             "its features are", loc, kind, issues, f"the dataset saved in {dataset}")
 
 
 def _wanted_columns(loader: LoaderBase, kind: str) -> list[tuple[tuple[Any, ...], str, str | None]]:
@@ -812,8 +812,35 @@ def _check_cached_hub_dataset(loader: HuggingFaceLoader, loc: tuple[Any, ...], k
                                      f"{loader.split!r}; set split to one of them")
         return
     if info.features is not None:
-        _check_named_columns(loader, list(info.features), "its features are", loc, kind, issues,
+        columns = _with_struct_fields(loader, list(info.features), kind, info.features, loc, issues)
+        _check_named_columns(loader, columns, "its features are", loc, kind, issues,
                              f"the cached dataset {loader.path!r} (configuration {config!r})")
+
+
+def _with_struct_fields(loader: HuggingFaceLoader, columns: list[str], kind: str, features: Any = None,
+                        loc: tuple[Any, ...] = (), issues: _Issues | None = None) -> list[str]:
+    """``columns`` with each dotted name the loader asks for (``prompt_field: meta.question``)
+    that reads a field of a struct column, as the ``huggingface`` loader reads it: by the
+    dataset's ``features`` (saved or cached) where they are known, where a part that is not
+    there is an issue at its key naming the fields there are
+    (:func:`~subsetctl.data.loaders.huggingface.struct_field_of`); else (a file's head) when
+    its first part is a column, its fields left to the data stage."""
+    from subsetctl.data.loaders.huggingface import struct_field_of
+
+    added = []
+    for key, _, name in _wanted_columns(loader, kind):
+        if not name or name in columns or "." not in name:
+            continue
+        if features is None:
+            if name.split(".")[0] in columns:
+                added.append(name)
+            continue
+        field = struct_field_of(features, name)
+        if isinstance(field, str) and issues is not None:
+            issues.add(loc + key, f"{name!r} names a field of a struct column, and {field}")
+        if field is not None:  # (a wrong part: said above, not as a missing column too)
+            added.append(name)
+    return [*columns, *added]
 
 
 def _check_files_columns(loader: HuggingFaceLoader, builder: str, files: list[str], loc: tuple[Any, ...],
@@ -841,7 +868,8 @@ def _check_files_columns(loader: HuggingFaceLoader, builder: str, files: list[st
         where = "their heads have"
     note = (_under_a_key_note(Path(read[0])) if builder == "json" and len(read) == 1
             and _lacks_a_column(loader, kind, list(columns)) else "")
-    _check_named_columns(loader, list(columns), where, loc, kind, issues, what, note)
+    _check_named_columns(loader, _with_struct_fields(loader, list(columns), kind), where, loc, kind, issues, what,
+                         note)
 
 
 #: the first bytes of the archives ``datasets`` unpacks that :func:`open_decompressed` does

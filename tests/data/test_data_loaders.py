@@ -1749,3 +1749,45 @@ def test_a_source_whose_answers_are_mostly_empty_is_told_to_check_its_column(tmp
     ctx = make_ctx()
     load_jsonl(JsonlLoader(type="jsonl", path="few.jsonl"), ctx)
     assert "most of its rows" not in ctx.notices[0]
+
+
+def test_a_dotted_prompt_field_reads_a_field_of_a_struct_column(tmp_path: Path, make_ctx) -> None:
+    """A struct column as prompt_field was read as its JSON text, and `prompt_field:
+    meta.question` was "no column 'meta.question'": a dotted path reads that field (of nested
+    structs too), from a save_to_disk folder or JSON Lines objects alike, and validate takes
+    it; a part the struct lacks is an error naming its fields, in validate and the data stage."""
+    import datasets
+    from data_helpers import check_issues
+
+    from subsetctl.data.loaders.huggingface import load_huggingface
+    from subsetctl.spec import HuggingFaceLoader
+
+    rows = [{"meta": {"question": f"q{i}", "src": {"url": f"u{i}"}}, "answer": f"a{i}"} for i in range(4)]
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "saved"))
+    write_jsonl(tmp_path / "rows.jsonl", rows)
+    write_jsonl(tmp_path / "t.jsonl", qa_rows(4))
+    spec = ("target: {name: t, loader: {type: jsonl, path: t.jsonl}}\n"
+            "sources:\n  - {name: s, loader: {type: huggingface, path: ./saved, prompt_field: meta.question, "
+            "response_field: answer}}\n  - {name: j, loader: {type: huggingface, path: json, data_files: [rows.jsonl], "
+            "prompt_field: meta.question, response_field: answer}}\n")
+    assert check_issues(tmp_path, spec) == {}
+    for path, data_files in (("./saved", None), ("json", ["rows.jsonl"])):
+        for field, first in (("meta.question", "q0"), ("meta.src.url", "u0")):
+            loader = HuggingFaceLoader(type="huggingface", path=path, data_files=data_files, prompt_field=field,
+                                       response_field="answer")
+            loaded = load_huggingface(loader, make_ctx())
+            assert loaded["prompt"][0] == first and loaded["response"][0] == "a0"
+            assert json.loads(loaded["metadata"][0])["meta"]["question"] == "q0"  # the struct kept whole
+    issues = check_issues(tmp_path, spec.replace("meta.question", "meta.qestion", 1))
+    assert set(issues) == {"sources[0].loader.prompt_field"}
+    assert issues["sources[0].loader.prompt_field"].message == (
+        "'meta.qestion' names a field of a struct column, and the struct column 'meta' has no field 'qestion'; "
+        "its fields are 'question', 'src'")
+    loader = HuggingFaceLoader(type="huggingface", path="./saved", prompt_field="meta.qestion", response_field="answer")
+    with pytest.raises(UserError, match=r"loader.prompt_field 'meta.qestion' names a field of a struct column of "
+                                        r"dataset .*, and the struct column 'meta' has no field 'qestion'; its "
+                                        r"fields are 'question', 'src'. Set loader.prompt_field to a column, or"):
+        load_huggingface(loader, make_ctx())
+    loader = HuggingFaceLoader(type="huggingface", path="./saved", prompt_field="answer.x", response_field="answer")
+    with pytest.raises(UserError, match="'answer' holds Value values, not a struct"):
+        load_huggingface(loader, make_ctx())

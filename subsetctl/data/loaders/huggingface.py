@@ -94,6 +94,73 @@ def _json_decoder(feature: Any, scalars_as_text: bool = False) -> Callable[[Any]
     return None
 
 
+#: the loader options that name a column
+_COLUMN_OPTIONS = ("prompt_field", "response_field", "label_field", "text_field", "messages_field")
+
+
+def columns_named(options: Any) -> list[tuple[str, str]]:
+    """``(option, column)`` of each column a loader's ``options`` name (each of a list
+    ``prompt_field``'s)."""
+    named = []
+    for option in _COLUMN_OPTIONS:
+        value = getattr(options, option, None)
+        for column in ([value] if isinstance(value, str) else list(value or [])):
+            named.append((option, column))
+    return named
+
+
+def struct_field_of(features: Any, name: str) -> tuple[str, list[str], Any] | str | None:
+    """Where the dotted column name ``name`` (``meta.question``) points in a dataset with
+    ``features``: ``(column, the fields under it, the field's feature)`` when ``meta`` is a
+    struct column (a dict of features) holding ``question`` (nested structs too:
+    ``meta.source.url``); what is wrong, for messages, when ``meta`` is a column but no
+    struct, or lacks a part; None when ``name`` is a column itself or has no dot, or its
+    first part is not a column (the missing column's own error says so)."""
+    if name in features or "." not in name:
+        return None
+    column, *path = name.split(".")
+    if column not in features:
+        return None
+    feature, walked = features[column], column
+    for part in path:
+        if not isinstance(feature, dict):
+            return (f"{walked!r} holds {type(feature).__name__} values, not a struct (a record of named fields), "
+                    f"so it has no field {part!r}")
+        if part not in feature:
+            return (f"the struct column {walked!r} has no field {part!r}; its fields are "
+                    f"{', '.join(repr(key) for key in feature)}")
+        feature, walked = feature[part], f"{walked}.{part}"
+    return column, path, feature
+
+
+def _struct_fields(loaded: Any, options: HuggingFaceLoader, source: str,
+                   where: str) -> dict[str, tuple[str, list[str], Any]]:
+    """The dotted column names the loader's options give (``prompt_field: meta.question``),
+    each with the struct column and fields it reads (:func:`struct_field_of`); a part that
+    is not there is a :class:`UserError` naming the option and the fields there are."""
+    found: dict[str, tuple[str, list[str], Any]] = {}
+    for option, name in columns_named(options):
+        field = struct_field_of(loaded.features, name)
+        if isinstance(field, str):
+            raise UserError(f"Source {source!r}: loader.{option} {name!r} names a field of a struct column of "
+                            f"{where}, and {field}. Set loader.{option} to a column, or to a field of a struct "
+                            "column as a dotted path (`column.field`).")
+        if field is not None:
+            found[name] = field
+    return found
+
+
+def _with_struct_fields(batch: Any, fields: dict[str, tuple[str, list[str], Any]]) -> Any:
+    """The Arrow table ``batch`` with a column for each dotted name in ``fields``: the
+    values of that field of its struct column (null where the struct is)."""
+    import pyarrow.compute as pc
+
+    for name, (column, path, _) in fields.items():
+        if column in batch.column_names and name not in batch.column_names:
+            batch = batch.append_column(name, pc.struct_field(batch.column(column), path))
+    return batch
+
+
 def describe_exception(exc: BaseException, limit: int = 300) -> str:
     """``"Type: message"`` of ``exc`` followed by its causes (``__cause__``, else
     ``__context__``) as ``(caused by Type: message)``: library errors such as
@@ -341,9 +408,16 @@ def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
     classes = _class_names_of(loaded)
     as_json = {**narrow_float_decoders(loaded.data.schema),
                **_json_columns_of(loaded, options.messages_field, json_text_columns(options, ctx.kind))}
+    fields = _struct_fields(loaded, options, ctx.source_name, where)  # dotted names: a struct column's fields
+    for name, (_, _, feature) in fields.items():  # read as such a column would be
+        if isinstance(feature, datasets.ClassLabel):
+            classes[name] = feature
+        if (decoder := _json_decoder(feature, name == options.messages_field
+                                     or name in json_text_columns(options, ctx.kind))) is not None:
+            as_json[name] = decoder
 
     def records(batch: Any) -> list[dict[str, Any]]:
-        rows = with_decoded(batch.to_pylist(), as_json)
+        rows = with_decoded(_with_struct_fields(batch, fields).to_pylist(), as_json)
         return _with_class_names(rows, classes) if classes else rows
 
     batch_size = common.batch_rows(loaded.data.nbytes, loaded.num_rows)  # (fewer rows where they are long)
@@ -355,9 +429,10 @@ def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
             yield from zip(indices[start:start + batch.num_rows], records(batch))
             start += batch.num_rows
 
-    builder = common_columns(options, ctx, where, one_based_row, loaded.column_names, fetch=fetch)
-    checked = [c for c in builder.fields if c in loaded.column_names]
+    builder = common_columns(options, ctx, where, one_based_row, [*loaded.column_names, *fields], fetch=fetch)
+    checked = [c for c in builder.fields if c in loaded.column_names or c in fields]
     for batch in loaded.with_format("arrow").iter(batch_size=batch_size):
         # past the rows mapped as they come, only the columns every row is checked for
+        batch = _with_struct_fields(batch, fields)
         builder.add_all(records(batch if builder.mapping_all else batch.select(checked)))
     return builder.finish()
