@@ -781,8 +781,6 @@ def _check_cached_hub_dataset(loader: HuggingFaceLoader, loc: tuple[Any, ...], k
     datasets' "Couldn't find cache for ... for config 'wrong_config'" or "Unknown split". Nothing
     is said where the hub is asked (it may hold configurations the cache lacks), for a file
     builder or when the metadata cannot be read."""
-    from datasets import DatasetInfo
-
     from subsetctl.hub import cached_dataset_tables, datasets_offline_reason, hub_reachable, is_file_builder
 
     if is_file_builder(loader.path):
@@ -801,6 +799,8 @@ def _check_cached_hub_dataset(loader: HuggingFaceLoader, loc: tuple[Any, ...], k
                                     f"name to one of them, or run once where the hub is reachable to cache that one")
         return
     config = loader.name or names[0]
+    from datasets import DatasetInfo  # (only now: importing datasets takes most of a second)
+
     try:
         info = DatasetInfo.from_directory(str(tables[config]))
     except (OSError, ValueError, KeyError, TypeError):
