@@ -61,8 +61,19 @@ def counted_otherwise_before(source: SourceSpec, spec_dir: Path) -> bool:
     earlier subsetctl counted (its ``whole_files``): a Parquet loader's ``where``
     (:func:`reads_rows_where`), or a ``huggingface`` loader (or a target's test_loader)
     whose local folder is fingerprinted by the files its configuration and split read
-    (:func:`folder_files_read`), not whole."""
-    loaders = (source.loader, getattr(source, "test_loader", None))
+    (:func:`folder_files_read`), not whole; a ``type: plugin`` loader naming the built-in
+    ``huggingface`` (:func:`plugin_fingerprint_inputs`) too."""
+    from pydantic import ValidationError
+
+    def built_in(loader: Any) -> Any:
+        if isinstance(loader, PluginLoader) and loader.name == "huggingface":
+            try:
+                return HuggingFaceLoader.model_validate({"type": "huggingface", **loader.options})
+            except ValidationError:  # (fingerprinted as not valid, as before)
+                return None
+        return loader
+
+    loaders = [built_in(loader) for loader in (source.loader, getattr(source, "test_loader", None))]
     return reads_rows_where(source) or any(
         isinstance(loader, HuggingFaceLoader) and not loader.data_files
         and folder_files_read(loader, resolve_path(loader.path, Path(spec_dir))) is not None for loader in loaders)

@@ -417,9 +417,10 @@ def test_a_classifier_source_kept_as_prepared_saves_as_one_saved_again_would(tmp
             == artifact_contents(artifact_checksums(tmp_path / "fresh")))
 
 
-def _repo_copy_project(tmp_path: Path) -> Path:
+def _repo_copy_project(tmp_path: Path, plugin: bool = False) -> Path:
     """A project whose sources a and b read the configurations a and b of one local copy
-    of a hub dataset (``repo/``, its README.md's ``configs:`` naming each one's files)."""
+    of a hub dataset (``repo/``, its README.md's ``configs:`` naming each one's files);
+    ``plugin``: through a ``type: plugin`` loader naming the built-in ``huggingface``."""
     import yaml
 
     repo = tmp_path / "repo"
@@ -431,7 +432,9 @@ def _repo_copy_project(tmp_path: Path) -> Path:
     write_jsonl(tmp_path / "t.jsonl", qa_rows(8, "t"))
     spec = {"target": {"name": "t", "loader": {"type": "jsonl", "path": "t.jsonl"},
                        "split": {"train": 4, "validation": 2, "test": 2}},
-            "sources": [{"name": c, "loader": {"type": "huggingface", "path": "./repo", "name": c}} for c in "ab"]}
+            "sources": [{"name": c, "loader": {"type": "plugin", "name": "huggingface",
+                                               "options": {"path": "./repo", "name": c}} if plugin else
+                         {"type": "huggingface", "path": "./repo", "name": c}} for c in "ab"]}
     (tmp_path / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     return repo
 
@@ -455,20 +458,27 @@ def test_editing_one_configuration_of_a_dataset_folder_leaves_the_others_source_
     assert prepared_calls == ["b"]
 
 
+@pytest.mark.parametrize("plugin", [False, True])
 def test_a_data_stage_that_counted_the_whole_dataset_folder_stays_up_to_date(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prepared_calls: list[str]) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prepared_calls: list[str], plugin: bool) -> None:
     """A data stage run while a dataset folder counted whole (an earlier subsetctl) stays up
-    to date while the folder is as it was, and its sources are reused when another changes."""
+    to date while the folder is as it was, and its sources are reused when another changes
+    (read by the built-in loader, or by a plugin loader naming it)."""
     from subsetctl.api import plan_project, run_project
     from subsetctl.reporter import SilentReporter
 
-    _repo_copy_project(tmp_path)
+    _repo_copy_project(tmp_path, plugin)
     recorded = run_data_as_counted_before(tmp_path, monkeypatch)
-    assert "README.md" in recorded["a"]["path"]["files"] and "b/train.jsonl" in recorded["a"]["path"]["files"]
+
+    def inputs(extra: dict) -> dict:  # (a plugin loader's: under "builtin")
+        return extra["builtin"] if plugin else extra
+
+    assert "README.md" in inputs(recorded["a"])["path"]["files"] and "b/train.jsonl" in inputs(recorded["a"])[
+        "path"]["files"]
     assert not {s.name: s for s in plan_project(tmp_path)[2]}["data"].will_run
     write_jsonl(tmp_path / "t.jsonl", qa_rows(9, "t"))  # another source changes: a and b are reused
     prepared_calls.clear()
     run_project(tmp_path, until="data", reporter=SilentReporter())
     assert prepared_calls == ["t"]
-    assert "b/train.jsonl" not in json.loads((tmp_path / ".subsetctl" / "data" / "manifest.json").read_text())[
-        "inputs"]["extra"]["a"]["path"]["files"]
+    assert "b/train.jsonl" not in inputs(json.loads((tmp_path / ".subsetctl" / "data" / "manifest.json").read_text())[
+        "inputs"]["extra"]["a"])["path"]["files"]
