@@ -1791,3 +1791,6 @@ def test_a_dotted_prompt_field_reads_a_field_of_a_struct_column(tmp_path: Path, 
     loader = HuggingFaceLoader(type="huggingface", path="./saved", prompt_field="answer.x", response_field="answer")
     with pytest.raises(UserError, match="'answer' holds Value values, not a struct"):
         load_huggingface(loader, make_ctx())
+    loader = HuggingFaceLoader(type="huggingface", path="./saved", prompt_field="meta.question",
+                               response_field="answer", label_field="meta.nope")  # (a causal LM reads no label)
+    assert load_huggingface(loader, make_ctx())["prompt"][0] == "q0"

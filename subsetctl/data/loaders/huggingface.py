@@ -98,11 +98,13 @@ def _json_decoder(feature: Any, scalars_as_text: bool = False) -> Callable[[Any]
 _COLUMN_OPTIONS = ("prompt_field", "response_field", "label_field", "text_field", "messages_field")
 
 
-def columns_named(options: Any) -> list[tuple[str, str]]:
+def _columns_named(options: Any, kind: str) -> list[tuple[str, str]]:
     """``(option, column)`` of each column a loader's ``options`` name (each of a list
-    ``prompt_field``'s)."""
+    ``prompt_field``'s) that a model of ``kind`` reads: a classifier's ``label_field``, not
+    its ``response_field``; a causal LM's the other way round."""
     named = []
-    for option in _COLUMN_OPTIONS:
+    unread = "response_field" if kind == "classifier" else "label_field"
+    for option in (o for o in _COLUMN_OPTIONS if o != unread):
         value = getattr(options, option, None)
         for column in ([value] if isinstance(value, str) else list(value or [])):
             named.append((option, column))
@@ -133,16 +135,16 @@ def struct_field_of(features: Any, name: str) -> tuple[str, list[str], Any] | st
     return column, path, feature
 
 
-def _struct_fields(loaded: Any, options: HuggingFaceLoader, source: str,
+def _struct_fields(loaded: Any, options: HuggingFaceLoader, ctx: LoadContext,
                    where: str) -> dict[str, tuple[str, list[str], Any]]:
     """The dotted column names the loader's options give (``prompt_field: meta.question``),
     each with the struct column and fields it reads (:func:`struct_field_of`); a part that
     is not there is a :class:`UserError` naming the option and the fields there are."""
     found: dict[str, tuple[str, list[str], Any]] = {}
-    for option, name in columns_named(options):
+    for option, name in _columns_named(options, ctx.kind):
         field = struct_field_of(loaded.features, name)
         if isinstance(field, str):
-            raise UserError(f"Source {source!r}: loader.{option} {name!r} names a field of a struct column of "
+            raise UserError(f"Source {ctx.source_name!r}: loader.{option} {name!r} names a field of a struct column of "
                             f"{where}, and {field}. Set loader.{option} to a column, or to a field of a struct "
                             "column as a dotted path (`column.field`).")
         if field is not None:
@@ -408,7 +410,7 @@ def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
     classes = _class_names_of(loaded)
     as_json = {**narrow_float_decoders(loaded.data.schema),
                **_json_columns_of(loaded, options.messages_field, json_text_columns(options, ctx.kind))}
-    fields = _struct_fields(loaded, options, ctx.source_name, where)  # dotted names: a struct column's fields
+    fields = _struct_fields(loaded, options, ctx, where)  # dotted names: a struct column's fields
     for name, (_, _, feature) in fields.items():  # read as such a column would be
         if isinstance(feature, datasets.ClassLabel):
             classes[name] = feature
