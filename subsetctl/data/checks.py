@@ -795,8 +795,11 @@ def _check_cached_hub_dataset(loader: HuggingFaceLoader, loc: tuple[Any, ...], k
                                     f"of them; set name to one of them (e.g. name: {names[0]})")
         return
     if loader.name is not None and loader.name not in tables:
+        offline = datasets_offline_reason()
+        unset = f" with HF_DATASETS_OFFLINE unset ({offline})" if offline else ""
         issues.add(loc + ("name",), f"{where} in the configurations {', '.join(names)}, not {loader.name!r}: set "
-                                    f"name to one of them, or run once where the hub is reachable to cache that one")
+                                    f"name to one of them, or run once where the hub is reachable{unset} to cache "
+                                    "that one")
         return
     config = loader.name or names[0]
     from datasets import DatasetInfo  # (only now: importing datasets takes most of a second)

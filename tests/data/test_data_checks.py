@@ -452,6 +452,8 @@ def test_a_cached_hub_datasets_configuration_and_split_are_checked_offline(tmp_p
     assert set(issues) == {"sources[1].loader.name"}
     assert "holds 'org/qa' in the configurations main, not 'wrong_config': set name to one of them" in \
         issues["sources[1].loader.name"].message
+    assert "where the hub is reachable with HF_DATASETS_OFFLINE unset (HF_DATASETS_OFFLINE is set)" in \
+        issues["sources[1].loader.name"].message  # (the variable is why this cache is all there is)
     issues = check_issues(tmp_path, good.replace("split: test", "split: tset"))
     assert set(issues) == {"sources[1].loader.split"}
     assert "(configuration 'main') with the splits train, test, not 'tset'; set split to one of them" in \
