@@ -1263,3 +1263,42 @@ def test_the_reproducing_section_names_a_where_sources_rows_as_rows_not_a_file()
     assert any(fact.startswith("a source reading one task of a Parquet file (where)") for fact in facts), facts
     facts, _ = reproduce_facts({**report, "input_files": {"data": {"t": data["t"]}}})  # no where source: no line
     assert not any(fact.startswith("a source reading one task") for fact in facts), facts
+
+
+def test_report_json_names_a_model_folder_inside_the_project_relative_to_it(tmp_path) -> None:
+    """Two runs of one spec in two project folders wrote report.json files that differed in
+    the model's absolute path (`settings`' model.source, `adapter_base_model`, its `_path`,
+    meta_init's summary): a folder inside the project is named relative to it, one outside
+    keeps its absolute path."""
+    import json
+
+    from subsetctl.project import Project
+    from subsetctl.report.build import build_report
+    from subsetctl.stages.finetune import BASE_MODEL_FILE
+
+    def project(root, model):
+        for stage, summary in (("meta_init", {"model": {"source": str(model), "path": str(model), "kind": "causal-lm"}}),
+                               ("finetune", {})):
+            folder = root / ".subsetctl" / stage
+            folder.mkdir(parents=True)
+            (folder / "manifest.json").write_text(json.dumps({
+                "fingerprint": "f", "seconds": 1.0, "summary": summary,
+                "inputs": {"slice": {"model": {"source": str(model)}}}}))
+        finetune = root / ".subsetctl" / "finetune"
+        (finetune / "labels.json").write_text(json.dumps({"labels": {"all": ["r1"]}}))
+        (finetune / "runs" / "r1" / "adapter").mkdir(parents=True)
+        (finetune / "runs" / "r1" / "adapter" / "adapter_config.json").write_text(
+            json.dumps({"base_model_name_or_path": str(model)}))
+        (finetune / BASE_MODEL_FILE).write_text(json.dumps({"name": str(model), "folder": str(model)}))
+        (root / "subsetctl.yaml").write_text("x: 1\n")
+        return build_report(Project(root), name="p")
+
+    one, two = (project(tmp_path / name, tmp_path / name / "ckpt" / "base") for name in ("p1", "p2"))
+    assert one == two, (one, two)
+    assert one["settings"]["model.source"] == one["adapter_base_model"] == "ckpt/base"
+    assert "adapter_base_model_path" not in one  # the same folder: nothing more to say
+    assert one["stages"]["meta_init"]["summary"]["model"] == {"source": "ckpt/base", "path": "ckpt/base",
+                                                             "kind": "causal-lm"}
+    outside = project(tmp_path / "p3", tmp_path / "models" / "base")
+    assert outside["settings"]["model.source"] == outside["adapter_base_model"] == str(tmp_path / "models" / "base")
+    assert outside["stages"]["meta_init"]["summary"]["model"]["path"] == str(tmp_path / "models" / "base")

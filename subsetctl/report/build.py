@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from subsetctl.project import Project
@@ -152,6 +152,19 @@ def _finished(manifest: dict[str, Any] | None) -> bool:
     return bool(manifest) and not manifest.get("corrupt")
 
 
+def in_project_terms(value: Any, root: Path) -> Any:
+    """``value`` relative to the project folder ``root`` (``model``) when it is an absolute
+    path inside it, else unchanged (a relative path, a hub id, a packaged model's name, a
+    folder outside the project): report.json names a model folder inside the project so,
+    however the spec named it, and two runs of one spec in two folders write the same file."""
+    if not isinstance(value, str) or not PurePath(value).is_absolute():
+        return value
+    try:
+        return Path(value).resolve().relative_to(root.resolve()).as_posix()
+    except (OSError, ValueError):  # outside the project (or unreadable): that is where it is
+        return value
+
+
 def _adapter_base_model(root: Path, adapters: dict[str, list[str]]) -> str | None:
     """The base model the fine-tuned adapters were trained on, as peft recorded it (their
     adapter_config.json's ``base_model_name_or_path``: ``model.source`` as the spec names
@@ -168,6 +181,17 @@ def _adapter_base_model(root: Path, adapters: dict[str, list[str]]) -> str | Non
             if isinstance(base, str) and base:
                 return base
     return None
+
+
+def _summary(project: Project, manifest: dict[str, Any]) -> Any:
+    """A stage's recorded ``summary``, with the loaded model's ``source`` and ``path`` (the
+    folder a model stage read, absolute) in project terms (:func:`in_project_terms`)."""
+    summary = manifest.get("summary")
+    model = summary.get("model") if isinstance(summary, dict) else None
+    if not isinstance(model, dict):
+        return summary
+    model = {**model, **{key: in_project_terms(model[key], project.root) for key in ("source", "path") if key in model}}
+    return {**summary, "model": model}
 
 
 def switched_off_moved_past(project: Project, spec: Any) -> list[str]:
@@ -616,7 +640,7 @@ def build_report(
             continue
         manifest = project.read_results_manifest(stage)
         if manifest and not manifest.get("corrupt"):
-            report["stages"][stage] = {"seconds": manifest.get("seconds"), "summary": manifest.get("summary"),
+            report["stages"][stage] = {"seconds": manifest.get("seconds"), "summary": _summary(project, manifest),
                                        **made_by(manifest)}
             taken = _provenance(project, stage)[0].get("threads")
             if isinstance(taken, dict) and taken:  # results taken from the caches or merged shards: theirs
@@ -633,6 +657,8 @@ def build_report(
         report["stage_warnings"] = warnings
     # what made the results, as each stage recorded it: a report.json kept aside says which variant it is
     report["settings"] = results_settings(project, skip)
+    if "model.source" in report["settings"]:  # a model folder inside the project by its place there
+        report["settings"]["model.source"] = in_project_terms(report["settings"]["model.source"], project.root)
     overrides = results_overrides(project, skip, spec)
     if overrides:  # results made under command-line overrides say so (not the spec alone)
         report["overrides"] = overrides
@@ -680,16 +706,17 @@ def build_report(
         folder = project.results_dir("finetune").relative_to(project.root).as_posix()
         report["adapters"] = {label: [f"{folder}/{adapter_relpath(run)}" for run in runs]
                               for label, runs in finetuned["labels"].items()}
-        base = _adapter_base_model(project.root, report["adapters"])
+        base = in_project_terms(_adapter_base_model(project.root, report["adapters"]), project.root)
         if base:  # the base model to load an adapter onto: README and report.md name none of their own
             report["adapter_base_model"] = base
             from subsetctl.stages.finetune import BASE_MODEL_FILE
 
             record = _read(project.results_dir("finetune") / BASE_MODEL_FILE)
-            folder = record.get("folder") if isinstance(record, dict) and record.get("name") == base else None
+            named = in_project_terms(record.get("name"), project.root) if isinstance(record, dict) else None
+            folder = in_project_terms(record.get("folder"), project.root) if named == base else None
             if isinstance(folder, str) and folder != base:  # where the run read it (a packaged model's folder)
                 report["adapter_base_model_path"] = folder
-            revision = record.get("revision") if isinstance(record, dict) and record.get("name") == base else None
+            revision = record.get("revision") if named == base else None
             if isinstance(revision, str):  # a hub id's, as the local cache held it: from_pretrained(base, revision=)
                 report["adapter_base_model_revision"] = revision
         if finetuned.get("classes"):  # a classifier's head: what loading an adapter needs

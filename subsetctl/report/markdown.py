@@ -218,9 +218,9 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
                     "newer (a newer revision does not make the stages re-run).")
         elif base:
             how += (f" The base model is {md_code(base)} (each adapter_config.json's `base_model_name_or_path`: "
-                    "model.source as the spec named it when they were trained, a local folder relative to the "
-                    "project folder; a model folder moved since, with the same files, re-ran nothing and is "
-                    "named as it was")
+                    "model.source as the spec named it when they were trained, a local folder inside the project "
+                    "relative to the project folder however the spec named it; a model folder moved since, with the "
+                    "same files, re-ran nothing and is named as it was")
             if report.get("adapter_base_model_path"):
                 how += (f"; the run read it from {md_code(report['adapter_base_model_path'])}, the folder to give "
                         "`from_pretrained` on that machine")
