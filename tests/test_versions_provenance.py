@@ -97,17 +97,45 @@ def test_the_subset_results_store_records_the_versions_computing_each_row(tmp_pa
     assert store.reset_reason is None and store.versions_of(store.rows_of(masks)) == [(None, 3)]
 
 
+def test_the_subset_results_store_records_the_thread_counts_computing_each_row(tmp_path: Path) -> None:
+    """The search's store recorded the library versions computing each estimate, not the
+    thread counts: estimates a re-run took from it had none in report.json's reused_threads."""
+    from subsetctl.estimate.results import SubsetResultsStore
+
+    masks = np.array([[True, False], [False, True], [True, True]])
+    store = SubsetResultsStore(tmp_path / "s", ["a", "b"], "k", versions={"torch": "1"}, threads={"torch": 1})
+    store.add(masks[:2], _batch(2))
+    store = SubsetResultsStore(tmp_path / "s", ["a", "b"], "k", versions={"torch": "1"}, threads={"torch": 2})
+    store.add(masks[2:], _batch(1))
+    store = SubsetResultsStore(tmp_path / "s", ["a", "b"], "k", versions={"torch": "1"})  # read back
+    rows = store.rows_of(masks)
+    assert store.threads_of(rows) == [({"torch": 1}, 2), ({"torch": 2}, 1)]
+    assert store.versions_of(rows) == [({"torch": "1"}, 3)]  # one record of versions, however many counts
+    # a store an earlier subsetctl wrote lists versions with no thread counts beside them: not recorded
+    meta = json.loads((tmp_path / "s" / "store.json").read_text())
+    (tmp_path / "s" / "store.json").write_text(json.dumps({key: value for key, value in meta.items() if key != "threads"}))
+    store = SubsetResultsStore(tmp_path / "s", ["a", "b"], "k", versions={"torch": "1"}, threads={"torch": 1})
+    assert store.threads_of(rows) == [(None, 3)]
+    store.add(np.array([[False, False]]), _batch(1))  # computed now: recorded
+    assert store.threads_of(store.rows_of(np.array([[False, False]]))) == [({"torch": 1}, 1)]
+
+
 def test_search_estimates_taken_from_the_store_are_counted_by_the_versions_that_computed_them(
         tiny_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     state = tiny_project / ".subsetctl"
     run_project(tiny_project, until="search")
     assert _read(state / "search" / "provenance.json")["estimates"] == []  # all computed now
-    then = pipeline.library_versions()
+    then, threads = pipeline.library_versions(), pipeline.thread_counts()
     monkeypatch.setattr(pipeline, "library_versions", lambda: {**then, "numpy": "9.9"})
+    monkeypatch.setattr(pipeline, "thread_counts", lambda: {"torch": 99})  # a shell of another OMP_NUM_THREADS
     reporter = SilentReporter()
     run_project(tiny_project, ["search.strategies=[{name: exhaustive}]"], reporter=reporter)  # all from the store
     groups = _read(state / "search" / "provenance.json")["estimates"]
     assert len(groups) == 1 and groups[0]["versions"] == then and groups[0]["count"] >= 8
+    # the thread counts that computed them too (recorded as other stages' reused results are)
+    taken = {"subset estimates": [{"threads": threads, "count": groups[0]["count"]}]}
+    assert _read(state / "search" / "provenance.json")["threads"] == taken
+    assert _read(tiny_project / "report.json")["stages"]["search"]["reused_threads"] == taken
     # the terminal says so too (it said only "Ran search in 0.4 s")
     assert f"search: {groups[0]['count']} subset estimates taken from the store" in "\n".join(reporter.messages)
     assert "computed; 0 computed now." in "\n".join(reporter.messages)

@@ -10,14 +10,16 @@ are computed, in chunks that are saved as they finish.
 
 Layout of the store folder:
 
-* ``store.json``: ``{"format": 2, "key": ..., "sources": [...], "versions": [...]}``,
-  written when the store is created or reset, or new rows are computed with library
-  versions not listed yet (``versions``: the versions dicts that computed its rows);
+* ``store.json``: ``{"format": 2, "key": ..., "sources": [...], "versions": [...],
+  "threads": [...]}``, written when the store is created or reset, or new rows are computed
+  with library versions or thread counts not listed yet (``versions``: the versions dicts
+  that computed its rows; ``threads``, beside each, the thread counts they were computed
+  with, null where not recorded: rows an earlier subsetctl computed);
 * ``subsets.npz``: ``packed_masks`` (M, ceil(n/8)) uint8 (``np.packbits`` of each
   subset's mask), ``loss``, ``w_norm``, ``iterations``, ``converged`` (M,),
   ``completed`` (M,) bool, the bitmap of rows whose metrics are final (rows registered
   with :meth:`SubsetResultsStore.reserve` and not yet estimated are ``False``),
-  ``computed_with`` (M,) int, each row's index in ``versions`` (-1: not recorded, a store
+  ``computed_with`` (M,) int, each row's index in ``versions`` and ``threads`` (-1: not recorded, a store
   an earlier subsetctl wrote), and ``merged_through``, the last segment file it holds;
 * ``subsets.<k>.npz``: segment files, the rows changed since (the same arrays plus
   ``rows``, their row numbers), applied in order of ``k`` on opening. Each save writes
@@ -195,13 +197,17 @@ class SubsetResultsStore:
             takes ``key``.
         versions: the library versions computing the rows added now (recorded per row,
             :meth:`versions_of`); None records none.
+        threads: the thread counts computing them (:func:`~subsetctl.pipeline.thread_counts`,
+            recorded per row with the versions, :meth:`threads_of`); None records none.
     """
 
     def __init__(self, path: Path | str, sources: list[str], key: str, earlier_keys: tuple[str, ...] = (),
-                 versions: dict[str, str] | None = None) -> None:
+                 versions: dict[str, str] | None = None, threads: dict[str, Any] | None = None) -> None:
         self.path = Path(path)
         self.versions = versions
+        self.threads = threads
         self._versions: list[Any] = []  # store.json's list of the versions that computed rows
+        self._threads: list[Any] = []  # the thread counts beside each (None: not recorded)
         self.sources = list(sources)
         self.key = str(key)
         self.earlier_keys = tuple(str(k) for k in earlier_keys)
@@ -240,6 +246,9 @@ class SubsetResultsStore:
                     reason = "it was written for a different list of sources"
                 else:
                     self._versions = meta.get("versions") if isinstance(meta.get("versions"), list) else []
+                    threads = meta.get("threads") if isinstance(meta.get("threads"), list) else []
+                    # (versions an earlier subsetctl listed have no thread counts beside them)
+                    self._threads = [*threads, *[None] * len(self._versions)][:len(self._versions)]
                     if meta.get("key") != self.key or meta.get("format") != FORMAT_VERSION:
                         # the same results under an earlier spelling of the key, or an earlier
                         # format (read below; from now on written as this one)
@@ -273,6 +282,7 @@ class SubsetResultsStore:
             self._main_rows = 0
             self._segments = []
             self._versions = []
+            self._threads = []
             self._write_meta()
         self._index.build(self._rows.count)
 
@@ -343,7 +353,7 @@ class SubsetResultsStore:
 
     def _write_meta(self) -> None:
         text = json.dumps({"format": FORMAT_VERSION, "key": self.key, "sources": self.sources,
-                           "versions": self._versions}, indent=1)
+                           "versions": self._versions, "threads": self._threads}, indent=1)
         atomic_write(self.path / META_FILE, lambda fh: fh.write(text))
 
     def _save(self, rows: np.ndarray) -> None:
@@ -456,10 +466,13 @@ class SubsetResultsStore:
         self._rows["converged"][rows] = batch.converged
         self._rows["completed"][rows] = True
         if self.versions is not None:
-            if self.versions not in self._versions:
+            made = list(zip(self._versions, self._threads, strict=True))
+            if (self.versions, self.threads) not in made:
                 self._versions.append(self.versions)
+                self._threads.append(self.threads)
                 self._write_meta()
-            self._rows["computed_with"][rows] = self._versions.index(self.versions)
+                made.append((self.versions, self.threads))
+            self._rows["computed_with"][rows] = made.index((self.versions, self.threads))
         self._save(rows)
         return rows
 
@@ -471,13 +484,27 @@ class SubsetResultsStore:
     def versions_of(self, rows: Any) -> list[tuple[Any, int]]:
         """The library versions that computed ``rows`` (None: not recorded) with how many
         of them each computed, in order of first use."""
-        counts: dict[int, int] = {}
+        return self._counted(rows, self._versions)
+
+    def threads_of(self, rows: Any) -> list[tuple[Any, int]]:
+        """The thread counts that computed ``rows`` (None: not recorded, rows an earlier
+        subsetctl computed) with how many of them each computed, in order of first use."""
+        return self._counted(rows, self._threads)
+
+    def _counted(self, rows: Any, made: list[Any]) -> list[tuple[Any, int]]:
+        """Each distinct record of ``made`` (versions or thread counts, by the rows'
+        ``computed_with``; None where not a dict) that computed ``rows``, with how many."""
+        counts: list[tuple[Any, int]] = []
         computed_with = self._rows["computed_with"]
         for row in sorted(int(r) for r in rows):
             i = int(computed_with[row])
-            i = i if 0 <= i < len(self._versions) and isinstance(self._versions[i], dict) else -1
-            counts[i] = counts.get(i, 0) + 1
-        return [(self._versions[i] if i >= 0 else None, n) for i, n in counts.items()]
+            record = made[i] if 0 <= i < len(made) and isinstance(made[i], dict) else None
+            found = next((k for k, (seen, _) in enumerate(counts) if seen == record), None)
+            if found is None:
+                counts.append((record, 1))
+            else:
+                counts[found] = (record, counts[found][1] + 1)
+        return counts
 
 
 # ------------------------------------------------------------- cached estimator

@@ -651,8 +651,11 @@ def build_report(
         if manifest and not manifest.get("corrupt"):
             report["stages"][stage] = {"seconds": manifest.get("seconds"), "summary": _summary(project, manifest),
                                        **made_by(manifest)}
-            taken = _provenance(project, stage)[0].get("threads")
-            if isinstance(taken, dict) and taken:  # results taken from the caches or merged shards: theirs
+            provenance, computed_with, _ = _provenance(project, stage)
+            taken = provenance.get("threads") if isinstance(provenance.get("threads"), dict) else {}
+            # results taken from the caches or merged shards: theirs; null: an earlier subsetctl recorded none
+            taken = {**taken, **{result: None for result in computed_with if result not in taken}}
+            if taken:
                 report["stages"][stage]["reused_threads"] = taken
             if manifest.get("warnings") and stage not in skip:  # said while it ran (truncated examples, ...)
                 # a model's loading notice is said by the first stage of a run that loads it: a

@@ -334,6 +334,8 @@ def _computed_nothing_itself(stage: str, entry: dict[str, Any], report: dict[str
         return summary.get("trained_now") == 0
     if stage == "gradients":
         return summary.get("computed") == 0
+    if stage == "search":  # every subset estimate taken from its store (the strategies only rank them)
+        return summary.get("computed_now") == 0
     if stage == "verify":
         return isinstance(summary.get("runs"), int) and summary.get("reused") == summary["runs"]
     if stage == "evaluate":  # one test result per fine-tuned adapter folder
@@ -356,6 +358,7 @@ def threads_line(report: dict[str, Any]) -> str | None:
     stages = report.get("stages") or {}
     order = {name: i for i, name in enumerate(stage_names())}
     by_count: dict[int, list[str]] = {}
+    unknown: list[str] = []  # results taken from the caches that an earlier subsetctl computed, by stage
     for stage in sorted(stages, key=lambda name: order.get(name, len(order))):  # in run order
         entry = stages[stage] if isinstance(stages[stage], dict) else {}
         threads = entry.get("threads")
@@ -363,21 +366,37 @@ def threads_line(report: dict[str, Any]) -> str | None:
         if isinstance(count, int) and not _computed_nothing_itself(stage, entry, report):
             by_count.setdefault(count, []).append(stage)
         reused: dict[int, int] = {}  # torch's count -> results taken with it (a shard: each run of it)
+        not_recorded = 0
         for taken in (entry.get("reused_threads") or {}).values() if isinstance(entry.get("reused_threads"), dict) else ():
             for record in taken if isinstance(taken, list) else [taken]:
+                n = 1
+                if isinstance(record, dict) and "count" in record:  # the search's: counts, with the estimates of them
+                    n = record["count"] if isinstance(record["count"], int) else 0
+                    record = record.get("threads")
                 if isinstance(record, dict) and isinstance(record.get("torch"), int):
-                    reused[record["torch"]] = reused.get(record["torch"], 0) + 1
+                    reused[record["torch"]] = reused.get(record["torch"], 0) + n
+                elif record is None:
+                    not_recorded += n
         for other, n in reused.items():
             if other != count:
-                by_count.setdefault(other, []).append(f"{stage} ({n} from the cache or shards)")
-    if len(by_count) < 2:
-        return None
-    parts = [f"{', '.join(stages)} with {count} thread{'s' if count != 1 else ''}"
-             for count, stages in sorted(by_count.items())]
-    return ("Computed with different torch thread counts, whose results differ in the last bits: "
-            f"{'; '.join(parts)}. To have the results of one run, re-run the stages of the other count with the "
-            "same one (`OMP_NUM_THREADS=N subsetctl run DIR --force STAGE`, STAGE the first of them); each stage's "
-            "`threads` in report.json lists them (`reused_threads`, those of its results from the cache or shards).")
+                by_count.setdefault(other, []).append(f"{stage} ({n:,} from the cache or shards)")
+        if not_recorded:
+            unknown.append(f"{stage} ({not_recorded:,})")
+    line = None
+    if len(by_count) >= 2:
+        parts = [f"{', '.join(stages)} with {count} thread{'s' if count != 1 else ''}"
+                 for count, stages in sorted(by_count.items())]
+        line = ("Computed with different torch thread counts, whose results differ in the last bits: "
+                f"{'; '.join(parts)}. To have the results of one run, re-run the stages of the other count with the "
+                "same one (`OMP_NUM_THREADS=N subsetctl run DIR --force STAGE`, STAGE the first of them); each stage's "
+                "`threads` in report.json lists them (`reused_threads`, those of its results from the cache or shards).")
+    if unknown:  # said, not left out: their results may have been computed with another count
+        line = " ".join(filter(None, [line, (
+            f"Results taken from the cache or shards that an earlier subsetctl computed, with no record of their "
+            "thread counts: "
+            f"{', '.join(unknown)}; they may differ in the last bits from results computed with this run's count "
+            "(`run --force STAGE` computes them again).")]))
+    return line
 
 
 def shared_finetune_line(report: dict[str, Any]) -> str | None:

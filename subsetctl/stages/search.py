@@ -40,6 +40,10 @@ from subsetctl.stages.features import (
 )
 
 SELECTIONS = "selections.json"
+#: under what the search's provenance.json ``threads`` (report.json's ``reused_threads``) lists
+#: the thread counts of the estimates it took from the store: ``{"threads": ..., "count": n}``
+#: for each (``threads`` null for estimates an earlier subsetctl computed, which recorded none)
+REUSED_ESTIMATES = "subset estimates"
 SUBSET_CACHE = ("cache", "search")
 #: Subsets of a strategy's trace kept in selections.json (the lowest estimated losses);
 #: every estimate stays in the search cache.
@@ -659,9 +663,12 @@ class SearchStage(Stage):
             else cal.to_dict(),
             "sources": features.sources,
         })
-        # the estimates taken from the store that earlier runs computed, by the library versions computing them
+        # the estimates taken from the store that earlier runs computed, by the library versions and the
+        # thread counts computing them (report.json's reused_threads; null: not recorded)
+        threads = [{"threads": counts, "count": count} for counts, count in store.threads_of(cached.reused_rows)]
         atomic_write_json(ctx.out_dir / common.PROVENANCE, {"computed_with": {}, "estimates": [
-            {"versions": versions, "count": count} for versions, count in store.versions_of(cached.reused_rows)]})
+            {"versions": versions, "count": count} for versions, count in store.versions_of(cached.reused_rows)],
+            **({"threads": {REUSED_ESTIMATES: threads}} if threads else {})})
         alike = _all_estimates_alike(batch.loss, None if in_process else cal.lam)
         if alike:
             ctx.reporter.warn(alike)
@@ -714,7 +721,7 @@ def _open_store(ctx: StageContext, estimator_used: str, lam: float, sources: lis
     else:  # estimates an earlier subsetctl kept under another key
         common.adopt_legacy_entry(store_dir, [_store_dir(ctx, estimator_used, k, sources) for k in earlier])
     store = SubsetResultsStore(store_dir, sources, key, earlier_keys=tuple(earlier),
-                               versions=pipeline.library_versions())
+                               versions=pipeline.library_versions(), threads=pipeline.thread_counts())
     touch(store_dir)  # used: the last to go when the caches are trimmed (project.cache_limit_gb)
     if store.reset_reason:
         ctx.reporter.warn(AboutThisRun(f"{store.reset_reason} Its subsets are estimated again."))
