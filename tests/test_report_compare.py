@@ -242,3 +242,21 @@ def test_the_sources_one_side_alone_has_are_one_row_a_side() -> None:
         ("sources only in A (450)", "x000, x001, x002 and 447 more", None),
         ("sources only in B (1)", None, "y0"),
         ("sources[s004].max_examples", None, 9)]
+
+
+def test_compare_of_two_project_folders_names_a_model_folder_inside_each_alike(tmp_path: Path) -> None:
+    """Two folders of one spec naming its model folder inside the project by an absolute path:
+    report.json named it relative to each, but `report A --compare B` read the settings
+    itself and showed `model.source` as differing."""
+    from subsetctl.report.compare import load_side
+
+    sides = []
+    for name in ("p1", "p2"):
+        folder = tmp_path / name / ".subsetctl" / "meta_init"
+        folder.mkdir(parents=True)
+        (folder / "manifest.json").write_text(json.dumps({
+            "fingerprint": "f", "seconds": 1.0, "summary": {},
+            "inputs": {"slice": {"model": {"source": str(tmp_path / name / "model")}}}}))
+        (tmp_path / name / "subsetctl.yaml").write_text("x: 1\n")
+        sides.append(load_side(tmp_path / name))
+    assert sides[0]["settings"] == sides[1]["settings"] == {"model.source": "model"}

@@ -479,6 +479,8 @@ def results_settings(project: Project, skip: frozenset[str] | set[str] = frozens
     kind = KIND_NEUTRAL.get(str(out.get("model.kind")), {})
     neutral = {f"{section}.{key}" for table in (RESULT_NEUTRAL, kind) for section, keys in table.items()
                for key in keys}
+    if "model.source" in out:  # a model folder inside the project by its place there (two folders: the same)
+        out["model.source"] = in_project_terms(out["model.source"], project.root)
     return {key: value for key, value in sorted(out.items()) if key not in neutral}
 
 
@@ -669,8 +671,6 @@ def build_report(
         report["stage_warnings"] = warnings
     # what made the results, as each stage recorded it: a report.json kept aside says which variant it is
     report["settings"] = results_settings(project, skip)
-    if "model.source" in report["settings"]:  # a model folder inside the project by its place there
-        report["settings"]["model.source"] = in_project_terms(report["settings"]["model.source"], project.root)
     overrides = results_overrides(project, skip, spec)
     if overrides:  # results made under command-line overrides say so (not the spec alone)
         report["overrides"] = overrides
