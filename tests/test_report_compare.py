@@ -260,3 +260,52 @@ def test_compare_of_two_project_folders_names_a_model_folder_inside_each_alike(t
         (tmp_path / name / "subsetctl.yaml").write_text("x: 1\n")
         sides.append(load_side(tmp_path / name))
     assert sides[0]["settings"] == sides[1]["settings"] == {"model.source": "model"}
+
+
+def test_compare_names_the_input_files_and_random_baselines_seeds_that_differ() -> None:
+    """`report --compare` set the settings side by side but not the input files (two variants
+    on edited data files, or another model release, read as the same) nor the seeds the
+    random baselines drew from (a relabelled one draws from another seed): one line each
+    when they differ, nothing when they are the same."""
+    files = {"model": {"model_files": {"files": {"model.safetensors": {"size": 4, "sha256": "a" * 64}}}},
+             "data": {"t": {"file": {"size": 2, "sha256": "b" * 64}}, "gym": {"reasoning_gym": "0.1.25"},
+                      "gone": {"file": {"missing": True}}}}
+    randoms = {"project.seed": 0, "search.strategies[0].name": "random", "search.strategies[0].label": "r1",
+               "search.strategies[1].name": "random", "search.strategies[1].label": "r2"}
+    a, b = _side("A", ["a"], dict(randoms)), _side("B", ["a"], dict(randoms))
+    a["report"]["input_files"] = files
+    b["report"]["input_files"] = json.loads(json.dumps(files))
+    cmp = compare_reports(a, b)
+    assert cmp["input_files"] == [] and cmp["random_seeds"]["a"] == cmp["random_seeds"]["b"]
+    text = _rendered(cmp)
+    assert "input file" not in text and "random baselines' seeds" not in text
+    b["report"]["input_files"]["data"]["t"]["file"]["sha256"] = "c" * 64
+    b["report"]["input_files"]["data"]["gym"]["reasoning_gym"] = "0.1.26"
+    b["report"]["input_files"]["data"]["new"] = {"file": {"size": 1, "sha256": "d" * 64}}
+    b["settings"]["search.strategies[1].label"] = "other"
+    cmp = compare_reports(a, b)
+    assert cmp["input_files"] == [{"file": "data/t", "a": "b" * 64, "b": "c" * 64},
+                                  {"file": "data/gym/reasoning_gym", "a": "0.1.25", "b": "0.1.26"},
+                                  {"file": "data/new", "a": None, "b": "d" * 64}]
+    text = _rendered(cmp)
+    assert f"input file data/t: A sha256 {'b' * 12}, B sha256 {'c' * 12}" in text
+    assert "input file data/gym/reasoning_gym: A 0.1.25, B 0.1.26" in text
+    assert f"input file data/new: A -, B sha256 {'d' * 12}" in text and "model.safetensors" not in text
+    from subsetctl.search.baselines import labelled_seed
+
+    assert (f"random baselines' seeds: A r1 0, r2 {labelled_seed(0, 'r2')}; "
+            f"B r1 0, other {labelled_seed(0, 'other')}") in text
+    del b["report"]["input_files"]  # a report.json an earlier subsetctl wrote: nothing to compare
+    assert compare_reports(a, b)["input_files"] is None
+
+
+def _rendered(cmp: dict) -> str:
+    import io
+
+    from rich.console import Console
+
+    from subsetctl.report.compare import render_comparison
+
+    buffer = io.StringIO()
+    render_comparison(cmp, Console(file=buffer, width=300))
+    return buffer.getvalue()

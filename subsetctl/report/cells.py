@@ -566,22 +566,30 @@ def _rows_name(name: str, rows: dict[str, Any]) -> str:
     return f"{name}/its rows".strip("/")
 
 
-def _random_baselines_seeds(settings: dict[str, Any]) -> str | None:
-    """The seed each ``random`` baseline drew from, by label, as recorded ``settings`` tell
-    them ("r1 project.seed (0), r2 1234..."), when there are several: the first draws from
-    project.seed, each later one from a seed of its own
+def random_baselines_seeds(settings: dict[str, Any]) -> dict[str, int]:
+    """Each ``random`` baseline's label -> the seed it drew from, as recorded ``settings``
+    tell them: the first draws from project.seed, each later one from a seed of its own
     (:func:`~subsetctl.search.baselines.labelled_seed`), which ``settings`` do not list.
-    None for fewer than two, or a project seed not recorded."""
+    Empty without one, or with a project seed not recorded."""
     from subsetctl.search.baselines import labelled_seed
 
     project_seed = settings.get("project.seed")
     found = [int(m.group(1)) for key, value in settings.items()
              if value == "random" and (m := re.fullmatch(r"search\.strategies\[(\d+)\]\.name", key))]
-    if len(found) < 2 or not isinstance(project_seed, int):
-        return None
+    if not found or not isinstance(project_seed, int):
+        return {}
     labels = [settings.get(f"search.strategies[{i}].label") or "random" for i in sorted(found)]
-    return ", ".join([f"{labels[0]} project.seed ({project_seed})",
-                      *(f"{label} {labelled_seed(project_seed, label)}" for label in labels[1:])])
+    return {labels[0]: project_seed, **{label: labelled_seed(project_seed, label) for label in labels[1:]}}
+
+
+def _random_baselines_seeds(settings: dict[str, Any]) -> str | None:
+    """The seed each ``random`` baseline drew from, by label (:func:`random_baselines_seeds`:
+    "r1 project.seed (0), r2 1234..."), when there are several; None for fewer than two."""
+    seeds = random_baselines_seeds(settings)
+    if len(seeds) < 2:
+        return None
+    (first, project_seed), *later = seeds.items()
+    return ", ".join([f"{first} project.seed ({project_seed})", *(f"{label} {seed}" for label, seed in later)])
 
 
 def reproduce_facts(report: dict[str, Any]) -> tuple[list[str], list[tuple[str, list[tuple[str, str]], int]]]:

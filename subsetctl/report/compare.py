@@ -4,8 +4,9 @@ An ablation (gradients.d, lambda, the strategies, seeds) runs one variant per pr
 folder, or one after another in one project with a copy of its report.json kept between
 them; comparing two meant diffing report.json by hand. This puts side by side what
 differs: the settings that made the results (each stage's recorded spec slice, so only
-settings a stage read), the lambda and estimator used, each selection's sources and
-estimated loss, and the test metrics. Read-only, like `report`."""
+settings a stage read), the input files they were made from (their sha256), the seeds
+the random baselines drew from, the lambda and estimator used, each selection's sources
+and estimated loss, and the test metrics. Read-only, like `report`."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from subsetctl.errors import NotFoundError, UserError
-from subsetctl.report.cells import SELECTED_SHOWN, selected_cell
+from subsetctl.report.cells import SELECTED_SHOWN, random_baselines_seeds, selected_cell
 
 
 def load_side(path: str | Path) -> dict[str, Any]:
@@ -78,14 +79,24 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     subsetctl's),
     ``overrides`` (each side's command-line overrides), ``final``, ``lambda``,
     ``estimator``, ``selections`` (``[{selection, a, b, same, estimate_a, estimate_b}]``,
-    the sources each picked, in the first side's order, then the second's others) and
-    ``test`` (``[{selection, metric, a, b, loss_a, loss_b}]``, the test score and loss means)."""
+    the sources each picked, in the first side's order, then the second's others),
+    ``test`` (``[{selection, metric, a, b, loss_a, loss_b}]``, the test score and loss means),
+    ``input_files`` (``[{file, a, b}]``, the input files whose sha256, or package version, differ,
+    :func:`input_digests`; None where a side's report has no ``input_files``, an earlier
+    subsetctl's) and ``random_seeds`` (``{a, b}``, each random baseline's label -> the seed it
+    drew from, :func:`~subsetctl.report.cells.random_baselines_seeds`; None for a side without
+    settings)."""
     ra, rb = a["report"], b["report"]
     settings = None
     if a["settings"] is not None and b["settings"] is not None:
         sa, sb = _sources_by_name(a["settings"]), _sources_by_name(b["settings"])
         keys = list(sa) + [k for k in sb if k not in sa]
         settings = [{"key": k, "a": sa.get(k), "b": sb.get(k)} for k in keys if sa.get(k) != sb.get(k)]
+    files = None
+    if isinstance(ra.get("input_files"), dict) and isinstance(rb.get("input_files"), dict):
+        fa, fb = input_digests(ra["input_files"]), input_digests(rb["input_files"])
+        files = [{"file": k, "a": fa.get(k), "b": fb.get(k)} for k in [*fa, *(k for k in fb if k not in fa)]
+                 if fa.get(k) != fb.get(k)]
     names = [*(ra.get("selection_order") or []),
              *[n for n in (rb.get("selection_order") or []) if n not in (ra.get("selection_order") or [])]]
     selections, test = [], []
@@ -107,8 +118,37 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         "final": {"a": ra.get("final"), "b": rb.get("final")},
         "lambda": {"a": cal_a.get("lam"), "b": cal_b.get("lam")},
         "estimator": {"a": cal_a.get("estimator"), "b": cal_b.get("estimator")},
-        "selections": selections, "test": test,
+        "selections": selections, "test": test, "input_files": files,
+        "random_seeds": {side: random_baselines_seeds(x["settings"]) if x["settings"] is not None else None
+                         for side, x in (("a", a), ("b", b))},
     }
+
+
+def input_digests(files: dict[str, Any]) -> dict[str, str]:
+    """report.json's ``input_files`` as ``{file: digest}``: each file's sha256 (``"missing"``
+    for one that was not there), each package's version (a packaged model's, a generating
+    loader's), named by its place (``model/model.safetensors``, ``model/model_package``,
+    ``data/wiki`` for a source's single file, ``data/wiki/part-0.parquet``): what `--compare`
+    sets side by side, one line a file that differs."""
+    out: dict[str, str] = {}
+
+    def walk(record: Any, name: str) -> None:
+        if isinstance(record, dict) and isinstance(record.get("sha256"), str):
+            out[name] = record["sha256"]
+        elif isinstance(record, dict) and record.get("missing") is True:
+            out[name] = "missing"
+        elif isinstance(record, dict):
+            for key, value in record.items():  # (a file's own record is named by its place, not its keys)
+                walk(value, name if key in ("file", "files", "path", "data_files", "model_files") else f"{name}/{key}")
+        elif isinstance(record, list):
+            for i, value in enumerate(record):
+                walk(value, f"{name}[{i}]")
+        elif isinstance(record, str):
+            out[name] = record
+
+    for part in ("model", "data"):
+        walk(files.get(part), part)
+    return out
 
 
 def _sources_by_name(settings: dict[str, Any]) -> dict[str, Any]:
@@ -231,6 +271,19 @@ def _names_and_more(names: list[str]) -> str:
     return ", ".join(names[:SOURCES_NAMED]) + more
 
 
+def _digest(value: str | None) -> str:
+    """An input file's digest as a comparison line shows it: sha256's first 12 digits, a
+    package's version or "missing" as it is, "-" for a side without the file."""
+    if value is None:
+        return "-"
+    return f"sha256 {value[:12]}" if re.fullmatch(r"[0-9a-f]{64}", value) else value
+
+
+def _seeds(seeds: dict[str, int]) -> str:
+    """Random baselines' seeds as a comparison line shows them: "r1 0, r2 1234" ("none")."""
+    return ", ".join(f"{label} {seed}" for label, seed in seeds.items()) or "none"
+
+
 def render_comparison(cmp: dict[str, Any], console: Any) -> None:
     """Print :func:`compare_reports`' result as tables: A is the project `report` names,
     B the one `--compare` names."""
@@ -252,6 +305,11 @@ def render_comparison(cmp: dict[str, Any], console: Any) -> None:
         for key, a, b in settings_rows(cmp["settings"]):
             table.add_row(escape(key), escape(_cell(a)), escape(_cell(b)))
         console.print(table)
+    for row in cmp.get("input_files") or []:  # one line a file (nothing when all are the same)
+        console.print(f"input file {escape(row['file'])}: A {escape(_digest(row['a']))}, B {escape(_digest(row['b']))}")
+    seeds = cmp.get("random_seeds") or {}
+    if seeds.get("a") is not None and seeds.get("b") is not None and seeds["a"] != seeds["b"]:
+        console.print(f"random baselines' seeds: A {escape(_seeds(seeds['a']))}; B {escape(_seeds(seeds['b']))}")
     table = Table(title=(f"selections (final: A {_cell(cmp['final']['a'])}, B {_cell(cmp['final']['b'])}; "
                          f"lambda: A {_cell(cmp['lambda']['a'])}, B {_cell(cmp['lambda']['b'])}; "
                          f"estimator: A {_cell(cmp['estimator']['a'])}, B {_cell(cmp['estimator']['b'])})"),
