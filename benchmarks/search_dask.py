@@ -5,7 +5,7 @@ The search stage estimates in chunks of 256 subsets, and a greedy search once pe
 one executor call each. Before running a call's tasks, the Dask backend checks that the
 workers run this subsetctl and can load the estimator's code (two round trips to every
 worker). It now checks each worker process once per search stage
-(``executors._check_new_workers``); before, it checked all of them on every call. This
+(``dask_backend._check_new_workers``); before, it checked all of them on every call. This
 script runs the same searches (``forward``, then ``random_ensemble``, through a fresh
 results store each time, as a first run does) ``--repeats`` times, alternating, in this
 one process:
@@ -43,7 +43,7 @@ from typing import Any
 if not os.environ.get("PYTHONPATH"):  # this checkout's code unless told otherwise
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from subsetctl.estimate import executors
+from subsetctl.estimate import dask_backend, executors
 from subsetctl.estimate.results import CachedEstimator, SubsetResultsStore
 from subsetctl.estimate.solvers import FastEstimator
 from subsetctl.estimate.synthetic import make_synthetic_features
@@ -53,25 +53,25 @@ WAYS = ("dask", "dask_checks_every_call", "loky", "sequential")
 
 
 class _Counted:
-    """``executors._check_new_workers`` counting its calls; with ``every_call``, it forgets
+    """``dask_backend._check_new_workers`` counting its calls; with ``every_call``, it forgets
     the workers checked before each (the behaviour before they were remembered)."""
 
     def __init__(self) -> None:
-        self.original = executors._check_new_workers
+        self.original = dask_backend._check_new_workers
         self.every_call = False
         self.calls = 0
 
     def __call__(self, *args: Any, **kwargs: Any) -> None:
         self.calls += 1
         if self.every_call:
-            executors._checked.clear()
+            dask_backend._checked.clear()
         self.original(*args, **kwargs)
 
 
 def search(estimator: FastEstimator, way: str, n_jobs: int, m: int, counted: _Counted) -> tuple[float, Any]:
     """Both searches run ``way``, in seconds, and what they picked (subsets and losses)."""
     executors.forget_dumped_estimator()
-    executors.forget_scattered_estimator()  # each search as a new stage
+    dask_backend.forget_scattered_estimator()  # each search as a new stage
     counted.every_call = way == "dask_checks_every_call"
     backend = "dask" if way.startswith("dask") else way
     picked = []
@@ -85,7 +85,7 @@ def search(estimator: FastEstimator, way: str, n_jobs: int, m: int, counted: _Co
             picked.append((result.selected, result.estimated_loss))
         took = time.perf_counter() - started
     executors.forget_dumped_estimator()
-    executors.forget_scattered_estimator()
+    dask_backend.forget_scattered_estimator()
     return took, picked
 
 
@@ -119,7 +119,7 @@ def main() -> None:
                                        n_target_train=20, n_val=20, helpful=tuple(range(0, 20, 2)), harmful=(1, 3))
     estimator = FastEstimator(features, lam=1.0)
     counted = _Counted()
-    executors._check_new_workers = counted  # type: ignore[assignment]
+    dask_backend._check_new_workers = counted  # type: ignore[assignment]
     try:
         for way in ("dask", "loky"):  # start the local cluster and the loky workers (once per process)
             search(estimator, way, args.n_jobs, args.m, counted)
@@ -134,8 +134,8 @@ def main() -> None:
         calls = counted.calls // (2 * args.repeats)
         single = per_call_ms(estimator, args.n_jobs, args.calls, counted)
     finally:
-        executors._check_new_workers = counted.original  # type: ignore[assignment]
-        executors.close_dask_clients()
+        dask_backend._check_new_workers = counted.original  # type: ignore[assignment]
+        dask_backend.close_dask_clients()
     best = {way: min(v) for way, v in seconds.items()}
     print(json.dumps({
         "sources": len(features.sources), "d": int(features.d), "n_jobs": args.n_jobs, "m": args.m,

@@ -401,7 +401,7 @@ def check_dask_scheduler(spec: Any) -> Check | None:
         return None
     from distributed.comm.addressing import parse_address, parse_host_port
 
-    from subsetctl.estimate.executors import check_dask_address
+    from subsetctl.estimate.dask_backend import check_dask_address
 
     try:
         check_dask_address(address)
@@ -417,7 +417,7 @@ def check_dask_scheduler(spec: Any) -> Check | None:
         return Check("dask scheduler", False, f"{address} cannot be reached ({exc.strerror or exc or 'timed out'})",
                      "Start the scheduler (`dask scheduler`) and its workers, check executor.address, or drop it "
                      "to use a local cluster: the search stage connects to it after the model stages.")
-    from subsetctl.estimate.executors import scheduler_threads
+    from subsetctl.estimate.dask_backend import scheduler_threads
 
     try:  # a port that takes connections may be another server's: the dashboard's 8787 passed
         workers, threads = scheduler_threads(address, min(spec.executor.connect_timeout, 5.0))

@@ -215,7 +215,7 @@ def _dask_address_issues(spec: Spec, issue: _AddIssue) -> None:
     from subsetctl.doctor import dask_importable
 
     if spec.executor.backend == "dask" and spec.executor.address is not None and dask_importable():  # "" too
-        from subsetctl.estimate.executors import check_dask_address
+        from subsetctl.estimate.dask_backend import check_dask_address
 
         try:  # a malformed address would only be found after the gradients stage
             check_dask_address(spec.executor.address)

@@ -2141,7 +2141,7 @@ def test_readme_names_every_kind_a_json_user_error_has() -> None:
     """README lists the `kind`s of `{"error": {kind, ...}}` for a script to branch on: each
     error class's kind is one of them, and README names no kind that none has."""
     import subsetctl.data.loaders.files
-    import subsetctl.estimate.executors
+    import subsetctl.estimate.dask_backend
     import subsetctl.project
     import subsetctl.search.base  # noqa: F401  (their UserError subclasses)
     from subsetctl.errors import UserError

@@ -593,11 +593,8 @@ class SearchStage(Stage):
         return extra
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
-        from subsetctl.estimate.executors import (
-            close_dask_clients,
-            forget_dumped_estimator,
-            forget_scattered_estimator,
-        )
+        from subsetctl.estimate.dask_backend import close_dask_clients, forget_scattered_estimator
+        from subsetctl.estimate.executors import forget_dumped_estimator
 
         try:
             return self._search(ctx)

@@ -20,13 +20,8 @@ from estfixtures import random_masks
 
 from subsetctl.errors import UserError
 from subsetctl.estimate.base import EstimateBatch, FeatureSet
-from subsetctl.estimate.executors import (
-    _worker_import_error,
-    check_dask_address,
-    close_dask_clients,
-    default_batch_size,
-    estimate_parallel,
-)
+from subsetctl.estimate.dask_backend import _worker_import_error, check_dask_address, close_dask_clients
+from subsetctl.estimate.executors import default_batch_size, estimate_parallel
 from subsetctl.estimate.solvers import ExactEstimator, FastEstimator
 
 
@@ -601,7 +596,8 @@ def test_workers_running_another_copy_of_subsetctl_are_refused(small_features: F
 
 def test_workers_with_the_same_subsetctl_pass_the_code_check() -> None:
     """The check compares the workers' answers with this process's own digest."""
-    from subsetctl.estimate.executors import _check_workers_code, subsetctl_code_digest
+    from subsetctl.estimate.dask_backend import _check_workers_code
+    from subsetctl.estimate.executors import subsetctl_code_digest
 
     class Answers:
         def __init__(self, answers: dict[str, Any]) -> None:
@@ -623,7 +619,8 @@ def test_workers_with_a_subsetctl_from_before_the_code_check_are_refused() -> No
     """A worker whose subsetctl has no subsetctl_code_digest answers with the error of
     unpickling it (as distributed returns it); that answer was skipped as the cluster's own
     trouble, so workers of any earlier release passed the check."""
-    from subsetctl.estimate.executors import _check_workers_code, subsetctl_code_digest
+    from subsetctl.estimate.dask_backend import _check_workers_code
+    from subsetctl.estimate.executors import subsetctl_code_digest
 
     class Answers:
         def __init__(self, answers: dict[str, Any]) -> None:
@@ -665,7 +662,7 @@ def test_workers_lost_mid_search_are_a_user_error() -> None:
     from distributed.comm.core import CommClosedError
     from distributed.scheduler import KilledWorker
 
-    from subsetctl.estimate.executors import _dask_failure
+    from subsetctl.estimate.dask_backend import _dask_failure
 
     running, connecting = SimpleNamespace(status="running"), SimpleNamespace(status="connecting")
     lost = _dask_failure(CancelledError("_run_batch-1"), running, None, False)
@@ -717,7 +714,7 @@ def test_a_scheduler_lost_at_any_step_is_a_user_error(small_features: FeatureSet
 def test_closing_a_client_whose_scheduler_is_gone_raises_nothing() -> None:
     import asyncio
 
-    from subsetctl.estimate.executors import _DaskConnection
+    from subsetctl.estimate.dask_backend import _DaskConnection
 
     def cancelled() -> None:
         raise asyncio.CancelledError
@@ -838,7 +835,7 @@ def test_a_worker_the_code_check_cannot_reach_is_not_blamed_on_the_code(small_fe
     Dask would have run on the other workers."""
     from distributed.comm.core import CommClosedError
 
-    from subsetctl.estimate.executors import _check_workers_load
+    from subsetctl.estimate.dask_backend import _check_workers_load
 
     class Answers:
         def __init__(self, answers: dict[str, Any]) -> None:
@@ -865,7 +862,7 @@ def test_ctrl_c_while_a_local_cluster_starts_stops_the_run_and_the_cluster() -> 
 
     import dask.distributed as dd
 
-    from subsetctl.estimate.executors import _connect_dask
+    from subsetctl.estimate.dask_backend import _connect_dask
 
     started: list[Any] = []
 
@@ -900,7 +897,7 @@ def test_ctrl_c_while_a_local_cluster_starts_stops_the_run_and_the_cluster() -> 
 def test_overlapping_silencing_of_distributed_logs_puts_the_levels_back() -> None:
     """Two overlapping uses (two threads' searches): the second saved the levels the first
     had set and put those "back" last, so distributed's logs stayed off for good."""
-    from subsetctl.estimate.executors import _distributed_logs_off
+    from subsetctl.estimate.dask_backend import _distributed_logs_off
 
     logger = logging.getLogger("distributed.client")
     before = logger.level
@@ -922,7 +919,7 @@ def test_fetching_a_result_keeps_dasks_gather_warning_off_the_terminal(capsys) -
     """A worker lost while its result was fetched: distributed logged "Couldn't gather 1
     keys, rescheduling ..." on the terminal, between the progress bar and the search's own
     message about it."""
-    from subsetctl.estimate.executors import _fetched
+    from subsetctl.estimate.dask_backend import _fetched
 
     logger = logging.getLogger("distributed.client")
     handler = logging.StreamHandler()  # (where distributed's own config sends it: stderr)
@@ -1052,7 +1049,7 @@ def test_dask_scatters_an_estimator_once_for_the_calls_of_a_search(small_feature
 
     import distributed
 
-    from subsetctl.estimate import executors
+    from subsetctl.estimate import dask_backend
 
     scattered: list[Any] = []
     real = distributed.Client.scatter
@@ -1063,12 +1060,12 @@ def test_dask_scatters_an_estimator_once_for_the_calls_of_a_search(small_feature
     for _ in range(2):
         _assert_same(estimate_parallel(est, masks, backend="dask", n_jobs=1, batch_size=4), est.estimate(masks))
     assert len(scattered) == 1
-    client, first = executors._scattered["client"], executors._scattered["future"].key
+    client, first = dask_backend._scattered["client"], dask_backend._scattered["future"].key
     est.lam = 10.0
     expected = FastEstimator(small_features, lam=10.0).estimate(masks)
     _assert_same(estimate_parallel(est, masks, backend="dask", n_jobs=1, batch_size=4), expected)
     assert len(scattered) == 2 and first not in client.futures  # the old one released
-    kept = executors._scattered["future"]
+    kept = dask_backend._scattered["future"]
     with contextlib.suppress(Exception):
         client.run(os._exit, 1)  # the only worker dies with the estimator; its nanny starts another
     client.wait_for_workers(1, timeout=30)
@@ -1078,7 +1075,7 @@ def test_dask_scatters_an_estimator_once_for_the_calls_of_a_search(small_feature
     _assert_same(estimate_parallel(est, masks, backend="dask", n_jobs=1, batch_size=4), expected)
     assert len(scattered) == 3
     close_dask_clients()
-    assert executors._scattered == {}
+    assert dask_backend._scattered == {}
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="no signal masks")
@@ -1131,7 +1128,7 @@ def test_dask_checks_each_worker_once_per_search_stage(small_features: FeatureSe
     import distributed
     from dask.distributed import LocalCluster
 
-    from subsetctl.estimate import executors
+    from subsetctl.estimate import dask_backend
 
     checked: list[tuple[str, list[str] | None]] = []
     real = distributed.Client.run
@@ -1150,13 +1147,13 @@ def test_dask_checks_each_worker_once_per_search_stage(small_features: FeatureSe
             assert checked == [("subsetctl_code_digest", first), ("_load_code", first)]
             checked.clear()
             cluster.scale(2)
-            client = executors._scattered["client"]
+            client = dask_backend._scattered["client"]
             client.wait_for_workers(2, timeout=30)
             _assert_same(estimate_parallel(est, masks, backend="dask", address=address, batch_size=4), expected)
             joined = sorted(set(cluster.scheduler.workers) - set(first))
             assert checked == [("subsetctl_code_digest", joined), ("_load_code", joined)]
             checked.clear()
-            executors.forget_scattered_estimator()  # as the search stage does at its end
+            dask_backend.forget_scattered_estimator()  # as the search stage does at its end
             _assert_same(estimate_parallel(est, masks, backend="dask", address=address, batch_size=4), expected)
             assert [name for name, _ in checked] == ["subsetctl_code_digest", "_load_code"]
             assert sorted(checked[0][1] or []) == sorted(cluster.scheduler.workers)
@@ -1169,7 +1166,8 @@ def test_workers_that_read_subsetctl_before_it_was_edited_are_told_to_restart() 
     old code from the same folder, and was said to "run another copy of subsetctl (from
     /x/subsetctl ...). Install the same subsetctl there as here (/x/subsetctl)", the same
     folder named twice with no word of what happened."""
-    from subsetctl.estimate.executors import _check_workers_code, subsetctl_code_digest
+    from subsetctl.estimate.dask_backend import _check_workers_code
+    from subsetctl.estimate.executors import subsetctl_code_digest
 
     class Answers:
         def run(self, function: Any, on_error: str) -> dict[str, Any]:
@@ -1220,7 +1218,7 @@ def test_a_plugin_estimators_print_on_dask_or_threads_stays_off_json_stdout(
     """The local Dask cluster's workers are processes writing to this process's stdout: a
     plugin estimator's print() there came before `run --format json`'s JSON (as loky's did).
     The threading backend's batches run in this process, under the command's own redirection."""
-    from subsetctl.estimate import executors
+    from subsetctl.estimate import dask_backend
 
     monkeypatch.syspath_prepend(str(tmp_path))
     (tmp_path / f"printing_est_{backend}.py").write_text(
@@ -1237,7 +1235,7 @@ def test_a_plugin_estimators_print_on_dask_or_threads_stays_off_json_stdout(
             estimator = importlib.import_module(f"printing_est_{backend}").Est(small_features, lam=0.1)
             got = estimate_parallel(estimator, masks, backend=backend, n_jobs=2, batch_size=3)
     finally:
-        executors.forget_scattered_estimator()
+        dask_backend.forget_scattered_estimator()
     out, err = capfd.readouterr()
     assert "PRINTED BY THE PLUGIN" not in out and "PRINTED BY THE PLUGIN" in err
     assert "PRINTED AT IMPORT" not in out and err.count("PRINTED AT IMPORT") >= (2 if backend == "dask" else 1), err

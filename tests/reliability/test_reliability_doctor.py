@@ -400,7 +400,7 @@ def test_doctor_says_when_the_dask_scheduler_of_the_spec_cannot_be_reached(healt
     listening.close()
     from dask.distributed import LocalCluster
 
-    from subsetctl.estimate.executors import close_dask_clients
+    from subsetctl.estimate.dask_backend import close_dask_clients
 
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None,
                       silence_logs=logging.ERROR, host="127.0.0.1", protocol="tcp") as cluster:
@@ -475,7 +475,7 @@ def test_doctor_fails_a_dask_scheduler_without_workers(tmp_path: Path) -> None:
     now"), though the search stops when no worker joins within executor.connect_timeout."""
     from dask.distributed import LocalCluster
 
-    from subsetctl.estimate.executors import close_dask_clients
+    from subsetctl.estimate.dask_backend import close_dask_clients
 
     spec = rf.data_spec()
     with LocalCluster(n_workers=0, processes=False, dashboard_address=None, silence_logs=logging.ERROR,
