@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -272,3 +273,103 @@ def test_a_store_that_cannot_be_deleted_names_the_file_with_its_folder(tmp_path:
         GradientStore.create(store, rows, 2, 0, {})
     assert os.path.dirname(caught.value.filename) == str(store), caught.value.filename
     assert f"Cannot use {store}{os.sep}" in str(environment_error(caught.value))
+
+
+# ------------------------------------------------ resuming a partial store (fast, no model)
+#: the store of these tests: N rows of d=D features and h=H hidden-state means
+H = 4
+FAST_INFO = {"model": "m", "adapter_fingerprint": "a1", "seed": 0, "d": D}
+FAST_ROWS = [{"source": "s", "split": "train", "index": i} for i in range(N)]
+
+
+def _partial_store(path: Path, done: list[int], info: dict | None = None) -> GradientStore:
+    """A store of :data:`FAST_ROWS` with the rows ``done`` written (row i's values all i + 1),
+    as a run stopped partway leaves it."""
+    store = GradientStore.create(path, FAST_ROWS, D, H, info or FAST_INFO)
+    values = np.asarray(done, dtype=np.float32) + 1
+    store.write(done, values, np.repeat(values[:, None], D, axis=1), np.repeat(values[:, None], H, axis=1))
+    return store
+
+
+class _RowEngine:
+    """An engine whose row i gives f = i + 1 and x, repr all i + 1 (``make_batch`` passes the
+    rows' global indices as ``rows``), and that counts the rows it computes."""
+
+    def __init__(self) -> None:
+        self.computed: list[int] = []
+
+    def compute(self, batch: dict) -> object:
+        from types import SimpleNamespace
+
+        rows = list(batch["rows"])
+        self.computed.extend(rows)
+        values = np.asarray(rows, dtype=np.float32) + 1
+        return SimpleNamespace(f=values, x=np.repeat(values[:, None], D, axis=1),
+                               repr=np.repeat(values[:, None], H, axis=1))
+
+
+def _reopened(path: Path, info: dict | None = None) -> GradientStore:
+    """The store at ``path`` as the gradients stage resumes it: kept when it opens and its
+    info matches ``info``, else created anew."""
+    from subsetctl.stages.gradients import GradientsStage
+
+    info = info or FAST_INFO
+    return GradientsStage._open_or_create(path, info, {}, lambda: GradientStore.create(path, FAST_ROWS, D, H, info))
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_a_cut_short_array_of_a_partial_store_is_refused_and_the_store_made_anew(tmp_path: Path, name: str) -> None:
+    """A store a run stopped partway through has no checksums yet: an array file of it cut
+    short (a crash of the machine, a disk error) was opened writable, which extends the file
+    with zeros, and the rows written.npy marks done were kept as zeros. (The fast twin of
+    tests/reliability's test_a_cut_short_array_of_an_unfinished_gradient_store_is_not_read_as_zeros.)"""
+    _partial_store(tmp_path / "s", [0, 1, 2, 3, 4, 5])
+    path = tmp_path / "s" / name
+    size = path.stat().st_size
+    path.write_bytes(path.read_bytes()[:size - 3])  # the .npy header intact, its data cut short
+    with pytest.raises(StaleArtifactError, match=rf"{name} is damaged .*Re-run the gradients stage"):
+        GradientStore.open(tmp_path / "s")
+    assert path.stat().st_size == size - 3  # not extended with zeros by the attempt
+    store = _reopened(tmp_path / "s")
+    assert not np.any(store.written) and not np.any(store.features)  # every row computed again
+
+
+@pytest.mark.parametrize(("name", "shape"), [("features.npy", (N, D + 1)), ("outputs.npy", (N + 1,)),
+                                             ("repr.npy", (N, H - 1)), ("written.npy", (N - 1,))])
+def test_an_array_of_another_shape_than_info_json_says_is_refused(tmp_path: Path, name: str,
+                                                                   shape: tuple[int, ...]) -> None:
+    """An array file that is whole but of another shape than the store's info.json gives it
+    (a file copied in from another store) is refused, not written into at the wrong rows."""
+    store = _partial_store(tmp_path / "s", [0, 1, 2])
+    dtype = store.written.dtype if name == "written.npy" else np.float32
+    del store
+    np.save(tmp_path / "s" / name, np.ones(shape, dtype=dtype))
+    with pytest.raises(StaleArtifactError, match=rf"{name} holds an array of shape {re.escape(str(shape))}, not"):
+        GradientStore.open(tmp_path / "s")
+    assert not np.any(_reopened(tmp_path / "s").written)
+
+
+def test_a_partial_store_of_other_settings_is_made_anew_and_one_of_the_same_resumed(tmp_path: Path) -> None:
+    """The rows of a store computed at another adapter (or projection, model, ...) are never
+    mixed with this run's: the stage's resume checks the store's info.json first."""
+    _partial_store(tmp_path / "s", [0, 1, 2])
+    kept = _reopened(tmp_path / "s")
+    assert list(np.flatnonzero(kept.written)) == [0, 1, 2] and kept.features[2, 0] == 3
+    del kept
+    other = {**FAST_INFO, "adapter_fingerprint": "a2"}
+    made = _reopened(tmp_path / "s", other)
+    assert not np.any(made.written) and made.info["adapter_fingerprint"] == "a2"
+    assert GradientStore.open(tmp_path / "s").info["adapter_fingerprint"] == "a2"
+
+
+def test_a_resumed_fill_computes_a_batch_again_unless_every_row_of_it_is_written(tmp_path: Path) -> None:
+    """Batches are fixed blocks of rows, computed whole: one with only some rows written (rows
+    a run with another gradients.batch_size wrote, which the store's info does not hold, or
+    took from its shards) is computed again, not skipped with its other rows left empty."""
+    store = _partial_store(tmp_path / "s", [0, 1, 3, 4, 5, 10])  # batches of 3: only [3, 4, 5] whole
+    engine = _RowEngine()
+    counts = compute_store(engine, lambda rows: {"rows": rows}, store, BS)
+    assert engine.computed == [0, 1, 2, 6, 7, 8, 9, 10] and (counts.computed, counts.skipped) == (8, 3)
+    assert store.complete
+    np.testing.assert_array_equal(store.outputs, np.arange(N) + 1)
+    np.testing.assert_array_equal(store.features, np.repeat(np.arange(N)[:, None] + 1, D, axis=1))
