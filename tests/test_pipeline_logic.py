@@ -140,6 +140,45 @@ def test_a_damaged_artifact_is_found_and_its_stage_recomputed(tmp_path: Path) ->
     assert out.read_text() == "second=128"
 
 
+class _Resumes(Second):
+    """Keeps the work it finds in its folder, as the gradients stage keeps the rows its store
+    has written: writes ``out.txt`` only when it is not there."""
+
+    def run(self, ctx: StageContext) -> dict[str, Any]:
+        if not (ctx.out_dir / "out.txt").is_file():
+            super().run(ctx)
+        return {}
+
+
+def _resuming_pipeline(root: Path) -> Pipeline:
+    return Pipeline(Project(root), Spec.model_validate(BASE), [First(), _Resumes(), Third()])
+
+
+def test_a_stage_whose_artifacts_fail_their_checksums_runs_again_from_an_empty_folder(tmp_path: Path) -> None:
+    """Its damaged files are deleted before it runs: a stage that resumes the work in its
+    folder (the gradients stage keeps the rows its store marks written) reused them. (The
+    fast twin of tests/reliability's test_altered_gradient_features_are_recomputed.)"""
+    _resuming_pipeline(tmp_path).run()
+    out = Project(tmp_path).stage_dir("second") / "out.txt"
+    out.write_text("second=999")  # the same size, other bytes
+    assert _ran(_resuming_pipeline(tmp_path).run()) == {"first": "up to date", "second": "ran", "third": "up to date"}
+    assert out.read_text() == "second=128"
+
+
+def test_a_work_marker_that_is_no_file_starts_the_stage_afresh(tmp_path: Path) -> None:
+    """A stage folder whose work marker is a folder (damaged, or made by hand) is emptied and
+    the stage run from the start: writing the marker over the folder failed, and the work
+    found beside it is not known to be of these inputs."""
+    from subsetctl.project import WORK_MARKER
+
+    folder = Project(tmp_path).stage_dir("second")
+    (folder / WORK_MARKER).mkdir(parents=True)
+    (folder / "out.txt").write_text("second=999")
+    assert _ran(_resuming_pipeline(tmp_path).run()) == {"first": "ran", "second": "ran", "third": "ran"}
+    assert (folder / "out.txt").read_text() == "second=128"
+    assert json.loads((folder / WORK_MARKER).read_text())["fingerprint"]
+
+
 class Stops(Second):
     """``second``, which writes a piece of its work first and stops there while ``stop`` is set."""
 
