@@ -97,7 +97,7 @@ def main() -> None:
     best = {way: min(v) for way, v in seconds.items()}
     print(json.dumps({
         "sources": len(features.sources), "d": int(features.d), "n_jobs": args.n_jobs,
-        "statistics_mb": round(executors._estimate_nbytes(estimator) / 1e6, 1),
+        "statistics_mb": round(executors._array_bytes(estimator) / 1e6, 1),
         "subsets": int(result.diagnostics["n_subsets_estimated"]),
         **{f"{way}_s": round(best[way], 2) for way in ways},
         "loky_always_over_loky": round(best["loky_always"] / best["loky"], 2),
