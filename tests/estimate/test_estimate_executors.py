@@ -637,6 +637,21 @@ def test_workers_with_a_subsetctl_from_before_the_code_check_are_refused() -> No
                             "tcp://s:8786")
 
 
+def test_what_runs_on_dask_workers_is_shipped_as_executors_names_it() -> None:
+    """The functions Dask runs on the workers go by reference (module and name), and a
+    subsetctl older than the code check is told by the AttributeError of unpickling
+    ``subsetctl.estimate.executors.subsetctl_code_digest`` there (test above): moved to
+    another module with the Dask backend's client side, an older worker would answer "No
+    module named ..." instead, which the check does not take for an older subsetctl."""
+    import pickle
+
+    from subsetctl.estimate import dask_backend, executors
+
+    for function in (dask_backend.subsetctl_code_digest, dask_backend._load_code, dask_backend._run_on_dask_worker):
+        assert function.__module__ == "subsetctl.estimate.executors"
+        assert pickle.loads(pickle.dumps(function)) is getattr(executors, function.__name__)
+
+
 def test_a_plugin_estimator_that_cannot_be_pickled_is_blamed_for_dask(
     small_features: FeatureSet, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
