@@ -373,3 +373,33 @@ def test_a_resumed_fill_computes_a_batch_again_unless_every_row_of_it_is_written
     assert store.complete
     np.testing.assert_array_equal(store.outputs, np.arange(N) + 1)
     np.testing.assert_array_equal(store.features, np.repeat(np.arange(N)[:, None] + 1, D, axis=1))
+
+
+def test_a_partial_store_of_another_row_table_is_made_anew(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store's info names its row table (which rows, in which order): the rows of a
+    partial store of another table (an earlier version's, with sources' validation rows, or
+    a source's rows filtered otherwise) were kept and taken by position for other rows."""
+    from types import SimpleNamespace
+
+    from subsetctl.modeling import lora
+    from subsetctl.spec import Spec
+    from subsetctl.stages.gradients import GradientsStage
+
+    monkeypatch.setattr(lora, "adapter_fingerprint", lambda folder: "a1")
+    monkeypatch.setattr(GradientsStage, "_model_identity", staticmethod(lambda ctx, model_info: ("m", [])))
+    spec = Spec.model_validate({"target": {"name": "t", "loader": {"type": "jsonl", "path": "t.jsonl"}},
+                                "sources": [{"name": "s", "loader": {"type": "jsonl", "path": "s.jsonl"}}],
+                                "gradients": {"d": D}})
+    ctx = SimpleNamespace(spec=spec, project=SimpleNamespace(root=tmp_path))
+
+    def info_of(rows: list[dict]) -> dict:
+        return GradientsStage()._store_info(ctx, {}, tmp_path / "adapter", rows, p=100, seed=0)[0]
+
+    before = info_of(FAST_ROWS)
+    assert info_of(list(FAST_ROWS)) == before
+    _partial_store(tmp_path / "s", [0, 1, 2], before)
+    kept = _reopened(tmp_path / "s", before)
+    assert list(np.flatnonzero(kept.written)) == [0, 1, 2]
+    del kept
+    other_rows = [*FAST_ROWS[1:], FAST_ROWS[0]]  # the same rows in another order
+    assert not np.any(_reopened(tmp_path / "s", info_of(other_rows)).written)
