@@ -316,6 +316,34 @@ def test_score_plot_sorts_and_unlabels_many_sources(tmp_path: Path, captured: di
     assert [t.get_text() for t in captured["fig"].axes[0].get_xticklabels()] == [f"s{i:04d}" for i in range(5)]
 
 
+def test_score_plot_of_many_sources_names_the_highest_and_the_selected(tmp_path: Path,
+                                                                     captured: dict[str, Any]) -> None:
+    """Above 40 sources the plot named no bar: which sources a strategy picked, or rated
+    highest, was to be looked up among thousands of rows in report.md. A panel beside each
+    strategy's sorted scores names its 10 highest and its selected ones (20 at most), each
+    with its rank; the selected ones it leaves unnamed are counted."""
+    from subsetctl.report import plots
+
+    report = _many_sources_report(5000)  # s4999 scores highest
+    report["strategies"]["forward"]["selected"] = ["s0100", "s4990", "s0007"]
+    report["strategies"]["rank"] = {"selected": report["sources"][1000:], "scores": report["strategies"]["forward"]["scores"]}
+    plots.source_scores(report, tmp_path / "s.png")
+    forward, rank = captured["fig"].axes[1], captured["fig"].axes[3]
+    top = [f"#{i + 1} s{4999 - i:04d}" for i in range(10)]
+    assert [t.get_text() for t in forward.get_yticklabels()] == [*top, "#4900 s0100", "#4993 s0007"]
+    from matplotlib.colors import to_hex
+
+    green, gray = to_hex("tab:green"), to_hex("tab:gray")
+    assert [to_hex(bar.get_facecolor()) for bar in forward.patches] == [gray] * 9 + [green] * 3
+    assert "(+" not in forward.get_title()
+    assert [t.get_text() for t in rank.get_yticklabels()] == [f"#{i + 1} s{4999 - i:04d}" for i in range(20)]
+    assert rank.get_title() == "rank: top 10 and selected (+3980 more selected)"
+    report["strategies"]["forward"]["scores"] = {**report["strategies"]["forward"]["scores"], "s0100": None}
+    captured.clear()
+    plots.source_scores(report, tmp_path / "s.png")
+    assert [t.get_text() for t in captured["fig"].axes[1].get_yticklabels()][-2:] == ["#4992 s0007", "s0100 (no score)"]
+
+
 def test_score_plot_of_forty_long_names_keeps_its_bars_and_stands_them_upright(tmp_path: Path,
                                                                              captured: dict[str, Any]) -> None:
     """40 sources named as FLAN tasks are (50 characters) left each strategy's bars a strip

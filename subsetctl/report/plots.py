@@ -57,7 +57,22 @@ def _figure(**kwargs: Any) -> Any:
 
 LABELLED_SOURCES = 40
 """Up to this many sources, the score plot names every bar; beyond it, bars are sorted by
-score and unnamed (report.md's table names them)."""
+score, and a panel beside each strategy's names its top ones (:func:`named_sources`)."""
+
+NAMED_HIGHEST, NAMED_MOST = 10, 20
+"""With more than :data:`LABELLED_SOURCES` sources, the score plot names each strategy's
+``NAMED_HIGHEST`` highest scoring sources, and its selected ones, ``NAMED_MOST`` in all at
+most (:func:`named_sources`)."""
+
+
+def named_sources(ranked: list[str], selected: set[str]) -> tuple[list[str], int]:
+    """The sources a score plot of many sources names for one strategy, from ``ranked``
+    (highest score first): its :data:`NAMED_HIGHEST` highest and those it selected, in rank
+    order, at most :data:`NAMED_MOST`; and how many selected ones that leaves unnamed.
+    Above 40 sources the plot named none: which sources a strategy picked, and which it
+    rated highest, was to be looked up in report.md's table of thousands of rows."""
+    named = [s for rank, s in enumerate(ranked) if rank < NAMED_HIGHEST or s in selected][:NAMED_MOST]
+    return named, len(selected & set(ranked)) - len(selected & set(named))
 
 
 def source_scores(report: dict[str, Any], path: Path) -> Path | None:
@@ -65,7 +80,8 @@ def source_scores(report: dict[str, Any], path: Path) -> Path | None:
 
     Up to :data:`LABELLED_SOURCES` sources, one named bar per source in spec order; with
     more (thousands of candidate sources), each strategy's scores sorted from highest to
-    lowest without names, which still shows how many help and by how much."""
+    lowest without names, which still shows how many help and by how much, beside a panel
+    of named bars: its top sources (:func:`named_sources`), each with its rank."""
     scored = {k: v for k, v in report.get("strategies", {}).items() if v.get("scores")}
     if not scored:
         return None
@@ -73,9 +89,18 @@ def source_scores(report: dict[str, Any], path: Path) -> Path | None:
     many = len(sources) > LABELLED_SOURCES
     # names upright once they are many: slanted, 40 of them overlapped each other (and a long one reached far left)
     rotation = 40 if len(sources) <= SLANTED_LABELS else 90
-    fig = _figure(figsize=(8, (2.6 + (0 if many else _label_height(sources, rotation))) * len(scored)))
-    axes = fig.subplots(len(scored), 1, squeeze=False)
-    for ax, (label, r) in zip(axes[:, 0], scored.items()):
+    if many:
+        named = {label: named_sources(ranked_by_score(sources, r["scores"]), set(r["selected"]))
+                 for label, r in scored.items()}
+        heights = [max(2.6, 0.9 + 0.17 * len(names)) for names, _ in named.values()]
+        fig = _figure(figsize=(11, sum(heights)))
+        axes = fig.subplots(len(scored), 2, squeeze=False,
+                            gridspec_kw={"width_ratios": [3, 2], "height_ratios": heights})
+    else:
+        fig = _figure(figsize=(8, (2.6 + _label_height(sources, rotation)) * len(scored)))
+        axes = fig.subplots(len(scored), 1, squeeze=False)
+    for row, (label, r) in zip(axes, scored.items()):
+        ax = row[0]
         order = ranked_by_score(sources, r["scores"]) if many else sources
         values = [math.nan if r["scores"].get(s) is None else r["scores"][s] for s in order]  # no bar
         selected = set(r["selected"])
@@ -88,7 +113,8 @@ def source_scores(report: dict[str, Any], path: Path) -> Path | None:
         ax.axhline(0, color="black", linewidth=0.6)
         if many:
             ax.set_xticks([])
-            ax.set_xlabel(f"{len(order)} sources, highest score first (names in report.md)", fontsize=8)
+            ax.set_xlabel(f"{len(order)} sources, highest score first (all in report.md)", fontsize=8)
+            _named_panel(row[1], label, r["scores"], order, selected, *named[label])
         else:
             ax.set_xticks(range(len(order)), order, rotation=rotation, ha="right" if rotation < 90 else "center",
                           fontsize=8)
@@ -96,6 +122,23 @@ def source_scores(report: dict[str, Any], path: Path) -> Path | None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path
+
+
+def _named_panel(ax: Any, label: str, scores: dict[str, float | None], ranked: list[str], selected: set[str],
+                 names: list[str], unnamed_selected: int) -> None:
+    """One strategy's named bars beside its sorted scores: ``names`` (:func:`named_sources`),
+    top down, each labelled with its rank among all sources (a selected one the strategy did
+    not score, without a bar: "(no score)"); the title counts the selected ones left unnamed."""
+    rank = {s: i + 1 for i, s in enumerate(ranked)}
+    values = [math.nan if scores.get(s) is None else scores[s] for s in names]
+    ax.barh(range(len(names)), values, color=["tab:green" if s in selected else "tab:gray" for s in names])
+    ax.set_yticks(range(len(names)), [f"{s} (no score)" if scores.get(s) is None else f"#{rank[s]} {s}" for s in names],
+                  fontsize=7)
+    ax.set_ylim(len(names) - 0.5, -0.5)  # the highest on top
+    ax.axvline(0, color="black", linewidth=0.6)
+    ax.tick_params(axis="x", labelsize=7)
+    more = f" (+{unnamed_selected} more selected)" if unnamed_selected else ""
+    ax.set_title(f"{label}: top {min(NAMED_HIGHEST, len(ranked))} and selected{more}", fontsize=8)
 
 
 SLANTED_LABELS = 20
