@@ -1666,7 +1666,8 @@ def test_a_report_an_earlier_subsetctl_wrote_is_said_to_lack_what_it_lacks(tiny_
     project = tiny_project_ran()
     manifest_file = project / ".subsetctl" / "report" / "manifest.json"
     manifest = json.loads(manifest_file.read_text())
-    per_seed = ("input_files (the data and model files' sha256) and report.md's section on reproducing the selection, "
+    per_seed = ("settings' sources[*] keys (a setting every listed source shares, once), "
+                "input_files (the data and model files' sha256) and report.md's section on reproducing the selection, "
                 "each stage's reused_threads (the thread counts of results taken from the cache or shards), "
                 "settings (what the results were made with), "
                 "each stage's written_at (report.md's time table too), resolved_spec, versions, threads, fingerprint and "
@@ -1680,7 +1681,7 @@ def test_a_report_an_earlier_subsetctl_wrote_is_said_to_lack_what_it_lacks(tiny_
         manifest["fingerprint"] = fingerprint(manifest["inputs"])
         manifest_file.write_text(json.dumps(manifest))
         [reason] = {s.name: s.reasons for s in plan_project(project)[2]}["report"]
-        assert f"without what this one writes there {named}" in reason and REPORT_FORMAT == 10, reason
+        assert f"without what this one writes there {named}" in reason and REPORT_FORMAT == 11, reason
         assert not left_out or left_out not in reason, reason
 
 

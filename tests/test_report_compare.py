@@ -105,6 +105,43 @@ def test_sources_are_paired_by_name_not_by_place_in_the_list() -> None:
         {"key": "sources[t_x].loader.path", "a": None, "b": "x.parquet"}]  # source a: the same, not listed
 
 
+def _every_sources_settings(n: int) -> dict:
+    """Settings as report.json before format 11 held them: each of ``n`` listed sources' own."""
+    return {"gradients.d": 8, **{k: v for i in range(n) for k, v in (
+        (f"sources[{i}].name", f"s{i}"), (f"sources[{i}].loader.path", f"pool/s{i}.jsonl"),
+        (f"sources[{i}].loader.type", "jsonl"), (f"sources[{i}].split.train", 1.0),
+        (f"sources[{i}].loader.options", {"sep": "\t"}))}}
+
+
+def test_settings_every_source_shares_are_written_once() -> None:
+    """report.json's settings listed each source's resolved settings (loader, split, seed,
+    ...), about 490 bytes a source: 5 MB at 5,000 sources, all alike but the name and file.
+    A setting all sources share is one ``sources[*]`` key; a source of another value keeps
+    its own; a key only some sources have (another loader's) stays theirs. Expanded, it is
+    what it was, and compared with a report.json of every source's settings, nothing differs."""
+    from subsetctl.report.build import compact_source_settings, expand_source_settings
+
+    full = _every_sources_settings(500)
+    full["sources[7].split.train"] = 0.5
+    full["sources[9].loader.where"] = {"task": "x"}
+    full["sources[4].split.train"] = True  # not 1.0 (True == 1.0 in Python)
+    compact = compact_source_settings(full)
+    assert {k: v for k, v in compact.items() if k.startswith("sources[*]")} == {
+        "sources[*].loader.type": "jsonl", "sources[*].split.train": 1.0, "sources[*].loader.options": {"sep": "\t"}}
+    assert compact["sources[7].split.train"] == 0.5 and compact["sources[9].loader.where"] == {"task": "x"}
+    assert compact["sources[4].split.train"] is True
+    assert "sources[8].split.train" not in compact and compact["sources[8].name"] == "s8"
+    assert len(compact) == 1 + 3 + 500 * 2 + 3
+    assert len(json.dumps(compact)) < len(json.dumps(full)) / 2
+    assert expand_source_settings(compact) == full
+    assert expand_source_settings(full) == full and compact_source_settings({"gradients.d": 8}) == {"gradients.d": 8}
+    cmp = compare_reports(_side("A", [], compact), _side("B", [], full))
+    assert cmp["settings"] == [], cmp["settings"]
+    other = {**full, "sources[3].loader.type": "csv"}
+    cmp = compare_reports(_side("A", [], compact), _side("B", [], compact_source_settings(other)))
+    assert cmp["settings"] == [{"key": "sources[s3].loader.type", "a": "jsonl", "b": "csv"}], cmp["settings"]
+
+
 def test_report_compare_takes_a_project_folder_or_a_kept_report_json(tiny_project_ran, tmp_path: Path) -> None:
     a = tiny_project_ran(into=tmp_path / "a")
     b = tiny_project_ran(into=tmp_path / "b")
@@ -119,6 +156,7 @@ def test_report_compare_takes_a_project_folder_or_a_kept_report_json(tiny_projec
     assert "checkpoint_every" not in " ".join(kept["settings"])  # nothing that cannot change a result
     assert isinstance(kept["settings"]["calibrate.lambda_grid"], list)  # a list of values is one setting
     assert "sources[0].name" in kept["settings"]  # a list of sources is not
+    assert kept["settings"]["sources[*].loader.type"] == "jsonl"  # what every source shares: once
     final = kept["final"]
     kept["strategies"][final]["selected"] = ["zz"]
     kept["settings"]["gradients.d"] = 99

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePath
 from typing import Any
@@ -20,8 +21,10 @@ from subsetctl.report.cells import final_vs_baselines
 #: ``versions``, and this number itself as ``report_format``; 8: ``settings``, the settings the
 #: shown results were made with; 9: each stage's ``reused_threads``, the thread counts of the
 #: results it took from the re-run cache or merged from gradient shards; 10: ``input_files``,
-#: the data and model files' sha256, and report.md's section on reproducing the selection
-REPORT_FORMAT = 10
+#: the data and model files' sha256, and report.md's section on reproducing the selection; 11:
+#: ``settings`` holds a setting every listed source shares once, as ``sources[*].<key>``
+#: (:func:`compact_source_settings`), not once a source
+REPORT_FORMAT = 11
 
 #: what each :data:`REPORT_FORMAT` added, as `plan` names it for a report an earlier one wrote
 FORMAT_ADDITIONS = {2: "final_vs_baselines", 3: "final_vs_baselines' stds",
@@ -32,7 +35,8 @@ FORMAT_ADDITIONS = {2: "final_vs_baselines", 3: "final_vs_baselines' stds",
                     8: "settings (what the results were made with)",
                     9: "each stage's reused_threads (the thread counts of results taken from the cache or shards)",
                     10: "input_files (the data and model files' sha256) and report.md's section on reproducing the "
-                        "selection"}
+                        "selection",
+                    11: "settings' sources[*] keys (a setting every listed source shares, once)"}
 
 
 def added_since(recorded_format: Any) -> str:
@@ -481,7 +485,76 @@ def results_settings(project: Project, skip: frozenset[str] | set[str] = frozens
                for key in keys}
     if "model.source" in out:  # a model folder inside the project by its place there (two folders: the same)
         out["model.source"] = in_project_terms(out["model.source"], project.root)
-    return {key: value for key, value in sorted(out.items()) if key not in neutral}
+    return compact_source_settings({key: value for key, value in sorted(out.items()) if key not in neutral})
+
+
+#: in report.json's ``settings``, the key before a setting that every listed source shares
+#: (``sources[*].loader.type``), where a source of its own value has ``sources[3].loader.type``
+ALL_SOURCES = "sources[*]"
+
+#: a setting of one listed source, as :func:`results_settings` walks the sources (``sources[2].x``)
+_INDEXED_SOURCE_SETTING = re.compile(r"^sources\[(\d+)\]\.(.+)$")
+
+
+def compact_source_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` with each setting that every listed source has written once, as
+    ``sources[*].<key>``, at its most common value (when two or more sources have it);
+    only a source whose value differs keeps its ``sources[i].<key>``, and each source keeps
+    its ``sources[i].name``. Every source's settings written out (its resolved loader,
+    split, seed, ...) were about 490 bytes a source: 5 MB of report.json at 5,000 sources,
+    all alike but the name and the file. :func:`expand_source_settings` undoes it."""
+    parsed: dict[str, tuple[str, Any]] = {}  # a source's key -> (its setting, its value as compared)
+    first: dict[tuple[str, Any], Any] = {}  # (setting, value as compared) -> the value, as first met
+    counts: dict[str, dict[Any, int]] = {}  # setting -> value as compared -> how many sources have it
+    for key, value in settings.items():
+        if (match := _INDEXED_SOURCE_SETTING.match(key)) is None:
+            continue
+        setting, compared = match.group(2), _compared(value)
+        parsed[key] = (setting, compared)
+        first.setdefault((setting, compared), value)
+        counts.setdefault(setting, {})[compared] = counts.get(setting, {}).get(compared, 0) + 1
+    sources = sum(counts.get("name", {}).values())
+    shared: dict[str, Any] = {}  # a setting every source has -> the value most have, as compared
+    for setting, values in counts.items():
+        if setting == "name" or sum(values.values()) != sources:  # some sources lack it (another loader's): theirs
+            continue
+        compared, count = max(values.items(), key=lambda item: item[1])
+        if count >= 2:
+            shared[setting] = compared
+    if not shared:
+        return settings
+    out = {key: value for key, value in settings.items()
+           if key not in parsed or shared.get(parsed[key][0], _NONE) != parsed[key][1]}
+    out |= {f"{ALL_SOURCES}.{setting}": first[setting, compared] for setting, compared in shared.items()}
+    return dict(sorted(out.items()))
+
+
+_NONE = object()
+
+
+def _compared(value: Any) -> Any:
+    """``value`` as two settings' values are compared: a number, text or None with its type
+    (1, 1.0 and True are three values), a list or dict as its JSON text."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return (type(value).__name__, value)
+    return ("json", json.dumps(value, sort_keys=True))
+
+
+def expand_source_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` with each ``sources[*].<key>`` (:func:`compact_source_settings`) written
+    out as every listed source's ``sources[i].<key>`` that has none of its own: each source's
+    settings, as report.json written before format 11 held them. Settings without such keys
+    are returned as they are."""
+    shared = {key[len(ALL_SOURCES) + 1:]: value for key, value in settings.items()
+              if key.startswith(f"{ALL_SOURCES}.")}
+    if not shared:
+        return settings
+    indices = sorted({int(match.group(1)) for key in settings if (match := _INDEXED_SOURCE_SETTING.match(key))})
+    out = {key: value for key, value in settings.items() if not key.startswith(f"{ALL_SOURCES}.")}
+    for i in indices:
+        for key, value in shared.items():
+            out.setdefault(f"sources[{i}].{key}", value)
+    return dict(sorted(out.items()))
 
 
 def results_overrides(project: Project, skip: frozenset[str] | set[str] = frozenset(),

@@ -89,7 +89,10 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     ra, rb = a["report"], b["report"]
     settings = None
     if a["settings"] is not None and b["settings"] is not None:
-        sa, sb = _sources_by_name(a["settings"]), _sources_by_name(b["settings"])
+        from subsetctl.report.build import expand_source_settings
+
+        # each source's settings written out: a report.json before format 11 lists them all
+        sa, sb = (_sources_by_name(expand_source_settings(side["settings"])) for side in (a, b))
         keys = list(sa) + [k for k in sb if k not in sa]
         settings = [{"key": k, "a": sa.get(k), "b": sb.get(k)} for k in keys if sa.get(k) != sb.get(k)]
     files = None
