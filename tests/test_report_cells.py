@@ -176,7 +176,10 @@ def test_a_long_selection_names_its_highest_scoring_sources_and_where_all_are() 
     assert "s0000," not in text and "s0002," not in text
     assert "`subsetctl report --all-sources`, report.md and report.json list all" in text, text
     markdown = render_markdown(report, {})
-    assert "<details><summary>150 sources, highest scores first: s0298, s0296," in markdown
+    assert "| 150 sources, highest scores first: s0298, s0296," in markdown  # more than 100: each marked ✓
+    report["strategies"]["forward"]["selected"] = sources[:200:2]  # 100: listed, folded
+    markdown = render_markdown(report, {})
+    assert "<details><summary>100 sources, highest scores first: s0198, s0196," in markdown
     assert "</summary>s0000, s0002, s0004," in markdown  # inside: all of them, in the spec's order
     buffer = io.StringIO()
     render_full_report(_report(False), Console(file=buffer, width=200))  # short selections: no such note
@@ -206,9 +209,26 @@ def test_terminal_report_with_a_thousand_sources_stays_short_unless_asked() -> N
     full = buffer.getvalue()
     assert all(f"s{i:04d}" in full for i in range(1000)) and "left out" not in full and "(+" not in full
     markdown = render_markdown(report, {})
-    assert "<details><summary>1000 sources, highest scores first: s0999," in markdown
-    assert "</summary>s0000, s0001" in markdown
-    assert all(f"| s{i:04d} |" in markdown for i in range(1000))
+    assert "| 1000 sources, highest scores first: s0999, s0998," in markdown
+    assert "(+992 more); each is marked ✓ in the per-source scores below |" in markdown
+    assert all(f"| s{i:04d} | {i} ✓ |" in markdown for i in range(1000))
+
+
+def test_markdown_does_not_list_thousands_of_selected_sources_in_one_line() -> None:
+    """4,802 of 5,000 sources selected were listed in their Selections cell, one line of
+    38 KB near the top of report.md (the first screen of a text viewer, many times over),
+    each also marked ✓ in the per-source scores. Up to 100 are listed, folded, as before;
+    a strategy without scores (no ✓ column) lists all, folded."""
+    report = _many_sources_report(5000)
+    report["strategies"]["forward"]["selected"] = report["sources"][:4802]
+    markdown = render_markdown(report, {})
+    top = markdown[:markdown.index("## Per-source scores")]
+    assert max(len(line) for line in top.splitlines()) < 300 and len(top) < 3000, len(top)
+    assert "4802 sources, highest scores first: s4801, s4800," in top and "<details>" not in top
+    report["strategies"]["forward"]["selected"] = report["sources"][:100]
+    assert "</summary>s0000, s0001," in render_markdown(report, {})
+    report["strategies"]["random"] = {"selected": report["sources"][:4802], "scores": {}, "estimated_loss_raw": 1.5}
+    assert "</summary>s0000, s0001," in render_markdown(report, {}).split("| random |")[1]
 
 
 def test_markdown_score_table_of_many_sources_is_ranked_as_the_terminal_ranks_it() -> None:

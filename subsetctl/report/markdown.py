@@ -75,14 +75,24 @@ def md_title(name: str) -> str:
     return md_text(re.sub(r"([\\`*_\[\]~#])", r"\\\1", str(name)))
 
 
+#: a selection of more sources than these, by a strategy that scores sources, is not listed
+#: in its Selections cell: the per-source score table marks each of its sources ✓
+SELECTED_LISTED = 100
+
+
 def _selected_md(names: list[str], scores: dict[str, float | None] | None = None) -> str:
     """All selected names; a long list folds behind its count and, as the terminal names
     them, its highest scoring by the strategy's ``scores`` (a <details> element, which
     GitHub and most Markdown viewers render inside a table cell), all of them in the
-    spec's order inside."""
+    spec's order inside. More than :data:`SELECTED_LISTED` of a strategy with ``scores``
+    are not listed: the per-source score table (every source) marks them ✓; 4,802 of 5,000
+    listed made one line of 38 KB near the top of report.md, filling the first screen of
+    a text viewer many times over."""
     if len(names) <= SELECTED_SHOWN:
         return selected_cell([md_name(n) for n in names])
     summary = md_name(selected_cell(names, SELECTED_SHOWN, scores))  # ranked by the names scores are keyed by
+    if scores and len(names) > SELECTED_LISTED:
+        return f"{summary}; each is marked ✓ in the per-source scores below"
     return f"<details><summary>{summary}</summary>{selected_cell([md_name(n) for n in names], None)}</details>"
 
 
