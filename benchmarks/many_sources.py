@@ -4,7 +4,8 @@ Builds a project of N tiny JSONL sources (one ``source_files`` group over a pool
 on a tiny random Llama, so the model stages are cheap and what is measured is the
 tool's own per-source overhead: validate, plan, the data stage, search over N sources,
 the report stage, and the terminal report (its wall time and its length in lines, which
-stays bounded however many sources there are); then the data stage again after one
+stays bounded however many sources there are), and the sizes of report.json (its ``settings``
+too) and report.md; then the data stage again after one
 source file is added (it prepares that one and reuses the others). Prints one JSON line.
 The work folder is built afresh each time: a project left from an earlier invocation
 would have nothing to run, and its manifests' stage times are not this run's.
@@ -95,6 +96,10 @@ def main() -> None:
     render_report(folder, Console(file=buffer, width=120))
     terminal_report_s = time.perf_counter() - started
     seconds = stage_seconds(folder)
+    written = json.loads((folder / "report.json").read_text())
+    sizes = {"report_json_kb": round((folder / "report.json").stat().st_size / 1e3, 1),
+             "report_json_settings_kb": round(len(json.dumps(written["settings"], indent=2)) / 1e3, 1),
+             "report_md_kb": round((folder / "report.md").stat().st_size / 1e3, 1)}
     # one more candidate source: the data stage prepares it and reuses the others as prepared
     extra = folder / "pool" / f"s{args.sources:05d}.jsonl"
     extra.write_text("".join(json.dumps({"prompt": f"{a}+{a}=", "response": str(2 * a)}) + "\n"
@@ -113,6 +118,7 @@ def main() -> None:
         "data_add_one_speedup": round(seconds.get("data", 0) / add_one, 1) if add_one else None,
         "search_s": seconds.get("search"), "report_stage_s": seconds.get("report"),
         "terminal_report_s": round(terminal_report_s, 2), "terminal_report_lines": len(buffer.getvalue().splitlines()),
+        **sizes,
     }))
 
 
