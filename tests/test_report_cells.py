@@ -1258,6 +1258,20 @@ def test_the_reproducing_section_shows_20_files_and_counts_the_rest() -> None:
     assert "| ... 5 more (report.json's `input_files`) | |" in md and "| s19 |" in md and "| s20 |" not in md
 
 
+def test_the_reproducing_seeds_name_a_seed_every_source_shares_once() -> None:
+    """A source_files group of 5,000 sources with `seed: 3` listed `sources[i].seed 3` 5,000
+    times in the seeds line (the terminal report's "reproducing:" line too): report.json's
+    settings now hold it once, as `sources[*].seed`; a source of its own seed is still named."""
+    from subsetctl.report.build import compact_source_settings
+    from subsetctl.report.cells import reproduce_facts
+
+    full = {"project.seed": 0, **{k: v for i in range(5000) for k, v in (
+        (f"sources[{i}].name", f"s{i}"), (f"sources[{i}].seed", 3 if i != 7 else 11))}}
+    report = {**_report(False), "stages": {"search": {"seconds": 1.0}}, "settings": compact_source_settings(full)}
+    [seeds] = [f for f in reproduce_facts(report)[0] if f.startswith("seeds")]
+    assert seeds == "seeds: project.seed 0, sources[*].seed 3, sources[7].seed 11", seeds
+
+
 def test_the_reproducing_section_names_each_random_baselines_seed() -> None:
     """Random baselines after the first draw from a seed of their own (project.seed and their
     label), which the recorded settings do not list: the section named project.seed alone, and
