@@ -242,6 +242,29 @@ def test_a_source_is_named_in_an_override_and_a_name_none_or_two_answer_to_is_re
         indexed_overrides({key: value for key, value in grouped.items() if key != "sources"}, ["sources.x.max_examples=5"])
 
 
+def test_a_source_named_with_digits_is_named_in_an_override_unquoted_when_no_index_or_quoted() -> None:
+    """A source named 2024 could not be named at all: `sources.2024.max_examples=5` was taken for
+    an index written with a dot ("name an item with brackets, sources[2024]"). Unquoted, it names
+    the source when no item has that index; quoted it is always a name (and may hold dots); when
+    it is a name and an index both, it is refused saying how to write each."""
+    data = {**MINIMAL, "sources": [{"name": n} for n in ("a", "2024", "1", "v1.2")]}
+    assert indexed_overrides(data, ["sources.2024.max_examples=5", 'sources."1".max_examples=6',
+                                    "sources.'v1.2'.max_examples=7", 'sources."a".weight=2']) == [
+        "sources[1].max_examples=5", "sources[2].max_examples=6", "sources[3].max_examples=7", "sources[0].weight=2"]
+    with pytest.raises(SpecError, match=r"^Override 'sources.1.max_examples=5': 1 is both the name of a source "
+                                        r"\(sources\[2\]\) and an index of sources \(sources\[1\] is 2024\)\. Write "
+                                        r"sources\[1\]\.max_examples=5 for the source at index 1, or "
+                                        r"sources\.\"1\"\.max_examples=5 for the source named 1 \(in a shell, quote the "
+                                        r"whole override: 'sources\.\"1\"\.max_examples=5'\)\.$"):
+        indexed_overrides(data, ["sources.1.max_examples=5"])
+    assert indexed_overrides(data, ["sources.0.max_examples=5"]) == ["sources.0.max_examples=5"]  # no source named 0
+    with pytest.raises(SpecError, match=r"no source is named '3'"):
+        indexed_overrides(data, ['sources."3".max_examples=5'])
+    with pytest.raises(SpecError, match=r"a quoted part is a whole name between two quotes"):
+        parse_key_path('sources."2024.max_examples')
+    assert parse_key_path("sources.o'brien.x") == ["sources", "o'brien", "x"]  # (a quote inside a part is the name's)
+
+
 def test_an_override_naming_a_key_where_an_item_goes_is_told_to_name_one_item() -> None:
     """`sources.max_examples=3` (meant for every source) said only "no source is named
     'max_examples'": it is a key of each source, set on one at a time."""

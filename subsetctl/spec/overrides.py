@@ -17,10 +17,18 @@ from subsetctl.spec.issues import SpecIssue, format_path
 from subsetctl.spec.yaml_depth import FlowTooDeepError, safe_load_limited
 
 _TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+_QUOTED = re.compile(r"\"([^\"]+)\"|'([^']+)'")
+
+
+class QuotedName(str):
+    """A part of an override's key written in quotes (``sources."2024".max_examples``): a name,
+    never a list index, even when it is all digits (a source named 2024), and whole even when
+    it holds dots (a source named v1.2)."""
 
 
 def parse_key_path(key: str) -> list[str | int]:
-    """'sources[0].max_examples' -> ['sources', 0, 'max_examples']."""
+    """'sources[0].max_examples' -> ['sources', 0, 'max_examples']; a part in quotes is a
+    :class:`QuotedName` ('sources."2024".x' -> ['sources', QuotedName('2024'), 'x'])."""
     parts: list[str | int] = []
     pos = 0
     key = key.strip()
@@ -29,6 +37,14 @@ def parse_key_path(key: str) -> list[str | int]:
             if pos == 0 or pos + 1 >= len(key) or key[pos + 1] in ".[":  # "a..b", ".a", "a.", "a.[0]"
                 raise SpecError(f"Override key {key!r} is not a dotted key path like a.b[0].c (an empty part).")
             pos += 1
+            continue
+        if key[pos] in "\"'":  # (a quote inside a part, `o'brien`, is part of the name)
+            quoted = _QUOTED.match(key, pos)
+            if quoted is None or (quoted.end() < len(key) and key[quoted.end()] not in ".["):
+                raise SpecError(f"Override key {key!r} is not a dotted key path like a.b[0].c: a quoted part is a "
+                                'whole name between two quotes, e.g. sources."2024".max_examples.')
+            parts.append(QuotedName(quoted.group(1) or quoted.group(2)))
+            pos = quoted.end()
             continue
         match = _TOKEN.match(key, pos)
         if not match:
@@ -160,7 +176,7 @@ def indexed_overrides(data: dict[str, Any], overrides: list[str], written: dict[
         listed = next((n for n in _NAMED_LISTS if len(parts) > len(n.path) and tuple(parts[:len(n.path)]) == n.path),
                       None)
         named = parts[len(listed.path)] if listed is not None else None
-        if listed is None or not isinstance(named, str) or named.isdigit():  # (`.0`: apply_overrides says [0])
+        if listed is None or not isinstance(named, str):
             out.append(item)
             continue
         try:
@@ -180,6 +196,12 @@ def indexed_overrides(data: dict[str, Any], overrides: list[str], written: dict[
             continue
         found = [i for i, entry in enumerate(entries)
                  if isinstance(entry, dict) and any(entry.get(k) == named for k in listed.answers_to)]
+        digits = named.isdigit() and not isinstance(named, QuotedName)
+        if digits and not found:  # `sources.0.x`, no source named 0: apply_overrides says to write sources[0]
+            out.append(item)
+            continue
+        if digits and int(named) < len(entries):
+            raise SpecError(_index_or_name(item, parts, value, listed, entries, found))
         if len(found) != 1:
             choices = _choices(named, entries, found or range(len(entries)), where, listed)
             answer = "named or labelled" if "label" in listed.answers_to else "named"
@@ -195,6 +217,21 @@ def indexed_overrides(data: dict[str, Any], overrides: list[str], written: dict[
         if written is not None:
             written[out[-1]] = item
     return out
+
+
+def _index_or_name(item: str, parts: list[str | int], value: str, listed: _NamedList, entries: list[Any],
+                   found: list[int]) -> str:
+    """The error of an override whose all-digit part names an item of a named list and is an
+    index of it too (``sources.1.max_examples=5`` where a source is named 1): how to write each."""
+    named, rest = str(parts[len(listed.path)]), parts[len(listed.path) + 1:]
+    item_at = format_path((*listed.path, int(named)))
+    by_index = format_path((*listed.path, int(named), *rest))
+    by_name = f'{format_path(listed.path)}."{named}"{by_index[len(item_at):]}'
+    which = ", ".join(format_path((*listed.path, i)) for i in found)
+    return (f"Override {item!r}: {named} is both the name of a {listed.noun} ({which}) and an index of "
+            f"{format_path(listed.path)} ({item_at} is {_called(entries[int(named)])}). "
+            f"Write {by_index}={value} for the {listed.noun} at index {named}, or {by_name}={value} for the "
+            f"{listed.noun} named {named} (in a shell, quote the whole override: '{by_name}={value}').")
 
 
 def _one_item_key_hint(named: str, value: str, listed: _NamedList) -> str:
