@@ -827,15 +827,16 @@ def _folder_not_override(directory: Path | None) -> Path | None:
     return directory
 
 
-def _given_options() -> str:
+def _given_options(leave_out: tuple[str, ...] = ()) -> str:
     """The options given on the command line to the current command, written back as
-    arguments (" --until search --force data"; "" for none), for a usage error's suggested
-    command: the fix of a split override (`run P --until search gradients.d = 8`) suggested
-    the command without `--until search`, which then ran every stage."""
+    arguments (" --until search --force data"; "" for none), but those named in ``leave_out``
+    (parameter names: "force"), for a suggested command: the fix of a split override (`run P
+    --until search gradients.d = 8`) suggested the command without `--until search`, which then
+    ran every stage; the command resuming a stopped `run --format json` left out `--format json`."""
     ctx = click.get_current_context()
     words: list[str] = []
     for param in ctx.command.params:
-        if not isinstance(param, click.Option) or param.name is None \
+        if not isinstance(param, click.Option) or param.name is None or param.name in leave_out \
                 or ctx.get_parameter_source(param.name) is not click.core.ParameterSource.COMMANDLINE:
             continue
         value = ctx.params.get(param.name)
@@ -942,13 +943,14 @@ def _run_and_report(
 
     try:
         results = run_project(directory, list(overrides), until, list(force), reporter, options)
-    except KeyboardInterrupt as exc:  # the command that resumes it: this project, its overrides (and --until)
+    except KeyboardInterrupt as exc:  # the command that resumes it: this project, its overrides and options
+        # (not --force: the stopped stage is unfinished and resumes; forced again, it would start over)
+        again = _run_command(directory, overrides, _given_options(leave_out=("force",)).strip())
         if shard is not None:  # a shard's own run (a plain one would not wait for the rest)
-            again = _run_command(directory, overrides, f"--shard {shard}")
             exc.resumes = (f"`{again}` resumes this shard (or, once the other shards are done, a plain `subsetctl "
                            "run` computes its missing rows itself)")
-        else:  # not --force: the stopped stage is unfinished and resumes; forced again, it would start over
-            exc.resumes = f"`{_run_command(directory, overrides, f'--until {until}' if until else '')}` resumes"
+        else:
+            exc.resumes = f"`{again}` resumes"
         raise
     ran = [r for r in results if r["action"] == "ran"]
     put_back = [r["stage"] for r in results if r.get("put_back")]

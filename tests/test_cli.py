@@ -1533,7 +1533,7 @@ def test_stop_signals_stop_a_run_like_ctrl_c(jsonl_project: Path, stop_signal: s
                              check=False, capture_output=True, text=True, timeout=120,
                              env={**os.environ, "STOP_SIGNAL": stop_signal})
     assert stopped.returncode == exit_code, stopped.stderr[-800:]
-    assert (f"stopped by {stop_signal}; finished work is kept, `subsetctl run {jsonl_project} --until data` "
+    assert (f"stopped by {stop_signal}; finished work is kept, `subsetctl run {jsonl_project} --until data --quiet` "
             "resumes.") in " ".join(stopped.stderr.split())
     assert "Traceback" not in stopped.stderr
     assert not (state / "data" / "manifest.json").exists()
@@ -1553,7 +1553,8 @@ def test_a_run_stopped_by_a_signal_prints_its_json_error_under_format_json(jsonl
                              env={**os.environ, "STOP_SIGNAL": "SIGTERM", "RUN_OPTIONS": "--format json"})
     assert stopped.returncode == 143, stopped.stderr[-800:]
     error = json.loads(stopped.stdout)["error"]
-    resumes = f"stopped by SIGTERM; finished work is kept, `subsetctl run {jsonl_project} --until data` resumes."
+    resumes = ("stopped by SIGTERM; finished work is kept, "  # (the options as given: the script reads JSON again)
+               f"`subsetctl run {jsonl_project} --until data --quiet --format json` resumes.")
     assert error == {"kind": "interrupted", "message": resumes, "exit_code": 143}
     assert resumes in " ".join(stopped.stderr.split()) and "Traceback" not in stopped.stderr
 

@@ -257,6 +257,26 @@ def test_a_stopped_shard_run_names_the_shard_run_that_resumes_it(tmp_path: Path,
             in " ".join(result.output.split())), result.output
 
 
+def test_the_command_resuming_a_stopped_run_keeps_its_options_but_force(tmp_path: Path, monkeypatch) -> None:
+    """The command a stopped `run --shard 0/2 --format json` named to resume it left out
+    `--format json` (and `--quiet`), so a script pasting it got text on stdout: it keeps the
+    options given, but `--force` (the stopped stage resumes; forced again, it would start over)."""
+    import subsetctl.api
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(subsetctl.api, "run_project", stopped)
+    result = CliRunner().invoke(main, ["run", str(tmp_path), "--shard", "0/2", "--format", "json", "gradients.d=8"])
+    assert result.exit_code == 130, result.output
+    said = json.loads(result.stdout)["error"]["message"]
+    assert f"`subsetctl run {tmp_path} --shard 0/2 --format json gradients.d=8` resumes this shard" in said, said
+    result = CliRunner().invoke(main, ["run", str(tmp_path), "--force", "data", "--until", "search", "-q",
+                                       "--format=json", "gradients.d=8"])
+    said = json.loads(result.stdout)["error"]["message"]
+    assert f"`subsetctl run {tmp_path} --until search --quiet --format json gradients.d=8` resumes." in said, said
+
+
 def test_a_damaged_upstream_stage_is_recomputed_once_before_the_shard(tiny_project_ran) -> None:
     tiny_project = tiny_project_ran("meta_init")
     adapter = next((tiny_project / ".subsetctl" / "meta_init" / "adapter").glob("*.safetensors"))
