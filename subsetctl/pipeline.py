@@ -38,6 +38,7 @@ from subsetctl.plan_reasons import (
     model_known_by_name,
     outputs_gone,
     overrides_note,
+    typed_overrides,
     without_shared_last_clause,
     without_trailing_breakdown,
 )
@@ -862,7 +863,8 @@ class Pipeline:
         added = sorted(set(inputs["slice"]) - set(old_slice)) if old_slice else []  # ... or more
         keys = self._spec_keys_changed(stage, manifest, inputs, old_slice, dropped + added)
         if keys:
-            reasons.append(f"spec changed: {listed_briefly(keys)}" + overrides_note(manifest.get("overrides"), keys)
+            reasons.append(f"spec changed: {listed_briefly(keys)}" + overrides_note(manifest.get("overrides"), keys,
+                                                                            written=typed_overrides(manifest))
                            + overrides_note(self.spec.command_line_overrides, keys, planned=True,
                                             written=self.spec.overrides_as_written))
         if dropped:
@@ -1581,6 +1583,9 @@ class Pipeline:
         outputs = {k: v for k, v in artifact_contents(artifacts).items()
                    if k not in (RESOLVED_SPEC, WORK_MARKER)  # (a folder of an earlier subsetctl has its own copy)
                    and not any(fnmatch.fnmatchcase(k, pattern) for pattern in stage.describes_only)}
+        # each override that named a search strategy or a source, as typed (the report shows it so)
+        typed = {item: self.spec.overrides_as_written[item] for item in self.overrides
+                 if item in self.spec.overrides_as_written}
         manifest = {
             "stage": stage.name,
             "fingerprint": fp,
@@ -1592,7 +1597,8 @@ class Pipeline:
             "seconds": round(seconds, 3),
             # (its seconds are the rest's only: `plan` does not give them as the stage's time)
             **({"resumed": True} if resumed else {}),
-            "overrides": self.overrides,
+            "overrides": self.overrides,  # (as recorded: a strategy or source named in a key, with its index)
+            **({"overrides_as_written": typed} if typed else {}),
             "versions": library_versions(),
             "threads": thread_counts(),  # (not an input either: results differ in the last bits by it)
             "resolved_spec": resolved_spec,  # .subsetctl/specs/<this>.json

@@ -191,6 +191,17 @@ def overrides_note(overrides: Any, keys: list[str], planned: bool = False,
     return f" ({worded(f'the last run set {hits} on the command line', f'the last run set {hits} in its overrides')})"
 
 
+def typed_overrides(manifest: dict[str, Any]) -> dict[str, str]:
+    """The overrides a stage's ``manifest`` records that named a search strategy or a source,
+    as recorded (with its index) -> as the user typed them (``sources.wiki.max_examples=5``):
+    what `plan`'s "the last run set" and the report quote. Empty for a manifest an earlier
+    subsetctl wrote, which records the first form alone."""
+    typed = manifest.get("overrides_as_written")
+    if not isinstance(typed, dict):
+        return {}
+    return {str(recorded): str(item) for recorded, item in typed.items()}
+
+
 def _input_name(key: str, old: Any, new: Any) -> str:
     """What an extra input is, for `plan`: the data stage's are keyed by source (whose
     file, or whose loader plugin's code, changed)."""

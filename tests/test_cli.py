@@ -428,6 +428,19 @@ def test_plan_quotes_an_override_naming_a_source_as_it_was_written(jsonl_project
     assert reason.endswith("(set on this command line: sources.a.max_examples=3)"), reason
 
 
+def test_plan_quotes_the_last_runs_override_naming_a_source_as_it_was_typed(jsonl_project: Path) -> None:
+    """`plan` after `run sources.a.max_examples=3` said "the last run set sources[0].max_examples=3",
+    the form recorded with the index: each stage records the override as typed beside it."""
+    root = str(jsonl_project)
+    assert invoke("run", root, "--until", "data", "-q", "sources.a.max_examples=3").exit_code == 0
+    manifest = json.loads((jsonl_project / ".subsetctl" / "data" / "manifest.json").read_text())
+    assert manifest["overrides"] == ["sources[0].max_examples=3"]  # (what settings are matched by)
+    assert manifest["overrides_as_written"] == {"sources[0].max_examples=3": "sources.a.max_examples=3"}
+    planned = invoke("plan", root, "--until", "data", "--format", "json")
+    [reason] = json.loads(planned.stdout)[0]["reasons"]
+    assert "the last run set sources.a.max_examples=3 on the command line" in reason, reason
+
+
 def test_report_before_run_says_what_to_do(jsonl_project: Path) -> None:
     result = invoke("report", str(jsonl_project))
     assert result.exit_code == 1 and "subsetctl run" in result.output

@@ -573,6 +573,33 @@ def test_results_made_with_command_line_overrides_say_so(tmp_path) -> None:
     assert "results made with command-line overrides" in buffer.getvalue()
 
 
+def test_the_overrides_line_shows_an_override_naming_a_source_as_typed(tmp_path) -> None:
+    """report.md and report.json listed `run p sources.wiki.max_examples=5` as the recorded
+    `sources[2].max_examples=5`: keyed as typed, with ``overrides_recorded`` for the recorded form
+    (a manifest an earlier subsetctl wrote, without the typed form, keeps the recorded one)."""
+    import json
+
+    from subsetctl.project import Project
+    from subsetctl.report.build import build_report
+
+    for stage, reads, overrides, typed in (
+            ("data", ["sources"], ["sources[2].max_examples=5", "sources[0].seed=3"],
+             {"sources[2].max_examples=5": "sources.wiki.max_examples=5"}),
+            ("search", ["search"], ["search.strategies[1].params.m=4"], {})):
+        folder = tmp_path / ".subsetctl" / stage
+        folder.mkdir(parents=True)
+        (folder / "manifest.json").write_text(json.dumps({
+            "fingerprint": "f", "seconds": 1.0, "summary": {}, "overrides": overrides, "overrides_as_written": typed,
+            "inputs": {"slice": {k: None for k in reads}}}))
+    (tmp_path / "subsetctl.yaml").write_text("x: 1\n")
+    report = build_report(Project(tmp_path))
+    assert report["overrides"] == {"sources.wiki.max_examples=5": ["data"], "sources[0].seed=3": ["data"],
+                                   "search.strategies[1].params.m=4": ["search"]}
+    assert report["overrides_recorded"] == {"sources.wiki.max_examples=5": "sources[2].max_examples=5"}
+    assert ("> Results made with command-line overrides, not the spec alone: sources.wiki.max_examples=5 (data); "
+            "sources[0].seed=3 (data); search.strategies[1].params.m=4 (search).") in render_markdown(report, {})
+
+
 def test_close_estimates_get_the_digits_that_tell_them_apart() -> None:
     """4.614776, 4.614898 and 4.615297 all showed as 4.615, though they decided the pick."""
     from subsetctl.report.cells import loss_digits

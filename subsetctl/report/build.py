@@ -23,8 +23,9 @@ from subsetctl.report.cells import final_vs_baselines
 #: results it took from the re-run cache or merged from gradient shards; 10: ``input_files``,
 #: the data and model files' sha256, and report.md's section on reproducing the selection; 11:
 #: ``settings`` holds a setting every listed source shares once, as ``sources[*].<key>``
-#: (:func:`compact_source_settings`), not once a source
-REPORT_FORMAT = 11
+#: (:func:`compact_source_settings`), not once a source; 12: ``overrides`` keyed as typed (a
+#: strategy or source by its name), and ``overrides_recorded``
+REPORT_FORMAT = 12
 
 #: what each :data:`REPORT_FORMAT` added, as `plan` names it for a report an earlier one wrote
 FORMAT_ADDITIONS = {2: "final_vs_baselines", 3: "final_vs_baselines' stds",
@@ -36,7 +37,8 @@ FORMAT_ADDITIONS = {2: "final_vs_baselines", 3: "final_vs_baselines' stds",
                     9: "each stage's reused_threads (the thread counts of results taken from the cache or shards)",
                     10: "input_files (the data and model files' sha256) and report.md's section on reproducing the "
                         "selection",
-                    11: "settings' sources[*] keys (a setting every listed source shares, once)"}
+                    11: "settings' sources[*] keys (a setting every listed source shares, once)",
+                    12: "overrides as typed (a strategy or source by its name) and overrides_recorded"}
 
 
 def added_since(recorded_format: Any) -> str:
@@ -574,6 +576,30 @@ def results_overrides(project: Project, skip: frozenset[str] | set[str] = frozen
     return out
 
 
+def _as_typed(overrides: dict[str, list[str]], project: Project,
+              skip: frozenset[str] | set[str]) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """:func:`results_overrides`' ``overrides`` keyed as the user typed them, as the manifests of
+    the results shown record them (``sources.wiki.max_examples=5``, not the recorded
+    ``sources[2].max_examples=5``: :func:`~subsetctl.plan_reasons.typed_overrides`), and each of
+    those keys that differs -> the override as recorded. (One typed form two recorded
+    overrides share, a name whose index moved between runs, is kept for the first.)"""
+    from subsetctl.plan_reasons import typed_overrides
+
+    typed: dict[str, str] = {}
+    for _, manifest in _shown_results(project, skip):
+        for recorded, item in typed_overrides(manifest).items():
+            typed.setdefault(recorded, item)
+    shown: dict[str, list[str]] = {}
+    recorded_as: dict[str, str] = {}
+    for item, stages in overrides.items():
+        key = typed.get(item, item)
+        key = item if key in shown or key in overrides and key != item else key
+        shown[key] = stages
+        if key != item:
+            recorded_as[key] = item
+    return shown, recorded_as
+
+
 def _shown_results(project: Project, skip: frozenset[str] | set[str]) -> Iterator[tuple[Any, dict[str, Any]]]:
     """(stage, its results manifest) for each stage before the report whose finished
     results the report shows (not in ``skip``), in pipeline order: what
@@ -746,7 +772,9 @@ def build_report(
     report["settings"] = results_settings(project, skip)
     overrides = results_overrides(project, skip, spec)
     if overrides:  # results made under command-line overrides say so (not the spec alone)
-        report["overrides"] = overrides
+        report["overrides"], recorded = _as_typed(overrides, project, skip)
+        if recorded:  # a strategy or source named in a key: the form each stage recorded, with its index
+            report["overrides_recorded"] = recorded
     plugins = results_plugins(project, skip)
     if plugins:  # third-party code that made results: which, and which release
         report["plugins"] = plugins
