@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import contextvars
+import dataclasses
 import errno
 import functools
 import os
@@ -1221,7 +1222,12 @@ def ls_command(directory: Path | None, fmt: str, no_plugins: bool) -> None:
 @main.command()
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 @_no_plugins_option("count what they would register as not checked (`validate --no-plugins` lists them)")
-def doctor(directory: Path | None, no_plugins: bool) -> None:
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: {checks: [{name, ok, detail, advice}], ok, enclosing_project, doctor_format}, for scripts "
+                   "(exit 1 when a check fails, as in text); on a usage error, Ctrl-C or a bug "
+                   "{\"error\": {kind, message, exit_code}} instead.")
+@_json_alone_on_stdout
+def doctor(directory: Path | None, no_plugins: bool, fmt: str) -> None:
     """Check the environment and say what to do about each problem.
 
     With DIRECTORY (a project or its spec file; default: the current directory when it
@@ -1232,7 +1238,7 @@ def doctor(directory: Path | None, no_plugins: bool) -> None:
     then no problem. In a project's subfolder it names the project it did not check."""
     from rich.markup import escape
 
-    from subsetctl.doctor import run_checks
+    from subsetctl.doctor import DOCTOR_FORMAT, run_checks
     from subsetctl.project import enclosing_project
     from subsetctl.spec import SPEC_FILENAME
 
@@ -1241,9 +1247,17 @@ def doctor(directory: Path | None, no_plugins: bool) -> None:
         directory = Path(".")
     # in a project's subfolder (its data): say that its project was not checked, and how to
     enclosing = enclosing_project(Path(".")) if directory is None else None
+    checks = run_checks(directory, import_plugins=not no_plugins)
+    if fmt == "json":  # (the project in whose subfolder it ran, unchecked: enclosing_project)
+        _echo_json({"checks": [dataclasses.asdict(check) for check in checks], "ok": all(c.ok for c in checks),
+                    "enclosing_project": None if enclosing is None else str(enclosing),
+                    "doctor_format": DOCTOR_FORMAT})
+        if not all(c.ok for c in checks):
+            sys.exit(1)
+        return
     console = _console()
     problems = 0
-    for check in run_checks(directory, import_plugins=not no_plugins):
+    for check in checks:
         mark = "[green]✓[/green]" if check.ok else "[red]✗[/red]"
         console.print(f"{mark} {escape(check.name)}: {escape(check.detail)}")
         if not check.ok:

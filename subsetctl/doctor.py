@@ -27,6 +27,10 @@ from typing import Any
 
 from subsetctl.errors import shell_arg, standard_input_note, teammate_note
 
+#: the version of what `doctor --format json` prints (its ``doctor_format``), raised whenever a
+#: subsetctl changes its keys or their meaning, as ``validate_format`` and ``plan_format`` are
+DOCTOR_FORMAT = 1
+
 MIN_FREE_GB = 2.0
 """Less free disk than this in the project directory is reported as a problem."""
 DASK_ADVICE = "pip install 'subsetctl[dask]' (dask and distributed), or set executor.backend: loky."

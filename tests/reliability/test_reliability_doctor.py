@@ -213,6 +213,29 @@ def test_doctor_in_a_projects_subfolder_says_the_project_was_not_checked(healthy
             ) in " ".join(result.output.split()), result.output
 
 
+def test_doctor_prints_its_checks_as_json_for_scripts(healthy: None, tmp_path: Path, monkeypatch) -> None:
+    """Every other command a CI script runs (validate, plan, run, report, ls) takes `--format json`;
+    `doctor` was text alone, and "No such option '--format'": its checks as JSON, exit 1 when one
+    fails, as in text, and the project around a subfolder it did not check."""
+    import json
+
+    spec = rf.data_spec()
+    spec["gradients"] = {"d": -3}
+    project = rf.make_project(tmp_path / "p", spec)
+    result = CliRunner().invoke(main, ["doctor", str(project), "--format", "json"])
+    assert result.exit_code == 1, result.output
+    printed = json.loads(result.stdout)
+    assert set(printed) == {"checks", "ok", "enclosing_project", "doctor_format"} and printed["ok"] is False
+    assert printed["doctor_format"] == doctor.DOCTOR_FORMAT and printed["enclosing_project"] is None
+    [failed] = [check for check in printed["checks"] if not check["ok"]]
+    assert failed["name"] == "project spec" and "gradients.d" in failed["detail"] and failed["advice"], failed
+    assert all(set(check) == {"name", "ok", "detail", "advice"} for check in printed["checks"])
+    (project / "data").mkdir()
+    monkeypatch.chdir(project / "data")
+    result = CliRunner().invoke(main, ["doctor", "--format", "json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["enclosing_project"] == str(project.resolve())
+
+
 def test_doctor_tries_making_a_folder_where_os_access_says_writable(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """os.access says yes for root in /proc or /sys, and on NFS that squashes root, where
