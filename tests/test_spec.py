@@ -265,6 +265,21 @@ def test_a_source_named_with_digits_is_named_in_an_override_unquoted_when_no_ind
     assert parse_key_path("sources.o'brien.x") == ["sources", "o'brien", "x"]  # (a quote inside a part is the name's)
 
 
+def test_a_source_or_strategy_named_in_brackets_is_told_to_name_it_after_a_dot() -> None:
+    """`report --compare` keys the settings that differ by source name, `sources[wiki].max_examples`;
+    pasted as an override it said only "not a dotted key path like a.b[0].c": it says how to name one."""
+    with pytest.raises(SpecError, match=re.escape(
+            "Override key 'sources[wiki].max_examples' is not a dotted key path like a.b[0].c. Brackets take an "
+            "index (sources[0].max_examples); a source is named after a dot, sources.wiki.max_examples, or in "
+            'quotes, sources."wiki".max_examples, when its name is all digits or has dots.')):
+        parse_key_path("sources[wiki].max_examples")
+    with pytest.raises(SpecError, match=r"a strategy is named after a dot, search\.strategies\.fwd\.params\.k"):
+        parse_key_path("search.strategies[fwd].params.k")
+    for other in ("a[x]", "sources[-1].name"):  # no list items are named in, or an index that is no index: as was
+        with pytest.raises(SpecError, match=r"like a\.b\[0\]\.c\.$"):
+            parse_key_path(other)
+
+
 def test_an_override_naming_a_key_where_an_item_goes_is_told_to_name_one_item() -> None:
     """`sources.max_examples=3` (meant for every source) said only "no source is named
     'max_examples'": it is a key of each source, set on one at a time."""

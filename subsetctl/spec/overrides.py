@@ -48,7 +48,8 @@ def parse_key_path(key: str) -> list[str | int]:
             continue
         match = _TOKEN.match(key, pos)
         if not match:
-            raise SpecError(f"Override key {key!r} is not a dotted key path like a.b[0].c.")
+            raise SpecError(f"Override key {key!r} is not a dotted key path like a.b[0].c."
+                            f"{_named_in_brackets_hint(key, pos, parts)}")
         parts.append(match.group(1) if match.group(1) is not None else int(match.group(2)))
         pos = match.end()
         if match.group(2) is not None and pos < len(key) and key[pos] not in ".[":  # "sources[0]max_examples"
@@ -57,6 +58,19 @@ def parse_key_path(key: str) -> list[str | int]:
     if not parts:
         raise SpecError(f"Override key {key!r} is empty.")
     return parts
+
+
+def _named_in_brackets_hint(key: str, pos: int, parts: list[str | int]) -> str:
+    """Advice for a source or strategy named in brackets (``sources[wiki].max_examples``, as
+    `report --compare` keys the settings that differ): brackets take an index; a name goes
+    after a dot. Empty for other keys."""
+    inside = re.match(r"\[([^\[\]]+)\]", key[pos:])
+    listed = next((n for n in _NAMED_LISTS if tuple(parts) == n.path), None)
+    if inside is None or listed is None or re.fullmatch(r"\s*-?\d+\s*", inside.group(1)):
+        return ""
+    where, named, rest = format_path(listed.path), inside.group(1), key[pos + inside.end():]
+    return (f" Brackets take an index ({where}[0]{rest}); a {listed.noun} is named after a dot, "
+            f"{where}.{named}{rest}, or in quotes, {where}.\"{named}\"{rest}, when its name is all digits or has dots.")
 
 
 def override_value(raw_value: str) -> Any:
