@@ -962,12 +962,15 @@ def _run_and_report(
     if shard is not None:  # a shard run stops at the gradients stage: nothing to report yet
         done = f"Ran {', '.join(r['stage'] for r in ran)}; " if ran else ""
         done += f"{back}; " if back else ""
+        # the run after the shards, with their overrides (without them, another variant: refused where they
+        # set the gradients' settings, not those the shards were computed with) and this run's other options
+        plain = _run_command(directory, overrides, _given_options(leave_out=("shard", "force")).strip())
         if any(r["action"] == "partial" for r in results):
-            console.print(f"{done}gradients shard {shard} is done. When every shard is, `subsetctl run` without "
-                          "--shard merges them and goes on.")
+            console.print(f"{done}gradients shard {shard} is done. When every shard is, `{plain}` (without "
+                          "--shard) merges them and goes on.", markup=False)
         else:  # the gradients stage is complete already (or was put back): no shard of it left to compute
             console.print(f"{done}the gradients stage is complete: shard {shard} has nothing to compute. "
-                          "`subsetctl run` without --shard goes on with the stages after it.")
+                          f"`{plain}` (without --shard) goes on with the stages after it.", markup=False)
         if fmt == "json":
             _echo_report_json(directory, overrides)
         return

@@ -175,13 +175,17 @@ def test_cli_shard_run_says_what_is_left(tiny_project_ran) -> None:
     tiny_project = tiny_project_ran("meta_init")  # a copy: the shard runs still start from there
     result = CliRunner().invoke(main, ["run", str(tiny_project), "-q", "--shard", "1/2"])
     assert result.exit_code == 0, result.output
-    assert "gradients shard 1/2 is done" in result.output and "without --shard merges" in result.output
+    assert "gradients shard 1/2 is done" in result.output and "without --shard) merges" in result.output
     assert "Everything is up to date" not in result.output and "selections" not in result.output
     # the gradients complete (and later stages stale): not "up to date", and no report
     run_project(tiny_project)
     result = CliRunner().invoke(main, ["run", str(tiny_project), "-q", "--shard", "1/2", "estimate.lam=0.25"])
     assert result.exit_code == 0, result.output
     assert "the gradients stage is complete: shard 1/2 has nothing to compute" in result.output
+    # the run that goes on: this project with the shard's overrides (a plain `subsetctl run` was named, which
+    # with the spec alone passes over the shards of other settings), and its options but --shard
+    assert (f"`subsetctl run {tiny_project} --quiet estimate.lam=0.25` (without --shard) goes on"
+            in " ".join(result.output.split())), result.output
     assert "Everything is up to date" not in result.output and "selections" not in result.output
 
 
