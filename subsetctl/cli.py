@@ -982,8 +982,9 @@ def _run_and_report(
         total = sum(r["seconds"] for r in ran)
         console.print(f"Ran {', '.join(r['stage'] for r in ran)} in {total:.1f} s" + (f"; {back}." if back else "."))
     if stopped_early:  # "Everything is up to date" alone read as if the whole pipeline were
-        console.print(f"Stopped after {until} (--until {until}): `{_run_command(directory, overrides)}` runs the "
-                      "stages after it that are not up to date and shows the report.", markup=False)
+        goes_on = _run_command(directory, overrides, _given_options(leave_out=("until", "force")).strip())
+        console.print(f"Stopped after {until} (--until {until}): `{goes_on}` runs the stages after it that are not "
+                      "up to date and shows the report.", markup=False)
     else:
         from subsetctl.project import Project
 

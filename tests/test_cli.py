@@ -341,6 +341,8 @@ def test_run_format_json_prints_the_report_json_of_its_variant_alone_on_stdout(j
     assert data == json.loads(invoke("report", root, "sources[0].max_examples=4", "--format", "json").stdout)
     assert data["stale"] == [] and list(data["stages"]) == ["data"] and data["not_run"][0] == "meta_init"
     assert "Ran data" in result.stderr and "Stopped after data" in result.stderr
+    assert f"`subsetctl run {root} --quiet --format json 'sources[0].max_examples=4'` runs the stages after it" in (
+        " ".join(result.stderr.split()))  # (a script pasting it reads JSON again)
     failed = CliRunner().invoke(main, ["run", root, "--format", "json", "gradients.d=abc"])
     assert failed.exit_code == 1 and json.loads(failed.stdout)["error"]["kind"] == "spec_invalid"
     assert "gradients.d" in failed.stderr
@@ -1818,11 +1820,12 @@ def test_run_and_plan_help_name_the_stages_their_until_and_force_take(command: s
 
 def test_run_until_says_it_stopped_early_and_what_goes_on(jsonl_project: Path) -> None:
     """`run --until data` a second time said "Everything is up to date; nothing to do." while
-    meta_init and every stage after it had never run, and neither run said how to go on."""
+    meta_init and every stage after it had never run, and neither run said how to go on. The
+    command it names keeps the options given but --until (it left out `--quiet`, `--format json`)."""
     first = invoke("run", str(jsonl_project), "--until", "data", "-q", "gradients.d=16")
     assert first.exit_code == 0 and "Ran data" in first.output, first.output
-    goes_on = (f"Stopped after data (--until data): `subsetctl run {jsonl_project} gradients.d=16` runs the stages "
-               "after it that are not up to date and shows the report.")
+    goes_on = (f"Stopped after data (--until data): `subsetctl run {jsonl_project} --quiet gradients.d=16` runs the "
+               "stages after it that are not up to date and shows the report.")
     assert goes_on in " ".join(first.output.split()), first.output
     again = invoke("run", str(jsonl_project), "--until", "data", "-q", "gradients.d=16")
     assert "Everything up to data is up to date; nothing to do." in again.output, again.output
