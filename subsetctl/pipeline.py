@@ -55,7 +55,7 @@ from subsetctl.project import (
     verify_checksums,
 )
 from subsetctl.reporter import Reporter, SilentReporter, StageWarnings
-from subsetctl.spec import Spec, fingerprint_dump, neutralized, with_neutral_values_of
+from subsetctl.spec import Spec, as_written, fingerprint_dump, neutralized, with_neutral_values_of
 
 #: how `plan` names a stage's kept results (:meth:`Pipeline._kept_candidates`), by where they wait
 KEPT_WHAT = {
@@ -1055,11 +1055,13 @@ class Pipeline:
         before = names[names.index("gradients") - 1]
         # the options as the caller gave them: `--shard` on the command line, options["shard"] in Python
         shard_option = worded("--shard", "options['shard']")
+        # the commands advised take this run's overrides, as typed: without them, they would run another variant
+        typed = "".join(f" {shell_arg(as_written(item, self.spec.overrides_as_written))}" for item in self.overrides)
         if until is not None and names.index(until) < names.index("gradients"):
             raise UserError(
                 f"{worded(f'--until {until}', f'until={until!r}')} stops before the gradients stage, of which "
                 f"{shard_option} computes a shard, so the two cannot be combined. `subsetctl run "
-                f"{shell_arg(self.project.root)} --until {until}` (without --shard) runs the stages up to it; or leave "
+                f"{shell_arg(self.project.root)} --until {until}{typed}` (without --shard) runs the stages up to it; or leave "
                 f"out {worded('--until', 'until')} to compute the shard."
             )
         if force:
@@ -1072,11 +1074,11 @@ class Pipeline:
             advice = []
             if earlier:
                 advice.append(f"Run `subsetctl run {root} {' '.join(f'--force {n}' for n in earlier)} --until "
-                              f"{before}` first, then the shards")
+                              f"{before}{typed}` first, then the shards")
             if later:
                 several = len(later) > 1
                 advice.append(f"{', '.join(f'--force {n}' for n in later)} {'go' if several else 'goes'} with a plain "
-                              f"`subsetctl run {root}` (without --shard), which computes {'them' if several else 'it'} "
+                              f"`subsetctl run {root}{typed}` (without --shard), which computes {'them' if several else 'it'} "
                               "itself")
             raise UserError(
                 f"{worded('--force', f'force={forced!r}')} cannot be combined with {shard_option} (forcing a stage "

@@ -506,6 +506,11 @@ def test_until_before_gradients_with_shard_is_refused(tiny_project: Path) -> Non
     assert result.exit_code == 1, result.output
     assert "--until data stops before the gradients stage" in result.output
     assert f"`subsetctl run {tiny_project} --until data` (without --shard)" in result.output
+    # with the run's overrides, as typed (without them, the command advised ran another variant)
+    result = CliRunner().invoke(main, ["run", str(tiny_project), "-q", "--shard", "0/2", "--until", "data",
+                                       "sources.a.max_examples=3", "gradients.d=8"])
+    assert (f"`subsetctl run {tiny_project} --until data sources.a.max_examples=3 gradients.d=8` (without --shard)"
+            in " ".join(result.output.split())), result.output
     assert not (tiny_project / ".subsetctl" / "data").exists()  # nothing ran
     with pytest.raises(UserError) as refused:  # Python is told of its own arguments, not of --until and --shard
         run_project(tiny_project, until="data", options={"shard": (0, 2)})
