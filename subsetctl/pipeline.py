@@ -1045,6 +1045,12 @@ class Pipeline:
             with held:
                 self._trim_kept(started_ns)
 
+    def _run_command(self, options: str = "") -> str:
+        """The `subsetctl run` command a message advises: this project, ``options`` and this run's
+        overrides, as typed (without them it would run another variant, the spec's alone)."""
+        typed = [shell_arg(as_written(item, self.spec.overrides_as_written)) for item in self.overrides]
+        return " ".join(["subsetctl run", shell_arg(self.project.root), *([options] if options else []), *typed])
+
     def _refuse_shard_options(self, until: str | None, force: set[str]) -> None:
         """A UserError for what a shard run cannot do (:meth:`_run_shard`): a pipeline without
         gradients, an ``until`` before gradients, any ``force`` (forcing a stage while other
@@ -1055,13 +1061,11 @@ class Pipeline:
         before = names[names.index("gradients") - 1]
         # the options as the caller gave them: `--shard` on the command line, options["shard"] in Python
         shard_option = worded("--shard", "options['shard']")
-        # the commands advised take this run's overrides, as typed: without them, they would run another variant
-        typed = "".join(f" {shell_arg(as_written(item, self.spec.overrides_as_written))}" for item in self.overrides)
         if until is not None and names.index(until) < names.index("gradients"):
             raise UserError(
                 f"{worded(f'--until {until}', f'until={until!r}')} stops before the gradients stage, of which "
-                f"{shard_option} computes a shard, so the two cannot be combined. `subsetctl run "
-                f"{shell_arg(self.project.root)} --until {until}{typed}` (without --shard) runs the stages up to it; or leave "
+                f"{shard_option} computes a shard, so the two cannot be combined. `{self._run_command(f'--until {until}')}` "
+                "(without --shard) runs the stages up to it; or leave "
                 f"out {worded('--until', 'until')} to compute the shard."
             )
         if force:
@@ -1070,15 +1074,14 @@ class Pipeline:
             forced = sorted(force, key=names.index)
             earlier = [name for name in forced if names.index(name) < names.index("gradients")]
             later = [name for name in forced if name not in earlier]
-            root = shell_arg(self.project.root)
             advice = []
             if earlier:
-                advice.append(f"Run `subsetctl run {root} {' '.join(f'--force {n}' for n in earlier)} --until "
-                              f"{before}{typed}` first, then the shards")
+                forced_first = " ".join([*(f"--force {n}" for n in earlier), f"--until {before}"])
+                advice.append(f"Run `{self._run_command(forced_first)}` first, then the shards")
             if later:
                 several = len(later) > 1
                 advice.append(f"{', '.join(f'--force {n}' for n in later)} {'go' if several else 'goes'} with a plain "
-                              f"`subsetctl run {root}{typed}` (without --shard), which computes {'them' if several else 'it'} "
+                              f"`{self._run_command()}` (without --shard), which computes {'them' if several else 'it'} "
                               "itself")
             raise UserError(
                 f"{worded('--force', f'force={forced!r}')} cannot be combined with {shard_option} (forcing a stage "
@@ -1294,7 +1297,7 @@ class Pipeline:
             redo = stage.name if stage.name == until else names[names.index(str(until)) - 1]
             raise UserError(
                 f"Stage {stage.name}: artifacts fail their checksums ({'; '.join(problems[:3])}). Stop the "
-                f"shard runs, then `subsetctl run {shell_arg(self.project.root)} --until {redo}` recomputes "
+                f"shard runs, then `{self._run_command(f'--until {redo}')}` recomputes "
                 "it; start the shards again."
             )
         if problems:
@@ -1577,8 +1580,8 @@ class Pipeline:
             changed = changed_inputs(inputs.get("extra"), now) or "input files changed"
             raise UserError(
                 f"Stage {stage.name}: its inputs changed while it ran ({changed}), so its results are not saved as "
-                f"made from them as they were when the run started. Run `subsetctl run {shell_arg(self.project.root)}` "
-                "again (what it prepared from unchanged files is reused)."
+                f"made from them as they were when the run started. Run `{self._run_command()}` again (what it "
+                "prepared from unchanged files is reused)."
             )
         resolved_spec = self.project.keep_resolved_spec(self.spec.model_dump(mode="json"))
         artifacts = artifact_checksums(out_dir, stage.scratch)
