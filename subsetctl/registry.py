@@ -90,6 +90,15 @@ class Registry(Generic[T]):
     #: a plugin's own must take the base's arguments (checked by :meth:`get`: a ``run(self,
     #: estimator)`` failed only at the search, after the model stages had run)
     called: tuple[str, ...] = ()
+    #: the arguments subsetctl calls every function plugin of this kind with, positionally (a
+    #: loader's ``(options, ctx)``), checked by :meth:`get`: a ``def load(options)`` passed
+    #: validate and failed only at the data stage
+    call_as: tuple[str, ...] = ()
+    #: the arguments subsetctl builds every plugin class of this kind with, positional ones
+    #: then keyword ones written ``"lam="`` (an estimator's ``cls(features, lam=...)``), checked by
+    #: :meth:`get` (not for a class built from the stage context instead, ``needs_model``): an
+    #: ``__init__(self, features)`` passed validate and failed at calibrate or the search
+    built_with: tuple[str, ...] = ()
     _entries: dict[str, Entry[T]] = field(default_factory=dict)
     _broken: dict[str, str] = field(default_factory=dict)  # entry-point name -> why it failed to import
     _broken_origins: dict[str, str] = field(default_factory=dict)  # entry-point name -> where it comes from
@@ -271,6 +280,8 @@ class Registry(Generic[T]):
                 self._check_kind(entry)
             if self.instance_of and entry.origin != "built-in":
                 self._check_instance(entry)
+            if self.call_as and entry.origin != "built-in":
+                self._check_call(entry)
             return entry.obj
         if name in self._broken:
             raise UserError(self._broken[name])
@@ -303,8 +314,13 @@ class Registry(Generic[T]):
                     f"define {', '.join(missing)} ({methods} of {module}.{attr}), so it cannot be built; README → "
                     f"Plugins says what each kind of plugin defines. Fix the plugin."
                 )
-            for method in self.called:
-                mismatch = _call_mismatch(obj, base, method)
+            mismatches = [_call_mismatch(obj, base, method) for method in self.called]
+            if self.built_with and not getattr(obj, "needs_model", False):
+                positional = [arg for arg in self.built_with if not arg.endswith("=")]
+                keywords = [arg.removesuffix("=") for arg in self.built_with if arg.endswith("=")]
+                built = _signature_mismatch(obj, obj.__name__, positional, keywords)
+                mismatches.insert(0, built and f"constructor {built}")
+            for mismatch in mismatches:
                 if mismatch:
                     raise UserError(
                         f"The {self.kind} {entry.name!r} ({self.described(entry.name)}) is the class {obj.__name__}, "
@@ -316,6 +332,27 @@ class Registry(Generic[T]):
         raise UserError(
             f"The {self.kind} {entry.name!r} ({self.described(entry.name)}) is {what}, not a subclass of {module}.{attr}: "
             f"{self.kind} plugins are classes deriving from {attr} (README → Plugins shows one). Fix the plugin."
+        )
+
+    def _check_call(self, entry: Entry[T]) -> None:
+        """Refuse a function plugin that cannot be called as subsetctl calls it
+        (:attr:`call_as`), or is not callable at all, naming its file, the function and the
+        signature it needs: it failed only when the stage calling it ran, after validate
+        passed."""
+        obj = entry.obj
+        what = getattr(obj, "__name__", None) or type(obj).__name__
+        if not callable(obj):
+            problem = (f"is a {type(obj).__name__} object, not a function: a {self.kind} is called as "
+                       f"load({', '.join(self.call_as)})")
+        else:
+            mismatch = _signature_mismatch(obj, what, list(self.call_as))
+            if mismatch is None:
+                return
+            kind = "the class" if isinstance(obj, type) else "the function" if hasattr(obj, "__code__") else "the object"
+            problem = f"is {kind} {what}, whose {mismatch}"
+        raise UserError(
+            f"The {self.kind} {entry.name!r} ({self.described(entry.name)}) {problem}; README → Plugins shows "
+            f"one. Fix the plugin."
         )
 
     def _check_instance(self, entry: Entry[T]) -> None:
@@ -417,7 +454,8 @@ class Registry(Generic[T]):
         return [self._entries[n] for n in sorted(self._entries)]
 
 
-LOADERS: Registry[Any] = Registry("loader", "subsetctl.loaders", ("subsetctl.data.loaders",), not_a_choice=("plugin",))
+LOADERS: Registry[Any] = Registry("loader", "subsetctl.loaders", ("subsetctl.data.loaders",), not_a_choice=("plugin",),
+                                  call_as=("options", "ctx"))
 PROJECTORS: Registry[Any] = Registry(
     "projector", "subsetctl.projectors", ("subsetctl.gradients.projectors",),
     base="subsetctl.gradients.projectors:Projector",
@@ -426,7 +464,7 @@ ESTIMATORS: Registry[Any] = Registry(
     "estimator",
     "subsetctl.estimators",
     ("subsetctl.estimate.solvers", "subsetctl.estimate.dynamics", "subsetctl.stages.real_finetune"),
-    base="subsetctl.estimate.base:SubsetEstimator", called=("estimate",),
+    base="subsetctl.estimate.base:SubsetEstimator", called=("estimate",), built_with=("features", "lam="),
 )
 STRATEGIES: Registry[Any] = Registry(
     "strategy", "subsetctl.strategies", ("subsetctl.search.strategies",), base="subsetctl.search.base:Strategy",
@@ -519,6 +557,26 @@ def _two_of_one_module(old: Any, new: Any) -> bool:
     module, name = getattr(new, "__module__", None), getattr(new, "__qualname__", None)
     return (module is not None and name is not None and getattr(old, "__module__", None) == module
             and getattr(old, "__qualname__", None) not in (None, name))
+
+
+def _signature_mismatch(fn: Any, label: str, positional: list[str], keywords: list[str] | None = None) -> str | None:
+    """Why ``fn`` cannot be called with the arguments ``positional`` (by position) and
+    ``keywords`` (by name): "load(options) cannot be called as load(options, ctx): too many
+    positional arguments" (``label`` names it there); None when it can, or when its
+    signature cannot be read (a builtin: let the call tell)."""
+    import inspect
+
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    keywords = keywords or []
+    try:
+        signature.bind(*positional, **dict.fromkeys(keywords))
+    except TypeError as exc:
+        wanted = ", ".join([*positional, *(f"{k}=..." for k in keywords)])
+        return f"{label}{signature} cannot be called as {label}({wanted}): {exc}"
+    return None
 
 
 def _call_mismatch(cls: type, base: type, method: str) -> str | None:

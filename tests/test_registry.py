@@ -581,6 +581,84 @@ def test_a_plugin_whose_run_or_estimate_takes_other_arguments_is_refused_by_vali
         estimators.get("blind")
 
 
+def test_a_plugin_estimator_built_without_lam_is_refused_by_validate(monkeypatch) -> None:
+    """An estimator whose constructor takes no ``lam`` (``__init__(self, features)``; subsetctl
+    builds it as ``cls(features, lam=..., ...)``) passed validate and failed only when
+    calibrate or the search built it; one taking ``**settings`` still passes, and so does an
+    estimator built from the stage context (``needs_model``)."""
+    from subsetctl.errors import UserError
+    from subsetctl.estimate.solvers import FastEstimator
+    from subsetctl.registry import ESTIMATORS
+
+    estimators = ESTIMATORS
+    estimators.names()  # (the built-ins and entry points read first)
+    monkeypatch.setattr(estimators, "_entries", dict(estimators._entries))  # put back after the test
+
+    @estimators.register("lamless")
+    class Lamless(FastEstimator):
+        def __init__(self, features):
+            super().__init__(features)
+
+    @estimators.register("roomy")
+    class Roomy(FastEstimator):
+        def __init__(self, features, **settings):
+            super().__init__(features, lam=settings.get("lam", 1.0))
+
+    @estimators.register("model")
+    class FromContext(FastEstimator):
+        needs_model = True
+
+        def __init__(self, ctx):
+            self.ctx = ctx
+
+    with pytest.raises(UserError, match=r"The estimator 'lamless' \(module test_registry, \S+test_registry\.py\) is the "
+                                        r"class Lamless, whose constructor Lamless\(features\) cannot be called as "
+                                        r"Lamless\(features, lam=\.\.\.\): got an unexpected keyword "
+                                        r"argument 'lam'"):
+        estimators.get("lamless")
+    assert estimators.get("roomy") is Roomy and estimators.get("model") is FromContext
+
+
+def test_a_plugin_loader_that_cannot_take_options_and_ctx_is_refused_by_validate(jsonl_project: Path,
+                                                                                  monkeypatch) -> None:
+    """A loader ``def load(options)`` (called as ``load(options, ctx)``) passed validate and
+    failed only at the data stage; so did one registered under a built-in type, which is
+    called as the built-in is, and one that is no function at all."""
+    import yaml
+
+    from subsetctl.api import validate_spec_file
+    from subsetctl.registry import LOADERS
+
+    (jsonl_project / "short_loaders_xyz.py").write_text(
+        "from subsetctl.registry import LOADERS\n\n"
+        "@LOADERS.register('tsv_short')\ndef load(options):\n    return None\n\n"
+        "@LOADERS.register('csv')\ndef load_csv(options, ctx, extra):\n    return None\n\n"
+        "class Settings:\n    pass\n\nLOADERS.register('not_callable')(Settings())\n")
+    monkeypatch.syspath_prepend(str(jsonl_project))
+    monkeypatch.setattr(LOADERS, "_entries", dict(LOADERS._entries))  # put back after the test
+    monkeypatch.setattr(LOADERS, "_replaced", dict(LOADERS._replaced))
+    spec_path = jsonl_project / "subsetctl.yaml"
+    spec = yaml.safe_load(spec_path.read_text())
+    spec["plugins"] = ["short_loaders_xyz:load"]
+    spec["sources"][0]["loader"] = {"type": "plugin", "name": "tsv_short", "options": {}}
+    spec["sources"][1]["loader"] = {"type": "csv", "path": "b.csv"}
+    spec["sources"].append({"name": "c", "loader": {"type": "plugin", "name": "not_callable"}})
+    (jsonl_project / "b.csv").write_text("prompt,response\nq,a\n")
+    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    checked = validate_spec_file(spec_path)
+    problems = {e.key: e.message for e in checked.issues}
+    file = str(jsonl_project / "short_loaders_xyz.py")
+    assert problems["sources[0].loader.name"] == (
+        f"The loader 'tsv_short' (module short_loaders_xyz, {file}) is the function load, whose load(options) cannot "
+        "be called as load(options, ctx): too many positional arguments; README → Plugins shows one. Fix the plugin.")
+    assert problems["sources[1].loader.type"].startswith(
+        f"The loader 'csv' (module short_loaders_xyz, {file}) is the function load_csv, whose load_csv(options, ctx, "
+        "extra) cannot be called as load_csv(options, ctx): missing a required argument: 'extra'")
+    assert problems["sources[2].loader.name"].startswith(
+        f"The loader 'not_callable' (module short_loaders_xyz, {file}) is a Settings object, not a function: a loader "
+        "is called as load(options, ctx)")
+
+
 def test_a_plugin_module_next_to_the_spec_but_not_importable_says_which_folder_to_add(tmp_path: Path) -> None:
     from subsetctl.errors import UserError
     from subsetctl.plugin_loading import load_plugin_string

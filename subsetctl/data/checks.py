@@ -1215,6 +1215,20 @@ def _check_plugin(loader: PluginLoader, loc: tuple[Any, ...], issues: _Issues, f
     _check_built_in(options, loc + ("options",), base_dir, kind, issues)
 
 
+def _check_replacement(loader_type: str, loc: tuple[Any, ...], issues: _Issues) -> None:
+    """A plugin registered under a built-in loader type (``@LOADERS.register("csv")``) is
+    called as the built-in is, ``(options, ctx)``: one that cannot be (a ``def load(options)``;
+    :meth:`~subsetctl.registry.Registry.get` says why) failed only at the data stage."""
+    from subsetctl.registry import LOADERS
+
+    if loader_type not in LOADERS.replaced():
+        return
+    try:
+        LOADERS.get(loader_type)
+    except UserError as exc:
+        issues.add(loc + ("type",), str(exc))
+
+
 def _check_built_in(loader: Any, loc: tuple[Any, ...], base_dir: Path, kind: str, issues: _Issues) -> None:
     """The checks of a built-in loader's settings (file, reasoning-gym task, evals name)."""
     if isinstance(loader, LoaderBase):
@@ -1255,12 +1269,14 @@ def _check_sources(spec: Spec, spec_path: Path, text: str | None) -> list[SpecIs
         if isinstance(loader, PluginLoader):
             _check_plugin(loader, lloc, issues, failed_plugins, base_dir, kind)
         else:
+            _check_replacement(loader.type, lloc, issues)
             _check_built_in(loader, lloc, base_dir, kind, issues)
         _check_split(source, loc, is_target, issues, base_dir)
     test_loader = spec.target.test_loader  # checked as the target's loader is, at its own key
     if isinstance(test_loader, PluginLoader):
         _check_plugin(test_loader, ("target", "test_loader"), issues, failed_plugins, base_dir, kind)
     elif test_loader is not None:
+        _check_replacement(test_loader.type, ("target", "test_loader"), issues)
         _check_built_in(test_loader, ("target", "test_loader"), base_dir, kind, issues)
     _check_num_labels(spec, [source for _, source, _ in entries], base_dir, issues)
     return issues.found
