@@ -11,14 +11,51 @@ strategy that validate calls (``check_spec``, ``max_subsets``).
 
 from __future__ import annotations
 
+import contextlib
 import numbers
+import sys
+import threading
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from subsetctl.errors import UserError
+
+#: :func:`prints_to_stderr`: its lock, the calls inside it, and the stdout it replaced
+_STDOUT_LOCK = threading.Lock()
+_stdout_redirections = 0
+_stdout_before: Any = None
+
+
+@contextlib.contextmanager
+def prints_to_stderr() -> Iterator[None]:
+    """``sys.stdout`` is ``sys.stderr`` while any call is inside, so that what plugin code
+    prints goes to stderr, whatever the command's format and wherever it runs: every call of
+    a plugin's code (a strategy's ``run``, an estimator's ``estimate``, a loader, a
+    projector, their constructors and hooks) is inside one, here and on loky and Dask
+    workers, which share this process's stdout. stdout holds only what the command itself
+    prints (its JSON with `--format json`, which a print before it made unparseable; in text
+    its verdict, table or report, which a script pipes on), stderr its progress and warnings,
+    which a plugin's print is like. A plugin estimator's print went to stderr on loky and Dask
+    workers but to stdout on the sequential and threading backends. Counted under a lock, not
+    :func:`contextlib.redirect_stdout`: the threading backend's batches, and a Dask worker's
+    tasks (``threads_per_worker``), run in threads, and each thread putting back the stdout
+    it found could leave stdout on stderr for good."""
+    global _stdout_redirections, _stdout_before
+    with _STDOUT_LOCK:
+        if _stdout_redirections == 0:
+            _stdout_before, sys.stdout = sys.stdout, sys.stderr
+        _stdout_redirections += 1
+    try:
+        yield
+    finally:
+        with _STDOUT_LOCK:
+            _stdout_redirections -= 1
+            if _stdout_redirections == 0:
+                sys.stdout, _stdout_before = _stdout_before, None
 
 
 def what_it_did(exc: BaseException, plugin: Any = None) -> str:
@@ -79,7 +116,8 @@ def call_loader_plugin(fn: Any, options: Any, ctx: Any, who: str, fix: str) -> A
     {fix}" (it was reported as an internal error, a bug in subsetctl). A UserError it raises
     is its own message and passes through."""
     try:
-        return fn(options, ctx)
+        with prints_to_stderr():
+            return fn(options, ctx)
     except UserError:
         raise
     except (Exception, SystemExit) as exc:
@@ -103,7 +141,8 @@ def build_plugin(kind: str, name: str, origin: str, build: Any, *args: Any, **kw
     """``build(*args, **kwargs)``, with any exception blamed on the plugin (a constructor
     that takes other arguments than subsetctl passes, an abstract method left out)."""
     try:
-        return build(*args, **kwargs)
+        with prints_to_stderr():
+            return build(*args, **kwargs)
     except UserError:
         raise
     except (Exception, SystemExit) as exc:  # the plugin's own code (sys.exit() too: not a silent exit)
@@ -122,7 +161,8 @@ def strategy_hook(cls: Any, name: str, origin: str, hook: str, *args: Any) -> An
     if origin == "built-in":
         return getattr(cls, hook)(*args)
     try:
-        result = getattr(cls, hook)(*args)
+        with prints_to_stderr():
+            result = getattr(cls, hook)(*args)
     except UserError:
         raise
     except (Exception, SystemExit) as exc:  # the plugin's own code (sys.exit() too: not a silent exit)
@@ -148,7 +188,8 @@ class _Checked:
     def _call(self, method: str, doing: str, *args: Any) -> Any:
         """``inner.method(*args)``, with any exception blamed on the plugin."""
         try:
-            return getattr(self.inner, method)(*args)
+            with prints_to_stderr():
+                return getattr(self.inner, method)(*args)
         except UserError:
             raise
         except (Exception, SystemExit) as exc:  # the plugin's own code (sys.exit() too: not a silent exit)
@@ -184,7 +225,8 @@ def check_estimator_sources(estimator: CheckedEstimator, expected: list[str]) ->
     read it to open its results store and failed with a TypeError called a bug in
     subsetctl, or a message about the store that did not name the plugin."""
     try:
-        got = estimator.inner.sources
+        with prints_to_stderr():
+            got = estimator.inner.sources
         names = None if callable(got) or isinstance(got, (str, bytes)) else list(got)
     except (Exception, SystemExit) as exc:  # the plugin's own code (a property that raises)
         raise _blame("estimator", estimator.name, estimator.origin, "failed while reading its sources", exc,

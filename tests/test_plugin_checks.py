@@ -73,6 +73,23 @@ def test_a_good_plugin_result_passes(plugin_strategy_name: str) -> None:
 
 
 
+def test_a_plugin_strategys_print_goes_to_stderr_in_text_mode_too(plugin_strategy_name: str, capfd) -> None:
+    """A plugin strategy's print() went to stdout (the command's own output) in text mode, while
+    a plugin estimator's went to stderr on loky and Dask workers: plugin code prints on stderr."""
+    result = StrategyResult("s", ["a"], estimated_loss=1.5)
+
+    class Printing:
+        def run(self, estimator: Any, context: Any, params: Any) -> Any:
+            print("PRINTED BY THE STRATEGY")
+            return result
+
+    stdout = sys.stdout
+    assert _run_strategy(Printing, plugin_strategy_name, "mine", None, _Context(), None) is result
+    out, err = capfd.readouterr()
+    assert "PRINTED BY THE STRATEGY" not in out and "PRINTED BY THE STRATEGY" in err
+    assert sys.stdout is stdout
+
+
 @pytest.mark.parametrize("said", [float("nan"), np.float32("nan"), float("inf")])
 def test_a_plugin_strategys_nan_estimated_loss_is_estimated_by_subsetctl(plugin_strategy_name: str,
                                                                          said: float) -> None:

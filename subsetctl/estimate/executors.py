@@ -33,7 +33,6 @@ import contextlib
 import math
 import os
 import shutil
-import sys
 import tempfile
 import threading
 import time
@@ -47,6 +46,7 @@ from subsetctl import __version__
 from subsetctl.errors import UserError
 from subsetctl.estimate.base import EstimateBatch, SubsetEstimator
 from subsetctl.estimate.results import concat_batches, empty_batch
+from subsetctl.plugin_guard import prints_to_stderr
 
 BACKENDS = ("sequential", "loky", "threading", "dask")
 #: Default number of batches a request is cut into (when ``batch_size`` is not given).
@@ -75,52 +75,22 @@ def _batches(n: int, size: int) -> list[slice]:
 
 def _run_batch(estimator: SubsetEstimator, masks: np.ndarray) -> EstimateBatch:
     """Worker side of the threading backend: estimate one batch of ``masks``. It runs in this
-    process, whose prints a `--format json` command already sends to stderr for the whole
-    command (see :mod:`subsetctl.cli`): ``sys.stdout`` is one for all threads, so it is not
-    redirected here, per batch, where the threads' redirections would undo each other."""
+    process, where a plugin estimator's prints go to stderr as everywhere else (its
+    ``estimate`` is called through :class:`~subsetctl.plugin_guard.CheckedEstimator`)."""
     return estimator.estimate(masks)
-
-
-#: :func:`_prints_to_stderr`: its lock, the calls inside it, and the stdout it replaced
-_STDOUT_LOCK = threading.Lock()
-_stdout_redirections = 0
-_stdout_before: Any = None
-
-
-@contextlib.contextmanager
-def _prints_to_stderr() -> Iterator[None]:
-    """Worker side: ``sys.stdout`` is ``sys.stderr`` while any task is inside, so that what a
-    plugin estimator prints goes to stderr. A worker of the local Dask cluster, or of loky,
-    shares this process's stdout, which holds only the JSON of a `--format json` command (see
-    :mod:`subsetctl.cli`): a print there came before the JSON, and a script could not parse
-    it. Counted under a lock, not :func:`contextlib.redirect_stdout`: a Dask worker runs its
-    tasks in threads (``threads_per_worker``), and each thread putting back the stdout it
-    found could leave a worker's stdout on stderr for good."""
-    global _stdout_redirections, _stdout_before
-    with _STDOUT_LOCK:
-        if _stdout_redirections == 0:
-            _stdout_before, sys.stdout = sys.stdout, sys.stderr
-        _stdout_redirections += 1
-    try:
-        yield
-    finally:
-        with _STDOUT_LOCK:
-            _stdout_redirections -= 1
-            if _stdout_redirections == 0:
-                sys.stdout, _stdout_before = _stdout_before, None
 
 
 def _run_on_dask_worker(estimator: SubsetEstimator, masks: np.ndarray) -> EstimateBatch:
     """Worker side of the Dask backend: estimate one batch of ``masks``, the estimator's
-    prints sent to stderr (:func:`_prints_to_stderr`)."""
-    with _prints_to_stderr():
+    prints sent to stderr (:func:`~subsetctl.plugin_guard.prints_to_stderr`)."""
+    with prints_to_stderr():
         return estimator.estimate(masks)
 
 
 def _run_from_file(path: str, masks: np.ndarray) -> EstimateBatch:
     """Worker side of the loky backend: load the dumped estimator once per process; what it
-    prints goes to stderr (:func:`_prints_to_stderr`)."""
-    with _prints_to_stderr():
+    prints goes to stderr (:func:`~subsetctl.plugin_guard.prints_to_stderr`)."""
+    with prints_to_stderr():
         est = _WORKER_CACHE.get(path)
         if est is None:
             import joblib
@@ -147,10 +117,10 @@ def _registrations_taken_back() -> contextlib.AbstractContextManager[None]:
 def _load_code(code: bytes) -> None:
     """Worker side of :func:`subsetctl.estimate.dask_backend._check_workers_load`: import
     the estimator's code, what a plugin module prints as it is imported sent to stderr
-    (:func:`_prints_to_stderr`)."""
+    (:func:`~subsetctl.plugin_guard.prints_to_stderr`)."""
     import pickle
 
-    with _prints_to_stderr(), _registrations_taken_back():
+    with prints_to_stderr(), _registrations_taken_back():
         pickle.loads(code)
 
 

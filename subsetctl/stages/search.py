@@ -12,6 +12,7 @@ estimates; selections.json gives each selection's (and baseline's) raw and calib
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import numbers
@@ -337,12 +338,14 @@ def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any,
     found no finite estimate among its subsets (NoFiniteEstimate), it always says what to
     say, naming the estimator even when earlier strategies stored finite estimates."""
     from subsetctl.errors import UserError
+    from subsetctl.plugin_guard import prints_to_stderr
     from subsetctl.registry import STRATEGIES
     from subsetctl.search.base import NoFiniteEstimate, StrategyResult, SubsetTrace
 
     origin = STRATEGIES.described(name)
     try:
-        result = cls().run(estimator if origin == "built-in" else _OwnErrors(estimator), context, params)
+        with contextlib.nullcontext() if origin == "built-in" else prints_to_stderr():
+            result = cls().run(estimator if origin == "built-in" else _OwnErrors(estimator), context, params)
     except NoFiniteEstimate:
         failed = estimator_failed(this_strategy=True) if estimator_failed is not None else None
         if not failed:

@@ -1258,10 +1258,34 @@ def test_a_plugin_estimators_print_on_dask_or_threads_stays_off_json_stdout(
     _assert_same(got, estimate_parallel(estimator, masks, backend="sequential", batch_size=3))
 
 
+@pytest.mark.parametrize("backend", ["sequential", "threading", "loky"])
+def test_a_plugin_estimators_print_goes_to_stderr_in_text_mode_on_every_backend(
+        backend: str, small_features: FeatureSet, capfd) -> None:
+    """Without `--format json`'s redirection a plugin estimator's print() went to stdout on the
+    sequential and threading backends (and on loky's batches run in this process) but to
+    stderr on loky and Dask workers: plugin code prints on stderr, one place for all."""
+    from subsetctl.estimate.solvers import FastEstimator
+    from subsetctl.plugin_guard import CheckedEstimator
+
+    class Printing(FastEstimator):
+        def estimate(self, masks):
+            print("PRINTED BY THE PLUGIN", flush=True)
+            return super().estimate(masks)
+
+    estimator = CheckedEstimator(Printing(small_features, lam=0.1), "printing", "module printing")
+    masks = random_masks(6, len(small_features.sources), seed=3)
+    stdout = sys.stdout
+    # (loky with one batch runs it here; a local class cannot be pickled for its workers)
+    estimate_parallel(estimator, masks, backend=backend, n_jobs=2 if backend == "threading" else 1, batch_size=3)
+    out, err = capfd.readouterr()
+    assert "PRINTED BY THE PLUGIN" not in out and "PRINTED BY THE PLUGIN" in err
+    assert sys.stdout is stdout
+
+
 def test_prints_to_stderr_puts_stdout_back_after_overlapping_threads() -> None:
     """Tasks in a Dask worker's threads overlap: with contextlib.redirect_stdout, one leaving
     after another entered put back the other's stderr, and the worker's stdout stayed stderr."""
-    from subsetctl.estimate.executors import _prints_to_stderr
+    from subsetctl.plugin_guard import prints_to_stderr as _prints_to_stderr
 
     stdout = sys.stdout
     first, second = _prints_to_stderr(), _prints_to_stderr()
