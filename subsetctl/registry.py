@@ -114,6 +114,7 @@ class Registry(Generic[T]):
 
         def decorator(obj: T) -> T:
             text = description or doc_summary(obj)
+            _refuse_a_hidden_class(obj, f"{self.kind} {name!r}", sys._getframe(1))
             self._store(Entry(name=name, obj=obj, description=text, origin=_origin(obj)))
             _label_class(obj, name, text)
             return obj
@@ -547,6 +548,43 @@ def _origin_file(origin: str) -> str | None:
     else:
         return None
     return getattr(sys.modules.get(module), "__file__", None)
+
+
+#: :func:`_refuse_a_hidden_class`: for each module, the code object of its latest run that
+#: registered a class, and the classes that run registered: class name -> (class, "strategy
+#: 'x'", line). The code object is kept (not its id): a reloaded module runs a new one.
+_CLASSES_OF_A_RUN: dict[str, tuple[Any, dict[str, tuple[Any, str, int]]]] = {}
+
+
+def _refuse_a_hidden_class(obj: Any, registered_as: str, frame: Any) -> None:
+    """Refuse a second class of one name that one run of a module registers (``class Est``
+    twice, decorated as the estimators 'a' and 'b', or twice as 'a'): the second hides the
+    first at module level, so the first is not what ``module:Est`` names (under
+    ``plugins:``), pickle finds for loky's workers ("cannot be pickled ... keep lambdas out"),
+    or, under one registered name, used at all (the last one won without a word, taken for
+    the module reloaded). ``frame``: where the decorator was applied; only a module's own top
+    level is followed (its code object tells one run from the next, a reload)."""
+    if not isinstance(obj, type) or frame is None or frame.f_code.co_name != "<module>":
+        return
+    module = getattr(obj, "__module__", None)
+    if not module or frame.f_globals.get("__name__") != module:
+        return
+    code, seen = _CLASSES_OF_A_RUN.get(module, (None, {}))
+    if code is not frame.f_code:  # the module's first class registered in this run
+        code, seen = frame.f_code, {}
+        _CLASSES_OF_A_RUN[module] = (code, seen)
+    earlier = seen.get(obj.__qualname__)
+    if earlier is not None and earlier[0] is not obj:
+        file = getattr(sys.modules.get(module), "__file__", None) or frame.f_code.co_filename
+        raise UserError(
+            f"module {module} ({file}) defines two classes named {obj.__qualname__}, registered as the "
+            f"{earlier[1]} (line {earlier[2]}) and the {registered_as} (line {frame.f_lineno}): the second hides "
+            f"the first at module level, so the first cannot be named as {module}:{obj.__qualname__} (under "
+            "plugins:) or pickled for loky's worker processes"
+            f"{', and only the second would be used' if earlier[1] == registered_as else ''}. Give one of "
+            "them another class name."
+        )
+    seen[obj.__qualname__] = (obj, registered_as, frame.f_lineno)
 
 
 def _two_of_one_module(old: Any, new: Any) -> bool:

@@ -1352,6 +1352,37 @@ def test_a_module_registering_two_classes_under_one_name_is_refused() -> None:
     registry.register("mine", "first, its module reloaded")(again)  # the same class again: no error
 
 
+@pytest.mark.parametrize("second", ["hidden_b", "hidden_a"])
+def test_a_module_registering_two_classes_of_one_name_is_refused(tmp_path: Path, monkeypatch, second: str) -> None:
+    """Two ``class Est`` in one module, both registered: the second hides the first at module
+    level, so the first could not be named as ``module:Est`` or pickled for loky's workers
+    (a misleading "cannot be pickled ... keep lambdas out"), and under one registered name the
+    first was dropped without a word (taken for its module reloaded). A reload is no error."""
+    import importlib
+
+    from subsetctl.errors import UserError
+
+    first = "@STRATEGIES.register('hidden_a')\nclass Est(Strategy):\n    pass\n"
+    head = "from subsetctl.registry import STRATEGIES\nfrom subsetctl.search.base import Strategy\n\n"
+    (tmp_path / f"twice_{second}.py").write_text(f"{head}{first}\n@STRATEGIES.register({second!r})\n"
+                                                 "class Est(Strategy):\n    pass\n")
+    (tmp_path / f"once_{second}.py").write_text(head + first)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    STRATEGIES.names()  # (the built-ins and entry points read first)
+    monkeypatch.setattr(STRATEGIES, "_entries", dict(STRATEGIES._entries))  # put back after the test
+    also = ", and only the second would be used" if second == "hidden_a" else ""
+    with pytest.raises(UserError, match=(
+            rf"module twice_{second} \({re.escape(str(tmp_path))}/twice_{second}\.py\) defines two classes named Est, "
+            rf"registered as the strategy 'hidden_a' \(line 4\) and the strategy '{second}' \(line 8\): the second "
+            rf"hides the first at module level, so the first cannot be named as twice_{second}:Est \(under plugins:\) "
+            rf"or pickled for loky's worker processes{also}\. Give one of them another class name\.")):
+        importlib.import_module(f"twice_{second}")
+    STRATEGIES._entries.pop("hidden_a", None)
+    once = importlib.import_module(f"once_{second}")
+    importlib.reload(once)  # the same module run again: no error
+    assert STRATEGIES._entries["hidden_a"].obj is once.Est
+
+
 def test_an_installed_package_replacing_a_built_in_is_blamed_on_the_key_naming_it_not_plugins(
         tiny_project, tmp_path_factory, monkeypatch) -> None:
     """The warning that an installed entry point replaces a built-in was said under the spec's
