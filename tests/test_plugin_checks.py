@@ -52,6 +52,9 @@ def plugin_strategy_name() -> str:
     (StrategyResult("s", None), r"returned selected=None; it must be a list of source names"),
     # one warning per letter
     (StrategyResult("s", ["a"], notices="hi"), r"returned notices='hi'; notices must be a list of sentences"),
+    # a list of numbers: "naming 1.0, 2.0, which are not sources"
+    (StrategyResult("s", ["a"], scores=[1.0, 2.0]),  # type: ignore[arg-type]
+     r"returned scores=\[1\.0, 2\.0\]; scores must map source names to numbers"),
     # an internal error "could not convert string to float" called a bug in subsetctl
     (StrategyResult("s", ["a"], estimated_loss="low"),
      r"returned a StrategyResult that cannot be stored \(ValueError"),
@@ -59,6 +62,14 @@ def plugin_strategy_name() -> str:
 def test_a_plugin_strategys_result_is_checked(plugin_strategy_name: str, result: Any, says: str) -> None:
     with pytest.raises(UserError, match=r"Strategy 'mine' \(module [\w.]+, \S+\.py\) " + says):
         _run_strategy(_returning(result), plugin_strategy_name, "mine", None, _Context(), None)
+
+
+def test_a_plugin_strategys_result_is_named_by_its_registered_name(plugin_strategy_name: str) -> None:
+    """``strategy=None`` (or a name copied from another plugin) was stored and said as it was:
+    "None does not weigh its pick against the target alone"."""
+    result = _run_strategy(_returning(StrategyResult(None, ["a"], estimated_loss=1.5)),  # type: ignore[arg-type]
+                           plugin_strategy_name, "mine", None, _Context(), None)
+    assert result.strategy == plugin_strategy_name
 
 
 def test_a_plugin_strategy_calling_sys_exit_is_blamed(plugin_strategy_name: str) -> None:

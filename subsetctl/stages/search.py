@@ -18,7 +18,7 @@ import math
 import numbers
 import shutil
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -391,6 +391,9 @@ def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any,
     if repeated:  # a fine-tune would train on those sources' rows twice
         raise UserError(f"{where} selected {', '.join(map(repr, repeated))} more than once; a selection is a "
                         "set of sources, each listed once.")
+    if not isinstance(result.scores, Mapping):  # a list of numbers was taken for a list of source names
+        raise UserError(f"{where} returned scores={result.scores!r:.80}; scores must map source names to numbers "
+                        "(e.g. {'a': 0.3, 'b': -0.1}, or {} for none).")
     if isinstance(result.notices, (str, bytes)):  # was warned about letter by letter, one warning each
         raise UserError(f"{where} returned notices={result.notices!r}; notices must be a list of sentences "
                         f"(e.g. [{result.notices!r}]).")
@@ -413,6 +416,9 @@ def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any,
                         "once; a trace subset is a set of sources, each listed once.")
     chosen = set(result.selected)
     result.selected = [name for name in context.sources if name in chosen]  # in source order
+    # its registered name, as run_strategy gives it: messages and the store name the strategy by it
+    # (strategy=None, or a name copied from another plugin, was "None does not weigh its pick ...")
+    result.strategy = name
     said = result.estimated_loss
     # the strategy did not say (or said NaN, which it may have made itself): subsetctl's own estimate of its
     # pick, which the store already holds when the strategy asked the estimator; a NaN was warned about as

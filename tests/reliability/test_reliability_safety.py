@@ -195,7 +195,7 @@ def test_plugin_strategy_mistakes_are_blamed_on_the_plugin_and_nothing_is_commit
                          ("relplug_list", "returned a list"),
                          ("relplug_ghost", "selected 'zzz', which is not a source"),
                          ("relplug_stray_score", "returned scores or trace subsets naming 0, which are not sources"),
-                         ("relplug_none_scores", "returned scores or a trace of the wrong shape")):
+                         ("relplug_none_scores", "returned scores=None; scores must map source names to numbers")):
         with pytest.raises(UserError, match=needle) as caught:
             run_project(project, [f"search.strategies[0].name={name}"], until="search")
         assert "module relplug_bad" in str(caught.value)
