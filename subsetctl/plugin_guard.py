@@ -216,6 +216,14 @@ class CheckedEstimator(_Checked):
             if shape != (m,):
                 raise _blame("estimator", self.name, self.origin,
                              f"returned {field} of shape {shape} for {m} subsets; each must have shape ({m},)")
+        extra = batch.extra
+        wrong = (f"a {type(extra).__name__}" if not isinstance(extra, dict) else
+                 next((f"{key!r} of shape {np.shape(value)}" for key, value in extra.items()
+                       if np.shape(value)[:1] != (m,)), None))
+        if wrong is not None:  # (concatenating the batches failed with an IndexError called a bug in subsetctl)
+            raise _blame("estimator", self.name, self.origin,
+                         f"returned extra {wrong} for {m} subsets; extra must be a dict of arrays with one row per "
+                         f"subset (shape ({m}, ...)), or left out")
         return batch
 
 

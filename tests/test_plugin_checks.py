@@ -72,6 +72,28 @@ def test_a_plugin_strategys_result_is_named_by_its_registered_name(plugin_strate
     assert result.strategy == plugin_strategy_name
 
 
+def test_a_plugin_estimators_extra_of_the_wrong_shape_is_blamed_on_it() -> None:
+    """``extra=[1]`` (or an array of another length) failed as the batches were put together,
+    with an IndexError called a bug in subsetctl."""
+    from subsetctl.estimate.base import EstimateBatch
+    from subsetctl.plugin_guard import CheckedEstimator
+
+    class Inner:
+        def __init__(self, extra: Any) -> None:
+            self.extra = extra
+
+        def estimate(self, masks: Any) -> EstimateBatch:
+            m = len(masks)
+            return EstimateBatch(np.ones(m), np.ones(m), np.ones(m, int), np.ones(m, bool), extra=self.extra)
+
+    masks = np.ones((3, 2), dtype=bool)
+    for extra, says in (([1], "extra a list"), ({"steps": np.ones(2)}, "extra 'steps' of shape (2,)")):
+        with pytest.raises(UserError, match=rf"The estimator plugin 'mine' \(module mine\) returned {re.escape(says)} "
+                                            r"for 3 subsets; extra must be a dict of arrays with one row per subset"):
+            CheckedEstimator(Inner(extra), "mine", "module mine").estimate(masks)
+    assert CheckedEstimator(Inner({"steps": np.ones((3, 2))}), "mine", "module mine").estimate(masks).extra
+
+
 def test_a_plugin_strategy_calling_sys_exit_is_blamed(plugin_strategy_name: str) -> None:
     """It printed only "giving up" and exited 1, the plugin not named."""
     with pytest.raises(UserError, match=r"Strategy 'mine' \(module [\w.]+, \S+\.py\) called sys.exit\('giving up'\)"):
