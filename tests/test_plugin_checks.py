@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from subsetctl.errors import UserError
+from subsetctl.estimate.base import SubsetEstimator
 from subsetctl.registry import STRATEGIES
 from subsetctl.search.base import StrategyResult, SubsetTrace
 from subsetctl.stages.search import _run_strategy
@@ -92,6 +93,42 @@ def test_a_plugin_estimators_extra_of_the_wrong_shape_is_blamed_on_it() -> None:
                                             r"for 3 subsets; extra must be a dict of arrays with one row per subset"):
             CheckedEstimator(Inner(extra), "mine", "module mine").estimate(masks)
     assert CheckedEstimator(Inner({"steps": np.ones((3, 2))}), "mine", "module mine").estimate(masks).extra
+
+
+class _ThreeSources(SubsetEstimator):
+    """An estimator of the sources a, b, c: each subset's loss is its size."""
+
+    @property
+    def sources(self) -> list[str]:
+        return ["a", "b", "c"]
+
+    def estimate(self, masks: Any) -> Any:
+        from subsetctl.estimate.base import EstimateBatch
+
+        m = np.asarray(masks, dtype=bool)
+        return EstimateBatch(m.sum(1).astype(float), np.ones(len(m)), np.ones(len(m), int), np.ones(len(m), bool))
+
+
+@pytest.mark.parametrize(("asks", "says"), [
+    # names instead of masks: "Subset masks must have shape (m, 3) (one column per source), got (1, 1)"
+    (lambda est: est.estimate([["a"]]), (r" passed estimator\.estimate masks of shape \(1, 1\) holding str\d* values; "
+                                        r"they must be 0/1 or bool of shape \(m, 3\)")),
+    (lambda est: est.estimate(np.ones((2, 7), dtype=bool)), r" passed estimator\.estimate masks of shape \(2, 7\); "),
+    # each letter taken for a source: with one-letter names, other subsets than meant, without a word
+    (lambda est: est.masks_for(["a", "b"]), (r", calling estimator\.masks_for: masks_for takes a list of subsets, each a "
+                                            r"list of source names, but subset 0 is the text 'a'")),
+])
+def test_a_plugin_strategy_asking_for_estimates_wrongly_is_named(plugin_strategy_name: str, asks: Any,
+                                                                 says: str) -> None:
+    class Asking:
+        def run(self, estimator: Any, context: Any, params: Any) -> Any:
+            asks(estimator)
+            return StrategyResult("s", ["a"], estimated_loss=1.0)
+
+    with pytest.raises(UserError, match=r"Strategy 'mine' \(module [\w.]+, \S+\.py\)" + says):
+        _run_strategy(Asking, plugin_strategy_name, "mine", _ThreeSources(), _Context(), None)
+    fine = _returning(StrategyResult("s", ["a"], estimated_loss=1.0))
+    assert _run_strategy(fine, plugin_strategy_name, "mine", _ThreeSources(), _Context(), None).selected == ["a"]
 
 
 def test_a_plugin_strategy_calling_sys_exit_is_blamed(plugin_strategy_name: str) -> None:

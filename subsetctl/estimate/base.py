@@ -85,12 +85,19 @@ class SubsetEstimator(ABC):
         """Estimate every subset in ``masks`` (m, n_sources) bool."""
 
     def masks_for(self, subsets: list[list[str]]) -> np.ndarray:
-        """Masks for subsets given by source names; unknown names are errors."""
+        """Masks for subsets given by source names; unknown names are errors, and so is a
+        subset given as a text (``masks_for(["a", "b"])``: each letter was taken for a source,
+        which with one-letter names estimated other subsets than meant without a word)."""
         from subsetctl.errors import UserError
 
         index = {name: i for i, name in enumerate(self.sources)}
         masks = np.zeros((len(subsets), len(self.sources)), dtype=bool)
         for row, subset in enumerate(subsets):
+            if isinstance(subset, (str, bytes)):
+                raise UserError(
+                    f"masks_for takes a list of subsets, each a list of source names, but subset {row} is the text "
+                    f"{subset!r}: write masks_for([[{subset!r}]]) for the subset of that source alone."
+                )
             for name in subset:
                 if name not in index:
                     raise UserError(

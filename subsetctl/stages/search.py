@@ -214,15 +214,44 @@ class _OwnErrors:
     lost, a store that cannot be written) are marked as subsetctl's own, so that they are
     not blamed on a plugin strategy that asked for the estimates."""
 
-    def __init__(self, estimator: Any) -> None:
-        self._estimator = estimator
+    def __init__(self, estimator: Any, where: str = "") -> None:
+        self._estimator, self._where = estimator, where
 
     def estimate(self, masks: Any) -> Any:
+        self._check_masks(masks)
         try:
             return self._estimator.estimate(masks)
         except Exception as exc:
             exc.raised_by_subsetctl = True  # type: ignore[attr-defined]
             raise
+
+    def masks_for(self, subsets: Any) -> Any:
+        """The estimator's ``masks_for``, its refusal (an unknown name, a text) naming the
+        strategy that asked."""
+        from subsetctl.errors import UserError
+
+        try:
+            return self._estimator.masks_for(subsets)
+        except UserError as exc:
+            raise UserError(f"{self._where}, calling estimator.masks_for: {exc}") from None
+
+    def _check_masks(self, masks: Any) -> None:
+        """Refuse masks of another shape or kind than the estimator takes, naming the strategy
+        (names instead of masks, ``[["a"]]``, were "Subset masks must have shape (m, 3), got
+        (1, 1)", which named neither the plugin nor how to make them)."""
+        from subsetctl.errors import UserError
+
+        n = len(self._estimator.sources)
+        try:
+            arr = np.asarray(masks)
+        except (TypeError, ValueError):  # ragged lists
+            arr = np.asarray(masks, dtype=object)
+        if arr.size == 0 or (arr.ndim in (1, 2) and arr.shape[-1] == n and arr.dtype.kind in "biuf"):
+            return
+        what = f"of shape {arr.shape}" + (f" holding {arr.dtype.name} values" if arr.dtype.kind not in "biuf" else "")
+        raise UserError(f"{self._where} passed estimator.estimate masks {what}; they must be 0/1 or bool of shape "
+                        f"(m, {n}), one column per source in context.sources order: estimator.masks_for([[name, "
+                        "...], ...]) makes them from source names.")
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._estimator, name)
@@ -343,9 +372,10 @@ def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any,
     from subsetctl.search.base import NoFiniteEstimate, StrategyResult, SubsetTrace
 
     origin = STRATEGIES.described(name)
+    where = f"Strategy {label!r} ({origin})"
     try:
         with contextlib.nullcontext() if origin == "built-in" else prints_to_stderr():
-            result = cls().run(estimator if origin == "built-in" else _OwnErrors(estimator), context, params)
+            result = cls().run(estimator if origin == "built-in" else _OwnErrors(estimator, where), context, params)
     except NoFiniteEstimate:
         failed = estimator_failed(this_strategy=True) if estimator_failed is not None else None
         if not failed:
@@ -369,7 +399,6 @@ def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any,
             f"Strategy {label!r} ({origin}) {what_it_did(exc, cls)}. This is an error in the "
             "plugin, not in subsetctl: fix it and run again (the subset estimates made so far are kept)."
         ) from exc
-    where = f"Strategy {label!r} ({origin})"
     if not isinstance(result, StrategyResult):
         raise UserError(f"{where} returned a {type(result).__name__}; a strategy's run() must return a "
                         "subsetctl.search.base.StrategyResult.")
