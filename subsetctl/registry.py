@@ -97,7 +97,8 @@ class Registry(Generic[T]):
     #: the arguments subsetctl builds every plugin class of this kind with, positional ones
     #: then keyword ones written ``"lam="`` (an estimator's ``cls(features, lam=...)``), checked by
     #: :meth:`get` (not for a class built from the stage context instead, ``needs_model``): an
-    #: ``__init__(self, features)`` passed validate and failed at calibrate or the search
+    #: ``__init__(self, features)`` passed validate and failed at calibrate or the search (a
+    #: projector's ``__init__(self, p, d)``, at the gradients stage)
     built_with: tuple[str, ...] = ()
     _entries: dict[str, Entry[T]] = field(default_factory=dict)
     _broken: dict[str, str] = field(default_factory=dict)  # entry-point name -> why it failed to import
@@ -459,7 +460,7 @@ LOADERS: Registry[Any] = Registry("loader", "subsetctl.loaders", ("subsetctl.dat
                                   call_as=("options", "ctx"))
 PROJECTORS: Registry[Any] = Registry(
     "projector", "subsetctl.projectors", ("subsetctl.gradients.projectors",),
-    base="subsetctl.gradients.projectors:Projector",
+    base="subsetctl.gradients.projectors:Projector", built_with=("p=", "d=", "seed=", "memory_budget_mb="),
 )
 ESTIMATORS: Registry[Any] = Registry(
     "estimator",

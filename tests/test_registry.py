@@ -619,6 +619,28 @@ def test_a_plugin_estimator_built_without_lam_is_refused_by_validate(monkeypatch
     assert estimators.get("roomy") is Roomy and estimators.get("model") is FromContext
 
 
+def test_a_plugin_projector_built_without_subsetctls_arguments_is_refused_by_validate(monkeypatch) -> None:
+    """A projector whose constructor leaves out ``seed`` or ``memory_budget_mb`` (it is built as
+    ``cls(p=, d=, seed=, memory_budget_mb=)``) passed validate and failed at the gradients stage,
+    after meta-init had run."""
+    from subsetctl.errors import UserError
+    from subsetctl.gradients.projectors import GaussianProjector
+    from subsetctl.registry import PROJECTORS
+
+    PROJECTORS.names()  # (the built-ins and entry points read first)
+    monkeypatch.setattr(PROJECTORS, "_entries", dict(PROJECTORS._entries))  # put back after the test
+
+    @PROJECTORS.register("narrow")
+    class Narrow(GaussianProjector):
+        def __init__(self, p, d):
+            super().__init__(p=p, d=d, seed=0)
+
+    with pytest.raises(UserError, match=r"The projector 'narrow' \(module test_registry, \S+\) is the class Narrow, whose "
+                                        r"constructor Narrow\(p, d\) cannot be called as Narrow\(p=\.\.\., d=\.\.\., "
+                                        r"seed=\.\.\., memory_budget_mb=\.\.\.\): got an unexpected keyword argument"):
+        PROJECTORS.get("narrow")
+
+
 def test_a_plugin_loader_that_cannot_take_options_and_ctx_is_refused_by_validate(jsonl_project: Path,
                                                                                   monkeypatch) -> None:
     """A loader ``def load(options)`` (called as ``load(options, ctx)``) passed validate and
