@@ -53,6 +53,9 @@ def plugin_strategy_name() -> str:
     (StrategyResult("s", None), r"returned selected=None; it must be a list of source names"),
     # one warning per letter
     (StrategyResult("s", ["a"], notices="hi"), r"returned notices='hi'; notices must be a list of sentences"),
+    # "cannot be stored (TypeError: 'NoneType' object is not iterable); estimated_loss and scores must be numbers"
+    (StrategyResult("s", ["a"], notices=None), r"returned notices=None; notices must be a list of sentences \(str\)"),  # type: ignore[arg-type]
+    (StrategyResult("s", ["a"], notices=[{"n": 2}]), r"returned notices=\[\{'n': 2\}\]; notices must be a list"),
     # a list of numbers: "naming 1.0, 2.0, which are not sources"
     (StrategyResult("s", ["a"], scores=[1.0, 2.0]),  # type: ignore[arg-type]
      r"returned scores=\[1\.0, 2\.0\]; scores must map source names to numbers"),

@@ -426,6 +426,14 @@ def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any,
     if isinstance(result.notices, (str, bytes)):  # was warned about letter by letter, one warning each
         raise UserError(f"{where} returned notices={result.notices!r}; notices must be a list of sentences "
                         f"(e.g. [{result.notices!r}]).")
+    try:  # a list once, as selected is; None was "cannot be stored (TypeError ...); estimated_loss and scores ..."
+        notices = None if isinstance(result.notices, Mapping) else list(result.notices)
+    except TypeError:
+        notices = None
+    if notices is None or not all(isinstance(notice, str) for notice in notices):
+        raise UserError(f"{where} returned notices={result.notices!r:.80}; notices must be a list of sentences "
+                        "(str), e.g. ['2 subsets failed to converge'], or [] for none.")
+    result.notices = notices
     shape = "scores map source names to numbers, trace entries {'subset': [...], 'loss': number}"
     try:
         # a memo's trace says which names it holds without making a list of names per subset
