@@ -7,6 +7,7 @@ import functools
 import re
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -132,6 +133,30 @@ def test_a_plugin_strategy_asking_for_estimates_wrongly_is_named(plugin_strategy
         _run_strategy(Asking, plugin_strategy_name, "mine", _ThreeSources(), _Context(), None)
     fine = _returning(StrategyResult("s", ["a"], estimated_loss=1.0))
     assert _run_strategy(fine, plugin_strategy_name, "mine", _ThreeSources(), _Context(), None).selected == ["a"]
+
+
+def test_a_plugin_strategy_changing_its_sources_is_checked_against_the_projects(plugin_strategy_name: str) -> None:
+    """A name appended to its context's list was taken for a source of the project, and a
+    reversed ``estimator.sources`` reversed the estimator's own list."""
+    names = ["a", "b", "c"]
+
+    class Holding(_ThreeSources):
+        @property
+        def sources(self) -> list[str]:
+            return names  # its own list, as the built-ins' (the features')
+
+    class Adding:  # a name added to its own context's list is still no source of the project
+        def run(self, estimator: Any, context: Any, params: Any) -> Any:
+            estimator.sources.reverse()
+            context.sources.append("zzz")
+            return StrategyResult("s", ["zzz"], estimated_loss=1.0)
+
+    estimator = Holding()
+
+    with pytest.raises(UserError, match=r"selected 'zzz', which is not a source of this project \(sources: a, b, c\)"):
+        _run_strategy(Adding, plugin_strategy_name, "mine", estimator, SimpleNamespace(sources=["a", "b", "c"]),
+                      None)
+    assert names == ["a", "b", "c"]
 
 
 def test_a_plugin_strategy_calling_sys_exit_is_blamed(plugin_strategy_name: str) -> None:
@@ -384,6 +409,37 @@ class Reporting(Strategy):
     lines = [line for line in log.getvalue().splitlines() if line.startswith("search: ")]
     assert "search: 0/2" in lines[1] and lines[1].endswith("now=thinking (1/3)")
     assert any(line.endswith("now=exhaustive: estimated 8/8 subsets") for line in lines), lines
+
+
+def test_a_plugin_strategy_reordering_its_sources_changes_nothing_else(tiny_project: Path, monkeypatch) -> None:
+    """``context.sources.reverse()`` (or ``estimator.sources``) in a plugin strategy reversed the
+    features' own list: selections.json listed the sources in the other order, the strategies
+    after it and the baselines read it so, and masks made from it no longer matched the
+    estimator's rows. Each strategy now gets a copy, checked against the sources as they were."""
+    import json
+
+    from subsetctl.api import run_project
+
+    (tiny_project / "reordering_strategy.py").write_text('''
+from subsetctl.registry import STRATEGIES
+from subsetctl.search.base import Strategy, StrategyResult
+
+@STRATEGIES.register("reordering", "reverses the lists it is given")
+class Reordering(Strategy):
+    def run(self, estimator, context, params):
+        context.sources.reverse()
+        estimator.sources.reverse()
+        return StrategyResult(strategy=self.name, selected=[context.sources[0]])
+''')
+    _with_plugins(tiny_project, monkeypatch, ["reordering_strategy:Reordering"],
+                  search={"strategies": [{"name": "reordering"}, {"name": "exhaustive"}]})
+    try:
+        run_project(tiny_project, until="search")
+    finally:
+        sys.modules.pop("reordering_strategy", None)
+    selections = json.loads((tiny_project / ".subsetctl" / "search" / "selections.json").read_text())
+    assert selections["sources"] == ["a", "b", "bad"]
+    assert selections["baselines"]["all"]["selected"] == ["a", "b", "bad"]
 
 
 @pytest.mark.parametrize(("hooks", "says"), [

@@ -225,6 +225,13 @@ class _OwnErrors:
             exc.raised_by_subsetctl = True  # type: ignore[attr-defined]
             raise
 
+    @property
+    def sources(self) -> list[str]:
+        """A copy of the estimator's source names: a strategy reordering them in place
+        (``estimator.sources.reverse()``) reordered the features' own list, and the estimates
+        after it were given to other sources without a word."""
+        return list(self._estimator.sources)
+
     def masks_for(self, subsets: Any) -> Any:
         """The estimator's ``masks_for``, its refusal (an unknown name, a text) naming the
         strategy that asked."""
@@ -373,6 +380,7 @@ def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any,
 
     origin = STRATEGIES.described(name)
     where = f"Strategy {label!r} ({origin})"
+    sources = list(context.sources)  # as they were: a plugin may change its context's list (its own copy)
     try:
         with contextlib.nullcontext() if origin == "built-in" else prints_to_stderr():
             result = cls().run(estimator if origin == "built-in" else _OwnErrors(estimator, where), context, params)
@@ -410,12 +418,12 @@ def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any,
         raise UserError(f"{where} returned selected={result.selected!r}; it must be a list of source names "
                         "(e.g. ['a', 'b'], or [] for the target alone).")
     result.selected = selected
-    known = set(context.sources)  # (the list: a scan per name, 0.25 s a strategy over 3,000 sources)
+    known = set(sources)  # (the list: a scan per name, 0.25 s a strategy over 3,000 sources)
     unknown = [s for s in result.selected if s not in known]
     if unknown:
         raise UserError(f"{where} selected {', '.join(map(repr, unknown))}, which "
                         f"{'is not a source' if len(unknown) == 1 else 'are not sources'} of this "
-                        f"project (sources: {', '.join(context.sources)}).")
+                        f"project (sources: {', '.join(sources)}).")
     repeated = sorted(s for s, count in Counter(result.selected).items() if count > 1)
     if repeated:  # a fine-tune would train on those sources' rows twice
         raise UserError(f"{where} selected {', '.join(map(repr, repeated))} more than once; a selection is a "
@@ -445,14 +453,14 @@ def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any,
         raise UserError(f"{where} returned scores or a trace of the wrong shape; {shape}.") from None
     if strangers:  # a report of scores for sources that are not there (or keys that cannot be sorted)
         raise UserError(f"{where} returned scores or trace subsets naming {', '.join(strangers[:5])}, which are "
-                        f"not sources of this project (sources: {', '.join(context.sources)}); {shape}.")
+                        f"not sources of this project (sources: {', '.join(sources)}); {shape}.")
     # (a memo's packed trace holds each source once by construction)
     twice = None if isinstance(result.trace, SubsetTrace) else _first_repeated_trace_subset(result.trace)
     if twice is not None:  # stored and reported as evaluated, a subset no estimate was made for
         raise UserError(f"{where} returned a trace entry whose subset {twice!r} names a source more than "
                         "once; a trace subset is a set of sources, each listed once.")
     chosen = set(result.selected)
-    result.selected = [name for name in context.sources if name in chosen]  # in source order
+    result.selected = [name for name in sources if name in chosen]  # in source order
     # its registered name, as run_strategy gives it: messages and the store name the strategy by it
     # (strategy=None, or a name copied from another plugin, was "None does not weigh its pick ...")
     result.strategy = name
@@ -790,7 +798,7 @@ def _run_strategies(ctx: StageContext, features: Any, cached: Any, cal: Any,
             cls = STRATEGIES.get(entry.name)
             params = parse_params(cls, entry.params, f"search.strategies[{i}].params", entry.label)
             search_ctx = SearchContext(
-                sources=features.sources, seed=seeds.get(i, spec.project.seed), features=features,
+                sources=list(features.sources), seed=seeds.get(i, spec.project.seed), features=features,
                 other_selections=dict(other), progress=_progress_on(task, i), label=entry.label,
             )
             result = _run_strategy(cls, entry.name, label, cached, search_ctx, params, estimator_failed)
