@@ -156,7 +156,7 @@ def strategy_hook(cls: Any, name: str, origin: str, hook: str, *args: Any) -> An
     exception, or a result of another type (``True``, ``"many"``), is blamed on it: it was
     an "internal error ... a bug in subsetctl" that stopped validate and run."""
     expected = {"check_spec": (str, "a problem (a str)"),
-                "max_subsets": (numbers.Integral, "a number of subsets (an int)")}
+                "max_subsets": (numbers.Integral, "a number of subsets (an int, 0 or more)")}
     kind, what = expected[hook]
     if origin == "built-in":
         return getattr(cls, hook)(*args)
@@ -167,7 +167,9 @@ def strategy_hook(cls: Any, name: str, origin: str, hook: str, *args: Any) -> An
         raise
     except (Exception, SystemExit) as exc:  # the plugin's own code (sys.exit() too: not a silent exit)
         raise _blame("strategy", name, origin, f"failed in {hook}()", exc, cls) from exc
-    if result is not None and (isinstance(result, bool) or not isinstance(result, kind)):
+    negative = isinstance(result, numbers.Integral) and not isinstance(result, bool) and result < 0
+    if result is not None and (isinstance(result, bool) or not isinstance(result, kind) or negative):
+        # (a negative count was taken as it was: plan counted -5 subsets of work)
         raise _blame("strategy", name, origin, f"returned {result!r} from {hook}(); it must return {what} or None")
     return int(result) if isinstance(result, numbers.Integral) else result
 

@@ -448,7 +448,9 @@ class Reordering(Strategy):
     ("    @classmethod\n    def check_spec(cls, params, n_sources, earlier):\n        return True\n",
      r"returned True from check_spec\(\); it must return a problem \(a str\) or None"),
     ("    @classmethod\n    def max_subsets(cls, params, n_sources):\n        return 'many'\n",
-     r"returned 'many' from max_subsets\(\); it must return a number of subsets \(an int\) or None"),
+     r"returned 'many' from max_subsets\(\); it must return a number of subsets \(an int, 0 or more\) or None"),
+    ("    @classmethod\n    def max_subsets(cls, params, n_sources):\n        return -5\n",
+     r"returned -5 from max_subsets\(\); it must return a number of subsets \(an int, 0 or more\) or None"),
 ])
 def test_a_plugin_strategys_validate_hooks_are_blamed_on_it(jsonl_project: Path, monkeypatch, hooks: str,
                                                              says: str) -> None:
