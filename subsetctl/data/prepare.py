@@ -269,7 +269,9 @@ def _what_it_returned(dataset: Any) -> str:
     from datasets import Dataset
 
     if not isinstance(dataset, Dataset):
-        return f"a {type(dataset).__name__}, not a datasets.Dataset"
+        from subsetctl.data.loaders.plugin import how_to_return_a_dataset
+
+        return f"a {type(dataset).__name__}, not a datasets.Dataset{how_to_return_a_dataset(dataset)}"
     return f"a dataset with the columns {', '.join(dataset.column_names) or '(none)'}"
 
 

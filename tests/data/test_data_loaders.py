@@ -1659,6 +1659,35 @@ def test_plugin_loader_refuses_itself_bad_options_of_a_builtin_and_what_is_no_da
         load_plugin(PluginLoader(type="plugin", name="test_list_loader"), make_ctx("pl"))
 
 
+@pytest.mark.parametrize(("returned", "says"), [
+    (lambda ds: ds.DatasetDict(train=ds.Dataset.from_dict({"prompt": ["p"], "response": ["r"]})),
+     (r"returned DatasetDict, not a datasets\.Dataset \(its splits: train\): return one of them, e\.g\. "
+     r"dataset\['train'\]\. Fix the plugin\.")),
+    (lambda ds: ds.Dataset.from_dict({"prompt": ["p"], "response": ["r"]}).to_iterable_dataset(),
+     r"returned IterableDataset, not a datasets\.Dataset \(a streamed one\): load it without streaming=True"),
+    (lambda ds: (row for row in [{"prompt": "p", "response": "r"}]),
+     (r"returned generator, not a datasets\.Dataset \(the loader yields rows\): return "
+     r"datasets\.Dataset\.from_list\(list\(rows\)\) instead")),
+    (lambda ds: [{"prompt": "p", "response": "r"}], (r"returned list, not a datasets\.Dataset: return "
+                                                 r"datasets\.Dataset\.from_list\(rows\)")),
+    (lambda ds: pd.DataFrame({"prompt": ["p"], "response": ["r"]}),
+     r"returned DataFrame, not a datasets\.Dataset: return datasets\.Dataset\.from_pandas\(df, preserve_index=False\)"),
+])
+def test_a_plugin_loader_returning_what_is_almost_a_dataset_is_told_how_to_make_one(
+        make_ctx, monkeypatch, returned, says: str) -> None:
+    """A DatasetDict (load_dataset without split=), a streamed dataset, a generator (a loader
+    using yield), a list of rows or a DataFrame was "returned DatasetDict, not a
+    datasets.Dataset": what to return instead is a line away."""
+    import datasets
+
+    from subsetctl.data.loaders import load_plugin
+
+    monkeypatch.setattr(LOADERS, "_entries", dict(LOADERS._entries))  # put back after the test
+    LOADERS.add("test_almost_loader", lambda options, ctx: returned(datasets), "test")
+    with pytest.raises(UserError, match=says):
+        load_plugin(PluginLoader(type="plugin", name="test_almost_loader"), make_ctx("pl"))
+
+
 def test_a_files_own_source_row_and_label_text_columns_are_kept_in_the_metadata(tmp_path: Path, make_ctx) -> None:
     """They share names with prepared columns and were dropped: a mixed file's "source"
     (which dataset each row came from) was lost. A plugin returning rows a built-in loader

@@ -38,6 +38,29 @@ BUILTIN_OPTION_MODELS: dict[str, type] = {
 
 
 
+def how_to_return_a_dataset(result: Any) -> str:
+    """How a loader plugin that returned ``result`` (not a ``datasets.Dataset``) makes one
+    of it, for its error (", e.g. ..."), or "": the rows of a list, a DataFrame, a
+    ``DatasetDict``'s split, a streamed dataset or a generator (a loader using ``yield``) are
+    a Dataset a line away, which "returned DatasetDict, not a datasets.Dataset" did not say."""
+    import inspect
+
+    kind = type(result)
+    if kind.__name__ == "DatasetDict" and isinstance(result, dict) and result:
+        return f" (its splits: {', '.join(map(str, result))}): return one of them, e.g. dataset[{next(iter(result))!r}]"
+    if kind.__name__ == "IterableDataset":
+        return " (a streamed one): load it without streaming=True"
+    if inspect.isgenerator(result):
+        return " (the loader yields rows): return datasets.Dataset.from_list(list(rows)) instead"
+    if isinstance(result, (list, tuple)):
+        return ": return datasets.Dataset.from_list(rows), rows a list of dicts"
+    if kind.__name__ == "DataFrame" and kind.__module__.startswith("pandas"):
+        return ": return datasets.Dataset.from_pandas(df, preserve_index=False)"
+    if isinstance(result, dict):
+        return ": return datasets.Dataset.from_dict(columns), each column a list"
+    return ""
+
+
 @LOADERS.register("plugin")
 def load_plugin(options: PluginLoader, ctx: LoadContext) -> Dataset:
     """A loader registered by a third party, called as ``fn(options: dict, ctx)``.
@@ -71,7 +94,8 @@ def load_plugin(options: PluginLoader, ctx: LoadContext) -> Dataset:
 
     if not isinstance(result, Dataset):
         raise UserError(
-            f"Source {ctx.source_name!r}: {who} returned {type(result).__name__}, not a datasets.Dataset. Fix the plugin."
+            f"Source {ctx.source_name!r}: {who} returned {type(result).__name__}, not a datasets.Dataset"
+            f"{how_to_return_a_dataset(result)}. Fix the plugin."
         )
     if model is not None:
         return result
