@@ -98,8 +98,9 @@ class Registry(Generic[T]):
     #: then keyword ones written ``"lam="`` (an estimator's ``cls(features, lam=...)``), checked by
     #: :meth:`get` (not for a class built from the stage context instead, ``needs_model``): an
     #: ``__init__(self, features)`` passed validate and failed at calibrate or the search (a
-    #: projector's ``__init__(self, p, d)``, at the gradients stage)
-    built_with: tuple[str, ...] = ()
+    #: projector's ``__init__(self, p, d)``, at the gradients stage; a strategy, built as
+    #: ``cls()``, with an ``__init__(self, k)``, at the search). None: not checked
+    built_with: tuple[str, ...] | None = None
     _entries: dict[str, Entry[T]] = field(default_factory=dict)
     _broken: dict[str, str] = field(default_factory=dict)  # entry-point name -> why it failed to import
     _broken_origins: dict[str, str] = field(default_factory=dict)  # entry-point name -> where it comes from
@@ -317,7 +318,7 @@ class Registry(Generic[T]):
                     f"Plugins says what each kind of plugin defines. Fix the plugin."
                 )
             mismatches = [_call_mismatch(obj, base, method) for method in self.called]
-            if self.built_with and not getattr(obj, "needs_model", False):
+            if self.built_with is not None and not getattr(obj, "needs_model", False):
                 positional = [arg for arg in self.built_with if not arg.endswith("=")]
                 keywords = [arg.removesuffix("=") for arg in self.built_with if arg.endswith("=")]
                 built = _signature_mismatch(obj, obj.__name__, positional, keywords)
@@ -470,7 +471,7 @@ ESTIMATORS: Registry[Any] = Registry(
 )
 STRATEGIES: Registry[Any] = Registry(
     "strategy", "subsetctl.strategies", ("subsetctl.search.strategies",), base="subsetctl.search.base:Strategy",
-    called=("run",),
+    called=("run",), built_with=(),
 )
 PACKAGED_MODELS: Registry[Any] = Registry(
     "packaged model", "subsetctl.models", ("subsetctl.modeling.packaged",),

@@ -641,6 +641,36 @@ def test_a_plugin_projector_built_without_subsetctls_arguments_is_refused_by_val
         PROJECTORS.get("narrow")
 
 
+def test_a_plugin_strategy_that_cannot_be_built_without_arguments_is_refused_by_validate(monkeypatch) -> None:
+    """A strategy is built as ``cls()``: one with ``__init__(self, k)`` passed validate and
+    failed at the search ("raised TypeError: __init__() missing 1 required positional
+    argument"), after the model stages had run; one whose arguments have defaults passes."""
+    from subsetctl.errors import UserError
+    from subsetctl.search.base import Strategy
+
+    STRATEGIES.names()  # (the built-ins and entry points read first)
+    monkeypatch.setattr(STRATEGIES, "_entries", dict(STRATEGIES._entries))  # put back after the test
+
+    @STRATEGIES.register("needs_k")
+    class NeedsK(Strategy):
+        def __init__(self, k):
+            self.k = k
+
+        def run(self, estimator, context, params):
+            return None
+
+    @STRATEGIES.register("k_defaults")
+    class KDefaults(NeedsK):
+        def __init__(self, k=3):
+            super().__init__(k)
+
+    with pytest.raises(UserError, match=r"The strategy 'needs_k' \(module test_registry, \S+\) is the class NeedsK, whose "
+                                        r"constructor NeedsK\(k\) cannot be called as NeedsK\(\): missing a required "
+                                        r"argument: 'k'"):
+        STRATEGIES.get("needs_k")
+    assert STRATEGIES.get("k_defaults") is KDefaults
+
+
 def test_a_plugin_loader_that_cannot_take_options_and_ctx_is_refused_by_validate(jsonl_project: Path,
                                                                                   monkeypatch) -> None:
     """A loader ``def load(options)`` (called as ``load(options, ctx)``) passed validate and
