@@ -442,6 +442,37 @@ class Reordering(Strategy):
     assert selections["baselines"]["all"]["selected"] == ["a", "b", "bad"]
 
 
+def test_a_plugin_strategys_many_notices_are_warned_ten_then_counted(tiny_project: Path, monkeypatch) -> None:
+    """A notice per subset tried was 5,000 warnings while `run` ran; selections.json keeps
+    them all."""
+    import json
+
+    from subsetctl.api import run_project
+    from subsetctl.reporter import SilentReporter
+
+    (tiny_project / "noisy_strategy.py").write_text('''
+from subsetctl.registry import STRATEGIES
+from subsetctl.search.base import Strategy, StrategyResult
+
+@STRATEGIES.register("noisy", "a notice per source and more")
+class Noisy(Strategy):
+    def run(self, estimator, context, params):
+        return StrategyResult(strategy=self.name, selected=[context.sources[0]],
+                              notices=[f"note {i}" for i in range(25)])
+''')
+    _with_plugins(tiny_project, monkeypatch, ["noisy_strategy:Noisy"], search={"strategies": [{"name": "noisy"}]})
+    reporter = SilentReporter()
+    try:
+        run_project(tiny_project, until="search", reporter=reporter)
+    finally:
+        sys.modules.pop("noisy_strategy", None)
+    said = [w for w in reporter.warnings if w.startswith("noisy: ")]
+    assert said[:10] == [f"noisy: note {i}" for i in range(10)]
+    assert said[10:] == ["noisy: 15 more notices; report.json lists them all (strategies.noisy.notices)"]
+    selections = json.loads((tiny_project / ".subsetctl" / "search" / "selections.json").read_text())
+    assert len(selections["strategies"]["noisy"]["notices"]) == 25
+
+
 @pytest.mark.parametrize(("hooks", "says"), [
     ("    @classmethod\n    def check_spec(cls, params, n_sources, earlier):\n        return params.k > 3\n",
      r"failed in check_spec\(\): AttributeError: 'StrategyParams' object has no attribute 'k'"),

@@ -480,6 +480,19 @@ def test_search_notices_and_test_warnings_are_in_every_format() -> None:
     assert "> The test split has only 6 examples (< 10)." in markdown
 
 
+def test_a_strategys_many_notices_are_counted_after_the_first_ten() -> None:
+    """A plugin adding a notice per subset it tried filled report.md and `report` with
+    thousands of lines (and `run` with as many warnings); report.json keeps them all."""
+    report = _report(True)
+    report["strategies"]["forward"]["notices"] = [f"subset {i} was odd" for i in range(15)]
+    buffer = io.StringIO()
+    render_full_report(report, Console(file=buffer, width=200))
+    text, markdown = buffer.getvalue(), render_markdown(report, {})
+    for said in (text, markdown):
+        assert "forward: subset 9 was odd" in said and "subset 10 was odd" not in said
+        assert "forward: 5 more notices; report.json lists them all (strategies.forward.notices)" in said
+
+
 def test_data_warnings_are_in_every_report_and_many_are_counted_in_the_terminal() -> None:
     """A leaked held-out row is true of every result; it was said once, while the data
     stage ran, and then only in .subsetctl/data/data.json."""

@@ -155,8 +155,11 @@ def strategy_notes(report: dict[str, Any]) -> list[str]:
     """Each strategy's notices from the search (unconverged solves, too few distinct
     subsets, ...), prefixed with its label: they were said while `run` ran and belong
     in every report, not in report.json alone."""
-    return [f"{label}: {note}" for label, r in report.get("strategies", {}).items()
-            for note in [*r.get("notices", []), *_surrogate_fit(r)]]
+    from subsetctl.search.base import shown_notices
+
+    return [note for label, r in report.get("strategies", {}).items()
+            for note in [*shown_notices(label, list(r.get("notices", []))),
+                         *(f"{label}: {fit}" for fit in _surrogate_fit(r))]]
 
 
 def _surrogate_fit(result: dict[str, Any]) -> list[str]:

@@ -340,6 +340,22 @@ def _trace_to_json(
     return [entries[i] for i in kept.tolist()], len(entries)
 
 
+#: A strategy's notices said one by one (as the search runs, in report.md and `report`); the
+#: others are counted in one line, and report.json and selections.json keep them all: a plugin
+#: adding a notice per subset it tried printed 5,000 warnings.
+NOTICES_SHOWN = 10
+
+
+def shown_notices(label: str, notices: list[str]) -> list[str]:
+    """``notices`` as they are said, each after ``label``: the first :data:`NOTICES_SHOWN`, then
+    how many more there are and where they are all."""
+    said = [f"{label}: {notice}" for notice in notices[:NOTICES_SHOWN]]
+    more = len(notices) - NOTICES_SHOWN
+    if more > 0:
+        said.append(f"{label}: {more} more notices; report.json lists them all (strategies.{label}.notices)")
+    return said
+
+
 @dataclass
 class StrategyResult:
     """What a strategy found.

@@ -785,7 +785,7 @@ def _run_strategies(ctx: StageContext, features: Any, cached: Any, cal: Any,
     label -> its result as selections.json records it (raw and calibrated estimates, its
     parameters, a trace cut to :data:`TRACE_KEPT` steps); their notices are warned."""
     from subsetctl.registry import STRATEGIES
-    from subsetctl.search.base import SearchContext, parse_params
+    from subsetctl.search.base import SearchContext, parse_params, shown_notices
     from subsetctl.search.baselines import random_pick_seeds
 
     spec = ctx.spec
@@ -802,8 +802,8 @@ def _run_strategies(ctx: StageContext, features: Any, cached: Any, cal: Any,
                 other_selections=dict(other), progress=_progress_on(task, i), label=entry.label,
             )
             result = _run_strategy(cls, entry.name, label, cached, search_ctx, params, estimator_failed)
-            for notice in result.notices:
-                ctx.reporter.warn(ShownInResults(f"{label}: {notice}"))  # the report's search notes
+            for notice in shown_notices(label, result.notices):
+                ctx.reporter.warn(ShownInResults(notice))  # the report's search notes
             record = result.to_dict(trace_limit=TRACE_KEPT, trace_names_limit=TRACE_NAMES_KEPT)
             record["label"] = label
             record["params"] = params.model_dump(mode="json")
