@@ -91,8 +91,8 @@ def load_source(source: SourceSpec, ctx: LoadContext) -> Dataset:
         else:  # a plugin registered under the built-in's type
             from subsetctl.plugin_guard import call_loader_plugin
 
-            dataset = call_loader_plugin(
-                loader, source.loader, ctx,
+            dataset = call_loader_plugin(  # (its own copy of the options, as a `type: plugin` loader's)
+                loader, source.loader.model_copy(deep=True), ctx,
                 f"loader plugin {source.loader.type!r} ({origin}), which replaces the built-in loader,",
                 "Fix the plugin or the source's loader options.")
     if not isinstance(dataset, Dataset) or set(COLUMNS) - set(dataset.column_names):

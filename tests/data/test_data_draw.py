@@ -370,3 +370,26 @@ def test_a_capped_csv_source_with_old_mac_line_breaks_and_blank_lines_keeps_the_
     expected = _expected(source, LoadContext(source_name="s", base_dir=tmp_path, kind="causal-lm", seed=seed), keep)
     ctx = LoadContext(source_name="s", base_dir=tmp_path, kind="causal-lm", seed=seed, keep_at_most=keep)
     assert _table(load_source(source, ctx)) == expected
+
+
+def test_a_plugin_replacing_a_built_in_loader_writing_into_its_options_leaves_the_specs_alone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A replacement of the built-in jsonl loader that set ``options.path`` changed the spec's
+    own loader settings (the data stage then took its inputs for changed while it read them)."""
+    from data_helpers import qa_rows, write_jsonl
+
+    from subsetctl.data.loaders import load_jsonl
+    from subsetctl.registry import LOADERS
+
+    def moving(options, ctx):  # type: ignore[no-untyped-def]
+        options.path = "elsewhere.jsonl"
+        return load_jsonl(options.model_copy(update={"path": "d.jsonl"}), ctx)
+
+    write_jsonl(tmp_path / "d.jsonl", qa_rows(3))
+    LOADERS.names()  # (the built-ins read first)
+    monkeypatch.setattr(LOADERS, "_entries", dict(LOADERS._entries))  # put back after the test
+    monkeypatch.setattr(LOADERS, "_replaced", dict(LOADERS._replaced))
+    LOADERS.add("jsonl", moving, "moves the path", origin="module test_data_draw")
+    source = SourceSpec(name="mine", loader={"type": "jsonl", "path": "d.jsonl"})
+    load_source(source, LoadContext(source_name="mine", base_dir=tmp_path, kind="causal-lm", seed=0))
+    assert source.loader.path == "d.jsonl"

@@ -977,6 +977,23 @@ def test_plugin_loader_normalizes_output(make_ctx) -> None:
     assert json.loads(ds["metadata"][0]) == {"tag": "t"}
 
 
+def test_a_plugin_loader_writing_into_its_options_leaves_the_specs_alone(make_ctx, monkeypatch) -> None:
+    """A loader doing ``options["seen"] = ...`` changed the spec's own options: the data stage
+    then failed every run with "its input files changed while the data stage read them"."""
+    from datasets import Dataset
+
+    def writing(options: dict, ctx: LoadContext) -> Dataset:
+        options["seen"] = True
+        options["nested"]["n"] += 1
+        return Dataset.from_dict({"prompt": ["p"], "response": ["r"]})
+
+    monkeypatch.setattr(LOADERS, "_entries", dict(LOADERS._entries))  # put back after the test
+    LOADERS.add("test_writing_loader", writing, "test")
+    spec_options = PluginLoader(type="plugin", name="test_writing_loader", options={"nested": {"n": 1}})
+    load_plugin(spec_options, make_ctx("pl"))
+    assert spec_options.options == {"nested": {"n": 1}}
+
+
 def test_plugin_can_name_builtin_loader(tmp_path: Path, make_ctx) -> None:
     write_jsonl(tmp_path / "d.jsonl", qa_rows(2))
     ds = load_plugin(PluginLoader(type="plugin", name="jsonl", options={"path": "d.jsonl"}), make_ctx())

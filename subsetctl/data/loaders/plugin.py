@@ -4,6 +4,7 @@ and builds the common columns from it.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
@@ -73,11 +74,13 @@ def load_plugin(options: PluginLoader, ctx: LoadContext) -> Dataset:
     if options.name == "plugin":
         raise UserError(f"Source {ctx.source_name!r}: loader.name cannot be 'plugin' itself.")
     fn = LOADERS.get(options.name)
-    call_options: Any = options.options
+    # its own copy: a plugin writing into its options (options["seen"] = ...) changed the spec's, and the
+    # data stage then failed every run with "its input files changed while the data stage read them"
+    call_options: Any = copy.deepcopy(options.options)
     model = BUILTIN_OPTION_MODELS.get(options.name)
     if model is not None:
         try:
-            call_options = model.model_validate({"type": options.name, **options.options})
+            call_options = model.model_validate({"type": options.name, **call_options})
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(options)'}: {e['msg']}" for e in exc.errors())
             raise UserError(
