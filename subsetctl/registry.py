@@ -560,7 +560,9 @@ _CLASSES_OF_A_RUN: dict[str, tuple[Any, dict[str, tuple[Any, str, int]]]] = {}
 
 def _refuse_a_hidden_class(obj: Any, registered_as: str, frame: Any) -> None:
     """Refuse a second class of one name that one run of a module registers (``class Est``
-    twice, decorated as the estimators 'a' and 'b', or twice as 'a'): the second hides the
+    twice, decorated as the estimators 'a' and 'b', or twice as 'a'; not two strategies, loaders
+    or projectors under two names: a loop defining ``class TopN`` for 'top2' and 'top3' works,
+    as they are never pickled): the second hides the
     first at module level, so the first is not what ``module:Est`` names (under
     ``plugins:``), pickle finds for loky's workers ("cannot be pickled ... keep lambdas out"),
     or, under one registered name, used at all (the last one won without a word, taken for
@@ -576,7 +578,10 @@ def _refuse_a_hidden_class(obj: Any, registered_as: str, frame: Any) -> None:
         code, seen = frame.f_code, {}
         _CLASSES_OF_A_RUN[module] = (code, seen)
     earlier = seen.get(obj.__qualname__)
-    if earlier is not None and earlier[0] is not obj:
+    # under two names, only an estimator's is lost (pickled by module and name for loky's workers): strategies,
+    # loaders and projectors stay in the main process, where a loop registering one class per name is fine
+    pickled = registered_as.startswith("estimator ")
+    if earlier is not None and earlier[0] is not obj and (pickled or earlier[1] == registered_as):
         file = getattr(sys.modules.get(module), "__file__", None) or frame.f_code.co_filename
         raise UserError(
             f"module {module} ({file}) defines two classes named {obj.__qualname__}, registered as the "

@@ -10,7 +10,7 @@ from typing import ClassVar
 
 import pytest
 
-from subsetctl.registry import STRATEGIES, Registry
+from subsetctl.registry import ESTIMATORS, STRATEGIES, Registry
 
 
 class _Base:
@@ -1407,32 +1407,40 @@ def test_a_module_registering_two_classes_under_one_name_is_refused() -> None:
 @pytest.mark.parametrize("second", ["hidden_b", "hidden_a"])
 def test_a_module_registering_two_classes_of_one_name_is_refused(tmp_path: Path, monkeypatch, second: str) -> None:
     """Two ``class Est`` in one module, both registered: the second hides the first at module
-    level, so the first could not be named as ``module:Est`` or pickled for loky's workers
-    (a misleading "cannot be pickled ... keep lambdas out"), and under one registered name the
-    first was dropped without a word (taken for its module reloaded). A reload is no error."""
+    level, so an estimator's first could not be pickled for loky's workers (a misleading
+    "cannot be pickled ... keep lambdas out"), and under one registered name the first was
+    dropped without a word (taken for its module reloaded). A reload is no error, nor are two
+    strategies of one class name under two names (a loop registering ``TopN`` per size: never
+    pickled)."""
     import importlib
 
     from subsetctl.errors import UserError
 
-    first = "@STRATEGIES.register('hidden_a')\nclass Est(Strategy):\n    pass\n"
-    head = "from subsetctl.registry import STRATEGIES\nfrom subsetctl.search.base import Strategy\n\n"
-    (tmp_path / f"twice_{second}.py").write_text(f"{head}{first}\n@STRATEGIES.register({second!r})\n"
-                                                 "class Est(Strategy):\n    pass\n")
+    first = "@ESTIMATORS.register('hidden_a')\nclass Est(SubsetEstimator):\n    pass\n"
+    head = "from subsetctl.registry import ESTIMATORS\nfrom subsetctl.estimate.base import SubsetEstimator\n\n"
+    (tmp_path / f"twice_{second}.py").write_text(f"{head}{first}\n@ESTIMATORS.register({second!r})\n"
+                                                 "class Est(SubsetEstimator):\n    pass\n")
     (tmp_path / f"once_{second}.py").write_text(head + first)
+    (tmp_path / f"loop_{second}.py").write_text(
+        "from subsetctl.registry import STRATEGIES\nfrom subsetctl.search.base import Strategy\n\n"
+        f"for n in (2, 3):\n    @STRATEGIES.register(f'loop{second}{{n}}')\n    class TopN(Strategy):\n        pass\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    STRATEGIES.names()  # (the built-ins and entry points read first)
-    monkeypatch.setattr(STRATEGIES, "_entries", dict(STRATEGIES._entries))  # put back after the test
+    ESTIMATORS.names(), STRATEGIES.names()  # (the built-ins and entry points read first)
+    monkeypatch.setattr(ESTIMATORS, "_entries", dict(ESTIMATORS._entries))  # put back after the test
+    monkeypatch.setattr(STRATEGIES, "_entries", dict(STRATEGIES._entries))
     also = ", and only the second would be used" if second == "hidden_a" else ""
     with pytest.raises(UserError, match=(
             rf"module twice_{second} \({re.escape(str(tmp_path))}/twice_{second}\.py\) defines two classes named Est, "
-            rf"registered as the strategy 'hidden_a' \(line 4\) and the strategy '{second}' \(line 8\): the second "
+            rf"registered as the estimator 'hidden_a' \(line 4\) and the estimator '{second}' \(line 8\): the second "
             rf"hides the first at module level, so the first cannot be named as twice_{second}:Est \(under plugins:\) "
             rf"or pickled for loky's worker processes{also}\. Give one of them another class name\.")):
         importlib.import_module(f"twice_{second}")
-    STRATEGIES._entries.pop("hidden_a", None)
+    ESTIMATORS._entries.pop("hidden_a", None)
     once = importlib.import_module(f"once_{second}")
     importlib.reload(once)  # the same module run again: no error
-    assert STRATEGIES._entries["hidden_a"].obj is once.Est
+    assert ESTIMATORS._entries["hidden_a"].obj is once.Est
+    importlib.import_module(f"loop_{second}")
+    assert STRATEGIES._entries[f"loop{second}2"].obj is not STRATEGIES._entries[f"loop{second}3"].obj
 
 
 def test_an_installed_package_replacing_a_built_in_is_blamed_on_the_key_naming_it_not_plugins(
