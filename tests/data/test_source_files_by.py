@@ -468,3 +468,27 @@ def test_a_group_label_map_for_one_task_warns_once_for_the_group(tmp_path: Path)
     (alone,) = [w for w in stage.run_data_stage(one, tmp_path / "one", tmp_path / "one" / "out")["warnings"]
                 if "label_map" in w]
     assert alone.startswith("Source 'a': label_map names '0', '1'")
+
+
+def test_a_file_naming_the_task_column_twice_is_refused_naming_the_file_and_the_column(tmp_path: Path) -> None:
+    """A Parquet file with two columns named as the one picking rows: the rows were picked by
+    one of them and their digest (``where``'s fingerprint) read the other, and validate and
+    the data stage stopped with an internal KeyError; both now name the file and the column."""
+    from subsetctl.api import validate_spec_file
+
+    (tmp_path / "data").mkdir()
+    path = tmp_path / "data" / "d.parquet"
+    pq.write_table(pa.Table.from_arrays([pa.array(["a", "b"]), pa.array(["p", "q"]), pa.array(["r", "s"]),
+                                         pa.array(["x", "y"])], names=["task", "prompt", "response", "task"]), path)
+    spec = {"target": {"name": "t", "loader": {"type": "jsonl", "path": "t.jsonl"}},
+            "sources": [{"name": "a", "loader": {"type": "parquet", "path": "data/d.parquet", "where": {"task": "a"}}},
+                        {"name": "b", "loader": {"type": "jsonl", "path": "t.jsonl"}}]}
+    (tmp_path / "t.jsonl").write_text('{"prompt": "1", "response": "2"}\n' * 8)
+    (tmp_path / "subsetctl.yaml").write_text(yaml.safe_dump(spec))
+    (issue,) = validate_spec_file(tmp_path / "subsetctl.yaml").issues
+    assert issue.key == "sources[0].loader.where" and f"file {path} has 2 columns named 'task'" in issue.message
+    with pytest.raises(UserError, match="has 2 columns named 'task'.*Rename or drop all but one"):
+        load_parquet(ParquetLoader(type="parquet", path="data/d.parquet", where={"task": "a"}), _ctx(tmp_path, "a"))
+    grouped = _project(tmp_path / "g", group={"files": "../data/*.parquet", "by": "task", "loader": {"type": "parquet"}})
+    (issue,) = validate_spec_file(grouped).issues
+    assert issue.key == "source_files[0] (../data/d.parquet).by" and "2 columns named 'task'" in issue.message

@@ -851,8 +851,8 @@ def value_rows(path: Path, column: str) -> ValueRows:
     again, each of the file's sources in the data stage: one read in all, not one per value).
 
     Raises:
-        UserError: the file is not Parquet, lacks the column (naming those it has) or the
-        column holds neither text nor whole numbers."""
+        UserError: the file is not Parquet, lacks the column (naming those it has), names
+        it twice, or the column holds neither text nor whole numbers."""
     stat = path.stat()
     return _value_rows(path.resolve(), column, stat.st_size, stat.st_mtime_ns)
 
@@ -872,6 +872,10 @@ def _value_rows(path: Path, column: str, size: int, mtime_ns: int) -> ValueRows:
             raise UserError(f"file {path} has no column {column!r} to pick rows by; its columns are "
                             f"{', '.join(map(repr, names))}. Set `by` (or `where`) "
                             "to the column naming each row's task.")
+        if names.count(column) > 1:  # (the rows picked and their digests would come from different ones)
+            raise UserError(f"file {path} has {names.count(column)} columns named {column!r}, the column that picks "
+                            "its rows (`by` or `where`), and which one holds each row's task is not known. Rename "
+                            "or drop all but one of them in the file.")
         arrow_type = parquet.schema_arrow.field(column).type
         if not _picks_rows(arrow_type):
             raise UserError(f"column {column!r} of file {path} holds {arrow_type} values; rows are picked by a "
