@@ -4,6 +4,7 @@ left out, and the spec and ``validate`` rules of the option."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -466,16 +467,21 @@ def test_a_prompt_field_rows_chat_context_that_is_no_context_stops_the_data_stag
 
 @pytest.mark.parametrize("context", [[("system", "be \ud800 brief")],
                                      [("user", "hi"), ("assistant", "there \udfff")]])
-def test_a_lone_surrogate_in_a_chats_earlier_messages_is_refused_as_in_its_prompt(tmp_path: Path, make_ctx,
-                                                                                   context: list) -> None:
+def test_a_lone_surrogate_in_a_chats_earlier_messages_leaves_the_row_out_as_in_its_prompt(tmp_path: Path, make_ctx,
+                                                                                          context: list) -> None:
     """The prompt and the answer were checked, the earlier messages not: the row loaded
     and meta-init stopped with an internal error from the tokenizer ("TextEncodeInput
-    must be Union[...]")."""
+    must be Union[...]"). Such a row is left out, as one with such a prompt, said once."""
     rows = [{"messages": _chat(("user", "q"), ("assistant", "a"))},
             {"messages": _chat(*context, ("user", "q"), ("assistant", "a"))}]
-    with pytest.raises(UserError, match=r"chat\.jsonl, line 2: the 'messages' value contains an invalid unicode "
-                                        r"escape \(a lone surrogate such as \\ud800\)"):
-        load_jsonl(_jsonl(tmp_path, rows), make_ctx())
+    ctx = make_ctx()
+    assert len(load_jsonl(_jsonl(tmp_path, rows), ctx)) == 1
+    (notice,) = ctx.notices
+    assert re.search(r"1 of 2 rows hold text that is not valid UTF-8 \(line 2\); they are left out\. The first: .*"
+                     r"chat\.jsonl, line 2: the 'messages' value contains an invalid unicode escape \(a lone "
+                     r"surrogate such as \\ud800\)", notice), notice
+    with pytest.raises(UserError, match=r"line 1: the 'messages' value contains an invalid .* No row is left: 1 of 1"):
+        load_jsonl(_jsonl(tmp_path, rows[1:]), make_ctx())
     rows[1]["metadata"] = {"keep": "\ud800"}  # elsewhere in the row: kept, as any metadata
     rows[1]["messages"] = _chat(("system", "s"), ("user", "q"), ("assistant", "a"))
     assert len(load_jsonl(_jsonl(tmp_path, rows), make_ctx())) == 2

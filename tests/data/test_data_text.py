@@ -79,6 +79,34 @@ def test_a_missing_null_or_nan_text_is_left_out_with_the_blank_ones_in_one_notic
         load_jsonl(_jsonl(tmp_path, [{"text": None}, {"text": None, "id": 2}]), make_ctx())
 
 
+def test_a_document_that_is_not_utf8_text_is_left_out_with_one_notice(tmp_path: Path, make_ctx) -> None:
+    """A document holding a lone surrogate (a JSON ``\\ud800`` escape, as a crawl's broken
+    emoji gives) or a binary column's bytes that are not UTF-8 stopped the whole source; it
+    is left out (the seeded draw too draws among the others), counted in one notice naming
+    the first rows, and only a source left with no text is an error."""
+    rows = [{"text": f"document {i}"} for i in range(12)]
+    rows[3]["text"] = "broken \ud83d emoji"
+    rows[7]["text"] = "\udfff"
+    ctx = make_ctx()
+    ds = load_jsonl(_jsonl(tmp_path, rows), ctx)
+    assert ds["row"] == [i for i in range(12) if i not in (3, 7)]
+    (notice,) = ctx.notices
+    assert "corpus.jsonl: 2 of 12 rows hold text that is not valid UTF-8 (line 4, line 8); they are left out" in notice
+    assert "line 4: the 'text' value contains an invalid unicode escape (a lone surrogate" in notice
+    ctx = make_ctx()
+    ctx = type(ctx)(source_name=ctx.source_name, base_dir=ctx.base_dir, kind=ctx.kind, seed=ctx.seed, keep_at_most=4)
+    drawn = load_jsonl(_jsonl(tmp_path, rows), ctx)
+    assert ctx.drawn == {"rows": 10} and len(drawn) == 4 and not {3, 7} & set(drawn["row"])
+    pq.write_table(pa.table({"text": pa.array([b"ok", b"caf\xe9", None], pa.binary())}), tmp_path / "b.parquet")
+    ctx = make_ctx()
+    assert load_parquet(ParquetLoader(type="parquet", path="b.parquet", text_field="text"), ctx)["response"] == ["ok"]
+    assert [n.split(": ", 2)[2][:40] for n in ctx.notices] == ["1 of 3 rows hold text that is not valid ",
+                                                               "1 of 3 rows have a missing, null or NaN "]
+    with pytest.raises(UserError, match=r"line 1: the 'text' value contains an invalid unicode escape .* No row is "
+                                        r"left: 1 of 2 rows hold such text \(line 1\), 1 more an empty one\."):
+        load_jsonl(_jsonl(tmp_path, [{"text": "\ud800"}, {"text": " "}]), make_ctx())
+
+
 def test_max_examples_draws_among_the_texts_kept(tmp_path: Path, make_ctx) -> None:
     """``max_examples`` counts texts kept: the rows left out (null, blank) are not drawn."""
     rows = [{"text": f"document {i}"} if i % 3 else {"text": None if i % 2 else ""} for i in range(30)]

@@ -22,7 +22,6 @@ left out is an error that says why.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
@@ -181,8 +180,8 @@ class ChatColumns(CommonColumns):
 
     @property
     def left_out_count(self) -> int:
-        """Rows left out: those with a blank answer, and those that are no chat."""
-        return self.blank_count + sum(kind.count for kind in self.refused.values())
+        """Rows left out: those with a blank answer or text that is not UTF-8, and those that are no chat."""
+        return super().left_out_count + sum(kind.count for kind in self.refused.values())
 
     def _map(self, i: int, record: dict[str, Any]) -> None:
         try:
@@ -193,9 +192,10 @@ class ChatColumns(CommonColumns):
             if len(left_out.first) < 5:
                 left_out.first.append(i)
             return
-        # the earlier messages (read with the prompt by _texts), checked as the prompt is
-        _check_context_utf8(self.context, self.ctx.source_name, self.where, functools.partial(self.locate, i),
-                            self.prompt_field)
+
+    def _check_more_text(self, locate: Callable[[], str]) -> None:
+        """The earlier messages (read with the prompt by :meth:`_texts`), checked as the prompt is."""
+        _check_context_utf8(self.context, self.ctx.source_name, self.where, locate, self.prompt_field)
 
     def _count_structured(self, i: int, values: dict[str, Any]) -> None:
         """Nothing: a list of messages is what the column holds."""

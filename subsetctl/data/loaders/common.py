@@ -193,13 +193,19 @@ def _utf8_encodes(text: str) -> bool:
     return True
 
 
+class InvalidText(UserError):
+    """A row's prompt, answer or chat message holds text that is not valid UTF-8 (a lone
+    surrogate, bytes that do not decode): :class:`CommonColumns` leaves the row out, with
+    one notice counting such rows, and stops the source only when no row is left."""
+
+
 def _check_utf8(text: str, source: str, where: str, locate: Callable[[], str], column: str) -> str:
-    """``text``, unless it holds a lone surrogate (``locate()`` names the row, only then:
-    finding a CSV row's file line reads the file again)."""
+    """``text``, unless it holds a lone surrogate (an :class:`InvalidText`; ``locate()``
+    names the row, only then: finding a CSV row's file line reads the file again)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise UserError(
+        raise InvalidText(
             f"Source {source!r}: {where}, {locate()}: the {column!r} value contains an invalid "
             "unicode escape (a lone surrogate such as \\ud800). Fix that value in the file."
         ) from None
@@ -369,6 +375,9 @@ class CommonColumns:
         self.null_count = 0
         self.blank: list[int] = []  # the first few rows with a blank answer (for the notice)
         self.blank_count = 0
+        self.invalid: list[int] = []  # the first few rows left out for text that is not UTF-8 (for the notice)
+        self.invalid_count = 0
+        self.invalid_detail = ""  # what the first of them holds (the error it would have been)
         self.missing_count = 0  # of those, rows left out for a missing answer (a subclass's: a text source's)
         self.empty_prompts: list[int] = []  # the first few kept rows with an empty prompt (for the notice)
         self.empty_prompt_count = 0
@@ -429,6 +438,9 @@ class CommonColumns:
             return
         try:
             self._map(i, record)
+        except InvalidText as exc:  # (raised before the row is mapped: see _map)
+            self._leave_out_invalid(i, exc)
+            return
         except UserError as exc:
             self.error = exc
             self._count_null(i, record)
@@ -476,7 +488,7 @@ class CommonColumns:
                 try:
                     bytes(value).decode("utf-8")
                 except UnicodeDecodeError as exc:
-                    raise UserError(
+                    raise InvalidText(
                         f"Source {source!r}: {self.where}, {self.locate(i)}: {_named(field, option)} holds bytes "
                         f"that are not UTF-8 text (byte {exc.start}). Store the column as UTF-8 strings."
                     ) from None
@@ -490,6 +502,7 @@ class CommonColumns:
             self._leave_out(i)
             return
         answer = _check_utf8(answer, source, self.where, locate_row, answer_field)
+        self._check_more_text(locate_row)
         if self.classifier:
             if len(self.some_labels) < 3:
                 self.some_labels.add(answer)
@@ -512,6 +525,20 @@ class CommonColumns:
             self.digests.append(self._digest(prompt, answer))
         if full:
             self._append(i, record, prompt, answer)
+
+    def _check_more_text(self, locate: Callable[[], str]) -> None:
+        """Check what else of the row :meth:`_texts` just read is trained on (a subclass's:
+        a chat's earlier messages) as the prompt is, before the row is mapped; may raise
+        :class:`InvalidText`."""
+
+    def _leave_out_invalid(self, i: int, exc: InvalidText) -> None:
+        """Leave row ``i`` out for text that is not UTF-8 (``exc`` says which and where):
+        counted, and named by the notice :meth:`finish` gives if among the first few."""
+        self.invalid_count += 1
+        if len(self.invalid) < 5:
+            self.invalid.append(i)
+        if not self.invalid_detail:
+            self.invalid_detail = str(exc)
 
     def _leave_out(self, i: int) -> None:
         """Leave row ``i`` out as one with a blank answer: counted, and named by the notice
@@ -551,8 +578,8 @@ class CommonColumns:
 
     @property
     def left_out_count(self) -> int:
-        """How many of the rows added so far are left out (a blank answer)."""
-        return self.blank_count
+        """How many of the rows added so far are left out (a blank answer, text that is not UTF-8)."""
+        return self.blank_count + self.invalid_count
 
     def _answer_named(self) -> str:
         """What the notices on blank answers call a row's answer (its column, and the option
@@ -592,8 +619,11 @@ class CommonColumns:
                 "Rename that column, or fix what the loader writes there."
             )
         if not self.classifier and extra.get(CONTEXT_KEY):
-            _check_context_utf8(extra[CONTEXT_KEY], self.ctx.source_name, self.where,
-                                functools.partial(self.locate, i), CONTEXT_KEY)
+            try:  # (a row being mapped: an error, not left out)
+                _check_context_utf8(extra[CONTEXT_KEY], self.ctx.source_name, self.where,
+                                    functools.partial(self.locate, i), CONTEXT_KEY)
+            except InvalidText as exc:
+                raise UserError(str(exc)) from None
 
     def _prompt_text(self, record: dict[str, Any]) -> str:
         """A record's prompt: its prompt column's value as text; with a list
@@ -712,6 +742,22 @@ class CommonColumns:
         kept = self.count - self.left_out_count
         shown = ", ".join(self.locate(i) for i in first) + (f" (+{count - len(first)} more)" if count > len(first) else "")
         return ("every row", "has", shown) if count == kept else (f"{count} of {kept} rows", "have", shown)
+
+    def _note_invalid_text(self) -> None:
+        """The notice that rows are left out for text that is not valid UTF-8 (a lone
+        surrogate from a JSON ``\\ud800`` escape, a binary column's bytes that do not
+        decode), which no tokenizer takes: one document of a corpus, or one example, stopped
+        the whole source. The error when no row is left (the first row's, with the count)."""
+        shown = ", ".join(self.locate(i) for i in self.invalid) + (
+            f" (+{self.invalid_count - len(self.invalid)} more)" if self.invalid_count > len(self.invalid) else "")
+        if self.count == self.left_out_count:
+            blank = f", {self.blank_count} more an empty one" if self.blank_count else ""
+            raise UserError(f"{self.invalid_detail} No row is left: {self.invalid_count} of {self.count} rows hold "
+                            f"such text ({shown}){blank}.")
+        self.ctx.notices.append(
+            f"Source {self.ctx.source_name!r}: {self.where}: {self.invalid_count} of {self.count} rows hold text "
+            f"that is not valid UTF-8 ({shown}); they are left out. The first: {self.invalid_detail}"
+        )
 
     def _note_empty_prompts(self) -> None:
         """The notice that some kept rows have an empty prompt: legal (the answer is then
@@ -833,6 +879,8 @@ class CommonColumns:
                 raise UserError(f"{self.error} {self.null_count} of {self.count} rows lack {lack} ({shown}).") from None
             raise self.error
         named = _named(self.answer_field, option)
+        if self.invalid_count:
+            self._note_invalid_text()
         if self.blank_count:
             _note_blank_answers(self.blank, self.blank_count, self.count, self.ctx, self.where, self.locate,
                                 self._answer_named(), self.what, self.advice, self.missing_count)
