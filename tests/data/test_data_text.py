@@ -107,6 +107,27 @@ def test_a_document_that_is_not_utf8_text_is_left_out_with_one_notice(tmp_path: 
         load_jsonl(_jsonl(tmp_path, [{"text": "\ud800"}, {"text": " "}]), make_ctx())
 
 
+def test_a_txt_files_blank_lines_are_told_as_what_they_are_not_as_a_column_read_wrong(tmp_path: Path,
+                                                                                      make_ctx) -> None:
+    """A .txt file read through datasets' ``text`` builder is a line a row: where its blank
+    lines (between paragraphs) are most rows, the notice told to "check that the loader reads
+    the right column", which a text file has one of; it says how a .txt file is read."""
+    from subsetctl.data.loaders import load_huggingface
+    from subsetctl.spec import HuggingFaceLoader
+
+    (tmp_path / "notes.txt").write_text("First paragraph.\n\nSecond one.\n\nThird.\n\n\n")
+    ctx = make_ctx()
+    loader = HuggingFaceLoader(type="huggingface", path="text", data_files=["notes.txt"], text_field="text")
+    assert load_huggingface(loader, ctx)["response"] == ["First paragraph.", "Second one.", "Third."]
+    (notice,) = ctx.notices
+    assert "4 of 7 rows have an empty 'text'" in notice and "the right column" not in notice, notice
+    assert "That is most of its rows: a .txt file is read a line a row (datasets' text builder: each line one " \
+           "document, as the README's plain-text section says)" in notice
+    ctx = make_ctx()  # a JSON Lines corpus's blank texts: the column may well be the wrong one
+    load_jsonl(_jsonl(tmp_path, [{"text": "a"}, {"text": ""}, {"text": ""}]), ctx)
+    assert "That is most of its rows: check that the loader reads the right column." in ctx.notices[0]
+
+
 def test_max_examples_draws_among_the_texts_kept(tmp_path: Path, make_ctx) -> None:
     """``max_examples`` counts texts kept: the rows left out (null, blank) are not drawn."""
     rows = [{"text": f"document {i}"} if i % 3 else {"text": None if i % 2 else ""} for i in range(30)]

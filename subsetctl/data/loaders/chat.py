@@ -263,10 +263,10 @@ def common_columns(options: LoaderBase, ctx: LoadContext, where: str, locate: Ca
     :class:`ChatColumns` with ``messages_field`` (causal LMs only), a
     :class:`~subsetctl.data.loaders.text.TextColumns` with ``text_field`` (causal LMs only),
     else one reading the prompt and the answer column the model kind needs."""
-    from subsetctl.data.loaders.text import TextColumns
+    from subsetctl.data.loaders.text import TextColumns, reads_text_lines
 
     if getattr(options, "text_field", None) is not None:
-        return TextColumns(options.text_field, ctx, where, locate, available, fetch)
+        return TextColumns(options.text_field, ctx, where, locate, available, fetch, reads_text_lines(options))
     messages_field = getattr(options, "messages_field", None)
     if messages_field is None:
         answer_option, answer_field = _required_fields(options, ctx)

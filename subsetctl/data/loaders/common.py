@@ -759,6 +759,11 @@ class CommonColumns:
             f"that is not valid UTF-8 ({shown}); they are left out. The first: {self.invalid_detail}"
         )
 
+    def _most_blank(self) -> str | None:
+        """What the notice on blank answers says when they are most of the rows, instead of
+        telling to check the column read (a subclass's: a text file's blank lines); None for that."""
+        return None
+
     def _note_empty_prompts(self) -> None:
         """The notice that some kept rows have an empty prompt: legal (the answer is then
         learned and scored with nothing before it), but more often a prompt column read
@@ -883,7 +888,7 @@ class CommonColumns:
             self._note_invalid_text()
         if self.blank_count:
             _note_blank_answers(self.blank, self.blank_count, self.count, self.ctx, self.where, self.locate,
-                                self._answer_named(), self.what, self.advice, self.missing_count)
+                                self._answer_named(), self.what, self.advice, self.missing_count, self._most_blank())
         if self.empty_prompt_count:
             self._note_empty_prompts()
         if self.minus_one_count and self.some_labels != {"-1", "1"}:  # -1 and 1: two classes, as written
@@ -989,14 +994,16 @@ def dataset_table(dataset: Dataset) -> Any:
 
 
 def _note_blank_answers(blank: list[int], blank_count: int, total: int, ctx: LoadContext, where: str,
-                        locate: Callable[[int], str], named: str, what: str, advice: str, missing: int = 0) -> None:
+                        locate: Callable[[int], str], named: str, what: str, advice: str, missing: int = 0,
+                        most_blank: str | None = None) -> None:
     """Rows whose answer is empty or only whitespace have nothing to train or score on:
     they are left out with a notice naming their lines (a few blank gold answers are
     common in public datasets, and rows a `max_examples` cut drops anyway must not stop
     the run); an error when every row is blank, and a hint to check the column read when
     most are (a source of 50,000 rows kept 4,970 and said only that 45,030 were left out).
     ``missing`` of the ``blank_count`` rows lack the answer (missing, null or NaN: a text
-    source's missing documents, left out with the blank ones and said in the same notice)."""
+    source's missing documents, left out with the blank ones and said in the same notice).
+    ``most_blank``: what to say instead of that hint (a text file's blank lines are no column read wrong)."""
     shown = ", ".join(locate(i) for i in blank[:5]) + (f" (+{blank_count - 5} more)" if blank_count > 5 else "")
     empty = "empty" if not missing else "missing, null or NaN" if missing == blank_count else "empty or missing"
     if blank_count == total:
@@ -1005,7 +1012,7 @@ def _note_blank_answers(blank: list[int], blank_count: int, total: int, ctx: Loa
             f"needs {what}; check that the loader reads the right column.{advice}"
         )
     # most rows blank: more likely a column of something else (or of answers given elsewhere) than blank answers
-    most = (f" That is most of its rows: check that the loader reads the right column.{advice}"
+    most = (f" That is most of its rows: {most_blank or f'check that the loader reads the right column.{advice}'}"
             if blank_count * 2 > total else "")
     ctx.notices.append(
         f"Source {ctx.source_name!r}: {where}: {blank_count} of {total} rows have {'a' if empty[0] == 'm' else 'an'} "

@@ -35,7 +35,8 @@ class TextColumns(CommonColumns):
 
     def __init__(self, text_field: str, ctx: LoadContext, where: str, locate: Callable[[int], str],
                  available: Iterable[str] | None = None,
-                 fetch: Callable[[Any], Iterable[tuple[int, dict[str, Any]]]] | None = None) -> None:
+                 fetch: Callable[[Any], Iterable[tuple[int, dict[str, Any]]]] | None = None,
+                 text_lines: bool = False) -> None:
         if ctx.kind == "classifier":
             raise UserError(
                 f"Source {ctx.source_name!r}: loader.text_field is for a causal LM's plain text, trained on whole, "
@@ -47,6 +48,7 @@ class TextColumns(CommonColumns):
         self.what = "a text"
         self.not_text: tuple[int, str] | None = None  # the first row whose text is no string, list or object
         self.not_text_count = 0
+        self.text_lines = text_lines  # rows that are a text file's lines (datasets' ``text`` builder)
 
     def _map(self, i: int, record: dict[str, Any]) -> None:
         """Row ``i`` mapped, or left out as a blank text is when its text is missing, null or
@@ -98,6 +100,17 @@ class TextColumns(CommonColumns):
             )
         return dataset
 
+    def _most_blank(self) -> str | None:
+        """For a text file's lines (:func:`reads_text_lines`): blank lines between paragraphs,
+        not a column read wrong; what the rows are, and how to keep a paragraph whole."""
+        if not self.text_lines:
+            return None
+        return ("a .txt file is read a line a row (datasets' text builder: each line one document, as the README's "
+                "plain-text section says), so the blank lines between its paragraphs are rows of no text, left out, "
+                "and a paragraph of several lines is several documents. To train on each paragraph (or each file) as "
+                'one document, write them as JSON Lines, one {"text": ...} per document, read with type: jsonl and '
+                "text_field: text.")
+
     def _note_empty_prompts(self) -> None:
         """Nothing: every row's prompt is empty, which is what ``text_field`` means."""
 
@@ -125,3 +138,12 @@ class TextColumns(CommonColumns):
             )
         super()._more_metadata(i, extra)
         extra[TEXT_KEY] = True
+
+
+def reads_text_lines(options: Any) -> bool:
+    """Whether a loader with ``options`` reads plain text files a line a row: a
+    ``huggingface`` loader of datasets' ``text`` builder, or of ``.txt`` data files."""
+    if getattr(options, "type", None) != "huggingface":
+        return False
+    files = [f.lower().removesuffix(".gz") for f in options.data_files or []]
+    return options.path == "text" or bool(files) and all(f.endswith(".txt") for f in files)
