@@ -394,6 +394,7 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
     _warn_source_named_as_a_baseline(spec, warn)
     _warn_names_windows_refuses(spec, warn)
     _warn_split_of_one(spec, warn)
+    _note_max_examples_above_the_rows(spec, spec_path, warn)
     _warn_adamw_lr_slips(spec, warn)
     _warn_shared_generated_entries(spec, warn)
     if spec.verify.enabled:
@@ -862,6 +863,25 @@ def _warn_split_of_one(spec: Spec, warn: _AddIssue) -> None:
                 warn((*path, "split", key),
                      f"{key}: 1 is a count, so {who} gets one {key} example; a fraction is written with a "
                      f"decimal point ({key}: 1.0 is every example). Write {key}: 1.0 if every example was meant.")
+
+
+def _note_max_examples_above_the_rows(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:
+    """A ``max_examples`` above the rows the target's or a source's file holds (a Parquet
+    file's rows, of its ``where`` value's; a JSON Lines file's non-blank lines: the most that
+    can be kept) cuts nothing: every row is kept. Valid, and said once, as a note (validate
+    and plan exit 0 on it; there is no strict mode that warnings fail), in case a cap was
+    meant to apply; the rows are known cheaply only for those files."""
+    from subsetctl.data.checks import rows_in_file
+
+    for path, source in _target_and_sources(spec):
+        if source.max_examples is None:
+            continue
+        counted = rows_in_file(source.loader, spec_path.parent)
+        if counted is not None and counted[0] < source.max_examples:
+            warn((*path, "max_examples"),
+                 f"max_examples is {source.max_examples}, more than {_named(spec, path, source)} can keep "
+                 f"({counted[1]}): every row is kept and it cuts none. A note, not a problem (validate passes), "
+                 "in case a cap was meant: lower it to cap the rows, or remove it.")
 
 
 #: above it, an AdamW learning rate is surely a slip (1e3 for 1e-3): each step moves every

@@ -80,7 +80,7 @@ class _Issues:
 LINES_COUNTED_MB = 64
 
 
-def _rows_in_file(loader: Any, base_dir: Path) -> tuple[int, str] | None:
+def rows_in_file(loader: Any, base_dir: Path) -> tuple[int, str] | None:
     """How many rows a local file holds at most, when that is cheap to know: a Parquet
     file's metadata, or the non-blank lines of a JSON Lines file up to
     :data:`LINES_COUNTED_MB` (an upper bound: blank answers, and a text source's missing
@@ -149,7 +149,7 @@ def _known_size(source: SourceSpec, base_dir: Path) -> tuple[int, str] | None:
         sizes.append((source.loader.size, f"loader.size is {source.loader.size}"))
     if source.max_examples is not None:
         sizes.append((source.max_examples, f"max_examples is {source.max_examples}"))
-    in_file = _rows_in_file(source.loader, base_dir)
+    in_file = rows_in_file(source.loader, base_dir)
     if in_file is not None:
         sizes.append(in_file)
     return min(sizes, key=lambda size: size[0]) if sizes else None

@@ -986,3 +986,37 @@ def test_num_labels_check_reads_a_where_sources_own_rows(tmp_path: Path) -> None
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "data" / "tasks.parquet")
     issues = check_issues(tmp_path, text)
     assert "3 labels ('neg', 'neu', 'pos')" in issues["model.num_labels"].message
+
+
+def test_max_examples_above_the_rows_a_file_holds_is_said_once_as_a_note_validate_passes(tmp_path: Path) -> None:
+    """A max_examples above the rows of a JSON Lines or Parquet file (of its `where` value's)
+    cuts nothing: said once, naming the source, the rows and the setting, and validate still
+    passes (there is no strict mode); one below them, or a file whose rows are not counted
+    cheaply (CSV), is not said."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import yaml
+
+    from subsetctl.api import validate_spec_file
+
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(8))
+    write_jsonl(tmp_path / "data" / "s.jsonl", qa_rows(3))
+    pq.write_table(pa.Table.from_pylist([{"task": t, **row} for t in ("a", "b") for row in qa_rows(4)]),
+                   tmp_path / "data" / "m.parquet")
+    (tmp_path / "data" / "c.csv").write_text("prompt,response\nq,a\n")
+    spec = {"target": {"name": "t", "loader": {"type": "jsonl", "path": "data/t.jsonl"}, "max_examples": 8},
+            "sources": [{"name": "s", "loader": {"type": "jsonl", "path": "data/s.jsonl"}, "max_examples": 50},
+                        {"name": "m", "loader": {"type": "parquet", "path": "data/m.parquet", "where": {"task": "a"}},
+                         "max_examples": 5},
+                        {"name": "c", "loader": {"type": "csv", "path": "data/c.csv"}, "max_examples": 9}]}
+    (tmp_path / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    report = validate_spec_file(tmp_path / "subsetctl.yaml")
+    assert report.ok, report.issues
+    said = {w.key: w.message for w in report.warnings if "max_examples" in w.key}
+    assert set(said) == {"sources[0].max_examples", "sources[1].max_examples"}, said
+    assert said["sources[0].max_examples"].startswith(
+        f"max_examples is 50, more than source 's' can keep (file {tmp_path / 'data' / 's.jsonl'} has 3 non-blank "
+        "lines): every row is kept and it cuts none. A note, not a problem (validate passes)")
+    assert "source 'm' can keep (file" in said["sources[1].max_examples"] and "(task = 'a') has 4 rows)" in \
+        said["sources[1].max_examples"]
