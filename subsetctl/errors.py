@@ -101,9 +101,22 @@ def windows_path_note(path: object) -> str:
             f"folder separator. Write it with '/': '{unix}'")
 
 
+def _link_loops(path: Path) -> bool:
+    """Whether following the symbolic link ``path`` comes round to a link again (``x -> y``,
+    ``y -> x``): the system's "too many levels of symbolic links"."""
+    import errno
+    import os
+
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    return False
+
+
 def missing_path_note(path: Path, written_by: str = "the spec") -> str:
-    """For a path that was not found: a note when ``path`` is a symbolic link to nothing, or
-    when one of its names is not in its folder as written but is there in another Unicode
+    """For a path that was not found: a note when ``path`` is a symbolic link to nothing (or
+    one of a loop of links), or when one of its names is not in its folder as written but is there in another Unicode
     form (``é`` as ``e`` + accent, as macOS writes names) or letter case (which macOS and
     Windows take as the same name, Linux does not); "" otherwise. ``written_by`` is where the
     path was written (the spec, the command)."""
@@ -112,6 +125,9 @@ def missing_path_note(path: Path, written_by: str = "the spec") -> str:
 
     try:
         if path.is_symlink():
+            if _link_loops(path):  # (its target may well exist, as a link leading back)
+                return (f". It is a symbolic link to {os.readlink(path)} that leads back to itself (a loop of links, "
+                        "which no file ends): point one of them at the data file")
             return f". It is a symbolic link to {os.readlink(path)}, which does not exist: fix the link or the path"
     except (OSError, ValueError):
         return ""

@@ -136,6 +136,11 @@ def test_a_path_found_only_in_another_unicode_form_or_case_or_a_broken_link_says
             "as macOS writes them), which Linux takes as another name. Rename it") in issues[0]
     assert f". {tmp_path / 'Data'} is there: the same name in other letter case" in issues[1]
     assert ". It is a symbolic link to nowhere.jsonl, which does not exist: fix the link or the path" in issues[2]
+    (tmp_path / "x.jsonl").symlink_to("y.jsonl")  # a loop of links: y.jsonl is there, as a link back
+    (tmp_path / "y.jsonl").symlink_to("x.jsonl")
+    issue = _issues(_spec_file(tmp_path, {**BASE, "sources": [{"name": "s0", "loader": {"type": "jsonl",
+                                                                                         "path": "x.jsonl"}}]}))[0]
+    assert ". It is a symbolic link to y.jsonl that leads back to itself (a loop of links, which no file ends)" in issue
     with pytest.raises(UserError, match="another Unicode form"):
         load_jsonl(JsonlLoader(type="jsonl", path="caf\u00e9.jsonl"), LoadContext("s0", spec.parent, "causal-lm", 0))
     assert "is there" not in " ".join(_issues(_spec_file(tmp_path, {**BASE, "sources": [
