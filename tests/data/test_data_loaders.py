@@ -522,6 +522,20 @@ def test_a_parquet_name_given_twice_is_decoded_as_its_last_column(tmp_path: Path
     assert [json.loads(m) for m in ds["metadata"]] == [{"x": "[3, 4]"}, {"x": "42"}]
 
 
+def test_a_row_error_in_a_parquet_column_named_twice_says_the_last_one_is_read(tmp_path: Path, make_ctx) -> None:
+    """A null in the last of two columns named 'prompt' (the one a row holds) stopped the
+    source with "row 1: 'prompt' is missing, null or NaN", while the file's first 'prompt'
+    column held every prompt: the error says which of them is read."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_arrays([pa.array(["q", "r"]), pa.array(["a", "b"]), pa.array([None, "x"], pa.string())],
+                                        names=["prompt", "response", "prompt"]), tmp_path / "d.parquet")
+    with pytest.raises(UserError, match=r"row 1: 'prompt' \(loader.prompt_field\) is missing, null or NaN\. .* The file "
+                                        r"has 2 columns named 'prompt', and each row is read with the last of them only"):
+        load_parquet(ParquetLoader(type="parquet", path="d.parquet"), make_ctx())
+
+
 def test_parquet_errors(tmp_path: Path, make_ctx) -> None:
     (tmp_path / "bad.parquet").write_text("not parquet")
     with pytest.raises(UserError, match=r"bad\.parquet could not be read as Parquet"):

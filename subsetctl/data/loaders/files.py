@@ -986,6 +986,7 @@ def load_parquet(options: ParquetLoader, ctx: LoadContext) -> Dataset:
     builder = common_columns(options, ctx, where, locate, names, fetch=fetch)
     # a name the file gives two columns: the last one, which a record (``to_pylist``) holds
     checked = [len(names) - 1 - names[::-1].index(c) for c in builder.fields if c in names]
+    twice = _read_twice(names, builder.fields)
     try:
         for batch in all_batches():
             # past the rows mapped as they come, only the columns every row is checked for
@@ -993,7 +994,21 @@ def load_parquet(options: ParquetLoader, ctx: LoadContext) -> Dataset:
         dataset = builder.finish()
     except (pa.ArrowException, OSError) as exc:
         raise unreadable(exc) from None
+    except UserError as exc:  # ("row 1: 'prompt' is missing", where the first 'prompt' column holds it)
+        raise UserError(f"{exc} {twice}" if twice else str(exc)) from None
     return dataset
+
+
+def _read_twice(names: list[str], fields: list[str]) -> str:
+    """What an error in the rows says of the columns a loader reads (``fields``) that a
+    Parquet file names more than once (``names``, its columns): a row holds the last of them
+    only, which "row 1: 'prompt' is missing" (where the first ``prompt`` holds the text) does
+    not show; "" if none."""
+    repeated = [f"{names.count(field)} columns named {field!r}" for field in fields if names.count(field) > 1]
+    if not repeated:
+        return ""
+    return (f"The file has {' and '.join(repeated)}, and each row is read with the last of them only: rename or "
+            "drop the others in the file if one of them was meant.")
 
 
 def _data_bytes(parquet: Any) -> int:
