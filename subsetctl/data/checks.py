@@ -259,6 +259,8 @@ def _check_file_loader(
         if len(issues.found) == found and not local.exists() and not looks_local(loader.path) \
                 and not loader.data_files:
             _check_cached_hub_dataset(loader, loc, kind, issues)
+        if len(issues.found) == found and not local.exists() and loader.path == "text":
+            _check_text_files(by_entry, loc, issues)
         if len(issues.found) == found and not local.exists():
             _check_builder_files(loader, [f for files in by_entry for f in files], loc, kind, issues)
         elif (len(issues.found) == found and local.is_dir() and not loader.data_files and not is_glob(str(local))
@@ -681,6 +683,58 @@ def _not_one_local_file(path: str) -> str:
                 "file use a `source_files` group (`files:` takes the pattern); to read the files as one "
                 "source, `type: huggingface`, `path: json` (or csv, parquet) and `data_files: [the pattern]`")
     return ""
+
+
+#: the bytes of each .txt file validate reads for its UTF-8 check (the data stage reads the rest)
+TEXT_HEAD_BYTES = 1 << 20
+
+
+def _check_text_files(by_entry: list[list[str]], loc: tuple[Any, ...], issues: _Issues) -> None:
+    """The local files of a ``huggingface`` loader of datasets' ``text`` builder (``.txt``
+    files, a line a row): each is a file, not a folder, holds a line, and its head is UTF-8.
+    The builder's own errors said none of it: "Unable to find x.txt" for a folder of that
+    name, "Please pass `features` or at least one example" for an empty file, a
+    UnicodeDecodeError at a position of no line for a Latin-1 file. An empty file among
+    others adds no row; only every file empty is an issue."""
+    empty: list[tuple[int, Path]] = []
+    checked = 0
+    for i, files in enumerate(by_entry):
+        for file in files[:BUILDER_FILES_READ]:
+            path = Path(file)
+            if "://" in file or not path.exists():  # (a missing one: an issue of its own)
+                continue
+            if path.is_dir():
+                issues.add(loc + ("data_files", i), f"data file {path} is a folder, not a file: the text builder "
+                                                    "reads files (list the folder's .txt files, or a glob of them)")
+                return
+            if not path.is_file():
+                continue
+            checked += 1
+            try:
+                with open_decompressed(path) as handle:
+                    head = handle.read(TEXT_HEAD_BYTES)
+            except UnsupportedCompression as exc:
+                issues.add(loc + ("data_files", i), f"{path.name}: {exc.problem}")
+                return
+            except (OSError, EOFError, zlib.error):  # (unreadable, a gzip cut short: the data stage says which)
+                continue
+            if not head.strip():
+                empty.append((i, path))
+                continue
+            try:
+                head.decode("utf-8-sig")
+            except UnicodeDecodeError as exc:
+                if exc.start < len(head) - 3 or len(head) < TEXT_HEAD_BYTES:  # (not a character the head cut)
+                    line = head[: exc.start].count(b"\n") + 1
+                    issues.add(loc + ("data_files", i), f"{path.name}: not valid UTF-8 ({exc.reason}, byte "
+                                                        f"{exc.start}, line {line}{utf16_note(head)}): re-save it "
+                                                        "as UTF-8")
+                    return
+    if empty and len(empty) == checked:
+        i, path = empty[0]
+        which = f"data file {path} is" if checked == 1 else f"each of the {checked} data files ({path}, ...) is"
+        issues.add(loc + ("data_files", i), f"{which} empty (no line of text): give at least one document (a line "
+                                            "a row)")
 
 
 def _check_builder_files(loader: HuggingFaceLoader, files: list[str], loc: tuple[Any, ...], kind: str,

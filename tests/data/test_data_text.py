@@ -339,3 +339,31 @@ def test_validate_warns_that_shuffling_texts_plants_nothing(tmp_path: Path) -> N
     data["sources"][0]["loader"] = {"type": "jsonl", "path": "data/corpus.jsonl"}
     assert not [w for w in spec_warnings(Spec.model_validate(data), tmp_path / "subsetctl.yaml")
                 if w.key.endswith("shuffle_responses")]
+
+
+def test_validate_checks_a_txt_file_read_by_the_text_builder(tmp_path: Path) -> None:
+    """A .txt file read with datasets' ``text`` builder that is a folder, empty or not UTF-8
+    passed validate, and the data stage stopped on the builder's own words ("Unable to find
+    x.txt", "Please pass `features` or at least one example", a UnicodeDecodeError at a
+    position of no line). An empty file beside one with text adds no row: no issue."""
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    (tmp_path / "dir.txt").mkdir()
+    (tmp_path / "empty.txt").write_text("\n\n")
+    (tmp_path / "latin.txt").write_bytes(b"line one\ncaf\xe9\n")
+    (tmp_path / "ok.txt").write_text("a document\n")
+
+    def issues(*files: str) -> list[tuple[str, str]]:
+        loader = json.dumps({"type": "huggingface", "path": "text", "data_files": list(files), "text_field": "text"})
+        return [(key, issue.message) for key, issue in check_issues(
+            tmp_path, "target:\n  name: t\n  loader: {type: jsonl, path: data/t.jsonl}\n"
+                      f"sources:\n  - name: s\n    loader: {loader}\n").items()]
+
+    assert issues("dir.txt") == [("sources[0].loader.data_files[0]", (f"data file {tmp_path / 'dir.txt'} is a folder, "
+                                  "not a file: the text builder reads files (list the folder's .txt files, or a glob "
+                                  "of them)"))]
+    assert issues("empty.txt") == [("sources[0].loader.data_files[0]", (f"data file {tmp_path / 'empty.txt'} is empty "
+                                    "(no line of text): give at least one document (a line a row)"))]
+    assert issues("ok.txt", "latin.txt") == [("sources[0].loader.data_files[1]", ("latin.txt: not valid UTF-8 (invalid "
+                                              "continuation byte, byte 12, line 2): re-save it as UTF-8"))]
+    assert issues("ok.txt", "empty.txt") == []
