@@ -1861,3 +1861,21 @@ def test_a_dotted_prompt_field_reads_a_field_of_a_struct_column(tmp_path: Path, 
     loader = HuggingFaceLoader(type="huggingface", path="./saved", prompt_field="meta.question",
                                response_field="answer", label_field="meta.nope")  # (a causal LM reads no label)
     assert load_huggingface(loader, make_ctx())["prompt"][0] == "q0"
+
+
+def test_a_jsonl_line_pythons_json_reader_refuses_says_why_not_as_invalid_json(tmp_path: Path, make_ctx) -> None:
+    """A whole number of more than 4,300 digits was "invalid JSON (... use
+    sys.set_int_max_str_digits() to increase the limit)", advice to Python code; lists nested
+    thousands deep (valid JSON) "invalid JSON (maximum recursion depth exceeded ...)"."""
+    good = '{"prompt": "q", "response": "a"}\n'
+    (tmp_path / "int.jsonl").write_text(good + '{"prompt": "q", "response": ' + "9" * 5000 + "}\n")
+    with pytest.raises(UserError, match=r"int\.jsonl, line 2: it holds a whole number of more digits than Python's "
+                                        r"JSON reader takes \(4,300\)\. Write that number as a string") as refused:
+        load_jsonl(JsonlLoader(type="jsonl", path="int.jsonl"), make_ctx())
+    assert "set_int_max_str_digits" not in str(refused.value)
+    (tmp_path / "deep.jsonl").write_text(good + '{"prompt": "q", "response": "a", "m": ' + "[" * 100_000
+                                         + "]" * 100_000 + "}\n")
+    with pytest.raises(UserError, match=r"deep\.jsonl, line 2: its JSON is nested deeper than Python's JSON reader "
+                                        r"goes") as refused:
+        load_jsonl(JsonlLoader(type="jsonl", path="deep.jsonl"), make_ctx())
+    assert "invalid JSON" not in str(refused.value)

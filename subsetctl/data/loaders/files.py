@@ -394,10 +394,7 @@ def jsonl_records(path: Path, source: str, duplicates: DuplicateKeys | None = No
                 f"{json_document_advice(line, written_path or str(path)) if first else ''}"
             ) from None
         except (ValueError, RecursionError) as exc:
-            raise UserError(
-                f"Source {source!r}: file {path}, line {number}: invalid JSON ({exc}). Each line "
-                "of a .jsonl file must be one JSON object."
-            ) from None
+            raise UserError(f"Source {source!r}: file {path}, line {number}: {_json_beyond_python(exc)}") from None
         if not isinstance(value, dict):
             raise UserError(
                 f"Source {source!r}: file {path}, line {number}: expected a JSON object "
@@ -412,6 +409,20 @@ def jsonl_records(path: Path, source: str, duplicates: DuplicateKeys | None = No
                     duplicates.first.append((number, list(dict.fromkeys(twice))))
             twice.clear()
         yield number, value
+
+
+def _json_beyond_python(exc: ValueError | RecursionError) -> str:
+    """What to say of a JSON Lines line Python's JSON reader refuses for no syntax error
+    (``exc``, not a ``JSONDecodeError``): a whole number of more digits than Python turns
+    into a number (its advice was ``sys.set_int_max_str_digits()``, to the file's author),
+    or lists and objects nested deeper than it reads (valid JSON, called invalid)."""
+    if isinstance(exc, RecursionError):
+        return ("its JSON is nested deeper than Python's JSON reader goes (thousands of lists or objects one in "
+                "another). Flatten that value, or store it as a string.")
+    if "integer string conversion" in str(exc):
+        return ("it holds a whole number of more digits than Python's JSON reader takes (4,300). Write that "
+                "number as a string (in quotes).")
+    return f"invalid JSON ({exc}). Each line of a .jsonl file must be one JSON object."
 
 
 def parse_jsonl(path: Path, source: str) -> list[tuple[int, dict[str, Any]]]:
