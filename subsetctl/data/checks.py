@@ -36,6 +36,7 @@ from subsetctl.data.loaders import (
     gzip_damage,
     jq_rows_command,
     json_document_advice,
+    json_kind,
     open_decompressed,
     resolve_path,
     utf16_note,
@@ -350,7 +351,7 @@ def _file_head(loader: LoaderBase, path: Path) -> tuple[list[str] | None, str | 
                         return None, (f"line {number} is not JSON ({exc.args[0].split(':')[0]}): not a JSON Lines "
                                       f"file.{json_document_advice(line, loader.path)}{rows_under}"), False
                     if not isinstance(first, dict):
-                        return None, (f"line {number} is a JSON {type(first).__name__}, not an object: each line "
+                        return None, (f"line {number} is a JSON {json_kind(first)}, not an object: each line "
                                       "must be one example like {\"prompt\": ..., \"response\": ...}."
                                       f"{json_document_advice(line, loader.path)}"), False
                     return list(first), None, False

@@ -1879,3 +1879,16 @@ def test_a_jsonl_line_pythons_json_reader_refuses_says_why_not_as_invalid_json(t
                                         r"goes") as refused:
         load_jsonl(JsonlLoader(type="jsonl", path="deep.jsonl"), make_ctx())
     assert "invalid JSON" not in str(refused.value)
+
+
+def test_a_jsonl_line_that_is_no_object_is_named_in_jsons_words(tmp_path: Path, make_ctx) -> None:
+    """A line `null` was "got a JSON NoneType" (Python's name), `"x"` "a JSON str"."""
+    from subsetctl.data.checks import _file_head
+
+    for line, kind in (("null", "null"), ('"x"', "string"), ("3.5", "number"), ("true", "boolean")):
+        (tmp_path / "d.jsonl").write_text('{"prompt": "q", "response": "a"}\n' + line + "\n")
+        with pytest.raises(UserError, match=rf"line 2: expected a JSON object .*got a JSON {kind}\.$"):
+            load_jsonl(JsonlLoader(type="jsonl", path="d.jsonl"), make_ctx())
+        (tmp_path / "h.jsonl").write_text(line + "\n")
+        _, problem, _ = _file_head(JsonlLoader(type="jsonl", path="h.jsonl"), tmp_path / "h.jsonl")
+        assert problem is not None and problem.startswith(f"line 1 is a JSON {kind}, not an object"), problem

@@ -105,6 +105,7 @@ from subsetctl.data.loaders.files import (  # noqa: F401
     is_saved_to_disk,
     jq_rows_command,
     json_document_advice,
+    json_kind,
     jsonl_records,
     load_csv,
     load_jsonl,

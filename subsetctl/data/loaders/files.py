@@ -398,7 +398,7 @@ def jsonl_records(path: Path, source: str, duplicates: DuplicateKeys | None = No
         if not isinstance(value, dict):
             raise UserError(
                 f"Source {source!r}: file {path}, line {number}: expected a JSON object "
-                f'({{"prompt": ..., ...}}), got a JSON {type(value).__name__}.'
+                f'({{"prompt": ..., ...}}), got a JSON {json_kind(value)}.'
                 f"{json_document_advice(line, written_path or str(path)) if first else ''}"
             )
         first = False
@@ -409,6 +409,18 @@ def jsonl_records(path: Path, source: str, duplicates: DuplicateKeys | None = No
                     duplicates.first.append((number, list(dict.fromkeys(twice))))
             twice.clear()
         yield number, value
+
+
+def json_kind(value: Any) -> str:
+    """What a JSON value that is no object is, in JSON's words (``null``, not Python's
+    ``NoneType``; ``string``, not ``str``), a list as ``list``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return "string" if isinstance(value, str) else "list" if isinstance(value, list) else type(value).__name__
 
 
 def _json_beyond_python(exc: ValueError | RecursionError) -> str:
