@@ -32,6 +32,7 @@ from subsetctl.data.loaders import (
     CR_ALONE,
     GZIP_MAGIC,
     UnsupportedCompression,
+    compressed_parquet_problem,
     evals_file,
     gzip_damage,
     jq_rows_command,
@@ -378,6 +379,8 @@ def _file_head(loader: LoaderBase, path: Path) -> tuple[list[str] | None, str | 
             except PermissionError:
                 raise
             except (pa.ArrowException, OSError, ValueError) as exc:
+                if (compressed := compressed_parquet_problem(path)) is not None:
+                    return None, compressed, False
                 return None, (f"not a Parquet file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
                               ), False
     except UnicodeDecodeError as exc:

@@ -1892,3 +1892,23 @@ def test_a_jsonl_line_that_is_no_object_is_named_in_jsons_words(tmp_path: Path, 
         (tmp_path / "h.jsonl").write_text(line + "\n")
         _, problem, _ = _file_head(JsonlLoader(type="jsonl", path="h.jsonl"), tmp_path / "h.jsonl")
         assert problem is not None and problem.startswith(f"line 1 is a JSON {kind}, not an object"), problem
+
+
+def test_a_gzip_compressed_parquet_file_is_told_to_be_decompressed(tmp_path: Path, make_ctx) -> None:
+    """data.parquet.gz was "not a Parquet file (Parquet magic bytes not found in footer. Either
+    the file is corrupted or this is not a parquet file.)", in validate and the data stage."""
+    import gzip
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from subsetctl.data.checks import _file_head
+
+    pq.write_table(pa.table({"prompt": ["q"], "response": ["a"]}), tmp_path / "d.parquet")
+    (tmp_path / "d.parquet.gz").write_bytes(gzip.compress((tmp_path / "d.parquet").read_bytes()))
+    loader = ParquetLoader(type="parquet", path="d.parquet.gz")
+    told = ("compressed with gzip, and a Parquet file is read as it is (its data is compressed inside): decompress it "
+            "(to d.parquet) and point the spec at that file")
+    assert _file_head(loader, tmp_path / "d.parquet.gz") == (None, told, False)
+    with pytest.raises(UserError, match=re.escape(f"file {tmp_path / 'd.parquet.gz'} is {told}.")):
+        load_parquet(loader, make_ctx())

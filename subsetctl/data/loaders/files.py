@@ -965,6 +965,8 @@ def load_parquet(options: ParquetLoader, ctx: LoadContext) -> Dataset:
     path = _existing_file(options.path, ctx)
 
     def unreadable(exc: BaseException) -> UserError:
+        if (compressed := compressed_parquet_problem(path)) is not None:
+            return UserError(f"Source {ctx.source_name!r}: file {path} is {compressed}.")
         return UserError(
             f"Source {ctx.source_name!r}: file {path} could not be read as Parquet ({exc}). "
             "Check that it is a Parquet file."
@@ -1032,6 +1034,25 @@ def _read_twice(names: list[str], fields: list[str]) -> str:
         return ""
     return (f"The file has {' and '.join(repeated)}, and each row is read with the last of them only: rename or "
             "drop the others in the file if one of them was meant.")
+
+
+def compressed_parquet_problem(path: Path) -> str | None:
+    """What is wrong with a "Parquet" file that is gzip-compressed (``data.parquet.gz``)
+    or compressed otherwise, without the path; None for any other. pyarrow reads a Parquet
+    file as it is (its data is compressed inside): it said "Parquet magic bytes not found
+    in footer. Either the file is corrupted or this is not a parquet file"."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(10)
+    except OSError:
+        return None
+    named = next((name for magic, (name, _) in OTHER_COMPRESSIONS.items() if head.startswith(magic)),
+                 "gzip" if head[:2] == GZIP_MAGIC else "bzip2" if _BZIP2.match(head) else None)
+    if named is None:
+        return None
+    plain = path.name[: -len(path.suffix)] if path.suffix.lower() in (".gz", ".zst", ".xz", ".bz2") else path.name
+    return (f"compressed with {named}, and a Parquet file is read as it is (its data is compressed inside): "
+            f"decompress it (to {plain}) and point the spec at that file")
 
 
 def _data_bytes(parquet: Any) -> int:
