@@ -261,8 +261,8 @@ def _check_file_loader(
         if len(issues.found) == found and not local.exists() and not looks_local(loader.path) \
                 and not loader.data_files:
             _check_cached_hub_dataset(loader, loc, kind, issues)
-        if len(issues.found) == found and not local.exists() and loader.path == "text":
-            _check_text_files(by_entry, loc, issues)
+        if len(issues.found) == found and not local.exists() and loader.path in _FILES_CHECKED:
+            _check_builder_local_files(loader.path, by_entry, loc, issues)
         if len(issues.found) == found and not local.exists():
             _check_builder_files(loader, [f for files in by_entry for f in files], loc, kind, issues)
         elif (len(issues.found) == found and local.is_dir() and not loader.data_files and not is_glob(str(local))
@@ -378,11 +378,8 @@ def _file_head(loader: LoaderBase, path: Path) -> tuple[list[str] | None, str | 
                 return list(metadata.schema.to_arrow_schema().names), None, metadata.num_rows == 0
             except PermissionError:
                 raise
-            except (pa.ArrowException, OSError, ValueError) as exc:
-                if (compressed := compressed_parquet_problem(path)) is not None:
-                    return None, compressed, False
-                return None, (f"not a Parquet file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
-                              ), False
+            except (pa.ArrowException, OSError, ValueError):
+                return None, _parquet_problem(path), False
     except UnicodeDecodeError as exc:
         return None, f"not valid UTF-8 ({exc.reason}{_utf8_error_where(path)}): re-save it as UTF-8", False
     except UnsupportedCompression as exc:
@@ -689,17 +686,23 @@ def _not_one_local_file(path: str) -> str:
     return ""
 
 
-#: the bytes of each .txt file validate reads for its UTF-8 check (the data stage reads the rest)
+#: the bytes of each text data file validate reads for its UTF-8 check (the data stage reads the rest)
 TEXT_HEAD_BYTES = 1 << 20
 
+#: the file builders whose local data files :func:`_check_builder_local_files` checks, and
+#: whether their files are text (checked to be UTF-8)
+_FILES_CHECKED = {"text": True, "json": True, "csv": True, "parquet": False}
 
-def _check_text_files(by_entry: list[list[str]], loc: tuple[Any, ...], issues: _Issues) -> None:
-    """The local files of a ``huggingface`` loader of datasets' ``text`` builder (``.txt``
-    files, a line a row): each is a file, not a folder, holds a line, and its head is UTF-8.
-    The builder's own errors said none of it: "Unable to find x.txt" for a folder of that
-    name, "Please pass `features` or at least one example" for an empty file, a
-    UnicodeDecodeError at a position of no line for a Latin-1 file. An empty file among
-    others adds no row; only every file empty is an issue."""
+
+def _check_builder_local_files(builder: str, by_entry: list[list[str]], loc: tuple[Any, ...],
+                               issues: _Issues) -> None:
+    """The local files of a ``huggingface`` loader of one of datasets' file builders
+    (:data:`_FILES_CHECKED`: ``text``, a .txt file a line a row; ``json``; ``csv``;
+    ``parquet``): each is a file, not a folder, they are not all empty, and the head of a
+    text one is UTF-8. The builders' own errors said none of it: "Unable to find x.txt" for
+    a folder of that name, "Please pass `features` or at least one example" (text) or
+    "StopIteration" (json) for an empty file, a UnicodeDecodeError at a position of no line
+    for a Latin-1 file. An empty file among others adds no row: not an issue."""
     empty: list[tuple[int, Path]] = []
     checked = 0
     for i, files in enumerate(by_entry):
@@ -708,8 +711,8 @@ def _check_text_files(by_entry: list[list[str]], loc: tuple[Any, ...], issues: _
             if "://" in file or not path.exists():  # (a missing one: an issue of its own)
                 continue
             if path.is_dir():
-                issues.add(loc + ("data_files", i), f"data file {path} is a folder, not a file: the text builder "
-                                                    "reads files (list the folder's .txt files, or a glob of them)")
+                issues.add(loc + ("data_files", i), f"data file {path} is a folder, not a file: the {builder} "
+                                                    "builder reads files (list the folder's files, or a glob of them)")
                 return
             if not path.is_file():
                 continue
@@ -722,8 +725,13 @@ def _check_text_files(by_entry: list[list[str]], loc: tuple[Any, ...], issues: _
                 return
             except (OSError, EOFError, zlib.error):  # (unreadable, a gzip cut short: the data stage says which)
                 continue
-            if not head.strip():
+            if not (head.strip() if _FILES_CHECKED[builder] else head):
                 empty.append((i, path))
+                continue
+            if builder == "parquet" and (problem := _parquet_problem(path)) is not None:
+                issues.add(loc + ("data_files", i), f"{path.name}: {problem}")
+                return
+            if not _FILES_CHECKED[builder] or _is_archive(path):
                 continue
             try:
                 head.decode("utf-8-sig")
@@ -737,8 +745,23 @@ def _check_text_files(by_entry: list[list[str]], loc: tuple[Any, ...], issues: _
     if empty and len(empty) == checked:
         i, path = empty[0]
         which = f"data file {path} is" if checked == 1 else f"each of the {checked} data files ({path}, ...) is"
-        issues.add(loc + ("data_files", i), f"{which} empty (no line of text): give at least one document (a line "
-                                            "a row)")
+        issues.add(loc + ("data_files", i), f"{which} empty{' (no line of text)' if _FILES_CHECKED[builder] else ''}: "
+                                            "give at least one " + ("document (a line a row)" if builder == "text"
+                                                                    else "example"))
+
+
+def _parquet_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a Parquet file (compressed, cut short, not Parquet), or
+    None, from its metadata; as :func:`_file_head` says it of a ``parquet`` loader's file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        pq.read_metadata(path)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        return compressed_parquet_problem(path) or (
+            f"not a Parquet file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
+    return None
 
 
 def _check_builder_files(loader: HuggingFaceLoader, files: list[str], loc: tuple[Any, ...], kind: str,

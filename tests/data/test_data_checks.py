@@ -1020,3 +1020,33 @@ def test_max_examples_above_the_rows_a_file_holds_is_said_once_as_a_note_validat
         "lines): every row is kept and it cuts none. A note, not a problem (validate passes)")
     assert "source 'm' can keep (file" in said["sources[1].max_examples"] and "(task = 'a') has 4 rows)" in \
         said["sources[1].max_examples"]
+
+
+def test_validate_checks_the_local_files_of_a_huggingface_file_builder(tmp_path: Path) -> None:
+    """`path: json` (csv, parquet) with a data file that is a folder, empty, or a Parquet file
+    cut short passed validate; the data stage then stopped on the builder's words ("Unable
+    to find x.csv", "StopIteration", "Parquet magic bytes not found in footer")."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    (tmp_path / "dir.csv").mkdir()
+    (tmp_path / "empty.jsonl").write_text("")
+    pq.write_table(pa.table({"prompt": ["q"] * 50, "response": ["a"] * 50}), tmp_path / "whole.parquet")
+    (tmp_path / "cut.parquet").write_bytes((tmp_path / "whole.parquet").read_bytes()[:-30])
+
+    def issues(builder: str, file: str) -> list[tuple[str, str]]:
+        loader = json.dumps({"type": "huggingface", "path": builder, "data_files": [file]})
+        return [(key, issue.message) for key, issue in check_issues(
+            tmp_path, "target:\n  name: t\n  loader: {type: jsonl, path: data/t.jsonl}\n"
+                      f"sources:\n  - name: s\n    loader: {loader}\n").items()]
+
+    key = "sources[0].loader.data_files[0]"
+    assert issues("csv", "dir.csv") == [(key, (f"data file {tmp_path / 'dir.csv'} is a folder, not a file: the csv "
+                                              "builder reads files (list the folder's files, or a glob of them)"))]
+    assert issues("json", "empty.jsonl") == [(key, (f"data file {tmp_path / 'empty.jsonl'} is empty (no line of "
+                                                   "text): give at least one example"))]
+    ((_, message),) = issues("parquet", "cut.parquet")
+    assert message.startswith("cut.parquet: not a Parquet file (Parquet magic bytes not found"), message
+    assert issues("parquet", "whole.parquet") == []

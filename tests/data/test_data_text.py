@@ -360,8 +360,8 @@ def test_validate_checks_a_txt_file_read_by_the_text_builder(tmp_path: Path) -> 
                       f"sources:\n  - name: s\n    loader: {loader}\n").items()]
 
     assert issues("dir.txt") == [("sources[0].loader.data_files[0]", (f"data file {tmp_path / 'dir.txt'} is a folder, "
-                                  "not a file: the text builder reads files (list the folder's .txt files, or a glob "
-                                  "of them)"))]
+                                  "not a file: the text builder reads files (list the folder's files, or a glob of "
+                                  "them)"))]
     assert issues("empty.txt") == [("sources[0].loader.data_files[0]", (f"data file {tmp_path / 'empty.txt'} is empty "
                                     "(no line of text): give at least one document (a line a row)"))]
     assert issues("ok.txt", "latin.txt") == [("sources[0].loader.data_files[1]", ("latin.txt: not valid UTF-8 (invalid "
