@@ -1801,6 +1801,16 @@ def test_a_data_file_datasets_cannot_read_is_named(tmp_path: Path, make_ctx, cap
         load_huggingface(options, make_ctx("hf"))
     assert f"split 'train' (reading {tmp_path / 'pq' / 'b.parquet'}): " in str(caught.value), caught.value
     assert "Failed to read file" not in capfd.readouterr().err
+    # the json builder's line ("Failed to load JSON from file"), and the parquet builder's ("Failed to read schema")
+    write_jsonl(tmp_path / "j.jsonl", qa_rows(3))
+    with (tmp_path / "j.jsonl").open("a") as handle:
+        handle.write('{"prompt": "q", "response": "a",}\n')
+    (tmp_path / "cut.parquet").write_bytes((tmp_path / "pq" / "a.parquet").read_bytes()[:-30])
+    for builder, file in (("json", "j.jsonl"), ("parquet", "cut.parquet")):
+        with pytest.raises(UserError) as caught:
+            load_huggingface(HuggingFaceLoader(type="huggingface", path=builder, data_files=[file]), make_ctx("hf"))
+        assert f"split 'train' (reading {tmp_path / file}): " in str(caught.value), caught.value
+        assert "Failed to" not in capfd.readouterr().err
 
 
 def test_a_source_whose_answers_are_mostly_empty_is_told_to_check_its_column(tmp_path: Path, make_ctx) -> None:

@@ -310,12 +310,14 @@ def csv_cells_as_text(path: str, name: str | None, data_files: list[str] | None)
 
 class _FailedFiles(logging.Handler):
     """The files ``datasets``' file builders log "Failed to read file '...' with error ..."
-    for, while in effect: the error load_dataset raises then (a DatasetGenerationError, "An
+    (:attr:`PATTERN`) for, while in effect: the error load_dataset raises then (a DatasetGenerationError, "An
     error occurred while generating the dataset") names none, so a glob of files one of
     which has other column types said which only in that stray log line, printed above the
     error. The line is kept from ``datasets``' own handlers: the error names the file."""
 
-    PATTERN = r"Failed to read file '(.+?)' with error"
+    #: the json builder's "Failed to load JSON from file", the parquet builder's "Failed to read
+    #: schema from" too (a JSON Lines line with a trailing comma, a Parquet file cut short)
+    PATTERN = r"Failed to (?:read file|load JSON from file|read schema from) '(.+?)' with error"
 
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
