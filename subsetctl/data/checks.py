@@ -32,6 +32,7 @@ from subsetctl.data.loaders import (
     CR_ALONE,
     GZIP_MAGIC,
     UnsupportedCompression,
+    compressed_again_note,
     compressed_parquet_problem,
     evals_file,
     gzip_damage,
@@ -315,7 +316,7 @@ def _utf8_error_where(path: Path, head: int = 1 << 20) -> str:
         data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = exc.object[: exc.start].count(b"\n") + 1
-        return f", byte {exc.start}, line {line}{utf16_note(data)}"
+        return f", byte {exc.start}, line {line}{utf16_note(data)}{compressed_again_note(data)}"
     except (OSError, EOFError, zlib.error):  # a gzip file cut short or corrupt further on
         pass
     return ""
@@ -739,7 +740,7 @@ def _check_builder_local_files(builder: str, by_entry: list[list[str]], loc: tup
                 if exc.start < len(head) - 3 or len(head) < TEXT_HEAD_BYTES:  # (not a character the head cut)
                     line = head[: exc.start].count(b"\n") + 1
                     issues.add(loc + ("data_files", i), f"{path.name}: not valid UTF-8 ({exc.reason}, byte "
-                                                        f"{exc.start}, line {line}{utf16_note(head)}): re-save it "
+                                                        f"{exc.start}, line {line}{utf16_note(head)}{compressed_again_note(head)}): re-save it "
                                                         "as UTF-8")
                     return
     if empty and len(empty) == checked:

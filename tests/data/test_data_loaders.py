@@ -1922,3 +1922,19 @@ def test_a_gzip_compressed_parquet_file_is_told_to_be_decompressed(tmp_path: Pat
     assert _file_head(loader, tmp_path / "d.parquet.gz") == (None, told, False)
     with pytest.raises(UserError, match=re.escape(f"file {tmp_path / 'd.parquet.gz'} is {told}.")):
         load_parquet(loader, make_ctx())
+
+
+def test_a_file_gzip_compressed_twice_is_said_to_be(tmp_path: Path, make_ctx) -> None:
+    """data.jsonl.gz compressed again (gzip run twice) was "not valid UTF-8 (byte 1, line 1)"
+    alone, in validate and the data stage."""
+    import gzip
+
+    from subsetctl.data.checks import _file_head
+
+    (tmp_path / "d.jsonl.gz").write_bytes(gzip.compress(gzip.compress(b'{"prompt": "q", "response": "a"}\n')))
+    loader = JsonlLoader(type="jsonl", path="d.jsonl.gz")
+    _, problem, _ = _file_head(loader, tmp_path / "d.jsonl.gz")
+    said = "its data is gzip-compressed again (compressed twice): decompress it once (gunzip) and read that file"
+    assert problem is not None and said in problem, problem
+    with pytest.raises(UserError, match=re.escape(said)):
+        load_jsonl(loader, make_ctx())

@@ -97,6 +97,7 @@ from subsetctl.data.loaders.files import (  # noqa: F401
     _note_duplicate_csv_columns,
     _unreadable,
     _utf8_problem,
+    compressed_again_note,
     compressed_parquet_problem,
     csv_record_lines,
     data_files_by_entry,

@@ -250,12 +250,21 @@ def text_lines(path: Path, source: str) -> Iterator[tuple[int, str]]:
                 except UnicodeDecodeError as exc:
                     raise UserError(
                         f"Source {source!r}: file {path} is not valid UTF-8 (byte {offset + exc.start}, "
-                        f"line {number}{utf16_note(raw) if number == 1 else ''}). Re-save it as UTF-8."
+                        f"line {number}{utf16_note(raw) + compressed_again_note(raw) if number == 1 else ''}). Re-save it as UTF-8."
                     ) from None
                 offset += len(raw)
                 yield number, text.rstrip("\n")
     except (OSError, EOFError, zlib.error) as exc:
         raise _unreadable(path, source, exc) from None
+
+
+def compressed_again_note(head: bytes) -> str:
+    """"; its data is gzip-compressed again, ..." for a file whose decompressed bytes
+    (``head``) start as a gzip file does (``data.jsonl.gz.gz``, or gzip run twice), else "":
+    "not valid UTF-8 (byte 1, line 1)" alone does not say what the bytes are."""
+    if head[:2] != GZIP_MAGIC:
+        return ""
+    return "; its data is gzip-compressed again (compressed twice): decompress it once (gunzip) and read that file"
 
 
 def utf16_note(head: bytes) -> str:
