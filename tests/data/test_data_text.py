@@ -121,6 +121,7 @@ def test_a_txt_files_blank_lines_are_told_as_what_they_are_not_as_a_column_read_
     assert load_huggingface(loader, ctx)["response"] == ["First paragraph.", "Second one.", "Third."]
     (notice,) = ctx.notices
     assert "4 of 7 rows have an empty 'text'" in notice and "the right column" not in notice, notice
+    assert notice.startswith(f"Source 'src': dataset 'text' of {tmp_path / 'notes.txt'}: 4 of 7 rows"), notice  # (its file)
     assert "That is most of its rows: a .txt file is read a line a row (datasets' text builder: each line one " \
            "document, as the README's plain-text section says)" in notice
     ctx = make_ctx()  # a JSON Lines corpus's blank texts: the column may well be the wrong one

@@ -362,6 +362,8 @@ def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
     except UserError as exc:
         raise UserError(f"Source {ctx.source_name!r}: {exc}") from None
     where = f"dataset {path!r}" + (f" (configuration {options.name!r})" if options.name else "")
+    if data_files and not local.exists() and is_file_builder(options.path):  # the user's own files: named
+        where += f" of {data_files[0]}" if len(data_files) == 1 else f" of {len(data_files)} files ({data_files[0]}, ...)"
     if local.is_file():
         raise UserError(f"Source {ctx.source_name!r}: loader.path {file_as_dataset_path_problem(local, options.path)}.")
     _refuse_unreachable_hub_dataset(path, local, ctx.source_name)
