@@ -26,7 +26,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from subsetctl import RESULTS_VERSION, __version__
 from subsetctl.errors import LockedError, UserError, as_os_error, out_of_memory_error, shell_arg, worded
@@ -220,6 +220,11 @@ class Stage(ABC):
     #: still applies: only for a stage each piece of whose work records the inputs it was made
     #: from and is checked against them (the data stage's sources); other stages start over
     partial_work_keyed: bool = False
+    #: the upstream stages of which it reads a part only (one of their :meth:`output_parts`),
+    #: -> that part's name: its inputs hold that part's digest (:func:`output_digest`), so a
+    #: change to the rest of their output leaves it up to date (meta_init reads no test rows:
+    #: editing ``target.test_loader``'s file re-runs data and evaluate, not the training stages)
+    reads_parts: ClassVar[dict[str, str]] = {}
 
     def memory_settings(self, spec: Spec) -> tuple[str, ...]:
         """The spec keys that bound this stage's memory with ``spec``: :attr:`memory_keys`,
@@ -253,6 +258,12 @@ class Stage(ABC):
         """Files this stage writes outside its state folder (e.g. report.md in the project
         root) that are gone; a stage with any missing is re-run rather than up to date."""
         return []
+
+    def output_parts(self, outputs: dict[str, str], summary: dict[str, Any]) -> dict[str, Any]:
+        """Named parts of the stage's output that stages after it may read alone (their
+        :attr:`reads_parts`), -> what each part's digest hashes: from ``outputs`` (artifact
+        path -> sha256, as the output digest counts them) and the run's ``summary``. None here."""
+        return {}
 
     def unfinished_note(self, project: Project, spec: Spec | None = None) -> str | None:
         """What ``plan`` says of this stage's unfinished work, when a generic "a run
@@ -362,6 +373,78 @@ class StageStatus:
                 "conditional": self.conditional, "put_back": self.put_back, "work": self.work,
                 "last_seconds": self.last_seconds, "last_work": self.last_work,
                 "left_stale_by_until": self.left_stale_by_until, "plan_format": PLAN_FORMAT}
+
+
+#: the key of a manifest listing, by part (:meth:`Stage.output_parts`), the whole output digests of
+#: earlier results that held the same part and recorded no parts: the stages after them recorded
+#: those as the part they read (:func:`_parts_as_before`)
+PARTS_AS_BEFORE = "output_digests_as_before"
+
+
+def output_digest(manifest: dict[str, Any] | None, part: str | None = None) -> str | None:
+    """The digest of a stage's results (its manifest's) that a stage reading ``part`` of
+    them (:attr:`Stage.reads_parts`; None: the whole) depends on: that part's, or the whole
+    output's where the manifest records no parts (results of a subsetctl before parts, which
+    the stages after them recorded as their input)."""
+    if not manifest:
+        return None
+    parts = manifest.get("output_digests")
+    if part is not None and isinstance(parts, dict) and isinstance(parts.get(part), str):
+        return parts[part]
+    digest = manifest.get("output_digest")
+    return digest if isinstance(digest, str) else None
+
+
+def _outputs(stage: Stage, artifacts: dict[str, Any]) -> dict[str, Any]:
+    """What ``stage``'s output digest is taken over, of its ``artifacts`` (a manifest's):
+    their checksums less the stamps, the stored spec and work marker (a folder of an earlier
+    subsetctl has its own copy) and the files that say where things were (:attr:`Stage.describes_only`)."""
+    return {k: v for k, v in artifact_contents(artifacts).items()
+            if k not in (RESOLVED_SPEC, WORK_MARKER)
+            and not any(fnmatch.fnmatchcase(k, pattern) for pattern in stage.describes_only)}
+
+
+def _parts_as_before(stage: Stage, parts: dict[str, str], replaced: dict[str, Any] | None) -> dict[str, list[str]]:
+    """Part -> the whole output digests that stood for it before (:data:`PARTS_AS_BEFORE`):
+    those of ``replaced`` (the results a run replaces) where they record no parts (an
+    earlier subsetctl's, which the stages after them recorded as their input) and that part
+    of them is the same as this run's ``parts`` (part -> digest); and those ``replaced``
+    carried for a part that stays the same. An edit of the test rows alone after an upgrade
+    then re-runs no stage that reads the train side only."""
+    if not parts or not isinstance(replaced, dict) or replaced.get("corrupt"):
+        return {}
+    recorded = replaced.get("output_digests")
+    if isinstance(recorded, dict):  # parts of its own: what stood for the same ones before carries over
+        before = replaced.get(PARTS_AS_BEFORE)
+        before = before if isinstance(before, dict) else {}
+        return {part: list(before[part]) for part, digest in parts.items()
+                if recorded.get(part) == digest and isinstance(before.get(part), list)}
+    whole, artifacts, summary = replaced.get("output_digest"), replaced.get("artifacts"), replaced.get("summary")
+    if not isinstance(whole, str) or not isinstance(artifacts, dict) or not isinstance(summary, dict):
+        return {}
+    then = stage.output_parts(_outputs(stage, artifacts), summary)
+    return {part: [whole] for part, digest in parts.items() if part in then and fingerprint(then[part]) == digest}
+
+
+def digests_standing_for(manifest: dict[str, Any] | None, part: str | None = None) -> list[str]:
+    """The digests a stage after ``manifest``'s results recorded them by when it reads
+    ``part`` of them (None: the whole), if they are the results it read: :func:`output_digest`,
+    then the whole output digests of earlier results with the same part (:data:`PARTS_AS_BEFORE`)."""
+    digest = output_digest(manifest, part)
+    if digest is None or manifest is None or part is None:
+        return [digest] if digest is not None else []
+    before = manifest.get(PARTS_AS_BEFORE)
+    earlier = before.get(part) if isinstance(before, dict) else None
+    return [digest, *(d for d in (earlier if isinstance(earlier, list) else []) if isinstance(d, str))]
+
+
+def _digests_of(stage: str, manifest: dict[str, Any] | None) -> dict[str, str | None]:
+    """The entries of :meth:`Pipeline._current`'s ``digests`` for ``stage``'s results
+    ``manifest`` (None: none yet, or it re-runs): its whole output's digest under its name,
+    each part's under ``name:part``."""
+    parts = (manifest or {}).get("output_digests")
+    return {stage: output_digest(manifest),
+            **{f"{stage}:{part}": output_digest(manifest, part) for part in (parts if isinstance(parts, dict) else {})}}
 
 
 def _is_seconds(value: Any) -> bool:
@@ -498,7 +581,11 @@ class Pipeline:
 
     def _current(self, stage: Stage, digests: dict[str, str | None]) -> tuple[str | None, dict[str, Any]]:
         """The fingerprint a stage would have now (None when an upstream has no output yet)."""
-        upstream = {name: digests.get(name) for name in stage.after if self.by_name[name].enabled(self.spec)}
+        def digest(name: str) -> str | None:  # of the part of its output the stage reads, where it reads one
+            part = stage.reads_parts.get(name)
+            return digests.get(f"{name}:{part}", digests.get(name)) if part else digests.get(name)
+
+        upstream = {name: digest(name) for name in stage.after if self.by_name[name].enabled(self.spec)}
         inputs = {
             "slice": stage.spec_slice(self.spec),
             "upstream": upstream,
@@ -536,8 +623,25 @@ class Pipeline:
             slices += [_with_values(s, dropped) for s in slices]
         if any(recorded == fingerprint({**inputs, "slice": s}) for s in slices[1:]):
             return True
-        return any(recorded == fingerprint({**inputs, "slice": s, "extra": extra})
-                   for extra in stage.earlier_extra_inputs(self.spec, self.project) for s in slices)
+        if any(recorded == fingerprint({**inputs, "slice": s, "extra": extra})
+               for extra in stage.earlier_extra_inputs(self.spec, self.project) for s in slices):
+            return True
+        return any(recorded == fingerprint({**inputs, "upstream": upstream, "slice": s})
+                   for upstream in self._upstream_as_before(stage, inputs) for s in slices)
+
+    def _upstream_as_before(self, stage: Stage, inputs: dict[str, Any]) -> list[dict[str, Any]]:
+        """``inputs``'s upstream digests with the part of an upstream stage's output the stage
+        reads (:attr:`Stage.reads_parts`) given as an earlier subsetctl recorded it: the whole
+        output digest of the results that stage replaced, where they held the same part
+        (:func:`digests_standing_for`). meta_init made before parts stays up to date when an
+        edit of the test rows alone re-ran the data stage."""
+        out = []
+        for name, part in stage.reads_parts.items():
+            digest = inputs["upstream"].get(name)
+            standing = digests_standing_for(self.project.read_results_manifest(name), part) if digest else []
+            if standing[:1] == [digest]:  # the results the inputs were taken from
+                out += [{**inputs["upstream"], name: whole} for whole in standing[1:]]
+        return out
 
     def _model_folder_gone(self, old_inputs: Any, new: dict[str, Any]) -> Path | None:
         """Where ``model.source`` points when the local model folder a model stage's run read
@@ -686,7 +790,7 @@ class Pipeline:
                 rerun.add(stage.name)
                 digests[stage.name] = None
             else:
-                digests[stage.name] = manifest.get("output_digest") if manifest else None
+                digests.update(_digests_of(stage.name, manifest))
             put_back = kept is not None and not reached_until  # `run --until` stops before it
             if put_back and kept is not None:
                 put_back_manifests[stage.name] = kept[1]
@@ -1223,7 +1327,7 @@ class Pipeline:
             if (not (stage.shows_stage_seconds and ran)
                     and self._still_up_to_date(stage, manifest, fp, inputs, force, until, shared)):
                 assert manifest is not None
-                digests[stage.name] = manifest["output_digest"]
+                digests.update(_digests_of(stage.name, manifest))
                 results.append({"stage": stage.name, "action": "up to date", "seconds": 0.0,
                                 **({"put_back": True} if put_back else {})})
             else:
@@ -1231,7 +1335,7 @@ class Pipeline:
                 if manifest is None:
                     results.append({"stage": stage.name, "action": "partial", "seconds": 0.0})
                     break
-                digests[stage.name] = manifest["output_digest"]
+                digests.update(_digests_of(stage.name, manifest))
                 results.append({"stage": stage.name, "action": "ran", "seconds": manifest["seconds"]})
                 ran = True
             if until is not None and stage.name == until:
@@ -1319,6 +1423,8 @@ class Pipeline:
         stage stopped partway (a shard)."""
         if fp is None:
             fp, inputs = self._current(stage, digests)
+        replaced = (manifest if manifest is not None and not manifest.get("corrupt")
+                    else self.project.read_set_aside_manifest(stage.name))  # (set aside by a run that stopped)
         stage_options = options
         if manifest is not None and not manifest.get("corrupt") and not self._model_stage_forced(force):
             self._refuse_a_hub_id_for_a_gone_folder(stage, manifest, inputs)
@@ -1326,7 +1432,7 @@ class Pipeline:
             self._keep_other_inputs_results(stage, fp, inputs)
             self.project.reset_stage(stage.name)
             stage_options = {**options, "forced": True}
-        return self._run_stage(stage, fp, inputs, stage_options, on_stage, shared)
+        return self._run_stage(stage, fp, inputs, stage_options, on_stage, shared, replaced)
 
     def _kept_candidates(self, stage: Stage, fp: str | None,
                          inputs: dict[str, Any]) -> list[tuple[str, dict[str, Any], Path]]:
@@ -1410,7 +1516,7 @@ class Pipeline:
                 fp, inputs = self._current(stage, digests)
                 self._put_back_kept(stage, fp, inputs)
                 manifest = self.project.read_manifest(stage.name)
-                digests[stage.name] = manifest.get("output_digest") if manifest else None
+                digests.update(_digests_of(stage.name, manifest))
             if stage.name == until:
                 return
 
@@ -1537,9 +1643,11 @@ class Pipeline:
         options: dict[str, Any],
         on_stage: Callable[[str, str], None] | None,
         shared: bool = False,
+        replaced: dict[str, Any] | None = None,
     ) -> dict[str, Any] | None:
         """Run ``stage`` in its folder (readied by :meth:`_prepare_work_dir`, resuming work of
-        the same inputs ``fp``; ``shared``: a shard run's, used as it is) and commit it: its
+        the same inputs ``fp``; ``shared``: a shard run's, used as it is; ``replaced``: the
+        manifest of the finished results it replaces, if any) and commit it: its
         manifest (fingerprint, inputs, checksums, summary, warnings, versions) is written last.
         Returns the manifest; None when the run computed only part (one shard of the gradients).
         A failure is said as the user's where it is (the project folder gone, out of memory,
@@ -1585,9 +1693,9 @@ class Pipeline:
             )
         resolved_spec = self.project.keep_resolved_spec(self.spec.model_dump(mode="json"))
         artifacts = artifact_checksums(out_dir, stage.scratch)
-        outputs = {k: v for k, v in artifact_contents(artifacts).items()
-                   if k not in (RESOLVED_SPEC, WORK_MARKER)  # (a folder of an earlier subsetctl has its own copy)
-                   and not any(fnmatch.fnmatchcase(k, pattern) for pattern in stage.describes_only)}
+        outputs = _outputs(stage, artifacts)
+        parts = {part: fingerprint(held) for part, held in stage.output_parts(outputs, summary).items()}
+        as_before = _parts_as_before(stage, parts, replaced)
         # each override that named a search strategy or a source, as typed (the report shows it so)
         typed = {item: self.spec.overrides_as_written[item] for item in self.overrides
                  if item in self.spec.overrides_as_written}
@@ -1596,6 +1704,8 @@ class Pipeline:
             "fingerprint": fp,
             "inputs": inputs,
             "output_digest": fingerprint(outputs),
+            **({"output_digests": parts} if parts else {}),
+            **({PARTS_AS_BEFORE: as_before} if as_before else {}),
             "summary": summary,
             # (not an input of anything: a stage recorded before warnings were is as up to date)
             **({"warnings": recorder.warnings} if recorder.warnings else {}),

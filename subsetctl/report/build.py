@@ -220,20 +220,23 @@ def outdated_stages(project: Project, spec: Any = None) -> list[str]:
     outputs: an upstream stage re-ran with different results since (e.g. `run --until
     search` after a change to the strategies leaves finetune and evaluate from the old
     search), or depends on such a stage. Read from the manifests (each records the output
-    digests of its upstream stages when it ran); with ``spec``, also switched-off stages
+    digests of its upstream stages when it ran: of the part it reads, where it reads one); with ``spec``, also switched-off stages
     whose settings changed since (:func:`switched_off_moved_past`) and what depends on them."""
-    from subsetctl.stages import stage_names
+    from subsetctl.pipeline import digests_standing_for
+    from subsetctl.stages import all_stages
 
+    reads_parts = {stage.name: stage.reads_parts for stage in all_stages()}  # data's train side, for meta_init
     # results a run with other inputs set aside and has not replaced (it failed, or is running) count
     # as the stage's: what follows from them is current as far as they are (`plan` says whether they are)
-    manifests = {stage: project.read_results_manifest(stage) for stage in stage_names()}
+    manifests = {stage: project.read_results_manifest(stage) for stage in reads_parts}
     outdated: list[str] = switched_off_moved_past(project, spec) if spec is not None else []
     for stage, manifest in manifests.items():
         if not manifest or manifest.get("corrupt") or stage in outdated:
             continue
         for upstream, digest in manifest.get("inputs", {}).get("upstream", {}).items():
             current = manifests.get(upstream)
-            if upstream in outdated or not current or current.get("output_digest") != digest:
+            if (upstream in outdated or not current
+                    or digest not in digests_standing_for(current, reads_parts[stage].get(upstream))):
                 outdated.append(stage)
                 break
     return outdated

@@ -260,6 +260,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+#: what a stage reading no test split takes of the data stage (its :attr:`~subsetctl.pipeline.Stage.reads_parts`,
+#: :meth:`subsetctl.stages.data.DataStage.output_parts`): the train and validation rows and the label vocabulary,
+#: so that an edit to the test rows alone (``target.test_loader``'s file) does not re-run it
+TRAIN_SIDE = {"data": "train"}
+
+
 def examples(ctx: StageContext, name: str, split: str) -> list[dict[str, Any]]:
     """Rows of one source split as dicts (empty list when the split is empty; a damaged or
     missing source folder is an error for every split, never taken as "no rows")."""

@@ -74,6 +74,23 @@ class DataStage(Stage):
         return [{**self.extra_inputs(spec, project),
                  **{s.name: source_fingerprint_inputs(s, project.root, whole_files=True) for s in counted}}]
 
+    def output_parts(self, outputs: dict[str, str], summary: dict[str, Any]) -> dict[str, Any]:
+        """The ``train`` part, which every stage but evaluate reads (:data:`~subsetctl.stages.common.TRAIN_SIDE`):
+        the split folders but the test splits', and data.json's summary but what it says of the
+        test rows (their counts, ``target_test_from``) and its warnings (a leak of test rows
+        into a source is one; text no stage computes with), and which sources were reused. The
+        sources' order (meta_init's multitask pool) and the label vocabulary (built over every
+        split, test too: a label only the test rows hold widens a classifier's head) count."""
+        from subsetctl.data.stage import SUMMARY_FILE
+
+        counts = summary.get("counts") if isinstance(summary.get("counts"), dict) else {}
+        tests = tuple(f"{name}/test/" for name in counts)
+        files = {path: held for path, held in outputs.items() if path != SUMMARY_FILE and not path.startswith(tests)}
+        said = {key: value for key, value in summary.items() if key not in ("warnings", "target_test_from", "reused")}
+        said["counts"] = {name: {split: n for split, n in split_counts.items() if split != "test"}
+                          if isinstance(split_counts, dict) else split_counts for name, split_counts in counts.items()}
+        return {"train": {"files": files, "summary": said}}
+
     def unfinished_note(self, project: Project, spec: Spec | None = None) -> str | None:
         """How many sources a run that stopped partway prepared (each kept, see
         :mod:`subsetctl.data.stage`)."""

@@ -361,6 +361,7 @@ class FinetuneStage(common.ModelStage):
     name = "finetune"
     description = "fine-tune the base model on each selection and baseline"
     after = ("data", "search")
+    reads_parts = common.TRAIN_SIDE  # no test rows: editing them re-runs it not
     memory_keys = ("finetune.batch_size", "model.max_length")
     accumulation_keys = ("finetune.batch_size", "finetune.grad_accum")
     spec_keys = ("project.seed", "model", "finetune")

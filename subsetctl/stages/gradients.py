@@ -103,6 +103,7 @@ class GradientsStage(common.ModelStage):
     name = "gradients"
     description = "per-example f and projected gradients at theta*"
     after = ("data", "meta_init")
+    reads_parts = common.TRAIN_SIDE  # no test rows: editing them re-runs it not
     #: the shards merged and the library versions their `run --shard` computed them with
     describes_only = (common.PROVENANCE,)
     memory_keys = ("gradients.batch_size", "model.max_length", "gradients.memory_budget_mb")
@@ -241,7 +242,7 @@ class GradientsStage(common.ModelStage):
         batch_size = ctx.spec.gradients.batch_size
         shards_dir = ctx.out_dir / "shards"
         index, count = shard
-        info, earlier = _with_data(info, earlier, ctx.upstream_manifest("data").get("output_digest"))
+        info, earlier = _with_data(info, earlier, ctx.upstream_manifest("data"))
         store = self._open_or_create(shard_dir(shards_dir, index, count), info, earlier, lambda: create_shard_store(
             shards_dir, rows, d, hidden, info, index, count, batch_size))
         if not store.complete:
@@ -273,7 +274,7 @@ class GradientsStage(common.ModelStage):
         provenance = common.Provenance(ctx)  # (resumed: the shards an earlier try of this run took rows from)
         if not np.any(store.written):  # a new store: a record left from before is of other rows
             provenance.clear()
-        data = ctx.upstream_manifest("data").get("output_digest")
+        data = ctx.upstream_manifest("data")
         shards, passed_over = self._usable_shards(shards_dir, *_with_data(info, earlier, data)) if not store.complete \
             else ([], [])
         for name, why in passed_over:  # its rows are computed here: say so, it may be hours of work
@@ -383,8 +384,7 @@ class GradientsStage(common.ModelStage):
         summary = (project.read_results_manifest("meta_init") or {}).get("summary")
         if isinstance(summary, dict) and isinstance(summary.get("adapter_fingerprint"), str):
             info["adapter_fingerprint"] = summary["adapter_fingerprint"]
-        data = (project.read_results_manifest("data") or {}).get("output_digest")
-        return self._usable_shards(shards_dir, *_with_data(info, {}, data if isinstance(data, str) else None))[1]
+        return self._usable_shards(shards_dir, *_with_data(info, {}, project.read_results_manifest("data")))[1]
 
     @staticmethod
     def _model_identity(ctx: StageContext, model_info: dict[str, Any]) -> tuple[str, list[str]]:
@@ -563,20 +563,26 @@ def running_shards(project: Project) -> list[str]:
 
 
 #: the key of a shard's info.json naming the data stage's results its rows were computed from
-#: (their output digest): a shard copied in from a machine whose data differed is passed
+#: (the digest of the part of them the stage reads, :data:`~subsetctl.stages.common.TRAIN_SIDE`; shards of an
+#: earlier subsetctl recorded the whole output's, still taken): a shard copied in from a machine whose data differed is passed
 #: over, and one of this run's data kept beside an older run's work.json of other data
 SHARD_DATA = "data"
 
 
 def _with_data(info: dict[str, Any], earlier: dict[str, list[Any]],
-               data: str | None) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+               data: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, list[Any]]]:
     """A shard's ``info`` and ``earlier`` (as :meth:`GradientStore.info_differences` takes
-    them) with the data results it must be of, ``data`` (:data:`SHARD_DATA`; nothing when
-    unknown); a shard an earlier subsetctl computed, which records none, is not refused
-    for it (the run's work.json tells its data)."""
-    if data is None:
+    them) with the data results it must be of, as the data stage's manifest ``data`` names
+    them (:data:`SHARD_DATA`; nothing when unknown); a shard an earlier subsetctl computed,
+    which records none, or the whole output's digest, is not refused for it (the run's
+    work.json tells its data)."""
+    from subsetctl.pipeline import output_digest
+
+    read = output_digest(data, common.TRAIN_SIDE["data"])
+    if read is None:
         return info, earlier
-    return {**info, SHARD_DATA: data}, {**earlier, SHARD_DATA: [None]}
+    whole = output_digest(data)
+    return {**info, SHARD_DATA: read}, {**earlier, SHARD_DATA: [None, *([whole] if whole != read else [])]}
 
 
 def shards_data(project: Project) -> dict[str, str | None]:

@@ -24,6 +24,7 @@ class MetaInitStage(common.ModelStage):
     describes_only = ("adapter/adapter_config.json", "adapter/README.md")
     description = "multitask LoRA on target + all sources (theta*)"
     after = ("data",)
+    reads_parts = common.TRAIN_SIDE  # no test rows: editing them re-runs it not
     memory_keys = ("meta_init.batch_size", "model.max_length")
     accumulation_keys = ("meta_init.batch_size", "meta_init.grad_accum")
     spec_keys = ("project.seed", "model", "meta_init")

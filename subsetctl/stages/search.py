@@ -75,17 +75,20 @@ def _calibrated(cal: Any, value: float | None) -> float | None:
 
 def _real_fine_tune_inputs(ctx: StageContext) -> list[dict[str, Any]]:
     """What one real fine-tune from theta* (verify's budget, its first kind) depends on:
-    theta* and the data (their stages' output digests), the model, verify's budget and the
-    project seed. (meta_init's settings too, though a real fine-tune takes none of them any
+    theta* and the data (meta_init's output digest and the data stage's train side, see
+    :data:`common.TRAIN_SIDE`), the model, verify's budget and the project seed. (meta_init's settings too, though a real fine-tune takes none of them any
     more: θ*'s digest already covers what they change, and dropping them would orphan the
     estimates cached before.) Today's form first, then those an earlier subsetctl wrote
-    (with a local model folder's path, see :func:`common.model_key`)."""
+    (with a local model folder's path, see :func:`common.model_key`; with the data stage's
+    whole output digest, its test rows too)."""
+    from subsetctl.pipeline import output_digest
+
     spec = ctx.spec
     verify = spec.verify
     dumped = fingerprint_dump(spec)
     rest = {
         "theta_star": ctx.upstream_manifest("meta_init").get("output_digest"),
-        "data": ctx.upstream_manifest("data").get("output_digest"),
+        "data": output_digest(ctx.upstream_manifest("data"), common.TRAIN_SIDE["data"]),
         "meta_init": dumped["meta_init"], "seed": spec.project.seed,
         # with accumulation, runs cached before took grad_accum batches a step: not these
         **({"one_batch_per_step": True} if spec.meta_init.grad_accum != 1 else {}),
@@ -93,7 +96,9 @@ def _real_fine_tune_inputs(ctx: StageContext) -> list[dict[str, Any]]:
                    "lr_ce": verify.lr_ce, "lr_surrogate": verify.lr_surrogate},
     }
     model, earlier = common.model_key(ctx)
-    return [{**m, **rest} for m in [model, *earlier]]
+    whole = output_digest(ctx.upstream_manifest("data"))
+    datas = [rest["data"], *([whole] if whole != rest["data"] else [])]
+    return [{**m, **rest, "data": data} for data in datas for m in [model, *earlier]]
 
 
 #: Subsets estimated between two writes of the results store (at the least): what a

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from subsetctl import RESULTS_VERSION
-from subsetctl.pipeline import StageContext
+from subsetctl.pipeline import StageContext, output_digest
 from subsetctl.project import Project, atomic_write_json, fingerprint, touch
 from subsetctl.spec import Spec
 from subsetctl.stages import common
@@ -79,6 +79,7 @@ class VerifyStage(common.ModelStage):
     scratch = ("work",)  # the real fine-tune under way
     description = "real fine-tunes of k random subsets from theta*"
     after = ("data", "meta_init")
+    reads_parts = common.TRAIN_SIDE  # no test rows: editing them re-runs it not
     memory_keys = ("verify.batch_size", "model.max_length")
     # not meta_init's optimizer settings: a real fine-tune takes only its schedule from them
     # (no weight decay, no gradient accumulation, verify's steps, batch and learning rates)
@@ -222,7 +223,7 @@ class RunCache:
         model, earlier = common.model_key(ctx)
         self.base = {
             "theta_star": upstream("meta_init")["output_digest"],
-            "data": upstream("data")["output_digest"],
+            "data": output_digest(upstream("data"), common.TRAIN_SIDE["data"]),  # its train side: no test rows
             **model,
             "grad_accum": 1,  # always 1 now; kept so runs cached before stay found
             "steps": spec.verify.steps,
@@ -233,6 +234,10 @@ class RunCache:
         # files (theta*'s digest stood for them)
         by_path = {k: v for k, v in self.base.items() if k != "model_files"}
         self.legacy_bases = [{**by_path, "model": old["model"]} for old in earlier]
+        # and keyed by the data stage's whole output (its test rows too), as an earlier subsetctl did
+        whole = output_digest(upstream("data"))
+        if whole != self.base["data"]:
+            self.legacy_bases = [{**b, "data": whole} for b in [self.base, *self.legacy_bases]] + self.legacy_bases
 
     def _path(self, kind: str, subset: list[str], seed: int, base: dict[str, Any] | None = None) -> Path:
         lr = self.spec.verify.lr_ce if kind == "ce" else self.spec.verify.lr_surrogate

@@ -14,8 +14,11 @@ from data_helpers import check_issues, qa_rows, write_jsonl
 from subsetctl.data.prepare import prepare_source
 from subsetctl.data.stage import load_split, run_data_stage, source_context, source_key
 from subsetctl.errors import UserError
+from subsetctl.pipeline import Pipeline, Stage, StageContext
+from subsetctl.project import Project
 from subsetctl.spec import Spec, apply_overrides
 from subsetctl.stages import all_stages
+from subsetctl.stages.data import DataStage
 
 TEST_ROWS = [{"prompt": f"official {i}?", "response": str(i)} for i in (7, 3, 9, 1, 5)]  # not sorted: file order
 
@@ -118,6 +121,60 @@ def test_the_test_files_content_is_in_the_targets_key_and_unset_it_adds_nothing(
     plain = _spec({})
     assert "test_loader" not in plain.model_dump(mode="json")["target"]
     assert "test_loader" not in json.dumps(plain.model_dump(mode="json", exclude_unset=True))
+
+
+class _ReadsTrainSide(Stage):
+    """Stands in for meta_init: reads the data stage's train and validation rows only."""
+
+    name, after, reads_parts = "trains", ("data",), {"data": "train"}  # common.TRAIN_SIDE
+
+    def run(self, ctx: StageContext) -> dict[str, Any]:
+        (ctx.out_dir / "out.txt").write_text(str(len(load_split(ctx.upstream_dir("data"), "tgt", "train"))))
+        return {}
+
+
+class _ReadsTest(_ReadsTrainSide):
+    """Stands in for evaluate: reads the test rows."""
+
+    name, after, reads_parts = "scores", ("data", "trains"), {}
+
+    def run(self, ctx: StageContext) -> dict[str, Any]:
+        (ctx.out_dir / "out.txt").write_text(str(len(load_split(ctx.upstream_dir("data"), "tgt", "test"))))
+        return {}
+
+
+class _DataBeforeParts(DataStage):
+    """The data stage as a subsetctl before :meth:`DataStage.output_parts` recorded it."""
+
+    def output_parts(self, outputs: dict[str, str], summary: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+
+def _ran(project: Path, data: DataStage) -> set[str]:
+    spec = _spec({"test_loader": {"type": "jsonl", "path": "test.jsonl"}})
+    results = Pipeline(Project(project), spec, [data, _ReadsTrainSide(), _ReadsTest()]).run()
+    return {r["stage"] for r in results if r["action"] == "ran"}
+
+
+def test_an_edit_of_the_test_file_reruns_only_the_stages_reading_the_test_rows(tmp_path: Path) -> None:
+    _files(tmp_path)
+    assert _ran(tmp_path, DataStage()) == {"data", "trains", "scores"}
+    write_jsonl(tmp_path / "test.jsonl", TEST_ROWS[:2])
+    assert _ran(tmp_path, DataStage()) == {"data", "scores"}
+    write_jsonl(tmp_path / "t.jsonl", qa_rows(16, "t"))  # the train side: everything
+    assert _ran(tmp_path, DataStage()) == {"data", "trains", "scores"}
+
+
+def test_results_of_a_subsetctl_before_the_train_side_stay_up_to_date_through_an_edit_of_the_test_file(
+        tmp_path: Path) -> None:
+    """The stages after the data stage recorded its whole output's digest: up to date as they
+    are, and still once an edit of the test rows alone re-ran it (twice: it carries over)."""
+    _files(tmp_path)
+    assert _ran(tmp_path, _DataBeforeParts()) == {"data", "trains", "scores"}
+    assert _ran(tmp_path, DataStage()) == set()
+    for rows in (TEST_ROWS[:2], TEST_ROWS[:3]):
+        write_jsonl(tmp_path / "test.jsonl", rows)
+        assert _ran(tmp_path, DataStage()) == {"data", "scores"}
 
 
 BASE: dict[str, Any] = {
@@ -258,6 +315,12 @@ def test_a_tiny_project_evaluates_on_the_test_files_rows(tiny_project: Path) -> 
     data_stage = next(s for s in all_stages() if s.name == "data")
     assert [(s.will_run, s.reasons) for s in statuses if s.name == "data"] == [(True, ["input files changed: target"])]
     assert "the target (its test rows from target.test_loader)" in data_stage.work(spec)
+    ran = {r["stage"]: r["action"] for r in run_project(tiny_project, ["search.strategies=[{name: exhaustive}]"])}
+    # only the stages reading the test rows: meta_init, the gradients and the fine-tunes read none
+    assert {stage for stage, action in ran.items() if action == "ran"} == {"data", "evaluate", "report"}, ran
+    from subsetctl.report.build import outdated_stages
+
+    assert outdated_stages(Project(tiny_project)) == []  # meta_init's results follow from the data's train side
 
 
 def test_a_test_loader_reading_what_loader_reads_is_refused(tmp_path: Path) -> None:
