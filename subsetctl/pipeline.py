@@ -244,10 +244,13 @@ class Stage(ABC):
         computed (:func:`~subsetctl.stages.common.reused_unless_forced` says so)."""
         return None
 
-    def planned_work(self, spec: Spec, forced: bool, project: Project, rerun: set[str]) -> str | None:
+    def planned_work(self, spec: Spec, forced: bool, project: Project, rerun: set[str],
+                     resumes: bool = False) -> str | None:
         """:meth:`work`, with what ``project``'s earlier results of stages not in ``rerun``
         (those the run does again) tell of its size (the gradients stage: how many rows the
-        data stage prepared). ``plan`` shows this."""
+        data stage prepared); ``resumes``: `run` resumes the work a run that stopped partway
+        left in the stage's folder (the finished fine-tunes it recorded count as done).
+        ``plan`` shows this."""
         return self.work(spec, forced)
 
     def extra_inputs(self, spec: Spec, project: Project) -> dict[str, Any]:
@@ -797,7 +800,8 @@ class Pipeline:
             shown_seconds = will_run and _is_seconds(last_seconds)
             statuses.append(StageStatus(stage.name, state, reasons, will_run, fp, conditional, put_back,
                                         kept[0] if put_back and kept else None, missing, inputs,
-                                        stage.planned_work(self.spec, stage.name in force, self.project, rerun) if will_run else None,
+                                        stage.planned_work(self.spec, stage.name in force, self.project, rerun,
+                                                           resumes=state == "unfinished") if will_run else None,
                                         float(last_seconds) if shown_seconds else None,
                                         self._last_work(stage, last_spec_digest, last_specs) if shown_seconds else None,
                                         reached_until and state != "up to date", for_time_table))

@@ -258,6 +258,30 @@ def test_plan_says_how_many_fine_tunes_and_test_results_the_caches_hold(tiny_pro
     assert json.loads((state / "finetune" / "manifest.json").read_text())["summary"]["reused_runs"] == n - 1
 
 
+def test_plan_counts_the_fine_tunes_and_test_results_a_stopped_run_finished(tiny_project_ran) -> None:
+    """`run` keeps what a run that stopped partway recorded in the stage's folder (evaluate's
+    per_run.json, finetune's runs.json) also where the cache lacks it (one that took none of
+    its writes): `plan` counts them, not "none cached"."""
+    tiny_project = tiny_project_ran()
+    state = tiny_project / ".subsetctl"
+
+    def work(stage: str) -> str:
+        return str({s.name: s for s in plan_project(tiny_project)[2]}[stage].work)
+
+    tested = len(json.loads((state / "evaluate" / "per_run.json").read_text()))
+    for stage in ("evaluate", "finetune"):  # stopped before its results were committed
+        (state / stage / "manifest.json").unlink()
+        shutil.rmtree(state / "cache" / stage)
+        if stage == "evaluate":
+            assert work("evaluate").endswith(f"; {tested} of {tested} done by the run that stopped partway, kept")
+    runs = json.loads((state / "finetune" / "runs.json").read_text())
+    (state / "finetune" / "runs.json").write_text(json.dumps(dict(list(runs.items())[1:])))  # the first unfinished
+    assert work("finetune").endswith(f"; {len(runs) - 1} of {len(runs)} done by the run that stopped partway, kept")
+    run_project(tiny_project)
+    summary = json.loads((state / "finetune" / "manifest.json").read_text())["summary"]
+    assert (summary["reused_runs"], summary["trained_now"]) == (len(runs) - 1, 1)
+
+
 def test_calibration_against_a_kind_verify_did_not_run_is_recorded_and_reported(tiny_project_ran) -> None:
     tiny_project = tiny_project_ran("gradients")  # a copy: the stages this test looks at still run
     overrides = ["verify.enabled=true", "verify.k=4", "verify.steps=1", "verify.batch_size=4",

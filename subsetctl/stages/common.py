@@ -583,14 +583,17 @@ class _PlannedContext(StageContext):
 
 
 def cached_count_work(stage: Stage, spec: Spec, forced: bool, project: Project, rerun: set[str],
-                      count: Callable[[StageContext], tuple[int, int]]) -> str:
+                      count: Callable[[StageContext], tuple[int, int, int]], resumes: bool = False) -> str:
     """``stage``'s `plan` work line (:meth:`Stage.work`) with its last clause ("those in the
     cache are reused") saying how many of its results the re-run cache holds, "3 of 8
     cached, reused", which tells how much of the stage's hours are left: ``count(ctx)``
-    gives (cached, all), where ``ctx`` reads the upstream results as `run` will find them
+    gives (kept, cached, all), where ``ctx`` reads the upstream results as `run` will find them
     (kept ones put back) and reports nothing; it counts only entries `run` takes, changing
-    nothing on disk. The plain line when ``forced`` or an upstream stage re-runs (what the
-    stage will compute is not known yet), or when what ``count`` reads is missing or
+    nothing on disk. ``kept``: those the stage's record of a run that stopped partway holds
+    (counted where ``resumes``, ``ctx.options["resumes"]``: `run` resumes that work and keeps
+    them; the cache may lack them, e.g. one a teammate's that took no writes), "3 of 8 done by
+    the run that stopped partway". The plain line when ``forced`` or an upstream stage re-runs
+    (what the stage will compute is not known yet), or when what ``count`` reads is missing or
     unreadable now (`run` says why)."""
     from subsetctl.reporter import SilentReporter
 
@@ -598,10 +601,14 @@ def cached_count_work(stage: Stage, spec: Spec, forced: bool, project: Project, 
     if forced or any(name in rerun for name in stage.after):
         return work
     try:
-        cached, total = count(_PlannedContext(spec, project, SilentReporter(), project.stage_dir(stage.name)))
+        kept, cached, total = count(_PlannedContext(spec, project, SilentReporter(), project.stage_dir(stage.name),
+                                                    {"resumes": resumes}))
     except (UserError, OSError, ValueError, KeyError, TypeError, AttributeError):
         return work
     head = work[:work.rindex("; ")] if "; " in work else work
+    if kept:
+        stopped = f"{kept} of {total} done by the run that stopped partway"
+        return f"{head}; {stopped}, {cached} more cached, reused" if cached else f"{head}; {stopped}, kept"
     return f"{head}; {cached} of {total} cached, reused" if cached else f"{head}; none cached"
 
 

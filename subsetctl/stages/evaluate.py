@@ -21,6 +21,8 @@ from subsetctl.stages import common
 from subsetctl.stages.finetune import adapter_relpath
 
 RESULT_CACHE = ("cache", "evaluate")
+#: the stage's record of the test results a run finished so far (a stopped run's are kept)
+PER_RUN = "per_run.json"
 #: what every test result has, of these types (a cached or recorded one without them is
 #: damaged: evaluated again); ``loss_ce`` is null where it was not finite
 RESULT_KEYS = {"score": common.NUMBER, "loss_ce": common.NUMBER_OR_NULL, "metric": str, "n": int,
@@ -94,21 +96,26 @@ class EvaluateStage(common.ModelStage):
         return (f"the target's test split through each fine-tuned adapter{generate}; "
                 + common.reused_unless_forced(forced, "those in the cache are reused"))
 
-    def planned_work(self, spec: Spec, forced: bool, project: Project, rerun: set[str]) -> str | None:
+    def planned_work(self, spec: Spec, forced: bool, project: Project, rerun: set[str],
+                     resumes: bool = False) -> str | None:
         """:meth:`work`, saying how many of the adapters' test results the cache holds ("3 of
         5 cached, reused") when the stages that decide them (data, finetune) are not
-        re-run. Nothing on disk changes."""
-        def count(ctx: StageContext) -> tuple[int, int]:
+        re-run, and those a run that stopped partway finished (its per_run.json, which `run`
+        keeps when it resumes). Nothing on disk changes."""
+        def count(ctx: StageContext) -> tuple[int, int, int]:
             labels = json.loads((ctx.upstream_dir("finetune") / "labels.json").read_text())["labels"]
             runs = sorted({run for each in labels.values() for run in each})
+            done = (common.read_work_record(ctx, ctx.out_dir / PER_RUN, dict, RESULT_KEYS)
+                    if ctx.options.get("resumes") else {})
             cache = project.state_dir.joinpath(*RESULT_CACHE)
             cached = 0
-            for keys in result_cache_keys(ctx, runs).values():  # the entry `run` reads: today's, else an earlier key's
+            for keys in result_cache_keys(ctx, [run for run in runs if run not in done]).values():
+                # the entry `run` reads: today's, else an earlier key's
                 entry = next((path for path in (cache / f"{k}.json" for k in keys) if path.exists()), None)
                 cached += entry is not None and _cached_result(entry) is not None
-            return cached, len(runs)
+            return sum(run in done for run in runs), cached, len(runs)
 
-        return common.cached_count_work(self, spec, forced, project, rerun, count)
+        return common.cached_count_work(self, spec, forced, project, rerun, count, resumes)
 
     def enabled(self, spec: Any) -> bool:
         return bool(spec.finetune.enabled)
@@ -122,7 +129,7 @@ class EvaluateStage(common.ModelStage):
         finetuned = json.loads((ft / "labels.json").read_text())
         labels = finetuned["labels"]
         test = common.examples(ctx, spec.target.name, "test")
-        per_run_path = ctx.out_dir / "per_run.json"
+        per_run_path = ctx.out_dir / PER_RUN
         per_run: dict[str, Any] = common.read_work_record(ctx, per_run_path, dict, RESULT_KEYS)
         keys = sorted({k for ks in labels.values() for k in ks})
         cache = ctx.project.state_dir.joinpath(*RESULT_CACHE)

@@ -382,17 +382,21 @@ class FinetuneStage(common.ModelStage):
                 f"once) of {common.steps_work(f.steps, f.batch_size, f.grad_accum)}; "
                 + common.reused_unless_forced(forced, "those in the cache are reused"))
 
-    def planned_work(self, spec: Spec, forced: bool, project: Project, rerun: set[str]) -> str | None:
+    def planned_work(self, spec: Spec, forced: bool, project: Project, rerun: set[str],
+                     resumes: bool = False) -> str | None:
         """:meth:`work`, saying how many of its distinct fine-tunes the cache holds ("3 of 5
-        cached, reused") when the stages that decide them (data, search) are not re-run.
-        Nothing on disk changes."""
-        def count(ctx: StageContext) -> tuple[int, int]:
+        cached, reused") when the stages that decide them (data, search) are not re-run, and
+        those a run that stopped partway finished (its runs.json, which `run` keeps when it
+        resumes). Nothing on disk changes."""
+        def count(ctx: StageContext) -> tuple[int, int, int]:
             cache = AdapterCache(ctx)
             jobs = {run_key(subset, seed): (subset, seed) for subset in selections(ctx).values()
                     for seed in range(spec.project.seed, spec.project.seed + spec.finetune.seeds)}
-            return sum(cache.holds(*job) for job in jobs.values()), len(jobs)
+            done = common.read_work_record(ctx, ctx.out_dir / RUNS, dict) if ctx.options.get("resumes") else {}
+            return (sum(key in done for key in jobs), sum(cache.holds(*job) for key, job in jobs.items() if key not in done),
+                    len(jobs))
 
-        return common.cached_count_work(self, spec, forced, project, rerun, count)
+        return common.cached_count_work(self, spec, forced, project, rerun, count, resumes)
 
     def enabled(self, spec: Any) -> bool:
         return bool(spec.finetune.enabled)

@@ -114,7 +114,8 @@ class GradientsStage(common.ModelStage):
         return (f"one gradient per example of the target and the {n} source{'' if n == 1 else 's'}, in batches of "
                 f"{spec.gradients.batch_size}, projected to d = {spec.gradients.d}")
 
-    def planned_work(self, spec: Spec, forced: bool, project: Project, rerun: set[str]) -> str | None:
+    def planned_work(self, spec: Spec, forced: bool, project: Project, rerun: set[str],
+                     resumes: bool = False) -> str | None:
         """:meth:`work`, with the number of rows the data stage prepared when it is up to
         date: the stage costs a fixed time per row, and a large source taken whole (no
         ``max_examples``) makes it run for hours, which the count shows before it starts."""

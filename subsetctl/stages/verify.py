@@ -97,20 +97,25 @@ class VerifyStage(common.ModelStage):
                 f"{f' × {v.repeats} repeats' if v.repeats > 1 else ''}) of {common.steps_work(v.steps, v.batch_size)}; "
                 + common.reused_unless_forced(forced, "those in the cache are reused"))
 
-    def planned_work(self, spec: Spec, forced: bool, project: Project, rerun: set[str]) -> str | None:
+    def planned_work(self, spec: Spec, forced: bool, project: Project, rerun: set[str],
+                     resumes: bool = False) -> str | None:
         """:meth:`work`, saying how many of its fine-tunes the cache holds ("3 of 8 cached,
         reused") when the stages that key them (data, meta_init) are not re-run: `plan` said
-        "those in the cache are reused", which told nothing of the hours the rest take.
-        Nothing on disk changes (no entry adopted, dropped or dated)."""
-        def count(ctx: StageContext) -> tuple[int, int]:
+        "those in the cache are reused", which told nothing of the hours the rest take; and
+        those a run that stopped partway finished (its results.json, which `run` keeps when it
+        resumes). Nothing on disk changes (no entry adopted, dropped or dated)."""
+        def count(ctx: StageContext) -> tuple[int, int, int]:
             cache = RunCache(ctx)  # (a UserError or OSError: the model's files cannot be read now)
             v = spec.verify
             subsets = verify_subsets(common.source_names(spec), v.k, spec.project.seed)
-            keys = [(kind, subset, spec.project.seed + repeat)
-                    for repeat in range(v.repeats) for kind in v.kinds for subset in subsets]
-            return sum(cache.holds(*key) for key in keys), len(keys)
+            done = {_run_of(r) for r in _finished(ctx)} if ctx.options.get("resumes") else set()
+            keys = [(kind, index, repeat) for repeat in range(v.repeats) for kind in v.kinds
+                    for index in range(len(subsets))]
+            cached = sum(cache.holds(kind, subsets[index], spec.project.seed + repeat)
+                         for kind, index, repeat in keys if (kind, index, repeat) not in done)
+            return sum(key in done for key in keys), cached, len(keys)
 
-        return common.cached_count_work(self, spec, forced, project, rerun, count)
+        return common.cached_count_work(self, spec, forced, project, rerun, count, resumes)
 
     def enabled(self, spec: Any) -> bool:
         return bool(spec.verify.enabled)
@@ -138,8 +143,8 @@ class VerifyStage(common.ModelStage):
         v = spec.verify
         subsets = verify_subsets(common.source_names(spec), v.k, spec.project.seed)
         path = ctx.out_dir / RESULTS
-        done: list[dict[str, Any]] = common.read_work_record(ctx, path, list, {"kind": str, "index": int, "subset": list, **RESULT_KEYS})
-        finished = {(r["kind"], r["index"], r.get("repeat", 0)): r for r in done}
+        done = _finished(ctx)
+        finished = {_run_of(r): r for r in done}
 
         def say_diverged(kind: str, subset: list[str], seed: int) -> None:
             lr_key = "verify.lr_ce" if kind == "ce" else "verify.lr_surrogate"
@@ -207,6 +212,18 @@ class VerifyStage(common.ModelStage):
                 "repeat_spearman": agreement,
                 "diverged": sum(bool(r["diverged"]) for r in done), "theta_star_val_loss": theta,
                 "seconds_per_finetune": float(np.mean(seconds)) if seconds else None}
+
+
+def _finished(ctx: StageContext) -> list[dict[str, Any]]:
+    """The fine-tunes a run that stopped partway finished (the stage folder's results.json):
+    `run` keeps them when it resumes."""
+    return common.read_work_record(ctx, ctx.out_dir / RESULTS, list,
+                                   {"kind": str, "index": int, "subset": list, **RESULT_KEYS})
+
+
+def _run_of(record: dict[str, Any]) -> tuple[str, int, int]:
+    """Which fine-tune a record of :func:`_finished` is: (kind, subset index, repeat)."""
+    return record["kind"], record["index"], record.get("repeat", 0)
 
 
 class RunCache:
