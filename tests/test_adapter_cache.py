@@ -20,8 +20,8 @@ from subsetctl.stages.finetune import CHECKSUMS, AdapterCache
 class _Data:
     labels = None
 
-    def of(self, names: list[str]) -> dict:
-        return {"files": {n: {"x": n} for n in sorted(names)}, "labels": None}
+    def of(self, names: list[str], test_splits: bool = True) -> dict:
+        return {"files": {n: {"x": n, **({"test/x": n} if test_splits else {})} for n in sorted(names)}, "labels": None}
 
 
 def _cache(tmp_path: Path, legacy: bool = False) -> AdapterCache:
@@ -58,6 +58,17 @@ def test_an_earlier_versions_entry_is_found_under_its_sorted_key_and_old_model_k
     _put(cache._entry(["b", "a"], 0, cache.legacy_bases[0], keyed=["a", "b"]), ["b", "a"], "old key")
     assert _restored(cache, ["a", "b"], tmp_path) is None
     assert _restored(cache, ["b", "a"], tmp_path) == "old key"
+    assert (cache._entry(["b", "a"], 0) / "record.json").is_file()  # moved to today's key
+
+
+def test_an_entry_keyed_by_the_test_splits_files_as_before_is_found_and_moved_to_todays_key(tmp_path: Path) -> None:
+    """Earlier versions keyed a fine-tune by its sources' files, test splits too (which it does
+    not read): today's key leaves them out, so an edit of the test rows alone trains nothing."""
+    cache = _cache(tmp_path, legacy=True)
+    _put(cache._entry(["b", "a"], 0, test_splits=True), ["b", "a"], "before")
+    _put(cache._entry(["a"], 0, cache.legacy_bases[0], keyed=["a"], test_splits=True), ["a"], "older")
+    assert cache.holds(["b", "a"], 0) and cache.holds(["a"], 0)
+    assert _restored(cache, ["b", "a"], tmp_path) == "before" and _restored(cache, ["a"], tmp_path) == "older"
     assert (cache._entry(["b", "a"], 0) / "record.json").is_file()  # moved to today's key
 
 

@@ -1071,8 +1071,9 @@ def test_fine_tunes_an_earlier_version_keyed_by_the_sorted_selection_are_still_f
     (tiny_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     entry = AdapterCache._entry
 
-    def sorted_key(self, subset, seed, base=None, keyed=None):  # type: ignore[no-untyped-def]
-        return entry(self, subset, seed, base, sorted(subset) if keyed is None else keyed)
+    def sorted_key(self, subset, seed, base=None, keyed=None, test_splits=False):  # type: ignore[no-untyped-def]
+        # (those versions keyed it by the test splits' files too)
+        return entry(self, subset, seed, base, sorted(subset) if keyed is None else keyed, test_splits=True)
 
     with monkeypatch.context() as earlier:
         earlier.setattr(AdapterCache, "_entry", sorted_key)

@@ -294,9 +294,14 @@ class DataFiles:
                 self.by_source.setdefault(name, {})[rest] = meta["sha256"]
         self.labels = (manifest.get("summary") or {}).get("labels")  # the classifier head's classes
 
-    def of(self, names: list[str]) -> dict[str, Any]:
-        """The files of ``names`` (sorted) and the label vocabulary, for a cache key."""
-        return {"files": {n: self.by_source.get(n, {}) for n in sorted(names)}, "labels": self.labels}
+    def of(self, names: list[str], test_splits: bool = True) -> dict[str, Any]:
+        """The files of ``names`` (sorted) and the label vocabulary, for a cache key; without
+        their test splits' files unless ``test_splits`` (a fine-tune reads none of them)."""
+        def files(name: str) -> dict[str, str]:
+            held = self.by_source.get(name, {})
+            return held if test_splits else {rest: sha for rest, sha in held.items() if not rest.startswith("test/")}
+
+        return {"files": {n: files(n) for n in sorted(names)}, "labels": self.labels}
 
 
 def subset_label(subset: list[str]) -> str:

@@ -66,8 +66,8 @@ def run_key(subset: list[str], seed: int) -> str:
 class AdapterCache:
     """Finished fine-tunes (adapter and run record) kept outside the stage folder, which is
     reset whenever the stage's inputs change, keyed by everything one run depends on: the
-    data it trains and validates on (the target's and its subset's files, and the label
-    vocabulary), the model settings, the training settings, the subset and the seed."""
+    data it trains and validates on (the target's and its subset's files but their test
+    splits', and the label vocabulary), the model settings, the training settings, the subset and the seed."""
 
     def __init__(self, ctx: StageContext) -> None:
         spec = ctx.spec
@@ -95,11 +95,13 @@ class AdapterCache:
         self.legacy_bases = [b for i, b in enumerate(older) if b != self.base and b not in older[:i]]
 
     def _entry(self, subset: list[str], seed: int, base: dict[str, Any] | None = None,
-               keyed: list[str] | None = None) -> Path:
+               keyed: list[str] | None = None, test_splits: bool = False) -> Path:
         """The entry of ``subset`` (in training order: the sources' order in the project,
         which their rows are pooled in, as verify's cache keys it); ``keyed``: the subset as
-        the key holds it, when not that (earlier subsetctl versions keyed it sorted)."""
-        data = self.data.of([self.target, *subset])
+        the key holds it, when not that (earlier subsetctl versions keyed it sorted);
+        ``test_splits``: keyed by the test splits' files too, which a fine-tune does not read
+        (earlier subsetctl versions did: an edit of the test rows alone trained every run again)."""
+        data = self.data.of([self.target, *subset], test_splits)
         key = list(subset) if keyed is None else keyed
         return self.folder / fingerprint({**(base or self.base), "data": data, "subset": key, "seed": seed})
 
@@ -129,11 +131,13 @@ class AdapterCache:
     def _legacy_entries(self, subset: list[str], seed: int) -> list[Path]:
         """Where an earlier subsetctl may have kept this run: under an earlier key of its
         settings, or (a subset not in sorted order) keyed by the sorted subset, as versions
-        before the training order counted did. Only one whose record shows this order is it."""
-        candidates = [self._entry(subset, seed, legacy) for legacy in self.legacy_bases]
+        before the training order counted did, each also keyed by the test splits' files as
+        versions before the train side did. Only one whose record shows this order is it."""
+        forms = [(base, tests) for tests in (False, True) for base in [self.base, *self.legacy_bases]][1:]
+        candidates = [self._entry(subset, seed, base, test_splits=tests) for base, tests in forms]
         if list(subset) != sorted(subset):
-            candidates += [self._entry(subset, seed, base, keyed=sorted(subset))
-                           for base in [self.base, *self.legacy_bases]]
+            candidates += [self._entry(subset, seed, base, keyed=sorted(subset), test_splits=tests)
+                           for tests in (False, True) for base in [self.base, *self.legacy_bases]]
         return candidates
 
     def holds(self, subset: list[str], seed: int) -> bool:

@@ -321,6 +321,10 @@ def test_a_tiny_project_evaluates_on_the_test_files_rows(tiny_project: Path) -> 
     from subsetctl.report.build import outdated_stages
 
     assert outdated_stages(Project(tiny_project)) == []  # meta_init's results follow from the data's train side
+    runs = json.loads((tiny_project / ".subsetctl" / "finetune" / "manifest.json").read_text())["summary"]["runs"]
+    run_project(tiny_project, ["search.strategies=[{name: exhaustive}]", "finetune.seeds=2"])
+    finetuned = json.loads((tiny_project / ".subsetctl" / "finetune" / "manifest.json").read_text())["summary"]
+    assert finetuned["reused_runs"] == runs  # the first seed's, trained with other test rows: the cache's keys omit them
 
 
 def test_a_test_loader_reading_what_loader_reads_is_refused(tmp_path: Path) -> None:
