@@ -321,8 +321,12 @@ def _stage_option(ctx: click.Context, param: click.Parameter, value: Any) -> Any
 
     names = stage_names()
     for name in value if isinstance(value, tuple) else ([value] if value is not None else []):
-        if name not in names:
-            raise click.BadParameter(f"{name!r} is not a stage; the stages are {', '.join(names)}.")
+        if name not in names:  # `--until serach`, `--until Search`: the stage meant, as a mistyped command's
+            import difflib
+
+            close = difflib.get_close_matches(name.lower(), names, n=1, cutoff=0.6)
+            meant = f" Did you mean {close[0]!r}?" if close else ""
+            raise click.BadParameter(f"{name!r} is not a stage; the stages are {', '.join(names)}.{meant}")
     return value
 
 

@@ -1819,6 +1819,17 @@ def test_run_and_plan_help_name_the_stages_their_until_and_force_take(command: s
     assert wrong.exit_code == 2 and "'serach' is not a stage" in wrong.output, wrong.output
 
 
+@pytest.mark.parametrize(("typed", "meant"), [("serach", "search"), ("Gradients", "gradients"), ("meta-init", "meta_init")])
+def test_a_mistyped_stage_suggests_the_stage_meant(typed: str, meant: str) -> None:
+    """`run --until serach` listed the stages but, unlike a mistyped command or option
+    (click's "Did you mean 'run'?"), did not say which one was meant."""
+    for command, option in (("run", "--until"), ("plan", "--force")):
+        wrong = CliRunner().invoke(main, [command, option, typed])
+        assert wrong.exit_code == 2 and f"Did you mean {meant!r}?" in wrong.output, wrong.output
+    far = CliRunner().invoke(main, ["run", "--until", "xyz"])
+    assert far.exit_code == 2 and "Did you mean" not in far.output, far.output
+
+
 def test_run_until_says_it_stopped_early_and_what_goes_on(jsonl_project: Path) -> None:
     """`run --until data` a second time said "Everything is up to date; nothing to do." while
     meta_init and every stage after it had never run, and neither run said how to go on. The
