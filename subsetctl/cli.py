@@ -330,6 +330,23 @@ def _stage_option(ctx: click.Context, param: click.Parameter, value: Any) -> Any
     return value
 
 
+def _complete_stage(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion of a stage name (`run --until g<TAB>`: gradients)."""
+    from click.shell_completion import CompletionItem
+
+    from subsetctl.stages import stage_names
+
+    return [CompletionItem(name) for name in stage_names() if name.startswith(incomplete)]
+
+
+def _complete_path(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion of an argument that is a spec file or project folder, or an override
+    (`validate`'s SPECS): the shell's own file names, as for the other commands' DIRECTORY."""
+    from click.shell_completion import CompletionItem
+
+    return [CompletionItem(incomplete, type="file")]
+
+
 class _StageOption(click.Option):
     """An option whose value is a stage name (`--until`, `--force`): shown as STAGE in the
     usage, and its help ends with the stage names, so that `run --help` says what to write
@@ -339,6 +356,7 @@ class _StageOption(click.Option):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("metavar", "STAGE")
         kwargs.setdefault("callback", _stage_option)
+        kwargs.setdefault("shell_complete", _complete_stage)
         super().__init__(*args, **kwargs)
 
     def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
@@ -556,7 +574,7 @@ def init(directory: Path, template: str, force: bool) -> None:
 
 
 @main.command(short_help="Check spec files without loading a model.")
-@click.argument("specs", nargs=-1)
+@click.argument("specs", nargs=-1, shell_complete=_complete_path)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: one object per spec with its problems and warnings, for scripts; on a usage error, "
                    "Ctrl-C or a bug {\"error\": {kind, message, exit_code}} instead.")

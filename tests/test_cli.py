@@ -1830,6 +1830,30 @@ def test_a_mistyped_stage_suggests_the_stage_meant(typed: str, meant: str) -> No
     assert far.exit_code == 2 and "Did you mean" not in far.output, far.output
 
 
+def _completions(line: str) -> list[str]:
+    """What `subsetctl`'s bash completion offers for ``line`` (the word being typed last, as
+    bash passes it), as "type,value" lines."""
+    words = line.split(" ")
+    env = {"COMP_WORDS": line, "COMP_CWORD": str(len(words) - 1), "_SUBSETCTL_COMPLETE": "bash_complete"}
+    result = CliRunner().invoke(main, [], prog_name="subsetctl", env=env)
+    assert result.exit_code == 0, result.output
+    return result.output.splitlines()
+
+
+def test_shell_completion_offers_commands_options_stages_and_files() -> None:
+    """`_SUBSETCTL_COMPLETE=bash_source subsetctl` (README's *Shell completion*): commands and
+    options came from click, but `--until`/`--force` offered nothing (a stage is no file) and
+    `validate` no file names."""
+    assert _completions("subsetctl r") == ["plain,run", "plain,report"]
+    assert "plain,--until" in _completions("subsetctl run --")
+    assert _completions("subsetctl run --until g") == ["plain,gradients"]
+    assert _completions("subsetctl plan p --force f") == ["plain,finetune"]
+    from subsetctl.stages import stage_names
+
+    assert _completions("subsetctl run --until ") == [f"plain,{name}" for name in stage_names()]
+    assert _completions("subsetctl validate ") == ["file,"]
+
+
 def test_run_until_says_it_stopped_early_and_what_goes_on(jsonl_project: Path) -> None:
     """`run --until data` a second time said "Everything is up to date; nothing to do." while
     meta_init and every stage after it had never run, and neither run said how to go on. The
