@@ -515,7 +515,16 @@ def _echo_json(data: Any) -> None:
     _JSON_ECHOED.set(True)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+def _examples(*lines: str) -> str:
+    """A command's help epilog: "Examples:" and its command lines, kept as written (click
+    rewraps help text into one paragraph unless it starts with ``\\b``), after the options,
+    where a new user reads first what to type."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=_examples("subsetctl init myproject", "subsetctl plan myproject", "subsetctl run myproject",
+                              "subsetctl COMMAND --help"))
 @click.version_option(__version__, prog_name="subsetctl")
 def main() -> None:
     """subsetctl: choose which auxiliary data sources to fine-tune a language model on.
@@ -543,7 +552,7 @@ def _require_posix_locks() -> None:
         )
 
 
-@main.command()
+@main.command(epilog=_examples("subsetctl init myproject", "subsetctl init myproject --template minimal"))
 @click.argument("directory", type=click.Path(path_type=Path))  # a file: init_project's UserError (exit 1)
 @click.option("--template", "-t", type=click.Choice(TEMPLATES), default="quickstart", show_default=True,
               help="The commented spec to start from: quickstart (reasoning-gym sources, no files), minimal "
@@ -573,7 +582,9 @@ def init(directory: Path, template: str, force: bool) -> None:
                   highlight=False, markup=False)
 
 
-@main.command(short_help="Check spec files without loading a model.")
+@main.command(short_help="Check spec files without loading a model.",
+              epilog=_examples("subsetctl validate myproject", "subsetctl validate myproject gradients.d=64",
+                               "subsetctl validate --no-plugins theirs/subsetctl.yaml"))
 @click.argument("specs", nargs=-1, shell_complete=_complete_path)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: one object per spec with its problems and warnings, for scripts; on a usage error, "
@@ -636,7 +647,7 @@ def validate(specs: tuple[str, ...], fmt: str, no_plugins: bool) -> None:
         sys.exit(1)
 
 
-@main.command()
+@main.command(epilog=_examples("subsetctl schema > subsetctl.schema.json"))
 def schema() -> None:
     """Print the JSON schema of the spec."""
     from subsetctl.api import schema_text
@@ -687,7 +698,9 @@ def _status_table(statuses: list[Any], title: str) -> Any:
     return table
 
 
-@main.command(short_help="Show each stage's status and what `run` would do.")
+@main.command(short_help="Show each stage's status and what `run` would do.",
+              epilog=_examples("subsetctl plan myproject", "subsetctl plan myproject --until search gradients.d=64",
+                               "subsetctl plan myproject --format json"))
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 @click.argument("overrides", nargs=-1)
 @click.option("--until", cls=_StageOption, help="Plan only up to this stage.")
@@ -904,7 +917,10 @@ def _split_dir(directory: Path | None, overrides: tuple[str, ...]) -> tuple[Path
     return directory, tuple(item.lstrip() for item in overrides)  # ` gradients.d=8`, pasted with a space
 
 
-@main.command(short_help="Run every stale stage; resume where the last run stopped.")
+@main.command(short_help="Run every stale stage; resume where the last run stopped.",
+              epilog=_examples("subsetctl run myproject", "subsetctl run myproject --until gradients gradients.d=64",
+                               "subsetctl run myproject --force finetune -q",
+                               "subsetctl run myproject sources.wiki.max_examples=50 --format json > wiki50.json"))
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 @click.argument("overrides", nargs=-1)
 @click.option("--until", cls=_StageOption, help="Stop after this stage.")
@@ -1088,7 +1104,9 @@ def _print_report(root: Path, console: Any, overrides: list[str] | None = None) 
     render_report(root, console, overrides=overrides)
 
 
-@main.command(short_help="Show the results of the last run.")
+@main.command(short_help="Show the results of the last run.",
+              epilog=_examples("subsetctl report myproject", "subsetctl report myproject --format markdown > report.md",
+                               "subsetctl report myproject --compare otherproject"))
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 @click.argument("overrides", nargs=-1)
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True,
@@ -1189,7 +1207,8 @@ def _report(directory: Path | None, overrides: tuple[str, ...], fmt: str, all_so
         render_report(project.root, _console(), all_sources=all_sources, overrides=list(overrides))
 
 
-@main.command(name="ls", short_help="List loaders, strategies, estimators, projectors and models.")
+@main.command(name="ls", short_help="List loaders, strategies, estimators, projectors and models.",
+              epilog=_examples("subsetctl ls", "subsetctl ls myproject --format json"))
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: every kind's entries with description, parameters and origin, for scripts; on an error "
@@ -1245,7 +1264,7 @@ def ls_command(directory: Path | None, fmt: str, no_plugins: bool) -> None:
         console.print(table)
 
 
-@main.command()
+@main.command(epilog=_examples("subsetctl doctor", "subsetctl doctor myproject"))
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 @_no_plugins_option("count what they would register as not checked (`validate --no-plugins` lists them)")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,

@@ -1830,6 +1830,25 @@ def test_a_mistyped_stage_suggests_the_stage_meant(typed: str, meant: str) -> No
     assert far.exit_code == 2 and "Did you mean" not in far.output, far.output
 
 
+@pytest.mark.parametrize("command", ["", *main.commands])
+def test_every_help_ends_with_examples_that_parse(command: str) -> None:
+    """`subsetctl run --help` (and every other command's) showed no example of a command line:
+    a new user pieced one together from the usage line and the options. Each example is the
+    command's, and its options and arguments parse (a renamed option would leave it wrong)."""
+    import shlex
+
+    shown = CliRunner().invoke(main, [command, "--help"] if command else ["--help"])
+    assert shown.exit_code == 0, shown.output
+    examples = [line.strip() for line in shown.output.split("  Examples:\n")[1].splitlines() if line.strip()]
+    assert examples and all(line.startswith(f"subsetctl {command}".rstrip()) for line in examples), examples
+    for line in examples:
+        words = shlex.split(line)[1:]
+        words = words[:words.index(">")] if ">" in words else words
+        if command and "COMMAND" not in words:
+            with main.commands[command].make_context(command, words[1:]) as ctx:
+                assert ctx.params is not None
+
+
 def _completions(line: str) -> list[str]:
     """What `subsetctl`'s bash completion offers for ``line`` (the word being typed last, as
     bash passes it), as "type,value" lines."""
