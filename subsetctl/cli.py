@@ -703,8 +703,8 @@ def _status_table(statuses: list[Any], title: str) -> Any:
                                "subsetctl plan myproject --format json"))
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 @click.argument("overrides", nargs=-1)
-@click.option("--until", cls=_StageOption, help="Plan only up to this stage.")
-@click.option("--force", cls=_StageOption, multiple=True, help="Plan as if this stage were forced (repeatable).")
+@click.option("--until", cls=_StageOption, help="Plan only up to this stage (default: up to the last).")
+@click.option("--force", cls=_StageOption, multiple=True, help="Plan as if this stage were forced (repeatable; default: none).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: each stage's status, whether run would run it and why, and how much work it is, for scripts; "
                    "on an error (a user or usage error, Ctrl-C, a bug) {\"error\": {kind, message, exit_code}} instead.")
@@ -923,10 +923,11 @@ def _split_dir(directory: Path | None, overrides: tuple[str, ...]) -> tuple[Path
                                "subsetctl run myproject sources.wiki.max_examples=50 --format json > wiki50.json"))
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 @click.argument("overrides", nargs=-1)
-@click.option("--until", cls=_StageOption, help="Stop after this stage.")
-@click.option("--force", cls=_StageOption, multiple=True, help="Re-run this stage even if up to date (repeatable).")
+@click.option("--until", cls=_StageOption, help="Stop after this stage (default: go on to the last).")
+@click.option("--force", cls=_StageOption, multiple=True, help="Re-run this stage even if up to date (repeatable; default: none).")
 @click.option("--shard", metavar="i/N", help="gradients stage: compute only shard i/N of the rows (e.g. 0/4); shards of one "
-              "project may run at the same time, on several GPUs or machines sharing the directory.")
+              "project may run at the same time, on several GPUs or machines sharing the directory (default: "
+              "every row, in this process).")
 @click.option("--quiet", "-q", is_flag=True,
               help="No progress and no notices; warnings, errors, the summary and the report still print.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
@@ -1125,7 +1126,7 @@ def _print_report(root: Path, console: Any, overrides: list[str] | None = None) 
 @click.option("--compare", "other", type=click.Path(path_type=Path), default=None,
               help="Another variant to set beside this one: a project folder, or a report.json kept from an "
                    "earlier run. Shows the settings that differ, the lambda, each selection's sources and "
-                   "estimated loss, and the test metrics (text or json).")
+                   "estimated loss, and the test metrics (text or json; default: no comparison).")
 @_json_alone_on_stdout
 def report(directory: Path | None, overrides: tuple[str, ...], fmt: str, all_sources: bool,
            other: Path | None) -> None:

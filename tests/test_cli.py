@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import click
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -1847,6 +1848,19 @@ def test_every_help_ends_with_examples_that_parse(command: str) -> None:
         if command and "COMMAND" not in words:
             with main.commands[command].make_context(command, words[1:]) as ctx:
                 assert ctx.params is not None
+
+
+@pytest.mark.parametrize("command", list(main.commands))
+def test_every_option_says_its_default(command: str) -> None:
+    """`run --help` said `--until STAGE  Stop after this stage.` and `--shard i/N` what a shard
+    is, but not what happens without them; an option that takes a value shows its default
+    (click's `[default: text]`) or says it in its help."""
+    ctx = click.Context(main.commands[command], info_name=command)
+    for param in main.commands[command].params:
+        if not isinstance(param, click.Option) or param.is_flag or param.name == "help":
+            continue
+        record = param.get_help_record(ctx)
+        assert record is not None and "default" in record[1], (param.name, record)
 
 
 def _completions(line: str) -> list[str]:
