@@ -1149,7 +1149,7 @@ def _compare(first: Path, other: Path, fmt: str) -> None:
 
     if fmt == "markdown":
         raise click.UsageError("--compare prints text or json (--format json), not markdown.")
-    comparison = compare_reports(load_side(first), load_side(other))
+    comparison = compare_reports(load_side(first, "report"), load_side(other))
     if fmt == "json":
         _echo_json(comparison)
     else:
@@ -1166,7 +1166,8 @@ def _report(directory: Path | None, overrides: tuple[str, ...], fmt: str, all_so
     if other is not None and overrides:
         raise click.UsageError("--compare sets two variants' results side by side as they are: it takes no "
                                "key=value overrides. Leave them out.")
-    if other is not None and directory is not None and directory.suffix == ".json" and directory.is_file():
+    if other is not None and directory is not None and directory.suffix == ".json" \
+            and (directory.is_file() or not _exists(directory.expanduser())):  # (missing: said as no report.json)
         _compare(directory, other, fmt)  # two report.json copies kept from a sweep's variants: no project
         return
     project = Project.find(directory)

@@ -228,6 +228,20 @@ def test_compare_with_a_missing_path_names_the_option_and_what_to_give(tmp_path:
         assert refused.value.error_kind == "not_found"
 
 
+def test_compare_names_a_missing_or_wrong_first_report_json_as_reports_argument(tmp_path: Path) -> None:
+    """`report v1.json --compare v2.json` with v1.json mistyped was told "v1.json does not
+    exist ... create one with `subsetctl init v1.json`", and a v1.json that is no report.json
+    was blamed on --compare, which named the other file."""
+    (tmp_path / "other.json").write_text('{"a": 1}')
+    missing = invoke("report", str(tmp_path / "v1.json"), "--compare", str(tmp_path / "other.json"))
+    said = " ".join(missing.output.split())
+    assert missing.exit_code == 1 and f"report {tmp_path / 'v1.json'}: no such file or folder" in said, said
+    assert "subsetctl init" not in said, said
+    wrong = invoke("report", str(tmp_path / "other.json"), "--compare", str(tmp_path / "v1.json"))
+    said = " ".join(wrong.output.split())
+    assert wrong.exit_code == 1 and f"report {tmp_path / 'other.json'}: the file is JSON but not a report.json" in said
+
+
 def test_long_selections_compared_show_their_counts_and_what_only_one_side_picked() -> None:
     """Two variants of a 500-source study listed each pick in full, side by side (272 and
     150 names, and the `all` baseline's 500 a side): a thousand lines, the difference left to

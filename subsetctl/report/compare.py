@@ -19,32 +19,35 @@ from subsetctl.errors import NotFoundError, UserError
 from subsetctl.report.cells import SELECTED_SHOWN, random_baselines_seeds, selected_cell
 
 
-def load_side(path: str | Path) -> dict[str, Any]:
+def load_side(path: str | Path, given_as: str = "--compare") -> dict[str, Any]:
     """One side of a comparison: ``{"label", "report", "settings"}`` from a project folder
     (its report as `report --format json` gives it, and the settings its shown results were
     made with) or from a report.json file kept elsewhere (its ``settings``; None in one an
-    earlier subsetctl wrote). A path that is neither is a UserError saying what to give."""
+    earlier subsetctl wrote). A path that is neither is a UserError saying what to give,
+    naming it as ``given_as`` did: "--compare v2.json", or "report v1.json" for the first side
+    (a missing or wrong v1.json was blamed on --compare, or `subsetctl init v1.json` advised)."""
     from subsetctl.project import Project
 
     path = Path(path).expanduser()
+    given = f"{given_as} {path}"
     if not path.exists():  # (Project.find's error advised `subsetctl init` of it, a kept report.json's name too;
         # not_found, as --format json's kind for a project folder that is not there)
-        raise NotFoundError(f"--compare {path}: no such file or folder. Give a project folder (or its subsetctl.yaml), "
+        raise NotFoundError(f"{given}: no such file or folder. Give a project folder (or its subsetctl.yaml), "
                         "or a report.json a run wrote (e.g. one copied aside before the next variant ran).")
     if path.is_file() and path.suffix == ".json":
         try:
             report = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise UserError(f"--compare {path}: the file is not a readable report.json ({exc}). Give a project "
+            raise UserError(f"{given}: the file is not a readable report.json ({exc}). Give a project "
                             "folder, or a report.json a run wrote (e.g. one copied aside before the next variant "
                             "ran).") from exc
         if not isinstance(report, dict) or not isinstance(report.get("strategies"), dict):
-            raise UserError(f"--compare {path}: the file is JSON but not a report.json (it has no `strategies`). "
+            raise UserError(f"{given}: the file is JSON but not a report.json (it has no `strategies`). "
                             "Give a project folder, or a report.json a run wrote.")
         settings = report.get("settings")  # (a report.json an earlier subsetctl wrote has none)
         return {"label": str(path), "report": report, "settings": settings if isinstance(settings, dict) else None}
     if path.is_file() and path.suffix not in (".yaml", ".yml"):  # a project's spec file names its project
-        raise UserError(f"--compare {path}: give a project folder (or its subsetctl.yaml), or a report.json a run "
+        raise UserError(f"{given}: give a project folder (or its subsetctl.yaml), or a report.json a run "
                         "wrote (e.g. one copied aside before the next variant ran); not another file.")
     from subsetctl.report.build import results_settings
     from subsetctl.report.terminal import load_report_data
