@@ -1266,6 +1266,25 @@ def ls_command(directory: Path | None, fmt: str, no_plugins: bool) -> None:
         console.print(table)
 
 
+def _print_hanging(console: Any, lead: str, text: str) -> None:
+    """``lead`` (markup: doctor's ✓ or ✗, an advice's arrow), a space and ``text`` (markup);
+    on a terminal wrapped at its width between words, the lines after the first indented under
+    the text's start, as a list item's: an 80-column terminal broke doctor's 130-character
+    lines mid-word at its edge, their continuations under the marks. Elsewhere (a log, a pipe)
+    one line, as the other commands print, for grep."""
+    if not console.is_terminal:
+        console.print(f"{lead} {text}")
+        return
+    from rich.text import Text
+
+    first = Text.from_markup(lead)
+    indent = first.cell_len + 1
+    # (a path longer than the line is folded, not cut; no trailing spaces, as a table's cells had)
+    for i, line in enumerate(Text.from_markup(text).wrap(console, max(console.width - indent, 20), overflow="fold")):
+        line.rstrip()
+        console.print(Text.assemble(first if i == 0 else " " * (indent - 1), " ", line), soft_wrap=True)
+
+
 @main.command(epilog=_examples("subsetctl doctor", "subsetctl doctor myproject"))
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 @_no_plugins_option("count what they would register as not checked (`validate --no-plugins` lists them)")
@@ -1306,11 +1325,11 @@ def doctor(directory: Path | None, no_plugins: bool, fmt: str) -> None:
     problems = 0
     for check in checks:
         mark = "[green]✓[/green]" if check.ok else "[red]✗[/red]"
-        console.print(f"{mark} {escape(check.name)}: {escape(check.detail)}")
+        _print_hanging(console, mark, f"{escape(check.name)}: {escape(check.detail)}")
         if not check.ok:
             problems += 1
             if check.advice:
-                console.print(f"    → {escape(check.advice)}")
+                _print_hanging(console, "    →", escape(check.advice))
     if enclosing is not None:
         console.print(f"Checked the environment only: this folder has no {SPEC_FILENAME}, but it is inside the "
                       f"project {enclosing}; `subsetctl doctor {shell_arg(enclosing)}` checks that project too.",

@@ -1863,6 +1863,28 @@ def test_every_option_says_its_default(command: str) -> None:
         assert record is not None and "default" in record[1], (param.name, record)
 
 
+def test_doctor_lines_wrap_under_their_text_on_a_narrow_terminal() -> None:
+    """On an 80-column terminal doctor's checks (130 characters with a cached model's path)
+    were broken by the terminal mid-word, their rest under the ✓ marks; they wrap between words
+    now, indented under the text, with no trailing spaces. A log or pipe keeps one line each."""
+    import io
+
+    from rich.console import Console
+
+    from subsetctl.cli import _print_hanging
+
+    text = "packaged model smollm2: installed; converted copy cached in /root/.cache/subsetctl/models/smollm2"
+    out = io.StringIO()
+    _print_hanging(Console(file=out, force_terminal=True, width=40, color_system=None), "[green]✓[/green]", text)
+    lines = out.getvalue().splitlines()
+    assert len(lines) > 2 and lines[0].startswith("✓ packaged model") and all(len(line) <= 40 for line in lines), lines
+    assert all(line.startswith("  ") and not line.endswith(" ") for line in lines[1:]), lines
+    assert " ".join(line.strip() for line in lines) == f"✓ {text}", lines
+    out = io.StringIO()
+    _print_hanging(Console(file=out, force_terminal=False, width=40, soft_wrap=True), "    →", text)
+    assert out.getvalue() == f"    → {text}\n"
+
+
 def _completions(line: str) -> list[str]:
     """What `subsetctl`'s bash completion offers for ``line`` (the word being typed last, as
     bash passes it), as "type,value" lines."""
