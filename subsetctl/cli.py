@@ -1123,7 +1123,7 @@ def _print_report(root: Path, console: Any, overrides: list[str] | None = None) 
               help="List every source in the text report (with more than 30, highest score first; by "
                    "default the per-source table then shows the 20 highest and 10 lowest scoring and long "
                    "selections are summarized). json and markdown always list every source.")
-@click.option("--compare", "other", type=click.Path(path_type=Path), default=None,
+@click.option("--compare", "other", type=click.Path(path_type=Path), default=None, metavar="OTHER",
               help="Another variant to set beside this one: a project folder, or a report.json kept from an "
                    "earlier run. Shows the settings that differ, the lambda, each selection's sources and "
                    "estimated loss, and the test metrics (text or json; default: no comparison).")

@@ -242,6 +242,12 @@ def test_compare_names_a_missing_or_wrong_first_report_json_as_reports_argument(
     assert wrong.exit_code == 1 and f"report {tmp_path / 'other.json'}: the file is JSON but not a report.json" in said
 
 
+def test_report_help_names_compares_value_as_readme_and_the_errors_do() -> None:
+    """`report --help` showed `--compare PATH` where README and the errors write `--compare OTHER`."""
+    shown = invoke("report", "--help")
+    assert shown.exit_code == 0 and "--compare OTHER" in shown.output and "--compare PATH" not in shown.output
+
+
 def test_long_selections_compared_show_their_counts_and_what_only_one_side_picked() -> None:
     """Two variants of a 500-source study listed each pick in full, side by side (272 and
     150 names, and the `all` baseline's 500 a side): a thousand lines, the difference left to
