@@ -223,8 +223,9 @@ def test_a_source_is_named_in_an_override_and_a_name_none_or_two_answer_to_is_re
                                ).sources[1].max_examples == 5
     # as the overrides before it leave the list: a name given on the command line names it after
     assert indexed_overrides(data, ["sources[0].name=c", "sources.c.max_examples=4"])[1] == "sources[0].max_examples=4"
+    # a name close to one there is suggests it, the override written with it (as a mistyped key's "did you mean")
     with pytest.raises(SpecError, match=r"no source is named 'wik' \(the sources: sources\[0\] a, sources\[1\] wiki, "
-                                        r"sources\[2\] b\)\.$"):
+                                        r"sources\[2\] b\); did you mean 'wiki' \(sources\.wiki\.max_examples=5\)\?$"):
         indexed_overrides(data, ["sources.wik.max_examples=5"])
     twice = {**MINIMAL, "sources": [{"name": "a"}, {"name": "a"}]}
     with pytest.raises(SpecError, match=r"2 sources answer to 'a' \(sources\[0\] a, sources\[1\] a\): name one by "

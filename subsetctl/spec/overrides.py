@@ -223,10 +223,12 @@ def indexed_overrides(data: dict[str, Any], overrides: list[str], written: dict[
                        else f"{len(found)} {listed.plural} answer to {named!r} ({choices}): name one by its index, "
                             f"{format_path((*listed.path, found[0], *parts[len(listed.path) + 1:]))}={value}"
                             f"{listed.tell_apart}")
+            if not found:  # a mistyped name (`sources.wkii.x=1`): the one meant, as for a mistyped key
+                problem += _meant_hint(named, entries, listed, parts, value)
             hint = _groups_hint(["sources"], applied) if listed.noun == "source" and not found else ""
             if not found and len(parts) == len(listed.path) + 1:
                 hint = _one_item_key_hint(named, value, listed) + hint
-            raise SpecError(f"Override {item!r}: {problem}.{hint}")
+            raise SpecError(f"Override {item!r}: {problem}{'' if problem.endswith('?') else '.'}{hint}")
         out.append(f"{format_path((*listed.path, found[0], *parts[len(listed.path) + 1:]))}={value}")
         if written is not None:
             written[out[-1]] = item
@@ -246,6 +248,18 @@ def _index_or_name(item: str, parts: list[str | int], value: str, listed: _Named
             f"{format_path(listed.path)} ({item_at} is {_called(entries[int(named)])}). "
             f"Write {by_index}={value} for the {listed.noun} at index {named}, or {by_name}={value} for the "
             f"{listed.noun} named {named} (in a shell, quote the whole override: '{by_name}={value}').")
+
+
+def _meant_hint(named: str, entries: list[Any], listed: _NamedList, parts: list[Any], value: str) -> str:
+    """"; did you mean 'wiki' (sources.wiki.max_examples=50)?" for a name that no item of a
+    named list answers to but one's is close to (a typo); "" otherwise."""
+    import difflib
+
+    names = [str(entry[k]) for entry in entries if isinstance(entry, dict) for k in listed.answers_to if entry.get(k)]
+    close = difflib.get_close_matches(named, names, n=1, cutoff=0.75)
+    if not close:
+        return ""
+    return f"; did you mean {close[0]!r} ({format_path((*listed.path, close[0], *parts[len(listed.path) + 1:]))}={value})?"
 
 
 def _one_item_key_hint(named: str, value: str, listed: _NamedList) -> str:
