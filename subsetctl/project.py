@@ -555,6 +555,22 @@ def enclosing_project(folder: Path) -> Path | None:
     return next((f for f in folder.resolve().parents if (f / SPEC_FILENAME).is_file()), None)
 
 
+def projects_below(folder: Path, most: int = 3, looked_at: int = 500) -> list[Path]:
+    """The project folders right inside ``folder`` (holding a spec), by name, at most ``most``:
+    the project a command run in its parent folder meant (`subsetctl init myproject` then
+    `subsetctl run`, which advised `subsetctl init .`). Only the first ``looked_at`` entries
+    are looked at (a home folder may hold thousands); an unreadable folder has none."""
+    import itertools
+
+    found = []
+    with contextlib.suppress(OSError):
+        for entry in itertools.islice(folder.iterdir(), looked_at):
+            with contextlib.suppress(OSError):
+                if (entry / SPEC_FILENAME).is_file():
+                    found.append(entry)
+    return sorted(found)[:most]
+
+
 @dataclass
 class Project:
     """A project directory holding ``subsetctl.yaml`` and the ``.subsetctl`` state."""
@@ -610,6 +626,14 @@ class Project:
                     f"{p} is not a subsetctl project: it has no {SPEC_FILENAME}, but it is inside the project "
                     f"{enclosing}. Name that folder ({shell_arg(enclosing)}), or create a project here with "
                     f"`subsetctl init {shell_arg(p)}`.")
+            below = projects_below(p)
+            if below:  # run from the folder `subsetctl init myproject` was typed in: the project is below it
+                names = ", ".join(shell_arg(project) for project in below)
+                raise NotFoundError(
+                    f"{p} is not a subsetctl project: it has no {SPEC_FILENAME}, but {names} "
+                    f"{'is a project' if len(below) == 1 else 'are projects'}: name "
+                    f"{'it' if len(below) == 1 else 'one'} after the command, as in `subsetctl run "
+                    f"{shell_arg(below[0])}`, or create a project here with `subsetctl init {shell_arg(p)}`.")
             raise NotFoundError(
                 f"{p} is not a subsetctl project: it has no {SPEC_FILENAME}. "
                 f"Create one with `subsetctl init {shell_arg(p)}`."

@@ -269,6 +269,27 @@ def test_a_command_run_in_a_projects_subfolder_names_the_project(jsonl_project: 
             f"{jsonl_project.resolve()}. Name that folder") in " ".join(result.output.split())
 
 
+def test_a_command_run_above_its_project_names_the_project(tmp_path: Path, monkeypatch) -> None:
+    """`subsetctl init myproject` then `subsetctl run` (or plan, report, validate) in the same
+    folder said "Create one with `subsetctl init .`": a second project, beside the one meant."""
+    parent = tmp_path / "work"
+    parent.mkdir()
+    monkeypatch.chdir(parent)
+    assert CliRunner().invoke(main, ["init", "myproject", "--template", "minimal"]).exit_code == 0
+    for command in ("run", "plan", "report"):
+        result = CliRunner().invoke(main, [command])
+        said = " ".join(result.output.split())
+        assert result.exit_code == 1 and "but myproject is a project: name it after the command, as in " \
+            "`subsetctl run myproject`" in said, said
+    validated = CliRunner().invoke(main, ["validate"])
+    said = " ".join(validated.output.split())
+    assert validated.exit_code == 1 and "but myproject is a project in .: name it (`subsetctl validate myproject`)" in said
+    (parent / "other").mkdir()
+    (parent / "other" / "subsetctl.yaml").write_text((parent / "myproject" / "subsetctl.yaml").read_text())
+    both = " ".join(CliRunner().invoke(main, ["plan"]).output.split())
+    assert "but myproject, other are projects: name one" in both, both
+
+
 def test_validate_in_a_projects_subfolder_names_the_project_and_init_the_folder(jsonl_project: Path,
                                                                                  monkeypatch) -> None:
     """`subsetctl validate` in `myproject/data/` said "no such spec file. Create one with
@@ -281,7 +302,8 @@ def test_validate_in_a_projects_subfolder_names_the_project_and_init_the_folder(
     assert (f"no such spec file: . is inside the project {jsonl_project.resolve()}. Name that one (`subsetctl "
             f"validate {jsonl_project.resolve()}`), or create a project here with `subsetctl init .`."
             ) in " ".join(result.output.split()), result.output
-    monkeypatch.chdir(jsonl_project.parent)
+    (jsonl_project.parent / "blank").mkdir()  # (in no project, and holding none: it would be named)
+    monkeypatch.chdir(jsonl_project.parent / "blank")
     result = CliRunner().invoke(main, ["validate", "newproj", "."])
     shown = " ".join(result.output.split())
     assert result.exit_code == 1 and "no such spec file. Create a project there with `subsetctl init newproj`." in shown

@@ -35,7 +35,7 @@ def _missing_spec_advice(path: Path) -> str:
     its data folder), that project, as `plan` and `run` name it; for a name without a YAML
     suffix (a project folder not made yet), the `init` of that folder; "DIR" otherwise."""
     from subsetctl.errors import shell_arg, standard_input_note
-    from subsetctl.project import enclosing_project, spec_beside
+    from subsetctl.project import enclosing_project, projects_below, spec_beside
 
     if standard_input_note(path):
         return f"{standard_input_note(path)}."
@@ -52,6 +52,11 @@ def _missing_spec_advice(path: Path) -> str:
         return (f": {folder} is inside the project {enclosing}. Name that one "
                 f"(`subsetctl validate {shell_arg(enclosing)}`), or create a project here with "
                 f"`subsetctl init {shell_arg(folder)}`.")
+    below = projects_below(folder) if folder.is_dir() else []
+    if below:  # `validate` in the folder `subsetctl init myproject` was typed in
+        return (f", but {', '.join(shell_arg(p) for p in below)} {'is a project' if len(below) == 1 else 'are projects'}"
+                f" in {folder}: name {'it' if len(below) == 1 else 'one'} (`subsetctl validate {shell_arg(below[0])}`), "
+                f"or create one here with `subsetctl init {shell_arg(folder)}`.")
     return f". Create one with `subsetctl init {shell_arg(folder)}`."
 
 
