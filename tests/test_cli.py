@@ -1885,6 +1885,13 @@ def test_doctor_lines_wrap_under_their_text_on_a_narrow_terminal() -> None:
     assert out.getvalue() == f"    → {text}\n"
 
 
+def test_subsetctl_alone_prints_its_help_as_a_usage_error() -> None:
+    """`subsetctl` with no command prints the help, with the commands and examples, and exits 2
+    (click's convention for a missing command: a script that forgot it fails), as README says."""
+    alone = CliRunner().invoke(main, [])
+    assert alone.exit_code == 2 and "Commands:" in alone.output and "Examples:" in alone.output, alone.output
+
+
 def _completions(line: str) -> list[str]:
     """What `subsetctl`'s bash completion offers for ``line`` (the word being typed last, as
     bash passes it), as "type,value" lines."""
