@@ -1338,5 +1338,25 @@ def doctor(directory: Path | None, no_plugins: bool, fmt: str) -> None:
         sys.exit(1)
 
 
+@main.command(name="help", hidden=True, epilog=_examples("subsetctl help", "subsetctl help run"))
+@click.argument("command", required=False)
+@click.pass_context
+def help_command(ctx: click.Context, command: str | None) -> None:
+    """Print the help of subsetctl, or of COMMAND: what `--help` prints.
+
+    Not listed among the commands: for whoever types `subsetctl help run` as for git (it was
+    "No such command 'help'"). A COMMAND that is none is a usage error with click's "Did you
+    mean", as `subsetctl COMMAND` gives."""
+    group = ctx.parent if ctx.parent is not None else ctx
+    if command is None:
+        click.echo(group.get_help())
+        return
+    _, found, _ = main.resolve_command(group, [command])  # (no such command: click's usage error, "Did you mean")
+    if found is None:
+        raise click.UsageError(f"No such command {command!r}.")
+    with found.make_context(command, [], parent=group, resilient_parsing=True) as sub:
+        click.echo(found.get_help(sub))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1892,6 +1892,17 @@ def test_subsetctl_alone_prints_its_help_as_a_usage_error() -> None:
     assert alone.exit_code == 2 and "Commands:" in alone.output and "Examples:" in alone.output, alone.output
 
 
+def test_subsetctl_help_command_prints_the_help_as_git_help_does() -> None:
+    """`subsetctl help run`, as `git help commit`, said "No such command 'help'"."""
+    assert CliRunner().invoke(main, ["help"]).output == CliRunner().invoke(main, ["--help"]).output
+    shown = CliRunner().invoke(main, ["help", "run"])
+    assert shown.exit_code == 0 and shown.output == CliRunner().invoke(main, ["run", "--help"]).output
+    wrong = CliRunner().invoke(main, ["help", "rnu"])
+    assert wrong.exit_code == 2 and "Did you mean 'run'?" in wrong.output, wrong.output
+    listed = CliRunner().invoke(main, ["--help"]).output.split("Commands:")[1].split("Examples:")[0]
+    assert " help " not in listed and "plain,help" not in _completions("subsetctl h"), listed
+
+
 def _completions(line: str) -> list[str]:
     """What `subsetctl`'s bash completion offers for ``line`` (the word being typed last, as
     bash passes it), as "type,value" lines."""
