@@ -767,17 +767,18 @@ def _parquet_problem(path: Path) -> str | None:
 
 def _check_builder_files(loader: HuggingFaceLoader, files: list[str], loc: tuple[Any, ...], kind: str,
                          issues: _Issues) -> None:
-    """A ``huggingface`` loader with a file builder as its path (``path: json``, ``csv`` or
-    ``parquet``) and local ``data_files`` (``files``: as :func:`data_files_by_entry` gives
-    them, globs expanded): the columns it asks for are in the files' heads, read as the
-    builder reads them. ``data_files`` as a list are the ``train`` split, so only a loader
+    """A ``huggingface`` loader with a file builder as its path (``path: json``, ``csv``,
+    ``parquet`` or ``text``) and local ``data_files`` (``files``: as :func:`data_files_by_entry`
+    gives them, globs expanded): the columns it asks for are in the files' heads, read as the
+    builder reads them (``text``: one column, ``text``, so a plain-text file read without
+    ``text_field`` is told to set it here, not by the data stage's "no column 'prompt'"). ``data_files`` as a list are the ``train`` split, so only a loader
     reading that split is checked; a column is missing only when none of the files read
     (the first :data:`BUILDER_FILES_READ`) has it. Nothing is said when a file is remote or
     cannot be read here, or its columns cannot be told cheaply (a JSON document that is one
     object holding no list of rows; a JSON array over :data:`LINES_COUNTED_MB`): the data
     stage has the last word."""
     builder = loader.path
-    if builder not in ("json", "csv", "parquet") or not files:
+    if builder not in ("json", "csv", "parquet", "text") or not files:
         return
     if any(part.split("[")[0].strip() != "train" for part in loader.split.split("+")):
         return  # a split data_files (a list: train) lacks; load_dataset says so
@@ -931,7 +932,7 @@ def _with_struct_fields(loader: HuggingFaceLoader, columns: list[str], kind: str
 def _check_files_columns(loader: HuggingFaceLoader, builder: str, files: list[str], loc: tuple[Any, ...],
                          kind: str, issues: _Issues) -> None:
     """The columns ``loader`` asks for are in the heads of the local ``files`` that datasets'
-    ``builder`` (json, csv, parquet) reads (see :func:`_check_builder_files`)."""
+    ``builder`` (json, csv, parquet, text) reads (see :func:`_check_builder_files`)."""
     if any("://" in f or not Path(f).is_file() for f in files):
         return
     wanted = [column for _, _, column in _wanted_columns(loader, kind) if column]
@@ -975,7 +976,7 @@ def _is_archive(path: Path) -> bool:
 
 def _builder_file_columns(builder: str, path: Path, wanted: list[str],
                           sometimes: list[str] | None = None) -> list[str] | None:
-    """The columns ``datasets``' ``builder`` (json, csv, parquet) reads from the file
+    """The columns ``datasets``' ``builder`` (json, csv, parquet, text) reads from the file
     ``path``, from its head; None when that cannot be told cheaply or surely (the data
     stage says what is wrong with a file). JSON Lines: the keys of the first rows (and, for
     a ``wanted`` column they lack, of the rest, or past :data:`LINES_COUNTED_MB` of the
@@ -984,11 +985,13 @@ def _builder_file_columns(builder: str, path: Path, wanted: list[str],
     pretty-printed one: the key that holds a list of objects (``{"data": [...]}``, whose rows
     only the builder's ``field`` option, which the loader does not take, reads: the builder
     makes one row of it; :func:`_rows_under_a_key`), else not told; CSV: the header, with pandas' names for repeated and
-    empty ones added (pandas' own); Parquet: the schema's names. An archive (:func:`_is_archive`): not
-    told."""
+    empty ones added (pandas' own); Parquet: the schema's names; text: its one column, ``text``, a
+    line a row. An archive (:func:`_is_archive`): not told."""
     try:
         if _is_archive(path):
             return None
+        if builder == "text":
+            return [TEXT_COLUMN]
         if builder == "parquet":
             import pyarrow.parquet as pq
 

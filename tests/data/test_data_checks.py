@@ -395,6 +395,23 @@ def test_the_files_a_json_csv_or_parquet_builder_reads_are_checked_for_the_colum
     assert set(issues) == {f"sources[{i}].loader.response_field" for i in range(1, 6)}
 
 
+def test_a_text_builder_file_read_without_text_field_is_told_to_set_it(tmp_path: Path) -> None:
+    """`path: text` (a .txt file, a line a row, as the README shows it) without `text_field`
+    passed validate, and the data stage then said "no column 'prompt' ... set
+    loader.prompt_field to one of them", though the builder's one column is `text`."""
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    (tmp_path / "data" / "notes.txt").write_text("The sum of 1 and 2 is 3.\nThe sum of 2 and 3 is 5.\n")
+    loader = "{type: huggingface, path: text, data_files: [data/notes.txt]"
+    issues = check_issues(tmp_path, GOOD + f"  - {{name: notes, loader: {loader}}}}}\n")
+    assert set(issues) == {"sources[1].loader.response_field"}
+    message = issues["sources[1].loader.response_field"].message
+    assert "has one column, 'text', and no prompt and response to learn: set text_field: text" in message
+    assert check_issues(tmp_path, GOOD + f"  - {{name: notes, loader: {loader}, text_field: text}}}}\n") == {}
+    issues = check_issues(tmp_path, GOOD + f"  - {{name: notes, loader: {loader}, text_field: txt}}}}\n")
+    assert "no column 'txt' (its first row has 'text')" in issues["sources[1].loader.text_field"].message
+
+
 def test_a_large_json_lines_builder_file_is_checked_from_its_head(tmp_path: Path, monkeypatch) -> None:
     """A JSON Lines file over :data:`LINES_COUNTED_MB` read through `path: json` was taken to
     have every column asked for (it is not read through on each validate), so a misspelt
