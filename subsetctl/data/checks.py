@@ -472,6 +472,9 @@ def _check_columns(loader: LoaderBase, path: Path, loc: tuple[Any, ...], kind: s
     if loader.type == "jsonl":
         columns = _later_jsonl_columns(loader, path, columns, loc, kind, issues)
     note = _under_a_key_note(path) if loader.type == "jsonl" and _lacks_a_column(loader, kind, columns) else ""
+    if (loader.type == "csv" and len(columns) == 1 and kind != "classifier" and loader.text_field is None
+            and path.name.lower().removesuffix(".gz").endswith(".txt")):
+        note = f"; a CSV file's first line is its header, and its name ends in .txt: {_plain_text_file_advice(loader)}"
     _check_named_columns(loader, columns, where, loc, kind, issues, note=note,
                          spaced_cells=_csv_cells_spaced(loader, path, columns))
     if rowless:
@@ -536,7 +539,20 @@ def _other_type_advice(loader: LoaderBase, path: Path, columns: list[str] | None
                                  ((".parquet", ".pq"), "parquet", "a Parquet file")):
         if name.endswith(suffixes) and kind != loader.type and columns is None:
             return f"its name ends in {name[name.rindex('.'):]}: for {what} write `type: {kind}`", False
+    if name.endswith(".txt") and columns is None:
+        return f"its name ends in .txt: {_plain_text_file_advice(loader)}", False
     return "", False
+
+
+def _plain_text_file_advice(loader: LoaderBase) -> str:
+    """How to read ``loader``'s file as plain text, a line a row: a ``.txt`` file read as JSON
+    Lines was "not JSON", and one read as CSV took its first line for the header and was told
+    to set ``text_field`` to that line (as :func:`json_document_advice` says, for a group's file too)."""
+    written = str(loader.path)
+    shown = written if re.fullmatch(r"[\w./\-]+", written) else json.dumps(written)  # as YAML's flow style reads it
+    return ("for plain text, a line a row, write loader: {type: huggingface, path: text, "
+            f"data_files: [{shown}], text_field: text}} (a source of its own: a source_files group has no such "
+            "loader)")
 
 
 def _later_jsonl_columns(loader: LoaderBase, path: Path, columns: list[str], loc: tuple[Any, ...], kind: str,

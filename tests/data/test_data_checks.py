@@ -412,6 +412,26 @@ def test_a_text_builder_file_read_without_text_field_is_told_to_set_it(tmp_path:
     assert "no column 'txt' (its first row has 'text')" in issues["sources[1].loader.text_field"].message
 
 
+def test_a_txt_file_read_as_json_lines_or_csv_is_told_the_plain_text_reader(tmp_path: Path) -> None:
+    """A .txt file (a line a row) read with `type: jsonl` was only "not JSON", and read with
+    `type: csv` was told to set `text_field` to its first line, which CSV takes for a header
+    (so that line would be lost): both now name the loader that reads plain text."""
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    (tmp_path / "data" / "notes.txt").write_text("The sum of 1 and 2 is 3.\nThe sum of 2 and 3 is 5.\n")
+    issues = check_issues(tmp_path, GOOD + "  - {name: a, loader: {type: jsonl, path: data/notes.txt}}\n"
+                                           "  - {name: b, loader: {type: csv, path: data/notes.txt}}\n")
+    advice = ("for plain text, a line a row, write loader: {type: huggingface, path: text, "
+              "data_files: [data/notes.txt], text_field: text}")
+    assert set(issues) == {"sources[1].loader.path", "sources[2].loader.prompt_field",
+                           "sources[2].loader.response_field"}
+    assert f"notes.txt: its name ends in .txt: {advice}" in issues["sources[1].loader.path"].message
+    assert "line 1 is not JSON" in issues["sources[1].loader.path"].message
+    message = issues["sources[2].loader.response_field"].message
+    assert f"a CSV file's first line is its header, and its name ends in .txt: {advice}" in message
+    assert "set text_field: \"The sum" not in message
+
+
 def test_a_large_json_lines_builder_file_is_checked_from_its_head(tmp_path: Path, monkeypatch) -> None:
     """A JSON Lines file over :data:`LINES_COUNTED_MB` read through `path: json` was taken to
     have every column asked for (it is not read through on each validate), so a misspelt
