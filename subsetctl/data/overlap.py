@@ -131,7 +131,8 @@ class OverlapCheck:
             )
         if self.leaking:  # one warning for all: a pool of a thousand sources may have many small overlaps
             leaking = sorted(self.leaking, key=lambda item: -item[1])
-            shown = ", ".join(f"{name!r} ({count})" for name, count in leaking[:NAMES_SHOWN])
+            # each source's count is of the held-out rows it holds: "(15)" alone left a reader to guess
+            shown = ", ".join(f"{name!r} ({count} row{'' if count == 1 else 's'})" for name, count in leaking[:NAMES_SHOWN])
             more = (f" and {len(leaking) - NAMES_SHOWN} more sources "
                     f"({sum(c for _, c in leaking[NAMES_SHOWN:])} rows)" if len(leaking) > NAMES_SHOWN else "")
             which = f"Source {shown}{more} holds" if len(leaking) == 1 else f"Sources {shown}{more} hold"

@@ -39,7 +39,7 @@ def test_held_out_rows_in_a_source_copies_and_repeats_are_warned(tmp_path: Path)
         {"name": "control", "loader": {"type": "jsonl", "path": "t.jsonl"}, "corrupt": {"shuffle_responses": True}},
     ])
     assert len(warnings) == 2
-    assert warnings[0].startswith("Source 'scraped' (15) holds target validation/test rows verbatim")
+    assert warnings[0].startswith("Source 'scraped' (15 rows) holds target validation/test rows verbatim")
     assert "of the target's 15 distinct held-out rows" in warnings[0]
     assert warnings[1].startswith("Sources 'clean', 'clean_again' hold exactly the same rows")
 
@@ -85,8 +85,8 @@ def test_many_small_leaks_are_one_warning(tmp_path: Path) -> None:
         write_jsonl(tmp_path / f"s{i}.jsonl", _rows(f"other{i}", 5) + target)
         sources.append({"name": f"s{i}", "loader": {"type": "jsonl", "path": f"s{i}.jsonl"}})
     (leak,) = [w for w in _run(tmp_path, sources) if "verbatim" in w]
-    assert leak.startswith("Sources 's0' (15), 's1' (15), 's2' (15), 's3' (15), 's4' (15) and 3 more sources "
-                           "(45 rows) hold target validation/test rows verbatim")
+    assert leak.startswith("Sources 's0' (15 rows), 's1' (15 rows), 's2' (15 rows), 's3' (15 rows), 's4' (15 rows) "
+                           "and 3 more sources (45 rows) hold target validation/test rows verbatim")
 
 
 def test_a_copy_of_the_target_with_windows_line_ends_is_still_a_leak(tmp_path: Path) -> None:
@@ -101,7 +101,7 @@ def test_a_copy_of_the_target_with_windows_line_ends_is_still_a_leak(tmp_path: P
         writer.writerow(["prompt", "response"])
         writer.writerows([r["prompt"].replace("\n", "\r\n"), r["response"].replace("\n", "\r\n")] for r in target)
     (warning,) = _run(tmp_path, [{"name": "copy", "loader": {"type": "csv", "path": "copy.csv"}}])
-    assert warning.startswith("Source 'copy' (15) holds target validation/test rows verbatim")
+    assert warning.startswith("Source 'copy' (15 rows) holds target validation/test rows verbatim")
 
 
 def test_a_source_of_the_targets_own_train_rows_is_warned(tmp_path: Path) -> None:
@@ -160,7 +160,7 @@ def test_a_classifiers_overlap_warnings_speak_of_texts_and_labels() -> None:
     check.add("copy", {"train": split(["c", "a"], ["pos", "pos"])})
     repeated, leaking = check.warnings()
     assert "(the same text and label: its data repeats them)" in repeated
-    assert leaking.startswith("Source 'copy' (1) holds target validation/test rows verbatim (the same text and "
+    assert leaking.startswith("Source 'copy' (1 row) holds target validation/test rows verbatim (the same text and "
                               "label; of the target's 2 distinct held-out rows): training on them leaks held-out "
                               "labels,")
     assert not any("prompt and answer" in w or "answers" in w for w in check.warnings())
@@ -197,5 +197,5 @@ def test_a_large_sources_rows_are_checked_a_batch_at_a_time() -> None:
     assert peak_mb < text_mb / 4, (peak_mb, text_mb)
     check.add("copy", {"train": big.select(range(n - 1, -1, -1))})
     warnings = check.warnings()
-    assert any(w.startswith("Sources 'big' (1), 'copy' (1) hold target validation/test rows") for w in warnings)
+    assert any(w.startswith("Sources 'big' (1 row), 'copy' (1 row) hold target validation/test rows") for w in warnings)
     assert any(w.startswith("Sources 'big', 'copy' hold exactly the same rows") for w in warnings)

@@ -98,7 +98,7 @@ def test_the_leak_checks_see_the_test_loaders_rows(tmp_path: Path) -> None:
     spec = _spec({"test_loader": {"type": "jsonl", "path": "test.jsonl"}, "split": {"train": 1.0}},
                  [{"name": "scraped", "loader": {"type": "jsonl", "path": "scraped.jsonl"}}])
     warnings = run_data_stage(spec, tmp_path, tmp_path / "out")["warnings"]
-    assert any(w.startswith("Source 'scraped' (5) holds target validation/test rows verbatim") for w in warnings), \
+    assert any(w.startswith("Source 'scraped' (5 rows) holds target validation/test rows verbatim") for w in warnings), \
         warnings
     assert any("tgt" in w and "repeat" in w for w in warnings), warnings
 
