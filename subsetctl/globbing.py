@@ -79,3 +79,17 @@ def literal_folder_note(pattern: str, root_dir: Path) -> str:
             return (f". The folder {folder} exists, but a pattern reads '[', '*' and '?' in its path as "
                     f"wildcards, not as those characters: write {escaped!r}")
     return ""
+
+
+def folder_as_pattern_note(pattern: str, root_dir: Path, suffix: str) -> str:
+    """For a ``source_files`` pattern that matched no file: where it names a folder itself
+    (``files: data/shards``), what to write instead, as a pattern of the folder's files
+    (``suffix``: the group's loader's, ``.jsonl``) or a source reading the folder whole; a
+    folder matches no file, and "Check the pattern" left the reader to guess why. "" otherwise."""
+    folder = Path(pattern).expanduser()
+    if glob.has_magic(pattern) or not (Path(root_dir) / folder).is_dir():
+        return ""
+    files = str(folder).rstrip("/") + f"/*{suffix}"
+    return (f". It is a folder, and a pattern matches files: write files: {files} for one source a file "
+            f"({str(folder).rstrip('/')}/**/*{suffix} with its subfolders' files), or read the folder's files as one "
+            f"source, listed under sources: with loader: {{type: huggingface, path: {pattern}}}")

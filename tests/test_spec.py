@@ -554,6 +554,23 @@ def test_source_files_through_a_folder_named_with_brackets_is_told_the_escaped_p
     assert validate_spec_file(path, [f"source_files[0].files={escaped}"]).ok
 
 
+def test_source_files_naming_a_folder_is_told_the_pattern_of_its_files(tmp_path: Path) -> None:
+    """`files: data/sources` (a folder of shards) "matched no file", and "Check the pattern"
+    did not say that a pattern matches files: the message gives the folder's pattern for the
+    group's loader type, and the loader that reads the folder as one source."""
+    from subsetctl.api import validate_spec_file
+
+    path = _files_project(tmp_path, [{"files": "data/sources/", "loader": {"type": "jsonl"}}])
+    (issue,) = validate_spec_file(path).issues
+    assert "It is a folder, and a pattern matches files: write files: data/sources/*.jsonl" in issue.message
+    assert "{type: huggingface, path: data/sources/}" in issue.message
+    assert "Check the pattern" not in issue.message
+    assert validate_spec_file(path, ["source_files[0].files=data/sources/*.jsonl"]).ok
+    path = _files_project(tmp_path / "x", [{"files": "data/none", "loader": {"type": "csv"}}])
+    (issue,) = validate_spec_file(path).issues  # no such folder: as before
+    assert "It is a folder" not in issue.message and "Check the pattern or remove the group." in issue.message
+
+
 def test_source_files_problems_name_the_group_and_file(tmp_path: Path) -> None:
     from subsetctl.api import validate_spec_file
 
