@@ -88,6 +88,19 @@ def _test_metrics(scores: dict[str, float], losses: dict[str, float], seeds: int
                     "n_test": 10} for label, score in scores.items()}
 
 
+def test_a_final_pick_tying_a_baseline_with_a_higher_test_loss_is_not_only_at_least_as_good() -> None:
+    """Every selection scored 0 (a small model's exact match, 10 test rows) and the line said the
+    final pick "scores at least as well as both baselines", though its test loss (4.588) was above
+    target_only's (4.497): a tie by the metric is said as one, with the losses."""
+    from subsetctl.report.cells import final_vs_baselines, final_vs_baselines_line
+
+    report = {**_report(False), "test_metrics": _test_metrics(
+        {"forward": 0.0, "target_only": 0.0, "all": 0.0}, {"forward": 4.588, "target_only": 4.497, "all": 4.675})}
+    line = final_vs_baselines_line(final_vs_baselines(report), checked=False)
+    assert line.endswith("The final pick (forward) scores at least as well as both baselines, but ties target_only "
+                         "by this metric with a higher test loss (4.588 against 4.497)."), line
+
+
 def test_the_final_pick_below_a_baseline_on_test_is_said_with_what_to_make_of_it() -> None:
     """The test metrics table showed the final pick scoring 0 and target_only 0.2 with nothing
     said: whether the selection paid off was left to reading the table."""
@@ -104,6 +117,10 @@ def test_the_final_pick_below_a_baseline_on_test_is_said_with_what_to_make_of_it
     assert "verify.enabled: true" in line and "test loss is lower" not in line
     report["test_metrics"] = _test_metrics({"forward": 0.3, "target_only": 0.2, "all": 0.3},
                                            {"forward": 1.1, "target_only": 1.2, "all": 1.0}, seeds=3)
+    line = final_vs_baselines_line(final_vs_baselines(report), checked=True)
+    assert line.endswith("at least as well as both baselines, but ties all by this metric with a higher test loss "
+                         "(1.100 against 1.000)."), line
+    report["test_metrics"]["all"]["loss_mean"] = 1.15  # a tie with the lower loss: no "but"
     line = final_vs_baselines_line(final_vs_baselines(report), checked=True)
     assert line.endswith("at least as well as both baselines."), line
     one = {**report, "test_metrics": {k: v for k, v in report["test_metrics"].items() if k != "all"}}

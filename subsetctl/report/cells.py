@@ -507,8 +507,15 @@ def final_vs_baselines_line(comparison: dict[str, Any] | None, checked: bool,
               "so not a clear difference")
     if not below:
         others = shown[1:]
+        # a tie is no win where the baseline's test loss is lower: every selection scoring 0 (a small
+        # model's exact match) read as the pick doing "at least as well" as target_only, its loss higher
+        tied = [b for b in others if float(scores[b]) == float(scores[final]) and isinstance(losses.get(b), float)
+                and isinstance(losses.get(final), float) and losses[b] < losses[final]]
+        tie = (f", but ties {' and '.join(map(name, tied))} by this metric with a higher test loss "
+               f"({loss_cell(losses[final])} against {' and '.join(loss_cell(losses[b]) for b in tied)})"
+               if tied else "")
         return (line + f". The final pick ({name(final)}) scores at least as well as "
-                + (f"the baseline {name(others[0])}" if len(others) == 1 else "both baselines")
+                + (f"the baseline {name(others[0])}" if len(others) == 1 else "both baselines") + tie
                 + (f"; {spread}." if noisy else "."))
     alone = {"target_only": "fine-tuning on the target alone", "all": "fine-tuning on every source"}
     line += (f". The final pick ({name(final)}) scores below {' and '.join(map(name, below))}: "
