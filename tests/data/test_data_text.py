@@ -56,6 +56,28 @@ def test_a_blank_text_is_left_out_and_a_missing_column_is_an_error_naming_text_f
         load_jsonl(_jsonl(tmp_path, [{"text": "a", "id": 1}], field="body"), make_ctx())
 
 
+def test_plain_text_read_with_prompt_and_response_columns_is_told_to_set_text_field(tmp_path: Path,
+                                                                                   make_ctx) -> None:
+    """A corpus read without text_field (a .txt file through `path: text`, a hub corpus as
+    wikitext, whose one column is `text`) stopped the data stage with "Set
+    loader.prompt_field to one of them": prompt_field: text would still have no answer."""
+    from subsetctl.data.loaders.huggingface import load_huggingface
+    from subsetctl.spec import HuggingFaceLoader
+
+    (tmp_path / "notes.txt").write_text("The sum of 1 and 2 is 3.\nThe sum of 2 and 3 is 5.\n")
+    told = r"Available columns: 'text'\. Plain text with no prompt and response to learn reads with loader\.text_field: text "
+    with pytest.raises(UserError, match=r"has no column 'prompt' \(asked for by loader\.prompt_field\)\. " + told):
+        load_huggingface(HuggingFaceLoader(type="huggingface", path="text", data_files=["notes.txt"]), make_ctx())
+    with pytest.raises(UserError, match=r"loader\.text_field: body \(in place of"):  # a file's one column
+        load_jsonl(_jsonl(tmp_path, [{"body": "a"}], field=None), make_ctx())
+    with pytest.raises(UserError, match=r"Set loader\.prompt_field to one of them"):  # an answer: no text advice
+        load_jsonl(_jsonl(tmp_path, [{"text": "a", "response": "b"}], field=None), make_ctx())
+    write_jsonl(tmp_path / "c.jsonl", [{"text": "a"}])
+    with pytest.raises(UserError, match=r"Set loader\.label_field to one of them"):  # a classifier: none either
+        load_jsonl(JsonlLoader(type="jsonl", path="c.jsonl", prompt_field="text", label_field="label"),
+                   make_ctx(kind="classifier"))
+
+
 def test_a_missing_null_or_nan_text_is_left_out_with_the_blank_ones_in_one_notice(tmp_path: Path, make_ctx) -> None:
     """A corpus's row without its text is a missing document: left out, as a blank one is,
     and counted in the same notice (one null text in a pretraining shard stopped the whole

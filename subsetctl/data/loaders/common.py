@@ -229,17 +229,27 @@ def _where(path: Path) -> str:
 
 
 def _missing_column(
-    source: str, where: str, column: str, option: str | None, available: Iterable[str], fix: str | None = None
+    source: str, where: str, column: str, option: str | None, available: Iterable[str], fix: str | None = None,
+    text: str | None = None,
 ) -> UserError:
     """The error for a column the data lacks. ``option`` is the spec option that named the
     column (the advice is then to change it); ``None`` when the loader's columns are fixed,
-    and ``fix`` then says what to do instead."""
+    and ``fix`` then says what to do instead. ``text``: the column of a plain-text source
+    read with prompt and response columns (a hub corpus as wikitext, whose one column is
+    ``text``), which ``loader.text_field`` reads: setting prompt_field to it was no fix."""
     names = sorted(set(available))
     listed = ", ".join(repr(n) for n in names) if names else "(none)"
     if option is None:
         return UserError(
             f"Source {source!r}: {where} has no column {column!r}. Available columns: {listed}. "
             f"{fix or 'Fix the data.'}"
+        )
+    if text is not None:
+        return UserError(
+            f"Source {source!r}: {where} has no column {column!r} (asked for by loader.{option}). "
+            f"Available columns: {listed}. Plain text with no prompt and response to learn reads with "
+            f"loader.text_field: {text} (in place of prompt_field and response_field), each row's text trained "
+            "on whole; or give each row a prompt and a response."
         )
     return UserError(
         f"Source {source!r}: {where} has no column {column!r} (asked for by loader.{option}). "
@@ -872,10 +882,17 @@ class CommonColumns:
         if self.count == 0:
             raise UserError(f"Source {source!r}: {self.where} has no examples. "
                             + (f"{self.fix}" if self.fix else "Give a file with at least one row."))
+        # no prompt or answer column at all, and a `text` one (or one column alone): plain text
+        text = None
+        if self.ctx.kind != "classifier" and option == "response_field" and not any(self.seen.values()):
+            if "text" in self.available:
+                text = "text"
+            elif len(self.available) == 1:
+                (text,) = self.available
         for field, field_option in (*((f, self.prompt_option) for f in self.prompt_columns),
                                     (self.answer_field, option)):
             if not self.seen[field]:
-                raise _missing_column(source, self.where, field, field_option, self.available, self.fix)
+                raise _missing_column(source, self.where, field, field_option, self.available, self.fix, text)
         if self.error is not None:
             if self.null_count > 1:  # all of them at once, not one per run
                 shown = ", ".join(self.locate(i) for i in self.null_rows) + (", ..." if self.null_count > 5 else "")
