@@ -48,6 +48,7 @@ from subsetctl.spec import (
 )
 from subsetctl.spec_checks import (
     code_the_spec_runs,
+    listed_parts_issues,
     param_issues_of_an_invalid_spec,
     semantic_issues,
     spec_warnings,
@@ -326,6 +327,7 @@ def _validate_spec_file(path: str | Path, overrides: str | list[str] | None, imp
         spec._written = written
     if spec is None:
         report.issues.extend(i for i in param_issues_of_an_invalid_spec(data, path, text) if i not in issues)
+        report.issues.extend(i for i in listed_parts_issues(data, path, text) if i not in issues)
     else:
         lines = key_lines(text) if text else {}
         report.issues.extend(blame_source_files(semantic_issues(spec, path, text), spec.source_origins, lines, path.parent))

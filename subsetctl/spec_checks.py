@@ -76,6 +76,25 @@ def _parse_strategy_params(cls: Any, params: Any, index: int, label: str | None 
     return parse_params(cls, params, f"search.strategies[{index}].params", label)
 
 
+def listed_parts_issues(data: Any, path: Path, text: str) -> list[SpecIssue]:
+    """The target's and the listed sources' own problems (a missing file, a column a file
+    lacks), for a spec whose ``source_files`` groups could not be expanded (a pattern
+    matching no file): the checks ran only once every group was, so a user fixing the
+    group's problem met these in a second round. Nothing for a spec the schema refuses,
+    and no problem of the sources as a whole (their number, what a strategy takes), which
+    the groups' sources would change."""
+    from pydantic import ValidationError
+
+    try:
+        whole = Spec.model_validate(data)
+    except ValidationError:
+        return []
+    if not whole.source_files:
+        return []
+    listed = whole.model_copy(update={"source_files": []})
+    return [i for i in semantic_issues(listed, path, text) if i.key.startswith(("target", "sources["))]
+
+
 def param_issues_of_an_invalid_spec(data: Any, path: Path, text: str) -> list[SpecIssue]:
     """Strategy name and parameter problems, for a spec the schema already refused: they
     are otherwise checked only once the rest is valid, so a user fixing the listed problems

@@ -512,6 +512,17 @@ def test_source_files_expand_to_one_source_per_file(tmp_path: Path) -> None:
         assert (spec.sources[0].name, spec.sources[0].loader.path) == ("a", path)
 
 
+def test_a_group_matching_no_file_does_not_hide_the_targets_and_listed_sources_problems(tmp_path: Path) -> None:
+    """validate of a spec whose `source_files` group matched no file said that alone; the
+    target's missing test file and a listed source's missing file came in a second round."""
+    from subsetctl.api import validate_spec_file
+
+    listed = [{"name": "listed", "loader": {"type": "jsonl", "path": "nowhere.jsonl"}}]
+    path = _files_project(tmp_path, [{"files": "data/shards/*.jsonl", "loader": {"type": "jsonl"}}], listed)
+    keys = {issue.key for issue in validate_spec_file(path).issues}
+    assert keys == {"source_files[0].files", "sources[0].loader.path"}, keys
+
+
 @pytest.mark.skipif(not hasattr(os, "symlink"), reason="symbolic links")
 def test_source_files_star_star_does_not_follow_a_symlink_loop(tmp_path: Path) -> None:
     """`**` followed data/sources/sub/up -> .. round and round: one link made the same
