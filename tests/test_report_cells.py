@@ -1486,3 +1486,19 @@ def test_the_threads_line_says_which_results_from_the_cache_have_no_thread_count
     report["stages"]["search"]["reused_threads"] = {"subset estimates": [{"threads": {"torch": 1}, "count": 3}]}
     report["stages"]["finetune"]["reused_threads"] = {"y": {"torch": 1}}
     assert "thread counts" not in render_markdown(report, {})
+
+
+def test_the_threads_line_names_results_from_the_cache_of_the_count_of_a_stage_that_computed_none() -> None:
+    """A stage that computed nothing itself (every fine-tune, or every subset estimate, taken
+    from the cache) is not counted at its own thread count; its results from the cache of that
+    same count were left out too, so results of 4 threads beside stages of 2 went unsaid."""
+    from subsetctl.report.cells import threads_line
+
+    report = {"stages": {"meta_init": {"threads": {"torch": 2}},
+                         "search": {"threads": {"torch": 4}, "summary": {"computed_now": 0},
+                                    "reused_threads": {"subset estimates": [{"threads": {"torch": 4}, "count": 8}]}},
+                         "finetune": {"threads": {"torch": 4}, "summary": {"trained_now": 0},
+                                      "reused_threads": {"a": {"torch": 4}, "b": {"torch": 2}}}}}
+    line = threads_line(report)
+    assert line is not None and ("meta_init, finetune (1 from the cache or shards) with 2 threads; search (8 from the "
+                                 "cache or shards), finetune (1 from the cache or shards) with 4 threads.") in line, line

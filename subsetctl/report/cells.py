@@ -366,7 +366,8 @@ def threads_line(report: dict[str, Any]) -> str | None:
         entry = stages[stage] if isinstance(stages[stage], dict) else {}
         threads = entry.get("threads")
         count = threads.get("torch") if isinstance(threads, dict) else None
-        if isinstance(count, int) and not _computed_nothing_itself(stage, entry, report):
+        computed = isinstance(count, int) and not _computed_nothing_itself(stage, entry, report)
+        if computed:
             by_count.setdefault(count, []).append(stage)
         reused: dict[int, int] = {}  # torch's count -> results taken with it (a shard: each run of it)
         not_recorded = 0
@@ -380,8 +381,8 @@ def threads_line(report: dict[str, Any]) -> str | None:
                     reused[record["torch"]] = reused.get(record["torch"], 0) + n
                 elif record is None:
                     not_recorded += n
-        for other, n in reused.items():
-            if other != count:
+        for other, n in reused.items():  # (of the stage's own count: said by its name, where it computed any)
+            if other != count or not computed:
                 by_count.setdefault(other, []).append(f"{stage} ({n:,} from the cache or shards)")
         if not_recorded:
             unknown.append(f"{stage} ({not_recorded:,})")
