@@ -463,7 +463,9 @@ def results_settings(project: Project, skip: frozenset[str] | set[str] = frozens
     recorded them (each its spec slice: only what it reads, so nothing that cannot change a
     result), overrides included: report.json's ``settings``, which tell two variants of a
     study apart (`report --compare`). A setting two stages read is taken from the first in
-    pipeline order (both ran with one value unless one's results are outdated)."""
+    pipeline order (both ran with one value unless one's results are outdated). A model
+    folder inside the project is named relative to it (:func:`in_project_terms`), and a
+    setting every listed source shares is written once (:func:`compact_source_settings`)."""
     from subsetctl.spec import RESULT_NEUTRAL
     from subsetctl.spec.fingerprints import KIND_NEUTRAL
 
@@ -506,7 +508,7 @@ def compact_source_settings(settings: dict[str, Any]) -> dict[str, Any]:
     ``sources[*].<key>``, at its most common value (when two or more sources have it);
     only a source whose value differs keeps its ``sources[i].<key>``, and each source keeps
     its ``sources[i].name``. Every source's settings written out (its resolved loader,
-    split, seed, ...) were about 490 bytes a source: 5 MB of report.json at 5,000 sources,
+    split, seed, ...) were about 490 bytes a source: 2.5 MB of report.json at 5,000 sources,
     all alike but the name and the file. :func:`expand_source_settings` undoes it."""
     parsed: dict[str, tuple[str, Any]] = {}  # a source's key -> (its setting, its value as compared)
     first: dict[tuple[str, Any], Any] = {}  # (setting, value as compared) -> the value, as first met
