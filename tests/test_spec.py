@@ -276,6 +276,10 @@ def test_a_source_or_strategy_named_in_brackets_is_told_to_name_it_after_a_dot()
         parse_key_path("sources[wiki].max_examples")
     with pytest.raises(SpecError, match=r"a strategy is named after a dot, search\.strategies\.fwd\.params\.k"):
         parse_key_path("search.strategies[fwd].params.k")
+    for quoted in ('sources["wiki"].max_examples', "sources['wiki'].max_examples"):  # as Python indexes a dict
+        with pytest.raises(SpecError, match=re.escape(
+                'a source is named after a dot, sources.wiki.max_examples, or in quotes, sources."wiki".max_examples,')):
+            parse_key_path(quoted)
     for other in ("a[x]", "sources[-1].name"):  # no list items are named in, or an index that is no index: as was
         with pytest.raises(SpecError, match=r"like a\.b\[0\]\.c\.$"):
             parse_key_path(other)

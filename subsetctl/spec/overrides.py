@@ -63,12 +63,15 @@ def parse_key_path(key: str) -> list[str | int]:
 def _named_in_brackets_hint(key: str, pos: int, parts: list[str | int]) -> str:
     """Advice for a source or strategy named in brackets (``sources[wiki].max_examples``, as
     `report --compare` keys the settings that differ): brackets take an index; a name goes
-    after a dot. Empty for other keys."""
+    after a dot. Empty for other keys. A name quoted inside the brackets (``sources["wiki"]``,
+    as Python or JavaScript index a dict) is advised without its quotes."""
     inside = re.match(r"\[([^\[\]]+)\]", key[pos:])
     listed = next((n for n in _NAMED_LISTS if tuple(parts) == n.path), None)
     if inside is None or listed is None or re.fullmatch(r"\s*-?\d+\s*", inside.group(1)):
         return ""
-    where, named, rest = format_path(listed.path), inside.group(1), key[pos + inside.end():]
+    quoted = _QUOTED.fullmatch(inside.group(1))
+    named = (quoted.group(1) or quoted.group(2)) if quoted else inside.group(1)
+    where, rest = format_path(listed.path), key[pos + inside.end():]
     return (f" Brackets take an index ({where}[0]{rest}); a {listed.noun} is named after a dot, "
             f"{where}.{named}{rest}, or in quotes, {where}.\"{named}\"{rest}, when its name is all digits or has dots.")
 
