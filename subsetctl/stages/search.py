@@ -436,17 +436,7 @@ def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any,
     if not isinstance(result.scores, Mapping):  # a list of numbers was taken for a list of source names
         raise UserError(f"{where} returned scores={result.scores!r:.80}; scores must map source names to numbers "
                         "(e.g. {'a': 0.3, 'b': -0.1}, or {} for none).")
-    if isinstance(result.notices, (str, bytes)):  # was warned about letter by letter, one warning each
-        raise UserError(f"{where} returned notices={result.notices!r}; notices must be a list of sentences "
-                        f"(e.g. [{result.notices!r}]).")
-    try:  # a list once, as selected is; None was "cannot be stored (TypeError ...); estimated_loss and scores ..."
-        notices = None if isinstance(result.notices, Mapping) else list(result.notices)
-    except TypeError:
-        notices = None
-    if notices is None or not all(isinstance(notice, str) for notice in notices):
-        raise UserError(f"{where} returned notices={result.notices!r:.80}; notices must be a list of sentences "
-                        "(str), e.g. ['2 subsets failed to converge'], or [] for none.")
-    result.notices = notices
+    result.notices = _checked_notices(result.notices, where)
     shape = "scores map source names to numbers, trace entries {'subset': [...], 'loss': number}"
     try:
         # a memo's trace says which names it holds without making a list of names per subset
@@ -484,6 +474,26 @@ def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any,
                         "estimated_loss and scores must be numbers, trace entries {'subset': [...], 'loss': "
                         "number}.") from exc
     return result
+
+
+def _checked_notices(notices: Any, where: str) -> list[str]:
+    """A plugin strategy's ``notices`` as a list of texts (once: a generator is used up by
+    reading it), or a UserError naming the strategy (``where``) and what they must be: a
+    text was warned about letter by letter, one warning each, and None was "cannot be stored
+    (TypeError ...); estimated_loss and scores must be numbers"."""
+    from subsetctl.errors import UserError
+
+    if isinstance(notices, (str, bytes)):
+        raise UserError(f"{where} returned notices={notices!r}; notices must be a list of sentences "
+                        f"(e.g. [{notices!r}]).")
+    try:
+        listed = None if isinstance(notices, Mapping) else list(notices)
+    except TypeError:
+        listed = None
+    if listed is None or not all(isinstance(notice, str) for notice in listed):
+        raise UserError(f"{where} returned notices={notices!r:.80}; notices must be a list of sentences "
+                        "(str), e.g. ['2 subsets failed to converge'], or [] for none.")
+    return listed
 
 
 def _first_repeated_trace_subset(trace: Any) -> list[Any] | None:
