@@ -259,6 +259,8 @@ def test_a_source_named_with_digits_is_named_in_an_override_unquoted_when_no_ind
                                         r"whole override: 'sources\.\"1\"\.max_examples=5'\)\.$"):
         indexed_overrides(data, ["sources.1.max_examples=5"])
     assert indexed_overrides(data, ["sources.0.max_examples=5"]) == ["sources.0.max_examples=5"]  # no source named 0
+    at_its_index = {**MINIMAL, "sources": [{"name": n} for n in ("a", "1")]}  # named 1, at index 1: either way
+    assert indexed_overrides(at_its_index, ["sources.1.max_examples=5"]) == ["sources[1].max_examples=5"]
     with pytest.raises(SpecError, match=r"no source is named '3'"):
         indexed_overrides(data, ['sources."3".max_examples=5'])
     with pytest.raises(SpecError, match=r"a quoted part is a whole name between two quotes"):

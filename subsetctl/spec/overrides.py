@@ -217,7 +217,7 @@ def indexed_overrides(data: dict[str, Any], overrides: list[str], written: dict[
         if digits and not found:  # `sources.0.x`, no source named 0: apply_overrides says to write sources[0]
             out.append(item)
             continue
-        if digits and int(named) < len(entries):
+        if digits and int(named) < len(entries) and found != [int(named)]:  # (both readings one item: that one)
             raise SpecError(_index_or_name(item, parts, value, listed, entries, found))
         if len(found) != 1:
             choices = _choices(named, entries, found or range(len(entries)), where, listed)
