@@ -217,9 +217,10 @@ def _store_dir(ctx: StageContext, estimator: str, key: str, sources: list[str]) 
 class _OwnErrors:
     """The estimator as a strategy sees it: errors raised while estimating (a dask worker
     lost, a store that cannot be written) are marked as subsetctl's own, so that they are
-    not blamed on a plugin strategy that asked for the estimates."""
+    not blamed on a plugin strategy that asked for the estimates; ``where`` names that
+    strategy in the refusals of its masks ("Strategy 'mine' (plugin ...)")."""
 
-    def __init__(self, estimator: Any, where: str = "") -> None:
+    def __init__(self, estimator: Any, where: str) -> None:
         self._estimator, self._where = estimator, where
 
     def estimate(self, masks: Any) -> Any:
