@@ -266,6 +266,20 @@ def seed_everything(seed: int) -> None:
 TRAIN_SIDE = {"data": "train"}
 
 
+def data_keys_before(data: Mapping[str, Any] | None) -> list[str]:
+    """The digests an earlier subsetctl keyed results by the data stage's results ``data``
+    (its manifest) under, where today's key is their train side (:data:`TRAIN_SIDE`): the
+    whole output's digest (its test rows too), and the whole digests of earlier results of
+    the same train side (:func:`~subsetctl.pipeline.digests_standing_for`: after an edit of
+    the test rows alone, those an upgraded project's cache entries were keyed by). The
+    train side's own digest left out; none twice."""
+    from subsetctl.pipeline import digests_standing_for, output_digest
+
+    train = output_digest(data, TRAIN_SIDE["data"])
+    found = [output_digest(data), *digests_standing_for(dict(data) if data else None, TRAIN_SIDE["data"])[1:]]
+    return [d for d in dict.fromkeys(found) if d is not None and d != train]
+
+
 def examples(ctx: StageContext, name: str, split: str) -> list[dict[str, Any]]:
     """Rows of one source split as dicts (empty list when the split is empty; a damaged or
     missing source folder is an error for every split, never taken as "no rows")."""

@@ -582,8 +582,7 @@ def _with_data(info: dict[str, Any], earlier: dict[str, list[Any]],
     read = output_digest(data, common.TRAIN_SIDE["data"])
     if read is None:
         return info, earlier
-    whole = output_digest(data)
-    return {**info, SHARD_DATA: read}, {**earlier, SHARD_DATA: [None, *([whole] if whole != read else [])]}
+    return {**info, SHARD_DATA: read}, {**earlier, SHARD_DATA: [None, *common.data_keys_before(data)]}
 
 
 def shards_data(project: Project) -> dict[str, str | None]:

@@ -96,8 +96,7 @@ def _real_fine_tune_inputs(ctx: StageContext) -> list[dict[str, Any]]:
                    "lr_ce": verify.lr_ce, "lr_surrogate": verify.lr_surrogate},
     }
     model, earlier = common.model_key(ctx)
-    whole = output_digest(ctx.upstream_manifest("data"))
-    datas = [rest["data"], *([whole] if whole != rest["data"] else [])]
+    datas = [rest["data"], *common.data_keys_before(ctx.upstream_manifest("data"))]
     return [{**m, **rest, "data": data} for data in datas for m in [model, *earlier]]
 
 

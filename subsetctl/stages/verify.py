@@ -252,9 +252,8 @@ class RunCache:
         by_path = {k: v for k, v in self.base.items() if k != "model_files"}
         self.legacy_bases = [{**by_path, "model": old["model"]} for old in earlier]
         # and keyed by the data stage's whole output (its test rows too), as an earlier subsetctl did
-        whole = output_digest(upstream("data"))
-        if whole != self.base["data"]:
-            self.legacy_bases = [{**b, "data": whole} for b in [self.base, *self.legacy_bases]] + self.legacy_bases
+        self.legacy_bases = [{**b, "data": whole} for whole in common.data_keys_before(upstream("data"))
+                             for b in [self.base, *self.legacy_bases]] + self.legacy_bases
 
     def _path(self, kind: str, subset: list[str], seed: int, base: dict[str, Any] | None = None) -> Path:
         lr = self.spec.verify.lr_ce if kind == "ce" else self.spec.verify.lr_surrogate

@@ -340,3 +340,18 @@ def test_a_test_loader_reading_what_loader_reads_is_refused(tmp_path: Path) -> N
                                                                                      "path": "a.jsonl"}}]})
     Spec.model_validate({"target": {**target, "test_loader": {**loader, "path": "test.jsonl"}},
                          "sources": [{"name": "a", "loader": {"type": "jsonl", "path": "a.jsonl"}}]})
+
+
+def test_earlier_keys_of_the_data_include_those_of_an_upgraded_projects_whole_output() -> None:
+    """After an upgrade and an edit of the test rows alone, the data stage's manifest keeps the
+    whole digest its old-code results had (``output_digests_as_before``): the gradient shards,
+    verify's and the search's real fine-tunes cached under it were passed over, as only the
+    current whole digest was tried beside the train side's."""
+    from subsetctl.pipeline import PARTS_AS_BEFORE
+    from subsetctl.stages.common import data_keys_before
+
+    manifest = {"output_digest": "whole-now", "output_digests": {"train": "train-side"},
+                PARTS_AS_BEFORE: {"train": ["whole-old"]}}
+    assert data_keys_before(manifest) == ["whole-now", "whole-old"]
+    assert data_keys_before({"output_digest": "same"}) == []  # results before parts: the whole is the key
+    assert data_keys_before(None) == []
