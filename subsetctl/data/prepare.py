@@ -146,7 +146,8 @@ def _few_answers_renamed(source: SourceSpec, keys: list[str], texts: list[str]) 
     others = sorted({text for key, text in zip(keys, texts, strict=True) if key not in label_map})
     shown = ", ".join(repr(t) for t in others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
     return [(f"Source {source.name!r}: label_map renamed {len(hits)} of its {len(texts)} answers ({pairs}), the "
-            f"others being no key ({shown}): answers that only happen to equal a key are rewritten (a "
+            f"others being no key ({shown}): answers that only happen to equal a key are "
+            f"{'rewritten or dropped' if any(b is None for _, b in hits) else 'rewritten'} (a "
             "source_files group's label_map applies to each of its sources; with `by`, to every task). If the map "
             "is for one task's labels, list that task as a source of its own (a parquet loader's `where` on the "
             "`by` column, with the label_map), which the group then leaves out, and remove the group's label_map")]

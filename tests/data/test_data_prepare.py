@@ -277,6 +277,11 @@ def test_label_map_to_null_drops_a_causal_lm_sources_answers(tmp_path: Path) -> 
     splits = prepare_source(source, source_context(spec, source, tmp_path), warnings)
     assert Counter(t for ds in splits.values() for t in ds["response"]) == {"no": 4, "yes": 4}
     assert warnings == []
+    few = spec.model_copy(update={"sources": [source.model_copy(update={"label_map": {"2": None}})]})
+    warnings = []
+    prepare_source(few.sources[0], source_context(few, few.sources[0], tmp_path), warnings)
+    assert "label_map renamed 4 of its 12 answers ('2' dropped), the others being no key ('0', '1'): answers " \
+           "that only happen to equal a key are rewritten or dropped" in warnings[0], warnings
 
 
 def test_label_map_renames_a_causal_lm_sources_boolean_answers(tmp_path: Path) -> None:
