@@ -39,6 +39,7 @@ from subsetctl.data.loaders import (
     jq_rows_command,
     json_document_advice,
     json_kind,
+    not_utf8_fix,
     open_decompressed,
     resolve_path,
     utf16_note,
@@ -306,20 +307,20 @@ def _check_file_loader(
         )
 
 
-def _utf8_error_where(path: Path, head: int = 1 << 20) -> str:
+def _utf8_error_where(path: Path, head: int = 1 << 20) -> tuple[str, str]:
     """", byte B, line L" of the first invalid UTF-8 byte in the file's first ``head``
-    bytes (decompressed); a decoding error caught while reading through a text wrapper
-    does not say where in the file it is."""
+    bytes (decompressed), and what to do about it (:func:`not_utf8_fix`); a decoding error
+    caught while reading through a text wrapper does not say where in the file it is."""
     try:
         with open_decompressed(path) as handle:
             data = handle.read(head)
         data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = exc.object[: exc.start].count(b"\n") + 1
-        return f", byte {exc.start}, line {line}{utf16_note(data)}{compressed_again_note(data)}"
+        return f", byte {exc.start}, line {line}{utf16_note(data)}{compressed_again_note(data)}", not_utf8_fix(data)
     except (OSError, EOFError, zlib.error):  # a gzip file cut short or corrupt further on
         pass
-    return ""
+    return "", not_utf8_fix(b"")
 
 
 def _open_text(path: Path) -> IO[str]:
@@ -382,7 +383,8 @@ def _file_head(loader: LoaderBase, path: Path) -> tuple[list[str] | None, str | 
             except (pa.ArrowException, OSError, ValueError):
                 return None, _parquet_problem(path), False
     except UnicodeDecodeError as exc:
-        return None, f"not valid UTF-8 ({exc.reason}{_utf8_error_where(path)}): re-save it as UTF-8", False
+        where, fix = _utf8_error_where(path)
+        return None, f"not valid UTF-8 ({exc.reason}{where}): {fix}", False
     except UnsupportedCompression as exc:
         return None, exc.problem, False
     except PermissionError:
@@ -756,8 +758,8 @@ def _check_builder_local_files(builder: str, by_entry: list[list[str]], loc: tup
                 if exc.start < len(head) - 3 or len(head) < TEXT_HEAD_BYTES:  # (not a character the head cut)
                     line = head[: exc.start].count(b"\n") + 1
                     issues.add(loc + ("data_files", i), f"{path.name}: not valid UTF-8 ({exc.reason}, byte "
-                                                        f"{exc.start}, line {line}{utf16_note(head)}{compressed_again_note(head)}): re-save it "
-                                                        "as UTF-8")
+                                                        f"{exc.start}, line {line}{utf16_note(head)}{compressed_again_note(head)}): "
+                                                        f"{not_utf8_fix(head)}")
                     return
     if empty and len(empty) == checked:
         i, path = empty[0]

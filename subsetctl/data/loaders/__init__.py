@@ -112,6 +112,7 @@ from subsetctl.data.loaders.files import (  # noqa: F401
     load_csv,
     load_jsonl,
     load_parquet,
+    not_utf8_fix,
     open_decompressed,
     parse_jsonl,
     release_whole_file,

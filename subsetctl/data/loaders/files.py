@@ -248,9 +248,11 @@ def text_lines(path: Path, source: str) -> Iterator[tuple[int, str]]:
                 try:
                     text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
                 except UnicodeDecodeError as exc:
+                    fix = not_utf8_fix(raw if number == 1 else b"")
                     raise UserError(
                         f"Source {source!r}: file {path} is not valid UTF-8 (byte {offset + exc.start}, "
-                        f"line {number}{utf16_note(raw) + compressed_again_note(raw) if number == 1 else ''}). Re-save it as UTF-8."
+                        f"line {number}{utf16_note(raw) + compressed_again_note(raw) if number == 1 else ''}). "
+                        f"{fix[0].upper()}{fix[1:]}."
                     ) from None
                 offset += len(raw)
                 yield number, text.rstrip("\n")
@@ -259,12 +261,21 @@ def text_lines(path: Path, source: str) -> Iterator[tuple[int, str]]:
 
 
 def compressed_again_note(head: bytes) -> str:
-    """"; its data is gzip-compressed again, ..." for a file whose decompressed bytes
+    """"; its data is gzip-compressed again ..." for a file whose decompressed bytes
     (``head``) start as a gzip file does (``data.jsonl.gz.gz``, or gzip run twice), else "":
     "not valid UTF-8 (byte 1, line 1)" alone does not say what the bytes are."""
     if head[:2] != GZIP_MAGIC:
         return ""
-    return "; its data is gzip-compressed again (compressed twice): decompress it once (gunzip) and read that file"
+    return "; its data is gzip-compressed again (compressed twice)"
+
+
+def not_utf8_fix(head: bytes) -> str:
+    """What to do about a file that is not valid UTF-8 whose decompressed bytes start with
+    ``head``: decompress once more a file compressed twice (:func:`compressed_again_note`),
+    for which "re-save it as UTF-8" is no fix; re-save any other as UTF-8."""
+    if head[:2] == GZIP_MAGIC:
+        return "decompress it once (gunzip) and read that file"
+    return "re-save it as UTF-8"
 
 
 def utf16_note(head: bytes) -> str:
