@@ -1133,6 +1133,25 @@ def _plain_text_column(loader: LoaderBase, kind: str, columns: list[str], wanted
     return text
 
 
+#: the huggingface loader's builder that reads what a file loader reads, for a dotted path
+_BUILDER_OF = {"jsonl": "json", "parquet": "parquet"}
+
+
+def _struct_path_note(loader: LoaderBase, column: str, columns: list[str]) -> str | None:
+    """"; 'meta' is a column: the jsonl loader reads ..." for a column option of the jsonl or
+    parquet loader that names a field of a struct column as a dotted path (``meta.question``,
+    'meta' a column there), which only the huggingface loader reads; else None. It was told to
+    set ``text_field: meta``, or to pick one of the columns, neither of which reads the field."""
+    builder = _BUILDER_OF.get(loader.type)
+    head = column.split(".", 1)[0]
+    if builder is None or "." not in column or head not in columns:
+        return None
+    path = json.dumps(str(getattr(loader, "path", "FILE")))
+    return (f"; {head!r} is a column: the {loader.type} loader reads column names only, not a field of a "
+            f"struct column named as a dotted path; the huggingface loader does: loader: {{type: huggingface, "
+            f"path: {builder}, data_files: [{path}], ...}} with the same column options")
+
+
 def _check_named_columns(loader: LoaderBase, columns: list[str], where: str, loc: tuple[Any, ...], kind: str,
                          issues: _Issues, what: str = "the file", note: str = "", spaced_cells: bool = False) -> None:
     """An issue for each column the loader asks for that ``columns`` lacks (``where`` says
@@ -1163,6 +1182,9 @@ def _check_named_columns(loader: LoaderBase, columns: list[str], where: str, loc
                                                               [column for _, _, column in wanted])
     for key, option, column in wanted:
         if column and column not in columns:
+            if (struct := _struct_path_note(loader, column, columns)) is not None:
+                issues.add(loc + key, f"{what} has no column {column!r} ({where} {listed}){struct}")
+                continue
             if chats and option != "messages_field":  # a chat a row, read as prompt and response columns
                 issues.add(loc + key, f"{what} has no column {column!r} ({where} {listed}); {chats[0]!r} looks like "
                            f"a column of chats: read it with loader.messages_field: {chats[0]} in place of "

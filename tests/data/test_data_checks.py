@@ -956,6 +956,42 @@ def test_a_missing_column_names_the_loader_setting_that_reads_the_file_as_it_is(
     assert "(label_field: response, if the column" in check_issues(tmp_path, classifier)["target.loader.label_field"].message
 
 
+def test_a_dotted_path_given_to_the_jsonl_or_parquet_loader_says_the_huggingface_loader_reads_it(
+        tmp_path: Path) -> None:
+    """README: a column option names a struct column's field as a dotted path with the
+    huggingface loader, "the other loaders read column names only". The jsonl loader given
+    `prompt_field: meta.question` on a file whose one column is `meta` was told to set
+    `text_field: meta`, which trains on the struct's JSON text; it is now told which loader
+    reads the field, and that loader's spec passes."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    rows = [{"meta": {"question": f"q{i}", "answer": f"a{i}"}} for i in range(4)]
+    write_jsonl(tmp_path / "data" / "nested.jsonl", rows)
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "data" / "nested.parquet")
+    text = GOOD + """\
+  - name: nested
+    loader: {type: jsonl, path: data/nested.jsonl, prompt_field: meta.question, response_field: meta.answer}
+  - name: nested_pq
+    loader: {type: parquet, path: data/nested.parquet, prompt_field: meta.question, response_field: meta.answer}
+"""
+    issues = check_issues(tmp_path, text)
+    for i, loader, builder, file in ((1, "jsonl", "json", "data/nested.jsonl"),
+                                     (2, "parquet", "parquet", "data/nested.parquet")):
+        for key in ("prompt_field", "response_field"):
+            message = issues[f"sources[{i}].loader.{key}"].message
+            assert f"'meta' is a column: the {loader} loader reads column names only" in message, message
+            assert f'{{type: huggingface, path: {builder}, data_files: ["{file}"], ...}}' in message, message
+            assert "text_field" not in message, message
+    fixed = (text.replace("{type: jsonl, path: data/nested.jsonl,",
+                          "{type: huggingface, path: json, data_files: [data/nested.jsonl],")
+             .replace("{type: parquet, path: data/nested.parquet,",
+                      "{type: huggingface, path: parquet, data_files: [data/nested.parquet],"))
+    assert list(check_issues(tmp_path, fixed)) == []
+
+
 @pytest.mark.parametrize("indent", [None, 2])
 def test_a_json_document_holding_its_rows_under_a_key_is_said_with_how_to_make_them_rows(
         tmp_path: Path, indent: int | None) -> None:
