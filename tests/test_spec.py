@@ -268,6 +268,23 @@ def test_a_source_named_with_digits_is_named_in_an_override_unquoted_when_no_ind
     assert parse_key_path("sources.o'brien.x") == ["sources", "o'brien", "x"]  # (a quote inside a part is the name's)
 
 
+def test_a_dotted_source_or_strategy_name_written_unquoted_is_told_to_quote_it() -> None:
+    """`sources.v1.2.max_examples=5` looks for a source named v1 (the key's dots split the
+    name): it said only "no source is named 'v1'"; it says which quoted key names v1.2."""
+    data = {**MINIMAL, "sources": [{"name": n} for n in ("a", "v1.2")],
+            "search": {"strategies": [{"name": "forward", "label": "fwd.v2"}]}}
+    with pytest.raises(SpecError, match=re.escape(
+            "no source is named 'v1' (the sources: sources[0] a, sources[1] v1.2). 'v1.2' is a source whose name "
+            'holds a dot, which an unquoted key splits: name it in quotes, sources."v1.2".max_examples=5 (in a '
+            "shell, quote the whole override: 'sources.\"v1.2\".max_examples=5').")):
+        indexed_overrides(data, ["sources.v1.2.max_examples=5"])
+    with pytest.raises(SpecError, match=re.escape('name it in quotes, search.strategies."fwd.v2".params.k=3 ')):
+        indexed_overrides(data, ["search.strategies.fwd.v2.params.k=3"])
+    with pytest.raises(SpecError, match=r"\(the sources: sources\[0\] a, sources\[1\] v1\.2\)\.$"):
+        indexed_overrides(data, ["sources.v1.3.max_examples=5"])  # no such name: nothing more said
+    assert indexed_overrides(data, ['sources."v1.2".max_examples=5']) == ["sources[1].max_examples=5"]
+
+
 def test_a_source_or_strategy_named_in_brackets_is_told_to_name_it_after_a_dot() -> None:
     """`report --compare` keys the settings that differ by source name, `sources[wiki].max_examples`;
     pasted as an override it said only "not a dotted key path like a.b[0].c": it says how to name one."""

@@ -231,6 +231,8 @@ def indexed_overrides(data: dict[str, Any], overrides: list[str], written: dict[
             hint = _groups_hint(["sources"], applied) if listed.noun == "source" and not found else ""
             if not found and len(parts) == len(listed.path) + 1:
                 hint = _one_item_key_hint(named, value, listed) + hint
+            if not found:
+                hint = _dotted_name_hint(parts, value, listed, entries) + hint
             raise SpecError(f"Override {item!r}: {problem}{'' if problem.endswith('?') else '.'}{hint}")
         out.append(f"{format_path((*listed.path, found[0], *parts[len(listed.path) + 1:]))}={value}")
         if written is not None:
@@ -277,6 +279,24 @@ def _one_item_key_hint(named: str, value: str, listed: _NamedList) -> str:
     return (f" {named!r} is a key of each {listed.noun}, not a {listed.noun}'s name: an override sets it on one "
             f"{listed.noun} at a time, named ({where}.NAME.{named}={value}) or by its index "
             f"({where}[0].{named}={value}); there is no key for all {listed.plural} at once.")
+
+
+def _dotted_name_hint(parts: list[str | int], value: str, listed: _NamedList, entries: list[Any]) -> str:
+    """Advice when the name looked for, with the parts after it, is an item's name holding dots
+    (``sources.v1.2.max_examples=5`` for the source named v1.2, whose unquoted key looks for a
+    source named v1): the quoted form that names it. It said only that no source is named v1.
+    Empty for other names."""
+    start = len(listed.path)
+    names = {str(entry[k]) for entry in entries if isinstance(entry, dict)
+             for k in listed.answers_to if entry.get(k) is not None}
+    for end in range(len(parts) - 1, start + 1, -1):  # the longest name first; a key must follow it
+        dotted = ".".join(str(part) for part in parts[start:end])
+        if dotted in names:
+            item_at = format_path((*listed.path, 0))
+            fixed = f'{format_path(listed.path)}."{dotted}"{format_path((*listed.path, 0, *parts[end:]))[len(item_at):]}'
+            return (f" {dotted!r} is a {listed.noun} whose name holds a dot, which an unquoted key splits: name it "
+                    f"in quotes, {fixed}={value} (in a shell, quote the whole override: '{fixed}={value}').")
+    return ""
 
 
 def as_written(item: str, written: dict[str, str] | None) -> str:
