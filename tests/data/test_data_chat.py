@@ -477,9 +477,10 @@ def test_a_lone_surrogate_in_a_chats_earlier_messages_leaves_the_row_out_as_in_i
     ctx = make_ctx()
     assert len(load_jsonl(_jsonl(tmp_path, rows), ctx)) == 1
     (notice,) = ctx.notices
-    assert re.search(r"1 of 2 rows hold text that is not valid UTF-8 \(line 2\); they are left out\. The first: .*"
-                     r"chat\.jsonl, line 2: the 'messages' value contains an invalid unicode escape \(a lone "
+    assert re.search(r"1 of 2 rows hold text that is not valid UTF-8 \(line 2\); they are left out\. The first, "
+                     r"line 2: the 'messages' value contains an invalid unicode escape \(a lone "
                      r"surrogate such as \\ud800\)", notice), notice
+    assert notice.count("chat.jsonl") == 1, notice  # the source and file said once, not again for the first row
     with pytest.raises(UserError, match=r"line 1: the 'messages' value contains an invalid .* No row is left: 1 of 1"):
         load_jsonl(_jsonl(tmp_path, rows[1:]), make_ctx())
     rows[1]["metadata"] = {"keep": "\ud800"}  # elsewhere in the row: kept, as any metadata

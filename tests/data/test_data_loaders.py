@@ -495,8 +495,8 @@ def test_parquet_string_columns_stored_as_binary_read_as_their_text(tmp_path: Pa
     assert load_parquet(ParquetLoader(type="parquet", path="bad.parquet"), ctx)["prompt"] == ["ok"]
     (notice,) = ctx.notices
     assert "1 of 2 rows hold text that is not valid UTF-8 (row 2); they are left out" in notice
-    assert re.search(r"bad\.parquet, row 2: 'prompt' \(loader.prompt_field\) holds bytes that are not UTF-8 text "
-                     r"\(byte 3\)", notice)
+    assert re.search(r"they are left out\. The first, row 2: 'prompt' \(loader.prompt_field\) holds bytes that are "
+                     r"not UTF-8 text \(byte 3\)", notice), notice
     pq.write_table(pa.table({"prompt": pa.array([b"caf\xe9"], pa.binary()), "response": pa.array([b"x"], pa.binary())}),
                    tmp_path / "bad.parquet")  # no row left: the error, with the count
     with pytest.raises(UserError, match=r"row 1: 'prompt' .* holds bytes that are not UTF-8 .* No row is left: 1 of 1"):

@@ -764,9 +764,12 @@ class CommonColumns:
             blank = f", {self.blank_count} more an empty one" if self.blank_count else ""
             raise UserError(f"{self.invalid_detail} No row is left: {self.invalid_count} of {self.count} rows hold "
                             f"such text ({shown}){blank}.")
+        said = f"Source {self.ctx.source_name!r}: {self.where}"
+        first = self.invalid_detail.removeprefix(f"{said}, ")  # its row's place alone: the source said once
+        lead = "The first, " if first != self.invalid_detail else "The first: "
         self.ctx.notices.append(
-            f"Source {self.ctx.source_name!r}: {self.where}: {self.invalid_count} of {self.count} rows hold text "
-            f"that is not valid UTF-8 ({shown}); they are left out. The first: {self.invalid_detail}"
+            f"{said}: {self.invalid_count} of {self.count} rows hold text that is not valid UTF-8 ({shown}); "
+            f"they are left out. {lead}{first}"
         )
 
     def _most_blank(self) -> str | None:
