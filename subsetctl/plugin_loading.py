@@ -146,7 +146,9 @@ def load_plugin_string(spec: str, spec_dir: Path | None = None) -> Any:
             f"write 'module:attr' (for plugins/my_strategy.py: PYTHONPATH=plugins and 'my_strategy:MyStrategy')."
         )
     if not attr:
-        raise UserError(f"Plugin {spec!r} must look like 'package.module:attr'.")
+        raise UserError(f"Plugin {spec!r} must look like 'package.module:attr': the module, a colon and a class or "
+                        f"function it defines (e.g. '{module_name or 'my_strategy'}:MyStrategy' for a class MyStrategy "
+                        f"in {(module_name or 'my_strategy').replace('.', '/')}.py, its folder on PYTHONPATH).")
     if plugins_skipped():
         raise _not_imported(spec, module_name, spec_dir)
     try:

@@ -1480,3 +1480,15 @@ def test_an_installed_package_replacing_a_built_in_is_blamed_on_the_key_naming_i
 
     (listed,) = [c for c in check_installed_plugins() if c.name == "installed plugins"]
     assert "replacing the built-in estimator 'exact' (plugpkg 2.0)" in listed.detail, listed
+
+
+def test_a_plugin_named_without_its_attr_is_told_what_to_write() -> None:
+    """`plugins: [badplug]` was told it "must look like 'package.module:attr'", not what the
+    attr is nor an example with its own module name."""
+    from subsetctl.errors import UserError
+    from subsetctl.plugin_loading import load_plugin_string
+
+    with pytest.raises(UserError, match=r"Plugin 'my\.plugs' must look like 'package\.module:attr': the module, a colon "
+                                        r"and a class or function it defines \(e\.g\. 'my\.plugs:MyStrategy' for a "
+                                        r"class MyStrategy in my/plugs\.py, its folder on PYTHONPATH\)\."):
+        load_plugin_string("my.plugs")
