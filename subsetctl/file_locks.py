@@ -182,11 +182,17 @@ def process_started_after(pid: int, path: Path) -> bool:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists (one of another user counts as alive)."""
+    """Whether process ``pid`` exists (one of another user counts as alive). A zombie, a process
+    that died and whose parent has not collected it yet (a script waiting on another shard run
+    first), is not: ``kill(pid, 0)`` still finds it, and its lock was taken over without a word."""
     try:
         os.kill(pid, 0)
     except OverflowError:  # no process has it (a damaged lock file's number)
         return False
     except OSError as exc:
         return exc.errno == errno.EPERM
-    return True
+    try:  # (Linux's /proc only; elsewhere a zombie still counts as alive)
+        stat_fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return True
+    return stat_fields.rpartition(")")[2].split()[:1] != ["Z"]  # field 3, the state, after the name

@@ -5,6 +5,7 @@ unsharded run computes."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -74,6 +75,24 @@ def test_shared_lock_admits_shards_and_keeps_plain_runs_out(tmp_path: Path) -> N
         pass
     with project.lock():
         pass
+
+
+def test_a_lock_left_by_a_killed_run_not_yet_reaped_is_taken_over_as_stale(tmp_path: Path) -> None:
+    """A run killed while its parent has not yet reaped it (a script waiting on another shard
+    first, or a moment's race) is a zombie that ``kill(pid, 0)`` still finds: the run taking its
+    lock said nothing of taking it over (a shard told it was waiting for that PID then went on
+    computing meta_init itself)."""
+    for shard in (False, True):
+        holder = _hold_lock(tmp_path, shared=False, shard=shard)
+        holder.kill()
+        os.waitid(os.P_PID, holder.pid, os.WEXITED | os.WNOWAIT)  # dead, not reaped: a zombie
+        notes: list[str] = []
+        try:
+            with Project(tmp_path).lock(notice=notes.append, shard=shard):
+                pass
+        finally:
+            holder.wait()
+        assert notes == [f"Took over a stale lock left by PID {holder.pid}, which is no longer running."]
 
 
 def test_a_shard_run_waits_for_another_shard_runs_preparation_but_not_for_a_plain_run(tmp_path: Path) -> None:
