@@ -156,7 +156,8 @@ def _stop_signals() -> list[int]:
 @contextlib.contextmanager
 def _stop_signals_as_interrupt() -> Any:
     """The stop signals (:func:`_stop_signals`) raise :class:`Terminated` for the block (main thread only:
-    elsewhere a handler cannot be set). A signal ignored by whoever started us (``nohup``
+    elsewhere a handler cannot be set); one (or Ctrl-C) that came while a finalizer ran, where Python
+    ignores what is raised, is sent again, to raise outside it. A signal ignored by whoever started us (``nohup``
     ignores SIGHUP) stays ignored. A process forked meanwhile that inherits the handler
     dies of the signal as before, rather than raising in code that does not expect it."""
     import signal
@@ -174,11 +175,29 @@ def _stop_signals_as_interrupt() -> Any:
             return
         raise Terminated(signum)
 
+    hook_before = sys.unraisablehook
+
+    def raise_again_outside(unraisable: Any) -> None:
+        # a signal that came while a finalizer ran (a ``__del__``, a weakref callback: the report's
+        # regex and matplotlib objects) raised there, where Python ignores what is raised: the run
+        # went on to its end, exit 0, with "Exception ignored in ..." and a traceback printed
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) and os.getpid() == pid:
+            signum = unraisable.exc_value.signum if isinstance(unraisable.exc_value, Terminated) else signal.SIGINT
+            # sent from another thread a moment later, so that the handler runs once the finalizer is
+            # over (sent from here, it ran in this hook, which ignores what is raised too)
+            again = threading.Timer(0.05, os.kill, (pid, signum))
+            again.daemon = True
+            again.start()
+            return
+        hook_before(unraisable)
+
     previous = {signum: signal.signal(signum, handler)
                 for signum in _stop_signals() if signal.getsignal(signum) != signal.SIG_IGN}
+    sys.unraisablehook = raise_again_outside
     try:
         yield
     finally:  # (None: a handler not set from Python, which cannot be put back; the default instead)
+        sys.unraisablehook = hook_before
         for signum, handler_before in previous.items():
             signal.signal(signum, handler_before if handler_before is not None else signal.SIG_DFL)
 
