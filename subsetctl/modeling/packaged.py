@@ -333,16 +333,20 @@ def locate_packaged(name: str, cache_dir: Path | None = None, progress: Progress
     """The HF folder of the packaged model ``name``, from its ``locate``. A plugin package's
     ``locate`` that raises (``sys.exit()`` too) or returns no path is blamed on that package,
     in a UserError naming it and the line of its code (it was an "internal error ... a bug in
-    subsetctl" in validate and run); a built-in's failure is subsetctl's own."""
+    subsetctl" in validate and run); a built-in's failure is subsetctl's own. What a plugin's
+    ``locate`` prints goes to stderr, as every other plugin code's does
+    (:func:`~subsetctl.plugin_guard.prints_to_stderr`): in text mode it went onto stdout,
+    among `validate`'s verdict or `plan`'s table that a script pipes on."""
     entry = PACKAGED_MODELS.get(name)
     origin = PACKAGED_MODELS.origin(name)
     if origin == "built-in":
         return Path(entry.locate(cache_dir, progress))
-    from subsetctl.plugin_guard import what_it_did
+    from subsetctl.plugin_guard import prints_to_stderr, what_it_did
 
     fix = "Fix or reinstall that package, or set model.source to another model (`subsetctl ls` lists them)."
     try:
-        folder = entry.locate(cache_dir, progress)
+        with prints_to_stderr():
+            folder = entry.locate(cache_dir, progress)
     except UserError:
         raise
     except (Exception, SystemExit) as exc:  # the plugin's own code

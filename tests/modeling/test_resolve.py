@@ -848,6 +848,27 @@ def test_a_plugin_packaged_models_failing_locate_is_blamed_on_its_package(
         sys.modules.pop("shipper", None)
 
 
+def test_a_plugin_packaged_models_locate_prints_to_stderr(
+        jsonl_project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A plugin package's ``locate`` that prints (a debugging print, a download's progress)
+    wrote onto stdout in text mode, among `validate`'s verdict and `plan`'s table, while what
+    every other plugin code prints goes to stderr."""
+    from subsetctl.modeling.packaged import PackagedModel, locate_packaged
+    from subsetctl.registry import Entry
+
+    def locate(cache_dir: Path | None, progress: object) -> Path:
+        print("shipper: locating")
+        return jsonl_project
+
+    model = PackagedModel(name="chatty", description="a model that prints", architecture="llama",
+                          kinds=("causal-lm",), lora_targets=("q_proj",), pypi="shipper", locate=locate)
+    monkeypatch.setitem(PACKAGED_MODELS._entries, "chatty", Entry("chatty", model, model.description,
+                                                                  "entry point shipper:MODEL of shipper 1.0", "shipper 1.0"))
+    assert locate_packaged("chatty") == jsonl_project
+    printed = capsys.readouterr()
+    assert printed.out == "" and "shipper: locating" in printed.err, printed
+
+
 @pytest.mark.parametrize("packaged", [False, True])
 def test_a_model_file_the_user_may_not_read_names_it_its_owner_and_the_chmod(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, packaged: bool) -> None:
