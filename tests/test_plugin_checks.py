@@ -307,6 +307,20 @@ def _with_plugins(project: Path, monkeypatch, plugins: list[str], **sections: di
     (project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
 
 
+def _searched(project: Path, module: str) -> dict[str, Any]:
+    """Run ``project`` up to the search and give its selections.json; then forget the plugin
+    ``module`` imported from it."""
+    import json
+
+    from subsetctl.api import run_project
+
+    try:
+        run_project(project, until="search")
+    finally:
+        sys.modules.pop(module, None)
+    return json.loads((project / ".subsetctl" / "search" / "selections.json").read_text())
+
+
 def _search_fails_with(project: Path, match: str, modules: tuple[str, ...]) -> None:
     """Run ``project`` up to the search, which must stop with a UserError matching
     ``match``; then forget the plugin ``modules`` imported from it."""
@@ -416,10 +430,6 @@ def test_a_plugin_strategy_reordering_its_sources_changes_nothing_else(tiny_proj
     features' own list: selections.json listed the sources in the other order, the strategies
     after it and the baselines read it so, and masks made from it no longer matched the
     estimator's rows. Each strategy now gets a copy, checked against the sources as they were."""
-    import json
-
-    from subsetctl.api import run_project
-
     (tiny_project / "reordering_strategy.py").write_text('''
 from subsetctl.registry import STRATEGIES
 from subsetctl.search.base import Strategy, StrategyResult
@@ -433,13 +443,58 @@ class Reordering(Strategy):
 ''')
     _with_plugins(tiny_project, monkeypatch, ["reordering_strategy:Reordering"],
                   search={"strategies": [{"name": "reordering"}, {"name": "exhaustive"}]})
-    try:
-        run_project(tiny_project, until="search")
-    finally:
-        sys.modules.pop("reordering_strategy", None)
-    selections = json.loads((tiny_project / ".subsetctl" / "search" / "selections.json").read_text())
+    selections = _searched(tiny_project, "reordering_strategy")
     assert selections["sources"] == ["a", "b", "bad"]
     assert selections["baselines"]["all"]["selected"] == ["a", "b", "bad"]
+
+
+def test_a_plugin_strategy_changing_its_features_or_earlier_picks_changes_nothing_else(tiny_project: Path,
+                                                                                       monkeypatch) -> None:
+    """``context.features`` was the estimator's own FeatureSet and ``context.other_selections``
+    held the search's own lists (a shallow copy of the dict): a plugin's
+    ``features.sources.reverse()`` reordered the sources selections.json records, and a pick it
+    lengthened sized the random baseline after it. Each strategy now gets copies of the lists."""
+    (tiny_project / "meddling_strategy.py").write_text('''
+from subsetctl.registry import STRATEGIES
+from subsetctl.search.base import Strategy, StrategyResult
+
+@STRATEGIES.register("meddling", "changes the features and the earlier picks it is given")
+class Meddling(Strategy):
+    def run(self, estimator, context, params):
+        context.features.sources.reverse()
+        context.features.source_train_x.reverse()
+        context.other_selections["exhaustive"].extend(["a"] * 50)
+        return StrategyResult(strategy=self.name, selected=["a"])
+''')
+    _with_plugins(tiny_project, monkeypatch, ["meddling_strategy:Meddling"],
+                  search={"strategies": [{"name": "exhaustive"}, {"name": "meddling"},
+                                         {"name": "random", "params": {"like": "exhaustive"}}]})
+    selections = _searched(tiny_project, "meddling_strategy")
+    assert selections["sources"] == ["a", "b", "bad"]
+    picked = selections["strategies"]
+    assert len(picked["random"]["selected"]) == len(picked["exhaustive"]["selected"]), picked["random"]
+    assert not picked["random"]["notices"], picked["random"]["notices"]
+
+
+def test_a_plugin_strategy_writing_into_its_features_is_refused_by_name(tiny_project: Path, monkeypatch) -> None:
+    """``context.features.val_f[:] = 0`` wrote into the rows the estimator and the strategies after
+    it read, without a word: the arrays are read-only, and the error names the strategy."""
+    (tiny_project / "writing_strategy.py").write_text('''
+from subsetctl.registry import STRATEGIES
+from subsetctl.search.base import Strategy, StrategyResult
+
+@STRATEGIES.register("writing", "writes into the features it is given")
+class Writing(Strategy):
+    def run(self, estimator, context, params):
+        context.features.val_f[:] = 0
+        return StrategyResult(strategy=self.name, selected=["a"])
+''')
+    _with_plugins(tiny_project, monkeypatch, ["writing_strategy:Writing"],
+                  search={"strategies": [{"name": "writing"}, {"name": "exhaustive"}]})
+    _search_fails_with(tiny_project, r"Strategy 'writing' \(module writing_strategy, \S+\) raised ValueError: "
+                       r"assignment destination is read-only \(at \S+writing_strategy\.py:8, in run\)\. "
+                       r"context\.features' arrays are read-only .* copy one \(np\.array\(\.\.\.\)\)",
+                       ("writing_strategy",))
 
 
 def test_a_plugin_strategys_many_notices_are_warned_ten_then_counted(tiny_project: Path, monkeypatch) -> None:

@@ -46,6 +46,34 @@ class FeatureSet:
     def n_sources(self) -> int:
         return len(self.sources)
 
+    def read_only(self) -> FeatureSet:
+        """These features as one search strategy is given them (its ``context.features``): the
+        arrays read-only views of these (no copy of the data; writing to one raises numpy's
+        "assignment destination is read-only"), the lists fresh lists (a strategy may reorder
+        or trim its own, as its ``context.sources``). The search gave every strategy the
+        estimator's own FeatureSet: a plugin's ``features.sources.reverse()`` or
+        ``features.val_f[:] = 0`` changed the estimates and picks of the strategies after it,
+        and the order of the sources selections.json records, without a word."""
+        return FeatureSet(
+            target=self.target,
+            sources=list(self.sources),
+            target_train_x=_read_only(self.target_train_x),
+            target_train_f=_read_only(self.target_train_f),
+            source_train_x=[_read_only(a) for a in self.source_train_x],
+            source_train_f=[_read_only(a) for a in self.source_train_f],
+            val_x=_read_only(self.val_x),
+            val_f=_read_only(self.val_f),
+            source_repr=None if self.source_repr is None else _read_only(self.source_repr),
+            target_repr=None if self.target_repr is None else _read_only(self.target_repr),
+        )
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """A read-only view of ``array`` (``array`` itself stays writable)."""
+    view = np.asarray(array).view()
+    view.setflags(write=False)
+    return view
+
 
 @dataclass
 class EstimateBatch:

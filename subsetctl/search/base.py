@@ -65,9 +65,11 @@ class SearchContext:
         sources: auxiliary source names, in mask order (must equal ``estimator.sources``).
         seed: seed for every random choice the strategy makes, so runs are reproducible.
         features: cached gradient features; only the similarity baselines read them.
+            The search gives each strategy its own: the arrays are read-only views
+            (copy one, ``np.array(a)``, to change it), the lists its own copies.
         other_selections: picks of strategies that ran earlier in the same search,
             keyed by the name under which each was recorded; ``random`` can size its
-            pick like one of them.
+            pick like one of them. Each strategy gets copies of the lists.
         progress: optional callback ``progress(message, done, total)``; nothing else
             is ever reported to the terminal.
         label: the strategy's ``label`` in the spec, where it has one: its progress and

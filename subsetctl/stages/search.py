@@ -408,8 +408,11 @@ def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any,
                 f"Strategy {label!r} ({origin}) {what_it_did(exc, cls)}. {failed}, which is most likely why: fix "
                 f"{_ESTIMATOR_FIX}, then run again."
             ) from exc
+        read_only = (" context.features' arrays are read-only (the estimator and the other strategies read "
+                     "them): copy one (np.array(...)) to change it." if isinstance(exc, ValueError)
+                     and "read-only" in str(exc) else "")
         raise UserError(
-            f"Strategy {label!r} ({origin}) {what_it_did(exc, cls)}. This is an error in the "
+            f"Strategy {label!r} ({origin}) {what_it_did(exc, cls)}.{read_only} This is an error in the "
             "plugin, not in subsetctl: fix it and run again (the subset estimates made so far are kept)."
         ) from exc
     if not isinstance(result, StrategyResult):
@@ -812,9 +815,12 @@ def _run_strategies(ctx: StageContext, features: Any, cached: Any, cal: Any,
             label = entry.label or entry.name
             cls = STRATEGIES.get(entry.name)
             params = parse_params(cls, entry.params, f"search.strategies[{i}].params", entry.label)
+            # the features and the earlier picks as this strategy's own (read-only arrays, fresh lists):
+            # one changing them in place changed the estimator's features and the strategies after it
             search_ctx = SearchContext(
-                sources=list(features.sources), seed=seeds.get(i, spec.project.seed), features=features,
-                other_selections=dict(other), progress=_progress_on(task, i), label=entry.label,
+                sources=list(features.sources), seed=seeds.get(i, spec.project.seed), features=features.read_only(),
+                other_selections={done: list(picked) for done, picked in other.items()},
+                progress=_progress_on(task, i), label=entry.label,
             )
             result = _run_strategy(cls, entry.name, label, cached, search_ctx, params, estimator_failed)
             for notice in shown_notices(label, result.notices):
