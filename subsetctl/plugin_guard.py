@@ -218,6 +218,11 @@ class CheckedEstimator(_Checked):
             if shape != (m,):
                 raise _blame("estimator", self.name, self.origin,
                              f"returned {field} of shape {shape} for {m} subsets; each must have shape ({m},)")
+            wrong_type = _not_numbers(getattr(batch, field))
+            if wrong_type is not None:  # (losses as strings were turned into floats without a word)
+                raise _blame("estimator", self.name, self.origin,
+                             f"returned {field} as {wrong_type}; loss, w_norm, iterations and converged must be "
+                             "numeric arrays (e.g. loss as floats, NaN where a subset could not be estimated)")
         extra = batch.extra
         wrong = (f"a {type(extra).__name__}" if not isinstance(extra, dict) else
                  next((f"{key!r} of shape {np.shape(value)}" for key, value in extra.items()
@@ -227,6 +232,20 @@ class CheckedEstimator(_Checked):
                          f"returned extra {wrong} for {m} subsets; extra must be a dict of arrays with one row per "
                          f"subset (shape ({m}, ...)), or left out")
         return batch
+
+
+def _not_numbers(values: Any) -> str | None:
+    """What ``values`` (one field of an estimator's batch) hold when not numbers ("strings
+    (dtype <U3), first '1.5'"), or None for numbers: bools, ints and floats, in an array of
+    that dtype or in an object array (Python floats, Decimals)."""
+    array = np.asarray(values)
+    if array.dtype.kind in "biuf":
+        return None
+    if array.dtype.kind == "O" and all(isinstance(v, numbers.Real) for v in array.ravel()):
+        return None
+    kinds = {"U": "strings", "S": "bytes", "c": "complex numbers", "M": "datetimes", "m": "timedeltas"}
+    first = f", first {array.ravel()[:1].tolist()[0]!r}" if array.size else ""
+    return f"{kinds.get(array.dtype.kind, 'objects')} (dtype {array.dtype}){first}"
 
 
 def check_estimator_sources(estimator: CheckedEstimator, expected: list[str]) -> None:

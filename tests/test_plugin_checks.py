@@ -99,6 +99,35 @@ def test_a_plugin_estimators_extra_of_the_wrong_shape_is_blamed_on_it() -> None:
     assert CheckedEstimator(Inner({"steps": np.ones((3, 2))}), "mine", "module mine").estimate(masks).extra
 
 
+@pytest.mark.parametrize(("field", "values", "says"), [
+    # turned into floats without a word, as if they were the estimates
+    ("loss", np.ones(3).astype(str), "loss as strings (dtype <U32), first '1.0'"),
+    ("w_norm", np.array([1.0, "x", None], dtype=object), "w_norm as objects (dtype object), first 1.0"),
+    ("converged", np.array([1j, 2j, 3j]), "converged as complex numbers (dtype complex128), first 1j"),
+])
+def test_a_plugin_estimators_non_numeric_results_are_refused_by_name(field: str, values: Any, says: str) -> None:
+    """An estimator returning its losses as strings (``loss.astype(str)``) was taken: the
+    strings were read as floats further on, and the search ranked subsets by them."""
+    from subsetctl.estimate.base import EstimateBatch
+    from subsetctl.plugin_guard import CheckedEstimator
+
+    class Inner:
+        def __init__(self, **fields: Any) -> None:
+            self.fields = fields
+
+        def estimate(self, masks: Any) -> EstimateBatch:
+            m = len(masks)
+            return EstimateBatch(**{"loss": np.ones(m), "w_norm": np.ones(m), "iterations": np.ones(m, int),
+                                    "converged": np.ones(m, bool), **self.fields})
+
+    masks = np.ones((3, 2), dtype=bool)
+    with pytest.raises(UserError, match=rf"The estimator plugin 'mine' \(module mine\) returned {re.escape(says)}; loss, "
+                                        r"w_norm, iterations and converged must be numeric arrays"):
+        CheckedEstimator(Inner(**{field: values}), "mine", "module mine").estimate(masks)
+    numbers = {"loss": np.array([1, 2.5, np.nan], dtype=object), "converged": [True, False, True]}  # taken as ever
+    assert CheckedEstimator(Inner(**numbers), "mine", "module mine").estimate(masks).converged == [True, False, True]
+
+
 class _ThreeSources(SubsetEstimator):
     """An estimator of the sources a, b, c: each subset's loss is its size."""
 
