@@ -1306,6 +1306,27 @@ def test_plugin_empty_response_rows_are_left_out(make_ctx) -> None:
     assert "1 of 2 rows have an empty 'response' (row 2)" in ctx.notices[0]
 
 
+def test_a_plugin_loaders_structured_values_get_advice_for_plugin_loaders(make_ctx, tmp_path: Path) -> None:
+    """A loader plugin's rows with a list as the response (``[["r"]]``) or a chat as the prompt
+    were told to "use a plugin loader" (or "render it in a plugin loader"): the advice is about
+    what the plugin returns. A built-in loader's rows keep the advice to use one."""
+    from datasets import Dataset
+
+    LOADERS.add("test_nested_loader", lambda options, ctx: Dataset.from_dict(
+        {"prompt": [[{"role": "user", "content": "hi"}]], "response": [["r"]]}), "test")
+    ctx = make_ctx("pl")
+    load_plugin(PluginLoader(type="plugin", name="test_nested_loader"), ctx)
+    said = " ".join(ctx.notices)
+    assert "have the loader plugin 'test_nested_loader' return the one meant as a plain value (a string)." in said, said
+    assert ("have the loader plugin 'test_nested_loader' return the last user message as the prompt and the messages "
+            "before it as a 'chat_context' column") in said, said
+    assert "use a plugin loader" not in said and "render it in a plugin loader" not in said, said
+    (tmp_path / "d.jsonl").write_text('{"prompt": "p", "response": ["r"]}\n')
+    ctx = make_ctx("file")
+    load_plugin(PluginLoader(type="plugin", name="jsonl", options={"path": "d.jsonl"}), ctx)
+    assert "write the one meant as a plain value (or use a plugin loader)." in " ".join(ctx.notices), ctx.notices
+
+
 def test_reasoning_gym_unknown_task_says_how_to_list_tasks(make_ctx) -> None:
     with pytest.raises(UserError) as err:
         load_reasoning_gym(ReasoningGymLoader(type="reasoning_gym", task="chain_sums"), make_ctx())

@@ -336,6 +336,9 @@ class CommonColumns:
             usable ones are mapped as they come; :meth:`finish` draws the sample and maps
             the other rows it keeps from ``fetch`` (a large file's other rows never become
             metadata JSON and Arrow data). Without it, every row is mapped.
+        plugin: the loader plugin whose dataset the records are ("'mine'"), or None for a
+            built-in loader's: the notices' advice is then about what the plugin returns
+            (telling its author to "use a plugin loader" was odd advice).
 
     Every row needs a prompt and an answer that are not missing, null or NaN (an error
     naming the row; a text source leaves such a row out instead, see
@@ -360,7 +363,8 @@ class CommonColumns:
     def __init__(self, prompt_field: str | Sequence[str], answer_field: str, answer_option: str | None, ctx: LoadContext,
                  where: str, locate: Callable[[int], str], available: Iterable[str] | None = None,
                  fix: str | None = None,
-                 fetch: Callable[[Any], Iterable[tuple[int, dict[str, Any]]]] | None = None) -> None:
+                 fetch: Callable[[Any], Iterable[tuple[int, dict[str, Any]]]] | None = None,
+                 plugin: str | None = None) -> None:
         from array import array
 
         self.prompt_field, self.answer_field, self.answer_option = prompt_field, answer_field, answer_option
@@ -368,7 +372,7 @@ class CommonColumns:
         self.prompt_columns: tuple[str, ...] = (prompt_field,) if isinstance(prompt_field, str) else tuple(prompt_field)
         self.joined = not isinstance(prompt_field, str)
         self.prompt_option = "prompt_field" if answer_option else None
-        self.ctx, self.where, self.locate, self.fix = ctx, where, locate, fix
+        self.ctx, self.where, self.locate, self.fix, self.plugin = ctx, where, locate, fix, plugin
         self.available: set[str] = set(available) if available is not None else set()
         self.collect_keys = available is None
         self.classifier = ctx.kind == "classifier"
@@ -704,9 +708,10 @@ class CommonColumns:
     def _structured_answer_advice(self) -> str:
         """What the notice on answers held as a list or an object says is made of them, and
         what to do."""
+        how = (f"have the loader plugin {self.plugin} return the one meant as a plain value (a string)"
+               if self.plugin else "write the one meant as a plain value (or use a plugin loader)")
         return (f"each is {'a class' if self.classifier else 'the gold response'} as its JSON text. If it holds "
-                "several accepted answers or a nested field, write the one meant as a plain value (or use a plugin "
-                "loader).")
+                f"several accepted answers or a nested field, {how}.")
 
     def _note_whole_floats(self, named: str) -> None:
         """The notice that some answers are whole numbers held as floats: each reads "5.0",
@@ -914,12 +919,15 @@ class CommonColumns:
         if self.minus_one_count and self.some_labels != {"-1", "1"}:  # -1 and 1: two classes, as written
             self._note_minus_one(named)
         if self.structured_prompt is not None:
+            how = (f"have the loader plugin {self.plugin} return the last user message as the prompt and the "
+                   f"messages before it as a {CONTEXT_KEY!r} column ([{{role, content}}, ...]), or the prompt as plain "
+                   "text" if self.plugin else
+                   "write the prompt as plain text, read a column of chats with loader.messages_field (JSON Lines, "
+                   "Parquet, Hugging Face datasets), or render it in a plugin loader")
             self._note_structured(self.structured_prompt, self.structured_prompt_count,
                                   _named(self.prompt_field, self.prompt_option),
                                   "each prompt is its JSON text. A chat (a list of messages) is not rendered with "
-                                  "the model's chat template: write the prompt as plain text, read a column of "
-                                  "chats with loader.messages_field (JSON Lines, Parquet, Hugging Face "
-                                  "datasets), or render it in a plugin loader.")
+                                  f"the model's chat template: {how}.")
         if self.structured is not None:
             self._note_structured(self.structured, self.structured_count, named, self._structured_answer_advice())
         if self.whole_float is not None:
@@ -963,13 +971,15 @@ def build_common(
     available: Iterable[str],
     fix: str | None = None,
     draw: bool = False,
+    plugin: str | None = None,
 ) -> Dataset:
     """Map a list of raw records onto the common columns (see :class:`CommonColumns`,
     which file loaders feed record by record). With ``draw``, ``ctx.keep_at_most``
-    applies (the built-in loaders, whose dataset goes to the data stage as it is)."""
+    applies (the built-in loaders, whose dataset goes to the data stage as it is).
+    ``plugin``: the loader plugin whose dataset the records are (its name, quoted)."""
     fetch = (lambda wanted: ((int(i), records[i]) for i in wanted)) if draw else None
     return CommonColumns(prompt_field, answer_field, answer_option, ctx, where, locate, available,
-                         fix, fetch).add_all(records).finish()
+                         fix, fetch, plugin).add_all(records).finish()
 
 
 def dataset_from_columns(columns: dict[str, list[Any]]) -> Dataset:

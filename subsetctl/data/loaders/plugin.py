@@ -111,5 +111,5 @@ def load_plugin(options: PluginLoader, ctx: LoadContext) -> Dataset:
     )
     return build_common(
         _with_class_names(result.to_list(), _class_names_of(result)), "prompt", answer, None, ctx, where,
-        one_based_row, result.column_names, fix, draw=True
+        one_based_row, result.column_names, fix, draw=True, plugin=repr(options.name)
     )
