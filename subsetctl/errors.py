@@ -23,6 +23,17 @@ def shell_arg(path: object) -> str:
     return shlex.quote(f"./{text}" if text.startswith("-") else text)
 
 
+def shown_path(path: object) -> str:
+    """``path`` as a message shows it: ``..`` and ``.`` folded away (os.path.normpath), so a
+    spec's ``../data/x.csv`` reads ``/proj/data/x.csv``, not ``/proj/spec/../data/x.csv``. Only
+    the text shown: files are still opened and fingerprinted by the path as joined (through a
+    symbolic link, ``link/..`` is not the folder the text folds it to). A URL is kept as it is."""
+    import os
+
+    text = str(path)
+    return text if "://" in text else os.path.normpath(text)
+
+
 def standard_input_note(path: object) -> str:
     """For ``-`` named where a spec file or a project folder goes (``cat spec.yaml | subsetctl
     validate -``, the Unix way to read standard input), which no such file is: that subsetctl

@@ -1522,3 +1522,29 @@ def test_calibrate_settings_nothing_reads_are_warned_of(tmp_path: Path) -> None:
     on = {"lambda_grid": [0.1, 1.0], "estimators": ["fast", "linear_sgd"]}
     assert validate_spec_file(_spec_file(tmp_path, {**BASE, "verify": {"enabled": True, "k": 6},
                                                     "calibrate": on})).warnings == []
+
+
+def test_paths_in_messages_are_shown_with_dot_dot_folded_away(tmp_path: Path, monkeypatch) -> None:
+    """A spec's `../data/bad.csv` was shown as "/x/proj/../data/bad.csv" (and, with the spec named
+    from the current folder, "data file proj/../data/notes.txt"): the path a message shows is
+    normalized, while the file is still opened by the path as joined."""
+    from subsetctl.data.loaders import LoadContext, load_csv
+    from subsetctl.spec import CsvLoader
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "bad.csv").write_text('prompt,response\n"a,b\n')
+    project = tmp_path / "proj"
+    project.mkdir()
+    data = {**BASE, "sources": [{"name": "s0", "loader": {"type": "huggingface", "path": "json",
+                                                          "data_files": ["../data/missing.jsonl"]}},
+                                {"name": "s1", "loader": {"type": "jsonl", "path": "../data/gone.jsonl"}}]}
+    spec = _spec_file(project, data)
+    monkeypatch.chdir(tmp_path)
+    issues = " ".join(_issues(spec)) + " ".join(_issues(Path("proj") / spec.name))
+    assert f"data file {tmp_path / 'data' / 'missing.jsonl'} does not exist" in issues, issues
+    assert "data file data/missing.jsonl does not exist" in issues, issues
+    assert f"file {tmp_path / 'data' / 'gone.jsonl'} does not exist" in issues, issues
+    assert "/../" not in issues and "proj/.." not in issues, issues
+    with pytest.raises(UserError) as raised:
+        load_csv(CsvLoader(type="csv", path="../data/bad.csv"), LoadContext("s0", project, "causal-lm", 0))
+    assert f"file {tmp_path / 'data' / 'bad.csv'} is not valid CSV" in str(raised.value), str(raised.value)

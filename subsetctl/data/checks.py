@@ -45,7 +45,7 @@ from subsetctl.data.loaders import (
     utf16_note,
     value_rows,
 )
-from subsetctl.errors import UserError, path_not_found_note
+from subsetctl.errors import UserError, path_not_found_note, shown_path
 from subsetctl.hub import looks_local
 from subsetctl.spec import (
     CsvLoader,
@@ -109,16 +109,16 @@ def rows_in_file(loader: Any, base_dir: Path) -> tuple[int, str] | None:
             picked = value_rows(path, column).rows.get(value)
             if picked is None:  # no row holds it: _check_where says so, not a split asking "at most 0"
                 return None
-            return len(picked), f"file {path} {where_text(loader.where)} has {len(picked)} rows"
+            return len(picked), f"file {shown_path(path)} {where_text(loader.where)} has {len(picked)} rows"
         if isinstance(loader, ParquetLoader):
             import pyarrow.parquet as pq
 
             rows = pq.read_metadata(path).num_rows
-            return rows, f"file {path} has {rows} rows"
+            return rows, f"file {shown_path(path)} has {rows} rows"
         lines = _jsonl_read_through(path)[0]
     except Exception:  # noqa: BLE001 - unreadable or not what it claims: the file checks and the loader say why
         return None
-    return None if lines is None else (lines, f"file {path} has {lines} non-blank lines")
+    return None if lines is None else (lines, f"file {shown_path(path)} has {lines} non-blank lines")
 
 
 def _jsonl_read_through(path: Path) -> tuple[int | None, str | None]:
@@ -231,7 +231,7 @@ def _check_file_loader(
 
         local = resolve_path(loader.path, base_dir)
         if looks_local(loader.path) and not local.exists():
-            issues.add(loc + ("path",), f"local dataset path {local} does not exist"
+            issues.add(loc + ("path",), f"local dataset path {shown_path(local)} does not exist"
                        f"{path_not_found_note(loader.path, local)}")
         elif local.is_file():
             issues.add(loc + ("path",), file_as_dataset_path_problem(local, loader.path))
@@ -240,7 +240,7 @@ def _check_file_loader(
         elif local.is_dir() and not loader.data_files and is_glob(str(local)):  # (saved_to_disk: above)
             issues.add(  # datasets globs the folder's path itself: "Couldn't find any data file at /x/d [[]1]"
                 loc + ("path",),
-                f"the folder {local} has '[', '*' or '?' in its path, which datasets.load_dataset reads as "
+                f"the folder {shown_path(local)} has '[', '*' or '?' in its path, which datasets.load_dataset reads as "
                 "a file pattern: it finds no data files there. Rename the folder, or load its files by name: "
                 "`path: json` (or csv, parquet) with `data_files` listing each file",
             )
@@ -258,7 +258,7 @@ def _check_file_loader(
                 not resolve_path(data_file, base_dir).exists()
                 and not (local / data_file).exists()
             ):
-                issues.add(loc + ("data_files", i), f"data file {resolve_path(data_file, base_dir)} does not "
+                issues.add(loc + ("data_files", i), f"data file {shown_path(resolve_path(data_file, base_dir))} does not "
                            f"exist{path_not_found_note(data_file, resolve_path(data_file, base_dir))}")
         if len(issues.found) == found and not local.exists() and not looks_local(loader.path) \
                 and not loader.data_files:
@@ -277,14 +277,14 @@ def _check_file_loader(
         elif not resolved.exists():
             issues.add(
                 loc + ("path",),
-                f"file {resolved} does not exist (relative paths resolve against the spec's folder)"
+                f"file {shown_path(resolved)} does not exist (relative paths resolve against the spec's folder)"
                 f"{path_not_found_note(path_value, resolved)}",
             )
         elif not resolved.is_file():
-            issues.add(loc + ("path",), f"{resolved} is a folder, not a file: point loader.path at the data file "
+            issues.add(loc + ("path",), f"{shown_path(resolved)} is a folder, not a file: point loader.path at the data file "
                        "itself (a `source_files` group makes one source per file of a folder; a folder of a "
                        "dataset loads with `type: huggingface`)" if resolved.is_dir() else
-                       f"{resolved} is not a regular file (a named pipe, a device or a socket): point "
+                       f"{shown_path(resolved)} is not a regular file (a named pipe, a device or a socket): point "
                        "loader.path at the data file itself")
         else:
             _check_columns(loader, resolved, loc, kind, issues)
@@ -653,7 +653,7 @@ def _check_saved_to_disk(loader: HuggingFaceLoader, folder: Path, loc: tuple[Any
         if (folder / "dataset_dict.json").is_file():
             splits = [str(s) for s in json.loads((folder / "dataset_dict.json").read_text(encoding="utf-8"))["splits"]]
             if loader.split not in splits:
-                issues.add(loc + ("split",), f"the DatasetDict saved in {folder} has the splits "
+                issues.add(loc + ("split",), f"the DatasetDict saved in {shown_path(folder)} has the splits "
                                              f"{', '.join(splits)}, not {loader.split!r}; set split to one of them"
                                              f"{saved_split_slice_note(loader.split, splits)}")
                 return
@@ -730,7 +730,7 @@ def _check_builder_local_files(builder: str, by_entry: list[list[str]], loc: tup
             if "://" in file or not path.exists():  # (a missing one: an issue of its own)
                 continue
             if path.is_dir():
-                issues.add(loc + ("data_files", i), f"data file {path} is a folder, not a file: the {builder} "
+                issues.add(loc + ("data_files", i), f"data file {shown_path(path)} is a folder, not a file: the {builder} "
                                                     "builder reads files (list the folder's files, or a glob of them)")
                 return
             if not path.is_file():
@@ -763,7 +763,7 @@ def _check_builder_local_files(builder: str, by_entry: list[list[str]], loc: tup
                     return
     if empty and len(empty) == checked:
         i, path = empty[0]
-        which = f"data file {path} is" if checked == 1 else f"each of the {checked} data files ({path}, ...) is"
+        which = f"data file {shown_path(path)} is" if checked == 1 else f"each of the {checked} data files ({shown_path(path)}, ...) is"
         issues.add(loc + ("data_files", i), f"{which} empty{' (no line of text)' if _FILES_CHECKED[builder] else ''}: "
                                             "give at least one " + ("document (a line a row)" if builder == "text"
                                                                     else "example"))
@@ -833,7 +833,7 @@ def _check_folder_files(loader: HuggingFaceLoader, folder: Path, loc: tuple[Any,
     splits = [str(name) for name in config.data_files or {}]
     if splits and split not in splits:
         named = f" (configuration {loader.name!r})" if loader.name else ""
-        issues.add(loc + ("split",), f"the dataset in {folder}{named} has the splits {', '.join(splits)}, not "
+        issues.add(loc + ("split",), f"the dataset in {shown_path(folder)}{named} has the splits {', '.join(splits)}, not "
                                      f"{split!r}; set split to one of them")
         return
     builder = {CsvConfig: "csv", JsonConfig: "json", ParquetConfig: "parquet"}.get(type(config))
@@ -861,14 +861,14 @@ def _check_folder_config(loader: HuggingFaceLoader, folder: Path, loc: tuple[Any
     if not names or loader.name in names:
         return
     if names == ["default"]:  # a plain folder of data files: datasets names its one configuration so
-        issues.add(loc + ("name",), f"the dataset in {folder} has one configuration, not {loader.name!r} (its "
+        issues.add(loc + ("name",), f"the dataset in {shown_path(folder)} has one configuration, not {loader.name!r} (its "
                                     "data files, read as they are): leave loader.name out")
         return
     choose = f"set name to one of them (e.g. name: {names[0]})"
     issues.add(loc + ("name",),
-               f"the dataset in {folder} has the configurations {', '.join(names)}, and loader.name chooses none "
+               f"the dataset in {shown_path(folder)} has the configurations {', '.join(names)}, and loader.name chooses none "
                f"of them; {choose}" if loader.name is None else
-               f"the dataset in {folder} has no configuration {loader.name!r}; its configurations are "
+               f"the dataset in {shown_path(folder)} has no configuration {loader.name!r}; its configurations are "
                f"{', '.join(names)}: {choose}")
 
 
@@ -965,7 +965,7 @@ def _check_files_columns(loader: HuggingFaceLoader, builder: str, files: list[st
             return
         columns.update(dict.fromkeys(head))
     if len(files) == 1:
-        what, where = f"data file {files[0]}", _columns_source(builder)
+        what, where = f"data file {shown_path(files[0])}", _columns_source(builder)
     else:
         first = "first " if len(read) < len(files) else ""
         what = f"each of the {first}{len(read)} data files ({read[0]}, ...; {len(files)} in all)"

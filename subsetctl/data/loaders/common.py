@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from subsetctl.chat_context import CONTEXT_KEY, is_chat_context
-from subsetctl.errors import UserError
+from subsetctl.errors import UserError, shown_path
 from subsetctl.spec import LoaderBase
 from subsetctl.text_rows import TEXT_KEY
 
@@ -225,7 +225,7 @@ def _check_context_utf8(context: list[dict[str, str]], source: str, where: str, 
 
 
 def _where(path: Path) -> str:
-    return f"file {path}"
+    return f"file {shown_path(path)}"
 
 
 def _missing_column(

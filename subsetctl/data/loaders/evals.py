@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from subsetctl.data.loaders.common import LoadContext, build_common, close_names, value_to_text
 from subsetctl.data.loaders.files import parse_jsonl
-from subsetctl.errors import UserError
+from subsetctl.errors import UserError, shown_path
 from subsetctl.registry import LOADERS
 from subsetctl.spec import EvalsLoader
 
@@ -75,13 +75,13 @@ def evals_file(options: EvalsLoader, source: str) -> Path:
     files = evals_files(folder)
     if options.file is None:
         if not files:
-            raise UserError(f"Source {source!r}: eval {options.name!r} ({folder}) has no .jsonl file.")
+            raise UserError(f"Source {source!r}: eval {options.name!r} ({shown_path(folder)}) has no .jsonl file.")
         return folder / default_evals_file(files)
     if options.file not in files:
         listed = ", ".join(repr(f) for f in files) or "(none)"
         raise UserError(
             f"Source {source!r}: loader.file {options.file!r} is not in eval {options.name!r} "
-            f"({folder}). Its files: {listed}."
+            f"({shown_path(folder)}). Its files: {listed}."
         )
     return folder / options.file
 
@@ -126,7 +126,7 @@ def load_evals(options: EvalsLoader, ctx: LoadContext) -> Dataset:
             ideal_all = [ideal] if ideal is not None else []
         if ideal is None:
             raise UserError(
-                f"Source {ctx.source_name!r}: file {path}, line {number} has no 'ideal' answer. "
+                f"Source {ctx.source_name!r}: file {shown_path(path)}, line {number} has no 'ideal' answer. "
                 f"{_evals_no_ideal_advice(options, path)}"
             )
         extra = {k: v for k, v in record.items() if k not in ("input", "ideal")}
@@ -139,7 +139,7 @@ def load_evals(options: EvalsLoader, ctx: LoadContext) -> Dataset:
         "ideal",
         None,
         ctx,
-        f"file {path}",
+        f"file {shown_path(path)}",
         lambda i: f"line {lines[i]}",
         ["input", "ideal"],
         fix="Choose an eval (loader.name) or file (loader.file) whose every sample has an 'ideal' answer.",

@@ -26,7 +26,7 @@ from subsetctl.data.loaders.common import (
     _where,
     one_based_row,
 )
-from subsetctl.errors import UserError, path_not_found_note, shell_arg
+from subsetctl.errors import UserError, path_not_found_note, shell_arg, shown_path
 from subsetctl.globbing import literal_folder_note
 from subsetctl.registry import LOADERS
 from subsetctl.spec import CsvLoader, HuggingFaceLoader, JsonlLoader, ParquetLoader, where_text
@@ -82,7 +82,7 @@ def data_files_by_entry(options: HuggingFaceLoader, base_dir: Path) -> list[list
 def unmatched_glob_message(options: HuggingFaceLoader, index: int, base_dir: Path) -> str:
     """What to say about ``data_files[index]``, a glob that matches no file."""
     entry = (options.data_files or [])[index]
-    return (f"loader.data_files pattern {entry!r} matches no file (looked for {resolve_path(entry, base_dir)}; "
+    return (f"loader.data_files pattern {entry!r} matches no file (looked for {shown_path(resolve_path(entry, base_dir))}; "
             f"relative patterns resolve against the spec's folder){path_not_found_note(entry)}"
             f"{literal_folder_note(entry, base_dir)}. Fix the pattern "
             "or the folder.")
@@ -122,12 +122,12 @@ def _existing_file(path_option: str, ctx: LoadContext) -> Path:
     if not path.exists():
         raise UserError(
             f"Source {ctx.source_name!r}: loader.path {path_option!r} does not exist (looked for "
-            f"{path}; relative paths resolve against the spec's folder {ctx.base_dir})"
+            f"{shown_path(path)}; relative paths resolve against the spec's folder {ctx.base_dir})"
             f"{path_not_found_note(path_option, path)}. Fix loader.path or create the file."
         )
     if not path.is_file():
         raise UserError(
-            f"Source {ctx.source_name!r}: loader.path {path} is not a file. Point loader.path "
+            f"Source {ctx.source_name!r}: loader.path {shown_path(path)} is not a file. Point loader.path "
             "at the data file itself."
         )
     return path
@@ -152,7 +152,7 @@ class UnsupportedCompression(UserError):
     def __init__(self, path: Path, name: str, command: str) -> None:
         self.problem = (f"compressed with {name}; subsetctl reads plain and gzip-compressed files: decompress it "
                         f"(`{command} {path.name}`) or compress it with gzip, and point the spec at that file")
-        super().__init__(f"file {path} is {self.problem}.")
+        super().__init__(f"file {shown_path(path)} is {self.problem}.")
 
 
 class SpreadsheetFile(UnsupportedCompression):
@@ -163,7 +163,7 @@ class SpreadsheetFile(UnsupportedCompression):
         self.problem = (f"{kind}, not a text file: subsetctl reads no workbooks. Save the sheet as CSV from the "
                         "spreadsheet program (Excel: Save As, CSV UTF-8) and point the spec at that file, read "
                         "with type: csv")
-        UserError.__init__(self, f"file {path} is {self.problem}.")
+        UserError.__init__(self, f"file {shown_path(path)} is {self.problem}.")
 
 
 #: the first bytes of an OLE2 compound file: an Excel 97-2003 workbook (.xls)
@@ -221,8 +221,8 @@ def gzip_damage(exc: BaseException) -> str:
 def _unreadable(path: Path, source: str, exc: BaseException) -> UserError:
     """The error for a file that cannot be read, or a gzip file that cannot be decompressed."""
     if isinstance(exc, OSError) and exc.strerror:
-        return UserError(f"Source {source!r}: cannot read file {path}: {exc.strerror}.")
-    return UserError(f"Source {source!r}: file {path} is {gzip_damage(exc)}.")
+        return UserError(f"Source {source!r}: cannot read file {shown_path(path)}: {exc.strerror}.")
+    return UserError(f"Source {source!r}: file {shown_path(path)} is {gzip_damage(exc)}.")
 
 
 def text_lines(path: Path, source: str) -> Iterator[tuple[int, str]]:
@@ -250,7 +250,7 @@ def text_lines(path: Path, source: str) -> Iterator[tuple[int, str]]:
                 except UnicodeDecodeError as exc:
                     fix = not_utf8_fix(raw if number == 1 else b"")
                     raise UserError(
-                        f"Source {source!r}: file {path} is not valid UTF-8 (byte {offset + exc.start}, "
+                        f"Source {source!r}: file {shown_path(path)} is not valid UTF-8 (byte {offset + exc.start}, "
                         f"line {number}{utf16_note(raw) + compressed_again_note(raw) if number == 1 else ''}). "
                         f"{fix[0].upper()}{fix[1:]}."
                     ) from None
@@ -317,7 +317,7 @@ class DuplicateKeys:
         """The data stage's warning about them, naming the file, the lines and the keys."""
         shown = "; ".join(f"line {number}: {', '.join(repr(k) for k in keys)}" for number, keys in self.first)
         more = f" (+{self.count - len(self.first)} more)" if self.count > len(self.first) else ""
-        return (f"Source {source!r}: file {path}: {self.count} row(s) name a key twice ({shown}{more}); only the "
+        return (f"Source {source!r}: file {shown_path(path)}: {self.count} row(s) name a key twice ({shown}{more}); only the "
                 "last value of each such key is read. Remove the duplicate keys, or rename the one meant to be "
                 "kept too.")
 
@@ -408,16 +408,16 @@ def jsonl_records(path: Path, source: str, duplicates: DuplicateKeys | None = No
         except json.JSONDecodeError as exc:
             cr_alone = "\r" in line.rstrip("\r")
             raise UserError(
-                f"Source {source!r}: file {path}, line {number}: invalid JSON ({exc.msg.replace(_PYTHON_BOM_HINT, '')} at "
+                f"Source {source!r}: file {shown_path(path)}, line {number}: invalid JSON ({exc.msg.replace(_PYTHON_BOM_HINT, '')} at "
                 f"column {exc.colno}). Each line of a .jsonl file must be one JSON object."
                 f"{f' Its {CR_ALONE}.' if cr_alone else ''}{_MID_FILE_BOM if line.startswith(chr(0xFEFF)) else ''}"
                 f"{json_document_advice(line, written_path or str(path)) if first else ''}"
             ) from None
         except (ValueError, RecursionError) as exc:
-            raise UserError(f"Source {source!r}: file {path}, line {number}: {_json_beyond_python(exc)}") from None
+            raise UserError(f"Source {source!r}: file {shown_path(path)}, line {number}: {_json_beyond_python(exc)}") from None
         if not isinstance(value, dict):
             raise UserError(
-                f"Source {source!r}: file {path}, line {number}: expected a JSON object "
+                f"Source {source!r}: file {shown_path(path)}, line {number}: expected a JSON object "
                 f'({{"prompt": ..., ...}}), got a JSON {json_kind(value)}.'
                 f"{json_document_advice(line, written_path or str(path)) if first else ''}"
             )
@@ -465,7 +465,7 @@ def parse_jsonl(path: Path, source: str) -> list[tuple[int, dict[str, Any]]]:
     has classic Mac OS line endings, and the user cannot re-save a package's file."""
     rows = list(jsonl_records(path, source, universal_newlines=True))
     if not rows:
-        raise UserError(f"Source {source!r}: file {path} is empty. Give a file with at least one row.")
+        raise UserError(f"Source {source!r}: file {shown_path(path)} is empty. Give a file with at least one row.")
     return rows
 
 
@@ -499,7 +499,7 @@ def load_jsonl(options: JsonlLoader, ctx: LoadContext) -> Dataset:
         lines.append(number)
         builder.add(record)
     if builder.count == 0:
-        raise UserError(f"Source {ctx.source_name!r}: file {path} is empty. Give a file with at least one row.")
+        raise UserError(f"Source {ctx.source_name!r}: file {shown_path(path)} is empty. Give a file with at least one row.")
     dataset = builder.finish()
     if duplicates.count:
         ctx.notices.append(duplicates.notice(ctx.source_name, path))
@@ -671,7 +671,7 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
     def not_csv(exc: BaseException) -> UserError:
         problem = " ".join(str(exc).split())  # pandas ends its tokenizer messages with a newline
         return UserError(
-            f"Source {source!r}: file {path} is not valid CSV ({problem}). Check the "
+            f"Source {source!r}: file {shown_path(path)} is not valid CSV ({problem}). Check the "
             f"delimiter (loader.delimiter is {options.delimiter!r}) and the quoting."
         )
 
@@ -723,12 +723,12 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
             builder.add_all(frame.to_dict("records"))
     except pd.errors.EmptyDataError:
         raise UserError(
-            f"Source {source!r}: file {path} is empty. Give a CSV file with a header "
+            f"Source {source!r}: file {shown_path(path)} is empty. Give a CSV file with a header "
             "row and at least one example."
         ) from None
     except UnicodeDecodeError:
         raise _utf8_problem(path, source) or UserError(
-            f"Source {source!r}: file {path} is not valid UTF-8. Re-save it as UTF-8.") from None
+            f"Source {source!r}: file {shown_path(path)} is not valid UTF-8. Re-save it as UTF-8.") from None
     except (OSError, EOFError, zlib.error) as exc:  # unreadable, or a gzip file cut short
         raise _unreadable(path, source, exc) from None
     except (pd.errors.ParserError, ValueError) as exc:
@@ -912,20 +912,20 @@ def _value_rows(path: Path, column: str, size: int, mtime_ns: int) -> ValueRows:
         parquet = pq.ParquetFile(path)
         names = parquet.schema_arrow.names
         if column not in names:
-            raise UserError(f"file {path} has no column {column!r} to pick rows by; its columns are "
+            raise UserError(f"file {shown_path(path)} has no column {column!r} to pick rows by; its columns are "
                             f"{', '.join(map(repr, names))}. Set `by` (or `where`) "
                             "to the column naming each row's task.")
         if names.count(column) > 1:  # (the rows picked and their digests would come from different ones)
-            raise UserError(f"file {path} has {names.count(column)} columns named {column!r}, the column that picks "
+            raise UserError(f"file {shown_path(path)} has {names.count(column)} columns named {column!r}, the column that picks "
                             "its rows (`by` or `where`), and which one holds each row's task is not known. Rename "
                             "or drop all but one of them in the file.")
         arrow_type = parquet.schema_arrow.field(column).type
         if not _picks_rows(arrow_type):
-            raise UserError(f"column {column!r} of file {path} holds {arrow_type} values; rows are picked by a "
+            raise UserError(f"column {column!r} of file {shown_path(path)} holds {arrow_type} values; rows are picked by a "
                             "column of text or whole numbers (a task's name or id). Name such a column.")
         values = parquet.read(columns=[column]).column(column).combine_chunks()
     except (pa.ArrowException, OSError) as exc:
-        raise UserError(f"file {path} could not be read as Parquet ({exc}). Check that it is a Parquet file.") from None
+        raise UserError(f"file {shown_path(path)} could not be read as Parquet ({exc}). Check that it is a Parquet file.") from None
     if pa.types.is_dictionary(values.type):
         values = values.dictionary_decode()
     blank = pc.is_null(values)
@@ -970,7 +970,7 @@ def value_digests(path: Path, column: str) -> dict[str, str]:
                 if digest is not None:
                     digest.update(b"\n" + json.dumps(row, ensure_ascii=False, default=repr).encode())
     except (pa.ArrowException, OSError) as exc:
-        raise UserError(f"file {path} could not be read as Parquet ({exc}). Check that it is a Parquet file.") from None
+        raise UserError(f"file {shown_path(path)} could not be read as Parquet ({exc}). Check that it is a Parquet file.") from None
     return {json.dumps(value): digest.hexdigest() for value, digest in digests.items()}
 
 
@@ -986,9 +986,9 @@ def load_parquet(options: ParquetLoader, ctx: LoadContext) -> Dataset:
 
     def unreadable(exc: BaseException) -> UserError:
         if (compressed := compressed_parquet_problem(path)) is not None:
-            return UserError(f"Source {ctx.source_name!r}: file {path} is {compressed}.")
+            return UserError(f"Source {ctx.source_name!r}: file {shown_path(path)} is {compressed}.")
         return UserError(
-            f"Source {ctx.source_name!r}: file {path} could not be read as Parquet ({exc}). "
+            f"Source {ctx.source_name!r}: file {shown_path(path)} could not be read as Parquet ({exc}). "
             "Check that it is a Parquet file."
         )
 
@@ -997,7 +997,7 @@ def load_parquet(options: ParquetLoader, ctx: LoadContext) -> Dataset:
     except (pa.ArrowException, OSError) as exc:
         raise unreadable(exc) from None
     if parquet.metadata.num_rows == 0:
-        raise UserError(f"Source {ctx.source_name!r}: file {path} is empty (no rows).")
+        raise UserError(f"Source {ctx.source_name!r}: file {shown_path(path)} is empty (no rows).")
     where, locate, batches = _where(path), one_based_row, None
     if options.where is not None:
         where, locate, batches = _rows_where(options.where, path, parquet, ctx)
@@ -1005,7 +1005,7 @@ def load_parquet(options: ParquetLoader, ctx: LoadContext) -> Dataset:
     for field in parquet.schema_arrow:
         if (repeated := _repeated_struct_field(field.type)) is not None:
             raise UserError(
-                f"Source {ctx.source_name!r}: column {field.name!r} of {path} holds a struct with two "
+                f"Source {ctx.source_name!r}: column {field.name!r} of {shown_path(path)} holds a struct with two "
                 f"fields named {repeated!r}; each row is read as a dictionary, which cannot keep both. "
                 "Rename one of the two fields in the file (or drop the column) and run again."
             )
@@ -1104,10 +1104,10 @@ def _rows_where(wanted: dict[str, str | int], path: Path, parquet: Any,
     except UserError as exc:
         raise UserError(f"Source {ctx.source_name!r}: {exc}") from None
     if rows is None:
-        raise UserError(f"Source {ctx.source_name!r}: no row of file {path} has {column!r} = {value!r} (loader.where). "
+        raise UserError(f"Source {ctx.source_name!r}: no row of file {shown_path(path)} has {column!r} = {value!r} (loader.where). "
                         "The file may have changed since the spec listed its values: validate the spec again, or "
                         "correct the value.")
-    where = f"file {path} {where_text(wanted)}"
+    where = f"file {shown_path(path)} {where_text(wanted)}"
     if _data_bytes(parquet) <= WHOLE_FILE_BYTES:
         stat = path.stat()
         picked = _whole_file(path.resolve(), stat.st_size, stat.st_mtime_ns).take(pa.array(rows))
