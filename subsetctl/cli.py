@@ -25,7 +25,7 @@ from typing import Any
 import click
 
 from subsetctl import __version__
-from subsetctl.errors import UserError, cli_wording, environment_error, shell_arg
+from subsetctl.errors import UserError, cli_wording, environment_error, project_arg, run_command, shell_arg
 from subsetctl.templates import TEMPLATES
 
 
@@ -917,7 +917,7 @@ def _split_dir(directory: Path | None, overrides: tuple[str, ...]) -> tuple[Path
         command = click.get_current_context().command_path
         if directory is not None or not Path(stray[0]).is_dir():  # not a folder put last: a split override
             joined = _joined_overrides(overrides)
-            folder = _project_arg(directory)
+            folder = project_arg(directory)
             if joined == " ".join(overrides):  # nothing to join: a stray word, not a split override
                 raise click.UsageError(
                     f"{stray[0]!r} is not a key=value override (write key=value, e.g. gradients.d=32), and only "
@@ -1053,7 +1053,7 @@ def _run_and_report(
         if written:  # where the report went: the terminal showed it, but not that it is also on disk
             shown = Path(directory) if directory is not None else Path(".")
             shown = shown.parent if shown.is_file() else shown  # (`run proj/subsetctl.yaml`: the spec file named)
-            where = _project_arg(directory) + "".join(f" {shell_arg(o)}" for o in overrides)  # as it judges them
+            where = project_arg(directory) + "".join(f" {shell_arg(o)}" for o in overrides)  # as it judges them
             # each as one shell word, as the commands: `my proj/report.md, ...` read as two paths and more
             console.print(f"Report files: {', '.join(shell_arg(shown / name) for name in written)} (`subsetctl "
                           f"report{where}` shows it again).", markup=False)
@@ -1082,13 +1082,7 @@ def _stops_early(until: str | None) -> bool:
 def _run_command(directory: Path | None, overrides: tuple[str, ...], options: str = "") -> str:
     """The `subsetctl run` command line for this project and overrides (and ``options``),
     copy-pasteable: what to type to resume or go on."""
-    return " ".join([f"subsetctl run{_project_arg(directory)}", *([options] if options else []), *map(shell_arg, overrides)])
-
-
-def _project_arg(directory: str | Path | None) -> str:
-    """The project folder as typed after a command (" my proj" quoted for a shell, with its
-    leading space), or "" for the current folder: for the commands the CLI suggests."""
-    return f" {shell_arg(directory)}" if directory is not None else ""
+    return run_command(directory, options, overrides)
 
 
 def _report_files(root: Path) -> list[str]:

@@ -11,7 +11,7 @@ import contextvars
 import errno
 import re
 import shlex
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 
@@ -21,6 +21,21 @@ def shell_arg(path: object) -> str:
     to the command); a plain path as it is."""
     text = str(path)
     return shlex.quote(f"./{text}" if text.startswith("-") else text)
+
+
+def project_arg(named: str | Path | None) -> str:
+    """The project folder as named after a command a message suggests (" my proj" quoted for a
+    shell, with its leading space), or "" for the current folder (None or "": none named)."""
+    return f" {shell_arg(named)}" if named is not None and str(named) != "" else ""
+
+
+def run_command(named: str | Path | None, options: str = "", overrides: Iterable[str] = ()) -> str:
+    """The `subsetctl run` command line a message suggests, copy-pasteable: the project as
+    :func:`project_arg` names it, then ``options`` (already shell words), then the ``overrides``
+    as typed, each one shell word. The CLI's advice and the pipeline's both write it here, so
+    they name the project alike."""
+    return " ".join([f"subsetctl run{project_arg(named)}", *([options] if options else []),
+                     *map(shell_arg, overrides)])
 
 
 def shown_path(path: object) -> str:

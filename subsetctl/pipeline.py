@@ -29,7 +29,15 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from subsetctl import RESULTS_VERSION, __version__
-from subsetctl.errors import LockedError, UserError, as_os_error, out_of_memory_error, shell_arg, worded
+from subsetctl.errors import (
+    LockedError,
+    UserError,
+    as_os_error,
+    out_of_memory_error,
+    run_command,
+    shell_arg,
+    worded,
+)
 from subsetctl.plan_reasons import (
     as_recorded,
     changed_inputs,
@@ -1155,9 +1163,13 @@ class Pipeline:
 
     def _run_command(self, options: str = "") -> str:
         """The `subsetctl run` command a message advises: this project, ``options`` and this run's
-        overrides, as typed (without them it would run another variant, the spec's alone)."""
-        typed = [shell_arg(as_written(item, self.spec.overrides_as_written)) for item in self.overrides]
-        return " ".join(["subsetctl run", shell_arg(self.project.root), *([options] if options else []), *typed])
+        overrides, as typed (without them it would run another variant, the spec's alone). The
+        project as the command line named it (the CLI's own advice names it so too); its
+        absolute folder for a caller of the API, whose relative path was from its own folder."""
+        named = self.project.named_as
+        shown = str(self.project.root) if named is None else worded(named, str(self.project.root))
+        typed = [as_written(item, self.spec.overrides_as_written) for item in self.overrides]
+        return run_command(shown, options, typed)
 
     def _refuse_shard_options(self, until: str | None, force: set[str]) -> None:
         """A UserError for what a shard run cannot do (:meth:`_run_shard`): a pipeline without

@@ -584,6 +584,10 @@ class Project:
     #: and what it wrote in them
     _held_locks: list[IO[str]] | None = field(default=None, repr=False, compare=False)
     _held_lock_text: str = field(default="", repr=False, compare=False)
+    #: the folder (or spec file) :meth:`find` was given, as given: "" for the current folder
+    #: (none named); None for a Project made from its root alone. Commands a message suggests
+    #: name the project so on the command line (:func:`subsetctl.errors.run_command`).
+    named_as: str | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def find(cls, path: str | Path | None) -> Project:
@@ -645,7 +649,7 @@ class Project:
                 "(as in 'zip://x::file.zip'): it cannot save or load the prepared data there. Rename the folder "
                 "(or the one above it that holds '::'), or move the project."
             )
-        return cls(root)
+        return cls(root, named_as="" if path is None else str(path))
 
     @property
     def spec_path(self) -> Path:

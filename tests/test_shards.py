@@ -542,6 +542,25 @@ def test_until_before_gradients_with_shard_is_refused(tiny_project: Path) -> Non
     assert results[-1]["action"] == "partial"
 
 
+def test_commands_the_pipeline_advises_name_the_project_as_the_command_line_did(tiny_project: Path,
+                                                                                monkeypatch) -> None:
+    """The pipeline's advice named the project by its absolute folder (`subsetctl run
+    /home/me/work/proj --until data`) while the CLI's own advice ("`subsetctl run proj ...` goes
+    on") named it as typed: both name it as typed now, and a caller of the API, whose relative
+    path was from its own folder, gets the absolute folder."""
+    monkeypatch.chdir(tiny_project.parent)
+    said = CliRunner().invoke(main, ["run", tiny_project.name, "-q", "--shard", "0/2", "--until", "data", "gradients.d=8"])
+    assert said.exit_code == 1, said.output
+    assert f"`subsetctl run {tiny_project.name} --until data gradients.d=8` (without --shard)" in \
+        " ".join(said.output.split()), said.output
+    monkeypatch.chdir(tiny_project)
+    said = CliRunner().invoke(main, ["run", "-q", "--shard", "0/2", "--until", "data"])
+    assert "`subsetctl run --until data` (without --shard)" in " ".join(said.output.split()), said.output
+    with pytest.raises(UserError) as refused:
+        run_project(".", until="data", options={"shard": (0, 2)})
+    assert f"`subsetctl run {tiny_project.resolve()} --until data` (without --shard)" in str(refused.value)
+
+
 def test_plan_names_the_shards_being_computed_now(tmp_path: Path) -> None:
     """While `run --shard 0/2` computed, `plan` said "0 of 2 gradient shards done; compute
     the others with `run --shard i/2`", as of shards stopped partway, and nothing of the
