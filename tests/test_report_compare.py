@@ -41,8 +41,8 @@ def test_compare_puts_the_differing_settings_selections_and_figures_side_by_side
     b["report"]["strategies"]["exhaustive"] = {"selected": ["b"], "estimated_loss_raw": 1.25}
     cmp = compare_reports(a, b)
     assert cmp["settings"] == [{"key": "gradients.d", "a": 16, "b": 32},
-                               {"key": "meta_init.steps", "a": 4, "b": None},
-                               {"key": "estimate.lam", "a": None, "b": 0.5}]
+                               {"key": "meta_init.steps", "a": 4, "b": None, "missing": "b"},
+                               {"key": "estimate.lam", "a": None, "b": 0.5, "missing": "a"}]
     assert cmp["lambda"] == {"a": 0.1, "b": 0.01} and cmp["final"] == {"a": "forward", "b": "forward"}
     rows = {row["selection"]: row for row in cmp["selections"]}
     assert list(rows) == ["forward", "all", "target_only", "exhaustive"]  # A's order, then B's others
@@ -58,7 +58,7 @@ def test_compare_puts_the_differing_settings_selections_and_figures_side_by_side
 def test_a_setting_differing_alike_for_many_sources_is_one_row() -> None:
     """A `by` group of 500 tasks read as text in one variant and as prompt/response in the
     other was 1,500 rows of settings, three a task; the JSON keeps them one a setting."""
-    from subsetctl.report.compare import settings_rows
+    from subsetctl.report.compare import NOT_IN_REPORT, settings_rows
 
     text = {"gradients.d": 16, **{f"sources[{i}].loader.text_field": "text" for i in range(1, 501)},
             "sources[0].max_examples": 5}
@@ -69,16 +69,17 @@ def test_a_setting_differing_alike_for_many_sources_is_one_row() -> None:
     assert len(cmp["settings"]) == 1 + 500 * 3 + 1
     assert settings_rows(cmp["settings"]) == [
         ("gradients.d", 16, 32),
-        ("sources[1], sources[2], sources[3] and 497 more (500 sources).loader.text_field", "text", None),
-        ("sources[1], sources[2], sources[3] and 497 more (500 sources).loader.prompt_field", None, "prompt"),
-        ("sources[1], sources[2], sources[3] and 497 more (500 sources).loader.response_field", None, "response"),
-        ("sources[3].max_examples", None, 9)]
+        ("sources[1], sources[2], sources[3] and 497 more (500 sources).loader.text_field", "text", NOT_IN_REPORT),
+        ("sources[1], sources[2], sources[3] and 497 more (500 sources).loader.prompt_field", NOT_IN_REPORT, "prompt"),
+        ("sources[1], sources[2], sources[3] and 497 more (500 sources).loader.response_field", NOT_IN_REPORT,
+         "response"),
+        ("sources[3].max_examples", NOT_IN_REPORT, 9)]
 
 
 def test_a_setting_whose_values_are_lists_or_dicts_is_shown() -> None:
     """Two projects whose plugins: (a list) or target.test_loader (a dict) differ stopped
     report --compare with an internal error (unhashable type) before any table."""
-    from subsetctl.report.compare import settings_rows
+    from subsetctl.report.compare import NOT_IN_REPORT, settings_rows
 
     a = {"plugins": ["tsvload:load_tsv"], "target.test_loader": {"type": "jsonl", "path": "t.jsonl"},
          "sources[0].name": "a", "sources[0].loader.options": {"path": "x.tsv"}}
@@ -87,7 +88,7 @@ def test_a_setting_whose_values_are_lists_or_dicts_is_shown() -> None:
     assert settings_rows(cmp["settings"]) == [
         ("plugins", ["tsvload:load_tsv"], None),
         ("target.test_loader", {"type": "jsonl", "path": "t.jsonl"}, None),
-        ("sources[a].loader.options", {"path": "x.tsv"}, None)]
+        ("sources[a].loader.options", {"path": "x.tsv"}, NOT_IN_REPORT)]  # None: recorded unset
 
 
 def test_sources_are_paired_by_name_not_by_place_in_the_list() -> None:
@@ -99,10 +100,10 @@ def test_sources_are_paired_by_name_not_by_place_in_the_list() -> None:
          "sources[1].name": "a", "sources[1].max_examples": 5}
     cmp = compare_reports(_side("A", [], a), _side("B", [], b))
     assert cmp["settings"] == [
-        {"key": "sources[t_add].name", "a": "t_add", "b": None},
-        {"key": "sources[t_add].loader.path", "a": "x.parquet", "b": None},
-        {"key": "sources[t_x].name", "a": None, "b": "t_x"},
-        {"key": "sources[t_x].loader.path", "a": None, "b": "x.parquet"}]  # source a: the same, not listed
+        {"key": "sources[t_add].name", "a": "t_add", "b": None, "missing": "b"},
+        {"key": "sources[t_add].loader.path", "a": "x.parquet", "b": None, "missing": "b"},
+        {"key": "sources[t_x].name", "a": None, "b": "t_x", "missing": "a"},
+        {"key": "sources[t_x].loader.path", "a": None, "b": "x.parquet", "missing": "a"}]  # source a: the same, not listed
 
 
 def _every_sources_settings(n: int) -> dict:
@@ -285,7 +286,7 @@ def test_the_sources_one_side_alone_has_are_one_row_a_side() -> None:
     """A variant of 503 sources compared with one of 53 listed the 450 others' settings one
     row each (their paths and names: 900 rows); they are one row, naming the first few and
     counting the rest. The JSON keeps every setting."""
-    from subsetctl.report.compare import settings_rows
+    from subsetctl.report.compare import NOT_IN_REPORT, settings_rows
 
     def side(names: list[str]) -> dict:
         return {"gradients.d": 8, **{k: v for i, n in enumerate(names)
@@ -297,9 +298,9 @@ def test_the_sources_one_side_alone_has_are_one_row_a_side() -> None:
     cmp = compare_reports(_side("A", [], a), _side("B", [], b))
     assert len(cmp["settings"]) == 2 * 450 + 2 + 1
     assert settings_rows(cmp["settings"]) == [
-        ("sources only in A (450)", "x000, x001, x002 and 447 more", None),
-        ("sources only in B (1)", None, "y0"),
-        ("sources[s004].max_examples", None, 9)]
+        ("sources only in A (450)", "x000, x001, x002 and 447 more", NOT_IN_REPORT),
+        ("sources only in B (1)", NOT_IN_REPORT, "y0"),
+        ("sources[s004].max_examples", NOT_IN_REPORT, 9)]
 
 
 def test_compare_of_two_project_folders_names_a_model_folder_inside_each_alike(tmp_path: Path) -> None:
@@ -367,3 +368,22 @@ def _rendered(cmp: dict) -> str:
     buffer = io.StringIO()
     render_comparison(cmp, Console(file=buffer, width=300))
     return buffer.getvalue()
+
+
+def test_a_setting_recorded_unset_reads_apart_from_one_a_report_lacks() -> None:
+    """`report --compare` showed a setting recorded as None (unset: `plugins: null`) as "-", as
+    it shows a setting one side's report does not record: it is "null" now, "-" the other."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from subsetctl.report.compare import render_comparison
+
+    a = {"plugins": ["tsvload:load_tsv"], "estimate.lam": 0.5, "sources[0].name": "a"}
+    b = {"plugins": None, "sources[0].name": "a"}
+    buffer = StringIO()
+    render_comparison(compare_reports(_side("A", [], a), _side("B", [], b)), Console(file=buffer, width=120))
+    rows = {line.split("│")[1].strip(): [cell.strip() for cell in line.split("│")[2:4]]
+            for line in buffer.getvalue().splitlines() if line.count("│") == 4}
+    assert rows["plugins"] == ["tsvload:load_tsv", "null"], buffer.getvalue()
+    assert rows["estimate.lam"] == ["0.5", "-"], buffer.getvalue()

@@ -78,8 +78,9 @@ def _estimate(report: dict[str, Any], entry: dict[str, Any] | None) -> float | N
 def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     """What differs between two sides (:func:`load_side`), as `report --compare --format
     json` prints it: ``a``/``b`` (their labels), ``settings`` (``[{key, a, b}]``, the
-    recorded settings that differ; None where a side is a report.json without them, an earlier
-    subsetctl's),
+    recorded settings that differ, with ``missing: "a"`` or ``"b"`` where that side's report
+    does not record the setting, its value then null as one recorded as null; None where a
+    side is a report.json without them, an earlier subsetctl's),
     ``overrides`` (each side's command-line overrides), ``final``, ``lambda``,
     ``estimator``, ``selections`` (``[{selection, a, b, same, estimate_a, estimate_b}]``,
     the sources each picked, in the first side's order, then the second's others),
@@ -97,7 +98,11 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         # each source's settings written out: a report.json before format 11 lists them all
         sa, sb = (_sources_by_name(expand_source_settings(side["settings"])) for side in (a, b))
         keys = list(sa) + [k for k in sb if k not in sa]
-        settings = [{"key": k, "a": sa.get(k), "b": sb.get(k)} for k in keys if sa.get(k) != sb.get(k)]
+        # a setting one side's report lacks (a source only it has, a setting a later subsetctl
+        # records) says which, so that it reads apart from one recorded as null
+        settings = [{"key": k, "a": sa.get(k), "b": sb.get(k),
+                     **({"missing": "a" if k not in sa else "b"} if k not in sa or k not in sb else {})}
+                    for k in keys if sa.get(k) != sb.get(k)]
     files = None
     if isinstance(ra.get("input_files"), dict) and isinstance(rb.get("input_files"), dict):
         fa, fb = input_digests(ra["input_files"]), input_digests(rb["input_files"])
@@ -174,6 +179,31 @@ def _sources_by_name(settings: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+class _NotInReport:
+    """A setting one side's report does not record, as :func:`settings_rows` gives it: shown
+    "-", unlike a setting recorded as None (unset), shown "null"."""
+
+    def __repr__(self) -> str:
+        return "NOT_IN_REPORT"
+
+
+#: a side's value in a :func:`settings_rows` row for a setting its report does not record
+NOT_IN_REPORT: Any = _NotInReport()
+
+
+def _side_value(row: dict[str, Any], side: str) -> Any:
+    """``row``'s value on ``side``: :data:`NOT_IN_REPORT` where its report lacks the setting."""
+    return NOT_IN_REPORT if row.get("missing") == side else row[side]
+
+
+def _setting_cell(value: Any) -> str:
+    """A setting's value as the settings table shows it: "-" for one the side's report does not
+    record, "null" for one recorded unset (None), otherwise as :func:`_cell` shows a value."""
+    if value is NOT_IN_REPORT:
+        return "-"
+    return "null" if value is None else _cell(value)
+
+
 def _cell(value: Any) -> str:
     """A value as the comparison shows it: a number to 4 significant digits, a list of
     sources comma-separated ("(none)" when empty), "-" for a side without it."""
@@ -244,16 +274,15 @@ def settings_rows(settings: list[dict[str, Any]]) -> list[tuple[str, Any, Any]]:
         if only[side]:
             names = _names_and_more(only[side])
             rows.append((False, (f"sources only in {side.upper()} ({len(only[side])})",
-                                 *((names, None) if side == "a" else (None, names)))))
+                                 *((names, NOT_IN_REPORT) if side == "a" else (NOT_IN_REPORT, names)))))
     for row in settings:
         match = _SOURCE_SETTING.match(row["key"])
         if match is None:
-            rows.append((False, (row["key"], row["a"], row["b"])))
+            rows.append((False, (row["key"], _side_value(row, "a"), _side_value(row, "b"))))
             continue
         if match.group(1) in one_sided:  # said by its side's row
             continue
-        alike = (match.group(2), json.dumps(row["a"], sort_keys=True, default=str),
-                 json.dumps(row["b"], sort_keys=True, default=str))
+        alike = (match.group(2), _alike_text(_side_value(row, "a")), _alike_text(_side_value(row, "b")))
         if alike not in shared:
             rows.append((True, alike))
             shared[alike] = []
@@ -267,8 +296,19 @@ def settings_rows(settings: list[dict[str, Any]]) -> list[tuple[str, Any, Any]]:
         indices = shared[row]
         key = f"sources[{indices[0]}].{setting}" if len(indices) == 1 else \
             f"{_names_and_more([f'sources[{i}]' for i in indices])} ({len(indices)} sources).{setting}"
-        out.append((key, json.loads(a), json.loads(b)))
+        out.append((key, _from_alike_text(a), _from_alike_text(b)))
     return out
+
+
+def _alike_text(value: Any) -> str:
+    """A source's setting value as a key of :func:`settings_rows`' rows alike for many sources:
+    its JSON text, "" (no JSON text) for :data:`NOT_IN_REPORT`."""
+    return "" if value is NOT_IN_REPORT else json.dumps(value, sort_keys=True, default=str)
+
+
+def _from_alike_text(text: str) -> Any:
+    """The value :func:`_alike_text` wrote."""
+    return NOT_IN_REPORT if text == "" else json.loads(text)
 
 
 def _names_and_more(names: list[str]) -> str:
@@ -309,7 +349,7 @@ def render_comparison(cmp: dict[str, Any], console: Any) -> None:
         for column in ("setting", "A", "B"):
             table.add_column(column, overflow="fold")
         for key, a, b in settings_rows(cmp["settings"]):
-            table.add_row(escape(key), escape(_cell(a)), escape(_cell(b)))
+            table.add_row(escape(key), escape(_setting_cell(a)), escape(_setting_cell(b)))
         console.print(table)
     for row in cmp.get("input_files") or []:  # one line a file (nothing when all are the same)
         console.print(f"input file {escape(row['file'])}: A {escape(_digest(row['a']))}, B {escape(_digest(row['b']))}")
