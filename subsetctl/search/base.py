@@ -516,6 +516,27 @@ class SubsetMemo:
     def losses(self, masks: np.ndarray) -> np.ndarray:
         """``L_hat`` for each row of ``masks`` (NaN where the estimator failed: gave NaN or an
         infinite value)."""
+        return self._losses(masks, 0, None)
+
+    def losses_in_parts(self, count: int, masks_at: Callable[[int, int], np.ndarray],
+                        rows: int | None = None) -> np.ndarray:
+        """``L_hat`` of ``count`` subsets, as :meth:`losses`, their masks made ``rows`` at a time
+        (default :attr:`chunk_size`) by ``masks_at(start, stop)`` (those of subsets ``start`` to
+        ``stop - 1``), so that a batch too big to hold as bools is never made whole: forward
+        selection's candidates over 10,000 sources were 10,000 x 10,000 bools (100 MB) a step.
+        Where no subset is repeated or estimated already and ``rows`` is a multiple of
+        :attr:`chunk_size`, the estimator is asked in the batches one :meth:`losses` call on
+        them all would send, and progress counts the same (else it counts subsets made)."""
+        rows = self.chunk_size if rows is None else max(1, int(rows))
+        out = np.empty(count)
+        for start in range(0, count, rows):
+            stop = min(start + rows, count)
+            out[start:stop] = self._losses(masks_at(start, stop), start, count)
+        return out
+
+    def _losses(self, masks: np.ndarray, done: int, total: int | None) -> np.ndarray:
+        """:meth:`losses`; progress says ``done`` subsets more were estimated, of ``total``
+        (None: this call's new subsets)."""
         masks = np.asarray(masks, dtype=bool).reshape(-1, len(self.sources))
         packed = np.packbits(masks, axis=1)
         hashes = hash_rows(packed)
@@ -553,11 +574,8 @@ class SubsetMemo:
             else:  # a plugin replaced it with a list: append to it as before
                 self.trace.extend({"subset": self.names(masks[i]), "loss": None if math.isnan(v) else v}
                                   for i, v in zip(rows, values.tolist()))
-            self.context.report(
-                f"{self.label}: estimated {start + len(rows)}/{len(todo)} subsets",
-                start + len(rows),
-                len(todo),
-            )
+            said, of = done + start + len(rows), len(todo) if total is None else total
+            self.context.report(f"{self.label}: estimated {said}/{of} subsets", said, of)
         rows_of[missing] = numbers[repeats]
         return self._values[rows_of]
 

@@ -17,6 +17,8 @@ A source whose every estimate failed has no score: it gets 0.0 and a notice, as 
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 from pydantic import Field
 
@@ -48,11 +50,23 @@ def _step_bound(params: GreedyParams, n_sources: int) -> int:
     return min(n_sources, params.max_steps or n_sources)
 
 
+def _changes(current: np.ndarray, candidates: np.ndarray, value: bool, start: int, stop: int) -> np.ndarray:
+    """The masks of candidates ``start`` to ``stop - 1`` of a step: ``current`` with that
+    candidate's source set to ``value``."""
+    masks = np.repeat(current[None, :], stop - start, axis=0)
+    masks[np.arange(stop - start), candidates[start:stop]] = value
+    return masks
+
+
 def _greedy(
-    memo: SubsetMemo, context: SearchContext, params: GreedyParams, forward: bool
+    memo: SubsetMemo, context: SearchContext, params: GreedyParams, forward: bool, rows: int | None = None
 ) -> tuple[np.ndarray, float | None, np.ndarray, list[dict], list[str]]:
     """Run greedy selection; returns (mask, loss, scores, steps, notices). Progress says
-    which step a round estimates, of at most how many (a long search shows where it is)."""
+    which step a round estimates, of at most how many (a long search shows where it is).
+    A step's candidates are made and estimated ``rows`` at a time (default: the memo's
+    ``chunk_size``, the rows of one estimate call), never as one candidates x sources array
+    (100 MB a step at 10,000 sources); every candidate is a subset new to the memo, so the
+    estimates, their order and the estimator's batches are those of one call on them all."""
     n = len(memo.sources)
     name, bound = memo.label, _step_bound(params, n)  # (the memo's label: the spec's label, else the strategy's name)
     current = np.zeros(n, dtype=bool) if forward else np.ones(n, dtype=bool)
@@ -69,10 +83,8 @@ def _greedy(
         candidates = np.flatnonzero(~current if forward else current)
         if len(candidates) == 0:
             break
-        masks = np.repeat(current[None, :], len(candidates), axis=0)
-        masks[np.arange(len(candidates)), candidates] = forward
         memo.label = f"{name}, step {len(steps) + 1} of at most {bound}"  # the memo's progress names the step
-        losses = memo.losses(masks)
+        losses = memo.losses_in_parts(len(candidates), partial(_changes, current, candidates, forward), rows)
         memo.label = name
         finite = np.isfinite(losses)
         # a failed start: gains against the worst candidate (none finite: no base, and no numpy warning)
