@@ -40,6 +40,19 @@ def fresh_work_dir(name: str) -> Path:
     return folder
 
 
+def revision_before(message: str) -> str:
+    """The git revision before the last commit of this checkout whose message says
+    ``message`` (found by its message: hashes change on a rebase): the old code of an
+    old-against-new benchmark; exits saying to give ``--old REV`` when there is none."""
+    import subprocess
+
+    found = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%H", "--fixed-strings", f"--grep={message}"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    if not found:
+        raise SystemExit(f"No commit of this checkout says {message!r}: give the old code with --old REV.")
+    return f"{found}^"
+
+
 def work_dir() -> Path:
     """benchmarks/_work (git-ignored), or ``$SUBSETCTL_BENCH_DIR``."""
     return Path(os.environ.get("SUBSETCTL_BENCH_DIR", ROOT / "benchmarks" / "_work"))

@@ -24,19 +24,11 @@ import time
 from pathlib import Path
 
 import yaml
-from _common import ROOT, fresh_work_dir
+from _common import ROOT, fresh_work_dir, revision_before
 from many_sources import build
 
 #: the commit whose parent is the old code by default (found by its message: hashes change on a rebase)
 _FIRST_CHANGE = "parse each stage manifest once per command"
-
-
-def _old_revision() -> str:
-    found = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%H", "--fixed-strings", f"--grep={_FIRST_CHANGE}"],
-                           capture_output=True, text=True, check=True).stdout.strip()
-    if not found:
-        raise SystemExit(f"No commit of this checkout says {_FIRST_CHANGE!r}: give the old code with --old REV.")
-    return f"{found}^"
 
 
 def _subsetctl(code: Path, *args: str) -> tuple[float, str]:
@@ -66,7 +58,7 @@ def main() -> None:
     (folder / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     first_run, _ = _subsetctl(ROOT, "run", str(folder), "-q")
 
-    old = args.old or _old_revision()
+    old = args.old or revision_before(_FIRST_CHANGE)
     with tempfile.TemporaryDirectory() as scratch:
         tree = Path(scratch) / "old"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree), old], check=True)

@@ -1,0 +1,131 @@
+"""Peak memory and seconds of ``forward``'s steps over many sources, old against new.
+
+Each step of greedy selection estimates one candidate per remaining source. Until the
+candidates were made a chunk at a time, a step built them as one sources x sources bool
+array (100 MB a step at 10,000 sources) before estimating them. This script runs
+``forward`` for ``--steps`` steps over ``--sources`` and twice as many sources, as the
+search stage runs it: through :class:`~subsetctl.estimate.results.CachedEstimator` and a
+fresh results store (chunks of 256, sequential), with a free estimator
+(``L_hat(S) = 1 - sum of the effects of S``, summed row by row so that it copies no
+masks; every effect positive, so every step adds a source), so what is measured is the
+search's own work. Each case runs in a process of its own (its peak RSS is the case's),
+with this checkout's code (new) and with that of ``--old`` (a git revision, checked out
+in a temporary worktree; by default the commit before the change), alternating.
+
+Per case: ``seconds`` of the search, ``peak_rss_mb`` of the process, ``store_masks_mb``
+(the store's packed masks, N/8 bytes a subset: kept, the store's format) and
+``digest``, of the strategy's record (selections.json's, trace cut to 10,000) and the
+store's masks and losses: old and new must agree.
+
+    python benchmarks/greedy_candidates.py [--sources 5000] [--steps 3] [--old REV] [--no-old]
+
+Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+if not os.environ.get("PYTHONPATH"):  # this checkout's code unless told otherwise
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+from _common import ROOT, revision_before
+
+#: the commit whose parent is the old code by default (found by its message: hashes change on a rebase)
+_CHANGE = "make forward and backward selection's candidates a chunk at a time"
+
+
+def _case(n: int, steps: int) -> dict[str, Any]:
+    """One forward search of ``steps`` steps over ``n`` sources, in this process."""
+    from subsetctl.estimate.base import EstimateBatch, SubsetEstimator
+    from subsetctl.estimate.results import CachedEstimator, SubsetResultsStore
+    from subsetctl.search.base import SearchContext, run_strategy
+
+    class PerRow(SubsetEstimator):
+        def __init__(self) -> None:
+            self.effects = np.random.default_rng(0).uniform(0.1, 1.0, n) / n
+            self._sources = [f"source_{i:05d}" for i in range(n)]
+
+        @property
+        def sources(self) -> list[str]:
+            return self._sources
+
+        def estimate(self, masks: np.ndarray) -> EstimateBatch:
+            m = len(masks)
+            loss = 1.0 - np.array([self.effects[row].sum() for row in masks])
+            return EstimateBatch(loss, np.zeros(m), np.zeros(m, dtype=int), np.ones(m, dtype=bool))
+
+    with tempfile.TemporaryDirectory() as folder:
+        estimator = PerRow()
+        store = SubsetResultsStore(Path(folder) / "store", estimator.sources, "bench")
+        cached = CachedEstimator(estimator, store, {"backend": "sequential"}, chunk_size=256)
+        started = time.perf_counter()
+        result = run_strategy("forward", cached, SearchContext(sources=list(estimator.sources)), {"max_steps": steps})
+        record = result.to_dict(trace_limit=10_000)
+        seconds = time.perf_counter() - started
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        masks, loss = store._rows["packed_masks"], store._rows["loss"]
+        digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode())
+        digest.update(masks.tobytes())
+        digest.update(loss.tobytes())
+        return {"sources": n, "subsets": len(store), "seconds": round(seconds, 2), "peak_rss_mb": round(peak),
+                "store_masks_mb": round(masks.nbytes / 2**20, 1), "digest": digest.hexdigest()[:16]}
+
+
+def _child(code: Path, n: int, steps: int) -> dict[str, Any]:
+    """:func:`_case` in a fresh process running the package in ``code``."""
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    done = subprocess.run([sys.executable, __file__, "--child", str(n), "--steps", str(steps)],
+                          capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"the case of {n} sources ({code}) exited {done.returncode}:\n{done.stdout}{done.stderr}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sources", type=int, default=5000, help="N: the cases are N and 2N sources")
+    parser.add_argument("--steps", type=int, default=3, help="forward steps (each estimates every remaining source)")
+    parser.add_argument("--old", help="git revision of the old code (default: the one before the change)")
+    parser.add_argument("--no-old", action="store_true", help="measure this checkout's code only")
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(_case(args.child, args.steps)))
+        return
+    sizes = (args.sources, 2 * args.sources)
+    out: dict[str, Any] = {"steps": args.steps}
+    if args.no_old:
+        out["new"] = [_child(ROOT, n, args.steps) for n in sizes]
+        print(json.dumps(out))
+        return
+    old = args.old or revision_before(_CHANGE)
+    with tempfile.TemporaryDirectory() as scratch:
+        tree = Path(scratch) / "old"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree), old], check=True)
+        try:
+            cases: dict[str, list[dict[str, Any]]] = {"old": [], "new": []}
+            for n in sizes:
+                for way, code in (("old", tree), ("new", ROOT)):
+                    cases[way].append(_child(code, n, args.steps))
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
+    out.update(cases)
+    out["same_results"] = all(o["digest"] == w["digest"] for o, w in zip(cases["old"], cases["new"]))
+    out["peak_rss_saved_mb"] = [o["peak_rss_mb"] - w["peak_rss_mb"] for o, w in zip(cases["old"], cases["new"])]
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
