@@ -23,11 +23,13 @@ import io
 import json
 import re
 import zlib
+from array import array
 from collections.abc import Iterator
 from itertools import dropwhile, islice
 from pathlib import Path
 from typing import IO, Any
 
+from subsetctl.data.fingerprint import listed_values
 from subsetctl.data.loaders import (
     CR_ALONE,
     GZIP_MAGIC,
@@ -41,6 +43,7 @@ from subsetctl.data.loaders import (
     json_kind,
     not_utf8_fix,
     open_decompressed,
+    release_whole_file,
     resolve_path,
     utf16_note,
     value_rows,
@@ -86,7 +89,8 @@ LINES_COUNTED_MB = 64
 
 def rows_in_file(loader: Any, base_dir: Path) -> tuple[int, str] | None:
     """How many rows a local file holds at most, when that is cheap to know: a Parquet
-    file's metadata, or the non-blank lines of a JSON Lines file up to
+    file's metadata, a ``where``'s rows (:func:`listed_values`, a text file's from the project's
+    cache), or the non-blank lines of a JSON Lines file up to
     :data:`LINES_COUNTED_MB` (an upper bound: blank answers, and a text source's missing
     texts, are left out when loaded); with what was counted, for messages; an ``evals``
     loader's file in the installed package is such a JSON Lines file. None for anything
@@ -97,19 +101,19 @@ def rows_in_file(loader: Any, base_dir: Path) -> tuple[int, str] | None:
             path = evals_file(loader, "")
         except UserError:  # _check_evals says why
             return None
-    elif isinstance(loader, (JsonlLoader, ParquetLoader)):
+    elif isinstance(loader, (JsonlLoader, ParquetLoader)) or (isinstance(loader, CsvLoader) and loader.where is not None):
         path = resolve_path(loader.path, base_dir)
     else:
         return None
     if not path.is_file():  # the file checks say what it is instead
         return None
     try:
-        if isinstance(loader, ParquetLoader) and loader.where is not None:  # that value's rows only
+        if getattr(loader, "where", None) is not None:  # that value's rows only
             (column, value), = loader.where.items()
-            picked = value_rows(path, column).rows.get(value)
+            picked = listed_values(path, column, loader, base_dir)[0].get(value)
             if picked is None:  # no row holds it: _check_where says so, not a split asking "at most 0"
                 return None
-            return len(picked), f"file {shown_path(path)} {where_text(loader.where)} has {len(picked)} rows"
+            return picked, f"file {shown_path(path)} {where_text(loader.where)} has {picked} rows"
         if isinstance(loader, ParquetLoader):
             import pyarrow.parquet as pq
 
@@ -287,7 +291,7 @@ def _check_file_loader(
                        f"{shown_path(resolved)} is not a regular file (a named pipe, a device or a socket): point "
                        "loader.path at the data file itself")
         else:
-            _check_columns(loader, resolved, loc, kind, issues)
+            _check_columns(loader, resolved, loc, kind, issues, base_dir)
     if kind == "classifier" and getattr(loader, "messages_field", None) is not None:
         issues.add(loc + ("messages_field",), "is for a causal LM's chats, but model.kind is classifier: name the "
                                               "text column with prompt_field and the class with label_field")
@@ -448,9 +452,11 @@ def _no_row_follows(rows: Iterator[list[str]]) -> bool:
         return False
 
 
-def _check_columns(loader: LoaderBase, path: Path, loc: tuple[Any, ...], kind: str, issues: _Issues) -> None:
+def _check_columns(loader: LoaderBase, path: Path, loc: tuple[Any, ...], kind: str, issues: _Issues,
+                   base_dir: Path) -> None:
     """The file can be read as its loader's type, has every column the loader asks for,
-    and a row (all problems at once, before any run; the data stage checks every row later)."""
+    and a row (all problems at once, before any run; the data stage checks every row later).
+    ``base_dir``: the spec's folder (the project's, whose cache keeps a ``where``'s values)."""
     columns, problem, rowless = _file_head(loader, path)
     other, certain = _other_type_advice(loader, path, columns)
     if problem or certain:
@@ -483,7 +489,7 @@ def _check_columns(loader: LoaderBase, path: Path, loc: tuple[Any, ...], kind: s
         issues.add(loc + ("path",), f"{path.name}: the file has {'a schema' if loader.type == 'parquet' else 'a header'} "
                                     "but no rows: give a file with at least one example")
     elif getattr(loader, "where", None) is not None:
-        _check_where(loader.where, path, loc, issues)
+        _check_where(loader, path, loc, issues, base_dir)
 
 
 def _sometimes_columns(loader: LoaderBase, kind: str) -> list[str]:
@@ -495,12 +501,13 @@ def _sometimes_columns(loader: LoaderBase, kind: str) -> list[str]:
     return [] if isinstance(loader.prompt_field, str) else list(loader.prompt_field)
 
 
-def _check_where(where: dict[str, Any], path: Path, loc: tuple[Any, ...], issues: _Issues) -> None:
-    """A Parquet loader's ``where`` names a column of the file holding text or whole numbers,
-    and a value some row holds (the data stage would stop on the source otherwise)."""
-    (column, value), = where.items()
+def _check_where(loader: Any, path: Path, loc: tuple[Any, ...], issues: _Issues, base_dir: Path) -> None:
+    """A file loader's ``where`` names a column of the file holding text or whole numbers,
+    and a value some row holds (the data stage would stop on the source otherwise); a text
+    file's values from the project's cache once listed (:func:`listed_values`)."""
+    (column, value), = loader.where.items()
     try:
-        found = value_rows(path, column).rows
+        found = listed_values(path, column, loader, base_dir)[0]
     except UserError as exc:
         issues.add(loc + ("where",), f"{path.name}: {exc}")
         return
@@ -1425,10 +1432,31 @@ def check_sources(spec: Spec, spec_path: Path, text: str | None = None) -> list[
     finally:
         _jsonl_read_through_of.cache_clear()
         _label_column.cache_clear()
+        release_whole_file()  # (a text file's records, kept by _first_rows_where)
 
 
 #: rows of each JSON Lines, CSV or Parquet file whose labels validate reads for ``model.num_labels``
 LABEL_ROWS_READ = 1000
+
+
+def _first_rows_where(loader: Any, path: Path) -> list[dict[str, Any]]:
+    """The first :data:`LABEL_ROWS_READ` records of a JSON Lines or CSV file its loader's
+    ``where`` picks, as the loader reads them: from the file kept in memory (one read for
+    all its tasks' sources), or read up to the last of them."""
+    from subsetctl.data.loaders.files import _text_file_in_memory, _text_records
+
+    (by, value), = loader.where.items()
+    found = value_rows(path, by, loader)
+    rows = found.rows.get(value)
+    if rows is None:
+        return []
+    wanted = rows[:LABEL_ROWS_READ].tolist()
+    memory = _text_file_in_memory(path, loader.type, getattr(loader, "delimiter", ","), len(found.lines))
+    if memory is not None:
+        return [memory.records[i] for i in wanted]
+    picked = set(wanted)
+    records = islice(_text_records(path, loader.type, getattr(loader, "delimiter", ","), array("q")), wanted[-1] + 1)
+    return [record for i, record in enumerate(records) if i in picked]
 
 
 def _head_labels(loader: LoaderBase, path: Path) -> set[str]:
@@ -1445,7 +1473,9 @@ def _head_labels(loader: LoaderBase, path: Path) -> set[str]:
     values: list[Any] = []
     # unreadable or not what it claims: the file checks and the loader say why
     with contextlib.suppress(Exception):
-        if loader.type == "jsonl":
+        if loader.type in ("jsonl", "csv") and loader.where is not None:  # that value's first rows, not the file's
+            values = [record.get(field) for record in _first_rows_where(loader, path)]
+        elif loader.type == "jsonl":
             with _open_text(path) as handle:
                 for line in islice((line for line in handle if line.strip()), LABEL_ROWS_READ):
                     record = json.loads(line)

@@ -41,7 +41,7 @@ def source_fingerprint_inputs(source: SourceSpec, spec_dir: Path, whole_files: b
     in the project (see :mod:`subsetctl.filehash`). A target's ``test_loader`` adds its
     own, under ``test_loader`` (nothing when it is unset, so keys stay as they were).
 
-    A Parquet loader with ``where`` (one task of a file holding many, as a ``by`` group's
+    A JSON Lines, CSV or Parquet loader with ``where`` (one task of a file holding many, as a ``by`` group's
     sources read it) depends on that task's rows only (:func:`where_rows_fingerprint`):
     editing or adding another task of the file prepares that one alone.
     A ``huggingface`` loader's local dataset folder counts the files its configuration and
@@ -58,7 +58,7 @@ def source_fingerprint_inputs(source: SourceSpec, spec_dir: Path, whole_files: b
 
 def counted_otherwise_before(source: SourceSpec, spec_dir: Path) -> bool:
     """Whether :func:`source_fingerprint_inputs` of ``source`` may differ from those an
-    earlier subsetctl counted (its ``whole_files``): a Parquet loader's ``where``
+    earlier subsetctl counted (its ``whole_files``): a file loader's ``where``
     (:func:`reads_rows_where`), or a ``huggingface`` loader (or a target's test_loader)
     whose local folder is fingerprinted by the files its configuration and split read
     (:func:`folder_files_read`), not whole; a ``type: plugin`` loader naming the built-in
@@ -112,7 +112,7 @@ def folder_files_read(loader: HuggingFaceLoader, folder: Path) -> list[Path] | N
 
 def reads_rows_where(source: SourceSpec) -> bool:
     """Whether ``source`` (its loader, or a target's test_loader) reads one task's rows of
-    a Parquet file (``where``): its fingerprint inputs differ from those subsetctl counted
+    a file (``where``): its fingerprint inputs differ from those subsetctl counted
     before (:func:`source_fingerprint_inputs`'s ``whole_files``)."""
     loaders = (source.loader, getattr(source, "test_loader", None))
     return any(getattr(loader, "where", None) is not None
@@ -123,8 +123,8 @@ def _loader_inputs(source: SourceSpec, spec_dir: Path, whole_files: bool = False
     """:func:`source_fingerprint_inputs` of ``source.loader`` alone."""
     loader = source.loader
     spec_dir = Path(spec_dir)
-    if loader.type == "parquet" and loader.where is not None and not whole_files:
-        return {"rows": where_rows_fingerprint(resolve_path(loader.path, spec_dir), loader.where, spec_dir)}
+    if loader.type in ("jsonl", "csv", "parquet") and loader.where is not None and not whole_files:
+        return {"rows": where_rows_fingerprint(resolve_path(loader.path, spec_dir), loader.where, spec_dir, loader)}
     if loader.type in ("jsonl", "csv", "parquet"):
         return {"file": file_fingerprint(resolve_path(loader.path, spec_dir), spec_dir)}
     if isinstance(loader, HuggingFaceLoader):
@@ -160,11 +160,13 @@ def _loader_inputs(source: SourceSpec, spec_dir: Path, whole_files: bool = False
     return {}
 
 
-def where_rows_fingerprint(path: Path, where: dict[str, str | int], spec_dir: Path) -> dict[str, Any]:
-    """The fingerprint of the rows of Parquet file ``path`` a loader's ``where`` picks: the
-    sha256 of those rows (:func:`~subsetctl.data.loaders.files.value_digests`; None when
-    no row has the value), kept in the project's cache under the file's sha256 and the
-    column (:meth:`~subsetctl.filehash.HashCache.derived`), so `plan` reads the file only
+def where_rows_fingerprint(path: Path, where: dict[str, str | int], spec_dir: Path,
+                           loader: Any = None) -> dict[str, Any]:
+    """The fingerprint of the rows of file ``path`` a loader's ``where`` picks (``loader``:
+    its options; None, Parquet): the sha256 of those rows
+    (:func:`~subsetctl.data.loaders.files.value_digests`; None when no row has the value),
+    kept in the project's cache under the file's sha256 and the column (a CSV file's, its
+    delimiter too: :meth:`~subsetctl.filehash.HashCache.derived`), so `plan` reads the file only
     after it changed, once for all its tasks. The file's own fingerprint when it is missing
     or cannot be read by that column (validate and the data stage say why)."""
     from subsetctl.data.loaders.files import value_digests
@@ -173,11 +175,51 @@ def where_rows_fingerprint(path: Path, where: dict[str, str | int], spec_dir: Pa
     (column, value), = where.items()
     if not path.is_file():
         return file_fingerprint(path, spec_dir)
+    kind = getattr(loader, "type", "parquet")
     try:
-        digests = hash_cache(spec_dir).derived(path, f"rows by {column}", lambda p: value_digests(p, column))
+        digests = hash_cache(spec_dir).derived(
+            path, _derived_name("rows", column, loader),
+            lambda p: value_digests(p, column) if kind == "parquet" else value_digests(p, column, loader))
     except (UserError, OSError):
         return file_fingerprint(path, spec_dir)
     return {"sha256": digests.get(json.dumps(value))}
+
+
+def _derived_name(what: str, column: str, loader: Any) -> str:
+    """The name :meth:`~subsetctl.filehash.HashCache.derived` keeps ``what`` (``rows``, the
+    digests; ``values``) of a file by ``column`` under, after its sha256: a Parquet file's
+    digests as subsetctl named them first (``rows by task``), a text file's with its loader
+    type (a CSV file's with its delimiter too, which changes its rows)."""
+    kind = getattr(loader, "type", "parquet")
+    if kind == "parquet":
+        return f"{what} by {column}"
+    return f"{kind} {what} by {column}" + (f" ({loader.delimiter!r})" if kind == "csv" else "")
+
+
+def listed_values(path: Path, column: str, loader: Any, spec_dir: Path) -> tuple[dict[str | int, int], int]:
+    """The values of ``column`` in file ``path`` read with ``loader`` (a ``by`` group's
+    options, a ``where`` source's loader), in order, each with how many rows hold it, and
+    how many rows have none (null, blank): :func:`value_rows`'s. A JSON Lines or CSV file's,
+    parsed whole to find them, are kept in the project's cache under the file's sha256
+    (:meth:`~subsetctl.filehash.HashCache.derived`), so that `plan` and `validate` do not
+    parse it again until it changes; a Parquet file's column is read (one column, about as
+    quick as the cache).
+
+    Raises:
+        UserError: as :func:`value_rows` (no such column, a value that is no text or whole
+        number, a file its loader cannot read)."""
+    from subsetctl.data.loaders.files import TEXT_ROW_LOADERS, value_rows
+    from subsetctl.filehash import hash_cache
+
+    def listed(p: Path) -> dict[str, Any]:  # (pairs: JSON keys are text, a value may be a number)
+        found = value_rows(p, column, loader)
+        return {"values": [[value, len(rows)] for value, rows in found.rows.items()], "left_out": found.left_out}
+
+    if getattr(loader, "type", "parquet") in TEXT_ROW_LOADERS:
+        found = hash_cache(spec_dir).derived(path, _derived_name("values", column, loader), listed)
+    else:
+        found = listed(path)
+    return {value: int(count) for value, count in found["values"]}, int(found["left_out"])
 
 
 def plugin_fingerprint_inputs(source: SourceSpec, loader: PluginLoader, spec_dir: Path,

@@ -149,7 +149,7 @@ def _few_answers_renamed(source: SourceSpec, keys: list[str], texts: list[str]) 
             f"others being no key ({shown}): answers that only happen to equal a key are "
             f"{'rewritten or dropped' if any(b is None for _, b in hits) else 'rewritten'} (a "
             "source_files group's label_map applies to each of its sources; with `by`, to every task). If the map "
-            "is for one task's labels, list that task as a source of its own (a parquet loader's `where` on the "
+            "is for one task's labels, list that task as a source of its own (its loader's `where` on the "
             "`by` column, with the label_map), which the group then leaves out, and remove the group's label_map")]
 
 
@@ -215,7 +215,7 @@ def _group_label_map_warning(g: int, members: list[SourceSpec], said: dict[str, 
     first = next(w for found in said.values() for _, w in found)
     return (f"source_files[{g}]: the group's label_map ({keys}) applies to each of its {len(members)} sources{by}; it "
             f"{'; it '.join(parts)}. If the map is for one task's labels, list that task as a source of its own (a "
-            "parquet loader's `where` on the `by` column, with the label_map), which the group then leaves out, and "
+            "loader's `where` on the `by` column, with the label_map), which the group then leaves out, and "
             f"remove the group's label_map. The first such source's warning: {first}")
 
 

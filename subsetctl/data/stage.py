@@ -307,7 +307,7 @@ def source_key(spec: Spec, source: SourceSpec, spec_dir: Path, before_plugins_le
     written before then had the list (``before_plugins_left_out``), and are accepted.
     Nor a ``loader.label_field`` a causal LM's loaders do not read
     (:func:`~subsetctl.data.fingerprint.source_dump`); keys written while it counted
-    (``label_field_counted``) are accepted too. Nor, for a Parquet loader's ``where``, the
+    (``label_field_counted``) are accepted too. Nor, for a file loader's ``where``, the
     file's other rows; keys written while they counted (``whole_files``) are accepted."""
     from subsetctl import RESULTS_VERSION
     from subsetctl.data.fingerprint import source_dump, source_fingerprint_inputs

@@ -420,7 +420,7 @@ def _recorded_loaders(recorded: Any) -> dict[str, dict[str, Any]]:
 
 
 def _rows_named(record: Any, loaders: dict[str, Any]) -> Any:
-    """A source's data inputs ``record`` with each ``rows`` fingerprint (a Parquet loader's
+    """A source's data inputs ``record`` with each ``rows`` fingerprint (a file loader's
     ``where``: the sha256 of that task's rows, not of the file) given the file and the
     ``where`` it is of (``path``, ``where``) from its recorded ``loaders``: without them
     report.md listed it as a file ``<source>/rows`` whose sha256 no file has."""

@@ -278,13 +278,12 @@ def plain_error_message(err: Any) -> str:
                     "(one source each); remove loader.path")
         if loc[:1] == ["source_files"] and "loader" in loc and loc[-1] == "where":  # a listed source's option
             return ("a source_files group's loader takes no where: `by: COLUMN` makes one source per value of a "
-                    "Parquet column (each reading its rows with where), and a listed source reads one value with "
-                    "{type: parquet, path: FILE, where: {COLUMN: VALUE}}, which a `by` group on that column then "
-                    "leaves out; remove loader.where")
-        if loc[-1:] == ["where"] and any(str(part).endswith("loader") for part in loc):  # jsonl, csv, huggingface
-            return ("where is the parquet loader's (it reads the rows of one value of a column, one task of a "
-                    "Parquet file holding many): convert the file to Parquet (README's `by` section has the "
-                    "commands) and set type: parquet, or remove where")
+                    "column (each reading its rows with where), and a listed source reads one value with "
+                    "{type: parquet, path: FILE, where: {COLUMN: VALUE}} (or type: jsonl, csv), which a `by` group "
+                    "on that column then leaves out; remove loader.where")
+        if loc[-1:] == ["where"] and any(str(part).endswith("loader") for part in loc):  # huggingface, a plugin's
+            return ("where is the jsonl, csv and parquet loaders' (it reads the rows of one value of a column, one "
+                    "task of a local file holding many): read the data from such a file, or remove where")
         if loc[-2:-1] == ["huggingface"] and loc[-1] in _HUGGINGFACE_OPTIONS_NOT_TAKEN:  # load_dataset's own
             return _HUGGINGFACE_OPTIONS_NOT_TAKEN[loc[-1]]
         allowed = sorted(_keys_at(loc[:-1]) - {str(loc[-1])}) if loc else []  # never the key just refused

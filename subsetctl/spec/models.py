@@ -351,7 +351,7 @@ class LoaderBase(StrictModel, PlainText):
         ``response_field`` one of them replaces when it is set (so that a dump read again,
         as ``source_files`` groups are, is not taken as setting them). One serializer for
         both (pydantic uses one a model), here, since CSV loaders have no chats."""
-        dumped: dict[str, Any] = _without_unset(handler(self), ("where",))  # (a Parquet loader's row filter)
+        dumped: dict[str, Any] = _without_unset(handler(self), ("where",))  # (a file loader's row filter)
         replaced = False
         for option in ("messages_field", "text_field"):
             if dumped.get(option) is None:
@@ -396,12 +396,48 @@ class ChatMessages(BaseModel):
             )
         return value
 
-class JsonlLoader(LoaderBase, ChatMessages):
+#: a value a loader's ``where`` picks rows by: text or a whole number, as the column
+#: holds it (strict: the YAML ``1`` and ``"1"`` are different values, as in the file)
+RowValue = Annotated[StrictStr | StrictInt, Field(union_mode="left_to_right")]
+
+
+def where_text(where: dict[str, str | int]) -> str:
+    """A loader's ``where`` as messages name its rows: ``(task = 'cola')``."""
+    (column, value), = where.items()
+    return f"({column} = {value!r})"
+
+
+def _where_field() -> Any:
+    """The ``where`` option of the loaders of one local file (JSON Lines, CSV, Parquet),
+    declared last in each (after ``path``), where the Parquet loader's was: the resolved
+    spec lists a loader's keys as before."""
+    return Field(
+        None, json_schema_extra={"minProperties": 1, "maxProperties": 1},
+        description="Read only the rows whose column holds this value, as {column: value} (one column): one "
+        "task of a file holding many. A source_files group with `by` writes it for each of its sources. A CSV "
+        "cell is text: write a number as text ('3').",
+    )
+
+
+class RowPicker(BaseModel):
+    """What checks a file loader's ``where`` (:func:`_where_field`, declared by each loader)."""
+
+    @field_validator("where", check_fields=False)
+    @classmethod
+    def _one_column(cls, value: Any) -> Any:
+        """``where`` names one column (rows are picked by one column's value)."""
+        if value is not None and len(value) != 1:
+            raise ValueError(f"names {len(value)} columns; give one column and its value, e.g. {{task: cola}}")
+        return value
+
+
+class JsonlLoader(LoaderBase, ChatMessages, RowPicker):
     """A local JSON Lines file, one example per line."""
 
     type: Literal["jsonl"] = Field(description="Loader type: a local JSON Lines file.")
     path: str = Field(description="Path to the .jsonl file (UTF-8; may be gzip-compressed, e.g. .jsonl.gz), "
                                   "relative to the spec file.")
+    where: dict[str, RowValue] | None = _where_field()
 
 
 def _delimiter_schema(schema: dict[str, Any]) -> None:
@@ -426,43 +462,21 @@ class Delimited(BaseModel):
         return "\t" if isinstance(value, str) and value.strip().lower() in ("\\t", "tab") else value
 
 
-class CsvLoader(LoaderBase, Delimited):
+class CsvLoader(LoaderBase, Delimited, RowPicker):
     """A local CSV file with a header row."""
 
     type: Literal["csv"] = Field(description="Loader type: a local CSV file with a header row.")
     path: str = Field(description="Path to the .csv file (UTF-8; may be gzip-compressed, e.g. .csv.gz), "
                                   "relative to the spec file.")
+    where: dict[str, RowValue] | None = _where_field()
 
 
-#: a value a Parquet loader's ``where`` picks rows by: text or a whole number, as the column
-#: holds it (strict: the YAML ``1`` and ``"1"`` are different values, as in the file)
-RowValue = Annotated[StrictStr | StrictInt, Field(union_mode="left_to_right")]
-
-
-def where_text(where: dict[str, str | int]) -> str:
-    """A Parquet loader's ``where`` as messages name its rows: ``(task = 'cola')``."""
-    (column, value), = where.items()
-    return f"({column} = {value!r})"
-
-
-class ParquetLoader(LoaderBase, ChatMessages):
+class ParquetLoader(LoaderBase, ChatMessages, RowPicker):
     """A local Parquet file."""
 
     type: Literal["parquet"] = Field(description="Loader type: a local Parquet file.")
     path: str = Field(description="Path to the .parquet file, relative to the spec file.")
-    where: dict[str, RowValue] | None = Field(
-        None, json_schema_extra={"minProperties": 1, "maxProperties": 1},
-        description="Read only the rows whose column holds this value, as {column: value} (one column): one "
-        "task of a file holding many. A source_files group with `by` writes it for each of its sources.",
-    )
-
-    @field_validator("where")
-    @classmethod
-    def _one_column(cls, value: Any) -> Any:
-        """``where`` names one column (rows are picked by one column's value)."""
-        if value is not None and len(value) != 1:
-            raise ValueError(f"names {len(value)} columns; give one column and its value, e.g. {{task: cola}}")
-        return value
+    where: dict[str, RowValue] | None = _where_field()
 
 
 def _one_file_schema(schema: dict[str, Any]) -> None:
@@ -773,24 +787,11 @@ class SourceFilesSpec(SourceSettings):
     )
     by: str | None = Field(
         None, min_length=1,
-        description="Parquet only: a column naming each row's task (FLAN, Super-Natural-Instructions, P3 kept as "
-        "one file). Each file then gives one source per distinct value of the column, named name_prefix + the "
+        description="A column naming each row's task (FLAN, Super-Natural-Instructions, P3 kept as one file; "
+        "Parquet, JSON Lines or CSV). Each file then gives one source per distinct value of the column, named name_prefix + the "
         "value, reading only that value's rows (its loader's `where`); rows whose value is null or blank are "
         "left out with a warning.",
     )
-
-    @model_validator(mode="after")
-    def _by_reads_parquet(self) -> SourceFilesSpec:
-        """``by`` lists a column's values from Parquet's column storage (one column read, and
-        each source's rows read by row group): a text file would be parsed once per value."""
-        if self.by is not None and self.loader.type != "parquet":
-            raise ValueError(
-                f"`by: {self.by}` takes Parquet files, and this group's loader is {self.loader.type}: convert the "
-                f"files, keeping their text as written (JSON Lines: python -c \"import sys; from datasets import "
-                f"load_dataset as l; l('json', data_files=sys.argv[1], split='train').to_parquet(sys.argv[2])\" "
-                f"in.jsonl out.parquet; CSV: python -c \"import sys, pandas as p; p.read_csv(sys.argv[1], dtype=str, "
-                f"keep_default_na=False).to_parquet(sys.argv[2])\" in.csv out.parquet) and set loader.type: parquet")
-        return self
 
     def matching_files(self, spec_dir: Path) -> list[Path]:
         """The files the glob matches, sorted: relative to ``spec_dir`` as written (``..``

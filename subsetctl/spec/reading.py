@@ -291,7 +291,7 @@ def expand_source_files(
     origin: dict[int, tuple[int, str]] = {}  # index in the expanded list -> (group, file)
     # the target's own files (its loader's, its test_loader's) are never also sources (the target is
     # always included, and a source of its test rows would leak them): a glob over the data folder may
-    # well match them. A file the target reads one task of (a Parquet loader's `where` on a `by` group's
+    # well match them. A file the target reads one task of (a loader's `where` on a `by` group's
     # column: FLAN's file, the target one of its tasks) gives that group its other tasks, not its own
     target_picks: dict[Path, list[dict[str, Any] | None]] = {}  # file -> the `where`s the target reads it with
     readers: dict[tuple[Path, str], str] = {}  # (file, a `where` as text) -> who reads those rows, for the note
@@ -435,10 +435,10 @@ def _expanded_by_values(
 ) -> tuple[list[dict[str, Any]], list[SpecIssue]]:
     """The sources of a ``by`` group (``per_file``: one entry per matched file, as
     :meth:`SourceFilesSpec.expand` makes them): one per value of the column in each file,
-    its rows only. Issues: a file without the column (naming those it has), or not
-    Parquet, and two values that make one source name. A (group, note) added to
+    its rows only. Issues: a file without the column (naming those it has), or that its
+    loader cannot read, and two values that make one source name. A (group, note) added to
     ``left_out`` for each file with rows whose value is null or blank (no source takes them)."""
-    from subsetctl.data.loaders.files import value_rows  # (the data package imports this one)
+    from subsetctl.data.fingerprint import listed_values  # (the data package imports this one)
     from subsetctl.errors import UserError
 
     assert group.by is not None
@@ -448,15 +448,16 @@ def _expanded_by_values(
     for entry in per_file:
         rel = Path(entry["loader"]["path"])
         try:
-            found = value_rows(_resolved(entry["loader"]["path"], spec_dir), group.by)
+            values, left_out_rows = listed_values(_resolved(entry["loader"]["path"], spec_dir), group.by, group.loader,
+                                                  spec_dir)
         except UserError as exc:
             issues.append(SpecIssue(file=file, line=line_of_key(("source_files", g, "by"), lines),
                                     key=f"source_files[{g}] ({rel.as_posix()}).by", message=str(exc)))
             continue
-        if found.left_out:
-            left_out.append((g, (f"{found.left_out} row(s) of {rel.as_posix()} have no {group.by!r} value (null "
+        if left_out_rows:
+            left_out.append((g, (f"{left_out_rows} row(s) of {rel.as_posix()} have no {group.by!r} value (null "
                                  "or blank) and are in no source; give them one to use them")))
-        for source in group.expand_by_values(rel, list(found.rows)):
+        for source in group.expand_by_values(rel, list(values)):
             value = source["loader"]["where"][group.by]
             other = named.setdefault(source["name"].casefold(), (rel.as_posix(), value))
             if other != (rel.as_posix(), value):

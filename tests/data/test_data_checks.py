@@ -1039,24 +1039,35 @@ def test_a_document_with_rows_under_a_key_names_a_jq_command_quoted_for_the_shel
     assert """`jq -c '.["my rows"][]' 'my data.json' > 'my data.jsonl'`""" in message, message
 
 
-def test_num_labels_check_reads_a_where_sources_own_rows(tmp_path: Path) -> None:
-    """A source reading one task of a Parquet file (``where``) had the file's first rows'
+@pytest.mark.parametrize("kind", ["parquet", "jsonl", "csv"])
+def test_num_labels_check_reads_a_where_sources_own_rows(tmp_path: Path, kind: str) -> None:
+    """A source reading one task of a file (``where``) had the file's first rows'
     labels counted, another task's: a head of 2 refused for labels only that task has, and
     a third label of its own, past the file's first rows, not seen."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    import pandas as pd
 
     _two_label_target(tmp_path)
     rows = ([{"task": "other", "prompt": f"o{i}", "label": f"l{i % 5}"} for i in range(LABEL_ROWS_READ)]
             + [{"task": "mine", "prompt": f"m{i}", "label": ["pos", "neg"][i % 2]} for i in range(6)])
-    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "data" / "tasks.parquet")
-    text = CLASSIFIER_HEAD + """\
+    path = tmp_path / "data" / f"tasks.{kind}"
+
+    def write() -> None:
+        frame = pd.DataFrame(rows)
+        if kind == "parquet":
+            frame.to_parquet(path)
+        elif kind == "jsonl":
+            frame.to_json(path, orient="records", lines=True)
+        else:
+            frame.to_csv(path, index=False)
+
+    write()
+    text = CLASSIFIER_HEAD + f"""\
   - name: mine
-    loader: {type: parquet, path: data/tasks.parquet, label_field: label, where: {task: mine}}
+    loader: {{type: {kind}, path: data/tasks.{kind}, label_field: label, where: {{task: mine}}}}
 """
     assert check_issues(tmp_path, text) == {}
     rows[-1]["label"] = "neu"
-    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "data" / "tasks.parquet")
+    write()
     issues = check_issues(tmp_path, text)
     assert "3 labels ('neg', 'neu', 'pos')" in issues["model.num_labels"].message
 

@@ -242,7 +242,7 @@ def test_label_map_renaming_few_of_a_causal_lm_sources_answers_is_warned_about(t
     (warning,) = found[0]
     assert warning.startswith("Source 'add': label_map renamed 1 of its 12 answers ('1' -> 'positive'), the others "
                               "being no key ('10', '11', '12', '2', '3' and 6 more)")
-    assert "list that task as a source of its own (a parquet loader's `where`" in warning
+    assert "list that task as a source of its own (its loader's `where`" in warning
     assert found[1] == []  # 0 and 1 mapped, 2 (neutral) kept: 8 of 12 renamed, as meant
 
 

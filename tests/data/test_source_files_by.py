@@ -4,7 +4,6 @@ per value of its task column, each reading that value's rows only (its loader's 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -91,37 +90,11 @@ def test_problems_name_the_group_the_file_and_the_columns(tmp_path: Path) -> Non
     floats = _project(tmp_path / "c", [{"task": 0.5, "prompt": "p", "response": "r"}])
     assert "holds double values" in validate_spec_file(floats).issues[0].message
     jsonl = _project(tmp_path / "d", group={"files": "data/*.parquet", "by": "task", "loader": {"type": "jsonl"}})
-    with pytest.raises(SpecError, match="`by: task` takes Parquet files, and this group's loader is jsonl"):
+    with pytest.raises(SpecError, match=r"source_files\[0\] \(data/tasks.parquet\).by: file .*tasks.parquet, line 1: "
+                                        "invalid JSON"):  # (read as its loader says, not refused for its type)
         load_spec(jsonl)
     with pytest.raises(SpecError, match="names 2 columns"):
         load_spec(_listed(tmp_path / "e", {"a": "x", "b": "y"}))
-
-
-@pytest.mark.parametrize("kind", ["jsonl", "csv"])
-def test_the_conversion_a_text_loaders_by_is_told_keeps_the_text_as_written(tmp_path: Path, kind: str) -> None:
-    """`by` on a jsonl or csv group is told a command converting the file to Parquet: it was
-    pandas's read_json and read_csv, which make the answers "1" and "2.50" the numbers 1.0
-    and 2.5 (and an empty CSV cell NaN), so the sources taught other answers than the file's."""
-    import re
-    import subprocess
-    import sys
-
-    rows = [{"task": "a", "prompt": "007", "response": "1"}, {"task": "b", "prompt": "x", "response": "2.50"},
-            {"task": "b", "prompt": "y", "response": ""}]
-    text = ("".join(json.dumps(row) + "\n" for row in rows) if kind == "jsonl" else
-            "task,prompt,response\n" + "".join(f"{r['task']},{r['prompt']},{r['response']}\n" for r in rows))
-    (tmp_path / f"mixture.{kind}").write_text(text)
-    group = {"files": f"mixture.{kind}", "by": "task", "loader": {"type": kind}}
-    with pytest.raises(SpecError) as refused:
-        load_spec(_project(tmp_path, group=group))
-    told = " ".join(str(refused.value).split())
-    command = re.search(rf'{"JSON Lines" if kind == "jsonl" else "CSV"}: python -c "([^"]+)" in\.{kind} out\.parquet',
-                        told)
-    assert command, told
-    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_DATASETS_OFFLINE": "1"}
-    subprocess.run([sys.executable, "-c", command.group(1), f"mixture.{kind}", "out.parquet"], cwd=tmp_path,
-                   env=env, check=True, capture_output=True)
-    assert pq.read_table(tmp_path / "out.parquet").to_pylist() == rows
 
 
 def test_a_loader_without_where_dumps_as_before(tmp_path: Path) -> None:
@@ -299,10 +272,10 @@ def test_where_where_no_loader_takes_it_says_what_to_write(tmp_path: Path) -> No
     assert issue.key == "source_files[0].loader.where" and issue.message.startswith(
         "a source_files group's loader takes no where: `by: COLUMN` makes one source per value")
     del spec["source_files"][0]["loader"]["where"]
-    spec["target"]["loader"]["where"] = {"task": "cola"}
+    spec["target"]["loader"] = {"type": "huggingface", "path": "t.jsonl", "where": {"task": "cola"}}
     (issue,) = validate_data(spec, str(path))[1]
     assert issue.key == "target.loader.where" and issue.message.startswith(
-        "where is the parquet loader's (it reads the rows of one value of a column")
+        "where is the jsonl, csv and parquet loaders' (it reads the rows of one value of a column")
 
 
 def test_a_group_matching_only_what_the_target_or_listed_sources_read_says_so(tmp_path: Path) -> None:
@@ -350,29 +323,6 @@ def test_a_file_whose_by_values_are_all_blank_is_said_so_not_to_match_no_file(tm
     assert issue.key == "source_files[0].by" and "no row of data/tasks.parquet has a 'task' value" in issue.message
 
 
-def test_editing_one_task_prepares_that_task_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A ``where`` source's data depends on its own rows, not the whole file: editing one task
-    (or adding one) made every task of the file stale and prepared them all again."""
-    from subsetctl.api import plan_project, run_project
-    from subsetctl.data import stage
-    from subsetctl.reporter import SilentReporter
-
-    _project(tmp_path)
-    run_project(tmp_path, until="data", reporter=SilentReporter())
-    rows = _rows(["cola", "sst 2", "b/é"])
-    next(r for r in rows if r["task"] == "cola")["response"] = "changed"
-    rows.append({"task": "new", "prompt": "new q", "response": "a"})
-    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "data" / "tasks.parquet")
-    data = {s.name: s for s in plan_project(tmp_path)[2]}["data"]
-    assert data.will_run and data.reasons == ["spec changed: sources: added flan-new", "input files changed: flan-cola"]
-    prepared: list[str] = []
-    real = stage.prepare_source
-    monkeypatch.setattr(stage, "prepare_source", lambda source, *a, **k: prepared.append(source.name) or real(source, *a, **k))
-    run_project(tmp_path, until="data", reporter=SilentReporter())
-    assert prepared == ["flan-cola", "flan-new"]
-    assert load_parquet(load_spec(tmp_path / "subsetctl.yaml").sources[1].loader, _ctx(tmp_path, "flan-cola"))
-
-
 def test_a_tasks_rows_are_read_once_per_file_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`plan` reads the file for the tasks' row digests once after it changed, for all its
     tasks, and takes them from the project's cache after (another process too)."""
@@ -386,7 +336,7 @@ def test_a_tasks_rows_are_read_once_per_file_content(tmp_path: Path, monkeypatch
     monkeypatch.setattr(filehash, "_CACHES", {})  # as a new process: the cache comes from disk
     read: list[str] = []
     real = files.value_digests
-    monkeypatch.setattr(files, "value_digests", lambda path, column: read.append(column) or real(path, column))
+    monkeypatch.setattr(files, "value_digests", lambda path, column, *reader: read.append(column) or real(path, column))
     assert not {s.name: s for s in plan_project(tmp_path)[2]}["data"].will_run
     assert read == []
     pq.write_table(pa.Table.from_pylist(_rows(["cola", "sst 2"])), tmp_path / "data" / "tasks.parquet")

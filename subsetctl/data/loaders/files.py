@@ -11,7 +11,7 @@ import io
 import json
 import re
 import shlex
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from pathlib import Path
@@ -377,13 +377,14 @@ _PYTHON_BOM_HINT = " (decode using utf-8-sig)"  # json's advice to Python code, 
 
 
 def jsonl_records(path: Path, source: str, duplicates: DuplicateKeys | None = None,
-                  written_path: str | None = None,
-                  universal_newlines: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
+                  written_path: str | None = None, universal_newlines: bool = False,
+                  only: Container[int] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-blank line of a JSON Lines file, a line at a time;
     the lines whose objects (also nested ones) name a key twice go into ``duplicates``.
     ``written_path``: the path as the spec gives it, for the advice on a file that holds
     one JSON document (:func:`json_document_advice`). ``universal_newlines``: a carriage
-    return alone ends a line too (:func:`split_bare_carriage_returns`)."""
+    return alone ends a line too (:func:`split_bare_carriage_returns`). ``only``: the lines
+    to read (a ``where``'s rows, found by :func:`value_rows`); the others are not parsed."""
     twice: list[str] = []
 
     def as_dict(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -400,7 +401,7 @@ def jsonl_records(path: Path, source: str, duplicates: DuplicateKeys | None = No
     first = True  # the first non-blank line (blank lines may come before it), whose text may show a JSON document
     lines = text_lines(path, source)
     for number, line in split_bare_carriage_returns(lines) if universal_newlines else lines:
-        if not line.strip():
+        if (only is not None and number not in only) or not line.strip():
             continue
         try:
             # json.loads refuses a BOM that starts a line past the first (decode would say "Expecting value")
@@ -476,6 +477,11 @@ def load_jsonl(options: JsonlLoader, ctx: LoadContext) -> Dataset:
 
     path = _existing_file(options.path, ctx)
     lines = array("q")  # each record's line, for messages (8 bytes a row)
+    where, only, memory = _where(path), None, None
+    if options.where is not None:  # that value's records, from memory, or its lines only parsed
+        where, picked, found = _text_rows_where(options, path, ctx)
+        memory = _text_file_in_memory(path, "jsonl", ",", len(found.lines))
+        only = frozenset(found.lines[i] for i in picked.tolist()) if memory is None else None
 
     def fetch(wanted: Any) -> Iterator[tuple[int, dict[str, Any]]]:  # the file read again for these records
         at = iter(wanted.tolist())
@@ -493,9 +499,18 @@ def load_jsonl(options: JsonlLoader, ctx: LoadContext) -> Dataset:
                 yield index, value
                 index = next(at, None)
 
-    builder = common_columns(options, ctx, _where(path), lambda i: f"line {lines[i]}", fetch=fetch)
+    builder = common_columns(options, ctx, where, lambda i: f"line {lines[i]}", fetch=fetch)
     duplicates = DuplicateKeys()
-    for number, record in jsonl_records(path, ctx.source_name, duplicates, options.path):
+    if memory is not None:
+        for i in picked.tolist():
+            lines.append(found.lines[i])
+            builder.add(memory.records[i])
+            if i in memory.twice:
+                duplicates.count += 1
+                if len(duplicates.first) < 3:
+                    duplicates.first.append((found.lines[i], memory.twice[i]))
+    for number, record in () if memory is not None else jsonl_records(path, ctx.source_name, duplicates,
+                                                                       options.path, only=only):
         lines.append(number)
         builder.add(record)
     if builder.count == 0:
@@ -657,12 +672,20 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
 
     path = _existing_file(options.path, ctx)
     source = ctx.source_name
+    # with ``where``: the file's records of that value (their indices, ascending) and their lines
+    where, keep, picked_lines, memory = _where(path), None, None, None
+    if options.where is not None:
+        where, keep, found_rows = _text_rows_where(options, path, ctx)
+        picked_lines = found_rows.lines
+        memory = _text_file_in_memory(path, "csv", options.delimiter, len(picked_lines))
 
     @functools.cache
     def lines() -> Any:  # the line mapping reads the file again, only when a message needs a line
         return csv_record_lines(path, options.delimiter)
 
     def locate(i: int) -> str:
+        if keep is not None:
+            return f"line {picked_lines[int(keep[i])]}"
         found = lines()
         if found is None or len(found) != builder.count:  # read differently: count from the header
             return f"line {i + 2}"
@@ -693,13 +716,29 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
                     size = common.batch_rows(int(frame.memory_usage(deep=True).sum()), len(frame))
 
     def fetch(wanted: Any) -> Iterator[tuple[int, dict[str, Any]]]:  # the file read again for these records
-        found = _fetch_skipping(frames, wanted, columns, builder.count if builder else 0) \
+        if keep is None:
+            return fetch_records(wanted, builder.count if builder else 0)
+        import numpy as np  # (records of the file, as the builder numbers those it was given)
+
+        return ((int(np.searchsorted(keep, at)), record) for at, record in fetch_records(keep[wanted], total))
+
+    def fetch_records(wanted: Any, count: int) -> Iterator[tuple[int, dict[str, Any]]]:  # by the file's records
+        found = _fetch_skipping(frames, wanted, columns, count) \
             if plain_index and not delimiter_first and len(wanted) <= common.CHUNK_ROWS else None
         if found is None:
             return _records_at(frames(), wanted, lambda frame, at: frame.iloc[at].to_dict("records"))
         indices = iter(wanted.tolist())
         return ((next(indices), record) for frame in found for record in frame.to_dict("records"))
 
+    if memory is not None:  # that value's records, taken from the file kept in memory
+        records = [memory.records[i] for i in keep.tolist()]
+        columns = list(records[0])
+        builder = common_columns(options, ctx, where, locate, columns,
+                                 fetch=lambda wanted: ((i, records[i]) for i in wanted.tolist()))
+        builder.add_all(records)
+        dataset = builder.finish()
+        _note_duplicate_csv_columns(path, options.delimiter, columns, ctx)
+        return dataset
     builder: CommonColumns | None = None
     columns: list[str] = []
     plain_index = True  # every frame numbered its rows (no first column taken as the index)
@@ -709,6 +748,7 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
     # cell is not taken as quoted, so a line break in it ends the row and the rest is read as a
     # row of its own (the rows counted can still match, another row's cells then differ)
     delimiter_first = False
+    total = 0  # the file's records read
     try:
         for frame in frames():
             columns = list(frame.columns)
@@ -717,7 +757,11 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
                 first_empty = (frame.iloc[:, 0] == "").to_numpy()
                 delimiter_first = bool(first_empty.any() and (frame[first_empty].iloc[:, 1:] != "").to_numpy().any())
             if builder is None:
-                builder = common_columns(options, ctx, _where(path), locate, columns, fetch=fetch)
+                builder = common_columns(options, ctx, where, locate, columns, fetch=fetch)
+            if keep is not None:  # that value's records of this frame
+                here = keep[(keep >= total) & (keep < total + len(frame))] - total
+                total += len(frame)
+                frame = frame.iloc[here]
             if not builder.mapping_all:  # only the columns every row is checked for
                 frame = frame[[c for c in builder.fields if c in columns]]
             builder.add_all(frame.to_dict("records"))
@@ -888,15 +932,23 @@ def _picks_rows(arrow_type: Any) -> bool:
     return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) or pa.types.is_integer(arrow_type)
 
 
-def value_rows(path: Path, column: str) -> ValueRows:
+def value_rows(path: Path, column: str, reader: Any = None) -> ValueRows:
     """:class:`ValueRows` of ``column`` in Parquet file ``path``, reading that column only;
     kept for the process while the file's size and modification time stay (a spec loaded
     again, each of the file's sources in the data stage: one read in all, not one per value).
+    ``reader``: the loader options the file is read with (a listed source's loader, a
+    group's); a ``jsonl`` or ``csv`` one reads a text file (:class:`TextValueRows`), whose
+    rows are its records (0-based, in the file's order); None or a ``parquet`` one, Parquet.
 
     Raises:
         UserError: the file is not Parquet, lacks the column (naming those it has), names
-        it twice, or the column holds neither text nor whole numbers."""
+        it twice, or the column holds neither text nor whole numbers (a text file: as
+        :func:`_text_value_rows`)."""
     stat = path.stat()
+    kind = getattr(reader, "type", "parquet")
+    if kind in TEXT_ROW_LOADERS:
+        return _text_value_rows(path.resolve(), column, kind, getattr(reader, "delimiter", ","),
+                                stat.st_size, stat.st_mtime_ns)
     return _value_rows(path.resolve(), column, stat.st_size, stat.st_mtime_ns)
 
 
@@ -942,7 +994,7 @@ def _value_rows(path: Path, column: str, size: int, mtime_ns: int) -> ValueRows:
     return ValueRows(dict(sorted(rows.items())), int(blank.sum()))
 
 
-def value_digests(path: Path, column: str) -> dict[str, str]:
+def value_digests(path: Path, column: str, reader: Any = None) -> dict[str, str]:
     """The sha256 of each value's rows of Parquet file ``path`` (every column of them, in
     the file's order, with the file's column names and types), keyed by the value as JSON
     (``'"cola"'``, ``'3'``): what one ``where`` source reads, so that its data stage
@@ -952,6 +1004,9 @@ def value_digests(path: Path, column: str) -> dict[str, str]:
     warnings, recorded when it was, name the rows where they were then. One read of the
     file, a batch at a time; rows of no value (null, blank) are in no digest.
 
+    ``reader``: as :func:`value_rows`'s; a text file's digests are each value's records
+    (as JSON, in the file's order), read with its rows (:func:`_text_value_rows`).
+
     Raises:
         UserError: as :func:`value_rows` (not Parquet, no such column, a column of other values)."""
     import hashlib
@@ -959,7 +1014,9 @@ def value_digests(path: Path, column: str) -> dict[str, str]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    found = value_rows(path, column)
+    found = value_rows(path, column, reader)
+    if isinstance(found, TextValueRows):
+        return dict(found.digests)
     try:
         parquet = pq.ParquetFile(path)
         schema = str(parquet.schema_arrow.remove_metadata()).encode()
@@ -972,6 +1029,216 @@ def value_digests(path: Path, column: str) -> dict[str, str]:
     except (pa.ArrowException, OSError) as exc:
         raise UserError(f"file {shown_path(path)} could not be read as Parquet ({exc}). Check that it is a Parquet file.") from None
     return {json.dumps(value): digest.hexdigest() for value, digest in digests.items()}
+
+
+#: the loaders of text files whose ``where`` (and ``by``) picks rows: their rows are read
+#: whole once (:func:`_text_value_rows`), Parquet's by its column
+TEXT_ROW_LOADERS = ("jsonl", "csv")
+
+
+@dataclass(frozen=True)
+class TextValueRows(ValueRows):
+    """:class:`ValueRows` of a JSON Lines or CSV file (``rows``: its records' indices),
+    with the file line each record starts on (``lines``, for messages) and the sha256 of
+    each value's records (``digests``, keyed as :func:`value_digests`'s), found in the same read."""
+
+    lines: Any
+    digests: dict[str, str]
+
+
+#: the records of a text file looked at for the columns a message lists (a key the rows lack)
+TEXT_COLUMNS_LISTED_FROM = 1_000
+
+
+@functools.lru_cache(maxsize=8)
+def _text_value_rows(path: Path, column: str, kind: str, delimiter: str, size: int, mtime_ns: int) -> TextValueRows:
+    """:func:`value_rows` of JSON Lines (``kind`` ``jsonl``) or CSV file ``path``, read once
+    a record at a time as its loader reads it (:func:`_text_records`), cached by the file's
+    size and modification time (the last two) as Parquet's are. A value is compared as
+    Parquet's: text, or a whole number (JSON's ``3``; a CSV cell is text, ``"3"``); a row
+    without the key, or whose value is null or blank, is left out.
+
+    Raises:
+        UserError: the file cannot be read (a line that is no JSON object, not CSV), has no
+        rows, no row has the column (naming those it has), or a row's value is neither text
+        nor a whole number (naming its line)."""
+    import hashlib
+    from array import array
+
+    import numpy as np
+
+    records = array("q")  # the records holding a value, in order
+    codes = array("q")  # the index in ``found`` of each one's value
+    lines = array("q")
+    found: dict[str | int, int] = {}
+    digests: list[Any] = []
+    keys: dict[str, None] = {}  # the columns of the first records, for a message
+    count = left_out = 0
+    named = False  # some record has the column
+    for count, record in enumerate(_text_records(path, kind, delimiter, lines), start=1):
+        line = lines[-1]
+        if count <= TEXT_COLUMNS_LISTED_FROM:
+            keys.update(dict.fromkeys(record))
+        value = record.get(column)
+        named = named or column in record
+        if value is None or (isinstance(value, str) and not value.strip()):
+            left_out += 1
+            continue
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise UserError(f"file {shown_path(path)}, line {line}: column {column!r} holds a JSON {json_kind(value)} "
+                            f"({json.dumps(value)[:40]}); rows are picked by a column of text or whole numbers (a "
+                            "task's name or id). Name such a column, or write each row's value as text.")
+        code = found.setdefault(value, len(found))
+        if code == len(digests):
+            digests.append(hashlib.sha256(kind.encode()))
+        digests[code].update(b"\n" + json.dumps(record, ensure_ascii=False, default=repr).encode())
+        records.append(count - 1)
+        codes.append(code)
+    if count == 0:
+        raise UserError(f"file {shown_path(path)} has no rows to pick by {column!r}. Give a file with at least one row.")
+    if not named:
+        columns = ", ".join(map(repr, keys)) or "none"
+        raise UserError(f"file {shown_path(path)} has no column {column!r} to pick rows by; "
+                        f"{'its header names' if kind == 'csv' else 'its rows have the keys'} {columns}. "
+                        "Set `by` (or `where`) to the column naming each row's task.")
+    indices, by_code = np.frombuffer(records, dtype=np.int64), np.frombuffer(codes, dtype=np.int64)
+    order = np.argsort(by_code, kind="stable")  # records grouped by value, ascending in each
+    groups = np.split(indices[order], np.flatnonzero(np.diff(by_code[order])) + 1) if len(order) else []
+    rows = dict(zip(found, groups))  # (``found`` lists the values in the order of their codes)
+    ordered = dict(sorted(rows.items(), key=lambda item: (isinstance(item[0], str), item[0])))  # numbers first
+    return TextValueRows(ordered, left_out, lines,
+                         {json.dumps(value): digests[found[value]].hexdigest() for value in ordered})
+
+
+def _text_records(path: Path, kind: str, delimiter: str, lines: Any,
+                  duplicates: DuplicateKeys | None = None) -> Iterator[dict[str, Any]]:
+    """Each record of a JSON Lines (``kind`` ``jsonl``) or CSV file, as its loader reads it
+    (a CSV cell as text), a record (a frame of them) at a time; ``lines`` (an ``array``) gets
+    the file line each starts on, as messages name it (a CSV row's as :func:`csv_record_lines`
+    finds it, or counted from the header where that reads the file otherwise: then known at
+    the end only). Messages name the file, not a source (their callers name the source or the group).
+    ``duplicates``: as :func:`jsonl_records`'s.
+
+    Raises:
+        UserError: a line that is no JSON object, a file that is not CSV, not UTF-8 or
+        cannot be read."""
+    import zlib
+
+    import pandas as pd
+
+    unnamed = "\0"
+    if kind == "jsonl":
+        try:
+            for line, record in jsonl_records(path, unnamed, duplicates):
+                lines.append(line)
+                yield record
+        except UserError as exc:
+            raise UserError(str(exc).removeprefix(f"Source {unnamed!r}: ")) from None
+        return
+    starts = csv_record_lines(path, delimiter)
+    count = 0
+    try:
+        with open_decompressed(path) as handle, pd.read_csv(
+                handle, sep=delimiter, dtype=str, keep_default_na=False, encoding="utf-8-sig",
+                chunksize=common.CHUNK_ROWS) as reader:
+            for frame in reader:
+                frame.columns = [str(c) for c in frame.columns]
+                for record in frame.to_dict("records"):
+                    lines.append(starts[count] if starts is not None and count < len(starts) else count + 2)
+                    count += 1
+                    yield record
+    except pd.errors.EmptyDataError:
+        return
+    except UnicodeDecodeError:
+        raise UserError(f"file {shown_path(path)} is not valid UTF-8. Re-save it as UTF-8.") from None
+    except (OSError, EOFError, zlib.error) as exc:
+        raise UserError(f"file {shown_path(path)} could not be read ({exc}).") from None
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise UserError(f"file {shown_path(path)} is not valid CSV ({' '.join(str(exc).split())}). Check the delimiter "
+                        f"(loader.delimiter is {delimiter!r}) and the quoting.") from None
+    if starts is None or len(starts) != count:  # read otherwise than pandas reads it: counted from the header
+        lines[len(lines) - count:] = type(lines)("q", range(2, count + 2))
+
+
+#: a JSON Lines or CSV file whose tasks are read one by one (``where``) is kept in memory (its
+#: records), read once, when they take at most this many bytes (as a Parquet file's data,
+#: :data:`WHOLE_FILE_BYTES`), estimated by :data:`TEXT_ROW_BYTES`; a larger one is read again
+#: for each task, parsing only that task's lines (JSON Lines) or keeping only its rows (CSV).
+#: 200 tasks of 500 rows (a JSON Lines file of 8 MB) took a data stage of 16 s read again for
+#: each task, 3 s kept
+WHOLE_TEXT_FILE_BYTES = 512 * 2**20
+
+#: the memory a text file's records take, estimated as twice its text (a gzip-compressed
+#: file's counted as 8 times its size) and this many bytes a row: a dict of three short
+#: strings a row took 1,400 (139 MB for 100,000 rows of an 8 MB file)
+TEXT_ROW_BYTES = 1_500
+
+
+@dataclass(frozen=True)
+class TextRecords:
+    """The records of a JSON Lines or CSV file (:func:`_whole_text_file`); ``twice``: those
+    (by index) naming a key twice, with the keys (JSON Lines), for the loader's notice."""
+
+    records: list[dict[str, Any]]
+    twice: dict[int, list[str]]
+
+
+def _text_file_in_memory(path: Path, kind: str, delimiter: str, rows: int) -> TextRecords | None:
+    """The records of text file ``path`` of ``rows`` records kept in memory
+    (:func:`_whole_text_file`), or None for a file whose records would take more than
+    :data:`WHOLE_TEXT_FILE_BYTES` (:data:`TEXT_ROW_BYTES`)."""
+    stat = path.stat()
+    with open(path, "rb") as handle:
+        compressed = handle.read(2) == GZIP_MAGIC
+    if 2 * stat.st_size * (8 if compressed else 1) + rows * TEXT_ROW_BYTES > WHOLE_TEXT_FILE_BYTES:
+        return None
+    return _whole_text_file(path.resolve(), kind, delimiter, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=1)
+def _whole_text_file(path: Path, kind: str, delimiter: str, size: int, mtime_ns: int) -> TextRecords:
+    """The records of JSON Lines or CSV file ``path`` (:func:`_text_records`), kept while its
+    size and modification time (the last two) stay: the last such file only, as a group's
+    sources come file by file; let go of with Parquet's (:func:`release_whole_file`)."""
+    from array import array
+
+    records: list[dict[str, Any]] = []
+    twice: dict[int, list[str]] = {}
+    duplicates = DuplicateKeys()
+    for record in _text_records(path, kind, delimiter, array("q"), duplicates):
+        if duplicates.first:  # (emptied each time: every such record is kept, not the first three)
+            twice[len(records)] = duplicates.first.pop()[1]
+        records.append(record)
+    return TextRecords(records, twice)
+
+
+def _text_rows_where(options: JsonlLoader | CsvLoader, path: Path,
+                     ctx: LoadContext) -> tuple[str, Any, TextValueRows]:
+    """For a JSON Lines or CSV loader's ``where``: how messages name the rows (the file and
+    the value), the indices of the file's records holding the value (ascending), and the
+    file's :class:`TextValueRows` (its records' lines), from one read of the file for all
+    its values (:func:`value_rows`)."""
+    assert options.where is not None
+    (column, value), = options.where.items()
+    try:
+        found = value_rows(path, column, options)
+    except UserError as exc:
+        raise UserError(f"Source {ctx.source_name!r}: {exc}") from None
+    assert isinstance(found, TextValueRows)
+    rows = found.rows.get(value)
+    if rows is None:
+        raise _no_rows_where(ctx, path, column, value, options.type)
+    return f"file {shown_path(path)} {where_text(options.where)}", rows, found
+
+
+def _no_rows_where(ctx: LoadContext, path: Path, column: str, value: str | int, kind: str) -> UserError:
+    """The error for a ``where`` value no row of the file holds (a CSV file's: a whole
+    number, which its cells, text, never are)."""
+    text = (f" A CSV cell is text: write the value as text ({column}: '{value}')."
+            if kind == "csv" and isinstance(value, int) else "")
+    return UserError(f"Source {ctx.source_name!r}: no row of file {shown_path(path)} has {column!r} = {value!r} (loader.where). "
+                     "The file may have changed since the spec listed its values: validate the spec again, or "
+                     f"correct the value.{text}")
 
 
 @LOADERS.register("parquet")
@@ -1104,9 +1371,7 @@ def _rows_where(wanted: dict[str, str | int], path: Path, parquet: Any,
     except UserError as exc:
         raise UserError(f"Source {ctx.source_name!r}: {exc}") from None
     if rows is None:
-        raise UserError(f"Source {ctx.source_name!r}: no row of file {shown_path(path)} has {column!r} = {value!r} (loader.where). "
-                        "The file may have changed since the spec listed its values: validate the spec again, or "
-                        "correct the value.")
+        raise _no_rows_where(ctx, path, column, value, "parquet")
     where = f"file {shown_path(path)} {where_text(wanted)}"
     if _data_bytes(parquet) <= WHOLE_FILE_BYTES:
         stat = path.stat()
@@ -1138,10 +1403,12 @@ WHOLE_FILE_BYTES = 512 * 2**20
 
 
 def release_whole_file() -> None:
-    """Let go of the Parquet file :func:`_whole_file` keeps (up to :data:`WHOLE_FILE_BYTES`):
+    """Let go of the Parquet file :func:`_whole_file` keeps (up to :data:`WHOLE_FILE_BYTES`),
+    and of the text file :func:`_whole_text_file` keeps (:data:`WHOLE_TEXT_FILE_BYTES`):
     the data stage, done reading its sources, calls it so that the stages after it in the same
     process (meta-init, gradients) do not hold the file's rows."""
     _whole_file.cache_clear()
+    _whole_text_file.cache_clear()
 
 
 @contextlib.contextmanager
