@@ -562,6 +562,24 @@ def test_huggingface_local_json_folder(tmp_path: Path, make_ctx) -> None:
     assert set(ds["source"]) == {"hf"}
 
 
+def test_an_edited_file_of_a_named_configuration_of_a_dataset_folder_is_read_as_it_is_now(
+        tmp_path: Path, make_ctx) -> None:
+    """``datasets`` caches a configuration a folder's README.md names under the folder's name,
+    the configuration's and the README's hash, not its files': a data file edited after a
+    first read gave the cached rows again (the data stage prepared the edited source again with
+    its old rows), and a row added to it failed the split sizes cached. The loader reads the
+    folder's files each time."""
+    folder = tmp_path / "hfdata"
+    (folder / "c2").mkdir(parents=True)
+    (folder / "README.md").write_text(
+        "---\nconfigs:\n- config_name: c2\n  data_files:\n  - split: train\n    path: c2/train.jsonl\n---\n")
+    options = HuggingFaceLoader(type="huggingface", path="hfdata", name="c2")
+    write_jsonl(folder / "c2" / "train.jsonl", qa_rows(3, "old"))
+    assert load_huggingface(options, make_ctx("h2"))["prompt"] == ["old0?", "old1?", "old2?"]
+    write_jsonl(folder / "c2" / "train.jsonl", qa_rows(4, "new"))  # a row more: split sizes as cached differ
+    assert load_huggingface(options, make_ctx("h2"))["prompt"] == ["new0?", "new1?", "new2?", "new3?"]
+
+
 def test_huggingface_csv_files_are_read_as_the_text_they_hold(tmp_path: Path, make_ctx) -> None:
     """datasets' csv builder guesses column types: the answers 2 and 1.50 of one column became
     "2.0" and "1.5", 007 "7.0", and the answer NA a missing value (an error). The splits'

@@ -346,6 +346,18 @@ class _FailedFiles(logging.Handler):
             handler.removeFilter(self._keep)
 
 
+def _fresh_local_read(local: Path) -> dict[str, str]:
+    """``load_dataset`` options that read a local dataset folder from its files, not from
+    ``datasets``' cache: a configuration its README.md names (``name: c2``) is cached under the
+    folder's name, the configuration's and a hash of the README alone, so an edited data file of
+    it, or another project's folder of that name and README, gave the rows cached before, while
+    the data stage said the source was loaded again. The data stage reads a source only when its
+    files or settings changed, so building it again costs no more than reading its files. The
+    split sizes are not checked: ``datasets`` compares them with those it cached before, and a
+    row added to the file was refused as a NonMatchingSplitsSizesError."""
+    return {"download_mode": "force_redownload", "verification_mode": "no_checks"} if local.is_dir() else {}
+
+
 @LOADERS.register("huggingface")
 def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
     """Anything ``datasets.load_dataset`` reads: a local folder or a hub id; a folder written
@@ -388,7 +400,7 @@ def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
             as_text = csv_cells_as_text(path, options.name, data_files) if local.exists() or is_file_builder(path) else {}
             with failed:
                 loaded = datasets.load_dataset(path, options.name, split=options.split, data_files=data_files,
-                                               **as_text)
+                                               **as_text, **_fresh_local_read(local))
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001  (load_dataset fails in many library-specific ways)
