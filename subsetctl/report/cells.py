@@ -634,6 +634,12 @@ def reproduce_facts(report: dict[str, Any]) -> tuple[list[str], list[tuple[str, 
     known = [f"revision {report['adapter_base_model_revision']}"] if report.get("adapter_base_model_revision") else []
     if isinstance(model.get("model_package"), str):
         known.append(f"package {model['model_package']}")
+    shown_model = str(report.get("adapter_base_model") or settings.get("model.source") or "")
+    if not known and not model and shown_model and "/" not in shown_model:  # (a packaged model's name)
+        # (a packaged model's release and files, which meta_init records since report_format 10, for results
+        # an earlier subsetctl's meta_init made: not recorded, which a reviewer should be told, not left to guess)
+        known.append("its files' sha256 not recorded (meta_init ran with an earlier subsetctl; `subsetctl run DIR "
+                     "--force meta_init` records them, training meta_init and what follows again)")
     lines.append(f"model: {report.get('adapter_base_model') or settings.get('model.source') or '-'}"
                  + (f", {', '.join(known)}" if known else ""))
     versions = search.get("versions") if isinstance(search.get("versions"), dict) else {}
@@ -650,7 +656,7 @@ def reproduce_facts(report: dict[str, Any]) -> tuple[list[str], list[tuple[str, 
             for what in (f"{key.replace('_', '-')} {value}" for key, value in record.items() if isinstance(value, str)):
                 generated[what] = generated.get(what, 0) + 1
     if _holds_rows(files.get("data")):
-        lines.append("a source reading one task of a Parquet file (where): the sha256 of that task's rows as read, "
+        lines.append("a source reading one task of a file (where): the sha256 of that task's rows as read, "
                      "not of the file (the data stage follows them alone); `subsetctl plan` with your copy of the "
                      "file in place says the data stage is up to date when they match")
     if generated:
