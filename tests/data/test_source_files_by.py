@@ -90,8 +90,8 @@ def test_problems_name_the_group_the_file_and_the_columns(tmp_path: Path) -> Non
     floats = _project(tmp_path / "c", [{"task": 0.5, "prompt": "p", "response": "r"}])
     assert "holds double values" in validate_spec_file(floats).issues[0].message
     jsonl = _project(tmp_path / "d", group={"files": "data/*.parquet", "by": "task", "loader": {"type": "jsonl"}})
-    with pytest.raises(SpecError, match=r"source_files\[0\] \(data/tasks.parquet\).by: file .*tasks.parquet, line 1: "
-                                        "invalid JSON"):  # (read as its loader says, not refused for its type)
+    with pytest.raises(SpecError, match=r"source_files\[0\] \(data/tasks.parquet\).by: file .*tasks.parquet is a Parquet file, not "
+                                        r"JSON Lines \(loader.type is jsonl\): write `type: parquet`"):  # (was "not valid UTF-8")
         load_spec(jsonl)
     with pytest.raises(SpecError, match="names 2 columns"):
         load_spec(_listed(tmp_path / "e", {"a": "x", "b": "y"}))

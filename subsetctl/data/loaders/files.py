@@ -947,6 +947,11 @@ def value_rows(path: Path, column: str, reader: Any = None) -> ValueRows:
     stat = path.stat()
     kind = getattr(reader, "type", "parquet")
     if kind in TEXT_ROW_LOADERS:
+        with open(path, "rb") as raw:
+            if raw.read(4) == b"PAR1":  # (read as text, it was "not valid UTF-8 ... Re-save it as UTF-8")
+                raise UserError(f"file {shown_path(path)} is a Parquet file, not "
+                                f"{'CSV' if kind == 'csv' else 'JSON Lines'} (loader.type is {kind}): write "
+                                "`type: parquet`")
         return _text_value_rows(path.resolve(), column, kind, getattr(reader, "delimiter", ","),
                                 stat.st_size, stat.st_mtime_ns)
     return _value_rows(path.resolve(), column, stat.st_size, stat.st_mtime_ns)
