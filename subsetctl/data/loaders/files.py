@@ -313,6 +313,12 @@ class DuplicateKeys:
     first: list[tuple[int, list[str]]] = dataclass_field(default_factory=list)
     count: int = 0
 
+    def add(self, line: int, keys: list[str]) -> None:
+        """Count the object on ``line`` naming ``keys`` twice (the first three kept to show)."""
+        self.count += 1
+        if len(self.first) < 3:
+            self.first.append((line, keys))
+
     def notice(self, source: str, path: Path) -> str:
         """The data stage's warning about them, naming the file, the lines and the keys."""
         shown = "; ".join(f"line {number}: {', '.join(repr(k) for k in keys)}" for number, keys in self.first)
@@ -425,9 +431,7 @@ def jsonl_records(path: Path, source: str, duplicates: DuplicateKeys | None = No
         first = False
         if twice:
             if duplicates is not None:
-                duplicates.count += 1
-                if len(duplicates.first) < 3:
-                    duplicates.first.append((number, list(dict.fromkeys(twice))))
+                duplicates.add(number, list(dict.fromkeys(twice)))
             twice.clear()
         yield number, value
 
@@ -506,9 +510,7 @@ def load_jsonl(options: JsonlLoader, ctx: LoadContext) -> Dataset:
             lines.append(found.lines[i])
             builder.add(memory.records[i])
             if i in memory.twice:
-                duplicates.count += 1
-                if len(duplicates.first) < 3:
-                    duplicates.first.append((found.lines[i], memory.twice[i]))
+                duplicates.add(found.lines[i], memory.twice[i])
     for number, record in () if memory is not None else jsonl_records(path, ctx.source_name, duplicates,
                                                                        options.path, only=only):
         lines.append(number)
