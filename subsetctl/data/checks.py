@@ -43,6 +43,7 @@ from subsetctl.data.loaders import (
     json_kind,
     not_utf8_fix,
     open_decompressed,
+    parquet_read_as_text,
     release_whole_file,
     resolve_path,
     utf16_note,
@@ -531,14 +532,8 @@ def _other_type_advice(loader: LoaderBase, path: Path, columns: list[str] | None
     loader cannot read). ``("", False)`` otherwise."""
     if loader.type not in ("jsonl", "csv", "parquet"):
         return "", False
-    try:
-        with open(path, "rb") as raw:
-            magic = raw.read(4)
-    except OSError:
-        return "", False
-    if magic == b"PAR1" and loader.type != "parquet":
-        read_as = "CSV" if loader.type == "csv" else "JSON Lines"
-        return f"it is a Parquet file, not {read_as} (loader.type is {loader.type}): write `type: parquet`", True
+    if advice := parquet_read_as_text(path, loader.type):
+        return f"it is {advice}", True
     if loader.type == "csv" and columns and columns[0].lstrip().startswith("{"):
         return ("its first line is a JSON object, not a CSV header: for a JSON Lines file write "
                 "`type: jsonl`"), True

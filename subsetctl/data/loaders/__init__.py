@@ -114,6 +114,7 @@ from subsetctl.data.loaders.files import (  # noqa: F401
     load_parquet,
     not_utf8_fix,
     open_decompressed,
+    parquet_read_as_text,
     parse_jsonl,
     release_whole_file,
     resolve_path,

@@ -934,6 +934,22 @@ def _picks_rows(arrow_type: Any) -> bool:
     return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) or pa.types.is_integer(arrow_type)
 
 
+def parquet_read_as_text(path: Path, loader_type: str) -> str:
+    """"a Parquet file, not JSON Lines (loader.type is jsonl): write `type: parquet`" for a
+    Parquet file (its first bytes, ``PAR1``) that a ``jsonl`` or ``csv`` loader would read
+    as text; "" for any other file, or one that cannot be opened (its reader says why)."""
+    if loader_type not in TEXT_ROW_LOADERS:
+        return ""
+    try:
+        with open(path, "rb") as raw:
+            if raw.read(4) != b"PAR1":
+                return ""
+    except OSError:
+        return ""
+    return (f"a Parquet file, not {'CSV' if loader_type == 'csv' else 'JSON Lines'} (loader.type is {loader_type}): "
+            "write `type: parquet`")
+
+
 def value_rows(path: Path, column: str, reader: Any = None) -> ValueRows:
     """:class:`ValueRows` of ``column`` in Parquet file ``path``, reading that column only;
     kept for the process while the file's size and modification time stay (a spec loaded
@@ -949,11 +965,8 @@ def value_rows(path: Path, column: str, reader: Any = None) -> ValueRows:
     stat = path.stat()
     kind = getattr(reader, "type", "parquet")
     if kind in TEXT_ROW_LOADERS:
-        with open(path, "rb") as raw:
-            if raw.read(4) == b"PAR1":  # (read as text, it was "not valid UTF-8 ... Re-save it as UTF-8")
-                raise UserError(f"file {shown_path(path)} is a Parquet file, not "
-                                f"{'CSV' if kind == 'csv' else 'JSON Lines'} (loader.type is {kind}): write "
-                                "`type: parquet`")
+        if advice := parquet_read_as_text(path, kind):  # (read as text, "not valid UTF-8 ... Re-save it as UTF-8")
+            raise UserError(f"file {shown_path(path)} is {advice}")
         return _text_value_rows(path.resolve(), column, kind, getattr(reader, "delimiter", ","),
                                 stat.st_size, stat.st_mtime_ns)
     return _value_rows(path.resolve(), column, stat.st_size, stat.st_mtime_ns)
