@@ -321,11 +321,17 @@ def _utf8_error_where(path: Path, head: int = 1 << 20) -> tuple[str, str]:
             data = handle.read(head)
         data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = exc.object[: exc.start].count(b"\n") + 1
-        return f", byte {exc.start}, line {line}{utf16_note(data)}{compressed_again_note(data)}", not_utf8_fix(data)
+        return _utf8_error_at(data, exc), not_utf8_fix(data)
     except (OSError, EOFError, zlib.error):  # a gzip file cut short or corrupt further on
         pass
     return "", not_utf8_fix(b"")
+
+
+def _utf8_error_at(head: bytes, exc: UnicodeDecodeError) -> str:
+    """", byte B, line L" of decoding error ``exc`` in a file's first bytes ``head``, with
+    what those bytes are where they say it (UTF-16, gzip-compressed again)."""
+    line = head[: exc.start].count(b"\n") + 1
+    return f", byte {exc.start}, line {line}{utf16_note(head)}{compressed_again_note(head)}"
 
 
 def _open_text(path: Path) -> IO[str]:
@@ -758,10 +764,8 @@ def _check_builder_local_files(builder: str, by_entry: list[list[str]], loc: tup
                 head.decode("utf-8-sig")
             except UnicodeDecodeError as exc:
                 if exc.start < len(head) - 3 or len(head) < TEXT_HEAD_BYTES:  # (not a character the head cut)
-                    line = head[: exc.start].count(b"\n") + 1
-                    issues.add(loc + ("data_files", i), f"{path.name}: not valid UTF-8 ({exc.reason}, byte "
-                                                        f"{exc.start}, line {line}{utf16_note(head)}{compressed_again_note(head)}): "
-                                                        f"{not_utf8_fix(head)}")
+                    issues.add(loc + ("data_files", i), f"{path.name}: not valid UTF-8 ({exc.reason}"
+                                                        f"{_utf8_error_at(head, exc)}): {not_utf8_fix(head)}")
                     return
     if empty and len(empty) == checked:
         i, path = empty[0]
