@@ -1004,7 +1004,7 @@ def _run_and_report(
         results = run_project(directory, list(overrides), until, list(force), reporter, options)
     except KeyboardInterrupt as exc:  # the command that resumes it: this project, its overrides and options
         # (not --force: the stopped stage is unfinished and resumes; forced again, it would start over)
-        again = _run_command(directory, overrides, _given_options(leave_out=("force",)).strip())
+        again = _run_command(directory, overrides, leave_out=("force",))
         if shard is not None:  # a shard's own run (a plain one would not wait for the rest)
             exc.resumes = (f"`{again}` resumes this shard (or, once the other shards are done, a plain `subsetctl "
                            "run` computes its missing rows itself)")
@@ -1022,7 +1022,7 @@ def _run_and_report(
         done += f"{back}; " if back else ""
         # the run after the shards, with their overrides (without them, another variant: refused where they
         # set the gradients' settings, not those the shards were computed with) and this run's other options
-        plain = _run_command(directory, overrides, _given_options(leave_out=("shard", "force")).strip())
+        plain = _run_command(directory, overrides, leave_out=("shard", "force"))
         if any(r["action"] == "partial" for r in results):
             console.print(f"{done}gradients shard {shard} is done. When every shard is, `{plain}` (without "
                           "--shard) merges them and goes on.", markup=False)
@@ -1040,7 +1040,7 @@ def _run_and_report(
         total = sum(r["seconds"] for r in ran)
         console.print(f"Ran {', '.join(r['stage'] for r in ran)} in {total:.1f} s" + (f"; {back}." if back else "."))
     if stopped_early:  # "Everything is up to date" alone read as if the whole pipeline were
-        goes_on = _run_command(directory, overrides, _given_options(leave_out=("until", "force")).strip())
+        goes_on = _run_command(directory, overrides, leave_out=("until", "force"))
         console.print(f"Stopped after {until} (--until {until}): `{goes_on}` runs the stages after it that are not "
                       "up to date and shows the report.", markup=False)
     else:
@@ -1079,10 +1079,11 @@ def _stops_early(until: str | None) -> bool:
     return until is not None and until != stage_names()[-1]
 
 
-def _run_command(directory: Path | None, overrides: tuple[str, ...], options: str = "") -> str:
-    """The `subsetctl run` command line for this project and overrides (and ``options``),
-    copy-pasteable: what to type to resume or go on."""
-    return run_command(directory, options, overrides)
+def _run_command(directory: Path | None, overrides: tuple[str, ...], leave_out: tuple[str, ...]) -> str:
+    """The `subsetctl run` command line for this project, its overrides and the options given
+    but those in ``leave_out`` (:func:`_given_options`), copy-pasteable: what to type to
+    resume or go on."""
+    return run_command(directory, _given_options(leave_out=leave_out).strip(), overrides)
 
 
 def _report_files(root: Path) -> list[str]:
