@@ -660,6 +660,15 @@ def _fetch_skipping(frames: Any, wanted: Any, columns: list[str], count: int) ->
 CSV_FIRST_ROWS = 1_000
 
 
+def not_csv_text(path: Path, delimiter: str, exc: BaseException) -> str:
+    """What pandas' refusal ``exc`` of ``path`` as CSV says to the user (after the source, if
+    any): the file, pandas' words on one line (its tokenizer's end with a newline), and what
+    to check."""
+    problem = " ".join(str(exc).split())
+    return (f"file {shown_path(path)} is not valid CSV ({problem}). Check the delimiter (loader.delimiter is "
+            f"{delimiter!r}) and the quoting.")
+
+
 @LOADERS.register("csv")
 def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
     """A local CSV file with a header row; every cell is read as text, a chunk of rows at
@@ -694,11 +703,7 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
         return f"line {found[i]}"
 
     def not_csv(exc: BaseException) -> UserError:
-        problem = " ".join(str(exc).split())  # pandas ends its tokenizer messages with a newline
-        return UserError(
-            f"Source {source!r}: file {shown_path(path)} is not valid CSV ({problem}). Check the "
-            f"delimiter (loader.delimiter is {options.delimiter!r}) and the quoting."
-        )
+        return UserError(f"Source {source!r}: {not_csv_text(path, options.delimiter, exc)}")
 
     def frames(skiprows: Any = None, wrap: Any = None) -> Iterator[Any]:
         # each frame's rows as many as its last one's size allows (common.batch_rows): long rows,
@@ -1174,8 +1179,7 @@ def _text_records(path: Path, kind: str, delimiter: str, lines: Any,
     except (OSError, EOFError, zlib.error) as exc:
         raise UserError(f"file {shown_path(path)} could not be read ({exc}).") from None
     except (pd.errors.ParserError, ValueError) as exc:
-        raise UserError(f"file {shown_path(path)} is not valid CSV ({' '.join(str(exc).split())}). Check the delimiter "
-                        f"(loader.delimiter is {delimiter!r}) and the quoting.") from None
+        raise UserError(not_csv_text(path, delimiter, exc)) from None
     if starts is None or len(starts) != count:  # read otherwise than pandas reads it: counted from the header
         lines[len(lines) - count:] = type(lines)("q", range(2, count + 2))
 
