@@ -142,10 +142,23 @@ def outside_scope() -> Iterator[None]:
 @contextlib.contextmanager
 def importing(module_name: str) -> Iterator[None]:
     """Mark the ``plugins:`` module ``module_name`` as being imported: what is registered
-    inside is remembered for it too (:func:`remember`), so naming it again registers it."""
+    inside is remembered for it too (:func:`remember`), so naming it again registers it.
+    An import that fails takes back what the module registered before failing (inside an
+    open scope): Python drops the half-run module, and a spec naming what it registered
+    would get, besides the import's error, checks of a class the module never finished
+    defining around (its later lines may have fixed it up) - one problem, reported once."""
     token = _IMPORTING.set((*_IMPORTING.get(), module_name))
+    undo = _SCOPE_UNDO.get()
+    done_before = len(undo) if undo is not None else 0
     try:
         yield
+    except BaseException:
+        if undo is not None:
+            for step in reversed(undo[done_before:]):
+                step()
+            del undo[done_before:]
+        _REGISTERED_BY.pop(module_name, None)
+        raise
     finally:
         _IMPORTING.reset(token)
 

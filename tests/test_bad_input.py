@@ -554,6 +554,23 @@ def test_plugin_module_that_raises_on_import(tmp_path: Path, monkeypatch) -> Non
                and "raised RuntimeError while being imported: broken on purpose" in i for i in issues)
 
 
+def test_a_plugin_module_failing_after_registering_a_name_is_one_problem(tmp_path: Path, monkeypatch) -> None:
+    # the module registered 'halfway' and then raised: the half-made class was checked as a strategy too
+    # ("is the class Halfway, not a subclass of ... Strategy"), a second problem for the one failure
+    (tmp_path / "plugmods").mkdir()
+    (tmp_path / "plugmods" / "half_registered.py").write_text(
+        "from subsetctl.registry import STRATEGIES\n\n@STRATEGIES.register('halfway')\nclass Halfway:\n"
+        "    pass\n\nraise RuntimeError('broken after registering')\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "plugmods"))
+    data = {**BASE, "plugins": ["half_registered:Halfway"], "search": {"strategies": [{"name": "halfway"}]}}
+    issues = _issues(_spec_file(tmp_path, data))
+    assert any("plugins[0]" in i and "broken after registering" in i for i in issues), issues
+    (strategy,) = [i for i in issues if "search.strategies[0].name" in i]
+    assert "unknown strategy 'halfway', probably one that plugins[0] (half_registered:Halfway) registers" in strategy
+    from subsetctl.registry import STRATEGIES
+    assert "halfway" not in STRATEGIES.names()
+
+
 def test_a_broken_plugin_used_by_a_plugin_loader_is_listed_once(tmp_path: Path) -> None:
     data = {**BASE, "plugins": ["no_such_plugin_module:x"],
             "sources": [*BASE["sources"], {"name": "p", "loader": {"type": "plugin", "name": "mine"}}]}
