@@ -276,6 +276,23 @@ class Stage(ABC):
         path -> sha256, as the output digest counts them) and the run's ``summary``. None here."""
         return {}
 
+    def parts_as_before(self, spec: Spec, project: Project, manifest: dict[str, Any],
+                        inputs: dict[str, Any]) -> dict[str, str]:
+        """The parts of its output (:meth:`output_parts`) that a re-run with ``inputs`` is known,
+        before it runs, to produce as the results of ``manifest`` hold them, -> their digests
+        (the manifest's ``output_digests``): what changed since is read by the rest of its output
+        alone. `plan` then finds the stages reading only those parts (their :attr:`reads_parts`)
+        up to date, as `run` will once the stage has run. None here."""
+        return {}
+
+    def parts_change_note(self, spec: Spec, project: Project, manifest: dict[str, Any],
+                          inputs: dict[str, Any]) -> dict[str, str]:
+        """Part -> when a re-run with ``inputs`` changes it, where :meth:`parts_as_before`
+        cannot know that before the stage runs but what changed seldom reaches it: `plan` says
+        so beside the stages reading that part alone, which a bare "if its output changes"
+        made look as likely to re-run as any. None here."""
+        return {}
+
     def unfinished_note(self, project: Project, spec: Spec | None = None) -> str | None:
         """What ``plan`` says of this stage's unfinished work, when a generic "a run
         stopped partway" would mislead (gradient shards computed on purpose); ``spec``, the
@@ -456,6 +473,14 @@ def _digests_of(stage: str, manifest: dict[str, Any] | None) -> dict[str, str | 
     parts = (manifest or {}).get("output_digests")
     return {stage: output_digest(manifest),
             **{f"{stage}:{part}": output_digest(manifest, part) for part in (parts if isinstance(parts, dict) else {})}}
+
+
+def _rerun_reaching(stage: Stage, rerun: set[str], inputs: dict[str, Any]) -> list[str]:
+    """The stages before ``stage`` that `run` re-runs (``rerun``, as `plan` found them so far)
+    whose re-run may change what it reads (``inputs``, :meth:`Pipeline._current`'s): all
+    but those of whose output it reads a part known to come out as before
+    (:meth:`Stage.parts_as_before`), whose digest its inputs already hold."""
+    return [up for up in stage.after if up in rerun and inputs["upstream"].get(up, "") is None]
 
 
 def _is_seconds(value: Any) -> bool:
@@ -729,6 +754,7 @@ class Pipeline:
         left_stale: set[str] = set()
         last_specs: dict[str, Spec | None] = {}  # the specs stages last ran with, by digest: parsed once
         not_checked: set[str] = set()  # stages whose inputs hold the code of a plugin not imported (--no-plugins)
+        part_notes: dict[str, str] = {}  # "stage:part" -> when a re-run of the stage changes it (Stage.parts_change_note)
         for stage in self.stages:
             if not stage.enabled(self.spec):
                 statuses.append(self._disabled_status(stage))
@@ -777,15 +803,18 @@ class Pipeline:
                 left_stale.add(stage.name)
             if stage.name in force:
                 reasons.append(worded("forced with --force", "forced (named in force)"))
-            will_run = not reached_until and (state != "up to date" or stage.name in force or any(u in rerun for u in stage.after))
+            reaching = _rerun_reaching(stage, rerun, inputs)
+            will_run = not reached_until and (state != "up to date" or stage.name in force or bool(reaching))
             if will_run and state == "up to date":
                 state = "stale"
-            upstream_only = [f"upstream {u} will re-run" for u in stage.after if u in rerun]
+            upstream_only = [f"upstream {u} will re-run" for u in reaching]
             conditional = conditional_aside or (will_run and state == "stale" and set(reasons) <= set(upstream_only))
             if conditional and not conditional_aside:  # nothing of its own changed: re-runs if that upstream's output does
-                ups = [u for u in stage.after if u in rerun]
-                whose = "its" if len(ups) == 1 else "their"
-                reasons = [f"upstream {', '.join(ups)} will re-run (skipped if {whose} output is unchanged)"]
+                whose = "its" if len(reaching) == 1 else "their"
+                notes = [f"{u}'s {note}" if len(reaching) > 1 else note for u in reaching
+                         if (note := part_notes.get(f"{u}:{stage.reads_parts.get(u)}"))]
+                reasons = [f"upstream {', '.join(reaching)} will re-run (skipped if {whose} output is unchanged"
+                           + "".join(f"; {note}" for note in notes) + ")"]
                 if stage.name not in force and self._kept_if_upstream_as_before(stage, inputs, rerun):
                     reasons[0] += (f"; if {whose} output comes out as the one this stage's previous results were "
                                    "made from, `run` puts those back instead")
@@ -800,6 +829,12 @@ class Pipeline:
             if will_run:
                 rerun.add(stage.name)
                 digests[stage.name] = None
+                if state == "stale" and kept is None and manifest and stage.name not in force:
+                    # what a re-run gives again: the stages reading those parts alone stay as they are
+                    digests.update({f"{stage.name}:{part}": digest for part, digest
+                                    in stage.parts_as_before(self.spec, self.project, manifest, inputs).items()})
+                    part_notes.update({f"{stage.name}:{part}": note for part, note
+                                       in stage.parts_change_note(self.spec, self.project, manifest, inputs).items()})
             else:
                 digests.update(_digests_of(stage.name, manifest))
             put_back = kept is not None and not reached_until  # `run --until` stops before it
@@ -990,8 +1025,9 @@ class Pipeline:
             reasons.append(f"this subsetctl also reads {listed_briefly(added)} for this stage (the spec did "
                            "not change)")
         old_upstream = old.get("upstream", {})
+        reaching = _rerun_reaching(stage, rerun, inputs)
         for up in stage.after:
-            if up in rerun:
+            if up in reaching:
                 reasons.append(f"upstream {up} will re-run")
             elif up in old_upstream and up not in inputs["upstream"]:  # its output no longer counts
                 reasons.append(f"upstream {up} switched off in the spec")
@@ -1017,7 +1053,7 @@ class Pipeline:
                            f"(results version {old.get('version')} -> {RESULTS_VERSION})")
         if not reasons:
             reasons.append("inputs changed")
-        own = not set(reasons) <= {f"upstream {u} will re-run" for u in stage.after if u in rerun}
+        own = not set(reasons) <= {f"upstream {u} will re-run" for u in reaching}
         waiting = (self._kept_if_upstream_as_before(stage, inputs, rerun)
                    if own and stage.name not in force else None)
         if waiting:  # as `run` does: kept results made from what upstream will produce again go back

@@ -211,6 +211,9 @@ def _input_name(key: str, old: Any, new: Any) -> str:
         return f"packaged model (model.source){_package_change({'package': old}, {'package': new})}"
     if key == "selection_order":
         return "the order of the search strategies and baselines in the spec"
+    if (isinstance(old, dict) and isinstance(new, dict) and "test_loader" in old.keys() | new.keys()
+            and {k: v for k, v in old.items() if k != "test_loader"} == {k: v for k, v in new.items() if k != "test_loader"}):
+        return f"{key} (its test_loader's: the test rows alone)"  # the stages reading the train side stay up to date
     if isinstance(old, dict) and isinstance(new, dict) and "code" in new and old.get("code") != new["code"]:
         return f"{key} (its loader plugin's code{_package_change(old['code'], new['code'])})"
     if key == "plugin code" and isinstance(old, dict) and isinstance(new, dict):  # {"strategy best_single": ...}

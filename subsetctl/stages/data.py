@@ -91,6 +91,53 @@ class DataStage(Stage):
                           if isinstance(split_counts, dict) else split_counts for name, split_counts in counts.items()}
         return {"train": {"files": files, "summary": said}}
 
+    def parts_as_before(self, spec: Spec, project: Project, manifest: dict[str, Any],
+                        inputs: dict[str, Any]) -> dict[str, str]:
+        """The ``train`` part's digest as ``manifest`` records it when what changed since is
+        the target's ``test_loader`` alone (its file or options): the train and validation
+        rows are drawn from the rest, the same again, so `plan` finds meta_init, the
+        gradients, verify and the fine-tunes up to date, as `run` does once this stage has
+        run. Not for a classifier, whose label vocabulary (in the train part) is taken over
+        the test rows too (:meth:`parts_change_note`)."""
+        recorded = manifest.get("output_digests")
+        train = recorded.get("train") if isinstance(recorded, dict) else None
+        if spec.model.kind != "causal-lm" or not isinstance(train, str) or not self._test_rows_alone(spec, manifest,
+                                                                                                        inputs):
+            return {}
+        return {"train": train}
+
+    def parts_change_note(self, spec: Spec, project: Project, manifest: dict[str, Any],
+                          inputs: dict[str, Any]) -> dict[str, str]:
+        """A classifier's ``train`` part after an edit of ``test_loader`` alone: it changes only
+        when the test rows add or drop a label no other row holds (the label vocabulary is
+        taken over every split), which :meth:`parts_as_before` cannot tell without reading them."""
+        if spec.model.kind == "causal-lm" or not self._test_rows_alone(spec, manifest, inputs):
+            return {}
+        return {"train": "its re-run is for the target's test rows alone (target.test_loader), which change what "
+                         "this stage reads only by adding or dropping a label no other row has: a classifier's "
+                         "labels are counted over every split"}
+
+    def _test_rows_alone(self, spec: Spec, manifest: dict[str, Any], inputs: dict[str, Any]) -> bool:
+        """Whether the data stage's ``inputs`` differ from those ``manifest`` recorded in the
+        target's ``test_loader`` alone (its settings in the spec slice, its files among the
+        extra inputs; set, changed or unset): the rest is what the train side is drawn from."""
+        def train_side(recorded: Any) -> Any:
+            if not isinstance(recorded, dict):
+                return None
+            slice_, extra = recorded.get("slice"), recorded.get("extra")
+            if not isinstance(slice_, dict) or not isinstance(extra, dict):
+                return None
+            target = slice_.get("target")
+            files = extra.get(spec.target.name)
+            return {**recorded,
+                    "slice": {**slice_, "target": ({k: v for k, v in target.items() if k != "test_loader"}
+                                                   if isinstance(target, dict) else target)},
+                    "extra": {**extra, spec.target.name: ({k: v for k, v in files.items() if k != "test_loader"}
+                                                          if isinstance(files, dict) else files)}}
+
+        then, now = train_side(manifest.get("inputs")), train_side(inputs)
+        return then is not None and then == now and manifest.get("inputs") != inputs
+
     def unfinished_note(self, project: Project, spec: Spec | None = None) -> str | None:
         """How many sources a run that stopped partway prepared (each kept, see
         :mod:`subsetctl.data.stage`)."""

@@ -165,6 +165,48 @@ def test_an_edit_of_the_test_file_reruns_only_the_stages_reading_the_test_rows(t
     assert _ran(tmp_path, DataStage()) == {"data", "trains", "scores"}
 
 
+def _plan(project: Path, spec: Spec) -> dict[str, Any]:
+    return {s.name: s for s in Pipeline(Project(project), spec, [DataStage(), _ReadsTrainSide(), _ReadsTest()]).plan()}
+
+
+def test_plan_knows_an_edit_of_the_test_file_leaves_the_stages_reading_the_train_side_up_to_date(
+        tmp_path: Path) -> None:
+    """Not "only if the stages before change" beside every stage after the data: `run` would
+    not run them, and `plan` can tell before the data stage runs."""
+    _files(tmp_path)
+    _ran(tmp_path, DataStage())
+    write_jsonl(tmp_path / "test.jsonl", TEST_ROWS[:2])
+    planned = _plan(tmp_path, _spec({"test_loader": {"type": "jsonl", "path": "test.jsonl"}}))
+    assert planned["data"].reasons == ["input files changed: tgt (its test_loader's: the test rows alone)"]
+    assert (planned["trains"].state, planned["trains"].will_run) == ("up to date", False)
+    assert planned["scores"].will_run and planned["scores"].reasons == [
+        "upstream data will re-run (skipped if its output is unchanged)"]
+    assert _ran(tmp_path, DataStage()) == {"data", "scores"}  # as planned
+    write_jsonl(tmp_path / "t.jsonl", qa_rows(16, "t"))  # the train side: not known before it runs
+    planned = _plan(tmp_path, _spec({"test_loader": {"type": "jsonl", "path": "test.jsonl"}}))
+    assert planned["trains"].will_run and planned["trains"].conditional
+
+
+def test_plan_says_when_an_edit_of_a_classifiers_test_file_reaches_the_train_side(tmp_path: Path) -> None:
+    """A classifier's label vocabulary is taken over the test rows too: whether the train side
+    changes is not known before the data stage runs, and `plan` says what it depends on."""
+    loader = {"type": "jsonl", "prompt_field": "text", "label_field": "label"}
+    write_jsonl(tmp_path / "t.jsonl", [{"text": f"t{i}", "label": i % 2} for i in range(12)])
+    write_jsonl(tmp_path / "test.jsonl", [{"text": f"official{i}", "label": i % 2} for i in range(3)])
+    write_jsonl(tmp_path / "aux.jsonl", [{"text": f"s{i}", "label": 1} for i in range(4)])
+    spec = Spec.model_validate({
+        "model": {"kind": "classifier"},
+        "target": {"name": "tgt", "loader": {**loader, "path": "t.jsonl"}, "split": {"train": 8, "validation": 4},
+                   "test_loader": {**loader, "path": "test.jsonl"}},
+        "sources": [{"name": "aux", "loader": {**loader, "path": "aux.jsonl"}}],
+    })
+    Pipeline(Project(tmp_path), spec, [DataStage(), _ReadsTrainSide(), _ReadsTest()]).run()
+    write_jsonl(tmp_path / "test.jsonl", [{"text": f"official{i}", "label": i % 2} for i in range(2)])
+    planned = _plan(tmp_path, spec)
+    assert planned["trains"].will_run and planned["trains"].conditional
+    assert "adding or dropping a label no other row has" in planned["trains"].reasons[0]
+
+
 def test_results_of_a_subsetctl_before_the_train_side_stay_up_to_date_through_an_edit_of_the_test_file(
         tmp_path: Path) -> None:
     """The stages after the data stage recorded its whole output's digest: up to date as they
@@ -311,9 +353,11 @@ def test_a_tiny_project_evaluates_on_the_test_files_rows(tiny_project: Path) -> 
     shown = " ".join(CliRunner().invoke(main, ["report", str(tiny_project)]).output.split())
     assert "test metrics (target.test_loader's rows)" in shown, shown  # not "the target's held-out split"
     write_jsonl(tiny_project / "test.jsonl", TEST_ROWS[:3])  # an edited test file: the data stage re-runs
-    _, spec, statuses = plan_project(tiny_project)
+    _, spec, statuses = plan_project(tiny_project, ["search.strategies=[{name: exhaustive}]"])
     data_stage = next(s for s in all_stages() if s.name == "data")
-    assert [(s.will_run, s.reasons) for s in statuses if s.name == "data"] == [(True, ["input files changed: target"])]
+    assert [(s.will_run, s.reasons) for s in statuses if s.name == "data"] == [
+        (True, ["input files changed: target (its test_loader's: the test rows alone)"])]
+    assert {s.name for s in statuses if s.will_run} == {"data", "evaluate", "report"}  # what `run` runs, below
     assert "the target (its test rows from target.test_loader)" in data_stage.work(spec)
     ran = {r["stage"]: r["action"] for r in run_project(tiny_project, ["search.strategies=[{name: exhaustive}]"])}
     # only the stages reading the test rows: meta_init, the gradients and the fine-tunes read none
