@@ -138,8 +138,8 @@ def test_shards_run_alongside_each_other_then_merge(tiny_project: Path) -> None:
                                                           ("gradients", "partial")]
     (gradients,) = [s for s in plan_project(tiny_project)[2] if s.name == "gradients"]
     assert gradients.state == "unfinished"  # not "a run stopped partway": shards were asked for
-    assert gradients.reasons == [("1 of 2 gradient shards done; compute the others with `run --shard i/2`, then "
-                                  "`run` merges them (it computes any rows still missing itself)")]
+    assert gradients.reasons == [("1 of 2 gradient shards done; left: 1/2 (not started); `run --shard 1/2` computes "
+                                  "it, then `run` merges them (it computes any rows still missing itself)")]
     holder = _hold_lock(tiny_project, shared=True)  # shard 0 "still running" in another process
     try:
         second = run_project(tiny_project, options={"shard": (1, 2)})
@@ -397,7 +397,7 @@ def test_plan_says_shards_of_different_counts_that_cover_every_row_are_ready_to_
     store.written[-1] = False  # 2/3 stopped partway: a row no shard has
     store.written.flush()
     note = GradientsStage().unfinished_note(project) or ""
-    assert note.startswith("1 of 3 gradient shards done; compute the others"), note
+    assert note.startswith("1 of 3 gradient shards done; left: 0/3 (not started), 2/3 (3 of 4 rows computed)"), note
 
 
 def test_a_damaged_shard_is_warned_about_and_its_rows_computed(tiny_project_ran) -> None:
@@ -561,6 +561,42 @@ def test_commands_the_pipeline_advises_name_the_project_as_the_command_line_did(
     assert f"`subsetctl run {tiny_project.resolve()} --until data` (without --shard)" in str(refused.value)
 
 
+def test_plan_names_each_shard_left_once_with_what_it_lacks(tmp_path: Path) -> None:
+    """Shards stopped partway or never started: `plan` said "1 of 4 gradient shards done;
+    compute the others with `run --shard i/4`", which named none of them, and a shard the
+    merge passes over (damaged) was among "the others" and said again after. Each shard left
+    is named once, with its rows computed or "not started", and its `run --shard`; one being
+    computed now is not told to be computed."""
+    from types import SimpleNamespace
+
+    from subsetctl.gradients.store import create_shard_store
+    from subsetctl.stages.gradients import GradientsStage
+
+    shards = tmp_path / "gradients" / "shards"
+    rows = [{"source": "s", "row": i} for i in range(16)]
+    for index in (0, 1, 3):
+        store = create_shard_store(shards, rows, 4, 0, {"seed": 0}, index, 4, 2)
+        store.written[:] = index != 1
+        store.written[:1] = True
+        store.written.flush()
+    project = SimpleNamespace(stage_dir=lambda name: tmp_path / name)
+    assert GradientsStage().unfinished_note(project) == (
+        "2 of 4 gradient shards done; left: 1/4 (1 of 4 rows computed), 2/4 (not started); `run --shard 1/4` and "
+        "`run --shard 2/4` compute them, then `run` merges them (it computes any rows still missing itself)")
+    (shards / "shard-3-of-4" / "info.json").unlink()  # damaged: named once, as such
+    note = GradientsStage().unfinished_note(project) or ""
+    assert note == ("1 of 4 gradient shards done; left: 1/4 (1 of 4 rows computed), 2/4 (not started), 3/4 (its files "
+                    "are damaged or incomplete); `run --shard 1/4`, `run --shard 2/4` and `run --shard 3/4` compute "
+                    "them, then `run` merges them (it computes any rows still missing itself)"), note
+    holder = _hold_file_lock(shards / "shard-2-of-4.lock")  # 2/4 being computed now
+    try:
+        note = GradientsStage().unfinished_note(project) or ""
+        assert note.startswith("shard 2/4 being computed now by `run --shard`"), note
+        assert "2/4 (not started)" not in note and "`run --shard 2/4`" not in note, note
+    finally:
+        _release(holder)
+
+
 def test_plan_names_the_shards_being_computed_now(tmp_path: Path) -> None:
     """While `run --shard 0/2` computed, `plan` said "0 of 2 gradient shards done; compute
     the others with `run --shard i/2`", as of shards stopped partway, and nothing of the
@@ -621,7 +657,7 @@ def test_report_names_the_shards_being_computed_now_instead_of_a_stopped_run(tin
         _release(holder)
     data = load_report_data(tiny_project)  # the shard run stopped: shard 0/2 is done, 1/2 to compute
     assert "shards_running" not in data and "gradients" not in data["unfinished"], data
-    assert data["shards_state"].startswith("1 of 2 gradient shards done; compute the others"), data
+    assert data["shards_state"].startswith("1 of 2 gradient shards done; left: 1/2"), data
     assert "Stopped partway" not in (outdated_note(data) or "")
 
 
@@ -712,8 +748,8 @@ def test_plan_names_a_shard_of_other_settings_that_the_merge_would_pass_over(tin
     why = f"computed with other settings or another model, adapter or data: seed: stored {info['seed'] + 1}, expected {info['seed']}"
     (gradients,) = [s for s in plan_project(tiny_project)[2] if s.name == "gradients"]
     assert gradients.reasons == [(
-        "1 of 2 gradient shards done; compute the others with `run --shard i/2`, then `run` merges them (it computes "
-        f"any rows still missing itself); shard 1/2 is not merged ({why}): `run` computes its rows itself")]
+        f"1 of 2 gradient shards done; `run` merges them; shard 1/2 is not merged ({why}): `run` computes its rows "
+        "itself")]  # (named once: not among those left for `run --shard` too)
     reporter = SilentReporter()
     run_project(tiny_project, until="gradients", reporter=reporter)
     assert [w for w in reporter.warnings if w.startswith("gradients: shard")] == [

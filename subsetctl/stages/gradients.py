@@ -327,9 +327,12 @@ class GradientsStage(common.ModelStage):
         return f"{now}; {note}" if note else now
 
     def _shards_note(self, project: Project, spec: Spec | None = None) -> str | None:
-        """How many of the shards under ``shards/`` are done, and what is next; with
-        ``spec``, the shards the merge would pass over are named, with why, and count as
-        not done."""
+        """How many of the shards under ``shards/`` are done, and which are not, each named
+        once: those stopped partway (with their rows computed), those never started, and
+        what to run for them; with ``spec``, the shards the merge would pass over (damaged,
+        or of other settings than the spec's) are named with why, and count as not done.
+        Shards being computed now (:func:`running_shards`, said by :meth:`unfinished_note`)
+        are not told to be computed."""
         import numpy as np
 
         from subsetctl.gradients.store import GradientStore
@@ -339,21 +342,22 @@ class GradientsStage(common.ModelStage):
         running = set(running_shards(project))  # one being written may not open yet: not damaged
         passed_over = [(name, why) for name, why in passed_over if shard_label(name) not in running]
         left_out = {name for name, _ in passed_over}
-        found: dict[int, list[bool]] = {}
+        found: dict[int, dict[int, str | None]] = {}  # count -> index -> what is left ("" done; None passed over)
         covered: dict[int, Any] = {}  # total rows -> the rows some shard has written (shards of any count)
         for path in sorted(shards_dir.glob("shard-*-of-*")):
             numbers = shard_numbers(path.name)
             if not path.is_dir() or numbers is None:
                 continue
-            count = numbers[1]
+            index, count = numbers
             if path.name in left_out:
-                found.setdefault(count, []).append(False)
+                found.setdefault(count, {})[index] = None
                 continue
             try:
                 store = GradientStore.open(path, writable=False)
-                done = store.complete
+                written = int(np.count_nonzero(store.written))
+                left = "" if store.complete else f"{written:,} of {store.n_rows:,} rows computed"
             except (UserError, OSError, ValueError):
-                done = False
+                left = "its files are damaged or incomplete"
             else:
                 try:
                     total = int(store.info["shard"]["total_rows"])
@@ -361,17 +365,27 @@ class GradientsStage(common.ModelStage):
                     rows[store.row_offset:store.row_offset + store.n_rows] |= np.asarray(store.written, dtype=bool)
                 except (KeyError, TypeError, ValueError):  # a shard that does not say its rows: not counted
                     pass
-            found.setdefault(count, []).append(done)
+            found.setdefault(count, {})[index] = left
         if not found:
             return None
         count, states = max(found.items(), key=lambda item: len(item[1]))
-        if sum(states) == count:
+        done = sum(1 for left in states.values() if left == "")
+        if done == count:
             note = f"all {count} gradient shards done; `run` merges them"
         elif any(rows.all() for rows in covered.values()):  # e.g. 0/2 done, then 1/3 and 2/3
             note = "the gradient shards (of different counts) have computed every row between them; `run` merges them"
         else:
-            note = (f"{sum(states)} of {count} gradient shards done; compute the others with `run --shard i/{count}`, "
-                    f"then `run` merges them (it computes any rows still missing itself)")
+            to_compute = [(i, states.get(i, "not started")) for i in range(count)
+                          if states.get(i, "not started") and f"{i}/{count}" not in running]
+            note = f"{done} of {count} gradient shards done"
+            if to_compute:
+                one, commands = len(to_compute) == 1, [f"`run --shard {i}/{count}`" for i, _ in to_compute]
+                note += (f"; left: {', '.join(f'{i}/{count} ({left})' for i, left in to_compute)}; "
+                         + " and ".join(filter(None, (", ".join(commands[:-1]), commands[-1])))
+                         + f" compute{'s it' if one else ' them'}, then `run` merges them (it computes any rows still "
+                         "missing itself)")
+            else:
+                note += "; `run` merges them"
         for name, why in passed_over:  # as the merge's warning says it
             note += f"; shard {shard_label(name)} is not merged ({why}): `run` computes its rows itself"
         return note
