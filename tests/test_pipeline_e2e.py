@@ -261,7 +261,8 @@ def test_plan_says_how_many_fine_tunes_and_test_results_the_caches_hold(tiny_pro
 def test_plan_counts_the_fine_tunes_and_test_results_a_stopped_run_finished(tiny_project_ran) -> None:
     """`run` keeps what a run that stopped partway recorded in the stage's folder (evaluate's
     per_run.json, finetune's runs.json) also where the cache lacks it (one that took none of
-    its writes): `plan` counts them, not "none cached"."""
+    its writes): `plan` counts them, not "none cached"; and the fine-tunes as the distinct
+    subsets the search picked, not "up to" one a pick."""
     tiny_project = tiny_project_ran()
     state = tiny_project / ".subsetctl"
 
@@ -277,6 +278,13 @@ def test_plan_counts_the_fine_tunes_and_test_results_a_stopped_run_finished(tiny
     runs = json.loads((state / "finetune" / "runs.json").read_text())
     (state / "finetune" / "runs.json").write_text(json.dumps(dict(list(runs.items())[1:])))  # the first unfinished
     assert work("finetune").endswith(f"; {len(runs) - 1} of {len(runs)} done by the run that stopped partway, kept")
+    # the fine-tunes the search's picks make, one per distinct subset: "up to 4" counted picks alike
+    picks = {label: sorted(r["selected"]) for section in ("strategies", "baselines") for label, r in json.loads(
+        (state / "search" / "selections.json").read_text())[section].items()}
+    distinct = len({tuple(subset) for subset in picks.values()})
+    assert distinct == len(runs) < len(picks) == 4, picks  # (the tiny project's picks share a subset)
+    assert work("finetune").startswith(f"{distinct} fine-tunes (4 picks, {distinct} distinct) of 2 steps of 4 "
+                                       "examples; "), work("finetune")
     run_project(tiny_project)
     summary = json.loads((state / "finetune" / "manifest.json").read_text())["summary"]
     assert (summary["reused_runs"], summary["trained_now"]) == (len(runs) - 1, 1)

@@ -602,7 +602,8 @@ class _PlannedContext(StageContext):
 
 
 def cached_count_work(stage: Stage, spec: Spec, forced: bool, project: Project, rerun: set[str],
-                      count: Callable[[StageContext], tuple[int, int, int]], resumes: bool = False) -> str:
+                      count: Callable[[StageContext], tuple[int, int, int]], resumes: bool = False,
+                      known: Callable[[StageContext], str] | None = None) -> str:
     """``stage``'s `plan` work line (:meth:`Stage.work`) with its last clause ("those in the
     cache are reused") saying how many of its results the re-run cache holds, "3 of 8
     cached, reused", which tells how much of the stage's hours are left: ``count(ctx)``
@@ -613,18 +614,20 @@ def cached_count_work(stage: Stage, spec: Spec, forced: bool, project: Project, 
     them; the cache may lack them, e.g. one a teammate's that took no writes), "3 of 8 done by
     the run that stopped partway". The plain line when ``forced`` or an upstream stage re-runs
     (what the stage will compute is not known yet), or when what ``count`` reads is missing or
-    unreadable now (`run` says why)."""
+    unreadable now (`run` says why). ``known(ctx)``: the line before that clause as the
+    upstream results tell it ("3 fine-tunes (4 picks, 3 distinct)", where the spec alone
+    says "up to 4")."""
     from subsetctl.reporter import SilentReporter
 
     work = stage.work(spec, forced)
     if forced or any(name in rerun for name in stage.after):
         return work
+    ctx = _PlannedContext(spec, project, SilentReporter(), project.stage_dir(stage.name), {"resumes": resumes})
     try:
-        kept, cached, total = count(_PlannedContext(spec, project, SilentReporter(), project.stage_dir(stage.name),
-                                                    {"resumes": resumes}))
+        kept, cached, total = count(ctx)
+        head = known(ctx) if known is not None else work[:work.rindex("; ")] if "; " in work else work
     except (UserError, OSError, ValueError, KeyError, TypeError, AttributeError):
         return work
-    head = work[:work.rindex("; ")] if "; " in work else work
     if kept:
         stopped = f"{kept} of {total} done by the run that stopped partway"
         return f"{head}; {stopped}, {cached} more cached, reused" if cached else f"{head}; {stopped}, kept"

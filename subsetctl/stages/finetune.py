@@ -386,12 +386,26 @@ class FinetuneStage(common.ModelStage):
                 f"once) of {common.steps_work(f.steps, f.batch_size, f.grad_accum)}; "
                 + common.reused_unless_forced(forced, "those in the cache are reused"))
 
+    @staticmethod
+    def _distinct_work(spec: Spec, picks: dict[str, list[str]]) -> str:
+        """:meth:`work`'s count once the search has picked (``picks``, :func:`selections`):
+        the fine-tunes `run` trains, one per distinct subset and seed, "2 fine-tunes (4 picks,
+        2 distinct)", where the spec alone tells only "up to 4" (picks of the same sources are
+        trained once)."""
+        f = spec.finetune
+        distinct = len({tuple(sorted(subset)) for subset in picks.values()})
+        runs = distinct * f.seeds
+        seeds = f", × {f.seeds} seeds" if f.seeds > 1 else ""
+        return (f"{runs} fine-tune{'s' if runs != 1 else ''} ({len(picks)} pick{'s' if len(picks) != 1 else ''}, "
+                f"{distinct} distinct{seeds}) of {common.steps_work(f.steps, f.batch_size, f.grad_accum)}")
+
     def planned_work(self, spec: Spec, forced: bool, project: Project, rerun: set[str],
                      resumes: bool = False) -> str | None:
         """:meth:`work`, saying how many of its distinct fine-tunes the cache holds ("3 of 5
         cached, reused") when the stages that decide them (data, search) are not re-run, and
         those a run that stopped partway finished (its runs.json, which `run` keeps when it
-        resumes). Nothing on disk changes."""
+        resumes), and how many fine-tunes the search's picks make: one per distinct subset
+        (:meth:`_distinct_work`). Nothing on disk changes."""
         def count(ctx: StageContext) -> tuple[int, int, int]:
             cache = AdapterCache(ctx)
             jobs = {run_key(subset, seed): (subset, seed) for subset in selections(ctx).values()
@@ -400,7 +414,8 @@ class FinetuneStage(common.ModelStage):
             return (sum(key in done for key in jobs), sum(cache.holds(*job) for key, job in jobs.items() if key not in done),
                     len(jobs))
 
-        return common.cached_count_work(self, spec, forced, project, rerun, count, resumes)
+        return common.cached_count_work(self, spec, forced, project, rerun, count, resumes,
+                                        lambda ctx: self._distinct_work(spec, selections(ctx)))
 
     def enabled(self, spec: Any) -> bool:
         return bool(spec.finetune.enabled)
