@@ -414,6 +414,7 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
     _warn_names_windows_refuses(spec, warn)
     _warn_split_of_one(spec, warn)
     _note_max_examples_above_the_rows(spec, spec_path, warn)
+    _warn_lines_not_utf8(spec, spec_path, warn)
     _warn_adamw_lr_slips(spec, warn)
     _warn_shared_generated_entries(spec, warn)
     if spec.verify.enabled:
@@ -901,6 +902,18 @@ def _note_max_examples_above_the_rows(spec: Spec, spec_path: Path, warn: _AddIss
                  f"max_examples is {source.max_examples}, more than {_named(spec, path, source)} can keep "
                  f"({counted[1]}): every row is kept and it cuts none. A note, not a problem (validate passes), "
                  "in case a cap was meant: lower it to cap the rows, or remove it.")
+
+
+def _warn_lines_not_utf8(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:
+    """A JSON Lines file of the target or a source with a few lines that are not UTF-8: the
+    data stage leaves them out with a warning, said here in its words before any run (a file
+    whose such lines make it refused is an error of the file checks)."""
+    from subsetctl.data.checks import lines_not_utf8_notice
+
+    for path, source in _target_and_sources(spec):
+        notice = lines_not_utf8_notice(source.loader, spec_path.parent, source.name)
+        if notice is not None:
+            warn((*path, "loader", "path"), notice)
 
 
 #: above it, an AdamW learning rate is surely a slip (1e3 for 1e-3): each step moves every

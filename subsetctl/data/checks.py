@@ -33,6 +33,8 @@ from subsetctl.data.fingerprint import listed_values
 from subsetctl.data.loaders import (
     CR_ALONE,
     GZIP_MAGIC,
+    NotUtf8,
+    NotUtf8Lines,
     UnsupportedCompression,
     compressed_again_note,
     compressed_parquet_problem,
@@ -46,6 +48,7 @@ from subsetctl.data.loaders import (
     parquet_read_as_text,
     release_whole_file,
     resolve_path,
+    text_lines,
     utf16_note,
     value_rows,
 )
@@ -126,28 +129,89 @@ def rows_in_file(loader: Any, base_dir: Path) -> tuple[int, str] | None:
     return None if lines is None else (lines, f"file {shown_path(path)} has {lines} non-blank lines")
 
 
-def _jsonl_read_through(path: Path) -> tuple[int | None, str | None]:
-    """``(non-blank lines, gzip damage)`` of a JSON Lines file up to :data:`LINES_COUNTED_MB`
-    (None, None above it), from one read through the file, kept for the rest of a
+def _jsonl_read_through(path: Path) -> tuple[int | None, str | None, NotUtf8Lines | str | None]:
+    """``(non-blank lines, gzip damage, lines not UTF-8)`` of a JSON Lines file up to
+    :data:`LINES_COUNTED_MB` (all None above it; the last as :func:`_jsonl_not_utf8` says,
+    looked for only when the read meets such a line), from one read through the file, kept for the rest of a
     :func:`check_sources` call while the file is unchanged: validate's line count and gzip
     check each read a gzip-compressed file through, which for one of 64 MB took about 1 s
     each."""
     stat = path.stat()
     if stat.st_size > LINES_COUNTED_MB * 2**20:
-        return None, None
+        return None, None, None
     return _jsonl_read_through_of(path, stat.st_size, stat.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=64)
-def _jsonl_read_through_of(path: Path, size: int, mtime_ns: int) -> tuple[int | None, str | None]:
+def _jsonl_read_through_of(path: Path, size: int, mtime_ns: int) -> tuple[int | None, str | None,
+                                                                          NotUtf8Lines | str | None]:
     """:func:`_jsonl_read_through` of the file ``path`` with that size and time (the key)."""
     try:
         with _open_text(path) as handle:
-            return sum(1 for line in handle if line.strip()), None
+            return sum(1 for line in handle if line.strip()), None, None
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        return None, f"the file is {gzip_damage(exc)}"
-    except Exception:  # noqa: BLE001 - not UTF-8 (say): the file checks say why; the bytes may still be cut short
-        return None, _gzip_damage(path)
+        return None, f"the file is {gzip_damage(exc)}", None
+    except UnicodeDecodeError:  # read as the data stage reads it: lines that are not UTF-8 left out, or refused
+        verdict = _jsonl_not_utf8(path)
+        # (an upper bound of the rows, as the count of a UTF-8 file's non-blank lines is)
+        rows = verdict.lines - verdict.count if isinstance(verdict, NotUtf8Lines) else None
+        return rows, _gzip_damage(path), verdict
+    except Exception:  # noqa: BLE001 - unreadable: the file checks say why; the bytes may still be cut short
+        return None, _gzip_damage(path), None
+
+
+@functools.lru_cache(maxsize=64)
+def _jsonl_not_utf8_of(path: Path, size: int, mtime_ns: int) -> NotUtf8Lines | str | None:
+    """:func:`_jsonl_not_utf8` of the file ``path`` with that size and time (the key): a
+    UTF-8 file is read once by the C decoder, a line at a time only when it is not."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with open_decompressed(path) as handle:
+            while chunk := handle.read(1 << 20):
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+        return None
+    except Exception:  # noqa: BLE001, S110 - not UTF-8, or a gzip file cut short (after lines that may not be)
+        pass
+    not_utf8 = NotUtf8Lines()
+    try:
+        for _ in text_lines(path, "", not_utf8):
+            pass
+    except NotUtf8 as exc:
+        return exc.problem
+    except UserError:  # unreadable, or a gzip file cut short: said otherwise
+        return None
+    return not_utf8 if not_utf8.count else None
+
+
+def lines_not_utf8_notice(loader: Any, base_dir: Path, name: str) -> str | None:
+    """The data stage's warning that lines of ``loader``'s JSON Lines file, not UTF-8, are left
+    out (as :class:`NotUtf8Lines` says it, of the source ``name``), for validate to say it
+    before any run; None for any other loader or file (one refused: the file checks say why)."""
+    if not isinstance(loader, JsonlLoader):
+        return None
+    path = resolve_path(loader.path, base_dir)
+    try:
+        verdict = _jsonl_not_utf8(path) if path.is_file() else None
+    except OSError:
+        return None
+    return verdict.notice(name, path) if isinstance(verdict, NotUtf8Lines) else None
+
+
+def _jsonl_not_utf8(path: Path) -> NotUtf8Lines | str | None:
+    """A JSON Lines file's lines that are not UTF-8, found as the data stage finds them
+    (:func:`~subsetctl.data.loaders.files.text_lines`), for validate to say what it will:
+    those it leaves out (a :class:`NotUtf8Lines`), or why it refuses the file (its words,
+    "not valid UTF-8 (byte B, line L...): re-save it as UTF-8", a Latin-1 file's or one with
+    many such lines); None for a UTF-8 file, or one larger than :data:`LINES_COUNTED_MB` whose
+    lines past its head are left to the data stage (one whose head cannot be read as UTF-8
+    is refused, as before)."""
+    stat = path.stat()
+    if stat.st_size > LINES_COUNTED_MB * 2**20:
+        return None
+    return _jsonl_not_utf8_of(path, stat.st_size, stat.st_mtime_ns)
 
 
 def _known_size(source: SourceSpec, base_dir: Path) -> tuple[int, str] | None:
@@ -334,10 +398,15 @@ def _utf8_error_at(head: bytes, exc: UnicodeDecodeError) -> str:
     return f", byte {exc.start}, line {line}{utf16_note(head)}{compressed_again_note(head)}"
 
 
-def _open_text(path: Path) -> IO[str]:
+def _open_text(path: Path, errors: str = "strict") -> IO[str]:
     """A data file opened as the loaders read it: UTF-8 with or without a BOM,
-    decompressed when it is gzip-compressed."""
-    return io.TextIOWrapper(open_decompressed(path), encoding="utf-8-sig", newline="")
+    decompressed when it is gzip-compressed; ``errors``: as :func:`open`'s."""
+    return io.TextIOWrapper(open_decompressed(path), encoding="utf-8-sig", newline="", errors=errors)
+
+
+def _has_escaped_bytes(line: str) -> bool:
+    """Whether ``line``, read with ``errors="surrogateescape"``, holds bytes that are not UTF-8."""
+    return any("\udc80" <= ch <= "\udcff" for ch in line)
 
 
 def _file_head(loader: LoaderBase, path: Path) -> tuple[list[str] | None, str | None, bool]:
@@ -350,9 +419,16 @@ def _file_head(loader: LoaderBase, path: Path) -> tuple[list[str] | None, str | 
     cheaply; the data stage, which reads every row, then has the last word."""
     try:
         if loader.type == "jsonl":
-            with _open_text(path) as handle:
+            with _open_text(path, errors="surrogateescape") as handle:
                 for number, line in enumerate(handle, start=1):
                     if not line.strip():
+                        continue
+                    if _has_escaped_bytes(line):  # not UTF-8: the data stage leaves the line out, or refuses the file
+                        verdict = _jsonl_read_through(path)[2]
+                        if isinstance(verdict, str):
+                            return None, verdict, False
+                        if verdict is None and path.stat().st_size > LINES_COUNTED_MB * 2**20:
+                            raise UnicodeDecodeError("utf-8", b"", 0, 1, "invalid bytes")  # (said as before)
                         continue
                     if "\x00" in line:
                         return None, _nul_problem(number), False
@@ -476,6 +552,9 @@ def _check_columns(loader: LoaderBase, path: Path, loc: tuple[Any, ...], kind: s
     damage = _gzip_damage(path, from_line_count=loader.type == "jsonl")
     if damage:
         issues.add(loc + ("path",), f"{path.name}: {damage}")
+        return
+    if loader.type == "jsonl" and isinstance(refused := _jsonl_read_through(path)[2], str):  # past its head
+        issues.add(loc + ("path",), f"{path.name}: {refused}")
         return
     if columns is None:
         return
@@ -1426,10 +1505,12 @@ def check_sources(spec: Spec, spec_path: Path, text: str | None = None) -> list[
         The issues found, keyed like ``sources[3].loader.path``; empty when all is well.
     """
     _jsonl_read_through_of.cache_clear()  # what files hold is read afresh by each call
+    _jsonl_not_utf8_of.cache_clear()
     try:
         return _check_sources(spec, spec_path, text)
     finally:
         _jsonl_read_through_of.cache_clear()
+        _jsonl_not_utf8_of.cache_clear()
         _label_column.cache_clear()
         release_whole_file()  # (a text file's records, kept by _first_rows_where)
 

@@ -144,6 +144,37 @@ def test_compressed_files_are_checked_and_non_utf8_is_found_by_validate(tmp_path
     assert "not valid UTF-8" in issues["sources[2].loader.path"].message
 
 
+def test_validate_says_of_jsonl_lines_that_are_not_utf8_what_the_data_stage_does(tmp_path: Path) -> None:
+    """Validate refused a file whose first 8 KB held a byte that is not UTF-8, said nothing of
+    one further on, and never what the data stage does: a few such lines left out with a
+    warning, a Latin-1 line (or many such lines) refusing the file."""
+    import yaml
+
+    from subsetctl.api import spec_warnings
+    from subsetctl.spec import Spec
+
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    good = b"".join(b'{"prompt": "q%d", "response": "a"}\n' % i for i in range(30))
+    (tmp_path / "data" / "few.jsonl").write_bytes(b'{"prompt": "x\x81y", "response": "a"}\n' + good)
+    (tmp_path / "data" / "latin.jsonl").write_bytes(good + b'{"prompt": "caf\xe9", "response": "a"}\n')
+    text = GOOD + """\
+  - name: few
+    loader: {type: jsonl, path: data/few.jsonl}
+  - name: latin
+    loader: {type: jsonl, path: data/latin.jsonl}
+"""
+    issues = check_issues(tmp_path, text)
+    assert set(issues) == {"sources[2].loader.path"}
+    assert issues["sources[2].loader.path"].message == (
+        "latin.jsonl: not valid UTF-8 (byte 1055, line 31; it reads as Latin-1 (Windows-1252) text there): "
+        "re-save it as UTF-8")
+    warnings = spec_warnings(Spec.model_validate(yaml.safe_load(text)), tmp_path / "subsetctl.yaml")
+    (warning,) = [w for w in warnings if w.key == "sources[1].loader.path"]
+    assert warning.message.endswith("few.jsonl: 1 of 31 lines are not valid UTF-8 (line 1; the first at byte 13); "
+                                    "they are left out. If the file was saved in another encoding, re-save it as UTF-8.")
+
+
 def test_a_corrupt_gzip_file_is_an_issue_not_an_internal_error(tmp_path: Path) -> None:
     """A gzip file whose deflate data is corrupt (zlib.error, not an OSError) made validate
     fail with an internal error: at its first line, and after a non-UTF-8 first line when

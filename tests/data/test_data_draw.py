@@ -204,9 +204,9 @@ def test_a_kept_row_changed_before_it_is_read_again_stops_the_source(tmp_path: P
     real = loaders.text_lines
     reads: list[int] = []
 
-    def second_read_differs(path, source):
+    def second_read_differs(path, source, not_utf8=None):
         reads.append(1)
-        for number, line in real(path, source):
+        for number, line in real(path, source, not_utf8):
             yield number, (json.dumps(rewritten) if len(reads) > 1 else line)
 
     monkeypatch.setattr(loaders.files, "text_lines", second_read_differs)

@@ -342,7 +342,8 @@ def test_a_csv_header_naming_a_column_twice_is_said(tmp_path: Path, make_ctx) ->
 
 def test_jsonl_non_utf8(tmp_path: Path, make_ctx) -> None:
     (tmp_path / "d.jsonl").write_bytes(b'{"prompt": "caf\xe9", "response": "x"}\n')
-    with pytest.raises(UserError, match=r"d\.jsonl is not valid UTF-8 \(byte 15, line 1\)\. Re-save it as UTF-8\.$"):
+    with pytest.raises(UserError, match=r"d\.jsonl is not valid UTF-8 \(byte 15, line 1; it reads as Latin-1 "
+                                        r"\(Windows-1252\) text there\)\. Re-save it as UTF-8\.$"):
         load_jsonl(JsonlLoader(type="jsonl", path="d.jsonl"), make_ctx())
 
 
@@ -1532,11 +1533,34 @@ def test_csv_lines_of_a_gzip_file_with_a_cell_larger_than_the_file(tmp_path: Pat
 def test_invalid_utf8_in_a_csv_file_is_located(tmp_path: Path, make_ctx) -> None:
     """Read in chunks, the CSV's decoding error says where (it said only the file)."""
     (tmp_path / "b.csv").write_bytes(b"prompt,response\nok,1\n\xff\xfe,x\n")
-    with pytest.raises(UserError, match=r"b\.csv is not valid UTF-8 \(byte 21, line 3\)"):
+    with pytest.raises(UserError, match=r"b\.csv is not valid UTF-8 \(byte 21, line 3[;)]"):
         load_csv(CsvLoader(type="csv", path="b.csv"), make_ctx())
     (tmp_path / "b.jsonl").write_bytes(b'{"prompt": "a", "response": "1"}\n{"prompt": "\xff", "response": "1"}\n')
-    with pytest.raises(UserError, match=r"b\.jsonl is not valid UTF-8 \(byte 45, line 2\)"):
+    with pytest.raises(UserError, match=r"b\.jsonl is not valid UTF-8 \(byte 45, line 2[;)]"):
         load_jsonl(JsonlLoader(type="jsonl", path="b.jsonl"), make_ctx())
+
+
+def test_a_few_jsonl_lines_that_are_not_utf8_are_left_out_with_one_warning(tmp_path: Path, make_ctx) -> None:
+    """One damaged line (stray bytes, a character cut short) stopped the whole source: the
+    file was refused at its first bad byte. Now a few are left out, said once; a line that
+    reads as Latin-1 text, or such lines more than a tenth of the file, still stop it, so a
+    Latin-1 file is never emptied of its accented lines."""
+    good = b"".join(b'{"prompt": "q%d", "response": "a"}\n' % i for i in range(30))
+    (tmp_path / "few.jsonl").write_bytes(good + b'{"prompt": "x\x81y", "response": "a"}\n' + good
+                                         + b'{"prompt": "\xe2\x80", "response": "a"}\n')
+    ctx = make_ctx()
+    assert len(load_jsonl(JsonlLoader(type="jsonl", path="few.jsonl"), ctx)) == 60
+    (notice,) = ctx.notices
+    assert re.search(r"few\.jsonl: 2 of 62 lines are not valid UTF-8 \(line 31, line 62; the first at byte 1053\); "
+                     r"they are left out\. If the file was saved in another encoding, re-save it as UTF-8\.$", notice)
+    (tmp_path / "latin.jsonl").write_bytes(good + b'{"prompt": "caf\xe9", "response": "a"}\n' + good)
+    with pytest.raises(UserError, match=r"latin\.jsonl is not valid UTF-8 \(byte 1055, line 31; it reads as Latin-1 "
+                                        r"\(Windows-1252\) text there\)\. Re-save it as UTF-8\.$"):
+        load_jsonl(JsonlLoader(type="jsonl", path="latin.jsonl"), make_ctx())
+    (tmp_path / "many.jsonl").write_bytes(b'{"prompt": "x\x81", "response": "a"}\n' * 4 + good)
+    with pytest.raises(UserError, match=r"many\.jsonl is not valid UTF-8 \(byte 13, line 1\)\. Re-save it as UTF-8\. "
+                                        r"4 of its 34 lines are not UTF-8 \(line 1, line 2, line 3 \(\+1 more\)\)\.$"):
+        load_jsonl(JsonlLoader(type="jsonl", path="many.jsonl"), make_ctx())
 
 
 def test_a_utf16_file_is_named_so(tmp_path: Path, make_ctx) -> None:

@@ -90,6 +90,8 @@ from subsetctl.data.loaders.files import (  # noqa: F401
     GZIP_MAGIC,
     OTHER_COMPRESSIONS,
     DuplicateKeys,
+    NotUtf8,
+    NotUtf8Lines,
     UnsupportedCompression,
     _existing_file,
     _files_matching,

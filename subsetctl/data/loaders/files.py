@@ -225,14 +225,94 @@ def _unreadable(path: Path, source: str, exc: BaseException) -> UserError:
     return UserError(f"Source {source!r}: file {shown_path(path)} is {gzip_damage(exc)}.")
 
 
-def text_lines(path: Path, source: str) -> Iterator[tuple[int, str]]:
+#: a text file some of whose lines are not UTF-8 has them left out (:class:`NotUtf8Lines`) while
+#: they are at most this share of its lines; more, and the file is taken for one in another
+#: encoding, which stops its source (re-saved as UTF-8, none of its lines is lost)
+NOT_UTF8_SHARE = 0.1
+
+#: what a line that is not UTF-8 holds, decoded as Windows-1252 (Latin-1), when it is text of
+#: that encoding: letters (é, ü, ñ) and its typographic punctuation (quotes, dashes, ...)
+_CP1252_PUNCTUATION = frozenset("‘’‚“”„–—…«»‹›°·×÷£¥©®™§¶¡¿\u00a0")
+
+
+def looks_cp1252(raw: bytes) -> bool:
+    """Whether a line that is not UTF-8 (``raw``, its bytes) reads as Latin-1 or Windows-1252
+    text: each of its characters past ASCII so decoded is a letter or typographic punctuation
+    (``caf\\xe9``, ``\\x93quoted\\x94``). Such a line is a file in that encoding, not a damaged
+    line: it stops the source (:class:`NotUtf8Lines`) rather than the file being emptied of its
+    accented lines. A byte no Windows-1252 character has (0x81, 0x8D, 0x8F, 0x90, 0x9D), or a
+    UTF-8 character cut short (``\\xe2\\x80``, read "â€"), is no such text."""
+    try:
+        text = raw.decode("cp1252")
+    except UnicodeDecodeError:
+        return False
+    return all(ch.isalpha() or ch in _CP1252_PUNCTUATION for ch in text if ord(ch) > 127)
+
+
+class NotUtf8(UserError):
+    """A text file that is not UTF-8, as :func:`text_lines` refuses it; ``problem``: what
+    validate says of it (the same, in its form: "not valid UTF-8 (byte B, line L): re-save
+    it as UTF-8")."""
+
+    def __init__(self, message: str, problem: str) -> None:
+        super().__init__(message)
+        self.problem = problem
+
+
+@dataclass
+class NotUtf8Lines:
+    """Lines of a text file that are not valid UTF-8, left out by :func:`text_lines` (given
+    one): the first few, how many, how many lines were read, and the error the first would
+    have been. A few damaged lines (a line cut short, stray bytes) no longer stop the whole
+    source; a file in another encoding still does: a line that reads as Latin-1 text
+    (:func:`looks_cp1252`), or such lines more than :data:`NOT_UTF8_SHARE` of the lines."""
+
+    first: list[int] = dataclass_field(default_factory=list)
+    count: int = 0
+    lines: int = 0
+    error: NotUtf8 | None = None
+    byte: int = 0
+
+    def add(self, line: int, byte: int, error: NotUtf8) -> None:
+        """Count ``line``, not UTF-8 from ``byte`` of the file on (``error``: stopping on it),
+        the first three kept to show."""
+        self.count += 1
+        if len(self.first) < 3:
+            self.first.append(line)
+        if self.error is None:
+            self.error, self.byte = error, byte
+
+    def shown(self) -> str:
+        """The lines left out, as messages name them ("line 3, line 7 (+2 more)")."""
+        more = f" (+{self.count - len(self.first)} more)" if self.count > len(self.first) else ""
+        return ", ".join(f"line {n}" for n in self.first) + more
+
+    def too_many(self) -> NotUtf8 | None:
+        """The error stopping the source once the file is read: more such lines than
+        :data:`NOT_UTF8_SHARE` of its lines, which a file in another encoding has; else None."""
+        if self.error is None or self.count <= NOT_UTF8_SHARE * self.lines:
+            return None
+        many = f"{self.count} of its {self.lines} lines are not UTF-8 ({self.shown()})"
+        return NotUtf8(f"{self.error} {many}.", f"{self.error.problem}; {many}")
+
+    def notice(self, source: str, path: Path) -> str:
+        """The data stage's warning that the lines are left out, naming the file and the lines."""
+        return (f"Source {source!r}: file {shown_path(path)}: {self.count} of {self.lines} lines are not valid UTF-8 "
+                f"({self.shown()}; the first at byte {self.byte}); they are left out. If the file was saved in "
+                "another encoding, re-save it as UTF-8.")
+
+
+def text_lines(path: Path, source: str, not_utf8: NotUtf8Lines | None = None) -> Iterator[tuple[int, str]]:
     """(line number, text) of each line of a UTF-8 file, read a line at a time (a leading
     BOM is dropped; a gzip-compressed file is decompressed as it is read).
 
     Lines are split on newlines only (not on the other characters ``str.splitlines``
     treats as line breaks, which may appear inside JSON strings). A newline byte is never
     part of a multi-byte UTF-8 character, so each line decodes on its own and invalid
-    UTF-8 is located exactly (byte offset in the decompressed data, and line)."""
+    UTF-8 is located exactly (byte offset in the decompressed data, and line). With
+    ``not_utf8``, such a line is left out and counted there (the caller warns), unless it
+    is the first line of a UTF-16 or doubly compressed file, or reads as Latin-1 text, and
+    once the file is read, unless they are too many (:class:`NotUtf8Lines`)."""
     import zlib
 
     offset = 0
@@ -242,22 +322,33 @@ def text_lines(path: Path, source: str) -> Iterator[tuple[int, str]]:
         raise UserError(f"Source {source!r}: {exc}") from None
     except (OSError, EOFError, zlib.error) as exc:
         raise _unreadable(path, source, exc) from None
+    number = 0
     try:
         with handle_of_file as handle:
             for number, raw in enumerate(handle, start=1):
                 try:
                     text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
                 except UnicodeDecodeError as exc:
-                    fix = not_utf8_fix(raw if number == 1 else b"")
-                    raise UserError(
-                        f"Source {source!r}: file {shown_path(path)} is not valid UTF-8 (byte {offset + exc.start}, "
-                        f"line {number}{utf16_note(raw) + compressed_again_note(raw) if number == 1 else ''}). "
-                        f"{fix[0].upper()}{fix[1:]}."
-                    ) from None
+                    head = raw if number == 1 else b""
+                    fix, what = not_utf8_fix(head), utf16_note(head) + compressed_again_note(head)
+                    latin = not what and looks_cp1252(raw)
+                    where = (f"byte {offset + exc.start}, line {number}{what}"
+                             f"{'; it reads as Latin-1 (Windows-1252) text there' if latin else ''}")
+                    error = NotUtf8(f"Source {source!r}: file {shown_path(path)} is not valid UTF-8 ({where}). "
+                                    f"{fix[0].upper()}{fix[1:]}.", f"not valid UTF-8 ({where}): {fix}")
+                    if not_utf8 is None or latin or what:
+                        raise error from None
+                    not_utf8.add(number, offset + exc.start, error)
+                    offset += len(raw)
+                    continue
                 offset += len(raw)
                 yield number, text.rstrip("\n")
     except (OSError, EOFError, zlib.error) as exc:
         raise _unreadable(path, source, exc) from None
+    if not_utf8 is not None:
+        not_utf8.lines = number
+        if (stop := not_utf8.too_many()) is not None:
+            raise stop
 
 
 def compressed_again_note(head: bytes) -> str:
@@ -384,13 +475,15 @@ _PYTHON_BOM_HINT = " (decode using utf-8-sig)"  # json's advice to Python code, 
 
 def jsonl_records(path: Path, source: str, duplicates: DuplicateKeys | None = None,
                   written_path: str | None = None, universal_newlines: bool = False,
-                  only: Container[int] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+                  only: Container[int] | None = None,
+                  not_utf8: NotUtf8Lines | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-blank line of a JSON Lines file, a line at a time;
     the lines whose objects (also nested ones) name a key twice go into ``duplicates``.
     ``written_path``: the path as the spec gives it, for the advice on a file that holds
     one JSON document (:func:`json_document_advice`). ``universal_newlines``: a carriage
     return alone ends a line too (:func:`split_bare_carriage_returns`). ``only``: the lines
-    to read (a ``where``'s rows, found by :func:`value_rows`); the others are not parsed."""
+    to read (a ``where``'s rows, found by :func:`value_rows`); the others are not parsed.
+    ``not_utf8``: lines that are not UTF-8 are left out and counted there (:func:`text_lines`)."""
     twice: list[str] = []
 
     def as_dict(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -405,7 +498,7 @@ def jsonl_records(path: Path, source: str, duplicates: DuplicateKeys | None = No
 
     decoder = json.JSONDecoder(object_pairs_hook=as_dict)  # (as fast as json.loads: 0.69 s vs 0.81 s a 400k lines)
     first = True  # the first non-blank line (blank lines may come before it), whose text may show a JSON document
-    lines = text_lines(path, source)
+    lines = text_lines(path, source, not_utf8)
     for number, line in split_bare_carriage_returns(lines) if universal_newlines else lines:
         if (only is not None and number not in only) or not line.strip():
             continue
@@ -490,7 +583,7 @@ def load_jsonl(options: JsonlLoader, ctx: LoadContext) -> Dataset:
     def fetch(wanted: Any) -> Iterator[tuple[int, dict[str, Any]]]:  # the file read again for these records
         at = iter(wanted.tolist())
         index = next(at, None)
-        for number, line in text_lines(path, ctx.source_name):
+        for number, line in text_lines(path, ctx.source_name, NotUtf8Lines()):  # (those left out, again)
             if index is None:
                 return
             if number == lines[index]:
@@ -504,7 +597,7 @@ def load_jsonl(options: JsonlLoader, ctx: LoadContext) -> Dataset:
                 index = next(at, None)
 
     builder = common_columns(options, ctx, where, lambda i: f"line {lines[i]}", fetch=fetch)
-    duplicates = DuplicateKeys()
+    duplicates, not_utf8 = DuplicateKeys(), NotUtf8Lines()
     if memory is not None:
         for i in picked.tolist():
             lines.append(found.lines[i])
@@ -512,12 +605,14 @@ def load_jsonl(options: JsonlLoader, ctx: LoadContext) -> Dataset:
             if i in memory.twice:
                 duplicates.add(found.lines[i], memory.twice[i])
     for number, record in () if memory is not None else jsonl_records(path, ctx.source_name, duplicates,
-                                                                       options.path, only=only):
+                                                                       options.path, only=only, not_utf8=not_utf8):
         lines.append(number)
         builder.add(record)
     if builder.count == 0:
         raise UserError(f"Source {ctx.source_name!r}: file {shown_path(path)} is empty. Give a file with at least one row.")
     dataset = builder.finish()
+    if not_utf8.count:
+        ctx.notices.append(not_utf8.notice(ctx.source_name, path))
     if duplicates.count:
         ctx.notices.append(duplicates.notice(ctx.source_name, path))
     return dataset
