@@ -488,13 +488,21 @@ def test_a_lone_surrogate_in_a_chats_earlier_messages_leaves_the_row_out_as_in_i
     assert len(load_jsonl(_jsonl(tmp_path, rows), make_ctx())) == 2
 
 
-def test_a_lone_surrogate_in_a_prompt_field_rows_own_chat_context_is_refused(tmp_path: Path, make_ctx) -> None:
-    """As in a chat's earlier messages (a column, or a plugin loader's metadata)."""
+def test_a_lone_surrogate_in_a_prompt_field_rows_own_chat_context_leaves_the_row_out(tmp_path: Path, make_ctx) -> None:
+    """As in a chat's earlier messages (a column, or a plugin loader's metadata): the row is
+    left out, said once (it stopped the whole source)."""
     context = [{"role": "system", "content": "be \ud800 brief"}]
-    for own in ({"chat_context": context}, {"metadata": {"chat_context": context}}):
+    for own in ({"chat_context": context}, {"metadata": {"chat_context": context}},
+                {"metadata": json.dumps({"chat_context": context})}):
         write_jsonl(tmp_path / "rows.jsonl", [{"prompt": "q", "response": "r"}, {"prompt": "q", "response": "r", **own}])
         loader = JsonlLoader(type="jsonl", path="rows.jsonl", prompt_field="prompt", response_field="response")
-        with pytest.raises(UserError, match=r"line 2: the 'chat_context' value contains an invalid unicode escape"):
+        ctx = make_ctx()
+        assert load_jsonl(loader, ctx)["prompt"] == ["q"]
+        (notice,) = ctx.notices
+        assert re.search(r"1 of 2 rows hold text that is not valid UTF-8 \(line 2\); they are left out\. The first, "
+                         r"line 2: the 'chat_context' value contains an invalid unicode escape", notice), notice
+        with pytest.raises(UserError, match=r"line 1: the 'chat_context' value contains .* No row is left: 1 of 1"):
+            write_jsonl(tmp_path / "rows.jsonl", [{"prompt": "q", "response": "r", **own}])
             load_jsonl(loader, make_ctx())
 
 

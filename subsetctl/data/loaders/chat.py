@@ -193,8 +193,9 @@ class ChatColumns(CommonColumns):
                 left_out.first.append(i)
             return
 
-    def _check_more_text(self, locate: Callable[[], str]) -> None:
-        """The earlier messages (read with the prompt by :meth:`_texts`), checked as the prompt is."""
+    def _check_more_text(self, record: dict[str, Any], locate: Callable[[], str]) -> None:
+        """The earlier messages (read with the prompt by :meth:`_texts`), checked as the prompt
+        is (a row's own :data:`CONTEXT_KEY` is refused, by :meth:`_more_metadata`)."""
         _check_context_utf8(self.context, self.ctx.source_name, self.where, locate, self.prompt_field)
 
     def _count_structured(self, i: int, values: dict[str, Any]) -> None:

@@ -221,6 +221,21 @@ def _check_context_utf8(context: list[dict[str, str]], source: str, where: str, 
         _check_utf8(message["content"], source, where, locate, column)
 
 
+def _own_contexts(record: dict[str, Any]) -> list[Any]:
+    """The values a record holds under :data:`CONTEXT_KEY`: as a column, and as a key of its
+    ``metadata`` object (or of the JSON text of one), as :meth:`CommonColumns._append` reads them."""
+    found = [record[CONTEXT_KEY]] if CONTEXT_KEY in record else []
+    metadata = record.get("metadata")
+    if isinstance(metadata, str) and CONTEXT_KEY in metadata:
+        try:
+            metadata = json.loads(metadata)
+        except (ValueError, RecursionError):
+            return found
+    if isinstance(metadata, dict) and CONTEXT_KEY in metadata:
+        found.append(metadata[CONTEXT_KEY])
+    return found
+
+
 # --------------------------------------------------------------- common columns
 
 
@@ -516,7 +531,7 @@ class CommonColumns:
             self._leave_out(i)
             return
         answer = _check_utf8(answer, source, self.where, locate_row, answer_field)
-        self._check_more_text(locate_row)
+        self._check_more_text(record, locate_row)
         if self.classifier:
             if len(self.some_labels) < 3:
                 self.some_labels.add(answer)
@@ -540,10 +555,18 @@ class CommonColumns:
         if full:
             self._append(i, record, prompt, answer)
 
-    def _check_more_text(self, locate: Callable[[], str]) -> None:
-        """Check what else of the row :meth:`_texts` just read is trained on (a subclass's:
-        a chat's earlier messages) as the prompt is, before the row is mapped; may raise
-        :class:`InvalidText`."""
+    def _check_more_text(self, record: dict[str, Any], locate: Callable[[], str]) -> None:
+        """Check what else of ``record`` is trained on as the prompt is, before the row is
+        mapped; may raise :class:`InvalidText`, which leaves the row out. Here: a causal LM's
+        row's own :data:`CONTEXT_KEY` (a column, or a key of its metadata object), rendered
+        before its prompt: a lone surrogate in one stopped the whole source (a subclass's:
+        a chat's earlier messages). A record given with its checked columns only (past a
+        limit, :attr:`mapping_all`) is checked when read again, by :meth:`_more_metadata`."""
+        if self.classifier:
+            return
+        for context in _own_contexts(record):
+            if context and is_chat_context(context):  # (another value: refused by _more_metadata)
+                _check_context_utf8(context, self.ctx.source_name, self.where, locate, CONTEXT_KEY)
 
     def _leave_out_invalid(self, i: int, exc: InvalidText) -> None:
         """Leave row ``i`` out for text that is not UTF-8 (``exc`` says which and where):
