@@ -1563,6 +1563,22 @@ def test_a_few_jsonl_lines_that_are_not_utf8_are_left_out_with_one_warning(tmp_p
         load_jsonl(JsonlLoader(type="jsonl", path="many.jsonl"), make_ctx())
 
 
+def test_an_infinite_answer_is_said_and_an_infinite_label_refused(tmp_path: Path, make_ctx) -> None:
+    """JSON's Infinity (which Python's reader takes) read as the answer 'inf', or the class 'inf', silently."""
+    (tmp_path / "i.jsonl").write_text('{"prompt": "q", "response": Infinity}\n{"prompt": "q", "response": -Infinity}\n'
+                                      '{"prompt": "q2", "response": "x"}\n')
+    ctx = make_ctx()
+    assert load_jsonl(JsonlLoader(type="jsonl", path="i.jsonl"), ctx)["response"] == ["inf", "-inf", "x"]
+    (notice,) = ctx.notices
+    assert re.search(r"i\.jsonl: 2 row\(s\) have an infinite number \(JSON's Infinity or -Infinity, a float column's "
+                     r"inf\) as 'response' \(loader\.response_field\), at line 1, line 2: each gold response is its "
+                     r"text, 'inf' or '-inf'", notice), notice
+    (tmp_path / "l.jsonl").write_text('{"prompt": "q", "label": 1}\n{"prompt": "q2", "label": -Infinity}\n')
+    with pytest.raises(UserError, match=r"l\.jsonl, line 2: 'label' \(loader\.label_field\) is -Infinity, an infinite "
+                                        r"number .* which is no class"):
+        load_jsonl(JsonlLoader(type="jsonl", path="l.jsonl", label_field="label"), make_ctx(kind="classifier"))
+
+
 def test_a_utf16_file_is_named_so(tmp_path: Path, make_ctx) -> None:
     """A UTF-16 file (Notepad's "Unicode", PowerShell's `>`) was only "not valid UTF-8
     (byte 0, line 1)", by the data stage and by validate."""

@@ -418,6 +418,8 @@ class CommonColumns:
         self.structured_prompt: tuple[int, str] | None = None  # first row whose prompt is (e.g. a chat)
         self.structured_prompt_count = 0
         self.whole_float: tuple[int, float] | None = None  # first row whose answer is a float like 5.0
+        self.infinite: list[int] = []  # the first few rows whose answer is an infinite number (for the notice)
+        self.infinite_count = 0
         self.whole_float_count = 0
         self.spaced: tuple[int, str] | None = None  # first kept row whose answer starts with whitespace
         self.spaced_count = 0
@@ -522,6 +524,8 @@ class CommonColumns:
                         f"that are not UTF-8 text (byte {exc.start}). Store the column as UTF-8 strings."
                     ) from None
             values[field] = value
+        if isinstance(values[answer_field], float) and math.isinf(values[answer_field]):
+            self._count_infinite(i, values[answer_field])
         self._count_structured(i, values)
         locate_row = functools.partial(self.locate, i)
         prompt, answer = self._texts(values)
@@ -606,6 +610,32 @@ class CommonColumns:
             self.structured_prompt_count += 1
             if self.structured_prompt is None:
                 self.structured_prompt = (i, value_to_text(structured))
+
+    def _count_infinite(self, i: int, value: float) -> None:
+        """Count row ``i``, whose answer is an infinite number (JSON's ``Infinity``, which
+        Python's JSON reader takes and other readers refuse; a float column's inf): read as
+        the text "inf", which a causal LM then learns (said once, by :meth:`finish`). A
+        classifier's label so is an error: it would be a class "inf"."""
+        if self.classifier:
+            raise UserError(
+                f"Source {self.ctx.source_name!r}: {self.where}, {self.locate(i)}: {self._answer_named()} is "
+                f"{'-' if value < 0 else ''}Infinity, an infinite number (JSON's Infinity, a float column's inf), "
+                "which is no class: it would be read as the class 'inf'. Write that row's label, or drop the row."
+            )
+        self.infinite_count += 1
+        if len(self.infinite) < 3:
+            self.infinite.append(i)
+
+    def _note_infinite(self, named: str) -> None:
+        """The notice that some answers are infinite numbers (:meth:`_count_infinite`)."""
+        more = self.infinite_count - len(self.infinite)
+        shown = ", ".join(self.locate(i) for i in self.infinite) + (f" (+{more} more)" if more > 0 else "")
+        self.ctx.notices.append(
+            f"Source {self.ctx.source_name!r}: {self.where}: {self.infinite_count} row(s) have an infinite number "
+            f"(JSON's Infinity or -Infinity, a float column's inf) as {named}, at {shown}: each gold response is its "
+            "text, 'inf' or '-inf', which the model learns. If a number was meant, fix those values in the file "
+            "(JSON has no infinite numbers: Python's reader takes Infinity, most others refuse it)."
+        )
 
     @property
     def fields(self) -> list[str]:
@@ -955,6 +985,8 @@ class CommonColumns:
             self._note_structured(self.structured, self.structured_count, named, self._structured_answer_advice())
         if self.whole_float is not None:
             self._note_whole_floats(named)
+        if self.infinite_count:
+            self._note_infinite(named)
         if self.spaced is not None and 2 * self.spaced_count >= self.count - self.left_out_count:
             self._note_spaced_answers(named)
         self._flush()
