@@ -1563,6 +1563,25 @@ def test_a_few_jsonl_lines_that_are_not_utf8_are_left_out_with_one_warning(tmp_p
         load_jsonl(JsonlLoader(type="jsonl", path="many.jsonl"), make_ctx())
 
 
+def test_a_byte_order_mark_or_a_nul_byte_in_a_csv_cell_is_said(tmp_path: Path, make_ctx) -> None:
+    """Two CSV files joined (`cat a.csv b.csv`, each saved with a BOM) read the second one's
+    header as a row whose prompt starts with U+FEFF, and a NUL byte stayed in a cell: both
+    were trained on silently. Kept, and said, naming the line and the column."""
+    (tmp_path / "a.csv").write_bytes(b"\xef\xbb\xbfprompt,response\nq1,a1\n\xef\xbb\xbfprompt,response\nq2,a\x002\n")
+    ctx = make_ctx()
+    assert load_csv(CsvLoader(type="csv", path="a.csv"), ctx)["prompt"] == ["q1", "\ufeffprompt", "q2"]
+    bom, nul = ctx.notices
+    assert re.search(r"a\.csv: 1 cell\(s\) hold a byte-order mark \(U\+FEFF\), which a file has only at its start, as "
+                     r"when two files are joined \(`cat a\.csv b\.csv`\) \(line 3, column 'prompt'\); .* Line 3 repeats "
+                     r"the header: another file's, read as a row\. Delete those 3 bytes \(EF BB BF\) there and the "
+                     r"repeated header lines\.$", bom), bom
+    assert re.search(r"a\.csv: 1 cell\(s\) hold a NUL byte \(line 4, column 'response'\); they are read with it", nul), nul
+    (tmp_path / "b.csv").write_bytes(b"\xef\xbb\xbfprompt,response\nq1,a1\n")  # a BOM at the start: nothing said
+    ctx = make_ctx()
+    load_csv(CsvLoader(type="csv", path="b.csv"), ctx)
+    assert ctx.notices == []
+
+
 def test_an_infinite_answer_is_said_and_an_infinite_label_refused(tmp_path: Path, make_ctx) -> None:
     """JSON's Infinity (which Python's reader takes) read as the answer 'inf', or the class 'inf', silently."""
     (tmp_path / "i.jsonl").write_text('{"prompt": "q", "response": Infinity}\n{"prompt": "q", "response": -Infinity}\n'

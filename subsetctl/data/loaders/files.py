@@ -764,6 +764,99 @@ def not_csv_text(path: Path, delimiter: str, exc: BaseException) -> str:
             f"{delimiter!r}) and the quoting.")
 
 
+@dataclass
+class _StrayCells:
+    """Cells of a CSV file holding one character its author hardly meant: the first few
+    (line, column), how many, and the lines that repeat the header (a byte-order mark's)."""
+
+    first: list[tuple[int, str]] = dataclass_field(default_factory=list)
+    count: int = 0
+    headers: list[int] = dataclass_field(default_factory=list)
+
+    def add(self, line: int, column: str) -> None:
+        self.count += 1
+        if len(self.first) < 3:
+            self.first.append((line, column))
+
+    def shown(self) -> str:
+        more = f" (+{self.count - len(self.first)} more)" if self.count > len(self.first) else ""
+        return "; ".join(f"line {line}, column {column!r}" for line, column in self.first) + more
+
+
+_BOM = b"\xef\xbb\xbf"
+
+
+def _holds_stray_bytes(path: Path) -> bool:
+    """Whether CSV file ``path`` (decompressed) holds a NUL byte, or a UTF-8 byte-order mark
+    past its start: looked for in its bytes, a MB at a time (the C search of ``in``), so that
+    only such a file is read again as CSV (:func:`csv_stray_cell_notices`)."""
+    import zlib
+
+    try:
+        with open_decompressed(path) as handle:
+            tail, first = b"", True
+            while chunk := handle.read(1 << 20):
+                data = tail + chunk
+                if first:
+                    data, first = data.removeprefix(_BOM), False
+                if b"\x00" in chunk or _BOM in data:
+                    return True
+                tail = data[-2:]
+    except (OSError, EOFError, zlib.error):  # (the loader said why already)
+        return False
+    return False
+
+
+def csv_stray_cell_notices(path: Path, delimiter: str, source: str) -> list[str]:
+    """The data stage's warnings on the cells of CSV file ``path`` that hold a byte-order mark
+    (U+FEFF) past the file's start, as when two files saved with one are joined (``cat a.csv
+    b.csv``: the second one's header is then read as a row), or a NUL byte (damage, or a file
+    that is not text): pandas keeps both in the cell's text, which was trained on silently.
+    Kept, and said, naming the line and column of the first few. A file holding neither
+    (:func:`_holds_stray_bytes`) is not read again."""
+    import csv
+
+    if not _holds_stray_bytes(path):
+        return []
+    boms, nuls = _StrayCells(), _StrayCells()
+    limit = csv.field_size_limit()
+    try:
+        csv.field_size_limit(2**31 - 1)
+        with io.TextIOWrapper(open_decompressed(path), encoding="utf-8-sig", newline="") as handle:
+            reader = csv.reader(handle, delimiter=delimiter)
+            header = next(reader, [])
+            previous = reader.line_num
+            for row in reader:
+                line, previous = previous + 1, reader.line_num
+                for j, cell in enumerate(row):
+                    column = header[j] if j < len(header) else f"#{j + 1}"
+                    if "\ufeff" in cell:
+                        boms.add(line, column)
+                    if "\x00" in cell:
+                        nuls.add(line, column)
+                if row and row[0].startswith("\ufeff") and [row[0][1:], *row[1:]] == header and len(boms.headers) < 3:
+                    boms.headers.append(line)
+    except (csv.Error, UnicodeDecodeError, ValueError, OSError, EOFError):  # (pandas read it: a doubt, said nothing of)
+        return []
+    finally:
+        csv.field_size_limit(limit)
+    said = f"Source {source!r}: file {shown_path(path)}"
+    notices = []
+    if boms.count:
+        lines = ", ".join(str(n) for n in boms.headers)
+        repeated = (f" Line {lines} repeats the header: another file's, read as a row." if len(boms.headers) == 1 else
+                    f" Lines {lines} repeat the header: other files', read as rows." if boms.headers else "")
+        notices.append(f"{said}: {boms.count} cell(s) hold a byte-order mark (U+FEFF), which a file has only at its "
+                       f"start, as when two files are joined (`cat a.csv b.csv`) ({boms.shown()}); they are read with "
+                       f"it, as a character of the text.{repeated} Delete those 3 bytes (EF BB BF) there"
+                       f"{' and the repeated header lines' if boms.headers else ''}.")
+    if nuls.count:
+        notices.append(f"{said}: {nuls.count} cell(s) hold a NUL byte ({nuls.shown()}); they are read with it, as a "
+                       "character of the text. A NUL in a text file is damage, or bytes that are not text: remove them "
+                       "(`tr -d '\\000' < in.csv > out.csv`) or fix those cells.")
+    return notices
+
+
 @LOADERS.register("csv")
 def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
     """A local CSV file with a header row; every cell is read as text, a chunk of rows at
@@ -883,6 +976,8 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
         raise UserError(f"Source {source!r}: {_where(path)} has no examples. Give a file with at least one row.")
     dataset = builder.finish()
     _note_duplicate_csv_columns(path, options.delimiter, columns, ctx)
+    if keep is None:  # (a ``where``'s rows: one source of many reading the file, each would say it)
+        ctx.notices.extend(csv_stray_cell_notices(path, options.delimiter, source))
     return dataset
 
 
