@@ -556,6 +556,9 @@ def _check_columns(loader: LoaderBase, path: Path, loc: tuple[Any, ...], kind: s
     if loader.type == "jsonl" and isinstance(refused := _jsonl_read_through(path)[2], str):  # past its head
         issues.add(loc + ("path",), f"{path.name}: {refused}")
         return
+    if loader.type == "csv" and (unclosed := _unclosed_csv_quote(path, loader.delimiter)) is not None:
+        issues.add(loc + ("path",), f"{path.name}: {unclosed}")
+        return
     if columns is None:
         return
     where = _columns_source(loader.type)
@@ -1197,6 +1200,45 @@ def _csv_cells_spaced(loader: LoaderBase, path: Path, columns: list[str]) -> boo
     except Exception:  # noqa: BLE001 - unreadable past its header: the data stage says why
         return False
     return first is not None and len(first) > 1 and all(cell[:1] == " " for cell in first[1:] if cell)
+
+
+def _unclosed_csv_quote(path: Path, delimiter: str) -> str | None:
+    """What the data stage says of a CSV file with a quoted cell that is never closed (a stray
+    ``"``: the rest of the file is read as that cell, and pandas refuses it, "EOF inside
+    string"), where that cell starts; None for any other file. Only a file up to
+    :data:`LINES_COUNTED_MB` (compressed) is looked at, and only one with an odd count of
+    quotes (counted by C's search, a few ms per 10 MB) is read as CSV to find the cell: a
+    doubled quote (``""``) in a quoted cell keeps the count even. A file the csv module
+    finds otherwise wrong (a character after a closing quote, which pandas takes) is left to
+    the data stage."""
+    try:
+        if path.stat().st_size > LINES_COUNTED_MB * 2**20:
+            return None
+        quotes = 0
+        with open_decompressed(path) as raw:
+            while chunk := raw.read(1 << 20):
+                quotes += chunk.count(b'"')
+        if quotes % 2 == 0:
+            return None
+        limit = csv.field_size_limit()
+        try:
+            csv.field_size_limit(2**31 - 1)  # (the unclosed cell holds the rest of the file)
+            with _open_text(path) as handle:
+                reader = csv.reader(handle, delimiter=delimiter, strict=True)
+                start = 1
+                for _ in reader:
+                    start = reader.line_num + 1
+        finally:
+            csv.field_size_limit(limit)
+    except csv.Error as exc:
+        if "unexpected end of data" not in str(exc):
+            return None
+        return (f"not valid CSV (EOF inside string starting at line {start}: a quoted cell opened there is never "
+                f"closed, so the rest of the file would be read as that cell). Check the delimiter (loader.delimiter "
+                f"is {delimiter!r}) and the quoting: close that quote, or double a quote meant inside a cell (\"\")")
+    except Exception:  # noqa: BLE001 - unreadable, not UTF-8, a gzip file cut short: said by the other checks
+        return None
+    return None
 
 
 #: the column a file of plain text (a corpus, a dump) holds its documents in, where it has others

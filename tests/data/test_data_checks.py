@@ -175,6 +175,29 @@ def test_validate_says_of_jsonl_lines_that_are_not_utf8_what_the_data_stage_does
                                     "they are left out. If the file was saved in another encoding, re-save it as UTF-8.")
 
 
+def test_validate_finds_a_csv_quote_never_closed(tmp_path: Path) -> None:
+    """A stray quote makes the rest of a CSV file one cell, which the data stage refuses
+    (pandas: "EOF inside string"); validate, reading the header only, passed the spec. A
+    quote inside an unquoted cell (`5" screen`, read as written) and a quoted cell over
+    lines are fine."""
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    (tmp_path / "data" / "bad.csv").write_text('prompt,response\nq1,a1\n"q2,a2\nq3,a3\n')
+    (tmp_path / "data" / "ok.csv").write_text('prompt,response\n5" screen,a1\n"two\nlines, ""quoted""",a2\n')
+    text = GOOD + """\
+  - name: bad
+    loader: {type: csv, path: data/bad.csv}
+  - name: ok
+    loader: {type: csv, path: data/ok.csv}
+"""
+    issues = check_issues(tmp_path, text)
+    assert set(issues) == {"sources[1].loader.path"}
+    assert issues["sources[1].loader.path"].message == (
+        "bad.csv: not valid CSV (EOF inside string starting at line 3: a quoted cell opened there is never closed, "
+        "so the rest of the file would be read as that cell). Check the delimiter (loader.delimiter is ',') and the "
+        'quoting: close that quote, or double a quote meant inside a cell ("")')
+
+
 def test_a_corrupt_gzip_file_is_an_issue_not_an_internal_error(tmp_path: Path) -> None:
     """A gzip file whose deflate data is corrupt (zlib.error, not an OSError) made validate
     fail with an internal error: at its first line, and after a non-UTF-8 first line when
