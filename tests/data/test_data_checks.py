@@ -144,6 +144,18 @@ def test_compressed_files_are_checked_and_non_utf8_is_found_by_validate(tmp_path
     assert "not valid UTF-8" in issues["sources[2].loader.path"].message
 
 
+def _issues_of_files(tmp_path: Path, kind: str, files: dict[str, bytes]) -> tuple[str, dict]:
+    """The spec (GOOD, with a source of loader ``kind`` reading each of ``files``, by name,
+    written under data/) and validate's data issues of it."""
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    text = GOOD
+    for name, data in files.items():
+        (tmp_path / "data" / f"{name}.{kind}").write_bytes(data)
+        text += f"  - name: {name}\n    loader: {{type: {kind}, path: data/{name}.{kind}}}\n"
+    return text, check_issues(tmp_path, text)
+
+
 def test_validate_says_of_jsonl_lines_that_are_not_utf8_what_the_data_stage_does(tmp_path: Path) -> None:
     """Validate refused a file whose first 8 KB held a byte that is not UTF-8, said nothing of
     one further on, and never what the data stage does: a few such lines left out with a
@@ -153,18 +165,9 @@ def test_validate_says_of_jsonl_lines_that_are_not_utf8_what_the_data_stage_does
     from subsetctl.api import spec_warnings
     from subsetctl.spec import Spec
 
-    (tmp_path / "data").mkdir()
-    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
     good = b"".join(b'{"prompt": "q%d", "response": "a"}\n' % i for i in range(30))
-    (tmp_path / "data" / "few.jsonl").write_bytes(b'{"prompt": "x\x81y", "response": "a"}\n' + good)
-    (tmp_path / "data" / "latin.jsonl").write_bytes(good + b'{"prompt": "caf\xe9", "response": "a"}\n')
-    text = GOOD + """\
-  - name: few
-    loader: {type: jsonl, path: data/few.jsonl}
-  - name: latin
-    loader: {type: jsonl, path: data/latin.jsonl}
-"""
-    issues = check_issues(tmp_path, text)
+    text, issues = _issues_of_files(tmp_path, "jsonl", {"few": b'{"prompt": "x\x81y", "response": "a"}\n' + good,
+                                                        "latin": good + b'{"prompt": "caf\xe9", "response": "a"}\n'})
     assert set(issues) == {"sources[2].loader.path"}
     assert issues["sources[2].loader.path"].message == (
         "latin.jsonl: not valid UTF-8 (byte 1055, line 31; it reads as Latin-1 (Windows-1252) text there): "
@@ -180,17 +183,8 @@ def test_validate_finds_a_csv_quote_never_closed(tmp_path: Path) -> None:
     (pandas: "EOF inside string"); validate, reading the header only, passed the spec. A
     quote inside an unquoted cell (`5" screen`, read as written) and a quoted cell over
     lines are fine."""
-    (tmp_path / "data").mkdir()
-    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
-    (tmp_path / "data" / "bad.csv").write_text('prompt,response\nq1,a1\n"q2,a2\nq3,a3\n')
-    (tmp_path / "data" / "ok.csv").write_text('prompt,response\n5" screen,a1\n"two\nlines, ""quoted""",a2\n')
-    text = GOOD + """\
-  - name: bad
-    loader: {type: csv, path: data/bad.csv}
-  - name: ok
-    loader: {type: csv, path: data/ok.csv}
-"""
-    issues = check_issues(tmp_path, text)
+    _, issues = _issues_of_files(tmp_path, "csv", {"bad": b'prompt,response\nq1,a1\n"q2,a2\nq3,a3\n',
+                                                   "ok": b'prompt,response\n5" screen,a1\n"two\nlines, ""quoted""",a2\n'})
     assert set(issues) == {"sources[1].loader.path"}
     assert issues["sources[1].loader.path"].message == (
         "bad.csv: not valid CSV (EOF inside string starting at line 3: a quoted cell opened there is never closed, "
