@@ -134,8 +134,9 @@ def _template_files(template: str) -> list[Any]:
 
 #: the version of what `validate --format json` prints (:meth:`ValidationReport.to_dict`'s
 #: ``validate_format``), raised whenever a subsetctl changes its keys or their meaning: a script
-#: checks it has the keys it reads, as report.json's ``report_format`` lets it. 1: the first numbered
-VALIDATE_FORMAT = 1
+#: checks it has the keys it reads, as report.json's ``report_format`` lets it. 1: the first numbered;
+#: 2: a warning that is a note (:attr:`SpecIssue.note`) has ``"note": true``
+VALIDATE_FORMAT = 2
 
 
 @dataclass
@@ -163,9 +164,11 @@ class ValidationReport:
 
     def to_dict(self) -> dict[str, Any]:
         """The report as ``validate --format json`` prints it (numbered by :data:`VALIDATE_FORMAT`)."""
-        return {"file": self.file, "valid": self.ok, "errors": [i.model_dump() for i in self.issues],
-                "warnings": [w.model_dump() for w in self.warnings], "runs_code": self.runs_code,
-                "plugins_imported": self.plugins_imported, "not_checked": [i.model_dump() for i in self.not_checked],
+        # (``note`` only where true: ``{file, line, key, message}`` as before otherwise)
+        return {"file": self.file, "valid": self.ok, "errors": [i.model_dump(exclude_defaults=True) for i in self.issues],
+                "warnings": [w.model_dump(exclude_defaults=True) for w in self.warnings], "runs_code": self.runs_code,
+                "plugins_imported": self.plugins_imported,
+                "not_checked": [i.model_dump(exclude_defaults=True) for i in self.not_checked],
                 "validate_format": VALIDATE_FORMAT}
 
 
@@ -355,8 +358,13 @@ def load_project(
         lines = "\n".join("  " + i.render() for i in report.issues)
         raise SpecError(f"{project.spec_path} is not a valid spec:\n{lines}")
     if reporter is not None:
+        from rich.markup import escape
+
         for warning in report.warnings:
-            reporter.warn(warning.render())
+            if warning.note:  # (no warning: not recorded with a stage's warnings)
+                reporter.info(f"[cyan]note:[/cyan] {escape(warning.render())}")
+            else:
+                reporter.warn(warning.render())
     return project, report.spec
 
 

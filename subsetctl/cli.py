@@ -659,7 +659,8 @@ def validate(specs: tuple[str, ...], fmt: str, no_plugins: bool) -> None:
                 for issue in report.issues:
                     console.print(f"  {issue.render()}", markup=False)
             for warning in report.warnings:
-                console.print(f"  [yellow]warning:[/yellow] {escape(warning.render())}")
+                said = "[cyan]note:[/cyan]" if warning.note else "[yellow]warning:[/yellow]"
+                console.print(f"  {said} {escape(warning.render())}")
             _print_not_checked(console, report)
             _print_code_the_spec_runs(console, report.runs_code)
     if not all(r.ok for r in reports):

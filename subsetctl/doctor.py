@@ -276,9 +276,10 @@ def check_project(directory: Path, import_plugins: bool = True) -> tuple[list[Ch
         first = report.issues[0].render()
         return [Check("project spec", False, f"{len(report.issues)} problem(s), first: {first}",
                       f"Run `{validate}` and fix what it lists.")], None
-    warned = len(report.warnings)
+    warnings = [w for w in report.warnings if not w.note]  # (its notes are no warnings)
+    warned = len(warnings)
     # (valid, so the check passes; its warnings, a float16 model on the CPU say, are named)
-    more = (f" with {warned} warning{'s' if warned > 1 else ''}, first: {report.warnings[0].render()} "
+    more = (f" with {warned} warning{'s' if warned > 1 else ''}, first: {warnings[0].render()} "
             f"(`{validate}` lists them)" if warned else "")
     unchecked = len(report.not_checked)
     if unchecked:  # a plugin itself is one of them: never nothing when they were left out

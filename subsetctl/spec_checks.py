@@ -54,16 +54,17 @@ def code_the_spec_runs(spec: Spec, imported: bool = True) -> list[str]:
 _AddIssue = Callable[[tuple[Any, ...], str], None]
 
 
-def _issue_collector(spec_path: Path, text: str, found: list[SpecIssue]) -> _AddIssue:
+def _issue_collector(spec_path: Path, text: str, found: list[SpecIssue], note: bool = False) -> _AddIssue:
     """A function that appends one SpecIssue for a key (its line looked up in the YAML
-    ``text``) to ``found``; shared by the error and the warning checks."""
+    ``text``) to ``found``; shared by the error and the warning checks (``note``: the
+    warnings' notes, :attr:`SpecIssue.note`)."""
     from subsetctl.spec import format_path, line_of_key
 
     lines = key_lines(text) if text else {}
 
     def add(loc: tuple[Any, ...], message: str) -> None:  # a key the YAML leaves out: its section's line
         found.append(SpecIssue(file=str(spec_path), line=line_of_key(loc, lines), key=format_path(loc),
-                               message=message))
+                               message=message, note=note))
 
     return add
 
@@ -413,7 +414,7 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
     _warn_source_named_as_a_baseline(spec, warn)
     _warn_names_windows_refuses(spec, warn)
     _warn_split_of_one(spec, warn)
-    _note_max_examples_above_the_rows(spec, spec_path, warn)
+    _note_max_examples_above_the_rows(spec, spec_path, _issue_collector(spec_path, text, found, note=True))
     _warn_lines_not_utf8(spec, spec_path, warn)
     _warn_adamw_lr_slips(spec, warn)
     _warn_shared_generated_entries(spec, warn)
@@ -885,12 +886,13 @@ def _warn_split_of_one(spec: Spec, warn: _AddIssue) -> None:
                      f"decimal point ({key}: 1.0 is every example). Write {key}: 1.0 if every example was meant.")
 
 
-def _note_max_examples_above_the_rows(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:
+def _note_max_examples_above_the_rows(spec: Spec, spec_path: Path, note: _AddIssue) -> None:
     """A ``max_examples`` above the rows the target's or a source's file holds (a Parquet
     file's rows, of its ``where`` value's; a JSON Lines file's non-blank lines: the most that
-    can be kept) cuts nothing: every row is kept. Valid, and said once, as a note (validate
-    and plan exit 0 on it; there is no strict mode that warnings fail), in case a cap was
-    meant to apply; the rows are known cheaply only for those files."""
+    can be kept) cuts nothing: every row is kept. Valid, and said once, as a note (``note``
+    adds one, printed "note:"; validate and plan exit 0 on it; there is no strict mode that
+    warnings fail), in case a cap was meant to apply; the rows are known cheaply only for
+    those files."""
     from subsetctl.data.checks import rows_in_file
 
     for path, source in _target_and_sources(spec):
@@ -898,7 +900,7 @@ def _note_max_examples_above_the_rows(spec: Spec, spec_path: Path, warn: _AddIss
             continue
         counted = rows_in_file(source.loader, spec_path.parent)
         if counted is not None and counted[0] < source.max_examples:
-            warn((*path, "max_examples"),
+            note((*path, "max_examples"),
                  f"max_examples is {source.max_examples}, more than {_named(spec, path, source)} can keep "
                  f"({counted[1]}): every row is kept and it cuts none. A note, not a problem (validate passes), "
                  "in case a cap was meant: lower it to cap the rows, or remove it.")

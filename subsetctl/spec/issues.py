@@ -124,12 +124,15 @@ def line_of_key(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int 
 
 
 class SpecIssue(BaseModel):
-    """One problem found in a spec, with where it is."""
+    """One problem found in a spec, with where it is; among the warnings of a valid spec,
+    ``note`` marks one that is no problem at all, said in case it was not meant (printed
+    "note:", not "warning:", and not counted with the warnings)."""
 
     file: str
     line: int | None
     key: str
     message: str
+    note: bool = False
 
     def render(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file

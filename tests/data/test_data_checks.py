@@ -1152,6 +1152,22 @@ def test_max_examples_above_the_rows_a_file_holds_is_said_once_as_a_note_validat
         "lines): every row is kept and it cuts none. A note, not a problem (validate passes)")
     assert "source 'm' can keep (file" in said["sources[1].max_examples"] and "(task = 'a') has 4 rows)" in \
         said["sources[1].max_examples"]
+    # a note, printed so (it printed "warning:"), and not a warning of `run` (a stage's results record those)
+    assert all(w.note for w in report.warnings if "max_examples" in w.key)
+    from click.testing import CliRunner
+
+    from subsetctl.api import load_project
+    from subsetctl.cli import main
+    from subsetctl.reporter import SilentReporter
+
+    printed = CliRunner().invoke(main, ["validate", str(tmp_path)]).output
+    assert "  note: " in printed and "max_examples is 50" in printed and "warning:" not in printed, printed
+    (listed,) = json.loads(CliRunner().invoke(main, ["validate", "--format", "json", str(tmp_path)]).output)
+    assert [w.get("note") for w in listed["warnings"]] == [True, True] and listed["validate_format"] == 2
+    reporter = SilentReporter()
+    load_project(tmp_path, reporter=reporter)
+    assert reporter.warnings == [] and any(m.startswith("note: ") and "max_examples is 50" in m
+                                           for m in reporter.messages), reporter.messages
 
 
 def test_validate_checks_the_local_files_of_a_huggingface_file_builder(tmp_path: Path) -> None:
