@@ -871,15 +871,26 @@ def _joined_run(items: list[str]) -> str:
 
 def _folder_not_override(directory: Path | None) -> Path | None:
     """The folder argument of a command that takes no overrides (`ls`, `doctor`); a
-    key=value there is a usage error saying so (it was looked for as a folder, and the
-    error offered `subsetctl init finetune.seeds=2`)."""
-    if directory is not None and _OVERRIDE_KEY.match(str(directory)) and not _exists(Path(directory).expanduser()):
-        command = click.get_current_context().command_path
+    key=value there, or after it, is a usage error saying so and which commands take them
+    (it was looked for as a folder, and the error offered `subsetctl init finetune.seeds=2`;
+    after the folder, click's bare "Got unexpected extra argument"). Such a command is declared
+    with ``allow_extra_args``, so that what follows the folder reaches here; any other extra
+    argument is click's usage error still."""
+    ctx = click.get_current_context()
+    given = ([] if directory is None else [str(directory)]) + [str(arg) for arg in ctx.args]
+    overrides = [arg for arg in given if _OVERRIDE_KEY.match(arg) and not _exists(Path(arg).expanduser())]
+    if overrides:
+        folder = [arg for arg in given if arg not in overrides][:1]
+        shown = " ".join(shell_arg(arg) for arg in [*folder, *overrides])
+        program = ctx.find_root().info_name
         raise click.UsageError(
-            f"{str(directory)!r} looks like a key=value override, but `{command}` takes none: it reads the project "
-            "as it is (`subsetctl plan`, `run` and `report` take overrides). Give the project folder, or nothing "
-            "for the current one."
+            f"{overrides[0]!r} looks like a key=value override, but `{ctx.command_path}` takes none: it reads the "
+            f"project as it is. `{program} validate`, `plan`, `run` and `report` take overrides (`{program} "
+            f"validate {shown}` checks the spec with them). Give the project folder alone"
+            f"{f' (`{ctx.command_path} {shell_arg(folder[0])}`)' if folder else ''}, or nothing for the current one."
         )
+    if ctx.args:  # (as click says it of a command without allow_extra_args)
+        ctx.fail(f"Got unexpected extra argument{'s' if len(ctx.args) > 1 else ''} ({' '.join(ctx.args)})")
     return directory
 
 
@@ -1225,6 +1236,7 @@ def _report(directory: Path | None, overrides: tuple[str, ...], fmt: str, all_so
 
 
 @main.command(name="ls", short_help="List loaders, strategies, estimators, projectors and models.",
+              context_settings={"allow_extra_args": True},  # (an override after the folder: _folder_not_override)
               epilog=_examples("subsetctl ls", "subsetctl ls myproject --format json"))
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
@@ -1245,6 +1257,7 @@ def ls_command(directory: Path | None, fmt: str, no_plugins: bool) -> None:
 
     from subsetctl.api import list_plugins
 
+    directory = _folder_not_override(directory)
     if directory is None and Path("subsetctl.yaml").is_file():  # the current directory is a project
         try:
             plugins = list_plugins(Path.cwd(), import_plugins=not no_plugins)
@@ -1253,7 +1266,7 @@ def ls_command(directory: Path | None, fmt: str, no_plugins: bool) -> None:
                                         f"listed: {exc}", markup=False)
             plugins = list_plugins(None)
     else:
-        plugins = list_plugins(_folder_not_override(directory), import_plugins=not no_plugins)
+        plugins = list_plugins(directory, import_plugins=not no_plugins)
     if fmt == "json":  # (each key a kind, a list of entries: no version key among them, which broke loops over them)
         _echo_json(plugins)
         return
@@ -1300,7 +1313,8 @@ def _print_hanging(console: Any, lead: str, text: str) -> None:
         console.print(Text.assemble(first if i == 0 else " " * (indent - 1), " ", line), soft_wrap=True)
 
 
-@main.command(epilog=_examples("subsetctl doctor", "subsetctl doctor myproject"))
+@main.command(epilog=_examples("subsetctl doctor", "subsetctl doctor myproject"),
+              context_settings={"allow_extra_args": True})  # (an override after the folder: _folder_not_override)
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 @_no_plugins_option("count what they would register as not checked (`validate --no-plugins` lists them)")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,

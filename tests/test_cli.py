@@ -809,6 +809,22 @@ def test_validate_keeps_a_project_apart_from_a_value_split_off_its_key(tmp_path:
         assert "m1=3" not in result.output, args
 
 
+def test_an_override_after_the_folder_of_ls_or_doctor_says_which_commands_take_overrides(jsonl_project: Path) -> None:
+    """`subsetctl ls P x=1` and `doctor P x=1` were click's bare "Got unexpected extra argument
+    (x=1)": a usage error (exit 2) that names the commands taking overrides and what to type.
+    A stray word that is no override is click's error still."""
+    runner = CliRunner()
+    for command in ("ls", "doctor"):
+        result = runner.invoke(main, [command, str(jsonl_project), "finetune.seeds=2"], prog_name="subsetctl")
+        text = " ".join(result.output.split())
+        assert result.exit_code == 2 and "unexpected extra argument" not in text, (command, text)
+        assert f"`subsetctl {command}` takes none" in text and "`subsetctl validate`, `plan`, `run` and `report`" in text
+        assert f"`subsetctl validate {jsonl_project} finetune.seeds=2`" in text
+        assert f"`subsetctl {command} {jsonl_project}`" in text
+        stray = runner.invoke(main, [command, str(jsonl_project), "extra"], prog_name="subsetctl")
+        assert stray.exit_code == 2 and "Got unexpected extra argument (extra)" in stray.output, command
+
+
 def test_arguments_neither_folder_nor_override_are_told_apart(tmp_path: Path, jsonl_project: Path,
                                                                monkeypatch) -> None:
     """Exit codes and advice for arguments in the wrong place: an override given to a
