@@ -514,12 +514,26 @@ def _same_model_folder_as_recorded(inputs: dict[str, Any], manifest: dict[str, A
     return source if isinstance(source, str) and source != new_model.get("source") else None
 
 
+#: the key of :func:`library_versions` naming the git commit a checkout of subsetctl ran from:
+#: which build ran, not a library computing differently, so :func:`versions_differing` does not
+#: compare it (every commit and local edit of a checkout would have noted all results as computed
+#: with "other library versions", and kept the report's note on them)
+SUBSETCTL_COMMIT = "subsetctl_commit"
+
+
 def library_versions() -> dict[str, str]:
-    """Versions saved with every artifact, for reproducibility."""
+    """Versions saved with every artifact, for reproducibility; ``subsetctl_commit`` too when
+    subsetctl runs from a git checkout (:func:`~subsetctl.checkout.source_commit`: its commit, and
+    "+dirty"), whose builds all say the same version number. Not an input of any stage: like the
+    versions, it describes how results came about."""
     import platform
     from importlib.metadata import PackageNotFoundError, version
 
+    from subsetctl.checkout import source_commit
+
     out = {"subsetctl": __version__, "python": platform.python_version()}
+    if (commit := source_commit()) is not None:
+        out[SUBSETCTL_COMMIT] = commit
     # what computes the results: tokenization (tokenizers), weights (safetensors), the
     # estimators (numpy, scipy), data files (pyarrow) and the search's executors (joblib,
     # dask, distributed; absent ones are left out)
@@ -560,8 +574,14 @@ def versions_differing(then: Any, now: dict[str, str]) -> dict[str, dict[str, st
     if not isinstance(then, dict) or not all(isinstance(v, str) for v in then.values()):
         return "unknown"
     changed = {name: {"then": then[name], "now": now.get(name)}
-               for name in sorted(then) if then[name] != now.get(name)}
+               for name in sorted(then) if name != SUBSETCTL_COMMIT and then[name] != now.get(name)}
     return changed or None
+
+
+def compared_versions(versions: Any) -> Any:
+    """A record of library versions as :func:`versions_differing` compares it: without the
+    commit of a subsetctl checkout (:data:`SUBSETCTL_COMMIT`); anything else as it is."""
+    return {k: v for k, v in versions.items() if k != SUBSETCTL_COMMIT} if isinstance(versions, dict) else versions
 
 
 class Pipeline:

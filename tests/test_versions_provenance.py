@@ -12,6 +12,7 @@ import pytest
 
 from subsetctl import pipeline
 from subsetctl.api import plan_project, run_project
+from subsetctl.project import Project
 from subsetctl.reporter import SilentReporter
 
 BASE = ["verify.enabled=true", "verify.k=3", "verify.steps=1", "verify.kinds=[ce]"]
@@ -311,3 +312,77 @@ def test_the_report_says_what_produced_the_selection(tiny_project_ran) -> None:
         assert f"| {source} | `{data[source]['file']['sha256']}` |" in section
     assert f"| model.safetensors | `{model['files']['model.safetensors']['sha256']}` |" in section
     assert len(re.findall(r"`[0-9a-f]{64}`", section)) == len(model["files"]) + len(data)
+
+
+def _git(folder: Path, *args: str) -> str:
+    import subprocess
+
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
+           "HOME": str(folder), "PATH": __import__("os").environ["PATH"]}
+    return subprocess.run(["git", "-C", str(folder), *args], check=True, capture_output=True, text=True,
+                          env=env).stdout.strip()
+
+
+@pytest.mark.skipif(__import__("shutil").which("git") is None, reason="needs git")
+def test_a_git_checkout_of_subsetctl_records_its_commit_and_whether_it_differs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every build of a checkout recorded "subsetctl": "0.1.0" alone: results of two commits (or
+    of local edits) could not be told apart. The commit is read from .git's files (a packed ref
+    too), "+dirty" from git when a tracked file differs; without git, the commit alone; an
+    installed package (no .git beside it) records none."""
+    from subsetctl import checkout
+
+    package = tmp_path / "subsetctl"
+    package.mkdir()
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'subsetctl'\n")
+    (package / "__init__.py").write_text("")
+    monkeypatch.setattr(checkout, "package_folder", lambda: package)
+    checkout.source_commit.cache_clear()
+    assert checkout.source_commit() is None  # not a checkout: an installed package
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "commit", "-qm", "one")
+    sha = _git(tmp_path, "rev-parse", "HEAD")
+    checkout.source_commit.cache_clear()
+    assert checkout.source_commit() == sha[:12]
+    assert pipeline.library_versions()[pipeline.SUBSETCTL_COMMIT] == sha[:12]
+    (package / "__init__.py").write_text("x = 1\n")  # a local edit
+    checkout.source_commit.cache_clear()
+    assert checkout.source_commit() == f"{sha[:12]}+dirty"
+    monkeypatch.setenv("PATH", str(tmp_path / "no-git-here"))  # git missing: the commit alone, no error
+    _git_dir = tmp_path / ".git"
+    _git_dir.joinpath("packed-refs").write_text(f"# pack-refs with: peeled\n{sha} refs/heads/packed\n")
+    _git_dir.joinpath("HEAD").write_text("ref: refs/heads/packed\n")
+    checkout.source_commit.cache_clear()
+    assert checkout.source_commit() == sha[:12]
+    checkout.source_commit.cache_clear()
+
+
+def test_the_commit_of_a_checkout_changes_no_fingerprint_and_is_no_other_version(
+        jsonl_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The commit is recorded with the versions (the manifests, provenance.json, the caches),
+    but it is no input of any stage: results made by another build (or by one that recorded
+    none, an installed release or an earlier subsetctl) are up to date, and the report's note on
+    other library versions does not count a commit as one."""
+    from subsetctl import checkout
+    from subsetctl.report.build import results_versions
+
+    monkeypatch.setattr(checkout, "source_commit", lambda: None)  # as an earlier subsetctl ran it
+    run_project(jsonl_project, [], until="data")
+    assert pipeline.SUBSETCTL_COMMIT not in _read(jsonl_project / ".subsetctl" / "data" / "manifest.json")["versions"]
+    monkeypatch.setattr(checkout, "source_commit", lambda: "0123456789ab+dirty")
+    assert all(not s.will_run for s in plan_project(jsonl_project, [], until="data")[2])
+    run_project(jsonl_project, [], until="data", force=["data"])
+    recorded = _read(jsonl_project / ".subsetctl" / "data" / "manifest.json")["versions"]
+    assert recorded[pipeline.SUBSETCTL_COMMIT] == "0123456789ab+dirty"
+    monkeypatch.setattr(checkout, "source_commit", lambda: "ba9876543210")  # the next commit
+    assert all(not s.will_run for s in plan_project(jsonl_project, [], until="data")[2])
+    assert pipeline.versions_differing(recorded, pipeline.library_versions()) is None
+    other = {**recorded, pipeline.SUBSETCTL_COMMIT: "ba9876543210"}  # another stage's, made by the next commit
+    monkeypatch.setattr(Project, "read_results_manifest",
+                        lambda self, stage: {"versions": recorded if stage == "data" else other})
+    assert results_versions(Project(jsonl_project)) is None  # (an input of the report stage when not None)
+    upgraded = {**other, "numpy": "99.0"}
+    monkeypatch.setattr(Project, "read_results_manifest",
+                        lambda self, stage: {"versions": recorded if stage == "data" else upgraded})
+    assert results_versions(Project(jsonl_project)) is not None

@@ -658,7 +658,9 @@ def results_versions(project: Project) -> dict[str, Any] | None:
     not all the same; None when they are. An input of the report stage: a stage recomputed
     with other versions to the same output digest (``run --force``), or results put back,
     rewrite the report's note on them, while an upgrade alone changes none of these records
-    and re-runs nothing."""
+    and re-runs nothing. Records that differ only in the commit of a subsetctl checkout
+    (:data:`~subsetctl.pipeline.SUBSETCTL_COMMIT`) are the same here, as the note reads them."""
+    from subsetctl import pipeline
     from subsetctl.stages import stage_names
 
     recorded: dict[str, Any] = {}
@@ -669,7 +671,8 @@ def results_versions(project: Project) -> dict[str, Any] | None:
             continue
         provenance, computed_with, groups = _provenance(project, stage)
         versions = [manifest.get("versions"), *computed_with.values(), *(group.get("versions") for group in groups)]
-        seen += [v for v in versions if v not in seen]
+        # (as the note compares them: results of two commits of a subsetctl checkout are not told apart)
+        seen += [v for v in map(pipeline.compared_versions, versions) if v not in seen]
         recorded[stage] = {"versions": manifest.get("versions"), **({"provenance": provenance} if provenance else {})}
     return recorded if len(seen) > 1 else None
 
