@@ -534,6 +534,39 @@ def _echo_json(data: Any) -> None:
     _JSON_ECHOED.set(True)
 
 
+#: the libraries whose versions `--version` prints after subsetctl's (what a bug report needs first)
+VERSION_LIBRARIES = ("torch", "transformers", "peft")
+
+
+def version_text() -> str:
+    """What `subsetctl --version` prints: "subsetctl, version X.Y.Z" first (as click printed it
+    alone, for the scripts that parse it), then python's and :data:`VERSION_LIBRARIES`' versions
+    and where subsetctl is imported from, one a line, with the commit of a git checkout
+    (:func:`~subsetctl.checkout.source_commit`). The versions are the installed packages' metadata:
+    nothing is imported (torch took seconds)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    from subsetctl.checkout import package_folder, source_commit
+
+    lines = [f"subsetctl, version {__version__}", f"python {platform.python_version()}"]
+    for name in VERSION_LIBRARIES:
+        try:
+            lines.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            lines.append(f"{name} not installed")
+    commit = source_commit()
+    lines.append(f"installed at {package_folder()}" + (f" (git checkout, commit {commit})" if commit else ""))
+    return "\n".join(lines)
+
+
+def _print_version(ctx: click.Context, asked: bool) -> None:
+    """`--version`: print :func:`version_text` and exit, before anything else is parsed."""
+    if asked and not ctx.resilient_parsing:
+        click.echo(version_text())
+        ctx.exit()
+
+
 def _examples(*lines: str) -> str:
     """A command's help epilog: "Examples:" and its command lines, kept as written (click
     rewraps help text into one paragraph unless it starts with ``\\b``), after the options,
@@ -544,7 +577,9 @@ def _examples(*lines: str) -> str:
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]},
              epilog=_examples("subsetctl init myproject", "subsetctl plan myproject", "subsetctl run myproject",
                               "subsetctl COMMAND --help"))
-@click.version_option(__version__, prog_name="subsetctl")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=lambda ctx, param, value:
+              _print_version(ctx, value), help="Show the version, those of python, torch, transformers and peft, "
+              "and where subsetctl is installed, and exit.")
 def main() -> None:
     """subsetctl: choose which auxiliary data sources to fine-tune a language model on.
 

@@ -955,6 +955,32 @@ def test_help_and_version_into_a_closed_pipe_exit_0() -> None:
         assert (printed.returncode, printed.stderr) == (0, ""), args
 
 
+def test_version_names_python_the_libraries_and_where_subsetctl_is_installed(monkeypatch) -> None:
+    """`subsetctl --version` printed subsetctl's version alone: a bug report needs python's,
+    torch's, transformers' and peft's too, and which subsetctl ran (a checkout's commit). Its first
+    line is as before, for the scripts that parse it; a library not installed is said so."""
+    import importlib.metadata
+    import platform
+
+    from subsetctl import __version__, checkout
+
+    monkeypatch.setattr(checkout, "source_commit", lambda: "0123456789ab+dirty")
+    real = importlib.metadata.version
+
+    def version(name: str) -> str:
+        if name == "peft":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        f"subsetctl, version {__version__}", f"python {platform.python_version()}", f"torch {real('torch')}",
+        f"transformers {real('transformers')}", "peft not installed",
+        f"installed at {Path(subsetctl.__file__).resolve().parent} (git checkout, commit 0123456789ab+dirty)"]
+
+
 def test_python_dash_m_subsetctl_runs_the_cli() -> None:
     """`python -m subsetctl` said "No module named subsetctl.__main__": the way to run the
     installed CLI when pip's scripts folder is not on PATH, or with a chosen interpreter."""
@@ -965,7 +991,8 @@ def test_python_dash_m_subsetctl_runs_the_cli() -> None:
                               text=True, timeout=120)
 
     version, helped = dash_m("--version"), dash_m("--help")
-    assert (version.returncode, version.stdout.strip()) == (0, f"subsetctl, version {__version__}"), version.stderr
+    assert (version.returncode, version.stdout.splitlines()[0]) == (0, f"subsetctl, version {__version__}"), \
+        version.stderr
     assert helped.returncode == 0 and helped.stdout.startswith("Usage: python -m subsetctl "), helped.stderr
     assert "validate" in helped.stdout
 
