@@ -1172,7 +1172,7 @@ def _print_report(root: Path, console: Any, overrides: list[str] | None = None) 
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 @click.argument("overrides", nargs=-1)
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True,
-              help="json: {project (its folder), stages, outdated, stale, previous, missing_outputs, damaged, "
+              help="json: {json_format (the version of its keys), project (its folder), stages, outdated, stale, previous, missing_outputs, damaged, "
                    "not_run, unfinished, switched_off, switched_off_moved_past, report_by_earlier_subsetctl, "
                    "report_names_overrides_since_held, stale_by_earlier_subsetctl, spec_problem, "
                    "report (report.json's content, "

@@ -981,6 +981,30 @@ def test_version_names_python_the_libraries_and_where_subsetctl_is_installed(mon
         f"installed at {Path(subsetctl.__file__).resolve().parent} (git checkout, commit 0123456789ab+dirty)"]
 
 
+def test_report_run_and_compare_json_carry_their_format_number_at_the_top(jsonl_project: Path, tmp_path: Path) -> None:
+    """`report --format json`, `run --format json` and `report A --compare B --format json`
+    printed no number a script could check its keys by (only report.json's content, under
+    `report`, had report_format): each has `json_format` at the top level, report.json's own
+    number left where it is."""
+    from subsetctl.report.compare import COMPARE_JSON_FORMAT
+    from subsetctl.report.terminal import REPORT_JSON_FORMAT
+
+    runner = CliRunner()
+    ran = runner.invoke(main, ["run", str(jsonl_project), "--until", "data", "--format", "json"])
+    reported = runner.invoke(main, ["report", str(jsonl_project), "--format", "json"])
+    for result in (ran, reported):
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.stdout)
+        assert next(iter(data)) == "json_format" and data["json_format"] == REPORT_JSON_FORMAT == 1, list(data)
+    for side in ("v1", "v2"):
+        (tmp_path / f"{side}.json").write_text(json.dumps({"report_format": 12, "strategies": {}}))
+    compared = runner.invoke(main, ["report", str(tmp_path / "v1.json"), "--compare", str(tmp_path / "v2.json"),
+                                    "--format", "json"])
+    assert compared.exit_code == 0, compared.output
+    data = json.loads(compared.stdout)
+    assert next(iter(data)) == "json_format" and data["json_format"] == COMPARE_JSON_FORMAT == 1, list(data)
+
+
 def test_python_dash_m_subsetctl_runs_the_cli() -> None:
     """`python -m subsetctl` said "No module named subsetctl.__main__": the way to run the
     installed CLI when pip's scripts folder is not on PATH, or with a chosen interpreter."""

@@ -18,6 +18,11 @@ from typing import Any
 from subsetctl.errors import NotFoundError, UserError
 from subsetctl.report.cells import SELECTED_SHOWN, random_baselines_seeds, selected_cell
 
+#: the version of what :func:`compare_reports` returns, which `report --compare --format json`
+#: prints (its top-level ``json_format``), raised as `report --format json`'s is
+#: (:data:`~subsetctl.report.terminal.REPORT_JSON_FORMAT`). 1: the first numbered
+COMPARE_JSON_FORMAT = 1
+
 
 def load_side(path: str | Path, given_as: str = "--compare") -> dict[str, Any]:
     """One side of a comparison: ``{"label", "report", "settings"}`` from a project folder
@@ -77,7 +82,7 @@ def _estimate(report: dict[str, Any], entry: dict[str, Any] | None) -> float | N
 
 def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     """What differs between two sides (:func:`load_side`), as `report --compare --format
-    json` prints it: ``a``/``b`` (their labels), ``settings`` (``[{key, a, b}]``, the
+    json` prints it: ``json_format`` (:data:`COMPARE_JSON_FORMAT`), ``a``/``b`` (their labels), ``settings`` (``[{key, a, b}]``, the
     recorded settings that differ, with ``missing: "a"`` or ``"b"`` where that side's report
     does not record the setting, its value then null as one recorded as null; None where a
     side is a report.json without them, an earlier subsetctl's),
@@ -124,7 +129,7 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
                          "loss_a": ta.get("loss_mean"), "loss_b": tb.get("loss_mean")})
     cal_a, cal_b = ra.get("calibration") or {}, rb.get("calibration") or {}
     return {
-        "a": a["label"], "b": b["label"], "settings": settings,
+        "json_format": COMPARE_JSON_FORMAT, "a": a["label"], "b": b["label"], "settings": settings,
         "overrides": {"a": sorted(ra.get("overrides") or {}), "b": sorted(rb.get("overrides") or {})},
         "final": {"a": ra.get("final"), "b": rb.get("final")},
         "lambda": {"a": cal_a.get("lam"), "b": cal_b.get("lam")},

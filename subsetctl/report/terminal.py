@@ -9,6 +9,13 @@ from typing import Any
 from subsetctl.errors import UserError, shell_arg
 from subsetctl.project import Project, manifests_read_once
 
+#: the version of what :func:`load_report_data` returns, which `report --format json` and `run
+#: --format json` print (its top-level ``json_format``): raised whenever a subsetctl removes or
+#: renames one of its keys or changes what one means, not when it adds one. report.json's own
+#: content, under ``report``, has its own number (:data:`~subsetctl.report.build.REPORT_FORMAT`).
+#: 1: the first numbered
+REPORT_JSON_FORMAT = 1
+
 
 @manifests_read_once()  # its checks against the spec (a plan) and the report read each manifest once
 def load_report_data(root: str | Path, overrides: list[str] | None = None, *, nothing_run_ok: bool = False) -> dict[str, Any]:
@@ -17,6 +24,7 @@ def load_report_data(root: str | Path, overrides: list[str] | None = None, *, no
     A project no stage has finished in is a UserError saying to run it; with
     ``nothing_run_ok`` (`report --format json`, whose scripts need JSON to parse) it is the
     same keys with ``stages`` empty, ``report`` None and ``not_run`` the stages `run` would run.
+    ``json_format`` numbers its keys (:data:`REPORT_JSON_FORMAT`).
     ``stale`` lists the stages whose shown results no longer match the spec (with
     ``overrides``, as a run with them would see it) or its input files: what `plan` says
     a run would redo; ``spec_problem`` says why that could not be checked. ``root`` is
@@ -47,7 +55,8 @@ def load_report_data(root: str | Path, overrides: list[str] | None = None, *, no
     )
 
     outdated = outdated_stages(project)
-    data: dict[str, Any] = {"project": str(root), "stages": stages, "outdated": outdated}
+    data: dict[str, Any] = {"json_format": REPORT_JSON_FORMAT, "project": str(root), "stages": stages,
+                            "outdated": outdated}
     checked = _checked_against_spec(root, overrides, stages)
     spec = checked.pop("spec")
     checked["stale"] = [name for name in checked["stale"] if name not in outdated]
