@@ -870,8 +870,9 @@ def _kept_line(project: Any, keep_previous: int = 3) -> str | None:  # (true: DE
 #: pasted with a space before it, which the key's parsing strips), a malformed key's too
 #: (`sources[x].name=`, `meta init.steps=`: the override's parsing names what is wrong with it; they
 #: were taken for a folder "that does not exist", and the error advised `subsetctl init` of it): a
-#: path holding "=" after a "/" (`/data/run=1`, `./a=b`) does not, and is taken for what it names
-_OVERRIDE_KEY = re.compile(r"^\s*[^\s/=][^/=]*=")
+#: path holding "=" after a "/" (`/data/run=1`, `./a=b`) does not, and is taken for what it names; a
+#: quoted part of the key may hold both (`sources[0].label_map."a/b"=x`: it was taken for a path)
+_OVERRIDE_KEY = re.compile(r"""^\s*(?:"[^"]+"|'[^']+'|[^\s/=])(?:\.(?:"[^"]+"|'[^']+')|[^/=])*=""")
 
 
 def _exists(path: Path, *, folder: bool = False) -> bool:

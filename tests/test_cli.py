@@ -825,6 +825,20 @@ def test_an_override_after_the_folder_of_ls_or_doctor_says_which_commands_take_o
         assert stray.exit_code == 2 and "Got unexpected extra argument (extra)" in stray.output, command
 
 
+def test_an_override_whose_quoted_name_holds_a_slash_is_an_override(jsonl_project: Path, monkeypatch) -> None:
+    """`validate P 'sources[0].label_map."x/y"=pos'` was "no such spec file", and `plan` given
+    it first (no folder) said the folder does not exist and advised `subsetctl init` of it: an
+    argument holding "/" before its "=" was taken for a path, also inside a quoted name."""
+    runner = CliRunner()
+    override = 'sources[0].label_map."x/y"=pos'
+    result = runner.invoke(main, ["validate", str(jsonl_project), override])
+    assert result.exit_code == 0 and "is valid" in result.output, result.output
+    monkeypatch.chdir(jsonl_project)
+    result = runner.invoke(main, ["plan", override, "--format", "json"])
+    assert result.exit_code == 0 and "does not exist" not in result.output, result.output
+    assert runner.invoke(main, ["plan", "/no/such/x=1"]).exit_code == 1  # a path holding "=" is a path still
+
+
 def test_arguments_neither_folder_nor_override_are_told_apart(tmp_path: Path, jsonl_project: Path,
                                                                monkeypatch) -> None:
     """Exit codes and advice for arguments in the wrong place: an override given to a

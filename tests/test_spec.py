@@ -285,6 +285,31 @@ def test_a_dotted_source_or_strategy_name_written_unquoted_is_told_to_quote_it()
     assert indexed_overrides(data, ['sources."v1.2".max_examples=5']) == ["sources[1].max_examples=5"]
 
 
+def test_a_quoted_name_may_hold_a_slash_or_an_equals_sign() -> None:
+    """A quoted part of a key holding "=" was cut there (the override was split at its first
+    "="), so `sources[0].label_map."k=v"=pos` or a strategy registered as "ns=fwd" could not
+    be given: the first "=" outside the quotes splits key and value. A name holding both kinds
+    of quote cannot be written in a key at all: the error says how to set it instead."""
+    from subsetctl.spec.overrides import override_keys, split_override
+
+    assert split_override('sources[0].label_map."k=v"=a=b') == ('sources[0].label_map."k=v"', "a=b")
+    assert split_override("o'brien.x=1") == ("o'brien.x", "1")  # (a quote inside a name opens nothing)
+    assert split_override('sources."a=b"') == ('sources."a=b"', None)
+    data = {**MINIMAL, "search": {"strategies": [{"name": "ns/fwd"}, {"name": "ns=fwd"}]}}
+    applied = apply_overrides(data, ['sources[0].label_map."k=v"=pos', "sources[0].label_map.'x/y'=neg"])
+    assert applied["sources"][0]["label_map"] == {"k=v": "pos", "x/y": "neg"}
+    assert indexed_overrides(data, ['search.strategies."ns=fwd".params.k=3', 'search.strategies."ns/fwd".params.k=4']) \
+        == ["search.strategies[1].params.k=3", "search.strategies[0].params.k=4"]
+    assert override_keys(['sources[0].label_map."k=v"=pos']) == [("sources[0].label_map.k=v",
+                                                                  'sources[0].label_map."k=v"=pos')]
+    with pytest.raises(SpecError, match="must look like key=value"):
+        apply_overrides(data, ['sources[0].label_map."k=v"'])
+    with pytest.raises(SpecError, match=re.escape(
+            "a name holding both cannot be written in a key: set the mapping that holds it whole (e.g. "
+            "sources[0].label_map={...}, its value as YAML)")):
+        apply_overrides(data, ["""sources[0].label_map."it's "x""=1"""])
+
+
 def test_a_source_or_strategy_named_in_brackets_is_told_to_name_it_after_a_dot() -> None:
     """`report --compare` keys the settings that differ by source name, `sources[wiki].max_examples`;
     pasted as an override it said only "not a dotted key path like a.b[0].c": it says how to name one."""

@@ -252,7 +252,14 @@ def _overrides_read_by(manifest: dict[str, Any], stage: Any = None) -> list[str]
     a key the ``stage`` says those results did not take (:meth:`Stage.settings_not_taken`:
     calibrate's estimate.lam when the grid chose lambda)."""
     from subsetctl.plan_reasons import flatten
-    from subsetctl.spec import RESULT_NEUTRAL, override_keys, override_value, overrides_under, same_branch
+    from subsetctl.spec import (
+        RESULT_NEUTRAL,
+        override_keys,
+        override_value,
+        overrides_under,
+        same_branch,
+        split_override,
+    )
 
     overrides = manifest.get("overrides")
     recorded = manifest.get("inputs", {}).get("slice", {})
@@ -265,7 +272,7 @@ def _overrides_read_by(manifest: dict[str, Any], stage: Any = None) -> list[str]
     def read_as_set(key: str, item: str) -> bool:  # not: the stage recorded the default where it set another value
         default = _schema_default(key)
         return (key not in settings or default is None or settings[key] != default[0]
-                or _same_setting(override_value(item.split("=", 1)[1]), default[0]))
+                or _same_setting(override_value(split_override(item)[1] or ""), default[0]))
 
     # each setting the stage recorded, not the sections holding them: the search records
     # `estimate` without `lam` (it takes lambda from calibrate), and `estimate.lam=0.5` was said

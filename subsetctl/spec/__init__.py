@@ -118,6 +118,7 @@ from subsetctl.spec.overrides import (  # noqa: F401
     overrides_under,
     parse_key_path,
     same_branch,
+    split_override,
 )
 from subsetctl.spec.reading import (  # noqa: F401
     _MAX_ALIAS_EXPANSION,

@@ -26,6 +26,28 @@ class QuotedName(str):
     it holds dots (a source named v1.2)."""
 
 
+def split_override(item: str) -> tuple[str, str | None]:
+    """An override's key and value: ``item`` split at its first "=" outside a quoted part of the
+    key (``sources[0].label_map."a=b"=pos`` -> ``('sources[0].label_map."a=b"', 'pos')``), so
+    that a quoted name may hold "=" (split at the first "=", its key was cut inside the quotes);
+    value None when there is no such "=" (``sources."a=b"``: no value). A quote opens a part
+    only at the start of one, as :func:`parse_key_path` reads it (``o'brien`` is a name), and one
+    never closed is no quote (the key is split at its first "=", and reading it says what is
+    wrong with it)."""
+    i = 0
+    while i < len(item):
+        char = item[i]
+        if char in "\"'" and (not item[:i].strip() or item[i - 1] == "."):
+            end = item.find(char, i + 1)
+            if end > i + 1:  # (`""` is no name: parse_key_path refuses it)
+                i = end + 1
+                continue
+        if char == "=":
+            return item[:i], item[i + 1:]
+        i += 1
+    return item, None
+
+
 def parse_key_path(key: str) -> list[str | int]:
     """'sources[0].max_examples' -> ['sources', 0, 'max_examples']; a part in quotes is a
     :class:`QuotedName` ('sources."2024".x' -> ['sources', QuotedName('2024'), 'x'])."""
@@ -42,7 +64,11 @@ def parse_key_path(key: str) -> list[str | int]:
             quoted = _QUOTED.match(key, pos)
             if quoted is None or (quoted.end() < len(key) and key[quoted.end()] not in ".["):
                 raise SpecError(f"Override key {key!r} is not a dotted key path like a.b[0].c: a quoted part is a "
-                                'whole name between two quotes, e.g. sources."2024".max_examples.')
+                                'whole name between two quotes, e.g. sources."2024".max_examples. A name holding '
+                                "a double quote is quoted with single ones ('say \"hi\"'), and one holding a single "
+                                'quote with double ones ("it\'s"); a name holding both cannot be written in a key: '
+                                "set the mapping that holds it whole (e.g. sources[0].label_map={...}, its value "
+                                "as YAML), or its list item by index (sources[0]...).")
             parts.append(QuotedName(quoted.group(1) or quoted.group(2)))
             pos = quoted.end()
             continue
@@ -111,9 +137,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], written: dict[st
     out = _unshared_copy(data)
     for item in map(_typed_text, overrides):
         shown = as_written(item, written)
-        if "=" not in item:
+        key, raw_value = split_override(item)
+        if raw_value is None:
             raise SpecError(f"Override {shown!r} must look like key=value (e.g. gradients.d=256).")
-        key, raw_value = item.split("=", 1)
         value = override_value(raw_value)
         parts = parse_key_path(key)
         node: Any = out
@@ -185,7 +211,8 @@ def indexed_overrides(data: dict[str, Any], overrides: list[str], written: dict[
     ``search.strategies[1].params.k=3`` to a user who typed ``search.strategies.forward.params.k=3``."""
     out: list[str] = []
     for item in overrides:
-        key, _, value = str(item).partition("=")
+        key, split_value = split_override(str(item))
+        value = split_value if split_value is not None else ""
         try:
             parts = parse_key_path(key)
         except SpecError:
@@ -432,7 +459,7 @@ def override_keys(overrides: list[str]) -> list[tuple[str, str]]:
     keys = []
     for item in overrides:
         try:
-            keys.append((format_path(tuple(parse_key_path(str(item).split("=", 1)[0]))), str(item)))
+            keys.append((format_path(tuple(parse_key_path(split_override(str(item))[0]))), str(item)))
         except SpecError:
             continue
     return keys
@@ -485,7 +512,7 @@ def _quoted_on_the_command_line(message: str, item: str) -> str:
     """``message`` with its advice to quote a value (``name: 007`` is the number 7) given as
     the override to type: the shell takes the quotes of ``project.name="007"`` off, so YAML
     read the number again, and the file's example ``"7"`` would even have changed the text."""
-    key, raw = item.split("=", 1)
+    key, raw = split_override(item)
     quoted = f'{key}="{raw}"'
     where = worded(f"on the command line, inside the shell's quotes: {shlex.quote(quoted)}",
                    f"in overrides: {quoted!r}")  # (from Python, no shell takes the quotes off)
