@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "examples" / "quickstart"
@@ -51,6 +54,16 @@ def revision_before(message: str) -> str:
     if not found:
         raise SystemExit(f"No commit of this checkout says {message!r}: give the old code with --old REV.")
     return f"{found}^"
+
+
+def stored_masks(store: Any) -> tuple[Any, int]:
+    """The packed masks a :class:`~subsetctl.estimate.results.SubsetResultsStore` holds, one
+    row a subset, and the bytes they take in memory, whatever the code measured keeps them as
+    (before store format 3: one packed array; since, most as changes of one source)."""
+    rows = store._rows
+    if hasattr(rows, "masks"):
+        return store._index._take(np.arange(rows.count)), int(rows.masks.nbytes)
+    return rows["packed_masks"], int(rows["packed_masks"].nbytes)
 
 
 def work_dir() -> Path:

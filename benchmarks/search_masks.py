@@ -1,0 +1,133 @@
+"""Bytes of subset masks that ``forward`` leaves in the results store and its trace.
+
+Every subset a search estimates is kept twice: in the results store
+(``.subsetctl/cache/search/<key>/``, in memory and on disk) and in the strategy's trace
+(:class:`~subsetctl.search.base.SubsetMemo`'s rows). As packed bits a subset is
+``ceil(N / 8)`` bytes, and forward selection over N sources estimates about N subsets a
+step: 30 steps over 10,000 sources are 300,000 subsets, 375 MB of masks in each place.
+This script runs ``forward`` for each of ``--steps`` over each of ``--sources``, as the
+search stage runs it (through :class:`~subsetctl.estimate.results.CachedEstimator`, chunks
+of 256, sequential, a fresh store), with a free estimator (``L_hat(S) = 1 - sum of the
+effects of S``, all positive: every step adds a source), each case in a process of its own
+(its peak RSS is the case's), with this checkout's code and, unless ``--no-old``, with that
+of ``--old`` (a git revision, checked out in a temporary worktree).
+
+Per case: ``seconds`` (the search), ``peak_rss_mb``, ``store_masks_mb`` (the store's masks
+in memory), ``store_disk_mb`` (its folder), ``trace_masks_mb`` (the trace's masks) and
+``digest`` (selections.json's record of the strategy, trace cut to 10,000, and every
+stored mask and loss): old and new must agree.
+
+    python benchmarks/search_masks.py [--sources 2500 10000] [--steps 3 10 30] [--old REV] [--no-old]
+
+Prints one JSON line per case, then a summary line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+if not os.environ.get("PYTHONPATH"):  # this checkout's code unless told otherwise
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+from _common import ROOT, revision_before, stored_masks
+
+#: the commit whose parent is the old code by default (found by its message: hashes change on a rebase)
+_CHANGE = "keep the subsets one source away from a step's current subset as that change"
+
+
+def _case(n: int, steps: int) -> dict[str, Any]:
+    """One forward search of ``steps`` steps over ``n`` sources, in this process."""
+    from subsetctl.estimate.base import EstimateBatch, SubsetEstimator
+    from subsetctl.estimate.results import CachedEstimator, SubsetResultsStore
+    from subsetctl.search.base import SearchContext, run_strategy
+
+    class Additive(SubsetEstimator):
+        def __init__(self) -> None:
+            self.effects = np.random.default_rng(0).uniform(0.1, 1.0, n) / n
+            self._sources = [f"source_{i:05d}" for i in range(n)]
+
+        @property
+        def sources(self) -> list[str]:
+            return self._sources
+
+        def estimate(self, masks: np.ndarray) -> EstimateBatch:
+            m = len(masks)
+            loss = 1.0 - np.asarray(masks, dtype=np.float64) @ self.effects
+            return EstimateBatch(loss, np.zeros(m), np.zeros(m, dtype=int), np.ones(m, dtype=bool))
+
+    with tempfile.TemporaryDirectory() as folder:
+        estimator = Additive()
+        store = SubsetResultsStore(Path(folder) / "store", estimator.sources, "bench")
+        cached = CachedEstimator(estimator, store, {"backend": "sequential"}, chunk_size=256)
+        started = time.perf_counter()
+        result = run_strategy("forward", cached, SearchContext(sources=list(estimator.sources)), {"max_steps": steps})
+        record = result.to_dict(trace_limit=10_000)
+        seconds = time.perf_counter() - started
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        trace = result.trace._packed  # type: ignore[attr-defined]
+        masks, masks_bytes = stored_masks(store)
+        disk = sum(p.stat().st_size for p in store.path.iterdir())
+        digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode())
+        digest.update(masks.tobytes())
+        digest.update(store._rows["loss"].tobytes())
+        return {"sources": n, "steps": steps, "subsets": len(store), "seconds": round(seconds, 2),
+                "peak_rss_mb": round(peak), "store_masks_mb": round(masks_bytes / 2**20, 1),
+                "store_disk_mb": round(disk / 2**20, 1), "trace_masks_mb": round(trace.nbytes / 2**20, 1),
+                "digest": digest.hexdigest()[:16]}
+
+
+def _child(code: Path, n: int, steps: int) -> dict[str, Any]:
+    """:func:`_case` in a fresh process running the package in ``code``."""
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    done = subprocess.run([sys.executable, __file__, "--child", str(n), "--steps", str(steps)],
+                          capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"the case of {n} sources ({code}) exited {done.returncode}:\n{done.stdout}{done.stderr}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sources", type=int, nargs="+", default=[2500, 10000])
+    parser.add_argument("--steps", type=int, nargs="+", default=[3, 10, 30])
+    parser.add_argument("--old", help="git revision of the old code (default: the one before the change)")
+    parser.add_argument("--no-old", action="store_true", help="measure this checkout's code only")
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(_case(args.child, args.steps[0])))
+        return
+    cases = [(n, s) for n in args.sources for s in args.steps]
+    with tempfile.TemporaryDirectory() as scratch:
+        tree = Path(scratch) / "old"
+        if not args.no_old:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree),
+                            args.old or revision_before(_CHANGE)], check=True)
+        try:
+            same = []
+            for n, steps in cases:
+                new = _child(ROOT, n, steps)
+                print(json.dumps({"code": "new", **new}), flush=True)
+                if not args.no_old:
+                    old = _child(tree, n, steps)
+                    print(json.dumps({"code": "old", **old}), flush=True)
+                    same.append(old["digest"] == new["digest"])
+        finally:
+            if not args.no_old:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
+    print(json.dumps({"same_results": all(same) if same else None}))
+
+
+if __name__ == "__main__":
+    main()
