@@ -13,7 +13,7 @@ with this checkout's code (new) and with that of ``--old`` (a git revision, chec
 in a temporary worktree; by default the commit before the change), alternating.
 
 Per case: ``seconds`` of the search, ``peak_rss_mb`` of the process, ``store_masks_mb``
-(the store's packed masks, N/8 bytes a subset: kept, the store's format) and
+(the store's masks in memory: N/8 bytes a subset before store format 3) and
 ``digest``, of the strategy's record (selections.json's, trace cut to 10,000) and the
 store's masks and losses: old and new must agree.
 
@@ -40,7 +40,7 @@ if not os.environ.get("PYTHONPATH"):  # this checkout's code unless told otherwi
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
-from _common import ROOT, revision_before
+from _common import ROOT, revision_before, stored_masks
 
 #: the commit whose parent is the old code by default (found by its message: hashes change on a rebase)
 _CHANGE = "make forward and backward selection's candidates a chunk at a time"
@@ -75,12 +75,12 @@ def _case(n: int, steps: int) -> dict[str, Any]:
         record = result.to_dict(trace_limit=10_000)
         seconds = time.perf_counter() - started
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-        masks, loss = store._rows["packed_masks"], store._rows["loss"]
+        (masks, masks_bytes), loss = stored_masks(store), store._rows["loss"]
         digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode())
         digest.update(masks.tobytes())
         digest.update(loss.tobytes())
         return {"sources": n, "subsets": len(store), "seconds": round(seconds, 2), "peak_rss_mb": round(peak),
-                "store_masks_mb": round(masks.nbytes / 2**20, 1), "digest": digest.hexdigest()[:16]}
+                "store_masks_mb": round(masks_bytes / 2**20, 1), "digest": digest.hexdigest()[:16]}
 
 
 def _child(code: Path, n: int, steps: int) -> dict[str, Any]:

@@ -15,7 +15,8 @@ twice in the same process:
 
 For each: ``seconds`` of the search, ``written_mb`` (bytes the saves wrote), ``files``
 left in the folder, ``reopen_seconds`` (opening the store again, as a resumed run does)
-, ``masks_in_memory_mb`` (the store's masks as held: packed, 8 sources a byte) and
+, ``masks_in_memory_mb`` (the store's masks as held: packed, 8 sources a byte, those one
+source away from a step's current subset as that change) and
 ``peak_rss_mb`` (the process's peak resident memory when the search ends, read before the
 store is reopened; ``whole_file``'s, measured second, is at least ``segments``'s).
 
@@ -85,13 +86,13 @@ def measure(n: int, steps: int, whole_file: bool) -> dict[str, Any]:
             reopened = SubsetResultsStore(store.path, estimator.sources, "bench")
             reopen_seconds = time.perf_counter() - started
             assert len(reopened) == len(store) == cached.computed
-            packed = reopened._rows["packed_masks"]
+            masks_bytes = reopened._rows.masks.nbytes
     finally:
         results.atomic_write = real_write  # type: ignore[assignment]
         results.MAX_SEGMENTS = limit
     return {"subsets": int(result.diagnostics["n_subsets_estimated"]), "seconds": round(seconds, 2),
             "written_mb": round(written["bytes"] / 2**20, 1), "files": files,
-            "reopen_seconds": round(reopen_seconds, 2), "masks_in_memory_mb": round(packed.nbytes / 2**20, 1),
+            "reopen_seconds": round(reopen_seconds, 2), "masks_in_memory_mb": round(masks_bytes / 2**20, 1),
             "peak_rss_mb": round(peak_mb)}
 
 

@@ -33,7 +33,7 @@ from pydantic import ConfigDict, ValidationError
 
 from subsetctl.errors import UserError
 from subsetctl.estimate.base import FeatureSet, SubsetEstimator
-from subsetctl.estimate.rowindex import PackedRows, RowIndex, distinct_rows, grown, hash_rows
+from subsetctl.estimate.rowindex import DeltaRows, RowIndex, distinct_rows, grown, hash_rows
 from subsetctl.spec import NoBooleansForNumbers, plain_error_message
 
 #: ``progress(message, done, total)``: called by strategies as batches finish.
@@ -123,17 +123,18 @@ class SubsetTrace(MutableSequence[dict[str, Any]]):
     Why not that list: a list of names costs 8 bytes a selected source plus a list and a
     dict per subset, and ``forward`` over 2,000 sources evaluates 2M subsets (about 19 GB).
     Here a subset is its mask packed 8 sources to a byte, a row of ``packed`` (the
-    :class:`~subsetctl.estimate.rowindex.PackedRows` that :class:`SubsetMemo` finds its
-    estimates in: the trace holds each entry's row number, not a copy of the mask), and
+    :class:`~subsetctl.estimate.rowindex.DeltaRows` that :class:`SubsetMemo` finds its
+    estimates in: the trace holds each entry's row number, not a copy of the mask; a
+    subset one source away from a step's current one is kept as that change, 12 bytes), and
     its loss one float64 (NaN: failed); names are made only for the entries read, and
     :meth:`StrategyResult.to_dict` reads only those it keeps. An entry written into the
     trace (``append``, ``trace[i] = ...``) is kept as given.
     """
 
-    def __init__(self, sources: list[str], packed: PackedRows | None = None) -> None:
+    def __init__(self, sources: list[str], packed: DeltaRows | None = None) -> None:
         self.sources = list(sources)
         self._names_of = np.array(self.sources, dtype=object)  # picks names 4x faster than a loop
-        self._packed = PackedRows((len(self.sources) + 7) // 8) if packed is None else packed
+        self._packed = DeltaRows((len(self.sources) + 7) // 8) if packed is None else packed
         # per entry: its row in self._packed, or -(k + 1) for self._written[k], an entry written as given
         self._at = array("q")
         self._written: list[Any] = []
@@ -492,7 +493,7 @@ class SubsetMemo:
         self.label = context.label or label  # what its progress and the strategy's notices call the strategy
         self.chunk_size = max(1, int(chunk_size))
         self.sources = list(estimator.sources)
-        self._packed = PackedRows((len(self.sources) + 7) // 8)  # the masks estimated (and any a trace adds)
+        self._packed = DeltaRows((len(self.sources) + 7) // 8)  # the masks estimated (and any a trace adds)
         self._index = RowIndex(self._packed.take)
         self._values = np.zeros(0)  # loss by row of self._packed
         self.trace: MutableSequence[dict[str, Any]] = SubsetTrace(self.sources, self._packed)

@@ -288,9 +288,11 @@ def test_an_unreadable_segment_resets_the_store(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("subsets*.npz"))
 
 
-def test_a_format_1_store_is_read_kept_and_written_as_format_2(tmp_path: Path) -> None:
+def test_a_format_1_store_is_read_kept_and_written_in_the_current_format(tmp_path: Path) -> None:
     """A store an earlier subsetctl wrote (boolean masks, one file) keeps its results."""
     import json
+
+    from subsetctl.estimate import results
 
     masks = np.array([[1, 0, 1], [0, 1, 1]], dtype=bool)
     (tmp_path / "store.json").write_text(json.dumps({"format": 1, "key": "k", "sources": ["a", "b", "c"]}))
@@ -299,7 +301,7 @@ def test_a_format_1_store_is_read_kept_and_written_as_format_2(tmp_path: Path) -
              completed=np.ones(2, dtype=bool))
     store = SubsetResultsStore(tmp_path, ["a", "b", "c"], "k")
     assert store.reset_reason is None and len(store) == 2
-    assert json.loads((tmp_path / "store.json").read_text())["format"] == 2
+    assert json.loads((tmp_path / "store.json").read_text())["format"] == results.FORMAT_VERSION
     store.add(np.array([[1, 1, 1]], dtype=bool), _small_batch(1, offset=0.9))
     found, got = SubsetResultsStore(tmp_path, ["a", "b", "c"], "k").lookup(np.array([[0, 1, 1], [1, 1, 1]], bool))
     assert found.all() and got.loss.tolist() == [0.7, 0.9]
@@ -372,7 +374,8 @@ def test_the_index_returns_the_last_of_equal_stored_rows_as_the_dict_did(tmp_pat
     path = tmp_path / "store" / "subsets.npz"
     with np.load(path) as data:
         arrays = {k: data[k] for k in data.files}
-    arrays["packed_masks"][2] = arrays["packed_masks"][0]
+    arrays["anchors"][arrays["anchor"][2]] = arrays["anchors"][arrays["anchor"][0]]  # (3 sources: kept whole)
+    assert (arrays["flip"] == -1).all()
     np.savez(path, **arrays)
     found, batch = SubsetResultsStore(tmp_path / "store", sources, "k").lookup(masks[:1])
     assert found.all() and batch.loss.tolist() == [3.0]
@@ -422,3 +425,87 @@ def test_a_wrapped_store_add_that_returns_nothing_still_works(
     cached = CachedEstimator(fast, SubsetResultsStore(tmp_path / "store", fast.sources, "k"), chunk_size=4)
     np.testing.assert_allclose(cached.estimate(masks).loss, fast.estimate(masks).loss)
     assert sum(saved) == cached.computed and cached.reused_rows == set()
+
+
+def _forward_steps(n: int, steps: int) -> np.ndarray:
+    """The masks forward selection estimates over ``n`` sources in ``steps`` steps (each
+    step adds the first source left): the start, then the current subset plus each other."""
+    current, out = np.zeros(n, dtype=bool), [np.zeros((1, n), dtype=bool)]
+    for _ in range(steps):
+        left = np.flatnonzero(~current)
+        masks = np.repeat(current[None, :], len(left), axis=0)
+        masks[np.arange(len(left)), left] = True
+        out.append(masks)
+        current[left[0]] = True
+    return np.concatenate(out)
+
+
+def test_a_format_2_store_is_read_and_rewritten_with_its_masks_as_changes(tmp_path: Path) -> None:
+    """A store the previous subsetctl wrote (each mask whole, packed, in the main file and a
+    segment) keeps every result; its next save rewrites it in the current format, the
+    candidates of a step kept as changes of one source (a fraction of the bytes)."""
+    import json
+
+    from subsetctl.estimate import results
+
+    n = 400
+    sources = [f"s{i}" for i in range(n)]
+    masks = _forward_steps(n, 3)  # 1 + 400 + 399 + 398
+    packed, losses = np.packbits(masks, axis=1), np.arange(len(masks), dtype=float)
+    (tmp_path / "store.json").write_text(json.dumps({"format": 2, "key": "k", "sources": sources,
+                                                     "versions": [], "threads": []}))
+
+    def columns(rows: slice) -> dict[str, np.ndarray]:
+        m = len(losses[rows])
+        return {"packed_masks": packed[rows], "loss": losses[rows], "w_norm": np.ones(m),
+                "iterations": np.ones(m, dtype=np.int64), "converged": np.ones(m, dtype=bool),
+                "completed": np.ones(m, dtype=bool), "computed_with": np.full(m, -1, dtype=np.int64)}
+
+    np.savez(tmp_path / "subsets.npz", **columns(slice(0, 800)), merged_through=np.int64(1))
+    np.savez(tmp_path / "subsets.2.npz", **columns(slice(800, None)), rows=np.arange(800, len(masks)))
+    old_bytes = sum(p.stat().st_size for p in tmp_path.glob("subsets*.npz"))
+    store = SubsetResultsStore(tmp_path, sources, "k")
+    assert store.reset_reason is None and len(store) == len(masks)
+    found, got = store.lookup(masks)
+    assert found.all() and got.loss.tolist() == losses.tolist()
+    assert json.loads((tmp_path / "store.json").read_text())["format"] == results.FORMAT_VERSION
+    store.add(np.ones((1, n), dtype=bool), _small_batch(1, offset=-1.0))  # the next save: the whole file rewritten
+    assert [p.name for p in tmp_path.glob("subsets*.npz")] == ["subsets.npz"]
+    with np.load(tmp_path / "subsets.npz") as data:
+        assert "packed_masks" not in data.files and len(data["anchors"]) < 10
+    assert (tmp_path / "subsets.npz").stat().st_size < 0.6 * old_bytes  # (50 bytes a mask, 12 a change; 34 of metrics)
+    reopened = SubsetResultsStore(tmp_path, sources, "k")
+    assert reopened.reset_reason is None and len(reopened) == len(masks) + 1
+    found, got = reopened.lookup(np.concatenate([masks, np.ones((1, n), dtype=bool)]))
+    assert found.all() and got.loss.tolist() == [*losses.tolist(), -1.0]
+    assert np.array_equal(reopened.results()[0], np.concatenate([masks, np.ones((1, n), dtype=bool)]))
+
+
+@pytest.mark.parametrize("n", [5, 130, 1001])
+def test_delta_rows_give_back_every_mask_appended_and_exported(n: int) -> None:
+    """Forward and backward steps (one anchor each, in batches that span two steps), random
+    subsets (each kept whole) and repeats read back as appended, before and after an export
+    of some rows is read into other rows; a bad export raises ValueError."""
+    from subsetctl.estimate.rowindex import DeltaRows
+
+    forward = np.packbits(_forward_steps(n, 3), axis=1)
+    backward = np.packbits(~_forward_steps(n, 2), axis=1)
+    rand = np.packbits(np.random.default_rng(n).random((40, n)) < 0.5, axis=1)
+    packed = np.concatenate([forward, backward[:7], rand, backward[7:], forward[:3]])
+    rows = DeltaRows((n + 7) // 8)
+    for start in range(0, len(packed), 700):  # (batches across steps and kinds)
+        assert rows.append(packed[start : start + 700]) == start
+    assert rows.count == len(packed) and np.array_equal(rows.take(np.arange(len(packed))), packed)
+    if n > 128:  # (below, each mask is kept whole: 12 bytes a change are no less)
+        assert rows.anchors.count < 40 + 10  # the random subsets, and one a step or so
+    if n > 1000:
+        assert rows.nbytes < packed.nbytes / 4
+    some = np.random.default_rng(1).permutation(len(packed))[: len(packed) // 3]
+    other = DeltaRows(rows.width)
+    other.append(rand[:2])
+    assert other.extend(**rows.export(some)) == 2
+    assert np.array_equal(other.take(np.arange(2, other.count)), packed[some])
+    bad = rows.export(some[:3])
+    bad["flip"][0] = 8 * rows.width
+    with pytest.raises(ValueError):
+        DeltaRows(rows.width).extend(**bad)
