@@ -332,7 +332,11 @@ def _sigint_blocked_for_new_threads() -> Iterator[None]:
     the caller to close the cluster; raised halfway, it left a half-started cluster running
     until exit. Ignoring SIGINT instead, which the workers inherit too, dropped such a
     Ctrl-C and the run went on. A process started with SIGINT ignored (a background job)
-    keeps ignoring it.
+    keeps ignoring it. A stop signal that has a Python handler (`subsetctl`'s: SIGTERM,
+    SIGHUP, SIGUSR1, SIGUSR2) is recorded and raised again the same way, though not blocked
+    (the workers must stay stoppable by SIGTERM): raised halfway, distributed closed the
+    half-started cluster at exit, after "stopped by SIGTERM", with an AssertionError
+    traceback.
 
     multiprocessing's resource tracker is started first: starting it unblocks SIGINT in
     the thread that starts it, which would then be the cluster's own thread."""
@@ -345,9 +349,20 @@ def _sigint_blocked_for_new_threads() -> Iterator[None]:
 
     resource_tracker.ensure_running()
     # (handlers can be set in the main thread only; an ignored SIGINT stays ignored)
-    record = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) != signal.SIG_IGN
+    main_thread = threading.current_thread() is threading.main_thread()
+    record = main_thread and signal.getsignal(signal.SIGINT) != signal.SIG_IGN
     interrupted: list[int] = []
-    handler = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.append(signum)) if record else None
+
+    def recorded(signum: int, frame: Any) -> None:
+        interrupted.append(signum)
+
+    handler = signal.signal(signal.SIGINT, recorded) if record else None
+    stops: dict[int, Any] = {}
+    if main_thread:
+        from subsetctl.cli import _stop_signals
+
+        stops = {signum: signal.signal(signum, recorded) for signum in _stop_signals()
+                 if callable(signal.getsignal(signum))}
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
@@ -355,8 +370,10 @@ def _sigint_blocked_for_new_threads() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a pending Ctrl-C is recorded here
         if record:  # (None: a handler not set from Python, which cannot be put back; Python's own instead)
             signal.signal(signal.SIGINT, handler if handler is not None else signal.default_int_handler)
-    if interrupted:
-        signal.raise_signal(signal.SIGINT)
+        for signum, stop_handler in stops.items():
+            signal.signal(signum, stop_handler)
+    for signum in dict.fromkeys(interrupted):  # in the order they came; the first handler to raise ends it
+        signal.raise_signal(signum)
 
 
 class _Sink:

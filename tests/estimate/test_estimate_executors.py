@@ -909,6 +909,35 @@ def test_ctrl_c_while_a_local_cluster_starts_stops_the_run_and_the_cluster() -> 
         connection.close()
 
 
+def test_stop_signal_while_a_local_cluster_starts_is_raised_once_it_has_started() -> None:
+    """SIGTERM (or SIGHUP, SIGUSR1/2) while the local cluster started raised there, halfway:
+    distributed then closed the half-started cluster at exit, after "stopped by SIGTERM", with
+    an "Exception ignored in atexit callback" AssertionError traceback. Like a Ctrl-C, it is now
+    raised once the cluster has started, and the cluster is closed; the handler is put back."""
+    import os
+    import signal
+
+    from subsetctl.cli import Terminated, _stop_signals_as_interrupt
+    from subsetctl.estimate.dask_backend import _connect_dask
+
+    started: list[SimpleNamespace] = []
+
+    def interrupted_local_cluster(**kwargs: Any) -> Any:
+        os.kill(os.getpid(), signal.SIGTERM)  # as `kill PID` while the cluster starts
+        for _ in range(1000):  # (Python runs a handler between bytecodes: here, before the fix)
+            pass
+        started.append(SimpleNamespace(closed=False))
+        started[-1].close = lambda: setattr(started[-1], "closed", True)
+        return started[-1]
+
+    with _stop_signals_as_interrupt():
+        handler = signal.getsignal(signal.SIGTERM)
+        with pytest.raises(Terminated):
+            _connect_dask(SimpleNamespace(LocalCluster=interrupted_local_cluster), 1, None, 5)
+        assert signal.getsignal(signal.SIGTERM) is handler
+    assert len(started) == 1 and started[0].closed
+
+
 def test_overlapping_silencing_of_distributed_logs_puts_the_levels_back() -> None:
     """Two overlapping uses (two threads' searches): the second saved the levels the first
     had set and put those "back" last, so distributed's logs stayed off for good."""
