@@ -387,3 +387,21 @@ def test_a_setting_recorded_unset_reads_apart_from_one_a_report_lacks() -> None:
             for line in buffer.getvalue().splitlines() if line.count("│") == 4}
     assert rows["plugins"] == ["tsvload:load_tsv", "null"], buffer.getvalue()
     assert rows["estimate.lam"] == ["0.5", "-"], buffer.getvalue()
+
+
+def test_the_sources_only_one_side_has_are_named_in_the_order_it_lists_them() -> None:
+    """report.json's keys are sorted as text, ``sources[100]`` before ``sources[53]``: the
+    sources only A has (its sources 53 to 502) were named "x047, x048, x049 and 447 more",
+    and the settings listed in that order, not the list's."""
+    from subsetctl.report.compare import NOT_IN_REPORT, settings_rows
+
+    def side(names: list[str]) -> dict:  # as report.json loads: keys sorted as text
+        return dict(sorted({"gradients.d": 8, **{k: v for i, n in enumerate(names) for k, v in (
+            (f"sources[{i}].name", n), (f"sources[{i}].loader.path", f"{n}.jsonl"))}}.items()))
+
+    shared = [f"s{i:03d}" for i in range(53)]
+    cmp = compare_reports(_side("A", [], side(shared + [f"x{i:03d}" for i in range(450)])), _side("B", [], side(shared)))
+    assert settings_rows(cmp["settings"]) == [
+        ("sources only in A (450)", "x000, x001, x002 and 447 more", NOT_IN_REPORT)]
+    assert [row["key"] for row in cmp["settings"][:4]] == [
+        "sources[x000].loader.path", "sources[x000].name", "sources[x001].loader.path", "sources[x001].name"]

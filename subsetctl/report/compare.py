@@ -172,16 +172,32 @@ def _sources_by_name(settings: dict[str, Any]) -> dict[str, Any]:
     (``sources[t_add].loader.path``), not its place in the list (``sources[2]...``): two
     variants whose source lists differ (another ``by`` column, a source added before the
     others) paired the sources at one index, showing every setting of unrelated sources as
-    different. A source whose name is not recorded keeps its index."""
+    different. A source whose name is not recorded keeps its index. The sources come in
+    the order their side lists them (:func:`_sources_in_list_order`)."""
     names = {m.group(1): value for key, value in settings.items()
              if (m := _SOURCE_SETTING.match(key)) and m.group(2) == "name" and isinstance(value, str)}
     out: dict[str, Any] = {}
-    for key, value in settings.items():
+    for key, value in _sources_in_list_order(settings):
         match = _SOURCE_SETTING.match(key)
         if match is not None and match.group(1) in names:
             key = f"sources[{names[match.group(1)]}].{match.group(2)}"
         out[key] = value
     return out
+
+
+def _sources_in_list_order(settings: dict[str, Any]) -> list[tuple[str, Any]]:
+    """``settings``' items with the listed sources' (``sources[i].x``) in the order of their
+    index ``i``, each source's own in the order given, in the places the sources' settings
+    had; other settings where they are. report.json's keys are sorted as text
+    (``sources[100]`` before ``sources[50]``), and the sources only one side has were named in
+    that order ("x047, x048, x049 and 447 more" for sources 53 to 502), not the list's."""
+    items = list(settings.items())
+    indices = {i: int(m.group(1)) for i, (key, _) in enumerate(items)
+               if (m := _SOURCE_SETTING.match(key)) and m.group(1).isdigit()}  # place -> the source's index
+    given = list(items)
+    for place, at in zip(indices, sorted(indices, key=indices.__getitem__)):  # (sorted is stable)
+        items[place] = given[at]
+    return items
 
 
 class _NotInReport:
