@@ -395,6 +395,44 @@ def json_file_text(data: Any) -> str:
     return json_text(data, indent=2, sort_keys=True) + "\n"
 
 
+def compact_json_file_text(data: Any, width: int = 120) -> str:
+    """The text of a JSON file of many small records (report.json), as :func:`json_file_text`
+    reads (strict JSON, keys sorted) but shorter: an object or list whose text fits on one
+    line of ``width`` characters, indent included, is one line (a source's row counts,
+    ``{"test": 0, "train": 5, "validation": 0}``, not five lines), and a longer list or
+    object of plain values (thousands of source names, their scores) wraps as many to a line
+    as fit. One entry a line and two spaces an indent were a third of report.json at
+    thousands of sources."""
+    data = finite_json(data)
+
+    def dumps(value: Any) -> str:
+        return json.dumps(value, allow_nan=False, default=str, sort_keys=True)
+
+    def text(value: Any, indent: int) -> str:
+        one = dumps(value)
+        if not isinstance(value, dict | list) or not value or indent + len(one) <= width:
+            return one
+        pad = " " * (indent + 2)
+        pairs = sorted(value.items()) if isinstance(value, dict) else None
+        nested = any(isinstance(item, dict | list) for item in (value.values() if pairs is not None else value))
+        if pairs is not None and nested:  # (a key's text as json.dumps writes it, also of a number)
+            items = [f"{dumps({key: None})[1:-7]}: {text(item, indent + 2)}" for key, item in pairs]
+        elif nested:
+            items = [text(item, indent + 2) for item in value]
+        else:  # plain values (a source's score by its name): as many a line as fit
+            items, line = [], ""
+            for item in (dumps({key: item})[1:-1] for key, item in pairs) if pairs is not None else map(dumps, value):
+                if line and len(pad) + len(line) + len(item) + 2 > width:
+                    items.append(line)
+                    line = ""
+                line = f"{line}, {item}" if line else item
+            items.append(line)
+        opening, closing = "{}" if isinstance(value, dict) else "[]"
+        return f"{opening}\n" + ",\n".join(pad + item for item in items) + f"\n{' ' * indent}{closing}"
+
+    return text(data, 0) + "\n"
+
+
 def timestamp() -> str:
     """Now, local time with its UTC offset, as RFC 3339 writes it (``2026-12-04T15:46:29+01:00``):
     when a stage's results were written, in its manifest and report.json. ``%z``'s ``+0100``

@@ -4,6 +4,7 @@ does not repeat its raw estimates under "calibrated"."""
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -1531,3 +1532,118 @@ def test_the_terminal_reproducing_line_counts_one_file_in_the_singular() -> None
     buffer = io.StringIO()
     render_full_report(report, Console(file=buffer, width=400))
     assert "(1 model file's and 3 data files' sha256 in report.md)" in buffer.getvalue(), buffer.getvalue()
+
+
+def _many_sources_project(root: Path, n: int) -> dict[str, Any]:
+    """A project folder whose data and search stages finished over ``n`` sources of one
+    ``source_files`` group (files ``pool/s00042.jsonl``), and the report built from it, as
+    report.json holds it."""
+    import json
+
+    from subsetctl.project import Project, json_file_text
+    from subsetctl.report.build import build_report
+
+    names = [f"s{i:05d}" for i in range(n)]
+    picks = {"gradient_similarity": names[: n // 2], "forward": names[:3]}
+    counts = {"target": {"test": 20, "train": 20, "validation": 20},
+              **{name: {"test": 0, "train": 5, "validation": 0} for name in names}}
+    sources = [{"name": name, "loader": {"type": "jsonl", "path": f"pool/{name}.jsonl"}, "split": {"train": 1.0}}
+               for name in names]
+    stages = {
+        "data": ({"sources": names, "counts": counts, "kind": "causal-lm", "reused": []},
+                 {"sources": sources}, ("data.json", {"warnings": []})),
+        "search": ({"final": "gradient_similarity", "selected": picks["gradient_similarity"], "strategies": picks,
+                    "lambda": 1.0}, {"search": {"strategies": [{"name": "gradient_similarity"}]}},
+                   ("selections.json", {
+                       "sources": names, "final": "gradient_similarity", "baselines": {},
+                       "calibration": {"enabled": False}, "strategies": {
+                           label: {"strategy": label, "selected": selected, "estimated_loss_raw": 1.0,
+                                   "scores": {name: i / n for i, name in enumerate(names)}
+                                   if label == "gradient_similarity" else {}}
+                           for label, selected in picks.items()}})),
+    }
+    files = {name: {"file": {"sha256": f"{i:064x}", "size": 200 + i}} for i, name in enumerate(names)}
+    files["target"] = {"file": {"sha256": "f" * 64, "size": 9}, "test_loader": {"file": {"sha256": "e" * 64, "size": 3}}}
+    for stage, (summary, recorded, (name, content)) in stages.items():
+        folder = root / ".subsetctl" / stage
+        folder.mkdir(parents=True)
+        (folder / "manifest.json").write_text(json_file_text({
+            "fingerprint": "f", "seconds": 1.0, "summary": summary,
+            "inputs": {"slice": recorded, "extra": files if stage == "data" else {}}}))
+        (folder / name).write_text(json.dumps(content))
+    (root / "subsetctl.yaml").write_text("x: 1\n")
+    return json.loads(json.dumps(build_report(Project(root))))
+
+
+def test_report_json_holds_no_copies_of_the_sources_lists_in_its_stage_summaries(tmp_path) -> None:
+    """At thousands of sources report.json held the source names again in the data stage's
+    summary (its ``sources``, and ``counts`` a five-line record a source) and the picks again
+    in the search's (``selected``, ``strategies``): those copies are left out, the counts are
+    columns, and nothing else of the summaries changes."""
+    from subsetctl.report.build import expand_input_files
+    from subsetctl.report.cells import reproduce_facts
+    from subsetctl.report.compare import input_digests
+
+    report = _many_sources_project(tmp_path, 5)
+    names = [f"s{i:05d}" for i in range(5)]
+    data, search = report["stages"]["data"]["summary"], report["stages"]["search"]["summary"]
+    assert "sources" not in data and report["sources"] == names
+    assert data["counts"] == {"source": [*names, "target"], "test": [0, 0, 0, 0, 0, 20],  # (the manifest's order)
+                              "train": [5, 5, 5, 5, 5, 20], "validation": [0, 0, 0, 0, 0, 20]}
+    assert data["kind"] == "causal-lm" and data["reused"] == []
+    assert search == {"final": "gradient_similarity", "lambda": 1.0}
+    assert report["strategies"]["forward"]["selected"] == names[:3]
+    assert report["settings"]["sources[{name}].loader.path"] == "pool/{name}.jsonl"
+    assert "sources[3].loader.path" not in report["settings"] and report["settings"]["sources[3].name"] == "s00003"
+    # the sources reading one file each: a table (the target, with a test file too, keeps its record)
+    files = report["input_files"]
+    assert files["data_files"] == {"source": names, "sha256": [f"{i:064x}" for i in range(5)],
+                                   "size": [200, 201, 202, 203, 204]}
+    assert list(files["data"]) == ["target"]
+    expanded = expand_input_files(files)
+    assert expanded["data"]["s00004"] == {"file": {"sha256": f"{4:064x}", "size": 204}} and "data_files" not in expanded
+    assert list(expanded["data"]) == [*names, "target"] and expand_input_files(expanded) == expanded
+    _, [(title, rows, more)] = reproduce_facts(report)
+    assert title == "data file (by source)" and rows[0] == ("s00000", f"{0:064x}") and len(rows) == 7 and more == 0
+    assert input_digests(expanded)["data/s00004"] == f"{4:064x}" and input_digests(expanded)["data/target/test_loader"] == "e" * 64
+
+
+def test_report_json_is_about_half_as_long_at_thousands_of_sources(tmp_path) -> None:
+    """report.json at 5,000 sources was about 600 bytes a source (every setting holding the
+    source's name, each file's record, the copies of the names and picks, one line a value):
+    it is at most half that of format 12's layout, and reads as the same report."""
+    from subsetctl.project import compact_json_file_text, json_file_text
+    from subsetctl.report.build import expand_input_files, expand_source_settings
+
+    report = _many_sources_project(tmp_path, 2000)
+    names = report["sources"]
+    counts = report["stages"]["data"]["summary"]["counts"]
+    as_12 = {**report, "settings": expand_source_settings(report["settings"]),
+             "input_files": expand_input_files(report["input_files"]), "stages": {
+        "data": {**report["stages"]["data"], "summary": {
+            **report["stages"]["data"]["summary"], "sources": names, "counts": {
+                name: {split: counts[split][i] for split in ("test", "train", "validation")}
+                for i, name in enumerate(counts["source"])}}},
+        "search": {**report["stages"]["search"], "summary": {
+            **report["stages"]["search"]["summary"], "selected": report["strategies"]["gradient_similarity"]["selected"],
+            "strategies": {label: entry["selected"] for label, entry in report["strategies"].items()}}}}}
+    assert as_12["settings"]["sources[1999].loader.path"] == "pool/s01999.jsonl"
+    before, after = len(json_file_text(as_12)), len(compact_json_file_text(report))
+    assert after * 2 <= before, (before, after)
+    assert json.loads(compact_json_file_text(report)) == report
+
+
+def test_compact_json_file_text_is_the_same_json_one_line_a_small_record() -> None:
+    """report.json's text: a record that fits is one line, a long list or object of plain
+    values wraps as many to a line as fit, nested ones one a line; read, the same JSON."""
+    from subsetctl.project import compact_json_file_text
+
+    data = {"b": {"x": 1, "y": [1, 2]}, "a": [f"s{i:03d}" for i in range(30)], "c": {},
+            "d": {f"k{i}": i / 3 for i in range(10)}, "e": [{"z": 1}], "f": float("nan")}
+    text = compact_json_file_text(data, width=60)
+    assert json.loads(text) == {**data, "f": None}
+    lines = text.splitlines()
+    assert '  "b": {"x": 1, "y": [1, 2]},' in lines and '  "c": {},' in lines and '  "e": [{"z": 1}],' in lines
+    assert '    "s000", "s001", "s002", "s003", "s004", "s005", "s006",' in lines
+    assert all(len(line) <= 60 for line in lines), text
+    assert text.endswith("}\n") and lines[0] == "{" and len(lines) < 25

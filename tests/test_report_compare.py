@@ -118,8 +118,10 @@ def test_settings_every_source_shares_are_written_once() -> None:
     """report.json's settings listed each source's resolved settings (loader, split, seed,
     ...), about 490 bytes a source: 5 MB at 5,000 sources, all alike but the name and file.
     A setting all sources share is one ``sources[*]`` key; a source of another value keeps
-    its own; a key only some sources have (another loader's) stays theirs. Expanded, it is
-    what it was, and compared with a report.json of every source's settings, nothing differs."""
+    its own; a key only some sources have (another loader's) stays theirs; a text holding the
+    source's name (a group's file paths) is one ``sources[{name}]`` key (format 13). Expanded,
+    it is what it was, and compared with a report.json of every source's settings, or of
+    format 11's, nothing differs."""
     from subsetctl.report.build import compact_source_settings, expand_source_settings
 
     full = _every_sources_settings(500)
@@ -132,12 +134,17 @@ def test_settings_every_source_shares_are_written_once() -> None:
     assert compact["sources[7].split.train"] == 0.5 and compact["sources[9].loader.where"] == {"task": "x"}
     assert compact["sources[4].split.train"] is True
     assert "sources[8].split.train" not in compact and compact["sources[8].name"] == "s8"
-    assert len(compact) == 1 + 3 + 500 * 2 + 3
+    assert compact["sources[{name}].loader.path"] == "pool/{name}.jsonl"  # each path holds the source's name
+    assert len(compact) == 1 + 3 + 500 + 1 + 3
     assert len(json.dumps(compact)) < len(json.dumps(full)) / 2
     assert expand_source_settings(compact) == full
     assert expand_source_settings(full) == full and compact_source_settings({"gradients.d": 8}) == {"gradients.d": 8}
     cmp = compare_reports(_side("A", [], compact), _side("B", [], full))
     assert cmp["settings"] == [], cmp["settings"]
+    as_12 = {**{k: v for k, v in compact.items() if not k.startswith("sources[{name}]")},  # (format 11 and 12)
+             **{f"sources[{i}].loader.path": f"pool/s{i}.jsonl" for i in range(500)}}
+    assert expand_source_settings(as_12) == full
+    assert compare_reports(_side("A", [], compact), _side("B", [], as_12))["settings"] == []
     other = {**full, "sources[3].loader.type": "csv"}
     cmp = compare_reports(_side("A", [], compact), _side("B", [], compact_source_settings(other)))
     assert cmp["settings"] == [{"key": "sources[s3].loader.type", "a": "jsonl", "b": "csv"}], cmp["settings"]
@@ -405,3 +412,24 @@ def test_the_sources_only_one_side_has_are_named_in_the_order_it_lists_them() ->
         ("sources only in A (450)", "x000, x001, x002 and 447 more", NOT_IN_REPORT)]
     assert [row["key"] for row in cmp["settings"][:4]] == [
         "sources[x000].loader.path", "sources[x000].name", "sources[x001].loader.path", "sources[x001].name"]
+
+
+def test_a_setting_holding_each_sources_name_is_written_once_where_most_share_its_form() -> None:
+    """Each source of a ``source_files`` group kept its file's path in report.json's settings
+    (``sources[42].loader.path: pool/s42.jsonl``, 50 bytes a source): it is one
+    ``sources[{name}].loader.path: pool/{name}.jsonl``; a source whose path is of another
+    form, and a setting some sources lack, keep theirs; expanded, each is as it was."""
+    from subsetctl.report.build import compact_source_settings, expand_source_settings
+
+    full = {f"sources[{i}].{k}": v for i, name in enumerate(["a", "b", "c", "{name}"]) for k, v in (
+        ("name", name), ("loader.path", f"d/{name}.jsonl"), ("loader.type", "jsonl"))}
+    full["sources[2].loader.path"] = "other/c.jsonl"
+    full["sources[0].loader.where"] = {"task": "a"}
+    full["sources[1].max_examples"] = "b"  # a text that is the name alone: of one source, no form
+    compact = compact_source_settings(full)
+    assert compact == {"sources[*].loader.type": "jsonl", "sources[0].loader.where": {"task": "a"},
+                       "sources[0].name": "a", "sources[1].max_examples": "b", "sources[1].name": "b",
+                       "sources[2].loader.path": "other/c.jsonl", "sources[2].name": "c",
+                       "sources[3].name": "{name}",  # ("{name}" in its path: its name, so the form's)
+                       "sources[{name}].loader.path": "d/{name}.jsonl"}, compact
+    assert expand_source_settings(compact) == dict(sorted(full.items()))

@@ -301,7 +301,11 @@ def test_the_report_says_what_produced_the_selection(tiny_project_ran) -> None:
     report = _read(root / "report.json")
     data = _read(root / ".subsetctl" / "data" / "manifest.json")["inputs"]["extra"]
     model = _read(root / ".subsetctl" / "meta_init" / "manifest.json")["inputs"]["extra"]["model_files"]
-    assert report["input_files"] == {"data": data, "model": {"model_files": model}}
+    from subsetctl.report.build import expand_input_files
+
+    # (the sources reading one file each: one table of columns, data_files, since report_format 13)
+    assert "a" in report["input_files"]["data_files"]["source"] and "a" not in report["input_files"]["data"]
+    assert expand_input_files(report["input_files"]) == {"data": data, "model": {"model_files": model}}
     md = (root / "report.md").read_text()
     section = md[md.index("## Reproducing the selection"):md.index("## Time per stage")]
     assert f"- resolved spec: .subsetctl/specs/{report['stages']['search']['resolved_spec']}.json" in section

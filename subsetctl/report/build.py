@@ -24,8 +24,12 @@ from subsetctl.report.cells import final_vs_baselines
 #: the data and model files' sha256, and report.md's section on reproducing the selection; 11:
 #: ``settings`` holds a setting every listed source shares once, as ``sources[*].<key>``
 #: (:func:`compact_source_settings`), not once a source; 12: ``overrides`` keyed as typed (a
-#: strategy or source by its name), and ``overrides_recorded``
-REPORT_FORMAT = 12
+#: strategy or source by its name), and ``overrides_recorded``; 13: report.json shorter (each
+#: source's setting that holds its name once, as ``sources[{name}].<key>``; the data stage's
+#: ``counts`` and the one-file sources' ``input_files`` (``data_files``) as columns; no copies of
+#: ``sources`` and the picks in the stage summaries; one
+#: line a small record): about half the bytes at thousands of sources
+REPORT_FORMAT = 13
 
 #: what each :data:`REPORT_FORMAT` added, as `plan` names it for a report an earlier one wrote
 FORMAT_ADDITIONS = {2: "final_vs_baselines", 3: "final_vs_baselines' stds",
@@ -38,7 +42,9 @@ FORMAT_ADDITIONS = {2: "final_vs_baselines", 3: "final_vs_baselines' stds",
                     10: "input_files (the data and model files' sha256) and report.md's section on reproducing the "
                         "selection",
                     11: "settings' sources[*] keys (a setting every listed source shares, once)",
-                    12: "overrides as typed (a strategy or source by its name) and overrides_recorded"}
+                    12: "overrides as typed (a strategy or source by its name) and overrides_recorded",
+                    13: "settings' sources[{name}] keys, input_files' data_files, the data stage's counts as "
+                        "columns (about half the bytes at thousands of sources)"}
 
 
 def added_since(recorded_format: Any) -> str:
@@ -413,6 +419,49 @@ def results_input_files(project: Project, skip: frozenset[str] | set[str] = froz
     return out
 
 
+#: in report.json's ``input_files``, the table of the sources that read one file each
+#: (:func:`compact_input_files`), beside ``data``
+DATA_FILES = "data_files"
+
+
+def compact_input_files(files: dict[str, Any]) -> dict[str, Any]:
+    """:func:`results_input_files`' ``files`` with the sources that read one file each (a
+    record ``{"file": {"sha256": ..., "size": ...}}``) as one table of columns,
+    ``data_files``: ``{"source": [...], "sha256": [...], "size": [...]}``, by name; ``data``
+    keeps the others (a ``where`` source's ``rows``, a glob's ``files``, a package's version).
+    A source's record was a line of 115 bytes, 570 KB at 5,000 sources.
+    :func:`expand_input_files` undoes it."""
+    data = files.get("data")
+    if not isinstance(data, dict):
+        return files
+    single = {name: record["file"] for name, record in data.items() if _one_file(record)}
+    if len(single) < 2:
+        return files
+    names = sorted(single)
+    return {**files, "data": {name: record for name, record in data.items() if name not in single},
+            DATA_FILES: {"source": names, "sha256": [single[name]["sha256"] for name in names],
+                         "size": [single[name]["size"] for name in names]}}
+
+
+def _one_file(record: Any) -> bool:
+    """Whether a source's input files ``record`` is one file's sha256 and size alone."""
+    return (isinstance(record, dict) and list(record) == ["file"] and isinstance(record["file"], dict)
+            and sorted(record["file"]) == ["sha256", "size"])
+
+
+def expand_input_files(files: dict[str, Any]) -> dict[str, Any]:
+    """``files`` (report.json's ``input_files``) with its ``data_files`` table
+    (:func:`compact_input_files`) written back into ``data``, a record a source, as a
+    report.json before format 13 holds them; unchanged without one."""
+    table = files.get(DATA_FILES)
+    if not isinstance(table, dict):
+        return files
+    data = dict(files.get("data") or {})
+    for name, sha256, size in zip(table.get("source") or [], table.get("sha256") or [], table.get("size") or []):
+        data[name] = {"file": {"sha256": sha256, "size": size}}
+    return {**{key: value for key, value in files.items() if key != DATA_FILES}, "data": dict(sorted(data.items()))}
+
+
 def _recorded_loaders(recorded: Any) -> dict[str, dict[str, Any]]:
     """Source name -> ``{"loader": ..., "test_loader": ...}`` (those set) as a data stage's
     recorded spec slice ``recorded`` gives them; empty when it is not a slice."""
@@ -535,11 +584,48 @@ def compact_source_settings(settings: dict[str, Any]) -> dict[str, Any]:
         compared, count = max(values.items(), key=lambda item: item[1])
         if count >= 2:
             shared[setting] = compared
-    if not shared:
-        return settings
     out = {key: value for key, value in settings.items()
            if key not in parsed or shared.get(parsed[key][0], _NONE) != parsed[key][1]}
     out |= {f"{ALL_SOURCES}.{setting}": first[setting, compared] for setting, compared in shared.items()}
+    every = {setting for setting, values in counts.items()  # (expanded, a template gives each source the setting)
+             if setting != "name" and setting not in shared and sum(values.values()) == sources}
+    return _by_name_templates(out, every) if counts else settings
+
+
+#: in report.json's ``settings``, the key before a setting each listed source has as a text
+#: holding its name (``sources[{name}].loader.path``: ``"pool/{name}.jsonl"``), where a source
+#: whose text is not that with its name has its own ``sources[3].loader.path``
+BY_NAME = "sources[{name}]"
+
+#: what stands for a source's name in a :data:`BY_NAME` setting's value
+NAME_FIELD = "{name}"
+
+
+def _by_name_templates(settings: dict[str, Any], every: set[str]) -> dict[str, Any]:
+    """``settings`` (with ``sources[i].name`` for each listed source) with each setting of
+    ``every`` (those every source has, of values not all alike) that two or more sources
+    have as a text around their names alike (a group's
+    ``loader.path``, ``pool/s00042.jsonl``) written once as ``sources[{name}].<key>``,
+    ``"pool/{name}.jsonl"``, at the form most sources share; a source of another text keeps
+    its own key. At thousands of sources from one ``source_files`` group, each file's path
+    was 50 bytes a source. :func:`expand_source_settings` undoes it."""
+    names = {m.group(1): value for key, value in settings.items()
+             if (m := _INDEXED_SOURCE_SETTING.match(key)) and m.group(2) == "name" and isinstance(value, str)}
+    forms: dict[str, dict[tuple[str, str], list[str]]] = {}  # setting -> (before, after) name -> its keys
+    for key, value in settings.items():
+        match = _INDEXED_SOURCE_SETTING.match(key)
+        name = names.get(match.group(1)) if match is not None and match.group(2) in every else None
+        if name and isinstance(value, str) and name in value:
+            before, _, after = value.partition(name)
+            if NAME_FIELD not in before and NAME_FIELD not in after:  # (expanded, it would be a name too)
+                forms.setdefault(match.group(2), {}).setdefault((before, after), []).append(key)
+    out = dict(settings)
+    for setting, by_form in forms.items():
+        (before, after), keys = max(by_form.items(), key=lambda item: len(item[1]))
+        if len(keys) >= 2:
+            for key in keys:
+                del out[key]
+            out[f"{BY_NAME}.{setting}"] = f"{before}{NAME_FIELD}{after}"
     return dict(sorted(out.items()))
 
 
@@ -561,13 +647,19 @@ def expand_source_settings(settings: dict[str, Any]) -> dict[str, Any]:
     are returned as they are."""
     shared = {key[len(ALL_SOURCES) + 1:]: value for key, value in settings.items()
               if key.startswith(f"{ALL_SOURCES}.")}
-    if not shared:
+    by_name = {key[len(BY_NAME) + 1:]: value for key, value in settings.items()
+               if key.startswith(f"{BY_NAME}.") and isinstance(value, str)}
+    if not shared and not by_name:
         return settings
     indices = sorted({int(match.group(1)) for key in settings if (match := _INDEXED_SOURCE_SETTING.match(key))})
-    out = {key: value for key, value in settings.items() if not key.startswith(f"{ALL_SOURCES}.")}
+    out = {key: value for key, value in settings.items()
+           if not key.startswith((f"{ALL_SOURCES}.", f"{BY_NAME}."))}
     for i in indices:
         for key, value in shared.items():
             out.setdefault(f"sources[{i}].{key}", value)
+        name = settings.get(f"sources[{i}].name")
+        for key, value in by_name.items() if isinstance(name, str) else ():
+            out.setdefault(f"sources[{i}].{key}", value.replace(NAME_FIELD, name, 1))
     return dict(sorted(out.items()))
 
 
@@ -724,6 +816,42 @@ def in_spec_order(report: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _without_copies(report: dict[str, Any]) -> None:
+    """``report``'s stage summaries without their lists of sources a source (thousands of
+    names each, at thousands of sources) that report.json holds elsewhere: the data stage's
+    ``sources`` where they are ``sources``, the search's ``selected`` and ``strategies``
+    (each label's picks) where they are the strategies' ``selected``; and the data stage's
+    ``counts`` a column a split (:func:`counts_columns`). Together about 100 bytes a source."""
+    stages = report["stages"]
+    # (copies: a summary is the manifest's own, which a command reads once and keeps)
+    data = dict(stages["data"]["summary"]) if isinstance(stages.get("data", {}).get("summary"), dict) else None
+    search = dict(stages["search"]["summary"]) if isinstance(stages.get("search", {}).get("summary"), dict) else None
+    if data is not None:
+        if "sources" in report and data.get("sources") == report["sources"]:
+            del data["sources"]
+        if isinstance(data.get("counts"), dict):
+            data["counts"] = counts_columns(data["counts"])
+        stages["data"] = {**stages["data"], "summary": data}
+    picks = {label: entry.get("selected") for label, entry in (report.get("strategies") or {}).items()}
+    if search is not None and picks:
+        if "selected" in search and search["selected"] == picks.get(report.get("final")):
+            del search["selected"]
+        if search.get("strategies") == picks:
+            del search["strategies"]
+        stages["search"] = {**stages["search"], "summary": search}
+
+
+def counts_columns(counts: dict[str, Any]) -> dict[str, Any]:
+    """The data stage's ``counts`` (source -> split -> rows) as columns: ``source``, the
+    names, and each split's counts in that order (``{"source": ["target", "wiki"], "test":
+    [20, 0], "train": [20, 100], "validation": [20, 0]}``), where a source was a line of 50
+    bytes; unchanged when a row is not a mapping of splits (null where a row lacks one)."""
+    if not counts or not all(isinstance(row, dict) for row in counts.values()):
+        return counts
+    splits = sorted({split for row in counts.values() for split in row})
+    return {"source": list(counts), **{split: [row.get(split) for row in counts.values()] for split in splits}}
+
+
 def mark_switched_off(
     stages: dict[str, dict[str, Any]], spec: Any, unless: Callable[[str], bool] = lambda name: False
 ) -> list[str]:
@@ -795,7 +923,7 @@ def build_report(
         report["plugins"] = plugins
     files = results_input_files(project, skip)
     if files:  # the data and model files' contents the results were made from
-        report["input_files"] = files
+        report["input_files"] = compact_input_files(files)
     data = None if "data" in skip else _read(project.results_dir("data") / "data.json")
     if data and data.get("warnings"):  # leaked held-out rows, dropped blank rows, ...: true of every result
         report["data_warnings"] = data["warnings"]
@@ -860,6 +988,7 @@ def build_report(
         comparison = final_vs_baselines(report)
         if comparison:
             report["final_vs_baselines"] = comparison
+    _without_copies(report)
     # results computed with other library versions than the current ones: reused from the
     # caches, or kept from before an upgrade (nothing makes them stale)
     versions = other_versions(project, [stage for stage in report["stages"] if stage not in skip])

@@ -629,7 +629,9 @@ def reproduce_facts(report: dict[str, Any]) -> tuple[list[str], list[tuple[str, 
     cal = report.get("calibration") or {}
     lines.append(f"estimator {cal.get('estimator') or '-'}, lambda {fmt(cal.get('lam'))}"
                  + (" (chosen by calibrate)" if cal.get("enabled") else " (the spec's estimate.lam)"))
-    files = report.get("input_files") or {}
+    from subsetctl.report.build import expand_input_files
+
+    files = expand_input_files(report.get("input_files") or {})  # (a table of the one-file sources, since format 13)
     model = files.get("model") if isinstance(files.get("model"), dict) else {}
     known = [f"revision {report['adapter_base_model_revision']}"] if report.get("adapter_base_model_revision") else []
     if isinstance(model.get("model_package"), str):

@@ -110,7 +110,10 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
                     for k in keys if sa.get(k) != sb.get(k)]
     files = None
     if isinstance(ra.get("input_files"), dict) and isinstance(rb.get("input_files"), dict):
-        fa, fb = input_digests(ra["input_files"]), input_digests(rb["input_files"])
+        from subsetctl.report.build import expand_input_files
+
+        # (each one-file source's record written out: a report.json before format 13 lists them so)
+        fa, fb = (input_digests(expand_input_files(r["input_files"])) for r in (ra, rb))
         files = [{"file": k, "a": fa.get(k), "b": fb.get(k)} for k in [*fa, *(k for k in fb if k not in fa)]
                  if fa.get(k) != fb.get(k)]
     names = [*(ra.get("selection_order") or []),

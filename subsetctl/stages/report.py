@@ -7,7 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from subsetctl.pipeline import Stage, StageContext
-from subsetctl.project import Project, atomic_write_json, atomic_write_text, keep_as_backup, naming_os_errors
+from subsetctl.project import (
+    Project,
+    atomic_write_text,
+    compact_json_file_text,
+    keep_as_backup,
+    naming_os_errors,
+)
 
 #: how report.md begins (:func:`~subsetctl.report.markdown.render_markdown`)
 MARKDOWN_HEADING = b"# subsetctl report"
@@ -98,9 +104,10 @@ class ReportStage(Stage):
                 (folder / name).unlink(missing_ok=True)
         for name in ("report.json", "report.md"):
             _keep_a_file_of_the_users(ctx, ctx.project.root / name)
-        atomic_write_json(ctx.project.root / "report.json", report)
+        text = compact_json_file_text(report)  # (thousands of sources: one line a small record)
+        atomic_write_text(ctx.project.root / "report.json", text)
         atomic_write_text(ctx.project.root / "report.md", render_markdown(report, written))
-        atomic_write_json(ctx.out_dir / "report.json", report)
+        atomic_write_text(ctx.out_dir / "report.json", text)
         return {"plots": list(written.values())}
 
 
