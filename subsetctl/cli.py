@@ -1135,9 +1135,15 @@ def _run_command(directory: Path | None, overrides: tuple[str, ...], leave_out: 
 
 
 def _report_files(root: Path) -> list[str]:
-    """The report files in the project folder, relative to it: report.md, report.json and
-    the plots (those there now: none while the report stage has not run)."""
+    """The report files in the project folder, relative to it: report.md, report.json, the
+    files the report stage wrote beside them (report_sources.csv) and the plots (those
+    there now: none while the report stage has not run)."""
+    from subsetctl.project import Project
+
     names = [name for name in ("report.md", "report.json") if (root / name).is_file()]
+    summary = (Project(root).read_manifest("report") or {}).get("summary")
+    files = summary.get("files") if isinstance(summary, dict) and isinstance(summary.get("files"), list) else []
+    names += [str(name) for name in files if names and (root / str(name)).is_file()]
     return names + sorted(f"plots/{p.name}" for p in (root / "plots").glob("*.png")) if names else []
 
 
@@ -1184,7 +1190,8 @@ def _print_report(root: Path, console: Any, overrides: list[str] | None = None) 
 @click.option("--all-sources", is_flag=True,
               help="List every source in the text report (with more than 30, highest score first; by "
                    "default the per-source table then shows the 20 highest and 10 lowest scoring and long "
-                   "selections are summarized). json and markdown always list every source.")
+                   "selections are summarized). json always lists every source; markdown is report.md, which "
+                   "of more than 200 shows the 20 highest and 10 lowest, report_sources.csv beside it listing all.")
 @click.option("--compare", "other", type=click.Path(path_type=Path), default=None, metavar="OTHER",
               help="Another variant to set beside this one: a project folder, or a report.json kept from an "
                    "earlier run. Shows the settings that differ, the lambda, each selection's sources and "

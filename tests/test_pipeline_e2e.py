@@ -1699,7 +1699,8 @@ def test_a_report_an_earlier_subsetctl_wrote_is_said_to_lack_what_it_lacks(tiny_
     project = tiny_project_ran()
     manifest_file = project / ".subsetctl" / "report" / "manifest.json"
     manifest = json.loads(manifest_file.read_text())
-    per_seed = ("settings' sources[{name}] keys, input_files' data_files, the data stage's counts as columns "
+    per_seed = ("report_sources.csv (every source's scores, of more than 200), "
+                "settings' sources[{name}] keys, input_files' data_files, the data stage's counts as columns "
                 "(about half the bytes at thousands of sources), "
                 "overrides as typed (a strategy or source by its name) and overrides_recorded, "
                 "settings' sources[*] keys (a setting every listed source shares, once), "
@@ -1717,7 +1718,7 @@ def test_a_report_an_earlier_subsetctl_wrote_is_said_to_lack_what_it_lacks(tiny_
         manifest["fingerprint"] = fingerprint(manifest["inputs"])
         manifest_file.write_text(json.dumps(manifest))
         [reason] = {s.name: s.reasons for s in plan_project(project)[2]}["report"]
-        assert f"without what this one writes there {named}" in reason and REPORT_FORMAT == 13, reason
+        assert f"without what this one writes there {named}" in reason and REPORT_FORMAT == 14, reason
         assert not left_out or left_out not in reason, reason
 
 

@@ -192,9 +192,11 @@ def test_a_long_selection_names_its_highest_scoring_sources_and_where_all_are() 
     text = " ".join(buffer.getvalue().split())
     assert "150 sources, highest scores first: s0298, s0296, s0294," in text and "(+142 more)" in text, text
     assert "s0000," not in text and "s0002," not in text
-    assert "`subsetctl report --all-sources`, report.md and report.json list all" in text, text
+    assert ("`subsetctl report --all-sources`, report.md (or report_sources.csv) and report.json list all"
+            in text), text
     markdown = render_markdown(report, {})
     assert "| 150 sources, highest scores first: s0298, s0296," in markdown  # more than 100: each marked ✓
+    assert "(+142 more); report_sources.csv marks each (true) |" in markdown  # (of 300 sources: there)
     report["strategies"]["forward"]["selected"] = sources[:200:2]  # 100: listed, folded
     markdown = render_markdown(report, {})
     assert "<details><summary>100 sources, highest scores first: s0198, s0196," in markdown
@@ -226,10 +228,11 @@ def test_terminal_report_with_a_thousand_sources_stays_short_unless_asked() -> N
     render_full_report(report, Console(file=buffer, width=200), all_sources=True)
     full = buffer.getvalue()
     assert all(f"s{i:04d}" in full for i in range(1000)) and "left out" not in full and "(+" not in full
+    assert "`subsetctl report --all-sources` or report_sources.csv lists all" in " ".join(short.split())
     markdown = render_markdown(report, {})
     assert "| 1000 sources, highest scores first: s0999, s0998," in markdown
-    assert "(+992 more); each is marked ✓ in the per-source scores below |" in markdown
-    assert all(f"| s{i:04d} | {i} ✓ |" in markdown for i in range(1000))
+    assert "(+992 more); report_sources.csv marks each (true) |" in markdown
+    assert [f"| s{i:04d} | {i} ✓ |" in markdown for i in (999, 980, 979, 10, 9, 0)] == [True, True, False, False, True, True]
 
 
 def test_markdown_does_not_list_thousands_of_selected_sources_in_one_line() -> None:
@@ -271,15 +274,15 @@ def test_markdown_puts_the_scores_of_many_sources_after_the_results_and_plots() 
     """report.md's table of every source's scores (503 rows) stood between the selections and
     verify, the test metrics and the plots, which a reader found only past it: with many
     sources it comes last, a line in its place saying so; a few sources' stay in place."""
-    report = _many_sources_report(500)
+    report = _many_sources_report(200)  # (of more, the table is short: report_sources.csv lists all)
     report["test_metrics"] = {"forward": {"metric": "exact_match", "score_mean": 0.5, "score_std": None,
                                           "loss_mean": 2.0, "loss_std": None, "seeds": 1}}
     markdown = render_markdown(report, {"per-source scores": "plots/source_scores.png"})
     scores, test = markdown.index("## Per-source scores"), markdown.index("## Test metrics")
     plot = markdown.index("![per-source scores](plots/source_scores.png)")
     assert test < markdown.index("## Time per stage") < plot < scores
-    assert markdown.index("> Per-source scores: all 500 sources are listed at the end of this file") < test
-    assert all(f"| s{i:04d} |" in markdown[scores:] for i in range(500))  # the full record, still
+    assert markdown.index("> Per-source scores: all 200 sources are listed at the end of this file") < test
+    assert all(f"| s{i:04d} |" in markdown[scores:] for i in range(200))  # the full record, still
     assert "listed at the end of this file, after the plots." in markdown
     assert "listed at the end of this file." in render_markdown(report, {})  # report.plots: false
     few = render_markdown(_many_sources_report(3) | {"test_metrics": report["test_metrics"]}, {})
@@ -1647,3 +1650,47 @@ def test_compact_json_file_text_is_the_same_json_one_line_a_small_record() -> No
     assert '    "s000", "s001", "s002", "s003", "s004", "s005", "s006",' in lines
     assert all(len(line) <= 60 for line in lines), text
     assert text.endswith("}\n") and lines[0] == "{" and len(lines) < 25
+
+
+def test_markdown_of_thousands_of_sources_lists_the_extremes_and_a_csv_file_all_of_them() -> None:
+    """report.md's per-source table of 5,000 sources was 188 KB, most of the file: beyond 200
+    sources it shows the 20 highest and 10 lowest in its place (the terminal's rows), a line
+    linking report_sources.csv, which lists every source, ranked alike, with each scoring
+    strategy's score as report.json holds it and its pick. Of 200 or fewer, no such file."""
+    import csv
+
+    from subsetctl.report.cells import SOURCES_FILE, SOURCES_IN_REPORT_MD
+    from subsetctl.report.markdown import sources_csv
+
+    report = _many_sources_report(5000)
+    report["strategies"]["forward"]["scores"] |= {"s0007": None}
+    report["strategies"]["forward"]["selected"] = report["sources"][4990:]
+    markdown = render_markdown(report, {})
+    assert len(markdown) < 10_000, len(markdown)
+    scores = markdown[markdown.index("## Per-source scores"):]
+    assert scores.index("| s4999 | 4999 ✓ |") < scores.index(f"| … 4,970 more ({SOURCES_FILE}) | … |") < \
+        scores.index("| s0007 | – |")
+    assert f"[{SOURCES_FILE}]({SOURCES_FILE})" in scores and "end of this file" not in markdown
+    rows = list(csv.reader(io.StringIO(sources_csv(report) or "")))
+    assert rows[0] == ["source", "forward", "forward selected"] and len(rows) == 5001
+    assert rows[1] == ["s4999", "4999.0", "true"] and rows[11] == ["s4989", "4989.0", "false"]
+    assert rows[-1] == ["s0007", "", "false"]  # unscored: last
+    assert sources_csv(_many_sources_report(SOURCES_IN_REPORT_MD)) is None
+    assert sources_csv(_many_sources_report(SOURCES_IN_REPORT_MD + 1)) is not None
+
+
+def test_a_report_sources_csv_of_the_users_own_is_told_from_one_a_report_wrote(tmp_path) -> None:
+    """The report stage writes report_sources.csv beside report.md (and deletes its own when
+    the sources fall to 200 or fewer): a file of that name of the user's own (a data listing)
+    is kept as report_sources.csv.bak first, told apart by the header the report writes."""
+    from subsetctl.report.markdown import sources_csv
+    from subsetctl.stages.report import _written_by_subsetctl
+
+    path = tmp_path / "report_sources.csv"
+    path.write_text(sources_csv(_many_sources_report(300)) or "")
+    assert _written_by_subsetctl(path)
+    for own in ("source,x,y\na,1,2\n", "name,score\n", "", "source,a,a selected"[:-1]):
+        path.write_text(own)
+        assert not _written_by_subsetctl(path), own
+    path.write_bytes(b"\xff\xfe")
+    assert not _written_by_subsetctl(path)

@@ -27,9 +27,10 @@ from subsetctl.report.cells import final_vs_baselines
 #: strategy or source by its name), and ``overrides_recorded``; 13: report.json shorter (each
 #: source's setting that holds its name once, as ``sources[{name}].<key>``; the data stage's
 #: ``counts`` and the one-file sources' ``input_files`` (``data_files``) as columns; no copies of
-#: ``sources`` and the picks in the stage summaries; one
-#: line a small record): about half the bytes at thousands of sources
-REPORT_FORMAT = 13
+#: ``sources`` and the picks in the stage summaries; one line a small record): about half the
+#: bytes at thousands of sources; 14: report.md's per-source
+#: scores of more than 200 sources, the highest and lowest, all in report_sources.csv beside it
+REPORT_FORMAT = 14
 
 #: what each :data:`REPORT_FORMAT` added, as `plan` names it for a report an earlier one wrote
 FORMAT_ADDITIONS = {2: "final_vs_baselines", 3: "final_vs_baselines' stds",
@@ -44,7 +45,8 @@ FORMAT_ADDITIONS = {2: "final_vs_baselines", 3: "final_vs_baselines' stds",
                     11: "settings' sources[*] keys (a setting every listed source shares, once)",
                     12: "overrides as typed (a strategy or source by its name) and overrides_recorded",
                     13: "settings' sources[{name}] keys, input_files' data_files, the data stage's counts as "
-                        "columns (about half the bytes at thousands of sources)"}
+                        "columns (about half the bytes at thousands of sources)",
+                    14: "report_sources.csv (every source's scores, of more than 200)"}
 
 
 def added_since(recorded_format: Any) -> str:

@@ -222,6 +222,14 @@ def ranked_by_score(sources: list[str], scores: dict[str, float | None]) -> list
 #: lowest scores (:func:`score_table_rows`), ranked; of fewer, all in the spec's order
 SCORE_ROWS_TOP, SCORE_ROWS_BOTTOM = 20, 10
 
+#: report.md's per-source score table lists every source up to these many; of more, it has the
+#: ``top`` highest and ``bottom`` lowest, and :data:`SOURCES_FILE` beside it lists them all
+SOURCES_IN_REPORT_MD = 200
+
+#: the file beside report.md with every source's scores and picks, of more than
+#: :data:`SOURCES_IN_REPORT_MD` sources (:func:`~subsetctl.report.markdown.sources_csv`)
+SOURCES_FILE = "report_sources.csv"
+
 
 def score_ranking(report: dict[str, Any], scored: dict[str, Any]) -> str:
     """The strategy (of ``scored``, those with scores) whose scores rank a per-source score

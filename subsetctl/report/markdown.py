@@ -11,6 +11,8 @@ from subsetctl.report.cells import (
     SCORE_ROWS_BOTTOM,
     SCORE_ROWS_TOP,
     SELECTED_SHOWN,
+    SOURCES_FILE,
+    SOURCES_IN_REPORT_MD,
     baseline_cell,
     calibrated_loss_cell,
     calibration_notes,
@@ -80,19 +82,21 @@ def md_title(name: str) -> str:
 SELECTED_LISTED = 100
 
 
-def _selected_md(names: list[str], scores: dict[str, float | None] | None = None) -> str:
+def _selected_md(names: list[str], scores: dict[str, float | None] | None = None, apart: bool = False) -> str:
     """All selected names; a long list folds behind its count and, as the terminal names
     them, its highest scoring by the strategy's ``scores`` (a <details> element, which
     GitHub and most Markdown viewers render inside a table cell), all of them in the
     spec's order inside. More than :data:`SELECTED_LISTED` of a strategy with ``scores``
     are not listed: the per-source score table (every source) marks them ✓; 4,802 of 5,000
     listed made one line of 38 KB near the top of report.md, filling the first screen of
-    a text viewer many times over."""
+    a text viewer many times over. With ``apart`` (the per-source scores are in
+    :data:`~subsetctl.report.cells.SOURCES_FILE`), it says that file marks them."""
     if len(names) <= SELECTED_SHOWN:
         return selected_cell([md_name(n) for n in names])
     summary = md_name(selected_cell(names, SELECTED_SHOWN, scores))  # ranked by the names scores are keyed by
     if scores and len(names) > SELECTED_LISTED:
-        return f"{summary}; each is marked ✓ in the per-source scores below"
+        return f"{summary}; {SOURCES_FILE} marks each (true)" if apart else \
+            f"{summary}; each is marked ✓ in the per-source scores below"
     return f"<details><summary>{summary}</summary>{selected_cell([md_name(n) for n in names], None)}</details>"
 
 
@@ -112,6 +116,34 @@ def left_out_note(left_out: list[str], switched_off: list[str]) -> str:
 #: where to find how to use one outside subsetctl
 _PER_SEED = ("one per seed, `project.seed`'s first, then `project.seed` + 1's, ... (README's \"Using the "
              "result\" loads one, merges it and exports the rows it was fine-tuned on).")
+
+
+def sources_csv(report: dict[str, Any]) -> str | None:
+    """:data:`~subsetctl.report.cells.SOURCES_FILE`'s text: every source of a report of more
+    than :data:`~subsetctl.report.cells.SOURCES_IN_REPORT_MD`, in the order of report.md's
+    per-source table (ranked as the terminal ranks them), a row a source: ``source``, then
+    each scoring strategy's score (as report.json holds it; empty for none) and whether it
+    picked the source (``<label> selected``: true or false). None for fewer sources, or no
+    strategy with scores (report.md's table lists them all). Thousands of table rows were
+    most of report.md (188 KB at 5,000 sources), at its end, which a reader scrolled past."""
+    import csv
+    import io
+
+    scored = {k: v for k, v in (report.get("strategies") or {}).items() if v.get("scores")}
+    if not scored or len(report.get("sources") or []) <= SOURCES_IN_REPORT_MD:
+        return None
+    rows, _ = score_table_rows(report["sources"], scored[score_ranking(report, scored)]["scores"], everything=True)
+    selected = [set(v["selected"]) for v in scored.values()]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["source", *(column for label in scored for column in (label, f"{label} selected"))])
+    for name in rows:
+        cells: list[Any] = [name]
+        for entry, chosen in zip(scored.values(), selected):
+            score = entry["scores"].get(name)
+            cells += ["" if score is None else repr(float(score)), "true" if name in chosen else "false"]
+        writer.writerow(cells)
+    return out.getvalue()
 
 
 def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
@@ -146,7 +178,9 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
         lines += ["## Selections", "", "| strategy | selected sources | est. loss (raw) | est. loss (calibrated) |", "|---|---|---|---|"]
         raw_digits, cal_digits = selection_loss_digits(report)
         for label, r in report["strategies"].items():
-            lines.append(f"| {md_name(label)} | {_selected_md(r['selected'], r.get('scores'))} | {loss_cell(r['estimated_loss_raw'], raw_digits)} | "
+            apart = len(report["sources"]) > SOURCES_IN_REPORT_MD
+            lines.append(f"| {md_name(label)} | {_selected_md(r['selected'], r.get('scores'), apart)} | "
+                         f"{loss_cell(r['estimated_loss_raw'], raw_digits)} | "
                          f"{calibrated_loss_cell(r, bool(cal.get('enabled')), cal_digits)} |")
         for label, r in report.get("baselines", {}).items():
             lines.append(f"| {label} (baseline) | {baseline_cell(r['selected'])} | "
@@ -158,22 +192,32 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
         scored = {k: v for k, v in report["strategies"].items() if v["scores"]}
         if scored:
             # ranked as the terminal ranks it (its highest and lowest), every source kept: the full record
+            # (of thousands, those the terminal shows: every source is in SOURCES_FILE, beside report.md)
             ranking = score_ranking(report, scored)
-            rows, _ = score_table_rows(report["sources"], scored[ranking]["scores"], everything=True)
-            ranked = len(rows) > SCORE_ROWS_TOP + SCORE_ROWS_BOTTOM
+            apart = len(report["sources"]) > SOURCES_IN_REPORT_MD
+            rows, left_out = score_table_rows(report["sources"], scored[ranking]["scores"], everything=not apart)
+            ranked = len(report["sources"]) > SCORE_ROWS_TOP + SCORE_ROWS_BOTTOM
             order = f"sorted by {md_name(ranking)}'s score, highest first" if ranked else "in the spec's order"
             note = (f"> All {len(rows):,} sources, ranked as the terminal report ranks them (it shows the "
                     f"{SCORE_ROWS_TOP} highest and {SCORE_ROWS_BOTTOM} lowest); sources {md_name(ranking)} did not "
                     "score are last, in the spec's order.")
+            if apart:
+                note = (f"> The {SCORE_ROWS_TOP} highest and {SCORE_ROWS_BOTTOM} lowest of {len(report['sources']):,} "
+                        f"sources by {md_name(ranking)}'s score (those it did not score count as lowest); all of "
+                        f"them, with each strategy's score and pick, are in [{SOURCES_FILE}]({SOURCES_FILE}), "
+                        "beside this file, in this order.")
             table = [f"## Per-source scores (higher = more helpful; {order})", "", *([note, ""] if ranked else []),
                      "| source | " + " | ".join(md_name(k) for k in scored) + " |",
                      "|---|" + "---|" * len(scored)]
             selected = [set(v["selected"]) for v in scored.values()]  # not a list scan per source and strategy
             for s in rows:
+                if s is None:  # the sources between the highest and the lowest
+                    table.append(f"| … {left_out:,} more ({SOURCES_FILE}) |" + " … |" * len(scored))
+                    continue
                 table.append(f"| {md_name(s)} | " + " | ".join(_fmt(v["scores"].get(s)) + (" ✓" if s in chosen else "")
                                                            for v, chosen in zip(scored.values(), selected)) + " |")
             table.append("")
-            if ranked:  # hundreds of rows: last, so that verify, the test metrics and the plots are not below them
+            if ranked and not apart:  # hundreds of rows: last, so that verify, the test metrics and the plots are not below them
                 appendix = table
                 lines += [(f"> Per-source scores: all {len(rows):,} sources are listed at the end of this file"
                            f"{', after the plots' if plots else ''}."), ""]

@@ -12,6 +12,8 @@ from rich.text import Text
 
 from subsetctl.report.cells import (
     SELECTED_SHOWN,
+    SOURCES_FILE,
+    SOURCES_IN_REPORT_MD,
     baseline_cell,
     calibrated_loss_cell,
     calibration_notes,
@@ -117,12 +119,13 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
     if "strategies" in report:
         cal = report.get("calibration", {})
         long = not all_sources and any(len(r["selected"]) > SELECTED_SHOWN for r in report["strategies"].values())
+        listed_apart = f" (or {SOURCES_FILE})" if len(report["sources"]) > SOURCES_IN_REPORT_MD else ""
         table = Table(title=f"selections (final: {report['final']}; {cal.get('estimator') or 'estimator'} "
                             f"lambda={_f(cal.get('lam'))}, "
                             f"{calibration_state(cal, report.get('calibration_against'))})", title_justify="left",
                       caption=(f"a selection of more than {SELECTED_SHOWN} sources names {SELECTED_SHOWN}, its "
                                "highest scoring where its strategy scores sources; `subsetctl report --all-sources`, "
-                               "report.md and report.json list all") if long else None,
+                               f"report.md{listed_apart} and report.json list all") if long else None,
                       caption_justify="left")
         raw_digits, cal_digits = selection_loss_digits(report)
         enabled = bool(cal.get("enabled"))
@@ -150,8 +153,9 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
         if scored:
             ranking = score_ranking(report, scored)
             rows, left_out = score_table_rows(report["sources"], scored[ranking]["scores"], everything=all_sources)
+            listing = SOURCES_FILE if len(report["sources"]) > SOURCES_IN_REPORT_MD else "report.md"
             caption = (f"{left_out} sources in between are left out (the highest and lowest by {ranking} are "
-                       "shown); `subsetctl report --all-sources` or report.md lists all") if left_out else None
+                       f"shown); `subsetctl report --all-sources` or {listing} lists all") if left_out else None
             names = list(scored)
             selected = [set(v["selected"]) for v in scored.values()]  # not a list scan per source and strategy
             cells = {s: [_f(v["scores"].get(s)) + (" ✓" if s in chosen else "  ")

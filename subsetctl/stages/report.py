@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -60,14 +61,16 @@ class ReportStage(Stage):
         also when it is there but no report (cut short to ``{``, emptied): a script reading it
         failed while `plan` said the report was up to date and `report` showed it whole, from the
         stage's own copy. (report.md is the user's to annotate: an edit there is no damage.)"""
-        written = ["report.md", "report.json", *manifest.get("summary", {}).get("plots", [])]
+        summary = manifest.get("summary", {})
+        written = ["report.md", "report.json", *summary.get("plots", []), *summary.get("files", [])]
         return [name for name in written if not (project.root / name).is_file()
                 or (name == "report.json" and not _written_by_subsetctl(project.root / name))]
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         from subsetctl.report import plots
         from subsetctl.report.build import build_report, mark_switched_off, outdated_stages, selection_order
-        from subsetctl.report.markdown import render_markdown
+        from subsetctl.report.cells import SOURCES_FILE
+        from subsetctl.report.markdown import render_markdown, sources_csv
 
         # results an upstream change made outdated (finetune switched off after a new search,
         # `run --until search`) are left out, as `subsetctl report` leaves them out
@@ -108,7 +111,16 @@ class ReportStage(Stage):
         atomic_write_text(ctx.project.root / "report.json", text)
         atomic_write_text(ctx.project.root / "report.md", render_markdown(report, written))
         atomic_write_text(ctx.out_dir / "report.json", text)
-        return {"plots": list(written.values())}
+        # every source's scores of a report of hundreds, beside report.md (its table: the highest and lowest)
+        table, path = sources_csv(report), ctx.project.root / SOURCES_FILE
+        if path.is_symlink():  # (a copied project's) replaced, not written through, as a plot
+            path.unlink()
+        if table is not None:
+            _keep_a_file_of_the_users(ctx, path)
+            atomic_write_text(path, table)
+        elif path.is_file() and _written_by_subsetctl(path):  # an earlier run's, of more sources than now
+            path.unlink()
+        return {"plots": list(written.values()), **({"files": [SOURCES_FILE]} if table is not None else {})}
 
 
 def _calibrate_grid_figures(project: Project) -> str | None:
@@ -122,12 +134,17 @@ def _calibrate_grid_figures(project: Project) -> str | None:
 
 
 def _written_by_subsetctl(path: Path) -> bool:
-    """Whether ``path`` (report.md or report.json in the project folder) is a report some
-    subsetctl wrote: report.md under its heading, report.json an object with ``stages``."""
+    """Whether ``path`` (report.md, report.json or report_sources.csv in the project folder) is
+    a report some subsetctl wrote: report.md under its heading, report.json an object with
+    ``stages``, report_sources.csv headed ``source,<label>,<label> selected``."""
     try:
         if path.suffix == ".md":
             with path.open("rb") as handle:
                 return handle.read(len(MARKDOWN_HEADING)) == MARKDOWN_HEADING
+        if path.suffix == ".csv":
+            with path.open(encoding="utf-8", newline="") as handle:
+                header = next(csv.reader(handle), [])
+            return len(header) >= 3 and header[0] == "source" and header[2] == f"{header[1]} selected"
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):  # (UnicodeDecodeError and JSONDecodeError are ValueErrors)
         return False
@@ -135,8 +152,8 @@ def _written_by_subsetctl(path: Path) -> bool:
 
 
 def _keep_a_file_of_the_users(ctx: StageContext, path: Path) -> None:
-    """A report.md or report.json of the user's own (notes next to the spec, a project
-    folder made before subsetctl used it) is copied to ``NAME.bak`` before the report
+    """A report.md, report.json or report_sources.csv of the user's own (notes next to the
+    spec, a project folder made before subsetctl used it) is copied to ``NAME.bak`` before the report
     replaces it, and the run says so: it was overwritten without a word."""
     if path.is_file() and not path.is_symlink() and not _written_by_subsetctl(path):
         backup = keep_as_backup(path)
