@@ -5,7 +5,7 @@ on a tiny random Llama, so the model stages are cheap and what is measured is th
 tool's own per-source overhead: validate, plan, the data stage, search over N sources,
 the report stage, and the terminal report (its wall time and its length in lines, which
 stays bounded however many sources there are), and the sizes of report.json (its ``settings``
-too) and report.md; then the data stage again after one
+too), report.md and report_sources.csv; then the data stage again after one
 source file is added (it prepares that one and reuses the others). Prints one JSON line.
 The work folder is built afresh each time: a project left from an earlier invocation
 would have nothing to run, and its manifests' stage times are not this run's.
@@ -99,7 +99,10 @@ def main() -> None:
     written = json.loads((folder / "report.json").read_text())
     sizes = {"report_json_kb": round((folder / "report.json").stat().st_size / 1e3, 1),
              "report_json_settings_kb": round(len(json.dumps(written["settings"], indent=2)) / 1e3, 1),
-             "report_md_kb": round((folder / "report.md").stat().st_size / 1e3, 1)}
+             "report_md_kb": round((folder / "report.md").stat().st_size / 1e3, 1),
+             # (of more than 200 sources, every source's scores: report.md shows the highest and lowest)
+             "report_sources_csv_kb": round((folder / "report_sources.csv").stat().st_size / 1e3, 1)
+             if (folder / "report_sources.csv").is_file() else None}
     # one more candidate source: the data stage prepares it and reuses the others as prepared
     extra = folder / "pool" / f"s{args.sources:05d}.jsonl"
     extra.write_text("".join(json.dumps({"prompt": f"{a}+{a}=", "response": str(2 * a)}) + "\n"
