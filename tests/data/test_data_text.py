@@ -129,6 +129,23 @@ def test_a_document_that_is_not_utf8_text_is_left_out_with_one_notice(tmp_path: 
         load_jsonl(_jsonl(tmp_path, [{"text": "\ud800"}, {"text": " "}]), make_ctx())
 
 
+def test_a_txt_files_byte_order_mark_is_not_part_of_its_first_row(tmp_path: Path, make_ctx) -> None:
+    """A .txt file saved by a Windows editor as "UTF-8 with BOM" (CRLF line endings too) is
+    read as the same file without them: datasets' text builder kept the BOM as a U+FEFF at
+    the start of the first row's text, which then was trained on and scored."""
+    from subsetctl.data.loaders.huggingface import load_huggingface
+    from subsetctl.spec import HuggingFaceLoader
+
+    (tmp_path / "plain.txt").write_bytes(b"First line.\nSecond line.\n")
+    (tmp_path / "windows.txt").write_bytes(b"\xef\xbb\xbfFirst line.\r\nSecond line.\r\n")
+
+    def texts(name: str) -> list[str]:
+        loader = HuggingFaceLoader(type="huggingface", path="text", data_files=[name], text_field="text")
+        return load_huggingface(loader, make_ctx())["response"]
+
+    assert texts("windows.txt") == texts("plain.txt") == ["First line.", "Second line."]
+
+
 def test_a_txt_files_blank_lines_are_told_as_what_they_are_not_as_a_column_read_wrong(tmp_path: Path,
                                                                                       make_ctx) -> None:
     """A .txt file read through datasets' ``text`` builder is a line a row: where its blank

@@ -134,9 +134,9 @@ from subsetctl.data.loaders.huggingface import (  # noqa: F401
     _json_columns_of,
     _refuse_unreachable_hub_dataset,
     _with_class_names,
-    csv_cells_as_text,
     describe_exception,
     file_as_dataset_path_problem,
+    file_builder_options,
     load_huggingface,
     saved_split_slice_note,
 )

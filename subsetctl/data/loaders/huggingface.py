@@ -277,23 +277,29 @@ def _refuse_unreachable_hub_dataset(path: str, local: Path, source_name: str) ->
     )
 
 
-def csv_cells_as_text(path: str, name: str | None, data_files: list[str] | None) -> dict[str, Any]:
+def file_builder_options(path: str, name: str | None, data_files: list[str] | None) -> dict[str, Any]:
     """``load_dataset`` options that make ``datasets``' csv builder read every cell as the
     text the file holds, as the ``csv`` loader does: the builder lets pandas guess each
     column's type, so gold answers ``2`` and ``1.50`` in one column became "2.0" and "1.5",
     ``007`` "7.0", and an answer ``NA`` or ``None`` a missing value. Every column of every
     file (from their headers: the splits' files may differ, a test split without answers)
-    gets a ``str`` converter. Empty for anything that is not local CSV files (a Parquet or
-    JSON folder, a hub id: left as datasets reads it), and for files whose header cannot be
-    read here (``load_dataset`` then says why)."""
+    gets a ``str`` converter. For local text files (``.txt``, the ``text`` builder), the
+    encoding ``utf-8-sig``: the builder reads UTF-8 and kept the byte-order mark Windows
+    editors write (Notepad's "UTF-8 with BOM") as a U+FEFF at the start of the first row's
+    text, which the other loaders drop. Empty for anything that is not local CSV or text
+    files (a Parquet or JSON folder, a hub id: left as datasets reads it), and for files
+    whose header cannot be read here (``load_dataset`` then says why)."""
     import datasets
     import pandas as pd
     from datasets.packaged_modules.csv.csv import CsvConfig
+    from datasets.packaged_modules.text.text import TextConfig
 
     try:
         config = datasets.load_dataset_builder(path, name, data_files=data_files).config
     except Exception:  # noqa: BLE001  (load_dataset, called next, reports the problem)
         return {}
+    if isinstance(config, TextConfig) and config.data_files and config.encoding.lower().replace("_", "-") == "utf-8":
+        return {"encoding": "utf-8-sig"}  # (utf-8-sig reads a file without a BOM as utf-8 does)
     if not isinstance(config, CsvConfig) or not config.data_files:
         return {}
     files = [str(f) for split_files in config.data_files.values() for f in split_files]
@@ -362,7 +368,7 @@ def _fresh_local_read(local: Path) -> dict[str, str]:
 def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
     """Anything ``datasets.load_dataset`` reads: a local folder or a hub id; a folder written
     by ``save_to_disk`` is read with ``datasets.load_from_disk``. Local CSV files are read
-    with every cell as text (:func:`csv_cells_as_text`)."""
+    with every cell as text, local text files without a byte-order mark (:func:`file_builder_options`)."""
     import datasets
 
     from subsetctl.hub import is_file_builder
@@ -397,10 +403,10 @@ def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
             if data_files is not None:  # load_dataset reads each file as a glob: /x/exp [2]/a.jsonl matched nothing
                 data_files = [str(_glob_escaped(Path(f))) if Path(f).is_absolute() and Path(f).exists() else f
                               for f in data_files]
-            as_text = csv_cells_as_text(path, options.name, data_files) if local.exists() or is_file_builder(path) else {}
+            as_read = file_builder_options(path, options.name, data_files) if local.exists() or is_file_builder(path) else {}
             with failed:
                 loaded = datasets.load_dataset(path, options.name, split=options.split, data_files=data_files,
-                                               **as_text, **_fresh_local_read(local))
+                                               **as_read, **_fresh_local_read(local))
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001  (load_dataset fails in many library-specific ways)
