@@ -104,17 +104,30 @@ def cwd_relative_note(path: object, looked_for: Path) -> str:
 
 _WINDOWS_DRIVE = re.compile(r"^([A-Za-z]):[\\/]")
 _WINDOWS_VARIABLE = re.compile(r"%[A-Za-z_][A-Za-z0-9_]*%")
+#: a Windows network (UNC) path, ``\\server\share\rest``; Windows Explorer shows a WSL
+#: distribution's files as ``\\wsl$\Ubuntu\home\me`` (``\\wsl.localhost\...`` too)
+_WINDOWS_UNC = re.compile(r"^\\\\([^\\/]+)\\([^\\/]+)(.*)$")
 
 
 def windows_path_note(path: object) -> str:
     """For a path that was not found: a note when it is written as on Windows (``data\\a.jsonl``,
-    ``C:\\Users\\me``, ``%USERPROFILE%``), where ``\\`` is part of a file name here, with the
-    path to write instead; "" otherwise."""
+    ``C:\\Users\\me``, ``\\\\wsl$\\Ubuntu\\home``, ``%USERPROFILE%``), where ``\\`` is part of a file
+    name here, with the path to write instead; "" otherwise."""
     text = str(path)
     variable = _WINDOWS_VARIABLE.search(text)
     if variable:
         return (f". {variable.group(0)} is a Windows variable, which subsetctl does not expand: write the path out "
                 "(with '/' between folders), or use ~ for your home folder")
+    unc = _WINDOWS_UNC.match(text)
+    if unc:
+        server, share, rest = unc.groups()
+        inside = "/" + rest.replace("\\", "/").lstrip("/")
+        if server.lower() in ("wsl$", "wsl.localhost"):
+            return (f". It is a Windows network path to the files of the WSL distribution {share!r}, as Windows "
+                    f"Explorer shows them; inside that distribution they are at '{inside}': write that path")
+        return (f". It is a Windows network path (the share {share!r} of {server!r}), which Linux and macOS do not "
+                "read as such: write the path where that share is mounted on this machine (with '/' between "
+                "folders), or copy the files here")
     drive = _WINDOWS_DRIVE.match(text)
     if not drive and "\\" not in text:
         return ""

@@ -115,6 +115,25 @@ def test_a_windows_path_is_named_as_one_with_the_path_to_write(tmp_path: Path) -
         {"name": "s0", "loader": {"type": "jsonl", "path": "data/missing.jsonl"}}]})))
 
 
+def test_a_windows_network_path_is_named_as_one_with_the_path_to_write(tmp_path: Path) -> None:
+    """A path copied from Windows Explorer's view of WSL (`\\\\wsl$\\Ubuntu\\home\\me\\t.jsonl`)
+    was told to be written '//wsl$/Ubuntu/home/me/t.jsonl', which is no path in WSL either:
+    the files are at /home/me/t.jsonl there. Another network share is to be mounted."""
+    data = {**BASE, "model": {"source": "\\\\wsl.localhost\\Ubuntu-22.04\\models\\llama"},
+            "sources": [{"name": "s0", "loader": {"type": "jsonl", "path": "\\\\wsl$\\Ubuntu\\home\\me\\t.jsonl"}},
+                        {"name": "s1", "loader": {"type": "jsonl", "path": "\\\\fileserver\\data\\t.jsonl"}}]}
+    issues = _issues(_spec_file(tmp_path, data))
+    for key, note in (
+        ("model.source", ("the WSL distribution 'Ubuntu-22.04', as Windows Explorer shows them; inside that "
+                         "distribution they are at '/models/llama': write that path")),
+        ("sources[0].loader.path", "inside that distribution they are at '/home/me/t.jsonl': write that path"),
+        ("sources[1].loader.path", ("a Windows network path (the share 'data' of 'fileserver'), which Linux and "
+                                   "macOS do not read as such: write the path where that share is mounted")),
+    ):
+        (issue,) = [i for i in issues if f": {key}: " in i] or [f"nothing about {key} in {issues}"]
+        assert note in issue and "'//" not in issue, issue
+
+
 def test_a_path_found_only_in_another_unicode_form_or_case_or_a_broken_link_says_so(tmp_path: Path) -> None:
     """`café.jsonl` in the spec and a file macOS named `cafe\u0301.jsonl` (NFD), `data/x.jsonl` for
     `Data/x.jsonl`, and a symbolic link to nothing were each "file ... does not exist", while
