@@ -26,6 +26,7 @@ from subsetctl.errors import (
     environment_errors_as_user_errors,
     joined_names,
     shell_arg,
+    windows_path_note,
     worded,
 )
 from subsetctl.pipeline import Pipeline, StageStatus
@@ -83,6 +84,7 @@ def init_project(directory: str | Path, template: str = "quickstart", force: boo
                 f"{shell_arg(directory.with_suffix(''))}`.")
         directory = directory.parent  # `init proj/subsetctl.yaml`: proj, as the other commands take it
     spec_path = directory / SPEC_FILENAME
+    _refuse_a_new_windows_path(directory)
     if directory.exists() and not directory.is_dir():  # `mkdir` said only "File exists"
         raise UserError(f"{directory} is a file, not a folder: a project is a folder holding its spec "
                         f"({SPEC_FILENAME}). Name a new or existing folder for `subsetctl init`.")
@@ -114,6 +116,23 @@ def init_project(directory: str | Path, template: str = "quickstart", force: boo
             "(it is created if missing, with its parents)."
         ) from None
     return spec_path
+
+
+def _refuse_a_new_windows_path(directory: Path) -> None:
+    """Refuse to create folders whose path is written as on Windows (``C:\\Users\\me\\q``,
+    ``proj\\v2``, ``\\\\wsl$\\Ubuntu\\home\\q``): on Linux and macOS a backslash is a character
+    of a name, so `init` made one folder of that whole name in the current folder, which
+    Windows cannot copy and the user then did not find where they meant it. A folder that
+    exists already is taken as it is named (only what `init` would create is looked at)."""
+    existing = next((p for p in directory.absolute().parents if p.exists()), None)
+    if directory.exists() or existing is None:
+        return
+    created = os.path.relpath(directory.absolute(), existing)
+    note = windows_path_note(created)
+    if note:
+        raise UserError(f"{directory} is not created: it would be a folder named '{created}' in {existing}"
+                        f"{note}." + (" (To name a new folder with a backslash, create it first, then run "
+                                      "`subsetctl init` on it.)" if "\\" in created else ""))
 
 
 def _backed_up_spec(spec_path: Path, new_text: str) -> Path | None:

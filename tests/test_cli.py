@@ -56,6 +56,26 @@ def test_init_into_a_file_is_a_user_error_naming_it(tmp_path: Path) -> None:
     assert (tmp_path / "afile").read_text() == "x"
 
 
+def test_init_refuses_to_create_a_folder_written_as_a_windows_path(tmp_path: Path, monkeypatch) -> None:
+    """`subsetctl init 'C:\\Users\\me\\q'` (or `proj\\v2`) made one folder of that whole name in
+    the current folder, a backslash being a character of a name on Linux: the user did not find
+    the project where they meant it, and Windows cannot copy it. A folder that exists is
+    taken as named; its new subfolder without a backslash too."""
+    monkeypatch.chdir(tmp_path)
+    for written, said in (("C:\\Users\\me\\q", "e.g. '/mnt/c/Users/me/q' where WSL mounts that drive"),
+                          ("proj\\v2", ("Write it with '/': 'proj/v2'. (To name a new folder with a backslash, "
+                                        "create it first")),
+                          ("\\\\wsl$\\Ubuntu\\home\\me\\q", "they are at '/home/me/q': write that path")):
+        result = invoke("init", written)
+        assert result.exit_code == 1, result.output
+        assert f"{written} is not created: it would be a folder named '{written}' in {tmp_path}. " \
+               in " ".join(result.output.split()) and said in " ".join(result.output.split()), result.output
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "old\\proj").mkdir()
+    for made in ("old\\proj", "old\\proj/v2"):
+        assert invoke("init", made, "-t", "minimal").exit_code == 0 and (tmp_path / made / "subsetctl.yaml").is_file()
+
+
 def test_init_given_a_spec_path_makes_its_folder_the_project(tmp_path: Path) -> None:
     """`subsetctl init newp/subsetctl.yaml` made a folder named subsetctl.yaml holding the spec
     (newp/subsetctl.yaml/subsetctl.yaml), and `init myspec.yaml` a folder myspec.yaml/; the other
