@@ -180,14 +180,19 @@ def missing_path_note(path: Path, written_by: str = "the spec") -> str:
             continue
         try:
             with os.scandir(folder) as entries:
-                there = next((e.name for e in entries if e.name != name and same(e.name) == same(name)), None)
+                found = sorted(e.name for e in entries if e.name != name and same(e.name) == same(name))
         except (OSError, ValueError):  # (a folder that may not be listed; a name the locale cannot write)
             return ""
-        if there is None:
+        if not found:
             return ""
+        there = found[0]
         if unicodedata.normalize("NFC", there) == unicodedata.normalize("NFC", name):
             return (f". {folder / there} is there: the same name in another Unicode form (accented letters as macOS "
                     f"writes them), which Linux takes as another name. Rename it to the name {written_by} gives")
+        if len(found) > 1:  # (Train.jsonl and train.jsonl: which one was meant, macOS could not have told either)
+            return (f". {joined_names([str(folder / f) for f in found])} are there: the same name in other letter "
+                    "cases, which Linux takes as different files (macOS and Windows as one). Write the name of the "
+                    "one you mean as the folder has it")
         return (f". {folder / there} is there: the same name in other letter case, which macOS and Windows take as "
                 "the same name and Linux does not. Write the name as the folder has it, or rename it")
     return ""

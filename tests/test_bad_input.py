@@ -166,6 +166,21 @@ def test_a_path_found_only_in_another_unicode_form_or_case_or_a_broken_link_says
         {"name": "s0", "loader": {"type": "jsonl", "path": "Data/missing.jsonl"}}]})))
 
 
+def test_a_name_two_files_have_in_other_letter_cases_names_both(tmp_path: Path) -> None:
+    """`TRAIN.jsonl` in the spec beside `Train.jsonl` and `train.jsonl` (made on Linux, where
+    they are two files) was told "Train.jsonl is there: write the name as the folder has it",
+    as if it were the one meant; the other, which may be, went unnamed."""
+    _spec_file(tmp_path, BASE)
+    for name in ("Train.jsonl", "train.jsonl"):
+        shutil.copy(tmp_path / "t.jsonl", tmp_path / name)
+    issues = _issues(_spec_file(tmp_path, {**BASE, "sources": [{"name": "s0", "loader": {"type": "jsonl",
+                                                                                        "path": "TRAIN.jsonl"}}]}))
+    (issue,) = [i for i in issues if ": sources[0].loader.path: " in i] or [f"nothing about the path in {issues}"]
+    assert (f". {tmp_path / 'Train.jsonl'} and {tmp_path / 'train.jsonl'} are there: the same name in other letter "
+            "cases, which Linux takes as different files (macOS and Windows as one). Write the name of the one you "
+            "mean as the folder has it") in " ".join(issue.split()), issue
+
+
 def test_a_data_path_written_from_the_current_folder_says_what_to_write(tmp_path: Path, monkeypatch) -> None:
     """`path: proj/t.jsonl` in proj's own spec, validated from proj's parent (where that path
     does lead to the file) said only "file proj/proj/t.jsonl does not exist", which reads as if
