@@ -179,6 +179,9 @@ def missing_path_note(path: Path, written_by: str = "the spec") -> str:
         if (folder / name).exists() or (folder / name).is_symlink():
             continue
         try:
+            if name.strip() != name and name.strip() and (folder / name.strip()).exists():
+                return (f". Its name {name!r} has a space (or tab) at its start or end, and {folder / name.strip()} "
+                        f"is there: remove it from the name {written_by} gives")
             with os.scandir(folder) as entries:
                 found = sorted(e.name for e in entries if e.name != name and same(e.name) == same(name))
         except (OSError, ValueError):  # (a folder that may not be listed; a name the locale cannot write)

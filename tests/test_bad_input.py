@@ -166,6 +166,17 @@ def test_a_path_found_only_in_another_unicode_form_or_case_or_a_broken_link_says
         {"name": "s0", "loader": {"type": "jsonl", "path": "Data/missing.jsonl"}}]})))
 
 
+def test_a_name_with_a_space_at_its_end_says_so_when_the_name_without_it_is_there(tmp_path: Path) -> None:
+    """`path: 'data.jsonl '` (quoted, a space kept from a copy and paste) beside data.jsonl read
+    "file .../t.jsonl  does not exist", the space invisible at the end of the name."""
+    _spec_file(tmp_path, BASE)
+    issues = _issues(_spec_file(tmp_path, {**BASE, "sources": [{"name": "s0", "loader": {"type": "jsonl",
+                                                                                        "path": "t.jsonl "}}]}))
+    (issue,) = [i for i in issues if ": sources[0].loader.path: " in i] or [f"nothing about the path in {issues}"]
+    assert (f". Its name 't.jsonl ' has a space (or tab) at its start or end, and {tmp_path / 't.jsonl'} is there: "
+            "remove it from the name the spec gives") in " ".join(issue.split()), issue
+
+
 def test_a_name_two_files_have_in_other_letter_cases_names_both(tmp_path: Path) -> None:
     """`TRAIN.jsonl` in the spec beside `Train.jsonl` and `train.jsonl` (made on Linux, where
     they are two files) was told "Train.jsonl is there: write the name as the folder has it",
