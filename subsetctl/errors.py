@@ -187,7 +187,7 @@ def missing_path_note(path: Path, written_by: str = "the spec") -> str:
         except (OSError, ValueError):  # (a folder that may not be listed; a name the locale cannot write)
             return ""
         if not found:
-            return ""
+            return _extension_note(folder, name, written_by) if folder / name == absolute else ""
         there = found[0]
         if unicodedata.normalize("NFC", there) == unicodedata.normalize("NFC", name):
             return (f". {folder / there} is there: the same name in another Unicode form (accented letters as macOS "
@@ -199,6 +199,25 @@ def missing_path_note(path: Path, written_by: str = "the spec") -> str:
         return (f". {folder / there} is there: the same name in other letter case, which macOS and Windows take as "
                 "the same name and Linux does not. Write the name as the folder has it, or rename it")
     return ""
+
+
+def _extension_note(folder: Path, name: str, written_by: str) -> str:
+    """For a file ``name`` not in ``folder``: a note when a file there has that name with one
+    more extension (``train`` for ``train.jsonl``, as Windows Explorer shows names, which
+    hides known extensions; ``train.jsonl`` for ``train.jsonl.txt``, as Notepad saves a file
+    it is given no type for); "" otherwise."""
+    import os
+
+    try:
+        with os.scandir(folder) as entries:
+            found = sorted(e.name for e in entries if Path(e.name).stem == name and e.name != name)
+    except (OSError, ValueError):
+        return ""
+    if not found:
+        return ""
+    return (f". {joined_names([str(folder / f) for f in found], 'or')} is there, with one more extension (Windows "
+            f"Explorer hides extensions, and Notepad adds .txt to a name it saves): write the name with it in "
+            f"{written_by}, or rename the file")
 
 
 def printable(text: str) -> str:

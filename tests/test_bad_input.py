@@ -177,6 +177,24 @@ def test_a_name_with_a_space_at_its_end_says_so_when_the_name_without_it_is_ther
             "remove it from the name the spec gives") in " ".join(issue.split()), issue
 
 
+def test_a_file_named_without_its_extension_or_saved_with_one_more_names_the_file_there(tmp_path: Path) -> None:
+    """`path: train` for train.jsonl (Windows Explorer hides known extensions) and `path:
+    notes.jsonl` for notes.jsonl.txt (Notepad adds .txt) were "file ... does not exist" alone."""
+    _spec_file(tmp_path, BASE)
+    for name in ("train.jsonl", "notes.jsonl.txt"):
+        shutil.copy(tmp_path / "t.jsonl", tmp_path / name)
+    issues = _issues(_spec_file(tmp_path, {**BASE, "sources": [
+        {"name": "s0", "loader": {"type": "jsonl", "path": "train"}},
+        {"name": "s1", "loader": {"type": "jsonl", "path": "notes.jsonl"}},
+        {"name": "s2", "loader": {"type": "jsonl", "path": "other"}}]}))
+    for key, there in (("sources[0]", "train.jsonl"), ("sources[1]", "notes.jsonl.txt")):
+        (issue,) = [i for i in issues if f": {key}.loader.path: " in i] or [f"nothing about {key} in {issues}"]
+        assert (f". {tmp_path / there} is there, with one more extension (Windows Explorer hides extensions, and "
+                "Notepad adds .txt to a name it saves): write the name with it in the spec, or rename the file") \
+            in " ".join(issue.split()), issue
+    assert "is there" not in " ".join(i for i in issues if ": sources[2].loader.path: " in i)
+
+
 def test_a_name_two_files_have_in_other_letter_cases_names_both(tmp_path: Path) -> None:
     """`TRAIN.jsonl` in the spec beside `Train.jsonl` and `train.jsonl` (made on Linux, where
     they are two files) was told "Train.jsonl is there: write the name as the folder has it",
