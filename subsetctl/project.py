@@ -53,6 +53,7 @@ from subsetctl.errors import (
     printable,
     shell_arg,
     standard_input_note,
+    windows_path_note,
 )
 from subsetctl.file_locks import (
     LockHolder,
@@ -654,6 +655,8 @@ class Project:
             if spec is not None:  # `run proj/subsetctl.yml`: the project is there, its spec named otherwise
                 raise NotFoundError(f"{p} does not exist, but {spec} does: name the project folder "
                                     f"({shell_arg(spec.parent)}) or its {SPEC_FILENAME}.")
+            if windows_path_note(p):  # `plan proj\\v2`: not "create one with `init 'proj\\v2'`", which init refuses
+                raise NotFoundError(f"{p} does not exist{windows_path_note(p)}.")
             create = (f"or create one with `subsetctl init {shell_arg(p)}`" if p.suffix.lower() not in (".yaml", ".yml")
                       else f"or create one with `subsetctl init DIR` (its spec is DIR/{SPEC_FILENAME})")
             raise NotFoundError(f"{p} does not exist{missing_path_note(p, 'the command')}. Name an existing project "

@@ -76,6 +76,19 @@ def test_init_refuses_to_create_a_folder_written_as_a_windows_path(tmp_path: Pat
         assert invoke("init", made, "-t", "minimal").exit_code == 0 and (tmp_path / made / "subsetctl.yaml").is_file()
 
 
+def test_a_project_named_with_a_windows_path_is_told_the_path_to_write_not_to_init_it(tmp_path: Path,
+                                                                                    monkeypatch) -> None:
+    """`subsetctl plan 'proj\\v2'` (and validate, run, report) for the project proj/v2 advised
+    `subsetctl init 'proj\\v2'`, which makes a folder of that whole name (and which init refuses)."""
+    monkeypatch.chdir(tmp_path)
+    for command in ("validate", "plan", "run", "report"):
+        result = invoke(command, "proj\\v2")
+        assert result.exit_code == 1, result.output
+        said = " ".join(result.output.split())
+        assert "a backslash is part of a file name, not a folder separator. Write it with '/': 'proj/v2'." in said
+        assert "subsetctl init" not in said, said
+
+
 def test_init_given_a_spec_path_makes_its_folder_the_project(tmp_path: Path) -> None:
     """`subsetctl init newp/subsetctl.yaml` made a folder named subsetctl.yaml holding the spec
     (newp/subsetctl.yaml/subsetctl.yaml), and `init myspec.yaml` a folder myspec.yaml/; the other

@@ -33,12 +33,15 @@ def _missing_spec_advice(path: Path) -> str:
     """What to do about a spec file that is not there: for a project's ``subsetctl.yaml``, the
     `init` of that very folder, or, when the folder lies inside a project (`validate` run in
     its data folder), that project, as `plan` and `run` name it; for a name without a YAML
-    suffix (a project folder not made yet), the `init` of that folder; "DIR" otherwise."""
-    from subsetctl.errors import shell_arg, standard_input_note
+    suffix (a project folder not made yet), the `init` of that folder; "DIR" otherwise. A path
+    written as on Windows (``proj\\v2``) gets the path to write instead: `init` refuses it."""
+    from subsetctl.errors import shell_arg, standard_input_note, windows_path_note
     from subsetctl.project import enclosing_project, projects_below, spec_beside
 
     if standard_input_note(path):
         return f"{standard_input_note(path)}."
+    if windows_path_note(path):
+        return f"{windows_path_note(path)}."
     if path.name != SPEC_FILENAME:
         beside = spec_beside(path)
         if beside is not None:  # `validate proj/subsetctl.yml`
