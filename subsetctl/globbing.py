@@ -93,3 +93,18 @@ def folder_as_pattern_note(pattern: str, root_dir: Path, suffix: str) -> str:
     return (f". It is a folder, and a pattern matches files: write files: {files} for one source a file "
             f"({str(folder).rstrip('/')}/**/*{suffix} with its subfolders' files), or read the folder's files as one "
             f"source, listed under sources: with loader: {{type: huggingface, path: {pattern}}}")
+
+
+def missing_folder_note(pattern: str, root_dir: Path) -> str:
+    """For a pattern that matched no file: the folders it names before its first wildcard
+    (``Pool`` in ``Pool/*.jsonl``) when they are not there as written, with why (a folder
+    ``pool`` in other letter case, as macOS and Windows read names; another Unicode form):
+    :func:`~subsetctl.errors.missing_path_note` of that folder; "" otherwise."""
+    from subsetctl.errors import missing_path_note
+
+    parts = Path(pattern).expanduser().parts
+    fixed = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts) - 1)
+    if fixed == 0:
+        return ""
+    folder = Path(root_dir) / Path(*parts[:fixed])
+    return "" if folder.is_dir() else missing_path_note(folder)

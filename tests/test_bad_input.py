@@ -195,6 +195,27 @@ def test_a_file_named_without_its_extension_or_saved_with_one_more_names_the_fil
     assert "is there" not in " ".join(i for i in issues if ": sources[2].loader.path: " in i)
 
 
+def test_a_pattern_whose_folder_is_there_in_other_letter_case_says_so(tmp_path: Path) -> None:
+    """`files: Pool/*.jsonl` (and a data_files pattern `Data/*.txt`) beside the folders pool/ and
+    data/ matched no file, and the message said only "Check the pattern", which macOS users
+    had not needed to write in the folder's case."""
+    _spec_file(tmp_path, BASE)
+    for name in ("pool/a.jsonl", "data/n.txt"):
+        (tmp_path / name).parent.mkdir()
+        shutil.copy(tmp_path / "t.jsonl", tmp_path / name)
+    issues = _issues(_spec_file(tmp_path, {**BASE, "source_files": [{"files": "Pool/*.jsonl",
+                                                                     "loader": {"type": "jsonl"}}],
+                                           "sources": [{"name": "s0", "loader": {
+                                               "type": "huggingface", "path": "text", "data_files": ["Data/*.txt"],
+                                               "text_field": "text"}}]}))
+    for key, folder in (("source_files[0].files", "pool"), ("sources[0].loader.data_files[0]", "data")):
+        (issue,) = [i for i in issues if f": {key}: " in i] or [f"nothing about {key} in {issues}"]
+        said = " ".join(issue.split())
+        assert "matches no file (" in said and (f". {tmp_path / folder} is there: the same name in other letter case, "
+                                                "which macOS and Windows take as the same name and Linux does not") \
+            in said, issue
+
+
 def test_a_name_two_files_have_in_other_letter_cases_names_both(tmp_path: Path) -> None:
     """`TRAIN.jsonl` in the spec beside `Train.jsonl` and `train.jsonl` (made on Linux, where
     they are two files) was told "Train.jsonl is there: write the name as the folder has it",

@@ -22,7 +22,7 @@ from subsetctl.errors import (
     name_too_long_note,
     path_not_found_note,
 )
-from subsetctl.globbing import folder_as_pattern_note, literal_folder_note
+from subsetctl.globbing import folder_as_pattern_note, literal_folder_note, missing_folder_note
 from subsetctl.spec.issues import _MERGE_TAG, SpecIssue, issues_from_validation, key_lines, line_of_key
 from subsetctl.spec.models import SPEC_FILENAME, SourceFilesSpec, Spec, where_text
 from subsetctl.spec.overrides import apply_overrides, indexed_overrides, parse_key_path
@@ -350,7 +350,7 @@ def expand_source_files(
                 file=file, line=lines.get(("source_files", g, "files")), key=f"source_files[{g}].files",
                 message=f"{group.files!r} matches no file (a relative pattern is taken in {Path(spec_dir).resolve()}; "
                         f"'**' matches subfolders; the target's own files are left out){path_not_found_note(group.files)}"
-                        f"{literal_folder_note(group.files, spec_dir)}"
+                        f"{literal_folder_note(group.files, spec_dir)}{missing_folder_note(group.files, spec_dir)}"
                         + (f"{folder}." if folder else ". Check the pattern or remove the group.")))
         for entry in expanded:
             origin[len(entries)] = (g, _origin_text(entry["loader"]))

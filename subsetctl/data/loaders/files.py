@@ -27,7 +27,7 @@ from subsetctl.data.loaders.common import (
     one_based_row,
 )
 from subsetctl.errors import UserError, path_not_found_note, shell_arg, shown_path
-from subsetctl.globbing import literal_folder_note
+from subsetctl.globbing import literal_folder_note, missing_folder_note
 from subsetctl.registry import LOADERS
 from subsetctl.spec import CsvLoader, HuggingFaceLoader, JsonlLoader, ParquetLoader, where_text
 
@@ -84,7 +84,7 @@ def unmatched_glob_message(options: HuggingFaceLoader, index: int, base_dir: Pat
     entry = (options.data_files or [])[index]
     return (f"loader.data_files pattern {entry!r} matches no file (looked for {shown_path(resolve_path(entry, base_dir))}; "
             f"relative patterns resolve against the spec's folder){path_not_found_note(entry)}"
-            f"{literal_folder_note(entry, base_dir)}. Fix the pattern "
+            f"{literal_folder_note(entry, base_dir)}{missing_folder_note(entry, base_dir)}. Fix the pattern "
             "or the folder.")
 
 
