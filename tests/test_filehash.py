@@ -106,3 +106,22 @@ def test_files_since_deleted_leave_the_cache(tmp_path: Path, monkeypatch) -> Non
     filehash.flush_hash_caches()
     kept = json.loads((tmp_path / ".subsetctl" / "cache" / "file_hashes.json").read_text())
     assert list(kept) == [str(new.resolve())]
+
+
+def test_the_cache_keys_files_by_their_resolved_path_through_linked_folders_and_links(tmp_path: Path) -> None:
+    """Each folder is resolved once (not each file's path): the keys stay the resolved paths a
+    cache written before has, for a file under a linked folder, under `..`, or itself a link."""
+    (tmp_path / ".subsetctl").mkdir()
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "a.jsonl").write_text("{}\n")
+    (real / "b.jsonl").write_text("{}\n{}\n")
+    (tmp_path / "linked").symlink_to(real, target_is_directory=True)
+    (tmp_path / "c.jsonl").symlink_to(real / "b.jsonl")
+    for path in (tmp_path / "linked" / "a.jsonl", tmp_path / "linked" / ".." / "real" / "b.jsonl",
+                 tmp_path / "c.jsonl"):
+        assert file_fingerprint(path, tmp_path)["size"] == path.stat().st_size
+    filehash.flush_hash_caches()
+    keys = json.loads((tmp_path / ".subsetctl" / "cache" / "file_hashes.json").read_text())
+    assert sorted(keys) == [str((real / "a.jsonl").resolve()), str((real / "b.jsonl").resolve())]
+    assert file_fingerprint(tmp_path / "linked", tmp_path) == {"missing": True}  # a folder is no file
