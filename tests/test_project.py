@@ -90,6 +90,20 @@ def test_checksums_detect_truncation(tmp_path: Path) -> None:
     assert verify_checksums(folder, manifest["artifacts"])
 
 
+def test_checksums_say_a_file_replaced_by_a_folder_is_missing_and_skip_a_nested_hidden_leftover(tmp_path: Path) -> None:
+    """One stat answers whether each artifact is a file, its size and its stamp (10,000
+    sources' 60,000 files were stat'ed three times each by every `plan`)."""
+    (tmp_path / "a.bin").write_bytes(b"0123456789")
+    (tmp_path / "s1" / "train").mkdir(parents=True)
+    (tmp_path / "s1" / "train" / "b.arrow").write_bytes(b"01")
+    recorded = {**artifact_checksums(tmp_path), "s1/.tmp-1-x/c": {"size": 1, "sha256": "0" * 64}}
+    assert sorted(recorded) == ["a.bin", "s1/.tmp-1-x/c", "s1/train/b.arrow"]
+    assert verify_checksums(tmp_path, recorded) == []
+    (tmp_path / "a.bin").unlink()
+    (tmp_path / "a.bin").mkdir()
+    assert verify_checksums(tmp_path, recorded) == ["a.bin is missing"]
+
+
 def test_a_manifest_says_when_it_was_written_in_rfc_3339(tmp_path: Path) -> None:
     """written_at (in report.json too) was ``2026-12-04T15:46:29+0000``: the offset without its
     colon is not RFC 3339, so Go's time.RFC3339 parse and Safari's Date rejected it."""
