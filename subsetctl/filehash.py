@@ -68,15 +68,12 @@ class HashCache:
         return digest
 
     def _resolved(self, path: Path) -> str:
-        """``path.resolve()`` as text (the cache's key), its folder resolved once per folder:
-        resolving each file's path again took most of `plan`'s fingerprinting of 10,000
-        source files of one folder. A file that is itself a link is resolved in full."""
-        if os.path.islink(path):
-            return str(path.resolve())
-        folder = self._folders.get(path.parent)
-        if folder is None:
-            folder = self._folders[path.parent] = path.parent.resolve()
-        return str(folder / path.name)
+        """``path.resolve()`` as text (the cache's key), each folder resolved once
+        (:func:`~subsetctl.globbing.resolved_by_folder`): resolving each file's path again
+        took most of `plan`'s fingerprinting of 10,000 source files of one folder."""
+        from subsetctl.globbing import resolved_by_folder
+
+        return str(resolved_by_folder(path, self._folders))
 
     def derived(self, path: Path, what: str, compute: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
         """``compute(path)``, kept under the file's sha256 and ``what`` (say, the column it

@@ -108,3 +108,16 @@ def missing_folder_note(pattern: str, root_dir: Path) -> str:
         return ""
     folder = Path(root_dir) / Path(*parts[:fixed])
     return "" if folder.is_dir() else missing_path_note(folder)
+
+
+def resolved_by_folder(path: Path, folders: dict[Path, Path]) -> Path:
+    """``path.resolve()``, its folder resolved once per folder (``folders``: each folder
+    met -> itself resolved, kept by the caller): resolving each of 10,000 files of one
+    folder walked the same folders 10,000 times. A file that is itself a link is resolved
+    in full (as is a path ending in ``..``)."""
+    if path.name in ("", "..") or os.path.islink(path):
+        return path.resolve()
+    folder = folders.get(path.parent)
+    if folder is None:
+        folder = folders[path.parent] = path.parent.resolve()
+    return folder / path.name

@@ -22,7 +22,12 @@ from subsetctl.errors import (
     name_too_long_note,
     path_not_found_note,
 )
-from subsetctl.globbing import folder_as_pattern_note, literal_folder_note, missing_folder_note
+from subsetctl.globbing import (
+    folder_as_pattern_note,
+    literal_folder_note,
+    missing_folder_note,
+    resolved_by_folder,
+)
 from subsetctl.spec.issues import _MERGE_TAG, SpecIssue, issues_from_validation, key_lines, line_of_key
 from subsetctl.spec.models import SPEC_FILENAME, SourceFilesSpec, Spec, where_text
 from subsetctl.spec.overrides import apply_overrides, indexed_overrides, parse_key_path
@@ -315,9 +320,10 @@ def expand_source_files(
             readers.setdefault((path, where_text(source.loader.where)), f"source {source.name!r}")
     left_out: list[tuple[int, str]] = []  # (group, note) on rows of a `by` column in no source (null, blank)
     left_to_others: list[tuple[int, str]] = []  # (group, note) on the values the target or listed sources read
+    folders: dict[Path, Path] = {}  # each folder of the groups' files, resolved once
     for g, group in enumerate(spec.source_files):
         matches = group.expand(spec_dir)
-        expanded = [e for e in matches if not _targets_file(target_picks, e, group.by, spec_dir)]
+        expanded = [e for e in matches if not _targets_file(target_picks, e, group.by, spec_dir, folders)]
         taken_by_others = False  # every value of a `by` group's files read by the target or a listed source
         if group.by is not None and expanded:
             matched = [e["loader"]["path"] for e in expanded]
@@ -407,18 +413,22 @@ def _all_taken_message(group: SourceFilesSpec, matches: list[dict[str, Any]], va
             + ", or remove the group")
 
 
-def _resolved(path: str, spec_dir: Path) -> Path:
-    """A loader's ``path`` as a file, to tell the target's files among a group's."""
-    return (Path(spec_dir) / Path(path).expanduser()).resolve()
+def _resolved(path: str, spec_dir: Path, folders: dict[Path, Path] | None = None) -> Path:
+    """A loader's ``path`` as a file, to tell the target's files among a group's; ``folders``:
+    the folders resolved so far (:func:`~subsetctl.globbing.resolved_by_folder`), for a
+    group's many files."""
+    if folders is None:
+        return (Path(spec_dir) / Path(path).expanduser()).resolve()
+    return resolved_by_folder(Path(spec_dir) / Path(path).expanduser(), folders)
 
 
 def _targets_file(target_picks: dict[Path, list[dict[str, Any] | None]], entry: dict[str, Any], by: str | None,
-                  spec_dir: Path) -> bool:
+                  spec_dir: Path, folders: dict[Path, Path] | None = None) -> bool:
     """Whether ``entry`` (a group's file) is the target's, to be left out whole: a file the
     target reads (``target_picks``: its ``where``s by file) all of, or for a group without
     ``by``; a ``by`` group keeps a file the target reads one value of its ``by`` column of,
-    less that value (:func:`expand_source_files`)."""
-    picks = target_picks.get(_resolved(entry["loader"]["path"], spec_dir))
+    less that value (:func:`expand_source_files`); ``folders``: as :func:`_resolved` takes it."""
+    picks = target_picks.get(_resolved(entry["loader"]["path"], spec_dir, folders))
     if picks is None:
         return False
     return by is None or any(where is None or set(where) != {by} for where in picks)
