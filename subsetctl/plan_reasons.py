@@ -204,7 +204,8 @@ def typed_overrides(manifest: dict[str, Any]) -> dict[str, str]:
 
 def _input_name(key: str, old: Any, new: Any) -> str:
     """What an extra input is, for `plan`: the data stage's are keyed by source (whose
-    file, or whose loader plugin's code, changed)."""
+    file, or whose loader plugin's code, changed, or whose CSV file of CRLF lines is read
+    otherwise since: :func:`~subsetctl.data.fingerprint._cells_read`)."""
     if key == "model_files":
         return "model folder (model.source)"
     if key == "model_package":  # a packaged model's plugin package: "myplug 0.1.0"
@@ -214,6 +215,9 @@ def _input_name(key: str, old: Any, new: Any) -> str:
     if (isinstance(old, dict) and isinstance(new, dict) and "test_loader" in old.keys() | new.keys()
             and {k: v for k, v in old.items() if k != "test_loader"} == {k: v for k, v in new.items() if k != "test_loader"}):
         return f"{key} (its test_loader's: the test rows alone)"  # the stages reading the train side stay up to date
+    if (isinstance(old, dict) and isinstance(new, dict) and "cells" in new and "cells" not in old
+            and old.get("file") == new.get("file")):  # (a ``where``'s rows: their digests changed with it)
+        return f"{key} (its CSV file's CRLF line breaks inside cells now read as LF)"
     if isinstance(old, dict) and isinstance(new, dict) and "code" in new and old.get("code") != new["code"]:
         return f"{key} (its loader plugin's code{_package_change(old['code'], new['code'])})"
     if key == "plugin code" and isinstance(old, dict) and isinstance(new, dict):  # {"strategy best_single": ...}

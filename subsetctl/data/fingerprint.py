@@ -124,9 +124,11 @@ def _loader_inputs(source: SourceSpec, spec_dir: Path, whole_files: bool = False
     loader = source.loader
     spec_dir = Path(spec_dir)
     if loader.type in ("jsonl", "csv", "parquet") and loader.where is not None and not whole_files:
-        return {"rows": where_rows_fingerprint(resolve_path(loader.path, spec_dir), loader.where, spec_dir, loader)}
+        path = resolve_path(loader.path, spec_dir)
+        return {"rows": where_rows_fingerprint(path, loader.where, spec_dir, loader), **_cells_read(loader, path)}
     if loader.type in ("jsonl", "csv", "parquet"):
-        return {"file": file_fingerprint(resolve_path(loader.path, spec_dir), spec_dir)}
+        path = resolve_path(loader.path, spec_dir)
+        return {"file": file_fingerprint(path, spec_dir), **_cells_read(loader, path)}
     if isinstance(loader, HuggingFaceLoader):
         out: dict[str, Any] = {"datasets": _version("datasets")}
         local = resolve_path(loader.path, spec_dir)
@@ -160,6 +162,16 @@ def _loader_inputs(source: SourceSpec, spec_dir: Path, whole_files: bool = False
     return {}
 
 
+def _cells_read(loader: Any, path: Path) -> dict[str, Any]:
+    """``{"cells": "CRLF as LF"}`` for a CSV file whose lines end with CRLF, whose cells'
+    CRLF are read as LF (:func:`~subsetctl.data.loaders.files.lf_cells`): such a file's data
+    prepared while they were not held the CRLF, and is prepared again; nothing for any other
+    file, whose key stays as it was."""
+    from subsetctl.data.loaders.files import crlf_lines
+
+    return {"cells": "CRLF as LF"} if loader.type == "csv" and path.is_file() and crlf_lines(path) else {}
+
+
 def where_rows_fingerprint(path: Path, where: dict[str, str | int], spec_dir: Path,
                            loader: Any = None) -> dict[str, Any]:
     """The fingerprint of the rows of file ``path`` a loader's ``where`` picks (``loader``:
@@ -178,22 +190,24 @@ def where_rows_fingerprint(path: Path, where: dict[str, str | int], spec_dir: Pa
     kind = getattr(loader, "type", "parquet")
     try:
         digests = hash_cache(spec_dir).derived(
-            path, _derived_name("rows", column, loader),
+            path, _derived_name("rows", column, loader, path),
             lambda p: value_digests(p, column) if kind == "parquet" else value_digests(p, column, loader))
     except (UserError, OSError):
         return file_fingerprint(path, spec_dir)
     return {"sha256": digests.get(json.dumps(value))}
 
 
-def _derived_name(what: str, column: str, loader: Any) -> str:
+def _derived_name(what: str, column: str, loader: Any, path: Path) -> str:
     """The name :meth:`~subsetctl.filehash.HashCache.derived` keeps ``what`` (``rows``, the
     digests; ``values``) of a file by ``column`` under, after its sha256: a Parquet file's
     digests as subsetctl named them first (``rows by task``), a text file's with its loader
-    type (a CSV file's with its delimiter too, which changes its rows)."""
+    type (a CSV file's with its delimiter too, which changes its rows, and for one of CRLF
+    lines :func:`_cells_read`'s note: its digests kept before then are of its cells' CRLF)."""
     kind = getattr(loader, "type", "parquet")
     if kind == "parquet":
         return f"{what} by {column}"
-    return f"{kind} {what} by {column}" + (f" ({loader.delimiter!r})" if kind == "csv" else "")
+    return f"{kind} {what} by {column}" + (f" ({loader.delimiter!r})" if kind == "csv" else "") \
+        + "".join(f" ({note})" for note in _cells_read(loader, path).values())
 
 
 def listed_values(path: Path, column: str, loader: Any, spec_dir: Path) -> tuple[dict[str | int, int], int]:
@@ -216,7 +230,7 @@ def listed_values(path: Path, column: str, loader: Any, spec_dir: Path) -> tuple
         return {"values": [[value, len(rows)] for value, rows in found.rows.items()], "left_out": found.left_out}
 
     if getattr(loader, "type", "parquet") in TEXT_ROW_LOADERS:
-        found = hash_cache(spec_dir).derived(path, _derived_name("values", column, loader), listed)
+        found = hash_cache(spec_dir).derived(path, _derived_name("values", column, loader, path), listed)
     else:
         found = listed(path)
     return {value: int(count) for value, count in found["values"]}, int(found["left_out"])

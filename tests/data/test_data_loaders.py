@@ -2039,3 +2039,35 @@ def test_a_file_gzip_compressed_twice_is_said_to_be(tmp_path: Path, make_ctx) ->
         load_jsonl(loader, make_ctx())
     assert str(raised.value).endswith("(compressed twice)). Decompress it once (gunzip) and read that file."), raised.value
     assert "re-save" not in str(raised.value).lower()
+
+
+@pytest.mark.parametrize("where", [None, {"task": "b"}])
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_a_csv_file_saved_with_crlf_line_ends_reads_its_cells_as_the_lf_file(
+        tmp_path: Path, make_ctx, monkeypatch: pytest.MonkeyPatch, where: dict | None, in_memory: bool) -> None:
+    """git's autocrlf and Windows editors turn a multi-line cell's LF into CRLF too: the cell
+    was 'q1\\r\\nmore' where the LF file's is 'q1\\nmore', trained on as other text. Every read
+    (frames, the records fetched again for max_examples, a ``where``'s records in memory or
+    not, their digests) gives the LF file's cells; an LF file's own CR is kept."""
+    from subsetctl.data.loaders import files
+    from subsetctl.data.loaders.files import value_digests
+
+    if not in_memory:
+        monkeypatch.setattr(files, "WHOLE_TEXT_FILE_BYTES", 0)
+    lf = 'task,prompt,response\n"a","x\ny",z\n' + "".join(f'b,"q{i}\nmore\n",a{i}\n' for i in range(40))
+    (tmp_path / "lf.csv").write_text(lf, newline="")
+    (tmp_path / "crlf.csv").write_text(lf.replace("\n", "\r\n"), newline="")
+    read = {}
+    for name in ("lf", "crlf"):
+        for keep in (None, 3):
+            ctx = LoadContext(source_name="src", base_dir=tmp_path, kind="causal-lm", seed=0, keep_at_most=keep)
+            ds = load_csv(CsvLoader(type="csv", path=f"{name}.csv", where=where), ctx)
+            read[name, keep] = list(zip(ds["prompt"], ds["response"]))
+    first = [("x\ny", "z"), ("q0\nmore\n", "a0")] if where is None else [("q0\nmore\n", "a0"), ("q1\nmore\n", "a1")]
+    assert read["lf", None][:2] == first
+    assert read["crlf", None] == read["lf", None] and read["crlf", 3] == read["lf", 3] and len(read["lf", 3]) == 3
+    files.release_whole_file()
+    loader = CsvLoader(type="csv", path="x.csv")
+    assert value_digests(tmp_path / "crlf.csv", "task", loader) == value_digests(tmp_path / "lf.csv", "task", loader)
+    (tmp_path / "cr.csv").write_text('prompt,response\n"cr\r\nkept",1\n', newline="")
+    assert load_csv(CsvLoader(type="csv", path="cr.csv"), make_ctx())["prompt"] == ["cr\r\nkept"]

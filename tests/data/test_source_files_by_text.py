@@ -203,6 +203,31 @@ def test_a_loader_without_where_is_fingerprinted_as_before(tmp_path: Path, kind:
     assert source_fingerprint_inputs(picked, tmp_path)["rows"]["sha256"]
 
 
+def test_a_csv_file_of_crlf_lines_is_prepared_again_and_plan_says_why(tmp_path: Path) -> None:
+    """Its cells' CRLF are read as LF now: data prepared before held the CRLF. Its key gains a
+    note (its ``where`` digests are kept under another name), plan names it; an LF file's
+    inputs, and so its key, are as they were."""
+    from subsetctl.data.fingerprint import source_fingerprint_inputs
+    from subsetctl.filehash import file_fingerprint
+    from subsetctl.plan_reasons import changed_inputs
+    from subsetctl.spec import SourceSpec
+
+    text = 'task,prompt,response\na,"q\nmore",r\n'
+    (tmp_path / "lf.csv").write_text(text, newline="")
+    (tmp_path / "crlf.csv").write_text(text.replace("\n", "\r\n"), newline="")
+    inputs = {name: source_fingerprint_inputs(SourceSpec.model_validate(
+        {"name": name, "loader": {"type": "csv", "path": f"{name}.csv"}}), tmp_path) for name in ("lf", "crlf")}
+    assert inputs["lf"] == {"file": file_fingerprint(tmp_path / "lf.csv", tmp_path)}
+    assert inputs["crlf"] == {"file": file_fingerprint(tmp_path / "crlf.csv", tmp_path), "cells": "CRLF as LF"}
+    rows = {name: source_fingerprint_inputs(SourceSpec.model_validate(
+        {"name": name, "loader": {"type": "csv", "path": f"{name}.csv", "where": {"task": "a"}}}), tmp_path)
+        for name in ("lf", "crlf")}
+    assert rows["crlf"] == {**rows["lf"], "cells": "CRLF as LF"}  # (the same rows' digest: the same cells)
+    before = {"crlf": {"file": inputs["crlf"]["file"]}}
+    assert changed_inputs(before, {"crlf": inputs["crlf"]}) == \
+        "input files changed: crlf (its CSV file's CRLF line breaks inside cells now read as LF)"
+
+
 @pytest.mark.parametrize("in_memory", [True, False])
 def test_keys_named_twice_are_said_for_the_tasks_own_rows(tmp_path: Path, in_memory: bool,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:

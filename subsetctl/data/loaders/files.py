@@ -682,6 +682,33 @@ def csv_record_lines(path: Path, delimiter: str) -> Any:
     return starts[1:]
 
 
+def crlf_lines(path: Path) -> bool:
+    """Whether CSV file ``path``'s header line ends with a carriage return and a line feed
+    (saved on Windows, or checked out by git with ``autocrlf``): such a conversion turns the
+    line breaks inside quoted cells into CRLF too, which :func:`lf_cells` turns back, so that
+    a cell reads as in the same file saved with LF line ends. False when it cannot be read
+    (the loader says why)."""
+    import zlib
+
+    try:
+        with open_decompressed(path) as handle:
+            return handle.readline(2**20).endswith(b"\r\n")
+    except (OSError, EOFError, zlib.error, UserError):
+        return False
+
+
+def lf_cells(frame: Any) -> Any:
+    """``frame`` (a pandas frame of text cells) with each CRLF inside a cell as LF: the cells
+    of a file whose lines end with CRLF (:func:`crlf_lines`) read as those of the same file
+    with LF line ends (a JSON Lines file needs none: JSON writes a cell's line break as
+    ``\\n``). The frame itself is changed, and returned."""
+    for at in range(frame.shape[1]):
+        cells = frame.iloc[:, at]
+        if cells.str.contains("\r\n", regex=False).any():
+            frame.iloc[:, at] = cells.str.replace("\r\n", "\n", regex=False)
+    return frame
+
+
 class _BareCarriageReturns(io.BufferedIOBase):
     """A binary file read through, noting whether it holds a carriage return that no line
     feed follows (``bare``): a line break of old Mac files, which pandas' skipping misreads
@@ -893,9 +920,12 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
     def not_csv(exc: BaseException) -> UserError:
         return UserError(f"Source {source!r}: {not_csv_text(path, options.delimiter, exc)}")
 
+    crlf = crlf_lines(path)
+
     def frames(skiprows: Any = None, wrap: Any = None) -> Iterator[Any]:
         # each frame's rows as many as its last one's size allows (common.batch_rows): long rows,
-        # a corpus's documents, are then not held 50,000 at a time as Python strings
+        # a corpus's documents, are then not held 50,000 at a time as Python strings; a CRLF
+        # file's cells as the LF file's (lf_cells)
         with open_decompressed(path) as handle:
             reader = pd.read_csv(wrap(handle) if wrap else handle, sep=options.delimiter, dtype=str, keep_default_na=False,
                                  encoding="utf-8-sig", iterator=True, skiprows=skiprows)
@@ -907,7 +937,7 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
                     except StopIteration:
                         return
                     frame.columns = [str(c) for c in frame.columns]
-                    yield frame
+                    yield lf_cells(frame) if crlf else frame
                     size = common.batch_rows(int(frame.memory_usage(deep=True).sum()), len(frame))
 
     def fetch(wanted: Any) -> Iterator[tuple[int, dict[str, Any]]]:  # the file read again for these records
@@ -1351,6 +1381,7 @@ def _text_records(path: Path, kind: str, delimiter: str, lines: Any,
             raise UserError(str(exc).removeprefix(f"Source {unnamed!r}: ")) from None
         return
     starts = csv_record_lines(path, delimiter)
+    crlf = crlf_lines(path)  # (its cells read as the loader reads them: lf_cells)
     count = 0
     try:
         with open_decompressed(path) as handle, pd.read_csv(
@@ -1358,7 +1389,7 @@ def _text_records(path: Path, kind: str, delimiter: str, lines: Any,
                 chunksize=common.CHUNK_ROWS) as reader:
             for frame in reader:
                 frame.columns = [str(c) for c in frame.columns]
-                for record in frame.to_dict("records"):
+                for record in (lf_cells(frame) if crlf else frame).to_dict("records"):
                     lines.append(starts[count] if starts is not None and count < len(starts) else count + 2)
                     count += 1
                     yield record
