@@ -49,6 +49,19 @@ def shown_path(path: object) -> str:
     return text if "://" in text else os.path.normpath(text)
 
 
+def as_typed(value: object) -> str:
+    """``value`` (a path, a pattern or a model named in a spec) in single quotes as the user
+    typed it: ``'data\\*.txt'``, where ``!r`` doubled each backslash (``'data\\\\*.txt'``, a
+    path nobody wrote). A value holding a
+    quote or a character a terminal does not show as itself (a tab, a newline, a
+    byte-order mark, a byte that was not UTF-8) is shown as ``repr`` shows it, escaped, so
+    that the message says what is there."""
+    text = str(value)
+    if "'" in text or not text.isprintable():
+        return repr(text)
+    return f"'{text}'"
+
+
 def standard_input_note(path: object) -> str:
     """For ``-`` named where a spec file or a project folder goes (``cat spec.yaml | subsetctl
     validate -``, the Unix way to read standard input), which no such file is: that subsetctl

@@ -14,6 +14,8 @@ import glob
 import os
 from pathlib import Path
 
+from subsetctl.errors import as_typed
+
 
 def glob_without_loops(pattern: str, root_dir: Path) -> set[str]:
     """What ``glob.glob(pattern, root_dir=root_dir, recursive=True)`` matches (hidden names
@@ -77,7 +79,7 @@ def literal_folder_note(pattern: str, root_dir: Path) -> str:
         if any(glob.has_magic(part) for part in parts[:i]) and (Path(root_dir) / folder).is_dir():
             escaped = os.path.join(glob.escape(str(folder)), *parts[i:])
             return (f". The folder {folder} exists, but a pattern reads '[', '*' and '?' in its path as "
-                    f"wildcards, not as those characters: write {escaped!r}")
+                    f"wildcards, not as those characters: write {as_typed(escaped)}")
     return ""
 
 

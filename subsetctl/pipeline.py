@@ -33,6 +33,7 @@ from subsetctl.errors import (
     LockedError,
     UserError,
     as_os_error,
+    as_typed,
     out_of_memory_error,
     run_command,
     shell_arg,
@@ -746,10 +747,10 @@ class Pipeline:
             return  # no model source at all: validation says so
         if hub:
             raise UserError(f"{self.project.spec_path}: model.source: {stage.name}'s results were made from a local "
-                            f"model folder, and {gone} holds none now (model.source: {self.spec.model.source!r}, "
+                            f"model folder, and {gone} holds none now (model.source: {as_typed(self.spec.model.source)}, "
                             "which would be fetched from the Hugging Face hub as an 'org/name' id). Copy the "
                             "folder there, or set model.source to where it is now. Nothing was computed for "
-                            f"{stage.name}; to fetch {self.spec.model.source!r} from the hub instead, run with "
+                            f"{stage.name}; to fetch {as_typed(self.spec.model.source)} from the hub instead, run with "
                             f"--force {stage.name}.")
 
     def plan(self, force: set[str] | None = None, until: str | None = None) -> list[StageStatus]:
@@ -1063,7 +1064,7 @@ class Pipeline:
         gone = self._model_folder_gone(old, inputs["extra"])
         if gone is not None:  # said as such: the spec's text may be as it was ("inputs changed")
             reasons.append(f"the model folder it was made from is not there any more: {gone} holds no "
-                           f"model (model.source: {self.spec.model.source!r}). Copy the folder there, "
+                           f"model (model.source: {as_typed(self.spec.model.source)}). Copy the folder there, "
                            "or set model.source to where it is now")
         missing = stage.missing_outputs(self.project, manifest)
         if missing:  # runs whatever its upstream produces: not conditional

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from subsetctl.errors import PluginNotImported, UserError, joined_names
+from subsetctl.errors import PluginNotImported, UserError, as_typed, joined_names
 from subsetctl.spec import SourceSpec, Spec, SpecIssue, format_path, key_lines
 
 
@@ -42,7 +42,7 @@ def code_the_spec_runs(spec: Spec, imported: bool = True) -> list[str]:
                f"not imported now ({no_plugins_option()}); validate, plan, ls and doctor without it, and run, import it")
         notes.append(f"plugins[{i}]: the Python module {module!r}{f' ({file})' if file else ''}, {how}")
     if spec.model.trust_remote_code:
-        notes.append(f"model.trust_remote_code: the Python files of the model {spec.model.source!r}, whenever a "
+        notes.append(f"model.trust_remote_code: the Python files of the model {as_typed(spec.model.source)}, whenever a "
                      "stage loads it")
     if spec.executor.backend == "dask" and spec.executor.address:
         notes.append(f"executor.address: the Dask cluster at {spec.executor.address!r} computes the search's estimates "
@@ -442,7 +442,7 @@ def _warn_model_settings(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:
             inside = ", ".join(sorted(p.name for p in folder.iterdir() if p.is_dir())[:8]) or "no folders"
         except OSError:
             inside = "contents unreadable"
-        warn(("model", "source"), f"{spec.model.source!r} is not a folder, so it will be fetched from the "
+        warn(("model", "source"), f"{as_typed(spec.model.source)} is not a folder, so it will be fetched from the "
                                   f"Hugging Face hub as an 'org/name' id, but {folder} is a local folder "
                                   f"(holding {inside}): if you meant a model in it, fix the name.")
     if spec.model.kind == "causal-lm" and spec.model.num_labels is not None:

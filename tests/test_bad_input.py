@@ -115,6 +115,26 @@ def test_a_windows_path_is_named_as_one_with_the_path_to_write(tmp_path: Path) -
         {"name": "s0", "loader": {"type": "jsonl", "path": "data/missing.jsonl"}}]})))
 
 
+def test_a_path_with_backslashes_is_shown_as_typed_not_with_each_backslash_doubled(tmp_path: Path) -> None:
+    """`files: data\\*.txt` was shown as 'data\\\\*.txt' (``!r``), a path nobody wrote, in "pattern
+    ... matches no file" and "Unknown model ..."; a value holding a quote or a control character
+    is still shown escaped, so that the message says what is there."""
+    data = {**BASE, "sources": [{"name": "h", "loader": {"type": "huggingface", "path": "json",
+                                                         "data_files": ["x\\y*.json"]}}],
+            "source_files": [{"files": "data\\*.txt", "loader": {"type": "jsonl"}}]}
+    issues = _issues(_spec_file(tmp_path, data))  # (a group matching nothing: the model is not looked at)
+    issues += _issues(_spec_file(tmp_path, {**BASE, "model": {"source": "..\\..\\base\\model"}}))
+    for key, shown in (("model.source", "Unknown model '..\\..\\base\\model': it is not"),
+                       ("source_files[0].files", ": 'data\\*.txt' matches no file"),
+                       ("sources[0].loader.data_files[0]", "pattern 'x\\y*.json' matches no file")):
+        (issue,) = [i for i in issues if f": {key}: " in i] or [f"nothing about {key} in {issues}"]
+        assert shown in issue and "\\\\" not in issue, issue
+    from subsetctl.errors import as_typed
+
+    assert [as_typed(v) for v in ("a\\b", "it's", "tab\tx", "\ufeffx.csv", "café")] == \
+        ["'a\\b'", '"it\'s"', "'tab\\tx'", "'\\ufeffx.csv'", "'café'"]
+
+
 def test_a_windows_network_path_is_named_as_one_with_the_path_to_write(tmp_path: Path) -> None:
     """A path copied from Windows Explorer's view of WSL (`\\\\wsl$\\Ubuntu\\home\\me\\t.jsonl`)
     was told to be written '//wsl$/Ubuntu/home/me/t.jsonl', which is no path in WSL either:

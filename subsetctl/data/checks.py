@@ -52,7 +52,7 @@ from subsetctl.data.loaders import (
     utf16_note,
     value_rows,
 )
-from subsetctl.errors import UserError, path_not_found_note, shown_path
+from subsetctl.errors import UserError, as_typed, path_not_found_note, shown_path
 from subsetctl.hub import looks_local
 from subsetctl.spec import (
     CsvLoader,
@@ -785,11 +785,11 @@ def _not_one_local_file(path: str) -> str:
     from subsetctl.data.loaders import is_glob
 
     if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", path):
-        return (f"{path!r} is a URL, and the jsonl, csv and parquet loaders read local files only: download "
+        return (f"{as_typed(path)} is a URL, and the jsonl, csv and parquet loaders read local files only: download "
                 "it and name the file, or read it with `type: huggingface`, `path: json` (or csv, parquet) "
                 f"and `data_files: [{path}]`, which downloads it")
     if is_glob(path):
-        return (f"{path!r} is a file pattern, and loader.path names one file: for one source per matching "
+        return (f"{as_typed(path)} is a file pattern, and loader.path names one file: for one source per matching "
                 "file use a `source_files` group (`files:` takes the pattern); to read the files as one "
                 "source, `type: huggingface`, `path: json` (or csv, parquet) and `data_files: [the pattern]`")
     return ""
@@ -978,7 +978,7 @@ def _check_cached_hub_dataset(loader: HuggingFaceLoader, loc: tuple[Any, ...], k
     if not tables or (datasets_offline_reason() is None and hub_reachable()):
         return
     names = sorted(tables)
-    where = f"the local datasets cache (read offline: the hub is not asked) holds {loader.path!r}"
+    where = f"the local datasets cache (read offline: the hub is not asked) holds {as_typed(loader.path)}"
     if loader.name is None and len(names) > 1:
         issues.add(loc + ("name",), f"{where} in the configurations {', '.join(names)}, and loader.name chooses none "
                                     f"of them; set name to one of them (e.g. name: {names[0]})")
@@ -1006,7 +1006,7 @@ def _check_cached_hub_dataset(loader: HuggingFaceLoader, loc: tuple[Any, ...], k
     if info.features is not None:
         columns = _with_struct_fields(loader, list(info.features), kind, info.features, loc, issues)
         _check_named_columns(loader, columns, "its features are", loc, kind, issues,
-                             f"the cached dataset {loader.path!r} (configuration {config!r})")
+                             f"the cached dataset {as_typed(loader.path)} (configuration {config!r})")
 
 
 def _with_struct_fields(loader: HuggingFaceLoader, columns: list[str], kind: str, features: Any = None,
@@ -1402,7 +1402,7 @@ def _check_evals(loader: EvalsLoader, loc: tuple[Any, ...], issues: _Issues) -> 
     if loader.file is not None and loader.file not in files:
         issues.add(
             loc + ("file",),
-            f"eval {loader.name!r} has no file {loader.file!r}; its files: {', '.join(files) or '(none)'}",
+            f"eval {loader.name!r} has no file {as_typed(loader.file)}; its files: {', '.join(files) or '(none)'}",
         )
     elif loader.file is None and not files:
         issues.add(loc + ("name",), f"eval {loader.name!r} has no .jsonl file")
@@ -1741,7 +1741,7 @@ def hub_lookalike_warnings(spec: Spec, spec_dir: Path) -> list[tuple[tuple[Any, 
         first = loader.path.split("/", 1)[0]
         close = [first] if first in local else difflib.get_close_matches(first, local, n=3, cutoff=0.75)
         if close:
-            message = (f"{loader.path!r} is not a local path, so it will be looked up on the Hugging Face hub, "
+            message = (f"{as_typed(loader.path)} is not a local path, so it will be looked up on the Hugging Face hub, "
                        f"but the spec's folder has {', '.join('./' + c for c in close)}: if you meant a local "
                        "dataset, write the path with ./ (a mistyped local path then fails at once).")
             found.append((loc, message))

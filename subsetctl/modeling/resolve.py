@@ -21,7 +21,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from subsetctl.errors import UserError, owner_note, path_not_found_note, shell_arg
+from subsetctl.errors import UserError, as_typed, owner_note, path_not_found_note, shell_arg
 from subsetctl.hub import cache_looked_in, cache_write_problem, hub_reachable, model_cached
 from subsetctl.registry import PACKAGED_MODELS
 
@@ -417,7 +417,7 @@ def _load(
         AutoTokenizer,
     )
 
-    where = where or f"The model {location!r}"
+    where = where or f"The model {as_typed(location)}"
     replaced_head: int | None = None
     new_layers: tuple[list[str], list[str]] = ([], [])
 
@@ -558,7 +558,7 @@ def _check_packaged_kind(source: str, kind: str) -> None:
         return
     fitting = packaged_names_of_kind(kind)
     raise UserError(
-        f"The packaged model {source!r} ({entry.architecture}) cannot be loaded as a {kind}; it supports: "
+        f"The packaged model {as_typed(source)} ({entry.architecture}) cannot be loaded as a {kind}; it supports: "
         f"{', '.join(entry.kinds)}. Change model.kind, or pick a packaged model that loads as a {kind} "
         f"({', '.join(fitting) or 'none installed'}) or a folder or hub id of one."
     )
@@ -725,7 +725,7 @@ def _cached_hub_config(source: str) -> tuple[dict[str, Any], str] | None:
     config = _folder_config(snapshot) if snapshot is not None else None
     if config is None:
         return None
-    return config, f"The hub model {source!r} (its copy in the local Hugging Face cache, {snapshot})"
+    return config, f"The hub model {as_typed(source)} (its copy in the local Hugging Face cache, {snapshot})"
 
 
 def _folder_config(folder: Path) -> dict[str, Any] | None:
@@ -902,8 +902,8 @@ def classify_model_source(source: str, spec_dir: Path | None = None) -> str:
     file = next((p for p in looked_in if p.exists() and not p.is_dir()), None)
     if file is not None and (path.exists() or not _HUB_ID.match(source)):  # (model.source: ./model/config.json)
         raise UserError(
-            f"Model source {source!r} is a file ({file}), not a folder. Name the Hugging Face model "
-            f"folder that holds config.json (perhaps {str(Path(source).parent)!r}), a packaged model "
+            f"Model source {as_typed(source)} is a file ({file}), not a folder. Name the Hugging Face model "
+            f"folder that holds config.json (perhaps {as_typed(Path(source).parent)}), a packaged model "
             f"({_packaged_hint()}), or a hub id like 'org/name'."
         )
     if path.exists():
@@ -914,7 +914,7 @@ def classify_model_source(source: str, spec_dir: Path | None = None) -> str:
              f" (a relative folder is looked for next to the spec file, then in the current folder, {Path.cwd()})")
     note = next((n for n in (path_not_found_note(source, p) for p in looked_in) if n), "")
     raise UserError(
-        f"Unknown model {source!r}: it is not a packaged model{_packaged_guess(source)}, not an existing "
+        f"Unknown model {as_typed(source)}: it is not a packaged model{_packaged_guess(source)}, not an existing "
         f"folder{where} and not a hub id of the form 'org/name'. Packaged models: {_packaged_hint()}. Or give the "
         f"path of a local Hugging Face model folder{note}."
     )
@@ -976,8 +976,8 @@ def resolve_model(
         folder = locate_packaged(source, Path(cache_dir) if cache_dir is not None else None, progress)
         location = str(folder)
         info["lora_targets"] = list(entry.lora_targets)
-        where = f"The packaged model {source!r}"
-        _refuse_unreadable_files(folder, f"The converted copy of the packaged model {source!r}, {folder},")
+        where = f"The packaged model {as_typed(source)}"
+        _refuse_unreadable_files(folder, f"The converted copy of the packaged model {as_typed(source)}, {folder},")
         model, tokenizer, replaced_head, new_layers = _load(location, kind, dtype, trust_remote_code, num_labels, where=where)
     elif origin == "local":
         folder = Path(source).expanduser().resolve()
@@ -1007,7 +1007,7 @@ def resolve_model(
         location = source
         offline = not hub_reachable()  # offline: only the local HF cache can serve it
         info["hub_offline"] = offline
-        where = f"The hub model {source!r}"
+        where = f"The hub model {as_typed(source)}"
         try:
             model, tokenizer, replaced_head, new_layers = _load(
                 location, kind, dtype, trust_remote_code, num_labels, offline, where=where
@@ -1016,7 +1016,7 @@ def resolve_model(
             raise
         except Exception as exc:  # offline, unreachable, gated, missing: all the user's to fix
             if (cache_problem := cache_write_problem(exc, default="hub")) is not None:
-                raise UserError(f"Could not load {source!r} from the Hugging Face hub: it could not write the "
+                raise UserError(f"Could not load {as_typed(source)} from the Hugging Face hub: it could not write the "
                                 f"local cache: {cache_problem}") from exc
             if not offline:
                 where = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'}"
@@ -1028,7 +1028,7 @@ def resolve_model(
                 where = ("the hub is unreachable from this machine and the model is not in the local "
                          f"Hugging Face cache, {cache_looked_in('model')}")
             raise UserError(
-                f"Could not load {source!r} from the Hugging Face hub ({where}). If this machine "
+                f"Could not load {as_typed(source)} from the Hugging Face hub ({where}). If this machine "
                 f"is offline, set model.source to a packaged model ({_packaged_hint()}) or the path of a local "
                 "model folder; if the id is misspelled, fix it."
             ) from exc

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from subsetctl.errors import (
     SpecError,
     SpecFileError,
+    as_typed,
     missing_path_note,
     name_too_long_note,
     path_not_found_note,
@@ -354,7 +355,7 @@ def expand_source_files(
             folder = folder_as_pattern_note(group.files, spec_dir, "." + group.loader.type)
             issues.append(SpecIssue(
                 file=file, line=lines.get(("source_files", g, "files")), key=f"source_files[{g}].files",
-                message=f"{group.files!r} matches no file (a relative pattern is taken in {Path(spec_dir).resolve()}; "
+                message=f"{as_typed(group.files)} matches no file (a relative pattern is taken in {Path(spec_dir).resolve()}; "
                         f"'**' matches subfolders; the target's own files are left out){path_not_found_note(group.files)}"
                         f"{literal_folder_note(group.files, spec_dir)}{missing_folder_note(group.files, spec_dir)}"
                         + (f"{folder}." if folder else ". Check the pattern or remove the group.")))
@@ -407,7 +408,7 @@ def _all_taken_message(group: SourceFilesSpec, matches: list[dict[str, Any]], va
     how = (f" (a `by` group keeps the target's file when the target's `where` names the group's `by` column, "
            f"here {group.by!r}, leaving out the target's value only; the target reads this file whole or by "
            "another column)" if group.by is not None else "")
-    return (f"{group.files!r} matches only the target's own file(s), {files}, which no source may read (its "
+    return (f"{as_typed(group.files)} matches only the target's own file(s), {files}, which no source may read (its "
             f"held-out rows would be trained on){how}. Point `files` at the sources' files"
             + (", or set `by` to the column the target's `where` names" if group.by is not None else "")
             + ", or remove the group")

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from subsetctl.errors import UserError, shell_arg
+from subsetctl.errors import UserError, as_typed, shell_arg
 from subsetctl.pipeline import Stage, StageContext
 from subsetctl.project import Project
 from subsetctl.reporter import AboutThisRun, resume_at
@@ -418,7 +418,7 @@ def base_model(ctx: StageContext) -> tuple[Any, Any, dict[str, Any]]:
         warn=ctx.reporter.warn,
     )
     # validate reads local folders' configs; a packaged or hub model's is known only now
-    refuse_max_length_beyond_positions(model.config.to_dict(), spec.max_length, f"the model {spec.source!r}")
+    refuse_max_length_beyond_positions(model.config.to_dict(), spec.max_length, f"the model {as_typed(spec.source)}")
     if first_notice(("special token text", str(ctx.project.root))):
         _warn_special_token_text(ctx, tokenizer)
     if spec.kind == "classifier":
@@ -426,7 +426,7 @@ def base_model(ctx: StageContext) -> tuple[Any, Any, dict[str, Any]]:
         from subsetctl.modeling.resolve import reorder_head_to_classes
 
         reordered = reorder_head_to_classes(model, label_names(ctx.upstream_dir("data")) or [],
-                                            f"The model {spec.source!r}")
+                                            f"The model {as_typed(spec.source)}")
         if reordered is not None and reordered[0]:
             message, done = reordered
             (ctx.reporter.info if done else ctx.reporter.warn)(escape(message))

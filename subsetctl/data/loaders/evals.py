@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from subsetctl.data.loaders.common import LoadContext, build_common, close_names, value_to_text
 from subsetctl.data.loaders.files import parse_jsonl
-from subsetctl.errors import UserError, shown_path
+from subsetctl.errors import UserError, as_typed, shown_path
 from subsetctl.registry import LOADERS
 from subsetctl.spec import EvalsLoader
 
@@ -80,7 +80,7 @@ def evals_file(options: EvalsLoader, source: str) -> Path:
     if options.file not in files:
         listed = ", ".join(repr(f) for f in files) or "(none)"
         raise UserError(
-            f"Source {source!r}: loader.file {options.file!r} is not in eval {options.name!r} "
+            f"Source {source!r}: loader.file {as_typed(options.file)} is not in eval {options.name!r} "
             f"({shown_path(folder)}). Its files: {listed}."
         )
     return folder / options.file

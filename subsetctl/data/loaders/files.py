@@ -26,7 +26,7 @@ from subsetctl.data.loaders.common import (
     _where,
     one_based_row,
 )
-from subsetctl.errors import UserError, path_not_found_note, shell_arg, shown_path
+from subsetctl.errors import UserError, as_typed, path_not_found_note, shell_arg, shown_path
 from subsetctl.globbing import literal_folder_note, missing_folder_note
 from subsetctl.registry import LOADERS
 from subsetctl.spec import CsvLoader, HuggingFaceLoader, JsonlLoader, ParquetLoader, where_text
@@ -82,7 +82,7 @@ def data_files_by_entry(options: HuggingFaceLoader, base_dir: Path) -> list[list
 def unmatched_glob_message(options: HuggingFaceLoader, index: int, base_dir: Path) -> str:
     """What to say about ``data_files[index]``, a glob that matches no file."""
     entry = (options.data_files or [])[index]
-    return (f"loader.data_files pattern {entry!r} matches no file (looked for {shown_path(resolve_path(entry, base_dir))}; "
+    return (f"loader.data_files pattern {as_typed(entry)} matches no file (looked for {shown_path(resolve_path(entry, base_dir))}; "
             f"relative patterns resolve against the spec's folder){path_not_found_note(entry)}"
             f"{literal_folder_note(entry, base_dir)}{missing_folder_note(entry, base_dir)}. Fix the pattern "
             "or the folder.")
@@ -121,7 +121,7 @@ def _existing_file(path_option: str, ctx: LoadContext) -> Path:
     path = resolve_path(path_option, ctx.base_dir)
     if not path.exists():
         raise UserError(
-            f"Source {ctx.source_name!r}: loader.path {path_option!r} does not exist (looked for "
+            f"Source {ctx.source_name!r}: loader.path {as_typed(path_option)} does not exist (looked for "
             f"{shown_path(path)}; relative paths resolve against the spec's folder {ctx.base_dir})"
             f"{path_not_found_note(path_option, path)}. Fix loader.path or create the file."
         )

@@ -25,7 +25,7 @@ from subsetctl.data.loaders.files import (
     struct_decoder,
     with_decoded,
 )
-from subsetctl.errors import UserError
+from subsetctl.errors import UserError, as_typed
 from subsetctl.hub import cache_write_problem
 from subsetctl.registry import LOADERS
 from subsetctl.spec import HuggingFaceLoader
@@ -270,7 +270,7 @@ def _refuse_unreachable_hub_dataset(path: str, local: Path, source_name: str) ->
             or (offline is None and hub_reachable()):  # a path meant as local: load_dataset says it is missing
         return
     raise UserError(
-        f"Source {source_name!r}: {path!r} is a Hugging Face hub dataset id, but {offline or unreachable_reason()} and "
+        f"Source {source_name!r}: {as_typed(path)} is a Hugging Face hub dataset id, but {offline or unreachable_reason()} and "
         f"the local Hugging Face cache does not hold it ({cache_looked_in('dataset')}). Point loader.path at a local copy (a folder written by "
         f"save_to_disk, or use the jsonl, csv or parquet loader on its files), or {'unset HF_DATASETS_OFFLINE and ' if offline else ''}"
         "run where the hub is reachable."
@@ -379,7 +379,7 @@ def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
         data_files = expand_data_files(options, ctx.base_dir)
     except UserError as exc:
         raise UserError(f"Source {ctx.source_name!r}: {exc}") from None
-    where = f"dataset {path!r}" + (f" (configuration {options.name!r})" if options.name else "")
+    where = f"dataset {as_typed(path)}" + (f" (configuration {options.name!r})" if options.name else "")
     if data_files and not local.exists() and is_file_builder(options.path):  # the user's own files: named
         where += f" of {data_files[0]}" if len(data_files) == 1 else f" of {len(data_files)} files ({data_files[0]}, ...)"
     if local.is_file():
