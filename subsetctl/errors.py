@@ -539,6 +539,26 @@ def name_too_long_note(exc: OSError) -> str:
             "name in it is within the 255 bytes a name may have). Move the project (or the file) to a shorter path.")
 
 
+def name_too_long_problem(path: object) -> str | None:
+    """What a check says of a path whose name is longer than the file system takes or
+    which is longer than the system takes (ENAMETOOLONG: every look at it raises, which
+    stopped `validate` whole, naming neither the spec key nor the line): "file aaa...
+    (a name of 300 bytes) cannot be looked for: File name too long (...)", the path
+    shortened; None for any other path (one there or not, said by its caller)."""
+    import os
+
+    try:
+        os.stat(path)  # type: ignore[arg-type]
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            text = str(path)
+            shown = f"{text[:60]}...{text[-20:]}" if len(text) > 90 else text
+            return f"{shown} cannot be looked for: {exc.strerror}{name_too_long_note(exc)}"
+    except ValueError:  # (a NUL in the path: said by its caller)
+        pass
+    return None
+
+
 def owner_note(path: object, subject: str = "it") -> str:
     """For a file or folder this user was refused: who may change that, in words, as
     "it belongs to ann, group team, mode -rw-r--r--; you are bob", for a team sharing a

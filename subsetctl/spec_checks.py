@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from subsetctl.errors import PluginNotImported, UserError, as_typed, joined_names
+from subsetctl.errors import PluginNotImported, UserError, as_typed, joined_names, name_too_long_problem
 from subsetctl.spec import SourceSpec, Spec, SpecIssue, format_path, key_lines
 
 
@@ -186,6 +186,10 @@ def _model_source_issues(spec: Spec, spec_path: Path, issue: _AddIssue) -> None:
     data stage has run), and a model.max_length beyond what that folder's model takes."""
     from subsetctl.modeling.resolve import check_max_length_fits_folder, check_model_folder
 
+    too_long = name_too_long_problem(spec_path.parent / Path(spec.model.source).expanduser())
+    if too_long is not None:  # (every look at it would raise "File name too long")
+        issue(("model", "source"), f"folder {too_long}")
+        return
     try:  # a mistyped local folder shows here, not after the data stage has run
         check_model_folder(spec.model.source, spec_path.parent, spec.model.kind)
     except UserError as exc:

@@ -7,6 +7,7 @@ import errno
 import importlib.util
 import json
 import os
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -133,6 +134,30 @@ def test_a_path_with_backslashes_is_shown_as_typed_not_with_each_backslash_doubl
 
     assert [as_typed(v) for v in ("a\\b", "it's", "tab\tx", "\ufeffx.csv", "café")] == \
         ["'a\\b'", '"it\'s"', "'tab\\tx'", "'\\ufeffx.csv'", "'café'"]
+
+
+def test_a_name_or_path_too_long_to_look_at_is_an_issue_of_its_key(tmp_path: Path) -> None:
+    """A 300-character file name or a 5,000-byte path stopped validate whole with "error: Cannot
+    use ...: File name too long" (every look at it raises), naming neither the key nor the line,
+    and hiding the other problems (a missing file here)."""
+    name, deep = "a" * 300 + ".jsonl", "/".join(["d" * 200] * 25) + "/x.jsonl"
+    data = {**BASE, "model": {"source": "m" * 300},
+            "target": {**BASE["target"], "split": {"train": 4, "validation": 2},
+                       "test_loader": {"type": "csv", "path": name}},
+            "sources": [{"name": "s0", "loader": {"type": "jsonl", "path": name}},
+                        {"name": "s1", "loader": {"type": "csv", "path": deep}},
+                        {"name": "s2", "loader": {"type": "huggingface", "path": "json", "data_files": [name]}},
+                        {"name": "s3", "loader": {"type": "huggingface", "path": "e" * 300}},
+                        {"name": "s4", "loader": {"type": "jsonl", "path": "missing.jsonl"}}]}
+    issues = _issues(_spec_file(tmp_path, data))
+    issues += _issues(_spec_file(tmp_path, {**BASE, "source_files": [{"files": "c" * 300 + "/*.jsonl",
+                                                                      "loader": {"type": "jsonl"}}]}))
+    for key in ("model.source", "target.test_loader.path", "sources[0].loader.path", "sources[1].loader.path",
+                "sources[2].loader.data_files[0]", "sources[3].loader.path", "source_files[0].files"):
+        (issue,) = [i for i in issues if f": {key}: " in i] or [f"nothing about {key} in {issues}"]
+        assert "cannot be looked for: File name too long" in issue and re.search(r"\.yaml:\d+: ", issue), issue
+        assert ("the whole path is" in issue) == (key == "sources[1].loader.path"), issue
+    assert any(": sources[4].loader.path: file " in i and "missing.jsonl does not exist" in i for i in issues), issues
 
 
 def test_a_windows_network_path_is_named_as_one_with_the_path_to_write(tmp_path: Path) -> None:

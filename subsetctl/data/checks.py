@@ -52,7 +52,7 @@ from subsetctl.data.loaders import (
     utf16_note,
     value_rows,
 )
-from subsetctl.errors import UserError, as_typed, path_not_found_note, shown_path
+from subsetctl.errors import UserError, as_typed, name_too_long_problem, path_not_found_note, shown_path
 from subsetctl.hub import looks_local
 from subsetctl.spec import (
     CsvLoader,
@@ -1491,6 +1491,28 @@ def _check_built_in(loader: Any, loc: tuple[Any, ...], base_dir: Path, kind: str
         _check_evals(loader, loc, issues)
 
 
+def _names_too_long(loader: Any, loc: tuple[Any, ...], base_dir: Path, issues: _Issues) -> bool:
+    """Whether a built-in loader's ``path`` or a ``data_files`` file names a file whose
+    name (or whole path) is longer than the system takes, each said at its key as a
+    missing file is: every look at such a path raises "File name too long", which stopped
+    `validate` whole (naming neither the key nor the line, and hiding the other problems).
+    The loader's other checks are then left out (they would look at it again)."""
+    if isinstance(loader, PluginLoader):
+        return False
+    paths = [(("path",), loader.path)] if getattr(loader, "path", None) else []
+    if isinstance(loader, HuggingFaceLoader):
+        paths += [(("data_files", i), entry) for i, entry in enumerate(loader.data_files or [])
+                  if "://" not in entry]
+    found = False
+    for key, written in paths:
+        problem = name_too_long_problem(resolve_path(written, base_dir))
+        if problem is not None:
+            issues.add(loc + key, f"{'path' if key == ('path',) and isinstance(loader, HuggingFaceLoader) else 'file'} "
+                                  f"{problem}")
+            found = True
+    return found
+
+
 def _check_sources(spec: Spec, spec_path: Path, text: str | None) -> list[SpecIssue]:
     """:func:`check_sources`."""
     spec_path = Path(spec_path)
@@ -1515,9 +1537,12 @@ def _check_sources(spec: Spec, spec_path: Path, text: str | None) -> list[SpecIs
                 failed_plugins.append(f"plugins[{i}] ({plugin})")
     entries: list[tuple[tuple[Any, ...], SourceSpec, bool]] = [(("target",), spec.target, True)]
     entries += [(("sources", i), s, False) for i, s in enumerate(spec.sources)]
-    for loc, source, is_target in entries:
+    for loc, source, is_target in list(entries):
         loader = source.loader
         lloc = loc + ("loader",)
+        if _names_too_long(loader, lloc, base_dir, issues):  # (every look at the file would raise)
+            entries.remove((loc, source, is_target))
+            continue
         if isinstance(loader, PluginLoader):
             _check_plugin(loader, lloc, issues, failed_plugins, base_dir, kind)
         else:
@@ -1527,7 +1552,7 @@ def _check_sources(spec: Spec, spec_path: Path, text: str | None) -> list[SpecIs
     test_loader = spec.target.test_loader  # checked as the target's loader is, at its own key
     if isinstance(test_loader, PluginLoader):
         _check_plugin(test_loader, ("target", "test_loader"), issues, failed_plugins, base_dir, kind)
-    elif test_loader is not None:
+    elif test_loader is not None and not _names_too_long(test_loader, ("target", "test_loader"), base_dir, issues):
         _check_replacement(test_loader.type, ("target", "test_loader"), issues)
         _check_built_in(test_loader, ("target", "test_loader"), base_dir, kind, issues)
     _check_num_labels(spec, [source for _, source, _ in entries], base_dir, issues)
@@ -1724,6 +1749,7 @@ def _non_local_hf_loaders(spec: Spec, spec_dir: Path) -> list[tuple[tuple[Any, .
     entries += [(("sources", i, "loader"), s.loader) for i, s in enumerate(spec.sources)]
     return [(loc + ("path",), loader) for loc, loader in entries
             if isinstance(loader, HuggingFaceLoader) and not looks_local(loader.path)
+            and name_too_long_problem(resolve_path(loader.path, Path(spec_dir))) is None  # (said as such)
             and not resolve_path(loader.path, Path(spec_dir)).exists()]
 
 

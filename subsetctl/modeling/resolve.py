@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import errno
 import hashlib
 import json
 import re
@@ -484,6 +485,9 @@ def uncached_hub_model(source: str, spec_dir: Path | None) -> str | None:
             return location
     except UserError:
         pass
+    except OSError as exc:  # a name too long to look at, no hub id: validate's model.source issue says so
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
     return None
 
 

@@ -21,6 +21,7 @@ from subsetctl.errors import (
     as_typed,
     missing_path_note,
     name_too_long_note,
+    name_too_long_problem,
     path_not_found_note,
 )
 from subsetctl.globbing import (
@@ -350,7 +351,11 @@ def expand_source_files(
                 file=file, line=lines.get(("source_files", g, "files")), key=f"source_files[{g}].files",
                 message=_all_taken_message(group, matches, taken_by_others)))
             continue
-        if not expanded:
+        too_long = name_too_long_problem(_resolved(group.files, spec_dir)) if not expanded else None
+        if too_long is not None:  # (every look at its folders would raise "File name too long")
+            issues.append(SpecIssue(file=file, line=lines.get(("source_files", g, "files")),
+                                    key=f"source_files[{g}].files", message=f"pattern {too_long}"))
+        elif not expanded:
             # a folder named as the pattern: what to write, in place of "Check the pattern"
             folder = folder_as_pattern_note(group.files, spec_dir, "." + group.loader.type)
             issues.append(SpecIssue(
