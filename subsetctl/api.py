@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import numbers
-import os
 import random
 import sys
 from collections.abc import Iterator
@@ -31,7 +30,14 @@ from subsetctl.errors import (
 )
 from subsetctl.pipeline import Pipeline, StageStatus
 from subsetctl.plugin_scoping import plugin_scope
-from subsetctl.project import CommandMemo, Project, atomic_write_text, keep_as_backup, manifests_read_once
+from subsetctl.project import (
+    CommandMemo,
+    Project,
+    atomic_write_text,
+    keep_as_backup,
+    manifests_read_once,
+    path_argument,
+)
 from subsetctl.reporter import Reporter, SilentReporter
 from subsetctl.spec import (
     SPEC_FILENAME,
@@ -191,27 +197,23 @@ class ValidationReport:
                 "validate_format": VALIDATE_FORMAT}
 
 
-def _listed(items: str | list[str] | tuple[str, ...] | None) -> list[str]:
+def _listed(items: str | list[str] | tuple[str, ...] | None, what: str, example: str) -> list[str]:
     """Overrides or stage names as a list: one given as a plain string (`force="data"`) is
-    one item, not its characters ("Unknown stage 'd'")."""
+    one item, not its characters ("Unknown stage 'd'"). Anything else but a list, tuple or
+    set (``force=True``, a Path) is a UserError naming ``what`` and showing ``example``, not
+    a TypeError ("'bool' object is not iterable")."""
     if items is None:
         return []
-    return [items] if isinstance(items, str) else list(items)
-
-
-def _path_arg(value: Any, what: str, example: str) -> Path:
-    """``value`` as a Path, or a UserError saying what to pass: a dict or None raised a
-    TypeError from Path() ("expected str, bytes or os.PathLike object"), and an empty dict
-    or list was taken for the current folder."""
-    if not isinstance(value, str | os.PathLike):
-        raise UserError(f"{what} must be a str or pathlib.Path (e.g. {example!r}), not {value!r} "
-                        f"({type(value).__name__}).")
-    return Path(value).expanduser()
+    if isinstance(items, str):
+        return [items]
+    if not isinstance(items, list | tuple | set | frozenset):
+        raise UserError(f"{what} takes a str or a list of them ({example}), not {items!r} ({type(items).__name__}).")
+    return list(items)
 
 
 def _directory_arg(directory: Any) -> Path | None:
     """The project folder argument of plan_project and run_project (None: the current folder)."""
-    return None if directory is None else _path_arg(directory, "directory (the project folder)", "myproject")
+    return None if directory is None else path_argument(directory, "directory (the project folder)", "myproject")
 
 
 #: the methods of a reporter (:class:`subsetctl.reporter.Reporter`; README → From Python)
@@ -255,7 +257,7 @@ def _override_list(overrides: str | list[str] | tuple[str, ...] | None) -> list[
                    for key, value in overrides.items()]
         raise UserError(f"overrides takes a list of 'key=value' texts, as on the command line, not a dict: write "
                         f"{written!r}.")
-    listed = _listed(overrides)
+    listed = _listed(overrides, "overrides", "['gradients.d=8'], as on the command line")
     for i, item in enumerate(listed):
         if not isinstance(item, str):
             raise UserError(f"overrides[{i}] is {item!r} ({type(item).__name__}); overrides takes a list of "
@@ -314,7 +316,7 @@ def _validate_spec_file(path: str | Path, overrides: str | list[str] | None, imp
 
     # a str from a notebook failed with AttributeError deep in read_yaml; "~/q/subsetctl.yaml" was
     # "no such spec file" while plan_project("~/q") and `subsetctl validate '~/q'` found it
-    path = _path_arg(path, "path (the spec file)", "myproject/subsetctl.yaml")
+    path = path_argument(path, "path (the spec file)", "myproject/subsetctl.yaml")
     with contextlib.suppress(OSError, ValueError):  # (a name too long to look up: read_yaml says so)
         if path.is_dir() and (path / SPEC_FILENAME).is_file():
             path = path / SPEC_FILENAME
@@ -428,7 +430,7 @@ def plan_project(
     "not checked" (``will_run`` False: not known)."""
     from subsetctl.plugin_loading import plugins_not_imported
 
-    overrides, force = _override_list(overrides), _listed(force)
+    overrides, force = _override_list(overrides), _listed(force, "force", "force='data', force=['data', 'search']")
     directory, until = _directory_arg(directory), _until_arg(until)
     _check_reporter(reporter, ("warn",))  # plan only warns
     with environment_errors_as_user_errors(), manifests_read_once(), plugins_not_imported(not import_plugins):
@@ -501,7 +503,7 @@ def run_project(
     warned once, and the run goes on, the result kept in its stage's folder).
     ``options={"shard": (i, N)}`` computes only shard i of N of the gradients (as
     ``run --shard i/N``)."""
-    overrides, force = _override_list(overrides), _listed(force)
+    overrides, force = _override_list(overrides), _listed(force, "force", "force='data', force=['data', 'search']")
     directory, until = _directory_arg(directory), _until_arg(until)
     _check_run_options(options)
     _check_reporter(reporter)

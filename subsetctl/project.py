@@ -617,6 +617,16 @@ def projects_below(folder: Path, most: int = 3, looked_at: int = 500) -> list[Pa
     return sorted(found)[:most]
 
 
+def path_argument(value: Any, what: str, example: str) -> Path:
+    """``value`` as a Path, or a UserError saying what to pass: a dict or None raised a
+    TypeError from Path() ("expected str, bytes or os.PathLike object"), and an empty dict
+    or list was taken for the current folder."""
+    if not isinstance(value, str | os.PathLike):
+        raise UserError(f"{what} must be a str or pathlib.Path (e.g. {example!r}), not {value!r} "
+                        f"({type(value).__name__}).")
+    return Path(value).expanduser()
+
+
 @dataclass
 class Project:
     """A project directory holding ``subsetctl.yaml`` and the ``.subsetctl`` state."""
@@ -637,8 +647,10 @@ class Project:
 
     @classmethod
     def find(cls, path: str | Path | None) -> Project:
-        """The project at ``path`` (a directory or its spec file); errors if none."""
-        p = Path(path or ".").expanduser()
+        """The project at ``path`` (a directory or its spec file); errors if none. Not a
+        str or Path (``list_plugins({...})`` from a notebook): a UserError saying what to pass,
+        not a TypeError, nor an empty dict or list taken for the current folder."""
+        p = Path(".") if path is None or path == "" else path_argument(path, "The project folder", "myproject")
         if p.is_file():
             if p.suffix == ".json":  # a report.json kept from a variant: no spec to rename
                 raise UserError(

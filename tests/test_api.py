@@ -462,6 +462,33 @@ def test_an_until_or_a_path_of_the_wrong_type_is_a_user_error_saying_what_to_pas
     assert plan_project(str(jsonl_project), until="data")[2][0].will_run  # valid input as before
 
 
+def test_a_force_or_overrides_or_folder_of_the_wrong_type_is_a_user_error_saying_what_to_pass(
+        jsonl_project: Path) -> None:
+    """force=True, force=Path("data") and overrides given as a Path raised TypeError
+    ("'bool' object is not iterable"), and list_plugins or load_report_data of a dict a
+    TypeError from Path() (of an empty one: the current folder read as the project)."""
+    import pytest
+
+    from subsetctl.api import list_plugins, plan_project, run_project
+    from subsetctl.errors import UserError
+    from subsetctl.report.terminal import load_report_data
+
+    for call in (plan_project, run_project):
+        for force in (True, Path("data")):
+            with pytest.raises(UserError, match=r"^force takes a str or a list of them \(force='data', "
+                                                r"force=\['data', 'search'\]\), not .* \((bool|PosixPath)\)\.$"):
+                call(jsonl_project, force=force)
+        with pytest.raises(UserError, match=r"^overrides takes a str or a list of them .* \(PosixPath\)\.$"):
+            call(jsonl_project, jsonl_project / "subsetctl.yaml")
+    for call in (list_plugins, load_report_data):
+        for folder in ({"a": 1}, {}, 3):
+            with pytest.raises(UserError, match=r"^The project folder must be a str or pathlib.Path \(e.g. "
+                                                r"'myproject'\), not .* \((dict|int)\)\.$"):
+                call(folder)
+    assert not (jsonl_project / ".subsetctl" / "data").exists()  # refused before the data stage
+    assert plan_project(jsonl_project, force=["data"])[2][0].will_run  # valid input as before
+
+
 def test_a_reporter_without_the_reporter_methods_is_refused_at_the_start_naming_them(jsonl_project: Path) -> None:
     """reporter="quiet" raised AttributeError at the project's lock; an object with info and
     warn but no progress failed inside the data stage (its progress bar), once the run had
