@@ -195,10 +195,10 @@ def code_fingerprint(obj: Any, root: Path | None = None) -> dict[str, Any] | Non
     target = _code_target(obj)
     try:
         name = inspect.getsourcefile(target)
-    except (TypeError, ValueError):
-        return None
-    if not name:
-        return None
+    except (TypeError, ValueError, OSError):  # a builtin, or a class of a module without a file (a notebook's cell)
+        name = None
+    if not name or name.startswith("<"):  # no file to read ("<stdin>", "<string>"): the code itself
+        return _compiled_code_fingerprint(target)
     try:
         return _CODE_AS_LOADED[target][1]
     except (KeyError, TypeError):  # not seen yet (TypeError: an object weakref cannot follow)
@@ -207,6 +207,61 @@ def code_fingerprint(obj: Any, root: Path | None = None) -> dict[str, Any] | Non
     with contextlib.suppress(TypeError):
         _CODE_AS_LOADED[target] = (Path(name), fingerprint)
     return fingerprint
+
+
+def _compiled_code_fingerprint(target: Any) -> dict[str, Any] | None:
+    """``{"code_sha256": ...}``, the digest of the compiled code of a function or class that
+    has no source file: a strategy class defined in a notebook's cell (its module,
+    ``__main__``, has no file) was fingerprinted as None, so running the cell again with
+    other code left the search "up to date" with the old code's results. Bytecode, names
+    and constants are hashed, not file names or line numbers (which a kernel restart or a
+    line added above changes); None when there is no Python code (a builtin, a C extension)."""
+    import hashlib
+    import types
+
+    digest = hashlib.sha256()
+    found = False
+
+    def constant(value: Any) -> str:
+        if isinstance(value, set | frozenset):  # (`x in {"a", "b"}`: its order follows the string hashes)
+            return "{" + ",".join(sorted(constant(v) for v in value)) + "}"
+        if isinstance(value, tuple | list):
+            return "(" + ",".join(constant(v) for v in value) + ")"
+        if isinstance(value, dict):
+            return "{" + ",".join(sorted(f"{constant(k)}:{constant(v)}" for k, v in value.items())) + "}"
+        return repr(value)
+
+    def code(co: types.CodeType) -> None:
+        digest.update(co.co_code + repr((co.co_names, co.co_varnames, co.co_freevars)).encode())
+        for value in co.co_consts:
+            if isinstance(value, types.CodeType):
+                code(value)
+            else:
+                digest.update(constant(value).encode())
+
+    def walk(name: str, value: Any, depth: int) -> None:
+        nonlocal found
+        value = getattr(value, "__func__", value)  # a staticmethod's or classmethod's function
+        if isinstance(value, property):
+            for part in (value.fget, value.fset, value.fdel):
+                if part is not None:
+                    walk(name, part, depth)
+        elif isinstance(value, types.FunctionType):
+            found = True
+            digest.update(f"def {name}\0".encode())
+            code(value.__code__)
+            digest.update(constant(value.__defaults__).encode())
+        elif isinstance(value, type) and depth < 4:
+            digest.update(f"class {name}({','.join(b.__qualname__ for b in value.__bases__)})\0".encode())
+            for key, item in sorted(vars(value).items()):
+                if key not in ("__module__", "__dict__", "__weakref__", "__qualname__", "__firstlineno__",
+                               "__static_attributes__"):
+                    walk(key, item, depth + 1)
+        elif isinstance(value, str | int | float | bool | tuple | list | dict | set | frozenset | type(None)):
+            digest.update(f"{name}={constant(value)}\0".encode())
+
+    walk(getattr(target, "__qualname__", ""), target, 0)
+    return {"code_sha256": digest.hexdigest()} if found else None
 
 
 def _code_target(obj: Any) -> Any:

@@ -4,6 +4,7 @@ mistakes are refused with the plugin named, never stored or fine-tuned on."""
 from __future__ import annotations
 
 import functools
+import os
 import re
 import sys
 from pathlib import Path
@@ -291,6 +292,60 @@ def test_a_partial_plugins_code_is_its_functions_file(tmp_path: Path) -> None:
     wrapped = functools.partial(functools.partial(_load, sep="\t"))
     assert code_fingerprint(wrapped) == code_fingerprint(_load) == code_fingerprint(test_a_good_plugin_result_passes)
     assert _origin(wrapped) == f"module {__name__}"
+
+
+_NOTEBOOK_CELL = """
+from subsetctl.search.base import Strategy
+
+class NbBest(Strategy):
+    name = "nb_best"
+    kinds = {"a", "b"}
+
+    def run(self, estimator, context, params):
+        return pick(context.sources, "nanargmin" in {"nanargmin", "x"})
+"""
+
+
+def _fingerprint_of_a_notebook_cell(code: str) -> Any:
+    """The code fingerprint of the class ``code`` defines, as a notebook's cell defines it: in
+    ``__main__``, a module without a file (Jupyter's), with the caller's ``__main__`` put back after."""
+    import types
+
+    from subsetctl.filehash import code_fingerprint
+
+    module, held = types.ModuleType("__main__"), sys.modules["__main__"]
+    sys.modules["__main__"] = module
+    try:
+        exec(compile(code, "<cell>", "exec"), vars(module))  # noqa: S102 - test code
+        return code_fingerprint(vars(module)["NbBest"])
+    finally:
+        sys.modules["__main__"] = held
+
+
+def test_a_plugin_class_defined_in_a_notebook_cell_is_fingerprinted_by_its_code() -> None:
+    """A strategy class registered from a notebook's cell has no source file: its fingerprint
+    was None, so running the cell again with other code left the search "up to date" with
+    the old code's results. Now its compiled code is hashed, the same in every process."""
+    import subprocess
+
+    from subsetctl.filehash import code_fingerprint
+
+    first = _fingerprint_of_a_notebook_cell(_NOTEBOOK_CELL)
+    assert first is not None and set(first) == {"code_sha256"}
+    assert _fingerprint_of_a_notebook_cell(_NOTEBOOK_CELL) == first  # the cell run again
+    assert _fingerprint_of_a_notebook_cell("\n\n" + _NOTEBOOK_CELL) == first  # lines moved
+    edited = _NOTEBOOK_CELL.replace("nanargmin", "nanargmax", 1)
+    assert _fingerprint_of_a_notebook_cell(edited) != first
+    assert _fingerprint_of_a_notebook_cell(_NOTEBOOK_CELL.replace('"b"', '"c"')) != first
+    script = ("import sys, types\nfrom subsetctl.filehash import code_fingerprint\nmodule = types.ModuleType('__main__')\n"
+              "sys.modules['__main__'] = module\n"
+              f"exec(compile({_NOTEBOOK_CELL!r}, '<cell>', 'exec'), vars(module))\n"
+              "print(code_fingerprint(vars(module)['NbBest'])['code_sha256'])")
+    for seed in ("1", "2"):  # (the order of a set constant follows the process's string hashes)
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                             env={**os.environ, "PYTHONHASHSEED": seed})
+        assert out.stdout.strip() == first["code_sha256"]
+    assert code_fingerprint(len) is None  # a builtin: no Python code
 
 
 def test_an_unpicklable_plugin_estimator_is_blamed_for_loky(monkeypatch) -> None:
