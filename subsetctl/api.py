@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import numbers
+import os
 import random
 import sys
 from collections.abc import Iterator

@@ -210,6 +210,9 @@ class Stage(ABC):
     #: then runs it again after any stage before it runs, also one whose output comes out
     #: unchanged (``--force search``), which leaves its fingerprint as it was
     shows_stage_seconds: bool = False
+    #: the large libraries it imports, imported whole before it runs, a notebook's interrupt
+    #: held back until they are (:func:`subsetctl.library_imports.import_whole`)
+    imports_first: tuple[str, ...] = ()
     #: the spec key that switches the stage on and off (stages that can be switched off)
     switch: str | None = None
     #: the spec settings that bound the stage's memory (batch sizes, lengths): named, with
@@ -1741,6 +1744,10 @@ class Pipeline:
         recorder = StageWarnings(self.reporter)  # what it warns of goes into its manifest: the report shows it
         ctx = StageContext(self.spec, self.project, recorder, out_dir, options)
         try:
+            if stage.imports_first:  # (a notebook's interrupt while they import leaves them half imported)
+                from subsetctl.library_imports import import_whole
+
+                import_whole(stage.imports_first)
             summary = stage.run(ctx)
         except Exception as exc:  # (torch's OutOfMemoryError is a RuntimeError)
             if (gone := self._project_gone(stage, state_folder)) is not None:  # whatever failed for want of its files

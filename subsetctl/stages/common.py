@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from subsetctl.errors import UserError, as_typed, shell_arg
+from subsetctl.library_imports import MODEL_LIBRARIES
 from subsetctl.pipeline import Stage, StageContext
 from subsetctl.project import Project
 from subsetctl.reporter import AboutThisRun, resume_at
@@ -25,6 +26,8 @@ class ModelStage(Stage):
     whose tokenizer marks a text's first word (SentencePiece-style), that its answers are
     tokenized after the prompt (:func:`subsetctl.modeling.resolve.answer_tokenization_inputs`):
     results computed before, on other ids, are stale."""
+
+    imports_first = MODEL_LIBRARIES
 
     def extra_inputs(self, spec: Spec, project: Project) -> dict[str, Any]:
         from subsetctl.modeling.resolve import answer_tokenization_inputs, model_fingerprint_inputs

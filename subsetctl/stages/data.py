@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from subsetctl.library_imports import DATA_LIBRARIES
 from subsetctl.pipeline import Stage, StageContext
 from subsetctl.project import Project
 from subsetctl.reporter import ShownInResults
@@ -26,6 +27,7 @@ class DataStage(Stage):
     spec_keys_no_longer_read = ("plugins",)  # a data stage recorded with them stays up to date
     inputs_rechecked = True  # files read source by source, for minutes: one may be edited meanwhile
     partial_work_keyed = True  # each source's folder records the key it was prepared from (.source.json)
+    imports_first = DATA_LIBRARIES
 
     def work(self, spec: Spec, forced: bool = False) -> str:
         reused = common.reused_unless_forced(forced, "those prepared before as they are now are reused",

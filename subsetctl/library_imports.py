@@ -1,0 +1,63 @@
+"""The large libraries a stage uses (datasets; torch, transformers, peft) imported whole first.
+
+A notebook's interrupt (Ctrl-C, the kernel's stop button: SIGINT) that lands while Python
+is first importing them leaves them half imported in ``sys.modules``: the next run in that
+process failed ("Could not import module 'LlamaForCausalLM'", "partially initialized module
+'torch._dynamo'", "module 'dill' has no attribute '_dill'") until the kernel was restarted.
+Their first import is therefore made with SIGINT held back (:func:`interrupts_held`), and the
+interrupt raised as soon as it is done: the run stops as it would have, and the next one
+finds them whole. Each stage names what it imports so (:attr:`subsetctl.pipeline.Stage.imports_first`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from types import FrameType
+from typing import Any
+
+#: what the data stage imports that takes seconds (dill, pyarrow and pandas among them)
+DATA_LIBRARIES: tuple[str, ...] = ("datasets",)
+
+#: what the model stages import that takes seconds (torch._dynamo, pulled in by
+#: transformers' generation code, among them), besides what they read the data with
+MODEL_LIBRARIES: tuple[str, ...] = (
+    *DATA_LIBRARIES, "torch", "transformers", "transformers.modeling_utils", "transformers.generation",
+    "transformers.models.auto.modeling_auto", "peft",
+)
+
+
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Hold back SIGINT inside; raise it (call the handler there was) once the block is done.
+    Only in the main thread, where Python runs signal handlers, and only while SIGINT has a
+    Python handler (not ignored, nor left to kill the process)."""
+    previous: Any = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield
+        return
+    held: list[FrameType | None] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: held.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if held:
+            previous(signal.SIGINT, held[0])
+
+
+def import_whole(libraries: tuple[str, ...]) -> None:
+    """Import those of ``libraries`` not imported yet, an interrupt held back until they are
+    (see the module's docstring). One that cannot be imported is left to the stage, which
+    says what to install."""
+    missing = [name for name in libraries if name not in sys.modules]
+    if not missing:
+        return
+    with interrupts_held():
+        for name in missing:
+            with contextlib.suppress(ImportError):
+                importlib.import_module(name)
