@@ -204,8 +204,12 @@ class Registry(Generic[T]):
         if self._builtins_loaded:
             return
         self._builtins_loaded = True
-        for module in self.builtin_modules:
-            importlib.import_module(module)
+        try:
+            for module in self.builtin_modules:
+                importlib.import_module(module)
+        except BaseException:  # (a notebook's interrupt): the next call imports what is missing, not
+            self._builtins_loaded = False  # "Registered estimators: (none)" for the rest of the process
+            raise
 
     def _load(self) -> None:
         """Import the built-in modules, then every installed entry point of the group. An
@@ -214,7 +218,11 @@ class Registry(Generic[T]):
         if self._loaded:
             return
         self._loaded = True
-        self._load_builtins()
+        try:
+            self._load_builtins()
+        except BaseException:  # (an interrupt: see _load_builtins)
+            self._loaded = False
+            raise
         with outside_scope():  # what an installed module registers as it is imported stays
             self._load_entry_points()
 

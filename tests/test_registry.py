@@ -59,6 +59,28 @@ class _EntryPoint:
         return self._obj
 
 
+def test_an_interrupt_while_the_built_ins_import_leaves_them_to_import_on_the_next_call(
+        tmp_path, monkeypatch) -> None:
+    """A notebook's interrupt while a registry first imported its built-in modules left it
+    marked loaded, with none of them registered: "Unknown estimator 'fast'. Registered
+    estimators: (none)" for every later call in that kernel."""
+    import subsetctl.registry as registry_module
+
+    monkeypatch.setattr(registry_module, "entry_points", lambda group: [])
+    (tmp_path / "interrupted_builtins.py").write_text(
+        "import os\nfrom subsetctl.registry import _TEST_THINGS as THINGS\n"
+        "if not os.environ.get('BUILTINS_GO_ON'):\n    raise KeyboardInterrupt\n"
+        "@THINGS.register('fast')\nclass Fast:\n    'A built-in.'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "interrupted_builtins", raising=False)
+    registry: Registry[type] = Registry("thing", "subsetctl.test_things", ("interrupted_builtins",))
+    monkeypatch.setattr(registry_module, "_TEST_THINGS", registry, raising=False)  # (the module registers there)
+    with pytest.raises(KeyboardInterrupt):
+        registry.get("fast")
+    monkeypatch.setenv("BUILTINS_GO_ON", "1")
+    assert registry.get("fast").__name__ == "Fast"
+
+
 def test_a_broken_installed_plugin_is_skipped_and_named_only_when_asked_for(monkeypatch) -> None:
     import pytest
 
