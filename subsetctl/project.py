@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from stat import S_ISREG
+from stat import S_ISREG, S_IWUSR, S_IXUSR
 from typing import IO, Any, Generic, TypeVar
 
 from subsetctl.errors import (
@@ -112,6 +112,18 @@ def give_files_new_mode(folder: Path) -> None:
     for path in folder.rglob("*"):
         if path.is_file() and not path.is_symlink():
             path.chmod(mode)
+
+
+def copy_tree_writable(src: Path, dst: Path) -> None:
+    """``shutil.copytree(src, dst)`` without ``src``'s permissions: the files get the mode
+    :func:`new_file_mode` says and every folder is writable by its owner. A copy out of a
+    read-only cache (a teammate's, one made ``chmod -R a-w``) kept its read-only modes, so
+    what is written into the copy next (a fine-tune's README.md) was refused in a folder
+    the user never made read-only."""
+    shutil.copytree(src, dst, copy_function=shutil.copyfile)
+    give_files_new_mode(dst)
+    for folder in [dst, *(path for path in dst.rglob("*") if path.is_dir() and not path.is_symlink())]:
+        folder.chmod(folder.stat().st_mode | S_IWUSR | S_IXUSR)
 
 
 def _probed_file_mode() -> int:

@@ -231,6 +231,44 @@ def test_an_adapter_the_full_cache_disk_cannot_take_is_warned_of_not_a_stopped_r
     assert list(cache.folder.iterdir()) == []  # no half-written entry either
 
 
+def test_a_run_restored_from_a_read_only_cache_is_writable(tmp_path: Path) -> None:
+    """A cache made read-only (``chmod -R a-w .subsetctl/cache``, a teammate's) is only warned
+    of when it cannot take results; but a run copied out of it kept its read-only modes, so
+    writing the run's README.md into the copy stopped the run with a permission error naming
+    the run's folder, which the user never made read-only."""
+    cache = _cache(tmp_path)
+    entry = cache._entry(["a"], 0)
+    _put(entry, ["a"], "x")
+    for path in [*sorted(entry.rglob("*"), reverse=True), entry]:
+        path.chmod(0o444 if path.is_file() else 0o555)
+    try:
+        assert _restored(cache, ["a"], tmp_path) == "x"
+    finally:
+        for path in [entry, *entry.rglob("*")]:
+            path.chmod(0o644 if path.is_file() else 0o755)
+    adapter = tmp_path / "run" / "adapter"
+    assert all(path.stat().st_mode & 0o200 for path in [adapter, *adapter.rglob("*")])
+    assert (adapter / "w.bin").read_text() == "x"
+
+
+def test_a_run_folder_that_cannot_be_deleted_is_the_permissions_error_naming_it(tmp_path, monkeypatch) -> None:
+    """Restoring a cached run over a run folder this process may not delete (left read-only)
+    ignored the refusal, and the copy then failed as an internal error (FileExistsError).
+    Now the refusal goes up naming the file, which the CLI says as a permissions problem."""
+    cache = _cache(tmp_path)
+    _put(cache._entry(["a"], 0), ["a"], "x")
+    (tmp_path / "run" / "adapter").mkdir(parents=True)
+    (tmp_path / "run" / "adapter" / "w.bin").write_text("old")
+
+    def refused(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+
+    monkeypatch.setattr(os, "unlink", refused)
+    with pytest.raises(PermissionError) as raised:
+        cache.restore(["a"], 0, tmp_path / "run")
+    assert raised.value.filename == str(tmp_path / "run" / "adapter" / "w.bin")
+
+
 def _files(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 

@@ -11,6 +11,7 @@ inputs changed.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -29,7 +30,9 @@ from subsetctl.project import (
     artifacts_shape_ok,
     atomic_write_json,
     atomic_write_text,
+    copy_tree_writable,
     fingerprint,
+    remove_tree,
     touch,
     verify_checksums,
 )
@@ -174,8 +177,9 @@ class AdapterCache:
                                             "it is deleted and the run is trained again."))
             shutil.rmtree(entry, ignore_errors=True)
             return None
-        shutil.rmtree(run_dir, ignore_errors=True)
-        shutil.copytree(entry / "adapter", run_dir / "adapter")
+        with contextlib.suppress(FileNotFoundError):  # a run folder it cannot delete: the permissions message
+            remove_tree(run_dir)  # naming it (ignored, it became copytree's FileExistsError, an internal error)
+        copy_tree_writable(entry / "adapter", run_dir / "adapter")  # README.md is written into it next
         touch(entry)  # used: the last to go when the caches are trimmed (project.cache_limit_gb)
         return record
 
