@@ -392,7 +392,8 @@ def out_of_memory_error(exc: BaseException, stage: str, settings: dict[str, obje
     if not (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
             or (isinstance(exc, OSError) and exc.errno == errno.ENOMEM)  # a fork, an mmap the system refused
             or "can't allocate memory" in text or "out of memory" in text.lower()
-            or "CUBLAS_STATUS_ALLOC_FAILED" in text):
+            or "CUBLAS_STATUS_ALLOC_FAILED" in text
+            or (isinstance(exc, ImportError) and _LIBRARY_NOT_MAPPED in text)):  # a library a stage loads late
         return None
     tried = re.search(r"(?:[Tt]ried|Unable) to allocate ([\d.]+) ?([A-Za-z]+)", text)
     size = ""
@@ -401,7 +402,24 @@ def out_of_memory_error(exc: BaseException, stage: str, settings: dict[str, obje
         size = (f": it tried to allocate {float(amount) / 2**20:,.0f} MiB at once" if unit == "bytes"
                 else f": it tried to allocate {amount} {unit} at once")
     return OutOfMemoryUserError(
-        f"Stage {stage} ran out of memory{size} ({type(exc).__name__}). {advice}: finished stages are kept.")
+        f"Stage {stage} ran out of memory{size} ({type(exc).__name__}{_address_space_limit()}). {advice}: "
+        "finished stages are kept.")
+
+
+#: how the loader says it had no memory for a shared library (dlopen's ENOMEM): a stage
+#: importing one late (calibrate, scipy's) under a low ``ulimit -v`` was an internal error
+_LIBRARY_NOT_MAPPED = "failed to map segment from shared object"
+
+
+def _address_space_limit() -> str:
+    """Where this process has an address space limit (``ulimit -v``, RLIMIT_AS), that limit
+    in words, to raise first: torch and the BLAS reserve far more address space than the
+    memory they use, so a limit that looks ample runs out at once; else ""."""
+    soft = _soft_limit("RLIMIT_AS")
+    if soft is None:
+        return ""
+    return (f"; this process's address space limit, `ulimit -v`, is {soft // 2**20:,} MiB: raise it "
+            "(`ulimit -v unlimited`) first")
 
 
 _EDQUOT = getattr(errno, "EDQUOT", 122)  # (not in errno on every platform; Linux's number)
@@ -631,14 +649,21 @@ def _group_name(gid: int) -> str:
 def _file_size_limit() -> str:
     """The limit an EFBIG write ran into, in words: this process's file size limit
     (``ulimit -f``, RLIMIT_FSIZE) where it has one, else the file system's largest file."""
+    soft = _soft_limit("RLIMIT_FSIZE")
+    if soft is None:
+        return "the file system's largest file"
+    return f"this process's file size limit (`ulimit -f`: {soft // 1024} KiB)"
+
+
+def _soft_limit(name: str) -> int | None:
+    """This process's soft limit ``resource.<name>`` (``"RLIMIT_FSIZE"``); None where it has
+    none, or where there are no such limits (Windows)."""
     try:
         import resource
     except ImportError:  # not on Windows
-        return "the file system's largest file"
-    soft, _hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    if soft == resource.RLIM_INFINITY:
-        return "the file system's largest file"
-    return f"this process's file size limit (`ulimit -f`: {soft // 1024} KiB)"
+        return None
+    soft, _hard = resource.getrlimit(getattr(resource, name))
+    return None if soft == resource.RLIM_INFINITY else soft
 
 
 def dangling_link_target(path: str) -> str | None:

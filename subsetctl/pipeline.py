@@ -1752,7 +1752,7 @@ class Pipeline:
         except Exception as exc:  # (torch's OutOfMemoryError is a RuntimeError)
             if (gone := self._project_gone(stage, state_folder)) is not None:  # whatever failed for want of its files
                 raise gone from exc
-            out_of_memory = (self._out_of_memory(stage, exc) if isinstance(exc, (OSError, MemoryError, RuntimeError))
+            out_of_memory = (self._out_of_memory(stage, exc) if isinstance(exc, (OSError, MemoryError, RuntimeError, ImportError))
                              else None)
             if out_of_memory is not None:
                 raise out_of_memory from exc

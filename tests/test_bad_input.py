@@ -1339,6 +1339,7 @@ def test_an_override_typed_under_a_c_locale_is_read_as_utf8_and_bytes_not_utf8_a
     "TerminatedWorkerError",
     OSError(12, "Cannot allocate memory"),  # errno.ENOMEM: a fork or mmap the system refused
     RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"),
+    ImportError("/venv/scipy/special/cython_special.so: failed to map segment from shared object"),  # `ulimit -v`
     RuntimeError("something else went wrong"),
 ])
 def test_a_stage_that_runs_out_of_memory_names_the_settings_to_lower(tiny_project: Path, monkeypatch,
@@ -1385,6 +1386,25 @@ def test_a_stage_that_runs_out_of_memory_names_the_settings_to_lower(tiny_projec
     said = [f"it tried to allocate {shown} at once" for size, shown in sizes.items() if size in str(raised)]
     assert (said[0] in message) if said else ("tried to allocate" not in message), message
     assert json.loads((tiny_project / ".subsetctl" / "data" / "manifest.json").read_text())["stage"] == "data"
+
+
+def test_running_out_of_memory_under_an_address_space_limit_names_ulimit_v(monkeypatch) -> None:
+    """Under a low ``ulimit -v`` the calibrate stage's late import of scipy failed ("failed to
+    map segment from shared object") as an internal error, "a bug in subsetctl"; and running
+    out of memory did not say that the limit, not the machine, was what ran out. Another
+    ImportError stays what it is."""
+    import resource
+
+    from subsetctl.errors import out_of_memory_error
+
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (
+        (2500 * 2**20, resource.RLIM_INFINITY) if which == resource.RLIMIT_AS else (resource.RLIM_INFINITY,) * 2))
+    error = out_of_memory_error(ImportError("/v/x.so: failed to map segment from shared object"), "calibrate", {})
+    assert error is not None and str(error) == (
+        "Stage calibrate ran out of memory (ImportError; this process's address space limit, `ulimit -v`, is 2,500 "
+        "MiB: raise it (`ulimit -v unlimited`) first). Free memory (or use a larger machine), then run again: "
+        "finished stages are kept.")
+    assert out_of_memory_error(ImportError("No module named 'scipy'"), "calibrate", {}) is None
 
 
 def test_running_out_of_memory_in_a_fine_tune_says_to_keep_the_examples_per_step_with_grad_accum(
