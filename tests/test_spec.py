@@ -1554,3 +1554,21 @@ sources: [{name: s, loader: {type: jsonl, path: s.jsonl}, label_map: {negative: 
     assert spec.sources[0].label_map == {"negative": "0", "positive": "1", "ok": "1", "x": None}  # null: dropped
     assert _schema_errors(data) == []
     assert _schema_errors({**data, "target": {**data["target"], "label_map": {"a": ["b"]}}})
+
+
+def test_a_spec_file_without_read_permission_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A spec file the user may not read said "Permission denied." alone (a data file's says chmod)."""
+    import errno
+
+    from subsetctl.errors import SpecFileError
+    from subsetctl.spec.reading import read_yaml
+
+    path = tmp_path / "subsetctl.yaml"
+    path.write_text("project: {name: x}\n")
+
+    def denied(self: Path) -> bytes:
+        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    with pytest.raises(SpecFileError, match=r"Permission denied: give your user read permission on it \(`chmod a\+r`\)"):
+        read_yaml(path)

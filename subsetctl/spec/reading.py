@@ -81,7 +81,9 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
     except IsADirectoryError:
         raise SpecError(f"{path} is a directory; give the spec file (usually {SPEC_FILENAME}).") from None
     except OSError as exc:
-        why = name_too_long_note(exc) if exc.errno == errno.ENAMETOOLONG else "."
+        why = (name_too_long_note(exc) if exc.errno == errno.ENAMETOOLONG else
+               ": give your user read permission on it (`chmod a+r`), or copy the project somewhere you can read it."
+               if exc.errno in (errno.EACCES, errno.EPERM) else ".")
         raise SpecFileError(path, f"cannot read the spec file: {exc.strerror}{why}") from None
     try:
         text = raw_bytes.decode("utf-8")
