@@ -1563,6 +1563,20 @@ def test_a_few_jsonl_lines_that_are_not_utf8_are_left_out_with_one_warning(tmp_p
         load_jsonl(JsonlLoader(type="jsonl", path="many.jsonl"), make_ctx())
 
 
+def test_a_jsonl_line_with_a_euro_sign_cut_short_is_left_out_not_taken_for_latin1(tmp_path: Path, make_ctx) -> None:
+    """A "€" (or "™", "₹": bytes E2 82/84 ..) cut short reads as Windows-1252 "â‚" / "â„", a
+    letter and a quote, so the damaged line was taken for Latin-1 text and stopped the whole
+    source ("re-save it as UTF-8"), though the file is UTF-8: a lead byte followed by
+    continuation bytes is a UTF-8 character begun, so the line is left out as a damaged one."""
+    good = b"".join(b'{"prompt": "q%d", "response": "a"}\n' % i for i in range(30))
+    (tmp_path / "cut.jsonl").write_bytes(good + b'{"prompt": "7\xe2\x82", "response": "a"}\n'
+                                         + b'{"prompt": "x\xe2\x84", "response": "a"}\n' + good)
+    ctx = make_ctx()
+    assert len(load_jsonl(JsonlLoader(type="jsonl", path="cut.jsonl"), ctx)) == 60
+    (notice,) = ctx.notices
+    assert re.search(r"cut\.jsonl: 2 of 62 lines are not valid UTF-8 \(line 31, line 32; ", notice), notice
+
+
 def test_a_byte_order_mark_or_a_nul_byte_in_a_csv_cell_is_said(tmp_path: Path, make_ctx) -> None:
     """Two CSV files joined (`cat a.csv b.csv`, each saved with a BOM) read the second one's
     header as a row whose prompt starts with U+FEFF, and a NUL byte stayed in a cell: both

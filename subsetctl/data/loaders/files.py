@@ -241,7 +241,13 @@ def looks_cp1252(raw: bytes) -> bool:
     (``caf\\xe9``, ``\\x93quoted\\x94``). Such a line is a file in that encoding, not a damaged
     line: it stops the source (:class:`NotUtf8Lines`) rather than the file being emptied of its
     accented lines. A byte no Windows-1252 character has (0x81, 0x8D, 0x8F, 0x90, 0x9D), or a
-    UTF-8 character cut short (``\\xe2\\x80``, read "â€"), is no such text."""
+    UTF-8 character cut short (its lead byte and continuation bytes, then no more: ``\\xe2\\x80``,
+    read "â€", or a "€" cut to ``\\xe2\\x82``, read "â‚", a letter and a quote), is no such text."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.end - exc.start > 1:  # a lead byte and continuation bytes, then the character stops
+            return False
     try:
         text = raw.decode("cp1252")
     except UnicodeDecodeError:
