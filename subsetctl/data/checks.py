@@ -40,6 +40,7 @@ from subsetctl.data.loaders import (
     compressed_parquet_problem,
     evals_file,
     gzip_damage,
+    has_escaped_bytes,
     jq_rows_command,
     json_document_advice,
     json_kind,
@@ -404,11 +405,6 @@ def _open_text(path: Path, errors: str = "strict") -> IO[str]:
     return io.TextIOWrapper(open_decompressed(path), encoding="utf-8-sig", newline="", errors=errors)
 
 
-def _has_escaped_bytes(line: str) -> bool:
-    """Whether ``line``, read with ``errors="surrogateescape"``, holds bytes that are not UTF-8."""
-    return any("\udc80" <= ch <= "\udcff" for ch in line)
-
-
 def _file_head(loader: LoaderBase, path: Path) -> tuple[list[str] | None, str | None, bool]:
     """``(columns, problem, rowless)`` from a file's head, read as the loader will read it
     (the first JSONL object, the CSV header, the Parquet schema): the columns, or what
@@ -423,7 +419,7 @@ def _file_head(loader: LoaderBase, path: Path) -> tuple[list[str] | None, str | 
                 for number, line in enumerate(handle, start=1):
                     if not line.strip():
                         continue
-                    if _has_escaped_bytes(line):  # not UTF-8: the data stage leaves the line out, or refuses the file
+                    if has_escaped_bytes(line):  # not UTF-8: the data stage leaves the line out, or refuses the file
                         verdict = _jsonl_read_through(path)[2]
                         if isinstance(verdict, str):
                             return None, verdict, False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -1610,6 +1611,26 @@ def test_an_infinite_answer_is_said_and_an_infinite_label_refused(tmp_path: Path
     with pytest.raises(UserError, match=r"l\.jsonl, line 2: 'label' \(loader\.label_field\) is -Infinity, an infinite "
                                         r"number .* which is no class"):
         load_jsonl(JsonlLoader(type="jsonl", path="l.jsonl", label_field="label"), make_ctx(kind="classifier"))
+
+
+def test_a_few_csv_rows_that_are_not_utf8_are_left_out_with_one_warning(tmp_path: Path, make_ctx) -> None:
+    """One CSV row with stray bytes stopped the whole source (pandas refused the file): now
+    such rows are left out as a JSON Lines file's lines are, with one warning; the kept rows
+    keep their own lines in messages, and the seeded draw reads them again; a Latin-1 row
+    still stops the source."""
+    good = "".join(f"q{i},a{i}\n" for i in range(30)).encode()
+    (tmp_path / "b.csv").write_bytes(b"prompt,response\nok,1\n\x81x,2\n" + good + b"blank,\n")
+    ctx = make_ctx()
+    dataset = load_csv(CsvLoader(type="csv", path="b.csv"), ctx)
+    assert len(dataset) == 31 and "\udc81x" not in dataset["prompt"]
+    assert any(re.search(r"b\.csv: 1 of 34 lines are not valid UTF-8 \(line 3; the first at byte 21\); they are left "
+                         r"out\.", n) for n in ctx.notices)
+    assert any("line 34" in n for n in ctx.notices)  # the blank answer, named by its own line
+    drawn = dataclasses.replace(make_ctx(), keep_at_most=5)
+    assert len(load_csv(CsvLoader(type="csv", path="b.csv"), drawn)) == 5
+    (tmp_path / "latin.csv").write_bytes(b"prompt,response\n" + good + b"caf\xe9,1\n")
+    with pytest.raises(UserError, match=r"latin\.csv is not valid UTF-8 \(byte \d+, line 32; it reads as Latin-1"):
+        load_csv(CsvLoader(type="csv", path="latin.csv"), make_ctx())
 
 
 def test_a_utf16_file_is_named_so(tmp_path: Path, make_ctx) -> None:

@@ -301,11 +301,34 @@ class NotUtf8Lines:
         many = f"{self.count} of its {self.lines} lines are not UTF-8 ({self.shown()})"
         return NotUtf8(f"{self.error} {many}.", f"{self.error.problem}; {many}")
 
-    def notice(self, source: str, path: Path) -> str:
-        """The data stage's warning that the lines are left out, naming the file and the lines."""
-        return (f"Source {source!r}: file {shown_path(path)}: {self.count} of {self.lines} lines are not valid UTF-8 "
-                f"({self.shown()}; the first at byte {self.byte}); they are left out. If the file was saved in "
-                "another encoding, re-save it as UTF-8.")
+    def notice(self, source: str | None, path: Path) -> str:
+        """The data stage's warning that the lines are left out, naming the file and the lines;
+        ``source`` None: of every task a ``where`` reads from the file, said once for the file
+        (the same words from each of its sources)."""
+        said = f"Source {source!r}: file" if source is not None else "File"
+        whose = "" if source is not None else " of every task read from it (loader.where)"
+        return (f"{said} {shown_path(path)}: {self.count} of {self.lines} lines are not valid UTF-8 "
+                f"({self.shown()}; the first at byte {self.byte}); they are left out{whose}. If the file was saved "
+                "in another encoding, re-save it as UTF-8.")
+
+
+def has_escaped_bytes(text: str) -> bool:
+    """Whether ``text``, read with ``errors="surrogateescape"``, holds bytes that are not UTF-8."""
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
+
+
+def lines_not_utf8(path: Path, source: str) -> NotUtf8Lines:
+    """The lines of text file ``path`` that are not UTF-8, as :func:`text_lines` leaves them
+    out (read through for them); for a CSV file pandas refused as not UTF-8.
+
+    Raises:
+        NotUtf8: the file is taken for one in another encoding (a Latin-1 line, too many
+        such lines), as :func:`text_lines` refuses it.
+        UserError: it cannot be read."""
+    not_utf8 = NotUtf8Lines()
+    for _ in text_lines(path, source, not_utf8):
+        pass
+    return not_utf8
 
 
 def text_lines(path: Path, source: str, not_utf8: NotUtf8Lines | None = None) -> Iterator[tuple[int, str]]:
@@ -651,12 +674,13 @@ def _note_duplicate_csv_columns(path: Path, delimiter: str, read_as: list[str], 
     )
 
 
-def csv_record_lines(path: Path, delimiter: str) -> Any:
+def csv_record_lines(path: Path, delimiter: str, errors: str = "strict") -> Any:
     """The file line on which each data row of a CSV file starts (the header excluded), as
     an ``array`` of ints, read with the csv module the way pandas reads it (lines holding
     only whitespace are skipped, a line holding a quoted empty cell ``""`` is a row, a
     quoted cell may span lines); None when the csv module cannot read it. The file is
-    read a line at a time."""
+    read a line at a time; ``errors``: as :func:`open`'s (``surrogateescape`` for a file
+    some of whose rows are not UTF-8)."""
     import csv
     from array import array
 
@@ -671,7 +695,7 @@ def csv_record_lines(path: Path, delimiter: str) -> Any:
     limit = csv.field_size_limit()
     try:
         csv.field_size_limit(2**31 - 1)  # long multi-line cells are where lines matter (a gzip file's size says nothing)
-        with io.TextIOWrapper(open_decompressed(path), encoding="utf-8-sig", newline="") as handle:
+        with io.TextIOWrapper(open_decompressed(path), encoding="utf-8-sig", newline="", errors=errors) as handle:
             reader = csv.reader(tracked(handle), delimiter=delimiter)
             previous = 0
             for row in reader:
@@ -899,6 +923,7 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
     size of the last chunk read). Lines are found with :func:`csv_record_lines`,
     only when a message needs one."""
     import zlib
+    from array import array
 
     import pandas as pd
 
@@ -918,6 +943,8 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
     def locate(i: int) -> str:
         if keep is not None:
             return f"line {picked_lines[int(keep[i])]}"
+        if escaped:  # rows not UTF-8 left out: the kept rows' records, read so
+            return f"line {escaped_lines()[kept[i]]}"
         found = lines()
         if found is None or len(found) != builder.count:  # read differently: count from the header
             return f"line {i + 2}"
@@ -928,13 +955,22 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
 
     crlf = crlf_lines(path)
 
+
+    @functools.cache
+    def escaped_lines() -> Any:  # each record's line, rows not UTF-8 read as surrogate escapes
+        found = csv_record_lines(path, options.delimiter, errors="surrogateescape")
+        return found if found is not None and len(found) == total else range(2, total + 2)
+
     def frames(skiprows: Any = None, wrap: Any = None) -> Iterator[Any]:
         # each frame's rows as many as its last one's size allows (common.batch_rows): long rows,
         # a corpus's documents, are then not held 50,000 at a time as Python strings; a CRLF
         # file's cells as the LF file's (lf_cells)
         with open_decompressed(path) as handle:
-            reader = pd.read_csv(wrap(handle) if wrap else handle, sep=options.delimiter, dtype=str, keep_default_na=False,
-                                 encoding="utf-8-sig", iterator=True, skiprows=skiprows)
+            # (rows not UTF-8 read as surrogate escapes: as Python text, which pandas' arrow text refuses)
+            reader = pd.read_csv(wrap(handle) if wrap else handle, sep=options.delimiter,
+                                 dtype=object if escaped else str, keep_default_na=False, encoding="utf-8-sig",
+                                 iterator=True, skiprows=skiprows,
+                                 encoding_errors="surrogateescape" if escaped else "strict")
             with reader:
                 size = min(common.CHUNK_ROWS, CSV_FIRST_ROWS)
                 while True:
@@ -947,10 +983,14 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
                     size = common.batch_rows(int(frame.memory_usage(deep=True).sum()), len(frame))
 
     def fetch(wanted: Any) -> Iterator[tuple[int, dict[str, Any]]]:  # the file read again for these records
-        if keep is None:
-            return fetch_records(wanted, builder.count if builder else 0)
         import numpy as np  # (records of the file, as the builder numbers those it was given)
 
+        if keep is None and escaped:  # the kept records of the file, rows not UTF-8 left out
+            at_records = np.frombuffer(kept, dtype=np.int64)
+            return ((int(np.searchsorted(at_records, at)), record)
+                    for at, record in fetch_records(at_records[wanted], total))
+        if keep is None:
+            return fetch_records(wanted, builder.count if builder else 0)
         return ((int(np.searchsorted(keep, at)), record) for at, record in fetch_records(keep[wanted], total))
 
     def fetch_records(wanted: Any, count: int) -> Iterator[tuple[int, dict[str, Any]]]:  # by the file's records
@@ -980,37 +1020,54 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
     # row of its own (the rows counted can still match, another row's cells then differ)
     delimiter_first = False
     total = 0  # the file's records read
-    try:
-        for frame in frames():
-            columns = list(frame.columns)
-            plain_index = plain_index and isinstance(frame.index, pd.RangeIndex)
-            if not delimiter_first:
-                first_empty = (frame.iloc[:, 0] == "").to_numpy()
-                delimiter_first = bool(first_empty.any() and (frame[first_empty].iloc[:, 1:] != "").to_numpy().any())
-            if builder is None:
-                builder = common_columns(options, ctx, where, locate, columns, fetch=fetch)
-            if keep is not None:  # that value's records of this frame
-                here = keep[(keep >= total) & (keep < total + len(frame))] - total
-                total += len(frame)
-                frame = frame.iloc[here]
-            if not builder.mapping_all:  # only the columns every row is checked for
-                frame = frame[[c for c in builder.fields if c in columns]]
-            builder.add_all(frame.to_dict("records"))
-    except pd.errors.EmptyDataError:
-        raise UserError(
-            f"Source {source!r}: file {shown_path(path)} is empty. Give a CSV file with a header "
-            "row and at least one example."
-        ) from None
-    except UnicodeDecodeError:
-        raise _utf8_problem(path, source) or UserError(
-            f"Source {source!r}: file {shown_path(path)} is not valid UTF-8. Re-save it as UTF-8.") from None
-    except (OSError, EOFError, zlib.error) as exc:  # unreadable, or a gzip file cut short
-        raise _unreadable(path, source, exc) from None
-    except (pd.errors.ParserError, ValueError) as exc:
-        raise not_csv(exc) from None
+    # a file some of whose rows are not UTF-8 (found by a first, strict, read failing): read
+    # again with those bytes as surrogate escapes, the rows holding any left out (NotUtf8Lines:
+    # a few damaged lines, not a file in another encoding); ``kept``: the records kept, by index
+    escaped: NotUtf8Lines | None = None
+    kept = array("q")
+    while True:
+        try:
+            for frame in frames():
+                columns = list(frame.columns)
+                plain_index = plain_index and isinstance(frame.index, pd.RangeIndex)
+                if not delimiter_first:
+                    first_empty = (frame.iloc[:, 0] == "").to_numpy()
+                    delimiter_first = bool(first_empty.any() and (frame[first_empty].iloc[:, 1:] != "").to_numpy().any())
+                if builder is None:
+                    builder = common_columns(options, ctx, where, locate, columns, fetch=fetch)
+                if keep is not None:  # that value's records of this frame (those not UTF-8 in none)
+                    here = keep[(keep >= total) & (keep < total + len(frame))] - total
+                    total += len(frame)
+                    frame = frame.iloc[here]
+                elif escaped:  # the rows that are UTF-8
+                    good = ~frame.map(has_escaped_bytes).to_numpy().any(axis=1)
+                    kept.extend(int(i) + total for i in good.nonzero()[0])
+                    total += len(frame)
+                    frame = frame[good]
+                if not builder.mapping_all:  # only the columns every row is checked for
+                    frame = frame[[c for c in builder.fields if c in columns]]
+                builder.add_all(frame.to_dict("records"))
+            break
+        except pd.errors.EmptyDataError:
+            raise UserError(
+                f"Source {source!r}: file {shown_path(path)} is empty. Give a CSV file with a header "
+                "row and at least one example."
+            ) from None
+        except UnicodeDecodeError:
+            if escaped is not None or keep is not None:  # (a ``where``'s rows were found reading it so)
+                raise UserError(f"Source {source!r}: file {shown_path(path)} is not valid UTF-8. Re-save it as "
+                                "UTF-8.") from None
+            escaped = lines_not_utf8(path, source)  # (refused: a Latin-1 line, too many such lines)
+            builder, columns, plain_index, delimiter_first, total = None, [], True, False, 0
+        except (OSError, EOFError, zlib.error) as exc:  # unreadable, or a gzip file cut short
+            raise _unreadable(path, source, exc) from None
+        except (pd.errors.ParserError, ValueError) as exc:
+            raise not_csv(exc) from None
     if builder is None:  # a header and no rows
         raise UserError(f"Source {source!r}: {_where(path)} has no examples. Give a file with at least one row.")
     dataset = builder.finish()
+    if escaped is not None and escaped.count and keep is None:
+        ctx.notices.append(escaped.notice(source, path))
     _note_duplicate_csv_columns(path, options.delimiter, columns, ctx)
     if keep is None:  # (a ``where``'s rows: one source of many reading the file, each would say it)
         ctx.notices.extend(csv_stray_cell_notices(path, options.delimiter, source))
