@@ -188,10 +188,10 @@ def _jsonl_not_utf8_of(path: Path, size: int, mtime_ns: int) -> NotUtf8Lines | s
 
 
 def lines_not_utf8_notice(loader: Any, base_dir: Path, name: str) -> str | None:
-    """The data stage's warning that lines of ``loader``'s JSON Lines file, not UTF-8, are left
+    """The data stage's warning that lines of ``loader``'s JSON Lines or CSV file, not UTF-8, are left
     out (as :class:`NotUtf8Lines` says it, of the source ``name``), for validate to say it
     before any run; None for any other loader or file (one refused: the file checks say why)."""
-    if not isinstance(loader, JsonlLoader):
+    if not isinstance(loader, (JsonlLoader, CsvLoader)):
         return None
     path = resolve_path(loader.path, base_dir)
     try:
@@ -199,6 +199,27 @@ def lines_not_utf8_notice(loader: Any, base_dir: Path, name: str) -> str | None:
     except OSError:
         return None
     return verdict.notice(name, path) if isinstance(verdict, NotUtf8Lines) else None
+
+
+def _not_utf8_refusal(path: Path, line: int | None = None) -> str | None:
+    """Why the data stage refuses text file ``path``, some of whose lines are not UTF-8 (its
+    words: a Latin-1 line, too many such lines, a UTF-16 file), or None when it leaves them
+    out. A file up to :data:`LINES_COUNTED_MB` is read through (:func:`_jsonl_not_utf8`); a
+    larger one up to ``line`` (the bad line met in its head), as the data stage meets its
+    lines: one not UTF-8 there that it would leave out is no error here either (the read
+    through it stops at a Latin-1 line, or a UTF-16 file's first)."""
+    if path.stat().st_size <= LINES_COUNTED_MB * 2**20:
+        verdict = _jsonl_not_utf8(path)
+        return verdict if isinstance(verdict, str) else None
+    try:
+        for number, _ in text_lines(path, "", NotUtf8Lines()):
+            if line is None or number >= line:
+                break
+    except NotUtf8 as exc:
+        return exc.problem
+    except UserError:  # unreadable, or a gzip file cut short: said otherwise
+        return None
+    return None
 
 
 def _jsonl_not_utf8(path: Path) -> NotUtf8Lines | str | None:
@@ -420,11 +441,9 @@ def _file_head(loader: LoaderBase, path: Path) -> tuple[list[str] | None, str | 
                     if not line.strip():
                         continue
                     if has_escaped_bytes(line):  # not UTF-8: the data stage leaves the line out, or refuses the file
-                        verdict = _jsonl_read_through(path)[2]
-                        if isinstance(verdict, str):
-                            return None, verdict, False
-                        if verdict is None and path.stat().st_size > LINES_COUNTED_MB * 2**20:
-                            raise UnicodeDecodeError("utf-8", b"", 0, 1, "invalid bytes")  # (said as before)
+                        refused = _not_utf8_refusal(path, number)
+                        if refused is not None:
+                            return None, refused, False
                         continue
                     if "\x00" in line:
                         return None, _nul_problem(number), False
@@ -444,13 +463,23 @@ def _file_head(loader: LoaderBase, path: Path) -> tuple[list[str] | None, str | 
             return None, ("the file is empty: give a JSON Lines file with at least one example "
                           "(a JSON object a line)"), False
         if loader.type == "csv":
-            with _open_text(path) as handle:
-                rows = (row for row in csv.reader(_past_blank_lines(handle, loader.delimiter), delimiter=loader.delimiter)
-                        if row)  # pandas skips blank lines before the header too
-                header = next(rows, None)
-                if header and any("\x00" in cell for cell in header):
-                    return None, _nul_problem(None), False
-                rowless = header is not None and _no_row_follows(rows)
+            try:
+                with _open_text(path) as handle:
+                    rows = (row for row in csv.reader(_past_blank_lines(handle, loader.delimiter),
+                                                      delimiter=loader.delimiter) if row)  # pandas skips blank lines before the header too
+                    header = next(rows, None)
+                    if header and any("\x00" in cell for cell in header):
+                        return None, _nul_problem(None), False
+                    rowless = header is not None and _no_row_follows(rows)
+            except UnicodeDecodeError:  # rows not UTF-8: the data stage leaves them out, or refuses the file
+                refused = _not_utf8_refusal(path)
+                if refused is not None:
+                    return None, refused, False
+                with _open_text(path, errors="surrogateescape") as handle:
+                    rows = (row for row in csv.reader(_past_blank_lines(handle, loader.delimiter),
+                                                      delimiter=loader.delimiter) if row)
+                    header = next(rows, None)
+                    rowless = header is not None and _no_row_follows(rows)
             if not header:
                 return None, "the file is empty: give a CSV file with a header row and at least one example", False
             return header, None, rowless
@@ -549,7 +578,8 @@ def _check_columns(loader: LoaderBase, path: Path, loc: tuple[Any, ...], kind: s
     if damage:
         issues.add(loc + ("path",), f"{path.name}: {damage}")
         return
-    if loader.type == "jsonl" and isinstance(refused := _jsonl_read_through(path)[2], str):  # past its head
+    if ((loader.type == "jsonl" and isinstance(refused := _jsonl_read_through(path)[2], str))  # past its head
+            or (loader.type == "csv" and isinstance(refused := _jsonl_not_utf8(path), str))):
         issues.add(loc + ("path",), f"{path.name}: {refused}")
         return
     if loader.type == "csv" and (unclosed := _unclosed_csv_quote(path, loader.delimiter)) is not None:

@@ -192,6 +192,58 @@ def test_validate_finds_a_csv_quote_never_closed(tmp_path: Path) -> None:
         'quoting: close that quote, or double a quote meant inside a cell ("")')
 
 
+def _few_and_latin(kind: str) -> str:
+    """GOOD with two sources of ``kind`` (jsonl, csv) reading data/few.KIND and data/latin.KIND."""
+    return GOOD + "".join(f"  - name: {name}\n    loader: {{type: {kind}, path: data/{name}.{kind}}}\n"
+                          for name in ("few", "latin"))
+
+
+def test_validate_says_of_csv_rows_that_are_not_utf8_what_the_data_stage_does(tmp_path: Path) -> None:
+    """A CSV file with a row that is not UTF-8 in its head was refused by validate, where the
+    data stage leaves such a row out: now a warning, in its words; a Latin-1 row past the
+    head is the data stage's error (validate said nothing of it)."""
+    import yaml
+
+    from subsetctl.api import spec_warnings
+    from subsetctl.spec import Spec
+
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    good = b"".join(b"q%d,a\n" % i for i in range(30))
+    (tmp_path / "data" / "few.csv").write_bytes(b"prompt,response\nx\x81y,a\n" + good)
+    (tmp_path / "data" / "latin.csv").write_bytes(b"prompt,response\n" + good * 400 + b"caf\xe9,a\n")
+    text = _few_and_latin("csv")
+    issues = check_issues(tmp_path, text)
+    assert set(issues) == {"sources[2].loader.path"}
+    assert issues["sources[2].loader.path"].message.startswith("latin.csv: not valid UTF-8 (byte ")
+    assert "it reads as Latin-1 (Windows-1252) text there): re-save it as UTF-8" in issues["sources[2].loader.path"].message
+    warnings = spec_warnings(Spec.model_validate(yaml.safe_load(text)), tmp_path / "subsetctl.yaml")
+    (warning,) = [w for w in warnings if w.key == "sources[1].loader.path"]
+    assert warning.message.endswith("few.csv: 1 of 32 lines are not valid UTF-8 (line 2; the first at byte 17); "
+                                    "they are left out. If the file was saved in another encoding, re-save it as UTF-8.")
+
+
+def test_validate_of_a_large_jsonl_file_leaves_a_bad_head_line_to_the_data_stage(tmp_path: Path,
+                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A JSON Lines file over LINES_COUNTED_MB with a line that is not UTF-8 in its head was an
+    error of validate ("invalid bytes") where the data stage leaves the line out; a Latin-1
+    line there is still refused, in the data stage's words."""
+    from subsetctl.data import checks
+
+    monkeypatch.setattr(checks, "LINES_COUNTED_MB", 0)  # (every file is "large")
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    good = b"".join(b'{"prompt": "q%d", "response": "a"}\n' % i for i in range(30))
+    (tmp_path / "data" / "few.jsonl").write_bytes(b'{"prompt": "x\x81y", "response": "a"}\n' + good)
+    (tmp_path / "data" / "latin.jsonl").write_bytes(b'{"prompt": "caf\xe9", "response": "a"}\n' + good)
+    text = _few_and_latin("jsonl")
+    issues = check_issues(tmp_path, text)
+    assert set(issues) == {"sources[2].loader.path"}
+    assert issues["sources[2].loader.path"].message == (
+        "latin.jsonl: not valid UTF-8 (byte 15, line 1; it reads as Latin-1 (Windows-1252) text there): "
+        "re-save it as UTF-8")
+
+
 def test_a_corrupt_gzip_file_is_an_issue_not_an_internal_error(tmp_path: Path) -> None:
     """A gzip file whose deflate data is corrupt (zlib.error, not an OSError) made validate
     fail with an internal error: at its first line, and after a non-UTF-8 first line when
