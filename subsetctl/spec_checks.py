@@ -911,14 +911,18 @@ def _note_max_examples_above_the_rows(spec: Spec, spec_path: Path, note: _AddIss
 
 
 def _warn_lines_not_utf8(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:
-    """A JSON Lines file of the target or a source with a few lines that are not UTF-8: the
-    data stage leaves them out with a warning, said here in its words before any run (a file
-    whose such lines make it refused is an error of the file checks)."""
+    """A JSON Lines or CSV file of the target or a source with a few lines that are not UTF-8:
+    the data stage leaves them out with a warning, said here in its words before any run (a
+    file whose such lines make it refused is an error of the file checks); once for a file
+    whose tasks ``where`` reads, as the data stage says it."""
     from subsetctl.data.checks import lines_not_utf8_notice
 
+    said: set[str] = set()  # (a file a ``where`` reads a task of: once for all its tasks, as the data stage says it)
     for path, source in _target_and_sources(spec):
-        notice = lines_not_utf8_notice(source.loader, spec_path.parent, source.name)
-        if notice is not None:
+        where = getattr(source.loader, "where", None) is not None
+        notice = lines_not_utf8_notice(source.loader, spec_path.parent, None if where else source.name)
+        if notice is not None and notice not in said:
+            said.add(notice)
             warn((*path, "loader", "path"), notice)
 
 

@@ -187,9 +187,10 @@ def _jsonl_not_utf8_of(path: Path, size: int, mtime_ns: int) -> NotUtf8Lines | s
     return not_utf8 if not_utf8.count else None
 
 
-def lines_not_utf8_notice(loader: Any, base_dir: Path, name: str) -> str | None:
+def lines_not_utf8_notice(loader: Any, base_dir: Path, name: str | None) -> str | None:
     """The data stage's warning that lines of ``loader``'s JSON Lines or CSV file, not UTF-8, are left
-    out (as :class:`NotUtf8Lines` says it, of the source ``name``), for validate to say it
+    out (as :class:`NotUtf8Lines` says it, of the source ``name``; None: of every task a
+    ``where`` reads from the file), for validate to say it
     before any run; None for any other loader or file (one refused: the file checks say why)."""
     if not isinstance(loader, (JsonlLoader, CsvLoader)):
         return None

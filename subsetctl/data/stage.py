@@ -560,7 +560,7 @@ def _write_summary(out_dir: Path, spec: Spec, counts: dict[str, Any], labels: li
         "sources": [source.name for source in spec.sources],
         "counts": counts,
         "labels": labels,
-        "warnings": warnings,
+        "warnings": list(dict.fromkeys(warnings)),  # (a file's, said alike by each of its tasks' sources: once)
     }
     if spec.target.test_loader is not None:  # (only then: an unchanged project's data.json stays as it was)
         summary["target_test_from"] = "test_loader"

@@ -267,3 +267,37 @@ def test_plan_parses_the_file_once_per_content(tmp_path: Path, kind: str, monkey
     assert [s.name for s in load_spec(tmp_path / "subsetctl.yaml").sources] == ["flan-cola", "flan-sst_2"]
     plan_project(tmp_path)
     assert len(parsed) == 1  # the values and the digests, one parse
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+@pytest.mark.parametrize("kind", ["jsonl", "csv"])
+def test_a_few_lines_not_utf8_are_left_out_of_every_task_said_once(tmp_path: Path, kind: str, in_memory: bool,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """One line of the file that is not UTF-8 stopped every task's source (the file's values
+    were read strictly): it is left out, as the loaders leave out such lines, with one warning
+    for the file (validate's and the data stage's), not one per task; the drawn rows are read
+    again past it."""
+    from subsetctl.api import run_project, spec_warnings
+    from subsetctl.reporter import SilentReporter
+
+    if not in_memory:
+        monkeypatch.setattr(files, "WHOLE_TEXT_FILE_BYTES", 0)
+    path = _project(tmp_path, kind, _rows(["a", "b"], per_task=20))
+    data = tmp_path / "data" / f"tasks.{kind}"
+    bad = b'{"task": "a", "prompt": "x\x81", "response": "y"}\n' if kind == "jsonl" else b"a,x\x81,y\n"
+    lines = data.read_bytes().splitlines(keepends=True)
+    data.write_bytes(b"".join(lines[:3]) + bad + b"".join(lines[3:]))
+    spec = load_spec(path)
+    byte = len(b"".join(lines[:3])) + bad.index(b"\x81")
+    notice = (f"File {data}: 1 of {len(lines) + 1} lines are not valid UTF-8 (line 4; the first at byte "
+              f"{byte}); they are left out of every task read from it "
+              "(loader.where). If the file was saved in another encoding, re-save it as UTF-8.")
+    said = [w.message for w in spec_warnings(spec, path) if "not valid UTF-8" in w.message]
+    assert said == [notice.replace(str(data), "data/" + data.name)] or said == [notice]
+    source = spec.sources[0]
+    drawn = LOADERS[kind](source.loader, _ctx(tmp_path, source.name, keep_at_most=5))
+    assert len(drawn) == 5 and all(p.startswith("a q") for p in drawn["prompt"])
+    run_project(tmp_path, until="data", reporter=SilentReporter())
+    summary = json.loads((tmp_path / ".subsetctl" / "data" / "data.json").read_text())
+    assert summary["counts"]["flan-a"]["train"] == 20 and summary["counts"]["flan-b"]["train"] == 20
+    assert len([w for w in summary["warnings"] if "not valid UTF-8" in w]) == 1

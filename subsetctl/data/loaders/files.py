@@ -317,15 +317,16 @@ def has_escaped_bytes(text: str) -> bool:
     return any("\udc80" <= ch <= "\udcff" for ch in text)
 
 
-def lines_not_utf8(path: Path, source: str) -> NotUtf8Lines:
+def lines_not_utf8(path: Path, source: str, not_utf8: NotUtf8Lines | None = None) -> NotUtf8Lines:
     """The lines of text file ``path`` that are not UTF-8, as :func:`text_lines` leaves them
-    out (read through for them); for a CSV file pandas refused as not UTF-8.
+    out (read through for them, counted in ``not_utf8`` if given); for a CSV file pandas
+    refused as not UTF-8.
 
     Raises:
         NotUtf8: the file is taken for one in another encoding (a Latin-1 line, too many
         such lines), as :func:`text_lines` refuses it.
         UserError: it cannot be read."""
-    not_utf8 = NotUtf8Lines()
+    not_utf8 = NotUtf8Lines() if not_utf8 is None else not_utf8
     for _ in text_lines(path, source, not_utf8):
         pass
     return not_utf8
@@ -640,7 +641,10 @@ def load_jsonl(options: JsonlLoader, ctx: LoadContext) -> Dataset:
     if builder.count == 0:
         raise UserError(f"Source {ctx.source_name!r}: file {shown_path(path)} is empty. Give a file with at least one row.")
     dataset = builder.finish()
-    if not_utf8.count:
+    if memory is not None or only is not None:  # a ``where``'s: the file's lines, said alike by each task's source
+        if found.not_utf8 is not None:
+            ctx.notices.append(found.not_utf8.notice(None, path))
+    elif not_utf8.count:
         ctx.notices.append(not_utf8.notice(ctx.source_name, path))
     if duplicates.count:
         ctx.notices.append(duplicates.notice(ctx.source_name, path))
@@ -1008,6 +1012,8 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
                                  fetch=lambda wanted: ((i, records[i]) for i in wanted.tolist()))
         builder.add_all(records)
         dataset = builder.finish()
+        if found_rows.not_utf8 is not None:  # the file's lines, said alike by each task's source
+            ctx.notices.append(found_rows.not_utf8.notice(None, path))
         _note_duplicate_csv_columns(path, options.delimiter, columns, ctx)
         return dataset
     builder: CommonColumns | None = None
@@ -1023,7 +1029,7 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
     # a file some of whose rows are not UTF-8 (found by a first, strict, read failing): read
     # again with those bytes as surrogate escapes, the rows holding any left out (NotUtf8Lines:
     # a few damaged lines, not a file in another encoding); ``kept``: the records kept, by index
-    escaped: NotUtf8Lines | None = None
+    escaped: NotUtf8Lines | None = None if keep is None else found_rows.not_utf8
     kept = array("q")
     while True:
         try:
@@ -1066,8 +1072,8 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
     if builder is None:  # a header and no rows
         raise UserError(f"Source {source!r}: {_where(path)} has no examples. Give a file with at least one row.")
     dataset = builder.finish()
-    if escaped is not None and escaped.count and keep is None:
-        ctx.notices.append(escaped.notice(source, path))
+    if escaped is not None and escaped.count:  # (a ``where``'s: the file's lines, said alike by each task's source)
+        ctx.notices.append(escaped.notice(source if keep is None else None, path))
     _note_duplicate_csv_columns(path, options.delimiter, columns, ctx)
     if keep is None:  # (a ``where``'s rows: one source of many reading the file, each would say it)
         ctx.notices.extend(csv_stray_cell_notices(path, options.delimiter, source))
@@ -1352,6 +1358,8 @@ class TextValueRows(ValueRows):
 
     lines: Any
     digests: dict[str, str]
+    #: the file's lines that are not UTF-8, left out of every value's rows (none: None)
+    not_utf8: NotUtf8Lines | None = None
 
 
 #: the records of a text file looked at for the columns a message lists (a key the rows lack)
@@ -1383,7 +1391,10 @@ def _text_value_rows(path: Path, column: str, kind: str, delimiter: str, size: i
     keys: dict[str, None] = {}  # the columns of the first records, for a message
     count = left_out = 0
     named = False  # some record has the column
-    for count, record in enumerate(_text_records(path, kind, delimiter, lines), start=1):
+    not_utf8 = NotUtf8Lines()
+    for count, record in enumerate(_text_records(path, kind, delimiter, lines, not_utf8=not_utf8), start=1):
+        if record is None:  # (a CSV row not UTF-8: in no value's rows)
+            continue
         line = lines[-1]
         if count <= TEXT_COLUMNS_LISTED_FROM:
             keys.update(dict.fromkeys(record))
@@ -1415,55 +1426,75 @@ def _text_value_rows(path: Path, column: str, kind: str, delimiter: str, size: i
     rows = dict(zip(found, groups))  # (``found`` lists the values in the order of their codes)
     ordered = dict(sorted(rows.items(), key=lambda item: (isinstance(item[0], str), item[0])))  # numbers first
     return TextValueRows(ordered, left_out, lines,
-                         {json.dumps(value): digests[found[value]].hexdigest() for value in ordered})
+                         {json.dumps(value): digests[found[value]].hexdigest() for value in ordered},
+                         not_utf8 if not_utf8.count else None)
 
 
-def _text_records(path: Path, kind: str, delimiter: str, lines: Any,
-                  duplicates: DuplicateKeys | None = None) -> Iterator[dict[str, Any]]:
+def _text_records(path: Path, kind: str, delimiter: str, lines: Any, duplicates: DuplicateKeys | None = None,
+                  not_utf8: NotUtf8Lines | None = None) -> Iterator[dict[str, Any] | None]:
     """Each record of a JSON Lines (``kind`` ``jsonl``) or CSV file, as its loader reads it
     (a CSV cell as text), a record (a frame of them) at a time; ``lines`` (an ``array``) gets
     the file line each starts on, as messages name it (a CSV row's as :func:`csv_record_lines`
     finds it, or counted from the header where that reads the file otherwise: then known at
     the end only). Messages name the file, not a source (their callers name the source or the group).
-    ``duplicates``: as :func:`jsonl_records`'s.
+    ``duplicates``: as :func:`jsonl_records`'s. Lines that are not UTF-8 are left out as the
+    loaders leave them out (:class:`NotUtf8Lines`, counted in ``not_utf8``): a JSON Lines
+    line is no record, a CSV row holding such bytes is None (its place kept: the loader
+    numbers the file's records as pandas reads them).
 
     Raises:
-        UserError: a line that is no JSON object, a file that is not CSV, not UTF-8 or
-        cannot be read."""
+        UserError: a line that is no JSON object, a file that is not CSV, not UTF-8 (a
+        Latin-1 line, many such lines) or cannot be read."""
     import zlib
 
     import pandas as pd
 
     unnamed = "\0"
+    not_utf8 = NotUtf8Lines() if not_utf8 is None else not_utf8
     if kind == "jsonl":
         try:
-            for line, record in jsonl_records(path, unnamed, duplicates):
+            for line, record in jsonl_records(path, unnamed, duplicates, not_utf8=not_utf8):
                 lines.append(line)
                 yield record
         except UserError as exc:
             raise UserError(str(exc).removeprefix(f"Source {unnamed!r}: ")) from None
         return
-    starts = csv_record_lines(path, delimiter)
+    # (surrogate escapes: a clean file's lines the same; one not UTF-8 still has its rows' lines)
+    starts = csv_record_lines(path, delimiter, errors="surrogateescape")
     crlf = crlf_lines(path)  # (its cells read as the loader reads them: lf_cells)
     count = 0
-    try:
-        with open_decompressed(path) as handle, pd.read_csv(
-                handle, sep=delimiter, dtype=str, keep_default_na=False, encoding="utf-8-sig",
-                chunksize=common.CHUNK_ROWS) as reader:
-            for frame in reader:
-                frame.columns = [str(c) for c in frame.columns]
-                for record in (lf_cells(frame) if crlf else frame).to_dict("records"):
-                    lines.append(starts[count] if starts is not None and count < len(starts) else count + 2)
-                    count += 1
-                    yield record
-    except pd.errors.EmptyDataError:
-        return
-    except UnicodeDecodeError:
-        raise UserError(f"file {shown_path(path)} is not valid UTF-8. Re-save it as UTF-8.") from None
-    except (OSError, EOFError, zlib.error) as exc:
-        raise UserError(f"file {shown_path(path)} could not be read ({exc}).") from None
-    except (pd.errors.ParserError, ValueError) as exc:
-        raise UserError(not_csv_text(path, delimiter, exc)) from None
+    escaped = False  # read again, rows not UTF-8 as surrogate escapes (found by the strict read failing)
+    while True:
+        try:
+            with open_decompressed(path) as handle, pd.read_csv(
+                    handle, sep=delimiter, dtype=object if escaped else str, keep_default_na=False,
+                    encoding="utf-8-sig", encoding_errors="surrogateescape" if escaped else "strict",
+                    chunksize=common.CHUNK_ROWS) as reader:
+                read = 0
+                for frame in reader:
+                    frame.columns = [str(c) for c in frame.columns]
+                    for record in (lf_cells(frame) if crlf else frame).to_dict("records"):
+                        read += 1
+                        if read <= count:  # (yielded by the strict read)
+                            continue
+                        lines.append(starts[count] if starts is not None and count < len(starts) else count + 2)
+                        count += 1
+                        yield None if escaped and any(map(has_escaped_bytes, record.values())) else record
+            break
+        except pd.errors.EmptyDataError:
+            return
+        except UnicodeDecodeError:
+            if escaped:
+                raise UserError(f"file {shown_path(path)} is not valid UTF-8. Re-save it as UTF-8.") from None
+            try:
+                lines_not_utf8(path, unnamed, not_utf8)
+            except UserError as exc:  # a Latin-1 line, too many such lines
+                raise UserError(str(exc).removeprefix(f"Source {unnamed!r}: ")) from None
+            escaped = True
+        except (OSError, EOFError, zlib.error) as exc:
+            raise UserError(f"file {shown_path(path)} could not be read ({exc}).") from None
+        except (pd.errors.ParserError, ValueError) as exc:
+            raise UserError(not_csv_text(path, delimiter, exc)) from None
     if starts is None or len(starts) != count:  # read otherwise than pandas reads it: counted from the header
         lines[len(lines) - count:] = type(lines)("q", range(2, count + 2))
 
@@ -1487,7 +1518,7 @@ class TextRecords:
     """The records of a JSON Lines or CSV file (:func:`_whole_text_file`); ``twice``: those
     (by index) naming a key twice, with the keys (JSON Lines), for the loader's notice."""
 
-    records: list[dict[str, Any]]
+    records: list[dict[str, Any] | None]  # (None: a CSV row not UTF-8, left out)
     twice: dict[int, list[str]]
 
 
@@ -1510,7 +1541,7 @@ def _whole_text_file(path: Path, kind: str, delimiter: str, size: int, mtime_ns:
     sources come file by file; let go of with Parquet's (:func:`release_whole_file`)."""
     from array import array
 
-    records: list[dict[str, Any]] = []
+    records: list[dict[str, Any] | None] = []
     twice: dict[int, list[str]] = {}
     duplicates = DuplicateKeys()
     for record in _text_records(path, kind, delimiter, array("q"), duplicates):
