@@ -393,3 +393,30 @@ def test_a_plugin_replacing_a_built_in_loader_writing_into_its_options_leaves_th
     source = SourceSpec(name="mine", loader={"type": "jsonl", "path": "d.jsonl"})
     load_source(source, LoadContext(source_name="mine", base_dir=tmp_path, kind="causal-lm", seed=0))
     assert source.loader.path == "d.jsonl"
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_row_past_the_limit_whose_chat_context_is_not_utf8_is_left_out(tmp_path: Path, seed: int,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the first ``keep_at_most`` usable rows a CSV loader gave the prompt and answer
+    columns alone: a row's own chat context (in its metadata) with a lone surrogate was then
+    checked only if the draw read it again, which stopped the source (seed 1); with another
+    seed it counted as usable, unsaid. Now it is left out as any other such row, said once."""
+    import csv
+
+    from subsetctl.data.loaders import load_csv
+    from subsetctl.spec import CsvLoader
+
+    monkeypatch.setattr(loaders.files, "CSV_FIRST_ROWS", 100)  # (the rows past the first frame: checked columns only)
+    rows = [{"prompt": f"q{i}", "response": f"a{i}", "metadata": json.dumps({"k": i})} for i in range(300)]
+    rows.append({"prompt": "q", "response": "a",
+                 "metadata": '{"chat_context": [{"role": "user", "content": "x\\ud800"}]}'})
+    with open(tmp_path / "c.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, ["prompt", "response", "metadata"])
+        writer.writeheader()
+        writer.writerows(rows)
+    ctx = LoadContext(source_name="s", base_dir=tmp_path, kind="causal-lm", seed=seed, keep_at_most=100)
+    assert len(load_csv(CsvLoader(type="csv", path="c.csv"), ctx)) == 100
+    assert ctx.drawn == {"rows": 300}
+    (notice,) = [n for n in ctx.notices if "not valid UTF-8" in n]
+    assert "1 of 301 rows hold text that is not valid UTF-8 (line 302)" in notice

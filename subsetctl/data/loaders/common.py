@@ -640,8 +640,12 @@ class CommonColumns:
     @property
     def fields(self) -> list[str]:
         """The columns every row is checked for (a loader may give later records with only
-        these, see :attr:`mapping_all`)."""
-        return list(dict.fromkeys((*self.prompt_columns, self.answer_field)))
+        these, see :attr:`mapping_all`): a causal LM's :data:`CONTEXT_KEY` and ``metadata``
+        too (:meth:`_check_more_text`), so that a row past the first ``limit`` whose own chat
+        context is not UTF-8 is left out as any other, not found only if the draw reads it
+        again (then an error)."""
+        more = () if self.classifier else (CONTEXT_KEY, "metadata")
+        return list(dict.fromkeys((*self.prompt_columns, self.answer_field, *more)))
 
     @property
     def left_out_count(self) -> int:
