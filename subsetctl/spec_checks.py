@@ -419,7 +419,7 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
     _warn_names_windows_refuses(spec, warn)
     _warn_split_of_one(spec, warn)
     _note_max_examples_above_the_rows(spec, spec_path, _issue_collector(spec_path, text, found, note=True))
-    _warn_lines_not_utf8(spec, spec_path, warn)
+    _warn_file_bytes(spec, spec_path, warn)
     _warn_adamw_lr_slips(spec, warn)
     _warn_shared_generated_entries(spec, warn)
     if spec.verify.enabled:
@@ -910,20 +910,22 @@ def _note_max_examples_above_the_rows(spec: Spec, spec_path: Path, note: _AddIss
                  "in case a cap was meant: lower it to cap the rows, or remove it.")
 
 
-def _warn_lines_not_utf8(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:
+def _warn_file_bytes(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:
     """A JSON Lines or CSV file of the target or a source with a few lines that are not UTF-8:
     the data stage leaves them out with a warning, said here in its words before any run (a
     file whose such lines make it refused is an error of the file checks); once for a file
-    whose tasks ``where`` reads, as the data stage says it."""
-    from subsetctl.data.checks import lines_not_utf8_notice
+    whose tasks ``where`` reads, as the data stage says it. A CSV file's cells holding a
+    byte-order mark past its start or a NUL byte are said so too."""
+    from subsetctl.data.checks import lines_not_utf8_notice, stray_cell_notices
 
     said: set[str] = set()  # (a file a ``where`` reads a task of: once for all its tasks, as the data stage says it)
     for path, source in _target_and_sources(spec):
-        where = getattr(source.loader, "where", None) is not None
-        notice = lines_not_utf8_notice(source.loader, spec_path.parent, None if where else source.name)
-        if notice is not None and notice not in said:
-            said.add(notice)
-            warn((*path, "loader", "path"), notice)
+        name = None if getattr(source.loader, "where", None) is not None else source.name
+        not_utf8 = lines_not_utf8_notice(source.loader, spec_path.parent, name)
+        for notice in ([] if not_utf8 is None else [not_utf8]) + stray_cell_notices(source.loader, spec_path.parent, name):
+            if notice not in said:
+                said.add(notice)
+                warn((*path, "loader", "path"), notice)
 
 
 #: above it, an AdamW learning rate is surely a slip (1e3 for 1e-3): each step moves every

@@ -202,6 +202,25 @@ def lines_not_utf8_notice(loader: Any, base_dir: Path, name: str | None) -> str 
     return verdict.notice(name, path) if isinstance(verdict, NotUtf8Lines) else None
 
 
+def stray_cell_notices(loader: Any, base_dir: Path, name: str | None) -> list[str]:
+    """The data stage's warnings on cells of ``loader``'s CSV file holding a byte-order mark
+    past its start or a NUL byte (:func:`~subsetctl.data.loaders.files.csv_stray_cell_notices`,
+    of the source ``name``; None: of every task a ``where`` reads from the file), for validate
+    to say them before any run; none for any other loader, or a file larger than
+    :data:`LINES_COUNTED_MB` (the data stage has the last word)."""
+    from subsetctl.data.loaders.files import csv_stray_cell_notices
+
+    if not isinstance(loader, CsvLoader):
+        return []
+    path = resolve_path(loader.path, base_dir)
+    try:
+        if not path.is_file() or path.stat().st_size > LINES_COUNTED_MB * 2**20:
+            return []
+        return csv_stray_cell_notices(path, loader.delimiter, name)
+    except OSError:
+        return []
+
+
 def _not_utf8_refusal(path: Path, line: int | None = None) -> str | None:
     """Why the data stage refuses text file ``path``, some of whose lines are not UTF-8 (its
     words: a Latin-1 line, too many such lines, a UTF-16 file), or None when it leaves them

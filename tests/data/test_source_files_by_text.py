@@ -301,3 +301,24 @@ def test_a_few_lines_not_utf8_are_left_out_of_every_task_said_once(tmp_path: Pat
     summary = json.loads((tmp_path / ".subsetctl" / "data" / "data.json").read_text())
     assert summary["counts"]["flan-a"]["train"] == 20 and summary["counts"]["flan-b"]["train"] == 20
     assert len([w for w in summary["warnings"] if "not valid UTF-8" in w]) == 1
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_csv_cells_with_a_bom_or_a_nul_are_said_once_for_the_file(tmp_path: Path, in_memory: bool,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CSV file whose tasks ``where`` reads, with a NUL byte in a cell: the data stage said
+    nothing (every task would have repeated it) and validate never looks for one; now both say
+    it once for the file."""
+    from subsetctl.api import run_project, spec_warnings
+    from subsetctl.reporter import SilentReporter
+
+    if not in_memory:
+        monkeypatch.setattr(files, "WHOLE_TEXT_FILE_BYTES", 0)
+    path = _project(tmp_path, "csv", _rows(["a", "b"], per_task=20))
+    data = tmp_path / "data" / "tasks.csv"
+    data.write_bytes(data.read_bytes().replace(b"a q3,", b"a q\x003,"))
+    said = [w.message for w in spec_warnings(load_spec(path), path) if "NUL" in w.message]
+    assert len(said) == 1 and said[0].startswith("File ") and "1 cell(s) hold a NUL byte (line 8, column 'prompt')" in said[0]
+    run_project(tmp_path, until="data", reporter=SilentReporter())
+    summary = json.loads((tmp_path / ".subsetctl" / "data" / "data.json").read_text())
+    assert [w for w in summary["warnings"] if "NUL" in w] == said

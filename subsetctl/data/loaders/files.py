@@ -868,13 +868,31 @@ def _holds_stray_bytes(path: Path) -> bool:
     return False
 
 
-def csv_stray_cell_notices(path: Path, delimiter: str, source: str) -> list[str]:
+def csv_stray_cell_notices(path: Path, delimiter: str, source: str | None) -> list[str]:
     """The data stage's warnings on the cells of CSV file ``path`` that hold a byte-order mark
     (U+FEFF) past the file's start, as when two files saved with one are joined (``cat a.csv
     b.csv``: the second one's header is then read as a row), or a NUL byte (damage, or a file
     that is not text): pandas keeps both in the cell's text, which was trained on silently.
     Kept, and said, naming the line and column of the first few. A file holding neither
-    (:func:`_holds_stray_bytes`) is not read again."""
+    (:func:`_holds_stray_bytes`) is not read again. ``source`` None: said of the file alone,
+    for every task a ``where`` reads from it (the same words from each: said once), looked
+    for once while the file is unchanged."""
+    if source is None:
+        stat = path.stat()
+        return list(_file_stray_cell_notices(path.resolve(), delimiter, stat.st_size, stat.st_mtime_ns))
+    return _stray_cell_notices(path, delimiter, f"Source {source!r}: file {shown_path(path)}")
+
+
+@functools.lru_cache(maxsize=8)
+def _file_stray_cell_notices(path: Path, delimiter: str, size: int, mtime_ns: int) -> tuple[str, ...]:
+    """:func:`csv_stray_cell_notices` of the file ``path`` with that size and time (the key),
+    said of the file alone."""
+    return tuple(_stray_cell_notices(path, delimiter, f"File {shown_path(path)}"))
+
+
+def _stray_cell_notices(path: Path, delimiter: str, said: str) -> list[str]:
+    """:func:`csv_stray_cell_notices`, each notice starting with ``said`` (the source and the
+    file, or the file)."""
     import csv
 
     if not _holds_stray_bytes(path):
@@ -883,7 +901,9 @@ def csv_stray_cell_notices(path: Path, delimiter: str, source: str) -> list[str]
     limit = csv.field_size_limit()
     try:
         csv.field_size_limit(2**31 - 1)
-        with io.TextIOWrapper(open_decompressed(path), encoding="utf-8-sig", newline="") as handle:
+        # (rows not UTF-8, which the loader leaves out, as surrogate escapes: the others' cells still said)
+        with io.TextIOWrapper(open_decompressed(path), encoding="utf-8-sig", newline="",
+                              errors="surrogateescape") as handle:
             reader = csv.reader(handle, delimiter=delimiter)
             header = next(reader, [])
             previous = reader.line_num
@@ -901,7 +921,6 @@ def csv_stray_cell_notices(path: Path, delimiter: str, source: str) -> list[str]
         return []
     finally:
         csv.field_size_limit(limit)
-    said = f"Source {source!r}: file {shown_path(path)}"
     notices = []
     if boms.count:
         lines = ", ".join(str(n) for n in boms.headers)
@@ -1015,6 +1034,7 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
         if found_rows.not_utf8 is not None:  # the file's lines, said alike by each task's source
             ctx.notices.append(found_rows.not_utf8.notice(None, path))
         _note_duplicate_csv_columns(path, options.delimiter, columns, ctx)
+        ctx.notices.extend(csv_stray_cell_notices(path, options.delimiter, None))
         return dataset
     builder: CommonColumns | None = None
     columns: list[str] = []
@@ -1075,8 +1095,8 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
     if escaped is not None and escaped.count:  # (a ``where``'s: the file's lines, said alike by each task's source)
         ctx.notices.append(escaped.notice(source if keep is None else None, path))
     _note_duplicate_csv_columns(path, options.delimiter, columns, ctx)
-    if keep is None:  # (a ``where``'s rows: one source of many reading the file, each would say it)
-        ctx.notices.extend(csv_stray_cell_notices(path, options.delimiter, source))
+    # (a ``where``'s: the file's cells, said alike by each task's source, looked for once)
+    ctx.notices.extend(csv_stray_cell_notices(path, options.delimiter, source if keep is None else None))
     return dataset
 
 
@@ -1748,6 +1768,7 @@ def release_whole_file() -> None:
     process (meta-init, gradients) do not hold the file's rows."""
     _whole_file.cache_clear()
     _whole_text_file.cache_clear()
+    _file_stray_cell_notices.cache_clear()
 
 
 @contextlib.contextmanager
