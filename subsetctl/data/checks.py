@@ -199,6 +199,8 @@ def lines_not_utf8_notice(loader: Any, base_dir: Path, name: str | None) -> str 
         verdict = _jsonl_not_utf8(path) if path.is_file() else None
     except OSError:
         return None
+    if isinstance(loader, CsvLoader) and isinstance(verdict, NotUtf8Lines) and verdict.first[:1] == [1]:
+        return None  # (a CSV header not UTF-8: refused, an error of the file checks)
     return verdict.notice(name, path) if isinstance(verdict, NotUtf8Lines) else None
 
 
@@ -221,15 +223,18 @@ def stray_cell_notices(loader: Any, base_dir: Path, name: str | None) -> list[st
         return []
 
 
-def _not_utf8_refusal(path: Path, line: int | None = None) -> str | None:
+def _not_utf8_refusal(path: Path, line: int | None = None, header: bool = False) -> str | None:
     """Why the data stage refuses text file ``path``, some of whose lines are not UTF-8 (its
     words: a Latin-1 line, too many such lines, a UTF-16 file), or None when it leaves them
     out. A file up to :data:`LINES_COUNTED_MB` is read through (:func:`_jsonl_not_utf8`); a
     larger one up to ``line`` (the bad line met in its head), as the data stage meets its
     lines: one not UTF-8 there that it would leave out is no error here either (the read
-    through it stops at a Latin-1 line, or a UTF-16 file's first)."""
+    through it stops at a Latin-1 line, or a UTF-16 file's first). ``header``: a first line
+    (a CSV file's header) not UTF-8 is refused too."""
     if path.stat().st_size <= LINES_COUNTED_MB * 2**20:
         verdict = _jsonl_not_utf8(path)
+        if header and isinstance(verdict, NotUtf8Lines) and verdict.first[:1] == [1] and verdict.error is not None:
+            return verdict.error.problem  # (a CSV header not UTF-8: refused, as the data stage refuses it)
         return verdict if isinstance(verdict, str) else None
     try:
         for number, _ in text_lines(path, "", NotUtf8Lines()):
@@ -492,7 +497,7 @@ def _file_head(loader: LoaderBase, path: Path) -> tuple[list[str] | None, str | 
                         return None, _nul_problem(None), False
                     rowless = header is not None and _no_row_follows(rows)
             except UnicodeDecodeError:  # rows not UTF-8: the data stage leaves them out, or refuses the file
-                refused = _not_utf8_refusal(path)
+                refused = _not_utf8_refusal(path, header=True)
                 if refused is not None:
                     return None, refused, False
                 with _open_text(path, errors="surrogateescape") as handle:

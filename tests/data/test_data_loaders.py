@@ -1631,6 +1631,9 @@ def test_a_few_csv_rows_that_are_not_utf8_are_left_out_with_one_warning(tmp_path
     (tmp_path / "latin.csv").write_bytes(b"prompt,response\n" + good + b"caf\xe9,1\n")
     with pytest.raises(UserError, match=r"latin\.csv is not valid UTF-8 \(byte \d+, line 32; it reads as Latin-1"):
         load_csv(CsvLoader(type="csv", path="latin.csv"), make_ctx())
+    (tmp_path / "header.csv").write_bytes(b"pr\x81ompt,response\n" + good)  # (no column could be named)
+    with pytest.raises(UserError, match=r"header\.csv is not valid UTF-8 \(byte 2, line 1\)\. Re-save it as UTF-8\.$"):
+        load_csv(CsvLoader(type="csv", path="header.csv"), make_ctx())
 
 
 def test_a_utf16_file_is_named_so(tmp_path: Path, make_ctx) -> None:

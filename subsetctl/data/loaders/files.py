@@ -324,11 +324,14 @@ def lines_not_utf8(path: Path, source: str, not_utf8: NotUtf8Lines | None = None
 
     Raises:
         NotUtf8: the file is taken for one in another encoding (a Latin-1 line, too many
-        such lines), as :func:`text_lines` refuses it.
+        such lines), as :func:`text_lines` refuses it, or its first line (a CSV header) is
+        not UTF-8.
         UserError: it cannot be read."""
     not_utf8 = NotUtf8Lines() if not_utf8 is None else not_utf8
     for _ in text_lines(path, source, not_utf8):
         pass
+    if not_utf8.first[:1] == [1] and not_utf8.error is not None:  # a CSV header: no column could be named
+        raise not_utf8.error
     return not_utf8
 
 
