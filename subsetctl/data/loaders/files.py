@@ -981,7 +981,6 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
 
     crlf = crlf_lines(path)
 
-
     @functools.cache
     def escaped_lines() -> Any:  # each record's line, rows not UTF-8 read as surrogate escapes
         found = csv_record_lines(path, options.delimiter, errors="surrogateescape")
