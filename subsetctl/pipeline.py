@@ -41,6 +41,7 @@ from subsetctl.errors import (
 )
 from subsetctl.plan_reasons import (
     as_recorded,
+    before_last_clause,
     changed_inputs,
     changed_keys,
     listed_briefly,
@@ -264,6 +265,13 @@ class Stage(ABC):
         left in the stage's folder (the finished fine-tunes it recorded count as done).
         ``plan`` shows this."""
         return self.work(spec, forced)
+
+    def last_work(self, spec: Spec, summary: Any) -> str | None:
+        """How much work the run of this stage that ran with ``spec`` did, ``summary`` the
+        summary its manifest records: what ``plan`` says its last run's seconds were for.
+        :meth:`work` of ``spec`` here; a stage whose summary counts what the spec alone only
+        bounds (finetune's fine-tunes, one per distinct pick) says that count instead."""
+        return self.work(spec)
 
     def extra_inputs(self, spec: Spec, project: Project) -> dict[str, Any]:
         """Inputs outside the spec that should invalidate the stage (file hashes...)."""
@@ -787,6 +795,7 @@ class Pipeline:
             last_seconds = (manifest.get("seconds") if manifest and not manifest.get("corrupt")
                             and not manifest.get("resumed") else None)
             last_spec_digest = manifest.get("resolved_spec") if manifest and _is_seconds(last_seconds) else None
+            last_summary = manifest.get("summary") if last_spec_digest is not None else None
             fp, inputs = self._current(stage, digests)
             unknown = self._not_checked(stage, inputs, not_checked, manifest)
             if unknown:  # its status is not known: nor are those of the stages after it
@@ -865,12 +874,13 @@ class Pipeline:
             if put_back and kept is not None:
                 put_back_manifests[stage.name] = kept[1]
             shown_seconds = will_run and _is_seconds(last_seconds)
+            planned = (stage.planned_work(self.spec, stage.name in force, self.project, rerun,
+                                          resumes=state == "unfinished") if will_run else None)
             statuses.append(StageStatus(stage.name, state, reasons, will_run, fp, conditional, put_back,
-                                        kept[0] if put_back and kept else None, missing, inputs,
-                                        stage.planned_work(self.spec, stage.name in force, self.project, rerun,
-                                                           resumes=state == "unfinished") if will_run else None,
+                                        kept[0] if put_back and kept else None, missing, inputs, planned,
                                         float(last_seconds) if shown_seconds else None,
-                                        self._last_work(stage, last_spec_digest, last_specs) if shown_seconds else None,
+                                        self._last_work(stage, last_spec_digest, last_summary, last_specs, planned)
+                                        if shown_seconds else None,
                                         reached_until and state != "up to date", for_time_table))
             if until is not None and stage.name == until:
                 reached_until = True
@@ -929,10 +939,12 @@ class Pipeline:
         return [f"upstream {', '.join(behind)} {'is' if len(behind) == 1 else 'are'} not checked"] \
             if behind else []
 
-    def _last_work(self, stage: Stage, digest: Any, specs: dict[str, Spec | None]) -> str | None:
-        """How much work ``stage``'s last finished run was (:meth:`Stage.work` of the resolved
-        spec its manifest names by ``digest``), when that differs from what a run with the
-        spec would do now; None when it is the same, or the spec it ran with is missing or no
+    def _last_work(self, stage: Stage, digest: Any, summary: Any, specs: dict[str, Spec | None],
+                   planned: str | None) -> str | None:
+        """How much work ``stage``'s last finished run was (:meth:`Stage.last_work` of the
+        resolved spec its manifest names by ``digest`` and of the ``summary`` it records), when
+        that differs from ``planned`` (the work `plan` says a run does now, or :meth:`Stage.work`
+        of the spec); None when it is the same, or the spec it ran with is missing or no
         longer reads as a spec (one of an earlier subsetctl). ``specs`` caches the parsed
         specs by digest: the stages of one run share theirs, which with thousands of sources
         is a large file."""
@@ -949,9 +961,9 @@ class Pipeline:
         last_spec = specs[digest]
         if last_spec is None:
             return None
-        then, now = stage.work(last_spec), stage.work(self.spec)
-        if not then or then == now:
-            return None
+        then, now = stage.last_work(last_spec, summary), stage.work(self.spec)
+        if not then or then == now or (planned is not None and then == before_last_clause(planned)):
+            return None  # (a count from the last run's summary has no reuse clause; the planned one has)
         brief = without_shared_last_clause(then, now)
         # (the search's subsets by strategy only: another stage's parenthesis says why, "(verify is off)")
         return without_trailing_breakdown(brief, now) if stage.name == "search" else brief

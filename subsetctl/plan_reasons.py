@@ -156,6 +156,13 @@ def without_shared_last_clause(then: str, now: str) -> str:
     return then
 
 
+def before_last_clause(text: str) -> str:
+    """A work text without its last clause ("; those in the cache are reused", "; 2 of 4
+    cached, reused"): the size of the work alone, as a last run's count is said."""
+    cut = _last_clause_at(text)
+    return text if cut is None else text[:cut]
+
+
 def without_trailing_breakdown(then: str, now: str) -> str:
     """``then`` without the parenthesized breakdown it ends with (the search's subsets by
     strategy) when ``now`` ends with one too: plan shows ``then`` right after ``now``, and

@@ -290,6 +290,23 @@ def test_plan_counts_the_fine_tunes_and_test_results_a_stopped_run_finished(tiny
     assert (summary["reused_runs"], summary["trained_now"]) == (len(runs) - 1, 1)
 
 
+def test_plan_says_the_fine_tunes_the_last_run_did_as_its_summary_counts_them(tiny_project_ran) -> None:
+    """"Its last run took" said the last finetune was "for up to 4 fine-tunes (4 selections;
+    ...)", the spec's bound, though it had trained one per distinct pick: the count is now
+    the last run's summary's; and `--force finetune` with the search's picks on disk said
+    "up to 4" where `run` trains the distinct ones."""
+    tiny_project = tiny_project_ran()
+    summary = json.loads((tiny_project / ".subsetctl" / "finetune" / "manifest.json").read_text())["summary"]
+    runs, picks = summary["runs"], len(summary["labels"])
+    assert runs < picks == 4, summary  # (the tiny project's picks share a subset)
+    head = f"{runs} fine-tunes (4 picks, {runs} distinct)"
+    finetune = {s.name: s for s in plan_project(tiny_project, ["finetune.steps=3"])[2]}["finetune"]
+    assert finetune.last_work == f"{head} of 2 steps of 4 examples", finetune.last_work
+    forced = {s.name: s for s in plan_project(tiny_project, force=["finetune"])[2]}["finetune"]
+    assert str(forced.work).startswith(f"{head} of 2 steps of 4 examples; --force"), forced.work
+    assert forced.last_work is None  # the work planned, as the last run did it
+
+
 def test_calibration_against_a_kind_verify_did_not_run_is_recorded_and_reported(tiny_project_ran) -> None:
     tiny_project = tiny_project_ran("gradients")  # a copy: the stages this test looks at still run
     overrides = ["verify.enabled=true", "verify.k=4", "verify.steps=1", "verify.batch_size=4",

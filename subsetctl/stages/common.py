@@ -615,20 +615,23 @@ def cached_count_work(stage: Stage, spec: Spec, forced: bool, project: Project, 
     nothing on disk. ``kept``: those the stage's record of a run that stopped partway holds
     (counted where ``resumes``, ``ctx.options["resumes"]``: `run` resumes that work and keeps
     them; the cache may lack them, e.g. one a teammate's that took no writes), "3 of 8 done by
-    the run that stopped partway". The plain line when ``forced`` or an upstream stage re-runs
-    (what the stage will compute is not known yet), or when what ``count`` reads is missing or
+    the run that stopped partway". The plain line when an upstream stage re-runs (what the
+    stage will compute is not known yet), or when what ``count`` reads is missing or
     unreadable now (`run` says why). ``known(ctx)``: the line before that clause as the
     upstream results tell it ("3 fine-tunes (4 picks, 3 distinct)", where the spec alone
-    says "up to 4")."""
+    says "up to 4"); when ``forced``, that with the plain line's --force clause (the plain
+    line without ``known``)."""
     from subsetctl.reporter import SilentReporter
 
     work = stage.work(spec, forced)
-    if forced or any(name in rerun for name in stage.after):
+    if any(name in rerun for name in stage.after) or (forced and known is None):
         return work
     ctx = _PlannedContext(spec, project, SilentReporter(), project.stage_dir(stage.name), {"resumes": resumes})
     try:
-        kept, cached, total = count(ctx)
         head = known(ctx) if known is not None else work[:work.rindex("; ")] if "; " in work else work
+        if forced:  # nothing reused: the count as the upstream results tell it, with --force's clause
+            return head + work[work.rindex("; "):] if "; " in work else head
+        kept, cached, total = count(ctx)
     except (UserError, OSError, ValueError, KeyError, TypeError, AttributeError):
         return work
     if kept:

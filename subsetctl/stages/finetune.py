@@ -365,6 +365,16 @@ def _warn_if_diverged(ctx: StageContext, job: dict[str, Any], record: dict[str, 
         + common.divergence_fix("finetune", ctx.spec.finetune.lr, ctx.spec.finetune.weight_decay))
 
 
+def _counted_work(spec: Spec, picks: int, distinct: int) -> str:
+    """Finetune's work for ``picks`` selections of which ``distinct`` differ: one fine-tune
+    per distinct subset and seed, "2 fine-tunes (4 picks, 2 distinct) of 3 steps of 4 examples"."""
+    f = spec.finetune
+    runs = distinct * f.seeds
+    seeds = f", × {f.seeds} seeds" if f.seeds > 1 else ""
+    return (f"{runs} fine-tune{'s' if runs != 1 else ''} ({picks} pick{'s' if picks != 1 else ''}, "
+            f"{distinct} distinct{seeds}) of {common.steps_work(f.steps, f.batch_size, f.grad_accum)}")
+
+
 class FinetuneStage(common.ModelStage):
     name = "finetune"
     description = "fine-tune the base model on each selection and baseline"
@@ -396,12 +406,17 @@ class FinetuneStage(common.ModelStage):
         the fine-tunes `run` trains, one per distinct subset and seed, "2 fine-tunes (4 picks,
         2 distinct)", where the spec alone tells only "up to 4" (picks of the same sources are
         trained once)."""
-        f = spec.finetune
-        distinct = len({tuple(sorted(subset)) for subset in picks.values()})
-        runs = distinct * f.seeds
-        seeds = f", × {f.seeds} seeds" if f.seeds > 1 else ""
-        return (f"{runs} fine-tune{'s' if runs != 1 else ''} ({len(picks)} pick{'s' if len(picks) != 1 else ''}, "
-                f"{distinct} distinct{seeds}) of {common.steps_work(f.steps, f.batch_size, f.grad_accum)}")
+        return _counted_work(spec, len(picks), len({tuple(sorted(subset)) for subset in picks.values()}))
+
+    def last_work(self, spec: Spec, summary: Any) -> str | None:
+        """The fine-tunes the last run (with ``spec``) trained or reused, one per distinct
+        pick and seed, as its ``summary`` counts them ("2 fine-tunes (4 picks, 2 distinct)"):
+        :meth:`work` of its spec said only "up to 4". That when the summary lacks them."""
+        runs, labels = (summary.get("runs"), summary.get("labels")) if isinstance(summary, dict) else (None, None)
+        seeds = spec.finetune.seeds
+        if not isinstance(runs, int) or not isinstance(labels, dict) or runs % seeds:
+            return self.work(spec)
+        return _counted_work(spec, len(labels), runs // seeds)
 
     def planned_work(self, spec: Spec, forced: bool, project: Project, rerun: set[str],
                      resumes: bool = False) -> str | None:
