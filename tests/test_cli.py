@@ -581,10 +581,11 @@ def test_plan_says_how_much_work_each_stage_to_run_is(jsonl_project: Path, monke
     assert result.exit_code == 0, result.output
     lines = [line.strip() for line in result.output.splitlines()]
     assert "meta_init: 40 steps of 2 × 8 examples" in lines, result.output
-    assert ("verify: up to 12 real fine-tunes (3 subsets × 2 kinds × 2 repeats) of 15 steps of 8 examples; "
+    assert ("verify: 12 real fine-tunes (3 subsets × 2 kinds × 2 repeats) of 15 steps of 8 examples; "
             "those in the cache are reused") in lines
     verify = json.loads(CliRunner().invoke(main, [*args, "verify.k=8", "--format", "json"]).stdout)[3]
-    assert verify["work"].startswith("up to 16 real fine-tunes (4 subsets × 2 kinds × 2 repeats)")  # 2 sources: 4
+    # 2 sources: the 4 subsets there are, each fine-tuned (they are distinct: "up to" said some might not be)
+    assert verify["work"].startswith("16 real fine-tunes (all 4 subsets of 2 sources × 2 kinds × 2 repeats)")
     assert ("finetune: up to 9 fine-tunes (3 selections × 3 seeds; alike picks are trained once) of 40 steps "
             "of 8 examples; those in the cache are reused") in lines  # random_ensemble + all + target_only
     search = ": up to 4 subsets (all there are of 2 sources; by strategy random_ensemble: 3, the all and target_only " \

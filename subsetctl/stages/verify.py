@@ -90,10 +90,18 @@ class VerifyStage(common.ModelStage):
     switch = "verify.enabled"
 
     def work(self, spec: Spec, forced: bool = False) -> str:
+        """The real fine-tunes `run` does: one per subset, kind and repeat, the subsets those
+        :func:`verify_subsets` gives (distinct, so no two are alike; all there are when
+        ``verify.k`` asks for more, which validate warns of), each once; the spec tells them
+        all, so the count is exact, not "up to"."""
         v = spec.verify
-        k = min(v.k, 2 ** min(len(spec.sources), 30))  # no more than the distinct subsets (validate warns)
+        sources = common.source_names(spec)
+        k = len(verify_subsets(sources, v.k, spec.project.seed))
         runs = k * len(v.kinds) * v.repeats
-        return (f"up to {runs} real fine-tunes ({k} subsets × {len(v.kinds)} kind{'s' if len(v.kinds) > 1 else ''}"
+        subsets = (f"all {k} subsets of {len(sources)} source{'s' if len(sources) != 1 else ''}" if k < v.k
+                   else f"{k} subset{'s' if k != 1 else ''}")
+        return (f"{runs} real fine-tune{'s' if runs != 1 else ''} ({subsets} × "
+                f"{len(v.kinds)} kind{'s' if len(v.kinds) > 1 else ''}"
                 f"{f' × {v.repeats} repeats' if v.repeats > 1 else ''}) of {common.steps_work(v.steps, v.batch_size)}; "
                 + common.reused_unless_forced(forced, "those in the cache are reused"))
 
