@@ -379,7 +379,9 @@ def test_shards_of_different_counts_give_their_rows_to_the_merge(tiny_project_ra
 def test_plan_says_shards_of_different_counts_that_cover_every_row_are_ready_to_merge(tmp_path: Path) -> None:
     """0/2 finished, then the job re-split as 1/3 and 2/3: the shards have every row between
     them and a plain `run` computes none, but `plan` said "2 of 3 gradient shards done;
-    compute the others with `run --shard i/3`" (shard 0/3: rows 0/2 already has)."""
+    compute the others with `run --shard i/3`" (shard 0/3: rows 0/2 already has). With 2/3
+    stopped partway, it said "left: 0/3 (not started)" and `run --shard 0/3`, which computes
+    0/2's rows again: 0/3 is now said to need no shard run."""
     from types import SimpleNamespace
 
     from subsetctl.gradients.store import create_shard_store
@@ -397,7 +399,13 @@ def test_plan_says_shards_of_different_counts_that_cover_every_row_are_ready_to_
     store.written[-1] = False  # 2/3 stopped partway: a row no shard has
     store.written.flush()
     note = GradientsStage().unfinished_note(project) or ""
-    assert note.startswith("1 of 3 gradient shards done; left: 0/3 (not started), 2/3 (3 of 4 rows computed)"), note
+    # 0/3's rows are 0/2's: `run --shard 0/3` would compute them again (it takes no other shard's rows)
+    assert note == ("1 of 3 gradient shards done; 0/3 needs no `run --shard`: shards of another count have its rows, "
+                    "which the merge takes; left: 2/3 (3 of 4 rows computed); `run --shard 2/3` computes it, then "
+                    "`run` merges them (it computes any rows still missing itself)"), note
+    shutil.rmtree(shards / "shard-0-of-2")  # 0/3's rows no shard has: it is to be computed again
+    note = GradientsStage().unfinished_note(project) or ""
+    assert note.startswith("1 of 3 gradient shards done; left: 0/3 (not started), 2/3 (3 of 4 rows computed); "), note
 
 
 def test_a_damaged_shard_is_warned_about_and_its_rows_computed(tiny_project_ran) -> None:

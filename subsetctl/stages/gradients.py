@@ -344,6 +344,7 @@ class GradientsStage(common.ModelStage):
         left_out = {name for name, _ in passed_over}
         found: dict[int, dict[int, str | None]] = {}  # count -> index -> what is left ("" done; None passed over)
         covered: dict[int, Any] = {}  # total rows -> the rows some shard has written (shards of any count)
+        spans: dict[int, dict[int, tuple[int, int, int]]] = {}  # count -> index -> (total rows, start, stop)
         for path in sorted(shards_dir.glob("shard-*-of-*")):
             numbers = shard_numbers(path.name)
             if not path.is_dir() or numbers is None:
@@ -363,6 +364,7 @@ class GradientsStage(common.ModelStage):
                     total = int(store.info["shard"]["total_rows"])
                     rows = covered.setdefault(total, np.zeros(total, dtype=bool))
                     rows[store.row_offset:store.row_offset + store.n_rows] |= np.asarray(store.written, dtype=bool)
+                    spans.setdefault(count, {})[index] = (total, store.row_offset, store.row_offset + store.n_rows)
                 except (KeyError, TypeError, ValueError):  # a shard that does not say its rows: not counted
                     pass
             found.setdefault(count, {})[index] = left
@@ -375,9 +377,19 @@ class GradientsStage(common.ModelStage):
         elif any(rows.all() for rows in covered.values()):  # e.g. 0/2 done, then 1/3 and 2/3
             note = "the gradient shards (of different counts) have computed every row between them; `run` merges them"
         else:
+            # a shard whose rows the others have (0/3 beside a finished 0/2): `run --shard` would
+            # compute them again, as it takes no rows from other shards; the merge takes them
+            have = {i for i in range(count) if states.get(i, "not started") and f"{i}/{count}" not in running
+                    and _rows_held_elsewhere(i, count, spans.get(count, {}), covered, spec)}
             to_compute = [(i, states.get(i, "not started")) for i in range(count)
-                          if states.get(i, "not started") and f"{i}/{count}" not in running]
+                          if states.get(i, "not started") and f"{i}/{count}" not in running and i not in have]
             note = f"{done} of {count} gradient shards done"
+            if have:
+                named = [f"{i}/{count}" for i in sorted(have)]
+                one = len(named) == 1
+                note += (f"; {' and '.join(filter(None, (', '.join(named[:-1]), named[-1])))} need"
+                         f"{'s' if one else ''} no `run --shard`: shards of another count have "
+                         f"{'its' if one else 'their'} rows, which the merge takes")
             if to_compute:
                 one, commands = len(to_compute) == 1, [f"`run --shard {i}/{count}`" for i, _ in to_compute]
                 note += (f"; left: {', '.join(f'{i}/{count} ({left})' for i, left in to_compute)}; "
@@ -642,3 +654,31 @@ def computed_shards(project: Project) -> list[tuple[str, int]]:
         if rows:
             found.append((numbers[::-1], rows))
     return [(f"{index}/{count}", rows) for (count, index), rows in sorted(found)]
+
+
+def _rows_held_elsewhere(index: int, count: int, spans: dict[int, tuple[int, int, int]], covered: dict[int, Any],
+                         spec: Spec | None) -> bool:
+    """Whether every row of shard ``index``/``count`` that it lacks is one other shards have
+    written (``covered``: total rows -> the rows some shard has), so `run --shard` for it
+    would only compute rows the merge takes anyway. Its rows: its own store's (``spans``:
+    index -> (total rows, start, stop) of the shards of ``count`` opened), else those the
+    spec's batch size deals it (:func:`shard_rows`), else at most the gap between its opened
+    neighbours (shards of one count tile the rows), which then must be covered whole.
+    False when no shard of ``count`` was opened (its rows are not known)."""
+    from subsetctl.gradients.store import shard_rows
+
+    if index in spans:
+        total, start, stop = spans[index]
+    elif spans:
+        total = next(iter(spans.values()))[0]
+        start = max((spans[i][2] for i in spans if i < index), default=0)
+        stop = min((spans[i][1] for i in spans if i > index), default=total)
+        if spec is not None:
+            dealt = shard_rows(total, index, count, spec.gradients.batch_size)
+            if start <= dealt.start and dealt.stop <= stop:  # (else the shards were dealt with another batch size)
+                start, stop = dealt.start, dealt.stop
+    else:
+        return False
+    rows = covered.get(total)
+    return rows is not None and start < stop and bool(rows[start:stop].all())
+
