@@ -307,6 +307,30 @@ def test_plan_says_the_fine_tunes_the_last_run_did_as_its_summary_counts_them(ti
     assert forced.last_work is None  # the work planned, as the last run did it
 
 
+def test_plan_counts_the_gradient_rows_a_stopped_run_computed(tiny_project_ran) -> None:
+    """Gradients stopped partway (SIGTERM after 8 of 40 rows): `plan` said "40 rows" as for
+    a fresh start while `run` said "resuming; 8 of 40 rows are computed already, computing
+    the other 32": it now counts them as for finetune's fine-tunes."""
+    import numpy as np
+
+    tiny_project = tiny_project_ran("gradients")
+    state = tiny_project / ".subsetctl" / "gradients"
+    (state / "manifest.json").unlink()  # stopped before its results were committed
+    written = np.load(state / "store" / "written.npy", mmap_mode="r+")
+    rows, kept = len(written), 8
+    written[kept:] = False
+    written.flush()
+    del written
+    gradients = {s.name: s for s in plan_project(tiny_project)[2]}["gradients"]
+    assert gradients.state == "unfinished", gradients
+    assert str(gradients.work).endswith(f": {rows} rows (the most from 'target': 15; `max_examples` on a source caps "
+                                        f"its rows); {kept} of {rows} done by the run that stopped partway, kept"), \
+        gradients.work
+    run_project(tiny_project, until="gradients")
+    summary = json.loads((state / "manifest.json").read_text())["summary"]
+    assert (summary["reused"], summary["computed"]) == (kept, rows - kept), summary
+
+
 def test_calibration_against_a_kind_verify_did_not_run_is_recorded_and_reported(tiny_project_ran) -> None:
     tiny_project = tiny_project_ran("gradients")  # a copy: the stages this test looks at still run
     overrides = ["verify.enabled=true", "verify.k=4", "verify.steps=1", "verify.batch_size=4",

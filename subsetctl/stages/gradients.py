@@ -118,7 +118,10 @@ class GradientsStage(common.ModelStage):
                      resumes: bool = False) -> str | None:
         """:meth:`work`, with the number of rows the data stage prepared when it is up to
         date: the stage costs a fixed time per row, and a large source taken whole (no
-        ``max_examples``) makes it run for hours, which the count shows before it starts."""
+        ``max_examples``) makes it run for hours, which the count shows before it starts;
+        where ``resumes``, how many of them the store of the run that stopped partway holds,
+        which `run` keeps ("16 of 40 done by the run that stopped partway, kept", as `run`
+        then says "resuming; 16 of 40 rows are computed already")."""
         work = self.work(spec, forced)
         if "data" in rerun:  # its rows are yet to be prepared
             return work
@@ -131,8 +134,25 @@ class GradientsStage(common.ModelStage):
         except (OSError, ValueError, KeyError, TypeError):  # no data stage yet, or one of other sources
             return work
         largest = max(rows, key=lambda name: rows[name])
-        return (f"{work}: {sum(rows.values()):,} rows (the most from {largest!r}: {rows[largest]:,}; "
-                "`max_examples` on a source caps its rows)")
+        total = sum(rows.values())
+        kept = self._rows_kept(project, total) if resumes and not forced else 0
+        return (f"{work}: {total:,} rows (the most from {largest!r}: {rows[largest]:,}; "
+                "`max_examples` on a source caps its rows)"
+                + (f"; {kept:,} of {total:,} done by the run that stopped partway, kept" if kept else ""))
+
+    def _rows_kept(self, project: Project, total: int) -> int:
+        """The rows the store a run that stopped partway left holds, which `run` resumes
+        from; 0 when there is none, or it is damaged or of another row count (recreated)."""
+        import numpy as np
+
+        from subsetctl.gradients.store import GradientStore
+
+        try:
+            store = GradientStore.open(project.stage_dir(self.name) / "store", writable=False)
+            written = int(np.count_nonzero(store.written))
+        except (UserError, OSError, ValueError):
+            return 0
+        return written if store.n_rows == total else 0
 
     def extra_inputs(self, spec: Spec, project: Project) -> dict[str, Any]:
         """The model folder's files, and the file of a plugin projector."""
