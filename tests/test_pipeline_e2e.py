@@ -307,6 +307,21 @@ def test_plan_says_the_fine_tunes_the_last_run_did_as_its_summary_counts_them(ti
     assert forced.last_work is None  # the work planned, as the last run did it
 
 
+def test_plan_counts_the_adapters_evaluate_tests(tiny_project_ran) -> None:
+    """`plan` said evaluate runs "the target's test split through each fine-tuned adapter;
+    none cached", not how many `run` evaluates: once finetune is up to date it counts them."""
+    tiny_project = tiny_project_ran()
+    state = tiny_project / ".subsetctl"
+    adapters = len(json.loads((state / "finetune" / "runs.json").read_text()))
+    assert adapters > 1
+    for overrides, force in ((["evaluate.max_new_tokens=2"], []), ([], ["evaluate"])):
+        evaluate = {s.name: s for s in plan_project(tiny_project, overrides, force=force)[2]}["evaluate"]
+        assert str(evaluate.work).startswith(f"the target's test split through the {adapters} fine-tuned adapters, "
+                                             "generating up to "), evaluate.work
+    run_project(tiny_project, ["evaluate.max_new_tokens=2"])
+    assert len(json.loads((state / "evaluate" / "per_run.json").read_text())) == adapters
+
+
 def test_plan_counts_the_gradient_rows_a_stopped_run_computed(tiny_project_ran) -> None:
     """Gradients stopped partway (SIGTERM after 8 of 40 rows): `plan` said "40 rows" as for
     a fresh start while `run` said "resuming; 8 of 40 rows are computed already, computing

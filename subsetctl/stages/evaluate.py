@@ -92,19 +92,33 @@ class EvaluateStage(common.ModelStage):
         return self.memory_keys
 
     def work(self, spec: Spec, forced: bool = False) -> str:
-        generate = "" if spec.model.kind == "classifier" else f", generating up to {spec.evaluate.max_new_tokens} tokens"
-        return (f"the target's test split through each fine-tuned adapter{generate}; "
+        return (f"{self._head(spec, 'each fine-tuned adapter')}; "
                 + common.reused_unless_forced(forced, "those in the cache are reused"))
+
+    @staticmethod
+    def _head(spec: Spec, adapters: str) -> str:
+        """:meth:`work` before its reuse clause, through ``adapters`` ("each fine-tuned
+        adapter", or "the 3 fine-tuned adapters" once finetune's are known)."""
+        generate = "" if spec.model.kind == "classifier" else f", generating up to {spec.evaluate.max_new_tokens} tokens"
+        return f"the target's test split through {adapters}{generate}"
 
     def planned_work(self, spec: Spec, forced: bool, project: Project, rerun: set[str],
                      resumes: bool = False) -> str | None:
         """:meth:`work`, saying how many of the adapters' test results the cache holds ("3 of
         5 cached, reused") when the stages that decide them (data, finetune) are not
         re-run, and those a run that stopped partway finished (its per_run.json, which `run`
-        keeps when it resumes). Nothing on disk changes."""
-        def count(ctx: StageContext) -> tuple[int, int, int]:
+        keeps when it resumes), and how many adapters that is ("the 3 fine-tuned adapters":
+        "none cached" alone told not how many are evaluated). Nothing on disk changes."""
+        def adapters(ctx: StageContext) -> list[str]:
             labels = json.loads((ctx.upstream_dir("finetune") / "labels.json").read_text())["labels"]
-            runs = sorted({run for each in labels.values() for run in each})
+            return sorted({run for each in labels.values() for run in each})
+
+        def known(ctx: StageContext) -> str:
+            n = len(adapters(ctx))
+            return self._head(spec, f"the {n} fine-tuned adapter{'s' if n != 1 else ''}")
+
+        def count(ctx: StageContext) -> tuple[int, int, int]:
+            runs = adapters(ctx)
             done = (common.read_work_record(ctx, ctx.out_dir / PER_RUN, dict, RESULT_KEYS)
                     if ctx.options.get("resumes") else {})
             cache = project.state_dir.joinpath(*RESULT_CACHE)
@@ -115,7 +129,7 @@ class EvaluateStage(common.ModelStage):
                 cached += entry is not None and _cached_result(entry) is not None
             return sum(run in done for run in runs), cached, len(runs)
 
-        return common.cached_count_work(self, spec, forced, project, rerun, count, resumes)
+        return common.cached_count_work(self, spec, forced, project, rerun, count, resumes, known)
 
     def enabled(self, spec: Any) -> bool:
         return bool(spec.finetune.enabled)
