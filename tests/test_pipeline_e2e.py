@@ -1530,6 +1530,38 @@ def test_adapters_name_the_base_model_as_the_spec_does_not_where_this_machine_ha
         assert json.loads(config.read_text())["base_model_name_or_path"] == "tiny-packaged", config
 
 
+@pytest.mark.parametrize("source", ["model", "../shared/model"])
+def test_a_copied_project_reports_its_own_model_folder_not_the_one_it_was_copied_from(
+        tmp_path: Path, tiny_llama: Path, source: str) -> None:
+    """`cp -r A B` (the model folder inside A, or next to it and copied too), A deleted:
+    B re-ran nothing, and its report named A's model folder (meta_init's summary and
+    `adapter_base_model_path`: the absolute folders the runs recorded), which B never read
+    and which is gone. It names B's, as A's report named A's."""
+    import yaml
+    from conftest import _write_jsonl_data
+    from tinymodels import tiny_project_spec
+
+    from subsetctl.project import Project
+    from subsetctl.report.build import build_report
+
+    first = tmp_path / "A" / "proj"
+    first.mkdir(parents=True)
+    _write_jsonl_data(first)
+    shutil.copytree(tiny_llama, (first / source).resolve())
+    (first / "subsetctl.yaml").write_text(yaml.safe_dump(tiny_project_spec(source), sort_keys=False))
+    run_project(first, until="finetune")
+    shutil.copytree(tmp_path / "A", tmp_path / "B")
+    shutil.rmtree(tmp_path / "A")
+    report = build_report(Project(tmp_path / "B" / "proj"))
+    assert str(tmp_path / "A") not in json.dumps(report)
+    model = report["stages"]["meta_init"]["summary"]["model"]
+    if source == "model":  # inside the project: named relative to it, as in A's report
+        assert model["path"] == model["source"] == "model" and "adapter_base_model_path" not in report
+    else:  # outside it, copied with it: where it is now
+        now = str(tmp_path / "B" / "shared" / "model")
+        assert model["path"] == model["source"] == report["adapter_base_model_path"] == now, report
+
+
 def test_report_json_names_the_revision_the_finetune_stage_recorded_for_a_hub_base_model(tiny_project_ran) -> None:
     """report.json's `adapter_base_model_revision`: the revision of a hub base model that
     the finetune stage recorded (base_model.json), for `from_pretrained(id, revision=...)`;

@@ -179,6 +179,24 @@ def in_project_terms(value: Any, root: Path) -> Any:
         return value
 
 
+def model_folder_now(recorded: Any, named: Any, root: Path) -> Any:
+    """``recorded``, the absolute folder a run read the model from, as it is now, in project
+    terms (:func:`in_project_terms`): where the spec named the model by a relative path
+    (``named``: ``model.source`` as the run had it, ``model`` or ``../models/base``), that
+    path taken against the project folder ``root`` as it is now, when it leads to a folder
+    there. A project copied (``cp -r A B``) or moved with its model folder re-runs nothing,
+    and its results still record the old folder: B's report named A's model folder, which B
+    never reads and which may since be deleted. Else (an absolute path, a packaged model, a
+    hub id, a relative path that leads nowhere now) ``recorded`` as it is."""
+    from subsetctl.modeling.resolve import model_location
+
+    if isinstance(recorded, str) and isinstance(named, str) and named:
+        now = model_location(named, root)
+        if now != named:  # a relative path leading to a folder from the project as it is now
+            recorded = now
+    return in_project_terms(recorded, root)
+
+
 def _adapter_base_model(root: Path, adapters: dict[str, list[str]]) -> str | None:
     """The base model the fine-tuned adapters were trained on, as peft recorded it (their
     adapter_config.json's ``base_model_name_or_path``: ``model.source`` as the spec names
@@ -199,12 +217,16 @@ def _adapter_base_model(root: Path, adapters: dict[str, list[str]]) -> str | Non
 
 def _summary(project: Project, manifest: dict[str, Any]) -> Any:
     """A stage's recorded ``summary``, with the loaded model's ``source`` and ``path`` (the
-    folder a model stage read, absolute) in project terms (:func:`in_project_terms`)."""
+    folder a model stage read, absolute) where they are now, in project terms
+    (:func:`model_folder_now`, against ``model.source`` as the stage's inputs record it)."""
     summary = manifest.get("summary")
     model = summary.get("model") if isinstance(summary, dict) else None
     if not isinstance(model, dict):
         return summary
-    model = {**model, **{key: in_project_terms(model[key], project.root) for key in ("source", "path") if key in model}}
+    recorded = manifest.get("inputs", {}).get("slice", {}).get("model")
+    named = recorded.get("source") if isinstance(recorded, dict) else None
+    model = {**model, **{key: model_folder_now(model[key], named, project.root)
+                         for key in ("source", "path") if key in model}}
     return {**summary, "model": model}
 
 
@@ -971,7 +993,7 @@ def build_report(
 
             record = _read(project.results_dir("finetune") / BASE_MODEL_FILE)
             named = in_project_terms(record.get("name"), project.root) if isinstance(record, dict) else None
-            folder = in_project_terms(record.get("folder"), project.root) if named == base else None
+            folder = model_folder_now(record.get("folder"), record.get("name"), project.root) if named == base else None
             if isinstance(folder, str) and folder != base:  # where the run read it (a packaged model's folder)
                 report["adapter_base_model_path"] = folder
             revision = record.get("revision") if named == base else None
