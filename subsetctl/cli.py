@@ -1053,7 +1053,11 @@ def _run_and_report(
     except KeyboardInterrupt as exc:  # the command that resumes it: this project, its overrides and options
         # (not --force: the stopped stage is unfinished and resumes; forced again, it would start over)
         again = _run_command(directory, overrides, leave_out=("force",))
-        if shard is not None:  # a shard's own run (a plain one would not wait for the rest)
+        if shard is not None and _shard_finished(directory, options["shard"]):  # nothing of it left to resume
+            plain = _run_command(directory, overrides, leave_out=("shard", "force"))
+            exc.resumes = (f"and shard {shard} was finished already: nothing of it is left to compute. When every "
+                           f"shard is, `{plain}` (without --shard) merges them and goes on")
+        elif shard is not None:  # a shard's own run (a plain one would not wait for the rest)
             exc.resumes = (f"`{again}` resumes this shard (or, once the other shards are done, a plain `subsetctl "
                            "run` computes its missing rows itself)")
         else:
@@ -1125,6 +1129,19 @@ def _stops_early(until: str | None) -> bool:
     from subsetctl.stages import stage_names
 
     return until is not None and until != stage_names()[-1]
+
+
+def _shard_finished(directory: Path | None, shard: tuple[int, int]) -> bool:
+    """Whether the project's gradient shard ``shard`` (index, count) has every row: a stopped
+    `run --shard` of it had nothing left to resume (:func:`~subsetctl.stages.gradients.shard_finished`);
+    False where the project cannot be found."""
+    from subsetctl.project import Project
+    from subsetctl.stages.gradients import shard_finished
+
+    try:
+        return shard_finished(Project.find(directory), *shard)
+    except (UserError, OSError):
+        return False
 
 
 def _run_command(directory: Path | None, overrides: tuple[str, ...], leave_out: tuple[str, ...]) -> str:

@@ -305,6 +305,26 @@ def test_a_stopped_shard_run_names_the_shard_run_that_resumes_it(tmp_path: Path,
             in " ".join(result.output.split())), result.output
 
 
+def test_a_stopped_run_of_a_finished_shard_says_nothing_is_left_to_resume(tiny_project_ran, monkeypatch) -> None:
+    """Stopping a run of a shard an earlier run finished said "`... --shard 0/2` resumes this
+    shard", though nothing of it was left; it says so, and names the run that merges."""
+    import subsetctl.api
+
+    tiny_project = tiny_project_ran("meta_init")
+    run_project(tiny_project, options={"shard": (0, 2)})
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(subsetctl.api, "run_project", stopped)
+    said = " ".join(CliRunner().invoke(main, ["run", str(tiny_project), "--shard", "0/2"]).output.split())
+    assert "resumes this shard" not in said, said
+    assert (f"shard 0/2 was finished already: nothing of it is left to compute. When every shard is, "
+            f"`subsetctl run {tiny_project}` (without --shard) merges them") in said, said
+    said = " ".join(CliRunner().invoke(main, ["run", str(tiny_project), "--shard", "1/2"]).output.split())
+    assert f"`subsetctl run {tiny_project} --shard 1/2` resumes this shard" in said, said
+
+
 def test_the_command_resuming_a_stopped_run_keeps_its_options_but_force(tmp_path: Path, monkeypatch) -> None:
     """The command a stopped `run --shard 0/2 --format json` named to resume it left out
     `--format json` (and `--quiet`), so a script pasting it got text on stdout: it keeps the

@@ -634,6 +634,19 @@ def shard_label(folder: str) -> str:
     return folder if numbers is None else f"{numbers[0]}/{numbers[1]}"
 
 
+def shard_finished(project: Project, index: int, count: int) -> bool:
+    """Whether ``run --shard index/count`` has computed every row of its shard under
+    ``shards/`` (unmerged): a run of it stopped then has nothing to resume (running it again
+    says so without loading the model, :meth:`GradientsStage._finished_shard`)."""
+    from subsetctl.gradients.store import GradientStore, shard_dir
+
+    try:
+        store = GradientStore.open(shard_dir(project.stage_dir("gradients") / "shards", index, count), writable=False)
+    except (UserError, OSError, ValueError):
+        return False
+    return bool(store.complete)
+
+
 def running_shards(project: Project) -> list[str]:
     """The shards (``"i/N"``, by N then i) whose ``run --shard i/N`` is computing now: those
     whose shard lock a process holds."""
