@@ -352,6 +352,28 @@ def test_a_model_source_naming_a_file_beside_the_spec_says_to_name_its_folder(tm
             "not a folder. Name the Hugging Face model folder that holds config.json (perhaps 'models/tiny')") in issue
 
 
+@pytest.mark.parametrize("inside", [True, False])
+def test_a_copied_projects_spec_naming_its_old_model_folder_says_the_relative_source_to_give(
+        tmp_path: Path, inside: bool) -> None:
+    """A spec naming its model by an absolute path (/old/proj/model, or /old/m beside the
+    project), the project copied or moved since (`cp -r`, `mv`): validate said "Unknown
+    model", no more, though the project holds the model by the same name. It names the
+    relative model.source to give; no note where no such folder is."""
+    project = tmp_path / "new" / "proj"
+    model = project / "model" if inside else tmp_path / "new" / "m"
+    project.mkdir(parents=True)
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    old = tmp_path / "old" / "proj" / "model" if inside else tmp_path / "old" / "m"
+    (issue,) = _issues(_spec_file(project, {**BASE, "model": {"source": str(old)}}))
+    relative = "model" if inside else "../m"
+    assert f"Unknown model {str(old)!r}" in issue, issue
+    assert (f"The spec's folder has the model folder {relative!r} ({model}): if the project was copied or moved "
+            f"since the spec named its model by this absolute path, set model.source: {relative}") in issue, issue
+    (issue,) = _issues(_spec_file(project, {**BASE, "model": {"source": str(tmp_path / "old" / "other")}}))
+    assert "Unknown model" in issue and "copied or moved" not in issue, issue
+
+
 def test_a_model_folder_or_source_files_named_in_another_unicode_form_or_case_says_so(tmp_path: Path) -> None:
     """model.source `./modèle` for a folder `Modèle` (or one macOS named in NFD) was "Unknown
     model", no more; two files of one source_files group whose names differ only in Unicode

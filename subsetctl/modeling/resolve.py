@@ -917,11 +917,32 @@ def classify_model_source(source: str, spec_dir: Path | None = None) -> str:
     where = ("" if path.is_absolute() else
              f" (a relative folder is looked for next to the spec file, then in the current folder, {Path.cwd()})")
     note = next((n for n in (path_not_found_note(source, p) for p in looked_in) if n), "")
+    if path.is_absolute() and spec_dir is not None:
+        note += _moved_project_note(path, Path(spec_dir))
     raise UserError(
         f"Unknown model {as_typed(source)}: it is not a packaged model{_packaged_guess(source)}, not an existing "
         f"folder{where} and not a hub id of the form 'org/name'. Packaged models: {_packaged_hint()}. Or give the "
         f"path of a local Hugging Face model folder{note}."
     )
+
+
+def _moved_project_note(path: Path, spec_dir: Path, depth: int = 3) -> str:
+    """For an absolute model folder ``path`` that is not there: where the project (the spec's
+    folder ``spec_dir``) holds a model folder by the same last names, inside it or beside it
+    (``model``, ``models/base``, ``../m``), the relative ``model.source`` to give. A project
+    copied or moved (`cp -r A B`, `mv`) keeps a spec naming its model by its old absolute
+    path, and ``plan`` then only said the folder was unknown; "" where no such folder is."""
+    parts = path.parts[1:]
+    for base, prefix in ((spec_dir, ""), (spec_dir.parent, "../")):
+        for k in range(1, min(depth, len(parts)) + 1):
+            tail = Path(*parts[-k:])
+            if (base / tail / "config.json").is_file():
+                relative = prefix + tail.as_posix()
+                return (f". The spec's folder has the model folder {relative!r} ({(base / tail).resolve()}): if "
+                        "the project was copied or moved since the spec named its model by this absolute path, set "
+                        f"model.source: {relative} (relative to the spec's folder: right after a move too); the "
+                        "stages stay up to date, as a model folder is known by its files")
+    return ""
 
 
 def _packaged_guess(source: str) -> str:
