@@ -248,11 +248,7 @@ class GradientsStage(common.ModelStage):
         names earlier versions wrote in its place: a store (or shard) whose info differs
         is recreated, not resumed."""
         known, earlier = self._known_info(ctx, model_info, adapter, rows)
-        later = ("rows_digest", "projector_code")  # info.json's keys in the order it always had them
-        info = {"model": known["model"], "model_config": model_info.get("config_hash"),
-                **{k: v for k, v in known.items() if k != "model" and k not in later}, "p": p,
-                **{k: known[k] for k in later if k in known}}
-        return info, earlier
+        return {**known, "model_config": model_info.get("config_hash"), "p": p}, earlier
 
     def _known_info(self, ctx: StageContext, model_info: dict[str, Any], adapter: Path,
                     rows: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, list[Any]]]:
