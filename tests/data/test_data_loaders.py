@@ -1578,6 +1578,29 @@ def test_a_jsonl_line_with_a_euro_sign_cut_short_is_left_out_not_taken_for_latin
     assert re.search(r"cut\.jsonl: 2 of 62 lines are not valid UTF-8 \(line 31, line 32; ", notice), notice
 
 
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_a_where_source_leaves_out_jsonl_lines_that_are_not_utf8_as_the_whole_file_does(
+        tmp_path: Path, make_ctx, monkeypatch: pytest.MonkeyPatch, in_memory: bool) -> None:
+    """A source reading one task of a JSON Lines file (``where``) stopped at a line that is
+    not UTF-8, which the same file read whole leaves out with a warning: the file's tasks are
+    found by a read of their own, which refused it. Its rows are now those of the whole file's
+    read, the line left out and said (its file kept in memory, or read again for the task)."""
+    from subsetctl.data.loaders import files
+
+    if not in_memory:
+        monkeypatch.setattr(files, "WHOLE_TEXT_FILE_BYTES", 0)
+    rows = [b'{"prompt": "q%d", "response": "a", "task": "t%d"}\n' % (i, i % 2) for i in range(40)]
+    rows[21] = b'{"prompt": "x\x81y", "response": "a", "task": "t1"}\n'
+    (tmp_path / "tasks.jsonl").write_bytes(b"".join(rows))
+    ctx = make_ctx()
+    ds = load_jsonl(JsonlLoader(type="jsonl", path="tasks.jsonl", where={"task": "t1"}), ctx)
+    assert sorted(ds["prompt"]) == sorted(f"q{i}" for i in range(1, 40, 2) if i != 21)
+    (notice,) = ctx.notices
+    assert re.search(r"tasks\.jsonl: 1 of 40 lines are not valid UTF-8 \(line 22; the first at byte \d+\); they are "
+                     r"left out of every task read from it \(loader\.where\)\.", notice), notice
+
+
 def test_a_byte_order_mark_or_a_nul_byte_in_a_csv_cell_is_said(tmp_path: Path, make_ctx) -> None:
     """Two CSV files joined (`cat a.csv b.csv`, each saved with a BOM) read the second one's
     header as a row whose prompt starts with U+FEFF, and a NUL byte stayed in a cell: both
