@@ -1583,7 +1583,7 @@ class Pipeline:
         re-run produce the outputs those results were made from, and those upstream stages
         (e.g. a change that re-ran data, then failed in meta_init, was undone: data re-runs,
         and its output is the one meta_init's set-aside results were made from); else None."""
-        waiting = [up for up in stage.after if up in rerun and inputs["upstream"].get(up, "") is None]
+        waiting = _rerun_reaching(stage, rerun, inputs)
         if not waiting:
             return None
         for where, manifest, folder in self._kept_candidates(stage, None, inputs):
