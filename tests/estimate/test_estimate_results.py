@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from estfixtures import random_masks
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from subsetctl.errors import UserError
 from subsetctl.estimate.base import EstimateBatch, FeatureSet, SubsetEstimator
@@ -509,3 +511,73 @@ def test_delta_rows_give_back_every_mask_appended_and_exported(n: int) -> None:
     bad["flip"][0] = 8 * rows.width
     with pytest.raises(ValueError):
         DeltaRows(rows.width).extend(**bad)
+
+
+_STEPS = st.lists(st.tuples(st.sampled_from(["near", "far", "mixed", "again", "reserve", "reopen"]),
+                            st.integers(1, 60), st.integers(0, 2**31)), min_size=1, max_size=10)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(n=st.sampled_from([7, 120, 127, 128, 129, 136]), steps=_STEPS, format_2=st.booleans(), seed=st.integers(0, 99))
+def test_a_store_reads_back_every_mask_and_result_whatever_the_order_of_its_saves(
+        tmp_path_factory: pytest.TempPathFactory, n: int, steps: list[tuple[str, int, int]], format_2: bool,
+        seed: int) -> None:
+    """Random batches of subsets one source away from a step's current one, random ones, a
+    mix of both (two anchors and far rows in one batch), repeats, reservations and reopenings
+    (segments, merges), from an empty store or a format-2 one, at packed widths either side of
+    the 16 bytes where masks start being kept as changes: every completed mask finds its own
+    result, and ``results`` and ``pending`` give back exactly the masks added and reserved."""
+    import json
+
+    path, rng = tmp_path_factory.mktemp("store"), np.random.default_rng(seed)
+    sources = [f"s{i}" for i in range(n)]
+    model: dict[bytes, float] = {}  # packed mask -> its latest loss
+    reserved: set[bytes] = set()
+    if format_2:
+        old = np.unique(np.packbits(rng.random((int(rng.integers(1, 20)), n)) < 0.5, axis=1), axis=0)
+        m = len(old)
+        (path / "store.json").write_text(json.dumps({"format": 2, "key": "k", "sources": sources}))
+        np.savez(path / "subsets.npz", packed_masks=old, loss=np.arange(m, dtype=float), w_norm=np.ones(m),
+                 iterations=np.ones(m, dtype=np.int64), converged=np.ones(m, dtype=bool),
+                 completed=np.ones(m, dtype=bool))
+        model.update((row.tobytes(), float(i)) for i, row in enumerate(old))
+    store = SubsetResultsStore(path, sources, "k")
+    current, offset = rng.random(n) < 0.5, 0.0
+    for kind, k, step_seed in steps:
+        r = np.random.default_rng(step_seed)
+        if kind == "reopen":
+            store = SubsetResultsStore(path, sources, "k")
+            assert store.reset_reason is None
+            continue
+        near = np.repeat(current[None, :], k, axis=0)
+        near[np.arange(k), r.integers(0, n, k)] ^= True
+        if kind == "near":
+            masks = near
+            current = near[r.integers(0, k)].copy()
+        elif kind == "far":
+            masks = r.random((k, n)) < r.random()
+        elif kind == "mixed":
+            other = np.repeat(~current[None, :], k, axis=0)
+            other[np.arange(k), r.integers(0, n, k)] ^= True
+            masks = np.concatenate([near, r.random((k, n)) < 0.5, other])[r.permutation(3 * k)]
+        else:  # masks stored already (or the current one), asked again
+            known = [np.frombuffer(key, dtype=np.uint8) for key in model] or [np.packbits(current)]
+            masks = np.unpackbits(np.stack([known[i] for i in r.integers(0, len(known), k)]), axis=1,
+                                  count=n).astype(bool)
+        if kind == "reserve":
+            store.reserve(masks)
+            reserved.update(row.tobytes() for row in np.packbits(masks, axis=1))
+            continue
+        store.add(masks, _small_batch(len(masks), offset))
+        model.update((row.tobytes(), offset + i) for i, row in enumerate(np.packbits(masks, axis=1)))
+        offset += 1000.0
+    for reading in (store, SubsetResultsStore(path, sources, "k")):
+        assert reading.reset_reason is None and len(reading) == len(model)
+        masks, batch = reading.results()
+        assert dict(zip((row.tobytes() for row in np.packbits(masks, axis=1)), batch.loss.tolist())) == model
+        assert {row.tobytes() for row in np.packbits(reading.pending(), axis=1)} == reserved - model.keys()
+        if model:
+            asked = np.unpackbits(np.stack([np.frombuffer(key, dtype=np.uint8) for key in model]), axis=1,
+                                  count=n).astype(bool)
+            found, got = reading.lookup(asked)
+            assert found.all() and got.loss.tolist() == list(model.values())
