@@ -1679,6 +1679,21 @@ def test_markdown_of_thousands_of_sources_lists_the_extremes_and_a_csv_file_all_
     assert sources_csv(_many_sources_report(SOURCES_IN_REPORT_MD + 1)) is not None
 
 
+
+def test_no_report_sources_csv_is_named_where_no_strategy_scores_the_sources() -> None:
+    """report_sources.csv is written of more than 200 sources only when a strategy scores
+    them; without one (none is written), the terminal's caption of a long selection still
+    named it as a list of all the picks, a file that is not there."""
+    from subsetctl.report.markdown import sources_csv
+
+    report = _many_sources_report(300)
+    report["strategies"]["forward"]["scores"] = {}
+    buffer = io.StringIO()
+    render_full_report(report, Console(file=buffer, width=200))
+    text = " ".join(buffer.getvalue().split())
+    assert "`subsetctl report --all-sources`, report.md and report.json list all" in text, text
+    assert sources_csv(report) is None and "report_sources.csv" not in render_markdown(report, {})
+
 def test_a_report_sources_csv_of_the_users_own_is_told_from_one_a_report_wrote(tmp_path) -> None:
     """The report stage writes report_sources.csv beside report.md (and deletes its own when
     the sources fall to 200 or fewer): a file of that name of the user's own (a data listing)

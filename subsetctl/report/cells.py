@@ -231,6 +231,14 @@ SOURCES_IN_REPORT_MD = 200
 SOURCES_FILE = "report_sources.csv"
 
 
+def sources_listed_apart(report: dict[str, Any]) -> bool:
+    """Whether :data:`SOURCES_FILE` lists ``report``'s sources (the report stage writes it):
+    more than :data:`SOURCES_IN_REPORT_MD`, and a strategy that scores them (without one,
+    report.md's selections list every pick, and there is no per-source table to cut)."""
+    return len(report.get("sources") or []) > SOURCES_IN_REPORT_MD and any(
+        isinstance(entry, dict) and entry.get("scores") for entry in (report.get("strategies") or {}).values())
+
+
 def score_ranking(report: dict[str, Any], scored: dict[str, Any]) -> str:
     """The strategy (of ``scored``, those with scores) whose scores rank a per-source score
     table of many sources: the final pick's, else the first with scores; the terminal's

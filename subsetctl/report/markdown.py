@@ -12,7 +12,6 @@ from subsetctl.report.cells import (
     SCORE_ROWS_TOP,
     SELECTED_SHOWN,
     SOURCES_FILE,
-    SOURCES_IN_REPORT_MD,
     baseline_cell,
     calibrated_loss_cell,
     calibration_notes,
@@ -31,6 +30,7 @@ from subsetctl.report.cells import (
     selected_cell,
     selection_loss_digits,
     shared_finetune_line,
+    sources_listed_apart,
     stage_warning_lines,
     strategy_notes,
     test_loss_digits,
@@ -129,9 +129,9 @@ def sources_csv(report: dict[str, Any]) -> str | None:
     import csv
     import io
 
-    scored = {k: v for k, v in (report.get("strategies") or {}).items() if v.get("scores")}
-    if not scored or len(report.get("sources") or []) <= SOURCES_IN_REPORT_MD:
+    if not sources_listed_apart(report):
         return None
+    scored = {k: v for k, v in report["strategies"].items() if v.get("scores")}
     rows, _ = score_table_rows(report["sources"], scored[score_ranking(report, scored)]["scores"], everything=True)
     selected = [set(v["selected"]) for v in scored.values()]
     out = io.StringIO()
@@ -177,8 +177,8 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
         lines += [f"Final pick: **{md_name(report['final'])}**. Estimates are {state}; estimator {cal.get('estimator') or '-'}, lambda = {_fmt(cal.get('lam'))}.", ""]
         lines += ["## Selections", "", "| strategy | selected sources | est. loss (raw) | est. loss (calibrated) |", "|---|---|---|---|"]
         raw_digits, cal_digits = selection_loss_digits(report)
+        apart = sources_listed_apart(report)
         for label, r in report["strategies"].items():
-            apart = len(report["sources"]) > SOURCES_IN_REPORT_MD
             lines.append(f"| {md_name(label)} | {_selected_md(r['selected'], r.get('scores'), apart)} | "
                          f"{loss_cell(r['estimated_loss_raw'], raw_digits)} | "
                          f"{calibrated_loss_cell(r, bool(cal.get('enabled')), cal_digits)} |")
@@ -194,7 +194,6 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
             # ranked as the terminal ranks it (its highest and lowest), every source kept: the full record
             # (of thousands, those the terminal shows: every source is in SOURCES_FILE, beside report.md)
             ranking = score_ranking(report, scored)
-            apart = len(report["sources"]) > SOURCES_IN_REPORT_MD
             rows, left_out = score_table_rows(report["sources"], scored[ranking]["scores"], everything=not apart)
             ranked = len(report["sources"]) > SCORE_ROWS_TOP + SCORE_ROWS_BOTTOM
             order = f"sorted by {md_name(ranking)}'s score, highest first" if ranked else "in the spec's order"

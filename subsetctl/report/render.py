@@ -13,7 +13,6 @@ from rich.text import Text
 from subsetctl.report.cells import (
     SELECTED_SHOWN,
     SOURCES_FILE,
-    SOURCES_IN_REPORT_MD,
     baseline_cell,
     calibrated_loss_cell,
     calibration_notes,
@@ -32,6 +31,7 @@ from subsetctl.report.cells import (
     selected_cell,
     selection_loss_digits,
     shared_finetune_line,
+    sources_listed_apart,
     stage_warning_lines,
     strategy_notes,
     test_loss_digits,
@@ -119,7 +119,7 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
     if "strategies" in report:
         cal = report.get("calibration", {})
         long = not all_sources and any(len(r["selected"]) > SELECTED_SHOWN for r in report["strategies"].values())
-        listed_apart = f" (or {SOURCES_FILE})" if len(report["sources"]) > SOURCES_IN_REPORT_MD else ""
+        listed_apart = f" (or {SOURCES_FILE})" if sources_listed_apart(report) else ""
         table = Table(title=f"selections (final: {report['final']}; {cal.get('estimator') or 'estimator'} "
                             f"lambda={_f(cal.get('lam'))}, "
                             f"{calibration_state(cal, report.get('calibration_against'))})", title_justify="left",
@@ -153,7 +153,7 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
         if scored:
             ranking = score_ranking(report, scored)
             rows, left_out = score_table_rows(report["sources"], scored[ranking]["scores"], everything=all_sources)
-            listing = SOURCES_FILE if len(report["sources"]) > SOURCES_IN_REPORT_MD else "report.md"
+            listing = SOURCES_FILE if sources_listed_apart(report) else "report.md"
             caption = (f"{left_out} sources in between are left out (the highest and lowest by {ranking} are "
                        f"shown); `subsetctl report --all-sources` or {listing} lists all") if left_out else None
             names = list(scored)
