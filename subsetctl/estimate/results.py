@@ -336,9 +336,16 @@ class SubsetResultsStore:
 
     def _append_masks(self, masks: np.ndarray | dict[str, np.ndarray], at: np.ndarray) -> None:
         """Append the masks of positions ``at`` of a file's ``masks`` (:meth:`_arrays`) as
-        new rows' (a format-2 file's packed masks are kept as changes where they can be)."""
+        new rows' (a format-2 file's packed masks are kept as changes where they can be). Of
+        a format-3 file, only the anchors those rows use: a segment also saves rows held
+        already (reserved, then estimated), whose anchors were appended again, unused (random
+        subsets, each its own anchor, held twice until the next merge)."""
         if isinstance(masks, dict):
-            self._rows.masks.extend(masks["anchors"], masks["anchor"][at], masks["flip"][at])
+            anchor = masks["anchor"][at]
+            if len(anchor) and (anchor.min() < 0 or anchor.max() >= len(masks["anchors"])):
+                raise ValueError("row anchors out of range")  # (as extend says it)
+            used, local = np.unique(anchor, return_inverse=True)
+            self._rows.masks.extend(masks["anchors"][used], local.reshape(-1), masks["flip"][at])
         else:
             for start in range(0, len(at), 65_536):  # (bounds the rows unpacked at a time)
                 self._rows.masks.append(masks[at[start : start + 65_536]])

@@ -581,3 +581,21 @@ def test_a_store_reads_back_every_mask_and_result_whatever_the_order_of_its_save
                                   count=n).astype(bool)
             found, got = reading.lookup(asked)
             assert found.all() and got.loss.tolist() == list(model.values())
+
+
+def test_reopening_keeps_one_copy_of_a_mask_a_later_segment_saves_again(tmp_path: Path) -> None:
+    """A segment that saves rows the store holds already (the estimates of reserved subsets)
+    holds their masks again; reopened, the store appended every mask of such a segment, so
+    that random subsets (each kept whole) were held twice until the next merge."""
+    n = 200
+    sources = [f"s{i}" for i in range(n)]
+    store = SubsetResultsStore(tmp_path, sources, "k")
+    store.add(_distinct_masks(200, n, seed=3), _small_batch(200))  # the main file
+    later = _distinct_masks(50, n, seed=4)
+    store.reserve(later)  # a segment: 50 rows
+    store.add(later, _small_batch(50, offset=0.5))  # another: the same 50 rows, estimated
+    assert len(list(tmp_path.glob("subsets.*.npz"))) == 2
+    reopened = SubsetResultsStore(tmp_path, sources, "k")
+    found, got = reopened.lookup(later)
+    assert found.all() and got.loss.tolist() == (np.arange(50) + 0.5).tolist()
+    assert reopened._rows.masks.anchors.count == 250  # (each mask once: 300 before)
