@@ -521,6 +521,18 @@ def test_a_plot_that_is_a_link_is_replaced_not_written_through(tiny_project_ran,
     assert not plot.is_symlink() and plot.read_bytes().startswith(b"\x89PNG")
 
 
+def test_a_users_link_named_report_sources_csv_is_left_alone_where_no_table_is_written(tiny_project_ran,
+                                                                                       tmp_path: Path) -> None:
+    """A project of 200 sources or fewer writes no report_sources.csv, yet the report stage
+    removed a link of the user's by that name without a word."""
+    tiny_project = tiny_project_ran()
+    elsewhere = tmp_path / "mine.csv"
+    elsewhere.write_text("a,b\n")
+    (tiny_project / "report_sources.csv").symlink_to(elsewhere)
+    run_project(tiny_project, force=["report"])
+    assert (tiny_project / "report_sources.csv").is_symlink() and elsewhere.read_text() == "a,b\n"
+
+
 def test_a_report_md_of_the_users_own_is_kept_as_a_backup_not_overwritten_unsaid(tiny_project_ran) -> None:
     """Notes of the user's in report.md (or a report.json of another tool) next to the spec
     were replaced by the report without a word."""

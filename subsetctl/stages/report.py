@@ -113,9 +113,9 @@ class ReportStage(Stage):
         atomic_write_text(ctx.out_dir / "report.json", text)
         # every source's scores of a report of hundreds, beside report.md (its table: the highest and lowest)
         table, path = sources_csv(report), ctx.project.root / SOURCES_FILE
-        if path.is_symlink():  # (a copied project's) replaced, not written through, as a plot
-            path.unlink()
         if table is not None:
+            if path.is_symlink():  # (a copied project's) replaced, not written through, as a plot
+                path.unlink()      # (a link where none is written is the user's: left alone)
             _keep_a_file_of_the_users(ctx, path)
             atomic_write_text(path, table)
         elif path.is_file() and _written_by_subsetctl(path):  # an earlier run's, of more sources than now
