@@ -199,7 +199,7 @@ def lines_not_utf8_notice(loader: Any, base_dir: Path, name: str | None) -> str 
         verdict = _jsonl_not_utf8(path) if path.is_file() else None
     except OSError:
         return None
-    if isinstance(loader, CsvLoader) and isinstance(verdict, NotUtf8Lines) and verdict.first[:1] == [1]:
+    if isinstance(loader, CsvLoader) and isinstance(verdict, NotUtf8Lines) and verdict.header_error() is not None:
         return None  # (a CSV header not UTF-8: refused, an error of the file checks)
     return verdict.notice(name, path) if isinstance(verdict, NotUtf8Lines) else None
 
@@ -233,18 +233,20 @@ def _not_utf8_refusal(path: Path, line: int | None = None, header: bool = False)
     (a CSV file's header) not UTF-8 is refused too."""
     if path.stat().st_size <= LINES_COUNTED_MB * 2**20:
         verdict = _jsonl_not_utf8(path)
-        if header and isinstance(verdict, NotUtf8Lines) and verdict.first[:1] == [1] and verdict.error is not None:
-            return verdict.error.problem  # (a CSV header not UTF-8: refused, as the data stage refuses it)
+        if header and isinstance(verdict, NotUtf8Lines) and (refused := verdict.header_error()) is not None:
+            return refused.problem  # (a CSV header not UTF-8: refused, as the data stage refuses it)
         return verdict if isinstance(verdict, str) else None
+    head = NotUtf8Lines()
     try:
-        for number, _ in text_lines(path, "", NotUtf8Lines()):
+        for number, _ in text_lines(path, "", head):
             if line is None or number >= line:
                 break
     except NotUtf8 as exc:
         return exc.problem
     except UserError:  # unreadable, or a gzip file cut short: said otherwise
         return None
-    return None
+    # (a header not UTF-8 is left out by text_lines, as line 1, before its first line read)
+    return refused.problem if header and (refused := head.header_error()) is not None else None
 
 
 def _jsonl_not_utf8(path: Path) -> NotUtf8Lines | str | None:

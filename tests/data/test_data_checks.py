@@ -223,25 +223,44 @@ def test_validate_says_of_csv_rows_that_are_not_utf8_what_the_data_stage_does(tm
                                     "they are left out. If the file was saved in another encoding, re-save it as UTF-8.")
 
 
-def test_validate_of_a_large_jsonl_file_leaves_a_bad_head_line_to_the_data_stage(tmp_path: Path,
-                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    """A JSON Lines file over LINES_COUNTED_MB with a line that is not UTF-8 in its head was an
-    error of validate ("invalid bytes") where the data stage leaves the line out; a Latin-1
-    line there is still refused, in the data stage's words."""
+def _large_few_and_latin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, few: bytes,
+                         latin: bytes) -> dict:
+    """validate's issues of :func:`_few_and_latin`'s spec, data/few.KIND and data/latin.KIND
+    holding ``few`` and ``latin``, every file taken for one over LINES_COUNTED_MB."""
     from subsetctl.data import checks
 
     monkeypatch.setattr(checks, "LINES_COUNTED_MB", 0)  # (every file is "large")
     (tmp_path / "data").mkdir()
     write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    (tmp_path / "data" / f"few.{kind}").write_bytes(few)
+    (tmp_path / "data" / f"latin.{kind}").write_bytes(latin)
+    return check_issues(tmp_path, _few_and_latin(kind))
+
+
+def test_validate_of_a_large_jsonl_file_leaves_a_bad_head_line_to_the_data_stage(tmp_path: Path,
+                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A JSON Lines file over LINES_COUNTED_MB with a line that is not UTF-8 in its head was an
+    error of validate ("invalid bytes") where the data stage leaves the line out; a Latin-1
+    line there is still refused, in the data stage's words."""
     good = b"".join(b'{"prompt": "q%d", "response": "a"}\n' % i for i in range(30))
-    (tmp_path / "data" / "few.jsonl").write_bytes(b'{"prompt": "x\x81y", "response": "a"}\n' + good)
-    (tmp_path / "data" / "latin.jsonl").write_bytes(b'{"prompt": "caf\xe9", "response": "a"}\n' + good)
-    text = _few_and_latin("jsonl")
-    issues = check_issues(tmp_path, text)
+    issues = _large_few_and_latin(tmp_path, monkeypatch, "jsonl", b'{"prompt": "x\x81y", "response": "a"}\n' + good,
+                                  b'{"prompt": "caf\xe9", "response": "a"}\n' + good)
     assert set(issues) == {"sources[2].loader.path"}
     assert issues["sources[2].loader.path"].message == (
         "latin.jsonl: not valid UTF-8 (byte 15, line 1; it reads as Latin-1 (Windows-1252) text there): "
         "re-save it as UTF-8")
+
+
+def test_validate_of_a_large_csv_file_refuses_a_header_that_is_not_utf8(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CSV file over LINES_COUNTED_MB whose header is not UTF-8 is refused by the data stage
+    (no column could be named): validate read its head, left the header out as a line the
+    data stage leaves out, and took the header's escaped bytes for a column's name."""
+    good = b"".join(b"q%d,a\n" % i for i in range(30))
+    issues = _large_few_and_latin(tmp_path, monkeypatch, "csv", b"pr\x81ompt,response\n" + good,
+                                  b"prompt,response\n" + good)
+    assert set(issues) == {"sources[1].loader.path"}
+    assert issues["sources[1].loader.path"].message == "few.csv: not valid UTF-8 (byte 2, line 1): re-save it as UTF-8"
 
 
 def test_a_corrupt_gzip_file_is_an_issue_not_an_internal_error(tmp_path: Path) -> None:

@@ -293,6 +293,11 @@ class NotUtf8Lines:
         more = f" (+{self.count - len(self.first)} more)" if self.count > len(self.first) else ""
         return ", ".join(f"line {n}" for n in self.first) + more
 
+    def header_error(self) -> NotUtf8 | None:
+        """The error stopping a CSV file whose first line (its header) is not UTF-8: no column
+        could be named, however few such lines; else None."""
+        return self.error if self.first[:1] == [1] else None
+
     def too_many(self) -> NotUtf8 | None:
         """The error stopping the source once the file is read: more such lines than
         :data:`NOT_UTF8_SHARE` of its lines, which a file in another encoding has; else None."""
@@ -330,8 +335,8 @@ def lines_not_utf8(path: Path, source: str, not_utf8: NotUtf8Lines | None = None
     not_utf8 = NotUtf8Lines() if not_utf8 is None else not_utf8
     for _ in text_lines(path, source, not_utf8):
         pass
-    if not_utf8.first[:1] == [1] and not_utf8.error is not None:  # a CSV header: no column could be named
-        raise not_utf8.error
+    if (header := not_utf8.header_error()) is not None:
+        raise header
     return not_utf8
 
 
