@@ -183,8 +183,10 @@ _CODE_AS_LOADED: weakref.WeakKeyDictionary[Any, tuple[Path, dict[str, Any]]] = w
 
 def code_fingerprint(obj: Any, root: Path | None = None) -> dict[str, Any] | None:
     """The content fingerprint of the source file defining ``obj`` (a function, class or
-    callable object) as this process loaded it, or None when it has no Python source file
-    (a builtin, a C extension). Other modules that file imports are not followed.
+    callable object) as this process loaded it; where there is no such file to read (a
+    notebook cell's code), the digest of its compiled code (:func:`_compiled_code_fingerprint`);
+    None when it has no Python code (a builtin, a C extension). Other modules that file
+    imports are not followed.
 
     A file edited after its code was loaded keeps the fingerprint it had: the results are
     made by the loaded code, and a notebook that ran a project, edited a plugin and ran
@@ -203,6 +205,8 @@ def code_fingerprint(obj: Any, root: Path | None = None) -> dict[str, Any] | Non
         return _CODE_AS_LOADED[target][1]
     except (KeyError, TypeError):  # not seen yet (TypeError: an object weakref cannot follow)
         pass
+    if not os.path.isfile(name):  # a Jupyter cell's function names a file its kernel never writes
+        return _compiled_code_fingerprint(target)  # (/tmp/ipykernel_PID/HASH.py: {"missing": true} for every version)
     fingerprint = file_fingerprint(Path(name), root)
     with contextlib.suppress(TypeError):
         _CODE_AS_LOADED[target] = (Path(name), fingerprint)

@@ -348,6 +348,54 @@ def test_a_plugin_class_defined_in_a_notebook_cell_is_fingerprinted_by_its_code(
     assert code_fingerprint(len) is None  # a builtin: no Python code
 
 
+def test_a_plugin_function_defined_in_a_jupyter_cell_is_fingerprinted_by_its_code() -> None:
+    """A function a Jupyter cell defines names the file its kernel calls the cell,
+    /tmp/ipykernel_PID/HASH.py, kept in linecache and never written: it was fingerprinted
+    as that missing file, {"missing": true} for every version of the cell, so a loader
+    plugin redefined with other code left its sources' data up to date."""
+    import linecache
+    import types
+
+    from subsetctl.filehash import code_fingerprint
+
+    def cell(code: str, name: str) -> Any:
+        module, held = types.ModuleType("__main__"), sys.modules["__main__"]
+        sys.modules["__main__"] = module
+        try:
+            linecache.cache[name] = (len(code), None, code.splitlines(True), name)  # (as ipykernel keeps a cell)
+            exec(compile(code, name, "exec"), vars(module))  # noqa: S102 - test code
+            return code_fingerprint(vars(module)["nb_loader"])
+        finally:
+            sys.modules["__main__"] = held
+            linecache.cache.pop(name, None)
+
+    first = cell("def nb_loader(options, ctx):\n    return 1\n", "/nonexistent/ipykernel_9/111.py")
+    assert first is not None and set(first) == {"code_sha256"}
+    assert cell("def nb_loader(options, ctx):\n    return 1\n", "/nonexistent/ipykernel_10/111.py") == first
+    assert cell("def nb_loader(options, ctx):\n    return 2\n", "/nonexistent/ipykernel_9/222.py") != first
+
+
+def test_a_plugin_file_gone_after_its_code_was_loaded_keeps_its_fingerprint(tmp_path: Path) -> None:
+    """The code a process runs is the code it loaded: a plugin file moved or deleted after
+    (a branch switched in a notebook's session) keeps the fingerprint it had, as an edited
+    one does; only a file never there (a Jupyter cell's) is known by its compiled code."""
+    import importlib
+
+    from subsetctl.filehash import code_fingerprint
+
+    (tmp_path / "gone_plugin_mod.py").write_text("def gone_loader(options, ctx):\n    return 1\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        loader = importlib.import_module("gone_plugin_mod").gone_loader
+        first = code_fingerprint(loader)
+        assert first is not None and "sha256" in first
+        (tmp_path / "gone_plugin_mod.py").unlink()
+        assert code_fingerprint(loader) == first
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("gone_plugin_mod", None)
+
+
 def test_an_unpicklable_plugin_estimator_is_blamed_for_loky(monkeypatch) -> None:
     """'internal error: PicklingError ... This is a bug in subsetctl'."""
     from subsetctl.estimate.executors import _joblib_results
