@@ -255,6 +255,8 @@ def _compiled_code_fingerprint(target: Any) -> dict[str, Any] | None:
             digest.update(f"def {name}\0".encode())
             code(value.__code__)
             digest.update(constant(value.__defaults__).encode())
+            if value.__kwdefaults__:  # (``*, k=3``: kept apart from __defaults__; only where there are some)
+                digest.update(constant(value.__kwdefaults__).encode())
         elif isinstance(value, type) and depth < 4:
             digest.update(f"class {name}({','.join(b.__qualname__ for b in value.__bases__)})\0".encode())
             for key, item in sorted(vars(value).items()):

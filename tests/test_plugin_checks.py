@@ -348,6 +348,14 @@ def test_a_plugin_class_defined_in_a_notebook_cell_is_fingerprinted_by_its_code(
     assert code_fingerprint(len) is None  # a builtin: no Python code
 
 
+def test_a_notebook_cells_keyword_only_default_is_part_of_its_code() -> None:
+    """A keyword-only argument's default (``def run(self, estimator, context, params, *,
+    k=3)``) is kept apart from the other defaults, and in the class body's code, not the
+    method's: a cell changing it to ``k=5`` kept its fingerprint, the search up to date."""
+    cell = _NOTEBOOK_CELL.replace("params):", "params, *, k=3):")
+    assert _fingerprint_of_a_notebook_cell(cell) != _fingerprint_of_a_notebook_cell(cell.replace("k=3", "k=5"))
+
+
 def test_a_plugin_function_defined_in_a_jupyter_cell_is_fingerprinted_by_its_code() -> None:
     """A function a Jupyter cell defines names the file its kernel calls the cell,
     /tmp/ipykernel_PID/HASH.py, kept in linecache and never written: it was fingerprinted
