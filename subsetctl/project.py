@@ -1288,13 +1288,14 @@ class Project:
         disk) while the folder it points to holds only what subsetctl writes there (or
         nothing)."""
         from subsetctl.filehash import CACHE_FILE
+        from subsetctl.modeling.special_text import COUNTS_CACHE_FILE
         from subsetctl.stages import all_stages
 
         state = self.state_dir
         linkable = {  # a folder that may be a link -> the names subsetctl writes in it
             state: {stage.name for stage in all_stages()} | {"cache", SPECS_DIRNAME, "lock", SET_ASIDE_DIRNAME,
                                                              PREVIOUS_DIRNAME},
-            state / "cache": {*self.CACHE_KINDS, CACHE_FILE[-1], "matplotlib", ".run-started"},
+            state / "cache": {*self.CACHE_KINDS, CACHE_FILE[-1], COUNTS_CACHE_FILE[-1], "matplotlib", ".run-started"},
         }
         if state.is_symlink() and state.is_dir():
             self._refuse_a_link_to_other_files(state, linkable[state])

@@ -440,16 +440,29 @@ def _warn_special_token_text(ctx: StageContext, tokenizer: Any) -> None:
     """Warn, by source, about the rows whose text holds a special token's text, which the
     tokenizer reads as that token (:mod:`subsetctl.modeling.special_text`): every row of
     every source and split, once per run (by the first stage that loads the model), so the
-    warning is the same whichever stages run and is not repeated by each."""
+    warning is the same whichever stages run and is not repeated by each. A source's counts
+    are kept under its prepared files' checksums (:class:`~subsetctl.modeling.special_text.CountsCache`):
+    one prepared as before is not read again."""
     from subsetctl.data.prepare import SPLITS
-    from subsetctl.modeling.special_text import SpecialTextCounts
+    from subsetctl.modeling.special_text import COUNTS_CACHE_FILE, CountsCache, SpecialTextCounts
+    from subsetctl.project import fingerprint
 
     counts = SpecialTextCounts(tokenizer)
     if counts.pattern is None:
         return
-    for name in [ctx.spec.target.name, *source_names(ctx.spec)]:
+    files = DataFiles(ctx).by_source
+    cache = CountsCache(ctx.project.state_dir.joinpath(*COUNTS_CACHE_FILE), tokenizer)
+
+    def count(name: str) -> SpecialTextCounts:
+        found = SpecialTextCounts(tokenizer)
         for split in SPLITS:
-            counts.add(examples(ctx, name, split))
+            found.add(examples(ctx, name, split))
+        return found
+
+    for name in [ctx.spec.target.name, *source_names(ctx.spec)]:
+        prepared = fingerprint(files[name]) if files.get(name) else None  # (none recorded: read each time)
+        counts.merge(cache.counts(name, prepared, lambda name=name: count(name)))
+    cache.save()
     for notice in counts.notices(ctx.spec.target.name):
         ctx.reporter.warn(notice)
 
