@@ -54,6 +54,7 @@ from subsetctl.spec import (
     read_yaml,
     validate_data,
 )
+from subsetctl.spec.dumps import dumps_once
 from subsetctl.spec_checks import (
     code_the_spec_runs,
     listed_parts_issues,
@@ -434,7 +435,7 @@ def plan_project(
     overrides, force = _override_list(overrides), _listed(force, "force", "force='data', force=['data', 'search']")
     directory, until = _directory_arg(directory), _until_arg(until)
     _check_reporter(reporter, ("warn",))  # plan only warns
-    with environment_errors_as_user_errors(), manifests_read_once(), plugins_not_imported(not import_plugins):
+    with environment_errors_as_user_errors(), manifests_read_once(), dumps_once(), plugins_not_imported(not import_plugins):
         project, spec = load_project(directory, overrides, reporter)
         pipeline = make_pipeline(project, spec)
         if reporter is not None:
@@ -513,7 +514,7 @@ def run_project(
         project, spec = load_project(directory, overrides, rep)
         pipeline = make_pipeline(project, spec, reporter)
         warn_edited_plugins(rep, spec)
-    with environment_errors_as_user_errors(), _callers_random_state(), manifests_read_once():
+    with environment_errors_as_user_errors(), _callers_random_state(), manifests_read_once(), dumps_once():
         return pipeline.run(
             until=until,
             force=set(force or []),

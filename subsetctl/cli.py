@@ -1017,6 +1017,7 @@ def run(
     from subsetctl.api import spec_validated_once
     from subsetctl.project import manifests_read_once
     from subsetctl.reporter import RichReporter
+    from subsetctl.spec.dumps import dumps_once
 
     directory, overrides = _split_dir(directory, overrides)
     options: dict[str, Any] = {}
@@ -1033,9 +1034,9 @@ def run(
         reporter.warn("SUBSETCTL_NO_PLUGINS is set, but `run` imports the spec's plugins: modules all the same (it "
                       "needs their code): check a spec you did not write with `subsetctl validate --no-plugins` "
                       "before running it.")
-    # the run and its report read each manifest once, and its report checks the results against the
-    # spec the run validated (unless stages ran since)
-    with manifests_read_once(), spec_validated_once() as validated:
+    # the run and its report read each manifest once and dump each source once, and its report checks
+    # the results against the spec the run validated (unless stages ran since)
+    with manifests_read_once(), dumps_once(), spec_validated_once() as validated:
         _run_and_report(directory, overrides, until, force, shard, reporter, options, validated, fmt)
 
 

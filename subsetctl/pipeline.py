@@ -320,7 +320,9 @@ class Stage(ABC):
     def raw_spec_slice(self, spec: Spec) -> dict[str, Any]:
         """The spec slice as subsetctl recorded it before :meth:`spec_slice` counted some
         settings at their defaults (to recognise a project computed then)."""
-        dumped = spec.model_dump(mode="json")
+        from subsetctl.spec.dumps import spec_json
+
+        dumped = spec_json(spec)
         return {key: _dig(dumped, key) for key in self.spec_keys}
 
     def earlier_spec_slices(self, spec: Spec) -> list[dict[str, Any]]:
@@ -1783,7 +1785,9 @@ class Pipeline:
                 f"made from them as they were when the run started. Run `{self._run_command()}` again (what it "
                 "prepared from unchanged files is reused)."
             )
-        resolved_spec = self.project.keep_resolved_spec(self.spec.model_dump(mode="json"))
+        from subsetctl.spec.dumps import spec_json
+
+        resolved_spec = self.project.keep_resolved_spec(spec_json(self.spec))
         artifacts = artifact_checksums(out_dir, stage.scratch)
         outputs = _outputs(stage, artifacts)
         parts = {part: fingerprint(held) for part, held in stage.output_parts(outputs, summary).items()}

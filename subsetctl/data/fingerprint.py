@@ -24,6 +24,7 @@ from subsetctl.errors import UserError
 from subsetctl.filehash import file_fingerprint, tree_fingerprint
 from subsetctl.project import STATE_DIRNAME
 from subsetctl.spec import HuggingFaceLoader, PluginLoader, SourceSpec
+from subsetctl.spec.dumps import source_json
 
 
 def _version(distribution: str) -> str | None:
@@ -340,7 +341,7 @@ def source_dump(spec: Any, source: SourceSpec, label_field_counted: bool = False
     its default, so changing it re-prepares nothing. ``label_field_counted``: as subsetctl
     counted it before, to recognise data prepared then. (A ``label_map`` is in the dump
     only when set: it renames a classifier's labels and a causal LM's answers.)"""
-    dumped = source.model_dump(mode="json")
+    dumped = source_json(source)  # (a new dict: its loader is replaced below, not changed)
     if not label_field_counted and label_field_unread(spec, source):
         dumped["loader"] = {**dumped["loader"], "label_field": None}
     test_loader = getattr(source, "test_loader", None)  # a target's (in the dump only when set)

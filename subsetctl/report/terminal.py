@@ -8,6 +8,7 @@ from typing import Any
 
 from subsetctl.errors import UserError, shell_arg
 from subsetctl.project import Project, manifests_read_once
+from subsetctl.spec.dumps import dumps_once
 
 #: the version of what :func:`load_report_data` returns, which `report --format json` and `run
 #: --format json` print (its top-level ``json_format``): raised whenever a subsetctl removes or
@@ -18,6 +19,7 @@ REPORT_JSON_FORMAT = 1
 
 
 @manifests_read_once()  # its checks against the spec (a plan) and the report read each manifest once
+@dumps_once()  # and dump each source once
 def load_report_data(root: str | Path, overrides: list[str] | None = None, *, nothing_run_ok: bool = False) -> dict[str, Any]:
     """Everything the report shows, from the stage manifests (nothing is recomputed).
 

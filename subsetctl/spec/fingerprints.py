@@ -36,7 +36,9 @@ def fingerprint_dump(spec: Spec) -> dict[str, Any]:
     :data:`RESULT_NEUTRAL` at their defaults, those of :data:`KIND_NEUTRAL` for the model's
     kind (``model.num_labels`` of a causal LM, which ignores it) too, and a ``gradients.seed`` written as the project seed's
     value as unset (it projects with the same matrix)."""
-    return neutralized(spec.model_dump(mode="json"), spec.model.kind)
+    from subsetctl.spec.dumps import spec_json
+
+    return neutralized(spec_json(spec), spec.model.kind)
 
 
 def neutralized(dumped: dict[str, Any], kind: str) -> dict[str, Any]:

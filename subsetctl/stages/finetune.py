@@ -38,6 +38,7 @@ from subsetctl.project import (
 )
 from subsetctl.reporter import AboutThisRun
 from subsetctl.spec import Spec, fingerprint_dump
+from subsetctl.spec.dumps import spec_json
 from subsetctl.stages import common
 
 RUNS = "runs.json"
@@ -92,7 +93,7 @@ class AdapterCache:
         self.base = base(dumped, model)  # result-neutral settings at their defaults
         # keys earlier subsetctl versions wrote, still looked up: by the model folder's path,
         # and before that, before the result-neutral settings counted at their defaults
-        raw = spec.model_dump(mode="json")
+        raw = spec_json(spec)
         older = [base(dumped, m) for m in earlier or [model]]
         older += [base(raw, {**m, "model": raw["model"]}) for m in earlier or [model]]
         self.legacy_bases = [b for i, b in enumerate(older) if b != self.base and b not in older[:i]]
@@ -474,7 +475,7 @@ class FinetuneStage(common.ModelStage):
         provenance = common.Provenance(ctx)
         classes = cache.data.labels if spec.model.kind == "classifier" else None  # the head's classes, by id
         restored = 0
-        spec_digest = fingerprint(spec.model_dump(mode="json"))  # the stage's resolved spec, as its manifest names it
+        spec_digest = fingerprint(spec_json(spec))  # the stage's resolved spec, as its manifest names it
         with ctx.reporter.progress("finetune runs", total=len(by_key)) as task:
             task.update(len(by_key) - len(todo))
             for key in todo:
