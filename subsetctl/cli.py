@@ -1015,6 +1015,7 @@ def run(
     type-checked and saved with the run.
     """
     from subsetctl.api import spec_validated_once
+    from subsetctl.pipeline import run_checks_reused
     from subsetctl.project import manifests_read_once
     from subsetctl.reporter import RichReporter
     from subsetctl.spec.dumps import dumps_once
@@ -1035,18 +1036,21 @@ def run(
                       "needs their code): check a spec you did not write with `subsetctl validate --no-plugins` "
                       "before running it.")
     # the run and its report read each manifest once and dump each source once, and its report checks
-    # the results against the spec the run validated (unless stages ran since)
-    with manifests_read_once(), dumps_once(), spec_validated_once() as validated:
-        _run_and_report(directory, overrides, until, force, shard, reporter, options, validated, fmt)
+    # the results against the spec the run validated, with the inputs and checksums the run worked out
+    # (unless stages ran since; a shard run plans between its stages: nothing reused)
+    with manifests_read_once(), dumps_once(), spec_validated_once() as validated, \
+            (run_checks_reused() if shard is None else contextlib.nullcontext({})) as checked:
+        _run_and_report(directory, overrides, until, force, shard, reporter, options, [validated, checked], fmt)
 
 
 def _run_and_report(
     directory: Path | None, overrides: tuple[str, ...], until: str | None, force: tuple[str, ...],
-    shard: str | None, reporter: Any, options: dict[str, Any], validated: dict[Any, Any], fmt: str,
+    shard: str | None, reporter: Any, options: dict[str, Any], held: list[dict[Any, Any]], fmt: str,
 ) -> None:
     """`run`'s work once its arguments are checked: the stages, then what it says and the
-    report (as JSON on stdout for ``fmt`` "json"). ``validated``:
-    :func:`~subsetctl.api.spec_validated_once`'s, emptied when stages ran."""
+    report (as JSON on stdout for ``fmt`` "json"). ``held``: what the command keeps for its
+    report (:func:`~subsetctl.api.spec_validated_once`'s validations, and
+    :func:`~subsetctl.pipeline.run_checks_reused`'s inputs and checksums), emptied when stages ran."""
     from subsetctl.api import run_project
 
     try:
@@ -1067,7 +1071,8 @@ def _run_and_report(
     ran = [r for r in results if r["action"] == "ran"]
     put_back = [r["stage"] for r in results if r.get("put_back")]
     if ran or put_back or any(r["action"] == "partial" for r in results):  # a while since the spec was checked
-        validated.clear()  # the report validates it again
+        for kept in held:  # the report validates it again, and plans afresh
+            kept.clear()
     console = _console()
     back = f"put back {', '.join(put_back)} (results kept from an earlier run with these inputs)" if put_back else ""
     if shard is not None:  # a shard run stops at the gradients stage: nothing to report yet

@@ -2555,3 +2555,42 @@ def test_a_stop_signal_that_comes_while_a_finalizer_runs_still_stops_the_command
         SignalledWhileCollected()  # collected at once
         time.sleep(5)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL and sys.unraisablehook is hook_before
+
+
+def _counting(monkeypatch, owner: object, name: str) -> list[int]:
+    """Count the calls of ``owner.name`` (a list growing by one a call)."""
+    calls: list[int] = []
+    original = getattr(owner, name)
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counted)
+    return calls
+
+
+def test_a_run_with_nothing_to_do_checks_its_report_with_the_runs_own_checks(tiny_project_ran, monkeypatch) -> None:
+    """The report a `run` ends with checks the results against the spec with a plan: after a
+    run with nothing to do it takes the run's fingerprints and checksums (every source file
+    fingerprinted, every stage's files checked, twice: 40% of such a run at 10,000 sources);
+    after a run in which stages ran, it works them out again. It says the same either way."""
+    from subsetctl import pipeline
+    from subsetctl.stages.data import DataStage
+
+    project = tiny_project_ran()
+    assert invoke("run", str(project), "-q").exit_code == 0  # (a copy: the files' new stamps recorded, checked again)
+    fingerprinted = _counting(monkeypatch, DataStage, "extra_inputs")
+    checked = _counting(monkeypatch, pipeline, "verify_checksums")
+    result = invoke("run", str(project), "-q")
+    assert result.exit_code == 0 and "Everything is up to date; nothing to do." in result.output, result.output
+    stages = len(list((project / ".subsetctl").glob("*/manifest.json")))
+    assert (len(fingerprinted), len(checked)) == (1, stages)
+    fresh = invoke("report", str(project))
+    assert fresh.output in result.output and "stale" not in result.output.lower(), result.output
+    fingerprinted.clear()
+    checked.clear()
+    result = invoke("run", str(project), "-q", "report.plots=false")  # the report stage runs
+    assert result.exit_code == 0 and "Ran report" in result.output, result.output
+    assert (len(fingerprinted), len(checked)) == (2, 2 * stages - 1)  # (the report stage's files: checked once)
+    assert invoke("report", str(project), "report.plots=false").output in result.output
