@@ -1544,13 +1544,12 @@ def test_adapters_name_the_base_model_as_the_spec_does_not_where_this_machine_ha
 
 @pytest.mark.parametrize("source", ["model", "../shared/model"])
 def test_a_copied_project_reports_its_own_model_folder_not_the_one_it_was_copied_from(
-        tmp_path: Path, tiny_llama: Path, source: str) -> None:
+        tmp_path: Path, jsonl_project: Path, tiny_llama: Path, source: str) -> None:
     """`cp -r A B` (the model folder inside A, or next to it and copied too), A deleted:
     B re-ran nothing, and its report named A's model folder (meta_init's summary and
     `adapter_base_model_path`: the absolute folders the runs recorded), which B never read
     and which is gone. It names B's, as A's report named A's."""
     import yaml
-    from conftest import _write_jsonl_data
     from tinymodels import tiny_project_spec
 
     from subsetctl.project import Project
@@ -1558,7 +1557,8 @@ def test_a_copied_project_reports_its_own_model_folder_not_the_one_it_was_copied
 
     first = tmp_path / "A" / "proj"
     first.mkdir(parents=True)
-    _write_jsonl_data(first)
+    for data in jsonl_project.glob("*.jsonl"):  # (conftest's data files, written in tmp_path)
+        shutil.copy(data, first)
     shutil.copytree(tiny_llama, (first / source).resolve())
     (first / "subsetctl.yaml").write_text(yaml.safe_dump(tiny_project_spec(source), sort_keys=False))
     run_project(first, until="finetune")
