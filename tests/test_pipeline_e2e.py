@@ -2099,3 +2099,22 @@ def test_a_cache_that_cannot_take_a_result_is_warned_of_and_the_run_goes_on(tiny
     monkeypatch.setattr(module, name, counting)
     run_project(tiny_project, overrides, until=stage)
     assert len(computed) == len(done)  # up to date: nothing computed again
+
+
+def test_plan_says_how_many_subset_estimates_the_search_store_holds(tiny_project_ran) -> None:
+    """A search re-run for another strategy list takes its estimates from the store: `plan`
+    says how many it holds ("8 of 8 stored, reused", as `run` then says "8 subset estimates
+    taken from the store"), where it said "stored ones reused" of however many there were."""
+    tiny_project = tiny_project_ran()
+
+    def work(overrides: list[str]) -> str:
+        return str({s.name: s for s in plan_project(tiny_project, overrides)[2]}["search"].work)
+
+    strategies = "search.strategies=[{name: exhaustive}, {name: gradient_similarity}, {name: forward}]"
+    assert work([strategies]).endswith("shared ones are estimated once, 8 of 8 stored, reused)")
+    # a bound below the 2^3 subsets: which of the stored ones it asks for is known as it runs
+    assert work(["search.strategies=[{name: gradient_similarity}]"]).endswith(
+        "8 stored, reused where asked for again)")
+    assert work([strategies, "estimate.lam=3"]).endswith("stored ones reused)")  # calibrate re-runs: not known yet
+    shutil.rmtree(tiny_project / ".subsetctl" / "cache" / "search")
+    assert work([strategies]).endswith("shared ones are estimated once, none stored)")

@@ -617,6 +617,14 @@ class _PlannedContext(StageContext):
         return folder
 
 
+def planned_context(spec: Spec, project: Project, stage: str, resumes: bool = False) -> StageContext:
+    """``stage``'s context for `plan`: it reads the upstream results as `run` will find them
+    (kept ones put back) and reports nothing; ``resumes`` as :func:`cached_count_work` says."""
+    from subsetctl.reporter import SilentReporter
+
+    return _PlannedContext(spec, project, SilentReporter(), project.stage_dir(stage), {"resumes": resumes})
+
+
 def cached_count_work(stage: Stage, spec: Spec, forced: bool, project: Project, rerun: set[str],
                       count: Callable[[StageContext], tuple[int, int, int]], resumes: bool = False,
                       known: Callable[[StageContext], str] | None = None) -> str:
@@ -634,12 +642,10 @@ def cached_count_work(stage: Stage, spec: Spec, forced: bool, project: Project, 
     upstream results tell it ("3 fine-tunes (4 picks, 3 distinct)", where the spec alone
     says "up to 4"); when ``forced``, that with the plain line's --force clause (the plain
     line without ``known``)."""
-    from subsetctl.reporter import SilentReporter
-
     work = stage.work(spec, forced)
     if any(name in rerun for name in stage.after) or (forced and known is None):
         return work
-    ctx = _PlannedContext(spec, project, SilentReporter(), project.stage_dir(stage.name), {"resumes": resumes})
+    ctx = planned_context(spec, project, stage.name, resumes)
     try:
         head = known(ctx) if known is not None else work[:work.rindex("; ")] if "; " in work else work
         if forced:  # nothing reused: the count as the upstream results tell it, with --force's clause

@@ -135,6 +135,8 @@ def _fine_tune_counter(ctx: StageContext, estimator: str, computed: Any) -> Any:
 
 #: What the stage estimates besides its strategies' subsets, and how many: its two baselines.
 BASELINE_SUBSETS = ("the all and target_only baselines", 2)
+#: the reuse clause of :meth:`SearchStage.work`, which :meth:`SearchStage.planned_work` counts
+STORED_REUSED = "stored ones reused"
 
 
 def search_subset_bounds(spec: Spec) -> tuple[int, str, list[str]]:
@@ -602,9 +604,42 @@ class SearchStage(Stage):
         total, parts, unknown = search_subset_bounds(spec)
         besides = f" besides those of {', '.join(unknown)}, which do{'es' if len(unknown) == 1 else ''} not say" \
             if unknown else ""
-        stored = common.reused_unless_forced(forced, "stored ones reused", "none taken from the store")
+        stored = common.reused_unless_forced(forced, STORED_REUSED, "none taken from the store")
         return (f"{n} strateg{'ies' if n > 1 else 'y'}, {how}: up to {count_text(total)} subsets{besides} ({parts}; "
                 f"shared ones are estimated once, {stored})")
+
+    def planned_work(self, spec: Spec, forced: bool, project: Project, rerun: set[str],
+                     resumes: bool = False) -> str | None:
+        """:meth:`work`, saying how many estimates the store `run` opens holds when the
+        stages deciding its key (gradients, calibrate) are not re-run: "8 of 8 stored,
+        reused" when the search may ask for every subset there is, else "120 stored" (which
+        of them a greedy strategy asks for again is known only as it runs). Read from the
+        store's ``completed`` columns alone (:func:`~subsetctl.estimate.results.stored_count`),
+        changing nothing on disk; the plain line when they cannot be read."""
+        from subsetctl.errors import UserError
+        from subsetctl.estimate.results import stored_count
+        from subsetctl.registry import ESTIMATORS
+        from subsetctl.search.base import count_text
+
+        work = self.work(spec, forced)
+        if forced or any(name in rerun for name in self.after) or STORED_REUSED not in work:
+            return work
+        ctx = common.planned_context(spec, project, self.name, resumes)
+        try:
+            cal = read_calibration(ctx)
+            estimator_used = estimator_name(spec, cal)
+            in_process = bool(getattr(ESTIMATORS.get(estimator_used), "needs_model", False))
+            keys = _store_keys(ctx, estimator_used, cal.lam, in_process)
+            sources = [source.name for source in spec.sources]
+            stored = stored_count(_store_dir(ctx, estimator_used, keys[0], sources), sources, keys)
+        except (UserError, OSError, ValueError, KeyError, TypeError, AttributeError):
+            return work
+        if stored is None:
+            return work
+        total = search_subset_bounds(spec)[0]
+        said = ("none stored" if not stored else f"{count_text(stored)} of {count_text(total)} stored, reused"
+                if total == 2 ** len(sources) else f"{count_text(stored)} stored, reused where asked for again")
+        return work.replace(STORED_REUSED, said)
 
     def memory_settings(self, spec: Spec) -> tuple[str, ...]:
         """A model-backed estimator (true_finetune) fine-tunes in this process, one subset at
@@ -767,6 +802,19 @@ class SearchStage(Stage):
         }
 
 
+def _store_keys(ctx: StageContext, estimator_used: str, lam: float, in_process: bool) -> list[str]:
+    """The key of ``estimator_used``'s store of subset estimates, then those an earlier
+    subsetctl kept the same estimates under: the estimator, lambda, the gradients and the
+    estimator's settings, or, for a real fine-tune (``in_process``), what its fine-tunes
+    read (:func:`_real_fine_tune_inputs`)."""
+    if in_process:  # real fine-tunes: neither the features nor lambda change them
+        return [fingerprint({"estimator": estimator_used, **inputs}) for inputs in _real_fine_tune_inputs(ctx)]
+    gradients_digest = ctx.upstream_manifest("gradients")["output_digest"]
+    # max_iter among the settings only for an estimator that takes it (exact), as before
+    return [fingerprint({"estimator": estimator_used, "lam": lam, "features": gradients_digest,
+                         **estimator_settings(ctx.spec, estimator_used)})]
+
+
 def _open_store(ctx: StageContext, estimator_used: str, lam: float, sources: list[str], in_process: bool) -> Any:
     """The store of ``estimator_used``'s subset estimates for these inputs (a
     :class:`~subsetctl.estimate.results.SubsetResultsStore`): keyed by the estimator, lambda,
@@ -775,15 +823,7 @@ def _open_store(ctx: StageContext, estimator_used: str, lam: float, sources: lis
     another key are taken over."""
     from subsetctl.estimate.results import SubsetResultsStore
 
-    spec = ctx.spec
-    if in_process:  # real fine-tunes: neither the features nor lambda change them
-        key, *earlier = (fingerprint({"estimator": estimator_used, **inputs})
-                         for inputs in _real_fine_tune_inputs(ctx))
-    else:
-        gradients_digest = ctx.upstream_manifest("gradients")["output_digest"]
-        # max_iter among the settings only for an estimator that takes it (exact), as before
-        key, earlier = fingerprint({"estimator": estimator_used, "lam": lam, "features": gradients_digest,
-                                    **estimator_settings(spec, estimator_used)}), []
+    key, *earlier = _store_keys(ctx, estimator_used, lam, in_process)
     store_dir = _store_dir(ctx, estimator_used, key, sources)
     if ctx.options.get("forced"):  # --force recomputes every estimate
         shutil.rmtree(store_dir, ignore_errors=True)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from subsetctl.errors import UserError
 from subsetctl.estimate.base import EstimateBatch, FeatureSet, SubsetEstimator
-from subsetctl.estimate.results import CachedEstimator, SubsetResultsStore
+from subsetctl.estimate.results import CachedEstimator, SubsetResultsStore, stored_count
 from subsetctl.estimate.solvers import FastEstimator
 
 
@@ -599,3 +599,26 @@ def test_reopening_keeps_one_copy_of_a_mask_a_later_segment_saves_again(tmp_path
     found, got = reopened.lookup(later)
     assert found.all() and got.loss.tolist() == (np.arange(50) + 0.5).tolist()
     assert reopened._rows.masks.anchors.count == 250  # (each mask once: 300 before)
+
+
+def test_stored_count_reads_the_completed_rows_of_the_main_file_and_segments_without_opening(
+        tmp_path: Path, fast: FastEstimator) -> None:
+    """What `plan` says of the search's store ("8 of 8 stored"): the completed rows, those in
+    segment files too and reserved ones not, for the same key and sources alone, changing
+    nothing on disk."""
+    masks = _distinct_masks(30, len(fast.sources), seed=3)
+    key = fast.fingerprint()
+    assert stored_count(tmp_path / "none", fast.sources, [key]) == 0
+    store = SubsetResultsStore(tmp_path, fast.sources, key)
+    store.add(masks[:10], _small_batch(10))  # merged at once (the main file was empty)
+    store.add(masks[10:13], _small_batch(3))  # a segment file beside the main one
+    store.reserve(masks[13:16])  # another: registered, not estimated
+    files = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert len(files) > 2  # (segments beside the main file)
+    assert stored_count(tmp_path, fast.sources, [key]) == len(store) == 13
+    assert stored_count(tmp_path, fast.sources, ["another", key]) == 13  # an earlier spelling of the key
+    assert stored_count(tmp_path, fast.sources, ["another"]) == 0  # the search resets it
+    assert stored_count(tmp_path, fast.sources[::-1], [key]) == 0
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == files
+    (tmp_path / "subsets.npz").write_bytes(b"garbled")
+    assert stored_count(tmp_path, fast.sources, [key]) is None  # unreadable: plan says no count
