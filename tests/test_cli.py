@@ -256,8 +256,8 @@ def test_plan_run_until_data_then_noop_then_change_one_source(jsonl_project: Pat
     assert plan.exit_code == 0
     assert json.loads(plan.output)[0] == {"stage": "data", "state": "never run", "reasons": [], "will_run": True,
                                           "conditional": False, "put_back": False,
-                                          "work": "the target and 2 sources (those prepared before as they are "
-                                                  "now are reused)", "last_seconds": None, "last_work": None,
+                                          "work": "the target and 2 sources (none of the 3 prepared before: each loaded; "
+                                                  "the target counted)", "last_seconds": None, "last_work": None,
                                           "left_stale_by_until": False, "plan_format": 1}
     assert not (jsonl_project / ".subsetctl").exists()  # plan has no side effects
 
@@ -746,7 +746,7 @@ def test_plan_says_a_source_renamed_with_the_same_settings_is_a_rename(jsonl_pro
               "prepared sources are kept by name); added c")
     assert data["reasons"] == [reason]
     ran = invoke("run", root, "--until", "data")
-    assert ran.exit_code == 0 and "2 of 4 sources (the target counted) reused" in ran.output, ran.output
+    assert ran.exit_code == 0 and "2 of 4 sources prepared again (spelling, c), 2 reused" in ran.output, ran.output
 
 
 def test_plan_says_a_change_came_from_the_last_runs_command_line(jsonl_project: Path) -> None:

@@ -1884,8 +1884,10 @@ def test_plan_does_not_promise_reused_results_to_a_forced_stage(tiny_project: Pa
     cached = ("data", "verify", "search", "finetune", "evaluate")
     plain = {s.name: s.work for s in plan_project(tiny_project, ["verify.enabled=true"])[2]}
     forced = {s.name: s.work for s in plan_project(tiny_project, ["verify.enabled=true"], force=list(cached))[2]}
+    # (nothing prepared yet: the data stage's line counts the sources none of which it reuses)
+    assert plain["data"] == "the target and 3 sources (none of the 4 prepared before: each loaded; the target counted)"
     for name in cached:
-        assert "reused" in plain[name] and "--force:" not in plain[name], plain[name]
+        assert ("reused" in plain[name] or name == "data") and "--force:" not in plain[name], plain[name]
         assert "reused" not in forced[name] and "--force: " in forced[name], forced[name]
     assert forced["finetune"].endswith("; --force: none taken from the cache, all computed again")
     assert forced["meta_init"] == plain["meta_init"]  # nothing of its own reused, nothing said
@@ -2118,3 +2120,24 @@ def test_plan_says_how_many_subset_estimates_the_search_store_holds(tiny_project
     assert work([strategies, "estimate.lam=3"]).endswith("stored ones reused)")  # calibrate re-runs: not known yet
     shutil.rmtree(tiny_project / ".subsetctl" / "cache" / "search")
     assert work([strategies]).endswith("shared ones are estimated once, none stored)")
+
+
+def test_plan_and_run_say_how_many_sources_are_prepared_again_and_which(tiny_project_ran) -> None:
+    """After one source's file is edited, `plan` says "1 of 4 prepared again (a), 3 reused" by
+    the keys the prepared sources record (it said "those prepared before as they are now are
+    reused" of however many), and `run` says the same as the stage ends (it said "3 of 4
+    reused; the others were loaded", naming none)."""
+    tiny_project = tiny_project_ran()
+
+    def work() -> str:
+        return str({s.name: s for s in plan_project(tiny_project)[2]}["data"].work)
+
+    with (tiny_project / "a.jsonl").open("a") as fh:
+        fh.write('{"prompt": "9+9=", "response": "18"}\n')
+    assert work() == "the target and 3 sources (1 of 4 prepared again (a), 3 reused; the target counted)"
+    reporter = SilentReporter()
+    run_project(tiny_project, until="data", reporter=reporter)
+    assert ("data: 1 of 4 sources prepared again (a), 3 reused as an earlier run prepared them (same spec and "
+            "files; the target counted)") in reporter.messages
+    shutil.rmtree(tiny_project / ".subsetctl")
+    assert work() == "the target and 3 sources (none of the 4 prepared before: each loaded; the target counted)"

@@ -1,6 +1,8 @@
 """What a source's prepared data depends on besides its spec slice: local file digests and
 the versions of the packages that generate data. The data stage's fingerprint includes
-these, so editing a data file or upgrading a generator makes the stage stale.
+these, so editing a data file or upgrading a generator makes the stage stale; and each
+source's key (:func:`source_key`), which its prepared folder records, so that `plan` can
+tell which sources a run prepares again (:func:`prepared_again`).
 
 Kept apart from the data stage itself so that planning and validating (which compute
 fingerprints) do not import ``datasets``.
@@ -15,6 +17,7 @@ from typing import Any
 
 from subsetctl.data.loaders import (
     BUILTIN_OPTION_MODELS,
+    LoadContext,
     evals_data_dir,
     evals_file,
     expand_data_files,
@@ -22,9 +25,11 @@ from subsetctl.data.loaders import (
 )
 from subsetctl.errors import UserError
 from subsetctl.filehash import file_fingerprint, tree_fingerprint
-from subsetctl.project import STATE_DIRNAME
-from subsetctl.spec import HuggingFaceLoader, PluginLoader, SourceSpec
+from subsetctl.project import STATE_DIRNAME, read_json_object
+from subsetctl.spec import HuggingFaceLoader, PluginLoader, SourceSpec, Spec
 from subsetctl.spec.dumps import source_json
+
+SOURCE_FILE = ".source.json"  # hidden: not an artifact, so not in the data stage's output digest
 
 
 def _version(distribution: str) -> str | None:
@@ -348,3 +353,76 @@ def source_dump(spec: Any, source: SourceSpec, label_field_counted: bool = False
     if test_loader is not None and label_field_unread(spec, source.model_copy(update={"loader": test_loader})):
         dumped["test_loader"] = {**dumped["test_loader"], "label_field": None}
     return dumped
+
+
+def source_context(spec: Spec, source: SourceSpec, spec_dir: Path) -> LoadContext:
+    """The load context of ``source``: its seed is ``source.seed`` or the project seed."""
+    seed = source.seed if source.seed is not None else spec.project.seed
+    renamed = frozenset(source.label_map or ()) if spec.model.kind == "causal-lm" else frozenset()
+    return LoadContext(source_name=source.name, base_dir=Path(spec_dir), kind=spec.model.kind, seed=seed,
+                       renamed_answers=renamed)
+
+
+def source_key(spec: Spec, source: SourceSpec, spec_dir: Path, before_plugins_left_out: bool = False,
+               label_field_counted: bool = False, whole_files: bool = False) -> str:
+    """What one source's prepared splits follow from: its spec (loader, split, limits,
+    corruption), whether it is the target, the seed and model kind, its input files or
+    generating package, with a plugin loader's code
+    (:func:`~subsetctl.data.fingerprint.source_fingerprint_inputs`), the code of a plugin
+    registered under its loader's built-in type, and subsetctl's results version
+    (:data:`subsetctl.RESULTS_VERSION`).
+
+    Not the spec's whole ``plugins:`` list: adding a strategy or estimator plugin loaded
+    every source again (the loader code above is what a plugin can change here). Keys
+    written before then had the list (``before_plugins_left_out``), and are accepted.
+    Nor a ``loader.label_field`` a causal LM's loaders do not read
+    (:func:`~subsetctl.data.fingerprint.source_dump`); keys written while it counted
+    (``label_field_counted``) are accepted too. Nor, for a file loader's ``where``, the
+    file's other rows; keys written while they counted (``whole_files``) are accepted."""
+    from subsetctl import RESULTS_VERSION
+    from subsetctl.project import fingerprint
+    from subsetctl.registry import LOADERS
+
+    loader_type = source.loader.type
+    return fingerprint({
+        # a plugin may register a loader under a built-in type (jsonl): its code, as for plugin loaders
+        "loader_code": LOADERS.code_fingerprint(loader_type, spec_dir) if loader_type in LOADERS.names() else None,
+        "source": source_dump(spec, source, label_field_counted=label_field_counted or before_plugins_left_out),
+        "target": source.name == spec.target.name,
+        "seed": source_context(spec, source, spec_dir).seed,
+        "kind": spec.model.kind,
+        "inputs": source_fingerprint_inputs(source, spec_dir, whole_files=whole_files),
+        **({"plugins": spec.plugins} if before_plugins_left_out else {}),
+        "version": RESULTS_VERSION,
+    })
+
+
+def reuse_keys(spec: Spec, source: SourceSpec, spec_dir: Path) -> list[tuple[str, ...]]:
+    """The keys a source prepared earlier is reused under, looked for in this order (each
+    group in every folder before the next group): today's :func:`source_key` with those an
+    earlier subsetctl wrote for the same inputs (a causal LM's unread ``label_field``
+    counted, a ``where``'s whole file counted), then the key written while the spec's
+    ``plugins:`` list counted."""
+    keys = (source_key(spec, source, spec_dir),)
+    if label_field_unread(spec, source):  # also data prepared while subsetctl counted it
+        keys += (source_key(spec, source, spec_dir, label_field_counted=True),)
+    if counted_otherwise_before(source, spec_dir):  # also data prepared while the whole file (folder) counted
+        keys += (source_key(spec, source, spec_dir, whole_files=True),)
+    return [keys, (source_key(spec, source, spec_dir, before_plugins_left_out=True),)]
+
+
+def prepared_again(spec: Spec, spec_dir: Path, folders: list[Path]) -> list[str]:
+    """The target's and sources' names (in the spec's order) that no folder among
+    ``folders`` (earlier data-stage results) holds prepared from one of its
+    :func:`reuse_keys`, by the records' keys alone: those a run prepares again, for `plan`
+    to count without hashing the prepared files (one found damaged then is prepared
+    again too, and `run` says so)."""
+    def held(source: SourceSpec) -> bool:
+        keys = {key for group in reuse_keys(spec, source, spec_dir) for key in group}
+        for folder in folders:
+            record = read_json_object(folder / source.name / SOURCE_FILE)
+            if record is not None and record.get("key") in keys and isinstance(record.get("warnings"), list):
+                return True
+        return False
+
+    return [source.name for source in [spec.target, *spec.sources] if not held(source)]

@@ -35,10 +35,9 @@ from typing import Any
 
 from datasets import Dataset
 
-from subsetctl.data.fingerprint import counted_otherwise_before, label_field_unread
+from subsetctl.data.fingerprint import SOURCE_FILE, reuse_keys, source_context, source_key
 from subsetctl.data.loaders import (
     COLUMNS,
-    LoadContext,
     dataset_from_table,
     empty_dataset,
     encode_labels,
@@ -63,19 +62,10 @@ from subsetctl.project import atomic_write_json, json_file_text, read_json_objec
 from subsetctl.spec import SourceSpec, Spec
 
 SUMMARY_FILE = "data.json"
-SOURCE_FILE = ".source.json"  # hidden: not an artifact, so not in the stage's output digest
 _TMP_PREFIX = ".tmp-"
 _OLD_PREFIX = ".old-"
 
 Progress = Callable[[int, int], None]
-
-
-def source_context(spec: Spec, source: SourceSpec, spec_dir: Path) -> LoadContext:
-    """The load context of ``source``: its seed is ``source.seed`` or the project seed."""
-    seed = source.seed if source.seed is not None else spec.project.seed
-    renamed = frozenset(source.label_map or ()) if spec.model.kind == "causal-lm" else frozenset()
-    return LoadContext(source_name=source.name, base_dir=Path(spec_dir), kind=spec.model.kind, seed=seed,
-                       renamed_answers=renamed)
 
 
 def _save_in_vocabulary(out_dir: Path, name: str, splits: dict[str, Dataset], record: dict[str, Any],
@@ -293,41 +283,6 @@ def _write_record(tmp: Path, record: dict[str, Any]) -> None:
     (tmp / SOURCE_FILE).write_text(json_file_text(record), encoding="utf-8")
 
 
-def source_key(spec: Spec, source: SourceSpec, spec_dir: Path, before_plugins_left_out: bool = False,
-               label_field_counted: bool = False, whole_files: bool = False) -> str:
-    """What one source's prepared splits follow from: its spec (loader, split, limits,
-    corruption), whether it is the target, the seed and model kind, its input files or
-    generating package, with a plugin loader's code
-    (:func:`~subsetctl.data.fingerprint.source_fingerprint_inputs`), the code of a plugin
-    registered under its loader's built-in type, and subsetctl's results version
-    (:data:`subsetctl.RESULTS_VERSION`).
-
-    Not the spec's whole ``plugins:`` list: adding a strategy or estimator plugin loaded
-    every source again (the loader code above is what a plugin can change here). Keys
-    written before then had the list (``before_plugins_left_out``), and are accepted.
-    Nor a ``loader.label_field`` a causal LM's loaders do not read
-    (:func:`~subsetctl.data.fingerprint.source_dump`); keys written while it counted
-    (``label_field_counted``) are accepted too. Nor, for a file loader's ``where``, the
-    file's other rows; keys written while they counted (``whole_files``) are accepted."""
-    from subsetctl import RESULTS_VERSION
-    from subsetctl.data.fingerprint import source_dump, source_fingerprint_inputs
-    from subsetctl.project import fingerprint
-    from subsetctl.registry import LOADERS
-
-    loader_type = source.loader.type
-    return fingerprint({
-        # a plugin may register a loader under a built-in type (jsonl): its code, as for plugin loaders
-        "loader_code": LOADERS.code_fingerprint(loader_type, spec_dir) if loader_type in LOADERS.names() else None,
-        "source": source_dump(spec, source, label_field_counted=label_field_counted or before_plugins_left_out),
-        "target": source.name == spec.target.name,
-        "seed": source_context(spec, source, spec_dir).seed,
-        "kind": spec.model.kind,
-        "inputs": source_fingerprint_inputs(source, spec_dir, whole_files=whole_files),
-        **({"plugins": spec.plugins} if before_plugins_left_out else {}),
-        "version": RESULTS_VERSION,
-    })
-
-
 def _source_files(folder: Path) -> dict[str, Path]:
     """A prepared source's files by relative path, sorted (its record, the ``.source.json``,
     aside)."""
@@ -387,14 +342,9 @@ def _prepare_or_reuse(spec: Spec, source: SourceSpec, spec_dir: Path, out_dir: P
     """One source's splits, its record (key, warnings) and the folder of an earlier run's
     copy it was read from: when one prepared it from the same key (its warnings said
     again; its name added to ``reused``); else prepared now (not yet saved; no folder)."""
-    key = source_key(spec, source, spec_dir)
-    keys = (key,)
-    if label_field_unread(spec, source):  # also data prepared while subsetctl counted it
-        keys += (source_key(spec, source, spec_dir, label_field_counted=True),)
-    if counted_otherwise_before(source, spec_dir):  # also data prepared while the whole file (folder) counted
-        keys += (source_key(spec, source, spec_dir, whole_files=True),)
-    found = _prepared_earlier([out_dir, *reuse_from], source.name, keys) or _prepared_earlier(
-        [out_dir, *reuse_from], source.name, (source_key(spec, source, spec_dir, before_plugins_left_out=True),))
+    passes = reuse_keys(spec, source, spec_dir)
+    key = passes[0][0]
+    found = next(filter(None, (_prepared_earlier([out_dir, *reuse_from], source.name, keys) for keys in passes)), None)
     if found is not None:
         folder, record = found
         record = {**record, "key": key}  # (an earlier key: recorded as today's once the source is in place)

@@ -35,6 +35,28 @@ class DataStage(Stage):
         tested = " (its test rows from target.test_loader)" if spec.target.test_loader is not None else ""
         return f"the target{tested} and {len(spec.sources)} sources ({reused})"
 
+    def planned_work(self, spec: Spec, forced: bool, project: Project, rerun: set[str],
+                     resumes: bool = False) -> str | None:
+        """:meth:`work`, saying how many of the target and sources `run` prepares again and
+        which, "1 of 4 prepared again (a), 3 reused", by the keys the earlier results' sources
+        were prepared from (those in the stage's folder, set aside or previous, which `run`
+        reuses from); the plain line when they cannot be read. Nothing on disk changes."""
+        from subsetctl.data.fingerprint import prepared_again
+        from subsetctl.errors import UserError
+
+        work = self.work(spec, forced)
+        if forced:
+            return work
+        folders = [project.stage_dir(self.name), project.set_aside_dir(self.name),
+                   *(folder for folder, _ in project.read_previous_manifests(self.name))]
+        try:
+            again = prepared_again(spec, project.root, folders)
+        except (UserError, OSError, ValueError):  # a missing file: `run` says it
+            return work
+        tested = " (its test rows from target.test_loader)" if spec.target.test_loader is not None else ""
+        return (f"the target{tested} and {len(spec.sources)} sources "
+                f"({prepared_again_text(again, len(spec.sources) + 1)}; the target counted)")
+
     def spec_slice(self, spec: Spec) -> dict[str, Any]:
         """The spec slice, with each ``loader.label_field`` a causal LM's loaders do not read
         at its default (:func:`~subsetctl.data.fingerprint.source_dump`): setting it
@@ -196,8 +218,27 @@ class DataStage(Stage):
                               "(and .subsetctl/data/data.json, from this stage on)."))
         if summary["reused"]:
             n = len(summary["reused"])
-            counted = f"all {n}" if n == len(sources) else f"{n} of {len(sources)}"
-            ctx.reporter.info(f"[dim]data: {counted} sources (the target counted) reused as prepared by an earlier "
-                              "run (same spec and files)"
-                              + ("" if n == len(sources) else "; the others were loaded") + "[/dim]")
+            if n == len(sources):
+                ctx.reporter.info(f"[dim]data: all {n} sources (the target counted) reused as prepared by an "
+                                  "earlier run (same spec and files)[/dim]")
+            else:
+                from rich.markup import escape
+
+                again = [s.name for s in sources if s.name not in summary["reused"]]
+                ctx.reporter.info("[dim]" + escape(f"data: {prepared_again_text(again, len(sources), ' sources')} as an earlier "
+                                                   "run prepared them (same spec and files; the target counted)")
+                                  + "[/dim]")
         return summary
+
+
+def prepared_again_text(again: list[str], total: int, noun: str = "") -> str:
+    """How many of ``total`` sources (the target counted) are prepared again, naming them
+    (``again``: the first 5, then how many more), and how many reused: "1 of 4 prepared
+    again (a), 3 reused" (``noun`` " sources": "1 of 4 sources prepared again"), as `plan`
+    says it before a run and `run` as the stage ends."""
+    if not again:
+        return f"all {total:,}{noun} reused"
+    if len(again) == total:
+        return f"none of the {total:,}{noun} prepared before: each loaded"
+    named = ", ".join(again[:5]) + (f" and {len(again) - 5:,} more" if len(again) > 5 else "")
+    return f"{len(again):,} of {total:,}{noun} prepared again ({named}), {total - len(again):,} reused"
