@@ -2141,3 +2141,24 @@ def test_plan_and_run_say_how_many_sources_are_prepared_again_and_which(tiny_pro
             "files; the target counted)") in reporter.messages
     shutil.rmtree(tiny_project / ".subsetctl")
     assert work() == "the target and 3 sources (none of the 4 prepared before: each loaded; the target counted)"
+
+
+def test_plan_says_how_many_adapters_the_last_evaluation_tested(tiny_project_ran) -> None:
+    """evaluate's summary records how many adapters it tested, and `plan` says its last run's
+    seconds were for them ("the 2 fine-tuned adapters"), where it said only "each fine-tuned
+    adapter" (the count was lost once finetune re-runs). The summary is in no fingerprint: a
+    manifest without the count (an earlier subsetctl's) stays up to date."""
+    tiny_project = tiny_project_ran()
+    manifest_path = tiny_project / ".subsetctl" / "evaluate" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    n = manifest["summary"]["adapters"]
+    assert n == json.loads((tiny_project / ".subsetctl" / "finetune" / "manifest.json").read_text())["summary"]["runs"]
+    strategies = "search.strategies=[{name: exhaustive}, {name: gradient_similarity}, {name: forward}]"
+    evaluate = {s.name: s for s in plan_project(tiny_project, [strategies])[2]}["evaluate"]
+    assert evaluate.work.startswith("the target's test split through each fine-tuned adapter")  # finetune re-runs
+    assert evaluate.last_work == f"the target's test split through the {n} fine-tuned adapters, generating up to 3 tokens"
+    del manifest["summary"]["adapters"]
+    manifest_path.write_text(json.dumps(manifest))
+    statuses = plan_project(tiny_project)[2]
+    assert not any(s.will_run for s in statuses)
+    assert {s.name: s for s in plan_project(tiny_project, [strategies])[2]}["evaluate"].last_work is None

@@ -62,6 +62,11 @@ def result_cache_keys(ctx: StageContext, runs: list[str]) -> dict[str, list[str]
     return {run: keys(run) for run in runs}
 
 
+def _adapters_text(n: int) -> str:
+    """``n`` adapters as evaluate's work line names them: "the 3 fine-tuned adapters"."""
+    return f"the {n} fine-tuned adapter{'s' if n != 1 else ''}"
+
+
 def _cached_result(entry: Path) -> dict[str, Any] | None:
     """The test result the cache entry ``entry`` holds; None when there is none there, or
     it is damaged (cut short, garbled, not a result, a folder), which is evaluated again."""
@@ -95,6 +100,16 @@ class EvaluateStage(common.ModelStage):
         return (f"{self._head(spec, 'each fine-tuned adapter')}; "
                 + common.reused_unless_forced(forced, "those in the cache are reused"))
 
+    def last_work(self, spec: Spec, summary: Any) -> str | None:
+        """The adapters the last run (with ``spec``) tested, as its ``summary`` counts them
+        ("the target's test split through the 3 fine-tuned adapters"): :meth:`work` of its
+        spec said only "each fine-tuned adapter". That when the summary lacks them (a run
+        of an earlier subsetctl)."""
+        n = summary.get("adapters") if isinstance(summary, dict) else None
+        if not isinstance(n, int) or isinstance(n, bool):
+            return self.work(spec)
+        return self._head(spec, _adapters_text(n))
+
     @staticmethod
     def _head(spec: Spec, adapters: str) -> str:
         """:meth:`work` before its reuse clause, through ``adapters`` ("each fine-tuned
@@ -114,8 +129,7 @@ class EvaluateStage(common.ModelStage):
             return sorted({run for each in labels.values() for run in each})
 
         def known(ctx: StageContext) -> str:
-            n = len(adapters(ctx))
-            return self._head(spec, f"the {n} fine-tuned adapter{'s' if n != 1 else ''}")
+            return self._head(spec, _adapters_text(len(adapters(ctx))))
 
         def count(ctx: StageContext) -> tuple[int, int, int]:
             runs = adapters(ctx)
@@ -205,8 +219,10 @@ class EvaluateStage(common.ModelStage):
                 table[label]["macro_f1_mean"] = float(np.mean(f1))
                 table[label]["macro_f1_std"] = float(np.std(f1)) if len(ks) > 1 else None
         atomic_write_json(ctx.out_dir / "metrics.json", {"metrics": table, "warnings": warnings})
+        # (adapters: how many it tested, which `plan` says its last run's seconds were for; the
+        # summary is in no fingerprint or output digest)
         return {"metrics": {k: round(v["score_mean"], 4) for k, v in table.items()}, "n_test": len(test),
-                "reused": reused}
+                "reused": reused, "adapters": len(keys)}
 
 
 def one_class_warning(labels: dict[str, list[str]], per_run: dict[str, Any], classes: list[str] | None) -> str | None:
