@@ -1799,7 +1799,8 @@ def test_a_report_an_earlier_subsetctl_wrote_is_said_to_lack_what_it_lacks(tiny_
     project = tiny_project_ran()
     manifest_file = project / ".subsetctl" / "report" / "manifest.json"
     manifest = json.loads(manifest_file.read_text())
-    per_seed = ("report_sources.csv (every source's scores, of more than 200), "
+    per_seed = ("final_vs_baselines' paired (the pick against each baseline row by row on the test rows), "
+                "report_sources.csv (every source's scores, of more than 200), "
                 "settings' sources[{name}] keys, input_files' data_files, the data stage's counts as columns "
                 "(about half the bytes at thousands of sources), "
                 "overrides as typed (a strategy or source by its name) and overrides_recorded, "
@@ -1810,15 +1811,15 @@ def test_a_report_an_earlier_subsetctl_wrote_is_said_to_lack_what_it_lacks(tiny_
                 "each stage's written_at (report.md's time table too), resolved_spec, versions, threads, fingerprint and "
                 "output_digest, stage_order, and report_format, "
                 "the plugins the results were made with, test_metrics' score_per_seed and loss_per_seed")
-    for recorded, named, left_out in ((4, f"({per_seed})", "final_vs_baselines"),
-                                      (3, f"({per_seed}, report.md's per-source scores ranked)", "final_vs_baselines"),
+    for recorded, named, left_out in ((4, f"({per_seed})", "final_vs_baselines)"),
+                                      (3, f"({per_seed}, report.md's per-source scores ranked)", "final_vs_baselines)"),
                                       (None, (f"({per_seed}, report.md's per-source scores ranked, "
                                               "final_vs_baselines' stds, final_vs_baselines)"), "")):
         manifest["inputs"]["extra"]["report_format"] = recorded
         manifest["fingerprint"] = fingerprint(manifest["inputs"])
         manifest_file.write_text(json.dumps(manifest))
         [reason] = {s.name: s.reasons for s in plan_project(project)[2]}["report"]
-        assert f"without what this one writes there {named}" in reason and REPORT_FORMAT == 14, reason
+        assert f"without what this one writes there {named}" in reason and REPORT_FORMAT == 15, reason
         assert not left_out or left_out not in reason, reason
 
 

@@ -431,9 +431,11 @@ def evaluate_model(
 
     Returns:
         ``{"n", "kind", "metric", "score", "loss_ce", "loss_surrogate", "metrics",
-        "predictions", "warnings"}``; ``score`` is the mean task metric in [0, 1],
-        ``metrics`` holds every computed metric (``macro_f1`` for classifiers) and
-        ``predictions`` one dict per example (source, row, prediction, gold, score).
+        "predictions", "losses", "warnings"}``; ``score`` is the mean task metric in [0, 1],
+        ``metrics`` holds every computed metric (``macro_f1`` for classifiers),
+        ``predictions`` one dict per example (source, row, prediction, gold, score) and
+        ``losses`` each example's test loss (None where not finite), in the examples' order:
+        the report compares selections row by row on them.
     """
     _check_request(metric, kind, examples)
     examples = list(examples)
@@ -469,8 +471,21 @@ def evaluate_model(
         "loss_surrogate": loss_sur,
         "metrics": metrics,
         "predictions": predictions,
+        "losses": row_losses(outputs["ce"]),
         "warnings": warnings,
     }
+
+
+def row_losses(ce: np.ndarray) -> list[float | None]:
+    """Each test row's loss as :func:`evaluate_model` keeps it (JSON: None where not finite)."""
+    return [float(v) if np.isfinite(v) else None for v in ce]
+
+
+def test_losses(model: Any, tokenizer: Any, examples: Sequence[dict], kind: str, max_length: int,
+                batch_size: int = 8) -> list[float | None]:
+    """:func:`evaluate_model`'s ``losses`` alone (one forward pass over the rows, nothing
+    generated): for a result kept by an earlier subsetctl, which did not record them."""
+    return row_losses(per_example_outputs(model, tokenizer, list(examples), kind, max_length, batch_size)["ce"])
 
 
 def _check_request(metric: str, kind: str, examples: Sequence[dict]) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from subsetctl.project import Project
 from subsetctl.report.cells import final_vs_baselines
+from subsetctl.report.paired import paired_comparison
 
 #: what report.json and report.md hold, as a number raised whenever a subsetctl writes more
 #: into them (2: ``final_vs_baselines`` and the line under the test metrics; 3: its ``stds``,
@@ -29,8 +30,9 @@ from subsetctl.report.cells import final_vs_baselines
 #: ``counts`` and the one-file sources' ``input_files`` (``data_files``) as columns; no copies of
 #: ``sources`` and the picks in the stage summaries; one line a small record): about half the
 #: bytes at thousands of sources; 14: report.md's per-source
-#: scores of more than 200 sources, the highest and lowest, all in report_sources.csv beside it
-REPORT_FORMAT = 14
+#: scores of more than 200 sources, the highest and lowest, all in report_sources.csv beside it;
+#: 15: ``final_vs_baselines``' ``paired``, the pick against each baseline row by row on the test split
+REPORT_FORMAT = 15
 
 #: what each :data:`REPORT_FORMAT` added, as `plan` names it for a report an earlier one wrote
 FORMAT_ADDITIONS = {2: "final_vs_baselines", 3: "final_vs_baselines' stds",
@@ -46,7 +48,8 @@ FORMAT_ADDITIONS = {2: "final_vs_baselines", 3: "final_vs_baselines' stds",
                     12: "overrides as typed (a strategy or source by its name) and overrides_recorded",
                     13: "settings' sources[{name}] keys, input_files' data_files, the data stage's counts as "
                         "columns (about half the bytes at thousands of sources)",
-                    14: "report_sources.csv (every source's scores, of more than 200)"}
+                    14: "report_sources.csv (every source's scores, of more than 200)",
+                    15: "final_vs_baselines' paired (the pick against each baseline row by row on the test rows)"}
 
 
 def added_since(recorded_format: Any) -> str:
@@ -1011,7 +1014,12 @@ def build_report(
         report["test_warnings"] = metrics.get("warnings", [])
         comparison = final_vs_baselines(report)
         if comparison:
-            report["final_vs_baselines"] = comparison
+            # row by row on the test split, seeded as the results were made (project.seed)
+            seed = ((project.resolved_spec("evaluate") or {}).get("project") or {}).get("seed")
+            paired = paired_comparison(comparison, finetuned,
+                                       _read(project.results_dir("evaluate") / "per_run.json"),
+                                       seed if isinstance(seed, int) and not isinstance(seed, bool) else 0)
+            report["final_vs_baselines"] = {**comparison, **({"paired": paired} if paired else {})}
     _without_copies(report)
     # results computed with other library versions than the current ones: reused from the
     # caches, or kept from before an upgrade (nothing makes them stale)

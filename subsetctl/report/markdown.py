@@ -41,6 +41,7 @@ from subsetctl.report.cells import (
     versions_line,
 )
 from subsetctl.report.cells import fmt as _fmt
+from subsetctl.report.paired import paired_lines
 
 
 def md_name(name: str) -> str:
@@ -246,6 +247,8 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
         verdict = final_vs_baselines_line(report.get("final_vs_baselines"), estimates_checked(report), md_name)
         if verdict:
             lines.append(f"\n> {md_text(verdict)}")
+        for line in paired_lines(report.get("final_vs_baselines"), md_name):
+            lines.append(f"\n> {md_text(line)}")
         lines.append("")
     if report.get("adapters"):
         if report.get("adapter_classes"):

@@ -42,6 +42,7 @@ from subsetctl.report.cells import (
     versions_line,
 )
 from subsetctl.report.cells import fmt as _f
+from subsetctl.report.paired import paired_lines
 
 DATA_WARNINGS_SHOWN = 5
 """Data-stage warnings the terminal report prints before it counts the rest."""
@@ -224,6 +225,8 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
         if verdict:
             style = "yellow" if comparison["below"] else "dim"
             console.print(f"[{style}]{escape(verdict)}[/{style}]")
+        for line in paired_lines(comparison):
+            console.print(f"[dim]{escape(line)}[/dim]")
     final = report.get("final")
     if final and report.get("adapters", {}).get(final):
         others = len(report["adapters"][final]) - 1

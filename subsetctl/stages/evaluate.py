@@ -23,6 +23,8 @@ from subsetctl.stages.finetune import adapter_relpath
 RESULT_CACHE = ("cache", "evaluate")
 #: the stage's record of the test results a run finished so far (a stopped run's are kept)
 PER_RUN = "per_run.json"
+#: the extra input saying results hold their per-row test losses (:meth:`EvaluateStage.extra_inputs`)
+ROW_LOSSES = "per_row_test_losses"
 #: what every test result has, of these types (a cached or recorded one without them is
 #: damaged: evaluated again); ``loss_ce`` is null where it was not finite
 RESULT_KEYS = {"score": common.NUMBER, "loss_ce": common.NUMBER_OR_NULL, "metric": str, "n": int,
@@ -90,6 +92,13 @@ class EvaluateStage(common.ModelStage):
 
     switch = "finetune.enabled"
 
+    def extra_inputs(self, spec: Spec, project: Project) -> dict[str, Any]:
+        """The model's files, and that each result holds its per-row test losses (``losses``,
+        which the report compares the pick and the baselines on row by row): results an
+        earlier subsetctl kept without them are completed once (:meth:`run`), so `plan`
+        says why the stage runs again."""
+        return {**super().extra_inputs(spec, project), ROW_LOSSES: "recorded"}
+
     def memory_settings(self, spec: Spec) -> tuple[str, ...]:
         """A classifier generates nothing: its max_new_tokens bounds no memory."""
         if spec.model.kind == "classifier":
@@ -149,7 +158,7 @@ class EvaluateStage(common.ModelStage):
         return bool(spec.finetune.enabled)
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
-        from subsetctl.modeling.evaluate import evaluate_model
+        from subsetctl.modeling.evaluate import evaluate_model, test_losses
         from subsetctl.modeling.lora import load_adapter_weights
 
         spec = ctx.spec
@@ -177,7 +186,16 @@ class EvaluateStage(common.ModelStage):
                 # this adapter was evaluated before (a damaged result is evaluated again)
                 result = _cached_result(cached) if not ctx.options.get("forced") else None
                 if result is not None:
-                    provenance.reused(key, *common.take_versions(result))
+                    versions = common.take_versions(result)
+                    provenance.reused(key, *versions)
+                    if not isinstance(result.get("losses"), list):  # kept by an earlier subsetctl: its
+                        if model is None:  # per-row losses, one forward pass over the rows (nothing generated)
+                            model, tokenizer, _ = common.lora_model(ctx, trainable=False)
+                        load_adapter_weights(model, ft / adapter_relpath(key))
+                        result["losses"] = test_losses(model, tokenizer, test, spec.model.kind,
+                                                       spec.model.max_length, spec.evaluate.batch_size)
+                        completed = {**result, "versions": versions[0], "threads": versions[1]}
+                        cache_writes(lambda: atomic_write_json(cached, completed))  # noqa: B023
                     per_run[key] = result
                     touch(cached)  # used: the last to go when the caches are trimmed
                     reused += 1

@@ -1,0 +1,155 @@
+"""The final pick against each baseline row by row on the test split: with one seed a user
+could not tell whether 2.100 against 2.115 test loss was more than the test rows' noise.
+The figures on cases with a known answer, seeded, and the whole run recording them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from subsetctl.report.paired import paired_comparison, paired_difference, paired_lines
+
+
+def test_a_pick_better_on_every_row_has_an_interval_above_zero() -> None:
+    gain = np.linspace(0.01, 0.05, 200)
+    figures = paired_difference(gain, seed=0)
+    assert figures["mean"] == pytest.approx(0.03)
+    assert 0.01 <= figures["low"] < figures["mean"] < figures["high"] <= 0.05
+    assert (figures["better"], figures["worse"], figures["n"]) == (1.0, 0.0, 200)
+
+
+def test_identical_selections_differ_by_nothing() -> None:
+    figures = paired_difference(np.zeros(50), seed=3)
+    assert (figures["mean"], figures["low"], figures["high"], figures["better"], figures["worse"]) == (0, 0, 0, 0, 0)
+
+
+def test_the_interval_is_seeded_and_straddles_zero_for_noise() -> None:
+    gain = np.random.default_rng(1).normal(0.0, 1.0, 200)
+    gain -= gain.mean() - 0.01  # a mean gain far inside the rows' noise
+    first, again, other = (paired_difference(gain, seed=s) for s in (7, 7, 8))
+    assert first == again and first != other
+    assert first["low"] < 0 < first["high"]
+    # the percentile interval of a mean: about 1.96 standard errors either side
+    assert first["high"] - first["low"] == pytest.approx(2 * 1.96 * gain.std() / np.sqrt(200), rel=0.1)
+
+
+def _results(losses: dict[str, list[float] | None], scores: dict[str, list[float]]) -> dict:
+    """per_run.json as the evaluate stage writes it (only what the comparison reads)."""
+    return {run: {"score": float(np.mean(scores[run])), "loss_ce": 0.0, "metric": "exact_match",
+                  "n": len(scores[run]), "metrics": {}, "warnings": [],
+                  "predictions": [{"score": s} for s in scores[run]],
+                  **({"losses": losses[run]} if losses[run] is not None else {})} for run in scores}
+
+
+def test_the_comparison_averages_each_selections_seeds_row_by_row() -> None:
+    comparison = {"final": "pick", "metric": "exact_match", "scores": {"pick": 0.5, "target_only": 0.5, "all": 0.25}}
+    finetuned = {"labels": {"pick": ["p1", "p2"], "target_only": ["t1", "t2"], "all": ["a1"]}}
+    per_run = _results(
+        {"p1": [1.0, 2.0, 3.0, 4.0], "p2": [1.0, 2.0, 3.0, 2.0], "t1": [2.0, 3.0, 4.0, 4.0],
+         "t2": [2.0, 3.0, 4.0, 2.0], "a1": None},  # all's result kept without its per-row losses
+        {"p1": [1, 0, 1, 0], "p2": [1, 0, 1, 0], "t1": [1, 0, 1, 0], "t2": [1, 0, 1, 0], "a1": [0, 0, 1, 0]})
+    paired = paired_comparison(comparison, finetuned, per_run, seed=0, resamples=500)
+    assert (paired["seed"], paired["resamples"], paired["level"]) == (0, 500, 0.95)
+    vs = paired["vs"]
+    # target_only's loss is the pick's + 1 on the first three rows, the same on the last (each the seeds' mean)
+    assert vs["target_only"]["loss"]["mean"] == pytest.approx(0.75)
+    assert (vs["target_only"]["loss"]["better"], vs["target_only"]["loss"]["worse"]) == (0.75, 0.0)
+    assert vs["target_only"]["score"]["mean"] == 0 and vs["target_only"]["score"]["better"] == 0
+    assert "loss" not in vs["all"] and vs["all"]["score"]["mean"] == 0.25 and vs["all"]["score"]["better"] == 0.25
+    lines = paired_lines({**comparison, "paired": paired})
+    assert lines[0].startswith("Row by row, pick against target_only: the pick's test loss is lower by 0.750 "
+                               "(95% interval over the 4 test rows: "), lines
+    assert "its exact_match is the same on every one of the 4 test rows" in lines[0]
+    # four rows give a narrow interval above 0 that says nothing: no "clearly better" of them
+    assert vs["target_only"]["loss"]["low"] > 0 and "clearly" not in lines[0]
+    assert "too few test rows (under 10) for the interval to tell" in lines[0]
+    assert "its exact_match is higher by 0.250" in lines[1] and "test loss" not in lines[1]
+    assert "`subsetctl run --force evaluate` records them" in lines[2]
+    assert paired_comparison(comparison, {"labels": {}}, per_run, seed=0) is None
+
+
+def test_a_worse_pick_reads_as_higher_with_its_interval_in_those_words() -> None:
+    """The interval follows the sentence's words: "higher by 0.02 (... 0.01 to 0.03)", not
+    "higher by 0.02 (... -0.03 to -0.01)", and one that leaves out 0 is said to be clear."""
+    figures = {"mean": -0.02, "low": -0.03, "high": -0.01, "better": 0.1, "worse": 0.9, "n": 100}
+    comparison = {"final": "pick", "metric": "accuracy", "scores": {"pick": 0.5, "all": 0.5},
+                  "paired": {"resamples": 2000, "seed": 0, "level": 0.95, "vs": {"all": {"loss": figures}}}}
+    line, = paired_lines(comparison)
+    assert ("the pick's test loss is higher by 0.020 (95% interval over the 100 test rows: 0.010 to 0.030; "
+            "lower on 10% of them, higher on 90%): clearly worse.") in line
+    straddling = {**figures, "mean": 0.015, "low": -0.004, "high": 0.034}
+    comparison["paired"]["vs"]["all"]["loss"] = straddling
+    assert "lower by 0.015 (95% interval over the 100 test rows: -0.004 to 0.034;" in paired_lines(comparison)[0]
+    assert paired_lines(comparison)[0].endswith(": not clearly better or worse.")
+    assert paired_lines({"final": "pick"}) == []  # a report.json of an earlier subsetctl
+
+
+def test_a_run_records_each_test_rows_loss_and_the_report_pairs_them(tiny_project_ran) -> None:
+    """End to end: per_run.json holds each test row's loss (their mean the selection's test
+    loss), report.json's final_vs_baselines its paired figures, and both reports the lines."""
+    folder: Path = tiny_project_ran()
+    per_run = json.loads((folder / ".subsetctl" / "evaluate" / "per_run.json").read_text())
+    for result in per_run.values():
+        assert len(result["losses"]) == result["n"] and np.mean(result["losses"]) == pytest.approx(result["loss_ce"])
+    report = json.loads((folder / "report.json").read_text())
+    paired = report["final_vs_baselines"]["paired"]
+    assert paired["seed"] == 0 and set(paired["vs"]) == set(report["final_vs_baselines"]["scores"]) - {report["final"]}
+    for baseline, figures in paired["vs"].items():
+        loss = figures["loss"]
+        assert loss["n"] == report["test_metrics"][baseline]["n_test"]
+        assert loss["mean"] == pytest.approx(report["test_metrics"][baseline]["loss_mean"]
+                                             - report["test_metrics"][report["final"]]["loss_mean"])
+        assert loss["low"] <= loss["mean"] <= loss["high"]
+    assert "Row by row, " in (folder / "report.md").read_text()
+
+
+def test_results_an_earlier_subsetctl_kept_get_their_row_losses_without_being_evaluated_again(
+        tiny_project_ran, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Test results cached without their per-row losses (an earlier subsetctl's) are
+    completed by one pass over the test rows: `plan` says why evaluate runs again, nothing
+    is generated or fine-tuned again, and the losses are those a new evaluation records."""
+    import subsetctl.modeling.evaluate as evaluate_module
+    from subsetctl.api import plan_project, run_project
+    from subsetctl.project import fingerprint
+
+    folder: Path = tiny_project_ran()
+    state = folder / ".subsetctl"
+    before = json.loads((state / "evaluate" / "per_run.json").read_text())
+    finetuned = json.loads((state / "finetune" / "manifest.json").read_text())["written_at"]
+    entries = sorted((state / "cache" / "evaluate").glob("*.json"))
+    assert entries
+    for entry in entries:  # as an earlier subsetctl cached them
+        result = json.loads(entry.read_text())
+        del result["losses"]
+        entry.write_text(json.dumps(result))
+    for name in ("manifest.json", "work.json"):  # its inputs as an earlier subsetctl recorded them
+        record_file = state / "evaluate" / name
+        record = json.loads(record_file.read_text())
+        del record["inputs"]["extra"]["per_row_test_losses"]
+        record["fingerprint"] = fingerprint(record["inputs"])
+        record_file.write_text(json.dumps(record))
+    evaluate = {s.name: s for s in plan_project(folder)[2]}["evaluate"]
+    assert evaluate.will_run and any("row by row on the test split" in r for r in evaluate.reasons), evaluate.reasons
+    monkeypatch.setattr(evaluate_module, "evaluate_model", lambda *a, **k: pytest.fail("evaluated again"))
+    run_project(folder)
+    after = json.loads((state / "evaluate" / "per_run.json").read_text())
+    assert after.keys() == before.keys()
+    for run, result in after.items():
+        assert result["losses"] == pytest.approx(before[run]["losses"], rel=1e-5)
+    assert [entry.name for entry in entries if "losses" not in json.loads(entry.read_text())] == [], sorted(before)
+    assert json.loads((state / "finetune" / "manifest.json").read_text())["written_at"] == finetuned
+    assert "paired" in json.loads((folder / "report.json").read_text())["final_vs_baselines"]
+
+
+def test_many_test_rows_are_resampled_a_block_at_a_time_with_the_same_figures(monkeypatch: pytest.MonkeyPatch) -> None:
+    """2,000 resamples of 100,000 rows drawn at once held 3 GB; drawn in blocks, the figures
+    are those of one draw (the generator's stream is the same)."""
+    from subsetctl.report import paired
+
+    gain = np.random.default_rng(0).normal(0.01, 1.0, 1000)
+    whole = paired_difference(gain, seed=5, resamples=300)
+    monkeypatch.setattr(paired, "CELLS", 7 * 1000)  # blocks of 7 resamples, the last of 6
+    assert paired_difference(gain, seed=5, resamples=300) == pytest.approx(whole)
