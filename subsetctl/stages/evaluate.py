@@ -81,6 +81,14 @@ def _cached_result(entry: Path) -> dict[str, Any] | None:
     return result if common.is_record(result, RESULT_KEYS) else None
 
 
+def _holds_row_losses(result: dict[str, Any]) -> bool:
+    """Whether a test result holds a loss (a number, or null where not finite) for each of
+    its test rows, as this subsetctl records them: one an earlier subsetctl kept has none."""
+    losses = result.get("losses")
+    return (isinstance(losses, list) and len(losses) == result["n"]
+            and all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in losses))
+
+
 class EvaluateStage(common.ModelStage):
     name = "evaluate"
     description = "test-split metrics of every fine-tuned selection"
@@ -188,7 +196,7 @@ class EvaluateStage(common.ModelStage):
                 if result is not None:
                     versions = common.take_versions(result)
                     provenance.reused(key, *versions)
-                    if not isinstance(result.get("losses"), list):  # kept by an earlier subsetctl: its
+                    if not _holds_row_losses(result):  # kept by an earlier subsetctl (or damaged): its
                         if model is None:  # per-row losses, one forward pass over the rows (nothing generated)
                             model, tokenizer, _ = common.lora_model(ctx, trainable=False)
                         load_adapter_weights(model, ft / adapter_relpath(key))
