@@ -402,6 +402,7 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
     found: list[SpecIssue] = []
     warn = _issue_collector(spec_path, text, found)
     _warn_model_settings(spec, spec_path, warn)
+    _warn_max_length_past_trained_positions(spec, spec_path, warn)
     _warn_hub_data(spec, spec_path, warn)
     _warn_dask_missing(spec, warn)
     _warn_packaged_model_unavailable(spec, warn)
@@ -466,6 +467,17 @@ def _warn_model_settings(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:
         for at, loader in [(loc + ("loader",), source.loader),
                            *([(loc + ("test_loader",), test_loader)] if test_loader is not None else [])]:
             _warn_unread_answer_column(spec, at, loader, warn)
+
+
+def _warn_max_length_past_trained_positions(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:
+    """A model.max_length past the positions a rotary model was trained on, read from the
+    config.json validate sees (a local folder's, a cached hub model's); the first stage that
+    loads the model says it again, for every model (:func:`~subsetctl.stages.common.base_model`)."""
+    from subsetctl.modeling.resolve import max_length_note_for_folder
+
+    note = max_length_note_for_folder(spec.model.source, spec_path.parent, spec.model.max_length)
+    if note is not None:
+        warn(("model", "max_length"), note)
 
 
 def _warn_unread_answer_column(spec: Spec, loc: tuple[Any, ...], loader: Any, warn: _AddIssue) -> None:

@@ -1011,6 +1011,30 @@ def test_max_length_beyond_the_models_positions_is_refused(tmp_path: Path) -> No
                                        32, "the model 'x'")
 
 
+def test_max_length_beyond_a_rotary_models_trained_positions_is_warned(tmp_path: Path) -> None:
+    """A Llama trained on 256 positions with model.max_length 1000 was validated without a
+    word: a rotary model runs past its positions without an error, and long examples were
+    trained and scored out of its range."""
+    from tinymodels import save_tiny_llama
+
+    from subsetctl.modeling.resolve import max_length_past_trained_positions
+
+    folder = save_tiny_llama(tmp_path / "llama")  # max_position_embeddings 256, rope_parameters default
+    data = {**BASE, "model": {"source": str(folder), "max_length": 1000}, "evaluate": {"max_new_tokens": 4}}
+    report = validate_spec_file(_spec_file(tmp_path, data))
+    assert report.issues == []
+    (warning,) = [w for w in report.warnings if w.key == "model.max_length"]
+    assert "trained on at most 256 token positions" in warning.message and "at most 256" in warning.message
+    data["model"]["max_length"] = 256
+    assert [w for w in validate_spec_file(_spec_file(tmp_path, data)).warnings if w.key == "model.max_length"] == []
+    # a RoPE scaling is meant to run longer; learned positions are refused, not warned of
+    for config in ({"max_position_embeddings": 16, "rope_scaling": {"type": "linear", "factor": 4}},
+                   {"max_position_embeddings": 16, "rope_parameters": {"rope_type": "yarn", "factor": 4}},
+                   {"n_positions": 16}, {"rope_theta": 1e4}):
+        assert max_length_past_trained_positions(config, 32, "the model 'x'") is None
+    assert max_length_past_trained_positions({"max_position_embeddings": 16, "rope_theta": 1e4}, 32, "x")
+
+
 def test_a_search_that_would_fine_tune_for_real_hundreds_of_times_is_warned(tmp_path: Path) -> None:
     """true_finetune with exhaustive over 10 sources is 1024 real fine-tunes; validate
     said nothing and the run showed one progress line for all of them."""

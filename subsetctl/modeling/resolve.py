@@ -606,6 +606,30 @@ def refuse_max_length_beyond_positions(config: Mapping[str, Any], max_length: in
     )
 
 
+def max_length_past_trained_positions(config: Mapping[str, Any], max_length: int, where: str) -> str | None:
+    """A warning when ``model.max_length`` is more than the positions a *rotary* model was
+    trained on (``max_position_embeddings``) and its config stretches them by no RoPE
+    scaling, else None. Such a model runs past them without an error
+    (:func:`refuse_max_length_beyond_positions` leaves it alone), but its outputs degrade
+    there, so a long example's loss, f and gradients are of a model out of its range, and
+    nothing said so; a model with learned positions is refused instead."""
+    if position_limit(config) is not None:
+        return None  # learned positions: refused past them
+    positions = config.get("max_position_embeddings")
+    if not isinstance(positions, int) or isinstance(positions, bool) or positions <= 0 or max_length <= positions:
+        return None
+    rope = config.get("rope_parameters")
+    scaled = config.get("rope_scaling") is not None or (
+        isinstance(rope, Mapping) and rope.get("rope_type", "default") not in ("default", None))
+    if scaled:
+        return None  # a RoPE scaling (linear, dynamic, yarn, llama3) is meant to run longer
+    return (f"model.max_length is {max_length}, but {where} was trained on at most {positions} token positions "
+            "(max_position_embeddings in its config.json, with no rope_scaling): it runs on past them without an "
+            f"error, but its outputs degrade there, so examples longer than {positions} tokens are trained and "
+            f"scored out of its range. Set model.max_length to at most {positions}, or give the model a RoPE "
+            "scaling (rope_scaling in its config.json) if it is meant to read longer texts.")
+
+
 def check_model_folder(source: str, spec_dir: Path | None, kind: str | None = None) -> None:
     """Raise the UserError :func:`resolve_model` would, for what validate can see without
     loading anything: a source that is no packaged model, folder or hub id, a packaged
@@ -748,14 +772,30 @@ def check_max_length_fits_folder(source: str, spec_dir: Path | None, max_length:
     its config.json alone (validate); hub models not cached and packaged models that are
     converted on first use are checked when a stage loads them. Nothing is said here about
     a source :func:`check_model_folder` refuses."""
+    found = _config_validate_reads(source, spec_dir)
+    if found is not None:
+        refuse_max_length_beyond_positions(found[0], max_length, found[1])
+
+
+def max_length_note_for_folder(source: str, spec_dir: Path | None, max_length: int) -> str | None:
+    """:func:`max_length_past_trained_positions` for the model whose config.json validate
+    reads (:func:`check_max_length_fits_folder`'s), or None."""
+    found = _config_validate_reads(source, spec_dir)
+    return None if found is None else max_length_past_trained_positions(found[0], max_length, found[1])
+
+
+def _config_validate_reads(source: str, spec_dir: Path | None) -> tuple[dict[str, Any], str] | None:
+    """The config.json validate reads for ``model.source`` without loading anything, and how
+    messages name its model: a local folder's, a packaged model's shipped as a plain folder,
+    or a hub id's in the local Hugging Face cache; None for the rest (hub models not cached,
+    packaged models converted on first use, a source :func:`check_model_folder` refuses)."""
     from subsetctl.registry import PACKAGED_MODELS
 
-    config: dict[str, Any] | None = None
     try:
         if source in packaged_names():
             packaged = PACKAGED_MODELS.get(source)
             if packaged.converted:
-                return
+                return None
             from subsetctl.modeling.packaged import locate_packaged
 
             folder = locate_packaged(source)  # finds the shipped folder, nothing more
@@ -765,19 +805,16 @@ def check_max_length_fits_folder(source: str, spec_dir: Path | None, max_length:
             if origin == "hub":
                 cached = _cached_hub_config(location)
                 if cached is None:
-                    return
+                    return None
                 config, where = cached
-                where = where[0].lower() + where[1:]
-            elif origin != "local":
-                return
-            else:
-                folder = Path(location).expanduser().resolve()
-    except UserError:
-        return
-    if config is None:
-        config, where = _folder_config(folder), f"the model folder {folder}"
-    if config is not None:
-        refuse_max_length_beyond_positions(config, max_length, where)
+                return config, where[0].lower() + where[1:]
+            if origin != "local":
+                return None
+            folder = Path(location).expanduser().resolve()
+    except (UserError, OSError):  # (OSError: a name too long to look at, a problem of model.source)
+        return None
+    config = _folder_config(folder)
+    return None if config is None else (config, f"the model folder {folder}")
 
 
 def _local_model_folder(source: str, spec_dir: Path | None) -> Path | None:

@@ -403,6 +403,7 @@ def base_model(ctx: StageContext) -> tuple[Any, Any, dict[str, Any]]:
 
     from subsetctl.modeling.resolve import (
         first_notice,
+        max_length_past_trained_positions,
         model_location,
         refuse_max_length_beyond_positions,
         resolve_model,
@@ -421,7 +422,11 @@ def base_model(ctx: StageContext) -> tuple[Any, Any, dict[str, Any]]:
         warn=ctx.reporter.warn,
     )
     # validate reads local folders' configs; a packaged or hub model's is known only now
-    refuse_max_length_beyond_positions(model.config.to_dict(), spec.max_length, f"the model {as_typed(spec.source)}")
+    config = model.config.to_dict()
+    refuse_max_length_beyond_positions(config, spec.max_length, f"the model {as_typed(spec.source)}")
+    past = max_length_past_trained_positions(config, spec.max_length, f"the model {as_typed(spec.source)}")
+    if past and first_notice(("max_length past trained positions", str(ctx.project.root), spec.max_length)):
+        ctx.reporter.warn(past)
     if first_notice(("special token text", str(ctx.project.root))):
         _warn_special_token_text(ctx, tokenizer)
     if spec.kind == "classifier":
