@@ -33,6 +33,11 @@ def test_full_run_then_noop_then_partial_rerun(tiny_project: Path) -> None:
     assert comparison["below"] == [b for b in ("target_only", "all")
                                    if comparison["scores"][b] > comparison["scores"][report["final"]]]
     assert (tiny_project / "report.md").read_text().startswith("# subsetctl report")
+    # each source's token lengths as trained, from the gradients stage's count of every row
+    tokens = report["tokens_by_source"]
+    assert tokens["max_length"] == 32 and set(tokens["sources"]) == {"target", *report["sources"]}
+    assert sum(s["examples"] for s in tokens["sources"].values()) == report["stages"]["gradients"]["summary"]["rows"]
+    assert "## Token lengths by source" in (tiny_project / "report.md").read_text()
     for label, folders in report["adapters"].items():  # where to find each selection's adapters
         assert label in report["test_metrics"] and all((tiny_project / f / "adapter_config.json").is_file()
                                                        for f in folders)

@@ -57,12 +57,22 @@ class TruncationCounts:
         self.answer_cut: Counter[str] = Counter()
         self.text_cut: Counter[str] = Counter()  # a classifier's input, or a text trained on whole, cut at its end
         self.seen = 0
+        #: source -> [examples, tokens kept, most tokens kept, answer tokens scored] (:meth:`by_source`)
+        self.lengths: dict[str, list[int]] = {}
+
+    def _tally(self, source: str, tokens: int, scored: int) -> None:
+        tally = self.lengths.setdefault(source, [0, 0, 0, 0])
+        tally[0] += 1
+        tally[1] += tokens
+        tally[2] = max(tally[2], tokens)
+        tally[3] += scored
 
     def add(self, encoded: Sequence[EncodedExample], rows: Sequence[dict]) -> None:
         """Count the examples ``encoded`` from ``rows`` (by each row's ``source``)."""
         for example, row in zip(encoded, rows):
             self.seen += 1
             source = str(row.get("source", "?"))
+            self._tally(source, len(example.input_ids), sum(example.response_mask))
             if example.answer_cut and is_text_row(row):  # a text trained on whole: cut at its end, as it reads
                 self.text_cut[source] += 1
             elif example.answer_cut:
@@ -82,6 +92,7 @@ class TruncationCounts:
         lengths = [len(ids) for ids in tokenizer([str(row["prompt"]) for row in rows])["input_ids"]]
         for length, row in zip(lengths, rows):
             self.seen += 1
+            self._tally(str(row.get("source", "?")), min(length, max_length), 0)
             if length > max_length:
                 self.text_cut[str(row.get("source", "?"))] += 1
 
@@ -90,6 +101,21 @@ class TruncationCounts:
         """How many examples were cut at all."""
         return sum(sum(counts.values()) for counts in (self.preamble_cut, self.context_cut, self.prompt_cut,
                                                        self.answer_cut, self.text_cut))
+
+    def by_source(self) -> dict[str, dict[str, Any]]:
+        """Per source, in the order first seen: its examples counted, the mean and most
+        tokens of them as trained (after ``max_length``'s cut), how many ``max_length`` cut
+        (in any way, as :meth:`notice` counts them) and, for a causal LM, the mean answer
+        tokens scored (f's and the loss's, EOS included). What a user checks against
+        ``model.max_length`` when one source is tweets and another books; the gradients
+        stage records it for every row and the report shows it."""
+        out: dict[str, dict[str, Any]] = {}
+        for source, (n, tokens, most, scored) in self.lengths.items():
+            cut = sum(counts[source] for counts in (self.preamble_cut, self.context_cut, self.prompt_cut,
+                                                    self.answer_cut, self.text_cut))
+            out[source] = {"examples": n, "mean_tokens": round(tokens / n, 1), "max_tokens": most, "cut": cut,
+                           **({"mean_answer_tokens": round(scored / n, 1)} if scored else {})}
+        return out
 
     def notice(self, max_length: int, examples: str = "examples") -> str | None:
         """One line saying what was cut where, or None when nothing was; ``examples``

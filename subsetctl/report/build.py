@@ -951,6 +951,10 @@ def build_report(
     files = results_input_files(project, skip)
     if files:  # the data and model files' contents the results were made from
         report["input_files"] = compact_input_files(files)
+    gradients = report["stages"].get("gradients", {}).get("summary") if "gradients" not in skip else None
+    if isinstance(gradients, dict) and gradients.get("tokens_by_source"):  # (recorded since subsetctl keeps them)
+        report["tokens_by_source"] = {"max_length": gradients.get("max_length"),
+                                      "sources": gradients["tokens_by_source"]}
     data = None if "data" in skip else _read(project.results_dir("data") / "data.json")
     if data and data.get("warnings"):  # leaked held-out rows, dropped blank rows, ...: true of every result
         report["data_warnings"] = data["warnings"]

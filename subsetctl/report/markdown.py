@@ -147,6 +147,42 @@ def sources_csv(report: dict[str, Any]) -> str | None:
     return out.getvalue()
 
 
+#: sources the token table shows at most (those cut most first); report.json has every one
+TOKEN_TABLE_ROWS = 40
+
+
+def tokens_by_source_lines(report: dict[str, Any]) -> list[str]:
+    """The "Token lengths by source" section: each source's examples as trained (mean and
+    most tokens, mean answer tokens scored) and how many ``model.max_length`` cut, from the
+    gradients stage's count of every row (report.json's ``tokens_by_source``); where a
+    source of books beside one of tweets shows what ``max_length`` does to it. No lines
+    without that record (results from before subsetctl kept it)."""
+    record = report.get("tokens_by_source")
+    if not isinstance(record, dict) or not record.get("sources"):
+        return []
+    named = [n for n in report.get("sources") or [] if n in record["sources"]]  # the spec's order, the target first
+    sources = {**{n: v for n, v in record["sources"].items() if n not in named},
+               **{n: record["sources"][n] for n in named}}
+    causal = any("mean_answer_tokens" in stats for stats in sources.values())
+    shown = sorted(sources.items(), key=lambda item: -item[1]["cut"] / max(1, item[1]["examples"]))[:TOKEN_TABLE_ROWS] \
+        if len(sources) > TOKEN_TABLE_ROWS else list(sources.items())
+    intro = (f"Each source's train and validation rows as the model reads them, after `model.max_length` = "
+             f"{record.get('max_length', '?')} cut them (the gradients stage's count; what was cut and how: the "
+             "stages' warnings above; README's max_length section).")
+    header = "| source | examples | mean tokens | max tokens |" + (" mean answer tokens |" if causal else "")
+    lines = ["## Token lengths by source", "", intro, "", header + " cut by max_length |",
+             "|---|---|---|---|" + ("---|" if causal else "") + "---|"]
+    for name, stats in shown:
+        n, cut = stats["examples"], stats["cut"]
+        answer = f" {_fmt(stats.get('mean_answer_tokens'))} |" if causal else ""
+        lines.append(f"| {md_name(name)} | {n:,} | {_fmt(stats['mean_tokens'])} | {stats['max_tokens']:,} |{answer} "
+                     f"{cut:,} ({100 * cut / max(1, n):.0f}%) |")
+    if len(sources) > len(shown):
+        lines.append(f"| ... {len(sources) - len(shown):,} more, cut less (report.json's `tokens_by_source`) | | | |"
+                     + (" |" if causal else "") + " |")
+    return [*lines, ""]
+
+
 def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     report = in_spec_order(report)
     appendix: list[str] = []  # the per-source scores of many sources, at the end
@@ -172,6 +208,7 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
             earlier = " *(switched off; an earlier run's)*" if report["stages"].get(stage, {}).get("switched_off") else ""
             lines += [f"- {md_text(w)}{earlier}" for w in warnings]
         lines.append("")
+    lines += tokens_by_source_lines(report)
     if "strategies" in report:
         cal = report.get("calibration", {})
         state = calibration_state(cal, report.get("calibration_against")) if cal.get("enabled") else "raw (uncalibrated)"

@@ -364,6 +364,9 @@ class GradientsStage(common.ModelStage):
             "p": p,
             "projector": spec.gradients.projector,
             "truncated": make_batch.truncation.cut,
+            # each source's token lengths as trained and model.max_length's cuts (the report's table)
+            "tokens_by_source": make_batch.truncation.by_source(),
+            "max_length": spec.model.max_length,
             "mean_f": float(np.mean(store.outputs)),
             "adapter_fingerprint": info["adapter_fingerprint"],
         }

@@ -251,3 +251,25 @@ def test_an_answer_cut_by_max_length_is_said_to_have_lost_its_prompt_too() -> No
     counts.add(encoded, rows)
     assert ("in 1 the answer itself was cut and fills max_length alone: the model learns its start without its "
             "end, and without its prompt (cut to its last token) (s: 1)" in counts.notice(16))
+
+
+def test_truncation_counts_give_each_sources_token_lengths_and_cuts() -> None:
+    """A source of books beside one of tweets: the report showed no token lengths by
+    source, only the count of rows cut, so what model.max_length did to each source's
+    length (and how long its answers were) had to be guessed."""
+    from subsetctl.modeling.encoding import TruncationCounts
+
+    tok = char_tokenizer()
+    tweets = [{**row, "source": "tweets"} for row in _rows([("hi", "ok"), ("yo", "fine")])]
+    books = [{**row, "source": "books"} for row in _rows([("lorem ipsum " * 20, "sum"), ("short", "a" * 40)])]
+    counts = TruncationCounts()
+    counts.add(encode_rows(tok, tweets + books, "causal-lm", max_length=16), tweets + books)
+    stats = counts.by_source()
+    assert list(stats) == ["tweets", "books"]
+    assert stats["books"] == {"examples": 2, "mean_tokens": 16.0, "max_tokens": 16, "cut": 2,
+                              "mean_answer_tokens": 9.5}  # "sum" and EOS; 15 of the 40 a's and EOS
+    assert stats["tweets"]["cut"] == 0 and stats["tweets"]["max_tokens"] < 16
+    assert stats["tweets"]["mean_answer_tokens"] == 4.0  # "ok"/"fine" and EOS: 3 and 5
+    classifier = TruncationCounts()
+    classifier.add_classifier(tok, [{"source": "s", "prompt": "x" * 40}, {"source": "s", "prompt": "xy"}], 16)
+    assert classifier.by_source() == {"s": {"examples": 2, "mean_tokens": 9.0, "max_tokens": 16, "cut": 1}}
