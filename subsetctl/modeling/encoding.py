@@ -117,9 +117,10 @@ class TruncationCounts:
                            **({"mean_answer_tokens": round(scored / n, 1)} if scored else {})}
         return out
 
-    def notice(self, max_length: int, examples: str = "examples") -> str | None:
+    def notice(self, max_length: int, examples: str = "examples", learns: str = "the model learns") -> str | None:
         """One line saying what was cut where, or None when nothing was; ``examples``
-        names what was counted ("examples the 40 training steps drew")."""
+        names what was counted ("examples the 40 training steps drew"), ``learns`` what
+        reads a cut answer ("the test loss scores" for test rows)."""
         cut = self.cut
         if not cut:
             return None
@@ -142,7 +143,7 @@ class TruncationCounts:
             parts.append(f"in {sum(self.text_cut.values())} the text was cut at its end ({by_source(self.text_cut)})")
         if self.answer_cut:
             parts.append(f"in {sum(self.answer_cut.values())} the answer itself was cut and fills max_length alone: "
-                         "the model learns its start without its end, and without its prompt (cut to its last "
+                         f"{learns} its start without its end, and without its prompt (cut to its last "
                          f"token) ({by_source(self.answer_cut)})")
         return (f"model.max_length={max_length} tokens cut {cut} of {self.seen} {examples}: {'; '.join(parts)}. "
                 "Raise model.max_length if the cut parts matter.")

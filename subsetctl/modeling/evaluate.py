@@ -26,6 +26,7 @@ from subsetctl.modeling.encoding import (
     TruncationCounts,
     context_kept_whole,
     cut_within_template,
+    encode_rows,
     pad_id,
     render_prompt,
     row_context,
@@ -454,13 +455,13 @@ def evaluate_model(
 
     if kind == "classifier":
         predictions, metrics, used = _score_classes(model, tokenizer, examples, max_length, batch_size)
-        cut = _texts_cut(tokenizer, examples, max_length)
-        if cut:
-            warnings.append(cut)
     else:
         predictions, metrics, used = _score_generations(
             model, tokenizer, examples, max_length, max_new_tokens, batch_size, metric, warnings, progress
         )
+    cut = _texts_cut(tokenizer, examples, kind, max_length)
+    if cut:
+        warnings.append(cut)
     score = float(np.mean([p["score"] for p in predictions]))
     return {
         "n": len(examples),
@@ -521,13 +522,25 @@ def _score_classes(
     return predictions, metrics, "accuracy"
 
 
-def _texts_cut(tokenizer: Any, examples: list[dict], max_length: int) -> str | None:
-    """A warning when ``max_length`` cuts test texts a classifier reads (at their end, as
-    training does): the gradients stage counts the train and validation rows it cuts, but
-    test rows cut here were scored on their start alone without any stage saying so."""
+def _texts_cut(tokenizer: Any, examples: list[dict], kind: str, max_length: int) -> str | None:
+    """A warning when ``max_length`` cuts test rows as the test loss (and a classifier's
+    prediction) reads them: a classifier's text at its end, a causal LM's prompt from the
+    left or its answer at its end, as training does. The gradients stage counts the train
+    and validation rows it cuts, but test rows cut here were scored on part of them
+    without any stage saying so (a causal LM's long test answer: its test loss covered
+    its first ``max_length - 1`` tokens; the generation warnings are of generation). A causal
+    LM's rows are warned of only when a prompt's own text or an answer is cut: the quickstart's
+    13 of 64 test rows that lose only the chat template's system prompt are no news."""
     counts = TruncationCounts()
-    counts.add_classifier(tokenizer, examples, max_length)
-    return counts.notice(max_length, "test examples")
+    if kind == "classifier":
+        counts.add_classifier(tokenizer, examples, max_length)
+    else:
+        counts.add(encode_rows(tokenizer, examples, kind, max_length), examples)
+    if kind == "classifier":
+        return counts.notice(max_length, "test examples")
+    if not (counts.prompt_cut or counts.answer_cut):  # only a system prompt or earlier chat messages: text whole
+        return None
+    return counts.notice(max_length, "test examples as the test loss reads them", learns="the test loss scores")
 
 
 def _score_generations(

@@ -309,3 +309,26 @@ def test_classifier_test_texts_cut_by_max_length_are_warned(tiny_bert_dir) -> No
     warned = evaluate_model(model, tok, rows, "classifier", max_length=16)["warnings"]
     assert "model.max_length=16 tokens cut 1 of 4 test examples: in 1 the text was cut at its end (sent: 1)" \
         in warned[-1], warned
+
+
+def test_causal_lm_test_answers_cut_by_max_length_are_warned_of_for_the_test_loss(monkeypatch, tiny_llama_dir) -> None:
+    """A test answer longer than model.max_length was scored by the test loss on its first
+    max_length - 1 tokens alone; only generation's warnings spoke, of generation."""
+    model, tok, _ = resolve_model(str(tiny_llama_dir), "causal-lm")
+    monkeypatch.setattr(ev, "generate_answers", lambda m, t, prompts, *a: ["x"] * len(prompts))
+    rows = causal_rows() * 2
+    assert evaluate_model(model, tok, rows, "causal-lm", max_length=32, max_new_tokens=3)["warnings"] == []
+    rows[1] = {**rows[1], "source": "essays", "response": "blah " * 20}
+    warned = evaluate_model(model, tok, rows, "causal-lm", max_length=32, max_new_tokens=3)["warnings"]
+    assert ("model.max_length=32 tokens cut 1 of 16 test examples as the test loss reads them: in 1 the answer "
+            "itself was cut and fills max_length alone: the test loss scores its start without its end") in warned[-1]
+    assert "(essays: 1)" in warned[-1]
+    # a prompt cut only in the chat template's system prompt keeps its text: no news (the quickstart's)
+    from tinymodels import char_tokenizer
+
+    templated = char_tokenizer()
+    templated.chat_template = "System: be brief.\nUser: {{ messages[0]['content'] }}\nAssistant:"
+    whole = [{"source": "t", "row": 0, "prompt": "What is 2+2?", "response": "4"}]
+    assert ev._texts_cut(templated, whole, "causal-lm", 40) is None  # 12 of its 24 template characters cut
+    own = [{**whole[0], "prompt": "x" * 40}]
+    assert "in 1 the prompt was cut from the left (t: 1)" in ev._texts_cut(templated, own, "causal-lm", 40)
