@@ -452,12 +452,26 @@ def _load(
             )
             new_layers = newly_initialized_layers(model, loading.get("missing_keys") or ())
     ensure_pad_token(tokenizer, model, where)
+    silence_sequence_length_warning(tokenizer)
     if kind == "classifier" and model.config.pad_token_id != tokenizer.pad_token_id:
         # a decoder's head takes the last token that is not config.pad_token_id as the text's end:
         # another id than the batches are padded with made it read a padding position
         model.config.pad_token_id = tokenizer.pad_token_id
     model.eval()
     return model, tokenizer, replaced_head, new_layers
+
+
+def silence_sequence_length_warning(tokenizer: Any) -> None:
+    """Mark transformers' "Token indices sequence length is longer than the specified maximum
+    sequence length for this model (77 > 16). Running this sequence through the model will
+    result in indexing errors" as said already for ``tokenizer``. subsetctl tokenizes long
+    texts whole to count and cut them itself (to ``model.max_length``, checked against the
+    model's positions), so a long document's row printed that warning in the middle of a
+    stage: of errors that never come, naming the tokenizer's ``model_max_length`` rather than
+    model.max_length, which the truncation warnings speak of."""
+    said = getattr(tokenizer, "deprecation_warnings", None)
+    if isinstance(said, dict):
+        said["sequence-length-is-longer-than-the-specified-maximum"] = True
 
 
 def model_location(source: str, spec_dir: Path | None) -> str:

@@ -901,3 +901,27 @@ def test_a_model_file_the_user_may_not_read_names_it_its_owner_and_the_chmod(
     assert "No such file" not in message
     assert f"{folder}{',' if packaged else ''} holds files you may not read: model.safetensors (it belongs to " in message
     assert f"Its owner can make them readable with `chmod -R a+rX {shell_arg(folder)}`" in message
+
+
+def test_a_long_text_prints_no_indexing_errors_warning_of_transformers(tmp_path: Path, capfd) -> None:
+    """A tokenizer saved with model_max_length 16 printed transformers' "Token indices
+    sequence length is longer than the specified maximum sequence length for this model
+    (77 > 16). Running this sequence through the model will result in indexing errors" in
+    the middle of the gradients stage, for a long document that model.max_length cuts."""
+    import json
+
+    from tinymodels import save_tiny_llama
+
+    from subsetctl.modeling.encoding import encode_rows
+
+    folder = save_tiny_llama(tmp_path / "llama")
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps({**config, "model_max_length": 16}))
+    _, tokenizer, _ = resolve_model(str(folder), "causal-lm")
+    assert tokenizer.model_max_length == 16
+    capfd.readouterr()
+    rows = [{"source": "books", "row": 0, "prompt": "lorem ipsum " * 30, "response": "ok"}]
+    (encoded,) = encode_rows(tokenizer, rows, "causal-lm", max_length=32)
+    assert encoded.truncated and len(encoded.input_ids) == 32
+    printed = capfd.readouterr()
+    assert "indexing errors" not in printed.err + printed.out
