@@ -233,7 +233,10 @@ class ModelSpec(StrictModel):
     max_length: int = Field(
         128, ge=8, le=32768, description=("Max tokens per example. A causal LM's prompt is cut from the left (its "
                                   "answer is kept whole when it fits); a classifier's text is cut at its end. "
-                                  "meta_init and gradients warn, by source, about what was cut.")
+                                  "meta_init, gradients and evaluate warn, by source, about what was cut; "
+                                  "report.md's 'Token lengths by source' table shows each source's lengths. "
+                                  "Past the model's positions: an error (learned positions) or a warning "
+                                  "(rotary, without rope_scaling).")
     )
     num_labels: int | None = Field(
         None, ge=2, description="Classifier only: number of classes (default: from the data)."
