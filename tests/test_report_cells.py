@@ -1709,3 +1709,28 @@ def test_a_report_sources_csv_of_the_users_own_is_told_from_one_a_report_wrote(t
         assert not _written_by_subsetctl(path), own
     path.write_bytes(b"\xff\xfe")
     assert not _written_by_subsetctl(path)
+
+
+def test_token_lengths_by_source_in_report_md_and_the_terminal_when_rows_were_cut() -> None:
+    """The terminal said only how many rows model.max_length cut; the lengths of a source of
+    books beside one of tweets were nowhere. report.md lists every source in the spec's order
+    (the target first); the terminal prints the table only when some rows were cut."""
+    stats = {"a": {"examples": 12, "mean_tokens": 13.3, "max_tokens": 15, "cut": 0, "mean_answer_tokens": 5.2},
+             "t": {"examples": 15, "mean_tokens": 26.5, "max_tokens": 78, "cut": 0, "mean_answer_tokens": 21.0},
+             "b": {"examples": 12, "mean_tokens": 282.2, "max_tokens": 300, "cut": 10, "mean_answer_tokens": 6.2}}
+    report = {**_report(False), "tokens_by_source": {"max_length": 300, "sources": stats}}
+    md = render_markdown(report, {})
+    assert "## Token lengths by source" in md and "`model.max_length` = 300" in md
+    assert "| source | examples | mean tokens | max tokens | mean answer tokens | cut by max_length |" in md
+    table = md[md.index("| source | examples"):]
+    assert table.index("| t | 15 |") < table.index("| a | 12 | 13.3 | 15 | 5.2 | 0 (0%) |") \
+        < table.index("| b | 12 | 282.2 | 300 | 6.2 | 10 (83%) |")
+    buffer = io.StringIO()
+    render_full_report(report, Console(file=buffer, width=200))
+    assert "token lengths by source, as trained (model.max_length=300)" in buffer.getvalue()
+    assert "10 (83%)" in buffer.getvalue()
+    stats["b"]["cut"] = 0  # nothing cut: report.md's table only
+    buffer = io.StringIO()
+    render_full_report(report, Console(file=buffer, width=200))
+    assert "token lengths" not in buffer.getvalue() and "## Token lengths by source" in render_markdown(report, {})
+    assert "## Token lengths" not in render_markdown(_report(False), {})  # results from before: no table

@@ -688,3 +688,31 @@ def reproduce_facts(report: dict[str, Any]) -> tuple[list[str], list[tuple[str, 
         if rows:
             tables.append((title, rows[:REPRODUCE_FILES_SHOWN], max(0, len(rows) - REPRODUCE_FILES_SHOWN)))
     return lines, tables
+
+
+#: sources the token table shows at most (those cut most first); report.json has every one
+TOKEN_TABLE_ROWS = 40
+
+
+def token_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]], int, Any] | None:
+    """The "token lengths by source" table of report.md and the terminal: its header, one row
+    of cells per source (the target first, then the spec's order; of more than
+    :data:`TOKEN_TABLE_ROWS`, those cut most), how many sources are left out and
+    ``model.max_length``; from report.json's ``tokens_by_source`` (the gradients stage's
+    count of every row: examples as trained, mean and most tokens, mean answer tokens scored,
+    how many ``max_length`` cut). None without that record."""
+    record = report.get("tokens_by_source")
+    if not isinstance(record, dict) or not record.get("sources"):
+        return None
+    named = [n for n in report.get("sources") or [] if n in record["sources"]]  # the spec's order, the target first
+    sources = {**{n: v for n, v in record["sources"].items() if n not in named},
+               **{n: record["sources"][n] for n in named}}
+    causal = any("mean_answer_tokens" in stats for stats in sources.values())
+    shown = sorted(sources.items(), key=lambda item: -item[1]["cut"] / max(1, item[1]["examples"]))[:TOKEN_TABLE_ROWS] \
+        if len(sources) > TOKEN_TABLE_ROWS else list(sources.items())
+    header = ["source", "examples", "mean tokens", "max tokens", *(["mean answer tokens"] if causal else []),
+              "cut by max_length"]
+    rows = [[name, f"{stats['examples']:,}", fmt(stats["mean_tokens"]), f"{stats['max_tokens']:,}",
+             *([fmt(stats.get("mean_answer_tokens"))] if causal else []),
+             f"{stats['cut']:,} ({100 * stats['cut'] / max(1, stats['examples']):.0f}%)"] for name, stats in shown]
+    return header, rows, len(sources) - len(shown), record.get("max_length", "?")

@@ -36,6 +36,7 @@ from subsetctl.report.cells import (
     test_loss_digits,
     test_metric_cells,
     threads_line,
+    token_table,
     verify_k_cell,
     verify_notes,
     versions_line,
@@ -147,39 +148,21 @@ def sources_csv(report: dict[str, Any]) -> str | None:
     return out.getvalue()
 
 
-#: sources the token table shows at most (those cut most first); report.json has every one
-TOKEN_TABLE_ROWS = 40
-
-
 def tokens_by_source_lines(report: dict[str, Any]) -> list[str]:
-    """The "Token lengths by source" section: each source's examples as trained (mean and
-    most tokens, mean answer tokens scored) and how many ``model.max_length`` cut, from the
-    gradients stage's count of every row (report.json's ``tokens_by_source``); where a
-    source of books beside one of tweets shows what ``max_length`` does to it. No lines
-    without that record (results from before subsetctl kept it)."""
-    record = report.get("tokens_by_source")
-    if not isinstance(record, dict) or not record.get("sources"):
+    """The "Token lengths by source" section (:func:`token_table`); no lines without its
+    record (results from before subsetctl kept it)."""
+    table = token_table(report)
+    if table is None:
         return []
-    named = [n for n in report.get("sources") or [] if n in record["sources"]]  # the spec's order, the target first
-    sources = {**{n: v for n, v in record["sources"].items() if n not in named},
-               **{n: record["sources"][n] for n in named}}
-    causal = any("mean_answer_tokens" in stats for stats in sources.values())
-    shown = sorted(sources.items(), key=lambda item: -item[1]["cut"] / max(1, item[1]["examples"]))[:TOKEN_TABLE_ROWS] \
-        if len(sources) > TOKEN_TABLE_ROWS else list(sources.items())
+    header, rows, more, max_length = table
     intro = (f"Each source's train and validation rows as the model reads them, after `model.max_length` = "
-             f"{record.get('max_length', '?')} cut them (the gradients stage's count; what was cut and how: the "
-             "stages' warnings above; README's max_length section).")
-    header = "| source | examples | mean tokens | max tokens |" + (" mean answer tokens |" if causal else "")
-    lines = ["## Token lengths by source", "", intro, "", header + " cut by max_length |",
-             "|---|---|---|---|" + ("---|" if causal else "") + "---|"]
-    for name, stats in shown:
-        n, cut = stats["examples"], stats["cut"]
-        answer = f" {_fmt(stats.get('mean_answer_tokens'))} |" if causal else ""
-        lines.append(f"| {md_name(name)} | {n:,} | {_fmt(stats['mean_tokens'])} | {stats['max_tokens']:,} |{answer} "
-                     f"{cut:,} ({100 * cut / max(1, n):.0f}%) |")
-    if len(sources) > len(shown):
-        lines.append(f"| ... {len(sources) - len(shown):,} more, cut less (report.json's `tokens_by_source`) | | | |"
-                     + (" |" if causal else "") + " |")
+             f"{max_length} cut them (the gradients stage's count; what was cut and how: the stages' warnings "
+             "above; README's max_length section).")
+    lines = ["## Token lengths by source", "", intro, "", "| " + " | ".join(header) + " |",
+             "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join([md_name(row[0]), *row[1:]]) + " |" for row in rows]
+    if more:
+        lines.append(f"| ... {more:,} more, cut less (report.json's `tokens_by_source`) |" + " |" * (len(header) - 1))
     return [*lines, ""]
 
 

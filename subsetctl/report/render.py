@@ -37,6 +37,7 @@ from subsetctl.report.cells import (
     test_loss_digits,
     test_metric_cells,
     threads_line,
+    token_table,
     verify_k_cell,
     verify_notes,
     versions_line,
@@ -117,6 +118,7 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
         else:
             earlier = None
         _print_warnings(console, stage, warnings, STAGE_WARNINGS_SHOWN, earlier)
+    _print_token_table(console, report)
     if "strategies" in report:
         cal = report.get("calibration", {})
         long = not all_sources and any(len(r["selected"]) > SELECTED_SHOWN for r in report["strategies"].values())
@@ -239,6 +241,26 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
         files = " and ".join(_files_possessive(len(rows) + more, title.split(" (")[0]) for title, rows, more in tables)
         console.print("[dim]reproducing: " + escape("; ".join(f for f in facts if f.startswith(("seeds", "estimator", "model"))))
                       + (f" ({escape(files)} sha256 in report.md)" if files else "") + "[/dim]")
+
+
+def _print_token_table(console: Any, report: dict[str, Any]) -> None:
+    """report.md's "Token lengths by source" table (:func:`token_table`), printed only when
+    ``model.max_length`` cut some source's rows: the stages' warnings count the cuts, this
+    shows each source's lengths beside them (a source of books at 100% beside tweets)."""
+    from rich.table import Table
+
+    table = token_table(report)
+    if table is None or not any(not row[-1].startswith("0 ") for row in table[1]):
+        return
+    header, rows, more, max_length = table
+    t = Table(title=f"token lengths by source, as trained (model.max_length={max_length})", title_justify="left")
+    for i, col in enumerate(header):
+        t.add_column(col, justify="left" if i == 0 else "right", overflow="fold")
+    for row in rows:
+        t.add_row(*(escape(cell) for cell in row))
+    console.print(t)
+    if more:
+        console.print(f"[dim]... {more:,} more sources, cut less (report.md, report.json's tokens_by_source)[/dim]")
 
 
 def _files_possessive(count: int, what: str) -> str:
