@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -114,3 +117,16 @@ def stage_seconds(folder: Path) -> dict[str, float]:
         if manifest and "seconds" in manifest:
             out[stage] = float(manifest["seconds"])
     return out
+
+
+def case_in_child(script: str, code: Path, n: int, steps: int) -> dict[str, Any]:
+    """The benchmark ``script``'s case of ``n`` sources and ``steps`` steps (``script --child n
+    --steps steps``) in a fresh process running the package in ``code`` (this checkout, or a
+    worktree of the old code): the JSON object its last line prints. Its own process, so that
+    each case's peak RSS is its own."""
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    done = subprocess.run([sys.executable, script, "--child", str(n), "--steps", str(steps)],
+                          capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"the case of {n} sources ({code}) exited {done.returncode}:\n{done.stdout}{done.stderr}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))

@@ -40,7 +40,7 @@ if not os.environ.get("PYTHONPATH"):  # this checkout's code unless told otherwi
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
-from _common import ROOT, revision_before, stored_masks
+from _common import ROOT, case_in_child, revision_before, stored_masks
 
 #: the commit whose parent is the old code by default (found by its message: hashes change on a rebase)
 _CHANGE = "keep the subsets one source away from a step's current subset as that change"
@@ -89,12 +89,7 @@ def _case(n: int, steps: int) -> dict[str, Any]:
 
 def _child(code: Path, n: int, steps: int) -> dict[str, Any]:
     """:func:`_case` in a fresh process running the package in ``code``."""
-    env = {**os.environ, "PYTHONPATH": str(code)}
-    done = subprocess.run([sys.executable, __file__, "--child", str(n), "--steps", str(steps)],
-                          capture_output=True, text=True, env=env, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"the case of {n} sources ({code}) exited {done.returncode}:\n{done.stdout}{done.stderr}")
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    return case_in_child(__file__, code, n, steps)
 
 
 def main() -> None:
