@@ -532,7 +532,7 @@ def _folder_identity(folder: Path) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
 
 
-def _same_model_folder_as_recorded(inputs: dict[str, Any], manifest: dict[str, Any]) -> str | None:
+def same_model_folder_as_recorded(inputs: dict[str, Any], manifest: dict[str, Any]) -> str | None:
     """The ``model.source`` a stage's run recorded when it names another path than the
     spec now but the model folder's files (sizes and sha256, see
     :func:`subsetctl.modeling.resolve.model_fingerprint_inputs`) are the same; None
@@ -713,7 +713,7 @@ class Pipeline:
         if raw != inputs["slice"]:  # the neutral settings as that run recorded them (they change nothing)
             slices.append(with_neutral_values_of(raw, manifest.get("inputs", {}).get("slice"), self.spec.model.kind))
         slices += [s for s in stage.earlier_spec_slices(self.spec) if s != inputs["slice"]]
-        source = _same_model_folder_as_recorded(inputs, manifest)
+        source = same_model_folder_as_recorded(inputs, manifest)
         if source is not None:  # the same model files under another path: `model.source` as recorded
             slices += [{**s, "model": {**s["model"], "source": source}} for s in slices]
         dropped = _keys_no_longer_read(stage, manifest.get("inputs", {}).get("slice"))
@@ -1055,7 +1055,7 @@ class Pipeline:
         reads it): such a key is no change of the spec, though its recorded value differs
         from the counted one."""
         counted, written = inputs["slice"], stage.raw_spec_slice(self.spec)
-        source = _same_model_folder_as_recorded(inputs, manifest)
+        source = same_model_folder_as_recorded(inputs, manifest)
         if source is not None:  # the same model files under another path: not a change, as for `run`
             counted, written = ({**s, "model": {**s["model"], "source": source}} if isinstance(s.get("model"), dict)
                                 else s for s in (counted, written))

@@ -388,10 +388,10 @@ def test_a_replaced_local_model_makes_the_model_stages_stale_and_relative_paths_
     # the same files under another spelling, or moved: nothing re-runs (meta_init is hours on a real model)
     base = tiny_project / "models" / "base"
     for spelled in ("models/base/", str(base.resolve())):
-        assert all(not s.will_run for s in plan_project(tiny_project, [f"model.source={spelled}"])[2]), spelled
+        assert all(not s.will_run for s in plan_project(tiny_project, [f"model.source={spelled}"])[2]), [(s.name, s.reasons) for s in plan_project(tiny_project, [f"model.source={spelled}"])[2] if s.will_run]
     shutil.move(base, tiny_project / "models" / "moved")
-    assert [r["action"] for r in run_project(tiny_project, ["model.source=models/moved"])
-            if r["action"] == "ran"] == []
+    assert [r["stage"] for r in run_project(tiny_project, ["model.source=models/moved"])
+            if r["action"] == "ran"] == ["report"]  # (naming the folder where it is now)
     shutil.move(tiny_project / "models" / "moved", base)
 
     from safetensors.torch import load_file, save_file
@@ -1525,10 +1525,12 @@ def test_adapters_name_the_base_model_as_the_spec_does_not_where_this_machine_ha
     PeftModel.from_pretrained(base, str(config.parent))
 
     (tiny_project / "models" / "tiny").rename(tiny_project / "models" / "moved")  # the same files: θ* kept
-    run_project(tiny_project, ["model.source=models/moved"])  # nothing re-runs: the report says they name it as then
-    assert json.loads((tiny_project / "report.json").read_text())["adapter_base_model"] == "models/tiny"
-    assert "a model folder moved since, with the same files, re-ran nothing and is named as it was" in \
+    run_project(tiny_project, ["model.source=models/moved"])  # nothing re-runs: the report names it where it is now
+    assert json.loads((tiny_project / "report.json").read_text())["adapter_base_model"] == "models/moved"
+    assert "re-ran nothing and is named as the spec names it now, which the adapters' files may not" in \
         (tiny_project / "report.md").read_text()
+    assert all(json.loads(config.read_text())["base_model_name_or_path"] == "models/tiny"  # (as they were trained)
+               for config in (state / "finetune" / "runs").glob("*/adapter/adapter_config.json"))
     run_project(tiny_project, ["model.source=models/moved", "finetune.seeds=2"])  # seed 0's runs from the cache
     assert json.loads((tiny_project / "report.json").read_text())["stages"]["finetune"]["summary"]["reused_runs"]
     for config in (state / "finetune" / "runs").glob("*/adapter/adapter_config.json"):
@@ -1577,6 +1579,41 @@ def test_a_copied_project_reports_its_own_model_folder_not_the_one_it_was_copied
     else:  # outside it, copied with it: where it is now
         now = str(tmp_path / "B" / "shared" / "model")
         assert model["path"] == model["source"] == report["adapter_base_model_path"] == now, report
+
+
+def test_a_moved_project_whose_spec_now_names_its_model_folder_reports_that_folder(
+        tmp_path: Path, tiny_llama: Path) -> None:
+    """A spec naming its model by an absolute path inside the project, the project moved
+    (`cp -r A B`, A deleted) and model.source set to `model`, as validate advises: nothing
+    re-runs (the same model files), and the report written again named A's folder (meta_init's
+    summary, `adapter_base_model`, `settings`, report.md's model line), recorded by the runs.
+    It names the folder the spec leads to now."""
+    import yaml
+    from conftest import _write_jsonl_data
+    from tinymodels import tiny_project_spec
+
+    first = tmp_path / "A"
+    first.mkdir()
+    _write_jsonl_data(first)
+    shutil.copytree(tiny_llama, first / "model")
+    (first / "subsetctl.yaml").write_text(yaml.safe_dump(tiny_project_spec(str(first / "model")), sort_keys=False))
+    run_project(first)
+    shutil.copytree(first, tmp_path / "B")
+    shutil.rmtree(first)
+    moved = tmp_path / "B"
+    spec = yaml.safe_load((moved / "subsetctl.yaml").read_text())
+    (moved / "subsetctl.yaml").write_text(yaml.safe_dump({**spec, "model": {**spec["model"], "source": "model"}},
+                                                        sort_keys=False))
+    reasons = {s.name: s.reasons for s in plan_project(moved)[2]}["report"]
+    assert any("is named 'model' in the spec now" in reason for reason in reasons), reasons
+    ran = [r["stage"] for r in run_project(moved) if r["action"] == "ran"]
+    assert ran == ["report"], ran  # meta_init and the rest: up to date; the report names the folder anew
+    report = json.loads((moved / "report.json").read_text())
+    assert str(first) not in json.dumps(report) and str(first) not in (moved / "report.md").read_text()
+    model = report["stages"]["meta_init"]["summary"]["model"]
+    assert model["path"] == model["source"] == report["adapter_base_model"] == report["settings"]["model.source"] \
+        == "model", report
+    assert "- model: model" in (moved / "report.md").read_text()
 
 
 def test_report_json_names_the_revision_the_finetune_stage_recorded_for_a_hub_base_model(tiny_project_ran) -> None:

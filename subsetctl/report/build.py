@@ -200,6 +200,40 @@ def model_folder_now(recorded: Any, named: Any, root: Path) -> Any:
     return in_project_terms(recorded, root)
 
 
+def model_source_now(project: Project, manifest: dict[str, Any], spec: Any) -> str | None:
+    """``model.source`` as ``spec`` (the spec now) names it, where a model stage's results
+    (``manifest``) recorded another path for a local model folder whose files are the same
+    (:func:`subsetctl.pipeline.same_model_folder_as_recorded`, which keeps them up to date):
+    a project moved, its spec then set to the folder's relative path (``model``), re-runs
+    nothing, and its results name the old folder, which may be gone. None otherwise (no
+    spec, a ``model.source`` naming the same folder in project terms, ``models/base/`` for
+    ``models/base``, not a local folder, other files)."""
+    from subsetctl.modeling.resolve import model_fingerprint_inputs, model_location
+    from subsetctl.pipeline import same_model_folder_as_recorded
+
+    source = getattr(getattr(spec, "model", None), "source", None)
+    recorded = manifest.get("inputs", {}).get("slice", {}).get("model")
+    named = recorded.get("source") if isinstance(recorded, dict) else None
+    if not isinstance(source, str) or not isinstance(named, str) or len(
+            {in_project_terms(model_location(name, project.root), project.root) for name in (source, named)}) == 1:
+        return None  # (nothing to hash: the same folder, or no spec)
+    inputs = {"slice": {"model": {"source": source}}, "extra": model_fingerprint_inputs(source, project.root)}
+    return source if same_model_folder_as_recorded(inputs, manifest) is not None else None
+
+
+def models_named_anew(project: Project, spec: Any) -> dict[str, str]:
+    """Stage -> the model folder ``spec`` names now, in project terms (``model``), for the
+    stages whose results recorded another path for the same model folder
+    (:func:`model_source_now`): the report names the folder as the spec does now, so a
+    change of that name (a moved project's spec set to ``model``) writes it again, though no
+    stage re-runs; another spelling of it (``model/``) does not."""
+    from subsetctl.modeling.resolve import model_location
+
+    return {stage.name: in_project_terms(model_location(now, project.root), project.root)
+            for stage, manifest in _shown_results(project, frozenset())
+            if (now := model_source_now(project, manifest, spec)) is not None}
+
+
 def _adapter_base_model(root: Path, adapters: dict[str, list[str]]) -> str | None:
     """The base model the fine-tuned adapters were trained on, as peft recorded it (their
     adapter_config.json's ``base_model_name_or_path``: ``model.source`` as the spec names
@@ -218,17 +252,22 @@ def _adapter_base_model(root: Path, adapters: dict[str, list[str]]) -> str | Non
     return None
 
 
-def _summary(project: Project, manifest: dict[str, Any]) -> Any:
+def _summary(project: Project, manifest: dict[str, Any], spec: Any = None) -> Any:
     """A stage's recorded ``summary``, with the loaded model's ``source`` and ``path`` (the
     folder a model stage read, absolute) where they are now, in project terms
-    (:func:`model_folder_now`, against ``model.source`` as the stage's inputs record it)."""
+    (:func:`model_folder_now`, against ``model.source`` as the stage's inputs record it, or
+    as ``spec`` names it now where that is the same model folder: :func:`model_source_now`)."""
+    from subsetctl.modeling.resolve import model_location
+
     summary = manifest.get("summary")
     model = summary.get("model") if isinstance(summary, dict) else None
     if not isinstance(model, dict):
         return summary
     recorded = manifest.get("inputs", {}).get("slice", {}).get("model")
     named = recorded.get("source") if isinstance(recorded, dict) else None
-    model = {**model, **{key: model_folder_now(model[key], named, project.root)
+    now = model_source_now(project, manifest, spec)
+    model = {**model, **{key: model_folder_now(model[key] if now is None else model_location(now, project.root),
+                                               named if now is None else now, project.root)
                          for key in ("source", "path") if key in model}}
     return {**summary, "model": model}
 
@@ -541,13 +580,14 @@ def _plugin_loaders_code(recorded: Any, extra: dict[str, Any]) -> dict[str, Any]
     return out
 
 
-def results_settings(project: Project, skip: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
+def results_settings(project: Project, skip: frozenset[str] | set[str] = frozenset(), spec: Any = None) -> dict[str, Any]:
     """Dotted setting -> value, as the stages whose results are shown (not in ``skip``)
     recorded them (each its spec slice: only what it reads, so nothing that cannot change a
     result), overrides included: report.json's ``settings``, which tell two variants of a
     study apart (`report --compare`). A setting two stages read is taken from the first in
     pipeline order (both ran with one value unless one's results are outdated). A model
-    folder inside the project is named relative to it (:func:`in_project_terms`), and a
+    folder inside the project is named relative to it (:func:`in_project_terms`; as ``spec``,
+    the spec now, names it where that is the same folder: :func:`model_source_now`), and a
     setting every listed source shares is written once (:func:`compact_source_settings`)."""
     from subsetctl.spec import RESULT_NEUTRAL
     from subsetctl.spec.fingerprints import KIND_NEUTRAL
@@ -574,7 +614,10 @@ def results_settings(project: Project, skip: frozenset[str] | set[str] = frozens
     neutral = {f"{section}.{key}" for table in (RESULT_NEUTRAL, kind) for section, keys in table.items()
                for key in keys}
     if "model.source" in out:  # a model folder inside the project by its place there (two folders: the same)
-        out["model.source"] = in_project_terms(out["model.source"], project.root)
+        shown = next((m for _, m in _shown_results(project, skip)  # the stage it was taken from
+                      if "source" in ((m.get("inputs", {}).get("slice") or {}).get("model") or {})), {})
+        out["model.source"] = in_project_terms(model_source_now(project, shown, spec) or out["model.source"],
+                                               project.root)
     return compact_source_settings({key: value for key, value in sorted(out.items()) if key not in neutral})
 
 
@@ -920,7 +963,7 @@ def build_report(
             continue
         manifest = project.read_results_manifest(stage)
         if manifest and not manifest.get("corrupt"):
-            report["stages"][stage] = {"seconds": manifest.get("seconds"), "summary": _summary(project, manifest),
+            report["stages"][stage] = {"seconds": manifest.get("seconds"), "summary": _summary(project, manifest, spec),
                                        **made_by(manifest)}
             provenance, computed_with, _ = _provenance(project, stage)
             taken = provenance.get("threads") if isinstance(provenance.get("threads"), dict) else {}
@@ -939,7 +982,7 @@ def build_report(
     if warnings:  # (stages recorded before subsetctl kept them have none)
         report["stage_warnings"] = warnings
     # what made the results, as each stage recorded it: a report.json kept aside says which variant it is
-    report["settings"] = results_settings(project, skip)
+    report["settings"] = results_settings(project, skip, spec)
     overrides = results_overrides(project, skip, spec)
     if overrides:  # results made under command-line overrides say so (not the spec alone)
         report["overrides"], recorded = _as_typed(overrides, project, skip)
@@ -1000,6 +1043,12 @@ def build_report(
 
             record = _read(project.results_dir("finetune") / BASE_MODEL_FILE)
             named = in_project_terms(record.get("name"), project.root) if isinstance(record, dict) else None
+            now = model_source_now(project, project.read_results_manifest("finetune") or {}, spec)
+            if now is not None and named == base:  # the same model folder the spec names otherwise now
+                from subsetctl.modeling.resolve import model_location
+
+                record = {"name": now, "folder": model_location(now, project.root)}
+                report["adapter_base_model"] = base = named = in_project_terms(now, project.root)
             folder = model_folder_now(record.get("folder"), record.get("name"), project.root) if named == base else None
             if isinstance(folder, str) and folder != base:  # where the run read it (a packaged model's folder)
                 report["adapter_base_model_path"] = folder

@@ -282,9 +282,9 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
         base = report.get("adapter_base_model")
         if base and PurePath(base).is_absolute():  # a local folder named so, or adapters saved by an earlier version
             how += (f" The base model is {md_code(base)} (each adapter_config.json's "
-                    "`base_model_name_or_path`: where it was when the adapters were trained; after copying "
-                    "the project to another machine or moving the model, load the base model from where it "
-                    "is now).")
+                    "`base_model_name_or_path`: where it was when the adapters were trained, or where the spec "
+                    "names the same model files now; after copying the project to another machine or moving the "
+                    "model, load the base model from where it is now).")
         elif base and report.get("adapter_base_model_revision"):  # a hub id
             revision = report["adapter_base_model_revision"]
             how += (f" The base model is the hub model {md_code(base)} (each adapter_config.json's "
@@ -296,7 +296,8 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
             how += (f" The base model is {md_code(base)} (each adapter_config.json's `base_model_name_or_path`: "
                     "model.source as the spec named it when they were trained, a local folder inside the project "
                     "relative to the project folder however the spec named it; a model folder moved since, with the "
-                    "same files, re-ran nothing and is named as it was")
+                    "same files, re-ran nothing and is named as the spec names it now, which the adapters' files may "
+                    "not")
             if report.get("adapter_base_model_path"):
                 how += (f"; the run read it from {md_code(report['adapter_base_model_path'])}, the folder to give "
                         "`from_pretrained` on that machine")

@@ -32,10 +32,13 @@ class ReportStage(Stage):
         """The switched-off stages whose kept results the spec has moved past (the report
         shows their results only until their settings change, so a change re-runs it), the
         command-line overrides the results were made with, the library versions that computed
-        them when not all the same, the order of the selections in its tables, and what
-        report.json and report.md hold (:data:`~subsetctl.report.build.REPORT_FORMAT`)."""
+        them when not all the same, the order of the selections in its tables, the model folder
+        the spec names anew where the results recorded another path for its files
+        (:func:`~subsetctl.report.build.models_named_anew`), and what report.json and report.md
+        hold (:data:`~subsetctl.report.build.REPORT_FORMAT`)."""
         from subsetctl.report.build import (
             REPORT_FORMAT,
+            models_named_anew,
             results_overrides,
             results_versions,
             selection_order,
@@ -51,9 +54,10 @@ class ReportStage(Stage):
         # the tables' order (reordering the baselines re-runs nothing else)
         # the verify table's figures for each lambda of the grid, left out of calibrate's output digest
         grid = _calibrate_grid_figures(project)
+        anew = models_named_anew(project, spec)  # (the model folder moved: nothing else re-runs)
         return {"report_format": REPORT_FORMAT, "selection_order": selection_order(spec),
                 **({"calibrate_grid_figures": grid} if grid else {}),
-                **({"switched_off_moved_past": moved} if moved else {}),
+                **({"switched_off_moved_past": moved} if moved else {}), **({"model_named_anew": anew} if anew else {}),
                 **({"overrides": overrides} if overrides else {}), **({"library_versions": versions} if versions else {})}
 
     def missing_outputs(self, project: Project, manifest: dict[str, Any]) -> list[str]:
