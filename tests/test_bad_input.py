@@ -374,6 +374,33 @@ def test_a_copied_projects_spec_naming_its_old_model_folder_says_the_relative_so
     assert "Unknown model" in issue and "copied or moved" not in issue, issue
 
 
+@pytest.mark.parametrize("same", [True, False])
+def test_a_copied_projects_model_folder_note_promises_up_to_date_stages_only_for_the_recorded_model(
+        tmp_path: Path, same: bool) -> None:
+    """The relative model.source validate advises for a moved project's gone absolute path
+    (a folder by that name inside or beside it) said "the stages stay up to date", also where
+    that folder holds another model than the one the results recorded (`../m`, another
+    checkpoint): meta_init would be trained again. It says so only for the same files."""
+    from subsetctl.modeling.resolve import model_fingerprint_inputs
+
+    project = tmp_path / "new" / "proj"
+    project.mkdir(parents=True)
+    model = tmp_path / "new" / "m"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    recorded = model_fingerprint_inputs(str(model), project)["model_files"]
+    if not same:  # a model of other weights by that name: the results were made from another
+        (model / "model.safetensors").write_bytes(b"other weights")
+    manifest = project / ".subsetctl" / "meta_init" / "manifest.json"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text(json.dumps({"fingerprint": "f", "artifacts": {},
+                                    "inputs": {"slice": {}, "upstream": {}, "extra": {"model_files": recorded}}}))
+    (issue,) = _issues(_spec_file(project, {**BASE, "model": {"source": str(tmp_path / "old" / "m")}}))
+    assert "set model.source: ../m" in issue, issue
+    assert ("the stages stay up to date" in issue) is same, issue
+    assert ("Its files are not those of the model the project's results were made from" in issue) is not same, issue
+
+
 def test_a_model_folder_or_source_files_named_in_another_unicode_form_or_case_says_so(tmp_path: Path) -> None:
     """model.source `./modèle` for a folder `Modèle` (or one macOS named in NFD) was "Unknown
     model", no more; two files of one source_files group whose names differ only in Unicode

@@ -977,22 +977,46 @@ def classify_model_source(source: str, spec_dir: Path | None = None) -> str:
     )
 
 
+def _recorded_model_files(project_dir: Path) -> Any:
+    """The model folder's files (``model_files``: sizes and sha256) that the first of the
+    project's model stages with finished results recorded (meta_init's, as a rule); None
+    where none did (nothing run yet, a hub id or a packaged model)."""
+    from subsetctl.project import Project
+    from subsetctl.stages import stage_names
+
+    for stage in stage_names():
+        manifest = Project(project_dir).read_results_manifest(stage) or {}
+        extra = manifest.get("inputs", {}).get("extra") if isinstance(manifest.get("inputs"), dict) else None
+        if isinstance(extra, dict) and extra.get("model_files") is not None:
+            return extra["model_files"]
+    return None
+
+
 def _moved_project_note(path: Path, spec_dir: Path, depth: int = 3) -> str:
     """For an absolute model folder ``path`` that is not there: where the project (the spec's
     folder ``spec_dir``) holds a model folder by the same last names, inside it or beside it
     (``model``, ``models/base``, ``../m``), the relative ``model.source`` to give. A project
     copied or moved (`cp -r A B`, `mv`) keeps a spec naming its model by its old absolute
-    path, and ``plan`` then only said the folder was unknown; "" where no such folder is."""
+    path, and ``plan`` then only said the folder was unknown; "" where no such folder is.
+    That the stages stay up to date is said only where that folder's files are those the
+    project's results recorded (:func:`_recorded_model_files`): a folder by that name may
+    hold another model (``../m`` beside the project, another checkpoint)."""
     parts = path.parts[1:]
     for base, prefix in ((spec_dir, ""), (spec_dir.parent, "../")):
         for k in range(1, min(depth, len(parts)) + 1):
             tail = Path(*parts[-k:])
             if (base / tail / "config.json").is_file():
                 relative = prefix + tail.as_posix()
-                return (f". The spec's folder has the model folder {relative!r} ({(base / tail).resolve()}): if "
+                note = (f". The spec's folder has the model folder {relative!r} ({(base / tail).resolve()}): if "
                         "the project was copied or moved since the spec named its model by this absolute path, set "
-                        f"model.source: {relative} (relative to the spec's folder: right after a move too); the "
-                        "stages stay up to date, as a model folder is known by its files")
+                        f"model.source: {relative} (relative to the spec's folder: right after a move too)")
+                recorded = _recorded_model_files(spec_dir)
+                if recorded is None:  # nothing run from a local folder yet: no results to keep
+                    return note
+                if model_fingerprint_inputs(relative, spec_dir).get("model_files") == recorded:
+                    return note + "; the stages stay up to date, as a model folder is known by its files"
+                return (note + ". Its files are not those of the model the project's results were made from, "
+                        "though: check it is the model you mean (with it, the model stages run again)")
     return ""
 
 
