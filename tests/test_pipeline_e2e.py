@@ -1582,19 +1582,19 @@ def test_a_copied_project_reports_its_own_model_folder_not_the_one_it_was_copied
 
 
 def test_a_moved_project_whose_spec_now_names_its_model_folder_reports_that_folder(
-        tmp_path: Path, tiny_llama: Path) -> None:
+        tmp_path: Path, jsonl_project: Path, tiny_llama: Path) -> None:
     """A spec naming its model by an absolute path inside the project, the project moved
     (`cp -r A B`, A deleted) and model.source set to `model`, as validate advises: nothing
     re-runs (the same model files), and the report written again named A's folder (meta_init's
     summary, `adapter_base_model`, `settings`, report.md's model line), recorded by the runs.
     It names the folder the spec leads to now."""
     import yaml
-    from conftest import _write_jsonl_data
     from tinymodels import tiny_project_spec
 
     first = tmp_path / "A"
     first.mkdir()
-    _write_jsonl_data(first)
+    for data in jsonl_project.glob("*.jsonl"):  # (conftest's data files, written in tmp_path)
+        shutil.copy(data, first)
     shutil.copytree(tiny_llama, first / "model")
     (first / "subsetctl.yaml").write_text(yaml.safe_dump(tiny_project_spec(str(first / "model")), sort_keys=False))
     run_project(first)
