@@ -751,6 +751,23 @@ def lf_cells(frame: Any) -> Any:
     return frame
 
 
+def csv_text_options(escaped: bool = False) -> dict[str, Any]:
+    """``pandas.read_csv``'s options reading a CSV file's cells as the loaders read them: every
+    cell as text (an empty one "", not NaN), a UTF-8 byte-order mark dropped; ``escaped``:
+    bytes that are not UTF-8 as surrogate escapes, in Python strings (pandas' arrow text
+    refuses them), for the second read of a file a strict read failed on."""
+    return {"dtype": object if escaped else str, "keep_default_na": False, "encoding": "utf-8-sig",
+            "encoding_errors": "surrogateescape" if escaped else "strict"}
+
+
+def csv_text_frame(frame: Any, crlf: bool) -> Any:
+    """A frame :func:`csv_text_options` read, as the loaders hand its rows on: column names as
+    text, and a CRLF file's (``crlf``, :func:`crlf_lines`) line breaks inside cells as LF
+    (:func:`lf_cells`). The frame itself is changed, and returned."""
+    frame.columns = [str(c) for c in frame.columns]
+    return lf_cells(frame) if crlf else frame
+
+
 class _BareCarriageReturns(io.BufferedIOBase):
     """A binary file read through, noting whether it holds a carriage return that no line
     feed follows (``bare``): a line break of old Mac files, which pandas' skipping misreads
@@ -996,11 +1013,8 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
         # a corpus's documents, are then not held 50,000 at a time as Python strings; a CRLF
         # file's cells as the LF file's (lf_cells)
         with open_decompressed(path) as handle:
-            # (rows not UTF-8 read as surrogate escapes: as Python text, which pandas' arrow text refuses)
-            reader = pd.read_csv(wrap(handle) if wrap else handle, sep=options.delimiter,
-                                 dtype=object if escaped else str, keep_default_na=False, encoding="utf-8-sig",
-                                 iterator=True, skiprows=skiprows,
-                                 encoding_errors="surrogateescape" if escaped else "strict")
+            reader = pd.read_csv(wrap(handle) if wrap else handle, sep=options.delimiter, iterator=True,
+                                 skiprows=skiprows, **csv_text_options(escaped is not None))
             with reader:
                 size = min(common.CHUNK_ROWS, CSV_FIRST_ROWS)
                 while True:
@@ -1008,8 +1022,7 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
                         frame = reader.get_chunk(size)
                     except StopIteration:
                         return
-                    frame.columns = [str(c) for c in frame.columns]
-                    yield lf_cells(frame) if crlf else frame
+                    yield csv_text_frame(frame, crlf)
                     size = common.batch_rows(int(frame.memory_usage(deep=True).sum()), len(frame))
 
     def fetch(wanted: Any) -> Iterator[tuple[int, dict[str, Any]]]:  # the file read again for these records
@@ -1494,13 +1507,10 @@ def _text_records(path: Path, kind: str, delimiter: str, lines: Any, duplicates:
     while True:
         try:
             with open_decompressed(path) as handle, pd.read_csv(
-                    handle, sep=delimiter, dtype=object if escaped else str, keep_default_na=False,
-                    encoding="utf-8-sig", encoding_errors="surrogateescape" if escaped else "strict",
-                    chunksize=common.CHUNK_ROWS) as reader:
+                    handle, sep=delimiter, chunksize=common.CHUNK_ROWS, **csv_text_options(escaped)) as reader:
                 read = 0
                 for frame in reader:
-                    frame.columns = [str(c) for c in frame.columns]
-                    for record in (lf_cells(frame) if crlf else frame).to_dict("records"):
+                    for record in csv_text_frame(frame, crlf).to_dict("records"):
                         read += 1
                         if read <= count:  # (yielded by the strict read)
                             continue
