@@ -357,7 +357,9 @@ def _validate_spec_file(path: str | Path, overrides: str | list[str] | None, imp
     else:
         lines = key_lines(text) if text else {}
         report.issues.extend(blame_source_files(semantic_issues(spec, path, text), spec.source_origins, lines, path.parent))
-        report.warnings.extend(blame_source_files(spec_warnings(spec, path, text), spec.source_origins, lines, path.parent))
+        warnings = spec_warnings(spec, path, text)
+        spec._checked_warnings = [w.message for w in warnings if not w.note]  # (blame_source_files may merge them)
+        report.warnings.extend(blame_source_files(warnings, spec.source_origins, lines, path.parent))
         report.runs_code = code_the_spec_runs(spec, import_plugins)
     report.not_checked = [i for i in report.issues if is_not_checked(i.message)]
     report.issues = [i for i in report.issues if not is_not_checked(i.message)]

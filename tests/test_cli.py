@@ -278,6 +278,28 @@ def test_plan_run_until_data_then_noop_then_change_one_source(jsonl_project: Pat
     assert result["state"] == "stale" and result["reasons"] == ["input files changed: a"]  # names the source
 
 
+def test_run_says_a_files_lines_not_utf8_once_and_plan_and_validate_say_them(jsonl_project: Path) -> None:
+    """A source's file with a line that is not UTF-8: `run` printed the warning that it is left
+    out twice, as the spec's warning when it began and again from the data stage; once now,
+    and data.json (the report) keeps it. `validate` and `plan` still say it, and a second
+    source with the same problem gets its own warning."""
+    for name in ("a", "b"):
+        with (jsonl_project / f"{name}.jsonl").open("ab") as handle:
+            handle.write(b'{"prompt": "x\x81y", "response": "z"}\n')
+    left_out = "lines are not valid UTF-8 (line 11; the first at byte"
+    root = str(jsonl_project)
+    for command in (("validate", root), ("plan", root)):
+        said = invoke(*command)
+        assert said.exit_code == 0, said.output
+        assert said.output.count(left_out) == 2 and "Source 'a': file" in said.output, said.output
+    ran = invoke("run", root, "--until", "data", "-q")
+    assert ran.exit_code == 0, ran.output
+    output = " ".join(ran.output.split())  # (rich wraps long lines)
+    assert output.count("Source 'a': file") == 1 and output.count("Source 'b': file") == 1, ran.output
+    summary = json.loads((jsonl_project / ".subsetctl" / "data" / "data.json").read_text())
+    assert sum(left_out in warning for warning in summary["warnings"]) == 2
+
+
 def test_run_override_is_recorded(jsonl_project: Path) -> None:
     result = invoke("run", str(jsonl_project), "--until", "data", "-q", "sources[0].max_examples=4")
     assert result.exit_code == 0, result.output

@@ -1266,6 +1266,18 @@ class Spec(StrictModel):
         blank), one per file, with the index of the group: validate and the data stage warn with them."""
         return self._left_out_rows
 
+    #: the spec's warnings (not its notes) as its checks wrote them, before a ``source_files`` group's alike
+    #: ones are merged or an override is named in them (:func:`~subsetctl.api.validate_spec_file`)
+    _checked_warnings: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def checked_warnings(self) -> list[str]:
+        """The messages of the warnings validate found in this spec (a file's lines not UTF-8, its
+        cells holding a stray byte-order mark, ...), which a run prints before its first stage:
+        the data stage prints none of its own warnings that is one of them again (data.json and
+        the report keep it)."""
+        return self._checked_warnings
+
     #: (group, note) naming the values of a ``by`` group's files the target or listed sources read (``where``)
     _left_to_others: list[tuple[int, str]] = PrivateAttr(default_factory=list)
 

@@ -207,9 +207,9 @@ class DataStage(Stage):
             counts = summary["counts"][ctx.spec.target.name]
             ctx.reporter.info(f"data: target {ctx.spec.target.name!r}: train {counts['train']} and validation "
                               f"{counts['validation']} rows from loader, test: {counts['test']} rows from test_loader")
-        # (rows a `by` group's sources leave out: the spec's warnings said so, with file and line, as the run
-        # began; data.json keeps them for the report)
-        said = {f"source_files[{g}].by: {note}" for g, note in ctx.spec.left_out_rows}
+        # (rows a `by` group's sources leave out, a file's lines not UTF-8: the spec's warnings said so, with
+        # file and line, as the run began; data.json keeps them for the report)
+        said = {f"source_files[{g}].by: {note}" for g, note in ctx.spec.left_out_rows} | set(ctx.spec.checked_warnings)
         warnings = [warning for warning in summary.get("warnings", []) if warning not in said]
         for warning in warnings[:DATA_WARNINGS_LIVE]:  # (the report lists them as data warnings, from data.json)
             ctx.reporter.warn(ShownInResults(warning))
