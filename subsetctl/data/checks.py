@@ -38,6 +38,7 @@ from subsetctl.data.loaders import (
     UnsupportedCompression,
     compressed_again_note,
     compressed_parquet_problem,
+    count_csv_rows_not_utf8,
     evals_file,
     gzip_damage,
     has_escaped_bytes,
@@ -162,7 +163,7 @@ def _jsonl_read_through_of(path: Path, size: int, mtime_ns: int) -> tuple[int | 
 
 
 @functools.lru_cache(maxsize=64)
-def _jsonl_not_utf8_of(path: Path, size: int, mtime_ns: int) -> NotUtf8Lines | str | None:
+def _jsonl_not_utf8_of(path: Path, size: int, mtime_ns: int, delimiter: str | None) -> NotUtf8Lines | str | None:
     """:func:`_jsonl_not_utf8` of the file ``path`` with that size and time (the key): a
     UTF-8 file is read once by the C decoder, a line at a time only when it is not."""
     import codecs
@@ -176,10 +177,12 @@ def _jsonl_not_utf8_of(path: Path, size: int, mtime_ns: int) -> NotUtf8Lines | s
         return None
     except Exception:  # noqa: BLE001, S110 - not UTF-8, or a gzip file cut short (after lines that may not be)
         pass
-    not_utf8 = NotUtf8Lines()
+    not_utf8 = NotUtf8Lines(csv=delimiter is not None)
     try:
         for _ in text_lines(path, "", not_utf8):
             pass
+        if delimiter is not None and not_utf8.header_error() is None:  # (a header not UTF-8: refused, as it is)
+            count_csv_rows_not_utf8(path, delimiter, not_utf8)
     except NotUtf8 as exc:
         return exc.problem
     except UserError:  # unreadable, or a gzip file cut short: said otherwise
@@ -196,7 +199,7 @@ def lines_not_utf8_notice(loader: Any, base_dir: Path, name: str | None) -> str 
         return None
     path = resolve_path(loader.path, base_dir)
     try:
-        verdict = _jsonl_not_utf8(path) if path.is_file() else None
+        verdict = _jsonl_not_utf8(path, getattr(loader, "delimiter", None)) if path.is_file() else None
     except OSError:
         return None
     if isinstance(loader, CsvLoader) and isinstance(verdict, NotUtf8Lines) and verdict.header_error() is not None:
@@ -223,16 +226,18 @@ def stray_cell_notices(loader: Any, base_dir: Path, name: str | None) -> list[st
         return []
 
 
-def _not_utf8_refusal(path: Path, line: int | None = None, header: bool = False) -> str | None:
+def _not_utf8_refusal(path: Path, line: int | None = None, delimiter: str | None = None) -> str | None:
     """Why the data stage refuses text file ``path``, some of whose lines are not UTF-8 (its
     words: a Latin-1 line, too many such lines, a UTF-16 file), or None when it leaves them
     out. A file up to :data:`LINES_COUNTED_MB` is read through (:func:`_jsonl_not_utf8`); a
     larger one up to ``line`` (the bad line met in its head), as the data stage meets its
     lines: one not UTF-8 there that it would leave out is no error here either (the read
-    through it stops at a Latin-1 line, or a UTF-16 file's first). ``header``: a first line
-    (a CSV file's header) not UTF-8 is refused too."""
+    through it stops at a Latin-1 line, or a UTF-16 file's first). ``delimiter``: a CSV file's
+    (its rows counted, :func:`_jsonl_not_utf8`), whose first line (its header) not UTF-8 is
+    refused too."""
+    header = delimiter is not None
     if path.stat().st_size <= LINES_COUNTED_MB * 2**20:
-        verdict = _jsonl_not_utf8(path)
+        verdict = _jsonl_not_utf8(path, delimiter)
         if header and isinstance(verdict, NotUtf8Lines) and (refused := verdict.header_error()) is not None:
             return refused.problem  # (a CSV header not UTF-8: refused, as the data stage refuses it)
         return verdict if isinstance(verdict, str) else None
@@ -249,18 +254,19 @@ def _not_utf8_refusal(path: Path, line: int | None = None, header: bool = False)
     return refused.problem if header and (refused := head.header_error()) is not None else None
 
 
-def _jsonl_not_utf8(path: Path) -> NotUtf8Lines | str | None:
+def _jsonl_not_utf8(path: Path, delimiter: str | None = None) -> NotUtf8Lines | str | None:
     """A JSON Lines file's lines that are not UTF-8, found as the data stage finds them
     (:func:`~subsetctl.data.loaders.files.text_lines`), for validate to say what it will:
     those it leaves out (a :class:`NotUtf8Lines`), or why it refuses the file (its words,
     "not valid UTF-8 (byte B, line L...): re-save it as UTF-8", a Latin-1 file's or one with
     many such lines); None for a UTF-8 file, or one larger than :data:`LINES_COUNTED_MB` whose
     lines past its head are left to the data stage (one whose head cannot be read as UTF-8
-    is refused, as before)."""
+    is refused, as before). ``delimiter``: a CSV file's, whose rows are counted, not its lines
+    (:func:`~subsetctl.data.loaders.files.count_csv_rows_not_utf8`)."""
     stat = path.stat()
     if stat.st_size > LINES_COUNTED_MB * 2**20:
         return None
-    return _jsonl_not_utf8_of(path, stat.st_size, stat.st_mtime_ns)
+    return _jsonl_not_utf8_of(path, stat.st_size, stat.st_mtime_ns, delimiter)
 
 
 def _known_size(source: SourceSpec, base_dir: Path) -> tuple[int, str] | None:
@@ -499,7 +505,7 @@ def _file_head(loader: LoaderBase, path: Path) -> tuple[list[str] | None, str | 
                         return None, _nul_problem(None), False
                     rowless = header is not None and _no_row_follows(rows)
             except UnicodeDecodeError:  # rows not UTF-8: the data stage leaves them out, or refuses the file
-                refused = _not_utf8_refusal(path, header=True)
+                refused = _not_utf8_refusal(path, delimiter=loader.delimiter)
                 if refused is not None:
                     return None, refused, False
                 with _open_text(path, errors="surrogateescape") as handle:
@@ -606,7 +612,7 @@ def _check_columns(loader: LoaderBase, path: Path, loc: tuple[Any, ...], kind: s
         issues.add(loc + ("path",), f"{path.name}: {damage}")
         return
     if ((loader.type == "jsonl" and isinstance(refused := _jsonl_read_through(path)[2], str))  # past its head
-            or (loader.type == "csv" and isinstance(refused := _jsonl_not_utf8(path), str))):
+            or (loader.type == "csv" and isinstance(refused := _jsonl_not_utf8(path, loader.delimiter), str))):
         issues.add(loc + ("path",), f"{path.name}: {refused}")
         return
     if loader.type == "csv" and (unclosed := _unclosed_csv_quote(path, loader.delimiter)) is not None:

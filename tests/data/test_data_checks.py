@@ -219,8 +219,37 @@ def test_validate_says_of_csv_rows_that_are_not_utf8_what_the_data_stage_does(tm
     assert "it reads as Latin-1 (Windows-1252) text there): re-save it as UTF-8" in issues["sources[2].loader.path"].message
     warnings = spec_warnings(Spec.model_validate(yaml.safe_load(text)), tmp_path / "subsetctl.yaml")
     (warning,) = [w for w in warnings if w.key == "sources[1].loader.path"]
-    assert warning.message.endswith("few.csv: 1 of 32 lines are not valid UTF-8 (line 2; the first at byte 17); "
+    assert warning.message.endswith("few.csv: 1 of 31 rows are not valid UTF-8 (line 2; the first at byte 17); "
                                     "they are left out. If the file was saved in another encoding, re-save it as UTF-8.")
+
+
+def test_validate_counts_a_csv_files_rows_not_utf8_as_the_data_stage_does(tmp_path: Path) -> None:
+    """validate counted a CSV file's lines for "more than a tenth not UTF-8": one bad row whose
+    quoted cell spans five lines was refused (5 of 15 lines), two bad rows among long cells
+    left out (2 of 91 lines). It counts rows (records) now, as the data stage does."""
+    good = b"".join(b"q%d,a\n" % i for i in range(9))
+    long_cells = b"".join(b'"q%d\n' % i + b"l\n" * 9 + b'",a\n' for i in range(8))
+    text, issues = _issues_of_files(tmp_path, "csv", {
+        "few": b'prompt,response\n"x\x81\nx\x81\nx\x81\nx\x81\nx\x81",a\n' + good,
+        "many": b"prompt,response\n" + long_cells + b"x\x81,a\ny\x81,a\n"})
+    assert {key: issue.message for key, issue in issues.items()} == {"sources[2].loader.path": (
+        "many.csv: not valid UTF-8 (byte 225, line 90): re-save it as UTF-8; 2 of its 10 rows are not UTF-8 "
+        "(line 90, line 91)")}
+    assert _warning_on(tmp_path, text, "sources[1].loader.path").endswith(
+        "few.csv: 1 of 10 rows are not valid UTF-8 (line 2; the first at byte 18); they are left out. If the file "
+        "was saved in another encoding, re-save it as UTF-8.")
+
+
+def _warning_on(tmp_path: Path, text: str, key: str) -> str:
+    """The message of the one warning validate gives of spec ``text`` (in ``tmp_path``) on ``key``."""
+    import yaml
+
+    from subsetctl.api import spec_warnings
+    from subsetctl.spec import Spec
+
+    (warning,) = [w for w in spec_warnings(Spec.model_validate(yaml.safe_load(text)), tmp_path / "subsetctl.yaml")
+                  if w.key == key]
+    return warning.message
 
 
 def _large_few_and_latin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, few: bytes,

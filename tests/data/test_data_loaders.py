@@ -1646,7 +1646,7 @@ def test_a_few_csv_rows_that_are_not_utf8_are_left_out_with_one_warning(tmp_path
     ctx = make_ctx()
     dataset = load_csv(CsvLoader(type="csv", path="b.csv"), ctx)
     assert len(dataset) == 31 and "\udc81x" not in dataset["prompt"]
-    assert any(re.search(r"b\.csv: 1 of 34 lines are not valid UTF-8 \(line 3; the first at byte 21\); they are left "
+    assert any(re.search(r"b\.csv: 1 of 33 rows are not valid UTF-8 \(line 3; the first at byte 21\); they are left "
                          r"out\.", n) for n in ctx.notices)
     assert any("line 34" in n for n in ctx.notices)  # the blank answer, named by its own line
     drawn = dataclasses.replace(make_ctx(), keep_at_most=5)
@@ -1657,6 +1657,25 @@ def test_a_few_csv_rows_that_are_not_utf8_are_left_out_with_one_warning(tmp_path
     (tmp_path / "header.csv").write_bytes(b"pr\x81ompt,response\n" + good)  # (no column could be named)
     with pytest.raises(UserError, match=r"header\.csv is not valid UTF-8 \(byte 2, line 1\)\. Re-save it as UTF-8\.$"):
         load_csv(CsvLoader(type="csv", path="header.csv"), make_ctx())
+
+
+def test_a_csv_files_share_of_rows_not_utf8_counts_rows_not_the_lines_of_their_cells(tmp_path: Path, make_ctx) -> None:
+    """"More than a tenth not UTF-8" counted a CSV file's lines: a quoted cell over five lines,
+    each with a stray byte, was five of 15 lines and stopped a source of 10 rows whose one row
+    was bad; two bad rows among 10 whose cells span 11 lines each were 2 of 91 lines, and left
+    out, though a fifth of the rows. Now the rows (records) are counted; the warning still
+    names the file lines an editor shows."""
+    good = b"".join(b"q%d,a\n" % i for i in range(9))
+    (tmp_path / "few.csv").write_bytes(b'prompt,response\n"x\x81\nx\x81\nx\x81\nx\x81\nx\x81",a\n' + good)
+    ctx = make_ctx()
+    assert len(load_csv(CsvLoader(type="csv", path="few.csv"), ctx)) == 9
+    assert any(re.search(r"few\.csv: 1 of 10 rows are not valid UTF-8 \(line 2; the first at byte 18\); they are "
+                         r"left out\.", n) for n in ctx.notices), ctx.notices
+    long_cells = b"".join(b'"q%d\n' % i + b"l\n" * 9 + b'",a\n' for i in range(8))
+    (tmp_path / "many.csv").write_bytes(b"prompt,response\n" + long_cells + b"x\x81,a\ny\x81,a\n")
+    with pytest.raises(UserError, match=r"many\.csv is not valid UTF-8 \(byte 225, line 90\)\. Re-save it as UTF-8\. "
+                                        r"2 of its 10 rows are not UTF-8 \(line 90, line 91\)\.$"):
+        load_csv(CsvLoader(type="csv", path="many.csv"), make_ctx())
 
 
 def test_a_utf16_file_is_named_so(tmp_path: Path, make_ctx) -> None:

@@ -289,7 +289,8 @@ def test_a_few_lines_not_utf8_are_left_out_of_every_task_said_once(tmp_path: Pat
     data.write_bytes(b"".join(lines[:3]) + bad + b"".join(lines[3:]))
     spec = load_spec(path)
     byte = len(b"".join(lines[:3])) + bad.index(b"\x81")
-    notice = (f"File {data}: 1 of {len(lines) + 1} lines are not valid UTF-8 (line 4; the first at byte "
+    counted = f"{len(lines) + 1} lines" if kind == "jsonl" else f"{len(lines)} rows"  # (a CSV file's header: no row)
+    notice = (f"File {data}: 1 of {counted} are not valid UTF-8 (line 4; the first at byte "
               f"{byte}); they are left out of every task read from it "
               "(loader.where). If the file was saved in another encoding, re-save it as UTF-8.")
     said = [w.message for w in spec_warnings(spec, path) if "not valid UTF-8" in w.message]

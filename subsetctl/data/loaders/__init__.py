@@ -101,6 +101,7 @@ from subsetctl.data.loaders.files import (  # noqa: F401
     _utf8_problem,
     compressed_again_note,
     compressed_parquet_problem,
+    count_csv_rows_not_utf8,
     csv_record_lines,
     data_files_by_entry,
     expand_data_files,

@@ -271,13 +271,21 @@ class NotUtf8Lines:
     one): the first few, how many, how many lines were read, and the error the first would
     have been. A few damaged lines (a line cut short, stray bytes) no longer stop the whole
     source; a file in another encoding still does: a line that reads as Latin-1 text
-    (:func:`looks_cp1252`), or such lines more than :data:`NOT_UTF8_SHARE` of the lines."""
+    (:func:`looks_cp1252`), or such lines more than :data:`NOT_UTF8_SHARE` of the lines.
+
+    A CSV file's (``csv``) are its rows (records) instead, once the file is read
+    (:func:`count_csv_rows_not_utf8`): a quoted cell over many lines is one row, so the share
+    is of rows, ``count`` the rows holding such bytes and ``first`` the first such line of
+    each (file lines, as an editor numbers them)."""
 
     first: list[int] = dataclass_field(default_factory=list)
     count: int = 0
     lines: int = 0
     error: NotUtf8 | None = None
     byte: int = 0
+    csv: bool = False
+    #: a CSV file's rows (its header not counted), once counted: the share is of them
+    rows: int | None = None
 
     def add(self, line: int, byte: int, error: NotUtf8) -> None:
         """Count ``line``, not UTF-8 from ``byte`` of the file on (``error``: stopping on it),
@@ -301,10 +309,17 @@ class NotUtf8Lines:
     def too_many(self) -> NotUtf8 | None:
         """The error stopping the source once the file is read: more such lines than
         :data:`NOT_UTF8_SHARE` of its lines, which a file in another encoding has; else None."""
-        if self.error is None or self.count <= NOT_UTF8_SHARE * self.lines:
+        if self.error is None or (self.csv and self.rows is None):  # (a CSV file's rows are not counted yet)
             return None
-        many = f"{self.count} of its {self.lines} lines are not UTF-8 ({self.shown()})"
+        total, unit = self.counted()
+        if self.count <= NOT_UTF8_SHARE * total:
+            return None
+        many = f"{self.count} of its {total} {unit} are not UTF-8 ({self.shown()})"
         return NotUtf8(f"{self.error} {many}.", f"{self.error.problem}; {many}")
+
+    def counted(self) -> tuple[int, str]:
+        """What the share is of: the file's lines, or a CSV file's rows once counted."""
+        return (self.lines, "lines") if self.rows is None else (self.rows, "rows")
 
     def notice(self, source: str | None, path: Path) -> str:
         """The data stage's warning that the lines are left out, naming the file and the lines;
@@ -312,7 +327,8 @@ class NotUtf8Lines:
         (the same words from each of its sources)."""
         said = f"Source {source!r}: file" if source is not None else "File"
         whose = "" if source is not None else " of every task read from it (loader.where)"
-        return (f"{said} {shown_path(path)}: {self.count} of {self.lines} lines are not valid UTF-8 "
+        total, unit = self.counted()
+        return (f"{said} {shown_path(path)}: {self.count} of {total} {unit} are not valid UTF-8 "
                 f"({self.shown()}; the first at byte {self.byte}); they are left out{whose}. If the file was saved "
                 "in another encoding, re-save it as UTF-8.")
 
@@ -322,10 +338,12 @@ def has_escaped_bytes(text: str) -> bool:
     return any("\udc80" <= ch <= "\udcff" for ch in text)
 
 
-def lines_not_utf8(path: Path, source: str, not_utf8: NotUtf8Lines | None = None) -> NotUtf8Lines:
+def lines_not_utf8(path: Path, source: str, not_utf8: NotUtf8Lines | None = None,
+                   delimiter: str | None = None) -> NotUtf8Lines:
     """The lines of text file ``path`` that are not UTF-8, as :func:`text_lines` leaves them
     out (read through for them, counted in ``not_utf8`` if given); for a CSV file pandas
-    refused as not UTF-8.
+    refused as not UTF-8 (``delimiter``, its loader's: counted by rows,
+    :func:`count_csv_rows_not_utf8`).
 
     Raises:
         NotUtf8: the file is taken for one in another encoding (a Latin-1 line, too many
@@ -333,11 +351,39 @@ def lines_not_utf8(path: Path, source: str, not_utf8: NotUtf8Lines | None = None
         not UTF-8.
         UserError: it cannot be read."""
     not_utf8 = NotUtf8Lines() if not_utf8 is None else not_utf8
+    not_utf8.csv = delimiter is not None
     for _ in text_lines(path, source, not_utf8):
         pass
     if (header := not_utf8.header_error()) is not None:
         raise header
+    if delimiter is not None:
+        count_csv_rows_not_utf8(path, delimiter, not_utf8)
     return not_utf8
+
+
+def count_csv_rows_not_utf8(path: Path, delimiter: str, not_utf8: NotUtf8Lines) -> None:
+    """Count in ``not_utf8`` (:func:`text_lines`' lines of CSV file ``path``, its header UTF-8)
+    the file's rows and those holding bytes that are not UTF-8, each named by its first such
+    line, read as pandas reads the rows (:func:`csv_record_lines`); then refuse the file, as
+    :meth:`NotUtf8Lines.too_many` says, if they are more than :data:`NOT_UTF8_SHARE` of its
+    rows. The lines counted it before: a cell spanning ten lines that are not UTF-8 counted
+    ten times, and a file of long multi-line cells hid a share of bad rows among its lines.
+    A file the csv module cannot read keeps the count of lines (pandas says what is wrong).
+
+    Raises:
+        NotUtf8: too many such rows."""
+    if not_utf8.count == 0:
+        not_utf8.csv = False
+        return
+    bad: dict[int, int] = {}  # the record (0: the header) -> its first line not UTF-8
+    starts = csv_record_lines(path, delimiter, errors="surrogateescape", not_utf8_rows=bad)
+    if starts is None:
+        not_utf8.csv = False
+    else:
+        not_utf8.rows, not_utf8.count = len(starts), len(bad) - (0 in bad)
+        not_utf8.first = [line for _, line in sorted(bad.items())][:3]
+    if (stop := not_utf8.too_many()) is not None:
+        raise stop
 
 
 def text_lines(path: Path, source: str, not_utf8: NotUtf8Lines | None = None) -> Iterator[tuple[int, str]]:
@@ -686,13 +732,15 @@ def _note_duplicate_csv_columns(path: Path, delimiter: str, read_as: list[str], 
     )
 
 
-def csv_record_lines(path: Path, delimiter: str, errors: str = "strict") -> Any:
+def csv_record_lines(path: Path, delimiter: str, errors: str = "strict",
+                     not_utf8_rows: dict[int, int] | None = None) -> Any:
     """The file line on which each data row of a CSV file starts (the header excluded), as
     an ``array`` of ints, read with the csv module the way pandas reads it (lines holding
     only whitespace are skipped, a line holding a quoted empty cell ``""`` is a row, a
     quoted cell may span lines); None when the csv module cannot read it. The file is
     read a line at a time; ``errors``: as :func:`open`'s (``surrogateescape`` for a file
-    some of whose rows are not UTF-8)."""
+    some of whose rows are not UTF-8, which ``not_utf8_rows`` then gets: each record holding
+    such bytes, numbered from 1 (0: the header), and its first line holding them)."""
     import csv
     from array import array
 
@@ -713,9 +761,13 @@ def csv_record_lines(path: Path, delimiter: str, errors: str = "strict") -> Any:
             for row in reader:
                 start, previous = previous + 1, reader.line_num
                 first = current.get(start, "")
+                escaped = [number for number, line in current.items() if has_escaped_bytes(line)] \
+                    if not_utf8_rows is not None else []
                 current.clear()
                 if len(row) <= 1 and not "".join(row).strip() and '"' not in first:
                     continue  # a blank or whitespace-only line; a quoted empty cell ("") is a row
+                if escaped:
+                    not_utf8_rows[len(starts)] = min(escaped)  # type: ignore[index]
                 starts.append(start)
     except (csv.Error, TypeError, ValueError, OSError, EOFError):  # e.g. a delimiter the csv module refuses
         return None
@@ -1103,7 +1155,7 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
             if escaped is not None or keep is not None:  # (a ``where``'s rows were found reading it so)
                 raise UserError(f"Source {source!r}: file {shown_path(path)} is not valid UTF-8. Re-save it as "
                                 "UTF-8.") from None
-            escaped = lines_not_utf8(path, source)  # (refused: a Latin-1 line, too many such lines)
+            escaped = lines_not_utf8(path, source, delimiter=options.delimiter)  # (refused: a Latin-1 line, too many such rows)
             builder, columns, plain_index, delimiter_first, total = None, [], True, False, 0
         except (OSError, EOFError, zlib.error) as exc:  # unreadable, or a gzip file cut short
             raise _unreadable(path, source, exc) from None
@@ -1524,7 +1576,7 @@ def _text_records(path: Path, kind: str, delimiter: str, lines: Any, duplicates:
             if escaped:
                 raise UserError(f"file {shown_path(path)} is not valid UTF-8. Re-save it as UTF-8.") from None
             try:
-                lines_not_utf8(path, unnamed, not_utf8)
+                lines_not_utf8(path, unnamed, not_utf8, delimiter)
             except UserError as exc:  # a Latin-1 line, too many such lines
                 raise UserError(str(exc).removeprefix(f"Source {unnamed!r}: ")) from None
             escaped = True
