@@ -1688,12 +1688,8 @@ def _head_labels(loader: LoaderBase, path: Path) -> set[str]:
                     if isinstance(record, dict):
                         values.append(record.get(field))
         elif loader.type == "csv":
-            with _open_text(path) as handle:
-                rows = (row for row in csv.reader(handle, delimiter=loader.delimiter) if row)
-                header = next(rows, [])
-                if field in header:
-                    at = header.index(field)
-                    values = [row[at] for row in islice(rows, LABEL_ROWS_READ) if at < len(row)]
+            head = _csv_head(loader, path, LABEL_ROWS_READ)
+            values = head[field].tolist() if field in head.columns else []
         elif loader.type == "parquet":
             import pyarrow.parquet as pq
 
@@ -1729,6 +1725,21 @@ def _head_labels(loader: LoaderBase, path: Path) -> set[str]:
         except UnicodeDecodeError:  # bytes that are not UTF-8 text: the data stage names the row
             continue
     return {t for t in texts if t.strip()}
+
+
+def _csv_head(loader: CsvLoader, path: Path, rows: int) -> Any:
+    """The first ``rows`` rows of CSV file ``path`` as its loader reads them: a pandas frame
+    of text cells, a CRLF file's line breaks inside cells as LF (:func:`~subsetctl.data.loaders.
+    files.csv_text_frame`), so that a label or an answer reads as the data stage reads it
+    (validate's own csv module read kept ``"very\r\ngood"``, which a ``label_map`` key
+    ``"very\ngood"`` did not map)."""
+    import pandas as pd
+
+    from subsetctl.data.loaders.files import crlf_lines, csv_text_frame, csv_text_options
+
+    with open_decompressed(path) as handle:
+        frame = pd.read_csv(handle, sep=loader.delimiter, nrows=rows, **csv_text_options())
+    return csv_text_frame(frame, crlf_lines(path))
 
 
 def _stamp(path: Path) -> tuple[int, int]:

@@ -887,6 +887,20 @@ def test_num_labels_check_skips_a_parquet_label_that_is_not_utf8(tmp_path: Path)
     assert check_issues(tmp_path, text.replace("num_labels: 2", "num_labels: 3")) == {}
 
 
+def test_num_labels_check_reads_a_crlf_csv_files_labels_as_the_loader(tmp_path: Path) -> None:
+    """A CSV file saved with CRLF line ends has its quoted cells' line breaks read as LF by the
+    loader; validate's own read kept CRLF, so a label "very\\r\\ngood" was not the label_map's
+    "very\\ngood" and made a third class: num_labels 2 refused where the data stage finds 2."""
+    _two_label_target(tmp_path)
+    (tmp_path / "data" / "c.csv").write_bytes(b'prompt,label\r\np,pos\r\nq,"very\r\ngood"\r\nr,neg\r\n')
+    text = CLASSIFIER_HEAD + """\
+  - name: c
+    loader: {type: csv, path: data/c.csv, label_field: label}
+    label_map: {"very\\ngood": pos}
+"""
+    assert check_issues(tmp_path, text) == {}
+
+
 def test_num_labels_check_reads_the_last_of_two_parquet_columns_of_one_name_as_the_loader(tmp_path: Path) -> None:
     """A Parquet file with two columns named like loader.label_field: the loader reads the
     last one (a record's), validate read the first, so its labels were another column's
