@@ -638,6 +638,38 @@ def _check_columns(loader: LoaderBase, path: Path, loc: tuple[Any, ...], kind: s
                                     "but no rows: give a file with at least one example")
     elif getattr(loader, "where", None) is not None:
         _check_where(loader, path, loc, issues, base_dir)
+    else:
+        _check_answers_not_all_blank(loader, path, loc, kind, columns, issues)
+
+
+def _check_answers_not_all_blank(loader: LoaderBase, path: Path, loc: tuple[Any, ...], kind: str,
+                                 columns: list[str], issues: _Issues) -> None:
+    """A JSON Lines or CSV file of at most :data:`LABEL_ROWS_READ` rows (read whole) whose
+    every row's answer (a classifier's label) is empty or only whitespace: the data stage
+    leaves such rows out, and stops on a source left with none ("is empty in every row"),
+    after the sources before it; validate passed it. A file whose rows are not all read, or
+    a row lacking the answer (the data stage's error naming it), is left to the data stage;
+    ``columns``: the file's, as its head shows them (one it lacks is an issue of its own)."""
+    (key, option, column), = _wanted_columns(loader, kind)[-1:]
+    if option not in ("response_field", "label_field") or column not in columns or loader.type not in ("jsonl", "csv"):
+        return
+    values: list[Any] = []
+    with contextlib.suppress(Exception):  # unreadable: the file checks and the data stage say why
+        if loader.type == "csv":
+            head = _csv_head(loader, path, LABEL_ROWS_READ + 1)  # type: ignore[arg-type]
+            values = head[column].tolist() if column in head.columns else []
+        else:
+            with _open_text(path) as handle:
+                for line in islice((line for line in handle if line.strip()), LABEL_ROWS_READ + 1):
+                    record = json.loads(line)
+                    values.append(record.get(column) if isinstance(record, dict) else None)
+    if not values or len(values) > LABEL_ROWS_READ or not all(isinstance(v, str) and not v.strip() for v in values):
+        return
+    what = "a class label" if kind == "classifier" else "a gold response"
+    issues.add(loc + key, f"{path.name}: column {column!r} is empty in every row ({len(values)} row"
+                          f"{'' if len(values) == 1 else 's'}): the data stage leaves such rows out and stops on a "
+                          f"source left with none. Every row needs {what}: check that {option} names the column "
+                          "that holds them, or fill it in")
 
 
 def _sometimes_columns(loader: LoaderBase, kind: str) -> list[str]:

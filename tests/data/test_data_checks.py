@@ -178,6 +178,24 @@ def test_validate_says_of_jsonl_lines_that_are_not_utf8_what_the_data_stage_does
                                     "they are left out. If the file was saved in another encoding, re-save it as UTF-8.")
 
 
+def test_validate_finds_a_source_whose_every_answer_is_blank(tmp_path: Path) -> None:
+    """A file whose every row's answer is empty or whitespace passed validate, and the data
+    stage stopped on it ("is empty in every row"), after the sources before it: validate
+    says it now, naming the column and the option; one answer given is no such file."""
+    _, issues = _issues_of_files(tmp_path, "csv", {"blank": b'prompt,response\nq1,\nq2, \nq3,""\n',
+                                                   "one": b"prompt,response\nq1,\nq2,a\n"})
+    assert {key: issue.message for key, issue in issues.items()} == {"sources[1].loader.response_field": (
+        "blank.csv: column 'response' is empty in every row (3 rows): the data stage leaves such rows out and "
+        "stops on a source left with none. Every row needs a gold response: check that response_field names the "
+        "column that holds them, or fill it in")}
+    jsonl = tmp_path / "jsonl"
+    jsonl.mkdir()
+    _, issues = _issues_of_files(jsonl, "jsonl", {"blank": b'{"prompt": "q", "response": " "}\n' * 2})
+    assert list(issues) == ["sources[1].loader.response_field"]
+    assert issues["sources[1].loader.response_field"].message.startswith("blank.jsonl: column 'response' is empty in every "
+                                                                  "row (2 rows)")
+
+
 def test_validate_finds_a_csv_quote_never_closed(tmp_path: Path) -> None:
     """A stray quote makes the rest of a CSV file one cell, which the data stage refuses
     (pandas: "EOF inside string"); validate, reading the header only, passed the spec. A
