@@ -2151,3 +2151,29 @@ def test_a_csv_file_saved_with_crlf_line_ends_reads_its_cells_as_the_lf_file(
     assert value_digests(tmp_path / "crlf.csv", "task", loader) == value_digests(tmp_path / "lf.csv", "task", loader)
     (tmp_path / "cr.csv").write_text('prompt,response\n"cr\r\nkept",1\n', newline="")
     assert load_csv(CsvLoader(type="csv", path="cr.csv"), make_ctx())["prompt"] == ["cr\r\nkept"]
+
+
+def test_a_csv_file_of_mixed_line_ends_has_its_cells_read_as_written(tmp_path: Path, make_ctx) -> None:
+    """The header's line end alone decided whether cells' CRLF were read as LF: a CRLF header
+    over LF rows changed a cell's CRLF, written so, to LF. Only a file whose every line feed
+    follows a carriage return is read so now (one CRLF split between two reads of a MB
+    counted); any other keeps its cells as written, and a carriage return alone in a cell is
+    kept either way. validate reads the labels and answers alike (:func:`crlf_lines`)."""
+    from subsetctl.data.loaders.files import crlf_lines
+
+    files = {"crlf_header": b'prompt,response\r\nq1,"a\r\nb"\nq2,"c\nd"\n',
+             "lf_header": b'prompt,response\nq1,"a\r\nb"\r\nq2,c\r\n',
+             "cr_cell": b'prompt,response\r\nq1,"a\rb"\r\nq2,"c\r\nd"\r\n'}
+    read = {}
+    for name, data in files.items():
+        (tmp_path / f"{name}.csv").write_bytes(data)
+        ds = load_csv(CsvLoader(type="csv", path=f"{name}.csv"), make_ctx())
+        read[name] = list(zip(ds["prompt"], ds["response"]))
+    assert read == {"crlf_header": [("q1", "a\r\nb"), ("q2", "c\nd")], "lf_header": [("q1", "a\r\nb"), ("q2", "c")],
+                    "cr_cell": [("q1", "a\rb"), ("q2", "c\nd")]}
+    head = b"prompt,response\r\n"
+    split = head + b"q," + b"x" * (2**20 - len(head) - 3) + b"\r\n" + b'q,"a\r\nb"\r\n'  # (the \r is the MB's last byte)
+    assert split.index(b"\r\n", len(head)) == 2**20 - 1
+    (tmp_path / "split.csv").write_bytes(split)
+    (tmp_path / "split_lf.csv").write_bytes(split + b"q,c\n")
+    assert crlf_lines(tmp_path / "split.csv") and not crlf_lines(tmp_path / "split_lf.csv")

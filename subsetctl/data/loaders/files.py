@@ -777,18 +777,41 @@ def csv_record_lines(path: Path, delimiter: str, errors: str = "strict",
 
 
 def crlf_lines(path: Path) -> bool:
-    """Whether CSV file ``path``'s header line ends with a carriage return and a line feed
+    """Whether every line of CSV file ``path`` ends with a carriage return and a line feed
     (saved on Windows, or checked out by git with ``autocrlf``): such a conversion turns the
     line breaks inside quoted cells into CRLF too, which :func:`lf_cells` turns back, so that
-    a cell reads as in the same file saved with LF line ends. False when it cannot be read
-    (the loader says why)."""
+    a cell reads as in the same file saved with LF line ends. A line feed alone anywhere (a
+    file of mixed line ends: rows appended by another program, a header edited on Windows)
+    makes it no such file, and its cells are read as written, CRLF and all: which of them
+    was a conversion is not known, and an answer is not changed on a guess (the header's line
+    end alone decided it before). A carriage return alone (in a cell, or ending a line) is
+    neither. False when it cannot be read (the loader says why). Kept while the file's size
+    and modification time stay (the loader, the fingerprint and validate each ask)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return False
+    return _crlf_lines(path.resolve(), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _crlf_lines(path: Path, size: int, mtime_ns: int) -> bool:
+    """:func:`crlf_lines` of the file ``path`` with that size and time (the key): its bytes
+    read a MB at a time, the line feeds and CRLFs counted by C (a CRLF split between two
+    reads counted too), stopping at the first line feed alone."""
     import zlib
 
+    crlf, after_cr = 0, False
     try:
         with open_decompressed(path) as handle:
-            return handle.readline(2**20).endswith(b"\r\n")
+            while chunk := handle.read(1 << 20):
+                pairs = chunk.count(b"\r\n") + (after_cr and chunk.startswith(b"\n"))
+                if chunk.count(b"\n") != pairs:
+                    return False
+                crlf, after_cr = crlf + pairs, chunk.endswith(b"\r")
     except (OSError, EOFError, zlib.error, UserError):
         return False
+    return crlf > 0
 
 
 def lf_cells(frame: Any) -> Any:
