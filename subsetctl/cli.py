@@ -456,9 +456,17 @@ def _json_alone_on_stdout(command: Any) -> Any:
     return wrapper
 
 
+#: the version of what a `--format json` command prints instead of its JSON when an error stops
+#: it (:func:`error_json`'s top-level ``json_format``), raised as report's is (whenever a subsetctl
+#: removes or renames one of its keys or changes what one means): a script reading any command's
+#: JSON finds the key it checks there too. 1: the first numbered
+ERROR_JSON_FORMAT = 1
+
+
 def error_json(exc: BaseException) -> dict[str, Any]:
     """What a `--format json` command prints on stdout when ``exc`` stops it:
-    ``{"error": {"kind", "message", "exit_code"}}``, ``message`` what is printed on stderr and
+    ``{"json_format", "error": {"kind", "message", "exit_code"}}`` (``json_format``:
+    :data:`ERROR_JSON_FORMAT`), ``message`` what is printed on stderr and
     ``exit_code`` the command's. ``kind`` is a stable name: a user error's own
     (:attr:`~subsetctl.errors.UserError.error_kind`: "project_locked" for a lock another
     process holds, which a sweep retries; "spec_invalid", "not_found", ...), "usage" for a
@@ -473,7 +481,7 @@ def error_json(exc: BaseException) -> dict[str, Any]:
         message, code = exc.format_message(), exc.exit_code
     else:
         kind, message, code = "internal_error", _internal_error_text(exc), 1
-    return {"error": {"kind": kind, "message": message, "exit_code": code}}
+    return {"json_format": ERROR_JSON_FORMAT, "error": {"kind": kind, "message": message, "exit_code": code}}
 
 
 def _error_json_if_asked(exc: BaseException) -> None:
@@ -642,7 +650,7 @@ def init(directory: Path, template: str, force: bool) -> None:
 @click.argument("specs", nargs=-1, shell_complete=_complete_path)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: one object per spec with its problems and warnings, for scripts; on a usage error, "
-                   "Ctrl-C or a bug {\"error\": {kind, message, exit_code}} instead.")
+                   "Ctrl-C or a bug {json_format, \"error\": {kind, message, exit_code}} instead.")
 @_no_plugins_option("list them, with their files, and report what they would register as not checked")
 @_json_alone_on_stdout
 def validate(specs: tuple[str, ...], fmt: str, no_plugins: bool) -> None:
@@ -762,7 +770,7 @@ def _status_table(statuses: list[Any], title: str) -> Any:
 @click.option("--force", cls=_StageOption, multiple=True, help="Plan as if this stage were forced (repeatable; default: none).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: each stage's status, whether run would run it and why, and how much work it is, for scripts; "
-                   "on an error (a user or usage error, Ctrl-C, a bug) {\"error\": {kind, message, exit_code}} instead.")
+                   "on an error (a user or usage error, Ctrl-C, a bug) {json_format, \"error\": {kind, message, exit_code}} instead.")
 @_no_plugins_option("list them, with their files, and call the stages that use what they would register "
                      "(and those after them) not checked")
 @_json_alone_on_stdout
@@ -1000,7 +1008,7 @@ def _split_dir(directory: Path | None, overrides: tuple[str, ...]) -> tuple[Path
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: at the end, print on stdout what `report --format json` with these overrides prints (the "
                    "report instead of its text; the summary, progress and warnings go to stderr), for scripts; "
-                   "on an error {\"error\": {kind, message, exit_code}} instead (kind \"interrupted\" for a run "
+                   "on an error {json_format, \"error\": {kind, message, exit_code}} instead (kind \"interrupted\" for a run "
                    "stopped by Ctrl-C or a signal, which the same command resumes).")
 @_json_alone_on_stdout
 def run(
@@ -1208,8 +1216,8 @@ def _print_report(root: Path, console: Any, overrides: list[str] | None = None) 
                    "report (report.json's content, "
                    "or the same from the stages' results when it is not current); running while a run is in "
                    "progress, shards_running while --shard runs compute gradients; before any stage has finished, "
-                   "stages {} and report null, with exit 1}; on another error (a user or usage error, Ctrl-C, a bug) {\"error\": {kind, message, "
-                   "exit_code}} instead; markdown: report.md.")
+                   "stages {} and report null, with exit 1}; on another error (a user or usage error, Ctrl-C, a bug) {json_format, \"error\": {kind, "
+                   "message, exit_code}} instead; markdown: report.md.")
 @click.option("--all-sources", is_flag=True,
               help="List every source in the text report (with more than 30, highest score first; by "
                    "default the per-source table then shows the 20 highest and 10 lowest scoring and long "
@@ -1307,7 +1315,7 @@ def _report(directory: Path | None, overrides: tuple[str, ...], fmt: str, all_so
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: every kind's entries with description, parameters and origin, for scripts; on an error "
-                   "(a user or usage error, Ctrl-C, a bug) {\"error\": {kind, message, exit_code}} instead.")
+                   "(a user or usage error, Ctrl-C, a bug) {json_format, \"error\": {kind, message, exit_code}} instead.")
 @_no_plugins_option("list them, with their files, as \"not imported\" instead of what they register")
 @_json_alone_on_stdout
 def ls_command(directory: Path | None, fmt: str, no_plugins: bool) -> None:
@@ -1386,7 +1394,7 @@ def _print_hanging(console: Any, lead: str, text: str) -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: {checks: [{name, ok, detail, advice}], ok, enclosing_project, doctor_format}, for scripts "
                    "(exit 1 when a check fails, as in text); on a usage error, Ctrl-C or a bug "
-                   "{\"error\": {kind, message, exit_code}} instead.")
+                   "{json_format, \"error\": {kind, message, exit_code}} instead.")
 @_json_alone_on_stdout
 def doctor(directory: Path | None, no_plugins: bool, fmt: str) -> None:
     """Check the environment and say what to do about each problem.

@@ -415,6 +415,7 @@ def test_format_json_prints_a_user_error_as_one_json_object_on_stdout(tmp_path: 
         missing = CliRunner().invoke(main, [*command, str(tmp_path / "nothing"), "--format", "json"])
         error = json.loads(missing.stdout)["error"]
         assert missing.exit_code == 1 and error["kind"] == "not_found" and error["exit_code"] == 1, command
+        assert json.loads(missing.stdout)["json_format"] == 1, command  # as report's, run's and compare's JSON
         assert "does not exist" in error["message"] and error["message"] in " ".join(missing.stderr.split())
     bad = CliRunner().invoke(main, ["plan", root, "estimate.lam=-1", "--format", "json"])
     assert bad.exit_code == 1 and json.loads(bad.stdout)["error"]["kind"] == "spec_invalid"
@@ -472,7 +473,8 @@ def test_format_json_prints_usage_internal_and_interrupt_errors_as_json_too(
     monkeypatch.setattr(subsetctl.api, "plan_project", raising(KeyboardInterrupt()))
     stopped = CliRunner().invoke(main, ["plan", root, "--format", "json"])
     assert stopped.exit_code == 130 and stopped.stderr.strip() == "interrupted."
-    assert json.loads(stopped.stdout) == {"error": {"kind": "interrupted", "message": "interrupted.", "exit_code": 130}}
+    assert json.loads(stopped.stdout) == {"json_format": 1,
+                                          "error": {"kind": "interrupted", "message": "interrupted.", "exit_code": 130}}
     text = CliRunner().invoke(main, ["plan", root])  # without --format json: nothing on stdout, as before
     assert text.exit_code == 130 and text.stdout == ""
 
@@ -2411,6 +2413,7 @@ def test_readme_documents_each_commands_json_and_stdout_holds_it_alone(tiny_proj
         failed = runner.invoke(main, args)  # a user error's JSON alone; a usage error's too
         assert failed.exit_code in (1, 2) and failed.stderr, (args, failed.output)
         assert json.loads(failed.stdout)["error"]["exit_code"] == failed.exit_code, (args, failed.output)
+        assert list(json.loads(failed.stdout)) == ["json_format", "error"], (args, failed.output)
 
 
 def test_report_json_keys_are_those_readme_and_report_help_name(jsonl_project: Path) -> None:
@@ -2452,7 +2455,7 @@ def test_each_json_commands_help_names_its_user_error_object() -> None:
     stdout with `--format json`; `plan`, `report` and `ls`, which print it too, did not say so."""
     for command in ("run", "plan", "report", "ls"):
         said = " ".join(CliRunner().invoke(main, [command, "--help"]).output.split())
-        assert '{"error": {kind, message, exit_code}}' in said, (command, said)
+        assert '{json_format, "error": {kind, message, exit_code}}' in said, (command, said)
 
 
 def test_plan_says_the_search_estimates_on_a_dask_cluster(jsonl_project: Path, monkeypatch) -> None:
