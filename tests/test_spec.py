@@ -285,6 +285,35 @@ def test_a_dotted_source_or_strategy_name_written_unquoted_is_told_to_quote_it()
     assert indexed_overrides(data, ['sources."v1.2".max_examples=5']) == ["sources[1].max_examples=5"]
 
 
+def test_the_quoted_key_an_error_suggests_is_one_the_override_parser_reads_back() -> None:
+    """The keys the errors suggest put every name in double quotes: for a source named
+    `say "hi".v2` they gave `sources."say "hi".v2".max_examples=5`, which the parser refuses. A
+    name holding a double quote is suggested in single ones (and the shell form quotes that),
+    one holding both kinds by its index, one a bare key misreads (`"q"`) in quotes alone."""
+    import shlex
+
+    data = {**MINIMAL, "sources": [{"name": n} for n in ("a", 'say "hi".v2', "both'\".v3", "wiki.v2")]}
+    with pytest.raises(SpecError) as told:
+        indexed_overrides(data, ['sources.say "hi".v2.max_examples=5'])
+    said = str(told.value)
+    fixed = """sources.'say "hi".v2'.max_examples=5"""
+    assert f"name it in quotes, {fixed} (in a shell, quote the whole override: {shlex.quote(fixed)})." in said, said
+    assert indexed_overrides(data, [fixed]) == ["sources[1].max_examples=5"]  # what it suggests is read back
+    assert "did you mean" not in said  # (the close name's key kept the split-off part: ...v2'.v2.max_examples)
+    with pytest.raises(SpecError, match=re.escape("name it by its index (its name holds both kinds of quote), "
+                                                  "sources[2].max_examples=5 ")):
+        indexed_overrides(data, ["sources.both'\".v3.max_examples=5"])
+    with pytest.raises(SpecError, match=re.escape("did you mean 'wiki.v2' (sources.\"wiki.v2\".max_examples=5)?")):
+        indexed_overrides(data, ["sources.wiki_v2.max_examples=5"])  # (the close name has a dot: quoted)
+    for key, suggested in (("""sources['say "hi"'].max_examples""", """in quotes, sources.'say "hi"'.max_examples"""),
+                           ("""sources['"q"'].max_examples""", """in quotes as this one's name needs, sources.'"q"'.max_examples."""),
+                           ("""sources["it's \\"x\\""].max_examples""", "quote cannot be written in a key: name it by its index.")):
+        with pytest.raises(SpecError) as told:
+            parse_key_path(key)
+        assert suggested in str(told.value), str(told.value)
+    assert parse_key_path("""sources.'"q"'.max_examples""") == ["sources", '"q"', "max_examples"]
+
+
 def test_a_quoted_name_may_hold_a_slash_or_an_equals_sign() -> None:
     """A quoted part of a key holding "=" was cut there (the override was split at its first
     "="), so `sources[0].label_map."k=v"=pos` or a strategy registered as "ns=fwd" could not

@@ -86,6 +86,22 @@ def parse_key_path(key: str) -> list[str | int]:
     return parts
 
 
+def name_in_key(name: str, *, quoted: bool = False) -> str | None:
+    """The part of an override's key that names ``name`` as :func:`parse_key_path` (and
+    :func:`split_override`) read it back: bare where that reads it whole as a name (``wiki``),
+    else in quotes, double ones (``"v1.2"``) or single ones when it holds a double quote
+    (``'say "hi"'``); always quoted with ``quoted``. None for a name no key can write (one
+    holding both kinds of quote, or none at all): name its item by index instead. (Advice
+    that put every name in double quotes gave ``sources."say "hi"".x``, which is refused.)"""
+    if not quoted and re.fullmatch(r"[^.\[\]=\"'\s]([^.\[\]=]*[^.\[\]=\s])?", name) and not name.isdigit():
+        return name
+    if not name:
+        return None
+    if '"' not in name:
+        return f'"{name}"'
+    return f"'{name}'" if "'" not in name else None
+
+
 def _named_in_brackets_hint(key: str, pos: int, parts: list[str | int]) -> str:
     """Advice for a source or strategy named in brackets (``sources[wiki].max_examples``, as
     `report --compare` keys the settings that differ): brackets take an index; a name goes
@@ -98,8 +114,15 @@ def _named_in_brackets_hint(key: str, pos: int, parts: list[str | int]) -> str:
     quoted = _QUOTED.fullmatch(inside.group(1))
     named = (quoted.group(1) or quoted.group(2)) if quoted else inside.group(1)
     where, rest = format_path(listed.path), key[pos + inside.end():]
-    return (f" Brackets take an index ({where}[0]{rest}); a {listed.noun} is named after a dot, "
-            f"{where}.{named}{rest}, or in quotes, {where}.\"{named}\"{rest}, when its name is all digits or has dots.")
+    bare, in_quotes = name_in_key(named), name_in_key(named, quoted=True)
+    if bare == named:
+        after_a_dot = (f"{where}.{named}{rest}, or in quotes, {where}.{in_quotes}{rest}, when its name is all digits "
+                       "or has dots")
+    elif in_quotes:  # (a name a bare key would misread: its quotes, dots, an "=")
+        after_a_dot = f"in quotes as this one's name needs, {where}.{bare}{rest}"
+    else:
+        after_a_dot = "but a name holding both kinds of quote cannot be written in a key: name it by its index"
+    return f" Brackets take an index ({where}[0]{rest}); a {listed.noun} is named after a dot, {after_a_dot}."
 
 
 def override_value(raw_value: str) -> Any:
@@ -253,13 +276,13 @@ def indexed_overrides(data: dict[str, Any], overrides: list[str], written: dict[
                        else f"{len(found)} {listed.plural} answer to {named!r} ({choices}): name one by its index, "
                             f"{format_path((*listed.path, found[0], *parts[len(listed.path) + 1:]))}={value}"
                             f"{listed.tell_apart}")
-            if not found:  # a mistyped name (`sources.wkii.x=1`): the one meant, as for a mistyped key
+            dotted = _dotted_name_hint(parts, value, listed, entries) if not found else ""
+            if not found and not dotted:  # a mistyped name (`sources.wkii.x=1`): the one meant, as for a mistyped key
                 problem += _meant_hint(named, entries, listed, parts, value)
             hint = _groups_hint(["sources"], applied) if listed.noun == "source" and not found else ""
             if not found and len(parts) == len(listed.path) + 1:
                 hint = _one_item_key_hint(named, value, listed) + hint
-            if not found:
-                hint = _dotted_name_hint(parts, value, listed, entries) + hint
+            hint = dotted + hint
             raise SpecError(f"Override {item!r}: {problem}{'' if problem.endswith('?') else '.'}{hint}")
         out.append(f"{format_path((*listed.path, found[0], *parts[len(listed.path) + 1:]))}={value}")
         if written is not None:
@@ -274,12 +297,12 @@ def _index_or_name(item: str, parts: list[str | int], value: str, listed: _Named
     named, rest = str(parts[len(listed.path)]), parts[len(listed.path) + 1:]
     item_at = format_path((*listed.path, int(named)))
     by_index = format_path((*listed.path, int(named), *rest))
-    by_name = f'{format_path(listed.path)}."{named}"{by_index[len(item_at):]}'
+    by_name = f"{format_path(listed.path)}.{name_in_key(named, quoted=True)}{by_index[len(item_at):]}"
     which = ", ".join(format_path((*listed.path, i)) for i in found)
     return (f"Override {item!r}: {named} is both the name of a {listed.noun} ({which}) and an index of "
             f"{format_path(listed.path)} ({item_at} is {_called(entries[int(named)])}). "
             f"Write {by_index}={value} for the {listed.noun} at index {named}, or {by_name}={value} for the "
-            f"{listed.noun} named {named} (in a shell, quote the whole override: '{by_name}={value}').")
+            f"{listed.noun} named {named} (in a shell, quote the whole override: {shlex.quote(f'{by_name}={value}')}).")
 
 
 def _meant_hint(named: str, entries: list[Any], listed: _NamedList, parts: list[Any], value: str) -> str:
@@ -287,11 +310,12 @@ def _meant_hint(named: str, entries: list[Any], listed: _NamedList, parts: list[
     named list answers to but one's is close to (a typo); "" otherwise."""
     import difflib
 
-    names = [str(entry[k]) for entry in entries if isinstance(entry, dict) for k in listed.answers_to if entry.get(k)]
-    close = difflib.get_close_matches(named, names, n=1, cutoff=0.75)
+    names = {str(entry[k]): i for i, entry in reversed(list(enumerate(entries))) if isinstance(entry, dict)
+             for k in listed.answers_to if entry.get(k)}
+    close = difflib.get_close_matches(named, list(names), n=1, cutoff=0.75)
     if not close:
         return ""
-    return f"; did you mean {close[0]!r} ({format_path((*listed.path, close[0], *parts[len(listed.path) + 1:]))}={value})?"
+    return f"; did you mean {close[0]!r} ({_key_naming(close[0], names[close[0]], listed, parts[len(listed.path) + 1:])}={value})?"
 
 
 def _one_item_key_hint(named: str, value: str, listed: _NamedList) -> str:
@@ -314,16 +338,26 @@ def _dotted_name_hint(parts: list[str | int], value: str, listed: _NamedList, en
     source named v1): the quoted form that names it. It said only that no source is named v1.
     Empty for other names."""
     start = len(listed.path)
-    names = {str(entry[k]) for entry in entries if isinstance(entry, dict)
+    names = {str(entry[k]): i for i, entry in reversed(list(enumerate(entries))) if isinstance(entry, dict)
              for k in listed.answers_to if entry.get(k) is not None}
     for end in range(len(parts) - 1, start + 1, -1):  # the longest name first; a key must follow it
         dotted = ".".join(str(part) for part in parts[start:end])
         if dotted in names:
-            item_at = format_path((*listed.path, 0))
-            fixed = f'{format_path(listed.path)}."{dotted}"{format_path((*listed.path, 0, *parts[end:]))[len(item_at):]}'
+            fixed = _key_naming(dotted, names[dotted], listed, parts[end:])
+            how = "in quotes" if name_in_key(dotted, quoted=True) else "by its index (its name holds both kinds of quote)"
             return (f" {dotted!r} is a {listed.noun} whose name holds a dot, which an unquoted key splits: name it "
-                    f"in quotes, {fixed}={value} (in a shell, quote the whole override: '{fixed}={value}').")
+                    f"{how}, {fixed}={value} (in a shell, quote the whole override: {shlex.quote(f'{fixed}={value}')}).")
     return ""
+
+
+def _key_naming(name: str, index: int, listed: _NamedList, rest: list[str | int]) -> str:
+    """The override key of ``rest`` under the item of a named list called ``name`` (at
+    ``index``): the name as :func:`name_in_key` writes it, or the index where no key can."""
+    part = name_in_key(name)
+    by_index = format_path((*listed.path, index, *rest))
+    if part is None:
+        return by_index
+    return f"{format_path(listed.path)}.{part}{by_index[len(format_path((*listed.path, index))):]}"
 
 
 def as_written(item: str, written: dict[str, str] | None) -> str:
