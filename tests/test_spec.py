@@ -48,6 +48,21 @@ def test_overrides_that_change_leave_out_those_giving_the_files_own_values() -> 
     assert overrides_that_change(data, ["no-equals-sign"]) == ["no-equals-sign"]  # refused elsewhere
 
 
+def test_an_override_of_a_quoted_dotted_mapping_key_is_recorded_by_its_own_key() -> None:
+    """`sources[0].label_map."v1.2"=q` was compared at `label_map.v1.2` read back as two keys
+    (neither there), so a change was not recorded as made on the command line (no "set on this
+    command line"); named by its source (`sources.a.label_map."v1.2"=x`), the key lost its quotes
+    and set label_map.v1 to {'2': 'x'}: refused, where the spec's own value is no change."""
+    data = {**MINIMAL, "sources": [{"name": "a", "label_map": {"v1.2": "x"}}]}
+    assert overrides_that_change(data, ['sources[0].label_map."v1.2"=x']) == []
+    assert overrides_that_change(data, ['sources[0].label_map."v1.2"=q']) == ['sources[0].label_map."v1.2"=q']
+    assert overrides_that_change(data, ['sources[0].label_map."v1.2"=q', "sources[0].label_map.v1=r"]) == [
+        'sources[0].label_map."v1.2"=q', "sources[0].label_map.v1=r"]  # (another key, not one replacing it)
+    indexed = indexed_overrides(data, ['sources.a.label_map."v1.2"=x'])
+    assert indexed == ['sources[0].label_map."v1.2"=x']
+    assert apply_overrides(data, indexed)["sources"][0]["label_map"] == {"v1.2": "x"}
+
+
 @pytest.fixture
 def cli_words():
     """Messages worded as the CLI gives them ("set on the command line: ..."), which the tests

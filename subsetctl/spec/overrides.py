@@ -102,6 +102,20 @@ def name_in_key(name: str, *, quoted: bool = False) -> str | None:
     return f"'{name}'" if "'" not in name else None
 
 
+def key_text(parts: list[str | int] | tuple[str | int, ...]) -> str:
+    """``parts`` (:func:`parse_key_path`'s) written back as a key it reads as those parts: a
+    :class:`QuotedName` in its quotes (:func:`name_in_key`), so ``label_map."v1.2"`` stays one
+    key where :func:`~subsetctl.spec.issues.format_path` writes ``label_map.v1.2``, two."""
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            written = name_in_key(part, quoted=True) if isinstance(part, QuotedName) else part
+            out += ("." if out else "") + (written if written is not None else part)
+    return out
+
+
 def _named_in_brackets_hint(key: str, pos: int, parts: list[str | int]) -> str:
     """Advice for a source or strategy named in brackets (``sources[wiki].max_examples``, as
     `report --compare` keys the settings that differ): brackets take an index; a name goes
@@ -284,7 +298,7 @@ def indexed_overrides(data: dict[str, Any], overrides: list[str], written: dict[
                 hint = _one_item_key_hint(named, value, listed) + hint
             hint = dotted + hint
             raise SpecError(f"Override {item!r}: {problem}{'' if problem.endswith('?') else '.'}{hint}")
-        out.append(f"{format_path((*listed.path, found[0], *parts[len(listed.path) + 1:]))}={value}")
+        out.append(f"{key_text((*listed.path, found[0], *parts[len(listed.path) + 1:]))}={value}")
         if written is not None:
             written[out[-1]] = item
     return out
@@ -401,13 +415,15 @@ def overrides_that_change(data: dict[str, Any], overrides: list[str]) -> list[st
         whole = apply_overrides(data, overrides)
     except SpecError:
         return list(overrides)
-    keyed = override_keys(overrides)
-    if len(keyed) != len(overrides):
+    try:  # (each override's own key parts: a quoted one whole, `label_map."v1.2"`, where its
+        # format_path text, `label_map.v1.2`, read back as two keys and found neither value)
+        keyed = [(tuple(parse_key_path(split_override(str(item))[0])), str(item)) for item in overrides]
+    except SpecError:
         return list(overrides)
     missing = object()
 
-    def at(node: Any, key: str) -> Any:
-        for part in parse_key_path(key):
+    def at(node: Any, key: tuple[str | int, ...]) -> Any:
+        for part in key:
             in_list = isinstance(part, int) and isinstance(node, list) and -len(node) <= part < len(node)
             if not (in_list or (isinstance(part, str) and isinstance(node, dict) and part in node)):
                 return missing
@@ -416,7 +432,7 @@ def overrides_that_change(data: dict[str, Any], overrides: list[str]) -> list[st
 
     kept = []
     for i, (key, item) in enumerate(keyed):
-        replaced = any(later == key or key.startswith((later + ".", later + "[")) for later, _ in keyed[i + 1:])
+        replaced = any(key[:len(later)] == later for later, _ in keyed[i + 1:])  # (the same key, or one above it)
         if not replaced and at(whole, key) != at(data, key):
             kept.append(item)
     return kept
