@@ -329,6 +329,15 @@ def test_the_quoted_key_an_error_suggests_is_one_the_override_parser_reads_back(
     assert parse_key_path("""sources.'"q"'.max_examples""") == ["sources", '"q"', "max_examples"]
 
 
+def test_an_override_yaml_cannot_read_as_a_list_is_echoed_as_typed() -> None:
+    """`search.strategies=[{name: x\\y}` (no closing bracket) is text, and the error echoed it
+    with each backslash doubled ('[{name: x\\\\y}'), text nobody typed: it shows it as typed."""
+    data = apply_overrides(MINIMAL, ["search.strategies=[{name: x\\y}"])
+    _, issues = validate_data(data, "x.yaml")
+    said = " ".join(issue.message for issue in issues)
+    assert "expected a list, got the text '[{name: x\\y}' (in YAML" in said, said
+
+
 def test_a_quoted_name_may_hold_a_slash_or_an_equals_sign() -> None:
     """A quoted part of a key holding "=" was cut there (the override was split at its first
     "="), so `sources[0].label_map."k=v"=pos` or a strategy registered as "ns=fwd" could not

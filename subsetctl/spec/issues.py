@@ -13,6 +13,7 @@ from typing import Any, get_args
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from subsetctl.errors import as_typed
 from subsetctl.spec.models import NAME_PATTERN, Spec, _ascii_form, _BooleanForNumber
 
 
@@ -435,8 +436,11 @@ def _hidden_characters(key: str) -> str:
 
 
 def _describe_value(value: Any) -> str:
-    """``'a.jsonl'`` -> "the text 'a.jsonl'": what a wrong value was read as."""
+    """``'a.jsonl'`` -> "the text 'a.jsonl'": what a wrong value was read as; text as it was
+    typed (:func:`~subsetctl.errors.as_typed`: an override YAML could not read as a list,
+    ``[{name: a\\b}``, is that text, not ``'[{name: a\\\\b}'``)."""
     kinds = {str: "the text", list: "a list", dict: "a mapping", type(None): "nothing (null)",
              bool: "the boolean", int: "the number", float: "the number"}
     word = kinds.get(type(value), f"the {type(value).__name__}")
-    return word if value is None else f"{word} {value!r}" if len(repr(value)) <= 60 else word
+    shown = as_typed(value) if isinstance(value, str) else repr(value)
+    return word if value is None else f"{word} {shown}" if len(shown) <= 60 else word
