@@ -288,8 +288,9 @@ def changed_inputs(old: Any, new: dict[str, Any], earlier_model: tuple[str, str]
     report_format = "report_format"  # the report stage's: what this subsetctl writes into it
     seeds = "random_seeds"  # the search's: its later random baselines' seeds, from the spec (said by its change)
     anew = "model_named_anew"  # the report stage's: the model folder by the spec's name for it now
+    outside = "model_moved_outside"  # the report stage's: the outside model folder the spec's relative path leads to now
     changed = sorted(k for k in set(old) & set(new)
-                     if old[k] != new[k] and k not in (moved, order, report_format, "overrides", seeds, anew))
+                     if old[k] != new[k] and k not in (moved, order, report_format, "overrides", seeds, anew, outside))
     code = "plugin code"  # present only while some plugin is used: its coming or going is a change too
     # (plugin code that only gained or lost entries is named as it is: no plugin's file was edited)
     shown = [name for name in (_input_name(k, old[k], new[k]) for k in changed) if name != code]
@@ -335,6 +336,11 @@ def changed_inputs(old: Any, new: dict[str, Any], earlier_model: tuple[str, str]
         parts.append(f"the model folder, the same files, is named {listed_briefly([repr(n) for n in names])} in the spec now (its results, "
                      "up to date, recorded another path): the report names it so" if names else
                      "the spec names the model folder as the results recorded it again")
+    if old.get(outside) != new.get(outside):
+        folders = sorted(set((new.get(outside) or {}).values()))
+        parts.append(f"the model folder outside the project that model.source leads to is {listed_briefly(folders)} now "
+                     "(the results, up to date, read it elsewhere): the report names it so" if folders else
+                     "the model folder outside the project is where the results read it again")
     if old.get(moved) != new.get(moved):
         parts.append(f"results it shows are of switched-off stages whose settings changed: "
                      f"{listed_briefly(new.get(moved) or [])}" if new.get(moved) else

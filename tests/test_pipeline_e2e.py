@@ -1581,6 +1581,37 @@ def test_a_copied_project_reports_its_own_model_folder_not_the_one_it_was_copied
         assert model["path"] == model["source"] == report["adapter_base_model_path"] == now, report
 
 
+def test_a_copied_project_writes_its_report_again_naming_the_model_folder_outside_it_it_reads(
+        tmp_path: Path, jsonl_project: Path, tiny_llama: Path) -> None:
+    """`cp -r A B` with the model folder next to the project (`model.source: ../shared/model`):
+    B re-ran nothing, and the report.json and report.md copied from A named A's folder
+    (`adapter_base_model_path`, meta_init's model) until `run B --force report`, plan saying
+    all was up to date. The report stage is not up to date there (plan says why) and a plain
+    `run` writes it again naming B's folder; A's own plan is unchanged."""
+    import yaml
+    from tinymodels import tiny_project_spec
+
+    first = tmp_path / "A" / "proj"
+    first.mkdir(parents=True)
+    for data in jsonl_project.glob("*.jsonl"):  # (conftest's data files, written in tmp_path)
+        shutil.copy(data, first)
+    shutil.copytree(tiny_llama, tmp_path / "A" / "shared" / "model")
+    (first / "subsetctl.yaml").write_text(yaml.safe_dump(tiny_project_spec("../shared/model"), sort_keys=False))
+    run_project(first)
+    shutil.copytree(tmp_path / "A", tmp_path / "B")
+    copy = tmp_path / "B" / "proj"
+    assert [s.name for s in plan_project(first)[2] if s.will_run] == []  # (A: as it was)
+    planned = {s.name: s for s in plan_project(copy)[2] if s.will_run}
+    assert list(planned) == ["report"], planned
+    now = str(tmp_path / "B" / "shared" / "model")
+    assert any(f"leads to is {now} now" in reason for reason in planned["report"].reasons), planned["report"].reasons
+    assert [r["stage"] for r in run_project(copy) if r["action"] == "ran"] == ["report"]
+    report = json.loads((copy / "report.json").read_text())
+    assert str(tmp_path / "A") not in json.dumps(report) and str(tmp_path / "A") not in (copy / "report.md").read_text()
+    assert report["adapter_base_model_path"] == report["stages"]["meta_init"]["summary"]["model"]["path"] == now
+    assert [s.name for s in plan_project(copy)[2] if s.will_run] == []
+
+
 def test_a_moved_project_whose_spec_now_names_its_model_folder_reports_that_folder(
         tmp_path: Path, jsonl_project: Path, tiny_llama: Path) -> None:
     """A spec naming its model by an absolute path inside the project, the project moved

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePath
@@ -232,6 +233,36 @@ def models_named_anew(project: Project, spec: Any) -> dict[str, str]:
     return {stage.name: in_project_terms(model_location(now, project.root), project.root)
             for stage, manifest in _shown_results(project, frozenset())
             if (now := model_source_now(project, manifest, spec)) is not None}
+
+
+def models_moved_outside(project: Project) -> dict[str, str]:
+    """Stage -> the model folder outside the project that the spec's relative ``model.source``
+    (``../models/base``) leads to now, for the model stages whose results recorded reading
+    it elsewhere (meta_init's summary, the finetune stage's base-model record): a project
+    moved or copied with that folder re-runs nothing, and the report written before named the
+    old folder (:func:`model_folder_now` names it anew only when the report is written
+    again), so a change here writes it again. A folder inside the project is named relative
+    to it, right as it is; an absolute ``model.source`` still leads to the old folder."""
+    from subsetctl.stages.finetune import BASE_MODEL_FILE
+
+    base = _read(project.results_dir("finetune") / BASE_MODEL_FILE) if project.read_results_manifest("finetune") else None
+    read: dict[str, tuple[Any, Any]] = {}  # stage -> (the folder it read, model.source as it named it)
+    for stage, manifest in _shown_results(project, frozenset()):
+        recorded = manifest.get("inputs", {}).get("slice", {}).get("model")
+        named = recorded.get("source") if isinstance(recorded, dict) else None
+        summary = manifest.get("summary")
+        model = summary.get("model") if isinstance(summary, dict) else None
+        if isinstance(model, dict) and "path" in model:
+            read[stage.name] = (model["path"], named)
+        elif stage.name == "finetune" and isinstance(base, dict):
+            read[stage.name] = (base.get("folder"), base.get("name"))
+    moved = {}
+    for stage_name, (folder, named) in read.items():
+        now = model_folder_now(folder, named, project.root)
+        if (isinstance(folder, str) and isinstance(now, str) and PurePath(now).is_absolute()
+                and os.path.realpath(now) != os.path.realpath(folder)):  # (not the same folder by another path)
+            moved[stage_name] = now
+    return moved
 
 
 def _adapter_base_model(root: Path, adapters: dict[str, list[str]]) -> str | None:

@@ -34,10 +34,13 @@ class ReportStage(Stage):
         command-line overrides the results were made with, the library versions that computed
         them when not all the same, the order of the selections in its tables, the model folder
         the spec names anew where the results recorded another path for its files
-        (:func:`~subsetctl.report.build.models_named_anew`), and what report.json and report.md
+        (:func:`~subsetctl.report.build.models_named_anew`), the model folder outside the project
+        that the spec's relative path leads to now where the results recorded reading it elsewhere
+        (:func:`~subsetctl.report.build.models_moved_outside`), and what report.json and report.md
         hold (:data:`~subsetctl.report.build.REPORT_FORMAT`)."""
         from subsetctl.report.build import (
             REPORT_FORMAT,
+            models_moved_outside,
             models_named_anew,
             results_overrides,
             results_versions,
@@ -55,9 +58,11 @@ class ReportStage(Stage):
         # the verify table's figures for each lambda of the grid, left out of calibrate's output digest
         grid = _calibrate_grid_figures(project)
         anew = models_named_anew(project, spec)  # (the model folder moved: nothing else re-runs)
+        outside = models_moved_outside(project)  # (the project moved with it: its report names it anew)
         return {"report_format": REPORT_FORMAT, "selection_order": selection_order(spec),
                 **({"calibrate_grid_figures": grid} if grid else {}),
                 **({"switched_off_moved_past": moved} if moved else {}), **({"model_named_anew": anew} if anew else {}),
+                **({"model_moved_outside": outside} if outside else {}),
                 **({"overrides": overrides} if overrides else {}), **({"library_versions": versions} if versions else {})}
 
     def missing_outputs(self, project: Project, manifest: dict[str, Any]) -> list[str]:
