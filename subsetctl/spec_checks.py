@@ -433,14 +433,18 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
 
 def _warn_model_settings(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:
     """A model.source that will be fetched from the hub though a local folder of (almost)
-    that name exists, classifier settings a causal LM ignores (model.num_labels, a
+    that name exists, or that names by an absolute path a model folder inside another
+    project's folder where this one holds its own copy (a `cp -r` of a project), classifier settings a causal LM ignores (model.num_labels, a
     loader's label_field: most likely a classifier spec without model.kind; a label_map
     renames a causal LM's answers), causal-LM settings a classifier ignores (a
     response_field, as it reads its label_field instead; evaluate.max_new_tokens, as it
     generates nothing), and a ``corrupt.shuffle_responses`` that changes nothing (texts
     read whole, with no prompt)."""
-    from subsetctl.modeling.resolve import folder_a_hub_id_shadows
+    from subsetctl.modeling.resolve import folder_a_hub_id_shadows, model_in_another_project_note
 
+    copied = model_in_another_project_note(spec.model.source, spec_path.parent)
+    if copied is not None:
+        warn(("model", "source"), copied)
     folder = folder_a_hub_id_shadows(spec.model.source, spec_path.parent)
     if folder is not None:
         try:

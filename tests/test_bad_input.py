@@ -401,6 +401,40 @@ def test_a_copied_projects_model_folder_note_promises_up_to_date_stages_only_for
     assert ("Its files are not those of the model the project's results were made from" in issue) is not same, issue
 
 
+@pytest.mark.parametrize("same", [True, False])
+def test_a_copied_projects_spec_naming_the_originals_model_folder_warns_with_the_relative_source(
+        tmp_path: Path, same: bool) -> None:
+    """`cp -r A B` of a spec naming its model by an absolute path inside A (A/models/base): B's
+    validate, plan and run said nothing, and B read A's model (not its own copy) until A was
+    gone. It warns, naming the relative model.source that reads B's own, and whether the stages
+    stay up to date with it; nothing where B has no such copy (a model shared on purpose)."""
+    from subsetctl.modeling.resolve import model_fingerprint_inputs
+
+    original, copy = tmp_path / "A", tmp_path / "B"
+    for project in (original, copy):
+        (project / "models" / "base").mkdir(parents=True)
+        (project / "models" / "base" / "config.json").write_text("{}")
+        _spec_file(project, {**BASE, "model": {"source": str(original / "models" / "base")}})
+    recorded = model_fingerprint_inputs(str(original / "models" / "base"), copy)["model_files"]
+    manifest = copy / ".subsetctl" / "meta_init" / "manifest.json"  # B's results: made from A's model
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text(json.dumps({"fingerprint": "f", "artifacts": {},
+                                    "inputs": {"slice": {}, "upstream": {}, "extra": {"model_files": recorded}}}))
+    if not same:  # B's copy replaced by another checkpoint since
+        (copy / "models" / "base" / "model.safetensors").write_bytes(b"other weights")
+    report = validate_spec_file(copy / "subsetctl.yaml")  # (its error: a config.json alone, no tokenizer)
+    (warning,) = [w.message for w in report.warnings if "another project's folder" in w.message]
+    assert (f"{str(original / 'models' / 'base')!r} is a model folder inside another project's folder, {original} "
+            "(it holds a subsetctl.yaml), and this project's folder has a model folder at the same place, "
+            "'models/base'") in warning, warning
+    assert "Set model.source: models/base (relative to the spec's folder) to read its own" in warning, warning
+    assert ("the stages stay up to date" in warning) is same, warning
+    assert ("Its files are not those of the model the project's results were made from" in warning) is not same
+    assert not any("another project" in w.message for w in validate_spec_file(original / "subsetctl.yaml").warnings)
+    shutil.rmtree(copy / "models")  # B has no copy: A's model, shared on purpose, is no warning
+    assert not any("another project" in w.message for w in validate_spec_file(copy / "subsetctl.yaml").warnings)
+
+
 def test_a_model_folder_or_source_files_named_in_another_unicode_form_or_case_says_so(tmp_path: Path) -> None:
     """model.source `./modèle` for a folder `Modèle` (or one macOS named in NFD) was "Unknown
     model", no more; two files of one source_files group whose names differ only in Unicode

@@ -1007,17 +1007,55 @@ def _moved_project_note(path: Path, spec_dir: Path, depth: int = 3) -> str:
             tail = Path(*parts[-k:])
             if (base / tail / "config.json").is_file():
                 relative = prefix + tail.as_posix()
-                note = (f". The spec's folder has the model folder {relative!r} ({(base / tail).resolve()}): if "
+                return (f". The spec's folder has the model folder {relative!r} ({(base / tail).resolve()}): if "
                         "the project was copied or moved since the spec named its model by this absolute path, set "
-                        f"model.source: {relative} (relative to the spec's folder: right after a move too)")
-                recorded = _recorded_model_files(spec_dir)
-                if recorded is None:  # nothing run from a local folder yet: no results to keep
-                    return note
-                if model_fingerprint_inputs(relative, spec_dir).get("model_files") == recorded:
-                    return note + "; the stages stay up to date, as a model folder is known by its files"
-                return (note + ". Its files are not those of the model the project's results were made from, "
-                        "though: check it is the model you mean (with it, the model stages run again)")
+                        f"model.source: {relative} (relative to the spec's folder: right after a move too)"
+                        f"{_kept_results_note(relative, spec_dir)}")
     return ""
+
+
+def _kept_results_note(relative: str, spec_dir: Path) -> str:
+    """What giving ``model.source: relative`` does to the project's results: where they were
+    made from a local model folder (:func:`_recorded_model_files`), "the stages stay up to
+    date" for a folder of the same files, else that the model stages would run again; "" where
+    none were (nothing run yet)."""
+    recorded = _recorded_model_files(spec_dir)
+    if recorded is None:  # nothing run from a local folder yet: no results to keep
+        return ""
+    if model_fingerprint_inputs(relative, spec_dir).get("model_files") == recorded:
+        return "; the stages stay up to date, as a model folder is known by its files"
+    return (". Its files are not those of the model the project's results were made from, "
+            "though: check it is the model you mean (with it, the model stages run again)")
+
+
+def model_in_another_project_note(source: str, spec_dir: Path) -> str | None:
+    """For a ``model.source`` naming by an absolute path a model folder inside another project's
+    folder (one holding a subsetctl.yaml, neither this spec's folder ``spec_dir`` nor around or
+    inside it) where ``spec_dir`` holds a model folder at the same place: the relative
+    ``model.source`` that reads this project's own. `cp -r A B` of a spec naming A's model by
+    its absolute path (A/model) leaves B reading A's model, silently, until A is gone (then
+    :func:`_moved_project_note` says it). None otherwise: a model another project's folder
+    holds and this one has no copy of is shared on purpose."""
+    path = Path(source).expanduser()
+    if source in packaged_names() or not path.is_absolute() or not (path / "config.json").is_file():
+        return None
+    try:
+        folder, here = path.resolve(), Path(spec_dir).resolve()
+    except (OSError, RuntimeError):
+        return None
+    if folder.is_relative_to(here):
+        return None
+    other = next((p for p in folder.parents if (p / "subsetctl.yaml").is_file()), None)
+    if other is None or here.is_relative_to(other):  # (a project nested in the one holding the model: its own)
+        return None
+    relative = folder.relative_to(other).as_posix()
+    if not (here / relative / "config.json").is_file():
+        return None
+    return (f"{as_typed(source)} is a model folder inside another project's folder, {other} (it holds a "
+            f"subsetctl.yaml), and this project's folder has a model folder at the same place, {relative!r}: if "
+            "this project was copied from that one (`cp -r`), it reads that project's model, not its own (until "
+            f"that folder is gone). Set model.source: {relative} (relative to the spec's folder) to read its own"
+            f"{_kept_results_note(relative, here)}.")
 
 
 def _packaged_guess(source: str) -> str:
