@@ -116,6 +116,10 @@ def cwd_relative_note(path: object, looked_for: Path) -> str:
 
 
 _WINDOWS_DRIVE = re.compile(r"^([A-Za-z]):[\\/]")
+#: a Windows drive where WSL mounts it by default (``/mnt/c`` is C:)
+_WSL_DRIVE = re.compile(r"^(/mnt/([a-zA-Z]))(?:/|$)")
+#: where WSL mounts Windows' drives (its /etc/wsl.conf's default ``[automount] root``)
+WSL_MOUNT_ROOT = Path("/mnt")
 _WINDOWS_VARIABLE = re.compile(r"%[A-Za-z_][A-Za-z0-9_]*%")
 #: a Windows network (UNC) path, ``\\server\share\rest``; Windows Explorer shows a WSL
 #: distribution's files as ``\\wsl$\Ubuntu\home\me`` (``\\wsl.localhost\...`` too)
@@ -125,8 +129,12 @@ _WINDOWS_UNC = re.compile(r"^\\\\([^\\/]+)\\([^\\/]+)(.*)$")
 def windows_path_note(path: object) -> str:
     """For a path that was not found: a note when it is written as on Windows (``data\\a.jsonl``,
     ``C:\\Users\\me``, ``\\\\wsl$\\Ubuntu\\home``, ``%USERPROFILE%``), where ``\\`` is part of a file
-    name here, with the path to write instead; "" otherwise."""
+    name here, with the path to write instead, or names a Windows drive where WSL mounts it
+    (``/mnt/c/Users/me``) on a machine that has no such mount (:func:`wsl_drive_note`); ""
+    otherwise."""
     text = str(path)
+    if _WSL_DRIVE.match(text):
+        return wsl_drive_note(text)
     variable = _WINDOWS_VARIABLE.search(text)
     if variable:
         return (f". {variable.group(0)} is a Windows variable, which subsetctl does not expand: write the path out "
@@ -151,6 +159,35 @@ def windows_path_note(path: object) -> str:
                 "mounts that drive (with '/' between folders)")
     return (". It is written as a Windows path: on Linux and macOS a backslash is part of a file name, not a "
             f"folder separator. Write it with '/': '{unix}'")
+
+
+def running_under_wsl() -> bool:
+    """Whether this is WSL, Linux inside Windows (its variable, or its kernel's name)."""
+    import os
+    import platform
+
+    return "WSL_DISTRO_NAME" in os.environ or "microsoft" in platform.uname().release.lower()
+
+
+def wsl_drive_note(path: object) -> str:
+    """For a path under a Windows drive as WSL mounts it (``/mnt/c/Users/me/a.jsonl``) that was
+    not found, where this machine has no such mount (:data:`WSL_MOUNT_ROOT` without that drive's
+    folder): a path written under WSL read on another Linux or a Mac, or under WSL with that
+    drive not mounted, said only "does not exist"; the note says which, with the Windows path
+    the files have. "" where the drive's folder is there (the file alone is missing) or for
+    another path."""
+    written = _WSL_DRIVE.match(str(path))
+    if written is None or (WSL_MOUNT_ROOT / written.group(2)).is_dir():
+        return ""
+    letter = written.group(2).upper()
+    on_windows = f"{letter}:\\" + str(path)[len(written.group(1)):].strip("/").replace("/", "\\")
+    if running_under_wsl():
+        return (f". {written.group(1)} is where WSL mounts Windows' {letter}: drive, and it is not mounted here: "
+                f"check that Windows has a {letter}: drive, and /etc/wsl.conf's [automount] settings (a `root` "
+                "other than /mnt/ mounts the drives elsewhere, `enabled = false` none at all)")
+    return (f". {written.group(1)} is where WSL (Linux inside Windows) mounts Windows' {letter}: drive, and this "
+            f"machine, which is not WSL, has none: the files are {as_typed(on_windows)} on that Windows machine. "
+            "Copy them here and write the path they have here, or run subsetctl under WSL on that machine")
 
 
 def _link_loops(path: Path) -> bool:

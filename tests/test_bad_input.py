@@ -179,6 +179,36 @@ def test_a_windows_network_path_is_named_as_one_with_the_path_to_write(tmp_path:
         assert note in issue and "'//" not in issue, issue
 
 
+@pytest.mark.parametrize("wsl", [False, True])
+def test_a_path_under_a_windows_drive_as_wsl_mounts_it_says_the_drive_is_not_mounted_here(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, wsl: bool) -> None:
+    """`/mnt/c/Users/me/t.jsonl`, written under WSL and read on another Linux or a Mac (or under WSL
+    with that drive not mounted), was "does not exist", no more, where `\\\\wsl$\\...` paths got a
+    note: it says /mnt/c is WSL's mount of C: and what to do here (the Windows path of the files;
+    or wsl.conf's automount), and nothing where /mnt/c is there and the file alone is missing."""
+    import subsetctl.errors
+
+    mounts = tmp_path / "mnt"
+    (mounts / "d").mkdir(parents=True)  # D: mounted here, C: not
+    monkeypatch.setattr(subsetctl.errors, "WSL_MOUNT_ROOT", mounts)
+    monkeypatch.setattr(subsetctl.errors, "running_under_wsl", lambda: wsl)
+    data = {**BASE, "sources": [{"name": "s0", "loader": {"type": "jsonl", "path": "/mnt/c/Users/me/t.jsonl"}},
+                                {"name": "s1", "loader": {"type": "jsonl", "path": "/mnt/d/data/t.jsonl"}}]}
+    issues = _issues(_spec_file(tmp_path, data))
+    (missing,) = [i for i in issues if ": sources[0].loader.path: " in i]
+    said = ("/mnt/c is where WSL mounts Windows' C: drive, and it is not mounted here: check that Windows has a C: "
+            "drive, and /etc/wsl.conf's [automount] settings" if wsl else
+            "/mnt/c is where WSL (Linux inside Windows) mounts Windows' C: drive, and this machine, which is not WSL, "
+            "has none: the files are 'C:\\Users\\me\\t.jsonl' on that Windows machine. Copy them here")
+    assert "/mnt/c/Users/me/t.jsonl does not exist" in missing and said in missing, missing
+    (there,) = [i for i in issues if ": sources[1].loader.path: " in i]  # the drive is there: the file is missing
+    assert "does not exist" in there and "WSL" not in there, there
+    result = CliRunner().invoke(main, ["plan", "/mnt/c/Users/me/proj"])  # a project folder: not "init one there"
+    assert result.exit_code == 1 and said.replace("the files are 'C:\\Users\\me\\t.jsonl'", "the files are "
+                                                  "'C:\\Users\\me\\proj'") in " ".join(result.output.split())
+    assert "subsetctl init" not in result.output
+
+
 def test_a_path_found_only_in_another_unicode_form_or_case_or_a_broken_link_says_so(tmp_path: Path) -> None:
     """`café.jsonl` in the spec and a file macOS named `cafe\u0301.jsonl` (NFD), `data/x.jsonl` for
     `Data/x.jsonl`, and a symbolic link to nothing were each "file ... does not exist", while
