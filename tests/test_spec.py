@@ -320,6 +320,8 @@ def test_the_quoted_key_an_error_suggests_is_one_the_override_parser_reads_back(
         indexed_overrides(data, ["sources.both'\".v3.max_examples=5"])
     with pytest.raises(SpecError, match=re.escape("did you mean 'wiki.v2' (sources.\"wiki.v2\".max_examples=5)?")):
         indexed_overrides(data, ["sources.wiki_v2.max_examples=5"])  # (the close name has a dot: quoted)
+    with pytest.raises(SpecError, match=re.escape('name it in quotes, sources."wiki.v2".label_map."k.j"=x ')):
+        indexed_overrides(data, ['sources.wiki.v2.label_map."k.j"=x'])  # (a quoted part after it: kept quoted)
     for key, suggested in (("""sources['say "hi"'].max_examples""", """in quotes, sources.'say "hi"'.max_examples"""),
                            ("""sources['"q"'].max_examples""", """in quotes as this one's name needs, sources.'"q"'.max_examples."""),
                            ("""sources["it's \\"x\\""].max_examples""", "quote cannot be written in a key: name it by its index.")):

@@ -288,7 +288,7 @@ def indexed_overrides(data: dict[str, Any], overrides: list[str], written: dict[
             answer = "named or labelled" if "label" in listed.answers_to else "named"
             problem = (f"no {listed.noun} is {answer} {named!r} (the {listed.plural}: {choices})" if not found
                        else f"{len(found)} {listed.plural} answer to {named!r} ({choices}): name one by its index, "
-                            f"{format_path((*listed.path, found[0], *parts[len(listed.path) + 1:]))}={value}"
+                            f"{key_text((*listed.path, found[0], *parts[len(listed.path) + 1:]))}={value}"
                             f"{listed.tell_apart}")
             dotted = _dotted_name_hint(parts, value, listed, entries) if not found else ""
             if not found and not dotted:  # a mistyped name (`sources.wkii.x=1`): the one meant, as for a mistyped key
@@ -310,7 +310,7 @@ def _index_or_name(item: str, parts: list[str | int], value: str, listed: _Named
     index of it too (``sources.1.max_examples=5`` where a source is named 1): how to write each."""
     named, rest = str(parts[len(listed.path)]), parts[len(listed.path) + 1:]
     item_at = format_path((*listed.path, int(named)))
-    by_index = format_path((*listed.path, int(named), *rest))
+    by_index = key_text((*listed.path, int(named), *rest))
     by_name = f"{format_path(listed.path)}.{name_in_key(named, quoted=True)}{by_index[len(item_at):]}"
     which = ", ".join(format_path((*listed.path, i)) for i in found)
     return (f"Override {item!r}: {named} is both the name of a {listed.noun} ({which}) and an index of "
@@ -368,7 +368,7 @@ def _key_naming(name: str, index: int, listed: _NamedList, rest: list[str | int]
     """The override key of ``rest`` under the item of a named list called ``name`` (at
     ``index``): the name as :func:`name_in_key` writes it, or the index where no key can."""
     part = name_in_key(name)
-    by_index = format_path((*listed.path, index, *rest))
+    by_index = key_text((*listed.path, index, *rest))
     if part is None:
         return by_index
     return f"{format_path(listed.path)}.{part}{by_index[len(format_path((*listed.path, index))):]}"
