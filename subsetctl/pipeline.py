@@ -1106,7 +1106,8 @@ class Pipeline:
                 reasons.append(f"upstream {up} changed")
         extra = changed_inputs(old.get("extra"), as_recorded(old.get("extra"), inputs["extra"],
                                                              lambda: stage.earlier_extra_inputs(self.spec, self.project)),
-                               model_known_by_name(old, manifest, self.spec.model.source, self.project.root))
+                               model_known_by_name(old, manifest, self.spec.model.source, self.project.root),
+                               len(self.spec.sources))
         if extra:
             reasons.append(extra)
         gone = self._model_folder_gone(old, inputs["extra"])

@@ -1873,7 +1873,6 @@ def test_a_report_an_earlier_subsetctl_wrote_is_said_to_lack_what_it_lacks(tiny_
     manifest_file = project / ".subsetctl" / "report" / "manifest.json"
     manifest = json.loads(manifest_file.read_text())
     per_seed = ("final_vs_baselines' paired (the pick against each baseline row by row on the test rows), "
-                "report_sources.csv (every source's scores, of more than 200), "
                 "settings' sources[{name}] keys, input_files' data_files, the data stage's counts as columns "
                 "(about half the bytes at thousands of sources), "
                 "overrides as typed (a strategy or source by its name) and overrides_recorded, "
@@ -1894,6 +1893,16 @@ def test_a_report_an_earlier_subsetctl_wrote_is_said_to_lack_what_it_lacks(tiny_
         [reason] = {s.name: s.reasons for s in plan_project(project)[2]}["report"]
         assert f"without what this one writes there {named}" in reason and REPORT_FORMAT == 15, reason
         assert not left_out or left_out not in reason, reason
+        assert "report_sources.csv" not in reason, reason  # (3 sources: a file only more than 200 get)
+
+
+def test_a_report_format_addition_is_named_only_to_projects_that_get_it() -> None:
+    """report_sources.csv (format 14) is written only beside a report of more than 200
+    sources: `plan` named it among what a 3-source project's report lacked."""
+    from subsetctl.report.build import added_since
+
+    assert "report_sources.csv" in added_since(13) and "report_sources.csv" in added_since(13, 201)
+    assert "report_sources.csv" not in added_since(13, 200) and "final_vs_baselines' paired" in added_since(13, 3)
 
 
 def test_plan_until_says_the_later_stages_it_leaves_outdated(tiny_project_ran) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from subsetctl.project import Project
-from subsetctl.report.cells import final_vs_baselines
+from subsetctl.report.cells import SOURCES_IN_REPORT_MD, final_vs_baselines
 from subsetctl.report.paired import paired_comparison
 
 #: what report.json and report.md hold, as a number raised whenever a subsetctl writes more
@@ -53,12 +53,20 @@ FORMAT_ADDITIONS = {2: "final_vs_baselines", 3: "final_vs_baselines' stds",
                     15: "final_vs_baselines' paired (the pick against each baseline row by row on the test rows)"}
 
 
-def added_since(recorded_format: Any) -> str:
+#: the additions a project gets only with more sources than these (report_sources.csv: of more
+#: than :data:`~subsetctl.report.cells.SOURCES_IN_REPORT_MD`), by their :data:`REPORT_FORMAT`
+FORMAT_ADDITIONS_ABOVE = {14: SOURCES_IN_REPORT_MD}
+
+
+def added_since(recorded_format: Any, n_sources: int | None = None) -> str:
     """What this subsetctl writes into report.json that one of ``recorded_format`` (None or
     not a number: before formats were recorded, 1) did not: the additions after it, newest
-    first, e.g. "test_metrics' score_per_seed and loss_per_seed, final_vs_baselines' stds"."""
+    first, e.g. "test_metrics' score_per_seed and loss_per_seed, final_vs_baselines' stds".
+    With ``n_sources``, the project's, not those it never gets at that many
+    (:data:`FORMAT_ADDITIONS_ABOVE`: `plan` named report_sources.csv to a 3-source project)."""
     since = recorded_format if isinstance(recorded_format, int) and not isinstance(recorded_format, bool) else 1
-    return ", ".join(FORMAT_ADDITIONS[n] for n in sorted(FORMAT_ADDITIONS, reverse=True) if n > since)
+    return ", ".join(FORMAT_ADDITIONS[n] for n in sorted(FORMAT_ADDITIONS, reverse=True)
+                     if n > since and (n_sources is None or n_sources > FORMAT_ADDITIONS_ABOVE.get(n, -1)))
 
 
 def stale_only_for_its_format(project: Project, current_inputs: dict[str, Any] | None) -> bool:
