@@ -215,6 +215,18 @@ def test_a_shard_run_again_after_it_finished_says_so_without_loading_the_model(t
     assert loads == ["gradients"]
 
 
+def test_a_shard_run_dealt_no_rows_says_it_needs_none(tiny_project_ran) -> None:
+    """`run --shard 0/1000` (more shards than batches) said "0 rows computed, 0 already there",
+    as a shard whose rows another run computed; it says the shard holds no rows and needs no run."""
+    from subsetctl.reporter import SilentReporter
+
+    tiny_project = tiny_project_ran("meta_init")
+    reporter = SilentReporter()
+    run_project(tiny_project, reporter=reporter, options={"shard": (0, 1000)})
+    assert any(line.startswith("Shard 0/1000 holds no rows (more shards than the ") and
+               "no `run --shard` is needed for it" in line for line in reporter.messages), reporter.messages
+
+
 def test_cli_shard_run_says_what_is_left(tiny_project_ran) -> None:
     tiny_project = tiny_project_ran("meta_init")  # a copy: the shard runs still start from there
     result = CliRunner().invoke(main, ["run", str(tiny_project), "-q", "--shard", "1/2"])
@@ -451,6 +463,35 @@ def test_plan_says_shards_of_different_counts_that_cover_every_row_are_ready_to_
     shutil.rmtree(shards / "shard-0-of-2")  # 0/3's rows no shard has: it is to be computed again
     note = GradientsStage().unfinished_note(project) or ""
     assert note.startswith("1 of 3 gradient shards done; left: 0/3 (not started), 2/3 (3 of 4 rows computed); "), note
+
+
+def test_plan_says_a_shard_dealt_no_rows_needs_no_shard_run(tmp_path: Path) -> None:
+    """More shards than batches (12 rows in 6 batches of 2, 8 shards): shards 0/8 and 4/8 are
+    dealt no rows, but `plan` listed them as "left: 0/8 (not started)" with a `run --shard 0/8`
+    to compute them, which loads the model to compute nothing; they are said to need none."""
+    from types import SimpleNamespace
+
+    from subsetctl.gradients.store import create_shard_store, shard_rows
+    from subsetctl.stages.gradients import GradientsStage
+
+    shards = tmp_path / "gradients" / "shards"
+    rows = [{"source": "s", "row": i} for i in range(12)]
+    assert [i for i in range(8) if not shard_rows(12, i, 8, 2)] == [0, 4]
+    for index in (1, 2, 3, 5, 6):  # all but 7/8 of those with rows
+        store = create_shard_store(shards, rows, 4, 0, {"seed": 0}, index, 8, 2)
+        store.written[:] = True
+        store.written.flush()
+    project = SimpleNamespace(stage_dir=lambda name: tmp_path / name)
+    note = GradientsStage().unfinished_note(project) or ""
+    assert note == ("5 of 8 gradient shards done; 0/8 and 4/8 need no `run --shard`: they hold no rows (more shards "
+                    "than batches of gradients); left: 7/8 (not started); `run --shard 7/8` computes it, then `run` "
+                    "merges them (it computes any rows still missing itself)"), note
+    store = create_shard_store(shards, rows, 4, 0, {"seed": 0}, 7, 8, 2)
+    store.written[:] = True
+    store.written.flush()
+    note = GradientsStage().unfinished_note(project) or ""
+    assert note == ("all 6 gradient shards with rows of 8 done; 0/8 and 4/8 need no `run --shard`: they hold no "
+                    "rows (more shards than batches of gradients); `run` merges them"), note
 
 
 def test_a_damaged_shard_is_warned_about_and_its_rows_computed(tiny_project_ran) -> None:

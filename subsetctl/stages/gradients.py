@@ -303,9 +303,13 @@ class GradientsStage(common.ModelStage):
         if not store.complete:
             store.add_versions(pipeline.library_versions(), pipeline.thread_counts())
         counts = self._fill(ctx, engine, make_batch, store, batch_size, f"gradients shard {index}/{count}")
+        batches = -(-len(rows) // batch_size)
         ctx.reporter.info(
-            f"Shard {index}/{count}: {counts.computed} rows computed, {counts.skipped} already there. "
-            "Run without --shard once every shard is done to merge them."
+            (f"Shard {index}/{count} holds no rows (more shards than the {batches:,} batches of "
+             f"gradients.batch_size = {batch_size}): nothing to compute, and no `run --shard` is needed for it. "
+             if not store.n_rows else
+             f"Shard {index}/{count}: {counts.computed} rows computed, {counts.skipped} already there. ")
+            + "Run without --shard once every shard is done to merge them."
         )
         return {"incomplete": True, "shard": [index, count], "rows": store.n_rows}
 
@@ -429,18 +433,28 @@ class GradientsStage(common.ModelStage):
             return None
         count, states = max(found.items(), key=lambda item: len(item[1]))
         done = sum(1 for left in states.values() if left == "")
+        left = [i for i in range(count) if states.get(i, "not started") and f"{i}/{count}" not in running]
+        # a shard dealt no rows (more shards than batches): `run --shard` for it computes nothing
+        empty = [i for i in left if _holds_no_rows(i, count, spans.get(count, {}), spec)]
+        named, one = [f"{i}/{count}" for i in empty], len(empty) == 1
+        no_rows = (f"{' and '.join(filter(None, (', '.join(named[:-1]), named[-1])))} need{'s' if one else ''} "
+                   f"no `run --shard`: {'it holds' if one else 'they hold'} no rows (more shards than batches "
+                   "of gradients)") if empty else ""
         if done == count:
             note = f"all {count} gradient shards done; `run` merges them"
+        elif done + len(empty) == count:
+            note = f"all {done} gradient shards with rows of {count} done; {no_rows}; `run` merges them"
         elif any(rows.all() for rows in covered.values()):  # e.g. 0/2 done, then 1/3 and 2/3
             note = "the gradient shards (of different counts) have computed every row between them; `run` merges them"
         else:
             # a shard whose rows the others have (0/3 beside a finished 0/2): `run --shard` would
             # compute them again, as it takes no rows from other shards; the merge takes them
-            have = {i for i in range(count) if states.get(i, "not started") and f"{i}/{count}" not in running
-                    and _rows_held_elsewhere(i, count, spans.get(count, {}), covered, spec)}
-            to_compute = [(i, states.get(i, "not started")) for i in range(count)
-                          if states.get(i, "not started") and f"{i}/{count}" not in running and i not in have]
+            have = {i for i in left if i not in empty and _rows_held_elsewhere(i, count, spans.get(count, {}),
+                                                                                covered, spec)}
+            to_compute = [(i, states.get(i, "not started")) for i in left if i not in have and i not in empty]
             note = f"{done} of {count} gradient shards done"
+            if empty:
+                note += f"; {no_rows}"
             if have:
                 named = [f"{i}/{count}" for i in sorted(have)]
                 one = len(named) == 1
@@ -726,29 +740,48 @@ def computed_shards(project: Project) -> list[tuple[str, int]]:
     return [(f"{index}/{count}", rows) for (count, index), rows in sorted(found)]
 
 
+def _shard_span(index: int, count: int, spans: dict[int, tuple[int, int, int]],
+                spec: Spec | None) -> tuple[int, int, int] | None:
+    """(total rows, start, stop) of shard ``index``/``count``: its own store's (``spans``:
+    index -> (total rows, start, stop) of the shards of ``count`` opened), else those the
+    spec's batch size deals it (:func:`shard_rows`), else at most the gap between its opened
+    neighbours (shards of one count tile the rows: an empty gap holds no rows of any shard
+    in it). None when no shard of ``count`` was opened (its rows are not known)."""
+    from subsetctl.gradients.store import shard_rows
+
+    if index in spans:
+        return spans[index]
+    if not spans:
+        return None
+    total = next(iter(spans.values()))[0]
+    start = max((spans[i][2] for i in spans if i < index), default=0)
+    stop = min((spans[i][1] for i in spans if i > index), default=total)
+    if spec is not None:
+        dealt = shard_rows(total, index, count, spec.gradients.batch_size)
+        if start <= dealt.start and dealt.stop <= stop:  # (else the shards were dealt with another batch size)
+            start, stop = dealt.start, dealt.stop
+    return total, start, stop
+
+
 def _rows_held_elsewhere(index: int, count: int, spans: dict[int, tuple[int, int, int]], covered: dict[int, Any],
                          spec: Spec | None) -> bool:
     """Whether every row of shard ``index``/``count`` that it lacks is one other shards have
     written (``covered``: total rows -> the rows some shard has), so `run --shard` for it
-    would only compute rows the merge takes anyway. Its rows: its own store's (``spans``:
-    index -> (total rows, start, stop) of the shards of ``count`` opened), else those the
-    spec's batch size deals it (:func:`shard_rows`), else at most the gap between its opened
-    neighbours (shards of one count tile the rows), which then must be covered whole.
-    False when no shard of ``count`` was opened (its rows are not known)."""
-    from subsetctl.gradients.store import shard_rows
-
-    if index in spans:
-        total, start, stop = spans[index]
-    elif spans:
-        total = next(iter(spans.values()))[0]
-        start = max((spans[i][2] for i in spans if i < index), default=0)
-        stop = min((spans[i][1] for i in spans if i > index), default=total)
-        if spec is not None:
-            dealt = shard_rows(total, index, count, spec.gradients.batch_size)
-            if start <= dealt.start and dealt.stop <= stop:  # (else the shards were dealt with another batch size)
-                start, stop = dealt.start, dealt.stop
-    else:
+    would only compute rows the merge takes anyway; its rows as :func:`_shard_span` tells
+    them, which must be covered whole where only their bounds are known. False when they are
+    not known, or it has none (:func:`_holds_no_rows` says that)."""
+    span = _shard_span(index, count, spans, spec)
+    if span is None:
         return False
+    total, start, stop = span
     rows = covered.get(total)
     return rows is not None and start < stop and bool(rows[start:stop].all())
+
+
+def _holds_no_rows(index: int, count: int, spans: dict[int, tuple[int, int, int]], spec: Spec | None) -> bool:
+    """Whether shard ``index``/``count`` has no rows to compute (more shards than batches of
+    ``gradients.batch_size``: :func:`shard_rows` deals some none), as :func:`_shard_span`
+    knows its rows; `run --shard` for it loads the model to compute nothing."""
+    span = _shard_span(index, count, spans, spec)
+    return span is not None and span[1] >= span[2]
 
