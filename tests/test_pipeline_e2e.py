@@ -319,10 +319,11 @@ def test_plan_counts_the_adapters_evaluate_tests(tiny_project_ran) -> None:
     state = tiny_project / ".subsetctl"
     adapters = len(json.loads((state / "finetune" / "runs.json").read_text()))
     assert adapters > 1
+    rows = json.loads((state / "data" / "manifest.json").read_text())["summary"]["counts"]["target"]["test"]
     for overrides, force in ((["evaluate.max_new_tokens=2"], []), ([], ["evaluate"])):
         evaluate = {s.name: s for s in plan_project(tiny_project, overrides, force=force)[2]}["evaluate"]
-        assert str(evaluate.work).startswith(f"the target's test split through the {adapters} fine-tuned adapters, "
-                                             "generating up to "), evaluate.work
+        assert str(evaluate.work).startswith(f"the target's test split ({rows} rows) through the {adapters} fine-tuned "
+                                             "adapters, generating up to "), evaluate.work
     run_project(tiny_project, ["evaluate.max_new_tokens=2"])
     assert len(json.loads((state / "evaluate" / "per_run.json").read_text())) == adapters
 
@@ -2239,7 +2240,9 @@ def test_plan_says_how_many_adapters_the_last_evaluation_tested(tiny_project_ran
     strategies = "search.strategies=[{name: exhaustive}, {name: gradient_similarity}, {name: forward}]"
     evaluate = {s.name: s for s in plan_project(tiny_project, [strategies])[2]}["evaluate"]
     assert evaluate.work.startswith("the target's test split through each fine-tuned adapter")  # finetune re-runs
-    assert evaluate.last_work == f"the target's test split through the {n} fine-tuned adapters, generating up to 3 tokens"
+    rows = manifest["summary"]["n_test"]
+    assert evaluate.last_work == (f"the target's test split ({rows} rows) through the {n} fine-tuned adapters, "
+                                  "generating up to 3 tokens")
     del manifest["summary"]["adapters"]
     manifest_path.write_text(json.dumps(manifest))
     statuses = plan_project(tiny_project)[2]

@@ -64,6 +64,25 @@ def result_cache_keys(ctx: StageContext, runs: list[str]) -> dict[str, list[str]
     return {run: keys(run) for run in runs}
 
 
+def _test_rows_bound(spec: Spec, project: Project) -> str:
+    """At most how many test rows the data stage reads from ``target.test_loader``'s file,
+    where that is cheap to know (:func:`~subsetctl.data.checks.rows_in_file`: a JSON Lines
+    file's non-blank lines, a Parquet file's rows), "at most 6 rows: file test.jsonl has 6
+    non-blank lines"; "" otherwise (no test_loader, or another kind of file)."""
+    from subsetctl.data.checks import rows_in_file
+
+    counted = rows_in_file(spec.target.test_loader, project.root) if spec.target.test_loader is not None else None
+    if counted is None:
+        return ""
+    n, what = counted
+    return f"at most {_rows_text(n)}: {what}"
+
+
+def _rows_text(n: Any) -> str:
+    """``n`` test rows as evaluate's work line says them, "5 rows"; "" when ``n`` is not a count."""
+    return f"{n:,} row{'s' if n != 1 else ''}" if isinstance(n, int) and not isinstance(n, bool) else ""
+
+
 def _adapters_text(n: int) -> str:
     """``n`` adapters as evaluate's work line names them: "the 3 fine-tuned adapters"."""
     return f"the {n} fine-tuned adapter{'s' if n != 1 else ''}"
@@ -125,14 +144,15 @@ class EvaluateStage(common.ModelStage):
         n = summary.get("adapters") if isinstance(summary, dict) else None
         if not isinstance(n, int) or isinstance(n, bool):
             return self.work(spec)
-        return self._head(spec, _adapters_text(n))
+        return self._head(spec, _adapters_text(n), _rows_text(summary.get("n_test")))
 
     @staticmethod
-    def _head(spec: Spec, adapters: str) -> str:
+    def _head(spec: Spec, adapters: str, rows: str = "") -> str:
         """:meth:`work` before its reuse clause, through ``adapters`` ("each fine-tuned
-        adapter", or "the 3 fine-tuned adapters" once finetune's are known)."""
+        adapter", or "the 3 fine-tuned adapters" once finetune's are known), with the test
+        ``rows`` where known ("5 rows")."""
         generate = "" if spec.model.kind == "classifier" else f", generating up to {spec.evaluate.max_new_tokens} tokens"
-        return f"the target's test split through {adapters}{generate}"
+        return f"the target's test split{f' ({rows})' if rows else ''} through {adapters}{generate}"
 
     def planned_work(self, spec: Spec, forced: bool, project: Project, rerun: set[str],
                      resumes: bool = False) -> str | None:
@@ -141,12 +161,33 @@ class EvaluateStage(common.ModelStage):
         re-run, and those a run that stopped partway finished (its per_run.json, which `run`
         keeps when it resumes), and how many adapters that is ("the 3 fine-tuned adapters":
         "none cached" alone told not how many are evaluated). Nothing on disk changes."""
+        from subsetctl.errors import UserError
+
         def adapters(ctx: StageContext) -> list[str]:
             labels = json.loads((ctx.upstream_dir("finetune") / "labels.json").read_text())["labels"]
             return sorted({run for each in labels.values() for run in each})
 
+        def test_rows(ctx: StageContext) -> str:
+            """The test rows the data stage's results hold ("5 rows"; "" where they do not say)."""
+            try:
+                return _rows_text(ctx.upstream_manifest("data")["summary"]["counts"][spec.target.name]["test"])
+            except (UserError, KeyError, TypeError):
+                return ""
+
         def known(ctx: StageContext) -> str:
-            return self._head(spec, _adapters_text(len(adapters(ctx))))
+            return self._head(spec, _adapters_text(len(adapters(ctx))), test_rows(ctx))
+
+        if "data" in rerun and "finetune" not in rerun:
+            # the data stage re-runs for the target's test rows alone (target.test_loader; its train side
+            # comes out as before, or finetune would re-run): the adapters are finetune's now, the test rows
+            # those the data stage reads, whose results the cache keys by them
+            try:
+                head = self._head(spec, _adapters_text(len(adapters(common.planned_context(spec, project, self.name,
+                                                                                          resumes)))),
+                                  _test_rows_bound(spec, project))
+            except (UserError, OSError, ValueError, KeyError, TypeError, AttributeError):
+                return self.work(spec, forced)
+            return f"{head}; " + common.reused_unless_forced(forced, "results cached for those test rows are reused")
 
         def count(ctx: StageContext) -> tuple[int, int, int]:
             runs = adapters(ctx)

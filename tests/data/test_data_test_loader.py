@@ -359,7 +359,16 @@ def test_a_tiny_project_evaluates_on_the_test_files_rows(tiny_project: Path) -> 
         (True, ["input files changed: target (its test_loader's: the test rows alone)"])]
     assert {s.name for s in statuses if s.will_run} == {"data", "evaluate", "report"}  # what `run` runs, below
     assert "the target (its test rows from target.test_loader)" in data_stage.work(spec)
+    # what evaluate will do: it said "the target's test split through each fine-tuned adapter" (how many, and on
+    # how many rows, untold) though the fine-tunes are up to date and the test file's rows are counted cheaply
+    [evaluate] = [s for s in statuses if s.name == "evaluate"]
+    assert evaluate.work is not None and evaluate.work.startswith(
+        f"the target's test split (at most 3 rows: file {tiny_project / 'test.jsonl'} has 3 non-blank lines) through "
+        f"the {len(per_run)} fine-tuned adapters, generating up to "), evaluate.work
+    assert evaluate.work.endswith("; results cached for those test rows are reused"), evaluate.work
     ran = {r["stage"]: r["action"] for r in run_project(tiny_project, ["search.strategies=[{name: exhaustive}]"])}
+    evaluated = json.loads((tiny_project / ".subsetctl" / "evaluate" / "manifest.json").read_text())["summary"]
+    assert (evaluated["adapters"], evaluated["n_test"], evaluated["reused"]) == (len(per_run), 3, 0), evaluated
     # only the stages reading the test rows: meta_init, the gradients and the fine-tunes read none
     assert {stage for stage, action in ran.items() if action == "ran"} == {"data", "evaluate", "report"}, ran
     from subsetctl.report.build import outdated_stages
