@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -2225,6 +2226,38 @@ def test_plan_and_run_say_how_many_sources_are_prepared_again_and_which(tiny_pro
             "files; the target counted)") in reporter.messages
     shutil.rmtree(tiny_project / ".subsetctl")
     assert work() == "the target and 3 sources (none of the 4 prepared before: each loaded; the target counted)"
+
+
+def test_plan_counts_sources_whose_prepared_files_are_damaged_as_prepared_again(tiny_project_ran) -> None:
+    """A prepared source whose Arrow file is cut short: `plan` counted it (and every other)
+    reused by the keys the prepared sources record, "all 4 reused", while `run` discards the
+    stage's damaged results and prepares again what no intact earlier results hold. It says
+    so now, with the damage, and what earlier intact results `run` reuses from still count."""
+    tiny_project = tiny_project_ran()
+    data = tiny_project / ".subsetctl" / "data"
+
+    def work() -> str:
+        return str({s.name: s for s in plan_project(tiny_project)[2]}["data"].work)
+
+    arrow = "b/train/data-00000-of-00001.arrow"
+    size = (data / arrow).stat().st_size
+    os.truncate(data / arrow, 100)
+    assert work() == ("the target and 3 sources (all 4 prepared again: the prepared files fail their checksums "
+                      f"({arrow} has size 100, expected {size}): `run` discards them; the target counted)")
+    reporter = SilentReporter()
+    run_project(tiny_project, until="data", reporter=reporter)
+    assert json.loads((data / "manifest.json").read_text())["summary"]["reused"] == []
+    assert not any("reused as an earlier run prepared them" in m for m in reporter.messages), reporter.messages
+    with (tiny_project / "a.jsonl").open("a") as fh:  # the results above become the previous ones, intact
+        fh.write('{"prompt": "9+9=", "response": "18"}\n')
+    run_project(tiny_project, until="data")
+    (data / arrow).unlink()  # the new results damaged: the previous ones give the target, b and bad
+    assert work() == ("the target and 3 sources (1 of 4 prepared again (a), 3 reused; the prepared files fail their "
+                      f"checksums ({arrow} is missing): `run` discards them, none reused from them; the target counted)")
+    reporter = SilentReporter()
+    run_project(tiny_project, until="data", reporter=reporter)
+    assert ("data: 1 of 4 sources prepared again (a), 3 reused as an earlier run prepared them (same spec and "
+            "files; the target counted)") in reporter.messages, reporter.messages
 
 
 def test_plan_says_how_many_adapters_the_last_evaluation_tested(tiny_project_ran) -> None:

@@ -40,22 +40,38 @@ class DataStage(Stage):
         """:meth:`work`, saying how many of the target and sources `run` prepares again and
         which, "1 of 4 prepared again (a), 3 reused", by the keys the earlier results' sources
         were prepared from (those in the stage's folder, set aside or previous, which `run`
-        reuses from); the plain line when they cannot be read. Nothing on disk changes."""
+        reuses from); the plain line when they cannot be read. Results whose prepared files
+        fail their checksums (an Arrow file cut short or deleted) are not reused from, as `run`
+        discards them: the stage's own then say so, "the prepared files fail their checksums
+        (a/train/data-00000-of-00001.arrow has size 100, expected 1864): none reused from them"
+        (`plan` counted those sources reused, and `run` prepared them again). The checksums are
+        those `plan` checks anyway, by their recorded sizes and file stamps (a file is hashed only
+        where its stamp changed). Nothing on disk changes."""
         from subsetctl.data.fingerprint import prepared_again
         from subsetctl.errors import UserError
+        from subsetctl.project import verify_checksums
 
         work = self.work(spec, forced)
         if forced:
             return work
-        folders = [project.stage_dir(self.name), project.set_aside_dir(self.name),
-                   *(folder for folder, _ in project.read_previous_manifests(self.name))]
+        manifest = project.read_manifest(self.name)
+        damaged = (verify_checksums(project.stage_dir(self.name), manifest.get("artifacts", {}))
+                   if manifest is not None and not manifest.get("corrupt") else [])
+        # (`run` resets the stage when they fail: only intact earlier results are reused from)
+        folders = [*([] if damaged else [project.stage_dir(self.name)]), *self._intact_earlier_results(project)]
         try:
             again = prepared_again(spec, project.root, folders)
         except (UserError, OSError, ValueError):  # a missing file: `run` says it
             return work
         tested = " (its test rows from target.test_loader)" if spec.target.test_loader is not None else ""
-        return (f"the target{tested} and {len(spec.sources)} sources "
-                f"({prepared_again_text(again, len(spec.sources) + 1)}; the target counted)")
+        total = len(spec.sources) + 1
+        said = prepared_again_text(again, total)
+        if damaged:
+            more = f" and {len(damaged) - 1:,} more" if len(damaged) > 1 else ""
+            failing = f"the prepared files fail their checksums ({damaged[0]}{more}): `run` discards them"
+            said = (f"all {total:,} prepared again: {failing}" if len(again) == total else
+                    f"{said}; {failing}, none reused from them")
+        return f"the target{tested} and {len(spec.sources)} sources ({said}; the target counted)"
 
     def spec_slice(self, spec: Spec) -> dict[str, Any]:
         """The spec slice, with each ``loader.label_field`` a causal LM's loaders do not read
