@@ -2199,9 +2199,14 @@ def test_plan_says_how_many_subset_estimates_the_search_store_holds(tiny_project
 
     strategies = "search.strategies=[{name: exhaustive}, {name: gradient_similarity}, {name: forward}]"
     assert work([strategies]).endswith("shared ones are estimated once, 8 of 8 stored, reused)")
-    # a bound below the 2^3 subsets: which of the stored ones it asks for is known as it runs
+    # a bound below the 2^3 subsets: which of the stored ones it asks for is known as it runs, but for the
+    # baselines and a greedy strategy's start and first step, which it asks for in any case
     assert work(["search.strategies=[{name: gradient_similarity}]"]).endswith(
-        "8 stored, reused where asked for again)")
+        "8 stored, 2 of the 2 it asks for in any case among them (the all and target_only baselines), reused; the "
+        "others where asked for again)")
+    assert work(["search.strategies=[{name: forward, params: {max_steps: 1}}]"]).endswith(
+        "8 stored, 5 of the 5 it asks for in any case among them (the all and target_only baselines; forward's start "
+        "and first step), reused; the others where asked for again)")
     assert work([strategies, "estimate.lam=3"]).endswith("stored ones reused)")  # calibrate re-runs: not known yet
     shutil.rmtree(tiny_project / ".subsetctl" / "cache" / "search")
     assert work([strategies]).endswith("shared ones are estimated once, none stored)")

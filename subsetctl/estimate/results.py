@@ -45,7 +45,7 @@ from __future__ import annotations
 import json
 import re
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,7 @@ import numpy as np
 
 from subsetctl.errors import UserError
 from subsetctl.estimate.base import EstimateBatch, SubsetEstimator
-from subsetctl.estimate.rowindex import DeltaRows, RowIndex, distinct_rows, grown
+from subsetctl.estimate.rowindex import POPCOUNT, DeltaRows, RowIndex, distinct_rows, flipped, grown
 from subsetctl.project import atomic_write, remove_tree
 
 FORMAT_VERSION = 3
@@ -193,6 +193,42 @@ class _Rows:
             column[: self.count][rows] = arrays[name]
 
 
+def _store_files(path: Path, sources: list[str], keys: Sequence[str]) -> Iterator[tuple[np.ndarray | None, Any]]:
+    """The saved files of the store at ``path`` for ``sources`` under one of ``keys``, open,
+    in the order :class:`SubsetResultsStore` applies them: the main file (row numbers None:
+    its rows in order), then each segment after its last merge with its ``rows``. Nothing
+    when there is no store, or one the store would reset (another key, other sources).
+    Raises what reading a damaged file raises (the callers say no count then)."""
+    meta_path = path / META_FILE
+    if not meta_path.is_file():
+        return
+    meta = json.loads(meta_path.read_text())
+    if (not isinstance(meta, dict) or meta.get("format") not in READABLE_FORMATS
+            or meta.get("key") not in keys or meta.get("sources") != list(sources)):
+        return
+    merged_through = 0
+    if (path / DATA_FILE).is_file():
+        with np.load(path / DATA_FILE) as data:
+            merged_through = int(data["merged_through"]) if "merged_through" in data.files else 0
+            yield None, data
+    for match in sorted((m for m in map(_SEGMENT_NAME.fullmatch, (f.name for f in path.iterdir())) if m),
+                        key=lambda m: int(m.group(1))):
+        if int(match.group(1)) > merged_through:
+            with np.load(path / match.group(0)) as data:
+                yield data["rows"].astype(np.int64), data
+
+
+def _completed_rows(completed: np.ndarray, rows: np.ndarray | None, done: np.ndarray) -> np.ndarray:
+    """The ``completed`` bitmap by row number with one file's ``done`` column applied (its
+    ``rows``: None for the main file, whose rows are the first in order)."""
+    if rows is None:
+        return done
+    if len(rows):
+        completed = np.concatenate([completed, np.zeros(max(0, int(rows.max()) + 1 - len(completed)), bool)])
+        completed[rows] = done
+    return completed
+
+
 def stored_count(path: Path, sources: list[str], keys: Sequence[str]) -> int | None:
     """How many completed subsets the store at ``path`` holds for ``sources`` under one of
     ``keys`` (today's, then earlier spellings), read without opening it: only its
@@ -200,33 +236,64 @@ def stored_count(path: Path, sources: list[str], keys: Sequence[str]) -> int | N
     say "8 of 8 stored" at 10,000 sources in a blink; nothing on disk changes. 0 when there
     is no store, or one :class:`SubsetResultsStore` would reset (another key, other sources);
     None when a file cannot be read (the store says why when the search opens it)."""
-    path = Path(path)
-    meta_path = path / META_FILE
-    if not meta_path.is_file():
-        return 0
+    completed = np.zeros(0, dtype=bool)
     try:
-        meta = json.loads(meta_path.read_text())
-        if (not isinstance(meta, dict) or meta.get("format") not in READABLE_FORMATS
-                or meta.get("key") not in keys or meta.get("sources") != list(sources)):
-            return 0
-        completed = np.zeros(0, dtype=bool)
-        merged_through = 0
-        if (path / DATA_FILE).is_file():
-            with np.load(path / DATA_FILE) as data:
-                completed = data["completed"].astype(bool)
-                merged_through = int(data["merged_through"]) if "merged_through" in data.files else 0
-        for match in sorted((m for m in map(_SEGMENT_NAME.fullmatch, (f.name for f in path.iterdir())) if m),
-                            key=lambda m: int(m.group(1))):
-            if int(match.group(1)) <= merged_through:
-                continue
-            with np.load(path / match.group(0)) as data:
-                rows, done = data["rows"].astype(np.int64), data["completed"].astype(bool)
-            if len(rows):
-                completed = np.concatenate([completed, np.zeros(max(0, int(rows.max()) + 1 - len(completed)), bool)])
-                completed[rows] = done
+        for rows, data in _store_files(Path(path), sources, keys):
+            completed = _completed_rows(completed, rows, data["completed"].astype(bool))
     except (OSError, ValueError, KeyError, IndexError, zipfile.BadZipFile):
         return None
     return int(completed.sum())
+
+
+def stored_among(path: Path, sources: list[str], keys: Sequence[str], wanted: np.ndarray) -> int | None:
+    """How many of the subsets ``wanted`` (packed masks, ``np.packbits`` of (k, n) booleans,
+    distinct) the store at ``path`` holds completed, read as :func:`stored_count` reads it,
+    changing nothing on disk: `plan`'s count of the subsets a greedy search asks for in any
+    case (its start and first step) that it takes from the store. Only the rows with as many
+    sources as some wanted subset are unpacked (the first step's of forward: 0 or 1 source),
+    so a store of a search over 10,000 sources is not unpacked whole. 0 without a store;
+    None when a file cannot be read."""
+    wanted = np.asarray(wanted, dtype=np.uint8)
+    index = {row.tobytes(): i for i, row in enumerate(wanted)}
+    sizes = np.unique(POPCOUNT[wanted].sum(axis=1, dtype=np.int64))
+    completed = np.zeros(0, dtype=bool)
+    found: dict[int, int] = {}  # row number -> the wanted subset it holds
+    try:
+        for rows, data in _store_files(Path(path), sources, keys):
+            done = data["completed"].astype(bool)
+            numbers = np.arange(len(done), dtype=np.int64) if rows is None else rows
+            anchors, anchor, flip = _file_masks(data, len(sources))
+            size = POPCOUNT[anchors].sum(axis=1, dtype=np.int64)[anchor]
+            one = np.flatnonzero(flip >= 0)
+            bit = (anchors[anchor[one], flip[one] // 8] >> (7 - flip[one] % 8)) & 1
+            size[one] += 1 - 2 * bit.astype(np.int64)
+            near = np.flatnonzero(np.isin(size, sizes))
+            for number, mask in zip(numbers[near].tolist(), flipped(anchors[anchor[near]], flip[near])):
+                at = index.get(mask.tobytes())
+                if at is not None:
+                    found[number] = at
+            completed = _completed_rows(completed, rows, done)
+    except (OSError, ValueError, KeyError, IndexError, zipfile.BadZipFile):
+        return None
+    return len({at for number, at in found.items() if number < len(completed) and completed[number]})
+
+
+def _file_masks(data: Any, n_sources: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One saved file's masks as :meth:`DeltaRows.export` writes them (``anchors``, each
+    row's ``anchor`` and ``flip``), those of an earlier format (each mask whole) as anchors
+    of their own; ``ValueError`` where they do not fit ``n_sources``."""
+    if "anchors" in data.files:
+        anchors, anchor, flip = data["anchors"].astype(np.uint8), data["anchor"].astype(np.int64), \
+            data["flip"].astype(np.int64)
+    else:
+        anchors = (data["packed_masks"].astype(np.uint8) if "packed_masks" in data.files
+                   else np.packbits(data["masks"].astype(bool), axis=1))
+        anchor, flip = np.arange(len(anchors), dtype=np.int64), np.full(len(anchors), -1, dtype=np.int64)
+    if anchors.ndim != 2 or anchors.shape[1] != (n_sources + 7) // 8 or anchor.shape != flip.shape or (
+            len(anchor) and (anchor.min() < 0 or anchor.max() >= len(anchors)
+                             or flip.min() < -1 or flip.max() >= n_sources)):
+        raise ValueError("masks that do not fit the store's sources")
+    return anchors, anchor, flip
 
 
 class SubsetResultsStore:

@@ -278,7 +278,7 @@ class PackedRows:
 
 
 #: set bits of each byte value
-_POPCOUNT = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).sum(axis=1).astype(np.uint8)
+POPCOUNT = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).sum(axis=1).astype(np.uint8)
 #: of a byte with one bit set, that bit's place in ``np.packbits`` order (highest bit: 0)
 _BIT_AT = np.zeros(256, dtype=np.int64)
 _BIT_AT[1 << np.arange(8)] = 7 - np.arange(8)
@@ -348,7 +348,7 @@ class DeltaRows:
             counts = np.unpackbits(packed[window], axis=1).sum(axis=0, dtype=np.int64)
             common = np.packbits(2 * counts > len(window))
             diff = packed[far] ^ common
-            changed = _POPCOUNT[diff].sum(axis=1, dtype=np.int64)
+            changed = POPCOUNT[diff].sum(axis=1, dtype=np.int64)
             near = changed <= 1
             if near.sum() < 2:  # not worth an anchor: the window's rows are kept whole
                 far = far[len(window):]
@@ -385,7 +385,7 @@ class DeltaRows:
             if at >= 0:
                 out[0, at >> 3] ^= 128 >> (at & 7)
             return out
-        return _flipped(out, self._flip[rows])
+        return flipped(out, self._flip[rows])
 
     def export(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         """Rows ``rows`` as saved in a file: ``anchors`` (the masks they need, packed),
@@ -411,7 +411,7 @@ class DeltaRows:
             raise ValueError("row anchors or changed sources out of range")
         first = self.count
         if self._plain:
-            whole = _flipped(np.asarray(anchors, dtype=np.uint8)[anchor], flip)
+            whole = flipped(np.asarray(anchors, dtype=np.uint8)[anchor], flip)
             self.anchors.append(whole)
             self.count += len(whole)
             return first
@@ -420,7 +420,7 @@ class DeltaRows:
         return first
 
 
-def _flipped(masks: np.ndarray, flip: np.ndarray) -> np.ndarray:
+def flipped(masks: np.ndarray, flip: np.ndarray) -> np.ndarray:
     """``masks`` (packed) with source ``flip`` of each row changed (-1: none)."""
     one = np.flatnonzero(flip >= 0)
     at = flip[one]

@@ -468,6 +468,15 @@ class Strategy(ABC):
         is a fine-tune, so `validate` adds these up to say what a search would cost."""
         return None
 
+    @classmethod
+    def known_subsets(cls, params: StrategyParams, n_sources: int) -> tuple[np.ndarray, str] | None:
+        """The subsets :meth:`run` asks the estimator about whatever its estimates say, as
+        packed masks (``np.packbits`` of (k, n_sources) booleans), and what they are in words,
+        said after the strategy's label ("start and first step": "forward's start and first
+        step"): `plan` counts those the search's store holds. None: not known before it runs
+        (the default)."""
+        return None
+
 
 class SubsetMemo:
     """Batched, de-duplicated access to an estimator for the length of one strategy run.

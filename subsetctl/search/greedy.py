@@ -137,6 +137,17 @@ class _Greedy(Strategy):
         """The start, then every remaining source at each accepted step."""
         return 1 + sum(n_sources - k for k in range(_step_bound(params, n_sources)))
 
+    @classmethod
+    def known_subsets(cls, params: GreedyParams, n_sources: int) -> tuple[np.ndarray, str] | None:  # type: ignore[override]
+        """The start and its first step, which every run estimates (at least one step is
+        taken, even after a failed start): each source alone (forward), all but one
+        (backward); the later steps follow the estimates."""
+        start = np.packbits(np.full(n_sources, not cls.forward))
+        masks = np.repeat(start[None, :], n_sources + 1, axis=0)
+        at = np.arange(n_sources)
+        masks[at + 1, at // 8] ^= (np.uint8(128) >> (at % 8).astype(np.uint8))
+        return masks, "start and first step"
+
     def run(self, estimator: SubsetEstimator, context: SearchContext, params: GreedyParams) -> StrategyResult:
         memo = SubsetMemo(estimator, context, self.name)
         mask, loss, scores, steps, notices = _greedy(memo, context, params, self.forward)

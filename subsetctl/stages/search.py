@@ -178,6 +178,36 @@ def search_subset_bounds(spec: Spec) -> tuple[int, str, list[str]]:
     return total, parts, unknown
 
 
+def known_subsets(spec: Spec) -> tuple[np.ndarray, list[str]]:
+    """The distinct subsets a search of ``spec`` asks for whatever the estimates say, packed
+    (``np.packbits``), and what they are: the all and target_only baselines', and those of
+    the built-in strategies that know theirs before they run
+    (:meth:`~subsetctl.search.base.Strategy.known_subsets`: forward's and backward's start
+    and first step). A plugin strategy's are not asked for (one that subclasses ``forward``
+    may ask for others); nor a strategy's whose params are wrong (which `validate` reports)."""
+    from subsetctl.errors import UserError
+    from subsetctl.estimate.rowindex import distinct_rows
+    from subsetctl.registry import STRATEGIES
+    from subsetctl.search.base import parse_params
+
+    n = len(spec.sources)
+    masks = [np.packbits(np.zeros((1, n), dtype=bool), axis=1), np.packbits(np.ones((1, n), dtype=bool), axis=1)]
+    said = [BASELINE_SUBSETS[0]]
+    for i, entry in enumerate(spec.search.strategies):
+        try:
+            if STRATEGIES.origin(entry.name) != "built-in":
+                continue
+            cls = STRATEGIES.get(entry.name)
+            known = cls.known_subsets(parse_params(cls, entry.params, f"search.strategies[{i}].params", entry.label), n)
+        except (UserError, ValueError):
+            continue
+        if known is not None:
+            masks.append(known[0])
+            said.append(f"{entry.label or entry.name}'s {known[1]}")
+    packed = np.concatenate(masks)
+    return packed[distinct_rows(packed)[0]], said
+
+
 def search_estimators(spec: Spec) -> list[str]:
     """The estimators the search may use: the spec's, or one calibration chooses among
     ``calibrate.estimators`` (when verify and calibration are on)."""
@@ -617,7 +647,7 @@ class SearchStage(Stage):
         store's ``completed`` columns alone (:func:`~subsetctl.estimate.results.stored_count`),
         changing nothing on disk; the plain line when they cannot be read."""
         from subsetctl.errors import UserError
-        from subsetctl.estimate.results import stored_count
+        from subsetctl.estimate.results import stored_among, stored_count
         from subsetctl.registry import ESTIMATORS
         from subsetctl.search.base import count_text
 
@@ -631,14 +661,23 @@ class SearchStage(Stage):
             in_process = bool(getattr(ESTIMATORS.get(estimator_used), "needs_model", False))
             keys = _store_keys(ctx, estimator_used, cal.lam, in_process)
             sources = [source.name for source in spec.sources]
-            stored = stored_count(_store_dir(ctx, estimator_used, keys[0], sources), sources, keys)
+            store = _store_dir(ctx, estimator_used, keys[0], sources)
+            stored = stored_count(store, sources, keys)
+            total = search_subset_bounds(spec)[0]
+            if stored and total < 2 ** len(sources):  # which it asks for: those known before it runs
+                known, what = known_subsets(spec)
+                held = stored_among(store, sources, keys, known)
         except (UserError, OSError, ValueError, KeyError, TypeError, AttributeError):
             return work
         if stored is None:
             return work
-        total = search_subset_bounds(spec)[0]
-        said = ("none stored" if not stored else f"{count_text(stored)} of {count_text(total)} stored, reused"
-                if total == 2 ** len(sources) else f"{count_text(stored)} stored, reused where asked for again")
+        if not stored or total == 2 ** len(sources):
+            said = f"{count_text(stored)} of {count_text(total)} stored, reused" if stored else "none stored"
+        elif held is None:
+            said = f"{count_text(stored)} stored, reused where asked for again"
+        else:  # (the others, a greedy step's after the first or a pick, follow from the estimates)
+            said = (f"{count_text(stored)} stored, {count_text(held)} of the {count_text(len(known))} it asks for "
+                    f"in any case among them ({'; '.join(what)}), reused; the others where asked for again")
         return work.replace(STORED_REUSED, said)
 
     def memory_settings(self, spec: Spec) -> tuple[str, ...]:

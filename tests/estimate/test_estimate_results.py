@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from subsetctl.errors import UserError
 from subsetctl.estimate.base import EstimateBatch, FeatureSet, SubsetEstimator
-from subsetctl.estimate.results import CachedEstimator, SubsetResultsStore, stored_count
+from subsetctl.estimate.results import CachedEstimator, SubsetResultsStore, stored_among, stored_count
 from subsetctl.estimate.solvers import FastEstimator
 
 
@@ -622,3 +622,31 @@ def test_stored_count_reads_the_completed_rows_of_the_main_file_and_segments_wit
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == files
     (tmp_path / "subsets.npz").write_bytes(b"garbled")
     assert stored_count(tmp_path, fast.sources, [key]) is None  # unreadable: plan says no count
+
+
+@pytest.mark.parametrize("n_sources", [5, 200])  # masks kept whole; kept as one source changed of an anchor
+def test_stored_among_counts_the_completed_rows_holding_given_subsets(tmp_path: Path, n_sources: int) -> None:
+    """What `plan` says of the subsets a greedy search asks for in any case ("2 of the 7 it
+    asks for in any case"): those of the given subsets the store holds completed, in the
+    main file or a segment, a reserved one not, read without opening the store."""
+    from subsetctl.search.greedy import Backward, Forward, GreedyParams
+
+    sources = [f"s{i}" for i in range(n_sources)]
+    known, _ = Forward.known_subsets(GreedyParams(), n_sources)  # the empty subset, then each source alone
+    unpacked = np.unpackbits(known, axis=1, count=n_sources).astype(bool)
+    assert (unpacked == np.vstack([np.zeros((1, n_sources), bool), np.eye(n_sources, dtype=bool)])).all()
+    backward = np.unpackbits(Backward.known_subsets(GreedyParams(), n_sources)[0], axis=1, count=n_sources)
+    assert (backward.astype(bool) == ~unpacked).all()  # all sources, then all but one
+    assert stored_among(tmp_path / "none", sources, ["k"], known) == 0
+    singles = np.eye(n_sources, dtype=bool)
+    store = SubsetResultsStore(tmp_path, sources, "k")
+    pairs = singles[:4] | singles[1:5]
+    store.add(np.vstack([np.zeros((1, n_sources), bool), pairs]), _small_batch(5))  # the main file: one of them
+    store.add(singles[:3], _small_batch(3))  # a segment: three more (a step's candidates: one source changed)
+    store.reserve(singles[3:5])  # registered, not estimated
+    files = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert stored_among(tmp_path, sources, ["k"], known) == 4
+    assert stored_among(tmp_path, sources, ["other"], known) == 0  # the search resets it
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == files  # nothing on disk changes
+    store.add(singles[3:5], _small_batch(2))  # the reserved rows estimated
+    assert stored_among(tmp_path, sources, ["k"], known) == 6 == len(known) - (n_sources - 5)
