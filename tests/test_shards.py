@@ -215,12 +215,15 @@ def test_a_shard_run_again_after_it_finished_says_so_without_loading_the_model(t
     assert loads == ["gradients"]
 
 
-def test_a_shard_run_dealt_no_rows_says_it_needs_none(tiny_project_ran) -> None:
+def test_a_shard_run_dealt_no_rows_says_it_needs_none(tiny_project_ran, monkeypatch) -> None:
     """`run --shard 0/1000` (more shards than batches) said "0 rows computed, 0 already there",
-    as a shard whose rows another run computed; it says the shard holds no rows and needs no run."""
+    as a shard whose rows another run computed; it says the shard holds no rows and needs no run,
+    without loading the model (it loaded it to find nothing to do)."""
     from subsetctl.reporter import SilentReporter
+    from subsetctl.stages import common
 
     tiny_project = tiny_project_ran("meta_init")
+    monkeypatch.setattr(common, "base_model", lambda ctx: pytest.fail("the model was loaded"))
     reporter = SilentReporter()
     run_project(tiny_project, reporter=reporter, options={"shard": (0, 1000)})
     assert any(line.startswith("Shard 0/1000 holds no rows (more shards than the ") and

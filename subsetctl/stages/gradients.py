@@ -179,8 +179,24 @@ class GradientsStage(common.ModelStage):
         busy = (f"Shard {index}/{count} of the gradients is already being computed by another "
                 f"`subsetctl run --shard {index}/{count}` on {ctx.project.root}; start a different shard.")
         with exclusive_file_lock(path.with_name(path.name + ".lock"), busy):
-            finished = self._finished_shard(ctx, shard, path)
+            finished = self._empty_shard(ctx, shard) or self._finished_shard(ctx, shard, path)
             return finished if finished is not None else self._compute(ctx)
+
+    def _empty_shard(self, ctx: StageContext, shard: tuple[int, int]) -> dict[str, Any] | None:
+        """:meth:`_compute_shard`'s answer for a shard dealt no rows (more shards than
+        batches of ``gradients.batch_size``), said before loading the model (which such a run
+        only loaded to find nothing to do); None where the shard holds rows."""
+        from subsetctl.gradients.store import shard_rows
+
+        index, count = shard
+        total, batch_size = len(row_table(ctx)[0]), ctx.spec.gradients.batch_size
+        if shard_rows(total, index, count, batch_size):
+            return None
+        ctx.reporter.info(
+            f"Shard {index}/{count} holds no rows (more shards than the {-(-total // batch_size):,} batches of "
+            f"gradients.batch_size = {batch_size}): nothing to compute, and no `run --shard` is needed for it."
+        )
+        return {"incomplete": True, "shard": [index, count], "rows": 0}
 
     def _finished_shard(self, ctx: StageContext, shard: tuple[int, int], path: Path) -> dict[str, Any] | None:
         """:meth:`_compute_shard`'s answer for a shard an earlier ``run --shard`` finished, of
@@ -303,13 +319,9 @@ class GradientsStage(common.ModelStage):
         if not store.complete:
             store.add_versions(pipeline.library_versions(), pipeline.thread_counts())
         counts = self._fill(ctx, engine, make_batch, store, batch_size, f"gradients shard {index}/{count}")
-        batches = -(-len(rows) // batch_size)
         ctx.reporter.info(
-            (f"Shard {index}/{count} holds no rows (more shards than the {batches:,} batches of "
-             f"gradients.batch_size = {batch_size}): nothing to compute, and no `run --shard` is needed for it. "
-             if not store.n_rows else
-             f"Shard {index}/{count}: {counts.computed} rows computed, {counts.skipped} already there. ")
-            + "Run without --shard once every shard is done to merge them."
+            f"Shard {index}/{count}: {counts.computed} rows computed, {counts.skipped} already there. "
+            "Run without --shard once every shard is done to merge them."
         )
         return {"incomplete": True, "shard": [index, count], "rows": store.n_rows}
 
