@@ -159,7 +159,10 @@ def _label_setup_warnings(target: str, prepared: dict[str, dict[str, Dataset]]) 
             warnings.append(f"Target {target!r} has a single class ({next(iter(held))!r}) in its {name} split "
                             f"({len(splits[name])} rows), of its {len(classes)} classes: {used}. Give target.split.{name} "
                             "more rows (the seeded split draws each class in proportion only on average).")
-    unseen = sorted({t for name in ("validation", "test") for t in splits.get(name, [])} - set(splits.get("train", [])))
+    spelt, as_one = _one_class_spelt_apart(target, splits)  # (its spellings are one class below: said once)
+    warnings.extend(spelt)
+    unseen = sorted({as_one.get(t, t) for name in ("validation", "test") for t in splits.get(name, [])}
+                    - {as_one.get(t, t) for t in splits.get("train", [])})
     if unseen and len(classes) > 1:
         shown = ", ".join(repr(t) for t in unseen[:5]) + (" ..." if len(unseen) > 5 else "")
         warnings.append(f"Target {target!r}: its validation/test labels {shown} never occur in its train split, so "
@@ -180,6 +183,39 @@ def _label_setup_warnings(target: str, prepared: dict[str, dict[str, Dataset]]) 
             warnings.append(f"{who} has {distinct} distinct labels "
                             f"over {len(labels)} rows: loader.label_field is probably a text column, not the class.")
     return warnings
+
+
+def _one_class_spelt_apart(target: str, splits: dict[str, list[str]]) -> tuple[list[str], dict[str, str]]:
+    """The warning, once, when the target's own labels write one class several ways
+    ('Positive' and 'positive'; a CSV's '1.0' beside '1'; labels are read stripped of
+    spaces): each spelling is a class of its own, so the head learns them apart and a test
+    row labelled 'Positive' counts a prediction of 'positive' as a miss, and nothing said so
+    (a source's labels are compared with the target's in :func:`_label_warnings`).
+    ``splits``: each split's labels. It names each spelling's rows and the one
+    ``label_map`` that makes them one class each: onto the spelling most rows have (ties:
+    the first sorted). Also returns that map (each other spelling -> its class's spelling),
+    by which the target's other label warnings take the spellings as one class."""
+    counts: dict[str, int] = {}
+    for labels in splits.values():
+        for text in labels:
+            counts[text] = counts.get(text, 0) + 1
+    alike: dict[str, list[str]] = {}
+    for text in sorted(counts):
+        alike.setdefault(_label_spelling(text), []).append(text)
+    groups, mapping = [], {}
+    for spellings in alike.values():
+        if len(spellings) > 1:
+            main = min(spellings, key=lambda t: (-counts[t], t))
+            groups.append(", ".join(f"{t!r} ({counts[t]} row{'' if counts[t] == 1 else 's'})" for t in spellings))
+            mapping.update({t: main for t in spellings if t != main})
+    if not mapping:
+        return [], {}
+    first = next(iter(mapping))
+    written = ", ".join(f"{k!r}: {v!r}" for k, v in mapping.items())
+    return [(f"Target {target!r} has labels that differ only in case or in the way a number is written: "
+            f"{'; '.join(groups)}. Each is a class of its own: the head learns them apart, and a test row labelled "
+            f"{first!r} counts a prediction of {mapping[first]!r} as a miss. If they are one class, add to the "
+            f"target's label_map: {{{written}}} (or write the labels alike in the file).")], mapping
 
 
 def _fractional_labels(labels: set[str]) -> list[str]:

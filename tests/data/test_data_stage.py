@@ -458,6 +458,24 @@ def test_label_setups_that_cannot_mean_what_was_meant_are_warned_about() -> None
     assert not any("Target" in w for w in texts)
 
 
+def test_the_targets_own_labels_written_two_ways_are_warned_about_once() -> None:
+    """A target labelled 'Positive' on some rows and 'positive' on others (or '1' and
+    '1.0') has two classes, which the head learns apart and the test scores as misses of
+    each other; nothing said so (only, at times, that 'Positive' never occurs in train)."""
+    from subsetctl.data.stage import _label_warnings
+
+    prepared = {"t": {"train": Dataset.from_dict({"label_text": ["positive"] * 4 + ["negative"] * 3 + ["Negative", "1"]}),
+                      "test": Dataset.from_dict({"label_text": ["Positive", "negative", "positive", "1.0"]})}}
+    (warning,) = _label_warnings("t", prepared)  # one warning, not one a class nor "never occur in its train split"
+    assert warning == ("Target 't' has labels that differ only in case or in the way a number is written: '1' (1 row), "
+                       "'1.0' (1 row); 'Negative' (1 row), 'negative' (4 rows); 'Positive' (1 row), 'positive' (5 "
+                       "rows). Each is a class of its own: the head learns them apart, and a test row labelled '1.0' "
+                       "counts a prediction of '1' as a miss. If they are one class, add to the target's label_map: "
+                       "{'1.0': '1', 'Negative': 'negative', 'Positive': 'positive'} (or write the labels alike in "
+                       "the file).")
+    assert _label_warnings("t", {"t": {"train": Dataset.from_dict({"label_text": ["pos", "neg"] * 2})}}) == []
+
+
 def test_a_label_column_of_fractional_scores_is_warned_about() -> None:
     """A classifier source whose label_field held scores (STS-B's 0.0-5.0 similarity) made
     every distinct value a class and widened the head by dozens of outputs; the only word
