@@ -161,6 +161,22 @@ def _label_setup_warnings(target: str, prepared: dict[str, dict[str, Dataset]]) 
                             "more rows (the seeded split draws each class in proportion only on average).")
     spelt, as_one = _one_class_spelt_apart(target, splits)  # (its spellings are one class below: said once)
     warnings.extend(spelt)
+    missing_use = {
+        "validation": "the search's estimated loss (on the validation rows) does not count it, so no selection is "
+                      "chosen for it",
+        "test": "test accuracy and macro-F1 (over the test split's classes) say nothing about how well a selection "
+                "tells it apart",
+    }
+    for name, used in missing_use.items():
+        missing = sorted({as_one.get(t, t) for t in classes} - {as_one.get(t, t) for t in splits.get(name, [])})
+        if missing and len(set(splits.get(name, []))) > 1:  # one class there: its own warning above
+            rows = {t: sum(as_one.get(u, u) == t for labels in splits.values() for u in labels) for t in missing[:5]}
+            shown = ", ".join(f"{t!r} ({n} row{'' if n == 1 else 's'} in all)"
+                              for t, n in rows.items()) + (" ..." if len(missing) > 5 else "")
+            warnings.append(f"Target {target!r}: its {name} split ({len(splits[name])} rows) has no row of the "
+                            f"class{'es' if len(missing) > 1 else ''} {shown}, which its other splits have: {used}. "
+                            f"Give target.split.{name} more rows (the seeded split draws each class in proportion "
+                            "only on average).")
     unseen = sorted({as_one.get(t, t) for name in ("validation", "test") for t in splits.get(name, [])}
                     - {as_one.get(t, t) for t in splits.get("train", [])})
     if unseen and len(classes) > 1:

@@ -476,6 +476,30 @@ def test_the_targets_own_labels_written_two_ways_are_warned_about_once() -> None
     assert _label_warnings("t", {"t": {"train": Dataset.from_dict({"label_text": ["pos", "neg"] * 2})}}) == []
 
 
+def test_a_target_class_its_test_or_validation_split_lacks_is_warned_about() -> None:
+    """A rare class that the seeded split left out of the target's test split (or its
+    validation split) passed without a word, though test accuracy and macro-F1 (over the
+    test split's classes) then never measure it, and the search never values it."""
+    from subsetctl.data.stage import _label_warnings
+
+    def splits(train: list[str], validation: list[str], test: list[str]) -> dict[str, Dataset]:
+        return {name: Dataset.from_dict({"label_text": labels})
+                for name, labels in (("train", train), ("validation", validation), ("test", test))}
+
+    (test,) = _label_warnings("t", {"t": splits(["pos", "neg", "neu", "neu"], ["pos", "neg", "neu"], ["pos", "neg"])})
+    assert test == ("Target 't': its test split (2 rows) has no row of the class 'neu' (3 rows in all), which its "
+                    "other splits have: test accuracy and macro-F1 (over the test split's classes) say nothing about "
+                    "how well a selection tells it apart. Give target.split.test more rows (the seeded split draws "
+                    "each class in proportion only on average).")
+    (validation,) = _label_warnings("t", {"t": splits(["pos", "neg", "neu"], ["pos", "neg"], ["pos", "neg", "neu"])})
+    assert validation.startswith("Target 't': its validation split (2 rows) has no row of the class 'neu' (2 rows "
+                                 "in all), which its other splits have: the search's estimated loss")
+    # a class written another way there is there (the spelling's own warning says the rest)
+    spelt = _label_warnings("t", {"t": splits(["pos", "neg"], ["pos", "neg"], ["pos", "Neg"])})
+    assert len(spelt) == 1 and "differ only in case" in spelt[0]
+    assert _label_warnings("t", {"t": splits(["pos", "neg"], ["pos", "neg"], ["pos", "neg"])}) == []
+
+
 def test_a_label_column_of_fractional_scores_is_warned_about() -> None:
     """A classifier source whose label_field held scores (STS-B's 0.0-5.0 similarity) made
     every distinct value a class and widened the head by dozens of outputs; the only word
