@@ -219,6 +219,33 @@ def _group_label_map_warning(g: int, members: list[SourceSpec], said: dict[str, 
             f"remove the group's label_map. The first such source's warning: {first}")
 
 
+#: the most distinct labels (answers) among which :func:`misspelt_keys` looks for a key's label
+MISSPELT_AMONG = 1000
+
+
+def misspelt_keys(label_map: dict[str, str | None], labels: set[str]) -> dict[str, str]:
+    """Each key of ``label_map`` that no label in ``labels`` is, but that looks like one the
+    map does not name (a typo, 'entailement' for 'entailment'; another case, 'Entailment'):
+    key -> that label. Such a label keeps its name, a class (an answer) the map was meant to
+    rename; the key's warning says which to write, and the warning about the source's
+    classes the target lacks leaves that label to it. Nothing among more than
+    :data:`MISSPELT_AMONG` distinct labels (answers of a task, not classes)."""
+    import difflib
+
+    unnamed = sorted(labels - set(label_map))
+    if len(unnamed) > MISSPELT_AMONG:
+        return {}
+    folded = {t.lower(): t for t in unnamed}
+    found = {}
+    for key in label_map:
+        if key in labels:
+            continue
+        close = difflib.get_close_matches(key.lower(), list(folded), n=1, cutoff=0.8)
+        if close:
+            found[key] = folded[close[0]]
+    return found
+
+
 def map_labels(dataset: Dataset, source: SourceSpec, warnings: list[str] | None, kind: str = "classifier") -> Dataset:
     """``dataset`` with each label that ``source.label_map`` names renamed to its class (a
     classifier's source labelled 0/1 taught as the target's 'negative' and 'positive'), or,
@@ -235,13 +262,17 @@ def map_labels(dataset: Dataset, source: SourceSpec, warnings: list[str] | None,
     keys = texts if classifier else [t if t in label_map else _answer_key(t) for t in texts]
     unused = sorted(set(label_map) - set(keys))
     if unused and warnings is not None:
+        misspelt = misspelt_keys(label_map, set(keys))
         there = sorted(set(texts))
         shown = ", ".join(repr(t) for t in there[:10]) + (f" and {len(there) - 10} more" if len(there) > 10 else "")
         warnings.append(f"{'Target' if isinstance(source, TargetSpec) else 'Source'} {source.name!r}: label_map names "
                         f"{', '.join(repr(k) for k in unused)}, which no row of it has as its {what} (its {what}s: "
-                        f"{shown or 'none'}); those keys rename nothing. Write each key as the {what} is read "
-                        + ("(JSON 1, 1.0 and true read '1'; a CSV cell as written)." if classifier else
-                           "(the whole answer; 1.0 matches the key 1, true the key true)."))
+                        f"{shown or 'none'}); those keys rename nothing. "
+                        + _misspelt_hint(label_map, misspelt, keys, what)
+                        + ("" if set(misspelt) == set(unused) else f"{' ' if misspelt else ''}Write each key as the "
+                           f"{what} is read " + (
+                            "(JSON 1, 1.0 and true read '1'; a CSV cell as written)." if classifier else
+                            "(the whole answer; 1.0 matches the key 1, true the key true).")))
     digest = hashlib.sha256(json.dumps(label_map, sort_keys=True).encode()).hexdigest()
     renamed = [label_map.get(key, text) for key, text in zip(keys, texts, strict=True)]
     if not classifier and warnings is not None:
@@ -257,6 +288,30 @@ def map_labels(dataset: Dataset, source: SourceSpec, warnings: list[str] | None,
     # a label mapped to null: its rows are dropped (before the seeded draw, so max_examples counts rows kept)
     return mapped.select(kept, new_fingerprint=hashlib.sha256(
         f"{mapped._fingerprint}|dropped|{len(kept)}".encode()).hexdigest()[:16])
+
+
+def _misspelt_hint(label_map: dict[str, str | None], misspelt: dict[str, str], keys: list[str], what: str) -> str:
+    """What :func:`map_labels`'s warning about unused keys says of those that look like a
+    label of the source misspelt (``misspelt``, from :func:`misspelt_keys`; ``keys``: each
+    row's label as a key): the label and its rows, which keep its name, and the key to
+    write instead; empty when none does."""
+    if not misspelt:
+        return ""
+    written = ", ".join(f"{text!r}: {'null' if label_map[key] is None else repr(label_map[key])}"
+                        for key, text in misspelt.items())
+    if len(misspelt) == 1:
+        (key, text), = misspelt.items()
+        said = (f"The key {key!r} looks like its {what} {text!r} misspelt; the {_rows(keys.count(text))} "
+                f"whose {what} is {text!r} keep it")
+    else:
+        named = ", ".join(f"{key!r} (its {what} {text!r}, {_rows(keys.count(text))})" for key, text in misspelt.items())
+        said = f"The keys {named} look misspelt; those rows keep their {what}s"
+    return f"{said}: write label_map: {{{written}}} instead."
+
+
+def _rows(n: int) -> str:
+    """``n`` rows, in words ("1 row", "3 rows")."""
+    return f"{n} row{'' if n == 1 else 's'}"
 
 
 def drops_rows(source: SourceSpec) -> bool:

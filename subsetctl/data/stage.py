@@ -50,6 +50,7 @@ from subsetctl.data.prepare import (
     SPLITS,
     group_label_map_warnings,
     label_texts,
+    misspelt_keys,
     prepare_source,
     quiet_datasets,
     split_summary,
@@ -251,13 +252,16 @@ def _fractional_labels(labels: set[str]) -> list[str]:
     return sorted((t for t, v in values.items() if math.isfinite(v) and not v.is_integer()), key=values.__getitem__)
 
 
-def _label_warnings(target: str, prepared: dict[str, dict[str, Dataset]]) -> list[str]:
+def _label_warnings(target: str, prepared: dict[str, dict[str, Dataset]],
+                    label_maps: dict[str, dict[str, str | None]] | None = None) -> list[str]:
     """Classes a source has that the target never uses: harmless but worth knowing, and
     likely a mistake when they are the target's labels written another way (a CSV file
     of floats gives "1.0" where a Parquet or JSON file gives "1"; CSV "True" is not JSON
     true, which reads "1"): each is a class of its own. A source none of whose labels
     is the target's (0/1 beside the target's 'negative'/'positive') gets told so, and
-    pointed to ``label_map``: nothing else maps one file's classes onto another's."""
+    pointed to ``label_map``: nothing else maps one file's classes onto another's. A label
+    that a key of the source's ``label_map`` (``label_maps``: source -> its map) looks like
+    misspelt is left to that key's warning (:func:`map_labels`), which says what to write."""
     target_labels = {t for ds in prepared[target].values() for t in label_texts(ds)}
     by_spelling = {_label_spelling(t): t for t in sorted(target_labels)}
     warnings = _label_setup_warnings(target, prepared)
@@ -265,7 +269,7 @@ def _label_warnings(target: str, prepared: dict[str, dict[str, Dataset]]) -> lis
         if name == target:
             continue
         labels = {t for ds in splits.values() for t in label_texts(ds)}
-        extra = sorted(labels - target_labels)
+        extra = sorted(labels - target_labels - set(misspelt_keys((label_maps or {}).get(name) or {}, labels).values()))
         if extra:
             shown = ", ".join(repr(t) for t in extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
             alike = [(t, by_spelling[_label_spelling(t)]) for t in extra if _label_spelling(t) in by_spelling]
@@ -542,7 +546,7 @@ def run_data_stage(
             f"The classifier data has {len(labels)} distinct label(s) ({', '.join(map(repr, labels)) or 'none'}) over the "
             "target and all sources; a classifier needs at least 2. Check loader.label_field."
         )
-    warnings.extend(_label_warnings(spec.target.name, prepared))  # (from label_text, the same in any vocabulary)
+    warnings.extend(_label_warnings(spec.target.name, prepared, {s.name: s.label_map or {} for s in everything}))  # (from label_text, the same in any vocabulary)
     warnings.extend(overlap_warnings(spec.target.name, prepared, spec.model.kind, controls))
     with quiet_datasets():  # one source at a time: memory for one source's re-encoded copy
         for name, splits in prepared.items():

@@ -302,6 +302,32 @@ def test_label_map_renames_a_causal_lm_sources_boolean_answers(tmp_path: Path) -
         assert warnings == [], label_map
 
 
+def test_a_misspelt_label_map_key_is_said_once_with_the_key_to_write(tmp_path: Path, make_ctx) -> None:
+    """An NLI source's label_map key 'entailement' (for 'entailment') got "names 'entailement',
+    which no row of it has" and, from the data stage, "has labels the target never uses:
+    'entailment'": two warnings for one typo, neither saying which key to write."""
+    from datasets import Dataset
+
+    from subsetctl.data.stage import _label_warnings
+
+    write_jsonl(tmp_path / "d.jsonl", [{"text": f"t{i}", "y": ["entailment", "neutral", "contradiction"][i % 3]}
+                                       for i in range(12)])
+    source = SourceSpec(name="nli", loader={"type": "jsonl", "path": "d.jsonl", "prompt_field": "text",
+                                            "label_field": "y"},
+                        label_map={"entailement": "positive", "contradiction": "negative"})
+    warnings: list[str] = []
+    splits = prepare_source(source, make_ctx(kind="classifier"), warnings)
+    (unused,) = warnings
+    assert unused == ("Source 'nli': label_map names 'entailement', which no row of it has as its label (its labels: "
+                      "'contradiction', 'entailment', 'neutral'); those keys rename nothing. The key 'entailement' "
+                      "looks like its label 'entailment' misspelt; the 4 rows whose label is 'entailment' keep it: "
+                      "write label_map: {'entailment': 'positive'} instead.")
+    target = {"train": Dataset.from_dict({"label_text": ["positive", "negative", "neutral"]})}
+    assert _label_warnings("t", {"t": target, "nli": splits}, {"nli": source.label_map}) == []  # said above
+    (other,) = _label_warnings("t", {"t": target, "nli": splits})  # (without the map: the class is the target's
+    assert "labels the target never uses: 'entailment'" in other  # lack, as before)
+
+
 def test_label_map_renames_a_classifier_sources_labels_to_the_targets_classes(tmp_path: Path, make_ctx) -> None:
     """Classes are matched across files by name, and nothing mapped one file's onto
     another's: an SST-2-style source labelled 0/1 beside a target labelled
