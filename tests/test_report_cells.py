@@ -1734,3 +1734,26 @@ def test_token_lengths_by_source_in_report_md_and_the_terminal_when_rows_were_cu
     render_full_report(report, Console(file=buffer, width=200))
     assert "token lengths" not in buffer.getvalue() and "## Token lengths by source" in render_markdown(report, {})
     assert "## Token lengths" not in render_markdown(_report(False), {})  # results from before: no table
+
+
+def test_the_class_balance_of_the_rows_each_selection_learned_from_is_reported() -> None:
+    """A classifier's report said nothing of the classes the final pick was fine-tuned on:
+    a pick of sources labelled 95% 'positive' learns that balance (no class weights), which
+    its accuracy on a balanced test split alone does not show."""
+    from subsetctl.report.build import class_balance
+    from subsetctl.report.cells import class_balance_line
+
+    data = {"target": "t", "classes": {"t": {"train": {"neg": 5, "pos": 5}, "test": {"neg": 2, "pos": 2}},
+                                       "skew": {"train": {"neg": 1, "pos": 19}}, "nli": {"train": {"x": 10}}}}
+    finetuned = {"selections": {"pick": ["skew"], "target_only": [], "all": ["skew", "nli"]}}
+    balance = class_balance(data, finetuned)
+    assert balance == {"test": {"neg": 2, "pos": 2},
+                       "train": {"pick": {"neg": 6, "pos": 24}, "target_only": {"neg": 5, "pos": 5},
+                                 "all": {"neg": 6, "pos": 24, "x": 10}}}
+    line = class_balance_line({"class_balance": balance, "final": "pick"})
+    assert line == ("Rows per class: the target's test split 'neg' 50%, 'pos' 50% of 4 rows; fine-tuned on (the "
+                    "target's train split and the selected sources'; no class weights, so each learns this balance): "
+                    "pick (the final pick) 'neg' 20%, 'pos' 80% of 30 rows; target_only 'neg' 50%, 'pos' 50% of 10 "
+                    "rows; all 'neg' 15%, 'pos' 60%, 'x' 25% of 40 rows.")
+    assert class_balance({"target": "t"}, finetuned) is None  # a causal LM's data, or counted by no subsetctl
+    assert class_balance_line({"final": "pick"}) is None

@@ -29,6 +29,7 @@ import json
 import os
 import shutil
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -551,13 +552,18 @@ def run_data_stage(
     with quiet_datasets():  # one source at a time: memory for one source's re-encoded copy
         for name, splits in prepared.items():
             _save_in_vocabulary(out_dir, name, splits, records[name], labels, found_at[name])
+    classes = {name: {split: dict(sorted(Counter(label_texts(ds)).items())) for split, ds in splits.items() if len(ds)}
+               for name, splits in prepared.items()}
     return _write_summary(out_dir, spec, {name: split_summary(splits) for name, splits in prepared.items()},
-                          labels, group_label_map_warnings(spec, warnings), reused)
+                          labels, group_label_map_warnings(spec, warnings), reused, classes)
 
 
 def _write_summary(out_dir: Path, spec: Spec, counts: dict[str, Any], labels: list[str] | None,
-                   warnings: list[str], reused: list[str]) -> dict[str, Any]:
-    """Write and return data.json (see :func:`run_data_stage`)."""
+                   warnings: list[str], reused: list[str],
+                   classes: dict[str, dict[str, dict[str, int]]] | None = None) -> dict[str, Any]:
+    """Write and return data.json (see :func:`run_data_stage`); a classifier's ``classes``
+    (source -> split -> label -> rows) let the report say the class balance each selection
+    was fine-tuned on (they follow from the rows, so they are no part of the output's digest)."""
     summary = {
         "target": spec.target.name,
         "kind": spec.model.kind,
@@ -568,11 +574,14 @@ def _write_summary(out_dir: Path, spec: Spec, counts: dict[str, Any], labels: li
         "labels": labels,
         "warnings": list(dict.fromkeys(warnings)),  # (a file's, said alike by each of its tasks' sources: once)
     }
+    if classes is not None:
+        summary["classes"] = classes
     if spec.target.test_loader is not None:  # (only then: an unchanged project's data.json stays as it was)
         summary["target_test_from"] = "test_loader"
     atomic_write_json(out_dir / SUMMARY_FILE, summary)
-    # not in data.json: the same data reused or prepared again is the same output (its digest)
-    return {**summary, "reused": reused}
+    # not in data.json: the same data reused or prepared again is the same output (its digest); the
+    # classes only there (the report reads them; the stage's summary, which report.json copies, is short)
+    return {**{key: value for key, value in summary.items() if key != "classes"}, "reused": reused}
 
 
 def _missing_data(data_dir: Path, what: str) -> UserError:

@@ -32,8 +32,9 @@ from subsetctl.report.paired import paired_comparison
 #: ``sources`` and the picks in the stage summaries; one line a small record): about half the
 #: bytes at thousands of sources; 14: report.md's per-source
 #: scores of more than 200 sources, the highest and lowest, all in report_sources.csv beside it;
-#: 15: ``final_vs_baselines``' ``paired``, the pick against each baseline row by row on the test split
-REPORT_FORMAT = 15
+#: 15: ``final_vs_baselines``' ``paired``, the pick against each baseline row by row on the test split;
+#: 16: a classifier's ``class_balance``, the rows per class of its test split and of each selection's fine-tunes
+REPORT_FORMAT = 16
 
 #: what each :data:`REPORT_FORMAT` added, as `plan` names it for a report an earlier one wrote
 FORMAT_ADDITIONS = {2: "final_vs_baselines", 3: "final_vs_baselines' stds",
@@ -50,7 +51,8 @@ FORMAT_ADDITIONS = {2: "final_vs_baselines", 3: "final_vs_baselines' stds",
                     13: "settings' sources[{name}] keys, input_files' data_files, the data stage's counts as "
                         "columns (about half the bytes at thousands of sources)",
                     14: "report_sources.csv (every source's scores, of more than 200)",
-                    15: "final_vs_baselines' paired (the pick against each baseline row by row on the test rows)"}
+                    15: "final_vs_baselines' paired (the pick against each baseline row by row on the test rows)",
+                    16: "a classifier's class_balance (the rows per class each selection was fine-tuned on)"}
 
 
 #: the additions a project gets only with more sources than these (report_sources.csv: of more
@@ -977,6 +979,30 @@ def mark_switched_off(
     return off
 
 
+def class_balance(data: Any, finetuned: Any) -> dict[str, Any] | None:
+    """A classifier's rows per class (report.json's ``class_balance``): ``test``, the
+    target's test split's, and ``train``, selection -> those of the rows its fine-tunes
+    learned from (the target's train split and its sources'), from data.json's ``classes``
+    and the finetune stage's selections; None without both (a causal LM, data prepared by a
+    subsetctl that did not count them). Training is plain cross-entropy, so a pick of
+    sources labelled 95% one class teaches that balance, which accuracy alone hides."""
+    classes = data.get("classes") if isinstance(data, dict) else None
+    selections = finetuned.get("selections") if isinstance(finetuned, dict) else None
+    target = data.get("target") if isinstance(data, dict) else None
+    if not isinstance(classes, dict) or not isinstance(selections, dict) or target not in classes:
+        return None
+
+    def rows(names: list[str], split: str) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for name in names:
+            for label, n in (classes.get(name) or {}).get(split, {}).items():
+                out[label] = out.get(label, 0) + n
+        return dict(sorted(out.items()))
+
+    return {"test": rows([target], "test"),
+            "train": {label: rows([target, *picked], "train") for label, picked in selections.items()}}
+
+
 def build_report(
     project: Project, skip: frozenset[str] | set[str] = frozenset(), name: str | None = None,
     order: list[str] | None = None, spec: Any = None,
@@ -1099,6 +1125,9 @@ def build_report(
             head_size = finetuned.get("head_size")  # (the finetune stage records it for every classifier)
             if isinstance(head_size, int) and head_size > len(finetuned["classes"]):  # model.num_labels asked for more
                 report["adapter_head_size"] = head_size
+    balance = class_balance(data, finetuned)
+    if balance:
+        report["class_balance"] = balance
     metrics = None if "evaluate" in skip else _read(project.results_dir("evaluate") / "metrics.json")
     if metrics:
         report["test_metrics"] = with_per_seed(metrics["metrics"], finetuned,

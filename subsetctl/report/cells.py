@@ -439,6 +439,41 @@ def shared_finetune_line(report: dict[str, Any]) -> str | None:
 #: The baselines the final pick is compared with on the test split, in the order named.
 _BASELINES = ("target_only", "all")
 
+#: the most classes :func:`class_balance_line` names for one set of rows; it sums the rest
+CLASSES_SHOWN = 6
+
+
+def _class_shares(counts: dict[str, int], name: Callable[[str], str] = str) -> str:
+    """Rows per class as shares ("'negative' 30%, 'positive' 70% of 40 rows"), the most
+    common :data:`CLASSES_SHOWN` first when there are more (the others summed)."""
+    total = sum(counts.values())
+    if not total:
+        return "no rows"
+    ranked = sorted(counts.items(), key=lambda item: -item[1]) if len(counts) > CLASSES_SHOWN else list(counts.items())
+    shown = ", ".join(f"{name(repr(label))} {percent_cell(n / total)}" for label, n in ranked[:CLASSES_SHOWN])
+    rest = sum(n for _, n in ranked[CLASSES_SHOWN:])
+    if rest:
+        shown += f", {len(ranked) - CLASSES_SHOWN} other classes {percent_cell(rest / total)}"
+    return f"{shown} of {total:,} rows"
+
+
+def class_balance_line(report: dict[str, Any], name: Callable[[str], str] = str) -> str | None:
+    """A classifier's rows per class under the test metrics (report.json's ``class_balance``):
+    those of the target's test split and of the rows the final pick and the baselines were
+    fine-tuned on. Fine-tuning has no class weights, so a pick whose sources are labelled
+    95% one class learns that balance, and its accuracy then says little without it; the
+    report said nothing of it. None without the counts (a causal LM; data prepared by an
+    earlier subsetctl) or a final pick."""
+    balance, final = report.get("class_balance"), report.get("final")
+    if not isinstance(balance, dict) or not isinstance(balance.get("train"), dict) or final not in balance["train"]:
+        return None
+    rows = [f"{name(final)} (the final pick) {_class_shares(balance['train'][final], name)}"]
+    rows += [f"{name(label)} {_class_shares(balance['train'][label], name)}"
+             for label in _BASELINES if label in balance["train"] and label != final]
+    return (f"Rows per class: the target's test split {_class_shares(balance.get('test') or {}, name)}; fine-tuned on "
+            f"(the target's train split and the selected sources'; no class weights, so each learns this balance): "
+            f"{'; '.join(rows)}.")
+
 
 def final_vs_baselines(report: dict[str, Any]) -> dict[str, Any] | None:
     """The final pick's test score beside the baselines' (target_only, all): {final, metric,

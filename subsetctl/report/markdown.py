@@ -16,6 +16,7 @@ from subsetctl.report.cells import (
     calibrated_loss_cell,
     calibration_notes,
     calibration_state,
+    class_balance_line,
     estimates_checked,
     final_vs_baselines_line,
     loss_cell,
@@ -269,6 +270,9 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
             lines.append(f"\n> {md_text(verdict)}")
         for line in paired_lines(report.get("final_vs_baselines"), md_name):
             lines.append(f"\n> {md_text(line)}")
+        balance = class_balance_line(report, md_name)
+        if balance:
+            lines.append(f"\n> {md_text(balance)}")
         lines.append("")
     if report.get("adapters"):
         if report.get("adapter_classes"):

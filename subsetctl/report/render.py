@@ -17,6 +17,7 @@ from subsetctl.report.cells import (
     calibrated_loss_cell,
     calibration_notes,
     calibration_state,
+    class_balance_line,
     estimates_checked,
     final_vs_baselines_line,
     loss_cell,
@@ -229,6 +230,9 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
             console.print(f"[{style}]{escape(verdict)}[/{style}]")
         for line in paired_lines(comparison):
             console.print(f"[dim]{escape(line)}[/dim]")
+        balance = class_balance_line(report)
+        if balance:
+            console.print(f"[dim]{escape(balance)}[/dim]")
     final = report.get("final")
     if final and report.get("adapters", {}).get(final):
         others = len(report["adapters"][final]) - 1

@@ -118,7 +118,8 @@ class DataStage(Stage):
         """The ``train`` part, which every stage but evaluate reads (:data:`~subsetctl.stages.common.TRAIN_SIDE`):
         the split folders but the test splits', and data.json's summary but what it says of the
         test rows (their counts, ``target_test_from``) and its warnings (a leak of test rows
-        into a source is one; text no stage computes with), and which sources were reused. The
+        into a source is one; text no stage computes with), which sources were reused, and a
+        classifier's rows per class (the report's; the split folders hold them). The
         sources' order (meta_init's multitask pool) and the label vocabulary (built over every
         split, test too: a label only the test rows hold widens a classifier's head) count."""
         from subsetctl.data.stage import SUMMARY_FILE
@@ -126,7 +127,8 @@ class DataStage(Stage):
         counts = summary.get("counts") if isinstance(summary.get("counts"), dict) else {}
         tests = tuple(f"{name}/test/" for name in counts)
         files = {path: held for path, held in outputs.items() if path != SUMMARY_FILE and not path.startswith(tests)}
-        said = {key: value for key, value in summary.items() if key not in ("warnings", "target_test_from", "reused")}
+        said = {key: value for key, value in summary.items()
+                if key not in ("warnings", "target_test_from", "reused", "classes")}  # (classes: the files' rows)
         said["counts"] = {name: {split: n for split, n in split_counts.items() if split != "test"}
                           if isinstance(split_counts, dict) else split_counts for name, split_counts in counts.items()}
         return {"train": {"files": files, "summary": said}}

@@ -190,6 +190,13 @@ def test_classifier_shares_one_vocabulary(tmp_path: Path) -> None:
         for ds in splits.values():
             for label, text in zip(ds["label"], ds["label_text"]):
                 assert summary["labels"][label] == text
+    # rows per class, for the report's class balance of each selection (the data are 8 rows 'neg'/'pos'
+    # alike, 4 'pos'/'neutral'; the default split puts every source row in train)
+    classes = json.loads((out / "data.json").read_text())["classes"]
+    assert classes["s"] == {"train": {"neutral": 2, "pos": 2}}
+    assert sum(n for split in classes["t"].values() for n in split.values()) == 8
+    assert {label: sum(split.get(label, 0) for split in classes["t"].values()) for label in ("neg", "pos")} == \
+        {"neg": 4, "pos": 4}
 
 
 def test_fingerprint_follows_file_content(tmp_path: Path) -> None:
