@@ -132,13 +132,14 @@ MANY_CLASSES = 50
 ``loader.label_field`` pointing at a text column."""
 
 
-def _label_setup_warnings(target: str, prepared: dict[str, dict[str, Dataset]]) -> list[str]:
+def _label_setup_warnings(target: str, prepared: dict[str, dict[str, Dataset]], test_loader: bool = False) -> list[str]:
     """Label setups that run but cannot mean what was meant: a target with one class
     (its test accuracy only counts how rarely a selection predicts a class only the
     sources have: there is always one, as the data stage refuses a single class in all),
     target test or validation classes its train split never shows, a source whose
     labels are fractional numbers (a score column), and one whose labels are nearly all
-    distinct (a text column)."""
+    distinct (a text column). ``test_loader``: the target's test rows are its
+    ``target.test_loader``'s, which its split settings do not draw (the advice says so)."""
     warnings = []
     splits = {name: label_texts(ds) for name, ds in prepared[target].items()}
     classes = {t for labels in splits.values() for t in labels}
@@ -159,8 +160,10 @@ def _label_setup_warnings(target: str, prepared: dict[str, dict[str, Dataset]]) 
         held = set(splits.get(name, []))
         if len(held) == 1 and len(classes) > 1 and len(splits[name]) > 1:  # 1 row: the small split's warning
             warnings.append(f"Target {target!r} has a single class ({next(iter(held))!r}) in its {name} split "
-                            f"({len(splits[name])} rows), of its {len(classes)} classes: {used}. Give target.split.{name} "
-                            "more rows (the seeded split draws each class in proportion only on average).")
+                            f"({len(splits[name])} rows), of its {len(classes)} classes: {used}. "
+                            + ("Add rows of the other classes to the file target.test_loader reads."
+                               if name == "test" and test_loader else f"Give target.split.{name} more rows (the "
+                               "seeded split draws each class in proportion only on average)."))
     spelt, as_one = _one_class_spelt_apart(target, splits)  # (its spellings are one class below: said once)
     warnings.extend(spelt)
     missing_use = {
@@ -177,8 +180,9 @@ def _label_setup_warnings(target: str, prepared: dict[str, dict[str, Dataset]]) 
                               for t, n in rows.items()) + (" ..." if len(missing) > 5 else "")
             warnings.append(f"Target {target!r}: its {name} split ({len(splits[name])} rows) has no row of the "
                             f"class{'es' if len(missing) > 1 else ''} {shown}, which its other splits have: {used}. "
-                            f"Give target.split.{name} more rows (the seeded split draws each class in proportion "
-                            "only on average).")
+                            + ("Add rows of it to the file target.test_loader reads." if name == "test" and test_loader
+                               else f"Give target.split.{name} more rows (the seeded split draws each class in "
+                                    "proportion only on average)."))
     unseen = sorted({as_one.get(t, t) for name in ("validation", "test") for t in splits.get(name, [])}
                     - {as_one.get(t, t) for t in splits.get("train", [])})
     if unseen and len(classes) > 1:
@@ -254,7 +258,7 @@ def _fractional_labels(labels: set[str]) -> list[str]:
 
 
 def _label_warnings(target: str, prepared: dict[str, dict[str, Dataset]],
-                    label_maps: dict[str, dict[str, str | None]] | None = None) -> list[str]:
+                    label_maps: dict[str, dict[str, str | None]] | None = None, test_loader: bool = False) -> list[str]:
     """Classes a source has that the target never uses: harmless but worth knowing, and
     likely a mistake when they are the target's labels written another way (a CSV file
     of floats gives "1.0" where a Parquet or JSON file gives "1"; CSV "True" is not JSON
@@ -262,10 +266,11 @@ def _label_warnings(target: str, prepared: dict[str, dict[str, Dataset]],
     is the target's (0/1 beside the target's 'negative'/'positive') gets told so, and
     pointed to ``label_map``: nothing else maps one file's classes onto another's. A label
     that a key of the source's ``label_map`` (``label_maps``: source -> its map) looks like
-    misspelt is left to that key's warning (:func:`map_labels`), which says what to write."""
+    misspelt is left to that key's warning (:func:`map_labels`), which says what to write.
+    ``test_loader``: the target's test rows are its ``target.test_loader``'s."""
     target_labels = {t for ds in prepared[target].values() for t in label_texts(ds)}
     by_spelling = {_label_spelling(t): t for t in sorted(target_labels)}
-    warnings = _label_setup_warnings(target, prepared)
+    warnings = _label_setup_warnings(target, prepared, test_loader)
     for name, splits in prepared.items():
         if name == target:
             continue
@@ -547,7 +552,8 @@ def run_data_stage(
             f"The classifier data has {len(labels)} distinct label(s) ({', '.join(map(repr, labels)) or 'none'}) over the "
             "target and all sources; a classifier needs at least 2. Check loader.label_field."
         )
-    warnings.extend(_label_warnings(spec.target.name, prepared, {s.name: s.label_map or {} for s in everything}))  # (from label_text, the same in any vocabulary)
+    warnings.extend(_label_warnings(spec.target.name, prepared, {s.name: s.label_map or {} for s in everything},
+                                    spec.target.test_loader is not None))  # (from label_text, the same in any vocabulary)
     warnings.extend(overlap_warnings(spec.target.name, prepared, spec.model.kind, controls))
     with quiet_datasets():  # one source at a time: memory for one source's re-encoded copy
         for name, splits in prepared.items():

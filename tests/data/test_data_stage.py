@@ -505,6 +505,14 @@ def test_a_target_class_its_test_or_validation_split_lacks_is_warned_about() -> 
     spelt = _label_warnings("t", {"t": splits(["pos", "neg"], ["pos", "neg"], ["pos", "Neg"])})
     assert len(spelt) == 1 and "differ only in case" in spelt[0]
     assert _label_warnings("t", {"t": splits(["pos", "neg"], ["pos", "neg"], ["pos", "neg"])}) == []
+    # test rows of a test_loader's file, which no split setting draws: the advice is about that file (the
+    # single class's too)
+    (loaded,) = _label_warnings("t", {"t": splits(["pos", "neg", "neu"], ["pos", "neg", "neu"], ["pos", "neg"])},
+                                test_loader=True)
+    assert loaded.endswith("how well a selection tells it apart. Add rows of it to the file target.test_loader reads.")
+    (single,) = _label_warnings("t", {"t": splits(["pos", "neg"], ["pos", "neg"], ["pos", "pos"])}, test_loader=True)
+    assert single.endswith("not telling the classes apart. Add rows of the other classes to the file "
+                           "target.test_loader reads.")
 
 
 def test_a_label_column_of_fractional_scores_is_warned_about() -> None:
