@@ -294,11 +294,30 @@ def _label_warnings(target: str, prepared: dict[str, dict[str, Dataset]],
                         "its rows teach only classes the target's test never asks for (predicting one is a miss). "
                         f"If they are the target's classes ({named}) under other names, map them onto those with "
                         f"the source's label_map (e.g. label_map: {{{extra[0]}: {ours[0]}}}).")
+            elif (label_map := (label_maps or {}).get(name)) and not set(extra) & set(label_map.values()):
+                hint = _unmapped_hint(label_map, extra, splits, target_labels)
             else:
                 hint = (" Its rows of those classes teach classes the target's test never asks for (predicting one "
                         "is a miss); if one is a target class under another name, map it with the source's label_map.")
             warnings.append(f"Source {name!r} has labels the target never uses: {shown}.{hint}")
     return warnings
+
+
+def _unmapped_hint(label_map: dict[str, str | None], extra: list[str], splits: dict[str, Dataset],
+                   target_labels: set[str]) -> str:
+    """What :func:`_label_warnings` says of a source's labels the target lacks that its
+    ``label_map`` (which maps others onto the target's classes) leaves out, a class
+    forgotten (a 4-star rating beside 0-3 mapped): their rows, and the map to write, each
+    onto a target class or to null, which drops its rows."""
+    rows = Counter(t for ds in splits.values() for t in label_texts(ds))
+    shown = ", ".join(f"{t!r} ({rows[t]} row{'' if rows[t] == 1 else 's'})" for t in extra[:5])
+    ours = sorted(target_labels)
+    named = ", ".join(repr(t) for t in ours[:5]) + (f" and {len(ours) - 5} more" if len(ours) > 5 else "")
+    written = ", ".join([*(f"{k!r}: {'null' if v is None else repr(v)}" for k, v in label_map.items()),
+                         *(f"{t!r}: null" for t in extra[:5])])
+    return (f" Its label_map, which renames others, does not name them ({shown}): its rows of those classes teach "
+            "classes the target's test never asks for (predicting one is a miss). Map each onto one of the "
+            f"target's classes ({named}), or drop its rows with null: label_map: {{{written}}}.")
 
 
 def _clean_leftovers(out_dir: Path, names: set[str]) -> None:

@@ -434,6 +434,25 @@ def test_a_source_with_none_of_the_targets_labels_is_told_they_are_matched_by_na
                             "None of its labels")
 
 
+def test_a_label_a_sources_label_map_leaves_out_is_told_with_its_rows_and_the_map_to_write() -> None:
+    """A 0-3 rating source whose label_map mapped 0-2 onto the target's classes and forgot 3
+    was told only "has labels the target never uses: '3' ... map it with the source's
+    label_map", without its rows or the map to write (onto a class, or null to drop)."""
+    from subsetctl.data.stage import _label_warnings
+
+    target = {"train": Dataset.from_dict({"label_text": ["negative", "neutral", "positive"]})}
+    stars = {"train": Dataset.from_dict({"label_text": ["negative", "neutral", "positive", "3", "3"]})}
+    label_map = {"0": "negative", "1": "neutral", "2": "positive"}
+    (warning,) = _label_warnings("t", {"t": target, "stars": stars}, {"stars": label_map})
+    assert warning == ("Source 'stars' has labels the target never uses: '3'. Its label_map, which renames others, "
+                       "does not name them ('3' (2 rows)): its rows of those classes teach classes the target's test "
+                       "never asks for (predicting one is a miss). Map each onto one of the target's classes "
+                       "('negative', 'neutral', 'positive'), or drop its rows with null: label_map: {'0': 'negative', "
+                       "'1': 'neutral', '2': 'positive', '3': null}.")
+    (without,) = _label_warnings("t", {"t": target, "stars": stars})  # no map: as before
+    assert "if one is a target class under another name, map it with the source's label_map" in without
+
+
 def test_label_setups_that_cannot_mean_what_was_meant_are_warned_about() -> None:
     """A one-class target, target test classes its train split never has, and a
     label_field pointing at a text column all passed with "labels the target never uses"."""
