@@ -69,8 +69,13 @@ def _rows_digest(keys: Iterable[tuple[str, str]]) -> int:
     row counts) are equal when they hold the same rows in any order, and the sum takes in a
     source a batch at a time without keeping anything a row. Python's ``hash`` of strings
     is salted per process, which suits sums compared within one data stage only (and no
-    cryptographic digest is needed to tell apart rows that differ by accident)."""
-    return sum(map(hash, keys)) % 2**64
+    cryptographic digest is needed to tell apart rows that differ by accident). Each row's
+    hash is of its prompt and answer joined, one string: a tuple's hash combines its items'
+    nearly additively (xxHash's add, rotate and multiply), so a classifier source and its
+    copy with the labels shuffled among the rows (``corrupt.shuffle_responses``, a negative
+    control), the same prompts and the same labels paired otherwise, summed alike in about a
+    third of the processes and were called "the same rows"."""
+    return sum(hash(f"{prompt}\x00{answer}") for prompt, answer in keys) % 2**64
 
 
 def _names(names: list[str]) -> str:
