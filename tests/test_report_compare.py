@@ -433,3 +433,30 @@ def test_a_setting_holding_each_sources_name_is_written_once_where_most_share_it
                        "sources[3].name": "{name}",  # ("{name}" in its path: its name, so the form's)
                        "sources[{name}].loader.path": "d/{name}.jsonl"}, compact
     assert expand_source_settings(compact) == dict(sorted(full.items()))
+
+
+def test_a_calibrated_side_beside_a_raw_one_says_which_is_which() -> None:
+    """Variant A calibrated, B with calibration off (or off for fewer than 4 usable verify
+    fine-tunes): the two est. loss columns held calibrated and raw values under one heading,
+    4.61 beside 4.58 as if B's picks were estimated lower, and nothing said which side was raw."""
+    a = _side("A", ["a"], {"calibrate.enabled": True})
+    b = _side("B", ["a"], {"calibrate.enabled": False}, lam=1.0)
+    b["report"]["calibration"]["enabled"] = False
+    cmp = compare_reports(a, b)
+    assert cmp["estimates"] == {"a": "calibrated", "b": "raw"}
+    rows = {row["selection"]: row for row in cmp["selections"]}
+    assert (rows["forward"]["estimate_a"], rows["forward"]["estimate_b"]) == (2.25, 1.5)
+    text = " ".join(_rendered(cmp).split())
+    assert "A est. loss (cal.)" in text and "B est. loss (raw)" in text, text
+    assert "Here A's are calibrated and B's raw" in text, text
+    same = " ".join(_rendered(compare_reports(a, _side("B", ["a"], None))).split())
+    assert "(cal.)" in same and "Here" not in same, same  # both calibrated: nothing more to say
+    # a search fine-tuning for real (true_finetune) gives real losses: on the calibrated scale, not raw
+    b["report"]["calibration"] = {"enabled": False, "lam": None, "estimator": "true_finetune"}
+    real = compare_reports(a, b)
+    assert real["estimates"] == {"a": "calibrated", "b": "real"}
+    assert "Here" not in " ".join(_rendered(real).split())
+    c = _side("C", ["a"], None)
+    c["report"]["calibration"]["enabled"] = False
+    text = " ".join(_rendered(compare_reports(b, c)).split())
+    assert "A est. loss (real)" in text and "Here A's are real losses (a search fine-tuning for real) and B's raw" in text

@@ -69,13 +69,28 @@ def _selection(report: dict[str, Any], name: str) -> dict[str, Any] | None:
     return found if isinstance(found, dict) else None
 
 
+def _calibrated(report: dict[str, Any]) -> bool:
+    """Whether ``report``'s estimates are calibrated (its calibration is on): then a
+    selection's estimated loss is in nats of a real fine-tune, else raw."""
+    return bool((report.get("calibration") or {}).get("enabled"))
+
+
+def _estimates_kind(report: dict[str, Any]) -> str:
+    """What ``report``'s estimated losses (:func:`_estimate`) are: "calibrated", "real" (a
+    search that fine-tuned each subset for real, true_finetune: real losses, no lambda, on
+    the calibrated estimates' scale though not calibrated) or "raw"."""
+    cal = report.get("calibration") or {}
+    if _calibrated(report):
+        return "calibrated"
+    return "real" if cal.get("estimator") and "lam" in cal and cal["lam"] is None else "raw"
+
+
 def _estimate(report: dict[str, Any], entry: dict[str, Any] | None) -> float | None:
     """The selection's estimated loss: calibrated where the report's estimates are (then in
     nats of a real fine-tune, comparable between variants), else raw."""
     if entry is None:
         return None
-    calibrated = bool((report.get("calibration") or {}).get("enabled")) and \
-        entry.get("estimated_loss_calibrated") is not None
+    calibrated = _calibrated(report) and entry.get("estimated_loss_calibrated") is not None
     value = entry.get("estimated_loss_calibrated" if calibrated else "estimated_loss_raw")
     return value if isinstance(value, int | float) else None
 
@@ -87,7 +102,8 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     does not record the setting, its value then null as one recorded as null; None where a
     side is a report.json without them, an earlier subsetctl's),
     ``overrides`` (each side's command-line overrides), ``final``, ``lambda``,
-    ``estimator``, ``selections`` (``[{selection, a, b, same, estimate_a, estimate_b}]``,
+    ``estimator``, ``estimates`` (``{a, b}``: what that side's estimated losses are,
+    "calibrated", "raw" or "real", the real losses of a search that fine-tuned for real), ``selections`` (``[{selection, a, b, same, estimate_a, estimate_b}]``,
     the sources each picked, in the first side's order, then the second's others),
     ``test`` (``[{selection, metric, a, b, loss_a, loss_b}]``, the test score and loss means),
     ``input_files`` (``[{file, a, b}]``, the input files whose sha256, or package version, differ,
@@ -137,6 +153,7 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         "final": {"a": ra.get("final"), "b": rb.get("final")},
         "lambda": {"a": cal_a.get("lam"), "b": cal_b.get("lam")},
         "estimator": {"a": cal_a.get("estimator"), "b": cal_b.get("estimator")},
+        "estimates": {"a": _estimates_kind(ra), "b": _estimates_kind(rb)},
         "selections": selections, "test": test, "input_files": files,
         "random_seeds": {side: random_baselines_seeds(x["settings"]) if x["settings"] is not None else None
                          for side, x in (("a", a), ("b", b))},
@@ -226,6 +243,20 @@ def _setting_cell(value: Any) -> str:
     if value is NOT_IN_REPORT:
         return "-"
     return "null" if value is None else _cell(value)
+
+
+def _scales_differ(estimates: dict[str, Any]) -> str | None:
+    """What the estimates' note adds when one side's estimates are raw and the other's
+    calibrated or real losses (calibration switched off, or off for too few usable verify
+    fine-tunes): the two columns then differ by the calibration's map, not by what the
+    variants picked."""
+    kinds = {side: estimates.get(side) for side in ("a", "b")}
+    if list(kinds.values()).count("raw") != 1 or None in kinds.values():
+        return None
+    raw, other = ("A", "B") if kinds["a"] == "raw" else ("B", "A")
+    what = "calibrated" if "calibrated" in kinds.values() else "real losses (a search fine-tuning for real)"
+    return (f" Here {other}'s are {what} and {raw}'s raw (its calibration was off): compare each side's "
+            "ranking of the selections, not the two columns' values.")
 
 
 def _cell(value: Any) -> str:
@@ -388,7 +419,11 @@ def render_comparison(cmp: dict[str, Any], console: Any) -> None:
         table.caption = (f"a selection of more than {SELECTED_SHOWN} sources on either side: each side's count and "
                          "the sources only it picked; `--format json` lists both picks in full")
         table.caption_justify = "left"
-    for column in ("selection", "A selected", "B selected", "same", "A est. loss", "B est. loss"):
+    estimates = cmp.get("estimates") or {}
+    scales = {side: {"calibrated": " (cal.)", "raw": " (raw)", "real": " (real)"}.get(estimates.get(side), "")
+              for side in ("a", "b")}
+    for column in ("selection", "A selected", "B selected", "same", f"A est. loss{scales['a']}",
+                   f"B est. loss{scales['b']}"):
         table.add_column(column, overflow="fold", justify="right" if "loss" in column else "left")
     for row in cmp["selections"]:
         table.add_row(escape(row["selection"]), *map(escape, selection_cells(row["a"], row["b"])),
@@ -403,4 +438,5 @@ def render_comparison(cmp: dict[str, Any], console: Any) -> None:
                           _cell(row["loss_a"]), _cell(row["loss_b"]))
         console.print(table)
     console.print("est. loss: calibrated where the report's estimates are (nats of a real fine-tune), else raw; "
-                  "raw estimates of variants with other gradients or lambda are not on one scale.")
+                  "raw estimates of variants with other gradients or lambda are not on one scale."
+                  + (_scales_differ(estimates) or ""))
