@@ -217,6 +217,37 @@ def test_a_new_lambda_grid_with_calibration_off_reruns_the_report_not_the_search
     assert "estimate.lam=2.0" not in json.loads((tiny_project / "report.json").read_text()).get("overrides", {})
 
 
+def test_a_new_lambda_grid_keeping_the_choice_does_not_rerun_the_finetune_stage(tiny_project) -> None:
+    """A value added to calibrate.lambda_grid that calibration does not choose changes the
+    search's selections.json (its calibration lists every lambda's figures) and nothing it
+    picks, yet re-ran the finetune stage (every adapter restored from its cache, `plan`
+    saying it runs): the finetune stage reads only the search's picks now, which `plan` says."""
+    import json
+
+    import yaml
+
+    from subsetctl.api import plan_project, run_project
+
+    def ran(overrides: list[str]) -> list[str]:
+        return [r["stage"] for r in run_project(tiny_project, overrides) if r["action"] == "ran"]
+
+    def chosen() -> float:
+        return json.loads((tiny_project / ".subsetctl" / "search" / "selections.json").read_text())["calibration"]["lam"]
+
+    spec_file = tiny_project / "subsetctl.yaml"
+    spec = yaml.safe_load(spec_file.read_text())
+    spec["verify"] = {"enabled": True, "k": 4, "steps": 2, "batch_size": 4}
+    spec["calibrate"] = {"lambda_grid": [0.01, 0.1]}
+    spec_file.write_text(yaml.safe_dump(spec, sort_keys=False))
+    ran([])
+    before = chosen()
+    wider = ["calibrate.lambda_grid=[0.01,0.1,1000]"]
+    [finetune] = [status for status in plan_project(tiny_project, wider)[2] if status.name == "finetune"]
+    assert finetune.conditional and "only its picks count" in " ".join(finetune.reasons), finetune.reasons
+    assert ran(wider) == ["calibrate", "search", "report"]
+    assert chosen() == before  # the same choice (what the test is about), listed beside 1000's figures
+
+
 def test_a_search_recorded_with_estimate_lam_stays_up_to_date(tiny_project) -> None:
     """The search no longer reads estimate.lam (lambda comes from calibrate's output); one
     recorded by an earlier subsetctl with it in its slice is up to date, not re-run once, and

@@ -268,6 +268,10 @@ def seed_everything(seed: int) -> None:
 #: so that an edit to the test rows alone (``target.test_loader``'s file) does not re-run it
 TRAIN_SIDE = {"data": "train"}
 
+#: what the finetune stage takes of the search's output (:meth:`~subsetctl.stages.search.SearchStage.output_parts`):
+#: each strategy's pick, not the estimates and calibration figures only the report shows
+PICKS = {"search": "picks"}
+
 
 def data_keys_before(data: Mapping[str, Any] | None) -> list[str]:
     """The digests an earlier subsetctl keyed results by the data stage's results ``data``

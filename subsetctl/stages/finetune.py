@@ -19,7 +19,7 @@ import math
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from subsetctl import RESULTS_VERSION
 from subsetctl.errors import UserError
@@ -380,7 +380,8 @@ class FinetuneStage(common.ModelStage):
     name = "finetune"
     description = "fine-tune the base model on each selection and baseline"
     after = ("data", "search")
-    reads_parts = common.TRAIN_SIDE  # no test rows: editing them re-runs it not
+    # no test rows (editing them re-runs it not), and of the search only its picks
+    reads_parts: ClassVar[dict[str, str]] = {**common.TRAIN_SIDE, **common.PICKS}
     memory_keys = ("finetune.batch_size", "model.max_length")
     accumulation_keys = ("finetune.batch_size", "finetune.grad_accum")
     spec_keys = ("project.seed", "model", "finetune")

@@ -738,6 +738,22 @@ class SearchStage(Stage):
             extra["random_seeds"] = {str(i): seed for i, seed in seeds.items()}
         return extra
 
+    def output_parts(self, outputs: dict[str, str], summary: dict[str, Any]) -> dict[str, Any]:
+        """The ``picks`` part, which the finetune stage reads alone (:data:`~subsetctl.stages.common.PICKS`):
+        each strategy's selected sources, by label (the summary's ``strategies``). The rest of
+        selections.json (estimates, scores, the calibration with every lambda's figures) is the
+        report's: a new ``calibrate.lambda_grid`` whose choice stayed the same changed it, and
+        re-ran the finetune stage (restoring every adapter from its cache) for the same picks."""
+        strategies = summary.get("strategies")
+        return {"picks": {"strategies": strategies}} if isinstance(strategies, dict) else {}
+
+    def parts_change_note(self, spec: Spec, project: Project, manifest: dict[str, Any],
+                          inputs: dict[str, Any]) -> dict[str, str]:
+        """The ``picks`` part, whenever the search re-runs: `plan` said the finetune stage runs
+        "if its output" changes, and a new lambda grid or verify k always changes it (the
+        calibration's figures), though the picks seldom do."""
+        return {"picks": "only its picks count, not its estimates or calibration figures"}
+
     def run(self, ctx: StageContext) -> dict[str, Any]:
         from subsetctl.estimate.dask_backend import close_dask_clients, forget_scattered_estimator
         from subsetctl.estimate.executors import forget_dumped_estimator
