@@ -1319,6 +1319,24 @@ def test_the_reproducing_section_shows_20_files_and_counts_the_rest() -> None:
     assert "| ... 5 more (report.json's `input_files`) | |" in md and "| s19 |" in md and "| s20 |" not in md
 
 
+def test_the_reproducing_lambda_of_a_grid_of_one_value_reads_pinned_not_chosen() -> None:
+    """`calibrate.lambda_grid: [0.05]` pins lambda (README: "one value pins it"), but the
+    reproducing line said "lambda 0.05 (chosen by calibrate)", as if a search over values had
+    picked it: a reviewer reran the grid to find the others."""
+    from subsetctl.report.cells import reproduce_facts
+
+    def said(settings: dict[str, Any], calibrated: bool = True) -> str:
+        report = {**_report(calibrated), "stages": {"search": {"seconds": 1.0}}, "settings": settings}
+        [line] = [f for f in reproduce_facts(report)[0] if f.startswith("estimator")]
+        return line
+
+    assert said({"calibrate.lambda_grid": [1.0]}) == "estimator fast, lambda 1 (pinned: calibrate.lambda_grid's only value)"
+    assert said({"calibrate.lambda_grid": [1.0, 1.0]}).endswith("(pinned: calibrate.lambda_grid's only value)")
+    assert said({"calibrate.lambda_grid": [0.1, 1.0]}) == "estimator fast, lambda 1 (chosen by calibrate)"
+    assert said({}) == "estimator fast, lambda 1 (chosen by calibrate)"  # (a report recording no settings)
+    assert said({"calibrate.lambda_grid": [1.0]}, calibrated=False) == "estimator fast, lambda 1 (the spec's estimate.lam)"
+
+
 def test_the_reproducing_seeds_name_a_seed_every_source_shares_once() -> None:
     """A source_files group of 5,000 sources with `seed: 3` listed `sources[i].seed 3` 5,000
     times in the seeds line (the terminal report's "reproducing:" line too): report.json's

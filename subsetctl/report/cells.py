@@ -678,8 +678,12 @@ def reproduce_facts(report: dict[str, Any]) -> tuple[list[str], list[tuple[str, 
     if drawn:
         lines.append(f"random baselines' seeds: {drawn}")
     cal = report.get("calibration") or {}
+    grid = settings.get("calibrate.lambda_grid")
+    # a grid of one value pins lambda: calibrate fitted the map at it, choosing nothing
+    pinned = isinstance(grid, list) and len(set(grid)) == 1
     lines.append(f"estimator {cal.get('estimator') or '-'}, lambda {fmt(cal.get('lam'))}"
-                 + (" (chosen by calibrate)" if cal.get("enabled") else " (the spec's estimate.lam)"))
+                 + (" (the spec's estimate.lam)" if not cal.get("enabled") else
+                    " (pinned: calibrate.lambda_grid's only value)" if pinned else " (chosen by calibrate)"))
     from subsetctl.report.build import expand_input_files
 
     files = expand_input_files(report.get("input_files") or {})  # (a table of the one-file sources, since format 13)
