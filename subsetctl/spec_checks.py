@@ -753,7 +753,9 @@ def _warn_verify_settings(spec: Spec, warn: _AddIssue) -> None:
                               f"(at least {MIN_CALIBRATION_K} are needed): calibration will be off and the "
                               "estimates stay raw. Use verify.k >= 4 (6-10 is typical) or set "
                               "calibrate.enabled: false.")
-    if spec.calibrate.against not in verify.kinds:
+    # (not the default against: a `kinds: [surrogate]` project, which calibrates against the one kind it
+    # runs, was warned on every command of a key it never wrote)
+    if spec.calibrate.against not in verify.kinds and "against" in spec.calibrate.model_fields_set:
         warn(("calibrate", "against"), f"{spec.calibrate.against!r} is not among verify.kinds "
                                        f"({', '.join(verify.kinds)}): calibration will use the "
                                        f"{verify.kinds[0]!r} fine-tunes. Add it to verify.kinds or change "

@@ -573,6 +573,25 @@ def test_validate_and_plan_do_not_import_torch_or_datasets(jsonl_project: Path) 
     assert "HEAVY []" in out.stdout, out.stdout[-500:]
 
 
+def test_verify_of_one_kind_with_calibrate_against_at_its_default_is_not_warned_of(jsonl_project: Path) -> None:
+    """`verify.kinds: [surrogate]` (the cheaper run) with calibrate.against left at its default
+    'ce' was warned of by validate, plan and run ("'ce' is not among verify.kinds ... change
+    calibrate.against"): a key the spec never wrote, whose only possible kind calibration takes
+    (plan's calibrate line names it). Written, it is warned of as before."""
+    path = jsonl_project / "subsetctl.yaml"
+    spec = yaml.safe_load(path.read_text())
+    spec["verify"] = {"enabled": True, "k": 4, "kinds": ["surrogate"]}
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+
+    def warned(*overrides: str) -> list[str]:
+        result = invoke("validate", str(path), *overrides, "--format", "json")
+        assert result.exit_code == 0, result.output
+        return [w["key"] for w in json.loads(result.output)[0]["warnings"]]
+
+    assert "calibrate.against" not in warned()
+    assert "calibrate.against" in warned("calibrate.against=ce")
+
+
 def test_validate_plan_and_run_warn_about_settings_that_defeat_calibration(jsonl_project: Path) -> None:
     """Valid settings that would waste real fine-tunes are said before any run: exit 0,
     the key and the fix named; sensible settings say nothing."""
