@@ -460,3 +460,12 @@ def test_a_calibrated_side_beside_a_raw_one_says_which_is_which() -> None:
     c["report"]["calibration"]["enabled"] = False
     text = " ".join(_rendered(compare_reports(b, c)).split())
     assert "A est. loss (real)" in text and "Here A's are real losses (a search fine-tuning for real) and B's raw" in text
+    # both calibrated, but against other verify kinds: each predicts its own kind of fine-tune
+    ce, surrogate = _side("A", ["a"], None), _side("B", ["a"], None)
+    ce["report"]["calibration_against"], surrogate["report"]["calibration_against"] = "ce", "surrogate"
+    kinds = compare_reports(ce, surrogate)
+    assert kinds["calibrated_against"] == {"a": "ce", "b": "surrogate"}
+    assert "Here A's are calibrated against its ce fine-tunes and B's against its surrogate ones" in " ".join(
+        _rendered(kinds).split())
+    surrogate["report"]["calibration_against"] = "ce"
+    assert "Here" not in " ".join(_rendered(compare_reports(ce, surrogate)).split())

@@ -103,7 +103,9 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     side is a report.json without them, an earlier subsetctl's),
     ``overrides`` (each side's command-line overrides), ``final``, ``lambda``,
     ``estimator``, ``estimates`` (``{a, b}``: what that side's estimated losses are,
-    "calibrated", "raw" or "real", the real losses of a search that fine-tuned for real), ``selections`` (``[{selection, a, b, same, estimate_a, estimate_b}]``,
+    "calibrated", "raw" or "real", the real losses of a search that fine-tuned for real),
+    ``calibrated_against`` (``{a, b}``: the verify kind, ``ce`` or ``surrogate``, a calibrated
+    side's map was fitted to; null for one not calibrated), ``selections`` (``[{selection, a, b, same, estimate_a, estimate_b}]``,
     the sources each picked, in the first side's order, then the second's others),
     ``test`` (``[{selection, metric, a, b, loss_a, loss_b}]``, the test score and loss means),
     ``input_files`` (``[{file, a, b}]``, the input files whose sha256, or package version, differ,
@@ -154,6 +156,9 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         "lambda": {"a": cal_a.get("lam"), "b": cal_b.get("lam")},
         "estimator": {"a": cal_a.get("estimator"), "b": cal_b.get("estimator")},
         "estimates": {"a": _estimates_kind(ra), "b": _estimates_kind(rb)},
+        # (the verify kind each side's map was fitted to: what its calibrated estimates predict)
+        "calibrated_against": {side: r.get("calibration_against") if _calibrated(r) else None
+                               for side, r in (("a", ra), ("b", rb))},
         "selections": selections, "test": test, "input_files": files,
         "random_seeds": {side: random_baselines_seeds(x["settings"]) if x["settings"] is not None else None
                          for side, x in (("a", a), ("b", b))},
@@ -245,12 +250,18 @@ def _setting_cell(value: Any) -> str:
     return "null" if value is None else _cell(value)
 
 
-def _scales_differ(estimates: dict[str, Any]) -> str | None:
+def _scales_differ(estimates: dict[str, Any], against: dict[str, Any] | None = None) -> str | None:
     """What the estimates' note adds when one side's estimates are raw and the other's
     calibrated or real losses (calibration switched off, or off for too few usable verify
-    fine-tunes): the two columns then differ by the calibration's map, not by what the
-    variants picked."""
+    fine-tunes), or both are calibrated against different verify kinds (``against``): the two
+    columns then differ by the calibration's map, not by what the variants picked."""
     kinds = {side: estimates.get(side) for side in ("a", "b")}
+    against = against or {}
+    if kinds == {"a": "calibrated", "b": "calibrated"} and None not in against.values() \
+            and against.get("a") != against.get("b") and len(against) == 2:
+        return (f" Here A's are calibrated against its {against['a']} fine-tunes and B's against its "
+                f"{against['b']} ones, so each predicts another kind of fine-tune: compare each side's ranking of "
+                "the selections, not the two columns' values.")
     if list(kinds.values()).count("raw") != 1 or None in kinds.values():
         return None
     raw, other = ("A", "B") if kinds["a"] == "raw" else ("B", "A")
@@ -439,4 +450,4 @@ def render_comparison(cmp: dict[str, Any], console: Any) -> None:
         console.print(table)
     console.print("est. loss: calibrated where the report's estimates are (nats of a real fine-tune), else raw; "
                   "raw estimates of variants with other gradients or lambda are not on one scale."
-                  + (_scales_differ(estimates) or ""))
+                  + (_scales_differ(estimates, cmp.get("calibrated_against")) or ""))
