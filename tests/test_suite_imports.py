@@ -15,3 +15,15 @@ def test_no_test_imports_a_conftest_by_module_name() -> None:
              for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
              if re.match(r"\s*(from conftest import|import conftest\b)", line)]
     assert not found, found
+
+
+def test_no_report_module_imports_a_private_name_of_another() -> None:
+    """report/paired.py took the baselines' order from cells._BASELINES, a name cells.py could
+    rename or drop as its own business: what two report modules share is public (e.g.
+    subsetctl.report.BASELINES)."""
+    report = Path(__file__).parents[1] / "subsetctl" / "report"
+    found = [f"{path.name}:{number}" for path in sorted(report.glob("*.py"))
+             for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+             if (imported := re.match(r"\s*from subsetctl\S* import (.*)", line))
+             and any(name.strip().startswith("_") for name in imported.group(1).strip("() ").split(","))]
+    assert not found, found

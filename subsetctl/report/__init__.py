@@ -1,1 +1,6 @@
 """Reports: terminal tables, report.md / report.json and PNG plots."""
+
+#: The baselines the final pick is compared with on the test split, in the order named: the
+#: one-line comparison (:mod:`subsetctl.report.cells`) and the row-by-row one
+#: (:mod:`subsetctl.report.paired`) both list them so.
+BASELINES = ("target_only", "all")

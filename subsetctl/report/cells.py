@@ -7,6 +7,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from subsetctl.report import BASELINES
+
 
 def fmt(value: Any, digits: int = 4) -> str:
     """A number with ``digits`` significant digits; "–" for a missing value; negative zero
@@ -436,9 +438,6 @@ def shared_finetune_line(report: dict[str, Any]) -> str | None:
             + "; ".join(", ".join(labels) for labels in shared) + ".")
 
 
-#: The baselines the final pick is compared with on the test split, in the order named.
-_BASELINES = ("target_only", "all")
-
 #: the most classes :func:`class_balance_line` names for one set of rows; it sums the rest
 CLASSES_SHOWN = 6
 
@@ -469,7 +468,7 @@ def class_balance_line(report: dict[str, Any], name: Callable[[str], str] = str)
         return None
     rows = [f"{name(final)} (the final pick) {_class_shares(balance['train'][final], name)}"]
     rows += [f"{name(label)} {_class_shares(balance['train'][label], name)}"
-             for label in _BASELINES if label in balance["train"] and label != final]
+             for label in BASELINES if label in balance["train"] and label != final]
     return (f"Rows per class: the target's test split {_class_shares(balance.get('test') or {}, name)}; fine-tuned on "
             f"(the target's train split and the selected sources'; no class weights, so each learns this balance): "
             f"{'; '.join(rows)}.")
@@ -491,7 +490,7 @@ def final_vs_baselines(report: dict[str, Any]) -> dict[str, Any] | None:
     # (a strategy may be labelled "all" or "target_only" when that baseline is not fine-tuned:
     # its test score is a strategy's pick, not fine-tuning on every source or the target alone)
     strategies = report.get("strategies") or {}
-    baselines = [b for b in _BASELINES if b in metrics and b != final and b not in strategies]
+    baselines = [b for b in BASELINES if b in metrics and b != final and b not in strategies]
     if not baselines:
         return None
     shown = [final, *baselines]
@@ -544,7 +543,7 @@ def final_vs_baselines_line(comparison: dict[str, Any] | None, checked: bool,
     if not comparison:
         return None
     final, scores, losses = comparison["final"], comparison["scores"], comparison["losses"]
-    shown = [final, *(b for b in _BASELINES if b in scores and b != final)]  # (report.json sorts the keys)
+    shown = [final, *(b for b in BASELINES if b in scores and b != final)]  # (report.json sorts the keys)
     figures = ", ".join(f"{name(label)} {fmt(float(scores[label]), 3)}" for label in shown)
     read = f" from target.{comparison['test_from']}" if comparison.get("test_from") else ""
     test = f"{comparison['n_test']} test examples{read}, " if comparison.get("n_test") else ""

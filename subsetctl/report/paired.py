@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from subsetctl.report.cells import _BASELINES
+from subsetctl.report import BASELINES
 
 #: bootstrap resamples of the test rows (numpy only; milliseconds at thousands of rows)
 RESAMPLES = 2000
@@ -154,7 +154,7 @@ def paired_lines(comparison: dict[str, Any] | None, name: Callable[[str], str] =
     metric = comparison.get("metric") or "score"
     lines = []
     vs = paired.get("vs", {})
-    for baseline in sorted(vs, key=lambda b: _BASELINES.index(b) if b in _BASELINES else len(_BASELINES)):
+    for baseline in sorted(vs, key=lambda b: BASELINES.index(b) if b in BASELINES else len(BASELINES)):
         figures, parts = vs[baseline], []
         loss, score = figures.get("loss"), figures.get("score")
         for key, figure in (("loss", loss), ("score", score)):
