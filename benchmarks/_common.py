@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +60,19 @@ def revision_before(message: str) -> str:
     if not found:
         raise SystemExit(f"No commit of this checkout says {message!r}: give the old code with --old REV.")
     return f"{found}^"
+
+
+@contextlib.contextmanager
+def old_worktree(revision: str) -> Iterator[Path]:
+    """The code of ``revision`` checked out in a temporary git worktree (removed after): the
+    old side of an old-against-new benchmark, run with it on PYTHONPATH."""
+    with tempfile.TemporaryDirectory() as scratch:
+        tree = Path(scratch) / "old"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree), revision], check=True)
+        try:
+            yield tree
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
 
 
 def stored_masks(store: Any) -> tuple[Any, int]:
