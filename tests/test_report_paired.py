@@ -98,6 +98,10 @@ def test_a_run_records_each_test_rows_loss_and_the_report_pairs_them(tiny_projec
     paired = report["final_vs_baselines"]["paired"]
     assert paired["seed"] == 0 and set(paired["vs"]) == set(report["final_vs_baselines"]["scores"]) - {report["final"]}
     for baseline, figures in paired["vs"].items():
+        if figures.get("same_finetune"):  # (the pick's sources are the baseline's: one fine-tune)
+            assert report["adapters"][baseline] == report["adapters"][report["final"]]
+            assert figures["n"] == report["test_metrics"][baseline]["n_test"]
+            continue
         loss = figures["loss"]
         assert loss["n"] == report["test_metrics"][baseline]["n_test"]
         assert loss["mean"] == pytest.approx(report["test_metrics"][baseline]["loss_mean"]
@@ -191,3 +195,21 @@ def test_the_figures_draw_their_resamples_once_with_the_figures_each_drew_alone(
         gains = {"loss": runs[run] - runs["p"], "score": (runs["p"] > 2).astype(float) - (runs[run] > 2)}
         for key, gain in gains.items():
             assert (vs[baseline][key]["low"], vs[baseline][key]["high"]) == _one_figure_at_a_time(gain, 4, 300)
+
+
+def test_a_pick_of_a_baselines_sources_is_said_to_be_its_fine_tune_with_no_interval() -> None:
+    """A pick of the target alone shares target_only's fine-tune: the comparison read "the
+    same on every one of the 4 test rows", as if two runs had agreed row by row; it says it
+    is that baseline's fine-tune, with no bootstrap and no interval."""
+    comparison = {"final": "pick", "metric": "exact_match", "scores": {"pick": 0.5, "target_only": 0.5, "all": 0.25}}
+    finetuned = {"labels": {"pick": ["t1", "t2"], "target_only": ["t2", "t1"], "all": ["a1"]}}
+    per_run = _results({"t1": [1.0, 2.0, 3.0, 4.0], "t2": [1.0, 2.0, 3.0, 2.0], "a1": [2.0, 2.0, 3.0, 4.0]},
+                       {"t1": [1, 0, 1, 0], "t2": [1, 0, 1, 0], "a1": [0, 0, 1, 0]})
+    paired = paired_comparison(comparison, finetuned, per_run, seed=0, resamples=50)
+    assert paired["vs"]["target_only"] == {"same_finetune": True, "n": 4}
+    assert paired["vs"]["all"]["loss"]["mean"] == pytest.approx(0.5)
+    first, second = paired_lines({**comparison, "paired": paired})
+    assert first == ("Row by row, pick against target_only: the same fine-tune (pick picked the same sources as "
+                     "target_only, and a subset is fine-tuned once), so its test loss and exact_match are "
+                     "target_only's on every one of the 4 test rows: no interval to give.")
+    assert second.startswith("Row by row, pick against all: the pick's test loss is lower by 0.500")

@@ -95,7 +95,10 @@ def paired_comparison(comparison: dict[str, Any], finetuned: Any, per_run: Any, 
     the pick's, of the pick's score minus the baseline's}}, each selection's per-row
     figure the mean over its seeds. A figure the evaluate stage's results do not hold for
     both (test losses an earlier subsetctl did not record) is left out; None when none is
-    there. ``comparison`` is :func:`~subsetctl.report.cells.final_vs_baselines`' result."""
+    there. A baseline whose fine-tunes are the pick's (it picked the same sources: the finetune
+    stage trains them once) has ``same_finetune`` true and no bootstrap: its figures are the
+    same on every row by construction, which no interval over the rows adds to.
+    ``comparison`` is :func:`~subsetctl.report.cells.final_vs_baselines`' result."""
     labels = finetuned.get("labels") if isinstance(finetuned, dict) else None
     if not isinstance(labels, dict) or not isinstance(per_run, dict):
         return None
@@ -106,8 +109,16 @@ def paired_comparison(comparison: dict[str, Any], finetuned: Any, per_run: Any, 
         return _per_row(per_run, runs, key) if isinstance(runs, list) and runs else None
 
     gains: dict[tuple[str, str], np.ndarray] = {}
+    shared: dict[str, Any] = {}
     for baseline in comparison["scores"]:
         if baseline == final:
+            continue
+        if isinstance(labels.get(final), list) and labels[final] and sorted(labels[final]) == sorted(
+                labels.get(baseline) or []):
+            shared[baseline] = {"same_finetune": True}
+            n = next((len(r) for r in (rows(final, key) for key in ("loss", "score")) if r is not None), None)
+            if n is not None:
+                shared[baseline]["n"] = n
             continue
         for key in ("loss", "score"):
             pick, other = rows(final, key), rows(baseline, key)
@@ -119,7 +130,8 @@ def paired_comparison(comparison: dict[str, Any], finetuned: Any, per_run: Any, 
         same = [figure for figure, gain in gains.items() if len(gain) == n]
         for (baseline, key), figures in zip(same, paired_differences([gains[f] for f in same], seed, resamples)):
             vs.setdefault(baseline, {})[key] = figures
-    vs = {baseline: dict(sorted(vs[baseline].items())) for baseline in comparison["scores"] if baseline in vs}
+    vs = {baseline: shared.get(baseline) or dict(sorted(vs[baseline].items()))
+          for baseline in comparison["scores"] if baseline in vs or baseline in shared}
     if not vs:
         return None
     return {"resamples": resamples, "seed": seed, "level": LEVEL, "vs": vs}
@@ -176,6 +188,12 @@ def paired_lines(comparison: dict[str, Any] | None, name: Callable[[str], str] =
     vs = paired.get("vs", {})
     for baseline in sorted(vs, key=lambda b: BASELINES.index(b) if b in BASELINES else len(BASELINES)):
         figures, parts = vs[baseline], []
+        if figures.get("same_finetune"):
+            rows = f" on every one of the {figures['n']} test rows" if isinstance(figures.get("n"), int) else ""
+            lines.append(f"Row by row, {final} against {name(baseline)}: the same fine-tune ({final} picked the "
+                         f"same sources as {name(baseline)}, and a subset is fine-tuned once), so its test loss and "
+                         f"{metric} are {name(baseline)}'s{rows}: no interval to give.")
+            continue
         loss, score = figures.get("loss"), figures.get("score")
         for key, figure in (("loss", loss), ("score", score)):
             if not figure:
@@ -192,7 +210,7 @@ def paired_lines(comparison: dict[str, Any] | None, name: Callable[[str], str] =
                          f"{figure['worse']:.0%}): {_verdict(figure)}")
         if parts:
             lines.append(f"Row by row, {final} against {name(baseline)}: " + "; ".join(parts) + ".")
-    if any("loss" not in figures for figures in paired.get("vs", {}).values()):
+    if any("loss" not in figures and not figures.get("same_finetune") for figures in vs.values()):
         lines.append("The test results were evaluated by an earlier subsetctl, which kept no per-row test losses: "
                      "`subsetctl run --force evaluate` records them (the fine-tunes are not redone).")
     return lines
