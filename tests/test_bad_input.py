@@ -1126,6 +1126,64 @@ def test_max_length_beyond_a_rotary_models_trained_positions_is_warned(tmp_path:
     assert max_length_past_trained_positions({"max_position_embeddings": 16, "rope_theta": 1e4}, 32, "x")
 
 
+def test_max_length_past_a_rope_scalings_reach_is_warned_and_one_it_cannot_read_is_said(tmp_path: Path) -> None:
+    """Any rope_scaling silenced the warning: a linear factor of 2 on 256 positions let
+    model.max_length 1000 pass. The scaling's reach is worked out from the config (factor x
+    the positions trained on, or the declared count where more), read from config.json by
+    validate and from transformers' config (rope_parameters) by the stages; a scaling it
+    cannot read is said to be one, past the declared positions."""
+    from transformers import LlamaConfig
+
+    from subsetctl.modeling.resolve import max_length_past_trained_positions
+
+    def warned(positions: int, scaling: dict | None, max_length: int, **more: int) -> list[str]:
+        """The warning from config.json's form and from the loaded config's (to_dict)."""
+        raw = {"max_position_embeddings": positions, "rope_theta": 1e4, "rope_scaling": scaling, **more}
+        forms = [raw]
+        if scaling is None or ((scaling.get("rope_type") or scaling.get("type")) in ("linear", "dynamic", "yarn")
+                               and "factor" in scaling):  # (transformers refuses the others)
+            forms.append(LlamaConfig(max_position_embeddings=positions, rope_scaling=scaling, hidden_size=64,
+                                     num_attention_heads=4, intermediate_size=64, num_hidden_layers=1,
+                                     **more).to_dict())
+        found = [max_length_past_trained_positions(config, max_length, "the model 'x'") for config in forms]
+        assert len(set(found)) == 1, found  # the same either way
+        return [w for w in found[:1] if w]
+
+    for kind in ("linear", "dynamic", "yarn"):  # stretched factor times
+        assert warned(256, {"rope_type": kind, "factor": 2.0}, 512) == []
+        (warning,) = warned(256, {"rope_type": kind, "factor": 2.0}, 1000)
+        assert (f"reads at most 512 token positions (256 trained positions stretched 2 times by its {kind} RoPE "
+                "scaling, in its config.json)") in warning and "Set model.max_length to at most 512." in warning
+    (warning,) = warned(256, {"type": "linear", "factor": 4}, 1500)  # an older config.json's "type"
+    assert "reads at most 1024 token positions" in warning
+    # yarn's original positions, and a declared count beyond factor x original (Llama 3.1's 131,072 of 8 x 8,192)
+    assert "at most 4096 " in warned(2048, {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 1024},
+                                     5000)[0]
+    llama3 = {"rope_type": "llama3", "factor": 8.0, "original_max_position_embeddings": 8192, "low_freq_factor": 1.0,
+              "high_freq_factor": 4.0}
+    assert warned(131072, llama3, 100000) == []
+    assert "at most 131072 token positions (max_position_embeddings, beyond its llama3" in warned(131072, llama3,
+                                                                                                  140000)[0]
+    assert warned(4096, {"rope_type": "longrope", "long_factor": [1.0], "short_factor": [1.0]}, 4096) == []
+    # a scaling whose reach it cannot tell: said plainly, past the declared positions only
+    for scaling, words in (({"rope_type": "linear"}, "rope_scaling of type 'linear', with no factor)"),
+                           ({"rope_type": "mystery", "factor": 3.0}, "rope_scaling of type 'mystery')")):
+        assert warned(256, scaling, 256) == []
+        (warning,) = warned(256, scaling, 1000)
+        assert ("past the 256 token positions the model 'x' declares (max_position_embeddings in its config.json), "
+                f"and subsetctl cannot tell how far its RoPE scaling ({words} stretches them") in warning, warning
+    # validate reads a folder's config.json
+    from tinymodels import save_tiny_llama
+
+    folder = save_tiny_llama(tmp_path / "llama")  # 256 positions
+    config_file = folder / "config.json"
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()),
+                                       "rope_scaling": {"type": "linear", "factor": 2.0}}))
+    data = {**BASE, "model": {"source": str(folder), "max_length": 1000}, "evaluate": {"max_new_tokens": 4}}
+    (warning,) = [w for w in validate_spec_file(_spec_file(tmp_path, data)).warnings if w.key == "model.max_length"]
+    assert "reads at most 512 token positions" in warning.message
+
+
 def test_a_search_that_would_fine_tune_for_real_hundreds_of_times_is_warned(tmp_path: Path) -> None:
     """true_finetune with exhaustive over 10 sources is 1024 real fine-tunes; validate
     said nothing and the run showed one progress line for all of them."""

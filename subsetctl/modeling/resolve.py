@@ -620,28 +620,91 @@ def refuse_max_length_beyond_positions(config: Mapping[str, Any], max_length: in
     )
 
 
+#: RoPE scalings that stretch the positions a model was trained on by their ``factor``
+#: (transformers' rope_type, or ``type`` in older config.json files)
+FACTOR_SCALINGS = ("linear", "dynamic", "yarn", "llama3")
+
+
+def _positive(value: Any) -> bool:
+    """Whether ``value`` is a positive number (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
+def rope_scaling_of(config: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The RoPE scaling of a model's config: ``rope_scaling`` (config.json), or
+    ``rope_parameters`` of a rope_type other than default (transformers 5 writes a config's
+    rope_scaling there); None for a model without one."""
+    for key in ("rope_scaling", "rope_parameters"):
+        scaling = config.get(key)
+        if isinstance(scaling, Mapping) and (scaling.get("rope_type") or scaling.get("type")) not in ("default", None):
+            return scaling
+        if key == "rope_scaling" and scaling is not None and not isinstance(scaling, Mapping):
+            return {}  # (something else: a scaling it cannot read)
+    return None
+
+
+def scaled_positions(config: Mapping[str, Any], scaling: Mapping[str, Any]) -> tuple[int, str] | None:
+    """The most token positions a rotary model with the RoPE ``scaling`` reads, and how that
+    follows from its config: for a scaling by a factor (:data:`FACTOR_SCALINGS`) that factor
+    times the positions it was trained on (``original_max_position_embeddings``, else
+    ``max_position_embeddings``), or the declared ``max_position_embeddings`` where that is
+    more (Llama 3.1 declares 131,072 of 8 x 8,192); longrope's declared count. None when it
+    cannot tell (another scaling, no factor)."""
+    declared = config.get("max_position_embeddings")
+    declared = declared if _positive(declared) and isinstance(declared, int) else None
+    kind = scaling.get("rope_type") or scaling.get("type")
+    if kind == "longrope" and declared:
+        return declared, f"max_position_embeddings, which its {kind} RoPE scaling reaches"
+    factor = scaling.get("factor")
+    original = next((value for value in (scaling.get("original_max_position_embeddings"),
+                                         config.get("original_max_position_embeddings"), declared)
+                     if _positive(value) and isinstance(value, int)), None)
+    if kind not in FACTOR_SCALINGS or not _positive(factor) or original is None:
+        return None
+    stretched = int(factor * original)
+    if declared and declared > stretched:
+        return declared, f"max_position_embeddings, beyond its {kind} RoPE scaling's {factor:g} x {original}"
+    return stretched, f"{original} trained positions stretched {factor:g} times by its {kind} RoPE scaling"
+
+
 def max_length_past_trained_positions(config: Mapping[str, Any], max_length: int, where: str) -> str | None:
-    """A warning when ``model.max_length`` is more than the positions a *rotary* model was
-    trained on (``max_position_embeddings``) and its config stretches them by no RoPE
-    scaling, else None. Such a model runs past them without an error
+    """A warning when ``model.max_length`` is more than the positions a *rotary* model reads:
+    those it was trained on (``max_position_embeddings``), or as far as its RoPE scaling
+    stretches them (:func:`scaled_positions`), else None; where the config's scaling says
+    not how far (another kind, no factor), past ``max_position_embeddings`` the warning
+    says so. Such a model runs past them without an error
     (:func:`refuse_max_length_beyond_positions` leaves it alone), but its outputs degrade
     there, so a long example's loss, f and gradients are of a model out of its range, and
-    nothing said so; a model with learned positions is refused instead."""
+    nothing said so; a model with learned positions is refused instead. Any rope_scaling
+    silenced the warning, a linear factor of 2 with max_length 4 x the trained positions too."""
     if position_limit(config) is not None:
         return None  # learned positions: refused past them
     positions = config.get("max_position_embeddings")
     if not isinstance(positions, int) or isinstance(positions, bool) or positions <= 0 or max_length <= positions:
         return None
-    rope = config.get("rope_parameters")
-    scaled = config.get("rope_scaling") is not None or (
-        isinstance(rope, Mapping) and rope.get("rope_type", "default") not in ("default", None))
-    if scaled:
-        return None  # a RoPE scaling (linear, dynamic, yarn, llama3) is meant to run longer
-    return (f"model.max_length is {max_length}, but {where} was trained on at most {positions} token positions "
-            "(max_position_embeddings in its config.json, with no rope_scaling): it runs on past them without an "
-            f"error, but its outputs degrade there, so examples longer than {positions} tokens are trained and "
-            f"scored out of its range. Set model.max_length to at most {positions}, or give the model a RoPE "
-            "scaling (rope_scaling in its config.json) if it is meant to read longer texts.")
+    scaling = rope_scaling_of(config)
+    if scaling is None:
+        return (f"model.max_length is {max_length}, but {where} was trained on at most {positions} token positions "
+                "(max_position_embeddings in its config.json, with no rope_scaling): it runs on past them without "
+                f"an error, but its outputs degrade there, so examples longer than {positions} tokens are trained and "
+                f"scored out of its range. Set model.max_length to at most {positions}, or give the model a RoPE "
+                "scaling (rope_scaling in its config.json) if it is meant to read longer texts.")
+    scaled = scaled_positions(config, scaling)
+    if scaled is None:
+        kind = scaling.get("rope_type") or scaling.get("type")
+        return (f"model.max_length is {max_length}, past the {positions} token positions {where} declares "
+                f"(max_position_embeddings in its config.json), and subsetctl cannot tell how far its RoPE scaling "
+                f"(rope_scaling {f'of type {kind!r}' if kind else 'as written'}"
+                f"{'' if _positive(scaling.get('factor')) else ', with no factor'}) stretches them: past what it "
+                "reads, a rotary model runs on without an error but its outputs degrade. Check the length the "
+                "model's card gives, and keep model.max_length within it.")
+    limit, how = scaled
+    if max_length <= limit:
+        return None
+    return (f"model.max_length is {max_length}, but {where} reads at most {limit} token positions ({how}, in its "
+            f"config.json): it runs on past them without an error, but its outputs degrade there, so examples "
+            f"longer than {limit} tokens are trained and scored out of its range. Set model.max_length to at most "
+            f"{limit}.")
 
 
 def check_model_folder(source: str, spec_dir: Path | None, kind: str | None = None) -> None:

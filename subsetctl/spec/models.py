@@ -236,7 +236,7 @@ class ModelSpec(StrictModel):
                                   "meta_init, gradients and evaluate warn, by source, about what was cut; "
                                   "report.md's 'Token lengths by source' table shows each source's lengths. "
                                   "Past the model's positions: an error (learned positions) or a warning "
-                                  "(rotary, without rope_scaling).")
+                                  "(rotary: past max_position_embeddings, or as far as its rope_scaling stretches them).")
     )
     num_labels: int | None = Field(
         None, ge=2, description="Classifier only: number of classes (default: from the data)."
