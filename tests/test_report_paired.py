@@ -4,6 +4,7 @@ The figures on cases with a known answer, seeded, and the whole run recording th
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -110,14 +111,34 @@ def test_a_run_records_each_test_rows_loss_and_the_report_pairs_them(tiny_projec
     assert "Row by row, " in (folder / "report.md").read_text()
 
 
+def _recorded_before_row_losses(stage: Path) -> None:
+    """The evaluate stage's manifest and work.json as an earlier subsetctl recorded them:
+    its inputs without the per-row test losses, per_run.json's checksum as it is now."""
+    from subsetctl.project import fingerprint
+
+    per_run = stage / "per_run.json"
+    for name in ("manifest.json", "work.json"):
+        record = json.loads((stage / name).read_text())
+        del record["inputs"]["extra"]["per_row_test_losses"]
+        record["fingerprint"] = fingerprint(record["inputs"])
+        if "artifacts" in record:
+            record["artifacts"]["per_run.json"] = {"sha256": hashlib.sha256(per_run.read_bytes()).hexdigest(),
+                                                   "size": per_run.stat().st_size}
+        (stage / name).write_text(json.dumps(record))
+
+
+@pytest.mark.parametrize("cache", ["kept", "deleted"])
 def test_results_an_earlier_subsetctl_kept_get_their_row_losses_without_being_evaluated_again(
-        tiny_project_ran, monkeypatch: pytest.MonkeyPatch) -> None:
+        tiny_project_ran, monkeypatch: pytest.MonkeyPatch, cache: str) -> None:
     """Test results cached without their per-row losses (an earlier subsetctl's) are
     completed by one pass over the test rows: `plan` says why evaluate runs again, nothing
-    is generated or fine-tuned again, and the losses are those a new evaluation records."""
+    is generated or fine-tuned again, and the losses are those a new evaluation records.
+    Likewise with the cache deleted before the upgrade: `run` evaluated every adapter again,
+    generating, though `plan` said one loss pass; the stage's own results are completed."""
+    import shutil
+
     import subsetctl.modeling.evaluate as evaluate_module
     from subsetctl.api import plan_project, run_project
-    from subsetctl.project import fingerprint
 
     folder: Path = tiny_project_ran()
     state = folder / ".subsetctl"
@@ -132,12 +153,11 @@ def test_results_an_earlier_subsetctl_kept_get_their_row_losses_without_being_ev
         else:
             del result["losses"]
         entry.write_text(json.dumps(result))
-    for name in ("manifest.json", "work.json"):  # its inputs as an earlier subsetctl recorded them
-        record_file = state / "evaluate" / name
-        record = json.loads(record_file.read_text())
-        del record["inputs"]["extra"]["per_row_test_losses"]
-        record["fingerprint"] = fingerprint(record["inputs"])
-        record_file.write_text(json.dumps(record))
+    if cache == "deleted":
+        shutil.rmtree(state / "cache" / "evaluate")
+        (state / "evaluate" / "per_run.json").write_text(json.dumps(  # as an earlier subsetctl wrote it
+            {run: {k: v for k, v in result.items() if k != "losses"} for run, result in before.items()}))
+    _recorded_before_row_losses(state / "evaluate")
     evaluate = {s.name: s for s in plan_project(folder)[2]}["evaluate"]
     assert evaluate.will_run and any("row by row on the test split" in r for r in evaluate.reasons), evaluate.reasons
     monkeypatch.setattr(evaluate_module, "evaluate_model", lambda *a, **k: pytest.fail("evaluated again"))
@@ -146,6 +166,8 @@ def test_results_an_earlier_subsetctl_kept_get_their_row_losses_without_being_ev
     assert after.keys() == before.keys()
     for run, result in after.items():
         assert result["losses"] == pytest.approx(before[run]["losses"], rel=1e-5)
+        assert {k: v for k, v in result.items() if k != "losses"} == {
+            k: v for k, v in before[run].items() if k != "losses"}
     cached = [json.loads(entry.read_text()) for entry in entries]
     assert [len(result["losses"]) for result in cached] == [result["n"] for result in cached]  # the cache too
     assert json.loads((state / "finetune" / "manifest.json").read_text())["written_at"] == finetuned

@@ -14,7 +14,7 @@ import numpy as np
 
 from subsetctl import RESULTS_VERSION
 from subsetctl.pipeline import StageContext
-from subsetctl.project import Project, atomic_write_json, fingerprint, touch
+from subsetctl.project import Project, atomic_write_json, fingerprint, read_json_object, touch
 from subsetctl.reporter import ShownInResults
 from subsetctl.spec import Spec, fingerprint_dump
 from subsetctl.stages import common
@@ -106,6 +106,32 @@ def _holds_row_losses(result: dict[str, Any]) -> bool:
     losses = result.get("losses")
     return (isinstance(losses, list) and len(losses) == result["n"]
             and all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in losses))
+
+
+def results_before_row_losses(ctx: StageContext) -> dict[str, Any]:
+    """run -> the test result the stage's own set-aside results hold (per_run.json), where
+    those were made with this run's inputs but for the per-row test losses (:data:`ROW_LOSSES`,
+    which an earlier subsetctl did not record): they are what this run would compute, less
+    the losses, and a cache deleted before the upgrade left them the only copy, so the
+    adapters were evaluated again, generating, though `plan` said one loss pass. Empty
+    otherwise (other inputs, or none set aside). Each with the ``versions`` and ``threads``
+    that computed it, as a cache entry has them: its provenance's, else that run's."""
+    manifest = ctx.project.read_set_aside_manifest(ctx.out_dir.name) or {}
+    old = manifest.get("inputs")
+    now = ctx.project.read_work_marker(ctx.out_dir.name).get("inputs")
+    if not isinstance(old, dict) or not isinstance(now, dict) or not isinstance(old.get("extra"), dict) \
+            or not isinstance(now.get("extra"), dict) or ROW_LOSSES in old["extra"]:
+        return {}
+    extra = {key: value for key, value in now["extra"].items() if key != ROW_LOSSES}
+    if {**now, "extra": extra} != old:
+        return {}
+    folder = ctx.project.set_aside_dir(ctx.out_dir.name)
+    results, provenance = (read_json_object(folder / name) or {} for name in (PER_RUN, common.PROVENANCE))
+    computed_with, threads = (provenance.get(key) if isinstance(provenance.get(key), dict) else {}
+                              for key in ("computed_with", "threads"))
+    return {run: {**result, "versions": computed_with.get(run, manifest.get("versions")),
+                  "threads": threads.get(run, None if run in computed_with else manifest.get("threads"))}
+            for run, result in results.items() if common.is_record(result, RESULT_KEYS)}
 
 
 class EvaluateStage(common.ModelStage):
@@ -221,6 +247,7 @@ class EvaluateStage(common.ModelStage):
         cache = ctx.project.state_dir.joinpath(*RESULT_CACHE)
         cache_writes = common.CacheWrites(ctx.reporter, cache)
         cache_keys = result_cache_keys(ctx, [k for k in keys if k not in per_run])
+        before = results_before_row_losses(ctx)
         model = tokenizer = None
         provenance = common.Provenance(ctx)
         reused = 0
@@ -232,8 +259,9 @@ class EvaluateStage(common.ModelStage):
                 cached, *legacy = (cache / f"{k}.json" for k in cache_keys[key])
                 common.adopt_legacy_entry(cached, legacy)
                 common.drop_misshapen_entry(ctx.reporter, cached, folder=False)
-                # this adapter was evaluated before (a damaged result is evaluated again)
-                result = _cached_result(cached) if not ctx.options.get("forced") else None
+                # this adapter was evaluated before (a damaged result is evaluated again): in the cache,
+                # else (a cache deleted) in the results an earlier subsetctl made with these inputs
+                result = None if ctx.options.get("forced") else _cached_result(cached) or before.get(key)
                 if result is not None:
                     versions = common.take_versions(result)
                     provenance.reused(key, *versions)
