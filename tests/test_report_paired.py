@@ -235,3 +235,14 @@ def test_a_pick_of_a_baselines_sources_is_said_to_be_its_fine_tune_with_no_inter
                      "target_only, and a subset is fine-tuned once), so its test loss and exact_match are "
                      "target_only's on every one of the 4 test rows: no interval to give.")
     assert second.startswith("Row by row, pick against all: the pick's test loss is lower by 0.500")
+
+
+def test_test_rows_without_a_loss_are_left_out_of_the_comparison() -> None:
+    """A test row with no token to score has no loss (None in per_run.json's ``losses``):
+    it is left out of the row-by-row comparison of the losses, not the whole comparison."""
+    comparison = {"final": "pick", "metric": "exact_match", "scores": {"pick": 0.5, "all": 0.5}}
+    finetuned = {"labels": {"pick": ["p"], "all": ["a"]}}
+    per_run = _results({"p": [1.0, 2.0, None, 3.0], "a": [2.0, 2.0, None, 4.0]},
+                       {"p": [1, 0, 1, 0], "a": [1, 0, 1, 0]})
+    loss = paired_comparison(comparison, finetuned, per_run, seed=0, resamples=50)["vs"]["all"]["loss"]
+    assert (loss["n"], loss["mean"], loss["better"]) == (3, pytest.approx(2 / 3), pytest.approx(2 / 3))

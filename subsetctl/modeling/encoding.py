@@ -56,6 +56,8 @@ class TruncationCounts:
         self.prompt_cut: Counter[str] = Counter()
         self.answer_cut: Counter[str] = Counter()
         self.text_cut: Counter[str] = Counter()  # a classifier's input, or a text trained on whole, cut at its end
+        #: causal-LM examples with no token scored (a text of one token, no BOS before it, no EOS after)
+        self.unscored: Counter[str] = Counter()
         self.seen = 0
         #: source -> [examples, tokens kept, most tokens kept, answer tokens scored] (:meth:`by_source`)
         self.lengths: dict[str, list[int]] = {}
@@ -73,6 +75,8 @@ class TruncationCounts:
             self.seen += 1
             source = str(row.get("source", "?"))
             self._tally(source, len(example.input_ids), sum(example.response_mask))
+            if not any(example.response_mask):
+                self.unscored[source] += 1
             if example.answer_cut and is_text_row(row):  # a text trained on whole: cut at its end, as it reads
                 self.text_cut[source] += 1
             elif example.answer_cut:
@@ -116,6 +120,23 @@ class TruncationCounts:
             out[source] = {"examples": n, "mean_tokens": round(tokens / n, 1), "max_tokens": most, "cut": cut,
                            **({"mean_answer_tokens": round(scored / n, 1)} if scored else {})}
         return out
+
+    def unscored_notice(self, examples: str = "examples", counted: str = "they carry no loss and no gradient") -> \
+            str | None:
+        """One line naming the sources of examples with no token to score, and how many, or
+        None when there are none: a text of one token that the tokenizer puts no BOS token
+        before and no EOS token after has nothing that predicts or is predicted (its first
+        token is never scored), so its f, loss and gradient were 0, counted as such without
+        a word. ``examples`` names what was counted, ``counted`` what that means there."""
+        if not self.unscored:
+            return None
+        n = sum(self.unscored.values())
+        shown = ", ".join(f"{name!r}: {count}" for name, count in self.unscored.most_common(5))
+        more = f", {len(self.unscored) - 5} more sources" if len(self.unscored) > 5 else ""
+        return (f"{n} of {self.seen} {examples} have no token to score ({shown}{more}): each is a text of one token, "
+                "and the tokenizer puts no BOS token before a text and no EOS token after it, so nothing predicts "
+                f"it and it predicts nothing; {counted}. Leave such rows out of the data, or use a tokenizer with "
+                "an EOS token.")
 
     def notice(self, max_length: int, examples: str = "examples", learns: str = "the model learns") -> str | None:
         """One line saying what was cut where, or None when nothing was; ``examples``

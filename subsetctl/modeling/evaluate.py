@@ -450,8 +450,9 @@ def evaluate_model(
     if progress:
         progress(f"Computing test losses on {len(examples)} examples")
     outputs = per_example_outputs(model, tokenizer, examples, kind, max_length, batch_size)
-    loss_ce = float(outputs["ce"].mean())
-    loss_sur = float(surrogate_loss(torch.from_numpy(outputs["f"])).mean())
+    scored = np.isfinite(outputs["ce"])  # (rows with no token to score have no loss: left out, said below)
+    loss_ce = float(outputs["ce"][scored].mean()) if scored.any() else float("nan")
+    loss_sur = float(surrogate_loss(torch.from_numpy(outputs["f"][scored])).mean()) if scored.any() else float("nan")
 
     if kind == "classifier":
         predictions, metrics, used = _score_classes(model, tokenizer, examples, max_length, batch_size)
@@ -462,6 +463,11 @@ def evaluate_model(
     cut = _texts_cut(tokenizer, examples, kind, max_length)
     if cut:
         warnings.append(cut)
+    if not scored.all():
+        counts = TruncationCounts()
+        counts.add(encode_rows(tokenizer, examples, kind, max_length), examples)
+        warnings.append(counts.unscored_notice("test examples", "they are left out of the test loss"
+                                               + ("" if scored.any() else ", which none is left for")))
     score = float(np.mean([p["score"] for p in predictions]))
     return {
         "n": len(examples),

@@ -185,7 +185,9 @@ def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch
 def per_example_outputs(
     model: Any, tokenizer: Any, examples: Sequence[dict], kind: str, max_length: int, batch_size: int
 ) -> dict[str, np.ndarray]:
-    """f and token/class cross-entropy per example, no gradients, in input order.
+    """f and token/class cross-entropy per example, no gradients, in input order; NaN for
+    a causal-LM example with no token to score (a text of one token with no BOS before it
+    and no EOS after it): it has no loss, where a loss of 0 lowered the mean.
 
     Examples are batched by length to waste little padding; the model's train/eval mode
     is restored afterwards.
@@ -211,6 +213,9 @@ def per_example_outputs(
                 ce_out[idx] = ce.double().cpu().numpy()
     finally:
         model.train(was_training)
+    if kind == "causal-lm":
+        unscored = np.array([not any(it.response_mask) for it in items])
+        f_out[unscored] = ce_out[unscored] = np.nan
     return {"f": f_out, "ce": ce_out}
 
 
@@ -237,9 +242,14 @@ def evaluate_loss(
     if not examples:
         raise UserError("Cannot evaluate a loss on zero examples; the validation split is empty.")
     out = per_example_outputs(model, tokenizer, examples, kind, max_length, batch_size)
+    scored = np.isfinite(out["ce"])  # (a text of one token, no BOS, no EOS, has no loss: left out)
+    if not scored.any():
+        raise UserError(f"None of the {len(examples)} examples the loss is taken over has a token to score: each is "
+                        "a text of one token, with no BOS token before it and no EOS token after it. Give the target "
+                        "longer texts, or use a tokenizer with an EOS token.")
     if objective == "surrogate":
-        return float(surrogate_loss(torch.from_numpy(out["f"])).mean())
-    return float(out["ce"].mean())
+        return float(surrogate_loss(torch.from_numpy(out["f"][scored])).mean())
+    return float(out["ce"][scored].mean())
 
 
 # --------------------------------------------------------------------------- checkpoints

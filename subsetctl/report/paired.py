@@ -67,7 +67,8 @@ def _per_row(per_run: dict[str, Any], runs: list[str], key: str) -> np.ndarray |
     """One selection's per-test-row figure, the mean over its fine-tunes (seeds): ``"loss"``
     the test loss each row had (``losses``, which results of an earlier subsetctl lack),
     ``"score"`` its task score (``predictions``' ``score``); None when a fine-tune's
-    result lacks them, they differ in length, or a value is not finite."""
+    result lacks them, they differ in length, or a value is not finite; a row's loss that is
+    None (a row with no token to score has none) is NaN, that row left out of the comparison."""
     rows = []
     for run in runs:
         result = per_run.get(run)
@@ -79,8 +80,11 @@ def _per_row(per_run: dict[str, Any], runs: list[str], key: str) -> np.ndarray |
             predictions = result.get("predictions")
             values = ([p.get("score") if isinstance(p, dict) else None for p in predictions]
                       if isinstance(predictions, list) else None)
+        if key == "loss" and isinstance(values, list):
+            values = [math.nan if v is None else v for v in values]
         if not isinstance(values, list) or not values or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+                isinstance(v, (int, float)) and not isinstance(v, bool) and (math.isfinite(v) or key == "loss")
+                for v in values):
             return None
         rows.append(np.asarray(values, dtype=float))
     if not rows or len({len(r) for r in rows}) != 1:
@@ -124,7 +128,9 @@ def paired_comparison(comparison: dict[str, Any], finetuned: Any, per_run: Any, 
             pick, other = rows(final, key), rows(baseline, key)
             if pick is None or other is None or len(pick) != len(other):
                 continue
-            gains[baseline, key] = other - pick if key == "loss" else pick - other
+            gain = other - pick if key == "loss" else pick - other
+            if np.isfinite(gain).any():  # (rows without a loss left out)
+                gains[baseline, key] = gain[np.isfinite(gain)]
     vs: dict[str, Any] = {}
     for n in sorted({len(gain) for gain in gains.values()}):  # (each figure's rows drawn once for all of that many)
         same = [figure for figure, gain in gains.items() if len(gain) == n]

@@ -366,6 +366,10 @@ class GradientsStage(common.ModelStage):
         truncation = make_batch.truncation.notice(spec.model.max_length)
         if truncation:
             ctx.reporter.warn(f"gradients: {truncation}")
+        unscored = make_batch.truncation.unscored_notice(
+            "rows", "their f and gradient are 0, which the search counts in their source as rows that change nothing")
+        if unscored:
+            ctx.reporter.warn(f"gradients: {unscored}")
         if not self._any_gradient(store):
             ctx.reporter.warn(
                 f"gradients: the projected gradient of every one of the {store.n_rows:,} rows is zero: at meta_init's "

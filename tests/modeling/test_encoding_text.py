@@ -73,3 +73,21 @@ def _templated():
     tok = char_tokenizer()
     tok.chat_template = TEMPLATE
     return tok
+
+
+def test_one_token_texts_with_nothing_to_score_are_counted_by_source() -> None:
+    """A text of one token, no BOS before it, no EOS after it, has no token to score (its f
+    and gradient were 0, counted in its source without a word): counted by source and said;
+    a BOS before it or an EOS after it gives it one."""
+    bare = char_tokenizer()
+    bare.eos_token = None
+    rows = [{**_text_row("a", i), "source": "one"} for i in range(3)] + [{**_text_row("ab"), "source": "two"}]
+    counts = TruncationCounts()
+    counts.add(encode_rows(bare, rows, "causal-lm", 16), rows)
+    assert counts.unscored == {"one": 3}
+    notice = counts.unscored_notice("rows", "they carry nothing")
+    assert notice is not None and notice.startswith("3 of 4 rows have no token to score ('one': 3): each is a text")
+    for tokenizer in (char_tokenizer(), char_tokenizer_adding_bos()):
+        counts = TruncationCounts()
+        counts.add(encode_rows(tokenizer, rows, "causal-lm", 16), rows)
+        assert not counts.unscored and counts.unscored_notice() is None

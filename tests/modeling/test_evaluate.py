@@ -332,3 +332,26 @@ def test_causal_lm_test_answers_cut_by_max_length_are_warned_of_for_the_test_los
     assert ev._texts_cut(templated, whole, "causal-lm", 40) is None  # 12 of its 24 template characters cut
     own = [{**whole[0], "prompt": "x" * 40}]
     assert "in 1 the prompt was cut from the left (t: 1)" in ev._texts_cut(templated, own, "causal-lm", 40)
+
+
+def test_a_one_token_text_with_no_bos_or_eos_is_left_out_of_the_test_loss(monkeypatch, tiny_llama_dir) -> None:
+    """A text of one token, with a tokenizer that puts no BOS token before it and no EOS
+    token after it, has no token to score: its loss was 0, lowering the test loss (and the
+    validation loss) without a word. It is NaN (None in ``losses``), left out, and said."""
+    from subsetctl.modeling.train import per_example_outputs
+
+    model, tok, _ = resolve_model(str(tiny_llama_dir), "causal-lm")
+    tok.eos_token = None  # (the pad token resolution gave it stays)
+    assert tok.eos_token_id is None and tok.pad_token_id is not None
+    rows = causal_rows()[:3] + [{"prompt": "", "response": "a", "source": "one", "row": 0,
+                                 "metadata": {"whole_text": True}}]
+    monkeypatch.setattr(ev, "generate_answers", lambda m, t, prompts, *a: [r["response"] for r in rows])
+    out = evaluate_model(model, tok, rows, "causal-lm", max_length=32, max_new_tokens=3)
+    ce = per_example_outputs(model, tok, rows[:3], "causal-lm", 32, 8)["ce"]
+    assert out["losses"][3] is None and out["losses"][:3] == pytest.approx(list(ce))
+    assert out["loss_ce"] == pytest.approx(ce.mean()) and out["loss_ce"] > 0
+    assert evaluate_loss(model, tok, rows, "causal-lm", 32, objective="ce") == pytest.approx(ce.mean())
+    (said,) = [w for w in out["warnings"] if "no token to score" in w]
+    assert said.startswith("1 of 4 test examples have no token to score ('one': 1)") and "left out of the test loss" in said
+    with pytest.raises(UserError, match="None of the 1 examples"):
+        evaluate_loss(model, tok, rows[3:], "causal-lm", 32)
