@@ -460,8 +460,9 @@ def _optimizer_step(
     batch_rows: list[Any], config: TrainConfig, kind: str, device: torch.device,
 ) -> float | None:
     """One update over ``batch_rows`` (``grad_accum`` micro-batches of encoded rows):
-    the mean training loss, or None when a micro-batch's loss is not finite (then no update
-    is applied) or the update cannot be held in the weights' dtype (a learning rate of
+    the mean training loss (of the examples with a token to score: one with none, a text of
+    one token with no BOS and no EOS, diluted the update as a loss of 0 or log 2 that moves
+    nothing), or None when a micro-batch's loss is not finite (then no update is applied) or the update cannot be held in the weights' dtype (a learning rate of
     about 1e37 or more: torch refuses the step, and the trainer restores a saved adapter)."""
     optimizer.zero_grad(set_to_none=True)
     step_loss = 0.0
@@ -470,6 +471,10 @@ def _optimizer_step(
         batch = _to(make_batch(tokenizer, chunk, kind, config.max_length), device)
         f, ce = _per_example(model, batch, kind)
         per = surrogate_loss(f) if config.objective == "surrogate" else ce
+        if kind == "causal-lm" and not (scored := batch["response_mask"][:, 1:].any(dim=1)).all():
+            per = per[scored]  # (a text of one token, no BOS, no EOS: nothing to learn, left out of the mean)
+            if not len(per):
+                continue
         loss = per.mean() / config.grad_accum
         if not torch.isfinite(loss):
             return None

@@ -379,3 +379,27 @@ def test_a_checkpoint_of_other_chat_contexts_is_another_run() -> None:
                                                                                              "causal-lm")
     assert _run_fingerprint(cfg, [row], None, "causal-lm") == \
         _run_fingerprint(cfg, [{**row, "metadata": '{"id": 3}'}], None, "causal-lm")
+
+
+@pytest.mark.parametrize("objective", ["ce", "surrogate"])
+def test_rows_with_no_token_to_score_are_left_out_of_a_training_step(tiny_llama_dir, objective) -> None:
+    """A text of one token with no BOS before it and no EOS after it has nothing to learn:
+    in a step's mean it counted as a loss of 0 (or log 2, the surrogate's), which moves
+    nothing and shrank the update of the rows beside it. The step is the other rows'."""
+    from subsetctl.modeling.encoding import encode_rows
+    from subsetctl.modeling.train import _optimizer_step, _trainable
+
+    one = [{"prompt": "", "response": "a", "source": "one", "row": i, "metadata": {"whole_text": True}}
+           for i in range(3)]
+    cfg = TrainConfig(steps=1, batch_size=7, lr=0.5, optimizer="sgd", objective=objective, max_length=32)
+    steps, weights = [], []
+    for rows in (causal_rows()[:4], causal_rows()[:4] + one):
+        model, tok = _llama(tiny_llama_dir)
+        tok.eos_token = None
+        params = _trainable(model)
+        optimizer = torch.optim.SGD(params, lr=cfg.lr)
+        encoded = encode_rows(tok, rows, "causal-lm", 32)
+        steps.append(_optimizer_step(model, tok, optimizer, params, encoded, cfg, "causal-lm", torch.device("cpu")))
+        weights.append([p.detach().clone() for p in params])
+    assert steps[1] == pytest.approx(steps[0], rel=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-7) for a, b in zip(*weights))
