@@ -160,6 +160,9 @@ def test_results_an_earlier_subsetctl_kept_get_their_row_losses_without_being_ev
     _recorded_before_row_losses(state / "evaluate")
     evaluate = {s.name: s for s in plan_project(folder)[2]}["evaluate"]
     assert evaluate.will_run and any("row by row on the test split" in r for r in evaluate.reasons), evaluate.reasons
+    adapters = len({run for runs in json.loads((state / "finetune" / "labels.json").read_text())["labels"].values()
+                    for run in runs})
+    assert f"{adapters} of {adapters} cached, reused" in evaluate.work, evaluate.work  # (they are: none generated)
     monkeypatch.setattr(evaluate_module, "evaluate_model", lambda *a, **k: pytest.fail("evaluated again"))
     run_project(folder)
     after = json.loads((state / "evaluate" / "per_run.json").read_text())

@@ -14,7 +14,7 @@ import numpy as np
 
 from subsetctl import RESULTS_VERSION
 from subsetctl.pipeline import StageContext
-from subsetctl.project import Project, atomic_write_json, fingerprint, read_json_object, touch
+from subsetctl.project import MANIFEST, Project, atomic_write_json, fingerprint, read_json_object, touch
 from subsetctl.reporter import ShownInResults
 from subsetctl.spec import Spec, fingerprint_dump
 from subsetctl.stages import common
@@ -110,22 +110,28 @@ def _holds_row_losses(result: dict[str, Any]) -> bool:
 
 def results_before_row_losses(ctx: StageContext) -> dict[str, Any]:
     """run -> the test result the stage's own set-aside results hold (per_run.json), where
-    those were made with this run's inputs but for the per-row test losses (:data:`ROW_LOSSES`,
-    which an earlier subsetctl did not record): they are what this run would compute, less
-    the losses, and a cache deleted before the upgrade left them the only copy, so the
-    adapters were evaluated again, generating, though `plan` said one loss pass. Empty
-    otherwise (other inputs, or none set aside). Each with the ``versions`` and ``threads``
-    that computed it, as a cache entry has them: its provenance's, else that run's."""
-    manifest = ctx.project.read_set_aside_manifest(ctx.out_dir.name) or {}
+    those were made with this run's inputs but for the per-row test losses
+    (:func:`results_without_row_losses`): a cache deleted before the upgrade left them the
+    only copy, so the adapters were evaluated again, generating, though `plan` said one
+    loss pass."""
+    return results_without_row_losses(ctx.project.set_aside_dir(ctx.out_dir.name),
+                                      ctx.project.read_work_marker(ctx.out_dir.name).get("inputs"))
+
+
+def results_without_row_losses(folder: Path, now: Any) -> dict[str, Any]:
+    """run -> the test result the stage's results in ``folder`` hold (per_run.json), where
+    they were made with the inputs ``now`` but for the per-row test losses (:data:`ROW_LOSSES`,
+    which an earlier subsetctl did not record): what a run with ``now`` would compute, less
+    the losses. Empty otherwise (other inputs, or none there). Each with the ``versions`` and
+    ``threads`` that computed it, as a cache entry has them: its provenance's, else that run's."""
+    manifest = read_json_object(folder / MANIFEST) or {}
     old = manifest.get("inputs")
-    now = ctx.project.read_work_marker(ctx.out_dir.name).get("inputs")
     if not isinstance(old, dict) or not isinstance(now, dict) or not isinstance(old.get("extra"), dict) \
             or not isinstance(now.get("extra"), dict) or ROW_LOSSES in old["extra"]:
         return {}
     extra = {key: value for key, value in now["extra"].items() if key != ROW_LOSSES}
     if {**now, "extra": extra} != old:
         return {}
-    folder = ctx.project.set_aside_dir(ctx.out_dir.name)
     results, provenance = (read_json_object(folder / name) or {} for name in (PER_RUN, common.PROVENANCE))
     computed_with, threads = (provenance.get(key) if isinstance(provenance.get(key), dict) else {}
                               for key in ("computed_with", "threads"))
@@ -219,15 +225,27 @@ class EvaluateStage(common.ModelStage):
             runs = adapters(ctx)
             done = (common.read_work_record(ctx, ctx.out_dir / PER_RUN, dict, RESULT_KEYS)
                     if ctx.options.get("resumes") else {})
+            # (the stage's own results, made by an earlier subsetctl with these inputs but for the
+            # per-row losses, which `run` completes: set aside as it starts)
+            before = {} if done else results_without_row_losses(ctx.out_dir, self.inputs_now(spec, project))
             cache = project.state_dir.joinpath(*RESULT_CACHE)
             cached = 0
-            for keys in result_cache_keys(ctx, [run for run in runs if run not in done]).values():
+            for run, keys in result_cache_keys(ctx, [run for run in runs if run not in done]).items():
                 # the entry `run` reads: today's, else an earlier key's
                 entry = next((path for path in (cache / f"{k}.json" for k in keys) if path.exists()), None)
-                cached += entry is not None and _cached_result(entry) is not None
+                cached += (entry is not None and _cached_result(entry) is not None) or run in before
             return sum(run in done for run in runs), cached, len(runs)
 
         return common.cached_count_work(self, spec, forced, project, rerun, count, resumes, known)
+
+    def inputs_now(self, spec: Spec, project: Project) -> dict[str, Any]:
+        """The stage's inputs as `run` would record them now, its upstream stages' results
+        as they are (:meth:`planned_work` reads them only when none of those re-runs)."""
+        from subsetctl.pipeline import output_digest
+
+        return {"slice": self.spec_slice(spec),
+                "upstream": {name: output_digest(project.read_manifest(name)) for name in self.after},
+                "extra": self.extra_inputs(spec, project), "version": RESULTS_VERSION}
 
     def enabled(self, spec: Any) -> bool:
         return bool(spec.finetune.enabled)
