@@ -26,8 +26,10 @@ def load_features(store_dir: Path, spec: Spec) -> FeatureSet:
     # with sources x rows)
     # rows with no token to score (a text of one token, no BOS before it, no EOS after it): f and
     # gradient exactly 0, which the gradients stage warns of; left out, as in a subset's estimate
-    # they counted as rows that change nothing
-    unscored = ((f == 0) & ~x.any(axis=1)) if spec.model.kind == "causal-lm" else np.zeros(len(f), dtype=bool)
+    # they counted as rows that change nothing (not where every gradient is 0: a saturated theta*,
+    # which the gradients stage warns of otherwise, is not this)
+    nonzero = x.any(axis=1)
+    unscored = ((f == 0) & ~nonzero) if spec.model.kind == "causal-lm" and nonzero.any() else np.zeros(len(f), bool)
     rows_of: dict[tuple[str, str], list[int]] = {}
     for i, r in enumerate(store.rows):
         if not unscored[i]:

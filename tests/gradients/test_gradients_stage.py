@@ -99,3 +99,6 @@ def test_rows_with_no_token_to_score_are_left_out_of_their_source(monkeypatch) -
     assert features.source_train_f[1].tolist() == [-2.0, 0.0] and len(features.target_train_f) == 1
     spec.model.kind = "classifier"
     assert len(load_features(Path("unused"), spec).source_train_f[0]) == 3
+    spec.model.kind = "causal-lm"  # every gradient 0 (a saturated theta*, warned of otherwise): nothing left out
+    fake.features, fake.outputs = np.zeros_like(x), np.zeros_like(f)
+    assert [len(a) for a in load_features(Path("unused"), spec).source_train_f] == [3, 2]
