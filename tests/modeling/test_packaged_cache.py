@@ -233,3 +233,43 @@ def test_a_built_in_packaged_model_is_known_by_its_package_version_and_the_weigh
 
     assert str((shipped / packaged.SMOLLM2_GGUF).resolve()) in hash_cache(project).entries  # not hashed again
     assert packaged.shipped_model("models/base", project) == {} == packaged.shipped_model("org/name", project)
+
+
+def test_a_converted_copy_another_user_made_unreadable_names_the_cache_not_the_project(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A teammate converted SmolLM2 into the SUBSETCTL_CACHE the team shares with `umask 077`
+    (its models/ folder drwx------). `validate`, `plan`, `doctor` and `run` of every other
+    user stopped on "Cannot use .../subsetctl-conversion.json: Permission denied ... copy the
+    project somewhere writable", which cannot help: the cache is outside the project. (As
+    root, whom no mode refuses, the folder's refusal is played by os.stat and os.access.)"""
+    import errno
+    import os
+
+    from subsetctl.doctor import check_packaged_models
+    from subsetctl.errors import UserError
+
+    cache = tmp_path / "shared"
+    models = cache / "models"
+    target = models / packaged.SMOLLM2_NAME
+    target.mkdir(parents=True)
+    (target / packaged.CONVERSION_MARKER).write_text("{}")
+    real_stat, real_access = os.stat, os.access
+
+    def stat(path, *args, **kwargs):  # a folder this user may not enter: nothing in it can be looked at
+        if Path(path).is_relative_to(models) and Path(path) != models:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat)
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: Path(path) != models and real_access(path, mode, **kw))
+    monkeypatch.setenv("SUBSETCTL_CACHE", str(cache))
+    with pytest.raises(UserError) as refused:
+        packaged._marker_matches(target, tmp_path / "model.gguf")
+    message = str(refused.value)
+    assert f"model cache {models} cannot be read: {models} is refused (it belongs to" in message, message
+    assert f"`chmod -R a+rX {models}`" in message and "set SUBSETCTL_CACHE to a folder of your own" in message
+    assert "copy the project" not in message
+    smollm = next(c for c in check_packaged_models() if packaged.SMOLLM2_NAME in c.name)  # doctor: one failed check
+    assert not smollm.ok and smollm.detail.endswith(f"its converted copy in {models} cannot be read"), smollm
+    assert smollm.advice == message
+    assert packaged.present_folder(packaged.SMOLLM2_NAME) is None  # the report: no folder to name, no stop
